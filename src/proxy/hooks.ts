@@ -1,0 +1,103 @@
+/**
+ * The seams between the tunnel and the rest of dbgate. The proxy calls these; policy, masking and
+ * audit implement them. Data flows one way: client → statement hook → upstream; upstream → result
+ * filter → client; every statement → event sink.
+ */
+
+/** Fields of an ErrorResponse / NoticeResponse, by their protocol letters' meaning. */
+export interface PgNoticeFields {
+  severity: 'ERROR' | 'FATAL' | 'PANIC' | 'WARNING' | 'NOTICE' | 'DEBUG' | 'INFO' | 'LOG'
+  /** SQLSTATE, five characters. */
+  code: string
+  message: string
+  detail?: string
+  hint?: string
+}
+
+export type ProtocolPath = 'simple' | 'parse' | 'function-call'
+
+export interface StatementContext {
+  sessionId: string
+  connectionId: number
+  protocol: ProtocolPath
+  /** Prepared statement name for Parse ('' is the unnamed statement). */
+  statementName?: string
+  /** Transaction status last reported by the server: I idle, T in a block, E failed block. */
+  transactionStatus: 'I' | 'T' | 'E'
+  database: string
+  user: string
+  applicationName?: string
+}
+
+export type StatementVerdict =
+  | {action: 'allow'; notices?: PgNoticeFields[]; tag?: unknown}
+  | {action: 'reject'; error: PgNoticeFields; tag?: unknown}
+
+/**
+ * Judges one statement text (a whole simple Query message, which may hold several statements, or
+ * one Parse) before it reaches the server. Throwing counts as a rejection (fail closed).
+ */
+export type StatementHook = (sql: string, ctx: StatementContext) => StatementVerdict | Promise<StatementVerdict>
+
+export interface FieldDescription {
+  name: string
+  tableOid: number
+  columnAttr: number
+  typeOid: number
+  typeSize: number
+  typeModifier: number
+  format: number
+}
+
+/**
+ * Rewrites one statement's results as they leave the server. Every method may return `undefined`
+ * for "unchanged" so the proxy forwards the original bytes untouched (the fast path).
+ */
+export interface ResultFilter {
+  rowDescription?(fields: FieldDescription[]): FieldDescription[] | undefined
+  /** `formats` are the result column format codes in force (0 text, 1 binary). */
+  dataRow?(values: (Buffer | null)[]): (Buffer | null)[] | undefined
+  copyData?(chunk: Buffer): Buffer | undefined
+  notice?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
+  error?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
+  notification?(channel: string, payload: string): string | undefined
+}
+
+export type ResultFilterFactory = (sql: string, ctx: StatementContext, verdict: StatementVerdict) => ResultFilter | undefined
+
+/** One statement's outcome, emitted once it completes (or is rejected). */
+export interface StatementEvent {
+  sessionId: string
+  connectionId: number
+  protocol: ProtocolPath
+  statementName?: string
+  sql: string
+  /** Bind parameters as text where known (extended protocol); binary ones as base64 with a `b64:` prefix. */
+  params?: (string | null)[]
+  verdict: StatementVerdict
+  startedAt: Date
+  durationMs: number
+  /** CommandComplete tags, one per statement that completed (a simple Query may hold several). */
+  commandTags: string[]
+  rows: number
+  outcome: 'ok' | 'error' | 'rejected' | 'cancelled' | 'aborted'
+  error?: {code: string; message: string}
+}
+
+export interface SessionInfo {
+  sessionId: string
+  connectionId: number
+  database: string
+  user: string
+  applicationName?: string
+  clientAddress: string
+  startedAt: Date
+}
+
+export interface ProxyHooks {
+  statement?: StatementHook
+  resultFilter?: ResultFilterFactory
+  onStatement?: (event: StatementEvent) => void
+  onSessionStart?: (session: SessionInfo) => void
+  onSessionEnd?: (session: SessionInfo, reason: string) => void
+}
