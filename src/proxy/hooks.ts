@@ -55,15 +55,22 @@ export interface FieldDescription {
  */
 export interface ResultFilter {
   rowDescription?(fields: FieldDescription[]): FieldDescription[] | undefined
-  /** `formats` are the result column format codes in force (0 text, 1 binary). */
-  dataRow?(values: (Buffer | null)[]): (Buffer | null)[] | undefined
+  /**
+   * `fields` describes the columns where the tunnel saw a RowDescription for this result (simple
+   * queries always; extended ones when the client described the statement or portal).
+   */
+  dataRow?(values: (Buffer | null)[], fields: FieldDescription[] | undefined): (Buffer | null)[] | undefined
   copyData?(chunk: Buffer): Buffer | undefined
   notice?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   error?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   notification?(channel: string, payload: string): string | undefined
 }
 
-export type ResultFilterFactory = (sql: string, ctx: StatementContext, verdict: StatementVerdict) => ResultFilter | undefined
+/**
+ * Called once per statement run (and once per session with `sql === null` for what arrives outside
+ * any statement: notifications, asynchronous notices).
+ */
+export type ResultFilterFactory = (sql: string | null, ctx: StatementContext, verdict: StatementVerdict) => ResultFilter | undefined
 
 /** One statement's outcome, emitted once it completes (or is rejected). */
 export interface StatementEvent {
@@ -95,9 +102,13 @@ export interface SessionInfo {
 }
 
 export interface ProxyHooks {
+  /** Judges the client's startup parameters; returning an error refuses the connection. */
+  startup?: (params: Record<string, string>) => PgNoticeFields | undefined
   statement?: StatementHook
   resultFilter?: ResultFilterFactory
   onStatement?: (event: StatementEvent) => void
   onSessionStart?: (session: SessionInfo) => void
   onSessionEnd?: (session: SessionInfo, reason: string) => void
+  /** Drops whatever per-connection state a hook keeps (e.g. prepared statements). */
+  onConnectionClosed?: (connectionId: number) => void
 }

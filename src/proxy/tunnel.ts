@@ -1,0 +1,210 @@
+import {randomBytes, randomInt} from 'node:crypto'
+import {chmod, lstat, rm} from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+import {makeScramVerifier} from '../wire/scram.js'
+import {ClientConnection, type TunnelAuth} from './connection.js'
+import type {ProxyHooks} from './hooks.js'
+import type {UpstreamTarget} from './upstream.js'
+
+export type TunnelListen =
+  | {kind: 'tcp'; host: string; port: number; allowNonLoopback?: boolean}
+  /** A directory (the socket becomes DIR/.s.PGSQL.<port>, as libpq expects) or a full socket path. */
+  | {kind: 'unix'; path: string; port?: number}
+
+export interface TunnelOptions {
+  target: UpstreamTarget
+  listen: TunnelListen
+  hooks?: ProxyHooks
+  /** The secret clients present as their password; random when omitted. */
+  secret?: string
+  authMethod?: 'scram-sha-256' | 'cleartext'
+  maxMessageSize?: number
+  /** What the upstream sees as application_name. */
+  applicationName?: (clientApplicationName: string | undefined) => string
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void
+}
+
+export class TunnelConfigError extends Error {
+  override name = 'TunnelConfigError'
+}
+
+export interface TunnelAddress {
+  host: string
+  port: number
+  /** Set for unix sockets: the socket file. */
+  socketPath?: string
+  /** What libpq's `host` must be: the address, or the socket's directory. */
+  pgHost: string
+}
+
+const LOOPBACK_LISTEN = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/
+
+export const DEFAULT_MAX_MESSAGE_SIZE = 1024 ** 3
+
+/**
+ * The local listener. Clients prove they hold the tunnel's secret; each gets its own upstream
+ * session; one client's failure never touches another's.
+ */
+export class Tunnel {
+  readonly secret: string
+  private readonly auth: TunnelAuth
+  private readonly server: net.Server
+  private readonly connections = new Set<ClientConnection>()
+  private readonly cancelKeys = new Map<number, {secretKey: number; conn: ClientConnection}>()
+  private address_: TunnelAddress | undefined
+  private closed = false
+
+  constructor(private readonly options: TunnelOptions) {
+    this.secret = options.secret ?? randomBytes(24).toString('base64url')
+    this.auth = {method: options.authMethod ?? 'scram-sha-256', secret: this.secret, verifier: makeScramVerifier(this.secret)}
+    this.server = net.createServer((socket) => this.accept(socket))
+    this.server.on('error', (e) => this.log('error', `listener error: ${e.message}`))
+  }
+
+  get address(): TunnelAddress {
+    if (!this.address_) throw new Error('the tunnel is not listening yet')
+    return this.address_
+  }
+
+  get connectionCount(): number {
+    return this.connections.size
+  }
+
+  private log(level: 'info' | 'warn' | 'error', message: string): void {
+    this.options.log?.(level, message)
+  }
+
+  async listen(): Promise<TunnelAddress> {
+    const listen = this.options.listen
+    if (listen.kind === 'tcp') {
+      if (!LOOPBACK_LISTEN.test(listen.host)) {
+        if (!listen.allowNonLoopback) {
+          throw new TunnelConfigError(
+            `refusing to listen on ${listen.host}: the tunnel binds to loopback only, so other machines cannot use your identity. Use --force-listen to override.`,
+          )
+        }
+        this.log('warn', `listening on non-loopback address ${listen.host}: anyone who can reach it and knows the tunnel secret can use your identity`)
+      }
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject)
+        this.server.listen({host: listen.host, port: listen.port, exclusive: true}, () => {
+          this.server.off('error', reject)
+          resolve()
+        })
+      })
+      const a = this.server.address() as net.AddressInfo
+      this.address_ = {host: listen.host === 'localhost' ? '127.0.0.1' : listen.host, port: a.port, pgHost: listen.host}
+      return this.address_
+    }
+    const port = listen.port ?? 5432
+    const socketPath = /\.s\.PGSQL\.\d+$/.test(listen.path) ? listen.path : path.join(listen.path, `.s.PGSQL.${port}`)
+    await removeStaleSocket(socketPath)
+    // Create the socket already private: a chmod afterwards would leave a window open.
+    const oldMask = process.umask(0o177)
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject)
+        this.server.listen({path: socketPath, exclusive: true}, () => {
+          this.server.off('error', reject)
+          resolve()
+        })
+      })
+    } finally {
+      process.umask(oldMask)
+    }
+    await chmod(socketPath, 0o600)
+    const socketPort = Number(/\.s\.PGSQL\.(\d+)$/.exec(socketPath)![1])
+    this.address_ = {host: path.dirname(socketPath), port: socketPort, socketPath, pgHost: path.dirname(socketPath)}
+    return this.address_
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy()
+      return
+    }
+    const conn: ClientConnection = new ClientConnection(socket, {
+      target: this.options.target,
+      auth: this.auth,
+      hooks: this.options.hooks ?? {},
+      maxMessageSize: this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      applicationName: this.options.applicationName ?? ((app) => (app ? `dbgate/${app}` : 'dbgate')),
+      issueCancelKey: (c: ClientConnection) => this.issueCancelKey(c),
+      releaseCancelKey: (pid) => this.cancelKeys.delete(pid),
+      cancelByKey: (pid, key) => this.cancelByKey(pid, key),
+      log: (level, message) => this.log(level, message),
+    })
+    this.connections.add(conn)
+    conn.onClose(() => this.connections.delete(conn))
+  }
+
+  private issueCancelKey(conn: ClientConnection): {processId: number; secretKey: number} {
+    let processId: number
+    do processId = randomInt(1, 2 ** 31 - 1)
+    while (this.cancelKeys.has(processId))
+    const secretKey = randomInt(-(2 ** 31), 2 ** 31 - 1)
+    this.cancelKeys.set(processId, {secretKey, conn})
+    return {processId, secretKey}
+  }
+
+  private cancelByKey(processId: number, secretKey: number): void {
+    const entry = this.cancelKeys.get(processId)
+    if (!entry || entry.secretKey !== secretKey) {
+      this.log('warn', 'ignored a cancel request with an unknown key')
+      return
+    }
+    void entry.conn.cancel()
+  }
+
+  /**
+   * Stops accepting, lets in-flight statements finish for up to `graceMs`, then cancels what is
+   * still running and closes every connection.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    const all = [...this.connections]
+    const done = Promise.all(all.map((c) => new Promise<void>((resolve) => c.onClose(resolve))))
+    for (const c of all) c.shutdown()
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = await Promise.race([
+      done.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), graceMs)
+      }),
+    ])
+    clearTimeout(timer)
+    if (timedOut) {
+      const busy = all.filter((c) => !c.closed)
+      this.log('warn', `cancelling ${busy.length} statement(s) still running after ${graceMs} ms`)
+      await Promise.all(busy.map((c) => c.cancel()))
+      await Promise.race([done, new Promise((r) => setTimeout(r, 2000))])
+      for (const c of all) c.close('tunnel shut down')
+    }
+    await listenerClosed
+    if (this.address_?.socketPath) await rm(this.address_.socketPath, {force: true})
+  }
+}
+
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  try {
+    const st = await lstat(socketPath)
+    if (!st.isSocket()) throw new TunnelConfigError(`${socketPath} exists and is not a socket; refusing to replace it`)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw error
+  }
+  // A live server there would answer; only a dead one's socket file may be replaced.
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = net.connect({path: socketPath})
+    probe.once('connect', () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once('error', () => resolve(false))
+  })
+  if (alive) throw new TunnelConfigError(`${socketPath} is in use by a running server`)
+  await rm(socketPath, {force: true})
+}

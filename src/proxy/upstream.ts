@@ -1,0 +1,299 @@
+import net from 'node:net'
+import tls from 'node:tls'
+import {Backend} from '../wire/codes.js'
+import {Framer, ProtocolError, type Frame} from '../wire/framer.js'
+import {decodeAuth, decodeBackendKeyData, decodeNotice, decodeParameterStatus, decodeReadyForQuery, type NoticeFields} from '../wire/backend.js'
+import {encodeCancelRequest, encodeSslRequest, encodeStartup} from '../wire/frontend.js'
+import {ScramClient, ScramError, md5Password} from '../wire/scram.js'
+import {serialize} from 'pg-protocol'
+
+export type TlsMode = 'disable' | 'prefer' | 'require' | 'verify-full'
+
+/** Where and how the tunnel reaches the real database. The password is already resolved. */
+export interface UpstreamTarget {
+  host: string
+  port: number
+  database: string
+  user: string
+  password?: string
+  tls: TlsMode
+  /** PEM of the CA to trust (verify-full, or require to verify the chain). */
+  tlsCa?: string
+  connectTimeoutMs?: number
+}
+
+/** A failure reaching or logging into the upstream, phrased for the client. */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError'
+  constructor(
+    message: string,
+    readonly sqlstate: string,
+    readonly upstream?: NoticeFields,
+  ) {
+    super(message)
+  }
+}
+
+export interface UpstreamSession {
+  socket: net.Socket
+  parameters: [string, string][]
+  processId: number
+  secretKey: number
+  status: 'I' | 'T' | 'E'
+  notices: NoticeFields[]
+  /** Bytes that arrived after ReadyForQuery, to be processed before anything else. */
+  leftover: Buffer
+  encrypted: boolean
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i
+
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK.test(host) || host.startsWith('/')
+}
+
+/** Reads whole frames off a socket one at a time, for the short startup conversation. */
+class FrameQueue {
+  private frames: Frame[] = []
+  private waiting: {resolve: (f: Frame) => void; reject: (e: Error) => void} | undefined
+  private failure: Error | undefined
+  private readonly framer = new Framer({maxMessageSize: 1 << 20})
+  private readonly onData = (chunk: Buffer) => {
+    try {
+      this.framer.push(chunk, (f) => this.frames.push({code: f.code, body: Buffer.from(f.body), raw: Buffer.from(f.raw)}))
+    } catch (error) {
+      this.fail(error as Error)
+    }
+    this.wake()
+  }
+  private readonly onEnd = () => this.fail(new UpstreamError('the upstream server closed the connection during startup', '08006'))
+  private readonly onError = (e: Error) => this.fail(new UpstreamError(`upstream connection failed: ${e.message}`, '08006'))
+
+  constructor(private readonly socket: net.Socket) {
+    socket.on('data', this.onData)
+    socket.on('end', this.onEnd)
+    socket.on('error', this.onError)
+  }
+
+  private fail(error: Error) {
+    this.failure ??= error
+    this.wake()
+  }
+
+  private wake() {
+    if (!this.waiting) return
+    const w = this.waiting
+    if (this.frames.length > 0) {
+      this.waiting = undefined
+      w.resolve(this.frames.shift()!)
+    } else if (this.failure) {
+      this.waiting = undefined
+      w.reject(this.failure)
+    }
+  }
+
+  next(): Promise<Frame> {
+    return new Promise((resolve, reject) => {
+      this.waiting = {resolve, reject}
+      this.wake()
+    })
+  }
+
+  /** Stops listening and returns bytes already received but not consumed. */
+  detach(): Buffer {
+    this.socket.off('data', this.onData)
+    this.socket.off('end', this.onEnd)
+    this.socket.off('error', this.onError)
+    return Buffer.concat(this.frames.map((f) => f.raw))
+  }
+}
+
+function connectTcp(target: UpstreamTarget): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({host: target.host, port: target.port})
+    socket.setNoDelay(true)
+    socket.setKeepAlive(true, 30_000)
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new UpstreamError(`timed out connecting to the upstream ${target.host}:${target.port}`, '08001'))
+    }, target.connectTimeoutMs ?? 10_000)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.removeAllListeners('error')
+      resolve(socket)
+    })
+    socket.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      reject(new UpstreamError(`cannot reach the upstream ${target.host}:${target.port}: ${e.code ?? e.message}`, '08001'))
+    })
+  })
+}
+
+function readOneByte(socket: net.Socket): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      socket.off('data', onData)
+      socket.off('error', onError)
+      socket.off('end', onEnd)
+    }
+    const onData = (chunk: Buffer) => {
+      cleanup()
+      if (chunk.length > 1) socket.unshift(chunk.subarray(1))
+      resolve(chunk[0]!)
+    }
+    const onError = (e: Error) => {
+      cleanup()
+      reject(new UpstreamError(`upstream connection failed: ${e.message}`, '08006'))
+    }
+    const onEnd = () => {
+      cleanup()
+      reject(new UpstreamError('the upstream server closed the connection during TLS negotiation', '08006'))
+    }
+    socket.on('data', onData)
+    socket.on('error', onError)
+    socket.on('end', onEnd)
+  })
+}
+
+async function negotiateTls(socket: net.Socket, target: UpstreamTarget): Promise<{socket: net.Socket; encrypted: boolean}> {
+  if (target.tls === 'disable') return {socket, encrypted: false}
+  socket.write(encodeSslRequest())
+  const answer = await readOneByte(socket)
+  if (answer === 0x4e /* N */) {
+    if (target.tls === 'prefer') return {socket, encrypted: false}
+    socket.destroy()
+    throw new UpstreamError(`the upstream ${target.host}:${target.port} does not offer TLS, but the target requires it (tls: ${target.tls})`, '08004')
+  }
+  if (answer !== 0x53 /* S */) {
+    socket.destroy()
+    throw new UpstreamError(`unexpected answer 0x${answer.toString(16)} from the upstream to the TLS request`, '08P01')
+  }
+  const verify = target.tls === 'verify-full' || (target.tls === 'require' && !!target.tlsCa)
+  const options: tls.ConnectionOptions = {
+    socket,
+    servername: net.isIP(target.host) ? undefined : target.host,
+    rejectUnauthorized: verify,
+    ca: target.tlsCa,
+  }
+  // libpq's `require` checks the chain only when a CA is given and never the host name.
+  if (target.tls !== 'verify-full') options.checkServerIdentity = () => undefined
+  const secure = tls.connect(options)
+  await new Promise<void>((resolve, reject) => {
+    secure.once('secureConnect', () => {
+      secure.removeAllListeners('error')
+      resolve()
+    })
+    secure.once('error', (e) => {
+      secure.destroy()
+      reject(new UpstreamError(`TLS to the upstream ${target.host}:${target.port} failed: ${e.message}`, '08006'))
+    })
+  })
+  secure.setNoDelay(true)
+  return {socket: secure, encrypted: true}
+}
+
+/**
+ * Opens an authenticated upstream session: TCP, TLS per the target's mode, startup, then
+ * SCRAM-SHA-256, MD5 or cleartext (the last only over TLS or to a loopback host).
+ */
+export async function connectUpstream(target: UpstreamTarget, startupParams: Record<string, string>): Promise<UpstreamSession> {
+  const tcp = await connectTcp(target)
+  let socket: net.Socket = tcp
+  let queue: FrameQueue | undefined
+  try {
+    const negotiated = await negotiateTls(tcp, target)
+    socket = negotiated.socket
+    queue = new FrameQueue(socket)
+    socket.write(encodeStartup({...startupParams, user: target.user, database: target.database}))
+    const parameters: [string, string][] = []
+    const notices: NoticeFields[] = []
+    let key = {processId: 0, secretKey: 0}
+    let scram: ScramClient | undefined
+    for (;;) {
+      const frame = await queue.next()
+      switch (frame.code) {
+        case Backend.Authentication: {
+          const auth = decodeAuth(frame.body)
+          if (auth.kind === 'ok') break
+          const password = target.password
+          if (auth.kind === 'other') throw new UpstreamError(`the upstream asked for an authentication method dbgate does not support (code ${auth.code})`, '28000')
+          if (password === undefined && (auth.kind === 'cleartext' || auth.kind === 'md5' || auth.kind === 'sasl')) {
+            throw new UpstreamError(`the upstream wants a password for user "${target.user}", but the target has none configured`, '28P01')
+          }
+          if (auth.kind === 'cleartext') {
+            if (!negotiated.encrypted && !isLoopbackHost(target.host)) {
+              throw new UpstreamError('the upstream asked for a cleartext password over an unencrypted, non-loopback connection; set tls: require or verify-full', '28000')
+            }
+            socket.write(serialize.password(password!))
+          } else if (auth.kind === 'md5') {
+            socket.write(serialize.password(md5Password(target.user, password!, auth.salt)))
+          } else if (auth.kind === 'sasl') {
+            if (!auth.mechanisms.includes('SCRAM-SHA-256')) {
+              throw new UpstreamError(`the upstream offers only SASL mechanisms ${auth.mechanisms.join(', ')}; dbgate supports SCRAM-SHA-256`, '28000')
+            }
+            scram = new ScramClient(password!)
+            socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.firstMessage()))
+          } else if (auth.kind === 'sasl-continue') {
+            if (!scram) throw new UpstreamError('the upstream sent SASLContinue out of order', '08P01')
+            socket.write(serialize.sendSCRAMClientFinalMessage(scram.finalMessage(auth.data.toString('utf8'))))
+          } else if (auth.kind === 'sasl-final') {
+            if (!scram) throw new UpstreamError('the upstream sent SASLFinal out of order', '08P01')
+            scram.verifyFinal(auth.data.toString('utf8'))
+          }
+          break
+        }
+        case Backend.ParameterStatus: {
+          const p = decodeParameterStatus(frame.body)
+          parameters.push([p.name, p.value])
+          break
+        }
+        case Backend.BackendKeyData:
+          key = decodeBackendKeyData(frame.body)
+          break
+        case Backend.NoticeResponse:
+          notices.push(decodeNotice(frame.body))
+          break
+        case Backend.NegotiateProtocolVersion:
+          break
+        case Backend.ErrorResponse: {
+          const err = decodeNotice(frame.body)
+          throw new UpstreamError(`upstream refused the connection: ${err.message}`, err.code || '08006', err)
+        }
+        case Backend.ReadyForQuery: {
+          const status = decodeReadyForQuery(frame.body)
+          const leftover = queue.detach()
+          return {socket, parameters, processId: key.processId, secretKey: key.secretKey, status, notices, leftover, encrypted: negotiated.encrypted}
+        }
+        default:
+          throw new UpstreamError(`unexpected message ${String.fromCharCode(frame.code)} from the upstream during startup`, '08P01')
+      }
+    }
+  } catch (error) {
+    queue?.detach()
+    socket.destroy()
+    if (error instanceof UpstreamError) throw error
+    if (error instanceof ScramError) throw new UpstreamError(`upstream authentication failed: ${error.message}`, '28P01')
+    if (error instanceof ProtocolError) throw new UpstreamError(`upstream protocol error: ${error.message}`, '08P01')
+    throw new UpstreamError(`upstream connection failed: ${(error as Error).message}`, '08006')
+  }
+}
+
+/** Sends a CancelRequest for an upstream backend on a fresh connection, as libpq does. */
+export async function cancelUpstream(target: UpstreamTarget, processId: number, secretKey: number): Promise<void> {
+  const tcp = await connectTcp(target)
+  let socket: net.Socket = tcp
+  try {
+    if (target.tls !== 'disable') socket = (await negotiateTls(tcp, {...target, tls: target.tls === 'prefer' ? 'prefer' : target.tls})).socket
+    await new Promise<void>((resolve) => {
+      socket.write(encodeCancelRequest(processId, secretKey), () => resolve())
+    })
+    // The server closes the connection once it has read the request.
+    await new Promise<void>((resolve) => {
+      socket.once('close', () => resolve())
+      socket.once('error', () => resolve())
+      setTimeout(resolve, 2000).unref()
+    })
+  } finally {
+    socket.destroy()
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Splits a byte stream into complete protocol frames without trusting the peer: lengths below 4
+ * and above a cap are refused before anything is allocated, and a frame that spans chunks is
+ * assembled in one buffer sized once from its header.
+ */
+
+export class ProtocolError extends Error {
+  override name = 'ProtocolError'
+  constructor(
+    message: string,
+    readonly sqlstate = '08P01',
+  ) {
+    super(message)
+  }
+}
+
+export interface Frame {
+  /** Message type byte; 0 for startup-phase packets, which have none. */
+  code: number
+  /** Body after the header (a view, valid until the next push). */
+  body: Buffer
+  /** The whole frame, header included (a view, valid until the next push). */
+  raw: Buffer
+}
+
+export interface FramerOptions {
+  maxMessageSize: number
+  /** Start in the startup phase, where packets carry only a length. */
+  startup?: boolean
+  /** Startup packets are small by definition; PostgreSQL itself caps them at 10000 bytes. */
+  maxStartupSize?: number
+}
+
+const EMPTY = Buffer.alloc(0)
+
+export class Framer {
+  private startup: boolean
+  private pending: Buffer = EMPTY
+  /** When a frame spans chunks: its preallocated buffer and how much of it is filled. */
+  private partial: Buffer | undefined
+  private partialFilled = 0
+  private readonly maxMessageSize: number
+  private readonly maxStartupSize: number
+
+  constructor(options: FramerOptions) {
+    this.startup = options.startup ?? false
+    this.maxMessageSize = options.maxMessageSize
+    this.maxStartupSize = options.maxStartupSize ?? 10_000
+  }
+
+  /** Leave the startup phase: later frames carry a type byte. */
+  endStartup(): void {
+    this.startup = false
+  }
+
+  get inStartup(): boolean {
+    return this.startup
+  }
+
+  /** Bytes buffered that are not yet a complete frame. */
+  get buffered(): number {
+    return this.pending.length + this.partialFilled
+  }
+
+  /**
+   * Feeds one chunk; calls `onFrame` for each complete frame in order. `onFrame` may switch the
+   * phase (`endStartup`) and the next frame is read accordingly. Returns the chunk-relative
+   * ranges are not exposed: callers that forward untouched bytes use `frame.raw`.
+   */
+  push(chunk: Buffer, onFrame: (frame: Frame) => void): void {
+    let buf = chunk
+    if (this.partial) {
+      const need = this.partial.length - this.partialFilled
+      const take = Math.min(need, buf.length)
+      buf.copy(this.partial, this.partialFilled, 0, take)
+      this.partialFilled += take
+      if (this.partialFilled < this.partial.length) return
+      const whole = this.partial
+      this.partial = undefined
+      this.partialFilled = 0
+      this.emit(whole, onFrame)
+      buf = buf.subarray(take)
+    } else if (this.pending.length > 0) {
+      buf = Buffer.concat([this.pending, buf])
+      this.pending = EMPTY
+    }
+
+    let offset = 0
+    while (offset < buf.length) {
+      const headerSize = this.startup ? 4 : 5
+      if (buf.length - offset < headerSize) break
+      const length = this.startup ? buf.readInt32BE(offset) : buf.readInt32BE(offset + 1)
+      this.checkLength(length, offset, buf)
+      const total = this.startup ? length : length + 1
+      if (buf.length - offset < total) {
+        // Size the buffer once from the header rather than re-concatenating every chunk.
+        this.partial = Buffer.allocUnsafe(total)
+        buf.copy(this.partial, 0, offset)
+        this.partialFilled = buf.length - offset
+        return
+      }
+      this.emit(buf.subarray(offset, offset + total), onFrame)
+      offset += total
+    }
+    if (offset < buf.length) this.pending = Buffer.from(buf.subarray(offset))
+  }
+
+  private checkLength(length: number, offset: number, buf: Buffer): void {
+    if (this.startup) {
+      if (length < 8 || length > this.maxStartupSize) {
+        throw new ProtocolError(`invalid startup packet length ${length} (expected 8 to ${this.maxStartupSize} bytes)`)
+      }
+      return
+    }
+    if (length < 4) {
+      throw new ProtocolError(`invalid message length ${length} for message type ${describeCode(buf[offset] ?? 0)}`)
+    }
+    if (length - 4 > this.maxMessageSize) {
+      throw new ProtocolError(
+        `message of type ${describeCode(buf[offset] ?? 0)} is ${length - 4} bytes, over the limit of ${this.maxMessageSize} bytes (tunnel.maxMessageSize)`,
+        '54000',
+      )
+    }
+  }
+
+  private emit(raw: Buffer, onFrame: (frame: Frame) => void): void {
+    if (this.startup) onFrame({code: 0, body: raw.subarray(4), raw})
+    else onFrame({code: raw[0]!, body: raw.subarray(5), raw})
+  }
+}
+
+function describeCode(code: number): string {
+  return code >= 0x20 && code < 0x7f ? `'${String.fromCharCode(code)}'` : `0x${code.toString(16).padStart(2, '0')}`
+}
