@@ -1,0 +1,127 @@
+import {stat} from 'node:fs/promises'
+import {afterAll, beforeAll, describe, expect, test} from 'vitest'
+import {approveDeviceCode} from '../../src/dev/oidc-dev-browser.js'
+import {withIdentityDefaults} from '../../src/identity/config.js'
+import {deviceLogin} from '../../src/identity/device-login.js'
+import {clearDiscoveryCache} from '../../src/identity/oidc.js'
+import {getIdentity} from '../../src/identity/session.js'
+import {storeKey} from '../../src/identity/token-store.js'
+import {fixture, loginAs, waitFor, type Fixture} from './helpers.js'
+
+let f: Fixture
+beforeAll(async () => {
+  f = await fixture()
+})
+afterAll(async () => {
+  await f.close()
+})
+
+describe('device login', () => {
+  test('signs in through the device flow, stores the tokens, and getIdentity returns the verified person', async () => {
+    const result = await loginAs(f, {user: 'alice'})
+    const [prompt] = result.prompts
+    expect(prompt.userCode).toMatch(/^[A-Z]{4}-[A-Z]{4}$/)
+    expect(prompt.verificationUri).toBe(`${f.dev.issuer}/device`)
+    expect(prompt.verificationUriComplete).toContain(encodeURIComponent(prompt.userCode))
+    expect(result.identity).toMatchObject({subject: 'alice', email: 'alice@example.com', name: 'Alice Example', groups: ['engineering'], kind: 'human', issuer: f.dev.issuer})
+
+    const stored = await f.store.load(storeKey(f.config))
+    expect(stored?.refreshToken).toBeTruthy()
+    expect(stored?.idToken).toBeTruthy()
+
+    const session = await getIdentity(f.config, {store: f.store, env: f.env})
+    expect(session.source).toBe('stored')
+    expect(session.identity.subject).toBe('alice')
+    expect(session.identity.tokenHash).toMatch(/^[0-9a-f]{64}$/)
+    expect(session.identity.tokenHash).toBe(result.identity.tokenHash)
+  })
+
+  test('stores to a 0600 file, and says so once, when the keychain is off', async () => {
+    const fresh = await fixture()
+    try {
+      await loginAs(fresh)
+      await loginAs(fresh, {user: 'bob'})
+      expect(fresh.warnings).toHaveLength(1)
+      expect(fresh.warnings[0]).toContain('plain text')
+      const file = fresh.warnings[0].match(/in (\S+\.json)/)?.[1] as string
+      expect((await stat(file)).mode & 0o777).toBe(0o600)
+    } finally {
+      await fresh.close()
+    }
+  })
+
+  test('keeps polling through authorization_pending and backs off on slow_down', async () => {
+    f.dev.polls.length = 0
+    const seen = (outcome: string) => () => f.dev.polls.some((p) => p.outcome === outcome)
+    const result = await loginAs(f, {
+      user: 'bob',
+      // pending first, then one slow_down, then approve: the next poll must come ≥ 5 s later.
+      beforeApprove: async () => {
+        await waitFor(seen('authorization_pending'))
+        f.dev.slowDownNext(1)
+        await waitFor(seen('slow_down'))
+      },
+    })
+    expect(result.identity.subject).toBe('bob')
+    const outcomes = f.dev.polls.map((p) => p.outcome)
+    const slow = outcomes.indexOf('slow_down')
+    expect(outcomes.slice(0, slow).every((o) => o === 'authorization_pending')).toBe(true)
+    expect(outcomes.slice(slow + 1)).toEqual(['tokens'])
+    // RFC 8628 §3.5: after slow_down the interval grows by 5 s.
+    expect(f.dev.polls[slow + 1].at - f.dev.polls[slow].at).toBeGreaterThanOrEqual(5_000)
+  }, 30_000)
+
+  test('a denied request fails with LOGIN_DENIED', async () => {
+    await expect(loginAs(f, {deny: true})).rejects.toMatchObject({code: 'LOGIN_DENIED', name: 'LoginDeniedError'})
+  })
+
+  test('a code left unused until it expires fails with LOGIN_EXPIRED', async () => {
+    f.dev.ttl.deviceCode = 1
+    try {
+      await expect(loginAs(f, {approve: false})).rejects.toMatchObject({code: 'LOGIN_EXPIRED'})
+      expect(f.dev.polls.at(-1)?.outcome).toBe('expired_token')
+    } finally {
+      f.dev.ttl.deviceCode = 600
+    }
+  })
+
+  test('aborting the signal (Ctrl-C) fails with LOGIN_ABORTED', async () => {
+    const controller = new AbortController()
+    const login = deviceLogin(f.config, {
+      store: f.store,
+      openBrowser: false,
+      signal: controller.signal,
+      ui: {showCode: () => void setTimeout(() => controller.abort(), 150)},
+    })
+    await expect(login).rejects.toMatchObject({code: 'LOGIN_ABORTED'})
+  })
+
+  test('opens the browser at the complete verification URI, where the person approves', async () => {
+    const opened: string[] = []
+    const seen: {url: string; opened: boolean}[] = []
+    let approval: Promise<unknown> = Promise.resolve()
+    const result = await deviceLogin(f.config, {
+      store: f.store,
+      openBrowser: async (url) => {
+        opened.push(url)
+        // The "browser" lands on the page with the code filled in and only has to confirm and sign in.
+        approval = approveDeviceCode({verificationUri: url, userCode: new URL(url).searchParams.get('user_code') as string, user: 'carol', password: 'carol'})
+        return true
+      },
+      ui: {showCode: () => {}, browser: (r) => seen.push(r)},
+    })
+    await approval
+    expect(result.identity.subject).toBe('carol')
+    expect(opened).toHaveLength(1)
+    expect(opened[0]).toMatch(/\/device\?user_code=/)
+    expect(seen).toEqual([{url: opened[0], opened: true}])
+  })
+
+  test('an unreachable IdP fails with IDP_UNREACHABLE and a next step', async () => {
+    clearDiscoveryCache()
+    const config = withIdentityDefaults({issuer: 'http://127.0.0.1:9', clientId: 'dbgate-cli'})
+    const error = await deviceLogin(config, {openBrowser: false, ui: {showCode: () => {}}}).catch((e: unknown) => e)
+    expect(error).toMatchObject({code: 'IDP_UNREACHABLE'})
+    expect((error as Error & {nextStep: string}).nextStep).toMatch(/network/)
+  })
+})
