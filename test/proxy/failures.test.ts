@@ -159,8 +159,12 @@ describe('the tunnel under bad input and failures', () => {
     raw.end()
     const c = await t.client()
     await c.query("set lock_timeout = '5s'")
-    await c.query('lock table locked')
-    const left = await c.query("select count(*)::int n from pg_stat_activity where application_name = 'dbgate/vanisher'")
-    expect(left.rows[0].n).toBe(0)
+    await c.query('begin; lock table locked; commit')
+    let left = -1
+    for (let i = 0; i < 50 && left !== 0; i++) {
+      left = (await c.query("select count(*)::int n from pg_stat_activity where application_name = 'dbgate/vanisher'")).rows[0].n
+      if (left !== 0) await new Promise((r) => setTimeout(r, 50))
+    }
+    expect(left).toBe(0)
   })
 })
