@@ -154,7 +154,9 @@ describe('the tunnel under bad input and failures', () => {
 
   it('ends the upstream session of a client that vanishes mid-transaction, releasing its locks', async () => {
     const raw = await RawClient.connect(t.port, {password: t.secret, database: db.database, params: {application_name: 'vanisher'}})
-    raw.send(serialize.query('create table if not exists locked (id int); begin; lock table locked; select pg_sleep(0.3)'))
+    const setup = await t.client()
+    await setup.query('create table locked (id int)')
+    raw.send(serialize.query('begin; lock table locked; select pg_sleep(0.3)'))
     await new Promise((r) => setTimeout(r, 100))
     raw.end()
     const c = await t.client()
