@@ -10,6 +10,8 @@ export interface EmbeddedPg {
   password: string
   dataDir: string
   url(database?: string): string
+  /** Stops and starts the same cluster, data kept: what an upstream restart looks like to clients. */
+  restart(): Promise<void>
   stop(): Promise<void>
 }
 
@@ -21,6 +23,8 @@ export interface EmbeddedPgOptions {
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string>
   onLog?: (line: string) => void
+  /** Runs after initdb and before the first start, e.g. to add certificates or pg_hba.conf lines. */
+  prepare?: (dataDir: string) => Promise<void>
 }
 
 /** Asks the kernel for a free loopback TCP port. */
@@ -55,13 +59,15 @@ export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<
     user,
     password,
     authMethod: options.authMethod ?? 'scram-sha-256',
-    persistent: false,
+    // Kept across restarts; stop() below removes the directory itself.
+    persistent: true,
     createPostgresUser: process.getuid?.() === 0,
     postgresFlags: flags,
     onLog: (m: unknown) => options.onLog?.(String(m)),
     onError: (m: unknown) => options.onLog?.(String(m)),
   })
   await pg.initialise()
+  await options.prepare?.(dataDir)
   await pg.start()
   return {
     host: '127.0.0.1',
@@ -71,6 +77,10 @@ export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<
     dataDir,
     url: (database = 'postgres') =>
       `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
+    async restart() {
+      await pg.stop()
+      await pg.start()
+    },
     async stop() {
       await pg.stop()
       await rm(dataDir, {recursive: true, force: true})

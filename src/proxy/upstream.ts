@@ -171,6 +171,8 @@ async function negotiateTls(socket: net.Socket, target: UpstreamTarget): Promise
   const verify = target.tls === 'verify-full' || (target.tls === 'require' && !!target.tlsCa)
   const options: tls.ConnectionOptions = {
     socket,
+    // Without `host`, Node checks the certificate against "localhost" when given a bare socket.
+    host: target.host,
     servername: net.isIP(target.host) ? undefined : target.host,
     rejectUnauthorized: verify,
     ca: target.tlsCa,
