@@ -1,0 +1,112 @@
+import {readFile} from 'node:fs/promises'
+import {resolveSecret, type SecretContext} from '../config/secrets.js'
+import {getTarget} from '../config/targets.js'
+import type {DbgateConfig, TargetConfig} from '../config/types.js'
+import type {ProxyHooks} from '../proxy/hooks.js'
+import {Tunnel, type TunnelAddress, type TunnelListen} from '../proxy/tunnel.js'
+import type {UpstreamTarget} from '../proxy/upstream.js'
+
+export interface ListenRequest {
+  /** Loopback address to bind; default 127.0.0.1. */
+  host?: string
+  /** 0 or undefined picks a free port. */
+  port?: number
+  /** A directory (or full `.s.PGSQL.N` path) for a unix socket instead of TCP. */
+  socket?: string
+  /** Allow a non-loopback `host`. */
+  force?: boolean
+}
+
+export interface OpenTunnelOptions {
+  config: DbgateConfig
+  targetName: string
+  listen?: ListenRequest
+  hooks?: ProxyHooks
+  applicationName?: (clientApplicationName: string | undefined) => string
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void
+  secrets?: SecretContext
+}
+
+/** What a client needs to use the tunnel, in the shapes people and programs want it. */
+export interface ConnectionInfo {
+  url: string
+  host: string
+  port: number
+  user: string
+  database: string
+  password: string
+  /** The unix socket file, when listening on one. */
+  socket?: string
+  /** A ready-to-paste psql command line. */
+  psql: string
+  /** libpq variables (and DATABASE_URL) for a child process. */
+  env: Record<string, string>
+}
+
+export interface OpenedTunnel {
+  tunnel: Tunnel
+  target: TargetConfig
+  info: ConnectionInfo
+  close(graceMs?: number): Promise<void>
+}
+
+/** Turns a configured target into what the tunnel dials, resolving the password source now. */
+export async function upstreamTargetOf(target: TargetConfig, secrets: SecretContext = {}): Promise<UpstreamTarget> {
+  const password = target.password
+    ? await resolveSecret(target.password, {target: target.name, keyPath: `targets.${target.name}.password`, ...secrets})
+    : undefined
+  const tlsCa = target.tlsCa ? await readFile(target.tlsCa, 'utf8') : undefined
+  return {host: target.host, port: target.port, database: target.database, user: target.user, password, tls: target.tls, tlsCa}
+}
+
+function listenOf(req: ListenRequest = {}): TunnelListen {
+  if (req.socket) return {kind: 'unix', path: req.socket, port: req.port || undefined}
+  return {kind: 'tcp', host: req.host ?? '127.0.0.1', port: req.port ?? 0, allowNonLoopback: req.force}
+}
+
+const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
+
+export function connectionInfo(address: TunnelAddress, secret: string, target: TargetConfig): ConnectionInfo {
+  const user = target.user
+  const database = target.database
+  const auth = `${encodeURIComponent(user)}:${encodeURIComponent(secret)}`
+  const url = address.socketPath
+    ? `postgresql://${auth}@/${encodeURIComponent(database)}?host=${encodeURIComponent(address.pgHost)}&port=${address.port}`
+    : `postgresql://${auth}@${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/${encodeURIComponent(database)}`
+  return {
+    url,
+    host: address.pgHost,
+    port: address.port,
+    user,
+    database,
+    password: secret,
+    socket: address.socketPath,
+    psql: `psql ${shellQuote(url)}`,
+    env: {
+      PGHOST: address.pgHost,
+      PGPORT: String(address.port),
+      PGUSER: user,
+      PGPASSWORD: secret,
+      PGDATABASE: database,
+      // The tunnel speaks plain text on loopback; a libpq default of sslmode=require would fail.
+      PGSSLMODE: 'disable',
+      DATABASE_URL: url,
+    },
+  }
+}
+
+/** Opens a tunnel to one configured target and returns how to reach it. */
+export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel> {
+  const target = getTarget(opts.config, opts.targetName)
+  const upstream = await upstreamTargetOf(target, opts.secrets)
+  const tunnel = new Tunnel({
+    target: upstream,
+    listen: listenOf(opts.listen),
+    hooks: opts.hooks,
+    maxMessageSize: target.tunnel.maxMessageSize,
+    applicationName: opts.applicationName,
+    log: opts.log,
+  })
+  const address = await tunnel.listen()
+  return {tunnel, target, info: connectionInfo(address, tunnel.secret, target), close: (graceMs) => tunnel.close(graceMs)}
+}

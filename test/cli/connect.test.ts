@@ -1,0 +1,98 @@
+import {spawn} from 'node:child_process'
+import {mkdtemp, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {createInterface} from 'node:readline'
+import pg from 'pg'
+import {beforeAll, describe, expect, it} from 'vitest'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {run} from '../helpers/run.js'
+
+const BIN = path.resolve('bin/run.js')
+
+/** The CLI as a user runs it: the built `dbgate` binary, a dbgate.yaml, a real database. */
+describe('dbgate connect', () => {
+  let db: UpstreamInfo
+  let dir: string
+  let env: NodeJS.ProcessEnv
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-cli-'))
+    await writeFile(
+      path.join(dir, 'dbgate.yaml'),
+      `targets:\n  app:\n    host: ${db.host}\n    port: ${db.port}\n    database: ${db.database}\n    user: ${db.user}\n    password: env:APP_DB_PASSWORD\n    tls: disable\n`,
+    )
+    env = {APP_DB_PASSWORD: db.password, DBGATE_CONFIG: '', XDG_CONFIG_HOME: path.join(dir, 'xdg'), PGPASSWORD: '', PGHOST: '', PGPORT: ''}
+  })
+
+  it('runs a command through the tunnel and exits with its exit code', async () => {
+    const r = await run('node', [BIN, 'connect', 'app', '--', 'psql', '-X', '-At', '-c', 'select current_database()'], {cwd: dir, env})
+    expect(r.stderr).toBe('')
+    expect(r.stdout.trim()).toBe(db.database)
+    expect(r.code).toBe(0)
+    const failing = await run('node', [BIN, 'connect', 'app', '--', 'sh', '-c', 'psql -X -Atc "select 1/0"; exit 7'], {cwd: dir, env})
+    expect(failing.stderr).toMatch(/division by zero/)
+    expect(failing.code).toBe(7)
+  })
+
+  it('sets PG* variables and DATABASE_URL for the command, with the tunnel secret as password', async () => {
+    const r = await run('node', [BIN, 'connect', 'app', '--', 'sh', '-c', 'echo "$PGHOST $PGPORT $PGDATABASE $DATABASE_URL"; test "$PGPASSWORD" != "$APP_DB_PASSWORD"'], {cwd: dir, env})
+    expect(r.code).toBe(0)
+    const [host, port, database, url] = r.stdout.trim().split(' ')
+    expect(host).toBe('127.0.0.1')
+    expect(Number(port)).toBeGreaterThan(0)
+    expect(database).toBe(db.database)
+    expect(url).toMatch(new RegExp(`^postgresql://${db.user}:[^@]+@127\\.0\\.0\\.1:${port}/${db.database}$`))
+  })
+
+  it('prints one JSON line when ready, serves clients, and closes cleanly on Ctrl-C', async () => {
+    const child = spawn('node', [BIN, 'connect', 'app', '--json'], {cwd: dir, env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']})
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    const line = await new Promise<string>((resolve) => createInterface({input: child.stdout}).once('line', resolve))
+    const info = JSON.parse(line) as {url: string; host: string; port: number; user: string; database: string; password: string}
+    expect(Object.keys(info)).toEqual(expect.arrayContaining(['url', 'host', 'port', 'user', 'database', 'password']))
+    expect(info.password).not.toBe(db.password)
+    const c = new pg.Client({connectionString: info.url})
+    await c.connect()
+    expect((await c.query('select 1 as one')).rows).toEqual([{one: 1}])
+    await c.end()
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    child.kill('SIGINT')
+    expect(await exited).toBe(0)
+    expect(stderr).toMatch(/closing the tunnel/)
+    const after = new pg.Client({connectionString: info.url})
+    await expect(after.connect()).rejects.toMatchObject({code: 'ECONNREFUSED'})
+  })
+
+  it('explains config mistakes with file, line and key, and exits 2', async () => {
+    const bad = path.join(dir, 'bad.yaml')
+    await writeFile(bad, 'targets:\n  app:\n    host: db\n    prot: 5432\n    database: app\n    user: u\n')
+    const r = await run('node', [BIN, 'connect', 'app', '--config', bad], {cwd: dir, env})
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/bad\.yaml:4:5/)
+    expect(r.stderr).toMatch(/targets\.app/)
+    expect(r.stderr).toMatch(/did you mean "port"/)
+  })
+
+  it('names the missing environment variable behind a password source', async () => {
+    const r = await run('node', [BIN, 'connect', 'app', '--', 'true'], {cwd: dir, env: {...env, APP_DB_PASSWORD: undefined}})
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/APP_DB_PASSWORD/)
+    expect(r.stderr).not.toContain(db.password)
+  })
+
+  it('refuses a non-loopback listen address unless forced', async () => {
+    const r = await run('node', [BIN, 'connect', 'app', '--listen', '0.0.0.0', '--', 'true'], {cwd: dir, env})
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/loopback only/)
+    expect(r.stderr).toMatch(/--force-listen/)
+  })
+
+  it('answers --help and --version', async () => {
+    const help = await run('node', [BIN, '--help'], {cwd: dir, env})
+    expect(help.stdout).toMatch(/connect\s+Open a local tunnel/)
+    const version = await run('node', [BIN, '--version'], {cwd: dir, env})
+    expect(version.stdout).toMatch(/^dbgate\/\d+\.\d+\.\d+/)
+  })
+})
