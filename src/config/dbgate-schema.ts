@@ -1,0 +1,495 @@
+/**
+ * The shape of dbgate.yaml, declared once. To add a section: declare it with `object({...})` below,
+ * add it to `root`, and give it a typed form in `types.ts`; unknown keys, types, defaults and
+ * locations in messages come for free.
+ */
+import {isAbsolute, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import type {Node} from 'yaml'
+import {
+  INVALID,
+  boolean,
+  byShape,
+  integer,
+  list,
+  map,
+  object,
+  oneOf,
+  oneOrList,
+  optional,
+  record,
+  required,
+  scalar,
+  string,
+  withDefault,
+  type Context,
+  type Infer,
+  type Invalid,
+  type Schema,
+} from './schema.js'
+import {parseSecretSource, SECRET_SOURCE_KINDS} from './secret-ref.js'
+import {closest} from './suggest.js'
+import {
+  CONDITIONAL_WRITE_MODES,
+  MASKING_CATEGORIES,
+  MASKING_STRATEGIES,
+  OBJECT_LOCK_MODES,
+  POLICY_PACKS,
+  RULE_ACTIONS,
+  STATEMENT_CLASSES,
+  TLS_MODES,
+  TOKEN_KINDS,
+  UNTRACEABLE_ACTIONS,
+  WHERE_KINDS,
+  type BucketConfig,
+  type DbgateConfig,
+  type MaskingCategory,
+  type MaskingStrategy,
+  type RuleConfig,
+  type SecretRef,
+  type TargetConfig,
+  type TunnelConfig,
+} from './types.js'
+import {formatDuration, formatSize, parseDuration, parseSize, suggestSize} from './units.js'
+
+export const TARGET_NAME = /^[a-z0-9][a-z0-9_-]*$/i
+export const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access']
+export const DEFAULT_PORT = 5432
+export const DEFAULT_CLOCK_SKEW_MS = 60_000
+export const DEFAULT_APPROVAL_EXPIRY_MS = 15 * 60_000
+export const DEFAULT_PREVIEW_ROWS = 5
+export const DEFAULT_TUNNEL: TunnelConfig = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2}
+/** PostgreSQL message lengths are signed 32-bit integers, so no message can be larger. */
+const MAX_PROTOCOL_MESSAGE = 2 ** 31 - 1
+
+export interface SchemaOptions {
+  /** Relative paths (tlsCa, file: secrets) are resolved against this directory: the config file's. */
+  baseDir: string
+  /** `bucket` when the file has none: file://<user data dir>/bucket. */
+  defaultBucketUrl: string
+}
+
+function duration(opts: {min?: number; max?: number} = {}): Schema<number> {
+  const expected = 'a duration such as 30s, 15m, 2h or 1d (or whole seconds)'
+  return scalar(expected, (v, node, at, cx) => {
+    if (typeof v !== 'string' && typeof v !== 'number') return undefined
+    const ms = parseDuration(v)
+    if (ms === undefined) return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, 'write a number followed by s, m, h or d, e.g. 15m')
+    if ((opts.min !== undefined && ms < opts.min) || (opts.max !== undefined && ms > opts.max)) {
+      const bounds = [opts.min !== undefined ? `at least ${formatDuration(opts.min)}` : '', opts.max !== undefined ? `at most ${formatDuration(opts.max)}` : ''].filter(Boolean).join(' and ')
+      return cx.error('range', node, at.path, `expected a duration ${bounds}, got ${JSON.stringify(v)}`, `write a duration ${bounds}`)
+    }
+    return ms
+  })
+}
+
+function size(opts: {min: number; max: number}): Schema<number> {
+  const expected = 'a size such as 512KiB, 1MiB or 1GiB (or whole bytes)'
+  return scalar(expected, (v, node, at, cx) => {
+    if (typeof v !== 'string' && typeof v !== 'number') return undefined
+    const bytes = parseSize(v)
+    if (bytes === undefined) {
+      const suggestion = typeof v === 'string' ? suggestSize(v) : undefined
+      return cx.error(
+        'format',
+        node,
+        at.path,
+        `expected ${expected}, got ${JSON.stringify(v)}${suggestion ? `; did you mean "${suggestion}"?` : ''}`,
+        suggestion ? `write "${suggestion}" (sizes use binary units B, KiB, MiB, GiB)` : 'write a whole number followed by B, KiB, MiB or GiB',
+      )
+    }
+    if (bytes < opts.min || bytes > opts.max) {
+      return cx.error('range', node, at.path, `expected a size between ${formatSize(opts.min)} and ${formatSize(opts.max)}, got ${JSON.stringify(v)}`, `write a size between ${formatSize(opts.min)} and ${formatSize(opts.max)}`)
+    }
+    return bytes
+  })
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname)
+}
+
+/** An https URL; plain http only for loopback, where nothing crosses a network. */
+function httpsUrl(opts: {what: string; example: string; noQuery?: boolean}): Schema<string> {
+  const expected = `an https URL such as ${opts.example}`
+  return scalar(expected, (v, node, at, cx) => {
+    if (typeof v !== 'string') return undefined
+    let url: URL
+    try {
+      url = new URL(v)
+    } catch {
+      return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, `write the full ${opts.what} URL, starting with https://`)
+    }
+    if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
+      return cx.error('format', node, at.path, `plain http is only allowed for loopback hosts, got ${JSON.stringify(v)}`, `use https:// for the ${opts.what}`)
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, `write the ${opts.what} URL starting with https://`)
+    }
+    if (opts.noQuery && (url.search || url.hash)) {
+      return cx.error('format', node, at.path, `the ${opts.what} URL must not have a query or fragment, got ${JSON.stringify(v)}`, 'remove everything from "?" or "#" on')
+    }
+    return v
+  })
+}
+
+/** A filesystem path; relative ones are taken from the config file's directory, not the cwd. */
+function path(baseDir: string, example: string): Schema<string> {
+  return map(string({expected: `a file path such as ${example}`}), (p) => (isAbsolute(p) ? p : resolve(baseDir, p)))
+}
+
+/**
+ * `env:VAR`, `file:/path` or `keychain:NAME`. A plain string is accepted as the secret itself but
+ * warned about, because config files get committed and shared.
+ */
+function secretRef(baseDir: string): Schema<SecretRef> {
+  const expected = 'a secret source: env:VAR, file:/path or keychain:NAME'
+  return scalar(
+    expected,
+    (v, node, at, cx) => {
+      if (typeof v !== 'string' || v === '') return undefined
+      const parsed = parseSecretSource(v, baseDir)
+      if (!parsed.ok) return cx.error('format', node, at.path, parsed.message, parsed.fix)
+      if (parsed.ref.kind !== 'inline') return parsed.ref
+      const kind = /^([a-z]+):/.exec(v)?.[1]
+      // "evn:X" is far likelier a typo than a password that happens to look like a source. The
+      // message does not echo the prefix: in the unlikely other case it is part of a password.
+      const typo = kind && kind.length >= 3 ? closest(kind, SECRET_SOURCE_KINDS) : undefined
+      if (typo) return cx.error('enum', node, at.path, `unknown secret source prefix; did you mean "${typo}:"?`, `write ${typo}:${typo === 'file' ? '/path' : 'NAME'}`)
+      cx.report(
+        'warning',
+        'inline-secret',
+        node,
+        at.path,
+        'secret written in plain text in the config file',
+        'move it out of the file and write env:VAR, file:/path or keychain:NAME instead',
+      )
+      return parsed.ref
+    },
+    {secret: true, fix: 'write env:VAR, file:/path or keychain:NAME'},
+  )
+}
+
+const groups = oneOrList(string({expected: 'a group name'}))
+const glob = (example: string) => string({pattern: /^\S+$/, expected: `a glob without spaces such as ${example}`})
+const columnGlob = string({
+  pattern: /^[^.\s]+\.[^.\s]+\.[^.\s]+$/,
+  expected: 'a column glob schema.table.column such as public.users.email',
+  fix: 'write three dot-separated parts: schema.table.column (use * as a wildcard)',
+})
+
+function identity(opts: SchemaOptions) {
+  return map(
+    object(
+      {
+        issuer: required(httpsUrl({what: 'issuer', example: 'https://login.example.com', noQuery: true}), 'https://login.example.com'),
+        clientId: required(string(), 'dbgate-cli'),
+        clientSecret: optional(secretRef(opts.baseDir)),
+        scopes: withDefault(list(string({pattern: /^\S+$/, expected: 'a scope name'}), {min: 1}), DEFAULT_SCOPES),
+        groupsClaim: withDefault(string({pattern: /^[^.\s]+(\.[^.\s]+)*$/, expected: 'a claim name or dotted path such as realm_access.roles'}), 'groups'),
+        audience: optional(string()),
+        verify: withDefault(oneOf(TOKEN_KINDS), 'id_token'),
+        clockSkew: withDefault(duration({max: 10 * 60_000}), DEFAULT_CLOCK_SKEW_MS),
+      },
+      {
+        check(v, _at, cx) {
+          // Without the openid scope the IdP issues no ID token, so verify: id_token could never pass.
+          if (v.verify === 'id_token' && !v.scopes.includes('openid')) {
+            const {node, path} = cx.locate(v, 'scopes')
+            cx.error('impossible-rule', node, path, 'scopes lack "openid", so no ID token is issued and verify: id_token cannot succeed', 'add openid to scopes')
+          }
+        },
+      },
+    ),
+    (v) => ({
+      issuer: v.issuer,
+      clientId: v.clientId,
+      ...(v.clientSecret ? {clientSecret: v.clientSecret} : {}),
+      scopes: v.scopes,
+      groupsClaim: v.groupsClaim,
+      audience: v.audience ?? v.clientId,
+      verify: v.verify,
+      clockSkewMs: v.clockSkew,
+    }),
+  )
+}
+
+const S3_BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/
+
+function bucketUrl(): Schema<string> {
+  const expected = 'a bucket URL: file:///absolute/path or s3://bucket/prefix'
+  return scalar(expected, (v, node, at, cx) => {
+    if (typeof v !== 'string') return undefined
+    let url: URL | undefined
+    try {
+      url = new URL(v)
+    } catch {
+      url = undefined
+    }
+    if (url?.protocol === 'file:') {
+      try {
+        fileURLToPath(url)
+      } catch {
+        return cx.error('format', node, at.path, `file bucket URLs need an absolute local path, got ${JSON.stringify(v)}`, 'write file:///absolute/path (three slashes)')
+      }
+      return v
+    }
+    if (url?.protocol === 's3:') {
+      if (!S3_BUCKET.test(url.hostname)) {
+        return cx.error('format', node, at.path, `invalid S3 bucket name ${JSON.stringify(url.hostname)}`, 'use 3-63 lowercase letters, digits, dots or hyphens: s3://bucket/prefix')
+      }
+      return v
+    }
+    return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, 'write file:///absolute/path or s3://bucket/prefix')
+  })
+}
+
+function bucket() {
+  const objectForm = object(
+    {
+      url: required(bucketUrl(), 's3://bucket/prefix'),
+      endpoint: optional(
+        scalar('an http(s) URL such as http://127.0.0.1:9000', (v) => {
+          if (typeof v !== 'string') return undefined
+          try {
+            const u = new URL(v)
+            return u.protocol === 'https:' || u.protocol === 'http:' ? v : undefined
+          } catch {
+            return undefined
+          }
+        }),
+      ),
+      region: optional(string({pattern: /^[a-z0-9-]+$/, expected: 'a region such as us-east-1'})),
+      forcePathStyle: optional(boolean()),
+      objectLock: optional(object({mode: required(oneOf(OBJECT_LOCK_MODES), 'GOVERNANCE'), days: required(integer({min: 1, max: 36_500}), '365')})),
+      conditionalWrites: optional(oneOf(CONDITIONAL_WRITE_MODES)),
+    },
+    {
+      check(v, _at, cx) {
+        if (v.endpoint?.startsWith('http:') && !isLoopback(new URL(v.endpoint).hostname)) {
+          const {node, path} = cx.locate(v, 'endpoint')
+          cx.report('warning', 'insecure', node, path, 'plain http endpoint: recordings travel to the bucket unencrypted', 'use an https:// endpoint (plain http is fine for a loopback one)')
+        }
+        if (!v.url.startsWith('s3:')) {
+          for (const key of ['endpoint', 'region', 'forcePathStyle', 'objectLock', 'conditionalWrites'] as const) {
+            if (v[key] === undefined) continue
+            const {node, path} = cx.locate(v, key)
+            cx.error('impossible-rule', node, path, `"${key}" only applies to s3:// buckets`, `remove "${key}", or use an s3:// url`)
+          }
+        }
+      },
+    },
+  )
+  return byShape<BucketConfig>(
+    {
+      scalar: map(bucketUrl(), (url) => ({url})),
+      map: map(objectForm, (v) => {
+        const out: BucketConfig = {url: v.url}
+        if (v.endpoint !== undefined) out.endpoint = v.endpoint
+        if (v.region !== undefined) out.region = v.region
+        if (v.forcePathStyle !== undefined) out.forcePathStyle = v.forcePathStyle
+        if (v.objectLock !== undefined) out.objectLock = v.objectLock
+        if (v.conditionalWrites !== undefined) out.conditionalWrites = v.conditionalWrites
+        return out
+      }),
+    },
+    'a bucket URL (file:///path or s3://bucket/prefix) or a map with url, endpoint, region, …',
+  )
+}
+
+function classHint(got: string): string | undefined {
+  return /^[a-z]+$/.test(got)
+    ? `write one of ${STATEMENT_CLASSES.join(', ')}; to match a statement kind such as "${got}", use command: ${got} (with class: write for data changes)`
+    : undefined
+}
+
+const rule = object(
+  {
+    id: optional(string({expected: 'a rule id'})),
+    match: required(
+      object(
+        {
+          class: optional(oneOrList(oneOf(STATEMENT_CLASSES, {hint: classHint}))),
+          command: optional(oneOrList(string({pattern: /^[a-z]+( [a-z]+)*$/, expected: 'a lowercase statement kind such as drop or truncate'}))),
+          tables: optional(oneOrList(glob('public.users or audit.*'))),
+          functions: optional(oneOrList(glob('pg_*'))),
+          groups: optional(groups),
+          where: optional(oneOf(WHERE_KINDS)),
+        },
+        {
+          nonEmpty: 'an empty match would apply the rule to every statement',
+          check(m, _at, cx) {
+            if (m.where === undefined) return
+            const classes = m.class ?? []
+            if (classes.length === 1 && classes[0] === 'write') return
+            const {node, path} = cx.locate(m, 'where')
+            const got = classes.length === 0 ? 'no class is set' : `class is ${classes.join(', ')}`
+            cx.error('impossible-rule', node, path, `impossible rule: "where" only applies to class write, but ${got}`, 'set "class: write" in this match, or remove "where"')
+          },
+        },
+      ),
+      '{class: ddl}',
+    ),
+    action: required(oneOf(RULE_ACTIONS), 'deny'),
+    reason: optional(string()),
+  },
+)
+
+function masking() {
+  const strategies = map(
+    record(oneOf(MASKING_STRATEGIES), {pattern: /^[a-z_]+$/, nameRule: 'a category name', exampleKey: 'email'}),
+    (entries, at, cx, node): Partial<Record<MaskingCategory, MaskingStrategy>> | Invalid => {
+      const out: Partial<Record<MaskingCategory, MaskingStrategy>> = {}
+      let ok = true
+      for (const [category, strategy] of entries) {
+        if ((MASKING_CATEGORIES as readonly string[]).includes(category)) {
+          out[category as MaskingCategory] = strategy
+          continue
+        }
+        ok = false
+        const keyNode = findKeyNode(node, category)
+        const suggestion = closest(category, MASKING_CATEGORIES)
+        cx.error(
+          'unknown-key',
+          keyNode ?? node,
+          [...at.path, category],
+          `unknown masking category "${category}"${suggestion ? `; did you mean "${suggestion}"?` : ''}`,
+          suggestion ? `rename it to "${suggestion}"` : `use one of: ${MASKING_CATEGORIES.join(', ')}`,
+        )
+      }
+      return ok ? out : INVALID
+    },
+  )
+  return object({
+    unmask: withDefault(groups, []),
+    mask: withDefault(oneOrList(columnGlob), []),
+    unmaskColumns: withDefault(oneOrList(columnGlob), []),
+    strategies: withDefault(strategies, {}),
+    onUntraceable: withDefault(oneOf(UNTRACEABLE_ACTIONS), 'mask'),
+  })
+}
+
+function findKeyNode(node: Node | null, key: string): Node | null {
+  if (!node || !('items' in node) || !Array.isArray(node.items)) return null
+  for (const pair of node.items as {key?: Node & {value?: unknown}}[]) {
+    if (pair.key && String(pair.key.value) === key) return pair.key
+  }
+  return null
+}
+
+const approvals = object({
+  expiry: withDefault(duration({min: 1000}), DEFAULT_APPROVAL_EXPIRY_MS),
+  windows: withDefault(boolean(), false),
+  webhook: optional(httpsUrl({what: 'webhook', example: 'https://hooks.example.com/dbgate'})),
+})
+
+function target(opts: SchemaOptions) {
+  return object(
+    {
+      host: required(string({pattern: /^\S+$/, expected: 'a host name or IP address'}), 'db.internal'),
+      port: withDefault(integer({min: 1, max: 65535}), DEFAULT_PORT),
+      database: required(string(), 'app'),
+      user: required(string(), 'app_rw'),
+      password: optional(secretRef(opts.baseDir)),
+      tls: withDefault(oneOf(TLS_MODES), 'prefer'),
+      tlsCa: optional(path(opts.baseDir, '/etc/ssl/db-ca.pem')),
+      allow: optional(groups),
+      reviewers: withDefault(groups, []),
+      policy: withDefault(oneOf(POLICY_PACKS), 'default'),
+      rules: withDefault(list(rule, {uniqueKey: {key: 'id', what: 'rule id'}}), []),
+      masking: optional(masking()),
+      approvals: optional(approvals),
+    },
+    {
+      check(t, _at, cx) {
+        if (t.tlsCa !== undefined && (t.tls === 'disable' || t.tls === 'prefer')) {
+          const {node, path} = cx.locate(t, 'tlsCa')
+          cx.report('warning', 'ineffective', node, path, `tlsCa has no effect with tls: ${t.tls}; the server certificate is not verified`, 'set "tls: verify-full" (or require), or remove tlsCa')
+        }
+      },
+    },
+  )
+}
+
+type RawTarget = Infer<ReturnType<typeof target>>
+
+function buildTarget(name: string, t: RawTarget, tunnel: TunnelConfig, cx: Context): TargetConfig | Invalid {
+  const rules: RuleConfig[] = []
+  const seen = new Map<string, number>()
+  let ok = true
+  t.rules.forEach((r, i) => {
+    const id = r.id ?? `${name}.rules[${i}]`
+    const {node} = cx.locate(r)
+    const position = cx.position(node)
+    const first = seen.get(id)
+    // Explicit duplicates were reported by the list itself; this catches an explicit id equal to
+    // another rule's default one.
+    if (first !== undefined) {
+      ok = false
+      const idAt = cx.locate(r, 'id')
+      cx.error('duplicate', idAt.node, idAt.path, `duplicate rule id "${id}" in targets.${name}.rules (first used at line ${first})`, `give each item of targets.${name}.rules a different id`)
+    } else {
+      seen.set(id, position.line)
+    }
+    const match: RuleConfig['match'] = {}
+    for (const key of ['class', 'command', 'tables', 'functions', 'groups', 'where'] as const) {
+      if (r.match[key] !== undefined) (match as Record<string, unknown>)[key] = r.match[key]
+    }
+    rules.push({id, match, action: r.action, ...(r.reason !== undefined ? {reason: r.reason} : {}), source: {file: cx.file, ...position}})
+  })
+  if (!ok) return INVALID
+  const masking = t.masking ?? {unmask: [], mask: [], unmaskColumns: [], strategies: {}, onUntraceable: 'mask' as const}
+  const approvals = t.approvals ?? {expiry: DEFAULT_APPROVAL_EXPIRY_MS, windows: false, webhook: undefined}
+  return {
+    name,
+    host: t.host,
+    port: t.port,
+    database: t.database,
+    user: t.user,
+    ...(t.password ? {password: t.password} : {}),
+    tls: t.tls,
+    ...(t.tlsCa !== undefined ? {tlsCa: t.tlsCa} : {}),
+    ...(t.allow !== undefined ? {allow: t.allow} : {}),
+    reviewers: t.reviewers,
+    policy: t.policy,
+    rules,
+    masking,
+    approvals: {expiryMs: approvals.expiry, windows: approvals.windows, ...(approvals.webhook !== undefined ? {webhook: approvals.webhook} : {})},
+    tunnel: {...tunnel},
+  }
+}
+
+/** The whole file. */
+export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
+  const targetSchema = target(opts)
+  const root = object({
+    identity: optional(identity(opts)),
+    bucket: optional(bucket()),
+    recording: withDefault(object({previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS)}), {previewRows: DEFAULT_PREVIEW_ROWS}),
+    tunnel: withDefault(
+      object({
+        maxMessageSize: withDefault(size({min: 1024, max: MAX_PROTOCOL_MESSAGE}), DEFAULT_TUNNEL.maxMessageSize),
+        maxStatementSize: withDefault(size({min: 1, max: MAX_PROTOCOL_MESSAGE}), DEFAULT_TUNNEL.maxStatementSize),
+      }),
+      DEFAULT_TUNNEL,
+    ),
+    targets: required(record(targetSchema, {pattern: TARGET_NAME, nameRule: 'letters, digits, "_" and "-", starting with a letter or digit', min: 1, exampleKey: 'prod'}), '{prod: {host: …, database: …, user: …}}'),
+  })
+  return map(root, (raw, _at, cx) => {
+    const targets = Object.create(null) as Record<string, TargetConfig>
+    let ok = true
+    for (const [name, t] of raw.targets) {
+      const built = buildTarget(name, t, raw.tunnel, cx)
+      if (built === INVALID) ok = false
+      else targets[name] = built
+    }
+    if (!ok) return INVALID
+    return {
+      ...(raw.identity ? {identity: raw.identity} : {}),
+      bucket: raw.bucket ?? {url: opts.defaultBucketUrl},
+      recording: raw.recording,
+      tunnel: raw.tunnel,
+      targets,
+    }
+  })
+}

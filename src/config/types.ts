@@ -1,0 +1,193 @@
+/**
+ * The validated configuration, as the rest of dbgate sees it: every default applied, durations in
+ * milliseconds, sizes in bytes, relative paths made absolute. Nothing here holds a secret value
+ * except an inline password, which is kept out of JSON and inspection (see `SecretRef`).
+ */
+
+/** Statement classes the policy engine assigns; `match.class` accepts these. */
+export const STATEMENT_CLASSES = ['read', 'write', 'ddl', 'privilege', 'admin', 'transaction', 'session', 'opaque', 'unknown'] as const
+export type StatementClass = (typeof STATEMENT_CLASSES)[number]
+
+export const RULE_ACTIONS = ['allow', 'deny', 'require_approval', 'warn'] as const
+export type RuleAction = (typeof RULE_ACTIONS)[number]
+
+export const WHERE_KINDS = ['none', 'trivial'] as const
+export type WhereKind = (typeof WHERE_KINDS)[number]
+
+export const TLS_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const
+export type TlsMode = (typeof TLS_MODES)[number]
+
+export const POLICY_PACKS = ['default', 'none'] as const
+export type PolicyPack = (typeof POLICY_PACKS)[number]
+
+/** Sensitive-value categories that `masking.strategies` may configure. */
+export const MASKING_CATEGORIES = ['email', 'phone', 'national_id', 'card', 'secret', 'token'] as const
+export type MaskingCategory = (typeof MASKING_CATEGORIES)[number]
+
+export const MASKING_STRATEGIES = ['redact', 'partial', 'hash', 'null'] as const
+export type MaskingStrategy = (typeof MASKING_STRATEGIES)[number]
+
+export const UNTRACEABLE_ACTIONS = ['mask', 'deny'] as const
+export type UntraceableAction = (typeof UNTRACEABLE_ACTIONS)[number]
+
+export const TOKEN_KINDS = ['id_token', 'access_token'] as const
+export type TokenKind = (typeof TOKEN_KINDS)[number]
+
+export const OBJECT_LOCK_MODES = ['GOVERNANCE', 'COMPLIANCE'] as const
+export type ObjectLockMode = (typeof OBJECT_LOCK_MODES)[number]
+
+export const CONDITIONAL_WRITE_MODES = ['native', 'probe'] as const
+export type ConditionalWriteMode = (typeof CONDITIONAL_WRITE_MODES)[number]
+
+/**
+ * Where a secret comes from. Only `inline` carries the value itself; its `value` property is
+ * non-enumerable so that logging, `JSON.stringify` or `util.inspect` of a config never prints it.
+ */
+export type SecretRef =
+  | {readonly kind: 'env'; readonly name: string}
+  | {readonly kind: 'file'; readonly path: string}
+  | {readonly kind: 'keychain'; readonly name: string}
+  | {readonly kind: 'inline'; readonly value: string}
+
+export type SecretKind = SecretRef['kind']
+
+/** A position in a config file, kept on values that later errors need to point back to. */
+export interface SourceLocation {
+  file: string
+  line: number
+  column: number
+}
+
+export interface IdentityConfig {
+  issuer: string
+  clientId: string
+  clientSecret?: SecretRef
+  scopes: string[]
+  /** Dotted path into the token's claims, e.g. `realm_access.roles`. */
+  groupsClaim: string
+  audience: string
+  verify: TokenKind
+  clockSkewMs: number
+}
+
+/** Structurally what `src/bucket` accepts; `url` is `file:///abs/path` or `s3://bucket/prefix`. */
+export interface BucketConfig {
+  url: string
+  endpoint?: string
+  region?: string
+  forcePathStyle?: boolean
+  objectLock?: {mode: ObjectLockMode; days: number}
+  conditionalWrites?: ConditionalWriteMode
+}
+
+export interface RecordingConfig {
+  previewRows: number
+}
+
+export interface TunnelConfig {
+  maxMessageSize: number
+  maxStatementSize: number
+}
+
+export interface RuleMatch {
+  class?: StatementClass[]
+  command?: string[]
+  tables?: string[]
+  functions?: string[]
+  groups?: string[]
+  where?: WhereKind
+}
+
+export interface RuleConfig {
+  /** The configured id, or `<target>.rules[<i>]`. Unique within a target. */
+  id: string
+  match: RuleMatch
+  action: RuleAction
+  reason?: string
+  /** Where the rule was written, so decisions can cite it. */
+  source: SourceLocation
+}
+
+export interface MaskingConfig {
+  unmask: string[]
+  mask: string[]
+  unmaskColumns: string[]
+  strategies: Partial<Record<MaskingCategory, MaskingStrategy>>
+  onUntraceable: UntraceableAction
+}
+
+export interface ApprovalsConfig {
+  expiryMs: number
+  windows: boolean
+  webhook?: string
+}
+
+export interface TargetConfig {
+  name: string
+  host: string
+  port: number
+  database: string
+  user: string
+  password?: SecretRef
+  tls: TlsMode
+  /** Absolute path; relative paths in the file are resolved against the file's directory. */
+  tlsCa?: string
+  /** Groups allowed to connect; undefined when the target does not restrict by group. */
+  allow?: string[]
+  reviewers: string[]
+  policy: PolicyPack
+  rules: RuleConfig[]
+  masking: MaskingConfig
+  approvals: ApprovalsConfig
+  /** The top-level `tunnel` limits, copied onto each target. */
+  tunnel: TunnelConfig
+}
+
+export interface DbgateConfig {
+  identity?: IdentityConfig
+  bucket: BucketConfig
+  recording: RecordingConfig
+  tunnel: TunnelConfig
+  /** Null-prototype map, so a lookup like `targets['constructor']` cannot hit Object.prototype. */
+  targets: Record<string, TargetConfig>
+}
+
+export type IssueSeverity = 'error' | 'warning'
+
+/** What went wrong, for tests and tools that want to react to one kind of mistake. */
+export type IssueKind =
+  | 'syntax'
+  | 'unknown-key'
+  | 'missing-key'
+  | 'type'
+  | 'enum'
+  | 'range'
+  | 'format'
+  | 'duplicate'
+  | 'impossible-rule'
+  | 'empty'
+  | 'inline-secret'
+  | 'ineffective'
+  | 'insecure'
+
+export interface ConfigIssue {
+  severity: IssueSeverity
+  kind: IssueKind
+  file: string
+  /** 1-based. */
+  line: number
+  /** 1-based. */
+  column: number
+  /** Dotted path to the offending key, e.g. `targets.prod.rules[2].match.where`; '' for the whole file. */
+  keyPath: string
+  message: string
+  /** What to change to make the issue go away. */
+  fix: string
+}
+
+export interface LoadedConfig {
+  /** Absolute path of the file that was loaded. */
+  path: string
+  config: DbgateConfig
+  warnings: ConfigIssue[]
+}
