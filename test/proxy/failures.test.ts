@@ -35,7 +35,7 @@ describe('the tunnel under bad input and failures', () => {
   })
 
   it('refuses the startup parameters replication and options', async () => {
-    for (const params of [{replication: 'database'}, {options: '-c statement_timeout=0'}]) {
+    for (const params of [{replication: 'database'}, {options: '-c statement_timeout=0'}] as Record<string, string>[]) {
       const raw = await RawClient.open(t.port)
       raw.send(encodeStartup({user: 'x', database: db.database, ...params}))
       const e = await firstError(raw)

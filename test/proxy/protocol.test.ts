@@ -1,4 +1,7 @@
 import net from 'node:net'
+import {Readable, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {from as copyFrom, to as copyTo} from 'pg-copy-streams'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decodeCommandComplete, decodeDataRow, decodeParameterStatus} from '../../src/wire/backend.js'
@@ -50,6 +53,33 @@ describe('the tunnel speaks the protocol', () => {
       expect(decodeDataRow(msgs[3]!.body)[0]!.toString()).toBe(String(10 + i))
     }
     raw.end()
+  })
+
+  it('serves node-postgres in pipeline mode', async () => {
+    const c = await t.client({pipeline: true} as object)
+    const results = await Promise.all(Array.from({length: 20}, (_, i) => c.query('select $1::int * 2 as doubled', [i])))
+    expect(results.map((r) => r.rows[0].doubled)).toEqual(Array.from({length: 20}, (_, i) => i * 2))
+    const mixed = await Promise.allSettled([c.query('select 1 as a'), c.query('select * from no_such_table'), c.query('select 3 as c')])
+    expect(mixed.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+  })
+
+  it('copies data both ways with node-postgres (pg-copy-streams)', async () => {
+    const c = await t.client()
+    await c.query('create table copied (id int, label text)')
+    const rows = Array.from({length: 1000}, (_, i) => `${i}\tlabel-${i}\n`).join('')
+    await pipeline(Readable.from([rows]), c.query(copyFrom('copy copied from stdin')))
+    expect((await c.query('select count(*)::int n, sum(id)::int s from copied')).rows[0]).toEqual({n: 1000, s: 499500})
+    let out = ''
+    await pipeline(
+      c.query(copyTo('copy (select * from copied order by id) to stdout')),
+      new Writable({
+        write(chunk, _enc, cb) {
+          out += chunk
+          cb()
+        },
+      }),
+    )
+    expect(out).toBe(rows)
   })
 
   it('handles portals fetched in pieces (Execute with a row limit)', async () => {
