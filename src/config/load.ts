@@ -5,6 +5,10 @@ import {CONFIG_NOT_FOUND, CONFIG_UNREADABLE, ConfigError} from './errors.js'
 import {parseConfigText, userConfigDir} from './parse.js'
 import type {LoadedConfig} from './types.js'
 
+export {CONFIG_INVALID, CONFIG_NOT_FOUND, CONFIG_UNREADABLE, ConfigError, formatIssue} from './errors.js'
+export {parseConfigText} from './parse.js'
+export type {ConfigIssue, DbgateConfig, LoadedConfig, TargetConfig} from './types.js'
+
 export interface LoadOptions {
   /** From `--config`; wins over everything else. Relative to `cwd`. */
   configPath?: string

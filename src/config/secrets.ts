@@ -2,7 +2,7 @@
  * Turns a secret source into the secret. Errors and warnings name the source (the variable, the
  * file, the keychain entry) and who needs it, never the value.
  */
-import {readFile, stat} from 'node:fs/promises'
+import {open} from 'node:fs/promises'
 import {parseSecretSource} from './secret-ref.js'
 import type {SecretRef} from './types.js'
 
@@ -102,19 +102,24 @@ function fromEnv(name: string, ctx: SecretContext): string {
 
 async function fromFile(path: string, ctx: SecretContext): Promise<string> {
   let text: string
+  let mode: number
   try {
-    text = await readFile(path, 'utf8')
+    // One handle for both, so the mode checked is the mode of the file that was read.
+    const fh = await open(path, 'r')
+    try {
+      mode = (await fh.stat()).mode & 0o777
+      text = await fh.readFile('utf8')
+    } finally {
+      await fh.close()
+    }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'unknown error'
     throw new SecretError(SECRET_FILE_UNREADABLE, `cannot read secret file ${path}: ${code}${owner(ctx)}`, `create ${path} readable by this user (chmod 600), or change ${ctx.keyPath ?? 'the secret source'}`)
   }
   // Permission bits mean nothing on Windows, where ACLs decide.
-  if (process.platform !== 'win32') {
-    const mode = (await stat(path)).mode & 0o777
-    if (mode & 0o044) {
-      const warn = ctx.onWarning ?? ((m: string) => process.emitWarning(m, {code: 'DBGATE_SECRET_FILE_MODE'}))
-      warn(`secret file ${path} is readable by ${mode & 0o004 ? 'every user' : 'its group'} (mode 0${mode.toString(8)})${owner(ctx)}; run: chmod 600 ${path}`)
-    }
+  if (process.platform !== 'win32' && mode & 0o044) {
+    const warn = ctx.onWarning ?? ((m: string) => process.emitWarning(m, {code: 'DBGATE_SECRET_FILE_MODE'}))
+    warn(`secret file ${path} is readable by ${mode & 0o004 ? 'every user' : 'its group'} (mode 0${mode.toString(8)})${owner(ctx)}; run: chmod 600 ${path}`)
   }
   const value = text.replace(/(\r?\n)+$/, '')
   if (value === '') throw new SecretError(SECRET_FILE_UNREADABLE, `secret file ${path} is empty${owner(ctx)}`, `write the secret into ${path}`)

@@ -1,3 +1,5 @@
+import {readFileSync} from 'node:fs'
+import {fileURLToPath} from 'node:url'
 import {inspect} from 'node:util'
 import {describe, expect, it} from 'vitest'
 import {parseConfigText, userConfigDir, userDataDir} from '../../src/config/parse.js'
@@ -241,5 +243,27 @@ describe('parseSecretSource', () => {
   it('treats anything else as the secret itself', () => {
     const parsed = parseSecretSource('hunter2')
     expect(parsed.ok && parsed.ref.kind).toBe('inline')
+  })
+})
+
+describe('docs/configuration.md', () => {
+  const docs = readFileSync(fileURLToPath(new URL('../../docs/configuration.md', import.meta.url)), 'utf8')
+  const yamlAfter = (marker: string) => {
+    const start = docs.indexOf('```yaml\n', docs.indexOf(marker))
+    return docs.slice(start + 8, docs.indexOf('```', start + 8))
+  }
+
+  it.each(['## A minimal file', 'A complete file:'])('the example after "%s" is valid and has no warnings', (marker) => {
+    const {warnings} = parseConfigText(yamlAfter(marker), '/etc/dbgate/dbgate.yaml')
+    expect(warnings).toEqual([])
+  })
+
+  it('documents every default the code applies', () => {
+    const {config} = parseConfigText(yamlAfter('## A minimal file'), 'dbgate.yaml')
+    const prod = config.targets.prod!
+    expect(docs).toContain(`| \`port\` | integer 1–65535 | \`${prod.port}\` |`)
+    expect(docs).toContain(`| \`tls\` | \`disable\` \\| \`prefer\` \\| \`require\` \\| \`verify-full\` | \`${prod.tls}\` |`)
+    expect(docs).toContain(`| \`previewRows\` | integer ≥ 0 | \`${config.recording.previewRows}\` |`)
+    expect(docs).toContain(`| \`expiry\` | duration, at least \`1s\` | \`${prod.approvals.expiryMs / 60_000}m\` |`)
   })
 })
