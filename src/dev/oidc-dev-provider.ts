@@ -8,6 +8,7 @@ import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {exportJWK, generateKeyPair, type JWK} from 'jose'
 import Provider, {errors, type KoaContext} from 'oidc-provider'
+import {createMemoryAdapter} from 'oidc-provider/lib/adapters/memory_adapter.js'
 
 export interface DevUser {
   id: string
@@ -111,6 +112,8 @@ export async function startDevOidcProvider(options: DevProviderOptions = {}): Pr
   const issuer = `http://${host}:${port}`
 
   const provider = new Provider(issuer, {
+    // Per-instance memory storage: several providers in one process (tests) never see each other's tokens.
+    adapter: createMemoryAdapter(),
     clients: [
       {
         client_id: cliClientId,

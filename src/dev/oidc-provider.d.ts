@@ -44,3 +44,8 @@ declare module 'oidc-provider' {
   export const errors: Record<string, new (description?: string) => Error>
   export default Provider
 }
+
+declare module 'oidc-provider/lib/adapters/memory_adapter.js' {
+  /** A memory adapter with its own store (the default one is shared by every provider in the process). */
+  export function createMemoryAdapter(clockTolerance?: number): (model: string) => unknown
+}

@@ -11,6 +11,8 @@ export interface Identity {
   tokenHash: string
   /** The token's `jti` where it has one. */
   tokenId?: string
+  /** The OAuth client the token was issued to (`azp` / `client_id`), where the token names one. */
+  clientId?: string
   expiresAt: Date
 }
 

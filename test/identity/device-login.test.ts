@@ -1,6 +1,7 @@
 import {stat} from 'node:fs/promises'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
 import {approveDeviceCode} from '../../src/dev/oidc-dev-browser.js'
+import {defaultBrowserOpener} from '../../src/identity/browser.js'
 import {withIdentityDefaults} from '../../src/identity/config.js'
 import {deviceLogin} from '../../src/identity/device-login.js'
 import {clearDiscoveryCache} from '../../src/identity/oidc.js'
@@ -85,15 +86,28 @@ describe('device login', () => {
     }
   })
 
-  test('aborting the signal (Ctrl-C) fails with LOGIN_ABORTED', async () => {
-    const controller = new AbortController()
-    const login = deviceLogin(f.config, {
-      store: f.store,
-      openBrowser: false,
-      signal: controller.signal,
-      ui: {showCode: () => void setTimeout(() => controller.abort(), 150)},
-    })
-    await expect(login).rejects.toMatchObject({code: 'LOGIN_ABORTED'})
+  test('aborting the signal (Ctrl-C) fails with LOGIN_ABORTED at once, even between 5-second polls', async () => {
+    const slow = await fixture({pollInterval: 5})
+    try {
+      const controller = new AbortController()
+      let abortedAt = 0
+      const login = deviceLogin(slow.config, {
+        store: slow.store,
+        openBrowser: false,
+        signal: controller.signal,
+        ui: {
+          showCode: () =>
+            void setTimeout(() => {
+              abortedAt = Date.now()
+              controller.abort()
+            }, 150),
+        },
+      })
+      await expect(login).rejects.toMatchObject({code: 'LOGIN_ABORTED'})
+      expect(Date.now() - abortedAt).toBeLessThan(1_000)
+    } finally {
+      await slow.close()
+    }
   })
 
   test('opens the browser at the complete verification URI, where the person approves', async () => {
@@ -123,5 +137,25 @@ describe('device login', () => {
     const error = await deviceLogin(config, {openBrowser: false, ui: {showCode: () => {}}}).catch((e: unknown) => e)
     expect(error).toMatchObject({code: 'IDP_UNREACHABLE'})
     expect((error as Error & {nextStep: string}).nextStep).toMatch(/network/)
+  })
+})
+
+describe('defaultBrowserOpener', () => {
+  test('opens nothing on Linux without a display (SSH, containers)', () => {
+    expect(defaultBrowserOpener({}, 'linux')).toBeUndefined()
+    expect(defaultBrowserOpener({DISPLAY: ':0'}, 'linux')).toBeTypeOf('function')
+    expect(defaultBrowserOpener({WAYLAND_DISPLAY: 'wayland-0'}, 'freebsd')).toBeTypeOf('function')
+    expect(defaultBrowserOpener({}, 'darwin')).toBeTypeOf('function')
+  })
+
+  test('reports failure when the opener program does not exist', async () => {
+    const open = defaultBrowserOpener({DISPLAY: ':0', PATH: '/nonexistent'}, 'linux')
+    const saved = process.env.PATH
+    process.env.PATH = '/nonexistent'
+    try {
+      await expect(open?.('http://127.0.0.1/')).resolves.toBe(false)
+    } finally {
+      process.env.PATH = saved
+    }
   })
 })

@@ -124,6 +124,7 @@ describe('kindOf', () => {
     [{sub: 'abc@clients', gty: 'client-credentials'}, 'service'],
     [{sub: 'guid', idtyp: 'app'}, 'service'],
     [{sub: 'uuid', preferred_username: 'service-account-ci'}, 'service'],
+    [{sub: '1077', email: 'ci@proj.iam.gserviceaccount.com'}, 'service'],
     [{sub: 'alice', azp: 'dbgate-cli', email: 'alice@example.com'}, 'human'],
     [{sub: 'alice'}, 'human'],
   ])('%j → %s', (claims, kind) => {

@@ -1,0 +1,58 @@
+import {Command, Flags} from '@oclif/core'
+import {loadCommandConfig} from '../cli/config.js'
+import {toCliError} from '../cli/errors.js'
+import {configFlag} from '../cli/flags.js'
+import {identityConfigFrom, runLogin} from '../identity/cli.js'
+import {identityCliError, interruptSignal, processIO} from '../identity/cli-oclif.js'
+import {serviceRequestFromEnv} from '../identity/service.js'
+import type {Identity} from '../identity/types.js'
+
+export default class Login extends Command {
+  static override summary = 'Sign in with your identity provider (OIDC device code).'
+  static override description = `Shows a one-time code and a URL; approve the sign-in in a browser on any device (this machine needs none). Tokens are kept in the OS keychain, or in a 0600 file where no keychain exists.
+
+CI jobs and agents use --client-credentials with DBGATE_CLIENT_ID and DBGATE_CLIENT_SECRET to sign in as a service identity.`
+  static override examples = [
+    '$ dbgate login',
+    '$ dbgate login --no-browser',
+    '$ DBGATE_CLIENT_ID=ci-bot DBGATE_CLIENT_SECRET=… dbgate login --client-credentials',
+  ]
+  static override enableJsonFlag = true
+  static override flags = {
+    config: configFlag,
+    browser: Flags.boolean({summary: 'Open a browser at the verification page.', description: 'On by default where a display exists; --no-browser only prints the URL.', allowNo: true, default: true}),
+    'client-credentials': Flags.boolean({summary: 'Sign in as a service identity with the client-credentials grant.', default: false}),
+    'client-id': Flags.string({summary: 'Service client id (with --client-credentials).', env: 'DBGATE_CLIENT_ID', helpValue: '<id>'}),
+    'client-secret': Flags.string({summary: 'Service client secret (with --client-credentials). Prefer the environment variable: arguments are visible to other local users.', env: 'DBGATE_CLIENT_SECRET', helpValue: '<secret>'}),
+    scope: Flags.string({summary: 'Scopes to request, space-separated (default: identity.scopes from the config).', helpValue: '<scopes>'}),
+  }
+
+  async run(): Promise<Identity & {storedIn: string}> {
+    const {flags} = await this.parse(Login)
+    const io = processIO()
+    const config = await identityConfigFrom(await loadCommandConfig(flags, this), io.env)
+    const scopes = flags.scope?.split(/\s+/).filter(Boolean)
+    let service
+    if (flags['client-credentials']) {
+      if (!flags['client-id'] || !flags['client-secret']) {
+        this.error('--client-credentials needs --client-id and --client-secret (or DBGATE_CLIENT_ID and DBGATE_CLIENT_SECRET).', {exit: 2})
+      }
+      const request = serviceRequestFromEnv(io.env)
+      service = {...request, clientId: flags['client-id'], clientSecret: flags['client-secret'], scope: scopes?.join(' ') ?? request.scope}
+    }
+    const interrupt = interruptSignal()
+    try {
+      const {identity, storedIn} = await runLogin(config, {io, browser: flags.browser, service, scopes, signal: interrupt.signal})
+      const who = identity.email ?? identity.subject
+      this.log(`Signed in as ${who}${identity.kind === 'service' ? ' (service identity)' : ''}; groups: ${identity.groups.join(', ') || 'none'}.`)
+      this.logToStderr(`Tokens stored in ${storedIn}.`)
+      return {...identity, storedIn}
+    } finally {
+      interrupt.dispose()
+    }
+  }
+
+  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    return super.catch(toCliError(identityCliError(err, this), this) as Error & {exitCode?: number})
+  }
+}

@@ -1,0 +1,27 @@
+import {Command} from '@oclif/core'
+import {loadCommandConfig} from '../cli/config.js'
+import {toCliError} from '../cli/errors.js'
+import {configFlag} from '../cli/flags.js'
+import {formatLogout, identityConfigFrom, runLogout} from '../identity/cli.js'
+import {identityCliError, processIO} from '../identity/cli-oclif.js'
+import type {LogoutResult} from '../identity/logout.js'
+
+export default class Logout extends Command {
+  static override summary = 'Sign out: remove stored tokens and revoke them at the identity provider.'
+  static override examples = ['$ dbgate logout']
+  static override enableJsonFlag = true
+  static override flags = {config: configFlag}
+
+  async run(): Promise<LogoutResult> {
+    const {flags} = await this.parse(Logout)
+    const io = processIO()
+    const config = await identityConfigFrom(await loadCommandConfig(flags, this), io.env)
+    const result = await runLogout(config, {io})
+    this.log(formatLogout(config, result))
+    return result
+  }
+
+  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    return super.catch(toCliError(identityCliError(err, this), this) as Error & {exitCode?: number})
+  }
+}

@@ -1,0 +1,13 @@
+/** The identity layer's public surface: what commands, the tunnel and audit import. */
+export type {Identity} from './types.js'
+export {identityLabel} from './types.js'
+export type {IdentityConfig, IdentityConfigInput} from './config.js'
+export {withIdentityDefaults, DEFAULT_SCOPES} from './config.js'
+export * from './errors.js'
+export {deviceLogin, type DeviceCodePrompt, type DeviceLoginOptions, type DeviceLoginUI, type LoginResult} from './device-login.js'
+export {defaultBrowserOpener, type BrowserOpener} from './browser.js'
+export {getIdentity, authorizeTarget, type Session, type SessionOptions, type SessionSource, type AuthorizeResult} from './session.js'
+export {loginClientCredentials, acquireServiceTokens, serviceCredentialsFromEnv, type ServiceCredentials} from './service.js'
+export {logout, type LogoutResult} from './logout.js'
+export {verifyToken, groupsFromClaims, kindOf, tokenHash, type VerifyOptions, type VerifiedToken, type TokenUse} from './verify.js'
+export {openTokenStore, storeKey, type StoredTokens, type TokenStore, type TokenStoreOptions} from './token-store.js'

@@ -1,0 +1,204 @@
+import {createHash} from 'node:crypto'
+import {chmod, mkdir, open, readFile, rename, rm} from 'node:fs/promises'
+import {homedir} from 'node:os'
+import path from 'node:path'
+import {Entry} from '@napi-rs/keyring'
+import type {IdentityConfig} from './config.js'
+import {TokenStoreError} from './errors.js'
+
+/** What dbgate keeps between runs for one issuer + client. Serialized as JSON; never logged. */
+export interface StoredTokens {
+  version: 1
+  kind: 'human' | 'service'
+  idToken?: string
+  accessToken: string
+  refreshToken?: string
+  /** Epoch ms at which the access token expires, when the IdP said. */
+  accessTokenExpiresAt?: number
+  scope?: string
+  /** For a service identity: the client that ran the client-credentials grant. */
+  serviceClientId?: string
+  savedAt: number
+}
+
+export interface TokenStore {
+  load(key: string): Promise<StoredTokens | undefined>
+  /** Resolves to where the tokens went, for telling the user: `the OS keychain` or `file <path>`. */
+  save(key: string, tokens: StoredTokens): Promise<string>
+  /** True when something was removed from either place. */
+  remove(key: string): Promise<boolean>
+}
+
+/** The subset of @napi-rs/keyring's Entry dbgate uses; injectable so tests can simulate a keychain. */
+export interface KeyringEntry {
+  getPassword(): string | null
+  setPassword(password: string): void
+  deletePassword(): boolean
+}
+
+export type KeyringFactory = (service: string, account: string) => KeyringEntry
+
+export interface TokenStoreOptions {
+  /** Told, once per process and file, that tokens went to a file instead of the keychain. */
+  warn?: (message: string) => void
+  env?: NodeJS.ProcessEnv
+  /** Defaults to `$XDG_CONFIG_HOME/dbgate` (or `~/.config/dbgate`, `%APPDATA%\dbgate` on Windows). */
+  configDir?: string
+  keyring?: KeyringFactory
+}
+
+export const KEYRING_SERVICE = 'dbgate'
+
+export function storeKey(config: Pick<IdentityConfig, 'issuer' | 'clientId'>): string {
+  return `${config.issuer}|${config.clientId}`
+}
+
+export function defaultConfigDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.XDG_CONFIG_HOME) return path.join(env.XDG_CONFIG_HOME, 'dbgate')
+  if (process.platform === 'win32' && env.APPDATA) return path.join(env.APPDATA, 'dbgate')
+  return path.join(homedir(), '.config', 'dbgate')
+}
+
+function keyringDisabled(env: NodeJS.ProcessEnv): boolean {
+  return ['off', '0', 'false', 'no', 'file'].includes((env.DBGATE_KEYRING ?? '').toLowerCase())
+}
+
+// Warned once per process per file: a long-running tunnel that refreshes every few minutes must
+// not repeat itself, but every separate `dbgate login` that lands a token in a plaintext file says
+// so again. A per-machine "already warned" marker would let a later, silent fallback go unnoticed.
+const warnedFiles = new Set<string>()
+
+function isStoredTokens(value: unknown): value is StoredTokens {
+  const v = value as Partial<StoredTokens> | null
+  return v !== null && typeof v === 'object' && v.version === 1 && typeof v.accessToken === 'string' && (v.kind === 'human' || v.kind === 'service')
+}
+
+function parse(text: string, where: string): StoredTokens {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    // JSON.parse quotes the input in its message, and the input is tokens: no cause attached.
+    throw new TokenStoreError(`Stored tokens in ${where} are unreadable.`)
+  }
+  if (!isStoredTokens(value)) throw new TokenStoreError(`Stored tokens in ${where} have an unknown format.`)
+  return value
+}
+
+/**
+ * The OS keychain (macOS Keychain, Windows Credential Manager, Secret Service / kernel keyring on
+ * Linux) through @napi-rs/keyring, one entry per issuer+client. Where no keychain answers — headless
+ * Linux, containers, CI — or DBGATE_KEYRING=off, a JSON file of mode 0600 in a 0700 directory.
+ */
+export function openTokenStore(options: TokenStoreOptions = {}): TokenStore {
+  const env = options.env ?? process.env
+  const forcedOff = keyringDisabled(env)
+  const dir = path.join(options.configDir ?? defaultConfigDir(env), 'tokens')
+  const keyring: KeyringFactory = options.keyring ?? ((service, account) => new Entry(service, account))
+  const fileFor = (key: string) => path.join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`)
+
+  const warnOnce = (file: string, reason: string) => {
+    if (warnedFiles.has(file)) return
+    warnedFiles.add(file)
+    options.warn?.(`${reason} Your tokens are stored in plain text in ${file} (readable only by you, mode 0600).`)
+  }
+
+  async function readFileStore(key: string): Promise<StoredTokens | undefined> {
+    const file = fileFor(key)
+    let text: string
+    try {
+      text = await readFile(file, 'utf8')
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw new TokenStoreError(`Could not read ${file}.`, {cause: error})
+    }
+    return parse(text, file)
+  }
+
+  async function writeFileStore(key: string, tokens: StoredTokens): Promise<void> {
+    const file = fileFor(key)
+    const tmp = `${file}.${process.pid}.tmp`
+    try {
+      await mkdir(dir, {recursive: true, mode: 0o700})
+      // mkdir's mode only applies to directories it creates, and a pre-existing one may be wider.
+      await chmod(dir, 0o700)
+      const handle = await open(tmp, 'w', 0o600)
+      try {
+        await handle.chmod(0o600)
+        await handle.writeFile(JSON.stringify({key, ...tokens}), 'utf8')
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      await rename(tmp, file)
+      await chmod(file, 0o600)
+    } catch (error) {
+      await rm(tmp, {force: true})
+      throw new TokenStoreError(`Could not write the token file ${file}.`, {cause: error})
+    }
+  }
+
+  return {
+    async load(key) {
+      if (!forcedOff) {
+        let secret: string | null = null
+        try {
+          secret = keyring(KEYRING_SERVICE, key).getPassword()
+        } catch {
+          // An unreachable keychain is the normal headless case; the file store answers instead.
+        }
+        if (secret !== null) return parse(secret, 'the OS keychain')
+      }
+      const stored = await readFileStore(key)
+      if (!stored) return undefined
+      const {key: _key, ...tokens} = stored as StoredTokens & {key?: string}
+      return tokens
+    },
+
+    async save(key, tokens) {
+      if (!forcedOff) {
+        let failure: unknown
+        try {
+          keyring(KEYRING_SERVICE, key).setPassword(JSON.stringify(tokens))
+        } catch (error) {
+          failure = error
+        }
+        if (failure === undefined) {
+          // A copy left from an earlier fallback would be plaintext nobody needs any more.
+          await rm(fileFor(key), {force: true})
+          return 'the OS keychain'
+        }
+        await writeFileStore(key, tokens)
+        const why = failure instanceof Error ? failure.message : String(failure)
+        warnOnce(fileFor(key), `No OS keychain is available here (${why}).`)
+        return `file ${fileFor(key)}`
+      }
+      await writeFileStore(key, tokens)
+      warnOnce(fileFor(key), 'The OS keychain is turned off (DBGATE_KEYRING=off).')
+      return `file ${fileFor(key)}`
+    },
+
+    async remove(key) {
+      let removed = false
+      if (!forcedOff) {
+        try {
+          removed = keyring(KEYRING_SERVICE, key).deletePassword()
+        } catch {
+          // Nothing reachable to delete from; the file below is still removed.
+        }
+      }
+      const file = fileFor(key)
+      const existed = await readFile(file).then(
+        () => true,
+        () => false,
+      )
+      await rm(file, {force: true})
+      return removed || existed
+    },
+  }
+}
+
+/** For tests only: lets each test observe the once-per-process warning again. */
+export function resetFallbackWarnings(): void {
+  warnedFiles.clear()
+}
