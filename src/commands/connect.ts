@@ -7,6 +7,7 @@ import {configFlag} from '../cli/flags.js'
 import {openTunnel, type ConnectionInfo} from '../connect/open.js'
 import {ClientCommandError, runClient} from '../connect/run-client.js'
 import {TunnelConfigError} from '../proxy/tunnel.js'
+import {identityCliError} from '../identity/cli-oclif.js'
 
 export default class Connect extends Command {
   static override summary = 'Open a local tunnel to a database target.'
@@ -40,14 +41,14 @@ DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits w
     const {flags, args, argv} = await this.parse(Connect, own)
     if (argv.length > 1) this.error(`unexpected argument ${JSON.stringify(argv[1])}; put a command to run after --`, {exit: EXIT_USAGE})
     if (dashdash >= 0 && command.length === 0) this.error('nothing to run after --', {exit: EXIT_USAGE})
-    const {config} = await loadCommandConfig(flags, this)
+    const loaded = await loadCommandConfig(flags, this)
     const log = (level: 'info' | 'warn' | 'error', message: string) => {
       if (level === 'info' && !flags.verbose) return
       const tag = level === 'error' ? chalk.red('error') : level === 'warn' ? chalk.yellow('warning') : chalk.dim('info')
       process.stderr.write(`dbgate: ${tag}: ${message}\n`)
     }
     const opened = await openTunnel({
-      config,
+      loaded,
       targetName: args.target,
       listen: {host: flags.listen, port: flags.port, socket: flags.socket, force: flags['force-listen']},
       log,
@@ -69,14 +70,20 @@ DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits w
     } else {
       this.log(readyBanner(target.name, `${target.host}:${target.port}/${target.database}`, info))
     }
-    await waitForInterrupt(opened.close)
+    if (opened.identity) {
+      const id = opened.identity.current()
+      process.stderr.write(chalk.dim(`Connected as ${id.email ?? id.subject}${id.kind === 'service' ? ' (service identity)' : ''}; groups: ${id.groups.join(', ') || 'none'}\n`))
+    } else {
+      process.stderr.write(chalk.yellow('dbgate: warning: no identity section in the configuration, so this tunnel is not bound to a verified identity (see docs/identity.md)\n'))
+    }
+    await Promise.race([waitForInterrupt(opened.close), opened.closed])
   }
 
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
     if (err instanceof ClientCommandError) this.error(err.message, {exit: err.exitCode})
     if (err instanceof TunnelConfigError) this.error(err.message, {exit: EXIT_USAGE})
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') this.error(`${err.message}: the port is taken; choose another with --port, or omit it for a free one`, {exit: EXIT_USAGE})
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
+    return super.catch(identityCliError(toCliError(err, this), this) as Error & {exitCode?: number})
   }
 }
 

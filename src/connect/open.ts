@@ -1,7 +1,9 @@
 import {readFile} from 'node:fs/promises'
 import {resolveSecret, type SecretContext} from '../config/secrets.js'
 import {getTarget} from '../config/targets.js'
-import type {DbgateConfig, TargetConfig} from '../config/types.js'
+import type {LoadedConfig, TargetConfig} from '../config/types.js'
+import type {Identity} from '../identity/types.js'
+import {bindIdentity, identityApplicationName, type BoundIdentity} from './identity.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
 import {Tunnel, type TunnelAddress, type TunnelListen} from '../proxy/tunnel.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
@@ -18,13 +20,14 @@ export interface ListenRequest {
 }
 
 export interface OpenTunnelOptions {
-  config: DbgateConfig
+  loaded: LoadedConfig
   targetName: string
   listen?: ListenRequest
-  hooks?: ProxyHooks
-  applicationName?: (clientApplicationName: string | undefined) => string
+  /** Built once the identity is known, so policy, masking and recording can depend on it. */
+  hooks?: (ctx: {identity?: Identity; target: TargetConfig}) => ProxyHooks
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
   secrets?: SecretContext
+  env?: NodeJS.ProcessEnv
 }
 
 /** What a client needs to use the tunnel, in the shapes people and programs want it. */
@@ -47,7 +50,11 @@ export interface OpenedTunnel {
   tunnel: Tunnel
   target: TargetConfig
   info: ConnectionInfo
-  close(graceMs?: number): Promise<void>
+  /** The verified identity the tunnel runs as, when the configuration has an identity section. */
+  identity?: BoundIdentity
+  /** Resolves when the tunnel has closed, for any reason. */
+  closed: Promise<void>
+  close(graceMs?: number, message?: string): Promise<void>
 }
 
 /** Turns a configured target into what the tunnel dials, resolving the password source now. */
@@ -95,18 +102,45 @@ export function connectionInfo(address: TunnelAddress, secret: string, target: T
   }
 }
 
-/** Opens a tunnel to one configured target and returns how to reach it. */
+/**
+ * Opens a tunnel to one configured target and returns how to reach it. When the configuration
+ * has an identity section, the tunnel only opens for a verified identity the target allows, and
+ * ends with a clear message when that identity can no longer be renewed.
+ */
 export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel> {
-  const target = getTarget(opts.config, opts.targetName)
-  const upstream = await upstreamTargetOf(target, opts.secrets)
-  const tunnel = new Tunnel({
-    target: upstream,
-    listen: listenOf(opts.listen),
-    hooks: opts.hooks,
-    maxMessageSize: target.tunnel.maxMessageSize,
-    applicationName: opts.applicationName,
-    log: opts.log,
+  const target = getTarget(opts.loaded.config, opts.targetName)
+  const log = opts.log ?? (() => {})
+  let tunnel: Tunnel | undefined
+  let resolveClosed!: () => void
+  const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
+  const close = async (graceMs?: number, message?: string) => {
+    identity?.stop()
+    await tunnel?.close(graceMs, message)
+    resolveClosed()
+  }
+  const identity = await bindIdentity(opts.loaded, target, {
+    env: opts.env,
+    warn: (m) => log('warn', m),
+    onLost: (error) => {
+      log('error', `${error.message} Closing the tunnel.`)
+      void close(0, `dbgate: your sign-in could not be renewed (${error.message}); run \`dbgate login\` and reconnect`)
+    },
   })
-  const address = await tunnel.listen()
-  return {tunnel, target, info: connectionInfo(address, tunnel.secret, target), close: (graceMs) => tunnel.close(graceMs)}
+  try {
+    const upstream = await upstreamTargetOf(target, {env: opts.env, ...opts.secrets})
+    const hooks = opts.hooks?.({identity: identity?.current(), target}) ?? {}
+    tunnel = new Tunnel({
+      target: upstream,
+      listen: listenOf(opts.listen),
+      hooks,
+      maxMessageSize: target.tunnel.maxMessageSize,
+      applicationName: (app) => identityApplicationName(identity?.current(), app),
+      log,
+    })
+    const address = await tunnel.listen()
+    return {tunnel, target, identity, info: connectionInfo(address, tunnel.secret, target), closed, close}
+  } catch (error) {
+    identity?.stop()
+    throw error
+  }
 }

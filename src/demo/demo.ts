@@ -63,8 +63,8 @@ export async function startDemo(opts: DemoOptions = {}): Promise<DemoEnvironment
       ].join('\n'),
     )
     await writeFile(path.join(dir, 'shop.password'), database.password, {mode: 0o600})
-    const {config} = await loadConfig({configPath})
-    const tunnel = await openTunnel({config, targetName: 'shop', listen: {port: opts.port}})
+    const loaded = await loadConfig({configPath})
+    const tunnel = await openTunnel({loaded, targetName: 'shop', listen: {port: opts.port}})
     cleanups.push(() => tunnel.close(2000))
     return {dir, configPath, database, tunnel, stop}
   } catch (error) {

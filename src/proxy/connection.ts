@@ -775,18 +775,21 @@ export class ClientConnection {
   private closingUpstream = false
 
   /** Stops after in-flight work finishes (or at once when idle). */
-  shutdown(): void {
+  shutdown(message?: string): void {
     this.closing = true
+    if (message) this.shutdownMessage = message
     if (this.state !== 'ready') {
-      this.refuse({severity: 'FATAL', code: '57P01', message: 'dbgate: the tunnel is shutting down'})
+      this.refuse({severity: 'FATAL', code: '57P01', message: this.shutdownMessage})
       return
     }
     this.maybeFinishShutdown()
   }
 
+  private shutdownMessage = 'terminating connection: the dbgate tunnel is shutting down'
+
   private maybeFinishShutdown(): void {
     if (!this.idle) return
-    this.refuse({severity: 'FATAL', code: '57P01', message: 'terminating connection: the dbgate tunnel is shutting down'})
+    this.refuse({severity: 'FATAL', code: '57P01', message: this.shutdownMessage})
   }
 
   /** Asks the upstream to cancel whatever this connection is running. */

@@ -161,13 +161,13 @@ export class Tunnel {
    * Stops accepting, lets in-flight statements finish for up to `graceMs`, then cancels what is
    * still running and closes every connection.
    */
-  async close(graceMs = 5000): Promise<void> {
+  async close(graceMs = 5000, message?: string): Promise<void> {
     if (this.closed) return
     this.closed = true
     const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     const all = [...this.connections]
     const done = Promise.all(all.map((c) => new Promise<void>((resolve) => c.onClose(resolve))))
-    for (const c of all) c.shutdown()
+    for (const c of all) c.shutdown(message)
     let timer: NodeJS.Timeout | undefined
     const timedOut = await Promise.race([
       done.then(() => false),
