@@ -1,0 +1,129 @@
+/**
+ * The cores of `dbgate policy check` (how would this SQL be judged?) and `dbgate policy lint`
+ * (are these rules sensible?). Pure functions; the commands only load config and print.
+ */
+import {analyze} from './analyze.js'
+import {judgeStatements} from './hook.js'
+import {PreparedRegistry} from './prepared.js'
+import {evaluateStatement, packRules} from './rules.js'
+import {KNOWN_COMMANDS} from './walker.js'
+import type {BuiltinRule, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis, StatementClass} from './types.js'
+
+export interface CheckOptions {
+  rules: readonly PolicyRule[]
+  pack: PolicyPackName | readonly BuiltinRule[]
+  groups: readonly string[]
+  maxStatementSize?: number
+}
+
+export interface CheckedStatement {
+  analysis: StatementAnalysis
+  decision: RuleDecision
+  /** One per operation, for the curious: which rule judged each part. */
+  operations: RuleDecision[]
+}
+
+export interface CheckResult {
+  decision: Decision
+  statements: CheckedStatement[]
+  report: string
+}
+
+/**
+ * Judges `sqlText` as one simple query would be, with a fresh connection's prepared statements (so
+ * a PREPARE in the text is known to a later EXECUTE). Requires `loadParser()` first.
+ */
+export function checkPolicy(sqlText: string, opts: CheckOptions): CheckResult {
+  const evalOpts = {rules: opts.rules, pack: opts.pack, groups: opts.groups}
+  const analysis = analyze(sqlText, opts.maxStatementSize === undefined ? {} : {maxStatementSize: opts.maxStatementSize})
+  const {statements, decision} = judgeStatements(analysis.statements, new PreparedRegistry().stage(), evalOpts)
+  const checked = statements.map((s) => {
+    const {decision: d, operations} = evaluateStatement(s, evalOpts)
+    return {analysis: s, decision: d, operations}
+  })
+  return {decision, statements: checked, report: formatReport(decision, checked)}
+}
+
+const LABEL: Record<Decision['action'], string> = {allow: 'ALLOW', warn: 'WARN', require_approval: 'APPROVAL', deny: 'DENY'}
+
+function oneLine(text: string, max = 100): string {
+  const s = text.replace(/\s+/g, ' ').trim()
+  return s.length > max ? `${s.slice(0, max)}…` : s
+}
+
+export function formatReport(decision: Decision, statements: readonly CheckedStatement[]): string {
+  const lines: string[] = []
+  if (statements.length === 0) lines.push('(no statements)')
+  for (const {analysis: a, decision: d} of statements) {
+    const where = a.where ? `, where ${a.where}` : ''
+    lines.push(`[${a.index + 1}] ${LABEL[d.action].padEnd(8)} ${a.command} (${a.class}${where})  rule ${d.ruleId}`)
+    lines.push(`    ${oneLine(a.text)}`)
+    lines.push(`    ${d.reason}`)
+    if (d.detail) lines.push(`    detail: ${d.detail}`)
+    if (d.hint && d.action !== 'allow') lines.push(`    hint: ${d.hint}`)
+    if (a.tables.length > 0) lines.push(`    tables: ${a.tables.map((t) => `${t.schema ? `${t.schema}.` : ''}${t.name} (${t.access})`).join(', ')}`)
+    if (a.functions.length > 0) lines.push(`    functions: ${a.functions.join(', ')}`)
+  }
+  const n = statements.length
+  lines.push(`result: ${LABEL[decision.action]}${n > 1 ? ` (strictest of ${n} statements)` : ''}`)
+  return lines.join('\n')
+}
+
+export interface LintIssue {
+  ruleId: string
+  severity: 'error' | 'warning'
+  message: string
+}
+
+const asList = <T>(v: T | readonly T[] | undefined): readonly T[] | undefined =>
+  v === undefined ? undefined : Array.isArray(v) ? (v as readonly T[]) : [v as T]
+
+function isKnownCommand(c: string): boolean {
+  // Commands built from an object kind (alter_<kind>, create_<kind>) cannot all be listed.
+  return KNOWN_COMMANDS.has(c) || /^(alter|create)_[a-z_]+$/.test(c)
+}
+
+/** Whether every operation `later` matches is also matched by `earlier`, so `later` never fires. */
+function covers(earlier: PolicyRule, later: PolicyRule): boolean {
+  const e = earlier.match
+  const l = later.match
+  if (e.tables || e.functions || e.where || e.groups) return false
+  const ec = asList(e.class)
+  const lc = asList(l.class)
+  if (ec && !(lc && lc.every((c) => ec.includes(c)))) return false
+  const em = asList(e.command)
+  const lm = asList(l.command)
+  if (em && !(lm && lm.every((c) => em.includes(c)))) return false
+  return true
+}
+
+/** Problems in a target's rules that would make them do something other than what they say. */
+export function lintRules(rules: readonly PolicyRule[], pack: PolicyPackName | readonly BuiltinRule[] = 'default'): LintIssue[] {
+  const issues: LintIssue[] = []
+  rules.forEach((rule, i) => {
+    const m = rule.match
+    for (const c of asList(m.command) ?? []) {
+      if (!isKnownCommand(c.toLowerCase())) {
+        issues.push({ruleId: rule.id, severity: 'error', message: `command "${c}" is not a command dbgate reports, so this rule never matches`})
+      }
+    }
+    const classes = asList(m.class)
+    const commands = (asList(m.command) ?? []).map((c) => c.toLowerCase())
+    if (m.where && !(classes?.includes('write') || commands.some((c) => c === 'update' || c === 'delete'))) {
+      issues.push({ruleId: rule.id, severity: 'warning', message: 'match.where only applies to UPDATE and DELETE; add class: write or command: [update, delete]'})
+    }
+    if (rule.action === 'allow' && (classes === undefined || classes.includes('unknown' as StatementClass))) {
+      const what = classes === undefined ? 'has no class, so it also allows' : 'allows'
+      issues.push({ruleId: rule.id, severity: 'warning', message: `this allow rule ${what} statements dbgate could not parse or judge`})
+    }
+    for (const glob of [...(m.tables ?? []), ...(m.functions ?? [])]) {
+      if (glob.trim() === '' || /\s/.test(glob)) issues.push({ruleId: rule.id, severity: 'error', message: `"${glob}" is not a usable name glob`})
+    }
+    const shadow = rules.slice(0, i).find((earlier) => covers(earlier, rule))
+    if (shadow) issues.push({ruleId: rule.id, severity: 'warning', message: `rule ${shadow.id} comes first and matches everything this rule does, so it never fires`})
+  })
+  if (packRules(pack).length === 0 && !rules.some((r) => r.action === 'deny')) {
+    issues.push({ruleId: '(target)', severity: 'warning', message: 'policy: none with no deny rules lets every parsed statement through'})
+  }
+  return issues
+}

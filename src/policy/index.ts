@@ -1,0 +1,12 @@
+/** The guardrail core: SQL analysis with the PostgreSQL parser, rule evaluation, verdicts. */
+export {analyze, DEFAULT_MAX_STATEMENT_SIZE, primaryOperation} from './analyze.js'
+export {AnalysisCache, sharedAnalysisCache, type AnalysisCacheOptions, type CacheStats} from './cache.js'
+export {checkPolicy, formatReport, lintRules, type CheckedStatement, type CheckOptions, type CheckResult, type LintIssue} from './check.js'
+export {defaultPack} from './default-pack.js'
+export {createStatementHook, judgeStatements, type PolicyStatementHook, type StatementHookOptions} from './hook.js'
+export {loadParser, parserReady} from './parser.js'
+export {applyToRegistry, ConnectionRegistries, PreparedRegistry, resolveExecutes, StagedRegistry} from './prepared.js'
+export {evaluate, evaluateOperation, evaluateStatement, ruleMatches, STRICTNESS, type EvaluateOptions} from './rules.js'
+export {checkStartupParameters, dangerousSetting, type StartupProblem} from './settings.js'
+export {decisionToVerdict, POLICY_SQLSTATE, WARNING_SQLSTATE, type VerdictOptions} from './verdict.js'
+export * from './types.js'

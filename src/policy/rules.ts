@@ -1,0 +1,111 @@
+/**
+ * Rule evaluation. A target's own rules run first, in order, and the first that matches an
+ * operation decides it; the built-in pack runs after them the same way. A statement's decision is
+ * the strictest of its operations', and a text's the strictest of its statements'.
+ */
+import {primaryOperation} from './analyze.js'
+import {defaultPack} from './default-pack.js'
+import {anyGlobMatches, functionNames, tableNames} from './glob.js'
+import type {Analysis, BuiltinRule, Decision, Operation, PolicyAction, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
+
+export const STRICTNESS: Record<PolicyAction, number> = {allow: 0, warn: 1, require_approval: 2, deny: 3}
+
+export interface EvaluateOptions {
+  rules?: readonly PolicyRule[]
+  /** `default`, `none`, or an explicit list of built-in rules. */
+  pack?: PolicyPackName | readonly BuiltinRule[]
+  /** The identity's groups, for `match.groups`. */
+  groups?: readonly string[]
+}
+
+function asList<T>(v: T | readonly T[] | undefined): readonly T[] | undefined {
+  if (v === undefined) return undefined
+  return Array.isArray(v) ? (v as readonly T[]) : [v as T]
+}
+
+/**
+ * Whether `rule` applies to `op`. Table and function lists are read by the rule's action: a
+ * restricting rule (deny, require_approval, warn) applies when any name matches, an allow rule only
+ * when every name the operation touches matches, so an allow for `scratch.*` cannot carry a
+ * statement that also touches another table.
+ */
+export function ruleMatches(rule: PolicyRule, op: Operation, groups: readonly string[] = []): boolean {
+  const m = rule.match
+  const classes = asList(m.class)
+  if (classes && !classes.includes(op.class)) return false
+  const commands = asList(m.command)
+  if (commands && !commands.some((c) => c.toLowerCase() === op.command)) return false
+  if (m.where !== undefined) {
+    // `none` means "not filtered": a WHERE that is always true filters nothing either.
+    if (m.where === 'none' && op.where !== 'none' && op.where !== 'trivial') return false
+    if (m.where === 'trivial' && op.where !== 'trivial') return false
+  }
+  if (m.groups && !m.groups.some((g) => groups.includes(g))) return false
+  const all = rule.action === 'allow'
+  if (m.tables && !namesMatch(m.tables, op.tables.map(tableNames), all)) return false
+  if (m.functions && !namesMatch(m.functions, op.functions.map(functionNames), all)) return false
+  return true
+}
+
+function namesMatch(globs: readonly string[], items: string[][], all: boolean): boolean {
+  if (items.length === 0) return false
+  return all ? items.every((c) => anyGlobMatches(globs, c)) : items.some((c) => anyGlobMatches(globs, c))
+}
+
+export function packRules(pack: EvaluateOptions['pack']): readonly BuiltinRule[] {
+  if (pack === undefined || pack === 'default') return defaultPack
+  if (pack === 'none') return []
+  return pack
+}
+
+type Verdict = Omit<RuleDecision, 'statementIndex' | 'operationIndex' | 'command' | 'class'>
+
+/** The decision for one operation. */
+export function evaluateOperation(op: Operation, opts: EvaluateOptions = {}): Verdict {
+  const groups = opts.groups ?? []
+  const detail = op.detail ? {detail: op.detail} : {}
+  for (const rule of opts.rules ?? []) {
+    if (ruleMatches(rule, op, groups)) return {action: rule.action, ruleId: rule.id, reason: rule.reason ?? `matched rule ${rule.id}`, ...detail}
+  }
+  for (const rule of packRules(opts.pack)) {
+    if (rule.test(op)) return {action: rule.action, ruleId: rule.id, reason: rule.reason, ...(rule.hint ? {hint: rule.hint} : {}), ...detail}
+  }
+  // Nothing spoke (only possible without the default pack). What could not be read is still not
+  // let through on silence; everything else is.
+  if (op.class === 'unknown') {
+    return {action: 'deny', ruleId: 'fallback.unknown', reason: 'dbgate could not judge this statement and no rule allows it', ...detail}
+  }
+  return {action: 'allow', ruleId: 'fallback.allow', reason: 'no rule matched'}
+}
+
+/** Evaluates every operation of one statement; the strictest decides. */
+export function evaluateStatement(stmt: StatementAnalysis, opts: EvaluateOptions = {}): {decision: RuleDecision; operations: RuleDecision[]} {
+  const operations = stmt.operations.map((op, operationIndex) => ({
+    ...evaluateOperation(op, opts),
+    statementIndex: stmt.index,
+    operationIndex,
+    command: op.command,
+    class: op.class,
+  }))
+  // Among equally strict results the statement's primary operation speaks, so a report of an
+  // allowed `WITH d AS (DELETE ...) SELECT` cites the write rule, not the read one.
+  const primary = primaryOperation(stmt.operations)
+  let decision = operations[Math.max(0, stmt.operations.indexOf(primary!))]!
+  for (const d of operations) if (STRICTNESS[d.action] > STRICTNESS[decision.action]) decision = d
+  return {decision, operations}
+}
+
+/** Evaluates a whole text. An empty text (only comments) is allowed: the server answers it with EmptyQueryResponse. */
+export function evaluate(analysis: Analysis | readonly StatementAnalysis[], opts: EvaluateOptions = {}): Decision {
+  const statements = Array.isArray(analysis) ? (analysis as readonly StatementAnalysis[]) : (analysis as Analysis).statements
+  const decisions: RuleDecision[] = []
+  const warnings: RuleDecision[] = []
+  for (const stmt of statements) {
+    const {decision, operations} = evaluateStatement(stmt, opts)
+    decisions.push(decision)
+    warnings.push(...operations.filter((o) => o.action === 'warn'))
+  }
+  let decisive: RuleDecision | undefined
+  for (const d of decisions) if (!decisive || STRICTNESS[d.action] > STRICTNESS[decisive.action]) decisive = d
+  return {action: decisive?.action ?? 'allow', ...(decisive ? {decisive} : {}), statements: decisions, warnings}
+}

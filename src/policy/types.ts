@@ -1,0 +1,167 @@
+/**
+ * The vocabulary of the guardrail core: what the analyser says about SQL, the rules people write
+ * about it, and the decisions that come out. Everything here is plain data so analyses can be
+ * cached, logged and compared.
+ */
+
+export const STATEMENT_CLASSES = ['read', 'write', 'ddl', 'privilege', 'admin', 'transaction', 'session', 'opaque', 'unknown'] as const
+export type StatementClass = (typeof STATEMENT_CLASSES)[number]
+
+export const POLICY_ACTIONS = ['allow', 'deny', 'require_approval', 'warn'] as const
+export type PolicyAction = (typeof POLICY_ACTIONS)[number]
+
+/** What a rule's `match.where` may ask for. */
+export type WhereMatch = 'none' | 'trivial'
+
+/**
+ * How an UPDATE or DELETE (or a MERGE action) picks its rows: `none` has no WHERE at all, `trivial`
+ * has one that holds for every row (`true`, `1=1`, `x OR true`, one that reads no column of the
+ * target), `filtered` has a real row filter (or one that is constantly false).
+ */
+export type WhereKind = 'none' | 'trivial' | 'filtered'
+
+export type AccessKind = 'read' | 'write' | 'ddl'
+
+export interface TableRef {
+  /** As written; absent when the SQL did not qualify the name. */
+  schema?: string
+  name: string
+  access: AccessKind
+}
+
+/** Facts the default pack keys on that a class and a command word alone cannot carry. */
+export type OperationFlag =
+  | 'rule' // CREATE RULE: rewrites later statements
+  | 'trigger' // CREATE TRIGGER / EVENT TRIGGER: runs code on later statements
+  | 'program' // COPY ... PROGRAM: runs a shell command on the server
+  | 'server_file' // reads or writes a file on the database server
+  | 'process' // signals or reconfigures server processes
+  | 'dynamic_sql' // runs SQL text the parser never sees
+  | 'dangerous_setting' // changes how the server reads later statements
+  | 'search_path' // changes how unqualified names resolve
+  | 'role_change' // SET ROLE, SET SESSION AUTHORIZATION, set_config('role', ...)
+  | 'unresolved' // an EXECUTE of a prepared statement dbgate has not seen
+
+export interface SettingChange {
+  /** Lower-cased setting name. */
+  name: string
+  /** Constant value as text; absent for RESET / DEFAULT, or when not a constant. */
+  value?: string
+  /** RESET, RESET ALL, SET ... TO DEFAULT: back to the session's starting value. */
+  reset: boolean
+  /** The value is an expression dbgate cannot evaluate. */
+  dynamic: boolean
+}
+
+/**
+ * One thing a statement does. A statement may do several: `WITH d AS (DELETE ...) SELECT ...` reads
+ * and deletes, `SELECT pg_terminate_backend(pid)` reads and signals a process. Rules judge every
+ * operation; the statement gets the strictest result.
+ */
+export interface Operation {
+  class: StatementClass
+  /** Lower-case command word: select, insert, delete, create_table, drop, set, function, ... */
+  command: string
+  /** Object kind for DDL and privilege commands: table, schema, database, index, role, ... */
+  object?: string
+  /** For update and delete (including MERGE actions). */
+  where?: WhereKind
+  tables: TableRef[]
+  /** Functions called, schema-qualified where written, e.g. `pg_catalog.pg_read_file`. */
+  functions: string[]
+  flags: OperationFlag[]
+  setting?: SettingChange
+  /** Name of the prepared statement an EXECUTE runs, until resolved against a registry. */
+  executes?: string
+  /** Why the operation is `unknown`, or other context a reviewer needs. */
+  detail?: string
+}
+
+export interface StatementAnalysis {
+  /** 0-based position in the text. */
+  index: number
+  /** The statement's own text, cut from the original. */
+  text: string
+  /** Summary: the operation that matters most (see `primaryOperation`). */
+  class: StatementClass
+  command: string
+  where?: WhereKind
+  /** Every table and function of every operation, deduplicated. */
+  tables: TableRef[]
+  functions: string[]
+  operations: Operation[]
+  /** SQL `PREPARE name AS ...`: the inner statement's operations are this statement's operations. */
+  prepare?: {name: string}
+  /** SQL `DEALLOCATE name` / `DEALLOCATE ALL` / `DISCARD ALL`. */
+  deallocate?: {name?: string; all: boolean}
+  /** Set when the statement could not be parsed or judged. */
+  error?: string
+}
+
+export interface Analysis {
+  sql: string
+  statements: StatementAnalysis[]
+}
+
+export interface AnalyzeOptions {
+  /** Texts longer than this many UTF-8 bytes are not parsed and come back `unknown`. */
+  maxStatementSize?: number
+}
+
+/**
+ * A rule as `dbgate.yaml` writes it, after the config loader has validated it (it fills `id`).
+ * `class` and `command` take one value or a list; the loader passes lists.
+ */
+export interface PolicyRule {
+  id: string
+  match: {
+    class?: StatementClass | readonly StatementClass[]
+    command?: string | readonly string[]
+    /** Globs over `schema.table`; `*` stays within one name part. */
+    tables?: readonly string[]
+    functions?: readonly string[]
+    /** The rule applies only to identities in one of these groups. */
+    groups?: readonly string[]
+    where?: WhereMatch
+  }
+  action: PolicyAction
+  reason?: string
+}
+
+/** Which built-in pack runs after a target's own rules. */
+export type PolicyPackName = 'default' | 'none'
+
+/** A built-in rule: code rather than data, because it keys on facts the YAML language does not expose. */
+export interface BuiltinRule {
+  id: string
+  action: PolicyAction
+  reason: string
+  hint?: string
+  test(op: Operation): boolean
+}
+
+/** The outcome for one statement: which rule decided it, and why. */
+export interface RuleDecision {
+  action: PolicyAction
+  ruleId: string
+  reason: string
+  hint?: string
+  /** What the analyser noticed about the operation (a parse error, the setting's danger, ...). */
+  detail?: string
+  statementIndex: number
+  /** Which operation of the statement the rule judged. */
+  operationIndex: number
+  command: string
+  class: StatementClass
+}
+
+export interface Decision {
+  /** The strictest of the statements' actions (deny > require_approval > warn > allow). */
+  action: PolicyAction
+  /** The statement decision that set `action` (the first one, if several tie). */
+  decisive?: RuleDecision
+  /** One per statement, in order. */
+  statements: RuleDecision[]
+  /** Every warn decision, so each can become a notice. */
+  warnings: RuleDecision[]
+}

@@ -1,0 +1,59 @@
+/**
+ * Decisions become protocol messages here. Every refusal is SQLSTATE 42501
+ * (insufficient_privilege), which clients and ORMs already treat as "not allowed" rather than as
+ * a bug to retry, and its message names the rule so the person can look it up.
+ */
+import type {PgNoticeFields, StatementVerdict} from '../proxy/hooks.js'
+import type {Decision, RuleDecision} from './types.js'
+
+export const POLICY_SQLSTATE = '42501'
+/** SQLSTATE 01000: warning. */
+export const WARNING_SQLSTATE = '01000'
+
+export interface VerdictOptions {
+  /** Groups whose members review this target, named in approval messages. */
+  reviewers?: readonly string[]
+  /** Statement texts, by statement index, to quote in the message's detail. */
+  statements?: readonly {text: string}[]
+}
+
+const QUOTE_LIMIT = 200
+
+function quote(text: string): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim()
+  return oneLine.length > QUOTE_LIMIT ? `${oneLine.slice(0, QUOTE_LIMIT)}…` : oneLine
+}
+
+function detailFor(d: RuleDecision, opts: VerdictOptions): string | undefined {
+  const parts: string[] = []
+  const count = opts.statements?.length ?? 0
+  const text = opts.statements?.[d.statementIndex]?.text
+  if (text !== undefined) parts.push(count > 1 ? `statement ${d.statementIndex + 1} of ${count}: ${quote(text)}` : `statement: ${quote(text)}`)
+  if (d.detail) parts.push(d.detail)
+  return parts.length > 0 ? parts.join('\n') : undefined
+}
+
+function fields(message: string, d: RuleDecision, opts: VerdictOptions, hint: string | undefined): PgNoticeFields {
+  const detail = detailFor(d, opts)
+  return {severity: 'ERROR', code: POLICY_SQLSTATE, message, ...(detail ? {detail} : {}), ...(hint ? {hint} : {})}
+}
+
+/** The verdict the tunnel acts on. The decision rides along as `tag` for the audit log. */
+export function decisionToVerdict(decision: Decision, opts: VerdictOptions = {}): StatementVerdict {
+  const d = decision.decisive
+  if (decision.action === 'deny' && d) {
+    const message = `dbgate: statement denied by rule ${d.ruleId}: ${d.reason}`
+    return {action: 'reject', error: fields(message, d, opts, d.hint ?? 'run `dbgate policy check` to see how dbgate reads it'), tag: decision}
+  }
+  if (decision.action === 'require_approval' && d) {
+    const who = opts.reviewers && opts.reviewers.length > 0 ? `a member of ${opts.reviewers.join(', ')}` : 'a reviewer'
+    const message = `dbgate: statement requires approval by ${who} (rule ${d.ruleId}): ${d.reason}`
+    const hint = `ask ${who} to approve it with \`dbgate approve\`, then run it again`
+    return {action: 'reject', error: fields(message, d, opts, hint), tag: decision}
+  }
+  const notices: PgNoticeFields[] = decision.warnings.map((w) => {
+    const detail = detailFor(w, opts)
+    return {severity: 'WARNING', code: WARNING_SQLSTATE, message: `dbgate: ${w.reason} (rule ${w.ruleId})`, ...(detail ? {detail} : {})}
+  })
+  return notices.length > 0 ? {action: 'allow', notices, tag: decision} : {action: 'allow', tag: decision}
+}

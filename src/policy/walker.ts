@@ -1,0 +1,612 @@
+/**
+ * Turns one parsed statement into the operations it performs. The whole tree is walked, not just
+ * the top node: a DELETE hidden in a CTE, a MERGE action, a function call in a subquery, a DML
+ * inside EXPLAIN ANALYZE all surface as operations of their own.
+ */
+import {functionEffect} from './functions.js'
+import {dangerousSetting} from './settings.js'
+import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from './tree.js'
+import type {AccessKind, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
+import {WhereJudge} from './where.js'
+
+function op(cls: StatementClass, command: string, extra: Partial<Operation> = {}): Operation {
+  return {class: cls, command, tables: [], functions: [], flags: [], ...extra}
+}
+
+type Simple = [StatementClass, string, AccessKind?]
+
+/** Statements whose meaning is fixed by their node type. Walking their body still finds tables and calls. */
+const SIMPLE: Record<string, Simple> = {
+  CreateStmt: ['ddl', 'create_table'],
+  CreateForeignTableStmt: ['ddl', 'create_foreign_table'],
+  IndexStmt: ['ddl', 'create_index'],
+  ViewStmt: ['ddl', 'create_view'],
+  CreateSeqStmt: ['ddl', 'create_sequence'],
+  AlterSeqStmt: ['ddl', 'alter_sequence'],
+  CreateSchemaStmt: ['ddl', 'create_schema'],
+  CreatedbStmt: ['ddl', 'create_database'],
+  AlterDatabaseStmt: ['ddl', 'alter_database'],
+  AlterDatabaseRefreshCollStmt: ['ddl', 'alter_database'],
+  AlterDatabaseSetStmt: ['ddl', 'alter_database'],
+  CreateExtensionStmt: ['ddl', 'create_extension'],
+  AlterExtensionStmt: ['ddl', 'alter_extension'],
+  AlterExtensionContentsStmt: ['ddl', 'alter_extension'],
+  CreateFdwStmt: ['ddl', 'create_foreign_data_wrapper'],
+  AlterFdwStmt: ['ddl', 'alter_foreign_data_wrapper'],
+  CreateForeignServerStmt: ['ddl', 'create_server'],
+  AlterForeignServerStmt: ['ddl', 'alter_server'],
+  ImportForeignSchemaStmt: ['ddl', 'import_foreign_schema'],
+  CreateAmStmt: ['ddl', 'create_access_method'],
+  AlterEventTrigStmt: ['ddl', 'alter_event_trigger'],
+  CreatePLangStmt: ['ddl', 'create_language'],
+  CreateDomainStmt: ['ddl', 'create_domain'],
+  AlterDomainStmt: ['ddl', 'alter_domain'],
+  CreateOpClassStmt: ['ddl', 'create_operator_class'],
+  CreateOpFamilyStmt: ['ddl', 'create_operator_family'],
+  AlterOpFamilyStmt: ['ddl', 'alter_operator_family'],
+  CommentStmt: ['ddl', 'comment'],
+  SecLabelStmt: ['ddl', 'security_label'],
+  CreateStatsStmt: ['ddl', 'create_statistics'],
+  AlterStatsStmt: ['ddl', 'alter_statistics'],
+  AlterFunctionStmt: ['ddl', 'alter_function'],
+  AlterObjectDependsStmt: ['ddl', 'alter_depends'],
+  AlterObjectSchemaStmt: ['ddl', 'alter_set_schema'],
+  AlterOperatorStmt: ['ddl', 'alter_operator'],
+  AlterTypeStmt: ['ddl', 'alter_type'],
+  CompositeTypeStmt: ['ddl', 'create_type'],
+  CreateEnumStmt: ['ddl', 'create_type'],
+  CreateRangeStmt: ['ddl', 'create_type'],
+  AlterEnumStmt: ['ddl', 'alter_type'],
+  CreateConversionStmt: ['ddl', 'create_conversion'],
+  CreateCastStmt: ['ddl', 'create_cast'],
+  CreateTransformStmt: ['ddl', 'create_transform'],
+  AlterTSDictionaryStmt: ['ddl', 'alter_text_search_dictionary'],
+  AlterTSConfigurationStmt: ['ddl', 'alter_text_search_configuration'],
+  AlterCollationStmt: ['ddl', 'alter_collation'],
+  DropOwnedStmt: ['ddl', 'drop_owned'],
+  CreateRoleStmt: ['privilege', 'create_role'],
+  AlterRoleStmt: ['privilege', 'alter_role'],
+  AlterRoleSetStmt: ['privilege', 'alter_role'],
+  DropRoleStmt: ['privilege', 'drop_role'],
+  AlterOwnerStmt: ['privilege', 'alter_owner'],
+  ReassignOwnedStmt: ['privilege', 'reassign_owned'],
+  AlterDefaultPrivilegesStmt: ['privilege', 'alter_default_privileges'],
+  // Row-level security policies and user mappings (which hold remote credentials) decide who may
+  // see what, so they are privilege changes rather than schema changes.
+  CreatePolicyStmt: ['privilege', 'create_policy'],
+  AlterPolicyStmt: ['privilege', 'alter_policy'],
+  CreateUserMappingStmt: ['privilege', 'create_user_mapping'],
+  AlterUserMappingStmt: ['privilege', 'alter_user_mapping'],
+  DropUserMappingStmt: ['privilege', 'drop_user_mapping'],
+  AlterSystemStmt: ['admin', 'alter_system'],
+  ClusterStmt: ['admin', 'cluster', 'write'],
+  ReindexStmt: ['admin', 'reindex', 'write'],
+  CheckPointStmt: ['admin', 'checkpoint'],
+  LockStmt: ['admin', 'lock', 'write'],
+  CreatePublicationStmt: ['admin', 'create_publication'],
+  AlterPublicationStmt: ['admin', 'alter_publication'],
+  CreateSubscriptionStmt: ['admin', 'create_subscription'],
+  AlterSubscriptionStmt: ['admin', 'alter_subscription'],
+  DropSubscriptionStmt: ['admin', 'drop_subscription'],
+  AlterTableSpaceOptionsStmt: ['admin', 'alter_tablespace'],
+  AlterTableMoveAllStmt: ['admin', 'alter_tablespace'],
+  RefreshMatViewStmt: ['write', 'refresh_materialized_view', 'write'],
+  DeclareCursorStmt: ['read', 'declare'],
+  ClosePortalStmt: ['read', 'close'],
+  VariableShowStmt: ['session', 'show'],
+  NotifyStmt: ['session', 'notify'],
+  ListenStmt: ['session', 'listen'],
+  UnlistenStmt: ['session', 'unlisten'],
+  ConstraintsSetStmt: ['transaction', 'set_constraints'],
+}
+
+/** Every command word the walker can report, for `dbgate policy lint`. */
+export const KNOWN_COMMANDS: ReadonlySet<string> = new Set([
+  ...Object.values(SIMPLE).map(([, command]) => command),
+  ...['select', 'insert', 'update', 'delete', 'merge', 'copy', 'explain', 'create_table_as', 'create_materialized_view'],
+  ...['prepare', 'execute', 'deallocate', 'discard', 'set', 'reset', 'fetch', 'move', 'drop', 'truncate', 'rename'],
+  ...['grant', 'revoke', 'grant_role', 'revoke_role', 'create_trigger', 'create_event_trigger', 'create_rule'],
+  ...['create_function', 'create_procedure', 'do', 'call', 'load', 'create_tablespace', 'vacuum', 'analyze', 'function'],
+  ...['begin', 'commit', 'rollback', 'savepoint', 'release', 'rollback_to', 'prepare_transaction', 'commit_prepared', 'rollback_prepared'],
+  'unknown',
+])
+
+const TRANSACTION_COMMANDS: Record<string, string> = {
+  TRANS_STMT_BEGIN: 'begin',
+  TRANS_STMT_START: 'begin',
+  TRANS_STMT_COMMIT: 'commit',
+  TRANS_STMT_ROLLBACK: 'rollback',
+  TRANS_STMT_SAVEPOINT: 'savepoint',
+  TRANS_STMT_RELEASE: 'release',
+  TRANS_STMT_ROLLBACK_TO: 'rollback_to',
+  TRANS_STMT_PREPARE: 'prepare_transaction',
+  TRANS_STMT_COMMIT_PREPARED: 'commit_prepared',
+  TRANS_STMT_ROLLBACK_PREPARED: 'rollback_prepared',
+}
+
+/** Object kinds whose DROP names relations, so the names are tables for rule matching. */
+const RELATION_KINDS = new Set(['table', 'view', 'matview', 'sequence', 'index', 'foreign_table'])
+
+export interface WalkResult {
+  operations: Operation[]
+  prepare?: {name: string}
+  deallocate?: {name?: string; all: boolean}
+  /** The summary command when it is not the primary operation's (prepare, execute). */
+  command?: string
+}
+
+export class StatementWalker {
+  private readonly ops: Operation[] = []
+  private current: Operation
+  /** CTE names in scope; an unqualified reference to one is not a table. */
+  private readonly scopes: Set<string>[] = []
+  /** How a bare relation found while walking is being accessed. */
+  private access: AccessKind = 'read'
+
+  private constructor() {
+    this.current = op('read', 'select')
+  }
+
+  static walk(node: Obj): WalkResult {
+    const w = new StatementWalker()
+    const extra = w.statement(node)
+    return {operations: w.ops, ...extra}
+  }
+
+  private statement(node: Obj): Omit<WalkResult, 'operations'> {
+    const u = unwrap(node)
+    if (!u) {
+      this.push(op('unknown', 'unknown', {detail: 'unrecognised parse tree'}))
+      return {}
+    }
+    const [type, body] = u
+    switch (type) {
+      case 'SelectStmt':
+        if (isObj(body.intoClause)) {
+          // SELECT ... INTO creates the table it names.
+          const rel = isRangeVar(body.intoClause.rel) ? body.intoClause.rel : undefined
+          this.open(op('ddl', 'create_table_as', {object: 'table'}), () => this.target(body, rel, 'ddl', 'intoClause'))
+        } else {
+          this.open(op('read', 'select'), () => this.walkBody(body))
+        }
+        return {}
+      case 'InsertStmt':
+      case 'UpdateStmt':
+      case 'DeleteStmt':
+      case 'MergeStmt':
+        this.visit(node)
+        return {}
+      case 'CopyStmt':
+        this.copy(body)
+        return {}
+      case 'ExplainStmt':
+        this.explain(body)
+        return {}
+      case 'CreateTableAsStmt': {
+        const object = objectKind(body.objtype) ?? 'table'
+        const command = object === 'matview' ? 'create_materialized_view' : 'create_table_as'
+        this.open(op('ddl', command, {object}), () => this.walkBody(body, 'ddl'))
+        return {}
+      }
+      case 'PrepareStmt': {
+        const name = str(body.name) ?? ''
+        const inner = isObj(body.query) ? body.query : undefined
+        if (inner) this.statement(inner)
+        else this.push(op('unknown', 'prepare', {detail: 'PREPARE without a statement'}))
+        return {prepare: {name}, command: 'prepare'}
+      }
+      case 'ExecuteStmt':
+        this.visit(node)
+        return {command: 'execute'}
+      case 'DeallocateStmt': {
+        this.push(op('session', 'deallocate'))
+        const name = str(body.name)
+        return {deallocate: body.isall || name === undefined ? {all: true} : {name, all: false}}
+      }
+      case 'DiscardStmt': {
+        const target = String(body.target ?? 'DISCARD_ALL')
+        this.push(op('session', 'discard', {object: target.replace(/^DISCARD_/, '').toLowerCase()}))
+        // DISCARD ALL includes DEALLOCATE ALL; the registry must forget with the server.
+        return target === 'DISCARD_ALL' ? {deallocate: {all: true}} : {}
+      }
+      case 'TransactionStmt':
+        this.push(op('transaction', TRANSACTION_COMMANDS[String(body.kind)] ?? 'transaction'))
+        return {}
+      case 'VariableSetStmt':
+        this.push(this.setOperation(body))
+        return {}
+      case 'FetchStmt':
+        this.push(op('read', body.ismove ? 'move' : 'fetch'))
+        return {}
+      case 'DropStmt':
+        this.drop(body)
+        return {}
+      case 'DropdbStmt':
+        this.push(op('ddl', 'drop', {object: 'database'}))
+        return {}
+      case 'DropTableSpaceStmt':
+        this.push(op('ddl', 'drop', {object: 'tablespace'}))
+        return {}
+      case 'TruncateStmt':
+        this.open(op('ddl', 'truncate', {object: 'table'}), () => this.walkBody(body, 'write'))
+        return {}
+      case 'AlterTableStmt': {
+        const object = objectKind(body.objtype) ?? 'table'
+        this.open(op('ddl', `alter_${object}`, {object}), () => this.walkBody(body, 'ddl'))
+        // ALTER TABLE ... OWNER TO hands every privilege on the table to another role.
+        const subtypes = list(body.cmds).map((c) => unwrap(c)?.[1].subtype)
+        if (subtypes.includes('AT_ChangeOwner')) this.push(op('privilege', 'alter_owner', {object}))
+        return {}
+      }
+      case 'RenameStmt': {
+        const object = objectKind(body.renameType)
+        this.open(op('ddl', 'rename', {object}), () => this.walkBody(body, 'ddl'))
+        return {}
+      }
+      case 'DefineStmt': {
+        const object = objectKind(body.kind) ?? 'object'
+        this.open(op('ddl', `create_${object}`, {object}), () => this.walkBody(body, 'ddl'))
+        return {}
+      }
+      case 'GrantStmt': {
+        const command = body.is_grant ? 'grant' : 'revoke'
+        this.open(op('privilege', command, {object: objectKind(body.objtype)}), () => this.walkBody(body, 'ddl'))
+        return {}
+      }
+      case 'GrantRoleStmt':
+        this.push(op('privilege', body.is_grant ? 'grant_role' : 'revoke_role', {object: 'role'}))
+        return {}
+      case 'CreateTrigStmt': {
+        // The trigger function is not called now, but naming it lets `functions:` rules see it.
+        const fn = names(body.funcname).join('.')
+        this.open(op('ddl', 'create_trigger', {object: 'trigger', flags: ['trigger'], functions: [fn]}), () => this.walkBody(body, 'ddl'))
+        return {}
+      }
+      case 'CreateEventTrigStmt':
+        this.open(op('ddl', 'create_event_trigger', {object: 'event_trigger', flags: ['trigger']}), () => this.walkBody(body, 'ddl'))
+        return {}
+      case 'RuleStmt':
+        this.open(op('ddl', 'create_rule', {object: 'rule', flags: ['rule']}), () => this.walkBody(body, 'ddl'))
+        return {}
+      case 'CreateFunctionStmt': {
+        const command = body.is_procedure ? 'create_procedure' : 'create_function'
+        this.open(op('opaque', command, {object: body.is_procedure ? 'procedure' : 'function'}), () => this.walkBody(body, 'ddl'))
+        return {}
+      }
+      case 'DoStmt':
+        this.push(op('opaque', 'do'))
+        return {}
+      case 'CallStmt':
+        this.open(op('opaque', 'call'), () => this.walkBody(body))
+        return {}
+      case 'LoadStmt':
+        // LOAD maps a shared library from the server's disk into the backend.
+        this.push(op('admin', 'load', {flags: ['server_file']}))
+        return {}
+      case 'CreateTableSpaceStmt':
+        this.push(op('admin', 'create_tablespace', {flags: ['server_file']}))
+        return {}
+      case 'VacuumStmt':
+        this.open(op('admin', body.is_vacuumcmd ? 'vacuum' : 'analyze'), () => this.walkBody(body, 'write'))
+        return {}
+      default: {
+        const simple = SIMPLE[type]
+        if (simple) {
+          const [cls, command, access] = simple
+          this.open(op(cls, command), () => this.walkBody(body, access ?? (cls === 'read' || cls === 'session' ? 'read' : 'ddl')))
+        } else {
+          this.push(op('unknown', 'unknown', {detail: `statement type ${type} is not understood by dbgate`}))
+        }
+        return {}
+      }
+    }
+  }
+
+  // ---- operations --------------------------------------------------------------------------
+
+  private push(o: Operation): Operation {
+    this.ops.push(o)
+    return o
+  }
+
+  /** Makes `o` the operation that tables and calls found inside `fn` belong to. */
+  private open(o: Operation, fn: () => void): Operation {
+    this.push(o)
+    const saved = this.current
+    const savedAccess = this.access
+    this.current = o
+    try {
+      fn()
+    } finally {
+      this.current = saved
+      this.access = savedAccess
+    }
+    return o
+  }
+
+  private walkBody(body: Obj, access: AccessKind = 'read'): void {
+    this.access = access
+    this.visit(body)
+  }
+
+  private table(rv: Obj, access: AccessKind, cteVisible = true): void {
+    const name = str(rv.relname) ?? ''
+    const schema = str(rv.schemaname)
+    if (!schema && cteVisible && this.scopes.some((s) => s.has(name))) return
+    const exists = this.current.tables.some((t) => t.name === name && t.schema === schema && t.access === access)
+    if (!exists) this.current.tables.push(schema ? {schema, name, access} : {name, access})
+  }
+
+  // ---- the generic walk ---------------------------------------------------------------------
+
+  private visit(node: unknown): void {
+    if (Array.isArray(node)) {
+      for (const n of node) this.visit(n)
+      return
+    }
+    if (!isObj(node)) return
+    if (isRangeVar(node)) {
+      this.table(node, this.access)
+      return
+    }
+    if (isFuncCall(node)) {
+      this.funcCall(node)
+      return
+    }
+    const u = unwrap(node)
+    if (u) {
+      this.node(u[0], u[1])
+      return
+    }
+    this.fields(node)
+  }
+
+  /**
+   * Visits an object's fields, opening a CTE scope first when it carries a WITH clause; `before`
+   * runs inside that scope, ahead of the fields.
+   */
+  private fields(body: Obj, skip: readonly string[] = [], before?: () => void): void {
+    const run = (): void => {
+      before?.()
+      for (const [key, value] of Object.entries(body)) {
+        if (key !== 'withClause' && !skip.includes(key)) this.visit(value)
+      }
+    }
+    if (isObj(body.withClause)) this.withScope(body.withClause, run)
+    else run()
+  }
+
+  private withScope(withClause: Obj, fn: () => void): void {
+    const scope = new Set<string>()
+    const ctes = list(withClause.ctes)
+    const cteName = (c: unknown): string | undefined => {
+      const u = unwrap(c)
+      return u && u[0] === 'CommonTableExpr' ? str(u[1].ctename) : undefined
+    }
+    // A recursive WITH sees all its names in every member; a plain one only the earlier ones, so a
+    // later CTE's name in an earlier body still means the real table.
+    if (withClause.recursive) for (const c of ctes) scope.add(cteName(c) ?? '')
+    this.scopes.push(scope)
+    try {
+      for (const c of ctes) {
+        this.visit(c)
+        const name = cteName(c)
+        if (name !== undefined) scope.add(name)
+      }
+      fn()
+    } finally {
+      this.scopes.pop()
+    }
+  }
+
+  private node(type: string, body: Obj): void {
+    switch (type) {
+      case 'RangeVar':
+        this.table(body, this.access)
+        return
+      case 'FuncCall':
+        this.funcCall(body)
+        return
+      case 'SelectStmt': {
+        // Inside DDL (CREATE VIEW ... AS SELECT) the query only reads.
+        const saved = this.access
+        this.access = 'read'
+        try {
+          this.fields(body)
+        } finally {
+          this.access = saved
+        }
+        return
+      }
+      case 'InsertStmt':
+        this.dml('insert', body)
+        return
+      case 'UpdateStmt':
+        this.dml('update', body)
+        return
+      case 'DeleteStmt':
+        this.dml('delete', body)
+        return
+      case 'MergeStmt':
+        this.merge(body)
+        return
+      case 'ExecuteStmt': {
+        const name = str(body.name) ?? ''
+        this.open(
+          op('unknown', 'execute', {executes: name, flags: ['unresolved'], detail: `prepared statement "${name}" is not known to dbgate`}),
+          () => this.walkBody({params: body.params}),
+        )
+        return
+      }
+      default:
+        this.fields(body)
+    }
+  }
+
+  private dml(command: 'insert' | 'update' | 'delete', body: Obj): void {
+    const rel = isRangeVar(body.relation) ? body.relation : undefined
+    const o = op('write', command)
+    if (command !== 'insert') o.where = this.judge(rel).judge(body.whereClause)
+    this.open(o, () => this.target(body, rel, 'write'))
+  }
+
+  /** Records a statement's target relation, then walks the rest of it as reads. */
+  private target(body: Obj, rel: Obj | undefined, access: AccessKind, field = 'relation'): void {
+    this.access = 'read'
+    this.fields(body, [field], () => {
+      if (rel) this.table(rel, access, false)
+    })
+  }
+
+  private merge(body: Obj): void {
+    const rel = isRangeVar(body.relation) ? body.relation : undefined
+    const judge = this.judge(rel)
+    this.open(op('write', 'merge'), () => this.target(body, rel, 'write'))
+    // Each WHEN action is an operation of its own, so `command: delete` rules see MERGE deletes.
+    for (const clause of list(body.mergeWhenClauses)) {
+      const u = unwrap(clause)
+      if (!u) continue
+      const w = u[1]
+      const command = {CMD_DELETE: 'delete', CMD_UPDATE: 'update', CMD_INSERT: 'insert'}[String(w.commandType)]
+      if (!command) continue
+      const action = op('write', command)
+      if (rel) action.tables.push(tableRef(rel, 'write'))
+      if (command !== 'insert') {
+        // WHEN MATCHED rows are those the ON condition pairs with a source row; NOT MATCHED BY
+        // SOURCE rows are every target row without a partner, filtered only by the WHEN condition.
+        action.where = w.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_SOURCE' ? judge.judgeAll([w.condition]) : judge.judgeAll([body.joinCondition, w.condition])
+      }
+      this.push(action)
+    }
+  }
+
+  private judge(rel: Obj | undefined): WhereJudge {
+    const names = new Set<string>()
+    if (rel) {
+      const alias = isObj(rel.alias) ? str(rel.alias.aliasname) : undefined
+      names.add(alias ?? str(rel.relname) ?? '')
+    }
+    return new WhereJudge(names)
+  }
+
+  private funcCall(body: Obj): void {
+    const parts = names(body.funcname)
+    const name = parts.join('.')
+    if (!this.current.functions.includes(name)) this.current.functions.push(name)
+    const bare = (parts.at(-1) ?? '').toLowerCase()
+    const effect = functionEffect(bare)
+    if (effect) this.push(op(effect.class, 'function', {functions: [name], flags: [effect.flag]}))
+    if (bare === 'set_config') this.push(this.setConfigOperation(name, list(body.args)))
+    this.fields(body, ['funcname'])
+  }
+
+  // ---- statement families ------------------------------------------------------------------
+
+  private copy(body: Obj): void {
+    const rel = isRangeVar(body.relation) ? body.relation : undefined
+    const filename = str(body.filename)
+    const isFrom = body.is_from === true
+    let o: Operation
+    if (body.is_program) o = op('admin', 'copy', {flags: ['program'], detail: filename})
+    else if (filename !== undefined) o = op('admin', 'copy', {flags: ['server_file'], detail: filename})
+    else o = op(isFrom ? 'write' : 'read', 'copy')
+    this.open(o, () => this.target(body, rel, isFrom ? 'write' : 'read'))
+  }
+
+  private explain(body: Obj): void {
+    const inner = isObj(body.query) ? body.query : undefined
+    if (inner && explainAnalyzes(body.options)) {
+      // EXPLAIN ANALYZE runs the statement, so it is judged as the statement.
+      this.statement(inner)
+      return
+    }
+    // Plain EXPLAIN only plans. Its inner statement's tables and calls are still reported, and
+    // known-dangerous calls stay operations, since the planner may evaluate constant calls.
+    const sub = inner ? StatementWalker.walk(inner).operations : []
+    const e = op('read', 'explain')
+    for (const o of sub) {
+      for (const t of o.tables) if (!e.tables.some((x) => x.name === t.name && x.schema === t.schema)) e.tables.push({...t, access: 'read'})
+      for (const f of o.functions) if (!e.functions.includes(f)) e.functions.push(f)
+    }
+    this.push(e)
+    for (const o of sub) if (o.command === 'function' || (o.command === 'set' && o.functions.length > 0)) this.push(o)
+  }
+
+  private drop(body: Obj): void {
+    const object = objectKind(body.removeType) ?? 'object'
+    const o = op('ddl', 'drop', {object})
+    if (RELATION_KINDS.has(object)) {
+      for (const item of list(body.objects)) {
+        const u = unwrap(item)
+        const parts = u && u[0] === 'List' ? names(u[1].items) : names([item])
+        const name = parts.at(-1)
+        if (!name) continue
+        const schema = parts.length >= 2 ? parts[parts.length - 2] : undefined
+        o.tables.push(schema ? {schema, name, access: 'ddl'} : {name, access: 'ddl'})
+      }
+    }
+    this.push(o)
+  }
+
+  private setOperation(body: Obj): Operation {
+    const kind = String(body.kind)
+    const name = (str(body.name) ?? '').toLowerCase()
+    if (kind === 'VAR_SET_MULTI') return op('session', 'set', {setting: {name, reset: false, dynamic: false}})
+    if (kind === 'VAR_RESET_ALL') return op('session', 'reset', {setting: {name: 'all', reset: true, dynamic: false}})
+    const reset = kind === 'VAR_RESET' || kind === 'VAR_SET_DEFAULT'
+    const command = kind === 'VAR_RESET' ? 'reset' : 'set'
+    const args = list(body.args)
+    const values = args.map(constText)
+    const dynamic = !reset && values.some((v) => v === undefined)
+    const value = reset || dynamic ? undefined : values.join(', ')
+    return settingOperation(command, {name, value, reset, dynamic})
+  }
+
+  /** `set_config(name, value, is_local)` is SET by another name and is judged exactly like it. */
+  private setConfigOperation(fn: string, args: unknown[]): Operation {
+    const name = constText(args[0])
+    if (name === undefined) {
+      return op('unknown', 'set', {functions: [fn], detail: 'set_config with a setting name that is not a constant cannot be judged'})
+    }
+    const value = constText(args[1])
+    const o = settingOperation('set', {name: name.toLowerCase(), value, reset: false, dynamic: value === undefined})
+    o.functions.push(fn)
+    return o
+  }
+}
+
+function settingOperation(command: string, setting: SettingChange): Operation {
+  const flags: OperationFlag[] = []
+  let cls: StatementClass = 'session'
+  let detail: string | undefined
+  const verdict = setting.reset && setting.name !== 'role' && setting.name !== 'session_authorization' ? undefined : dangerousSetting(setting.name, setting.value)
+  if (verdict) {
+    flags.push(verdict.flag)
+    detail = verdict.reason
+    if (verdict.flag === 'role_change') cls = 'privilege'
+  }
+  return op(cls, command, {setting, flags, ...(detail ? {detail} : {})})
+}
+
+function tableRef(rv: Obj, access: AccessKind): {schema?: string; name: string; access: AccessKind} {
+  const schema = str(rv.schemaname)
+  const name = str(rv.relname) ?? ''
+  return schema ? {schema, name, access} : {name, access}
+}
+
+/** Whether EXPLAIN's options turn ANALYZE on; any value we cannot read counts as on. */
+function explainAnalyzes(options: unknown): boolean {
+  let on = false
+  for (const o of list(options)) {
+    const u = unwrap(o)
+    if (!u || u[0] !== 'DefElem' || u[1].defname !== 'analyze') continue
+    const arg = u[1].arg
+    if (arg === undefined) {
+      on = true
+      continue
+    }
+    const text = (constText(arg) ?? 'on').toLowerCase()
+    on = !['false', 'off', '0', 'no', 'f', 'n'].includes(text)
+  }
+  return on
+}

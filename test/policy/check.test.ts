@@ -1,0 +1,69 @@
+import {beforeAll, describe, expect, it} from 'vitest'
+import {checkPolicy, lintRules, loadParser, type PolicyRule} from '../../src/policy/index.js'
+
+beforeAll(async () => {
+  await loadParser()
+})
+
+describe('checkPolicy', () => {
+  it('judges each statement and reports rule, reason and tables', () => {
+    const rules: PolicyRule[] = [{id: 'hr', match: {tables: ['salaries']}, action: 'warn', reason: 'salaries are sensitive'}]
+    const r = checkPolicy('SELECT * FROM salaries; DELETE FROM users', {rules, pack: 'default', groups: []})
+    expect(r.decision.action).toBe('deny')
+    expect(r.statements.map((s) => [s.analysis.command, s.decision.action, s.decision.ruleId])).toEqual([
+      ['select', 'warn', 'hr'],
+      ['delete', 'deny', 'default.no-unfiltered-delete'],
+    ])
+    expect(r.report).toBe(
+      [
+        '[1] WARN     select (read)  rule hr',
+        '    SELECT * FROM salaries',
+        '    salaries are sensitive',
+        '    tables: salaries (read)',
+        '[2] DENY     delete (write, where none)  rule default.no-unfiltered-delete',
+        '    DELETE FROM users',
+        '    DELETE without a WHERE clause, or with one that is always true, removes every row',
+        '    hint: add a WHERE clause that picks the rows to delete',
+        '    tables: users (write)',
+        'result: DENY (strictest of 2 statements)',
+      ].join('\n'),
+    )
+  })
+
+  it('knows statements prepared earlier in the same text', () => {
+    const r = checkPolicy('PREPARE p AS SELECT 1; EXECUTE p', {rules: [], pack: 'default', groups: []})
+    expect(r.statements[1]?.analysis).toMatchObject({class: 'read', command: 'execute'})
+    expect(r.decision.action).toBe('allow')
+  })
+
+  it('says so when there is nothing to check', () => {
+    expect(checkPolicy('-- nothing', {rules: [], pack: 'default', groups: []}).report).toBe('(no statements)\nresult: ALLOW')
+  })
+})
+
+describe('lintRules', () => {
+  const rule = (id: string, match: PolicyRule['match'], action: PolicyRule['action'] = 'deny'): PolicyRule => ({id, match, action})
+
+  it('finds command typos, misplaced where, risky allows and shadowed rules', () => {
+    const issues = lintRules([
+      rule('typo', {command: ['dleete']}),
+      rule('where', {class: 'ddl', where: 'none'}),
+      rule('allow-all', {groups: ['dba']}, 'allow'),
+      rule('broad', {class: 'ddl'}, 'require_approval'),
+      rule('narrow', {class: 'ddl', command: 'drop'}),
+      rule('fine', {class: 'write', command: ['delete', 'update'], where: 'none', tables: ['public.*']}),
+    ])
+    expect(issues.map((i) => [i.ruleId, i.severity])).toEqual([
+      ['typo', 'error'],
+      ['where', 'warning'],
+      ['allow-all', 'warning'],
+      ['narrow', 'warning'],
+    ])
+    expect(issues[3]?.message).toBe('rule broad comes first and matches everything this rule does, so it never fires')
+  })
+
+  it('accepts commands built from object kinds and warns about an empty policy', () => {
+    expect(lintRules([rule('ok', {command: ['alter_table', 'create_index', 'drop', 'merge']})])).toEqual([])
+    expect(lintRules([rule('w', {class: 'write'}, 'warn')], 'none').map((i) => i.ruleId)).toEqual(['(target)'])
+  })
+})
