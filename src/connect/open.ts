@@ -2,8 +2,8 @@ import {readFile} from 'node:fs/promises'
 import {resolveSecret, type SecretContext} from '../config/secrets.js'
 import {getTarget} from '../config/targets.js'
 import type {LoadedConfig, TargetConfig} from '../config/types.js'
-import type {Identity} from '../identity/types.js'
 import {bindIdentity, identityApplicationName, type BoundIdentity} from './identity.js'
+import {buildTunnelHooks, type TunnelHooksContext} from './hooks.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
 import {Tunnel, type TunnelAddress, type TunnelListen} from '../proxy/tunnel.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
@@ -23,8 +23,11 @@ export interface OpenTunnelOptions {
   loaded: LoadedConfig
   targetName: string
   listen?: ListenRequest
-  /** Built once the identity is known, so policy, masking and recording can depend on it. */
-  hooks?: (ctx: {identity?: Identity; target: TargetConfig}) => ProxyHooks
+  /**
+   * Built once the identity is known, so policy, masking and recording can depend on it. The
+   * default is dbgate's full pipeline (`buildTunnelHooks`); tests may add to it.
+   */
+  hooks?: (ctx: TunnelHooksContext) => Promise<ProxyHooks>
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
   secrets?: SecretContext
   env?: NodeJS.ProcessEnv
@@ -128,7 +131,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
   })
   try {
     const upstream = await upstreamTargetOf(target, {env: opts.env, ...opts.secrets})
-    const hooks = opts.hooks?.({identity: identity?.current(), target}) ?? {}
+    const hooks = await (opts.hooks ?? buildTunnelHooks)({identity: identity?.current(), target})
     tunnel = new Tunnel({
       target: upstream,
       listen: listenOf(opts.listen),

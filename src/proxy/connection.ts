@@ -432,6 +432,7 @@ export class ClientConnection {
         if (c.target === 'S') {
           this.statements.delete(c.name)
           this.rowDescriptions.delete(`S:${c.name}`)
+          this.safely(() => this.env.hooks.onStatementClosed?.(this.id, c.name))
         } else {
           this.portals.delete(c.name)
           this.rowDescriptions.delete(`P:${c.name}`)

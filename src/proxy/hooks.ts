@@ -109,6 +109,8 @@ export interface ProxyHooks {
   onStatement?: (event: StatementEvent) => void
   onSessionStart?: (session: SessionInfo) => void
   onSessionEnd?: (session: SessionInfo, reason: string) => void
+  /** A protocol-level Close of a named prepared statement. */
+  onStatementClosed?: (connectionId: number, name: string) => void
   /** Drops whatever per-connection state a hook keeps (e.g. prepared statements). */
   onConnectionClosed?: (connectionId: number) => void
 }

@@ -1,0 +1,44 @@
+import type {TargetConfig} from '../config/types.js'
+import type {Identity} from '../identity/types.js'
+import {checkStartupParameters, createStatementHook, loadParser} from '../policy/index.js'
+import type {PgNoticeFields, ProxyHooks} from '../proxy/hooks.js'
+
+export interface TunnelHooksContext {
+  target: TargetConfig
+  identity?: Identity
+}
+
+/**
+ * Everything the tunnel runs on each session, assembled in one place: guardrails on the way in
+ * (startup parameters and every statement). Returns hooks plus `ready`, which resolves once the
+ * SQL parser is loaded, so the tunnel never has to answer its first statement asynchronously.
+ */
+export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHooks> {
+  await loadParser()
+  const {target, identity} = ctx
+  const policy = createStatementHook({
+    rules: target.rules,
+    pack: target.policy,
+    identityGroups: identity?.groups ?? [],
+    maxStatementSize: target.tunnel.maxStatementSize,
+    reviewers: target.reviewers,
+  })
+  return {
+    startup: (params): PgNoticeFields | undefined => {
+      const problem = checkStartupParameters(params)[0]
+      if (!problem) return undefined
+      return {
+        severity: 'FATAL',
+        code: '42501',
+        message: `dbgate: the startup parameter "${problem.parameter}" is not allowed: ${problem.reason}`,
+        hint:
+          problem.parameter.toLowerCase() === 'client_encoding'
+            ? 'Use UTF8: set PGCLIENTENCODING=UTF8, or run your client in a UTF-8 locale.'
+            : 'Remove it from the connection settings; use SET after connecting where policy allows it.',
+      }
+    },
+    statement: policy,
+    onStatementClosed: (connectionId, name) => policy.closeStatement(connectionId, name),
+    onConnectionClosed: (connectionId) => policy.dropConnection(connectionId),
+  }
+}

@@ -1,0 +1,48 @@
+import pg from 'pg'
+import {parseConfigText} from '../../src/config/parse.js'
+import type {LoadedConfig} from '../../src/config/types.js'
+import {openTunnel, type OpenedTunnel, type OpenTunnelOptions} from '../../src/connect/open.js'
+import type {UpstreamInfo} from './pg.js'
+
+/** A dbgate.yaml for one target `app` in front of a test database, with extra target keys. */
+export function loadedConfig(db: UpstreamInfo, targetExtra = '', top = ''): LoadedConfig {
+  const text = [
+    top,
+    'targets:',
+    '  app:',
+    `    host: ${db.host}`,
+    `    port: ${db.port}`,
+    `    database: ${db.database}`,
+    `    user: ${db.user}`,
+    '    password: env:TEST_APP_PASSWORD',
+    '    tls: disable',
+    ...targetExtra.split('\n').filter(Boolean).map((l) => `    ${l}`),
+    '',
+  ].join('\n')
+  const parsed = parseConfigText(text, '/test/dbgate.yaml', {env: {}})
+  return {path: '/test/dbgate.yaml', ...parsed}
+}
+
+export interface PipelineTunnel extends OpenedTunnel {
+  client(extra?: Partial<pg.ClientConfig>): Promise<pg.Client>
+}
+
+/** The tunnel exactly as `dbgate connect` builds it (identity aside), for end-to-end tests. */
+export async function openPipelineTunnel(db: UpstreamInfo, targetExtra = '', opts: Partial<OpenTunnelOptions> = {}): Promise<PipelineTunnel> {
+  const opened = await openTunnel({loaded: loadedConfig(db, targetExtra), targetName: 'app', env: {TEST_APP_PASSWORD: db.password}, ...opts})
+  const clients: pg.Client[] = []
+  return {
+    ...opened,
+    async client(extra = {}) {
+      const c = new pg.Client({connectionString: opened.info.url, ...extra})
+      c.on('error', () => {})
+      await c.connect()
+      clients.push(c)
+      return c
+    },
+    async close(graceMs?: number, message?: string) {
+      await Promise.all(clients.map((c) => c.end().catch(() => {})))
+      await opened.close(graceMs ?? 500, message)
+    },
+  }
+}
