@@ -3,9 +3,17 @@ import type {Identity} from '../identity/types.js'
 import {checkStartupParameters, createStatementHook, loadParser} from '../policy/index.js'
 import type {PgNoticeFields, ProxyHooks} from '../proxy/hooks.js'
 
+/** Parts of the pipeline that can be switched off, for the benchmark's cost-per-feature figures. */
+export interface TunnelFeatures {
+  guardrails: boolean
+}
+
+export const ALL_FEATURES: TunnelFeatures = {guardrails: true}
+
 export interface TunnelHooksContext {
   target: TargetConfig
   identity?: Identity
+  features?: Partial<TunnelFeatures>
 }
 
 /**
@@ -14,8 +22,10 @@ export interface TunnelHooksContext {
  * SQL parser is loaded, so the tunnel never has to answer its first statement asynchronously.
  */
 export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHooks> {
-  await loadParser()
   const {target, identity} = ctx
+  const features = {...ALL_FEATURES, ...ctx.features}
+  if (!features.guardrails) return {}
+  await loadParser()
   const policy = createStatementHook({
     rules: target.rules,
     pack: target.policy,
