@@ -26,7 +26,7 @@ export async function tempDir(prefix = 'dbgate-audit-'): Promise<string> {
   return path
 }
 
-/** For afterEach: removes every directory `tempDir` made. */
+/** For afterAll: removes every directory `tempDir` made in this file. */
 export async function removeTempDirs(): Promise<void> {
   await Promise.all(made.splice(0).map((p) => rm(p, {recursive: true, force: true})))
 }

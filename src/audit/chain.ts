@@ -1,0 +1,74 @@
+import {createHash} from 'node:crypto'
+
+/**
+ * The hash chain. Each line is `{"v":1,"type":…,"session":…,"seq":n,"ts":…,"prev":…,"data":{…}[,"sig":{…}],"hash":"…"}`:
+ *  - `prev` is sha256 of the previous line's exact bytes (without the newline); the first line's
+ *    `prev` is sha256 of the session id, so a log cannot be spliced onto another session.
+ *  - `hash` is sha256 of the line's bytes up to `,"hash"` closed with `}`. Because `hash` is always
+ *    the last member, a verifier recovers those bytes exactly by cutting the suffix: no canonical
+ *    JSON is needed, and what is hashed is what is on disk.
+ *  - `sig`, when present, sits just before `hash` and signs the bytes without `sig` and `hash`
+ *    (see signing.ts), which include `prev`, so one signature covers every line before it.
+ */
+
+export const EVENT_VERSION = 1
+
+export const HASH_SUFFIX = /,"hash":"([0-9a-f]{64})"\}$/
+export const SIG_SUFFIX = /,"sig":\{"keyId":"([0-9a-f]{32})","alg":"ed25519","value":"([A-Za-z0-9+/]+={0,2})"\}\}$/
+
+export function sha256hex(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+export function genesisHash(sessionId: string): string {
+  return sha256hex(sessionId)
+}
+
+export interface Signer {
+  keyId: string
+  /** Returns the base64 Ed25519 signature of `message`. */
+  sign(message: Buffer): string
+}
+
+/** What a signature signs: a domain-separated digest of the unsigned event bytes. */
+export function signatureMessage(unsignedBytes: string): Buffer {
+  return Buffer.from(`dbgate-audit-v1\n${sha256hex(unsignedBytes)}`)
+}
+
+export interface EventHead {
+  type: string
+  session: string
+  seq: number
+  ts: string
+  prev: string
+  data: unknown
+}
+
+/** Serializes one event into its line (no trailing newline), signing it when a signer is given. */
+export function sealEvent(ev: EventHead, signer?: Signer): string {
+  // Member order is fixed here and nowhere else; verifiers depend on sig and hash being last.
+  let body = JSON.stringify({v: EVENT_VERSION, type: ev.type, session: ev.session, seq: ev.seq, ts: ev.ts, prev: ev.prev, data: ev.data})
+  if (signer) {
+    const value = signer.sign(signatureMessage(body))
+    body = `${body.slice(0, -1)},"sig":${JSON.stringify({keyId: signer.keyId, alg: 'ed25519', value})}}`
+  }
+  return `${body.slice(0, -1)},"hash":"${sha256hex(body)}"}`
+}
+
+/** Keeps the running state of one session's chain so each append is O(1). */
+export class ChainState {
+  seq = 0
+  prev: string
+
+  constructor(readonly session: string, resume?: {seq: number; prev: string}) {
+    this.prev = resume?.prev ?? genesisHash(session)
+    this.seq = resume?.seq ?? 0
+  }
+
+  append(type: string, data: unknown, ts: Date, signer?: Signer): string {
+    const line = sealEvent({type, session: this.session, seq: this.seq + 1, ts: ts.toISOString(), prev: this.prev, data}, signer)
+    this.seq += 1
+    this.prev = sha256hex(line)
+    return line
+  }
+}

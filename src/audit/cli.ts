@@ -1,0 +1,83 @@
+/** What the `sessions` commands share: where the bucket is, common flags, and small formatters. */
+import {Flags} from '@oclif/core'
+import {loadCommandConfig} from '../cli/config.js'
+import type {ErrorOutput} from '../cli/errors.js'
+import {configFlag} from '../cli/flags.js'
+import {defaultBucketUrl, openBucket, type Bucket} from '../bucket/index.js'
+import {CONFIG_NOT_FOUND, ConfigError} from '../config/errors.js'
+import {parseWhen, type ListFilters} from './read.js'
+
+export const bucketFlags = {
+  config: configFlag,
+  bucket: Flags.string({
+    char: 'b',
+    summary: 'Bucket holding the recordings: s3://bucket/prefix or file://DIR.',
+    description: 'Default: `bucket` from the configuration; without a configuration, file://$XDG_DATA_HOME/dbgate/bucket.',
+    env: 'DBGATE_BUCKET',
+    helpValue: '<url>',
+  }),
+}
+
+export const spoolFlag = Flags.string({
+  summary: 'Local spool directory.',
+  description: 'Default: $XDG_STATE_HOME/dbgate/spool (~/.local/state/dbgate/spool).',
+  env: 'DBGATE_SPOOL_DIR',
+  helpValue: '<dir>',
+})
+
+export const filterFlags = {
+  user: Flags.string({char: 'u', summary: 'Only sessions of this user (part of the e-mail or subject, any case).', helpValue: '<user>'}),
+  target: Flags.string({char: 't', summary: 'Only sessions on this target.', helpValue: '<name>'}),
+  since: Flags.string({summary: 'Only sessions started since: a duration (7d, 12h, 30m) or an ISO date.', helpValue: '<when>'}),
+  until: Flags.string({summary: 'Only sessions started until: a duration ago or an ISO date.', helpValue: '<when>'}),
+  denied: Flags.boolean({summary: 'Only sessions (or statements) with a denied statement.', default: false}),
+}
+
+export function listFilters(flags: {user?: string; target?: string; since?: string; until?: string; denied?: boolean}, now = new Date()): ListFilters {
+  return {
+    user: flags.user,
+    target: flags.target,
+    since: flags.since ? parseWhen(flags.since, now) : undefined,
+    until: flags.until ? parseWhen(flags.until, now) : undefined,
+    denied: flags.denied || undefined,
+  }
+}
+
+/**
+ * `--bucket` wins; then the configuration's `bucket`. An auditor often has no dbgate.yaml at all,
+ * so a missing (not named) configuration falls back to the default local bucket rather than failing.
+ */
+export async function resolveBucket(flags: {bucket?: string; config?: string}, out: ErrorOutput, env: NodeJS.ProcessEnv = process.env): Promise<{bucket: Bucket; previewRows?: number}> {
+  if (flags.bucket) return {bucket: openBucket(flags.bucket)}
+  try {
+    const {config} = await loadCommandConfig(flags, out, env)
+    return {bucket: openBucket(config.bucket), previewRows: config.recording?.previewRows}
+  } catch (err) {
+    if (err instanceof ConfigError && err.code === CONFIG_NOT_FOUND && !flags.config && !env.DBGATE_CONFIG) {
+      return {bucket: openBucket(defaultBucketUrl(env))}
+    }
+    throw err
+  }
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`
+  const units = ['KiB', 'MiB', 'GiB', 'TiB']
+  let v = n
+  let i = -1
+  do {
+    v /= 1024
+    i++
+  } while (v >= 1024 && i < units.length - 1)
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`
+}
+
+/** `3m ago`, `2h ago`, `5d ago` for people; ISO stays in piped and JSON output. */
+export function relativeTime(iso: string | undefined, now = new Date()): string {
+  if (!iso) return '?'
+  const s = Math.round((now.getTime() - new Date(iso).getTime()) / 1000)
+  if (s < 60) return `${Math.max(s, 0)}s ago`
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ago`
+  return `${Math.floor(s / 86_400)}d ago`
+}

@@ -1,0 +1,230 @@
+import {fingerprintSync, loadModule, normalizeSync} from 'libpg-query'
+import type {Identity} from '../identity/types.js'
+import type {ProtocolPath, StatementEvent} from '../proxy/hooks.js'
+
+/**
+ * Recording schema, version 1. Every line is an envelope `{v, type, session, seq, ts, prev, data,
+ * sig?, hash}` (see chain.ts); `data` depends on `type`. docs/recording.md is the reference for
+ * every field; change both together, and bump `v` for anything a v1 reader would misread.
+ */
+
+export type KnownEventType = 'session.start' | 'statement' | 'session.end' | 'session.interrupted' | 'checkpoint'
+
+/** The identity as recorded: everything in Identity except the token, which is never seen here. */
+export interface RecordedIdentity {
+  subject: string
+  email?: string
+  name?: string
+  groups: string[]
+  issuer: string
+  kind: 'human' | 'service'
+  tokenHash: string
+  tokenId?: string
+  clientId?: string
+  expiresAt: string
+}
+
+export interface SessionStartData {
+  sessionId: string
+  identity: RecordedIdentity
+  target: string
+  database: string
+  dbUser: string
+  client: {application?: string; address: string}
+  connectionId: number
+  startedAt: string
+  dbgateVersion: string
+  policy?: {hash?: string; version?: string}
+  /** The key that signs this session; the verifier checks it is bound to `identity`. */
+  keyId: string
+  host: string
+}
+
+export interface ResultPreview {
+  columns: string[]
+  /** Already masked by the result pipeline; the recorder never sees clear values. */
+  rows: (string | null)[][]
+  /** True when more rows were returned than the preview holds. */
+  truncated: boolean
+}
+
+export type Decision = 'allow' | 'deny' | 'approved' | 'approval_denied' | 'approval_timeout' | (string & {})
+
+export interface StatementData {
+  connectionId: number
+  protocol: ProtocolPath
+  statementName?: string
+  sql: string
+  /** libpg-query normalized text (constants replaced by $n); null if the text does not parse. */
+  normalized: string | null
+  fingerprint: string | null
+  /** Bind parameters as masked by the caller. */
+  params?: (string | null)[]
+  class?: string
+  decision: Decision
+  ruleId?: string
+  approvalId?: string
+  startedAt: string
+  durationMs: number
+  rows: number
+  commandTags: string[]
+  outcome: StatementEvent['outcome']
+  tables: string[]
+  maskedColumns: string[]
+  error?: {sqlstate: string; message: string}
+  preview?: ResultPreview
+}
+
+export interface SessionEndData {
+  reason: string
+  endedAt: string
+  totals: Totals
+}
+
+export interface Totals {
+  statements: number
+  denied: number
+  errors: number
+  rows: number
+}
+
+/** Written by the shipper for a session whose writer died before `session.end`. */
+export interface SessionInterruptedData {
+  reason: 'writer-died'
+  detectedAt: string
+  lastWriterPid?: number
+  /** Bytes of a final, torn line that were cut off before sealing; their hash is kept as evidence. */
+  tornBytes: number
+  tornSha256?: string
+  totals: Totals
+}
+
+export interface CheckpointData {
+  totals: Totals
+}
+
+/** A parsed line. `data` is typed by `type` for the known types and left open for the rest (e.g. `approval.*`). */
+export interface AuditEvent<D = unknown> {
+  v: number
+  type: string
+  session: string
+  seq: number
+  ts: string
+  prev: string
+  data: D
+  sig?: {keyId: string; alg: 'ed25519'; value: string}
+  hash: string
+}
+
+export function recordIdentity(id: Identity): RecordedIdentity {
+  // Built field by field so a token accidentally attached to the object can never reach the log.
+  return {
+    subject: id.subject,
+    email: id.email,
+    name: id.name,
+    groups: [...id.groups],
+    issuer: id.issuer,
+    kind: id.kind,
+    tokenHash: id.tokenHash,
+    tokenId: id.tokenId,
+    clientId: id.clientId,
+    expiresAt: id.expiresAt.toISOString(),
+  }
+}
+
+/** What policy and masking know about a statement that the tunnel's StatementEvent does not carry. */
+export interface StatementDetails {
+  class?: string
+  decision?: Decision
+  ruleId?: string
+  approvalId?: string
+  tables?: string[]
+  maskedColumns?: string[]
+  preview?: ResultPreview
+  /** Replaces `event.params`, for callers that mask parameters after the tunnel reports them. */
+  params?: (string | null)[]
+}
+
+let parserReady: Promise<void> | undefined
+/** libpg-query's sync API needs its WASM module loaded once. */
+export function ensureParser(): Promise<void> {
+  parserReady ??= loadModule()
+  return parserReady
+}
+
+export function normalizeSql(sql: string): {normalized: string | null; fingerprint: string | null} {
+  try {
+    return {normalized: normalizeSync(sql), fingerprint: fingerprintSync(sql)}
+  } catch {
+    // Unparseable text is still recorded verbatim; it is usually exactly what an auditor wants to see.
+    return {normalized: null, fingerprint: null}
+  }
+}
+
+export function clampPreview(preview: ResultPreview | undefined, maxRows: number): ResultPreview | undefined {
+  if (!preview || maxRows <= 0) return undefined
+  if (preview.rows.length <= maxRows) return preview
+  return {columns: preview.columns, rows: preview.rows.slice(0, maxRows), truncated: true}
+}
+
+export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number): StatementData {
+  const {normalized, fingerprint} = normalizeSql(ev.sql)
+  const decision: Decision = details.decision ?? (ev.verdict.action === 'allow' ? 'allow' : 'deny')
+  const error =
+    ev.error !== undefined
+      ? {sqlstate: ev.error.code, message: ev.error.message}
+      : ev.verdict.action === 'reject'
+        ? {sqlstate: ev.verdict.error.code, message: ev.verdict.error.message}
+        : undefined
+  const params = details.params ?? ev.params
+  const preview = clampPreview(details.preview, previewRows)
+  return {
+    connectionId: ev.connectionId,
+    protocol: ev.protocol,
+    ...(ev.statementName !== undefined ? {statementName: ev.statementName} : {}),
+    sql: ev.sql,
+    normalized,
+    fingerprint,
+    ...(params !== undefined ? {params} : {}),
+    ...(details.class !== undefined ? {class: details.class} : {}),
+    decision,
+    ...(details.ruleId !== undefined ? {ruleId: details.ruleId} : {}),
+    ...(details.approvalId !== undefined ? {approvalId: details.approvalId} : {}),
+    startedAt: ev.startedAt.toISOString(),
+    // The tunnel measures with performance.now(); microseconds are plenty for a log.
+    durationMs: Math.round(ev.durationMs * 1000) / 1000,
+    rows: ev.rows,
+    commandTags: ev.commandTags,
+    outcome: ev.outcome,
+    tables: details.tables ?? [],
+    maskedColumns: details.maskedColumns ?? [],
+    ...(error ? {error} : {}),
+    ...(preview ? {preview} : {}),
+  }
+}
+
+export function emptyTotals(): Totals {
+  return {statements: 0, denied: 0, errors: 0, rows: 0}
+}
+
+export function addToTotals(t: Totals, s: Pick<StatementData, 'decision' | 'outcome' | 'rows' | 'error'>): void {
+  t.statements += 1
+  if (isDenied(s.decision)) t.denied += 1
+  else if (s.outcome === 'error' || s.error) t.errors += 1
+  t.rows += s.rows
+}
+
+export function isDenied(decision: Decision): boolean {
+  return decision === 'deny' || decision === 'approval_denied' || decision === 'approval_timeout'
+}
+
+/** Parses one line; throws with a reason when it is not a v1 envelope. */
+export function parseEventLine(line: string): AuditEvent {
+  const ev = JSON.parse(line) as AuditEvent
+  if (typeof ev !== 'object' || ev === null) throw new Error('not a JSON object')
+  if (ev.v !== 1) throw new Error(`unsupported event version ${JSON.stringify(ev.v)}`)
+  if (typeof ev.type !== 'string' || typeof ev.session !== 'string' || !Number.isInteger(ev.seq) || typeof ev.prev !== 'string' || typeof ev.ts !== 'string') {
+    throw new Error('missing envelope field (type, session, seq, ts, prev)')
+  }
+  return ev
+}

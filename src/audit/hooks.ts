@@ -1,0 +1,46 @@
+import type {Identity} from '../identity/types.js'
+import type {ProxyHooks, SessionInfo, StatementEvent} from '../proxy/hooks.js'
+import type {StatementDetails} from './events.js'
+import type {Recorder} from './recorder.js'
+
+export interface RecordingExtra {
+  identity: Identity
+  target: string
+  policy?: {hash?: string; version?: string}
+  /**
+   * Extracts class, decision, rule, tables, masked columns and preview for a statement; policy puts
+   * its decision in `verdict.tag`, whose shape this module deliberately does not know.
+   */
+  describe?: (event: StatementEvent) => StatementDetails | undefined
+}
+
+/** The tunnel's event hooks, writing into `recorder`. */
+export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra): Required<Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd'>> {
+  return {
+    onSessionStart(session: SessionInfo) {
+      recorder.startSession({
+        sessionId: session.sessionId,
+        identity: extra.identity,
+        target: extra.target,
+        database: session.database,
+        dbUser: session.user,
+        client: {application: session.applicationName, address: session.clientAddress},
+        connectionId: session.connectionId,
+        startedAt: session.startedAt,
+        policy: extra.policy,
+      })
+    },
+    onStatement(event: StatementEvent) {
+      const s = recorder.session(event.sessionId)
+      // A statement for a session we never saw start is a tunnel bug; losing it silently would hide it.
+      if (!s) throw new Error(`audit: statement for unknown session ${event.sessionId}`)
+      s.statement(event, extra.describe?.(event) ?? {})
+    },
+    onSessionEnd(session: SessionInfo, reason: string) {
+      const s = recorder.session(session.sessionId)
+      if (!s) throw new Error(`audit: end of unknown session ${session.sessionId}`)
+      // The hook is synchronous, so failures go to the recorder's onError rather than a lost promise.
+      s.end(reason).catch((err: unknown) => recorder.reportError(err))
+    },
+  }
+}

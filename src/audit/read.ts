@@ -1,0 +1,208 @@
+import type {Bucket} from '../bucket/index.js'
+import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
+import {SessionCache, type SessionSummary} from './index-cache.js'
+
+/** `7d`, `12h`, `30m`, `2w`, `45s` before `now`, or an ISO date / date-time. */
+export function parseWhen(value: string, now = new Date()): Date {
+  const m = /^(\d+)\s*(s|m|h|d|w)$/i.exec(value.trim())
+  if (m) {
+    const unit = {s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7, w: 6.048e8}[m[2]!.toLowerCase() as 's']
+    return new Date(now.getTime() - Number(m[1]) * unit)
+  }
+  if (/^\d{4}-\d{2}-\d{2}/.test(value.trim())) {
+    const d = new Date(value.trim())
+    if (!Number.isNaN(d.getTime())) return d
+  }
+  throw new Error(`cannot read ${JSON.stringify(value)} as a time: use a duration like 7d, 12h, 30m, or an ISO date like 2026-01-31`)
+}
+
+export interface ListFilters {
+  /** Case-insensitive substring of the e-mail, subject or name. */
+  user?: string
+  target?: string
+  since?: Date
+  until?: Date
+  /** Only sessions with at least one denied statement. */
+  denied?: boolean
+}
+
+/** The read side over one bucket: a cache of shipped sessions plus list, search, show and export. */
+export class SessionReader {
+  readonly cache: SessionCache
+
+  constructor(readonly bucket: Bucket, cacheDir?: string) {
+    this.cache = new SessionCache(bucket, cacheDir)
+  }
+
+  async list(f: ListFilters = {}): Promise<SessionSummary[]> {
+    // Prune by key before downloading anything: dt= is the UTC start day, target= the target.
+    const sinceDay = f.since?.toISOString().slice(0, 10)
+    const untilDay = f.until?.toISOString().slice(0, 10)
+    const keep = (key: string) => {
+      const dt = /\/?dt=(\d{4}-\d{2}-\d{2})\//.exec(key)?.[1]
+      const target = /\/target=([^/]+)\//.exec(key)?.[1]
+      if (dt && sinceDay && dt < sinceDay) return false
+      if (dt && untilDay && dt > untilDay) return false
+      if (f.target && target && decodeURIComponent(target) !== f.target) return false
+      return true
+    }
+    const all = await this.cache.summaries(keep)
+    const user = f.user?.toLowerCase()
+    return all
+      .filter((s) => {
+        const t = s.startedAt ? new Date(s.startedAt).getTime() : 0
+        if (f.since && t < f.since.getTime()) return false
+        if (f.until && t > f.until.getTime()) return false
+        if (user && ![s.user, s.subject].some((u) => u?.toLowerCase().includes(user))) return false
+        if (f.denied && s.totals.denied === 0) return false
+        return true
+      })
+      .sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))
+  }
+
+  /** One session's raw lines and parsed events, by id or unique id prefix. */
+  async load(sessionIdOrPrefix: string): Promise<LoadedSession> {
+    const all = await this.cache.summaries()
+    const exact = all.filter((s) => s.sessionId === sessionIdOrPrefix)
+    const found = exact.length ? exact : all.filter((s) => s.sessionId.startsWith(sessionIdOrPrefix))
+    if (found.length === 0) throw new Error(`no shipped session ${sessionIdOrPrefix} in ${this.bucket.url}; run \`dbgate sessions sync\` if it is still in the local spool`)
+    if (found.length > 1) throw new Error(`session prefix ${sessionIdOrPrefix} matches ${found.length} sessions: ${found.slice(0, 5).map((s) => s.sessionId).join(', ')}`)
+    return this.loadSummary(found[0]!)
+  }
+
+  async loadSummary(summary: SessionSummary): Promise<LoadedSession> {
+    const text = await this.cache.text({key: summary.key, etag: summary.etag, size: summary.size, lastModified: new Date(0)})
+    return {summary, text, events: parseEvents(text)}
+  }
+
+  async search(q: SearchQuery): Promise<SearchMatch[]> {
+    const sessions = await this.list(q)
+    const matches: SearchMatch[] = []
+    for (const s of sessions) {
+      const {events} = await this.loadSummary(s)
+      for (const m of searchEvents(events, q, s)) {
+        matches.push(m)
+        if (q.limit && matches.length >= q.limit) return matches
+      }
+    }
+    return matches
+  }
+}
+
+/** Summaries of the named sessions, in the order named; one at a time so the cache fetches each object once. */
+export async function loadEach(reader: SessionReader, ids: string[]): Promise<SessionSummary[]> {
+  const out: SessionSummary[] = []
+  for (const id of ids) out.push((await reader.load(id)).summary)
+  return out
+}
+
+export interface LoadedSession {
+  summary: SessionSummary
+  text: string
+  events: AuditEvent[]
+}
+
+/** Parses what can be parsed; `verify` is the place that reports what cannot. */
+export function parseEvents(text: string): AuditEvent[] {
+  const out: AuditEvent[] = []
+  for (const line of text.split('\n')) {
+    if (!line) continue
+    try {
+      out.push(parseEventLine(line))
+    } catch {
+      /* skipped here, reported by verify */
+    }
+  }
+  return out
+}
+
+export interface SearchQuery extends ListFilters {
+  /** Case-insensitive text to find in statements (SQL and normalized SQL). Empty matches every statement. */
+  text?: string
+  /** Treat `text` as a regular expression. */
+  regex?: boolean
+  /** Statement touches this table (case-insensitive; `schema.table` or bare `table`). */
+  table?: string
+  class?: string
+  decision?: string
+  limit?: number
+}
+
+export interface SearchMatch {
+  sessionId: string
+  seq: number
+  ts: string
+  user?: string
+  target: string
+  sql: string
+  /** [start, end) offsets into `sql` of each hit, for highlighting. */
+  spans: [number, number][]
+  decision: string
+  class?: string
+  tables: string[]
+}
+
+export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<SessionSummary, 'sessionId' | 'user' | 'target'>): SearchMatch[] {
+  const pattern = q.text ? (q.regex ? new RegExp(q.text, 'gi') : new RegExp(escapeRegExp(q.text), 'gi')) : undefined
+  const table = q.table?.toLowerCase()
+  const out: SearchMatch[] = []
+  for (const ev of events) {
+    if (ev.type !== 'statement') continue
+    const d = ev.data as StatementData
+    if (q.class && d.class !== q.class) continue
+    if (q.decision && d.decision !== q.decision) continue
+    if (q.denied && !isDenied(d.decision)) continue
+    if (table && !(d.tables ?? []).some((t) => t.toLowerCase() === table || t.toLowerCase().endsWith('.' + table))) continue
+    const spans: [number, number][] = []
+    if (pattern) {
+      pattern.lastIndex = 0
+      for (const m of d.sql.matchAll(pattern)) {
+        if (m[0].length === 0) break
+        spans.push([m.index!, m.index! + m[0].length])
+      }
+      if (spans.length === 0) continue
+    }
+    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? []})
+  }
+  return out
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/** `sql` with each span wrapped by `mark` (e.g. chalk.inverse on a TTY, or «» in plain text). */
+export function highlight(sql: string, spans: [number, number][], mark: (s: string) => string): string {
+  let out = ''
+  let at = 0
+  for (const [a, b] of spans) {
+    out += sql.slice(at, a) + mark(sql.slice(a, b))
+    at = b
+  }
+  return out + sql.slice(at)
+}
+
+export const CSV_COLUMNS = ['session', 'seq', 'started_at', 'user', 'target', 'database', 'class', 'decision', 'rule', 'approval', 'duration_ms', 'rows', 'outcome', 'tables', 'sqlstate', 'error', 'sql'] as const
+
+function csvCell(v: unknown): string {
+  const s = v === undefined || v === null ? '' : String(v)
+  // Cells starting with = + - @ are formulas in spreadsheets; a leading quote defuses them.
+  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s
+  return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe
+}
+
+/** Export: `jsonl` keeps the signed lines byte for byte (verifiable); `csv` is one row per statement. */
+export function* exportSession(session: LoadedSession, format: 'jsonl' | 'csv', withHeader: boolean): Generator<string> {
+  if (format === 'jsonl') {
+    yield session.text.endsWith('\n') || session.text === '' ? session.text : session.text + '\n'
+    return
+  }
+  if (withHeader) yield CSV_COLUMNS.join(',') + '\n'
+  const s = session.summary
+  for (const ev of session.events) {
+    if (ev.type !== 'statement') continue
+    const d = ev.data as StatementData
+    const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, d.outcome, (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
+    yield row.map(csvCell).join(',') + '\n'
+  }
+}

@@ -1,0 +1,184 @@
+import {hostname} from 'node:os'
+import type {Identity} from '../identity/types.js'
+import type {StatementEvent} from '../proxy/hooks.js'
+import {ChainState, type Signer} from './chain.js'
+import {
+  addToTotals,
+  emptyTotals,
+  ensureParser,
+  recordIdentity,
+  statementData,
+  type KnownEventType,
+  type SessionStartData,
+  type StatementDetails,
+  type Totals,
+} from './events.js'
+import {defaultSpoolDir, SpoolFile, SpoolWriteError} from './spool.js'
+
+export interface RecorderOptions {
+  signer: Signer
+  dbgateVersion: string
+  spoolDir?: string
+  /** Result rows kept per statement preview; 0 records no previews at all. */
+  previewRows?: number
+  /** A signed checkpoint every this many events, so a session still in progress is provable. */
+  checkpointEvery?: number
+  flushIntervalMs?: number
+  /**
+   * Every failed spool write or close, loudly; events are kept and retried, never dropped. Defaults
+   * to a process warning so a misconfigured caller still sees it on stderr.
+   */
+  onError?: (err: Error) => void
+  now?: () => Date
+}
+
+export interface SessionStartInput {
+  sessionId: string
+  identity: Identity
+  target: string
+  database: string
+  dbUser: string
+  client: {application?: string; address: string}
+  connectionId?: number
+  startedAt?: Date
+  policy?: {hash?: string; version?: string}
+}
+
+/** Event types whose invariants the recorder owns; `recordEvent` refuses them. */
+const RESERVED = new Set<string>(['session.start', 'statement', 'session.end', 'session.interrupted', 'checkpoint'] satisfies KnownEventType[])
+
+export class Recorder {
+  private readonly sessions = new Map<string, SessionRecorder>()
+
+  private constructor(readonly opts: Required<Pick<RecorderOptions, 'previewRows' | 'checkpointEvery' | 'spoolDir'>> & RecorderOptions) {}
+
+  /** Loads the SQL parser (for normalized text and fingerprints) before any hook can fire. */
+  static async open(opts: RecorderOptions): Promise<Recorder> {
+    await ensureParser()
+    return new Recorder({previewRows: 20, checkpointEvery: 100, spoolDir: defaultSpoolDir(), onError: (err) => process.emitWarning(err), ...opts})
+  }
+
+  /** For failures found outside a write (e.g. in a synchronous hook); spool write failures are reported where they happen. */
+  reportError(err: unknown): void {
+    if (err instanceof SpoolWriteError) return
+    this.opts.onError!(err instanceof Error ? err : new Error(String(err)))
+  }
+
+  startSession(input: SessionStartInput): SessionRecorder {
+    if (this.sessions.has(input.sessionId)) throw new Error(`session ${input.sessionId} is already being recorded`)
+    const s = new SessionRecorder(this, input, () => this.sessions.delete(input.sessionId))
+    this.sessions.set(input.sessionId, s)
+    return s
+  }
+
+  session(sessionId: string): SessionRecorder | undefined {
+    return this.sessions.get(sessionId)
+  }
+
+  now(): Date {
+    return this.opts.now?.() ?? new Date()
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.flush()))
+  }
+
+  /**
+   * Signs a checkpoint in every live session with events since its last signed line, and flushes.
+   * The tunnel's shipper calls this before each run, so every shipped snapshot ends on a signature.
+   */
+  async checkpointLive(): Promise<void> {
+    for (const s of this.sessions.values()) s.checkpointIfNeeded()
+    await this.flush()
+  }
+
+  /** Ends every open session (e.g. on tunnel shutdown). */
+  async close(reason = 'shutdown'): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.end(reason)))
+  }
+}
+
+export class SessionRecorder {
+  readonly sessionId: string
+  readonly totals: Totals = emptyTotals()
+  private readonly chain: ChainState
+  private readonly spool: SpoolFile
+  private sinceCheckpoint = 0
+  private ended?: Promise<void>
+
+  constructor(private readonly rec: Recorder, input: SessionStartInput, private readonly onClosed: () => void) {
+    this.sessionId = input.sessionId
+    this.spool = new SpoolFile(rec.opts.spoolDir, input.sessionId, {flushIntervalMs: rec.opts.flushIntervalMs, onError: rec.opts.onError})
+    this.chain = new ChainState(input.sessionId)
+    const startedAt = input.startedAt ?? rec.now()
+    const data: SessionStartData = {
+      sessionId: input.sessionId,
+      identity: recordIdentity(input.identity),
+      target: input.target,
+      database: input.database,
+      dbUser: input.dbUser,
+      client: input.client,
+      connectionId: input.connectionId ?? 0,
+      startedAt: startedAt.toISOString(),
+      dbgateVersion: rec.opts.dbgateVersion,
+      ...(input.policy ? {policy: input.policy} : {}),
+      keyId: rec.opts.signer.keyId,
+      host: hostname(),
+    }
+    // Signed from the first line: even a session killed after one statement names its signer.
+    this.write('session.start', data, startedAt, true)
+  }
+
+  get spoolPath(): string {
+    return this.spool.paths.log
+  }
+
+  statement(ev: StatementEvent, details: StatementDetails = {}): void {
+    const data = statementData(ev, details, this.rec.opts.previewRows)
+    addToTotals(this.totals, data)
+    this.write('statement', data, this.rec.now())
+  }
+
+  /** Any other event type (e.g. `approval.requested`), chained and spooled like the rest. */
+  recordEvent(type: string, payload: unknown): void {
+    if (!/^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/.test(type)) throw new Error(`invalid event type ${JSON.stringify(type)}`)
+    if (RESERVED.has(type)) throw new Error(`event type ${type} is written by the recorder itself`)
+    this.write(type, payload ?? null, this.rec.now())
+  }
+
+  /** A signed checkpoint now, e.g. before shipping an in-progress session. */
+  checkpoint(): void {
+    this.write('checkpoint', {totals: {...this.totals}}, this.rec.now(), true)
+  }
+
+  checkpointIfNeeded(): void {
+    if (this.sinceCheckpoint > 0 && !this.ended) this.checkpoint()
+  }
+
+  flush(): Promise<void> {
+    return this.spool.flush()
+  }
+
+  /** Writes the signed `session.end`, flushes and releases the spool lock. Idempotent. */
+  end(reason: string): Promise<void> {
+    this.ended ??= (async () => {
+      const now = this.rec.now()
+      this.write('session.end', {reason, endedAt: now.toISOString(), totals: {...this.totals}}, now, true)
+      try {
+        await this.spool.close()
+      } finally {
+        this.onClosed()
+      }
+    })()
+    return this.ended
+  }
+
+  private write(type: string, data: unknown, ts: Date, sign = false): void {
+    if (this.ended && type !== 'session.end') throw new Error(`session ${this.sessionId} has ended; ${type} event not recorded`)
+    const every = this.rec.opts.checkpointEvery
+    const line = this.chain.append(type, data, ts, sign ? this.rec.opts.signer : undefined)
+    this.spool.append(line)
+    this.sinceCheckpoint = sign ? 0 : this.sinceCheckpoint + 1
+    if (!sign && every > 0 && this.sinceCheckpoint >= every) this.checkpoint()
+  }
+}

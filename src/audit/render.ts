@@ -1,0 +1,121 @@
+import {Chalk} from 'chalk'
+import {isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData} from './events.js'
+
+/**
+ * Turning events into display lines. Everything here is pure: `show`, `replay` and the tests share
+ * it, and the commands only decide when to print.
+ */
+
+export interface RenderOptions {
+  color?: boolean
+  /** Wall-clock origin for the `+mm:ss.mmm` offsets; defaults to the first event. */
+  origin?: Date
+  /** Widest a preview cell may be before it is cut. */
+  cellWidth?: number
+}
+
+function eventTime(ev: AuditEvent): Date {
+  const started = ev.type === 'statement' ? (ev.data as StatementData).startedAt : undefined
+  return new Date(started ?? ev.ts)
+}
+
+function offset(ms: number): string {
+  const sign = ms < 0 ? '-' : '+'
+  const a = Math.abs(ms)
+  const m = Math.floor(a / 60_000)
+  const s = Math.floor((a % 60_000) / 1000)
+  return `${sign}${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}.${String(a % 1000).padStart(3, '0')}`
+}
+
+/** One event as display lines: pure, so show, replay and tests share it and the command only prints. */
+export function renderEvent(ev: AuditEvent, opts: RenderOptions = {}): string[] {
+  const c = new Chalk({level: opts.color ? 1 : 0})
+  const at = eventTime(ev)
+  const head = `${c.dim(offset(at.getTime() - (opts.origin ?? at).getTime()))} ${c.dim(`#${ev.seq}`)}`
+  switch (ev.type) {
+    case 'session.start': {
+      const d = ev.data as SessionStartData
+      const who = d.identity?.email ?? d.identity?.subject
+      return [
+        `${head} ${c.bold('session start')} ${d.sessionId} by ${c.cyan(who)} (${d.identity?.kind}) on ${d.target}/${d.database} as ${d.dbUser}`,
+        `    client ${d.client?.application ?? '?'} from ${d.client?.address} · dbgate ${d.dbgateVersion}${d.policy?.version ? ` · policy ${d.policy.version}` : ''}`,
+      ]
+    }
+    case 'statement': {
+      const d = ev.data as StatementData
+      const denied = isDenied(d.decision)
+      const decision = denied ? c.red.bold(d.decision.toUpperCase()) : d.decision === 'allow' ? c.green(d.decision.toUpperCase()) : c.yellow(d.decision.toUpperCase())
+      const facts = [d.class, d.ruleId ? `rule ${d.ruleId}` : undefined, d.approvalId ? `approval ${d.approvalId}` : undefined, `${d.rows} row${d.rows === 1 ? '' : 's'}`, `${d.durationMs} ms`]
+      const lines = [`${head} ${decision} ${facts.filter(Boolean).join(' · ')}`]
+      for (const l of d.sql.split('\n')) lines.push(`    ${l}`)
+      if (d.params?.length) lines.push(c.dim(`    params: ${d.params.map((p) => (p === null ? 'NULL' : JSON.stringify(p))).join(', ')}`))
+      if (d.tables?.length) lines.push(c.dim(`    tables: ${d.tables.join(', ')}`))
+      if (d.maskedColumns?.length) lines.push(c.dim(`    masked: ${d.maskedColumns.join(', ')}`))
+      if (d.error) lines.push(c.red(`    error ${d.error.sqlstate}: ${d.error.message}`))
+      if (d.preview) lines.push(...renderPreview(d.preview, opts.cellWidth ?? 32).map((l) => `    ${l}`))
+      return lines
+    }
+    case 'session.end': {
+      const d = ev.data as SessionEndData
+      return [`${head} ${c.bold('session end')} (${d.reason}): ${d.totals.statements} statements, ${d.totals.denied} denied, ${d.totals.errors} errors, ${d.totals.rows} rows`]
+    }
+    case 'session.interrupted': {
+      const d = ev.data as SessionInterruptedData
+      return [`${head} ${c.yellow.bold('session interrupted')}: the recorder died${d.tornBytes ? `; ${d.tornBytes} bytes of a partly written event were cut` : ''}; sealed at ${d.detectedAt}`]
+    }
+    case 'checkpoint':
+      return []
+    default:
+      return [`${head} ${c.magenta(ev.type)} ${JSON.stringify(ev.data)}`]
+  }
+}
+
+/** A bordered text table of a masked result preview. */
+export function renderPreview(p: ResultPreview, cellWidth: number): string[] {
+  const cut = (v: string | null) => {
+    const s = v === null ? 'NULL' : v.replace(/\s+/g, ' ')
+    return s.length > cellWidth ? s.slice(0, cellWidth - 1) + '…' : s
+  }
+  const rows = p.rows.map((r) => p.columns.map((_, i) => cut(r[i] ?? null)))
+  const widths = p.columns.map((col, i) => Math.max(cut(col).length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: string[]) => cells.map((v, i) => v.padEnd(widths[i]!)).join(' │ ').trimEnd()
+  const out = [line(p.columns.map(cut)), widths.map((w) => '─'.repeat(w)).join('─┼─'), ...rows.map(line)]
+  if (p.truncated) out.push(`(preview: first ${p.rows.length} rows)`)
+  return out
+}
+
+/** Every event of a session, rendered in order: `sessions show`. */
+export function renderTimeline(events: AuditEvent[], opts: RenderOptions = {}): string[] {
+  const origin = opts.origin ?? (events[0] ? eventTime(events[0]) : undefined)
+  return events.flatMap((ev) => renderEvent(ev, {...opts, origin}))
+}
+
+export interface ReplayOptions extends RenderOptions {
+  /** 2 plays twice as fast; ignored with `noWait`. */
+  speed?: number
+  noWait?: boolean
+  /** Longest pause between two events, so an idle hour does not stall a replay. */
+  maxDelayMs?: number
+}
+
+export interface ReplayStep {
+  event: AuditEvent
+  /** How long to wait before printing `lines`. */
+  delayMs: number
+  lines: string[]
+}
+
+/** The session as steps with their original pacing; the command sleeps, handles keys and prints. */
+export function* replay(events: AuditEvent[], opts: ReplayOptions = {}): Generator<ReplayStep> {
+  const speed = opts.speed && opts.speed > 0 ? opts.speed : 1
+  const origin = opts.origin ?? (events[0] ? eventTime(events[0]) : undefined)
+  let last: number | undefined
+  for (const event of events) {
+    const t = eventTime(event).getTime()
+    let delayMs = last === undefined || opts.noWait ? 0 : Math.max(0, Math.round((t - last) / speed))
+    if (opts.maxDelayMs !== undefined) delayMs = Math.min(delayMs, opts.maxDelayMs)
+    last = Math.max(last ?? t, t)
+    const lines = renderEvent(event, {...opts, origin})
+    if (lines.length) yield {event, delayMs, lines}
+  }
+}

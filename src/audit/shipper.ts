@@ -1,0 +1,253 @@
+import {constants as fsc} from 'node:fs'
+import {open, stat, truncate, unlink, writeFile} from 'node:fs/promises'
+import {gzipSync} from 'node:zlib'
+import {isBucketError, type Bucket} from '../bucket/index.js'
+import {ChainState, sha256hex, type Signer} from './chain.js'
+import {addToTotals, emptyTotals, parseEventLine, type SessionInterruptedData, type StatementData} from './events.js'
+import {currentLockInfo, defaultSpoolDir, isLockAlive, readLock, spoolPaths} from './spool.js'
+import {readMark, readSnapshot, spooledSessions, type ShippedMark, type SpoolSnapshot, type SpoolState} from './spool-scan.js'
+
+/** `sessions/dt=YYYY-MM-DD/target=NAME/<id>.jsonl.gz`: Hive-style partitions Athena, Trino and DuckDB prune on. */
+export function sessionObjectKey(sessionId: string, target: string, startedAt: Date | string): string {
+  const d = new Date(startedAt)
+  const dt = Number.isNaN(d.getTime()) ? '1970-01-01' : d.toISOString().slice(0, 10)
+  return `sessions/dt=${dt}/target=${encodeURIComponent(target)}/${sessionId}.jsonl.gz`
+}
+
+export interface RetryOptions {
+  attempts?: number
+  baseMs?: number
+  maxMs?: number
+}
+
+export interface ShipOptions {
+  bucket: Bucket
+  /** Seals sessions whose writer died (a signed `session.interrupted`); normally the installation key. */
+  signer: Signer
+  spoolDir?: string
+  retry?: RetryOptions
+  sleep?: (ms: number) => Promise<void>
+  random?: () => number
+  now?: () => Date
+}
+
+export interface ShipOutcome {
+  sessionId: string
+  key?: string
+  state: SpoolState
+  bytes: number
+  error?: {code: string; message: string}
+}
+
+export interface ShipReport {
+  shipped: ShipOutcome[]
+  failed: ShipOutcome[]
+  /** Live sessions with nothing new since their last snapshot, or held by another shipper. */
+  unchanged: string[]
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/**
+ * Ships everything in the spool: ended sessions (then removes them locally), live ones as a
+ * snapshot of their complete lines, and sessions whose writer died, after sealing them with a
+ * signed `session.interrupted`. Nothing is deleted before the bucket has accepted it, so a failed
+ * run leaves the spool as it was for the next one.
+ */
+export async function shipPending(opts: ShipOptions): Promise<ShipReport> {
+  const dir = opts.spoolDir ?? defaultSpoolDir()
+  const report: ShipReport = {shipped: [], failed: [], unchanged: []}
+  for (const sessionId of await spooledSessions(dir)) {
+    const release = await acquireShipLock(dir, sessionId)
+    if (!release) {
+      report.unchanged.push(sessionId)
+      continue
+    }
+    try {
+      const out = await shipOne(dir, sessionId, opts)
+      if (out === 'unchanged') report.unchanged.push(sessionId)
+      else if (out.error) report.failed.push(out)
+      else report.shipped.push(out)
+    } finally {
+      await release()
+    }
+  }
+  return report
+}
+
+/** One shipper per session at a time (a tunnel's background shipper and `sessions sync` may overlap). */
+async function acquireShipLock(dir: string, sessionId: string): Promise<(() => Promise<void>) | undefined> {
+  const path = spoolPaths(dir, sessionId).shipLock
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(path, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600)
+      try {
+        await fh.writeFile(JSON.stringify(await currentLockInfo()))
+      } finally {
+        await fh.close()
+      }
+      return () => unlink(path).catch(() => undefined)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      if (await isLockAlive(await readLock(path))) return undefined
+      await unlink(path).catch(() => undefined)
+    }
+  }
+  return undefined
+}
+
+async function shipOne(dir: string, sessionId: string, opts: ShipOptions): Promise<ShipOutcome | 'unchanged'> {
+  const paths = spoolPaths(dir, sessionId)
+  let snap = await readSnapshot(paths.log)
+  let state: SpoolState
+  if (snap.lastType === 'session.end') state = 'ended'
+  else if (snap.lastType === 'session.interrupted') state = 'interrupted'
+  else if (await isLockAlive(await readLock(paths.lock))) state = 'live'
+  else {
+    await sealInterrupted(paths, sessionId, snap, opts)
+    snap = await readSnapshot(paths.log)
+    state = 'interrupted'
+  }
+
+  const mark = await readMark(paths.shipped)
+  if (state === 'live' && (snap.complete.length === 0 || mark?.bytes === snap.complete.length)) return 'unchanged'
+
+  const start = snap.start ?? {target: '_unknown', startedAt: (await stat(paths.log)).mtime.toISOString()}
+  const key = sessionObjectKey(sessionId, start.target, start.startedAt)
+  const body = gzipSync(snap.complete)
+  try {
+    await withRetry(() => opts.bucket.put(key, body, {contentType: 'application/x-ndjson'}), opts)
+  } catch (err) {
+    const e = err as {code?: string; message: string}
+    return {sessionId, key, state, bytes: snap.complete.length, error: {code: e.code ?? 'ERROR', message: e.message}}
+  }
+  if (state === 'live') {
+    await writeFile(paths.shipped, JSON.stringify({bytes: snap.complete.length, key, at: (opts.now?.() ?? new Date()).toISOString()} satisfies ShippedMark))
+  } else {
+    await unlink(paths.log)
+    await unlink(paths.shipped).catch(() => undefined)
+    await unlink(paths.lock).catch(() => undefined)
+  }
+  return {sessionId, key, state, bytes: snap.complete.length}
+}
+
+/**
+ * Closes the log of a dead writer with a signed `session.interrupted`. The event is appended to the
+ * log itself, not kept beside it, so the shipped object explains itself and its chain stays whole;
+ * the signature is the shipper's (same machine, normally the same installation key) and attests
+ * only what was on disk. A torn final line is cut off first, its size and hash kept as evidence.
+ */
+async function sealInterrupted(paths: ReturnType<typeof spoolPaths>, sessionId: string, snap: SpoolSnapshot, opts: ShipOptions): Promise<void> {
+  const path = paths.log
+  const lock = await readLock(paths.lock)
+  const totals = emptyTotals()
+  for (const l of snap.lines) {
+    try {
+      const ev = parseEventLine(l)
+      if (ev.type === 'statement') addToTotals(totals, ev.data as StatementData)
+    } catch {
+      /* counted as what it is by verify */
+    }
+  }
+  const last = snap.lines[snap.lines.length - 1]
+  let seq = 0
+  if (last !== undefined) {
+    try {
+      seq = parseEventLine(last).seq
+    } catch {
+      seq = snap.lines.length
+    }
+  }
+  const chain = new ChainState(sessionId, last !== undefined ? {seq, prev: sha256hex(last)} : undefined)
+  const now = opts.now?.() ?? new Date()
+  const data: SessionInterruptedData = {
+    reason: 'writer-died',
+    detectedAt: now.toISOString(),
+    ...(lock ? {lastWriterPid: lock.pid} : {}),
+    tornBytes: snap.tornTail.length,
+    ...(snap.tornTail.length ? {tornSha256: sha256hex(snap.tornTail)} : {}),
+    totals,
+  }
+  const line = chain.append('session.interrupted', data, now, opts.signer)
+  if (snap.tornTail.length) await truncate(path, snap.complete.length)
+  const fh = await open(path, 'a')
+  try {
+    await fh.write(line + '\n')
+    await fh.datasync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Exponential backoff with full jitter; only errors the bucket marks retryable are retried. */
+export async function withRetry<T>(fn: () => Promise<T>, opts: Pick<ShipOptions, 'retry' | 'sleep' | 'random'>): Promise<T> {
+  const attempts = opts.retry?.attempts ?? 5
+  const base = opts.retry?.baseMs ?? 200
+  const max = opts.retry?.maxMs ?? 30_000
+  const sleep = opts.sleep ?? defaultSleep
+  const random = opts.random ?? Math.random
+  for (let i = 1; ; i++) {
+    try {
+      return await fn()
+    } catch (err) {
+      const retryable = isBucketError(err) ? err.retryable : false
+      if (!retryable || i >= attempts) throw err
+      await sleep(Math.floor(random() * Math.min(max, base * 2 ** (i - 1))))
+    }
+  }
+}
+
+/** Runs `shipPending` in the background of a tunnel: on an interval, and soon after `kick()`. */
+export class Shipper {
+  private timer?: NodeJS.Timeout
+  private running?: Promise<void>
+  private stopped = true
+
+  constructor(
+    private readonly opts: ShipOptions & {
+      intervalMs?: number
+      /** Runs before each shipping pass, e.g. `() => recorder.checkpointLive()`. */
+      beforeRun?: () => void | Promise<void>
+      onReport?: (r: ShipReport) => void
+      onError?: (err: Error) => void
+    },
+  ) {}
+
+  start(): void {
+    this.stopped = false
+    this.schedule(0)
+  }
+
+  /** Ship soon, e.g. right after a session ends. */
+  kick(): void {
+    if (this.stopped) return
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.schedule(0)
+  }
+
+  /** Stops the loop and waits for a run in progress; what is not shipped stays in the spool. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearTimeout(this.timer)
+    await this.running
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer || this.stopped) return
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      if (this.running) return this.schedule(100)
+      this.running = Promise.resolve()
+        .then(() => this.opts.beforeRun?.())
+        .then(() => shipPending(this.opts))
+        .then((r) => this.opts.onReport?.(r))
+        .catch((err: unknown) => this.opts.onError?.(err as Error))
+        .finally(() => {
+          this.running = undefined
+          this.schedule(this.opts.intervalMs ?? 30_000)
+        })
+    }, ms)
+    this.timer.unref?.()
+  }
+}

@@ -1,0 +1,159 @@
+import {createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject} from 'node:crypto'
+import {constants as fsc} from 'node:fs'
+import {chmod, mkdir, open, readFile, stat} from 'node:fs/promises'
+import {homedir, hostname} from 'node:os'
+import {join} from 'node:path'
+import {isBucketError, OBJECT_EXISTS, type Bucket} from '../bucket/index.js'
+import type {Identity} from '../identity/types.js'
+import {sha256hex, signatureMessage, type Signer} from './chain.js'
+
+/** Per-installation Ed25519 key: private half stays in the user's data dir, public half goes to the bucket. */
+export interface InstallationKey extends Signer {
+  publicKeyPem: string
+  privateKey: KeyObject
+}
+
+/** Who a published key speaks for: the identity fields an auditor needs, never a token or its hash. */
+export interface KeyBinding {
+  subject: string
+  email?: string
+  issuer: string
+  kind: Identity['kind']
+  boundAt: string
+}
+
+/** `keys/<key-id>.json` in the bucket. */
+export interface PublishedKey {
+  v: 1
+  keyId: string
+  alg: 'ed25519'
+  publicKey: string
+  host: string
+  createdAt: string
+  /** Current binding; earlier ones stay in `history`, so old sessions still verify after a re-login as someone else. */
+  identity: KeyBinding
+  history: KeyBinding[]
+}
+
+export type KeyRing = Map<string, PublishedKey>
+
+export function defaultKeyDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'dbgate', 'keys')
+}
+
+export function keyIdOf(publicKey: KeyObject): string {
+  return sha256hex(publicKey.export({type: 'spki', format: 'der'})).slice(0, 32)
+}
+
+/**
+ * Loads the installation key, creating it on first use. Creation is O_EXCL so two tunnels starting
+ * at once agree on one key; the loser reads the winner's.
+ */
+export async function loadOrCreateInstallationKey(dir = defaultKeyDir()): Promise<InstallationKey> {
+  await mkdir(dir, {recursive: true, mode: 0o700})
+  const path = join(dir, 'installation-ed25519.pem')
+  let pem: string
+  try {
+    const fh = await open(path, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o600)
+    const {privateKey} = generateKeyPairSync('ed25519')
+    pem = privateKey.export({type: 'pkcs8', format: 'pem'}).toString()
+    try {
+      await fh.writeFile(pem)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    pem = await readExistingKey(path)
+  }
+  const st = await stat(path)
+  if ((st.mode & 0o077) !== 0) await chmod(path, 0o600)
+  return fromPrivatePem(pem)
+}
+
+async function readExistingKey(path: string): Promise<string> {
+  // The creator may be between open and write; a few short waits cover that window.
+  for (let i = 0; i < 50; i++) {
+    const pem = await readFile(path, 'utf8')
+    if (pem.includes('END PRIVATE KEY')) return pem
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  throw new Error(`installation key ${path} is empty or corrupt; move it aside to generate a new one`)
+}
+
+export function fromPrivatePem(pem: string): InstallationKey {
+  const privateKey = createPrivateKey(pem)
+  const publicKey = createPublicKey(privateKey)
+  const keyId = keyIdOf(publicKey)
+  return {
+    keyId,
+    privateKey,
+    publicKeyPem: publicKey.export({type: 'spki', format: 'pem'}).toString(),
+    sign: (message: Buffer) => sign(null, message, privateKey).toString('base64'),
+  }
+}
+
+export function keyObjectKey(keyId: string): string {
+  return `keys/${keyId}.json`
+}
+
+/**
+ * Publishes the installation's public key bound to `identity` (called by `dbgate login`). Creating
+ * is exclusive; re-publishing for the same subject is a no-op, and a new subject becomes the current
+ * binding with the old one kept in `history`.
+ */
+export async function publishKey(bucket: Bucket, identity: Identity, key: Pick<InstallationKey, 'keyId' | 'publicKeyPem'>, now = new Date()): Promise<PublishedKey> {
+  const binding: KeyBinding = {subject: identity.subject, email: identity.email, issuer: identity.issuer, kind: identity.kind, boundAt: now.toISOString()}
+  const doc: PublishedKey = {v: 1, keyId: key.keyId, alg: 'ed25519', publicKey: key.publicKeyPem, host: hostname(), createdAt: now.toISOString(), identity: binding, history: []}
+  const objKey = keyObjectKey(key.keyId)
+  try {
+    await bucket.put(objKey, JSON.stringify(doc, null, 2) + '\n', {ifNoneMatch: true, contentType: 'application/json'})
+    return doc
+  } catch (err) {
+    if (!isBucketError(err, OBJECT_EXISTS)) throw err
+  }
+  const existing = parsePublishedKey((await bucket.get(objKey)).body.toString('utf8'))
+  if (existing.publicKey.trim() !== key.publicKeyPem.trim()) {
+    throw new Error(`${objKey} in ${bucket.url} holds a different public key with the same id; refusing to overwrite it`)
+  }
+  if (existing.identity.subject === binding.subject && existing.identity.issuer === binding.issuer) return existing
+  const updated: PublishedKey = {...existing, identity: binding, history: [...existing.history, existing.identity]}
+  await bucket.put(objKey, JSON.stringify(updated, null, 2) + '\n', {contentType: 'application/json'})
+  return updated
+}
+
+export function parsePublishedKey(text: string): PublishedKey {
+  const doc = JSON.parse(text) as PublishedKey
+  if (doc.v !== 1 || doc.alg !== 'ed25519' || typeof doc.publicKey !== 'string' || typeof doc.keyId !== 'string') {
+    throw new Error('not a dbgate published key (v1, ed25519)')
+  }
+  // The id is derived from the key, so a key file cannot claim someone else's id.
+  if (keyIdOf(createPublicKey(doc.publicKey)) !== doc.keyId) throw new Error(`key ${doc.keyId} does not match its public key`)
+  doc.history ??= []
+  return doc
+}
+
+/** Every published key in the bucket; unreadable ones are reported, not silently skipped. */
+export async function loadKeyRing(bucket: Bucket): Promise<{keys: KeyRing; errors: {key: string; message: string}[]}> {
+  const keys: KeyRing = new Map()
+  const errors: {key: string; message: string}[] = []
+  for await (const obj of bucket.list('keys/')) {
+    if (!obj.key.endsWith('.json')) continue
+    try {
+      const doc = parsePublishedKey((await bucket.get(obj.key)).body.toString('utf8'))
+      keys.set(doc.keyId, doc)
+    } catch (err) {
+      errors.push({key: obj.key, message: (err as Error).message})
+    }
+  }
+  return {keys, errors}
+}
+
+export function verifySignature(unsignedBytes: string, signatureB64: string, publicKeyPem: string): boolean {
+  try {
+    return verify(null, signatureMessage(unsignedBytes), createPublicKey(publicKeyPem), Buffer.from(signatureB64, 'base64'))
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,119 @@
+import {readdir, readFile, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+import {parseEventLine} from './events.js'
+import {defaultSpoolDir, isLockAlive, readLock, spoolPaths} from './spool.js'
+
+/** Reading the spool without changing it: what is there, in what state, and what the bucket already has. */
+
+export type SpoolState = 'ended' | 'interrupted' | 'live' | 'orphaned'
+
+/** `<session>.shipped`: how much of a live session the bucket already has. */
+export interface ShippedMark {
+  bytes: number
+  key: string
+  at: string
+}
+
+/** Ids of the sessions with a log in the spool. */
+export async function spooledSessions(dir: string): Promise<string[]> {
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw err
+  }
+  const logs = names.filter((n) => n.endsWith('.jsonl'))
+  const withTimes = await Promise.all(logs.map(async (n) => ({id: n.slice(0, -'.jsonl'.length), t: (await stat(join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0})))
+  // Oldest first, so a backlog drains in the order it was written.
+  return withTimes.sort((a, b) => a.t - b.t).map((x) => x.id)
+}
+
+export interface SpoolSnapshot {
+  /** Bytes up to and including the last newline. */
+  complete: Buffer
+  tornTail: Buffer
+  lines: string[]
+  lastType?: string
+  start?: {target: string; startedAt: string}
+}
+
+/** A spool log split at its last newline: the complete lines, which may be shipped, and a torn tail. */
+export async function readSnapshot(path: string): Promise<SpoolSnapshot> {
+  const buf = await readFile(path)
+  const cut = buf.lastIndexOf(0x0a) + 1
+  const complete = buf.subarray(0, cut)
+  const lines = complete.length ? complete.toString('utf8').slice(0, -1).split('\n') : []
+  let start: SpoolSnapshot['start']
+  let lastType: string | undefined
+  try {
+    const first = lines[0] ? parseEventLine(lines[0]) : undefined
+    if (first?.type === 'session.start') {
+      const d = first.data as {target?: string; startedAt?: string}
+      start = {target: d.target ?? '_unknown', startedAt: d.startedAt ?? first.ts}
+    }
+  } catch {
+    /* a corrupt first line still ships; verify will report it */
+  }
+  try {
+    lastType = lines.length ? parseEventLine(lines[lines.length - 1]!).type : undefined
+  } catch {
+    lastType = undefined
+  }
+  return {complete, tornTail: buf.subarray(cut), lines, lastType, start}
+}
+
+export async function readMark(path: string): Promise<ShippedMark | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as ShippedMark
+  } catch {
+    return undefined
+  }
+}
+
+export interface SpoolEntry {
+  sessionId: string
+  state: SpoolState
+  bytes: number
+  /** Bytes the bucket does not have yet. */
+  unshippedBytes: number
+  startedAt?: string
+  target?: string
+}
+
+export interface SpoolStatus {
+  dir: string
+  count: number
+  bytes: number
+  unshippedBytes: number
+  oldest?: string
+  sessions: SpoolEntry[]
+}
+
+/** What is waiting to be shipped (`dbgate sessions status`). A dead writer's session shows as `orphaned` until shipped. */
+export async function spoolStatus(spoolDir = defaultSpoolDir()): Promise<SpoolStatus> {
+  const sessions: SpoolEntry[] = []
+  for (const sessionId of await spooledSessions(spoolDir)) {
+    const paths = spoolPaths(spoolDir, sessionId)
+    let snap: SpoolSnapshot
+    try {
+      snap = await readSnapshot(paths.log)
+    } catch {
+      continue // shipped and removed between listing and reading
+    }
+    const bytes = snap.complete.length + snap.tornTail.length
+    const state: SpoolState =
+      snap.lastType === 'session.end' ? 'ended' : snap.lastType === 'session.interrupted' ? 'interrupted' : (await isLockAlive(await readLock(paths.lock))) ? 'live' : 'orphaned'
+    const mark = state === 'live' ? await readMark(paths.shipped) : undefined
+    sessions.push({sessionId, state, bytes, unshippedBytes: bytes - (mark?.bytes ?? 0), startedAt: snap.start?.startedAt, target: snap.start?.target})
+  }
+  const starts = sessions.map((s) => s.startedAt).filter((s): s is string => !!s).sort()
+  return {
+    dir: spoolDir,
+    count: sessions.length,
+    bytes: sessions.reduce((a, s) => a + s.bytes, 0),
+    unshippedBytes: sessions.reduce((a, s) => a + s.unshippedBytes, 0),
+    oldest: starts[0],
+    sessions,
+  }
+}

@@ -1,0 +1,221 @@
+import {constants as fsc} from 'node:fs'
+import {mkdir, open, readFile, unlink, writeFile, type FileHandle} from 'node:fs/promises'
+import {homedir, hostname} from 'node:os'
+import {join} from 'node:path'
+
+/**
+ * The local spool: one append-only `<session>.jsonl` per session, plus `<session>.lock` naming the
+ * live writer. Events reach the disk before anything is shipped, so a dead bucket or network costs
+ * nothing and a killed tunnel loses at most the last few milliseconds of unflushed events.
+ */
+
+export function defaultSpoolDir(env: NodeJS.ProcessEnv = process.env): string {
+  const state = env.XDG_STATE_HOME || join(homedir(), '.local', 'state')
+  return join(state, 'dbgate', 'spool')
+}
+
+const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
+export function checkSessionId(id: string): void {
+  if (!SESSION_ID.test(id)) throw new Error(`session id ${JSON.stringify(id)} is not usable as a spool file name`)
+}
+
+export const spoolPaths = (dir: string, sessionId: string) => ({
+  log: join(dir, `${sessionId}.jsonl`),
+  lock: join(dir, `${sessionId}.lock`),
+  shipped: join(dir, `${sessionId}.shipped`),
+  shipLock: join(dir, `${sessionId}.shipping`),
+})
+
+export interface LockInfo {
+  pid: number
+  host: string
+  /** Linux process start time (clock ticks since boot), so a recycled pid is not mistaken for the writer. */
+  procStart?: string
+  createdAt: string
+}
+
+export async function processStartTime(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    // Field 22; the command name (field 2) may contain spaces, so count from the closing paren.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
+export async function currentLockInfo(): Promise<LockInfo> {
+  return {pid: process.pid, host: hostname(), procStart: await processStartTime(process.pid), createdAt: new Date().toISOString()}
+}
+
+/** Whether the process named in a lock file still runs. A lock from another host is treated as dead: spools are machine-local. */
+export async function isLockAlive(lock: LockInfo | undefined): Promise<boolean> {
+  if (!lock || lock.host !== hostname()) return false
+  try {
+    process.kill(lock.pid, 0)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+  if (lock.procStart !== undefined) {
+    const now = await processStartTime(lock.pid)
+    if (now !== undefined && now !== lock.procStart) return false
+  }
+  return true
+}
+
+export async function readLock(path: string): Promise<LockInfo | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as LockInfo
+  } catch {
+    return undefined
+  }
+}
+
+export class SpoolWriteError extends Error {
+  override readonly name = 'SpoolWriteError'
+  readonly code = 'SPOOL_WRITE_FAILED'
+  constructor(readonly sessionId: string, readonly path: string, cause: unknown) {
+    super(`cannot write audit spool ${path}: ${(cause as Error).message}; events are held in memory and retried`, {cause})
+  }
+}
+
+export interface SpoolFileOptions {
+  /** Longest time an appended event waits before it is written and fsynced. */
+  flushIntervalMs?: number
+  /** Called on every failed write; the events stay queued and are retried. */
+  onError?: (err: SpoolWriteError) => void
+}
+
+/**
+ * Append queue for one session's spool file. `append` is synchronous (proxy hooks are), never
+ * drops, and batches: lines are written and fdatasync'ed together at most every `flushIntervalMs`.
+ * A failed write keeps the unwritten bytes and retries with backoff, reporting each failure.
+ */
+export class SpoolFile {
+  private fh?: FileHandle
+  private queue: Buffer[] = []
+  private queued = 0
+  private timer?: NodeJS.Timeout
+  private chain: Promise<void> = Promise.resolve()
+  private failures = 0
+  private closed = false
+  private locked = false
+  private closeFailed = false
+  lastError?: SpoolWriteError
+  readonly paths: ReturnType<typeof spoolPaths>
+
+  constructor(readonly dir: string, readonly sessionId: string, private readonly opts: SpoolFileOptions = {}) {
+    checkSessionId(sessionId)
+    this.paths = spoolPaths(dir, sessionId)
+  }
+
+  get pendingBytes(): number {
+    return this.queued
+  }
+
+  append(line: string): void {
+    if (this.closed) throw new Error(`audit spool for session ${this.sessionId} is closed; event not recorded`)
+    const buf = Buffer.from(line + '\n')
+    this.queue.push(buf)
+    this.queued += buf.length
+    this.schedule(this.opts.flushIntervalMs ?? 50)
+  }
+
+  /** Resolves once everything appended so far is on disk; rejects if it could not be written. */
+  flush(): Promise<void> {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    const run = this.chain.then(() => this.writeQueued())
+    this.chain = run.catch(() => undefined)
+    return run
+  }
+
+  /**
+   * Flushes, closes and releases the lock. If the final flush fails this rejects and keeps the lock
+   * (the session is still being written, from memory); the retries go on and finish the close.
+   */
+  async close(): Promise<void> {
+    this.closed = true
+    try {
+      await this.flush()
+    } catch (err) {
+      this.closeFailed = true
+      throw err
+    }
+    await this.finish()
+  }
+
+  private async finish(): Promise<void> {
+    const fh = this.fh
+    this.fh = undefined
+    await fh?.close()
+    if (this.locked) {
+      this.locked = false
+      await unlink(this.paths.lock).catch(() => undefined)
+    }
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer) return
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.flush().catch(() => {
+        /* reported through onError; the retry is scheduled by writeQueued */
+      })
+    }, ms)
+    // The recorder's owner decides process lifetime; a pending flush must not keep Node alive alone.
+    this.timer.unref?.()
+  }
+
+  private async open(): Promise<FileHandle> {
+    if (this.fh) return this.fh
+    await mkdir(this.dir, {recursive: true, mode: 0o700})
+    // The lock goes first: a log without a live lock is what the shipper treats as interrupted.
+    // Both are create-exclusive, so a reused session id fails loudly instead of mixing two logs.
+    if (!this.locked) {
+      await writeFile(this.paths.lock, JSON.stringify(await currentLockInfo()) + '\n', {mode: 0o600, flag: 'wx'})
+      this.locked = true
+    }
+    this.fh = await open(this.paths.log, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_APPEND, 0o600)
+    return this.fh
+  }
+
+  private async writeQueued(): Promise<void> {
+    if (this.queue.length === 0) return
+    try {
+      const fh = await this.open()
+      while (this.queue.length > 0) {
+        // Take the batch out first: appends made while the write is in flight go to a fresh queue.
+        const batch = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue)
+        this.queue = []
+        let offset = 0
+        try {
+          while (offset < batch.length) {
+            const {bytesWritten} = await fh.write(batch, offset, batch.length - offset)
+            offset += bytesWritten
+            this.queued -= bytesWritten
+          }
+        } catch (err) {
+          // Exactly the unwritten bytes go back in front, so a retry continues the same line.
+          this.queue.unshift(batch.subarray(offset))
+          throw err
+        }
+      }
+      await fh.datasync()
+      this.failures = 0
+      this.lastError = undefined
+      if (this.closeFailed && this.queue.length === 0) {
+        this.closeFailed = false
+        await this.finish()
+      }
+    } catch (cause) {
+      const err = new SpoolWriteError(this.sessionId, this.paths.log, cause)
+      this.lastError = err
+      this.failures += 1
+      this.opts.onError?.(err)
+      this.schedule(Math.min(5_000, 100 * 2 ** Math.min(this.failures, 6)))
+      throw err
+    }
+  }
+}

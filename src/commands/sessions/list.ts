@@ -1,0 +1,42 @@
+import {Command, Flags} from '@oclif/core'
+import {toCliError} from '../../cli/errors.js'
+import {renderTable, type Column} from '../../cli/table.js'
+import {bucketFlags, filterFlags, listFilters, relativeTime, resolveBucket} from '../../audit/cli.js'
+import type {SessionSummary} from '../../audit/index-cache.js'
+import {SessionReader} from '../../audit/read.js'
+
+export default class SessionsList extends Command {
+  static override summary = 'List recorded sessions, newest first.'
+  static override description = 'Reads the bucket through a local cache, so only sessions not seen before are downloaded.'
+  static override examples = ['$ dbgate sessions list --since 7d', '$ dbgate sessions list --user alice --target prod --denied', '$ dbgate sessions list --since 2026-01-01 --until 2026-02-01 --json']
+  static override enableJsonFlag = true
+  static override flags = {
+    ...bucketFlags,
+    ...filterFlags,
+    limit: Flags.integer({char: 'n', summary: 'Show at most this many sessions.', default: 50, min: 1}),
+  }
+
+  async run(): Promise<SessionSummary[]> {
+    const {flags} = await this.parse(SessionsList)
+    const {bucket} = await resolveBucket(flags, this)
+    const sessions = (await new SessionReader(bucket).list(listFilters(flags))).slice(0, flags.limit)
+    const tty = Boolean(process.stdout.isTTY)
+    const columns: Column<SessionSummary>[] = [
+      {header: 'SESSION', value: (s) => s.sessionId},
+      {header: 'STARTED', value: (s) => (tty ? relativeTime(s.startedAt) : (s.startedAt ?? ''))},
+      {header: 'USER', value: (s) => s.user ?? '?'},
+      {header: 'TARGET', value: (s) => s.target},
+      {header: 'STATEMENTS', value: (s) => String(s.totals.statements)},
+      {header: 'DENIED', value: (s) => String(s.totals.denied)},
+      {header: 'ERRORS', value: (s) => String(s.totals.errors)},
+      {header: 'STATUS', value: (s) => s.status},
+    ]
+    if (sessions.length === 0) this.logToStderr('No sessions match.')
+    else this.log(renderTable(sessions, columns, {tty}))
+    return sessions
+  }
+
+  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
+  }
+}

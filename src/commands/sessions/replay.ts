@@ -1,0 +1,82 @@
+import {Args, Command, Flags} from '@oclif/core'
+import {toCliError} from '../../cli/errors.js'
+import {bucketFlags, resolveBucket} from '../../audit/cli.js'
+import {SessionReader} from '../../audit/read.js'
+import {replay} from '../../audit/render.js'
+
+/** Space pauses and resumes, `s` (or →) skips the current wait, `q` (or Ctrl-C) stops. TTY only. */
+class Keys {
+  private paused = false
+  private wake?: () => void
+  quit = false
+
+  constructor(private readonly stdin: NodeJS.ReadStream) {
+    stdin.setRawMode(true)
+    stdin.resume()
+    stdin.on('data', this.onData)
+  }
+
+  private onData = (buf: Buffer) => {
+    const k = buf.toString()
+    if (k === 'q' || k === '\u0003') this.quit = true
+    else if (k === ' ') this.paused = !this.paused
+    else if (k !== 's' && k !== '\u001b[C') return
+    if (!this.paused || this.quit) this.wake?.()
+  }
+
+  async wait(ms: number): Promise<void> {
+    if (ms > 0 && !this.quit) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, ms)
+        this.wake = () => {
+          clearTimeout(t)
+          resolve()
+        }
+      })
+    }
+    while (this.paused && !this.quit) await new Promise<void>((resolve) => (this.wake = resolve))
+  }
+
+  dispose(): void {
+    this.stdin.off('data', this.onData)
+    this.stdin.setRawMode(false)
+    this.stdin.pause()
+  }
+}
+
+export default class SessionsReplay extends Command {
+  static override summary = 'Replay a session with its original timing.'
+  static override description = 'Prints each statement, its decision and its masked result preview at the pace it happened. On a terminal: space pauses, s skips the wait, q stops.'
+  static override examples = ['$ dbgate sessions replay 3f2a9c', '$ dbgate sessions replay 3f2a9c --speed 4 --max-delay 2000', '$ dbgate sessions replay 3f2a9c --no-wait']
+  static override args = {session: Args.string({description: 'Session id, or a unique prefix of one.', required: true})}
+  static override flags = {
+    ...bucketFlags,
+    speed: Flags.string({summary: 'Playback speed: 2 is twice as fast.', default: '1', helpValue: '<factor>'}),
+    'no-wait': Flags.boolean({summary: 'Print everything at once.', default: false}),
+    'max-delay': Flags.integer({summary: 'Longest pause between two events, in milliseconds.', min: 0, helpValue: '<ms>'}),
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(SessionsReplay)
+    const speed = Number(flags.speed)
+    if (!(speed > 0)) this.error(`--speed must be a positive number, got ${flags.speed}`, {exit: 2})
+    const {bucket} = await resolveBucket(flags, this)
+    const {events} = await new SessionReader(bucket).load(args.session)
+    const color = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR
+    const keys = process.stdin.isTTY && process.stdout.isTTY && !flags['no-wait'] ? new Keys(process.stdin) : undefined
+    try {
+      for (const step of replay(events, {speed, noWait: flags['no-wait'], maxDelayMs: flags['max-delay'], color})) {
+        if (keys) await keys.wait(step.delayMs)
+        else if (step.delayMs > 0) await new Promise((r) => setTimeout(r, step.delayMs))
+        if (keys?.quit) break
+        for (const line of step.lines) this.log(line)
+      }
+    } finally {
+      keys?.dispose()
+    }
+  }
+
+  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
+  }
+}

@@ -1,0 +1,26 @@
+import {Args, Command} from '@oclif/core'
+import {toCliError} from '../../cli/errors.js'
+import {bucketFlags, resolveBucket} from '../../audit/cli.js'
+import type {AuditEvent} from '../../audit/events.js'
+import {SessionReader} from '../../audit/read.js'
+import {renderTimeline} from '../../audit/render.js'
+
+export default class SessionsShow extends Command {
+  static override summary = 'Show one session as a timeline of its statements and decisions.'
+  static override examples = ['$ dbgate sessions show 3f2a9c', '$ dbgate sessions show 3f2a9c --json']
+  static override enableJsonFlag = true
+  static override args = {session: Args.string({description: 'Session id, or a unique prefix of one.', required: true})}
+  static override flags = {...bucketFlags}
+
+  async run(): Promise<{session: string; events: AuditEvent[]}> {
+    const {args, flags} = await this.parse(SessionsShow)
+    const {bucket} = await resolveBucket(flags, this)
+    const {summary, events} = await new SessionReader(bucket).load(args.session)
+    for (const line of renderTimeline(events, {color: Boolean(process.stdout.isTTY) && !process.env.NO_COLOR})) this.log(line)
+    return {session: summary.sessionId, events}
+  }
+
+  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
+  }
+}

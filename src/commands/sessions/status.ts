@@ -1,0 +1,32 @@
+import {Command} from '@oclif/core'
+import {renderTable, type Column} from '../../cli/table.js'
+import {formatBytes, relativeTime, spoolFlag} from '../../audit/cli.js'
+import {spoolStatus, type SpoolEntry, type SpoolStatus} from '../../audit/spool-scan.js'
+import {defaultSpoolDir} from '../../audit/spool.js'
+
+export default class SessionsStatus extends Command {
+  static override summary = 'Show what is waiting in the local spool to be shipped.'
+  static override examples = ['$ dbgate sessions status', '$ dbgate sessions status --json']
+  static override enableJsonFlag = true
+  static override flags = {'spool-dir': spoolFlag}
+
+  async run(): Promise<SpoolStatus> {
+    const {flags} = await this.parse(SessionsStatus)
+    const status = await spoolStatus(flags['spool-dir'] ?? defaultSpoolDir())
+    const tty = Boolean(process.stdout.isTTY)
+    if (status.count === 0) {
+      this.log(`Nothing waiting in ${status.dir}.`)
+      return status
+    }
+    this.log(`${status.count} session${status.count === 1 ? '' : 's'} in ${status.dir}: ${formatBytes(status.bytes)}, ${formatBytes(status.unshippedBytes)} not yet shipped; oldest started ${tty ? relativeTime(status.oldest) : status.oldest}.`)
+    const columns: Column<SpoolEntry>[] = [
+      {header: 'SESSION', value: (s) => s.sessionId},
+      {header: 'STATE', value: (s) => s.state},
+      {header: 'TARGET', value: (s) => s.target ?? '?'},
+      {header: 'STARTED', value: (s) => (tty ? relativeTime(s.startedAt) : (s.startedAt ?? ''))},
+      {header: 'UNSHIPPED', value: (s) => (tty ? formatBytes(s.unshippedBytes) : String(s.unshippedBytes))},
+    ]
+    this.log(renderTable(status.sessions, columns, {tty}))
+    return status
+  }
+}

@@ -1,0 +1,30 @@
+import {Command} from '@oclif/core'
+import {toCliError} from '../../cli/errors.js'
+import {bucketFlags, formatBytes, resolveBucket, spoolFlag} from '../../audit/cli.js'
+import {shipPending, type ShipReport} from '../../audit/shipper.js'
+import {defaultKeyDir, loadOrCreateInstallationKey} from '../../audit/signing.js'
+import {defaultSpoolDir} from '../../audit/spool.js'
+
+export default class SessionsSync extends Command {
+  static override summary = 'Ship recordings waiting in the local spool to the bucket now.'
+  static override description = 'Ships ended sessions, snapshots of live ones, and sessions whose tunnel died (sealed as interrupted first). What cannot be shipped stays in the spool for the next run; exits 1 if anything failed.'
+  static override examples = ['$ dbgate sessions sync', '$ dbgate sessions sync --json']
+  static override enableJsonFlag = true
+  static override flags = {...bucketFlags, 'spool-dir': spoolFlag}
+
+  async run(): Promise<ShipReport> {
+    const {flags} = await this.parse(SessionsSync)
+    const {bucket} = await resolveBucket(flags, this)
+    const signer = await loadOrCreateInstallationKey(defaultKeyDir())
+    const report = await shipPending({bucket, signer, spoolDir: flags['spool-dir'] ?? defaultSpoolDir()})
+    for (const s of report.shipped) this.log(`shipped ${s.sessionId} (${s.state}, ${formatBytes(s.bytes)}) → ${bucket.url}${s.key}`)
+    for (const f of report.failed) this.logToStderr(`failed  ${f.sessionId}: ${f.error?.code} ${f.error?.message} (kept in the spool)`)
+    if (report.shipped.length === 0 && report.failed.length === 0) this.log('Nothing to ship.')
+    if (report.failed.length) process.exitCode = 1
+    return report
+  }
+
+  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
+  }
+}
