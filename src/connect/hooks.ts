@@ -1,4 +1,5 @@
-import type {TargetConfig} from '../config/types.js'
+import type {DbgateConfig, TargetConfig} from '../config/types.js'
+import {startRecording} from './recording.js'
 import type {Identity} from '../identity/types.js'
 import {checkStartupParameters, createStatementHook, loadParser} from '../policy/index.js'
 import type {PgNoticeFields, ProxyHooks} from '../proxy/hooks.js'
@@ -6,14 +7,18 @@ import type {PgNoticeFields, ProxyHooks} from '../proxy/hooks.js'
 /** Parts of the pipeline that can be switched off, for the benchmark's cost-per-feature figures. */
 export interface TunnelFeatures {
   guardrails: boolean
+  recording: boolean
 }
 
-export const ALL_FEATURES: TunnelFeatures = {guardrails: true}
+export const ALL_FEATURES: TunnelFeatures = {guardrails: true, recording: true}
 
 export interface TunnelHooksContext {
+  config: DbgateConfig
   target: TargetConfig
   identity?: Identity
   features?: Partial<TunnelFeatures>
+  env?: NodeJS.ProcessEnv
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void
 }
 
 /**
@@ -24,8 +29,10 @@ export interface TunnelHooksContext {
 export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHooks> {
   const {target, identity} = ctx
   const features = {...ALL_FEATURES, ...ctx.features}
-  if (!features.guardrails) return {}
   await loadParser()
+  const recording = features.recording ? await startRecording({config: ctx.config, target, identity, env: ctx.env, log: ctx.log ?? (() => {})}) : undefined
+  const base: ProxyHooks = {...recording?.hooks, dispose: recording?.close}
+  if (!features.guardrails) return base
   const policy = createStatementHook({
     rules: target.rules,
     pack: target.policy,
@@ -34,6 +41,7 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
     reviewers: target.reviewers,
   })
   return {
+    ...base,
     startup: (params): PgNoticeFields | undefined => {
       const problem = checkStartupParameters(params)[0]
       if (!problem) return undefined

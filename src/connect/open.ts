@@ -129,9 +129,10 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
       void close(0, `dbgate: your sign-in could not be renewed (${error.message}); run \`dbgate login\` and reconnect`)
     },
   })
+  let hooks: ProxyHooks | undefined
   try {
     const upstream = await upstreamTargetOf(target, {env: opts.env, ...opts.secrets})
-    const hooks = await (opts.hooks ?? buildTunnelHooks)({identity: identity?.current(), target})
+    hooks = await (opts.hooks ?? buildTunnelHooks)({config: opts.loaded.config, identity: identity?.current(), target, env: opts.env, log})
     tunnel = new Tunnel({
       target: upstream,
       listen: listenOf(opts.listen),
@@ -144,6 +145,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
     return {tunnel, target, identity, info: connectionInfo(address, tunnel.secret, target), closed, close}
   } catch (error) {
     identity?.stop()
+    await hooks?.dispose?.()
     throw error
   }
 }

@@ -113,4 +113,6 @@ export interface ProxyHooks {
   onStatementClosed?: (connectionId: number, name: string) => void
   /** Drops whatever per-connection state a hook keeps (e.g. prepared statements). */
   onConnectionClosed?: (connectionId: number) => void
+  /** Called once when the tunnel has closed every connection: flush, ship, release. */
+  dispose?: () => Promise<void>
 }

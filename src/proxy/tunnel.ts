@@ -185,6 +185,7 @@ export class Tunnel {
     }
     await listenerClosed
     if (this.address_?.socketPath) await rm(this.address_.socketPath, {force: true})
+    await this.options.hooks?.dispose?.()
   }
 }
 

@@ -1,11 +1,27 @@
+import {mkdtempSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
 import pg from 'pg'
 import {parseConfigText} from '../../src/config/parse.js'
 import type {LoadedConfig} from '../../src/config/types.js'
 import {openTunnel, type OpenedTunnel, type OpenTunnelOptions} from '../../src/connect/open.js'
 import type {UpstreamInfo} from './pg.js'
 
+/** XDG directories of a throwaway home, so tests never touch the real user's spool, keys or bucket. */
+export function isolatedEnv(): NodeJS.ProcessEnv {
+  const home = mkdtempSync(path.join(tmpdir(), 'dbgate-home-'))
+  return {
+    HOME: home,
+    XDG_CONFIG_HOME: path.join(home, 'config'),
+    XDG_DATA_HOME: path.join(home, 'data'),
+    XDG_STATE_HOME: path.join(home, 'state'),
+    XDG_CACHE_HOME: path.join(home, 'cache'),
+    DBGATE_KEYRING: 'off',
+  }
+}
+
 /** A dbgate.yaml for one target `app` in front of a test database, with extra target keys. */
-export function loadedConfig(db: UpstreamInfo, targetExtra = '', top = ''): LoadedConfig {
+export function loadedConfig(db: UpstreamInfo, targetExtra = '', top = '', env: NodeJS.ProcessEnv = isolatedEnv()): LoadedConfig {
   const text = [
     top,
     'targets:',
@@ -19,7 +35,7 @@ export function loadedConfig(db: UpstreamInfo, targetExtra = '', top = ''): Load
     ...targetExtra.split('\n').filter(Boolean).map((l) => `    ${l}`),
     '',
   ].join('\n')
-  const parsed = parseConfigText(text, '/test/dbgate.yaml', {env: {}})
+  const parsed = parseConfigText(text, '/test/dbgate.yaml', {env, homeDir: env.HOME})
   return {path: '/test/dbgate.yaml', ...parsed}
 }
 
@@ -28,11 +44,13 @@ export interface PipelineTunnel extends OpenedTunnel {
 }
 
 /** The tunnel exactly as `dbgate connect` builds it (identity aside), for end-to-end tests. */
-export async function openPipelineTunnel(db: UpstreamInfo, targetExtra = '', opts: Partial<OpenTunnelOptions> = {}): Promise<PipelineTunnel> {
-  const opened = await openTunnel({loaded: loadedConfig(db, targetExtra), targetName: 'app', env: {TEST_APP_PASSWORD: db.password}, ...opts})
+export async function openPipelineTunnel(db: UpstreamInfo, targetExtra = '', opts: Partial<OpenTunnelOptions> & {top?: string} = {}): Promise<PipelineTunnel & {env: NodeJS.ProcessEnv}> {
+  const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password, ...opts.env}
+  const opened = await openTunnel({loaded: loadedConfig(db, targetExtra, opts.top ?? '', env), targetName: 'app', ...opts, env})
   const clients: pg.Client[] = []
   return {
     ...opened,
+    env,
     async client(extra = {}) {
       const c = new pg.Client({connectionString: opened.info.url, ...extra})
       c.on('error', () => {})

@@ -31,10 +31,12 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
     ...filterFlags,
     file: Flags.string({summary: 'Verify this local .jsonl or .jsonl.gz file instead of the bucket (repeatable).', multiple: true, helpValue: '<file>'}),
     key: Flags.string({summary: 'Trust this published key file instead of the bucket\'s keys/ (repeatable).', multiple: true, helpValue: '<key.json>'}),
+    all: Flags.boolean({summary: 'Verify every session in the bucket (what happens anyway when no ids or filters are given).', exclusive: ['file']}),
   }
 
   async run(): Promise<{ok: boolean; sessions: Checked[]; keyErrors: {key: string; message: string}[]}> {
     const {argv, flags} = await this.parse(SessionsVerify)
+    if (flags.all && argv.length > 0) this.error('give session ids or --all, not both', {exit: 2})
     const needBucket = !flags.file || !flags.key
     const bucket = needBucket ? (await resolveBucket(flags, this)).bucket : undefined
     let keys: KeyRing

@@ -1,0 +1,131 @@
+import {createHash} from 'node:crypto'
+import {userInfo} from 'node:os'
+import {createRequire} from 'node:module'
+import {createRecordingHooks} from '../audit/hooks.js'
+import type {StatementDetails} from '../audit/events.js'
+import {Recorder} from '../audit/recorder.js'
+import {Shipper, shipPending} from '../audit/shipper.js'
+import {defaultKeyDir, loadOrCreateInstallationKey, publishKey} from '../audit/signing.js'
+import {defaultSpoolDir} from '../audit/spool.js'
+import {openBucket} from '../bucket/index.js'
+import type {DbgateConfig, TargetConfig} from '../config/types.js'
+import type {Identity} from '../identity/types.js'
+import {sharedAnalysisCache} from '../policy/index.js'
+import type {Decision} from '../policy/types.js'
+import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
+
+export interface RecordingSetup {
+  hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd'>
+  /** Ends open sessions, ships what it can, stops the shipper. */
+  close(): Promise<void>
+}
+
+export interface RecordingOptions {
+  config: DbgateConfig
+  target: TargetConfig
+  identity?: Identity
+  env?: NodeJS.ProcessEnv
+  log: (level: 'info' | 'warn' | 'error', message: string) => void
+}
+
+export function dbgateVersion(): string {
+  return (createRequire(import.meta.url)('../../package.json') as {version: string}).version
+}
+
+/** A stable digest of the policy a target runs under, so auditors can tell which one applied. */
+export function policyHash(target: TargetConfig): string {
+  const rules = target.rules.map(({source: _source, ...rule}) => rule)
+  return createHash('sha256').update(JSON.stringify({pack: target.policy, rules})).digest('hex')
+}
+
+/**
+ * Stands for the person at the keyboard when the configuration has no identity section: the
+ * recording says plainly that nobody was verified.
+ */
+export function unverifiedIdentity(): Identity {
+  const name = safeUserName()
+  return {subject: `local:${name}`, name, groups: [], issuer: 'unverified', kind: 'human', tokenHash: '', expiresAt: new Date(8.64e15)}
+}
+
+function safeUserName(): string {
+  try {
+    return userInfo().username
+  } catch {
+    return 'unknown'
+  }
+}
+
+/** What the recorder stores for a statement, from the policy decision riding on its verdict. */
+export function describeStatement(event: StatementEvent): StatementDetails {
+  const decision = event.verdict.tag as Decision | undefined
+  const decisive = decision?.decisive ?? decision?.statements[0]
+  let tables: string[] | undefined
+  if (event.sql) {
+    const analysis = sharedAnalysisCache.analyze(event.sql)
+    const names = new Set<string>()
+    for (const s of analysis.statements) for (const t of s.tables) names.add(t.schema ? `${t.schema}.${t.name}` : t.name)
+    tables = [...names]
+  }
+  return {
+    class: decisive?.class,
+    decision: decision ? (decision.action === 'warn' ? 'allow' : decision.action) : event.verdict.action === 'reject' ? 'deny' : 'allow',
+    ruleId: decisive?.ruleId,
+    tables,
+  }
+}
+
+/**
+ * Records every session of the tunnel into the local spool (signed with this installation's key)
+ * and ships it to the bucket in the background; anything left by an earlier run is shipped too.
+ */
+export async function startRecording(opts: RecordingOptions): Promise<RecordingSetup> {
+  const env = opts.env ?? process.env
+  const key = await loadOrCreateInstallationKey(defaultKeyDir(env))
+  const bucket = openBucket(opts.config.bucket)
+  const identity = opts.identity ?? unverifiedIdentity()
+  // Auditors verify logs against keys bound to identities in the bucket; publishing is idempotent.
+  await publishKey(bucket, identity, key).catch((e: Error) => opts.log('warn', `could not publish this machine's signing key to the bucket yet: ${e.message}`))
+  const spoolDir = defaultSpoolDir(env)
+  const recorder = await Recorder.open({
+    signer: key,
+    dbgateVersion: dbgateVersion(),
+    spoolDir,
+    previewRows: opts.config.recording.previewRows,
+    onError: (e) => opts.log('error', `recording: ${e.message} (events are kept and retried)`),
+  })
+  const shipper = new Shipper({
+    bucket,
+    signer: key,
+    spoolDir,
+    intervalMs: 5000,
+    beforeRun: () => recorder.checkpointLive(),
+    onError: (e) => opts.log('warn', `shipping recordings: ${e.message} (will retry)`),
+  })
+  shipper.start()
+  const hooks = createRecordingHooks(recorder, {
+    identity,
+    target: opts.target.name,
+    policy: {hash: policyHash(opts.target), version: 'local'},
+    describe: describeStatement,
+  })
+  return {
+    hooks: {
+      ...hooks,
+      onSessionEnd: (session, reason) => {
+        hooks.onSessionEnd(session, reason)
+        shipper.kick()
+      },
+    },
+    async close() {
+      await recorder.close('tunnel closed')
+      await shipper.stop()
+      // One last, short attempt so a clean exit leaves nothing waiting; what fails stays spooled
+      // and ships on the next run (`dbgate sessions sync`, or any tunnel).
+      const last = await shipPending({bucket, signer: key, spoolDir, retry: {attempts: 2, baseMs: 200, maxMs: 1000}}).catch((e: Error) => {
+        opts.log('warn', `recordings stay in the local spool for now: ${e.message}`)
+        return undefined
+      })
+      if (last && last.failed.length > 0) opts.log('warn', `${last.failed.length} recording(s) stay in the local spool until the bucket is reachable; \`dbgate sessions sync\` ships them`)
+    },
+  }
+}
