@@ -136,6 +136,8 @@ export class ClientConnection {
     this.clientFramer = new Framer({maxMessageSize: env.maxMessageSize, startup: true})
     this.upstreamFramer = new Framer({maxMessageSize: env.maxMessageSize})
     client.setNoDelay(true)
+    // A statement may wait minutes for a reviewer; keep idle NAT and firewall state alive meanwhile.
+    client.setKeepAlive(true, 30_000)
     client.on('data', (chunk: Buffer) => this.onClientData(chunk))
     client.on('error', () => this.close('client connection error'))
     client.on('close', () => this.close('client disconnected'))
@@ -156,6 +158,7 @@ export class ClientConnection {
   }
 
   private context(protocol: ProtocolPath, statementName?: string): StatementContext {
+    const conn = this
     return {
       sessionId: this.sessionId,
       connectionId: this.id,
@@ -165,8 +168,19 @@ export class ClientConnection {
       database: this.env.target.database,
       user: this.startupParams.user ?? '',
       applicationName: this.startupParams.application_name,
+      // Created only when a hook asks: most verdicts are synchronous and never need one.
+      get signal() {
+        conn.judgeAbort ??= new AbortController()
+        return conn.judgeAbort.signal
+      },
+      notify: (notice) => {
+        if (this.state !== 'closed') this.client.write(encodeNotice(notice))
+      },
     }
   }
+
+  /** Aborts the pending verdict's wait when the client cancels or leaves. */
+  private judgeAbort: AbortController | undefined
 
   // ---- client → upstream ------------------------------------------------------------------
 
@@ -491,7 +505,10 @@ export class ClientConnection {
     } catch (error) {
       return then(failClosed(error))
     }
-    if (!(result instanceof Promise)) return then(this.withNotices(result))
+    if (!(result instanceof Promise)) {
+      this.judgeAbort = undefined
+      return then(this.withNotices(result))
+    }
     // Frame views die with the chunk: keep a copy for the continuation.
     const raw = Buffer.from(frame.raw)
     frame.raw = raw
@@ -512,6 +529,7 @@ export class ClientConnection {
   private resume(continuation: () => void): void {
     if (this.state === 'closed') return
     this.judging = false
+    this.judgeAbort = undefined
     try {
       continuation()
       while (!this.judging && this.held.length > 0 && this.state === 'ready') {
@@ -793,8 +811,15 @@ export class ClientConnection {
     this.refuse({severity: 'FATAL', code: '57P01', message: this.shutdownMessage})
   }
 
-  /** Asks the upstream to cancel whatever this connection is running. */
+  /**
+   * A CancelRequest for this session: withdraws a statement still waiting for its verdict, or
+   * asks the upstream to cancel what it is running.
+   */
   cancel(): Promise<void> {
+    if (this.judging && this.judgeAbort) {
+      this.judgeAbort.abort(new Error('cancelled by the client'))
+      return Promise.resolve()
+    }
     const up = this.upstream
     if (!up) return Promise.resolve()
     return cancelUpstream(this.env.target, up.processId, up.secretKey).catch((e: Error) => {
@@ -805,6 +830,7 @@ export class ClientConnection {
   close(reason: string): void {
     if (this.state === 'closed') return
     this.state = 'closed'
+    this.judgeAbort?.abort(new Error('the client disconnected'))
     for (const p of this.pending.splice(0)) {
       if (p.kind === 'query' || p.kind === 'execute') this.finishRun(p.run, 'aborted')
     }

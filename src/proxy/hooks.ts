@@ -27,6 +27,14 @@ export interface StatementContext {
   database: string
   user: string
   applicationName?: string
+  /**
+   * Aborted when the client gives up on this statement while its verdict is pending (a
+   * CancelRequest, e.g. Ctrl-C in psql) or disconnects. A hook that waits (an approval) should
+   * then answer with a rejection at once.
+   */
+  readonly signal: AbortSignal
+  /** Sends a NoticeResponse to the client now, e.g. "waiting for approval …". */
+  notify(notice: PgNoticeFields): void
 }
 
 export type StatementVerdict =

@@ -13,6 +13,8 @@ const ctx = (connectionId: number, extra: Partial<StatementContext> = {}): State
   transactionStatus: 'I',
   database: 'app',
   user: 'app_rw',
+  signal: new AbortController().signal,
+  notify: () => {},
   ...extra,
 })
 

@@ -1,4 +1,6 @@
+import net from 'node:net'
 import {serialize} from 'pg-protocol'
+import {encodeCancelRequest} from '../../src/wire/frontend.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {ProxyHooks, StatementEvent, StatementVerdict} from '../../src/proxy/hooks.js'
 import {decodeDataRow, decodeNotice, decodeReadyForQuery} from '../../src/wire/backend.js'
@@ -172,6 +174,33 @@ describe('the policy and result hooks', () => {
     expect(codes(third)).toBe('12DCZ')
     expect(decodeDataRow(third[2]!.body)[0]!.toString()).toBe('2')
     raw.end()
+  })
+
+  it('lets a waiting hook talk to the client and withdraws the wait on Ctrl-C (CancelRequest)', async () => {
+    const waiting = await startTunnel(db, {
+      statement: (sql, ctx) => {
+        if (!/wait for me/.test(sql)) return {action: 'allow'}
+        ctx.notify({severity: 'NOTICE', code: '00000', message: 'held: waiting for a decision'})
+        return new Promise<StatementVerdict>((resolve) => {
+          ctx.signal.addEventListener('abort', () =>
+            resolve({action: 'reject', error: {severity: 'ERROR', code: '57014', message: 'withdrawn: the client cancelled while waiting'}}),
+          )
+        })
+      },
+    })
+    const c = await waiting.client()
+    const notices: string[] = []
+    c.on('notice', (n) => notices.push(n.message ?? ''))
+    const held = c.query("select 'wait for me'").catch((e: {code?: string; message: string}) => e)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(notices).toEqual(['held: waiting for a decision'])
+    const {processID, secretKey} = c as unknown as {processID: number; secretKey: number}
+    const s = net.connect({host: '127.0.0.1', port: waiting.port})
+    await new Promise((r) => s.once('connect', r))
+    s.end(encodeCancelRequest(processID, secretKey))
+    expect(await held).toMatchObject({code: '57014', message: 'withdrawn: the client cancelled while waiting'})
+    expect((await c.query('select 1 as after')).rows).toEqual([{after: 1}])
+    await waiting.close()
   })
 
   it('fails closed when the hook throws', async () => {
