@@ -41,12 +41,16 @@ export class AnalysisCache {
 
   /** The analysis of `sql`, from the cache or freshly made (and then kept). */
   analyze(sql: string, opts: AnalyzeOptions = {}): Analysis {
+    return this.peek(sql, opts) ?? this.store(sql, opts, analyze(sql, opts))
+  }
+
+  /** The cached analysis of `sql`, or undefined (counted as a miss). */
+  peek(sql: string, opts: AnalyzeOptions = {}): Analysis | undefined {
     // The size cap changes the answer for large texts, so an entry made under another cap is a
     // miss. (Keying on cap + text would copy every text, megabytes at a time, on each lookup.)
     const key = sql
-    const cap = opts.maxStatementSize
     const hit = this.entries.get(key)
-    if (hit && hit.cap === cap) {
+    if (hit && hit.cap === opts.maxStatementSize) {
       this.hits++
       this.entries.delete(key)
       this.entries.set(key, hit)
@@ -57,7 +61,13 @@ export class AnalysisCache {
       this.entries.delete(key)
       this.bytes -= hit.bytes
     }
-    const analysis = analyze(sql, opts)
+    return undefined
+  }
+
+  /** Keeps an analysis made elsewhere (e.g. off the main thread) and returns it. */
+  store(sql: string, opts: AnalyzeOptions, analysis: Analysis): Analysis {
+    const key = sql
+    const cap = opts.maxStatementSize
     // Twice the text: the analysis holds each statement's own copy of it.
     const bytes = 2 * Buffer.byteLength(sql, 'utf8') + 256
     // Before the parser loads every answer is `unknown`; keeping that would outlive the cause.

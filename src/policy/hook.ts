@@ -7,10 +7,11 @@
 import type {StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
 import {DEFAULT_MAX_STATEMENT_SIZE} from './analyze.js'
 import {AnalysisCache, sharedAnalysisCache} from './cache.js'
+import {analyzeOffThread, OFFLOAD_THRESHOLD} from './offload.js'
 import {loadParser, parserReady} from './parser.js'
 import {applyToRegistry, ConnectionRegistries, resolveExecutes, type StagedRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
-import type {BuiltinRule, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
+import type {Analysis, BuiltinRule, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict} from './verdict.js'
 
 export interface StatementHookOptions {
@@ -73,8 +74,9 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups}
   const verdictOpts = opts.reviewers ? {reviewers: opts.reviewers} : {}
 
-  const judge = (sql: string, ctx: StatementContext): StatementVerdict => {
-    const analysis = cache.analyze(sql, {maxStatementSize})
+  const judge = (sql: string, ctx: StatementContext): StatementVerdict => decide(cache.analyze(sql, {maxStatementSize}), ctx)
+
+  const decide = (analysis: Analysis, ctx: StatementContext): StatementVerdict => {
     const registry = prepared.for(ctx.connectionId)
     const staged = registry.stage()
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
@@ -93,8 +95,13 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   }
 
   const hook = ((sql: string, ctx: StatementContext) => {
-    if (parserReady()) return judge(sql, ctx)
-    return loadParser().then(() => judge(sql, ctx))
+    if (!parserReady()) return loadParser().then(() => judge(sql, ctx))
+    if (sql.length < OFFLOAD_THRESHOLD) return judge(sql, ctx)
+    const cached = cache.peek(sql, {maxStatementSize})
+    if (cached) return decide(cached, ctx)
+    // Over the cap the analysis is an instant `unknown`; only real parses go to the worker.
+    if (Buffer.byteLength(sql) > maxStatementSize) return judge(sql, ctx)
+    return analyzeOffThread(sql, {maxStatementSize}).then((analysis) => decide(cache.store(sql, {maxStatementSize}, analysis), ctx))
   }) as PolicyStatementHook
   Object.defineProperties(hook, {
     dropConnection: {value: (id: number) => prepared.drop(id)},

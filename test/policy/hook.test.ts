@@ -118,3 +118,17 @@ describe('createStatementHook', () => {
     expect(hook.prepared).toBe(prepared)
   })
 })
+
+describe('very large statements', () => {
+  it('are judged asynchronously (off the main thread) with the same verdict as small ones', async () => {
+    const hook = newHook()
+    const big = `delete from accounts where true or id in (${Array.from({length: 5000}, (_, i) => i).join(',')})`
+    const pending = hook(big, ctx(90))
+    expect(pending).toBeInstanceOf(Promise)
+    const verdict = await pending
+    expect(verdict).toMatchObject({action: 'reject', error: {code: '42501'}})
+    expect((verdict as {error: {message: string}}).error.message).toMatch(/default\.no-unfiltered-delete/)
+    // Once analysed, the same text is answered from the cache, synchronously.
+    expect(hook(big, ctx(90))).not.toBeInstanceOf(Promise)
+  })
+})

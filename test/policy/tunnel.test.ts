@@ -78,6 +78,19 @@ describe('guardrails in the tunnel', () => {
     expect(r.stderr).toMatch(/PGCLIENTENCODING=UTF8/)
   })
 
+  it('judges very large statements off the main thread, with the same answers', async () => {
+    const c = await t.client()
+    const values = Array.from({length: 6000}, (_, i) => `(${1000 + i}, 'bulk-owner-${i}', ${i})`).join(',\n')
+    const insert = `insert into accounts values ${values}`
+    expect(insert.length).toBeGreaterThan(100_000)
+    const r = await c.query(insert)
+    expect(r.rowCount).toBe(6000)
+    const wipe = `delete from accounts where 1=1 or id in (${Array.from({length: 20000}, (_, i) => i).join(',')})`
+    await expect(c.query(wipe)).rejects.toMatchObject({code: '42501', message: /default\.no-unfiltered-delete/})
+    await c.query('delete from accounts where id >= 1000')
+    expect(await count('accounts')).toBe(10)
+  })
+
   it('shows psql users why a statement was denied, and psql carries on', async () => {
     const env = pgEnv(t.info.port, t.info.password, db.database)
     const r = await run('psql', ['-X', '-v', 'ON_ERROR_STOP=0'], {env, input: 'delete from accounts;\nselect count(*) from accounts;\n'})
