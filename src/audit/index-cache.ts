@@ -28,10 +28,12 @@ export interface SessionSummary {
   status: 'ended' | 'interrupted' | 'in-progress'
   endReason?: string
   totals: Totals
+  /** The policy the session ran under: its hash, and `vN (published)`, `local`, or a local override. */
+  policy?: {hash?: string; version?: string}
 }
 
 interface IndexFile {
-  v: 1
+  v: 2
   entries: Record<string, {etag: string; summary: SessionSummary}>
 }
 
@@ -92,9 +94,9 @@ export class SessionCache {
     if (this.index) return this.index
     try {
       const idx = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as IndexFile
-      this.index = idx.v === 1 && idx.entries ? idx : {v: 1, entries: {}}
+      this.index = idx.v === 2 && idx.entries ? idx : {v: 2, entries: {}}
     } catch {
-      this.index = {v: 1, entries: {}}
+      this.index = {v: 2, entries: {}}
     }
     return this.index
   }
@@ -170,6 +172,7 @@ export function summarize(info: ObjectInfo, text: string): SessionSummary {
         identityKind: d.identity?.kind,
         client: d.client,
         startedAt: d.startedAt ?? ev.ts,
+        policy: d.policy,
       })
     } else if (ev.type === 'statement') {
       addToTotals(counted, ev.data as StatementData)

@@ -2,7 +2,8 @@ import {Args, Command, Flags} from '@oclif/core'
 import chalk from 'chalk'
 import {loadCommandConfig} from '../cli/config.js'
 import {toCliError} from '../cli/errors.js'
-import {EXIT_USAGE} from '../cli/exit-codes.js'
+import {EXIT_FAILURE, EXIT_USAGE} from '../cli/exit-codes.js'
+import {PolicyStoreError} from '../central/policy.js'
 import {configFlag} from '../cli/flags.js'
 import {openTunnel, type ConnectionInfo} from '../connect/open.js'
 import {ClientCommandError, runClient} from '../connect/run-client.js'
@@ -32,6 +33,7 @@ DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits w
     socket: Flags.string({summary: 'Listen on a unix socket (mode 0600) in this directory instead of TCP.', helpValue: '<dir>', exclusive: ['listen', 'force-listen']}),
     json: Flags.boolean({summary: 'Print one JSON line with url, host, port, user, database and password once ready.'}),
     verbose: Flags.boolean({char: 'v', summary: 'Log each client connection.'}),
+    'local-policy': Flags.boolean({summary: "Run the local file's policy even where the bucket has a published one (recorded in every session)."}),
   }
 
   async run(): Promise<void> {
@@ -51,6 +53,7 @@ DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits w
       loaded,
       targetName: args.target,
       listen: {host: flags.listen, port: flags.port, socket: flags.socket, force: flags['force-listen']},
+      localPolicy: flags['local-policy'],
       log,
     })
     const {info, target} = opened
@@ -82,6 +85,13 @@ DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits w
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
     if (err instanceof ClientCommandError) this.error(err.message, {exit: err.exitCode})
     if (err instanceof TunnelConfigError) this.error(err.message, {exit: EXIT_USAGE})
+    if (err instanceof PolicyStoreError) {
+      this.error(`refusing to open the tunnel: ${err.message}`, {
+        exit: EXIT_FAILURE,
+        code: err.code,
+        suggestions: ['Ask the policy admins to publish the policy again (dbgate policy publish), or check who can write the bucket.'],
+      })
+    }
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') this.error(`${err.message}: the port is taken; choose another with --port, or omit it for a free one`, {exit: EXIT_USAGE})
     return super.catch(identityCliError(toCliError(err, this), this) as Error & {exitCode?: number})
   }

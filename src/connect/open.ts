@@ -1,4 +1,9 @@
 import {readFile} from 'node:fs/promises'
+import {homedir} from 'node:os'
+import path from 'node:path'
+import {loadKeyRing} from '../audit/signing.js'
+import {openBucket} from '../bucket/index.js'
+import {resolvePolicy} from '../central/policy.js'
 import {resolveSecret, type SecretContext} from '../config/secrets.js'
 import {getTarget} from '../config/targets.js'
 import type {LoadedConfig, TargetConfig} from '../config/types.js'
@@ -31,6 +36,8 @@ export interface OpenTunnelOptions {
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
   secrets?: SecretContext
   env?: NodeJS.ProcessEnv
+  /** Run the local file's policy even where the bucket has a published one (recorded). */
+  localPolicy?: boolean
 }
 
 /** What a client needs to use the tunnel, in the shapes people and programs want it. */
@@ -111,8 +118,19 @@ export function connectionInfo(address: TunnelAddress, secret: string, target: T
  * ends with a clear message when that identity can no longer be renewed.
  */
 export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel> {
-  const target = getTarget(opts.loaded.config, opts.targetName)
+  const configured = getTarget(opts.loaded.config, opts.targetName)
   const log = opts.log ?? (() => {})
+  const env = opts.env ?? process.env
+  const bucket = openBucket(opts.loaded.config.bucket)
+  const effective = await resolvePolicy({
+    bucket,
+    loadKeys: async () => (await loadKeyRing(bucket)).keys,
+    target: configured,
+    localPolicy: opts.localPolicy,
+    cacheDir: path.join(env.XDG_CACHE_HOME || path.join(env.HOME || homedir(), '.cache'), 'dbgate', 'policies'),
+  })
+  if (effective.notice) log('warn', effective.notice)
+  const target = effective.target
   let tunnel: Tunnel | undefined
   let resolveClosed!: () => void
   const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
@@ -132,7 +150,14 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
   let hooks: ProxyHooks | undefined
   try {
     const upstream = await upstreamTargetOf(target, {env: opts.env, ...opts.secrets})
-    hooks = await (opts.hooks ?? buildTunnelHooks)({config: opts.loaded.config, identity: identity?.current(), target, env: opts.env, log})
+    hooks = await (opts.hooks ?? buildTunnelHooks)({
+      config: opts.loaded.config,
+      identity: identity?.current(),
+      target,
+      env: opts.env,
+      log,
+      policy: {hash: effective.hash, version: effective.version},
+    })
     tunnel = new Tunnel({
       target: upstream,
       listen: listenOf(opts.listen),
