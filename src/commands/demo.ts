@@ -1,48 +1,75 @@
 import {Command, Flags} from '@oclif/core'
 import chalk from 'chalk'
-import {startDemo} from '../demo/demo.js'
+import {demoBanner} from '../demo/banner.js'
+import {startDemo, type DemoEnvironment} from '../demo/demo.js'
+import {demoFeatures} from '../demo/features.js'
+import {formatStep} from '../demo/steps.js'
+import {runTour} from '../demo/tour.js'
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
 export default class Demo extends Command {
-  static override summary = 'Try dbgate on this machine: an embedded database with sample data behind a tunnel.'
-  static override description =
-    'Starts, on loopback and with nothing installed beforehand, an embedded PostgreSQL holding a small shop (customers, orders, payments with fake personal data), writes a dbgate.yaml for it, opens a tunnel and prints what to try. Ctrl-C stops everything and removes what it started.'
-  static override examples = ['$ dbgate demo', '$ dbgate demo --port 6432']
+  static override summary = 'Try dbgate on this machine: a sample database, three people, the whole tour.'
+  static override description = `Starts, on loopback and with nothing installed beforehand, an embedded PostgreSQL holding a small shop (customers, orders, payments with fake personal data), a DEVELOPMENT identity provider with three users (alice, engineer; bob, reviewer; carol, auditor), and a local bucket directory, writes a dbgate.yaml for them, and prints what to run in three terminals: sign in, connect, see masking and guardrails, get a statement approved, audit the session.
+
+With --script, plays that tour unattended and prints each step's outcome; exits 1 if any step fails.
+
+Ctrl-C stops everything and removes what it started.`
+  static override examples = ['$ dbgate demo', '$ dbgate demo --script']
   static override flags = {
-    port: Flags.integer({char: 'p', summary: 'Local port for the tunnel (default: a free port).', min: 0, max: 65535}),
+    script: Flags.boolean({summary: 'Run the whole tour unattended and report each step.', default: false}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Demo)
-    const step = (line: string) => process.stderr.write(`${chalk.dim('demo:')} ${line}\n`)
-    const env = await startDemo({log: step, port: flags.port})
-    const {info} = env.tunnel
-    this.log(
-      [
-        '',
-        `${chalk.green('✓')} dbgate demo is running. In another terminal:`,
-        '',
-        `  ${chalk.bold('1. Connect with psql through the tunnel')}`,
-        `     ${info.psql}`,
-        '',
-        `  ${chalk.bold('2. Look around')}`,
-        '     select id, full_name, email from customers limit 5;',
-        '     select status, count(*), sum(total_cents) from orders group by status;',
-        '',
-        `  ${chalk.bold('3. Or let dbgate start the client for you')}`,
-        `     dbgate connect shop --config ${env.configPath} -- psql`,
-        '',
-        chalk.dim(`Config: ${env.configPath}   Database: 127.0.0.1:${env.database.port} (embedded, removed on exit)`),
-        chalk.dim('Press Ctrl-C to stop the demo.'),
-      ].join('\n'),
-    )
-    await new Promise<void>((resolve) => {
-      const onSignal = () => {
-        step('stopping: closing the tunnel, stopping PostgreSQL, removing files …')
-        env.stop().then(resolve, resolve)
+    const note = (line: string) => process.stderr.write(`${chalk.dim('demo:')} ${line}\n`)
+    // Signals are ours from the start: an interrupt while PostgreSQL is still starting must clean up too.
+    const interrupt = new AbortController()
+    const onSignal = () => interrupt.abort()
+    for (const sig of SIGNALS) process.on(sig, onSignal)
+    let env: DemoEnvironment | undefined
+    let failed = false
+    let stoppedAfterBanner = false
+    try {
+      env = await startDemo({log: note})
+      if (!interrupt.signal.aborted) {
+        if (flags.script) failed = await this.script(env, interrupt.signal)
+        else {
+          await this.interactive(env, interrupt.signal)
+          stoppedAfterBanner = true
+        }
       }
-      process.once('SIGINT', onSignal)
-      process.once('SIGTERM', onSignal)
+    } catch (error) {
+      // An interrupted start fails somewhere inside PostgreSQL's startup; the interrupt is the news.
+      if (!interrupt.signal.aborted) throw error
+    } finally {
+      note('stopping: PostgreSQL, the identity provider, removing files …')
+      await env?.stop()
+      for (const sig of SIGNALS) process.off(sig, onSignal)
+      note(env ? `stopped; removed ${env.dir}` : 'stopped')
+    }
+    // Ctrl-C after the banner is how the interactive demo is meant to end: a success.
+    if (interrupt.signal.aborted && !stoppedAfterBanner) this.exit(130)
+    if (failed) this.exit(1)
+  }
+
+  private async interactive(env: DemoEnvironment, signal: AbortSignal): Promise<void> {
+    const {masking} = demoFeatures()
+    this.log(demoBanner(env, {masking, approveCommand: Boolean(this.config.findCommand('approve'))}, chalk))
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve()
+      signal.addEventListener('abort', () => resolve(), {once: true})
     })
-    step('stopped; nothing left behind')
+  }
+
+  /** True when a step failed. */
+  private async script(env: DemoEnvironment, signal: AbortSignal): Promise<boolean> {
+    this.log(`dbgate demo --script: the tour, unattended (config ${env.configPath})\n`)
+    const paint = {pass: chalk.green, fail: chalk.red, skip: chalk.yellow}
+    const approvalCommands = Boolean(this.config.findCommand('approve') && this.config.findCommand('approvals:list'))
+    const results = await runTour(env, {signal, approvalCommands, onStep: (r) => this.log(paint[r.status](formatStep(r)))})
+    const count = (status: string) => results.filter((r) => r.status === status).length
+    this.log(`\n${count('pass')} passed, ${count('skip')} skipped, ${count('fail')} failed`)
+    return count('fail') > 0
   }
 }

@@ -20,8 +20,25 @@ export type TlsMode = (typeof TLS_MODES)[number]
 export const POLICY_PACKS = ['default', 'none'] as const
 export type PolicyPack = (typeof POLICY_PACKS)[number]
 
-/** Sensitive-value categories that `masking.strategies` may configure. */
-export const MASKING_CATEGORIES = ['email', 'phone', 'national_id', 'card', 'secret', 'token'] as const
+/**
+ * Sensitive-value categories that `masking.strategies` may configure. `untraceable` is the mask
+ * for output columns whose origin the lineage could not follow.
+ */
+export const MASKING_CATEGORIES = [
+  'email',
+  'phone',
+  'person_name',
+  'address',
+  'birth_date',
+  'national_id',
+  'card',
+  'bank_account',
+  'password',
+  'secret',
+  'token',
+  'ip_address',
+  'untraceable',
+] as const
 export type MaskingCategory = (typeof MASKING_CATEGORIES)[number]
 
 export const MASKING_STRATEGIES = ['redact', 'partial', 'hash', 'null'] as const

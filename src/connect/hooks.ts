@@ -1,16 +1,26 @@
+import {createApprovalGate, type ApprovalGate} from '../approvals/hook.js'
+import {openBucket} from '../bucket/index.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
+import type {IdentityConfig} from '../identity/config.js'
 import {startRecording} from './recording.js'
 import type {Identity} from '../identity/types.js'
-import {checkStartupParameters, createStatementHook, loadParser} from '../policy/index.js'
-import type {PgNoticeFields, ProxyHooks} from '../proxy/hooks.js'
+import {checkStartupParameters, createStatementHook, judgeStatements, loadParser, sharedAnalysisCache, type PolicyStatementHook} from '../policy/index.js'
+import type {PgNoticeFields, ProxyHooks, StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
+import type {UpstreamTarget} from '../proxy/upstream.js'
+import {startMasking, type MaskingRuntime} from '../masking/index.js'
+import {defaultKeyDir} from '../audit/signing.js'
+import {randomBytes} from 'node:crypto'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import path from 'node:path'
 
 /** Parts of the pipeline that can be switched off, for the benchmark's cost-per-feature figures. */
 export interface TunnelFeatures {
   guardrails: boolean
+  masking: boolean
   recording: boolean
 }
 
-export const ALL_FEATURES: TunnelFeatures = {guardrails: true, recording: true}
+export const ALL_FEATURES: TunnelFeatures = {guardrails: true, masking: true, recording: true}
 
 export interface TunnelHooksContext {
   config: DbgateConfig
@@ -19,6 +29,12 @@ export interface TunnelHooksContext {
   features?: Partial<TunnelFeatures>
   env?: NodeJS.ProcessEnv
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
+  /** The policy in force (published version or local), recorded with every session. */
+  policy?: {hash: string; version: string}
+  /** How often a held statement looks for a decision (default 1 s); tests shorten it. */
+  approvalPollMs?: number
+  /** The upstream as the tunnel dials it: masking reads the catalog through its own session. */
+  upstream?: UpstreamTarget
 }
 
 /**
@@ -30,8 +46,22 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
   const {target, identity} = ctx
   const features = {...ALL_FEATURES, ...ctx.features}
   await loadParser()
-  const recording = features.recording ? await startRecording({config: ctx.config, target, identity, env: ctx.env, log: ctx.log ?? (() => {})}) : undefined
-  const base: ProxyHooks = {...recording?.hooks, dispose: recording?.close}
+  const log = ctx.log ?? (() => {})
+  const masking = features.masking && ctx.upstream ? await startMaskingFor(ctx, ctx.upstream) : undefined
+  const recording = features.recording
+    ? await startRecording({config: ctx.config, target, identity, env: ctx.env, log, policy: ctx.policy, maskText: masking?.factory.maskText})
+    : undefined
+  const dispose = async () => {
+    await recording?.close()
+    await masking?.close()
+  }
+  const base: ProxyHooks = {
+    ...recording?.hooks,
+    resultFilter: masking?.hooks.resultFilter,
+    onStatement: chain(masking?.hooks.onStatement, recording?.hooks.onStatement),
+    onConnectionClosed: masking?.hooks.onConnectionClosed,
+    dispose,
+  }
   if (!features.guardrails) return base
   const policy = createStatementHook({
     rules: target.rules,
@@ -40,8 +70,10 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
     maxStatementSize: target.tunnel.maxStatementSize,
     reviewers: target.reviewers,
   })
+  const approvals = approvalGate(ctx, recording, policy)
   return {
     ...base,
+    ...withApprovalObserver(base, approvals),
     startup: (params): PgNoticeFields | undefined => {
       const problem = checkStartupParameters(params)[0]
       if (!problem) return undefined
@@ -55,8 +87,104 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
             : 'Remove it from the connection settings; use SET after connecting where policy allows it.',
       }
     },
-    statement: policy,
+    statement: maskability(approvals.wrap(policy), masking),
     onStatementClosed: (connectionId, name) => policy.closeStatement(connectionId, name),
-    onConnectionClosed: (connectionId) => policy.dropConnection(connectionId),
+    onConnectionClosed: chain((connectionId) => policy.dropConnection(connectionId), base.onConnectionClosed),
+  }
+}
+
+function chain<A extends unknown[]>(...fns: (((...args: A) => void) | undefined)[]): ((...args: A) => void) | undefined {
+  const present = fns.filter((f): f is (...args: A) => void => f !== undefined)
+  if (present.length <= 1) return present[0]
+  return (...args: A) => {
+    for (const f of present) f(...args)
+  }
+}
+
+/** Masking reads the catalog once the tunnel knows who connects: unmask groups decide what it does. */
+function startMaskingFor(ctx: TunnelHooksContext, upstream: UpstreamTarget): Promise<MaskingRuntime> {
+  return startMasking({
+    target: upstream,
+    masking: ctx.target.masking,
+    identity: {groups: ctx.identity?.groups ?? [], kind: ctx.identity?.kind ?? 'human'},
+    hashKey: maskingHashKey(ctx.env ?? process.env),
+    log: ctx.log,
+  })
+}
+
+/**
+ * Where a query's shape keeps masking from following a sensitive column, policy decides
+ * (`masking.onUntraceable`); the masking engine says whether it can follow, after the guardrails
+ * have allowed the statement.
+ */
+function maskability(inner: StatementHook, masking: MaskingRuntime | undefined): StatementHook {
+  if (!masking) return inner
+  const check = (sql: string, ctx: StatementContext, verdict: StatementVerdict): StatementVerdict => {
+    if (verdict.action !== 'allow') return verdict
+    const m = masking.factory.checkMaskable(sql, ctx)
+    if (m.ok) return verdict
+    return {action: 'reject', tag: verdict.tag, error: {severity: 'ERROR', code: '42501', message: `dbgate: masking cannot follow this query: ${m.reason}`, hint: 'Select the sensitive columns directly (they are masked), or ask for a group that may see them unmasked.'}}
+  }
+  return (sql, ctx) => {
+    const v = inner(sql, ctx)
+    return v instanceof Promise ? v.then((r) => check(sql, ctx, r)) : check(sql, ctx, v)
+  }
+}
+
+/**
+ * A per-installation key for the `hash` strategy, so the same value hashes alike in every tunnel
+ * on this machine (joins and GROUP BY line up across sessions) without being guessable.
+ */
+function maskingHashKey(env: NodeJS.ProcessEnv): Buffer {
+  const dir = defaultKeyDir(env)
+  const file = path.join(dir, 'masking-hash.key')
+  try {
+    return readFileSync(file)
+  } catch {
+    mkdirSync(dir, {recursive: true, mode: 0o700})
+    const key = randomBytes(32)
+    try {
+      writeFileSync(file, key, {mode: 0o600, flag: 'wx'})
+      return key
+    } catch {
+      // Another tunnel created it first: use theirs.
+      return readFileSync(file)
+    }
+  }
+}
+
+/** Statements that need approval wait in the tunnel for a verified reviewer (src/approvals). */
+function approvalGate(ctx: TunnelHooksContext, recording: Awaited<ReturnType<typeof startRecording>> | undefined, policy: PolicyStatementHook): ApprovalGate {
+  const section = ctx.config.identity
+  // Reviewers' tokens are verified without the client secret, which only the token endpoint needs.
+  const identityConfig: IdentityConfig | undefined = section ? (({clientSecret: _secret, ...rest}) => rest)(section) : undefined
+  return createApprovalGate({
+    bucket: openBucket(ctx.config.bucket),
+    target: ctx.target,
+    identity: ctx.identity,
+    identityConfig,
+    record: (sessionId, type, payload) => recording?.session(sessionId)?.recordEvent(type, payload),
+    log: ctx.log ?? (() => {}),
+    pollMs: ctx.approvalPollMs,
+    onApproved: (sql, stmt) => {
+      // What the policy hook commits for a text it allows outright, for one a reviewer allowed.
+      const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize: ctx.target.tunnel.maxStatementSize})
+      const staged = policy.prepared.for(stmt.connectionId).stage()
+      judgeStatements(analysis.statements, staged, {rules: ctx.target.rules, pack: ctx.target.policy, groups: ctx.identity?.groups ?? []})
+      staged.commit()
+    },
+  })
+}
+
+function withApprovalObserver(base: ProxyHooks, gate: ApprovalGate): Pick<ProxyHooks, 'onStatement' | 'onSessionEnd'> {
+  return {
+    onStatement: (event) => {
+      gate.observe(event)
+      base.onStatement?.(event)
+    },
+    onSessionEnd: (session, reason) => {
+      gate.forgetSession(session.sessionId)
+      base.onSessionEnd?.(session, reason)
+    },
   }
 }

@@ -157,6 +157,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
       env: opts.env,
       log,
       policy: {hash: effective.hash, version: effective.version},
+      upstream,
     })
     tunnel = new Tunnel({
       target: upstream,

@@ -3,7 +3,8 @@ import {userInfo} from 'node:os'
 import {createRequire} from 'node:module'
 import {createRecordingHooks} from '../audit/hooks.js'
 import type {StatementDetails} from '../audit/events.js'
-import {Recorder} from '../audit/recorder.js'
+import {Recorder, type SessionRecorder} from '../audit/recorder.js'
+import {approvalOf} from '../approvals/hook.js'
 import {Shipper, shipPending} from '../audit/shipper.js'
 import {defaultKeyDir, loadOrCreateInstallationKey, publishKey} from '../audit/signing.js'
 import {defaultSpoolDir} from '../audit/spool.js'
@@ -13,11 +14,14 @@ import type {Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import type {Decision} from '../policy/types.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
+import {formatMaskedColumn, type MaskedColumn} from '../masking/index.js'
 
 export interface RecordingSetup {
   hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd'>
   /** Ends open sessions, ships what it can, stops the shipper. */
   close(): Promise<void>
+  /** A live session's recorder, for events other than statements (e.g. `approval.*`). */
+  session(sessionId: string): SessionRecorder | undefined
 }
 
 export interface RecordingOptions {
@@ -26,6 +30,9 @@ export interface RecordingOptions {
   identity?: Identity
   env?: NodeJS.ProcessEnv
   log: (level: 'info' | 'warn' | 'error', message: string) => void
+  policy?: {hash: string; version: string}
+  /** Masks sensitive values in bind parameters before they are recorded. */
+  maskText?: (text: string) => string
 }
 
 export function dbgateVersion(): string {
@@ -56,7 +63,7 @@ function safeUserName(): string {
 }
 
 /** What the recorder stores for a statement, from the policy decision riding on its verdict. */
-export function describeStatement(event: StatementEvent): StatementDetails {
+export function describeStatement(event: StatementEvent, maskText?: (text: string) => string): StatementDetails {
   const decision = event.verdict.tag as Decision | undefined
   const decisive = decision?.decisive ?? decision?.statements[0]
   let tables: string[] | undefined
@@ -66,11 +73,25 @@ export function describeStatement(event: StatementEvent): StatementDetails {
     for (const s of analysis.statements) for (const t of s.tables) names.add(t.schema ? `${t.schema}.${t.name}` : t.name)
     tables = [...names]
   }
+  // A held statement is recorded with how its approval ended, not as the policy's `require_approval`.
+  const approval = approvalOf(event.verdict.tag)
   return {
     class: decisive?.class,
-    decision: decision ? (decision.action === 'warn' ? 'allow' : decision.action) : event.verdict.action === 'reject' ? 'deny' : 'allow',
+    decision: approval ? approval.decision : decision ? (decision.action === 'warn' ? 'allow' : decision.action) : event.verdict.action === 'reject' ? 'deny' : 'allow',
     ruleId: decisive?.ruleId,
+    ...(approval ? {approvalId: approval.id} : {}),
     tables,
+    ...maskingDetails(event, maskText),
+  }
+}
+
+/** Which output columns were masked and why (never the values), and the bind parameters as masked. */
+function maskingDetails(event: StatementEvent, maskText: ((text: string) => string) | undefined): Pick<StatementDetails, 'maskedColumns' | 'params'> {
+  const masked = (event.resultFilter as {maskedColumns?: MaskedColumn[]} | undefined)?.maskedColumns
+  return {
+    ...(masked && masked.length > 0 ? {maskedColumns: masked.map(formatMaskedColumn)} : {}),
+    // Without a masker the recorder must not see clear parameters at all.
+    ...(event.params ? {params: event.params.map((p) => (p === null ? null : maskText ? maskText(p) : '<not recorded>'))} : {}),
   }
 }
 
@@ -105,10 +126,11 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
   const hooks = createRecordingHooks(recorder, {
     identity,
     target: opts.target.name,
-    policy: {hash: policyHash(opts.target), version: 'local'},
-    describe: describeStatement,
+    policy: opts.policy ?? {hash: policyHash(opts.target), version: 'local'},
+    describe: (event) => describeStatement(event, opts.maskText),
   })
   return {
+    session: (sessionId) => recorder.session(sessionId),
     hooks: {
       ...hooks,
       onSessionEnd: (session, reason) => {

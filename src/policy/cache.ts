@@ -25,11 +25,25 @@ export interface CacheStats {
 /** Texts over this share of the byte budget are analysed but not kept: one would evict everything. */
 const MAX_ENTRY_SHARE = 8
 
+/** An entry, and its place in the recency list (least recently used at the head). */
+interface Entry {
+  key: string
+  analysis: Analysis
+  bytes: number
+  cap: number | undefined
+  newer: Entry | undefined
+  older: Entry | undefined
+}
+
 export class AnalysisCache {
   readonly maxEntries: number
   readonly maxBytes: number
-  // A Map iterates in insertion order, so re-inserting on every hit keeps the least recently used first.
-  private readonly entries = new Map<string, {analysis: Analysis; bytes: number; cap: number | undefined}>()
+  // The map finds entries; a linked list keeps their recency. (Keeping recency by re-inserting
+  // into the Map and evicting from its start made every eviction walk past the deleted slots
+  // V8 leaves at the front of a Map until it rehashes: ~8 % of the tunnel's time on pgbench -S.)
+  private readonly entries = new Map<string, Entry>()
+  private oldest: Entry | undefined
+  private newest: Entry | undefined
   private bytes = 0
   private hits = 0
   private misses = 0
@@ -52,15 +66,12 @@ export class AnalysisCache {
     const hit = this.entries.get(key)
     if (hit && hit.cap === opts.maxStatementSize) {
       this.hits++
-      this.entries.delete(key)
-      this.entries.set(key, hit)
+      this.unlink(hit)
+      this.append(hit)
       return hit.analysis
     }
     this.misses++
-    if (hit) {
-      this.entries.delete(key)
-      this.bytes -= hit.bytes
-    }
+    if (hit) this.remove(hit)
     return undefined
   }
 
@@ -72,7 +83,11 @@ export class AnalysisCache {
     const bytes = 2 * Buffer.byteLength(sql, 'utf8') + 256
     // Before the parser loads every answer is `unknown`; keeping that would outlive the cause.
     if (parserReady() && bytes * MAX_ENTRY_SHARE <= this.maxBytes && this.maxEntries > 0) {
-      this.entries.set(key, {analysis, bytes, cap})
+      const old = this.entries.get(key)
+      if (old) this.remove(old)
+      const entry: Entry = {key, analysis, bytes, cap, newer: undefined, older: undefined}
+      this.entries.set(key, entry)
+      this.append(entry)
       this.bytes += bytes
       this.evict()
     }
@@ -85,15 +100,35 @@ export class AnalysisCache {
 
   clear(): void {
     this.entries.clear()
+    this.oldest = this.newest = undefined
     this.bytes = 0
   }
 
   private evict(): void {
-    for (const [key, entry] of this.entries) {
-      if (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break
-      this.entries.delete(key)
-      this.bytes -= entry.bytes
-    }
+    while (this.oldest && (this.entries.size > this.maxEntries || this.bytes > this.maxBytes)) this.remove(this.oldest)
+  }
+
+  private remove(entry: Entry): void {
+    this.unlink(entry)
+    this.entries.delete(entry.key)
+    this.bytes -= entry.bytes
+  }
+
+  /** Makes `entry` the most recently used. */
+  private append(entry: Entry): void {
+    entry.older = this.newest
+    entry.newer = undefined
+    if (this.newest) this.newest.newer = entry
+    else this.oldest = entry
+    this.newest = entry
+  }
+
+  private unlink(entry: Entry): void {
+    if (entry.older) entry.older.newer = entry.newer
+    else this.oldest = entry.newer
+    if (entry.newer) entry.newer.older = entry.older
+    else this.newest = entry.older
+    entry.newer = entry.older = undefined
   }
 }
 

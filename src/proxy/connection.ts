@@ -70,7 +70,8 @@ interface Run {
   params?: (string | null)[]
   verdict: StatementVerdict
   started: number
-  startedAt: Date
+  /** Date.now() at the start; the Date is made only if an event is emitted. */
+  startedAtMs: number
   tags: string[]
   /** DataRows seen; the CommandComplete tags' counts take precedence when there are any. */
   dataRows: number
@@ -116,7 +117,7 @@ export class ClientConnection {
   private txStatus: 'I' | 'T' | 'E' = 'I'
   private readonly pending: Pending[] = []
   private readonly statements = new Map<string, {sql: string; verdict: StatementVerdict}>()
-  private readonly portals = new Map<string, {sql: string; statementName: string; params: (string | null)[]; resultFormats: number[]; verdict: StatementVerdict}>()
+  private readonly portals = new Map<string, {sql: string; statementName: string; params: (string | null)[] | undefined; resultFormats: number[]; verdict: StatementVerdict}>()
   private readonly rowDescriptions = new Map<string, FieldDescription[]>()
   private sessionFilter: ResultFilter | undefined
   private session: SessionInfo | undefined
@@ -187,19 +188,24 @@ export class ClientConnection {
   private onClientData(chunk: Buffer): void {
     if (this.state === 'closed') return
     try {
-      this.clientFramer.push(chunk, (frame) => {
-        if (this.judging) {
-          this.held.push(Buffer.from(frame.raw))
-          return
-        }
-        this.onClientFrame(frame)
-      })
+      this.clientFramer.push(chunk, this.onClientFrameOrHold)
     } catch (error) {
       this.fatal(error)
       return
     }
     this.flush()
   }
+
+  /** Bound once: the framer calls it for every client frame. */
+  private readonly onClientFrameOrHold = (frame: Frame): void => {
+    if (this.judging) {
+      this.held.push(Buffer.from(frame.raw))
+      return
+    }
+    this.onClientFrame(frame)
+  }
+
+  private readonly onUpstreamFrameBound = (frame: Frame): void => this.onUpstreamFrame(frame)
 
   private onClientFrame(frame: Frame): void {
     switch (this.state) {
@@ -410,11 +416,8 @@ export class ClientConnection {
         const bind = decodeBind(frame.body)
         const stmt = this.statements.get(bind.statement)
         if (stmt) {
-          const params = bind.params.map((p, i) => {
-            if (p === null) return null
-            const format = bind.paramFormats.length === 1 ? bind.paramFormats[0] : bind.paramFormats[i] ?? 0
-            return format === 1 ? `b64:${p.toString('base64')}` : p.toString('utf8')
-          })
+          // Parameters as text only feed the statement event; without a listener they are not made.
+          const params = this.env.hooks.onStatement ? paramsAsText(bind.params, bind.paramFormats) : undefined
           this.portals.set(bind.portal, {sql: stmt.sql, statementName: bind.statement, params, resultFormats: bind.resultFormats, verdict: stmt.verdict})
         }
         this.rowDescriptions.delete(`P:${bind.portal}`)
@@ -545,8 +548,9 @@ export class ClientConnection {
   }
 
   private newRun(sql: string, protocol: ProtocolPath, verdict: StatementVerdict, statementName?: string): Run {
-    const run: Run = {sql, protocol, statementName, verdict, started: performance.now(), startedAt: new Date(), tags: [], dataRows: 0}
-    if (verdict.action === 'allow') run.filter = this.safely(() => this.env.hooks.resultFilter?.(sql, this.context(protocol, statementName), verdict))
+    const run: Run = {sql, protocol, statementName, verdict, started: performance.now(), startedAtMs: Date.now(), tags: [], dataRows: 0}
+    const factory = this.env.hooks.resultFilter
+    if (factory && verdict.action === 'allow') run.filter = this.safely(() => factory(sql, this.context(protocol, statementName), verdict))
     return run
   }
 
@@ -555,7 +559,7 @@ export class ClientConnection {
   private onUpstreamData(chunk: Buffer): void {
     if (this.state === 'closed') return
     try {
-      this.upstreamFramer.push(chunk, (frame) => this.onUpstreamFrame(frame))
+      this.upstreamFramer.push(chunk, this.onUpstreamFrameBound)
     } catch (error) {
       const e = error as Error
       this.env.log('error', `connection ${this.id}: protocol error from the upstream: ${e.message}`)
@@ -583,14 +587,18 @@ export class ClientConnection {
       case Backend.RowDescription: {
         let fields: FieldDescription[] | undefined
         let filter: ResultFilter | undefined
+        // Columns are only ever read by result filters: without a filter factory there is nothing to decode.
+        const decode = this.env.hooks.resultFilter !== undefined
         if (head?.kind === 'describe') {
           this.pending.shift()
-          fields = decodeRowDescription(frame.body)
-          this.rowDescriptions.set(`${head.target}:${head.name}`, fields)
+          if (decode) {
+            fields = decodeRowDescription(frame.body)
+            this.rowDescriptions.set(`${head.target}:${head.name}`, fields)
+          }
           filter = head.filter
         } else {
           const run = this.currentRun(head)
-          if (run) {
+          if (run && decode) {
             fields = decodeRowDescription(frame.body)
             run.fields = fields
             filter = run.filter
@@ -606,7 +614,8 @@ export class ClientConnection {
       case Backend.EmptyQueryResponse:
       case Backend.PortalSuspended: {
         const run = this.currentRun(head)
-        if (run && frame.code === Backend.CommandComplete) run.tags.push(decodeCommandComplete(frame.body))
+        // Tags only feed the statement event; without a listener they are not decoded.
+        if (run && frame.code === Backend.CommandComplete && this.env.hooks.onStatement) run.tags.push(decodeCommandComplete(frame.body))
         if (head?.kind === 'execute') {
           this.pending.shift()
           this.finishRun(head.run, 'ok')
@@ -732,12 +741,13 @@ export class ClientConnection {
       sql: run.sql,
       params: run.params,
       verdict: run.verdict,
-      startedAt: run.startedAt,
+      startedAt: new Date(run.startedAtMs),
       durationMs: performance.now() - run.started,
       commandTags: run.tags,
       rows: run.tags.length > 0 ? run.tags.reduce((n, t) => n + rowsFromTag(t), 0) : run.dataRows,
       outcome: run.denied ? 'rejected' : outcome,
       error: run.error,
+      resultFilter: run.filter,
     }
     this.safely(() => hook(event))
   }
@@ -750,14 +760,14 @@ export class ClientConnection {
   private flush(): void {
     if (this.upstreamOut.length > 0 && this.upstream) {
       const ok = this.upstream.socket.write(joinOut(this.upstreamOut))
-      this.upstreamOut = []
+      this.upstreamOut.length = 0
       if (!ok) this.client.pause()
     } else {
-      this.upstreamOut = []
+      this.upstreamOut.length = 0
     }
     if (this.clientOut.length > 0 && this.state !== 'closed') {
       const ok = this.client.write(joinOut(this.clientOut))
-      this.clientOut = []
+      this.clientOut.length = 0
       if (!ok) this.upstream?.socket.pause()
     }
   }
@@ -882,20 +892,37 @@ function withFormats(fields: FieldDescription[], formats: number[]): FieldDescri
   return fields.map((f, i) => ({...f, format: formats.length === 1 ? formats[0]! : formats[i] ?? 0}))
 }
 
+/** Bind parameters as the statement event reports them: text, or base64 with a `b64:` prefix for binary ones. */
+function paramsAsText(params: (Buffer | null)[], formats: number[]): (string | null)[] {
+  return params.map((p, i) => {
+    if (p === null) return null
+    const format = formats.length === 1 ? formats[0] : formats[i] ?? 0
+    return format === 1 ? `b64:${p.toString('base64')}` : p.toString('utf8')
+  })
+}
+
 function joinOut(parts: Buffer[]): Buffer {
   if (parts.length === 1) return parts[0]!
-  // Frames forwarded untouched are adjacent views of one chunk: stitch them back into one view.
+  // Frames forwarded untouched are adjacent views of one chunk: stitch them back into one view,
+  // making a Buffer only where a run of adjacent views ends (usually once, for the whole chunk).
   const merged: Buffer[] = []
-  let cur = parts[0]!
+  let first = parts[0]!
+  let end = first.byteOffset + first.length
   for (let i = 1; i < parts.length; i++) {
     const p = parts[i]!
-    if (p.buffer === cur.buffer && cur.byteOffset + cur.length === p.byteOffset) {
-      cur = Buffer.from(cur.buffer, cur.byteOffset, cur.length + p.length)
+    if (p.buffer === first.buffer && p.byteOffset === end) {
+      end += p.length
     } else {
-      merged.push(cur)
-      cur = p
+      merged.push(spanOf(first, end))
+      first = p
+      end = p.byteOffset + p.length
     }
   }
-  merged.push(cur)
+  merged.push(spanOf(first, end))
   return merged.length === 1 ? merged[0]! : Buffer.concat(merged)
+}
+
+/** The view from `first`'s start to `end` (a byte offset in its ArrayBuffer). */
+function spanOf(first: Buffer, end: number): Buffer {
+  return end === first.byteOffset + first.length ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset)
 }

@@ -97,6 +97,8 @@ export interface StatementEvent {
   rows: number
   outcome: 'ok' | 'error' | 'rejected' | 'cancelled' | 'aborted'
   error?: {code: string; message: string}
+  /** The result filter that saw this statement's results, so the recorder can ask what it masked. */
+  resultFilter?: ResultFilter
 }
 
 export interface SessionInfo {

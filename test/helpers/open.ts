@@ -43,10 +43,24 @@ export interface PipelineTunnel extends OpenedTunnel {
   client(extra?: Partial<pg.ClientConfig>): Promise<pg.Client>
 }
 
-/** The tunnel exactly as `dbgate connect` builds it (identity aside), for end-to-end tests. */
-export async function openPipelineTunnel(db: UpstreamInfo, targetExtra = '', opts: Partial<OpenTunnelOptions> & {top?: string} = {}): Promise<PipelineTunnel & {env: NodeJS.ProcessEnv}> {
-  const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password, ...opts.env}
-  const opened = await openTunnel({loaded: loadedConfig(db, targetExtra, opts.top ?? '', env), targetName: 'app', ...opts, env})
+/** Who the tunnel runs as: an `identity:` section for `issuer`, and the token store of a signed-in user. */
+export interface PipelineIdentity {
+  issuer: string
+  clientId: string
+  /** The user's environment: XDG_CONFIG_HOME holds their token store (see test/identity/helpers.ts). */
+  env: NodeJS.ProcessEnv
+}
+
+/** The tunnel exactly as `dbgate connect` builds it, for end-to-end tests; with `identity`, bound to a signed-in user. */
+export async function openPipelineTunnel(
+  db: UpstreamInfo,
+  targetExtra = '',
+  opts: Partial<OpenTunnelOptions> & {top?: string; identity?: PipelineIdentity} = {},
+): Promise<PipelineTunnel & {env: NodeJS.ProcessEnv}> {
+  const {identity, ...rest} = opts
+  const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password, ...(identity ? {...identity.env, DBGATE_TOKEN: ''} : {}), ...opts.env}
+  const top = [identity ? `identity:\n  issuer: ${identity.issuer}\n  clientId: ${identity.clientId}` : '', opts.top ?? ''].filter(Boolean).join('\n')
+  const opened = await openTunnel({loaded: loadedConfig(db, targetExtra, top, env), targetName: 'app', ...rest, env})
   const clients: pg.Client[] = []
   return {
     ...opened,

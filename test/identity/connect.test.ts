@@ -44,7 +44,9 @@ describe('dbgate connect with an identity', () => {
   })
   afterAll(() => f.close())
 
-  const appName = ['--', 'psql', '-X', '-At', '-c', "select current_setting('application_name')"]
+  // The value comes back through masking, whose scanner would mask the e-mail in it: compare in SQL.
+  const appNameIs = (expected: string) => ['--', 'psql', '-X', '-At', '-c', `select current_setting('application_name') = '${expected}'`]
+  const appName = appNameIs('')
 
   it('refuses to open the tunnel before anyone has logged in', async () => {
     const r = await run('node', [BIN, 'connect', 'app', ...appName], {env})
@@ -54,9 +56,9 @@ describe('dbgate connect with an identity', () => {
 
   it('opens for a logged-in user in an allowed group, and names them to the database', async () => {
     await loginAs(f, {user: 'alice'})
-    const r = await run('node', [BIN, 'connect', 'app', ...appName], {env})
+    const r = await run('node', [BIN, 'connect', 'app', ...appNameIs('dbgate/alice@example.com psql')], {env})
     expect(r.stderr).toBe('')
-    expect(r.stdout.trim()).toBe('dbgate/alice@example.com psql')
+    expect(r.stdout.trim()).toBe('t')
     expect(r.code).toBe(0)
   })
 
@@ -83,12 +85,12 @@ describe('dbgate connect with an identity', () => {
   })
 
   it('opens for a service identity using client credentials', async () => {
-    const r = await run('node', [BIN, 'connect', 'app', ...appName], {
+    const r = await run('node', [BIN, 'connect', 'app', ...appNameIs(`dbgate/${f.dev.serviceClientId} psql`)], {
       env: {...env, XDG_CONFIG_HOME: path.join(f.dir, 'empty'), DBGATE_CLIENT_ID: f.dev.serviceClientId, DBGATE_CLIENT_SECRET: f.dev.serviceClientSecret},
     })
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
-    expect(r.stdout.trim()).toBe(`dbgate/${f.dev.serviceClientId} psql`)
+    expect(r.stdout.trim()).toBe('t')
   })
 
   it('renews the identity in place before the token expires', async () => {

@@ -1,0 +1,52 @@
+/** Words and numbers for requests, shared by the CLI lists and the TUI. */
+import type {RequestView} from './types.js'
+import {requesterLabel} from './types.js'
+
+/** `45s`, `3m`, `2h05m`. */
+export function shortDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000))
+  if (s < 60) return `${s}s`
+  const m = Math.floor(s / 60)
+  if (m < 60) return `${m}m${s % 60 ? String(s % 60).padStart(2, '0') + 's' : ''}`
+  const h = Math.floor(m / 60)
+  return `${h}h${String(m % 60).padStart(2, '0')}m`
+}
+
+/** Parses `30s`, `15m`, `2h`, `1h30m`; undefined when it is not a duration. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$/.exec(text)
+  if (!m || (!m[1] && !m[2] && !m[3])) return undefined
+  const ms = ((Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 1000
+  return ms > 0 ? ms : undefined
+}
+
+export interface RequestRow {
+  id: string
+  requester: string
+  target: string
+  class: string
+  age: string
+  left: string
+  state: string
+  sql: string
+}
+
+export function requestRow(v: RequestView, now: Date): RequestRow {
+  const r = v.request
+  return {
+    id: r.id,
+    requester: requesterLabel(r.requester),
+    target: r.target,
+    class: r.class,
+    age: shortDuration(now.getTime() - Date.parse(r.createdAt)),
+    left: v.state === 'pending' ? shortDuration(Date.parse(r.expiresAt) - now.getTime()) : '-',
+    state: v.state,
+    sql: r.sql.replace(/\s+/g, ' ').trim(),
+  }
+}
+
+/** One line per statement for the webhook and the tunnel's log. */
+export function oneLine(sql: string, max = 120): string {
+  const s = sql.replace(/\s+/g, ' ').trim()
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s
+}

@@ -1,0 +1,316 @@
+/**
+ * Holding a statement for approval inside the tunnel. The policy hook says `require_approval`;
+ * this gate files a request in the bucket, tells the client and the tunnel's terminal who must
+ * decide, and keeps the statement's promise open while it polls for a decision. Only a decision
+ * it can verify itself (verify.ts) lets the statement through; everything else is recorded and
+ * ignored. The proxy holds the client's later messages meanwhile, so the statement runs at most
+ * once, and only if approved.
+ */
+import {hostname} from 'node:os'
+import type {Bucket} from '../bucket/index.js'
+import type {TargetConfig} from '../config/types.js'
+import type {IdentityConfig} from '../identity/config.js'
+import {identityLabel, type Identity} from '../identity/types.js'
+import {sharedAnalysisCache} from '../policy/index.js'
+import type {Decision} from '../policy/types.js'
+import type {PgNoticeFields, StatementContext, StatementEvent, StatementHook, StatementVerdict} from '../proxy/hooks.js'
+import {oneLine, shortDuration} from './format.js'
+import {generateSealKey} from './seal.js'
+import {moveAside, newApprovalId, pollDecision, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
+import type {ApprovalOutcome, ApprovalRequest, RecentStatement} from './types.js'
+import {verifyDecision, type VerifiedDecision} from './verify.js'
+import {notifyWebhook} from './webhook.js'
+
+/** How a held statement ended, as the statement's recording names it. */
+export type ApprovalOutcomeDecision = 'approved' | 'approval_denied' | 'approval_timeout' | 'approval_withdrawn'
+
+export interface ApprovalTagInfo {
+  id: string
+  decision: ApprovalOutcomeDecision
+  reviewer?: string
+  /** The statement ran under a window granted for an earlier request. */
+  window?: boolean
+}
+
+/** The policy decision with the approval that settled it: what rides on the verdict's `tag`. */
+export type ApprovalTag = Decision & {approval: ApprovalTagInfo}
+
+export function approvalOf(tag: unknown): ApprovalTagInfo | undefined {
+  const a = (tag as {approval?: ApprovalTagInfo} | undefined)?.approval
+  return a && typeof a.id === 'string' ? a : undefined
+}
+
+export type Log = (level: 'info' | 'warn' | 'error', message: string) => void
+
+export interface ApprovalGateOptions {
+  bucket: Bucket
+  target: TargetConfig
+  /** The tunnel user; approvals need a verified one. */
+  identity?: Identity
+  /** How reviewers' tokens are verified; absent when the configuration has no identity section. */
+  identityConfig?: IdentityConfig
+  /** Appends an event to the session's recording. */
+  record: (sessionId: string, type: string, payload: unknown) => void
+  log: Log
+  /** Default 1 s: a decision reaches the tunnel within about that. */
+  pollMs?: number
+  now?: () => Date
+  fetch?: typeof fetch
+  /**
+   * Called just before an approved text is let through, so policy can commit what a judged text
+   * commits when it is allowed outright (e.g. a `PREPARE` becomes known to later `EXECUTE`s).
+   */
+  onApproved?: (sql: string, ctx: StatementContext) => void
+}
+
+interface LiveWindow {
+  requestId: string
+  class: string
+  until: Date
+  reviewer: string
+}
+
+export interface ApprovalGate {
+  /** The policy hook with approvals in front of its `require_approval` verdicts. */
+  wrap(policy: StatementHook): StatementHook
+  /** Remembers a session's statements, so a request shows what came just before it. */
+  observe(event: StatementEvent): void
+  forgetSession(sessionId: string): void
+  /** Windows this tunnel verified and that are still open. */
+  liveWindows(): readonly LiveWindow[]
+}
+
+const RECENT = 5
+const WAIT_NOTICE = '00000'
+const POLICY = '42501'
+const CANCELED = '57014'
+
+function requiresApproval(v: StatementVerdict): Decision | undefined {
+  const d = v.tag as Decision | undefined
+  return v.action === 'reject' && d?.action === 'require_approval' && d.decisive ? d : undefined
+}
+
+function clip(v: unknown): string | undefined {
+  return typeof v === 'string' ? (v.length > 200 ? `${v.slice(0, 200)}…` : v) : undefined
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const done = () => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done, {once: true})
+  })
+}
+
+export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
+  const now = opts.now ?? (() => new Date())
+  const pollMs = opts.pollMs ?? 1000
+  const recent = new Map<string, RecentStatement[]>()
+  const windows: LiveWindow[] = []
+  const hook = {url: opts.target.approvals.webhook, log: opts.log, fetch: opts.fetch}
+  const reviewers = opts.target.reviewers
+  const who = reviewers.length > 0 ? `a member of ${reviewers.join(', ')}` : 'a reviewer'
+
+  const record = (sessionId: string, type: string, payload: unknown) => {
+    try {
+      opts.record(sessionId, type, payload)
+    } catch (e) {
+      opts.log('error', `recording ${type}: ${(e as Error).message}`)
+    }
+  }
+
+  const openWindow = (decision: Decision): LiveWindow | undefined => {
+    const at = now().getTime()
+    for (let i = windows.length - 1; i >= 0; i--) if (windows[i]!.until.getTime() <= at) windows.splice(i, 1)
+    const held = decision.statements.filter((s) => s.action === 'require_approval')
+    return windows.find((w) => held.every((s) => s.class === w.class))
+  }
+
+  const refuse = (decision: Decision, message: string, hint?: string): StatementVerdict => ({
+    action: 'reject',
+    error: {severity: 'ERROR', code: POLICY, message, ...(hint ? {hint} : {})},
+    tag: decision,
+  })
+
+  async function hold(sql: string, ctx: StatementContext, original: StatementVerdict, decision: Decision): Promise<StatementVerdict> {
+    const d = decision.decisive!
+    if (!opts.identity || !opts.identityConfig || opts.identity.issuer === 'unverified') {
+      return refuse(decision, `${original.action === 'reject' ? original.error.message : 'dbgate: statement requires approval'}; approvals need signed-in users`, 'add an `identity:` section to dbgate.yaml so reviewers can be verified (see docs/approvals.md)')
+    }
+    if (reviewers.length === 0) {
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but target ${opts.target.name} names no reviewers`, `add \`reviewers: [group]\` to targets.${opts.target.name} in dbgate.yaml`)
+    }
+    if (ctx.protocol === 'parse' && ctx.statementName) {
+      // A named statement can be bound and executed again and again without another Parse, so
+      // approving it would approve every later execution, not the one a reviewer read.
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved as the named prepared statement "${ctx.statementName}"`, 'send it as a simple query or an unnamed statement, so it is approved for exactly one execution')
+    }
+    const window = openWindow(decision)
+    if (window) {
+      const notice: PgNoticeFields = {severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: running under the window ${window.requestId} granted by ${window.reviewer} until ${window.until.toISOString()}`}
+      const tag: ApprovalTag = {...decision, approval: {id: window.requestId, decision: 'approved', reviewer: window.reviewer, window: true}}
+      opts.onApproved?.(sql, ctx)
+      return {action: 'allow', notices: [notice], tag}
+    }
+
+    const requester = opts.identity
+    const created = now()
+    const key = generateSealKey()
+    // Already analysed by policy moments ago, so this is a cache hit.
+    const texts = sharedAnalysisCache.analyze(sql, {maxStatementSize: opts.target.tunnel.maxStatementSize}).statements
+    const request: ApprovalRequest = {
+      v: 1,
+      id: newApprovalId(),
+      target: opts.target.name,
+      database: ctx.database,
+      requester: {subject: requester.subject, email: requester.email, name: requester.name, groups: [...requester.groups], issuer: requester.issuer, kind: requester.kind},
+      sessionId: ctx.sessionId,
+      connectionId: ctx.connectionId,
+      sql,
+      statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
+      class: d.class,
+      ruleId: d.ruleId,
+      reason: d.reason,
+      reviewers: [...reviewers],
+      createdAt: created.toISOString(),
+      expiresAt: new Date(created.getTime() + opts.target.approvals.expiryMs).toISOString(),
+      windows: opts.target.approvals.windows,
+      sealKey: key.publicKey,
+      host: hostname(),
+      recent: [...(recent.get(ctx.sessionId) ?? [])],
+    }
+    const id = request.id
+    try {
+      await writeRequest(opts.bucket, request)
+    } catch (e) {
+      opts.log('error', `could not file approval request: ${(e as Error).message}`)
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the request could not be filed: ${(e as Error).message}`, 'check that the bucket is reachable, then run the statement again')
+    }
+    const digest = requestDigest(request)
+    const expiresIn = shortDuration(opts.target.approvals.expiryMs)
+    record(ctx.sessionId, 'approval.requested', {approvalId: id, class: d.class, ruleId: d.ruleId, reason: d.reason, reviewers: request.reviewers, expiresAt: request.expiresAt})
+    const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
+    ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
+    opts.log('warn', `${identityLabel(requester)}: ${oneLine(sql, 80)} — ${waiting}`)
+    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): \`${oneLine(sql)}\`. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
+
+    const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
+      writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))
+
+    let lastPollError: string | undefined
+    let lastVerifyProblem: string | undefined
+    for (;;) {
+      if (ctx.signal.aborted) {
+        await settle({state: 'withdrawn'})
+        record(ctx.sessionId, 'approval.withdrawn', {approvalId: id, reason: 'the client cancelled the statement or disconnected'})
+        opts.log('warn', `approval ${id} withdrawn: the client cancelled`)
+        const tag: ApprovalTag = {...decision, approval: {id, decision: 'approval_withdrawn'}}
+        return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message: `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`}, tag}
+      }
+      const left = Date.parse(request.expiresAt) - now().getTime()
+      if (left <= 0) {
+        await settle({state: 'expired'})
+        record(ctx.sessionId, 'approval.expired', {approvalId: id, expiresAt: request.expiresAt})
+        opts.log('warn', `approval ${id} expired with no decision`)
+        void notifyWebhook(hook, `dbgate: approval ${id} (${identityLabel(requester)} on ${opts.target.name}) expired with no decision.`)
+        const tag: ApprovalTag = {...decision, approval: {id, decision: 'approval_timeout'}}
+        return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} expired after ${expiresIn} with no decision by ${who}`, hint: 'run the statement again to ask again'}, tag}
+      }
+      let raw: unknown
+      try {
+        raw = await pollDecision(opts.bucket, id)
+        lastPollError = undefined
+      } catch (e) {
+        const message = (e as Error).message
+        if (message !== lastPollError) opts.log('warn', `waiting for approval ${id}: ${message} (still waiting)`)
+        lastPollError = message
+      }
+      if (raw !== undefined) {
+        const check = await verifyDecision(raw, {request, digest, privateKey: key.privateKey, identityConfig: opts.identityConfig, reviewers})
+        if (check.ok) return decided(check.verified)
+        if (check.transient) {
+          // A genuine decision must not be thrown away because the IdP blinked: keep it and look again.
+          if (check.problem !== lastVerifyProblem) opts.log('warn', `waiting for approval ${id}: ${check.problem} (will retry)`)
+          lastVerifyProblem = check.problem
+          await sleep(Math.min(pollMs, left), ctx.signal)
+          continue
+        }
+        // Whoever wrote the file chose these fields: keep them short and typed before they reach a log.
+        const claim = (raw ?? {}) as {reviewer?: {email?: unknown; subject?: unknown}; action?: unknown}
+        const claimed = {subject: clip(claim.reviewer?.subject), email: clip(claim.reviewer?.email)}
+        const claimedBy = claimed.email ?? claimed.subject ?? 'someone'
+        record(ctx.sessionId, 'approval.rejected_decision', {approvalId: id, claimedReviewer: claimed, action: clip(claim.action) ?? null, problem: check.problem})
+        opts.log('warn', `refused a decision on ${id} claiming to be from ${claimedBy}: ${check.problem}`)
+        ctx.notify({severity: 'WARNING', code: '01000', message: `dbgate: a decision on ${id} claiming to be from ${claimedBy} was refused (${check.problem}); still waiting`})
+        await moveAside(opts.bucket, id, raw, check.problem, now()).catch((e: Error) => opts.log('warn', `could not move the refused decision on ${id} aside: ${e.message}`))
+        continue
+      }
+      await sleep(Math.min(pollMs, left), ctx.signal)
+    }
+
+    async function decided(v: VerifiedDecision): Promise<StatementVerdict> {
+      const reviewer = identityLabel(v.reviewer)
+      const dec = v.decision
+      record(ctx.sessionId, 'approval.decided', {
+        approvalId: id,
+        decision: dec.action === 'approve' ? 'approved' : dec.action === 'deny' ? 'denied' : 'window',
+        reviewer: {subject: v.reviewer.subject, email: v.reviewer.email, name: v.reviewer.name, groups: v.reviewer.groups, issuer: v.reviewer.issuer, tokenHash: v.reviewer.tokenHash, tokenId: v.reviewer.tokenId, tokenIssuedAt: v.tokenIssuedAt.toISOString()},
+        ...(dec.reason ? {reason: dec.reason} : {}),
+        ...(dec.windowMs ? {windowMs: dec.windowMs} : {}),
+        decidedAt: dec.decidedAt,
+      })
+      const because = dec.reason ? `: ${dec.reason}` : ''
+      if (dec.action === 'deny') {
+        await settle({state: 'denied', reviewer, reason: dec.reason})
+        opts.log('warn', `approval ${id} denied by ${reviewer}${because}`)
+        void notifyWebhook(hook, `dbgate: ${reviewer} denied ${id} (${identityLabel(requester)} on ${opts.target.name})${because}`)
+        const tag: ApprovalTag = {...decision, approval: {id, decision: 'approval_denied', reviewer}}
+        return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} denied by ${reviewer}${because}`}, tag}
+      }
+      if (dec.action === 'window') {
+        const until = new Date(now().getTime() + dec.windowMs!)
+        windows.push({requestId: id, class: request.class, until, reviewer})
+        await writeWindow(opts.bucket, {v: 1, requestId: id, target: request.target, class: request.class, requester: identityLabel(requester), reviewer, from: now().toISOString(), until: until.toISOString()}).catch((e: Error) =>
+          opts.log('warn', `could not publish window ${id}: ${e.message}`),
+        )
+      }
+      await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
+      const scope = dec.action === 'window' ? ` with a window for ${request.class} statements for ${shortDuration(dec.windowMs!)}` : ''
+      opts.log('warn', `approval ${id} granted by ${reviewer}${scope}${because}`)
+      void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
+      const tag: ApprovalTag = {...decision, approval: {id, decision: 'approved', reviewer}}
+      opts.onApproved?.(sql, ctx)
+      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], tag}
+    }
+  }
+
+  return {
+    wrap(policy) {
+      return (sql, ctx) => {
+        const v = policy(sql, ctx)
+        const after = (verdict: StatementVerdict) => {
+          const d = requiresApproval(verdict)
+          return d ? hold(sql, ctx, verdict, d) : verdict
+        }
+        // Keep the common case synchronous: only a held statement becomes a promise.
+        return v instanceof Promise ? v.then(after) : after(v)
+      }
+    },
+    observe(event) {
+      const list = recent.get(event.sessionId) ?? []
+      const approval = approvalOf(event.verdict.tag)
+      list.push({sql: event.sql, decision: approval?.decision ?? (event.verdict.action === 'allow' ? 'allow' : 'deny'), outcome: event.outcome, at: event.startedAt.toISOString()})
+      if (list.length > RECENT) list.shift()
+      recent.set(event.sessionId, list)
+    },
+    forgetSession(sessionId) {
+      recent.delete(sessionId)
+    },
+    liveWindows: () => windows.filter((w) => w.until.getTime() > now().getTime()),
+  }
+}

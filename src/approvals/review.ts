@@ -1,0 +1,175 @@
+/**
+ * The reviewer's side: which requests this person may decide, and deciding one. Every check here
+ * is also made by the waiting tunnel, which trusts none of them; they are here so a reviewer
+ * learns at once why they cannot decide, instead of the tunnel refusing silently later.
+ */
+import {decodeJwt} from 'jose'
+import type {Bucket} from '../bucket/index.js'
+import type {DbgateConfig} from '../config/types.js'
+import type {Session} from '../identity/session.js'
+import {identityLabel, type Identity} from '../identity/types.js'
+import {
+  APPROVAL_ALREADY_DECIDED,
+  APPROVAL_BAD_INPUT,
+  APPROVAL_NO_FRESH_TOKEN,
+  APPROVAL_NOT_A_REVIEWER,
+  APPROVAL_NOT_FOUND,
+  APPROVAL_NOT_PENDING,
+  APPROVAL_SELF,
+  ApprovalError,
+} from './errors.js'
+import {shortDuration} from './format.js'
+import {seal} from './seal.js'
+import {isApprovalId, listRequests, readDecision, readOutcome, readRequest, requestDigest, stateOf, writeDecision} from './store.js'
+import type {ApprovalDecision, ApprovalRequest, DecisionAction, RequestView, SealedDecision} from './types.js'
+import {requesterLabel} from './types.js'
+
+/** A signed-in reviewer who can produce a token issued no earlier than a given time. */
+export interface Reviewer {
+  identity: Identity
+  freshToken(notBefore: Date): Promise<{identity: Identity; token: string}>
+}
+
+/**
+ * Wraps a verified session: a token issued before the request is renewed once (a refresh grant),
+ * so the decision proves the reviewer was signed in after the request existed.
+ */
+export function reviewerFromSession(session: Session): Reviewer {
+  let current = session
+  return {
+    identity: session.identity,
+    async freshToken(notBefore) {
+      // `iat` has whole seconds; a token issued in the request's own second counts as after it.
+      const floor = Math.floor(notBefore.getTime() / 1000)
+      const stale = (s: Session) => (decodeJwt(s.token).iat ?? 0) < floor
+      if (stale(current)) current = await current.refresh()
+      if (stale(current)) {
+        throw new ApprovalError(
+          APPROVAL_NO_FRESH_TOKEN,
+          'Your sign-in could not be renewed, so it cannot prove a decision made now (a DBGATE_TOKEN cannot be refreshed).',
+          'Run `dbgate login` (and unset DBGATE_TOKEN), then decide again.',
+        )
+      }
+      return {identity: current.identity, token: current.token}
+    },
+  }
+}
+
+export interface ReviewContext {
+  bucket: Bucket
+  config: DbgateConfig
+  reviewer: Reviewer
+  now?: () => Date
+}
+
+export type ReviewRight = {ok: true} | {ok: false; code: typeof APPROVAL_NOT_A_REVIEWER | typeof APPROVAL_SELF; message: string; nextStep?: string}
+
+/** Whether `who` may decide `request`, by this reviewer's own configuration of the target. */
+export function mayReview(config: DbgateConfig, who: Identity, request: ApprovalRequest): ReviewRight {
+  const target = config.targets[request.target]
+  if (!target) return {ok: false, code: APPROVAL_NOT_A_REVIEWER, message: `Target ${request.target} is not in your dbgate.yaml, so you cannot review it.`, nextStep: 'Use the same dbgate.yaml as the requester, with DBGATE_CONFIG or --config.'}
+  if (who.subject === request.requester.subject) return {ok: false, code: APPROVAL_SELF, message: `You (${identityLabel(who)}) requested ${request.id}; nobody can decide their own request.`, nextStep: `Ask a member of ${target.reviewers.join(', ') || 'the reviewer groups'}.`}
+  if (!who.groups.some((g) => target.reviewers.includes(g))) {
+    return {
+      ok: false,
+      code: APPROVAL_NOT_A_REVIEWER,
+      message: `${identityLabel(who)} (groups: ${who.groups.join(', ') || 'none'}) is not a reviewer of ${request.target}; its reviewers are ${target.reviewers.join(', ') || 'not configured'}.`,
+    }
+  }
+  return {ok: true}
+}
+
+export interface ListForReviewerOptions {
+  /** Include settled requests too (approved, denied, expired, withdrawn). */
+  all?: boolean
+}
+
+/** Requests on targets this reviewer may review, newest first; their own are left out (they cannot decide them). */
+export async function listForReviewer(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
+  const views = await listRequests(ctx.bucket, {now: ctx.now?.()})
+  return views.filter((v) => mayReview(ctx.config, ctx.reviewer.identity, v.request).ok && (opts.all || v.state === 'pending'))
+}
+
+export interface DecideInput {
+  id: string
+  action: DecisionAction
+  reason?: string
+  windowMs?: number
+}
+
+export interface DecideResult {
+  request: ApprovalRequest
+  decision: ApprovalDecision
+}
+
+/** The first line of a decision someone else already made, for the reviewer who lost the race. */
+export function describeWinner(d: ApprovalDecision | undefined): string {
+  if (!d) return 'someone else decided it first'
+  const verb = d.action === 'deny' ? 'denied' : d.action === 'window' ? 'granted a window on it' : 'approved'
+  return `${d.reviewer?.email ?? d.reviewer?.subject ?? 'someone'} ${verb} it at ${d.decidedAt}${d.reason ? ` (${d.reason})` : ''}`
+}
+
+// The bucket cannot tell a real decision from a planted one; the waiting tunnel can, and sets a bad one aside.
+const NOT_GENUINE = 'If that decision is not genuine, the waiting tunnel refuses it and sets it aside within seconds; decide again then.'
+
+export async function decide(ctx: ReviewContext, input: DecideInput): Promise<DecideResult> {
+  const now = ctx.now ?? (() => new Date())
+  if (!isApprovalId(input.id)) throw new ApprovalError(APPROVAL_BAD_INPUT, `${JSON.stringify(input.id)} is not an approval id (they look like apr-k3x9…).`, 'Run `dbgate approvals list` to see pending requests.')
+  const reason = input.reason?.trim() || undefined
+  if (input.action === 'deny' && !reason) throw new ApprovalError(APPROVAL_BAD_INPUT, 'A denial needs a reason; the requester sees it.', 'Pass --reason "…".')
+  if (input.action === 'window' && !(input.windowMs && input.windowMs > 0)) throw new ApprovalError(APPROVAL_BAD_INPUT, 'A window needs a duration, e.g. 30m.')
+
+  const request = await readRequest(ctx.bucket, input.id)
+  if (!request) throw new ApprovalError(APPROVAL_NOT_FOUND, `No approval request ${input.id} in ${ctx.bucket.url}.`, 'Run `dbgate approvals list` to see pending requests.')
+  const [existing, outcome] = await Promise.all([readDecision(ctx.bucket, input.id), readOutcome(ctx.bucket, input.id)])
+  if (existing) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${input.id} was already decided: ${describeWinner(existing)}.`, NOT_GENUINE)
+  const state = stateOf(request, existing, outcome, now())
+  if (state !== 'pending') throw new ApprovalError(APPROVAL_NOT_PENDING, `${input.id} is no longer pending: it was ${state}.`)
+  if (input.action === 'window' && !request.windows) throw new ApprovalError(APPROVAL_BAD_INPUT, `Target ${request.target} does not allow windows (approvals.windows is off); approve the one statement instead.`)
+
+  const first = mayReview(ctx.config, ctx.reviewer.identity, request)
+  if (!first.ok) throw new ApprovalError(first.code, first.message, first.nextStep)
+  const {identity, token} = await ctx.reviewer.freshToken(new Date(request.createdAt))
+  // Groups come from the token just issued: they may have changed since the last sign-in.
+  const right = mayReview(ctx.config, identity, request)
+  if (!right.ok) throw new ApprovalError(right.code, right.message, right.nextStep)
+
+  const digest = requestDigest(request)
+  const decidedAt = now().toISOString()
+  const sealed: SealedDecision = {
+    requestId: request.id,
+    requestDigest: digest,
+    action: input.action,
+    ...(reason ? {reason} : {}),
+    ...(input.action === 'window' ? {windowMs: input.windowMs} : {}),
+    decidedAt,
+    token,
+  }
+  const decision: ApprovalDecision = {
+    v: 1,
+    requestId: request.id,
+    action: input.action,
+    ...(reason ? {reason} : {}),
+    ...(input.action === 'window' ? {windowMs: input.windowMs} : {}),
+    reviewer: {subject: identity.subject, email: identity.email, name: identity.name, groups: [...identity.groups]},
+    decidedAt,
+    requestDigest: digest,
+    proof: seal(request.sealKey, JSON.stringify(sealed), {requestId: request.id, requestDigest: digest}),
+  }
+  const written = await writeDecision(ctx.bucket, decision)
+  if (!written.won) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${request.id} was already decided: ${describeWinner(written.winner)}.`, NOT_GENUINE)
+  return {request, decision}
+}
+
+/** One sentence for the reviewer after a decision. */
+export function confirmation(r: DecideResult): string {
+  const who = requesterLabel(r.request.requester)
+  switch (r.decision.action) {
+    case 'deny':
+      return `Denied ${r.request.id} (${who} on ${r.request.target}); they see your reason.`
+    case 'window':
+      return `Approved ${r.request.id} with a window: ${r.request.class} statements by ${who} on ${r.request.target} run without asking for ${shortDuration(r.decision.windowMs!)}.`
+    default:
+      return `Approved ${r.request.id} (${who} on ${r.request.target}); the waiting statement runs within a few seconds.`
+  }
+}

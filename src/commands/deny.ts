@@ -1,0 +1,31 @@
+import {Args, Command, Flags} from '@oclif/core'
+import {approvalCliError, reviewContextFrom} from '../approvals/cli.js'
+import {confirmation, decide} from '../approvals/review.js'
+import {loadCommandConfig} from '../cli/config.js'
+import {toCliError} from '../cli/errors.js'
+import {configFlag} from '../cli/flags.js'
+import {identityCliError} from '../identity/cli-oclif.js'
+
+export default class Deny extends Command {
+  static override summary = 'Deny a statement waiting for approval.'
+  static override description = 'The waiting client gets an error naming you and your reason. Only a member of the target\'s reviewer groups can deny, and never their own request.'
+  static override examples = ['$ dbgate deny apr-k3x9m2p7qa --reason "not during the sale; after 18:00"']
+  static override enableJsonFlag = true
+  static override args = {id: Args.string({description: 'The approval id (apr-…), from the client\'s notice or `dbgate approvals list`.', required: true})}
+  static override flags = {
+    config: configFlag,
+    reason: Flags.string({char: 'r', summary: 'Why; the requester sees it.', required: true}),
+  }
+
+  async run(): Promise<{id: string; action: string; reviewer: string}> {
+    const {args, flags} = await this.parse(Deny)
+    const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, (m) => this.logToStderr(`Warning: ${m}`))
+    const result = await decide(ctx, {id: args.id, action: 'deny', reason: flags.reason})
+    this.log(confirmation(result))
+    return {id: result.request.id, action: 'deny', reviewer: result.decision.reviewer.email ?? result.decision.reviewer.subject}
+  }
+
+  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    return super.catch(toCliError(approvalCliError(identityCliError(err, this)), this) as Error & {exitCode?: number})
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * `COPY … TO STDOUT` rows, one CopyData message per row as the server sends them: split into
+ * fields by the statement's own options, masked by position, written back in the same format.
+ * When the columns' origin is unknown every field is masked: a COPY is never let through blind.
+ */
+import type {MaskingCategory, MaskingStrategy} from './categories.js'
+import type {CopyShape} from './lineage.js'
+import {maskComposite, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
+
+/** A whole field masked by category, or a row / document field masked inside by field rules. */
+export type CopyMask = {category: MaskingCategory; strategy: MaskingStrategy} | {rules: FieldRules}
+
+/** Per column position: how to mask it, or undefined to only scan; `all` masks every field. */
+export type CopyPlan = {shape: CopyShape; categories: (CopyMask | undefined)[] | 'all'}
+
+const WHOLE: CopyMask = {category: 'untraceable', strategy: 'redact'}
+
+function maskField(value: string, mask: CopyMask | undefined, m: ValueMasking): string | null | undefined {
+  if (!mask) return scanAndMask(value, m)
+  // COPY carries no column types: a row's text form is recognised by its shape.
+  if ('rules' in mask) return maskComposite(value, 0, mask.rules, m)
+  return mask.strategy === 'null' ? null : m.masker.text(value, mask.category, mask.strategy)
+}
+
+// ---- text format ----
+
+function unescapeText(s: string): string {
+  return s.replace(/\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)/g, (_, e: string) => {
+    switch (e[0]) {
+      case 'b':
+        return '\b'
+      case 'f':
+        return '\f'
+      case 'n':
+        return '\n'
+      case 'r':
+        return '\r'
+      case 't':
+        return '\t'
+      case 'v':
+        return '\v'
+      case 'x':
+        return String.fromCharCode(parseInt(e.slice(1), 16))
+      default:
+        return /^[0-7]/.test(e) ? String.fromCharCode(parseInt(e, 8)) : e
+    }
+  })
+}
+
+function escapeText(s: string, delimiter: string): string {
+  let out = s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t')
+  if (delimiter !== '\t') out = out.split(delimiter).join(`\\${delimiter}`)
+  return out
+}
+
+/** Splits on unescaped delimiters (an escaped one is `\` + delimiter). */
+function splitText(line: string, delimiter: string): string[] {
+  const out: string[] = []
+  let cur = ''
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!
+    if (c === '\\' && i + 1 < line.length) {
+      cur += c + line[i + 1]
+      i++
+    } else if (line.startsWith(delimiter, i)) {
+      out.push(cur)
+      cur = ''
+      i += delimiter.length - 1
+    } else {
+      cur += c
+    }
+  }
+  out.push(cur)
+  return out
+}
+
+function maskTextLine(line: string, plan: CopyPlan, m: ValueMasking): string | undefined {
+  const {delimiter, nullString} = plan.shape
+  const eol = line.endsWith('\r\n') ? '\r\n' : line.endsWith('\n') ? '\n' : ''
+  const fields = splitText(line.slice(0, line.length - eol.length), delimiter)
+  let changed = false
+  const out = fields.map((raw, i) => {
+    if (raw === nullString) return raw
+    const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+    const masked = maskField(unescapeText(raw), mask, m)
+    if (masked === undefined) return raw
+    changed = true
+    return masked === null ? nullString : escapeText(masked, delimiter)
+  })
+  return changed ? out.join(delimiter) + eol : undefined
+}
+
+// ---- CSV format ----
+
+function splitCsv(line: string, shape: CopyShape): {value: string; quoted: boolean}[] {
+  const {delimiter, quote, escape} = shape
+  const out: {value: string; quoted: boolean}[] = []
+  let i = 0
+  for (;;) {
+    let value = ''
+    let quoted = false
+    if (line.startsWith(quote, i)) {
+      quoted = true
+      i += quote.length
+      while (i < line.length) {
+        if (line.startsWith(escape, i) && line.startsWith(quote, i + escape.length)) {
+          value += quote
+          i += escape.length + quote.length
+        } else if (line.startsWith(quote, i)) {
+          i += quote.length
+          break
+        } else {
+          value += line[i]
+          i++
+        }
+      }
+    }
+    while (i < line.length && !line.startsWith(delimiter, i)) value += line[i++]
+    out.push({value, quoted})
+    if (i >= line.length) break
+    i += delimiter.length
+  }
+  return out
+}
+
+function quoteCsv(value: string, shape: CopyShape): string {
+  const {delimiter, quote, escape, nullString} = shape
+  const needs = value === nullString || value.includes(delimiter) || value.includes(quote) || /[\r\n]/.test(value) || value.includes(escape)
+  if (!needs) return value
+  return quote + value.split(quote).join(escape + quote) + quote
+}
+
+function maskCsvLine(line: string, plan: CopyPlan, m: ValueMasking): string | undefined {
+  const eol = line.endsWith('\r\n') ? '\r\n' : line.endsWith('\n') ? '\n' : ''
+  const fields = splitCsv(line.slice(0, line.length - eol.length), plan.shape)
+  let changed = false
+  const out = fields.map((f, i) => {
+    const raw = f.quoted ? quoteCsv(f.value, plan.shape) : f.value
+    if (!f.quoted && f.value === plan.shape.nullString) return raw
+    const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+    const masked = maskField(f.value, mask, m)
+    if (masked === undefined) return raw
+    changed = true
+    return masked === null ? plan.shape.nullString : quoteCsv(masked, plan.shape)
+  })
+  return changed ? out.join(plan.shape.delimiter) + eol : undefined
+}
+
+// ---- binary format ----
+
+const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1')
+
+function printable(b: Buffer): boolean {
+  for (const c of b) if (c < 0x20 && c !== 9 && c !== 10 && c !== 13) return false
+  return true
+}
+
+function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer | undefined {
+  let at = 0
+  const parts: Buffer[] = []
+  if (chunk.subarray(0, SIGNATURE.length).equals(SIGNATURE)) {
+    const extension = chunk.readInt32BE(SIGNATURE.length + 4)
+    at = SIGNATURE.length + 8 + extension
+    parts.push(chunk.subarray(0, at))
+  }
+  if (at + 2 > chunk.length) return undefined
+  const count = chunk.readInt16BE(at)
+  if (count < 0) return undefined
+  parts.push(chunk.subarray(at, at + 2))
+  at += 2
+  let changed = false
+  for (let i = 0; i < count; i++) {
+    const len = chunk.readInt32BE(at)
+    at += 4
+    if (len < 0) {
+      parts.push(chunk.subarray(at - 4, at))
+      continue
+    }
+    const value = chunk.subarray(at, at + len)
+    at += len
+    const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+    let out: Buffer | null | undefined
+    if (mask) {
+      // Binary fields carry no type here; NULL is valid for every type.
+      out = null
+    } else if (printable(value)) {
+      const scanned = scanAndMask(value.toString('utf8'), m)
+      out = scanned === undefined ? undefined : Buffer.from(scanned, 'utf8')
+    }
+    if (out === undefined) {
+      parts.push(chunk.subarray(at - len - 4, at))
+      continue
+    }
+    changed = true
+    const header = Buffer.alloc(4)
+    header.writeInt32BE(out === null ? -1 : out.length)
+    parts.push(header)
+    if (out) parts.push(out)
+  }
+  if (!changed) return undefined
+  parts.push(chunk.subarray(at))
+  return Buffer.concat(parts)
+}
+
+/**
+ * Masks one CopyData message; `first` tells whether it is the first of its COPY (which carries
+ * the CSV header line or the binary signature). Returns undefined when nothing changed.
+ */
+export function maskCopyData(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking): Buffer | undefined {
+  if (plan.shape.format === 'binary') {
+    try {
+      return maskBinaryChunk(chunk, plan, m)
+    } catch {
+      // A malformed tuple cannot be masked field by field: nothing of it passes.
+      return Buffer.alloc(0)
+    }
+  }
+  const line = chunk.toString('utf8')
+  if (first && plan.shape.header) {
+    const scanned = scanAndMask(line, m)
+    return scanned === undefined ? undefined : Buffer.from(scanned, 'utf8')
+  }
+  const out = plan.shape.format === 'csv' ? maskCsvLine(line, plan, m) : maskTextLine(line, plan, m)
+  return out === undefined ? undefined : Buffer.from(out, 'utf8')
+}

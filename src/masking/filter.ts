@@ -1,0 +1,361 @@
+/**
+ * The tunnel's result filter for masking: one per statement run, created by the factory that
+ * `createMaskingFilterFactory` returns. Identities in an unmask group get no filter at all, so
+ * their results take the proxy's untouched fast path.
+ */
+import {randomBytes} from 'node:crypto'
+import type {MaskingConfig} from '../config/types.js'
+import type {FieldDescription, PgNoticeFields, ResultFilter, ResultFilterFactory, StatementContext} from '../proxy/hooks.js'
+import {maskBinaryValue, binaryText} from './binary.js'
+import type {Catalog} from './catalog.js'
+import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from './categories.js'
+import {maskCopyData, type CopyMask, type CopyPlan} from './copy.js'
+import {bufferMightContainSensitive, scanText, type Finding} from './detectors.js'
+import {analyzeText, flatten, type StatementLineage, type TextLineage} from './lineage.js'
+import {maskNotice, maskNotification, sensitiveNameRules, type NoticeLike} from './messages.js'
+import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
+import {createMasker} from './strategies.js'
+import {fieldRules, isBinaryText, maskComposite, maskTyped, scanAndMask, type ValueMasking} from './values.js'
+
+/**
+ * Who the results are for. Only `groups` decides: `kind` is carried for audit, and a service
+ * identity (CI, an AI agent) sees clear values only through an unmask group, like anyone else.
+ */
+export interface MaskingIdentity {
+  groups: string[]
+  kind: 'human' | 'service'
+}
+
+export interface MaskingFilterOptions {
+  catalog: Catalog
+  masking: MaskingConfig
+  identity: MaskingIdentity
+  /**
+   * Key of the `hash` strategy. Use one key per installation so hashed values line up across
+   * sessions; without one, a random key per factory keeps them consistent within one tunnel.
+   */
+  hashKey?: Buffer | string
+}
+
+export interface ScannerHit {
+  category: MaskingCategory
+  detector: string
+  count: number
+}
+
+/** A result filter that also tells the recorder what it masked and why. */
+export interface MaskingFilter extends ResultFilter {
+  readonly maskedColumns: MaskedColumn[]
+  readonly scannerHits: ScannerHit[]
+}
+
+export type MaskabilityVerdict = {ok: true} | {ok: false; reason: string}
+
+export interface MaskingFilterFactory extends ResultFilterFactory {
+  /** Under `onUntraceable: deny`, whether a statement's output can be masked; for the statement hook. */
+  checkMaskable(sql: string, ctx?: Pick<StatementContext, 'connectionId'>): MaskabilityVerdict
+  /** Drops the cursors and prepared statements remembered for a closed connection. */
+  forgetConnection(connectionId: number): void
+  /** True when this identity sees clear values (the factory then returns no filters). */
+  readonly unmasked: boolean
+  /**
+   * The value scanner over free text, with this target's strategies: for statement parameters and
+   * other text the recorder keeps. Applies whatever the identity, since recordings outlive sessions.
+   */
+  maskText(text: string): string
+}
+
+const LINEAGE_CACHE_SIZE = 1000
+/**
+ * Texts longer than this are not analysed on the tunnel's event loop (bulk INSERTs, giant IN
+ * lists); their results are masked as untraceable, except columns the server reports as coming
+ * straight from a known clean column.
+ */
+const MAX_ANALYZED_SQL = 256 * 1024
+const TOO_LARGE: TextLineage = {ok: false, error: 'the statement is too large to analyse'}
+
+export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingFilterFactory {
+  const {catalog, masking} = opts
+  const unmasked = opts.identity.groups.some((g) => masking.unmask.includes(g))
+  const strategyOf = (c: MaskingCategory): MaskingStrategy => masking.strategies[c] ?? DEFAULT_STRATEGIES[c]
+  const masker = createMasker(opts.hashKey ?? randomBytes(32))
+  const maskUntraceable = masking.onUntraceable === 'mask'
+  const cache = new Map<string, TextLineage>()
+  let cacheGeneration = catalog.generation
+  const named = new Map<number, Map<string, StatementLineage>>()
+
+  const lineageOf = (sql: string): TextLineage => {
+    if (cacheGeneration !== catalog.generation) {
+      cache.clear()
+      cacheGeneration = catalog.generation
+    }
+    if (sql.length > MAX_ANALYZED_SQL) return TOO_LARGE
+    let l = cache.get(sql)
+    if (!l) {
+      l = analyzeText(sql, catalog)
+      if (cache.size >= LINEAGE_CACHE_SIZE) cache.delete(cache.keys().next().value!)
+      cache.set(sql, l)
+    }
+    return l
+  }
+
+  /** Statements with cursors and prepared statements resolved against what the connection declared. */
+  const resolve = (text: TextLineage, connectionId: number | undefined): StatementLineage[] | undefined => {
+    if (!text.ok) return undefined
+    return text.statements.map((s) => {
+      if (s.defines && connectionId !== undefined) {
+        const map = named.get(connectionId) ?? new Map<string, StatementLineage>()
+        map.set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
+        named.set(connectionId, map)
+      }
+      if (!s.uses || connectionId === undefined) return s
+      return named.get(connectionId)?.get(`${s.uses.kind}:${s.uses.name}`) ?? s
+    })
+  }
+
+  const checkMaskable = (sql: string, ctx?: Pick<StatementContext, 'connectionId'>): MaskabilityVerdict => {
+    if (unmasked) return {ok: true}
+    const text = lineageOf(sql)
+    // The filter masks every untraceable column of a text it could not analyse, in either mode.
+    if (text === TOO_LARGE) return {ok: true}
+    if (!text.ok) return maskUntraceable ? {ok: true} : {ok: false, reason: `dbgate cannot tell which values this statement returns: ${text.error}`}
+    // Values sent through a side channel can never be masked, whatever onUntraceable says.
+    const side = text.statements.find((s) => s.sideChannels.length > 0)
+    if (side) return {ok: false, reason: side.sideChannels[0]!}
+    if (maskUntraceable) return {ok: true}
+    // Cursors and prepared statements declared earlier in the session, or earlier in this text.
+    const known = new Map(ctx ? named.get(ctx.connectionId) : undefined)
+    for (const s of text.statements) {
+      if (s.defines) known.set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
+      const st = s.uses ? known.get(`${s.uses.kind}:${s.uses.name}`) : s
+      if (!st) return {ok: false, reason: `the ${s.uses!.kind} "${s.uses!.name}" was not declared in this session, so its output cannot be traced`}
+      if (st.untraceable.length > 0) return {ok: false, reason: `masking cannot trace this statement's output: ${st.untraceable[0]}`}
+      if (st.opaque && st.touchesSensitive) return {ok: false, reason: 'the statement runs code (DO, CALL or a user-defined function) whose output masking cannot trace'}
+    }
+    return {ok: true}
+  }
+
+  const nameRules = () => sensitiveNameRules(catalog)
+
+  const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {
+    if (unmasked) return undefined
+    if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules)
+    const statements = resolve(lineageOf(sql), ctx.connectionId)
+    // What could not be analysed could not have been denied either: it is masked.
+    return new StatementFilter(statements, {masker, catalog, strategyOf}, maskUntraceable || statements === undefined)
+  }
+  const textMasking: ValueMasking = {masker, catalog, strategyOf}
+  return Object.assign(factory, {
+    checkMaskable,
+    forgetConnection: (id: number) => void named.delete(id),
+    unmasked,
+    maskText: (text: string) => scanAndMask(text, textMasking) ?? text,
+  })
+}
+
+class Hits {
+  readonly list: ScannerHit[] = []
+  add = (f: Finding): void => {
+    const hit = this.list.find((h) => h.detector === f.detector)
+    if (hit) hit.count++
+    else this.list.push({category: f.category, detector: f.detector, count: 1})
+  }
+}
+
+interface Base {
+  masker: ValueMasking['masker']
+  catalog: Catalog
+  strategyOf(c: MaskingCategory): MaskingStrategy
+}
+
+class StatementFilter implements MaskingFilter {
+  readonly maskedColumns: MaskedColumn[] = []
+  private readonly hits = new Hits()
+  private readonly m: ValueMasking
+  private readonly plans = new WeakMap<FieldDescription[], ResultPlan>()
+  private results = 0
+  private copyPlan: CopyPlan | undefined
+  private copyRows = 0
+
+  constructor(
+    /** Undefined when the text could not be parsed: every result is then untraceable. */
+    private readonly statements: StatementLineage[] | undefined,
+    base: Base,
+    private readonly maskUntraceable: boolean,
+  ) {
+    this.m = {...base, onFinding: this.hits.add}
+  }
+
+  get scannerHits(): ScannerHit[] {
+    return this.hits.list
+  }
+
+  /** The statement whose rows the `index`-th RowDescription describes. */
+  private statementFor(index: number, width: number): StatementLineage | undefined {
+    const s = this.statements
+    if (!s) return undefined
+    const candidates = s.filter((x) => x.rows !== 'no')
+    const certain = candidates.findIndex((x) => x.rows === 'maybe') === -1 || candidates.findIndex((x) => x.rows === 'maybe') >= index
+    const exact = candidates[index]
+    if (certain && exact && (!exact.columns || exact.columns.length === width)) return exact
+    // Which statement answered is ambiguous (EXECUTE, CALL may or may not return rows): take every
+    // candidate of the same width, so a column is masked if it is sensitive in any of them.
+    const same = candidates.filter((c) => c.columns?.length === width)
+    if (same.length === 0) return undefined
+    const columns = same[0]!.columns!.map((c, i) => {
+      const all = same.map((x) => x.columns![i]!)
+      return {...c, sources: all.flatMap(flatten), unknown: all.some((x) => x.unknown), fields: all.find((x) => x.fields)?.fields}
+    })
+    return {rows: 'yes', columns, touchesSensitive: same.some((x) => x.touchesSensitive), opaque: same.some((x) => x.opaque), untraceable: same.flatMap((x) => x.untraceable), sideChannels: []}
+  }
+
+  private plan(fields: FieldDescription[] | undefined, width: number): ResultPlan {
+    const cached = fields && this.plans.get(fields)
+    if (cached) return cached
+    const index = fields ? this.results++ : Math.max(0, this.results - 1)
+    const plan = planResult(fields, width, this.statementFor(index, width), index, {catalog: this.m.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.m.strategyOf})
+    this.maskedColumns.push(...plan.masked)
+    if (fields) this.plans.set(fields, plan)
+    return plan
+  }
+
+  rowDescription(fields: FieldDescription[]): undefined {
+    this.plan(fields, fields.length)
+    return undefined
+  }
+
+  dataRow(values: (Buffer | null)[], fields: FieldDescription[] | undefined): (Buffer | null)[] | undefined {
+    try {
+      return this.maskRow(values, fields)
+    } catch (error) {
+      // A bug here must neither leak the row nor end the session: the row goes out empty.
+      this.maskedColumns.push({result: this.results, column: -1, name: '*', category: 'untraceable', strategy: 'null', how: 'untraceable', reasons: [`masking failed: ${(error as Error).message}`]})
+      return values.map(() => null)
+    }
+  }
+
+  private maskRow(values: (Buffer | null)[], fields: FieldDescription[] | undefined): (Buffer | null)[] | undefined {
+    const plan = this.plan(fields, values.length)
+    let out: (Buffer | null)[] | undefined
+    for (const w of plan.work) {
+      const v = values[w.index]
+      if (v === null || v === undefined) continue
+      const masked = this.maskValue(v, w)
+      if (masked === undefined) continue
+      out ??= values.slice()
+      out[w.index] = masked
+    }
+    return out
+  }
+
+  private maskValue(v: Buffer, w: ResultPlan['work'][number]): Buffer | null | undefined {
+    if (!w.mask && !bufferMightContainSensitive(v)) return undefined
+    if (w.format === 1 && !isBinaryText(w.typeOid, this.m.catalog)) {
+      if (w.mask) return w.mask.kind === 'document' ? null : maskBinaryValue(v, w.typeOid, w.mask.category, w.mask.strategy)
+      // Binary arrays and records carry their text among length words: rewriting a value in
+      // place would break the encoding, so a value the scanner objects to is dropped whole.
+      return scanText(v.toString('utf8')).length > 0 ? null : undefined
+    }
+    if (w.format === -1) {
+      // Without a RowDescription the encoding is unknown: NULL is valid in both.
+      if (w.mask) return null
+      if (!printableUtf8(v)) return undefined
+    }
+    const inner = w.format === 1 ? binaryText(v, w.typeOid) : {text: v.toString('utf8'), wrap: (t: string) => Buffer.from(t, 'utf8')}
+    if (!inner) return w.mask ? null : undefined
+    let text: string | null | undefined
+    if (w.mask?.kind === 'value') text = maskTyped(inner.text, w.typeOid, w.mask.category, this.m, w.mask.strategy)
+    else if (w.mask?.kind === 'document') text = maskComposite(inner.text, w.typeOid, w.mask.rules, this.m)
+    else text = scanAndMask(inner.text, this.m)
+    if (text === undefined) return undefined
+    return text === null ? null : inner.wrap(text)
+  }
+
+  copyData(chunk: Buffer): Buffer | undefined {
+    const first = this.copyRows++ === 0
+    this.copyPlan ??= this.planCopy()
+    return maskCopyData(chunk, this.copyPlan, first, this.m)
+  }
+
+  private planCopy(): CopyPlan {
+    const copies = (this.statements ?? []).filter((s) => s.copy)
+    const shape = copies[0]?.copy ?? {format: 'text' as const, delimiter: '\t', quote: '"', escape: '"', nullString: '\\N', header: false}
+    // Several COPYs in one text, or one whose columns are unknown: every field is masked.
+    if (copies.length !== 1 || !shape.columns) {
+      this.maskedColumns.push({result: 0, column: -1, name: '*', category: 'untraceable', strategy: this.m.strategyOf('untraceable'), how: 'copy', reasons: ['the columns of this COPY could not be traced']})
+      return {shape, categories: 'all'}
+    }
+    const categories = shape.columns.map((c, i): CopyMask | undefined => {
+      const sources = flatten(c)
+      const src = sources[0]
+      if (c.fields && src) {
+        this.maskedColumns.push({result: 0, column: i, name: c.name, category: 'document', strategy: 'per-field', how: 'copy', reasons: sources.map((s) => `${s.relation}.${s.column}: ${s.reason}`)})
+        return {rules: fieldRules(c.fields, this.maskUntraceable)}
+      }
+      if (src) {
+        const exact = c.direct && sources.every((x) => x.category === src.category)
+        const strategy = strategyFor(src.category, exact, this.m)
+        this.maskedColumns.push({result: 0, column: i, name: c.name, category: src.category, strategy, how: 'copy', reasons: sources.map((s) => `${s.relation}.${s.column}: ${s.reason}`)})
+        return {category: src.category, strategy}
+      }
+      if (c.unknown && this.maskUntraceable && copies[0]!.touchesSensitive) return {category: 'untraceable' as const, strategy: 'redact' as const}
+      return undefined
+    })
+    return {shape, categories}
+  }
+
+  notice(fields: PgNoticeFields & NoticeLike): (PgNoticeFields & NoticeLike) | undefined {
+    return maskNotice(fields, this.statementLineage(), this.m) as (PgNoticeFields & NoticeLike) | undefined
+  }
+
+  error(fields: PgNoticeFields & NoticeLike): (PgNoticeFields & NoticeLike) | undefined {
+    return this.notice(fields)
+  }
+
+  /** For messages: the statements merged, since a message does not say which statement raised it. */
+  private statementLineage(): StatementLineage | undefined {
+    const s = this.statements
+    if (!s) return undefined
+    return {rows: 'no', touchesSensitive: s.some((x) => x.touchesSensitive), opaque: s.some((x) => x.opaque), untraceable: [], sideChannels: []}
+  }
+}
+
+function printableUtf8(b: Buffer): boolean {
+  for (const c of b) if (c < 0x20 && c !== 9 && c !== 10 && c !== 13) return false
+  return true
+}
+
+/** What arrives outside any statement: notifications, asynchronous notices. */
+class SessionFilter implements MaskingFilter {
+  readonly maskedColumns: MaskedColumn[] = []
+  private readonly hits = new Hits()
+  private readonly m: ValueMasking
+
+  constructor(
+    base: Base,
+    private readonly rules: () => ReturnType<typeof sensitiveNameRules>,
+  ) {
+    this.m = {...base, onFinding: this.hits.add}
+  }
+
+  get scannerHits(): ScannerHit[] {
+    return this.hits.list
+  }
+
+  dataRow(values: (Buffer | null)[]): (Buffer | null)[] | undefined {
+    // A DataRow outside any statement has no description to go by: nothing of it passes.
+    return values.some((v) => v !== null) ? values.map(() => null) : undefined
+  }
+
+  notice(fields: PgNoticeFields & NoticeLike): (PgNoticeFields & NoticeLike) | undefined {
+    return maskNotice(fields, undefined, this.m) as (PgNoticeFields & NoticeLike) | undefined
+  }
+
+  error(fields: PgNoticeFields & NoticeLike): (PgNoticeFields & NoticeLike) | undefined {
+    return this.notice(fields)
+  }
+
+  notification(_channel: string, payload: string): string | undefined {
+    return maskNotification(payload, this.rules(), this.m)
+  }
+}

@@ -1,0 +1,12 @@
+/** Dynamic masking: discovery, lineage, the value scanner, and the tunnel's result filter. */
+export {Catalog, discoverCatalog, needsRefresh, readCatalog, classifySnapshot, type CatalogQuery, type CatalogRelation, type CatalogColumn, type CatalogSnapshot, type SensitiveMark} from './catalog.js'
+export {catalogQueryFor, type ClosableCatalogQuery} from './catalog-query.js'
+export {classifyColumn, DEFAULT_STRATEGIES, type Classification, type MaskingCategory, type MaskingStrategy} from './categories.js'
+export {ibanValid, isJwt, luhnValid, scanText, type Finding} from './detectors.js'
+export {createMaskingFilterFactory, type MaskabilityVerdict, type MaskingFilter, type MaskingFilterFactory, type MaskingFilterOptions, type MaskingIdentity, type ScannerHit} from './filter.js'
+export {analyzeText, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
+export {formatMaskedColumn, type MaskedColumn} from './plan.js'
+export {loadSqlParser} from './sql.js'
+export {createMasker, type Masker} from './strategies.js'
+export {shouldRefresh, startMasking, type MaskingRuntime, type StartMaskingOptions} from './runtime.js'
+export {scanCatalog, sensitiveColumns, type ScanFinding} from './scan.js'

@@ -1,0 +1,125 @@
+/**
+ * The vocabulary of column lineage: what flows into a value, and how lineages combine when values
+ * are computed from, or chosen among, other values. Pure data and pure functions.
+ */
+import type {MaskingCategory} from './categories.js'
+
+export interface SensitiveSource {
+  relation: string
+  column: string
+  category: MaskingCategory
+  reason: string
+}
+
+export interface Lineage {
+  /** Sensitive base columns whose values flow into this one. */
+  sources: SensitiveSource[]
+  /** The value is exactly a base column's value (an alias at most). */
+  direct: boolean
+  /** The value is a row or document built from these named fields (`u`, `row_to_json(u)`). */
+  fields?: NamedLineage[]
+  /** Part of the value comes from somewhere the analysis could not follow. */
+  unknown: boolean
+  /**
+   * The table (or view) column whose value this is, passed through unchanged. PostgreSQL reports
+   * the same in RowDescription, which lets the filter check the analysis against the server.
+   */
+  origin?: {tableOid: number; attnum: number}
+}
+
+export interface NamedLineage extends Lineage {
+  name: string
+}
+
+export interface CopyShape {
+  format: 'text' | 'csv' | 'binary'
+  delimiter: string
+  quote: string
+  escape: string
+  nullString: string
+  header: boolean
+  /** Undefined when the copied query's shape is unknown. */
+  columns?: NamedLineage[]
+}
+
+export interface StatementLineage {
+  /** Whether the statement sends rows (RowDescription + DataRow). */
+  rows: 'yes' | 'no' | 'maybe'
+  /** The output columns, when rows come and their shape is known. */
+  columns?: NamedLineage[]
+  /** It reads a relation with sensitive columns, or something the analysis cannot see into. */
+  touchesSensitive: boolean
+  /** Why some output could not be traced (empty when everything was). */
+  untraceable: string[]
+  /** It runs code the analysis cannot see into (DO, CALL, user functions), which may RAISE values. */
+  opaque: boolean
+  /** Sensitive values it sends where no result filter can mask them (NOTIFY payloads). */
+  sideChannels: string[]
+  copy?: CopyShape
+  defines?: {kind: 'cursor' | 'prepared'; name: string; lineage: StatementLineage}
+  uses?: {kind: 'cursor' | 'prepared'; name: string}
+}
+
+export type TextLineage = {ok: true; statements: StatementLineage[]} | {ok: false; error: string}
+
+export const EMPTY: Lineage = Object.freeze({sources: [], direct: false, unknown: false}) as Lineage
+export const UNKNOWN: Lineage = Object.freeze({sources: [], direct: false, unknown: true}) as Lineage
+
+/** Every sensitive source in a lineage, including those inside its fields. */
+export function flatten(l: Lineage): SensitiveSource[] {
+  if (!l.fields) return l.sources
+  const out = [...l.sources]
+  for (const f of l.fields) out.push(...flatten(f))
+  return dedupe(out)
+}
+
+export function dedupe(sources: SensitiveSource[]): SensitiveSource[] {
+  if (sources.length < 2) return sources
+  const seen = new Set<string>()
+  return sources.filter((s) => {
+    const k = `${s.relation}.${s.column}`
+    if (seen.has(k)) return false
+    seen.add(k)
+    return true
+  })
+}
+
+export function anyUnknown(l: Lineage): boolean {
+  return l.unknown || (l.fields?.some(anyUnknown) ?? false)
+}
+
+/** A value computed from several inputs: every input's sources flow into it. */
+export function derived(parts: Lineage[]): Lineage {
+  if (parts.length === 0) return EMPTY
+  const sources = dedupe(parts.flatMap(flatten))
+  const unknown = parts.some(anyUnknown)
+  if (sources.length === 0 && !unknown) return EMPTY
+  return {sources, direct: false, unknown}
+}
+
+/** A value that is one of several inputs (UNION arms, COALESCE): documents keep their fields. */
+export function either(a: Lineage, b: Lineage): Lineage {
+  const fields = a.fields && b.fields ? mergeFields(a.fields, b.fields) : (a.fields ?? b.fields)
+  const origin = a.origin && b.origin && a.origin.tableOid === b.origin.tableOid && a.origin.attnum === b.origin.attnum ? a.origin : undefined
+  return {sources: dedupe([...a.sources, ...b.sources]), direct: a.direct && b.direct, unknown: a.unknown || b.unknown, ...(fields ? {fields} : {}), ...(origin ? {origin} : {})}
+}
+
+/** The same value after a transformation: no longer any column's own value. */
+export function transformed(l: Lineage): Lineage {
+  const {origin: _origin, ...rest} = l
+  return {...rest, direct: false}
+}
+
+function mergeFields(a: NamedLineage[], b: NamedLineage[]): NamedLineage[] {
+  const out = a.map((f) => ({...f}))
+  b.forEach((f, i) => {
+    const same = out.find((o) => o.name === f.name) ?? out[i]
+    if (same) Object.assign(same, either(same, f), {name: same.name})
+    else out.push(f)
+  })
+  return out
+}
+
+export function named(name: string, l: Lineage): NamedLineage {
+  return {...l, name}
+}

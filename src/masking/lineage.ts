@@ -1,0 +1,759 @@
+/**
+ * Column lineage: for each output column of a statement, which sensitive base columns flow into
+ * it, through aliases, expressions, functions, casts, aggregates, subqueries, CTEs, set operations
+ * and views. Pure analysis of the libpg_query tree against the catalog; no I/O.
+ *
+ * The analysis errs on the side of masking: whatever it cannot follow is marked `unknown`, and
+ * conditions (CASE WHEN, ANY) count as flowing into the value they guard.
+ */
+import type {Catalog, CatalogRelation} from './catalog.js'
+import {anyUnknown, dedupe, derived, either, EMPTY, flatten, named, transformed, UNKNOWN, type CopyShape, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
+import type {MaskingCategory} from './categories.js'
+import {list, parseSql, str, unwrap, type Node} from './sql.js'
+
+export {flatten, type CopyShape, type Lineage, type NamedLineage, type SensitiveSource, type StatementLineage, type TextLineage} from './lineage-model.js'
+
+// ---- scope ----------------------------------------------------------------------------------
+
+interface ScopeRel {
+  /** The name the relation is referenced by: its alias, else its own name. */
+  alias: string
+  /** Undefined when the relation's columns are not known (unknown tables, set-returning functions). */
+  columns?: NamedLineage[]
+  /** What any column of an unknown-shape relation carries. */
+  fallback: Lineage
+  /** For relations known by column name only (system catalogs): a column's lineage. */
+  lookup?: (name: string) => Lineage
+}
+
+interface Scope {
+  rels: ScopeRel[]
+  ctes: Map<string, NamedLineage[] | undefined>
+  parent?: Scope
+}
+
+interface Ctx {
+  catalog: Catalog
+  touches: boolean
+  opaque: boolean
+  sideChannels: string[]
+  /** Views being expanded, against definitions that refer to themselves. */
+  expanding: Set<number>
+  depth: number
+}
+
+function wholeRow(rel: ScopeRel): Lineage {
+  if (!rel.columns) return rel.fallback
+  return {sources: dedupe(rel.columns.flatMap(flatten)), direct: false, unknown: rel.columns.some(anyUnknown), fields: rel.columns}
+}
+
+function findRel(scope: Scope | undefined, alias: string): ScopeRel | undefined {
+  for (let s = scope; s; s = s.parent) {
+    const r = s.rels.find((x) => x.alias === alias)
+    if (r) return r
+  }
+  return undefined
+}
+
+function findCte(scope: Scope | undefined, name: string): {found: boolean; columns?: NamedLineage[]} {
+  for (let s = scope; s; s = s.parent) if (s.ctes.has(name)) return {found: true, columns: s.ctes.get(name)}
+  return {found: false}
+}
+
+function resolveColumn(scope: Scope, name: string): Lineage {
+  for (let s: Scope | undefined = scope; s; s = s.parent) {
+    let unsure: Lineage | undefined
+    let system = false
+    for (const rel of s.rels) {
+      if (rel.columns) {
+        const col = rel.columns.find((c) => c.name === name)
+        if (col) return col
+      } else if (rel.lookup) {
+        const col = rel.lookup(name)
+        if (col !== EMPTY) return col
+        system = true
+      } else {
+        unsure = unsure ? derived([unsure, rel.fallback]) : rel.fallback
+      }
+    }
+    // A relation of unknown shape may own this column; its fallback says what it could carry.
+    if (unsure) return unsure
+    // A bare relation name is a whole-row reference: `SELECT u FROM users u`.
+    const rel = s.rels.find((r) => r.alias === name)
+    if (rel) return wholeRow(rel)
+    // A system catalog's ordinary column.
+    if (system) return EMPTY
+  }
+  return UNKNOWN
+}
+
+function columnRef(node: Node, scope: Scope): Lineage {
+  const fields = list(node.fields)
+  const names = fields.map(str)
+  const star = fields.some((f) => unwrap(f)?.[0] === 'A_Star')
+  if (star) {
+    if (names.length === 1) return derived(scope.rels.map(wholeRow))
+    const rel = findRel(scope, names[names.length - 2]!)
+    return rel ? wholeRow(rel) : UNKNOWN
+  }
+  if (names.some((n) => n === undefined)) return UNKNOWN
+  if (names.length === 1) return resolveColumn(scope, names[0]!)
+  const relName = names[names.length - 2]!
+  const colName = names[names.length - 1]!
+  const rel = findRel(scope, relName)
+  if (!rel) {
+    // `(u).email` parses elsewhere; `u.email` where `u` is a composite column of an outer relation.
+    const composite = resolveColumn(scope, relName)
+    return composite.fields?.find((f) => f.name === colName) ?? derived([composite])
+  }
+  if (!rel.columns) return rel.lookup ? rel.lookup(colName) : rel.fallback
+  return rel.columns.find((c) => c.name === colName) ?? UNKNOWN
+}
+
+// ---- relations --------------------------------------------------------------------------------
+
+const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema'])
+
+/**
+ * System relations that hold secrets or copies of user data: password hashes, user-mapping
+ * options, other sessions' SQL text with its literals, and planner statistics, whose most common
+ * values and histograms are samples of the columns themselves.
+ */
+const SENSITIVE_SYSTEM_COLUMNS: Record<string, Record<string, MaskingCategory> | '*'> = {
+  pg_authid: {rolpassword: 'password'},
+  pg_shadow: {passwd: 'password'},
+  pg_user_mapping: {umoptions: 'secret'},
+  pg_user_mappings: {umoptions: 'secret'},
+  pg_stat_activity: {query: 'untraceable'},
+  pg_stats: '*',
+  pg_stats_ext: '*',
+  pg_stats_ext_exprs: '*',
+  pg_statistic: '*',
+  pg_statistic_ext_data: '*',
+}
+
+function systemRelation(name: string, as: string, ctx: Ctx): ScopeRel {
+  const rule = SENSITIVE_SYSTEM_COLUMNS[name]
+  if (!rule) return {alias: as, fallback: EMPTY, lookup: () => EMPTY}
+  ctx.touches = true
+  if (rule === '*') return {alias: as, fallback: UNKNOWN}
+  return {
+    alias: as,
+    fallback: UNKNOWN,
+    lookup: (column) => {
+      const category = rule[column]
+      if (!category) return EMPTY
+      return {sources: [{relation: `pg_catalog.${name}`, column, category, reason: 'system column holding secrets or user data'}], direct: true, unknown: false}
+    },
+  }
+}
+
+function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
+  if (rel.columns.some((c) => c.sensitive)) ctx.touches = true
+  const own = rel.columns.map((c): NamedLineage => {
+    const origin = {tableOid: rel.oid, attnum: c.attnum}
+    if (!c.sensitive) return {name: c.name, sources: [], direct: true, unknown: false, origin}
+    return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: true, unknown: false, origin}
+  })
+  if (rel.viewDefinition === undefined) return own
+  const viewed = viewColumns(rel, ctx)
+  // A view's own column names are classified too: a view column called `email` is masked even if
+  // its definition hides where it comes from.
+  return own.map((c, i) => {
+    const v = viewed?.[i]
+    if (!v) return {...c, unknown: c.sources.length === 0}
+    // PostgreSQL describes a view's columns as the view's own, whatever they are built from.
+    return {...named(c.name, c.sources.length > 0 ? either({...c, origin: undefined}, v) : v), origin: c.origin}
+  })
+}
+
+function viewColumns(rel: CatalogRelation, ctx: Ctx): NamedLineage[] | undefined {
+  if (ctx.expanding.has(rel.oid) || ctx.depth > 32) return undefined
+  const parsed = parseSql(rel.viewDefinition!)
+  if (!parsed.ok || parsed.statements.length !== 1) return undefined
+  const sel = unwrap(parsed.statements[0])
+  if (!sel || sel[0] !== 'SelectStmt') return undefined
+  ctx.expanding.add(rel.oid)
+  ctx.depth++
+  try {
+    return selectOutput(sel[1], undefined, ctx)
+  } finally {
+    ctx.expanding.delete(rel.oid)
+    ctx.depth--
+  }
+}
+
+function renamed(columns: NamedLineage[] | undefined, alias: Node | undefined): NamedLineage[] | undefined {
+  const colnames = list(alias?.colnames).map(str)
+  if (!columns || colnames.length === 0) return columns
+  return columns.map((c, i) => (colnames[i] ? named(colnames[i]!, c) : c))
+}
+
+function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
+  const schema = node.schemaname as string | undefined
+  const name = node.relname as string
+  const alias = node.alias as Node | undefined
+  const as = (alias?.aliasname as string | undefined) ?? name
+  if (!schema) {
+    const cte = findCte(scope, name)
+    if (cte.found) return {alias: as, columns: renamed(cte.columns, alias), fallback: cte.columns ? EMPTY : UNKNOWN}
+  }
+  const found = ctx.catalog.lookup(schema, name)
+  if (found.length === 1) return {alias: as, columns: renamed(catalogRelation(found[0]!, ctx), alias), fallback: EMPTY}
+  if (found.length > 1) {
+    const all = found.map((r) => catalogRelation(r, ctx))
+    return {alias: as, fallback: derived(all.map((cols) => derived(cols)))}
+  }
+  const system = (schema !== undefined && SYSTEM_SCHEMAS.has(schema)) || (schema === undefined && name.startsWith('pg_'))
+  if (system) return systemRelation(name, as, ctx)
+  // Created after discovery, a temporary table, or reached through search_path: its columns could
+  // hold anything.
+  ctx.touches = true
+  return {alias: as, fallback: UNKNOWN}
+}
+
+/** Column names of common set-returning functions, for `SELECT * FROM f(...)`. */
+const SRF_COLUMNS: Record<string, string[]> = {
+  unnest: ['unnest'],
+  generate_series: ['generate_series'],
+  generate_subscripts: ['generate_subscripts'],
+  json_each: ['key', 'value'],
+  jsonb_each: ['key', 'value'],
+  json_each_text: ['key', 'value'],
+  jsonb_each_text: ['key', 'value'],
+  json_array_elements: ['value'],
+  jsonb_array_elements: ['value'],
+  json_array_elements_text: ['value'],
+  jsonb_array_elements_text: ['value'],
+  json_object_keys: ['json_object_keys'],
+  jsonb_object_keys: ['jsonb_object_keys'],
+  regexp_matches: ['regexp_matches'],
+  regexp_split_to_table: ['regexp_split_to_table'],
+  string_to_table: ['string_to_table'],
+}
+
+interface FromResult {
+  visible: ScopeRel[]
+  /** What `*` expands to, in order; undefined when unknown. */
+  star?: NamedLineage[]
+}
+
+function fromItem(item: unknown, scope: Scope, ctx: Ctx): FromResult {
+  const u = unwrap(item)
+  if (!u) return {visible: [{alias: '?', fallback: UNKNOWN}]}
+  const [kind, node] = u
+  switch (kind) {
+    case 'RangeVar': {
+      const rel = rangeVar(node, scope, ctx)
+      return {visible: [rel], star: rel.columns}
+    }
+    case 'RangeSubselect': {
+      const sub = unwrap(node.subquery)
+      const alias = node.alias as Node | undefined
+      const columns = sub && sub[0] === 'SelectStmt' ? renamed(selectOutput(sub[1], scope, ctx), alias) : undefined
+      const rel: ScopeRel = {alias: (alias?.aliasname as string | undefined) ?? '', columns, fallback: columns ? EMPTY : UNKNOWN}
+      return {visible: [rel], star: columns}
+    }
+    case 'RangeFunction': {
+      const alias = node.alias as Node | undefined
+      const calls = list(node.functions).map((f) => list(unwrap(f)?.[1].items)[0])
+      const lineages = calls.map((c) => expr(c, scope, ctx))
+      const value = derived(lineages)
+      let names = list(alias?.colnames).map((n) => str(n) ?? '?')
+      if (names.length === 0) names = list(node.coldeflist).map((d) => (unwrap(d)?.[1].colname as string | undefined) ?? '?')
+      if (names.length === 0 && calls.length === 1) {
+        const fn = unwrap(calls[0])
+        const fname = fn ? str(list(fn[1].funcname).at(-1)) : undefined
+        const known = fname ? SRF_COLUMNS[fname] : undefined
+        if (known) names = known.length === 1 && alias?.aliasname ? [alias.aliasname as string] : known
+      }
+      const columns = names.length > 0 ? names.map((n) => named(n, value)) : undefined
+      const rel: ScopeRel = {alias: (alias?.aliasname as string | undefined) ?? '', columns, fallback: value}
+      return {visible: [rel], star: columns}
+    }
+    case 'JoinExpr':
+      return joinExpr(node, scope, ctx)
+    case 'RangeTableSample':
+      return fromItem(node.relation, scope, ctx)
+    default: {
+      // XMLTABLE, JSON_TABLE and the like: their columns come from their document arguments.
+      const value = genericChildren(node, scope, ctx)
+      const alias = node.alias as Node | undefined
+      return {visible: [{alias: (alias?.aliasname as string | undefined) ?? '', fallback: value.unknown ? value : {...value, unknown: true}}]}
+    }
+  }
+}
+
+function joinExpr(node: Node, scope: Scope, ctx: Ctx): FromResult {
+  const left = fromItem(node.larg, scope, ctx)
+  // The right side may refer to the left (LATERAL); resolving against both is a harmless superset.
+  const inner: Scope = {rels: [...scope.rels, ...left.visible], ctes: scope.ctes, parent: scope.parent}
+  const right = fromItem(node.rarg, inner, ctx)
+  const visible = [...left.visible, ...right.visible]
+  let star: NamedLineage[] | undefined
+  if (left.star && right.star) {
+    let using = list(node.usingClause).map((n) => str(n)!).filter(Boolean)
+    if (node.isNatural) using = left.star.filter((c) => right.star!.some((r) => r.name === c.name)).map((c) => c.name)
+    if (using.length > 0) {
+      const merged = using.map((n) => {
+        const l = left.star!.find((c) => c.name === n)
+        const r = right.star!.find((c) => c.name === n)
+        return named(n, l && r ? either(l, r) : (l ?? r ?? UNKNOWN))
+      })
+      star = [...merged, ...left.star.filter((c) => !using.includes(c.name)), ...right.star.filter((c) => !using.includes(c.name))]
+    } else {
+      star = [...left.star, ...right.star]
+    }
+  }
+  const alias = node.alias as Node | undefined
+  if (alias?.aliasname) visible.push({alias: alias.aliasname as string, columns: renamed(star, alias), fallback: star ? EMPTY : UNKNOWN})
+  return {visible, star}
+}
+
+// ---- expressions ------------------------------------------------------------------------------
+
+/** Functions whose result says nothing about their arguments' values. */
+const VALUE_FREE = new Set(['count', 'pg_typeof', 'num_nulls', 'num_nonnulls'])
+
+/** Functions that run SQL given as text, out of the analysis' sight. */
+const SQL_RUNNING = new Set([
+  'query_to_xml',
+  'query_to_xmlschema',
+  'query_to_xml_and_xmlschema',
+  'table_to_xml',
+  'table_to_xml_and_xmlschema',
+  'cursor_to_xml',
+  'schema_to_xml',
+  'schema_to_xml_and_xmlschema',
+  'database_to_xml',
+  'database_to_xml_and_xmlschema',
+  'dblink',
+  'dblink_exec',
+  'dblink_get_result',
+  'lo_get',
+  'lo_export',
+  'loread',
+])
+
+/** Functions that wrap a row into a document or array without changing its fields. */
+const DOCUMENT_FUNCTIONS = new Set([
+  'row_to_json',
+  'to_json',
+  'to_jsonb',
+  'json_agg',
+  'jsonb_agg',
+  'json_agg_strict',
+  'jsonb_agg_strict',
+  'array_agg',
+  'array_to_json',
+  'json_strip_nulls',
+  'jsonb_strip_nulls',
+  'jsonb_pretty',
+  'hstore',
+  'to_tsvector',
+])
+
+const JSON_OBJECT_BUILDERS = new Set(['json_build_object', 'jsonb_build_object'])
+const JSON_FIELD_OPERATORS = new Set(['->', '->>', '#>', '#>>'])
+
+function constString(node: unknown): string | undefined {
+  const u = unwrap(node)
+  if (!u) return undefined
+  if (u[0] === 'A_Const') return (u[1].sval as Node | undefined)?.sval as string | undefined
+  if (u[0] === 'TypeCast') return constString(u[1].arg)
+  return undefined
+}
+
+function funcCall(node: Node, scope: Scope, ctx: Ctx): Lineage {
+  const nameParts = list(node.funcname).map(str)
+  const name = nameParts.at(-1) ?? ''
+  const schema = nameParts.length > 1 ? nameParts[0] : undefined
+  if (node.agg_star) return EMPTY
+  const args = list(node.args)
+  if (VALUE_FREE.has(name) && (schema === undefined || schema === 'pg_catalog')) {
+    // Still evaluated for what it touches (a sensitive subquery inside count() is still a read).
+    for (const a of args) expr(a, scope, ctx)
+    return EMPTY
+  }
+  const argLineages = args.map((a) => expr(a, scope, ctx))
+  if (name === 'pg_notify' && argLineages.some((a) => flatten(a).length > 0 || anyUnknown(a))) {
+    // The payload reaches every listener, in this session or another, outside any result.
+    ctx.sideChannels.push('pg_notify() would send values derived from sensitive columns as a notification payload')
+  }
+  if (schema !== 'pg_catalog' && ctx.catalog.isUserFunction(name, schema)) {
+    ctx.touches = true
+    ctx.opaque = true
+    return {...derived(argLineages), unknown: true}
+  }
+  if (SQL_RUNNING.has(name)) {
+    ctx.touches = true
+    ctx.opaque = true
+    return {...derived(argLineages), unknown: true}
+  }
+  if (DOCUMENT_FUNCTIONS.has(name) && argLineages.length >= 1 && argLineages[0]!.fields) {
+    const doc = argLineages[0]!
+    return {sources: flatten(doc), direct: false, unknown: anyUnknown(doc), fields: doc.fields}
+  }
+  if (JSON_OBJECT_BUILDERS.has(name) && args.length % 2 === 0) {
+    const fields: NamedLineage[] = []
+    for (let i = 0; i < args.length; i += 2) {
+      const key = constString(args[i])
+      if (key === undefined) return derived(argLineages)
+      fields.push(named(key, argLineages[i + 1]!))
+    }
+    return {sources: dedupe(fields.flatMap(flatten)), direct: false, unknown: fields.some(anyUnknown), fields}
+  }
+  return derived(argLineages)
+}
+
+function aExpr(node: Node, scope: Scope, ctx: Ctx): Lineage {
+  const op = str(list(node.name)[0])
+  const left = node.lexpr === undefined ? EMPTY : expr(node.lexpr, scope, ctx)
+  const right = node.rexpr === undefined ? EMPTY : Array.isArray(node.rexpr) ? derived(node.rexpr.map((e) => expr(e, scope, ctx))) : expr(node.rexpr, scope, ctx)
+  if (op && JSON_FIELD_OPERATORS.has(op) && left.fields) {
+    const key = constString(node.rexpr)
+    const field = key === undefined ? undefined : left.fields.find((f) => f.name === key)
+    if (field) return transformed(field)
+  }
+  return derived([left, right])
+}
+
+function subLink(node: Node, scope: Scope, ctx: Ctx): Lineage {
+  const sub = unwrap(node.subselect)
+  const cols = sub && sub[0] === 'SelectStmt' ? selectOutput(sub[1], scope, ctx) : undefined
+  switch (node.subLinkType) {
+    case 'EXISTS_SUBLINK':
+      return EMPTY
+    case 'EXPR_SUBLINK':
+      return cols?.[0] ?? UNKNOWN
+    case 'ARRAY_SUBLINK':
+      return cols?.[0] ? transformed(cols[0]) : UNKNOWN
+    default: {
+      const test = node.testexpr === undefined ? EMPTY : expr(node.testexpr, scope, ctx)
+      return derived([test, ...(cols ?? [UNKNOWN])])
+    }
+  }
+}
+
+/** Every expression child of a node, for node kinds without a rule of their own. */
+function genericChildren(node: Node, scope: Scope, ctx: Ctx): Lineage {
+  const parts: Lineage[] = []
+  const visit = (v: unknown): void => {
+    if (Array.isArray(v)) return v.forEach(visit)
+    if (!v || typeof v !== 'object') return
+    if (unwrap(v)) {
+      parts.push(expr(v, scope, ctx))
+      return
+    }
+    for (const child of Object.values(v)) visit(child)
+  }
+  for (const child of Object.values(node)) visit(child)
+  return derived(parts)
+}
+
+function expr(raw: unknown, scope: Scope, ctx: Ctx): Lineage {
+  const u = unwrap(raw)
+  if (!u) return Array.isArray(raw) ? derived(raw.map((r) => expr(r, scope, ctx))) : EMPTY
+  const [kind, node] = u
+  switch (kind) {
+    case 'ColumnRef':
+      return columnRef(node, scope)
+    case 'A_Const':
+    case 'ParamRef':
+    case 'SQLValueFunction':
+    case 'SetToDefault':
+    case 'GroupingFunc':
+    case 'String':
+    case 'Integer':
+    case 'Float':
+    case 'Boolean':
+    case 'TypeName':
+      return EMPTY
+    case 'NullTest':
+    case 'BooleanTest':
+      expr(node.arg, scope, ctx)
+      return EMPTY
+    case 'TypeCast':
+    case 'CollateClause': {
+      const inner = expr(node.arg, scope, ctx)
+      return inner.fields || inner.sources.length > 0 || inner.unknown ? transformed(inner) : EMPTY
+    }
+    case 'FuncCall':
+      return funcCall(node, scope, ctx)
+    case 'A_Expr':
+      return aExpr(node, scope, ctx)
+    case 'BoolExpr':
+    case 'CoalesceExpr':
+    case 'MinMaxExpr':
+    case 'A_ArrayExpr': {
+      const parts = list(node.args ?? node.elements).map((a) => expr(a, scope, ctx))
+      if (kind === 'CoalesceExpr' || kind === 'MinMaxExpr') return parts.reduce((a, b) => either(a, b), EMPTY)
+      return derived(parts)
+    }
+    case 'CaseExpr': {
+      const parts: Lineage[] = []
+      if (node.arg) parts.push(expr(node.arg, scope, ctx))
+      for (const w of list(node.args)) {
+        const cw = unwrap(w)?.[1]
+        if (!cw) continue
+        parts.push(expr(cw.expr, scope, ctx), expr(cw.result, scope, ctx))
+      }
+      if (node.defresult) parts.push(expr(node.defresult, scope, ctx))
+      return derived(parts)
+    }
+    case 'SubLink':
+      return subLink(node, scope, ctx)
+    case 'RowExpr': {
+      const colnames = list(node.colnames).map(str)
+      const fields = list(node.args).map((a, i) => named(colnames[i] ?? `f${i + 1}`, expr(a, scope, ctx)))
+      return {sources: dedupe(fields.flatMap(flatten)), direct: false, unknown: fields.some(anyUnknown), fields}
+    }
+    case 'A_Indirection': {
+      let value = expr(node.arg, scope, ctx)
+      for (const step of list(node.indirection)) {
+        const field = str(step)
+        if (field !== undefined && value.fields) {
+          value = value.fields.find((f) => f.name === field) ?? UNKNOWN
+        } else if (unwrap(step)?.[0] !== 'A_Star') {
+          value = derived([value])
+        }
+      }
+      return value
+    }
+    case 'ResTarget':
+      return expr(node.val, scope, ctx)
+    default:
+      return genericChildren(node, scope, ctx)
+  }
+}
+
+// ---- statements -------------------------------------------------------------------------------
+
+function withCtes(withClause: Node | undefined, outer: Scope | undefined, ctx: Ctx): Scope {
+  const scope: Scope = {rels: [], ctes: new Map(), parent: outer}
+  if (!withClause) return scope
+  for (const c of list(withClause.ctes)) {
+    const cte = unwrap(c)?.[1]
+    if (!cte) continue
+    const name = cte.ctename as string
+    const q = unwrap(cte.ctequery)
+    let cols: NamedLineage[] | undefined
+    if (q && q[0] === 'SelectStmt') {
+      if (withClause.recursive && q[1].op && q[1].op !== 'SETOP_NONE') {
+        // The recursive term refers to the CTE itself: seed it with the non-recursive term.
+        scope.ctes.set(name, renamed(selectOutput(q[1].larg as Node, scope, ctx), {colnames: cte.aliascolnames}))
+      }
+      cols = selectOutput(q[1], scope, ctx)
+    } else if (q) {
+      cols = statementLineage(cte.ctequery as Node, ctx, scope).columns
+    }
+    scope.ctes.set(name, renamed(cols, {colnames: cte.aliascolnames}))
+  }
+  return scope
+}
+
+function targetList(targets: unknown[], scope: Scope, star: NamedLineage[] | undefined, ctx: Ctx): NamedLineage[] | undefined {
+  const out: NamedLineage[] = []
+  for (const t of targets) {
+    const rt = unwrap(t)?.[1]
+    if (!rt) return undefined
+    const val = unwrap(rt.val)
+    if (val && val[0] === 'ColumnRef') {
+      const fields = list(val[1].fields)
+      if (unwrap(fields.at(-1))?.[0] === 'A_Star') {
+        if (fields.length === 1) {
+          if (!star) return undefined
+          out.push(...star)
+        } else {
+          const rel = findRel(scope, str(fields.at(-2)) ?? '')
+          if (!rel?.columns) return undefined
+          out.push(...rel.columns)
+        }
+        continue
+      }
+    }
+    if (val && val[0] === 'A_Indirection' && unwrap(list(val[1].indirection).at(-1))?.[0] === 'A_Star') {
+      // `(composite).*` expands to the composite's fields.
+      const composite = expr({A_Indirection: {...val[1], indirection: list(val[1].indirection).slice(0, -1)}}, scope, ctx)
+      if (!composite.fields) return undefined
+      out.push(...composite.fields)
+      continue
+    }
+    out.push(named((rt.name as string | undefined) ?? outputName(rt.val), expr(rt.val, scope, ctx)))
+  }
+  return out
+}
+
+/** The name PostgreSQL gives an unaliased output column, close enough for documents and reports. */
+function outputName(val: unknown): string {
+  const u = unwrap(val)
+  if (!u) return '?column?'
+  if (u[0] === 'ColumnRef') return str(list(u[1].fields).at(-1)) ?? '?column?'
+  if (u[0] === 'FuncCall') return str(list(u[1].funcname).at(-1)) ?? '?column?'
+  if (u[0] === 'TypeCast') return outputName(u[1].arg)
+  return '?column?'
+}
+
+/** The output columns of a SELECT (or VALUES, or set operation); undefined when not knowable. */
+function selectOutput(sel: Node, outer: Scope | undefined, ctx: Ctx): NamedLineage[] | undefined {
+  const scope = withCtes(sel.withClause as Node | undefined, outer, ctx)
+  if (sel.op && sel.op !== 'SETOP_NONE') {
+    const l = selectOutput(sel.larg as Node, scope, ctx)
+    const r = selectOutput(sel.rarg as Node, scope, ctx)
+    if (!l || !r || l.length !== r.length) return undefined
+    return l.map((c, i) => named(c.name, either(c, r[i]!)))
+  }
+  if (sel.valuesLists) {
+    const rows = list(sel.valuesLists).map((row) => list(unwrap(row)?.[1].items).map((e) => expr(e, scope, ctx)))
+    const width = rows[0]?.length ?? 0
+    return Array.from({length: width}, (_, i) => named(`column${i + 1}`, rows.map((r) => r[i] ?? UNKNOWN).reduce((a, b) => either(a, b), EMPTY)))
+  }
+  const star: NamedLineage[] | undefined = []
+  let starKnown = true
+  for (const item of list(sel.fromClause)) {
+    const res = fromItem(item, scope, ctx)
+    scope.rels.push(...res.visible)
+    if (res.star) star.push(...res.star)
+    else starKnown = false
+  }
+  // Conditions are analysed for what they touch; their values do not reach the output.
+  for (const cond of [sel.whereClause, sel.havingClause]) if (cond) expr(cond, scope, ctx)
+  return targetList(list(sel.targetList), scope, starKnown ? star : undefined, ctx)
+}
+
+function defValue(d: Node): string | boolean | undefined {
+  const arg = unwrap(d.arg)
+  if (!arg) return true
+  if (arg[0] === 'String') return arg[1].sval as string
+  if (arg[0] === 'Boolean') return Boolean(arg[1].boolval)
+  if (arg[0] === 'Integer') return String(arg[1].ival ?? 0)
+  return undefined
+}
+
+function copyShape(node: Node, columns: NamedLineage[] | undefined): CopyShape {
+  const opts = new Map<string, string | boolean | undefined>()
+  for (const o of list(node.options)) {
+    const d = unwrap(o)?.[1]
+    if (d) opts.set(d.defname as string, defValue(d))
+  }
+  const formatOpt = opts.get('format')
+  const format = formatOpt === 'csv' ? 'csv' : formatOpt === 'binary' ? 'binary' : 'text'
+  const quote = typeof opts.get('quote') === 'string' ? (opts.get('quote') as string) : '"'
+  const header = opts.get('header')
+  return {
+    format,
+    delimiter: typeof opts.get('delimiter') === 'string' ? (opts.get('delimiter') as string) : format === 'csv' ? ',' : '\t',
+    quote,
+    escape: typeof opts.get('escape') === 'string' ? (opts.get('escape') as string) : quote,
+    nullString: typeof opts.get('null') === 'string' ? (opts.get('null') as string) : format === 'csv' ? '' : '\\N',
+    header: header === true || header === 'true' || header === 'on' || header === 'match',
+    columns,
+  }
+}
+
+function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | 'opaque' | 'sideChannels'>, ctx: Ctx): StatementLineage {
+  const untraceable: string[] = []
+  const cols = l.columns ?? l.copy?.columns
+  if (ctx.touches) {
+    if ((l.rows !== 'no' || l.copy) && !cols) untraceable.push('the shape of the result could not be determined')
+    for (const c of cols ?? []) if (anyUnknown(c)) untraceable.push(`output column "${c.name}" comes partly from something the analysis cannot follow`)
+  }
+  return {...l, touchesSensitive: ctx.touches, untraceable, opaque: ctx.opaque, sideChannels: [...ctx.sideChannels]}
+}
+
+function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLineage[] | undefined {
+  const scope = withCtes(node.withClause as Node | undefined, outer, ctx)
+  const target = fromItem({RangeVar: node.relation}, scope, ctx)
+  scope.rels.push(...target.visible)
+  const sourceRelation = node.sourceRelation === undefined ? [] : [node.sourceRelation]
+  for (const item of [...list(node.fromClause), ...list(node.usingClause), ...sourceRelation]) scope.rels.push(...fromItem(item, scope, ctx).visible)
+  const sel = unwrap(node.selectStmt)
+  if (sel && sel[0] === 'SelectStmt') selectOutput(sel[1], scope, ctx)
+  // PostgreSQL 18 wraps RETURNING in a clause that may also rename OLD and NEW.
+  const clause = node.returningClause as Node | undefined
+  const returning = [...list(node.returningList), ...list(clause?.exprs)]
+  if (returning.length === 0) return []
+  const own = target.visible[0]!
+  for (const alias of ['old', 'new']) scope.rels.push({...own, alias})
+  for (const o of list(clause?.options)) {
+    const opt = unwrap(o)?.[1]
+    if (opt?.value) scope.rels.push({...own, alias: opt.value as string})
+  }
+  return targetList(returning, scope, target.star, ctx)
+}
+
+function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage {
+  const u = unwrap(stmt)
+  if (!u) return finish({rows: 'maybe'}, {...ctx, touches: true, opaque: true})
+  const [kind, node] = u
+  switch (kind) {
+    case 'SelectStmt': {
+      const columns = selectOutput(node, outer, ctx)
+      if (node.intoClause) return finish({rows: 'no'}, ctx)
+      return finish({rows: 'yes', columns}, ctx)
+    }
+    case 'InsertStmt':
+    case 'UpdateStmt':
+    case 'DeleteStmt':
+    case 'MergeStmt': {
+      const columns = dmlReturning(node, ctx, outer)
+      if (columns && columns.length === 0) return finish({rows: 'no'}, ctx)
+      return finish({rows: 'yes', columns}, ctx)
+    }
+    case 'CopyStmt': {
+      if (node.is_from || node.filename || node.is_program) {
+        if (node.query) selectOutput(unwrap(node.query)?.[1] ?? {}, outer, ctx)
+        return finish({rows: 'no'}, ctx)
+      }
+      let columns: NamedLineage[] | undefined
+      const q = unwrap(node.query)
+      if (q) {
+        columns = q[0] === 'SelectStmt' ? selectOutput(q[1], outer, ctx) : statementLineage(node.query as Node, ctx, outer).columns
+      } else {
+        const rel = fromItem({RangeVar: node.relation}, withCtes(undefined, outer, ctx), ctx).visible[0]!
+        const attlist = list(node.attlist).map(str)
+        columns = rel.columns && attlist.length > 0 ? attlist.map((n) => rel.columns!.find((c) => c.name === n) ?? named(n ?? '?', UNKNOWN)) : rel.columns
+      }
+      return finish({rows: 'no', copy: copyShape(node, columns)}, ctx)
+    }
+    case 'ExplainStmt': {
+      // The plan text names columns and constants from the query, never stored values.
+      statementLineage(node.query as Node, ctx, outer)
+      return finish({rows: 'yes', columns: [named('QUERY PLAN', EMPTY)]}, {...ctx, touches: false})
+    }
+    case 'VariableShowStmt':
+      return finish({rows: 'yes', columns: [named(String(node.name ?? ''), EMPTY)]}, ctx)
+    case 'DeclareCursorStmt': {
+      const inner = statementLineage(node.query as Node, ctx, outer)
+      return {...finish({rows: 'no'}, ctx), defines: {kind: 'cursor', name: node.portalname as string, lineage: inner}}
+    }
+    case 'PrepareStmt': {
+      const inner = statementLineage(node.query as Node, ctx, outer)
+      return {...finish({rows: 'no'}, ctx), defines: {kind: 'prepared', name: node.name as string, lineage: inner}}
+    }
+    case 'FetchStmt':
+      if (node.ismove) return finish({rows: 'no'}, ctx)
+      return {rows: 'yes', touchesSensitive: true, untraceable: [], opaque: false, sideChannels: [], uses: {kind: 'cursor', name: node.portalname as string}}
+    case 'ExecuteStmt':
+      return {rows: 'maybe', touchesSensitive: true, untraceable: [], opaque: false, sideChannels: [], uses: {kind: 'prepared', name: node.name as string}}
+    case 'CallStmt':
+    case 'DoStmt':
+      // Procedure and DO bodies run SQL the analysis never sees; they may return OUT values or raise notices.
+      ctx.touches = true
+      ctx.opaque = true
+      return finish({rows: kind === 'CallStmt' ? 'maybe' : 'no'}, ctx)
+    case 'CreateTableAsStmt': {
+      statementLineage(node.query as Node, ctx, outer)
+      return finish({rows: 'no'}, ctx)
+    }
+    default:
+      return finish({rows: 'no'}, ctx)
+  }
+}
+
+/** Lineage of every statement in a text (a simple Query may hold several). */
+export function analyzeText(sql: string, catalog: Catalog): TextLineage {
+  const parsed = parseSql(sql)
+  if (!parsed.ok) return parsed
+  return {ok: true, statements: parsed.statements.map((s) => statementLineage(s, {catalog, touches: false, opaque: false, sideChannels: [], expanding: new Set(), depth: 0}))}
+}

@@ -1,0 +1,62 @@
+/**
+ * Masking for one tunnel, wired up: the tunnel's own catalog connection, the discovered catalog,
+ * the filter factory, and the proxy hooks that keep the catalog fresh after DDL and forget a
+ * connection's cursors when it closes. The lead composes these hooks with policy and audit.
+ */
+import type {MaskingConfig} from '../config/types.js'
+import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
+import type {UpstreamTarget} from '../proxy/upstream.js'
+import {discoverCatalog, needsRefresh, type Catalog} from './catalog.js'
+import {catalogQueryFor} from './catalog-query.js'
+import {createMaskingFilterFactory, type MaskingFilterFactory, type MaskingIdentity} from './filter.js'
+
+export interface MaskingRuntime {
+  catalog: Catalog
+  factory: MaskingFilterFactory
+  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onConnectionClosed'>>
+  close(): Promise<void>
+}
+
+export interface StartMaskingOptions {
+  target: UpstreamTarget
+  masking: MaskingConfig
+  identity: MaskingIdentity
+  hashKey?: Buffer | string
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void
+}
+
+/**
+ * `CREATE TABLE AS` and `CREATE MATERIALIZED VIEW` complete with a `SELECT n` tag, so the text is
+ * consulted too; a needless refresh costs three catalog queries, a missed one only over-masks.
+ */
+const DDL_TEXT = /\b(create|alter|drop|comment\s+on)\s/i
+
+export function shouldRefresh(event: Pick<StatementEvent, 'commandTags' | 'sql' | 'outcome'>): boolean {
+  if (event.outcome !== 'ok') return false
+  return event.commandTags.some(needsRefresh) || DDL_TEXT.test(event.sql)
+}
+
+export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRuntime> {
+  const query = catalogQueryFor(opts.target)
+  let catalog: Catalog
+  try {
+    catalog = await discoverCatalog(query, opts.masking)
+  } catch (error) {
+    await query.close()
+    throw error
+  }
+  const factory = createMaskingFilterFactory({catalog, masking: opts.masking, identity: opts.identity, hashKey: opts.hashKey})
+  return {
+    catalog,
+    factory,
+    hooks: {
+      resultFilter: factory,
+      onStatement(event) {
+        if (!shouldRefresh(event)) return
+        catalog.refresh().catch((e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`))
+      },
+      onConnectionClosed: (id) => factory.forgetConnection(id),
+    },
+    close: () => query.close(),
+  }
+}

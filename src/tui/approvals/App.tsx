@@ -1,0 +1,178 @@
+/**
+ * `dbgate approve`: pending requests on the left of the reviewer's attention, the selected one in
+ * full below, the keys always on screen. Components take data and callbacks; state lives in
+ * useApprovals.
+ */
+import {Box, Text, useApp, useInput} from 'ink'
+import {useRef} from 'react'
+import {Chalk} from 'chalk'
+import {parseDuration, requestRow, shortDuration} from '../../approvals/format.js'
+import type {RequestView} from '../../approvals/types.js'
+import {requesterLabel} from '../../approvals/types.js'
+import {highlightSql} from '../highlight.js'
+import {selected, useApprovals, visible, type ApprovalsSource, type ApprovalsState, type Mode} from './state.js'
+
+const chalk = new Chalk({level: 1})
+
+export interface ApprovalsAppProps {
+  source: ApprovalsSource
+  /** The reviewer, shown in the header. */
+  reviewer: string
+  refreshMs?: number
+  now?: () => Date
+  /** Default window length offered by `w`. */
+  defaultWindow?: string
+}
+
+export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => new Date(), defaultWindow = '30m'}: ApprovalsAppProps) {
+  const {exit} = useApp()
+  const {state, dispatch, refresh, decide} = useApprovals(source, refreshMs)
+  const current = selected(state)
+  // Ink swaps in a new input handler only after the frame is drawn; reading state through a ref
+  // set during render means a key pressed right after a frame acts on what that frame shows.
+  const latest = useRef({state, current})
+  latest.current = {state, current}
+
+  useInput((input, key) => {
+    const {state, current} = latest.current
+    const mode = state.mode
+    if (mode.kind === 'busy') return
+    if (mode.kind === 'input') {
+      if (key.escape) return dispatch({type: 'cancel-input'})
+      if (key.return) return submit(mode, current)
+      // A paste ending in a newline arrives as one chunk: take it as typed text, then Enter.
+      const newline = input.search(/[\r\n]/)
+      if (newline >= 0) return submit({...mode, text: mode.text + input.slice(0, newline)}, current)
+      if (key.backspace || key.delete) return dispatch({type: 'erase'})
+      if (!key.ctrl && !key.meta && input) dispatch({type: 'type', text: input})
+      return
+    }
+    if (input === 'q' || key.escape) return exit()
+    if (key.upArrow || input === 'k') return dispatch({type: 'move', delta: -1})
+    if (key.downArrow || input === 'j') return dispatch({type: 'move', delta: 1})
+    if (input === 'r') return void refresh()
+    if (input === '/') return dispatch({type: 'start-input', input: 'filter', text: state.filter})
+    if (!current) return
+    if (input === 'a') return void decide({id: current.request.id, action: 'approve'}, `Approving ${current.request.id}…`)
+    if (input === 'd') return dispatch({type: 'start-input', input: 'reason'})
+    if (input === 'w') {
+      if (!current.request.windows) return dispatch({type: 'done', message: {kind: 'error', text: `Target ${current.request.target} does not allow windows (approvals.windows is off).`}})
+      return dispatch({type: 'start-input', input: 'window', text: defaultWindow})
+    }
+  })
+
+  function submit(mode: Extract<Mode, {kind: 'input'}>, current: RequestView | undefined) {
+    if (mode.input === 'filter') return dispatch({type: 'apply-filter', text: mode.text})
+    if (!current) return dispatch({type: 'cancel-input'})
+    if (mode.input === 'reason') {
+      if (!mode.text.trim()) return dispatch({type: 'done', message: {kind: 'error', text: 'A denial needs a reason; the requester sees it.'}})
+      return void decide({id: current.request.id, action: 'deny', reason: mode.text}, `Denying ${current.request.id}…`)
+    }
+    const windowMs = parseDuration(mode.text)
+    if (!windowMs) return dispatch({type: 'done', message: {kind: 'error', text: `${JSON.stringify(mode.text)} is not a duration (try 30m or 2h).`}})
+    return void decide({id: current.request.id, action: 'window', windowMs}, `Granting a ${shortDuration(windowMs)} window on ${current.request.id}…`)
+  }
+
+  return (
+    <Box flexDirection="column">
+      <Header reviewer={reviewer} state={state} />
+      <RequestList views={visible(state)} selectedId={current?.request.id} now={now()} loaded={state.loaded} />
+      {current ? <Detail view={current} now={now()} /> : null}
+      <Status mode={state.mode} message={state.message} loadError={state.loadError} />
+      <KeyBar mode={state.mode} />
+    </Box>
+  )
+}
+
+function Header({reviewer, state}: {reviewer: string; state: ApprovalsState}) {
+  const count = visible(state).length
+  return (
+    <Box>
+      <Text bold>dbgate approvals</Text>
+      <Text> · {reviewer} · {count} pending</Text>
+      {state.filter ? <Text color="yellow"> · filter: {state.filter}</Text> : null}
+    </Box>
+  )
+}
+
+export function RequestList({views, selectedId, now, loaded}: {views: RequestView[]; selectedId?: string; now: Date; loaded: boolean}) {
+  if (!loaded) return <Text dimColor>Loading…</Text>
+  if (views.length === 0) return <Text dimColor>No pending requests for you. This list refreshes by itself.</Text>
+  const rows = views.map((v) => requestRow(v, now))
+  const w = {id: 16, who: Math.max(9, ...rows.map((r) => r.requester.length)), target: Math.max(6, ...rows.map((r) => r.target.length)), cls: 9, age: 7}
+  return (
+    <Box flexDirection="column" marginTop={1}>
+      <Text dimColor>
+        {'  '}
+        {'ID'.padEnd(w.id)} {'REQUESTER'.padEnd(w.who)} {'TARGET'.padEnd(w.target)} {'CLASS'.padEnd(w.cls)} {'AGE'.padEnd(w.age)} LEFT
+      </Text>
+      {rows.map((r) => {
+        const on = r.id === selectedId
+        return (
+          <Text key={r.id} inverse={on}>
+            {on ? '› ' : '  '}
+            {r.id.padEnd(w.id)} {r.requester.padEnd(w.who)} {r.target.padEnd(w.target)} {r.class.padEnd(w.cls)} {r.age.padEnd(w.age)} {r.left}
+          </Text>
+        )
+      })}
+    </Box>
+  )
+}
+
+export function Detail({view, now}: {view: RequestView; now: Date}) {
+  const r = view.request
+  const left = Date.parse(r.expiresAt) - now.getTime()
+  return (
+    <Box flexDirection="column" marginTop={1} borderStyle="round" paddingX={1}>
+      <Text>
+        <Text bold>{r.id}</Text> · {requesterLabel(r.requester)} ({r.requester.groups.join(', ') || 'no groups'}) on {r.target}/{r.database}
+      </Text>
+      <Text>
+        rule <Text color="yellow">{r.ruleId}</Text>: {r.reason}
+      </Text>
+      <Text dimColor>
+        {r.class} · asked {shortDuration(now.getTime() - Date.parse(r.createdAt))} ago · expires in {shortDuration(left)} · reviewers {r.reviewers.join(', ')}
+        {r.windows ? ' · windows allowed' : ''}
+      </Text>
+      <Box marginTop={1}>
+        <Text>{highlightSql(r.sql, chalk)}</Text>
+      </Box>
+      {r.recent.length > 0 ? (
+        <Box flexDirection="column" marginTop={1}>
+          <Text dimColor>Earlier in this session:</Text>
+          {r.recent.map((s, i) => (
+            <Text key={i} dimColor>
+              {'  '}
+              {s.decision === 'allow' ? '✓' : '✗'} {s.sql.replace(/\s+/g, ' ').slice(0, 100)}
+            </Text>
+          ))}
+        </Box>
+      ) : null}
+    </Box>
+  )
+}
+
+function Status({mode, message, loadError}: {mode: Mode; message?: {kind: 'ok' | 'error'; text: string}; loadError?: string}) {
+  if (mode.kind === 'busy') return <Text color="cyan">{mode.label}</Text>
+  if (mode.kind === 'input') {
+    const label = mode.input === 'filter' ? 'Filter' : mode.input === 'reason' ? 'Reason for denying' : 'Window length (e.g. 30m, 2h)'
+    return (
+      <Text>
+        <Text bold>{label}: </Text>
+        {mode.text}
+        <Text inverse> </Text>
+      </Text>
+    )
+  }
+  if (message) return <Text color={message.kind === 'ok' ? 'green' : 'red'}>{message.kind === 'ok' ? '✓ ' : '✗ '}{message.text}</Text>
+  if (loadError) return <Text color="red">Could not refresh: {loadError}</Text>
+  return null
+}
+
+export function KeyBar({mode}: {mode: Mode}) {
+  const keys =
+    mode.kind === 'input'
+      ? 'enter confirm · esc cancel'
+      : '↑/k ↓/j move · a approve · d deny · w window · r refresh · / filter · q quit'
+  return <Text dimColor>{keys}</Text>
+}

@@ -1,0 +1,141 @@
+/**
+ * The approvals screen's state, kept apart from its view: a reducer (pure, tested through the
+ * components) and a hook that wires it to loading, deciding and the refresh timer.
+ */
+import {useCallback, useEffect, useReducer, useRef} from 'react'
+import type {DecideInput} from '../../approvals/review.js'
+import type {RequestView} from '../../approvals/types.js'
+import {requesterLabel} from '../../approvals/types.js'
+
+export type InputKind = 'filter' | 'reason' | 'window'
+
+export type Mode = {kind: 'browse'} | {kind: 'input'; input: InputKind; text: string} | {kind: 'busy'; label: string}
+
+export interface Message {
+  kind: 'ok' | 'error'
+  text: string
+}
+
+export interface ApprovalsState {
+  views: RequestView[]
+  loaded: boolean
+  /** Selection follows the request, not the row, so a refresh that adds rows keeps it in place. */
+  selectedId?: string
+  filter: string
+  mode: Mode
+  message?: Message
+  loadError?: string
+}
+
+export type Action =
+  | {type: 'loaded'; views: RequestView[]}
+  | {type: 'load-failed'; error: string}
+  | {type: 'move'; delta: number}
+  | {type: 'start-input'; input: InputKind; text?: string}
+  | {type: 'type'; text: string}
+  | {type: 'erase'}
+  | {type: 'cancel-input'}
+  | {type: 'apply-filter'; text: string}
+  | {type: 'busy'; label: string}
+  | {type: 'done'; message: Message}
+
+export const initialState: ApprovalsState = {views: [], loaded: false, filter: '', mode: {kind: 'browse'}}
+
+/** Requests matching the filter: any of id, requester, target, class or SQL contains it. */
+export function visible(state: Pick<ApprovalsState, 'views' | 'filter'>): RequestView[] {
+  const f = state.filter.trim().toLowerCase()
+  if (!f) return state.views
+  return state.views.filter((v) => [v.request.id, requesterLabel(v.request.requester), v.request.target, v.request.class, v.request.sql].some((s) => s.toLowerCase().includes(f)))
+}
+
+export function selected(state: ApprovalsState): RequestView | undefined {
+  const list = visible(state)
+  return list.find((v) => v.request.id === state.selectedId) ?? list[0]
+}
+
+export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
+  switch (action.type) {
+    case 'loaded': {
+      const next = {...state, views: action.views, loaded: true, loadError: undefined}
+      return {...next, selectedId: selected(next)?.request.id}
+    }
+    case 'load-failed':
+      return {...state, loaded: true, loadError: action.error}
+    case 'move': {
+      const list = visible(state)
+      if (list.length === 0) return state
+      const at = Math.max(0, list.findIndex((v) => v.request.id === selected(state)?.request.id))
+      const to = Math.min(list.length - 1, Math.max(0, at + action.delta))
+      return {...state, selectedId: list[to]!.request.id, message: undefined}
+    }
+    case 'start-input':
+      return {...state, mode: {kind: 'input', input: action.input, text: action.text ?? ''}, message: undefined}
+    // Appending in the reducer, not the view, so keys typed faster than frames are drawn all land.
+    case 'type':
+      return state.mode.kind === 'input' ? {...state, mode: {...state.mode, text: state.mode.text + action.text}} : state
+    case 'erase':
+      return state.mode.kind === 'input' ? {...state, mode: {...state.mode, text: state.mode.text.slice(0, -1)}} : state
+    case 'cancel-input':
+      return {...state, mode: {kind: 'browse'}}
+    case 'apply-filter': {
+      const next = {...state, filter: action.text, mode: {kind: 'browse'} as Mode}
+      return {...next, selectedId: selected(next)?.request.id}
+    }
+    case 'busy':
+      return {...state, mode: {kind: 'busy', label: action.label}, message: undefined}
+    case 'done':
+      return {...state, mode: {kind: 'browse'}, message: action.message}
+  }
+}
+
+export interface ApprovalsSource {
+  /** Pending requests this reviewer may decide. */
+  load(): Promise<RequestView[]>
+  /** Decides and returns the confirmation to show; throws with a message to show otherwise. */
+  decide(input: DecideInput): Promise<string>
+}
+
+export interface UseApprovals {
+  state: ApprovalsState
+  dispatch: (a: Action) => void
+  refresh(): Promise<void>
+  decide(input: DecideInput, label: string): Promise<void>
+}
+
+export function useApprovals(source: ApprovalsSource, refreshMs: number): UseApprovals {
+  const [state, dispatch] = useReducer(reducer, initialState)
+  const live = useRef(true)
+  const refresh = useCallback(async () => {
+    try {
+      const views = await source.load()
+      if (live.current) dispatch({type: 'loaded', views})
+    } catch (e) {
+      if (live.current) dispatch({type: 'load-failed', error: (e as Error).message})
+    }
+  }, [source])
+  const decide = useCallback(
+    async (input: DecideInput, label: string) => {
+      dispatch({type: 'busy', label})
+      let message: Message
+      try {
+        message = {kind: 'ok', text: await source.decide(input)}
+      } catch (e) {
+        message = {kind: 'error', text: (e as Error).message}
+      }
+      if (!live.current) return
+      dispatch({type: 'done', message})
+      await refresh()
+    },
+    [source, refresh],
+  )
+  useEffect(() => {
+    live.current = true
+    void refresh()
+    const timer = setInterval(() => void refresh(), refreshMs)
+    return () => {
+      live.current = false
+      clearInterval(timer)
+    }
+  }, [refresh, refreshMs])
+  return {state, dispatch, refresh, decide}
+}

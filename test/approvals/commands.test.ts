@@ -1,0 +1,134 @@
+import {writeFile} from 'node:fs/promises'
+import {createServer, type Server} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import path from 'node:path'
+import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
+import ApprovalsList from '../../src/commands/approvals/list.js'
+import Approve from '../../src/commands/approve.js'
+import Deny from '../../src/commands/deny.js'
+import {buildTunnelHooks} from '../../src/connect/hooks.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {people, tempBucketUrl, waitFor, watchNotices, type People} from './helpers.js'
+
+/** The scriptable forms, run in-process as oclif runs them, against a live tunnel and a real IdP. */
+describe('dbgate approvals list / approve / deny', () => {
+  let p: People
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  let configFile: string
+  let hook: Server
+  const posts: string[] = []
+  const saved = {...process.env}
+  let stdout = ''
+
+  function as(user: string) {
+    for (const k of ['DBGATE_TOKEN', 'DBGATE_CLIENT_ID', 'DBGATE_CLIENT_SECRET']) delete process.env[k]
+    Object.assign(process.env, p.env(user), {DBGATE_CONFIG: configFile})
+    stdout = ''
+    vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => void (stdout += `${args.join(' ')}\n`))
+    vi.spyOn(console, 'error').mockImplementation(() => undefined)
+    vi.spyOn(process.stdout, 'write').mockImplementation(() => true)
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
+  }
+  afterEach(() => {
+    vi.restoreAllMocks()
+    process.env = {...saved}
+  })
+
+  beforeAll(async () => {
+    p = await people()
+    db = await createTestDatabase()
+    hook = createServer((req, res) => {
+      let body = ''
+      req.on('data', (d) => (body += d))
+      req.on('end', () => {
+        posts.push(body)
+        res.end('ok')
+      })
+    })
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r))
+    const target = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', `  webhook: http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`].join('\n')
+    const bucketUrl = tempBucketUrl()
+    for (const u of ['alice', 'bob', 'carol']) await p.login(u)
+    t = await openPipelineTunnel(db, target, {
+      top: `bucket: ${bucketUrl}`,
+      identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env('alice')},
+      hooks: (ctx) => buildTunnelHooks({...ctx, approvalPollMs: 100}),
+    })
+    configFile = path.join(p.f.dir, 'dbgate.yaml')
+    const yaml = [
+      `identity:\n  issuer: ${p.f.dev.issuer}\n  clientId: ${p.f.dev.cliClientId}`,
+      `bucket: ${bucketUrl}`,
+      'targets:',
+      '  app:',
+      `    host: ${db.host}`,
+      `    port: ${db.port}`,
+      `    database: ${db.database}`,
+      `    user: ${db.user}`,
+      ...target.split('\n').map((l) => `    ${l}`),
+      '',
+    ].join('\n')
+    await writeFile(configFile, yaml)
+  })
+  afterAll(async () => {
+    await t?.close()
+    await new Promise((r) => hook?.close(r))
+    await p?.close()
+  })
+
+  it('lists a waiting request for a reviewer, approves it by id, and notifies the webhook', async () => {
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table from_cli (id int)')
+    const id = await w.approvalId()
+
+    as('bob')
+    const listed = (await ApprovalsList.run(['--json'])) as {id: string; requester: {email: string}; sealKey?: string; state: string}[]
+    expect(listed.map((r) => r.id)).toEqual([id])
+    expect(listed[0]).toMatchObject({requester: {email: 'alice@example.com'}, state: 'pending'})
+    expect(listed[0]!.sealKey).toBeUndefined()
+
+    as('alice')
+    expect(await ApprovalsList.run(['--json'])).toEqual([])
+
+    as('bob')
+    await expect(Approve.run([id, '--reason', 'ticket OPS-42', '--json'])).resolves.toEqual({id, action: 'approve', reviewer: 'bob@example.com'})
+    await held
+    expect(await withClient(db.url, async (x) => (await x.query("select to_regclass('from_cli') as t")).rows[0].t)).toBe('from_cli')
+    await expect(Approve.run([id])).rejects.toMatchObject({code: 'APPROVAL_ALREADY_DECIDED', message: expect.stringMatching(/bob@example.com approved it .*\(ticket OPS-42\)/), oclif: {exit: 1}})
+
+    await waitFor(() => posts.length >= 2)
+    const texts = posts.map((b) => (JSON.parse(b) as {text: string}).text)
+    expect(texts[0]).toMatch(new RegExp(`alice@example.com asks to run a ddl statement on app .*create table from_cli.*Approval ${id}`))
+    expect(texts[1]).toMatch(new RegExp(`bob@example.com approved ${id} \\(alice@example.com on app\\): ticket OPS-42`))
+  })
+
+  it('denies with a reason the client sees, and insists on one', async () => {
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table denied_from_cli (id int)').catch((e: Error) => e)
+    const id = await w.approvalId()
+    as('bob')
+    await expect(Deny.run([id])).rejects.toMatchObject({oclif: {exit: 2}})
+    await expect(Deny.run([id, '--reason', 'use the migration pipeline'])).resolves.toMatchObject({id, action: 'deny'})
+    expect(stdout).toMatch(new RegExp(`Denied ${id} \\(alice@example.com on app\\)`))
+    expect(await held).toMatchObject({message: `dbgate: approval ${id} denied by bob@example.com: use the migration pipeline`})
+  })
+
+  it('refuses people who may not decide, with exit 4', async () => {
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table nobody (id int)').catch((e: Error) => e)
+    const id = await w.approvalId()
+    as('carol')
+    await expect(Approve.run([id])).rejects.toMatchObject({code: 'APPROVAL_NOT_A_REVIEWER', oclif: {exit: 4}})
+    as('alice')
+    await expect(Approve.run([id])).rejects.toMatchObject({code: 'APPROVAL_SELF', oclif: {exit: 4}})
+    as('bob')
+    await expect(Approve.run([])).rejects.toMatchObject({code: 'APPROVAL_BAD_INPUT', oclif: {exit: 2}})
+    await expect(Approve.run([id, '--window', '30m'])).rejects.toMatchObject({code: 'APPROVAL_BAD_INPUT', message: /does not allow windows/})
+    await Deny.run([id, '--reason', 'cleanup'])
+    await held
+  })
+})

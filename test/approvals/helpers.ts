@@ -1,0 +1,71 @@
+import {mkdtempSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import type pg from 'pg'
+import {reviewerFromSession, type Reviewer} from '../../src/approvals/review.js'
+import {DEV_USERS, type DevUser} from '../../src/dev/oidc-dev-provider.js'
+import {getIdentity} from '../../src/identity/session.js'
+import {openTokenStore} from '../../src/identity/token-store.js'
+import {fixture, loginAs, waitFor, type Fixture} from '../identity/helpers.js'
+
+/** The dev users plus dave (engineering and dba: may request and review) and erin (a second dba). */
+export const APPROVAL_USERS: readonly DevUser[] = [
+  ...DEV_USERS,
+  {id: 'dave', password: 'dave', email: 'dave@example.com', name: 'Dave Example', groups: ['engineering', 'dba']},
+  {id: 'erin', password: 'erin', email: 'erin@example.com', name: 'Erin Example', groups: ['dba']},
+]
+
+export interface People {
+  f: Fixture
+  /** Each user's own token store, as on their own machine. */
+  env(user: string): NodeJS.ProcessEnv
+  login(user: string): Promise<void>
+  reviewer(user: string): Promise<Reviewer>
+  close(): Promise<void>
+}
+
+export async function people(): Promise<People> {
+  const f = await fixture({users: APPROVAL_USERS})
+  const envs = new Map<string, NodeJS.ProcessEnv>()
+  const env = (user: string) => {
+    let e = envs.get(user)
+    if (!e) {
+      e = {DBGATE_KEYRING: 'off', XDG_CONFIG_HOME: path.join(f.dir, `home-${user}`)}
+      envs.set(user, e)
+    }
+    return e
+  }
+  return {
+    f,
+    env,
+    async login(user) {
+      const e = env(user)
+      await loginAs({...f, env: e, store: openTokenStore({env: e})}, {user})
+    },
+    async reviewer(user) {
+      const e = env(user)
+      return reviewerFromSession(await getIdentity(f.config, {env: e, store: openTokenStore({env: e})}))
+    },
+    close: () => f.close(),
+  }
+}
+
+export function tempBucketUrl(): string {
+  return `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-approvals-'))}`
+}
+
+/** Collects a client's notices and returns the approval id once the tunnel says it is waiting. */
+export function watchNotices(c: pg.Client): {notices: string[]; approvalId(): Promise<string>} {
+  const notices: string[] = []
+  c.on('notice', (n) => notices.push(n.message ?? ''))
+  return {
+    notices,
+    async approvalId() {
+      const find = () => notices.map((n) => /waiting for approval (apr-[a-z0-9]+)/.exec(n)?.[1]).find(Boolean)
+      await waitFor(() => find() !== undefined, 15_000)
+      return find()!
+    },
+  }
+}
+
+export {waitFor}

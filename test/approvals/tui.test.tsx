@@ -1,0 +1,194 @@
+import {stripVTControlCharacters} from 'node:util'
+import {render} from 'ink-testing-library'
+import {afterEach, describe, expect, it} from 'vitest'
+import type {DecideInput} from '../../src/approvals/review.js'
+import type {ApprovalRequest, RequestView} from '../../src/approvals/types.js'
+import {ApprovalsApp} from '../../src/tui/approvals/App.js'
+import type {ApprovalsSource} from '../../src/tui/approvals/state.js'
+import {highlightSql} from '../../src/tui/highlight.js'
+import {Chalk} from 'chalk'
+
+const NOW = new Date('2026-11-22T10:00:00Z')
+
+function sampleRequest(over: Partial<ApprovalRequest> = {}): ApprovalRequest {
+  return {
+    v: 1,
+    id: 'apr-k3x9m2p7qa',
+    target: 'prod',
+    database: 'app',
+    requester: {subject: 'alice', email: 'alice@example.com', name: 'Alice Example', groups: ['engineering'], issuer: 'https://login.example.com', kind: 'human'},
+    sessionId: 's-1',
+    connectionId: 1,
+    sql: 'create index concurrently orders_status on orders (status)',
+    statements: [],
+    class: 'ddl',
+    ruleId: 'default.ddl-approval',
+    reason: 'schema changes need a second pair of eyes',
+    reviewers: ['dba'],
+    createdAt: new Date(NOW.getTime() - 95_000).toISOString(),
+    expiresAt: new Date(NOW.getTime() + 805_000).toISOString(),
+    windows: true,
+    sealKey: 'x',
+    host: 'laptop',
+    recent: [{sql: "select count(*) from orders where status = 'new'", decision: 'allow', outcome: 'ok', at: NOW.toISOString()}],
+    ...over,
+  }
+}
+
+const pending = (r: ApprovalRequest): RequestView => ({request: r, state: 'pending'})
+
+/** An in-memory reviewer backend: decisions remove the request, as the real bucket does. */
+function fakeSource(initial: RequestView[], fail?: string): ApprovalsSource & {calls: DecideInput[]; loads: number} {
+  let views = initial
+  const src = {
+    calls: [] as DecideInput[],
+    loads: 0,
+    async load() {
+      src.loads++
+      return views
+    },
+    async decide(input: DecideInput) {
+      src.calls.push(input)
+      if (fail) throw new Error(fail)
+      views = views.filter((v) => v.request.id !== input.id)
+      return `${input.action} ${input.id} done`
+    },
+  }
+  return src
+}
+
+let instance: ReturnType<typeof render> | undefined
+afterEach(() => instance?.unmount())
+
+function start(source: ApprovalsSource, refreshMs = 60_000) {
+  instance = render(<ApprovalsApp source={source} reviewer="bob@example.com" now={() => NOW} refreshMs={refreshMs} />)
+  return instance
+}
+
+const frame = () => stripVTControlCharacters(instance?.lastFrame() ?? '')
+
+/** Waits for the next frame that satisfies `ok`, instead of asserting right after input (ink-testing-library #25). */
+async function until(ok: (f: string) => boolean, timeoutMs = 5000): Promise<string> {
+  const startAt = Date.now()
+  while (!ok(frame())) {
+    if (Date.now() - startAt > timeoutMs) throw new Error(`frame never matched; last frame:\n${frame()}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  return frame()
+}
+
+async function press(keys: string, ok: (f: string) => boolean) {
+  instance!.stdin.write(keys)
+  return until(ok)
+}
+
+describe('dbgate approve (TUI)', () => {
+  const two = () => [pending(sampleRequest()), pending(sampleRequest({id: 'apr-second2222', requester: {...sampleRequest().requester, subject: 'dave', email: 'dave@example.com'}, sql: 'alter table orders add column note text', windows: false}))]
+
+  it('lists pending requests and shows the selected one with its rule, SQL, context and the keys', async () => {
+    start(fakeSource(two()))
+    const f = await until((x) => x.includes('apr-k3x9m2p7qa'))
+    expect(f).toMatch(/dbgate approvals · bob@example.com · 2 pending/)
+    expect(f).toMatch(/› apr-k3x9m2p7qa\s+alice@example.com\s+prod\s+ddl\s+1m35s\s+13m25s/)
+    expect(f).toMatch(/apr-second2222\s+dave@example.com/)
+    expect(f).toMatch(/rule default.ddl-approval: schema changes need a second pair of eyes/)
+    expect(f).toMatch(/create index concurrently orders_status on orders \(status\)/)
+    expect(f).toMatch(/Earlier in this session:[\s│]*✓ select count\(\*\) from orders where status = 'new'/)
+    expect(f).toMatch(/a approve · d deny · w window · r refresh · \/ filter · q quit/)
+  })
+
+  it('moves with j/k and arrows', async () => {
+    start(fakeSource(two()))
+    await until((x) => x.includes('› apr-k3x9m2p7qa'))
+    let f = await press('j', (x) => x.includes('› apr-second2222'))
+    expect(f).toMatch(/alter table orders add column note text/)
+    f = await press('k', (x) => x.includes('› apr-k3x9m2p7qa'))
+    expect(f).toMatch(/create index concurrently/)
+    await press('\u001B[B', (x) => x.includes('› apr-second2222'))
+    await press('\u001B[A', (x) => x.includes('› apr-k3x9m2p7qa'))
+  })
+
+  it('approves the selected request with a, confirms it, and drops it from the list', async () => {
+    const src = fakeSource(two())
+    start(src)
+    await until((x) => x.includes('› apr-k3x9m2p7qa'))
+    const f = await press('a', (x) => x.includes('✓ approve apr-k3x9m2p7qa done'))
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'approve'}])
+    await until((x) => !x.includes('› apr-k3x9m2p7qa') && x.includes('1 pending'))
+    expect(f).toMatch(/✓ approve apr-k3x9m2p7qa done/)
+  })
+
+  it('asks for a reason before denying, and refuses an empty one', async () => {
+    const src = fakeSource(two())
+    start(src)
+    await until((x) => x.includes('› apr-k3x9m2p7qa'))
+    await press('d', (x) => x.includes('Reason for denying:'))
+    expect(frame()).toMatch(/enter confirm · esc cancel/)
+    await press('\r', (x) => x.includes('A denial needs a reason'))
+    expect(src.calls).toEqual([])
+    await press('d', (x) => x.includes('Reason for denying:'))
+    await press('not during the sale', (x) => x.includes('Reason for denying: not during the sale'))
+    await press('\r', (x) => x.includes('✓ deny apr-k3x9m2p7qa done'))
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'deny', reason: 'not during the sale'}])
+  })
+
+  it('takes a pasted reason that ends in a newline as typed and confirmed', async () => {
+    const src = fakeSource(two())
+    start(src)
+    await until((x) => x.includes('› apr-k3x9m2p7qa'))
+    await press('d', (x) => x.includes('Reason for denying:'))
+    await press('pasted reason\r', (x) => x.includes('✓ deny apr-k3x9m2p7qa done'))
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'deny', reason: 'pasted reason'}])
+  })
+
+  it('grants a window with w where the target allows it, and says so where it does not', async () => {
+    const src = fakeSource(two())
+    start(src)
+    await until((x) => x.includes('› apr-k3x9m2p7qa'))
+    await press('w', (x) => x.includes('Window length (e.g. 30m, 2h): 30m'))
+    await press('\r', (x) => x.includes('✓ window apr-k3x9m2p7qa done'))
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'window', windowMs: 30 * 60_000}])
+    await until((x) => x.includes('› apr-second2222'))
+    await press('w', (x) => x.includes('does not allow windows'))
+    expect(src.calls).toHaveLength(1)
+  })
+
+  it('filters with /', async () => {
+    start(fakeSource(two()))
+    await until((x) => x.includes('2 pending'))
+    await press('/', (x) => x.includes('Filter:'))
+    await press('dave', (x) => x.includes('Filter: dave'))
+    const f = await press('\r', (x) => x.includes('filter: dave'))
+    expect(f).toMatch(/1 pending/)
+    expect(f).not.toMatch(/apr-k3x9m2p7qa/)
+    expect(f).toMatch(/› apr-second2222/)
+  })
+
+  it('shows why a decision failed, e.g. when another reviewer won', async () => {
+    start(fakeSource(two(), 'apr-k3x9m2p7qa was already decided: erin@example.com approved it at 2026-11-22T09:59:58Z.'))
+    await until((x) => x.includes('› apr-k3x9m2p7qa'))
+    const f = await press('a', (x) => x.includes('✗ apr-k3x9m2p7qa was already decided'))
+    expect(f).toMatch(/erin@example.com approved it/)
+  })
+
+  it('refreshes by itself', async () => {
+    const views: RequestView[] = []
+    const src: ApprovalsSource = {load: async () => views, decide: async () => ''}
+    start(src, 50)
+    await until((x) => x.includes('No pending requests'))
+    views.push(pending(sampleRequest()))
+    await until((x) => x.includes('› apr-k3x9m2p7qa'))
+  })
+})
+
+describe('highlightSql', () => {
+  it('colours keywords, strings and numbers, and keeps the text', () => {
+    const c = new Chalk({level: 1})
+    const out = highlightSql("delete from t where name = 'x' and id = 42", c)
+    expect(stripVTControlCharacters(out)).toBe("delete from t where name = 'x' and id = 42")
+    expect(out).toContain(c.red.bold('delete'))
+    expect(out).toContain(c.blue.bold('from'))
+    expect(out).toContain(c.green("'x'"))
+    expect(out).toContain(c.cyan('42'))
+  })
+})

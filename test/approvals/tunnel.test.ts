@@ -1,0 +1,344 @@
+import {mkdtempSync} from 'node:fs'
+import net from 'node:net'
+import {tmpdir} from 'node:os'
+import {stripVTControlCharacters} from 'node:util'
+import path from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {decide} from '../../src/approvals/review.js'
+import {seal} from '../../src/approvals/seal.js'
+import {decisionKey, listRequests, readOutcome, readRequest, requestDigest} from '../../src/approvals/store.js'
+import type {ApprovalDecision, ApprovalRequest, DecisionAction} from '../../src/approvals/types.js'
+import {SessionReader} from '../../src/audit/read.js'
+import {renderTimeline} from '../../src/audit/render.js'
+import type {AuditEvent, StatementData} from '../../src/audit/events.js'
+import {openBucket, type Bucket} from '../../src/bucket/index.js'
+import {buildTunnelHooks} from '../../src/connect/hooks.js'
+import type {DbgateConfig} from '../../src/config/types.js'
+import {getIdentity} from '../../src/identity/session.js'
+import {openTokenStore} from '../../src/identity/token-store.js'
+import {encodeCancelRequest} from '../../src/wire/frontend.js'
+import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {people, tempBucketUrl, waitFor, watchNotices, type People} from './helpers.js'
+
+const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', '  windows: true'].join('\n')
+
+/**
+ * Approvals end to end: a real OIDC provider, real PostgreSQL, node-postgres as the waiting
+ * client, and reviewers deciding through the same core the CLI and the TUI call.
+ */
+describe('approvals through the tunnel', () => {
+  let p: People
+  let db: UpstreamInfo
+  let bucketUrl: string
+  let bucket: Bucket
+  let config: DbgateConfig
+  const tunnels: PipelineTunnel[] = []
+
+  async function tunnelAs(user: string, target = TARGET) {
+    const t = await openPipelineTunnel(db, target, {
+      top: `bucket: ${bucketUrl}`,
+      identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env(user)},
+      hooks: (ctx) => buildTunnelHooks({...ctx, approvalPollMs: 100}),
+    })
+    tunnels.push(t)
+    return t
+  }
+
+  /** A decision sealed properly with `user`'s fresh token, written past every check the CLI makes. */
+  async function sealedBy(user: string, request: ApprovalRequest, action: DecisionAction): Promise<ApprovalDecision> {
+    const env = p.env(user)
+    const session = await (await getIdentity(p.f.config, {env, store: openTokenStore({env})})).refresh()
+    const digest = requestDigest(request)
+    const decidedAt = new Date().toISOString()
+    const {subject, email, groups} = session.identity
+    const sealed = {requestId: request.id, requestDigest: digest, action, decidedAt, token: session.token}
+    return {v: 1, requestId: request.id, action, reviewer: {subject, email, groups}, decidedAt, requestDigest: digest, proof: seal(request.sealKey, JSON.stringify(sealed), {requestId: request.id, requestDigest: digest})}
+  }
+
+  const review = async (user: string) => ({bucket, config, reviewer: await p.reviewer(user)})
+  const tableCount = (name: string) => withClient(db.url, async (c) => Number((await c.query('select count(*) from pg_class where relname = $1', [name])).rows[0].count))
+
+  beforeAll(async () => {
+    p = await people()
+    db = await createTestDatabase()
+    bucketUrl = tempBucketUrl()
+    bucket = openBucket(bucketUrl)
+    config = loadedConfig(db, TARGET, `identity:\n  issuer: ${p.f.dev.issuer}\n  clientId: ${p.f.dev.cliClientId}\nbucket: ${bucketUrl}`).config
+    for (const u of ['alice', 'bob', 'carol', 'dave', 'erin']) await p.login(u)
+  })
+  afterAll(async () => {
+    await Promise.all(tunnels.map((t) => t.close().catch(() => {})))
+    await p.close()
+  })
+
+  it('holds a DDL statement until a reviewer approves, then runs it exactly once', async () => {
+    const t = await tunnelAs('alice')
+    const c = await t.client()
+    await c.query('select 1')
+    const w = watchNotices(c)
+    const held = c.query('create table approved_once (id int)')
+    const id = await w.approvalId()
+    expect(w.notices[0]).toMatch(/by a member of dba.*dbgate approve/)
+    expect(await tableCount('approved_once')).toBe(0)
+
+    const request = (await readRequest(bucket, id))!
+    expect(request).toMatchObject({target: 'app', class: 'ddl', requester: {email: 'alice@example.com'}, sql: 'create table approved_once (id int)'})
+    expect(request.recent.map((r) => r.sql)).toEqual(['select 1'])
+    expect(JSON.stringify(request)).not.toMatch(/eyJ/)
+
+    const result = await decide(await review('bob'), {id, action: 'approve', reason: 'schema change ticket 42'})
+    expect(result.decision.reviewer.email).toBe('bob@example.com')
+    await held
+    expect(w.notices.at(-1)).toMatch(new RegExp(`approval ${id} granted by bob@example.com`))
+    expect(await tableCount('approved_once')).toBe(1)
+    // Later messages were held in order behind the approved statement, not run early or twice.
+    await c.query('insert into approved_once values (1)')
+    expect((await c.query('select count(*)::int as n from approved_once')).rows).toEqual([{n: 1}])
+    expect(await readOutcome(bucket, id)).toMatchObject({state: 'approved', reviewer: 'bob@example.com'})
+    // No token reaches the bucket in clear: only the sealed box, which this tunnel alone could open.
+    const raw = (await bucket.get(decisionKey(id))).body.toString()
+    expect(raw).not.toMatch(/eyJ/)
+  })
+
+  it('fails a denied statement with the reviewer and their reason', async () => {
+    const t = tunnels[0]!
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('alter table approved_once add column note text').catch((e: Error & {code?: string}) => e)
+    const id = await w.approvalId()
+    await decide(await review('bob'), {id, action: 'deny', reason: 'not during the sale'})
+    const err = (await held) as Error & {code?: string}
+    expect(err.message).toBe(`dbgate: approval ${id} denied by bob@example.com: not during the sale`)
+    expect(err.code).toBe('42501')
+    const columns = await withClient(db.url, async (x) => (await x.query("select attname from pg_attribute where attrelid = 'approved_once'::regclass and attnum > 0")).rows.map((r) => r.attname))
+    expect(columns).toEqual(['id'])
+  })
+
+  it('refuses a decision file written by hand, records it, and still takes a real one', async () => {
+    const t = tunnels[0]!
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table after_forgery (id int)')
+    const id = await w.approvalId()
+    const request = (await readRequest(bucket, id))!
+    const forged: ApprovalDecision = {
+      v: 1,
+      requestId: id,
+      action: 'approve',
+      reviewer: {subject: 'bob', email: 'bob@example.com', groups: ['dba']},
+      decidedAt: new Date().toISOString(),
+      requestDigest: requestDigest(request),
+      proof: {alg: 'X25519-HKDF-SHA256-A256GCM', epk: request.sealKey, iv: 'AAAAAAAAAAAAAAAA', ct: 'AAAA', tag: 'AAAAAAAAAAAAAAAAAAAAAA=='},
+    }
+    await bucket.put(decisionKey(id), JSON.stringify(forged), {ifNoneMatch: true})
+    await waitFor(() => w.notices.some((n) => /claiming to be from bob@example.com was refused/.test(n)), 15_000)
+    expect(await tableCount('after_forgery')).toBe(0)
+    // The forgery is moved aside, so the real reviewer can still decide once it is gone.
+    let decided = false
+    for (let i = 0; i < 50 && !decided; i++) {
+      decided = await decide(await review('erin'), {id, action: 'approve'}).then(
+        () => true,
+        async (e: {code?: string}) => {
+          if (e.code !== 'APPROVAL_ALREADY_DECIDED') throw e
+          await new Promise((r) => setTimeout(r, 100))
+          return false
+        },
+      )
+    }
+    await held
+    expect(await tableCount('after_forgery')).toBe(1)
+  })
+
+  it('refuses self-approval, at the CLI and in the tunnel even when the CLI is bypassed', async () => {
+    const t = await tunnelAs('dave')
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table self_approved (id int)').catch((e: Error) => e)
+    const id = await w.approvalId()
+    await expect(decide(await review('dave'), {id, action: 'approve'})).rejects.toMatchObject({code: 'APPROVAL_SELF', message: /nobody can decide their own request/})
+
+    // Dave writes the decision himself, sealed properly with his own fresh token.
+    const own = await sealedBy('dave', (await readRequest(bucket, id))!, 'approve')
+    await bucket.put(decisionKey(id), JSON.stringify(own), {ifNoneMatch: true})
+    await waitFor(() => w.notices.some((n) => /cannot decide their own request/.test(n)), 15_000)
+    expect(await tableCount('self_approved')).toBe(0)
+
+    // Carol is signed in but not a reviewer: the CLI says so.
+    await expect(decide(await review('carol'), {id, action: 'approve'})).rejects.toMatchObject({code: 'APPROVAL_NOT_A_REVIEWER'})
+    const s = net.connect({host: '127.0.0.1', port: t.info.port})
+    await new Promise((r) => s.once('connect', r))
+    const {processID, secretKey} = c as unknown as {processID: number; secretKey: number}
+    s.end(encodeCancelRequest(processID, secretKey))
+    expect(await held).toMatchObject({code: '57014', message: `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`})
+  })
+
+  it('refuses a properly sealed decision by a non-reviewer, and an approval of an altered request', async () => {
+    const t = tunnels[0]!
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table tampered (id int)').catch((e: Error) => e)
+    const id = await w.approvalId()
+    const request = (await readRequest(bucket, id))!
+    await bucket.put(decisionKey(id), JSON.stringify(await sealedBy('carol', request, 'approve')), {ifNoneMatch: true})
+    await waitFor(() => w.notices.some((n) => /carol@example.com \(groups: auditors\) is not in a reviewer group of app \(dba\)/.test(n)), 15_000)
+
+    // Someone rewrites the request so the reviewer reads harmless SQL, and bob approves what he read.
+    const shown = {...request, sql: 'create table harmless (id int)'}
+    await waitFor(() => w.notices.filter((n) => n.includes('was refused')).length === 1)
+    let written = false
+    for (let i = 0; i < 50 && !written; i++) {
+      written = await bucket.put(decisionKey(id), JSON.stringify(await sealedBy('bob', shown, 'approve')), {ifNoneMatch: true}).then(
+        () => true,
+        async () => {
+          await new Promise((r) => setTimeout(r, 100))
+          return false
+        },
+      )
+    }
+    await waitFor(() => w.notices.some((n) => /request was altered in the bucket/.test(n)), 15_000)
+    expect(await tableCount('tampered')).toBe(0)
+    const s = net.connect({host: '127.0.0.1', port: t.info.port})
+    await new Promise((r) => s.once('connect', r))
+    const {processID, secretKey} = c as unknown as {processID: number; secretKey: number}
+    s.end(encodeCancelRequest(processID, secretKey))
+    expect(await held).toMatchObject({code: '57014'})
+  })
+
+  it('withdraws the request when the client cancels (Ctrl-C), and reviewers see it', async () => {
+    const t = tunnels[0]!
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table cancelled (id int)').catch((e: Error) => e)
+    const id = await w.approvalId()
+    const s = net.connect({host: '127.0.0.1', port: t.info.port})
+    await new Promise((r) => s.once('connect', r))
+    const {processID, secretKey} = c as unknown as {processID: number; secretKey: number}
+    s.end(encodeCancelRequest(processID, secretKey))
+    expect(await held).toMatchObject({code: '57014'})
+    expect((await readOutcome(bucket, id))?.state).toBe('withdrawn')
+    expect((await listRequests(bucket)).find((v) => v.request.id === id)?.state).toBe('withdrawn')
+    await expect(decide(await review('bob'), {id, action: 'approve'})).rejects.toMatchObject({code: 'APPROVAL_NOT_PENDING'})
+    expect((await c.query('select 2 as still')).rows).toEqual([{still: 2}])
+    expect(await tableCount('cancelled')).toBe(0)
+  })
+
+  it('lets exactly one of two reviewers deciding at once win, and tells the other who did', async () => {
+    const t = tunnels[0]!
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table raced (id int)').catch((e: Error) => e)
+    const id = await w.approvalId()
+    const [bob, erin] = await Promise.all([review('bob'), review('erin')])
+    const results = await Promise.allSettled([decide(bob, {id, action: 'approve'}), decide(erin, {id, action: 'deny', reason: 'no'})])
+    const won = results.filter((r) => r.status === 'fulfilled')
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+    expect(won).toHaveLength(1)
+    expect(lost).toHaveLength(1)
+    expect(lost[0]!.reason).toMatchObject({code: 'APPROVAL_ALREADY_DECIDED', message: /(bob|erin)@example\.com (approved|denied) it/})
+    const outcome = await held
+    const bobWon = results[0]!.status === 'fulfilled'
+    expect(await tableCount('raced')).toBe(bobWon ? 1 : 0)
+    if (!bobWon) expect(outcome).toMatchObject({message: /denied by erin@example.com: no/})
+  })
+
+  it('grants a window: later statements of the class run without asking, until it closes', async () => {
+    const t = tunnels[0]!
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table windowed_1 (id int)')
+    const id = await w.approvalId()
+    await decide(await review('bob'), {id, action: 'window', windowMs: 60_000})
+    await held
+    await c.query('create table windowed_2 (id int)')
+    expect(w.notices.at(-1)).toMatch(new RegExp(`running under the window ${id} granted by bob@example.com`))
+    expect(await tableCount('windowed_2')).toBe(1)
+  })
+
+  it('approves a PREPARE so that later EXECUTEs are judged as what it prepared, and never approves a named Parse', async () => {
+    await withClient(db.url, (x) => x.query('create table items (id int, name text); insert into items values (1, $$a$$)'))
+    const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: updates-need-review\n    match: {command: update}\n    action: require_approval`)
+    const c = await t.client()
+    const w = watchNotices(c)
+    const prepared = c.query('prepare rename_item as update items set name = $1 where id = $2')
+    await decide(await review('bob'), {id: await w.approvalId(), action: 'approve'})
+    await prepared
+    const executed = c.query("execute rename_item('b', 1)").catch((e: Error) => e)
+    await waitFor(() => w.notices.filter((n) => n.includes('waiting for approval')).length === 2, 15_000)
+    const views = await listRequests(bucket)
+    const second = views.find((v) => v.request.sql === "execute rename_item('b', 1)")!
+    expect(second.request).toMatchObject({class: 'write', ruleId: 'updates-need-review'})
+    await decide(await review('bob'), {id: second.request.id, action: 'deny', reason: 'no renames today'})
+    expect(await executed).toMatchObject({message: /denied by bob@example.com: no renames today/})
+
+    const named = await c.query({name: 'mk', text: 'create table named_ddl (id int)'}).catch((e: Error & {hint?: string}) => e)
+    expect(named).toMatchObject({code: '42501', message: /cannot be approved as the named prepared statement "mk"/, hint: /simple query or an unnamed statement/})
+    expect(await tableCount('named_ddl')).toBe(0)
+  })
+
+  it('expires a request nobody decides', async () => {
+    const t = await tunnelAs('alice', TARGET.replace('expiry: 15m', 'expiry: 1s'))
+    const c = await t.client()
+    const w = watchNotices(c)
+    const err = await c.query('create table expired (id int)').catch((e: Error & {code?: string}) => e)
+    expect(err).toMatchObject({code: '42501', message: expect.stringMatching(/^dbgate: approval apr-[a-z0-9]+ expired after 1s with no decision by a member of dba$/)})
+    const id = await w.approvalId()
+    expect((await readOutcome(bucket, id))?.state).toBe('expired')
+    expect(await tableCount('expired')).toBe(0)
+  })
+
+  it('records requests, decisions, refusals and outcomes in the session logs', async () => {
+    await Promise.all(tunnels.splice(0).map((t) => t.close()))
+    const reader = new SessionReader(bucket, mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
+    const events: AuditEvent[] = []
+    for (const s of await reader.list()) events.push(...(await reader.loadSummary(s)).events)
+    const types = new Set(events.map((e) => e.type))
+    for (const t of ['approval.requested', 'approval.decided', 'approval.rejected_decision', 'approval.withdrawn', 'approval.expired']) expect(types, t).toContain(t)
+    const statements = events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData)
+    const approved = statements.find((s) => s.sql === 'create table approved_once (id int)')!
+    expect(approved).toMatchObject({decision: 'approved', outcome: 'ok', class: 'ddl'})
+    expect(approved.approvalId).toMatch(/^apr-/)
+    expect(statements.find((s) => s.sql === 'alter table approved_once add column note text')).toMatchObject({decision: 'approval_denied', outcome: 'rejected'})
+    expect(statements.find((s) => s.sql === 'create table expired (id int)')).toMatchObject({decision: 'approval_timeout'})
+    const decidedEv = events.find((e) => e.type === 'approval.decided' && (e.data as {approvalId: string}).approvalId === approved.approvalId)!
+    expect(decidedEv.data).toMatchObject({decision: 'approved', reviewer: {email: 'bob@example.com', groups: ['dba']}, reason: 'schema change ticket 42'})
+    const refused = events.filter((e) => e.type === 'approval.rejected_decision').map((e) => (e.data as {problem: string}).problem)
+    expect(refused).toEqual(expect.arrayContaining([expect.stringMatching(/not sealed to this tunnel/), expect.stringMatching(/cannot decide their own request/)]))
+    // `sessions show` / `replay` print them as sentences, not raw JSON.
+    const shown = stripVTControlCharacters(renderTimeline(events).join('\n'))
+    expect(shown).toMatch(new RegExp(`APPROVAL REQUESTED ${approved.approvalId} · ddl · rule default.ddl-approval`))
+    expect(shown).toMatch(new RegExp(`APPROVAL GRANTED ${approved.approvalId} by bob@example.com \\(dba\\): schema change ticket 42`))
+    expect(shown).toMatch(/DECISION REFUSED apr-[a-z0-9]+ claiming to be from bob@example.com: its proof was not sealed to this tunnel/)
+    expect(shown).toMatch(/APPROVAL WITHDRAWN apr-/)
+    expect(shown).toMatch(/APPROVAL EXPIRED apr-/)
+    expect(shown).toMatch(new RegExp(`APPROVED ddl · rule default.ddl-approval · approval ${approved.approvalId}`))
+    // Tokens never reach a recording: only their hashes.
+    expect(JSON.stringify(events)).not.toMatch(/eyJ[\w-]+\.eyJ/)
+  })
+})
+
+describe('approvals that cannot work', () => {
+  it('fail at once, saying why, without an identity section or without reviewers', async () => {
+    const db = await createTestDatabase()
+    const anonymous = await openPipelineTunnel(db, 'reviewers: [dba]')
+    try {
+      const c = await anonymous.client()
+      await expect(c.query('create table t (id int)')).rejects.toMatchObject({code: '42501', message: /requires approval.*; approvals need signed-in users$/, hint: /identity:/})
+    } finally {
+      await anonymous.close()
+    }
+    const p = await people()
+    try {
+      await p.login('alice')
+      const unreviewed = await openPipelineTunnel(db, '', {identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env('alice')}})
+      try {
+        const c = await unreviewed.client()
+        await expect(c.query('create table t (id int)')).rejects.toMatchObject({message: 'dbgate: statement requires approval (rule default.ddl-approval) but target app names no reviewers'})
+      } finally {
+        await unreviewed.close()
+      }
+    } finally {
+      await p.close()
+    }
+  })
+})

@@ -1,0 +1,117 @@
+import {beforeAll, describe, expect, it} from 'vitest'
+import {Catalog, classifySnapshot} from '../../src/masking/catalog.js'
+import {DEFAULT_STRATEGIES} from '../../src/masking/categories.js'
+import {maskCopyData, type CopyPlan} from '../../src/masking/copy.js'
+import {analyzeText} from '../../src/masking/lineage.js'
+import {maskNotice, maskNotification, sensitiveNameRules} from '../../src/masking/messages.js'
+import {loadSqlParser} from '../../src/masking/sql.js'
+import {createMasker} from '../../src/masking/strategies.js'
+import type {ValueMasking} from '../../src/masking/values.js'
+
+const catalog = new Catalog(
+  classifySnapshot(
+    {
+      relations: [
+        {
+          oid: 10,
+          schema: 'public',
+          name: 'people',
+          kind: 'table',
+          rowTypeOid: 11,
+          columns: ['id', 'full_name', 'email', 'note'].map((name, i) => ({name, attnum: i + 1, typeOid: i === 0 ? 23 : 25, typeName: i === 0 ? 'int4' : 'text'})),
+        },
+      ],
+      types: [],
+      functions: [],
+    },
+    {mask: [], unmaskColumns: []},
+  ),
+)
+const m: ValueMasking = {masker: createMasker('k'), catalog, strategyOf: (c) => DEFAULT_STRATEGIES[c]}
+const email = {category: 'email', strategy: 'partial'} as const
+
+function copy(sql: string): CopyPlan['shape'] {
+  const r = analyzeText(sql, catalog)
+  if (!r.ok || !r.statements[0]!.copy) throw new Error('not a copy')
+  return r.statements[0]!.copy
+}
+
+beforeAll(async () => {
+  await loadSqlParser()
+})
+
+describe('COPY rows', () => {
+  it('masks text-format fields by position, keeping escapes, NULLs and the line end', () => {
+    const plan: CopyPlan = {shape: copy('copy people to stdout'), categories: [undefined, undefined, email, undefined]}
+    const out = maskCopyData(Buffer.from('1\tAda\\tL\tada@example.com\t\\N\n'), plan, true, m)
+    expect(out?.toString()).toBe('1\tAda\\tL\ta***@example.com\t\\N\n')
+    expect(maskCopyData(Buffer.from('2\tBob\t\\N\tnothing\n'), plan, false, m)).toBeUndefined()
+  })
+
+  it('masks CSV with quotes and a custom delimiter, leaving the header line alone', () => {
+    const plan: CopyPlan = {shape: copy("copy people to stdout (format csv, header, delimiter '|')"), categories: [undefined, {category: 'person_name', strategy: 'redact'}, email, undefined]}
+    expect(maskCopyData(Buffer.from('id|full_name|email|note\n'), plan, true, m)).toBeUndefined()
+    const out = maskCopyData(Buffer.from('1|"Lovelace|Ada"|ada@example.com|"say ""hi"""\n'), plan, false, m)
+    expect(out?.toString()).toBe('1|[redacted]|a***@example.com|"say ""hi"""\n')
+  })
+
+  it('masks every field when the shape is unknown, and scans the rest otherwise', () => {
+    const all: CopyPlan = {shape: copy('copy people to stdout'), categories: 'all'}
+    expect(maskCopyData(Buffer.from('1\tx\n'), all, false, m)?.toString()).toBe('[masked]\t[masked]\n')
+    const scan: CopyPlan = {shape: copy('copy people to stdout'), categories: []}
+    expect(maskCopyData(Buffer.from('1\tmail me at x.y@example.org\n'), scan, false, m)?.toString()).toBe('1\tmail me at x***@example.org\n')
+  })
+
+  it('masks a whole row copied as one field inside, by position', () => {
+    const rules = {byName: new Map([['email', 'email' as const]]), byPosition: [undefined, undefined, 'email' as const, undefined]}
+    const plan: CopyPlan = {shape: copy('copy (select p from people p) to stdout'), categories: [{rules}]}
+    expect(maskCopyData(Buffer.from('(1,"Ada L",ada@example.com,)\n'), plan, false, m)?.toString()).toBe('(1,"Ada L",a***@example.com,)\n')
+  })
+
+  it('sets sensitive binary-format fields to NULL after the signature', () => {
+    const header = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)])
+    const field = (s: string) => {
+      const b = Buffer.alloc(4)
+      b.writeInt32BE(Buffer.byteLength(s))
+      return Buffer.concat([b, Buffer.from(s)])
+    }
+    const count = Buffer.from([0, 2])
+    const chunk = Buffer.concat([header, count, field('1'), field('ada@example.com')])
+    const plan: CopyPlan = {shape: copy('copy people (id, email) to stdout (format binary)'), categories: [undefined, email]}
+    const out = maskCopyData(chunk, plan, true, m)!
+    expect(out.subarray(0, header.length + 2 + 5)).toEqual(Buffer.concat([header, count, field('1')]))
+    expect(out.readInt32BE(header.length + 2 + 5)).toBe(-1)
+    expect(out.length).toBe(header.length + 2 + 5 + 4)
+  })
+})
+
+describe('errors and notices', () => {
+  const touching = analyzeText('select * from people', catalog)
+  const lineage = touching.ok ? touching.statements[0] : undefined
+
+  it('masks the key of a unique violation by the column it names', () => {
+    const out = maskNotice({severity: 'ERROR', code: '23505', message: 'duplicate key value violates unique constraint "people_email_key"', detail: 'Key (email)=(ada@example.com) already exists.', schema: 'public', table: 'people'}, lineage, m)
+    expect(out?.detail).toBe('Key (email)=(a***@example.com) already exists.')
+  })
+
+  it('masks a failing row by position', () => {
+    const out = maskNotice({severity: 'ERROR', code: '23502', message: 'null value in column "note"', detail: 'Failing row contains (1, Ada Lovelace, ada@example.com, null).', schema: 'public', table: 'people'}, lineage, m)
+    expect(out?.detail).toBe('Failing row contains (1, [redacted], a***@example.com, null).')
+  })
+
+  it('masks the quoted input of a data exception in a statement that reads sensitive data', () => {
+    const out = maskNotice({severity: 'ERROR', code: '22P02', message: 'invalid input syntax for type integer: "Ada Lovelace"'}, lineage, m)
+    expect(out?.message).toBe('invalid input syntax for type integer: "[masked]"')
+  })
+
+  it('leaves messages with nothing sensitive untouched', () => {
+    expect(maskNotice({severity: 'NOTICE', code: '00000', message: 'table "x" does not exist, skipping'}, lineage, m)).toBeUndefined()
+  })
+
+  it('masks JSON notification payloads by field name and scans plain ones', () => {
+    const json = maskNotification('{"id": 1, "full_name": "Ada Lovelace", "note": "x"}', sensitiveNameRules(catalog), m)
+    expect(JSON.parse(json!)).toEqual({id: 1, full_name: '[redacted]', note: 'x'})
+    expect(maskNotification('ping ada@example.com', sensitiveNameRules(catalog), m)).toBe('ping a***@example.com')
+    expect(maskNotification('job 42 done', sensitiveNameRules(catalog), m)).toBeUndefined()
+  })
+})
