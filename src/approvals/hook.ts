@@ -285,7 +285,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
       const tag: ApprovalTag = {...decision, approval: {id, decision: 'approved', reviewer}}
       opts.onApproved?.(sql, ctx)
-      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], tag}
+      // One approval covers one execution; a window covers its class for its duration.
+      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], tag, once: dec.action !== 'window'}
     }
   }
 

@@ -1,6 +1,7 @@
 import {randomUUID} from 'node:crypto'
 import type net from 'node:net'
 import {timingSafeEqual} from 'node:crypto'
+import {serialize} from 'pg-protocol'
 import {Backend, Frontend, codeName} from '../wire/codes.js'
 import {Framer, ProtocolError, type Frame} from '../wire/framer.js'
 import {
@@ -88,7 +89,7 @@ interface Run {
 type Pending =
   | {kind: 'query'; run: Run}
   | {kind: 'parse'; run?: Run}
-  | {kind: 'bind'}
+  | {kind: 'bind'; denied?: PgNoticeFields}
   | {kind: 'describe'; target: 'S' | 'P'; name: string; sql?: string; filter?: ResultFilter}
   | {kind: 'execute'; run: Run}
   | {kind: 'close'}
@@ -96,6 +97,8 @@ type Pending =
 
 /** What the replacement for a refused message says to the server: a guaranteed syntax error with no effect. */
 const REFUSED_SQL = 'DBGATE REFUSED STATEMENT'
+/** A prepared statement name no client can have created through the tunnel (it fails to parse as SQL). */
+const REFUSED_STATEMENT = 'dbgate refused binding'
 
 let nextConnectionId = 1
 
@@ -117,6 +120,8 @@ export class ClientConnection {
   private txStatus: 'I' | 'T' | 'E' = 'I'
   private readonly pending: Pending[] = []
   private readonly statements = new Map<string, {sql: string; verdict: StatementVerdict}>()
+  /** Statements allowed for one execution that have been bound once already. */
+  private readonly spent = new WeakSet<object>()
   private readonly portals = new Map<string, {sql: string; statementName: string; params: (string | null)[] | undefined; resultFormats: number[]; verdict: StatementVerdict}>()
   private readonly rowDescriptions = new Map<string, FieldDescription[]>()
   private sessionFilter: ResultFilter | undefined
@@ -397,6 +402,7 @@ export class ClientConnection {
       }
       case Frontend.Parse: {
         const parse = decodeParse(frame.body)
+        if (parse.name === REFUSED_STATEMENT) throw new ProtocolError(`the prepared statement name "${REFUSED_STATEMENT}" is reserved by dbgate`)
         this.judge(parse.text, 'parse', parse.name, frame, (verdict) => {
           if (verdict.action === 'reject') {
             const run = this.newRun(parse.text, 'parse', verdict, parse.name)
@@ -415,6 +421,23 @@ export class ClientConnection {
       case Frontend.Bind: {
         const bind = decodeBind(frame.body)
         const stmt = this.statements.get(bind.statement)
+        if (stmt?.verdict.action === 'allow' && stmt.verdict.once) {
+          if (this.spent.has(stmt)) {
+            // Send a Bind the server is sure to refuse, so it discards up to Sync as for any error.
+            this.upstreamOut.push(serialize.bind({statement: REFUSED_STATEMENT}))
+            this.pending.push({
+              kind: 'bind',
+              denied: {
+                severity: 'ERROR',
+                code: '42501',
+                message: 'dbgate: this statement was approved for one execution, and it has run',
+                hint: 'Send it again (Parse) to have it judged again.',
+              },
+            })
+            return
+          }
+          this.spent.add(stmt)
+        }
         if (stmt) {
           // Parameters as text only feed the statement event; without a listener they are not made.
           const params = this.env.hooks.onStatement ? paramsAsText(bind.params, bind.paramFormats) : undefined
@@ -686,7 +709,9 @@ export class ClientConnection {
     let run = this.currentRun(head)
     if (!run && head?.kind === 'parse') run = head.run
     let out: Buffer = frame.raw
-    if (run?.denied) {
+    if (head?.kind === 'bind' && head.denied) {
+      out = encodeError(head.denied)
+    } else if (run?.denied) {
       out = encodeError(run.denied)
       run.error = {code: run.denied.code, message: run.denied.message}
     } else {

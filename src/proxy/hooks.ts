@@ -38,7 +38,11 @@ export interface StatementContext {
 }
 
 export type StatementVerdict =
-  | {action: 'allow'; notices?: PgNoticeFields[]; tag?: unknown}
+  /**
+   * `once`: the statement may run exactly once (an approval covers one execution). A Parse
+   * allowed this way can be bound once; binding it again is refused.
+   */
+  | {action: 'allow'; notices?: PgNoticeFields[]; tag?: unknown; once?: boolean}
   | {action: 'reject'; error: PgNoticeFields; tag?: unknown}
 
 /**

@@ -203,6 +203,23 @@ describe('the policy and result hooks', () => {
     await waiting.close()
   })
 
+  it('refuses to bind again a statement that was allowed for one execution', async () => {
+    const once = await startTunnel(db, {statement: (sql) => (/just once/.test(sql) ? {action: 'allow', once: true} : {action: 'allow'})})
+    const raw = await RawClient.connect(once.port, {password: once.secret, database: db.database})
+    raw.send(serialize.parse({text: "insert into secrets values (50, 'just once')"}), serialize.bind({}), serialize.execute({}), serialize.sync())
+    expect(codes(await raw.untilReady())).toBe('12CZ')
+    raw.send(serialize.bind({}), serialize.execute({}), serialize.sync())
+    const again = await raw.untilReady()
+    expect(codes(again)).toBe('EZ')
+    expect(errorOf(again)?.message).toBe('dbgate: this statement was approved for one execution, and it has run')
+    raw.send(serialize.parse({text: "insert into secrets values (51, 'just once')"}), serialize.bind({}), serialize.execute({}), serialize.sync())
+    expect(codes(await raw.untilReady())).toBe('12CZ')
+    const n = await withClient(db.url, (a) => a.query("select count(*)::int n from secrets where v = 'just once'"))
+    expect(n.rows[0].n).toBe(2)
+    raw.end()
+    await once.close()
+  })
+
   it('fails closed when the hook throws', async () => {
     const broken = await startTunnel(db, {
       statement: () => {
