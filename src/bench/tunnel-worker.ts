@@ -1,0 +1,92 @@
+/**
+ * One dbgate tunnel in a process of its own, so that its CPU and memory are measured apart from
+ * the benchmark's clients. Built exactly as `dbgate connect` builds it (`openTunnel` with
+ * `buildTunnelHooks`), with the features named in the brief switched off.
+ *
+ * Protocol with the parent (IPC): the worker sends `{type: 'ready', url, host, port, user,
+ * password, database}` once listening; it answers `{type: 'memory'}` with `{type: 'memory', ...}`
+ * and `{type: 'close'}` by closing the tunnel and exiting. It exits by itself if the parent goes.
+ */
+import {parseConfigText} from '../config/parse.js'
+import {ALL_FEATURES, buildTunnelHooks, type TunnelFeatures} from '../connect/hooks.js'
+import {openTunnel} from '../connect/open.js'
+
+export interface WorkerBrief {
+  pg: {host: string; port: number; database: string; user: string; password: string}
+  /** Features switched off; the rest stay on. */
+  off: (keyof TunnelFeatures)[]
+  /** A private data directory for whatever the pipeline keeps on disk (recordings, spools). */
+  dataDir: string
+}
+
+export type WorkerMessage =
+  | {type: 'ready'; host: string; port: number; user: string; password: string; database: string; features: Record<string, boolean>}
+  | {type: 'memory'; rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; connections: number}
+  | {type: 'error'; message: string}
+
+export type ParentMessage = {type: 'memory'} | {type: 'close'}
+
+function send(message: WorkerMessage): void {
+  process.send?.(message)
+}
+
+function yamlString(s: string): string {
+  return JSON.stringify(s)
+}
+
+async function main(): Promise<void> {
+  const raw = process.env.DBGATE_BENCH_WORKER
+  if (!raw || !process.send) throw new Error('tunnel-worker is started by the benchmark (dist/bench/run.js), not by hand')
+  const brief = JSON.parse(raw) as WorkerBrief
+  const env: NodeJS.ProcessEnv = {BENCH_PG_PASSWORD: brief.pg.password, XDG_DATA_HOME: brief.dataDir, XDG_STATE_HOME: brief.dataDir, XDG_CACHE_HOME: brief.dataDir}
+  const text = [
+    'targets:',
+    '  bench:',
+    `    host: ${yamlString(brief.pg.host)}`,
+    `    port: ${brief.pg.port}`,
+    `    database: ${yamlString(brief.pg.database)}`,
+    `    user: ${yamlString(brief.pg.user)}`,
+    '    password: env:BENCH_PG_PASSWORD',
+    '    tls: disable',
+    '',
+  ].join('\n')
+  const fileName = `${brief.dataDir}/dbgate.yaml`
+  const loaded = {path: fileName, ...parseConfigText(text, fileName, {env, homeDir: brief.dataDir})}
+  const features = Object.fromEntries(Object.keys(ALL_FEATURES).map((k) => [k, !brief.off.includes(k as keyof TunnelFeatures)])) as unknown as TunnelFeatures
+  const opened = await openTunnel({
+    loaded,
+    targetName: 'bench',
+    env,
+    hooks: (ctx) => buildTunnelHooks({...ctx, features}),
+    log: (level, message) => {
+      if (level !== 'info') process.stderr.write(`tunnel-worker ${level}: ${message}\n`)
+    },
+  })
+  let closing = false
+  const close = async (): Promise<void> => {
+    if (closing) return
+    closing = true
+    await opened.close(200).catch(() => {})
+    process.exit(0)
+  }
+  process.on('disconnect', () => void close())
+  process.on('SIGTERM', () => void close())
+  process.on('SIGINT', () => void close())
+  process.on('message', (m: ParentMessage) => {
+    if (m.type === 'close') void close()
+    else if (m.type === 'memory') {
+      const gc = (globalThis as {gc?: () => void}).gc
+      gc?.()
+      const u = process.memoryUsage()
+      send({type: 'memory', rss: u.rss, heapUsed: u.heapUsed, heapTotal: u.heapTotal, external: u.external, arrayBuffers: u.arrayBuffers, connections: opened.tunnel.connectionCount})
+    }
+  })
+  const info = opened.info
+  send({type: 'ready', host: info.host, port: info.port, user: info.user, password: info.password, database: info.database, features: {...features}})
+}
+
+main().catch((error: unknown) => {
+  send({type: 'error', message: (error as Error).message})
+  process.exitCode = 1
+  setTimeout(() => process.exit(1), 100).unref()
+})
