@@ -152,13 +152,35 @@ export function ensureParser(): Promise<void> {
   return parserReady
 }
 
-export function normalizeSql(sql: string): {normalized: string | null; fingerprint: string | null} {
+type Normalized = {normalized: string | null; fingerprint: string | null}
+
+/**
+ * Normalizing parses the text twice; clients repeat the same texts (prepared statements, ORMs),
+ * so the answers are kept for recent texts, least recently used dropped first.
+ */
+const normalizedCache = new Map<string, Normalized>()
+const NORMALIZED_CACHE_ENTRIES = 4096
+const NORMALIZED_CACHE_MAX_TEXT = 16 * 1024
+
+export function normalizeSql(sql: string): Normalized {
+  const hit = normalizedCache.get(sql)
+  if (hit) {
+    normalizedCache.delete(sql)
+    normalizedCache.set(sql, hit)
+    return hit
+  }
+  let out: Normalized
   try {
-    return {normalized: normalizeSync(sql), fingerprint: fingerprintSync(sql)}
+    out = {normalized: normalizeSync(sql), fingerprint: fingerprintSync(sql)}
   } catch {
     // Unparseable text is still recorded verbatim; it is usually exactly what an auditor wants to see.
-    return {normalized: null, fingerprint: null}
+    out = {normalized: null, fingerprint: null}
   }
+  if (sql.length <= NORMALIZED_CACHE_MAX_TEXT) {
+    normalizedCache.set(sql, out)
+    if (normalizedCache.size > NORMALIZED_CACHE_ENTRIES) normalizedCache.delete(normalizedCache.keys().next().value!)
+  }
+  return out
 }
 
 export function clampPreview(preview: ResultPreview | undefined, maxRows: number): ResultPreview | undefined {
