@@ -61,6 +61,8 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
     onStatement: chain(masking?.hooks.onStatement, recording?.hooks.onStatement),
     onConnectionClosed: masking?.hooks.onConnectionClosed,
     dispose,
+    // Previews are only of masked rows; without masking there is nothing safe to keep.
+    previewRows: recording && masking ? ctx.config.recording.previewRows : 0,
   }
   if (!features.guardrails) return base
   const policy = createStatementHook({

@@ -81,6 +81,7 @@ export function describeStatement(event: StatementEvent, maskText?: (text: strin
     ruleId: decisive?.ruleId,
     ...(approval ? {approvalId: approval.id} : {}),
     tables,
+    ...(event.preview ? {preview: event.preview} : {}),
     ...maskingDetails(event, maskText),
   }
 }

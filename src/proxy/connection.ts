@@ -79,6 +79,8 @@ interface Run {
   filter?: ResultFilter
   /** For an Execute: the portal, whose description may arrive after the Execute was sent. */
   portal?: string
+  /** The first rows as sent to the client, after the result filter. */
+  preview?: {columns: string[]; rows: (string | null)[][]}
   fields?: FieldDescription[]
   error?: {code: string; message: string}
   /** The client-facing error that replaces the server's answer to a denied statement. */
@@ -603,6 +605,8 @@ export class ClientConnection {
         if (filter?.dataRow) {
           const values = decodeDataRow(frame.body)
           const out = filter.dataRow(values, run ? this.fieldsOf(run) : undefined)
+          // Only rows that went through the masking filter are kept for the recording's preview.
+          if (run && run.dataRows <= this.previewRows) this.keepPreviewRow(run, out ?? values)
           if (out) return this.toClient(encodeDataRow(out))
         }
         return this.toClient(frame.raw)
@@ -749,6 +753,17 @@ export class ClientConnection {
     return run.fields
   }
 
+  private get previewRows(): number {
+    return this.env.hooks.previewRows ?? 0
+  }
+
+  /** The first rows of a result as the client received them (masked), for the session log. */
+  private keepPreviewRow(run: Run, values: (Buffer | null)[]): void {
+    const fields = this.fieldsOf(run)
+    run.preview ??= {columns: fields ? fields.map((f) => f.name) : values.map((_, i) => `column${i + 1}`), rows: []}
+    run.preview.rows.push(values.map((v, i) => (v === null ? null : fields?.[i]?.format === 1 ? '<binary>' : v.toString('utf8'))))
+  }
+
   private currentRun(head: Pending | undefined): Run | undefined {
     if (!head) return undefined
     if (head.kind === 'query' || head.kind === 'execute') return head.run
@@ -773,6 +788,7 @@ export class ClientConnection {
       outcome: run.denied ? 'rejected' : outcome,
       error: run.error,
       resultFilter: run.filter,
+      preview: run.preview && {...run.preview, truncated: run.dataRows > run.preview.rows.length},
     }
     this.safely(() => hook(event))
   }

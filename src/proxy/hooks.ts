@@ -103,6 +103,8 @@ export interface StatementEvent {
   error?: {code: string; message: string}
   /** The result filter that saw this statement's results, so the recorder can ask what it masked. */
   resultFilter?: ResultFilter
+  /** The first rows as the client received them, when a result filter (masking) handled them. */
+  preview?: {columns: string[]; rows: (string | null)[][]; truncated: boolean}
 }
 
 export interface SessionInfo {
@@ -129,4 +131,6 @@ export interface ProxyHooks {
   onConnectionClosed?: (connectionId: number) => void
   /** Called once when the tunnel has closed every connection: flush, ship, release. */
   dispose?: () => Promise<void>
+  /** How many rows of each result to keep for `StatementEvent.preview` (0: none). */
+  previewRows?: number
 }
