@@ -100,6 +100,8 @@ async function poll(
 ): Promise<client.TokenEndpointResponse> {
   // openid-client only applies its expires_in timeout when no signal is given, so combine both. The
   // local deadline gets a little slack so the IdP's own expired_token answer normally wins.
+  // Measured from when we got the code, so a little later than the IdP's own clock says.
+  const expiresAt = Date.now() + authorization.expires_in * 1000
   const deadline = AbortSignal.timeout((authorization.expires_in + 10) * 1000)
   const pollingSignal = signal ? AbortSignal.any([signal, deadline]) : deadline
   // openid-client notices an abort only between its (up to 5 s) sleeps; Ctrl-C must answer at once.
@@ -119,6 +121,11 @@ async function poll(
         throw new LoginDeniedError((error as client.ResponseBodyError).error_description, {cause: error})
       case 'expired_token':
         throw new LoginExpiredError({cause: error})
+      case 'invalid_grant':
+        // Some IdPs (oidc-provider among them) forget a code once it has expired and then call it
+        // unknown rather than expired; past its lifetime that is the same thing to the user.
+        if (Date.now() >= expiresAt - 2000) throw new LoginExpiredError({cause: error})
+        throw toIdentityError(error, oidc.serverMetadata().issuer)
       default:
         throw toIdentityError(error, oidc.serverMetadata().issuer)
     }
