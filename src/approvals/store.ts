@@ -6,6 +6,7 @@
  *   rejected/<id>/<ts>.json  decisions the tunnel refused, moved aside so a real reviewer can still decide
  *   windows/<id>.json     windows the tunnel verified, for people to see
  */
+import {canonicalJson} from '../util/canonical-json.js'
 import {createHash, randomBytes} from 'node:crypto'
 import {isBucketError, OBJECT_EXISTS, OBJECT_NOT_FOUND, type Bucket} from '../bucket/index.js'
 import type {ApprovalDecision, ApprovalOutcome, ApprovalRequest, ApprovalWindow, RequestView} from './types.js'
@@ -30,16 +31,6 @@ export function isApprovalId(id: string): boolean {
   return /^apr-[a-z0-9]{4,32}$/.test(id)
 }
 
-/** JSON with sorted keys, so the digest does not depend on how a reader re-serializes the object. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined)
-    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
-  }
-  return JSON.stringify(value)
-}
 
 export function requestDigest(req: ApprovalRequest): string {
   return createHash('sha256').update(canonicalJson(req)).digest('hex')

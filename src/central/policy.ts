@@ -1,3 +1,4 @@
+import {canonicalJson} from '../util/canonical-json.js'
 import {createHash, createPublicKey, verify} from 'node:crypto'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
@@ -45,16 +46,6 @@ export class PolicyStoreError extends Error {
   }
 }
 
-/** JSON with keys sorted at every level, so the bytes signed do not depend on key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined)
-    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
-  }
-  return JSON.stringify(value)
-}
 
 const DOMAIN = 'dbgate policy v1\n'
 const message = (doc: Omit<PublishedPolicy, 'sig'>): Buffer => Buffer.from(DOMAIN + canonicalJson(doc))
