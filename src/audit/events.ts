@@ -10,19 +10,8 @@ import type {ProtocolPath, StatementEvent} from '../proxy/hooks.js'
 
 export type KnownEventType = 'session.start' | 'statement' | 'session.end' | 'session.interrupted' | 'checkpoint'
 
-/** The identity as recorded: everything in Identity except the token, which is never seen here. */
-export interface RecordedIdentity {
-  subject: string
-  email?: string
-  name?: string
-  groups: string[]
-  issuer: string
-  kind: 'human' | 'service'
-  tokenHash: string
-  tokenId?: string
-  clientId?: string
-  expiresAt: string
-}
+/** The identity as recorded (Identity never holds a token), with its expiry as an ISO string. */
+export type RecordedIdentity = Omit<Identity, 'expiresAt'> & {expiresAt: string}
 
 export interface SessionStartData {
   sessionId: string
