@@ -8,14 +8,7 @@ import type {Identity} from '../identity/types.js'
 export const APPROVALS_VERSION = 1
 
 /** Who asked, as reviewers see them: identity fields only, never a token or its hash. */
-export interface Requester {
-  subject: string
-  email?: string
-  name?: string
-  groups: string[]
-  issuer: string
-  kind: Identity['kind']
-}
+export type Requester = Pick<Identity, 'subject' | 'email' | 'name' | 'groups' | 'issuer' | 'kind'>
 
 export interface RequestedStatement {
   text: string
