@@ -60,6 +60,8 @@ export interface StatementData {
   outcome: StatementEvent['outcome']
   tables: string[]
   maskedColumns: string[]
+  /** Values the result pipeline replaced in this statement's output; absent in recordings made before it was counted. */
+  maskedValues?: number
   error?: {sqlstate: string; message: string}
   preview?: ResultPreview
 }
@@ -129,6 +131,7 @@ export interface StatementDetails {
   approvalId?: string
   tables?: string[]
   maskedColumns?: string[]
+  maskedValues?: number
   preview?: ResultPreview
   /** Replaces `event.params`, for callers that mask parameters after the tunnel reports them. */
   params?: (string | null)[]
@@ -209,6 +212,7 @@ export function statementData(ev: StatementEvent, details: StatementDetails, pre
     outcome: ev.outcome,
     tables: details.tables ?? [],
     maskedColumns: details.maskedColumns ?? [],
+    ...(details.maskedValues !== undefined ? {maskedValues: details.maskedValues} : {}),
     ...(error ? {error} : {}),
     ...(preview ? {preview} : {}),
   }

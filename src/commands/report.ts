@@ -1,0 +1,89 @@
+import {readFile} from 'node:fs/promises'
+import {resolve} from 'node:path'
+import {Command, Flags} from '@oclif/core'
+import chalk from 'chalk'
+import {bucketFlags, resolveBucket} from '../audit/cli.js'
+import {parseWhen} from '../audit/read.js'
+import {parsePublishedKey, type KeyRing} from '../audit/signing.js'
+import {toCliError} from '../cli/errors.js'
+import {dbgateVersion} from '../connect/recording.js'
+import {FRAMEWORKS, type Framework, type Report} from '../report/model.js'
+import {produceReport} from '../report/produce.js'
+
+export default class ReportCommand extends Command {
+  static override summary = 'Write compliance evidence for a period: report.html, report.json and report.md.'
+  static override description = `Reads the recorded sessions of the period from the bucket (through the same local cache as \`dbgate sessions\`), verifies every log against the published signing keys, and writes into --out:
+
+  report.html  one self-contained page: summary, charts, privileged and destructive attempts, approvals, identities, sessions needing attention, a section per control, and the integrity of every log
+  report.json  the same figures, for tracking and for other tools
+  report.md    a short version for tickets
+
+The report states its period, its sources and every gap (days with no logs, logs that fail verification, unfinished sessions) rather than leaving them out. SQL is shown normalized (literals replaced by $1, $2, …) unless --full-sql is given.`
+  static override examples = [
+    '$ dbgate report --since 30d --out evidence/2026-11',
+    '$ dbgate report --since 2026-07-01 --until 2026-09-30 --target prod --framework soc2 --out soc2-q3',
+    '$ dbgate report --since 90d --framework iso27001 --framework fedramp --out evidence --json',
+  ]
+  static override enableJsonFlag = true
+  static override flags = {
+    ...bucketFlags,
+    since: Flags.string({summary: 'Start of the period: a duration before now (30d, 12w) or an ISO date.', default: '30d', helpValue: '<when>'}),
+    until: Flags.string({summary: 'End of the period: a duration before now or an ISO date (a bare date means the end of that day). Default: now.', helpValue: '<when>'}),
+    target: Flags.string({char: 't', summary: 'Only sessions on this target.', helpValue: '<name>'}),
+    framework: Flags.string({summary: 'Map evidence to this framework\'s controls (repeatable). Default: all three.', options: [...FRAMEWORKS], multiple: true}),
+    out: Flags.string({char: 'o', summary: 'Directory to write the report into (created if missing).', default: 'dbgate-report', helpValue: '<dir>'}),
+    'full-sql': Flags.boolean({summary: 'Show statements as recorded, literals included, instead of normalized.', default: false}),
+    key: Flags.string({summary: 'Trust this published key file instead of the bucket\'s keys/ (repeatable).', multiple: true, helpValue: '<key.json>'}),
+  }
+
+  async run(): Promise<{files: {html: string; json: string; md: string}; summary: Report['summary']; gaps: Report['gaps']}> {
+    const {flags} = await this.parse(ReportCommand)
+    const now = new Date()
+    const since = parseWhen(flags.since, now)
+    const until = flags.until ? endOfDayIfDate(flags.until, parseWhen(flags.until, now)) : now
+    const {bucket} = await resolveBucket(flags, this)
+    let keys: KeyRing | undefined
+    if (flags.key) {
+      keys = new Map()
+      for (const path of flags.key) {
+        const doc = parsePublishedKey(await readFile(path, 'utf8'))
+        keys.set(doc.keyId, doc)
+      }
+    }
+    const frameworks = (flags.framework ?? [...FRAMEWORKS]) as Framework[]
+    const progress = process.stderr.isTTY && !this.jsonEnabled()
+    const {report, files} = await produceReport({
+      bucket,
+      since,
+      until,
+      target: flags.target,
+      frameworks: [...new Set(frameworks)],
+      outDir: resolve(flags.out),
+      fullSql: flags['full-sql'],
+      keys,
+      generator: `dbgate ${dbgateVersion()}`,
+      now,
+      onSession: progress ? (done, total) => process.stderr.write(`\rreading sessions ${done}/${total}`) : undefined,
+    })
+    if (progress && report.summary.sessions) process.stderr.write('\n')
+    const s = report.summary
+    this.log(`Report for ${report.period.since.slice(0, 10)} to ${report.period.until.slice(0, 10)} from ${report.sources.bucket}:`)
+    this.log(`  ${s.sessions} sessions, ${s.identities} identities, ${s.statements} statements, ${s.denied} denied, ${s.approved} approvals granted, ${s.maskedValues} values masked`)
+    const verified = report.integrity.filter((i) => i.result === 'verified').length
+    this.log(`  ${verified} of ${report.integrity.length} logs verified${s.logsFailingVerification ? chalk.red(`, ${s.logsFailingVerification} failing`) : ''}`)
+    for (const g of report.gaps) this.log(chalk.yellow(`  gap: ${g.message}`))
+    this.log(`Wrote ${files.html}`)
+    this.log(`      ${files.json}`)
+    this.log(`      ${files.md}`)
+    return {files, summary: s, gaps: report.gaps}
+  }
+
+  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
+  }
+}
+
+/** `--until 2026-09-30` means through the end of that day, not its first millisecond. */
+function endOfDayIfDate(text: string, parsed: Date): Date {
+  return /^\d{4}-\d{2}-\d{2}$/.test(text.trim()) ? new Date(parsed.getTime() + 86_400_000 - 1) : parsed
+}

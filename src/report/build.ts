@@ -1,0 +1,364 @@
+/**
+ * From verified session logs to the figures of a report. Pure: the sessions, their verification and
+ * the period come in, a `Report` comes out, so every figure can be checked against known sessions.
+ */
+import type {AuditEvent, SessionStartData, StatementData} from '../audit/events.js'
+import {isDenied} from '../audit/events.js'
+import type {SessionSummary} from '../audit/index-cache.js'
+import type {VerifyResult} from '../audit/verify.js'
+import {buildControls} from './controls.js'
+import type {ApprovalRow, Attempt, AttentionRow, DailyFigures, Framework, Gap, IdentityRow, IntegrityResult, IntegrityRow, Report, SessionRow, Sources, Summary} from './model.js'
+import {riskOf} from './risk.js'
+
+export interface ReportSession {
+  summary: SessionSummary
+  events: AuditEvent[]
+  verification: VerifyResult
+}
+
+export interface BuildOptions {
+  since: Date
+  until: Date
+  target?: string
+  frameworks: readonly Framework[]
+  sources: Omit<Sources, 'sessionLogs' | 'earliestSession' | 'latestSession'>
+  generatedAt: Date
+  generator: string
+  /** Show statements as recorded, literals included; by default the normalized text ($1, $2 for literals). */
+  fullSql?: boolean
+  /** Masks free text that could not be normalized (an unparseable statement) before it is shown. */
+  maskText?: (text: string) => string
+}
+
+const TOP = 10
+const DAY_MS = 86_400_000
+
+export function utcDay(iso: string | Date): string {
+  return (typeof iso === 'string' ? new Date(iso) : iso).toISOString().slice(0, 10)
+}
+
+/** Every UTC day from `since` to `until`, both included. */
+export function daysBetween(since: Date, until: Date): string[] {
+  const out: string[] = []
+  const first = Date.UTC(since.getUTCFullYear(), since.getUTCMonth(), since.getUTCDate())
+  for (let t = first; t <= until.getTime(); t += DAY_MS) out.push(new Date(t).toISOString().slice(0, 10))
+  return out
+}
+
+function identityOf(start: SessionStartData | undefined, summary: SessionSummary): {label: string; key: string; subject: string; issuer: string; kind: string; name?: string; groups: string[]} {
+  const id = start?.identity
+  const subject = id?.subject ?? summary.subject ?? '?'
+  const issuer = id?.issuer ?? '?'
+  return {label: id?.email ?? subject, key: `${issuer}\u0000${subject}`, subject, issuer, kind: id?.kind ?? summary.identityKind ?? 'unknown', name: id?.name, groups: id?.groups ?? []}
+}
+
+/** Literals can hold personal data typed by the engineer: reports show normalized text unless asked. */
+function shownSql(d: StatementData, opts: BuildOptions): string {
+  if (opts.fullSql) return d.sql
+  if (d.normalized) return d.normalized
+  const masked = opts.maskText ? opts.maskText(d.sql) : undefined
+  return masked ?? `(statement that could not be parsed, ${d.sql.length} characters: see the session)`
+}
+
+interface ApprovalEventData {
+  approvalId?: string
+  class?: string
+  ruleId?: string
+  reason?: string
+  decision?: string
+  reviewer?: {email?: string; subject?: string; name?: string}
+  decidedAt?: string
+}
+
+export function buildReport(input: readonly ReportSession[], opts: BuildOptions): Report {
+  const sessions = [...input].sort((a, b) => (a.summary.startedAt ?? '').localeCompare(b.summary.startedAt ?? '') || a.summary.sessionId.localeCompare(b.summary.sessionId))
+  const days = daysBetween(opts.since, opts.until)
+  const daily = new Map<string, DailyFigures>(days.map((day) => [day, {day, sessions: 0, statements: 0, denied: 0, approved: 0}]))
+  const dayOf = (iso: string | undefined): DailyFigures | undefined => (iso ? daily.get(utcDay(iso)) : undefined)
+
+  const identities = new Map<string, IdentityRow>()
+  const classes = new Map<string, number>()
+  const tables = new Map<string, {statements: number; denied: number}>()
+  const attempts: Attempt[] = []
+  const approvals: ApprovalRow[] = []
+  const attention: AttentionRow[] = []
+  const integrity: IntegrityRow[] = []
+  const sessionRows: SessionRow[] = []
+  const targets = new Set<string>()
+  const s: Summary = {
+    identities: 0,
+    humanIdentities: 0,
+    serviceIdentities: 0,
+    unverifiedIdentities: 0,
+    sessions: sessions.length,
+    statements: 0,
+    denied: 0,
+    errors: 0,
+    rowsReturnedOrAffected: 0,
+    approvalsRequested: 0,
+    approved: 0,
+    approvalsDenied: 0,
+    approvalsExpired: 0,
+    approvalsWithdrawn: 0,
+    forgedDecisionsRefused: 0,
+    maskedValues: 0,
+    statementsWithMaskedOutput: 0,
+    statementsWithUncountedMasking: 0,
+    destructiveAttempts: 0,
+    privilegedAttempts: 0,
+    interruptedSessions: 0,
+    inProgressSessions: 0,
+    logsFailingVerification: 0,
+  }
+
+  for (const rs of sessions) {
+    const {summary, events, verification: v} = rs
+    const start = events.find((e) => e.type === 'session.start')?.data as SessionStartData | undefined
+    const who = identityOf(start, summary)
+    targets.add(summary.target)
+    const sessionDay = dayOf(summary.startedAt)
+    if (sessionDay) sessionDay.sessions += 1
+
+    let row = identities.get(who.key)
+    if (!row) {
+      row = {identity: who.label, subject: who.subject, name: who.name, issuer: who.issuer, kind: who.kind, groups: who.groups, sessions: 0, statements: 0, denied: 0, firstSeen: summary.startedAt ?? '', lastSeen: summary.startedAt ?? ''}
+      identities.set(who.key, row)
+    }
+    row.sessions += 1
+    if (summary.startedAt && summary.startedAt < row.firstSeen) row.firstSeen = summary.startedAt
+    if (summary.startedAt && summary.startedAt > row.lastSeen) row.lastSeen = summary.startedAt
+
+    const byApproval = new Map<string, ApprovalRow>()
+    let sessionStatements = 0
+    let sessionDenied = 0
+    let sessionMasked = 0
+    for (const ev of events) {
+      if (ev.type === 'statement') {
+        const d = ev.data as StatementData
+        sessionStatements += 1
+        s.statements += 1
+        s.rowsReturnedOrAffected += d.rows
+        const denied = isDenied(d.decision)
+        if (denied) {
+          s.denied += 1
+          sessionDenied += 1
+        } else if (d.outcome === 'error' || d.error) s.errors += 1
+        const day = dayOf(d.startedAt)
+        if (day) {
+          day.statements += 1
+          if (denied) day.denied += 1
+        }
+        const cls = d.class ?? 'unknown'
+        classes.set(cls, (classes.get(cls) ?? 0) + 1)
+        for (const t of new Set(d.tables)) {
+          const tr = tables.get(t) ?? {statements: 0, denied: 0}
+          tr.statements += 1
+          if (denied) tr.denied += 1
+          tables.set(t, tr)
+        }
+        if (d.maskedColumns.length > 0) {
+          s.statementsWithMaskedOutput += 1
+          sessionMasked += 1
+          if (typeof d.maskedValues === 'number') s.maskedValues += d.maskedValues
+          else s.statementsWithUncountedMasking += 1
+        }
+        if (d.approvalId) {
+          const a = byApproval.get(d.approvalId)
+          if (a) {
+            a.sql ??= shownSql(d, opts)
+            a.statementOutcome = d.outcome
+          }
+        }
+        const risk = riskOf(d.sql)
+        if (risk) {
+          if (risk.risk === 'destructive') s.destructiveAttempts += 1
+          else s.privilegedAttempts += 1
+          attempts.push({
+            sessionId: summary.sessionId,
+            seq: ev.seq,
+            at: d.startedAt,
+            identity: who.label,
+            target: summary.target,
+            risk: risk.risk,
+            what: risk.what,
+            ...(d.class ? {class: d.class} : {}),
+            sql: shownSql(d, opts),
+            decision: d.decision,
+            ...(d.ruleId ? {ruleId: d.ruleId} : {}),
+            ...(d.approvalId ? {approvalId: d.approvalId} : {}),
+            outcome: d.outcome,
+          })
+        }
+      } else if (ev.type.startsWith('approval.')) {
+        const d = ev.data as ApprovalEventData
+        if (!d.approvalId) continue
+        let a = byApproval.get(d.approvalId)
+        if (!a) {
+          a = {approvalId: d.approvalId, sessionId: summary.sessionId, requestedAt: ev.ts, requester: who.label, target: summary.target, outcome: 'pending', forgedDecisionsRefused: 0}
+          byApproval.set(d.approvalId, a)
+        }
+        if (ev.type === 'approval.requested') {
+          a.requestedAt = ev.ts
+          a.class = d.class
+          a.ruleId = d.ruleId
+          a.reason = d.reason
+        } else if (ev.type === 'approval.decided') {
+          a.outcome = d.decision ?? 'decided'
+          a.reviewer = d.reviewer?.email ?? d.reviewer?.subject
+          a.decisionReason = (ev.data as {reason?: string}).reason
+          a.decidedAt = d.decidedAt ?? ev.ts
+        } else if (ev.type === 'approval.expired') {
+          a.outcome = 'expired'
+          a.decidedAt = ev.ts
+        } else if (ev.type === 'approval.withdrawn') {
+          a.outcome = 'withdrawn'
+          a.decidedAt = ev.ts
+        } else if (ev.type === 'approval.rejected_decision') {
+          a.forgedDecisionsRefused += 1
+        }
+      }
+    }
+    for (const a of byApproval.values()) {
+      approvals.push(a)
+      s.approvalsRequested += 1
+      s.forgedDecisionsRefused += a.forgedDecisionsRefused
+      if (a.outcome === 'approved' || a.outcome === 'window') {
+        s.approved += 1
+        const day = dayOf(a.decidedAt)
+        if (day) day.approved += 1
+      } else if (a.outcome === 'denied') s.approvalsDenied += 1
+      else if (a.outcome === 'expired') s.approvalsExpired += 1
+      else if (a.outcome === 'withdrawn') s.approvalsWithdrawn += 1
+    }
+    row.statements += sessionStatements
+    row.denied += sessionDenied
+
+    const result: IntegrityResult = v.ok ? 'verified' : v.problems.every((p) => p.code === 'MISSING_END') ? 'unfinished' : 'failed'
+    const reasons: string[] = []
+    if (result === 'failed') {
+      s.logsFailingVerification += 1
+      reasons.push(`fails verification: ${[...new Set(v.problems.map((p) => p.code))].join(', ')}`)
+    }
+    if (summary.status === 'interrupted') {
+      s.interruptedSessions += 1
+      reasons.push('interrupted: the tunnel stopped before the session ended; the log was sealed by the shipper')
+    } else if (summary.status === 'in-progress') {
+      s.inProgressSessions += 1
+      reasons.push(`in progress or cut short: the log has no end yet; signed through seq ${v.signedThroughSeq} of ${v.lines}`)
+    }
+    if (who.issuer === 'unverified') reasons.push('identity not verified by an identity provider')
+    if (reasons.length) attention.push({sessionId: summary.sessionId, identity: who.label, target: summary.target, startedAt: summary.startedAt, reasons})
+
+    integrity.push({
+      sessionId: summary.sessionId,
+      key: summary.key,
+      ok: v.ok,
+      result,
+      status: v.status,
+      lines: v.lines,
+      signedThroughSeq: v.signedThroughSeq,
+      keyIds: v.keyIds,
+      problems: v.problems.map((p) => ({line: p.line, code: p.code, message: p.message})),
+    })
+    sessionRows.push({
+      sessionId: summary.sessionId,
+      key: summary.key,
+      identity: who.label,
+      kind: who.kind,
+      target: summary.target,
+      ...(summary.database ? {database: summary.database} : {}),
+      ...(summary.startedAt ? {startedAt: summary.startedAt} : {}),
+      ...(summary.endedAt ? {endedAt: summary.endedAt} : {}),
+      status: summary.status,
+      statements: sessionStatements,
+      denied: sessionDenied,
+      maskedStatements: sessionMasked,
+      integrity: result,
+      ...(summary.policy?.version ? {policy: summary.policy.version} : {}),
+    })
+  }
+
+  const identityRows = [...identities.values()].sort((a, b) => b.statements - a.statements || a.identity.localeCompare(b.identity))
+  s.identities = identityRows.length
+  s.humanIdentities = identityRows.filter((r) => r.kind === 'human' && r.issuer !== 'unverified').length
+  s.serviceIdentities = identityRows.filter((r) => r.kind === 'service' && r.issuer !== 'unverified').length
+  s.unverifiedIdentities = identityRows.filter((r) => r.issuer === 'unverified').length
+
+  const dailyRows = [...daily.values()]
+  const gaps = findGaps(dailyRows, sessionRows, attention, identityRows, opts)
+  const report: Report = {
+    v: 1,
+    generatedAt: opts.generatedAt.toISOString(),
+    generator: opts.generator,
+    period: {since: opts.since.toISOString(), until: opts.until.toISOString(), days: days.length},
+    scope: {...(opts.target ? {target: opts.target} : {}), targets: [...targets].sort(), frameworks: [...opts.frameworks], sqlShown: opts.fullSql ? 'full' : 'normalized'},
+    sources: {
+      ...opts.sources,
+      sessionLogs: sessions.length,
+      ...(sessionRows[0]?.startedAt ? {earliestSession: sessionRows[0].startedAt} : {}),
+      ...(sessionRows.at(-1)?.startedAt ? {latestSession: sessionRows.at(-1)!.startedAt} : {}),
+    },
+    summary: s,
+    daily: dailyRows,
+    byClass: [...classes].map(([cls, n]) => ({class: cls, statements: n})).sort((a, b) => b.statements - a.statements || a.class.localeCompare(b.class)),
+    topIdentities: identityRows.slice(0, TOP).map((r) => ({identity: r.identity, kind: r.kind, statements: r.statements, sessions: r.sessions, denied: r.denied})),
+    topTables: [...tables]
+      .map(([table, t]) => ({table, ...t}))
+      .sort((a, b) => b.statements - a.statements || a.table.localeCompare(b.table))
+      .slice(0, TOP),
+    identities: identityRows,
+    attempts: attempts.sort((a, b) => a.at.localeCompare(b.at)),
+    approvals: approvals.sort((a, b) => a.requestedAt.localeCompare(b.requestedAt)),
+    attention,
+    integrity,
+    gaps,
+    controls: [],
+    sessions: sessionRows,
+  }
+  report.controls = buildControls(report)
+  return report
+}
+
+/** Consecutive days as ranges, so a month without logs reads as one line, not thirty. */
+export function dayRanges(days: readonly string[]): string[] {
+  const out: string[] = []
+  let from: string | undefined
+  let prev: string | undefined
+  const flush = () => {
+    if (from) out.push(from === prev ? from : `${from} to ${prev}`)
+  }
+  for (const d of days) {
+    if (prev && Date.parse(d) - Date.parse(prev) === DAY_MS) {
+      prev = d
+      continue
+    }
+    flush()
+    from = prev = d
+  }
+  flush()
+  return out
+}
+
+function findGaps(daily: DailyFigures[], sessions: SessionRow[], attention: AttentionRow[], identities: IdentityRow[], opts: BuildOptions): Gap[] {
+  const gaps: Gap[] = []
+  if (sessions.length === 0) {
+    gaps.push({kind: 'no-sessions-in-period', message: `No session logs in ${opts.sources.bucket} started in this period${opts.target ? ` on target ${opts.target}` : ''}: either nobody connected, or logs were not shipped (run \`dbgate sessions status\` on the machines that connect).`})
+    return gaps
+  }
+  const empty = daily.filter((d) => d.sessions === 0).map((d) => d.day)
+  if (empty.length) {
+    gaps.push({kind: 'no-sessions-on-day', days: empty, message: `${empty.length} of ${daily.length} days have no session logs (${dayRanges(empty).join(', ')}). Confirm nobody connected then, or look for unshipped spools.`})
+  }
+  const failing = sessions.filter((r) => r.integrity === 'failed').map((r) => r.sessionId)
+  if (failing.length) gaps.push({kind: 'verification-failed', sessions: failing, message: `${failing.length} session log(s) fail verification; their figures are included but cannot be relied on. Run \`dbgate sessions verify <id>\` for each problem.`})
+  const inProgress = sessions.filter((r) => r.status === 'in-progress').map((r) => r.sessionId)
+  if (inProgress.length) gaps.push({kind: 'in-progress', sessions: inProgress, message: `${inProgress.length} session log(s) have no end: still running, or cut short before the last events were shipped. They verify up to their last signature; later lines are not yet signed.`})
+  const interrupted = sessions.filter((r) => r.status === 'interrupted').map((r) => r.sessionId)
+  if (interrupted.length) gaps.push({kind: 'interrupted', sessions: interrupted, message: `${interrupted.length} session(s) were interrupted (the tunnel stopped without ending them); their logs are complete up to the interruption.`})
+  const unverified = attention.filter((a) => a.reasons.some((r) => r.startsWith('identity not verified'))).map((a) => a.sessionId)
+  if (unverified.length) {
+    gaps.push({kind: 'unverified-identity', sessions: unverified, message: `${unverified.length} session(s) ran without a verified identity (${identities.filter((i) => i.issuer === 'unverified').map((i) => i.identity).join(', ')}): the target has no identity section in its configuration.`})
+  }
+  for (const e of opts.sources.keyErrors) gaps.push({kind: 'key-error', message: `published key ${e.key} cannot be read (${e.message}); sessions signed with it cannot be verified.`})
+  return gaps
+}

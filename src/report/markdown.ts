@@ -1,0 +1,94 @@
+/** `report.md`: the same figures, short enough to paste into a ticket; the HTML has the charts. */
+import {FRAMEWORK_NAMES, type Report} from './model.js'
+
+const LIST_CAP = 50
+
+/** A table cell: one line, no pipes or markup that would break the table or inject HTML. */
+export function mdCell(s: string | number | undefined): string {
+  return String(s ?? '')
+    .replace(/\s+/g, ' ')
+    .replace(/\\/g, '\\\\')
+    .replace(/\|/g, '\\|')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .trim()
+}
+
+/** A code span that survives backticks inside it. */
+export function mdCode(s: string): string {
+  const one = s.replace(/\s+/g, ' ').replace(/\|/g, '\\|').trim()
+  const fence = '`'.repeat(Math.max(0, ...[...one.matchAll(/`+/g)].map((m) => m[0].length)) + 1)
+  const pad = one.startsWith('`') || one.endsWith('`') ? ' ' : ''
+  return `${fence}${pad}${one}${pad}${fence}`
+}
+
+function mdTable(head: string[], rows: (string | number | undefined)[][], raw: number[] = []): string {
+  if (rows.length === 0) return '_None in this period._\n'
+  const shown = rows.slice(0, LIST_CAP)
+  const line = (cells: (string | number | undefined)[]) => `| ${cells.map((c, i) => (raw.includes(i) ? String(c ?? '') : mdCell(c))).join(' | ')} |`
+  const more = rows.length > shown.length ? `\n_…and ${rows.length - shown.length} more in report.json and report.html._\n` : ''
+  return [line(head), `|${head.map(() => '---').join('|')}|`, ...shown.map(line)].join('\n') + '\n' + more
+}
+
+export function renderMarkdown(r: Report): string {
+  const s = r.summary
+  const out: string[] = []
+  out.push(`# Database access report, ${r.period.since.slice(0, 10)} to ${r.period.until.slice(0, 10)}`)
+  out.push('')
+  out.push(`Period (UTC): ${r.period.since} to ${r.period.until}, ${r.period.days} days. Targets: ${mdCell(r.scope.targets.join(', ') || r.scope.target || 'none')}. Generated ${r.generatedAt} by ${mdCell(r.generator)}.`)
+  out.push(`Source: \`${r.sources.bucket}\`, ${s.sessions} session logs, verified against ${r.sources.keys.length} published signing key(s). SQL is ${r.scope.sqlShown === 'normalized' ? 'normalized (literals replaced by $n)' : 'shown as recorded'}.`)
+  out.push('')
+  out.push('## Summary')
+  out.push('')
+  out.push(
+    mdTable(
+      ['figure', 'value'],
+      [
+        ['identities (human / service / unverified)', `${s.identities} (${s.humanIdentities} / ${s.serviceIdentities} / ${s.unverifiedIdentities})`],
+        ['sessions', s.sessions],
+        ['statements', s.statements],
+        ['statements denied', s.denied],
+        ['approvals requested / granted / refused / expired', `${s.approvalsRequested} / ${s.approved} / ${s.approvalsDenied} / ${s.approvalsExpired}`],
+        ['values masked', s.maskedValues],
+        ['statements with masked output', s.statementsWithMaskedOutput],
+        ['destructive attempts', s.destructiveAttempts],
+        ['privileged attempts', s.privilegedAttempts],
+        ['interrupted / unfinished sessions', `${s.interruptedSessions} / ${s.inProgressSessions}`],
+        ['logs failing verification', s.logsFailingVerification],
+      ],
+    ),
+  )
+  out.push('## Gaps and exceptions')
+  out.push('')
+  if (r.gaps.length === 0) out.push('No gaps: every day of the period has session logs, and every log verified.')
+  for (const g of r.gaps) out.push(`- **${g.kind}**: ${mdCell(g.message)}${g.sessions?.length ? ` Sessions: ${g.sessions.slice(0, 10).map((id) => `\`${id}\``).join(', ')}${g.sessions.length > 10 ? ', …' : ''}` : ''}`)
+  out.push('')
+  out.push('## Privileged and destructive attempts')
+  out.push('')
+  out.push(mdTable(['when', 'identity', 'what', 'statement', 'decision', 'session'], r.attempts.map((a) => [a.at, a.identity, a.what, mdCode(a.sql), a.decision, `\`${a.sessionId}\` #${a.seq}`]), [3, 5]))
+  out.push('## Approvals')
+  out.push('')
+  out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), a.outcome, a.reviewer, a.decisionReason, `\`${a.sessionId}\``]), [2, 6]))
+  out.push('## Controls')
+  for (const fw of r.scope.frameworks) {
+    out.push('')
+    out.push(`### ${FRAMEWORK_NAMES[fw]}`)
+    out.push('')
+    out.push(
+      mdTable(
+        ['control', 'status', 'figures', 'exceptions', 'sessions'],
+        r.controls
+          .filter((c) => c.framework === fw)
+          .map((c) => [`${c.id} ${c.title}`, c.status, c.figures.map((f) => `${f.label}: ${f.value}`).join('; '), c.exceptions.length ? c.exceptions.slice(0, 3).join('; ') + (c.exceptions.length > 3 ? `; …${c.exceptions.length - 3} more` : '') : 'none', c.sessions.length]),
+      ),
+    )
+  }
+  out.push('## Integrity')
+  out.push('')
+  const failing = r.integrity.filter((i) => i.result === 'failed')
+  const unfinished = r.integrity.filter((i) => i.result === 'unfinished').length
+  out.push(`${r.integrity.length - failing.length - unfinished} of ${r.integrity.length} logs verified (hash chain and signatures)${unfinished ? `; ${unfinished} unfinished, verified up to their last signature` : ''}; ${failing.length} failing.`)
+  out.push('')
+  if (failing.length) out.push(mdTable(['session', 'problems'], failing.map((i) => [`\`${i.sessionId}\``, i.problems.slice(0, 3).map((p) => `line ${p.line} ${p.code}`).join('; ')]), [0]))
+  return out.join('\n') + '\n'
+}

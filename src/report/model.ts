@@ -1,0 +1,200 @@
+/**
+ * The compliance report as data: `report.json` is exactly this, and the HTML and Markdown are
+ * renderings of it, so every figure a reader sees can be checked against the JSON and the JSON
+ * against the sessions. Bump `v` for anything a v1 reader would misread.
+ */
+import type {Risk} from './risk.js'
+
+export const FRAMEWORKS = ['soc2', 'iso27001', 'fedramp'] as const
+export type Framework = (typeof FRAMEWORKS)[number]
+
+export const FRAMEWORK_NAMES: Record<Framework, string> = {
+  soc2: 'SOC 2 (Trust Services Criteria 2017, rev. 2022)',
+  iso27001: 'ISO/IEC 27001:2022 Annex A',
+  fedramp: 'FedRAMP / NIST SP 800-53 rev. 5',
+}
+
+export interface Report {
+  v: 1
+  generatedAt: string
+  generator: string
+  period: {since: string; until: string; days: number}
+  scope: {target?: string; targets: string[]; frameworks: Framework[]; sqlShown: 'normalized' | 'full'}
+  sources: Sources
+  summary: Summary
+  daily: DailyFigures[]
+  byClass: {class: string; statements: number}[]
+  topIdentities: {identity: string; kind: string; statements: number; sessions: number; denied: number}[]
+  topTables: {table: string; statements: number; denied: number}[]
+  identities: IdentityRow[]
+  attempts: Attempt[]
+  approvals: ApprovalRow[]
+  attention: AttentionRow[]
+  integrity: IntegrityRow[]
+  gaps: Gap[]
+  controls: ControlSection[]
+  sessions: SessionRow[]
+}
+
+export interface Sources {
+  bucket: string
+  /** Session logs in the bucket that the period and target selected. */
+  sessionLogs: number
+  /** Published signing keys found in the bucket (`keys/`). */
+  keys: string[]
+  keyErrors: {key: string; message: string}[]
+  earliestSession?: string
+  latestSession?: string
+}
+
+export interface Summary {
+  identities: number
+  humanIdentities: number
+  serviceIdentities: number
+  unverifiedIdentities: number
+  sessions: number
+  statements: number
+  denied: number
+  errors: number
+  rowsReturnedOrAffected: number
+  approvalsRequested: number
+  approved: number
+  approvalsDenied: number
+  approvalsExpired: number
+  approvalsWithdrawn: number
+  forgedDecisionsRefused: number
+  maskedValues: number
+  statementsWithMaskedOutput: number
+  /** Statements whose recording predates masked-value counting: their values are not in `maskedValues`. */
+  statementsWithUncountedMasking: number
+  destructiveAttempts: number
+  privilegedAttempts: number
+  interruptedSessions: number
+  inProgressSessions: number
+  logsFailingVerification: number
+}
+
+export interface DailyFigures {
+  day: string
+  sessions: number
+  statements: number
+  denied: number
+  approved: number
+}
+
+export interface IdentityRow {
+  identity: string
+  subject: string
+  name?: string
+  issuer: string
+  kind: string
+  groups: string[]
+  sessions: number
+  statements: number
+  denied: number
+  firstSeen: string
+  lastSeen: string
+}
+
+export interface Attempt {
+  sessionId: string
+  seq: number
+  at: string
+  identity: string
+  target: string
+  risk: Risk
+  what: string
+  class?: string
+  sql: string
+  decision: string
+  ruleId?: string
+  approvalId?: string
+  outcome: string
+}
+
+export interface ApprovalRow {
+  approvalId: string
+  sessionId: string
+  requestedAt: string
+  requester: string
+  target: string
+  class?: string
+  ruleId?: string
+  reason?: string
+  sql?: string
+  /** approved, denied, window, expired, withdrawn, or pending when the log ends before an outcome. */
+  outcome: string
+  reviewer?: string
+  decisionReason?: string
+  decidedAt?: string
+  /** What happened to the statement afterwards, from its own record. */
+  statementOutcome?: string
+  forgedDecisionsRefused: number
+}
+
+export interface AttentionRow {
+  sessionId: string
+  identity: string
+  target: string
+  startedAt?: string
+  reasons: string[]
+}
+
+/** `unfinished`: the chain and signatures check out, but the log has no end yet (live, or cut short). */
+export type IntegrityResult = 'verified' | 'unfinished' | 'failed'
+
+export interface IntegrityRow {
+  sessionId: string
+  key: string
+  ok: boolean
+  result: IntegrityResult
+  status: string
+  lines: number
+  signedThroughSeq: number
+  keyIds: string[]
+  problems: {line: number; code: string; message: string}[]
+}
+
+export type GapKind = 'no-sessions-on-day' | 'verification-failed' | 'in-progress' | 'interrupted' | 'unverified-identity' | 'key-error' | 'no-sessions-in-period'
+
+export interface Gap {
+  kind: GapKind
+  /** One sentence a reader can act on. */
+  message: string
+  days?: string[]
+  sessions?: string[]
+}
+
+export type ControlStatus = 'evidence' | 'exceptions' | 'no-evidence'
+
+export interface ControlSection {
+  framework: Framework
+  id: string
+  title: string
+  /** What the control asks, in our own words. */
+  asks: string
+  /** How dbgate's records answer it. */
+  answer: string
+  status: ControlStatus
+  figures: {label: string; value: number | string}[]
+  exceptions: string[]
+  sessions: string[]
+}
+
+export interface SessionRow {
+  sessionId: string
+  key: string
+  identity: string
+  kind: string
+  target: string
+  database?: string
+  startedAt?: string
+  endedAt?: string
+  status: string
+  statements: number
+  denied: number
+  /** Statements whose output had masked values. */
+  maskedStatements: number
+  integrity: IntegrityResult
+  policy?: string
+}

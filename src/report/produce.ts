@@ -1,0 +1,87 @@
+/**
+ * The I/O around `buildReport`: read the period's sessions through the same cache as `sessions
+ * search`, verify each against the bucket's published keys, and write report.html, report.json and
+ * report.md into a directory.
+ */
+import {randomBytes} from 'node:crypto'
+import {mkdir, rename, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {SessionReader} from '../audit/read.js'
+import {loadKeyRing, type KeyRing} from '../audit/signing.js'
+import {verifySession} from '../audit/verify.js'
+import type {Bucket} from '../bucket/index.js'
+import {scanText} from '../masking/detectors.js'
+import {loadParser} from '../policy/parser.js'
+import {buildReport, type ReportSession} from './build.js'
+import {renderHtml} from './html.js'
+import {renderMarkdown} from './markdown.js'
+import type {Framework, Report} from './model.js'
+
+export interface ProduceOptions {
+  bucket: Bucket
+  /** Default: the same cache as `dbgate sessions`. */
+  cacheDir?: string
+  since: Date
+  until: Date
+  target?: string
+  frameworks: readonly Framework[]
+  outDir: string
+  fullSql?: boolean
+  /** Trust these keys instead of the bucket's `keys/`. */
+  keys?: KeyRing
+  generator: string
+  now?: Date
+  /** Called once per session read, for a progress line. */
+  onSession?: (done: number, total: number) => void
+}
+
+export interface Produced {
+  report: Report
+  files: {html: string; json: string; md: string}
+}
+
+/** Statement text the parser rejected has no normalized form; the value scanner blanks what it recognises. */
+export function redactFreeText(text: string): string {
+  const found = scanText(text).sort((a, b) => b.start - a.start)
+  let out = text
+  for (const f of found) out = `${out.slice(0, f.start)}[${f.category}]${out.slice(f.end)}`
+  return out
+}
+
+async function writeAtomic(path: string, body: string): Promise<void> {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
+  // The report names people and what they ran: readable by its owner, who decides whom to share it with.
+  await writeFile(tmp, body, {mode: 0o600})
+  await rename(tmp, path)
+}
+
+export async function produceReport(opts: ProduceOptions): Promise<Produced> {
+  if (opts.since.getTime() > opts.until.getTime()) throw new Error(`the period is empty: --since (${opts.since.toISOString()}) is after --until (${opts.until.toISOString()})`)
+  await loadParser()
+  const reader = new SessionReader(opts.bucket, opts.cacheDir)
+  const {keys, errors: keyErrors} = opts.keys ? {keys: opts.keys, errors: []} : await loadKeyRing(opts.bucket)
+  const summaries = await reader.list({since: opts.since, until: opts.until, target: opts.target})
+  const sessions: ReportSession[] = []
+  for (const [i, summary] of summaries.entries()) {
+    const {text, events} = await reader.loadSummary(summary)
+    sessions.push({summary, events, verification: verifySession(text, keys)})
+    opts.onSession?.(i + 1, summaries.length)
+  }
+  const report = buildReport(sessions, {
+    since: opts.since,
+    until: opts.until,
+    target: opts.target,
+    frameworks: opts.frameworks,
+    sources: {bucket: opts.bucket.url, keys: [...keys.keys()].sort(), keyErrors},
+    generatedAt: opts.now ?? new Date(),
+    generator: opts.generator,
+    fullSql: opts.fullSql,
+    maskText: redactFreeText,
+  })
+  await mkdir(opts.outDir, {recursive: true})
+  const files = {html: join(opts.outDir, 'report.html'), json: join(opts.outDir, 'report.json'), md: join(opts.outDir, 'report.md')}
+  await writeAtomic(files.json, JSON.stringify(report, null, 2) + '\n')
+  await writeAtomic(files.md, renderMarkdown(report))
+  await writeAtomic(files.html, renderHtml(report))
+  return {report, files}
+}
