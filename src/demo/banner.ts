@@ -93,6 +93,7 @@ export function demoBanner(env: DemoEnvironment, opts: BannerOptions, s: BannerS
     '     dbgate sessions search "drop table"',
     '     dbgate sessions replay <session id from the list>',
     '     dbgate sessions verify --all',
+    '     dbgate report --since 1d --out evidence    then open evidence/report.html',
     '',
     s.dim(`To see the whole tour run by itself: dbgate demo --script`),
     s.dim(`Press Ctrl-C here to stop PostgreSQL and the identity provider and delete ${env.dir}.`),

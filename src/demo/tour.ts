@@ -5,10 +5,12 @@
  * `dbgate connect` tunnel; bob decides with `dbgate approve` (or, in a build without that command,
  * through the approvals core it calls).
  */
+import path from 'node:path'
 import pg from 'pg'
 import {approveDeviceCode} from '../dev/oidc-dev-browser.js'
 import type {SessionSummary} from '../audit/index-cache.js'
 import type {SearchMatch} from '../audit/read.js'
+import type {Report} from '../report/model.js'
 import {cliApprovals, coreApprovals} from './approver.js'
 import {CliRunner, type CliResult, type LiveCli} from './cli.js'
 import type {DemoEnvironment, DemoPerson} from './demo.js'
@@ -257,6 +259,18 @@ export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<
         const mine = lines.find((l) => l.includes(state.sessionId!))
         if (!mine) throw new Error(`session ${state.sessionId} was not verified: ${oneLine(r.stdout, 160)}`)
         return oneLine(mine)
+      },
+    },
+    {
+      title: 'carol writes the compliance report (HTML, JSON, Markdown)',
+      async run() {
+        const out = path.join(carol.home, 'evidence')
+        const r = await state.cli.run(['report', '--since', '1d', '--out', out, '--json', ...configArgs], carol.env)
+        if (r.code !== 0) throw failure('`dbgate report`', r)
+        const {summary, files} = JSON.parse(r.stdout) as {summary: Report['summary']; files: {html: string}}
+        if (summary.denied < 1 || summary.approved < 1) throw new Error(`the report misses the denied DROP or the approval: ${summary.denied} denied, ${summary.approved} approved`)
+        if (summary.logsFailingVerification > 0) throw new Error(`${summary.logsFailingVerification} session log(s) fail verification in the report`)
+        return `${summary.sessions} session(s), ${summary.statements} statements, ${summary.denied} denied, ${summary.approved} approved, ${summary.maskedValues} values masked: ${files.html}`
       },
     },
   ]

@@ -101,6 +101,7 @@ describe('dbgate demo --script', () => {
       /^carol searches/,
       /^carol replays/,
       /^carol verifies/,
+      /^carol writes the compliance report/,
     ]
     const titles = steps.map((s) => s.title)
     expect(titles).toHaveLength(expected.length)
@@ -108,6 +109,7 @@ describe('dbgate demo --script', () => {
     const detail = (re: RegExp) => steps.find((s) => re.test(s.title))!.detail
     expect(detail(/^alice .* signs in/)).toContain('alice@example.com; groups: engineering')
     expect(detail(/is denied/)).toContain('default.no-drop')
+    expect(detail(/compliance report/)).toMatch(/^1 session\(s\), \d+ statements, 1 denied, 1 approved, [1-9]\d* values masked: .*report\.html$/)
     expect(detail(/waits for approval/)).toMatch(/waiting for approval apr-[a-z0-9]+ by a member of dba/)
     expect(detail(/^alice cannot approve/)).toMatch(/own request/)
     expect(detail(/^bob approves/)).toMatch(/granted by bob@example\.com/)
@@ -150,7 +152,7 @@ async function interactiveTour(box: Awaited<ReturnType<typeof sandbox>>): Promis
 
     expect(stdout).toMatch(/DEVELOPMENT identity provider/)
     expect(stdout).toMatch(/password is their user name/)
-    for (const command of ['dbgate login', 'dbgate connect shop -- psql', 'drop table customers;', 'dbgate approve', 'dbgate sessions verify --all']) expect(stdout).toContain(command)
+    for (const command of ['dbgate login', 'dbgate connect shop -- psql', 'drop table customers;', 'dbgate approve', 'dbgate sessions verify --all', 'dbgate report']) expect(stdout).toContain(command)
     const people = exportsOf(stdout)
     expect(people).toHaveLength(3)
     for (const env of people) expect(env).toMatchObject({DBGATE_KEYRING: 'off', DBGATE_CONFIG: expect.stringContaining(box.root)})

@@ -1,0 +1,71 @@
+/** `dbgate report` as an auditor runs it: the installed binary, a bucket URL, flags, files out. */
+import {readdir, readFile, stat} from 'node:fs/promises'
+import {join, resolve} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {FileBucket} from '../../src/bucket/index.js'
+import type {Report} from '../../src/report/model.js'
+import {removeTempDirs, tempDir} from '../audit/helpers.js'
+import {isolatedEnv} from '../helpers/open.js'
+import {run} from '../helpers/run.js'
+import {october, recordFixture} from './fixture.js'
+
+const BIN = resolve('bin/run.js')
+let bucketDir: string
+const env = isolatedEnv()
+
+beforeAll(async () => {
+  bucketDir = await tempDir('dbgate-report-bucket-')
+  await recordFixture(october(), new FileBucket(bucketDir), tempDir)
+})
+afterAll(removeTempDirs)
+
+const dbgate = (...args: string[]) => run(process.execPath, [BIN, ...args], {env, timeoutMs: 60_000})
+
+describe('dbgate report', () => {
+  it('writes the three files for a period and a target, and says what it found', async () => {
+    const out = join(await tempDir('dbgate-report-out-'), 'evidence', 'october')
+    const r = await dbgate('report', '--bucket', `file://${bucketDir}`, '--since', '2026-10-01', '--until', '2026-10-31', '--target', 'staging', '--framework', 'soc2', '--out', out)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect((await readdir(out)).sort()).toEqual(['report.html', 'report.json', 'report.md'])
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report
+    // --until with a bare date covers that whole day.
+    expect(report.period).toEqual({since: '2026-10-01T00:00:00.000Z', until: '2026-10-31T23:59:59.999Z', days: 31})
+    expect(report.scope).toMatchObject({target: 'staging', targets: ['staging'], frameworks: ['soc2']})
+    expect(report.sessions.map((s) => s.sessionId).sort()).toEqual(['ada-grant', 'root-local'])
+    expect(r.stdout).toContain('2 sessions, 2 identities, 3 statements, 1 denied')
+    expect(r.stdout).toContain('gap: 29 of 31 days have no session logs')
+    expect(r.stdout).toContain(join(out, 'report.html'))
+    expect((await stat(join(out, 'report.json'))).mode & 0o077).toBe(0)
+  })
+
+  it('prints the summary and gaps as JSON with --json', async () => {
+    const out = await tempDir('dbgate-report-out-')
+    const r = await dbgate('report', '--bucket', `file://${bucketDir}`, '--since', '2026-10-01', '--until', '2026-10-31', '--out', out, '--json')
+    expect(r.code).toBe(0)
+    const json = JSON.parse(r.stdout) as {summary: Report['summary']; gaps: Report['gaps']; files: {html: string}}
+    expect(json.summary).toMatchObject({sessions: 40, logsFailingVerification: 1})
+    expect(json.gaps.map((g) => g.kind)).toContain('verification-failed')
+    expect(json.files.html).toBe(join(out, 'report.html'))
+  })
+
+  it('says when a period holds no sessions, and still writes a report that says so', async () => {
+    const out = await tempDir('dbgate-report-out-')
+    const r = await dbgate('report', '--bucket', `file://${bucketDir}`, '--since', '2025-01-01', '--until', '2025-01-31', '--out', out)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('gap: No session logs in')
+    expect(await readFile(join(out, 'report.html'), 'utf8')).toContain('No session logs in')
+  })
+
+  it('refuses bad input with what is wrong and how to fix it', async () => {
+    const bad = await dbgate('report', '--bucket', `file://${bucketDir}`, '--since', 'last month')
+    expect(bad.code).not.toBe(0)
+    expect(bad.stderr).toContain('cannot read "last month" as a time: use a duration like 7d')
+    const framework = await dbgate('report', '--bucket', `file://${bucketDir}`, '--framework', 'hipaa')
+    expect(framework.code).toBe(2)
+    expect(framework.stderr).toMatch(/Expected --framework=hipaa to be one of: soc2, iso27001, fedramp/)
+    const reversed = await dbgate('report', '--bucket', `file://${bucketDir}`, '--since', '2026-10-31', '--until', '2026-10-01')
+    expect(reversed.code).not.toBe(0)
+    expect(reversed.stderr.replace(/\s+/g, ' ')).toContain('the period is empty: --since (2026-10-31T00:00:00.000Z) is after --until')
+  })
+})
