@@ -156,7 +156,8 @@ export function buildReport(input: readonly ReportSession[], opts: BuildOptions)
           if (denied) tr.denied += 1
           tables.set(t, tr)
         }
-        if (d.maskedColumns.length > 0) {
+        // The scanner can mask values in columns nobody marked, so either sign counts.
+        if (d.maskedColumns.length > 0 || (d.maskedValues ?? 0) > 0) {
           s.statementsWithMaskedOutput += 1
           sessionMasked += 1
           if (typeof d.maskedValues === 'number') s.maskedValues += d.maskedValues

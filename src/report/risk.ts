@@ -4,7 +4,7 @@
  * with the same analyser the tunnel uses; a report never disagrees with the guardrails about what a
  * statement was.
  */
-import {analyze} from '../policy/analyze.js'
+import {AnalysisCache} from '../policy/cache.js'
 import type {Operation} from '../policy/types.js'
 
 export type Risk = 'destructive' | 'privileged'
@@ -47,10 +47,13 @@ function ofOperation(op: Operation): RiskFinding | undefined {
   return undefined
 }
 
+// Sessions repeat their texts (ORMs, jobs, pollers): each distinct text is parsed once per report.
+const analyses = new AnalysisCache({maxEntries: 20_000})
+
 /** The most serious finding for a statement text (destructive before privileged), or none. */
 export function riskOf(sql: string): RiskFinding | undefined {
   let privileged: RiskFinding | undefined
-  for (const st of analyze(sql).statements) {
+  for (const st of analyses.analyze(sql).statements) {
     for (const op of st.operations) {
       const f = ofOperation(op)
       if (f?.risk === 'destructive') return f

@@ -9,6 +9,7 @@ import {seal} from '../../src/approvals/seal.js'
 import {decisionKey, listRequests, readOutcome, readRequest, requestDigest} from '../../src/approvals/store.js'
 import type {ApprovalDecision, ApprovalRequest, DecisionAction} from '../../src/approvals/types.js'
 import {SessionReader} from '../../src/audit/read.js'
+import {produceReport} from '../../src/report/produce.js'
 import {renderTimeline} from '../../src/audit/render.js'
 import type {AuditEvent, StatementData} from '../../src/audit/events.js'
 import {openBucket, type Bucket} from '../../src/bucket/index.js'
@@ -314,6 +315,24 @@ describe('approvals through the tunnel', () => {
     expect(shown).toMatch(new RegExp(`APPROVED ddl · rule default.ddl-approval · approval ${approved.approvalId}`))
     // Tokens never reach a recording: only their hashes.
     expect(JSON.stringify(events)).not.toMatch(/eyJ[\w-]+\.eyJ/)
+  })
+
+  it('gives dbgate report the approvals as the tunnels recorded them, every log verified', async () => {
+    const {report} = await produceReport({
+      bucket,
+      cacheDir: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')),
+      since: new Date(Date.now() - 3_600_000),
+      until: new Date(),
+      frameworks: ['soc2'],
+      outDir: mkdtempSync(path.join(tmpdir(), 'dbgate-report-')),
+      generator: 'test',
+    })
+    const granted = report.approvals.find((a) => a.outcome === 'approved' && a.decisionReason === 'schema change ticket 42')!
+    expect(granted).toMatchObject({requester: 'alice@example.com', reviewer: 'bob@example.com', sql: 'create table approved_once (id int)', statementOutcome: 'ok', class: 'ddl', ruleId: 'default.ddl-approval'})
+    expect(new Set(report.approvals.map((a) => a.outcome))).toEqual(new Set(['approved', 'denied', 'expired', 'withdrawn', 'window']))
+    expect(report.summary.forgedDecisionsRefused).toBeGreaterThanOrEqual(2)
+    expect(report.integrity.filter((i) => i.result === 'failed')).toEqual([])
+    expect(report.identities.map((i) => i.identity)).toContain('alice@example.com')
   })
 })
 
