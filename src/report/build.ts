@@ -70,27 +70,28 @@ interface ApprovalEventData {
   decidedAt?: string
 }
 
-export function buildReport(input: readonly ReportSession[], opts: BuildOptions): Report {
-  const sessions = [...input].sort((a, b) => (a.summary.startedAt ?? '').localeCompare(b.summary.startedAt ?? '') || a.summary.sessionId.localeCompare(b.summary.sessionId))
-  const days = daysBetween(opts.since, opts.until)
-  const daily = new Map<string, DailyFigures>(days.map((day) => [day, {day, sessions: 0, statements: 0, denied: 0, approved: 0}]))
-  const dayOf = (iso: string | undefined): DailyFigures | undefined => (iso ? daily.get(utcDay(iso)) : undefined)
-
-  const identities = new Map<string, IdentityRow>()
-  const classes = new Map<string, number>()
-  const tables = new Map<string, {statements: number; denied: number}>()
-  const attempts: Attempt[] = []
-  const approvals: ApprovalRow[] = []
-  const attention: AttentionRow[] = []
-  const integrity: IntegrityRow[] = []
-  const sessionRows: SessionRow[] = []
-  const targets = new Set<string>()
-  const s: Summary = {
+/**
+ * Accumulates one session at a time, so a long period never holds every session's events in
+ * memory at once; `finish` orders everything and derives the rest.
+ */
+export class ReportBuilder {
+  private readonly days: string[]
+  private readonly daily: Map<string, DailyFigures>
+  private readonly identities = new Map<string, IdentityRow>()
+  private readonly classes = new Map<string, number>()
+  private readonly tables = new Map<string, {statements: number; denied: number}>()
+  private readonly attempts: Attempt[] = []
+  private readonly approvals: ApprovalRow[] = []
+  private readonly attention: AttentionRow[] = []
+  private readonly integrity: IntegrityRow[] = []
+  private readonly sessionRows: SessionRow[] = []
+  private readonly targets = new Set<string>()
+  private readonly s: Summary = {
     identities: 0,
     humanIdentities: 0,
     serviceIdentities: 0,
     unverifiedIdentities: 0,
-    sessions: sessions.length,
+    sessions: 0,
     statements: 0,
     denied: 0,
     errors: 0,
@@ -111,7 +112,19 @@ export function buildReport(input: readonly ReportSession[], opts: BuildOptions)
     logsFailingVerification: 0,
   }
 
-  for (const rs of sessions) {
+  constructor(private readonly opts: BuildOptions) {
+    this.days = daysBetween(opts.since, opts.until)
+    this.daily = new Map(this.days.map((day) => [day, {day, sessions: 0, statements: 0, denied: 0, approved: 0}]))
+  }
+
+  private dayOf(iso: string | undefined): DailyFigures | undefined {
+    return iso ? this.daily.get(utcDay(iso)) : undefined
+  }
+
+  add(rs: ReportSession): void {
+    const {opts, s, identities, classes, tables, attempts, approvals, attention, integrity, sessionRows, targets} = this
+    const dayOf = (iso: string | undefined) => this.dayOf(iso)
+    s.sessions += 1
     const {summary, events, verification: v} = rs
     const start = events.find((e) => e.type === 'session.start')?.data as SessionStartData | undefined
     const who = identityOf(start, summary)
@@ -279,45 +292,59 @@ export function buildReport(input: readonly ReportSession[], opts: BuildOptions)
     })
   }
 
-  const identityRows = [...identities.values()].sort((a, b) => b.statements - a.statements || a.identity.localeCompare(b.identity))
-  s.identities = identityRows.length
-  s.humanIdentities = identityRows.filter((r) => r.kind === 'human' && r.issuer !== 'unverified').length
-  s.serviceIdentities = identityRows.filter((r) => r.kind === 'service' && r.issuer !== 'unverified').length
-  s.unverifiedIdentities = identityRows.filter((r) => r.issuer === 'unverified').length
+  finish(): Report {
+    const {opts, s, identities, classes, tables, attempts, approvals, attention, integrity, targets, days} = this
+    const bySession = (a: {startedAt?: string; sessionId: string}, b: {startedAt?: string; sessionId: string}) => (a.startedAt ?? '').localeCompare(b.startedAt ?? '') || a.sessionId.localeCompare(b.sessionId)
+    const sessionRows = this.sessionRows.sort(bySession)
+    const order = new Map(sessionRows.map((r, i) => [r.sessionId, i]))
+    integrity.sort((a, b) => order.get(a.sessionId)! - order.get(b.sessionId)!)
+    attention.sort((a, b) => order.get(a.sessionId)! - order.get(b.sessionId)!)
+    const identityRows = [...identities.values()].sort((a, b) => b.statements - a.statements || a.identity.localeCompare(b.identity))
+    s.identities = identityRows.length
+    s.humanIdentities = identityRows.filter((r) => r.kind === 'human' && r.issuer !== 'unverified').length
+    s.serviceIdentities = identityRows.filter((r) => r.kind === 'service' && r.issuer !== 'unverified').length
+    s.unverifiedIdentities = identityRows.filter((r) => r.issuer === 'unverified').length
 
-  const dailyRows = [...daily.values()]
-  const gaps = findGaps(dailyRows, sessionRows, attention, identityRows, opts)
-  const report: Report = {
-    v: 1,
-    generatedAt: opts.generatedAt.toISOString(),
-    generator: opts.generator,
-    period: {since: opts.since.toISOString(), until: opts.until.toISOString(), days: days.length},
-    scope: {...(opts.target ? {target: opts.target} : {}), targets: [...targets].sort(), frameworks: [...opts.frameworks], sqlShown: opts.fullSql ? 'full' : 'normalized'},
-    sources: {
-      ...opts.sources,
-      sessionLogs: sessions.length,
-      ...(sessionRows[0]?.startedAt ? {earliestSession: sessionRows[0].startedAt} : {}),
-      ...(sessionRows.at(-1)?.startedAt ? {latestSession: sessionRows.at(-1)!.startedAt} : {}),
-    },
-    summary: s,
-    daily: dailyRows,
-    byClass: [...classes].map(([cls, n]) => ({class: cls, statements: n})).sort((a, b) => b.statements - a.statements || a.class.localeCompare(b.class)),
-    topIdentities: identityRows.slice(0, TOP).map((r) => ({identity: r.identity, kind: r.kind, statements: r.statements, sessions: r.sessions, denied: r.denied})),
-    topTables: [...tables]
-      .map(([table, t]) => ({table, ...t}))
-      .sort((a, b) => b.statements - a.statements || a.table.localeCompare(b.table))
-      .slice(0, TOP),
-    identities: identityRows,
-    attempts: attempts.sort((a, b) => a.at.localeCompare(b.at)),
-    approvals: approvals.sort((a, b) => a.requestedAt.localeCompare(b.requestedAt)),
-    attention,
-    integrity,
-    gaps,
-    controls: [],
-    sessions: sessionRows,
+    const dailyRows = [...this.daily.values()]
+    const gaps = findGaps(dailyRows, sessionRows, attention, identityRows, opts)
+    const report: Report = {
+      v: 1,
+      generatedAt: opts.generatedAt.toISOString(),
+      generator: opts.generator,
+      period: {since: opts.since.toISOString(), until: opts.until.toISOString(), days: days.length},
+      scope: {...(opts.target ? {target: opts.target} : {}), targets: [...targets].sort(), frameworks: [...opts.frameworks], sqlShown: opts.fullSql ? 'full' : 'normalized'},
+      sources: {
+        ...opts.sources,
+        sessionLogs: s.sessions,
+        ...(sessionRows[0]?.startedAt ? {earliestSession: sessionRows[0].startedAt} : {}),
+        ...(sessionRows.at(-1)?.startedAt ? {latestSession: sessionRows.at(-1)!.startedAt} : {}),
+      },
+      summary: s,
+      daily: dailyRows,
+      byClass: [...classes].map(([cls, n]) => ({class: cls, statements: n})).sort((a, b) => b.statements - a.statements || a.class.localeCompare(b.class)),
+      topIdentities: identityRows.slice(0, TOP).map((r) => ({identity: r.identity, kind: r.kind, statements: r.statements, sessions: r.sessions, denied: r.denied})),
+      topTables: [...tables]
+        .map(([table, t]) => ({table, ...t}))
+        .sort((a, b) => b.statements - a.statements || a.table.localeCompare(b.table))
+        .slice(0, TOP),
+      identities: identityRows,
+      attempts: attempts.sort((a, b) => a.at.localeCompare(b.at)),
+      approvals: approvals.sort((a, b) => a.requestedAt.localeCompare(b.requestedAt)),
+      attention,
+      integrity,
+      gaps,
+      controls: [],
+      sessions: sessionRows,
+    }
+    report.controls = buildControls(report)
+    return report
   }
-  report.controls = buildControls(report)
-  return report
+}
+
+export function buildReport(input: readonly ReportSession[], opts: BuildOptions): Report {
+  const builder = new ReportBuilder(opts)
+  for (const rs of input) builder.add(rs)
+  return builder.finish()
 }
 
 /** Consecutive days as ranges, so a month without logs reads as one line, not thirty. */

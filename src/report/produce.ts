@@ -12,7 +12,7 @@ import {verifySession} from '../audit/verify.js'
 import type {Bucket} from '../bucket/index.js'
 import {scanText} from '../masking/detectors.js'
 import {loadParser} from '../policy/parser.js'
-import {buildReport, type ReportSession} from './build.js'
+import {ReportBuilder} from './build.js'
 import {renderHtml} from './html.js'
 import {renderMarkdown} from './markdown.js'
 import type {Framework, Report} from './model.js'
@@ -61,13 +61,7 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
   const reader = new SessionReader(opts.bucket, opts.cacheDir)
   const {keys, errors: keyErrors} = opts.keys ? {keys: opts.keys, errors: []} : await loadKeyRing(opts.bucket)
   const summaries = await reader.list({since: opts.since, until: opts.until, target: opts.target})
-  const sessions: ReportSession[] = []
-  for (const [i, summary] of summaries.entries()) {
-    const {text, events} = await reader.loadSummary(summary)
-    sessions.push({summary, events, verification: verifySession(text, keys)})
-    opts.onSession?.(i + 1, summaries.length)
-  }
-  const report = buildReport(sessions, {
+  const builder = new ReportBuilder({
     since: opts.since,
     until: opts.until,
     target: opts.target,
@@ -78,6 +72,13 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
     fullSql: opts.fullSql,
     maskText: redactFreeText,
   })
+  for (const [i, summary] of summaries.entries()) {
+    // One session's events at a time: a long period never sits in memory whole.
+    const {text, events} = await reader.loadSummary(summary)
+    builder.add({summary, events, verification: verifySession(text, keys)})
+    opts.onSession?.(i + 1, summaries.length)
+  }
+  const report = builder.finish()
   await mkdir(opts.outDir, {recursive: true})
   const files = {html: join(opts.outDir, 'report.html'), json: join(opts.outDir, 'report.json'), md: join(opts.outDir, 'report.md')}
   await writeAtomic(files.json, JSON.stringify(report, null, 2) + '\n')
