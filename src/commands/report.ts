@@ -68,7 +68,8 @@ The report states its period, its sources and every gap (days with no logs, logs
     if (progress && report.summary.sessions) process.stderr.write('\n')
     const s = report.summary
     this.log(`Report for ${report.period.since.slice(0, 10)} to ${report.period.until.slice(0, 10)} from ${report.sources.bucket}:`)
-    this.log(`  ${s.sessions} sessions, ${s.identities} identities, ${s.statements} statements, ${s.denied} denied, ${s.approved} approvals granted, ${s.maskedValues} values masked`)
+    const n = (count: number, one: string, many = `${one}s`) => `${count.toLocaleString('en-US')} ${count === 1 ? one : many}`
+    this.log(`  ${n(s.sessions, 'session')}, ${n(s.identities, 'identity', 'identities')}, ${n(s.statements, 'statement')}, ${s.denied.toLocaleString('en-US')} denied, ${n(s.approved, 'approval')} granted, ${n(s.maskedValues, 'value')} masked`)
     const verified = report.integrity.filter((i) => i.result === 'verified').length
     this.log(`  ${verified} of ${report.integrity.length} logs verified${s.logsFailingVerification ? chalk.red(`, ${s.logsFailingVerification} failing`) : ''}`)
     for (const g of report.gaps) this.log(chalk.yellow(`  gap: ${g.message}`))
