@@ -1,4 +1,5 @@
 /** What the `sessions` commands share: where the bucket is, common flags, and small formatters. */
+import {readFile} from 'node:fs/promises'
 import {Flags} from '@oclif/core'
 import {loadCommandConfig} from '../cli/config.js'
 import type {ErrorOutput} from '../cli/errors.js'
@@ -6,6 +7,7 @@ import {configFlag} from '../cli/flags.js'
 import {defaultBucketUrl, openBucket, type Bucket} from '../bucket/index.js'
 import {CONFIG_NOT_FOUND, ConfigError} from '../config/errors.js'
 import {parseWhen, type ListFilters} from './read.js'
+import {parsePublishedKey, type KeyRing} from './signing.js'
 
 export const bucketFlags = {
   config: configFlag,
@@ -58,6 +60,16 @@ export async function resolveBucket(flags: {bucket?: string; config?: string}, o
     }
     throw err
   }
+}
+
+/** `--key` files: published keys an auditor trusts instead of the bucket's `keys/`. */
+export async function readKeyFiles(paths: readonly string[]): Promise<KeyRing> {
+  const keys: KeyRing = new Map()
+  for (const path of paths) {
+    const doc = parsePublishedKey(await readFile(path, 'utf8'))
+    keys.set(doc.keyId, doc)
+  }
+  return keys
 }
 
 export function formatBytes(n: number): string {

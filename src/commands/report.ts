@@ -1,10 +1,8 @@
-import {readFile} from 'node:fs/promises'
 import {resolve} from 'node:path'
 import {Command, Flags} from '@oclif/core'
 import chalk from 'chalk'
-import {bucketFlags, resolveBucket} from '../audit/cli.js'
+import {bucketFlags, readKeyFiles, resolveBucket} from '../audit/cli.js'
 import {parseWhen} from '../audit/read.js'
-import {parsePublishedKey, type KeyRing} from '../audit/signing.js'
 import {toCliError} from '../cli/errors.js'
 import {dbgateVersion} from '../connect/recording.js'
 import {FRAMEWORKS, type Framework, type Report} from '../report/model.js'
@@ -42,14 +40,7 @@ The report states its period, its sources and every gap (days with no logs, logs
     const since = parseWhen(flags.since, now)
     const until = flags.until ? endOfDayIfDate(flags.until, parseWhen(flags.until, now)) : now
     const {bucket} = await resolveBucket(flags, this)
-    let keys: KeyRing | undefined
-    if (flags.key) {
-      keys = new Map()
-      for (const path of flags.key) {
-        const doc = parsePublishedKey(await readFile(path, 'utf8'))
-        keys.set(doc.keyId, doc)
-      }
-    }
+    const keys = flags.key ? await readKeyFiles(flags.key) : undefined
     const frameworks = (flags.framework ?? [...FRAMEWORKS]) as Framework[]
     const progress = process.stderr.isTTY && !this.jsonEnabled()
     const {report, files} = await produceReport({

@@ -49,6 +49,20 @@ describe('dbgate report', () => {
     expect(json.files.html).toBe(join(out, 'report.html'))
   })
 
+  it('trusts only the keys given with --key', async () => {
+    const out = await tempDir('dbgate-report-out-')
+    const keys = join(bucketDir, 'keys')
+    let adaKey = ''
+    for (const f of await readdir(keys)) if ((await readFile(join(keys, f), 'utf8')).includes('"u-ada"')) adaKey = join(keys, f)
+    const r = await dbgate('report', '--bucket', `file://${bucketDir}`, '--since', '2026-10-01', '--until', '2026-10-31', '--out', out, '--key', adaKey)
+    expect(r.code).toBe(0)
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report
+    expect(report.sources.keys).toHaveLength(1)
+    const failed = report.integrity.filter((i) => i.result === 'failed')
+    expect(new Set(failed.map((i) => i.sessionId.replace(/-\d+$/, '')))).toEqual(new Set(['ci', 'root-local', 'ada-tampered']))
+    expect(failed.find((i) => i.sessionId === 'root-local')!.problems.map((p) => p.code)).toContain('UNKNOWN_KEY')
+  })
+
   it('says when a period holds no sessions, and still writes a report that says so', async () => {
     const out = await tempDir('dbgate-report-out-')
     const r = await dbgate('report', '--bucket', `file://${bucketDir}`, '--since', '2025-01-01', '--until', '2025-01-31', '--out', out)

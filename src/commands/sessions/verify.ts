@@ -4,9 +4,9 @@ import {gunzipSync} from 'node:zlib'
 import {Args, Command, Flags} from '@oclif/core'
 import chalk from 'chalk'
 import {toCliError} from '../../cli/errors.js'
-import {bucketFlags, filterFlags, listFilters, resolveBucket} from '../../audit/cli.js'
+import {bucketFlags, filterFlags, listFilters, readKeyFiles, resolveBucket} from '../../audit/cli.js'
 import {loadEach, SessionReader} from '../../audit/read.js'
-import {loadKeyRing, parsePublishedKey, type KeyRing} from '../../audit/signing.js'
+import {loadKeyRing, type KeyRing} from '../../audit/signing.js'
 import {splitConcatenatedSessions, verifySession, type VerifyResult} from '../../audit/verify.js'
 
 interface Checked extends VerifyResult {
@@ -42,11 +42,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
     let keys: KeyRing
     let keyErrors: {key: string; message: string}[] = []
     if (flags.key) {
-      keys = new Map()
-      for (const path of flags.key) {
-        const doc = parsePublishedKey(await readFile(path, 'utf8'))
-        keys.set(doc.keyId, doc)
-      }
+      keys = await readKeyFiles(flags.key)
     } else {
       ;({keys, errors: keyErrors} = await loadKeyRing(bucket!))
     }
