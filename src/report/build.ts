@@ -147,10 +147,11 @@ export class ReportBuilder {
     let sessionMasked = 0
     for (const ev of events) {
       if (ev.type === 'statement') {
+        // Logs from other versions may lack optional-looking fields; a report must not stop at them.
         const d = ev.data as StatementData
         sessionStatements += 1
         s.statements += 1
-        s.rowsReturnedOrAffected += d.rows
+        s.rowsReturnedOrAffected += d.rows ?? 0
         const denied = isDenied(d.decision)
         if (denied) {
           s.denied += 1
@@ -163,14 +164,14 @@ export class ReportBuilder {
         }
         const cls = d.class ?? 'unknown'
         classes.set(cls, (classes.get(cls) ?? 0) + 1)
-        for (const t of new Set(d.tables)) {
+        for (const t of new Set(d.tables ?? [])) {
           const tr = tables.get(t) ?? {statements: 0, denied: 0}
           tr.statements += 1
           if (denied) tr.denied += 1
           tables.set(t, tr)
         }
         // The scanner can mask values in columns nobody marked, so either sign counts.
-        if (d.maskedColumns.length > 0 || (d.maskedValues ?? 0) > 0) {
+        if ((d.maskedColumns?.length ?? 0) > 0 || (d.maskedValues ?? 0) > 0) {
           s.statementsWithMaskedOutput += 1
           sessionMasked += 1
           if (typeof d.maskedValues === 'number') s.maskedValues += d.maskedValues
@@ -183,7 +184,7 @@ export class ReportBuilder {
             a.statementOutcome = d.outcome
           }
         }
-        const risk = riskOf(d.sql)
+        const risk = typeof d.sql === 'string' ? riskOf(d.sql) : undefined
         if (risk) {
           if (risk.risk === 'destructive') s.destructiveAttempts += 1
           else s.privilegedAttempts += 1
