@@ -1,4 +1,4 @@
-import {createHash} from 'node:crypto'
+import {hash} from 'node:crypto'
 
 /**
  * The hash chain. Each line is `{"v":1,"type":…,"session":…,"seq":n,"ts":…,"prev":…,"data":{…}[,"sig":{…}],"hash":"…"}`:
@@ -16,8 +16,9 @@ export const EVENT_VERSION = 1
 export const HASH_SUFFIX = /,"hash":"([0-9a-f]{64})"\}$/
 export const SIG_SUFFIX = /,"sig":\{"keyId":"([0-9a-f]{32})","alg":"ed25519","value":"([A-Za-z0-9+/]+={0,2})"\}\}$/
 
+/** Two of these per recorded event: the one-shot `hash` skips creating a Hash object each time. */
 export function sha256hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex')
+  return hash('sha256', data, 'hex')
 }
 
 export function genesisHash(sessionId: string): string {

@@ -1,11 +1,14 @@
 import {constants as fsc} from 'node:fs'
 import {open, stat, truncate, unlink, writeFile} from 'node:fs/promises'
-import {gzipSync} from 'node:zlib'
+import {constants as zlibConstants, gzip} from 'node:zlib'
+import {promisify} from 'node:util'
 import {isBucketError, type Bucket} from '../bucket/index.js'
 import {ChainState, sha256hex, type Signer} from './chain.js'
 import {addToTotals, emptyTotals, parseEventLine, type SessionInterruptedData, type StatementData} from './events.js'
 import {currentLockInfo, defaultSpoolDir, isLockAlive, readLock, spoolPaths} from './spool.js'
 import {readMark, readSnapshot, spooledSessions, type ShippedMark, type SpoolSnapshot, type SpoolState} from './spool-scan.js'
+
+const gzipAsync = promisify(gzip)
 
 /** `sessions/dt=YYYY-MM-DD/target=NAME/<id>.jsonl.gz`: Hive-style partitions Athena, Trino and DuckDB prune on. */
 export function sessionObjectKey(sessionId: string, target: string, startedAt: Date | string): string {
@@ -114,7 +117,9 @@ async function shipOne(dir: string, sessionId: string, opts: ShipOptions): Promi
 
   const start = snap.start ?? {target: '_unknown', startedAt: (await stat(paths.log)).mtime.toISOString()}
   const key = sessionObjectKey(sessionId, start.target, start.startedAt)
-  const body = gzipSync(snap.complete)
+  // Off the event loop (the tunnel's statements wait behind a synchronous gzip of a whole log),
+  // and fast for a live session's snapshot, which the next snapshot or the final one replaces.
+  const body = await gzipAsync(snap.complete, {level: state === 'live' ? zlibConstants.Z_BEST_SPEED : zlibConstants.Z_DEFAULT_COMPRESSION})
   try {
     await withRetry(() => opts.bucket.put(key, body, {contentType: 'application/x-ndjson'}), opts)
   } catch (err) {
@@ -141,7 +146,8 @@ async function sealInterrupted(paths: ReturnType<typeof spoolPaths>, sessionId: 
   const path = paths.log
   const lock = await readLock(paths.lock)
   const totals = emptyTotals()
-  for (const l of snap.lines) {
+  const lines = snap.lines()
+  for (const l of lines) {
     try {
       const ev = parseEventLine(l)
       if (ev.type === 'statement') addToTotals(totals, ev.data as StatementData)
@@ -149,13 +155,13 @@ async function sealInterrupted(paths: ReturnType<typeof spoolPaths>, sessionId: 
       /* counted as what it is by verify */
     }
   }
-  const last = snap.lines[snap.lines.length - 1]
+  const last = lines[lines.length - 1]
   let seq = 0
   if (last !== undefined) {
     try {
       seq = parseEventLine(last).seq
     } catch {
-      seq = snap.lines.length
+      seq = lines.length
     }
   }
   const chain = new ChainState(sessionId, last !== undefined ? {seq, prev: sha256hex(last)} : undefined)

@@ -33,21 +33,27 @@ export interface SpoolSnapshot {
   /** Bytes up to and including the last newline. */
   complete: Buffer
   tornTail: Buffer
-  lines: string[]
+  /** The complete lines, split on first use: only sealing a dead writer's log reads them all. */
+  lines(): string[]
   lastType?: string
   start?: {target: string; startedAt: string}
 }
 
-/** A spool log split at its last newline: the complete lines, which may be shipped, and a torn tail. */
+/**
+ * A spool log split at its last newline: the complete lines, which may be shipped, and a torn tail.
+ * The shipper reads a live session's log every few seconds; only its first and last lines are
+ * decoded, so that a long session is not turned into strings and split on every pass.
+ */
 export async function readSnapshot(path: string): Promise<SpoolSnapshot> {
   const buf = await readFile(path)
   const cut = buf.lastIndexOf(0x0a) + 1
   const complete = buf.subarray(0, cut)
-  const lines = complete.length ? complete.toString('utf8').slice(0, -1).split('\n') : []
+  const firstLine = cut > 0 ? complete.subarray(0, complete.indexOf(0x0a)).toString('utf8') : undefined
+  const lastLine = cut > 0 ? complete.subarray(cut >= 2 ? complete.lastIndexOf(0x0a, cut - 2) + 1 : 0, cut - 1).toString('utf8') : undefined
   let start: SpoolSnapshot['start']
   let lastType: string | undefined
   try {
-    const first = lines[0] ? parseEventLine(lines[0]) : undefined
+    const first = firstLine ? parseEventLine(firstLine) : undefined
     if (first?.type === 'session.start') {
       const d = first.data as {target?: string; startedAt?: string}
       start = {target: d.target ?? '_unknown', startedAt: d.startedAt ?? first.ts}
@@ -56,11 +62,18 @@ export async function readSnapshot(path: string): Promise<SpoolSnapshot> {
     /* a corrupt first line still ships; verify will report it */
   }
   try {
-    lastType = lines.length ? parseEventLine(lines[lines.length - 1]!).type : undefined
+    lastType = lastLine !== undefined ? parseEventLine(lastLine).type : undefined
   } catch {
     lastType = undefined
   }
-  return {complete, tornTail: buf.subarray(cut), lines, lastType, start}
+  let lines: string[] | undefined
+  return {
+    complete,
+    tornTail: buf.subarray(cut),
+    lines: () => (lines ??= complete.length ? complete.toString('utf8').slice(0, -1).split('\n') : []),
+    lastType,
+    start,
+  }
 }
 
 export async function readMark(path: string): Promise<ShippedMark | undefined> {

@@ -1,14 +1,17 @@
 /**
  * The tunnel's own CPU cost per transaction, without the kernel, the network or the database: one
- * `ClientConnection` fed from in-memory sockets with the exchanges pgbench -S makes (simple: Query;
- * prepared: Bind/Execute/Sync on a named statement), answered with the server's canned replies.
- * Deterministic enough to compare two builds of the hot path on a busy machine, where pgbench's
- * figures move by ±30 % from run to run.
+ * `ClientConnection` fed from in-memory sockets with the exchanges the benchmark makes, answered
+ * with the server's canned replies. Deterministic enough to compare two builds of the hot path on
+ * a busy machine, where pgbench's figures move by ±30 % from run to run.
  *
- *   node dist/bench/hotpath.js [--tx N] [--rounds N] [--features guardrails,recording,…]
+ *   node dist/bench/hotpath.js [--tx N] [--rounds N] [--features guardrails,masking,recording,…] [--modes simple,prepared,select,copy]
  *
- * With no --features the tunnel runs bare (no hooks); each named feature is switched on as
- * `buildTunnelHooks` builds it, with a temporary data directory for anything kept on disk.
+ * Modes: `simple` and `prepared` are pgbench -S (Query; Bind/Execute/Sync on a named statement);
+ * `select` and `copy` stream the large-result table (`SELECT id, email, full_name, note`, and
+ * `COPY … TO STDOUT`), 1,000 rows per transaction, reported per row. With no --features the
+ * tunnel runs bare (no hooks); each named feature is switched on as `buildTunnelHooks` builds it,
+ * with a temporary data directory for anything kept on disk, and masking reads a catalog of the
+ * two benchmark tables from memory.
  */
 import {EventEmitter} from 'node:events'
 import {mkdtemp, rm} from 'node:fs/promises'
@@ -21,7 +24,10 @@ import {parseConfigText} from '../config/parse.js'
 import {ClientConnection} from '../proxy/connection.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
 import {makeScramVerifier} from '../wire/scram.js'
-import {encodeDataRow, encodeReadyForQuery, encodeRowDescription} from '../wire/backend.js'
+import {createHash} from 'node:crypto'
+import type {Row} from '../masking/catalog.js'
+import type {ClosableCatalogQuery} from '../masking/index.js'
+import {encodeCopyData, encodeDataRow, encodeReadyForQuery, encodeRowDescription} from '../wire/backend.js'
 import {encodeQuery} from '../wire/frontend.js'
 import {Writer} from '../wire/writer.js'
 
@@ -99,35 +105,99 @@ function harness(hooks: ProxyHooks, onUpstreamWrite: (b: Buffer) => void): Harne
 }
 
 const AIDS = Array.from({length: 100_000}, (_, i) => String(1 + ((i * 7919) % 100_000)))
-const CHUNKS = {
-  simple: AIDS.map((aid) => encodeQuery(`SELECT abalance FROM pgbench_accounts WHERE aid = ${aid};`)),
-  prepared: AIDS.map((aid) => Buffer.concat([serialize.bind({portal: '', statement: 'P_0', values: [aid]}), serialize.execute({portal: '', rows: 0}), serialize.sync()])),
+
+/** One kind of exchange: requests cycled through, each answered with `reply`, and how many units (transactions or rows) one is. */
+interface Workload {
+  /** Sent once before measuring, answered with `setupReply`. */
+  setup?: {request: Buffer; reply: Buffer}
+  requests: Buffer[]
+  /** The server's answer to each request, in the chunks a socket read would hand over. */
+  replies: (i: number) => Buffer[]
+  unitsPerTx: number
+  unit: string
 }
 
-/** Runs `tx` transactions; returns user+system CPU microseconds per transaction. */
-function measure(mode: 'simple' | 'prepared', hooks: ProxyHooks, tx: number): number {
-  let reply: Buffer = PREPARED_REPLY
+/** The large-result table of `run.ts` (`bench_stream`), row by row as the benchmark fills it. */
+const STREAM_ROWS_PER_TX = 1000
+const STREAM_BLOCKS = 10
+const streamRow = (g: number): string[] => [String(g), `user${g}@example.com`, `Person ${g}`, `${createHash('md5').update(String(g)).digest('hex')}-${String(g).padStart(8, '0')}`]
+const TABLES = {
+  accounts: {oid: 16390, rowtype: 16392, name: 'pgbench_accounts', columns: [['aid', 23, 'int4'], ['bid', 23, 'int4'], ['abalance', 23, 'int4'], ['filler', 1042, 'bpchar']]},
+  stream: {oid: 16400, rowtype: 16402, name: 'bench_stream', columns: [['id', 23, 'int4'], ['email', 25, 'text'], ['full_name', 25, 'text'], ['note', 25, 'text']]},
+} as const
+
+/** The catalog queries of `readCatalog`, answered for the two tables (built-in types need no rows). */
+const catalogQuery: ClosableCatalogQuery = Object.assign(
+  async (sql: string): Promise<Row[]> => {
+    if (!sql.includes('pg_attribute')) return []
+    return Object.values(TABLES).flatMap((t) =>
+      t.columns.map(([column, typeoid, typename], i) => ({oid: t.oid, schema: 'public', name: t.name, kind: 'r', rowtype: t.rowtype, attnum: i + 1, column, typeoid, typename, viewdef: null})),
+    )
+  },
+  {close: async () => {}},
+)
+
+/** Splits a server reply into socket-sized chunks. */
+function chunked(b: Buffer, size = 64 * 1024): Buffer[] {
+  const out: Buffer[] = []
+  for (let at = 0; at < b.length; at += size) out.push(b.subarray(at, at + size))
+  return out
+}
+
+function streamWorkload(kind: 'select' | 'copy'): Workload {
+  const t = TABLES.stream
+  const blocks = Array.from({length: STREAM_BLOCKS}, (_, b) => Array.from({length: STREAM_ROWS_PER_TX}, (_, i) => streamRow(1 + b * STREAM_ROWS_PER_TX + i)))
+  const done = tagged(0x43, (w) => w.cstring(`${kind === 'select' ? 'SELECT' : 'COPY'} ${STREAM_ROWS_PER_TX}`))
+  const head =
+    kind === 'select'
+      ? encodeRowDescription(t.columns.map(([name, typeOid], i) => ({name, tableOid: t.oid, columnAttr: i + 1, typeOid, typeSize: -1, typeModifier: -1, format: 0})))
+      : tagged(0x48, (w) => t.columns.reduce((x) => x.int16(0), w.byte(0).int16(t.columns.length)))
+  const body = (rows: string[][]) =>
+    kind === 'select' ? rows.map((r) => encodeDataRow(r.map((v) => Buffer.from(v)))) : [...rows.map((r) => encodeCopyData(Buffer.from(`${r.join('\t')}\n`))), tagged(0x63)]
+  const replies = blocks.map((rows) => chunked(Buffer.concat([head, ...body(rows), done, READY])))
+  const sql = kind === 'select' ? `SELECT id, email, full_name, note FROM ${t.name}` : `COPY ${t.name} TO STDOUT`
+  return {requests: [encodeQuery(sql)], replies: (i) => replies[i % replies.length]!, unitsPerTx: STREAM_ROWS_PER_TX, unit: 'row'}
+}
+
+const MODES = {
+  simple: (): Workload => ({
+    // pgbench draws aid from 1..100000; cycling through all of them keeps the analysis cache (10,000 texts) missing, as it mostly does under pgbench.
+    requests: AIDS.map((aid) => encodeQuery(`SELECT abalance FROM pgbench_accounts WHERE aid = ${aid};`)),
+    replies: () => [SIMPLE_REPLY],
+    unitsPerTx: 1,
+    unit: 'tx',
+  }),
+  prepared: (): Workload => ({
+    setup: {request: Buffer.concat([serialize.parse({name: 'P_0', text: SQL, types: []}), serialize.sync()]), reply: Buffer.concat([PARSE_COMPLETE, READY])},
+    requests: AIDS.map((aid) => Buffer.concat([serialize.bind({portal: '', statement: 'P_0', values: [aid]}), serialize.execute({portal: '', rows: 0}), serialize.sync()])),
+    replies: () => [PREPARED_REPLY],
+    unitsPerTx: 1,
+    unit: 'tx',
+  }),
+  select: () => streamWorkload('select'),
+  copy: () => streamWorkload('copy'),
+}
+type Mode = keyof typeof MODES
+
+/** Runs `tx` exchanges; returns user+system CPU microseconds per unit. */
+function measure(w: Workload, hooks: ProxyHooks, tx: number): number {
   const h = harness(hooks, () => {})
-  // Every reply arrives as a fresh chunk, as a socket read would hand it over.
-  const answer = () => h.upstream.emit('data', Buffer.from(reply))
-  if (mode === 'prepared') {
-    reply = Buffer.concat([PARSE_COMPLETE, READY])
-    h.client.emit('data', Buffer.concat([serialize.parse({name: 'P_0', text: SQL, types: []}), serialize.sync()]))
-    answer()
-    reply = PREPARED_REPLY
-  } else {
-    reply = SIMPLE_REPLY
+  // Every reply arrives as fresh chunks, as socket reads would hand them over.
+  const answer = (chunks: Buffer[]) => {
+    for (const c of chunks) h.upstream.emit('data', Buffer.from(c))
   }
-  // pgbench draws aid from 1..100000; cycling through all of them keeps the analysis cache (10,000 texts) missing, as it mostly does under pgbench.
-  const chunks = CHUNKS[mode]
+  if (w.setup) {
+    h.client.emit('data', Buffer.from(w.setup.request))
+    answer([w.setup.reply])
+  }
   const started = process.cpuUsage()
   for (let i = 0; i < tx; i++) {
-    h.client.emit('data', Buffer.from(chunks[i % chunks.length]!))
-    answer()
+    h.client.emit('data', Buffer.from(w.requests[i % w.requests.length]!))
+    answer(w.replies(i))
   }
   const used = process.cpuUsage(started)
   h.conn.close('done')
-  return (used.user + used.system) / tx
+  return (used.user + used.system) / (tx * w.unitsPerTx)
 }
 
 async function main(): Promise<void> {
@@ -137,6 +207,9 @@ async function main(): Promise<void> {
     return i >= 0 ? Number(args[i + 1]) : dflt
   }
   const tx = num('--tx', 200_000)
+  const m = args.indexOf('--modes')
+  const modes = (m >= 0 ? (args[m + 1] ?? '').split(',') : ['simple', 'prepared']) as Mode[]
+  for (const mode of modes) if (!(mode in MODES)) throw new Error(`unknown mode ${mode} (known: ${Object.keys(MODES).join(', ')})`)
   const rounds = num('--rounds', 5)
   const i = args.indexOf('--features')
   const on = i >= 0 ? (args[i + 1] ?? '').split(',').filter(Boolean) : []
@@ -151,15 +224,18 @@ async function main(): Promise<void> {
       const loaded = {path: file, ...parseConfigText(text, file, {env, homeDir: dataDir})}
       const target = loaded.config.targets.bench!
       const features = Object.fromEntries(Object.keys(ALL_FEATURES).map((k) => [k, on.includes(k)])) as unknown as TunnelFeatures
-      hooks = await buildTunnelHooks({config: loaded.config, target, features, env})
+      hooks = await buildTunnelHooks({config: loaded.config, target, features, env, catalogQuery})
     }
     process.stdout.write(`features on: ${on.length > 0 ? on.join(', ') : 'none (bare tunnel)'}\n`)
-    for (const mode of ['simple', 'prepared'] as const) {
+    for (const mode of modes) {
+      const w = MODES[mode]()
+      // A streamed transaction is a thousand rows: fewer of them make as long a round.
+      const n = Math.max(1, Math.round(tx / w.unitsPerTx))
       const runs: number[] = []
-      measure(mode, hooks, Math.min(tx, 20_000))
-      for (let r = 0; r < rounds; r++) runs.push(measure(mode, hooks, tx))
+      measure(w, hooks, Math.min(n, 20_000))
+      for (let r = 0; r < rounds; r++) runs.push(measure(w, hooks, n))
       runs.sort((a, b) => a - b)
-      process.stdout.write(`${mode.padEnd(8)} ${runs[0]!.toFixed(2)} µs/tx best, ${runs[Math.floor(runs.length / 2)]!.toFixed(2)} median of ${rounds} × ${tx}\n`)
+      process.stdout.write(`${mode.padEnd(8)} ${runs[0]!.toFixed(2)} µs/${w.unit} best, ${runs[Math.floor(runs.length / 2)]!.toFixed(2)} median of ${rounds} × ${n * w.unitsPerTx} ${w.unit}s\n`)
     }
   } finally {
     await hooks.dispose?.()

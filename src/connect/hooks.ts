@@ -7,7 +7,7 @@ import type {Identity} from '../identity/types.js'
 import {checkStartupParameters, createStatementHook, judgeStatements, loadParser, sharedAnalysisCache, type PolicyStatementHook} from '../policy/index.js'
 import type {PgNoticeFields, ProxyHooks, StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
-import {startMasking, type MaskingRuntime} from '../masking/index.js'
+import {startMasking, type ClosableCatalogQuery, type MaskingRuntime} from '../masking/index.js'
 import {defaultKeyDir} from '../audit/signing.js'
 import {randomBytes} from 'node:crypto'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
@@ -35,6 +35,8 @@ export interface TunnelHooksContext {
   approvalPollMs?: number
   /** The upstream as the tunnel dials it: masking reads the catalog through its own session. */
   upstream?: UpstreamTarget
+  /** Reads the catalog for masking instead of a session to `upstream` (the in-memory benchmark). */
+  catalogQuery?: ClosableCatalogQuery
 }
 
 /**
@@ -47,7 +49,8 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
   const features = {...ALL_FEATURES, ...ctx.features}
   await loadParser()
   const log = ctx.log ?? (() => {})
-  const masking = features.masking && ctx.upstream ? await startMaskingFor(ctx, ctx.upstream) : undefined
+  const catalogSource = ctx.catalogQuery ?? ctx.upstream
+  const masking = features.masking && catalogSource ? await startMaskingFor(ctx, catalogSource) : undefined
   const recording = features.recording
     ? await startRecording({config: ctx.config, target, identity, env: ctx.env, log, policy: ctx.policy, maskText: masking?.factory.maskText})
     : undefined
@@ -104,9 +107,9 @@ function chain<A extends unknown[]>(...fns: (((...args: A) => void) | undefined)
 }
 
 /** Masking reads the catalog once the tunnel knows who connects: unmask groups decide what it does. */
-function startMaskingFor(ctx: TunnelHooksContext, upstream: UpstreamTarget): Promise<MaskingRuntime> {
+function startMaskingFor(ctx: TunnelHooksContext, catalogSource: UpstreamTarget | ClosableCatalogQuery): Promise<MaskingRuntime> {
   return startMasking({
-    target: upstream,
+    target: catalogSource,
     masking: ctx.target.masking,
     identity: {groups: ctx.identity?.groups ?? [], kind: ctx.identity?.kind ?? 'human'},
     hashKey: maskingHashKey(ctx.env ?? process.env),

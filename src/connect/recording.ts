@@ -62,13 +62,24 @@ function safeUserName(): string {
   }
 }
 
+export interface DescribeOptions {
+  /** Masks bind parameters before they are recorded; without it they are not recorded. */
+  maskText?: (text: string) => string
+  /**
+   * The guardrails' size cap, so that the analysis they made of this text is found in the shared
+   * cache instead of being made again (an entry made under another cap does not count as a hit).
+   */
+  maxStatementSize?: number
+}
+
 /** What the recorder stores for a statement, from the policy decision riding on its verdict. */
-export function describeStatement(event: StatementEvent, maskText?: (text: string) => string): StatementDetails {
+export function describeStatement(event: StatementEvent, opts: DescribeOptions = {}): StatementDetails {
+  const {maskText} = opts
   const decision = event.verdict.tag as Decision | undefined
   const decisive = decision?.decisive ?? decision?.statements[0]
   let tables: string[] | undefined
   if (event.sql) {
-    const analysis = sharedAnalysisCache.analyze(event.sql)
+    const analysis = sharedAnalysisCache.analyze(event.sql, {maxStatementSize: opts.maxStatementSize})
     const names = new Set<string>()
     for (const s of analysis.statements) for (const t of s.tables) names.add(t.schema ? `${t.schema}.${t.name}` : t.name)
     tables = [...names]
@@ -87,10 +98,13 @@ export function describeStatement(event: StatementEvent, maskText?: (text: strin
 }
 
 /** Which output columns were masked and why (never the values), and the bind parameters as masked. */
-function maskingDetails(event: StatementEvent, maskText: ((text: string) => string) | undefined): Pick<StatementDetails, 'maskedColumns' | 'params'> {
-  const masked = (event.resultFilter as {maskedColumns?: MaskedColumn[]} | undefined)?.maskedColumns
+function maskingDetails(event: StatementEvent, maskText: ((text: string) => string) | undefined): Pick<StatementDetails, 'maskedColumns' | 'maskedValues' | 'params'> {
+  const filter = event.resultFilter as {maskedColumns?: MaskedColumn[]; maskedValues?: number} | undefined
+  const masked = filter?.maskedColumns
   return {
     ...(masked && masked.length > 0 ? {maskedColumns: masked.map(formatMaskedColumn)} : {}),
+    // Counted only where a masking filter ran: absent means "not masked here", not "nothing to mask".
+    ...(typeof filter?.maskedValues === 'number' ? {maskedValues: filter.maskedValues} : {}),
     // Without a masker the recorder must not see clear parameters at all.
     ...(event.params ? {params: event.params.map((p) => (p === null ? null : maskText ? maskText(p) : '<not recorded>'))} : {}),
   }
@@ -128,7 +142,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
     identity,
     target: opts.target.name,
     policy: opts.policy ?? {hash: policyHash(opts.target), version: 'local'},
-    describe: (event) => describeStatement(event, opts.maskText),
+    describe: (event) => describeStatement(event, {maskText: opts.maskText, maxStatementSize: opts.target.tunnel.maxStatementSize}),
   })
   return {
     session: (sessionId) => recorder.session(sessionId),

@@ -4,6 +4,7 @@
  * When the columns' origin is unknown every field is masked: a COPY is never let through blind.
  */
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
+import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
 import {maskComposite, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
 
@@ -25,6 +26,8 @@ function maskField(value: string, mask: CopyMask | undefined, m: ValueMasking): 
 // ---- text format ----
 
 function unescapeText(s: string): string {
+  // Most fields hold no escape at all.
+  if (!s.includes('\\')) return s
   return s.replace(/\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)/g, (_, e: string) => {
     switch (e[0]) {
       case 'b':
@@ -47,7 +50,10 @@ function unescapeText(s: string): string {
   })
 }
 
+const NEEDS_ESCAPE = /[\\\n\r\t]/
+
 function escapeText(s: string, delimiter: string): string {
+  if (!NEEDS_ESCAPE.test(s) && !s.includes(delimiter)) return s
   let out = s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t')
   if (delimiter !== '\t') out = out.split(delimiter).join(`\\${delimiter}`)
   return out
@@ -55,6 +61,8 @@ function escapeText(s: string, delimiter: string): string {
 
 /** Splits on unescaped delimiters (an escaped one is `\` + delimiter). */
 function splitText(line: string, delimiter: string): string[] {
+  // Without a backslash no delimiter is escaped: a plain split gives the same fields.
+  if (!line.includes('\\')) return line.split(delimiter)
   const out: string[] = []
   let cur = ''
   for (let i = 0; i < line.length; i++) {
@@ -85,9 +93,65 @@ function maskTextLine(line: string, plan: CopyPlan, m: ValueMasking): string | u
     const masked = maskField(unescapeText(raw), mask, m)
     if (masked === undefined) return raw
     changed = true
+    m.onMasked?.()
     return masked === null ? nullString : escapeText(masked, delimiter)
   })
   return changed ? out.join(delimiter) + eol : undefined
+}
+
+/** `maskTextLineBytes` cannot take this line: it goes through `maskTextLine`. */
+const TEXT_PATH = Symbol('text path')
+const BACKSLASH = 0x5c
+
+/**
+ * `maskTextLine` on the line's bytes, for the usual line without a backslash: no field then holds
+ * an escape or an escaped delimiter, so a field is the bytes between two delimiters, and one that
+ * is not masked and holds nothing the scanner could find is kept as it is, never decoded. Masked
+ * and scanned fields go through the same steps as in `maskTextLine`.
+ */
+function maskTextLineBytes(line: Buffer, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
+  const {delimiter, nullString} = plan.shape
+  const d = delimiter.charCodeAt(0)
+  if (delimiter.length !== 1 || d > 0x7f || line.includes(BACKSLASH)) return TEXT_PATH
+  let end = line.length
+  if (end > 0 && line[end - 1] === 0x0a) {
+    end--
+    if (end > 0 && line[end - 1] === 0x0d) end--
+  }
+  const nullBytes = Buffer.from(nullString, 'utf8')
+  // Replaced fields as [start, stop, replacement]; the line is rebuilt once, at its final size.
+  let edits: [number, number, string][] | undefined
+  for (let i = 0, start = 0; start <= end; i++) {
+    let stop = line.indexOf(d, start)
+    if (stop === -1 || stop > end) stop = end
+    const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+    let masked: string | null | undefined
+    if (stop - start === nullBytes.length && nullBytes.compare(line, start, stop) === 0) masked = undefined
+    else if (mask) masked = maskField(line.toString('utf8', start, stop), mask, m)
+    else {
+      const needs = bufferNeeds(line, start, stop)
+      masked = needs === 0 ? undefined : scanAndMask(line.toString('utf8', start, stop), m, needs)
+    }
+    if (masked !== undefined) {
+      m.onMasked?.()
+      edits ??= []
+      edits.push([start, stop, masked === null ? nullString : escapeText(masked, delimiter)])
+    }
+    start = stop + 1
+  }
+  if (!edits) return undefined
+  let size = line.length
+  for (const [start, stop, text] of edits) size += Buffer.byteLength(text, 'utf8') - (stop - start)
+  const out = Buffer.allocUnsafe(size)
+  let from = 0
+  let at = 0
+  for (const [start, stop, text] of edits) {
+    at += line.copy(out, at, from, start)
+    at += out.write(text, at, 'utf8')
+    from = stop
+  }
+  line.copy(out, at, from)
+  return out
 }
 
 // ---- CSV format ----
@@ -141,6 +205,7 @@ function maskCsvLine(line: string, plan: CopyPlan, m: ValueMasking): string | un
     const masked = maskField(f.value, mask, m)
     if (masked === undefined) return raw
     changed = true
+    m.onMasked?.()
     return masked === null ? plan.shape.nullString : quoteCsv(masked, plan.shape)
   })
   return changed ? out.join(plan.shape.delimiter) + eol : undefined
@@ -192,6 +257,7 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
       continue
     }
     changed = true
+    m.onMasked?.()
     const header = Buffer.alloc(4)
     header.writeInt32BE(out === null ? -1 : out.length)
     parts.push(header)
@@ -215,8 +281,13 @@ export function maskCopyData(chunk: Buffer, plan: CopyPlan, first: boolean, m: V
       return Buffer.alloc(0)
     }
   }
+  const isHeader = first && plan.shape.header
+  if (plan.shape.format === 'text' && !isHeader) {
+    const out = maskTextLineBytes(chunk, plan, m)
+    if (out !== TEXT_PATH) return out
+  }
   const line = chunk.toString('utf8')
-  if (first && plan.shape.header) {
+  if (isHeader) {
     const scanned = scanAndMask(line, m)
     return scanned === undefined ? undefined : Buffer.from(scanned, 'utf8')
   }

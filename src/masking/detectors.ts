@@ -1,8 +1,8 @@
 /**
  * The value scanner: finds sensitive values inside any text, whatever column it came from. It is
  * the backstop for what lineage cannot see, so it runs on every text value and must be cheap for
- * the common case of text that holds nothing: `mightContainSensitive` rejects most values with a
- * few byte comparisons before any regular expression runs.
+ * the common case of text that holds nothing: one pass over the characters (`textNeeds`, or
+ * `bufferNeeds` on the raw bytes) tells which detectors could match at all, and only those run.
  */
 import type {MaskingCategory} from './categories.js'
 
@@ -57,54 +57,156 @@ export function isJwt(candidate: string): boolean {
   return parts.length === 3 && parts[0]!.startsWith('eyJ') && base64UrlJson(parts[0]!) && base64UrlJson(parts[1]!)
 }
 
+/**
+ * What a text must contain for a detector to have any chance, as bits: each detector names the
+ * one it needs, and `needsOf` finds which a text has in one pass, so a detector whose need is
+ * missing is never run. Each need is implied by the detector's pattern (a literal it contains, or
+ * a shape every match has), so skipping it never changes what the scanner finds.
+ */
+const NEED = {
+  /** `@`: every e-mail. */
+  at: 1,
+  /**
+   * A run of nine digits, consecutive ones at most one space or `-` apart, with at least two `-`
+   * in it: every SSN (`\d{3}-\d{2}-\d{4}`).
+   */
+  ssnRun: 2,
+  /** A run of twelve such digits: every card number (`\d(?:[ -]?\d){11,18}`). */
+  cardRun: 4,
+  /** Two capital letters and two digits (`[A-Z]{2}\d{2}`): every IBAN. */
+  ibanHead: 8,
+  /** A detector's literal prefix: keys and tokens. */
+  prefix: 16,
+} as const
+
 interface Detector {
   name: string
   category: MaskingCategory
   pattern: RegExp
+  /** The `NEED` bit a text must have for this pattern to match. */
+  needs: number
+  /** For `NEED.prefix`: the literals one of which every match contains. */
+  prefixes?: string[]
   /** A check the pattern alone cannot express (checksums); receives the matched text. */
   valid?: (match: string) => boolean
 }
 
+const AWS_PREFIXES = ['AKIA', 'ASIA', 'AGPA', 'AIDA', 'AROA', 'ANPA', 'ANVA', 'AIPA']
+
 const DETECTORS: Detector[] = [
-  {name: 'private-key', category: 'secret', pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)/g},
-  {name: 'jwt', category: 'token', pattern: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, valid: isJwt},
-  {name: 'aws-access-key', category: 'secret', pattern: /\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b/g},
-  {name: 'github-token', category: 'secret', pattern: /\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b/g},
-  {name: 'slack-token', category: 'secret', pattern: /\bxox[abposr]-[A-Za-z0-9-]{10,}/g},
-  {name: 'stripe-key', category: 'secret', pattern: /\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b/g},
-  {name: 'google-api-key', category: 'secret', pattern: /\bAIza[0-9A-Za-z_-]{35}\b/g},
-  {name: 'email', category: 'email', pattern: /[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g},
-  {name: 'iban', category: 'bank_account', pattern: /\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,4})?\b/g, valid: ibanValid},
-  {name: 'card-luhn', category: 'card', pattern: /\b\d(?:[ -]?\d){11,18}\b/g, valid: (m) => luhnValid(m.replace(/[ -]/g, ''))},
-  {name: 'ssn', category: 'national_id', pattern: /\b\d{3}-\d{2}-\d{4}\b/g, valid: (m) => !m.startsWith('000') && !m.startsWith('666') && m.slice(4, 6) !== '00' && m.slice(7) !== '0000'},
+  {name: 'private-key', category: 'secret', needs: NEED.prefix, prefixes: ['BEGIN'], pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)/g},
+  {name: 'jwt', category: 'token', needs: NEED.prefix, prefixes: ['eyJ'], pattern: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, valid: isJwt},
+  {name: 'aws-access-key', category: 'secret', needs: NEED.prefix, prefixes: AWS_PREFIXES, pattern: new RegExp(`\\b(?:${AWS_PREFIXES.join('|')})[A-Z0-9]{16}\\b`, 'g')},
+  {name: 'github-token', category: 'secret', needs: NEED.prefix, prefixes: ['ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_'], pattern: /\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b/g},
+  {name: 'slack-token', category: 'secret', needs: NEED.prefix, prefixes: ['xox'], pattern: /\bxox[abposr]-[A-Za-z0-9-]{10,}/g},
+  {name: 'stripe-key', category: 'secret', needs: NEED.prefix, prefixes: ['_live_', '_test_'], pattern: /\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b/g},
+  {name: 'google-api-key', category: 'secret', needs: NEED.prefix, prefixes: ['AIza'], pattern: /\bAIza[0-9A-Za-z_-]{35}\b/g},
+  {name: 'email', category: 'email', needs: NEED.at, pattern: /[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g},
+  {name: 'iban', category: 'bank_account', needs: NEED.ibanHead, pattern: /\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,4})?\b/g, valid: ibanValid},
+  {name: 'card-luhn', category: 'card', needs: NEED.cardRun, pattern: /\b\d(?:[ -]?\d){11,18}\b/g, valid: (m) => luhnValid(m.replace(/[ -]/g, ''))},
+  {name: 'ssn', category: 'national_id', needs: NEED.ssnRun, pattern: /\b\d{3}-\d{2}-\d{4}\b/g, valid: (m) => !m.startsWith('000') && !m.startsWith('666') && m.slice(4, 6) !== '00' && m.slice(7) !== '0000'},
 ]
 
-const PREFIXES = ['eyJ', 'AKIA', 'ASIA', 'AGPA', 'AIDA', 'AROA', 'ANPA', 'ANVA', 'AIPA', 'ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_', 'xox', '_live_', '_test_', 'AIza', 'BEGIN']
+/** The prefixes by their first character, as character codes; `PREFIX_START` rejects most positions with one lookup. */
+const PREFIXES_BY_START: number[][][] = Array.from({length: 128}, () => [])
+const PREFIX_START = new Uint8Array(256)
+for (const p of DETECTORS.flatMap((d) => d.prefixes ?? [])) {
+  PREFIXES_BY_START[p.charCodeAt(0)]!.push([...p].map((ch) => ch.charCodeAt(0)))
+  PREFIX_START[p.charCodeAt(0)] = 1
+}
+
+/** Below this length no text is scanned (the shortest value the detectors are meant for is longer). */
+const MIN_LENGTH = 9
+
+const isDigit = (c: number) => c >= 48 && c <= 57
+const isUpper = (c: number) => c >= 65 && c <= 90
 
 /**
- * Cheap pre-check: true when `text` could hold something a detector finds. An e-mail needs `@`;
- * cards, SSNs and IBANs need at least nine digits; keys and tokens have fixed prefixes.
+ * The `NEED` bits of a text, from its UTF-8 bytes. Every need is made of ASCII characters, and
+ * any other character breaks a digit run, so the bytes tell the same as the text would.
  */
-export function mightContainSensitive(text: string): boolean {
-  if (text.length < 9) return false
-  let digits = 0
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (c === 64 /* @ */) return true
-    if (c >= 48 && c <= 57 && ++digits >= 9) return true
+function needsOf(b: Uint8Array, start: number, end: number): number {
+  let needs = 0
+  let run = 0
+  let dashes = 0
+  let gap = false
+  let prev1 = 0
+  let prev2 = 0
+  let prev3 = 0
+  for (let i = start; i < end; i++) {
+    const c = b[i]!
+    if (isDigit(c)) {
+      run++
+      gap = false
+      if (run >= 12) needs |= NEED.cardRun
+      if (run >= 9 && dashes >= 2) needs |= NEED.ssnRun
+      if (isDigit(prev1) && isUpper(prev2) && isUpper(prev3)) needs |= NEED.ibanHead
+    } else if ((c === 32 || c === 45) && run > 0 && !gap) {
+      // One separator may sit between two digits of a run; a second one ends it.
+      gap = true
+      if (c === 45) dashes++
+    } else {
+      run = 0
+      dashes = 0
+      gap = false
+      if (c === 64) needs |= NEED.at
+      else if (PREFIX_START[c] === 1 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[c]!, b, i, end)) needs |= NEED.prefix
+    }
+    prev3 = prev2
+    prev2 = prev1
+    prev1 = c
   }
-  for (const p of PREFIXES) if (text.includes(p)) return true
+  return needs
+}
+
+function prefixAt(candidates: number[][], b: Uint8Array, i: number, end: number): boolean {
+  for (const p of candidates) {
+    if (i + p.length > end) continue
+    let k = 1
+    while (k < p.length && b[i + k] === p[k]) k++
+    if (k === p.length) return true
+  }
   return false
 }
 
-/** Every sensitive value in `text`, earlier detectors winning where matches overlap. */
-export function scanText(text: string): Finding[] {
-  if (!mightContainSensitive(text)) return []
+/** Which detectors could match `text` (as `NEED` bits; 0 when none could). */
+export function textNeeds(text: string): number {
+  if (text.length < MIN_LENGTH) return 0
+  const b = Buffer.from(text, 'utf8')
+  return needsOf(b, 0, b.length)
+}
+
+/** `textNeeds` on raw UTF-8 bytes (`buf[start, end)`), so that clean values are never decoded to strings. */
+export function bufferNeeds(buf: Buffer, start = 0, end = buf.length): number {
+  if (end - start < MIN_LENGTH) return 0
+  return needsOf(buf, start, end)
+}
+
+/** Cheap pre-check: true when `text` could hold something a detector finds. */
+export function mightContainSensitive(text: string): boolean {
+  return textNeeds(text) !== 0
+}
+
+/** `mightContainSensitive` on raw UTF-8 bytes. */
+export function bufferMightContainSensitive(buf: Buffer): boolean {
+  return bufferNeeds(buf) !== 0
+}
+
+/**
+ * Every sensitive value in `text`, earlier detectors winning where matches overlap. `needs` is
+ * `textNeeds(text)` when the caller already has it (from the value's bytes).
+ */
+export function scanText(text: string, needs = textNeeds(text)): Finding[] {
+  if (needs === 0 || text.length < MIN_LENGTH) return []
   const found: Finding[] = []
   const overlaps = (s: number, e: number) => found.some((f) => s < f.end && e > f.start)
   for (const d of DETECTORS) {
+    if ((needs & d.needs) === 0) continue
+    if (d.prefixes && !d.prefixes.some((p) => text.includes(p))) continue
+    // `exec` on the shared pattern, not `matchAll`, which copies the pattern on every call. No
+    // pattern matches the empty string, so the loop always advances.
     d.pattern.lastIndex = 0
-    for (const m of text.matchAll(d.pattern)) {
+    for (let m = d.pattern.exec(text); m !== null; m = d.pattern.exec(text)) {
       const start = m.index
       const end = start + m[0].length
       if (overlaps(start, end)) continue
@@ -116,8 +218,8 @@ export function scanText(text: string): Finding[] {
 }
 
 /** Replaces each finding with what `replace` makes of it; returns undefined when nothing was found. */
-export function maskFindings(text: string, replace: (value: string, f: Finding) => string): {text: string; findings: Finding[]} | undefined {
-  const findings = scanText(text)
+export function maskFindings(text: string, replace: (value: string, f: Finding) => string, needs?: number): {text: string; findings: Finding[]} | undefined {
+  const findings = scanText(text, needs)
   if (findings.length === 0) return undefined
   let out = ''
   let at = 0
@@ -126,35 +228,4 @@ export function maskFindings(text: string, replace: (value: string, f: Finding) 
     at = f.end
   }
   return {text: out + text.slice(at), findings}
-}
-
-const PREFIX_BYTES = PREFIXES.map((p) => Buffer.from(p, 'latin1'))
-/** First bytes of the prefixes, so most positions are rejected with one table lookup. */
-const PREFIX_START = new Uint8Array(256)
-for (const p of PREFIX_BYTES) PREFIX_START[p[0]!] = 1
-
-function prefixAt(buf: Buffer, i: number): boolean {
-  for (const p of PREFIX_BYTES) {
-    if (p[0] !== buf[i] || i + p.length > buf.length) continue
-    let k = 1
-    while (k < p.length && buf[i + k] === p[k]) k++
-    if (k === p.length) return true
-  }
-  return false
-}
-
-/** `mightContainSensitive` on raw UTF-8 bytes in one pass, so clean values are never decoded to strings. */
-export function bufferMightContainSensitive(buf: Buffer): boolean {
-  if (buf.length < 9) return false
-  let digits = 0
-  for (let i = 0; i < buf.length; i++) {
-    const c = buf[i]!
-    if (c === 64) return true
-    if (c >= 48 && c <= 57) {
-      if (++digits >= 9) return true
-    } else if (PREFIX_START[c] === 1 && prefixAt(buf, i)) {
-      return true
-    }
-  }
-  return false
 }

@@ -10,7 +10,7 @@ import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog} from './catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from './categories.js'
 import {maskCopyData, type CopyMask, type CopyPlan} from './copy.js'
-import {bufferMightContainSensitive, scanText, type Finding} from './detectors.js'
+import {bufferNeeds, scanText, type Finding} from './detectors.js'
 import {analyzeText, flatten, type StatementLineage, type TextLineage} from './lineage.js'
 import {maskNotice, maskNotification, sensitiveNameRules, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
@@ -46,6 +46,8 @@ export interface ScannerHit {
 /** A result filter that also tells the recorder what it masked and why. */
 export interface MaskingFilter extends ResultFilter {
   readonly maskedColumns: MaskedColumn[]
+  /** Values replaced so far in this statement's output (result rows and COPY fields). */
+  readonly maskedValues: number
   readonly scannerHits: ScannerHit[]
 }
 
@@ -170,6 +172,7 @@ interface Base {
 
 class StatementFilter implements MaskingFilter {
   readonly maskedColumns: MaskedColumn[] = []
+  maskedValues = 0
   private readonly hits = new Hits()
   private readonly m: ValueMasking
   private readonly plans = new WeakMap<FieldDescription[], ResultPlan>()
@@ -183,7 +186,8 @@ class StatementFilter implements MaskingFilter {
     base: Base,
     private readonly maskUntraceable: boolean,
   ) {
-    this.m = {...base, onFinding: this.hits.add}
+    // Field by field: a spread followed by more properties takes V8's slow path (~1.5 µs, every statement).
+    this.m = {masker: base.masker, catalog: base.catalog, strategyOf: base.strategyOf, onFinding: this.hits.add, onMasked: () => void this.maskedValues++}
   }
 
   get scannerHits(): ScannerHit[] {
@@ -230,6 +234,7 @@ class StatementFilter implements MaskingFilter {
     } catch (error) {
       // A bug here must neither leak the row nor end the session: the row goes out empty.
       this.maskedColumns.push({result: this.results, column: -1, name: '*', category: 'untraceable', strategy: 'null', how: 'untraceable', reasons: [`masking failed: ${(error as Error).message}`]})
+      this.maskedValues += values.filter((v) => v !== null).length
       return values.map(() => null)
     }
   }
@@ -242,6 +247,7 @@ class StatementFilter implements MaskingFilter {
       if (v === null || v === undefined) continue
       const masked = this.maskValue(v, w)
       if (masked === undefined) continue
+      this.maskedValues++
       out ??= values.slice()
       out[w.index] = masked
     }
@@ -249,12 +255,14 @@ class StatementFilter implements MaskingFilter {
   }
 
   private maskValue(v: Buffer, w: ResultPlan['work'][number]): Buffer | null | undefined {
-    if (!w.mask && !bufferMightContainSensitive(v)) return undefined
+    // Which detectors could match, from the bytes: most values need no decoding at all.
+    const needs = w.mask ? undefined : bufferNeeds(v)
+    if (needs === 0) return undefined
     if (w.format === 1 && !isBinaryText(w.typeOid, this.m.catalog)) {
       if (w.mask) return w.mask.kind === 'document' ? null : maskBinaryValue(v, w.typeOid, w.mask.category, w.mask.strategy)
       // Binary arrays and records carry their text among length words: rewriting a value in
       // place would break the encoding, so a value the scanner objects to is dropped whole.
-      return scanText(v.toString('utf8')).length > 0 ? null : undefined
+      return scanText(v.toString('utf8'), needs).length > 0 ? null : undefined
     }
     if (w.format === -1) {
       // Without a RowDescription the encoding is unknown: NULL is valid in both.
@@ -266,7 +274,8 @@ class StatementFilter implements MaskingFilter {
     let text: string | null | undefined
     if (w.mask?.kind === 'value') text = maskTyped(inner.text, w.typeOid, w.mask.category, this.m, w.mask.strategy)
     else if (w.mask?.kind === 'document') text = maskComposite(inner.text, w.typeOid, w.mask.rules, this.m)
-    else text = scanAndMask(inner.text, this.m)
+    // The bytes' needs hold for their text only when the text is all of the bytes.
+    else text = scanAndMask(inner.text, this.m, w.format === 1 ? undefined : needs)
     if (text === undefined) return undefined
     return text === null ? null : inner.wrap(text)
   }
@@ -328,6 +337,7 @@ function printableUtf8(b: Buffer): boolean {
 /** What arrives outside any statement: notifications, asynchronous notices. */
 class SessionFilter implements MaskingFilter {
   readonly maskedColumns: MaskedColumn[] = []
+  readonly maskedValues = 0
   private readonly hits = new Hits()
   private readonly m: ValueMasking
 
@@ -335,7 +345,7 @@ class SessionFilter implements MaskingFilter {
     base: Base,
     private readonly rules: () => ReturnType<typeof sensitiveNameRules>,
   ) {
-    this.m = {...base, onFinding: this.hits.add}
+    this.m = {masker: base.masker, catalog: base.catalog, strategyOf: base.strategyOf, onFinding: this.hits.add}
   }
 
   get scannerHits(): ScannerHit[] {

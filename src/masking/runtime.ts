@@ -7,7 +7,7 @@ import type {MaskingConfig} from '../config/types.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
 import {discoverCatalog, needsRefresh, type Catalog} from './catalog.js'
-import {catalogQueryFor} from './catalog-query.js'
+import {catalogQueryFor, type ClosableCatalogQuery} from './catalog-query.js'
 import {createMaskingFilterFactory, type MaskingFilterFactory, type MaskingIdentity} from './filter.js'
 
 export interface MaskingRuntime {
@@ -18,7 +18,8 @@ export interface MaskingRuntime {
 }
 
 export interface StartMaskingOptions {
-  target: UpstreamTarget
+  /** Where the catalog is read: a session of its own to this upstream, or a given query (the in-memory benchmark). */
+  target: UpstreamTarget | ClosableCatalogQuery
   masking: MaskingConfig
   identity: MaskingIdentity
   hashKey?: Buffer | string
@@ -37,7 +38,7 @@ export function shouldRefresh(event: Pick<StatementEvent, 'commandTags' | 'sql' 
 }
 
 export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRuntime> {
-  const query = catalogQueryFor(opts.target)
+  const query = typeof opts.target === 'function' ? opts.target : catalogQueryFor(opts.target)
   let catalog: Catalog
   try {
     catalog = await discoverCatalog(query, opts.masking)

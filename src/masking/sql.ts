@@ -1,9 +1,11 @@
 /**
  * The masking layer's own handle on libpg_query: loaded once, synchronous afterwards, so lineage
- * runs on the tunnel's hot path without promises. Kept apart from src/policy on purpose: masking
- * must not depend on how policy evolves its parser cache.
+ * runs on the tunnel's hot path without promises. Kept apart from src/policy's analysis on
+ * purpose: masking must not depend on how policy evolves its analysis cache. It shares only the
+ * raw (frozen) parse tree, so that a text the guardrails just parsed is not parsed again.
  */
-import {loadModule, parseSync} from 'libpg-query'
+import {loadModule} from 'libpg-query'
+import {parseTree} from '../policy/parser.js'
 
 let ready = false
 let loading: Promise<void> | undefined
@@ -22,7 +24,7 @@ export function parseSql(sql: string): {ok: true; statements: Node[]} | {ok: fal
   if (!ready) return {ok: false, error: 'the SQL parser is not loaded'}
   if (sql.includes('\0')) return {ok: false, error: 'statement text contains a NUL byte'}
   try {
-    const tree = parseSync(sql) as {stmts?: {stmt?: Node}[]}
+    const tree = parseTree(sql)
     return {ok: true, statements: (tree.stmts ?? []).map((s) => s.stmt ?? {})}
   } catch (error) {
     return {ok: false, error: error instanceof Error ? error.message : String(error)}

@@ -53,6 +53,28 @@ function keepLastDigits(value: string, keep: number): string {
   return value.replace(/\d/g, (d) => (remaining-- > 0 ? '*' : d))
 }
 
+/** The code units `\s` matches: ECMAScript's WhiteSpace and LineTerminator. */
+const WHITESPACE = new Set([9, 10, 11, 12, 13, 32, 160, 5760, 8192, 8193, 8194, 8195, 8196, 8197, 8198, 8199, 8200, 8201, 8202, 8232, 8233, 8239, 8287, 12288, 65279])
+
+/**
+ * Each word's first character, upper-cased, with a dot: `A. L.` for `Ada Lovelace`, `''` for
+ * blank text. The same as splitting on `/\s+/`, in one pass without the regular expression and
+ * arrays, since a name column is masked on every row.
+ */
+export function initials(v: string): string {
+  let out = ''
+  let inWord = false
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i)
+    if (WHITESPACE.has(c)) inWord = false
+    else if (!inWord) {
+      inWord = true
+      out += `${out === '' ? '' : ' '}${v[i]!.toUpperCase()}.`
+    }
+  }
+  return out
+}
+
 function partial(value: string, category: MaskingCategory): string {
   const v = value.trim()
   switch (category) {
@@ -74,10 +96,8 @@ function partial(value: string, category: MaskingCategory): string {
       if (compact.length < 10) return FIXED.bank_account
       return `${compact.slice(0, 2)}** **** ${compact.slice(-4)}`
     }
-    case 'person_name': {
-      const initials = v.split(/\s+/).filter(Boolean).map((p) => `${p[0]!.toUpperCase()}.`)
-      return initials.length > 0 ? initials.join(' ') : FIXED.person_name
-    }
+    case 'person_name':
+      return initials(v) || FIXED.person_name
     case 'birth_date': {
       const year = /^(\d{4})-\d{2}-\d{2}/.exec(v)
       return year ? `${year[1]}-01-01${v.slice(10).replace(/\d/g, '0')}` : FIXED.birth_date

@@ -52,14 +52,22 @@ const BUILTIN_CATEGORY: Record<number, string> = {
 const BUILTIN_ELEMENT: Record<number, number> = {1009: 25, 1015: 1043, 1007: 23, 1016: 20, 1005: 21, 199: 114, 3807: 3802, 1000: 16, 1182: 1082, 1115: 1114, 1185: 1184, 1041: 869, 2287: 2249}
 
 export interface TypeView {
-  category: string
-  elementOid: number
+  readonly category: string
+  readonly elementOid: number
 }
 
+const builtinTypes = new Map<number, TypeView>()
+
+/** Called for every masked value: returns shared objects rather than allocating one per call. */
 export function typeOf(oid: number, catalog: Catalog): TypeView {
   const t = catalog.type(oid)
-  if (t) return {category: t.category, elementOid: t.elementOid}
-  return {category: BUILTIN_CATEGORY[oid] ?? 'X', elementOid: BUILTIN_ELEMENT[oid] ?? 0}
+  if (t) return t
+  let b = builtinTypes.get(oid)
+  if (!b) {
+    b = {category: BUILTIN_CATEGORY[oid] ?? 'X', elementOid: BUILTIN_ELEMENT[oid] ?? 0}
+    builtinTypes.set(oid, b)
+  }
+  return b
 }
 
 /** Types whose text (and binary) form is readable text the scanner should look at. */
@@ -79,16 +87,25 @@ export interface ValueMasking {
   strategyOf(category: MaskingCategory): MaskingStrategy
   /** Called for every scanner hit, for audit counts. */
   onFinding?(f: Finding): void
+  /** Called once for every field whose value was replaced, for the recording's masked-value count. */
+  onMasked?(): void
 }
 
-/** The scanner over one text: sensitive substrings replaced per their category's strategy. */
-export function scanAndMask(text: string, m: ValueMasking): string | undefined {
-  const hit = maskFindings(text, (value, f) => {
-    m.onFinding?.(f)
-    const strategy = m.strategyOf(f.category)
-    // Inside free text a NULL cannot be expressed: `null` degrades to the fixed mask.
-    return m.masker.text(value, f.category, strategy === 'null' ? 'redact' : strategy) ?? ''
-  })
+/**
+ * The scanner over one text: sensitive substrings replaced per their category's strategy.
+ * `needs` is the text's `textNeeds` when the caller already computed it.
+ */
+export function scanAndMask(text: string, m: ValueMasking, needs?: number): string | undefined {
+  const hit = maskFindings(
+    text,
+    (value, f) => {
+      m.onFinding?.(f)
+      const strategy = m.strategyOf(f.category)
+      // Inside free text a NULL cannot be expressed: `null` degrades to the fixed mask.
+      return m.masker.text(value, f.category, strategy === 'null' ? 'redact' : strategy) ?? ''
+    },
+    needs,
+  )
   return hit?.text
 }
 

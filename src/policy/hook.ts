@@ -72,7 +72,6 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   const cache = opts.cache ?? sharedAnalysisCache
   const maxStatementSize = opts.maxStatementSize ?? DEFAULT_MAX_STATEMENT_SIZE
   const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups}
-  const verdictOpts = opts.reviewers ? {reviewers: opts.reviewers} : {}
 
   const judge = (sql: string, ctx: StatementContext): StatementVerdict => decide(cache.analyze(sql, {maxStatementSize}), ctx)
 
@@ -82,10 +81,10 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
       // The server would refuse it too; refusing here keeps a second statement from ever being judged as the first.
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}
-      return decisionToVerdict(decision, {...verdictOpts, statements: analysis.statements})
+      return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements})
     }
     const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts)
-    const verdict = decisionToVerdict(decision, {...verdictOpts, statements})
+    const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements})
     if (verdict.action === 'allow') {
       // A named Parse fills the same namespace SQL EXECUTE reads from.
       if (ctx.protocol === 'parse' && ctx.statementName && statements.length === 1) staged.define(ctx.statementName, statements[0]!.operations)

@@ -19,8 +19,65 @@ export function parserReady(): boolean {
   return ready
 }
 
+export type ParseTree = {readonly stmts?: readonly {readonly stmt?: Record<string, unknown>; readonly stmt_location?: number; readonly stmt_len?: number}[]}
+
+/**
+ * The guardrails and masking's lineage both need the tree of every new text, one right after the
+ * other (and the approval gate again when a reviewer allows it): the last few texts' trees are
+ * kept so that a text is parsed once. Shared trees are frozen, so that neither reader can change
+ * what the other sees: a write throws, and the statement is then judged unknown (refused) or
+ * masked as untraceable.
+ */
+const RECENT_TREES = 8
+/**
+ * Larger texts are parsed each time rather than keeping their (large) trees alive: the guardrails
+ * parse those on a worker thread anyway (`OFFLOAD_THRESHOLD`), so there is nothing to share.
+ */
+const RECENT_TREE_MAX_TEXT = 16 * 1024
+const recentTrees: {sql: string; tree: ParseTree | undefined; error: unknown}[] = []
+
+/** A parse tree is plain JSON (no cycles, no prototypes of its own); indexed loops keep this at a few µs a tree. */
+function deepFreeze(value: object): void {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i]
+      if (typeof v === 'object' && v !== null) deepFreeze(v)
+    }
+  } else {
+    for (const k in value) {
+      const v: unknown = (value as Record<string, unknown>)[k]
+      if (typeof v === 'object' && v !== null) deepFreeze(v)
+    }
+  }
+  Object.freeze(value)
+}
+
+/** libpg_query's `parseSync`, remembered for the last few texts; throws what the parser throws. */
+export function parseTree(sql: string): ParseTree {
+  for (const r of recentTrees) {
+    if (r.sql !== sql) continue
+    if (r.tree) return r.tree
+    throw r.error
+  }
+  let tree: ParseTree | undefined
+  let error: unknown
+  try {
+    tree = parseSync(sql) as ParseTree
+    deepFreeze(tree)
+  } catch (e) {
+    error = e
+  }
+  if (sql.length <= RECENT_TREE_MAX_TEXT) {
+    if (recentTrees.length >= RECENT_TREES) recentTrees.shift()
+    recentTrees.push({sql, tree, error})
+  }
+  if (!tree) throw error
+  return tree
+}
+
 /** A statement as the parser hands it over: its tree and its own slice of the text. */
 export interface RawStatement {
+  /** Frozen: shared with other readers of the same text's tree. */
   node: Record<string, unknown>
   text: string
 }
@@ -37,9 +94,9 @@ export function parseStatements(sql: string): ParseOutcome {
   // would be judged by neither, so such text is refused rather than guessed at.
   if (sql.includes('\0')) return {ok: false, error: 'statement text contains a NUL byte'}
   if (sql.trim() === '') return {ok: true, statements: []}
-  let tree: {stmts?: {stmt?: Record<string, unknown>; stmt_location?: number; stmt_len?: number}[]}
+  let tree: ParseTree
   try {
-    tree = parseSync(sql) as typeof tree
+    tree = parseTree(sql)
   } catch (err) {
     return {ok: false, error: err instanceof Error ? err.message : String(err)}
   }

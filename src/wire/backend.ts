@@ -197,15 +197,25 @@ export function decodeDataRow(body: Buffer): (Buffer | null)[] {
   return values
 }
 
+/** Every masked row is re-encoded, so this writes straight into one buffer of the exact size. */
 export function encodeDataRow(values: (Buffer | null)[]): Buffer {
-  let size = 2
+  let size = 7
   for (const v of values) size += 4 + (v ? v.length : 0)
-  const w = new Writer(size + 5).int16(values.length)
+  const out = Buffer.allocUnsafe(size)
+  out[0] = Backend.DataRow
+  out.writeInt32BE(size - 1, 1)
+  out.writeInt16BE(values.length, 5)
+  let at = 7
   for (const v of values) {
-    if (v === null) w.int32(-1)
-    else w.int32(v.length).bytes(v)
+    if (v === null) {
+      at = out.writeInt32BE(-1, at)
+    } else {
+      at = out.writeInt32BE(v.length, at)
+      out.set(v, at)
+      at += v.length
+    }
   }
-  return w.finish(Backend.DataRow)
+  return out
 }
 
 export function decodeCommandComplete(body: Buffer): string {

@@ -48,6 +48,21 @@ describe('COPY rows', () => {
     expect(maskCopyData(Buffer.from('2\tBob\t\\N\tnothing\n'), plan, false, m)).toBeUndefined()
   })
 
+  it('masks text-format lines the same with and without escapes in them', () => {
+    const plan: CopyPlan = {shape: copy("copy people to stdout (delimiter '|', null 'NULL')"), categories: [undefined, undefined, email, undefined]}
+    const mask = (line: string) => maskCopyData(Buffer.from(line), plan, false, m)?.toString()
+    // No backslash: fields are cut from the bytes, unmasked ones kept byte for byte.
+    expect(mask('1|Zoë|ada@example.com|NULL\r\n')).toBe('1|Zoë|a***@example.com|NULL\r\n')
+    expect(mask('2|Bo|NULL|call x.y@example.org\n')).toBe('2|Bo|NULL|call x***@example.org\n')
+    expect(mask('3|Cy|cy@example.com|\n')).toBe('3|Cy|c***@example.com|\n')
+    expect(mask('4|Di|NULL|order 42 of 2026 shipped\n')).toBeUndefined()
+    // With one: the text path, which unescapes and escapes again.
+    expect(mask('5|E\\|d|ed@example.com|a\\nb\n')).toBe('5|E\\|d|e***@example.com|a\\nb\n')
+    // A replacement holding the delimiter is escaped on either path.
+    const all: CopyPlan = {shape: copy("copy people to stdout (delimiter '|')"), categories: [undefined, {category: 'email', strategy: 'redact'}]}
+    expect(maskCopyData(Buffer.from('6@x\n'), {...all, shape: {...all.shape, delimiter: '@'}}, false, m)?.toString()).toBe('6@redacted\\@masked.invalid\n')
+  })
+
   it('masks CSV with quotes and a custom delimiter, leaving the header line alone', () => {
     const plan: CopyPlan = {shape: copy("copy people to stdout (format csv, header, delimiter '|')"), categories: [undefined, {category: 'person_name', strategy: 'redact'}, email, undefined]}
     expect(maskCopyData(Buffer.from('id|full_name|email|note\n'), plan, true, m)).toBeUndefined()

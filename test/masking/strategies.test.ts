@@ -3,7 +3,7 @@ import {Catalog} from '../../src/masking/catalog.js'
 import {classifyColumn, normaliseName} from '../../src/masking/categories.js'
 import {luhnValid} from '../../src/masking/detectors.js'
 import {formatArray, formatRecord, parseArray, parseRecord} from '../../src/masking/pg-text.js'
-import {createMasker} from '../../src/masking/strategies.js'
+import {createMasker, initials} from '../../src/masking/strategies.js'
 import {maskJson, maskTyped, OID, type ValueMasking} from '../../src/masking/values.js'
 import {DEFAULT_STRATEGIES} from '../../src/masking/categories.js'
 
@@ -17,6 +17,7 @@ describe('strategies', () => {
     expect(masker.text('+1-555-123-4567', 'phone', 'partial')).toBe('+*-***-***-**67')
     expect(masker.text('1987-06-15', 'birth_date', 'partial')).toBe('1987-01-01')
     expect(masker.text('Ada Lovelace', 'person_name', 'partial')).toBe('A. L.')
+    expect(masker.text(' \t ', 'person_name', 'partial')).toBe('[redacted]')
     expect(masker.text('203.0.113.77', 'ip_address', 'partial')).toBe('203.0.113.0')
     expect(masker.text('DE89370400440532013000', 'bank_account', 'partial')).toBe('DE** **** 3000')
   })
@@ -115,5 +116,14 @@ describe('column classification', () => {
     expect(classifyColumn('email', 'text')?.reason).toBe('name matches /e?mail/')
     expect(classifyColumn('seen_from', 'inet')?.reason).toBe('type is inet')
     expect(normaliseName('HTTPRemoteAddr')).toBe('httpremote_addr')
+  })
+})
+
+describe('initials', () => {
+  it('splits words exactly where /\\s+/ does, Unicode spaces and all', () => {
+    const spaces = [...Array(0x10000).keys()].map((c) => String.fromCharCode(c)).filter((ch) => /\s/.test(ch))
+    const samples = ['Ada Lovelace', '  grace   hopper ', 'élodie\u00a0durand', 'ß x', '\ud83d\ude00 smile', '', '   ', ...spaces.map((sp) => `jo${sp}ann${sp}${sp}lee`)]
+    const byRegex = (v: string) => v.split(/\s+/).filter(Boolean).map((p) => `${p[0]!.toUpperCase()}.`).join(' ')
+    for (const v of samples) expect(initials(v), JSON.stringify(v)).toBe(byRegex(v))
   })
 })
