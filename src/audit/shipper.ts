@@ -32,6 +32,13 @@ export interface ShipOptions {
   sleep?: (ms: number) => Promise<void>
   random?: () => number
   now?: () => Date
+  /**
+   * Spaces out the snapshots of a live session by its size: a new snapshot at most once per
+   * `bytes / liveSnapshotBytesPerSecond` seconds. Each snapshot re-reads and re-compresses the whole
+   * log, so without this a long session's shipping cost grows with the square of its length.
+   * Unset (`dbgate sessions sync`): every live session with new lines is shipped now.
+   */
+  liveSnapshotBytesPerSecond?: number
 }
 
 export interface ShipOutcome {
@@ -99,8 +106,21 @@ async function acquireShipLock(dir: string, sessionId: string): Promise<(() => P
   return undefined
 }
 
+/** Whether a live session's last snapshot is too recent for its size to be worth redoing yet. */
+async function snapshotTooRecent(paths: ReturnType<typeof spoolPaths>, opts: ShipOptions): Promise<boolean> {
+  const rate = opts.liveSnapshotBytesPerSecond
+  if (!rate) return false
+  const mark = await readMark(paths.shipped)
+  if (!mark) return false
+  const age = (opts.now?.() ?? new Date()).getTime() - Date.parse(mark.at)
+  if (age >= (mark.bytes / rate) * 1000) return false
+  // Checked last: only a live writer's log may wait (an ended or orphaned one ships at once).
+  return isLockAlive(await readLock(paths.lock))
+}
+
 async function shipOne(dir: string, sessionId: string, opts: ShipOptions): Promise<ShipOutcome | 'unchanged'> {
   const paths = spoolPaths(dir, sessionId)
+  if (await snapshotTooRecent(paths, opts)) return 'unchanged'
   let snap = await readSnapshot(paths.log)
   let state: SpoolState
   if (snap.lastType === 'session.end') state = 'ended'

@@ -134,6 +134,8 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
     signer: key,
     spoolDir,
     intervalMs: 5000,
+    // A 1 MiB log is re-shipped every 5 s at most, a 60 MiB one (a day-long session) every minute.
+    liveSnapshotBytesPerSecond: 1024 * 1024,
     beforeRun: () => recorder.checkpointLive(),
     onError: (e) => opts.log('warn', `shipping recordings: ${e.message} (will retry)`),
   })

@@ -88,6 +88,35 @@ describe.each([
   })
 })
 
+describe('snapshots of long live sessions', () => {
+  it('waits longer between snapshots of a bigger log, but ships its end at once', async () => {
+    const bucket = new FileBucket(await tempDir('dbgate-bucket-'))
+    const spoolDir = await tempDir('dbgate-spool-')
+    const s = await record(spoolDir, 'sess-long', {end: false})
+    let now = new Date()
+    // 100 bytes per second: this log of a few KiB may be re-shipped every few tens of seconds.
+    const ship = () => shipPending({bucket, signer: key, spoolDir, sleep: noSleep, now: () => now, liveSnapshotBytesPerSecond: 100})
+    const first = await ship()
+    expect(first.shipped).toEqual([expect.objectContaining({state: 'live'})])
+    const spacingMs = (first.shipped[0]!.bytes / 100) * 1000
+    s.statement(stmt('sess-long', 'select 42'))
+    await s.flush()
+    now = new Date(now.getTime() + spacingMs / 2)
+    expect((await ship()).unchanged).toEqual(['sess-long'])
+    expect((await spoolStatus(spoolDir)).unshippedBytes).toBeGreaterThan(0)
+    // `dbgate sessions sync` does not wait.
+    expect((await shipPending({bucket, signer: key, spoolDir, sleep: noSleep})).shipped).toEqual([expect.objectContaining({state: 'live'})])
+    s.statement(stmt('sess-long', 'select 43'))
+    await s.flush()
+    expect((await ship()).unchanged).toEqual(['sess-long'])
+    now = new Date(now.getTime() + spacingMs * 2)
+    expect((await ship()).shipped).toEqual([expect.objectContaining({state: 'live'})])
+    s.statement(stmt('sess-long', 'select 44'))
+    await s.end('client-closed')
+    expect((await ship()).shipped).toEqual([expect.objectContaining({state: 'ended'})])
+  })
+})
+
 describe('a writer that dies', () => {
   it('loses nothing when SIGKILLed mid-session: the next run seals and ships it as interrupted', async () => {
     const libDir = await transpileForChild()
