@@ -110,7 +110,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
   const now = opts.now ?? (() => new Date())
   const pollMs = opts.pollMs ?? 1000
-  const recent = new Map<string, RecentStatement[]>()
+  // Kept with their Date: turned into text only for the rare statement that asks for approval.
+  const recent = new Map<string, (Omit<RecentStatement, 'at'> & {startedAt: Date})[]>()
   const windows: LiveWindow[] = []
   const hook = {url: opts.target.approvals.webhook, log: opts.log, fetch: opts.fetch}
   const reviewers = opts.target.reviewers
@@ -182,7 +183,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       windows: opts.target.approvals.windows,
       sealKey: key.publicKey,
       host: hostname(),
-      recent: [...(recent.get(ctx.sessionId) ?? [])],
+      recent: (recent.get(ctx.sessionId) ?? []).map(({startedAt, ...r}) => ({...r, at: startedAt.toISOString()})),
     }
     const id = request.id
     try {
@@ -305,7 +306,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     observe(event) {
       const list = recent.get(event.sessionId) ?? []
       const approval = approvalOf(event.verdict.tag)
-      list.push({sql: event.sql, decision: approval?.decision ?? (event.verdict.action === 'allow' ? 'allow' : 'deny'), outcome: event.outcome, at: event.startedAt.toISOString()})
+      list.push({sql: event.sql, decision: approval?.decision ?? (event.verdict.action === 'allow' ? 'allow' : 'deny'), outcome: event.outcome, startedAt: event.startedAt})
       if (list.length > RECENT) list.shift()
       recent.set(event.sessionId, list)
     },
