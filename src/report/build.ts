@@ -379,7 +379,7 @@ function findGaps(daily: DailyFigures[], sessions: SessionRow[], attention: Atte
     gaps.push({kind: 'no-sessions-on-day', days: empty, message: `${empty.length} of ${daily.length} days have no session logs (${dayRanges(empty).join(', ')}). Confirm nobody connected then, or look for unshipped spools.`})
   }
   const failing = sessions.filter((r) => r.integrity === 'failed').map((r) => r.sessionId)
-  if (failing.length) gaps.push({kind: 'verification-failed', sessions: failing, message: `${failing.length} session log(s) fail verification; their figures are included but cannot be relied on. Run \`dbgate sessions verify <id>\` for each problem.`})
+  if (failing.length) gaps.push({kind: 'verification-failed', sessions: failing, message: `${failing.length} session log(s) fail verification; their figures are included but cannot be relied on. Run \`dbgate sessions verify\` with the session id to see each problem.`})
   const inProgress = sessions.filter((r) => r.status === 'in-progress').map((r) => r.sessionId)
   if (inProgress.length) gaps.push({kind: 'in-progress', sessions: inProgress, message: `${inProgress.length} session log(s) have no end: still running, or cut short before the last events were shipped. They verify up to their last signature; later lines are not yet signed.`})
   const interrupted = sessions.filter((r) => r.status === 'interrupted').map((r) => r.sessionId)
