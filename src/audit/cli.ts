@@ -66,8 +66,18 @@ export async function resolveBucket(flags: {bucket?: string; config?: string}, o
 export async function readKeyFiles(paths: readonly string[]): Promise<KeyRing> {
   const keys: KeyRing = new Map()
   for (const path of paths) {
-    const doc = parsePublishedKey(await readFile(path, 'utf8'))
-    keys.set(doc.keyId, doc)
+    let text: string
+    try {
+      text = await readFile(path, 'utf8')
+    } catch (err) {
+      throw new Error(`cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}; --key takes a keys/<key-id>.json file copied from the bucket`)
+    }
+    try {
+      const doc = parsePublishedKey(text)
+      keys.set(doc.keyId, doc)
+    } catch (err) {
+      throw new Error(`${path}: ${(err as Error).message}; --key takes a keys/<key-id>.json file copied from the bucket`)
+    }
   }
   return keys
 }

@@ -48,6 +48,11 @@ export function redactFreeText(text: string): string {
   return out
 }
 
+async function isEmpty(bucket: Bucket): Promise<boolean> {
+  for await (const _ of bucket.list('')) return false
+  return true
+}
+
 async function writeAtomic(path: string, body: string): Promise<void> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
   // The report names people and what they ran: readable by its owner, who decides whom to share it with.
@@ -57,10 +62,18 @@ async function writeAtomic(path: string, body: string): Promise<void> {
 
 export async function produceReport(opts: ProduceOptions): Promise<Produced> {
   if (opts.since.getTime() > opts.until.getTime()) throw new Error(`the period is empty: --since (${opts.since.toISOString()}) is after --until (${opts.until.toISOString()})`)
+  // Before any reading: a bad --out should not cost a whole period's download.
+  await mkdir(opts.outDir, {recursive: true}).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(err.code === 'EEXIST' || err.code === 'ENOTDIR' ? `--out ${opts.outDir} is a file; give a directory (it is created if missing)` : `cannot create --out ${opts.outDir}: ${err.message}`)
+  })
   await loadParser()
   const reader = new SessionReader(opts.bucket, opts.cacheDir)
   const {keys, errors: keyErrors} = opts.keys ? {keys: opts.keys, errors: []} : await loadKeyRing(opts.bucket)
   const summaries = await reader.list({since: opts.since, until: opts.until, target: opts.target})
+  if (summaries.length === 0 && (await isEmpty(opts.bucket))) {
+    // Most likely a mistyped bucket or prefix: an empty report would read as "nobody connected".
+    throw new Error(`${opts.bucket.url} holds no recordings at all (no sessions/, no keys/): check --bucket, DBGATE_BUCKET or the configuration's bucket`)
+  }
   const builder = new ReportBuilder({
     since: opts.since,
     until: opts.until,
@@ -79,7 +92,6 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
     opts.onSession?.(i + 1, summaries.length)
   }
   const report = builder.finish()
-  await mkdir(opts.outDir, {recursive: true})
   const files = {html: join(opts.outDir, 'report.html'), json: join(opts.outDir, 'report.json'), md: join(opts.outDir, 'report.md')}
   await writeAtomic(files.json, JSON.stringify(report, null, 2) + '\n')
   await writeAtomic(files.md, renderMarkdown(report))

@@ -1,5 +1,5 @@
 /** `dbgate report` as an auditor runs it: the installed binary, a bucket URL, flags, files out. */
-import {readdir, readFile, stat} from 'node:fs/promises'
+import {readdir, readFile, stat, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {FileBucket} from '../../src/bucket/index.js'
@@ -78,6 +78,15 @@ describe('dbgate report', () => {
     const framework = await dbgate('report', '--bucket', `file://${bucketDir}`, '--framework', 'hipaa')
     expect(framework.code).toBe(2)
     expect(framework.stderr).toMatch(/Expected --framework=hipaa to be one of: soc2, iso27001, fedramp/)
+    const empty = await dbgate('report', '--bucket', `file://${await tempDir('dbgate-report-typo-')}/no-such-prefix`, '--out', await tempDir('dbgate-report-out-'))
+    expect(empty.code).not.toBe(0)
+    expect(empty.stderr.replace(/\s+/g, ' ')).toContain('holds no recordings at all (no sessions/, no keys/): check --bucket')
+    const fileOut = join(await tempDir('dbgate-report-out-'), 'report.html')
+    await writeFile(fileOut, '')
+    const outIsFile = await dbgate('report', '--bucket', `file://${bucketDir}`, '--out', fileOut)
+    expect(outIsFile.stderr.replace(/\s+/g, ' ')).toContain(`--out ${fileOut} is a file; give a directory`)
+    const noKey = await dbgate('report', '--bucket', `file://${bucketDir}`, '--key', 'missing-key.json')
+    expect(noKey.stderr.replace(/\s+/g, ' ')).toContain('cannot read key file missing-key.json: no such file; --key takes a keys/<key-id>.json file')
     const reversed = await dbgate('report', '--bucket', `file://${bucketDir}`, '--since', '2026-10-31', '--until', '2026-10-01')
     expect(reversed.code).not.toBe(0)
     expect(reversed.stderr.replace(/\s+/g, ' ')).toContain('the period is empty: --since (2026-10-31T00:00:00.000Z) is after --until')
