@@ -7,13 +7,19 @@
  *
  *   node dist/bench/run.js [--quick] [--seconds N (default: about 5 minutes of pgbench in all)] [--cpu-prof DIR] [--out DIR]
  *                          [--only direct,pgbouncer,dbgate,…] [--figures pgbench,stream,memory]
- *                          [--clients 1,8,32]
+ *                          [--clients 1,8,32] [--baseline DIR]
+ *
+ * --baseline DIR adds a path "dbgate (all features), baseline": the tunnel of another built checkout
+ * of dbgate (DIR/dist), measured in the same run, so a change's cost per transaction is read against
+ * the code before it under the same load (e.g. `git worktree add /tmp/base main && (cd /tmp/base &&
+ * npm ci && npm run build)`, then `npm run bench -- --baseline /tmp/base`).
  *
  * DBGATE_BENCH_PG_URL=postgresql://user:pass@127.0.0.1:5432/postgres uses that server instead of
  * an embedded one (a scratch database is created in it and dropped afterwards).
  */
 import {spawn, type ChildProcess} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
+import {existsSync} from 'node:fs'
 import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {cpus, freemem, totalmem, tmpdir} from 'node:os'
 import path from 'node:path'
@@ -39,6 +45,8 @@ interface Options {
   /** Path ids to measure (default: all). */
   only?: string[]
   figures: Set<'pgbench' | 'stream' | 'memory'>
+  /** Another built checkout whose tunnel is measured as the `baseline` path. */
+  baseline?: string
 }
 
 function parseArgs(argv: string[]): Options {
@@ -50,13 +58,17 @@ function parseArgs(argv: string[]): Options {
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`)
     return v
   }
-  const known = new Set(['--quick', '--seconds', '--cpu-prof', '--out', '--only', '--figures', '--clients'])
+  const known = new Set(['--quick', '--seconds', '--cpu-prof', '--out', '--only', '--figures', '--clients', '--baseline'])
   for (const a of argv) if (a.startsWith('--') && !known.has(a)) throw new Error(`unknown option ${a} (known: ${[...known].join(', ')})`)
   const given = value('--seconds')
   const seconds = given === undefined ? (quick ? 3 : undefined) : Number(given)
   if (seconds !== undefined && (!Number.isFinite(seconds) || seconds < 1)) throw new Error('--seconds must be a number ≥ 1')
   const cpuProf = value('--cpu-prof')
   const figures = (value('--figures') ?? 'pgbench,stream,memory').split(',')
+  const baseline = value('--baseline')
+  if (baseline !== undefined && !existsSync(path.join(baseline, 'dist', 'bench', 'tunnel-worker.js'))) {
+    throw new Error(`--baseline ${baseline}: no dist/bench/tunnel-worker.js there; build that checkout first (npm ci && npm run build)`)
+  }
   for (const f of figures) if (f !== 'pgbench' && f !== 'stream' && f !== 'memory') throw new Error(`--figures takes pgbench, stream and memory, not ${f}`)
   return {
     quick,
@@ -69,6 +81,7 @@ function parseArgs(argv: string[]): Options {
     outDir: path.resolve(value('--out') ?? 'bench-results'),
     only: value('--only')?.split(','),
     figures: new Set(figures as ('pgbench' | 'stream' | 'memory')[]),
+    baseline: baseline === undefined ? undefined : path.resolve(baseline),
   }
 }
 
@@ -141,6 +154,11 @@ async function cpuOf(pid: number): Promise<{user: number; system: number} | unde
   return Number.isFinite(utime) && Number.isFinite(stime) ? {user: utime / 100, system: stime / 100} : undefined
 }
 
+async function gitDescribe(dir: string): Promise<string> {
+  const r = await run('git', ['-C', dir, 'log', '-1', '--format=%h %s'], {}, 10_000).catch(() => undefined)
+  return r?.code === 0 ? r.stdout.trim() : 'not a git checkout'
+}
+
 async function version(cmd: string, args: string[]): Promise<string> {
   try {
     const r = await run(cmd, args, {}, 10_000)
@@ -159,10 +177,10 @@ interface Worker {
   stop(): Promise<void>
 }
 
-async function startWorker(pgEp: Endpoint, off: string[], opts: Options, tag: string): Promise<Worker> {
+async function startWorker(pgEp: Endpoint, off: string[], opts: Options, tag: string, checkout?: string): Promise<Worker> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'dbgate-bench-tunnel-'))
   const brief: WorkerBrief = {pg: pgEp, off: off as WorkerBrief['off'], dataDir}
-  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'tunnel-worker.js')
+  const script = checkout ? path.join(checkout, 'dist', 'bench', 'tunnel-worker.js') : path.join(path.dirname(fileURLToPath(import.meta.url)), 'tunnel-worker.js')
   const execArgv = ['--expose-gc']
   if (opts.cpuProfDir) execArgv.push('--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir, '--cpu-prof-name', `dbgate-${tag}.cpuprofile`)
   const child: ChildProcess = spawn(process.execPath, [...execArgv, script], {
@@ -360,14 +378,15 @@ async function main(): Promise<void> {
     log('pgbouncer not installed; skipping its figures')
   }
   const features = Object.keys(ALL_FEATURES)
-  const variants: {id: string; label: string; off: string[]}[] = [{id: 'dbgate', label: 'dbgate (all features)', off: []}]
+  const variants: {id: string; label: string; off: string[]; checkout?: string}[] = [{id: 'dbgate', label: 'dbgate (all features)', off: []}]
   for (const f of features) variants.push({id: `dbgate-no-${f}`, label: `dbgate, ${f} off`, off: [f]})
   // With every feature off: what the tunnel itself (framing, bookkeeping, forwarding) costs.
   if (features.length > 1) variants.push({id: 'dbgate-bare', label: 'dbgate, all features off', off: features})
+  if (opts.baseline) variants.splice(1, 0, {id: 'baseline', label: 'dbgate (all features), baseline', off: [], checkout: opts.baseline})
   for (const v of variants) {
     if (opts.only && !opts.only.includes(v.id)) continue
     log(`starting tunnel: ${v.label}…`)
-    const w = await startWorker(db, v.off, opts, v.id)
+    const w = await startWorker(db, v.off, opts, v.id, v.checkout)
     targets.push({
       info: {id: v.id, label: v.label, kind: 'dbgate', off: v.off},
       endpoint: w.endpoint,
@@ -430,7 +449,7 @@ async function main(): Promise<void> {
 
   // Memory last: PgBouncer keeps its server connections pooled after its clients leave.
   for (const t of targets) {
-    if (!opts.figures.has('memory') || !t.memory || (t.info.kind === 'dbgate' && t.info.id !== 'dbgate' && t.info.id !== 'dbgate-bare')) continue
+    if (!opts.figures.has('memory') || !t.memory || (t.info.kind === 'dbgate' && !['dbgate', 'dbgate-bare', 'baseline'].includes(t.info.id))) continue
     log(`opening ${idle} idle connections through ${t.info.label}…`)
     const f = await memory(t, idle)
     results.memory.push(f)
@@ -449,6 +468,15 @@ async function main(): Promise<void> {
     const direct = results.stream.find((f) => f.path === 'direct' && f.kind === kind)
     const r = ours && direct ? ours.rowsPerSec / direct.rowsPerSec : null
     results.goals.push({name: `large result (${kind}): dbgate / direct`, target: 0.8, ratio: r, met: r === null ? null : r >= 0.8})
+  }
+  if (opts.baseline) {
+    notes.push(`baseline: the tunnel of the checkout at ${opts.baseline} (${await gitDescribe(opts.baseline)}), all features on`)
+    for (const f of results.pgbench.filter((x) => x.path === 'dbgate')) {
+      const base = results.pgbench.find((x) => x.path === 'baseline' && x.mode === f.mode && x.clients === f.clients)
+      if (base?.proxyCpuUsPerTx && f.proxyCpuUsPerTx) {
+        notes.push(`pgbench -M ${f.mode} -c ${f.clients}: CPU per transaction ${f.proxyCpuUsPerTx.toFixed(0)} µs, baseline ${base.proxyCpuUsPerTx.toFixed(0)} µs (${((f.proxyCpuUsPerTx / base.proxyCpuUsPerTx - 1) * 100).toFixed(1)} %)`)
+      }
+    }
   }
   results.finishedAt = new Date().toISOString()
 
