@@ -17,20 +17,11 @@ export function sessionObjectKey(sessionId: string, target: string, startedAt: D
   return `sessions/dt=${dt}/target=${encodeURIComponent(target)}/${sessionId}.jsonl.gz`
 }
 
-export interface RetryOptions {
-  attempts?: number
-  baseMs?: number
-  maxMs?: number
-}
-
 export interface ShipOptions {
   bucket: Bucket
   /** Seals sessions whose writer died (a signed `session.interrupted`); normally the installation key. */
   signer: Signer
   spoolDir?: string
-  retry?: RetryOptions
-  sleep?: (ms: number) => Promise<void>
-  random?: () => number
   now?: () => Date
   /**
    * Spaces out the snapshots of a live session by its size: a new snapshot at most once per
@@ -56,7 +47,6 @@ export interface ShipReport {
   unchanged: string[]
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /**
  * Ships everything in the spool: ended sessions (then removes them locally), live ones as a
@@ -141,7 +131,9 @@ async function shipOne(dir: string, sessionId: string, opts: ShipOptions): Promi
   // and fast for a live session's snapshot, which the next snapshot or the final one replaces.
   const body = await gzipAsync(snap.complete, {level: state === 'live' ? zlibConstants.Z_BEST_SPEED : zlibConstants.Z_DEFAULT_COMPRESSION})
   try {
-    await withRetry(() => opts.bucket.put(key, body, {contentType: 'application/x-ndjson'}), opts)
+    // One layer of retries: the bucket's client (the S3 SDK's backoff for network errors, throttling
+    // and 5xx). What still fails stays in the spool for the next pass, so nothing retries on top.
+    await opts.bucket.put(key, body, {contentType: 'application/x-ndjson'})
   } catch (err) {
     const e = err as {code?: string; message: string}
     return {sessionId, key, state, bytes: snap.complete.length, error: {code: e.code ?? 'ERROR', message: e.message}}
@@ -202,24 +194,6 @@ async function sealInterrupted(paths: ReturnType<typeof spoolPaths>, sessionId: 
     await fh.datasync()
   } finally {
     await fh.close()
-  }
-}
-
-/** Exponential backoff with full jitter; only errors the bucket marks retryable are retried. */
-export async function withRetry<T>(fn: () => Promise<T>, opts: Pick<ShipOptions, 'retry' | 'sleep' | 'random'>): Promise<T> {
-  const attempts = opts.retry?.attempts ?? 5
-  const base = opts.retry?.baseMs ?? 200
-  const max = opts.retry?.maxMs ?? 30_000
-  const sleep = opts.sleep ?? defaultSleep
-  const random = opts.random ?? Math.random
-  for (let i = 1; ; i++) {
-    try {
-      return await fn()
-    } catch (err) {
-      const retryable = isBucketError(err) ? err.retryable : false
-      if (!retryable || i >= attempts) throw err
-      await sleep(Math.floor(random() * Math.min(max, base * 2 ** (i - 1))))
-    }
   }
 }
 

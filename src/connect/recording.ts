@@ -160,7 +160,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
       await shipper.stop()
       // One last, short attempt so a clean exit leaves nothing waiting; what fails stays spooled
       // and ships on the next run (`dbgate sessions sync`, or any tunnel).
-      const last = await shipPending({bucket, signer: key, spoolDir, retry: {attempts: 2, baseMs: 200, maxMs: 1000}}).catch((e: Error) => {
+      const last = await shipPending({bucket, signer: key, spoolDir}).catch((e: Error) => {
         opts.log('warn', `recordings stay in the local spool for now: ${e.message}`)
         return undefined
       })

@@ -68,7 +68,7 @@ beforeAll(async () => {
   await recordThroughHooks('s-mallory', mallory, 'staging', new Date('2026-03-05T08:00:00Z'), [
     {sql: 'update orders set state = 1 where id = 9', at: 500, tag: {class: 'update', tables: ['public.orders']}},
   ])
-  const shipped = await shipPending({bucket, signer: key, spoolDir, sleep: async () => undefined})
+  const shipped = await shipPending({bucket, signer: key, spoolDir})
   expect(shipped.shipped).toHaveLength(2)
 })
 afterAll(removeTempDirs)

@@ -1,9 +1,10 @@
 import {spawn, spawnSync} from 'node:child_process'
 import {appendFile, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import net from 'node:net'
 import {gunzipSync} from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {FileBucket, type Bucket} from '../../src/bucket/index.js'
+import {FileBucket, S3Bucket, type Bucket} from '../../src/bucket/index.js'
 import {Recorder} from '../../src/audit/recorder.js'
 import {sessionObjectKey, shipPending, Shipper, type ShipReport} from '../../src/audit/shipper.js'
 import {spoolStatus} from '../../src/audit/spool-scan.js'
@@ -28,7 +29,6 @@ afterAll(async () => {
   await removeTempDirs()
 })
 
-const noSleep = async () => undefined
 
 async function record(spoolDir: string, sessionId: string, opts: {end?: boolean; statements?: number; startedAt?: Date} = {}) {
   const rec = await Recorder.open({signer: key, dbgateVersion: '0.1.0', spoolDir, checkpointEvery: 0})
@@ -58,7 +58,7 @@ describe.each([
     await publishKey(bucket, alice, key)
     const spoolDir = await tempDir('dbgate-spool-')
     await record(spoolDir, 'sess-ended')
-    const report = await shipPending({bucket, signer: key, spoolDir, sleep: noSleep})
+    const report = await shipPending({bucket, signer: key, spoolDir})
     const objectKey = 'sessions/dt=2026-03-01/target=prod/sess-ended.jsonl.gz'
     expect(report.shipped).toEqual([expect.objectContaining({sessionId: 'sess-ended', key: objectKey, state: 'ended'})])
     expect(report.failed).toEqual([])
@@ -74,14 +74,14 @@ describe.each([
     const s = await record(spoolDir, 'sess-live', {end: false})
     const objectKey = sessionObjectKey('sess-live', 'prod', '2026-03-01T23:59:59Z')
 
-    expect((await shipPending({bucket, signer: key, spoolDir, sleep: noSleep})).shipped).toEqual([expect.objectContaining({state: 'live'})])
+    expect((await shipPending({bucket, signer: key, spoolDir})).shipped).toEqual([expect.objectContaining({state: 'live'})])
     expect((await verifyShipped(bucket, objectKey)).result.status).toBe('incomplete')
     expect((await spoolStatus(spoolDir)).unshippedBytes).toBe(0)
-    expect((await shipPending({bucket, signer: key, spoolDir, sleep: noSleep})).unchanged).toEqual(['sess-live'])
+    expect((await shipPending({bucket, signer: key, spoolDir})).unchanged).toEqual(['sess-live'])
 
     s.statement(stmt('sess-live', 'select 99'))
     await s.end('client-closed')
-    expect((await shipPending({bucket, signer: key, spoolDir, sleep: noSleep})).shipped).toEqual([expect.objectContaining({state: 'ended'})])
+    expect((await shipPending({bucket, signer: key, spoolDir})).shipped).toEqual([expect.objectContaining({state: 'ended'})])
     const {text, result} = await verifyShipped(bucket, objectKey)
     expect(result).toMatchObject({ok: true, status: 'ended'})
     expect(text).toContain('select 99')
@@ -95,7 +95,7 @@ describe('snapshots of long live sessions', () => {
     const s = await record(spoolDir, 'sess-long', {end: false})
     let now = new Date()
     // 100 bytes per second: this log of a few KiB may be re-shipped every few tens of seconds.
-    const ship = () => shipPending({bucket, signer: key, spoolDir, sleep: noSleep, now: () => now, liveSnapshotBytesPerSecond: 100})
+    const ship = () => shipPending({bucket, signer: key, spoolDir, now: () => now, liveSnapshotBytesPerSecond: 100})
     const first = await ship()
     expect(first.shipped).toEqual([expect.objectContaining({state: 'live'})])
     const spacingMs = (first.shipped[0]!.bytes / 100) * 1000
@@ -105,7 +105,7 @@ describe('snapshots of long live sessions', () => {
     expect((await ship()).unchanged).toEqual(['sess-long'])
     expect((await spoolStatus(spoolDir)).unshippedBytes).toBeGreaterThan(0)
     // `dbgate sessions sync` does not wait.
-    expect((await shipPending({bucket, signer: key, spoolDir, sleep: noSleep})).shipped).toEqual([expect.objectContaining({state: 'live'})])
+    expect((await shipPending({bucket, signer: key, spoolDir})).shipped).toEqual([expect.objectContaining({state: 'live'})])
     s.statement(stmt('sess-long', 'select 43'))
     await s.flush()
     expect((await ship()).unchanged).toEqual(['sess-long'])
@@ -140,7 +140,7 @@ describe('a writer that dies', () => {
 
     const bucket = new FileBucket(await tempDir('dbgate-bucket-'))
     await publishKey(bucket, alice, key)
-    const report = await shipPending({bucket, signer: key, spoolDir, sleep: noSleep})
+    const report = await shipPending({bucket, signer: key, spoolDir})
     expect(report.shipped).toEqual([expect.objectContaining({sessionId: 'sess-killed', state: 'interrupted'})])
     const {text, result} = await verifyShipped(bucket, report.shipped[0]!.key!)
     expect(result.problems).toEqual([])
@@ -160,7 +160,7 @@ describe('a writer that dies', () => {
     await writeFile(join(spoolDir, 'sess-torn.lock'), JSON.stringify({pid: deadPid(), host: (await import('node:os')).hostname(), createdAt: new Date().toISOString()}))
     const bucket = new FileBucket(await tempDir('dbgate-bucket-'))
     await publishKey(bucket, alice, key)
-    const report = await shipPending({bucket, signer: key, spoolDir, sleep: noSleep})
+    const report = await shipPending({bucket, signer: key, spoolDir})
     const {text, result} = await verifyShipped(bucket, report.shipped[0]!.key!)
     expect(result).toMatchObject({ok: true, status: 'interrupted'})
     const seal = JSON.parse(text.trim().split('\n').at(-1)!) as {type: string; data: {tornBytes: number; tornSha256: string}}
@@ -171,6 +171,30 @@ describe('a writer that dies', () => {
 })
 
 describe('a bucket that is down', () => {
+  it('is tried by one layer of retries only: the S3 client\'s attempts, not the shipper\'s on top', async () => {
+    // An endpoint that accepts each connection and drops it at once: every attempt is counted.
+    let attempts = 0
+    const dead = net.createServer((socket) => {
+      attempts++
+      socket.destroy()
+    })
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r))
+    const port = (dead.address() as net.AddressInfo).port
+    try {
+      const spoolDir = await tempDir('dbgate-spool-')
+      await record(spoolDir, 'sess-dead-endpoint')
+      const bucket = new S3Bucket('s3://audit/x', {endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true, region: 'us-east-1', credentials: {accessKeyId: 'AKID', secretAccessKey: 'secret'}})
+      const report = await shipPending({bucket, signer: key, spoolDir})
+      expect(report.failed.map((f) => f.error?.code)).toEqual(['BUCKET_UNREACHABLE'])
+      // The S3 client's default of three attempts, once: the log stays in the spool for the next pass.
+      expect(attempts).toBe(3)
+      expect((await spoolStatus(spoolDir)).count).toBe(1)
+    } finally {
+      await new Promise((r) => dead.close(r))
+    }
+  })
+
+
   it('keeps everything in the spool while it is down and ships it all when it is back', async () => {
     const bucket = s3.bucket('outage')
     await publishKey(bucket, alice, key)
@@ -179,23 +203,19 @@ describe('a bucket that is down', () => {
     try {
       await record(spoolDir, 'sess-outage-1')
       await record(spoolDir, 'sess-outage-2', {statements: 5})
-      const sleeps: number[] = []
-      const failed = await shipPending({bucket, signer: key, spoolDir, retry: {attempts: 3, baseMs: 100}, sleep: async (ms) => void sleeps.push(ms)})
+      const failed = await shipPending({bucket, signer: key, spoolDir})
       expect(failed.shipped).toEqual([])
       expect(failed.failed.map((f) => [f.sessionId, f.error?.code])).toEqual([
         ['sess-outage-1', 'BUCKET_UNREACHABLE'],
         ['sess-outage-2', 'BUCKET_UNREACHABLE'],
       ])
-      // Two backoffs per session, each within its doubling cap.
-      expect(sleeps).toHaveLength(4)
-      expect(sleeps.every((ms, i) => ms >= 0 && ms < 100 * 2 ** (i % 2))).toBe(true)
       const status = await spoolStatus(spoolDir)
       expect(status).toMatchObject({count: 2, oldest: '2026-03-01T23:59:59.000Z'})
       expect(status.bytes).toBeGreaterThan(0)
     } finally {
       await s3.up()
     }
-    const report = await shipPending({bucket, signer: key, spoolDir, sleep: noSleep})
+    const report = await shipPending({bucket, signer: key, spoolDir})
     expect(report.shipped.map((s) => s.sessionId)).toEqual(['sess-outage-1', 'sess-outage-2'])
     for (const s of report.shipped) expect((await verifyShipped(bucket, s.key!)).result).toMatchObject({ok: true, status: 'ended'})
     expect((await spoolStatus(spoolDir)).count).toBe(0)
@@ -261,7 +281,7 @@ describe('the background shipper', () => {
     s.statement(stmt('sess-bg', 'select 1'))
     s.statement(stmt('sess-bg', 'select 2'))
     const reports: ShipReport[] = []
-    const shipper = new Shipper({bucket, signer: key, spoolDir, intervalMs: 3_600_000, sleep: noSleep, beforeRun: () => rec.checkpointLive(), onReport: (r) => reports.push(r)})
+    const shipper = new Shipper({bucket, signer: key, spoolDir, intervalMs: 3_600_000, beforeRun: () => rec.checkpointLive(), onReport: (r) => reports.push(r)})
     shipper.start()
     try {
       await until(() => reports.length > 0)

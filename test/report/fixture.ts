@@ -232,7 +232,7 @@ async function recordAndShip(sessions: readonly FixtureSession[], bucket: Bucket
     }
   }
   await Promise.all(live)
-  const shipped = await shipPending({bucket, signer: key, spoolDir, sleep: async () => undefined, now: () => clock})
+  const shipped = await shipPending({bucket, signer: key, spoolDir, now: () => clock})
   if (shipped.failed.length) throw new Error(`fixture shipping failed: ${JSON.stringify(shipped.failed)}`)
   for (const f of sessions.filter((x) => x.tamper)) {
     const key = shipped.shipped.find((x) => x.sessionId === f.id)!.key!
