@@ -3,6 +3,7 @@ import {chmod, lstat, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import type {AssumedSetting} from '../policy/assumed-settings.js'
+import {loadParser} from '../policy/parser.js'
 import {makeScramVerifier} from '../wire/scram.js'
 import {ClientConnection, DEFAULT_AUTH_TIMEOUT_MS, type TunnelAuth} from './connection.js'
 import type {ProxyHooks} from './hooks.js'
@@ -119,6 +120,8 @@ export class Tunnel {
   }
 
   async listen(): Promise<TunnelAddress> {
+    // The protocol state reads PREPARE, DECLARE and their kin with the real parser from the first message on.
+    await loadParser()
     const listen = this.options.listen
     if (listen.kind === 'tcp') {
       if (!LOOPBACK_LISTEN.test(listen.host)) {
