@@ -21,7 +21,7 @@ import {ProtocolDesync, ProtocolState} from './protocol-state.js'
 import {statementEvent, type Run} from './run.js'
 import {ServerMessages, SettingChanged} from './server-messages.js'
 import {ClientStartup} from './startup.js'
-export {DEFAULT_AUTH_TIMEOUT_MS, MAX_AUTH_MESSAGE_SIZE} from './startup.js'
+import {MAX_AUTH_MESSAGE_SIZE, MAX_STARTUP_PACKET_SIZE} from './limits.js'
 import type {UpstreamGate} from './upstream-gate.js'
 import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
 
@@ -37,7 +37,7 @@ export interface ConnectionEnv {
   auth: TunnelAuth
   hooks: ProxyHooks
   maxMessageSize: number
-  /** How long startup, authentication and the upstream login may take together (default 60 s). */
+  /** How long startup, authentication and the upstream login may take together (default tunnel.authTimeout's). */
   authTimeoutMs?: number
   /** Set when the tunnel is at tunnel.maxClientConnections: the client is refused after its startup packet. */
   overCapacity?: {max: number}
@@ -137,7 +137,7 @@ export class ClientConnection implements ConnectionCore {
     readonly client: net.Socket,
     readonly env: ConnectionEnv,
   ) {
-    this.clientFramer = new Framer({maxMessageSize: env.maxMessageSize, startup: true})
+    this.clientFramer = new Framer({maxMessageSize: MAX_AUTH_MESSAGE_SIZE, limitName: 'the limit for messages before authentication', startup: true, maxStartupSize: MAX_STARTUP_PACKET_SIZE})
     this.upstreamFramer = new Framer({maxMessageSize: env.maxMessageSize})
     this.startup = new ClientStartup(this, this.clientFramer, (up, params) => this.begin(up, params))
     this.fromClient = new ClientMessages(this)
@@ -159,6 +159,7 @@ export class ClientConnection implements ConnectionCore {
     const conn = new ClientConnection(client, env)
     conn.startup.skip()
     conn.clientFramer.endStartup()
+    conn.clientFramer.setLimit(env.maxMessageSize, 'tunnel.maxMessageSize')
     conn.begin(upstream, startupParams)
     return conn
   }

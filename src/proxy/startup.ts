@@ -15,17 +15,10 @@ import {decodeSaslInitial, decodeStartup} from '../wire/frontend.js'
 import {ScramError, ScramServer} from '../wire/scram.js'
 import type {ConnectionCore} from './connection.js'
 import type {PgNoticeFields} from './hooks.js'
+import {DEFAULT_TUNNEL_LIMITS, MAX_AUTH_MESSAGE_SIZE} from './limits.js'
 import {checkPreflight, checkReported, preflightQuery, type PreflightRow} from './session-settings.js'
 import {connectUpstream, UpstreamError, type UpstreamSession} from './upstream.js'
 
-/**
- * Authentication messages are small (a SCRAM exchange is a few hundred bytes); PostgreSQL caps
- * them at PG_MAX_AUTH_TOKEN_LENGTH. Until the client has authenticated, nothing larger is read.
- */
-export const MAX_AUTH_MESSAGE_SIZE = 65_535
-
-/** PostgreSQL's authentication_timeout default. */
-export const DEFAULT_AUTH_TIMEOUT_MS = 60_000
 
 export class ClientStartup {
   private step: 'startup' | 'auth' | 'connecting' | 'done' = 'startup'
@@ -43,7 +36,7 @@ export class ClientStartup {
     private readonly framer: Framer,
     private readonly onReady: (up: UpstreamSession, startupParams: Record<string, string>) => void,
   ) {
-    this.timeoutMs = c.env.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS
+    this.timeoutMs = c.env.authTimeoutMs ?? DEFAULT_TUNNEL_LIMITS.authTimeoutMs
     this.arm(this.timeoutMs)
   }
 

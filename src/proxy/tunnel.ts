@@ -5,7 +5,9 @@ import path from 'node:path'
 import type {AssumedSetting} from '../policy/assumed-settings.js'
 import {loadParser} from '../policy/parser.js'
 import {makeScramVerifier} from '../wire/scram.js'
-import {ClientConnection, DEFAULT_AUTH_TIMEOUT_MS, type TunnelAuth} from './connection.js'
+import {ClientConnection, type TunnelAuth} from './connection.js'
+import {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
+export {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 import type {ProxyHooks} from './hooks.js'
 import {UpstreamGate} from './upstream-gate.js'
 import type {UpstreamTarget} from './upstream.js'
@@ -48,24 +50,6 @@ export interface TunnelAddress {
 const LOOPBACK_LISTEN = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 1024 ** 3
-
-export interface TunnelLimits {
-  /** Startup, authentication and the upstream login together (tunnel.authTimeout). */
-  authTimeoutMs: number
-  /** Client connections at once, authenticated or not (tunnel.maxClientConnections). */
-  maxClientConnections: number
-  /** Upstream sessions open at once (tunnel.maxUpstreamSessions). */
-  maxUpstreamSessions: number
-  /** How long a client waits for an upstream session before it is refused (tunnel.upstreamQueueTimeout). */
-  upstreamQueueTimeoutMs: number
-}
-
-export const DEFAULT_TUNNEL_LIMITS: TunnelLimits = Object.freeze({
-  authTimeoutMs: DEFAULT_AUTH_TIMEOUT_MS,
-  maxClientConnections: 100,
-  maxUpstreamSessions: 20,
-  upstreamQueueTimeoutMs: 30_000,
-})
 
 /**
  * Connections past tunnel.maxClientConnections are still read up to their startup packet, to tell
