@@ -55,16 +55,28 @@ const CURSOR_OPT_HOLD = 0x0020
 
 type Node = Record<string, unknown>
 
+/** Drivers send the same few texts again and again (a cursor's FETCH, a pool's DISCARD ALL): each is parsed once. */
+const SHAPES = 512
+const shapes = new Map<string, TextShape>()
+
 export function textShape(sql: string): TextShape {
   if (!MAY_TOUCH_NAMES.test(sql)) return NOTHING
+  const known = shapes.get(sql)
+  if (known) return known
   const parsed = parseStatements(sql)
+  // Not cached: a parser that was not loaded yet will be.
   if (!parsed.ok) return OPAQUE
   const refs: NameRef[] = []
   const statements = parsed.statements.map((s) => {
     collectRefs(s.node, refs)
     return statementShape(s.node)
   })
-  return {statements, refs, opaque: false}
+  const shape: TextShape = {statements, refs, opaque: false}
+  if (sql.length <= 16 * 1024) {
+    if (shapes.size >= SHAPES) shapes.delete(shapes.keys().next().value!)
+    shapes.set(sql, shape)
+  }
+  return shape
 }
 
 function statementShape(node: Node): StatementShape {

@@ -21,11 +21,12 @@ interface Observed {
   closed: boolean
 }
 
-type Step = {client: Buffer[]} | {server: Buffer[]} | {check: Partial<Observed> & {clientError?: RegExp}}
+type Check = Partial<Observed> & {clientError?: RegExp}
+type Step = {client: Buffer[]} | {server: Buffer[]} | {check: Check}
 
 const c = (...m: Buffer[]): Step => ({client: m})
 const s = (...m: Buffer[]): Step => ({server: m})
-const check = (o: Step & {check: unknown}['check']): Step => ({check: o})
+const check = (o: Check): Step => ({check: o})
 
 function observe(m: MemoryConnection): Observed & {clientBytes: Buffer} {
   const acked = m.conn.state.acknowledged()
