@@ -139,19 +139,19 @@ const ANYTHING: Defines = Object.freeze({any: true})
 
 export class ProtocolState<R> implements SessionView {
   /** Acknowledged by the server. */
-  private readonly statements = new Map<string, StatementDef>()
-  private readonly portals = new Map<string, PortalDef>()
+  private readonly statements = new Names<StatementDef>()
+  private readonly portals = new Names<PortalDef>()
   /** WITH HOLD cursors among `portals`; when there are none a transaction end empties the map. */
   private holdCount = 0
   /** What this segment's extended-protocol messages define, ahead of their replies (null: dropped). */
-  private readonly segmentStatements = new Map<string, StatementDef | null>()
-  private readonly segmentPortals = new Map<string, PortalDef | null>()
+  private readonly segmentStatements = new Names<StatementDef | null>()
+  private readonly segmentPortals = new Names<PortalDef | null>()
   private segmentDroppedAllStatements = false
   private segmentDroppedAllPortals = false
   private readonly segment: Entry<R>[] = []
   /** Definitions in flight from closed segments, by name. */
-  private readonly unsettledStatements = new Map<string, number>()
-  private readonly unsettledPortals = new Map<string, number>()
+  private readonly unsettledStatements = new Counts()
+  private readonly unsettledPortals = new Counts()
   private unsettledAny = 0
   private readonly queue: Entry<R>[] = []
   /** The server reported an error in an extended-protocol message and skips everything up to Sync. */
@@ -186,7 +186,7 @@ export class ProtocolState<R> implements SessionView {
     const seg = this.segmentStatements.get(name)
     if (seg !== undefined) return seg ?? undefined
     if (this.segmentDroppedAllStatements) return undefined
-    if (this.unsettledAny > 0 || (this.unsettledStatements.get(name) ?? 0) > 0) return UNSETTLED
+    if (this.unsettledAny > 0 || this.unsettledStatements.get(name) > 0) return UNSETTLED
     return this.statements.get(name)
   }
 
@@ -194,13 +194,13 @@ export class ProtocolState<R> implements SessionView {
     const seg = this.segmentPortals.get(name)
     if (seg !== undefined) return seg ?? undefined
     if (this.segmentDroppedAllPortals) return undefined
-    if (this.unsettledAny > 0 || (this.unsettledPortals.get(name) ?? 0) > 0) return UNSETTLED
+    if (this.unsettledAny > 0 || this.unsettledPortals.get(name) > 0) return UNSETTLED
     return this.portals.get(name)
   }
 
   /** Whether every name in `refs` has a settled meaning (an opaque text needs everything settled). */
   settled(refs: readonly NameRef[], opaque = false): boolean {
-    if (opaque) return this.unsettledAny === 0 && this.unsettledStatements.size === 0 && this.unsettledPortals.size === 0
+    if (opaque) return this.unsettledAny === 0 && this.unsettledStatements.empty && this.unsettledPortals.empty
     for (const r of refs) if ((r.kind === 'statement' ? this.statementAt(r.name) : this.portalAt(r.name)) === UNSETTLED) return false
     return true
   }
@@ -216,7 +216,7 @@ export class ProtocolState<R> implements SessionView {
   }
 
   /** Acknowledged names, for tests and diagnostics. */
-  acknowledged(): {statements: ReadonlyMap<string, StatementDef>; portals: ReadonlyMap<string, PortalDef>} {
+  acknowledged(): {statements: ReadonlyNames<StatementDef>; portals: ReadonlyNames<PortalDef>} {
     return {statements: this.statements, portals: this.portals}
   }
 
@@ -331,10 +331,12 @@ export class ProtocolState<R> implements SessionView {
 
   /** The segment's definitions are no longer relied on ahead of their replies: they are in flight. */
   private closeSegment(): void {
-    for (const e of this.segment) if (e.state === 'open') this.count(e)
-    this.segment.length = 0
-    this.segmentStatements.clear()
-    this.segmentPortals.clear()
+    const segment = this.segment
+    if (segment.length === 0) return
+    for (let i = 0; i < segment.length; i++) if (segment[i]!.state === 'open') this.count(segment[i]!)
+    segment.length = 0
+    if (this.segmentStatements.size > 0) this.segmentStatements.clear()
+    if (this.segmentPortals.size > 0) this.segmentPortals.clear()
     this.segmentDroppedAllStatements = false
     this.segmentDroppedAllPortals = false
   }
@@ -342,8 +344,8 @@ export class ProtocolState<R> implements SessionView {
   private count(e: Entry<R>): void {
     e.state = 'counted'
     const d = e.defines
-    if (d.statement !== undefined) this.unsettledStatements.set(d.statement, (this.unsettledStatements.get(d.statement) ?? 0) + 1)
-    if (d.portal !== undefined) this.unsettledPortals.set(d.portal, (this.unsettledPortals.get(d.portal) ?? 0) + 1)
+    if (d.statement !== undefined) this.unsettledStatements.increment(d.statement)
+    if (d.portal !== undefined) this.unsettledPortals.increment(d.portal)
     if (d.any) this.unsettledAny++
   }
 
@@ -351,8 +353,8 @@ export class ProtocolState<R> implements SessionView {
   private settle(e: Entry<R>): void {
     if (e.state === 'counted') {
       const d = e.defines
-      if (d.statement !== undefined) decrement(this.unsettledStatements, d.statement)
-      if (d.portal !== undefined) decrement(this.unsettledPortals, d.portal)
+      if (d.statement !== undefined) this.unsettledStatements.decrement(d.statement)
+      if (d.portal !== undefined) this.unsettledPortals.decrement(d.portal)
       if (d.any) this.unsettledAny--
     }
     e.state = 'done'
@@ -423,12 +425,24 @@ export class ProtocolState<R> implements SessionView {
     return head
   }
 
-  onCommandComplete(tag: string): Entry<R> & {kind: 'query' | 'execute'} {
+  /**
+   * Whether the next CommandComplete's tag must be read: the statement it completes has a tag to
+   * check or an effect to apply. (Transaction tags are recognised by the caller from their bytes.)
+   */
+  tagNeeded(): boolean {
+    const head = this.queue[0]
+    if (!head) return false
+    if (head.kind === 'query') return head.shape.statements !== undefined
+    return head.kind === 'execute' && head.def !== undefined && (head.def.shape.tags !== undefined || head.def.shape.opaque === true)
+  }
+
+  /** `tag` may be undefined when `tagNeeded()` said so and it is not a transaction tag. */
+  onCommandComplete(tag: string | undefined): Entry<R> & {kind: 'query' | 'execute'} {
     const head = this.onResultPart('CommandComplete')
     if (head.kind === 'execute') {
       const def = head.def!
       const shape = def.shape
-      if (shape.tags && !tagMatches(tag, shape.tags)) throw new ProtocolDesync(`the server completed "${def.sql.slice(0, 60)}" with the tag "${tag}"`)
+      if (shape.tags && (tag === undefined || !tagMatches(tag, shape.tags))) throw new ProtocolDesync(`the server completed "${def.sql.slice(0, 60)}" with the tag "${tag}"`)
       this.shift()
       if (shape.effect) this.apply(shape.effect, def.sql, def.statementIndex, def.verdict)
       if (shape.opaque) this.forgetAll()
@@ -438,11 +452,11 @@ export class ProtocolState<R> implements SessionView {
       if (statements) {
         const st = statements[i]
         if (!st) throw new ProtocolDesync(`the server completed ${i + 1} statements of a text that holds ${statements.length}`)
-        if (st.tags && !tagMatches(tag, st.tags)) throw new ProtocolDesync(`the server completed statement ${i + 1} with the tag "${tag}", not ${st.tags.join(' or ')}`)
+        if (st.tags && (tag === undefined || !tagMatches(tag, st.tags))) throw new ProtocolDesync(`the server completed statement ${i + 1} with the tag "${tag}", not ${st.tags.join(' or ')}`)
         if (st.effect) this.apply(st.effect, head.sql, i, head.verdict)
       }
     }
-    this.transactionTag(tag)
+    if (tag !== undefined) this.transactionTag(tag)
     return head
   }
 
@@ -507,7 +521,7 @@ export class ProtocolState<R> implements SessionView {
         this.statements.delete(effect.name)
         return
       case 'deallocate-all':
-        for (const name of this.statements.keys()) if (name !== '') this.statements.delete(name)
+        for (const name of [...this.statements.keys()]) if (name !== '') this.statements.delete(name)
         return
       case 'declare':
         this.definePortal(new PortalDef(effect.name, sql, index, 'declare', verdict, effect.hold, undefined, undefined, []))
@@ -559,7 +573,7 @@ export class ProtocolState<R> implements SessionView {
       if (this.portals.size > 0) this.portals.clear()
       return
     }
-    for (const p of this.portals.values()) {
+    for (const p of [...this.portals.values()]) {
       if (p.hold) p.txnLocal = false
       else this.portals.delete(p.name)
     }
@@ -574,7 +588,7 @@ export class ProtocolState<R> implements SessionView {
       if (this.portals.size > 0) this.portals.clear()
       return
     }
-    for (const p of this.portals.values()) {
+    for (const p of [...this.portals.values()]) {
       if (p.hold && !p.txnLocal) continue
       this.dropPortal(p.name)
     }
@@ -604,10 +618,89 @@ function definesOfEffect(effect: SqlEffect | undefined): Defines {
   return NOTHING
 }
 
-function decrement(map: Map<string, number>, key: string): void {
-  const n = (map.get(key) ?? 0) - 1
-  if (n <= 0) map.delete(key)
-  else map.set(key, n)
+export interface ReadonlyNames<T> {
+  get(name: string): T | undefined
+  keys(): IterableIterator<string>
+  readonly size: number
+}
+
+/**
+ * Names of one namespace. Most traffic uses the unnamed statement and portal, which get a slot of
+ * their own: binding and executing them costs no map operation.
+ */
+class Names<T> implements ReadonlyNames<T> {
+  private unnamed: T | undefined
+  private hasUnnamed = false
+  private readonly named = new Map<string, T>()
+
+  get(name: string): T | undefined {
+    return name === '' ? this.unnamed : this.named.get(name)
+  }
+
+  set(name: string, value: T): void {
+    if (name !== '') this.named.set(name, value)
+    else {
+      this.unnamed = value
+      this.hasUnnamed = true
+    }
+  }
+
+  delete(name: string): void {
+    if (name !== '') this.named.delete(name)
+    else {
+      this.unnamed = undefined
+      this.hasUnnamed = false
+    }
+  }
+
+  clear(): void {
+    this.unnamed = undefined
+    this.hasUnnamed = false
+    if (this.named.size > 0) this.named.clear()
+  }
+
+  get size(): number {
+    return (this.hasUnnamed ? 1 : 0) + this.named.size
+  }
+
+  *keys(): IterableIterator<string> {
+    if (this.hasUnnamed) yield ''
+    yield* this.named.keys()
+  }
+
+  *values(): IterableIterator<T> {
+    if (this.hasUnnamed) yield this.unnamed!
+    yield* [...this.named.values()]
+  }
+}
+
+/** How many definitions of each name are in flight. */
+class Counts {
+  private unnamed = 0
+  private readonly named = new Map<string, number>()
+
+  get(name: string): number {
+    return name === '' ? this.unnamed : (this.named.get(name) ?? 0)
+  }
+
+  get empty(): boolean {
+    return this.unnamed === 0 && this.named.size === 0
+  }
+
+  increment(name: string): void {
+    if (name === '') this.unnamed++
+    else this.named.set(name, (this.named.get(name) ?? 0) + 1)
+  }
+
+  decrement(name: string): void {
+    if (name === '') {
+      this.unnamed--
+      return
+    }
+    const n = (this.named.get(name) ?? 0) - 1
+    if (n <= 0) this.named.delete(name)
+    else this.named.set(name, n)
+  }
 }
 
 function describe(e: Entry<unknown>): string {

@@ -72,10 +72,13 @@ export class ServerMessages {
         return
       }
       case Backend.CommandComplete: {
-        const tag = decodeCommandComplete(frame.body)
+        // Most tags need no reading (SELECT 1, INSERT 0 1); COMMIT, ROLLBACK and PREPARE TRANSACTION end transactions.
+        const first = frame.body[0]
+        const read = c.env.hooks.onStatement !== undefined || first === 0x43 || first === 0x52 || first === 0x50 || state.tagNeeded()
+        const tag = read ? decodeCommandComplete(frame.body) : undefined
         const head = state.onCommandComplete(tag)
-        // Tags only feed the statement event.
-        if (c.env.hooks.onStatement) head.run.tags.push(tag)
+        // Tags feed the statement event.
+        if (tag !== undefined && c.env.hooks.onStatement) head.run.tags.push(tag)
         if (head.kind === 'execute') c.finishRun(head.run, 'ok')
         c.toClient.push(frame.raw)
         return
