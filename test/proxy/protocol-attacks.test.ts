@@ -180,6 +180,23 @@ describe('the protocol state cannot be talked around', () => {
       raw.end()
     })
 
+    it('pipelined without waiting: EXECUTE and FETCH wait for the definitions in flight, then use the first', async () => {
+      const raw = await connect()
+      raw.send(serialize.query(`prepare piped as ${sensitive}`), serialize.query(`prepare piped as ${harmless}`), serialize.query('execute piped'))
+      expect(errors(await raw.untilReady())).toEqual([])
+      expect(errors(await raw.untilReady())[0]).toMatch(/^42P05/)
+      const executed = await raw.untilReady()
+      expect(executed.filter((m) => m.code === 'D').length).toBeGreaterThan(0)
+      expect(leaked(values(executed), fx.secrets)).toEqual([])
+      raw.send(serialize.query(`declare pc cursor with hold for ${sensitive}`), serialize.query(`declare pc cursor with hold for ${harmless}`), serialize.query('fetch all from pc'))
+      await raw.untilReady()
+      expect(errors(await raw.untilReady())[0]).toMatch(/^42P03/)
+      const fetched = await raw.untilReady()
+      expect(fetched.filter((m) => m.code === 'D').length).toBeGreaterThan(0)
+      expect(leaked(values(fetched), fx.secrets)).toEqual([])
+      raw.end()
+    })
+
     it('a portal keeps the statement it was bound from when the name is redefined before Execute', async () => {
       const raw = await connect()
       raw.send(serialize.query('begin'))
