@@ -46,6 +46,14 @@ describe('real clients and the protocol state', () => {
     expect(lines).not.toContain('nowhere')
   })
 
+  it('psql with FETCH_COUNT: its own cursor, declared, fetched in pieces and closed inside a transaction', async () => {
+    const r = await run('psql', ['-X', '-At', '-v', 'FETCH_COUNT=3', '-c', "select full_name || '' as a from customers order by id"], {env: pgEnv(t.port, t.secret, fx.db.database)})
+    expect(r.stderr).toBe('')
+    const direct = await run('psql', ['-X', '-At', '-c', 'select count(*) from customers'], {env: pgEnv(t.port, t.secret, fx.db.database)})
+    expect(r.stdout.trim().split('\n')).toHaveLength(Number(direct.stdout.trim()))
+    expect(leaked(r.stdout, fx.secrets)).toEqual([])
+  })
+
   it('node-postgres: named statements reused across queries, and a pipeline with a failure in the middle', async () => {
     const c = await t.client({pipeline: true} as object)
     const named = {name: 'by-id', text: "select full_name || '' as a from customers where id = $1"}
