@@ -56,11 +56,6 @@ export interface ApprovalGateOptions {
   pollMs?: number
   now?: () => Date
   fetch?: typeof fetch
-  /**
-   * Called just before an approved text is let through, so policy can commit what a judged text
-   * commits when it is allowed outright (e.g. a `PREPARE` becomes known to later `EXECUTE`s).
-   */
-  onApproved?: (sql: string, ctx: StatementContext) => void
 }
 
 interface LiveWindow {
@@ -155,7 +150,6 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     if (window) {
       const notice: PgNoticeFields = {severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: running under the window ${window.requestId} granted by ${window.reviewer} until ${window.until.toISOString()}`}
       const tag: ApprovalTag = {...decision, approval: {id: window.requestId, decision: 'approved', reviewer: window.reviewer, window: true}}
-      opts.onApproved?.(sql, ctx)
       return {action: 'allow', notices: [notice], tag}
     }
 
@@ -285,7 +279,6 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       opts.log('warn', `approval ${id} granted by ${reviewer}${scope}${because}`)
       void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
       const tag: ApprovalTag = {...decision, approval: {id, decision: 'approved', reviewer}}
-      opts.onApproved?.(sql, ctx)
       // One approval covers one execution; a window covers its class for its duration.
       return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], tag, once: dec.action !== 'window'}
     }

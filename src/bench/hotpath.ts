@@ -85,22 +85,23 @@ interface Harness {
 function harness(hooks: ProxyHooks, onUpstreamWrite: (b: Buffer) => void): Harness {
   const client = new MemorySocket(() => {})
   const upstream = new MemorySocket(onUpstreamWrite)
-  const conn = new ClientConnection(client as unknown as net.Socket, {
-    target: {host: '127.0.0.1', port: 5432, database: 'bench', user: 'bench', tls: 'disable'},
-    auth: {method: 'cleartext', secret: 's', verifier: makeScramVerifier('s')},
-    hooks,
-    maxMessageSize: 1 << 30,
-    applicationName: () => 'bench',
-    issueCancelKey: () => ({processId: 1, secretKey: 2}),
-    releaseCancelKey: () => {},
-    cancelByKey: () => {},
-    log: () => {},
-  })
-  // Skip startup and authentication: straight to a ready session on the in-memory upstream.
-  const internals = conn as unknown as {clientFramer: {endStartup(): void}; startupParams: Record<string, string>; onUpstreamReady(up: unknown): void}
-  internals.clientFramer.endStartup()
-  internals.startupParams = {user: 'bench', database: 'bench'}
-  internals.onUpstreamReady({socket: upstream, parameters: [], processId: 1, secretKey: 2, status: 'I', notices: [], leftover: Buffer.alloc(0), encrypted: false})
+  // Startup and authentication are skipped: straight to a ready session on the in-memory upstream.
+  const conn = ClientConnection.attached(
+    client as unknown as net.Socket,
+    {
+      target: {host: '127.0.0.1', port: 5432, database: 'bench', user: 'bench', tls: 'disable'},
+      auth: {method: 'cleartext', secret: 's', verifier: makeScramVerifier('s')},
+      hooks,
+      maxMessageSize: 1 << 30,
+      applicationName: () => 'bench',
+      issueCancelKey: () => ({processId: 1, secretKey: 2}),
+      releaseCancelKey: () => {},
+      cancelByKey: () => {},
+      log: () => {},
+    },
+    {socket: upstream as unknown as net.Socket, parameters: [], processId: 1, secretKey: 2, status: 'I', notices: [], leftover: Buffer.alloc(0), encrypted: false},
+    {user: 'bench', database: 'bench'},
+  )
   return {conn, client, upstream}
 }
 

@@ -51,6 +51,7 @@ import {
   type TunnelConfig,
 } from './types.js'
 import {formatDuration, formatSize, parseDuration, parseSize, suggestSize} from './units.js'
+import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
 
 export const TARGET_NAME = /^[a-z0-9][a-z0-9_-]*$/i
 export const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access']
@@ -58,7 +59,7 @@ export const DEFAULT_PORT = 5432
 export const DEFAULT_CLOCK_SKEW_MS = 60_000
 export const DEFAULT_APPROVAL_EXPIRY_MS = 15 * 60_000
 export const DEFAULT_PREVIEW_ROWS = 5
-export const DEFAULT_TUNNEL: TunnelConfig = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2}
+export const DEFAULT_TUNNEL: TunnelConfig = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2, ...DEFAULT_TUNNEL_LIMITS}
 /** PostgreSQL message lengths are signed 32-bit integers, so no message can be larger. */
 const MAX_PROTOCOL_MESSAGE = 2 ** 31 - 1
 
@@ -377,6 +378,56 @@ function findKeyNode(node: Node | null, key: string): Node | null {
   return null
 }
 
+/** The `tunnel` keys: at the top level every one has its default, under a target each may override it. */
+function tunnelKeys() {
+  return {
+    maxMessageSize: size({min: 1024, max: MAX_PROTOCOL_MESSAGE}),
+    maxStatementSize: size({min: 1, max: MAX_PROTOCOL_MESSAGE}),
+    authTimeout: duration({min: 1000, max: 3_600_000}),
+    maxClientConnections: integer({min: 1, max: 100_000}),
+    maxUpstreamSessions: integer({min: 1, max: 10_000}),
+    upstreamQueueTimeout: duration({min: 0, max: 3_600_000}),
+  }
+}
+
+const tunnelDefaults = () => {
+  const k = tunnelKeys()
+  return object({
+    maxMessageSize: withDefault(k.maxMessageSize, DEFAULT_TUNNEL.maxMessageSize),
+    maxStatementSize: withDefault(k.maxStatementSize, DEFAULT_TUNNEL.maxStatementSize),
+    authTimeout: withDefault(k.authTimeout, DEFAULT_TUNNEL.authTimeoutMs),
+    maxClientConnections: withDefault(k.maxClientConnections, DEFAULT_TUNNEL.maxClientConnections),
+    maxUpstreamSessions: withDefault(k.maxUpstreamSessions, DEFAULT_TUNNEL.maxUpstreamSessions),
+    upstreamQueueTimeout: withDefault(k.upstreamQueueTimeout, DEFAULT_TUNNEL.upstreamQueueTimeoutMs),
+  })
+}
+
+const tunnelOverrides = () => {
+  const k = tunnelKeys()
+  return object({
+    maxMessageSize: optional(k.maxMessageSize),
+    maxStatementSize: optional(k.maxStatementSize),
+    authTimeout: optional(k.authTimeout),
+    maxClientConnections: optional(k.maxClientConnections),
+    maxUpstreamSessions: optional(k.maxUpstreamSessions),
+    upstreamQueueTimeout: optional(k.upstreamQueueTimeout),
+  })
+}
+
+type RawTunnel = Infer<ReturnType<typeof tunnelDefaults>>
+
+function tunnelConfig(raw: RawTunnel, over?: Partial<RawTunnel>): TunnelConfig {
+  const v = (key: keyof RawTunnel): number => over?.[key] ?? raw[key]
+  return {
+    maxMessageSize: v('maxMessageSize'),
+    maxStatementSize: v('maxStatementSize'),
+    authTimeoutMs: v('authTimeout'),
+    maxClientConnections: v('maxClientConnections'),
+    maxUpstreamSessions: v('maxUpstreamSessions'),
+    upstreamQueueTimeoutMs: v('upstreamQueueTimeout'),
+  }
+}
+
 const approvals = object({
   expiry: withDefault(duration({min: 1000}), DEFAULT_APPROVAL_EXPIRY_MS),
   windows: withDefault(boolean(), false),
@@ -399,6 +450,7 @@ function target(opts: SchemaOptions) {
       rules: withDefault(list(rule, {uniqueKey: {key: 'id', what: 'rule id'}}), []),
       masking: optional(masking()),
       approvals: optional(approvals),
+      tunnel: optional(tunnelOverrides()),
     },
     {
       check(t, _at, cx) {
@@ -413,7 +465,7 @@ function target(opts: SchemaOptions) {
 
 type RawTarget = Infer<ReturnType<typeof target>>
 
-function buildTarget(name: string, t: RawTarget, tunnel: TunnelConfig, cx: Context): TargetConfig | Invalid {
+function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, cx: Context): TargetConfig | Invalid {
   const rules: RuleConfig[] = []
   const seen = new Map<string, number>()
   let ok = true
@@ -455,7 +507,7 @@ function buildTarget(name: string, t: RawTarget, tunnel: TunnelConfig, cx: Conte
     rules,
     masking,
     approvals: {expiryMs: approvals.expiry, windows: approvals.windows, ...(approvals.webhook !== undefined ? {webhook: approvals.webhook} : {})},
-    tunnel: {...tunnel},
+    tunnel: tunnelConfig(tunnel, t.tunnel),
   }
 }
 
@@ -466,13 +518,14 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
     identity: optional(identity(opts)),
     bucket: optional(bucket()),
     recording: withDefault(object({previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS)}), {previewRows: DEFAULT_PREVIEW_ROWS}),
-    tunnel: withDefault(
-      object({
-        maxMessageSize: withDefault(size({min: 1024, max: MAX_PROTOCOL_MESSAGE}), DEFAULT_TUNNEL.maxMessageSize),
-        maxStatementSize: withDefault(size({min: 1, max: MAX_PROTOCOL_MESSAGE}), DEFAULT_TUNNEL.maxStatementSize),
-      }),
-      DEFAULT_TUNNEL,
-    ),
+    tunnel: withDefault(tunnelDefaults(), {
+      maxMessageSize: DEFAULT_TUNNEL.maxMessageSize,
+      maxStatementSize: DEFAULT_TUNNEL.maxStatementSize,
+      authTimeout: DEFAULT_TUNNEL.authTimeoutMs,
+      maxClientConnections: DEFAULT_TUNNEL.maxClientConnections,
+      maxUpstreamSessions: DEFAULT_TUNNEL.maxUpstreamSessions,
+      upstreamQueueTimeout: DEFAULT_TUNNEL.upstreamQueueTimeoutMs,
+    }),
     targets: required(record(targetSchema, {pattern: TARGET_NAME, nameRule: 'letters, digits, "_" and "-", starting with a letter or digit', min: 1, exampleKey: 'prod'}), '{prod: {host: …, database: …, user: …}}'),
   })
   return map(root, (raw, _at, cx) => {
@@ -488,7 +541,7 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
       ...(raw.identity ? {identity: raw.identity} : {}),
       bucket: raw.bucket ?? {url: opts.defaultBucketUrl},
       recording: raw.recording,
-      tunnel: raw.tunnel,
+      tunnel: tunnelConfig(raw.tunnel),
       targets,
     }
   })

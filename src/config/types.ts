@@ -104,6 +104,14 @@ export interface RecordingConfig {
 export interface TunnelConfig {
   maxMessageSize: number
   maxStatementSize: number
+  /** Startup, authentication and the upstream login together. */
+  authTimeoutMs: number
+  /** Client connections at once, authenticated or not. */
+  maxClientConnections: number
+  /** Upstream sessions to the target at once. */
+  maxUpstreamSessions: number
+  /** How long a client past maxUpstreamSessions waits for a session before it is refused. */
+  upstreamQueueTimeoutMs: number
 }
 
 export interface RuleMatch {
@@ -156,7 +164,7 @@ export interface TargetConfig {
   rules: RuleConfig[]
   masking: MaskingConfig
   approvals: ApprovalsConfig
-  /** The top-level `tunnel` limits, copied onto each target. */
+  /** The top-level `tunnel` limits, with the target's own `tunnel` keys over them. */
   tunnel: TunnelConfig
 }
 

@@ -4,7 +4,7 @@ import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {startRecording} from './recording.js'
 import type {Identity} from '../identity/types.js'
-import {checkStartupParameters, createStatementHook, judgeStatements, loadParser, sharedAnalysisCache, type PolicyStatementHook} from '../policy/index.js'
+import {checkStartupParameters, createStatementHook, loadParser} from '../policy/index.js'
 import type {PgNoticeFields, ProxyHooks, StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
 import {startMasking, type ClosableCatalogQuery, type MaskingRuntime} from '../masking/index.js'
@@ -62,7 +62,6 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
     ...recording?.hooks,
     resultFilter: masking?.hooks.resultFilter,
     onStatement: chain(masking?.hooks.onStatement, recording?.hooks.onStatement),
-    onConnectionClosed: masking?.hooks.onConnectionClosed,
     dispose,
     // Previews are only of masked rows; without masking there is nothing safe to keep.
     previewRows: recording && masking ? ctx.config.recording.previewRows : 0,
@@ -75,7 +74,7 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
     maxStatementSize: target.tunnel.maxStatementSize,
     reviewers: target.reviewers,
   })
-  const approvals = approvalGate(ctx, recording, policy)
+  const approvals = approvalGate(ctx, recording)
   return {
     ...base,
     ...withApprovalObserver(base, approvals),
@@ -93,8 +92,6 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
       }
     },
     statement: maskability(approvals.wrap(policy), masking),
-    onStatementClosed: (connectionId, name) => policy.closeStatement(connectionId, name),
-    onConnectionClosed: chain((connectionId) => policy.dropConnection(connectionId), base.onConnectionClosed),
   }
 }
 
@@ -159,7 +156,7 @@ function maskingHashKey(env: NodeJS.ProcessEnv): Buffer {
 }
 
 /** Statements that need approval wait in the tunnel for a verified reviewer (src/approvals). */
-function approvalGate(ctx: TunnelHooksContext, recording: Awaited<ReturnType<typeof startRecording>> | undefined, policy: PolicyStatementHook): ApprovalGate {
+function approvalGate(ctx: TunnelHooksContext, recording: Awaited<ReturnType<typeof startRecording>> | undefined): ApprovalGate {
   const section = ctx.config.identity
   // Reviewers' tokens are verified without the client secret, which only the token endpoint needs.
   const identityConfig: IdentityConfig | undefined = section ? (({clientSecret: _secret, ...rest}) => rest)(section) : undefined
@@ -171,13 +168,6 @@ function approvalGate(ctx: TunnelHooksContext, recording: Awaited<ReturnType<typ
     record: (sessionId, type, payload) => recording?.session(sessionId)?.recordEvent(type, payload),
     log: ctx.log ?? (() => {}),
     pollMs: ctx.approvalPollMs,
-    onApproved: (sql, stmt) => {
-      // What the policy hook commits for a text it allows outright, for one a reviewer allowed.
-      const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize: ctx.target.tunnel.maxStatementSize})
-      const staged = policy.prepared.for(stmt.connectionId).stage()
-      judgeStatements(analysis.statements, staged, {rules: ctx.target.rules, pack: ctx.target.policy, groups: ctx.identity?.groups ?? []})
-      staged.commit()
-    },
   })
 }
 

@@ -164,6 +164,12 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
       listen: listenOf(opts.listen),
       hooks,
       maxMessageSize: target.tunnel.maxMessageSize,
+      limits: {
+        authTimeoutMs: target.tunnel.authTimeoutMs,
+        maxClientConnections: target.tunnel.maxClientConnections,
+        maxUpstreamSessions: target.tunnel.maxUpstreamSessions,
+        upstreamQueueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs,
+      },
       applicationName: (app) => identityApplicationName(identity?.current(), app),
       log,
     })

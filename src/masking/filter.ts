@@ -5,7 +5,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import type {MaskingConfig} from '../config/types.js'
-import type {FieldDescription, PgNoticeFields, ResultFilter, ResultFilterFactory, StatementContext} from '../proxy/hooks.js'
+import type {FieldDescription, NamedDefinition, PgNoticeFields, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/hooks.js'
 import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog} from './catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from './categories.js'
@@ -55,9 +55,7 @@ export type MaskabilityVerdict = {ok: true} | {ok: false; reason: string}
 
 export interface MaskingFilterFactory extends ResultFilterFactory {
   /** Under `onUntraceable: deny`, whether a statement's output can be masked; for the statement hook. */
-  checkMaskable(sql: string, ctx?: Pick<StatementContext, 'connectionId'>): MaskabilityVerdict
-  /** Drops the cursors and prepared statements remembered for a closed connection. */
-  forgetConnection(connectionId: number): void
+  checkMaskable(sql: string, ctx?: Pick<StatementContext, 'session'>): MaskabilityVerdict
   /** True when this identity sees clear values (the factory then returns no filters). */
   readonly unmasked: boolean
   /**
@@ -75,6 +73,8 @@ const LINEAGE_CACHE_SIZE = 1000
  */
 const MAX_ANALYZED_SQL = 256 * 1024
 const TOO_LARGE: TextLineage = {ok: false, error: 'the statement is too large to analyse'}
+/** How deep a Parse of `EXECUTE p` or `FETCH c` is followed to what it runs before it counts as untraceable. */
+const MAX_USE_DEPTH = 4
 
 export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingFilterFactory {
   const {catalog, masking} = opts
@@ -84,7 +84,6 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const maskUntraceable = masking.onUntraceable === 'mask'
   const cache = new Map<string, TextLineage>()
   let cacheGeneration = catalog.generation
-  const named = new Map<number, Map<string, StatementLineage>>()
 
   const lineageOf = (sql: string): TextLineage => {
     if (cacheGeneration !== catalog.generation) {
@@ -101,21 +100,43 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     return l
   }
 
-  /** Statements with cursors and prepared statements resolved against what the connection declared. */
-  const resolve = (text: TextLineage, connectionId: number | undefined): StatementLineage[] | undefined => {
+  /**
+   * What a prepared statement or cursor runs, read from the text that defined it. Names come from
+   * the session as the server acknowledged it: a PREPARE or DECLARE that failed (its name was in
+   * use) never replaced the statement the name still runs.
+   */
+  const lineageOfDefinition = (def: NamedDefinition, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
+    const text = lineageOf(def.sql)
     if (!text.ok) return undefined
+    const st = text.statements[def.statementIndex]
+    if (!st) return undefined
+    if (def.definedBy !== 'parse') return st.defines?.lineage
+    // A Parse of `EXECUTE p` or `FETCH c` runs whatever that name is when it runs.
+    return st.uses ? definedInSession(st.uses, session, depth + 1) : st
+  }
+
+  const definedInSession = (uses: NonNullable<StatementLineage['uses']>, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
+    if (!session || depth > MAX_USE_DEPTH) return undefined
+    const def = uses.kind === 'cursor' ? session.portal(uses.name) : session.statement(uses.name)
+    return def && lineageOfDefinition(def, session, depth)
+  }
+
+  /**
+   * Statements with cursors and prepared statements resolved: against names defined earlier in the
+   * same text (the server runs a text's statements in order and stops at the first error), then
+   * against the session's acknowledged state.
+   */
+  const resolve = (text: TextLineage, session: SessionView | undefined): StatementLineage[] | undefined => {
+    if (!text.ok) return undefined
+    let local: Map<string, StatementLineage> | undefined
     return text.statements.map((s) => {
-      if (s.defines && connectionId !== undefined) {
-        const map = named.get(connectionId) ?? new Map<string, StatementLineage>()
-        map.set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
-        named.set(connectionId, map)
-      }
-      if (!s.uses || connectionId === undefined) return s
-      return named.get(connectionId)?.get(`${s.uses.kind}:${s.uses.name}`) ?? s
+      if (s.defines) (local ??= new Map()).set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
+      if (!s.uses) return s
+      return local?.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, session, 0) ?? s
     })
   }
 
-  const checkMaskable = (sql: string, ctx?: Pick<StatementContext, 'connectionId'>): MaskabilityVerdict => {
+  const checkMaskable = (sql: string, ctx?: Pick<StatementContext, 'session'>): MaskabilityVerdict => {
     if (unmasked) return {ok: true}
     const text = lineageOf(sql)
     // The filter masks every untraceable column of a text it could not analyse, in either mode.
@@ -125,11 +146,11 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     const side = text.statements.find((s) => s.sideChannels.length > 0)
     if (side) return {ok: false, reason: side.sideChannels[0]!}
     if (maskUntraceable) return {ok: true}
-    // Cursors and prepared statements declared earlier in the session, or earlier in this text.
-    const known = new Map(ctx ? named.get(ctx.connectionId) : undefined)
+    // Cursors and prepared statements declared earlier in this text, or acknowledged in the session.
+    const known = new Map<string, StatementLineage>()
     for (const s of text.statements) {
       if (s.defines) known.set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
-      const st = s.uses ? known.get(`${s.uses.kind}:${s.uses.name}`) : s
+      const st = s.uses ? (known.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, ctx?.session, 0)) : s
       if (!st) return {ok: false, reason: `the ${s.uses!.kind} "${s.uses!.name}" was not declared in this session, so its output cannot be traced`}
       if (st.untraceable.length > 0) return {ok: false, reason: `masking cannot trace this statement's output: ${st.untraceable[0]}`}
       if (st.opaque && st.touchesSensitive) return {ok: false, reason: 'the statement runs code (DO, CALL or a user-defined function) whose output masking cannot trace'}
@@ -142,14 +163,21 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {
     if (unmasked) return undefined
     if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules)
-    const statements = resolve(lineageOf(sql), ctx.connectionId)
+    // A portal of a statement made by PREPARE, or a cursor: its rows come from the definition as bound.
+    const def = ctx.definition
+    let statements: StatementLineage[] | undefined
+    if (def && def.definedBy !== 'parse') {
+      const l = lineageOfDefinition(def, ctx.session, 0)
+      statements = l && [l]
+    } else {
+      statements = resolve(lineageOf(sql), ctx.session)
+    }
     // What could not be analysed could not have been denied either: it is masked.
     return new StatementFilter(statements, {masker, catalog, strategyOf}, maskUntraceable || statements === undefined)
   }
   const textMasking: ValueMasking = {masker, catalog, strategyOf}
   return Object.assign(factory, {
     checkMaskable,
-    forgetConnection: (id: number) => void named.delete(id),
     unmasked,
     maskText: (text: string) => scanAndMask(text, textMasking) ?? text,
   })

@@ -1,7 +1,8 @@
 /**
  * Masking for one tunnel, wired up: the tunnel's own catalog connection, the discovered catalog,
- * the filter factory, and the proxy hooks that keep the catalog fresh after DDL and forget a
- * connection's cursors when it closes. The lead composes these hooks with policy and audit.
+ * the filter factory, and the proxy hooks that keep the catalog fresh after DDL. Cursors and
+ * prepared statements are read from the tunnel's acknowledged session state, so masking keeps none
+ * of its own. The lead composes these hooks with policy and audit.
  */
 import type {MaskingConfig} from '../config/types.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
@@ -13,7 +14,7 @@ import {createMaskingFilterFactory, type MaskingFilterFactory, type MaskingIdent
 export interface MaskingRuntime {
   catalog: Catalog
   factory: MaskingFilterFactory
-  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onConnectionClosed'>>
+  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement'>>
   close(): Promise<void>
 }
 
@@ -56,7 +57,6 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
         if (!shouldRefresh(event)) return
         catalog.refresh().catch((e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`))
       },
-      onConnectionClosed: (id) => factory.forgetConnection(id),
     },
     close: () => query.close(),
   }

@@ -1,10 +1,14 @@
 /**
- * Server-side prepared statements, per connection. `EXECUTE name` carries no SQL of its own, so it
- * is judged by what was prepared under that name, whether by SQL `PREPARE` or by an
- * extended-protocol Parse (both share one namespace on the server).
+ * Prepared statements as policy reads them. `EXECUTE name` carries no SQL of its own, so it is
+ * judged by what was prepared under that name, whether by SQL `PREPARE` or by an extended-protocol
+ * Parse (both share one namespace on the server). In the tunnel that is the session's acknowledged
+ * state (`preparedInSession`): a name exists there only once the server confirmed it. Within one
+ * text, a PREPARE earlier in the text is staged for the EXECUTEs after it (the server runs them in
+ * order and stops at the first error).
  */
+import type {SessionView} from '../proxy/hooks.js'
 import {summarise} from './analyze.js'
-import type {Operation, StatementAnalysis} from './types.js'
+import type {Analysis, Operation, StatementAnalysis} from './types.js'
 
 export class PreparedRegistry {
   private readonly statements = new Map<string, readonly Operation[]>()
@@ -39,13 +43,12 @@ export class PreparedRegistry {
   }
 }
 
-/** A view of a registry plus pending changes; `commit` applies them in order. */
+/** A view of prepared statements plus the changes made earlier in the text being judged. */
 export class StagedRegistry {
-  private readonly changes: ({kind: 'define'; name: string; operations: readonly Operation[]} | {kind: 'delete'; name: string} | {kind: 'clear'})[] = []
   private readonly overlay = new Map<string, readonly Operation[] | null>()
   private cleared = false
 
-  constructor(private readonly base: PreparedRegistry) {}
+  constructor(private readonly base: Lookup) {}
 
   get(name: string): readonly Operation[] | undefined {
     const o = this.overlay.get(name)
@@ -53,61 +56,50 @@ export class StagedRegistry {
     return this.cleared ? undefined : this.base.get(name)
   }
 
+  /** As on the server, preparing a name in use fails and leaves the first definition in place. */
   define(name: string, operations: readonly Operation[]): void {
-    this.changes.push({kind: 'define', name, operations})
     if (this.get(name) === undefined) this.overlay.set(name, operations)
   }
 
   delete(name: string): void {
-    this.changes.push({kind: 'delete', name})
     this.overlay.set(name, null)
   }
 
   clear(): void {
-    this.changes.push({kind: 'clear'})
     this.overlay.clear()
     this.cleared = true
   }
-
-  commit(): void {
-    for (const c of this.changes) {
-      if (c.kind === 'define') this.base.define(c.name, c.operations)
-      else if (c.kind === 'delete') this.base.delete(c.name)
-      else this.base.clear()
-    }
-    this.changes.length = 0
-  }
 }
 
-/** One registry per connection, for a proxy that serves many. */
-export class ConnectionRegistries {
-  private readonly byConnection = new Map<number, PreparedRegistry>()
+export type Lookup = Pick<PreparedRegistry, 'get'>
 
-  for(connectionId: number): PreparedRegistry {
-    let r = this.byConnection.get(connectionId)
-    if (!r) {
-      r = new PreparedRegistry()
-      this.byConnection.set(connectionId, r)
-    }
-    return r
-  }
+/** How deep `EXECUTE` inside a Parse'd statement is followed before it counts as unknown. */
+const MAX_EXECUTE_DEPTH = 4
 
-  /** The connection's registry if it has one, without creating it. */
-  get(connectionId: number): PreparedRegistry | undefined {
-    return this.byConnection.get(connectionId)
+/**
+ * The session's acknowledged prepared statements, as operations. What a name runs is read from the
+ * text that defined it, each time: a Parse of `EXECUTE other` runs whatever `other` is when it
+ * runs, so that is resolved now, not when it was parsed.
+ */
+export function preparedInSession(session: SessionView, analyze: (sql: string) => Analysis): Lookup {
+  const resolving: string[] = []
+  const lookup: Lookup = {
+    get(name) {
+      const def = session.statement(name)
+      if (!def || resolving.includes(name) || resolving.length >= MAX_EXECUTE_DEPTH) return undefined
+      const stmt = analyze(def.sql).statements[def.statementIndex]
+      if (!stmt) return undefined
+      if (def.definedBy === 'prepare') return stmt.prepare?.name === name ? stmt.operations : undefined
+      resolving.push(name)
+      try {
+        return resolveExecutes(stmt, lookup).operations
+      } finally {
+        resolving.pop()
+      }
+    },
   }
-
-  /** Forgets a closed connection's statements. */
-  drop(connectionId: number): void {
-    this.byConnection.delete(connectionId)
-  }
-
-  get size(): number {
-    return this.byConnection.size
-  }
+  return lookup
 }
-
-type Lookup = Pick<PreparedRegistry, 'get'>
 
 /**
  * Replaces every unresolved EXECUTE operation with the operations of the statement it runs. An

@@ -16,6 +16,40 @@ export interface PgNoticeFields {
 
 export type ProtocolPath = 'simple' | 'parse' | 'function-call'
 
+/**
+ * What a named prepared statement, portal or cursor runs: statement `statementIndex` (0-based) of
+ * `sql`. `definedBy` says how to read that statement: `parse` means the statement itself (a
+ * protocol Parse); `prepare` and `declare` mean the inner query of that PREPARE or DECLARE.
+ */
+export interface NamedDefinition {
+  readonly name: string
+  readonly sql: string
+  readonly statementIndex: number
+  readonly definedBy: 'parse' | 'prepare' | 'declare'
+  /** The verdict the defining text was let through with. */
+  readonly verdict: StatementVerdict
+}
+
+/**
+ * The session as the server acknowledged it, read-only. Prepared statements, portals and cursors
+ * appear here only once the server has confirmed them (ParseComplete, BindComplete, a PREPARE or
+ * DECLARE CURSOR command tag), or when an earlier message of the same pipeline segment defines them
+ * (the server skips the rest of the segment if that message fails). A name whose meaning is still
+ * in flight reads as unknown.
+ */
+export interface SessionView {
+  /** A prepared statement ('' is the unnamed one): protocol Parse or SQL PREPARE, one namespace on the server. */
+  statement(name: string): NamedDefinition | undefined
+  /** A portal by name: a protocol portal (Bind) or an SQL cursor (DECLARE), one namespace on the server. */
+  portal(name: string): NamedDefinition | undefined
+  /**
+   * Run-time parameters as the server last reported them (ParameterStatus): client_encoding,
+   * standard_conforming_strings, is_superuser, session_authorization, search_path (PostgreSQL 18+),
+   * and the rest the server reports.
+   */
+  readonly parameters: ReadonlyMap<string, string>
+}
+
 export interface StatementContext {
   sessionId: string
   connectionId: number
@@ -27,6 +61,14 @@ export interface StatementContext {
   database: string
   user: string
   applicationName?: string
+  /** The acknowledged session state: prepared statements, portals, cursors, reported parameters. */
+  readonly session: SessionView
+  /**
+   * For the results of an Execute or a Describe: the statement or portal they come from, as it was
+   * when bound (later redefinitions of its name do not change what an existing portal runs). The
+   * `sql` handed to a result filter with it is `definition.sql`.
+   */
+  readonly definition?: NamedDefinition
   /**
    * Aborted when the client gives up on this statement while its verdict is pending (a
    * CancelRequest, e.g. Ctrl-C in psql) or disconnects. A hook that waits (an approval) should
@@ -125,9 +167,7 @@ export interface ProxyHooks {
   onStatement?: (event: StatementEvent) => void
   onSessionStart?: (session: SessionInfo) => void
   onSessionEnd?: (session: SessionInfo, reason: string) => void
-  /** A protocol-level Close of a named prepared statement. */
-  onStatementClosed?: (connectionId: number, name: string) => void
-  /** Drops whatever per-connection state a hook keeps (e.g. prepared statements). */
+  /** Drops whatever per-connection state a hook keeps. */
   onConnectionClosed?: (connectionId: number) => void
   /** Called once when the tunnel has closed every connection: flush, ship, release. */
   dispose?: () => Promise<void>

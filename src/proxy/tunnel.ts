@@ -2,9 +2,14 @@ import {randomBytes, randomInt} from 'node:crypto'
 import {chmod, lstat, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
+import type {AssumedSetting} from '../policy/assumed-settings.js'
+import {loadParser} from '../policy/parser.js'
 import {makeScramVerifier} from '../wire/scram.js'
 import {ClientConnection, type TunnelAuth} from './connection.js'
+import {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
+export {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 import type {ProxyHooks} from './hooks.js'
+import {UpstreamGate} from './upstream-gate.js'
 import type {UpstreamTarget} from './upstream.js'
 
 export type TunnelListen =
@@ -20,6 +25,10 @@ export interface TunnelOptions {
   secret?: string
   authMethod?: 'scram-sha-256' | 'cleartext'
   maxMessageSize?: number
+  /** Limits before and around authentication; each defaults as documented in docs/tunnel.md. */
+  limits?: Partial<TunnelLimits>
+  /** Settings the analysis depends on (default: policy's ASSUMED_SETTINGS); checked before each session and watched during it. */
+  assumedSettings?: readonly AssumedSetting[]
   /** What the upstream sees as application_name. */
   applicationName?: (clientApplicationName: string | undefined) => string
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
@@ -43,6 +52,13 @@ const LOOPBACK_LISTEN = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/
 export const DEFAULT_MAX_MESSAGE_SIZE = 1024 ** 3
 
 /**
+ * Connections past tunnel.maxClientConnections are still read up to their startup packet, to tell
+ * them why they are refused (and to serve cancel requests); past this many more, the listener drops
+ * them at once, so a flood cannot hold more descriptors than that.
+ */
+const REFUSAL_HEADROOM = 64
+
+/**
  * The local listener. Clients prove they hold the tunnel's secret; each gets its own upstream
  * session; one client's failure never touches another's.
  */
@@ -51,6 +67,10 @@ export class Tunnel {
   private readonly auth: TunnelAuth
   private readonly server: net.Server
   private readonly connections = new Set<ClientConnection>()
+  /** Connections within tunnel.maxClientConnections (the rest are being refused). */
+  private admitted = 0
+  private readonly limits: TunnelLimits
+  private readonly gate: UpstreamGate
   private readonly cancelKeys = new Map<number, {secretKey: number; conn: ClientConnection}>()
   private address_: TunnelAddress | undefined
   private closed = false
@@ -58,7 +78,10 @@ export class Tunnel {
   constructor(private readonly options: TunnelOptions) {
     this.secret = options.secret ?? randomBytes(24).toString('base64url')
     this.auth = {method: options.authMethod ?? 'scram-sha-256', secret: this.secret, verifier: makeScramVerifier(this.secret)}
+    this.limits = {...DEFAULT_TUNNEL_LIMITS, ...options.limits}
+    this.gate = new UpstreamGate({max: this.limits.maxUpstreamSessions, queueTimeoutMs: this.limits.upstreamQueueTimeoutMs})
     this.server = net.createServer((socket) => this.accept(socket))
+    this.server.maxConnections = this.limits.maxClientConnections + REFUSAL_HEADROOM
     this.server.on('error', (e) => this.log('error', `listener error: ${e.message}`))
   }
 
@@ -71,11 +94,18 @@ export class Tunnel {
     return this.connections.size
   }
 
+  /** Upstream sessions open or being opened, and clients waiting for one. */
+  get upstreamSessions(): {inUse: number; queued: number} {
+    return {inUse: this.gate.inUse, queued: this.gate.queued}
+  }
+
   private log(level: 'info' | 'warn' | 'error', message: string): void {
     this.options.log?.(level, message)
   }
 
   async listen(): Promise<TunnelAddress> {
+    // The protocol state reads PREPARE, DECLARE and their kin with the real parser from the first message on.
+    await loadParser()
     const listen = this.options.listen
     if (listen.kind === 'tcp') {
       if (!LOOPBACK_LISTEN.test(listen.host)) {
@@ -124,11 +154,18 @@ export class Tunnel {
       socket.destroy()
       return
     }
+    const admitted = this.admitted < this.limits.maxClientConnections
+    if (admitted) this.admitted++
+    else this.log('warn', `refusing a client connection: the tunnel's cap of ${this.limits.maxClientConnections} (tunnel.maxClientConnections) is reached`)
     const conn: ClientConnection = new ClientConnection(socket, {
       target: this.options.target,
       auth: this.auth,
       hooks: this.options.hooks ?? {},
       maxMessageSize: this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      authTimeoutMs: this.limits.authTimeoutMs,
+      overCapacity: admitted ? undefined : {max: this.limits.maxClientConnections},
+      upstreamGate: this.gate,
+      assumedSettings: this.options.assumedSettings,
       applicationName: this.options.applicationName ?? ((app) => (app ? `dbgate/${app}` : 'dbgate')),
       issueCancelKey: (c: ClientConnection) => this.issueCancelKey(c),
       releaseCancelKey: (pid) => this.cancelKeys.delete(pid),
@@ -136,7 +173,10 @@ export class Tunnel {
       log: (level, message) => this.log(level, message),
     })
     this.connections.add(conn)
-    conn.onClose(() => this.connections.delete(conn))
+    conn.onClose(() => {
+      this.connections.delete(conn)
+      if (admitted) this.admitted--
+    })
   }
 
   private issueCancelKey(conn: ClientConnection): {processId: number; secretKey: number} {

@@ -2,8 +2,8 @@ import net from 'node:net'
 import tls from 'node:tls'
 import {Backend} from '../wire/codes.js'
 import {Framer, ProtocolError, type Frame} from '../wire/framer.js'
-import {decodeAuth, decodeBackendKeyData, decodeNotice, decodeParameterStatus, decodeReadyForQuery, type NoticeFields} from '../wire/backend.js'
-import {encodeCancelRequest, encodeSslRequest, encodeStartup} from '../wire/frontend.js'
+import {decodeAuth, decodeBackendKeyData, decodeDataRow, decodeNotice, decodeParameterStatus, decodeReadyForQuery, decodeRowDescription, type NoticeFields} from '../wire/backend.js'
+import {encodeCancelRequest, encodeQuery, encodeSslRequest, encodeStartup} from '../wire/frontend.js'
 import {ScramClient, ScramError, md5Password} from '../wire/scram.js'
 import {serialize} from 'pg-protocol'
 
@@ -44,6 +44,15 @@ export interface UpstreamSession {
   /** Bytes that arrived after ReadyForQuery, to be processed before anything else. */
   leftover: Buffer
   encrypted: boolean
+  /** The rows of the preflight query, when one was asked for (column name → text value). */
+  preflight?: Record<string, string | null>[]
+}
+
+export interface ConnectUpstreamOptions {
+  /** A query run after login, before the session is handed over; its rows come back in `preflight`. */
+  preflight?: string
+  /** Aborting gives up the dial or login at once, closing the socket. */
+  signal?: AbortSignal
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i
@@ -72,6 +81,7 @@ class FrameQueue {
   constructor(private readonly socket: net.Socket) {
     socket.on('data', this.onData)
     socket.on('end', this.onEnd)
+    socket.on('close', this.onEnd)
     socket.on('error', this.onError)
   }
 
@@ -103,27 +113,38 @@ class FrameQueue {
   detach(): Buffer {
     this.socket.off('data', this.onData)
     this.socket.off('end', this.onEnd)
+    this.socket.off('close', this.onEnd)
     this.socket.off('error', this.onError)
     return Buffer.concat(this.frames.map((f) => f.raw))
   }
 }
 
-function connectTcp(target: UpstreamTarget): Promise<net.Socket> {
+function connectTcp(target: UpstreamTarget, signal?: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new UpstreamError('gave up connecting to the upstream', '08006'))
     const socket = net.connect({host: target.host, port: target.port})
+    const onAbort = () => {
+      clearTimeout(timer)
+      socket.destroy()
+      reject(new UpstreamError('gave up connecting to the upstream', '08006'))
+    }
+    signal?.addEventListener('abort', onAbort, {once: true})
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 30_000)
     const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
       socket.destroy()
       reject(new UpstreamError(`timed out connecting to the upstream ${target.host}:${target.port}`, '08001'))
     }, target.connectTimeoutMs ?? 10_000)
     socket.once('connect', () => {
       clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
       socket.removeAllListeners('error')
       resolve(socket)
     })
     socket.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
       reject(new UpstreamError(`cannot reach the upstream ${target.host}:${target.port}: ${e.code ?? e.message}`, '08001'))
     })
   })
@@ -135,6 +156,7 @@ function readOneByte(socket: net.Socket): Promise<number> {
       socket.off('data', onData)
       socket.off('error', onError)
       socket.off('end', onEnd)
+      socket.off('close', onEnd)
     }
     const onData = (chunk: Buffer) => {
       cleanup()
@@ -152,6 +174,7 @@ function readOneByte(socket: net.Socket): Promise<number> {
     socket.on('data', onData)
     socket.on('error', onError)
     socket.on('end', onEnd)
+    socket.on('close', onEnd)
   })
 }
 
@@ -189,6 +212,7 @@ async function negotiateTls(socket: net.Socket, target: UpstreamTarget): Promise
       secure.destroy()
       reject(new UpstreamError(`TLS to the upstream ${target.host}:${target.port} failed: ${e.message}`, '08006'))
     })
+    secure.once('close', () => reject(new UpstreamError(`TLS to the upstream ${target.host}:${target.port} failed: the connection closed`, '08006')))
   })
   secure.setNoDelay(true)
   return {socket: secure, encrypted: true}
@@ -198,10 +222,12 @@ async function negotiateTls(socket: net.Socket, target: UpstreamTarget): Promise
  * Opens an authenticated upstream session: TCP, TLS per the target's mode, startup, then
  * SCRAM-SHA-256, MD5 or cleartext (the last only over TLS or to a loopback host).
  */
-export async function connectUpstream(target: UpstreamTarget, startupParams: Record<string, string>): Promise<UpstreamSession> {
-  const tcp = await connectTcp(target)
+export async function connectUpstream(target: UpstreamTarget, startupParams: Record<string, string>, opts: ConnectUpstreamOptions = {}): Promise<UpstreamSession> {
+  const tcp = await connectTcp(target, opts.signal)
   let socket: net.Socket = tcp
   let queue: FrameQueue | undefined
+  const abort = () => socket.destroy()
+  opts.signal?.addEventListener('abort', abort, {once: true})
   try {
     const negotiated = await negotiateTls(tcp, target)
     socket = negotiated.socket
@@ -263,20 +289,64 @@ export async function connectUpstream(target: UpstreamTarget, startupParams: Rec
         }
         case Backend.ReadyForQuery: {
           const status = decodeReadyForQuery(frame.body)
+          const preflight = opts.preflight === undefined ? undefined : await runPreflight(socket, queue, opts.preflight, parameters, notices)
           const leftover = queue.detach()
-          return {socket, parameters, processId: key.processId, secretKey: key.secretKey, status, notices, leftover, encrypted: negotiated.encrypted}
+          opts.signal?.removeEventListener('abort', abort)
+          return {socket, parameters, processId: key.processId, secretKey: key.secretKey, status, notices, leftover, encrypted: negotiated.encrypted, preflight}
         }
         default:
           throw new UpstreamError(`unexpected message ${String.fromCharCode(frame.code)} from the upstream during startup`, '08P01')
       }
     }
   } catch (error) {
+    opts.signal?.removeEventListener('abort', abort)
     queue?.detach()
     socket.destroy()
+    if (opts.signal?.aborted) throw new UpstreamError('gave up connecting to the upstream', '08006')
     if (error instanceof UpstreamError) throw error
     if (error instanceof ScramError) throw new UpstreamError(`upstream authentication failed: ${error.message}`, '28P01')
     if (error instanceof ProtocolError) throw new UpstreamError(`upstream protocol error: ${error.message}`, '08P01')
     throw new UpstreamError(`upstream connection failed: ${(error as Error).message}`, '08006')
+  }
+}
+
+/** Runs one simple query on a session being opened and returns its rows; the session must end up idle. */
+async function runPreflight(socket: net.Socket, queue: FrameQueue, sql: string, parameters: [string, string][], notices: NoticeFields[]): Promise<Record<string, string | null>[]> {
+  socket.write(encodeQuery(sql))
+  let columns: string[] = []
+  const rows: Record<string, string | null>[] = []
+  let error: NoticeFields | undefined
+  for (;;) {
+    const frame = await queue.next()
+    switch (frame.code) {
+      case Backend.RowDescription:
+        columns = decodeRowDescription(frame.body).map((f) => f.name)
+        break
+      case Backend.DataRow: {
+        const values = decodeDataRow(frame.body)
+        rows.push(Object.fromEntries(columns.map((c, i) => [c, values[i] === null || values[i] === undefined ? null : values[i]!.toString('utf8')])))
+        break
+      }
+      case Backend.ParameterStatus: {
+        const p = decodeParameterStatus(frame.body)
+        parameters.push([p.name, p.value])
+        break
+      }
+      case Backend.NoticeResponse:
+        notices.push(decodeNotice(frame.body))
+        break
+      case Backend.ErrorResponse:
+        error = decodeNotice(frame.body)
+        break
+      case Backend.CommandComplete:
+        break
+      case Backend.ReadyForQuery:
+        if (error) throw new UpstreamError(`the session check failed on the upstream: ${error.message}`, error.code || '08006', error)
+        if (decodeReadyForQuery(frame.body) !== 'I') throw new UpstreamError('the session check left the upstream session in a transaction', '08P01')
+        return rows
+      default:
+        throw new UpstreamError(`unexpected message ${String.fromCharCode(frame.code)} from the upstream during the session check`, '08P01')
+    }
   }
 }
 

@@ -25,6 +25,8 @@ export interface Frame {
 
 export interface FramerOptions {
   maxMessageSize: number
+  /** What the limit is called in errors (the setting that raises it, or why it is fixed). */
+  limitName?: string
   /** Start in the startup phase, where packets carry only a length. */
   startup?: boolean
   /** Startup packets are small by definition; PostgreSQL itself caps them at 10000 bytes. */
@@ -39,13 +41,21 @@ export class Framer {
   /** When a frame spans chunks: its preallocated buffer and how much of it is filled. */
   private partial: Buffer | undefined
   private partialFilled = 0
-  private readonly maxMessageSize: number
+  private maxMessageSize: number
+  private limitName: string
   private readonly maxStartupSize: number
 
   constructor(options: FramerOptions) {
     this.startup = options.startup ?? false
     this.maxMessageSize = options.maxMessageSize
+    this.limitName = options.limitName ?? 'tunnel.maxMessageSize'
     this.maxStartupSize = options.maxStartupSize ?? 10_000
+  }
+
+  /** Changes the cap for frames whose header has not been read yet (e.g. once a client has authenticated). */
+  setLimit(maxMessageSize: number, limitName: string): void {
+    this.maxMessageSize = maxMessageSize
+    this.limitName = limitName
   }
 
   /** Leave the startup phase: later frames carry a type byte. */
@@ -117,7 +127,7 @@ export class Framer {
     }
     if (length - 4 > this.maxMessageSize) {
       throw new ProtocolError(
-        `message of type ${describeCode(buf[offset] ?? 0)} is ${length - 4} bytes, over the limit of ${this.maxMessageSize} bytes (tunnel.maxMessageSize)`,
+        `message of type ${describeCode(buf[offset] ?? 0)} is ${length - 4} bytes, over the limit of ${this.maxMessageSize} bytes (${this.limitName})`,
         '54000',
       )
     }

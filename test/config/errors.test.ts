@@ -112,6 +112,14 @@ const cases: {name: string; yaml: string[]; issues: Expected[]}[] = [
     issues: [{line: 2, column: 19, keyPath: 'tunnel.maxMessageSize', kind: 'range', message: 'expected a size between 1KiB and 2147483647 bytes, got "4GiB"', fix: 'write a size between 1KiB and 2147483647 bytes'}],
   },
   {
+    name: "a target's tunnel limits, with their location",
+    yaml: [...prodHead, '    tunnel:', '      maxUpstreamSessions: 0', '      authTimeout: forever'],
+    issues: [
+      {line: 7, column: 28, keyPath: 'targets.prod.tunnel.maxUpstreamSessions', kind: 'range', message: expect.stringMatching(/^expected an integer .*1.*got 0/) as unknown as string, fix: expect.any(String) as unknown as string},
+      {line: 8, column: 20, keyPath: 'targets.prod.tunnel.authTimeout', kind: 'format', message: 'expected a duration such as 30s, 15m, 2h or 1d (or whole seconds), got "forever"', fix: 'write a number followed by s, m, h or d, e.g. 15m'},
+    ],
+  },
+  {
     name: 'missing required keys are each reported at their section',
     yaml: ['targets:', '  prod:', '    host: db.internal'],
     issues: [

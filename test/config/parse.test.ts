@@ -27,6 +27,8 @@ recording:
 tunnel:
   maxMessageSize: 64MiB
   maxStatementSize: 262144
+  authTimeout: 10s
+  maxClientConnections: 50
 targets:
   prod:
     host: db.internal
@@ -58,6 +60,9 @@ targets:
       expiry: 2h
       windows: true
       webhook: https://hooks.example.com/dbgate
+    tunnel:
+      maxUpstreamSessions: 5
+      upstreamQueueTimeout: 2m
 `
 
 describe('parseConfigText', () => {
@@ -76,7 +81,7 @@ describe('parseConfigText', () => {
     })
     expect(config.bucket).toEqual({url: 's3://acme-audit/dbgate', endpoint: 'http://127.0.0.1:9000', region: 'us-east-1', forcePathStyle: true, objectLock: {mode: 'COMPLIANCE', days: 365}})
     expect(config.recording).toEqual({previewRows: 0})
-    expect(config.tunnel).toEqual({maxMessageSize: 64 * 1024 * 1024, maxStatementSize: 262_144})
+    expect(config.tunnel).toEqual({maxMessageSize: 64 * 1024 * 1024, maxStatementSize: 262_144, authTimeoutMs: 10_000, maxClientConnections: 50, maxUpstreamSessions: 20, upstreamQueueTimeoutMs: 30_000})
     expect(Object.keys(config.targets)).toEqual(['prod'])
     expect(config.targets.prod).toEqual({
       name: 'prod',
@@ -91,14 +96,14 @@ describe('parseConfigText', () => {
       reviewers: ['dba'],
       policy: 'none',
       rules: [
-        {id: 'no-ddl', match: {class: ['ddl']}, action: 'require_approval', reason: 'schema changes need a DBA', source: {file: '/etc/dbgate/dbgate.yaml', line: 34, column: 9}},
+        {id: 'no-ddl', match: {class: ['ddl']}, action: 'require_approval', reason: 'schema changes need a DBA', source: {file: '/etc/dbgate/dbgate.yaml', line: 36, column: 9}},
         {
           id: 'prod.rules[1]',
           match: {class: ['write'], command: ['delete', 'update'], where: 'none', tables: ['public.*'], groups: ['engineering']},
           action: 'deny',
-          source: {file: '/etc/dbgate/dbgate.yaml', line: 38, column: 9},
+          source: {file: '/etc/dbgate/dbgate.yaml', line: 40, column: 9},
         },
-        {id: 'prod.rules[2]', match: {functions: ['pg_*']}, action: 'warn', source: {file: '/etc/dbgate/dbgate.yaml', line: 40, column: 9}},
+        {id: 'prod.rules[2]', match: {functions: ['pg_*']}, action: 'warn', source: {file: '/etc/dbgate/dbgate.yaml', line: 42, column: 9}},
       ],
       masking: {
         unmask: ['pii-readers'],
@@ -108,8 +113,9 @@ describe('parseConfigText', () => {
         onUntraceable: 'deny',
       },
       approvals: {expiryMs: 2 * 3_600_000, windows: true, webhook: 'https://hooks.example.com/dbgate'},
-      tunnel: {maxMessageSize: 64 * 1024 * 1024, maxStatementSize: 262_144},
+      tunnel: {maxMessageSize: 64 * 1024 * 1024, maxStatementSize: 262_144, authTimeoutMs: 10_000, maxClientConnections: 50, maxUpstreamSessions: 5, upstreamQueueTimeoutMs: 120_000},
     })
+    // The target's own keys (maxUpstreamSessions, upstreamQueueTimeout) sit over the top-level ones.
   })
 
   it('applies every default to a minimal file', () => {
@@ -119,7 +125,8 @@ describe('parseConfigText', () => {
     expect(config.identity).toBeUndefined()
     expect(config.bucket).toEqual({url: 'file:///home/ana/.local/share/dbgate/bucket'})
     expect(config.recording).toEqual({previewRows: 5})
-    expect(config.tunnel).toEqual({maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2})
+    const tunnelDefaults = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2, authTimeoutMs: 60_000, maxClientConnections: 100, maxUpstreamSessions: 20, upstreamQueueTimeoutMs: 30_000}
+    expect(config.tunnel).toEqual(tunnelDefaults)
     expect(config.targets.dev).toEqual({
       name: 'dev',
       host: 'localhost',
@@ -132,7 +139,7 @@ describe('parseConfigText', () => {
       rules: [],
       masking: {unmask: [], mask: [], unmaskColumns: [], strategies: {}, onUntraceable: 'mask'},
       approvals: {expiryMs: 15 * 60_000, windows: false},
-      tunnel: {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2},
+      tunnel: tunnelDefaults,
     })
   })
 

@@ -144,7 +144,7 @@ describe('masking by identity', () => {
     expect(factory.checkMaskable('select * from not_yet_discovered')).toMatchObject({ok: false, reason: expect.stringMatching(/shape/)})
     expect(factory.checkMaskable('select (t).* from (select c as t from customers c) s')).toEqual({ok: true})
     expect(factory.checkMaskable('declare c1 cursor for select lower(email) from customers; fetch all from c1')).toEqual({ok: true})
-    expect(factory.checkMaskable('fetch all from never_declared', {connectionId: 999})).toMatchObject({ok: false, reason: expect.stringMatching(/never_declared/)})
+    expect(factory.checkMaskable('fetch all from never_declared')).toMatchObject({ok: false, reason: expect.stringMatching(/never_declared/)})
     expect(factory.checkMaskable('select * from json_populate_record(null::customers, (select row_to_json(c) from customers c limit 1))')).toMatchObject({ok: false})
     // NOTIFY payloads reach listeners outside any result, so they are refused in mask mode too.
     const maskMode = createMaskingFilterFactory({catalog: fx.catalog, masking: NO_CONFIG, identity: {groups: [], kind: 'human'}})

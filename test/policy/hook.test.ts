@@ -1,18 +1,41 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import type {StatementContext, StatementVerdict} from '../../src/proxy/hooks.js'
-import {AnalysisCache, ConnectionRegistries, createStatementHook, loadParser, type PolicyStatementHook} from '../../src/policy/index.js'
+import type {NamedDefinition, SessionView, StatementContext, StatementVerdict} from '../../src/proxy/hooks.js'
+import {AnalysisCache, createStatementHook, loadParser, type PolicyStatementHook} from '../../src/policy/index.js'
 
 beforeAll(async () => {
   await loadParser()
 })
 
-const ctx = (connectionId: number, extra: Partial<StatementContext> = {}): StatementContext => ({
-  sessionId: `s${connectionId}`,
-  connectionId,
+/** A session's acknowledged prepared statements, as the tunnel's protocol state would hold them. */
+class Session implements SessionView {
+  readonly statements = new Map<string, NamedDefinition>()
+  readonly parameters = new Map<string, string>()
+  statement(name: string) {
+    return this.statements.get(name)
+  }
+  portal() {
+    return undefined
+  }
+  /** What the tunnel records once the server confirms statement `index` of `sql` (a PREPARE). */
+  prepared(name: string, sql: string, index = 0): this {
+    this.statements.set(name, {name, sql, statementIndex: index, definedBy: 'prepare', verdict: {action: 'allow'}})
+    return this
+  }
+  /** What the tunnel records once the server confirms a protocol Parse. */
+  parsed(name: string, sql: string): this {
+    this.statements.set(name, {name, sql, statementIndex: 0, definedBy: 'parse', verdict: {action: 'allow'}})
+    return this
+  }
+}
+
+const ctx = (session: SessionView = new Session(), extra: Partial<StatementContext> = {}): StatementContext => ({
+  sessionId: 's1',
+  connectionId: 1,
   protocol: 'simple',
   transactionStatus: 'I',
   database: 'app',
   user: 'app_rw',
+  session,
   signal: new AbortController().signal,
   notify: () => {},
   ...extra,
@@ -27,95 +50,90 @@ async function run(hook: PolicyStatementHook, sql: string, c: StatementContext):
 }
 
 const ruleOf = (v: StatementVerdict): string | undefined => (v.tag as {decisive?: {ruleId: string}} | undefined)?.decisive?.ruleId
+/** The rule that decided statement `index` of a text. */
+const ruleOfStatement = (v: StatementVerdict, index: number): string | undefined =>
+  (v.tag as {statements?: {statementIndex: number; ruleId: string}[]} | undefined)?.statements?.find((s) => s.statementIndex === index)?.ruleId
 
 describe('createStatementHook', () => {
-  it('judges EXECUTE by what the same connection prepared earlier', async () => {
+  it('judges EXECUTE by what the session acknowledged under that name', async () => {
     const hook = newHook()
-    expect((await run(hook, 'PREPARE del (int) AS DELETE FROM users WHERE id = $1', ctx(1))).action).toBe('allow')
-    expect((await run(hook, 'EXECUTE del(5)', ctx(1))).action).toBe('allow')
-    // Another connection never prepared it: the name means nothing there.
-    const other = await run(hook, 'EXECUTE del(5)', ctx(2))
+    const prepare = 'PREPARE del (int) AS DELETE FROM users WHERE id = $1'
+    expect((await run(hook, prepare, ctx())).action).toBe('allow')
+    expect((await run(hook, 'EXECUTE del(5)', ctx(new Session().prepared('del', prepare)))).action).toBe('allow')
+    // Before the server confirms the PREPARE (or in another session) the name means nothing.
+    const other = await run(hook, 'EXECUTE del(5)', ctx())
     expect(other.action).toBe('reject')
     expect(ruleOf(other)).toBe('default.unknown')
   })
 
-  it('does not remember a PREPARE it refused, so EXECUTE of it stays unknown', async () => {
+  it('keeps no state of its own: an allowed PREPARE is unknown to EXECUTE until the session has it', async () => {
     const hook = newHook()
-    const prep = await run(hook, 'PREPARE wipe AS DELETE FROM users', ctx(1))
+    const session = new Session()
+    expect((await run(hook, 'PREPARE p AS SELECT 1', ctx(session))).action).toBe('allow')
+    expect(ruleOf(await run(hook, 'EXECUTE p', ctx(session)))).toBe('default.unknown')
+    const prep = await run(hook, 'PREPARE wipe AS DELETE FROM users', ctx(session))
     expect(ruleOf(prep)).toBe('default.no-unfiltered-delete')
-    expect(ruleOf(await run(hook, 'EXECUTE wipe', ctx(1)))).toBe('default.unknown')
   })
 
-  it('keeps the first definition of a name, as the server does', async () => {
+  it('keeps the first definition of a name within one text, as the server does', async () => {
     const hook = newHook({rules: [{id: 'watch-deletes', match: {command: 'delete'}, action: 'warn'}]})
-    await run(hook, 'PREPARE p AS SELECT 1', ctx(1))
-    // The server refuses this PREPARE ("already exists"), so p still runs SELECT 1.
-    await run(hook, 'PREPARE p (int) AS DELETE FROM t WHERE id = $1', ctx(1))
-    expect(ruleOf(await run(hook, 'EXECUTE p', ctx(1)))).toBe('default.allow-read')
+    // The second PREPARE fails on the server ("already exists"), so p still runs SELECT 1.
+    const v = await run(hook, 'PREPARE p AS SELECT 1; PREPARE p (int) AS DELETE FROM t WHERE id = $1; EXECUTE p', ctx())
+    expect(ruleOfStatement(v, 2)).toBe('default.allow-read')
+    // Likewise a name the session already holds.
+    const held = new Session().prepared('p', 'PREPARE p AS SELECT 1')
+    expect(ruleOfStatement(await run(hook, 'PREPARE p (int) AS DELETE FROM t WHERE id = $1; EXECUTE p(1)', ctx(held)), 1)).toBe('default.allow-read')
   })
 
-  it('forgets on DEALLOCATE, DEALLOCATE ALL, DISCARD ALL and a closed connection', async () => {
+  it('forgets a name within the text after DEALLOCATE, DEALLOCATE ALL and DISCARD ALL', async () => {
     const hook = newHook()
-    const prepare = () => run(hook, 'PREPARE p AS SELECT 1', ctx(1))
+    const session = new Session().prepared('p', 'PREPARE p AS SELECT 1')
+    expect((await run(hook, 'EXECUTE p', ctx(session))).action).toBe('allow')
     for (const forget of ['DEALLOCATE p', 'DEALLOCATE PREPARE p', 'DEALLOCATE ALL', 'DISCARD ALL']) {
-      await prepare()
-      expect((await run(hook, 'EXECUTE p', ctx(1))).action).toBe('allow')
-      await run(hook, forget, ctx(1))
-      expect((await run(hook, 'EXECUTE p', ctx(1))).action).toBe('reject')
+      expect((await run(hook, `${forget}; EXECUTE p`, ctx(session))).action, forget).toBe('reject')
     }
-    await prepare()
-    hook.dropConnection(1)
-    expect((await run(hook, 'EXECUTE p', ctx(1))).action).toBe('reject')
-    await prepare()
-    hook.closeStatement(1, 'p')
-    expect((await run(hook, 'EXECUTE p', ctx(1))).action).toBe('reject')
   })
 
-  it('does not apply bookkeeping from a refused text', async () => {
+  it('resolves EXECUTE of a named extended-protocol statement', async () => {
     const hook = newHook()
-    await run(hook, 'PREPARE p AS SELECT 1', ctx(1))
-    expect((await run(hook, 'DEALLOCATE p; DROP TABLE users', ctx(1))).action).toBe('reject')
-    expect((await run(hook, 'EXECUTE p', ctx(1))).action).toBe('allow')
+    const session = new Session().parsed('S_1', 'DELETE FROM users WHERE id = $1')
+    expect((await run(hook, 'EXECUTE "S_1"(3)', ctx(session))).action).toBe('allow')
+    expect((await run(hook, 'EXPLAIN ANALYZE EXECUTE "S_1"(3)', ctx(session))).action).toBe('allow')
   })
 
-  it('registers named extended-protocol statements for SQL EXECUTE', async () => {
+  it('resolves a Parse of EXECUTE by what the other name runs now, not when it was parsed', async () => {
     const hook = newHook()
-    const parse = ctx(1, {protocol: 'parse', statementName: 'S_1'})
-    expect((await run(hook, 'DELETE FROM users WHERE id = $1', parse)).action).toBe('allow')
-    expect((await run(hook, 'EXECUTE "S_1"(3)', ctx(1))).action).toBe('allow')
-    expect((await run(hook, 'EXPLAIN ANALYZE EXECUTE "S_1"(3)', ctx(1))).action).toBe('allow')
+    const session = new Session().parsed('s', 'EXECUTE p').prepared('p', 'PREPARE p AS SELECT 1')
+    expect((await run(hook, 'EXECUTE s', ctx(session))).action).toBe('allow')
+    session.prepared('p', 'PREPARE p AS DELETE FROM users')
+    expect(ruleOf(await run(hook, 'EXECUTE s', ctx(session)))).toBe('default.no-unfiltered-delete')
+    // A name that runs itself is not followed for ever.
+    const loop = new Session().parsed('a', 'EXECUTE b').parsed('b', 'EXECUTE a')
+    expect(ruleOf(await run(hook, 'EXECUTE a', ctx(loop)))).toBe('default.unknown')
   })
 
   it('refuses a Parse that holds more than one statement', async () => {
     const hook = newHook()
-    const v = await run(hook, 'SELECT 1; SELECT 2', ctx(1, {protocol: 'parse', statementName: ''}))
+    const v = await run(hook, 'SELECT 1; SELECT 2', ctx(undefined, {protocol: 'parse', statementName: ''}))
     expect(v.action).toBe('reject')
     expect(v.action === 'reject' && v.error.message).toMatch(/^dbgate: statement denied by rule protocol\.single-statement-parse/)
-    expect((await run(hook, 'SELECT 1; SELECT 2', ctx(1))).action).toBe('allow')
+    expect((await run(hook, 'SELECT 1; SELECT 2', ctx())).action).toBe('allow')
   })
 
   it('applies the identity groups and reviewers it was built with', async () => {
     const rules = [{id: 'dba-ddl', match: {class: 'ddl' as const, groups: ['dba']}, action: 'allow' as const}]
     const dba = newHook({rules, identityGroups: ['dba']})
     const dev = newHook({rules, identityGroups: ['dev'], reviewers: ['dba']})
-    expect((await run(dba, 'CREATE INDEX i ON t (a)', ctx(1))).action).toBe('allow')
-    const v = await run(dev, 'CREATE INDEX i ON t (a)', ctx(1))
+    expect((await run(dba, 'CREATE INDEX i ON t (a)', ctx())).action).toBe('allow')
+    const v = await run(dev, 'CREATE INDEX i ON t (a)', ctx())
     expect(v.action === 'reject' && v.error.message).toMatch(/requires approval by a member of dba/)
   })
 
   it('refuses statements over the configured size', async () => {
     const hook = newHook({maxStatementSize: 64})
-    const v = await run(hook, `SELECT '${'x'.repeat(100)}'`, ctx(1))
+    const v = await run(hook, `SELECT '${'x'.repeat(100)}'`, ctx())
     expect(v.action === 'reject' && v.error.detail).toMatch(/over the 64-byte limit/)
-    expect((await run(hook, 'SELECT 1', ctx(1))).action).toBe('allow')
-  })
-
-  it('shares a registry set handed in by the proxy', async () => {
-    const prepared = new ConnectionRegistries()
-    const hook = newHook({prepared})
-    await run(hook, 'PREPARE p AS SELECT 1', ctx(7))
-    expect(prepared.for(7).get('p')?.[0]?.command).toBe('select')
-    expect(hook.prepared).toBe(prepared)
+    expect((await run(hook, 'SELECT 1', ctx())).action).toBe('allow')
   })
 })
 
@@ -123,12 +141,12 @@ describe('very large statements', () => {
   it('are judged asynchronously (off the main thread) with the same verdict as small ones', async () => {
     const hook = newHook()
     const big = `delete from accounts where true or id in (${Array.from({length: 5000}, (_, i) => i).join(',')})`
-    const pending = hook(big, ctx(90))
+    const pending = hook(big, ctx())
     expect(pending).toBeInstanceOf(Promise)
     const verdict = await pending
     expect(verdict).toMatchObject({action: 'reject', error: {code: '42501'}})
     expect((verdict as {error: {message: string}}).error.message).toMatch(/default\.no-unfiltered-delete/)
     // Once analysed, the same text is answered from the cache, synchronously.
-    expect(hook(big, ctx(90))).not.toBeInstanceOf(Promise)
+    expect(hook(big, ctx())).not.toBeInstanceOf(Promise)
   })
 })

@@ -1,0 +1,332 @@
+/**
+ * Client → upstream: every message of a ready session. Statement texts are judged before they are
+ * forwarded; Bind and Execute are checked against the acknowledged protocol state; a refused
+ * message is replaced by one the server is certain to refuse, so the server's own error and
+ * skip-till-Sync keep both sides of the protocol in step.
+ *
+ * A message whose meaning depends on a name still in flight (bound from a statement whose Parse is
+ * not yet acknowledged in an earlier segment, EXECUTE of a name a pipelined PREPARE defines) waits
+ * for the server's replies first, and so do the messages after it: nothing is judged on a guess.
+ */
+import {serialize} from 'pg-protocol'
+import {encodeNotice} from '../wire/backend.js'
+import {codeName, Frontend} from '../wire/codes.js'
+import {ProtocolError, type Frame} from '../wire/framer.js'
+import {decodeBind, decodeDescribeOrClose, decodeExecute, decodeParse, decodeQuery, encodeParse, encodeQuery} from '../wire/frontend.js'
+import type {ConnectionCore} from './connection.js'
+import type {NamedDefinition, PgNoticeFields, ProtocolPath, ResultFilter, StatementVerdict} from './hooks.js'
+import {PortalDef, portalFromStatement, StatementDef, UNSETTLED} from './protocol-state.js'
+import {newRun, paramsAsText, type Run} from './run.js'
+import {textShape, type StatementShape, type TextShape} from './sql-effects.js'
+
+/** What the replacement for a refused message says to the server: a guaranteed syntax error with no effect. */
+const REFUSED_SQL = 'DBGATE REFUSED STATEMENT'
+/** A prepared statement name no client can create through the tunnel (Parse refuses it; it fails to parse as SQL). */
+const REFUSED_STATEMENT = 'dbgate refused binding'
+/** A portal name no client can create through the tunnel (Bind refuses it). */
+const REFUSED_PORTAL = 'dbgate refused portal'
+
+const ALLOW: StatementVerdict = Object.freeze({action: 'allow'}) as StatementVerdict
+const NO_STATEMENTS: TextShape = Object.freeze({statements: Object.freeze([]) as readonly StatementShape[], refs: [], opaque: false})
+const NO_SHAPE: StatementShape = Object.freeze({})
+const OPAQUE_STATEMENT: StatementShape = Object.freeze({opaque: true})
+
+export class ClientMessages {
+  /** Client frames kept back, in order, while a message waits. */
+  private held: Buffer[] = []
+  /** Why client frames are kept back: a verdict being decided, or server replies that settle a name. */
+  private waiting: 'verdict' | 'replies' | undefined
+  /** Aborts the pending verdict's wait when the client cancels or leaves. */
+  private judgeAbort: AbortController | undefined
+
+  constructor(private readonly c: ConnectionCore) {}
+
+  get busy(): boolean {
+    return this.waiting !== undefined || this.held.length > 0
+  }
+
+  abortSignal(): AbortSignal {
+    return (this.judgeAbort ??= new AbortController()).signal
+  }
+
+  /** A CancelRequest withdraws a statement still waiting for its verdict. */
+  withdrawVerdict(): boolean {
+    if (this.waiting !== 'verdict' || !this.judgeAbort) return false
+    this.judgeAbort.abort(new Error('cancelled by the client'))
+    return true
+  }
+
+  stop(): void {
+    this.judgeAbort?.abort(new Error('the client disconnected'))
+  }
+
+  /** Bound once: the framer calls it for every client frame of a ready session. */
+  readonly onFrame = (frame: Frame): void => {
+    if (this.waiting) {
+      // Frame views die with the chunk: keep a copy.
+      this.held.push(Buffer.from(frame.raw))
+      return
+    }
+    this.dispatch(frame)
+  }
+
+  /** Server replies were processed: a message waiting for them may go on. */
+  repliesArrived(): void {
+    if (this.waiting !== 'replies') return
+    this.waiting = undefined
+    this.drain()
+  }
+
+  /** The upstream drained its writes: read from the client again, unless a message is on hold. */
+  resumeReading(): void {
+    if (!this.waiting) this.c.client.resume()
+  }
+
+  private drain(): void {
+    try {
+      while (!this.waiting && this.held.length > 0 && this.c.ready) {
+        const raw = this.held.shift()!
+        this.dispatch({code: raw[0]!, body: raw.subarray(5), raw})
+      }
+    } catch (error) {
+      this.c.fail(error)
+      return
+    }
+    this.c.flush()
+    if (!this.waiting) {
+      this.c.client.resume()
+      if (this.c.closing) this.c.maybeFinishShutdown()
+    }
+  }
+
+  /** Keeps `frame` (and everything after it) until the server's replies settle what it reads. */
+  private awaitReplies(frame: Frame): void {
+    this.waiting = 'replies'
+    this.held.unshift(Buffer.from(frame.raw))
+    this.c.client.pause()
+  }
+
+  private dispatch(frame: Frame): void {
+    const c = this.c
+    const state = c.state
+    switch (frame.code) {
+      case Frontend.Query: {
+        const sql = decodeQuery(frame.body)
+        const shape = textShape(sql)
+        if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
+        this.judge(sql, 'simple', undefined, frame, (verdict) => {
+          const run = newRun(sql, 'simple', verdict)
+          if (verdict.action === 'reject') {
+            run.denied = verdict.error
+            c.toUpstream.push(encodeQuery(REFUSED_SQL))
+            this.sent(state.sendQuery(sql, NO_STATEMENTS, verdict, run), run)
+          } else {
+            run.filter = this.filterFor(sql, 'simple', undefined, verdict)
+            c.toUpstream.push(frame.raw)
+            this.sent(state.sendQuery(sql, shape, verdict, run), run)
+          }
+        })
+        return
+      }
+      case Frontend.Parse: {
+        const parse = decodeParse(frame.body)
+        if (parse.name === REFUSED_STATEMENT) throw new ProtocolError(`the prepared statement name "${REFUSED_STATEMENT}" is reserved by dbgate`)
+        const shape = textShape(parse.text)
+        if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
+        this.judge(parse.text, 'parse', parse.name, frame, (verdict) => {
+          if (verdict.action === 'reject') {
+            const run = newRun(parse.text, 'parse', verdict, parse.name)
+            run.denied = verdict.error
+            c.toUpstream.push(encodeParse({name: parse.name, text: REFUSED_SQL, paramTypes: []}))
+            this.sent(state.sendParse(parse.name, undefined, run), run)
+          } else {
+            const def = new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs)
+            c.toUpstream.push(frame.raw)
+            state.sendParse(parse.name, def)
+          }
+        })
+        return
+      }
+      case Frontend.Bind: {
+        const bind = decodeBind(frame.body)
+        if (bind.portal === REFUSED_PORTAL) throw new ProtocolError(`the portal name "${REFUSED_PORTAL}" is reserved by dbgate`)
+        const s = state.statementAt(bind.statement)
+        if (s === UNSETTLED) return this.awaitReplies(frame)
+        if (!s) {
+          return this.refuseBind(bind.portal, bind.statement, undefined, {
+            severity: 'ERROR',
+            code: '26000',
+            message: `dbgate: ${bind.statement === '' ? 'the unnamed prepared statement' : `prepared statement "${bind.statement}"`} is not known to the tunnel`,
+            hint: 'Prepare it through this connection first (Parse or PREPARE); the tunnel binds only statements the server has confirmed.',
+          })
+        }
+        if (s.verdict.action === 'allow' && s.verdict.once) {
+          if (s.spent) {
+            return this.refuseBind(bind.portal, bind.statement, s, {
+              severity: 'ERROR',
+              code: '42501',
+              message: 'dbgate: this statement was approved for one execution, and it has run',
+              hint: 'Send it again (Parse) to have it judged again.',
+            })
+          }
+          s.spent = true
+        }
+        // Parameters as text only feed the statement event; without a listener they are not made.
+        const params = c.env.hooks.onStatement ? paramsAsText(bind.params, bind.paramFormats) : undefined
+        c.toUpstream.push(frame.raw)
+        state.sendBind(bind.portal, portalFromStatement(bind.portal, s, params, bind.resultFormats))
+        return
+      }
+      case Frontend.Describe: {
+        const d = decodeDescribeOrClose(frame.body, 'Describe')
+        const def = d.target === 'S' ? state.statementAt(d.name) : state.portalAt(d.name)
+        if (def === UNSETTLED || (def && !state.settled(def.refs))) return this.awaitReplies(frame)
+        // A name the tunnel does not know is described by the server or refused by it; its rows never run here.
+        const filter = def ? this.filterFor(def.sql, 'parse', def instanceof PortalDef ? def.statement?.name : d.name, def.verdict, def) : undefined
+        c.toUpstream.push(frame.raw)
+        state.sendDescribe(d.target, def, filter)
+        return
+      }
+      case Frontend.Execute: {
+        const e = decodeExecute(frame.body)
+        const p = state.portalAt(e.portal)
+        if (p === UNSETTLED || (p && !state.settled(p.refs))) return this.awaitReplies(frame)
+        if (!p) {
+          const error: PgNoticeFields = {
+            severity: 'ERROR',
+            code: '34000',
+            message: `dbgate: ${e.portal === '' ? 'the unnamed portal' : `portal "${e.portal}"`} is not known to the tunnel`,
+            hint: 'Bind it through this connection first; the tunnel runs only portals the server has confirmed.',
+          }
+          const run = newRun(`<Execute of portal "${e.portal}", unknown to the tunnel>`, 'parse', {action: 'reject', error})
+          run.denied = error
+          c.toUpstream.push(serialize.execute({portal: REFUSED_PORTAL}))
+          this.sent(state.sendExecute(undefined, run), run)
+          return
+        }
+        const name = p.statement?.name
+        const run = newRun(p.sql, 'parse', p.verdict, name)
+        run.params = p.params
+        run.portal = p
+        run.filter = this.filterFor(p.sql, 'parse', name, p.verdict, p)
+        c.toUpstream.push(frame.raw)
+        this.sent(state.sendExecute(p, run), run)
+        return
+      }
+      case Frontend.Close: {
+        const close = decodeDescribeOrClose(frame.body, 'Close')
+        c.toUpstream.push(frame.raw)
+        state.sendClose(close.target, close.name)
+        return
+      }
+      case Frontend.Sync:
+        c.toUpstream.push(frame.raw)
+        state.sendSync()
+        return
+      case Frontend.Flush:
+      case Frontend.CopyData:
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        c.toUpstream.push(frame.raw)
+        return
+      case Frontend.FunctionCall: {
+        // The fast-path function call runs a function by OID, out of sight of SQL analysis.
+        const error: PgNoticeFields = {
+          severity: 'ERROR',
+          code: '0A000',
+          message: 'dbgate: the FunctionCall protocol message is not allowed through the tunnel',
+          hint: 'Call the function from SQL (SELECT fn(...)) so policy can judge it.',
+        }
+        const run = newRun('<FunctionCall message>', 'function-call', {action: 'reject', error})
+        run.denied = error
+        c.toUpstream.push(encodeQuery(REFUSED_SQL))
+        this.sent(state.sendQuery('', NO_STATEMENTS, run.verdict, run), run)
+        return
+      }
+      case Frontend.Terminate:
+        c.toUpstream.push(frame.raw)
+        c.close('client terminated the session')
+        return
+      default:
+        throw new ProtocolError(`unknown frontend message type ${codeName(frame.code)}`)
+    }
+  }
+
+  /** A message the server skips (it is discarding up to Sync after an error) gets no reply: its run ends here. */
+  private sent(answered: boolean, run: Run): void {
+    if (!answered) this.c.finishRun(run, 'aborted')
+  }
+
+  /** Sends a Bind the server is sure to refuse, so it discards up to Sync as for any error. */
+  private refuseBind(portal: string, statement: string, s: StatementDef | undefined, error: PgNoticeFields): void {
+    const run = newRun(s ? s.sql : `<Bind of prepared statement "${statement}", unknown to the tunnel>`, 'parse', {action: 'reject', error}, statement)
+    run.denied = error
+    this.c.toUpstream.push(serialize.bind({statement: REFUSED_STATEMENT}))
+    this.sent(this.c.state.sendBind(portal, undefined, run), run)
+  }
+
+  private filterFor(sql: string, protocol: ProtocolPath, statementName: string | undefined, verdict: StatementVerdict, definition?: NamedDefinition): ResultFilter | undefined {
+    const factory = this.c.env.hooks.resultFilter
+    if (!factory || verdict.action !== 'allow') return undefined
+    return this.c.safely(() => factory(sql, this.c.context(protocol, statementName, definition), verdict))
+  }
+
+  /**
+   * Runs the statement hook; `then` continues with the verdict, synchronously when the hook is
+   * synchronous (the common, fast case), otherwise after holding back later client frames.
+   */
+  private judge(sql: string, protocol: ProtocolPath, statementName: string | undefined, frame: Frame, then: (v: StatementVerdict) => void): void {
+    const hook = this.c.env.hooks.statement
+    if (!hook) return then(ALLOW)
+    let result: StatementVerdict | Promise<StatementVerdict>
+    try {
+      result = hook(sql, this.c.context(protocol, statementName))
+    } catch (error) {
+      return then(failClosed(error))
+    }
+    if (!(result instanceof Promise)) {
+      this.judgeAbort = undefined
+      return then(this.withNotices(result))
+    }
+    // Frame views die with the chunk: keep a copy for the continuation.
+    const raw = Buffer.from(frame.raw)
+    frame.raw = raw
+    frame.body = raw.subarray(5)
+    this.waiting = 'verdict'
+    this.c.client.pause()
+    result.then(
+      (v) => this.resume(() => then(this.withNotices(v))),
+      (error: unknown) => this.resume(() => then(failClosed(error))),
+    )
+  }
+
+  private withNotices(v: StatementVerdict): StatementVerdict {
+    if (v.action === 'allow' && v.notices) for (const n of v.notices) this.c.toClient.push(encodeNotice(n))
+    return v
+  }
+
+  private resume(continuation: () => void): void {
+    if (!this.c.ready) return
+    this.waiting = undefined
+    this.judgeAbort = undefined
+    try {
+      continuation()
+    } catch (error) {
+      this.c.fail(error)
+      return
+    }
+    this.drain()
+  }
+}
+
+function failClosed(error: unknown): StatementVerdict {
+  return {
+    action: 'reject',
+    error: {
+      severity: 'ERROR',
+      code: '42501',
+      message: 'dbgate: the statement could not be judged, so it was not run',
+      detail: (error as Error)?.message ?? String(error),
+    },
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * One statement in flight, from the message that started it to its outcome: what the statement
+ * event and the recording's preview are made of. Shared by both directions of a connection.
+ */
+import {rowsFromTag} from '../wire/backend.js'
+import type {FieldDescription, PgNoticeFields, ProtocolPath, ResultFilter, StatementEvent, StatementVerdict} from './hooks.js'
+import type {PortalDef} from './protocol-state.js'
+
+export interface Run {
+  sql: string
+  protocol: ProtocolPath
+  statementName?: string
+  params?: (string | null)[]
+  verdict: StatementVerdict
+  started: number
+  /** Date.now() at the start; the Date is made only if an event is emitted. */
+  startedAtMs: number
+  tags: string[]
+  /** DataRows seen; the CommandComplete tags' counts take precedence when there are any. */
+  dataRows: number
+  filter?: ResultFilter
+  /** For an Execute: the portal, whose description may have come from an earlier Describe. */
+  portal?: PortalDef
+  /** The first rows as sent to the client, after the result filter. */
+  preview?: {columns: string[]; rows: (string | null)[][]}
+  fields?: FieldDescription[]
+  error?: {code: string; message: string}
+  /** The client-facing error that replaces the server's answer to a refused message. */
+  denied?: PgNoticeFields
+  finished?: boolean
+}
+
+export function newRun(sql: string, protocol: ProtocolPath, verdict: StatementVerdict, statementName?: string): Run {
+  return {sql, protocol, statementName, verdict, started: performance.now(), startedAtMs: Date.now(), tags: [], dataRows: 0}
+}
+
+/** The columns of an Execute's result: from Describe Portal, else Describe Statement and Bind's formats. */
+export function fieldsOf(run: Run): FieldDescription[] | undefined {
+  if (run.fields || !run.portal) return run.fields
+  const portal = run.portal
+  if (portal.fields) return (run.fields = portal.fields)
+  const described = portal.statement?.fields
+  if (described) run.fields = withFormats(described, portal.resultFormats)
+  return run.fields
+}
+
+export function statementEvent(sessionId: string, connectionId: number, run: Run, outcome: StatementEvent['outcome']): StatementEvent {
+  return {
+    sessionId,
+    connectionId,
+    protocol: run.protocol,
+    statementName: run.statementName,
+    sql: run.sql,
+    params: run.params,
+    verdict: run.verdict,
+    startedAt: new Date(run.startedAtMs),
+    durationMs: performance.now() - run.started,
+    commandTags: run.tags,
+    rows: run.tags.length > 0 ? run.tags.reduce((n, t) => n + rowsFromTag(t), 0) : run.dataRows,
+    outcome: run.denied ? 'rejected' : outcome,
+    error: run.error,
+    resultFilter: run.filter,
+    preview: run.preview && {columns: run.preview.columns, rows: run.preview.rows, truncated: run.dataRows > run.preview.rows.length},
+  }
+}
+
+/** The first rows of a result as the client received them (masked), for the session log. */
+export function keepPreviewRow(run: Run, values: (Buffer | null)[]): void {
+  const fields = fieldsOf(run)
+  run.preview ??= {columns: fields ? fields.map((f) => f.name) : values.map((_, i) => `column${i + 1}`), rows: []}
+  run.preview.rows.push(values.map((v, i) => (v === null ? null : fields?.[i]?.format === 1 ? '<binary>' : v.toString('utf8'))))
+}
+
+/**
+ * A statement's RowDescription as a portal bound with `resultFormats` reports it (once per Execute).
+ * Built field by field: a spread followed by another property takes V8's slow path, ~0.7 µs each.
+ */
+function withFormats(fields: FieldDescription[], formats: readonly number[]): FieldDescription[] {
+  return fields.map((f, i) => ({
+    name: f.name,
+    tableOid: f.tableOid,
+    columnAttr: f.columnAttr,
+    typeOid: f.typeOid,
+    typeSize: f.typeSize,
+    typeModifier: f.typeModifier,
+    format: formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : (formats[i] ?? 0),
+  }))
+}
+
+/** Bind parameters as the statement event reports them: text, or base64 with a `b64:` prefix for binary ones. */
+export function paramsAsText(params: (Buffer | null)[], formats: number[]): (string | null)[] {
+  return params.map((p, i) => {
+    if (p === null) return null
+    const format = formats.length === 1 ? formats[0] : formats[i] ?? 0
+    return format === 1 ? `b64:${p.toString('base64')}` : p.toString('utf8')
+  })
+}

@@ -1,0 +1,222 @@
+/**
+ * Upstream → client: every reply of a ready session. Each one is first matched against what the
+ * protocol state says the server owes (a mismatch throws ProtocolDesync and closes the connection),
+ * then passed through the result filter of the statement it answers, and forwarded untouched where
+ * nothing rewrites it.
+ */
+import {ASSUMED_SETTINGS} from '../policy/assumed-settings.js'
+import {
+  decodeCommandComplete,
+  decodeDataRow,
+  decodeNotice,
+  decodeNotification,
+  decodeParameterStatus,
+  decodeReadyForQuery,
+  decodeRowDescription,
+  encodeCopyData,
+  encodeDataRow,
+  encodeError,
+  encodeNotice,
+  encodeNotification,
+  encodeRowDescription,
+} from '../wire/backend.js'
+import {Backend, codeName} from '../wire/codes.js'
+import type {Frame} from '../wire/framer.js'
+import type {ConnectionCore} from './connection.js'
+import type {PgNoticeFields, ResultFilter} from './hooks.js'
+import {ProtocolDesync, type Entry} from './protocol-state.js'
+import {fieldsOf, keepPreviewRow, type Run} from './run.js'
+import {checkReported} from './session-settings.js'
+
+export class ServerMessages {
+  constructor(private readonly c: ConnectionCore) {}
+
+  /** Bound once: the framer calls it for every upstream frame. */
+  readonly onFrame = (frame: Frame): void => {
+    const c = this.c
+    const state = c.state
+    switch (frame.code) {
+      case Backend.DataRow: {
+        const run = state.onResultPart('DataRow').run
+        run.dataRows++
+        const filter = run.filter
+        if (filter?.dataRow) {
+          const values = decodeDataRow(frame.body)
+          const out = filter.dataRow(values, fieldsOf(run))
+          // Only rows that went through the masking filter are kept for the recording's preview.
+          if (run.dataRows <= (c.env.hooks.previewRows ?? 0)) keepPreviewRow(run, out ?? values)
+          if (out) return void c.toClient.push(encodeDataRow(out))
+        }
+        c.toClient.push(frame.raw)
+        return
+      }
+      case Backend.RowDescription: {
+        const head = state.onRowDescription()
+        // Columns are only ever read by result filters: without a filter factory there is nothing to decode.
+        if (c.env.hooks.resultFilter === undefined) return void c.toClient.push(frame.raw)
+        const fields = decodeRowDescription(frame.body)
+        let filter: ResultFilter | undefined
+        if (head.kind === 'describe') {
+          if (head.def) head.def.fields = fields
+          filter = head.filter
+        } else {
+          const run = head.run as Run
+          run.fields = fields
+          filter = run.filter
+        }
+        if (filter?.rowDescription) {
+          const out = filter.rowDescription(fields)
+          if (out) return void c.toClient.push(encodeRowDescription(out))
+        }
+        c.toClient.push(frame.raw)
+        return
+      }
+      case Backend.CommandComplete: {
+        // Most tags need no reading (SELECT 1, INSERT 0 1); COMMIT, ROLLBACK and PREPARE TRANSACTION end transactions.
+        const first = frame.body[0]
+        const read = c.env.hooks.onStatement !== undefined || first === 0x43 || first === 0x52 || first === 0x50 || state.tagNeeded()
+        const tag = read ? decodeCommandComplete(frame.body) : undefined
+        const head = state.onCommandComplete(tag)
+        // Tags feed the statement event.
+        if (tag !== undefined && c.env.hooks.onStatement) head.run.tags.push(tag)
+        if (head.kind === 'execute') c.finishRun(head.run, 'ok')
+        c.toClient.push(frame.raw)
+        return
+      }
+      case Backend.EmptyQueryResponse: {
+        const head = state.onEmptyQuery()
+        if (head.kind === 'execute') c.finishRun(head.run, 'ok')
+        c.toClient.push(frame.raw)
+        return
+      }
+      case Backend.PortalSuspended:
+        c.finishRun(state.onPortalSuspended().run, 'ok')
+        c.toClient.push(frame.raw)
+        return
+      case Backend.ErrorResponse:
+        return this.onError(frame)
+      case Backend.ReadyForQuery: {
+        const head = state.onReadyForQuery(decodeReadyForQuery(frame.body))
+        if (head.kind === 'query') c.finishRun(head.run, head.run.error ? 'error' : 'ok')
+        c.toClient.push(frame.raw)
+        if (c.closing) c.maybeFinishShutdown()
+        return
+      }
+      case Backend.ParseComplete:
+        state.onParseComplete()
+        c.toClient.push(frame.raw)
+        return
+      case Backend.BindComplete:
+        state.onBindComplete()
+        c.toClient.push(frame.raw)
+        return
+      case Backend.CloseComplete:
+        state.onCloseComplete()
+        c.toClient.push(frame.raw)
+        return
+      case Backend.NoData:
+        state.onNoData()
+        c.toClient.push(frame.raw)
+        return
+      case Backend.ParameterDescription:
+        state.onParameterDescription()
+        c.toClient.push(frame.raw)
+        return
+      case Backend.CopyInResponse:
+        state.onResultPart('CopyInResponse')
+        c.toClient.push(frame.raw)
+        return
+      case Backend.CopyOutResponse:
+        state.onResultPart('CopyOutResponse')
+        c.toClient.push(frame.raw)
+        return
+      case Backend.CopyDone:
+        state.onResultPart('CopyDone')
+        c.toClient.push(frame.raw)
+        return
+      case Backend.CopyData: {
+        const run = state.onResultPart('CopyData').run
+        if (run.filter?.copyData) {
+          const out = run.filter.copyData(frame.body)
+          if (out) return void c.toClient.push(encodeCopyData(out))
+        }
+        c.toClient.push(frame.raw)
+        return
+      }
+      case Backend.NoticeResponse: {
+        const filter = runOf(state.head)?.filter ?? c.sessionFilter
+        if (filter?.notice) {
+          const out = filter.notice(decodeNotice(frame.body))
+          if (out) return void c.toClient.push(encodeNotice(out))
+        }
+        c.toClient.push(frame.raw)
+        return
+      }
+      case Backend.NotificationResponse: {
+        if (c.sessionFilter?.notification) {
+          const n = decodeNotification(frame.body)
+          const payload = c.sessionFilter.notification(n.channel, n.payload)
+          if (payload !== undefined) return void c.toClient.push(encodeNotification(n.processId, n.channel, payload))
+        }
+        c.toClient.push(frame.raw)
+        return
+      }
+      case Backend.ParameterStatus:
+        return this.onParameterStatus(frame)
+      case Backend.CopyBothResponse:
+        throw new ProtocolDesync('the server started a replication stream (CopyBothResponse)')
+      default:
+        // BackendKeyData, Authentication, NegotiateProtocolVersion and FunctionCallResponse belong to
+        // startup or to messages the tunnel never forwards.
+        throw new ProtocolDesync(`the server sent ${codeName(frame.code)}, which no message of this session asks for`)
+    }
+  }
+
+  private onError(frame: Frame): void {
+    const c = this.c
+    const fields = decodeNotice(frame.body)
+    const fatal = fields.severity === 'FATAL' || fields.severity === 'PANIC'
+    const {head, skipped} = c.state.onError(fatal)
+    const run = runOf(head) ?? (head?.kind === 'parse' || head?.kind === 'bind' ? head.run : undefined)
+    let out: Buffer = frame.raw
+    if (run?.denied) {
+      out = encodeError(run.denied)
+      run.error = {code: run.denied.code, message: run.denied.message}
+    } else {
+      if (run) run.error = {code: fields.code, message: fields.message}
+      const filter = run?.filter ?? c.sessionFilter
+      const rewritten = filter?.error?.(fields)
+      if (rewritten) out = encodeError(rewritten)
+    }
+    if (run && head && head.kind !== 'query') c.finishRun(run, run.denied ? 'rejected' : 'error')
+    // The messages the server now skips up to Sync: their statements never ran.
+    for (const e of skipped) if (e.run) c.finishRun(e.run, 'aborted')
+    c.toClient.push(out)
+    if (fatal) c.env.log('warn', `connection ${c.id}: the upstream ended the session: ${fields.message}`)
+  }
+
+  private onParameterStatus(frame: Frame): void {
+    const c = this.c
+    const {name, value} = decodeParameterStatus(frame.body)
+    c.state.parameters.set(name, value)
+    const problem = checkReported(name, value, c.env.assumedSettings ?? ASSUMED_SETTINGS)
+    if (problem) {
+      c.env.log('error', `connection ${c.id}: ended the session: the server reports ${name} = ${value}, which the tunnel cannot analyse under`)
+      // Nothing after this frame is forwarded: the session ends here, and the recording says why.
+      throw new SettingChanged(problem)
+    }
+    c.toClient.push(frame.raw)
+  }
+}
+
+/** A reported setting the analysis cannot hold under: the connection ends with `notice`. */
+export class SettingChanged extends Error {
+  override name = 'SettingChanged'
+  constructor(readonly notice: PgNoticeFields) {
+    super(notice.message)
+  }
+}
+
+function runOf(head: Entry<Run> | undefined): Run | undefined {
+  return head && (head.kind === 'query' || head.kind === 'execute') ? head.run : undefined
+}

@@ -1,0 +1,270 @@
+/**
+ * A connection before its session starts: the client's startup packet, its proof that it holds
+ * the tunnel's secret, then the upstream login and the check of the settings the analysis depends
+ * on. Everything here runs before the client is trusted, so it is bounded the way PostgreSQL bounds
+ * it: a 10,000-byte startup packet, small authentication messages, and one deadline
+ * (tunnel.authTimeout) for all of it, the upstream dial included.
+ */
+import {timingSafeEqual} from 'node:crypto'
+import {ASSUMED_SETTINGS, type AssumedSetting} from '../policy/assumed-settings.js'
+import {formatDuration} from '../config/units.js'
+import {encodeAuthCleartext, encodeAuthSasl, encodeAuthSaslContinue, encodeAuthSaslFinal, encodeNegotiateProtocolVersion} from '../wire/backend.js'
+import {codeName, Frontend} from '../wire/codes.js'
+import {ProtocolError, type Frame, type Framer} from '../wire/framer.js'
+import {decodeSaslInitial, decodeStartup} from '../wire/frontend.js'
+import {ScramError, ScramServer} from '../wire/scram.js'
+import type {ConnectionCore} from './connection.js'
+import type {PgNoticeFields} from './hooks.js'
+import {DEFAULT_TUNNEL_LIMITS, MAX_AUTH_MESSAGE_SIZE} from './limits.js'
+import {checkPreflight, checkReported, preflightQuery, type PreflightRow} from './session-settings.js'
+import {connectUpstream, UpstreamError, type UpstreamSession} from './upstream.js'
+
+
+export class ClientStartup {
+  private step: 'startup' | 'auth' | 'connecting' | 'done' = 'startup'
+  private scram: ScramServer | undefined
+  private params: Record<string, string> = {}
+  private timer: NodeJS.Timeout | undefined
+  private deadline = 0
+  private readonly timeoutMs: number
+  private readonly abort = new AbortController()
+  /** Gives back this session's upstream slot (tunnel.maxUpstreamSessions). */
+  private release: (() => void) | undefined
+
+  constructor(
+    private readonly c: ConnectionCore,
+    private readonly framer: Framer,
+    private readonly onReady: (up: UpstreamSession, startupParams: Record<string, string>) => void,
+  ) {
+    this.timeoutMs = c.env.authTimeoutMs ?? DEFAULT_TUNNEL_LIMITS.authTimeoutMs
+    this.arm(this.timeoutMs)
+  }
+
+  /** The connection starts ready (tests, the benchmark): there is nothing to time out. */
+  skip(): void {
+    this.step = 'done'
+    this.disarm()
+  }
+
+  /** The connection closed: stop waiting, give back the upstream slot. */
+  stop(): void {
+    this.disarm()
+    this.abort.abort()
+    this.release?.()
+    this.release = undefined
+  }
+
+  private arm(ms: number): void {
+    this.deadline = Date.now() + ms
+    this.timer = setTimeout(() => this.timedOut(), ms)
+  }
+
+  private disarm(): void {
+    if (this.timer) clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  private timedOut(): void {
+    this.timer = undefined
+    if (this.step === 'done') return
+    this.c.env.log('warn', `connection ${this.c.id}: closed a client that did not finish startup and authentication within ${formatDuration(this.timeoutMs)}`)
+    this.c.refuse({
+      severity: 'FATAL',
+      code: '08006',
+      message: `dbgate: authentication timed out: startup, login and the upstream connection must finish within ${formatDuration(this.timeoutMs)} (tunnel.authTimeout)`,
+    })
+  }
+
+  onFrame(frame: Frame): void {
+    switch (this.step) {
+      case 'startup':
+        this.onStartupPacket(frame.body)
+        return
+      case 'auth':
+        this.onAuthMessage(frame)
+        return
+      case 'connecting':
+        throw new ProtocolError('unexpected message before authentication completed')
+      case 'done':
+        return
+    }
+  }
+
+  private onStartupPacket(body: Buffer): void {
+    const c = this.c
+    const packet = decodeStartup(body)
+    if (packet.kind === 'ssl' || packet.kind === 'gssenc') {
+      // Loopback clients need no encryption; 'N' tells them to carry on in the clear.
+      c.client.write(Buffer.from('N'))
+      return
+    }
+    if (packet.kind === 'cancel') {
+      c.env.cancelByKey(packet.processId, packet.secretKey)
+      this.step = 'done'
+      this.disarm()
+      c.client.end()
+      c.close('cancel request')
+      return
+    }
+    const over = c.env.overCapacity
+    if (over) {
+      c.refuse({
+        severity: 'FATAL',
+        code: '53300',
+        message: `dbgate: too many client connections: this tunnel's cap of ${over.max} (tunnel.maxClientConnections) is reached`,
+        hint: 'Close idle sessions of this tunnel, or raise tunnel.maxClientConnections in dbgate.yaml.',
+      })
+      return
+    }
+    const params = packet.params
+    const refused = this.checkStartup(params)
+    if (refused) {
+      c.refuse(refused)
+      return
+    }
+    this.params = params
+    if (packet.minor > 0) {
+      const unsupported = Object.keys(params).filter((k) => k.startsWith('_pq_.'))
+      c.toClient.push(encodeNegotiateProtocolVersion(0, unsupported))
+    }
+    this.framer.endStartup()
+    this.framer.setLimit(MAX_AUTH_MESSAGE_SIZE, 'the limit for messages before authentication')
+    this.step = 'auth'
+    c.toClient.push(c.env.auth.method === 'scram-sha-256' ? encodeAuthSasl(['SCRAM-SHA-256']) : encodeAuthCleartext())
+  }
+
+  private checkStartup(params: Record<string, string>): PgNoticeFields | undefined {
+    const target = this.c.env.target
+    if ('replication' in params && !/^(false|off|no|0)$/i.test(params.replication ?? '')) {
+      return {severity: 'FATAL', code: '42501', message: 'dbgate: replication connections are not allowed through the tunnel'}
+    }
+    if ((params.options ?? '').trim() !== '') {
+      return {
+        severity: 'FATAL',
+        code: '42501',
+        message: 'dbgate: the startup parameter "options" is not allowed through the tunnel',
+        hint: 'It sets server options before any statement can be checked. Use SET after connecting instead (unset PGOPTIONS).',
+      }
+    }
+    const database = params.database
+    if (database && database !== target.database) {
+      return {
+        severity: 'FATAL',
+        code: '3D000',
+        message: `dbgate: this tunnel serves database "${target.database}", not "${database}"`,
+        hint: `Connect to database "${target.database}", or open a tunnel to a target for "${database}".`,
+      }
+    }
+    return this.c.env.hooks.startup?.(params)
+  }
+
+  private onAuthMessage(frame: Frame): void {
+    if (frame.code !== Frontend.Password) throw new ProtocolError(`expected a password message during authentication, got ${codeName(frame.code)}`)
+    const c = this.c
+    const auth = c.env.auth
+    if (auth.method === 'cleartext') {
+      const given = frame.body.subarray(0, Math.max(0, frame.body.length - 1))
+      const want = Buffer.from(auth.secret)
+      if (given.length !== want.length || !timingSafeEqual(given, want)) return this.refuseAuth()
+      return this.startUpstream()
+    }
+    try {
+      if (!this.scram) {
+        const initial = decodeSaslInitial(frame.body)
+        if (initial.mechanism !== 'SCRAM-SHA-256') throw new ScramError(`unsupported SASL mechanism ${initial.mechanism}`)
+        this.scram = new ScramServer(auth.verifier)
+        c.toClient.push(encodeAuthSaslContinue(this.scram.start(initial.data.toString('utf8'))))
+        return
+      }
+      const final = this.scram.finish(frame.body.toString('utf8'))
+      c.toClient.push(encodeAuthSaslFinal(final))
+    } catch (error) {
+      if (error instanceof ScramError && error.message !== 'wrong password') {
+        c.refuse({severity: 'FATAL', code: '08P01', message: `dbgate: ${error.message}`})
+        return
+      }
+      return this.refuseAuth()
+    }
+    this.startUpstream()
+  }
+
+  private refuseAuth(): void {
+    this.c.env.log('warn', `connection ${this.c.id}: a client presented a wrong tunnel secret`)
+    this.c.refuse({
+      severity: 'FATAL',
+      code: '28P01',
+      message: "dbgate: password authentication failed: the password must be this tunnel's secret",
+      hint: 'Use the connection URI printed by `dbgate connect`, or run your client through `dbgate connect <target> -- <command>`.',
+    })
+  }
+
+  private startUpstream(): void {
+    const c = this.c
+    this.step = 'connecting'
+    c.client.pause()
+    // The client has proven it holds the secret: from now on its messages may be as large as any.
+    this.framer.setLimit(c.env.maxMessageSize, 'tunnel.maxMessageSize')
+    const params: Record<string, string> = {}
+    for (const [k, v] of Object.entries(this.params)) {
+      if (k === 'user' || k === 'database' || k === 'options' || k === 'replication' || k.startsWith('_pq_.')) continue
+      params[k] = v
+    }
+    params.application_name = c.env.applicationName(this.params.application_name)
+    this.connect(params).catch((error: unknown) => {
+      const e = error instanceof UpstreamError ? error : new UpstreamError(String(error), '08006')
+      if (this.abort.signal.aborted) return
+      c.env.log('error', `connection ${c.id}: ${e.message}`)
+      c.refuse({
+        severity: 'FATAL',
+        code: e.sqlstate,
+        message: `dbgate: ${e.message}`,
+        hint: e.sqlstate === '53300' ? 'Wait for other sessions of this tunnel to end, or raise the cap in dbgate.yaml.' : 'The tunnel is up, but it could not open a session on the upstream database.',
+      })
+    })
+  }
+
+  private async connect(params: Record<string, string>): Promise<void> {
+    const c = this.c
+    const gate = c.env.upstreamGate
+    if (gate) {
+      // The queue has its own deadline (tunnel.upstreamQueueTimeout); the authentication clock stops meanwhile.
+      const left = Math.max(0, this.deadline - Date.now())
+      this.disarm()
+      this.release = await gate.acquire(this.abort.signal)
+      if (this.abort.signal.aborted) {
+        this.release()
+        this.release = undefined
+        return
+      }
+      this.arm(left)
+    }
+    const assumed = c.env.assumedSettings ?? ASSUMED_SETTINGS
+    const up = await connectUpstream(c.env.target, params, {preflight: assumed.length > 0 ? preflightQuery(assumed) : undefined, signal: this.abort.signal})
+    if (this.abort.signal.aborted) {
+      up.socket.destroy()
+      return
+    }
+    const problem = this.checkSettings(up, assumed)
+    if (problem) {
+      up.socket.destroy()
+      c.env.log('warn', `connection ${c.id}: refused the session: ${problem.message}`)
+      c.refuse(problem)
+      return
+    }
+    this.step = 'done'
+    this.disarm()
+    this.onReady(up, this.params)
+  }
+
+  private checkSettings(up: UpstreamSession, assumed: readonly AssumedSetting[]): PgNoticeFields | undefined {
+    if (assumed.length === 0) return undefined
+    const rows = (up.preflight ?? []) as unknown as PreflightRow[]
+    const preflight = checkPreflight(rows, assumed, {database: this.c.env.target.database, user: this.c.env.target.user})
+    if (preflight) return preflight
+    for (const [name, value] of up.parameters) {
+      const reported = checkReported(name, value, assumed)
+      if (reported) return reported
+    }
+    return undefined
+  }
+}

@@ -1,0 +1,108 @@
+import {EventEmitter} from 'node:events'
+import type net from 'node:net'
+import {ClientConnection} from '../../src/proxy/connection.js'
+import type {ProxyHooks} from '../../src/proxy/hooks.js'
+import {Framer} from '../../src/wire/framer.js'
+import {makeScramVerifier} from '../../src/wire/scram.js'
+
+/** Just enough of a net.Socket for ClientConnection; everything written is kept. */
+export class MemorySocket extends EventEmitter {
+  destroyed = false
+  ended = false
+  remoteAddress = '127.0.0.1'
+  remotePort = 5432
+  readonly written: Buffer[] = []
+  write(b: Buffer): boolean {
+    this.written.push(Buffer.from(b))
+    return true
+  }
+  setNoDelay(): this {
+    return this
+  }
+  setKeepAlive(): this {
+    return this
+  }
+  pause(): this {
+    return this
+  }
+  resume(): this {
+    return this
+  }
+  end(b?: Buffer): this {
+    if (b) this.written.push(Buffer.from(b))
+    this.ended = true
+    return this
+  }
+  destroy(): this {
+    this.destroyed = true
+    return this
+  }
+  /** Everything written since the last take, as one buffer. */
+  take(): Buffer {
+    return Buffer.concat(this.written.splice(0))
+  }
+}
+
+/** The message type letters in a buffer of backend or frontend messages. */
+export function codesOf(bytes: Buffer): string {
+  let out = ''
+  new Framer({maxMessageSize: 1 << 30}).push(bytes, (f) => (out += String.fromCharCode(f.code)))
+  return out
+}
+
+export interface MemoryConnection {
+  conn: ClientConnection
+  client: MemorySocket
+  upstream: MemorySocket
+  logs: string[]
+  /** Feeds client bytes in the given chunks. */
+  fromClient(chunks: Buffer[]): void
+  fromServer(chunks: Buffer[]): void
+}
+
+/**
+ * A ready ClientConnection between two in-memory sockets: the tests play both the client and the
+ * server byte by byte, and see exactly what the tunnel forwards each way.
+ */
+export function memoryConnection(hooks: ProxyHooks = {}): MemoryConnection {
+  const client = new MemorySocket()
+  const upstream = new MemorySocket()
+  const logs: string[] = []
+  const conn = ClientConnection.attached(
+    client as unknown as net.Socket,
+    {
+      target: {host: '127.0.0.1', port: 5432, database: 'db', user: 'u', tls: 'disable'},
+      auth: {method: 'cleartext', secret: 's', verifier: makeScramVerifier('s')},
+      hooks,
+      maxMessageSize: 1 << 20,
+      applicationName: () => 'test',
+      issueCancelKey: () => ({processId: 1, secretKey: 2}),
+      releaseCancelKey: () => {},
+      cancelByKey: () => {},
+      log: (level, message) => logs.push(`${level}: ${message}`),
+    },
+    {socket: upstream as unknown as net.Socket, parameters: [['client_encoding', 'UTF8'], ['standard_conforming_strings', 'on']], processId: 1, secretKey: 2, status: 'I', notices: [], leftover: Buffer.alloc(0), encrypted: false},
+    {user: 'u', database: 'db'},
+  )
+  client.take()
+  return {
+    conn,
+    client,
+    upstream,
+    logs,
+    fromClient: (chunks) => {
+      for (const c of chunks) client.emit('data', Buffer.from(c))
+    },
+    fromServer: (chunks) => {
+      for (const c of chunks) upstream.emit('data', Buffer.from(c))
+    },
+  }
+}
+
+/** Every way to cut `bytes` into chunks that the tests try: whole, in two at each boundary, and byte by byte. */
+export function everySplit(bytes: Buffer): Buffer[][] {
+  const out: Buffer[][] = [[bytes]]
+  for (let k = 1; k < bytes.length; k++) out.push([bytes.subarray(0, k), bytes.subarray(k)])
+  out.push(Array.from(bytes, (b) => Buffer.from([b])))
+  return out
+}

@@ -1,0 +1,161 @@
+/**
+ * Limits before authentication (issue 13, families 14-16), through the real tunnel: what an
+ * unauthenticated client can make the tunnel hold, for how long, and how many sessions a crowd of
+ * clients can open on the server. Every assertion waits on a fact (an error received, a socket
+ * closed, a client queued), never on elapsed time.
+ */
+import net from 'node:net'
+import pg from 'pg'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {decodeAuth, decodeNotice} from '../../src/wire/backend.js'
+import {encodeStartup} from '../../src/wire/frontend.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {RawClient} from '../helpers/raw-client.js'
+import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
+
+async function firstError(raw: RawClient) {
+  for (;;) {
+    const m = await raw.next()
+    if (m.code === 'E') return decodeNotice(m.body)
+  }
+}
+
+async function until(fact: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (fact()) return
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  throw new Error(`gave up waiting until ${what}`)
+}
+
+describe('limits before authentication', () => {
+  let db: UpstreamInfo
+  let t: TestTunnel
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    // The default 1 GiB message cap: what an authenticated client may send is not what an anonymous one may.
+    t = await startTunnel(db)
+  })
+  afterAll(() => t.close())
+
+  it('refuses a huge message declared right after the StartupMessage from its header, without waiting for the body', async () => {
+    const raw = await RawClient.open(t.port)
+    raw.send(encodeStartup({user: 'x', database: db.database}))
+    const m = await raw.next()
+    expect(m.code).toBe('R')
+    expect(decodeAuth(m.body).kind).toBe('sasl')
+    // A SASLInitialResponse that claims to be ~900 MB; only its 5-byte header is ever sent.
+    const header = Buffer.from([0x70, 0, 0, 0, 0])
+    header.writeInt32BE(900_000_000, 1)
+    raw.send(header)
+    const e = await firstError(raw)
+    expect(e).toMatchObject({severity: 'FATAL', code: '54000'})
+    expect(e.message).toMatch(/899999996 bytes, over the limit of 65535 bytes \(the limit for messages before authentication\)/)
+    await raw.waitClosed()
+  })
+
+  it('refuses a startup packet over 10,000 bytes, as PostgreSQL does', async () => {
+    const raw = await RawClient.open(t.port)
+    const header = Buffer.alloc(4)
+    header.writeInt32BE(10_001)
+    raw.send(header)
+    expect(await firstError(raw)).toMatchObject({severity: 'FATAL', code: '08P01', message: expect.stringMatching(/invalid startup packet length 10001/)})
+    await raw.waitClosed()
+  })
+
+  describe('with a short authentication timeout', () => {
+    let quick: TestTunnel
+    let silentUpstream: net.Server
+    let stalled: TestTunnel
+    const held: net.Socket[] = []
+    beforeAll(async () => {
+      quick = await startTunnel(db, {}, {limits: {authTimeoutMs: 300}})
+      // An upstream that accepts connections and never says a word.
+      silentUpstream = net.createServer((s) => held.push(s))
+      await new Promise<void>((r) => silentUpstream.listen(0, '127.0.0.1', r))
+      stalled = await startTunnel({...db, port: (silentUpstream.address() as net.AddressInfo).port}, {}, {limits: {authTimeoutMs: 300}})
+    })
+    afterAll(async () => {
+      await quick.close()
+      await stalled.close()
+      for (const s of held) s.destroy()
+      await new Promise((r) => silentUpstream.close(r))
+    })
+
+    it('closes sockets that never send anything', async () => {
+      const silent = await Promise.all(Array.from({length: 20}, () => RawClient.open(quick.port)))
+      for (const raw of silent) {
+        expect(await firstError(raw)).toMatchObject({severity: 'FATAL', message: expect.stringMatching(/authentication timed out.*tunnel\.authTimeout/)})
+        await raw.waitClosed()
+      }
+      await until(() => quick.tunnel.connectionCount === 0, 'the tunnel holds no connection')
+    })
+
+    it('closes a client that stops in the middle of authenticating', async () => {
+      const raw = await RawClient.open(quick.port)
+      raw.send(encodeStartup({user: 'x', database: db.database}))
+      expect((await raw.next()).code).toBe('R')
+      expect(await firstError(raw)).toMatchObject({message: expect.stringMatching(/authentication timed out/)})
+      await raw.waitClosed()
+    })
+
+    it('counts the upstream login in the same deadline', async () => {
+      const c = new pg.Client({connectionString: stalled.url})
+      await expect(c.connect()).rejects.toMatchObject({message: expect.stringMatching(/authentication timed out: startup, login and the upstream connection/)})
+      await until(() => stalled.tunnel.upstreamSessions.inUse === 0, 'the upstream slot is given back')
+    })
+  })
+
+  it('refuses the client past tunnel.maxClientConnections with a clear error, and takes one again when a slot frees', async () => {
+    const capped = await startTunnel(db, {}, {limits: {maxClientConnections: 2}})
+    try {
+      const a = await capped.client()
+      const b = await capped.client()
+      const third = new pg.Client({connectionString: capped.url})
+      third.on('error', () => {})
+      await expect(third.connect()).rejects.toMatchObject({code: '53300', message: "dbgate: too many client connections: this tunnel's cap of 2 (tunnel.maxClientConnections) is reached"})
+      await a.end()
+      await until(() => capped.tunnel.connectionCount === 1, 'the first client is gone')
+      // Unauthenticated sockets count too: they are clients the tunnel has to hold.
+      const lurker = await RawClient.open(capped.port)
+      await until(() => capped.tunnel.connectionCount === 2, 'the lurker is accepted')
+      const fourth = new pg.Client({connectionString: capped.url})
+      fourth.on('error', () => {})
+      await expect(fourth.connect()).rejects.toMatchObject({code: '53300'})
+      lurker.end()
+      await until(() => capped.tunnel.connectionCount === 1, 'the lurker is gone')
+      const fifth = await capped.client()
+      expect((await fifth.query('select 1 as ok')).rows).toEqual([{ok: 1}])
+      expect((await b.query('select 2 as still')).rows).toEqual([{still: 2}])
+    } finally {
+      await capped.close()
+    }
+  })
+
+  it('queues clients past tunnel.maxUpstreamSessions in order, and refuses one that waits too long', async () => {
+    const capped = await startTunnel(db, {}, {limits: {maxUpstreamSessions: 1, upstreamQueueTimeoutMs: 60_000}})
+    const impatient = await startTunnel(db, {}, {limits: {maxUpstreamSessions: 1, upstreamQueueTimeoutMs: 200}})
+    try {
+      const first = await capped.client()
+      const waiting = capped.client()
+      await until(() => capped.tunnel.upstreamSessions.queued === 1, 'the second client is queued')
+      expect(capped.tunnel.upstreamSessions.inUse).toBe(1)
+      await first.end()
+      const second = await waiting
+      expect((await second.query('select 1 as served')).rows).toEqual([{served: 1}])
+
+      const holder = await impatient.client()
+      const late = new pg.Client({connectionString: impatient.url})
+      late.on('error', () => {})
+      await expect(late.connect()).rejects.toMatchObject({
+        code: '53300',
+        message: expect.stringMatching(/too many upstream sessions: the tunnel's cap of 1 \(tunnel\.maxUpstreamSessions\) was reached and no session came free within 0\.2s \(tunnel\.upstreamQueueTimeout\)/),
+      })
+      expect((await holder.query('select 1 as unaffected')).rows).toEqual([{unaffected: 1}])
+      expect(impatient.tunnel.upstreamSessions).toEqual({inUse: 1, queued: 0})
+    } finally {
+      await capped.close()
+      await impatient.close()
+    }
+  })
+})

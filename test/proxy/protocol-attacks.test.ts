@@ -1,0 +1,255 @@
+/**
+ * Attacks on the tunnel's view of the session (issue 13, families 5, 6 and 7), through the real
+ * tunnel and a real server, with a raw wire client: each sequence makes the tunnel's record of
+ * statements, portals, cursors or owed replies differ from the server's, and then uses the
+ * difference. Every test here leaked or re-ran an approved statement on the code before the
+ * protocol state followed the server's acknowledgements.
+ */
+import {serialize} from 'pg-protocol'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {createMaskingFilterFactory} from '../../src/masking/filter.js'
+import type {ProxyHooks, StatementVerdict} from '../../src/proxy/hooks.js'
+import {decodeDataRow, decodeNotice} from '../../src/wire/backend.js'
+import {leaked, maskingFixture, NO_CONFIG, type MaskingFixture} from '../masking/fixture.js'
+import {withClient} from '../helpers/pg.js'
+import {codes, RawClient, type RawMessage} from '../helpers/raw-client.js'
+import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
+
+/** A statement hook like the approval gate's: "just once" texts are approved for one execution, "forbidden" ones refused. */
+function onceHook(sql: string): StatementVerdict {
+  if (/forbidden/.test(sql)) return {action: 'reject', error: {severity: 'ERROR', code: '42501', message: 'test: forbidden'}}
+  if (/just once/.test(sql)) return {action: 'allow', once: true}
+  return {action: 'allow'}
+}
+
+/** Every value of every DataRow, as text. */
+function values(msgs: RawMessage[]): string {
+  return msgs
+    .filter((m) => m.code === 'D')
+    .flatMap((m) => decodeDataRow(m.body).map((v) => v?.toString('utf8') ?? ''))
+    .join('\n')
+}
+
+function errors(msgs: RawMessage[]): string[] {
+  return msgs.filter((m) => m.code === 'E').map((m) => `${decodeNotice(m.body).code} ${decodeNotice(m.body).message}`)
+}
+
+describe('the protocol state cannot be talked around', () => {
+  let fx: MaskingFixture
+  let t: TestTunnel
+  let clear: TestTunnel
+
+  beforeAll(async () => {
+    fx = await maskingFixture()
+    await withClient(fx.db.url, (c) => c.query('create table once_log (v text)'))
+    const hooks: ProxyHooks = {
+      statement: onceHook,
+      resultFilter: createMaskingFilterFactory({catalog: fx.catalog, masking: NO_CONFIG, identity: {groups: [], kind: 'human'}}),
+    }
+    t = await startTunnel(fx.db, hooks)
+    clear = await startTunnel(fx.db)
+  })
+  afterAll(async () => {
+    await t.close()
+    await clear.close()
+    await fx.close()
+  })
+
+  const connect = (tunnel = t) => RawClient.connect(tunnel.port, {password: tunnel.secret, database: fx.db.database})
+  const onceRuns = () => withClient(fx.db.url, async (c) => (await c.query("select count(*)::int n from once_log where v = 'just once'")).rows[0].n as number)
+
+  describe('family 5: the map of statements after a failed Parse', () => {
+    // Each prefix fails on the server, which then skips the unnamed Parse after it up to Sync.
+    const failures: [string, () => Buffer[]][] = [
+      ['a named Parse the server rejects', () => [serialize.parse({name: 'broken', text: 'select * from no_such_table'})]],
+      ['a named Parse the tunnel refuses', () => [serialize.parse({name: 'refused', text: 'select forbidden from customers'})]],
+      ['a Bind of a statement that does not exist', () => [serialize.bind({statement: 'nope'})]],
+      ['an Execute that fails', () => [serialize.parse({name: 'div', text: 'select 1/0'}), serialize.bind({statement: 'div'}), serialize.execute({})]],
+    ]
+    for (const [what, failing] of failures) {
+      it(`keeps an approved statement to one run after ${what}`, async () => {
+        await withClient(fx.db.url, (c) => c.query('truncate once_log'))
+        const raw = await connect()
+        raw.send(serialize.parse({text: "insert into once_log values ('just once')"}), serialize.bind({}), serialize.execute({}), serialize.sync())
+        expect(codes(await raw.untilReady())).toBe('12CZ')
+        // The unnamed Parse below is skipped by the server: the approved statement stays the unnamed one.
+        raw.send(...failing(), serialize.parse({text: 'select 1'}), serialize.sync())
+        const skipped = await raw.untilReady()
+        expect(codes(skipped)).toMatch(/E Z$|EZ$/)
+        for (let i = 0; i < 3; i++) {
+          raw.send(serialize.bind({}), serialize.execute({}), serialize.sync())
+          const again = await raw.untilReady()
+          expect(codes(again)).toBe('EZ')
+          expect(errors(again)[0]).toMatch(/approved for one execution|not known to the tunnel/)
+        }
+        expect(await onceRuns()).toBe(1)
+        raw.end()
+      })
+    }
+
+    it('forgets the unnamed statement when the server does (a failed unnamed Parse, a simple query)', async () => {
+      await withClient(fx.db.url, (c) => c.query('truncate once_log'))
+      const raw = await connect()
+      for (const drop of [[serialize.parse({text: 'select * from no_such_table'}), serialize.sync()], [serialize.query('select 1')]]) {
+        raw.send(serialize.parse({text: "insert into once_log values ('just once')"}), serialize.sync())
+        expect(codes(await raw.untilReady())).toBe('1Z')
+        raw.send(...drop)
+        await raw.untilReady()
+        raw.send(serialize.bind({}), serialize.execute({}), serialize.sync())
+        const msgs = await raw.untilReady()
+        expect(codes(msgs)).toBe('EZ')
+        expect(errors(msgs)[0]).toMatch(/^26000 dbgate: the unnamed prepared statement is not known to the tunnel/)
+      }
+      expect(await onceRuns()).toBe(0)
+      raw.end()
+    })
+  })
+
+  describe('family 6: a name reused while it is taken', () => {
+    // Computed columns under neutral names: only the statement's lineage tells masking where they come from.
+    const sensitive = "select full_name || '' as a, address || '' as b from customers order by id"
+    const harmless = "select 'nobody'::text as a, 'nowhere'::text as b from customers order by id"
+
+    it('is proven to leak on an unprotected tunnel (the sequences return real values)', async () => {
+      const raw = await connect(clear)
+      raw.send(serialize.query(`prepare p6 as ${sensitive}`))
+      await raw.untilReady()
+      raw.send(serialize.query('execute p6'))
+      expect(leaked(values(await raw.untilReady()), fx.secrets).length).toBeGreaterThan(0)
+      raw.end()
+    })
+
+    it('SQL PREPARE: the failed second PREPARE leaves the first, and EXECUTE is masked by the first', async () => {
+      const raw = await connect()
+      raw.send(serialize.query(`prepare p as ${sensitive}`))
+      expect(errors(await raw.untilReady())).toEqual([])
+      raw.send(serialize.query(`prepare p as ${harmless}`))
+      expect(errors(await raw.untilReady())[0]).toMatch(/^42P05/)
+      raw.send(serialize.query('execute p'))
+      const rows = await raw.untilReady()
+      expect(values(rows)).not.toBe('')
+      expect(leaked(values(rows), fx.secrets)).toEqual([])
+      raw.end()
+    })
+
+    it('protocol Parse: the failed second Parse leaves the first, over Bind/Execute and SQL EXECUTE', async () => {
+      const raw = await connect()
+      raw.send(serialize.parse({name: 's6', text: sensitive}), serialize.sync())
+      expect(codes(await raw.untilReady())).toBe('1Z')
+      raw.send(serialize.parse({name: 's6', text: harmless}), serialize.sync())
+      expect(errors(await raw.untilReady())[0]).toMatch(/^42P05/)
+      raw.send(serialize.bind({statement: 's6'}), serialize.execute({}), serialize.sync())
+      const bound = await raw.untilReady()
+      expect(leaked(values(bound), fx.secrets)).toEqual([])
+      expect(bound.filter((m) => m.code === 'D').length).toBeGreaterThan(0)
+      raw.send(serialize.query('execute s6'))
+      expect(leaked(values(await raw.untilReady()), fx.secrets)).toEqual([])
+      raw.end()
+    })
+
+    it('one namespace: a protocol Parse cannot replace what SQL PREPARE made, nor the other way round', async () => {
+      const raw = await connect()
+      raw.send(serialize.query(`prepare mixed1 as ${sensitive}`))
+      await raw.untilReady()
+      raw.send(serialize.parse({name: 'mixed1', text: harmless}), serialize.bind({statement: 'mixed1'}), serialize.execute({}), serialize.sync())
+      expect(errors(await raw.untilReady())[0]).toMatch(/^42P05/)
+      raw.send(serialize.bind({statement: 'mixed1'}), serialize.execute({}), serialize.sync())
+      expect(leaked(values(await raw.untilReady()), fx.secrets)).toEqual([])
+      raw.send(serialize.parse({name: 'mixed2', text: sensitive}), serialize.sync())
+      await raw.untilReady()
+      raw.send(serialize.query(`prepare mixed2 as ${harmless}`))
+      expect(errors(await raw.untilReady())[0]).toMatch(/^42P05/)
+      raw.send(serialize.query('execute mixed2'))
+      expect(leaked(values(await raw.untilReady()), fx.secrets)).toEqual([])
+      raw.end()
+    })
+
+    it('DECLARE … WITH HOLD: the failed second DECLARE leaves the first cursor, and FETCH is masked by it', async () => {
+      const raw = await connect()
+      raw.send(serialize.query(`declare c6 cursor with hold for ${sensitive}`))
+      expect(errors(await raw.untilReady())).toEqual([])
+      raw.send(serialize.query(`declare c6 cursor with hold for ${harmless}`))
+      expect(errors(await raw.untilReady())[0]).toMatch(/^42P03/)
+      raw.send(serialize.query('fetch 3 from c6'))
+      const first = await raw.untilReady()
+      expect(first.filter((m) => m.code === 'D')).toHaveLength(3)
+      expect(leaked(values(first), fx.secrets)).toEqual([])
+      // A protocol Execute of the cursor's portal reads the same rows.
+      raw.send(serialize.execute({portal: 'c6', rows: 2}), serialize.sync())
+      expect(leaked(values(await raw.untilReady()), fx.secrets)).toEqual([])
+      raw.end()
+    })
+
+    it('pipelined without waiting: EXECUTE and FETCH wait for the definitions in flight, then use the first', async () => {
+      const raw = await connect()
+      raw.send(serialize.query(`prepare piped as ${sensitive}`), serialize.query(`prepare piped as ${harmless}`), serialize.query('execute piped'))
+      expect(errors(await raw.untilReady())).toEqual([])
+      expect(errors(await raw.untilReady())[0]).toMatch(/^42P05/)
+      const executed = await raw.untilReady()
+      expect(executed.filter((m) => m.code === 'D').length).toBeGreaterThan(0)
+      expect(leaked(values(executed), fx.secrets)).toEqual([])
+      raw.send(serialize.query(`declare pc cursor with hold for ${sensitive}`), serialize.query(`declare pc cursor with hold for ${harmless}`), serialize.query('fetch all from pc'))
+      await raw.untilReady()
+      expect(errors(await raw.untilReady())[0]).toMatch(/^42P03/)
+      const fetched = await raw.untilReady()
+      expect(fetched.filter((m) => m.code === 'D').length).toBeGreaterThan(0)
+      expect(leaked(values(fetched), fx.secrets)).toEqual([])
+      raw.end()
+    })
+
+    it('a portal keeps the statement it was bound from when the name is redefined before Execute', async () => {
+      const raw = await connect()
+      raw.send(serialize.query('begin'))
+      await raw.untilReady()
+      raw.send(serialize.query(`prepare moving as ${sensitive}`))
+      await raw.untilReady()
+      raw.send(serialize.bind({portal: 'held', statement: 'moving'}), serialize.sync())
+      const bound = await raw.untilReady()
+      expect(errors(bound)).toEqual([])
+      expect(codes(bound)).toBe('2Z')
+      raw.send(serialize.query(`deallocate moving; prepare moving as ${harmless}`))
+      expect(errors(await raw.untilReady())).toEqual([])
+      raw.send(serialize.execute({portal: 'held'}), serialize.sync())
+      const rows = await raw.untilReady()
+      expect(rows.filter((m) => m.code === 'D').length).toBeGreaterThan(0)
+      expect(leaked(values(rows), fx.secrets)).toEqual([])
+      raw.send(serialize.query('rollback'))
+      await raw.untilReady()
+      raw.end()
+    })
+  })
+
+  describe('family 7: replies owed for messages the server skipped', () => {
+    const looksHarmless = "select 'nobody'::text as a, 'nowhere'::text as b"
+    const sensitive = "select full_name || '' as a, address || '' as b from customers order by id"
+
+    it('drops a skipped simple query from the owed replies, so the next results keep their own filter', async () => {
+      const raw = await connect()
+      // The Query after the failed Parse is skipped by the server: it gets no reply at all.
+      raw.send(serialize.parse({name: 'bad7', text: 'select * from no_such_table'}), serialize.query(looksHarmless), serialize.sync())
+      const first = await raw.untilReady()
+      expect(codes(first)).toBe('EZ')
+      raw.send(serialize.query(looksHarmless), serialize.query(sensitive))
+      const harmless = await raw.untilReady()
+      const rows = await raw.untilReady()
+      expect(leaked(values(rows), fx.secrets)).toEqual([])
+      expect(rows.filter((m) => m.code === 'D').length).toBeGreaterThan(1)
+      // And the harmless query's own rows reach the client as they are.
+      expect(values(harmless)).toBe('nobody\nnowhere')
+      raw.end()
+    })
+
+    it('also when the client sends the skipped messages after the error arrived', async () => {
+      const raw = await connect()
+      raw.send(serialize.parse({name: 'bad7b', text: 'select * from no_such_table'}), serialize.flush())
+      expect((await raw.next()).code).toBe('E')
+      raw.send(serialize.query(looksHarmless), serialize.bind({statement: 'bad7b'}), serialize.execute({}), serialize.sync())
+      expect(codes(await raw.untilReady())).toBe('Z')
+      raw.send(serialize.query(looksHarmless), serialize.query(sensitive))
+      const harmless = await raw.untilReady()
+      expect(leaked(values(await raw.untilReady()), fx.secrets)).toEqual([])
+      expect(values(harmless)).toBe('nobody\nnowhere')
+      raw.end()
+    })
+  })
+})
