@@ -313,6 +313,7 @@ const rule = object(
           command: optional(oneOrList(string({pattern: /^[a-z]+( [a-z]+)*$/, expected: 'a lowercase statement kind such as drop or truncate'}))),
           tables: optional(oneOrList(glob('public.users or audit.*'))),
           functions: optional(oneOrList(glob('pg_*'))),
+          settings: optional(oneOrList(glob('search_path or app.*'))),
           groups: optional(groups),
           where: optional(oneOf(WHERE_KINDS)),
         },

@@ -7,6 +7,7 @@
 import type {StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
 import {DEFAULT_MAX_STATEMENT_SIZE} from './analyze.js'
 import {AnalysisCache, sharedAnalysisCache} from './cache.js'
+import {catalogKeys, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
 import {analyzeOffThread, OFFLOAD_THRESHOLD} from './offload.js'
 import {loadParser, parserReady} from './parser.js'
 import {applyToRegistry, ConnectionRegistries, resolveExecutes, type StagedRegistry} from './prepared.js'
@@ -26,6 +27,11 @@ export interface StatementHookOptions {
   cache?: AnalysisCache
   /** Reviewer groups, named in require_approval messages. */
   reviewers?: readonly string[]
+  /**
+   * What functions, operators and casts resolve to in the target. The tunnel's loads what it has
+   * not seen before the verdict; without one, only built-ins are known and other calls fail closed.
+   */
+  functions?: FunctionCatalog | LoadingFunctionCatalog
 }
 
 export interface PolicyStatementHook extends StatementHook {
@@ -72,10 +78,27 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   const cache = opts.cache ?? sharedAnalysisCache
   const maxStatementSize = opts.maxStatementSize ?? DEFAULT_MAX_STATEMENT_SIZE
   const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups}
+  const catalog = opts.functions ?? offlineCatalog
+  const loading = 'load' in catalog ? (catalog as LoadingFunctionCatalog) : undefined
+  // Analyses are shared and immutable: their catalog keys are worked out once.
+  const keysOf = new WeakMap<Analysis, CatalogKey[]>()
 
-  const judge = (sql: string, ctx: StatementContext): StatementVerdict => decide(cache.analyze(sql, {maxStatementSize}), ctx)
+  const judge = (sql: string, ctx: StatementContext): StatementVerdict | Promise<StatementVerdict> => decide(cache.analyze(sql, {maxStatementSize}), ctx)
 
-  const decide = (analysis: Analysis, ctx: StatementContext): StatementVerdict => {
+  /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
+  const decide = (analysis: Analysis, ctx: StatementContext): StatementVerdict | Promise<StatementVerdict> => {
+    if (loading) {
+      let keys = keysOf.get(analysis)
+      if (!keys) keysOf.set(analysis, (keys = catalogKeys(analysis.statements)))
+      if (keys.length > 0) {
+        const missing = loading.missing(keys)
+        if (missing.length > 0) return loading.load(missing).then(() => decideNow(analysis, ctx))
+      }
+    }
+    return decideNow(analysis, ctx)
+  }
+
+  const decideNow = (analysis: Analysis, ctx: StatementContext): StatementVerdict => {
     const registry = prepared.for(ctx.connectionId)
     const staged = registry.stage()
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
@@ -83,7 +106,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}
       return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements})
     }
-    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts)
+    const {statements, decision} = judgeStatements(resolveCatalogCalls(analysis.statements, catalog), staged, evalOpts)
     const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements})
     if (verdict.action === 'allow') {
       // A named Parse fills the same namespace SQL EXECUTE reads from.
