@@ -13,7 +13,7 @@
  */
 import {summarise} from './analyze.js'
 import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
-import {arityFits, candidateEffect, EFFECT_RANK, type FunctionCandidate, type FunctionEffect} from './functions.js'
+import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types. */
@@ -120,6 +120,13 @@ const UNKNOWN: FunctionEffect = {kind: 'unknown', class: 'opaque', flag: 'unknow
 
 /** The worst thing `call` may do, or undefined when it is a plain read. */
 function judgeCall(call: CatalogCall, catalog: FunctionCatalog): CallVerdict | undefined {
+  // Extensions that run SQL text or touch server files are known by name wherever they live, and
+  // whether or not the catalog can be read.
+  const ext = call.kind === 'function' ? extensionEffect(call.name.toLowerCase()) : undefined
+  if (ext) {
+    const written = call.schema ? `${call.schema}.${call.name}` : call.name
+    return {effect: ext, fn: written, detail: `${describeCall(call)} ${ext.what}`}
+  }
   const key = catalogKey(call)
   const all = catalog.get(key)
   if (all === undefined) {

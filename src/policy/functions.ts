@@ -282,7 +282,7 @@ const HARMLESS_VOLATILE: Record<string, string> = {
  * wherever they were installed): dblink, tablefunc's crosstab and connectby, xml2's xpath_table.
  * adminpack's file functions are server files.
  */
-function extensionEffect(bare: string): FunctionEffect | undefined {
+export function extensionEffect(bare: string): FunctionEffect | undefined {
   if (bare === 'dblink' || bare.startsWith('dblink_') || bare.startsWith('crosstab') || bare === 'connectby' || bare === 'xpath_table') {
     return {kind: 'denied', class: 'admin', flag: 'dynamic_sql', what: 'runs SQL given as text, which dbgate cannot see into'}
   }

@@ -284,9 +284,12 @@ export class StatementWalker {
       case 'DoStmt':
         this.push(op('opaque', 'do'))
         return {}
-      case 'CallStmt':
-        this.open(op('opaque', 'call'), () => this.walkBody(body))
+      case 'CallStmt': {
+        // The procedure itself is opaque (a reviewer decides); its arguments are judged like any expression.
+        const call = isObj(body.funccall) ? body.funccall : {}
+        this.open(op('opaque', 'call', {functions: [names(call.funcname).join('.')]}), () => this.walkBody({args: call.args}))
         return {}
+      }
       case 'LoadStmt':
         // LOAD maps a shared library from the server's disk into the backend.
         this.push(op('admin', 'load', {flags: ['server_file']}))

@@ -193,6 +193,11 @@ class Compiler {
     const parts = strings(fields)
     const col = parts.at(-1) ?? '*'
     if (parts.length === 1) {
+      // `SELECT *` in a subquery is its own FROM's columns, never the outer row's.
+      if (col === '*' && scopes.length > 0) {
+        const inner = scopes[scopes.length - 1]!
+        return [...inner.names.values()].some((same) => same) ? {k: 'ambiguous'} : {k: 'inner', col, sameTable: false}
+      }
       for (let i = scopes.length - 1; i >= 0; i--) if (scopes[i]!.hasFrom) return {k: 'ambiguous'}
       if (this.others.size > 0) return {k: 'ambiguous'}
       // A bare name that is the target's own name is the whole row (when no column shadows it).

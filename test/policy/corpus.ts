@@ -3,7 +3,7 @@
  * `command` describe the statement whose decision is decisive (the strictest; the first among
  * equals); `rule` is the rule that decided it.
  */
-import type {PolicyAction, StatementClass} from '../../src/policy/index.js'
+import type {FunctionCatalog, PolicyAction, StatementClass} from '../../src/policy/index.js'
 
 export interface CorpusCase {
   sql: string
@@ -13,6 +13,8 @@ export interface CorpusCase {
   rule?: string
   /** Bypass family, for reading failures. */
   family?: string
+  /** What the target's catalog holds; the built-ins alone by default. */
+  catalog?: FunctionCatalog
 }
 
 const c = (sql: string, cls: StatementClass, command: string, action: PolicyAction, rule?: string, family?: string): CorpusCase => ({
@@ -38,6 +40,10 @@ const NO_UPDATE = 'default.no-unfiltered-update'
 const NO_DROP = 'default.no-drop'
 const SERVER_FN = 'default.no-server-functions'
 const SETTING = 'default.no-dangerous-setting'
+const GUARD = 'guard.assumed-setting'
+const MAINT = 'default.allow-maintenance'
+const DYNAMIC = 'default.no-dynamic-sql'
+const SYNTAX = 'syntax-error'
 
 export const corpus: CorpusCase[] = [
   // reads
@@ -104,15 +110,15 @@ export const corpus: CorpusCase[] = [
   c('SET standard_conforming_strings = on', 'session', 'set', 'allow', SESSION),
   c('SET client_encoding TO DEFAULT', 'session', 'set', 'allow', SESSION),
   c('RESET client_encoding', 'session', 'reset', 'allow', SESSION),
-  c('SET search_path TO app, public', 'session', 'set', 'warn', 'default.search-path-warning'),
-  c("SET client_encoding TO 'LATIN1'", 'session', 'set', 'deny', SETTING, 'session settings'),
-  c("SET NAMES 'SJIS'", 'session', 'set', 'deny', SETTING, 'session settings'),
-  c('SET standard_conforming_strings = off', 'session', 'set', 'deny', SETTING, 'session settings'),
-  c('SET standard_conforming_strings TO false', 'session', 'set', 'deny', SETTING, 'session settings'),
+  c('SET search_path TO app, public', 'session', 'set', 'deny', SETTING, 'session settings'),
+  c("SET client_encoding TO 'LATIN1'", 'session', 'set', 'deny', GUARD, 'session settings'),
+  c("SET NAMES 'SJIS'", 'session', 'set', 'deny', GUARD, 'session settings'),
+  c('SET standard_conforming_strings = off', 'session', 'set', 'deny', GUARD, 'session settings'),
+  c('SET standard_conforming_strings TO false', 'session', 'set', 'deny', GUARD, 'session settings'),
   c('SET session_replication_role = replica', 'session', 'set', 'deny', SETTING, 'session settings'),
   c("SET LOCAL session_replication_role = 'replica'", 'session', 'set', 'deny', SETTING, 'session settings'),
-  c("SELECT set_config('client_encoding', 'latin1', false)", 'session', 'set', 'deny', SETTING, 'set_config'),
-  c("SELECT set_config('standard_conforming_strings', 'off', false)", 'session', 'set', 'deny', SETTING, 'set_config'),
+  c("SELECT set_config('client_encoding', 'latin1', false)", 'session', 'set', 'deny', GUARD, 'set_config'),
+  c("SELECT set_config('standard_conforming_strings', 'off', false)", 'session', 'set', 'deny', GUARD, 'set_config'),
   c("SELECT set_config('session_replication_role', 'replica', true)", 'session', 'set', 'deny', SETTING, 'set_config'),
   c("SELECT pg_catalog.set_config('statement_timeout', '1s', false)", 'session', 'set', 'allow', SESSION, 'set_config'),
   c("SELECT set_config(name, 'x', false) FROM settings_to_apply", 'unknown', 'set', 'deny', UNKNOWN, 'set_config'),
@@ -197,7 +203,7 @@ export const corpus: CorpusCase[] = [
   c('ALTER SYSTEM SET max_connections = 1000', 'admin', 'alter_system', 'deny', 'default.no-alter-system'),
   c('ALTER SYSTEM RESET ALL', 'admin', 'alter_system', 'deny', 'default.no-alter-system'),
   c('VACUUM FULL users', 'admin', 'vacuum', 'require_approval', ADMIN),
-  c('ANALYZE users', 'admin', 'analyze', 'require_approval', ADMIN),
+  c('ANALYZE users', 'admin', 'analyze', 'allow', MAINT),
   c('REINDEX TABLE users', 'admin', 'reindex', 'require_approval', ADMIN),
   c('CLUSTER users USING users_pkey', 'admin', 'cluster', 'require_approval', ADMIN),
   c('CHECKPOINT', 'admin', 'checkpoint', 'require_approval', ADMIN),
@@ -221,9 +227,9 @@ export const corpus: CorpusCase[] = [
   c("SELECT pg_stat_file('base')", 'admin', 'select', 'deny', SERVER_FN, 'server functions'),
   c("SELECT lo_import('/etc/passwd')", 'admin', 'select', 'deny', SERVER_FN, 'server functions'),
   c("SELECT lo_export(16384, '/tmp/x')", 'admin', 'select', 'deny', SERVER_FN, 'server functions'),
-  c("SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)", 'admin', 'select', 'deny', SERVER_FN, 'dynamic SQL'),
-  c("SELECT ext.dblink_exec('DROP TABLE users')", 'admin', 'select', 'deny', SERVER_FN, 'dynamic SQL'),
-  c("SELECT query_to_xml('DELETE FROM users RETURNING 1', true, false, '')", 'admin', 'select', 'deny', SERVER_FN, 'dynamic SQL'),
+  c("SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)", 'admin', 'select', 'deny', DYNAMIC, 'dynamic SQL'),
+  c("SELECT ext.dblink_exec('DROP TABLE users')", 'admin', 'select', 'deny', DYNAMIC, 'dynamic SQL'),
+  c("SELECT query_to_xml('DELETE FROM users RETURNING 1', true, false, '')", 'admin', 'select', 'deny', DYNAMIC, 'dynamic SQL'),
   c('SELECT id FROM users WHERE id = (SELECT pg_terminate_backend(1)::int)', 'admin', 'select', 'deny', SERVER_FN, 'server functions'),
   c("UPDATE users SET note = pg_read_file('/etc/hostname') WHERE id = 1", 'admin', 'update', 'deny', SERVER_FN, 'server functions'),
   c("INSERT INTO logs SELECT pg_read_file('/etc/passwd')", 'admin', 'insert', 'deny', SERVER_FN, 'server functions'),
@@ -242,7 +248,8 @@ export const corpus: CorpusCase[] = [
   c('DELETE FROM users u WHERE u.id = 1', 'write', 'delete', 'allow', WRITE),
   c('DELETE FROM users u USING orders o WHERE o.user_id = u.id', 'write', 'delete', 'allow', WRITE),
   c('UPDATE users SET a = 1 FROM orders WHERE orders.user_id = users.id', 'write', 'update', 'allow', WRITE),
-  c('DELETE FROM users WHERE id IN (SELECT user_id FROM banned)', 'write', 'delete', 'allow', WRITE),
+  c('DELETE FROM users WHERE id IN (SELECT b.user_id FROM banned b)', 'write', 'delete', 'allow', WRITE),
+  c('DELETE FROM users WHERE id IN (SELECT user_id FROM banned)', 'write', 'delete', 'deny', NO_DELETE, 'ambiguous column'),
   c('DELETE FROM users WHERE CURRENT OF c', 'write', 'delete', 'allow', WRITE),
   c('DELETE FROM users WHERE id = $1', 'write', 'delete', 'allow', WRITE),
   c('delete from "users" where "id" = 1', 'write', 'delete', 'allow', WRITE),
@@ -307,7 +314,7 @@ export const corpus: CorpusCase[] = [
   c('EXPLAIN ANALYZE DELETE FROM users', 'write', 'delete', 'deny', NO_DELETE, 'explain analyze'),
   c('EXPLAIN (ANALYZE, BUFFERS) UPDATE users SET a = 1', 'write', 'update', 'deny', NO_UPDATE, 'explain analyze'),
   c('EXPLAIN (ANALYZE true) DELETE FROM users WHERE id = 1', 'write', 'delete', 'allow', WRITE, 'explain analyze'),
-  c('EXPLAIN ANALYZE DROP TABLE users', 'unknown', 'unknown', 'deny', UNKNOWN, 'explain analyze'),
+  c('EXPLAIN ANALYZE DROP TABLE users', 'unknown', 'unknown', 'deny', SYNTAX, 'explain analyze'),
 
   // MERGE
   c('MERGE INTO users u USING staging s ON u.id = s.id WHEN MATCHED THEN DELETE', 'write', 'merge', 'allow', WRITE, 'merge'),
@@ -331,12 +338,12 @@ export const corpus: CorpusCase[] = [
   c('PREPARE p AS SELECT 1; DEALLOCATE p; EXECUTE p', 'unknown', 'execute', 'deny', UNKNOWN, 'prepared'),
 
   // malformed
-  c('DELETE FRM users', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c('SELECT * FROM', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c("DROP TABLE users'", 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c("SELECT 'unterminated", 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c('SELECT 1; DELET FROM users', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c('$$', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
+  c('DELETE FRM users', 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c('SELECT * FROM', 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c("DROP TABLE users'", 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c("SELECT 'unterminated", 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c('SELECT 1; DELET FROM users', 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c('$$', 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
   c('SELECT 1\u0000; DROP TABLE users', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
   c(`SELECT ${'1,'.repeat(600_000)}1`, 'unknown', 'unknown', 'deny', UNKNOWN, 'huge statement'),
 ]
