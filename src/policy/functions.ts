@@ -287,6 +287,7 @@ export function extensionEffect(bare: string): FunctionEffect | undefined {
     return {kind: 'denied', class: 'admin', flag: 'dynamic_sql', what: 'runs SQL given as text, which dbgate cannot see into'}
   }
   if (bare.startsWith('pg_file_') || bare === 'pg_logdir_ls') return {kind: 'denied', class: 'admin', flag: 'server_file', what: "reads or writes files on the database server's disk"}
+  if (bare === 'pg_stat_statements_reset') return {kind: 'denied', class: 'admin', flag: 'process', what: 'signals or reconfigures server processes, replication or statistics'}
   return undefined
 }
 
