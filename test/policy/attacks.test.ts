@@ -153,6 +153,10 @@ describe('guardrails that cannot be talked around', () => {
       const viaServer = (await direct((d) => d.query(sql).catch((x: Error) => x))) as Error & {code?: string; position?: string}
       expect({code: viaTunnel.code, message: viaTunnel.message, position: viaTunnel.position}, sql).toEqual({code: '42601', message: viaServer.message, position: viaServer.position})
     }
+    // The extended protocol (a Parse) gets the same answer.
+    const parsed = (await c.query('selec $1::int', [1]).catch((x: Error) => x)) as Error & {code?: string; position?: string}
+    expect({code: parsed.code, message: parsed.message, position: parsed.position}).toEqual({code: '42601', message: 'syntax error at or near "selec"', position: '1'})
+    expect((await c.query('select 1 as one')).rows[0].one).toBe(1)
     const script = "SELEC 1;\nselect 'ünïcödé' frm accounts;\n"
     const tunnelPsql = await run('psql', ['-X', '-v', 'ON_ERROR_STOP=0'], {env: pgEnv(t.info.port, t.info.password, db.database), input: script})
     const url = new URL(db.url)
