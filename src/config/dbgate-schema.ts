@@ -313,9 +313,9 @@ const rule = object(
           command: optional(oneOrList(string({pattern: /^[a-z]+( [a-z]+)*$/, expected: 'a lowercase statement kind such as drop or truncate'}))),
           tables: optional(oneOrList(glob('public.users or audit.*'))),
           functions: optional(oneOrList(glob('pg_*'))),
-          settings: optional(oneOrList(glob('search_path or app.*'))),
           groups: optional(groups),
           where: optional(oneOf(WHERE_KINDS)),
+          settings: optional(oneOrList(glob('search_path or app.*'))),
         },
         {
           nonEmpty: 'an empty match would apply the rule to every statement',

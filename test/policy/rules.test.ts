@@ -168,6 +168,17 @@ describe('multi-statement texts', () => {
   })
 })
 
+describe('settings', () => {
+  it('lets a target rule allow a setting off the list, but never one the parser depends on', () => {
+    const allowSchema = [rule('app-schema', {class: 'session', settings: ['search_path']}, 'allow')]
+    expect(decide('SET search_path = app, public', {}).decisive).toMatchObject({action: 'deny', ruleId: 'default.no-dangerous-setting'})
+    expect(decide('SET search_path = app, public', {rules: allowSchema}).decisive).toMatchObject({action: 'allow', ruleId: 'app-schema'})
+    const allowAll = [rule('anything', {class: 'session', settings: ['*']}, 'allow')]
+    expect(decide('SET standard_conforming_strings = off', {rules: allowAll}).decisive).toMatchObject({action: 'deny', ruleId: 'guard.assumed-setting'})
+    expect(decide('SET standard_conforming_strings = off', {rules: allowAll, pack: 'none'}).decisive).toMatchObject({action: 'deny', ruleId: 'guard.assumed-setting'})
+  })
+})
+
 describe('ruleMatches', () => {
   it('needs every condition of the match to hold', () => {
     const [stmt] = analyze('DELETE FROM app.orders WHERE true').statements
