@@ -203,7 +203,10 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog): St
   })
 }
 
-const resolved = new WeakMap<FunctionCatalog, {generation: number; byStatement: WeakMap<StatementAnalysis, StatementAnalysis>}>()
+const resolved = new WeakMap<
+  FunctionCatalog,
+  {generation: number; byStatement: WeakMap<StatementAnalysis, StatementAnalysis>; byList: WeakMap<readonly StatementAnalysis[], StatementAnalysis[]>}
+>()
 
 /**
  * Adds an operation for every call that does more than read, judged against `catalog`. Results
@@ -213,9 +216,12 @@ const resolved = new WeakMap<FunctionCatalog, {generation: number; byStatement: 
 export function resolveCatalogCalls(statements: readonly StatementAnalysis[], catalog: FunctionCatalog): StatementAnalysis[] {
   let memo = resolved.get(catalog)
   if (!memo || memo.generation !== catalog.generation) {
-    memo = {generation: catalog.generation, byStatement: new WeakMap()}
+    memo = {generation: catalog.generation, byStatement: new WeakMap(), byList: new WeakMap()}
     resolved.set(catalog, memo)
   }
+  // A cached analysis hands out the same statements array every time: one lookup for the whole text.
+  const whole = memo.byList.get(statements)
+  if (whole) return whole
   const out: StatementAnalysis[] = []
   for (const s of statements) {
     let r = memo.byStatement.get(s)
@@ -225,6 +231,7 @@ export function resolveCatalogCalls(statements: readonly StatementAnalysis[], ca
     }
     out.push(r)
   }
+  memo.byList.set(statements, out)
   return out
 }
 
