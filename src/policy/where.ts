@@ -508,7 +508,9 @@ class Compiler {
     const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
     const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
     const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others})
-    return judge.judge(select.whereClause) !== 'filtered'
+    // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
+    const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
+    return judge.judgeAll(conditions) !== 'filtered'
   }
 }
 
@@ -541,6 +543,20 @@ function similarPattern(r: unknown): unknown {
   const u = unwrap(r)
   if (u?.[0] === 'FuncCall' && list(u[1].args).length === 1) return list(u[1].args)[0]
   return undefined
+}
+
+/** The ON conditions of inner joins in a FROM list: rows of either side without a partner are dropped. */
+function innerJoinQuals(items: unknown): unknown[] {
+  const out: unknown[] = []
+  const visit = (item: unknown): void => {
+    const u = unwrap(item)
+    if (u?.[0] !== 'JoinExpr') return
+    if ((u[1].jointype ?? 'JOIN_INNER') === 'JOIN_INNER' && u[1].quals !== undefined) out.push(u[1].quals)
+    visit(u[1].larg)
+    visit(u[1].rarg)
+  }
+  for (const i of list(items)) visit(i)
+  return out
 }
 
 function conjuncts(node: unknown): unknown[] {

@@ -474,6 +474,8 @@ export const corpus: CorpusCase[] = [
     'DELETE FROM users u USING users u2 WHERE u.id = u2.id', 'DELETE FROM users USING orders WHERE id = user_id', 'DELETE FROM users WHERE id IN (SELECT u2.id FROM users u2)', 'DELETE FROM users u WHERE EXISTS (SELECT 1 FROM users u2 WHERE u2.id = u.id)',
   ].map((sql) => c(sql, 'write', 'delete', 'deny', NO_DELETE, 'always-true WHERE')),
   c('UPDATE users u SET a = 1 FROM users u2 WHERE u.id = u2.id', 'write', 'update', 'deny', NO_UPDATE, 'always-true WHERE'),
+  c('UPDATE posts SET x = 1 WHERE posts.id IN (SELECT posts.id FROM posts LEFT JOIN authors ON authors.id = posts.author_id)', 'write', 'update', 'deny', NO_UPDATE, 'always-true WHERE'),
+  c('UPDATE "posts" SET "x" = 1 WHERE "posts"."id" IN (SELECT "posts"."id" FROM "posts" INNER JOIN "authors" ON "authors"."id" = "posts"."author_id" WHERE "authors"."name" = $1)', 'write', 'update', 'allow', WRITE, 'app traffic'),
   c('WITH s AS (SELECT * FROM users) UPDATE users SET a = 1 FROM s WHERE users.id = s.id', 'write', 'update', 'deny', NO_UPDATE, 'always-true WHERE'),
   c('MERGE INTO users t USING users s ON t.id = s.id WHEN MATCHED THEN DELETE', 'write', 'merge', 'deny', NO_DELETE, 'always-true WHERE'),
   c('MERGE INTO users t USING (SELECT id FROM users) s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = 1', 'write', 'merge', 'deny', NO_UPDATE, 'always-true WHERE'),
@@ -488,7 +490,8 @@ export const corpus: CorpusCase[] = [
     'DELETE FROM users WHERE id > 0', 'DELETE FROM users WHERE deleted_at IS NOT NULL', 'DELETE FROM users WHERE deleted_at IS NULL', 'DELETE FROM users WHERE id = NULL', 'DELETE FROM users WHERE (id = 5) IS TRUE', 'DELETE FROM users WHERE NOT (id = 5)', 'DELETE FROM users WHERE active', 'DELETE FROM users WHERE NOT active',
     'DELETE FROM users WHERE (a, b) = (1, 2)', 'DELETE FROM users WHERE (a, b) IN ((1, 2), (3, 4))', "DELETE FROM users WHERE email LIKE '%@example.com'", 'DELETE FROM users WHERE id = 1 OR id = 2', 'DELETE FROM users WHERE id <> ALL($1)', 'DELETE FROM users WHERE id BETWEEN $1 AND $2',
     'DELETE FROM users u WHERE EXISTS (SELECT 1 FROM banned b WHERE b.user_id = u.id)', 'DELETE FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id)', 'DELETE FROM users WHERE id IN (SELECT u2.id FROM users u2 WHERE u2.banned)',
-    'DELETE FROM "sessions" WHERE "sessions"."id" IN (SELECT U0."id" FROM "sessions" U0 WHERE U0."expires" < $1)', 'DELETE FROM users WHERE id = $1 AND tenant_id = $2', 'DELETE FROM users WHERE x = 1 OR $1',
+    'DELETE FROM "sessions" WHERE "sessions"."id" IN (SELECT U0."id" FROM "sessions" U0 WHERE U0."expires" < $1)',
+    'DELETE FROM "posts" WHERE "posts"."id" IN (SELECT "posts"."id" FROM "posts" INNER JOIN "authors" ON "authors"."id" = "posts"."author_id" WHERE "authors"."name" = $1)', 'DELETE FROM users WHERE id = $1 AND tenant_id = $2', 'DELETE FROM users WHERE x = 1 OR $1',
   ].filter((sql) => !sql.endsWith('OR $1')).map((sql) => c(sql, 'write', 'delete', 'allow', WRITE, 'filtering WHERE')),
   c('DELETE FROM users WHERE x = 1 OR $1', 'write', 'delete', 'deny', NO_DELETE, 'always-true WHERE'),
 
