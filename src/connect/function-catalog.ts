@@ -71,6 +71,34 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
     ) c`
 }
 
+/**
+ * The functions views and rules call, for relations by name (not the system's own views),
+ * following views built on views.
+ */
+function relationsSql(names: readonly string[]): string {
+  return `
+    with recursive rels(oid, key, scope, depth) as (
+      select c.oid, c.relname::text, n.nspname::text, 0
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
+      union
+      select d.refobjid, r0.key, r0.scope, r0.depth + 1
+      from rels r0
+      join pg_rewrite rw on rw.ev_class = r0.oid
+      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> r0.oid
+      join pg_class c2 on c2.oid = d.refobjid
+      where r0.depth < 8 and c2.relnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    )
+    select distinct fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
+           f.pronargs::int as nargs, 0 as ndefaults, false as "variadic",
+           case when rw.rulename = '_RETURN' then 'view ' else 'rule ' || rw.rulename || ' on ' end || rels.scope || '.' || rels.key as via,
+           rels.scope as scope, rels.key as key
+    from rels
+    join pg_rewrite rw on rw.ev_class = rels.oid
+    join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_proc'::regclass
+    join pg_proc f on f.oid = d.refobjid join pg_namespace fn on fn.oid = f.pronamespace`
+}
+
 /** Operators that are not built in, by symbol, with the function each one runs. */
 function operatorsSql(symbols: readonly string[]): string {
   return `
@@ -194,13 +222,13 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
   }
 
   private async lookup(keys: readonly CatalogKey[]): Promise<void> {
-    const byKind = {f: [] as string[], o: [] as string[], t: [] as string[]}
-    for (const k of keys) byKind[k[0] as 'f' | 'o' | 't']?.push(k.slice(2))
+    const byKind = {f: [] as string[], o: [] as string[], t: [] as string[], r: [] as string[]}
+    for (const k of keys) byKind[k[0] as 'f' | 'o' | 't' | 'r']?.push(k.slice(2))
     const found = new Map<CatalogKey, FunctionCandidate[]>(keys.map((k) => [k, []]))
     const add = (prefix: string, rows: Row[]) => {
       for (const r of rows) found.get(`${prefix}:${String(r.key)}`)?.push(toCandidate(r))
     }
-    const run = async (prefix: 'f' | 'o' | 't', sql: string) => {
+    const run = async (prefix: 'f' | 'o' | 't' | 'r', sql: string) => {
       const names = byKind[prefix]
       try {
         add(prefix, await this.opts.query(sql))
@@ -220,6 +248,7 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
     }
     if (byKind.o.length > 0) await run('o', operatorsSql(byKind.o))
     if (byKind.t.length > 0) await run('t', castsSql(byKind.t))
+    if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
     const at = this.now()
     for (const [k, candidates] of found) {
       this.entries.set(k, {candidates, at})

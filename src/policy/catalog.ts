@@ -28,6 +28,8 @@ export function catalogKey(call: CatalogCall): CatalogKey {
       return `o:${call.name}`
     case 'cast':
       return `t:${call.name}`
+    case 'relation':
+      return `r:${call.name}`
   }
 }
 
@@ -113,6 +115,8 @@ function describeCall(call: CatalogCall): string {
       return `operator ${name}`
     case 'cast':
       return `cast to ${name}`
+    case 'relation':
+      return `relation ${name}`
   }
 }
 
@@ -132,11 +136,12 @@ function judgeCall(call: CatalogCall, catalog: FunctionCatalog): CallVerdict | u
   if (all === undefined) {
     // Offline, a qualified column may be a column, and a cast to an unknown type is the server's to
     // refuse: only calls and operators make a verdict depend on what could not be looked up.
-    if (catalog.offline && (call.kind === 'attribute' || call.kind === 'cast')) return undefined
+    if (catalog.offline && (call.kind === 'attribute' || call.kind === 'cast' || call.kind === 'relation')) return undefined
     return {effect: UNKNOWN, detail: `${describeCall(call)} could not be looked up: ${catalog.unknownReason(key)}`}
   }
-  const candidates = all.filter((c) => schemaFits(call, c) && (call.kind === 'cast' || arityFits(c, call.args)))
+  const candidates = all.filter((c) => schemaFits(call, c) && (call.kind === 'cast' || call.kind === 'relation' || arityFits(c, call.args)))
   if (candidates.length === 0) {
+    if (call.kind === 'relation') return undefined
     // Attribute notation that matches no function is a column; a cast with nothing to call is a
     // cast; built-in operators never call a volatile function (the generated tables show it).
     if (call.kind === 'attribute' || call.kind === 'cast') return undefined
@@ -241,7 +246,7 @@ export function unresolvedCalls(statements: readonly StatementAnalysis[], catalo
   for (const s of statements) {
     for (const o of s.operations) {
       for (const c of o.calls ?? []) {
-        if (catalog.get(catalogKey(c)) === undefined && !(catalog.offline && c.kind === 'attribute')) out.add(describeCall(c))
+        if (catalog.get(catalogKey(c)) === undefined && !(catalog.offline && (c.kind === 'attribute' || c.kind === 'relation'))) out.add(describeCall(c))
       }
     }
   }

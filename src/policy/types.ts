@@ -53,12 +53,12 @@ export type OperationFlag =
  * its function), or a cast to a type that is not built in (cast functions, domain checks).
  */
 export interface CatalogCall {
-  kind: 'function' | 'attribute' | 'operator' | 'cast'
+  kind: 'function' | 'attribute' | 'operator' | 'cast' | 'relation'
   /** As written; absent when unqualified (then every visible candidate counts). */
   schema?: string
   /** Function or type name as PostgreSQL stores it; the operator's symbol. */
   name: string
-  /** Arguments given (1 for attribute notation and casts, 1 or 2 for operators). */
+  /** Arguments given (1 for attribute notation and casts, 1 or 2 for operators, 0 for a relation, whose views and rules may call functions). */
   args: number
 }
 

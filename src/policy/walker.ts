@@ -353,6 +353,8 @@ export class StatementWalker {
     const name = str(rv.relname) ?? ''
     const schema = str(rv.schemaname)
     if (!schema && cteVisible && this.scopes.some((s) => s.has(name))) return
+    // A view (or a rule on a table) may call functions of its own: the catalog says which.
+    if (name) this.call({kind: 'relation', ...(schema ? {schema} : {}), name, args: 0})
     const exists = this.current.tables.some((t) => t.name === name && t.schema === schema && t.access === access)
     if (!exists) this.current.tables.push(schema ? {schema, name, access} : {name, access})
   }

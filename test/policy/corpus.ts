@@ -84,6 +84,7 @@ const APP: FunctionCatalog = {
       't:mood': [],
     }
     if (own[key]) return [...(offlineCatalog.get(key) ?? []), ...own[key]!]
+    if (key.startsWith('r:')) return []
     if (key.startsWith('f:') || key.startsWith('o:') || key.startsWith('t:')) return offlineCatalog.get(key) ?? []
     return undefined
   },

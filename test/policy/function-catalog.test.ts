@@ -25,6 +25,11 @@ describe('TargetFunctionCatalog', () => {
         create domain email as text check (email_ok(value));
         create type mood as enum ('happy', 'sad');
         create function calm(int) returns int language sql immutable as 'select $1';
+        create view archived as select risky_eq(id, x) as done from t;
+        create view archived_again as select * from archived;
+        create view plain as select id, calm(x) as x, now() as at from t;
+        create table audit (note text);
+        create rule log_it as on insert to audit do also select risky_eq(1, 1);
       `),
     )
     query = catalogQueryFor({host: db.host, port: db.port, database: db.database, user: db.user, password: db.password, tls: 'disable'})
@@ -50,6 +55,15 @@ describe('TargetFunctionCatalog', () => {
     expect(await judge(catalog, 'SELECT nothing_here(1)')).toMatchObject({action: 'deny', ruleId: 'default.unknown-function'})
   })
 
+  it('sees functions that views and rules call, through views of views, and leaves the system views alone', async () => {
+    const catalog = new TargetFunctionCatalog({query: counted})
+    expect(await judge(catalog, 'SELECT * FROM archived')).toMatchObject({action: 'require_approval', detail: expect.stringMatching(/view public\.archived/)})
+    expect(await judge(catalog, 'SELECT count(*) FROM archived_again')).toMatchObject({action: 'require_approval', ruleId: 'default.volatile-function'})
+    expect(await judge(catalog, "INSERT INTO audit VALUES ('x')")).toMatchObject({action: 'require_approval', detail: expect.stringMatching(/rule log_it on public\.audit/)})
+    expect(await judge(catalog, 'SELECT * FROM plain p JOIN t ON t.id = p.id')).toMatchObject({action: 'allow'})
+    expect(await judge(catalog, 'SELECT pid, state FROM pg_stat_activity, pg_locks')).toMatchObject({action: 'allow'})
+  })
+
   it('looks a name up once: concurrent misses share one query, and a name already seen costs none', async () => {
     const catalog = new TargetFunctionCatalog({query: counted})
     sent.length = 0
@@ -57,7 +71,7 @@ describe('TargetFunctionCatalog', () => {
     await Promise.all([catalog.load(catalog.missing(keys)), catalog.load(catalog.missing(keys)), catalog.load(keys)])
     const first = sent.length
     expect(first).toBeGreaterThan(0)
-    expect(first).toBeLessThanOrEqual(2) // one query for the functions, one for the operator
+    expect(first).toBeLessThanOrEqual(3) // one query each for the functions, the operator and the table
     expect(catalog.missing(keys)).toEqual([])
     await judge(catalog, 'SELECT calm(x), lower(y) FROM t WHERE id = 1')
     expect(sent.length).toBe(first)
