@@ -37,7 +37,11 @@ export interface ResultPreview {
   truncated: boolean
 }
 
-export type Decision = 'allow' | 'deny' | 'approved' | 'approval_denied' | 'approval_timeout' | (string & {})
+/**
+ * `syntax_error`: the text did not parse; it was answered with the parser's 42601 error and never
+ * reached the server. Not a denial: a typo is not an attempt at something the policy forbids.
+ */
+export type Decision = 'allow' | 'deny' | 'approved' | 'approval_denied' | 'approval_timeout' | 'syntax_error' | (string & {})
 
 export interface StatementData {
   connectionId: number
@@ -75,8 +79,11 @@ export interface SessionEndData {
 export interface Totals {
   statements: number
   denied: number
+  /** Statements that failed: in the database, or as syntax errors (counted in `syntaxErrors` too). */
   errors: number
   rows: number
+  /** Texts that did not parse; absent in recordings made before it was counted. */
+  syntaxErrors?: number
 }
 
 /** Written by the shipper for a session whose writer died before `session.end`. */
@@ -219,14 +226,19 @@ export function statementData(ev: StatementEvent, details: StatementDetails, pre
 }
 
 export function emptyTotals(): Totals {
-  return {statements: 0, denied: 0, errors: 0, rows: 0}
+  return {statements: 0, denied: 0, errors: 0, rows: 0, syntaxErrors: 0}
 }
 
 export function addToTotals(t: Totals, s: Pick<StatementData, 'decision' | 'outcome' | 'rows' | 'error'>): void {
   t.statements += 1
   if (isDenied(s.decision)) t.denied += 1
   else if (s.outcome === 'error' || s.error) t.errors += 1
+  if (isSyntaxError(s.decision)) t.syntaxErrors = (t.syntaxErrors ?? 0) + 1
   t.rows += s.rows
+}
+
+export function isSyntaxError(decision: Decision): boolean {
+  return decision === 'syntax_error'
 }
 
 export function isDenied(decision: Decision): boolean {

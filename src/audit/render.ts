@@ -1,5 +1,5 @@
 import {Chalk, type ChalkInstance} from 'chalk'
-import {isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData} from './events.js'
+import {isDenied, isSyntaxError, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData} from './events.js'
 
 /**
  * Turning events into display lines. Everything here is pure: `show`, `replay` and the tests share
@@ -44,7 +44,8 @@ export function renderEvent(ev: AuditEvent, opts: RenderOptions = {}): string[] 
     case 'statement': {
       const d = ev.data as StatementData
       const denied = isDenied(d.decision)
-      const decision = denied ? c.red.bold(d.decision.toUpperCase()) : d.decision === 'allow' ? c.green(d.decision.toUpperCase()) : c.yellow(d.decision.toUpperCase())
+      const label = isSyntaxError(d.decision) ? 'SYNTAX ERROR' : d.decision.toUpperCase()
+      const decision = denied ? c.red.bold(label) : d.decision === 'allow' ? c.green(label) : c.yellow(label)
       const facts = [d.class, d.ruleId ? `rule ${d.ruleId}` : undefined, d.approvalId ? `approval ${d.approvalId}` : undefined, `${d.rows} row${d.rows === 1 ? '' : 's'}`, `${d.durationMs} ms`]
       const lines = [`${head} ${decision} ${facts.filter(Boolean).join(' · ')}`]
       for (const l of d.sql.split('\n')) lines.push(`    ${l}`)
@@ -57,7 +58,7 @@ export function renderEvent(ev: AuditEvent, opts: RenderOptions = {}): string[] 
     }
     case 'session.end': {
       const d = ev.data as SessionEndData
-      return [`${head} ${c.bold('session end')} (${d.reason}): ${d.totals.statements} statements, ${d.totals.denied} denied, ${d.totals.errors} errors, ${d.totals.rows} rows`]
+      return [`${head} ${c.bold('session end')} (${d.reason}): ${d.totals.statements} statements, ${d.totals.denied} denied, ${d.totals.errors} errors${d.totals.syntaxErrors ? ` (${d.totals.syntaxErrors} syntax)` : ''}, ${d.totals.rows} rows`]
     }
     case 'session.interrupted': {
       const d = ev.data as SessionInterruptedData

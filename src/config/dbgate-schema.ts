@@ -316,6 +316,7 @@ const rule = object(
           functions: optional(oneOrList(glob('pg_*'))),
           groups: optional(groups),
           where: optional(oneOf(WHERE_KINDS)),
+          settings: optional(oneOrList(glob('search_path or app.*'))),
         },
         {
           nonEmpty: 'an empty match would apply the rule to every statement',

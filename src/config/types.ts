@@ -121,6 +121,8 @@ export interface RuleMatch {
   functions?: string[]
   groups?: string[]
   where?: WhereKind
+  /** Setting names (globs) for SET, RESET, set_config() and startup parameters. */
+  settings?: string[]
 }
 
 export interface RuleConfig {

@@ -4,10 +4,12 @@ import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {startRecording} from './recording.js'
 import type {Identity} from '../identity/types.js'
-import {checkStartupParameters, createStatementHook, loadParser} from '../policy/index.js'
+import {checkStartupParameters, createStatementHook, evaluateOperation, loadParser} from '../policy/index.js'
+import type {Operation} from '../policy/types.js'
+import {TargetFunctionCatalog} from './function-catalog.js'
 import type {PgNoticeFields, ProxyHooks, StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
-import {startMasking, type ClosableCatalogQuery, type MaskingRuntime} from '../masking/index.js'
+import {catalogQueryFor, startMasking, type ClosableCatalogQuery, type MaskingRuntime} from '../masking/index.js'
 import {defaultKeyDir} from '../audit/signing.js'
 import {randomBytes} from 'node:crypto'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
@@ -49,14 +51,16 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
   const features = {...ALL_FEATURES, ...ctx.features}
   await loadParser()
   const log = ctx.log ?? (() => {})
-  const catalogSource = ctx.catalogQuery ?? ctx.upstream
-  const masking = features.masking && catalogSource ? await startMaskingFor(ctx, catalogSource) : undefined
+  // One catalog connection per tunnel: masking reads relations through it, guardrails functions.
+  const catalogQuery = ctx.catalogQuery ?? (ctx.upstream ? catalogQueryFor(ctx.upstream) : undefined)
+  const masking = features.masking && catalogQuery ? await startMaskingFor(ctx, catalogQuery) : undefined
   const recording = features.recording
     ? await startRecording({config: ctx.config, target, identity, env: ctx.env, log, policy: ctx.policy, maskText: masking?.factory.maskText})
     : undefined
   const dispose = async () => {
     await recording?.close()
     await masking?.close()
+    await catalogQuery?.close()
   }
   const base: ProxyHooks = {
     ...recording?.hooks,
@@ -67,28 +71,40 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
     previewRows: recording && masking ? ctx.config.recording.previewRows : 0,
   }
   if (!features.guardrails) return base
+  // Without a catalog connection (only in tests that build hooks by hand) only built-ins are known.
+  const functions = catalogQuery ? new TargetFunctionCatalog({query: catalogQuery}) : undefined
   const policy = createStatementHook({
     rules: target.rules,
     pack: target.policy,
     identityGroups: identity?.groups ?? [],
     maxStatementSize: target.tunnel.maxStatementSize,
     reviewers: target.reviewers,
+    ...(functions ? {functions} : {}),
   })
   const approvals = approvalGate(ctx, recording)
+  const evalOpts = {rules: target.rules, pack: target.policy, groups: identity?.groups ?? []}
+  const observed = withApprovalObserver(base, approvals)
   return {
     ...base,
-    ...withApprovalObserver(base, approvals),
+    ...observed,
+    onStatement: (event) => {
+      // DDL may have created, replaced or dropped a function, operator, cast or domain.
+      if (functions && event.outcome === 'ok' && event.commandTags.some((t) => /^(CREATE|ALTER|DROP|IMPORT) /.test(t))) functions.invalidate()
+      observed.onStatement(event)
+    },
     startup: (params): PgNoticeFields | undefined => {
-      const problem = checkStartupParameters(params)[0]
+      // A startup parameter is a setting like any other: what a target rule allows at SET, it allows here.
+      const problem = checkStartupParameters(params, (change, verdict) => {
+        const op: Operation = {class: verdict.class ?? 'session', command: 'set', tables: [], functions: [], flags: [verdict.flag], setting: change}
+        const action = evaluateOperation(op, evalOpts).action
+        return action === 'allow' || action === 'warn'
+      })[0]
       if (!problem) return undefined
       return {
         severity: 'FATAL',
         code: '42501',
         message: `dbgate: the startup parameter "${problem.parameter}" is not allowed: ${problem.reason}`,
-        hint:
-          problem.parameter.toLowerCase() === 'client_encoding'
-            ? 'Use UTF8: set PGCLIENTENCODING=UTF8, or run your client in a UTF-8 locale.'
-            : 'Remove it from the connection settings; use SET after connecting where policy allows it.',
+        hint: problem.hint ?? 'Remove it from the connection settings; use SET after connecting where policy allows it.',
       }
     },
     statement: maskability(approvals.wrap(policy), masking),
@@ -104,7 +120,7 @@ function chain<A extends unknown[]>(...fns: (((...args: A) => void) | undefined)
 }
 
 /** Masking reads the catalog once the tunnel knows who connects: unmask groups decide what it does. */
-function startMaskingFor(ctx: TunnelHooksContext, catalogSource: UpstreamTarget | ClosableCatalogQuery): Promise<MaskingRuntime> {
+function startMaskingFor(ctx: TunnelHooksContext, catalogSource: ClosableCatalogQuery): Promise<MaskingRuntime> {
   return startMasking({
     target: catalogSource,
     masking: ctx.target.masking,
@@ -171,7 +187,7 @@ function approvalGate(ctx: TunnelHooksContext, recording: Awaited<ReturnType<typ
   })
 }
 
-function withApprovalObserver(base: ProxyHooks, gate: ApprovalGate): Pick<ProxyHooks, 'onStatement' | 'onSessionEnd'> {
+function withApprovalObserver(base: ProxyHooks, gate: ApprovalGate): Required<Pick<ProxyHooks, 'onStatement' | 'onSessionEnd'>> {
   return {
     onStatement: (event) => {
       gate.observe(event)

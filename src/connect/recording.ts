@@ -86,6 +86,10 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
   }
   // A held statement is recorded with how its approval ended, not as the policy's `require_approval`.
   const approval = approvalOf(event.verdict.tag)
+  if (decision?.syntaxError) {
+    // A typo, answered as the server would answer it: not a policy decision, so no class or rule.
+    return {decision: 'syntax_error', tables: [], ...maskingDetails(event, maskText)}
+  }
   return {
     class: decisive?.class,
     decision: approval ? approval.decision : decision ? (decision.action === 'warn' ? 'allow' : decision.action) : event.verdict.action === 'reject' ? 'deny' : 'allow',

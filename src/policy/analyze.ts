@@ -38,7 +38,10 @@ export function analyze(sql: string, opts: AnalyzeOptions = {}): Analysis {
     return {sql, statements: [unknownStatement(0, sql, `statement text is ${size} bytes, over the ${cap}-byte limit`)]}
   }
   const parsed = parseStatements(sql)
-  if (!parsed.ok) return {sql, statements: [unknownStatement(0, sql, `could not parse: ${parsed.error}`)]}
+  if (!parsed.ok) {
+    const stmt = unknownStatement(0, sql, `could not parse: ${parsed.error}`)
+    return {sql, statements: [parsed.syntax ? {...stmt, syntaxError: parsed.syntax} : stmt]}
+  }
   const statements = parsed.statements.map((raw, index) => {
     let walked: WalkResult
     try {

@@ -3,6 +3,7 @@
  * (are these rules sensible?). Pure functions; the commands only load config and print.
  */
 import {analyze} from './analyze.js'
+import {offlineCatalog, unresolvedCalls, type FunctionCatalog} from './catalog.js'
 import {judgeStatements} from './hook.js'
 import {PreparedRegistry} from './prepared.js'
 import {evaluateStatement, packRules} from './rules.js'
@@ -14,6 +15,8 @@ export interface CheckOptions {
   pack: PolicyPackName | readonly BuiltinRule[]
   groups: readonly string[]
   maxStatementSize?: number
+  /** Where functions are looked up; by default the built-ins alone (no connection). */
+  functions?: FunctionCatalog
 }
 
 export interface CheckedStatement {
@@ -26,6 +29,8 @@ export interface CheckedStatement {
 export interface CheckResult {
   decision: Decision
   statements: CheckedStatement[]
+  /** Calls whose verdict needs the target's catalog, which this check could not read. */
+  unresolved: string[]
   report: string
 }
 
@@ -36,12 +41,14 @@ export interface CheckResult {
 export function checkPolicy(sqlText: string, opts: CheckOptions): CheckResult {
   const evalOpts = {rules: opts.rules, pack: opts.pack, groups: opts.groups}
   const analysis = analyze(sqlText, opts.maxStatementSize === undefined ? {} : {maxStatementSize: opts.maxStatementSize})
-  const {statements, decision} = judgeStatements(analysis.statements, new PreparedRegistry().stage(), evalOpts)
+  const catalog = opts.functions ?? offlineCatalog
+  const unresolved = unresolvedCalls(analysis.statements, catalog)
+  const {statements, decision} = judgeStatements(analysis.statements, new PreparedRegistry().stage(), evalOpts, catalog)
   const checked = statements.map((s) => {
     const {decision: d, operations} = evaluateStatement(s, evalOpts)
     return {analysis: s, decision: d, operations}
   })
-  return {decision, statements: checked, report: formatReport(decision, checked)}
+  return {decision, statements: checked, unresolved, report: formatReport(decision, checked, unresolved)}
 }
 
 const LABEL: Record<Decision['action'], string> = {allow: 'ALLOW', warn: 'WARN', require_approval: 'APPROVAL', deny: 'DENY'}
@@ -51,8 +58,13 @@ function oneLine(text: string, max = 100): string {
   return s.length > max ? `${s.slice(0, max)}…` : s
 }
 
-export function formatReport(decision: Decision, statements: readonly CheckedStatement[]): string {
+export function formatReport(decision: Decision, statements: readonly CheckedStatement[], unresolved: readonly string[] = []): string {
   const lines: string[] = []
+  if (decision.syntaxError) {
+    lines.push(`ERROR    syntax error (SQLSTATE 42601) at character ${decision.syntaxError.position}: ${decision.syntaxError.message}`)
+    lines.push('result: SYNTAX ERROR (the server would refuse it too; it is never sent)')
+    return lines.join('\n')
+  }
   if (statements.length === 0) lines.push('(no statements)')
   for (const {analysis: a, decision: d} of statements) {
     const where = a.where ? `, where ${a.where}` : ''
@@ -63,6 +75,11 @@ export function formatReport(decision: Decision, statements: readonly CheckedSta
     if (d.hint && d.action !== 'allow') lines.push(`    hint: ${d.hint}`)
     if (a.tables.length > 0) lines.push(`    tables: ${a.tables.map((t) => `${t.schema ? `${t.schema}.` : ''}${t.name} (${t.access})`).join(', ')}`)
     if (a.functions.length > 0) lines.push(`    functions: ${a.functions.join(', ')}`)
+  }
+  if (unresolved.length > 0) {
+    lines.push(`note: this verdict depends on what the target's catalog says about ${unresolved.join(', ')}.`)
+    lines.push('      `dbgate policy check` has no connection and knows only built-in functions; through the tunnel')
+    lines.push('      these are looked up, and judged by their volatility (volatile: a write that needs a reviewer).')
   }
   const n = statements.length
   lines.push(`result: ${LABEL[decision.action]}${n > 1 ? ` (strictest of ${n} statements)` : ''}`)
@@ -87,7 +104,7 @@ function isKnownCommand(c: string): boolean {
 function covers(earlier: PolicyRule, later: PolicyRule): boolean {
   const e = earlier.match
   const l = later.match
-  if (e.tables || e.functions || e.where || e.groups) return false
+  if (e.tables || e.functions || e.where || e.groups || e.settings) return false
   const ec = asList(e.class)
   const lc = asList(l.class)
   if (ec && !(lc && lc.every((c) => ec.includes(c)))) return false

@@ -3,6 +3,7 @@
  * warnings, then what is allowed, so the first rule that matches is also the strictest that applies.
  * Every class has a rule here, so with this pack nothing is decided by the fallback.
  */
+import {settingHint} from './settings.js'
 import type {BuiltinRule, Operation} from './types.js'
 
 const RELATION_DROPS = new Set(['table', 'schema', 'database', 'matview', 'foreign_table'])
@@ -10,6 +11,12 @@ const RELATION_DROPS = new Set(['table', 'schema', 'database', 'matview', 'forei
 const ASK = 'ask a reviewer, or add a target rule that allows it for your group; `dbgate policy check` shows how dbgate reads a statement'
 
 const has = (op: Operation, ...flags: Operation['flags']): boolean => flags.some((f) => op.flags.includes(f))
+
+/** The function a `function` operation is about, as the catalog names it (schema-qualified). */
+const fnOf = (op: Operation): string => op.functions[0] ?? 'the function'
+
+/** Maintenance that only reads and updates statistics and visibility, without rewriting tables or taking exclusive locks. */
+const PLAIN_MAINTENANCE = new Set(['vacuum', 'analyze'])
 
 export const defaultPack: readonly BuiltinRule[] = [
   {
@@ -76,11 +83,26 @@ export const defaultPack: readonly BuiltinRule[] = [
     test: (op) => op.class === 'privilege',
   },
   {
+    id: 'default.no-dynamic-sql',
+    action: 'deny',
+    reason: 'this function runs SQL given as text (or builds queries from names given as text), which no analysis can see into',
+    hint: (op) => `run the SQL itself instead, so dbgate can judge it; to allow this call anyway, add a target rule \`- match: {class: admin, command: function, functions: [${fnOf(op)}]}\` with \`action: allow\``,
+    test: (op) => op.command === 'function' && has(op, 'dynamic_sql'),
+  },
+  {
     id: 'default.no-server-functions',
     action: 'deny',
-    reason: 'this function reads server files, signals server processes or runs SQL that dbgate cannot see',
-    hint: ASK,
-    test: (op) => op.command === 'function' && has(op, 'server_file', 'process', 'dynamic_sql'),
+    reason: 'this function reads server files or signals or reconfigures server processes',
+    hint: (op) => `${ASK}; the rule would be \`- match: {class: admin, command: function, functions: [${fnOf(op)}]}\``,
+    test: (op) => op.command === 'function' && has(op, 'server_file', 'process'),
+  },
+  {
+    id: 'default.unknown-function',
+    action: 'deny',
+    reason: 'this statement calls a function or operator dbgate could not find in the target\'s catalog, so it cannot tell what it does',
+    hint: (op) =>
+      `check the name and argument count; if it is created in this session, or should run anyway, add a target rule \`- match: {class: opaque, command: function, functions: [${fnOf(op)}]}\` with \`action: allow\``,
+    test: (op) => has(op, 'unknown_function'),
   },
   {
     id: 'default.no-server-files',
@@ -92,9 +114,9 @@ export const defaultPack: readonly BuiltinRule[] = [
   {
     id: 'default.no-dangerous-setting',
     action: 'deny',
-    reason: 'this setting changes how the server reads later statements, or turns off triggers and constraints',
-    hint: 'leave client_encoding at UTF8 and standard_conforming_strings on',
-    test: (op) => has(op, 'dangerous_setting'),
+    reason: 'this setting changes what later statements mean (which rows a condition picks, which triggers and checks run, which tables a name means) or loads server code',
+    hint: (op) => settingHint(op.setting?.name ?? 'the_setting'),
+    test: (op) => has(op, 'dangerous_setting', 'search_path'),
   },
   {
     id: 'default.rule-trigger-approval',
@@ -111,6 +133,20 @@ export const defaultPack: readonly BuiltinRule[] = [
     test: (op) => op.class === 'ddl',
   },
   {
+    id: 'default.volatile-function',
+    action: 'require_approval',
+    reason: 'this statement calls a volatile function, which may change data; dbgate cannot see what it does',
+    hint: (op) => `${ASK}; functions marked STABLE or IMMUTABLE are reads. To allow this one, add a target rule \`- match: {class: write, command: function, functions: [${fnOf(op)}]}\` with \`action: allow\``,
+    test: (op) => has(op, 'volatile_function'),
+  },
+  {
+    id: 'default.setting-approval',
+    action: 'require_approval',
+    reason: 'this setting is not on the list of settings a session may change on its own',
+    hint: (op) => `${ASK}; ${settingHint(op.setting?.name ?? 'the_setting')}`,
+    test: (op) => has(op, 'unlisted_setting'),
+  },
+  {
     id: 'default.opaque-approval',
     action: 'require_approval',
     reason: 'DO blocks, procedure calls and new functions run code that dbgate cannot inspect',
@@ -118,17 +154,17 @@ export const defaultPack: readonly BuiltinRule[] = [
     test: (op) => op.class === 'opaque',
   },
   {
-    id: 'default.admin-approval',
-    action: 'require_approval',
-    reason: 'maintenance and server administration commands need a reviewer',
-    hint: ASK,
-    test: (op) => op.class === 'admin',
+    id: 'default.allow-maintenance',
+    action: 'allow',
+    reason: 'plain VACUUM and ANALYZE only update statistics and visibility information; they change no rows and take no exclusive lock',
+    test: (op) => PLAIN_MAINTENANCE.has(op.command) && !has(op, 'heavy_maintenance'),
   },
   {
-    id: 'default.search-path-warning',
-    action: 'warn',
-    reason: 'search_path changed: table rules match unqualified names as public.<name>, which may no longer be the table used',
-    test: (op) => has(op, 'search_path'),
+    id: 'default.admin-approval',
+    action: 'require_approval',
+    reason: 'maintenance that rewrites tables or takes exclusive locks (VACUUM FULL, CLUSTER, REINDEX), and server administration, need a reviewer',
+    hint: ASK,
+    test: (op) => op.class === 'admin',
   },
   {id: 'default.allow-read', action: 'allow', reason: 'reads are allowed', test: (op) => op.class === 'read'},
   {id: 'default.allow-write', action: 'allow', reason: 'filtered writes are allowed', test: (op) => op.class === 'write'},

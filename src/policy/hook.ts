@@ -7,6 +7,7 @@
 import type {StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
 import {DEFAULT_MAX_STATEMENT_SIZE} from './analyze.js'
 import {AnalysisCache, sharedAnalysisCache} from './cache.js'
+import {catalogKeys, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
 import {analyzeOffThread, OFFLOAD_THRESHOLD} from './offload.js'
 import {loadParser, parserReady} from './parser.js'
 import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry} from './prepared.js'
@@ -24,6 +25,11 @@ export interface StatementHookOptions {
   cache?: AnalysisCache
   /** Reviewer groups, named in require_approval messages. */
   reviewers?: readonly string[]
+  /**
+   * What functions, operators and casts resolve to in the target. The tunnel's loads what it has
+   * not seen before the verdict; without one, only built-ins are known and other calls fail closed.
+   */
+  functions?: FunctionCatalog | LoadingFunctionCatalog
 }
 
 export type PolicyStatementHook = StatementHook
@@ -36,16 +42,21 @@ export interface JudgedText {
 
 /**
  * Resolves and evaluates a text's statements in order against `staged`, so a PREPARE earlier in
- * the same text is known to a later EXECUTE. Shared by the hook and `dbgate policy check`.
+ * the same text is known to a later EXECUTE, then judges every call (the executed statements'
+ * included) against `catalog`. Shared by the hook and `dbgate policy check`.
  */
-export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry, opts: EvaluateOptions): JudgedText {
+export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry, opts: EvaluateOptions, catalog: FunctionCatalog = offlineCatalog): JudgedText {
   const resolved: StatementAnalysis[] = []
+  let executes = false
   for (const stmt of statements) {
     const r = resolveExecutes(stmt, staged)
+    if (r !== stmt) executes = true
     resolved.push(r)
     applyToRegistry(r, staged)
   }
-  return {statements: resolved, decision: evaluate(resolved, opts)}
+  // Without EXECUTEs the statements are the cached analysis's own: its memo holds the whole text.
+  const judged = resolveCatalogCalls(executes ? resolved : statements, catalog)
+  return {statements: judged, decision: evaluate(judged, opts)}
 }
 
 const MULTI_PARSE: RuleDecision = {
@@ -63,19 +74,46 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   const cache = opts.cache ?? sharedAnalysisCache
   const maxStatementSize = opts.maxStatementSize ?? DEFAULT_MAX_STATEMENT_SIZE
   const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups}
+  const catalog = opts.functions ?? offlineCatalog
+  const loading = 'load' in catalog ? (catalog as LoadingFunctionCatalog) : undefined
+  // Analyses are shared and immutable: their catalog keys are worked out once.
+  const keysOf = new WeakMap<Analysis, CatalogKey[]>()
 
-  const judge = (sql: string, ctx: StatementContext): StatementVerdict => decide(cache.analyze(sql, {maxStatementSize}), ctx)
+  const judge = (sql: string, ctx: StatementContext): StatementVerdict | Promise<StatementVerdict> => decide(cache.analyze(sql, {maxStatementSize}), ctx)
 
   const analyzeDefinition = (sql: string): Analysis => cache.analyze(sql, {maxStatementSize})
 
-  const decide = (analysis: Analysis, ctx: StatementContext): StatementVerdict => {
+  /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
+  const decide = (analysis: Analysis, ctx: StatementContext): StatementVerdict | Promise<StatementVerdict> => {
+    if (loading) {
+      const missing = loading.missing(keysFor(analysis, ctx))
+      if (missing.length > 0) return loading.load(missing).then(() => decideNow(analysis, ctx))
+    }
+    return decideNow(analysis, ctx)
+  }
+
+  /** The catalog keys a text's verdict needs, those of the prepared statements its EXECUTEs run included. */
+  const keysFor = (analysis: Analysis, ctx: StatementContext): CatalogKey[] => {
+    let keys = keysOf.get(analysis)
+    if (!keys) keysOf.set(analysis, (keys = catalogKeys(analysis.statements)))
+    if (!analysis.statements.some((st) => st.operations.some((o) => o.executes !== undefined))) return keys
+    const staged = new StagedRegistry(preparedInSession(ctx.session, analyzeDefinition))
+    const resolved = analysis.statements.map((st) => {
+      const r = resolveExecutes(st, staged)
+      applyToRegistry(r, staged)
+      return r
+    })
+    return catalogKeys(resolved)
+  }
+
+  const decideNow = (analysis: Analysis, ctx: StatementContext): StatementVerdict => {
     const staged = new StagedRegistry(preparedInSession(ctx.session, analyzeDefinition))
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
       // The server would refuse it too; refusing here keeps a second statement from ever being judged as the first.
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}
       return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements})
     }
-    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts)
+    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog)
     return decisionToVerdict(decision, {reviewers: opts.reviewers, statements})
   }
 

@@ -82,7 +82,17 @@ export interface RawStatement {
   text: string
 }
 
-export type ParseOutcome = {ok: true; statements: RawStatement[]} | {ok: false; error: string}
+export type ParseOutcome = {ok: true; statements: RawStatement[]} | {ok: false; error: string; syntax?: {message: string; position: number}}
+
+/**
+ * The parser's error as PostgreSQL reports it: its message and the 1-based character position of
+ * the cursor (the parser counts characters, as the server does, not bytes or UTF-16 units).
+ */
+function syntaxErrorOf(err: unknown): {message: string; position: number} | undefined {
+  const details = (err as {sqlDetails?: {message?: unknown; cursorPosition?: unknown}} | undefined)?.sqlDetails
+  if (!details || typeof details.message !== 'string' || typeof details.cursorPosition !== 'number') return undefined
+  return {message: details.message, position: details.cursorPosition + 1}
+}
 
 /**
  * Splits and parses a text. Locations in the tree are UTF-8 byte offsets, so slicing happens on
@@ -98,7 +108,8 @@ export function parseStatements(sql: string): ParseOutcome {
   try {
     tree = parseTree(sql)
   } catch (err) {
-    return {ok: false, error: err instanceof Error ? err.message : String(err)}
+    const syntax = syntaxErrorOf(err)
+    return {ok: false, error: err instanceof Error ? err.message : String(err), ...(syntax ? {syntax} : {})}
   }
   const bytes = Buffer.from(sql, 'utf8')
   const statements: RawStatement[] = []

@@ -41,6 +41,7 @@ export function ruleMatches(rule: PolicyRule, op: Operation, groups: readonly st
     if (m.where === 'trivial' && op.where !== 'trivial') return false
   }
   if (m.groups && !m.groups.some((g) => groups.includes(g))) return false
+  if (m.settings && !(op.setting && anyGlobMatches(m.settings, [op.setting.name]))) return false
   const all = rule.action === 'allow'
   if (m.tables && !namesMatch(m.tables, op.tables.map(tableNames), all)) return false
   if (m.functions && !namesMatch(m.functions, op.functions.map(functionNames), all)) return false
@@ -60,15 +61,38 @@ export function packRules(pack: EvaluateOptions['pack']): readonly BuiltinRule[]
 
 type Verdict = Omit<RuleDecision, 'statementIndex' | 'operationIndex' | 'command' | 'class'>
 
+/**
+ * Refusals no rule can lift, because they protect the analysis itself rather than express a
+ * preference: once the server reads text differently from the parser, no later verdict means
+ * anything.
+ */
+const GUARDS: readonly BuiltinRule[] = [
+  {
+    id: 'guard.assumed-setting',
+    action: 'deny',
+    reason: "this setting changes how the server reads statement text, which would make dbgate's analysis of every later statement wrong",
+    hint: 'leave client_encoding at UTF8, standard_conforming_strings on and backslash_quote at safe_encoding; no rule can allow this',
+    test: (op) => op.flags.includes('assumed_setting'),
+  },
+]
+
+function hintOf(rule: BuiltinRule, op: Operation): {hint?: string} {
+  if (rule.hint === undefined) return {}
+  return {hint: typeof rule.hint === 'function' ? rule.hint(op) : rule.hint}
+}
+
 /** The decision for one operation. */
 export function evaluateOperation(op: Operation, opts: EvaluateOptions = {}): Verdict {
   const groups = opts.groups ?? []
   const detail = op.detail ? {detail: op.detail} : {}
+  for (const rule of GUARDS) {
+    if (rule.test(op)) return {action: rule.action, ruleId: rule.id, reason: rule.reason, ...hintOf(rule, op), ...detail}
+  }
   for (const rule of opts.rules ?? []) {
     if (ruleMatches(rule, op, groups)) return {action: rule.action, ruleId: rule.id, reason: rule.reason ?? `matched rule ${rule.id}`, ...detail}
   }
   for (const rule of packRules(opts.pack)) {
-    if (rule.test(op)) return {action: rule.action, ruleId: rule.id, reason: rule.reason, ...(rule.hint ? {hint: rule.hint} : {}), ...detail}
+    if (rule.test(op)) return {action: rule.action, ruleId: rule.id, reason: rule.reason, ...hintOf(rule, op), ...detail}
   }
   // Nothing spoke (only possible without the default pack). What could not be read is still not
   // let through on silence; everything else is.
@@ -98,6 +122,12 @@ export function evaluateStatement(stmt: StatementAnalysis, opts: EvaluateOptions
 /** Evaluates a whole text. An empty text (only comments) is allowed: the server answers it with EmptyQueryResponse. */
 export function evaluate(analysis: Analysis | readonly StatementAnalysis[], opts: EvaluateOptions = {}): Decision {
   const statements = Array.isArray(analysis) ? (analysis as readonly StatementAnalysis[]) : (analysis as Analysis).statements
+  const syntax = statements.find((s) => s.syntaxError)?.syntaxError
+  if (syntax) {
+    // Not a policy decision: the text is not SQL, whatever the rules say, and it never reaches the server.
+    const d: RuleDecision = {action: 'deny', ruleId: 'syntax-error', reason: syntax.message, statementIndex: 0, operationIndex: 0, command: 'unknown', class: 'unknown'}
+    return {action: 'deny', decisive: d, statements: [d], warnings: [], syntaxError: syntax}
+  }
   const decisions: RuleDecision[] = []
   const warnings: RuleDecision[] = []
   for (const stmt of statements) {

@@ -1,84 +1,265 @@
 /**
- * Run-time settings that change how the server reads the statements after them, so that what
- * dbgate parsed is no longer what the server executes; and the startup parameters that would do
- * the same before the first statement.
+ * Session settings by allow-list. A session may change a setting (SET, SET LOCAL, RESET,
+ * set_config(), a startup parameter) when it is on the reviewed list below; the settings dbgate's
+ * own analysis depends on (assumed-settings.ts) only to the values it assumes; settings that
+ * change what statements mean are denied; anything else needs a reviewer. Every refusal names the
+ * setting and the rule that would allow it.
  *
- * RESET and SET ... TO DEFAULT of these are allowed: they return to the value the session started
- * with, which dbgate already accepted (startup parameters are checked by `checkStartupParameters`,
- * and the proxy sees the server's ParameterStatus for the rest). Refusing them would break
- * `DISCARD ALL`, which connection pools send between clients.
+ * RESET, RESET ALL and SET … TO DEFAULT return a setting to the value the session started with,
+ * which was checked when it started (startup parameters here; the server's reported values by the
+ * proxy), so they are allowed for every setting except the role switches. Refusing them would
+ * also refuse DISCARD ALL, which every connection pool sends between clients.
  */
-import type {OperationFlag} from './types.js'
+import {assumedSetting, assumedValueMatches, boolSetting} from './assumed-settings.js'
+import type {OperationFlag, SettingChange, StatementClass} from './types.js'
 
 export interface SettingVerdict {
   flag: OperationFlag
+  /** `privilege` for role switches; otherwise the operation stays `session`. */
+  class?: StatementClass
   reason: string
 }
 
-/** Encodings whose bytes the parser reads the same way the server will. */
-function isUtf8(value: string): boolean {
-  const v = value.toLowerCase().replace(/[-_\s]/g, '')
-  return v === 'utf8' || v === 'unicode'
+/**
+ * Settings a session may change freely. Reviewed: each changes only how this session's own
+ * statements are planned, formatted, timed or logged, never which rows they touch or who runs them.
+ */
+const HARMLESS = new Set([
+  // What drivers and ORMs send on connect (node-postgres, pgJDBC, psycopg, Npgsql, Rails, Django …).
+  'application_name', // a label in pg_stat_activity
+  'extra_float_digits', // float output precision
+  'datestyle', // date input/output format
+  'timezone', // timestamptz display and input
+  'intervalstyle', // interval output format
+  'bytea_output', // hex or escape output
+  'client_min_messages', // which notices reach the client
+  'lc_messages', // message language (superuser only on the server anyway)
+  'lc_monetary', // money formatting
+  'lc_numeric', // to_char number formatting
+  'lc_time', // to_char date formatting
+  'xmlbinary', // xml encoding of binary values
+  'xmloption', // DOCUMENT/CONTENT for xml casts
+  'default_text_search_config', // to_tsvector(text) without a configuration
+  'timezone_abbreviations', // abbreviations accepted in timestamp input
+  'array_nulls', // whether 'NULL' in array input means null (pg_dump sets it)
+  'quote_all_identifiers', // quoting in ruleutils output (pg_dump sets it)
+  'escape_string_warning', // only warns about backslashes; reading is unchanged
+  'check_function_bodies', // validation of CREATE FUNCTION, which needs a reviewer anyway (pg_dump sets it)
+  'seed', // SET SEED: random()'s seed for this session
+  // Time limits on this session's own work.
+  'statement_timeout',
+  'lock_timeout',
+  'idle_in_transaction_session_timeout',
+  'idle_session_timeout',
+  'transaction_timeout',
+  'client_connection_check_interval',
+  'tcp_keepalives_idle',
+  'tcp_keepalives_interval',
+  'tcp_keepalives_count',
+  'tcp_user_timeout',
+  // Memory and planning of this session's own queries.
+  'work_mem',
+  'maintenance_work_mem',
+  'hash_mem_multiplier',
+  'temp_buffers',
+  'logical_decoding_work_mem',
+  'vacuum_buffer_usage_limit',
+  'effective_cache_size',
+  'effective_io_concurrency',
+  'maintenance_io_concurrency',
+  'io_combine_limit',
+  'random_page_cost',
+  'seq_page_cost',
+  'cpu_tuple_cost',
+  'cpu_index_tuple_cost',
+  'cpu_operator_cost',
+  'parallel_setup_cost',
+  'parallel_tuple_cost',
+  'min_parallel_table_scan_size',
+  'min_parallel_index_scan_size',
+  'max_parallel_workers_per_gather',
+  'max_parallel_maintenance_workers',
+  'parallel_leader_participation',
+  'debug_parallel_query',
+  'from_collapse_limit',
+  'join_collapse_limit',
+  'cursor_tuple_fraction',
+  'default_statistics_target',
+  'constraint_exclusion',
+  'plan_cache_mode',
+  'recursive_worktable_factor',
+  'geqo',
+  'geqo_threshold',
+  'geqo_effort',
+  'geqo_pool_size',
+  'geqo_generations',
+  'geqo_selection_bias',
+  'geqo_seed',
+  'jit',
+  'jit_above_cost',
+  'jit_inline_above_cost',
+  'jit_optimize_above_cost',
+  'gin_fuzzy_search_limit',
+  'gin_pending_list_limit',
+  'vacuum_cost_delay',
+  'vacuum_cost_limit',
+  'vacuum_cost_page_hit',
+  'vacuum_cost_page_miss',
+  'vacuum_cost_page_dirty',
+  'vacuum_freeze_min_age',
+  'vacuum_freeze_table_age',
+  'vacuum_multixact_freeze_min_age',
+  'vacuum_multixact_freeze_table_age',
+  // Transaction characteristics (SET TRANSACTION, SET SESSION CHARACTERISTICS, BEGIN options).
+  'transaction_isolation',
+  'transaction_read_only',
+  'transaction_deferrable',
+  'default_transaction_isolation',
+  'default_transaction_read_only',
+  'default_transaction_deferrable',
+  'synchronous_commit', // durability of this session's own commits
+  'commit_delay',
+  'commit_siblings',
+  // Where this session's new objects and temporary files go (creating objects needs a reviewer).
+  'default_tablespace',
+  'temp_tablespaces',
+  'default_table_access_method',
+  'default_toast_compression',
+  // Row security off makes a query that RLS would filter fail instead; it never shows more rows.
+  'row_security',
+])
+
+/** Settings whose prefix marks them as planner switches (`enable_seqscan`, `enable_hashjoin`, …). */
+const HARMLESS_PREFIXES = ['enable_']
+
+/**
+ * Settings that change what statements mean, or load code into the server: denied by the default
+ * pack. A target rule can allow them (see `settingHint`).
+ */
+const MEANING: Record<string, string> = {
+  transform_null_equals: 'transform_null_equals turns `x = NULL` into `x IS NULL`, so `WHERE NULL = NULL` holds for every row',
+  session_replication_role: 'session_replication_role turns off triggers and foreign-key checks',
+  local_preload_libraries: 'local_preload_libraries loads server-side code',
+  session_preload_libraries: 'session_preload_libraries loads server-side code',
+  dynamic_library_path: 'dynamic_library_path changes where server-side code is loaded from',
+  allow_system_table_mods: 'allow_system_table_mods lets DDL change the system catalogs',
+  ignore_system_indexes: 'ignore_system_indexes changes how the catalogs are read',
+  zero_damaged_pages: 'zero_damaged_pages destroys data on damaged pages',
+  ignore_checksum_failure: 'ignore_checksum_failure reads corrupted data as good',
+  lo_compat_privileges: 'lo_compat_privileges turns off permission checks on large objects',
+  createrole_self_grant: 'createrole_self_grant grants roles created in this session to their creator',
+  event_triggers: 'event_triggers turns event triggers (often audit or guard code) off',
+  restrict_nonsystem_relation_kind: 'restrict_nonsystem_relation_kind changes which relations statements may use',
+  exit_on_error: 'exit_on_error ends the session on any error',
+  default_with_oids: 'default_with_oids changes how tables are created',
 }
 
-function isOn(value: string): boolean {
-  return ['on', 'true', 'yes', '1', 't', 'y'].includes(value.trim().toLowerCase())
+/** The schemas a search_path may name without changing where dbgate assumes unqualified names live. */
+const KNOWN_SCHEMAS = new Set(['"$user"', '$user', 'public', 'pg_catalog', 'pg_temp'])
+
+const ROLE_SETTINGS = new Set(['role', 'session_authorization'])
+
+/** A custom (placeholder) setting, `prefix.name`: application state such as `app.tenant_id`. */
+export function isCustomSetting(name: string): boolean {
+  return name.includes('.')
+}
+
+/** The rule that would allow a refused setting, for hints. */
+export function settingHint(name: string): string {
+  return `to allow it, add a target rule \`- match: {class: session, settings: [${name}]}\` with \`action: allow\` (see docs/policy.md#session-settings-and-startup-parameters)`
+}
+
+function searchPathSchemas(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => (s.startsWith('"') ? s : s.toLowerCase()))
 }
 
 /**
- * Judges setting `name` to the constant `value` (undefined when it is not a constant we can read).
- * Returns why the change is dangerous, or undefined when it is an ordinary setting.
+ * Judges one setting change. Undefined means it is allowed as an ordinary session setting; a
+ * verdict names the flag the rules key on and why.
  */
-export function dangerousSetting(name: string, value: string | undefined): SettingVerdict | undefined {
-  switch (name.toLowerCase()) {
-    case 'standard_conforming_strings':
-      if (value !== undefined && isOn(value)) return undefined
-      return {flag: 'dangerous_setting', reason: 'standard_conforming_strings off makes the server read backslashes in strings differently from dbgate'}
-    case 'client_encoding':
-      if (value !== undefined && isUtf8(value)) return undefined
-      return {flag: 'dangerous_setting', reason: 'a client encoding other than UTF8 makes the server read statement bytes differently from dbgate'}
-    case 'session_replication_role':
-      return {flag: 'dangerous_setting', reason: 'session_replication_role disables triggers and foreign-key checks'}
-    case 'local_preload_libraries':
-    case 'session_preload_libraries':
-    case 'dynamic_library_path':
-      return {flag: 'dangerous_setting', reason: `${name} loads server-side code`}
-    case 'role':
-    case 'session_authorization':
-      return {flag: 'role_change', reason: 'changing the role changes who the server thinks is acting'}
-    case 'search_path':
-      return {flag: 'search_path', reason: 'search_path changes which tables unqualified names resolve to'}
-    default:
-      return undefined
+export function judgeSetting(change: SettingChange): SettingVerdict | undefined {
+  const name = change.name.toLowerCase()
+  if (ROLE_SETTINGS.has(name)) return {flag: 'role_change', class: 'privilege', reason: 'changing the role changes who the server thinks is acting'}
+  // Back to the value the session started with, which was checked when it started.
+  if (change.reset) return undefined
+  // SET TRANSACTION … / SET SESSION CHARACTERISTICS AS TRANSACTION …: isolation and read-only modes.
+  if (name === 'transaction' || name === 'session characteristics') return undefined
+  const assumed = assumedSetting(name)
+  if (assumed) {
+    if (change.value !== undefined && !change.dynamic && assumedValueMatches(name, change.value)) return undefined
+    const what = change.dynamic || change.value === undefined ? 'to a value dbgate cannot read' : `to ${change.value}`
+    return {flag: 'assumed_setting', reason: `setting ${name} ${what}: dbgate's analysis assumes ${assumed.values.join(' or ')}, because ${assumed.why}`}
   }
+  if (name === 'search_path') {
+    if (change.dynamic || change.value === undefined) {
+      return {flag: 'search_path', reason: 'a search_path dbgate cannot read could make unqualified names resolve to tables and functions the rules do not expect'}
+    }
+    const unknown = searchPathSchemas(change.value).filter((s) => !KNOWN_SCHEMAS.has(s))
+    if (unknown.length === 0) return undefined
+    return {
+      flag: 'search_path',
+      reason: `search_path names ${unknown.join(', ')}: rules match unqualified names as public.<name>, so tables there would escape schema-qualified rules`,
+    }
+  }
+  if (isCustomSetting(name)) return undefined
+  const meaning = MEANING[name]
+  if (meaning) return {flag: 'dangerous_setting', reason: meaning}
+  if (HARMLESS.has(name) || HARMLESS_PREFIXES.some((p) => name.startsWith(p))) return undefined
+  return {flag: 'unlisted_setting', reason: `${name} is not on dbgate's list of settings a session may change`}
+}
+
+/** Compatibility for callers that ask about one name and constant value. */
+export function dangerousSetting(name: string, value: string | undefined): SettingVerdict | undefined {
+  return judgeSetting({name: name.toLowerCase(), ...(value === undefined ? {} : {value}), reset: false, dynamic: value === undefined})
 }
 
 export interface StartupProblem {
   parameter: string
   reason: string
+  hint?: string
 }
 
+/** Startup packet keys that are not settings: the proxy handles them itself. */
+const STARTUP_KEYS = new Set(['user', 'database', 'replication'])
+
 /**
- * Checks the StartupMessage parameters a client sent. `options` is refused outright because it
- * smuggles arbitrary `-c name=value` settings past every other check; `replication` turns the
- * connection into a replication stream that speaks another protocol.
+ * Checks the StartupMessage parameters a client sent, as settings. `options` is refused outright
+ * because it smuggles arbitrary `-c name=value` settings past every other check; `replication`
+ * turns the connection into a replication stream that speaks another protocol. `allowed`
+ * decides a setting the built-in list refuses (a target rule may allow it); without it the list
+ * decides alone.
  */
-export function checkStartupParameters(params: Record<string, string>): StartupProblem[] {
+export function checkStartupParameters(params: Record<string, string>, allowed?: (change: SettingChange, verdict: SettingVerdict) => boolean): StartupProblem[] {
   const problems: StartupProblem[] = []
   for (const [key, value] of Object.entries(params)) {
     const name = key.toLowerCase()
     if (name === 'options') {
-      problems.push({parameter: key, reason: 'command-line options in the startup packet are not allowed through dbgate'})
+      problems.push({parameter: key, reason: 'command-line options in the startup packet are not allowed through dbgate', hint: 'Remove it (unset PGOPTIONS); use SET after connecting where policy allows it.'})
       continue
     }
     if (name === 'replication') {
+      if (boolSetting(value) === false) continue
       problems.push({parameter: key, reason: 'replication connections are not allowed through dbgate'})
       continue
     }
-    const verdict = dangerousSetting(name, value)
-    // search_path at startup is an ordinary client choice (drivers send it); it is only worth a
-    // warning on a live session, not a refused connection.
-    if (verdict && verdict.flag !== 'search_path') problems.push({parameter: key, reason: verdict.reason})
+    if (STARTUP_KEYS.has(name) || name.startsWith('_pq_.')) continue
+    const change: SettingChange = {name, value, reset: false, dynamic: false}
+    const verdict = judgeSetting(change)
+    if (!verdict || allowed?.(change, verdict)) continue
+    problems.push({
+      parameter: key,
+      reason: verdict.reason,
+      hint:
+        name === 'client_encoding'
+          ? 'Use UTF8: set PGCLIENTENCODING=UTF8, or run your client in a UTF-8 locale.'
+          : verdict.flag === 'assumed_setting'
+            ? 'Remove it from the connection settings.'
+            : `Remove it from the connection settings; ${settingHint(name)}.`,
+    })
   }
   return problems
 }

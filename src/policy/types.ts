@@ -37,10 +37,30 @@ export type OperationFlag =
   | 'server_file' // reads or writes a file on the database server
   | 'process' // signals or reconfigures server processes
   | 'dynamic_sql' // runs SQL text the parser never sees
-  | 'dangerous_setting' // changes how the server reads later statements
+  | 'assumed_setting' // moves a setting the analysis itself depends on (lexer settings) off its assumed value
+  | 'dangerous_setting' // changes what later statements mean, or loads server code
+  | 'unlisted_setting' // a setting not on the reviewed allow-list
   | 'search_path' // changes how unqualified names resolve
   | 'role_change' // SET ROLE, SET SESSION AUTHORIZATION, set_config('role', ...)
   | 'unresolved' // an EXECUTE of a prepared statement dbgate has not seen
+  | 'volatile_function' // calls a volatile function that is not a reviewed harmless read
+  | 'unknown_function' // calls a function (or operator) dbgate could not find or look up
+  | 'heavy_maintenance' // VACUUM FULL, FREEZE and other options beyond the plain ones
+
+/**
+ * Something a statement calls that the catalog decides: a function (or aggregate, procedure), a
+ * function reached by attribute notation (`u.fullname` is `fullname(u)`), an operator (which runs
+ * its function), or a cast to a type that is not built in (cast functions, domain checks).
+ */
+export interface CatalogCall {
+  kind: 'function' | 'attribute' | 'operator' | 'cast' | 'relation'
+  /** As written; absent when unqualified (then every visible candidate counts). */
+  schema?: string
+  /** Function or type name as PostgreSQL stores it; the operator's symbol. */
+  name: string
+  /** Arguments given (1 for attribute notation and casts, 1 or 2 for operators, 0 for a relation, whose views and rules may call functions). */
+  args: number
+}
 
 export interface SettingChange {
   /** Lower-cased setting name. */
@@ -70,6 +90,11 @@ export interface Operation {
   /** Functions called, schema-qualified where written, e.g. `pg_catalog.pg_read_file`. */
   functions: string[]
   flags: OperationFlag[]
+  /**
+   * What the catalog must judge (see `resolveCatalogCalls`): absent once resolved, and on
+   * operations that call nothing.
+   */
+  calls?: CatalogCall[]
   setting?: SettingChange
   /** Name of the prepared statement an EXECUTE runs, until resolved against a registry. */
   executes?: string
@@ -96,6 +121,15 @@ export interface StatementAnalysis {
   deallocate?: {name?: string; all: boolean}
   /** Set when the statement could not be parsed or judged. */
   error?: string
+  /** The parser's own syntax error, as PostgreSQL would report it. */
+  syntaxError?: SyntaxErrorInfo
+}
+
+export interface SyntaxErrorInfo {
+  /** The parser's message, e.g. `syntax error at or near "SELEC"`. */
+  message: string
+  /** 1-based position in characters of the whole text, as ErrorResponse's `P` field counts it. */
+  position: number
 }
 
 export interface Analysis {
@@ -123,6 +157,8 @@ export interface PolicyRule {
     /** The rule applies only to identities in one of these groups. */
     groups?: readonly string[]
     where?: WhereMatch
+    /** Globs over setting names (`SET`, `RESET`, `set_config`, startup parameters). */
+    settings?: readonly string[]
   }
   action: PolicyAction
   reason?: string
@@ -136,7 +172,8 @@ export interface BuiltinRule {
   id: string
   action: PolicyAction
   reason: string
-  hint?: string
+  /** A hint, or one made for the operation (naming the function or setting a rule would allow). */
+  hint?: string | ((op: Operation) => string)
   test(op: Operation): boolean
 }
 
@@ -164,4 +201,6 @@ export interface Decision {
   statements: RuleDecision[]
   /** Every warn decision, so each can become a notice. */
   warnings: RuleDecision[]
+  /** Set when the text does not parse: it is answered as the server would answer it, never judged or sent. */
+  syntaxError?: SyntaxErrorInfo
 }

@@ -38,8 +38,16 @@ function fields(message: string, d: RuleDecision, opts: VerdictOptions, hint: st
   return {severity: 'ERROR', code: POLICY_SQLSTATE, message, ...(detail ? {detail} : {}), ...(hint ? {hint} : {})}
 }
 
+/** SQLSTATE 42601: syntax_error. */
+export const SYNTAX_ERROR_SQLSTATE = '42601'
+
 /** The verdict the tunnel acts on. The decision rides along as `tag` for the audit log. */
 export function decisionToVerdict(decision: Decision, opts: VerdictOptions = {}): StatementVerdict {
+  if (decision.syntaxError) {
+    // Exactly what the server would say, so psql draws its caret and drivers report the position.
+    const {message, position} = decision.syntaxError
+    return {action: 'reject', error: {severity: 'ERROR', code: SYNTAX_ERROR_SQLSTATE, message, position: String(position)}, tag: decision}
+  }
   const d = decision.decisive
   if (decision.action === 'deny' && d) {
     const message = `dbgate: statement denied by rule ${d.ruleId}: ${d.reason}`

@@ -3,11 +3,11 @@
  * the top node: a DELETE hidden in a CTE, a MERGE action, a function call in a subquery, a DML
  * inside EXPLAIN ANALYZE all surface as operations of their own.
  */
-import {functionEffect} from './functions.js'
-import {dangerousSetting} from './settings.js'
+import {isBuiltinType} from './builtins.js'
+import {judgeSetting} from './settings.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from './tree.js'
-import type {AccessKind, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
-import {WhereJudge} from './where.js'
+import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
+import {cteSources, fromItems, readsTable, WhereJudge, type OtherRelation} from './where.js'
 
 function op(cls: StatementClass, command: string, extra: Partial<Operation> = {}): Operation {
   return {class: cls, command, tables: [], functions: [], flags: [], ...extra}
@@ -123,6 +123,14 @@ const TRANSACTION_COMMANDS: Record<string, string> = {
   TRANS_STMT_COMMIT_PREPARED: 'commit_prepared',
   TRANS_STMT_ROLLBACK_PREPARED: 'rollback_prepared',
 }
+
+/**
+ * VACUUM and ANALYZE options that leave them plain: they update statistics and visibility without
+ * rewriting tables or taking exclusive locks. FULL rewrites the table under ACCESS EXCLUSIVE;
+ * FREEZE, DISABLE_PAGE_SKIPPING, INDEX_CLEANUP, TRUNCATE (which locks exclusively) and the rest
+ * change how much work and locking happens, so they go to a reviewer.
+ */
+const PLAIN_VACUUM_OPTIONS = new Set(['verbose', 'analyze', 'skip_locked'])
 
 /** Object kinds whose DROP names relations, so the names are tables for rule matching. */
 const RELATION_KINDS = new Set(['table', 'view', 'matview', 'sequence', 'index', 'foreign_table'])
@@ -276,9 +284,12 @@ export class StatementWalker {
       case 'DoStmt':
         this.push(op('opaque', 'do'))
         return {}
-      case 'CallStmt':
-        this.open(op('opaque', 'call'), () => this.walkBody(body))
+      case 'CallStmt': {
+        // The procedure itself is opaque (a reviewer decides); its arguments are judged like any expression.
+        const call = isObj(body.funccall) ? body.funccall : {}
+        this.open(op('opaque', 'call', {functions: [names(call.funcname).join('.')]}), () => this.walkBody({args: call.args}))
         return {}
+      }
       case 'LoadStmt':
         // LOAD maps a shared library from the server's disk into the backend.
         this.push(op('admin', 'load', {flags: ['server_file']}))
@@ -286,9 +297,18 @@ export class StatementWalker {
       case 'CreateTableSpaceStmt':
         this.push(op('admin', 'create_tablespace', {flags: ['server_file']}))
         return {}
-      case 'VacuumStmt':
-        this.open(op('admin', body.is_vacuumcmd ? 'vacuum' : 'analyze'), () => this.walkBody(body, 'write'))
+      case 'VacuumStmt': {
+        const heavy = list(body.options).some((o) => {
+          const u = unwrap(o)
+          if (!u || u[0] !== 'DefElem') return true
+          const name = String(u[1].defname)
+          if (PLAIN_VACUUM_OPTIONS.has(name)) return false
+          return u[1].arg === undefined || !['false', 'off', '0', 'no'].includes((constText(u[1].arg) ?? 'on').toLowerCase())
+        })
+        const flags: OperationFlag[] = heavy ? ['heavy_maintenance'] : []
+        this.open(op('admin', body.is_vacuumcmd ? 'vacuum' : 'analyze', {flags}), () => this.walkBody(body, 'write'))
         return {}
+      }
       default: {
         const simple = SIMPLE[type]
         if (simple) {
@@ -333,6 +353,8 @@ export class StatementWalker {
     const name = str(rv.relname) ?? ''
     const schema = str(rv.schemaname)
     if (!schema && cteVisible && this.scopes.some((s) => s.has(name))) return
+    // A view (or a rule on a table) may call functions of its own: the catalog says which.
+    if (name) this.call({kind: 'relation', ...(schema ? {schema} : {}), name, args: 0})
     const exists = this.current.tables.some((t) => t.name === name && t.schema === schema && t.access === access)
     if (!exists) this.current.tables.push(schema ? {schema, name, access} : {name, access})
   }
@@ -407,6 +429,32 @@ export class StatementWalker {
       case 'FuncCall':
         this.funcCall(body)
         return
+      case 'ColumnRef': {
+        // `t.f` is also `f(t)` when t is a row and f a function of it: PostgreSQL tries both.
+        const fields = list(body.fields)
+        const last = unwrap(fields.at(-1))
+        if (fields.length >= 2 && last?.[0] === 'String' && typeof last[1].sval === 'string') this.call({kind: 'attribute', name: last[1].sval, args: 1})
+        return
+      }
+      case 'A_Indirection':
+        for (const i of list(body.indirection)) {
+          const u = unwrap(i)
+          if (u?.[0] === 'String' && typeof u[1].sval === 'string') this.call({kind: 'attribute', name: u[1].sval, args: 1})
+        }
+        this.fields(body)
+        return
+      case 'A_Expr':
+        this.operatorCall(body)
+        this.fields(body)
+        return
+      case 'SortBy':
+        if (Array.isArray(body.useOp)) this.operator(body.useOp, 2)
+        this.fields(body)
+        return
+      case 'TypeCast':
+        this.castCall(body.typeName)
+        this.fields(body)
+        return
       case 'SelectStmt': {
         // Inside DDL (CREATE VIEW ... AS SELECT) the query only reads.
         const saved = this.access
@@ -446,8 +494,37 @@ export class StatementWalker {
   private dml(command: 'insert' | 'update' | 'delete', body: Obj): void {
     const rel = isRangeVar(body.relation) ? body.relation : undefined
     const o = op('write', command)
-    if (command !== 'insert') o.where = this.judge(rel).judge(body.whereClause)
+    if (command !== 'insert') {
+      // UPDATE … FROM and DELETE … USING bring other relations (perhaps copies of the target) into scope.
+      const extra = command === 'update' ? body.fromClause : body.usingClause
+      o.where = this.judge(rel, this.others(rel, extra, body.withClause)).judge(body.whereClause)
+    }
     this.open(o, () => this.target(body, rel, 'write'))
+    if (command === 'insert' && isObj(body.onConflictClause) && body.onConflictClause.action === 'ONCONFLICT_UPDATE') this.upsert(body, rel)
+  }
+
+  /**
+   * INSERT … ON CONFLICT DO UPDATE updates every existing row that conflicts with a row it inserts.
+   * Rows from constants, parameters or other tables pick those rows; rows read from the target
+   * table itself conflict with every row, so then only the DO UPDATE's own WHERE can filter.
+   */
+  private upsert(body: Obj, rel: Obj | undefined): void {
+    const conflict = body.onConflictClause as Obj
+    const relname = rel ? (str(rel.relname) ?? '') : ''
+    const fromItself = rel !== undefined && (readsTable(body.selectStmt, relname) || readsTable(body.withClause, relname))
+    const judge = this.judge(rel, [{name: 'excluded', sameTable: fromItself}])
+    const update = op('write', 'update', {where: fromItself ? (conflict.whereClause === undefined ? 'trivial' : judge.judge(conflict.whereClause)) : 'filtered'})
+    this.open(update, () => {
+      if (rel) this.table(rel, 'write', false)
+      this.access = 'read'
+      this.visit(conflict.targetList)
+      this.visit(conflict.whereClause)
+    })
+  }
+
+  private others(rel: Obj | undefined, items: unknown, withClause: unknown): OtherRelation[] {
+    const relname = rel ? (str(rel.relname) ?? '') : ''
+    return fromItems(items, relname, cteSources(withClause, relname))
   }
 
   /** Records a statement's target relation, then walks the rest of it as reads. */
@@ -460,7 +537,9 @@ export class StatementWalker {
 
   private merge(body: Obj): void {
     const rel = isRangeVar(body.relation) ? body.relation : undefined
-    const judge = this.judge(rel)
+    const judge = this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause))
+    // NOT MATCHED BY SOURCE conditions can only name the target.
+    const alone = this.judge(rel)
     this.open(op('write', 'merge'), () => this.target(body, rel, 'write'))
     // Each WHEN action is an operation of its own, so `command: delete` rules see MERGE deletes.
     for (const clause of list(body.mergeWhenClauses)) {
@@ -474,30 +553,67 @@ export class StatementWalker {
       if (command !== 'insert') {
         // WHEN MATCHED rows are those the ON condition pairs with a source row; NOT MATCHED BY
         // SOURCE rows are every target row without a partner, filtered only by the WHEN condition.
-        action.where = w.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_SOURCE' ? judge.judgeAll([w.condition]) : judge.judgeAll([body.joinCondition, w.condition])
+        action.where = w.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_SOURCE' ? alone.judgeAll([w.condition]) : judge.judgeAll([body.joinCondition, w.condition])
       }
       this.push(action)
     }
   }
 
-  private judge(rel: Obj | undefined): WhereJudge {
+  private judge(rel: Obj | undefined, others: OtherRelation[] = []): WhereJudge {
     const names = new Set<string>()
+    const relname = rel ? (str(rel.relname) ?? '') : ''
     if (rel) {
       const alias = isObj(rel.alias) ? str(rel.alias.aliasname) : undefined
-      names.add(alias ?? str(rel.relname) ?? '')
+      names.add(alias ?? relname)
     }
-    return new WhereJudge(names)
+    return new WhereJudge({names, relname, others})
   }
 
   private funcCall(body: Obj): void {
     const parts = names(body.funcname)
     const name = parts.join('.')
     if (!this.current.functions.includes(name)) this.current.functions.push(name)
-    const bare = (parts.at(-1) ?? '').toLowerCase()
-    const effect = functionEffect(bare)
-    if (effect) this.push(op(effect.class, 'function', {functions: [name], flags: [effect.flag]}))
-    if (bare === 'set_config') this.push(this.setConfigOperation(name, list(body.args)))
+    const bare = parts.at(-1) ?? ''
+    // What the call does is the catalog's to say (catalog.ts); only its shape is recorded here.
+    const args = body.agg_star ? 0 : list(body.args).length
+    this.call({kind: 'function', ...(parts.length >= 2 ? {schema: parts[parts.length - 2]} : {}), name: bare, args})
+    if (bare.toLowerCase() === 'set_config' && (parts.length === 1 || parts[0] === 'pg_catalog')) this.push(this.setConfigOperation(name, list(body.args)))
     this.fields(body, ['funcname'])
+  }
+
+  private call(c: CatalogCall): void {
+    const calls = (this.current.calls ??= [])
+    if (!calls.some((x) => x.kind === c.kind && x.name === c.name && x.schema === c.schema && x.args === c.args)) calls.push(c)
+  }
+
+  /** Operators run functions; `OPERATOR(s.op)` names its schema. BETWEEN is two comparisons. */
+  private operatorCall(body: Obj): void {
+    const kind = String(body.kind)
+    const args = body.lexpr === undefined ? 1 : 2
+    if (kind === 'AEXPR_BETWEEN' || kind === 'AEXPR_NOT_BETWEEN' || kind === 'AEXPR_BETWEEN_SYM' || kind === 'AEXPR_NOT_BETWEEN_SYM') {
+      this.call({kind: 'operator', name: '>=', args: 2})
+      this.call({kind: 'operator', name: '<=', args: 2})
+      return
+    }
+    if (Array.isArray(body.name)) this.operator(body.name, args)
+  }
+
+  private operator(nameList: unknown[], args: number): void {
+    const parts = names(nameList)
+    const symbol = parts.at(-1)
+    if (!symbol) return
+    this.call({kind: 'operator', ...(parts.length >= 2 ? {schema: parts[parts.length - 2]} : {}), name: symbol, args})
+  }
+
+  /** A cast to a type that is not built in may run a cast function or a domain's checks. */
+  private castCall(typeName: unknown): void {
+    if (!isObj(typeName)) return
+    const parts = names(typeName.names)
+    const bare = parts.at(-1)
+    if (!bare) return
+    const schema = parts.length >= 2 ? parts[parts.length - 2] : undefined
+    if (schema === 'pg_catalog' || (schema === undefined && isBuiltinType(bare))) return
+    this.call({kind: 'cast', ...(schema ? {schema} : {}), name: bare, args: 1})
   }
 
   // ---- statement families ------------------------------------------------------------------
@@ -527,9 +643,11 @@ export class StatementWalker {
     for (const o of sub) {
       for (const t of o.tables) if (!e.tables.some((x) => x.name === t.name && x.schema === t.schema)) e.tables.push({...t, access: 'read'})
       for (const f of o.functions) if (!e.functions.includes(f)) e.functions.push(f)
+      // The planner may run constant calls, so what they resolve to is judged as if they ran.
+      for (const c of o.calls ?? []) if (!(e.calls ??= []).some((x) => x.kind === c.kind && x.name === c.name && x.schema === c.schema && x.args === c.args)) e.calls.push(c)
     }
     this.push(e)
-    for (const o of sub) if (o.command === 'function' || (o.command === 'set' && o.functions.length > 0)) this.push(o)
+    for (const o of sub) if (o.command === 'set' && o.functions.length > 0) this.push(o)
   }
 
   private drop(body: Obj): void {
@@ -579,11 +697,11 @@ function settingOperation(command: string, setting: SettingChange): Operation {
   const flags: OperationFlag[] = []
   let cls: StatementClass = 'session'
   let detail: string | undefined
-  const verdict = setting.reset && setting.name !== 'role' && setting.name !== 'session_authorization' ? undefined : dangerousSetting(setting.name, setting.value)
+  const verdict = judgeSetting(setting)
   if (verdict) {
     flags.push(verdict.flag)
     detail = verdict.reason
-    if (verdict.flag === 'role_change') cls = 'privilege'
+    if (verdict.class) cls = verdict.class
   }
   return op(cls, command, {setting, flags, ...(detail ? {detail} : {})})
 }

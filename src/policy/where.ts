@@ -1,273 +1,936 @@
 /**
- * Decides whether a WHERE clause of an UPDATE or DELETE actually picks rows.
+ * Decides whether the WHERE of an UPDATE or DELETE (or a MERGE action's condition) picks rows,
+ * by proof: a condition counts as filtering only when dbgate can show a row it does not touch.
  *
- * The principle: a condition filters only if its truth depends on the target row. Each expression
- * is folded to one of
- *   TRUE / FALSE / NULL  a constant we could compute (`1=1`, `'a'='a'`, `NOT false`, `1<2`)
- *   MAYBE                row-independent but not computable here: bind parameters, `now()`,
- *                        subqueries that do not mention the target, columns of other tables.
- *                        The caller (or the clock) decides its value, so it may hold for every row.
- *   ROW                  depends on the target row
- * and a WHERE is trivial when it folds to TRUE or MAYBE. An OR with any disjunct that is TRUE or
- * MAYBE is therefore trivial (`id = 1 OR $1` deletes everything when executed with `true`).
- * A comparison of an expression with itself (`id = id`) and `p OR NOT p` are treated as TRUE: they
- * only exclude NULLs, which is not a filter anyone means to write.
+ * How. The condition is compiled to a small boolean model whose atoms are comparisons of a column
+ * of the target row with something that is not a function of that row: a constant, a parameter,
+ * another relation's column, an uncorrelated subquery. Everything else (functions and arithmetic
+ * on a column, comparisons of the row with itself, CASE, COALESCE and IS NOT NULL of predicates,
+ * system columns, the whole row, correlated subqueries, columns whose table cannot be told) is
+ * opaque: it may be true for every row. Then dbgate looks for a witness: values for the columns
+ * under which the condition is certainly not true whatever the opaque parts are. Found: `filtered`.
+ * Not found: `trivial`.
+ *
+ * The line, exactly (docs/policy.md repeats it):
+ * - Comparisons with values the caller or the data supplies count: `id > 0`, `id = $1`,
+ *   `user_id IN (SELECT b.user_id FROM banned b)`, `o.user_id = u.id` all filter, even when the
+ *   data makes them hold for every row (the value-based limit).
+ * - A parameter or another relation's value is an arbitrary but fixed value: `x = $1` filters,
+ *   `x = $1 OR x <> $1` does not, and neither does `x < $1 OR x > $2` (the caller could pick $2 < $1).
+ * - Strings compare by equality only (their order depends on the collation).
+ * - Unqualified columns count as the target's only where nothing else is in scope: with USING or
+ *   FROM, and inside subqueries that have a FROM of their own, they could belong to either, so
+ *   they prove nothing.
+ * - A comparison with the same column of the same table (a self-join, `id IN (SELECT t2.id FROM t t2)`)
+ *   is an identity, unless the other side is itself filtered.
+ * - A condition that is constantly false or null touches no row and counts as filtered.
  */
-import {isObj, unwrap, type Obj} from './tree.js'
+import {isObj, list, names, str, unwrap, type Obj} from './tree.js'
 import type {WhereKind} from './types.js'
 
+// ---- three-valued sets ---------------------------------------------------------------------------
+
+/** A set of possible truth values: bit 1 TRUE, 2 FALSE, 4 NULL. */
+type VSet = number
+const T = 1
+const F = 2
+const N = 4
+const ANY = T | F | N
+
+function each(s: VSet, fn: (v: number) => VSet): VSet {
+  let out = 0
+  for (const v of [T, F, N]) if (s & v) out |= fn(v)
+  return out
+}
+
+const not3 = (v: number): VSet => (v === T ? F : v === F ? T : N)
+const and3 = (a: number, b: number): VSet => (a === F || b === F ? F : a === N || b === N ? N : T)
+const or3 = (a: number, b: number): VSet => (a === T || b === T ? T : a === N || b === N ? N : F)
+
+function combine(a: VSet, b: VSet, op: (x: number, y: number) => VSet): VSet {
+  return each(a, (x) => each(b, (y) => op(x, y)))
+}
+
+// ---- the model -----------------------------------------------------------------------------------
+
 type Scalar = boolean | number | string | null
-type Folded = {k: 'const'; v: Scalar} | {k: 'maybe'} | {k: 'row'}
+/** A value the condition compares a column with. `sym` stands for an arbitrary fixed value (a parameter, another row's column). */
+type Val = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean} | {k: 'null'} | {k: 'sym'; id: string}
+type CmpOp = '=' | '<>' | '<' | '<=' | '>' | '>='
 
-const MAYBE: Folded = {k: 'maybe'}
-const ROW: Folded = {k: 'row'}
-const TRUE: Folded = {k: 'const', v: true}
-const FALSE: Folded = {k: 'const', v: false}
-const NULL: Folded = {k: 'const', v: null}
+type Node =
+  | {k: 'const'; v: VSet}
+  | {k: 'and' | 'or'; parts: Node[]}
+  | {k: 'not'; part: Node}
+  | {k: 'test'; part: Node; test: string}
+  | {k: 'case'; whens: [Node, Node][]; otherwise: Node}
+  | {k: 'coalesce'; parts: Node[]}
+  | {k: 'cmp'; col: string; op: CmpOp; v: Val}
+  | {k: 'in'; col: string; values: Val[]; negated: boolean}
+  | {k: 'distinct'; col: string; v: Val; not: boolean}
+  | {k: 'null'; col: string; isNull: boolean}
+  | {k: 'like'; col: string; re: RegExp | undefined; example?: string; sym?: string; negated: boolean}
+  /** `exact`: the correlation is the subquery's only condition, so a partner row exists exactly when it holds. */
+  | {k: 'exists'; corr: Node; exact: boolean}
 
-/** Structural equality that ignores source positions, so `id = id` compares the two sides. */
-function sameExpr(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a, dropLocation) === JSON.stringify(b, dropLocation)
+const OPAQUE: Node = {k: 'const', v: ANY}
+const CONST_T: Node = {k: 'const', v: T}
+
+/** Witness values a column can take. `rel` is a value placed against a symbol; `fresh` equals nothing named. */
+type W = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean} | {k: 'null'} | {k: 'rel'; id: string; rel: 'lt' | 'eq' | 'gt'} | {k: 'fresh'}
+
+const SYSTEM_COLUMNS = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid'])
+const COMPARISONS: Record<string, CmpOp> = {'=': '=', '<>': '<>', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>='}
+const FLIP: Record<CmpOp, CmpOp> = {'=': '=', '<>': '<>', '<': '>', '<=': '>=', '>': '<', '>=': '<='}
+const NEGATE: Record<CmpOp, CmpOp> = {'=': '<>', '<>': '=', '<': '>=', '<=': '>', '>': '<=', '>=': '<'}
+
+// ---- scopes --------------------------------------------------------------------------------------
+
+/** Another relation the condition can see: a USING / FROM item, MERGE's source, ON CONFLICT's `excluded`. */
+export interface OtherRelation {
+  name: string
+  /** It holds rows of the target table itself (a self-join, a subquery or CTE over it). */
+  sameTable: boolean
 }
 
-function dropLocation(key: string, value: unknown): unknown {
-  return key === 'location' ? undefined : value
+export interface TargetInfo {
+  /** The names the target row answers to (its alias, or its table name). */
+  names: ReadonlySet<string>
+  /** The target table's name, for telling self-joins. */
+  relname: string
+  others?: readonly OtherRelation[]
 }
 
-function strings(list: unknown): string[] {
-  if (!Array.isArray(list)) return []
-  return list.map((item) => {
+/** A subquery level between the condition and a column reference. */
+interface Scope {
+  /** Names of the subquery's FROM items, with whether each holds rows of the target table. */
+  names: Map<string, boolean>
+  hasFrom: boolean
+}
+
+type Ref =
+  | {k: 'target'; col: string}
+  | {k: 'whole'}
+  | {k: 'other'; col: string; sameTable: boolean}
+  | {k: 'inner'; col: string; sameTable: boolean}
+  | {k: 'ambiguous'}
+
+function strings(v: unknown): string[] {
+  return list(v).map((item) => {
     const u = unwrap(item)
     return u && u[0] === 'String' && typeof u[1].sval === 'string' ? u[1].sval : '*'
   })
 }
 
+/** Structural key of an expression, without source positions: `$1` here and `$1` there are one value. */
+function keyOf(node: unknown): string {
+  return JSON.stringify(node, (k, v: unknown) => (k === 'location' ? undefined : v))
+}
+
+/** Whether `node` (any depth) reads table `relname` (by name, in any schema). */
+export function readsTable(node: unknown, relname: string): boolean {
+  if (Array.isArray(node)) return node.some((n) => readsTable(n, relname))
+  if (!isObj(node)) return false
+  if (typeof node.relname === 'string' && 'relpersistence' in node && node.relname === relname) return true
+  return Object.values(node).some((v) => readsTable(v, relname))
+}
+
+/** FROM items as (name, holds rows of `relname`) pairs; joins contribute their members. */
+export function fromItems(items: unknown, relname: string, ctes: ReadonlyMap<string, boolean> = new Map()): OtherRelation[] {
+  const out: OtherRelation[] = []
+  const visit = (item: unknown): void => {
+    const u = unwrap(item)
+    const [type, body] = u ?? (isObj(item) && typeof item.relname === 'string' ? ['RangeVar', item] : [undefined, undefined])
+    if (!type || !body) return
+    const alias = isObj(body.alias) ? str(body.alias.aliasname) : undefined
+    switch (type) {
+      case 'RangeVar': {
+        const rel = str(body.relname) ?? ''
+        const same = (!str(body.schemaname) && ctes.get(rel)) ?? rel === relname
+        out.push({name: alias ?? rel, sameTable: same || rel === relname})
+        return
+      }
+      case 'RangeSubselect':
+      case 'RangeFunction':
+      case 'RangeTableFunc':
+        if (alias) out.push({name: alias, sameTable: readsTable(body, relname)})
+        return
+      case 'JoinExpr':
+        visit(body.larg)
+        visit(body.rarg)
+        if (alias) out.push({name: alias, sameTable: readsTable(body, relname)})
+        return
+      default:
+        return
+    }
+  }
+  for (const i of list(items)) visit(i)
+  return out
+}
+
+/** Which CTE names (of a WITH clause) hold rows of `relname`. */
+export function cteSources(withClause: unknown, relname: string): Map<string, boolean> {
+  const out = new Map<string, boolean>()
+  if (!isObj(withClause)) return out
+  for (const c of list(withClause.ctes)) {
+    const u = unwrap(c)
+    if (u && u[0] === 'CommonTableExpr') out.set(str(u[1].ctename) ?? '', readsTable(u[1].ctequery, relname))
+  }
+  return out
+}
+
+// ---- compiling a condition -----------------------------------------------------------------------
+
+class Compiler {
+  private readonly others: Map<string, boolean>
+
+  constructor(private readonly target: TargetInfo) {
+    this.others = new Map((target.others ?? []).map((o) => [o.name, o.sameTable]))
+  }
+
+  /** Where a column reference points, seen from inside `scopes` (innermost last). */
+  resolve(fields: unknown, scopes: readonly Scope[]): Ref {
+    const parts = strings(fields)
+    const col = parts.at(-1) ?? '*'
+    if (parts.length === 1) {
+      // `SELECT *` in a subquery is its own FROM's columns, never the outer row's.
+      if (col === '*' && scopes.length > 0) {
+        const inner = scopes[scopes.length - 1]!
+        return [...inner.names.values()].some((same) => same) ? {k: 'ambiguous'} : {k: 'inner', col, sameTable: false}
+      }
+      for (let i = scopes.length - 1; i >= 0; i--) if (scopes[i]!.hasFrom) return {k: 'ambiguous'}
+      if (this.others.size > 0) return {k: 'ambiguous'}
+      // A bare name that is the target's own name is the whole row (when no column shadows it).
+      if (this.target.names.has(col)) return {k: 'whole'}
+      return {k: 'target', col}
+    }
+    const qual = parts[parts.length - 2]!
+    for (let i = scopes.length - 1; i >= 0; i--) {
+      const same = scopes[i]!.names.get(qual)
+      if (same !== undefined) return {k: 'inner', col, sameTable: same}
+    }
+    const other = this.others.get(qual)
+    if (other !== undefined) return {k: 'other', col, sameTable: other}
+    if (this.target.names.has(qual)) return col === '*' ? {k: 'whole'} : {k: 'target', col}
+    return {k: 'ambiguous'}
+  }
+
+  /**
+   * Whether `node` depends on nothing of the target row: `no` it does not (a constant, a parameter,
+   * another relation, an uncorrelated subquery), `yes` or `maybe` it does or may.
+   */
+  dependence(node: unknown, scopes: readonly Scope[]): 'no' | 'yes' | 'maybe' {
+    let result: 'no' | 'yes' | 'maybe' = 'no'
+    const visit = (n: unknown, sc: readonly Scope[]): void => {
+      if (result === 'yes') return
+      if (Array.isArray(n)) {
+        for (const x of n) visit(x, sc)
+        return
+      }
+      if (!isObj(n)) return
+      const u = unwrap(n)
+      if (u) {
+        const [type, body] = u
+        if (type === 'ColumnRef') {
+          const r = this.resolve(body.fields, sc)
+          if (r.k === 'target' || r.k === 'whole') result = 'yes'
+          else if (r.k === 'ambiguous' && result === 'no') result = 'maybe'
+          return
+        }
+        if (type === 'CurrentOfExpr') {
+          result = 'yes'
+          return
+        }
+        if (type === 'SelectStmt') {
+          visit(body, [...sc, this.scopeOf(body)])
+          return
+        }
+        visit(body, sc)
+        return
+      }
+      for (const v of Object.values(n)) visit(v, sc)
+    }
+    visit(node, scopes)
+    return result
+  }
+
+  /** The names a SELECT's FROM brings into scope. */
+  scopeOf(select: Obj): Scope {
+    const ctes = cteSources(select.withClause, this.target.relname)
+    const items = fromItems(select.fromClause, this.target.relname, ctes)
+    return {names: new Map(items.map((i) => [i.name, i.sameTable])), hasFrom: list(select.fromClause).length > 0}
+  }
+
+  /** A column of the target as a plain reference (COLLATE keeps it a column, under its own key). */
+  targetColumn(node: unknown, scopes: readonly Scope[]): string | undefined {
+    const u = unwrap(node)
+    if (!u) return undefined
+    if (u[0] === 'ColumnRef') {
+      const r = this.resolve(u[1].fields, scopes)
+      return r.k === 'target' && r.col !== '*' ? r.col : undefined
+    }
+    if (u[0] === 'CollateClause') {
+      const inner = this.targetColumn(u[1].arg, scopes)
+      return inner === undefined ? undefined : `${inner} collate ${names(u[1].collname).join('.')}`
+    }
+    return undefined
+  }
+
+  /** The value an independent expression stands for. */
+  value(node: unknown): Val {
+    const c = constant(node)
+    if (c === undefined) return {k: 'sym', id: keyOf(node)}
+    if (c === null) return {k: 'null'}
+    if (typeof c === 'number') return {k: 'num', n: c}
+    if (typeof c === 'boolean') return {k: 'bool', b: c}
+    return {k: 'str', s: c}
+  }
+
+  /** `l op r` as a model node. */
+  compare(l: unknown, op: CmpOp, r: unknown, scopes: readonly Scope[]): Node {
+    const lc = this.targetColumn(l, scopes)
+    const rc = this.targetColumn(r, scopes)
+    if (lc !== undefined && rc === undefined && this.dependence(r, scopes) === 'no' && !this.identity(lc, r, scopes)) {
+      return {k: 'cmp', col: lc, op, v: this.value(r)}
+    }
+    if (rc !== undefined && lc === undefined && this.dependence(l, scopes) === 'no' && !this.identity(rc, l, scopes)) {
+      return {k: 'cmp', col: rc, op: FLIP[op], v: this.value(l)}
+    }
+    if (this.dependence(l, scopes) === 'no' && this.dependence(r, scopes) === 'no') {
+      const a = constant(l)
+      const b = constant(r)
+      // transform_null_equals makes `NULL = NULL` true: a comparison with NULL is not a constant.
+      if (a !== undefined && b !== undefined && !(op === '=' && (a === null || b === null))) return constNode(binary(op, a, b))
+    }
+    return OPAQUE
+  }
+
+  /**
+   * `col` compared with the same column of another copy of the target table is an identity (every
+   * row pairs with itself). An IN-subquery over the target is one unless its own WHERE filters.
+   */
+  identity(col: string, other: unknown, scopes: readonly Scope[]): boolean {
+    const u = unwrap(other)
+    if (u?.[0] === 'ColumnRef') {
+      const r = this.resolve(u[1].fields, scopes)
+      return (r.k === 'other' || r.k === 'inner') && r.sameTable && r.col === col
+    }
+    return false
+  }
+
+  compile(node: unknown, scopes: readonly Scope[] = []): Node {
+    const c = constant(node)
+    if (c !== undefined) return constNode(c === null ? null : toBool(c) ?? undefined)
+    const u = unwrap(node)
+    if (!u) return OPAQUE
+    const [type, body] = u
+    switch (type) {
+      case 'BoolExpr': {
+        const parts = list(body.args).map((a) => this.compile(a, scopes))
+        if (body.boolop === 'NOT_EXPR') return {k: 'not', part: parts[0] ?? OPAQUE}
+        return {k: body.boolop === 'OR_EXPR' ? 'or' : 'and', parts}
+      }
+      case 'ColumnRef': {
+        const col = this.targetColumn(node, scopes)
+        return col !== undefined ? {k: 'cmp', col, op: '=', v: {k: 'bool', b: true}} : OPAQUE
+      }
+      case 'TypeCast':
+        // A cast to boolean of a predicate is the predicate; any other cast is opaque.
+        return isBoolType(body.typeName) ? this.compile(body.arg, scopes) : OPAQUE
+      case 'A_Expr':
+        return this.aExpr(body, scopes)
+      case 'NullTest': {
+        const col = this.targetColumn(body.arg, scopes)
+        // System columns are never null, and a whole row or a predicate IS NOT NULL says nothing about which row.
+        if (col === undefined || SYSTEM_COLUMNS.has(col)) return OPAQUE
+        return {k: 'null', col, isNull: body.nulltesttype !== 'IS_NOT_NULL'}
+      }
+      case 'BooleanTest':
+        return {k: 'test', part: this.compile(body.arg, scopes), test: String(body.booltesttype)}
+      case 'CaseExpr': {
+        if (body.arg !== undefined) return OPAQUE
+        const whens = list(body.args).map((w) => {
+          const wu = unwrap(w)
+          return [this.compile(wu?.[1].expr, scopes), this.compile(wu?.[1].result, scopes)] as [Node, Node]
+        })
+        return {k: 'case', whens, otherwise: body.defresult === undefined ? {k: 'const', v: N} : this.compile(body.defresult, scopes)}
+      }
+      case 'CoalesceExpr':
+        return {k: 'coalesce', parts: list(body.args).map((a) => this.compile(a, scopes))}
+      case 'CurrentOfExpr':
+        return {k: 'cmp', col: 'ctid', op: '=', v: {k: 'sym', id: 'cursor'}}
+      case 'SubLink':
+        return this.subLink(body, scopes)
+      default:
+        return OPAQUE
+    }
+  }
+
+  private aExpr(body: Obj, scopes: readonly Scope[]): Node {
+    const kind = String(body.kind)
+    const opName = strings(body.name).at(-1) ?? ''
+    const l = body.lexpr
+    const r = body.rexpr
+    switch (kind) {
+      case 'AEXPR_OP': {
+        const op = COMPARISONS[opName]
+        if (op && isRow(l) && isRow(r)) return this.rowCompare(rowItems(l), op, rowItems(r), scopes)
+        if (op) return this.compare(l, op, r, scopes)
+        const like = LIKE_OPS[opName]
+        if (like) return this.like(l, r, like.negated, like.kind, scopes)
+        return OPAQUE
+      }
+      case 'AEXPR_OP_ANY':
+      case 'AEXPR_OP_ALL': {
+        const op = COMPARISONS[opName]
+        if (!op) return OPAQUE
+        const arr = unwrap(r)
+        if (arr?.[0] === 'A_ArrayExpr') {
+          const parts = list(arr[1].elements).map((e) => this.compare(l, op, e, scopes))
+          return {k: kind === 'AEXPR_OP_ANY' ? 'or' : 'and', parts}
+        }
+        // `x = ANY($1)`: an arbitrary set of values, as for a single one.
+        return this.compare(l, op, r, scopes)
+      }
+      case 'AEXPR_IN': {
+        const negated = opName === '<>'
+        const items = list(unwrap(r)?.[0] === 'List' ? unwrap(r)![1].items : r)
+        if (isRow(l)) {
+          const parts = items.map((i) => (isRow(i) ? this.rowCompare(rowItems(l), negated ? '<>' : '=', rowItems(i), scopes) : OPAQUE))
+          return {k: negated ? 'and' : 'or', parts}
+        }
+        const col = this.targetColumn(l, scopes)
+        if (col !== undefined && items.every((i) => this.dependence(i, scopes) === 'no' && !this.identity(col, i, scopes))) {
+          return {k: 'in', col, values: items.map((i) => this.value(i)), negated}
+        }
+        return {k: negated ? 'and' : 'or', parts: items.map((i) => this.compare(l, negated ? '<>' : '=', i, scopes))}
+      }
+      case 'AEXPR_DISTINCT':
+      case 'AEXPR_NOT_DISTINCT': {
+        const not = kind === 'AEXPR_NOT_DISTINCT'
+        const lc = this.targetColumn(l, scopes)
+        if (lc !== undefined && this.dependence(r, scopes) === 'no' && !this.identity(lc, r, scopes)) return {k: 'distinct', col: lc, v: this.value(r), not}
+        const rc = this.targetColumn(r, scopes)
+        if (rc !== undefined && this.dependence(l, scopes) === 'no' && !this.identity(rc, l, scopes)) return {k: 'distinct', col: rc, v: this.value(l), not}
+        return OPAQUE
+      }
+      case 'AEXPR_BETWEEN':
+      case 'AEXPR_NOT_BETWEEN':
+      case 'AEXPR_BETWEEN_SYM':
+      case 'AEXPR_NOT_BETWEEN_SYM': {
+        const [lo, hi] = list(unwrap(r)?.[0] === 'List' ? unwrap(r)![1].items : r)
+        const inside = (a: unknown, b: unknown): Node => ({k: 'and', parts: [this.compare(l, '>=', a, scopes), this.compare(l, '<=', b, scopes)]})
+        let node: Node = inside(lo, hi)
+        if (kind.endsWith('_SYM')) node = {k: 'or', parts: [node, inside(hi, lo)]}
+        return kind.includes('NOT') ? {k: 'not', part: node} : node
+      }
+      case 'AEXPR_LIKE':
+      case 'AEXPR_ILIKE':
+        return this.like(l, r, opName.startsWith('!'), kind === 'AEXPR_ILIKE' ? 'ilike' : 'like', scopes)
+      case 'AEXPR_SIMILAR':
+        return this.like(l, similarPattern(r), opName.startsWith('!'), 'similar', scopes)
+      default:
+        return OPAQUE
+    }
+  }
+
+  private like(l: unknown, pattern: unknown, negated: boolean, kind: 'like' | 'ilike' | 'similar' | 'regex' | 'iregex', scopes: readonly Scope[]): Node {
+    const col = this.targetColumn(l, scopes)
+    if (col === undefined || pattern === undefined || this.dependence(pattern, scopes) !== 'no') return OPAQUE
+    const p = constant(pattern)
+    if (p === null) return {k: 'const', v: N}
+    if (typeof p === 'string') {
+      const re = patternRegex(p, kind)
+      if (!re) return OPAQUE
+      const example = exampleFor(p, kind, re)
+      return {k: 'like', col, re, ...(example !== undefined ? {example} : {}), negated}
+    }
+    return {k: 'like', col, re: undefined, sym: keyOf(pattern), negated}
+  }
+
+  /** `(a, b) op (x, y)`, element by element; ordering comparisons are lexicographic. */
+  private rowCompare(l: unknown[], op: CmpOp, r: unknown[], scopes: readonly Scope[]): Node {
+    if (l.length !== r.length || l.length === 0) return OPAQUE
+    const eq = (i: number): Node => this.compare(l[i], '=', r[i], scopes)
+    if (op === '=') return {k: 'and', parts: l.map((_, i) => eq(i))}
+    if (op === '<>') return {k: 'or', parts: l.map((_, i) => this.compare(l[i], '<>', r[i], scopes))}
+    const strict: CmpOp = op === '<' || op === '<=' ? '<' : '>'
+    const parts: Node[] = []
+    for (let i = 0; i < l.length; i++) {
+      parts.push({k: 'and', parts: [...Array.from({length: i}, (_, j) => eq(j)), this.compare(l[i], strict, r[i], scopes)]})
+    }
+    if (op === '<=' || op === '>=') parts.push({k: 'and', parts: l.map((_, i) => eq(i))})
+    return {k: 'or', parts}
+  }
+
+  private subLink(body: Obj, scopes: readonly Scope[]): Node {
+    const type = String(body.subLinkType)
+    const sub = unwrap(body.subselect)
+    if (!sub || sub[0] !== 'SelectStmt') return OPAQUE
+    const select = sub[1]
+    const inner = [...scopes, this.scopeOf(select)]
+    if (type === 'EXISTS_SUBLINK') {
+      // A semi-join on a target column: `EXISTS (SELECT 1 FROM b WHERE b.user_id = u.id)`.
+      const conds = conjuncts(select.whereClause)
+      const plain = conds.length === 1 && list(select.fromClause).length === 1 && !select.havingClause && !select.limitCount && !select.limitOffset && list(select.groupClause).length === 0
+      for (const conj of conds) {
+        const cu = unwrap(conj)
+        if (cu?.[0] !== 'A_Expr' || cu[1].kind !== 'AEXPR_OP') continue
+        const op = COMPARISONS[strings(cu[1].name).at(-1) ?? '']
+        if (!op) continue
+        const corr = this.compare(cu[1].lexpr, op, cu[1].rexpr, inner)
+        if (corr.k === 'cmp') return {k: 'exists', corr, exact: plain && corr.v.k === 'sym'}
+      }
+      return OPAQUE
+    }
+    if (type === 'ANY_SUBLINK' || type === 'ALL_SUBLINK') {
+      const op = type === 'ANY_SUBLINK' && body.operName === undefined ? '=' : COMPARISONS[strings(body.operName).at(-1) ?? '=']
+      if (!op) return OPAQUE
+      const col = this.targetColumn(body.testexpr, scopes)
+      if (col === undefined || this.dependence(body.subselect, scopes) !== 'no') return OPAQUE
+      if (this.selectsSameColumn(col, select, scopes)) return OPAQUE
+      return {k: 'cmp', col, op, v: {k: 'sym', id: keyOf(body.subselect)}}
+    }
+    return OPAQUE
+  }
+
+  /**
+   * `col IN (SELECT t2.col FROM <the target table> t2 …)` is an identity unless the subquery's own
+   * WHERE filters its copy of the table.
+   */
+  private selectsSameColumn(col: string, select: Obj, scopes: readonly Scope[]): boolean {
+    const targets = list(select.targetList)
+    if (targets.length !== 1) return false
+    const val = unwrap(targets[0])?.[1].val
+    const scope = this.scopeOf(select)
+    const ref = unwrap(val)?.[0] === 'ColumnRef' ? this.resolve(unwrap(val)![1].fields, [...scopes, scope]) : undefined
+    if (!ref || ref.k !== 'inner' || !ref.sameTable || ref.col !== col) return false
+    const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
+    const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
+    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others})
+    // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
+    const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
+    return judge.judgeAll(conditions) !== 'filtered'
+  }
+}
+
+const LIKE_OPS: Record<string, {kind: 'like' | 'ilike' | 'regex' | 'iregex'; negated: boolean}> = {
+  '~~': {kind: 'like', negated: false},
+  '!~~': {kind: 'like', negated: true},
+  '~~*': {kind: 'ilike', negated: false},
+  '!~~*': {kind: 'ilike', negated: true},
+  '~': {kind: 'regex', negated: false},
+  '!~': {kind: 'regex', negated: true},
+  '~*': {kind: 'iregex', negated: false},
+  '!~*': {kind: 'iregex', negated: true},
+}
+
+function isRow(node: unknown): boolean {
+  return unwrap(node)?.[0] === 'RowExpr'
+}
+
+function rowItems(node: unknown): unknown[] {
+  return list(unwrap(node)?.[1].args)
+}
+
+function isBoolType(typeName: unknown): boolean {
+  const n = isObj(typeName) ? strings(typeName.names).at(-1) : undefined
+  return n === 'bool' || n === 'boolean'
+}
+
+/** SIMILAR TO arrives as `x ~ similar_to_escape(pattern)`; the pattern is its first argument. */
+function similarPattern(r: unknown): unknown {
+  const u = unwrap(r)
+  if (u?.[0] === 'FuncCall' && list(u[1].args).length === 1) return list(u[1].args)[0]
+  return undefined
+}
+
+/** The ON conditions of inner joins in a FROM list: rows of either side without a partner are dropped. */
+function innerJoinQuals(items: unknown): unknown[] {
+  const out: unknown[] = []
+  const visit = (item: unknown): void => {
+    const u = unwrap(item)
+    if (u?.[0] !== 'JoinExpr') return
+    if ((u[1].jointype ?? 'JOIN_INNER') === 'JOIN_INNER' && u[1].quals !== undefined) out.push(u[1].quals)
+    visit(u[1].larg)
+    visit(u[1].rarg)
+  }
+  for (const i of list(items)) visit(i)
+  return out
+}
+
+function conjuncts(node: unknown): unknown[] {
+  const u = unwrap(node)
+  if (u?.[0] === 'BoolExpr' && u[1].boolop === 'AND_EXPR') return list(u[1].args).flatMap(conjuncts)
+  return node === undefined ? [] : [node]
+}
+
+function constNode(v: Scalar | undefined): Node {
+  if (v === undefined) return OPAQUE
+  if (v === null) return {k: 'const', v: N}
+  const b = toBool(v)
+  return b === undefined ? OPAQUE : {k: 'const', v: b ? T : F}
+}
+
+// ---- evaluating under a witness --------------------------------------------------------------------
+
+type Rel = 'lt' | 'eq' | 'gt' | 'ne' | 'unk' | 'null'
+
+/** Strings that differ only by case or accents may be equal under a nondeterministic collation. */
+function looseKey(s: string): string {
+  return s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase()
+}
+
+function relate(w: W, v: Val): Rel {
+  if (w.k === 'null' || v.k === 'null') return 'null'
+  if (v.k === 'sym') {
+    if (w.k === 'rel' && w.id === v.id) return w.rel
+    return w.k === 'fresh' ? 'ne' : 'unk'
+  }
+  if (w.k === 'fresh') return 'ne'
+  if (w.k === 'rel') return 'unk'
+  if (w.k === 'bool' || v.k === 'bool') {
+    const a = w.k === 'bool' ? w.b : toBool(w.k === 'num' ? w.n : w.s)
+    const b = v.k === 'bool' ? v.b : toBool(v.k === 'num' ? v.n : v.s)
+    if (a === undefined || b === undefined) return 'unk'
+    return a === b ? 'eq' : a ? 'gt' : 'lt'
+  }
+  if (w.k === 'num' || v.k === 'num') {
+    const a = w.k === 'num' ? w.n : Number(w.s)
+    const b = v.k === 'num' ? v.n : Number(v.s)
+    if (!Number.isFinite(a) || !Number.isFinite(b)) return 'unk'
+    return a === b ? 'eq' : a < b ? 'lt' : 'gt'
+  }
+  if (w.s === v.s) return 'eq'
+  return looseKey(w.s) === looseKey(v.s) ? 'unk' : 'ne'
+}
+
+function cmpSet(rel: Rel, op: CmpOp): VSet {
+  if (rel === 'null') return N
+  if (rel === 'unk') return T | F
+  switch (op) {
+    case '=':
+      return rel === 'eq' ? T : F
+    case '<>':
+      return rel === 'eq' ? F : T
+    case '<':
+      return rel === 'lt' ? T : rel === 'ne' ? T | F : F
+    case '<=':
+      return rel === 'lt' || rel === 'eq' ? T : rel === 'ne' ? T | F : F
+    case '>':
+      return rel === 'gt' ? T : rel === 'ne' ? T | F : F
+    case '>=':
+      return rel === 'gt' || rel === 'eq' ? T : rel === 'ne' ? T | F : F
+  }
+}
+
+function test(v: number, t: string): VSet {
+  switch (t) {
+    case 'IS_TRUE':
+      return v === T ? T : F
+    case 'IS_NOT_TRUE':
+      return v === T ? F : T
+    case 'IS_FALSE':
+      return v === F ? T : F
+    case 'IS_NOT_FALSE':
+      return v === F ? F : T
+    case 'IS_UNKNOWN':
+      return v === N ? T : F
+    case 'IS_NOT_UNKNOWN':
+      return v === N ? F : T
+    default:
+      return ANY
+  }
+}
+
+function evaluate(n: Node, w: ReadonlyMap<string, W>): VSet {
+  switch (n.k) {
+    case 'const':
+      return n.v
+    case 'and':
+      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w), and3), T)
+    case 'or':
+      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w), or3), F)
+    case 'not':
+      return each(evaluate(n.part, w), not3)
+    case 'test':
+      return each(evaluate(n.part, w), (v) => test(v, n.test))
+    case 'case': {
+      let out = 0
+      let reach = true
+      for (const [cond, result] of n.whens) {
+        const c = evaluate(cond, w)
+        if (c & T) out |= evaluate(result, w)
+        if (!(c & (F | N))) {
+          reach = false
+          break
+        }
+      }
+      if (reach) out |= evaluate(n.otherwise, w)
+      return out
+    }
+    case 'coalesce': {
+      let out = 0
+      for (const p of n.parts) {
+        const v = evaluate(p, w)
+        out |= v & (T | F)
+        if (!(v & N)) return out
+      }
+      return out | N
+    }
+    case 'cmp':
+      return cmpSet(relate(w.get(n.col) ?? {k: 'fresh'}, n.v), n.op)
+    case 'in': {
+      const x = w.get(n.col) ?? {k: 'fresh'}
+      let acc: VSet = F
+      for (const v of n.values) acc = combine(acc, cmpSet(relate(x, v), '='), or3)
+      return n.negated ? each(acc, not3) : acc
+    }
+    case 'distinct': {
+      const x = w.get(n.col) ?? {k: 'fresh'}
+      const xNull = x.k === 'null'
+      const vNull = n.v.k === 'null'
+      const differs: VSet = xNull || vNull ? (xNull === vNull ? F : T) : each(cmpSet(relate(x, n.v), '='), not3)
+      return n.not ? each(differs, not3) : differs
+    }
+    case 'null': {
+      const x = w.get(n.col) ?? {k: 'fresh'}
+      return (x.k === 'null') === n.isNull ? T : F
+    }
+    case 'like': {
+      const x = w.get(n.col) ?? {k: 'fresh'}
+      let v: VSet
+      if (x.k === 'null') v = N
+      else if (n.re && x.k === 'str') v = n.re.test(x.s) ? T : F
+      else if (n.sym !== undefined) v = cmpSet(relate(x, {k: 'sym', id: n.sym}), '=')
+      else v = T | F
+      return n.negated ? each(v, not3) : v
+    }
+    case 'exists': {
+      // EXISTS is never null: no partner row (or a null key) is false.
+      const c = evaluate(n.corr, w)
+      if (n.exact) return c === T ? T : c & T ? T | F : F
+      return c & T ? T | F : F
+    }
+  }
+}
+
+// ---- looking for a witness -------------------------------------------------------------------------
+
+const MAX_VALUES_PER_COLUMN = 48
+const MAX_WITNESSES = 4096
+
+interface ColumnFacts {
+  nums: Set<number>
+  strs: Set<string>
+  syms: Set<string>
+  bool: boolean
+  nullable: boolean
+  examples: string[]
+  /** Constants used in ordering comparisons: kept first when the list is cut. */
+  ordered: Set<number>
+}
+
+function collect(n: Node, facts: Map<string, ColumnFacts>): void {
+  const of = (col: string): ColumnFacts => {
+    let f = facts.get(col)
+    if (!f) facts.set(col, (f = {nums: new Set(), strs: new Set(), syms: new Set(), bool: false, nullable: false, examples: [], ordered: new Set()}))
+    return f
+  }
+  const addVal = (f: ColumnFacts, v: Val, ordered: boolean) => {
+    if (v.k === 'num') {
+      f.nums.add(v.n)
+      if (ordered) f.ordered.add(v.n)
+    } else if (v.k === 'str') f.strs.add(v.s)
+    else if (v.k === 'bool') f.bool = true
+    else if (v.k === 'sym') f.syms.add(v.id)
+  }
+  switch (n.k) {
+    case 'and':
+    case 'or':
+    case 'coalesce':
+      for (const p of n.parts) collect(p, facts)
+      return
+    case 'not':
+    case 'test':
+      collect(n.part, facts)
+      return
+    case 'case':
+      for (const [c, r] of n.whens) {
+        collect(c, facts)
+        collect(r, facts)
+      }
+      collect(n.otherwise, facts)
+      return
+    case 'cmp':
+      addVal(of(n.col), n.v, n.op !== '=' && n.op !== '<>')
+      return
+    case 'in':
+      for (const v of n.values) addVal(of(n.col), v, false)
+      return
+    case 'distinct':
+      addVal(of(n.col), n.v, false)
+      of(n.col).nullable = true
+      return
+    case 'null':
+      of(n.col).nullable = true
+      return
+    case 'like': {
+      const f = of(n.col)
+      if (n.re) f.examples.push(n.example ?? 'x')
+      if (n.sym) f.syms.add(n.sym)
+      return
+    }
+    case 'exists':
+      collect(n.corr, facts)
+      return
+    case 'const':
+      return
+  }
+}
+
+/** Values worth trying for one column: each constant and its neighbours, each symbol from three sides, NULL if tested. */
+function candidates(f: ColumnFacts): W[] {
+  if (f.bool && f.nums.size === 0 && f.strs.size === 0 && f.syms.size === 0) {
+    return [{k: 'bool', b: true}, {k: 'bool', b: false}, ...(f.nullable ? [{k: 'null'} as W] : [])]
+  }
+  const out: W[] = [{k: 'fresh'}]
+  if (f.nullable) out.push({k: 'null'})
+  if (f.bool) out.push({k: 'bool', b: true}, {k: 'bool', b: false})
+  for (const id of f.syms) out.push({k: 'rel', id, rel: 'lt'}, {k: 'rel', id, rel: 'eq'}, {k: 'rel', id, rel: 'gt'})
+  const nums = [...f.ordered, ...[...f.nums].filter((n) => !f.ordered.has(n))]
+  if (nums.length > 0) {
+    const sorted = [...new Set(nums)].sort((a, b) => a - b)
+    out.push({k: 'num', n: sorted[0]! - 1}, {k: 'num', n: sorted.at(-1)! + 1})
+    for (const n of nums) out.push({k: 'num', n}, {k: 'num', n: n + 0.5}, {k: 'num', n: n - 0.5})
+  }
+  const strings = new Set<string>(['', '\u0001'])
+  for (const s of f.strs) strings.add(s)
+  for (const e of f.examples) strings.add(e)
+  if (f.strs.size > 0 || f.examples.length > 0) for (const s of strings) out.push({k: 'str', s})
+  return out.slice(0, MAX_VALUES_PER_COLUMN)
+}
+
+/** A string the pattern matches, when a simple one is easy to find (a witness on the pattern's side). */
+function exampleFor(pattern: string, kind: string, re: RegExp): string | undefined {
+  const tries = kind === 'regex' || kind === 'iregex' ? [pattern.replace(/[\\^$.*+?()[\]{}|]/g, ''), 'x', 'a'] : [pattern.replace(/\\(.)|%|_/g, (m, esc: string | undefined) => esc ?? (m === '_' ? 'x' : ''))]
+  for (const s of tries) if (re.test(s)) return s
+  return undefined
+}
+
+/** Whether some assignment of the columns makes `n` certainly not true. */
+function hasWitness(n: Node): boolean {
+  const facts = new Map<string, ColumnFacts>()
+  collect(n, facts)
+  const cols = [...facts.keys()]
+  const lists = cols.map((c) => candidates(facts.get(c)!))
+  let total = 1
+  for (const l of lists) total *= Math.max(1, l.length)
+  if (total > MAX_WITNESSES) return false
+  const w = new Map<string, W>()
+  const search = (i: number): boolean => {
+    if (i === cols.length) return !(evaluate(n, w) & T)
+    for (const v of lists[i]!) {
+      w.set(cols[i]!, v)
+      if (search(i + 1)) return true
+    }
+    return false
+  }
+  return search(0)
+}
+
+// ---- the judge -------------------------------------------------------------------------------------
+
 export class WhereJudge {
-  /** @param targetNames the names by which the condition can refer to the target row (its alias, or its table name). */
-  constructor(private readonly targetNames: ReadonlySet<string>) {}
+  private readonly compiler: Compiler
+
+  constructor(target: TargetInfo) {
+    this.compiler = new Compiler(target)
+  }
 
   judge(where: unknown): WhereKind {
     if (where === undefined || where === null) return 'none'
-    const f = this.fold(where)
-    if (f.k === 'maybe') return 'trivial'
-    if (f.k === 'const') return f.v === true ? 'trivial' : 'filtered'
-    return 'filtered'
+    return this.proves(where) ? 'filtered' : 'trivial'
   }
 
   /** Several conditions that must all hold (MERGE's ON and a WHEN ... AND ...). */
   judgeAll(conditions: unknown[]): WhereKind {
     const present = conditions.filter((c) => c !== undefined && c !== null)
     if (present.length === 0) return 'none'
-    return this.judge({BoolExpr: {boolop: 'AND_EXPR', args: present}})
+    return present.some((c) => this.proves(c)) ? 'filtered' : 'trivial'
   }
 
-  private fold(node: unknown): Folded {
-    const u = unwrap(node)
-    if (!u) return this.mentionsTarget(node) ? ROW : MAYBE
-    const [type, body] = u
-    switch (type) {
-      case 'A_Const':
-        return {k: 'const', v: constValue(body)}
-      case 'ParamRef':
-        return MAYBE
-      case 'ColumnRef':
-        return this.columnIsTarget(body) ? ROW : MAYBE
-      case 'TypeCast':
-        return castFolded(this.fold(body.arg), body.typeName)
-      case 'BoolExpr':
-        return this.foldBool(body)
-      case 'A_Expr':
-        return this.foldAExpr(body)
-      case 'NullTest': {
-        const arg = this.fold(body.arg)
-        if (arg.k !== 'const') return arg
-        const isNull = arg.v === null
-        return {k: 'const', v: body.nulltesttype === 'IS_NOT_NULL' ? !isNull : isNull}
-      }
-      case 'BooleanTest':
-        return foldBooleanTest(this.fold(body.arg), String(body.booltesttype))
-      case 'CoalesceExpr': {
-        const args = (Array.isArray(body.args) ? body.args : []).map((a) => this.fold(a))
-        for (const a of args) {
-          if (a.k !== 'const') return combine(args)
-          if (a.v !== null) return a
-        }
-        return NULL
-      }
-      case 'CurrentOfExpr':
-        return ROW
-      case 'SubLink':
-        return this.mentionsTarget(node) ? ROW : MAYBE
-      default:
-        // Functions, CASE, arrays, row constructors...: not computed, but still row-independent
-        // unless they read the target row.
-        return this.mentionsTarget(node) ? ROW : MAYBE
-    }
-  }
-
-  private foldBool(body: Obj): Folded {
-    const args = Array.isArray(body.args) ? body.args : []
-    const folded = args.map((a) => this.fold(a))
-    switch (body.boolop) {
-      case 'NOT_EXPR': {
-        const a = folded[0] ?? NULL
-        return a.k === 'const' ? {k: 'const', v: a.v === null ? null : !a.v} : a
-      }
-      case 'AND_EXPR': {
-        if (folded.some((f) => f.k === 'const' && f.v === false)) return FALSE
-        if (folded.some((f) => f.k === 'row')) return ROW
-        if (folded.some((f) => f.k === 'maybe')) return MAYBE
-        return folded.some((f) => f.k === 'const' && f.v === null) ? NULL : TRUE
-      }
-      case 'OR_EXPR': {
-        if (folded.some((f) => f.k === 'const' && f.v === true)) return TRUE
-        if (folded.some((f) => f.k === 'maybe')) return MAYBE
-        if (hasComplementaryPair(args)) return TRUE
-        if (folded.some((f) => f.k === 'row')) return ROW
-        return folded.some((f) => f.k === 'const' && f.v === null) ? NULL : FALSE
-      }
-      default:
-        return this.mentionsTarget(body) ? ROW : MAYBE
-    }
-  }
-
-  private foldAExpr(body: Obj): Folded {
-    const op = strings(body.name).at(-1) ?? ''
-    const kind = String(body.kind)
-    const l = body.lexpr === undefined ? undefined : this.fold(body.lexpr)
-    const r = body.rexpr === undefined ? undefined : this.fold(body.rexpr)
-    switch (kind) {
-      case 'AEXPR_OP': {
-        if (l === undefined && r !== undefined) return unary(op, r)
-        if (l === undefined || r === undefined) return MAYBE
-        if (l.k === 'const' && r.k === 'const') return computed(binary(op, l.v, r.v))
-        if ((l.k === 'row' || r.k === 'row') && sameExpr(body.lexpr, body.rexpr)) {
-          if (op === '=' || op === '<=' || op === '>=') return TRUE
-          if (op === '<>' || op === '!=' || op === '<' || op === '>') return FALSE
-        }
-        return combine([l, r])
-      }
-      case 'AEXPR_DISTINCT':
-      case 'AEXPR_NOT_DISTINCT': {
-        if (l === undefined || r === undefined) return MAYBE
-        const same = sameExpr(body.lexpr, body.rexpr)
-        if (l.k === 'const' && r.k === 'const') {
-          const eq = l.v === null || r.v === null ? l.v === r.v : binary('=', l.v, r.v) === true
-          return {k: 'const', v: kind === 'AEXPR_NOT_DISTINCT' ? eq : !eq}
-        }
-        if (same) return kind === 'AEXPR_NOT_DISTINCT' ? TRUE : FALSE
-        return combine([l, r])
-      }
-      case 'AEXPR_IN': {
-        const items = listItems(body.rexpr).map((i) => this.fold(i))
-        if (l === undefined) return MAYBE
-        if (l.k === 'const' && items.every((i) => i.k === 'const')) {
-          const values = items.map((i) => (i as {v: Scalar}).v)
-          const hit = l.v === null ? null : values.some((v) => binary('=', l.v, v) === true) ? true : values.includes(null) ? null : false
-          if (hit === null) return NULL
-          return {k: 'const', v: op === '<>' ? !hit : hit}
-        }
-        return combine([l, ...items])
-      }
-      case 'AEXPR_BETWEEN':
-      case 'AEXPR_NOT_BETWEEN':
-      case 'AEXPR_BETWEEN_SYM':
-      case 'AEXPR_NOT_BETWEEN_SYM': {
-        const [lo, hi] = listItems(body.rexpr).map((i) => this.fold(i))
-        if (l === undefined || lo === undefined || hi === undefined) return MAYBE
-        if (l.k === 'const' && lo.k === 'const' && hi.k === 'const') {
-          let [a, b] = [lo.v, hi.v]
-          if (kind.endsWith('_SYM') && binary('>', a, b) === true) [a, b] = [b, a]
-          const lower = binary('>=', l.v, a)
-          const upper = binary('<=', l.v, b)
-          if (lower === undefined || upper === undefined) return MAYBE
-          const inside = lower === false || upper === false ? false : lower === null || upper === null ? null : true
-          if (inside === null) return NULL
-          return {k: 'const', v: kind.includes('NOT') ? !inside : inside}
-        }
-        return combine([l, lo, hi])
-      }
-      case 'AEXPR_LIKE':
-      case 'AEXPR_ILIKE': {
-        if (l === undefined || r === undefined) return MAYBE
-        if (l.k === 'const' && r.k === 'const' && typeof l.v === 'string' && typeof r.v === 'string') {
-          const hit = likeRegex(r.v, kind === 'AEXPR_ILIKE').test(l.v)
-          return {k: 'const', v: op.startsWith('!') ? !hit : hit}
-        }
-        return combine([l, r])
-      }
-      default:
-        return combine([l, r].filter((x): x is Folded => x !== undefined))
-    }
-  }
-
-  private columnIsTarget(body: Obj): boolean {
-    const parts = strings(body.fields)
-    if (parts.length <= 1) return true
-    return this.targetNames.has(parts[parts.length - 2]!)
-  }
-
-  /**
-   * Whether any column reference in the subtree may read the target row. Unqualified names count:
-   * without the catalog a correlated `customer_id` cannot be told from a column of the subquery's
-   * own table, and correlated subqueries are usually written unqualified (limit in docs/policy.md).
-   */
-  private mentionsTarget(node: unknown): boolean {
-    if (Array.isArray(node)) return node.some((n) => this.mentionsTarget(n))
-    if (!isObj(node)) return false
-    for (const [key, value] of Object.entries(node)) {
-      if (key === 'ColumnRef' && isObj(value) && this.columnIsTarget(value)) return true
-      if (key === 'CurrentOfExpr') return true
-      if (this.mentionsTarget(value)) return true
-    }
-    return false
+  /** A conjunction filters when any conjunct does; each is tried on its own (fewer columns to search). */
+  private proves(where: unknown): boolean {
+    const parts = conjuncts(where)
+    if (parts.some((p) => hasWitness(this.compiler.compile(p)))) return true
+    return parts.length > 1 && hasWitness(this.compiler.compile(where))
   }
 }
 
-function listItems(node: unknown): unknown[] {
-  if (Array.isArray(node)) return node
+// ---- constants -------------------------------------------------------------------------------------
+
+/** The value of an expression made only of constants, or undefined when it is anything else. */
+export function constant(node: unknown): Scalar | undefined {
   const u = unwrap(node)
-  if (u && u[0] === 'List' && Array.isArray(u[1].items)) return u[1].items
-  return node === undefined ? [] : [node]
-}
-
-function combine(parts: Folded[]): Folded {
-  if (parts.some((p) => p.k === 'row')) return ROW
-  return MAYBE
-}
-
-const COMPLEMENT: Record<string, string> = {'=': '<>', '<>': '=', '!=': '=', '<': '>=', '>=': '<', '>': '<=', '<=': '>'}
-
-/** `A OR NOT A`, `x IS NULL OR x IS NOT NULL`, `x = 1 OR x <> 1`. */
-function hasComplementaryPair(args: unknown[]): boolean {
-  for (const a of args) {
-    const ua = unwrap(a)
-    if (!ua) continue
-    for (const b of args) {
-      if (a === b) continue
-      const ub = unwrap(b)
-      if (!ub) continue
-      if (ua[0] === 'BoolExpr' && ua[1].boolop === 'NOT_EXPR' && Array.isArray(ua[1].args) && sameExpr(ua[1].args[0], b)) return true
-      if (
-        ua[0] === 'NullTest' &&
-        ub[0] === 'NullTest' &&
-        ua[1].nulltesttype !== ub[1].nulltesttype &&
-        sameExpr(ua[1].arg, ub[1].arg)
-      )
-        return true
-      if (
-        ua[0] === 'A_Expr' &&
-        ub[0] === 'A_Expr' &&
-        ua[1].kind === 'AEXPR_OP' &&
-        ub[1].kind === 'AEXPR_OP' &&
-        COMPLEMENT[strings(ua[1].name).at(-1) ?? ''] === strings(ub[1].name).at(-1) &&
-        sameExpr(ua[1].lexpr, ub[1].lexpr) &&
-        sameExpr(ua[1].rexpr, ub[1].rexpr)
-      )
-        return true
+  if (!u) return undefined
+  const [type, body] = u
+  switch (type) {
+    case 'A_Const':
+      return constValue(body)
+    case 'TypeCast': {
+      const inner = constant(body.arg)
+      return inner === undefined ? undefined : castConst(inner, body.typeName)
     }
+    case 'A_Expr': {
+      if (body.kind !== 'AEXPR_OP') return undefined
+      const op = strings(body.name).at(-1) ?? ''
+      const r = constant(body.rexpr)
+      if (r === undefined) return undefined
+      if (body.lexpr === undefined) return op === '-' && typeof r === 'number' ? -r : op === '+' && typeof r === 'number' ? r : undefined
+      const l = constant(body.lexpr)
+      if (l === undefined) return undefined
+      // With transform_null_equals on, `x = NULL` means `x IS NULL`: such a comparison is not a constant.
+      if (op === '=' && (l === null || r === null)) return undefined
+      if (op === '~~' || op === '!~~') {
+        if (typeof l !== 'string' || typeof r !== 'string') return l === null || r === null ? null : undefined
+        const hit = patternRegex(r, 'like')?.test(l)
+        return hit === undefined ? undefined : op === '~~' ? hit : !hit
+      }
+      return binary(op, l, r)
+    }
+    case 'BoolExpr': {
+      const args = list(body.args).map(constant)
+      if (args.some((a) => a === undefined)) return undefined
+      const vals = (args as Scalar[]).map((a) => (a === null ? null : toBool(a)))
+      if (vals.some((v) => v === undefined)) return undefined
+      if (body.boolop === 'NOT_EXPR') return vals[0] === null ? null : !vals[0]
+      if (body.boolop === 'AND_EXPR') return vals.includes(false) ? false : vals.includes(null) ? null : true
+      return vals.includes(true) ? true : vals.includes(null) ? null : false
+    }
+    case 'NullTest': {
+      const a = constant(body.arg)
+      if (a === undefined) return undefined
+      return body.nulltesttype === 'IS_NOT_NULL' ? a !== null : a === null
+    }
+    case 'BooleanTest': {
+      const a = constant(body.arg)
+      if (a === undefined) return undefined
+      const v = a === null ? N : toBool(a) === true ? T : toBool(a) === false ? F : undefined
+      if (v === undefined) return undefined
+      return test(v, String(body.booltesttype)) === T
+    }
+    case 'CoalesceExpr': {
+      for (const a of list(body.args)) {
+        const v = constant(a)
+        if (v === undefined) return undefined
+        if (v !== null) return v
+      }
+      return null
+    }
+    default:
+      return undefined
   }
-  return false
 }
 
 function constValue(body: Obj): Scalar {
@@ -282,26 +945,23 @@ function constValue(body: Obj): Scalar {
   return null
 }
 
-function castFolded(arg: Folded, typeName: unknown): Folded {
-  if (arg.k !== 'const' || arg.v === null) return arg
-  const names = isObj(typeName) ? strings(typeName.names) : []
-  const type = names.at(-1) ?? ''
-  if (type === 'bool' || type === 'boolean') {
-    const b = toBool(arg.v)
-    return b === undefined ? MAYBE : {k: 'const', v: b}
-  }
+function castConst(v: Scalar, typeName: unknown): Scalar | undefined {
+  if (v === null) return null
+  const type = isObj(typeName) ? strings(typeName.names).at(-1) ?? '' : ''
+  if (type === 'bool' || type === 'boolean') return toBool(v)
   if (['int2', 'int4', 'int8', 'numeric', 'float4', 'float8'].includes(type)) {
-    const n = Number(arg.v)
-    return Number.isFinite(n) ? {k: 'const', v: n} : MAYBE
+    const n = Number(v)
+    return Number.isFinite(n) ? n : undefined
   }
-  if (['text', 'varchar', 'bpchar', 'name'].includes(type)) return {k: 'const', v: String(arg.v)}
-  return MAYBE
+  if (['text', 'varchar', 'bpchar', 'name'].includes(type)) return String(v)
+  return undefined
 }
 
 /** PostgreSQL's boolean input syntax (boolin), including unique prefixes. */
 function toBool(v: Scalar): boolean | undefined {
   if (typeof v === 'boolean') return v
-  if (typeof v === 'number') return v !== 0
+  if (typeof v === 'number') return undefined
+  if (v === null) return undefined
   const s = String(v).trim().toLowerCase()
   if (s === '') return undefined
   if (s === '1' || s === 'on' || 'true'.startsWith(s) || 'yes'.startsWith(s)) return true
@@ -309,44 +969,10 @@ function toBool(v: Scalar): boolean | undefined {
   return undefined
 }
 
-function foldBooleanTest(arg: Folded, test: string): Folded {
-  if (arg.k !== 'const') return arg
-  const v = arg.v === null ? null : toBool(arg.v) ?? null
-  switch (test) {
-    case 'IS_TRUE':
-      return {k: 'const', v: v === true}
-    case 'IS_NOT_TRUE':
-      return {k: 'const', v: v !== true}
-    case 'IS_FALSE':
-      return {k: 'const', v: v === false}
-    case 'IS_NOT_FALSE':
-      return {k: 'const', v: v !== false}
-    case 'IS_UNKNOWN':
-      return {k: 'const', v: v === null}
-    case 'IS_NOT_UNKNOWN':
-      return {k: 'const', v: v !== null}
-    default:
-      return MAYBE
-  }
-}
-
-function unary(op: string, r: Folded): Folded {
-  if (r.k !== 'const') return r
-  if (r.v === null) return NULL
-  if (op === '-') return typeof r.v === 'number' ? {k: 'const', v: -r.v} : MAYBE
-  if (op === '+') return r
-  return MAYBE
-}
-
-function computed(v: Scalar | undefined): Folded {
-  return v === undefined ? MAYBE : {k: 'const', v}
-}
-
 /**
- * Applies a binary operator to constants; undefined when we cannot compute it (an operator we do
- * not model, a type error the server would raise). Comparisons follow SQL: NULL in, NULL out. Mixed
- * number/string operands compare numerically when the string is a number, as PostgreSQL would
- * after resolving the unknown-typed literal to the other side's type.
+ * Applies a binary operator to constants; undefined when we cannot compute it. Comparisons follow
+ * SQL: NULL in, NULL out. A number against a numeric string compares as numbers, as PostgreSQL
+ * would after resolving the unknown-typed literal to the other side's type.
  */
 function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
   if (a === null || b === null) return null
@@ -354,8 +980,8 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
   let y: Scalar = b
   if (typeof x !== typeof y) {
     if (typeof x === 'boolean' || typeof y === 'boolean') {
-      const bx = toBool(x)
-      const by = toBool(y)
+      const bx = typeof x === 'boolean' ? x : toBool(x)
+      const by = typeof y === 'boolean' ? y : toBool(y)
       if (bx === undefined || by === undefined) return undefined
       x = bx
       y = by
@@ -374,23 +1000,19 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
     case '!=':
       return x !== y
     case '<':
-      return x < y
+      return typeof x === 'string' && x !== y ? undefined : x < y
     case '>':
-      return x > y
+      return typeof x === 'string' && x !== y ? undefined : x > y
     case '<=':
-      return x <= y
+      return typeof x === 'string' && x !== y ? undefined : x <= y
     case '>=':
-      return x >= y
+      return typeof x === 'string' && x !== y ? undefined : x >= y
     case '+':
       return typeof x === 'number' && typeof y === 'number' ? x + y : undefined
     case '-':
       return typeof x === 'number' && typeof y === 'number' ? x - y : undefined
     case '*':
       return typeof x === 'number' && typeof y === 'number' ? x * y : undefined
-    case '/':
-      return typeof x === 'number' && typeof y === 'number' && y !== 0 ? x / y : undefined
-    case '%':
-      return typeof x === 'number' && typeof y === 'number' && y !== 0 ? x % y : undefined
     case '||':
       return String(a) + String(b)
     default:
@@ -398,16 +1020,27 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
   }
 }
 
-function likeRegex(pattern: string, insensitive: boolean): RegExp {
-  let re = ''
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!
-    if (c === '\\' && i + 1 < pattern.length) re += escapeRe(pattern[++i]!)
-    else if (c === '%') re += '[\\s\\S]*'
-    else if (c === '_') re += '[\\s\\S]'
-    else re += escapeRe(c)
+/** A LIKE/ILIKE/SIMILAR TO/regex pattern as a JavaScript RegExp, when it can be translated faithfully. */
+function patternRegex(pattern: string, kind: 'like' | 'ilike' | 'similar' | 'regex' | 'iregex'): RegExp | undefined {
+  try {
+    if (kind === 'regex' || kind === 'iregex') {
+      // POSIX ARE and JavaScript agree on the common subset; anything JavaScript rejects is opaque.
+      if (/\\[mMyYAZ]|\[\[:|\(\?[#:=!]|\\[0-9]/.test(pattern)) return undefined
+      return new RegExp(pattern, kind === 'iregex' ? 'iu' : 'u')
+    }
+    let re = ''
+    for (let i = 0; i < pattern.length; i++) {
+      const c = pattern[i]!
+      if (c === '\\' && i + 1 < pattern.length) re += escapeRe(pattern[++i]!)
+      else if (c === '%') re += '[\\s\\S]*'
+      else if (c === '_') re += '[\\s\\S]'
+      else if (kind === 'similar' && '|*+?{}()[]'.includes(c)) re += c
+      else re += escapeRe(c)
+    }
+    return new RegExp(`^(?:${re})$`, kind === 'ilike' ? 'iu' : 'u')
+  } catch {
+    return undefined
   }
-  return new RegExp(`^${re}$`, insensitive ? 'i' : '')
 }
 
 function escapeRe(c: string): string {

@@ -12,6 +12,8 @@ export interface PgNoticeFields {
   message: string
   detail?: string
   hint?: string
+  /** 1-based character position of the error in the statement text (ErrorResponse field P). */
+  position?: string
 }
 
 export type ProtocolPath = 'simple' | 'parse' | 'function-call'

@@ -3,7 +3,7 @@
  * the period come in, a `Report` comes out, so every figure can be checked against known sessions.
  */
 import type {AuditEvent, SessionStartData, StatementData} from '../audit/events.js'
-import {isDenied} from '../audit/events.js'
+import {isDenied, isSyntaxError} from '../audit/events.js'
 import type {SessionSummary} from '../audit/index-cache.js'
 import type {VerifyResult} from '../audit/verify.js'
 import {buildControls} from './controls.js'
@@ -95,6 +95,7 @@ export class ReportBuilder {
     statements: 0,
     denied: 0,
     errors: 0,
+    syntaxErrors: 0,
     rowsReturnedOrAffected: 0,
     approvalsRequested: 0,
     approved: 0,
@@ -157,6 +158,7 @@ export class ReportBuilder {
           s.denied += 1
           sessionDenied += 1
         } else if (d.outcome === 'error' || d.error) s.errors += 1
+        if (isSyntaxError(d.decision)) s.syntaxErrors += 1
         const day = dayOf(d.startedAt)
         if (day) {
           day.statements += 1

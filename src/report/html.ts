@@ -199,7 +199,7 @@ ${card('destructiveAttempts', 'destructive attempts', s.destructiveAttempts, tru
 ${card('privilegedAttempts', 'privileged attempts', s.privilegedAttempts, true)}
 ${card('logsFailingVerification', 'logs failing verification', s.logsFailingVerification, true)}
 </div>
-<p>${fmt(s.humanIdentities)} human and ${fmt(s.serviceIdentities)} service identities${s.unverifiedIdentities ? `, <span class="bad">${fmt(s.unverifiedIdentities)} unverified</span>` : ''}; ${fmt(s.errors)} statements failed in the database; ${fmt(s.statementsWithMaskedOutput)} statements returned masked values${s.statementsWithUncountedMasking ? ` (${fmt(s.statementsWithUncountedMasking)} of them recorded before values were counted, so not in the total)` : ''}; ${fmt(s.interruptedSessions)} interrupted and ${fmt(s.inProgressSessions)} unfinished session logs.</p>
+<p>${fmt(s.humanIdentities)} human and ${fmt(s.serviceIdentities)} service identities${s.unverifiedIdentities ? `, <span class="bad">${fmt(s.unverifiedIdentities)} unverified</span>` : ''}; ${fmt(s.errors - s.syntaxErrors)} statements failed in the database and ${fmt(s.syntaxErrors)} did not parse (syntax errors, not denials); ${fmt(s.statementsWithMaskedOutput)} statements returned masked values${s.statementsWithUncountedMasking ? ` (${fmt(s.statementsWithUncountedMasking)} of them recorded before values were counted, so not in the total)` : ''}; ${fmt(s.interruptedSessions)} interrupted and ${fmt(s.inProgressSessions)} unfinished session logs.</p>
 
 <h2 id="gaps">Gaps and exceptions</h2>
 ${gaps}

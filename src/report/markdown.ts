@@ -48,6 +48,7 @@ export function renderMarkdown(r: Report): string {
         ['sessions', s.sessions],
         ['statements', s.statements],
         ['statements denied', s.denied],
+        ['syntax errors (not denials)', s.syntaxErrors],
         ['approvals requested / granted / refused / expired', `${s.approvalsRequested} / ${s.approved} / ${s.approvalsDenied} / ${s.approvalsExpired}`],
         ['values masked', s.maskedValues],
         ['statements with masked output', s.statementsWithMaskedOutput],

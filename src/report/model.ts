@@ -55,7 +55,10 @@ export interface Summary {
   sessions: number
   statements: number
   denied: number
+  /** Statements that failed in the database, and syntax errors (also in `syntaxErrors`). */
   errors: number
+  /** Texts that did not parse: typos answered as the server would, never denials. */
+  syntaxErrors: number
   rowsReturnedOrAffected: number
   approvalsRequested: number
   approved: number

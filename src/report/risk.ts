@@ -5,6 +5,7 @@
  * statement was.
  */
 import {AnalysisCache} from '../policy/cache.js'
+import {offlineCatalog, resolveCatalogCalls} from '../policy/catalog.js'
 import type {Operation} from '../policy/types.js'
 
 export type Risk = 'destructive' | 'privileged'
@@ -22,7 +23,8 @@ const FLAG_WORDS: Partial<Record<Operation['flags'][number], string>> = {
   server_file: 'reads or writes a server file',
   process: 'signals server processes',
   dynamic_sql: 'runs SQL the parser never sees',
-  dangerous_setting: 'changes how the server reads statements',
+  assumed_setting: 'changes how the server reads statements',
+  dangerous_setting: 'changes what statements mean',
   role_change: 'switches role',
   rule: 'creates a rewrite rule',
   trigger: 'creates a trigger',
@@ -53,7 +55,8 @@ const analyses = new AnalysisCache({maxEntries: 20_000})
 /** The most serious finding for a statement text (destructive before privileged), or none. */
 export function riskOf(sql: string): RiskFinding | undefined {
   let privileged: RiskFinding | undefined
-  for (const st of analyses.analyze(sql).statements) {
+  // Built-in functions are judged as the guardrails judge them (what user functions did is in the recorded class).
+  for (const st of resolveCatalogCalls(analyses.analyze(sql).statements, offlineCatalog)) {
     for (const op of st.operations) {
       const f = ofOperation(op)
       if (f?.risk === 'destructive') return f

@@ -1,5 +1,5 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {analyze, checkStartupParameters, dangerousSetting, loadParser} from '../../src/policy/index.js'
+import {analyze, checkStartupParameters, dangerousSetting, loadParser, offlineCatalog, resolveCatalogCalls} from '../../src/policy/index.js'
 
 beforeAll(async () => {
   await loadParser()
@@ -82,7 +82,8 @@ describe('analyze', () => {
     expect(one('CREATE RULE r AS ON DELETE TO t DO INSTEAD NOTHING').operations[0]?.flags).toEqual(['rule'])
     expect(one('CREATE TRIGGER x AFTER INSERT ON t EXECUTE FUNCTION audit.f()').operations[0]).toMatchObject({flags: ['trigger'], functions: ['audit.f']})
     expect(one("COPY t TO PROGRAM 'gzip > /tmp/t.gz'").operations[0]).toMatchObject({class: 'admin', flags: ['program'], detail: 'gzip > /tmp/t.gz'})
-    expect(one("SELECT public.dblink_connect('x')").operations[1]).toMatchObject({class: 'admin', command: 'function', flags: ['dynamic_sql']})
+    const [dblink] = resolveCatalogCalls(analyze("SELECT public.dblink_connect('x')").statements, offlineCatalog)
+    expect(dblink!.operations[1]).toMatchObject({class: 'admin', command: 'function', flags: ['dynamic_sql']})
   })
 
   it('fails closed on what it cannot read', () => {
@@ -106,9 +107,9 @@ describe('dangerous settings', () => {
   it('knows which values are safe', () => {
     expect(dangerousSetting('client_encoding', 'UTF8')).toBeUndefined()
     expect(dangerousSetting('client_encoding', 'unicode')).toBeUndefined()
-    expect(dangerousSetting('client_encoding', 'WIN1252')?.flag).toBe('dangerous_setting')
+    expect(dangerousSetting('client_encoding', 'WIN1252')?.flag).toBe('assumed_setting')
     expect(dangerousSetting('standard_conforming_strings', 'on')).toBeUndefined()
-    expect(dangerousSetting('standard_conforming_strings', 'of')?.flag).toBe('dangerous_setting')
+    expect(dangerousSetting('standard_conforming_strings', 'of')?.flag).toBe('assumed_setting')
     expect(dangerousSetting('session_replication_role', 'origin')?.flag).toBe('dangerous_setting')
     expect(dangerousSetting('work_mem', '64MB')).toBeUndefined()
   })
@@ -116,7 +117,10 @@ describe('dangerous settings', () => {
 
 describe('checkStartupParameters', () => {
   it('lets an ordinary libpq startup through', () => {
-    expect(checkStartupParameters({user: 'app', database: 'app', application_name: 'psql', client_encoding: 'UTF8', search_path: 'app'})).toEqual([])
+    expect(checkStartupParameters({user: 'app', database: 'app', application_name: 'psql', client_encoding: 'UTF8', search_path: 'public', DateStyle: 'ISO', TimeZone: 'UTC', extra_float_digits: '3'})).toEqual([])
+    // A search_path naming other schemas is refused unless a rule allows it.
+    expect(checkStartupParameters({search_path: 'app'}).map((p) => p.parameter)).toEqual(['search_path'])
+    expect(checkStartupParameters({search_path: 'app'}, (change) => change.name === 'search_path')).toEqual([])
   })
 
   it('refuses options, replication and settings that change how statements are read', () => {

@@ -36,6 +36,22 @@ describe('checkPolicy', () => {
     expect(r.decision.action).toBe('allow')
   })
 
+  it('says when a verdict depends on a function it cannot look up without a connection', () => {
+    const r = checkPolicy('SELECT archive_old_orders(30)', {rules: [], pack: 'default', groups: []})
+    expect(r.decision.action).toBe('deny')
+    expect(r.statements[0]?.decision.ruleId).toBe('default.unknown-function')
+    expect(r.unresolved).toEqual(['function archive_old_orders'])
+    expect(r.report).toMatch(/note: this verdict depends on what the target's catalog says about function archive_old_orders\./)
+    // Built-ins are known offline, from the generated catalog table.
+    expect(checkPolicy('SELECT lower(email), now() FROM users', {rules: [], pack: 'default', groups: []}).unresolved).toEqual([])
+  })
+
+  it('reports a syntax error as the server would, not as a denial', () => {
+    const r = checkPolicy('SELEC 1', {rules: [], pack: 'default', groups: []})
+    expect(r.decision.syntaxError).toEqual({message: 'syntax error at or near "SELEC"', position: 1})
+    expect(r.report).toBe('ERROR    syntax error (SQLSTATE 42601) at character 1: syntax error at or near "SELEC"\nresult: SYNTAX ERROR (the server would refuse it too; it is never sent)')
+  })
+
   it('says so when there is nothing to check', () => {
     expect(checkPolicy('-- nothing', {rules: [], pack: 'default', groups: []}).report).toBe('(no statements)\nresult: ALLOW')
   })

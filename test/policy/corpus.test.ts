@@ -1,5 +1,5 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {analyze, evaluate, judgeStatements, loadParser, PreparedRegistry} from '../../src/policy/index.js'
+import {analyze, evaluate, judgeStatements, loadParser, offlineCatalog, PreparedRegistry, resolveCatalogCalls} from '../../src/policy/index.js'
 import {corpus} from './corpus.js'
 
 beforeAll(async () => {
@@ -14,7 +14,7 @@ describe('default pack corpus', () => {
   })
 
   it.each(corpus.map((c) => [label(c.sql), c] as const))('%s', (_label, c) => {
-    const {statements, decision} = judgeStatements(analyze(c.sql).statements, new PreparedRegistry().stage(), {pack: 'default'})
+    const {statements, decision} = judgeStatements(resolveCatalogCalls(analyze(c.sql).statements, c.catalog ?? offlineCatalog), new PreparedRegistry().stage(), {pack: 'default'})
     const decisive = decision.decisive!
     const stmt = statements[decisive.statementIndex]!
     expect({class: stmt.class, command: stmt.command, action: decision.action, rule: decisive.ruleId}).toEqual({

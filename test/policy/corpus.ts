@@ -3,7 +3,7 @@
  * `command` describe the statement whose decision is decisive (the strictest; the first among
  * equals); `rule` is the rule that decided it.
  */
-import type {PolicyAction, StatementClass} from '../../src/policy/index.js'
+import {offlineCatalog, type FunctionCandidate, type FunctionCatalog, type PolicyAction, type StatementClass} from '../../src/policy/index.js'
 
 export interface CorpusCase {
   sql: string
@@ -13,9 +13,12 @@ export interface CorpusCase {
   rule?: string
   /** Bypass family, for reading failures. */
   family?: string
+  /** What the target's catalog holds; the built-ins alone by default. */
+  catalog?: FunctionCatalog
 }
 
-const c = (sql: string, cls: StatementClass, command: string, action: PolicyAction, rule?: string, family?: string): CorpusCase => ({
+const c = (sql: string, cls: StatementClass, command: string, action: PolicyAction, rule?: string, family?: string, catalog?: FunctionCatalog): CorpusCase => ({
+  ...(catalog ? {catalog} : {}),
   sql,
   class: cls,
   command,
@@ -38,6 +41,54 @@ const NO_UPDATE = 'default.no-unfiltered-update'
 const NO_DROP = 'default.no-drop'
 const SERVER_FN = 'default.no-server-functions'
 const SETTING = 'default.no-dangerous-setting'
+const GUARD = 'guard.assumed-setting'
+const MAINT = 'default.allow-maintenance'
+const DYNAMIC = 'default.no-dynamic-sql'
+const SYNTAX = 'syntax-error'
+const VOLATILE = 'default.volatile-function'
+const UNKNOWN_FN = 'default.unknown-function'
+const SETTING_APPROVAL = 'default.setting-approval'
+
+const fn = (schema: string, name: string, volatility: 'i' | 's' | 'v', nargs = 0, extra: Partial<FunctionCandidate> = {}): FunctionCandidate => ({
+  schema,
+  name,
+  volatility,
+  kind: 'f',
+  nargs,
+  ndefaults: 0,
+  variadic: false,
+  ...extra,
+})
+
+/**
+ * A target whose catalog holds: a plpgsql `app.archive_all()` and `public.archive_all()` that
+ * delete (volatile); `archive(users)` (attribute notation); a volatile `public.lower(integer)`
+ * beside the built-in; a stable `public.fullname(users)` and a volatile `app.fullname(users)`; an
+ * operator `===` whose function is volatile; an aggregate whose transition function is volatile; a
+ * domain `email` whose check calls a volatile function; and an enum `mood`.
+ */
+const APP: FunctionCatalog = {
+  offline: false,
+  generation: 1,
+  unknownReason: () => 'not in the test catalog',
+  get(key) {
+    const own: Record<string, FunctionCandidate[]> = {
+      'f:archive_all': [fn('app', 'archive_all', 'v'), fn('public', 'archive_all', 'v')],
+      'f:archive': [fn('public', 'archive', 'v', 1)],
+      'f:lower': [fn('public', 'lower', 'v', 1, {args: 'integer'})],
+      'f:fullname': [fn('public', 'fullname', 's', 1), fn('app', 'fullname', 'v', 1)],
+      'f:total': [fn('public', 'accumulate', 'v', 1, {via: 'aggregate public.total', scope: 'public'})],
+      'f:archive_orders': [fn('public', 'archive_orders', 'v', 1, {kind: 'p'})],
+      'o:===': [fn('public', 'risky_eq', 'v', 2, {via: 'operator public.===', scope: 'public'})],
+      't:email': [fn('public', 'email_ok', 'v', 1, {via: 'check of domain public.email', scope: 'public'})],
+      't:mood': [],
+    }
+    if (own[key]) return [...(offlineCatalog.get(key) ?? []), ...own[key]!]
+    if (key.startsWith('r:')) return []
+    if (key.startsWith('f:') || key.startsWith('o:') || key.startsWith('t:')) return offlineCatalog.get(key) ?? []
+    return undefined
+  },
+}
 
 export const corpus: CorpusCase[] = [
   // reads
@@ -104,15 +155,15 @@ export const corpus: CorpusCase[] = [
   c('SET standard_conforming_strings = on', 'session', 'set', 'allow', SESSION),
   c('SET client_encoding TO DEFAULT', 'session', 'set', 'allow', SESSION),
   c('RESET client_encoding', 'session', 'reset', 'allow', SESSION),
-  c('SET search_path TO app, public', 'session', 'set', 'warn', 'default.search-path-warning'),
-  c("SET client_encoding TO 'LATIN1'", 'session', 'set', 'deny', SETTING, 'session settings'),
-  c("SET NAMES 'SJIS'", 'session', 'set', 'deny', SETTING, 'session settings'),
-  c('SET standard_conforming_strings = off', 'session', 'set', 'deny', SETTING, 'session settings'),
-  c('SET standard_conforming_strings TO false', 'session', 'set', 'deny', SETTING, 'session settings'),
+  c('SET search_path TO app, public', 'session', 'set', 'deny', SETTING, 'session settings'),
+  c("SET client_encoding TO 'LATIN1'", 'session', 'set', 'deny', GUARD, 'session settings'),
+  c("SET NAMES 'SJIS'", 'session', 'set', 'deny', GUARD, 'session settings'),
+  c('SET standard_conforming_strings = off', 'session', 'set', 'deny', GUARD, 'session settings'),
+  c('SET standard_conforming_strings TO false', 'session', 'set', 'deny', GUARD, 'session settings'),
   c('SET session_replication_role = replica', 'session', 'set', 'deny', SETTING, 'session settings'),
   c("SET LOCAL session_replication_role = 'replica'", 'session', 'set', 'deny', SETTING, 'session settings'),
-  c("SELECT set_config('client_encoding', 'latin1', false)", 'session', 'set', 'deny', SETTING, 'set_config'),
-  c("SELECT set_config('standard_conforming_strings', 'off', false)", 'session', 'set', 'deny', SETTING, 'set_config'),
+  c("SELECT set_config('client_encoding', 'latin1', false)", 'session', 'set', 'deny', GUARD, 'set_config'),
+  c("SELECT set_config('standard_conforming_strings', 'off', false)", 'session', 'set', 'deny', GUARD, 'set_config'),
   c("SELECT set_config('session_replication_role', 'replica', true)", 'session', 'set', 'deny', SETTING, 'set_config'),
   c("SELECT pg_catalog.set_config('statement_timeout', '1s', false)", 'session', 'set', 'allow', SESSION, 'set_config'),
   c("SELECT set_config(name, 'x', false) FROM settings_to_apply", 'unknown', 'set', 'deny', UNKNOWN, 'set_config'),
@@ -197,7 +248,7 @@ export const corpus: CorpusCase[] = [
   c('ALTER SYSTEM SET max_connections = 1000', 'admin', 'alter_system', 'deny', 'default.no-alter-system'),
   c('ALTER SYSTEM RESET ALL', 'admin', 'alter_system', 'deny', 'default.no-alter-system'),
   c('VACUUM FULL users', 'admin', 'vacuum', 'require_approval', ADMIN),
-  c('ANALYZE users', 'admin', 'analyze', 'require_approval', ADMIN),
+  c('ANALYZE users', 'admin', 'analyze', 'allow', MAINT),
   c('REINDEX TABLE users', 'admin', 'reindex', 'require_approval', ADMIN),
   c('CLUSTER users USING users_pkey', 'admin', 'cluster', 'require_approval', ADMIN),
   c('CHECKPOINT', 'admin', 'checkpoint', 'require_approval', ADMIN),
@@ -221,9 +272,9 @@ export const corpus: CorpusCase[] = [
   c("SELECT pg_stat_file('base')", 'admin', 'select', 'deny', SERVER_FN, 'server functions'),
   c("SELECT lo_import('/etc/passwd')", 'admin', 'select', 'deny', SERVER_FN, 'server functions'),
   c("SELECT lo_export(16384, '/tmp/x')", 'admin', 'select', 'deny', SERVER_FN, 'server functions'),
-  c("SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)", 'admin', 'select', 'deny', SERVER_FN, 'dynamic SQL'),
-  c("SELECT ext.dblink_exec('DROP TABLE users')", 'admin', 'select', 'deny', SERVER_FN, 'dynamic SQL'),
-  c("SELECT query_to_xml('DELETE FROM users RETURNING 1', true, false, '')", 'admin', 'select', 'deny', SERVER_FN, 'dynamic SQL'),
+  c("SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)", 'admin', 'select', 'deny', DYNAMIC, 'dynamic SQL'),
+  c("SELECT ext.dblink_exec('DROP TABLE users')", 'admin', 'select', 'deny', DYNAMIC, 'dynamic SQL'),
+  c("SELECT query_to_xml('DELETE FROM users RETURNING 1', true, false, '')", 'admin', 'select', 'deny', DYNAMIC, 'dynamic SQL'),
   c('SELECT id FROM users WHERE id = (SELECT pg_terminate_backend(1)::int)', 'admin', 'select', 'deny', SERVER_FN, 'server functions'),
   c("UPDATE users SET note = pg_read_file('/etc/hostname') WHERE id = 1", 'admin', 'update', 'deny', SERVER_FN, 'server functions'),
   c("INSERT INTO logs SELECT pg_read_file('/etc/passwd')", 'admin', 'insert', 'deny', SERVER_FN, 'server functions'),
@@ -242,7 +293,8 @@ export const corpus: CorpusCase[] = [
   c('DELETE FROM users u WHERE u.id = 1', 'write', 'delete', 'allow', WRITE),
   c('DELETE FROM users u USING orders o WHERE o.user_id = u.id', 'write', 'delete', 'allow', WRITE),
   c('UPDATE users SET a = 1 FROM orders WHERE orders.user_id = users.id', 'write', 'update', 'allow', WRITE),
-  c('DELETE FROM users WHERE id IN (SELECT user_id FROM banned)', 'write', 'delete', 'allow', WRITE),
+  c('DELETE FROM users WHERE id IN (SELECT b.user_id FROM banned b)', 'write', 'delete', 'allow', WRITE),
+  c('DELETE FROM users WHERE id IN (SELECT user_id FROM banned)', 'write', 'delete', 'deny', NO_DELETE, 'ambiguous column'),
   c('DELETE FROM users WHERE CURRENT OF c', 'write', 'delete', 'allow', WRITE),
   c('DELETE FROM users WHERE id = $1', 'write', 'delete', 'allow', WRITE),
   c('delete from "users" where "id" = 1', 'write', 'delete', 'allow', WRITE),
@@ -307,7 +359,7 @@ export const corpus: CorpusCase[] = [
   c('EXPLAIN ANALYZE DELETE FROM users', 'write', 'delete', 'deny', NO_DELETE, 'explain analyze'),
   c('EXPLAIN (ANALYZE, BUFFERS) UPDATE users SET a = 1', 'write', 'update', 'deny', NO_UPDATE, 'explain analyze'),
   c('EXPLAIN (ANALYZE true) DELETE FROM users WHERE id = 1', 'write', 'delete', 'allow', WRITE, 'explain analyze'),
-  c('EXPLAIN ANALYZE DROP TABLE users', 'unknown', 'unknown', 'deny', UNKNOWN, 'explain analyze'),
+  c('EXPLAIN ANALYZE DROP TABLE users', 'unknown', 'unknown', 'deny', SYNTAX, 'explain analyze'),
 
   // MERGE
   c('MERGE INTO users u USING staging s ON u.id = s.id WHEN MATCHED THEN DELETE', 'write', 'merge', 'allow', WRITE, 'merge'),
@@ -330,13 +382,152 @@ export const corpus: CorpusCase[] = [
   c('DEALLOCATE p', 'session', 'deallocate', 'allow', SESSION, 'prepared'),
   c('PREPARE p AS SELECT 1; DEALLOCATE p; EXECUTE p', 'unknown', 'execute', 'deny', UNKNOWN, 'prepared'),
 
+  // functions by allow-list: text-executing built-ins (every one of them), denied
+  ...[
+    "SELECT query_to_xml('DELETE FROM users RETURNING 1', true, false, '')",
+    "SELECT query_to_xmlschema('SELECT 1', true, false, '')",
+    "SELECT query_to_xml_and_xmlschema('SELECT 1', true, false, '')",
+    "SELECT cursor_to_xml('c', 10, true, false, '')",
+    "SELECT cursor_to_xmlschema('c', true, false, '')",
+    "SELECT table_to_xml('users', true, false, '')",
+    "SELECT table_to_xmlschema('users', true, false, '')",
+    "SELECT table_to_xml_and_xmlschema('users', true, false, '')",
+    "SELECT schema_to_xml('public', true, false, '')",
+    "SELECT schema_to_xmlschema('public', true, false, '')",
+    "SELECT schema_to_xml_and_xmlschema('public', true, false, '')",
+    "SELECT database_to_xml(true, false, '')",
+    "SELECT database_to_xmlschema(true, false, '')",
+    "SELECT database_to_xml_and_xmlschema(true, false, '')",
+    "SELECT * FROM ts_stat('SELECT set_config(''standard_conforming_strings'', ''off'', false)::tsvector')",
+    "SELECT * FROM pg_catalog.ts_stat('SELECT 1', 'a')",
+    "SELECT ts_rewrite('a'::tsquery, 'SELECT pg_terminate_backend(1)')",
+    "SELECT x FROM users WHERE query_to_xml('DELETE FROM users', true, false, '') IS NOT NULL",
+    "EXPLAIN SELECT table_to_xml('users', true, false, '')",
+    "SELECT crosstab('SELECT 1')",
+    "SELECT tablefunc.connectby('t', 'a', 'b', '1', 0)",
+  ].map((sql) => c(sql, 'admin', sql.startsWith('EXPLAIN') ? 'explain' : 'select', 'deny', DYNAMIC, 'text-executing functions')),
+  c("SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'b'::tsquery)", 'read', 'select', 'allow', READ, 'text-executing functions'),
+  // built-ins that change data or state are writes, not reads
+  ...["SELECT lo_create(0)", "SELECT lo_creat(-1)", "SELECT lo_unlink(16400)", "SELECT lo_put(16400, 0, '\\x00')", "SELECT lo_from_bytea(0, 'x')", "SELECT lowrite(0, 'x')", "SELECT lo_truncate(0, 0)", "SELECT lo_truncate64(0, 0)", "SELECT setval('users_id_seq', 1)", "SELECT pg_catalog.setval('s', 1, false)", "SELECT nextval('users_id_seq')", "SELECT id, nextval('s') FROM users"].map((sql) =>
+    c(sql, 'write', 'select', 'allow', WRITE, 'state-changing built-ins'),
+  ),
+  ...["SELECT pg_restore_relation_stats('schemaname', 'public', 'relname', 'users', 'reltuples', 1e9::real)", "SELECT pg_restore_attribute_stats('schemaname', 'public', 'relname', 'users', 'attname', 'id', 'inherited', false, 'null_frac', 1::real)", "SELECT pg_clear_relation_stats('public', 'users')", "SELECT pg_clear_attribute_stats('public', 'users', 'id', false)", "SELECT gin_clean_pending_list('i'::regclass)", "SELECT brin_summarize_range('i'::regclass, 0)"].map((sql) =>
+    c(sql, 'admin', 'select', 'require_approval', ADMIN, 'state-changing built-ins'),
+  ),
+  c('SELECT tsvector_update_trigger()', 'write', 'select', 'require_approval', VOLATILE, 'unreviewed volatile built-in'),
+  c("SELECT pg_stat_reset()", 'admin', 'select', 'deny', SERVER_FN, 'server functions'),
+  // reviewed harmless volatile built-ins, and session-level ones apps rely on
+  ...["SELECT random()", "SELECT clock_timestamp(), timeofday()", "SELECT gen_random_uuid()", "SELECT uuidv7()", "SELECT pg_sleep(0)", "SELECT currval('s'), lastval()", "SELECT setseed(0.5)", "SELECT pg_current_wal_lsn()", "SELECT pg_relation_size('users')"].map((sql) =>
+    c(sql, 'read', 'select', 'allow', READ, 'harmless volatile built-ins'),
+  ),
+  ...["SELECT pg_advisory_lock(42)", "SELECT pg_try_advisory_xact_lock(1, 2)", "SELECT pg_advisory_unlock_all()", "SELECT pg_notify('jobs', 'x')"].map((sql) => c(sql, 'session', 'select', 'allow', SESSION, 'session functions')),
+  c('SELECT no_such_function(1)', 'opaque', 'select', 'deny', UNKNOWN_FN, 'unknown functions'),
+  c('SELECT 1 OPERATOR(public.===) 2', 'opaque', 'select', 'deny', UNKNOWN_FN, 'unknown functions'),
+  // user-defined functions, as the target's catalog describes them
+  c('SELECT archive_all()', 'write', 'select', 'require_approval', VOLATILE, 'user-defined functions', APP),
+  c('SELECT app.archive_all()', 'write', 'select', 'require_approval', VOLATILE, 'user-defined functions', APP),
+  c('SELECT * FROM users WHERE id = (SELECT archive_all())', 'write', 'select', 'require_approval', VOLATILE, 'user-defined functions', APP),
+  c('SELECT u.archive FROM users u', 'write', 'select', 'require_approval', VOLATILE, 'attribute notation', APP),
+  c('SELECT (u).archive FROM users u', 'write', 'select', 'require_approval', VOLATILE, 'attribute notation', APP),
+  c('SELECT lower(1)', 'write', 'select', 'require_approval', VOLATILE, 'overloads', APP),
+  // Without argument types, any overload with a fitting argument count could be the one that runs.
+  c("SELECT lower('A')", 'write', 'select', 'require_approval', VOLATILE, 'overloads', APP),
+  c("SELECT lower('A')", 'read', 'select', 'allow', READ, 'overloads'),
+  c('SELECT fullname(u) FROM users u', 'write', 'select', 'require_approval', VOLATILE, 'same name in another schema', APP),
+  c('SELECT public.fullname(u) FROM users u', 'read', 'select', 'allow', READ, 'user-defined functions', APP),
+  c('SELECT u.email FROM users u', 'read', 'select', 'allow', READ, 'attribute notation', APP),
+  c('SELECT 1 === 2', 'write', 'select', 'require_approval', VOLATILE, 'user-defined operators', APP),
+  c('SELECT total(x) FROM t', 'write', 'select', 'require_approval', VOLATILE, 'user-defined aggregates', APP),
+  c("SELECT 'a@b'::email", 'write', 'select', 'require_approval', VOLATILE, 'casts', APP),
+  c("SELECT 'happy'::mood", 'read', 'select', 'allow', READ, 'casts', APP),
+  c('UPDATE users SET name = archive_all() WHERE id = 1', 'write', 'update', 'require_approval', VOLATILE, 'user-defined functions', APP),
+  c('CALL archive_orders(30)', 'opaque', 'call', 'require_approval', OPAQUE, undefined, APP),
+
+  // settings by allow-list
+  c('SET transform_null_equals = on', 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
+  c("SELECT set_config('transform_null_equals', 'on', false)", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
+  c('SET LOCAL session_replication_role = replica', 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
+  c('SET search_path = evil, public', 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
+  c("SET SCHEMA 'evil'", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
+  c("SELECT set_config('search_path', $1, false)", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
+  c('SET search_path = "$user", public', 'session', 'set', 'allow', SESSION),
+  c('SET search_path TO public, pg_catalog', 'session', 'set', 'allow', SESSION),
+  c('SET backslash_quote = off', 'session', 'set', 'deny', GUARD, 'lexer settings'),
+  c("SELECT set_config('client_encoding', $1, false)", 'session', 'set', 'deny', GUARD, 'lexer settings'),
+  c("SELECT set_config('standard_conforming_strings', (SELECT 'off'), false)", 'session', 'set', 'deny', GUARD, 'lexer settings'),
+  c('SET standard_conforming_strings = on', 'session', 'set', 'allow', SESSION, 'lexer settings'),
+  c("SET log_statement = 'none'", 'session', 'set', 'require_approval', SETTING_APPROVAL, 'unlisted settings'),
+  c("SET restrict_nonsystem_relation_kind = ''", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
+  c('SET ROLE postgres', 'privilege', 'set', 'deny', PRIV, 'role switch'),
+  ...["SET extra_float_digits = 3", "SET application_name = 'rails'", "SET DateStyle = 'ISO, MDY'", "SET intervalstyle = iso_8601", "SET client_min_messages TO warning", "SET bytea_output = 'hex'", "SET enable_seqscan = off", "SET jit = off", "SET work_mem = '64MB'", "SET lock_timeout = '2s'", "SET idle_in_transaction_session_timeout = 0", "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED", "SET app.tenant_id = '42'", "SELECT set_config('app.tenant_id', $1, true)", "SELECT set_config('statement_timeout', $1, false)"].map((sql) =>
+    c(sql, 'session', 'set', 'allow', SESSION, 'ordinary settings'),
+  ),
+
+  // filtering by proof: whole families of always-true conditions
+  ...[
+    'DELETE FROM users WHERE x + 0 = x', 'DELETE FROM users WHERE x * 0 = 0', 'DELETE FROM users WHERE abs(x) >= 0', 'DELETE FROM users WHERE 0 = x - x', 'DELETE FROM users WHERE length(name) >= 0',
+    'DELETE FROM users WHERE x IN (x)', 'DELETE FROM users WHERE x IN (1, x)', 'DELETE FROM users WHERE x = ANY(array[x])', 'DELETE FROM users WHERE x = ANY(ARRAY[1, x])', 'DELETE FROM users WHERE x BETWEEN x AND x', 'DELETE FROM users WHERE x NOT BETWEEN x + 1 AND x - 1', 'DELETE FROM users WHERE x IS NOT DISTINCT FROM x',
+    'DELETE FROM users WHERE x = (SELECT x)', 'DELETE FROM users WHERE x = (SELECT users.x)', 'DELETE FROM users WHERE x IN (SELECT x)', 'DELETE FROM users u WHERE u.x = (SELECT u.x FROM other LIMIT 1)', 'DELETE FROM users WHERE id IN (SELECT id FROM pg_class)',
+    'DELETE FROM users WHERE CASE WHEN x > 1 THEN true ELSE true END', 'DELETE FROM users WHERE CASE WHEN x = 1 THEN true WHEN x <> 1 THEN true ELSE true END', 'DELETE FROM users WHERE COALESCE(x = 1, true) OR x <> 1',
+    'DELETE FROM users WHERE ctid IS NOT NULL', 'DELETE FROM users WHERE xmin IS NOT NULL', 'DELETE FROM users WHERE tableoid IS NOT NULL', 'DELETE FROM users WHERE users IS NOT NULL', 'DELETE FROM users u WHERE u IS NOT NULL', 'DELETE FROM users u WHERE u.* IS NOT NULL', 'DELETE FROM users WHERE ROW(id) IS NOT NULL',
+    'DELETE FROM users WHERE (id = 1) IS NOT NULL', 'DELETE FROM users WHERE (id = 1) IS NOT UNKNOWN OR id IS NULL', 'DELETE FROM users WHERE (x = NULL) IS NOT FALSE', 'DELETE FROM users WHERE NOT (id = 1 AND id <> 1)',
+    'DELETE FROM users WHERE NULL = NULL', 'DELETE FROM users WHERE NULL = NULL OR id = 1', 'DELETE FROM users WHERE x LIKE \'%\'', "DELETE FROM users WHERE x LIKE 'a%' OR x NOT LIKE 'a%'", "DELETE FROM users WHERE x ~ ''", 'DELETE FROM users WHERE x >= 18 OR x < 20', 'DELETE FROM users WHERE x = $1 OR x <> $1', 'DELETE FROM users WHERE x < $1 OR x >= $2',
+    'DELETE FROM users u USING users u2 WHERE u.id = u2.id', 'DELETE FROM users USING orders WHERE id = user_id', 'DELETE FROM users WHERE id IN (SELECT u2.id FROM users u2)', 'DELETE FROM users u WHERE EXISTS (SELECT 1 FROM users u2 WHERE u2.id = u.id)',
+  ].map((sql) => c(sql, 'write', 'delete', 'deny', NO_DELETE, 'always-true WHERE')),
+  c('UPDATE users u SET a = 1 FROM users u2 WHERE u.id = u2.id', 'write', 'update', 'deny', NO_UPDATE, 'always-true WHERE'),
+  c('UPDATE posts SET x = 1 WHERE posts.id IN (SELECT posts.id FROM posts LEFT JOIN authors ON authors.id = posts.author_id)', 'write', 'update', 'deny', NO_UPDATE, 'always-true WHERE'),
+  c('UPDATE "posts" SET "x" = 1 WHERE "posts"."id" IN (SELECT "posts"."id" FROM "posts" INNER JOIN "authors" ON "authors"."id" = "posts"."author_id" WHERE "authors"."name" = $1)', 'write', 'update', 'allow', WRITE, 'app traffic'),
+  c('WITH s AS (SELECT * FROM users) UPDATE users SET a = 1 FROM s WHERE users.id = s.id', 'write', 'update', 'deny', NO_UPDATE, 'always-true WHERE'),
+  c('MERGE INTO users t USING users s ON t.id = s.id WHEN MATCHED THEN DELETE', 'write', 'merge', 'deny', NO_DELETE, 'always-true WHERE'),
+  c('MERGE INTO users t USING (SELECT id FROM users) s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = 1', 'write', 'merge', 'deny', NO_UPDATE, 'always-true WHERE'),
+  c('INSERT INTO users SELECT * FROM users ON CONFLICT (id) DO UPDATE SET a = excluded.a', 'write', 'insert', 'deny', NO_UPDATE, 'upsert from itself'),
+  c('INSERT INTO users (id, a) SELECT id, 0 FROM public.users WHERE true ON CONFLICT (id) DO UPDATE SET a = 0', 'write', 'insert', 'deny', NO_UPDATE, 'upsert from itself'),
+  c('WITH s AS (SELECT id FROM users) INSERT INTO users (id) SELECT id FROM s ON CONFLICT (id) DO UPDATE SET a = 0', 'write', 'insert', 'deny', NO_UPDATE, 'upsert from itself'),
+  c('INSERT INTO users SELECT * FROM users ON CONFLICT (id) DO UPDATE SET a = 1 WHERE users.id = 5', 'write', 'insert', 'allow', WRITE, 'upsert from itself'),
+  c("INSERT INTO users (id, a) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET a = excluded.a", 'write', 'insert', 'allow', WRITE, 'upsert'),
+  c('INSERT INTO users SELECT * FROM staging ON CONFLICT (id) DO UPDATE SET a = excluded.a', 'write', 'insert', 'allow', WRITE, 'upsert'),
+  // … and conditions that do filter (the value-based line)
+  ...[
+    'DELETE FROM users WHERE id > 0', 'DELETE FROM users WHERE deleted_at IS NOT NULL', 'DELETE FROM users WHERE deleted_at IS NULL', 'DELETE FROM users WHERE id = NULL', 'DELETE FROM users WHERE (id = 5) IS TRUE', 'DELETE FROM users WHERE NOT (id = 5)', 'DELETE FROM users WHERE active', 'DELETE FROM users WHERE NOT active',
+    'DELETE FROM users WHERE (a, b) = (1, 2)', 'DELETE FROM users WHERE (a, b) IN ((1, 2), (3, 4))', "DELETE FROM users WHERE email LIKE '%@example.com'", 'DELETE FROM users WHERE id = 1 OR id = 2', 'DELETE FROM users WHERE id <> ALL($1)', 'DELETE FROM users WHERE id BETWEEN $1 AND $2',
+    'DELETE FROM users u WHERE EXISTS (SELECT 1 FROM banned b WHERE b.user_id = u.id)', 'DELETE FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id)', 'DELETE FROM users WHERE id IN (SELECT u2.id FROM users u2 WHERE u2.banned)',
+    'DELETE FROM "sessions" WHERE "sessions"."id" IN (SELECT U0."id" FROM "sessions" U0 WHERE U0."expires" < $1)',
+    'DELETE FROM "posts" WHERE "posts"."id" IN (SELECT "posts"."id" FROM "posts" INNER JOIN "authors" ON "authors"."id" = "posts"."author_id" WHERE "authors"."name" = $1)', 'DELETE FROM users WHERE id = $1 AND tenant_id = $2', 'DELETE FROM users WHERE x = 1 OR $1',
+  ].filter((sql) => !sql.endsWith('OR $1')).map((sql) => c(sql, 'write', 'delete', 'allow', WRITE, 'filtering WHERE')),
+  c('DELETE FROM users WHERE x = 1 OR $1', 'write', 'delete', 'deny', NO_DELETE, 'always-true WHERE'),
+
+  // maintenance: plain VACUUM and ANALYZE run; rewrites wait for a reviewer
+  ...['VACUUM', 'VACUUM users', 'VACUUM VERBOSE users', 'VACUUM ANALYZE users, orders', 'vacuum analyze pgbench_branches', 'VACUUM (VERBOSE, ANALYZE, SKIP_LOCKED) users', 'VACUUM (FULL false) users', 'ANALYZE', 'ANALYZE VERBOSE users (email)'].map((sql) =>
+    c(sql, 'admin', sql.toLowerCase().startsWith('analyze') ? 'analyze' : 'vacuum', 'allow', MAINT, 'maintenance'),
+  ),
+  ...['VACUUM FULL', 'VACUUM (FULL) users', 'VACUUM FREEZE users', 'VACUUM (DISABLE_PAGE_SKIPPING) users', 'VACUUM (PARALLEL 2) users'].map((sql) => c(sql, 'admin', 'vacuum', 'require_approval', ADMIN, 'maintenance')),
+
+  // ordinary application traffic stays allowed
+  ...[
+    'SELECT "users".* FROM "users" WHERE "users"."id" = $1 LIMIT $2',
+    "SELECT t.oid, t.typname, t.typtype FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'public'",
+    'SELECT current_schema(), current_database(), version()',
+    'SELECT abalance FROM pgbench_accounts WHERE aid = $1',
+    "SELECT count(*) FROM orders WHERE created_at > now() - interval '1 day' AND status = ANY($1::text[])",
+    'SELECT u.id, u.email, coalesce(sum(o.total), 0) FROM users u LEFT JOIN orders o ON o.user_id = u.id GROUP BY u.id ORDER BY 3 DESC',
+    "SELECT to_char(now(), 'YYYY'), date_trunc('day', now()), jsonb_build_object('a', 1), array_agg(id) FROM users",
+  ].map((sql) => c(sql, 'read', 'select', 'allow', READ, 'app traffic')),
+  ...[
+    'UPDATE "users" SET "name" = $1, "updated_at" = $2 WHERE "users"."id" = $3',
+    'UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2',
+    'DELETE FROM "sessions" WHERE "sessions"."id" = $1',
+    'INSERT INTO "users" ("email", "created_at") VALUES ($1, $2) RETURNING "id"',
+    'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP)',
+    'UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance - $1 >= 0',
+  ].map((sql) => c(sql, 'write', sql.split(' ')[0]!.toLowerCase(), 'allow', WRITE, 'app traffic')),
+
   // malformed
-  c('DELETE FRM users', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c('SELECT * FROM', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c("DROP TABLE users'", 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c("SELECT 'unterminated", 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c('SELECT 1; DELET FROM users', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
-  c('$$', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
+  c('DELETE FRM users', 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c('SELECT * FROM', 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c("DROP TABLE users'", 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c("SELECT 'unterminated", 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c('SELECT 1; DELET FROM users', 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
+  c('$$', 'unknown', 'unknown', 'deny', SYNTAX, 'malformed'),
   c('SELECT 1\u0000; DROP TABLE users', 'unknown', 'unknown', 'deny', UNKNOWN, 'malformed'),
   c(`SELECT ${'1,'.repeat(600_000)}1`, 'unknown', 'unknown', 'deny', UNKNOWN, 'huge statement'),
 ]

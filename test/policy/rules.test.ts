@@ -1,12 +1,12 @@
 import {beforeAll, describe, expect, it} from 'vitest'
 import type {RuleConfig} from '../../src/config/types.js'
-import {analyze, evaluate, loadParser, ruleMatches, type EvaluateOptions, type PolicyRule} from '../../src/policy/index.js'
+import {analyze, evaluate, loadParser, offlineCatalog, resolveCatalogCalls, ruleMatches, type EvaluateOptions, type PolicyRule} from '../../src/policy/index.js'
 
 beforeAll(async () => {
   await loadParser()
 })
 
-const decide = (sql: string, opts: EvaluateOptions) => evaluate(analyze(sql), opts)
+const decide = (sql: string, opts: EvaluateOptions) => evaluate(resolveCatalogCalls(analyze(sql).statements, offlineCatalog), opts)
 const rule = (id: string, match: PolicyRule['match'], action: PolicyRule['action'], reason?: string): PolicyRule => ({
   id,
   match,
@@ -36,9 +36,11 @@ describe('rule order', () => {
 
   it('with policy none, allows what no rule names but still refuses what it cannot read', () => {
     expect(decide('DROP TABLE users', {pack: 'none'})).toMatchObject({action: 'allow', decisive: {ruleId: 'fallback.allow'}})
-    expect(decide('DELETE FRM users', {pack: 'none'})).toMatchObject({action: 'deny', decisive: {ruleId: 'fallback.unknown'}})
+    expect(decide('EXECUTE never_prepared', {pack: 'none'})).toMatchObject({action: 'deny', decisive: {ruleId: 'fallback.unknown'}})
     const allowUnknown = [rule('yolo', {class: 'unknown'}, 'allow')]
-    expect(decide('DELETE FRM users', {rules: allowUnknown, pack: 'none'}).action).toBe('allow')
+    expect(decide('EXECUTE never_prepared', {rules: allowUnknown, pack: 'none'}).action).toBe('allow')
+    // Text that does not parse is not SQL: no rule lets it through, and it is answered as a syntax error.
+    expect(decide('DELETE FRM users', {rules: allowUnknown, pack: 'none'})).toMatchObject({action: 'deny', decisive: {ruleId: 'syntax-error'}, syntaxError: {position: 8}})
   })
 
   it('accepts a single class or command as well as lists', () => {
@@ -155,13 +157,25 @@ describe('multi-statement texts', () => {
 
   it('ranks deny over require_approval over warn over allow', () => {
     expect(decide('CREATE TABLE x (a int); DROP TABLE y', {}).decisive).toMatchObject({action: 'deny', statementIndex: 1})
-    expect(decide('SET search_path = a; CREATE TABLE x (a int)', {}).decisive).toMatchObject({action: 'require_approval', statementIndex: 1})
-    expect(decide('SELECT 1; SET search_path = a', {}).decisive).toMatchObject({action: 'warn', statementIndex: 1})
+    expect(decide('SET search_path = public; CREATE TABLE x (a int)', {}).decisive).toMatchObject({action: 'require_approval', statementIndex: 1})
+    const watch = [rule('watch-settings', {class: 'session'}, 'warn')]
+    expect(decide('SELECT 1; SET work_mem = 1024', {rules: watch}).decisive).toMatchObject({action: 'warn', statementIndex: 1})
   })
 
   it('carries the analyser detail into the decision', () => {
-    const d = decide('SELECT * FROM', {})
-    expect(d.decisive?.detail).toMatch(/syntax error/)
+    const d = decide('SELECT pg_catalog.no_such_function()', {})
+    expect(d.decisive).toMatchObject({ruleId: 'default.unknown-function', detail: expect.stringMatching(/no_such_function/)})
+  })
+})
+
+describe('settings', () => {
+  it('lets a target rule allow a setting off the list, but never one the parser depends on', () => {
+    const allowSchema = [rule('app-schema', {class: 'session', settings: ['search_path']}, 'allow')]
+    expect(decide('SET search_path = app, public', {}).decisive).toMatchObject({action: 'deny', ruleId: 'default.no-dangerous-setting'})
+    expect(decide('SET search_path = app, public', {rules: allowSchema}).decisive).toMatchObject({action: 'allow', ruleId: 'app-schema'})
+    const allowAll = [rule('anything', {class: 'session', settings: ['*']}, 'allow')]
+    expect(decide('SET standard_conforming_strings = off', {rules: allowAll}).decisive).toMatchObject({action: 'deny', ruleId: 'guard.assumed-setting'})
+    expect(decide('SET standard_conforming_strings = off', {rules: allowAll, pack: 'none'}).decisive).toMatchObject({action: 'deny', ruleId: 'guard.assumed-setting'})
   })
 })
 

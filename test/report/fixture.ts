@@ -101,6 +101,8 @@ export function october(): FixtureSession[] {
       {sql: 'DROP TABLE payments', at: at(3, 14, 0, 10), class: 'ddl', decision: 'deny', ruleId: 'default.no-drop', rows: 0, tables: ['payments'], outcome: 'rejected'},
       {sql: 'DELETE FROM orders', at: at(3, 14, 1), class: 'write', decision: 'deny', ruleId: 'default.no-unfiltered-delete', rows: 0, tables: ['orders'], outcome: 'rejected'},
       {sql: "DELETE FROM orders WHERE id = 42 AND note = '<script>alert(1)</script>'", at: at(3, 14, 2), class: 'write', decision: 'allow', rows: 1, tables: ['orders']},
+      // A typo: answered with the parser's 42601 and never sent; not a denial.
+      {sql: 'SELEC * FROM orders', at: at(3, 14, 3), class: 'unknown', decision: 'syntax_error', rows: 0, tables: [], outcome: 'rejected'},
     ],
   })
   s.push({

@@ -32,6 +32,7 @@ function expected(sessions: readonly FixtureSession[]) {
     sessions: sessions.length,
     statements: statements.length,
     denied: statements.filter((st) => isDenied(st.decision)).length,
+    syntaxErrors: statements.filter((st) => st.decision === 'syntax_error').length,
     maskedValues: statements.reduce((n, st) => n + (st.maskedValues ?? 0), 0),
     approvalsRequested: approvals.length,
     approved: approvals.filter((a) => a.outcome === 'approved').length,
@@ -67,6 +68,7 @@ describe('dbgate report figures', () => {
       sessions: want.sessions,
       statements: want.statements,
       denied: want.denied,
+      syntaxErrors: want.syntaxErrors,
       maskedValues: want.maskedValues,
       approvalsRequested: want.approvalsRequested,
       approved: want.approved,
@@ -82,6 +84,9 @@ describe('dbgate report figures', () => {
       logsFailingVerification: 1,
     })
     expect(fileReport.daily).toEqual(want.daily)
+    // Typos are not denials: counted apart, and among the statements that failed.
+    expect(want.syntaxErrors).toBe(1)
+    expect(fileReport.summary.errors).toBeGreaterThanOrEqual(1)
   })
 
   it('states the period, the sources and every gap', () => {

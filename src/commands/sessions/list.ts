@@ -28,7 +28,7 @@ export default class SessionsList extends Command {
       {header: 'TARGET', value: (s) => s.target},
       {header: 'STATEMENTS', value: (s) => String(s.totals.statements)},
       {header: 'DENIED', value: (s) => String(s.totals.denied)},
-      {header: 'ERRORS', value: (s) => String(s.totals.errors)},
+      {header: 'ERRORS', value: (s) => `${s.totals.errors}${s.totals.syntaxErrors ? ` (${s.totals.syntaxErrors} syntax)` : ''}`},
       {header: 'STATUS', value: (s) => s.status},
     ]
     if (sessions.length === 0) this.logToStderr('No sessions match.')

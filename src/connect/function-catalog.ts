@@ -1,0 +1,259 @@
+/**
+ * The tunnel's view of what the target's functions, operators and casts do, read from its catalog
+ * through the tunnel's catalog connection (the one masking reads through) when a name is first
+ * seen, and kept per target. Policy judges with it (src/policy/catalog.ts); this module only
+ * reads and remembers.
+ *
+ * - A name is looked up once; concurrent misses share one lookup, and one statement's misses go in
+ *   one query per kind.
+ * - Answers are re-read after `ttlMs` (a function replaced outside the tunnel is seen within that
+ *   time), answers of "nothing by that name" after `absentTtlMs`, and everything after DDL that
+ *   went through the tunnel (`invalidate`).
+ * - A lookup that fails leaves the name unknown: the statement that needed it is refused (fail
+ *   closed) and the next one tries again.
+ */
+import type {CatalogQuery, Row} from '../masking/catalog.js'
+import {builtinCandidates} from '../policy/builtins.js'
+import type {CatalogKey, LoadingFunctionCatalog} from '../policy/catalog.js'
+import type {FunctionCandidate} from '../policy/functions.js'
+import type {Volatility} from '../policy/builtins.js'
+
+export interface TargetFunctionCatalogOptions {
+  query: CatalogQuery
+  ttlMs?: number
+  absentTtlMs?: number
+  now?: () => number
+}
+
+interface Entry {
+  candidates: FunctionCandidate[]
+  at: number
+}
+
+/** A text literal that reads the same whatever the connection's settings: hex-encoded UTF-8. */
+function literal(text: string): string {
+  return `convert_from(decode('${Buffer.from(text, 'utf8').toString('hex')}', 'hex'), 'UTF8')`
+}
+
+function textArray(items: readonly string[]): string {
+  return items.length === 0 ? `array[]::text[]` : `array[${items.map(literal).join(', ')}]::text[]`
+}
+
+const CANDIDATE_COLUMNS = `schema, name, args, volatility, kind, nargs, ndefaults, "variadic", via, scope, key`
+
+/**
+ * Functions, procedures and aggregates by name, in every schema. Built-ins the generated table
+ * already knows are left out; an aggregate also stands for the functions it calls (its own
+ * provolatile says nothing: CREATE AGGREGATE does not set it).
+ */
+function functionsSql(names: readonly string[], knownBuiltins: readonly string[]): string {
+  return `
+    select ${CANDIDATE_COLUMNS} from (
+      select n.nspname::text as schema, p.proname::text as name,
+             coalesce((select string_agg(format_type(t, null), ',' order by i)
+                       from unnest(p.proargtypes::oid[]) with ordinality u(t, i)), '') as args,
+             p.provolatile::text as volatility, p.prokind::text as kind, p.pronargs::int as nargs,
+             p.pronargdefaults::int as ndefaults, p.provariadic <> 0 as "variadic",
+             null::text as via, null::text as scope, p.proname::text as key
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where p.proname = any(${textArray(names)})
+        and (n.nspname not in ('pg_catalog', 'information_schema') or p.proname <> all(${textArray(knownBuiltins)}))
+      union all
+      select sn.nspname::text, s.proname::text, '', s.provolatile::text, 'f', p.pronargs::int,
+             p.pronargdefaults::int, p.provariadic <> 0,
+             'aggregate ' || n.nspname || '.' || p.proname, n.nspname::text, p.proname::text
+      from pg_proc p
+      join pg_namespace n on n.oid = p.pronamespace
+      join pg_aggregate a on a.aggfnoid = p.oid
+      join pg_proc s on s.oid in (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)
+      join pg_namespace sn on sn.oid = s.pronamespace
+      where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
+    ) c`
+}
+
+/**
+ * The functions views and rules call, for relations by name (not the system's own views),
+ * following views built on views.
+ */
+function relationsSql(names: readonly string[]): string {
+  return `
+    with recursive rels(oid, key, scope, depth) as (
+      select c.oid, c.relname::text, n.nspname::text, 0
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
+      union
+      select d.refobjid, r0.key, r0.scope, r0.depth + 1
+      from rels r0
+      join pg_rewrite rw on rw.ev_class = r0.oid
+      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> r0.oid
+      join pg_class c2 on c2.oid = d.refobjid
+      where r0.depth < 8 and c2.relnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    )
+    select distinct fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
+           f.pronargs::int as nargs, 0 as ndefaults, false as "variadic",
+           case when rw.rulename = '_RETURN' then 'view ' else 'rule ' || rw.rulename || ' on ' end || rels.scope || '.' || rels.key as via,
+           rels.scope as scope, rels.key as key
+    from rels
+    join pg_rewrite rw on rw.ev_class = rels.oid
+    join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_proc'::regclass
+    join pg_proc f on f.oid = d.refobjid join pg_namespace fn on fn.oid = f.pronamespace`
+}
+
+/** Operators that are not built in, by symbol, with the function each one runs. */
+function operatorsSql(symbols: readonly string[]): string {
+  return `
+    select fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility,
+           f.prokind::text as kind, case when o.oprleft = 0 then 1 else 2 end as nargs, 0 as ndefaults, false as "variadic",
+           'operator ' || n.nspname || '.' || o.oprname as via, n.nspname::text as scope, o.oprname::text as key
+    from pg_operator o
+    join pg_namespace n on n.oid = o.oprnamespace
+    join pg_proc f on f.oid = o.oprcode
+    join pg_namespace fn on fn.oid = f.pronamespace
+    where o.oprname = any(${textArray(symbols)}) and n.nspname <> 'pg_catalog'`
+}
+
+/**
+ * What a cast to a type that is not built in may run: cast functions into it, the checks of a
+ * domain (and of the domains it is based on), and an input function that is not built in.
+ */
+function castsSql(types: readonly string[]): string {
+  return `
+    with recursive chain(oid, key, scope) as (
+      select t.oid, t.typname::text, n.nspname::text
+      from pg_type t join pg_namespace n on n.oid = t.typnamespace
+      where t.typname = any(${textArray(types)}) and n.nspname <> 'pg_catalog'
+      union
+      select b.typbasetype, c.key, c.scope from chain c join pg_type b on b.oid = c.oid where b.typbasetype <> 0
+    )
+    select fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
+           1 as nargs, 0 as ndefaults, false as "variadic", 'cast to ' || c.scope || '.' || c.key as via, c.scope as scope, c.key as key
+    from chain c join pg_cast k on k.casttarget = c.oid join pg_proc f on f.oid = k.castfunc join pg_namespace fn on fn.oid = f.pronamespace
+    union all
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
+           'check of domain ' || c.scope || '.' || c.key, c.scope, c.key
+    from chain c
+    join pg_constraint con on con.contypid = c.oid
+    join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = con.oid and d.refclassid = 'pg_proc'::regclass
+    join pg_proc f on f.oid = d.refobjid join pg_namespace fn on fn.oid = f.pronamespace
+    union all
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
+           'input function of ' || c.scope || '.' || c.key, c.scope, c.key
+    from chain c join pg_type t on t.oid = c.oid join pg_proc f on f.oid = t.typinput join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname <> 'pg_catalog'`
+}
+
+function toCandidate(r: Row): FunctionCandidate {
+  const volatility = String(r.volatility) as Volatility
+  return {
+    schema: String(r.schema),
+    name: String(r.name),
+    ...(r.args ? {args: String(r.args)} : {}),
+    volatility: volatility === 'i' || volatility === 's' ? volatility : 'v',
+    kind: String(r.kind),
+    nargs: Number(r.nargs),
+    ndefaults: Number(r.ndefaults),
+    variadic: r.variadic === true || r.variadic === 't',
+    ...(r.via ? {via: String(r.via)} : {}),
+    ...(r.scope ? {scope: String(r.scope)} : {}),
+  }
+}
+
+export class TargetFunctionCatalog implements LoadingFunctionCatalog {
+  readonly offline = false
+  private gen = 0
+  private readonly entries = new Map<CatalogKey, Entry>()
+  private readonly failures = new Map<CatalogKey, string>()
+  private readonly inflight = new Map<CatalogKey, Promise<void>>()
+  private readonly ttlMs: number
+  private readonly absentTtlMs: number
+  private readonly now: () => number
+
+  constructor(private readonly opts: TargetFunctionCatalogOptions) {
+    this.ttlMs = opts.ttlMs ?? 60_000
+    this.absentTtlMs = opts.absentTtlMs ?? 5_000
+    this.now = opts.now ?? Date.now
+  }
+
+  get generation(): number {
+    return this.gen
+  }
+
+  get(key: CatalogKey): readonly FunctionCandidate[] | undefined {
+    return this.entries.get(key)?.candidates
+  }
+
+  unknownReason(key: CatalogKey): string {
+    const failure = this.failures.get(key)
+    return failure ? `the catalog lookup failed (${failure})` : 'it was not looked up'
+  }
+
+  missing(keys: readonly CatalogKey[]): CatalogKey[] {
+    const now = this.now()
+    const out: CatalogKey[] = []
+    for (const k of keys) {
+      const e = this.entries.get(k)
+      if (!e || now - e.at > (e.candidates.length === 0 ? this.absentTtlMs : this.ttlMs)) out.push(k)
+    }
+    return out
+  }
+
+  load(keys: readonly CatalogKey[]): Promise<void> {
+    const waits: Promise<void>[] = []
+    const fresh: CatalogKey[] = []
+    for (const k of keys) {
+      const p = this.inflight.get(k)
+      if (p) waits.push(p)
+      else fresh.push(k)
+    }
+    if (fresh.length > 0) {
+      const p = this.lookup(fresh).finally(() => {
+        for (const k of fresh) if (this.inflight.get(k) === p) this.inflight.delete(k)
+      })
+      for (const k of fresh) this.inflight.set(k, p)
+      waits.push(p)
+    }
+    return Promise.all(waits).then(() => undefined)
+  }
+
+  /** Forgets everything, e.g. after DDL that may have created, replaced or dropped a function. */
+  invalidate(): void {
+    this.entries.clear()
+    this.gen++
+  }
+
+  private async lookup(keys: readonly CatalogKey[]): Promise<void> {
+    const byKind = {f: [] as string[], o: [] as string[], t: [] as string[], r: [] as string[]}
+    for (const k of keys) byKind[k[0] as 'f' | 'o' | 't' | 'r']?.push(k.slice(2))
+    const found = new Map<CatalogKey, FunctionCandidate[]>(keys.map((k) => [k, []]))
+    const add = (prefix: string, rows: Row[]) => {
+      for (const r of rows) found.get(`${prefix}:${String(r.key)}`)?.push(toCandidate(r))
+    }
+    const run = async (prefix: 'f' | 'o' | 't' | 'r', sql: string) => {
+      const names = byKind[prefix]
+      try {
+        add(prefix, await this.opts.query(sql))
+      } catch (error) {
+        const message = (error as Error).message
+        for (const n of names) {
+          const k = `${prefix}:${n}`
+          found.delete(k)
+          this.failures.set(k, message)
+        }
+      }
+    }
+    if (byKind.f.length > 0) {
+      const known = byKind.f.filter((n) => builtinCandidates(n) !== undefined)
+      for (const n of known) found.get(`f:${n}`)!.push(...builtinCandidates(n)!)
+      await run('f', functionsSql(byKind.f, known))
+    }
+    if (byKind.o.length > 0) await run('o', operatorsSql(byKind.o))
+    if (byKind.t.length > 0) await run('t', castsSql(byKind.t))
+    if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
+    const at = this.now()
+    for (const [k, candidates] of found) {
+      this.entries.set(k, {candidates, at})
+      this.failures.delete(k)
+    }
+    this.gen++
+  }
+}

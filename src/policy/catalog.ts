@@ -1,0 +1,254 @@
+/**
+ * The step after analysis that needs the target's catalog: what each function, operator, attribute
+ * call and cast in a statement may resolve to, and what that does. Analyses are cached for the
+ * whole process (cache.ts) and know nothing of any target; this step runs per target, on top of
+ * them, so the shared cache stays sound.
+ *
+ * A call is judged by the worst of everything it could resolve to: for an unqualified name, every
+ * overload in every schema (PostgreSQL picks by argument types across the whole search_path, so a
+ * `public.lower(integer)` can be what `lower(1)` runs). A function found nowhere fails closed.
+ *
+ * Pure: the catalog is an interface. `offlineCatalog` knows the built-ins only (for `dbgate policy
+ * check`); the tunnel's implementation reads the target (src/connect/function-catalog.ts).
+ */
+import {summarise} from './analyze.js'
+import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
+import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, type FunctionCandidate, type FunctionEffect} from './functions.js'
+import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
+
+/** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types. */
+export type CatalogKey = string
+
+export function catalogKey(call: CatalogCall): CatalogKey {
+  switch (call.kind) {
+    case 'function':
+    case 'attribute':
+      return `f:${call.name}`
+    case 'operator':
+      return `o:${call.name}`
+    case 'cast':
+      return `t:${call.name}`
+    case 'relation':
+      return `r:${call.name}`
+  }
+}
+
+export interface FunctionCatalog {
+  /**
+   * Everything `key` may resolve to, in every schema; `[]` when nothing by that name exists;
+   * undefined when this catalog cannot say (offline, or the lookup failed).
+   */
+  get(key: CatalogKey): readonly FunctionCandidate[] | undefined
+  /** Why `key` is unknown, for the error. */
+  unknownReason(key: CatalogKey): string
+  /** True for the built-ins-only catalog of `dbgate policy check`: unknown is "could not look up", not "does not exist". */
+  readonly offline: boolean
+  /** Changes whenever an answer may have changed; resolutions are cached per generation. */
+  readonly generation: number
+}
+
+/** A catalog that loads what it does not know yet (the tunnel's). */
+export interface LoadingFunctionCatalog extends FunctionCatalog {
+  /** The keys among `keys` that must be loaded (or re-read) before `get` can answer them. */
+  missing(keys: readonly CatalogKey[]): CatalogKey[]
+  /** Loads `keys`; concurrent loads of the same key share one lookup. Never rejects: a failed key stays unknown. */
+  load(keys: readonly CatalogKey[]): Promise<void>
+}
+
+// ---- built-ins ---------------------------------------------------------------------------------
+
+/**
+ * The built-ins alone, as `dbgate policy check` sees them without a connection. Built-in
+ * operators and casts between built-in types never call a volatile function (the generated tables
+ * show it), so they resolve to nothing; anything else is unknown here.
+ */
+export const offlineCatalog: FunctionCatalog = {
+  offline: true,
+  generation: 0,
+  get(key) {
+    const name = key.slice(2)
+    if (key.startsWith('f:')) return builtinCandidates(name)
+    if (key.startsWith('o:')) return isBuiltinOperator(name) ? [] : undefined
+    if (key.startsWith('t:')) return isBuiltinType(name) ? [] : undefined
+    return undefined
+  },
+  unknownReason() {
+    return 'dbgate policy check cannot look it up without a connection to the target; the tunnel judges it by its volatility in the catalog'
+  },
+}
+
+// ---- resolution --------------------------------------------------------------------------------
+
+/** The keys a statement's calls need, deduplicated. */
+export function catalogKeys(statements: readonly StatementAnalysis[]): CatalogKey[] {
+  const keys = new Set<CatalogKey>()
+  for (const s of statements) for (const o of s.operations) for (const c of o.calls ?? []) keys.add(catalogKey(c))
+  return [...keys]
+}
+
+function schemaFits(call: CatalogCall, c: FunctionCandidate): boolean {
+  if (call.schema === undefined) return true
+  const schema = c.scope ?? c.schema
+  if (call.schema === 'pg_temp') return schema.startsWith('pg_temp')
+  return schema === call.schema
+}
+
+function qualified(c: FunctionCandidate): string {
+  return `${c.schema}.${c.name}`
+}
+
+interface CallVerdict {
+  effect: FunctionEffect
+  /** The function whose effect decided, schema-qualified. */
+  fn?: string
+  detail: string
+}
+
+function describeCall(call: CatalogCall): string {
+  const name = call.schema ? `${call.schema}.${call.name}` : call.name
+  switch (call.kind) {
+    case 'function':
+      return `function ${name}`
+    case 'attribute':
+      return `${name} (attribute notation calls a function of that name)`
+    case 'operator':
+      return `operator ${name}`
+    case 'cast':
+      return `cast to ${name}`
+    case 'relation':
+      return `relation ${name}`
+  }
+}
+
+const UNKNOWN: FunctionEffect = {kind: 'unknown', class: 'opaque', flag: 'unknown_function', what: 'could not be found'}
+
+/** The worst thing `call` may do, or undefined when it is a plain read. */
+function judgeCall(call: CatalogCall, catalog: FunctionCatalog): CallVerdict | undefined {
+  // Extensions that run SQL text or touch server files are known by name wherever they live, and
+  // whether or not the catalog can be read.
+  const ext = call.kind === 'function' ? extensionEffect(call.name.toLowerCase()) : undefined
+  if (ext) {
+    const written = call.schema ? `${call.schema}.${call.name}` : call.name
+    return {effect: ext, fn: written, detail: `${describeCall(call)} ${ext.what}`}
+  }
+  const key = catalogKey(call)
+  const all = catalog.get(key)
+  if (all === undefined) {
+    // Offline, a qualified column may be a column, and a cast to an unknown type is the server's to
+    // refuse: only calls and operators make a verdict depend on what could not be looked up.
+    if (catalog.offline && (call.kind === 'attribute' || call.kind === 'cast' || call.kind === 'relation')) return undefined
+    return {effect: UNKNOWN, detail: `${describeCall(call)} could not be looked up: ${catalog.unknownReason(key)}`}
+  }
+  const candidates = all.filter((c) => schemaFits(call, c) && (call.kind === 'cast' || call.kind === 'relation' || arityFits(c, call.args)))
+  if (candidates.length === 0) {
+    if (call.kind === 'relation') return undefined
+    // Attribute notation that matches no function is a column; a cast with nothing to call is a
+    // cast; built-in operators never call a volatile function (the generated tables show it).
+    if (call.kind === 'attribute' || call.kind === 'cast') return undefined
+    if (call.kind === 'operator' && isBuiltinOperator(call.name) && (call.schema === undefined || call.schema === 'pg_catalog')) return undefined
+    return {effect: UNKNOWN, detail: `${describeCall(call)} does not exist in the target's catalog (with ${call.args} argument${call.args === 1 ? '' : 's'})`}
+  }
+  let worst: FunctionCandidate | undefined
+  let worstEffect: FunctionEffect | undefined
+  for (const c of candidates) {
+    const e = candidateEffect(c)
+    if (!worstEffect || EFFECT_RANK[e.kind] > EFFECT_RANK[worstEffect.kind]) {
+      worst = c
+      worstEffect = e
+    }
+  }
+  if (!worst || !worstEffect || worstEffect.kind === 'read') return undefined
+  const fn = qualified(worst)
+  const via = worst.via ? ` (${worst.via})` : ''
+  const which = candidates.length > 1 && call.schema === undefined ? `; ${describeCall(call)} may resolve to ${fn}${via}, the worst of ${candidates.length} candidates` : ''
+  return {effect: worstEffect, fn, detail: `${describeCall(call)}: ${fn}${via} ${worstEffect.what}${which}`}
+}
+
+function effectOperation(v: CallVerdict, call: CatalogCall): Operation {
+  const written = call.schema ? `${call.schema}.${call.name}` : call.name
+  const functions = v.fn ? [...new Set([v.fn, ...(call.kind === 'function' ? [written] : [])])] : call.kind === 'function' ? [written] : []
+  return {
+    class: v.effect.class,
+    command: 'function',
+    tables: [],
+    functions,
+    flags: v.effect.flag ? [v.effect.flag] : [],
+    detail: v.detail,
+  }
+}
+
+function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog): StatementAnalysis {
+  if (!stmt.operations.some((o) => o.calls !== undefined)) return stmt
+  const operations: Operation[] = []
+  const extra: Operation[] = []
+  const seen = new Set<string>()
+  for (const o of stmt.operations) {
+    if (!o.calls) {
+      operations.push(o)
+      continue
+    }
+    const {calls, ...rest} = o
+    operations.push(rest)
+    for (const call of calls) {
+      const v = judgeCall(call, catalog)
+      if (!v) continue
+      const key = `${v.effect.kind}|${v.fn ?? ''}|${catalogKey(call)}`
+      if (seen.has(key)) continue
+      seen.add(key)
+      extra.push(effectOperation(v, call))
+    }
+  }
+  operations.push(...extra)
+  const special = stmt.command === 'prepare' || stmt.command === 'execute' ? stmt.command : undefined
+  return summarise(stmt.index, stmt.text, {
+    operations,
+    ...(special ? {command: special} : {}),
+    ...(stmt.prepare ? {prepare: stmt.prepare} : {}),
+    ...(stmt.deallocate ? {deallocate: stmt.deallocate} : {}),
+  })
+}
+
+const resolved = new WeakMap<
+  FunctionCatalog,
+  {generation: number; byStatement: WeakMap<StatementAnalysis, StatementAnalysis>; byList: WeakMap<readonly StatementAnalysis[], StatementAnalysis[]>}
+>()
+
+/**
+ * Adds an operation for every call that does more than read, judged against `catalog`. Results
+ * are kept per (catalog generation, analysis): analyses are shared and never change, so a hot
+ * statement costs a WeakMap lookup.
+ */
+export function resolveCatalogCalls(statements: readonly StatementAnalysis[], catalog: FunctionCatalog): StatementAnalysis[] {
+  let memo = resolved.get(catalog)
+  if (!memo || memo.generation !== catalog.generation) {
+    memo = {generation: catalog.generation, byStatement: new WeakMap(), byList: new WeakMap()}
+    resolved.set(catalog, memo)
+  }
+  // A cached analysis hands out the same statements array every time: one lookup for the whole text.
+  const whole = memo.byList.get(statements)
+  if (whole) return whole
+  const out: StatementAnalysis[] = []
+  for (const s of statements) {
+    let r = memo.byStatement.get(s)
+    if (!r) {
+      r = resolveStatement(s, catalog)
+      memo.byStatement.set(s, r)
+    }
+    out.push(r)
+  }
+  memo.byList.set(statements, out)
+  return out
+}
+
+/** The functions a statement's verdict depends on but `catalog` could not look up (for `policy check`). */
+export function unresolvedCalls(statements: readonly StatementAnalysis[], catalog: FunctionCatalog): string[] {
+  const out = new Set<string>()
+  for (const s of statements) {
+    for (const o of s.operations) {
+      for (const c of o.calls ?? []) {
+        if (catalog.get(catalogKey(c)) === undefined && !(catalog.offline && (c.kind === 'attribute' || c.kind === 'relation'))) out.add(describeCall(c))
+      }
+    }
+  }
+  return [...out]
+}
