@@ -197,7 +197,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
 
   const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {
     if (unmasked) return undefined
-    if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules)
+    const unproven = () => unprovenSettings.has(ctx.connectionId)
+    if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules, unproven)
     const text = lineageOf(sql)
     let statements = resolve(text, ctx.connectionId)
     if (statements) {
@@ -208,7 +209,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       unprovenSettings.add(ctx.connectionId)
     }
     // What could not be analysed could not have been denied either: it is masked.
-    return new StatementFilter(statements, {masker, catalog, strategyOf}, maskUntraceable || statements === undefined, () => messageProof(sql, catalog))
+    return new StatementFilter(statements, {masker, catalog, strategyOf}, maskUntraceable || statements === undefined, () => messageProof(sql, catalog), unproven)
   }
   const textMasking: ValueMasking = {masker, catalog, strategyOf}
   return Object.assign(factory, {
@@ -292,6 +293,7 @@ class StatementFilter implements MaskingFilter {
     private readonly maskUntraceable: boolean,
     /** What proves a value quoted in a message clean; built on the first message, which most statements never get. */
     private readonly proofOf: () => MessageProof,
+    private readonly settingsUnproven: () => boolean,
   ) {
     // Field by field: a spread followed by more properties takes V8's slow path (~1.5 µs, every statement).
     this.m = {masker: base.masker, catalog: base.catalog, strategyOf: base.strategyOf, onFinding: this.hits.add, onMasked: () => void this.maskedValues++}
@@ -425,6 +427,10 @@ class StatementFilter implements MaskingFilter {
     return maskNotice(fields, this.statementLineage(), this.m, this.proof) as (PgNoticeFields & NoticeLike) | undefined
   }
 
+  parameterStatus(name: string, value: string): string | undefined {
+    return reportedSetting(name, value, this.settingsUnproven())
+  }
+
   error(fields: PgNoticeFields & NoticeLike): (PgNoticeFields & NoticeLike) | undefined {
     const out = this.notice(fields)
     const sent = out ?? fields
@@ -438,6 +444,18 @@ class StatementFilter implements MaskingFilter {
     if (!s) return undefined
     return {rows: 'no', touchesSensitive: s.some((x) => x.touchesSensitive), opaque: s.some((x) => x.opaque), untraceable: [], sideChannels: []}
   }
+}
+
+/** Reported settings that hold free text; the others only ever hold values the server validated. */
+const FREE_TEXT_SETTINGS = new Set(['application_name', 'search_path'])
+
+/**
+ * A ParameterStatus value as the client may see it: a free-text setting changed while the session's
+ * settings are unproven (code the analysis cannot see into ran) may hold any value that code read.
+ * What the analysis saw written is clean: `set_config` with untraced values is refused before it runs.
+ */
+function reportedSetting(name: string, value: string, unproven: boolean): string | undefined {
+  return unproven && FREE_TEXT_SETTINGS.has(name.toLowerCase()) && value !== '' ? '[masked]' : undefined
 }
 
 function printableUtf8(b: Buffer): boolean {
@@ -455,6 +473,7 @@ class SessionFilter implements MaskingFilter {
   constructor(
     base: Base,
     private readonly rules: () => ReturnType<typeof sensitiveNameRules>,
+    private readonly settingsUnproven: () => boolean,
   ) {
     this.m = {masker: base.masker, catalog: base.catalog, strategyOf: base.strategyOf, onFinding: this.hits.add}
   }
@@ -478,5 +497,9 @@ class SessionFilter implements MaskingFilter {
 
   notification(_channel: string, payload: string): string | undefined {
     return maskNotification(payload, this.rules(), this.m)
+  }
+
+  parameterStatus(name: string, value: string): string | undefined {
+    return reportedSetting(name, value, this.settingsUnproven())
   }
 }

@@ -24,6 +24,7 @@ import {
   encodeNotice,
   encodeNotification,
   encodeParameterStatus,
+  decodeParameterStatus,
   encodeReadyForQuery,
   encodeRowDescription,
   rowsFromTag,
@@ -715,6 +716,15 @@ export class ClientConnection {
           const n = decodeNotification(frame.body)
           const payload = this.sessionFilter.notification(n.channel, n.payload)
           if (payload !== undefined) return this.toClient(encodeNotification(n.processId, n.channel, payload))
+        }
+        return this.toClient(frame.raw)
+      }
+      case Backend.ParameterStatus: {
+        const filter = this.currentRun(head)?.filter ?? this.sessionFilter
+        if (filter?.parameterStatus) {
+          const p = decodeParameterStatus(frame.body)
+          const value = filter.parameterStatus(p.name, p.value)
+          if (value !== undefined) return this.toClient(encodeParameterStatus(p.name, value))
         }
         return this.toClient(frame.raw)
       }
