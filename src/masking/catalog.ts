@@ -211,6 +211,7 @@ export class Catalog {
   private refreshing: Promise<void> | undefined
   private again = false
   private nextReread: Promise<void> | undefined
+  private rereads = 0
   private lastReread = -Infinity
   /** Names a re-read did not find, and until when another re-read for them is not worth it. */
   private readonly confirmedMissing = new Map<string, number>()
@@ -279,10 +280,14 @@ export class Catalog {
    * client naming one unknown table after another cannot turn the catalog into a load test.
    */
   private reread(): Promise<void> {
-    this.nextReread ??= (async () => {
+    if (this.nextReread) return this.nextReread
+    const turn = ++this.rereads
+    this.nextReread = (async () => {
+      // Continues only once `nextReread` holds this read, so that starting it hands waiting on to the next one.
+      await null
       const wait = this.lastReread + this.minRereadMs - Date.now()
       if (wait > 0) await new Promise((r) => setTimeout(r, wait))
-      this.nextReread = undefined
+      if (this.rereads === turn) this.nextReread = undefined
       this.lastReread = Date.now()
       await this.refresh()
     })()
