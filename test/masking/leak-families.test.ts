@@ -50,6 +50,8 @@ const CASES: Case[] = [
   {family: 'text-executing', steps: ["select * from ts_stat('select to_tsvector(''simple'', email) from customers')"], copy: true},
   {family: 'text-executing', steps: ["select ts_stat('select to_tsvector(''simple'', email) from customers')::text"], copy: true},
   {family: 'text-executing', steps: ["select (select string_agg(word, ',') from ts_stat('select to_tsvector(''simple'', email) from customers'))"], copy: true},
+  {family: 'text-executing', steps: ["select * from ts_stat('select quote_literal(full_name)::tsvector from customers')"], copy: true},
+  {family: 'text-executing', steps: ["select ts_rewrite('a'::tsquery, 'select ''a''::tsquery, quote_literal(address)::tsquery from customers where id = 1')"], copy: true},
   {family: 'text-executing', steps: ["select query_to_xml('select full_name, phone from customers', true, false, '')"], copy: true},
   {family: 'text-executing', steps: ["select pg_catalog.table_to_xml('customers', true, false, '')"], copy: true},
   {family: 'text-executing', steps: ['begin', 'declare leak_cur cursor for select full_name, ssn from customers', "select cursor_to_xml('leak_cur', 50, false, false, '')"]},
