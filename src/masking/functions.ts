@@ -158,8 +158,15 @@ for (const n of VALUE_FREE) KIND.set(n, 'value-free')
 
 /** What lineage may assume about the built-in function `name` (bare, lower-case as parsed). */
 export function builtinKind(name: string): BuiltinKind {
-  return KIND.get(name) ?? 'untraceable'
+  const kind = KIND.get(name)
+  if (kind) return kind
+  // Statistics counters and timestamps, but not other sessions' query text.
+  if (name.startsWith('pg_stat_get_') && !STATISTICS_TEXT.has(name)) return 'of-arguments'
+  return 'untraceable'
 }
+
+/** The statistics functions that return text other sessions sent. */
+const STATISTICS_TEXT = new Set(['pg_stat_get_activity', 'pg_stat_get_backend_activity'])
 
 /** Every name the reviewed lists hold, for the test that checks them against a server's catalog. */
 export const REVIEWED_BUILTINS: readonly string[] = [...VALUE_FREE, ...FROM_ARGUMENTS, ...SERVER_FACTS, ...CATALOG_READERS, ...STORES_ARGUMENTS, ...READS_SETTINGS]
