@@ -79,7 +79,8 @@ const NEED = {
   prefix: 16,
   /**
    * A run of ten digits, consecutive ones at most two characters of ` .-()/` apart, or of eight
-   * such digits right after a `+`: every phone number (`phone` below).
+   * such digits right after a `+`, counted from a place no letter precedes: every phone number
+   * (`PHONE` below; each of its shapes needs a non-word character before it).
    */
   phoneRun: 32,
 } as const
@@ -155,6 +156,7 @@ const isDigit = (c: number) => c >= 48 && c <= 57
 const PHONE_SEPARATOR = new Uint8Array(256)
 for (const ch of ' .-()/') PHONE_SEPARATOR[ch.charCodeAt(0)] = 1
 const isUpper = (c: number) => c >= 65 && c <= 90
+const isLetter = (c: number) => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95
 
 /**
  * The `NEED` bits of a text, from its UTF-8 bytes. Every need is made of ASCII characters, and
@@ -168,42 +170,60 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
   let prev1 = 0
   let prev2 = 0
   let prev3 = 0
-  // The phone run: digits, separators between them, and whether a `+` came right before the first.
+  // The phone run: digits and the separators between them. Its digits are counted from the
+  // earliest place a phone number may start: the run's start unless a letter precedes it, else its
+  // first space or parenthesis (every pattern needs a non-word character before its first digit).
   let phone = 0
   let phoneSep = 0
+  let inRun = false
+  let counting = false
   let plus = false
   for (let i = start; i < end; i++) {
     const c = b[i]!
     if (isDigit(c)) {
-      phone++
-      phoneSep = 0
-      if (phone >= 10 || (plus && phone >= 8)) needs |= NEED.phoneRun
-    } else if (PHONE_SEPARATOR[c] === 1) {
-      if (++phoneSep > 2) {
+      if (!inRun) {
+        inRun = true
+        counting = !isLetter(prev1)
         phone = 0
-        plus = false
       }
-    } else {
-      phone = 0
       phoneSep = 0
-      plus = c === 43
-    }
-    if (isDigit(c)) {
+      if (counting && ++phone >= 8 && (phone >= 10 || plus)) needs |= NEED.phoneRun
       run++
       gap = false
       if (run >= 12) needs |= NEED.cardRun
       if (run >= 9 && dashes >= 2) needs |= NEED.ssnRun
       if (isDigit(prev1) && isUpper(prev2) && isUpper(prev3)) needs |= NEED.ibanHead
-    } else if ((c === 32 || c === 45) && run > 0 && !gap) {
-      // One separator may sit between two digits of a run; a second one ends it.
-      gap = true
-      if (c === 45) dashes++
     } else {
-      run = 0
-      dashes = 0
-      gap = false
-      if (c === 64) needs |= NEED.at
-      else if (PREFIX_START[c] === 1 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[c]!, b, i, end)) needs |= NEED.prefix
+      // Most bytes are letters outside any run: one test, and the phone run is left alone.
+      if (inRun || plus) {
+        if (PHONE_SEPARATOR[c] === 1) {
+          if (++phoneSep > 2) {
+            inRun = false
+            plus = false
+          } else if (!counting && (c === 32 || c === 40 || c === 41)) {
+            counting = true
+            phone = 0
+          }
+        } else {
+          inRun = false
+          phoneSep = 0
+          plus = c === 43
+        }
+      } else if (c === 43) {
+        plus = true
+        phoneSep = 0
+      }
+      if ((c === 32 || c === 45) && run > 0 && !gap) {
+        // One separator may sit between two digits of a run; a second one ends it.
+        gap = true
+        if (c === 45) dashes++
+      } else {
+        run = 0
+        dashes = 0
+        gap = false
+        if (c === 64) needs |= NEED.at
+        else if (PREFIX_START[c] === 1 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[c]!, b, i, end)) needs |= NEED.prefix
+      }
     }
     prev3 = prev2
     prev2 = prev1
