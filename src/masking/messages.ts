@@ -95,8 +95,8 @@ function maskQuoted(text: string, quote: string, clean: (v: string) => boolean):
 }
 
 const BYTES = /0x[0-9a-fA-F]{2}(?:\s+0x[0-9a-fA-F]{2})*/g
-/** A number standing alone (not part of a name, nor a type modifier such as `varchar(5)`). */
-const NUMBER = /(?<![\w(.-])-?\d+(?:\.\d+)?(?![\w).])/g
+/** A number standing alone (not part of a name, a parameter such as `$1`, nor a type modifier such as `varchar(5)`). */
+const NUMBER = /(?<![\w(.$-])-?\d+(?:\.\d+)?(?![\w).])/g
 const CARET_LINE = /\n\s*\^\s*(\n|$)/
 const JSON_CONTEXT = /^(JSON data, line \d+: ).*$/m
 
