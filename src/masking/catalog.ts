@@ -360,6 +360,9 @@ export class Catalog {
    * to every later snapshot, since the relation usually appears only after the next read.
    */
   markDerived(marks: DerivedMarks): void {
+    // The same statement is seen again when it is described and run, or run again.
+    const key = derivedKey(marks)
+    if (this.derived.some((d) => derivedKey(d) === key)) return
     this.derived.push(marks)
     this.install(this.base)
   }
@@ -414,6 +417,10 @@ export class Catalog {
   sensitiveRelations(): CatalogRelation[] {
     return this.current.relations.filter((r) => r.columns.some((c) => c.sensitive))
   }
+}
+
+function derivedKey(d: DerivedMarks): string {
+  return JSON.stringify([d.schema ?? '', d.name, d.columns === 'all' ? 'all' : [...d.columns.entries()]])
 }
 
 function missKey(m: FreshnessNeeds['misses'][number]): string {

@@ -91,6 +91,16 @@ describe('a catalog that follows the schema, whoever changed it', () => {
     expect(leaked(JSON.stringify([r.rows, added.rows]), fx.secrets)).toEqual([])
   })
 
+  it('classifies a table this tunnel created from a query by that query, before and after the catalog is re-read', async () => {
+    const c = await tunnel.client()
+    await c.query('create temp table copied as select id, email as contact, full_name as label, country from customers')
+    await c.query('create table copied_too as select id, lower(email) || \'\' as contact, row(c.*)::text as whole from customers c')
+    const rows = [...(await c.query('select * from copied order by id')).rows, ...(await c.query('select * from copied_too order by id')).rows]
+    expect(rows[0]).toMatchObject({id: 1, contact: 'a***@example.com', label: '[redacted]', country: 'US'})
+    expect(rows.at(-1)).toMatchObject({contact: 'h***@example.com', whole: '[masked]'})
+    expect(leaked(JSON.stringify(rows), fx.secrets)).toEqual([])
+  })
+
   it('never trusts the old definition of a view replaced outside the tunnel', async () => {
     const c = await tunnel.client()
     // Known when the tunnel opened: the label is the country, clean.
