@@ -151,6 +151,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       const opaque = s.opaque || (s.defines?.lineage.opaque ?? false)
       if (opaque) unprovenSettings.add(connectionId)
       if (s.creates) catalog.markDerived(derivedMarks(s.creates))
+      for (const f of s.fills ?? []) catalog.markDerived(derivedMarks(f))
     }
   }
 

@@ -71,6 +71,8 @@ export interface StatementLineage {
   views?: number[]
   /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`), with that query's columns. */
   creates?: {schema?: string; name: string; columns?: NamedLineage[]}
+  /** Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE … SET`). */
+  fills?: {schema?: string; name: string; columns: NamedLineage[]}[]
 }
 
 /** A name a statement uses that the catalog did not hold when it was analysed. */

@@ -49,13 +49,14 @@ interface Ctx {
   readsSettings: boolean
   misses: CatalogMiss[]
   views: Set<number>
+  fills: NonNullable<StatementLineage['fills']>
   /** Views being expanded, against definitions that refer to themselves. */
   expanding: Set<number>
   depth: number
 }
 
 function newCtx(catalog: Catalog): Ctx {
-  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), expanding: new Set(), depth: 0}
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0}
 }
 
 /** Something the analysis cannot see into: its value is untraceable and the statement may read anything. */
@@ -793,6 +794,7 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
     ...(ctx.readsSettings ? {readsSettings: true} : {}),
     ...(ctx.misses.length > 0 ? {misses: [...ctx.misses]} : {}),
     ...(ctx.views.size > 0 ? {views: [...ctx.views]} : {}),
+    ...(ctx.fills.length > 0 ? {fills: [...ctx.fills]} : {}),
   }
 }
 
@@ -809,7 +811,22 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   const sourceRelation = node.sourceRelation === undefined ? [] : [node.sourceRelation]
   for (const item of [...list(node.fromClause), ...list(node.usingClause), ...sourceRelation]) scope.rels.push(...fromItem(item, scope, ctx).visible)
   const sel = unwrap(node.selectStmt)
-  if (sel && sel[0] === 'SelectStmt') selectOutput(sel[1], scope, ctx)
+  const inserted = sel && sel[0] === 'SelectStmt' ? selectOutput(sel[1], scope, ctx) : undefined
+  // Values written into the relation's columns: a column filled with unproven values is no longer clean.
+  const filled: NamedLineage[] = []
+  if (sel) {
+    const cols = list(node.cols).map((c) => unwrap(c)?.[1].name as string | undefined)
+    const names = cols.length > 0 ? cols : (target.star ?? []).map((c) => c.name)
+    names.forEach((n, i) => n && filled.push(named(n, inserted?.[i] ?? UNKNOWN)))
+  } else {
+    for (const t of list(node.targetList)) {
+      const rt = unwrap(t)?.[1]
+      if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, scope, ctx)))
+    }
+  }
+  const unproven = filled.filter((c) => !clean(c))
+  const rel = node.relation as Node | undefined
+  if (unproven.length > 0 && rel?.relname) ctx.fills.push({...(written ? {schema: written.schema} : rel.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
   // PostgreSQL 18 wraps RETURNING in a clause that may also rename OLD and NEW.
   const clause = node.returningClause as Node | undefined
   const returning = [...list(node.returningList), ...list(clause?.exprs)]

@@ -98,7 +98,13 @@ describe('a catalog that follows the schema, whoever changed it', () => {
     const rows = [...(await c.query('select * from copied order by id')).rows, ...(await c.query('select * from copied_too order by id')).rows]
     expect(rows[0]).toMatchObject({id: 1, contact: 'a***@example.com', label: '[redacted]', country: 'US'})
     expect(rows.at(-1)).toMatchObject({contact: 'h***@example.com', whole: '[masked]'})
-    expect(leaked(JSON.stringify(rows), fx.secrets)).toEqual([])
+    // Values copied into the columns of an existing table, by INSERT … SELECT or UPDATE.
+    await c.query('create table memos (id int, memo text, note text)')
+    await c.query('insert into memos (id, memo) select id, full_name from customers')
+    await c.query("update memos set note = (select address from customers where customers.id = memos.id) || ''")
+    const memos = (await c.query('select * from memos order by id')).rows
+    expect(memos[0]).toEqual({id: 1, memo: '[redacted]', note: '[redacted]'})
+    expect(leaked(JSON.stringify([rows, memos]), fx.secrets)).toEqual([])
   })
 
   it('never trusts the old definition of a view replaced outside the tunnel', async () => {

@@ -202,6 +202,9 @@ describe('lineage', () => {
       expect(only('select u.added_later from users u').misses).toEqual([{schema: 'public', relation: 'users', column: 'added_later'}])
       expect(only('select reach from contacts').views).toEqual([300])
       expect(only('create table copied as select email as contact, id from users').creates).toMatchObject({name: 'copied', columns: [{name: 'contact'}, {name: 'id'}]})
+      expect(only('insert into orders (id, total) select id, length(email) from users').fills).toMatchObject([{schema: 'public', name: 'orders', columns: [{name: 'total'}]}])
+      expect(only('update orders set total = (select length(ssn) from users limit 1), user_id = 2').fills).toMatchObject([{name: 'orders', columns: [{name: 'total'}]}])
+      expect(only('insert into orders values (1, 2, 3)').fills).toBeUndefined()
     })
   })
 
