@@ -142,6 +142,8 @@ export interface StatementDetails {
   preview?: ResultPreview
   /** Replaces `event.params`, for callers that mask parameters after the tunnel reports them. */
   params?: (string | null)[]
+  /** Replaces `event.error`: the error as the client received it, masked like its results. */
+  error?: {code: string; message: string}
 }
 
 let parserReady: Promise<void> | undefined
@@ -191,9 +193,10 @@ export function clampPreview(preview: ResultPreview | undefined, maxRows: number
 export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number): StatementData {
   const {normalized, fingerprint} = normalizeSql(ev.sql)
   const decision: Decision = details.decision ?? (ev.verdict.action === 'allow' ? 'allow' : 'deny')
+  const outcomeError = details.error ?? ev.error
   const error =
-    ev.error !== undefined
-      ? {sqlstate: ev.error.code, message: ev.error.message}
+    outcomeError !== undefined
+      ? {sqlstate: outcomeError.code, message: outcomeError.message}
       : ev.verdict.action === 'reject'
         ? {sqlstate: ev.verdict.error.code, message: ev.verdict.error.message}
         : undefined

@@ -66,9 +66,12 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
     ...recording?.hooks,
     resultFilter: masking?.hooks.resultFilter,
     onStatement: chain(masking?.hooks.onStatement, recording?.hooks.onStatement),
+    onConnectionClosed: masking?.hooks.onConnectionClosed,
     dispose,
     // Previews are only of masked rows; without masking there is nothing safe to keep.
     previewRows: recording && masking ? ctx.config.recording.previewRows : 0,
+    // Without guardrails, masking still sees each statement before it runs (catalog freshness, onUntraceable).
+    ...(masking ? {statement: maskability(() => ({action: 'allow'}), masking, log)} : {}),
   }
   if (!features.guardrails) return base
   // Without a catalog connection (only in tests that build hooks by hand) only built-ins are known.
@@ -107,7 +110,7 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
         hint: problem.hint ?? 'Remove it from the connection settings; use SET after connecting where policy allows it.',
       }
     },
-    statement: maskability(approvals.wrap(policy), masking),
+    statement: maskability(approvals.wrap(policy), masking, log),
   }
 }
 
@@ -131,21 +134,34 @@ function startMaskingFor(ctx: TunnelHooksContext, catalogSource: ClosableCatalog
 }
 
 /**
- * Where a query's shape keeps masking from following a sensitive column, policy decides
- * (`masking.onUntraceable`); the masking engine says whether it can follow, after the guardrails
- * have allowed the statement.
+ * Masking's part of the statement hook, after the guardrails have allowed a statement: a statement
+ * that names relations or columns the catalog does not know, or reads views whose definitions
+ * changed, waits for the catalog to be re-read, so its rows are masked against the current schema
+ * (the common case needs no read and returns at once). Then, where a query's shape keeps masking
+ * from following a sensitive column, policy decides (`masking.onUntraceable`).
  */
-function maskability(inner: StatementHook, masking: MaskingRuntime | undefined): StatementHook {
+function maskability(inner: StatementHook, masking: MaskingRuntime | undefined, log: NonNullable<TunnelHooksContext['log']>): StatementHook {
   if (!masking) return inner
   const check = (sql: string, ctx: StatementContext, verdict: StatementVerdict): StatementVerdict => {
-    if (verdict.action !== 'allow') return verdict
     const m = masking.factory.checkMaskable(sql, ctx)
     if (m.ok) return verdict
-    return {action: 'reject', tag: verdict.tag, error: {severity: 'ERROR', code: '42501', message: `dbgate: masking cannot follow this query: ${m.reason}`, hint: 'Select the sensitive columns directly (they are masked), or ask for a group that may see them unmasked.'}}
+    return {action: 'reject', tag: verdict.tag, error: {severity: 'ERROR', code: '42501', message: `dbgate: masking cannot follow this query: ${m.reason}`, hint: 'Select the sensitive columns directly (they are masked), or ask for a group that may see them unmasked. The target\'s masking.onUntraceable decides whether untraceable output is masked or refused.'}}
+  }
+  const afterPolicy = (sql: string, ctx: StatementContext, verdict: StatementVerdict): StatementVerdict | Promise<StatementVerdict> => {
+    if (verdict.action !== 'allow') return verdict
+    const fresh = masking.factory.ensureFresh(sql)
+    if (!fresh) return check(sql, ctx, verdict)
+    return fresh.then(
+      () => check(sql, ctx, verdict),
+      (e: Error) => {
+        log('warn', `masking: could not re-read the catalog (${e.message}); what it does not know is masked as untraceable`)
+        return check(sql, ctx, verdict)
+      },
+    )
   }
   return (sql, ctx) => {
     const v = inner(sql, ctx)
-    return v instanceof Promise ? v.then((r) => check(sql, ctx, r)) : check(sql, ctx, v)
+    return v instanceof Promise ? v.then((r) => afterPolicy(sql, ctx, r)) : afterPolicy(sql, ctx, v)
   }
 }
 

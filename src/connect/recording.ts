@@ -101,11 +101,17 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
   }
 }
 
-/** Which output columns were masked and why (never the values), and the bind parameters as masked. */
-function maskingDetails(event: StatementEvent, maskText: ((text: string) => string) | undefined): Pick<StatementDetails, 'maskedColumns' | 'maskedValues' | 'params'> {
-  const filter = event.resultFilter as {maskedColumns?: MaskedColumn[]; maskedValues?: number} | undefined
+/**
+ * Which output columns were masked and why (never the values), the bind parameters as masked, and
+ * the error as the client received it: a recording never holds more than the client was shown.
+ */
+function maskingDetails(event: StatementEvent, maskText: ((text: string) => string) | undefined): Pick<StatementDetails, 'maskedColumns' | 'maskedValues' | 'params' | 'error'> {
+  const filter = event.resultFilter as {maskedColumns?: MaskedColumn[]; maskedValues?: number; clientError?: {code: string; message: string}} | undefined
   const masked = filter?.maskedColumns
+  // The server's own text of an error can quote values the client only saw masked.
+  const error = event.error && (filter?.clientError ?? (maskText ? {code: event.error.code, message: maskText(event.error.message)} : undefined))
   return {
+    ...(error ? {error} : {}),
     ...(masked && masked.length > 0 ? {maskedColumns: masked.map(formatMaskedColumn)} : {}),
     // Counted only where a masking filter ran: absent means "not masked here", not "nothing to mask".
     ...(typeof filter?.maskedValues === 'number' ? {maskedValues: filter.maskedValues} : {}),

@@ -13,8 +13,11 @@ export type CatalogQuery = (sql: string) => Promise<Row[]>
 export interface SensitiveMark {
   category: MaskingCategory
   reason: string
-  /** `name` for the dictionary, `config` for a `mask:` glob. */
-  source: 'name' | 'type' | 'config'
+  /**
+   * `name` for the dictionary, `config` for a `mask:` glob, `lineage` for a column this tunnel saw
+   * filled from sensitive or untraceable values (`CREATE TABLE … AS SELECT email …`).
+   */
+  source: 'name' | 'type' | 'config' | 'lineage'
 }
 
 export interface CatalogColumn {
@@ -29,12 +32,21 @@ export interface CatalogRelation {
   oid: number
   schema: string
   name: string
-  kind: 'table' | 'view' | 'materialized_view' | 'foreign_table' | 'partitioned_table'
+  kind: 'table' | 'view' | 'materialized_view' | 'foreign_table' | 'partitioned_table' | 'sequence'
   /** The relation's row type: what RowDescription reports for `SELECT u FROM users u`. */
   rowTypeOid: number
   columns: CatalogColumn[]
   /** For views: the definition as pg_get_viewdef returns it. */
   viewDefinition?: string
+  /**
+   * For views: a change marker of the definition (the row version of its `_RETURN` rule), which
+   * `CREATE OR REPLACE VIEW` changes, so a stale definition is noticed before it is relied on.
+   */
+  viewMark?: string
+  /** User triggers or rewrite rules run code of their own when the relation is written. */
+  runsCode?: boolean
+  /** Row-level security: reading it runs the policies' expressions. */
+  rowSecurity?: boolean
 }
 
 export interface TypeInfo {
@@ -51,33 +63,57 @@ export interface CatalogSnapshot {
   types: TypeInfo[]
   /** User-defined functions (schema-qualified and bare names), whose bodies the lineage cannot see. */
   functions: string[]
+  /** Operators defined outside pg_catalog (their symbols), which call user code. */
+  operators?: string[]
+  /** Types a cast to runs user code: domains (their constraints) and targets of user-defined casts. */
+  codeTypes?: string[]
 }
 
 const CATALOG_SQL = {
   columns: `
-    select c.oid::int8 as oid, n.nspname as schema, c.relname as name, c.relkind as kind, c.reltype::int8 as rowtype,
-           a.attnum::int4 as attnum, a.attname as column, a.atttypid::int8 as typeoid, t.typname as typename,
-           case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end as viewdef
-    from pg_class c
-    join pg_namespace n on n.oid = c.relnamespace
+    with rels as (
+      select c.oid, n.nspname, c.relname, c.relkind, c.reltype, c.relrowsecurity,
+             case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end as viewdef,
+             case when c.relkind in ('v', 'm') then (select r.xmin::text from pg_rewrite r where r.ev_class = c.oid and r.rulename = '_RETURN') end as viewmark,
+             c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) as runscode
+      from pg_class c
+      join pg_namespace n on n.oid = c.relnamespace
+      where c.relkind in ('r', 'v', 'm', 'f', 'p', 'S')
+        and n.nspname not in ('pg_catalog', 'information_schema')
+        and n.nspname not like 'pg_toast%'
+    )
+    select c.oid::int8 as oid, c.nspname as schema, c.relname as name, c.relkind as kind, c.reltype::int8 as rowtype,
+           c.relrowsecurity as rls, c.runscode, c.viewdef, c.viewmark,
+           a.attnum::int4 as attnum, a.attname as column, a.atttypid::int8 as typeoid, t.typname as typename
+    from rels c
     left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
     left join pg_type t on t.oid = a.atttypid
-    where c.relkind in ('r', 'v', 'm', 'f', 'p')
-      and n.nspname not in ('pg_catalog', 'information_schema')
-      and n.nspname not like 'pg_toast%'
     order by c.oid, a.attnum`,
   types: `select oid::int8 as oid, typname as name, typcategory as category, typelem::int8 as elem, typrelid::int8 as relid from pg_type`,
-  functions: `
-    select n.nspname as schema, p.proname as name
+  /** Everything outside pg_catalog that runs user code when a statement names it. */
+  code: `
+    select 'function' as what, n.nspname as schema, p.proname as name
     from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-    where n.nspname not in ('pg_catalog', 'information_schema')`,
+    where n.nspname not in ('pg_catalog', 'information_schema')
+    union all
+    select 'operator', n.nspname, o.oprname
+    from pg_operator o join pg_namespace n on n.oid = o.oprnamespace
+    where n.nspname <> 'pg_catalog'
+    union all
+    select 'type', n.nspname, t.typname
+    from pg_type t join pg_namespace n on n.oid = t.typnamespace
+    where t.typtype = 'd' and n.nspname <> 'pg_catalog'
+    union all
+    select 'type', n.nspname, t.typname
+    from pg_cast k join pg_proc p on p.oid = k.castfunc join pg_type t on t.oid = k.casttarget join pg_namespace n on n.oid = t.typnamespace
+    where p.pronamespace <> 'pg_catalog'::regnamespace`,
 }
 
-const KINDS: Record<string, CatalogRelation['kind']> = {r: 'table', v: 'view', m: 'materialized_view', f: 'foreign_table', p: 'partitioned_table'}
+const KINDS: Record<string, CatalogRelation['kind']> = {r: 'table', v: 'view', m: 'materialized_view', f: 'foreign_table', p: 'partitioned_table', S: 'sequence'}
 
 /** Reads the catalog through `query` (any connection to the target) into a snapshot. */
 export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot> {
-  const [columnRows, typeRows, functionRows] = await Promise.all([query(CATALOG_SQL.columns), query(CATALOG_SQL.types), query(CATALOG_SQL.functions)])
+  const [columnRows, typeRows, codeRows] = await Promise.all([query(CATALOG_SQL.columns), query(CATALOG_SQL.types), query(CATALOG_SQL.code)])
   const relations = new Map<number, CatalogRelation>()
   for (const r of columnRows) {
     const oid = Number(r.oid)
@@ -91,14 +127,17 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
         rowTypeOid: Number(r.rowtype),
         columns: [],
         viewDefinition: r.viewdef == null ? undefined : String(r.viewdef),
+        ...(r.viewmark == null ? {} : {viewMark: String(r.viewmark)}),
+        ...(r.runscode === true ? {runsCode: true} : {}),
+        ...(r.rls === true ? {rowSecurity: true} : {}),
       }
       relations.set(oid, rel)
     }
     if (r.attnum != null) rel.columns.push({name: String(r.column), attnum: Number(r.attnum), typeOid: Number(r.typeoid), typeName: String(r.typename)})
   }
   const types = typeRows.map((t) => ({oid: Number(t.oid), name: String(t.name), category: String(t.category), elementOid: Number(t.elem), relationOid: Number(t.relid)}))
-  const functions = functionRows.flatMap((f) => [String(f.name), `${String(f.schema)}.${String(f.name)}`])
-  return {relations: [...relations.values()], types, functions}
+  const named = (what: string) => codeRows.filter((f) => f.what === what).flatMap((f) => [String(f.name), `${String(f.schema)}.${String(f.name)}`])
+  return {relations: [...relations.values()], types, functions: named('function'), operators: named('operator'), codeTypes: named('type')}
 }
 
 /** Marks the sensitive columns of a snapshot: the dictionary first, then `mask:` adds and `unmaskColumns:` removes. */
@@ -136,6 +175,23 @@ export function needsRefresh(commandTag: string): boolean {
   return REFRESH_TAGS.test(commandTag) && !REFRESH_TAG_EXCEPTIONS.test(commandTag)
 }
 
+/** How a column filled by a statement this tunnel saw is to be classified (see `Catalog.markDerived`). */
+export interface DerivedMarks {
+  schema?: string
+  name: string
+  /** Column name → its mark; `all` marks every column (the query's shape was not known). */
+  columns: Map<string, SensitiveMark> | 'all'
+}
+
+/** What the statement hook asks of the catalog before a statement runs (see `Catalog.ensureFresh`). */
+export interface FreshnessNeeds {
+  misses: {schema?: string; relation: string; column?: string}[]
+  views: number[]
+}
+
+/** Catalog re-reads caused by names it does not know happen at most this often. */
+export const MIN_REREAD_INTERVAL_MS = 2000
+
 /**
  * The catalog the filter consults on every RowDescription: lookups by OID and by name are O(1).
  * `refresh()` swaps in a new snapshot atomically; lookups in flight keep the old one.
@@ -146,15 +202,28 @@ export class Catalog {
   private byName = new Map<string, CatalogRelation[]>()
   private typeByOid = new Map<number, TypeInfo>()
   private functionNames = new Set<string>()
+  private operatorNames = new Set<string>()
+  private codeTypeNames = new Set<string>()
   private current: CatalogSnapshot = {relations: [], types: [], functions: []}
+  /** The snapshot as read and classified, before `derived` marks are applied. */
+  private base: CatalogSnapshot = this.current
+  private readonly derived: DerivedMarks[] = []
   private refreshing: Promise<void> | undefined
   private again = false
+  private nextReread: Promise<void> | undefined
+  private rereads = 0
+  private lastReread = -Infinity
+  /** Names a re-read did not find, and until when another re-read for them is not worth it. */
+  private readonly confirmedMissing = new Map<string, number>()
+  /** Views whose definition changed but could not be re-read: their lineage is not trusted. */
+  private stale = new Set<number>()
   /** Bumped on every refresh, so caches keyed on the catalog know to start over. */
   generation = 0
 
   constructor(
     snapshot: CatalogSnapshot,
     private readonly source?: {query: CatalogQuery; config: Pick<MaskingConfig, 'mask' | 'unmaskColumns'>},
+    private readonly minRereadMs = MIN_REREAD_INTERVAL_MS,
   ) {
     this.install(snapshot)
   }
@@ -164,11 +233,13 @@ export class Catalog {
   }
 
   private install(snapshot: CatalogSnapshot): void {
-    this.current = snapshot
-    this.byOid = new Map(snapshot.relations.map((r) => [r.oid, r]))
-    this.byRowType = new Map(snapshot.relations.map((r) => [r.rowTypeOid, r]))
+    this.base = snapshot
+    this.current = this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot
+    const relations = this.current.relations
+    this.byOid = new Map(relations.map((r) => [r.oid, r]))
+    this.byRowType = new Map(relations.map((r) => [r.rowTypeOid, r]))
     this.byName = new Map()
-    for (const r of snapshot.relations) {
+    for (const r of relations) {
       for (const key of [`${r.schema}.${r.name}`, r.name]) {
         const list = this.byName.get(key) ?? []
         list.push(r)
@@ -177,6 +248,9 @@ export class Catalog {
     }
     this.typeByOid = new Map(snapshot.types.map((t) => [t.oid, t]))
     this.functionNames = new Set(snapshot.functions)
+    this.operatorNames = new Set(snapshot.operators ?? [])
+    this.codeTypeNames = new Set(snapshot.codeTypes ?? [])
+    this.stale = new Set()
     this.generation++
   }
 
@@ -198,6 +272,99 @@ export class Catalog {
       this.refreshing = undefined
     })
     return this.refreshing
+  }
+
+  /**
+   * A re-read for names the catalog does not know: every caller waiting at once shares one read
+   * that starts after they asked, and such reads start at most once every `minRereadMs`, so a
+   * client naming one unknown table after another cannot turn the catalog into a load test.
+   */
+  private reread(): Promise<void> {
+    if (this.nextReread) return this.nextReread
+    const turn = ++this.rereads
+    this.nextReread = (async () => {
+      // Continues only once `nextReread` holds this read, so that starting it hands waiting on to the next one.
+      await null
+      const wait = this.lastReread + this.minRereadMs - Date.now()
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+      if (this.rereads === turn) this.nextReread = undefined
+      this.lastReread = Date.now()
+      await this.refresh()
+    })()
+    return this.nextReread
+  }
+
+  /**
+   * Before a statement runs: when it names relations or columns this catalog does not know, or
+   * relies on views whose definitions changed since they were read (their change marker moved),
+   * re-reads the catalog so that its rows are masked with the current schema. Undefined when
+   * nothing is missing, which is the common case and costs nothing. Rejects when the catalog
+   * cannot be read; what is still unknown is then masked as untraceable, and changed views are
+   * no longer trusted.
+   */
+  ensureFresh(needs: FreshnessNeeds): Promise<void> | undefined {
+    if (!this.source || (needs.misses.length === 0 && needs.views.length === 0)) return undefined
+    const now = Date.now()
+    const wanted = needs.misses.filter((m) => (this.confirmedMissing.get(missKey(m)) ?? 0) <= now && this.missing(m))
+    if (wanted.length === 0 && needs.views.length === 0) return undefined
+    return this.freshen(wanted, needs.views)
+  }
+
+  private async freshen(wanted: FreshnessNeeds['misses'], views: number[]): Promise<void> {
+    // A read already under way (after DDL through this tunnel) may bring what is missing.
+    if (wanted.length > 0 && this.refreshing) {
+      await this.refreshing.catch(() => {})
+      wanted = wanted.filter((m) => this.missing(m))
+    }
+    const changed = views.length > 0 ? await this.viewsChanged(views).catch(() => true) : false
+    if (wanted.length === 0 && !changed) return
+    try {
+      await this.reread()
+    } catch (error) {
+      if (changed) for (const v of views) this.stale.add(v)
+      throw error
+    }
+    const until = Date.now() + this.minRereadMs
+    for (const m of wanted) if (this.missing(m)) this.confirmedMissing.set(missKey(m), until)
+  }
+
+  /** Whether any of these views' definitions changed since they were read (or they were dropped). */
+  private async viewsChanged(oids: number[]): Promise<boolean> {
+    const ids = [...new Set(oids)].filter((o) => Number.isSafeInteger(o))
+    if (ids.length === 0) return false
+    const rows = await this.source!.query(`select ev_class::int8 as oid, xmin::text as mark from pg_rewrite where rulename = '_RETURN' and ev_class in (${ids.join(', ')})`)
+    const marks = new Map(rows.map((r) => [Number(r.oid), String(r.mark)]))
+    return ids.some((oid) => marks.get(oid) !== this.byOid.get(oid)?.viewMark)
+  }
+
+  private missing(m: FreshnessNeeds['misses'][number]): boolean {
+    const found = this.lookup(m.schema, m.relation)
+    if (found.length === 0) return true
+    return m.column !== undefined && !found.some((r) => r.columns.some((c) => c.name === m.column))
+  }
+
+  /** A result named a table or column the catalog does not know: re-read in the background. */
+  noteUnknown(): void {
+    if (this.source) this.reread().catch(() => {})
+  }
+
+  /** A view whose definition changed and could not be re-read: its lineage must not be relied on. */
+  isStale(oid: number): boolean {
+    return this.stale.has(oid)
+  }
+
+  /**
+   * Classifies the columns of a relation a statement this tunnel saw fills from a query
+   * (`CREATE TABLE … AS`, `SELECT … INTO`): the dictionary cannot know that `contact` holds
+   * e-mail addresses, the statement's lineage does. Kept for the catalog's lifetime and applied
+   * to every later snapshot, since the relation usually appears only after the next read.
+   */
+  markDerived(marks: DerivedMarks): void {
+    // The same statement is seen again when it is described and run, or run again.
+    const key = derivedKey(marks)
+    if (this.derived.some((d) => derivedKey(d) === key)) return
+    this.derived.push(marks)
+    this.install(this.base)
   }
 
   needsRefresh(commandTag: string): boolean {
@@ -237,10 +404,48 @@ export class Catalog {
     return this.functionNames.has(schema ? `${schema}.${name}` : name)
   }
 
+  isUserOperator(symbol: string, schema?: string): boolean {
+    return this.operatorNames.has(schema ? `${schema}.${symbol}` : symbol)
+  }
+
+  /** Whether a cast to this type runs user code (a domain's constraints, a user-defined cast). */
+  castRunsCode(typeName: string, schema?: string): boolean {
+    return this.codeTypeNames.has(schema ? `${schema}.${typeName}` : typeName)
+  }
+
   /** Relations with at least one sensitive column. */
   sensitiveRelations(): CatalogRelation[] {
     return this.current.relations.filter((r) => r.columns.some((c) => c.sensitive))
   }
+}
+
+function derivedKey(d: DerivedMarks): string {
+  return JSON.stringify([d.schema ?? '', d.name, d.columns === 'all' ? 'all' : [...d.columns.entries()]])
+}
+
+function missKey(m: FreshnessNeeds['misses'][number]): string {
+  return `${m.schema ?? ''}.${m.relation}.${m.column ?? ''}`
+}
+
+/** A snapshot with `derived` marks applied to the columns the dictionary and `mask:` left clean. */
+function applyDerived(snapshot: CatalogSnapshot, derived: DerivedMarks[], config: Pick<MaskingConfig, 'unmaskColumns'> | undefined): CatalogSnapshot {
+  const removed = globMatcher(config?.unmaskColumns ?? [])
+  const relations = snapshot.relations.map((rel) => {
+    const marks = derived.filter((d) => d.name === rel.name && (d.schema === undefined || d.schema === rel.schema))
+    if (marks.length === 0) return rel
+    return {
+      ...rel,
+      columns: rel.columns.map((col): CatalogColumn => {
+        if (col.sensitive || removed([rel.schema, rel.name, col.name])) return col
+        for (const d of marks) {
+          const mark = d.columns === 'all' ? {category: 'untraceable' as const, reason: 'filled by a query whose columns could not be traced', source: 'lineage' as const} : d.columns.get(col.name)
+          if (mark) return {...col, sensitive: mark}
+        }
+        return col
+      }),
+    }
+  })
+  return {...snapshot, relations}
 }
 
 /** Reads and classifies the target's catalog, and loads the SQL parser lineage needs. */

@@ -77,6 +77,12 @@ const NEED = {
   ibanHead: 8,
   /** A detector's literal prefix: keys and tokens. */
   prefix: 16,
+  /**
+   * A run of ten digits, consecutive ones at most two characters of ` .-()/` apart, or of eight
+   * such digits right after a `+`, counted from a place no letter precedes: every phone number
+   * (`PHONE` below; each of its shapes needs a non-word character before it).
+   */
+  phoneRun: 32,
 } as const
 
 interface Detector {
@@ -93,6 +99,32 @@ interface Detector {
 
 const AWS_PREFIXES = ['AKIA', 'ASIA', 'AGPA', 'AIDA', 'AROA', 'ANPA', 'ANVA', 'AIPA']
 
+/**
+ * Phone numbers in free text, in the three shapes that ordinary numbers, dates, times, amounts,
+ * versions, IP addresses and identifiers do not take:
+ * - international: `+`, then 8 to 15 digits in groups (`+1-555-052-3041`, `+44 20 7946 0958`);
+ * - North American: 3-3-4 digits with separators (`555-123-4567`, `(555) 123-4567`, `555.123.4567`);
+ * - national with a trunk 0: `0` and 9 or 10 more digits in two or three groups (`020 7946 0958`,
+ *   `030/1234 5678`, `06-12345678`).
+ * Not a digit run without separators (an order number), not 4-2-2 (a date), nor anything inside a
+ * longer run of digits, dots or dashes.
+ */
+const PHONE = new RegExp(
+  [
+    String.raw`(?<![\w+])\+\d(?:[ .()/-]{0,2}\d){7,14}(?![\d])`,
+    String.raw`(?<![\w.+/-])(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w/-]|\.\d)`,
+    String.raw`(?<![\w.+/-])0\d{1,4}[ /-]\d{2,8}(?:[ -]\d{2,8})?(?![\w/-]|\.\d)`,
+  ].join('|'),
+  'g',
+)
+
+function phoneValid(match: string): boolean {
+  const digits = match.replace(/\D/g, '').length
+  if (match.startsWith('+')) return digits >= 8 && digits <= 15
+  if (match.startsWith('0')) return digits >= 10 && digits <= 11
+  return digits === 10
+}
+
 const DETECTORS: Detector[] = [
   {name: 'private-key', category: 'secret', needs: NEED.prefix, prefixes: ['BEGIN'], pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)/g},
   {name: 'jwt', category: 'token', needs: NEED.prefix, prefixes: ['eyJ'], pattern: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, valid: isJwt},
@@ -105,6 +137,7 @@ const DETECTORS: Detector[] = [
   {name: 'iban', category: 'bank_account', needs: NEED.ibanHead, pattern: /\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,4})?\b/g, valid: ibanValid},
   {name: 'card-luhn', category: 'card', needs: NEED.cardRun, pattern: /\b\d(?:[ -]?\d){11,18}\b/g, valid: (m) => luhnValid(m.replace(/[ -]/g, ''))},
   {name: 'ssn', category: 'national_id', needs: NEED.ssnRun, pattern: /\b\d{3}-\d{2}-\d{4}\b/g, valid: (m) => !m.startsWith('000') && !m.startsWith('666') && m.slice(4, 6) !== '00' && m.slice(7) !== '0000'},
+  {name: 'phone', category: 'phone', needs: NEED.phoneRun, pattern: PHONE, valid: phoneValid},
 ]
 
 /** The prefixes by their first character, as character codes; `PREFIX_START` rejects most positions with one lookup. */
@@ -119,7 +152,11 @@ for (const p of DETECTORS.flatMap((d) => d.prefixes ?? [])) {
 const MIN_LENGTH = 9
 
 const isDigit = (c: number) => c >= 48 && c <= 57
+/** What may stand between the digits of a phone number: space . - ( ) / */
+const PHONE_SEPARATOR = new Uint8Array(256)
+for (const ch of ' .-()/') PHONE_SEPARATOR[ch.charCodeAt(0)] = 1
 const isUpper = (c: number) => c >= 65 && c <= 90
+const isLetter = (c: number) => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95
 
 /**
  * The `NEED` bits of a text, from its UTF-8 bytes. Every need is made of ASCII characters, and
@@ -133,24 +170,60 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
   let prev1 = 0
   let prev2 = 0
   let prev3 = 0
+  // The phone run: digits and the separators between them. Its digits are counted from the
+  // earliest place a phone number may start: the run's start unless a letter precedes it, else its
+  // first space or parenthesis (every pattern needs a non-word character before its first digit).
+  let phone = 0
+  let phoneSep = 0
+  let inRun = false
+  let counting = false
+  let plus = false
   for (let i = start; i < end; i++) {
     const c = b[i]!
     if (isDigit(c)) {
+      if (!inRun) {
+        inRun = true
+        counting = !isLetter(prev1)
+        phone = 0
+      }
+      phoneSep = 0
+      if (counting && ++phone >= 8 && (phone >= 10 || plus)) needs |= NEED.phoneRun
       run++
       gap = false
       if (run >= 12) needs |= NEED.cardRun
       if (run >= 9 && dashes >= 2) needs |= NEED.ssnRun
       if (isDigit(prev1) && isUpper(prev2) && isUpper(prev3)) needs |= NEED.ibanHead
-    } else if ((c === 32 || c === 45) && run > 0 && !gap) {
-      // One separator may sit between two digits of a run; a second one ends it.
-      gap = true
-      if (c === 45) dashes++
     } else {
-      run = 0
-      dashes = 0
-      gap = false
-      if (c === 64) needs |= NEED.at
-      else if (PREFIX_START[c] === 1 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[c]!, b, i, end)) needs |= NEED.prefix
+      // Most bytes are letters outside any run: one test, and the phone run is left alone.
+      if (inRun || plus) {
+        if (PHONE_SEPARATOR[c] === 1) {
+          if (++phoneSep > 2) {
+            inRun = false
+            plus = false
+          } else if (!counting && (c === 32 || c === 40 || c === 41)) {
+            counting = true
+            phone = 0
+          }
+        } else {
+          inRun = false
+          phoneSep = 0
+          plus = c === 43
+        }
+      } else if (c === 43) {
+        plus = true
+        phoneSep = 0
+      }
+      if ((c === 32 || c === 45) && run > 0 && !gap) {
+        // One separator may sit between two digits of a run; a second one ends it.
+        gap = true
+        if (c === 45) dashes++
+      } else {
+        run = 0
+        dashes = 0
+        gap = false
+        if (c === 64) needs |= NEED.at
+        else if (PREFIX_START[c] === 1 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[c]!, b, i, end)) needs |= NEED.prefix
+      }
     }
     prev3 = prev2
     prev2 = prev1

@@ -7,12 +7,12 @@ import {randomBytes} from 'node:crypto'
 import type {MaskingConfig} from '../config/types.js'
 import type {FieldDescription, NamedDefinition, PgNoticeFields, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/hooks.js'
 import {maskBinaryValue, binaryText} from './binary.js'
-import type {Catalog} from './catalog.js'
+import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from './categories.js'
 import {maskCopyData, type CopyMask, type CopyPlan} from './copy.js'
 import {bufferNeeds, scanText, type Finding} from './detectors.js'
-import {analyzeText, flatten, type StatementLineage, type TextLineage} from './lineage.js'
-import {maskNotice, maskNotification, sensitiveNameRules, type NoticeLike} from './messages.js'
+import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
+import {maskNotice, maskNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker} from './strategies.js'
 import {fieldRules, isBinaryText, maskComposite, maskTyped, scanAndMask, type ValueMasking} from './values.js'
@@ -49,13 +49,25 @@ export interface MaskingFilter extends ResultFilter {
   /** Values replaced so far in this statement's output (result rows and COPY fields). */
   readonly maskedValues: number
   readonly scannerHits: ScannerHit[]
+  /** The last error of this statement as the client received it (masked), for the recording. */
+  readonly clientError?: {code: string; message: string}
 }
 
 export type MaskabilityVerdict = {ok: true} | {ok: false; reason: string}
 
 export interface MaskingFilterFactory extends ResultFilterFactory {
   /** Under `onUntraceable: deny`, whether a statement's output can be masked; for the statement hook. */
-  checkMaskable(sql: string, ctx?: Pick<StatementContext, 'session'>): MaskabilityVerdict
+  checkMaskable(sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId'>): MaskabilityVerdict
+  /**
+   * For the statement hook, before a statement is sent: when it names relations or columns the
+   * catalog does not know, or relies on views whose definitions changed, the catalog is re-read
+   * first (see `Catalog.ensureFresh`). Undefined when nothing needs reading, which is the common
+   * case. Rejects only when the catalog cannot be read; the statement may then still run, with
+   * what is unknown masked as untraceable.
+   */
+  ensureFresh(sql: string): Promise<void> | undefined
+  /** Drops what is remembered about a closed connection (whether unseen code ran in it). */
+  forgetConnection(connectionId: number): void
   /** True when this identity sees clear values (the factory then returns no filters). */
   readonly unmasked: boolean
   /**
@@ -84,6 +96,12 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const maskUntraceable = masking.onUntraceable === 'mask'
   const cache = new Map<string, TextLineage>()
   let cacheGeneration = catalog.generation
+  /**
+   * Connections that ran code the analysis cannot see into (DO, CALL, user functions, triggers,
+   * text-executing built-ins): it may have written anything into the session's settings, so what
+   * they read back from them is no longer proven clean. Never cleared while the connection lives.
+   */
+  const unprovenSettings = new Set<number>()
 
   const lineageOf = (sql: string): TextLineage => {
     if (cacheGeneration !== catalog.generation) {
@@ -136,7 +154,31 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     })
   }
 
-  const checkMaskable = (sql: string, ctx?: Pick<StatementContext, 'session'>): MaskabilityVerdict => {
+  /**
+   * Statements with what they read back from settings made untraceable where the session's
+   * settings are unproven: after unseen code ran on this connection, or earlier in this text, or in
+   * the same statement.
+   */
+  const settingsProof = (statements: StatementLineage[], connectionId: number | undefined): StatementLineage[] => {
+    if (!statements.some((s) => s.readsSettings)) return statements
+    let unproven = connectionId === undefined || unprovenSettings.has(connectionId)
+    return statements.map((s) => {
+      if (s.opaque) unproven = true
+      return unproven && s.readsSettings ? untraceSettings(s) : s
+    })
+  }
+
+  /** What running these statements tells the catalog and the session's state, before any of their rows arrive. */
+  const running = (statements: StatementLineage[], connectionId: number): void => {
+    for (const s of statements) {
+      const opaque = s.opaque || (s.defines?.lineage.opaque ?? false)
+      if (opaque) unprovenSettings.add(connectionId)
+      if (s.creates) catalog.markDerived(derivedMarks(s.creates))
+      for (const f of s.fills ?? []) catalog.markDerived(derivedMarks(f))
+    }
+  }
+
+  const checkMaskable = (sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId'>): MaskabilityVerdict => {
     if (unmasked) return {ok: true}
     const text = lineageOf(sql)
     // The filter masks every untraceable column of a text it could not analyse, in either mode.
@@ -148,7 +190,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (maskUntraceable) return {ok: true}
     // Cursors and prepared statements declared earlier in this text, or acknowledged in the session.
     const known = new Map<string, StatementLineage>()
-    for (const s of text.statements) {
+    for (const s of settingsProof(text.statements, ctx?.connectionId)) {
       if (s.defines) known.set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
       const st = s.uses ? (known.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, ctx?.session, 0)) : s
       if (!st) return {ok: false, reason: `the ${s.uses!.kind} "${s.uses!.name}" was not declared in this session, so its output cannot be traced`}
@@ -160,9 +202,27 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
 
   const nameRules = () => sensitiveNameRules(catalog)
 
+  const ensureFresh = (sql: string): Promise<void> | undefined => {
+    if (unmasked) return undefined
+    const text = lineageOf(sql)
+    if (!text.ok) return undefined
+    let misses: NonNullable<StatementLineage['misses']> | undefined
+    let views: number[] | undefined
+    for (const s of text.statements) {
+      const all = s.defines ? [s, s.defines.lineage] : [s]
+      for (const x of all) {
+        if (x.misses) (misses ??= []).push(...x.misses)
+        if (x.views) (views ??= []).push(...x.views)
+      }
+    }
+    if (!misses && !views) return undefined
+    return catalog.ensureFresh({misses: misses ?? [], views: views ?? []})
+  }
+
   const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {
     if (unmasked) return undefined
-    if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules)
+    const unproven = () => unprovenSettings.has(ctx.connectionId)
+    if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules, unproven)
     // A portal of a statement made by PREPARE, or a cursor: its rows come from the definition as bound.
     const def = ctx.definition
     let statements: StatementLineage[] | undefined
@@ -172,15 +232,59 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     } else {
       statements = resolve(lineageOf(sql), ctx.session)
     }
+    if (statements) {
+      statements = settingsProof(statements, ctx.connectionId)
+      running(statements, ctx.connectionId)
+    } else {
+      // What could not be analysed may run anything.
+      unprovenSettings.add(ctx.connectionId)
+    }
     // What could not be analysed could not have been denied either: it is masked.
-    return new StatementFilter(statements, {masker, catalog, strategyOf}, maskUntraceable || statements === undefined)
+    return new StatementFilter(statements, {masker, catalog, strategyOf}, maskUntraceable || statements === undefined, () => messageProof(sql, catalog), unproven)
   }
   const textMasking: ValueMasking = {masker, catalog, strategyOf}
   return Object.assign(factory, {
     checkMaskable,
+    ensureFresh,
+    forgetConnection: (id: number) => void unprovenSettings.delete(id),
     unmasked,
     maskText: (text: string) => scanAndMask(text, textMasking) ?? text,
   })
+}
+
+function untraceSettings(s: StatementLineage): StatementLineage {
+  return {
+    ...s,
+    // Settings another session's code wrote, or this session's unseen code: as if read from a sensitive relation.
+    touchesSensitive: true,
+    ...(s.columns ? {columns: s.columns.map(settingsUntraceable)} : {}),
+    ...(s.copy?.columns ? {copy: {...s.copy, columns: s.copy.columns.map(settingsUntraceable)}} : {}),
+    untraceable: [...s.untraceable, 'it reads settings which code the analysis cannot see into may have written'],
+  }
+}
+
+/** How the columns of a relation created from a query are to be classified, from that query's lineage. */
+function derivedMarks(creates: NonNullable<StatementLineage['creates']>): DerivedMarks {
+  const {schema, name, columns} = creates
+  if (!columns) return {schema, name, columns: 'all'}
+  const marks = new Map<string, SensitiveMark>()
+  for (const c of columns) {
+    const mark = markOf(c)
+    if (mark) marks.set(c.name, mark)
+  }
+  return {schema, name, columns: marks}
+}
+
+function markOf(c: NamedLineage): SensitiveMark | undefined {
+  const sources = flatten(c)
+  const src = sources[0]
+  if (src) {
+    // A copied column keeps its category; a row or document copied whole is masked whole.
+    const category = c.fields ? 'untraceable' : sources.every((x) => x.category === src.category) ? src.category : 'untraceable'
+    return {category, reason: `filled from ${sources.map((x) => `${x.relation}.${x.column}`).join(', ')} by a statement this tunnel ran`, source: 'lineage'}
+  }
+  if (c.unknown || c.settings || c.fields?.some((f) => f.unknown)) return {category: 'untraceable', reason: 'filled from values masking could not trace by a statement this tunnel ran', source: 'lineage'}
+  return undefined
 }
 
 class Hits {
@@ -207,12 +311,17 @@ class StatementFilter implements MaskingFilter {
   private results = 0
   private copyPlan: CopyPlan | undefined
   private copyRows = 0
+  private proof: MessageProof | undefined
+  clientError: {code: string; message: string} | undefined
 
   constructor(
     /** Undefined when the text could not be parsed: every result is then untraceable. */
     private readonly statements: StatementLineage[] | undefined,
     base: Base,
     private readonly maskUntraceable: boolean,
+    /** What proves a value quoted in a message clean; built on the first message, which most statements never get. */
+    private readonly proofOf: () => MessageProof,
+    private readonly settingsUnproven: () => boolean,
   ) {
     // Field by field: a spread followed by more properties takes V8's slow path (~1.5 µs, every statement).
     this.m = {masker: base.masker, catalog: base.catalog, strategyOf: base.strategyOf, onFinding: this.hits.add, onMasked: () => void this.maskedValues++}
@@ -342,11 +451,19 @@ class StatementFilter implements MaskingFilter {
   }
 
   notice(fields: PgNoticeFields & NoticeLike): (PgNoticeFields & NoticeLike) | undefined {
-    return maskNotice(fields, this.statementLineage(), this.m) as (PgNoticeFields & NoticeLike) | undefined
+    this.proof ??= this.proofOf()
+    return maskNotice(fields, this.statementLineage(), this.m, this.proof) as (PgNoticeFields & NoticeLike) | undefined
+  }
+
+  parameterStatus(name: string, value: string): string | undefined {
+    return reportedSetting(name, value, this.settingsUnproven())
   }
 
   error(fields: PgNoticeFields & NoticeLike): (PgNoticeFields & NoticeLike) | undefined {
-    return this.notice(fields)
+    const out = this.notice(fields)
+    const sent = out ?? fields
+    this.clientError = {code: sent.code, message: sent.message}
+    return out
   }
 
   /** For messages: the statements merged, since a message does not say which statement raised it. */
@@ -355,6 +472,18 @@ class StatementFilter implements MaskingFilter {
     if (!s) return undefined
     return {rows: 'no', touchesSensitive: s.some((x) => x.touchesSensitive), opaque: s.some((x) => x.opaque), untraceable: [], sideChannels: []}
   }
+}
+
+/** Reported settings that hold free text; the others only ever hold values the server validated. */
+const FREE_TEXT_SETTINGS = new Set(['application_name', 'search_path'])
+
+/**
+ * A ParameterStatus value as the client may see it: a free-text setting changed while the session's
+ * settings are unproven (code the analysis cannot see into ran) may hold any value that code read.
+ * What the analysis saw written is clean: `set_config` with untraced values is refused before it runs.
+ */
+function reportedSetting(name: string, value: string, unproven: boolean): string | undefined {
+  return unproven && FREE_TEXT_SETTINGS.has(name.toLowerCase()) && value !== '' ? '[masked]' : undefined
 }
 
 function printableUtf8(b: Buffer): boolean {
@@ -372,6 +501,7 @@ class SessionFilter implements MaskingFilter {
   constructor(
     base: Base,
     private readonly rules: () => ReturnType<typeof sensitiveNameRules>,
+    private readonly settingsUnproven: () => boolean,
   ) {
     this.m = {masker: base.masker, catalog: base.catalog, strategyOf: base.strategyOf, onFinding: this.hits.add}
   }
@@ -395,5 +525,9 @@ class SessionFilter implements MaskingFilter {
 
   notification(_channel: string, payload: string): string | undefined {
     return maskNotification(payload, this.rules(), this.m)
+  }
+
+  parameterStatus(name: string, value: string): string | undefined {
+    return reportedSetting(name, value, this.settingsUnproven())
   }
 }

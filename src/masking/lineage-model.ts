@@ -21,6 +21,11 @@ export interface Lineage {
   /** Part of the value comes from somewhere the analysis could not follow. */
   unknown: boolean
   /**
+   * Part of the value is read back from the session's settings (`current_setting`, `SHOW`,
+   * `pg_settings`): clean unless the session ran code that could have written them unseen.
+   */
+  settings?: boolean
+  /**
    * The table (or view) column whose value this is, passed through unchanged. PostgreSQL reports
    * the same in RowDescription, which lets the filter check the analysis against the server.
    */
@@ -58,12 +63,31 @@ export interface StatementLineage {
   copy?: CopyShape
   defines?: {kind: 'cursor' | 'prepared'; name: string; lineage: StatementLineage}
   uses?: {kind: 'cursor' | 'prepared'; name: string}
+  /** It reads the session's settings (see `Lineage.settings`). */
+  readsSettings?: boolean
+  /** Relations and columns it names that the catalog does not know: a reason to re-read it. */
+  misses?: CatalogMiss[]
+  /** Views (and materialized views) whose definitions its lineage relies on, by OID. */
+  views?: number[]
+  /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`), with that query's columns. */
+  creates?: {schema?: string; name: string; columns?: NamedLineage[]}
+  /** Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE … SET`). */
+  fills?: {schema?: string; name: string; columns: NamedLineage[]}[]
+}
+
+/** A name a statement uses that the catalog did not hold when it was analysed. */
+export interface CatalogMiss {
+  schema?: string
+  relation: string
+  /** Set when the relation is known but this column of it is not. */
+  column?: string
 }
 
 export type TextLineage = {ok: true; statements: StatementLineage[]} | {ok: false; error: string}
 
 export const EMPTY: Lineage = Object.freeze({sources: [], direct: false, unknown: false}) as Lineage
 export const UNKNOWN: Lineage = Object.freeze({sources: [], direct: false, unknown: true}) as Lineage
+export const SETTINGS: Lineage = Object.freeze({sources: [], direct: false, unknown: false, settings: true}) as Lineage
 
 /** Every sensitive source in a lineage, including those inside its fields. */
 export function flatten(l: Lineage): SensitiveSource[] {
@@ -88,20 +112,33 @@ export function anyUnknown(l: Lineage): boolean {
   return l.unknown || (l.fields?.some(anyUnknown) ?? false)
 }
 
+export function anySettings(l: Lineage): boolean {
+  return l.settings === true || (l.fields?.some(anySettings) ?? false)
+}
+
+/** Settings-derived parts of a lineage made untraceable: for a session whose settings are not proven clean. */
+export function settingsUntraceable<L extends Lineage>(l: L): L {
+  if (!anySettings(l)) return l
+  const {settings: _settings, ...rest} = l
+  return {...rest, unknown: l.unknown || l.settings === true, ...(l.fields ? {fields: l.fields.map(settingsUntraceable)} : {})} as L
+}
+
 /** A value computed from several inputs: every input's sources flow into it. */
 export function derived(parts: Lineage[]): Lineage {
   if (parts.length === 0) return EMPTY
   const sources = dedupe(parts.flatMap(flatten))
   const unknown = parts.some(anyUnknown)
-  if (sources.length === 0 && !unknown) return EMPTY
-  return {sources, direct: false, unknown}
+  const settings = parts.some(anySettings)
+  if (sources.length === 0 && !unknown && !settings) return EMPTY
+  return {sources, direct: false, unknown, ...(settings ? {settings} : {})}
 }
 
 /** A value that is one of several inputs (UNION arms, COALESCE): documents keep their fields. */
 export function either(a: Lineage, b: Lineage): Lineage {
   const fields = a.fields && b.fields ? mergeFields(a.fields, b.fields) : (a.fields ?? b.fields)
   const origin = a.origin && b.origin && a.origin.tableOid === b.origin.tableOid && a.origin.attnum === b.origin.attnum ? a.origin : undefined
-  return {sources: dedupe([...a.sources, ...b.sources]), direct: a.direct && b.direct, unknown: a.unknown || b.unknown, ...(fields ? {fields} : {}), ...(origin ? {origin} : {})}
+  const settings = a.settings === true || b.settings === true
+  return {sources: dedupe([...a.sources, ...b.sources]), direct: a.direct && b.direct, unknown: a.unknown || b.unknown, ...(settings ? {settings} : {}), ...(fields ? {fields} : {}), ...(origin ? {origin} : {})}
 }
 
 /** The same value after a transformation: no longer any column's own value. */

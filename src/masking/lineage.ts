@@ -3,15 +3,20 @@
  * it, through aliases, expressions, functions, casts, aggregates, subqueries, CTEs, set operations
  * and views. Pure analysis of the libpg_query tree against the catalog; no I/O.
  *
- * The analysis errs on the side of masking: whatever it cannot follow is marked `unknown`, and
- * conditions (CASE WHEN, ANY) count as flowing into the value they guard.
+ * Clean only with proof: a value is clean when every part of it provably comes from clean columns,
+ * constants or parameters through expression forms, operators and functions known to compute only
+ * from their inputs (`functions.ts`). Anything else — an unknown function or node kind, a user
+ * function, operator or domain, a relation the catalog does not know — is `unknown`, and the
+ * statement counts as reading something the analysis cannot see. Conditions (CASE WHEN, ANY)
+ * count as flowing into the value they guard.
  */
 import type {Catalog, CatalogRelation} from './catalog.js'
-import {anyUnknown, dedupe, derived, either, EMPTY, flatten, named, transformed, UNKNOWN, type CopyShape, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
+import {builtinKind} from './functions.js'
+import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
 import type {MaskingCategory} from './categories.js'
 import {list, parseSql, str, unwrap, type Node} from './sql.js'
 
-export {flatten, type CopyShape, type Lineage, type NamedLineage, type SensitiveSource, type StatementLineage, type TextLineage} from './lineage-model.js'
+export {flatten, settingsUntraceable, type CatalogMiss, type CopyShape, type Lineage, type NamedLineage, type SensitiveSource, type StatementLineage, type TextLineage} from './lineage-model.js'
 
 // ---- scope ----------------------------------------------------------------------------------
 
@@ -24,6 +29,8 @@ interface ScopeRel {
   fallback: Lineage
   /** For relations known by column name only (system catalogs): a column's lineage. */
   lookup?: (name: string) => Lineage
+  /** The catalog relation it is, so a column the catalog does not know can be looked for again. */
+  catalog?: {schema: string; relation: string}
 }
 
 interface Scope {
@@ -37,9 +44,27 @@ interface Ctx {
   touches: boolean
   opaque: boolean
   sideChannels: string[]
+  /** Why parts of the output are untraceable, naming what the analysis could not see into. */
+  reasons: string[]
+  readsSettings: boolean
+  misses: CatalogMiss[]
+  views: Set<number>
+  fills: NonNullable<StatementLineage['fills']>
   /** Views being expanded, against definitions that refer to themselves. */
   expanding: Set<number>
   depth: number
+}
+
+function newCtx(catalog: Catalog): Ctx {
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0}
+}
+
+/** Something the analysis cannot see into: its value is untraceable and the statement may read anything. */
+function untraceable(ctx: Ctx, reason: string, parts: Lineage[] = []): Lineage {
+  ctx.touches = true
+  ctx.opaque = true
+  if (!ctx.reasons.includes(reason)) ctx.reasons.push(reason)
+  return {...derived(parts), unknown: true}
 }
 
 function wholeRow(rel: ScopeRel): Lineage {
@@ -60,7 +85,7 @@ function findCte(scope: Scope | undefined, name: string): {found: boolean; colum
   return {found: false}
 }
 
-function resolveColumn(scope: Scope, name: string): Lineage {
+function resolveColumn(scope: Scope, name: string, ctx?: Ctx): Lineage {
   for (let s: Scope | undefined = scope; s; s = s.parent) {
     let unsure: Lineage | undefined
     let system = false
@@ -84,10 +109,12 @@ function resolveColumn(scope: Scope, name: string): Lineage {
     // A system catalog's ordinary column.
     if (system) return EMPTY
   }
+  // Perhaps a column added after the catalog was read: any relation in scope may own it.
+  if (ctx) for (let s: Scope | undefined = scope; s; s = s.parent) for (const rel of s.rels) if (rel.catalog) ctx.misses.push({...rel.catalog, column: name})
   return UNKNOWN
 }
 
-function columnRef(node: Node, scope: Scope): Lineage {
+function columnRef(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const fields = list(node.fields)
   const names = fields.map(str)
   const star = fields.some((f) => unwrap(f)?.[0] === 'A_Star')
@@ -97,7 +124,7 @@ function columnRef(node: Node, scope: Scope): Lineage {
     return rel ? wholeRow(rel) : UNKNOWN
   }
   if (names.some((n) => n === undefined)) return UNKNOWN
-  if (names.length === 1) return resolveColumn(scope, names[0]!)
+  if (names.length === 1) return resolveColumn(scope, names[0]!, ctx)
   const relName = names[names.length - 2]!
   const colName = names[names.length - 1]!
   const rel = findRel(scope, relName)
@@ -107,7 +134,10 @@ function columnRef(node: Node, scope: Scope): Lineage {
     return composite.fields?.find((f) => f.name === colName) ?? derived([composite])
   }
   if (!rel.columns) return rel.lookup ? rel.lookup(colName) : rel.fallback
-  return rel.columns.find((c) => c.name === colName) ?? UNKNOWN
+  const col = rel.columns.find((c) => c.name === colName)
+  if (col) return col
+  if (rel.catalog) ctx.misses.push({...rel.catalog, column: colName})
+  return UNKNOWN
 }
 
 // ---- relations --------------------------------------------------------------------------------
@@ -130,9 +160,20 @@ const SENSITIVE_SYSTEM_COLUMNS: Record<string, Record<string, MaskingCategory> |
   pg_stats_ext_exprs: '*',
   pg_statistic: '*',
   pg_statistic_ext_data: '*',
+  pg_largeobject: '*',
+}
+
+/** Columns of system views that show the session's settings, which code the analysis cannot see may have written. */
+const SETTINGS_COLUMNS: Record<string, Set<string>> = {
+  pg_settings: new Set(['setting', 'reset_val']),
 }
 
 function systemRelation(name: string, as: string, ctx: Ctx): ScopeRel {
+  const settings = SETTINGS_COLUMNS[name]
+  if (settings) {
+    ctx.readsSettings = true
+    return {alias: as, fallback: SETTINGS, lookup: (column) => (settings.has(column) ? SETTINGS : EMPTY)}
+  }
   const rule = SENSITIVE_SYSTEM_COLUMNS[name]
   if (!rule) return {alias: as, fallback: EMPTY, lookup: () => EMPTY}
   ctx.touches = true
@@ -150,13 +191,21 @@ function systemRelation(name: string, as: string, ctx: Ctx): ScopeRel {
 
 function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
   if (rel.columns.some((c) => c.sensitive)) ctx.touches = true
+  // Row-level security runs the policies' expressions, which may call user functions.
+  if (rel.rowSecurity) ctx.opaque = true
   const own = rel.columns.map((c): NamedLineage => {
     const origin = {tableOid: rel.oid, attnum: c.attnum}
     if (!c.sensitive) return {name: c.name, sources: [], direct: true, unknown: false, origin}
     return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: true, unknown: false, origin}
   })
   if (rel.viewDefinition === undefined) return own
-  const viewed = viewColumns(rel, ctx)
+  ctx.views.add(rel.oid)
+  // A definition known to have changed, but not re-read: nothing it says can be relied on.
+  const viewed = ctx.catalog.isStale(rel.oid) ? undefined : viewColumns(rel, ctx)
+  if (!viewed) {
+    ctx.touches = true
+    if (!ctx.reasons.includes(`the definition of view ${rel.schema}.${rel.name} could not be followed`)) ctx.reasons.push(`the definition of view ${rel.schema}.${rel.name} could not be followed`)
+  }
   // A view's own column names are classified too: a view column called `email` is masked even if
   // its definition hides where it comes from.
   return own.map((c, i) => {
@@ -199,16 +248,22 @@ function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
     if (cte.found) return {alias: as, columns: renamed(cte.columns, alias), fallback: cte.columns ? EMPTY : UNKNOWN}
   }
   const found = ctx.catalog.lookup(schema, name)
-  if (found.length === 1) return {alias: as, columns: renamed(catalogRelation(found[0]!, ctx), alias), fallback: EMPTY}
+  if (found.length === 1) {
+    const rel = found[0]!
+    return {alias: as, columns: renamed(catalogRelation(rel, ctx), alias), fallback: EMPTY, catalog: {schema: rel.schema, relation: rel.name}}
+  }
   if (found.length > 1) {
     const all = found.map((r) => catalogRelation(r, ctx))
     return {alias: as, fallback: derived(all.map((cols) => derived(cols)))}
   }
   const system = (schema !== undefined && SYSTEM_SCHEMAS.has(schema)) || (schema === undefined && name.startsWith('pg_'))
   if (system) return systemRelation(name, as, ctx)
-  // Created after discovery, a temporary table, or reached through search_path: its columns could
-  // hold anything.
+  // Created after the catalog was read, a temporary table, or reached through search_path: its
+  // columns could hold anything until the catalog is read again.
   ctx.touches = true
+  ctx.misses.push({...(schema ? {schema} : {}), relation: name})
+  const reason = `the catalog does not know the relation ${schema ? `${schema}.` : ''}${name}`
+  if (!ctx.reasons.includes(reason)) ctx.reasons.push(reason)
   return {alias: as, fallback: UNKNOWN}
 }
 
@@ -275,12 +330,20 @@ function fromItem(item: unknown, scope: Scope, ctx: Ctx): FromResult {
       return joinExpr(node, scope, ctx)
     case 'RangeTableSample':
       return fromItem(node.relation, scope, ctx)
-    default: {
-      // XMLTABLE, JSON_TABLE and the like: their columns come from their document arguments.
+    case 'RangeTableFunc':
+    case 'JsonTable': {
+      // XMLTABLE and JSON_TABLE compute their columns from their document and path arguments.
       const value = genericChildren(node, scope, ctx)
       const alias = node.alias as Node | undefined
-      return {visible: [{alias: (alias?.aliasname as string | undefined) ?? '', fallback: value.unknown ? value : {...value, unknown: true}}]}
+      const defs = kind === 'RangeTableFunc' ? list(node.columns).map((c) => unwrap(c)?.[1].colname) : list(node.columns).map((c) => unwrap(c)?.[1].name)
+      const names = list(alias?.colnames).length > 0 ? list(alias?.colnames).map((n) => str(n) ?? '?') : defs.map((n) => (typeof n === 'string' ? n : '?'))
+      // Nested JSON_TABLE paths add columns of their own: the shape is then left unknown.
+      const nested = kind === 'JsonTable' && list(node.columns).some((c) => unwrap(c)?.[1].coltype === 'JTC_NESTED')
+      const columns = names.length > 0 && !nested && !names.includes('?') ? names.map((n) => named(n, value)) : undefined
+      return {visible: [{alias: (alias?.aliasname as string | undefined) ?? '', columns, fallback: value}], star: columns}
     }
+    default:
+      return {visible: [{alias: '', fallback: untraceable(ctx, `the analysis does not know FROM items of the kind ${kind}`)}]}
   }
 }
 
@@ -312,29 +375,6 @@ function joinExpr(node: Node, scope: Scope, ctx: Ctx): FromResult {
 
 // ---- expressions ------------------------------------------------------------------------------
 
-/** Functions whose result says nothing about their arguments' values. */
-const VALUE_FREE = new Set(['count', 'pg_typeof', 'num_nulls', 'num_nonnulls'])
-
-/** Functions that run SQL given as text, out of the analysis' sight. */
-const SQL_RUNNING = new Set([
-  'query_to_xml',
-  'query_to_xmlschema',
-  'query_to_xml_and_xmlschema',
-  'table_to_xml',
-  'table_to_xml_and_xmlschema',
-  'cursor_to_xml',
-  'schema_to_xml',
-  'schema_to_xml_and_xmlschema',
-  'database_to_xml',
-  'database_to_xml_and_xmlschema',
-  'dblink',
-  'dblink_exec',
-  'dblink_get_result',
-  'lo_get',
-  'lo_export',
-  'loread',
-])
-
 /** Functions that wrap a row into a document or array without changing its fields. */
 const DOCUMENT_FUNCTIONS = new Set([
   'row_to_json',
@@ -349,8 +389,6 @@ const DOCUMENT_FUNCTIONS = new Set([
   'json_strip_nulls',
   'jsonb_strip_nulls',
   'jsonb_pretty',
-  'hstore',
-  'to_tsvector',
 ])
 
 const JSON_OBJECT_BUILDERS = new Set(['json_build_object', 'jsonb_build_object'])
@@ -364,35 +402,44 @@ function constString(node: unknown): string | undefined {
   return undefined
 }
 
+/** Whether a lineage is proven clean: no sensitive source, nothing untraceable, nothing read back from settings. */
+function clean(l: Lineage): boolean {
+  return flatten(l).length === 0 && !anyUnknown(l) && !anySettings(l)
+}
+
 function funcCall(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const nameParts = list(node.funcname).map(str)
   const name = nameParts.at(-1) ?? ''
   const schema = nameParts.length > 1 ? nameParts[0] : undefined
+  // ORDER BY, FILTER and OVER decide which values an aggregate sees, not what they are.
+  for (const part of [node.agg_order, node.agg_filter, node.over]) if (part) genericChildren({part} as Node, scope, ctx)
   if (node.agg_star) return EMPTY
   const args = list(node.args)
-  if (VALUE_FREE.has(name) && (schema === undefined || schema === 'pg_catalog')) {
-    // Still evaluated for what it touches (a sensitive subquery inside count() is still a read).
-    for (const a of args) expr(a, scope, ctx)
-    return EMPTY
-  }
   const argLineages = args.map((a) => expr(a, scope, ctx))
-  if (name === 'pg_notify' && argLineages.some((a) => flatten(a).length > 0 || anyUnknown(a))) {
-    // The payload reaches every listener, in this session or another, outside any result.
-    ctx.sideChannels.push('pg_notify() would send values derived from sensitive columns as a notification payload')
+  const builtin = (schema === undefined || schema === 'pg_catalog') && !(schema === undefined && ctx.catalog.isUserFunction(name))
+  if (!builtin || nameParts.length > 2) {
+    // A user-defined function (its body is not analysed), or one the catalog does not know yet.
+    return untraceable(ctx, `${schema ? `${schema}.` : ''}${name}() is not a built-in function, and its body is not analysed`, argLineages)
   }
-  if (schema !== 'pg_catalog' && ctx.catalog.isUserFunction(name, schema)) {
-    ctx.touches = true
-    ctx.opaque = true
-    return {...derived(argLineages), unknown: true}
-  }
-  if (SQL_RUNNING.has(name)) {
-    ctx.touches = true
-    ctx.opaque = true
-    return {...derived(argLineages), unknown: true}
+  switch (builtinKind(name)) {
+    case 'value-free':
+      return EMPTY
+    case 'untraceable':
+      return untraceable(ctx, `${name}() is not known to compute only from its arguments (it may run SQL given as text or read rows, files or other sessions)`, argLineages)
+    case 'reads-settings':
+      ctx.readsSettings = true
+      return {...derived(argLineages), settings: true}
+    case 'stores-arguments':
+      // Settings, notifications, locks and sequences are read back by later statements and other
+      // sessions (and some reach the client as ParameterStatus), where no result filter masks them.
+      if (!argLineages.every(clean)) ctx.sideChannels.push(STORED_WHERE[name] ?? `${name}() would store values derived from sensitive or untraceable data where other statements and sessions read them back, out of masking's reach`)
+      return derived(argLineages)
+    case 'of-arguments':
+      break
   }
   if (DOCUMENT_FUNCTIONS.has(name) && argLineages.length >= 1 && argLineages[0]!.fields) {
     const doc = argLineages[0]!
-    return {sources: flatten(doc), direct: false, unknown: anyUnknown(doc), fields: doc.fields}
+    return {sources: flatten(doc), direct: false, unknown: anyUnknown(doc), ...(anySettings(doc) ? {settings: true} : {}), fields: doc.fields}
   }
   if (JSON_OBJECT_BUILDERS.has(name) && args.length % 2 === 0) {
     const fields: NamedLineage[] = []
@@ -401,15 +448,31 @@ function funcCall(node: Node, scope: Scope, ctx: Ctx): Lineage {
       if (key === undefined) return derived(argLineages)
       fields.push(named(key, argLineages[i + 1]!))
     }
-    return {sources: dedupe(fields.flatMap(flatten)), direct: false, unknown: fields.some(anyUnknown), fields}
+    return document(fields)
   }
   return derived(argLineages)
 }
 
+const STORED_WHERE: Record<string, string> = {
+  pg_notify: 'pg_notify() would send values derived from sensitive or untraceable data as a notification payload, which reaches listeners in other sessions out of masking\'s reach',
+  set_config: 'set_config() would store values derived from sensitive or untraceable data in a setting, which SHOW, current_setting(), pg_settings and ParameterStatus messages read back out of masking\'s reach',
+}
+
+/** A row or document whose fields are exactly these, in this order and with these names. */
+function document(fields: NamedLineage[]): Lineage {
+  return {sources: dedupe(fields.flatMap(flatten)), direct: false, unknown: fields.some(anyUnknown), ...(fields.some(anySettings) ? {settings: true} : {}), fields}
+}
+
 function aExpr(node: Node, scope: Scope, ctx: Ctx): Lineage {
-  const op = str(list(node.name)[0])
+  const opName = list(node.name).map(str)
+  const op = opName.at(-1)
   const left = node.lexpr === undefined ? EMPTY : expr(node.lexpr, scope, ctx)
   const right = node.rexpr === undefined ? EMPTY : Array.isArray(node.rexpr) ? derived(node.rexpr.map((e) => expr(e, scope, ctx))) : expr(node.rexpr, scope, ctx)
+  // Every built-in operator computes from its operands; a user-defined one runs user code.
+  const opSchema = opName.length > 1 ? opName[0] : undefined
+  if (op === undefined || (opSchema !== undefined && opSchema !== 'pg_catalog') || (opSchema === undefined && ctx.catalog.isUserOperator(op))) {
+    return untraceable(ctx, `the operator ${opName.join('.')} is not a built-in one`, [left, right])
+  }
   if (op && JSON_FIELD_OPERATORS.has(op) && left.fields) {
     const key = constString(node.rexpr)
     const field = key === undefined ? undefined : left.fields.find((f) => f.name === key)
@@ -451,45 +514,110 @@ function genericChildren(node: Node, scope: Scope, ctx: Ctx): Lineage {
   return derived(parts)
 }
 
+/**
+ * Node kinds whose value is computed from their children only (or that carry no value), so that
+ * they are as clean as their children: the grammar's expression forms other than those with a rule
+ * of their own in `expr`. A kind missing here is untraceable.
+ */
+const FROM_CHILDREN = new Set([
+  'BoolExpr',
+  'A_ArrayExpr',
+  'XmlExpr',
+  'XmlSerialize',
+  'JsonObjectConstructor',
+  'JsonArrayConstructor',
+  'JsonArrayQueryConstructor',
+  'JsonObjectAgg',
+  'JsonArrayAgg',
+  'JsonAggConstructor',
+  'JsonKeyValue',
+  'JsonValueExpr',
+  'JsonFuncExpr',
+  'JsonParseExpr',
+  'JsonScalarExpr',
+  'JsonSerializeExpr',
+  'JsonIsPredicate',
+  'JsonArgument',
+  'JsonBehavior',
+  'JsonFormat',
+  'JsonOutput',
+  'JsonReturning',
+  'JsonTablePathSpec',
+  'JsonTableColumn',
+  'RangeTableFuncCol',
+  'A_Indices',
+  'A_Star',
+  'SortBy',
+  'WindowDef',
+  'MultiAssignRef',
+  'CurrentOfExpr',
+  'List',
+])
+
+/** Node kinds that carry no value from any relation. */
+const NO_VALUE = new Set(['A_Const', 'ParamRef', 'SQLValueFunction', 'SetToDefault', 'GroupingFunc', 'MergeSupportFunc', 'String', 'Integer', 'Float', 'Boolean', 'BitString', 'TypeName', 'Null'])
+
+/** Cast targets that keep a row's or document's fields where they were (record text, JSON). */
+const FIELD_KEEPING_CASTS = new Set(['text', 'varchar', 'bpchar', 'name', 'record', 'json', 'jsonb'])
+
+function typeCast(node: Node, scope: Scope, ctx: Ctx): Lineage {
+  const inner = expr(node.arg, scope, ctx)
+  const names = list((node.typeName as Node | undefined)?.names).map(str)
+  const type = names.at(-1) ?? ''
+  const schema = names.length > 1 ? names[0] : undefined
+  // A domain's constraints and a user-defined cast run user code on the value.
+  if (schema !== 'pg_catalog' && ctx.catalog.castRunsCode(type, schema)) return untraceable(ctx, `a cast to ${names.join('.')} runs user code (a domain's constraints or a user-defined cast)`, [inner])
+  if (!inner.fields && inner.sources.length === 0 && !inner.unknown && !inner.settings) return EMPTY
+  // Cast to another row type, a row's fields get that type's names: only their values are followed.
+  if (inner.fields && !FIELD_KEEPING_CASTS.has(type)) return derived([inner])
+  return transformed(inner)
+}
+
+/** `ROW(a, t.*, b)`: PostgreSQL expands `t.*` into t's columns, so the fields are listed the same way. */
+function rowExpr(node: Node, scope: Scope, ctx: Ctx): Lineage {
+  const colnames = list(node.colnames).map(str)
+  const fields: NamedLineage[] = []
+  for (const a of list(node.args)) {
+    const u = unwrap(a)
+    const refFields = u?.[0] === 'ColumnRef' ? list(u[1].fields) : []
+    if (unwrap(refFields.at(-1))?.[0] === 'A_Star') {
+      const rel = refFields.length > 1 ? findRel(scope, str(refFields.at(-2)) ?? '') : undefined
+      const cols = refFields.length > 1 ? rel?.columns : undefined
+      // Whose columns `*` stands for is not known: the row as a whole is untraceable.
+      if (!cols) return {...derived([expr(a, scope, ctx)]), unknown: true}
+      fields.push(...cols)
+      continue
+    }
+    fields.push(named('', expr(a, scope, ctx)))
+  }
+  return document(fields.map((f, i) => named(colnames[i] ?? `f${i + 1}`, f)))
+}
+
 function expr(raw: unknown, scope: Scope, ctx: Ctx): Lineage {
   const u = unwrap(raw)
   if (!u) return Array.isArray(raw) ? derived(raw.map((r) => expr(r, scope, ctx))) : EMPTY
   const [kind, node] = u
+  if (NO_VALUE.has(kind)) return EMPTY
   switch (kind) {
     case 'ColumnRef':
-      return columnRef(node, scope)
-    case 'A_Const':
-    case 'ParamRef':
-    case 'SQLValueFunction':
-    case 'SetToDefault':
-    case 'GroupingFunc':
-    case 'String':
-    case 'Integer':
-    case 'Float':
-    case 'Boolean':
-    case 'TypeName':
-      return EMPTY
+      return columnRef(node, scope, ctx)
     case 'NullTest':
     case 'BooleanTest':
       expr(node.arg, scope, ctx)
       return EMPTY
     case 'TypeCast':
+      return typeCast(node, scope, ctx)
     case 'CollateClause': {
       const inner = expr(node.arg, scope, ctx)
-      return inner.fields || inner.sources.length > 0 || inner.unknown ? transformed(inner) : EMPTY
+      return inner.fields || inner.sources.length > 0 || inner.unknown || inner.settings ? transformed(inner) : EMPTY
     }
     case 'FuncCall':
       return funcCall(node, scope, ctx)
     case 'A_Expr':
       return aExpr(node, scope, ctx)
-    case 'BoolExpr':
     case 'CoalesceExpr':
     case 'MinMaxExpr':
-    case 'A_ArrayExpr': {
-      const parts = list(node.args ?? node.elements).map((a) => expr(a, scope, ctx))
-      if (kind === 'CoalesceExpr' || kind === 'MinMaxExpr') return parts.reduce((a, b) => either(a, b), EMPTY)
-      return derived(parts)
-    }
+      return list(node.args).map((a) => expr(a, scope, ctx)).reduce((a, b) => either(a, b), EMPTY)
     case 'CaseExpr': {
       const parts: Lineage[] = []
       if (node.arg) parts.push(expr(node.arg, scope, ctx))
@@ -503,11 +631,8 @@ function expr(raw: unknown, scope: Scope, ctx: Ctx): Lineage {
     }
     case 'SubLink':
       return subLink(node, scope, ctx)
-    case 'RowExpr': {
-      const colnames = list(node.colnames).map(str)
-      const fields = list(node.args).map((a, i) => named(colnames[i] ?? `f${i + 1}`, expr(a, scope, ctx)))
-      return {sources: dedupe(fields.flatMap(flatten)), direct: false, unknown: fields.some(anyUnknown), fields}
-    }
+    case 'RowExpr':
+      return rowExpr(node, scope, ctx)
     case 'A_Indirection': {
       let value = expr(node.arg, scope, ctx)
       for (const step of list(node.indirection)) {
@@ -515,7 +640,7 @@ function expr(raw: unknown, scope: Scope, ctx: Ctx): Lineage {
         if (field !== undefined && value.fields) {
           value = value.fields.find((f) => f.name === field) ?? UNKNOWN
         } else if (unwrap(step)?.[0] !== 'A_Star') {
-          value = derived([value])
+          value = derived([value, expr(step, scope, ctx)])
         }
       }
       return value
@@ -523,7 +648,8 @@ function expr(raw: unknown, scope: Scope, ctx: Ctx): Lineage {
     case 'ResTarget':
       return expr(node.val, scope, ctx)
     default:
-      return genericChildren(node, scope, ctx)
+      if (FROM_CHILDREN.has(kind)) return genericChildren(node, scope, ctx)
+      return untraceable(ctx, `the analysis does not know expressions of the kind ${kind}`)
   }
 }
 
@@ -655,20 +781,52 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
   const untraceable: string[] = []
   const cols = l.columns ?? l.copy?.columns
   if (ctx.touches) {
-    if ((l.rows !== 'no' || l.copy) && !cols) untraceable.push('the shape of the result could not be determined')
-    for (const c of cols ?? []) if (anyUnknown(c)) untraceable.push(`output column "${c.name}" comes partly from something the analysis cannot follow`)
+    const why = ctx.reasons.length > 0 ? `: ${ctx.reasons.join('; ')}` : ''
+    if ((l.rows !== 'no' || l.copy) && !cols) untraceable.push(`the shape of the result could not be determined${why}`)
+    for (const c of cols ?? []) if (anyUnknown(c)) untraceable.push(`output column "${c.name}" comes partly from something the analysis cannot follow${why}`)
   }
-  return {...l, touchesSensitive: ctx.touches, untraceable, opaque: ctx.opaque, sideChannels: [...ctx.sideChannels]}
+  return {
+    ...l,
+    touchesSensitive: ctx.touches,
+    untraceable,
+    opaque: ctx.opaque,
+    sideChannels: [...ctx.sideChannels],
+    ...(ctx.readsSettings ? {readsSettings: true} : {}),
+    ...(ctx.misses.length > 0 ? {misses: [...ctx.misses]} : {}),
+    ...(ctx.views.size > 0 ? {views: [...ctx.views]} : {}),
+    ...(ctx.fills.length > 0 ? {fills: [...ctx.fills]} : {}),
+  }
 }
 
 function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLineage[] | undefined {
   const scope = withCtes(node.withClause as Node | undefined, outer, ctx)
   const target = fromItem({RangeVar: node.relation}, scope, ctx)
   scope.rels.push(...target.visible)
+  // Triggers and rules on the written relation run code of their own, which may print or store anything.
+  const written = target.visible[0]?.catalog
+  if (written && ctx.catalog.lookup(written.schema, written.relation).some((r) => r.runsCode)) {
+    ctx.touches = true
+    ctx.opaque = true
+  }
   const sourceRelation = node.sourceRelation === undefined ? [] : [node.sourceRelation]
   for (const item of [...list(node.fromClause), ...list(node.usingClause), ...sourceRelation]) scope.rels.push(...fromItem(item, scope, ctx).visible)
   const sel = unwrap(node.selectStmt)
-  if (sel && sel[0] === 'SelectStmt') selectOutput(sel[1], scope, ctx)
+  const inserted = sel && sel[0] === 'SelectStmt' ? selectOutput(sel[1], scope, ctx) : undefined
+  // Values written into the relation's columns: a column filled with unproven values is no longer clean.
+  const filled: NamedLineage[] = []
+  if (sel) {
+    const cols = list(node.cols).map((c) => unwrap(c)?.[1].name as string | undefined)
+    const names = cols.length > 0 ? cols : (target.star ?? []).map((c) => c.name)
+    names.forEach((n, i) => n && filled.push(named(n, inserted?.[i] ?? UNKNOWN)))
+  } else {
+    for (const t of list(node.targetList)) {
+      const rt = unwrap(t)?.[1]
+      if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, scope, ctx)))
+    }
+  }
+  const unproven = filled.filter((c) => !clean(c))
+  const rel = node.relation as Node | undefined
+  if (unproven.length > 0 && rel?.relname) ctx.fills.push({...(written ? {schema: written.schema} : rel.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
   // PostgreSQL 18 wraps RETURNING in a clause that may also rename OLD and NEW.
   const clause = node.returningClause as Node | undefined
   const returning = [...list(node.returningList), ...list(clause?.exprs)]
@@ -689,7 +847,7 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
   switch (kind) {
     case 'SelectStmt': {
       const columns = selectOutput(node, outer, ctx)
-      if (node.intoClause) return finish({rows: 'no'}, ctx)
+      if (node.intoClause) return {...finish({rows: 'no'}, ctx), creates: created((node.intoClause as Node).rel as Node, columns)}
       return finish({rows: 'yes', columns}, ctx)
     }
     case 'InsertStmt':
@@ -717,12 +875,18 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       return finish({rows: 'no', copy: copyShape(node, columns)}, ctx)
     }
     case 'ExplainStmt': {
-      // The plan text names columns and constants from the query, never stored values.
+      // The plan text names columns and constants from the query, never stored values; but with
+      // ANALYZE the query runs, and its errors and notices are those of a statement that reads it.
       statementLineage(node.query as Node, ctx, outer)
-      return finish({rows: 'yes', columns: [named('QUERY PLAN', EMPTY)]}, {...ctx, touches: false})
+      return finish({rows: 'yes', columns: [named('QUERY PLAN', EMPTY)]}, {...ctx, reasons: []})
     }
-    case 'VariableShowStmt':
-      return finish({rows: 'yes', columns: [named(String(node.name ?? ''), EMPTY)]}, ctx)
+    case 'VariableShowStmt': {
+      ctx.readsSettings = true
+      const name = String(node.name ?? '')
+      // SHOW ALL answers name, setting and description.
+      const columns = name === 'all' ? [named('name', EMPTY), named('setting', SETTINGS), named('description', EMPTY)] : [named(name, SETTINGS)]
+      return finish({rows: 'yes', columns}, ctx)
+    }
     case 'DeclareCursorStmt': {
       const inner = statementLineage(node.query as Node, ctx, outer)
       return {...finish({rows: 'no'}, ctx), defines: {kind: 'cursor', name: node.portalname as string, lineage: inner}}
@@ -743,17 +907,26 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       ctx.opaque = true
       return finish({rows: kind === 'CallStmt' ? 'maybe' : 'no'}, ctx)
     case 'CreateTableAsStmt': {
-      statementLineage(node.query as Node, ctx, outer)
-      return finish({rows: 'no'}, ctx)
+      const inner = statementLineage(node.query as Node, ctx, outer)
+      const into = node.into as Node | undefined
+      const columns = renamed(inner.columns, {colnames: into?.colNames})
+      return {...finish({rows: 'no'}, ctx), creates: created(into?.rel as Node | undefined, columns)}
     }
     default:
       return finish({rows: 'no'}, ctx)
   }
 }
 
+function created(rel: Node | undefined, columns: NamedLineage[] | undefined): StatementLineage['creates'] {
+  const name = rel?.relname as string | undefined
+  if (!name) return undefined
+  const schema = rel?.schemaname as string | undefined
+  return {...(schema ? {schema} : {}), name, columns}
+}
+
 /** Lineage of every statement in a text (a simple Query may hold several). */
 export function analyzeText(sql: string, catalog: Catalog): TextLineage {
   const parsed = parseSql(sql)
   if (!parsed.ok) return parsed
-  return {ok: true, statements: parsed.statements.map((s) => statementLineage(s, {catalog, touches: false, opaque: false, sideChannels: [], expanding: new Set(), depth: 0}))}
+  return {ok: true, statements: parsed.statements.map((s) => statementLineage(s, newCtx(catalog)))}
 }

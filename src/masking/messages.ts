@@ -1,17 +1,116 @@
 /**
  * Values echoed back in ErrorResponse / NoticeResponse fields and NOTIFY payloads. PostgreSQL
- * quotes data in several messages (`Key (email)=(a@b.com) already exists.`, `Failing row contains
- * (…)`, `invalid input syntax for type integer: "…"`); those shapes are masked structurally, and
- * the scanner runs over every field.
+ * quotes data in many messages, whatever their SQLSTATE (`Key (email)=(a@b.com) already exists.`,
+ * `Failing row contains (…)`, `invalid input syntax for type integer: "…"`, `unrecognized
+ * configuration parameter "…"`, `relation "…" does not exist`, `syntax error in tsquery: "…"`), and
+ * some echo input unquoted (libxml's caret lines, `JSON data, line 1: …`, byte sequences).
+ *
+ * For a statement that reads sensitive data (or could), every quoted value in every text field is
+ * masked unless it is proven clean: a word or value the statement text itself holds, a name from
+ * the catalog, or a name the message's own fields give (table, column, constraint…). The key and
+ * row shapes are masked by column for every statement, and the scanner runs over every field.
  */
 import type {Catalog, CatalogRelation} from './catalog.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
 import type {StatementLineage} from './lineage.js'
+import {parseSql} from './sql.js'
 import {maskJson, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
 
 export type NoticeLike = Record<string, string | undefined>
 
 const TEXT_FIELDS = ['message', 'detail', 'hint', 'where', 'internalQuery'] as const
+
+const MASK = '[masked]'
+
+/** What makes a value quoted in a message clean: the client wrote it, or it is the name of something. */
+export interface MessageProof {
+  has(value: string): boolean
+}
+
+/** Names of everything in a catalog, lower-cased, built once per catalog generation. */
+const catalogNames = new WeakMap<Catalog, {generation: number; names: Set<string>}>()
+
+function namesOf(catalog: Catalog): Set<string> {
+  const cached = catalogNames.get(catalog)
+  if (cached && cached.generation === catalog.generation) return cached.names
+  const names = new Set<string>()
+  for (const r of catalog.snapshot.relations) {
+    names.add(r.schema.toLowerCase()).add(r.name.toLowerCase())
+    for (const c of r.columns) names.add(c.name.toLowerCase()).add(c.typeName.toLowerCase())
+  }
+  for (const t of catalog.snapshot.types) names.add(t.name.toLowerCase())
+  for (const f of catalog.snapshot.functions) names.add(f.toLowerCase())
+  catalogNames.set(catalog, {generation: catalog.generation, names})
+  return names
+}
+
+function collect(node: unknown, into: Set<string>): void {
+  if (typeof node === 'string') into.add(node.toLowerCase())
+  else if (typeof node === 'number') into.add(String(node))
+  else if (Array.isArray(node)) for (const x of node) collect(x, into)
+  else if (node && typeof node === 'object') for (const x of Object.values(node)) collect(x, into)
+}
+
+/**
+ * The proof for messages of one statement text: every identifier, constant and number its parse
+ * tree holds, and the catalog's names. A text that does not parse proves what it contains.
+ */
+export function messageProof(sql: string, catalog: Catalog): MessageProof {
+  const words = new Set<string>()
+  const parsed = parseSql(sql)
+  if (parsed.ok) collect(parsed.statements, words)
+  const lowerSql = parsed.ok ? '' : sql.toLowerCase()
+  const names = namesOf(catalog)
+  const one = (v: string): boolean => {
+    const lower = v.toLowerCase()
+    return words.has(lower) || names.has(lower) || (!parsed.ok && lower.length > 0 && lowerSql.includes(lower))
+  }
+  return {has: (v) => one(v) || (v.includes('.') && v.split('.').every(one))}
+}
+
+/** Words of PostgreSQL's message templates that may stand between two quoted names. */
+const GLUE = new Set(
+  'of relation table view for type in on at or near and to from column constraint schema function is not with key foreign violates check unique index the a an by as into role database operator domain sequence trigger policy extension but expression cannot be referenced this part query named there was'.split(' '),
+)
+
+function isGlue(text: string): boolean {
+  const words = text.split(/[\s,.;:()]+/).filter(Boolean)
+  return words.every((w) => GLUE.has(w.toLowerCase()))
+}
+
+/**
+ * Masks the quoted region of `text` (from its first `quote` to its last) unless every quoted part
+ * is proven clean and only template words stand between them. Values may themselves hold quotes,
+ * so the region is judged as a whole: pairing quotes one by one would let a value that contains
+ * `" … "` smuggle its middle out unquoted.
+ */
+function maskQuoted(text: string, quote: string, clean: (v: string) => boolean): string {
+  const first = text.indexOf(quote)
+  if (first < 0) return text
+  const last = text.lastIndexOf(quote)
+  if (last === first) return `${text.slice(0, first + 1)}${MASK}`
+  const parts = text.slice(first + 1, last).split(quote)
+  const proven = parts.length % 2 === 1 && parts.every((p, i) => (i % 2 === 0 ? clean(p) : isGlue(p)))
+  return proven ? text : `${text.slice(0, first + 1)}${MASK}${text.slice(last)}`
+}
+
+const BYTES = /0x[0-9a-fA-F]{2}(?:\s+0x[0-9a-fA-F]{2})*/g
+/** A number standing alone (not part of a name, a parameter such as `$1`, nor a type modifier such as `varchar(5)`). */
+const NUMBER = /(?<![\w(.$-])-?\d+(?:\.\d+)?(?![\w).])/g
+const CARET_LINE = /\n\s*\^\s*(\n|$)/
+const JSON_CONTEXT = /^(JSON data, line \d+: ).*$/m
+
+/** The structural masking of one text field of a message from a statement that reads sensitive data. */
+function maskEchoes(key: (typeof TEXT_FIELDS)[number], text: string, clean: (v: string) => boolean, opaque: boolean): string {
+  // Code the analysis cannot see into builds its queries from anything it read.
+  if (key === 'internalQuery' && opaque) return MASK
+  let out = maskQuoted(maskQuoted(text, '"', clean), "'", clean)
+  // An input echoed on its own line above a caret (libxml, and parsers of other formats).
+  if (CARET_LINE.test(out)) out = `${out.split('\n')[0]}\n${MASK}`
+  out = out.replace(JSON_CONTEXT, `$1${MASK}`).replace(BYTES, MASK)
+  if (key === 'message') out = out.replace(NUMBER, (n) => (clean(n) ? n : MASK))
+  return out
+}
 
 function relationOf(fields: NoticeLike, catalog: Catalog): CatalogRelation | undefined {
   if (!fields.table) return undefined
@@ -60,31 +159,38 @@ function maskFailingRow(detail: string, rel: CatalogRelation | undefined, m: Val
   })
 }
 
-/** A data exception quoting its input (`invalid input syntax for type integer: "…"`). */
-function maskQuotedInput(message: string, m: ValueMasking): string {
-  return message.replace(/: "(.*)"$/s, (_all, v: string) => `: "${maskAs(v, 'untraceable', m)}"`)
-}
-
 /**
  * Masks one error or notice. `lineage` is the statement's, where known: a statement that reads
- * sensitive data (or runs code the analysis cannot see) has its data exceptions' quoted inputs
- * and the text of its RAISEd messages masked, since that text may be any value it read.
+ * sensitive data (or runs code the analysis cannot see) has every quoted value of its messages
+ * masked unless `proof` shows it clean, and the text of its RAISEd messages masked whole, since
+ * that text may be any value it read. Without a lineage the statement is assumed to read anything.
  */
-export function maskNotice(fields: NoticeLike, lineage: StatementLineage | undefined, m: ValueMasking): NoticeLike | undefined {
+export function maskNotice(fields: NoticeLike, lineage: StatementLineage | undefined, m: ValueMasking, proof?: MessageProof): NoticeLike | undefined {
   const out: NoticeLike = {...fields}
   const rel = relationOf(fields, m.catalog)
   const touches = lineage ? lineage.touchesSensitive : true
   const opaque = lineage ? lineage.opaque : true
-  const code = fields.code ?? ''
   if (out.detail) {
     out.detail = maskKeyDetail(out.detail, rel, m)
     out.detail = maskFailingRow(out.detail, rel, m)
   }
-  if (touches && code.startsWith('22') && out.message) out.message = maskQuotedInput(out.message, m)
   // RAISE text is whatever the code chose to print: in a statement that reads sensitive data,
   // through a function, a DO block or a trigger on the table it writes, it may print any value.
-  if ((opaque || touches) && fields.routine === 'exec_stmt_raise') {
+  const raised = (opaque || touches) && fields.routine === 'exec_stmt_raise'
+  if (raised) {
     for (const k of ['message', 'detail', 'hint'] as const) if (out[k]) out[k] = maskAs(out[k], 'untraceable', m)
+  }
+  if (touches || opaque) {
+    // The message's own name fields are names, never values.
+    const own = new Set([fields.schema, fields.table, fields.column, fields.constraint, fields.dataType].filter((x): x is string => !!x).map((x) => x.toLowerCase()))
+    const names = namesOf(m.catalog)
+    const clean = (v: string) => own.has(v.toLowerCase()) || (proof ? proof.has(v) : names.has(v.toLowerCase()))
+    for (const k of TEXT_FIELDS) {
+      const v = out[k]
+      if (!v || (raised && k !== 'where' && k !== 'internalQuery')) continue
+      const masked = maskEchoes(k, v, clean, opaque)
+      if (masked !== v) out[k] = masked
+    }
   }
   for (const k of TEXT_FIELDS) {
     const v = out[k]

@@ -32,6 +32,9 @@ export interface MaskedColumn {
   reasons: string[]
 }
 
+/** PostgreSQL's FirstNormalObjectId: objects below it come with the server, not from users. */
+const FIRST_NORMAL_OID = 16384
+
 export interface ResultPlan {
   work: ColumnWork[]
   masked: MaskedColumn[]
@@ -83,6 +86,9 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
     const format = f ? f.format : -1
     const direct = f && f.tableOid !== 0 ? opts.catalog.column(f.tableOid, f.columnAttr) : undefined
     const knownTable = f && f.tableOid !== 0 ? opts.catalog.relation(f.tableOid) !== undefined : false
+    // A user table or column created after the catalog was read (system objects have OIDs below 16384):
+    // this result is masked as untraceable, and the catalog is re-read for the next one.
+    if (f && f.tableOid >= FIRST_NORMAL_OID && !direct) opts.catalog.noteUnknown()
     let mask: ColumnMask | undefined
     let record: MaskedColumn | undefined
     if (direct?.sensitive) {

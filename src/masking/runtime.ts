@@ -14,7 +14,7 @@ import {createMaskingFilterFactory, type MaskingFilterFactory, type MaskingIdent
 export interface MaskingRuntime {
   catalog: Catalog
   factory: MaskingFilterFactory
-  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement'>>
+  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onConnectionClosed'>>
   close(): Promise<void>
 }
 
@@ -57,6 +57,7 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
         if (!shouldRefresh(event)) return
         catalog.refresh().catch((e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`))
       },
+      onConnectionClosed: (id) => factory.forgetConnection(id),
     },
     close: () => query.close(),
   }

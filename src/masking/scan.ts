@@ -11,7 +11,7 @@ export interface ScanFinding {
   category: MaskingCategory
   reason: string
   /** `name`/`type` for the built-in dictionary, `config` for a `mask:` glob. */
-  source: 'name' | 'type' | 'config'
+  source: 'name' | 'type' | 'config' | 'lineage'
   strategy: MaskingStrategy
 }
 

@@ -120,6 +120,8 @@ export interface ResultFilter {
   notice?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   error?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   notification?(channel: string, payload: string): string | undefined
+  /** A setting the server reports changed (`application_name` set by a function): its value as the client may see it. */
+  parameterStatus?(name: string, value: string): string | undefined
 }
 
 /**

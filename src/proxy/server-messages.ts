@@ -11,6 +11,7 @@ import {
   decodeNotice,
   decodeNotification,
   decodeParameterStatus,
+  encodeParameterStatus,
   decodeReadyForQuery,
   decodeRowDescription,
   encodeCopyData,
@@ -184,7 +185,9 @@ export class ServerMessages {
       run.error = {code: run.denied.code, message: run.denied.message}
     } else {
       if (run) run.error = {code: fields.code, message: fields.message}
-      const filter = run?.filter ?? c.sessionFilter
+      // A Parse that fails (a missing table, a type error) has no run: its error is its text's to filter.
+      const parsed = !run && head?.kind === 'parse' ? head.def : undefined
+      const filter = run?.filter ?? (parsed && c.safely(() => c.env.hooks.resultFilter?.(parsed.sql, c.context('parse', parsed.name), parsed.verdict))) ?? c.sessionFilter
       const rewritten = filter?.error?.(fields)
       if (rewritten) out = encodeError(rewritten)
     }
@@ -205,7 +208,10 @@ export class ServerMessages {
       // Nothing after this frame is forwarded: the session ends here, and the recording says why.
       throw new SettingChanged(problem)
     }
-    c.toClient.push(frame.raw)
+    // Masking may hide a reported value that code it could not see set (application_name set by a DO block).
+    const filter = runOf(c.state.head)?.filter ?? c.sessionFilter
+    const shown = filter?.parameterStatus?.(name, value)
+    c.toClient.push(shown === undefined ? frame.raw : encodeParameterStatus(name, shown))
   }
 }
 

@@ -3,7 +3,7 @@ import {Catalog, classifySnapshot} from '../../src/masking/catalog.js'
 import {DEFAULT_STRATEGIES} from '../../src/masking/categories.js'
 import {maskCopyData, type CopyPlan} from '../../src/masking/copy.js'
 import {analyzeText} from '../../src/masking/lineage.js'
-import {maskNotice, maskNotification, sensitiveNameRules} from '../../src/masking/messages.js'
+import {maskNotice, maskNotification, messageProof, sensitiveNameRules} from '../../src/masking/messages.js'
 import {loadSqlParser} from '../../src/masking/sql.js'
 import {createMasker} from '../../src/masking/strategies.js'
 import type {ValueMasking} from '../../src/masking/values.js'
@@ -119,8 +119,24 @@ describe('errors and notices', () => {
     expect(out?.message).toBe('invalid input syntax for type integer: "[masked]"')
   })
 
-  it('leaves messages with nothing sensitive untouched', () => {
-    expect(maskNotice({severity: 'NOTICE', code: '00000', message: 'table "x" does not exist, skipping'}, lineage, m)).toBeUndefined()
+  it('leaves messages of statements that read nothing sensitive untouched', () => {
+    const sql = 'drop table if exists x'
+    const drop = analyzeText(sql, catalog)
+    expect(maskNotice({severity: 'NOTICE', code: '00000', message: 'table "x" does not exist, skipping'}, drop.ok ? drop.statements[0] : undefined, m, messageProof(sql, catalog))).toBeUndefined()
+  })
+
+  it('keeps quoted names a reading statement wrote or the catalog knows, and masks every other quoted value', () => {
+    const sql = 'select nmae, full_name::regclass from people'
+    const proof = messageProof(sql, catalog)
+    const named = maskNotice({severity: 'ERROR', code: '42703', message: 'column "nmae" does not exist'}, lineage, m, proof)
+    expect(named).toBeUndefined()
+    const value = maskNotice({severity: 'ERROR', code: '42P01', message: 'relation "ada lovelace" does not exist'}, lineage, m, proof)
+    expect(value?.message).toBe('relation "[masked]" does not exist')
+    // A value holding quotes of its own cannot smuggle its middle out between two proven names.
+    const smuggled = maskNotice({severity: 'ERROR', code: '22P02', message: 'invalid input syntax for type integer: "people" Ada Lovelace "email"'}, lineage, m, proof)
+    expect(smuggled?.message).toBe('invalid input syntax for type integer: "[masked]"')
+    const twoNames = maskNotice({severity: 'ERROR', code: '42703', message: 'column "nmae" of relation "people" does not exist'}, lineage, m, proof)
+    expect(twoNames).toBeUndefined()
   })
 
   it('masks JSON notification payloads by field name and scans plain ones', () => {

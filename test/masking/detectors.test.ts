@@ -46,8 +46,30 @@ describe('scanText', () => {
     ['-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----', ['private-key']],
     ['order 12345 shipped on 2026-10-01', []],
     ['', []],
+    // phone numbers inside free text
+    ['call me at +1-555-052-3041 tomorrow', ['phone']],
+    ['office +44 20 7946 0958, ask for Ann', ['phone']],
+    ['mobile: (555) 123-4567', ['phone']],
+    ['ring 555.123.4567 after six', ['phone']],
+    ['Berlin 030/1234 5678 or 0171 2345678', ['phone', 'phone']],
+    ['{"contact": {"phone": "+49 30 1234567"}}', ['phone']],
   ])('%s', (text, expected) => {
     expect(kinds(text)).toEqual(expected)
+  })
+
+  it.each([
+    'order 12345678901 shipped',
+    'paid 1,234,567.89 on 2026-10-01 12:00:00',
+    'dates 01-02-2026, 2026-10-01, 01/02/2026 12:00 and 12.03.2026',
+    'ip 192.168.100.200 and 10.0.0.1, version 18.4.1',
+    'uuid 123e4567-e89b-12d3-a456-426614174000',
+    'iso 2026-10-01T12:00:00+02:00, interval 1 day 02:00:00',
+    'ids 1234567890 and 0000000001 and #4242',
+    'ssn 912-34-5678',
+    'range 100-200-300, score 98.6, temp -12.5',
+    'lat 52.520008 lon 13.404954',
+  ])('finds no phone number in %s', (text) => {
+    expect(kinds(text).filter((k) => k === 'phone')).toEqual([])
   })
 
   it('reports positions, so several findings in one text are each replaced', () => {
@@ -60,8 +82,9 @@ describe('scanText', () => {
     expect(mightContainSensitive('shipped')).toBe(false)
     expect(mightContainSensitive('order 123 of 2026')).toBe(false)
     expect(mightContainSensitive('x@y.z and more')).toBe(true)
-    // Ten digits in a run, but neither a card's twelve nor an SSN's dashes: no detector could match.
-    expect(mightContainSensitive('call 555 123 4567')).toBe(false)
+    // Nine digits in groups: too few for a phone number, a card or an SSN.
+    expect(mightContainSensitive('call 555 123 456')).toBe(false)
+    expect(mightContainSensitive('call 555 123 4567')).toBe(true)
     expect(mightContainSensitive('ssn: 912-34-5678')).toBe(true)
     expect(mightContainSensitive('card 4242 4242 4242 4242')).toBe(true)
     expect(bufferMightContainSensitive(Buffer.from('plain words only'))).toBe(false)
@@ -78,10 +101,11 @@ describe('scanText', () => {
   function corpus(count: number): string[] {
     let seed = 42
     const rand = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31
-      return seed % n
+      // 32-bit integer arithmetic: in doubles the product loses its low bits and the sequence falls into short cycles.
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      return (seed >>> 8) % n
     }
-    const pieces = ['4', '2', '1', '9', '0', ' ', '-', '  ', '--', 'DE', 'GB', '89', 'X', 'a', 'é', '€', '@', '.', 'co', 'uk', 'AKIA', 'IOSFODNN7EXAMPLE', 'eyJ', 'xoxb-', 'sk_live_', 'ghp_', 'AIza', 'BEGIN', '\n', '_', '912-34-5678', '4242 4242 4242 4242', 'DE89370400440532013000', 'a.b@c.io', ' AKIAIOSFODNN7EXAMPLE ']
+    const pieces = ['4', '2', '1', '9', '0', ' ', '-', '  ', '--', 'DE', 'GB', '89', 'X', 'a', 'é', '€', '@', '.', 'co', 'uk', 'AKIA', 'IOSFODNN7EXAMPLE', 'eyJ', 'xoxb-', 'sk_live_', 'ghp_', 'AIza', 'BEGIN', '\n', '_', '912-34-5678', '4242 4242 4242 4242', 'DE89370400440532013000', 'a.b@c.io', ' AKIAIOSFODNN7EXAMPLE ', '+', '(', ')', '/', '555', '0', '+1-555-052-3041', '(555) 123-4567', '030 1234 5678']
     return Array.from({length: count}, () => Array.from({length: 3 + rand(14)}, () => pieces[rand(pieces.length)]).join(''))
   }
 
@@ -93,7 +117,7 @@ describe('scanText', () => {
       for (const f of found) seen.add(f.detector)
     }
     // The corpus exercises the detectors whose needs are shapes rather than literals.
-    for (const d of ['email', 'ssn', 'card-luhn', 'iban', 'aws-access-key']) expect(seen).toContain(d)
+    for (const d of ['email', 'ssn', 'card-luhn', 'iban', 'aws-access-key', 'phone']) expect(seen).toContain(d)
   })
 
   it("tells the same needs from a value's UTF-8 bytes as from its text", () => {

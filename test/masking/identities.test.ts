@@ -116,7 +116,8 @@ describe('masking by identity', () => {
     try {
       const c = await t.client()
       const r = await c.query('select email, phone, country from customers where id = 1')
-      expect(r.rows[0]).toEqual({email: null, phone: alice.phone, country: '[masked]'})
+      // unmaskColumns: lifts the column's own mask; the scanner still finds a phone number in it.
+      expect(r.rows[0]).toEqual({email: null, phone: alice.phone.replace(/\d(?=(?:\D*\d){2})/g, '*'), country: '[masked]'})
       const p = await c.query('select card_number from payments limit 1')
       expect(p.rows[0].card_number).toBe('**** **** **** ****')
     } finally {

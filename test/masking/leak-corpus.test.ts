@@ -3,7 +3,6 @@
  * (node-postgres in text and binary format, pg-copy-streams, psql). Every byte a client received is
  * collected, and the test fails if any seeded clear value appears in it.
  */
-import net from 'node:net'
 import pg from 'pg'
 import {to as copyTo} from 'pg-copy-streams'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -13,6 +12,7 @@ import type {ResultFilterFactory, StatementHook} from '../../src/proxy/hooks.js'
 import {pgEnv, run} from '../helpers/run.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
 import {leaked, maskingFixture, NO_CONFIG, type MaskingFixture} from './fixture.js'
+import {all, captured, recordingRelay, type Seen} from './relay.js'
 
 /** Queries that defeat column-name or content-regex masking, each run through the tunnel. */
 const CORPUS: string[] = [
@@ -119,55 +119,6 @@ const CORPUS: string[] = [
   'select * from json_populate_record(null::customers, (select row_to_json(c) from customers c limit 1))',
   'select 1 as a; select email from customers; select lower(ssn) from customers',
 ]
-
-interface Seen {
-  bytes: Buffer[]
-  strings: string[]
-}
-
-/**
- * A loopback relay in front of the tunnel that records every byte sent to the client, so what
- * is checked is exactly what any client would receive, whatever driver reads it.
- */
-async function recordingRelay(tunnelPort: number): Promise<{port: number; seen: Seen[]; close(): Promise<void>}> {
-  const seen: Seen[] = []
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((client) => {
-    const record: Seen = {bytes: [], strings: []}
-    seen.push(record)
-    const upstream = net.connect(tunnelPort, '127.0.0.1')
-    sockets.add(client).add(upstream)
-    client.pipe(upstream)
-    upstream.on('data', (b: Buffer) => {
-      record.bytes.push(Buffer.from(b))
-      client.write(b)
-    })
-    upstream.on('end', () => client.end())
-    client.on('error', () => upstream.destroy())
-    upstream.on('error', () => client.destroy())
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    seen,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy()
-        server.close(() => resolve())
-      }),
-  }
-}
-
-function captured(client: pg.Client, seen: Seen): pg.Client {
-  client.on('notification', (n) => seen.strings.push(JSON.stringify(n)))
-  client.on('notice', (n) => seen.strings.push(JSON.stringify(n)))
-  client.on('error', () => {})
-  return client
-}
-
-function all(seen: Seen): Buffer {
-  return Buffer.concat([...seen.bytes, Buffer.from(seen.strings.join('\n'), 'utf8')])
-}
 
 describe('leak corpus: no seeded value reaches a masked client', () => {
   let fx: MaskingFixture

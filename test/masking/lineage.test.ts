@@ -25,6 +25,8 @@ const catalog = new Catalog(
       ],
       types: [],
       functions: ['lookup_email', 'public.lookup_email'],
+      operators: ['===', 'public.==='],
+      codeTypes: ['checked_text', 'public.checked_text'],
     },
     {mask: ['public.users.nickname'], unmaskColumns: []},
   ),
@@ -111,7 +113,10 @@ describe('lineage', () => {
   it('describes what statements send', () => {
     expect(only('insert into orders values (1, 1, 1)').rows).toBe('no')
     expect(only('select 1 into t').rows).toBe('no')
-    expect(only('explain select email from users')).toMatchObject({rows: 'yes', touchesSensitive: false})
+    // The plan names no stored value; but EXPLAIN ANALYZE runs the query, whose errors are a reader's.
+    const explain = only('explain select email from users')
+    expect(explain).toMatchObject({rows: 'yes', touchesSensitive: true})
+    expect(explain.columns!.map((c) => flatten(c).length + Number(c.unknown))).toEqual([0])
     const copy = only("copy (select email, id from users) to stdout with (format csv, header, delimiter ';')").copy!
     expect(copy).toMatchObject({format: 'csv', delimiter: ';', header: true})
     expect(copy.columns!.map((c) => flatten(c).length)).toEqual([1, 0])
@@ -125,8 +130,82 @@ describe('lineage', () => {
 
   it('marks results whose shape it cannot know when they read sensitive data', () => {
     expect(only('select * from json_populate_record(null::users, (select row_to_json(u) from users u))').untraceable).toEqual(['the shape of the result could not be determined'])
+    expect(only('select * from pg_stat_get_activity(null)').untraceable[0]).toMatch(/^the shape of the result could not be determined: pg_stat_get_activity\(\)/)
     expect(only('select * from generate_series(1, 3)').untraceable).toEqual([])
     expect(only('select lookup_email(id) from users').untraceable[0]).toMatch(/lookup_email|cannot follow/)
+  })
+
+  describe('clean only with proof', () => {
+    it.each([
+      // built-ins known to compute from their arguments keep clean values clean
+      ["select lower(total::text), upper('x'), concat(id, 'a'), to_char(now(), 'YYYY'), format('%s', id) from orders", 'clean'],
+      ["select now(), version(), current_database(), nextval('s'), pg_backend_pid(), gen_random_uuid()", 'clean'],
+      ['select o.id + 1, o.total * 2, o.id = o.user_id from orders o', 'clean'],
+      ["select pg_get_viewdef('contacts'::regclass), format_type(23, -1), has_table_privilege('orders', 'select')", 'clean'],
+      ["select xmlelement(name x, id), json_object('k': id), json_build_array(id) from orders", 'clean'],
+      // whatever is not known to preserve cleanliness is untraceable, and the statement may read anything
+      ["select query_to_xml('select email from users', true, false, '')", 'unknown'],
+      ["select ts_stat('select to_tsvector(email) from users')", 'unknown'],
+      ["select ts_rewrite('a'::tsquery, 'select ''a''::tsquery, email::tsquery from users')", 'unknown'],
+      ["select lo_get(1234), pg_read_file('x')", 'unknown'],
+      ['select some_function_nobody_defined(1)', 'unknown'],
+      ['select myschema.lower(id) from orders', 'unknown'],
+      ['select id === 1 from orders', 'unknown'],
+      ["select 'x'::checked_text", 'unknown'],
+    ])('%s', (sql, expected) => {
+      const s = only(sql)
+      const unknown = s.columns!.some((c) => c.unknown)
+      const sensitive = s.columns!.some((c) => flatten(c).length > 0)
+      expect(unknown ? 'unknown' : sensitive ? 'sensitive' : 'clean').toBe(expected)
+      if (expected === 'unknown') expect(s).toMatchObject({touchesSensitive: true, opaque: true})
+      if (expected === 'clean') expect(s.touchesSensitive).toBe(false)
+    })
+
+    it('names what it could not see into', () => {
+      expect(only("select ts_stat('select 1')").untraceable[0]).toMatch(/ts_stat\(\) is not known to compute only from its arguments/)
+      expect(only('select id === 1 from orders').untraceable[0]).toMatch(/operator === is not a built-in one/)
+    })
+
+    it('expands ROW(t.*) like PostgreSQL, so fields are where the value has them', () => {
+      const fields = only('select row(u.id, u.*) from users u').columns![0]!.fields!
+      expect(fields.map((f) => [f.name, flatten(f).map((x) => x.column)])).toEqual([
+        ['f1', []],
+        ['f2', []],
+        ['f3', ['email']],
+        ['f4', ['ssn']],
+        ['f5', ['nickname']],
+      ])
+      // A row cast to another row type gets that type's field names: only its values are followed.
+      const cast = only('select row(email, ssn)::some_pair from users').columns![0]!
+      expect(cast.fields).toBeUndefined()
+      expect(flatten(cast).map((x) => x.column)).toEqual(['email', 'ssn'])
+    })
+
+    it('refuses to store untraced values where later statements or other sessions read them', () => {
+      for (const sql of ["select set_config('x.y', email, false) from users", "select pg_notify('c', (select ssn from users limit 1))", "select setval('s', length(email)) from users", "select pg_advisory_lock(length(ssn)) from users", "select set_config('x.y', query_to_xml('select 1', true, false, '')::text, false)"]) {
+        expect(only(sql).sideChannels, sql).toHaveLength(1)
+      }
+      expect(only("select set_config('x.y', 'plain', false), setval('s', 42)").sideChannels).toEqual([])
+    })
+
+    it('marks what is read back from settings', () => {
+      for (const sql of ["select current_setting('x.y')", 'show x.y', "select setting from pg_settings where name = 'x.y'", 'show all']) {
+        const s = only(sql)
+        expect(s.readsSettings, sql).toBe(true)
+        expect(s.columns!.some((c) => c.settings), sql).toBe(true)
+      }
+      expect(only('select name from pg_settings').columns![0]!.settings).toBeUndefined()
+    })
+
+    it('records what the catalog does not know and which views it relied on', () => {
+      expect(only('select * from brand_new').misses).toEqual([{relation: 'brand_new'}])
+      expect(only('select u.added_later from users u').misses).toEqual([{schema: 'public', relation: 'users', column: 'added_later'}])
+      expect(only('select reach from contacts').views).toEqual([300])
+      expect(only('create table copied as select email as contact, id from users').creates).toMatchObject({name: 'copied', columns: [{name: 'contact'}, {name: 'id'}]})
+      expect(only('insert into orders (id, total) select id, length(email) from users').fills).toMatchObject([{schema: 'public', name: 'orders', columns: [{name: 'total'}]}])
+      expect(only('update orders set total = (select length(ssn) from users limit 1), user_id = 2').fills).toMatchObject([{name: 'orders', columns: [{name: 'total'}]}])
+      expect(only('insert into orders values (1, 2, 3)').fills).toBeUndefined()
+    })
   })
 
   it('reports parse errors instead of guessing', () => {

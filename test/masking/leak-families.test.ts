@@ -1,0 +1,255 @@
+/**
+ * The attack families of issue 13 that masking must close by construction, each with siblings:
+ * composite values (8), text-executing functions (9), session settings as a side channel (10),
+ * values echoed in errors whatever their SQLSTATE (11), phone numbers in free text (12), and what
+ * the recordings keep (13). Every case is first run directly against PostgreSQL and shown to reveal
+ * seeded values, then through the tunnel exactly as `dbgate connect` builds it, with the policy
+ * pack `none` (masking must not lean on guardrails), and every byte a client received is checked:
+ * node-postgres over the simple protocol, the extended protocol in text and binary format, COPY,
+ * and psql. Finally the signed recordings of all of it are searched for the same values.
+ */
+import {readdirSync, readFileSync, statSync} from 'node:fs'
+import {mkdtempSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {gunzipSync} from 'node:zlib'
+import pg from 'pg'
+import {to as copyTo} from 'pg-copy-streams'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {withClient} from '../helpers/pg.js'
+import {pgEnv, run} from '../helpers/run.js'
+import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
+import {all, captured, recordingRelay, type Seen} from './relay.js'
+
+/** Phone numbers only free text holds: no column is named for them. */
+const PHONES = ['+44 20 7946 0958', '(555) 123-4567', '+49 30 1234567']
+
+interface Case {
+  family: string
+  /** Run in one session, in order; whatever any of them returns counts. */
+  steps: string[]
+  /** The last step is a query whose rows can also be copied out. */
+  copy?: boolean
+}
+
+const CASES: Case[] = [
+  // 8: rows, composites, arrays and JSON built from rows
+  {family: 'composite', steps: ['select row(c.*) from customers c'], copy: true},
+  {family: 'composite', steps: ['select row(c.*)::text from customers c'], copy: true},
+  {family: 'composite', steps: ['select row(c.id, c.*) from customers c'], copy: true},
+  {family: 'composite', steps: ['select to_json(row(c.*)) from customers c'], copy: true},
+  {family: 'composite', steps: ["select json_build_object('k', row(c.*)) from customers c"], copy: true},
+  {family: 'composite', steps: ["select jsonb_build_object('k', row(c.*), 'n', 1)::text from customers c"], copy: true},
+  {family: 'composite', steps: ['select array[row(c.*)] from customers c'], copy: true},
+  {family: 'composite', steps: ['select to_json(array_agg(row(c.*))) from customers c'], copy: true},
+  {family: 'composite', steps: ['select json_agg(row(full_name, phone, address)) from customers'], copy: true},
+  {family: 'composite', steps: ["select json_build_object('who', row(full_name, row(phone, address))) from customers"], copy: true},
+  {family: 'composite', steps: ['select * from json_to_record((select row_to_json(row(c.*)) from customers c limit 1)) as x(f2 text, f4 text, f7 text)']},
+  // 9: functions that run SQL given as text, or read what the statement never names
+  {family: 'text-executing', steps: ["select * from ts_stat('select to_tsvector(''simple'', email) from customers')"], copy: true},
+  {family: 'text-executing', steps: ["select ts_stat('select to_tsvector(''simple'', email) from customers')::text"], copy: true},
+  {family: 'text-executing', steps: ["select (select string_agg(word, ',') from ts_stat('select to_tsvector(''simple'', email) from customers'))"], copy: true},
+  {family: 'text-executing', steps: ["select * from ts_stat('select quote_literal(full_name)::tsvector from customers')"], copy: true},
+  {family: 'text-executing', steps: ["select ts_rewrite('a'::tsquery, 'select ''a''::tsquery, quote_literal(address)::tsquery from customers where id = 1')"], copy: true},
+  {family: 'text-executing', steps: ["select query_to_xml('select full_name, phone from customers', true, false, '')"], copy: true},
+  {family: 'text-executing', steps: ["select pg_catalog.table_to_xml('customers', true, false, '')"], copy: true},
+  {family: 'text-executing', steps: ['begin', 'declare leak_cur cursor for select full_name, ssn from customers', "select cursor_to_xml('leak_cur', 50, false, false, '')"]},
+  // 10: session settings written with sensitive values and read back
+  {family: 'settings', steps: ["select set_config('x.leak', (select email from customers where id = 1), false)", 'show x.leak']},
+  {family: 'settings', steps: ["select set_config('x.leak', email, false) from customers where id = 2", "select current_setting('x.leak')"]},
+  {family: 'settings', steps: ["select set_config('x.leak', v, false) from (select full_name v from customers where id = 3) s", "select setting from pg_settings where name = 'x.leak'"]},
+  {family: 'settings', steps: ["select set_config('application_name', full_name, false) from customers where id = 4", 'select application_name from pg_stat_activity where pid = pg_backend_pid()']},
+  {family: 'settings', steps: ["select set_config('search_path', email, false) from customers where id = 5", 'show search_path']},
+  {family: 'settings', steps: ["do $$ begin perform set_config('x.unseen', (select ssn from customers where id = 6), false); end $$", 'show x.unseen']},
+  {family: 'settings', steps: ["do $$ begin perform set_config('x.unseen', (select phone from customers where id = 7), false); end $$", "select current_setting('x.unseen')"]},
+  {family: 'settings', steps: ["do $$ begin perform set_config('application_name', (select email from customers where id = 8), false); end $$", "select setting from pg_settings where name = 'application_name'", 'show all']},
+  {family: 'settings', steps: ["do $$ begin perform set_config('search_path', (select full_name from customers where id = 11), false); end $$", 'select 1']},
+  {family: 'settings', steps: ["select query_to_xml('select set_config(''x.viaxml'', email, false) from customers where id = 9', true, false, '')", "select current_setting('x.viaxml')"]},
+  {family: 'settings', steps: ["select set_config('x.leak', email, false) from customers where id = 10; select current_setting('x.leak')"]},
+  // 11: values echoed in errors outside SQLSTATE class 22
+  {family: 'errors', steps: [`select ('"' || full_name || '"')::regclass from customers`]},
+  {family: 'errors', steps: ['select email::regclass from customers']},
+  {family: 'errors', steps: [`select nextval('"' || full_name || '"') from customers`]},
+  {family: 'errors', steps: ['select current_setting(full_name) from customers']},
+  {family: 'errors', steps: ["select has_table_privilege(full_name, 'customers', 'select') from customers"]},
+  {family: 'errors', steps: [`select ('"' || full_name || '"')::regtype from customers`]},
+  {family: 'errors', steps: ['select to_tsquery(address) from customers']},
+  {family: 'errors', steps: ['select xmlparse(document full_name) from customers']},
+  {family: 'errors', steps: ['select ssn::int from customers']},
+  {family: 'errors', steps: [`select ('x" ' || full_name || ' "y')::int from customers`]},
+  {family: 'errors', steps: ['explain analyze select current_setting(address) from customers']},
+  // 12: phone numbers in free text
+  {family: 'free-text phones', steps: ['select body from notes where id >= 5'], copy: true},
+  {family: 'free-text phones', steps: ['select payload::text from events where id = 2'], copy: true},
+  {family: 'free-text phones', steps: ["select payload->>'note' from events where id = 2"], copy: true},
+]
+
+/** Every file under `dir`, gunzipped where needed. */
+function filesUnder(dir: string): Buffer[] {
+  const out: Buffer[] = []
+  for (const name of readdirSync(dir)) {
+    const p = path.join(dir, name)
+    if (statSync(p).isDirectory()) out.push(...filesUnder(p))
+    else {
+      const raw = readFileSync(p)
+      out.push(raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw)
+    }
+  }
+  return out
+}
+
+describe('leak families: masking by proof, through the tunnel dbgate connect builds', () => {
+  let fx: MaskingFixture
+  let secrets: string[]
+  let tunnel: PipelineTunnel & {env: NodeJS.ProcessEnv}
+  let relay: Awaited<ReturnType<typeof recordingRelay>>
+  let bucketDir: string
+
+  beforeAll(async () => {
+    fx = await maskingFixture()
+    await withClient(fx.db.url, (c) =>
+      c.query(`insert into notes values (5, 'reach me on ${PHONES[0]} or ${PHONES[1]} after six'), (6, 'order 12345678901 shipped 2026-10-01 12:00:00, paid 1,234.56');
+        insert into events values (2, '{"kind": "callback", "note": "call ${PHONES[2]}"}')`),
+    )
+    secrets = [...fx.secrets, ...PHONES]
+    bucketDir = mkdtempSync(path.join(tmpdir(), 'dbgate-families-'))
+    tunnel = await openPipelineTunnel(fx.db, 'policy: none', {top: `bucket: file://${bucketDir}`})
+    relay = await recordingRelay(tunnel.info.port)
+  })
+
+  afterAll(async () => {
+    await relay?.close()
+    await tunnel?.close().catch(() => {})
+    await fx?.close()
+  })
+
+  async function client(seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
+    const url = new URL(tunnel.info.url)
+    url.port = String(relay.port)
+    const c = captured(new pg.Client({connectionString: url.toString(), ...extra}), seen)
+    const index = relay.seen.length
+    await c.connect()
+    seen.bytes = relay.seen[index]!.bytes
+    return c
+  }
+
+  /** Runs a case's steps in one session; what came back (rows, errors, notices) as text. */
+  async function runSteps(c: pg.Client, steps: string[], extended: boolean): Promise<string> {
+    const out: string[] = []
+    for (const sql of steps) {
+      try {
+        const r = await c.query(extended ? ({text: sql, queryMode: 'extended'} as pg.QueryConfig) : sql)
+        out.push(JSON.stringify(Array.isArray(r) ? r.map((x) => x.rows) : r.rows))
+      } catch (error) {
+        out.push(JSON.stringify(error), String(error))
+      }
+    }
+    return out.join('\n')
+  }
+
+  it('has no vacuous case: each reveals seeded values over a direct connection', async () => {
+    const silent: string[] = []
+    for (const k of CASES) {
+      const c = new pg.Client({connectionString: fx.db.url})
+      const notices: string[] = []
+      c.on('notice', (n) => notices.push(JSON.stringify(n)))
+      await c.connect()
+      try {
+        const got = (await runSteps(c, k.steps, false)) + notices.join('\n')
+        if (leaked(got, secrets).length === 0) silent.push(k.steps.join('; '))
+      } finally {
+        await c.end()
+      }
+    }
+    expect(silent).toEqual([])
+  })
+
+  it.each([
+    ['the simple protocol', false, false],
+    ['the extended protocol, text format', true, false],
+    ['the extended protocol, binary format', true, true],
+  ])('masks every case over %s', async (_name, extended, binary) => {
+    const failures: string[] = []
+    for (const k of CASES) {
+      // One statement per Parse: a text of several goes through the simple protocol only.
+      if (extended && k.steps.some((s) => s.includes('; '))) continue
+      const seen: Seen = {bytes: [], strings: []}
+      const c = await client(seen, {binary} as Partial<pg.ClientConfig>)
+      const got = await runSteps(c, k.steps, extended)
+      await c.end()
+      const found = leaked(Buffer.concat([all(seen), Buffer.from(got)]), secrets)
+      if (found.length > 0) failures.push(`[${k.family}] ${k.steps.join('; ')}\n    leaked: ${found.slice(0, 3).join(' | ')}`)
+    }
+    expect(failures).toEqual([])
+  })
+
+  it('masks every copyable case in COPY … TO STDOUT, text and CSV', async () => {
+    const failures: string[] = []
+    for (const k of CASES.filter((x) => x.copy)) {
+      for (const format of ['', ' with (format csv)']) {
+        const seen: Seen = {bytes: [], strings: []}
+        const c = await client(seen)
+        const chunks: Buffer[] = []
+        const sql = `copy (${k.steps.at(-1)}) to stdout${format}`
+        await new Promise<void>((resolve) => {
+          const stream = c.query(copyTo(sql))
+          stream.on('data', (b: Buffer) => chunks.push(b))
+          stream.on('end', () => resolve())
+          stream.on('error', (e) => {
+            seen.strings.push(String(e))
+            resolve()
+          })
+        })
+        await c.end()
+        const found = leaked(Buffer.concat([all(seen), ...chunks]), secrets)
+        if (found.length > 0) failures.push(`[${k.family}] ${sql}\n    leaked: ${found.slice(0, 3).join(' | ')}`)
+      }
+    }
+    expect(failures).toEqual([])
+  })
+
+  it('masks what psql prints for every case', async () => {
+    const env = pgEnv(tunnel.info.port, tunnel.info.password, fx.db.database)
+    const script = CASES.map((k) => `${k.steps.join(';\n')};\n${k.steps[0] === 'begin' ? 'rollback;\n' : ''}`).join('\n')
+    const out = await run('psql', ['-X', '-v', 'ON_ERROR_STOP=0', '-v', 'VERBOSITY=verbose', '-f', '-'], {env, input: script})
+    // The cases ran: masked rows and the tunnel's refusals are there.
+    expect(out.stdout).toMatch(/\[redacted\]|\[masked\]/)
+    expect(out.stderr).toMatch(/masking cannot follow this query|set_config\(\) would store/)
+    expect(leaked(out.stdout + out.stderr, secrets)).toEqual([])
+  })
+
+  it('keeps ordinary free text and its numbers, dates and amounts as they are', async () => {
+    const c = await tunnel.client()
+    const r = await c.query('select body from notes where id = 6')
+    expect(r.rows[0].body).toBe('order 12345678901 shipped 2026-10-01 12:00:00, paid 1,234.56')
+  })
+
+  it('refuses to store untraced values in settings, and says why', async () => {
+    const c = await tunnel.client()
+    const err = await c.query("select set_config('x.leak', email, false) from customers where id = 1").then(
+      () => undefined,
+      (e: Error & {code?: string}) => e,
+    )
+    expect(err?.code).toBe('42501')
+    expect(err?.message).toMatch(/set_config\(\) would store values derived from sensitive or untraceable data in a setting/)
+    // Clean values are stored and read back as usual.
+    await c.query("select set_config('x.ok', 'plain value', false)")
+    expect((await c.query('show x.ok')).rows[0]).toEqual({'x.ok': 'plain value'})
+  })
+
+  it('records nothing the client was not shown: previews, errors and parameters', async () => {
+    const c = await tunnel.client()
+    await c.query('select row(c.*) from customers c')
+    await c.query('select current_setting(full_name) from customers').catch(() => {})
+    await c.query(`select ('"' || full_name || '"')::regclass from customers`).catch(() => {})
+    await c.query('select $1::text as note', [`call ${PHONES[0]}`])
+    await tunnel.close()
+    const files = [...filesUnder(bucketDir), ...filesUnder(tunnel.env.XDG_STATE_HOME!)]
+    const recorded = Buffer.concat(files)
+    // The recordings hold these statements (with masked previews), and none of the values.
+    expect(recorded.includes(Buffer.from('current_setting(full_name)'))).toBe(true)
+    expect(recorded.includes(Buffer.from('"preview"'))).toBe(true)
+    expect(leaked(recorded, secrets)).toEqual([])
+  })
+})
