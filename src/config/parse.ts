@@ -1,7 +1,7 @@
-import {homedir} from 'node:os'
-import {dirname, isAbsolute, join, resolve} from 'node:path'
+import {dirname, resolve} from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {LineCounter, parseDocument, type YAMLError} from 'yaml'
+import {defaultBucketDir} from '../util/paths.js'
 import {dbgateSchema} from './dbgate-schema.js'
 import {CONFIG_INVALID, ConfigError} from './errors.js'
 import {Context, INVALID} from './schema.js'
@@ -18,21 +18,6 @@ export interface ParseOptions {
 export interface ParsedConfig {
   config: DbgateConfig
   warnings: ConfigIssue[]
-}
-
-/** The XDG base directory spec says relative values are invalid and must be ignored. */
-function xdgDir(value: string | undefined, fallback: string): string {
-  return value && isAbsolute(value) ? value : fallback
-}
-
-/** `$XDG_DATA_HOME/dbgate`, default `~/.local/share/dbgate`: where dbgate keeps data by default. */
-export function userDataDir(env: NodeJS.ProcessEnv = process.env, homeDir: string = homedir()): string {
-  return join(xdgDir(env.XDG_DATA_HOME, join(homeDir, '.local', 'share')), 'dbgate')
-}
-
-/** `$XDG_CONFIG_HOME/dbgate`, default `~/.config/dbgate`. */
-export function userConfigDir(env: NodeJS.ProcessEnv = process.env, homeDir: string = homedir()): string {
-  return join(xdgDir(env.XDG_CONFIG_HOME, join(homeDir, '.config')), 'dbgate')
 }
 
 /** What to do about the YAML errors people actually make; the library's message says what is wrong. */
@@ -78,7 +63,7 @@ export function parseConfigText(text: string, fileName: string, opts: ParseOptio
       const env = opts.env ?? process.env
       const schema = dbgateSchema({
         baseDir: opts.baseDir ?? dirname(resolve(fileName)),
-        defaultBucketUrl: pathToFileURL(join(userDataDir(env, opts.homeDir), 'bucket')).href,
+        defaultBucketUrl: pathToFileURL(defaultBucketDir(opts.homeDir ? {...env, HOME: opts.homeDir} : env)).href,
       })
       config = schema.parse(doc.contents, {path: []}, cx)
     }

@@ -1,6 +1,4 @@
 import {readFile} from 'node:fs/promises'
-import {homedir} from 'node:os'
-import path from 'node:path'
 import {loadKeyRing} from '../audit/signing.js'
 import {openBucket} from '../bucket/index.js'
 import {resolvePolicy} from '../central/policy.js'
@@ -12,6 +10,7 @@ import {buildTunnelHooks, type TunnelHooksContext} from './hooks.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
 import {Tunnel, type TunnelAddress, type TunnelListen} from '../proxy/tunnel.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
+import {policyCacheDir} from '../util/paths.js'
 
 export interface ListenRequest {
   /** Loopback address to bind; default 127.0.0.1. */
@@ -127,7 +126,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
     loadKeys: async () => (await loadKeyRing(bucket)).keys,
     target: configured,
     localPolicy: opts.localPolicy,
-    cacheDir: path.join(env.XDG_CACHE_HOME || path.join(env.HOME || homedir(), '.cache'), 'dbgate', 'policies'),
+    cacheDir: policyCacheDir(env),
   })
   if (effective.notice) log('warn', effective.notice)
   const target = effective.target

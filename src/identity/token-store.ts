@@ -1,8 +1,8 @@
 import {createHash} from 'node:crypto'
 import {chmod, mkdir, open, readFile, rename, rm} from 'node:fs/promises'
-import {homedir} from 'node:os'
 import path from 'node:path'
 import {Entry} from '@napi-rs/keyring'
+import {tokenDir} from '../util/paths.js'
 import type {IdentityConfig} from './config.js'
 import {TokenStoreError} from './errors.js'
 
@@ -53,12 +53,6 @@ export function storeKey(config: Pick<IdentityConfig, 'issuer' | 'clientId'>): s
   return `${config.issuer}|${config.clientId}`
 }
 
-export function defaultConfigDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.XDG_CONFIG_HOME) return path.join(env.XDG_CONFIG_HOME, 'dbgate')
-  if (process.platform === 'win32' && env.APPDATA) return path.join(env.APPDATA, 'dbgate')
-  return path.join(homedir(), '.config', 'dbgate')
-}
-
 function keyringDisabled(env: NodeJS.ProcessEnv): boolean {
   return ['off', '0', 'false', 'no', 'file'].includes((env.DBGATE_KEYRING ?? '').toLowerCase())
 }
@@ -93,7 +87,7 @@ function parse(text: string, where: string): StoredTokens {
 export function openTokenStore(options: TokenStoreOptions = {}): TokenStore {
   const env = options.env ?? process.env
   const forcedOff = keyringDisabled(env)
-  const dir = path.join(options.configDir ?? defaultConfigDir(env), 'tokens')
+  const dir = options.configDir ? path.join(options.configDir, 'tokens') : tokenDir(env)
   const keyring: KeyringFactory = options.keyring ?? ((service, account) => new Entry(service, account))
   const fileFor = (key: string) => path.join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`)
 
