@@ -42,7 +42,7 @@ export function reviewerFromSession(session: Session): Reviewer {
       // `iat` has whole seconds; a token issued in the request's own second counts as after it.
       const floor = Math.floor(notBefore.getTime() / 1000)
       const stale = (s: Session) => (decodeJwt(s.token).iat ?? 0) < floor
-      if (stale(current)) current = await current.refresh()
+      if (stale(current)) current = await current.refresh({notBefore})
       if (stale(current)) {
         throw new ApprovalError(
           APPROVAL_NO_FRESH_TOKEN,

@@ -54,6 +54,12 @@ export interface DevProviderOptions {
   pollInterval?: number
   /** Signing key; default a fresh RS256 key per start. */
   signingKey?: JWK
+  /**
+   * Every refresh issues a new refresh token and spends the old one (default true). A spent one
+   * presented again is taken as stolen: oidc-provider revokes the whole grant, as Okta, Auth0 and
+   * Entra ID do with rotation on.
+   */
+  rotateRefreshTokens?: boolean
 }
 
 export interface DevPoll {
@@ -197,6 +203,7 @@ ${form}<button type="submit" form="op.deviceConfirmForm">Continue</button>
     async extraTokenClaims(_ctx: unknown, token: {kind: string; clientId?: string}) {
       return token.kind === 'ClientCredentials' && token.clientId === serviceClientId ? {groups: serviceGroups} : undefined
     },
+    rotateRefreshToken: options.rotateRefreshTokens ?? true,
     async issueRefreshToken(_ctx: unknown, client: {grantTypeAllowed(type: string): boolean}, code: {scopes: Set<string>}) {
       return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access')
     },
