@@ -6,4 +6,4 @@ export {decide, listForReviewer, mayReview, reviewerFromSession, confirmation, d
 export {verifyDecision, type VerifiedDecision, type DecisionCheck} from './verify.js'
 export {listRequests, readRequest, readDecision, readOutcome, requestDigest, newApprovalId, isApprovalId} from './store.js'
 export {notifyWebhook} from './webhook.js'
-export {parseDuration, shortDuration} from './format.js'
+export {shortDuration} from './format.js'

@@ -2,20 +2,6 @@ import type {Bucket} from '../bucket/index.js'
 import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
 import {SessionCache, type SessionSummary} from './index-cache.js'
 
-/** `7d`, `12h`, `30m`, `2w`, `45s` before `now`, or an ISO date / date-time. */
-export function parseWhen(value: string, now = new Date()): Date {
-  const m = /^(\d+)\s*(s|m|h|d|w)$/i.exec(value.trim())
-  if (m) {
-    const unit = {s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7, w: 6.048e8}[m[2]!.toLowerCase() as 's']
-    return new Date(now.getTime() - Number(m[1]) * unit)
-  }
-  if (/^\d{4}-\d{2}-\d{2}/.test(value.trim())) {
-    const d = new Date(value.trim())
-    if (!Number.isNaN(d.getTime())) return d
-  }
-  throw new Error(`cannot read ${JSON.stringify(value)} as a time: use a duration like 7d, 12h, 30m, or an ISO date like 2026-01-31`)
-}
-
 export interface ListFilters {
   /** Case-insensitive substring of the e-mail, subject or name. */
   user?: string

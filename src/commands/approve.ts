@@ -1,14 +1,12 @@
-import {Args, Command, Flags} from '@oclif/core'
-import {approvalCliError, reviewContextFrom} from '../approvals/cli.js'
+import {Args, Flags} from '@oclif/core'
+import {reviewContextFrom} from '../approvals/cli.js'
 import {APPROVAL_BAD_INPUT, ApprovalError} from '../approvals/errors.js'
-import {parseDuration} from '../approvals/format.js'
 import {confirmation, decide} from '../approvals/review.js'
 import {loadCommandConfig} from '../cli/config.js'
-import {toCliError} from '../cli/errors.js'
-import {configFlag} from '../cli/flags.js'
-import {identityCliError} from '../identity/cli-oclif.js'
+import {configFlag, durationFlag} from '../cli/flags.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
-export default class Approve extends Command {
+export default class Approve extends DbgateCommand {
   static override summary = 'Review statements waiting for approval, or approve one.'
   static override description = [
     'Without an id, on a terminal: an interactive list of pending requests you may decide, with the SQL, the rule that fired and what ran before it (a approve, d deny, w window, / filter, q quit).',
@@ -21,7 +19,7 @@ export default class Approve extends Command {
   static override flags = {
     config: configFlag,
     reason: Flags.string({char: 'r', summary: 'Why; recorded with the decision and shown to the requester.'}),
-    window: Flags.string({char: 'w', summary: 'Grant a window of this length (e.g. 30m) for the request\'s class of statement.', helpValue: '<duration>'}),
+    window: durationFlag('Grant a window of this length (e.g. 30m, 1h30m) for the request\'s class of statement.', {char: 'w'}),
   }
 
   async run(): Promise<{id: string; action: string; reviewer: string} | undefined> {
@@ -36,17 +34,9 @@ export default class Approve extends Command {
       await runApprovalsTui(ctx)
       return undefined
     }
-    let windowMs: number | undefined
-    if (flags.window !== undefined) {
-      windowMs = parseDuration(flags.window)
-      if (!windowMs) throw new ApprovalError(APPROVAL_BAD_INPUT, `--window ${JSON.stringify(flags.window)} is not a duration.`, 'Use e.g. 30m, 2h or 1h30m.')
-    }
-    const result = await decide(ctx, {id: args.id, action: windowMs ? 'window' : 'approve', reason: flags.reason, windowMs})
+    const windowMs = flags.window
+    const result = await decide(ctx, {id: args.id, action: windowMs !== undefined ? 'window' : 'approve', reason: flags.reason, windowMs})
     this.log(confirmation(result))
     return {id: result.request.id, action: result.decision.action, reviewer: result.decision.reviewer.email ?? result.decision.reviewer.subject}
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(approvalCliError(identityCliError(err, this)), this) as Error & {exitCode?: number})
   }
 }

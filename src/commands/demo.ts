@@ -1,14 +1,15 @@
-import {Command, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 import chalk from 'chalk'
 import {demoBanner} from '../demo/banner.js'
 import {startDemo, type DemoEnvironment} from '../demo/demo.js'
 import {demoFeatures} from '../demo/features.js'
 import {formatStep} from '../demo/steps.js'
 import {runTour} from '../demo/tour.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
-export default class Demo extends Command {
+export default class Demo extends DbgateCommand {
   static override summary = 'Try dbgate on this machine: a sample database, three people, the whole tour.'
   static override description = `Starts, on loopback and with nothing installed beforehand, an embedded PostgreSQL holding a small shop (customers, orders, payments with fake personal data), a DEVELOPMENT identity provider with three users (alice, engineer; bob, reviewer; carol, auditor), and a local bucket directory, writes a dbgate.yaml for them, and prints what to run in three terminals: sign in, connect, see masking and guardrails, get a statement approved, audit the session.
 

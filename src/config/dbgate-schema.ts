@@ -50,6 +50,7 @@ import {
   type TargetConfig,
   type TunnelConfig,
 } from './types.js'
+import {DURATION_EXAMPLES} from '../util/duration.js'
 import {formatDuration, formatSize, parseDuration, parseSize, suggestSize} from './units.js'
 
 export const TARGET_NAME = /^[a-z0-9][a-z0-9_-]*$/i
@@ -70,11 +71,11 @@ export interface SchemaOptions {
 }
 
 function duration(opts: {min?: number; max?: number} = {}): Schema<number> {
-  const expected = 'a duration such as 30s, 15m, 2h or 1d (or whole seconds)'
+  const expected = `a duration such as ${DURATION_EXAMPLES} (or whole seconds)`
   return scalar(expected, (v, node, at, cx) => {
     if (typeof v !== 'string' && typeof v !== 'number') return undefined
     const ms = parseDuration(v)
-    if (ms === undefined) return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, 'write a number followed by s, m, h or d, e.g. 15m')
+    if (ms === undefined) return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, 'write amounts with a unit (y, w, d, h, m, s), largest first, e.g. 15m or 1h30m')
     if ((opts.min !== undefined && ms < opts.min) || (opts.max !== undefined && ms > opts.max)) {
       const bounds = [opts.min !== undefined ? `at least ${formatDuration(opts.min)}` : '', opts.max !== undefined ? `at most ${formatDuration(opts.max)}` : ''].filter(Boolean).join(' and ')
       return cx.error('range', node, at.path, `expected a duration ${bounds}, got ${JSON.stringify(v)}`, `write a duration ${bounds}`)

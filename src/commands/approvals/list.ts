@@ -1,12 +1,11 @@
-import {Command, Flags} from '@oclif/core'
-import {approvalCliError, formatRequests, requestJson, reviewContextFrom} from '../../approvals/cli.js'
+import {Flags} from '@oclif/core'
+import {formatRequests, requestJson, reviewContextFrom} from '../../approvals/cli.js'
 import {listForReviewer} from '../../approvals/review.js'
 import {loadCommandConfig} from '../../cli/config.js'
-import {toCliError} from '../../cli/errors.js'
 import {configFlag} from '../../cli/flags.js'
-import {identityCliError} from '../../identity/cli-oclif.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
-export default class ApprovalsList extends Command {
+export default class ApprovalsList extends DbgateCommand {
   static override summary = 'List approval requests you may decide.'
   static override description =
     'Shows pending requests on the targets whose reviewer groups you are in, newest first; your own requests are left out, since nobody decides their own. Use `dbgate approve` for the interactive view.'
@@ -25,9 +24,5 @@ export default class ApprovalsList extends Command {
     if (views.length === 0) this.logToStderr(flags.all ? 'No approval requests in the last 24 hours.' : 'No pending approval requests for you.')
     else this.log(formatRequests(views, Boolean(process.stdout.isTTY)))
     return views.map(requestJson)
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(approvalCliError(identityCliError(err, this)), this) as Error & {exitCode?: number})
   }
 }

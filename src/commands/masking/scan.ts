@@ -1,6 +1,5 @@
-import {Args, Command, Errors} from '@oclif/core'
+import {Args} from '@oclif/core'
 import {loadCommandConfig} from '../../cli/config.js'
-import {toCliError} from '../../cli/errors.js'
 import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 import {configFlag} from '../../cli/flags.js'
 import {renderTable, type Column} from '../../cli/table.js'
@@ -8,6 +7,7 @@ import {getTarget} from '../../config/targets.js'
 import {upstreamTargetOf} from '../../connect/open.js'
 import {catalogQueryFor} from '../../masking/catalog-query.js'
 import {scanCatalog, type ScanFinding} from '../../masking/scan.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
 const columns: Column<ScanFinding>[] = [
   {header: 'TABLE', value: (f) => `${f.schema}.${f.table}`},
@@ -18,7 +18,7 @@ const columns: Column<ScanFinding>[] = [
   {header: 'REASON', value: (f) => f.reason},
 ]
 
-export default class MaskingScan extends Command {
+export default class MaskingScan extends DbgateCommand {
   static override summary = "List the columns of a target that masking hides, and why."
   static override description = `Connects to the target directly (not through a tunnel), reads its catalog, and shows every
 column classified as sensitive: by its name, by its type, or by a mask: glob in dbgate.yaml, less
@@ -38,16 +38,12 @@ the columns listed in unmaskColumns. Values are never read. Output columns deriv
     try {
       findings = await scanCatalog(query, target.masking)
     } catch (error) {
-      throw Object.assign(new Errors.CLIError(`could not read the catalog of target "${target.name}": ${(error as Error).message}`, {exit: EXIT_FAILURE, code: 'CATALOG_UNREADABLE'}), {exitCode: EXIT_FAILURE})
+      throw Object.assign(new Error(`could not read the catalog of target "${target.name}": ${(error as Error).message}`), {code: 'CATALOG_UNREADABLE'})
     } finally {
       await query.close()
     }
     if (findings.length === 0) this.log(`No sensitive columns found in ${target.database} on ${target.host}:${target.port}; the value scanner still checks every result.`)
     else this.log(renderTable(findings, columns, {tty: Boolean(process.stdout.isTTY)}))
     return findings
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

@@ -1,8 +1,10 @@
-import {Args, Command, Flags} from '@oclif/core'
-import {toCliError} from '../../cli/errors.js'
-import {bucketFlags, resolveBucket} from '../../audit/cli.js'
+import {Args, Flags} from '@oclif/core'
+import {resolveBucket} from '../../audit/cli.js'
+import {bucketFlags} from '../../cli/flags.js'
 import {SessionReader} from '../../audit/read.js'
 import {replay} from '../../audit/render.js'
+import {UsageError} from '../../cli/errors.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
 /** Space pauses and resumes, `s` (or →) skips the current wait, `q` (or Ctrl-C) stops. TTY only. */
 class Keys {
@@ -44,7 +46,7 @@ class Keys {
   }
 }
 
-export default class SessionsReplay extends Command {
+export default class SessionsReplay extends DbgateCommand {
   static override summary = 'Replay a session with its original timing.'
   static override description = 'Prints each statement, its decision and its masked result preview at the pace it happened. On a terminal: space pauses, s skips the wait, q stops.'
   static override examples = ['$ dbgate sessions replay 3f2a9c', '$ dbgate sessions replay 3f2a9c --speed 4 --max-delay 2000', '$ dbgate sessions replay 3f2a9c --no-wait']
@@ -59,7 +61,7 @@ export default class SessionsReplay extends Command {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(SessionsReplay)
     const speed = Number(flags.speed)
-    if (!(speed > 0)) this.error(`--speed must be a positive number, got ${flags.speed}`, {exit: 2})
+    if (!(speed > 0)) throw new UsageError(`--speed must be a positive number, got ${flags.speed}`)
     const {bucket} = await resolveBucket(flags, this)
     const {events} = await new SessionReader(bucket).load(args.session)
     const color = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR
@@ -74,9 +76,5 @@ export default class SessionsReplay extends Command {
     } finally {
       keys?.dispose()
     }
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

@@ -1,10 +1,11 @@
-import {Args, Command, Flags} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 import chalk from 'chalk'
-import {toCliError} from '../../cli/errors.js'
-import {bucketFlags, filterFlags, listFilters, resolveBucket} from '../../audit/cli.js'
+import {listFilters, resolveBucket} from '../../audit/cli.js'
+import {bucketFlags, filterFlags} from '../../cli/flags.js'
 import {highlight, SessionReader, type SearchMatch} from '../../audit/read.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
-export default class SessionsSearch extends Command {
+export default class SessionsSearch extends DbgateCommand {
   static override summary = 'Find statements across recorded sessions.'
   static override description = 'Matches statement text case-insensitively (or as a regular expression with --regex) and prints each hit with its session, time, user and decision.'
   static override examples = ['$ dbgate sessions search "drop table"', '$ dbgate sessions search --table users --class delete --since 30d', '$ dbgate sessions search "email" --user alice --json']
@@ -45,9 +46,5 @@ export default class SessionsSearch extends Command {
     }
     if (matches.length === 0) this.logToStderr('No statements match.')
     return matches
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

@@ -1,11 +1,12 @@
-import {Args, Command} from '@oclif/core'
-import {toCliError} from '../../cli/errors.js'
-import {bucketFlags, resolveBucket} from '../../audit/cli.js'
+import {Args} from '@oclif/core'
+import {resolveBucket} from '../../audit/cli.js'
+import {bucketFlags} from '../../cli/flags.js'
 import type {AuditEvent} from '../../audit/events.js'
 import {SessionReader} from '../../audit/read.js'
 import {renderTimeline} from '../../audit/render.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
-export default class SessionsShow extends Command {
+export default class SessionsShow extends DbgateCommand {
   static override summary = 'Show one session as a timeline of its statements and decisions.'
   static override examples = ['$ dbgate sessions show 3f2a9c', '$ dbgate sessions show 3f2a9c --json']
   static override enableJsonFlag = true
@@ -18,9 +19,5 @@ export default class SessionsShow extends Command {
     const {summary, events} = await new SessionReader(bucket).load(args.session)
     for (const line of renderTimeline(events, {color: Boolean(process.stdout.isTTY) && !process.env.NO_COLOR})) this.log(line)
     return {session: summary.sessionId, events}
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }
