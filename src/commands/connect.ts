@@ -52,6 +52,8 @@ DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits w
       listen: {host: flags.listen, port: flags.port, socket: flags.socket, force: flags['force-listen']},
       localPolicy: flags['local-policy'],
       log,
+      // On a terminal only: scripts read stderr for errors, not for progress.
+      progress: process.stderr.isTTY && !flags.json ? (m) => process.stderr.write(`${chalk.dim(m)}\n`) : undefined,
     })
     const {info, target} = opened
 

@@ -59,6 +59,8 @@ export const DEFAULT_PORT = 5432
 export const DEFAULT_CLOCK_SKEW_MS = 60_000
 export const DEFAULT_APPROVAL_EXPIRY_MS = 15 * 60_000
 export const DEFAULT_PREVIEW_ROWS = 5
+/** How long `dbgate connect` waits for a target's database to answer (libpq's connect_timeout, which has no default, would wait forever). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 export const DEFAULT_TUNNEL: TunnelConfig = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2}
 /** PostgreSQL message lengths are signed 32-bit integers, so no message can be larger. */
 const MAX_PROTOCOL_MESSAGE = 2 ** 31 - 1
@@ -394,6 +396,7 @@ function target(opts: SchemaOptions) {
       password: optional(secretRef(opts.baseDir)),
       tls: withDefault(oneOf(TLS_MODES), 'prefer'),
       tlsCa: optional(path(opts.baseDir, '/etc/ssl/db-ca.pem')),
+      connectTimeout: withDefault(duration({min: 1000, max: 10 * 60_000}), DEFAULT_CONNECT_TIMEOUT_MS),
       allow: optional(groups),
       reviewers: withDefault(groups, []),
       policy: withDefault(oneOf(POLICY_PACKS), 'default'),
@@ -450,6 +453,7 @@ function buildTarget(name: string, t: RawTarget, tunnel: TunnelConfig, cx: Conte
     ...(t.password ? {password: t.password} : {}),
     tls: t.tls,
     ...(t.tlsCa !== undefined ? {tlsCa: t.tlsCa} : {}),
+    connectTimeoutMs: t.connectTimeout,
     ...(t.allow !== undefined ? {allow: t.allow} : {}),
     reviewers: t.reviewers,
     policy: t.policy,

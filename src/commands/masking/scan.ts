@@ -5,6 +5,7 @@ import {configFlag} from '../../cli/flags.js'
 import {renderTable, type Column} from '../../cli/table.js'
 import {getTarget} from '../../config/targets.js'
 import {upstreamTargetOf} from '../../connect/open.js'
+import {describeTargetFailure} from '../../connect/target-errors.js'
 import {catalogQueryFor} from '../../masking/catalog-query.js'
 import {scanCatalog, type ScanFinding} from '../../masking/scan.js'
 import {DbgateCommand} from '../../cli/base-command.js'
@@ -31,14 +32,15 @@ the columns listed in unmaskColumns. Values are never read. Output columns deriv
 
   async run(): Promise<ScanFinding[]> {
     const {args, flags} = await this.parse(MaskingScan)
-    const {config} = await loadCommandConfig(flags, this)
+    const loaded = await loadCommandConfig(flags, this)
+    const {config} = loaded
     const target = getTarget(config, args.target)
     const query = catalogQueryFor(await upstreamTargetOf(target))
     let findings: ScanFinding[]
     try {
       findings = await scanCatalog(query, target.masking)
     } catch (error) {
-      throw Object.assign(new Error(`could not read the catalog of target "${target.name}": ${(error as Error).message}`), {code: 'CATALOG_UNREADABLE'})
+      throw describeTargetFailure(target, error, loaded.path)
     } finally {
       await query.close()
     }
