@@ -42,3 +42,11 @@ export function oneLine(sql: string, max = 120): string {
   const s = sql.replace(/\s+/g, ' ').trim()
   return s.length > max ? `${s.slice(0, max - 1)}…` : s
 }
+
+const REFUSED = new Set(['deny', 'approval_denied', 'approval_timeout', 'approval_withdrawn'])
+
+/** How an earlier statement of the session ended, for the reviewer: ran (✓), refused (✗) or failed (!). */
+export function recentMark(s: {decision: string; outcome: string}): '✓' | '✗' | '!' {
+  if (REFUSED.has(s.decision)) return '✗'
+  return s.outcome === 'error' ? '!' : '✓'
+}

@@ -2,7 +2,7 @@
 export * from './types.js'
 export * from './errors.js'
 export {createApprovalGate, approvalOf, type ApprovalGate, type ApprovalGateOptions, type ApprovalTag, type ApprovalTagInfo, type ApprovalOutcomeDecision} from './hook.js'
-export {decide, listForReviewer, mayReview, reviewerFromSession, confirmation, describeWinner, type Reviewer, type ReviewContext, type DecideInput, type DecideResult} from './review.js'
+export {decide, listForReviewer, listOwnRequests, notAReviewer, mayReview, reviewerFromSession, confirmation, describeWinner, type Reviewer, type ReviewContext, type DecideInput, type DecideResult} from './review.js'
 export {verifyDecision, type VerifiedDecision, type DecisionCheck} from './verify.js'
 export {listRequests, readRequest, readDecision, readOutcome, requestDigest, newApprovalId, isApprovalId} from './store.js'
 export {notifyWebhook} from './webhook.js'

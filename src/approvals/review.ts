@@ -90,6 +90,30 @@ export async function listForReviewer(ctx: ReviewContext, opts: ListForReviewerO
   return views.filter((v) => mayReview(ctx.config, ctx.reviewer.identity, v.request).ok && (opts.all || v.state === 'pending'))
 }
 
+/** Requests this person made (their own are never in their review list), newest first. */
+export async function listOwnRequests(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
+  const views = await listRequests(ctx.bucket, {now: ctx.now?.()})
+  return views.filter((v) => v.request.requester.subject === ctx.reviewer.identity.subject && (opts.all || v.state === 'pending'))
+}
+
+/**
+ * Why someone has nothing to review when they are in no target's reviewer groups: who reviews
+ * what, and where their own requests are. Undefined for a reviewer of at least one target.
+ */
+export async function notAReviewer(ctx: ReviewContext): Promise<{message: string; nextStep: string} | undefined> {
+  const who = ctx.reviewer.identity
+  const targets = Object.values(ctx.config.targets)
+  if (targets.some((t) => who.groups.some((g) => t.reviewers.includes(g)))) return undefined
+  const reviewers = targets.map((t) => `${t.name}: ${t.reviewers.join(', ') || 'none configured'}`).join('; ')
+  const own = await listOwnRequests(ctx)
+  return {
+    message: `${identityLabel(who)} (groups: ${who.groups.join(', ') || 'none'}) is not in the reviewer groups of any target (${reviewers}), so there is nothing for you to decide.`,
+    nextStep: own.length
+      ? `Your own pending request${own.length === 1 ? '' : 's'} (${own.map((v) => `${v.request.id} on ${v.request.target}`).join(', ')}) wait${own.length === 1 ? 's' : ''} for those reviewers; \`dbgate approvals list --mine\` shows them.`
+      : 'Requests you make wait for those reviewers; `dbgate approvals list --mine` shows them.',
+  }
+}
+
 export interface DecideInput {
   id: string
   action: DecisionAction

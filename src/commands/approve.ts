@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {reviewContextFrom} from '../approvals/cli.js'
-import {APPROVAL_BAD_INPUT, ApprovalError} from '../approvals/errors.js'
-import {confirmation, decide} from '../approvals/review.js'
+import {APPROVAL_BAD_INPUT, APPROVAL_NOT_A_REVIEWER, ApprovalError} from '../approvals/errors.js'
+import {confirmation, decide, notAReviewer} from '../approvals/review.js'
 import {loadCommandConfig} from '../cli/config.js'
 import {configFlag, durationFlag} from '../cli/flags.js'
 import {DbgateCommand} from '../cli/base-command.js'
@@ -9,7 +9,7 @@ import {DbgateCommand} from '../cli/base-command.js'
 export default class Approve extends DbgateCommand {
   static override summary = 'Review statements waiting for approval, or approve one.'
   static override description = [
-    'Without an id, on a terminal: an interactive list of pending requests you may decide, with the SQL, the rule that fired and what ran before it (a approve, d deny, w window, / filter, q quit).',
+    'Without an id, on a terminal: an interactive list of pending requests you may decide, with the SQL, the rule that fired and what ran before it (a approve, asking for an optional reason; d deny; w window; / filter; q quit).',
     'With an id: approves that request at once; the waiting statement runs within a couple of seconds. --window grants a time-boxed window for statements of the same class where the target allows it.',
     'Only a member of the target\'s reviewer groups can decide, never on their own request; the waiting tunnel verifies your sign-in before it acts.',
   ].join('\n\n')
@@ -24,14 +24,20 @@ export default class Approve extends DbgateCommand {
 
   async run(): Promise<{id: string; action: string; reviewer: string} | undefined> {
     const {args, flags} = await this.parse(Approve)
-    const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, (m) => this.logToStderr(`Warning: ${m}`))
+    const interactive = !args.id && !this.jsonEnabled() && Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY)
+    // Once the screen is up it owns the terminal: warnings go onto it, not over it.
+    const warnings: string[] = []
+    const warn = (m: string) => (interactive ? warnings.push(m) : this.warning(m))
+    const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, warn)
     if (!args.id) {
-      if (this.jsonEnabled() || !process.stdin.isTTY || !process.stdout.isTTY) {
+      const standing = await notAReviewer(ctx)
+      if (standing) throw new ApprovalError(APPROVAL_NOT_A_REVIEWER, standing.message, standing.nextStep)
+      if (!interactive) {
         throw new ApprovalError(APPROVAL_BAD_INPUT, 'Name the request to approve: the interactive view needs a terminal.', 'Run `dbgate approvals list` to see pending requests, then `dbgate approve <id>`.')
       }
       // Loaded only here, so scripted approvals never pay for React and Ink.
       const {runApprovalsTui} = await import('../tui/approvals/run.js')
-      await runApprovalsTui(ctx)
+      await runApprovalsTui(ctx, warnings)
       return undefined
     }
     const windowMs = flags.window

@@ -131,4 +131,26 @@ describe('dbgate approvals list / approve / deny', () => {
     await Deny.run([id, '--reason', 'cleanup'])
     await held
   })
+
+  it('tells someone who reviews nothing that they are not a reviewer, and where their own requests are', async () => {
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table waiting_for_bob (id int)').catch((e: Error) => e)
+    const id = await w.approvalId()
+    as('alice')
+    const said: string[] = []
+    vi.mocked(console.error).mockImplementation((...args: unknown[]) => void said.push(args.join(' ')))
+    expect(await ApprovalsList.run(['--json'])).toEqual([])
+    await ApprovalsList.run([])
+    const note = said.join('\n')
+    expect(note).toMatch(/alice@example.com \(groups: engineering\) is not in the reviewer groups of any target \(app: dba\)/)
+    expect(note).toContain(`Your own pending request (${id} on app) waits for those reviewers; \`dbgate approvals list --mine\` shows them.`)
+    const mine = (await ApprovalsList.run(['--mine', '--json'])) as {id: string; state: string}[]
+    expect(mine.map((r) => [r.id, r.state])).toContainEqual([id, 'pending'])
+    // The interactive screen would be empty: it says so instead of opening.
+    await expect(Approve.run([])).rejects.toMatchObject({code: 'APPROVAL_NOT_A_REVIEWER', oclif: {exit: 4}})
+    as('bob')
+    await Deny.run([id, '--reason', 'cleanup'])
+    await held
+  })
 })
