@@ -28,6 +28,14 @@ Ctrl-C stops everything and removes what it started.`
     const interrupt = new AbortController()
     const onSignal = () => interrupt.abort()
     for (const sig of SIGNALS) process.on(sig, onSignal)
+    // A closed terminal (SIGHUP) takes stdout and stderr with it: writing then fails with EIO or
+    // EPIPE, and an unhandled stream error would end the process before it stops PostgreSQL and
+    // removes the demo directory. Output nobody can read is dropped; the cleanup goes on.
+    const onOutputError = (error: NodeJS.ErrnoException) => {
+      if (!['EPIPE', 'EIO', 'ENOTCONN', 'ECONNRESET'].includes(error.code ?? '')) throw error
+    }
+    process.stdout.on('error', onOutputError)
+    process.stderr.on('error', onOutputError)
     let env: DemoEnvironment | undefined
     let failed = false
     let stoppedAfterBanner = false
