@@ -37,7 +37,9 @@ export interface ResultPreview {
   truncated: boolean
 }
 
-export type Decision = 'allow' | 'deny' | 'approved' | 'approval_denied' | 'approval_timeout' | (string & {})
+/** Every decision a recorded statement can carry (src/connect/recording.ts writes them). */
+export const DECISIONS = ['allow', 'deny', 'approved', 'approval_denied', 'approval_timeout', 'approval_withdrawn'] as const
+export type Decision = (typeof DECISIONS)[number] | (string & {})
 
 export interface StatementData {
   connectionId: number

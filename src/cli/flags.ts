@@ -1,5 +1,6 @@
 /** Flags several commands share, so they are spelled and documented the same everywhere. */
 import {Flags} from '@oclif/core'
+import {closest} from '../config/suggest.js'
 import {readDuration, parseWhen, DURATION_EXAMPLES} from '../util/duration.js'
 
 export const configFlag = Flags.string({
@@ -55,3 +56,21 @@ export function durationFlag(summary: string, extra: {char?: 'w'} = {}) {
 }
 
 export {DURATION_EXAMPLES}
+
+/**
+ * A flag that takes one of a fixed set of values: anything else is a usage error (exit 2) that
+ * lists them, with a suggestion for a near miss, or `hint` for a value people expect to work.
+ */
+export function oneOfFlag(summary: string, values: readonly string[], opts: {helpValue: string; hint?: (value: string) => string | undefined}) {
+  return Flags.custom<string>({
+    summary: `${summary} One of: ${values.join(', ')}.`,
+    helpValue: opts.helpValue,
+    parse: async (input) => {
+      const value = input.trim().toLowerCase()
+      if (values.includes(value)) return value
+      const near = closest(value, values)
+      const hint = opts.hint?.(value) ?? (near ? `did you mean ${near}?` : undefined)
+      throw new Error(`${JSON.stringify(input)} is not one of ${values.join(', ')}${hint ? `; ${hint}` : ''}`)
+    },
+  })()
+}

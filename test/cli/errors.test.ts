@@ -68,4 +68,18 @@ describe('error output', () => {
     const unknown = await dbgate('sessions', 'list', '--nope')
     expect(unknown.code).toBe(2)
   })
+
+  it('refuses unknown values of enumerated flags, listing the valid ones', async () => {
+    const cls = await dbgate('sessions', 'search', '--class', 'select', '--bucket', `file://${dir}`)
+    expect(cls.code).toBe(2)
+    expect(cls.stderr).toContain('--class: "select" is not one of read, write, ddl, privilege, admin, transaction, session, opaque, unknown; select is a kind of statement, of class read')
+    const decision = await dbgate('sessions', 'search', '--decision', 'nope', '--bucket', `file://${dir}`)
+    expect(decision.code).toBe(2)
+    expect(decision.stderr).toContain('--decision: "nope" is not one of allow, deny, approved, approval_denied, approval_timeout, approval_withdrawn')
+    const help = await dbgate('sessions', 'search', '--help')
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('One of: read, write, ddl, privilege, admin, transaction, session, opaque, unknown.')
+    expect(help.stdout).not.toMatch(/select, insert, update, delete/)
+    const ok = await dbgate('sessions', 'search', '--class', 'read', '--decision', 'approved', '--bucket', `file://${dir}`)
+    expect(ok.code).toBe(0)
+  })
 })
