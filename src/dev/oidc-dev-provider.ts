@@ -7,8 +7,18 @@
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {exportJWK, generateKeyPair, type JWK} from 'jose'
-import Provider, {errors, type KoaContext} from 'oidc-provider'
-import {createMemoryAdapter} from 'oidc-provider/lib/adapters/memory_adapter.js'
+import type Provider from 'oidc-provider'
+import type {KoaContext} from 'oidc-provider'
+import {withoutRuntimeWarning} from '../util/quiet-warnings.js'
+
+// Imported when a provider starts, not when this module loads: oidc-provider warns about Node 20
+// as it is imported (see quiet-warnings.ts), and loading the CLI's commands must not import it.
+const loadProvider = () =>
+  withoutRuntimeWarning(async () => {
+    const oidc = await import('oidc-provider')
+    const {createMemoryAdapter} = await import('oidc-provider/lib/adapters/memory_adapter.js')
+    return {ProviderClass: oidc.default, errors: oidc.errors, createMemoryAdapter}
+  })
 
 export interface DevUser {
   id: string
@@ -117,7 +127,8 @@ export async function startDevOidcProvider(options: DevProviderOptions = {}): Pr
   const port = (server.address() as AddressInfo).port
   const issuer = `http://${host}:${port}`
 
-  const provider = new Provider(issuer, {
+  const {ProviderClass, errors, createMemoryAdapter} = await loadProvider()
+  const provider = new ProviderClass(issuer, {
     // Per-instance memory storage: several providers in one process (tests) never see each other's tokens.
     adapter: createMemoryAdapter(),
     clients: [
