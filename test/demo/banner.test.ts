@@ -25,7 +25,7 @@ it("a person's pasted environment puts a working dbgate on PATH, from any direct
     groups: ['engineering'],
     home: path.join(dir, 'alice'),
     env: {DBGATE_CONFIG: path.join(dir, 'dbgate.yaml'), DBGATE_KEYRING: 'off', XDG_CONFIG_HOME: path.join(dir, 'alice', 'config')},
-  } as DemoPerson
+  } as unknown as DemoPerson
   const pasted = exportLines(alice).join('\n')
   expect(pasted).toMatch(/^export PATH=/)
   // A login shell's PATH: node is there, no dbgate is.
