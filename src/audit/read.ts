@@ -48,11 +48,16 @@ export class SessionReader {
 
   /** One session's raw lines and parsed events, by id or unique id prefix. */
   async load(sessionIdOrPrefix: string): Promise<LoadedSession> {
+    if (!sessionIdOrPrefix.trim()) throw new Error('give a session id, or the first characters of one (`dbgate sessions list` shows them)')
     const all = await this.cache.summaries()
     const exact = all.filter((s) => s.sessionId === sessionIdOrPrefix)
     const found = exact.length ? exact : all.filter((s) => s.sessionId.startsWith(sessionIdOrPrefix))
     if (found.length === 0) throw new Error(`no shipped session ${sessionIdOrPrefix} in ${this.bucket.url}; run \`dbgate sessions sync\` if it is still in the local spool`)
-    if (found.length > 1) throw new Error(`session prefix ${sessionIdOrPrefix} matches ${found.length} sessions: ${found.slice(0, 5).map((s) => s.sessionId).join(', ')}`)
+    if (found.length > 1) {
+      const shown = found.slice(0, 5).map((s) => s.sessionId).join(', ')
+      const more = found.length > 5 ? ` and ${found.length - 5} more` : ''
+      throw new Error(`session prefix ${JSON.stringify(sessionIdOrPrefix)} matches ${found.length} sessions: ${shown}${more}; give more of the id (\`dbgate sessions list\` shows them)`)
+    }
     return this.loadSummary(found[0]!)
   }
 

@@ -2,7 +2,9 @@ import {Args, Flags} from '@oclif/core'
 import {resolveBucket} from '../../audit/cli.js'
 import {bucketFlags} from '../../cli/flags.js'
 import {SessionReader} from '../../audit/read.js'
-import {replay} from '../../audit/render.js'
+import {DEFAULT_MAX_DELAY_MS, replay} from '../../audit/render.js'
+import {colorEnabled} from '../../cli/color.js'
+import chalk from 'chalk'
 import {UsageError} from '../../cli/errors.js'
 import {DbgateCommand} from '../../cli/base-command.js'
 
@@ -55,7 +57,7 @@ export default class SessionsReplay extends DbgateCommand {
     ...bucketFlags,
     speed: Flags.string({summary: 'Playback speed: 2 is twice as fast.', default: '1', helpValue: '<factor>'}),
     'no-wait': Flags.boolean({summary: 'Print everything at once.', default: false}),
-    'max-delay': Flags.integer({summary: 'Longest pause between two events, in milliseconds.', min: 0, helpValue: '<ms>'}),
+    'max-delay': Flags.integer({summary: `Longest pause between two events, in milliseconds (default ${DEFAULT_MAX_DELAY_MS}); a longer one is shortened, and the replay says so.`, min: 0, helpValue: '<ms>'}),
   }
 
   async run(): Promise<void> {
@@ -64,10 +66,15 @@ export default class SessionsReplay extends DbgateCommand {
     if (!(speed > 0)) throw new UsageError(`--speed must be a positive number, got ${flags.speed}`)
     const {bucket} = await resolveBucket(flags, this)
     const {events} = await new SessionReader(bucket).load(args.session)
-    const color = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR
+    const color = colorEnabled(process.stdout)
     const keys = process.stdin.isTTY && process.stdout.isTTY && !flags['no-wait'] ? new Keys(process.stdin) : undefined
+    const maxDelayMs = flags['max-delay'] ?? DEFAULT_MAX_DELAY_MS
+    if (keys) {
+      const tell = `Replaying at ${speed === 1 ? 'the original pace' : `${speed}× the original pace`}; pauses over ${maxDelayMs / 1000}s are shortened. Keys: space pause/resume · s skip the wait · q stop`
+      this.log(color ? chalk.dim(tell) : tell)
+    }
     try {
-      for (const step of replay(events, {speed, noWait: flags['no-wait'], maxDelayMs: flags['max-delay'], color})) {
+      for (const step of replay(events, {speed, noWait: flags['no-wait'], maxDelayMs, color})) {
         if (keys) await keys.wait(step.delayMs)
         else if (step.delayMs > 0) await new Promise((r) => setTimeout(r, step.delayMs))
         if (keys?.quit) break

@@ -4,6 +4,7 @@ import {bucketFlags} from '../../cli/flags.js'
 import type {AuditEvent} from '../../audit/events.js'
 import {SessionReader} from '../../audit/read.js'
 import {renderTimeline} from '../../audit/render.js'
+import {colorEnabled} from '../../cli/color.js'
 import {DbgateCommand} from '../../cli/base-command.js'
 
 export default class SessionsShow extends DbgateCommand {
@@ -17,7 +18,7 @@ export default class SessionsShow extends DbgateCommand {
     const {args, flags} = await this.parse(SessionsShow)
     const {bucket} = await resolveBucket(flags, this)
     const {summary, events} = await new SessionReader(bucket).load(args.session)
-    for (const line of renderTimeline(events, {color: Boolean(process.stdout.isTTY) && !process.env.NO_COLOR})) this.log(line)
+    for (const line of renderTimeline(events, {color: colorEnabled(process.stdout)})) this.log(line)
     return {session: summary.sessionId, events}
   }
 }
