@@ -133,8 +133,9 @@ export function describeWinner(d: ApprovalDecision | undefined): string {
   return `${d.reviewer?.email ?? d.reviewer?.subject ?? 'someone'} ${verb} it at ${d.decidedAt}${d.reason ? ` (${d.reason})` : ''}`
 }
 
-// The bucket cannot tell a real decision from a planted one; the waiting tunnel can, and sets a bad one aside.
-const NOT_GENUINE = 'If that decision is not genuine, the waiting tunnel refuses it and sets it aside within seconds; decide again then.'
+// Almost always another reviewer was quicker. The bucket cannot tell a real decision from a
+// planted one, but the waiting tunnel can: it sets a bad one aside and the request is pending again.
+const ALREADY_DECIDED = 'Nothing more to do. (Should that decision not be genuine, the waiting tunnel rejects it and the request shows up as pending again.)'
 
 export async function decide(ctx: ReviewContext, input: DecideInput): Promise<DecideResult> {
   const now = ctx.now ?? (() => new Date())
@@ -146,7 +147,7 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
   const request = await readRequest(ctx.bucket, input.id)
   if (!request) throw new ApprovalError(APPROVAL_NOT_FOUND, `No approval request ${input.id} in ${ctx.bucket.url}.`, 'Run `dbgate approvals list` to see pending requests.')
   const [existing, outcome] = await Promise.all([readDecision(ctx.bucket, input.id), readOutcome(ctx.bucket, input.id)])
-  if (existing) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${input.id} was already decided: ${describeWinner(existing)}.`, NOT_GENUINE)
+  if (existing) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${input.id} was already decided: ${describeWinner(existing)}.`, ALREADY_DECIDED)
   const state = stateOf(request, existing, outcome, now())
   if (state !== 'pending') throw new ApprovalError(APPROVAL_NOT_PENDING, `${input.id} is no longer pending: it was ${state}.`)
   if (input.action === 'window' && !request.windows) throw new ApprovalError(APPROVAL_BAD_INPUT, `Target ${request.target} does not allow windows (approvals.windows is off); approve the one statement instead.`)
@@ -181,7 +182,7 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
     proof: seal(request.sealKey, JSON.stringify(sealed), {requestId: request.id, requestDigest: digest}),
   }
   const written = await writeDecision(ctx.bucket, decision)
-  if (!written.won) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${request.id} was already decided: ${describeWinner(written.winner)}.`, NOT_GENUINE)
+  if (!written.won) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${request.id} was already decided: ${describeWinner(written.winner)}.`, ALREADY_DECIDED)
   return {request, decision}
 }
 

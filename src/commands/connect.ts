@@ -9,10 +9,10 @@ import {DbgateCommand} from '../cli/base-command.js'
 
 export default class Connect extends DbgateCommand {
   static override summary = 'Open a local tunnel to a database target.'
-  static override description = `Listens on 127.0.0.1 (or a private unix socket) and forwards every client session to the target.
-Clients authenticate with the tunnel's own random secret, printed once the tunnel is ready.
-With a command after --, runs it with PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and
-DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits with its code.`
+  static override description = [
+    "Listens on 127.0.0.1 (or a private unix socket) and forwards every client session to the target. Clients authenticate with the tunnel's own random secret, printed once the tunnel is ready.",
+    'With a command after --, runs it with PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits with its code.',
+  ].join('\n\n')
   static override examples = [
     '$ dbgate connect prod',
     '$ dbgate connect prod --port 6432',

@@ -97,6 +97,8 @@ describe('dbgate approvals list / approve / deny', () => {
     await held
     expect(await withClient(db.url, async (x) => (await x.query("select to_regclass('from_cli') as t")).rows[0].t)).toBe('from_cli')
     await expect(Approve.run([id])).rejects.toMatchObject({code: 'APPROVAL_ALREADY_DECIDED', message: expect.stringMatching(/bob@example.com approved it .*\(ticket OPS-42\)/), oclif: {exit: 1}})
+    // The common case is a quicker colleague: the next step says there is nothing to do, calmly.
+    await expect(Approve.run([id])).rejects.toMatchObject({suggestions: [expect.stringMatching(/^Nothing more to do\./)]})
 
     await waitFor(() => posts.length >= 2)
     const texts = posts.map((b) => (JSON.parse(b) as {text: string}).text)

@@ -82,4 +82,16 @@ describe('error output', () => {
     const ok = await dbgate('sessions', 'search', '--class', 'read', '--decision', 'approved', '--bucket', `file://${dir}`)
     expect(ok.code).toBe(0)
   })
+
+  it('wraps command descriptions only where the terminal ends, not at hard line breaks', async () => {
+    for (const args of [['connect', '--help'], ['masking', 'scan', '--help']]) {
+      const r = await dbgate(...args)
+      const description = r.stdout.split('DESCRIPTION\n')[1]!.split('\nEXAMPLES')[0]!
+      // Every paragraph's lines but its last are filled to near the width (80 columns off a terminal).
+      for (const paragraph of description.split('\n\n')) {
+        const lines = paragraph.split('\n').filter(Boolean)
+        for (const line of lines.slice(0, -1)) expect({args, line, long: line.length > 60}).toEqual({args, line, long: true})
+      }
+    }
+  })
 })

@@ -21,10 +21,8 @@ const columns: Column<ScanFinding>[] = [
 
 export default class MaskingScan extends DbgateCommand {
   static override summary = "List the columns of a target that masking hides, and why."
-  static override description = `Connects to the target directly (not through a tunnel), reads its catalog, and shows every
-column classified as sensitive: by its name, by its type, or by a mask: glob in dbgate.yaml, less
-the columns listed in unmaskColumns. Values are never read. Output columns derived from these
-(through expressions, views, whole rows) are masked too when results pass through a tunnel.`
+  static override description =
+    'Connects to the target directly (not through a tunnel), reads its catalog, and shows every column classified as sensitive: by its name, by its type, or by a mask: glob in dbgate.yaml, less the columns listed in unmaskColumns. Values are never read. Output columns derived from these (through expressions, views, whole rows) are masked too when results pass through a tunnel.'
   static override examples = ['$ dbgate masking scan prod', '$ dbgate masking scan prod --json']
   static override enableJsonFlag = true
   static override args = {target: Args.string({description: 'Target name from dbgate.yaml.', required: true})}
