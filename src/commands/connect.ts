@@ -52,6 +52,9 @@ export default class Connect extends DbgateCommand {
       listen: {host: flags.listen, port: flags.port, socket: flags.socket, force: flags['force-listen']},
       localPolicy: flags['local-policy'],
       log,
+      // The command run after -- hears about a held statement from the tunnel as NOTICEs, on the
+      // same terminal: saying it again here would announce it twice (-v still does).
+      announce: command.length > 0 ? (m) => log('info', m) : undefined,
       // On a terminal only: scripts read stderr for errors, not for progress.
       progress: process.stderr.isTTY && !flags.json ? (m) => process.stderr.write(`${chalk.dim(m)}\n`) : undefined,
     })

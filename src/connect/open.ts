@@ -40,6 +40,8 @@ export interface OpenTunnelOptions {
   env?: NodeJS.ProcessEnv
   /** Run the local file's policy even where the bucket has a published one (recorded). */
   localPolicy?: boolean
+  /** Where held statements are announced (default: warnings in `log`). */
+  announce?: (message: string) => void
   /** Told what the tunnel is waiting for while it dials the target, for a progress line. */
   progress?: (message: string) => void
 }
@@ -173,6 +175,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
       target,
       env: opts.env,
       log,
+      announce: opts.announce,
       policy: {hash: effective.hash, version: effective.version},
       upstream,
     })
