@@ -16,9 +16,10 @@ export default class Demo extends DbgateCommand {
 With --script, plays that tour unattended and prints each step's outcome; exits 1 if any step fails.
 
 Ctrl-C stops everything and removes what it started.`
-  static override examples = ['$ dbgate demo', '$ dbgate demo --script']
+  static override examples = ['$ dbgate demo', '$ dbgate demo --script', '$ dbgate demo --script --keep']
   static override flags = {
     script: Flags.boolean({summary: 'Run the whole tour unattended and report each step.', default: false}),
+    keep: Flags.boolean({summary: 'Keep the demo directory (configuration, bucket, everyone\'s files, the report) after stopping; PostgreSQL and the identity provider stop either way.', default: false}),
   }
 
   async run(): Promise<void> {
@@ -40,9 +41,9 @@ Ctrl-C stops everything and removes what it started.`
     let failed = false
     let stoppedAfterBanner = false
     try {
-      env = await startDemo({log: note})
+      env = await startDemo({log: note, keep: flags.keep})
       if (!interrupt.signal.aborted) {
-        if (flags.script) failed = await this.script(env, interrupt.signal)
+        if (flags.script) failed = await this.script(env, interrupt.signal, flags.keep)
         else {
           await this.interactive(env, interrupt.signal)
           stoppedAfterBanner = true
@@ -55,7 +56,7 @@ Ctrl-C stops everything and removes what it started.`
       note('stopping: PostgreSQL, the identity provider, removing files …')
       await env?.stop()
       for (const sig of SIGNALS) process.off(sig, onSignal)
-      note(env ? `stopped; removed ${env.dir}` : 'stopped')
+      note(!env ? 'stopped' : flags.keep ? `stopped; kept ${env.dir} (the bucket, everyone's files${flags.script ? ', carol/evidence/report.html' : ''})` : `stopped; removed ${env.dir}`)
     }
     // Ctrl-C after the banner is how the interactive demo is meant to end: a success.
     if (interrupt.signal.aborted && !stoppedAfterBanner) this.exit(130)
@@ -72,11 +73,11 @@ Ctrl-C stops everything and removes what it started.`
   }
 
   /** True when a step failed. */
-  private async script(env: DemoEnvironment, signal: AbortSignal): Promise<boolean> {
+  private async script(env: DemoEnvironment, signal: AbortSignal, keep: boolean): Promise<boolean> {
     this.log(`dbgate demo --script: the tour, unattended (config ${env.configPath})\n`)
     const paint = {pass: chalk.green, fail: chalk.red, skip: chalk.yellow}
     const approvalCommands = Boolean(this.config.findCommand('approve') && this.config.findCommand('approvals:list'))
-    const results = await runTour(env, {signal, approvalCommands, onStep: (r) => this.log(paint[r.status](formatStep(r)))})
+    const results = await runTour(env, {signal, approvalCommands, keep, onStep: (r) => this.log(paint[r.status](formatStep(r)))})
     const count = (status: string) => results.filter((r) => r.status === status).length
     this.log(`\n${count('pass')} passed, ${count('skip')} skipped, ${count('fail')} failed`)
     return count('fail') > 0

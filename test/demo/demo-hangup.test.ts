@@ -57,3 +57,28 @@ it('opens without library warnings; SIGHUP with the terminal gone stops PostgreS
     if (dir) await rm(dir, {recursive: true, force: true})
   }
 }, 120_000)
+
+it('--keep stops PostgreSQL but keeps the demo directory to look at afterwards', async () => {
+  const child = spawn(process.execPath, [BIN, 'demo', '--keep'], {stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NO_COLOR: '1'}})
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (out += d))
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  let dir: string | undefined
+  let port: number | undefined
+  try {
+    while (!out.includes('Press Ctrl-C here') && child.exitCode === null) await new Promise((r) => setTimeout(r, 100))
+    dir = /with everything in (\S+)/.exec(out)![1]!
+    port = Number(/PostgreSQL {2}127\.0\.0\.1:(\d+)/.exec(out)![1])
+    child.kill('SIGINT')
+    expect(await exited).toBe(0)
+    expect(out).toContain(`stopped; kept ${dir}`)
+    expect(await postgresOn(port)).toEqual([])
+    expect(existsSync(path.join(dir, 'dbgate.yaml'))).toBe(true)
+    expect(existsSync(path.join(dir, 'bucket'))).toBe(true)
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL')
+    if (port) for (const pid of await postgresOn(port)) process.kill(pid, 'SIGINT')
+    if (dir) await rm(dir, {recursive: true, force: true})
+  }
+}, 120_000)
