@@ -174,11 +174,15 @@ export async function startDevOidcProvider(options: DevProviderOptions = {}): Pr
         userCodeInputSource: async (ctx: KoaContext, form: string, _out: unknown, err?: {name?: string; userCode?: string}) => {
           const message = !err
             ? 'Enter the code shown by dbgate.'
-            : err.userCode || err.name === 'NoCodeError'
-              ? 'That code is not valid. Try again.'
-              : err.name === 'AbortedError'
-                ? 'The sign-in was cancelled.'
-                : 'The request could not be processed.'
+            : err.name === 'AlreadyUsedError' && err.userCode
+              ? await reopened(ctx, err.userCode)
+              : err.name === 'ExpiredError'
+                ? 'That code has expired. Press Ctrl-C in your terminal and run <code>dbgate login</code> again for a new one.'
+                : err.userCode || err.name === 'NoCodeError'
+                  ? 'That code is not valid. Check it against your terminal and try again.'
+                  : err.name === 'AbortedError'
+                    ? 'The sign-in was cancelled.'
+                    : 'The request could not be processed.'
           ctx.type = 'html'
           ctx.body = page('Device sign-in', `<p>${message}</p>${form}<button type="submit" form="op.deviceInputForm">Continue</button>`)
         },
@@ -278,6 +282,32 @@ ${form}<button type="submit" form="op.deviceConfirmForm">Continue</button>
         server.close((error) => (error ? reject(error) : resolve()))
       }),
   }
+}
+
+/**
+ * A code entered again: usually the person closed the tab in the middle of signing in, and the
+ * terminal is still waiting. An unfinished sign-in is reset so the code can be entered again;
+ * a finished or refused one is said to be so.
+ */
+async function reopened(ctx: KoaContext, userCode: string): Promise<string> {
+  const {normalize} = await import('oidc-provider/lib/helpers/user_codes.js')
+  const provider = (ctx as unknown as {oidc: {provider: {DeviceCode: {findByUserCode(code: string, opts: {ignoreExpiration: boolean}): Promise<DeviceCodeState | undefined>}}}}).oidc.provider
+  const code = await provider.DeviceCode.findByUserCode(normalize(userCode), {ignoreExpiration: true})
+  if (code?.accountId) return 'This code was already used to sign in. Return to your terminal.'
+  if (code?.error) return 'The sign-in with this code was cancelled. Press Ctrl-C in your terminal and run <code>dbgate login</code> again.'
+  if (code?.inFlight) {
+    code.inFlight = false
+    await code.save()
+    return 'This code was entered before, in a window that was closed before the sign-in finished. Enter it again to continue.'
+  }
+  return 'That code is not valid. Check it against your terminal and try again.'
+}
+
+interface DeviceCodeState {
+  accountId?: string
+  error?: string
+  inFlight?: boolean
+  save(): Promise<unknown>
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
