@@ -386,6 +386,9 @@ const approvals = object({
   webhook: optional(httpsUrl({what: 'webhook', example: 'https://hooks.example.com/dbgate'})),
 })
 
+/** The keys of a target, for telling a dedented one from a target's name (parse.ts). Same as target() below. */
+export const TARGET_KEYS = ['host', 'port', 'database', 'user', 'password', 'tls', 'tlsCa', 'connectTimeout', 'allow', 'reviewers', 'policy', 'rules', 'masking', 'approvals'] as const
+
 function target(opts: SchemaOptions) {
   return object(
     {
