@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import chalk from 'chalk'
 import {loadCommandConfig} from '../cli/config.js'
 import {UsageError} from '../cli/errors.js'
+import {EXIT_INTERRUPTED} from '../cli/exit-codes.js'
 import {configFlag} from '../cli/flags.js'
 import {openTunnel, type ConnectionInfo} from '../connect/open.js'
 import {runClient} from '../connect/run-client.js'
@@ -105,7 +106,7 @@ function waitForInterrupt(close: (graceMs?: number) => Promise<void>): Promise<v
     const onSignal = () => {
       if (stopping) {
         process.stderr.write('dbgate: closing now\n')
-        process.exit(130)
+        process.exit(EXIT_INTERRUPTED)
       }
       stopping = true
       process.stderr.write('\ndbgate: closing the tunnel (running statements get 5 s to finish; Ctrl-C again to force)\n')

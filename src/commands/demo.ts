@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import chalk from 'chalk'
+import {EXIT_FAILURE, EXIT_INTERRUPTED} from '../cli/exit-codes.js'
 import {demoBanner} from '../demo/banner.js'
 import {startDemo, type DemoEnvironment} from '../demo/demo.js'
 import {demoFeatures} from '../demo/features.js'
@@ -59,8 +60,8 @@ Ctrl-C stops everything and removes what it started.`
       note(!env ? 'stopped' : flags.keep ? `stopped; kept ${env.dir} (the bucket, everyone's files${flags.script ? ', carol/evidence/report.html' : ''})` : `stopped; removed ${env.dir}`)
     }
     // Ctrl-C after the banner is how the interactive demo is meant to end: a success.
-    if (interrupt.signal.aborted && !stoppedAfterBanner) this.exit(130)
-    if (failed) this.exit(1)
+    if (interrupt.signal.aborted && !stoppedAfterBanner) this.exit(EXIT_INTERRUPTED)
+    if (failed) this.exit(EXIT_FAILURE)
   }
 
   private async interactive(env: DemoEnvironment, signal: AbortSignal): Promise<void> {

@@ -4,6 +4,7 @@ import {shipPending, type ShipReport} from '../../audit/shipper.js'
 import {defaultKeyDir, loadOrCreateInstallationKey} from '../../audit/signing.js'
 import {defaultSpoolDir} from '../../audit/spool.js'
 import {DbgateCommand} from '../../cli/base-command.js'
+import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 
 export default class SessionsSync extends DbgateCommand {
   static override summary = 'Ship recordings waiting in the local spool to the bucket now.'
@@ -20,7 +21,7 @@ export default class SessionsSync extends DbgateCommand {
     for (const s of report.shipped) this.log(`shipped ${s.sessionId} (${s.state}, ${formatBytes(s.bytes)}) → ${bucket.url}${s.key}`)
     for (const f of report.failed) this.logToStderr(`failed  ${f.sessionId}: ${f.error?.code} ${f.error?.message} (kept in the spool)`)
     if (report.shipped.length === 0 && report.failed.length === 0) this.log('Nothing to ship.')
-    if (report.failed.length) process.exitCode = 1
+    if (report.failed.length) process.exitCode = EXIT_FAILURE
     return report
   }
 }

@@ -10,6 +10,7 @@ import {loadKeyRing, type KeyRing} from '../../audit/signing.js'
 import {splitConcatenatedSessions, verifySession, type VerifyResult} from '../../audit/verify.js'
 import {UsageError} from '../../cli/errors.js'
 import {DbgateCommand} from '../../cli/base-command.js'
+import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 
 interface Checked extends VerifyResult {
   source: string
@@ -75,7 +76,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
     }
     const ok = checked.every((r) => r.ok) && keyErrors.length === 0
     if (checked.length === 0) this.logToStderr('No sessions to verify.')
-    if (!ok) process.exitCode = 1
+    if (!ok) process.exitCode = EXIT_FAILURE
     return {ok, sessions: checked, keyErrors}
   }
 }
