@@ -57,7 +57,8 @@ The report states its period, its sources and every gap (days with no logs, logs
       now,
       onSession: progress ? (done, total) => process.stderr.write(`\rreading sessions ${done}/${total}`) : undefined,
     })
-    if (progress && report.summary.sessions) process.stderr.write('\n')
+    // The progress line has done its job: cleared, so the summary below starts on a clean screen.
+    if (progress && report.summary.sessions) process.stderr.write('\r\x1b[2K')
     const s = report.summary
     this.log(`Report for ${report.period.since.slice(0, 10)} to ${report.period.until.slice(0, 10)} from ${report.sources.bucket}:`)
     const n = (count: number, one: string, many = `${one}s`) => `${count.toLocaleString('en-US')} ${count === 1 ? one : many}`
