@@ -34,7 +34,7 @@ describe('dbgate report', () => {
     expect(report.scope).toMatchObject({target: 'staging', targets: ['staging'], frameworks: ['soc2']})
     expect(report.sessions.map((s) => s.sessionId).sort()).toEqual(['ada-grant', 'root-local'])
     expect(r.stdout).toContain('2 sessions, 2 identities, 3 statements, 1 denied, 0 approvals granted, 0 values masked')
-    expect(r.stdout).toContain('gap: 29 of 31 days have no session logs')
+    expect(r.stdout).toContain('gap: 29 of 31 days since recording began have no session logs')
     expect(r.stdout).toContain(join(out, 'report.html'))
     expect((await stat(join(out, 'report.json'))).mode & 0o077).toBe(0)
   })
