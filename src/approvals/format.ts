@@ -12,14 +12,6 @@ export function shortDuration(ms: number): string {
   return `${h}h${String(m % 60).padStart(2, '0')}m`
 }
 
-/** Parses `30s`, `15m`, `2h`, `1h30m`; undefined when it is not a duration. */
-export function parseDuration(text: string): number | undefined {
-  const m = /^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$/.exec(text)
-  if (!m || (!m[1] && !m[2] && !m[3])) return undefined
-  const ms = ((Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 1000
-  return ms > 0 ? ms : undefined
-}
-
 export interface RequestRow {
   id: string
   requester: string
@@ -49,4 +41,12 @@ export function requestRow(v: RequestView, now: Date): RequestRow {
 export function oneLine(sql: string, max = 120): string {
   const s = sql.replace(/\s+/g, ' ').trim()
   return s.length > max ? `${s.slice(0, max - 1)}…` : s
+}
+
+const REFUSED = new Set(['deny', 'approval_denied', 'approval_timeout', 'approval_withdrawn'])
+
+/** How an earlier statement of the session ended, for the reviewer: ran (✓), refused (✗) or failed (!). */
+export function recentMark(s: {decision: string; outcome: string}): '✓' | '✗' | '!' {
+  if (REFUSED.has(s.decision)) return '✗'
+  return s.outcome === 'error' ? '!' : '✓'
 }

@@ -52,6 +52,12 @@ export interface ApprovalGateOptions {
   /** Appends an event to the session's recording. */
   record: (sessionId: string, type: string, payload: unknown) => void
   log: Log
+  /**
+   * Where a held statement's story is told to whoever runs the tunnel (waiting, granted, denied,
+   * expired, withdrawn). Default: a warning in the log. The client hears it all as NOTICEs anyway,
+   * so a tunnel whose only client is the command it runs (`connect -- psql`) says it only in -v.
+   */
+  announce?: (message: string) => void
   /** Default 1 s: a decision reaches the tunnel within about that. */
   pollMs?: number
   now?: () => Date
@@ -105,6 +111,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
   const now = opts.now ?? (() => new Date())
   const pollMs = opts.pollMs ?? 1000
+  const announce = opts.announce ?? ((message: string) => opts.log('warn', message))
   // Kept with their Date: turned into text only for the rare statement that asks for approval.
   const recent = new Map<string, (Omit<RecentStatement, 'at'> & {startedAt: Date})[]>()
   const windows: LiveWindow[] = []
@@ -191,7 +198,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     record(ctx.sessionId, 'approval.requested', {approvalId: id, class: d.class, ruleId: d.ruleId, reason: d.reason, reviewers: request.reviewers, expiresAt: request.expiresAt})
     const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
     ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
-    opts.log('warn', `${identityLabel(requester)}: ${oneLine(sql, 80)} — ${waiting}`)
+    announce(`${identityLabel(requester)}: ${oneLine(sql, 80)} — ${waiting}`)
     void notifyWebhook(hook, `dbgate: ${identityLabel(requester)} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): \`${oneLine(sql)}\`. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
 
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
@@ -203,7 +210,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       if (ctx.signal.aborted) {
         await settle({state: 'withdrawn'})
         record(ctx.sessionId, 'approval.withdrawn', {approvalId: id, reason: 'the client cancelled the statement or disconnected'})
-        opts.log('warn', `approval ${id} withdrawn: the client cancelled`)
+        announce(`approval ${id} withdrawn: the client cancelled`)
         const tag: ApprovalTag = {...decision, approval: {id, decision: 'approval_withdrawn'}}
         return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message: `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`}, tag}
       }
@@ -211,7 +218,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       if (left <= 0) {
         await settle({state: 'expired'})
         record(ctx.sessionId, 'approval.expired', {approvalId: id, expiresAt: request.expiresAt})
-        opts.log('warn', `approval ${id} expired with no decision`)
+        announce(`approval ${id} expired with no decision`)
         void notifyWebhook(hook, `dbgate: approval ${id} (${identityLabel(requester)} on ${opts.target.name}) expired with no decision.`)
         const tag: ApprovalTag = {...decision, approval: {id, decision: 'approval_timeout'}}
         return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} expired after ${expiresIn} with no decision by ${who}`, hint: 'run the statement again to ask again'}, tag}
@@ -262,7 +269,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       const because = dec.reason ? `: ${dec.reason}` : ''
       if (dec.action === 'deny') {
         await settle({state: 'denied', reviewer, reason: dec.reason})
-        opts.log('warn', `approval ${id} denied by ${reviewer}${because}`)
+        announce(`approval ${id} denied by ${reviewer}${because}`)
         void notifyWebhook(hook, `dbgate: ${reviewer} denied ${id} (${identityLabel(requester)} on ${opts.target.name})${because}`)
         const tag: ApprovalTag = {...decision, approval: {id, decision: 'approval_denied', reviewer}}
         return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} denied by ${reviewer}${because}`}, tag}
@@ -276,7 +283,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       }
       await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
       const scope = dec.action === 'window' ? ` with a window for ${request.class} statements for ${shortDuration(dec.windowMs!)}` : ''
-      opts.log('warn', `approval ${id} granted by ${reviewer}${scope}${because}`)
+      announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
       void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
       const tag: ApprovalTag = {...decision, approval: {id, decision: 'approved', reviewer}}
       // One approval covers one execution; a window covers its class for its duration.

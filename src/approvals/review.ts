@@ -42,7 +42,7 @@ export function reviewerFromSession(session: Session): Reviewer {
       // `iat` has whole seconds; a token issued in the request's own second counts as after it.
       const floor = Math.floor(notBefore.getTime() / 1000)
       const stale = (s: Session) => (decodeJwt(s.token).iat ?? 0) < floor
-      if (stale(current)) current = await current.refresh()
+      if (stale(current)) current = await current.refresh({notBefore})
       if (stale(current)) {
         throw new ApprovalError(
           APPROVAL_NO_FRESH_TOKEN,
@@ -90,6 +90,30 @@ export async function listForReviewer(ctx: ReviewContext, opts: ListForReviewerO
   return views.filter((v) => mayReview(ctx.config, ctx.reviewer.identity, v.request).ok && (opts.all || v.state === 'pending'))
 }
 
+/** Requests this person made (their own are never in their review list), newest first. */
+export async function listOwnRequests(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
+  const views = await listRequests(ctx.bucket, {now: ctx.now?.()})
+  return views.filter((v) => v.request.requester.subject === ctx.reviewer.identity.subject && (opts.all || v.state === 'pending'))
+}
+
+/**
+ * Why someone has nothing to review when they are in no target's reviewer groups: who reviews
+ * what, and where their own requests are. Undefined for a reviewer of at least one target.
+ */
+export async function notAReviewer(ctx: ReviewContext): Promise<{message: string; nextStep: string} | undefined> {
+  const who = ctx.reviewer.identity
+  const targets = Object.values(ctx.config.targets)
+  if (targets.some((t) => who.groups.some((g) => t.reviewers.includes(g)))) return undefined
+  const reviewers = targets.map((t) => `${t.name}: ${t.reviewers.join(', ') || 'none configured'}`).join('; ')
+  const own = await listOwnRequests(ctx)
+  return {
+    message: `${identityLabel(who)} (groups: ${who.groups.join(', ') || 'none'}) is not in the reviewer groups of any target (${reviewers}), so there is nothing for you to decide.`,
+    nextStep: own.length
+      ? `Your own pending request${own.length === 1 ? '' : 's'} (${own.map((v) => `${v.request.id} on ${v.request.target}`).join(', ')}) wait${own.length === 1 ? 's' : ''} for those reviewers; \`dbgate approvals list --mine\` shows them.`
+      : 'Requests you make wait for those reviewers; `dbgate approvals list --mine` shows them.',
+  }
+}
+
 export interface DecideInput {
   id: string
   action: DecisionAction
@@ -109,8 +133,9 @@ export function describeWinner(d: ApprovalDecision | undefined): string {
   return `${d.reviewer?.email ?? d.reviewer?.subject ?? 'someone'} ${verb} it at ${d.decidedAt}${d.reason ? ` (${d.reason})` : ''}`
 }
 
-// The bucket cannot tell a real decision from a planted one; the waiting tunnel can, and sets a bad one aside.
-const NOT_GENUINE = 'If that decision is not genuine, the waiting tunnel refuses it and sets it aside within seconds; decide again then.'
+// Almost always another reviewer was quicker. The bucket cannot tell a real decision from a
+// planted one, but the waiting tunnel can: it sets a bad one aside and the request is pending again.
+const ALREADY_DECIDED = 'Nothing more to do. (Should that decision not be genuine, the waiting tunnel rejects it and the request shows up as pending again.)'
 
 export async function decide(ctx: ReviewContext, input: DecideInput): Promise<DecideResult> {
   const now = ctx.now ?? (() => new Date())
@@ -122,7 +147,7 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
   const request = await readRequest(ctx.bucket, input.id)
   if (!request) throw new ApprovalError(APPROVAL_NOT_FOUND, `No approval request ${input.id} in ${ctx.bucket.url}.`, 'Run `dbgate approvals list` to see pending requests.')
   const [existing, outcome] = await Promise.all([readDecision(ctx.bucket, input.id), readOutcome(ctx.bucket, input.id)])
-  if (existing) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${input.id} was already decided: ${describeWinner(existing)}.`, NOT_GENUINE)
+  if (existing) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${input.id} was already decided: ${describeWinner(existing)}.`, ALREADY_DECIDED)
   const state = stateOf(request, existing, outcome, now())
   if (state !== 'pending') throw new ApprovalError(APPROVAL_NOT_PENDING, `${input.id} is no longer pending: it was ${state}.`)
   if (input.action === 'window' && !request.windows) throw new ApprovalError(APPROVAL_BAD_INPUT, `Target ${request.target} does not allow windows (approvals.windows is off); approve the one statement instead.`)
@@ -157,7 +182,7 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
     proof: seal(request.sealKey, JSON.stringify(sealed), {requestId: request.id, requestDigest: digest}),
   }
   const written = await writeDecision(ctx.bucket, decision)
-  if (!written.won) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${request.id} was already decided: ${describeWinner(written.winner)}.`, NOT_GENUINE)
+  if (!written.won) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${request.id} was already decided: ${describeWinner(written.winner)}.`, ALREADY_DECIDED)
   return {request, decision}
 }
 

@@ -1,46 +1,18 @@
-/** What the `sessions` commands share: where the bucket is, common flags, and small formatters. */
+/** What the `sessions` commands share: where the bucket is, their filters, and small formatters. */
 import {readFile} from 'node:fs/promises'
-import {Flags} from '@oclif/core'
 import {loadCommandConfig} from '../cli/config.js'
 import type {ErrorOutput} from '../cli/errors.js'
-import {configFlag} from '../cli/flags.js'
 import {defaultBucketUrl, openBucket, type Bucket} from '../bucket/index.js'
 import {CONFIG_NOT_FOUND, ConfigError} from '../config/errors.js'
-import {parseWhen, type ListFilters} from './read.js'
+import type {ListFilters} from './read.js'
 import {parsePublishedKey, type KeyRing} from './signing.js'
 
-export const bucketFlags = {
-  config: configFlag,
-  bucket: Flags.string({
-    char: 'b',
-    summary: 'Bucket holding the recordings: s3://bucket/prefix or file://DIR.',
-    description: 'Default: `bucket` from the configuration; without a configuration, file://$XDG_DATA_HOME/dbgate/bucket.',
-    env: 'DBGATE_BUCKET',
-    helpValue: '<url>',
-  }),
-}
-
-export const spoolFlag = Flags.string({
-  summary: 'Local spool directory.',
-  description: 'Default: $XDG_STATE_HOME/dbgate/spool (~/.local/state/dbgate/spool).',
-  env: 'DBGATE_SPOOL_DIR',
-  helpValue: '<dir>',
-})
-
-export const filterFlags = {
-  user: Flags.string({char: 'u', summary: 'Only sessions of this user (part of the e-mail or subject, any case).', helpValue: '<user>'}),
-  target: Flags.string({char: 't', summary: 'Only sessions on this target.', helpValue: '<name>'}),
-  since: Flags.string({summary: 'Only sessions started since: a duration (7d, 12h, 30m) or an ISO date.', helpValue: '<when>'}),
-  until: Flags.string({summary: 'Only sessions started until: a duration ago or an ISO date.', helpValue: '<when>'}),
-  denied: Flags.boolean({summary: 'Only sessions (or statements) with a denied statement.', default: false}),
-}
-
-export function listFilters(flags: {user?: string; target?: string; since?: string; until?: string; denied?: boolean}, now = new Date()): ListFilters {
+export function listFilters(flags: {user?: string; target?: string; since?: Date; until?: Date; denied?: boolean}): ListFilters {
   return {
     user: flags.user,
     target: flags.target,
-    since: flags.since ? parseWhen(flags.since, now) : undefined,
-    until: flags.until ? parseWhen(flags.until, now) : undefined,
+    since: flags.since,
+    until: flags.until,
     denied: flags.denied || undefined,
   }
 }

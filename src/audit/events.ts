@@ -38,10 +38,12 @@ export interface ResultPreview {
 }
 
 /**
+ * Every decision a recorded statement can carry (src/connect/recording.ts writes them).
  * `syntax_error`: the text did not parse; it was answered with the parser's 42601 error and never
  * reached the server. Not a denial: a typo is not an attempt at something the policy forbids.
  */
-export type Decision = 'allow' | 'deny' | 'approved' | 'approval_denied' | 'approval_timeout' | 'syntax_error' | (string & {})
+export const DECISIONS = ['allow', 'deny', 'approved', 'approval_denied', 'approval_timeout', 'approval_withdrawn', 'syntax_error'] as const
+export type Decision = (typeof DECISIONS)[number] | (string & {})
 
 export interface StatementData {
   connectionId: number

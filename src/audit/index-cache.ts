@@ -1,14 +1,14 @@
 import {randomBytes} from 'node:crypto'
 import {mkdir, readdir, readFile, rename, unlink, writeFile} from 'node:fs/promises'
-import {homedir} from 'node:os'
 import {join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
 import type {Bucket, ObjectInfo} from '../bucket/index.js'
+import {sessionCacheDir} from '../util/paths.js'
 import {sha256hex} from './chain.js'
 import {addToTotals, emptyTotals, parseEventLine, type SessionEndData, type SessionStartData, type StatementData, type Totals} from './events.js'
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'dbgate', 'sessions')
+  return sessionCacheDir(env)
 }
 
 export interface SessionSummary {

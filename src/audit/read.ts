@@ -2,20 +2,6 @@ import type {Bucket} from '../bucket/index.js'
 import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
 import {SessionCache, type SessionSummary} from './index-cache.js'
 
-/** `7d`, `12h`, `30m`, `2w`, `45s` before `now`, or an ISO date / date-time. */
-export function parseWhen(value: string, now = new Date()): Date {
-  const m = /^(\d+)\s*(s|m|h|d|w)$/i.exec(value.trim())
-  if (m) {
-    const unit = {s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7, w: 6.048e8}[m[2]!.toLowerCase() as 's']
-    return new Date(now.getTime() - Number(m[1]) * unit)
-  }
-  if (/^\d{4}-\d{2}-\d{2}/.test(value.trim())) {
-    const d = new Date(value.trim())
-    if (!Number.isNaN(d.getTime())) return d
-  }
-  throw new Error(`cannot read ${JSON.stringify(value)} as a time: use a duration like 7d, 12h, 30m, or an ISO date like 2026-01-31`)
-}
-
 export interface ListFilters {
   /** Case-insensitive substring of the e-mail, subject or name. */
   user?: string
@@ -62,11 +48,16 @@ export class SessionReader {
 
   /** One session's raw lines and parsed events, by id or unique id prefix. */
   async load(sessionIdOrPrefix: string): Promise<LoadedSession> {
+    if (!sessionIdOrPrefix.trim()) throw new Error('give a session id, or the first characters of one (`dbgate sessions list` shows them)')
     const all = await this.cache.summaries()
     const exact = all.filter((s) => s.sessionId === sessionIdOrPrefix)
     const found = exact.length ? exact : all.filter((s) => s.sessionId.startsWith(sessionIdOrPrefix))
     if (found.length === 0) throw new Error(`no shipped session ${sessionIdOrPrefix} in ${this.bucket.url}; run \`dbgate sessions sync\` if it is still in the local spool`)
-    if (found.length > 1) throw new Error(`session prefix ${sessionIdOrPrefix} matches ${found.length} sessions: ${found.slice(0, 5).map((s) => s.sessionId).join(', ')}`)
+    if (found.length > 1) {
+      const shown = found.slice(0, 5).map((s) => s.sessionId).join(', ')
+      const more = found.length > 5 ? ` and ${found.length - 5} more` : ''
+      throw new Error(`session prefix ${JSON.stringify(sessionIdOrPrefix)} matches ${found.length} sessions: ${shown}${more}; give more of the id (\`dbgate sessions list\` shows them)`)
+    }
     return this.loadSummary(found[0]!)
   }
 

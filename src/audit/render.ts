@@ -1,5 +1,5 @@
 import {Chalk, type ChalkInstance} from 'chalk'
-import {isDenied, isSyntaxError, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData} from './events.js'
+import {isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData} from './events.js'
 
 /**
  * Turning events into display lines. Everything here is pure: `show`, `replay` and the tests share
@@ -27,6 +27,25 @@ function offset(ms: number): string {
   return `${sign}${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}.${String(a % 1000).padStart(3, '0')}`
 }
 
+/** `approval_denied` → `APPROVAL DENIED`: the same words as the approval events' own lines. */
+export function decisionWord(decision: string): string {
+  return decision.replace(/_/g, ' ').toUpperCase()
+}
+
+/**
+ * The masked columns in a few words: `email (email, partial), phone (phone, partial)`. The
+ * recording keeps each one's full reasons (patterns and lineage), which `sessions show --json`
+ * prints; a replay line only needs what was hidden and how.
+ */
+export function shortMasked(masked: readonly string[]): string {
+  const seen = new Set<string>()
+  for (const m of masked) {
+    const parsed = /^(.*?) \(result \d+, column -?\d+\): ([^,]+), ([^,;]+)/.exec(m)
+    seen.add(parsed ? `${parsed[1]} (${parsed[2]}, ${parsed[3]})` : m.slice(0, 60))
+  }
+  return [...seen].join(', ')
+}
+
 /** One event as display lines: pure, so show, replay and tests share it and the command only prints. */
 export function renderEvent(ev: AuditEvent, opts: RenderOptions = {}): string[] {
   const c = new Chalk({level: opts.color ? 1 : 0})
@@ -44,14 +63,14 @@ export function renderEvent(ev: AuditEvent, opts: RenderOptions = {}): string[] 
     case 'statement': {
       const d = ev.data as StatementData
       const denied = isDenied(d.decision)
-      const label = isSyntaxError(d.decision) ? 'SYNTAX ERROR' : d.decision.toUpperCase()
-      const decision = denied ? c.red.bold(label) : d.decision === 'allow' ? c.green(label) : c.yellow(label)
+      const word = decisionWord(d.decision)
+      const decision = denied ? c.red.bold(word) : d.decision === 'allow' ? c.green(word) : c.yellow(word)
       const facts = [d.class, d.ruleId ? `rule ${d.ruleId}` : undefined, d.approvalId ? `approval ${d.approvalId}` : undefined, `${d.rows} row${d.rows === 1 ? '' : 's'}`, `${d.durationMs} ms`]
       const lines = [`${head} ${decision} ${facts.filter(Boolean).join(' · ')}`]
       for (const l of d.sql.split('\n')) lines.push(`    ${l}`)
       if (d.params?.length) lines.push(c.dim(`    params: ${d.params.map((p) => (p === null ? 'NULL' : JSON.stringify(p))).join(', ')}`))
       if (d.tables?.length) lines.push(c.dim(`    tables: ${d.tables.join(', ')}`))
-      if (d.maskedColumns?.length) lines.push(c.dim(`    masked: ${d.maskedColumns.join(', ')}`))
+      if (d.maskedColumns?.length) lines.push(c.dim(`    masked: ${shortMasked(d.maskedColumns)}`))
       if (d.error) lines.push(c.red(`    error ${d.error.sqlstate}: ${d.error.message}`))
       if (d.preview) lines.push(...renderPreview(d.preview, opts.cellWidth ?? 32).map((l) => `    ${l}`))
       return lines
@@ -131,9 +150,12 @@ export interface ReplayOptions extends RenderOptions {
   /** 2 plays twice as fast; ignored with `noWait`. */
   speed?: number
   noWait?: boolean
-  /** Longest pause between two events, so an idle hour does not stall a replay. */
+  /** Longest pause between two events, so an idle hour does not stall a replay; a longer one is shortened, and says so. */
   maxDelayMs?: number
 }
+
+/** Default longest pause of a replay: people typing their first query should not hold it up for half a minute. */
+export const DEFAULT_MAX_DELAY_MS = 3000
 
 export interface ReplayStep {
   event: AuditEvent
@@ -142,6 +164,8 @@ export interface ReplayStep {
   lines: string[]
 }
 
+const seconds = (ms: number) => (ms >= 60_000 ? `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s` : `${Math.round(ms / 100) / 10}s`)
+
 /** The session as steps with their original pacing; the command sleeps, handles keys and prints. */
 export function* replay(events: AuditEvent[], opts: ReplayOptions = {}): Generator<ReplayStep> {
   const speed = opts.speed && opts.speed > 0 ? opts.speed : 1
@@ -149,10 +173,15 @@ export function* replay(events: AuditEvent[], opts: ReplayOptions = {}): Generat
   let last: number | undefined
   for (const event of events) {
     const t = eventTime(event).getTime()
-    let delayMs = last === undefined || opts.noWait ? 0 : Math.max(0, Math.round((t - last) / speed))
-    if (opts.maxDelayMs !== undefined) delayMs = Math.min(delayMs, opts.maxDelayMs)
+    const idleMs = last === undefined || opts.noWait ? 0 : Math.max(0, Math.round((t - last) / speed))
+    const delayMs = opts.maxDelayMs !== undefined ? Math.min(idleMs, opts.maxDelayMs) : idleMs
     last = Math.max(last ?? t, t)
     const lines = renderEvent(event, {...opts, origin})
-    if (lines.length) yield {event, delayMs, lines}
+    if (!lines.length) continue
+    if (delayMs < idleMs) {
+      const c = new Chalk({level: opts.color ? 1 : 0})
+      lines.unshift(c.dim(`    … ${seconds(idleMs * speed)} with nothing happening, shortened to ${seconds(delayMs)}`))
+    }
+    yield {event, delayMs, lines}
   }
 }

@@ -1,10 +1,11 @@
 import {createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject} from 'node:crypto'
 import {constants as fsc} from 'node:fs'
 import {chmod, mkdir, open, readFile, stat} from 'node:fs/promises'
-import {homedir, hostname} from 'node:os'
+import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {isBucketError, OBJECT_EXISTS, type Bucket} from '../bucket/index.js'
 import type {Identity} from '../identity/types.js'
+import {keyDir} from '../util/paths.js'
 import {sha256hex, signatureMessage, type Signer} from './chain.js'
 
 /** Per-installation Ed25519 key: private half stays in the user's data dir, public half goes to the bucket. */
@@ -38,7 +39,7 @@ export interface PublishedKey {
 export type KeyRing = Map<string, PublishedKey>
 
 export function defaultKeyDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'dbgate', 'keys')
+  return keyDir(env)
 }
 
 export function keyIdOf(publicKey: KeyObject): string {

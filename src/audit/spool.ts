@@ -1,7 +1,8 @@
 import {constants as fsc} from 'node:fs'
 import {mkdir, open, readFile, unlink, writeFile, type FileHandle} from 'node:fs/promises'
-import {homedir, hostname} from 'node:os'
+import {hostname} from 'node:os'
 import {join} from 'node:path'
+import {spoolDir} from '../util/paths.js'
 
 /**
  * The local spool: one append-only `<session>.jsonl` per session, plus `<session>.lock` naming the
@@ -10,8 +11,7 @@ import {join} from 'node:path'
  */
 
 export function defaultSpoolDir(env: NodeJS.ProcessEnv = process.env): string {
-  const state = env.XDG_STATE_HOME || join(homedir(), '.local', 'state')
-  return join(state, 'dbgate', 'spool')
+  return spoolDir(env)
 }
 
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/

@@ -1,6 +1,6 @@
-import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {fileURLToPath, pathToFileURL} from 'node:url'
+import {defaultBucketDir, homeDir} from '../util/paths.js'
 import {BucketError, BUCKET_BAD_URL} from './errors.js'
 import {FileBucket} from './file.js'
 import {redactUrl, S3Bucket, type S3BucketOptions} from './s3.js'
@@ -13,8 +13,7 @@ export {S3Bucket, parseS3Url, type S3BucketOptions} from './s3.js'
 
 /** `file://$XDG_DATA_HOME/dbgate/bucket`: recordings work before anyone configures a bucket. */
 export function defaultBucketUrl(env: NodeJS.ProcessEnv = process.env): string {
-  const data = env.XDG_DATA_HOME || join(homedir(), '.local', 'share')
-  return `file://${join(data, 'dbgate', 'bucket')}`
+  return pathToFileURL(defaultBucketDir(env)).href
 }
 
 /** Picks the implementation by scheme: `file:///dir`, `file://./rel`, a bare path, or `s3://bucket/prefix`. */
@@ -28,7 +27,7 @@ export function openBucket(spec: string | BucketConfig, extra: Pick<S3BucketOpti
   if (url.startsWith('file://')) {
     const rest = url.slice('file://'.length)
     // file:///abs is a proper URL; file://./rel and file://~/x are what people type.
-    const path = rest.startsWith('/') ? fileURLToPath(url) : rest.startsWith('~/') ? join(homedir(), rest.slice(2)) : resolve(rest)
+    const path = rest.startsWith('/') ? fileURLToPath(url) : rest.startsWith('~/') ? join(homeDir(), rest.slice(2)) : resolve(rest)
     return new FileBucket(path)
   }
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && url.length > 0) return new FileBucket(resolve(url))

@@ -22,6 +22,7 @@ import {
   OBJECT_NOT_FOUND,
 } from './errors.js'
 import type {Bucket, BucketConfig, GetResult, ObjectInfo, ObjectLockOptions, PutOptions} from './types.js'
+import {withoutAwsNodeVersionWarning} from '../util/quiet-warnings.js'
 
 export interface S3BucketOptions extends Omit<BucketConfig, 'url'> {
   /** Only for tests and embedding; otherwise the standard AWS chain (env, profile, SSO, IMDS) applies. */
@@ -53,7 +54,7 @@ export class S3Bucket implements Bucket {
     this.url = `s3://${bucket}/${prefix}`
     this.objectLock = opts.objectLock
     this.conditional = opts.conditionalWrites ?? 'native'
-    this.client = new S3Client({
+    this.client = withoutAwsNodeVersionWarning(() => new S3Client({
       region: opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       endpoint: opts.endpoint,
       forcePathStyle: opts.forcePathStyle,
@@ -61,7 +62,7 @@ export class S3Bucket implements Bucket {
       maxAttempts: opts.maxAttempts ?? 3,
       // A dead endpoint must fail fast enough for the shipper's own backoff to take over.
       requestHandler: {connectionTimeout: 5_000, requestTimeout: 60_000},
-    })
+    }))
   }
 
   private full(key: string): string {

@@ -1,5 +1,7 @@
 /** Flags several commands share, so they are spelled and documented the same everywhere. */
 import {Flags} from '@oclif/core'
+import {closest} from '../config/suggest.js'
+import {readDuration, parseWhen, DURATION_EXAMPLES} from '../util/duration.js'
 
 export const configFlag = Flags.string({
   summary: 'Path to dbgate.yaml.',
@@ -7,3 +9,68 @@ export const configFlag = Flags.string({
   env: 'DBGATE_CONFIG',
   helpValue: '<path>',
 })
+
+export const bucketFlags = {
+  config: configFlag,
+  bucket: Flags.string({
+    char: 'b',
+    summary: 'Bucket holding the recordings: s3://bucket/prefix or file://DIR.',
+    description: 'Default: `bucket` from the configuration; without a configuration, file://$XDG_DATA_HOME/dbgate/bucket.',
+    env: 'DBGATE_BUCKET',
+    helpValue: '<url>',
+  }),
+}
+
+export const spoolFlag = Flags.string({
+  summary: 'Local spool directory.',
+  description: 'Default: $XDG_STATE_HOME/dbgate/spool (~/.local/state/dbgate/spool).',
+  env: 'DBGATE_SPOOL_DIR',
+  helpValue: '<dir>',
+})
+
+export const filterFlags = {
+  user: Flags.string({char: 'u', summary: 'Only sessions of this user (part of the e-mail or subject, any case).', helpValue: '<user>'}),
+  target: Flags.string({char: 't', summary: 'Only sessions on this target.', helpValue: '<name>'}),
+  since: whenFlag('Only sessions started since: a duration before now (7d, 12h, 1h30m, 1y) or an ISO date.'),
+  until: whenFlag('Only sessions started until: a duration before now or an ISO date (a bare date means the end of that day).', {endOfDay: true}),
+  denied: Flags.boolean({summary: 'Only sessions (or statements) with a denied statement.', default: false}),
+}
+
+/** A point in time: a duration before now (7d, 1h30m, 1y) or an ISO date; a bad value is a usage error (exit 2). */
+export function whenFlag(summary: string, opts: {endOfDay?: boolean} = {}) {
+  return Flags.custom<Date>({summary, helpValue: '<when>', parse: async (input) => parseWhen(input, new Date(), opts)})()
+}
+
+/** A length of time in the one duration grammar (src/util/duration.ts); a bad value is a usage error (exit 2). */
+export function durationFlag(summary: string, extra: {char?: 'w'} = {}) {
+  return Flags.custom<number>({
+    summary,
+    helpValue: '<duration>',
+    ...extra,
+    parse: async (input) => {
+      const r = readDuration(input)
+      if (!r.ok) throw new Error(r.problem)
+      return r.ms
+    },
+  })()
+}
+
+export {DURATION_EXAMPLES}
+
+/**
+ * A flag that takes one of a fixed set of values: anything else is a usage error (exit 2) that
+ * lists them, with a suggestion for a near miss, or `hint` for a value people expect to work.
+ */
+export function oneOfFlag(summary: string, values: readonly string[], opts: {helpValue: string; hint?: (value: string) => string | undefined}) {
+  return Flags.custom<string>({
+    summary: `${summary} One of: ${values.join(', ')}.`,
+    helpValue: opts.helpValue,
+    parse: async (input) => {
+      const value = input.trim().toLowerCase()
+      if (values.includes(value)) return value
+      const near = closest(value, values)
+      const hint = opts.hint?.(value) ?? (near ? `did you mean ${near}?` : undefined)
+      throw new Error(`${JSON.stringify(input)} is not one of ${values.join(', ')}${hint ? `; ${hint}` : ''}`)
+    },
+  })()
+}

@@ -1,17 +1,15 @@
-import {Args, Command, Flags} from '@oclif/core'
-import {approvalCliError, reviewContextFrom} from '../approvals/cli.js'
-import {APPROVAL_BAD_INPUT, ApprovalError} from '../approvals/errors.js'
-import {parseDuration} from '../approvals/format.js'
-import {confirmation, decide} from '../approvals/review.js'
+import {Args, Flags} from '@oclif/core'
+import {reviewContextFrom} from '../approvals/cli.js'
+import {APPROVAL_BAD_INPUT, APPROVAL_NOT_A_REVIEWER, ApprovalError} from '../approvals/errors.js'
+import {confirmation, decide, notAReviewer} from '../approvals/review.js'
 import {loadCommandConfig} from '../cli/config.js'
-import {toCliError} from '../cli/errors.js'
-import {configFlag} from '../cli/flags.js'
-import {identityCliError} from '../identity/cli-oclif.js'
+import {configFlag, durationFlag} from '../cli/flags.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
-export default class Approve extends Command {
+export default class Approve extends DbgateCommand {
   static override summary = 'Review statements waiting for approval, or approve one.'
   static override description = [
-    'Without an id, on a terminal: an interactive list of pending requests you may decide, with the SQL, the rule that fired and what ran before it (a approve, d deny, w window, / filter, q quit).',
+    'Without an id, on a terminal: an interactive list of pending requests you may decide, with the SQL, the rule that fired and what ran before it (a approve, asking for an optional reason; d deny; w window; / filter; q quit).',
     'With an id: approves that request at once; the waiting statement runs within a couple of seconds. --window grants a time-boxed window for statements of the same class where the target allows it.',
     'Only a member of the target\'s reviewer groups can decide, never on their own request; the waiting tunnel verifies your sign-in before it acts.',
   ].join('\n\n')
@@ -21,32 +19,30 @@ export default class Approve extends Command {
   static override flags = {
     config: configFlag,
     reason: Flags.string({char: 'r', summary: 'Why; recorded with the decision and shown to the requester.'}),
-    window: Flags.string({char: 'w', summary: 'Grant a window of this length (e.g. 30m) for the request\'s class of statement.', helpValue: '<duration>'}),
+    window: durationFlag('Grant a window of this length (e.g. 30m, 1h30m) for the request\'s class of statement.', {char: 'w'}),
   }
 
   async run(): Promise<{id: string; action: string; reviewer: string} | undefined> {
     const {args, flags} = await this.parse(Approve)
-    const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, (m) => this.logToStderr(`Warning: ${m}`))
+    const interactive = !args.id && !this.jsonEnabled() && Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY)
+    // Once the screen is up it owns the terminal: warnings go onto it, not over it.
+    const warnings: string[] = []
+    const warn = (m: string) => (interactive ? warnings.push(m) : this.warning(m))
+    const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, warn)
     if (!args.id) {
-      if (this.jsonEnabled() || !process.stdin.isTTY || !process.stdout.isTTY) {
+      const standing = await notAReviewer(ctx)
+      if (standing) throw new ApprovalError(APPROVAL_NOT_A_REVIEWER, standing.message, standing.nextStep)
+      if (!interactive) {
         throw new ApprovalError(APPROVAL_BAD_INPUT, 'Name the request to approve: the interactive view needs a terminal.', 'Run `dbgate approvals list` to see pending requests, then `dbgate approve <id>`.')
       }
       // Loaded only here, so scripted approvals never pay for React and Ink.
       const {runApprovalsTui} = await import('../tui/approvals/run.js')
-      await runApprovalsTui(ctx)
+      await runApprovalsTui(ctx, warnings)
       return undefined
     }
-    let windowMs: number | undefined
-    if (flags.window !== undefined) {
-      windowMs = parseDuration(flags.window)
-      if (!windowMs) throw new ApprovalError(APPROVAL_BAD_INPUT, `--window ${JSON.stringify(flags.window)} is not a duration.`, 'Use e.g. 30m, 2h or 1h30m.')
-    }
-    const result = await decide(ctx, {id: args.id, action: windowMs ? 'window' : 'approve', reason: flags.reason, windowMs})
+    const windowMs = flags.window
+    const result = await decide(ctx, {id: args.id, action: windowMs !== undefined ? 'window' : 'approve', reason: flags.reason, windowMs})
     this.log(confirmation(result))
     return {id: result.request.id, action: result.decision.action, reviewer: result.decision.reviewer.email ?? result.decision.reviewer.subject}
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(approvalCliError(identityCliError(err, this)), this) as Error & {exitCode?: number})
   }
 }

@@ -1,21 +1,19 @@
-import {Args, Command, Flags} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 import chalk from 'chalk'
 import {loadCommandConfig} from '../cli/config.js'
-import {toCliError} from '../cli/errors.js'
-import {EXIT_FAILURE, EXIT_USAGE} from '../cli/exit-codes.js'
-import {PolicyStoreError} from '../central/policy.js'
+import {UsageError} from '../cli/errors.js'
+import {EXIT_INTERRUPTED} from '../cli/exit-codes.js'
 import {configFlag} from '../cli/flags.js'
 import {openTunnel, type ConnectionInfo} from '../connect/open.js'
-import {ClientCommandError, runClient} from '../connect/run-client.js'
-import {TunnelConfigError} from '../proxy/tunnel.js'
-import {identityCliError} from '../identity/cli-oclif.js'
+import {runClient} from '../connect/run-client.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
-export default class Connect extends Command {
+export default class Connect extends DbgateCommand {
   static override summary = 'Open a local tunnel to a database target.'
-  static override description = `Listens on 127.0.0.1 (or a private unix socket) and forwards every client session to the target.
-Clients authenticate with the tunnel's own random secret, printed once the tunnel is ready.
-With a command after --, runs it with PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and
-DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits with its code.`
+  static override description = [
+    "Listens on 127.0.0.1 (or a private unix socket) and forwards every client session to the target. Clients authenticate with the tunnel's own random secret, printed once the tunnel is ready.",
+    'With a command after --, runs it with PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits with its code.',
+  ].join('\n\n')
   static override examples = [
     '$ dbgate connect prod',
     '$ dbgate connect prod --port 6432',
@@ -41,8 +39,8 @@ DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits w
     const own = dashdash >= 0 ? this.argv.slice(0, dashdash) : this.argv
     const command = dashdash >= 0 ? this.argv.slice(dashdash + 1) : []
     const {flags, args, argv} = await this.parse(Connect, own)
-    if (argv.length > 1) this.error(`unexpected argument ${JSON.stringify(argv[1])}; put a command to run after --`, {exit: EXIT_USAGE})
-    if (dashdash >= 0 && command.length === 0) this.error('nothing to run after --', {exit: EXIT_USAGE})
+    if (argv.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(argv[1])}; put a command to run after --`)
+    if (dashdash >= 0 && command.length === 0) throw new UsageError('nothing to run after --')
     const loaded = await loadCommandConfig(flags, this)
     const log = (level: 'info' | 'warn' | 'error', message: string) => {
       if (level === 'info' && !flags.verbose) return
@@ -55,6 +53,11 @@ DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits w
       listen: {host: flags.listen, port: flags.port, socket: flags.socket, force: flags['force-listen']},
       localPolicy: flags['local-policy'],
       log,
+      // The command run after -- hears about a held statement from the tunnel as NOTICEs, on the
+      // same terminal: saying it again here would announce it twice (-v still does).
+      announce: command.length > 0 ? (m) => log('info', m) : undefined,
+      // On a terminal only: scripts read stderr for errors, not for progress.
+      progress: process.stderr.isTTY && !flags.json ? (m) => process.stderr.write(`${chalk.dim(m)}\n`) : undefined,
     })
     const {info, target} = opened
 
@@ -81,20 +84,6 @@ DATABASE_URL pointing at the tunnel, closes the tunnel when it exits and exits w
     }
     await Promise.race([waitForInterrupt(opened.close), opened.closed])
   }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    if (err instanceof ClientCommandError) this.error(err.message, {exit: err.exitCode})
-    if (err instanceof TunnelConfigError) this.error(err.message, {exit: EXIT_USAGE})
-    if (err instanceof PolicyStoreError) {
-      this.error(`refusing to open the tunnel: ${err.message}`, {
-        exit: EXIT_FAILURE,
-        code: err.code,
-        suggestions: ['Ask the policy admins to publish the policy again (dbgate policy publish), or check who can write the bucket.'],
-      })
-    }
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') this.error(`${err.message}: the port is taken; choose another with --port, or omit it for a free one`, {exit: EXIT_USAGE})
-    return super.catch(identityCliError(toCliError(err, this), this) as Error & {exitCode?: number})
-  }
 }
 
 function readyBanner(name: string, upstream: string, info: ConnectionInfo): string {
@@ -117,7 +106,7 @@ function waitForInterrupt(close: (graceMs?: number) => Promise<void>): Promise<v
     const onSignal = () => {
       if (stopping) {
         process.stderr.write('dbgate: closing now\n')
-        process.exit(130)
+        process.exit(EXIT_INTERRUPTED)
       }
       stopping = true
       process.stderr.write('\ndbgate: closing the tunnel (running statements get 5 s to finish; Ctrl-C again to force)\n')

@@ -1,12 +1,11 @@
-import {Args, Command, Flags} from '@oclif/core'
-import {approvalCliError, reviewContextFrom} from '../approvals/cli.js'
+import {Args, Flags} from '@oclif/core'
+import {reviewContextFrom} from '../approvals/cli.js'
 import {confirmation, decide} from '../approvals/review.js'
 import {loadCommandConfig} from '../cli/config.js'
-import {toCliError} from '../cli/errors.js'
 import {configFlag} from '../cli/flags.js'
-import {identityCliError} from '../identity/cli-oclif.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
-export default class Deny extends Command {
+export default class Deny extends DbgateCommand {
   static override summary = 'Deny a statement waiting for approval.'
   static override description = 'The waiting client gets an error naming you and your reason. Only a member of the target\'s reviewer groups can deny, and never their own request.'
   static override examples = ['$ dbgate deny apr-k3x9m2p7qa --reason "not during the sale; after 18:00"']
@@ -23,9 +22,5 @@ export default class Deny extends Command {
     const result = await decide(ctx, {id: args.id, action: 'deny', reason: flags.reason})
     this.log(confirmation(result))
     return {id: result.request.id, action: 'deny', reviewer: result.decision.reviewer.email ?? result.decision.reviewer.subject}
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(approvalCliError(identityCliError(err, this)), this) as Error & {exitCode?: number})
   }
 }

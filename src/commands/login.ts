@@ -1,13 +1,14 @@
-import {Command, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 import {loadCommandConfig} from '../cli/config.js'
-import {toCliError} from '../cli/errors.js'
+import {UsageError} from '../cli/errors.js'
 import {configFlag} from '../cli/flags.js'
 import {identityConfigFrom, runLogin} from '../identity/cli.js'
-import {identityCliError, interruptSignal, processIO} from '../identity/cli-oclif.js'
+import {interruptSignal, processIO} from '../identity/cli.js'
 import {serviceRequestFromEnv} from '../identity/service.js'
 import type {Identity} from '../identity/types.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
-export default class Login extends Command {
+export default class Login extends DbgateCommand {
   static override summary = 'Sign in with your identity provider (OIDC device code).'
   static override description = `Shows a one-time code and a URL; approve the sign-in in a browser on any device (this machine needs none). Tokens are kept in the OS keychain, or in a 0600 file where no keychain exists.
 
@@ -35,7 +36,7 @@ CI jobs and agents use --client-credentials with DBGATE_CLIENT_ID and DBGATE_CLI
     let service
     if (flags['client-credentials']) {
       if (!flags['client-id'] || !flags['client-secret']) {
-        this.error('--client-credentials needs --client-id and --client-secret (or DBGATE_CLIENT_ID and DBGATE_CLIENT_SECRET).', {exit: 2})
+        throw new UsageError('--client-credentials needs --client-id and --client-secret (or DBGATE_CLIENT_ID and DBGATE_CLIENT_SECRET).')
       }
       const request = serviceRequestFromEnv(io.env)
       service = {...request, clientId: flags['client-id'], clientSecret: flags['client-secret'], scope: scopes?.join(' ') ?? request.scope}
@@ -50,9 +51,5 @@ CI jobs and agents use --client-credentials with DBGATE_CLIENT_ID and DBGATE_CLI
     } finally {
       interrupt.dispose()
     }
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(identityCliError(err, this), this) as Error & {exitCode?: number})
   }
 }

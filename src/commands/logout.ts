@@ -1,12 +1,11 @@
-import {Command} from '@oclif/core'
 import {loadCommandConfig} from '../cli/config.js'
-import {toCliError} from '../cli/errors.js'
 import {configFlag} from '../cli/flags.js'
 import {formatLogout, identityConfigFrom, runLogout} from '../identity/cli.js'
-import {identityCliError, processIO} from '../identity/cli-oclif.js'
+import {processIO} from '../identity/cli.js'
 import type {LogoutResult} from '../identity/logout.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
-export default class Logout extends Command {
+export default class Logout extends DbgateCommand {
   static override summary = 'Sign out: remove stored tokens and revoke them at the identity provider.'
   static override examples = ['$ dbgate logout']
   static override enableJsonFlag = true
@@ -19,9 +18,5 @@ export default class Logout extends Command {
     const result = await runLogout(config, {io})
     this.log(formatLogout(config, result))
     return result
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(identityCliError(err, this), this) as Error & {exitCode?: number})
   }
 }

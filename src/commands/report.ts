@@ -1,14 +1,15 @@
 import {resolve} from 'node:path'
-import {Command, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 import chalk from 'chalk'
-import {bucketFlags, readKeyFiles, resolveBucket} from '../audit/cli.js'
-import {parseWhen} from '../audit/read.js'
-import {toCliError} from '../cli/errors.js'
+import {readKeyFiles, resolveBucket} from '../audit/cli.js'
+import {bucketFlags, whenFlag} from '../cli/flags.js'
+import {parseWhen} from '../util/duration.js'
 import {dbgateVersion} from '../connect/recording.js'
 import {FRAMEWORKS, type Framework, type Report} from '../report/model.js'
 import {produceReport} from '../report/produce.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
-export default class ReportCommand extends Command {
+export default class ReportCommand extends DbgateCommand {
   static override summary = 'Write compliance evidence for a period: report.html, report.json and report.md.'
   static override description = `Reads the recorded sessions of the period from the bucket (through the same local cache as \`dbgate sessions\`), verifies every log against the published signing keys, and writes into --out:
 
@@ -25,8 +26,8 @@ The report states its period, its sources and every gap (days with no logs, logs
   static override enableJsonFlag = true
   static override flags = {
     ...bucketFlags,
-    since: Flags.string({summary: 'Start of the period: a duration before now (30d, 12w) or an ISO date.', default: '30d', helpValue: '<when>'}),
-    until: Flags.string({summary: 'End of the period: a duration before now or an ISO date (a bare date means the end of that day). Default: now.', helpValue: '<when>'}),
+    since: whenFlag('Start of the period: a duration before now (30d, 12w, 1y) or an ISO date. Default: 30d.'),
+    until: whenFlag('End of the period: a duration before now or an ISO date (a bare date means the end of that day). Default: now.', {endOfDay: true}),
     target: Flags.string({char: 't', summary: 'Only sessions on this target.', helpValue: '<name>'}),
     framework: Flags.string({summary: 'Map evidence to this framework\'s controls (repeatable). Default: all three.', options: [...FRAMEWORKS], multiple: true}),
     out: Flags.string({char: 'o', summary: 'Directory to write the report into (created if missing).', default: 'dbgate-report', helpValue: '<dir>'}),
@@ -37,8 +38,8 @@ The report states its period, its sources and every gap (days with no logs, logs
   async run(): Promise<{files: {html: string; json: string; md: string}; summary: Report['summary']; gaps: Report['gaps']}> {
     const {flags} = await this.parse(ReportCommand)
     const now = new Date()
-    const since = parseWhen(flags.since, now)
-    const until = flags.until ? endOfDayIfDate(flags.until, parseWhen(flags.until, now)) : now
+    const since = flags.since ?? parseWhen('30d', now)
+    const until = flags.until ?? now
     const {bucket} = await resolveBucket(flags, this)
     const keys = flags.key ? await readKeyFiles(flags.key) : undefined
     const frameworks = (flags.framework ?? [...FRAMEWORKS]) as Framework[]
@@ -56,7 +57,8 @@ The report states its period, its sources and every gap (days with no logs, logs
       now,
       onSession: progress ? (done, total) => process.stderr.write(`\rreading sessions ${done}/${total}`) : undefined,
     })
-    if (progress && report.summary.sessions) process.stderr.write('\n')
+    // The progress line has done its job: cleared, so the summary below starts on a clean screen.
+    if (progress && report.summary.sessions) process.stderr.write('\r\x1b[2K')
     const s = report.summary
     this.log(`Report for ${report.period.since.slice(0, 10)} to ${report.period.until.slice(0, 10)} from ${report.sources.bucket}:`)
     const n = (count: number, one: string, many = `${one}s`) => `${count.toLocaleString('en-US')} ${count === 1 ? one : many}`
@@ -69,13 +71,4 @@ The report states its period, its sources and every gap (days with no logs, logs
     this.log(`      ${files.md}`)
     return {files, summary: s, gaps: report.gaps}
   }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
-  }
-}
-
-/** `--until 2026-09-30` means through the end of that day, not its first millisecond. */
-function endOfDayIfDate(text: string, parsed: Date): Date {
-  return /^\d{4}-\d{2}-\d{2}$/.test(text.trim()) ? new Date(parsed.getTime() + 86_400_000 - 1) : parsed
 }

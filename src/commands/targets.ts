@@ -1,9 +1,8 @@
-import {Command} from '@oclif/core'
 import {loadCommandConfig} from '../cli/config.js'
-import {toCliError} from '../cli/errors.js'
 import {configFlag} from '../cli/flags.js'
 import {renderTable, type Column} from '../cli/table.js'
 import {summarizeTargets, type TargetSummary} from '../config/targets.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
 const columns: Column<TargetSummary>[] = [
   {header: 'NAME', value: (t) => t.name},
@@ -15,7 +14,7 @@ const columns: Column<TargetSummary>[] = [
   {header: 'ALLOW', value: (t) => (t.allow ? t.allow.join(',') : 'any')},
 ]
 
-export default class Targets extends Command {
+export default class Targets extends DbgateCommand {
   static override summary = 'List the database targets in the configuration.'
   static override description = 'Shows where each target connects and how its password is supplied, never the password itself.'
   static override examples = ['$ dbgate targets', '$ dbgate targets --config ./dbgate.yaml --json']
@@ -28,9 +27,5 @@ export default class Targets extends Command {
     const targets = summarizeTargets(config)
     this.log(renderTable(targets, columns, {tty: Boolean(process.stdout.isTTY)}))
     return targets
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

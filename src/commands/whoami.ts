@@ -1,11 +1,10 @@
-import {Command} from '@oclif/core'
 import {loadCommandConfig} from '../cli/config.js'
-import {toCliError} from '../cli/errors.js'
 import {configFlag} from '../cli/flags.js'
 import {formatWhoami, identityConfigFrom, runWhoami, type WhoamiOutput} from '../identity/cli.js'
-import {identityCliError, processIO} from '../identity/cli-oclif.js'
+import {processIO} from '../identity/cli.js'
+import {DbgateCommand} from '../cli/base-command.js'
 
-export default class Whoami extends Command {
+export default class Whoami extends DbgateCommand {
   static override summary = 'Show the identity dbgate will use.'
   static override description =
     'Verifies the token (refreshing it if it has expired) and shows subject, e-mail, name, groups, issuer, expiry and whether it is a person or a service. DBGATE_TOKEN, when set, is what is shown.'
@@ -20,9 +19,5 @@ export default class Whoami extends Command {
     const who = await runWhoami(config, {io})
     this.log(formatWhoami(who, Boolean(process.stdout.isTTY)))
     return who
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(identityCliError(err, this), this) as Error & {exitCode?: number})
   }
 }

@@ -50,6 +50,7 @@ import {
   type TargetConfig,
   type TunnelConfig,
 } from './types.js'
+import {DURATION_EXAMPLES} from '../util/duration.js'
 import {formatDuration, formatSize, parseDuration, parseSize, suggestSize} from './units.js'
 import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
 
@@ -59,6 +60,8 @@ export const DEFAULT_PORT = 5432
 export const DEFAULT_CLOCK_SKEW_MS = 60_000
 export const DEFAULT_APPROVAL_EXPIRY_MS = 15 * 60_000
 export const DEFAULT_PREVIEW_ROWS = 5
+/** How long `dbgate connect` waits for a target's database to answer (libpq's connect_timeout, which has no default, would wait forever). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 export const DEFAULT_TUNNEL: TunnelConfig = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2, ...DEFAULT_TUNNEL_LIMITS}
 /** PostgreSQL message lengths are signed 32-bit integers, so no message can be larger. */
 const MAX_PROTOCOL_MESSAGE = 2 ** 31 - 1
@@ -71,11 +74,11 @@ export interface SchemaOptions {
 }
 
 function duration(opts: {min?: number; max?: number} = {}): Schema<number> {
-  const expected = 'a duration such as 30s, 15m, 2h or 1d (or whole seconds)'
+  const expected = `a duration such as ${DURATION_EXAMPLES} (or whole seconds)`
   return scalar(expected, (v, node, at, cx) => {
     if (typeof v !== 'string' && typeof v !== 'number') return undefined
     const ms = parseDuration(v)
-    if (ms === undefined) return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, 'write a number followed by s, m, h or d, e.g. 15m')
+    if (ms === undefined) return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, 'write amounts with a unit (y, w, d, h, m, s), largest first, e.g. 15m or 1h30m')
     if ((opts.min !== undefined && ms < opts.min) || (opts.max !== undefined && ms > opts.max)) {
       const bounds = [opts.min !== undefined ? `at least ${formatDuration(opts.min)}` : '', opts.max !== undefined ? `at most ${formatDuration(opts.max)}` : ''].filter(Boolean).join(' and ')
       return cx.error('range', node, at.path, `expected a duration ${bounds}, got ${JSON.stringify(v)}`, `write a duration ${bounds}`)
@@ -435,6 +438,9 @@ const approvals = object({
   webhook: optional(httpsUrl({what: 'webhook', example: 'https://hooks.example.com/dbgate'})),
 })
 
+/** The keys of a target, for telling a dedented one from a target's name (parse.ts). Same as target() below. */
+export const TARGET_KEYS = ['host', 'port', 'database', 'user', 'password', 'tls', 'tlsCa', 'connectTimeout', 'allow', 'reviewers', 'policy', 'rules', 'masking', 'approvals'] as const
+
 function target(opts: SchemaOptions) {
   return object(
     {
@@ -445,6 +451,7 @@ function target(opts: SchemaOptions) {
       password: optional(secretRef(opts.baseDir)),
       tls: withDefault(oneOf(TLS_MODES), 'prefer'),
       tlsCa: optional(path(opts.baseDir, '/etc/ssl/db-ca.pem')),
+      connectTimeout: withDefault(duration({min: 1000, max: 10 * 60_000}), DEFAULT_CONNECT_TIMEOUT_MS),
       allow: optional(groups),
       reviewers: withDefault(groups, []),
       policy: withDefault(oneOf(POLICY_PACKS), 'default'),
@@ -502,6 +509,7 @@ function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, cx: Context)
     ...(t.password ? {password: t.password} : {}),
     tls: t.tls,
     ...(t.tlsCa !== undefined ? {tlsCa: t.tlsCa} : {}),
+    connectTimeoutMs: t.connectTimeout,
     ...(t.allow !== undefined ? {allow: t.allow} : {}),
     reviewers: t.reviewers,
     policy: t.policy,

@@ -2,7 +2,8 @@ import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {CONFIG_NOT_FOUND, CONFIG_UNREADABLE, ConfigError} from './errors.js'
-import {parseConfigText, userConfigDir} from './parse.js'
+import {userConfigFile} from '../util/paths.js'
+import {parseConfigText} from './parse.js'
 import type {LoadedConfig} from './types.js'
 
 export {CONFIG_INVALID, CONFIG_NOT_FOUND, CONFIG_UNREADABLE, ConfigError, formatIssue} from './errors.js'
@@ -53,7 +54,7 @@ export function configCandidates(opts: LoadOptions = {}): ConfigCandidate[] {
   if (env.DBGATE_CONFIG) return [{path: resolve(cwd, env.DBGATE_CONFIG), source: 'env', explicit: true}]
   return [
     {path: join(cwd, 'dbgate.yaml'), source: 'cwd', explicit: false},
-    {path: join(userConfigDir(env, opts.homeDir ?? homedir()), 'config.yaml'), source: 'user', explicit: false},
+    {path: userConfigFile(opts.homeDir ? {...env, HOME: opts.homeDir} : env), source: 'user', explicit: false},
   ]
 }
 

@@ -1,8 +1,8 @@
-import {homedir} from 'node:os'
-import {dirname, isAbsolute, join, resolve} from 'node:path'
+import {dirname, resolve} from 'node:path'
 import {pathToFileURL} from 'node:url'
-import {LineCounter, parseDocument, type YAMLError} from 'yaml'
-import {dbgateSchema} from './dbgate-schema.js'
+import {isMap, isScalar, LineCounter, parseDocument, type Document, type Node, type YAMLError, type YAMLMap} from 'yaml'
+import {defaultBucketDir} from '../util/paths.js'
+import {dbgateSchema, TARGET_KEYS} from './dbgate-schema.js'
 import {CONFIG_INVALID, ConfigError} from './errors.js'
 import {Context, INVALID} from './schema.js'
 import type {ConfigIssue, DbgateConfig} from './types.js'
@@ -18,21 +18,6 @@ export interface ParseOptions {
 export interface ParsedConfig {
   config: DbgateConfig
   warnings: ConfigIssue[]
-}
-
-/** The XDG base directory spec says relative values are invalid and must be ignored. */
-function xdgDir(value: string | undefined, fallback: string): string {
-  return value && isAbsolute(value) ? value : fallback
-}
-
-/** `$XDG_DATA_HOME/dbgate`, default `~/.local/share/dbgate`: where dbgate keeps data by default. */
-export function userDataDir(env: NodeJS.ProcessEnv = process.env, homeDir: string = homedir()): string {
-  return join(xdgDir(env.XDG_DATA_HOME, join(homeDir, '.local', 'share')), 'dbgate')
-}
-
-/** `$XDG_CONFIG_HOME/dbgate`, default `~/.config/dbgate`. */
-export function userConfigDir(env: NodeJS.ProcessEnv = process.env, homeDir: string = homedir()): string {
-  return join(xdgDir(env.XDG_CONFIG_HOME, join(homeDir, '.config')), 'dbgate')
 }
 
 /** What to do about the YAML errors people actually make; the library's message says what is wrong. */
@@ -60,9 +45,15 @@ export function parseConfigText(text: string, fileName: string, opts: ParseOptio
     const {line, col} = lineCounter.linePos(offset)
     return {line: Math.max(line, 1), column: col}
   }
+  // One mistake in the structure (a line indented one space off) makes the parser trip over every
+  // line after it: only the first structural error is the person's; the rest are its echoes.
+  const firstStructural = doc.errors.find((e) => e.code !== 'DUPLICATE_KEY')
   for (const e of doc.errors) {
-    const message = e.code === 'DUPLICATE_KEY' ? `duplicate key: ${e.message}` : e.message
-    cx.issues.push({severity: 'error', kind: 'syntax', file: fileName, ...position(e.pos[0]), keyPath: '', message, fix: SYNTAX_FIXES[e.code] ?? 'fix the YAML syntax here'})
+    if (e.code !== 'DUPLICATE_KEY' && e !== firstStructural) continue
+    const at = position(e.pos[0])
+    const indent = e.code === 'BAD_INDENT' ? misindented(text, at.line) : undefined
+    const message = e.code === 'DUPLICATE_KEY' ? `duplicate key: ${e.message}` : (indent?.message ?? e.message)
+    cx.issues.push({severity: 'error', kind: 'syntax', file: fileName, ...at, keyPath: '', message, fix: indent?.fix ?? SYNTAX_FIXES[e.code] ?? 'fix the YAML syntax here'})
   }
   for (const w of doc.warnings) {
     cx.issues.push({severity: 'warning', kind: 'syntax', file: fileName, ...position(w.pos[0]), keyPath: '', message: w.message, fix: 'remove the tag or directive; dbgate.yaml uses plain YAML'})
@@ -78,8 +69,9 @@ export function parseConfigText(text: string, fileName: string, opts: ParseOptio
       const env = opts.env ?? process.env
       const schema = dbgateSchema({
         baseDir: opts.baseDir ?? dirname(resolve(fileName)),
-        defaultBucketUrl: pathToFileURL(join(userDataDir(env, opts.homeDir), 'bucket')).href,
+        defaultBucketUrl: pathToFileURL(defaultBucketDir(opts.homeDir ? {...env, HOME: opts.homeDir} : env)).href,
       })
+      reattachDedentedTargetKeys(doc, cx)
       config = schema.parse(doc.contents, {path: []}, cx)
     }
   }
@@ -90,6 +82,54 @@ export function parseConfigText(text: string, fileName: string, opts: ParseOptio
     throw new ConfigError(CONFIG_INVALID, `Invalid configuration in ${fileName}: ${n} error${n === 1 ? '' : 's'}`, {file: fileName, issues: errors, warnings})
   }
   return {config, warnings}
+}
+
+/** For a line indented differently from the lines around it: by how much, and to which column. */
+function misindented(text: string, line: number): {message: string; fix: string} | undefined {
+  const lines = text.split('\n')
+  const here = lines[line - 1]
+  if (here === undefined) return undefined
+  const width = (l: string) => l.length - l.trimStart().length
+  const key = here.trim().split(':')[0]
+  const before = lines.slice(0, line - 1).reverse().find((l) => l.trim() && !l.trim().startsWith('#'))
+  if (!before) return undefined
+  const want = before.trimEnd().endsWith(':') ? width(before) + 2 : width(before)
+  if (width(here) === want) return undefined
+  return {
+    message: `"${key}" is indented ${width(here)} space${width(here) === 1 ? '' : 's'}, but the line before it is at ${width(before)}; YAML reads the indentation as the structure`,
+    fix: `indent "${key}" ${want} spaces, like the keys next to it`,
+  }
+}
+
+/**
+ * A target's key dedented one level (`  user: shop_app` under `targets:`) reads as a target named
+ * "user" with a string for its settings, and the real target then misses "user": two errors, both
+ * misleading. Said as the one mistake it is, and put back where it was meant, so the rest of the
+ * file is checked as intended.
+ */
+function reattachDedentedTargetKeys(doc: Document, cx: Context): void {
+  const targets = doc.get('targets', true)
+  if (!isMap(targets)) return
+  let previous: {name: string; map: YAMLMap} | undefined
+  for (const pair of [...targets.items]) {
+    const name = isScalar(pair.key) ? String(pair.key.value) : undefined
+    if (name === undefined) continue
+    if (isMap(pair.value)) {
+      previous = {name, map: pair.value}
+      continue
+    }
+    if (!TARGET_KEYS.includes(name as (typeof TARGET_KEYS)[number]) || !previous) continue
+    const where = previous
+    cx.error(
+      'syntax',
+      pair.key as Node,
+      ['targets', name],
+      `"${name}" is a setting of a target, but it is indented as if it were a target of its own (it is at the level of "${where.name}")`,
+      `indent it under ${where.name}, in line with ${where.name}'s other keys`,
+    )
+    targets.items.splice(targets.items.indexOf(pair), 1)
+    where.map.items.push(pair)
+  }
 }
 
 function byPosition(a: ConfigIssue, b: ConfigIssue): number {

@@ -159,6 +159,8 @@ export interface TargetConfig {
   tls: TlsMode
   /** Absolute path; relative paths in the file are resolved against the file's directory. */
   tlsCa?: string
+  /** How long to wait for the database to accept a connection and answer its startup. */
+  connectTimeoutMs: number
   /** Groups allowed to connect; undefined when the target does not restrict by group. */
   allow?: string[]
   reviewers: string[]

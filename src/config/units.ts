@@ -1,14 +1,12 @@
 /** Durations and sizes as people write them in YAML. */
+import {formatDuration, parseDuration as parseDurationText} from '../util/duration.js'
 
-const DURATION_UNITS_MS = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000} as const
 const SIZE_UNITS = {B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3} as const
 
-/** `30s`, `15m`, `2h`, `1d`, or a whole number of seconds; milliseconds, or undefined if malformed. */
+/** Durations as YAML takes them: the one grammar (src/util/duration.ts), plus a whole number of seconds. */
 export function parseDuration(value: string | number): number | undefined {
-  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value * 1000 : undefined
-  const m = /^(\d+)\s*(s|m|h|d)$/.exec(value.trim())
-  if (!m) return /^\d+$/.test(value.trim()) ? Number(value.trim()) * 1000 : undefined
-  return Number(m[1]) * DURATION_UNITS_MS[m[2] as keyof typeof DURATION_UNITS_MS]
+  if (typeof value === 'number' && !(Number.isSafeInteger(value) && value >= 0)) return undefined
+  return parseDurationText(value, {bareSeconds: true})
 }
 
 /** `512B`, `64KiB`, `1MiB`, `1GiB`, or a whole number of bytes; bytes, or undefined if malformed. */
@@ -29,12 +27,7 @@ export function suggestSize(value: string): string | undefined {
   return `${m[1]}${m[2]!.toUpperCase()}iB`
 }
 
-export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`
-  }
-  return `${ms / 1000}s`
-}
+export {formatDuration}
 
 export function formatSize(bytes: number): string {
   for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {

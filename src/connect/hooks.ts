@@ -35,6 +35,8 @@ export interface TunnelHooksContext {
   policy?: {hash: string; version: string}
   /** How often a held statement looks for a decision (default 1 s); tests shorten it. */
   approvalPollMs?: number
+  /** Where held statements are announced (see ApprovalGateOptions.announce). */
+  announce?: (message: string) => void
   /** The upstream as the tunnel dials it: masking reads the catalog through its own session. */
   upstream?: UpstreamTarget
   /** Reads the catalog for masking instead of a session to `upstream` (the in-memory benchmark). */
@@ -199,6 +201,7 @@ function approvalGate(ctx: TunnelHooksContext, recording: Awaited<ReturnType<typ
     identityConfig,
     record: (sessionId, type, payload) => recording?.session(sessionId)?.recordEvent(type, payload),
     log: ctx.log ?? (() => {}),
+    announce: ctx.announce,
     pollMs: ctx.approvalPollMs,
   })
 }

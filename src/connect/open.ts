@@ -1,6 +1,4 @@
 import {readFile} from 'node:fs/promises'
-import {homedir} from 'node:os'
-import path from 'node:path'
 import {loadKeyRing} from '../audit/signing.js'
 import {openBucket} from '../bucket/index.js'
 import {resolvePolicy} from '../central/policy.js'
@@ -11,7 +9,11 @@ import {bindIdentity, identityApplicationName, type BoundIdentity} from './ident
 import {buildTunnelHooks, type TunnelHooksContext} from './hooks.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
 import {Tunnel, type TunnelAddress, type TunnelListen} from '../proxy/tunnel.js'
-import type {UpstreamTarget} from '../proxy/upstream.js'
+import {connectUpstream, type UpstreamTarget} from '../proxy/upstream.js'
+import {serialize} from 'pg-protocol'
+import {formatDuration} from '../util/duration.js'
+import {describeTargetFailure} from './target-errors.js'
+import {policyCacheDir} from '../util/paths.js'
 
 export interface ListenRequest {
   /** Loopback address to bind; default 127.0.0.1. */
@@ -38,6 +40,10 @@ export interface OpenTunnelOptions {
   env?: NodeJS.ProcessEnv
   /** Run the local file's policy even where the bucket has a published one (recorded). */
   localPolicy?: boolean
+  /** Where held statements are announced (default: warnings in `log`). */
+  announce?: (message: string) => void
+  /** Told what the tunnel is waiting for while it dials the target, for a progress line. */
+  progress?: (message: string) => void
 }
 
 /** What a client needs to use the tunnel, in the shapes people and programs want it. */
@@ -67,13 +73,22 @@ export interface OpenedTunnel {
   close(graceMs?: number, message?: string): Promise<void>
 }
 
+/**
+ * Logs into the target once before listening, so a wrong host, port or password is reported now,
+ * naming the setting to fix, rather than to the first client that connects.
+ */
+async function checkTarget(upstream: UpstreamTarget): Promise<void> {
+  const session = await connectUpstream(upstream, {application_name: 'dbgate connect (checking the target)'})
+  session.socket.end(serialize.end())
+}
+
 /** Turns a configured target into what the tunnel dials, resolving the password source now. */
 export async function upstreamTargetOf(target: TargetConfig, secrets: SecretContext = {}): Promise<UpstreamTarget> {
   const password = target.password
     ? await resolveSecret(target.password, {target: target.name, keyPath: `targets.${target.name}.password`, ...secrets})
     : undefined
   const tlsCa = target.tlsCa ? await readFile(target.tlsCa, 'utf8') : undefined
-  return {host: target.host, port: target.port, database: target.database, user: target.user, password, tls: target.tls, tlsCa}
+  return {host: target.host, port: target.port, database: target.database, user: target.user, password, tls: target.tls, tlsCa, connectTimeoutMs: target.connectTimeoutMs}
 }
 
 function listenOf(req: ListenRequest = {}): TunnelListen {
@@ -127,7 +142,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
     loadKeys: async () => (await loadKeyRing(bucket)).keys,
     target: configured,
     localPolicy: opts.localPolicy,
-    cacheDir: path.join(env.XDG_CACHE_HOME || path.join(env.HOME || homedir(), '.cache'), 'dbgate', 'policies'),
+    cacheDir: policyCacheDir(env),
   })
   if (effective.notice) log('warn', effective.notice)
   const target = effective.target
@@ -150,12 +165,17 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
   let hooks: ProxyHooks | undefined
   try {
     const upstream = await upstreamTargetOf(target, {env: opts.env, ...opts.secrets})
+    opts.progress?.(`Connecting to ${target.name} (${target.host}:${target.port}/${target.database}; gives up after ${formatDuration(target.connectTimeoutMs)}) …`)
+    await checkTarget(upstream).catch((error: unknown) => {
+      throw describeTargetFailure(target, error, opts.loaded.path)
+    })
     hooks = await (opts.hooks ?? buildTunnelHooks)({
       config: opts.loaded.config,
       identity: identity?.current(),
       target,
       env: opts.env,
       log,
+      announce: opts.announce,
       policy: {hash: effective.hash, version: effective.version},
       upstream,
     })

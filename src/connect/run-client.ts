@@ -1,4 +1,5 @@
 import {spawn} from 'node:child_process'
+import {EXIT_COMMAND_NOT_EXECUTABLE, EXIT_COMMAND_NOT_FOUND, EXIT_USAGE} from '../cli/exit-codes.js'
 
 export class ClientCommandError extends Error {
   override name = 'ClientCommandError'
@@ -17,7 +18,7 @@ export class ClientCommandError extends Error {
  */
 export function runClient(command: string[], env: Record<string, string>): Promise<number> {
   const [cmd, ...args] = command
-  if (!cmd) return Promise.reject(new ClientCommandError('no command given after --', 2))
+  if (!cmd) return Promise.reject(new ClientCommandError('no command given after --', EXIT_USAGE))
   return new Promise((resolve, reject) => {
     const ignore = () => {}
     process.on('SIGINT', ignore)
@@ -32,8 +33,8 @@ export function runClient(command: string[], env: Record<string, string>): Promi
       done()
       reject(
         e.code === 'ENOENT'
-          ? new ClientCommandError(`cannot run "${cmd}": command not found`, 127)
-          : new ClientCommandError(`cannot run "${cmd}": ${e.message}`, 126),
+          ? new ClientCommandError(`cannot run "${cmd}": command not found`, EXIT_COMMAND_NOT_FOUND)
+          : new ClientCommandError(`cannot run "${cmd}": ${e.message}`, EXIT_COMMAND_NOT_EXECUTABLE),
       )
     })
     child.on('exit', (code, signal) => {

@@ -43,12 +43,9 @@ export function cliApprovals(cli: CliRunner, configPath: string): DemoApprovals 
   }
 }
 
-/** oclif prints an error as ` ›   Error: …`, wrapped over several ` ›   ` lines: the message as one line. */
+/** dbgate prints an error as `Error: …` followed by `Code:` and `Try this:` lines: all of it as one line. */
 function errorText(stderr: string): string {
-  const text = stderr
-    .split('\n')
-    .map((l) => l.replace(/^\s*›?\s*/, ''))
-    .join(' ')
+  const text = stderr.split('\n').join(' ')
   const at = text.indexOf('Error:')
   return at >= 0 ? text.slice(at + 'Error:'.length) : text
 }

@@ -1,4 +1,6 @@
 /** What `dbgate demo` prints once everything is up: the tour, step by step, for three terminals. */
+import path from 'node:path'
+import {DBGATE_BIN} from './cli.js'
 import type {DemoEnvironment, DemoPerson} from './demo.js'
 import {DEMO_ALLOW, DEMO_DDL, DEMO_REVIEWERS, DEMO_TARGET} from './people.js'
 
@@ -24,13 +26,22 @@ const ROLE_GROUP_NOTE: Record<DemoPerson['role'], string> = {
   auditor: 'may not connect; reads the recordings',
 }
 
-/** `export …` for one person, broken over lines with `\` so it pastes whole into any POSIX shell. */
-export function exportLines(p: DemoPerson): string[] {
-  const pairs = Object.entries(p.env).map(([k, v]) => `${k}=${v}`)
+/** The directory holding this checkout's `dbgate` command (bin/dbgate), for PATH. */
+export const DBGATE_BIN_DIR = path.dirname(DBGATE_BIN)
+
+/**
+ * `export …` for one person, broken over lines with `\` so it pastes whole into any POSIX shell.
+ * It puts this checkout's `dbgate` first on PATH, so the command works in a fresh terminal on a
+ * machine where nothing was installed globally.
+ */
+export function exportLines(p: DemoPerson, binDir: string = DBGATE_BIN_DIR): string[] {
+  const pairs = [`PATH=${shellWord(binDir)}:"$PATH"`, ...Object.entries(p.env).map(([k, v]) => `${k}=${shellWord(v)}`)]
   const lines: string[] = []
   for (let i = 0; i < pairs.length; i += 2) lines.push(pairs.slice(i, i + 2).join(' '))
   return lines.map((l, i) => `${i === 0 ? 'export ' : '       '}${l}${i < lines.length - 1 ? ' \\' : ''}`)
 }
+
+const shellWord = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
 
 export function demoBanner(env: DemoEnvironment, opts: BannerOptions, s: BannerStyle = PLAIN): string {
   const [alice, bob, carol] = [env.person('alice'), env.person('bob'), env.person('carol')]
@@ -46,8 +57,9 @@ export function demoBanner(env: DemoEnvironment, opts: BannerOptions, s: BannerS
     `  Config      ${env.configPath}`,
     `              target ${DEMO_TARGET}: allow [${DEMO_ALLOW.join(', ')}], reviewers [${DEMO_REVIEWERS.join(', ')}]; its password is in a 0600 file`,
     '',
-    `Open three terminals, one per person, and paste that person's environment first. Each gets their own`,
-    `token store, signing key and spool under ${env.dir}, as if on their own machine.`,
+    `Open three terminals, one per person, and paste that person's environment first. It puts this`,
+    `checkout's \`dbgate\` on PATH, and gives each their own token store, signing key and spool under`,
+    `${env.dir}, as if on their own machine.`,
   ]
   for (const p of env.people) {
     out.push('', `  ${s.bold(`${p.user}, ${p.role}`)} ${s.dim(`(${p.groups.join(', ')}: ${ROLE_GROUP_NOTE[p.role]})`)}`)

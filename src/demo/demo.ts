@@ -36,6 +36,8 @@ export interface DemoOptions {
    * tour brisk; a real IdP says 5.
    */
   pollInterval?: number
+  /** Keep the demo directory (configuration, bucket, everyone's files, the report) when stopping. */
+  keep?: boolean
 }
 
 /**
@@ -46,7 +48,7 @@ export interface DemoOptions {
 export async function startDemo(opts: DemoOptions = {}): Promise<DemoEnvironment> {
   const log = opts.log ?? (() => {})
   const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-demo-'))
-  const cleanups: (() => Promise<void>)[] = [() => rm(dir, {recursive: true, force: true})]
+  const cleanups: (() => Promise<void>)[] = opts.keep ? [] : [() => rm(dir, {recursive: true, force: true})]
   let stopping: Promise<void> | undefined
   const stop = () => {
     stopping ??= (async () => {

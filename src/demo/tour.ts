@@ -28,6 +28,8 @@ export interface TourOptions {
   signal?: AbortSignal
   /** Whether this build has `dbgate approve` and `dbgate approvals list`; without them the tour calls their core. */
   approvalCommands: boolean
+  /** The demo directory is kept afterwards (`--keep`), so files written in it may be named. */
+  keep?: boolean
 }
 
 function failure(what: string, r: CliResult): Error {
@@ -270,7 +272,8 @@ export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<
         const {summary, files} = JSON.parse(r.stdout) as {summary: Report['summary']; files: {html: string}}
         if (summary.denied < 1 || summary.approved < 1) throw new Error(`the report misses the denied DROP or the approval: ${summary.denied} denied, ${summary.approved} approved`)
         if (summary.logsFailingVerification > 0) throw new Error(`${summary.logsFailingVerification} session log(s) fail verification in the report`)
-        return `${summary.sessions} session(s), ${summary.statements} statements, ${summary.denied} denied, ${summary.approved} approved, ${summary.maskedValues} values masked: ${files.html}`
+        const where = opts.keep ? files.html : 'report.html written; it goes with the demo directory (--keep keeps it)'
+        return `${summary.sessions} session(s), ${summary.statements} statements, ${summary.denied} denied, ${summary.approved} approved, ${summary.maskedValues} values masked: ${where}`
       },
     },
   ]

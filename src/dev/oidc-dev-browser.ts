@@ -12,6 +12,8 @@ export interface DeviceApproval {
   password: string
   /** Abort at the confirmation step instead of approving (the IdP then answers access_denied). */
   deny?: boolean
+  /** Stop on the sign-in page, as a person who closes the tab there does. */
+  closeBeforeSignIn?: boolean
 }
 
 class Browser {
@@ -58,6 +60,18 @@ function formAction(html: string, fallback: string): string {
   return match ? new URL(match[1], fallback).toString() : fallback
 }
 
+/** What a page says, without its markup. */
+export function pageText(html: string): string {
+  return html.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim()
+}
+
+/** Enters `userCode` on the verification page, as typing it would; resolves to the page that follows. */
+export async function enterDeviceCode(verificationUri: string, userCode: string): Promise<{status: number; html: string}> {
+  const browser = new Browser()
+  const entry = await browser.request(verificationUri)
+  return browser.request(formAction(entry.html, entry.url), {method: 'POST', form: {xsrf: hidden(entry.html, 'xsrf'), user_code: userCode}})
+}
+
 /** Resolves once the IdP shows its final page; rejects if a step does not go as a browser would expect. */
 export async function approveDeviceCode(approval: DeviceApproval): Promise<{status: number; html: string}> {
   const browser = new Browser()
@@ -68,12 +82,14 @@ export async function approveDeviceCode(approval: DeviceApproval): Promise<{stat
     form: {xsrf: hidden(entry.html, 'xsrf'), user_code: approval.userCode},
   })
   if (confirm.status !== 200) throw new Error(`user code rejected (HTTP ${confirm.status})`)
+  if (!confirm.html.includes('name="user_code" value=')) throw new Error(`user code not accepted: ${pageText(confirm.html)}`)
   const decision: Record<string, string> = {xsrf: hidden(confirm.html, 'xsrf'), user_code: hidden(confirm.html, 'user_code')}
   if (approval.deny) decision.abort = 'yes'
   else decision.confirm = 'yes'
   const login = await browser.request(action, {method: 'POST', form: decision})
   if (approval.deny) return login
   if (!login.html.includes('name="login"')) throw new Error(`expected the sign-in page, got HTTP ${login.status}`)
+  if (approval.closeBeforeSignIn) return login
   const done = await browser.request(formAction(login.html, login.url), {
     method: 'POST',
     form: {login: approval.user, password: approval.password},

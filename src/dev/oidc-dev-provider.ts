@@ -7,8 +7,18 @@
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {exportJWK, generateKeyPair, type JWK} from 'jose'
-import Provider, {errors, type KoaContext} from 'oidc-provider'
-import {createMemoryAdapter} from 'oidc-provider/lib/adapters/memory_adapter.js'
+import type Provider from 'oidc-provider'
+import type {KoaContext} from 'oidc-provider'
+import {withoutRuntimeWarning} from '../util/quiet-warnings.js'
+
+// Imported when a provider starts, not when this module loads: oidc-provider warns about Node 20
+// as it is imported (see quiet-warnings.ts), and loading the CLI's commands must not import it.
+const loadProvider = () =>
+  withoutRuntimeWarning(async () => {
+    const oidc = await import('oidc-provider')
+    const {createMemoryAdapter} = await import('oidc-provider/lib/adapters/memory_adapter.js')
+    return {ProviderClass: oidc.default, errors: oidc.errors, createMemoryAdapter}
+  })
 
 export interface DevUser {
   id: string
@@ -54,6 +64,12 @@ export interface DevProviderOptions {
   pollInterval?: number
   /** Signing key; default a fresh RS256 key per start. */
   signingKey?: JWK
+  /**
+   * Every refresh issues a new refresh token and spends the old one (default true). A spent one
+   * presented again is taken as stolen: oidc-provider revokes the whole grant, as Okta, Auth0 and
+   * Entra ID do with rotation on.
+   */
+  rotateRefreshTokens?: boolean
 }
 
 export interface DevPoll {
@@ -111,7 +127,8 @@ export async function startDevOidcProvider(options: DevProviderOptions = {}): Pr
   const port = (server.address() as AddressInfo).port
   const issuer = `http://${host}:${port}`
 
-  const provider = new Provider(issuer, {
+  const {ProviderClass, errors, createMemoryAdapter} = await loadProvider()
+  const provider = new ProviderClass(issuer, {
     // Per-instance memory storage: several providers in one process (tests) never see each other's tokens.
     adapter: createMemoryAdapter(),
     clients: [
@@ -157,11 +174,15 @@ export async function startDevOidcProvider(options: DevProviderOptions = {}): Pr
         userCodeInputSource: async (ctx: KoaContext, form: string, _out: unknown, err?: {name?: string; userCode?: string}) => {
           const message = !err
             ? 'Enter the code shown by dbgate.'
-            : err.userCode || err.name === 'NoCodeError'
-              ? 'That code is not valid. Try again.'
-              : err.name === 'AbortedError'
-                ? 'The sign-in was cancelled.'
-                : 'The request could not be processed.'
+            : err.name === 'AlreadyUsedError' && err.userCode
+              ? await reopened(ctx, err.userCode)
+              : err.name === 'ExpiredError'
+                ? 'That code has expired. Press Ctrl-C in your terminal and run <code>dbgate login</code> again for a new one.'
+                : err.userCode || err.name === 'NoCodeError'
+                  ? 'That code is not valid. Check it against your terminal and try again.'
+                  : err.name === 'AbortedError'
+                    ? 'The sign-in was cancelled.'
+                    : 'The request could not be processed.'
           ctx.type = 'html'
           ctx.body = page('Device sign-in', `<p>${message}</p>${form}<button type="submit" form="op.deviceInputForm">Continue</button>`)
         },
@@ -197,6 +218,7 @@ ${form}<button type="submit" form="op.deviceConfirmForm">Continue</button>
     async extraTokenClaims(_ctx: unknown, token: {kind: string; clientId?: string}) {
       return token.kind === 'ClientCredentials' && token.clientId === serviceClientId ? {groups: serviceGroups} : undefined
     },
+    rotateRefreshToken: options.rotateRefreshTokens ?? true,
     async issueRefreshToken(_ctx: unknown, client: {grantTypeAllowed(type: string): boolean}, code: {scopes: Set<string>}) {
       return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access')
     },
@@ -260,6 +282,32 @@ ${form}<button type="submit" form="op.deviceConfirmForm">Continue</button>
         server.close((error) => (error ? reject(error) : resolve()))
       }),
   }
+}
+
+/**
+ * A code entered again: usually the person closed the tab in the middle of signing in, and the
+ * terminal is still waiting. An unfinished sign-in is reset so the code can be entered again;
+ * a finished or refused one is said to be so.
+ */
+async function reopened(ctx: KoaContext, userCode: string): Promise<string> {
+  const {normalize} = await import('oidc-provider/lib/helpers/user_codes.js')
+  const provider = (ctx as unknown as {oidc: {provider: {DeviceCode: {findByUserCode(code: string, opts: {ignoreExpiration: boolean}): Promise<DeviceCodeState | undefined>}}}}).oidc.provider
+  const code = await provider.DeviceCode.findByUserCode(normalize(userCode), {ignoreExpiration: true})
+  if (code?.accountId) return 'This code was already used to sign in. Return to your terminal.'
+  if (code?.error) return 'The sign-in with this code was cancelled. Press Ctrl-C in your terminal and run <code>dbgate login</code> again.'
+  if (code?.inFlight) {
+    code.inFlight = false
+    await code.save()
+    return 'This code was entered before, in a window that was closed before the sign-in finished. Enter it again to continue.'
+  }
+  return 'That code is not valid. Check it against your terminal and try again.'
+}
+
+interface DeviceCodeState {
+  accountId?: string
+  error?: string
+  inFlight?: boolean
+  save(): Promise<unknown>
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -49,3 +49,8 @@ declare module 'oidc-provider/lib/adapters/memory_adapter.js' {
   /** A memory adapter with its own store (the default one is shared by every provider in the process). */
   export function createMemoryAdapter(clockTolerance?: number): (model: string) => unknown
 }
+
+declare module 'oidc-provider/lib/helpers/user_codes.js' {
+  /** The user code as oidc-provider stores it: upper case, without separators. */
+  export function normalize(code: string): string
+}

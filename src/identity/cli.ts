@@ -6,16 +6,11 @@ import {resolveSecret} from '../config/secrets.js'
 import type {LoadedConfig} from '../config/types.js'
 import type {IdentityConfig} from './config.js'
 import {deviceLogin, type DeviceCodePrompt, type DeviceLoginUI, type LoginResult} from './device-login.js'
-import {IdentityError, LoginAbortedError} from './errors.js'
 import {logout, type LogoutResult} from './logout.js'
 import {loginClientCredentials, type ServiceCredentials} from './service.js'
 import {getIdentity, type SessionSource} from './session.js'
 import {openTokenStore, type TokenStore} from './token-store.js'
 import {identityLabel, type Identity} from './types.js'
-
-/** Exit codes of the identity commands, in addition to 0 / 1 / 2 (see src/cli/exit-codes.ts). */
-export const EXIT_AUTH = 4
-export const EXIT_INTERRUPTED = 130
 
 export interface CliIO {
   /** Progress, prompts and warnings: stderr, so stdout stays clean for --json and pipes. */
@@ -183,10 +178,14 @@ export function formatLogout(config: IdentityConfig, result: LogoutResult): stri
   return lines.join('\n')
 }
 
-/** Exit code for an error from the identity layer. */
-export function exitCodeFor(error: unknown): number {
-  if (error instanceof LoginAbortedError) return EXIT_INTERRUPTED
-  if (error instanceof IdentityNotConfiguredError) return 2
-  if (error instanceof IdentityError) return error.code === 'IDP_UNREACHABLE' || error.code === 'TOKEN_STORE_FAILED' ? 1 : EXIT_AUTH
-  return 1
+export function processIO(): CliIO {
+  return {err: process.stderr, interactive: Boolean(process.stderr.isTTY), env: process.env}
+}
+
+/** Ctrl-C aborts the returned signal instead of killing the process, so cleanup and exit 130 happen. */
+export function interruptSignal(): {signal: AbortSignal; dispose(): void} {
+  const controller = new AbortController()
+  const onSigint = () => controller.abort()
+  process.once('SIGINT', onSigint)
+  return {signal: controller.signal, dispose: () => process.removeListener('SIGINT', onSigint)}
 }

@@ -167,7 +167,7 @@ export class TargetNotAllowedError extends IdentityError {
 
 export class TokenStoreError extends IdentityError {
   readonly code = 'TOKEN_STORE_FAILED'
-  constructor(message: string, options: {cause?: unknown} = {}) {
-    super(message, {nextStep: 'Check permissions of the dbgate config directory, or set DBGATE_KEYRING=off.', ...options})
+  constructor(message: string, options: {cause?: unknown; nextStep?: string} = {}) {
+    super(message, {nextStep: 'Check the permissions of the dbgate config directory and the file named above.', ...options})
   }
 }

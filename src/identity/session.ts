@@ -1,3 +1,5 @@
+import {createHash} from 'node:crypto'
+import {decodeJwt} from 'jose'
 import * as client from 'openid-client'
 import type {IdentityConfig} from './config.js'
 import {LoginRequiredError, TargetNotAllowedError, TokenError, TokenExpiredError} from './errors.js'
@@ -28,8 +30,10 @@ export interface Session {
   /**
    * Renews now — refresh_token grant for a person, a new client-credentials grant for a service —
    * and resolves to the new session. A long-running tunnel calls it before `identity.expiresAt`.
+   * When another dbgate process of the same person renewed meanwhile, its tokens are used instead,
+   * if they were issued no earlier than `notBefore`.
    */
-  refresh(): Promise<Session>
+  refresh(opts?: {notBefore?: Date}): Promise<Session>
 }
 
 /**
@@ -78,69 +82,86 @@ interface StoredContext extends SessionOptions {
   key: string
 }
 
-async function storedSession(config: IdentityConfig, stored: StoredTokens, ctx: StoredContext, force: boolean): Promise<Session> {
-  const margin = ctx.refreshMarginMs ?? 60_000
+async function storedSession(config: IdentityConfig, stored: StoredTokens, ctx: StoredContext, force: boolean, notBefore?: Date): Promise<Session> {
   const now = ctx.now ?? (() => new Date())
   if (!force) {
-    try {
-      const verified = await verifyStored(config, stored, now)
-      if (verified.identity.expiresAt.getTime() - now().getTime() > margin) {
-        return sessionFrom(config, verified, ctx)
-      }
-    } catch (error) {
-      if (!(error instanceof TokenExpiredError)) throw error
-    }
+    const usable = await usableSession(config, stored, ctx)
+    if (usable) return sessionFrom(config, usable, stored, ctx)
   }
-  const renewed = await renew(config, stored, ctx)
-  return sessionFrom(config, await verifyStored(config, renewed, now), ctx)
+  const renewed = await renew(config, stored, ctx, notBefore)
+  return sessionFrom(config, await verifyStored(config, renewed, now), renewed, ctx)
 }
 
-function sessionFrom(config: IdentityConfig, verified: {identity: Identity; token: string}, ctx: StoredContext): Session {
+/** The verified identity of `tokens` if it stays valid beyond the refresh margin (and was issued since `notBefore`). */
+async function usableSession(config: IdentityConfig, tokens: StoredTokens, ctx: StoredContext, notBefore?: Date): Promise<{identity: Identity; token: string} | undefined> {
+  const margin = ctx.refreshMarginMs ?? 60_000
+  const now = ctx.now ?? (() => new Date())
+  let verified: {identity: Identity; token: string}
+  try {
+    verified = await verifyStored(config, tokens, now)
+  } catch (error) {
+    if (error instanceof TokenExpiredError) return undefined
+    throw error
+  }
+  if (verified.identity.expiresAt.getTime() - now().getTime() <= margin) return undefined
+  // `iat` has whole seconds; a token issued in notBefore's own second counts as issued after it.
+  if (notBefore && (decodeJwt(verified.token).iat ?? 0) < Math.floor(notBefore.getTime() / 1000)) return undefined
+  return verified
+}
+
+function sessionFrom(config: IdentityConfig, verified: {identity: Identity; token: string}, tokens: StoredTokens, ctx: StoredContext): Session {
   return {
     identity: verified.identity,
     token: verified.token,
     source: 'stored',
-    async refresh() {
-      // Re-read: another dbgate process may have refreshed (and rotated the refresh token) meanwhile.
-      const latest = await ctx.store.load(ctx.key)
-      if (!latest) throw new LoginRequiredError(`You were signed out of ${config.issuer} (\`dbgate logout\` ran meanwhile).`)
-      return storedSession(config, latest, ctx, true)
-    },
+    refresh: (opts = {}) => storedSession(config, tokens, ctx, true, opts.notBefore),
   }
 }
 
-async function renew(config: IdentityConfig, stored: StoredTokens, ctx: StoredContext): Promise<StoredTokens> {
-  if (stored.kind === 'service') {
-    const creds = serviceCredentialsFromEnv(ctx.env)
-    if (!creds || creds.clientId !== stored.serviceClientId) {
-      throw new LoginRequiredError(
-        `The service token of "${stored.serviceClientId ?? 'unknown client'}" has expired, and client credentials are not grants that can be refreshed.`,
-      )
-    }
-    const {tokens} = await acquireServiceTokens(config, creds)
-    await ctx.store.save(ctx.key, tokens)
-    return tokens
-  }
-  if (!stored.refreshToken) {
-    throw new LoginRequiredError('Your sign-in has expired and the identity provider issued no refresh token (is `offline_access` among identity.scopes?).')
-  }
-  try {
-    return await refreshWith(config, stored, ctx)
-  } catch (error) {
-    if (!(error instanceof LoginRequiredError)) throw error
-    // A concurrent dbgate process may have used our refresh token first (rotation); if it stored a
-    // newer one, that one is good.
+// Refresh tokens this process has presented to the IdP. One that comes back from the store (a
+// save that failed, a store restored from a backup) is never presented again: with rotation, the
+// IdP would take it for a stolen token and end the sign-in everywhere.
+const spentRefreshTokens = new Set<string>()
+const fingerprint = (token: string) => createHash('sha256').update(token).digest('hex')
+
+/**
+ * Renews `had` under the store's cross-process lock. Inside it the store is read again: if another
+ * process renewed meanwhile, its tokens are used (when good enough); otherwise the refresh token
+ * is the one in the store now, never one this process remembers from earlier.
+ */
+async function renew(config: IdentityConfig, had: StoredTokens, ctx: StoredContext, notBefore?: Date): Promise<StoredTokens> {
+  return ctx.store.exclusive(ctx.key, async () => {
     const latest = await ctx.store.load(ctx.key)
-    if (latest?.refreshToken && latest.refreshToken !== stored.refreshToken) return refreshWith(config, latest, ctx)
-    throw error
-  }
+    if (!latest) throw new LoginRequiredError(`You were signed out of ${config.issuer} (\`dbgate logout\` ran meanwhile).`)
+    if (latest.accessToken !== had.accessToken && (await usableSession(config, latest, ctx, notBefore))) return latest
+    if (latest.kind === 'service') {
+      const creds = serviceCredentialsFromEnv(ctx.env)
+      if (!creds || creds.clientId !== latest.serviceClientId) {
+        throw new LoginRequiredError(
+          `The service token of "${latest.serviceClientId ?? 'unknown client'}" has expired, and client credentials are not grants that can be refreshed.`,
+        )
+      }
+      const {tokens} = await acquireServiceTokens(config, creds)
+      await ctx.store.save(ctx.key, tokens)
+      return tokens
+    }
+    if (!latest.refreshToken) {
+      throw new LoginRequiredError('Your sign-in has expired and the identity provider issued no refresh token (is `offline_access` among identity.scopes?).')
+    }
+    if (spentRefreshTokens.has(fingerprint(latest.refreshToken))) {
+      throw new LoginRequiredError(`Your sign-in at ${config.issuer} cannot be renewed: the stored refresh token was already used, and using it again would end your sign-in everywhere.`)
+    }
+    return refreshWith(config, latest, ctx)
+  })
 }
 
 async function refreshWith(config: IdentityConfig, stored: StoredTokens, ctx: StoredContext): Promise<StoredTokens> {
   const oidc = await discover(config)
+  const refreshToken = stored.refreshToken as string
   let response: client.TokenEndpointResponse
+  spentRefreshTokens.add(fingerprint(refreshToken))
   try {
-    response = await client.refreshTokenGrant(oidc, stored.refreshToken as string)
+    response = await client.refreshTokenGrant(oidc, refreshToken)
   } catch (error) {
     if (oauthErrorCode(error) === 'invalid_grant') {
       throw new LoginRequiredError(
@@ -148,6 +169,8 @@ async function refreshWith(config: IdentityConfig, stored: StoredTokens, ctx: St
         {cause: error},
       )
     }
+    // Nothing reached the IdP's token logic (a network failure): the token is still good.
+    if (toIdentityError(error, config.issuer).code === 'IDP_UNREACHABLE') spentRefreshTokens.delete(fingerprint(refreshToken))
     throw toIdentityError(error, config.issuer)
   }
   const tokens = toStoredTokens(response, 'human', stored)

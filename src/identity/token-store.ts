@@ -1,10 +1,11 @@
 import {createHash} from 'node:crypto'
 import {chmod, mkdir, open, readFile, rename, rm} from 'node:fs/promises'
-import {homedir} from 'node:os'
 import path from 'node:path'
 import {Entry} from '@napi-rs/keyring'
+import {tokenDir} from '../util/paths.js'
 import type {IdentityConfig} from './config.js'
 import {TokenStoreError} from './errors.js'
+import {withFileLock} from './refresh-lock.js'
 
 /** What dbgate keeps between runs for one issuer + client. Serialized as JSON; never logged. */
 export interface StoredTokens {
@@ -27,6 +28,11 @@ export interface TokenStore {
   save(key: string, tokens: StoredTokens): Promise<string>
   /** True when something was removed from either place. */
   remove(key: string): Promise<boolean>
+  /**
+   * Runs `fn` while no other dbgate process on this machine runs it for the same key: renewing a
+   * sign-in happens inside, so a rotated refresh token is never presented twice.
+   */
+  exclusive<T>(key: string, fn: () => Promise<T>): Promise<T>
 }
 
 /** The subset of @napi-rs/keyring's Entry dbgate uses; injectable so tests can simulate a keychain. */
@@ -53,12 +59,6 @@ export function storeKey(config: Pick<IdentityConfig, 'issuer' | 'clientId'>): s
   return `${config.issuer}|${config.clientId}`
 }
 
-export function defaultConfigDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.XDG_CONFIG_HOME) return path.join(env.XDG_CONFIG_HOME, 'dbgate')
-  if (process.platform === 'win32' && env.APPDATA) return path.join(env.APPDATA, 'dbgate')
-  return path.join(homedir(), '.config', 'dbgate')
-}
-
 function keyringDisabled(env: NodeJS.ProcessEnv): boolean {
   return ['off', '0', 'false', 'no', 'file'].includes((env.DBGATE_KEYRING ?? '').toLowerCase())
 }
@@ -73,15 +73,18 @@ function isStoredTokens(value: unknown): value is StoredTokens {
   return v !== null && typeof v === 'object' && v.version === 1 && typeof v.accessToken === 'string' && (v.kind === 'human' || v.kind === 'service')
 }
 
+// `dbgate logout` removes stored tokens it cannot read, so this always works.
+const SIGN_IN_AGAIN = 'Run `dbgate logout` to remove them, then `dbgate login` to sign in again.'
+
 function parse(text: string, where: string): StoredTokens {
   let value: unknown
   try {
     value = JSON.parse(text)
   } catch {
     // JSON.parse quotes the input in its message, and the input is tokens: no cause attached.
-    throw new TokenStoreError(`Stored tokens in ${where} are unreadable.`)
+    throw new TokenStoreError(`Stored tokens in ${where} are unreadable.`, {nextStep: SIGN_IN_AGAIN})
   }
-  if (!isStoredTokens(value)) throw new TokenStoreError(`Stored tokens in ${where} have an unknown format.`)
+  if (!isStoredTokens(value)) throw new TokenStoreError(`Stored tokens in ${where} have an unknown format.`, {nextStep: SIGN_IN_AGAIN})
   return value
 }
 
@@ -93,9 +96,10 @@ function parse(text: string, where: string): StoredTokens {
 export function openTokenStore(options: TokenStoreOptions = {}): TokenStore {
   const env = options.env ?? process.env
   const forcedOff = keyringDisabled(env)
-  const dir = path.join(options.configDir ?? defaultConfigDir(env), 'tokens')
+  const dir = options.configDir ? path.join(options.configDir, 'tokens') : tokenDir(env)
   const keyring: KeyringFactory = options.keyring ?? ((service, account) => new Entry(service, account))
-  const fileFor = (key: string) => path.join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`)
+  const baseFor = (key: string) => path.join(dir, createHash('sha256').update(key).digest('hex').slice(0, 32))
+  const fileFor = (key: string) => `${baseFor(key)}.json`
 
   const warnOnce = (file: string, reason: string) => {
     if (warnedFiles.has(file)) return
@@ -194,6 +198,10 @@ export function openTokenStore(options: TokenStoreOptions = {}): TokenStore {
       )
       await rm(file, {force: true})
       return removed || existed
+    },
+
+    exclusive(key, fn) {
+      return withFileLock(`${baseFor(key)}.lock`, fn)
     },
   }
 }

@@ -29,6 +29,8 @@ export class UpstreamError extends Error {
     message: string,
     readonly sqlstate: string,
     readonly upstream?: NoticeFields,
+    /** The network failure behind it (ECONNREFUSED, ENOTFOUND, ETIMEDOUT, …), for explaining it to a person. */
+    readonly errno?: string,
   ) {
     super(message)
   }
@@ -76,7 +78,7 @@ class FrameQueue {
     this.wake()
   }
   private readonly onEnd = () => this.fail(new UpstreamError('the upstream server closed the connection during startup', '08006'))
-  private readonly onError = (e: Error) => this.fail(new UpstreamError(`upstream connection failed: ${e.message}`, '08006'))
+  private readonly onError = (e: NodeJS.ErrnoException) => this.fail(new UpstreamError(`upstream connection failed: ${e.message}`, '08006', undefined, e.code))
 
   constructor(private readonly socket: net.Socket) {
     socket.on('data', this.onData)
@@ -134,7 +136,7 @@ function connectTcp(target: UpstreamTarget, signal?: AbortSignal): Promise<net.S
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort)
       socket.destroy()
-      reject(new UpstreamError(`timed out connecting to the upstream ${target.host}:${target.port}`, '08001'))
+      reject(new UpstreamError(`timed out connecting to the upstream ${target.host}:${target.port}`, '08001', undefined, 'ETIMEDOUT'))
     }, target.connectTimeoutMs ?? 10_000)
     socket.once('connect', () => {
       clearTimeout(timer)
@@ -145,7 +147,7 @@ function connectTcp(target: UpstreamTarget, signal?: AbortSignal): Promise<net.S
     socket.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
-      reject(new UpstreamError(`cannot reach the upstream ${target.host}:${target.port}: ${e.code ?? e.message}`, '08001'))
+      reject(new UpstreamError(`cannot reach the upstream ${target.host}:${target.port}: ${e.code ?? e.message}`, '08001', undefined, e.code))
     })
   })
 }
@@ -163,9 +165,9 @@ function readOneByte(socket: net.Socket): Promise<number> {
       if (chunk.length > 1) socket.unshift(chunk.subarray(1))
       resolve(chunk[0]!)
     }
-    const onError = (e: Error) => {
+    const onError = (e: NodeJS.ErrnoException) => {
       cleanup()
-      reject(new UpstreamError(`upstream connection failed: ${e.message}`, '08006'))
+      reject(new UpstreamError(`upstream connection failed: ${e.message}`, '08006', undefined, e.code))
     }
     const onEnd = () => {
       cleanup()
@@ -223,11 +225,20 @@ async function negotiateTls(socket: net.Socket, target: UpstreamTarget): Promise
  * SCRAM-SHA-256, MD5 or cleartext (the last only over TLS or to a loopback host).
  */
 export async function connectUpstream(target: UpstreamTarget, startupParams: Record<string, string>, opts: ConnectUpstreamOptions = {}): Promise<UpstreamSession> {
+  const timeoutMs = target.connectTimeoutMs ?? 10_000
+  const started = Date.now()
   const tcp = await connectTcp(target, opts.signal)
   let socket: net.Socket = tcp
   let queue: FrameQueue | undefined
   const abort = () => socket.destroy()
   opts.signal?.addEventListener('abort', abort, {once: true})
+  // The timeout covers the whole startup, as libpq's connect_timeout does: a server that accepts
+  // the connection and then never answers must not hang the client forever.
+  const deadline = setTimeout(() => {
+    const e: NodeJS.ErrnoException = new Error(`timed out after ${timeoutMs} ms waiting for the upstream ${target.host}:${target.port} to answer`)
+    e.code = 'ETIMEDOUT'
+    socket.destroy(e)
+  }, Math.max(0, timeoutMs - (Date.now() - started)))
   try {
     const negotiated = await negotiateTls(tcp, target)
     socket = negotiated.socket
@@ -307,6 +318,8 @@ export async function connectUpstream(target: UpstreamTarget, startupParams: Rec
     if (error instanceof ScramError) throw new UpstreamError(`upstream authentication failed: ${error.message}`, '28P01')
     if (error instanceof ProtocolError) throw new UpstreamError(`upstream protocol error: ${error.message}`, '08P01')
     throw new UpstreamError(`upstream connection failed: ${(error as Error).message}`, '08006')
+  } finally {
+    clearTimeout(deadline)
   }
 }
 

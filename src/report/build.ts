@@ -22,6 +22,8 @@ export interface BuildOptions {
   target?: string
   frameworks: readonly Framework[]
   sources: Omit<Sources, 'sessionLogs' | 'earliestSession' | 'latestSession'>
+  /** UTC day (YYYY-MM-DD) of the bucket's first session log, from any period: days before it are not gaps. */
+  recordingSince?: string
   generatedAt: Date
   generator: string
   /** Show statements as recorded, literals included; by default the normalized text ($1, $2 for literals). */
@@ -115,7 +117,8 @@ export class ReportBuilder {
 
   constructor(private readonly opts: BuildOptions) {
     this.days = daysBetween(opts.since, opts.until)
-    this.daily = new Map(this.days.map((day) => [day, {day, sessions: 0, statements: 0, denied: 0, approved: 0}]))
+    const before = (day: string) => opts.recordingSince !== undefined && day < opts.recordingSince
+    this.daily = new Map(this.days.map((day) => [day, {day, ...(before(day) ? {beforeRecording: true} : {}), sessions: 0, statements: 0, denied: 0, approved: 0}]))
   }
 
   private dayOf(iso: string | undefined): DailyFigures | undefined {
@@ -321,6 +324,7 @@ export class ReportBuilder {
         sessionLogs: s.sessions,
         ...(sessionRows[0]?.startedAt ? {earliestSession: sessionRows[0].startedAt} : {}),
         ...(sessionRows.at(-1)?.startedAt ? {latestSession: sessionRows.at(-1)!.startedAt} : {}),
+        ...(opts.recordingSince ? {recordingSince: opts.recordingSince} : {}),
       },
       summary: s,
       daily: dailyRows,
@@ -376,9 +380,11 @@ function findGaps(daily: DailyFigures[], sessions: SessionRow[], attention: Atte
     gaps.push({kind: 'no-sessions-in-period', message: `No session logs in ${opts.sources.bucket} started in this period${opts.target ? ` on target ${opts.target}` : ''}: either nobody connected, or logs were not shipped (run \`dbgate sessions status\` on the machines that connect).`})
     return gaps
   }
-  const empty = daily.filter((d) => d.sessions === 0).map((d) => d.day)
+  // Days before the first log in the bucket are not missing logs: nothing was recording yet.
+  const recorded = daily.filter((d) => !d.beforeRecording)
+  const empty = recorded.filter((d) => d.sessions === 0).map((d) => d.day)
   if (empty.length) {
-    gaps.push({kind: 'no-sessions-on-day', days: empty, message: `${empty.length} of ${daily.length} days have no session logs (${dayRanges(empty).join(', ')}). Confirm nobody connected then, or look for unshipped spools.`})
+    gaps.push({kind: 'no-sessions-on-day', days: empty, message: `${empty.length} of ${recorded.length} days since recording began have no session logs (${dayRanges(empty).join(', ')}). Confirm nobody connected then, or look for unshipped spools.`})
   }
   const failing = sessions.filter((r) => r.integrity === 'failed').map((r) => r.sessionId)
   if (failing.length) gaps.push({kind: 'verification-failed', sessions: failing, message: `${failing.length} session log(s) fail verification; their figures are included but cannot be relied on. Run \`dbgate sessions verify\` with the session id to see each problem.`})

@@ -4,8 +4,8 @@
  * Everything recorded (SQL, names, reasons) is escaped: a statement an engineer typed must never
  * become markup in an auditor's browser.
  */
-import {FRAMEWORK_NAMES, type ControlSection, type Report} from './model.js'
-import {dayBars, dayLines, esc, PALETTE, rankBars} from './svg.js'
+import {FRAMEWORK_NAMES, noGaps, type ControlSection, type Report} from './model.js'
+import {dayBars, dayGroupedBars, esc, PALETTE, rankBars} from './svg.js'
 
 const SESSION_LINKS = 30
 
@@ -85,16 +85,20 @@ export function renderHtml(r: Report): string {
   const period = `${r.period.since.slice(0, 10)} to ${r.period.until.slice(0, 10)}`
   const gaps = r.gaps.length
     ? r.gaps.map((g) => `<div class="gap" data-gap="${esc(g.kind)}">${esc(g.message)}${g.sessions?.length ? `<br>Sessions: ${sessionLinks(g.sessions)}` : ''}</div>`).join('\n')
-    : '<div class="nogap">No gaps: every day of the period has session logs, and every log verified.</div>'
+    : `<div class="nogap">${esc(noGaps(r))}</div>`
+  // Days before the first recording are no data, not zero: the charts start when recording did.
+  const recorded = r.daily.filter((d) => !d.beforeRecording)
+  const days = recorded.length ? recorded : r.daily
   const charts = [
+    ...(r.sources.recordingSince && recorded.length < r.daily.length ? [`<p class="muted" id="recording-since">Recording began on ${esc(r.sources.recordingSince)} (the first session log in the bucket); the charts start then.</p>`] : []),
     `<h3>Statements per day</h3>`,
-    dayBars('chart-activity', 'Statements per day', r.daily.map((d) => ({day: d.day, value: d.statements})), 'statements'),
+    dayBars('chart-activity', 'Statements per day', days.map((d) => ({day: d.day, value: d.statements})), ['statement', 'statements']),
     `<h3>Sessions per day</h3>`,
-    dayBars('chart-sessions', 'Sessions per day', r.daily.map((d) => ({day: d.day, value: d.sessions})), 'sessions'),
-    `<h3>Denials and approvals over time</h3>`,
-    dayLines('chart-decisions', 'Statements denied and approvals granted per day', [
-      {name: 'denied', color: PALETTE.denied, points: r.daily.map((d) => ({day: d.day, value: d.denied}))},
-      {name: 'approved', color: PALETTE.approved, dash: '6 3', points: r.daily.map((d) => ({day: d.day, value: d.approved}))},
+    dayBars('chart-sessions', 'Sessions per day', days.map((d) => ({day: d.day, value: d.sessions})), ['session', 'sessions']),
+    `<h3>Denials and approvals per day</h3>`,
+    dayGroupedBars('chart-decisions', 'Statements denied and approvals granted per day', [
+      {name: 'denied', color: PALETTE.denied, points: days.map((d) => ({day: d.day, value: d.denied}))},
+      {name: 'approved', color: PALETTE.approved, dash: '6 3', points: days.map((d) => ({day: d.day, value: d.approved}))},
     ]),
     `<h3>Statements by class</h3>`,
     rankBars('chart-classes', 'Statements by class', r.byClass.map((c) => ({label: c.class, value: c.statements}))),

@@ -1,5 +1,5 @@
 /** `report.md`: the same figures, short enough to paste into a ticket; the HTML has the charts. */
-import {FRAMEWORK_NAMES, type Report} from './model.js'
+import {FRAMEWORK_NAMES, noGaps, type Report} from './model.js'
 
 const LIST_CAP = 50
 
@@ -61,7 +61,7 @@ export function renderMarkdown(r: Report): string {
   )
   out.push('## Gaps and exceptions')
   out.push('')
-  if (r.gaps.length === 0) out.push('No gaps: every day of the period has session logs, and every log verified.')
+  if (r.gaps.length === 0) out.push(noGaps(r))
   for (const g of r.gaps) out.push(`- **${g.kind}**: ${mdCell(g.message)}${g.sessions?.length ? ` Sessions: ${g.sessions.slice(0, 10).map((id) => `\`${id}\``).join(', ')}${g.sessions.length > 10 ? ', …' : ''}` : ''}`)
   out.push('')
   out.push('## Privileged and destructive attempts')

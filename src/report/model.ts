@@ -45,6 +45,8 @@ export interface Sources {
   keyErrors: {key: string; message: string}[]
   earliestSession?: string
   latestSession?: string
+  /** UTC day of the first session log in the whole bucket: recording began then. */
+  recordingSince?: string
 }
 
 export interface Summary {
@@ -79,6 +81,8 @@ export interface Summary {
 
 export interface DailyFigures {
   day: string
+  /** The day is before the bucket's first session log: nothing could have been recorded, so it is no gap. */
+  beforeRecording?: boolean
   sessions: number
   statements: number
   denied: number
@@ -200,4 +204,12 @@ export interface SessionRow {
   maskedStatements: number
   integrity: IntegrityResult
   policy?: string
+}
+
+/** What "no gaps" means for this report, counting from when recording began if that was inside the period. */
+export function noGaps(r: Pick<Report, 'daily' | 'sources'>): string {
+  const before = r.daily.some((d) => d.beforeRecording)
+  return before && r.sources.recordingSince
+    ? `No gaps: every day since recording began (${r.sources.recordingSince}, the first session log in the bucket) has session logs, and every log verified.`
+    : 'No gaps: every day of the period has session logs, and every log verified.'
 }

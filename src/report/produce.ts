@@ -53,6 +53,16 @@ async function isEmpty(bucket: Bucket): Promise<boolean> {
   return true
 }
 
+/** The UTC day of the bucket's first session log (`sessions/dt=…/`), read from the keys alone. */
+async function firstRecordedDay(bucket: Bucket): Promise<string | undefined> {
+  let first: string | undefined
+  for await (const o of bucket.list('sessions/')) {
+    const day = /(?:^|\/)dt=(\d{4}-\d{2}-\d{2})\//.exec(o.key)?.[1]
+    if (day && (first === undefined || day < first)) first = day
+  }
+  return first
+}
+
 async function writeAtomic(path: string, body: string): Promise<void> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
   // The report names people and what they ran: readable by its owner, who decides whom to share it with.
@@ -84,6 +94,7 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
     generator: opts.generator,
     fullSql: opts.fullSql,
     maskText: redactFreeText,
+    recordingSince: await firstRecordedDay(opts.bucket),
   })
   for (const [i, summary] of summaries.entries()) {
     // One session's events at a time: a long period never sits in memory whole.

@@ -54,8 +54,12 @@ export interface DayPoint {
   value: number
 }
 
+/** `1 statement`, `2 statements`: a unit given as [singular, plural]. */
+export type Unit = readonly [one: string, many: string]
+const count = (n: number, unit: Unit) => `${n} ${n === 1 ? unit[0] : unit[1]}`
+
 /** Vertical bars, one per day. */
-export function dayBars(id: string, title: string, points: readonly DayPoint[], unit: string): string {
+export function dayBars(id: string, title: string, points: readonly DayPoint[], unit: Unit): string {
   const f: Frame = {width: 760, height: 240, left: 44, right: 12, top: 14, bottom: 36}
   const ticks = niceTicks(Math.max(0, ...points.map((p) => p.value)))
   const top = ticks.at(-1)!
@@ -68,9 +72,9 @@ export function dayBars(id: string, title: string, points: readonly DayPoint[], 
   let out = open(id, title, f) + yAxis(f, ticks, y)
   points.forEach((p, i) => {
     const x = +(f.left + i * slot + (slot - barW) / 2).toFixed(1)
-    out += `<rect class="bar" x="${x}" y="${y(p.value)}" width="${barW.toFixed(1)}" height="${(y(0) - y(p.value)).toFixed(1)}" fill="${PALETTE.bar}" data-label="${esc(p.day)}" data-value="${p.value}"><title>${esc(p.day)}: ${p.value} ${esc(unit)}</title></rect>`
+    out += `<rect class="bar" x="${x}" y="${y(p.value)}" width="${barW.toFixed(1)}" height="${(y(0) - y(p.value)).toFixed(1)}" fill="${PALETTE.bar}" data-label="${esc(p.day)}" data-value="${p.value}"><title>${esc(p.day)}: ${esc(count(p.value, unit))}</title></rect>`
     if (p.value > 0 && points.length <= 45) out += `<text x="${(x + barW / 2).toFixed(1)}" y="${y(p.value) - 3}" text-anchor="middle" font-size="9" fill="${PALETTE.text}">${p.value}</text>`
-    if (i % every === 0) out += `<text x="${(x + barW / 2).toFixed(1)}" y="${f.height - f.bottom + 14}" text-anchor="middle" font-size="10" fill="${PALETTE.axis}">${esc(shortDay(p.day))}</text>`
+    if (i % every === 0) out += `<text class="xlabel" x="${(x + barW / 2).toFixed(1)}" y="${f.height - f.bottom + 14}" text-anchor="middle" font-size="10" fill="${PALETTE.axis}">${esc(shortDay(p.day))}</text>`
   })
   out += `<line x1="${f.left}" x2="${f.width - f.right}" y1="${y(0)}" y2="${y(0)}" stroke="${PALETTE.axis}"/>`
   out += `<text x="${f.left}" y="${f.height - 4}" font-size="10" fill="${PALETTE.axis}">UTC day (month-day)</text>`
@@ -85,8 +89,11 @@ export interface Series {
   points: readonly DayPoint[]
 }
 
-/** Lines over days, for a few series that share one axis. */
-export function dayLines(id: string, title: string, series: readonly Series[]): string {
+/**
+ * Bars side by side per day, for a few series that share one axis. Bars rather than lines: a line
+ * from one day to the next draws a rise through days that had no such activity.
+ */
+export function dayGroupedBars(id: string, title: string, series: readonly Series[]): string {
   const f: Frame = {width: 760, height: 240, left: 44, right: 12, top: 30, bottom: 36}
   const days = series[0]?.points.map((p) => p.day) ?? []
   const ticks = niceTicks(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p.value))))
@@ -94,23 +101,28 @@ export function dayLines(id: string, title: string, series: readonly Series[]): 
   const plotW = f.width - f.left - f.right
   const plotH = f.height - f.top - f.bottom
   const y = (v: number) => +(f.top + plotH - (v / top) * plotH).toFixed(1)
-  const x = (i: number) => +(f.left + (days.length <= 1 ? plotW / 2 : (i / (days.length - 1)) * plotW)).toFixed(1)
-  let out = open(id, title, f) + yAxis(f, ticks, y)
+  const slot = plotW / Math.max(1, days.length)
+  const groupW = Math.max(2, slot * 0.72)
+  const barW = groupW / Math.max(1, series.length)
   const every = labelEvery(days.length, plotW)
+  let out = open(id, title, f) + yAxis(f, ticks, y)
   days.forEach((d, i) => {
-    if (i % every === 0) out += `<text x="${x(i)}" y="${f.height - f.bottom + 14}" text-anchor="middle" font-size="10" fill="${PALETTE.axis}">${esc(shortDay(d))}</text>`
+    const x0 = f.left + i * slot + (slot - groupW) / 2
+    series.forEach((s, si) => {
+      const p = s.points[i]!
+      const x = +(x0 + si * barW).toFixed(1)
+      out += `<rect class="point" data-series="${esc(s.name)}" data-label="${esc(p.day)}" data-value="${p.value}" x="${x}" y="${y(p.value)}" width="${Math.max(1, barW - 1).toFixed(1)}" height="${(y(0) - y(p.value)).toFixed(1)}" fill="${s.color}"${s.dash ? ` fill-opacity="0.75" stroke="${s.color}" stroke-dasharray="${s.dash}"` : ''}><title>${esc(p.day)}: ${p.value} ${esc(s.name)}</title></rect>`
+      if (p.value > 0 && days.length <= 45) out += `<text x="${(x + barW / 2).toFixed(1)}" y="${y(p.value) - 3}" text-anchor="middle" font-size="9" fill="${s.color}">${p.value}</text>`
+    })
+    // Centred under its own slot, so neither the first nor the last label runs off the chart.
+    if (i % every === 0) out += `<text class="xlabel" x="${(f.left + i * slot + slot / 2).toFixed(1)}" y="${f.height - f.bottom + 14}" text-anchor="middle" font-size="10" fill="${PALETTE.axis}">${esc(shortDay(d))}</text>`
   })
   series.forEach((s, si) => {
-    const path = s.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${x(i)},${y(p.value)}`).join(' ')
-    out += `<path d="${path}" fill="none" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`
-    s.points.forEach((p, i) => {
-      out += `<circle class="point" data-series="${esc(s.name)}" data-label="${esc(p.day)}" data-value="${p.value}" cx="${x(i)}" cy="${y(p.value)}" r="${p.value > 0 ? 3.5 : 1.5}" fill="${s.color}"><title>${esc(p.day)}: ${p.value} ${esc(s.name)}</title></circle>`
-      if (p.value > 0 && days.length <= 45) out += `<text x="${x(i)}" y="${y(p.value) - 6}" text-anchor="middle" font-size="9" fill="${s.color}">${p.value}</text>`
-    })
     const lx = f.left + si * 160
-    out += `<line x1="${lx}" x2="${lx + 22}" y1="12" y2="12" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/><text class="legend" x="${lx + 28}" y="16" font-size="11" fill="${PALETTE.text}">${esc(s.name)} (${s.points.reduce((n, p) => n + p.value, 0)})</text>`
+    out += `<rect x="${lx}" y="6" width="14" height="10" fill="${s.color}"/><text class="legend" x="${lx + 20}" y="16" font-size="11" fill="${PALETTE.text}">${esc(s.name)} (${s.points.reduce((n, p) => n + p.value, 0)})</text>`
   })
   out += `<line x1="${f.left}" x2="${f.width - f.right}" y1="${y(0)}" y2="${y(0)}" stroke="${PALETTE.axis}"/>`
+  out += `<text x="${f.left}" y="${f.height - 4}" font-size="10" fill="${PALETTE.axis}">UTC day (month-day)</text>`
   return out + '</svg>'
 }
 

@@ -97,6 +97,8 @@ describe('dbgate approvals list / approve / deny', () => {
     await held
     expect(await withClient(db.url, async (x) => (await x.query("select to_regclass('from_cli') as t")).rows[0].t)).toBe('from_cli')
     await expect(Approve.run([id])).rejects.toMatchObject({code: 'APPROVAL_ALREADY_DECIDED', message: expect.stringMatching(/bob@example.com approved it .*\(ticket OPS-42\)/), oclif: {exit: 1}})
+    // The common case is a quicker colleague: the next step says there is nothing to do, calmly.
+    await expect(Approve.run([id])).rejects.toMatchObject({suggestions: [expect.stringMatching(/^Nothing more to do\./)]})
 
     await waitFor(() => posts.length >= 2)
     const texts = posts.map((b) => (JSON.parse(b) as {text: string}).text)
@@ -128,6 +130,28 @@ describe('dbgate approvals list / approve / deny', () => {
     as('bob')
     await expect(Approve.run([])).rejects.toMatchObject({code: 'APPROVAL_BAD_INPUT', oclif: {exit: 2}})
     await expect(Approve.run([id, '--window', '30m'])).rejects.toMatchObject({code: 'APPROVAL_BAD_INPUT', message: /does not allow windows/})
+    await Deny.run([id, '--reason', 'cleanup'])
+    await held
+  })
+
+  it('tells someone who reviews nothing that they are not a reviewer, and where their own requests are', async () => {
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table waiting_for_bob (id int)').catch((e: Error) => e)
+    const id = await w.approvalId()
+    as('alice')
+    const said: string[] = []
+    vi.mocked(console.error).mockImplementation((...args: unknown[]) => void said.push(args.join(' ')))
+    expect(await ApprovalsList.run(['--json'])).toEqual([])
+    await ApprovalsList.run([])
+    const note = said.join('\n')
+    expect(note).toMatch(/alice@example.com \(groups: engineering\) is not in the reviewer groups of any target \(app: dba\)/)
+    expect(note).toContain(`Your own pending request (${id} on app) waits for those reviewers; \`dbgate approvals list --mine\` shows them.`)
+    const mine = (await ApprovalsList.run(['--mine', '--json'])) as {id: string; state: string}[]
+    expect(mine.map((r) => [r.id, r.state])).toContainEqual([id, 'pending'])
+    // The interactive screen would be empty: it says so instead of opening.
+    await expect(Approve.run([])).rejects.toMatchObject({code: 'APPROVAL_NOT_A_REVIEWER', oclif: {exit: 4}})
+    as('bob')
     await Deny.run([id, '--reason', 'cleanup'])
     await held
   })

@@ -108,14 +108,55 @@ describe('dbgate approve (TUI)', () => {
     await press('\u001B[A', (x) => x.includes('› apr-k3x9m2p7qa'))
   })
 
-  it('approves the selected request with a, confirms it, and drops it from the list', async () => {
+  it('asks before approving with a, takes an optional reason, and drops the request from the list', async () => {
     const src = fakeSource(two())
     start(src)
     await until((x) => x.includes('› apr-k3x9m2p7qa'))
-    const f = await press('a', (x) => x.includes('✓ approve apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'approve'}])
+    let f = await press('a', (x) => x.includes('Approve apr-k3x9m2p7qa for alice@example.com? Reason (optional):'))
+    expect(f).toMatch(/enter approve · esc cancel/)
+    expect(src.calls).toEqual([])
+    // Esc takes it back: nothing was decided.
+    await press('\u001B', (x) => x.includes('a approve · d deny'))
+    expect(src.calls).toEqual([])
+    await press('a', (x) => x.includes('Reason (optional):'))
+    await press('ticket OPS-42', (x) => x.includes('Reason (optional): ticket OPS-42'))
+    f = await press('\r', (x) => x.includes('✓ approve apr-k3x9m2p7qa done'))
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'approve', reason: 'ticket OPS-42'}])
     await until((x) => !x.includes('› apr-k3x9m2p7qa') && x.includes('1 pending'))
     expect(f).toMatch(/✓ approve apr-k3x9m2p7qa done/)
+  })
+
+  it('approves with no reason when Enter is pressed at once', async () => {
+    const src = fakeSource(two())
+    start(src)
+    await until((x) => x.includes('› apr-k3x9m2p7qa'))
+    await press('a', (x) => x.includes('Reason (optional):'))
+    await press('\r', (x) => x.includes('✓ approve apr-k3x9m2p7qa done'))
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'approve'}])
+  })
+
+  it('marks what ran earlier in the session by how it ended: approved and run is ✓, refused is ✗', async () => {
+    const recent = [
+      {sql: 'create index orders_placed_at_idx on orders (placed_at)', decision: 'approved', outcome: 'ok', at: NOW.toISOString()},
+      {sql: 'drop table customers', decision: 'deny', outcome: 'error', at: NOW.toISOString()},
+      {sql: 'alter table orders drop column note', decision: 'approval_denied', outcome: 'error', at: NOW.toISOString()},
+      {sql: 'select 1/0', decision: 'allow', outcome: 'error', at: NOW.toISOString()},
+    ]
+    start(fakeSource([pending(sampleRequest({recent}))]))
+    const f = await until((x) => x.includes('Earlier in this session'))
+    expect(f).toMatch(/✓ create index orders_placed_at_idx/)
+    expect(f).toMatch(/✗ drop table customers/)
+    expect(f).toMatch(/✗ alter table orders drop column note/)
+    expect(f).toMatch(/! select 1\/0/)
+  })
+
+  it('shows warnings raised while it runs on the screen, instead of printing over it', async () => {
+    const warnings = ['The OS keychain is turned off (DBGATE_KEYRING=off). Your tokens are stored in plain text in /x/tokens/a.json']
+    const src = {...fakeSource(two()), takeWarnings: () => warnings.splice(0)}
+    start(src)
+    const f = await until((x) => x.includes('Warning: The OS keychain is turned off'))
+    expect(f.split('\n')[1]).toMatch(/^Warning: The OS keychain is turned off/)
+    expect(f).toMatch(/› apr-k3x9m2p7qa/)
   })
 
   it('asks for a reason before denying, and refuses an empty one', async () => {
@@ -167,7 +208,8 @@ describe('dbgate approve (TUI)', () => {
   it('shows why a decision failed, e.g. when another reviewer won', async () => {
     start(fakeSource(two(), 'apr-k3x9m2p7qa was already decided: erin@example.com approved it at 2026-11-22T09:59:58Z.'))
     await until((x) => x.includes('› apr-k3x9m2p7qa'))
-    const f = await press('a', (x) => x.includes('✗ apr-k3x9m2p7qa was already decided'))
+    await press('a', (x) => x.includes('Reason (optional):'))
+    const f = await press('\r', (x) => x.includes('✗ apr-k3x9m2p7qa was already decided'))
     expect(f).toMatch(/erin@example.com approved it/)
   })
 

@@ -94,7 +94,7 @@ const cases: {name: string; yaml: string[]; issues: Expected[]}[] = [
   {
     name: 'bad duration',
     yaml: [...prodHead, '    approvals:', '      expiry: 15x'],
-    issues: [{line: 7, column: 15, keyPath: 'targets.prod.approvals.expiry', kind: 'format', message: 'expected a duration such as 30s, 15m, 2h or 1d (or whole seconds), got "15x"', fix: 'write a number followed by s, m, h or d, e.g. 15m'}],
+    issues: [{line: 7, column: 15, keyPath: 'targets.prod.approvals.expiry', kind: 'format', message: 'expected a duration such as 30s, 15m, 2h, 1h30m, 1d, 2w or 1y (or whole seconds), got "15x"', fix: 'write amounts with a unit (y, w, d, h, m, s), largest first, e.g. 15m or 1h30m'}],
   },
   {
     name: 'duration beyond its bound',

@@ -2,7 +2,7 @@ import {readFileSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 import {inspect} from 'node:util'
 import {describe, expect, it} from 'vitest'
-import {parseConfigText, userConfigDir, userDataDir} from '../../src/config/parse.js'
+import {parseConfigText} from '../../src/config/parse.js'
 import {parseSecretSource} from '../../src/config/secret-ref.js'
 import {closest} from '../../src/config/suggest.js'
 import {parseDuration, parseSize} from '../../src/config/units.js'
@@ -92,6 +92,7 @@ describe('parseConfigText', () => {
       password: {kind: 'file', path: '/etc/dbgate/secrets/prod-pg'},
       tls: 'verify-full',
       tlsCa: '/etc/dbgate/certs/ca.pem',
+      connectTimeoutMs: 10_000,
       allow: ['engineering', 'dba'],
       reviewers: ['dba'],
       policy: 'none',
@@ -134,6 +135,7 @@ describe('parseConfigText', () => {
       database: 'app',
       user: 'dev',
       tls: 'prefer',
+      connectTimeoutMs: 10_000,
       reviewers: [],
       policy: 'default',
       rules: [],
@@ -224,15 +226,6 @@ describe('suggestions', () => {
     ['colour', ['host', 'port', 'tls'], undefined],
   ] as const)('%s suggests %j', (input, candidates, expected) => {
     expect(closest(input, candidates)).toBe(expected)
-  })
-})
-
-describe('user directories', () => {
-  it('follow XDG variables and ignore relative ones', () => {
-    expect(userConfigDir({}, '/home/ana')).toBe('/home/ana/.config/dbgate')
-    expect(userConfigDir({XDG_CONFIG_HOME: '/cfg'}, '/home/ana')).toBe('/cfg/dbgate')
-    expect(userConfigDir({XDG_CONFIG_HOME: 'cfg'}, '/home/ana')).toBe('/home/ana/.config/dbgate')
-    expect(userDataDir({}, '/home/ana')).toBe('/home/ana/.local/share/dbgate')
   })
 })
 

@@ -5,7 +5,8 @@ import Login from '../../src/commands/login.js'
 import Logout from '../../src/commands/logout.js'
 import Whoami from '../../src/commands/whoami.js'
 import {approveDeviceCode} from '../../src/dev/oidc-dev-browser.js'
-import {exitCodeFor, formatWhoami, terminalDeviceUI} from '../../src/identity/cli.js'
+import {describeFailure} from '../../src/cli/errors.js'
+import {formatWhoami, terminalDeviceUI} from '../../src/identity/cli.js'
 import {LoginAbortedError, LoginDeniedError, IdpUnreachableError} from '../../src/identity/errors.js'
 import {fixture, waitFor, type Fixture} from './helpers.js'
 
@@ -153,7 +154,7 @@ describe('terminalDeviceUI', () => {
 })
 
 test('exit codes: 130 for Ctrl-C, 4 for authentication, 1 for an unreachable IdP', () => {
-  expect(exitCodeFor(new LoginAbortedError())).toBe(130)
-  expect(exitCodeFor(new LoginDeniedError())).toBe(4)
-  expect(exitCodeFor(new IdpUnreachableError('https://idp.example'))).toBe(1)
+  expect(describeFailure(new LoginAbortedError()).exit).toBe(130)
+  expect(describeFailure(new LoginDeniedError()).exit).toBe(4)
+  expect(describeFailure(new IdpUnreachableError('https://idp.example')).exit).toBe(1)
 })

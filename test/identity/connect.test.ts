@@ -68,7 +68,7 @@ describe('dbgate connect with an identity', () => {
     expect(r.code).toBe(4)
     expect(r.stderr).toMatch(/bob@example\.com is not in any group allowed here \(member of: dba\)/)
     // oclif wraps long suggestions at the terminal width.
-    expect(r.stderr.replace(/\s*\n ›\s+/g, ' ')).toMatch(/would let you in: engineering, ci\./)
+    expect(r.stderr).toMatch(/would let you in: engineering, ci\./)
   })
 
   it('refuses a tampered token given in DBGATE_TOKEN, without printing it', async () => {

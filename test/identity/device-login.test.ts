@@ -1,6 +1,6 @@
 import {stat} from 'node:fs/promises'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
-import {approveDeviceCode} from '../../src/dev/oidc-dev-browser.js'
+import {approveDeviceCode, enterDeviceCode, pageText} from '../../src/dev/oidc-dev-browser.js'
 import {defaultBrowserOpener} from '../../src/identity/browser.js'
 import {withIdentityDefaults} from '../../src/identity/config.js'
 import {deviceLogin} from '../../src/identity/device-login.js'
@@ -84,6 +84,36 @@ describe('device login', () => {
     } finally {
       f.dev.ttl.deviceCode = 600
     }
+  })
+
+  test('a tab closed in the middle of signing in can be opened again with the same code', async () => {
+    let reopened = ''
+    let done: Promise<unknown> = Promise.resolve()
+    const result = await deviceLogin(f.config, {
+      store: f.store,
+      openBrowser: false,
+      ui: {
+        showCode(prompt) {
+          done = (async () => {
+            // Code entered and confirmed, then the tab is closed on the sign-in page.
+            await approveDeviceCode({verificationUri: prompt.verificationUri, userCode: prompt.userCode, user: 'alice', password: 'alice', closeBeforeSignIn: true})
+            // The person opens the URL again and types the code once more.
+            reopened = pageText((await enterDeviceCode(prompt.verificationUri, prompt.userCode)).html)
+            if (!/Enter it again to continue/.test(reopened)) throw new Error(`reopening said: ${reopened}`)
+            await approveDeviceCode({verificationUri: prompt.verificationUri, userCode: prompt.userCode, user: 'alice', password: 'alice'})
+          })()
+          done.catch(() => {})
+        },
+      },
+      signal: AbortSignal.timeout(20_000),
+    }).catch(async (error: unknown) => {
+      await done
+      throw error
+    })
+    await done
+    expect(reopened).toContain('entered before, in a window that was closed before the sign-in finished')
+    expect(reopened).not.toContain('not valid')
+    expect(result.identity.subject).toBe('alice')
   })
 
   test('aborting the signal (Ctrl-C) fails with LOGIN_ABORTED at once, even between 5-second polls', async () => {

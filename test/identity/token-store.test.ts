@@ -118,6 +118,11 @@ describe('token store', () => {
     expect(error).toMatchObject({code: 'TOKEN_STORE_FAILED'})
     expect(String((error as Error).message)).not.toContain('secret')
     expect((error as Error).cause).toBeUndefined()
+    // The way out is to remove it and sign in again, not to turn off a keychain that is already off.
+    expect((error as {nextStep: string}).nextStep).toMatch(/dbgate logout.*dbgate login/)
+    expect((error as {nextStep: string}).nextStep).not.toMatch(/DBGATE_KEYRING/)
+    expect(await store.remove(KEY)).toBe(true)
+    expect(await store.load(KEY)).toBeUndefined()
   })
 
   test('the file lives under $XDG_CONFIG_HOME/dbgate/tokens by default', async () => {

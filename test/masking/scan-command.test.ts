@@ -81,6 +81,6 @@ describe('dbgate masking scan', () => {
   it('fails with a clear error when the target cannot be reached', async () => {
     quiet()
     process.env.SHOP_DB_PASSWORD = 'wrong password'
-    await expect(MaskingScan.run(['shop', '--config', configFile])).rejects.toMatchObject({message: expect.stringMatching(/could not read the catalog of target "shop": password authentication failed/), oclif: {exit: 1}})
+    await expect(MaskingScan.run(['shop', '--config', configFile])).rejects.toMatchObject({code: 'TARGET_AUTH_FAILED', message: expect.stringMatching(/target shop refused dbgate.s login as .*password authentication failed/), oclif: {exit: 1}})
   })
 })

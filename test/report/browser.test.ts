@@ -91,9 +91,10 @@ describe('report.html in a browser', () => {
     expect(bars.filter((b) => b.value === 0).every((b) => b.height === 0)).toBe(true)
   })
 
-  it('plots denials and approvals over time', async () => {
+  it('plots denials and approvals per day', async () => {
     const points = await page.evaluate<{series: string; label: string; value: number}[]>(`[...document.querySelectorAll('#chart-decisions .point')].map((e) => ({series: e.dataset.series, label: e.dataset.label, value: Number(e.dataset.value)}))`)
-    const nonZero = points.filter((p) => p.value > 0).map((p) => [p.series, p.label, p.value])
+    const bySeries = (p: {series: string}) => (p.series === 'denied' ? 0 : 1)
+    const nonZero = points.filter((p) => p.value > 0).sort((a, b) => bySeries(a) - bySeries(b)).map((p) => [p.series, p.label, p.value])
     expect(nonZero).toEqual([
       ...report.daily.filter((d) => d.denied > 0).map((d) => ['denied', d.day, d.denied]),
       ...report.daily.filter((d) => d.approved > 0).map((d) => ['approved', d.day, d.approved]),

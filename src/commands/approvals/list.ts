@@ -1,33 +1,31 @@
-import {Command, Flags} from '@oclif/core'
-import {approvalCliError, formatRequests, requestJson, reviewContextFrom} from '../../approvals/cli.js'
-import {listForReviewer} from '../../approvals/review.js'
+import {Flags} from '@oclif/core'
+import {formatRequests, requestJson, reviewContextFrom} from '../../approvals/cli.js'
+import {listForReviewer, listOwnRequests, notAReviewer} from '../../approvals/review.js'
 import {loadCommandConfig} from '../../cli/config.js'
-import {toCliError} from '../../cli/errors.js'
 import {configFlag} from '../../cli/flags.js'
-import {identityCliError} from '../../identity/cli-oclif.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
-export default class ApprovalsList extends Command {
+export default class ApprovalsList extends DbgateCommand {
   static override summary = 'List approval requests you may decide.'
   static override description =
-    'Shows pending requests on the targets whose reviewer groups you are in, newest first; your own requests are left out, since nobody decides their own. Use `dbgate approve` for the interactive view.'
-  static override examples = ['$ dbgate approvals list', '$ dbgate approvals list --all --json']
+    'Shows pending requests on the targets whose reviewer groups you are in, newest first; your own requests are left out, since nobody decides their own (--mine lists them). Decide with `dbgate approve <id>` or `dbgate deny <id> --reason …`, or all of them in the interactive `dbgate approve`.'
+  static override examples = ['$ dbgate approvals list', '$ dbgate approvals list --mine', '$ dbgate approvals list --all --json']
   static override enableJsonFlag = true
   static override flags = {
     config: configFlag,
     all: Flags.boolean({summary: 'Include settled requests (approved, denied, expired, withdrawn) from the last 24 hours.'}),
+    mine: Flags.boolean({summary: 'Your own requests instead: what you are waiting for, and who decides it.'}),
   }
 
   async run(): Promise<Record<string, unknown>[]> {
     const {flags} = await this.parse(ApprovalsList)
     const loaded = await loadCommandConfig(flags, this)
     const ctx = await reviewContextFrom(loaded, process.env, (m) => this.logToStderr(`Warning: ${m}`))
-    const views = await listForReviewer(ctx, {all: flags.all})
-    if (views.length === 0) this.logToStderr(flags.all ? 'No approval requests in the last 24 hours.' : 'No pending approval requests for you.')
+    const views = flags.mine ? await listOwnRequests(ctx, {all: flags.all}) : await listForReviewer(ctx, {all: flags.all})
+    const standing = flags.mine ? undefined : await notAReviewer(ctx)
+    if (standing) this.logToStderr(`${standing.message}\n${standing.nextStep}`)
+    else if (views.length === 0) this.logToStderr(flags.mine ? 'You have no pending approval requests.' : flags.all ? 'No approval requests in the last 24 hours.' : 'No pending approval requests for you.')
     else this.log(formatRequests(views, Boolean(process.stdout.isTTY)))
     return views.map(requestJson)
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(approvalCliError(identityCliError(err, this)), this) as Error & {exitCode?: number})
   }
 }

@@ -1,11 +1,12 @@
 import {readFile} from 'node:fs/promises'
-import {Args, Command, Errors, Flags} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 import {loadCommandConfig} from '../../cli/config.js'
-import {toCliError} from '../../cli/errors.js'
-import {EXIT_FAILURE, EXIT_USAGE} from '../../cli/exit-codes.js'
+import {UsageError} from '../../cli/errors.js'
+import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 import {configFlag} from '../../cli/flags.js'
 import {getTarget} from '../../config/targets.js'
 import {checkPolicy, loadParser, type CheckResult} from '../../policy/index.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = []
@@ -13,7 +14,7 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8')
 }
 
-export default class PolicyCheck extends Command {
+export default class PolicyCheck extends DbgateCommand {
   static override summary = "Show how a target's policy judges some SQL, without connecting."
   static override description =
     'Parses the SQL with the PostgreSQL parser, classifies every statement and applies the target\'s rules and built-in pack, as the tunnel would. ' +
@@ -40,7 +41,7 @@ export default class PolicyCheck extends Command {
     if (flags.sql !== undefined) sql = flags.sql
     else if (flags.file !== undefined && flags.file !== '-') sql = await readFile(flags.file, 'utf8')
     else if (flags.file === '-' || !process.stdin.isTTY) sql = await readStdin()
-    else throw new Errors.CLIError('no SQL to check', {exit: EXIT_USAGE, suggestions: ['pass --sql "<sql>", --file <path>, or pipe SQL on stdin']})
+    else throw new UsageError('no SQL to check', 'pass --sql "<sql>", --file <path>, or pipe SQL on stdin')
     await loadParser()
     const result = checkPolicy(sql, {
       rules: target.rules,
@@ -51,9 +52,5 @@ export default class PolicyCheck extends Command {
     this.log(result.report)
     if (result.decision.action === 'deny' || result.decision.action === 'require_approval') process.exitCode = EXIT_FAILURE
     return result
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

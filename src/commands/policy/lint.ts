@@ -1,17 +1,17 @@
-import {Args, Command} from '@oclif/core'
+import {Args} from '@oclif/core'
 import {loadCommandConfig} from '../../cli/config.js'
-import {toCliError} from '../../cli/errors.js'
 import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 import {configFlag} from '../../cli/flags.js'
 import {getTarget} from '../../config/targets.js'
 import {lintRules, type LintIssue} from '../../policy/index.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
 export interface TargetLint {
   target: string
   issues: LintIssue[]
 }
 
-export default class PolicyLint extends Command {
+export default class PolicyLint extends DbgateCommand {
   static override summary = "Find rules that cannot do what they say: typos, shadowed rules, risky allows."
   static override description = 'Checks every target, or the one named. Exits 1 when any rule has an error (a rule that can never match).'
   static override examples = ['$ dbgate policy lint', '$ dbgate policy lint prod --json']
@@ -33,9 +33,5 @@ export default class PolicyLint extends Command {
     }
     if (results.some((r) => r.issues.some((i) => i.severity === 'error'))) process.exitCode = EXIT_FAILURE
     return results
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

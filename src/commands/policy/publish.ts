@@ -1,18 +1,17 @@
-import {Args, Command, Flags} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 import {loadOrCreateInstallationKey, publishKey} from '../../audit/signing.js'
 import {openBucket} from '../../bucket/index.js'
 import {publishPolicy} from '../../central/policy.js'
 import {loadCommandConfig} from '../../cli/config.js'
-import {toCliError} from '../../cli/errors.js'
-import {EXIT_FAILURE} from '../../cli/exit-codes.js'
+import {UsageError} from '../../cli/errors.js'
 import {configFlag} from '../../cli/flags.js'
 import {getTarget} from '../../config/targets.js'
 import {unverifiedIdentity} from '../../connect/recording.js'
 import {identityConfigFrom} from '../../identity/cli.js'
-import {identityCliError} from '../../identity/cli-oclif.js'
 import {getIdentity} from '../../identity/session.js'
 import {openTokenStore} from '../../identity/token-store.js'
 import {lintRules} from '../../policy/index.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
 export interface PublishedSummary {
   target: string
@@ -21,7 +20,7 @@ export interface PublishedSummary {
   key: string
 }
 
-export default class PolicyPublish extends Command {
+export default class PolicyPublish extends DbgateCommand {
   static override summary = "Publish targets' policy to the bucket, signed and versioned, so every tunnel runs it."
   static override description =
     "Publishes each target's policy, rules, allow and reviewer groups, masking and approval settings (not its connection details) as the next version under policies/<target>/ in the bucket, signed by this machine's key and your identity. Tunnels then run the published policy instead of their local file's, unless started with --local-policy, which every session records. Rules are linted first; a rule with an error stops the publish."
@@ -37,14 +36,14 @@ export default class PolicyPublish extends Command {
   async run(): Promise<PublishedSummary[]> {
     const {argv, flags} = await this.parse(PolicyPublish)
     const names = argv as string[]
-    if (!flags.all && names.length === 0) this.error('name the target(s) to publish, or use --all', {exit: 2})
+    if (!flags.all && names.length === 0) throw new UsageError('name the target(s) to publish, or use --all')
     const loaded = await loadCommandConfig(flags, this)
     const targets = flags.all ? Object.values(loaded.config.targets) : names.map((n) => getTarget(loaded.config, n))
     const problems = targets.flatMap((t) => lintRules(t.rules, t.policy).filter((i) => i.severity === 'error').map((i) => `${t.name}: rule ${i.ruleId}: ${i.message}`))
-    if (problems.length > 0) this.error(`not published: fix these rules first\n${problems.join('\n')}`, {exit: EXIT_FAILURE})
+    if (problems.length > 0) throw new Error(`not published: fix these rules first\n${problems.join('\n')}`)
 
     const publisher = loaded.config.identity
-      ? (await getIdentity(await identityConfigFrom(loaded), {store: openTokenStore({warn: (m) => this.warn(m)})})).identity
+      ? (await getIdentity(await identityConfigFrom(loaded), {store: openTokenStore({warn: (m) => this.warning(m)})})).identity
       : unverifiedIdentity()
     const bucket = openBucket(loaded.config.bucket)
     const key = await loadOrCreateInstallationKey()
@@ -56,9 +55,5 @@ export default class PolicyPublish extends Command {
       this.log(`published ${target.name} v${doc.version} (sha256 ${doc.hash.slice(0, 12)}…) as ${publisher.email ?? publisher.subject}`)
     }
     return out
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(identityCliError(toCliError(err, this), this) as Error & {exitCode?: number})
   }
 }

@@ -1,12 +1,13 @@
 import {createWriteStream} from 'node:fs'
 import type {Writable} from 'node:stream'
 import {finished} from 'node:stream/promises'
-import {Args, Command, Flags} from '@oclif/core'
-import {toCliError} from '../../cli/errors.js'
-import {bucketFlags, filterFlags, listFilters, resolveBucket} from '../../audit/cli.js'
+import {Args, Flags} from '@oclif/core'
+import {listFilters, resolveBucket} from '../../audit/cli.js'
+import {bucketFlags, filterFlags} from '../../cli/flags.js'
 import {exportSession, loadEach, SessionReader} from '../../audit/read.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
-export default class SessionsExport extends Command {
+export default class SessionsExport extends DbgateCommand {
   static override summary = 'Export sessions as evidence: signed JSON lines or a CSV of statements.'
   static override description = 'jsonl keeps every line byte for byte, so the export itself can be checked with `dbgate sessions verify --file`. csv has one row per statement.'
   static override examples = ['$ dbgate sessions export --since 90d --target prod -o q1-prod.jsonl', '$ dbgate sessions export 3f2a9c --format csv > session.csv']
@@ -39,9 +40,5 @@ export default class SessionsExport extends Command {
       await finished(file)
       this.logToStderr(`Exported ${summaries.length} session${summaries.length === 1 ? '' : 's'} to ${flags.output}.`)
     }
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

@@ -1,11 +1,12 @@
-import {Command, Flags} from '@oclif/core'
-import {toCliError} from '../../cli/errors.js'
+import {Flags} from '@oclif/core'
 import {renderTable, type Column} from '../../cli/table.js'
-import {bucketFlags, filterFlags, listFilters, relativeTime, resolveBucket} from '../../audit/cli.js'
+import {listFilters, relativeTime, resolveBucket} from '../../audit/cli.js'
+import {bucketFlags, filterFlags} from '../../cli/flags.js'
 import type {SessionSummary} from '../../audit/index-cache.js'
 import {SessionReader} from '../../audit/read.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
-export default class SessionsList extends Command {
+export default class SessionsList extends DbgateCommand {
   static override summary = 'List recorded sessions, newest first.'
   static override description = 'Reads the bucket through a local cache, so only sessions not seen before are downloaded.'
   static override examples = ['$ dbgate sessions list --since 7d', '$ dbgate sessions list --user alice --target prod --denied', '$ dbgate sessions list --since 2026-01-01 --until 2026-02-01 --json']
@@ -34,9 +35,5 @@ export default class SessionsList extends Command {
     if (sessions.length === 0) this.logToStderr('No sessions match.')
     else this.log(renderTable(sessions, columns, {tty}))
     return sessions
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

@@ -1,21 +1,30 @@
-import {Args, Command, Flags} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 import chalk from 'chalk'
-import {toCliError} from '../../cli/errors.js'
-import {bucketFlags, filterFlags, listFilters, resolveBucket} from '../../audit/cli.js'
+import {listFilters, resolveBucket} from '../../audit/cli.js'
+import {bucketFlags, filterFlags, oneOfFlag} from '../../cli/flags.js'
+import {DECISIONS} from '../../audit/events.js'
+import {STATEMENT_CLASSES} from '../../policy/types.js'
 import {highlight, SessionReader, type SearchMatch} from '../../audit/read.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
-export default class SessionsSearch extends Command {
+/** `--class select` is what people try first: say which class a statement kind belongs to. */
+function commandHint(value: string): string | undefined {
+  const kind = {select: 'read', insert: 'write', update: 'write', delete: 'write', merge: 'write', copy: 'read or write', create: 'ddl', alter: 'ddl', drop: 'ddl', truncate: 'ddl', grant: 'privilege', revoke: 'privilege'}[value]
+  return kind ? `${value} is a kind of statement, of class ${kind}: use --class ${kind.split(' ')[0]} and put "${value}" in the search text to narrow it down` : undefined
+}
+
+export default class SessionsSearch extends DbgateCommand {
   static override summary = 'Find statements across recorded sessions.'
   static override description = 'Matches statement text case-insensitively (or as a regular expression with --regex) and prints each hit with its session, time, user and decision.'
-  static override examples = ['$ dbgate sessions search "drop table"', '$ dbgate sessions search --table users --class delete --since 30d', '$ dbgate sessions search "email" --user alice --json']
+  static override examples = ['$ dbgate sessions search "drop table"', '$ dbgate sessions search delete --table users --class write --since 30d', '$ dbgate sessions search "email" --user alice --json']
   static override enableJsonFlag = true
   static override args = {text: Args.string({description: 'Text to find in statements; omit to match every statement the filters select.'})}
   static override flags = {
     ...bucketFlags,
     ...filterFlags,
     table: Flags.string({summary: 'Only statements touching this table (schema.table or table).', helpValue: '<table>'}),
-    class: Flags.string({summary: 'Only statements of this class (select, insert, update, delete, ddl, …).', helpValue: '<class>'}),
-    decision: Flags.string({summary: 'Only statements with this decision (allow, deny, approved, …).', helpValue: '<decision>'}),
+    class: oneOfFlag('Only statements of this class, as policy classifies them.', STATEMENT_CLASSES, {helpValue: '<class>', hint: commandHint}),
+    decision: oneOfFlag('Only statements with this decision.', DECISIONS, {helpValue: '<decision>'}),
     regex: Flags.boolean({summary: 'Treat the text as a regular expression.', default: false}),
     limit: Flags.integer({char: 'n', summary: 'Stop after this many matches.', default: 200, min: 1}),
   }
@@ -45,9 +54,5 @@ export default class SessionsSearch extends Command {
     }
     if (matches.length === 0) this.logToStderr('No statements match.')
     return matches
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

@@ -1,11 +1,13 @@
-import {Args, Command} from '@oclif/core'
-import {toCliError} from '../../cli/errors.js'
-import {bucketFlags, resolveBucket} from '../../audit/cli.js'
+import {Args} from '@oclif/core'
+import {resolveBucket} from '../../audit/cli.js'
+import {bucketFlags} from '../../cli/flags.js'
 import type {AuditEvent} from '../../audit/events.js'
 import {SessionReader} from '../../audit/read.js'
 import {renderTimeline} from '../../audit/render.js'
+import {colorEnabled} from '../../cli/color.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
-export default class SessionsShow extends Command {
+export default class SessionsShow extends DbgateCommand {
   static override summary = 'Show one session as a timeline of its statements and decisions.'
   static override examples = ['$ dbgate sessions show 3f2a9c', '$ dbgate sessions show 3f2a9c --json']
   static override enableJsonFlag = true
@@ -16,11 +18,7 @@ export default class SessionsShow extends Command {
     const {args, flags} = await this.parse(SessionsShow)
     const {bucket} = await resolveBucket(flags, this)
     const {summary, events} = await new SessionReader(bucket).load(args.session)
-    for (const line of renderTimeline(events, {color: Boolean(process.stdout.isTTY) && !process.env.NO_COLOR})) this.log(line)
+    for (const line of renderTimeline(events, {color: colorEnabled(process.stdout)})) this.log(line)
     return {session: summary.sessionId, events}
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

@@ -1,10 +1,11 @@
-import {Command} from '@oclif/core'
 import {renderTable, type Column} from '../../cli/table.js'
-import {formatBytes, relativeTime, spoolFlag} from '../../audit/cli.js'
+import {formatBytes, relativeTime} from '../../audit/cli.js'
+import {spoolFlag} from '../../cli/flags.js'
 import {spoolStatus, type SpoolEntry, type SpoolStatus} from '../../audit/spool-scan.js'
 import {defaultSpoolDir} from '../../audit/spool.js'
+import {DbgateCommand} from '../../cli/base-command.js'
 
-export default class SessionsStatus extends Command {
+export default class SessionsStatus extends DbgateCommand {
   static override summary = 'Show what is waiting in the local spool to be shipped.'
   static override examples = ['$ dbgate sessions status', '$ dbgate sessions status --json']
   static override enableJsonFlag = true

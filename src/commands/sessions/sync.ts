@@ -1,11 +1,12 @@
-import {Command} from '@oclif/core'
-import {toCliError} from '../../cli/errors.js'
-import {bucketFlags, formatBytes, resolveBucket, spoolFlag} from '../../audit/cli.js'
+import {formatBytes, resolveBucket} from '../../audit/cli.js'
+import {bucketFlags, spoolFlag} from '../../cli/flags.js'
 import {shipPending, type ShipReport} from '../../audit/shipper.js'
 import {defaultKeyDir, loadOrCreateInstallationKey} from '../../audit/signing.js'
 import {defaultSpoolDir} from '../../audit/spool.js'
+import {DbgateCommand} from '../../cli/base-command.js'
+import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 
-export default class SessionsSync extends Command {
+export default class SessionsSync extends DbgateCommand {
   static override summary = 'Ship recordings waiting in the local spool to the bucket now.'
   static override description = 'Ships ended sessions, snapshots of live ones, and sessions whose tunnel died (sealed as interrupted first). What cannot be shipped stays in the spool for the next run; exits 1 if anything failed.'
   static override examples = ['$ dbgate sessions sync', '$ dbgate sessions sync --json']
@@ -20,11 +21,7 @@ export default class SessionsSync extends Command {
     for (const s of report.shipped) this.log(`shipped ${s.sessionId} (${s.state}, ${formatBytes(s.bytes)}) → ${bucket.url}${s.key}`)
     for (const f of report.failed) this.logToStderr(`failed  ${f.sessionId}: ${f.error?.code} ${f.error?.message} (kept in the spool)`)
     if (report.shipped.length === 0 && report.failed.length === 0) this.log('Nothing to ship.')
-    if (report.failed.length) process.exitCode = 1
+    if (report.failed.length) process.exitCode = EXIT_FAILURE
     return report
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

@@ -1,19 +1,22 @@
 import {readFile} from 'node:fs/promises'
 import {basename} from 'node:path'
 import {gunzipSync} from 'node:zlib'
-import {Args, Command, Flags} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 import chalk from 'chalk'
-import {toCliError} from '../../cli/errors.js'
-import {bucketFlags, filterFlags, listFilters, readKeyFiles, resolveBucket} from '../../audit/cli.js'
+import {listFilters, readKeyFiles, resolveBucket} from '../../audit/cli.js'
+import {bucketFlags, filterFlags} from '../../cli/flags.js'
 import {loadEach, SessionReader} from '../../audit/read.js'
 import {loadKeyRing, type KeyRing} from '../../audit/signing.js'
 import {splitConcatenatedSessions, verifySession, type VerifyResult} from '../../audit/verify.js'
+import {UsageError} from '../../cli/errors.js'
+import {DbgateCommand} from '../../cli/base-command.js'
+import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 
 interface Checked extends VerifyResult {
   source: string
 }
 
-export default class SessionsVerify extends Command {
+export default class SessionsVerify extends DbgateCommand {
   static override summary = 'Prove sessions were not altered, reordered or truncated.'
   static override description = `Checks every line's hash, the chain from line to line, and each Ed25519 signature against the public keys published in the bucket (keys/<key-id>.json) or given with --key. Every problem is reported with its line and seq. Exits 1 if any session has a problem.
 
@@ -36,7 +39,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
 
   async run(): Promise<{ok: boolean; sessions: Checked[]; keyErrors: {key: string; message: string}[]}> {
     const {argv, flags} = await this.parse(SessionsVerify)
-    if (flags.all && argv.length > 0) this.error('give session ids or --all, not both', {exit: 2})
+    if (flags.all && argv.length > 0) throw new UsageError('give session ids or --all, not both')
     const needBucket = !flags.file || !flags.key
     const bucket = needBucket ? (await resolveBucket(flags, this)).bucket : undefined
     let keys: KeyRing
@@ -73,11 +76,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
     }
     const ok = checked.every((r) => r.ok) && keyErrors.length === 0
     if (checked.length === 0) this.logToStderr('No sessions to verify.')
-    if (!ok) process.exitCode = 1
+    if (!ok) process.exitCode = EXIT_FAILURE
     return {ok, sessions: checked, keyErrors}
-  }
-
-  protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
-    return super.catch(toCliError(err, this) as Error & {exitCode?: number})
   }
 }

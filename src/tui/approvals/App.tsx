@@ -6,7 +6,8 @@
 import {Box, Text, useApp, useInput} from 'ink'
 import {useRef} from 'react'
 import {Chalk} from 'chalk'
-import {parseDuration, requestRow, shortDuration} from '../../approvals/format.js'
+import {recentMark, requestRow, shortDuration} from '../../approvals/format.js'
+import {parseDuration} from '../../util/duration.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
 import {highlightSql} from '../highlight.js'
@@ -53,7 +54,8 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
     if (input === 'r') return void refresh()
     if (input === '/') return dispatch({type: 'start-input', input: 'filter', text: state.filter})
     if (!current) return
-    if (input === 'a') return void decide({id: current.request.id, action: 'approve'}, `Approving ${current.request.id}…`)
+    // Approving runs a statement on someone's database: one more key, and room for a reason.
+    if (input === 'a') return dispatch({type: 'start-input', input: 'approve'})
     if (input === 'd') return dispatch({type: 'start-input', input: 'reason'})
     if (input === 'w') {
       if (!current.request.windows) return dispatch({type: 'done', message: {kind: 'error', text: `Target ${current.request.target} does not allow windows (approvals.windows is off).`}})
@@ -64,6 +66,7 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
   function submit(mode: Extract<Mode, {kind: 'input'}>, current: RequestView | undefined) {
     if (mode.input === 'filter') return dispatch({type: 'apply-filter', text: mode.text})
     if (!current) return dispatch({type: 'cancel-input'})
+    if (mode.input === 'approve') return void decide({id: current.request.id, action: 'approve', ...(mode.text.trim() ? {reason: mode.text.trim()} : {})}, `Approving ${current.request.id}…`)
     if (mode.input === 'reason') {
       if (!mode.text.trim()) return dispatch({type: 'done', message: {kind: 'error', text: 'A denial needs a reason; the requester sees it.'}})
       return void decide({id: current.request.id, action: 'deny', reason: mode.text}, `Denying ${current.request.id}…`)
@@ -76,9 +79,14 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
   return (
     <Box flexDirection="column">
       <Header reviewer={reviewer} state={state} />
+      {state.warnings.map((w) => (
+        <Text key={w} color="yellow">
+          Warning: {w}
+        </Text>
+      ))}
       <RequestList views={visible(state)} selectedId={current?.request.id} now={now()} loaded={state.loaded} />
       {current ? <Detail view={current} now={now()} /> : null}
-      <Status mode={state.mode} message={state.message} loadError={state.loadError} />
+      <Status mode={state.mode} message={state.message} loadError={state.loadError} current={current} />
       <KeyBar mode={state.mode} />
     </Box>
   )
@@ -143,7 +151,7 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
           {r.recent.map((s, i) => (
             <Text key={i} dimColor>
               {'  '}
-              {s.decision === 'allow' ? '✓' : '✗'} {s.sql.replace(/\s+/g, ' ').slice(0, 100)}
+              {recentMark(s)} {s.sql.replace(/\s+/g, ' ').slice(0, 100)}
             </Text>
           ))}
         </Box>
@@ -152,10 +160,17 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
   )
 }
 
-function Status({mode, message, loadError}: {mode: Mode; message?: {kind: 'ok' | 'error'; text: string}; loadError?: string}) {
+function Status({mode, message, loadError, current}: {mode: Mode; message?: {kind: 'ok' | 'error'; text: string}; loadError?: string; current?: RequestView}) {
   if (mode.kind === 'busy') return <Text color="cyan">{mode.label}</Text>
   if (mode.kind === 'input') {
-    const label = mode.input === 'filter' ? 'Filter' : mode.input === 'reason' ? 'Reason for denying' : 'Window length (e.g. 30m, 2h)'
+    const label =
+      mode.input === 'filter'
+        ? 'Filter'
+        : mode.input === 'reason'
+          ? 'Reason for denying'
+          : mode.input === 'approve'
+            ? `Approve ${current?.request.id ?? ''} for ${current ? requesterLabel(current.request.requester) : '?'}? Reason (optional)`
+            : 'Window length (e.g. 30m, 2h)'
     return (
       <Text>
         <Text bold>{label}: </Text>
@@ -172,7 +187,9 @@ function Status({mode, message, loadError}: {mode: Mode; message?: {kind: 'ok' |
 export function KeyBar({mode}: {mode: Mode}) {
   const keys =
     mode.kind === 'input'
-      ? 'enter confirm · esc cancel'
+      ? mode.input === 'approve'
+        ? 'enter approve · esc cancel'
+        : 'enter confirm · esc cancel'
       : '↑/k ↓/j move · a approve · d deny · w window · r refresh · / filter · q quit'
   return <Text dimColor>{keys}</Text>
 }

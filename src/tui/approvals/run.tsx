@@ -6,9 +6,10 @@ import {ApprovalsApp} from './App.js'
 import type {ApprovalsSource} from './state.js'
 
 /** The data side of the screen: the same core functions `approvals list`, `approve` and `deny` call. */
-export function reviewSource(ctx: ReviewContext): ApprovalsSource {
+export function reviewSource(ctx: ReviewContext, warnings: string[] = []): ApprovalsSource {
   return {
     load: () => listForReviewer(ctx),
+    takeWarnings: () => warnings.splice(0),
     decide: async (input) => {
       try {
         return confirmation(await decide(ctx, input))
@@ -21,8 +22,11 @@ export function reviewSource(ctx: ReviewContext): ApprovalsSource {
   }
 }
 
-/** Runs the interactive screen until the reviewer quits. */
-export async function runApprovalsTui(ctx: ReviewContext): Promise<void> {
-  const app = render(<ApprovalsApp source={reviewSource(ctx)} reviewer={identityLabel(ctx.reviewer.identity)} />, {exitOnCtrlC: true})
+/**
+ * Runs the interactive screen until the reviewer quits. `warnings` is where the caller's warnings
+ * go while the screen is up (renewing a sign-in may store tokens in a file): shown on the screen.
+ */
+export async function runApprovalsTui(ctx: ReviewContext, warnings: string[] = []): Promise<void> {
+  const app = render(<ApprovalsApp source={reviewSource(ctx, warnings)} reviewer={identityLabel(ctx.reviewer.identity)} />, {exitOnCtrlC: true})
   await app.waitUntilExit()
 }

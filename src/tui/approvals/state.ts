@@ -7,7 +7,7 @@ import type {DecideInput} from '../../approvals/review.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
 
-export type InputKind = 'filter' | 'reason' | 'window'
+export type InputKind = 'filter' | 'reason' | 'approve' | 'window'
 
 export type Mode = {kind: 'browse'} | {kind: 'input'; input: InputKind; text: string} | {kind: 'busy'; label: string}
 
@@ -25,6 +25,8 @@ export interface ApprovalsState {
   mode: Mode
   message?: Message
   loadError?: string
+  /** Said while the screen is up (e.g. tokens went to a file): shown on it, never printed over it. */
+  warnings: string[]
 }
 
 export type Action =
@@ -38,8 +40,9 @@ export type Action =
   | {type: 'apply-filter'; text: string}
   | {type: 'busy'; label: string}
   | {type: 'done'; message: Message}
+  | {type: 'warn'; messages: string[]}
 
-export const initialState: ApprovalsState = {views: [], loaded: false, filter: '', mode: {kind: 'browse'}}
+export const initialState: ApprovalsState = {views: [], loaded: false, filter: '', mode: {kind: 'browse'}, warnings: []}
 
 /** Requests matching the filter: any of id, requester, target, class or SQL contains it. */
 export function visible(state: Pick<ApprovalsState, 'views' | 'filter'>): RequestView[] {
@@ -85,6 +88,8 @@ export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
       return {...state, mode: {kind: 'busy', label: action.label}, message: undefined}
     case 'done':
       return {...state, mode: {kind: 'browse'}, message: action.message}
+    case 'warn':
+      return action.messages.length ? {...state, warnings: [...new Set([...state.warnings, ...action.messages])]} : state
   }
 }
 
@@ -93,6 +98,8 @@ export interface ApprovalsSource {
   load(): Promise<RequestView[]>
   /** Decides and returns the confirmation to show; throws with a message to show otherwise. */
   decide(input: DecideInput): Promise<string>
+  /** Warnings raised since the last call (the screen owns the terminal, so nothing else may print). */
+  takeWarnings?(): string[]
 }
 
 export interface UseApprovals {
@@ -106,6 +113,7 @@ export function useApprovals(source: ApprovalsSource, refreshMs: number): UseApp
   const [state, dispatch] = useReducer(reducer, initialState)
   const live = useRef(true)
   const refresh = useCallback(async () => {
+    if (live.current && source.takeWarnings) dispatch({type: 'warn', messages: source.takeWarnings()})
     try {
       const views = await source.load()
       if (live.current) dispatch({type: 'loaded', views})
@@ -123,6 +131,7 @@ export function useApprovals(source: ApprovalsSource, refreshMs: number): UseApp
         message = {kind: 'error', text: (e as Error).message}
       }
       if (!live.current) return
+      if (source.takeWarnings) dispatch({type: 'warn', messages: source.takeWarnings()})
       dispatch({type: 'done', message})
       await refresh()
     },
