@@ -3,8 +3,9 @@ import {openBucket} from '../bucket/index.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {startRecording} from './recording.js'
-import type {Identity} from '../identity/types.js'
-import {checkStartupParameters, createStatementHook, judgeStatements, loadParser, sharedAnalysisCache, type PolicyStatementHook} from '../policy/index.js'
+import type {AgentInfo, Identity} from '../identity/types.js'
+import {checkStartupParameters, createStatementHook, decisionToVerdict, judgeStatements, loadParser, readOnlyViolation, sharedAnalysisCache, type ClientKind, type Decision, type PolicyStatementHook} from '../policy/index.js'
+import {DEFAULT_MCP} from '../config/dbgate-schema.js'
 import type {PgNoticeFields, ProxyHooks, StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
 import {startMasking, type ClosableCatalogQuery, type MaskingRuntime} from '../masking/index.js'
@@ -37,6 +38,11 @@ export interface TunnelHooksContext {
   upstream?: UpstreamTarget
   /** Reads the catalog for masking instead of a session to `upstream` (the in-memory benchmark). */
   catalogQuery?: ClosableCatalogQuery
+  /**
+   * Every session of this tunnel is this AI agent's (`dbgate mcp`): rules with `client: mcp` apply,
+   * sessions are recorded as the agent's, and in `mcp.mode: read-only` (the default) only reads run.
+   */
+  agent?: AgentInfo
 }
 
 /**
@@ -52,7 +58,7 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
   const catalogSource = ctx.catalogQuery ?? ctx.upstream
   const masking = features.masking && catalogSource ? await startMaskingFor(ctx, catalogSource) : undefined
   const recording = features.recording
-    ? await startRecording({config: ctx.config, target, identity, env: ctx.env, log, policy: ctx.policy, maskText: masking?.factory.maskText})
+    ? await startRecording({config: ctx.config, target, identity, env: ctx.env, log, policy: ctx.policy, maskText: masking?.factory.maskText, agent: ctx.agent})
     : undefined
   const dispose = async () => {
     await recording?.close()
@@ -74,6 +80,7 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
     identityGroups: identity?.groups ?? [],
     maxStatementSize: target.tunnel.maxStatementSize,
     reviewers: target.reviewers,
+    client: clientOf(ctx),
   })
   const approvals = approvalGate(ctx, recording, policy)
   return {
@@ -92,9 +99,28 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
             : 'Remove it from the connection settings; use SET after connecting where policy allows it.',
       }
     },
-    statement: maskability(approvals.wrap(policy), masking),
+    statement: maskability(approvals.wrap(readOnlyFor(ctx, policy)), masking),
     onStatementClosed: (connectionId, name) => policy.closeStatement(connectionId, name),
     onConnectionClosed: chain((connectionId) => policy.dropConnection(connectionId), base.onConnectionClosed),
+  }
+}
+
+const clientOf = (ctx: TunnelHooksContext): ClientKind => (ctx.agent ? 'mcp' : 'connect')
+
+/**
+ * An agent in read-only mode (the default) gets the read-only allow-list in front of the target's
+ * rules, so a write is refused before it could be filed for approval or reach the server.
+ */
+function readOnlyFor(ctx: TunnelHooksContext, policy: StatementHook): StatementHook {
+  if (!ctx.agent || (ctx.target.mcp ?? DEFAULT_MCP).mode !== 'read-only') return policy
+  const maxStatementSize = ctx.target.tunnel.maxStatementSize
+  const hint = `an agent on ${ctx.target.name} may only read (targets.${ctx.target.name}.mcp.mode: read-only); ask a person to make the change, or have an admin allow agent writes`
+  return (sql, sctx) => {
+    const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize})
+    const refused = readOnlyViolation(analysis, {hint})
+    if (!refused) return policy(sql, sctx)
+    const decision: Decision = {action: 'deny', decisive: refused, statements: [refused], warnings: []}
+    return decisionToVerdict(decision, {statements: analysis.statements})
   }
 }
 
@@ -171,11 +197,12 @@ function approvalGate(ctx: TunnelHooksContext, recording: Awaited<ReturnType<typ
     record: (sessionId, type, payload) => recording?.session(sessionId)?.recordEvent(type, payload),
     log: ctx.log ?? (() => {}),
     pollMs: ctx.approvalPollMs,
+    agent: ctx.agent,
     onApproved: (sql, stmt) => {
       // What the policy hook commits for a text it allows outright, for one a reviewer allowed.
       const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize: ctx.target.tunnel.maxStatementSize})
       const staged = policy.prepared.for(stmt.connectionId).stage()
-      judgeStatements(analysis.statements, staged, {rules: ctx.target.rules, pack: ctx.target.policy, groups: ctx.identity?.groups ?? []})
+      judgeStatements(analysis.statements, staged, {rules: ctx.target.rules, pack: ctx.target.policy, groups: ctx.identity?.groups ?? [], client: clientOf(ctx)})
       staged.commit()
     },
   })

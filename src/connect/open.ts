@@ -7,6 +7,7 @@ import {resolvePolicy} from '../central/policy.js'
 import {resolveSecret, type SecretContext} from '../config/secrets.js'
 import {getTarget} from '../config/targets.js'
 import type {LoadedConfig, TargetConfig} from '../config/types.js'
+import type {AgentInfo} from '../identity/types.js'
 import {bindIdentity, identityApplicationName, type BoundIdentity} from './identity.js'
 import {buildTunnelHooks, type TunnelHooksContext} from './hooks.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
@@ -38,6 +39,8 @@ export interface OpenTunnelOptions {
   env?: NodeJS.ProcessEnv
   /** Run the local file's policy even where the bucket has a published one (recorded). */
   localPolicy?: boolean
+  /** The tunnel serves this AI agent alone (`dbgate mcp`): see `TunnelHooksContext.agent`. */
+  agent?: AgentInfo
 }
 
 /** What a client needs to use the tunnel, in the shapes people and programs want it. */
@@ -158,6 +161,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
       log,
       policy: {hash: effective.hash, version: effective.version},
       upstream,
+      agent: opts.agent,
     })
     tunnel = new Tunnel({
       target: upstream,

@@ -5,15 +5,20 @@
 import {analyze} from './analyze.js'
 import {judgeStatements} from './hook.js'
 import {PreparedRegistry} from './prepared.js'
+import {readOnlyViolation} from './read-only.js'
 import {evaluateStatement, packRules} from './rules.js'
 import {KNOWN_COMMANDS} from './walker.js'
-import type {BuiltinRule, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis, StatementClass} from './types.js'
+import type {BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis, StatementClass} from './types.js'
 
 export interface CheckOptions {
   rules: readonly PolicyRule[]
   pack: PolicyPackName | readonly BuiltinRule[]
   groups: readonly string[]
   maxStatementSize?: number
+  /** Judge as a session of this client (`mcp`: an AI agent). */
+  client?: ClientKind
+  /** Judge as a read-only session (an agent in `mcp.mode: read-only`): the allow-list in read-only.ts first. */
+  readOnly?: boolean
 }
 
 export interface CheckedStatement {
@@ -34,12 +39,15 @@ export interface CheckResult {
  * a PREPARE in the text is known to a later EXECUTE). Requires `loadParser()` first.
  */
 export function checkPolicy(sqlText: string, opts: CheckOptions): CheckResult {
-  const evalOpts = {rules: opts.rules, pack: opts.pack, groups: opts.groups}
+  const evalOpts = {rules: opts.rules, pack: opts.pack, groups: opts.groups, client: opts.client}
   const analysis = analyze(sqlText, opts.maxStatementSize === undefined ? {} : {maxStatementSize: opts.maxStatementSize})
-  const {statements, decision} = judgeStatements(analysis.statements, new PreparedRegistry().stage(), evalOpts)
+  const readOnly = opts.readOnly ? readOnlyViolation(analysis) : undefined
+  const judged = judgeStatements(analysis.statements, new PreparedRegistry().stage(), evalOpts)
+  const statements = judged.statements
+  const decision: Decision = readOnly ? {action: 'deny', decisive: readOnly, statements: judged.decision.statements.map((d) => (d.statementIndex === readOnly.statementIndex ? readOnly : d)), warnings: judged.decision.warnings} : judged.decision
   const checked = statements.map((s) => {
     const {decision: d, operations} = evaluateStatement(s, evalOpts)
-    return {analysis: s, decision: d, operations}
+    return {analysis: s, decision: readOnly && readOnly.statementIndex === s.index ? readOnly : d, operations}
   })
   return {decision, statements: checked, report: formatReport(decision, checked)}
 }

@@ -11,7 +11,7 @@ import {analyzeOffThread, OFFLOAD_THRESHOLD} from './offload.js'
 import {loadParser, parserReady} from './parser.js'
 import {applyToRegistry, ConnectionRegistries, resolveExecutes, type StagedRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
-import type {Analysis, BuiltinRule, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
+import type {Analysis, BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict} from './verdict.js'
 
 export interface StatementHookOptions {
@@ -26,6 +26,8 @@ export interface StatementHookOptions {
   cache?: AnalysisCache
   /** Reviewer groups, named in require_approval messages. */
   reviewers?: readonly string[]
+  /** Which client the tunnel's sessions come through, for rules that match `client`. */
+  client?: ClientKind
 }
 
 export interface PolicyStatementHook extends StatementHook {
@@ -71,7 +73,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   const prepared = opts.prepared ?? new ConnectionRegistries()
   const cache = opts.cache ?? sharedAnalysisCache
   const maxStatementSize = opts.maxStatementSize ?? DEFAULT_MAX_STATEMENT_SIZE
-  const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups}
+  const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups, client: opts.client}
 
   const judge = (sql: string, ctx: StatementContext): StatementVerdict => decide(cache.analyze(sql, {maxStatementSize}), ctx)
 

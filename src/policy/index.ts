@@ -10,3 +10,4 @@ export {evaluate, evaluateOperation, evaluateStatement, ruleMatches, STRICTNESS,
 export {checkStartupParameters, dangerousSetting, type StartupProblem} from './settings.js'
 export {decisionToVerdict, POLICY_SQLSTATE, WARNING_SQLSTATE, type VerdictOptions} from './verdict.js'
 export * from './types.js'
+export {readOnlyViolation, READ_ONLY_RULE} from './read-only.js'
