@@ -177,15 +177,30 @@ export class StatementRunner {
     // `rows` (rows per Execute) is node-postgres's own option, missing from its type declarations.
     const query = new pg.Query({text: sql, values: o.params, rows: o.maxRows + 1, rowMode: 'array', types: RAW_TEXT} as pg.QueryConfig)
     // At the row cap the portal is suspended: end it there instead of fetching the rest.
-    ;(query as unknown as {handlePortalSuspended(connection: {sync(): void}): void}).handlePortalSuspended = (connection) => connection.sync()
+    const hooks = query as unknown as {handlePortalSuspended(connection: {sync(): void}): void; handleError(error: unknown, connection: {sync(): void}): void}
+    hooks.handlePortalSuspended = (connection) => connection.sync()
+    // With a row count node-postgres does not send Sync up front, so after an ErrorResponse the
+    // server would wait for one forever (and so would the next statement on this session).
+    const handleError = hooks.handleError.bind(query)
+    hooks.handleError = (error, connection) => {
+      try {
+        connection.sync()
+      } catch {
+        // The connection is gone; the error below says why.
+      }
+      handleError(error, connection)
+    }
     const result = await new Promise<pg.QueryResult>((resolve, reject) => {
-      query.on('row', (row: (string | null)[]) => {
+      let keyBytes: number[] | undefined
+      query.on('row', (row: (string | null)[], result?: {fields?: {name: string}[]}) => {
         if (truncatedBy) return
         if (rows.length >= o.maxRows) {
           truncatedBy = 'maxRows'
           return
         }
-        const size = row.reduce((n, v) => n + (v === null ? 4 : Buffer.byteLength(v) + 3), 2)
+        // The cap is on the JSON the agent receives: keys, values and punctuation.
+        keyBytes ??= uniqueNames((result?.fields ?? []).map((f) => f.name)).map((n) => Buffer.byteLength(JSON.stringify(n)) + 2)
+        const size = row.reduce((n, v, i) => n + (keyBytes![i] ?? 8) + (v === null ? 4 : Buffer.byteLength(JSON.stringify(v))), 2)
         if (bytes + size > o.maxBytes) {
           truncatedBy = 'maxBytes'
           return
