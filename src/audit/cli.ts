@@ -33,10 +33,14 @@ export const filterFlags = {
   since: Flags.string({summary: 'Only sessions started since: a duration (7d, 12h, 30m) or an ISO date.', helpValue: '<when>'}),
   until: Flags.string({summary: 'Only sessions started until: a duration ago or an ISO date.', helpValue: '<when>'}),
   denied: Flags.boolean({summary: 'Only sessions (or statements) with a denied statement.', default: false}),
+  client: Flags.string({summary: 'Only sessions through this client: mcp (AI agents, `dbgate mcp`) or connect.', options: ['mcp', 'connect'], helpValue: '<client>'}),
+  agent: Flags.boolean({summary: 'Only AI agent sessions (same as --client mcp).', default: false, exclusive: ['client']}),
 }
 
-export function listFilters(flags: {user?: string; target?: string; since?: string; until?: string; denied?: boolean}, now = new Date()): ListFilters {
+export function listFilters(flags: {user?: string; target?: string; since?: string; until?: string; denied?: boolean; client?: string; agent?: boolean}, now = new Date()): ListFilters {
+  const client = flags.agent ? 'mcp' : flags.client === 'mcp' || flags.client === 'connect' ? flags.client : undefined
   return {
+    ...(client ? {client} : {}),
     user: flags.user,
     target: flags.target,
     since: flags.since ? parseWhen(flags.since, now) : undefined,

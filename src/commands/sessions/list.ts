@@ -4,11 +4,12 @@ import {renderTable, type Column} from '../../cli/table.js'
 import {bucketFlags, filterFlags, listFilters, relativeTime, resolveBucket} from '../../audit/cli.js'
 import type {SessionSummary} from '../../audit/index-cache.js'
 import {SessionReader} from '../../audit/read.js'
+import {agentLabel} from '../../identity/types.js'
 
 export default class SessionsList extends Command {
   static override summary = 'List recorded sessions, newest first.'
   static override description = 'Reads the bucket through a local cache, so only sessions not seen before are downloaded.'
-  static override examples = ['$ dbgate sessions list --since 7d', '$ dbgate sessions list --user alice --target prod --denied', '$ dbgate sessions list --since 2026-01-01 --until 2026-02-01 --json']
+  static override examples = ['$ dbgate sessions list --since 7d', '$ dbgate sessions list --agent', '$ dbgate sessions list --user alice --target prod --denied', '$ dbgate sessions list --since 2026-01-01 --until 2026-02-01 --json']
   static override enableJsonFlag = true
   static override flags = {
     ...bucketFlags,
@@ -24,7 +25,7 @@ export default class SessionsList extends Command {
     const columns: Column<SessionSummary>[] = [
       {header: 'SESSION', value: (s) => s.sessionId},
       {header: 'STARTED', value: (s) => (tty ? relativeTime(s.startedAt) : (s.startedAt ?? ''))},
-      {header: 'USER', value: (s) => s.user ?? '?'},
+      {header: 'USER', value: (s) => (s.agent ? `${s.user ?? '?'} via ${agentLabel(s.agent)}` : (s.user ?? '?'))},
       {header: 'TARGET', value: (s) => s.target},
       {header: 'STATEMENTS', value: (s) => String(s.totals.statements)},
       {header: 'DENIED', value: (s) => String(s.totals.denied)},
