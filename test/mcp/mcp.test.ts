@@ -163,11 +163,17 @@ describe('dbgate mcp', () => {
   it('refuses DROP, an unfiltered DELETE and every write in read-only mode before the database sees them', async () => {
     const a = await agent()
     const before = await server<{n: string}>('select count(*)::text as n from customers')
+    // What the server last received from every other session on this database (the agent's included).
+    const lastSeen = async () => (await server<{query: string}>('select query from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()')).map((r) => r.query).join('\n')
+    // The check can see what the agent sends: an allowed statement shows up there.
+    await a.call('query', {sql: "select 'marker-7f3a' as m"})
+    expect(await lastSeen()).toContain('marker-7f3a')
     for (const sql of ['drop table customers', 'delete from customers', 'delete from customers where true', 'insert into notes values (99, $$x$$)', 'update notes set body = body where id = 1', 'truncate notes']) {
       const r = await a.call('query', {sql})
       expect(r.isError, sql).toBe(true)
       expect(textOf(r), sql).toMatch(/denied by rule (agent\.read-only|default\.)/)
       expect(textOf(r), sql).toMatch(/policy refused this statement before it reached the database/)
+      expect(await lastSeen(), sql).not.toContain(sql)
     }
     expect(await server('select count(*)::text as n from customers')).toEqual(before)
     expect(await server("select 1 from notes where id = 99")).toEqual([])
