@@ -28,6 +28,9 @@ function withHint(e: PgErrorLike, next: string): string {
 
 /** What a failed statement means for the agent. `timeoutMs` is the statement_timeout that was in force. */
 export function describeFailure(error: unknown, ctx: {timeoutMs?: number; maxTimeoutMs?: number; target: string}): ToolFailure {
+  if (error instanceof IdentityError && error.code === 'TARGET_NOT_ALLOWED') {
+    return {kind: 'sign_in', message: `The signed-in identity may not use target ${ctx.target}: ${error.message} ${error.nextStep ?? ''} Tell the user; retrying will not help.`.trim()}
+  }
   if (error instanceof IdentityError) {
     return {kind: 'sign_in', message: `Not signed in to dbgate (${error.code}): ${error.message} ${error.nextStep ?? 'Run `dbgate login` in a terminal.'} Ask the user to do that, then call this tool again.`}
   }

@@ -357,7 +357,9 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         const {runner} = await connection()
         const text = `EXPLAIN ${analyze ? '(ANALYZE, BUFFERS) ' : ''}${stmt.text}`
         const r = await runner.run(text, {params: params ?? undefined, maxRows: 10_000, maxBytes: 4 * 1024 ** 2, timeoutMs: t, approvalWaitMs: limits.approvalWaitMs})
-        if (r.status === 'waiting') return waitingResult(r)
+        if (r.status === 'waiting') {
+          throw new ToolError({kind: 'denied', message: `Even EXPLAIN of this statement needs a reviewer here: ${r.message} Call approval_status with "${r.approvalId}" (waitSeconds up to 60) for the plan, or tell the user.`})
+        }
         const plan = r.rows.map((row) => Object.values(row)[0] ?? '')
         const block = untrustedBlock(plan.map((l) => JSON.stringify(l)), `Plan${analyze ? ' (with ANALYZE: the statement ran)' : ''}:`)
         return {content: [{type: 'text', text: block.text}], structuredContent: {plan, analyzed: Boolean(analyze), untrustedDataId: block.id}}

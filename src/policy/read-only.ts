@@ -64,7 +64,9 @@ function statementNode(sql: string, index: number): Obj | undefined {
 
 /** Why `op` (of statement `index` in `sql`) may not run in a read-only session; undefined when it may. */
 function refusal(op: Operation, sql: string, index: number): string | undefined {
-  if (op.class === 'read') return undefined
+  // A read that also signals processes, touches server files or runs SQL text the parser never
+  // saw is not a plain read, whatever the rules say of it elsewhere.
+  if (op.class === 'read') return op.flags.length === 0 ? undefined : `it calls something with effects beyond reading (${op.flags.join(', ')})`
   if (op.class === 'session') {
     if (op.command === 'show') return undefined
     const name = op.setting?.name

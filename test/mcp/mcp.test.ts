@@ -52,6 +52,8 @@ describe('dbgate mcp', () => {
       app: 'allow: [engineering]\nreviewers: [dba]',
       rw: ['allow: [engineering]', 'reviewers: [dba]', 'mcp:', '  mode: read-write', '  approvalWait: 1s', 'rules:', '  - id: agents-writes-need-review', '    match: {class: write, client: mcp}', '    action: require_approval', '    reason: an agent wants to change data'].join('\n'),
       down: 'port: 1\nallow: [engineering]',
+      strict: 'allow: [engineering]\nmasking:\n  onUntraceable: deny',
+      svc: 'allow: [ci]',
     })
     config = parseConfigText((await import('node:fs')).readFileSync(file, 'utf8'), file).config
     env = {...agentHome(), ...p.env('alice'), DBGATE_CONFIG: file, TEST_APP_PASSWORD: db.password}
@@ -316,5 +318,27 @@ describe('dbgate mcp', () => {
     expect(json.agentActivity.agents.approvalsRequested).toBeGreaterThan(0)
     expect(json.agentActivity.agents.maskedValues).toBeGreaterThan(0)
     expect(await readFile(path.join(out, 'report.html'), 'utf8')).toMatch(/id="agents-h"/)
+  })
+
+  it('refuses a query masking cannot follow where the target says so, telling the agent what to select instead', async () => {
+    const a = await agent('strict')
+    const r = await a.call('query', {sql: 'select get_email(id) from customers'})
+    expect(r.isError).toBe(true)
+    expect(textOf(r)).toMatch(/masking cannot follow this query.*Select the sensitive columns directly/s)
+    const direct = await a.call('query', {sql: 'select email from customers where id = 1'})
+    expect(direct.isError).toBeFalsy()
+    expect(leaked(JSON.stringify(direct), fx.secrets)).toEqual([])
+  })
+
+  it('runs as a service identity from DBGATE_CLIENT_ID and DBGATE_CLIENT_SECRET, and says plainly when an identity may not use the target', async () => {
+    const a = await agent('svc', {XDG_CONFIG_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-svc-')), DBGATE_CLIENT_ID: p.f.dev.serviceClientId, DBGATE_CLIENT_SECRET: p.f.dev.serviceClientSecret})
+    const r = await a.call('query', {sql: 'select count(*) as n from orders'})
+    expect(r.isError, textOf(r)).toBeFalsy()
+    expect(r.structuredContent).toMatchObject({status: 'done', rows: [{n: expect.any(String)}]})
+    // Alice's sign-in does not reach a target she may not use.
+    const alice = await agent('svc')
+    const refused = await alice.call('query', {sql: 'select 1'})
+    expect(refused.isError).toBe(true)
+    expect(textOf(refused)).toMatch(/may not use target svc: .*not in any group allowed here/)
   })
 })
