@@ -17,7 +17,7 @@ import {ATTRIBUTES_SQL, attnums, CONSTRAINTS_SQL, INDEXES_SQL, RELATIONS_SQL, re
 import type {OpenEndpoint, SqlEndpoint} from './endpoint.js'
 import {describeFailure, type ToolFailure} from './errors.js'
 import {StatementRunner, type RowsResult, type RunResult, type WaitingResult} from './runner.js'
-import {untrustedBlock} from './untrusted.js'
+import {UNTRUSTED_FIELD_NOTE, untrustedBlock} from './untrusted.js'
 
 export interface DbgateMcpOptions {
   target: TargetConfig
@@ -59,6 +59,7 @@ const rowsOutput = {
   reviewers: z.string().optional(),
   message: z.string().optional(),
   untrustedDataId: z.string().optional().describe('the id of the <untrusted-data> block holding the rows in the text content'),
+  untrustedData: z.string().optional(),
 }
 const maskedSchema = z.object({column: z.string(), category: z.string(), strategy: z.string(), reason: z.string()})
 
@@ -160,7 +161,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     const heading = [`${count}: ${r.rows.length} row(s) returned.${cut}`, columns ? `Columns: ${columns}` : '', ...r.notices.map((n) => `Notice: ${n}`)].filter(Boolean).join('\n')
     if (r.columns.length === 0) return {content: [{type: 'text', text: heading}], structuredContent: {...r}}
     const {text, id} = rowsText(r, heading)
-    return {content: [{type: 'text', text}], structuredContent: {...r, untrustedDataId: id}}
+    return {content: [{type: 'text', text}], structuredContent: {...r, untrustedDataId: id, untrustedData: UNTRUSTED_FIELD_NOTE}}
   }
 
   const waitingResult = (w: WaitingResult): CallToolResult => ({
@@ -179,7 +180,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       title: 'List schemas',
       description: 'Lists the schemas of the database with how many tables and views each holds.',
       inputSchema: {},
-      outputSchema: {schemas: z.array(z.object({schema: z.string(), relations: z.number()})), untrustedDataId: z.string()},
+      outputSchema: {schemas: z.array(z.object({schema: z.string(), relations: z.number()})), untrustedDataId: z.string(), untrustedData: z.string()},
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
     () =>
@@ -187,7 +188,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         const rows = await runCatalog(SCHEMAS_SQL, [])
         const schemas = rows.map((r) => ({schema: r.schema ?? '', relations: Number(r.relations ?? 0)}))
         const block = untrustedBlock(schemas.map((s) => JSON.stringify(s)), `${schemas.length} schema(s) in ${target.name}.`)
-        return {content: [{type: 'text', text: block.text}], structuredContent: {schemas, untrustedDataId: block.id}}
+        return {content: [{type: 'text', text: block.text}], structuredContent: {schemas, untrustedDataId: block.id, untrustedData: UNTRUSTED_FIELD_NOTE}}
       }),
   )
 
@@ -206,7 +207,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       title: 'List tables and views',
       description: 'Lists tables and views (optionally of one schema), with the columns dbgate masks for you and why. Masked columns can be selected, but their values come back masked.',
       inputSchema: {schema: z.string().min(1).max(63).optional().describe('only this schema, e.g. public')},
-      outputSchema: {tables: z.array(tableSummary), unmasked: z.boolean(), note: z.string(), untrustedDataId: z.string()},
+      outputSchema: {tables: z.array(tableSummary), unmasked: z.boolean(), note: z.string(), untrustedDataId: z.string(), untrustedData: z.string()},
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
     ({schema}) =>
@@ -225,7 +226,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
           ? `No columns are masked for you: ${view.because}.`
           : 'maskedColumns are masked for you by dbgate (values come back masked); views and expressions over them are masked too, and every text value is scanned for e-mails, cards and secrets.'
         const block = untrustedBlock(tables.map((t) => JSON.stringify(t)), `${tables.length} table(s) and view(s)${schema ? ` in schema ${schema}` : ''} on ${target.name}. ${note}`)
-        return {content: [{type: 'text', text: block.text}], structuredContent: {tables, unmasked: view.unmasked, note, untrustedDataId: block.id}}
+        return {content: [{type: 'text', text: block.text}], structuredContent: {tables, unmasked: view.unmasked, note, untrustedDataId: block.id, untrustedData: UNTRUSTED_FIELD_NOTE}}
       }),
   )
 
@@ -248,6 +249,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         foreignKeys: z.array(z.object({name: z.string(), columns: z.array(z.string()), references: z.object({schema: z.string(), table: z.string(), columns: z.array(z.string())})})),
         indexes: z.array(z.object({name: z.string(), unique: z.boolean(), primary: z.boolean(), method: z.string(), columns: z.array(z.string())})),
         untrustedDataId: z.string(),
+        untrustedData: z.string(),
       },
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
@@ -268,7 +270,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         const rel = found[0]!
         const described = await describeRelation(rel)
         const block = untrustedBlock([JSON.stringify(described)], `${rel.kind} ${rel.schema}.${rel.name} on ${target.name}${view.unmasked ? ` (${view.because})` : ''}.`)
-        return {content: [{type: 'text', text: block.text}], structuredContent: {...described, untrustedDataId: block.id}}
+        return {content: [{type: 'text', text: block.text}], structuredContent: {...described, untrustedDataId: block.id, untrustedData: UNTRUSTED_FIELD_NOTE}}
       }),
   )
 
@@ -336,7 +338,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         analyze: z.boolean().optional().describe('run the statement and show real timings (reads only)'),
         timeoutMs: z.number().int().min(100).max(limits.timeoutMs).optional(),
       },
-      outputSchema: {plan: z.array(z.string()), analyzed: z.boolean(), untrustedDataId: z.string()},
+      outputSchema: {plan: z.array(z.string()), analyzed: z.boolean(), untrustedDataId: z.string(), untrustedData: z.string()},
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
     ({sql, params, analyze, timeoutMs}) => {
@@ -362,7 +364,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         }
         const plan = r.rows.map((row) => Object.values(row)[0] ?? '')
         const block = untrustedBlock(plan.map((l) => JSON.stringify(l)), `Plan${analyze ? ' (with ANALYZE: the statement ran)' : ''}:`)
-        return {content: [{type: 'text', text: block.text}], structuredContent: {plan, analyzed: Boolean(analyze), untrustedDataId: block.id}}
+        return {content: [{type: 'text', text: block.text}], structuredContent: {plan, analyzed: Boolean(analyze), untrustedDataId: block.id, untrustedData: UNTRUSTED_FIELD_NOTE}}
       }, t)
     },
   )
