@@ -73,7 +73,6 @@ function errorResult(failure: ToolFailure): CallToolResult {
 
 function sanitize(text: string | undefined, max = 100): string | undefined {
   if (text === undefined) return undefined
-  // eslint-disable-next-line no-control-regex
   const clean = text.replace(/[\u0000-\u001f\u007f]/g, ' ').trim().slice(0, max)
   return clean || undefined
 }

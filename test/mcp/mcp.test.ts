@@ -277,6 +277,22 @@ describe('dbgate mcp', () => {
     expect(r.isError).toBe(true)
     expect(textOf(r)).toMatch(/Not signed in to dbgate .*dbgate login/)
 
+    // A sign-in whose tokens (refresh token included) have expired: the agent is told what to ask for.
+    const ttl = {...p.f.dev.ttl}
+    Object.assign(p.f.dev.ttl, {idToken: 1, accessToken: 1, refreshToken: 1})
+    let expiresAt = 0
+    try {
+      await p.login('dave')
+      expiresAt = Date.now() + 1000
+    } finally {
+      Object.assign(p.f.dev.ttl, ttl)
+    }
+    while (Date.now() < expiresAt + 1500) await new Promise((r) => setTimeout(r, 100))
+    const expired = await agent('app', p.env('dave'))
+    const e = await expired.call('list_schemas')
+    expect(e.isError).toBe(true)
+    expect(textOf(e)).toMatch(/Not signed in to dbgate \((LOGIN_REQUIRED|TOKEN_EXPIRED)\).*`dbgate login`.*call this tool again/)
+
     const down = await agent('down')
     const d = await down.call('list_tables')
     expect(d.isError).toBe(true)
