@@ -59,6 +59,9 @@ const MAX_SESSIONS = 4
 /** Every value as PostgreSQL's own text: exactly what the tunnel (and its masking) sent. */
 const RAW_TEXT = {getTypeParser: () => (value: string) => value}
 
+/** Any statement that could change a setting names one of these words (a false alarm costs one SET). */
+const MAY_CHANGE_SETTINGS = /\b(set|reset|discard)\b|set_config/i
+
 const WAITING = /waiting for approval (apr-[a-z0-9]+) by (.+?) \(rule/
 
 /** Type names for the OIDs almost every result uses; the rest are looked up once. */
@@ -170,6 +173,8 @@ export class StatementRunner {
       await c.query(`SET statement_timeout = ${Math.floor(o.timeoutMs)}`)
       this.timeouts.set(c, o.timeoutMs)
     }
+    // This statement may change the timeout: whatever it does, the next one sets it again.
+    if (MAY_CHANGE_SETTINGS.test(sql)) this.timeouts.delete(c)
     const rows: (string | null)[][] = []
     let bytes = 0
     let truncatedBy: RowsResult['truncatedBy']

@@ -73,7 +73,8 @@ function errorResult(failure: ToolFailure): CallToolResult {
 
 function sanitize(text: string | undefined, max = 100): string | undefined {
   if (text === undefined) return undefined
-  const clean = text.replace(/[\u0000-\u001f\u007f]/g, ' ').trim().slice(0, max)
+  // Control and bidirectional-format characters could repaint a reviewer's terminal or reorder what they read.
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, ' ').trim().slice(0, max)
   return clean || undefined
 }
 

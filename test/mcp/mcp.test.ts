@@ -215,6 +215,10 @@ describe('dbgate mcp', () => {
     const slow = await a.call('query', {sql: 'select count(*) from pg_catalog.pg_class a, pg_catalog.pg_class b, pg_catalog.pg_class c, pg_catalog.pg_class d', timeoutMs: 200})
     expect(slow.isError).toBe(true)
     expect(textOf(slow)).toMatch(/longer than its timeout of 200 ms.*explain/)
+    // The agent cannot lift the cap by changing the setting itself: the next query sets it again.
+    expect((await a.call('query', {sql: 'set statement_timeout = 0', timeoutMs: 200})).isError).toBeFalsy()
+    const still = await a.call('query', {sql: 'select count(*) from pg_catalog.pg_class a, pg_catalog.pg_class b, pg_catalog.pg_class c, pg_catalog.pg_class d', timeoutMs: 200})
+    expect(textOf(still)).toMatch(/longer than its timeout of 200 ms/)
 
     const badArg = await a.call('query', {sql: 'select 1', maxRows: 'ten'})
     expect(badArg.isError).toBe(true)
