@@ -203,6 +203,13 @@ describe('dbgate mcp', () => {
     }
     const ro = await a.call('query', {sql: 'show transaction_read_only'})
     expect(ro.structuredContent).toMatchObject({rows: [{transaction_read_only: 'on'}]})
+
+    // A write hidden in a function looks like a read to any parser; the server's read-only setting stops it.
+    await server(`create function touch_notes() returns int language plpgsql as $$ begin update notes set body = 'touched' where id = 1; return 1; end $$`)
+    const hidden = await a.call('query', {sql: 'select touch_notes()'})
+    expect(hidden.isError).toBe(true)
+    expect(textOf(hidden)).toMatch(/read-only/)
+    expect(await server("select body from notes where id = 1")).not.toEqual([{body: 'touched'}])
   })
 
   it('answers bad SQL, timeouts and bad arguments with errors an agent can act on', async () => {
