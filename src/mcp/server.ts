@@ -275,11 +275,9 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
   )
 
   const describeRelation = async (rel: RelationInfo) => {
-    const names = new Map(rel.columns.map((c, i) => [i + 1, c.name]))
-    // Attribute numbers skip dropped columns, so map them from the catalog rather than by position.
+    // Keys and indexes name columns by attribute number, which dropped columns leave gaps in.
     const attrs = await runCatalog(ATTRIBUTES_SQL, [rel.oid])
-    names.clear()
-    for (const a of attrs) names.set(Number(a.attnum), a.column ?? '?')
+    const names = new Map(attrs.map((a) => [Number(a.attnum), a.column ?? '?']))
     const colNames = (text: string | null, map = names) => attnums(text).map((n) => (n === 0 ? '(expression)' : (map.get(n) ?? `#${n}`)))
     const constraints = rel.kind === 'view' ? [] : await runCatalog(CONSTRAINTS_SQL, [rel.oid])
     const indexes = rel.kind === 'view' ? [] : await runCatalog(INDEXES_SQL, [rel.oid])
