@@ -319,6 +319,11 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     ({sql, params, maxRows, maxBytes, timeoutMs}) => {
       const o = {params: params ?? undefined, maxRows: maxRows ?? limits.maxRows, maxBytes: maxBytes ?? limits.maxBytes, timeoutMs: timeoutMs ?? limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs}
       return guarded(async () => {
+        await loadParser()
+        const count = sharedAnalysisCache.analyze(sql, {maxStatementSize: target.tunnel.maxStatementSize}).statements.length
+        if (count > 1) {
+          throw new ToolError({kind: 'syntax', message: `query takes one statement per call; this text holds ${count}. Send them one call at a time.`})
+        }
         const {runner} = await connection()
         return resultOf(await runner.run(sql, o), o)
       }, o.timeoutMs)

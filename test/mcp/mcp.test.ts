@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../../src/approvals/review.js'
-import {readRequest} from '../../src/approvals/store.js'
+import {listRequests, readRequest} from '../../src/approvals/store.js'
 import {openBucket, type Bucket} from '../../src/bucket/index.js'
 import type {DbgateConfig} from '../../src/config/types.js'
 import {parseConfigText} from '../../src/config/parse.js'
@@ -233,6 +233,9 @@ describe('dbgate mcp', () => {
     const overCap = await a.call('query', {sql: 'select 1', maxRows: 1_000_000})
     expect(overCap.isError).toBe(true)
     expect(textOf(overCap)).toMatch(/maxRows/)
+    const two = await a.call('query', {sql: 'select 1; select 2'})
+    expect(two.isError).toBe(true)
+    expect(textOf(two)).toMatch(/one statement per call; this text holds 2/)
     const noSql = await a.call('query', {})
     expect(noSql.isError).toBe(true)
     expect(textOf(noSql)).toMatch(/sql/)
@@ -334,6 +337,8 @@ describe('dbgate mcp', () => {
     expect((JSON.parse(people.stdout || '[]') as Listed[]).filter((s) => s.agent)).toEqual([])
     const search = await run('node', [BIN, 'sessions', 'search', 'drop table', '--agent', '--bucket', bucketUrl], {env: auditor})
     expect(search.stdout).toMatch(/drop table customers/)
+    const shown = await run('node', [BIN, 'sessions', 'show', listed.find((s) => s.totals.denied >= 1)!.sessionId, '--bucket', bucketUrl], {env: auditor})
+    expect(shown.stdout).toMatch(/AI agent test-agent 9\.9\.9 \(MCP\) acting for alice@example\.com/)
 
     const out = mkdtempSync(path.join(tmpdir(), 'dbgate-mcp-report-'))
     const report = await run('node', [BIN, 'report', '--bucket', bucketUrl, '--since', '1d', '--out', out], {env: auditor})
@@ -344,7 +349,9 @@ describe('dbgate mcp', () => {
     const json = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')) as {agentActivity: {agents: {sessions: number; denied: number; approvalsRequested: number; maskedValues: number}}}
     expect(json.agentActivity.agents.sessions).toBeGreaterThan(0)
     expect(json.agentActivity.agents.denied).toBeGreaterThan(0)
-    expect(json.agentActivity.agents.approvalsRequested).toBeGreaterThan(0)
+    // Every request an agent filed (the approval test above files one) is counted as the agents'.
+    const filedByAgents = (await listRequests(bucket)).filter((v) => v.request.agent).length
+    expect(json.agentActivity.agents.approvalsRequested).toBe(filedByAgents)
     expect(json.agentActivity.agents.maskedValues).toBeGreaterThan(0)
     expect(await readFile(path.join(out, 'report.html'), 'utf8')).toMatch(/id="agents-h"/)
   })
