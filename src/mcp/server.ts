@@ -158,6 +158,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       ? ` Truncated at ${r.truncatedBy === 'maxBytes' ? `maxBytes=${caps.maxBytes}` : `maxRows=${caps.maxRows}`}: there are more rows; narrow the query (WHERE, LIMIT, fewer columns) or page with ORDER BY … LIMIT … OFFSET.`
       : ''
     const columns = r.columns.map((c) => `${c.name} ${c.type}`).join(', ')
+    if (r.command === 'COPY') r.notices.push('COPY output is not returned by this tool; use SELECT to see rows.')
     const heading = [`${count}: ${r.rows.length} row(s) returned.${cut}`, columns ? `Columns: ${columns}` : '', ...r.notices.map((n) => `Notice: ${n}`)].filter(Boolean).join('\n')
     if (r.columns.length === 0) return {content: [{type: 'text', text: heading}], structuredContent: {...r}}
     const {text, id} = rowsText(r, heading)

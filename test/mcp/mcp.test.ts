@@ -249,6 +249,11 @@ describe('dbgate mcp', () => {
     const analyzed = await a.call('explain', {sql: 'select count(*) from orders', analyze: true})
     expect((analyzed.structuredContent as {plan: string[]}).plan.join('\n')).toMatch(/actual time/)
 
+    // COPY out is a read: it neither hangs the tool nor leaks what masking hides.
+    const copy = await a.call('query', {sql: 'copy (select email, phone from customers order by id limit 3) to stdout'})
+    expect(leaked(JSON.stringify(copy), fx.secrets)).toEqual([])
+    expect(textOf(copy)).toMatch(/use SELECT to see rows/)
+
     // The server is still there after all of that.
     expect((await a.call('query', {sql: 'select 1 as one'})).structuredContent).toMatchObject({rows: [{one: '1'}]})
   })
