@@ -288,6 +288,16 @@ describe('dbgate mcp', () => {
     expect(textOf(gone)).toMatch(/already returned/)
     // Reads need no one.
     expect((await a.call('query', {sql: 'select count(*) as n from notes'})).structuredContent).toMatchObject({status: 'done'})
+
+    // A denial reaches the agent with the reviewer's reason, and the row stays as it was.
+    const second = await a.call('query', {sql: 'delete from notes where id = 4'})
+    const id2 = (second.structuredContent as {approvalId: string}).approvalId
+    expect(id2).toMatch(/^apr-/)
+    await decide({bucket, config, reviewer: await p.reviewer('bob')}, {id: id2, action: 'deny', reason: 'not during the sale'})
+    const denied = await a.call('approval_status', {approvalId: id2, waitSeconds: 30})
+    expect(denied.isError).toBe(true)
+    expect(textOf(denied)).toMatch(new RegExp(`approval ${id2} denied by bob@example.com: not during the sale.*do not retry`))
+    expect(await server('select count(*)::int as n from notes where id = 4')).toEqual([{n: 1}])
   })
 
   it('tells the agent to have the user sign in, and when the database is unreachable', async () => {
