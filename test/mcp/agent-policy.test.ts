@@ -118,3 +118,27 @@ describe('rules that match agent sessions (client: mcp)', () => {
     expect(message).toMatch(/read-only/)
   })
 })
+
+describe('dbgate policy check --client mcp', () => {
+  it('judges SQL as an agent would be judged: the read-only allow-list, then the rules', async () => {
+    const {mkdtempSync, writeFileSync} = await import('node:fs')
+    const {tmpdir} = await import('node:os')
+    const path = await import('node:path')
+    const {run} = await import('../helpers/run.js')
+    const dir = mkdtempSync(path.join(tmpdir(), 'dbgate-check-'))
+    const file = path.join(dir, 'dbgate.yaml')
+    writeFileSync(file, 'targets:\n  prod:\n    host: db\n    database: app\n    user: app\n  rw:\n    host: db\n    database: app\n    user: app\n    mcp: {mode: read-write}\n    rules:\n      - {id: agent-writes, match: {class: write, client: mcp}, action: require_approval}\n')
+    const bin = path.resolve('bin/run.js')
+    const sql = "update orders set status = 'x' where id = 1"
+    const check = (target: string, client: string) => run('node', [bin, 'policy', 'check', target, '--client', client, '--sql', sql, '--config', file])
+    const person = await check('prod', 'connect')
+    expect(person.code).toBe(0)
+    const readOnly = await check('prod', 'mcp')
+    expect(readOnly.code).toBe(1)
+    expect(readOnly.stdout).toMatch(/agent\.read-only/)
+    const held = await check('rw', 'mcp')
+    expect(held.code).toBe(1)
+    expect(held.stdout).toMatch(/agent-writes/)
+    expect((await check('rw', 'connect')).code).toBe(0)
+  })
+})
