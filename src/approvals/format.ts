@@ -1,6 +1,7 @@
 /** Words and numbers for requests, shared by the CLI lists and the TUI. */
 import type {RequestView} from './types.js'
 import {requesterLabel} from './types.js'
+import {agentLabel} from '../identity/types.js'
 
 /** `45s`, `3m`, `2h05m`. */
 export function shortDuration(ms: number): string {
@@ -27,7 +28,8 @@ export function requestRow(v: RequestView, now: Date): RequestRow {
   const r = v.request
   return {
     id: r.id,
-    requester: requesterLabel(r.requester),
+    // An agent's request names the agent and the person it acts for, so nobody mistakes one for the other.
+    requester: r.agent ? `${requesterLabel(r.requester)} via ${agentLabel(r.agent)}` : requesterLabel(r.requester),
     target: r.target,
     class: r.class,
     age: shortDuration(now.getTime() - Date.parse(r.createdAt)),

@@ -10,7 +10,7 @@ import {hostname} from 'node:os'
 import type {Bucket} from '../bucket/index.js'
 import type {TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
-import {identityLabel, type Identity} from '../identity/types.js'
+import {agentLabel, identityLabel, type AgentInfo, type Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import type {Decision} from '../policy/types.js'
 import type {PgNoticeFields, StatementContext, StatementEvent, StatementHook, StatementVerdict} from '../proxy/hooks.js'
@@ -62,6 +62,8 @@ export interface ApprovalGateOptions {
   pollMs?: number
   now?: () => Date
   fetch?: typeof fetch
+  /** The AI agent behind every session of this tunnel, shown to reviewers. */
+  agent?: AgentInfo
 }
 
 interface LiveWindow {
@@ -185,6 +187,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       sealKey: key.publicKey,
       host: hostname(),
       recent: (recent.get(ctx.sessionId) ?? []).map(({startedAt, ...r}) => ({...r, at: startedAt.toISOString()})),
+      ...(opts.agent ? {agent: {...opts.agent}} : {}),
     }
     const id = request.id
     try {
@@ -199,7 +202,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
     ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
     announce(`${identityLabel(requester)}: ${oneLine(sql, 80)} — ${waiting}`)
-    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): \`${oneLine(sql)}\`. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
+    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)}${opts.agent ? ` (through the agent ${agentLabel(opts.agent)})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): \`${oneLine(sql)}\`. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
 
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
       writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))

@@ -3,7 +3,7 @@
  * bucket reader may see; nothing here is trusted by the tunnel except what it can verify itself
  * (see verify.ts and docs/approvals.md, "Trust model").
  */
-import type {Identity} from '../identity/types.js'
+import type {AgentInfo, Identity} from '../identity/types.js'
 
 export const APPROVALS_VERSION = 1
 
@@ -56,6 +56,8 @@ export interface ApprovalRequest {
   sealKey: string
   host: string
   recent: RecentStatement[]
+  /** The AI agent that sent the statement for `requester` (`dbgate mcp`), as it named itself. */
+  agent?: AgentInfo
 }
 
 export type DecisionAction = 'approve' | 'deny' | 'window'

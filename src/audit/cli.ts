@@ -7,8 +7,10 @@ import {CONFIG_NOT_FOUND, ConfigError} from '../config/errors.js'
 import type {ListFilters} from './read.js'
 import {parsePublishedKey, type KeyRing} from './signing.js'
 
-export function listFilters(flags: {user?: string; target?: string; since?: Date; until?: Date; denied?: boolean}): ListFilters {
+export function listFilters(flags: {user?: string; target?: string; since?: Date; until?: Date; denied?: boolean; client?: string; agent?: boolean}): ListFilters {
+  const client = flags.agent ? 'mcp' : flags.client === 'mcp' || flags.client === 'connect' ? flags.client : undefined
   return {
+    ...(client ? {client} : {}),
     user: flags.user,
     target: flags.target,
     since: flags.since,

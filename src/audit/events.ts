@@ -1,5 +1,5 @@
 import {fingerprintSync, loadModule, normalizeSync} from 'libpg-query'
-import type {Identity} from '../identity/types.js'
+import type {AgentInfo, Identity} from '../identity/types.js'
 import type {ProtocolPath, StatementEvent} from '../proxy/hooks.js'
 
 /**
@@ -27,6 +27,8 @@ export interface SessionStartData {
   /** The key that signs this session; the verifier checks it is bound to `identity`. */
   keyId: string
   host: string
+  /** Present when an AI agent ran the session through `dbgate mcp`, acting for `identity`. */
+  agent?: AgentInfo
 }
 
 export interface ResultPreview {

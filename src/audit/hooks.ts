@@ -1,4 +1,4 @@
-import type {Identity} from '../identity/types.js'
+import type {AgentInfo, Identity} from '../identity/types.js'
 import type {ProxyHooks, SessionInfo, StatementEvent} from '../proxy/hooks.js'
 import type {StatementDetails} from './events.js'
 import type {Recorder} from './recorder.js'
@@ -7,6 +7,8 @@ export interface RecordingExtra {
   identity: Identity
   target: string
   policy?: {hash?: string; version?: string}
+  /** Every session of this tunnel is this agent's (`dbgate mcp`). */
+  agent?: AgentInfo
   /**
    * Extracts class, decision, rule, tables, masked columns and preview for a statement; policy puts
    * its decision in `verdict.tag`, whose shape this module deliberately does not know.
@@ -28,6 +30,7 @@ export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra):
         connectionId: session.connectionId,
         startedAt: session.startedAt,
         policy: extra.policy,
+        agent: extra.agent,
       })
     },
     onStatement(event: StatementEvent) {

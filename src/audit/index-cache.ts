@@ -1,3 +1,4 @@
+import type {AgentInfo} from '../identity/types.js'
 import {randomBytes} from 'node:crypto'
 import {mkdir, readdir, readFile, rename, unlink, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -30,10 +31,12 @@ export interface SessionSummary {
   totals: Totals
   /** The policy the session ran under: its hash, and `vN (published)`, `local`, or a local override. */
   policy?: {hash?: string; version?: string}
+  /** The AI agent that ran the session through `dbgate mcp`, for `user`. */
+  agent?: AgentInfo
 }
 
 interface IndexFile {
-  v: 2
+  v: 3
   entries: Record<string, {etag: string; summary: SessionSummary}>
 }
 
@@ -94,9 +97,10 @@ export class SessionCache {
     if (this.index) return this.index
     try {
       const idx = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as IndexFile
-      this.index = idx.v === 2 && idx.entries ? idx : {v: 2, entries: {}}
+      // Summaries written by an older dbgate lack fields (e.g. `agent`): read those sessions again.
+      this.index = idx.v === 3 && idx.entries ? idx : {v: 3, entries: {}}
     } catch {
-      this.index = {v: 2, entries: {}}
+      this.index = {v: 3, entries: {}}
     }
     return this.index
   }
@@ -173,6 +177,7 @@ export function summarize(info: ObjectInfo, text: string): SessionSummary {
         client: d.client,
         startedAt: d.startedAt ?? ev.ts,
         policy: d.policy,
+        ...(d.agent && typeof d.agent.name === 'string' ? {agent: d.agent} : {}),
       })
     } else if (ev.type === 'statement') {
       addToTotals(counted, ev.data as StatementData)

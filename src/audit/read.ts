@@ -10,6 +10,8 @@ export interface ListFilters {
   until?: Date
   /** Only sessions with at least one denied statement. */
   denied?: boolean
+  /** Only sessions through this client: `mcp` (AI agents) or `connect` (everything else). */
+  client?: 'connect' | 'mcp'
 }
 
 /** The read side over one bucket: a cache of shipped sessions plus list, search, show and export. */
@@ -41,6 +43,7 @@ export class SessionReader {
         if (f.until && t > f.until.getTime()) return false
         if (user && ![s.user, s.subject].some((u) => u?.toLowerCase().includes(user))) return false
         if (f.denied && s.totals.denied === 0) return false
+        if (f.client && (s.agent ? 'mcp' : 'connect') !== f.client) return false
         return true
       })
       .sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))

@@ -1,5 +1,5 @@
 import {hostname} from 'node:os'
-import type {Identity} from '../identity/types.js'
+import type {AgentInfo, Identity} from '../identity/types.js'
 import type {StatementEvent} from '../proxy/hooks.js'
 import {ChainState, type Signer} from './chain.js'
 import {
@@ -42,6 +42,7 @@ export interface SessionStartInput {
   connectionId?: number
   startedAt?: Date
   policy?: {hash?: string; version?: string}
+  agent?: AgentInfo
 }
 
 /** Event types whose invariants the recorder owns; `recordEvent` refuses them. */
@@ -124,6 +125,7 @@ export class SessionRecorder {
       ...(input.policy ? {policy: input.policy} : {}),
       keyId: rec.opts.signer.keyId,
       host: hostname(),
+      ...(input.agent ? {agent: {client: input.agent.client, name: input.agent.name, ...(input.agent.version ? {version: input.agent.version} : {})}} : {}),
     }
     // Signed from the first line: even a session killed after one statement names its signer.
     this.write('session.start', data, startedAt, true)

@@ -1,3 +1,4 @@
+import {agentLabel} from '../identity/types.js'
 import {Chalk, type ChalkInstance} from 'chalk'
 import {isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData} from './events.js'
 
@@ -58,6 +59,7 @@ export function renderEvent(ev: AuditEvent, opts: RenderOptions = {}): string[] 
       return [
         `${head} ${c.bold('session start')} ${d.sessionId} by ${c.cyan(who)} (${d.identity?.kind}) on ${d.target}/${d.database} as ${d.dbUser}`,
         `    client ${d.client?.application ?? '?'} from ${d.client?.address} · dbgate ${d.dbgateVersion}${d.policy?.version ? ` · policy ${d.policy.version}` : ''}`,
+        ...(d.agent ? [`    AI agent ${agentLabel(d.agent)} acting for ${who}`] : []),
       ]
     }
     case 'statement': {

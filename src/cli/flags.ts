@@ -34,6 +34,8 @@ export const filterFlags = {
   since: whenFlag('Only sessions started since: a duration before now (7d, 12h, 1h30m, 1y) or an ISO date.'),
   until: whenFlag('Only sessions started until: a duration before now or an ISO date (a bare date means the end of that day).', {endOfDay: true}),
   denied: Flags.boolean({summary: 'Only sessions (or statements) with a denied statement.', default: false}),
+  client: Flags.string({summary: 'Only sessions through this client: mcp (AI agents, `dbgate mcp`) or connect.', options: ['mcp', 'connect'], helpValue: '<client>'}),
+  agent: Flags.boolean({summary: 'Only AI agent sessions (same as --client mcp).', default: false, exclusive: ['client']}),
 }
 
 /** A point in time: a duration before now (7d, 1h30m, 1y) or an ISO date; a bad value is a usage error (exit 2). */

@@ -30,6 +30,8 @@ import {
 import {parseSecretSource, SECRET_SOURCE_KINDS} from './secret-ref.js'
 import {closest} from './suggest.js'
 import {
+  CLIENT_KINDS,
+  MCP_MODES,
   CONDITIONAL_WRITE_MODES,
   MASKING_CATEGORIES,
   MASKING_STRATEGIES,
@@ -45,6 +47,7 @@ import {
   type DbgateConfig,
   type MaskingCategory,
   type MaskingStrategy,
+  type McpConfig,
   type RuleConfig,
   type SecretRef,
   type TargetConfig,
@@ -62,6 +65,8 @@ export const DEFAULT_APPROVAL_EXPIRY_MS = 15 * 60_000
 export const DEFAULT_PREVIEW_ROWS = 5
 /** How long `dbgate connect` waits for a target's database to answer (libpq's connect_timeout, which has no default, would wait forever). */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+/** An agent reads, in pages small enough for a prompt, unless the target says otherwise. */
+export const DEFAULT_MCP: McpConfig = {mode: 'read-only', maxRows: 200, maxBytes: 256 * 1024, timeoutMs: 30_000, approvalWaitMs: 5_000}
 export const DEFAULT_TUNNEL: TunnelConfig = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2, ...DEFAULT_TUNNEL_LIMITS}
 /** PostgreSQL message lengths are signed 32-bit integers, so no message can be larger. */
 const MAX_PROTOCOL_MESSAGE = 2 ** 31 - 1
@@ -320,6 +325,7 @@ const rule = object(
           groups: optional(groups),
           where: optional(oneOf(WHERE_KINDS)),
           settings: optional(oneOrList(glob('search_path or app.*'))),
+          client: optional(oneOrList(oneOf(CLIENT_KINDS))),
         },
         {
           nonEmpty: 'an empty match would apply the rule to every statement',
@@ -439,7 +445,14 @@ const approvals = object({
 })
 
 /** The keys of a target, for telling a dedented one from a target's name (parse.ts). Same as target() below. */
-export const TARGET_KEYS = ['host', 'port', 'database', 'user', 'password', 'tls', 'tlsCa', 'connectTimeout', 'allow', 'reviewers', 'policy', 'rules', 'masking', 'approvals'] as const
+export const TARGET_KEYS = ['host', 'port', 'database', 'user', 'password', 'tls', 'tlsCa', 'connectTimeout', 'allow', 'reviewers', 'policy', 'rules', 'masking', 'approvals', 'mcp', 'tunnel'] as const
+const mcp = object({
+  mode: withDefault(oneOf(MCP_MODES), DEFAULT_MCP.mode),
+  maxRows: withDefault(integer({min: 1, max: 100_000}), DEFAULT_MCP.maxRows),
+  maxBytes: withDefault(size({min: 1024, max: 64 * 1024 ** 2}), DEFAULT_MCP.maxBytes),
+  timeout: withDefault(duration({min: 1000}), DEFAULT_MCP.timeoutMs),
+  approvalWait: withDefault(duration({min: 0, max: 60_000}), DEFAULT_MCP.approvalWaitMs),
+})
 
 function target(opts: SchemaOptions) {
   return object(
@@ -459,6 +472,7 @@ function target(opts: SchemaOptions) {
       masking: optional(masking()),
       approvals: optional(approvals),
       tunnel: optional(tunnelOverrides()),
+      mcp: optional(mcp),
     },
     {
       check(t, _at, cx) {
@@ -492,7 +506,7 @@ function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, cx: Context)
       seen.set(id, position.line)
     }
     const match: RuleConfig['match'] = {}
-    for (const key of ['class', 'command', 'tables', 'functions', 'groups', 'where'] as const) {
+    for (const key of ['class', 'command', 'tables', 'functions', 'groups', 'where', 'client'] as const) {
       if (r.match[key] !== undefined) (match as Record<string, unknown>)[key] = r.match[key]
     }
     rules.push({id, match, action: r.action, ...(r.reason !== undefined ? {reason: r.reason} : {}), source: {file: cx.file, ...position}})
@@ -516,6 +530,7 @@ function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, cx: Context)
     rules,
     masking,
     approvals: {expiryMs: approvals.expiry, windows: approvals.windows, ...(approvals.webhook !== undefined ? {webhook: approvals.webhook} : {})},
+    ...(t.mcp ? {mcp: {mode: t.mcp.mode, maxRows: t.mcp.maxRows, maxBytes: t.mcp.maxBytes, timeoutMs: t.mcp.timeout, approvalWaitMs: t.mcp.approvalWait}} : {}),
     tunnel: tunnelConfig(tunnel, t.tunnel),
   }
 }

@@ -14,6 +14,14 @@ export type RuleAction = (typeof RULE_ACTIONS)[number]
 export const WHERE_KINDS = ['none', 'trivial'] as const
 export type WhereKind = (typeof WHERE_KINDS)[number]
 
+/** How a session reaches the tunnel; `match.client` accepts these (`mcp`: an AI agent). */
+export const CLIENT_KINDS = ['connect', 'mcp'] as const
+export type ClientKind = (typeof CLIENT_KINDS)[number]
+
+/** What `dbgate mcp` lets an agent do on a target. */
+export const MCP_MODES = ['read-only', 'read-write'] as const
+export type McpMode = (typeof MCP_MODES)[number]
+
 export const TLS_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const
 export type TlsMode = (typeof TLS_MODES)[number]
 
@@ -123,6 +131,7 @@ export interface RuleMatch {
   where?: WhereKind
   /** Setting names (globs) for SET, RESET, set_config() and startup parameters. */
   settings?: string[]
+  client?: ClientKind[]
 }
 
 export interface RuleConfig {
@@ -141,6 +150,19 @@ export interface MaskingConfig {
   unmaskColumns: string[]
   strategies: Partial<Record<MaskingCategory, MaskingStrategy>>
   onUntraceable: UntraceableAction
+}
+
+/** `targets.<name>.mcp`: what an AI agent may do through `dbgate mcp`, and its result caps. */
+export interface McpConfig {
+  mode: McpMode
+  /** Most rows a query returns to the agent (the default for its `maxRows`, and the ceiling). */
+  maxRows: number
+  /** Most bytes of row data a query returns to the agent. */
+  maxBytes: number
+  /** statement_timeout for each query, in ms (the default for its `timeoutMs`, and the ceiling). */
+  timeoutMs: number
+  /** How long a query waits for a reviewer before the tool answers "waiting for approval". */
+  approvalWaitMs: number
 }
 
 export interface ApprovalsConfig {
@@ -168,6 +190,8 @@ export interface TargetConfig {
   rules: RuleConfig[]
   masking: MaskingConfig
   approvals: ApprovalsConfig
+  /** `dbgate mcp` settings; absent means the defaults (`DEFAULT_MCP`: read-only). */
+  mcp?: McpConfig
   /** The top-level `tunnel` limits, with the target's own `tunnel` keys over them. */
   tunnel: TunnelConfig
 }

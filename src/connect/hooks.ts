@@ -3,9 +3,10 @@ import {openBucket} from '../bucket/index.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {startRecording} from './recording.js'
-import type {Identity} from '../identity/types.js'
-import {checkStartupParameters, createStatementHook, evaluateOperation, loadParser} from '../policy/index.js'
+import type {AgentInfo, Identity} from '../identity/types.js'
+import {checkStartupParameters, createStatementHook, decisionToVerdict, evaluateOperation, loadParser, readOnlyViolation, sharedAnalysisCache, type ClientKind, type Decision} from '../policy/index.js'
 import type {Operation} from '../policy/types.js'
+import {DEFAULT_MCP} from '../config/dbgate-schema.js'
 import {TargetFunctionCatalog} from './function-catalog.js'
 import type {PgNoticeFields, ProxyHooks, StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
@@ -41,6 +42,11 @@ export interface TunnelHooksContext {
   upstream?: UpstreamTarget
   /** Reads the catalog for masking instead of a session to `upstream` (the in-memory benchmark). */
   catalogQuery?: ClosableCatalogQuery
+  /**
+   * Every session of this tunnel is this AI agent's (`dbgate mcp`): rules with `client: mcp` apply,
+   * sessions are recorded as the agent's, and in `mcp.mode: read-only` (the default) only reads run.
+   */
+  agent?: AgentInfo
 }
 
 /**
@@ -57,7 +63,7 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
   const catalogQuery = ctx.catalogQuery ?? (ctx.upstream ? catalogQueryFor(ctx.upstream) : undefined)
   const masking = features.masking && catalogQuery ? await startMaskingFor(ctx, catalogQuery) : undefined
   const recording = features.recording
-    ? await startRecording({config: ctx.config, target, identity, env: ctx.env, log, policy: ctx.policy, maskText: masking?.factory.maskText})
+    ? await startRecording({config: ctx.config, target, identity, env: ctx.env, log, policy: ctx.policy, maskText: masking?.factory.maskText, agent: ctx.agent})
     : undefined
   const dispose = async () => {
     await recording?.close()
@@ -85,6 +91,7 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
     maxStatementSize: target.tunnel.maxStatementSize,
     reviewers: target.reviewers,
     ...(functions ? {functions} : {}),
+    client: clientOf(ctx),
   })
   const approvals = approvalGate(ctx, recording)
   const evalOpts = {rules: target.rules, pack: target.policy, groups: identity?.groups ?? []}
@@ -112,7 +119,26 @@ export async function buildTunnelHooks(ctx: TunnelHooksContext): Promise<ProxyHo
         hint: problem.hint ?? 'Remove it from the connection settings; use SET after connecting where policy allows it.',
       }
     },
-    statement: maskability(approvals.wrap(policy), masking, log),
+    statement: maskability(approvals.wrap(readOnlyFor(ctx, policy)), masking, log),
+  }
+}
+
+const clientOf = (ctx: TunnelHooksContext): ClientKind => (ctx.agent ? 'mcp' : 'connect')
+
+/**
+ * An agent in read-only mode (the default) gets the read-only allow-list in front of the target's
+ * rules, so a write is refused before it could be filed for approval or reach the server.
+ */
+function readOnlyFor(ctx: TunnelHooksContext, policy: StatementHook): StatementHook {
+  if (!ctx.agent || (ctx.target.mcp ?? DEFAULT_MCP).mode !== 'read-only') return policy
+  const maxStatementSize = ctx.target.tunnel.maxStatementSize
+  const hint = `an agent on ${ctx.target.name} may only read (targets.${ctx.target.name}.mcp.mode: read-only); ask a person to make the change, or have an admin allow agent writes`
+  return (sql, sctx) => {
+    const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize})
+    const refused = readOnlyViolation(analysis, {hint})
+    if (!refused) return policy(sql, sctx)
+    const decision: Decision = {action: 'deny', decisive: refused, statements: [refused], warnings: []}
+    return decisionToVerdict(decision, {statements: analysis.statements})
   }
 }
 
@@ -203,6 +229,7 @@ function approvalGate(ctx: TunnelHooksContext, recording: Awaited<ReturnType<typ
     log: ctx.log ?? (() => {}),
     announce: ctx.announce,
     pollMs: ctx.approvalPollMs,
+    agent: ctx.agent,
   })
 }
 

@@ -5,6 +5,7 @@ import {resolvePolicy} from '../central/policy.js'
 import {resolveSecret, type SecretContext} from '../config/secrets.js'
 import {getTarget} from '../config/targets.js'
 import type {LoadedConfig, TargetConfig} from '../config/types.js'
+import type {AgentInfo} from '../identity/types.js'
 import {bindIdentity, identityApplicationName, type BoundIdentity} from './identity.js'
 import {buildTunnelHooks, type TunnelHooksContext} from './hooks.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
@@ -44,6 +45,8 @@ export interface OpenTunnelOptions {
   announce?: (message: string) => void
   /** Told what the tunnel is waiting for while it dials the target, for a progress line. */
   progress?: (message: string) => void
+  /** The tunnel serves this AI agent alone (`dbgate mcp`): see `TunnelHooksContext.agent`. */
+  agent?: AgentInfo
 }
 
 /** What a client needs to use the tunnel, in the shapes people and programs want it. */
@@ -178,6 +181,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
       announce: opts.announce,
       policy: {hash: effective.hash, version: effective.version},
       upstream,
+      agent: opts.agent,
     })
     tunnel = new Tunnel({
       target: upstream,

@@ -10,7 +10,7 @@ import {defaultKeyDir, loadOrCreateInstallationKey, publishKey} from '../audit/s
 import {defaultSpoolDir} from '../audit/spool.js'
 import {openBucket} from '../bucket/index.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
-import type {Identity} from '../identity/types.js'
+import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import type {Decision} from '../policy/types.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
@@ -33,6 +33,8 @@ export interface RecordingOptions {
   policy?: {hash: string; version: string}
   /** Masks sensitive values in bind parameters before they are recorded. */
   maskText?: (text: string) => string
+  /** The AI agent every session of this tunnel belongs to (`dbgate mcp`). */
+  agent?: AgentInfo
 }
 
 export function dbgateVersion(): string {
@@ -154,6 +156,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
     identity,
     target: opts.target.name,
     policy: opts.policy ?? {hash: policyHash(opts.target), version: 'local'},
+    agent: opts.agent,
     describe: (event) => describeStatement(event, {maskText: opts.maskText, maxStatementSize: opts.target.tunnel.maxStatementSize}),
   })
   return {

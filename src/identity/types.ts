@@ -16,6 +16,21 @@ export interface Identity {
   expiresAt: Date
 }
 
+/**
+ * An AI agent acting for an identity through `dbgate mcp`: the client's own name and version from
+ * the MCP handshake (what it says it is; the identity is what was verified).
+ */
+export interface AgentInfo {
+  client: 'mcp'
+  name: string
+  version?: string
+}
+
+/** "claude-code 1.2.3 (MCP)": how people read an agent in lists and prompts. */
+export function agentLabel(agent: AgentInfo): string {
+  return `${agent.name}${agent.version ? ` ${agent.version}` : ''} (MCP)`
+}
+
 /** The string PostgreSQL sees as application_name, and people see in logs. */
 export function identityLabel(id: Pick<Identity, 'email' | 'subject'>): string {
   return id.email ?? id.subject

@@ -6,9 +6,10 @@ import {analyze} from './analyze.js'
 import {offlineCatalog, unresolvedCalls, type FunctionCatalog} from './catalog.js'
 import {judgeStatements} from './hook.js'
 import {PreparedRegistry} from './prepared.js'
+import {readOnlyViolation} from './read-only.js'
 import {evaluateStatement, packRules} from './rules.js'
 import {KNOWN_COMMANDS} from './walker.js'
-import type {BuiltinRule, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis, StatementClass} from './types.js'
+import type {BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis, StatementClass} from './types.js'
 
 export interface CheckOptions {
   rules: readonly PolicyRule[]
@@ -17,6 +18,10 @@ export interface CheckOptions {
   maxStatementSize?: number
   /** Where functions are looked up; by default the built-ins alone (no connection). */
   functions?: FunctionCatalog
+  /** Judge as a session of this client (`mcp`: an AI agent). */
+  client?: ClientKind
+  /** Judge as a read-only session (an agent in `mcp.mode: read-only`): the allow-list in read-only.ts first. */
+  readOnly?: boolean
 }
 
 export interface CheckedStatement {
@@ -39,14 +44,17 @@ export interface CheckResult {
  * a PREPARE in the text is known to a later EXECUTE). Requires `loadParser()` first.
  */
 export function checkPolicy(sqlText: string, opts: CheckOptions): CheckResult {
-  const evalOpts = {rules: opts.rules, pack: opts.pack, groups: opts.groups}
+  const evalOpts = {rules: opts.rules, pack: opts.pack, groups: opts.groups, client: opts.client}
   const analysis = analyze(sqlText, opts.maxStatementSize === undefined ? {} : {maxStatementSize: opts.maxStatementSize})
   const catalog = opts.functions ?? offlineCatalog
   const unresolved = unresolvedCalls(analysis.statements, catalog)
-  const {statements, decision} = judgeStatements(analysis.statements, new PreparedRegistry().stage(), evalOpts, catalog)
+  const readOnly = opts.readOnly ? readOnlyViolation(analysis) : undefined
+  const judged = judgeStatements(analysis.statements, new PreparedRegistry().stage(), evalOpts, catalog)
+  const statements = judged.statements
+  const decision: Decision = readOnly ? {action: 'deny', decisive: readOnly, statements: judged.decision.statements.map((d) => (d.statementIndex === readOnly.statementIndex ? readOnly : d)), warnings: judged.decision.warnings} : judged.decision
   const checked = statements.map((s) => {
     const {decision: d, operations} = evaluateStatement(s, evalOpts)
-    return {analysis: s, decision: d, operations}
+    return {analysis: s, decision: readOnly && readOnly.statementIndex === s.index ? readOnly : d, operations}
   })
   return {decision, statements: checked, unresolved, report: formatReport(decision, checked, unresolved)}
 }

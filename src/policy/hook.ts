@@ -12,7 +12,7 @@ import {analyzeOffThread, OFFLOAD_THRESHOLD} from './offload.js'
 import {loadParser, parserReady} from './parser.js'
 import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
-import type {Analysis, BuiltinRule, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
+import type {Analysis, BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict} from './verdict.js'
 
 export interface StatementHookOptions {
@@ -30,6 +30,8 @@ export interface StatementHookOptions {
    * not seen before the verdict; without one, only built-ins are known and other calls fail closed.
    */
   functions?: FunctionCatalog | LoadingFunctionCatalog
+  /** Which client the tunnel's sessions come through, for rules that match `client`. */
+  client?: ClientKind
 }
 
 export type PolicyStatementHook = StatementHook
@@ -73,7 +75,7 @@ const MULTI_PARSE: RuleDecision = {
 export function createStatementHook(opts: StatementHookOptions): PolicyStatementHook {
   const cache = opts.cache ?? sharedAnalysisCache
   const maxStatementSize = opts.maxStatementSize ?? DEFAULT_MAX_STATEMENT_SIZE
-  const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups}
+  const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups, client: opts.client}
   const catalog = opts.functions ?? offlineCatalog
   const loading = 'load' in catalog ? (catalog as LoadingFunctionCatalog) : undefined
   // Analyses are shared and immutable: their catalog keys are worked out once.

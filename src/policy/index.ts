@@ -13,3 +13,4 @@ export {catalogKeys, offlineCatalog, resolveCatalogCalls, unresolvedCalls, type 
 export {candidateEffect, type FunctionCandidate, type FunctionEffect} from './functions.js'
 export {decisionToVerdict, POLICY_SQLSTATE, SYNTAX_ERROR_SQLSTATE, WARNING_SQLSTATE, type VerdictOptions} from './verdict.js'
 export * from './types.js'
+export {readOnlyViolation, READ_ONLY_RULE} from './read-only.js'

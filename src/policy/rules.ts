@@ -6,7 +6,7 @@
 import {primaryOperation} from './analyze.js'
 import {defaultPack} from './default-pack.js'
 import {anyGlobMatches, functionNames, tableNames} from './glob.js'
-import type {Analysis, BuiltinRule, Decision, Operation, PolicyAction, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
+import type {Analysis, ClientKind, BuiltinRule, Decision, Operation, PolicyAction, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 
 export const STRICTNESS: Record<PolicyAction, number> = {allow: 0, warn: 1, require_approval: 2, deny: 3}
 
@@ -16,6 +16,8 @@ export interface EvaluateOptions {
   pack?: PolicyPackName | readonly BuiltinRule[]
   /** The identity's groups, for `match.groups`. */
   groups?: readonly string[]
+  /** Which client the session comes through, for `match.client`; default `connect`. */
+  client?: ClientKind
 }
 
 function asList<T>(v: T | readonly T[] | undefined): readonly T[] | undefined {
@@ -29,8 +31,10 @@ function asList<T>(v: T | readonly T[] | undefined): readonly T[] | undefined {
  * when every name the operation touches matches, so an allow for `scratch.*` cannot carry a
  * statement that also touches another table.
  */
-export function ruleMatches(rule: PolicyRule, op: Operation, groups: readonly string[] = []): boolean {
+export function ruleMatches(rule: PolicyRule, op: Operation, groups: readonly string[] = [], client: ClientKind = 'connect'): boolean {
   const m = rule.match
+  const clients = asList(m.client)
+  if (clients && !clients.includes(client)) return false
   const classes = asList(m.class)
   if (classes && !classes.includes(op.class)) return false
   const commands = asList(m.command)
@@ -89,7 +93,7 @@ export function evaluateOperation(op: Operation, opts: EvaluateOptions = {}): Ve
     if (rule.test(op)) return {action: rule.action, ruleId: rule.id, reason: rule.reason, ...hintOf(rule, op), ...detail}
   }
   for (const rule of opts.rules ?? []) {
-    if (ruleMatches(rule, op, groups)) return {action: rule.action, ruleId: rule.id, reason: rule.reason ?? `matched rule ${rule.id}`, ...detail}
+    if (ruleMatches(rule, op, groups, opts.client)) return {action: rule.action, ruleId: rule.id, reason: rule.reason ?? `matched rule ${rule.id}`, ...detail}
   }
   for (const rule of packRules(opts.pack)) {
     if (rule.test(op)) return {action: rule.action, ruleId: rule.id, reason: rule.reason, ...hintOf(rule, op), ...detail}

@@ -7,6 +7,13 @@
 export const STATEMENT_CLASSES = ['read', 'write', 'ddl', 'privilege', 'admin', 'transaction', 'session', 'opaque', 'unknown'] as const
 export type StatementClass = (typeof STATEMENT_CLASSES)[number]
 
+/**
+ * How a session reaches the tunnel: `connect` for a person's (or a job's) own client through
+ * `dbgate connect`, `mcp` for an AI agent through `dbgate mcp`. Rules can match on it.
+ */
+export const CLIENT_KINDS = ['connect', 'mcp'] as const
+export type ClientKind = (typeof CLIENT_KINDS)[number]
+
 export const POLICY_ACTIONS = ['allow', 'deny', 'require_approval', 'warn'] as const
 export type PolicyAction = (typeof POLICY_ACTIONS)[number]
 
@@ -159,6 +166,8 @@ export interface PolicyRule {
     where?: WhereMatch
     /** Globs over setting names (`SET`, `RESET`, `set_config`, startup parameters). */
     settings?: readonly string[]
+    /** The rule applies only to sessions of these clients (`mcp`: AI agents). */
+    client?: ClientKind | readonly ClientKind[]
   }
   action: PolicyAction
   reason?: string

@@ -9,6 +9,12 @@ import type {VerifyResult} from '../audit/verify.js'
 import {buildControls} from './controls.js'
 import type {ApprovalRow, Attempt, AttentionRow, DailyFigures, Framework, Gap, IdentityRow, IntegrityResult, IntegrityRow, Report, SessionRow, Sources, Summary} from './model.js'
 import {riskOf} from './risk.js'
+import type {ActivityFigures} from './model.js'
+import {agentLabel} from '../identity/types.js'
+
+function emptyActivity(): ActivityFigures {
+  return {sessions: 0, statements: 0, denied: 0, approvalsRequested: 0, approved: 0, approvalsDenied: 0, maskedValues: 0, statementsWithMaskedOutput: 0}
+}
 
 export interface ReportSession {
   summary: SessionSummary
@@ -88,6 +94,7 @@ export class ReportBuilder {
   private readonly integrity: IntegrityRow[] = []
   private readonly sessionRows: SessionRow[] = []
   private readonly targets = new Set<string>()
+  private readonly activity = {people: emptyActivity(), agents: emptyActivity(), byAgent: new Map<string, ActivityFigures & {agent: string; actingFor: string}>()}
   private readonly s: Summary = {
     identities: 0,
     humanIdentities: 0,
@@ -252,6 +259,7 @@ export class ReportBuilder {
     }
     row.statements += sessionStatements
     row.denied += sessionDenied
+    this.addActivity(start, who.label, events, sessionStatements, sessionDenied, [...byApproval.values()])
 
     const result: IntegrityResult = v.ok ? 'verified' : v.problems.every((p) => p.code === 'MISSING_END') ? 'unfinished' : 'failed'
     const reasons: string[] = []
@@ -298,6 +306,36 @@ export class ReportBuilder {
     })
   }
 
+  /** Counts a session towards people's or its agent's figures. */
+  private addActivity(start: SessionStartData | undefined, identity: string, events: AuditEvent[], statements: number, denied: number, approvals: ApprovalRow[]): void {
+    const agent = start?.agent && typeof start.agent.name === 'string' ? agentLabel(start.agent) : undefined
+    const groups = [agent ? this.activity.agents : this.activity.people]
+    if (agent) {
+      const key = `${agent}\u0000${identity}`
+      let row = this.activity.byAgent.get(key)
+      if (!row) this.activity.byAgent.set(key, (row = {agent, actingFor: identity, ...emptyActivity()}))
+      groups.push(row)
+    }
+    let maskedValues = 0
+    let masked = 0
+    for (const ev of events) {
+      if (ev.type !== 'statement') continue
+      const d = ev.data as StatementData
+      if ((d.maskedColumns?.length ?? 0) > 0 || (d.maskedValues ?? 0) > 0) masked += 1
+      maskedValues += d.maskedValues ?? 0
+    }
+    for (const g of groups) {
+      g.sessions += 1
+      g.statements += statements
+      g.denied += denied
+      g.approvalsRequested += approvals.length
+      g.approved += approvals.filter((a) => a.outcome === 'approved' || a.outcome === 'window').length
+      g.approvalsDenied += approvals.filter((a) => a.outcome === 'denied').length
+      g.maskedValues += maskedValues
+      g.statementsWithMaskedOutput += masked
+    }
+  }
+
   finish(): Report {
     const {opts, s, identities, classes, tables, attempts, approvals, attention, integrity, targets, days} = this
     const bySession = (a: {startedAt?: string; sessionId: string}, b: {startedAt?: string; sessionId: string}) => (a.startedAt ?? '').localeCompare(b.startedAt ?? '') || a.sessionId.localeCompare(b.sessionId)
@@ -342,6 +380,11 @@ export class ReportBuilder {
       gaps,
       controls: [],
       sessions: sessionRows,
+      agentActivity: {
+        people: this.activity.people,
+        agents: this.activity.agents,
+        byAgent: [...this.activity.byAgent.values()].sort((a, b) => b.statements - a.statements || a.agent.localeCompare(b.agent) || a.actingFor.localeCompare(b.actingFor)),
+      },
     }
     report.controls = buildControls(report)
     return report

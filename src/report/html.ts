@@ -128,6 +128,17 @@ export function renderHtml(r: Report): string {
       sessionLink(a.sessionId),
     ]),
   )
+  const activity = r.agentActivity
+  const activityFigures = (label: string, f: NonNullable<typeof activity>['people']) => [esc(label), fmt(f.sessions), fmt(f.statements), fmt(f.denied), fmt(f.approvalsRequested), fmt(f.approved), fmt(f.approvalsDenied), fmt(f.maskedValues)]
+  const agents =
+    activity && activity.agents.sessions > 0
+      ? `\n<h2 id="agents-h">AI agent activity</h2>\n<p>Sessions AI agents ran through <code>dbgate mcp</code>, each acting for a verified identity, apart from everyone else's.</p>\n${table(
+          'agents',
+          ['who', 'sessions', 'statements', 'denied', 'approvals requested', 'approved', 'approvals denied', 'masked values'],
+          [activityFigures('people and services', activity.people), activityFigures('AI agents', activity.agents), ...activity.byAgent.map((g) => activityFigures(`${g.agent} for ${g.actingFor}`, g))],
+          [1, 2, 3, 4, 5, 6, 7],
+        )}\n`
+      : ''
   const identities = table(
     'identities',
     ['identity', 'kind', 'issuer', 'groups', 'sessions', 'statements', 'denied', 'first seen', 'last seen'],
@@ -217,6 +228,7 @@ ${attempts}
 <h2 id="approvals-h">Approvals</h2>
 ${approvals}
 
+${agents}
 <h2 id="identities-h">Identities: people and services</h2>
 ${identities}
 

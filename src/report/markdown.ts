@@ -70,6 +70,15 @@ export function renderMarkdown(r: Report): string {
   out.push('## Approvals')
   out.push('')
   out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), a.outcome, a.reviewer, a.decisionReason, `\`${a.sessionId}\``]), [2, 6]))
+  if (r.agentActivity && r.agentActivity.agents.sessions > 0) {
+    const a = r.agentActivity
+    const figures = (f: typeof a.people) => [f.sessions, f.statements, f.denied, f.approvalsRequested, f.approved, f.approvalsDenied, f.maskedValues]
+    out.push('## AI agent activity')
+    out.push('')
+    out.push('Sessions AI agents ran through `dbgate mcp`, each acting for a verified identity, apart from everyone else\'s.')
+    out.push('')
+    out.push(mdTable(['who', 'sessions', 'statements', 'denied', 'approvals requested', 'approved', 'approvals denied', 'masked values'], [['people and services', ...figures(a.people)], ['AI agents', ...figures(a.agents)], ...a.byAgent.map((g) => [`${g.agent} for ${g.actingFor}`, ...figures(g)])]))
+  }
   out.push('## Controls')
   for (const fw of r.scope.frameworks) {
     out.push('')

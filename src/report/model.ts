@@ -34,6 +34,28 @@ export interface Report {
   gaps: Gap[]
   controls: ControlSection[]
   sessions: SessionRow[]
+  /** AI agents (`dbgate mcp`) apart from people: absent in reports made before agents were recorded. */
+  agentActivity?: AgentActivity
+}
+
+/** What one group of sessions did, for comparing agents with people. */
+export interface ActivityFigures {
+  sessions: number
+  statements: number
+  denied: number
+  approvalsRequested: number
+  approved: number
+  approvalsDenied: number
+  maskedValues: number
+  statementsWithMaskedOutput: number
+}
+
+export interface AgentActivity {
+  /** Sessions not run by an agent: people, CI jobs and services through `dbgate connect`. */
+  people: ActivityFigures
+  agents: ActivityFigures
+  /** One row per agent (name and version as the agent reported them in the MCP handshake) and the identity it acted for. */
+  byAgent: (ActivityFigures & {agent: string; actingFor: string})[]
 }
 
 export interface Sources {

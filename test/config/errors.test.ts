@@ -165,7 +165,7 @@ const cases: {name: string; yaml: string[]; issues: Expected[]}[] = [
   {
     name: 'empty match',
     yaml: [...prodHead, '    rules:', '      - match: {}', '        action: deny'],
-    issues: [{line: 7, column: 9, keyPath: 'targets.prod.rules[0].match', kind: 'empty', message: 'an empty match would apply the rule to every statement', fix: 'add at least one of: class, command, tables, functions, groups, where, settings'}],
+    issues: [{line: 7, column: 9, keyPath: 'targets.prod.rules[0].match', kind: 'empty', message: 'an empty match would apply the rule to every statement', fix: 'add at least one of: class, command, tables, functions, groups, where, settings, client'}],
   },
   {
     name: 'plain http issuer on a network host',

@@ -5,6 +5,7 @@ import {UsageError} from '../../cli/errors.js'
 import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 import {configFlag} from '../../cli/flags.js'
 import {getTarget} from '../../config/targets.js'
+import {DEFAULT_MCP} from '../../config/dbgate-schema.js'
 import {checkPolicy, loadParser, type CheckResult} from '../../policy/index.js'
 import {DbgateCommand} from '../../cli/base-command.js'
 
@@ -22,6 +23,7 @@ export default class PolicyCheck extends DbgateCommand {
   static override examples = [
     `$ dbgate policy check prod --sql "DELETE FROM users"`,
     '$ dbgate policy check prod --file migrations/042.sql --group dba',
+    `$ dbgate policy check prod --client mcp --sql "UPDATE orders SET status = 'x' WHERE id = 1"`,
     '$ git diff --name-only | grep .sql | xargs cat | dbgate policy check prod --json',
   ]
   static override enableJsonFlag = true
@@ -31,6 +33,7 @@ export default class PolicyCheck extends DbgateCommand {
     sql: Flags.string({char: 'e', summary: 'SQL text to check.', exclusive: ['file'], helpValue: '<sql>'}),
     file: Flags.string({char: 'f', summary: 'File of SQL to check (- for stdin).', exclusive: ['sql'], helpValue: '<path>'}),
     group: Flags.string({char: 'g', summary: 'Judge as an identity in this group (repeatable).', multiple: true, helpValue: '<group>'}),
+    client: Flags.string({summary: "Judge as a session of this client: mcp (an AI agent through `dbgate mcp`, in the target's mcp.mode) or connect.", options: ['connect', 'mcp'], default: 'connect', helpValue: '<client>'}),
   }
 
   async run(): Promise<CheckResult> {
@@ -48,6 +51,8 @@ export default class PolicyCheck extends DbgateCommand {
       pack: target.policy,
       groups: flags.group ?? [],
       maxStatementSize: target.tunnel.maxStatementSize,
+      client: flags.client === 'mcp' ? 'mcp' : 'connect',
+      readOnly: flags.client === 'mcp' && (target.mcp ?? DEFAULT_MCP).mode === 'read-only',
     })
     this.log(result.report)
     if (result.decision.action === 'deny' || result.decision.action === 'require_approval') process.exitCode = EXIT_FAILURE

@@ -10,6 +10,7 @@ import {recentMark, requestRow, shortDuration} from '../../approvals/format.js'
 import {parseDuration} from '../../util/duration.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
+import {agentLabel} from '../../identity/types.js'
 import {highlightSql} from '../highlight.js'
 import {selected, useApprovals, visible, type ApprovalsSource, type ApprovalsState, type Mode} from './state.js'
 
@@ -135,6 +136,11 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
       <Text>
         <Text bold>{r.id}</Text> · {requesterLabel(r.requester)} ({r.requester.groups.join(', ') || 'no groups'}) on {r.target}/{r.database}
       </Text>
+      {r.agent ? (
+        <Text color="magenta">
+          AI agent {agentLabel(r.agent)} acting for {requesterLabel(r.requester)}: the statement was written by the agent
+        </Text>
+      ) : null}
       <Text>
         rule <Text color="yellow">{r.ruleId}</Text>: {r.reason}
       </Text>

@@ -1,0 +1,60 @@
+import {Args, Flags} from '@oclif/core'
+import {StdioServerTransport} from '@modelcontextprotocol/sdk/server/stdio.js'
+import {loadCommandConfig} from '../cli/config.js'
+import {DbgateCommand} from '../cli/base-command.js'
+import {configFlag} from '../cli/flags.js'
+import {getTarget} from '../config/targets.js'
+import {dbgateVersion} from '../connect/recording.js'
+import {openLocalEndpoint} from '../mcp/local-endpoint.js'
+import {createDbgateMcp} from '../mcp/server.js'
+
+export default class Mcp extends DbgateCommand {
+  static override summary = 'Serve a target to an AI agent over the Model Context Protocol (stdio).'
+  static override description = `Runs an MCP server on stdin/stdout for an agent (Claude Code, Claude Desktop, Cursor, …) to launch.
+Its tools (list_schemas, list_tables, describe_table, query, explain, approval_status) run SQL through
+the same tunnel as \`dbgate connect\`: your sign-in (or DBGATE_CLIENT_ID/DBGATE_CLIENT_SECRET for a
+service identity), the target's policy, approvals, masking and recording. Sessions are recorded as the
+agent's, for you. Agents are read-only unless the target sets mcp.mode: read-write. See docs/agents.md.`
+  static override examples = ['$ claude mcp add dbgate-prod -- dbgate mcp prod', '$ dbgate mcp prod --config ~/work/dbgate.yaml']
+  static override args = {target: Args.string({description: 'Target name from dbgate.yaml.', required: true})}
+  static override flags = {
+    config: configFlag,
+    verbose: Flags.boolean({char: 'v', summary: 'Log each tool error and tunnel event to stderr.'}),
+    'local-policy': Flags.boolean({summary: "Run the local file's policy even where the bucket has a published one (recorded in every session)."}),
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(Mcp)
+    const loaded = await loadCommandConfig(flags, this)
+    const target = getTarget(loaded.config, args.target)
+    // stdout carries the protocol: everything for people goes to stderr.
+    const log = (level: 'info' | 'warn' | 'error', message: string) => {
+      if (level === 'info' && !flags.verbose) return
+      process.stderr.write(`dbgate mcp: ${level === 'info' ? '' : `${level}: `}${message}\n`)
+    }
+    const mcp = createDbgateMcp({
+      target,
+      version: dbgateVersion(),
+      log,
+      openEndpoint: (agent) => openLocalEndpoint({loaded, targetName: target.name, agent, log, localPolicy: flags['local-policy']}),
+    })
+    const transport = new StdioServerTransport()
+    const done = new Promise<void>((resolve) => {
+      let closing = false
+      const shutdown = () => {
+        if (closing) return
+        closing = true
+        mcp.close().then(resolve, (e: Error) => {
+          log('error', `closing: ${e.message}`)
+          resolve()
+        })
+      }
+      transport.onclose = shutdown
+      process.stdin.on('end', shutdown)
+      process.on('SIGINT', shutdown)
+      process.on('SIGTERM', shutdown)
+    })
+    await mcp.server.connect(transport)
+    await done
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Turns every failure a tool can meet into a message an agent can act on: what happened, and what
+ * to do next. Never a stack trace, never a token (identity errors are written to be printable).
+ */
+import {IdentityError} from '../identity/errors.js'
+
+export interface ToolFailure {
+  /** A short machine-readable kind, also in the structured result. */
+  kind: 'denied' | 'approval_denied' | 'approval_expired' | 'syntax' | 'timeout' | 'read_only' | 'masking' | 'sign_in' | 'unreachable' | 'database' | 'unavailable' | 'not_found'
+  message: string
+}
+
+interface PgErrorLike {
+  code?: string
+  message?: string
+  detail?: string
+  hint?: string
+  position?: string
+  severity?: string
+}
+
+const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'ETIMEDOUT', 'EAI_AGAIN', 'EPIPE'])
+
+function withHint(e: PgErrorLike, next: string): string {
+  const extra = [e.detail ? `Detail: ${e.detail}` : '', e.hint ? `Hint: ${e.hint}` : ''].filter(Boolean).join(' ')
+  return `${e.message ?? 'unknown error'}${extra ? ` (${extra})` : ''}. ${next}`
+}
+
+/** What a failed statement means for the agent. `timeoutMs` is the statement_timeout that was in force. */
+export function describeFailure(error: unknown, ctx: {timeoutMs?: number; maxTimeoutMs?: number; target: string}): ToolFailure {
+  if (error instanceof IdentityError && error.code === 'TARGET_NOT_ALLOWED') {
+    return {kind: 'sign_in', message: `The signed-in identity may not use target ${ctx.target}: ${error.message} ${error.nextStep ?? ''} Tell the user; retrying will not help.`.trim()}
+  }
+  if (error instanceof IdentityError) {
+    return {kind: 'sign_in', message: `Not signed in to dbgate (${error.code}): ${error.message} ${error.nextStep ?? 'Run `dbgate login` in a terminal.'} Ask the user to do that, then call this tool again.`}
+  }
+  const e = (error ?? {}) as PgErrorLike & NodeJS.ErrnoException
+  const sqlstate = typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined
+  const message = e.message ?? String(error)
+  if (sqlstate === '57P01' && /sign-in/.test(message)) {
+    return {kind: 'sign_in', message: `The dbgate sign-in expired and could not be renewed: ${message}. Ask the user to run \`dbgate login\` in a terminal, then call this tool again.`}
+  }
+  if (sqlstate === '42501' && message.startsWith('dbgate: approval')) {
+    const denied = / denied by /.test(message)
+    return {kind: denied ? 'approval_denied' : 'approval_expired', message: withHint(e, denied ? 'A reviewer refused this statement: do not retry it as is; tell the user the reviewer\'s reason.' : 'Nobody decided in time. Ask the user whether to request it again.')}
+  }
+  if (sqlstate === '42501' && message.startsWith('dbgate: masking cannot follow')) {
+    return {kind: 'masking', message: withHint(e, 'Select the sensitive columns directly (they come back masked), or leave them out; list_tables and describe_table show which columns are masked.')}
+  }
+  if (sqlstate === '42501' && message.startsWith('dbgate:')) {
+    return {kind: 'denied', message: withHint(e, 'dbgate policy refused this statement before it reached the database. Do not try to work around the policy; change the request (e.g. read only, add a real WHERE), or tell the user it needs a person.')}
+  }
+  if (sqlstate === '25006') {
+    return {kind: 'read_only', message: withHint(e, `This agent session on ${ctx.target} is read-only; the database refused the write. Ask a person to make the change.`)}
+  }
+  if (sqlstate === '42601' || sqlstate === '42P02') {
+    const at = e.position ? ` at character ${e.position}` : ''
+    return {kind: 'syntax', message: `The SQL does not parse${at}: ${e.message}. Fix the statement and call the tool again.`}
+  }
+  if (sqlstate === '57014' && /statement timeout/.test(message)) {
+    const max = ctx.maxTimeoutMs ? ` (at most ${ctx.maxTimeoutMs} ms here)` : ''
+    return {kind: 'timeout', message: `The statement ran longer than its timeout of ${ctx.timeoutMs ?? '?'} ms and was cancelled. Narrow it (a WHERE on an indexed column, a LIMIT, fewer joins), check the plan with the explain tool, or pass a larger timeoutMs${max}.`}
+  }
+  if (sqlstate) return {kind: 'database', message: withHint(e, `The database returned SQLSTATE ${sqlstate}. Fix the statement and try again.`)}
+  if ((e.code && NETWORK.has(e.code)) || /Connection terminated|connect ECONN|timeout expired|server closed the connection/i.test(message)) {
+    return {kind: 'unreachable', message: `The database for target ${ctx.target} cannot be reached right now (${message}). This is not a problem with the SQL: try again in a minute, or tell the user the database is unreachable.`}
+  }
+  return {kind: 'unavailable', message: `dbgate could not run this: ${message}. Try again; if it keeps failing, tell the user.`}
+}

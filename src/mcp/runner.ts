@@ -1,0 +1,266 @@
+/**
+ * Runs the agent's statements as an ordinary PostgreSQL client of the endpoint, so every statement
+ * meets the same guardrails, approvals, masking and recording as any other client's. A few
+ * sessions at most: one is usually enough, another opens while one holds a statement waiting for a
+ * reviewer. Read-only agents' sessions start with `SET SESSION CHARACTERISTICS AS TRANSACTION
+ * READ ONLY`, so the server refuses writes too.
+ */
+import pg from 'pg'
+import type {SqlEndpoint} from './endpoint.js'
+
+export interface RunOptions {
+  params?: unknown[]
+  maxRows: number
+  maxBytes: number
+  timeoutMs: number
+  /** How long a statement held for approval may keep the tool waiting before it answers "waiting". */
+  approvalWaitMs: number
+}
+
+export interface ColumnInfo {
+  name: string
+  type: string
+}
+
+export interface RowsResult {
+  status: 'done'
+  /** The command tag's verb (SELECT, INSERT, …); null when the row cap stopped the result early. */
+  command: string | null
+  rowCount: number | null
+  columns: ColumnInfo[]
+  /** Values as PostgreSQL's text output, as the tunnel returned them (masked). */
+  rows: Record<string, string | null>[]
+  truncated: boolean
+  truncatedBy?: 'maxRows' | 'maxBytes'
+  /** Notices and warnings the statement produced (e.g. "approval … granted by …"). */
+  notices: string[]
+}
+
+export interface WaitingResult {
+  status: 'waiting'
+  approvalId: string
+  /** Who may decide, as the tunnel named them ("a member of dba"). */
+  reviewers: string
+  message: string
+}
+
+export type RunResult = RowsResult | WaitingResult
+
+type Settled = {ok: true; value: RowsResult} | {ok: false; error: unknown}
+
+interface Pending {
+  waiting: WaitingResult
+  settled: Promise<Settled>
+}
+
+/** A handful of sessions: enough for a few held statements without letting an agent open hundreds. */
+const MAX_SESSIONS = 4
+
+/** Every value as PostgreSQL's own text: exactly what the tunnel (and its masking) sent. */
+const RAW_TEXT = {getTypeParser: () => (value: string) => value}
+
+/** Any statement that could change a setting names one of these words (a false alarm costs one SET). */
+const MAY_CHANGE_SETTINGS = /\b(set|reset|discard)\b|set_config/i
+
+const WAITING = /waiting for approval (apr-[a-z0-9]+) by (.+?) \(rule/
+
+/** Type names for the OIDs almost every result uses; the rest are looked up once. */
+const KNOWN_TYPES: Record<number, string> = {
+  16: 'boolean', 17: 'bytea', 18: 'char', 19: 'name', 20: 'bigint', 21: 'smallint', 23: 'integer', 25: 'text', 26: 'oid',
+  114: 'json', 700: 'real', 701: 'double precision', 1042: 'character', 1043: 'character varying', 1082: 'date',
+  1083: 'time', 1114: 'timestamp', 1184: 'timestamptz', 1186: 'interval', 1700: 'numeric', 2950: 'uuid', 3802: 'jsonb',
+  1009: 'text[]', 1007: 'integer[]', 1016: 'bigint[]', 869: 'inet',
+}
+
+export class StatementRunner {
+  private readonly idle: pg.Client[] = []
+  private readonly broken = new WeakSet<pg.Client>()
+  private readonly timeouts = new WeakMap<pg.Client, number>()
+  private readonly all = new Set<pg.Client>()
+  private readonly pending = new Map<string, Pending>()
+  private readonly typeNames = new Map<number, string>(Object.entries(KNOWN_TYPES).map(([k, v]) => [Number(k), v]))
+
+  constructor(
+    private readonly endpoint: SqlEndpoint,
+    private readonly opts: {readOnly: boolean; applicationName: string},
+  ) {}
+
+  /** Runs one statement. Resolves with its rows, or with "waiting" when a reviewer must decide first; rejects with the database's (or dbgate's) error. */
+  async run(sql: string, o: RunOptions): Promise<RunResult> {
+    const client = await this.acquire()
+    const notices: string[] = []
+    let held: ((w: WaitingResult) => void) | undefined
+    const waiting = new Promise<WaitingResult>((resolve) => (held = resolve))
+    const onNotice = (n: {message?: string}) => {
+      const message = n.message ?? ''
+      notices.push(message)
+      const m = WAITING.exec(message)
+      if (m) held?.({status: 'waiting', approvalId: m[1]!, reviewers: m[2]!, message: message.replace(/^dbgate: /, '')})
+    }
+    client.on('notice', onNotice)
+    const settled: Promise<Settled> = this.execute(client, sql, o, notices)
+      .then((value): Settled => ({ok: true, value}), (error: unknown): Settled => ({ok: false, error}))
+      .finally(() => {
+        client.off('notice', onNotice)
+        this.release(client)
+      })
+    const first = await Promise.race([settled, waiting])
+    if (!('status' in first)) return unwrap(first)
+    // Held for a reviewer: a quick decision still comes back in this call; otherwise the agent gets
+    // control back and the statement keeps waiting in the tunnel.
+    const quick = await Promise.race([settled, sleep(o.approvalWaitMs)])
+    if (quick) return unwrap(quick)
+    this.pending.set(first.approvalId, {waiting: first, settled})
+    return first
+  }
+
+  /** A held statement's outcome: its result once decided, or "waiting" after `waitMs`. Undefined for an id this server is not holding. */
+  async approvalStatus(id: string, waitMs: number): Promise<RunResult | undefined> {
+    const p = this.pending.get(id)
+    if (!p) return undefined
+    const done = await Promise.race([p.settled, sleep(waitMs)])
+    if (!done) return p.waiting
+    this.pending.delete(id)
+    return unwrap(done)
+  }
+
+  pendingApprovals(): WaitingResult[] {
+    return [...this.pending.values()].map((p) => p.waiting)
+  }
+
+  /** Ends every session; statements still waiting for approval are withdrawn by the tunnel. */
+  async close(): Promise<void> {
+    await Promise.all([...this.all].map((c) => c.end().catch(() => {})))
+    this.all.clear()
+  }
+
+  private async acquire(): Promise<pg.Client> {
+    for (;;) {
+      const c = this.idle.pop()
+      if (!c) break
+      if (!this.broken.has(c)) return c
+    }
+    if (this.all.size >= MAX_SESSIONS) {
+      throw new Error(`${this.pending.size} statement(s) are waiting for approval and hold every session this server may open; call approval_status for ${[...this.pending.keys()].join(', ')} first`)
+    }
+    const c = new pg.Client({...this.endpoint.clientConfig(), application_name: this.opts.applicationName})
+    const lost = () => {
+      this.broken.add(c)
+      this.all.delete(c)
+    }
+    c.on('error', lost)
+    c.on('end', lost)
+    this.all.add(c)
+    try {
+      await c.connect()
+      // Read-only on the server as well as in the guardrails: whatever slipped past one meets the other.
+      if (this.opts.readOnly) await c.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
+    } catch (e) {
+      lost()
+      await c.end().catch(() => {})
+      throw e
+    }
+    return c
+  }
+
+  private release(c: pg.Client): void {
+    if (this.broken.has(c)) return
+    this.idle.push(c)
+  }
+
+  private async execute(c: pg.Client, sql: string, o: RunOptions, notices: string[]): Promise<RowsResult> {
+    if (this.timeouts.get(c) !== o.timeoutMs) {
+      await c.query(`SET statement_timeout = ${Math.floor(o.timeoutMs)}`)
+      this.timeouts.set(c, o.timeoutMs)
+    }
+    // This statement may change the timeout: whatever it does, the next one sets it again.
+    if (MAY_CHANGE_SETTINGS.test(sql)) this.timeouts.delete(c)
+    const rows: (string | null)[][] = []
+    let bytes = 0
+    let truncatedBy: RowsResult['truncatedBy']
+    // One row more than the cap tells a full page from a truncated one.
+    // `rows` (rows per Execute) is node-postgres's own option, missing from its type declarations.
+    const query = new pg.Query({text: sql, values: o.params, rows: o.maxRows + 1, rowMode: 'array', types: RAW_TEXT} as pg.QueryConfig)
+    // At the row cap the portal is suspended: end it there instead of fetching the rest.
+    const hooks = query as unknown as {handlePortalSuspended(connection: {sync(): void}): void; handleError(error: unknown, connection: {sync(): void}): void}
+    hooks.handlePortalSuspended = (connection) => connection.sync()
+    // With a row count node-postgres does not send Sync up front, so after an ErrorResponse the
+    // server would wait for one forever (and so would the next statement on this session).
+    const handleError = hooks.handleError.bind(query)
+    hooks.handleError = (error, connection) => {
+      try {
+        connection.sync()
+      } catch {
+        // The connection is gone; the error below says why.
+      }
+      handleError(error, connection)
+    }
+    const result = await new Promise<pg.QueryResult>((resolve, reject) => {
+      let keyBytes: number[] | undefined
+      query.on('row', (row: (string | null)[], result?: {fields?: {name: string}[]}) => {
+        if (truncatedBy) return
+        if (rows.length >= o.maxRows) {
+          truncatedBy = 'maxRows'
+          return
+        }
+        // The cap is on the JSON the agent receives: keys, values and punctuation.
+        keyBytes ??= uniqueNames((result?.fields ?? []).map((f) => f.name)).map((n) => Buffer.byteLength(JSON.stringify(n)) + 2)
+        const size = row.reduce((n, v, i) => n + (keyBytes![i] ?? 8) + (v === null ? 4 : Buffer.byteLength(JSON.stringify(v))), 2)
+        if (bytes + size > o.maxBytes) {
+          truncatedBy = 'maxBytes'
+          return
+        }
+        bytes += size
+        rows.push(row)
+      })
+      query.on('end', resolve)
+      query.on('error', reject)
+      c.query(query)
+    })
+    const fields = result.fields ?? []
+    const names = uniqueNames(fields.map((f) => f.name))
+    const columns = await Promise.all(fields.map(async (f, i) => ({name: names[i]!, type: await this.typeName(c, f.dataTypeID)})))
+    return {
+      status: 'done',
+      command: result.command ?? null,
+      rowCount: result.command ? (result.rowCount ?? null) : rows.length,
+      columns,
+      rows: rows.map((r) => Object.fromEntries(names.map((n, i) => [n, r[i] ?? null]))),
+      truncated: truncatedBy !== undefined,
+      ...(truncatedBy ? {truncatedBy} : {}),
+      notices: notices.map((n) => n.replace(/^dbgate: /, '')),
+    }
+  }
+
+  private async typeName(c: pg.Client, oid: number): Promise<string> {
+    const known = this.typeNames.get(oid)
+    if (known) return known
+    try {
+      const r = await c.query({text: 'select typname from pg_catalog.pg_type where oid = $1', values: [oid], types: RAW_TEXT})
+      const name = (r.rows[0] as {typname?: string} | undefined)?.typname ?? `oid ${oid}`
+      this.typeNames.set(oid, name)
+      return name
+    } catch {
+      return `oid ${oid}`
+    }
+  }
+}
+
+function unwrap(s: Settled): RowsResult {
+  if (s.ok) return s.value
+  throw s.error
+}
+
+function sleep(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref())
+}
+
+/** Duplicate output names (`select 1 as a, 2 as a`) get a suffix, so every value keeps its key. */
+function uniqueNames(names: string[]): string[] {
+  const seen = new Map<string, number>()
+  return names.map((n) => {
+    const count = (seen.get(n) ?? 0) + 1
+    seen.set(n, count)
+    return count === 1 ? n : `${n}_${count}`
+  })
+}

@@ -1,0 +1,64 @@
+import {mkdtempSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {Client} from '@modelcontextprotocol/sdk/client/index.js'
+import {StdioClientTransport} from '@modelcontextprotocol/sdk/client/stdio.js'
+import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import type {UpstreamInfo} from '../helpers/pg.js'
+
+export const BIN = path.resolve('bin/run.js')
+
+/** A dbgate.yaml with an identity section, a file bucket and the given targets, each in front of `db`. */
+export function writeConfig(dir: string, db: UpstreamInfo, identity: {issuer: string; clientId: string}, bucketUrl: string, targets: Record<string, string>): string {
+  const lines = [`identity:`, `  issuer: ${identity.issuer}`, `  clientId: ${identity.clientId}`, `bucket: ${bucketUrl}`, 'targets:']
+  for (const [name, extra] of Object.entries(targets)) {
+    lines.push(`  ${name}:`, `    host: ${db.host}`, ...(/^port:/m.test(extra) ? [] : [`    port: ${db.port}`]), `    database: ${db.database}`, `    user: ${db.user}`, '    password: env:TEST_APP_PASSWORD', '    tls: disable')
+    for (const l of extra.split('\n').filter(Boolean)) lines.push(`    ${l}`)
+  }
+  const file = path.join(dir, 'dbgate.yaml')
+  writeFileSync(file, lines.join('\n') + '\n')
+  return file
+}
+
+/** Private XDG directories for one agent process: its spool, keys and caches. */
+export function agentHome(): NodeJS.ProcessEnv {
+  const home = mkdtempSync(path.join(tmpdir(), 'dbgate-mcp-home-'))
+  return {
+    HOME: home,
+    XDG_DATA_HOME: path.join(home, 'data'),
+    XDG_STATE_HOME: path.join(home, 'state'),
+    XDG_CACHE_HOME: path.join(home, 'cache'),
+    DBGATE_KEYRING: 'off',
+  }
+}
+
+export interface Agent {
+  client: Client
+  stderr(): string
+  call(name: string, args?: Record<string, unknown>): Promise<CallToolResult>
+  close(): Promise<void>
+}
+
+/** `dbgate mcp <target>` as an agent launches it: the built binary over stdio, driven by the official MCP client. */
+export async function startAgent(target: string, env: NodeJS.ProcessEnv, info = {name: 'test-agent', version: '9.9.9'}): Promise<Agent> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [BIN, 'mcp', target],
+    env: Object.fromEntries(Object.entries({...process.env, DBGATE_TOKEN: '', DBGATE_CLIENT_ID: '', DBGATE_CLIENT_SECRET: '', ...env}).filter((e): e is [string, string] => e[1] !== undefined)),
+    stderr: 'pipe',
+  })
+  let stderr = ''
+  transport.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
+  const client = new Client(info)
+  await client.connect(transport)
+  return {
+    client,
+    stderr: () => stderr,
+    call: async (name, args = {}) => (await client.callTool({name, arguments: args}, undefined, {timeout: 120_000})) as CallToolResult,
+    close: () => client.close(),
+  }
+}
+
+export function textOf(r: CallToolResult): string {
+  return r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')
+}
