@@ -4,7 +4,7 @@ import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {startRecording} from './recording.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
-import {checkStartupParameters, createStatementHook, decisionToVerdict, evaluateOperation, loadParser, readOnlyViolation, sharedAnalysisCache, type ClientKind, type Decision} from '../policy/index.js'
+import {checkStartupParameters, createStatementHook, decisionToVerdict, evaluateOperation, loadParser, READ_ONLY_RULE, readOnlyViolation, sharedAnalysisCache, type ClientKind, type Decision, type RuleDecision, type StatementAnalysis} from '../policy/index.js'
 import type {Operation} from '../policy/types.js'
 import {DEFAULT_MCP} from '../config/dbgate-schema.js'
 import {TargetFunctionCatalog} from './function-catalog.js'
@@ -133,12 +133,21 @@ function readOnlyFor(ctx: TunnelHooksContext, policy: StatementHook): StatementH
   if (!ctx.agent || (ctx.target.mcp ?? DEFAULT_MCP).mode !== 'read-only') return policy
   const maxStatementSize = ctx.target.tunnel.maxStatementSize
   const hint = `an agent on ${ctx.target.name} may only read (targets.${ctx.target.name}.mcp.mode: read-only); ask a person to make the change, or have an admin allow agent writes`
+  const deny = (refused: RuleDecision, statements: StatementAnalysis[]): StatementVerdict =>
+    decisionToVerdict({action: 'deny', decisive: refused, statements: [refused], warnings: []}, {statements})
   return (sql, sctx) => {
     const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize})
     const refused = readOnlyViolation(analysis, {hint})
-    if (!refused) return policy(sql, sctx)
-    const decision: Decision = {action: 'deny', decisive: refused, statements: [refused], warnings: []}
-    return decisionToVerdict(decision, {statements: analysis.statements})
+    if (refused) return deny(refused, analysis.statements)
+    // What only the catalog shows (a volatile user function called from a SELECT) is a write that
+    // policy holds for a reviewer: a read-only agent is refused instead, before anything is filed.
+    const after = (v: StatementVerdict): StatementVerdict => {
+      const d = v.tag as Decision | undefined
+      if (v.action !== 'reject' || d?.action !== 'require_approval' || !d.decisive || d.decisive.class === 'read') return v
+      return deny({...d.decisive, action: 'deny', ruleId: READ_ONLY_RULE, reason: `this session is read-only: ${d.decisive.reason}`, hint}, analysis.statements)
+    }
+    const v = policy(sql, sctx)
+    return v instanceof Promise ? v.then(after) : after(v)
   }
 }
 

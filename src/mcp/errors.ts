@@ -2,6 +2,7 @@
  * Turns every failure a tool can meet into a message an agent can act on: what happened, and what
  * to do next. Never a stack trace, never a token (identity errors are written to be printable).
  */
+import {TargetConnectError} from '../connect/target-errors.js'
 import {IdentityError} from '../identity/errors.js'
 
 export interface ToolFailure {
@@ -33,6 +34,10 @@ export function describeFailure(error: unknown, ctx: {timeoutMs?: number; maxTim
   }
   if (error instanceof IdentityError) {
     return {kind: 'sign_in', message: `Not signed in to dbgate (${error.code}): ${error.message} ${error.nextStep ?? 'Run `dbgate login` in a terminal.'} Ask the user to do that, then call this tool again.`}
+  }
+  if (error instanceof TargetConnectError) {
+    // The tunnel logs into the target before it serves the agent: this is the target, not the SQL.
+    return {kind: 'unreachable', message: `The database for target ${ctx.target} cannot be reached right now: ${error.message} This is not a problem with the SQL: try again later, or tell the user (${error.nextStep}).`}
   }
   const e = (error ?? {}) as PgErrorLike & NodeJS.ErrnoException
   const sqlstate = typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined

@@ -116,7 +116,7 @@ const cases: {name: string; yaml: string[]; issues: Expected[]}[] = [
     yaml: [...prodHead, '    tunnel:', '      maxUpstreamSessions: 0', '      authTimeout: forever'],
     issues: [
       {line: 7, column: 28, keyPath: 'targets.prod.tunnel.maxUpstreamSessions', kind: 'range', message: expect.stringMatching(/^expected an integer .*1.*got 0/) as unknown as string, fix: expect.any(String) as unknown as string},
-      {line: 8, column: 20, keyPath: 'targets.prod.tunnel.authTimeout', kind: 'format', message: 'expected a duration such as 30s, 15m, 2h or 1d (or whole seconds), got "forever"', fix: 'write a number followed by s, m, h or d, e.g. 15m'},
+      {line: 8, column: 20, keyPath: 'targets.prod.tunnel.authTimeout', kind: 'format', message: 'expected a duration such as 30s, 15m, 2h, 1h30m, 1d, 2w or 1y (or whole seconds), got "forever"', fix: 'write amounts with a unit (y, w, d, h, m, s), largest first, e.g. 15m or 1h30m'},
     ],
   },
   {

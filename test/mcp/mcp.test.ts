@@ -204,11 +204,18 @@ describe('dbgate mcp', () => {
     const ro = await a.call('query', {sql: 'show transaction_read_only'})
     expect(ro.structuredContent).toMatchObject({rows: [{transaction_read_only: 'on'}]})
 
-    // A write hidden in a function looks like a read to any parser; the server's read-only setting stops it.
+    // A write hidden in a volatile function: the catalog says it may write, so the guardrails refuse it.
     await server(`create function touch_notes() returns int language plpgsql as $$ begin update notes set body = 'touched' where id = 1; return 1; end $$`)
     const hidden = await a.call('query', {sql: 'select touch_notes()'})
     expect(hidden.isError).toBe(true)
-    expect(textOf(hidden)).toMatch(/read-only/)
+    expect(textOf(hidden)).toMatch(/denied by rule agent\.read-only.*read-only.*volatile/s)
+    expect(await server("select body from notes where id = 1")).not.toEqual([{body: 'touched'}])
+    // One that lies about itself (declared STABLE) passes the guardrails; the server stops it (a
+    // plpgsql write in a non-volatile function, or the session's read-only setting for other kinds).
+    await server(`create function touch_notes_stable() returns int language plpgsql stable as $$ begin update notes set body = 'touched' where id = 1; return 1; end $$`)
+    const lying = await a.call('query', {sql: 'select touch_notes_stable()'})
+    expect(lying.isError).toBe(true)
+    expect(textOf(lying)).toMatch(/not allowed in a non-volatile function|read-only/)
     expect(await server("select body from notes where id = 1")).not.toEqual([{body: 'touched'}])
   })
 
@@ -373,7 +380,9 @@ describe('dbgate mcp', () => {
 
   it('refuses a query masking cannot follow where the target says so, telling the agent what to select instead', async () => {
     const a = await agent('strict')
-    const r = await a.call('query', {sql: 'select get_email(id) from customers'})
+    // A stable function is a read to the guardrails, and masking cannot see what it returns.
+    await server(`create or replace function get_email_stable(i int) returns text language sql stable as 'select email from customers where id = i'`)
+    const r = await a.call('query', {sql: 'select get_email_stable(id) from customers'})
     expect(r.isError).toBe(true)
     expect(textOf(r)).toMatch(/masking cannot follow this query.*Select the sensitive columns directly/s)
     const direct = await a.call('query', {sql: 'select email from customers where id = 1'})
