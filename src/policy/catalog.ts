@@ -179,6 +179,8 @@ function effectOperation(v: CallVerdict, call: CatalogCall): Operation {
 
 function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog): StatementAnalysis {
   if (!stmt.operations.some((o) => o.calls !== undefined)) return stmt
+  // The common case (tables and built-ins that only read): nothing to add, and nothing to rebuild.
+  if (stmt.operations.every((o) => !o.calls || o.calls.every((c) => judgeCall(c, catalog) === undefined))) return stmt
   const operations: Operation[] = []
   const extra: Operation[] = []
   const seen = new Set<string>()
@@ -208,36 +210,32 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog): St
   })
 }
 
-const resolved = new WeakMap<
-  FunctionCatalog,
-  {generation: number; byStatement: WeakMap<StatementAnalysis, StatementAnalysis>; byList: WeakMap<readonly StatementAnalysis[], StatementAnalysis[]>}
->()
+const resolved = new WeakMap<FunctionCatalog, {generation: number; byList: WeakMap<readonly StatementAnalysis[], readonly StatementAnalysis[]>}>()
 
 /**
  * Adds an operation for every call that does more than read, judged against `catalog`. Results
  * are kept per (catalog generation, analysis): analyses are shared and never change, so a hot
- * statement costs a WeakMap lookup.
+ * text costs one WeakMap lookup; a text whose calls only read comes back as it went in.
  */
 export function resolveCatalogCalls(statements: readonly StatementAnalysis[], catalog: FunctionCatalog): StatementAnalysis[] {
   let memo = resolved.get(catalog)
   if (!memo || memo.generation !== catalog.generation) {
-    memo = {generation: catalog.generation, byStatement: new WeakMap(), byList: new WeakMap()}
+    memo = {generation: catalog.generation, byList: new WeakMap()}
     resolved.set(catalog, memo)
   }
   // A cached analysis hands out the same statements array every time: one lookup for the whole text.
   const whole = memo.byList.get(statements)
-  if (whole) return whole
-  const out: StatementAnalysis[] = []
-  for (const s of statements) {
-    let r = memo.byStatement.get(s)
-    if (!r) {
-      r = resolveStatement(s, catalog)
-      memo.byStatement.set(s, r)
-    }
-    out.push(r)
+  if (whole) return whole as StatementAnalysis[]
+  let out: StatementAnalysis[] | undefined
+  for (let i = 0; i < statements.length; i++) {
+    const s = statements[i]!
+    const r = resolveStatement(s, catalog)
+    if (r !== s) out ??= statements.slice(0, i)
+    out?.push(r)
   }
-  memo.byList.set(statements, out)
-  return out
+  const result = out ?? statements
+  memo.byList.set(statements, result)
+  return result as StatementAnalysis[]
 }
 
 /** The functions a statement's verdict depends on but `catalog` could not look up (for `policy check`). */

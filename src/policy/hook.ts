@@ -48,16 +48,18 @@ export interface JudgedText {
  * included) against `catalog`. Shared by the hook and `dbgate policy check`.
  */
 export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry, opts: EvaluateOptions, catalog: FunctionCatalog = offlineCatalog): JudgedText {
+  // The text's own calls first (an EXECUTE's parameters included: the EXECUTE itself is replaced below).
+  const own = resolveCatalogCalls(statements, catalog)
   const resolved: StatementAnalysis[] = []
   let executes = false
-  for (const stmt of statements) {
+  for (const stmt of own) {
     const r = resolveExecutes(stmt, staged)
     if (r !== stmt) executes = true
     resolved.push(r)
     applyToRegistry(r, staged)
   }
-  // Without EXECUTEs the statements are the cached analysis's own: its memo holds the whole text.
-  const judged = resolveCatalogCalls(executes ? resolved : statements, catalog)
+  // Then the calls of the prepared statements the EXECUTEs run, read back from their defining texts.
+  const judged = executes ? resolveCatalogCalls(resolved, catalog) : own
   return {statements: judged, decision: evaluate(judged, opts)}
 }
 
@@ -105,7 +107,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
       applyToRegistry(r, staged)
       return r
     })
-    return catalogKeys(resolved)
+    return [...keys, ...catalogKeys(resolved)]
   }
 
   const decideNow = (analysis: Analysis, ctx: StatementContext): StatementVerdict => {

@@ -14,7 +14,7 @@ describe('default pack corpus', () => {
   })
 
   it.each(corpus.map((c) => [label(c.sql), c] as const))('%s', (_label, c) => {
-    const {statements, decision} = judgeStatements(resolveCatalogCalls(analyze(c.sql).statements, c.catalog ?? offlineCatalog), new PreparedRegistry().stage(), {pack: 'default'})
+    const {statements, decision} = judgeStatements(analyze(c.sql).statements, new PreparedRegistry().stage(), {pack: 'default'}, c.catalog ?? offlineCatalog)
     const decisive = decision.decisive!
     const stmt = statements[decisive.statementIndex]!
     expect({class: stmt.class, command: stmt.command, action: decision.action, rule: decisive.ruleId}).toEqual({

@@ -1,6 +1,6 @@
 import {beforeAll, describe, expect, it} from 'vitest'
 import type {NamedDefinition, SessionView, StatementContext, StatementVerdict} from '../../src/proxy/hooks.js'
-import {AnalysisCache, createStatementHook, loadParser, type PolicyStatementHook} from '../../src/policy/index.js'
+import {AnalysisCache, createStatementHook, loadParser, offlineCatalog, type CatalogKey, type FunctionCandidate, type LoadingFunctionCatalog, type PolicyStatementHook} from '../../src/policy/index.js'
 
 beforeAll(async () => {
   await loadParser()
@@ -54,7 +54,41 @@ const ruleOf = (v: StatementVerdict): string | undefined => (v.tag as {decisive?
 const ruleOfStatement = (v: StatementVerdict, index: number): string | undefined =>
   (v.tag as {statements?: {statementIndex: number; ruleId: string}[]} | undefined)?.statements?.find((s) => s.statementIndex === index)?.ruleId
 
+/**
+ * A target catalog that holds one volatile user function, `public.purge(int)`, and answers only
+ * what was loaded: as the tunnel's catalog does, a key the hook never asked for stays unknown.
+ */
+function purgeCatalog(): LoadingFunctionCatalog & {loaded: CatalogKey[]} {
+  const purge: FunctionCandidate = {schema: 'public', name: 'purge', args: 'integer', volatility: 'v', kind: 'f', nargs: 1, ndefaults: 0, variadic: false}
+  const loaded: CatalogKey[] = []
+  const answer = (key: CatalogKey) => (key === 'f:purge' ? [purge] : (offlineCatalog.get(key) ?? (key.startsWith('r:') ? [] : undefined)))
+  return {
+    loaded,
+    offline: false,
+    generation: 1,
+    unknownReason: () => 'not loaded',
+    get: (key) => (loaded.includes(key) ? answer(key) : undefined),
+    missing: (keys) => keys.filter((k) => !loaded.includes(k)),
+    load: async (keys) => void loaded.push(...keys),
+  }
+}
+
 describe('createStatementHook', () => {
+  it('judges the calls in an EXECUTE\'s parameters and in the prepared statement it runs', async () => {
+    const functions = purgeCatalog()
+    const hook = newHook({functions})
+    // A function in the parameters runs whatever the prepared statement is.
+    const param = await run(hook, "PREPARE p AS SELECT $1::text; EXECUTE p(pg_read_file('/etc/passwd'))", ctx())
+    expect(param.action).toBe('reject')
+    expect(ruleOfStatement(param, 1)).toBe('default.no-server-functions')
+    expect(ruleOf(await run(hook, 'EXECUTE q(purge(1))', ctx(new Session().prepared('q', 'PREPARE q (int) AS SELECT $1'))))).toBe('default.volatile-function')
+    // A volatile user function inside a statement the session prepared earlier (its keys loaded now).
+    const held = new Session().prepared('r', 'PREPARE r AS SELECT purge(1)')
+    const v = await run(hook, 'EXECUTE r', ctx(held))
+    expect(ruleOf(v)).toBe('default.volatile-function')
+    expect(functions.loaded).toContain('f:purge')
+  })
+
   it('judges EXECUTE by what the session acknowledged under that name', async () => {
     const hook = newHook()
     const prepare = 'PREPARE del (int) AS DELETE FROM users WHERE id = $1'
