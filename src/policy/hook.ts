@@ -101,7 +101,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     let keys = keysOf.get(analysis)
     if (!keys) keysOf.set(analysis, (keys = catalogKeys(analysis.statements)))
     if (!analysis.statements.some((st) => st.operations.some((o) => o.executes !== undefined))) return keys
-    const staged = new StagedRegistry(preparedInSession(ctx.session, analyzeDefinition))
+    const staged = new StagedRegistry(() => preparedInSession(ctx.session, analyzeDefinition))
     const resolved = analysis.statements.map((st) => {
       const r = resolveExecutes(st, staged)
       applyToRegistry(r, staged)
@@ -111,7 +111,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   }
 
   const decideNow = (analysis: Analysis, ctx: StatementContext): StatementVerdict => {
-    const staged = new StagedRegistry(preparedInSession(ctx.session, analyzeDefinition))
+    const staged = new StagedRegistry(() => preparedInSession(ctx.session, analyzeDefinition))
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
       // The server would refuse it too; refusing here keeps a second statement from ever being judged as the first.
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}

@@ -45,28 +45,34 @@ export class PreparedRegistry {
 
 /** A view of prepared statements plus the changes made earlier in the text being judged. */
 export class StagedRegistry {
-  private readonly overlay = new Map<string, readonly Operation[] | null>()
+  /** Made on the first PREPARE or DEALLOCATE: most texts have neither, and judge one per statement. */
+  private overlay: Map<string, readonly Operation[] | null> | undefined
   private cleared = false
 
-  constructor(private readonly base: Lookup) {}
+  /** `base` is read only when a name is looked up (it may be built on demand). */
+  constructor(private readonly base: Lookup | (() => Lookup)) {}
+
+  private lookup: Lookup | undefined
 
   get(name: string): readonly Operation[] | undefined {
-    const o = this.overlay.get(name)
+    const o = this.overlay?.get(name)
     if (o !== undefined) return o ?? undefined
-    return this.cleared ? undefined : this.base.get(name)
+    if (this.cleared) return undefined
+    this.lookup ??= typeof this.base === 'function' ? this.base() : this.base
+    return this.lookup.get(name)
   }
 
   /** As on the server, preparing a name in use fails and leaves the first definition in place. */
   define(name: string, operations: readonly Operation[]): void {
-    if (this.get(name) === undefined) this.overlay.set(name, operations)
+    if (this.get(name) === undefined) (this.overlay ??= new Map()).set(name, operations)
   }
 
   delete(name: string): void {
-    this.overlay.set(name, null)
+    ;(this.overlay ??= new Map()).set(name, null)
   }
 
   clear(): void {
-    this.overlay.clear()
+    this.overlay?.clear()
     this.cleared = true
   }
 }
