@@ -13,7 +13,6 @@
  * with a temporary data directory for anything kept on disk, and masking reads a catalog of the
  * two benchmark tables from memory.
  */
-import {EventEmitter} from 'node:events'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -21,6 +20,7 @@ import type net from 'node:net'
 import {serialize} from 'pg-protocol'
 import {ALL_FEATURES, buildTunnelHooks, type TunnelFeatures} from '../connect/hooks.js'
 import {parseConfigText} from '../config/parse.js'
+import {MemorySocket} from '../dev/memory-socket.js'
 import {ClientConnection} from '../proxy/connection.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
 import {makeScramVerifier} from '../wire/scram.js'
@@ -30,39 +30,6 @@ import type {ClosableCatalogQuery} from '../masking/index.js'
 import {encodeCopyData, encodeDataRow, encodeReadyForQuery, encodeRowDescription} from '../wire/backend.js'
 import {encodeQuery} from '../wire/frontend.js'
 import {Writer} from '../wire/writer.js'
-
-/** Just enough of a net.Socket for ClientConnection; writes go to `sink`. */
-class MemorySocket extends EventEmitter {
-  destroyed = false
-  remoteAddress = '127.0.0.1'
-  remotePort = 5432
-  constructor(private readonly sink: (b: Buffer) => void) {
-    super()
-  }
-  write(b: Buffer): boolean {
-    this.sink(b)
-    return true
-  }
-  setNoDelay(): this {
-    return this
-  }
-  setKeepAlive(): this {
-    return this
-  }
-  pause(): this {
-    return this
-  }
-  resume(): this {
-    return this
-  }
-  end(): this {
-    return this
-  }
-  destroy(): this {
-    this.destroyed = true
-    return this
-  }
-}
 
 const tagged = (code: number, build: (w: Writer) => Writer = (w) => w): Buffer => Buffer.from(build(new Writer(64)).finish(code))
 

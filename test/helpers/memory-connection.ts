@@ -1,47 +1,11 @@
-import {EventEmitter} from 'node:events'
 import type net from 'node:net'
+import {MemorySocket} from '../../src/dev/memory-socket.js'
 import {ClientConnection} from '../../src/proxy/connection.js'
 import type {ProxyHooks} from '../../src/proxy/hooks.js'
 import {Framer} from '../../src/wire/framer.js'
 import {makeScramVerifier} from '../../src/wire/scram.js'
 
-/** Just enough of a net.Socket for ClientConnection; everything written is kept. */
-export class MemorySocket extends EventEmitter {
-  destroyed = false
-  ended = false
-  remoteAddress = '127.0.0.1'
-  remotePort = 5432
-  readonly written: Buffer[] = []
-  write(b: Buffer): boolean {
-    this.written.push(Buffer.from(b))
-    return true
-  }
-  setNoDelay(): this {
-    return this
-  }
-  setKeepAlive(): this {
-    return this
-  }
-  pause(): this {
-    return this
-  }
-  resume(): this {
-    return this
-  }
-  end(b?: Buffer): this {
-    if (b) this.written.push(Buffer.from(b))
-    this.ended = true
-    return this
-  }
-  destroy(): this {
-    this.destroyed = true
-    return this
-  }
-  /** Everything written since the last take, as one buffer. */
-  take(): Buffer {
-    return Buffer.concat(this.written.splice(0))
-  }
-}
+export {MemorySocket}
 
 /** The message type letters in a buffer of backend or frontend messages. */
 export function codesOf(bytes: Buffer): string {
