@@ -228,7 +228,9 @@ ${form}<button type="submit" form="op.deviceConfirmForm">Continue</button>
       RefreshToken: () => ttl.refreshToken,
       DeviceCode: () => ttl.deviceCode,
       ClientCredentials: () => ttl.clientCredentials,
-      Grant: () => ttl.refreshToken,
+      // A grant is made when the person approves the code and used when the CLI next polls: it must
+      // outlive that poll even when a test makes refresh tokens expire within a second.
+      Grant: () => Math.max(ttl.refreshToken, ttl.deviceCode),
       Session: () => ttl.refreshToken,
       Interaction: () => 600,
     },
