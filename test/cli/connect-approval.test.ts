@@ -7,6 +7,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, expect, it} from 'vitest'
 import {fixture, loginAs, type Fixture} from '../identity/helpers.js'
+import {targetConfigText} from '../helpers/open.js'
 import {createTestDatabase} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
 
@@ -27,17 +28,8 @@ beforeAll(async () => {
       `identity: {issuer: '${f.dev.issuer}', clientId: ${f.dev.cliClientId}}`,
       `bucket: file://${bucket}`,
       'targets:',
-      '  app:',
-      `    host: ${db.host}`,
-      `    port: ${db.port}`,
-      `    database: ${db.database}`,
-      `    user: ${db.user}`,
-      '    password: env:APP_DB_PASSWORD',
-      '    tls: disable',
-      '    allow: [engineering]',
-      '    reviewers: [dba]',
       // Nobody decides: the request expires quickly, which is all this test needs.
-      '    approvals: {expiry: 2s}',
+      ...targetConfigText('app', db, 'allow: [engineering]\nreviewers: [dba]\napprovals: {expiry: 2s}', 'APP_DB_PASSWORD'),
       '',
     ].join('\n'),
   )

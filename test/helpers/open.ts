@@ -20,21 +20,28 @@ export function isolatedEnv(): NodeJS.ProcessEnv {
   }
 }
 
-/** A dbgate.yaml for one target `app` in front of a test database, with extra target keys. */
-export function loadedConfig(db: UpstreamInfo, targetExtra = '', top = '', env: NodeJS.ProcessEnv = isolatedEnv()): LoadedConfig {
-  const text = [
-    top,
-    'targets:',
-    '  app:',
+/**
+ * The YAML of one target in front of a test database, indented under `targets:`, with extra
+ * target keys (one per line) after the connection keys. The password comes from `passwordEnv`.
+ */
+export function targetConfigText(name: string, db: UpstreamInfo, targetExtra = '', passwordEnv = 'TEST_APP_PASSWORD'): string[] {
+  const extra = targetExtra.split('\n').filter(Boolean)
+  return [
+    `  ${name}:`,
     `    host: ${db.host}`,
-    `    port: ${db.port}`,
+    // A target that names its own port (one nothing listens on) keeps it.
+    ...(extra.some((l) => /^port:/.test(l)) ? [] : [`    port: ${db.port}`]),
     `    database: ${db.database}`,
     `    user: ${db.user}`,
-    '    password: env:TEST_APP_PASSWORD',
+    `    password: env:${passwordEnv}`,
     '    tls: disable',
-    ...targetExtra.split('\n').filter(Boolean).map((l) => `    ${l}`),
-    '',
-  ].join('\n')
+    ...extra.map((l) => `    ${l}`),
+  ]
+}
+
+/** A dbgate.yaml for one target `app` in front of a test database, with extra target keys. */
+export function loadedConfig(db: UpstreamInfo, targetExtra = '', top = '', env: NodeJS.ProcessEnv = isolatedEnv()): LoadedConfig {
+  const text = [top, 'targets:', ...targetConfigText('app', db, targetExtra), ''].join('\n')
   const parsed = parseConfigText(text, '/test/dbgate.yaml', {env, homeDir: env.HOME})
   return {path: '/test/dbgate.yaml', ...parsed}
 }

@@ -4,6 +4,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parseConfigText} from '../../src/config/parse.js'
 import {bindIdentity} from '../../src/connect/identity.js'
 import {storeKey} from '../../src/identity/token-store.js'
+import {targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
 import {fixture, loginAs, type Fixture} from './helpers.js'
@@ -23,14 +24,7 @@ describe('dbgate connect with an identity', () => {
       `  issuer: ${f.dev.issuer}`,
       `  clientId: ${f.dev.cliClientId}`,
       'targets:',
-      '  app:',
-      `    host: ${db.host}`,
-      `    port: ${db.port}`,
-      `    database: ${db.database}`,
-      `    user: ${db.user}`,
-      '    password: env:APP_DB_PASSWORD',
-      '    tls: disable',
-      `    allow: [${allow}]`,
+      ...targetConfigText('app', db, `allow: [${allow}]`, 'APP_DB_PASSWORD'),
       '',
     ].join('\n')
   }

@@ -1,9 +1,9 @@
-import {mkdtempSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
 import {StdioClientTransport} from '@modelcontextprotocol/sdk/client/stdio.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import type {UpstreamInfo} from '../helpers/pg.js'
 
 export const BIN = path.resolve('bin/run.js')
@@ -11,10 +11,7 @@ export const BIN = path.resolve('bin/run.js')
 /** A dbgate.yaml with an identity section, a file bucket and the given targets, each in front of `db`. */
 export function writeConfig(dir: string, db: UpstreamInfo, identity: {issuer: string; clientId: string}, bucketUrl: string, targets: Record<string, string>): string {
   const lines = [`identity:`, `  issuer: ${identity.issuer}`, `  clientId: ${identity.clientId}`, `bucket: ${bucketUrl}`, 'targets:']
-  for (const [name, extra] of Object.entries(targets)) {
-    lines.push(`  ${name}:`, `    host: ${db.host}`, ...(/^port:/m.test(extra) ? [] : [`    port: ${db.port}`]), `    database: ${db.database}`, `    user: ${db.user}`, '    password: env:TEST_APP_PASSWORD', '    tls: disable')
-    for (const l of extra.split('\n').filter(Boolean)) lines.push(`    ${l}`)
-  }
+  for (const [name, extra] of Object.entries(targets)) lines.push(...targetConfigText(name, db, extra))
   const file = path.join(dir, 'dbgate.yaml')
   writeFileSync(file, lines.join('\n') + '\n')
   return file
@@ -22,14 +19,9 @@ export function writeConfig(dir: string, db: UpstreamInfo, identity: {issuer: st
 
 /** Private XDG directories for one agent process: its spool, keys and caches. */
 export function agentHome(): NodeJS.ProcessEnv {
-  const home = mkdtempSync(path.join(tmpdir(), 'dbgate-mcp-home-'))
-  return {
-    HOME: home,
-    XDG_DATA_HOME: path.join(home, 'data'),
-    XDG_STATE_HOME: path.join(home, 'state'),
-    XDG_CACHE_HOME: path.join(home, 'cache'),
-    DBGATE_KEYRING: 'off',
-  }
+  // The config home is the signed-in person's (their token store), so it is not replaced here.
+  const {XDG_CONFIG_HOME: _configHome, ...home} = isolatedEnv()
+  return home
 }
 
 export interface Agent {
