@@ -1,0 +1,259 @@
+/**
+ * Remote MCP: the tools of `dbgate mcp` over Streamable HTTP, for agent platforms that cannot run
+ * a local process. The server is an OAuth 2.1 resource server as the MCP authorization spec asks:
+ * every request carries the agent's bearer token, checked here (signature, issuer, audience,
+ * expiry, the target's `allow`); a request without one is answered 401 with a pointer to the
+ * protected-resource metadata (RFC 9728), which names the identity provider to get one from.
+ *
+ * The token proves who the agent acts for; it is never passed to the database. What the tools run
+ * goes through `openEndpoint`, the same governed pipeline as every other session.
+ *
+ * Each MCP session is bound to the subject that initialized it: a request for that session with
+ * another person's token is refused, so a leaked session id alone is worth nothing.
+ */
+import {randomUUID} from 'node:crypto'
+import type {IncomingMessage, ServerResponse} from 'node:http'
+import {StreamableHTTPServerTransport} from '@modelcontextprotocol/sdk/server/streamableHttp.js'
+import {isInitializeRequest} from '@modelcontextprotocol/sdk/types.js'
+import type {TargetConfig} from '../config/types.js'
+import {identityLabel, type AgentInfo, type Identity} from '../identity/types.js'
+import type {SqlEndpoint} from './endpoint.js'
+import {createDbgateMcp, type DbgateMcp} from './server.js'
+
+/** The outcome of checking one bearer token for one target. */
+export type BearerCheck =
+  | {ok: true; identity: Identity}
+  /** 401 `invalid_token` (expired, wrong audience, …) or 403 `insufficient_scope` (outside the target's `allow`). */
+  | {ok: false; status: 401 | 403; description: string}
+
+export interface OpenRemoteEndpoint {
+  identity: Identity
+  target: TargetConfig
+  agent: AgentInfo
+}
+
+export interface McpHttpOptions {
+  /** Where agents reach this server, scheme and authority only (e.g. `https://gw.internal:8443`). */
+  publicOrigin: string
+  /** The identity providers (issuer URLs) whose tokens this resource accepts. */
+  authorizationServers: string[]
+  /** The targets served, by name; looked up on every request so a reload takes effect. */
+  target(name: string): TargetConfig | undefined
+  /** Verifies a bearer token for a target. Must not throw for a bad token: answer `ok: false`. */
+  authenticate(token: string, target: TargetConfig): Promise<BearerCheck>
+  /** Opens the governed SQL endpoint an MCP session's tools run on. */
+  openEndpoint(request: OpenRemoteEndpoint): Promise<SqlEndpoint>
+  /** Browser origins allowed to call (the MCP spec asks servers to check Origin); default none. */
+  allowedOrigins?: string[]
+  /** Sessions open at once across all agents (default 200); past it, new sessions get 503. */
+  maxSessions?: number
+  /** An MCP session with no request for this long is closed (default 30 minutes). */
+  idleTimeoutMs?: number
+  version: string
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void
+}
+
+export interface McpHttp {
+  /** Serves the request when its path is an MCP path or its metadata; returns false otherwise. */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>
+  readonly sessionCount: number
+  close(): Promise<void>
+}
+
+export const MCP_PATH_PREFIX = '/mcp/'
+const METADATA_PREFIX = '/.well-known/oauth-protected-resource'
+
+interface RemoteSession {
+  id: string
+  subject: string
+  target: string
+  transport: StreamableHTTPServerTransport
+  mcp: DbgateMcp
+  lastUsed: number
+}
+
+const targetNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
+
+/** The resource URL of one target's MCP endpoint, as agents and tokens name it. */
+export function mcpResourceUrl(publicOrigin: string, target: string): string {
+  return `${publicOrigin.replace(/\/+$/, '')}${MCP_PATH_PREFIX}${target}`
+}
+
+/** The RFC 9728 metadata URL for a resource: the well-known path goes between authority and path. */
+export function protectedResourceMetadataUrl(publicOrigin: string, target: string): string {
+  return `${publicOrigin.replace(/\/+$/, '')}${METADATA_PREFIX}${MCP_PATH_PREFIX}${target}`
+}
+
+export function createMcpHttp(opts: McpHttpOptions): McpHttp {
+  const log = opts.log ?? (() => {})
+  const sessions = new Map<string, RemoteSession>()
+  const maxSessions = opts.maxSessions ?? 200
+  const idleMs = opts.idleTimeoutMs ?? 30 * 60_000
+  let closed = false
+
+  const sweep = setInterval(() => {
+    const now = Date.now()
+    for (const s of sessions.values()) {
+      if (now - s.lastUsed > idleMs) void end(s, 'idle')
+    }
+  }, Math.min(idleMs, 60_000))
+  sweep.unref()
+
+  async function end(s: RemoteSession, why: string): Promise<void> {
+    if (!sessions.delete(s.id)) return
+    log('info', `MCP session ${s.id} on ${s.target} ended (${why})`)
+    await s.transport.close().catch(() => {})
+    await s.mcp.close().catch((e: Error) => log('warn', `closing MCP session ${s.id}: ${e.message}`))
+  }
+
+  const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+    res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store', ...headers})
+    res.end(JSON.stringify(body))
+  }
+
+  /** A JSON-RPC error body, which MCP clients show to the person, with the HTTP status that fits. */
+  const rpcError = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}) =>
+    json(res, status, {jsonrpc: '2.0', error: {code: -32000, message}, id: null}, headers)
+
+  const challenge = (target: string, error?: {code: 'invalid_token' | 'insufficient_scope'; description: string}) => {
+    const parts = [`resource_metadata="${protectedResourceMetadataUrl(opts.publicOrigin, target)}"`]
+    // RFC 6750 §3: no error attribute when the request simply had no token.
+    if (error) parts.push(`error="${error.code}"`, `error_description="${error.description.replace(/["\\]/g, "'")}"`)
+    return {'www-authenticate': `Bearer ${parts.join(', ')}`}
+  }
+
+  const metadata = (res: ServerResponse, target: TargetConfig) =>
+    json(res, 200, {
+      resource: mcpResourceUrl(opts.publicOrigin, target.name),
+      authorization_servers: opts.authorizationServers,
+      bearer_methods_supported: ['header'],
+      resource_name: `dbgate: ${target.name}`,
+    })
+
+  const readBody = async (req: IncomingMessage): Promise<unknown> => {
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length
+      // The tools take SQL text and a few numbers: a megabyte is far more than any call needs.
+      if (size > 1024 * 1024) throw new BodyError(413, 'the request body is over 1 MiB')
+      chunks.push(chunk)
+    }
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    } catch {
+      throw new BodyError(400, 'the request body is not JSON')
+    }
+  }
+
+  async function serveMcp(req: IncomingMessage, res: ServerResponse, target: TargetConfig): Promise<void> {
+    const origin = req.headers.origin
+    if (origin !== undefined && !(opts.allowedOrigins ?? []).includes(origin)) {
+      return rpcError(res, 403, `dbgate: requests from the browser origin ${origin} are not allowed (list it in the gateway's MCP allowedOrigins to allow it)`)
+    }
+    const header = req.headers.authorization ?? ''
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1]
+    if (!bearer) {
+      return rpcError(res, 401, `dbgate: sign-in required: send an access token from ${opts.authorizationServers.join(' or ')} as "Authorization: Bearer …"`, challenge(target.name))
+    }
+    const check = await opts.authenticate(bearer, target).catch(
+      (e: Error): BearerCheck => ({ok: false, status: 401, description: `the token could not be verified (${e.message})`}),
+    )
+    if (!check.ok) {
+      const code = check.status === 403 ? 'insufficient_scope' : 'invalid_token'
+      return rpcError(res, check.status, `dbgate: ${check.description}`, challenge(target.name, {code, description: check.description}))
+    }
+    const subject = check.identity.subject
+    const sessionId = req.headers['mcp-session-id']
+    if (typeof sessionId === 'string') {
+      const s = sessions.get(sessionId)
+      if (!s || s.target !== target.name) return rpcError(res, 404, 'dbgate: this MCP session has ended or never existed here; start a new one')
+      if (s.subject !== subject) {
+        log('warn', `refused a request for MCP session ${s.id} with another person's token (${identityLabel(check.identity)})`)
+        return rpcError(res, 403, 'dbgate: this MCP session belongs to someone else')
+      }
+      s.lastUsed = Date.now()
+      const body = req.method === 'POST' ? await readBody(req) : undefined
+      await s.transport.handleRequest(req, res, body)
+      return
+    }
+    if (req.method !== 'POST') return rpcError(res, 400, 'dbgate: no MCP session: send an initialize request first (POST)')
+    const body = await readBody(req)
+    if (!isInitializeRequest(body)) return rpcError(res, 400, 'dbgate: no MCP session: the first request must be initialize')
+    if (closed) return rpcError(res, 503, 'dbgate: the server is shutting down')
+    if (sessions.size >= maxSessions) return rpcError(res, 503, `dbgate: too many MCP sessions are open (${maxSessions}); try again later`)
+    const identity = check.identity
+    const mcp = createDbgateMcp({
+      target,
+      version: opts.version,
+      log,
+      openEndpoint: (agent) => opts.openEndpoint({identity, target, agent}),
+    })
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, {id, subject, target: target.name, transport, mcp, lastUsed: Date.now()})
+        log('info', `MCP session ${id} on ${target.name} for ${identityLabel(identity)}`)
+      },
+    })
+    transport.onclose = () => {
+      const id = transport.sessionId
+      const s = id ? sessions.get(id) : undefined
+      if (s) void end(s, 'closed by the agent')
+    }
+    await mcp.server.connect(transport)
+    await transport.handleRequest(req, res, body)
+  }
+
+  return {
+    get sessionCount() {
+      return sessions.size
+    },
+    async handle(req, res) {
+      const url = new URL(req.url ?? '/', 'http://x')
+      const isMeta = url.pathname.startsWith(`${METADATA_PREFIX}${MCP_PATH_PREFIX}`)
+      const path = isMeta ? url.pathname.slice(METADATA_PREFIX.length) : url.pathname
+      if (!path.startsWith(MCP_PATH_PREFIX)) return false
+      const name = decodeURIComponent(path.slice(MCP_PATH_PREFIX.length).replace(/\/+$/, ''))
+      const target = targetNamePattern.test(name) ? opts.target(name) : undefined
+      try {
+        if (!target) {
+          json(res, 404, {error: `dbgate: no MCP endpoint here named "${name}"`})
+          return true
+        }
+        if (isMeta) {
+          if (req.method !== 'GET') json(res, 405, {error: 'use GET'}, {allow: 'GET'})
+          else metadata(res, target)
+          return true
+        }
+        if (req.method !== 'POST' && req.method !== 'GET' && req.method !== 'DELETE') {
+          rpcError(res, 405, 'dbgate: MCP over HTTP uses POST, GET and DELETE', {allow: 'POST, GET, DELETE'})
+          return true
+        }
+        await serveMcp(req, res, target)
+      } catch (e) {
+        if (res.headersSent) res.end()
+        else if (e instanceof BodyError) rpcError(res, e.status, `dbgate: ${e.message}`)
+        else {
+          log('error', `MCP request failed: ${(e as Error).message}`)
+          rpcError(res, 500, 'dbgate: the MCP request failed inside the server; it is logged')
+        }
+      }
+      return true
+    },
+    async close() {
+      closed = true
+      clearInterval(sweep)
+      await Promise.all([...sessions.values()].map((s) => end(s, 'server closing')))
+    },
+  }
+}
+
+class BodyError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message)
+  }
+}

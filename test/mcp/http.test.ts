@@ -1,0 +1,162 @@
+import {mkdtempSync, readFileSync} from 'node:fs'
+import http from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {Client} from '@modelcontextprotocol/sdk/client/index.js'
+import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {parseConfigText} from '../../src/config/parse.js'
+import type {LoadedConfig} from '../../src/config/types.js'
+import {openTunnel} from '../../src/connect/open.js'
+import {getIdentity, authorizeTarget} from '../../src/identity/session.js'
+import {openTokenStore} from '../../src/identity/token-store.js'
+import {verifyToken} from '../../src/identity/verify.js'
+import {createMcpHttp, protectedResourceMetadataUrl, type McpHttp} from '../../src/mcp/http.js'
+import {people, tempBucketUrl, type People} from '../approvals/helpers.js'
+import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
+import {agentHome, textOf, writeConfig} from './helpers.js'
+
+/**
+ * Remote MCP over Streamable HTTP, driven by the official MCP client's HTTP transport: the server
+ * is an OAuth resource server (401 + RFC 9728 metadata without a token, every token verified), and
+ * the tools run through the governed pipeline as the token's owner.
+ */
+describe('remote MCP over Streamable HTTP', () => {
+  let p: People
+  let fx: MaskingFixture
+  let loaded: LoadedConfig
+  let server: http.Server
+  let mcp: McpHttp
+  let origin: string
+  const tokens: Record<string, string> = {}
+  const clients: Client[] = []
+
+  const tokenOf = async (user: string) => (await getIdentity(p.f.config, {env: p.env(user), store: openTokenStore({env: p.env(user)})})).token
+
+  beforeAll(async () => {
+    p = await people()
+    await Promise.all(['alice', 'carol', 'dave'].map((u) => p.login(u)))
+    for (const u of ['alice', 'carol', 'dave']) tokens[u] = await tokenOf(u)
+    fx = await maskingFixture()
+    const dir = mkdtempSync(path.join(tmpdir(), 'dbgate-mcp-http-'))
+    const file = writeConfig(dir, fx.db, {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId}, tempBucketUrl(), {app: 'allow: [engineering]'})
+    const parsed = parseConfigText(readFileSync(file, 'utf8'), file)
+    loaded = {path: file, config: parsed.config, warnings: []}
+    const home = {...agentHome(), TEST_APP_PASSWORD: fx.db.password}
+    mcp = createMcpHttp({
+      publicOrigin: 'http://127.0.0.1:0',
+      authorizationServers: [p.f.dev.issuer],
+      version: 'test',
+      target: (name) => loaded.config.targets[name],
+      authenticate: async (token, target) => {
+        try {
+          const {identity} = await verifyToken(p.f.config, token, {use: 'any'})
+          const allowed = authorizeTarget(identity, target.allow ?? [])
+          return allowed.ok ? {ok: true, identity} : {ok: false, status: 403, description: `${allowed.error.message} ${allowed.error.nextStep ?? ''}`.trim()}
+        } catch (e) {
+          return {ok: false, status: 401, description: (e as Error).message}
+        }
+      },
+      // This test's endpoint is an in-process tunnel signed in with the agent's own token.
+      openEndpoint: async ({identity, target, agent}) => {
+        const user = identity.email!.split('@')[0]!
+        const opened = await openTunnel({loaded, targetName: target.name, env: {...home, DBGATE_TOKEN: tokens[user]}, agent})
+        return {
+          clientConfig: () => ({host: opened.info.host, port: opened.info.port, user: opened.info.user, password: opened.info.password, database: opened.info.database, ssl: false}),
+          identity: () => opened.identity?.current(),
+          closed: opened.closed,
+          close: () => opened.close(500),
+        }
+      },
+    })
+    server = http.createServer((req, res) => {
+      void mcp.handle(req, res).then((handled) => {
+        if (!handled) res.writeHead(404).end()
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close().catch(() => {})))
+    await mcp?.close()
+    server?.close()
+    await fx?.close()
+    await p?.close()
+  })
+
+  const connect = async (token: string, target = 'app') => {
+    const client = new Client({name: 'remote-agent', version: '1.0'})
+    const transport = new StreamableHTTPClientTransport(new URL(`${origin}/mcp/${target}`), {requestInit: {headers: {authorization: `Bearer ${token}`}}})
+    await client.connect(transport)
+    clients.push(client)
+    return {client, transport}
+  }
+
+  it('answers a request without a token with 401 and the metadata that names the identity provider', async () => {
+    const res = await fetch(`${origin}/mcp/app`, {method: 'POST', headers: {'content-type': 'application/json', accept: 'application/json, text/event-stream'}, body: JSON.stringify({jsonrpc: '2.0', id: 1, method: 'initialize', params: {protocolVersion: '2025-06-18', capabilities: {}, clientInfo: {name: 'x', version: '1'}}})})
+    expect(res.status).toBe(401)
+    const challenge = res.headers.get('www-authenticate') ?? ''
+    const metaUrl = /resource_metadata="([^"]+)"/.exec(challenge)?.[1]
+    expect(metaUrl).toBe(protectedResourceMetadataUrl('http://127.0.0.1:0', 'app'))
+    const meta = (await (await fetch(`${origin}${new URL(metaUrl!).pathname}`)).json()) as {resource: string; authorization_servers: string[]}
+    expect(meta.resource).toBe('http://127.0.0.1:0/mcp/app')
+    expect(meta.authorization_servers).toEqual([p.f.dev.issuer])
+  })
+
+  it('refuses a tampered token and a token from outside the target\'s allow list, saying which', async () => {
+    const [h, body, sig] = tokens.alice!.split('.')
+    const tampered = `${h}.${body}.${sig!.slice(0, -4)}AAAA`
+    await expect(connect(tampered)).rejects.toThrow()
+    const bad = await fetch(`${origin}/mcp/app`, {method: 'POST', headers: {authorization: `Bearer ${tampered}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream'}, body: '{}'})
+    expect(bad.status).toBe(401)
+    expect(bad.headers.get('www-authenticate')).toContain('error="invalid_token"')
+
+    // carol is in no group that `app` allows.
+    const outside = await fetch(`${origin}/mcp/app`, {method: 'POST', headers: {authorization: `Bearer ${tokens.carol}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream'}, body: '{}'})
+    expect(outside.status).toBe(403)
+    expect(outside.headers.get('www-authenticate')).toContain('error="insufficient_scope"')
+    expect(await outside.text()).toContain('engineering')
+  })
+
+  it('runs the tools through the pipeline as the token\'s owner: masked, guarded', async () => {
+    const {client} = await connect(tokens.alice!)
+    const tools = (await client.listTools()).tools.map((t) => t.name)
+    expect(tools).toContain('query')
+    const rows = (await client.callTool({name: 'query', arguments: {sql: 'select c.*, n.body from customers c, notes n'}})) as CallToolResult
+    if (rows.isError) throw new Error(textOf(rows))
+    expect((rows.structuredContent as {rows: unknown[]}).rows.length).toBeGreaterThan(3)
+    expect(leaked(textOf(rows), fx.secrets)).toEqual([])
+    const drop = (await client.callTool({name: 'query', arguments: {sql: 'drop table customers'}})) as CallToolResult
+    expect(drop.isError).toBe(true)
+    expect(textOf(drop)).toMatch(/refused|denied|not allowed/i)
+    expect(mcp.sessionCount).toBeGreaterThan(0)
+  })
+
+  it('refuses to continue one person\'s MCP session with another person\'s token', async () => {
+    const {transport} = await connect(tokens.alice!)
+    const sessionId = transport.sessionId!
+    expect(sessionId).toBeTruthy()
+    // dave may use `app` himself, but not through alice's session.
+    const res = await fetch(`${origin}/mcp/app`, {
+      method: 'POST',
+      headers: {authorization: `Bearer ${tokens.dave}`, 'mcp-session-id': sessionId, 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
+      body: JSON.stringify({jsonrpc: '2.0', id: 7, method: 'tools/list'}),
+    })
+    expect(res.status).toBe(403)
+    expect(await res.text()).toContain('belongs to someone else')
+    const own = await fetch(`${origin}/mcp/app`, {
+      method: 'POST',
+      headers: {authorization: `Bearer ${tokens.alice}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18', 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
+      body: JSON.stringify({jsonrpc: '2.0', id: 7, method: 'tools/list'}),
+    })
+    expect(own.status).toBe(200)
+    expect(await own.text()).toContain('describe_table')
+    const browser = await fetch(`${origin}/mcp/app`, {method: 'POST', headers: {origin: 'https://evil.example', authorization: `Bearer ${tokens.alice}`, 'mcp-session-id': sessionId, 'content-type': 'application/json', accept: 'application/json, text/event-stream'}, body: JSON.stringify({jsonrpc: '2.0', id: 8, method: 'tools/list'})})
+    expect(browser.status).toBe(403)
+    expect(await browser.text()).toContain('https://evil.example')
+  })
+})
