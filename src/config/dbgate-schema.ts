@@ -3,6 +3,7 @@
  * add it to `root`, and give it a typed form in `types.ts`; unknown keys, types, defaults and
  * locations in messages come for free.
  */
+import {hostname} from 'node:os'
 import {isAbsolute, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import type {Node} from 'yaml'
@@ -45,6 +46,7 @@ import {
   WHERE_KINDS,
   type BucketConfig,
   type DbgateConfig,
+  type GatewayServerConfig,
   type MaskingCategory,
   type MaskingStrategy,
   type McpConfig,
@@ -535,10 +537,54 @@ function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, cx: Context)
   }
 }
 
+export const DEFAULT_MAX_SESSION_DURATION_MS = 12 * 3600_000
+export const DEFAULT_PIPELINE_IDLE_MS = 30_000
+export const DEFAULT_GATEWAY_PORT = 6432
+
+/** `host:port`, for a listener; IPv6 in brackets. */
+function hostPort(example: string): Schema<{host: string; port: number}> {
+  const expected = `host:port such as ${example}`
+  return scalar(expected, (v, node, at, cx) => {
+    if (typeof v !== 'string') return undefined
+    const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v)
+    const port = m ? Number(m[3]) : NaN
+    if (!m || port > 65535) return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, `write the address and port, e.g. ${example} (0.0.0.0 listens on every interface)`)
+    return {host: (m[1] ?? m[2])!, port}
+  })
+}
+
+function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
+  return map(
+    object({
+      name: optional(string({pattern: /^[\w.@-]+$/, expected: 'a name of letters, digits, ".", "_", "@" or "-"'})),
+      listen: withDefault(hostPort('0.0.0.0:6432'), {host: '0.0.0.0', port: DEFAULT_GATEWAY_PORT}),
+      tls: required(object({cert: required(path(opts.baseDir, '/etc/dbgate/tls.crt'), '/etc/dbgate/tls.crt'), key: required(path(opts.baseDir, '/etc/dbgate/tls.key'), '/etc/dbgate/tls.key')}), '{cert: /etc/dbgate/tls.crt, key: /etc/dbgate/tls.key}'),
+      api: optional(hostPort('0.0.0.0:8443')),
+      signingKey: optional(secretRef(opts.baseDir)),
+      stateDir: optional(path(opts.baseDir, '/var/lib/dbgate')),
+      maxSessionDuration: withDefault(duration({min: 1000}), DEFAULT_MAX_SESSION_DURATION_MS),
+      sessionOutlivesToken: withDefault(boolean(), false),
+      pipelineIdle: withDefault(duration({min: 0, max: 3600_000}), DEFAULT_PIPELINE_IDLE_MS),
+    }),
+    (v) => ({
+      name: v.name ?? hostname(),
+      listen: v.listen,
+      tls: v.tls,
+      ...(v.api ? {api: v.api} : {}),
+      ...(v.signingKey ? {signingKey: v.signingKey} : {}),
+      ...(v.stateDir ? {stateDir: v.stateDir} : {}),
+      maxSessionDurationMs: v.maxSessionDuration,
+      sessionOutlivesToken: v.sessionOutlivesToken,
+      pipelineIdleMs: v.pipelineIdle,
+    }),
+  )
+}
+
 /** The whole file. */
 export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
   const targetSchema = target(opts)
   const root = object({
+    server: optional(server(opts)),
     identity: optional(identity(opts)),
     bucket: optional(bucket()),
     recording: withDefault(object({previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS)}), {previewRows: DEFAULT_PREVIEW_ROWS}),
@@ -562,6 +608,7 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
     }
     if (!ok) return INVALID
     return {
+      ...(raw.server ? {server: raw.server} : {}),
       ...(raw.identity ? {identity: raw.identity} : {}),
       bucket: raw.bucket ?? {url: opts.defaultBucketUrl},
       recording: raw.recording,

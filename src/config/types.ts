@@ -196,7 +196,30 @@ export interface TargetConfig {
   tunnel: TunnelConfig
 }
 
+/**
+ * `server:` in a gateway's configuration (`dbgate gateway --config gateway.yaml`): where it listens,
+ * its TLS material, its signing key and how long sessions may last. See docs/gateway.md.
+ */
+export interface GatewayServerConfig {
+  /** The name the gateway's signing key is published under (default: the host name). */
+  name: string
+  listen: {host: string; port: number}
+  tls: {cert: string; key: string}
+  /** The HTTPS API (`GET /v1/targets`); same certificate. Absent: no API. */
+  api?: {host: string; port: number}
+  /** A PEM Ed25519 private key that signs the recordings; default: one created in `stateDir`. */
+  signingKey?: SecretRef
+  /** Keys, spool and caches of the gateway (default: the user's XDG directories). */
+  stateDir?: string
+  maxSessionDurationMs: number
+  sessionOutlivesToken: boolean
+  /** How long a pipeline (catalog connection, recorder, approval poller) outlives its last session. */
+  pipelineIdleMs: number
+}
+
 export interface DbgateConfig {
+  /** Present in a gateway's configuration only. */
+  server?: GatewayServerConfig
   identity?: IdentityConfig
   bucket: BucketConfig
   recording: RecordingConfig
