@@ -42,7 +42,7 @@ export function gatewayConfig(opts: {pki: TestPki; dir: string; issuer: string; 
     `  tls: {cert: ${opts.pki.cert}, key: ${opts.pki.key}}`,
     '  api: 127.0.0.1:0',
     `  stateDir: ${path.join(opts.dir, 'state')}`,
-    '  pipelineIdle: 1s',
+    ...(opts.server?.some((l) => l.startsWith('pipelineIdle:')) ? [] : ['  pipelineIdle: 1s']),
     ...(opts.server ?? []).map((l) => `  ${l}`),
     'identity:',
     `  issuer: ${opts.issuer}`,
