@@ -46,6 +46,7 @@ import {
   WHERE_KINDS,
   type BucketConfig,
   type DbgateConfig,
+  type GatewayClientConfig,
   type GatewayServerConfig,
   type MaskingCategory,
   type MaskingStrategy,
@@ -580,6 +581,19 @@ function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
   )
 }
 
+export const DEFAULT_GATEWAY_API_PORT = 8443
+
+function gatewayClient(opts: SchemaOptions): Schema<GatewayClientConfig> {
+  return map(
+    object({
+      address: required(hostPort('gw.internal:6432'), 'gw.internal:6432'),
+      ca: optional(path(opts.baseDir, '/etc/dbgate/gateway-ca.pem')),
+      api: optional(hostPort('gw.internal:8443')),
+    }),
+    (v) => ({address: v.address, ...(v.ca ? {ca: v.ca} : {}), api: v.api ?? {host: v.address.host, port: DEFAULT_GATEWAY_API_PORT}}),
+  )
+}
+
 /** The whole file. */
 export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
   const targetSchema = target(opts)
@@ -596,12 +610,25 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
       maxUpstreamSessions: DEFAULT_TUNNEL.maxUpstreamSessions,
       upstreamQueueTimeout: DEFAULT_TUNNEL.upstreamQueueTimeoutMs,
     }),
-    targets: required(record(targetSchema, {pattern: TARGET_NAME, nameRule: 'letters, digits, "_" and "-", starting with a letter or digit', min: 1, exampleKey: 'prod'}), '{prod: {host: …, database: …, user: …}}'),
+    gateway: optional(gatewayClient(opts)),
+    targets: optional(record(targetSchema, {pattern: TARGET_NAME, nameRule: 'letters, digits, "_" and "-", starting with a letter or digit', min: 1, exampleKey: 'prod'})),
+  }, {
+    check(v, at, cx) {
+      // Targets are required, except of a gateway's client: the gateway holds them (and their credentials).
+      if (v.targets === undefined && v.gateway === undefined) {
+        const {node} = cx.locate(v)
+        cx.error('missing-key', node, [...at.path, 'targets'], 'missing required key "targets" in the top level', 'add "targets: {prod: {host: …, database: …, user: …}}"')
+      }
+      if (v.targets !== undefined && v.gateway !== undefined) {
+        const {node, path} = cx.locate(v, 'targets')
+        cx.error('impossible-rule', node, path, 'a configuration that names a gateway has no targets of its own: the gateway holds them and their credentials', 'remove targets (run `dbgate targets` to see the gateway\'s), or remove gateway to connect directly')
+      }
+    },
   })
   return map(root, (raw, _at, cx) => {
     const targets = Object.create(null) as Record<string, TargetConfig>
     let ok = true
-    for (const [name, t] of raw.targets) {
+    for (const [name, t] of raw.targets ?? []) {
       const built = buildTarget(name, t, raw.tunnel, cx)
       if (built === INVALID) ok = false
       else targets[name] = built
@@ -609,6 +636,7 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
     if (!ok) return INVALID
     return {
       ...(raw.server ? {server: raw.server} : {}),
+      ...(raw.gateway ? {gateway: raw.gateway} : {}),
       ...(raw.identity ? {identity: raw.identity} : {}),
       bucket: raw.bucket ?? {url: opts.defaultBucketUrl},
       recording: raw.recording,

@@ -209,7 +209,7 @@ export interface GatewayServerConfig {
   api?: {host: string; port: number}
   /** A PEM Ed25519 private key that signs the recordings; default: one created in `stateDir`. */
   signingKey?: SecretRef
-  /** Keys, spool and caches of the gateway (default: the user's XDG directories). */
+  /** Keys, spool and caches of the gateway (default: `gateway/` in the user's data directory). */
   stateDir?: string
   maxSessionDurationMs: number
   sessionOutlivesToken: boolean
@@ -217,9 +217,24 @@ export interface GatewayServerConfig {
   pipelineIdleMs: number
 }
 
+/**
+ * `gateway:` in a client's configuration: `dbgate connect` carries each session to this gateway over
+ * TLS with the person's token, and `dbgate targets` asks it which targets they may use. Such a
+ * configuration has no targets, so no database credentials.
+ */
+export interface GatewayClientConfig {
+  address: {host: string; port: number}
+  /** PEM file of the CA that signed the gateway's certificate (default: the system's CAs). */
+  ca?: string
+  /** The gateway's HTTPS API (default: the address's host, port 8443). */
+  api: {host: string; port: number}
+}
+
 export interface DbgateConfig {
   /** Present in a gateway's configuration only. */
   server?: GatewayServerConfig
+  /** Present in the configuration of a client of a gateway, instead of targets. */
+  gateway?: GatewayClientConfig
   identity?: IdentityConfig
   bucket: BucketConfig
   recording: RecordingConfig

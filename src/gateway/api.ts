@@ -5,7 +5,7 @@
  */
 import https from 'node:https'
 import type {AddressInfo} from 'node:net'
-import type tls from 'node:tls'
+import {readFile} from 'node:fs/promises'
 import type {TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {identityLabel} from '../identity/types.js'
@@ -13,7 +13,8 @@ import {allowedTargets, verifySignIn} from './sign-in.js'
 
 export interface GatewayApiOptions {
   listen: {host: string; port: number}
-  secureContext: () => tls.SecureContext
+  /** The certificate and key files (the PostgreSQL listener's). */
+  tls: {cert: string; key: string}
   identity: IdentityConfig
   targets: Record<string, TargetConfig>
   ready: () => boolean
@@ -23,7 +24,14 @@ export interface GatewayApiOptions {
 
 export interface GatewayApi {
   address: {host: string; port: number}
+  /** Re-reads the certificate and key; new connections use them. */
+  reloadTls(): Promise<void>
   close(): Promise<void>
+}
+
+async function tlsOptions(files: {cert: string; key: string}): Promise<{cert: Buffer; key: Buffer; minVersion: 'TLSv1.2'}> {
+  const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)])
+  return {cert, key, minVersion: 'TLSv1.2'}
 }
 
 /** What `GET /v1/targets` answers. */
@@ -33,7 +41,7 @@ export interface TargetsResponse {
 }
 
 export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayApi> {
-  const server = https.createServer({SNICallback: (_name, cb) => cb(null, opts.secureContext()), secureContext: opts.secureContext(), minVersion: 'TLSv1.2'}, (req, res) => {
+  const server = https.createServer(await tlsOptions(opts.tls), (req, res) => {
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store', ...headers})
       res.end(JSON.stringify(body) + '\n')
@@ -68,6 +76,7 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
   const a = server.address() as AddressInfo
   return {
     address: {host: a.address, port: a.port},
+    reloadTls: async () => server.setSecureContext(await tlsOptions(opts.tls)),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve())

@@ -199,7 +199,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   let api: GatewayApi | undefined
   try {
     await server.listen()
-    if (settings.api) api = await startGatewayApi({listen: settings.api, secureContext: () => tlsContext, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, now: opts.now, log})
+    if (settings.api) api = await startGatewayApi({listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, now: opts.now, log})
   } catch (error) {
     clearTimeout(idpTimer)
     await server.close(0)
@@ -225,6 +225,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     },
     async reloadTls() {
       tlsContext = await loadTlsContext(settings.tls)
+      await api?.reloadTls()
     },
     async close(graceMs = 5000) {
       clearTimeout(idpTimer)
