@@ -5,6 +5,7 @@ import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {gunzipSync} from 'node:zlib'
+import {decodeJwt} from 'jose'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadKeyRing} from '../../src/audit/signing.js'
@@ -256,7 +257,10 @@ describe('dbgate gateway', () => {
       const [h, p, sig] = aliceToken.split('.')
       const body = JSON.parse(Buffer.from(p!, 'base64url').toString())
       body.groups = ['engineering', 'dba']
-      const e = await signInError(`${h}.${Buffer.from(JSON.stringify(body)).toString('base64url')}.${sig}`, {database: 'dba_only'})
+      const forged = `${h}.${Buffer.from(JSON.stringify(body)).toString('base64url')}.${sig}`
+      // The attack: anything that reads the claims without checking the signature lets this token into dba_only.
+      expect(decodeJwt(forged).groups).toContain('dba')
+      const e = await signInError(forged, {database: 'dba_only'})
       expect(e.code).toBe('28P01')
       expect(e.message).toMatch(/signature does not verify/)
     })
