@@ -155,18 +155,8 @@ export async function publishKey(bucket: Bucket, identity: Identity, key: Pick<I
   // A gateway's key speaks for the gateway whoever the session is; it is never rebound to a person.
   if (key.gateway) return publishGatewayKey(bucket, key.gateway, key, now)
   const binding: KeyBinding = {subject: identity.subject, email: identity.email, issuer: identity.issuer, kind: identity.kind, boundAt: now.toISOString()}
-  const doc: PublishedKey = {v: 1, keyId: key.keyId, alg: 'ed25519', publicKey: key.publicKeyPem, host: hostname(), createdAt: now.toISOString(), identity: binding, history: []}
-  const objKey = keyObjectKey(key.keyId)
-  try {
-    await bucket.put(objKey, JSON.stringify(doc, null, 2) + '\n', {ifNoneMatch: true, contentType: 'application/json'})
-    return doc
-  } catch (err) {
-    if (!isBucketError(err, OBJECT_EXISTS)) throw err
-  }
-  const existing = parsePublishedKey((await bucket.get(objKey)).body.toString('utf8'))
-  if (existing.publicKey.trim() !== key.publicKeyPem.trim()) {
-    throw new Error(`${objKey} in ${bucket.url} holds a different public key with the same id; refusing to overwrite it`)
-  }
+  const {existing, objKey} = await createKeyDocument(bucket, key, binding, now)
+  if (!existing) return newKeyDocument(key, binding, now)
   if (existing.identity.subject === binding.subject && existing.identity.issuer === binding.issuer) return existing
   if (existing.signer) throw new Error(`${objKey} in ${bucket.url} is gateway ${existing.signer.name}'s key; refusing to bind it to ${identity.email ?? identity.subject}`)
   const updated: PublishedKey = {...existing, identity: binding, history: [...existing.history, existing.identity]}
@@ -177,11 +167,34 @@ export async function publishKey(bucket: Bucket, identity: Identity, key: Pick<I
 /** Publishes a gateway's key: `signer` says so, and the binding names the gateway, not a person. */
 export async function publishGatewayKey(bucket: Bucket, signer: GatewaySigner, key: Pick<InstallationKey, 'keyId' | 'publicKeyPem'>, now = new Date()): Promise<PublishedKey> {
   const binding: KeyBinding = {subject: `gateway:${signer.name}`, issuer: 'dbgate-gateway', kind: 'service', boundAt: now.toISOString()}
-  const doc: PublishedKey = {v: 1, keyId: key.keyId, alg: 'ed25519', publicKey: key.publicKeyPem, host: hostname(), createdAt: now.toISOString(), identity: binding, history: [], signer}
+  const {existing, objKey} = await createKeyDocument(bucket, key, binding, now, signer)
+  if (!existing) return newKeyDocument(key, binding, now, signer)
+  if (existing.signer?.kind === 'gateway' && existing.signer.name === signer.name) return existing
+  if (existing.signer) throw new Error(`${objKey} in ${bucket.url} is already gateway ${existing.signer.name}'s key; give this gateway its own key`)
+  // Published earlier as a person's key (the machine's key before it became a gateway's): a key
+  // that signed as a person must not start vouching for everyone.
+  throw new Error(`${objKey} in ${bucket.url} is bound to ${existing.identity.email ?? existing.identity.subject}, so it cannot become gateway ${signer.name}'s key; give the gateway a key of its own (server.signingKey, or a fresh server.stateDir)`)
+}
+
+function newKeyDocument(key: Pick<InstallationKey, 'keyId' | 'publicKeyPem'>, binding: KeyBinding, now: Date, signer?: GatewaySigner): PublishedKey {
+  return {v: 1, keyId: key.keyId, alg: 'ed25519', publicKey: key.publicKeyPem, host: hostname(), createdAt: now.toISOString(), identity: binding, history: [], ...(signer ? {signer} : {})}
+}
+
+/**
+ * Creates `keys/<id>.json` unless it exists (exclusively, so two processes agree); returns the
+ * existing document otherwise, after checking it holds this very public key.
+ */
+async function createKeyDocument(
+  bucket: Bucket,
+  key: Pick<InstallationKey, 'keyId' | 'publicKeyPem'>,
+  binding: KeyBinding,
+  now: Date,
+  signer?: GatewaySigner,
+): Promise<{existing?: PublishedKey; objKey: string}> {
   const objKey = keyObjectKey(key.keyId)
   try {
-    await bucket.put(objKey, JSON.stringify(doc, null, 2) + '\n', {ifNoneMatch: true, contentType: 'application/json'})
-    return doc
+    await bucket.put(objKey, JSON.stringify(newKeyDocument(key, binding, now, signer), null, 2) + '\n', {ifNoneMatch: true, contentType: 'application/json'})
+    return {objKey}
   } catch (err) {
     if (!isBucketError(err, OBJECT_EXISTS)) throw err
   }
@@ -189,11 +202,7 @@ export async function publishGatewayKey(bucket: Bucket, signer: GatewaySigner, k
   if (existing.publicKey.trim() !== key.publicKeyPem.trim()) {
     throw new Error(`${objKey} in ${bucket.url} holds a different public key with the same id; refusing to overwrite it`)
   }
-  if (existing.signer?.kind === 'gateway' && existing.signer.name === signer.name) return existing
-  if (existing.signer) throw new Error(`${objKey} in ${bucket.url} is already gateway ${existing.signer.name}'s key; give this gateway its own key`)
-  // Published earlier as a person's key (the machine's key before it became a gateway's): a key
-  // that signed as a person must not start vouching for everyone.
-  throw new Error(`${objKey} in ${bucket.url} is bound to ${existing.identity.email ?? existing.identity.subject}, so it cannot become gateway ${signer.name}'s key; give the gateway a key of its own (server.signingKey, or a fresh server.stateDir)`)
+  return {existing, objKey}
 }
 
 export function parsePublishedKey(text: string): PublishedKey {

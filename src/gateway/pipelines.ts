@@ -92,8 +92,10 @@ export class PipelineCache {
   }
 
   private async dispose(entry: Entry): Promise<void> {
+    // A pipeline that never finished building has nothing to dispose; its failure was reported at sign-in.
+    const hooks = await entry.hooks.catch(() => undefined)
     try {
-      await (await entry.hooks).dispose?.()
+      await hooks?.dispose?.()
     } catch (error) {
       this.log('warn', `disposing a pipeline: ${(error as Error).message}`)
     }
@@ -105,6 +107,6 @@ export class PipelineCache {
     const all = [...this.entries.values()]
     this.entries.clear()
     for (const e of all) clearTimeout(e.idleTimer)
-    await Promise.all(all.map((e) => e.hooks.then((h) => this.dispose({...e, hooks: Promise.resolve(h)}), () => undefined)))
+    await Promise.all(all.map((e) => this.dispose(e)))
   }
 }

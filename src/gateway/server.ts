@@ -3,12 +3,12 @@
  * that decides each connection's target and pipeline, then the same connection machinery as the
  * local tunnel. Unlike the tunnel it may listen on any address: it is a server.
  */
-import {randomInt} from 'node:crypto'
 import net from 'node:net'
 import type tls from 'node:tls'
 import {loadParser} from '../policy/parser.js'
 import {acceptClientTls} from '../proxy/client-tls.js'
 import {ClientConnection, NO_TARGET_YET, type TokenAuthRequest, type TokenAuthResult} from '../proxy/connection.js'
+import {ConnectionRegistry} from '../proxy/connection-registry.js'
 import {DEFAULT_MAX_MESSAGE_SIZE} from '../proxy/tunnel.js'
 import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
 import type {GatewayObserver} from './observer.js'
@@ -38,9 +38,8 @@ export interface GatewayConnection {
 
 export class GatewayServer {
   private readonly server: net.Server
-  private readonly connections = new Set<ClientConnection>()
+  private readonly registry = new ConnectionRegistry((level, message) => this.log(level, message))
   private readonly handshakes = new Set<net.Socket>()
-  private readonly cancelKeys = new Map<number, {secretKey: number; conn: ClientConnection}>()
   private address_: {host: string; port: number} | undefined
   private closed = false
 
@@ -56,7 +55,7 @@ export class GatewayServer {
 
   /** Client connections past TLS (signing in, or in session). */
   get connectionCount(): number {
-    return this.connections.size
+    return this.registry.connections.size
   }
 
   private log(level: 'info' | 'warn' | 'error', message: string): void {
@@ -89,7 +88,7 @@ export class GatewayServer {
     void acceptClientTls(raw, {
       secureContext: this.options.secureContext,
       timeoutMs: this.options.authTimeoutMs ?? DEFAULT_TUNNEL_LIMITS.authTimeoutMs,
-      cancel: (pid, key) => this.cancelByKey(pid, key),
+      cancel: (pid, key) => this.registry.cancelByKey(pid, key),
       refused: (reason, detail) => {
         this.options.observer?.signInFailed(reason)
         this.log('warn', `refused a connection from ${clientAddress} before TLS: ${detail}`)
@@ -119,32 +118,12 @@ export class GatewayServer {
       maxMessageSize: this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       authTimeoutMs: this.options.authTimeoutMs,
       applicationName: (app) => (app ? `dbgate/${app}` : 'dbgate'),
-      issueCancelKey: (c) => this.issueCancelKey(c),
-      releaseCancelKey: (pid) => this.cancelKeys.delete(pid),
-      cancelByKey: (pid, key) => this.cancelByKey(pid, key),
+      issueCancelKey: (c) => this.registry.issueCancelKey(c),
+      releaseCancelKey: (pid) => this.registry.releaseCancelKey(pid),
+      cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
       log: (level, message) => this.log(level, message),
     })
-    const c = conn
-    this.connections.add(c)
-    c.onClose(() => this.connections.delete(c))
-  }
-
-  private issueCancelKey(conn: ClientConnection): {processId: number; secretKey: number} {
-    let processId: number
-    do processId = randomInt(1, 2 ** 31 - 1)
-    while (this.cancelKeys.has(processId))
-    const secretKey = randomInt(-(2 ** 31), 2 ** 31 - 1)
-    this.cancelKeys.set(processId, {secretKey, conn})
-    return {processId, secretKey}
-  }
-
-  private cancelByKey(processId: number, secretKey: number): void {
-    const entry = this.cancelKeys.get(processId)
-    if (!entry || entry.secretKey !== secretKey) {
-      this.log('warn', 'ignored a cancel request with an unknown key')
-      return
-    }
-    void entry.conn.cancel()
+    this.registry.add(conn)
   }
 
   /**
@@ -156,19 +135,7 @@ export class GatewayServer {
     this.closed = true
     const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     for (const s of this.handshakes) s.destroy()
-    const all = [...this.connections]
-    const done = Promise.all(all.map((c) => new Promise<void>((resolve) => c.onClose(resolve))))
-    for (const c of all) c.shutdown(message)
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = await Promise.race([done.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))])
-    clearTimeout(timer)
-    if (timedOut) {
-      const busy = all.filter((c) => !c.closed)
-      this.log('warn', `cancelling ${busy.length} statement(s) still running after ${graceMs} ms`)
-      await Promise.all(busy.map((c) => c.cancel()))
-      await Promise.race([done, new Promise((r) => setTimeout(r, 2000))])
-      for (const c of all) c.close('gateway shut down')
-    }
+    await this.registry.drain(graceMs, message, 'gateway shut down')
     await listenerClosed
   }
 }
