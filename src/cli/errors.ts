@@ -74,6 +74,11 @@ export const ERROR_KINDS: Readonly<Record<string, Kind>> = {
   CATALOG_UNREADABLE: failure,
   // The local listener (src/proxy/tunnel.ts)
   TunnelConfigError: usage,
+  // The gateway (src/gateway/gateway.ts)
+  GatewayConfigError: usage,
+  GATEWAY_CLIENT_CONFIG: usage,
+  GATEWAY_SIGN_IN_REFUSED: auth,
+  GATEWAY_UNAVAILABLE: failure,
   EADDRINUSE: {exit: EXIT_USAGE, next: 'The port is taken: choose another with --port, or omit --port for a free one.'},
   // Bucket and spool
   BUCKET_BAD_URL: usage,

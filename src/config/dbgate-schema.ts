@@ -3,6 +3,7 @@
  * add it to `root`, and give it a typed form in `types.ts`; unknown keys, types, defaults and
  * locations in messages come for free.
  */
+import {hostname} from 'node:os'
 import {isAbsolute, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import type {Node} from 'yaml'
@@ -45,6 +46,8 @@ import {
   WHERE_KINDS,
   type BucketConfig,
   type DbgateConfig,
+  type GatewayClientConfig,
+  type GatewayServerConfig,
   type MaskingCategory,
   type MaskingStrategy,
   type McpConfig,
@@ -535,10 +538,67 @@ function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, cx: Context)
   }
 }
 
+export const DEFAULT_MAX_SESSION_DURATION_MS = 12 * 3600_000
+export const DEFAULT_PIPELINE_IDLE_MS = 30_000
+export const DEFAULT_GATEWAY_PORT = 6432
+
+/** `host:port`, for a listener; IPv6 in brackets. */
+function hostPort(example: string): Schema<{host: string; port: number}> {
+  const expected = `host:port such as ${example}`
+  return scalar(expected, (v, node, at, cx) => {
+    if (typeof v !== 'string') return undefined
+    const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v)
+    const port = m ? Number(m[3]) : NaN
+    if (!m || port > 65535) return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, `write the address and port, e.g. ${example} (0.0.0.0 listens on every interface)`)
+    return {host: (m[1] ?? m[2])!, port}
+  })
+}
+
+function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
+  return map(
+    object({
+      name: optional(string({pattern: /^[\w.@-]+$/, expected: 'a name of letters, digits, ".", "_", "@" or "-"'})),
+      listen: withDefault(hostPort('0.0.0.0:6432'), {host: '0.0.0.0', port: DEFAULT_GATEWAY_PORT}),
+      tls: required(object({cert: required(path(opts.baseDir, '/etc/dbgate/tls.crt'), '/etc/dbgate/tls.crt'), key: required(path(opts.baseDir, '/etc/dbgate/tls.key'), '/etc/dbgate/tls.key')}), '{cert: /etc/dbgate/tls.crt, key: /etc/dbgate/tls.key}'),
+      api: optional(hostPort('0.0.0.0:8443')),
+      signingKey: optional(secretRef(opts.baseDir)),
+      stateDir: optional(path(opts.baseDir, '/var/lib/dbgate')),
+      maxSessionDuration: withDefault(duration({min: 1000}), DEFAULT_MAX_SESSION_DURATION_MS),
+      sessionOutlivesToken: withDefault(boolean(), false),
+      pipelineIdle: withDefault(duration({min: 0, max: 3600_000}), DEFAULT_PIPELINE_IDLE_MS),
+    }),
+    (v) => ({
+      name: v.name ?? hostname(),
+      listen: v.listen,
+      tls: v.tls,
+      ...(v.api ? {api: v.api} : {}),
+      ...(v.signingKey ? {signingKey: v.signingKey} : {}),
+      ...(v.stateDir ? {stateDir: v.stateDir} : {}),
+      maxSessionDurationMs: v.maxSessionDuration,
+      sessionOutlivesToken: v.sessionOutlivesToken,
+      pipelineIdleMs: v.pipelineIdle,
+    }),
+  )
+}
+
+export const DEFAULT_GATEWAY_API_PORT = 8443
+
+function gatewayClient(opts: SchemaOptions): Schema<GatewayClientConfig> {
+  return map(
+    object({
+      address: required(hostPort('gw.internal:6432'), 'gw.internal:6432'),
+      ca: optional(path(opts.baseDir, '/etc/dbgate/gateway-ca.pem')),
+      api: optional(hostPort('gw.internal:8443')),
+    }),
+    (v) => ({address: v.address, ...(v.ca ? {ca: v.ca} : {}), api: v.api ?? {host: v.address.host, port: DEFAULT_GATEWAY_API_PORT}}),
+  )
+}
+
 /** The whole file. */
 export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
   const targetSchema = target(opts)
   const root = object({
+    server: optional(server(opts)),
     identity: optional(identity(opts)),
     bucket: optional(bucket()),
     recording: withDefault(object({previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS)}), {previewRows: DEFAULT_PREVIEW_ROWS}),
@@ -550,18 +610,33 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
       maxUpstreamSessions: DEFAULT_TUNNEL.maxUpstreamSessions,
       upstreamQueueTimeout: DEFAULT_TUNNEL.upstreamQueueTimeoutMs,
     }),
-    targets: required(record(targetSchema, {pattern: TARGET_NAME, nameRule: 'letters, digits, "_" and "-", starting with a letter or digit', min: 1, exampleKey: 'prod'}), '{prod: {host: …, database: …, user: …}}'),
+    gateway: optional(gatewayClient(opts)),
+    targets: optional(record(targetSchema, {pattern: TARGET_NAME, nameRule: 'letters, digits, "_" and "-", starting with a letter or digit', min: 1, exampleKey: 'prod'})),
+  }, {
+    check(v, at, cx) {
+      // Targets are required, except of a gateway's client: the gateway holds them (and their credentials).
+      if (v.targets === undefined && v.gateway === undefined) {
+        const {node} = cx.locate(v)
+        cx.error('missing-key', node, [...at.path, 'targets'], 'missing required key "targets" in the top level', 'add "targets: {prod: {host: …, database: …, user: …}}"')
+      }
+      if (v.targets !== undefined && v.gateway !== undefined) {
+        const {node, path} = cx.locate(v, 'targets')
+        cx.error('impossible-rule', node, path, 'a configuration that names a gateway has no targets of its own: the gateway holds them and their credentials', 'remove targets (run `dbgate targets` to see the gateway\'s), or remove gateway to connect directly')
+      }
+    },
   })
   return map(root, (raw, _at, cx) => {
     const targets = Object.create(null) as Record<string, TargetConfig>
     let ok = true
-    for (const [name, t] of raw.targets) {
+    for (const [name, t] of raw.targets ?? []) {
       const built = buildTarget(name, t, raw.tunnel, cx)
       if (built === INVALID) ok = false
       else targets[name] = built
     }
     if (!ok) return INVALID
     return {
+      ...(raw.server ? {server: raw.server} : {}),
+      ...(raw.gateway ? {gateway: raw.gateway} : {}),
       ...(raw.identity ? {identity: raw.identity} : {}),
       bucket: raw.bucket ?? {url: opts.defaultBucketUrl},
       recording: raw.recording,

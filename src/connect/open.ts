@@ -15,6 +15,7 @@ import {serialize} from 'pg-protocol'
 import {formatDuration} from '../util/duration.js'
 import {describeTargetFailure} from './target-errors.js'
 import {policyCacheDir} from '../util/paths.js'
+import {openViaGateway} from '../gateway/client.js'
 
 export interface ListenRequest {
   /** Loopback address to bind; default 127.0.0.1. */
@@ -136,6 +137,9 @@ export function connectionInfo(address: TunnelAddress, secret: string, target: T
  * ends with a clear message when that identity can no longer be renewed.
  */
 export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel> {
+  // A gateway's client has no targets: sessions go to the gateway, which enforces everything.
+  const gateway = opts.loaded.config.gateway
+  if (gateway) return openViaGateway(opts, gateway)
   const configured = getTarget(opts.loaded.config, opts.targetName)
   const log = opts.log ?? (() => {})
   const env = opts.env ?? process.env
