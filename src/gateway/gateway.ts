@@ -276,19 +276,19 @@ function observed(hooks: ProxyHooks, target: string, observer: GatewayObserver |
     },
     onStatement: (event) => {
       observer.statement(target, decisionOf(event))
-      const masked = (event.resultFilter as {maskedValues?: unknown} | undefined)?.maskedValues
+      const masked = event.resultFilter?.maskedValues
       if (typeof masked === 'number' && masked > 0) observer.valuesMasked(target, masked)
       hooks.onStatement?.(event)
     },
   }
 }
 
-/** The decision as metrics count it; policy's tag shape is read the way recording reads it. */
+/** The decision as metrics count it, from the verdict's typed fields. */
 export function decisionOf(event: StatementEvent): StatementDecision {
-  const tag = event.verdict.tag as {action?: string; approval?: unknown; syntaxError?: unknown} | undefined
-  if (tag?.approval !== undefined || tag?.action === 'require_approval') return 'hold'
-  if (tag?.syntaxError) return 'error'
+  const {decision, approval} = event.verdict
+  if (approval !== undefined || decision?.action === 'require_approval') return 'hold'
+  if (decision?.syntaxError) return 'error'
   if (event.verdict.action === 'reject') return 'deny'
-  if (tag?.action === 'warn') return 'warn'
+  if (decision?.action === 'warn') return 'warn'
   return 'allow'
 }
