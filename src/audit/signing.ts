@@ -34,6 +34,10 @@ export interface PublishedKey {
   /** Current binding; earlier ones stay in `history`, so old sessions still verify after a re-login as someone else. */
   identity: KeyBinding
   history: KeyBinding[]
+  /** `gateway`: the key of a `dbgate gateway`, which signs the sessions of many people. Absent: an installation's key. */
+  kind?: 'installation' | 'gateway'
+  /** The gateway's name, with `kind: gateway`; auditors may trust the key by this name. */
+  gateway?: string
 }
 
 export type KeyRing = Map<string, PublishedKey>
@@ -131,6 +135,8 @@ export function parsePublishedKey(text: string): PublishedKey {
   }
   // The id is derived from the key, so a key file cannot claim someone else's id.
   if (keyIdOf(createPublicKey(doc.publicKey)) !== doc.keyId) throw new Error(`key ${doc.keyId} does not match its public key`)
+  if (doc.kind !== undefined && doc.kind !== 'installation' && doc.kind !== 'gateway') throw new Error(`key ${doc.keyId} has an unknown kind ${JSON.stringify(doc.kind)}`)
+  if (doc.kind === 'gateway' && (typeof doc.gateway !== 'string' || doc.gateway.trim() === '')) throw new Error(`gateway key ${doc.keyId} does not name its gateway`)
   doc.history ??= []
   return doc
 }

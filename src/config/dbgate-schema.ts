@@ -541,7 +541,16 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
   const root = object({
     identity: optional(identity(opts)),
     bucket: optional(bucket()),
-    recording: withDefault(object({previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS)}), {previewRows: DEFAULT_PREVIEW_ROWS}),
+    recording: withDefault(
+      object({
+        previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS),
+        // Key ids or gateway names (src/audit/trust.ts); absent: every published key may sign.
+        trustedSigners: optional(
+          list(string({pattern: /^\S+$/, expected: 'a key id (32 hex digits) or a gateway name', fix: 'write the key id from keys/<key-id>.json, or the name of a gateway'}), {min: 1}),
+        ),
+      }),
+      {previewRows: DEFAULT_PREVIEW_ROWS, trustedSigners: undefined},
+    ),
     tunnel: withDefault(tunnelDefaults(), {
       maxMessageSize: DEFAULT_TUNNEL.maxMessageSize,
       maxStatementSize: DEFAULT_TUNNEL.maxStatementSize,
@@ -564,7 +573,7 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
     return {
       ...(raw.identity ? {identity: raw.identity} : {}),
       bucket: raw.bucket ?? {url: opts.defaultBucketUrl},
-      recording: raw.recording,
+      recording: {previewRows: raw.recording.previewRows, ...(raw.recording.trustedSigners ? {trustedSigners: raw.recording.trustedSigners} : {})},
       tunnel: tunnelConfig(raw.tunnel),
       targets,
     }

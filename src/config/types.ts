@@ -107,6 +107,8 @@ export interface BucketConfig {
 
 export interface RecordingConfig {
   previewRows: number
+  /** The only keys whose signatures `sessions verify` and `report` accept: key ids or gateway names. */
+  trustedSigners?: string[]
 }
 
 export interface TunnelConfig {
