@@ -72,6 +72,8 @@ export const ERROR_KINDS: Readonly<Record<string, Kind>> = {
   TARGET_AUTH_FAILED: failure,
   TARGET_REFUSED: failure,
   CATALOG_UNREADABLE: failure,
+  RDS_IAM_NEEDS_TLS: usage,
+  RDS_IAM_TOKEN_FAILED: failure,
   // The local listener (src/proxy/tunnel.ts)
   TunnelConfigError: usage,
   EADDRINUSE: {exit: EXIT_USAGE, next: 'The port is taken: choose another with --port, or omit --port for a free one.'},
