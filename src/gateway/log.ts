@@ -26,7 +26,7 @@ export interface GatewayLoggerOptions {
   level?: Level
   /** Where lines go; default standard output. */
   destination?: DestinationStream
-  /** Fields on every line, e.g. `{gateway: 'gw-eu-1', pid}`; redacted like any other field. */
+  /** Fields on every line besides `pid`, e.g. `{gateway: 'gw-eu-1'}`; redacted like any other field. */
   base?: Record<string, unknown>
 }
 
@@ -34,7 +34,7 @@ export function createGatewayLogger(options: GatewayLoggerOptions = {}): Logger 
   const logger = pino(
     {
       level: options.level ?? 'info',
-      base: options.base === undefined ? {pid: process.pid} : (scrubValue(options.base) as Record<string, unknown>),
+      base: {pid: process.pid, ...(scrubValue(options.base ?? {}) as Record<string, unknown>)},
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: {
         level: (label) => ({level: label}),

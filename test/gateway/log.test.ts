@@ -64,7 +64,7 @@ describe('gateway logs', () => {
     const {lines, destination} = capture()
     logEverything(createGatewayLogger({destination, base: {gateway: 'gw-1'}}))
     const records = lines.map((l) => JSON.parse(l) as Record<string, any>)
-    expect(records[0]).toMatchObject({level: 'info', gateway: 'gw-1', msg: `sign-in for alice with token ${REDACTED}`})
+    expect(records[0]).toMatchObject({level: 'info', gateway: 'gw-1', pid: process.pid, msg: `sign-in for alice with token ${REDACTED}`})
     expect(typeof records[0]!.time).toBe('string')
     expect(records[1]).toMatchObject({level: 'warn', target: 'prod', user: 'app_rw', password: REDACTED})
     expect(records[2]).toMatchObject({level: 'error', reason: 'token-expired', accessToken: REDACTED, nested: {deeper: [{refresh_token: REDACTED}]}})
