@@ -8,6 +8,7 @@ import tls from 'node:tls'
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi} from 'vitest'
 import {ConfigError} from '../../src/config/errors.js'
 import {parseConfigText} from '../../src/config/parse.js'
+import {summarizeTargets} from '../../src/config/targets.js'
 import type {TargetConfig} from '../../src/config/types.js'
 import {upstreamTargetOf} from '../../src/connect/open.js'
 import {connectUpstream, type UpstreamTarget} from '../../src/proxy/upstream.js'
@@ -96,6 +97,9 @@ describe('RDS IAM authentication: configuration', () => {
     const t = config(['host: db.abc.eu-west-1.rds.amazonaws.com', 'database: app', 'user: app_iam', 'password: {rdsIam: {region: eu-west-1, profile: prod-db}}', 'tls: verify-full'])
     expect(t.rdsIam).toEqual({region: 'eu-west-1', profile: 'prod-db'})
     expect(t.password).toBeUndefined()
+    // `dbgate targets` says how the password is supplied
+    const [summary] = summarizeTargets({recording: {previewRows: 5}, targets: {prod: t}} as unknown as Parameters<typeof summarizeTargets>[0])
+    expect(summary).toMatchObject({passwordKind: 'rds-iam', passwordSource: 'rdsIam:eu-west-1/prod-db'})
   })
 
   it('is refused without TLS, at the line of tls when written, and at the target when the default applies', () => {
