@@ -72,6 +72,8 @@ export const ERROR_KINDS: Readonly<Record<string, Kind>> = {
   TARGET_AUTH_FAILED: failure,
   TARGET_REFUSED: failure,
   CATALOG_UNREADABLE: failure,
+  RDS_IAM_NEEDS_TLS: usage,
+  RDS_IAM_TOKEN_FAILED: failure,
   // The local listener (src/proxy/tunnel.ts)
   TunnelConfigError: usage,
   // The gateway (src/gateway/gateway.ts)

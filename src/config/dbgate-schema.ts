@@ -51,6 +51,7 @@ import {
   type MaskingCategory,
   type MaskingStrategy,
   type McpConfig,
+  type RdsIamConfig,
   type RuleConfig,
   type SecretRef,
   type TargetConfig,
@@ -154,6 +155,27 @@ function path(baseDir: string, example: string): Schema<string> {
  * `env:VAR`, `file:/path` or `keychain:NAME`. A plain string is accepted as the secret itself but
  * warned about, because config files get committed and shared.
  */
+/** AWS region names: `eu-west-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-4`. */
+const AWS_REGION = /^[a-z]{2}(?:-[a-z]+)+-\d+$/
+
+const rdsIamPassword = object({
+  rdsIam: required(
+    object({
+      region: required(string({pattern: AWS_REGION, expected: 'an AWS region such as eu-west-1'}), 'eu-west-1'),
+      profile: optional(string({pattern: /^\S+$/, expected: 'an AWS profile name'})),
+    }),
+    '{region: eu-west-1}',
+  ),
+})
+
+/** A target's password: a secret source, or `{rdsIam: {region, profile?}}` for a token made per connection. */
+function password(baseDir: string): Schema<SecretRef | {rdsIam: RdsIamConfig}> {
+  return byShape<SecretRef | {rdsIam: RdsIamConfig}>(
+    {scalar: secretRef(baseDir), map: rdsIamPassword},
+    'a secret source (env:VAR, file:/path, keychain:NAME) or {rdsIam: {region: …}}',
+  )
+}
+
 function secretRef(baseDir: string): Schema<SecretRef> {
   const expected = 'a secret source: env:VAR, file:/path or keychain:NAME'
   return scalar(
@@ -464,7 +486,7 @@ function target(opts: SchemaOptions) {
       port: withDefault(integer({min: 1, max: 65535}), DEFAULT_PORT),
       database: required(string(), 'app'),
       user: required(string(), 'app_rw'),
-      password: optional(secretRef(opts.baseDir)),
+      password: optional(password(opts.baseDir)),
       tls: withDefault(oneOf(TLS_MODES), 'prefer'),
       tlsCa: optional(path(opts.baseDir, '/etc/ssl/db-ca.pem')),
       connectTimeout: withDefault(duration({min: 1000, max: 10 * 60_000}), DEFAULT_CONNECT_TIMEOUT_MS),
@@ -479,6 +501,17 @@ function target(opts: SchemaOptions) {
     },
     {
       check(t, _at, cx) {
+        if (t.password !== undefined && 'rdsIam' in t.password && t.tls !== 'require' && t.tls !== 'verify-full') {
+          // Located at `tls` when it is written, else at the target (its default, prefer, applies).
+          const {node, path} = cx.locate(t, 'tls')
+          cx.error(
+            'insecure',
+            node,
+            path,
+            `RDS IAM authentication (password: {rdsIam: …}) needs TLS to the database, and RDS refuses IAM tokens without it; tls is ${t.tls}`,
+            'set "tls: verify-full" with "tlsCa:" the RDS certificate bundle (or at least "tls: require")',
+          )
+        }
         if (t.tlsCa !== undefined && (t.tls === 'disable' || t.tls === 'prefer')) {
           const {node, path} = cx.locate(t, 'tlsCa')
           cx.report('warning', 'ineffective', node, path, `tlsCa has no effect with tls: ${t.tls}; the server certificate is not verified`, 'set "tls: verify-full" (or require), or remove tlsCa')
@@ -523,7 +556,7 @@ function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, cx: Context)
     port: t.port,
     database: t.database,
     user: t.user,
-    ...(t.password ? {password: t.password} : {}),
+    ...(t.password && 'rdsIam' in t.password ? {rdsIam: t.password.rdsIam} : t.password ? {password: t.password} : {}),
     tls: t.tls,
     ...(t.tlsCa !== undefined ? {tlsCa: t.tlsCa} : {}),
     connectTimeoutMs: t.connectTimeout,
@@ -601,7 +634,16 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
     server: optional(server(opts)),
     identity: optional(identity(opts)),
     bucket: optional(bucket()),
-    recording: withDefault(object({previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS)}), {previewRows: DEFAULT_PREVIEW_ROWS}),
+    recording: withDefault(
+      object({
+        previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS),
+        // Key ids or gateway names (src/audit/trust.ts); absent: every published key may sign.
+        trustedSigners: optional(
+          list(string({pattern: /^\S+$/, expected: 'a key id (32 hex digits) or a gateway name', fix: 'write the key id from keys/<key-id>.json, or the name of a gateway'}), {min: 1}),
+        ),
+      }),
+      {previewRows: DEFAULT_PREVIEW_ROWS, trustedSigners: undefined},
+    ),
     tunnel: withDefault(tunnelDefaults(), {
       maxMessageSize: DEFAULT_TUNNEL.maxMessageSize,
       maxStatementSize: DEFAULT_TUNNEL.maxStatementSize,
@@ -639,7 +681,7 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
       ...(raw.gateway ? {gateway: raw.gateway} : {}),
       ...(raw.identity ? {identity: raw.identity} : {}),
       bucket: raw.bucket ?? {url: opts.defaultBucketUrl},
-      recording: raw.recording,
+      recording: {previewRows: raw.recording.previewRows, ...(raw.recording.trustedSigners ? {trustedSigners: raw.recording.trustedSigners} : {})},
       tunnel: tunnelConfig(raw.tunnel),
       targets,
     }

@@ -107,6 +107,8 @@ export interface BucketConfig {
 
 export interface RecordingConfig {
   previewRows: number
+  /** The only keys whose signatures `sessions verify` and `report` accept: key ids or gateway names. */
+  trustedSigners?: string[]
 }
 
 export interface TunnelConfig {
@@ -171,6 +173,11 @@ export interface ApprovalsConfig {
   webhook?: string
 }
 
+export interface RdsIamConfig {
+  region: string
+  profile?: string
+}
+
 export interface TargetConfig {
   name: string
   host: string
@@ -178,6 +185,8 @@ export interface TargetConfig {
   database: string
   user: string
   password?: SecretRef
+  /** Set by `password: {rdsIam: …}`: the password is an AWS RDS IAM token, made for every upstream connection. */
+  rdsIam?: RdsIamConfig
   tls: TlsMode
   /** Absolute path; relative paths in the file are resolved against the file's directory. */
   tlsCa?: string

@@ -11,6 +11,7 @@ import {buildTunnelHooks, type TunnelHooksContext} from '../pipeline/index.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
 import {Tunnel, type TunnelAddress, type TunnelListen} from '../proxy/tunnel.js'
 import {connectUpstream, type UpstreamTarget} from '../proxy/upstream.js'
+import {RdsIamNeedsTlsError, rdsIamTokenSource} from './rds-iam.js'
 import {serialize} from 'pg-protocol'
 import {formatDuration} from '../util/duration.js'
 import {describeTargetFailure} from './target-errors.js'
@@ -86,13 +87,24 @@ async function checkTarget(upstream: UpstreamTarget): Promise<void> {
   session.socket.end(serialize.end())
 }
 
-/** Turns a configured target into what the tunnel dials, resolving the password source now. */
+/**
+ * Turns a configured target into what the tunnel dials, resolving the password source now, or
+ * giving a function that makes an RDS IAM token for each upstream connection.
+ */
 export async function upstreamTargetOf(target: TargetConfig, secrets: SecretContext = {}): Promise<UpstreamTarget> {
   const password = target.password
     ? await resolveSecret(target.password, {target: target.name, keyPath: `targets.${target.name}.password`, ...secrets})
     : undefined
   const tlsCa = target.tlsCa ? await readFile(target.tlsCa, 'utf8') : undefined
-  return {host: target.host, port: target.port, database: target.database, user: target.user, password, tls: target.tls, tlsCa, connectTimeoutMs: target.connectTimeoutMs}
+  const at = {host: target.host, port: target.port, database: target.database, user: target.user, tls: target.tls, tlsCa, connectTimeoutMs: target.connectTimeoutMs}
+  if (target.rdsIam) {
+    // The schema refuses this already; checked again for targets built elsewhere (a gateway's config).
+    if (target.tls !== 'require' && target.tls !== 'verify-full') {
+      throw new RdsIamNeedsTlsError(target.name, target.tls)
+    }
+    return {...at, password: rdsIamTokenSource(at, target.rdsIam)}
+  }
+  return {...at, password}
 }
 
 function listenOf(req: ListenRequest = {}): TunnelListen {

@@ -10,6 +10,7 @@ import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {loadKeyRing} from '../../src/audit/signing.js'
 import {verifySession} from '../../src/audit/verify.js'
+import {signerTrust} from '../../src/audit/trust.js'
 import {openBucket} from '../../src/bucket/index.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import type {GatewayObserver, SignInFailure, StatementDecision} from '../../src/gateway/observer.js'
@@ -162,7 +163,9 @@ describe('dbgate gateway', () => {
       const text = gunzipSync((await bucket.get(log)).body).toString('utf8')
       expect(text).toContain('"email":"alice@example.com"')
       expect(text).not.toContain(aliceToken)
-      const result = verifySession(text, keys)
+      // A gateway signs for everyone it serves: its sessions verify only for an auditor who names it.
+      expect(verifySession(text, keys).problems.map((p) => p.code)).toContain('UNTRUSTED_SIGNER')
+      const result = verifySession(text, keys, {trust: signerTrust(['gw-test'], undefined)})
       expect(result.problems).toEqual([])
       expect(result.keyIds).toEqual([gw.signingKeyId])
     }
