@@ -133,11 +133,11 @@ describe('trusted signers (verifySession)', () => {
     const b = new FileBucket(await tempDir('dbgate-bucket-'))
     await publishGatewayKey(b, gateway, 'gw-prod')
     const doc = JSON.parse((await b.get(keyObjectKey(gateway.keyId))).body.toString()) as Record<string, unknown>
-    delete doc.gateway
+    doc.signer = {kind: 'gateway'}
     await b.put(keyObjectKey(gateway.keyId), JSON.stringify(doc))
     const {keys: ring, errors} = await loadKeyRing(b)
     expect(ring.size).toBe(0)
-    expect(errors).toEqual([{key: keyObjectKey(gateway.keyId), message: `gateway key ${gateway.keyId} does not name its gateway`}])
+    expect(errors).toEqual([{key: keyObjectKey(gateway.keyId), message: `key ${gateway.keyId} has a signer that is not {kind: gateway, name}`}])
   })
 })
 
