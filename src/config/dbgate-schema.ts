@@ -599,8 +599,17 @@ function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
       maxSessionDuration: withDefault(duration({min: 1000}), DEFAULT_MAX_SESSION_DURATION_MS),
       sessionOutlivesToken: withDefault(boolean(), false),
       pipelineIdle: withDefault(duration({min: 0, max: 3600_000}), DEFAULT_PIPELINE_IDLE_MS),
+      mcp: optional(
+        object({
+          publicUrl: required(string({pattern: /^https:\/\/[^/\s?#]+$/, expected: 'the https:// origin agents reach the API at, such as https://gw.example.com:8443 (no path)'}), 'https://gw.example.com:8443'),
+          allowedOrigins: withDefault(list(string({pattern: /^https?:\/\/[^/\s]+$/, expected: 'a browser origin such as https://app.example.com'})), []),
+          maxSessions: withDefault(integer({min: 1, max: 100_000}), 200),
+        }),
+      ),
     }),
-    (v) => ({
+    (v, at, cx, node) => {
+      if (v.mcp && !v.api) return cx.error('missing-key', node, at.path, 'server.mcp serves agents on the HTTPS API listener, but server.api is not set', 'add server.api: 0.0.0.0:8443 (and make server.mcp.publicUrl the address agents reach it at)')
+      return {
       name: v.name ?? hostname(),
       listen: v.listen,
       tls: v.tls,
@@ -610,7 +619,9 @@ function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
       maxSessionDurationMs: v.maxSessionDuration,
       sessionOutlivesToken: v.sessionOutlivesToken,
       pipelineIdleMs: v.pipelineIdle,
-    }),
+      ...(v.mcp ? {mcp: v.mcp} : {}),
+    }
+    },
   )
 }
 

@@ -224,6 +224,18 @@ export interface GatewayServerConfig {
   sessionOutlivesToken: boolean
   /** How long a pipeline (catalog connection, recorder, approval poller) outlives its last session. */
   pipelineIdleMs: number
+  /** Remote MCP for agents on the API listener (docs/agents.md); absent: none. */
+  mcp?: GatewayMcpConfig
+}
+
+/** `server.mcp`: the MCP tools over Streamable HTTP, the gateway acting as an OAuth resource server. */
+export interface GatewayMcpConfig {
+  /** The origin agents reach the API at; the resource URL of a target is `<publicUrl>/mcp/<target>`. */
+  publicUrl: string
+  /** Browser origins allowed to call (requests with any other Origin header are refused). */
+  allowedOrigins: string[]
+  /** MCP sessions open at once. */
+  maxSessions: number
 }
 
 /**

@@ -3,6 +3,7 @@
  * here later). `GET /v1/targets` with `Authorization: Bearer <token>` answers which targets that
  * identity may use, so `dbgate targets` needs no target definitions on the client side.
  */
+import type {IncomingMessage, ServerResponse} from 'node:http'
 import https from 'node:https'
 import type {AddressInfo} from 'node:net'
 import {readFile} from 'node:fs/promises'
@@ -18,6 +19,8 @@ export interface GatewayApiOptions {
   identity: IdentityConfig
   targets: Record<string, TargetConfig>
   ready: () => boolean
+  /** Serves what else lives on this listener (remote MCP); returns false for paths it does not own. */
+  handle?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>
   now?: () => Date
   log: (level: 'info' | 'warn' | 'error', message: string) => void
 }
@@ -42,6 +45,19 @@ export interface TargetsResponse {
 
 export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayApi> {
   const server = https.createServer(await tlsOptions(opts.tls), (req, res) => {
+    if (opts.handle) {
+      opts.handle(req, res).then(
+        (handled) => handled || api(req, res),
+        (error: Error) => {
+          opts.log('error', `API request failed: ${error.message}`)
+          if (!res.headersSent) res.writeHead(500, {'content-type': 'application/json'}).end('{"error":"internal"}\n')
+        },
+      )
+      return
+    }
+    api(req, res)
+  })
+  function api(req: IncomingMessage, res: ServerResponse): void {
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store', ...headers})
       res.end(JSON.stringify(body) + '\n')
@@ -64,7 +80,7 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
       },
       (error: Error) => send(500, {error: 'internal', message: error.message}),
     )
-  })
+  }
   server.on('tlsClientError', () => {})
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

@@ -25,6 +25,8 @@ import {formatDuration} from '../config/units.js'
 import {keyDir, userDir} from '../util/paths.js'
 import {startGatewayApi, type GatewayApi} from './api.js'
 import type {GatewayObserver, ReadinessCheck, StatementDecision} from './observer.js'
+import {startGatewayMcp} from './mcp.js'
+import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'
 import {GatewayServer, type GatewayConnection} from './server.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
@@ -196,16 +198,33 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
 
   const server = new GatewayServer({listen: settings.listen, secureContext: () => tlsContext, authenticate, observer, log, authTimeoutMs: config.tunnel.authTimeoutMs, maxMessageSize: config.tunnel.maxMessageSize})
   let api: GatewayApi | undefined
+  let mcp: McpHttp | undefined
   try {
     await server.listen()
-    if (settings.api) api = await startGatewayApi({listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, now: opts.now, log})
+    mcp = settings.mcp
+      ? startGatewayMcp({
+          settings: settings.mcp,
+          config,
+          identity: identityConfig,
+          targets: () => targetConfigs,
+          served: (name) => targets.get(name),
+          ready: () => idp.ok,
+          env,
+          observer,
+          observe: (hooks, target) => observed(hooks, target, observer),
+          now: opts.now,
+          log,
+        })
+      : undefined
+    if (settings.api) api = await startGatewayApi({listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log})
   } catch (error) {
     clearTimeout(idpTimer)
     await server.close(0)
+    await mcp?.close()
     await pipelines.close()
     throw error
   }
-  log('info', `gateway ${settings.name} listening on ${server.address.host}:${server.address.port}${api ? `, API on https://${api.address.host}:${api.address.port}` : ''}`)
+  log('info', `gateway ${settings.name} listening on ${server.address.host}:${server.address.port}${api ? `, API on https://${api.address.host}:${api.address.port}` : ''}${mcp ? `, remote MCP at ${settings.mcp!.publicUrl}/mcp/<target>` : ''}`)
 
   return {
     address: server.address,
@@ -229,7 +248,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     async close(graceMs = 5000) {
       clearTimeout(idpTimer)
       readyWaiters = []
-      await Promise.all([server.close(graceMs), api?.close()])
+      await Promise.all([server.close(graceMs), api?.close(), mcp?.close()])
       await pipelines.close()
     },
   }

@@ -23,8 +23,8 @@ import {createDbgateMcp, type DbgateMcp} from './server.js'
 /** The outcome of checking one bearer token for one target. */
 export type BearerCheck =
   | {ok: true; identity: Identity}
-  /** 401 `invalid_token` (expired, wrong audience, …) or 403 `insufficient_scope` (outside the target's `allow`). */
-  | {ok: false; status: 401 | 403; description: string}
+  /** 401 `invalid_token` (expired, wrong audience, …), 403 `insufficient_scope` (outside the target's `allow`), 503 not ready. */
+  | {ok: false; status: 401 | 403 | 503; description: string}
 
 export interface OpenRemoteEndpoint {
   identity: Identity
@@ -159,6 +159,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const check = await opts.authenticate(bearer, target).catch(
       (e: Error): BearerCheck => ({ok: false, status: 401, description: `the token could not be verified (${e.message})`}),
     )
+    if (!check.ok && check.status === 503) return rpcError(res, 503, `dbgate: ${check.description}`, {'retry-after': '5'})
     if (!check.ok) {
       const code = check.status === 403 ? 'insufficient_scope' : 'invalid_token'
       return rpcError(res, check.status, `dbgate: ${check.description}`, challenge(target.name, {code, description: check.description}))

@@ -1,0 +1,108 @@
+/**
+ * Remote MCP on the gateway (`server.mcp`): the MCP tools over Streamable HTTP on the API listener
+ * (src/mcp/http.ts), for agent platforms that cannot start `dbgate mcp` themselves.
+ *
+ * The bearer token is checked exactly as a PostgreSQL sign-in's password is (sign-in.ts: signature,
+ * issuer, audience, expiry, then the target's `allow`). The tools' SQL then runs through the same
+ * pipeline as every gateway session, built for this identity and this agent (so `client: mcp`
+ * rules, read-only mode and agent recording apply), behind an in-process tunnel on a private unix
+ * socket whose secret never leaves the process. The agent's token never reaches the database.
+ */
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import type {DbgateConfig, GatewayMcpConfig, TargetConfig} from '../config/types.js'
+import {buildTunnelHooks} from '../connect/hooks.js'
+import {identityApplicationName} from '../connect/identity.js'
+import {dbgateVersion} from '../connect/recording.js'
+import type {IdentityConfig} from '../identity/config.js'
+import {createMcpHttp, type BearerCheck, type McpHttp, type OpenRemoteEndpoint} from '../mcp/http.js'
+import type {SqlEndpoint} from '../mcp/endpoint.js'
+import type {ProxyHooks} from '../proxy/hooks.js'
+import {Tunnel} from '../proxy/tunnel.js'
+import type {UpstreamTarget} from '../proxy/upstream.js'
+import type {GatewayObserver} from './observer.js'
+import {pickTarget, verifySignIn} from './sign-in.js'
+
+export interface GatewayMcpOptions {
+  settings: GatewayMcpConfig
+  config: DbgateConfig
+  identity: IdentityConfig
+  /** The targets the gateway serves, as resolved at start (published policy applied). */
+  targets: () => Record<string, TargetConfig>
+  served(name: string): {upstream: UpstreamTarget; policy: {hash: string; version: string}} | undefined
+  /** Whether the IdP's signing keys are loaded. */
+  ready: () => boolean
+  env: NodeJS.ProcessEnv
+  observer?: GatewayObserver
+  /** Wraps a session's hooks so the gateway's metrics count them like any other session's. */
+  observe: (hooks: ProxyHooks, target: string) => ProxyHooks
+  now?: () => Date
+  log: (level: 'info' | 'warn' | 'error', message: string) => void
+}
+
+export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
+  const authenticate = async (token: string, target: TargetConfig): Promise<BearerCheck> => {
+    if (!opts.ready()) return {ok: false, status: 503, description: "the gateway has not loaded the identity provider's signing keys yet; try again shortly"}
+    const verified = await verifySignIn(opts.identity, token, opts.now)
+    if (!verified.ok) {
+      opts.observer?.signInFailed(verified.refusal.reason)
+      return {ok: false, status: 401, description: `${verified.refusal.error.message.replace(/^dbgate: /, '')}${verified.refusal.error.hint ? ` ${verified.refusal.error.hint}` : ''}`}
+    }
+    const picked = pickTarget(opts.targets(), target.name, verified.identity)
+    if (!picked.ok) {
+      opts.observer?.signInFailed(picked.refusal.reason)
+      const status = picked.refusal.reason === 'not-allowed' ? 403 : 401
+      return {ok: false, status, description: `${picked.refusal.error.message.replace(/^dbgate: /, '')}${picked.refusal.error.hint ? ` ${picked.refusal.error.hint}` : ''}`}
+    }
+    return {ok: true, identity: verified.identity}
+  }
+
+  const openEndpoint = async ({identity, target, agent}: OpenRemoteEndpoint): Promise<SqlEndpoint> => {
+    const served = opts.served(target.name)
+    if (!served) throw new Error(`the gateway no longer serves target ${target.name}`)
+    const hooks = await buildTunnelHooks({config: opts.config, target, identity, env: opts.env, log: opts.log, policy: served.policy, upstream: served.upstream, agent})
+    const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gateway-mcp-'))
+    const tunnel = new Tunnel({
+      target: served.upstream,
+      listen: {kind: 'unix', path: dir},
+      hooks: opts.observe(hooks, target.name),
+      maxMessageSize: target.tunnel.maxMessageSize,
+      limits: {authTimeoutMs: target.tunnel.authTimeoutMs, maxClientConnections: 4, maxUpstreamSessions: 2, upstreamQueueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs},
+      applicationName: (app) => identityApplicationName(identity, app),
+      log: opts.log,
+    })
+    let address
+    try {
+      address = await tunnel.listen()
+    } catch (error) {
+      await hooks.dispose?.()
+      await rm(dir, {recursive: true, force: true})
+      throw error
+    }
+    let resolveClosed!: () => void
+    const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
+    return {
+      clientConfig: () => ({host: address.pgHost, port: address.port, user: served.upstream.user, password: tunnel.secret, database: served.upstream.database, ssl: false}),
+      identity: () => identity,
+      closed,
+      close: async () => {
+        await tunnel.close(1000)
+        await rm(dir, {recursive: true, force: true})
+        resolveClosed()
+      },
+    }
+  }
+
+  return createMcpHttp({
+    publicOrigin: opts.settings.publicUrl,
+    authorizationServers: [opts.identity.issuer],
+    target: (name) => opts.targets()[name],
+    authenticate,
+    openEndpoint,
+    allowedOrigins: opts.settings.allowedOrigins,
+    maxSessions: opts.settings.maxSessions,
+    version: dbgateVersion(),
+    log: opts.log,
+  })
+}

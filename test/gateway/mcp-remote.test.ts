@@ -1,0 +1,153 @@
+import {readdirSync, readFileSync} from 'node:fs'
+import {gunzipSync} from 'node:zlib'
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {Client} from '@modelcontextprotocol/sdk/client/index.js'
+import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import {Agent, fetch as undiciFetch} from 'undici'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
+import {getIdentity} from '../../src/identity/session.js'
+import {openTokenStore} from '../../src/identity/token-store.js'
+import {isolatedEnv, targetConfigText} from '../helpers/open.js'
+import {withClient} from '../helpers/pg.js'
+import {people, type People} from '../approvals/helpers.js'
+import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
+import {textOf} from '../mcp/helpers.js'
+import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {waitFor} from '../identity/helpers.js'
+
+const PUBLIC_URL = 'https://gw.test:8443'
+
+/**
+ * Remote MCP on the gateway, as an agent platform uses it: the official MCP client over Streamable
+ * HTTP to the gateway's HTTPS API, with a bearer token from the real IdP and nothing else — no
+ * local process, no database credentials. The gateway is the OAuth resource server.
+ */
+describe('remote MCP on the gateway', () => {
+  let p: People
+  let pki: TestPki
+  let fx: MaskingFixture
+  let gw: RunningGateway
+  let dir: string
+  let dispatcher: Agent
+  const tokens: Record<string, string> = {}
+  const clients: Client[] = []
+
+  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const base = () => `https://localhost:${gw.api!.port}`
+
+  beforeAll(async () => {
+    ;[p, pki, fx] = await Promise.all([people(), makePki(), maskingFixture()])
+    dispatcher = new Agent({connect: {ca: readFileSync(pki.ca, 'utf8')}})
+    for (const u of ['alice', 'carol', 'dave']) {
+      await p.login(u)
+      tokens[u] = (await getIdentity(p.f.config, {env: p.env(u), store: openTokenStore({env: p.env(u)})})).token
+    }
+    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gw-mcp-'))
+    const env = {...isolatedEnv(), TEST_APP_PASSWORD: fx.db.password}
+    const loaded = gatewayConfig({
+      pki,
+      dir,
+      issuer: p.f.dev.issuer,
+      clientId: p.f.dev.cliClientId,
+      env,
+      server: [`mcp: {publicUrl: ${PUBLIC_URL}}`],
+      targets: [...targetConfigText('app', fx.db, 'allow: [engineering]'), ...targetConfigText('rw', fx.db, 'allow: [engineering]\nmcp: {mode: read-write}')],
+    })
+    gw = await startGateway({loaded, env})
+  })
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close().catch(() => {})))
+    await gw?.close(500)
+    await dispatcher?.close()
+    await fx?.close()
+    await p?.close()
+    if (dir) await rm(dir, {recursive: true, force: true})
+  })
+
+  const agent = async (token: string, target = 'app') => {
+    const client = new Client({name: 'hosted-agent', version: '2.0'})
+    const transport = new StreamableHTTPClientTransport(new URL(`${base()}/mcp/${target}`), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${token}`}}})
+    await client.connect(transport)
+    clients.push(client)
+    return {client, transport, call: async (name: string, args: Record<string, unknown> = {}) => (await client.callTool({name, arguments: args})) as CallToolResult}
+  }
+
+  /** Every recording the gateway has written so far, spooled or shipped. */
+  const recorded = (): string[] =>
+    readdirSync(dir, {recursive: true, encoding: 'utf8'})
+      .filter((f) => f.endsWith('.jsonl') || f.endsWith('.jsonl.gz'))
+      .map((f) => {
+        const bytes = readFileSync(path.join(dir, f))
+        return f.endsWith('.gz') ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8')
+      })
+
+  const post = (target: string, headers: Record<string, string>, body: unknown = {jsonrpc: '2.0', id: 1, method: 'initialize', params: {protocolVersion: '2025-06-18', capabilities: {}, clientInfo: {name: 'x', version: '1'}}}) =>
+    fetchWithCa(`${base()}/mcp/${target}`, {method: 'POST', headers: {'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers}, body: JSON.stringify(body)})
+
+  it('publishes RFC 9728 metadata and challenges a request without a token to fetch it', async () => {
+    const res = await post('app', {})
+    expect(res.status).toBe(401)
+    const metaUrl = /resource_metadata="([^"]+)"/.exec(res.headers.get('www-authenticate') ?? '')?.[1]
+    expect(metaUrl).toBe(`${PUBLIC_URL}/.well-known/oauth-protected-resource/mcp/app`)
+    const meta = (await (await fetchWithCa(`${base()}${new URL(metaUrl!).pathname}`)).json()) as Record<string, unknown>
+    expect(meta).toMatchObject({resource: `${PUBLIC_URL}/mcp/app`, authorization_servers: [p.f.dev.issuer], bearer_methods_supported: ['header']})
+  })
+
+  it('refuses bad tokens and people outside the target with the OAuth error the spec names', async () => {
+    const [h, b] = tokens.alice!.split('.')
+    const unsigned = `${Buffer.from(JSON.stringify({alg: 'none', typ: 'JWT'})).toString('base64url')}.${b}.`
+    for (const bad of [`${h}.${b}.${'A'.repeat(40)}`, unsigned, 'not-a-token']) {
+      const res = await post('app', {authorization: `Bearer ${bad}`})
+      expect(res.status).toBe(401)
+      expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
+    }
+    const outside = await post('app', {authorization: `Bearer ${tokens.carol}`})
+    expect(outside.status).toBe(403)
+    expect(outside.headers.get('www-authenticate')).toContain('error="insufficient_scope"')
+    expect(await outside.text()).toContain('engineering')
+  })
+
+  it('runs the tools through the gateway pipeline for the token\'s owner: masked, guarded, read-only, recorded as the agent', async () => {
+    const a = await agent(tokens.alice!)
+    const rows = await a.call('query', {sql: 'select c.*, n.body from customers c, notes n'})
+    if (rows.isError) throw new Error(textOf(rows))
+    expect((rows.structuredContent as {rows: unknown[]}).rows.length).toBeGreaterThan(3)
+    expect(leaked(textOf(rows), fx.secrets)).toEqual([])
+
+    const drop = await a.call('query', {sql: 'drop table customers'})
+    expect(drop.isError).toBe(true)
+    const write = await a.call('query', {sql: "update notes set body = 'x' where id = 4"})
+    expect(write.isError).toBe(true)
+    expect(textOf(write)).toMatch(/read-only|only read/i)
+    const body = await withClient(fx.db.url, async (c) => (await c.query('select body from notes where id = 4')).rows[0].body as string)
+    expect(body).toBe('nothing to see here')
+
+    // The database saw the person and the agent, never the token.
+    const apps = await withClient(fx.db.url, async (c) => (await c.query("select application_name from pg_stat_activity where application_name like 'dbgate/%'")).rows.map((r) => r.application_name as string))
+    expect(apps.some((n) => n.startsWith('dbgate/alice@example.com') && n.includes('hosted-agent'))).toBe(true)
+
+    // The session is recorded as alice's, run by the agent, in the gateway's own spool or bucket.
+    await waitFor(() => recorded().some((t) => t.includes('"session.start"') && t.includes('alice@example.com') && /"agent":\{"client":"mcp","name":"hosted-agent"/.test(t)), 15_000)
+  })
+
+  it('lets an agent write where the target allows it', async () => {
+    const a = await agent(tokens.alice!, 'rw')
+    const write = await a.call('query', {sql: "update notes set body = 'seen' where id = 4"})
+    if (write.isError) throw new Error(textOf(write))
+    const body = await withClient(fx.db.url, async (c) => (await c.query('select body from notes where id = 4')).rows[0].body as string)
+    expect(body).toBe('seen')
+  })
+
+  it('binds an MCP session to the person who opened it', async () => {
+    const a = await agent(tokens.alice!)
+    const sessionId = a.transport.sessionId!
+    const hijack = await post('app', {authorization: `Bearer ${tokens.dave}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18'}, {jsonrpc: '2.0', id: 2, method: 'tools/list'})
+    expect(hijack.status).toBe(403)
+    expect(await hijack.text()).toContain('belongs to someone else')
+  })
+})
