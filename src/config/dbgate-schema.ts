@@ -6,7 +6,7 @@
 import {hostname} from 'node:os'
 import {isAbsolute, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
-import type {Node} from 'yaml'
+import {isMap, type Node} from 'yaml'
 import {
   INVALID,
   boolean,
@@ -608,7 +608,7 @@ function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
       ),
     }),
     (v, at, cx, node) => {
-      if (v.mcp && !v.api) return cx.error('missing-key', node, at.path, 'server.mcp serves agents on the HTTPS API listener, but server.api is not set', 'add server.api: 0.0.0.0:8443 (and make server.mcp.publicUrl the address agents reach it at)')
+      if (v.mcp && !v.api) return cx.error('missing-key', isMap(node) ? (node.get('mcp', true) as Node) : node, [...at.path, 'mcp'], 'server.mcp serves agents on the HTTPS API listener, but server.api is not set', 'add server.api: 0.0.0.0:8443 (and make server.mcp.publicUrl the address agents reach it at)')
       return {
       name: v.name ?? hostname(),
       listen: v.listen,

@@ -8,6 +8,7 @@ import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/st
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import {Agent, fetch as undiciFetch} from 'undici'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {parseConfigText} from '../../src/config/parse.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import {getIdentity} from '../../src/identity/session.js'
 import {openTokenStore} from '../../src/identity/token-store.js'
@@ -149,5 +150,25 @@ describe('remote MCP on the gateway', () => {
     const hijack = await post('app', {authorization: `Bearer ${tokens.dave}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18'}, {jsonrpc: '2.0', id: 2, method: 'tools/list'})
     expect(hijack.status).toBe(403)
     expect(await hijack.text()).toContain('belongs to someone else')
+  })
+})
+
+describe('server.mcp configuration', () => {
+  const parse = (serverLines: string[]) =>
+    parseConfigText(['server:', '  tls: {cert: /etc/dbgate/tls.crt, key: /etc/dbgate/tls.key}', ...serverLines.map((l) => `  ${l}`), 'targets:', '  app: {host: db, database: app, user: app, allow: [x]}', ''].join('\n'), '/etc/dbgate/gateway.yaml')
+
+  it('names the missing API listener and the bad public URL, with file and line', () => {
+    const issue = (lines: string[]) => {
+      try {
+        parse(lines)
+      } catch (e) {
+        return (e as {issues: {line: number; keyPath: string; message: string}[]}).issues[0]
+      }
+      throw new Error('no error')
+    }
+    expect(issue(['mcp: {publicUrl: https://gw.example.com:8443}'])).toMatchObject({line: 3, keyPath: 'server.mcp', message: expect.stringContaining('server.api is not set')})
+    expect(issue(['api: 0.0.0.0:8443', 'mcp: {publicUrl: http://gw.example.com/mcp}'])).toMatchObject({line: 4, keyPath: 'server.mcp.publicUrl', message: expect.stringContaining('https:// origin')})
+    const ok = parse(['api: 0.0.0.0:8443', 'mcp: {publicUrl: https://gw.example.com:8443}']).config.server!
+    expect(ok.mcp).toEqual({publicUrl: 'https://gw.example.com:8443', allowedOrigins: [], maxSessions: 200})
   })
 })
