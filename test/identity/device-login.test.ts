@@ -7,7 +7,8 @@ import {deviceLogin} from '../../src/identity/device-login.js'
 import {clearDiscoveryCache} from '../../src/identity/oidc.js'
 import {getIdentity} from '../../src/identity/session.js'
 import {storeKey} from '../../src/identity/token-store.js'
-import {fixture, loginAs, waitFor, type Fixture} from './helpers.js'
+import {fixture, loginAs, type Fixture} from './helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 let f: Fixture
 beforeAll(async () => {
@@ -58,9 +59,9 @@ describe('device login', () => {
       user: 'bob',
       // pending first, then one slow_down, then approve: the next poll must come ≥ 5 s later.
       beforeApprove: async () => {
-        await waitFor(seen('authorization_pending'))
+        await waitFor(seen('authorization_pending'), 'the IdP has answered authorization_pending')
         f.dev.slowDownNext(1)
-        await waitFor(seen('slow_down'))
+        await waitFor(seen('slow_down'), 'the IdP has answered slow_down')
       },
     })
     expect(result.identity.subject).toBe('bob')

@@ -175,7 +175,7 @@ describe('dbgate mcp', () => {
     for (const sql of ['drop table customers', 'delete from customers', 'delete from customers where true', 'insert into notes values (99, $$x$$)', 'update notes set body = body where id = 1', 'truncate notes']) {
       const r = await a.call('query', {sql})
       expect(r.isError, sql).toBe(true)
-      expect(textOf(r), sql).toMatch(/denied by rule (agent\.read-only|default\.)/)
+      expect(textOf(r), sql).toMatch(/denied by rule agent\.read-only: /)
       expect(textOf(r), sql).toMatch(/policy refused this statement before it reached the database/)
       expect(await lastSeen(), sql).not.toContain(sql)
     }
