@@ -1,4 +1,4 @@
-import {fingerprintSync, loadModule, normalizeSync} from 'libpg-query'
+import {fingerprintSync, normalizeSync} from '../sql/parser.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import type {ProtocolPath, StatementEvent} from '../proxy/hooks.js'
 
@@ -148,13 +148,6 @@ export interface StatementDetails {
   params?: (string | null)[]
   /** Replaces `event.error`: the error as the client received it, masked like its results. */
   error?: {code: string; message: string}
-}
-
-let parserReady: Promise<void> | undefined
-/** libpg-query's sync API needs its WASM module loaded once. */
-export function ensureParser(): Promise<void> {
-  parserReady ??= loadModule()
-  return parserReady
 }
 
 type Normalized = {normalized: string | null; fingerprint: string | null}
