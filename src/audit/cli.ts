@@ -47,10 +47,10 @@ export async function readKeyFiles(paths: readonly string[]): Promise<KeyRing> {
       throw new Error(`cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}; --key takes a keys/<key-id>.json file copied from the bucket`)
     }
     try {
-      const doc = parsePublishedKey(text)
+      const doc = parsePublishedKey(text, `key file ${path}`)
       keys.set(doc.keyId, doc)
     } catch (err) {
-      throw new Error(`${path}: ${(err as Error).message}; --key takes a keys/<key-id>.json file copied from the bucket`)
+      throw new Error(`${(err as Error).message}; --key takes a keys/<key-id>.json file copied from the bucket`)
     }
   }
   return keys
