@@ -9,7 +9,7 @@
 import {canonicalJson} from '../util/canonical-json.js'
 import {createHash, randomBytes} from 'node:crypto'
 import {isBucketError, OBJECT_EXISTS, OBJECT_NOT_FOUND, type Bucket} from '../bucket/index.js'
-import {parseDocument} from '../util/document.js'
+import {DocumentError, parseDocument} from '../util/document.js'
 import type {z} from 'zod'
 import {ApprovalDecisionSchema, ApprovalOutcomeSchema, ApprovalRequestSchema, type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type ApprovalWindow, type RequestView} from './types.js'
 
@@ -122,6 +122,8 @@ export interface ListOptions {
   now?: Date
   /** Only requests created after this (default: the last 24 hours). */
   since?: Date
+  /** Told of each record that is not valid (which, which field, what was expected); it is left out. */
+  onInvalid?: (message: string) => void
 }
 
 /** Every request with its state, newest first. */
@@ -131,12 +133,16 @@ export async function listRequests(bucket: Bucket, opts: ListOptions = {}): Prom
   const [requests, decided, settled] = await Promise.all([collect(bucket, 'approvals/requests/', since), names(bucket, 'approvals/decisions/'), names(bucket, 'approvals/outcomes/')])
   const views = await Promise.all(
     requests.map(async (id): Promise<RequestView | undefined> => {
-      // A record that is not valid is left out of the list: nothing in it can be shown as true.
-      const request = await readRequest(bucket, id).catch(() => undefined)
+      // A record that is not valid is left out of the list (nothing in it can be shown as true), and said so.
+      const leftOut = (e: unknown) => {
+        if (e instanceof DocumentError) opts.onInvalid?.(`${e.message}; left out`)
+        return undefined
+      }
+      const request = await readRequest(bucket, id).catch(leftOut)
       if (!request || request.id !== id) return undefined
       const [decision, outcome] = await Promise.all([
-        decided.has(id) ? readDecision(bucket, id).catch(() => undefined) : undefined,
-        settled.has(id) ? readOutcome(bucket, id).catch(() => undefined) : undefined,
+        decided.has(id) ? readDecision(bucket, id).catch(leftOut) : undefined,
+        settled.has(id) ? readOutcome(bucket, id).catch(leftOut) : undefined,
       ])
       return {request, decision, outcome, state: stateOf(request, decision, outcome, now)}
     }),

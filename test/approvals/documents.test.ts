@@ -47,8 +47,15 @@ describe('approval records read from the bucket', () => {
     await put(requestKey('apr-good0001'), JSON.stringify(request('apr-good0001')))
     await put(requestKey('apr-norequester'), JSON.stringify({...request('apr-norequester'), requester: undefined}))
     await put(decisionKey('apr-good0001'), 'this is not a decision')
-    const views = await listRequests(bucket, {now})
+    const reported: string[] = []
+    const views = await listRequests(bucket, {now, onInvalid: (m) => reported.push(m)})
     expect(views.map((v) => v.request.id)).toEqual(['apr-good0001'])
+    expect(reported.sort()).toEqual([
+      'approval decision approvals/decisions/apr-good0001.json is not valid: (the document): expected JSON, got text that does not parse; left out',
+      'approval request approvals/requests/apr-badtime1.json is not valid: expiresAt: expected an ISO timestamp; left out',
+      'approval request approvals/requests/apr-nojson01.json is not valid: (the document): expected JSON, got text that does not parse; left out',
+      'approval request approvals/requests/apr-norequester.json is not valid: requester: expected object, received undefined; left out',
+    ])
     expect(views[0]).toMatchObject({state: 'pending', decision: undefined})
   })
 
