@@ -69,6 +69,18 @@ export const ApprovalRequestSchema = z.object({
 })
 export type ApprovalRequest = z.infer<typeof ApprovalRequestSchema>
 
+/** How a held statement ended, as the statement's recording names it. */
+export type ApprovalOutcomeDecision = 'approved' | 'approval_denied' | 'approval_timeout' | 'approval_withdrawn'
+
+/** The approval that settled a held statement, carried on its verdict (`StatementVerdict.approval`). */
+export interface ApprovalSettlement {
+  id: string
+  decision: ApprovalOutcomeDecision
+  reviewer?: string
+  /** The statement ran under a window granted for an earlier request. */
+  window?: boolean
+}
+
 const DecisionActionSchema = z.enum(['approve', 'deny', 'window'])
 export type DecisionAction = z.infer<typeof DecisionActionSchema>
 
