@@ -82,17 +82,19 @@ export function mayReview(config: DbgateConfig, who: Identity, request: Approval
 export interface ListForReviewerOptions {
   /** Include settled requests too (approved, denied, expired, withdrawn). */
   all?: boolean
+  /** Told of each record in the bucket that is not valid and so left out. */
+  onInvalid?: (message: string) => void
 }
 
 /** Requests on targets this reviewer may review, newest first; their own are left out (they cannot decide them). */
 export async function listForReviewer(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
-  const views = await listRequests(ctx.bucket, {now: ctx.now?.()})
+  const views = await listRequests(ctx.bucket, {now: ctx.now?.(), onInvalid: opts.onInvalid})
   return views.filter((v) => mayReview(ctx.config, ctx.reviewer.identity, v.request).ok && (opts.all || v.state === 'pending'))
 }
 
 /** Requests this person made (their own are never in their review list), newest first. */
 export async function listOwnRequests(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
-  const views = await listRequests(ctx.bucket, {now: ctx.now?.()})
+  const views = await listRequests(ctx.bucket, {now: ctx.now?.(), onInvalid: opts.onInvalid})
   return views.filter((v) => v.request.requester.subject === ctx.reviewer.identity.subject && (opts.all || v.state === 'pending'))
 }
 

@@ -9,7 +9,9 @@
 import {canonicalJson} from '../util/canonical-json.js'
 import {createHash, randomBytes} from 'node:crypto'
 import {isBucketError, OBJECT_EXISTS, OBJECT_NOT_FOUND, type Bucket} from '../bucket/index.js'
-import type {ApprovalDecision, ApprovalOutcome, ApprovalRequest, ApprovalWindow, RequestView} from './types.js'
+import {DocumentError, parseDocument} from '../util/document.js'
+import type {z} from 'zod'
+import {ApprovalDecisionSchema, ApprovalOutcomeSchema, ApprovalRequestSchema, type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type ApprovalWindow, type RequestView} from './types.js'
 
 export const requestKey = (id: string) => `approvals/requests/${id}.json`
 export const decisionKey = (id: string) => `approvals/decisions/${id}.json`
@@ -36,14 +38,19 @@ export function requestDigest(req: ApprovalRequest): string {
   return createHash('sha256').update(canonicalJson(req)).digest('hex')
 }
 
-async function getJson<T>(bucket: Bucket, key: string): Promise<T | undefined> {
+async function getText(bucket: Bucket, key: string): Promise<string | undefined> {
   try {
-    const {body} = await bucket.get(key)
-    return JSON.parse(body.toString('utf8')) as T
+    return (await bucket.get(key)).body.toString('utf8')
   } catch (e) {
     if (isBucketError(e, OBJECT_NOT_FOUND)) return undefined
     throw e
   }
+}
+
+/** The record at `key` checked against its schema; undefined if there is none, a DocumentError if it is not valid. */
+async function getDocument<S extends z.ZodType>(bucket: Bucket, key: string, schema: S, what: string): Promise<z.infer<S> | undefined> {
+  const text = await getText(bucket, key)
+  return text === undefined ? undefined : parseDocument(schema, text, `${what} ${key}`)
 }
 
 const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n'
@@ -52,14 +59,25 @@ export async function writeRequest(bucket: Bucket, req: ApprovalRequest): Promis
   await bucket.put(requestKey(req.id), json(req), {ifNoneMatch: true, contentType: 'application/json'})
 }
 
-export const readRequest = (bucket: Bucket, id: string) => getJson<ApprovalRequest>(bucket, requestKey(id))
-export const readDecision = (bucket: Bucket, id: string) => getJson<ApprovalDecision>(bucket, decisionKey(id))
-export const readOutcome = (bucket: Bucket, id: string) => getJson<ApprovalOutcome>(bucket, outcomeKey(id))
+export const readRequest = (bucket: Bucket, id: string): Promise<ApprovalRequest | undefined> => getDocument(bucket, requestKey(id), ApprovalRequestSchema, 'approval request')
+export const readDecision = (bucket: Bucket, id: string): Promise<ApprovalDecision | undefined> => getDocument(bucket, decisionKey(id), ApprovalDecisionSchema, 'approval decision')
+export const readOutcome = (bucket: Bucket, id: string): Promise<ApprovalOutcome | undefined> => getDocument(bucket, outcomeKey(id), ApprovalOutcomeSchema, 'approval outcome')
 
-/** A cheap existence check first: the tunnel polls every second and most polls find nothing. */
-export async function pollDecision(bucket: Bucket, id: string): Promise<ApprovalDecision | undefined> {
+/**
+ * The decision as written, unchecked: the waiting tunnel checks it (verifyDecision) and moves a
+ * refused one aside as evidence. A body that is not JSON comes back as its text, which no check
+ * accepts, so it is refused and moved aside like any other. A cheap existence check comes first:
+ * the tunnel polls every second and most polls find nothing.
+ */
+export async function pollDecision(bucket: Bucket, id: string): Promise<unknown> {
   if (!(await bucket.head(decisionKey(id)))) return undefined
-  return readDecision(bucket, id)
+  const text = await getText(bucket, decisionKey(id))
+  if (text === undefined) return undefined
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    return text
+  }
 }
 
 export type WriteDecisionResult = {won: true} | {won: false; winner: ApprovalDecision | undefined}
@@ -104,6 +122,8 @@ export interface ListOptions {
   now?: Date
   /** Only requests created after this (default: the last 24 hours). */
   since?: Date
+  /** Told of each record that is not valid (which, which field, what was expected); it is left out. */
+  onInvalid?: (message: string) => void
 }
 
 /** Every request with its state, newest first. */
@@ -113,9 +133,17 @@ export async function listRequests(bucket: Bucket, opts: ListOptions = {}): Prom
   const [requests, decided, settled] = await Promise.all([collect(bucket, 'approvals/requests/', since), names(bucket, 'approvals/decisions/'), names(bucket, 'approvals/outcomes/')])
   const views = await Promise.all(
     requests.map(async (id): Promise<RequestView | undefined> => {
-      const request = await readRequest(bucket, id).catch(() => undefined)
-      if (!request || request.v !== 1 || request.id !== id) return undefined
-      const [decision, outcome] = await Promise.all([decided.has(id) ? readDecision(bucket, id) : undefined, settled.has(id) ? readOutcome(bucket, id) : undefined])
+      // A record that is not valid is left out of the list (nothing in it can be shown as true), and said so.
+      const leftOut = (e: unknown) => {
+        if (e instanceof DocumentError) opts.onInvalid?.(`${e.message}; left out`)
+        return undefined
+      }
+      const request = await readRequest(bucket, id).catch(leftOut)
+      if (!request || request.id !== id) return undefined
+      const [decision, outcome] = await Promise.all([
+        decided.has(id) ? readDecision(bucket, id).catch(leftOut) : undefined,
+        settled.has(id) ? readOutcome(bucket, id).catch(leftOut) : undefined,
+      ])
       return {request, decision, outcome, state: stateOf(request, decision, outcome, now)}
     }),
   )

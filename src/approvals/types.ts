@@ -3,62 +3,71 @@
  * bucket reader may see; nothing here is trusted by the tunnel except what it can verify itself
  * (see verify.ts and docs/approvals.md, "Trust model").
  */
-import type {AgentInfo, Identity} from '../identity/types.js'
+import {z} from 'zod'
 
 export const APPROVALS_VERSION = 1
 
+const version = z.literal(APPROVALS_VERSION)
+const timestamp = z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'expected an ISO timestamp')
+
+const RequesterSchema = z.object({
+  subject: z.string().min(1),
+  email: z.string().optional(),
+  name: z.string().optional(),
+  groups: z.array(z.string()),
+  issuer: z.string(),
+  kind: z.enum(['human', 'service']),
+})
 /** Who asked, as reviewers see them: identity fields only, never a token or its hash. */
-export type Requester = Pick<Identity, 'subject' | 'email' | 'name' | 'groups' | 'issuer' | 'kind'>
+export type Requester = z.infer<typeof RequesterSchema>
 
-export interface RequestedStatement {
-  text: string
-  class: string
-  command: string
+const RequestedStatementSchema = z.object({
+  text: z.string(),
+  class: z.string(),
+  command: z.string(),
   /** The action policy took on this statement (`require_approval`, `allow`, `warn`). */
-  action: string
-  ruleId: string
-}
+  action: z.string(),
+  ruleId: z.string(),
+})
+export type RequestedStatement = z.infer<typeof RequestedStatementSchema>
 
+const RecentStatementSchema = z.object({sql: z.string(), decision: z.string(), outcome: z.string(), at: z.string()})
 /** What ran in the session just before, so a reviewer sees the statement in context. */
-export interface RecentStatement {
-  sql: string
-  decision: string
-  outcome: string
-  at: string
-}
+export type RecentStatement = z.infer<typeof RecentStatementSchema>
 
 /** `approvals/requests/<id>.json`, written once by the waiting tunnel. */
-export interface ApprovalRequest {
-  v: typeof APPROVALS_VERSION
-  id: string
-  target: string
-  database: string
-  requester: Requester
-  sessionId: string
-  connectionId: number
+export const ApprovalRequestSchema = z.object({
+  v: version,
+  id: z.string().regex(/^apr-[a-z0-9]{4,32}$/, 'expected an approval id such as apr-k3x9m2p7qa'),
+  target: z.string(),
+  database: z.string(),
+  requester: RequesterSchema,
+  sessionId: z.string(),
+  connectionId: z.number(),
   /** The whole text the client sent (a simple Query may hold several statements). */
-  sql: string
-  statements: RequestedStatement[]
+  sql: z.string(),
+  statements: z.array(RequestedStatementSchema),
   /** Class of the statement that needed approval: what a window would grant. */
-  class: string
-  ruleId: string
-  reason: string
+  class: z.string(),
+  ruleId: z.string(),
+  reason: z.string(),
   /** Groups whose members may decide. */
-  reviewers: string[]
-  createdAt: string
-  expiresAt: string
+  reviewers: z.array(z.string()),
+  createdAt: timestamp,
+  expiresAt: timestamp,
   /** Whether a reviewer may answer with a time-boxed window (`approvals.windows`). */
-  windows: boolean
+  windows: z.boolean(),
   /**
    * X25519 public key (SPKI DER, base64) of a key pair that exists only in the waiting tunnel's
    * memory. Reviewers seal their proof of identity to it, so only that tunnel can read it.
    */
-  sealKey: string
-  host: string
-  recent: RecentStatement[]
+  sealKey: z.string(),
+  host: z.string(),
+  recent: z.array(RecentStatementSchema),
   /** The AI agent that sent the statement for `requester` (`dbgate mcp`), as it named itself. */
-  agent?: AgentInfo
-}
+  agent: z.object({client: z.literal('mcp'), name: z.string(), version: z.string().optional()}).optional(),
+})
+export type ApprovalRequest = z.infer<typeof ApprovalRequestSchema>
 
 /** How a held statement ended, as the statement's recording names it. */
 export type ApprovalOutcomeDecision = 'approved' | 'approval_denied' | 'approval_timeout' | 'approval_withdrawn'
@@ -72,76 +81,84 @@ export interface ApprovalSettlement {
   window?: boolean
 }
 
-export type DecisionAction = 'approve' | 'deny' | 'window'
+const DecisionActionSchema = z.enum(['approve', 'deny', 'window'])
+export type DecisionAction = z.infer<typeof DecisionActionSchema>
 
+const ClaimedReviewerSchema = z.object({
+  subject: z.string(),
+  email: z.string().optional(),
+  name: z.string().optional(),
+  groups: z.array(z.string()),
+})
 /** The reviewer as the decision claims them; the tunnel believes it only after verifying the sealed token. */
-export interface ClaimedReviewer {
-  subject: string
-  email?: string
-  name?: string
-  groups: string[]
-}
+export type ClaimedReviewer = z.infer<typeof ClaimedReviewerSchema>
 
-export interface SealedBox {
-  alg: 'X25519-HKDF-SHA256-A256GCM'
+const SealedBoxSchema = z.object({
+  alg: z.literal('X25519-HKDF-SHA256-A256GCM'),
   /** The reviewer's ephemeral X25519 public key, SPKI DER base64. */
-  epk: string
-  iv: string
-  ct: string
-  tag: string
-}
+  epk: z.string(),
+  iv: z.string(),
+  ct: z.string(),
+  tag: z.string(),
+})
+export type SealedBox = z.infer<typeof SealedBoxSchema>
 
 /** `approvals/decisions/<id>.json`, written create-exclusive: the first decision wins. */
-export interface ApprovalDecision {
-  v: typeof APPROVALS_VERSION
-  requestId: string
-  action: DecisionAction
-  reason?: string
+export const ApprovalDecisionSchema = z.object({
+  v: version,
+  requestId: z.string(),
+  action: DecisionActionSchema,
+  reason: z.string().optional(),
   /** For `window`: how long statements of the request's class run without asking. */
-  windowMs?: number
-  reviewer: ClaimedReviewer
-  decidedAt: string
+  windowMs: z.number().optional(),
+  reviewer: ClaimedReviewerSchema,
+  decidedAt: z.string(),
   /** SHA-256 of the request as the reviewer read it: a request altered in the bucket cannot be approved. */
-  requestDigest: string
-  proof: SealedBox
-}
+  requestDigest: z.string(),
+  proof: SealedBoxSchema,
+})
+export type ApprovalDecision = z.infer<typeof ApprovalDecisionSchema>
 
 /** What is inside the sealed box: the public fields again, plus the reviewer's token. */
-export interface SealedDecision {
-  requestId: string
-  requestDigest: string
-  action: DecisionAction
-  reason?: string
-  windowMs?: number
-  decidedAt: string
+export const SealedDecisionSchema = z.object({
+  requestId: z.string(),
+  requestDigest: z.string(),
+  action: DecisionActionSchema,
+  reason: z.string().optional(),
+  windowMs: z.number().optional(),
+  decidedAt: z.string(),
   /** The reviewer's proving token (an ID token unless identity.verify says access_token). */
-  token: string
-}
+  token: z.string(),
+})
+export type SealedDecision = z.infer<typeof SealedDecisionSchema>
 
-export type OutcomeState = 'approved' | 'denied' | 'window' | 'expired' | 'withdrawn'
+const OutcomeStateSchema = z.enum(['approved', 'denied', 'window', 'expired', 'withdrawn'])
+export type OutcomeState = z.infer<typeof OutcomeStateSchema>
 
 /** `approvals/outcomes/<id>.json`, written by the tunnel when the request is settled. */
-export interface ApprovalOutcome {
-  v: typeof APPROVALS_VERSION
-  requestId: string
-  state: OutcomeState
-  at: string
+export const ApprovalOutcomeSchema = z.object({
+  v: version,
+  requestId: z.string(),
+  state: OutcomeStateSchema,
+  at: z.string(),
   /** Who decided, once verified (approved / denied / window). */
-  reviewer?: string
-  reason?: string
-}
+  reviewer: z.string().optional(),
+  reason: z.string().optional(),
+})
+export type ApprovalOutcome = z.infer<typeof ApprovalOutcomeSchema>
 
 /** `approvals/windows/<id>.json`: a window the tunnel verified, published so reviewers can see it. */
-export interface ApprovalWindow {
-  v: typeof APPROVALS_VERSION
-  requestId: string
-  target: string
-  class: string
-  requester: string
-  reviewer: string
-  from: string
-  until: string
-}
+export const ApprovalWindowSchema = z.object({
+  v: version,
+  requestId: z.string(),
+  target: z.string(),
+  class: z.string(),
+  requester: z.string(),
+  reviewer: z.string(),
+  from: z.string(),
+  until: z.string(),
+})
+export type ApprovalWindow = z.infer<typeof ApprovalWindowSchema>
 
 export type RequestState = 'pending' | 'decided' | OutcomeState
 

@@ -11,7 +11,8 @@ import {IdpUnreachableError} from '../identity/errors.js'
 import type {Identity} from '../identity/types.js'
 import {verifyToken} from '../identity/verify.js'
 import {open} from './seal.js'
-import type {ApprovalDecision, ApprovalRequest, SealedDecision} from './types.js'
+import {problemsOf} from '../util/document.js'
+import {ApprovalDecisionSchema, SealedDecisionSchema, type ApprovalDecision, type ApprovalRequest, type SealedDecision} from './types.js'
 
 export interface VerifiedDecision {
   decision: ApprovalDecision
@@ -35,9 +36,10 @@ export interface VerifyDecisionOptions {
 
 export async function verifyDecision(raw: unknown, opts: VerifyDecisionOptions): Promise<DecisionCheck> {
   const fail = (problem: string): DecisionCheck => ({ok: false, problem})
+  const malformed = problemsOf(ApprovalDecisionSchema, raw)
+  if (malformed) return fail(`it is not a valid decision (${malformed.join('; ')})`)
   const d = raw as ApprovalDecision
-  if (!d || typeof d !== 'object' || d.v !== 1 || d.requestId !== opts.request.id) return fail('it is not a decision for this request')
-  if (!['approve', 'deny', 'window'].includes(d.action)) return fail('its action is not approve, deny or window')
+  if (d.requestId !== opts.request.id) return fail('it is not a decision for this request')
   if (d.requestDigest !== opts.digest) return fail('it was made on a different version of the request (the request was altered in the bucket)')
   let sealed: SealedDecision
   try {
@@ -45,6 +47,8 @@ export async function verifyDecision(raw: unknown, opts: VerifyDecisionOptions):
   } catch {
     return fail('its proof was not sealed to this tunnel (a decision written by hand, or for another request)')
   }
+  const unsealed = problemsOf(SealedDecisionSchema, sealed)
+  if (unsealed) return fail(`what its proof seals is not a valid sealed decision (${unsealed.join('; ')})`)
   if (sealed.requestId !== d.requestId || sealed.requestDigest !== d.requestDigest || sealed.action !== d.action || sealed.reason !== d.reason || sealed.windowMs !== d.windowMs || sealed.decidedAt !== d.decidedAt) {
     return fail('its public fields do not match what the reviewer sealed')
   }

@@ -68,26 +68,15 @@ export async function readKeyFiles(paths: readonly string[]): Promise<KeyRing> {
       throw new Error(`cannot read key file ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}; --key takes a keys/<key-id>.json file copied from the bucket`)
     }
     try {
-      const doc = parsePublishedKey(text)
+      const doc = parsePublishedKey(text, `key file ${path}`)
       keys.set(doc.keyId, doc)
     } catch (err) {
-      throw new Error(`${path}: ${(err as Error).message}; --key takes a keys/<key-id>.json file copied from the bucket`)
+      throw new Error(`${(err as Error).message}; --key takes a keys/<key-id>.json file copied from the bucket`)
     }
   }
   return keys
 }
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`
-  const units = ['KiB', 'MiB', 'GiB', 'TiB']
-  let v = n
-  let i = -1
-  do {
-    v /= 1024
-    i++
-  } while (v >= 1024 && i < units.length - 1)
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`
-}
 
 /** `3m ago`, `2h ago`, `5d ago` for people; ISO stays in piped and JSON output. */
 export function relativeTime(iso: string | undefined, now = new Date()): string {

@@ -1,4 +1,6 @@
-import {fingerprintSync, loadModule, normalizeSync} from 'libpg-query'
+import {fingerprintSync, normalizeSync} from '../sql/parser.js'
+import {parseDocument} from '../util/document.js'
+import {z} from 'zod'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import type {ProtocolPath, StatementEvent} from '../proxy/hooks.js'
 
@@ -106,17 +108,21 @@ export interface CheckpointData {
 }
 
 /** A parsed line. `data` is typed by `type` for the known types and left open for the rest (e.g. `approval.*`). */
-export interface AuditEvent<D = unknown> {
-  v: number
-  type: string
-  session: string
-  seq: number
-  ts: string
-  prev: string
-  data: D
-  sig?: {keyId: string; alg: 'ed25519'; value: string}
-  hash: string
-}
+const EventEnvelopeSchema = z.object({
+  v: z.literal(1),
+  type: z.string().min(1),
+  session: z.string().min(1),
+  seq: z.number().int().nonnegative(),
+  ts: z.string(),
+  prev: z.string(),
+  data: z.unknown(),
+  sig: z.object({keyId: z.string(), alg: z.literal('ed25519'), value: z.string()}).optional(),
+  hash: z.string(),
+})
+/** One line of a session log: the envelope every event type shares, around its own `data`. */
+export type AuditEvent<D = unknown> = Omit<z.infer<typeof EventEnvelopeSchema>, 'data'> & {data: D}
+/** A line's `hash` is checked by verify, which reports a missing one in its own words. */
+const EventLineSchema = EventEnvelopeSchema.extend({hash: z.string().optional()})
 
 export function recordIdentity(id: Identity): RecordedIdentity {
   // Built field by field so a token accidentally attached to the object can never reach the log.
@@ -148,13 +154,6 @@ export interface StatementDetails {
   params?: (string | null)[]
   /** Replaces `event.error`: the error as the client received it, masked like its results. */
   error?: {code: string; message: string}
-}
-
-let parserReady: Promise<void> | undefined
-/** libpg-query's sync API needs its WASM module loaded once. */
-export function ensureParser(): Promise<void> {
-  parserReady ??= loadModule()
-  return parserReady
 }
 
 type Normalized = {normalized: string | null; fingerprint: string | null}
@@ -252,13 +251,7 @@ export function isDenied(decision: Decision): boolean {
   return decision === 'deny' || decision === 'approval_denied' || decision === 'approval_timeout'
 }
 
-/** Parses one line; throws with a reason when it is not a v1 envelope. */
+/** Parses one line; throws a DocumentError naming the field when it is not a v1 envelope. */
 export function parseEventLine(line: string): AuditEvent {
-  const ev = JSON.parse(line) as AuditEvent
-  if (typeof ev !== 'object' || ev === null) throw new Error('not a JSON object')
-  if (ev.v !== 1) throw new Error(`unsupported event version ${JSON.stringify(ev.v)}`)
-  if (typeof ev.type !== 'string' || typeof ev.session !== 'string' || !Number.isInteger(ev.seq) || typeof ev.prev !== 'string' || typeof ev.ts !== 'string') {
-    throw new Error('missing envelope field (type, session, seq, ts, prev)')
-  }
-  return ev
+  return parseDocument(EventLineSchema, line, 'event line') as AuditEvent
 }

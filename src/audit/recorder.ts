@@ -5,7 +5,6 @@ import {ChainState, type Signer} from './chain.js'
 import {
   addToTotals,
   emptyTotals,
-  ensureParser,
   recordIdentity,
   statementData,
   type KnownEventType,
@@ -14,6 +13,7 @@ import {
   type Totals,
 } from './events.js'
 import {defaultSpoolDir, SpoolFile, SpoolWriteError} from './spool.js'
+import {loadParser} from '../sql/parser.js'
 
 export interface RecorderOptions {
   signer: Signer
@@ -55,7 +55,7 @@ export class Recorder {
 
   /** Loads the SQL parser (for normalized text and fingerprints) before any hook can fire. */
   static async open(opts: RecorderOptions): Promise<Recorder> {
-    await ensureParser()
+    await loadParser()
     return new Recorder({previewRows: 20, checkpointEvery: 100, spoolDir: defaultSpoolDir(), onError: (err) => process.emitWarning(err), ...opts})
   }
 

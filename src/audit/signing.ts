@@ -5,7 +5,9 @@ import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {isBucketError, OBJECT_EXISTS, type Bucket} from '../bucket/index.js'
 import type {Identity} from '../identity/types.js'
+import {DocumentError, parseDocument} from '../util/document.js'
 import {keyDir} from '../util/paths.js'
+import {z} from 'zod'
 import {sha256hex, signatureMessage, type Signer} from './chain.js'
 
 /** Per-installation Ed25519 key: private half stays in the user's data dir, public half goes to the bucket. */
@@ -16,41 +18,43 @@ export interface InstallationKey extends Signer {
   gateway?: GatewaySigner
 }
 
+const GatewaySignerSchema = z.object({kind: z.literal('gateway'), name: z.string()})
 /** A gateway that signs the sessions of everyone it serves. */
-export interface GatewaySigner {
-  kind: 'gateway'
-  name: string
-}
+export type GatewaySigner = z.infer<typeof GatewaySignerSchema>
 
 /** Marks a key directory as a gateway's: its key then speaks for the gateway (see `publishKey`). */
 export const GATEWAY_MARKER = 'gateway.json'
 
+const KeyBindingSchema = z.object({
+  subject: z.string().min(1),
+  email: z.string().optional(),
+  issuer: z.string().min(1),
+  kind: z.enum(['human', 'service']),
+  boundAt: z.string(),
+})
 /** Who a published key speaks for: the identity fields an auditor needs, never a token or its hash. */
-export interface KeyBinding {
-  subject: string
-  email?: string
-  issuer: string
-  kind: Identity['kind']
-  boundAt: string
-}
+export type KeyBinding = z.infer<typeof KeyBindingSchema>
 
-/** `keys/<key-id>.json` in the bucket. */
-export interface PublishedKey {
-  v: 1
-  keyId: string
-  alg: 'ed25519'
-  publicKey: string
-  host: string
-  createdAt: string
+const PublishedKeySchema = z.object({
+  v: z.literal(1),
+  keyId: z.string().min(1),
+  alg: z.literal('ed25519'),
+  publicKey: z.string().min(1),
+  host: z.string(),
+  createdAt: z.string(),
   /** Current binding; earlier ones stay in `history`, so old sessions still verify after a re-login as someone else. */
-  identity: KeyBinding
-  history: KeyBinding[]
+  identity: KeyBindingSchema,
+  history: z.array(KeyBindingSchema),
   /**
    * Present on a gateway's key: it signs sessions of any identity the gateway verified, and
    * `identity` names the gateway itself. Auditors decide which gateway keys they trust.
    */
-  signer?: GatewaySigner
-}
+  signer: GatewaySignerSchema.optional(),
+})
+/** `keys/<key-id>.json` in the bucket. */
+export type PublishedKey = z.infer<typeof PublishedKeySchema>
+/** Keys published before `history` existed have none. */
+const PublishedKeyAsRead = PublishedKeySchema.extend({history: z.array(KeyBindingSchema).optional()})
 
 export type KeyRing = Map<string, PublishedKey>
 
@@ -198,23 +202,25 @@ async function createKeyDocument(
   } catch (err) {
     if (!isBucketError(err, OBJECT_EXISTS)) throw err
   }
-  const existing = parsePublishedKey((await bucket.get(objKey)).body.toString('utf8'))
+  const existing = parsePublishedKey((await bucket.get(objKey)).body.toString('utf8'), `published key ${objKey}`)
   if (existing.publicKey.trim() !== key.publicKeyPem.trim()) {
     throw new Error(`${objKey} in ${bucket.url} holds a different public key with the same id; refusing to overwrite it`)
   }
   return {existing, objKey}
 }
 
-export function parsePublishedKey(text: string): PublishedKey {
-  const doc = JSON.parse(text) as PublishedKey
-  if (doc.v !== 1 || doc.alg !== 'ed25519' || typeof doc.publicKey !== 'string' || typeof doc.keyId !== 'string') {
-    throw new Error('not a dbgate published key (v1, ed25519)')
+/** Checks a published key document; throws a DocumentError (or a mismatch) naming `document`. */
+export function parsePublishedKey(text: string, document = 'published key'): PublishedKey {
+  const doc = parseDocument(PublishedKeyAsRead, text, document)
+  let id: string
+  try {
+    id = keyIdOf(createPublicKey(doc.publicKey))
+  } catch {
+    throw new DocumentError(document, ['publicKey: expected an Ed25519 public key in PEM'])
   }
   // The id is derived from the key, so a key file cannot claim someone else's id.
-  if (keyIdOf(createPublicKey(doc.publicKey)) !== doc.keyId) throw new Error(`key ${doc.keyId} does not match its public key`)
-  if (doc.signer !== undefined && (doc.signer?.kind !== 'gateway' || typeof doc.signer.name !== 'string')) throw new Error(`key ${doc.keyId} has a signer that is not {kind: gateway, name}`)
-  doc.history ??= []
-  return doc
+  if (id !== doc.keyId) throw new DocumentError(document, [`keyId: ${doc.keyId} does not match its public key`])
+  return {...doc, history: doc.history ?? []}
 }
 
 /** Every published key in the bucket; unreadable ones are reported, not silently skipped. */
@@ -224,7 +230,7 @@ export async function loadKeyRing(bucket: Bucket): Promise<{keys: KeyRing; error
   for await (const obj of bucket.list('keys/')) {
     if (!obj.key.endsWith('.json')) continue
     try {
-      const doc = parsePublishedKey((await bucket.get(obj.key)).body.toString('utf8'))
+      const doc = parsePublishedKey((await bucket.get(obj.key)).body.toString('utf8'), `published key ${obj.key}`)
       keys.set(doc.keyId, doc)
     } catch (err) {
       errors.push({key: obj.key, message: (err as Error).message})

@@ -1,4 +1,5 @@
 import {genesisHash, HASH_SUFFIX, sha256hex, SIG_SUFFIX} from './chain.js'
+import {DocumentError} from '../util/document.js'
 import {addToTotals, emptyTotals, parseEventLine, type AuditEvent, type SessionStartData, type StatementData, type Totals} from './events.js'
 import {verifySignature, type KeyRing} from './signing.js'
 import {describeKey, type SignerTrust} from './trust.js'
@@ -98,7 +99,7 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing, 
       ev = parseEventLine(raw)
     } catch (err) {
       if (isTornLast) add(n, 'TRUNCATED_LINE', `last line is cut off after ${Buffer.byteLength(raw)} bytes (no newline, not valid JSON): the file was truncated`)
-      else add(n, 'MALFORMED_LINE', `not a valid v1 event: ${(err as Error).message}`)
+      else add(n, 'MALFORMED_LINE', `not a valid v1 event: ${err instanceof DocumentError ? err.problems.join('; ') : (err as Error).message}`)
       return
     }
     const seq = ev.seq

@@ -31,6 +31,7 @@ import {closeMany, connect, openMany, streamQuery, terminate, type Endpoint} fro
 import {findPgBouncer, rssOf, startPgBouncer} from './pgbouncer.js'
 import {renderTable, type BenchResults, type MemoryFigure, type PathInfo, type PgbenchFigure, type StreamFigure} from './report.js'
 import type {ParentMessage, WorkerBrief, WorkerMessage} from './tunnel-worker.js'
+import {isLoopbackHost} from '../util/loopback.js'
 
 interface Options {
   quick: boolean
@@ -317,7 +318,7 @@ async function main(): Promise<void> {
   let admin: Endpoint
   if (external) {
     const u = new URL(external)
-    if (!/^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(u.hostname)) throw new Error('DBGATE_BENCH_PG_URL must point at a loopback address')
+    if (!isLoopbackHost(u.hostname)) throw new Error('DBGATE_BENCH_PG_URL must point at a loopback address')
     admin = {host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 5432), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database: u.pathname.slice(1) || 'postgres'}
     log(`using the PostgreSQL at ${admin.host}:${admin.port}`)
   } else {

@@ -2,10 +2,12 @@ import {canonicalJson} from '../util/canonical-json.js'
 import {createHash, createPublicKey, verify} from 'node:crypto'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
-import type {InstallationKey, KeyRing, PublishedKey} from '../audit/signing.js'
+import {parsePublishedKey, type InstallationKey, type KeyRing, type PublishedKey} from '../audit/signing.js'
 import {isBucketError, OBJECT_EXISTS, type Bucket} from '../bucket/index.js'
-import type {ApprovalsConfig, MaskingConfig, PolicyPack, RuleConfig, TargetConfig} from '../config/types.js'
+import {POLICY_PACKS, type ApprovalsConfig, type MaskingConfig, type PolicyPack, type RuleConfig, type TargetConfig} from '../config/types.js'
 import type {Identity} from '../identity/types.js'
+import {DocumentError, parseDocument} from '../util/document.js'
+import {z} from 'zod'
 
 /**
  * Central policy: what a target may do is published to the bucket by an admin, signed, and
@@ -22,19 +24,37 @@ export interface PolicyBody {
   approvals: ApprovalsConfig
 }
 
-export interface PublishedPolicy {
-  v: 1
-  target: string
-  version: number
-  publishedAt: string
-  publisher: {subject: string; email?: string; issuer: string; kind: Identity['kind']}
-  keyId: string
+/**
+ * The body's own shape. What each rule and each masking and approvals setting holds is
+ * dbgate.yaml's schema (src/config), which the publisher's dbgate applied when it loaded them.
+ */
+const PolicyBodySchema = z.object({
+  policy: z.enum(POLICY_PACKS),
+  rules: z.array(z.record(z.string(), z.unknown())),
+  allow: z.array(z.string()).optional(),
+  reviewers: z.array(z.string()),
+  masking: z.record(z.string(), z.unknown()),
+  approvals: z.record(z.string(), z.unknown()),
+})
+
+const PublishedPolicySchema = z.object({
+  v: z.literal(1),
+  target: z.string().min(1),
+  version: z.number().int().positive(),
+  publishedAt: z.string(),
+  publisher: z.object({subject: z.string(), email: z.string().optional(), issuer: z.string(), kind: z.enum(['human', 'service'])}),
+  keyId: z.string().min(1),
   /** sha256 of the canonical body: what sessions record as the policy they ran under. */
-  hash: string
-  body: PolicyBody
+  hash: z.string(),
+  body: PolicyBodySchema,
   /** Ed25519 over the canonical document without `sig`. */
-  sig: string
-}
+  sig: z.string(),
+})
+/** `policies/<target>/v000001.json` in the bucket. */
+export type PublishedPolicy = Omit<z.infer<typeof PublishedPolicySchema>, 'body'> & {body: PolicyBody}
+
+/** The offline copy a tunnel keeps of the last policy it verified, with the key that signed it. */
+const CachedPolicySchema = z.object({policy: z.string(), key: z.unknown().optional()})
 
 export class PolicyStoreError extends Error {
   override name = 'PolicyStoreError'
@@ -108,12 +128,9 @@ export async function publishPolicy(bucket: Bucket, target: TargetConfig, publis
 export function verifyPublishedPolicy(text: string, keys: KeyRing): PublishedPolicy {
   let doc: PublishedPolicy
   try {
-    doc = JSON.parse(text) as PublishedPolicy
-  } catch {
-    throw new PolicyStoreError('the published policy is not valid JSON', 'POLICY_MALFORMED')
-  }
-  if (doc?.v !== 1 || typeof doc.sig !== 'string' || typeof doc.keyId !== 'string' || !doc.body) {
-    throw new PolicyStoreError('the published policy is not a dbgate policy document', 'POLICY_MALFORMED')
+    doc = parseDocument(PublishedPolicySchema, text, 'the published policy') as unknown as PublishedPolicy
+  } catch (error) {
+    throw new PolicyStoreError((error as DocumentError).message, 'POLICY_MALFORMED')
   }
   const published = keys.get(doc.keyId)
   if (!published) throw new PolicyStoreError(`the published policy for ${doc.target} v${doc.version} is signed by key ${doc.keyId}, which is not among the bucket's keys`, 'POLICY_UNKNOWN_KEY')
@@ -150,7 +167,9 @@ export interface ResolveOptions {
 
 function applyBody(target: TargetConfig, doc: PublishedPolicy): TargetConfig {
   const source = {file: `bucket:${versionKey(doc.target, doc.version)}`, line: 0, column: 0}
-  return {...target, ...doc.body, rules: doc.body.rules.map((r) => ({...r, source}))}
+  // Only the body's own fields: whatever else a signed document carries never reaches the target.
+  const {policy, rules, allow, reviewers, masking, approvals} = doc.body
+  return {...target, policy, ...(allow ? {allow} : {}), reviewers, masking, approvals, rules: rules.map((r) => ({...r, source}))}
 }
 
 /**
@@ -188,8 +207,9 @@ export async function resolvePolicy(opts: ResolveOptions): Promise<EffectivePoli
     }
     // A local copy is easy to edit: check its signature again, against the bucket's keys when they
     // can be read, else the key saved with it (a swapped key shows up as a keyId auditors do not know).
-    const saved = JSON.parse(cached) as {policy: string; key?: PublishedKey}
-    const keys = await opts.loadKeys().catch(() => (saved.key ? new Map([[saved.key.keyId, saved.key]]) : new Map<string, PublishedKey>()))
+    const saved = parseDocument(CachedPolicySchema, cached, `the cached policy ${cacheFile}`)
+    const savedKey = saved.key === undefined ? undefined : parsePublishedKey(JSON.stringify(saved.key), `the key saved with ${cacheFile}`)
+    const keys = await opts.loadKeys().catch(() => (savedKey ? new Map([[savedKey.keyId, savedKey]]) : new Map<string, PublishedKey>()))
     doc = verifyPublishedPolicy(saved.policy, keys)
     source = 'cached'
   }

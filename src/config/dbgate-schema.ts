@@ -58,6 +58,7 @@ import {
   type TunnelConfig,
 } from './types.js'
 import {DURATION_EXAMPLES} from '../util/duration.js'
+import {isLoopbackHttp} from '../util/loopback.js'
 import {formatDuration, formatSize, parseDuration, parseSize, suggestSize} from './units.js'
 import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
 
@@ -118,10 +119,6 @@ function size(opts: {min: number; max: number}): Schema<number> {
   })
 }
 
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname)
-}
-
 /** An https URL; plain http only for loopback, where nothing crosses a network. */
 function httpsUrl(opts: {what: string; example: string; noQuery?: boolean}): Schema<string> {
   const expected = `an https URL such as ${opts.example}`
@@ -133,7 +130,7 @@ function httpsUrl(opts: {what: string; example: string; noQuery?: boolean}): Sch
     } catch {
       return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, `write the full ${opts.what} URL, starting with https://`)
     }
-    if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
+    if (url.protocol === 'http:' && !isLoopbackHttp(url)) {
       return cx.error('format', node, at.path, `plain http is only allowed for loopback hosts, got ${JSON.stringify(v)}`, `use https:// for the ${opts.what}`)
     }
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
@@ -300,7 +297,7 @@ function bucket() {
     },
     {
       check(v, _at, cx) {
-        if (v.endpoint?.startsWith('http:') && !isLoopback(new URL(v.endpoint).hostname)) {
+        if (v.endpoint?.startsWith('http:') && !isLoopbackHttp(v.endpoint)) {
           const {node, path} = cx.locate(v, 'endpoint')
           cx.report('warning', 'insecure', node, path, 'plain http endpoint: recordings travel to the bucket unencrypted', 'use an https:// endpoint (plain http is fine for a loopback one)')
         }

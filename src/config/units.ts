@@ -1,5 +1,6 @@
 /** Durations and sizes as people write them in YAML. */
 import {formatDuration, parseDuration as parseDurationText} from '../util/duration.js'
+import {formatSize} from '../util/size.js'
 
 const SIZE_UNITS = {B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3} as const
 
@@ -29,9 +30,4 @@ export function suggestSize(value: string): string | undefined {
 
 export {formatDuration}
 
-export function formatSize(bytes: number): string {
-  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
-    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`
-  }
-  return `${bytes} bytes`
-}
+export {formatSize}

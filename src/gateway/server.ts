@@ -5,7 +5,7 @@
  */
 import net from 'node:net'
 import type tls from 'node:tls'
-import {loadParser} from '../policy/parser.js'
+import {loadParser} from '../sql/parser.js'
 import {acceptClientTls} from '../proxy/client-tls.js'
 import {ClientConnection, NO_TARGET_YET, type TokenAuthRequest, type TokenAuthResult} from '../proxy/connection.js'
 import {ConnectionRegistry} from '../proxy/connection-registry.js'

@@ -1,32 +1,24 @@
-/** The `identity` section of dbgate.yaml, with defaults applied. */
-export interface IdentityConfig {
-  /** OIDC issuer URL, exactly as it appears in the tokens' `iss`. */
-  issuer: string
-  /** The client dbgate is registered as at the IdP (a public/native client using the device-code grant). */
-  clientId: string
-  /** Only for IdPs that insist on a secret even for native clients (some Entra/Google setups). */
-  clientSecret?: string
-  scopes: string[]
-  /** Claim holding the groups; a dotted path such as `realm_access.roles` reaches into nested objects. */
-  groupsClaim: string
-  /** Audience required in access tokens; ID tokens carry `clientId` and are accepted with either. */
-  audience?: string
-  /** Which token proves a human's identity. Service identities always present an access token. */
-  verify: 'id_token' | 'access_token'
-  clockSkewMs: number
-}
+import {DEFAULT_CLOCK_SKEW_MS, DEFAULT_SCOPES} from '../config/dbgate-schema.js'
+import type {IdentityConfig as IdentitySection} from '../config/types.js'
 
-export const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access']
+/**
+ * dbgate.yaml's `identity` section (src/config/types.ts, defaults applied) with the client
+ * secret resolved: a reference (`env:…`, `keychain:…`) in the file, its value here, present only
+ * where the token endpoint needs it. `audience` may be left out by callers that build one without
+ * a dbgate.yaml: it then defaults to the client id, as in the file.
+ */
+export type IdentityConfig = Omit<IdentitySection, 'clientSecret' | 'audience'> & {clientSecret?: string; audience?: string}
 
 export type IdentityConfigInput = Pick<IdentityConfig, 'issuer' | 'clientId'> & Partial<IdentityConfig>
 
+/** The section's defaults, for callers that build an identity config without a dbgate.yaml. */
 export function withIdentityDefaults(input: IdentityConfigInput): IdentityConfig {
   return {
     ...input,
     scopes: input.scopes ?? DEFAULT_SCOPES,
     groupsClaim: input.groupsClaim ?? 'groups',
     verify: input.verify ?? 'id_token',
-    clockSkewMs: input.clockSkewMs ?? 60_000,
+    clockSkewMs: input.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS,
   }
 }
 

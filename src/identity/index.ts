@@ -2,7 +2,7 @@
 export type {Identity} from './types.js'
 export {identityLabel} from './types.js'
 export type {IdentityConfig, IdentityConfigInput} from './config.js'
-export {withIdentityDefaults, DEFAULT_SCOPES} from './config.js'
+export {withIdentityDefaults} from './config.js'
 export * from './errors.js'
 export {deviceLogin, type DeviceCodePrompt, type DeviceLoginOptions, type DeviceLoginUI, type LoginResult} from './device-login.js'
 export {defaultBrowserOpener, type BrowserOpener} from './browser.js'

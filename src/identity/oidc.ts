@@ -1,12 +1,8 @@
 import * as client from 'openid-client'
 import type {IdentityConfig} from './config.js'
 import {IdpError, IdpUnreachableError, IdentityError} from './errors.js'
+import {isLoopbackHttp} from '../util/loopback.js'
 
-/** Plain HTTP is tolerated only for an issuer on this machine (tests, `dbgate demo`). */
-export function isLoopbackHttp(url: string): boolean {
-  const u = new URL(url)
-  return u.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)
-}
 
 export interface ClientCredentials {
   clientId: string
@@ -27,6 +23,7 @@ export function discover(config: IdentityConfig, creds?: ClientCredentials): Pro
     const auth = secret === undefined ? client.None() : client.ClientSecretPost(secret)
     found = client
       .discovery(new URL(config.issuer), clientId, undefined, auth, {
+        // Plain HTTP is tolerated only for an issuer on this machine (tests, `dbgate demo`).
         execute: isLoopbackHttp(config.issuer) ? [client.allowInsecureRequests] : [],
         timeout: 15,
       })

@@ -14,6 +14,14 @@ import {
 } from './errors.js'
 import {discover} from './oidc.js'
 import type {Identity} from './types.js'
+import {problemsOf} from '../util/document.js'
+import {z} from 'zod'
+
+/**
+ * The claims dbgate builds an identity from, beyond what jose has checked (signature, iss, aud,
+ * exp, nbf, and that exp and sub are present). The optional ones are read through type guards.
+ */
+const IdentityClaimsSchema = z.object({sub: z.string().min(1), exp: z.number()})
 
 /** Which token the caller believes it holds; decides the audiences accepted and the `typ` check. */
 export type TokenUse = 'id_token' | 'access_token' | 'any'
@@ -95,6 +103,8 @@ export async function verifyToken(config: IdentityConfig, token: string, options
   } catch (error) {
     throw mapJoseError(error, config, expected)
   }
+  const unusable = problemsOf(IdentityClaimsSchema, payload)
+  if (unusable) throw new TokenMalformedError(`its claims are not what an identity needs (${unusable.join('; ')})`)
 
   const identity: Identity = {
     subject: payload.sub as string,

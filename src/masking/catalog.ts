@@ -5,7 +5,7 @@
 import type {MaskingConfig} from '../config/types.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
 import {globMatcher} from './glob.js'
-import {loadSqlParser} from './sql.js'
+import {loadParser} from '../sql/parser.js'
 
 export type Row = Record<string, unknown>
 export type CatalogQuery = (sql: string) => Promise<Row[]>
@@ -450,7 +450,7 @@ function applyDerived(snapshot: CatalogSnapshot, derived: DerivedMarks[], config
 
 /** Reads and classifies the target's catalog, and loads the SQL parser lineage needs. */
 export async function discoverCatalog(query: CatalogQuery, config: Pick<MaskingConfig, 'mask' | 'unmaskColumns'> = {mask: [], unmaskColumns: []}): Promise<Catalog> {
-  await loadSqlParser()
+  await loadParser()
   const snapshot = classifySnapshot(await readCatalog(query), config)
   return new Catalog(snapshot, {query, config})
 }

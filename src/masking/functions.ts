@@ -1,7 +1,7 @@
 /**
  * What lineage may assume about a built-in function: an allow-list. A function's result is as clean
  * as its arguments only when that is known: every IMMUTABLE built-in (PostgreSQL's own contract,
- * `builtin-immutable.ts`), and the stable or volatile ones reviewed below, which compute from their
+ * `immutableBuiltins()` in src/sql/builtins.ts), and the stable or volatile ones reviewed below, which compute from their
  * arguments and harmless session settings (time zone, DateStyle), or report server facts and
  * catalog definitions, never stored rows. Anything else, including every function not listed here,
  * is untraceable: its output is masked in a statement that could read sensitive data, and the
@@ -10,7 +10,7 @@
  * Names are bare: a built-in is only looked up here when the call names no schema or `pg_catalog`,
  * and user-defined functions (any other schema) are never looked up here at all.
  */
-import {IMMUTABLE_BUILTINS} from './builtin-immutable.js'
+import {immutableBuiltins} from '../sql/builtins.js'
 
 export type BuiltinKind =
   /** The result says nothing about the arguments' values (`count(x)`, `pg_typeof(x)`). */
@@ -150,7 +150,7 @@ const STORES_ARGUMENTS = words(`
 const READS_SETTINGS = words('current_setting pg_show_all_settings')
 
 const KIND = new Map<string, BuiltinKind>()
-for (const n of IMMUTABLE_BUILTINS) KIND.set(n, 'of-arguments')
+for (const n of immutableBuiltins()) KIND.set(n, 'of-arguments')
 for (const n of [...FROM_ARGUMENTS, ...SERVER_FACTS, ...CATALOG_READERS]) KIND.set(n, 'of-arguments')
 for (const n of STORES_ARGUMENTS) KIND.set(n, 'stores-arguments')
 for (const n of READS_SETTINGS) KIND.set(n, 'reads-settings')

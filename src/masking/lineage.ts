@@ -14,7 +14,8 @@ import type {Catalog, CatalogRelation} from './catalog.js'
 import {builtinKind} from './functions.js'
 import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
 import type {MaskingCategory} from './categories.js'
-import {list, parseSql, str, unwrap, type Node} from './sql.js'
+import {parseSql} from '../sql/parser.js'
+import {list, svalOf, unwrap, type Obj as Node} from '../sql/tree.js'
 
 export {flatten, settingsUntraceable, type CatalogMiss, type CopyShape, type Lineage, type NamedLineage, type SensitiveSource, type StatementLineage, type TextLineage} from './lineage-model.js'
 
@@ -116,7 +117,7 @@ function resolveColumn(scope: Scope, name: string, ctx?: Ctx): Lineage {
 
 function columnRef(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const fields = list(node.fields)
-  const names = fields.map(str)
+  const names = fields.map(svalOf)
   const star = fields.some((f) => unwrap(f)?.[0] === 'A_Star')
   if (star) {
     if (names.length === 1) return derived(scope.rels.map(wholeRow))
@@ -233,7 +234,7 @@ function viewColumns(rel: CatalogRelation, ctx: Ctx): NamedLineage[] | undefined
 }
 
 function renamed(columns: NamedLineage[] | undefined, alias: Node | undefined): NamedLineage[] | undefined {
-  const colnames = list(alias?.colnames).map(str)
+  const colnames = list(alias?.colnames).map(svalOf)
   if (!columns || colnames.length === 0) return columns
   return columns.map((c, i) => (colnames[i] ? named(colnames[i]!, c) : c))
 }
@@ -314,11 +315,11 @@ function fromItem(item: unknown, scope: Scope, ctx: Ctx): FromResult {
       const calls = list(node.functions).map((f) => list(unwrap(f)?.[1].items)[0])
       const lineages = calls.map((c) => expr(c, scope, ctx))
       const value = derived(lineages)
-      let names = list(alias?.colnames).map((n) => str(n) ?? '?')
+      let names = list(alias?.colnames).map((n) => svalOf(n) ?? '?')
       if (names.length === 0) names = list(node.coldeflist).map((d) => (unwrap(d)?.[1].colname as string | undefined) ?? '?')
       if (names.length === 0 && calls.length === 1) {
         const fn = unwrap(calls[0])
-        const fname = fn ? str(list(fn[1].funcname).at(-1)) : undefined
+        const fname = fn ? svalOf(list(fn[1].funcname).at(-1)) : undefined
         const known = fname ? SRF_COLUMNS[fname] : undefined
         if (known) names = known.length === 1 && alias?.aliasname ? [alias.aliasname as string] : known
       }
@@ -336,7 +337,7 @@ function fromItem(item: unknown, scope: Scope, ctx: Ctx): FromResult {
       const value = genericChildren(node, scope, ctx)
       const alias = node.alias as Node | undefined
       const defs = kind === 'RangeTableFunc' ? list(node.columns).map((c) => unwrap(c)?.[1].colname) : list(node.columns).map((c) => unwrap(c)?.[1].name)
-      const names = list(alias?.colnames).length > 0 ? list(alias?.colnames).map((n) => str(n) ?? '?') : defs.map((n) => (typeof n === 'string' ? n : '?'))
+      const names = list(alias?.colnames).length > 0 ? list(alias?.colnames).map((n) => svalOf(n) ?? '?') : defs.map((n) => (typeof n === 'string' ? n : '?'))
       // Nested JSON_TABLE paths add columns of their own: the shape is then left unknown.
       const nested = kind === 'JsonTable' && list(node.columns).some((c) => unwrap(c)?.[1].coltype === 'JTC_NESTED')
       const columns = names.length > 0 && !nested && !names.includes('?') ? names.map((n) => named(n, value)) : undefined
@@ -355,7 +356,7 @@ function joinExpr(node: Node, scope: Scope, ctx: Ctx): FromResult {
   const visible = [...left.visible, ...right.visible]
   let star: NamedLineage[] | undefined
   if (left.star && right.star) {
-    let using = list(node.usingClause).map((n) => str(n)!).filter(Boolean)
+    let using = list(node.usingClause).map((n) => svalOf(n)!).filter(Boolean)
     if (node.isNatural) using = left.star.filter((c) => right.star!.some((r) => r.name === c.name)).map((c) => c.name)
     if (using.length > 0) {
       const merged = using.map((n) => {
@@ -408,7 +409,7 @@ function clean(l: Lineage): boolean {
 }
 
 function funcCall(node: Node, scope: Scope, ctx: Ctx): Lineage {
-  const nameParts = list(node.funcname).map(str)
+  const nameParts = list(node.funcname).map(svalOf)
   const name = nameParts.at(-1) ?? ''
   const schema = nameParts.length > 1 ? nameParts[0] : undefined
   // ORDER BY, FILTER and OVER decide which values an aggregate sees, not what they are.
@@ -464,7 +465,7 @@ function document(fields: NamedLineage[]): Lineage {
 }
 
 function aExpr(node: Node, scope: Scope, ctx: Ctx): Lineage {
-  const opName = list(node.name).map(str)
+  const opName = list(node.name).map(svalOf)
   const op = opName.at(-1)
   const left = node.lexpr === undefined ? EMPTY : expr(node.lexpr, scope, ctx)
   const right = node.rexpr === undefined ? EMPTY : Array.isArray(node.rexpr) ? derived(node.rexpr.map((e) => expr(e, scope, ctx))) : expr(node.rexpr, scope, ctx)
@@ -562,7 +563,7 @@ const FIELD_KEEPING_CASTS = new Set(['text', 'varchar', 'bpchar', 'name', 'recor
 
 function typeCast(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const inner = expr(node.arg, scope, ctx)
-  const names = list((node.typeName as Node | undefined)?.names).map(str)
+  const names = list((node.typeName as Node | undefined)?.names).map(svalOf)
   const type = names.at(-1) ?? ''
   const schema = names.length > 1 ? names[0] : undefined
   // A domain's constraints and a user-defined cast run user code on the value.
@@ -575,13 +576,13 @@ function typeCast(node: Node, scope: Scope, ctx: Ctx): Lineage {
 
 /** `ROW(a, t.*, b)`: PostgreSQL expands `t.*` into t's columns, so the fields are listed the same way. */
 function rowExpr(node: Node, scope: Scope, ctx: Ctx): Lineage {
-  const colnames = list(node.colnames).map(str)
+  const colnames = list(node.colnames).map(svalOf)
   const fields: NamedLineage[] = []
   for (const a of list(node.args)) {
     const u = unwrap(a)
     const refFields = u?.[0] === 'ColumnRef' ? list(u[1].fields) : []
     if (unwrap(refFields.at(-1))?.[0] === 'A_Star') {
-      const rel = refFields.length > 1 ? findRel(scope, str(refFields.at(-2)) ?? '') : undefined
+      const rel = refFields.length > 1 ? findRel(scope, svalOf(refFields.at(-2)) ?? '') : undefined
       const cols = refFields.length > 1 ? rel?.columns : undefined
       // Whose columns `*` stands for is not known: the row as a whole is untraceable.
       if (!cols) return {...derived([expr(a, scope, ctx)]), unknown: true}
@@ -636,7 +637,7 @@ function expr(raw: unknown, scope: Scope, ctx: Ctx): Lineage {
     case 'A_Indirection': {
       let value = expr(node.arg, scope, ctx)
       for (const step of list(node.indirection)) {
-        const field = str(step)
+        const field = svalOf(step)
         if (field !== undefined && value.fields) {
           value = value.fields.find((f) => f.name === field) ?? UNKNOWN
         } else if (unwrap(step)?.[0] !== 'A_Star') {
@@ -691,7 +692,7 @@ function targetList(targets: unknown[], scope: Scope, star: NamedLineage[] | und
           if (!star) return undefined
           out.push(...star)
         } else {
-          const rel = findRel(scope, str(fields.at(-2)) ?? '')
+          const rel = findRel(scope, svalOf(fields.at(-2)) ?? '')
           if (!rel?.columns) return undefined
           out.push(...rel.columns)
         }
@@ -714,8 +715,8 @@ function targetList(targets: unknown[], scope: Scope, star: NamedLineage[] | und
 function outputName(val: unknown): string {
   const u = unwrap(val)
   if (!u) return '?column?'
-  if (u[0] === 'ColumnRef') return str(list(u[1].fields).at(-1)) ?? '?column?'
-  if (u[0] === 'FuncCall') return str(list(u[1].funcname).at(-1)) ?? '?column?'
+  if (u[0] === 'ColumnRef') return svalOf(list(u[1].fields).at(-1)) ?? '?column?'
+  if (u[0] === 'FuncCall') return svalOf(list(u[1].funcname).at(-1)) ?? '?column?'
   if (u[0] === 'TypeCast') return outputName(u[1].arg)
   return '?column?'
 }
@@ -869,7 +870,7 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
         columns = q[0] === 'SelectStmt' ? selectOutput(q[1], outer, ctx) : statementLineage(node.query as Node, ctx, outer).columns
       } else {
         const rel = fromItem({RangeVar: node.relation}, withCtes(undefined, outer, ctx), ctx).visible[0]!
-        const attlist = list(node.attlist).map(str)
+        const attlist = list(node.attlist).map(svalOf)
         columns = rel.columns && attlist.length > 0 ? attlist.map((n) => rel.columns!.find((c) => c.name === n) ?? named(n ?? '?', UNKNOWN)) : rel.columns
       }
       return finish({rows: 'no', copy: copyShape(node, columns)}, ctx)

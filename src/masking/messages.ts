@@ -13,7 +13,7 @@
 import type {Catalog, CatalogRelation} from './catalog.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
 import type {StatementLineage} from './lineage.js'
-import {parseSql} from './sql.js'
+import {parseSql} from '../sql/parser.js'
 import {maskJson, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
 
 export type NoticeLike = Record<string, string | undefined>

@@ -3,7 +3,7 @@
  * says why in that order), built in one place for `dbgate connect`, `dbgate mcp` and the gateway.
  */
 import {catalogQueryFor} from '../masking/index.js'
-import {loadParser} from '../policy/index.js'
+import {loadParser} from '../sql/parser.js'
 import type {ProxyHooks} from '../proxy/hooks.js'
 import {approvalsStage} from './approvals.js'
 import {ALL_FEATURES, type TunnelHooksContext} from './context.js'

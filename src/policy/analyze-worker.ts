@@ -1,7 +1,7 @@
 /** Runs analyses for the tunnel's main thread, so a huge statement never stalls other sessions. */
 import {parentPort} from 'node:worker_threads'
 import {analyze} from './analyze.js'
-import {loadParser} from './parser.js'
+import {loadParser} from '../sql/parser.js'
 import type {AnalyzeOptions} from './types.js'
 
 await loadParser()

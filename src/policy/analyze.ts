@@ -2,7 +2,7 @@
  * SQL text in, one classification per statement out. Fails closed: text that does not parse, is
  * too large, or holds something the walker does not understand comes back as class `unknown`.
  */
-import {parseStatements} from './parser.js'
+import {parseStatements} from '../sql/parser.js'
 import type {Analysis, AnalyzeOptions, Operation, StatementAnalysis, StatementClass, TableRef} from './types.js'
 import {StatementWalker, type WalkResult} from './walker.js'
 

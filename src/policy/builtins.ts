@@ -1,12 +1,10 @@
-/** The generated built-in catalog (builtins.generated.ts), indexed for lookups. */
-import {BUILTIN_FUNCTIONS, BUILTIN_OPERATORS, BUILTIN_TYPES} from './builtins.generated.js'
+/** The generated built-in catalog (src/sql/builtins.generated.ts), indexed for lookups. */
+import {BUILTIN_FUNCTIONS, BUILTIN_OPERATORS, BUILTIN_TYPES} from '../sql/builtins.generated.js'
 import type {FunctionCandidate} from './functions.js'
 
 export type Volatility = 'i' | 's' | 'v'
 /** pg_proc.prokind: f function, a aggregate, w window, p procedure. */
 export type ProKind = 'f' | 'a' | 'w' | 'p'
-export type BuiltinFunctionRow = readonly [schema: string, name: string, args: string, volatility: string, kind: string, retset: boolean, ndefaults: number, variadic: boolean]
-export type BuiltinOperatorRow = readonly [name: string, left: string, right: string, func: string, volatility: string]
 
 let builtinIndex: Map<string, FunctionCandidate[]> | undefined
 let builtinOperatorNames: Set<string> | undefined

@@ -5,7 +5,7 @@
  * makes sharing them safe.
  */
 import {analyze} from './analyze.js'
-import {parserReady} from './parser.js'
+import {parserReady} from '../sql/parser.js'
 import type {Analysis, AnalyzeOptions} from './types.js'
 
 export interface AnalysisCacheOptions {

@@ -4,7 +4,6 @@ export {AnalysisCache, sharedAnalysisCache, type AnalysisCacheOptions, type Cach
 export {checkPolicy, formatReport, lintRules, type CheckedStatement, type CheckOptions, type CheckResult, type LintIssue} from './check.js'
 export {defaultPack} from './default-pack.js'
 export {createStatementHook, judgeStatements, type PolicyStatementHook, type StatementHookOptions} from './hook.js'
-export {loadParser, parserReady} from './parser.js'
 export {applyToRegistry, PreparedRegistry, preparedInSession, resolveExecutes, StagedRegistry} from './prepared.js'
 export {evaluate, evaluateOperation, evaluateStatement, ruleMatches, STRICTNESS, type EvaluateOptions} from './rules.js'
 export {checkStartupParameters, dangerousSetting, judgeSetting, settingHint, type SettingVerdict, type StartupProblem} from './settings.js'

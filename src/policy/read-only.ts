@@ -11,7 +11,7 @@
  * every agent session): this check keeps a write from ever reaching it, and keeps the agent from
  * talking its way out of the server's setting.
  */
-import {parseTree} from './parser.js'
+import {parseTree} from '../sql/parser.js'
 import type {Analysis, Operation, RuleDecision, StatementAnalysis} from './types.js'
 
 export const READ_ONLY_RULE = 'agent.read-only'

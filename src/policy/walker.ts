@@ -5,7 +5,7 @@
  */
 import {isBuiltinType} from './builtins.js'
 import {judgeSetting} from './settings.js'
-import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from './tree.js'
+import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
 import {cteSources, fromItems, readsTable, WhereJudge, type OtherRelation} from './where.js'
 

@@ -25,7 +25,7 @@
  *   is an identity, unless the other side is itself filtered.
  * - A condition that is constantly false or null touches no row and counts as filtered.
  */
-import {isObj, list, names, str, unwrap, type Obj} from './tree.js'
+import {isObj, list, names, str, unwrap, type Obj} from '../sql/tree.js'
 import type {WhereKind} from './types.js'
 
 // ---- three-valued sets ---------------------------------------------------------------------------

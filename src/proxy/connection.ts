@@ -443,7 +443,9 @@ export class ClientConnection implements ConnectionCore {
     this.phase = 'closed'
     this.startup.stop()
     this.fromClient.stop()
-    for (const run of this.state.drain()) this.finishRun(run, 'aborted')
+    // A statement the server already answered with an error ended with that error, even when the
+    // client hung up before its ReadyForQuery came (pg settles a query on the ErrorResponse).
+    for (const run of this.state.drain()) this.finishRun(run, run.error ? (run.denied ? 'rejected' : 'error') : 'aborted')
     if (this.upstream) {
       this.closingUpstream = true
       const s = this.upstream.socket

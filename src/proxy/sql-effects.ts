@@ -4,7 +4,7 @@
  * which command tag the server completes each statement with. The protocol state machine
  * (protocol-state.ts) applies these effects only as the server acknowledges each statement.
  */
-import {parseStatements} from '../policy/parser.js'
+import {parseStatements} from '../sql/parser.js'
 
 export type SqlEffect =
   | {kind: 'prepare'; name: string}

@@ -3,7 +3,7 @@ import {chmod, lstat, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import type {AssumedSetting} from '../policy/assumed-settings.js'
-import {loadParser} from '../policy/parser.js'
+import {loadParser} from '../sql/parser.js'
 import {makeScramVerifier} from '../wire/scram.js'
 import {ClientConnection, type TunnelAuth} from './connection.js'
 import {ConnectionRegistry} from './connection-registry.js'
@@ -11,6 +11,7 @@ import {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 export {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 import type {ProxyHooks} from './hooks.js'
 import {UpstreamGate} from './upstream-gate.js'
+import {isLoopbackHost} from '../util/loopback.js'
 import type {UpstreamTarget} from './upstream.js'
 
 export type TunnelListen =
@@ -48,7 +49,6 @@ export interface TunnelAddress {
   pgHost: string
 }
 
-const LOOPBACK_LISTEN = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 1024 ** 3
 
@@ -109,7 +109,7 @@ export class Tunnel {
     await loadParser()
     const listen = this.options.listen
     if (listen.kind === 'tcp') {
-      if (!LOOPBACK_LISTEN.test(listen.host)) {
+      if (!isLoopbackHost(listen.host)) {
         if (!listen.allowNonLoopback) {
           throw new TunnelConfigError(
             `refusing to listen on ${listen.host}: the tunnel binds to loopback only, so other machines cannot use your identity. Use --force-listen to override.`,

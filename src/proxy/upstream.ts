@@ -6,6 +6,7 @@ import {decodeAuth, decodeBackendKeyData, decodeDataRow, decodeNotice, decodePar
 import {encodeCancelRequest, encodeQuery, encodeSslRequest, encodeStartup} from '../wire/frontend.js'
 import {ScramClient, ScramError, md5Password} from '../wire/scram.js'
 import {serialize} from 'pg-protocol'
+import {isLoopbackHost} from '../util/loopback.js'
 
 export type TlsMode = 'disable' | 'prefer' | 'require' | 'verify-full'
 
@@ -70,10 +71,9 @@ async function passwordFor(target: UpstreamTarget): Promise<string | undefined> 
   }
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i
-
-export function isLoopbackHost(host: string): boolean {
-  return LOOPBACK.test(host) || host.startsWith('/')
+/** Whether the upstream is on this machine: a loopback host, or a unix socket directory. */
+function isLocalUpstream(host: string): boolean {
+  return isLoopbackHost(host) || host.startsWith('/')
 }
 
 /** Reads whole frames off a socket one at a time, for the short startup conversation. */
@@ -273,7 +273,7 @@ export async function connectUpstream(target: UpstreamTarget, startupParams: Rec
             throw new UpstreamError(`the upstream wants a password for user "${target.user}", but the target has none configured`, '28P01')
           }
           if (auth.kind === 'cleartext') {
-            if (!negotiated.encrypted && !isLoopbackHost(target.host)) {
+            if (!negotiated.encrypted && !isLocalUpstream(target.host)) {
               throw new UpstreamError('the upstream asked for a cleartext password over an unencrypted, non-loopback connection; set tls: require or verify-full', '28000')
             }
             socket.write(serialize.password(password!))

@@ -4,6 +4,8 @@
  * assembled in one buffer sized once from its header.
  */
 
+import {codeName} from './codes.js'
+
 export class ProtocolError extends Error {
   override name = 'ProtocolError'
   constructor(
@@ -123,11 +125,11 @@ export class Framer {
       return
     }
     if (length < 4) {
-      throw new ProtocolError(`invalid message length ${length} for message type ${describeCode(buf[offset] ?? 0)}`)
+      throw new ProtocolError(`invalid message length ${length} for message type ${codeName(buf[offset] ?? 0)}`)
     }
     if (length - 4 > this.maxMessageSize) {
       throw new ProtocolError(
-        `message of type ${describeCode(buf[offset] ?? 0)} is ${length - 4} bytes, over the limit of ${this.maxMessageSize} bytes (${this.limitName})`,
+        `message of type ${codeName(buf[offset] ?? 0)} is ${length - 4} bytes, over the limit of ${this.maxMessageSize} bytes (${this.limitName})`,
         '54000',
       )
     }
@@ -137,8 +139,4 @@ export class Framer {
     if (this.startup) onFrame({code: 0, body: raw.subarray(4), raw})
     else onFrame({code: raw[0]!, body: raw.subarray(5), raw})
   }
-}
-
-function describeCode(code: number): string {
-  return code >= 0x20 && code < 0x7f ? `'${String.fromCharCode(code)}'` : `0x${code.toString(16).padStart(2, '0')}`
 }

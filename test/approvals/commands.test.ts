@@ -9,7 +9,8 @@ import Deny from '../../src/commands/deny.js'
 import {buildTunnelHooks} from '../../src/connect/hooks.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {people, tempBucketUrl, waitFor, watchNotices, type People} from './helpers.js'
+import {people, tempBucketUrl, watchNotices, type People} from './helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 /** The scriptable forms, run in-process as oclif runs them, against a live tunnel and a real IdP. */
 describe('dbgate approvals list / approve / deny', () => {
@@ -100,7 +101,7 @@ describe('dbgate approvals list / approve / deny', () => {
     // The common case is a quicker colleague: the next step says there is nothing to do, calmly.
     await expect(Approve.run([id])).rejects.toMatchObject({suggestions: [expect.stringMatching(/^Nothing more to do\./)]})
 
-    await waitFor(() => posts.length >= 2)
+    await waitFor(() => posts.length >= 2, 'the webhook has received two posts')
     const texts = posts.map((b) => (JSON.parse(b) as {text: string}).text)
     expect(texts[0]).toMatch(new RegExp(`alice@example.com asks to run a ddl statement on app .*create table from_cli.*Approval ${id}`))
     expect(texts[1]).toMatch(new RegExp(`bob@example.com approved ${id} \\(alice@example.com on app\\): ticket OPS-42`))

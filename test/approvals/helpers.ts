@@ -6,7 +6,8 @@ import {reviewerFromSession, type Reviewer} from '../../src/approvals/review.js'
 import {DEV_USERS, type DevUser} from '../../src/dev/oidc-dev-provider.js'
 import {getIdentity} from '../../src/identity/session.js'
 import {openTokenStore} from '../../src/identity/token-store.js'
-import {fixture, loginAs, waitFor, type Fixture} from '../identity/helpers.js'
+import {fixture, loginAs, type Fixture} from '../identity/helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 /** The dev users plus dave (engineering and dba: may request and review) and erin (a second dba). */
 export const APPROVAL_USERS: readonly DevUser[] = [
@@ -62,10 +63,9 @@ export function watchNotices(c: pg.Client): {notices: string[]; approvalId(): Pr
     notices,
     async approvalId() {
       const find = () => notices.map((n) => /waiting for approval (apr-[a-z0-9]+)/.exec(n)?.[1]).find(Boolean)
-      await waitFor(() => find() !== undefined, 15_000)
+      await waitFor(() => find() !== undefined, 'the tunnel says the statement waits for approval')
       return find()!
     },
   }
 }
 
-export {waitFor}

@@ -7,6 +7,7 @@ import {ApprovalsApp} from '../../src/tui/approvals/App.js'
 import type {ApprovalsSource} from '../../src/tui/approvals/state.js'
 import {highlightSql} from '../../src/tui/highlight.js'
 import {Chalk} from 'chalk'
+import {waitFor} from '../helpers/wait.js'
 
 const NOW = new Date('2026-11-22T10:00:00Z')
 
@@ -68,13 +69,8 @@ function start(source: ApprovalsSource, refreshMs = 60_000) {
 const frame = () => stripVTControlCharacters(instance?.lastFrame() ?? '')
 
 /** Waits for the next frame that satisfies `ok`, instead of asserting right after input (ink-testing-library #25). */
-async function until(ok: (f: string) => boolean, timeoutMs = 5000): Promise<string> {
-  const startAt = Date.now()
-  while (!ok(frame())) {
-    if (Date.now() - startAt > timeoutMs) throw new Error(`frame never matched; last frame:\n${frame()}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-  return frame()
+async function until(ok: (f: string) => boolean): Promise<string> {
+  return waitFor(() => ok(frame()) && frame(), () => `a frame matches; last frame:\n${frame()}`, {timeoutMs: 5000, intervalMs: 10})
 }
 
 async function press(keys: string, ok: (f: string) => boolean) {

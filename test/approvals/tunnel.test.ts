@@ -20,7 +20,8 @@ import {openTokenStore} from '../../src/identity/token-store.js'
 import {encodeCancelRequest} from '../../src/wire/frontend.js'
 import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {people, tempBucketUrl, waitFor, watchNotices, type People} from './helpers.js'
+import {people, tempBucketUrl, watchNotices, type People} from './helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', '  windows: true'].join('\n')
 
@@ -133,20 +134,21 @@ describe('approvals through the tunnel', () => {
       proof: {alg: 'X25519-HKDF-SHA256-A256GCM', epk: request.sealKey, iv: 'AAAAAAAAAAAAAAAA', ct: 'AAAA', tag: 'AAAAAAAAAAAAAAAAAAAAAA=='},
     }
     await bucket.put(decisionKey(id), JSON.stringify(forged), {ifNoneMatch: true})
-    await waitFor(() => w.notices.some((n) => /claiming to be from bob@example.com was refused/.test(n)), 15_000)
+    await waitFor(() => w.notices.some((n) => /claiming to be from bob@example.com was refused/.test(n)), 'the forged decision is refused')
     expect(await tableCount('after_forgery')).toBe(0)
     // The forgery is moved aside, so the real reviewer can still decide once it is gone.
-    let decided = false
-    for (let i = 0; i < 50 && !decided; i++) {
-      decided = await decide(await review('erin'), {id, action: 'approve'}).then(
-        () => true,
-        async (e: {code?: string}) => {
-          if (e.code !== 'APPROVAL_ALREADY_DECIDED') throw e
-          await new Promise((r) => setTimeout(r, 100))
-          return false
-        },
-      )
-    }
+    await waitFor(
+      async () =>
+        decide(await review('erin'), {id, action: 'approve'}).then(
+          () => true,
+          (e: {code?: string}) => {
+            if (e.code !== 'APPROVAL_ALREADY_DECIDED') throw e
+            return false
+          },
+        ),
+      'the forgery is moved aside and erin can decide',
+      {intervalMs: 100},
+    )
     await held
     expect(await tableCount('after_forgery')).toBe(1)
   })
@@ -162,7 +164,7 @@ describe('approvals through the tunnel', () => {
     // Dave writes the decision himself, sealed properly with his own fresh token.
     const own = await sealedBy('dave', (await readRequest(bucket, id))!, 'approve')
     await bucket.put(decisionKey(id), JSON.stringify(own), {ifNoneMatch: true})
-    await waitFor(() => w.notices.some((n) => /cannot decide their own request/.test(n)), 15_000)
+    await waitFor(() => w.notices.some((n) => /cannot decide their own request/.test(n)), 'the self-approval is refused')
     expect(await tableCount('self_approved')).toBe(0)
 
     // Carol is signed in but not a reviewer: the CLI says so.
@@ -182,22 +184,21 @@ describe('approvals through the tunnel', () => {
     const id = await w.approvalId()
     const request = (await readRequest(bucket, id))!
     await bucket.put(decisionKey(id), JSON.stringify(await sealedBy('carol', request, 'approve')), {ifNoneMatch: true})
-    await waitFor(() => w.notices.some((n) => /carol@example.com \(groups: auditors\) is not in a reviewer group of app \(dba\)/.test(n)), 15_000)
+    await waitFor(() => w.notices.some((n) => /carol@example.com \(groups: auditors\) is not in a reviewer group of app \(dba\)/.test(n)), 'the non-reviewer decision is refused')
 
     // Someone rewrites the request so the reviewer reads harmless SQL, and bob approves what he read.
     const shown = {...request, sql: 'create table harmless (id int)'}
-    await waitFor(() => w.notices.filter((n) => n.includes('was refused')).length === 1)
-    let written = false
-    for (let i = 0; i < 50 && !written; i++) {
-      written = await bucket.put(decisionKey(id), JSON.stringify(await sealedBy('bob', shown, 'approve')), {ifNoneMatch: true}).then(
-        () => true,
-        async () => {
-          await new Promise((r) => setTimeout(r, 100))
-          return false
-        },
-      )
-    }
-    await waitFor(() => w.notices.some((n) => /request was altered in the bucket/.test(n)), 15_000)
+    await waitFor(() => w.notices.filter((n) => n.includes('was refused')).length === 1, 'one refusal notice')
+    await waitFor(
+      async () =>
+        bucket.put(decisionKey(id), JSON.stringify(await sealedBy('bob', shown, 'approve')), {ifNoneMatch: true}).then(
+          () => true,
+          () => false,
+        ),
+      "carol's decision is moved aside and bob's can be written",
+      {intervalMs: 100},
+    )
+    await waitFor(() => w.notices.some((n) => /request was altered in the bucket/.test(n)), 'the altered request is refused')
     expect(await tableCount('tampered')).toBe(0)
     const s = net.connect({host: '127.0.0.1', port: t.info.port})
     await new Promise((r) => s.once('connect', r))
@@ -265,7 +266,7 @@ describe('approvals through the tunnel', () => {
     await decide(await review('bob'), {id: await w.approvalId(), action: 'approve'})
     await prepared
     const executed = c.query("execute rename_item('b', 1)").catch((e: Error) => e)
-    await waitFor(() => w.notices.filter((n) => n.includes('waiting for approval')).length === 2, 15_000)
+    await waitFor(() => w.notices.filter((n) => n.includes('waiting for approval')).length === 2, 'both statements wait for approval')
     const views = await listRequests(bucket)
     const second = views.find((v) => v.request.sql === "execute rename_item('b', 1)")!
     expect(second.request).toMatchObject({class: 'write', ruleId: 'updates-need-review'})

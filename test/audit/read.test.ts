@@ -181,7 +181,7 @@ describe('show and replay', () => {
   })
 
   it('colours only when asked and renders generic events', () => {
-    const ev = {v: 1, type: 'approval.granted', session: 's', seq: 9, ts: '2026-03-01T10:00:00.000Z', prev: '', hash: '', data: {approvalId: 'ap-1'}}
+    const ev = {v: 1 as const, type: 'approval.granted', session: 's', seq: 9, ts: '2026-03-01T10:00:00.000Z', prev: '', hash: '', data: {approvalId: 'ap-1'}}
     expect(renderEvent(ev)).toEqual(['+00:00.000 #9 approval.granted {"approvalId":"ap-1"}'])
     expect(renderEvent(ev, {color: true})[0]).toContain('\u001b[')
     expect(renderPreview({columns: ['note'], rows: [['x'.repeat(50)]], truncated: false}, 10)[2]).toBe('xxxxxxxxx…')

@@ -14,6 +14,7 @@ import {verifySession} from '../../src/audit/verify.js'
 import {transpileForChild} from './compile.js'
 import {alice, removeTempDirs, stmt, tempDir} from './helpers.js'
 import {TestS3} from './s3rver.js'
+import {waitFor} from '../helpers/wait.js'
 
 let key: InstallationKey
 let keyDir: string
@@ -130,7 +131,7 @@ describe('a writer that dies', () => {
     })
     // Let it write a few more batches, then kill it without any chance to clean up.
     const before = (await readFile(join(spoolDir, 'sess-killed.jsonl'), 'utf8')).split('\n').length
-    while ((await readFile(join(spoolDir, 'sess-killed.jsonl'), 'utf8')).split('\n').length < before + 5) await new Promise((r) => setTimeout(r, 10))
+    await waitFor(async () => (await readFile(join(spoolDir, 'sess-killed.jsonl'), 'utf8')).split('\n').length >= before + 5, 'the child has spooled five more lines')
     child.kill('SIGKILL')
     await new Promise((r) => child.once('exit', r))
     await rm(join(libDir, '..'), {recursive: true, force: true})
@@ -262,14 +263,6 @@ describe('the spool', () => {
   })
 })
 
-/** Waits for a condition without asserting how long it takes. */
-async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (await cond()) return
-    await new Promise((r) => setTimeout(r, 10))
-  }
-  throw new Error('condition never became true')
-}
 
 describe('the background shipper', () => {
   it('checkpoints and ships a live session, then ships its end after kick()', async () => {
@@ -284,7 +277,7 @@ describe('the background shipper', () => {
     const shipper = new Shipper({bucket, signer: key, spoolDir, intervalMs: 3_600_000, beforeRun: () => rec.checkpointLive(), onReport: (r) => reports.push(r)})
     shipper.start()
     try {
-      await until(() => reports.length > 0)
+      await waitFor(() => reports.length > 0, 'the shipper reports a checkpoint')
       const objectKey = sessionObjectKey('sess-bg', 'prod', '2026-03-02T00:00:00Z')
       const live = (await verifyShipped(bucket, objectKey)).result
       // The snapshot ends on the checkpoint the shipper asked for, so all of it is signed.
@@ -293,7 +286,7 @@ describe('the background shipper', () => {
 
       await s.end('client-closed')
       shipper.kick()
-      await until(() => reports.some((r) => r.shipped.some((x) => x.state === 'ended')))
+      await waitFor(() => reports.some((r) => r.shipped.some((x) => x.state === 'ended')), 'the shipper reports the ended session shipped')
       expect((await verifyShipped(bucket, objectKey)).result).toMatchObject({ok: true, status: 'ended'})
     } finally {
       await shipper.stop()

@@ -2,7 +2,8 @@ import {beforeAll, describe, expect, it} from 'vitest'
 import {addToTotals, emptyTotals, isDenied, type AuditEvent, type StatementData} from '../../src/audit/events.js'
 import {renderEvent} from '../../src/audit/render.js'
 import {describeStatement} from '../../src/connect/recording.js'
-import {createStatementHook, loadParser} from '../../src/policy/index.js'
+import {createStatementHook} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 import type {StatementContext, StatementEvent, StatementVerdict} from '../../src/proxy/hooks.js'
 
 beforeAll(async () => {

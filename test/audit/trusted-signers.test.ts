@@ -137,7 +137,7 @@ describe('trusted signers (verifySession)', () => {
     await b.put(keyObjectKey(gateway.keyId), JSON.stringify(doc))
     const {keys: ring, errors} = await loadKeyRing(b)
     expect(ring.size).toBe(0)
-    expect(errors).toEqual([{key: keyObjectKey(gateway.keyId), message: `key ${gateway.keyId} has a signer that is not {kind: gateway, name}`}])
+    expect(errors).toEqual([{key: keyObjectKey(gateway.keyId), message: `published key ${keyObjectKey(gateway.keyId)} is not valid: signer.name: expected string, received undefined`}])
   })
 })
 

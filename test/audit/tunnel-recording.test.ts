@@ -12,6 +12,7 @@ import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.j
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
 import {alice, removeTempDirs, tempDir} from './helpers.js'
 import {TestS3} from './s3rver.js'
+import {waitFor} from '../helpers/wait.js'
 
 /** Stands in for policy: refuses statements naming forbidden_t, and classes every statement by its first word. */
 function policy(sql: string): StatementVerdict {
@@ -57,7 +58,7 @@ describe('recording a real tunnel session', () => {
     await c.end()
 
     // The session ends when the tunnel sees the client go; wait for the recorder to seal it.
-    for (let i = 0; i < 500 && (await spoolStatus(spoolDir)).sessions[0]?.state !== 'ended'; i++) await new Promise((r) => setTimeout(r, 10))
+    await waitFor(async () => (await spoolStatus(spoolDir)).sessions[0]?.state === 'ended', 'the recorder has sealed the session')
     expect((await spoolStatus(spoolDir)).sessions).toEqual([expect.objectContaining({state: 'ended', target: 'prod'})])
 
     const bucket = s3.bucket('e2e')

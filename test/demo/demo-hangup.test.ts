@@ -7,6 +7,7 @@ import {existsSync} from 'node:fs'
 import {readdir, readFile, rm} from 'node:fs/promises'
 import path from 'node:path'
 import {expect, it} from 'vitest'
+import {waitFor} from '../helpers/wait.js'
 
 const BIN = path.resolve('bin/run.js')
 
@@ -67,7 +68,7 @@ it('--keep stops PostgreSQL but keeps the demo directory to look at afterwards',
   let dir: string | undefined
   let port: number | undefined
   try {
-    while (!out.includes('Press Ctrl-C here') && child.exitCode === null) await new Promise((r) => setTimeout(r, 100))
+    await waitFor(() => out.includes('Press Ctrl-C here') || child.exitCode !== null, 'the demo is up (or has exited)', {timeoutMs: 90_000, intervalMs: 100})
     dir = /with everything in (\S+)/.exec(out)![1]!
     port = Number(/PostgreSQL {2}127\.0\.0\.1:(\d+)/.exec(out)![1])
     child.kill('SIGINT')

@@ -6,6 +6,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {approveDeviceCode} from '../../src/dev/oidc-dev-browser.js'
 import {demoFeatures, MISSING_MASKING} from '../../src/demo/features.js'
 import {run, type RunResult} from '../helpers/run.js'
+import {waitFor} from '../helpers/wait.js'
 
 interface ReportedStep {
   mark: string
@@ -148,8 +149,7 @@ async function interactiveTour(box: Awaited<ReturnType<typeof sandbox>>): Promis
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
   const exited = new Promise<number | null>((resolve) => child.once('close', resolve))
   try {
-    const deadline = Date.now() + 90_000
-    while (!stdout.includes('Press Ctrl-C') && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    await waitFor(() => stdout.includes('Press Ctrl-C') || child.exitCode !== null, () => `the demo is up (or has exited); stderr:\n${stderr}`, {timeoutMs: 90_000, intervalMs: 100})
     expect(stdout, stderr).toContain('Press Ctrl-C')
 
     expect(stdout).toMatch(/DEVELOPMENT identity provider/)

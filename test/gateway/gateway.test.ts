@@ -17,11 +17,12 @@ import type {GatewayObserver, SignInFailure, StatementDecision} from '../../src/
 import {getIdentity} from '../../src/identity/session.js'
 import {decodeNotice} from '../../src/wire/backend.js'
 import {encodeSslRequest, encodeStartup} from '../../src/wire/frontend.js'
-import {fixture, loginAs, mint, waitFor, type Fixture} from '../identity/helpers.js'
+import {fixture, loginAs, mint, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
 import {directTls, gatewayConfig, makePki, readUntilClosed, type TestPki} from './helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 class RecordingObserver implements GatewayObserver {
   failures: SignInFailure[] = []
@@ -142,20 +143,18 @@ describe('dbgate gateway', () => {
     } finally {
       await c.end()
     }
-    await waitFor(() => observer.closed.length >= 2)
+    await waitFor(() => observer.closed.length >= 2, 'the gateway has closed both connections')
     expect(observer.opened.filter((t) => t === 'app').length).toBeGreaterThanOrEqual(2)
   })
 
   it('records sessions signed with the gateway key, published as a gateway key, and they verify', async () => {
     const bucket = openBucket({url: `file://${path.join(dir, 'bucket')}`})
-    const logs: string[] = []
-    const deadline = Date.now() + 20_000
-    while (logs.length < 2 && Date.now() < deadline) {
-      logs.length = 0
-      for await (const o of bucket.list('sessions/')) if (o.key.endsWith('.jsonl.gz')) logs.push(o.key)
-      if (logs.length < 2) await new Promise((r) => setTimeout(r, 200))
+    const shipped = async () => {
+      const keys: string[] = []
+      for await (const o of bucket.list('sessions/')) if (o.key.endsWith('.jsonl.gz')) keys.push(o.key)
+      return keys.length >= 2 && keys
     }
-    expect(logs.length).toBeGreaterThanOrEqual(2)
+    const logs = await waitFor(shipped, 'two sessions are shipped to the bucket', {timeoutMs: 20_000, intervalMs: 200})
     const {keys} = await loadKeyRing(bucket)
     const key = keys.get(gw.signingKeyId)
     expect(key?.signer).toEqual({kind: 'gateway', name: 'gw-test'})
@@ -176,12 +175,12 @@ describe('dbgate gateway', () => {
     const got: Buffer[] = []
     s.on('data', (d: Buffer) => got.push(d))
     s.write(encodeStartup({user: email, database: 'app'}))
-    await waitFor(() => Buffer.concat(got).length >= 9)
+    await waitFor(() => Buffer.concat(got).length >= 9, 'the authentication request (9 bytes) has arrived')
     // AuthenticationCleartextPassword: R, length 8, code 3.
     expect(Buffer.concat(got).subarray(0, 9)).toEqual(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3]))
     s.write(passwordMessage(aliceToken))
     // AuthenticationOk, then ParameterStatus… and ReadyForQuery ('Z').
-    await waitFor(() => Buffer.concat(got).includes(Buffer.from([0x5a, 0, 0, 0, 5])))
+    await waitFor(() => Buffer.concat(got).includes(Buffer.from([0x5a, 0, 0, 0, 5])), 'a ReadyForQuery has arrived')
     expect(Buffer.concat(got).subarray(9, 18)).toEqual(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]))
     s.end(Buffer.from([0x58, 0, 0, 0, 4]))
   })
@@ -194,7 +193,7 @@ describe('dbgate gateway', () => {
       s.write(encodeStartup({user: email, database: 'app'}))
       expect((await closed).length).toBe(0)
     }
-    await waitFor(() => observer.failures.filter((r) => r === 'tls-handshake').length > before)
+    await waitFor(() => observer.failures.filter((r) => r === 'tls-handshake').length > before, 'the gateway counts the failed TLS handshake')
   })
 
   it('refuses a plaintext startup with a FATAL that says TLS is required and how', async () => {

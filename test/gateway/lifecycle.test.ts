@@ -8,10 +8,11 @@ import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startDevOidcProvider, type DevProvider} from '../../src/dev/oidc-dev-provider.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
-import {mint, waitFor} from '../identity/helpers.js'
+import {mint} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -106,12 +107,12 @@ describe('dbgate gateway: readiness and session limits', () => {
   })
 
   it('disposes a pipeline once its last session has ended', async () => {
-    await waitFor(() => gw.sessionCount === 0 && gw.pipelineCount === 0)
+    await waitFor(() => gw.sessionCount === 0 && gw.pipelineCount === 0, 'the gateway holds no session and no pipeline')
     const c = connect(await token(600))
     c.on('error', () => {})
     await c.connect()
     expect(gw.pipelineCount).toBe(1)
     await c.end()
-    await waitFor(() => gw.pipelineCount === 0)
+    await waitFor(() => gw.pipelineCount === 0, 'the gateway holds no pipeline')
   })
 })

@@ -1,6 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import pg from 'pg'
 import {inject} from 'vitest'
+import {waitFor} from './wait.js'
 
 /** The suite's real PostgreSQL (embedded, or DBGATE_TEST_PG_URL). */
 export function adminUrl(database?: string): string {
@@ -52,3 +53,36 @@ export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T
     await c.end()
   }
 }
+
+/** One row of pg_stat_activity, matched by backend pid or by application_name. */
+export type BackendOf = {pid: number} | {applicationName: string}
+
+const backendFilter = (b: BackendOf): [string, unknown] => ('pid' in b ? ['a.pid = $1', b.pid] : ['a.application_name = $1', b.applicationName])
+
+/**
+ * Waits until the server shows that backend running a statement inside pg_sleep: only then has
+ * the statement surely started (a cancel sent earlier would find nothing to cancel).
+ */
+export async function waitUntilSleeping(url: string, backend: BackendOf): Promise<void> {
+  const [where, value] = backendFilter(backend)
+  await withClient(url, (c) =>
+    waitFor(
+      async () => (await c.query(`select 1 from pg_stat_activity a where ${where} and a.state = 'active' and a.wait_event = 'PgSleep'`, [value])).rowCount === 1,
+      `the server shows backend ${JSON.stringify(backend)} inside pg_sleep`,
+    ),
+  )
+}
+
+/** Waits until the server shows that backend holding a granted lock of `mode` on `table` (pg_locks). */
+export async function waitUntilLockHeld(url: string, backend: BackendOf, table: string, mode = 'AccessExclusiveLock'): Promise<void> {
+  const [where, value] = backendFilter(backend)
+  await withClient(url, (c) =>
+    waitFor(
+      async () =>
+        (await c.query(`select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid where ${where} and l.relation = $2::regclass and l.mode = $3 and l.granted`, [value, table, mode]))
+          .rowCount === 1,
+      `the server shows backend ${JSON.stringify(backend)} holding ${mode} on ${table}`,
+    ),
+  )
+}
+

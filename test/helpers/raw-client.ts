@@ -4,6 +4,7 @@ import {decodeAuth, decodeNotice, type NoticeFields} from '../../src/wire/backen
 import {Framer} from '../../src/wire/framer.js'
 import {encodeStartup} from '../../src/wire/frontend.js'
 import {ScramClient} from '../../src/wire/scram.js'
+import {waitFor} from './wait.js'
 
 export interface RawMessage {
   code: string
@@ -95,11 +96,7 @@ export class RawClient {
   }
 
   async waitClosed(timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    while (!this.closed) {
-      if (Date.now() > deadline) throw new Error('connection did not close')
-      await new Promise((r) => setTimeout(r, 20))
-    }
+    await waitFor(() => this.closed, 'the connection is closed', {timeoutMs})
   }
 
   send(...bufs: Buffer[]): void {

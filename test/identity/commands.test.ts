@@ -8,7 +8,8 @@ import {approveDeviceCode} from '../../src/dev/oidc-dev-browser.js'
 import {describeFailure} from '../../src/cli/errors.js'
 import {formatWhoami, terminalDeviceUI} from '../../src/identity/cli.js'
 import {LoginAbortedError, LoginDeniedError, IdpUnreachableError} from '../../src/identity/errors.js'
-import {fixture, waitFor, type Fixture} from './helpers.js'
+import {fixture, type Fixture} from './helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 let f: Fixture
 let configFile: string
@@ -50,7 +51,7 @@ describe('dbgate login / whoami / logout', () => {
   test('device login, whoami --json, logout', async () => {
     environment()
     const login = Login.run(['--no-browser', '--config', configFile])
-    await waitFor(() => /enter the code ([A-Z]{4}-[A-Z]{4})/.test(stderr))
+    await waitFor(() => /enter the code ([A-Z]{4}-[A-Z]{4})/.test(stderr), 'login prints the one-time code')
     const userCode = /enter the code ([A-Z]{4}-[A-Z]{4})/.exec(stderr)?.[1] as string
     expect(stderr).toContain(`open ${f.dev.issuer}/device`)
     await approveDeviceCode({verificationUri: `${f.dev.issuer}/device`, userCode, user: 'alice', password: 'alice'})
@@ -126,27 +127,39 @@ describe('terminalDeviceUI', () => {
   }
 
   test('on a terminal: the one-time-code notice, a spinner while waiting, a clean line after', async () => {
-    const t = io(true)
-    const ui = terminalDeviceUI(t)
-    ui.showCode(prompt)
-    expect(t.text.split('\n')[0]).toBe('! First copy your one-time code: ABCD-EFGH')
-    expect(t.text).toContain('https://idp.example/device?user_code=ABCD-EFGH')
-    ui.waiting?.()
-    await waitFor(() => t.text.includes('Waiting for you to approve'))
-    ui.done?.()
-    expect(t.text.endsWith('\r\x1b[2K')).toBe(true)
-    const length = t.text.length
-    await new Promise((r) => setTimeout(r, 250))
-    expect(t.text.length).toBe(length)
+    // The spinner runs on a timer: fake time shows what it draws, and that it stops, without sleeping.
+    vi.useFakeTimers()
+    try {
+      const t = io(true)
+      const ui = terminalDeviceUI(t)
+      ui.showCode(prompt)
+      expect(t.text.split('\n')[0]).toBe('! First copy your one-time code: ABCD-EFGH')
+      expect(t.text).toContain('https://idp.example/device?user_code=ABCD-EFGH')
+      ui.waiting?.()
+      vi.advanceTimersByTime(1000)
+      expect(t.text).toContain('Waiting for you to approve')
+      ui.done?.()
+      expect(t.text.endsWith('\r\x1b[2K')).toBe(true)
+      const length = t.text.length
+      vi.advanceTimersByTime(1000)
+      expect(t.text.length).toBe(length)
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   test('piped: one plain line with URL and code, and no spinner', async () => {
+    vi.useFakeTimers()
     const t = io(false)
-    const ui = terminalDeviceUI(t)
-    ui.showCode(prompt)
-    ui.waiting?.()
-    await new Promise((r) => setTimeout(r, 250))
-    ui.done?.()
+    try {
+      const ui = terminalDeviceUI(t)
+      ui.showCode(prompt)
+      ui.waiting?.()
+      vi.advanceTimersByTime(1000) // as long as drew ten spinner frames on a terminal
+      ui.done?.()
+    } finally {
+      vi.useRealTimers()
+    }
     expect(t.text.split('\n')[0]).toBe('To sign in, open https://idp.example/device and enter the code ABCD-EFGH')
     expect(t.text).not.toContain('Waiting')
     expect(t.text).not.toContain('\x1b')

@@ -8,6 +8,7 @@ import {targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
 import {fixture, loginAs, type Fixture} from './helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 const BIN = path.resolve('bin/run.js')
 
@@ -96,11 +97,7 @@ describe('dbgate connect with an identity', () => {
       const lost: Error[] = []
       const bound = (await bindIdentity(loaded, loaded.config.targets.app!, {env, marginMs: 2000, onLost: (e) => lost.push(e)}))!
       const first = bound.current()
-      let renewed = first
-      for (let i = 0; i < 60 && renewed.tokenHash === first.tokenHash; i++) {
-        await new Promise((r) => setTimeout(r, 100))
-        renewed = bound.current()
-      }
+      const renewed = await waitFor(() => bound.current().tokenHash !== first.tokenHash && bound.current(), 'the identity is renewed', {timeoutMs: 6000, intervalMs: 100})
       bound.stop()
       expect(lost).toEqual([])
       expect(renewed.tokenHash).not.toBe(first.tokenHash)

@@ -86,10 +86,3 @@ export async function mint(key: JWK, claims: JWTPayload, header: {typ?: string; 
     .sign(await importJWK(key, 'RS256'))
 }
 
-export async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const start = Date.now()
-  while (!condition()) {
-    if (Date.now() - start > timeoutMs) throw new Error('condition not met in time')
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}

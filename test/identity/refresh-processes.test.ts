@@ -12,6 +12,7 @@ import {getIdentity} from '../../src/identity/session.js'
 import {storeKey} from '../../src/identity/token-store.js'
 import {run} from '../helpers/run.js'
 import {fixture, loginAs, type Fixture} from './helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 const DIST = path.resolve('dist')
 const BIN = path.resolve('bin/run.js')
@@ -67,6 +68,15 @@ function start(): Child {
   }
 }
 
+/**
+ * Waits until the clock is past the whole second every token so far was issued in (`iat` has
+ * whole seconds), so that a request made now needs a token issued after it.
+ */
+async function nextWholeSecond(): Promise<void> {
+  const issuedBy = Math.floor(Date.now() / 1000)
+  await waitFor(() => Math.floor(Date.now() / 1000) > issuedBy, 'the clock is in a later second than any token issued so far', {intervalMs: 10})
+}
+
 /** Whether the sign-in still works for a new process: its grant was not revoked along the way. */
 async function stillSignedIn(): Promise<unknown> {
   const session = await getIdentity(f.config, {store: f.store, env: f.env})
@@ -91,7 +101,7 @@ describe('refreshing one sign-in from several processes at once', () => {
     const screen = start() // `dbgate approve`: signed in when it opened, deciding later
     expect(await screen.next()).toEqual({ready: true})
     // Decisions need a token issued after the request: both processes must renew.
-    await new Promise((r) => setTimeout(r, 1100)) // a token's iat has whole seconds
+    await nextWholeSecond() // a token's iat has whole seconds
     const requestTime = new Date().toISOString()
     const deny = start() // `dbgate deny` in another terminal
     expect(await deny.next()).toEqual({ready: true})
@@ -101,7 +111,7 @@ describe('refreshing one sign-in from several processes at once', () => {
       {ok: true, subject: 'alice'},
       {ok: true, subject: 'alice'},
     ])
-    await new Promise((r) => setTimeout(r, 1100))
+    await nextWholeSecond()
     screen.send(`fresh ${new Date().toISOString()}`)
     expect(await screen.next()).toEqual({ok: true, subject: 'alice'})
     expect(await stillSignedIn()).toBe('alice')

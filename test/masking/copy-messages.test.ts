@@ -4,7 +4,7 @@ import {DEFAULT_STRATEGIES} from '../../src/masking/categories.js'
 import {maskCopyData, type CopyPlan} from '../../src/masking/copy.js'
 import {analyzeText} from '../../src/masking/lineage.js'
 import {maskNotice, maskNotification, messageProof, sensitiveNameRules} from '../../src/masking/messages.js'
-import {loadSqlParser} from '../../src/masking/sql.js'
+import {loadParser} from '../../src/sql/parser.js'
 import {createMasker} from '../../src/masking/strategies.js'
 import type {ValueMasking} from '../../src/masking/values.js'
 
@@ -37,7 +37,7 @@ function copy(sql: string): CopyPlan['shape'] {
 }
 
 beforeAll(async () => {
-  await loadSqlParser()
+  await loadParser()
 })
 
 describe('COPY rows', () => {

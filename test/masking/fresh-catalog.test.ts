@@ -8,7 +8,7 @@ import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {Catalog, classifySnapshot, readCatalog, type CatalogQuery} from '../../src/masking/catalog.js'
 import {analyzeText} from '../../src/masking/lineage.js'
-import {loadSqlParser} from '../../src/masking/sql.js'
+import {loadParser} from '../../src/sql/parser.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {pgEnv, run} from '../helpers/run.js'
@@ -136,7 +136,7 @@ describe('catalog re-reads for names it does not know', () => {
   const config = {mask: [], unmaskColumns: []}
 
   beforeAll(async () => {
-    await loadSqlParser()
+    await loadParser()
     db = await createTestDatabase('fresh')
     admin = new pg.Client({connectionString: db.url})
     await admin.connect()

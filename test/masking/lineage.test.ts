@@ -1,7 +1,7 @@
 import {beforeAll, describe, expect, it} from 'vitest'
 import {Catalog, classifySnapshot, type CatalogRelation} from '../../src/masking/catalog.js'
 import {analyzeText, flatten, type StatementLineage} from '../../src/masking/lineage.js'
-import {loadSqlParser} from '../../src/masking/sql.js'
+import {loadParser} from '../../src/sql/parser.js'
 
 function table(oid: number, name: string, cols: [string, string][], viewDefinition?: string): CatalogRelation {
   return {
@@ -47,7 +47,7 @@ function sources(sql: string): (string[] | 'unknown')[] {
 }
 
 beforeAll(async () => {
-  await loadSqlParser()
+  await loadParser()
 })
 
 describe('lineage', () => {

@@ -6,7 +6,7 @@ import {beforeAll, describe, expect, it} from 'vitest'
 import type {MaskingConfig} from '../../src/config/types.js'
 import {Catalog, classifySnapshot} from '../../src/masking/catalog.js'
 import {createMaskingFilterFactory} from '../../src/masking/filter.js'
-import {loadSqlParser} from '../../src/masking/sql.js'
+import {loadParser} from '../../src/sql/parser.js'
 import type {FieldDescription, StatementContext} from '../../src/proxy/hooks.js'
 
 const TABLE = 16400
@@ -46,7 +46,7 @@ function maskRow(values: (string | null)[]): (string | null)[] | undefined {
 }
 
 beforeAll(async () => {
-  await loadSqlParser()
+  await loadParser()
 })
 
 describe('result rows', () => {

@@ -1,7 +1,8 @@
 import {beforeAll, describe, expect, it} from 'vitest'
 import {parseConfigText} from '../../src/config/parse.js'
 import {ConfigError} from '../../src/config/errors.js'
-import {checkPolicy, loadParser} from '../../src/policy/index.js'
+import {checkPolicy} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 import type {PolicyRule} from '../../src/policy/types.js'
 
 const asPerson = (sql: string, rules: PolicyRule[] = []) => checkPolicy(sql, {rules, pack: 'default', groups: []})

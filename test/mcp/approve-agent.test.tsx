@@ -4,6 +4,7 @@ import {afterEach, expect, it} from 'vitest'
 import {requestRow} from '../../src/approvals/format.js'
 import type {ApprovalRequest, RequestView} from '../../src/approvals/types.js'
 import {ApprovalsApp} from '../../src/tui/approvals/App.js'
+import {waitFor} from '../helpers/wait.js'
 
 const NOW = new Date('2026-11-22T10:00:00Z')
 
@@ -37,11 +38,7 @@ it('shows the reviewer that an AI agent asks, which one, and for whom', async ()
   const views: RequestView[] = [{request, state: 'pending'}]
   instance = render(<ApprovalsApp source={{load: async () => views, decide: async () => 'done'}} reviewer="bob@example.com" now={() => NOW} refreshMs={60_000} />)
   const frame = () => stripVTControlCharacters(instance?.lastFrame() ?? '')
-  const start = Date.now()
-  while (!frame().includes('apr-agent00001 ·')) {
-    if (Date.now() - start > 5000) throw new Error(`no detail pane:\n${frame()}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
+  await waitFor(() => frame().includes('apr-agent00001 ·'), () => `the detail pane is drawn; last frame:\n${frame()}`, {timeoutMs: 5000, intervalMs: 10})
   expect(frame()).toMatch(/alice@example\.com via claude-code 2\.1\.0 \(MCP\)/)
   expect(frame()).toMatch(/AI agent claude-code 2\.1\.0 \(MCP\) acting for alice@example\.com/)
   // `dbgate approvals list` uses the same row.

@@ -1,6 +1,7 @@
 import {beforeAll, describe, expect, it} from 'vitest'
 import {assemble, buildPipeline, STAGE_ORDER, type Pipeline, type Stage, type TunnelHooksContext} from '../../src/pipeline/index.js'
-import {AnalysisCache, createStatementHook, loadParser} from '../../src/policy/index.js'
+import {AnalysisCache, createStatementHook} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 import type {StatementContext, StatementEvent, StatementHook} from '../../src/proxy/hooks.js'
 import {openPipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'

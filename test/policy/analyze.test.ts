@@ -1,5 +1,6 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {analyze, checkStartupParameters, dangerousSetting, loadParser, offlineCatalog, resolveCatalogCalls} from '../../src/policy/index.js'
+import {analyze, checkStartupParameters, dangerousSetting, offlineCatalog, resolveCatalogCalls} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 
 beforeAll(async () => {
   await loadParser()

@@ -1,5 +1,6 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {AnalysisCache, loadParser} from '../../src/policy/index.js'
+import {AnalysisCache} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 
 beforeAll(async () => {
   await loadParser()

@@ -1,5 +1,6 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {checkPolicy, lintRules, loadParser, type PolicyRule} from '../../src/policy/index.js'
+import {checkPolicy, lintRules, type PolicyRule} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 
 beforeAll(async () => {
   await loadParser()

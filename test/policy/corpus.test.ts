@@ -1,5 +1,6 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {analyze, evaluate, judgeStatements, loadParser, offlineCatalog, PreparedRegistry, resolveCatalogCalls} from '../../src/policy/index.js'
+import {analyze, evaluate, judgeStatements, offlineCatalog, PreparedRegistry, resolveCatalogCalls} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 import {corpus} from './corpus.js'
 
 beforeAll(async () => {

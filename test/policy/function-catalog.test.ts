@@ -1,7 +1,8 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {TargetFunctionCatalog} from '../../src/connect/function-catalog.js'
 import {catalogQueryFor, type ClosableCatalogQuery} from '../../src/masking/catalog-query.js'
-import {analyze, catalogKeys, loadParser, resolveCatalogCalls, evaluate} from '../../src/policy/index.js'
+import {analyze, catalogKeys, resolveCatalogCalls, evaluate} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 
 /** The tunnel's function lookups against a real catalog: what each kind of object resolves to, and what it costs. */

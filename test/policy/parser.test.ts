@@ -1,5 +1,5 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {loadParser, parseStatements, parseTree} from '../../src/policy/parser.js'
+import {loadParser, parseStatements, parseTree} from '../../src/sql/parser.js'
 
 beforeAll(async () => {
   await loadParser()

@@ -1,6 +1,7 @@
 import {beforeAll, describe, expect, it} from 'vitest'
 import type {RuleConfig} from '../../src/config/types.js'
-import {analyze, evaluate, loadParser, offlineCatalog, resolveCatalogCalls, ruleMatches, type EvaluateOptions, type PolicyRule} from '../../src/policy/index.js'
+import {analyze, evaluate, offlineCatalog, resolveCatalogCalls, ruleMatches, type EvaluateOptions, type PolicyRule} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 
 beforeAll(async () => {
   await loadParser()

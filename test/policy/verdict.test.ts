@@ -1,5 +1,6 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {analyze, decisionToVerdict, evaluate, loadParser, POLICY_SQLSTATE, type PolicyRule} from '../../src/policy/index.js'
+import {analyze, decisionToVerdict, evaluate, POLICY_SQLSTATE, type PolicyRule} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
 
 beforeAll(async () => {
   await loadParser()

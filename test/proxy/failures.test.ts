@@ -7,9 +7,10 @@ import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {freePort} from '../../src/dev/embedded-pg.js'
 import {Tunnel, TunnelConfigError} from '../../src/proxy/tunnel.js'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, waitUntilLockHeld, waitUntilSleeping, type UpstreamInfo} from '../helpers/pg.js'
 import {RawClient} from '../helpers/raw-client.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
+import {waitFor} from '../helpers/wait.js'
 import {decodeNotice} from '../../src/wire/backend.js'
 import {encodeStartup} from '../../src/wire/frontend.js'
 
@@ -136,8 +137,9 @@ describe('the tunnel under bad input and failures', () => {
     const idle = await own.client()
     const busy = await own.client()
     const idleEnded = new Promise<Error>((resolve) => idle.once('error', resolve))
-    const running = busy.query('select pg_sleep(0.5) as done')
-    await new Promise((r) => setTimeout(r, 100))
+    const busyPid = (await busy.query('select pg_backend_pid() as pid')).rows[0].pid as number
+    const running = busy.query('select pg_sleep(1) as done')
+    await waitUntilSleeping(db.url, {pid: busyPid})
     await own.tunnel.close(5000)
     expect((await running).rows).toHaveLength(1)
     expect((await idleEnded).message).toMatch(/shutting down/)
@@ -146,8 +148,9 @@ describe('the tunnel under bad input and failures', () => {
   it('cancels statements still running when the grace period ends', async () => {
     const own = await startTunnel(db)
     const busy = await own.client()
+    const busyPid = (await busy.query('select pg_backend_pid() as pid')).rows[0].pid as number
     const running = busy.query('select pg_sleep(30)').catch((e: {code?: string}) => e.code)
-    await new Promise((r) => setTimeout(r, 100))
+    await waitUntilSleeping(db.url, {pid: busyPid})
     await own.tunnel.close(200)
     expect(await running).toBe('57014')
   })
@@ -157,16 +160,15 @@ describe('the tunnel under bad input and failures', () => {
     const setup = await t.client()
     await setup.query('create table locked (id int)')
     raw.send(serialize.query('begin; lock table locked; select pg_sleep(0.3)'))
-    await new Promise((r) => setTimeout(r, 100))
+    // Vanish only once the server shows the lock taken: otherwise the lock below proves nothing.
+    await waitUntilLockHeld(db.url, {applicationName: 'dbgate/vanisher'}, 'locked')
     raw.end()
     const c = await t.client()
     await c.query("set lock_timeout = '5s'")
     await c.query('begin; lock table locked; commit')
-    let left = -1
-    for (let i = 0; i < 50 && left !== 0; i++) {
-      left = (await c.query("select count(*)::int n from pg_stat_activity where application_name = 'dbgate/vanisher'")).rows[0].n
-      if (left !== 0) await new Promise((r) => setTimeout(r, 50))
-    }
-    expect(left).toBe(0)
+    await waitFor(
+      async () => (await c.query("select count(*)::int n from pg_stat_activity where application_name = 'dbgate/vanisher'")).rows[0].n === 0,
+      'the vanished client has no upstream session left',
+    )
   })
 })

@@ -7,6 +7,7 @@ import {decodeDataRow, decodeNotice, decodeReadyForQuery} from '../../src/wire/b
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {codes, errorOf, RawClient} from '../helpers/raw-client.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
+import {waitFor} from '../helpers/wait.js'
 
 /** A test-only policy: refuses any statement mentioning "forbidden", warns on "careful". */
 function testPolicy(sql: string): StatementVerdict {
@@ -143,7 +144,12 @@ describe('the policy and result hooks', () => {
     await c.query('drop table forbidden_t').catch(() => {})
     await c.query('select * from no_such_table').catch(() => {})
     await c.end()
-    const mine = events.filter((e) => !/pg_catalog/.test(e.sql))
+    // An event comes once the tunnel is done with a statement, which can be after the client has
+    // its reply: wait for this connection's four, and leave out late ones from earlier tests.
+    const {connectionId} = await waitFor(() => events.find((e) => e.sql === 'select * from secrets'), 'the first statement has its event')
+    const ofThisConnection = () => events.filter((e) => e.connectionId === connectionId && !/pg_catalog/.test(e.sql))
+    await waitFor(() => ofThisConnection().length >= 4, "this connection's four statements have their events")
+    const mine = ofThisConnection()
     expect(mine.map((e) => [e.protocol, e.outcome, e.rows])).toEqual([
       ['simple', 'ok', 1],
       ['parse', 'ok', 1],
@@ -192,7 +198,7 @@ describe('the policy and result hooks', () => {
     const notices: string[] = []
     c.on('notice', (n) => notices.push(n.message ?? ''))
     const held = c.query("select 'wait for me'").catch((e: {code?: string; message: string}) => e)
-    await new Promise((r) => setTimeout(r, 200))
+    await waitFor(() => notices.length > 0, 'the client is told its statement is held')
     expect(notices).toEqual(['held: waiting for a decision'])
     const {processID, secretKey} = c as unknown as {processID: number; secretKey: number}
     const s = net.connect({host: '127.0.0.1', port: waiting.port})
@@ -200,6 +206,7 @@ describe('the policy and result hooks', () => {
     s.end(encodeCancelRequest(processID, secretKey))
     expect(await held).toMatchObject({code: '57014', message: 'withdrawn: the client cancelled while waiting'})
     expect((await c.query('select 1 as after')).rows).toEqual([{after: 1}])
+    expect(notices).toEqual(['held: waiting for a decision'])
     await waiting.close()
   })
 

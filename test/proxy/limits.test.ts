@@ -12,6 +12,7 @@ import {encodeStartup} from '../../src/wire/frontend.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {RawClient} from '../helpers/raw-client.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
+import {waitFor} from '../helpers/wait.js'
 
 async function firstError(raw: RawClient) {
   for (;;) {
@@ -20,13 +21,6 @@ async function firstError(raw: RawClient) {
   }
 }
 
-async function until(fact: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (fact()) return
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  throw new Error(`gave up waiting until ${what}`)
-}
 
 describe('limits before authentication', () => {
   let db: UpstreamInfo
@@ -88,7 +82,7 @@ describe('limits before authentication', () => {
         expect(await firstError(raw)).toMatchObject({severity: 'FATAL', message: expect.stringMatching(/authentication timed out.*tunnel\.authTimeout/)})
         await raw.waitClosed()
       }
-      await until(() => quick.tunnel.connectionCount === 0, 'the tunnel holds no connection')
+      await waitFor(() => quick.tunnel.connectionCount === 0, 'the tunnel holds no connection')
     })
 
     it('closes a client that stops in the middle of authenticating', async () => {
@@ -102,7 +96,7 @@ describe('limits before authentication', () => {
     it('counts the upstream login in the same deadline', async () => {
       const c = new pg.Client({connectionString: stalled.url})
       await expect(c.connect()).rejects.toMatchObject({message: expect.stringMatching(/authentication timed out: startup, login and the upstream connection/)})
-      await until(() => stalled.tunnel.upstreamSessions.inUse === 0, 'the upstream slot is given back')
+      await waitFor(() => stalled.tunnel.upstreamSessions.inUse === 0, 'the upstream slot is given back')
     })
   })
 
@@ -115,15 +109,15 @@ describe('limits before authentication', () => {
       third.on('error', () => {})
       await expect(third.connect()).rejects.toMatchObject({code: '53300', message: "dbgate: too many client connections: this tunnel's cap of 2 (tunnel.maxClientConnections) is reached"})
       await a.end()
-      await until(() => capped.tunnel.connectionCount === 1, 'the first client is gone')
+      await waitFor(() => capped.tunnel.connectionCount === 1, 'the first client is gone')
       // Unauthenticated sockets count too: they are clients the tunnel has to hold.
       const lurker = await RawClient.open(capped.port)
-      await until(() => capped.tunnel.connectionCount === 2, 'the lurker is accepted')
+      await waitFor(() => capped.tunnel.connectionCount === 2, 'the lurker is accepted')
       const fourth = new pg.Client({connectionString: capped.url})
       fourth.on('error', () => {})
       await expect(fourth.connect()).rejects.toMatchObject({code: '53300'})
       lurker.end()
-      await until(() => capped.tunnel.connectionCount === 1, 'the lurker is gone')
+      await waitFor(() => capped.tunnel.connectionCount === 1, 'the lurker is gone')
       const fifth = await capped.client()
       expect((await fifth.query('select 1 as ok')).rows).toEqual([{ok: 1}])
       expect((await b.query('select 2 as still')).rows).toEqual([{still: 2}])
@@ -138,7 +132,7 @@ describe('limits before authentication', () => {
     try {
       const first = await capped.client()
       const waiting = capped.client()
-      await until(() => capped.tunnel.upstreamSessions.queued === 1, 'the second client is queued')
+      await waitFor(() => capped.tunnel.upstreamSessions.queued === 1, 'the second client is queued')
       expect(capped.tunnel.upstreamSessions.inUse).toBe(1)
       await first.end()
       const second = await waiting

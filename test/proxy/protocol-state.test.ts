@@ -6,7 +6,7 @@
  */
 import {serialize} from 'pg-protocol'
 import {beforeAll, describe, expect, it} from 'vitest'
-import {loadParser} from '../../src/policy/parser.js'
+import {loadParser} from '../../src/sql/parser.js'
 import {decodeNotice} from '../../src/wire/backend.js'
 import {Framer} from '../../src/wire/framer.js'
 import {codesOf, everySplit, memoryConnection, type MemoryConnection} from '../helpers/memory-connection.js'

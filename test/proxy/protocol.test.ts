@@ -6,9 +6,10 @@ import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decodeCommandComplete, decodeDataRow, decodeParameterStatus} from '../../src/wire/backend.js'
 import {encodeCancelRequest} from '../../src/wire/frontend.js'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, waitUntilSleeping, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {codes, errorOf, RawClient} from '../helpers/raw-client.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
+import {waitFor} from '../helpers/wait.js'
 
 describe('the tunnel speaks the protocol', () => {
   let db: UpstreamInfo
@@ -162,7 +163,7 @@ describe('the tunnel speaks the protocol', () => {
       () => 'finished',
       (e: {code?: string}) => e.code,
     )
-    await new Promise((r) => setTimeout(r, 300))
+    await waitUntilSleeping(db.url, {pid: upstreamPid})
     const s = net.connect({host: '127.0.0.1', port: t.port})
     await new Promise((r) => s.once('connect', r))
     s.end(encodeCancelRequest(tunnelPid, secretKey))
@@ -172,13 +173,23 @@ describe('the tunnel speaks the protocol', () => {
 
   it('ignores a cancel request with a wrong key', async () => {
     const c = await t.client()
+    const upstreamPid = (await c.query('select pg_backend_pid() as pid')).rows[0].pid as number
     const tunnelPid = (c as unknown as {processID: number}).processID
     const secretKey = (c as unknown as {secretKey: number}).secretKey
-    const q = c.query('select pg_sleep(1) as slept')
+    const ignored = () => t.logs.filter((l) => l.includes('ignored a cancel request with an unknown key')).length
+    const ignoredBefore = ignored()
+    const q = c.query('select pg_sleep(2) as slept').then(
+      (r) => r.rows.length,
+      (e: {code?: string}) => e.code,
+    )
+    // The statement is running when the cancel comes, so a cancel let through would end it.
+    await waitUntilSleeping(db.url, {pid: upstreamPid})
     const s = net.connect({host: '127.0.0.1', port: t.port})
     await new Promise((r) => s.once('connect', r))
     s.end(encodeCancelRequest(tunnelPid, secretKey ^ 1))
-    expect((await q).rows).toHaveLength(1)
+    // Either the tunnel says it ignored the cancel, or the statement ends (cancelled) first.
+    await Promise.race([waitFor(() => ignored() > ignoredBefore, 'the tunnel has judged the cancel request'), q])
+    expect(await q).toBe(1)
   })
 
   it('refuses the FunctionCall message and keeps the session usable', async () => {
@@ -201,13 +212,10 @@ describe('the tunnel speaks the protocol', () => {
     const raw = await RawClient.connect(t.port, {password: t.secret, database: db.database})
     raw.send(serialize.end())
     await raw.waitClosed()
-    let after = -1
-    for (let i = 0; i < 50; i++) {
-      after = await withClient(db.url, async (c) => (await c.query("select count(*)::int n from pg_stat_activity where datname = $1", [db.database])).rows[0].n as number)
-      if (after <= before) break
-      await new Promise((r) => setTimeout(r, 50))
-    }
-    expect(after).toBeLessThanOrEqual(before)
+    await waitFor(
+      async () => (await withClient(db.url, async (c) => (await c.query("select count(*)::int n from pg_stat_activity where datname = $1", [db.database])).rows[0].n as number)) <= before,
+      'the upstream session is gone from pg_stat_activity',
+    )
   })
 
   it('tells the upstream who is connecting through application_name', async () => {

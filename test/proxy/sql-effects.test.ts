@@ -1,5 +1,5 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {loadParser} from '../../src/policy/parser.js'
+import {loadParser} from '../../src/sql/parser.js'
 import {tagMatches, textShape} from '../../src/proxy/sql-effects.js'
 
 beforeAll(() => loadParser())

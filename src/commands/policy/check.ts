@@ -6,7 +6,8 @@ import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 import {configFlag} from '../../cli/flags.js'
 import {getTarget} from '../../config/targets.js'
 import {DEFAULT_MCP} from '../../config/dbgate-schema.js'
-import {checkPolicy, loadParser, type CheckResult} from '../../policy/index.js'
+import {checkPolicy, type CheckResult} from '../../policy/index.js'
+import {loadParser} from '../../sql/parser.js'
 import {DbgateCommand} from '../../cli/base-command.js'
 
 async function readStdin(): Promise<string> {

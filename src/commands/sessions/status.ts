@@ -1,5 +1,6 @@
 import {renderTable, type Column} from '../../cli/table.js'
-import {formatBytes, relativeTime} from '../../audit/cli.js'
+import {relativeTime} from '../../audit/cli.js'
+import {formatSize} from '../../util/size.js'
 import {spoolFlag} from '../../cli/flags.js'
 import {spoolStatus, type SpoolEntry, type SpoolStatus} from '../../audit/spool-scan.js'
 import {defaultSpoolDir} from '../../audit/spool.js'
@@ -19,13 +20,13 @@ export default class SessionsStatus extends DbgateCommand {
       this.log(`Nothing waiting in ${status.dir}.`)
       return status
     }
-    this.log(`${status.count} session${status.count === 1 ? '' : 's'} in ${status.dir}: ${formatBytes(status.bytes)}, ${formatBytes(status.unshippedBytes)} not yet shipped; oldest started ${tty ? relativeTime(status.oldest) : status.oldest}.`)
+    this.log(`${status.count} session${status.count === 1 ? '' : 's'} in ${status.dir}: ${formatSize(status.bytes, 'approximate')}, ${formatSize(status.unshippedBytes, 'approximate')} not yet shipped; oldest started ${tty ? relativeTime(status.oldest) : status.oldest}.`)
     const columns: Column<SpoolEntry>[] = [
       {header: 'SESSION', value: (s) => s.sessionId},
       {header: 'STATE', value: (s) => s.state},
       {header: 'TARGET', value: (s) => s.target ?? '?'},
       {header: 'STARTED', value: (s) => (tty ? relativeTime(s.startedAt) : (s.startedAt ?? ''))},
-      {header: 'UNSHIPPED', value: (s) => (tty ? formatBytes(s.unshippedBytes) : String(s.unshippedBytes))},
+      {header: 'UNSHIPPED', value: (s) => (tty ? formatSize(s.unshippedBytes, 'approximate') : String(s.unshippedBytes))},
     ]
     this.log(renderTable(status.sessions, columns, {tty}))
     return status

@@ -1,4 +1,5 @@
-import {formatBytes, resolveBucket} from '../../audit/cli.js'
+import {resolveBucket} from '../../audit/cli.js'
+import {formatSize} from '../../util/size.js'
 import {bucketFlags, spoolFlag} from '../../cli/flags.js'
 import {shipPending, type ShipReport} from '../../audit/shipper.js'
 import {defaultKeyDir, loadOrCreateInstallationKey} from '../../audit/signing.js'
@@ -18,7 +19,7 @@ export default class SessionsSync extends DbgateCommand {
     const {bucket} = await resolveBucket(flags, this)
     const signer = await loadOrCreateInstallationKey(defaultKeyDir())
     const report = await shipPending({bucket, signer, spoolDir: flags['spool-dir'] ?? defaultSpoolDir()})
-    for (const s of report.shipped) this.log(`shipped ${s.sessionId} (${s.state}, ${formatBytes(s.bytes)}) → ${bucket.url}${s.key}`)
+    for (const s of report.shipped) this.log(`shipped ${s.sessionId} (${s.state}, ${formatSize(s.bytes, 'approximate')}) → ${bucket.url}${s.key}`)
     for (const f of report.failed) this.logToStderr(`failed  ${f.sessionId}: ${f.error?.code} ${f.error?.message} (kept in the spool)`)
     if (report.shipped.length === 0 && report.failed.length === 0) this.log('Nothing to ship.')
     if (report.failed.length) process.exitCode = EXIT_FAILURE

@@ -38,6 +38,12 @@ export function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined
 }
 
+/** The text of a wrapped `String` node (`{String: {sval: 's'}}`), or undefined for any other node. */
+export function svalOf(node: unknown): string | undefined {
+  const u = unwrap(node)
+  return u && u[0] === 'String' ? str(u[1].sval) : undefined
+}
+
 /** A bare RangeVar: the shape of `relation`, `rel`, `view`, `table` fields. */
 export function isRangeVar(v: unknown): v is Obj {
   return isObj(v) && typeof v.relname === 'string' && 'relpersistence' in v

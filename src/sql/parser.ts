@@ -1,8 +1,10 @@
 /**
- * The one place that talks to libpg_query. The WASM module loads asynchronously once; after that
- * every call is synchronous, which keeps the statement hook on the fast path free of promises.
+ * The one place that talks to libpg_query: the guardrails, masking's lineage, the recorder's
+ * normalized text and reports all parse through here. The WASM module loads asynchronously once;
+ * after that every call is synchronous, which keeps the tunnel's hot path free of promises.
  */
-import {loadModule, parseSync} from 'libpg-query'
+import {fingerprintSync, loadModule, normalizeSync, parseSync} from 'libpg-query'
+import type {Obj} from './tree.js'
 
 let ready = false
 let loading: Promise<void> | undefined
@@ -18,6 +20,9 @@ export function loadParser(): Promise<void> {
 export function parserReady(): boolean {
   return ready
 }
+
+/** The recorder's normalized text and fingerprint of a statement; both need `loadParser()` first. */
+export {fingerprintSync, normalizeSync}
 
 export type ParseTree = {readonly stmts?: readonly {readonly stmt?: Record<string, unknown>; readonly stmt_location?: number; readonly stmt_len?: number}[]}
 
@@ -73,6 +78,21 @@ export function parseTree(sql: string): ParseTree {
   }
   if (!tree) throw error
   return tree
+}
+
+/**
+ * A text's statements as bare nodes (each a `{SelectStmt: …}`-style node), or the parser's
+ * complaint: what masking's lineage reads. Unlike `parseStatements`, no statement text is cut out.
+ */
+export function parseSql(sql: string): {ok: true; statements: Obj[]} | {ok: false; error: string} {
+  if (!ready) return {ok: false, error: 'the SQL parser is not loaded'}
+  if (sql.includes('\0')) return {ok: false, error: 'statement text contains a NUL byte'}
+  try {
+    const tree = parseTree(sql)
+    return {ok: true, statements: (tree.stmts ?? []).map((s) => s.stmt ?? {})}
+  } catch (error) {
+    return {ok: false, error: error instanceof Error ? error.message : String(error)}
+  }
 }
 
 /** A statement as the parser hands it over: its tree and its own slice of the text. */
