@@ -18,7 +18,7 @@ import {people, type People} from '../approvals/helpers.js'
 import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
 import {textOf} from '../mcp/helpers.js'
 import {gatewayConfig, makePki, type TestPki} from './helpers.js'
-import {waitFor} from '../identity/helpers.js'
+import {waitFor} from '../helpers/wait.js'
 
 const PUBLIC_URL = 'https://gw.test:8443'
 
@@ -133,7 +133,7 @@ describe('remote MCP on the gateway', () => {
     expect(apps.some((n) => n.startsWith('dbgate/alice@example.com') && n.includes('hosted-agent'))).toBe(true)
 
     // The session is recorded as alice's, run by the agent, in the gateway's own spool or bucket.
-    await waitFor(() => recorded().some((t) => t.includes('"session.start"') && t.includes('alice@example.com') && /"agent":\{"client":"mcp","name":"hosted-agent"/.test(t)), 15_000)
+    await waitFor(() => recorded().some((t) => t.includes('"session.start"') && t.includes('alice@example.com') && /"agent":\{"client":"mcp","name":"hosted-agent"/.test(t)), 'the gateway recorded the agent session as alice\'s')
   })
 
   it('lets an agent write where the target allows it', async () => {
