@@ -6,7 +6,7 @@
 import {hostname} from 'node:os'
 import {isAbsolute, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
-import type {Node} from 'yaml'
+import {isScalar, type Node} from 'yaml'
 import {
   INVALID,
   boolean,
@@ -587,6 +587,22 @@ function hostPort(example: string): Schema<{host: string; port: number}> {
   })
 }
 
+export const DEFAULT_OPS_LISTEN = {host: '127.0.0.1', port: 9187}
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
+
+/** `server.ops`: host:port, or `off` for no ops endpoint. */
+function opsAddress(): Schema<{host: string; port: number} | null> {
+  const address = hostPort('127.0.0.1:9187')
+  return {
+    expected: `${address.expected}, or off`,
+    parse(raw, at, cx) {
+      const node = cx.resolve(raw, at)
+      if (node && isScalar(node) && (node.value === 'off' || node.value === false)) return null
+      return address.parse(raw, at, cx)
+    },
+  }
+}
+
 function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
   return map(
     object({
@@ -599,6 +615,9 @@ function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
       maxSessionDuration: withDefault(duration({min: 1000}), DEFAULT_MAX_SESSION_DURATION_MS),
       sessionOutlivesToken: withDefault(boolean(), false),
       pipelineIdle: withDefault(duration({min: 0, max: 3600_000}), DEFAULT_PIPELINE_IDLE_MS),
+      ops: withDefault(opsAddress(), DEFAULT_OPS_LISTEN),
+      drainTimeout: withDefault(duration({min: 0, max: 24 * 3600_000}), DEFAULT_DRAIN_TIMEOUT_MS),
+      log: withDefault(object({level: withDefault(oneOf(['debug', 'info', 'warn', 'error'] as const), 'info')}), {level: 'info' as const}),
     }),
     (v) => ({
       name: v.name ?? hostname(),
@@ -610,6 +629,9 @@ function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
       maxSessionDurationMs: v.maxSessionDuration,
       sessionOutlivesToken: v.sessionOutlivesToken,
       pipelineIdleMs: v.pipelineIdle,
+      ops: v.ops,
+      drainTimeoutMs: v.drainTimeout,
+      logLevel: v.log.level,
     }),
   )
 }
