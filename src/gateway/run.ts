@@ -142,8 +142,10 @@ async function runWorker(opts: RunOptions): Promise<never> {
   const send = (m: WorkerMessage) => process.send?.(m)
   let gw: RunningGateway | undefined
   const metrics = createGatewayMetrics({gauges: () => gw!.gauges()})
-  // The primary's AggregatorRegistry asks every worker for this registry.
+  // The primary's AggregatorRegistry asks every worker for this registry; constructing one here is
+  // what installs the worker's side of that exchange.
   AggregatorRegistry.setRegistries([metrics.registry])
+  new AggregatorRegistry()
   gw = await startGateway({
     loaded: opts.loaded,
     observer: metrics,

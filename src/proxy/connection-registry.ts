@@ -59,6 +59,7 @@ export class ConnectionRegistry {
   cancelByKey(processId: number, secretKey: number): void {
     const elsewhere = this.options.elsewhere
     if (elsewhere && ConnectionRegistry.slotOf(processId) !== elsewhere.slot) {
+      this.log('info', `a cancel request for a key of worker ${ConnectionRegistry.slotOf(processId)}: handed to it`)
       elsewhere.forward(processId, secretKey)
       return
     }
