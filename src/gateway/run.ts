@@ -188,6 +188,8 @@ async function runPrimary(opts: RunOptions): Promise<never> {
   let stopping = false
   let drainFailed = false
   let announced = false
+  /** Workers that got as far as listening; one that dies before that would die again. */
+  const started = new WeakSet<Worker>()
 
   const fork = (slot: number) => {
     const worker = cluster.fork({[WORKER_SLOT_ENV]: String(slot)})
@@ -197,7 +199,9 @@ async function runPrimary(opts: RunOptions): Promise<never> {
       if (m.dbgate === 'cancel') {
         // The key's worker, if it still lives; a dead worker's sessions are gone with it.
         bySlot.get(ConnectionRegistry.slotOf(m.processId))?.send(m)
-      } else if (m.dbgate === 'listening' && !announced) {
+      } else if (m.dbgate === 'listening') {
+        started.add(worker)
+        if (announced) return
         announced = true
         log('info', `gateway ready to accept on ${m.address.host}:${m.address.port} with ${opts.workers} workers`, {
           address: m.address,
@@ -216,6 +220,13 @@ async function runPrimary(opts: RunOptions): Promise<never> {
     bySlot.delete(slot)
     if (stopping) {
       if (code !== 0) drainFailed = true
+      return
+    }
+    if (!started.has(worker)) {
+      log('error', `worker ${slot} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}) before it could serve; stopping (see its lines above)`)
+      stopping = true
+      for (const w of bySlot.values()) w.process.kill('SIGTERM')
+      void allExited().then(() => exitAfterFlush(logger, EXIT_FAILURE))
       return
     }
     log('error', `worker ${slot} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}); starting a replacement`)
