@@ -25,12 +25,11 @@ import {formatDuration} from '../config/units.js'
 import {keyDir, userDir} from '../util/paths.js'
 import {startGatewayApi, type GatewayApi} from './api.js'
 import type {GatewayGauges, GatewayObserver, ReadinessCheck, StatementDecision} from './observer.js'
-import {bucketCheck, cachedFor, upstreamChecks} from './health.js'
+import {bucketCheck, cachedFor, spoolBacklogBytes, upstreamChecks} from './health.js'
 import {loadConfig} from '../config/load.js'
 import {listRequests} from '../approvals/store.js'
 import {shipPending} from '../audit/shipper.js'
 import {defaultSpoolDir} from '../audit/spool.js'
-import {spoolStatus} from '../audit/spool-scan.js'
 import {PipelineCache} from './pipelines.js'
 import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from './server.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
@@ -310,10 +309,10 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       return [{name: 'idp-keys', ok: idp.ok, detail: idp.detail}, ...(await slowChecks())]
     },
     async gauges() {
-      const [approvalsPending, spool] = await Promise.all([pendingApprovals().catch(() => 0), spoolStatus(spoolDir)])
+      const [approvalsPending, shippingBacklogBytes] = await Promise.all([pendingApprovals().catch(() => 0), spoolBacklogBytes(spoolDir)])
       return {
         approvalsPending,
-        shippingBacklogBytes: spool.unshippedBytes,
+        shippingBacklogBytes,
         upstreamSessionsInUse: [...targets.values()].reduce((n, t) => n + t.gate.inUse, 0),
       }
     },

@@ -3,7 +3,10 @@
  * tested alone. Every check has its own deadline: a bucket that hangs makes `/readyz` say
  * `degraded` about the bucket, not time the whole answer out into `not-ready`.
  */
+import {stat} from 'node:fs/promises'
 import net from 'node:net'
+import {spoolPaths} from '../audit/spool.js'
+import {readMark, spooledSessions} from '../audit/spool-scan.js'
 import type {Bucket} from '../bucket/index.js'
 import type {ReadinessCheck} from './observer.js'
 
@@ -82,4 +85,19 @@ export function cachedFor<T>(ms: number, fn: () => Promise<T>): () => Promise<T>
     }
     return last.value
   }
+}
+
+/**
+ * Bytes of the spool the bucket does not have yet: each log's size less what its last snapshot
+ * shipped. Sizes and the small `.shipped` marks only, so a scrape never reads the logs themselves.
+ */
+export async function spoolBacklogBytes(dir: string): Promise<number> {
+  let total = 0
+  for (const sessionId of await spooledSessions(dir)) {
+    const paths = spoolPaths(dir, sessionId)
+    const size = (await stat(paths.log).catch(() => undefined))?.size ?? 0
+    const mark = await readMark(paths.shipped)
+    total += Math.max(0, size - (mark?.bytes ?? 0))
+  }
+  return total
 }

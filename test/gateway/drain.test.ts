@@ -1,4 +1,4 @@
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, rename, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
@@ -69,6 +69,36 @@ describe('dbgate gateway: SIGTERM drains', () => {
     const recordings = await bucketRecordings(bucket)
     expect(recordings.some((r) => r.includes('during the drain') && r.includes('"session.end"'))).toBe(true)
     expect(gw.lines.some((l) => /drained: sessions ended and the spool shipped/.test(l.msg))).toBe(true)
+  })
+
+  it('keeps serving through a bucket outage: degraded, the spool grows, and the drain ships what waited', async () => {
+    const {gw, port, ops, bucket} = await start('outage', ['drainTimeout: 60s'])
+    const c = gatewayClient(port, pki.ca, await aliceToken(f.signingKey, f.dev.issuer, f.dev.cliClientId))
+    await c.connect()
+    await c.query('select 1')
+    // The bucket goes away: a file where its directory was, so every write fails.
+    await mkdir(bucket, {recursive: true})
+    await rename(bucket, `${bucket}.away`)
+    await writeFile(bucket, 'not a bucket')
+    await c.query("insert into orders values (10, 'written during the outage')")
+    const readyz = await until(async () => {
+      const r = await httpGet(ops, '/readyz')
+      return r.body.includes('"bucket"') ? r : undefined
+    })
+    expect(readyz.status).toBe(200)
+    expect(JSON.parse(readyz.body)).toMatchObject({status: 'degraded', checks: [{name: 'bucket', degradesOnly: true}]})
+    await until(async () => {
+      const m = /^dbgate_gateway_shipping_backlog_bytes (\d+)$/m.exec((await httpGet(ops, '/metrics')).body)
+      return m && Number(m[1]) > 0 ? true : undefined
+    })
+    expect((await c.query('select count(*)::int as n from orders where id = 10')).rows).toEqual([{n: 1}])
+    await c.end()
+
+    await rm(bucket)
+    await rename(`${bucket}.away`, bucket)
+    gw.signal('SIGTERM')
+    expect(await gw.exited).toEqual({code: 0, signal: null})
+    expect((await bucketRecordings(bucket)).some((r) => r.includes('written during the outage') && r.includes('"session.end"'))).toBe(true)
   })
 
   it('ends a session still open at drainTimeout with a FATAL saying the gateway is shutting down, and still exits 0', async () => {
