@@ -154,7 +154,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   }
   let targets = await serveTargets(config.targets)
   const configsOf = (served: Map<string, ServedTarget>) => Object.fromEntries([...served].map(([name, t]) => [name, t.config])) as Record<string, TargetConfig>
-  let targetConfigs = configsOf(targets)
+  // Changed in place by a reload, so the API's listing follows it too.
+  const targetConfigs = configsOf(targets)
 
   const pipelines = new PipelineCache(
     (name, identity) => {
@@ -292,10 +293,11 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         }
         if (JSON.stringify(next.config.identity) !== JSON.stringify(loaded.config.identity)) log('warn', 'reload: the identity section changed; it takes effect at the next start')
         tlsContext = nextTls
-        settings.tls = nextSettings.tls
+        Object.assign(settings.tls, nextSettings.tls)
         await api?.reloadTls()
         targets = nextTargets
-        targetConfigs = configsOf(nextTargets)
+        for (const name of Object.keys(targetConfigs)) delete targetConfigs[name]
+        Object.assign(targetConfigs, configsOf(nextTargets))
         pipelines.retireAll()
         const report = [...nextTargets.values()].map((t) => ({name: t.config.name, policyVersion: t.policy.version, policyHash: t.policy.hash}))
         log('info', `reloaded: TLS certificate and the policy of ${report.map((t) => `${t.name} (${t.policyVersion} ${t.policyHash.slice(0, 12)})`).join(', ') || 'no target'}; open sessions keep the policy they started with`)
