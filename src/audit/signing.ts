@@ -1,6 +1,6 @@
 import {createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject} from 'node:crypto'
 import {constants as fsc} from 'node:fs'
-import {chmod, mkdir, open, readFile, stat, writeFile} from 'node:fs/promises'
+import {chmod, mkdir, open, readFile, rename, stat, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {isBucketError, OBJECT_EXISTS, type Bucket} from '../bucket/index.js'
@@ -114,14 +114,23 @@ async function readGatewayMarker(dir: string): Promise<GatewaySigner | undefined
  */
 export async function prepareGatewayKeyDir(dir: string, name: string, pem?: string): Promise<void> {
   await mkdir(dir, {recursive: true, mode: 0o700})
-  await writeFile(join(dir, GATEWAY_MARKER), JSON.stringify({name}) + '\n', {mode: 0o600})
+  // `--workers` start several processes on one directory at once: files are replaced whole
+  // (written aside, then renamed), so none of them ever reads a half-written one.
+  const marker = JSON.stringify({name}) + '\n'
+  if ((await readFile(join(dir, GATEWAY_MARKER), 'utf8').catch(() => undefined)) !== marker) await replaceFile(join(dir, GATEWAY_MARKER), marker)
   if (pem === undefined) return
   const file = join(dir, 'installation-ed25519.pem')
   const configured = fromPrivatePem(pem)
   const existing = await readFile(file, 'utf8').then(fromPrivatePem, () => undefined)
   if (existing?.keyId === configured.keyId) return
-  await writeFile(file, configured.privateKey.export({type: 'pkcs8', format: 'pem'}).toString(), {mode: 0o600})
-  await chmod(file, 0o600)
+  await replaceFile(file, configured.privateKey.export({type: 'pkcs8', format: 'pem'}).toString())
+}
+
+async function replaceFile(path: string, text: string): Promise<void> {
+  const aside = `${path}.${process.pid}.tmp`
+  await writeFile(aside, text, {mode: 0o600})
+  await chmod(aside, 0o600)
+  await rename(aside, path)
 }
 
 async function readExistingKey(path: string): Promise<string> {

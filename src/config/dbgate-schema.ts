@@ -6,7 +6,7 @@
 import {hostname} from 'node:os'
 import {isAbsolute, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {isMap, type Node} from 'yaml'
+import {isMap, isScalar, type Node} from 'yaml'
 import {
   INVALID,
   boolean,
@@ -584,6 +584,22 @@ function hostPort(example: string): Schema<{host: string; port: number}> {
   })
 }
 
+export const DEFAULT_OPS_LISTEN = {host: '127.0.0.1', port: 9187}
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
+
+/** `server.ops`: host:port, or `off` for no ops endpoint. */
+function opsAddress(): Schema<{host: string; port: number} | null> {
+  const address = hostPort('127.0.0.1:9187')
+  return {
+    expected: `${address.expected}, or off`,
+    parse(raw, at, cx) {
+      const node = cx.resolve(raw, at)
+      if (node && isScalar(node) && (node.value === 'off' || node.value === false)) return null
+      return address.parse(raw, at, cx)
+    },
+  }
+}
+
 function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
   return map(
     object({
@@ -603,6 +619,9 @@ function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
           maxSessions: withDefault(integer({min: 1, max: 100_000}), 200),
         }),
       ),
+      ops: withDefault(opsAddress(), DEFAULT_OPS_LISTEN),
+      drainTimeout: withDefault(duration({min: 0, max: 24 * 3600_000}), DEFAULT_DRAIN_TIMEOUT_MS),
+      log: withDefault(object({level: withDefault(oneOf(['debug', 'info', 'warn', 'error'] as const), 'info')}), {level: 'info' as const}),
     }),
     (v, at, cx, node) => {
       if (v.mcp && !v.api) return cx.error('missing-key', isMap(node) ? (node.get('mcp', true) as Node) : node, [...at.path, 'mcp'], 'server.mcp serves agents on the HTTPS API listener, but server.api is not set', 'add server.api: 0.0.0.0:8443 (and make server.mcp.publicUrl the address agents reach it at)')
@@ -616,6 +635,9 @@ function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
       maxSessionDurationMs: v.maxSessionDuration,
       sessionOutlivesToken: v.sessionOutlivesToken,
       pipelineIdleMs: v.pipelineIdle,
+      ops: v.ops,
+      drainTimeoutMs: v.drainTimeout,
+      logLevel: v.log.level,
       ...(v.mcp ? {mcp: v.mcp} : {}),
     }
     },

@@ -224,6 +224,12 @@ export interface GatewayServerConfig {
   sessionOutlivesToken: boolean
   /** How long a pipeline (catalog connection, recorder, approval poller) outlives its last session. */
   pipelineIdleMs: number
+  /** The ops endpoint (/healthz, /readyz, /metrics), plain HTTP; null: none (`ops: off`). */
+  ops: {host: string; port: number} | null
+  /** How long SIGTERM lets open sessions finish before ending them. */
+  drainTimeoutMs: number
+  /** Lowest level of the JSON log lines on standard output (`log.level`). */
+  logLevel: 'debug' | 'info' | 'warn' | 'error'
   /** Remote MCP for agents on the API listener (docs/agents.md); absent: none. */
   mcp?: GatewayMcpConfig
 }

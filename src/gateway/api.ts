@@ -14,6 +14,8 @@ import {allowedTargets, verifySignIn} from './sign-in.js'
 
 export interface GatewayApiOptions {
   listen: {host: string; port: number}
+  /** A `--workers` worker: share the port with the other workers. */
+  shared?: boolean
   /** The certificate and key files (the PostgreSQL listener's). */
   tls: {cert: string; key: string}
   identity: IdentityConfig
@@ -84,7 +86,7 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
   server.on('tlsClientError', () => {})
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen({host: opts.listen.host, port: opts.listen.port, exclusive: true}, () => {
+    server.listen({host: opts.listen.host, port: opts.listen.port, exclusive: !opts.shared}, () => {
       server.off('error', reject)
       resolve()
     })

@@ -24,11 +24,16 @@ import type {UpstreamTarget} from '../proxy/upstream.js'
 import {formatDuration} from '../config/units.js'
 import {keyDir, userDir} from '../util/paths.js'
 import {startGatewayApi, type GatewayApi} from './api.js'
-import type {GatewayObserver, ReadinessCheck, StatementDecision} from './observer.js'
+import type {GatewayGauges, GatewayObserver, ReadinessCheck, StatementDecision} from './observer.js'
+import {bucketCheck, cachedFor, spoolBacklogBytes, upstreamChecks} from './health.js'
+import {loadConfig} from '../config/load.js'
+import {listRequests} from '../approvals/store.js'
+import {shipPending} from '../audit/shipper.js'
+import {defaultSpoolDir} from '../audit/spool.js'
 import {startGatewayMcp} from './mcp.js'
 import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'
-import {GatewayServer, type GatewayConnection} from './server.js'
+import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from './server.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
 
 export class GatewayConfigError extends Error {
@@ -50,6 +55,10 @@ export interface StartGatewayOptions {
   idpRetryMs?: number
   /** Current time for token checks; tests move it. */
   now?: () => Date
+  /** Reads the configuration again for a reload (SIGHUP); default: the file `loaded` came from. */
+  reloadConfig?: () => Promise<LoadedConfig>
+  /** A `--workers` worker: shares the listening port, and hands other workers' cancel keys on. */
+  worker?: {cancelElsewhere: NonNullable<GatewayServerOptions['cancelElsewhere']>}
 }
 
 export interface RunningGateway {
@@ -67,6 +76,22 @@ export interface RunningGateway {
   pipelineCount: number
   /** Re-reads the certificate and key; new connections use them, live ones keep theirs. */
   reloadTls(): Promise<void>
+  /**
+   * SIGHUP: reads the configuration, the targets' policies (published or local) and the TLS files
+   * again. New sessions get them; open sessions keep the pipeline and policy they started with.
+   * All or nothing: on any error it throws and changes nothing.
+   */
+  reload(): Promise<{targets: {name: string; policyVersion: string; policyHash: string}[]}>
+  /** Every readiness check, the slow ones (upstreams, bucket) included: what `/readyz` answers. */
+  checks(): Promise<ReadinessCheck[]>
+  /** The gauges read when metrics are scraped. */
+  gauges(): Promise<GatewayGauges>
+  /** A CancelRequest another worker received for a key this one issued. */
+  cancelByKey(processId: number, secretKey: number): void
+  /** True from the moment a drain starts: `/readyz` answers 503. */
+  readonly draining: boolean
+  /** SIGTERM: stop accepting, let sessions finish up to `timeoutMs`, end the rest, ship the spool. */
+  drain(timeoutMs: number): Promise<void>
   close(graceMs?: number): Promise<void>
 }
 
@@ -112,19 +137,27 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   )
 
   let tlsContext = await loadTlsContext(settings.tls)
-  const targets = new Map<string, ServedTarget>()
-  for (const configured of Object.values(config.targets)) {
-    const effective = await resolvePolicy({bucket, loadKeys: async () => (await loadKeyRing(bucket)).keys, target: configured, cacheDir: join(stateDir, 'cache', 'policies')})
-    if (effective.notice) log('warn', `target ${configured.name}: ${effective.notice}`)
-    const target = effective.target
-    targets.set(target.name, {
-      config: target,
-      upstream: await upstreamTargetOf(target, {env: baseEnv}),
-      gate: new UpstreamGate({max: target.tunnel.maxUpstreamSessions, queueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs}),
-      policy: {hash: effective.hash, version: effective.version},
-    })
+  /** The targets as configured now, each with its policy resolved (published in the bucket, or local). */
+  const serveTargets = async (configured: Record<string, TargetConfig>, gates?: Map<string, ServedTarget>): Promise<Map<string, ServedTarget>> => {
+    const out = new Map<string, ServedTarget>()
+    for (const c of Object.values(configured)) {
+      const effective = await resolvePolicy({bucket, loadKeys: async () => (await loadKeyRing(bucket)).keys, target: c, cacheDir: join(stateDir, 'cache', 'policies')})
+      if (effective.notice) log('warn', `target ${c.name}: ${effective.notice}`)
+      const target = effective.target
+      out.set(target.name, {
+        config: target,
+        upstream: await upstreamTargetOf(target, {env: baseEnv}),
+        // A reload keeps each target's count of upstream sessions in use.
+        gate: gates?.get(target.name)?.gate ?? new UpstreamGate({max: target.tunnel.maxUpstreamSessions, queueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs}),
+        policy: {hash: effective.hash, version: effective.version},
+      })
+    }
+    return out
   }
-  const targetConfigs = Object.fromEntries([...targets].map(([name, t]) => [name, t.config])) as Record<string, TargetConfig>
+  let targets = await serveTargets(config.targets)
+  const configsOf = (served: Map<string, ServedTarget>) => Object.fromEntries([...served].map(([name, t]) => [name, t.config])) as Record<string, TargetConfig>
+  // Changed in place by a reload, so the API's listing follows it too.
+  const targetConfigs = configsOf(targets)
 
   const pipelines = new PipelineCache(
     (name, identity) => {
@@ -196,7 +229,16 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     }
   }
 
-  const server = new GatewayServer({listen: settings.listen, secureContext: () => tlsContext, authenticate, observer, log, authTimeoutMs: config.tunnel.authTimeoutMs, maxMessageSize: config.tunnel.maxMessageSize})
+  const server = new GatewayServer({
+    listen: settings.listen,
+    secureContext: () => tlsContext,
+    authenticate,
+    observer,
+    log,
+    authTimeoutMs: config.tunnel.authTimeoutMs,
+    maxMessageSize: config.tunnel.maxMessageSize,
+    ...(opts.worker ? {shared: true, cancelElsewhere: opts.worker.cancelElsewhere} : {}),
+  })
   let api: GatewayApi | undefined
   let mcp: McpHttp | undefined
   try {
@@ -216,7 +258,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
           log,
         })
       : undefined
-    if (settings.api) api = await startGatewayApi({listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log})
+    if (settings.api) api = await startGatewayApi({...(opts.worker ? {shared: true} : {}), listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log})
   } catch (error) {
     clearTimeout(idpTimer)
     await server.close(0)
@@ -224,6 +266,17 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     await pipelines.close()
     throw error
   }
+  const spoolDir = defaultSpoolDir(env)
+  let draining = false
+  const slowChecks = cachedFor(5000, async () => {
+    const [upstreams, bucketOk] = await Promise.all([upstreamChecks([...targets.values()].map((t) => ({name: t.config.name, host: t.upstream.host, port: t.upstream.port}))), bucketCheck(bucket, settings.name)])
+    return [...upstreams, bucketOk]
+  })
+  // Bucket-wide: every replica reports the same number (use max() across replicas).
+  const pendingApprovals = cachedFor(15_000, async () => (await listRequests(bucket)).filter((v) => v.state === 'pending').length)
+  const reloadConfig = opts.reloadConfig ?? (() => loadConfig({configPath: loaded.path, env: baseEnv}))
+  let reloading: Promise<unknown> = Promise.resolve()
+
   log('info', `gateway ${settings.name} listening on ${server.address.host}:${server.address.port}${api ? `, API on https://${api.address.host}:${api.address.port}` : ''}${mcp ? `, remote MCP at ${settings.mcp!.publicUrl}/mcp/<target>` : ''}`)
 
   return {
@@ -245,7 +298,63 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       tlsContext = await loadTlsContext(settings.tls)
       await api?.reloadTls()
     },
+    reload() {
+      const run = reloading.then(async () => {
+        // Everything is read and checked first; only then is anything swapped in.
+        const next = await reloadConfig()
+        const nextSettings = next.config.server
+        if (!nextSettings) throw new GatewayConfigError(`${next.path} no longer has a server section`, 'restore the server section')
+        const nextTls = await loadTlsContext(nextSettings.tls)
+        const nextTargets = await serveTargets(next.config.targets, targets)
+        const unchanged = ['listen', 'api', 'stateDir', 'name', 'ops'] as const
+        for (const k of unchanged) {
+          if (JSON.stringify(nextSettings[k]) !== JSON.stringify(settings[k])) log('warn', `reload: server.${k} changed; it takes effect at the next start`)
+        }
+        if (JSON.stringify(next.config.identity) !== JSON.stringify(loaded.config.identity)) log('warn', 'reload: the identity section changed; it takes effect at the next start')
+        tlsContext = nextTls
+        Object.assign(settings.tls, nextSettings.tls)
+        await api?.reloadTls()
+        targets = nextTargets
+        for (const name of Object.keys(targetConfigs)) delete targetConfigs[name]
+        Object.assign(targetConfigs, configsOf(nextTargets))
+        pipelines.retireAll()
+        const report = [...nextTargets.values()].map((t) => ({name: t.config.name, policyVersion: t.policy.version, policyHash: t.policy.hash}))
+        log('info', `reloaded: TLS certificate and the policy of ${report.map((t) => `${t.name} (${t.policyVersion} ${t.policyHash.slice(0, 12)})`).join(', ') || 'no target'}; open sessions keep the policy they started with`)
+        return {targets: report}
+      })
+      reloading = run.catch(() => undefined)
+      return run
+    },
+    async checks() {
+      if (draining) return [{name: 'draining', ok: false, detail: 'the gateway is shutting down (SIGTERM): open sessions may finish, new ones go to another replica'}]
+      return [{name: 'idp-keys', ok: idp.ok, detail: idp.detail}, ...(await slowChecks())]
+    },
+    async gauges() {
+      const [approvalsPending, shippingBacklogBytes] = await Promise.all([pendingApprovals().catch(() => 0), spoolBacklogBytes(spoolDir)])
+      return {
+        approvalsPending,
+        shippingBacklogBytes,
+        upstreamSessionsInUse: [...targets.values()].reduce((n, t) => n + t.gate.inUse, 0),
+      }
+    },
+    cancelByKey: (processId, secretKey) => server.cancelByKey(processId, secretKey),
+    get draining() {
+      return draining
+    },
+    async drain(timeoutMs: number) {
+      draining = true
+      clearTimeout(idpTimer)
+      await Promise.all([server.drain(timeoutMs), api?.close()])
+      await pipelines.close()
+      // Whatever is left in the spool (this run's, or a killed run's), shipped before exit.
+      const last = await shipPending({bucket, signer: key, spoolDir}).catch((e: Error) => {
+        log('warn', `recordings stay in the spool until the next start: ${e.message}`)
+        return undefined
+      })
+      if (last?.failed.length) log('warn', `${last.failed.length} recording(s) stay in the spool ${spoolDir} until the bucket is reachable; they ship at the next start`)
+    },
     async close(graceMs = 5000) {
+      draining = true
       clearTimeout(idpTimer)
       readyWaiters = []
       await Promise.all([server.close(graceMs), api?.close(), mcp?.close()])

@@ -11,6 +11,7 @@ import {Counter, Gauge, Registry, collectDefaultMetrics} from 'prom-client'
 
 import type {GatewayGauges, GatewayObserver, SignInFailure, StatementDecision} from './observer.js'
 
+
 export const METRIC_PREFIX = 'dbgate_gateway_'
 
 export interface GatewayMetricsOptions {
@@ -56,20 +57,42 @@ export function createGatewayMetrics(options: GatewayMetricsOptions): GatewayMet
     labelNames: ['reason'] as const,
     registers: [registry],
   })
-  const approvalsPending = new Gauge({
+  // The state gauges are read in `collect`, which every way of reading the registry runs (a
+  // scrape here, or the primary's AggregatorRegistry asking a `--workers` worker). One read of the
+  // callback serves the three gauges of one scrape.
+  let reading: Promise<GatewayGauges> | undefined
+  const read = () => {
+    reading ??= Promise.resolve()
+      .then(() => options.gauges())
+      .finally(() => setImmediate(() => (reading = undefined)))
+    return reading
+  }
+  new Gauge({
     name: `${METRIC_PREFIX}approvals_pending`,
-    help: 'Approval requests waiting for a reviewer.',
+    help: 'Approval requests waiting for a reviewer (in the whole bucket, so every replica reports the same number).',
     registers: [registry],
+    aggregator: 'max',
+    async collect() {
+      this.set((await read()).approvalsPending)
+    },
   })
-  const shippingBacklog = new Gauge({
+  new Gauge({
     name: `${METRIC_PREFIX}shipping_backlog_bytes`,
     help: 'Bytes of recordings in the local spool not yet shipped to the bucket.',
     registers: [registry],
+    // The workers of one machine share one spool, and each reports all of it.
+    aggregator: 'max',
+    async collect() {
+      this.set((await read()).shippingBacklogBytes)
+    },
   })
-  const upstreamInUse = new Gauge({
+  new Gauge({
     name: `${METRIC_PREFIX}upstream_sessions_in_use`,
     help: 'Connections to upstream databases in use.',
     registers: [registry],
+    async collect() {
+      this.set((await read()).upstreamSessionsInUse)
+    },
   })
 
   // Every reason is exported from the start at 0, so a rate() over a reason that has not happened
@@ -101,11 +124,7 @@ export function createGatewayMetrics(options: GatewayMetricsOptions): GatewayMet
     valuesMasked(target: string, count: number) {
       if (count > 0) valuesMasked.inc({target}, count)
     },
-    async render() {
-      const g = await options.gauges()
-      approvalsPending.set(g.approvalsPending)
-      shippingBacklog.set(g.shippingBacklogBytes)
-      upstreamInUse.set(g.upstreamSessionsInUse)
+    render() {
       return registry.metrics()
     },
   }

@@ -28,10 +28,14 @@ interface Entry {
   hooks: Promise<ProxyHooks>
   sessions: number
   idleTimer?: NodeJS.Timeout
+  /** Replaced by a reload: no new session gets it, and it is disposed when its last one ends. */
+  retired?: boolean
 }
 
 export class PipelineCache {
   private readonly entries = new Map<string, Entry>()
+  /** Retired pipelines that still serve sessions. */
+  private readonly retired = new Set<Entry>()
   private closed = false
 
   constructor(
@@ -46,7 +50,7 @@ export class PipelineCache {
 
   /** Pipelines alive (in use, or idle and not yet disposed). */
   get size(): number {
-    return this.entries.size
+    return this.entries.size + this.retired.size
   }
 
   async acquire(target: string, identity: Identity): Promise<PipelineLease> {
@@ -81,6 +85,11 @@ export class PipelineCache {
         released = true
         e.sessions--
         if (e.sessions > 0 || this.closed) return
+        if (e.retired) {
+          this.retired.delete(e)
+          void this.dispose(e)
+          return
+        }
         e.idleTimer = setTimeout(() => {
           if (e.sessions > 0 || this.entries.get(key) !== e) return
           this.entries.delete(key)
@@ -101,11 +110,27 @@ export class PipelineCache {
     }
   }
 
+  /**
+   * After a reload (SIGHUP): new sessions get new pipelines built from the reloaded policy, and the
+   * sessions open now keep the pipeline, so the policy, they started with until they end.
+   */
+  retireAll(): void {
+    for (const [key, e] of this.entries) {
+      this.entries.delete(key)
+      clearTimeout(e.idleTimer)
+      if (e.sessions > 0) {
+        e.retired = true
+        this.retired.add(e)
+      } else void this.dispose(e)
+    }
+  }
+
   /** Disposes every pipeline (after their sessions have ended): recordings are closed and shipped. */
   async close(): Promise<void> {
     this.closed = true
-    const all = [...this.entries.values()]
+    const all = [...this.entries.values(), ...this.retired]
     this.entries.clear()
+    this.retired.clear()
     for (const e of all) clearTimeout(e.idleTimer)
     await Promise.all(all.map((e) => this.dispose(e)))
   }

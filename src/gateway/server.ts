@@ -8,10 +8,12 @@ import type tls from 'node:tls'
 import {loadParser} from '../sql/parser.js'
 import {acceptClientTls} from '../proxy/client-tls.js'
 import {ClientConnection, NO_TARGET_YET, type TokenAuthRequest, type TokenAuthResult} from '../proxy/connection.js'
-import {ConnectionRegistry} from '../proxy/connection-registry.js'
+import {ConnectionRegistry, type ConnectionRegistryOptions} from '../proxy/connection-registry.js'
 import {DEFAULT_MAX_MESSAGE_SIZE} from '../proxy/tunnel.js'
 import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
 import type {GatewayObserver} from './observer.js'
+
+const SHUTDOWN_MESSAGE = 'terminating connection: the dbgate gateway is shutting down; reconnect to reach another replica'
 
 export interface GatewayServerOptions {
   listen: {host: string; port: number}
@@ -27,6 +29,10 @@ export interface GatewayServerOptions {
   authTimeoutMs?: number
   maxMessageSize?: number
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
+  /** A `--workers` worker: listen on the port the cluster's workers share. */
+  shared?: boolean
+  /** Cancel requests whose key another worker issued go there (src/gateway/workers.ts). */
+  cancelElsewhere?: ConnectionRegistryOptions['elsewhere']
 }
 
 /** What sign-in may do with the connection it is deciding about. */
@@ -38,12 +44,15 @@ export interface GatewayConnection {
 
 export class GatewayServer {
   private readonly server: net.Server
-  private readonly registry = new ConnectionRegistry((level, message) => this.log(level, message))
+  private readonly registry: ConnectionRegistry
   private readonly handshakes = new Set<net.Socket>()
   private address_: {host: string; port: number} | undefined
   private closed = false
+  private listenerClosed?: Promise<void>
+  private finished = false
 
   constructor(private readonly options: GatewayServerOptions) {
+    this.registry = new ConnectionRegistry((level, message) => this.log(level, message), {elsewhere: options.cancelElsewhere})
     this.server = net.createServer((socket) => this.accept(socket))
     this.server.on('error', (e) => this.log('error', `listener error: ${e.message}`))
   }
@@ -67,7 +76,8 @@ export class GatewayServer {
     const {host, port} = this.options.listen
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
-      this.server.listen({host, port, exclusive: true}, () => {
+      // Not exclusive in a cluster worker: the workers share the primary's listening socket.
+      this.server.listen({host, port, exclusive: !this.options.shared}, () => {
         this.server.off('error', reject)
         resolve()
       })
@@ -130,12 +140,46 @@ export class GatewayServer {
    * Stops accepting, lets statements in flight finish for up to `graceMs`, then cancels what still
    * runs and closes every connection (what SIGTERM's drain builds on).
    */
-  async close(graceMs = 5000, message = 'terminating connection: the dbgate gateway is shutting down'): Promise<void> {
-    if (this.closed) return
-    this.closed = true
-    const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
-    for (const s of this.handshakes) s.destroy()
+  async close(graceMs = 5000, message = SHUTDOWN_MESSAGE): Promise<void> {
+    if (this.finished) return
+    this.finished = true
+    const listenerClosed = this.stopAccepting()
     await this.registry.drain(graceMs, message, 'gateway shut down')
     await listenerClosed
+  }
+
+  cancelByKey(processId: number, secretKey: number): void {
+    this.registry.cancelByKey(processId, secretKey)
+  }
+
+  /** New connections are refused from now on; those open are left alone. */
+  stopAccepting(): Promise<void> {
+    if (!this.listenerClosed) {
+      this.closed = true
+      this.listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+      for (const s of this.handshakes) s.destroy()
+    }
+    return this.listenerClosed
+  }
+
+  /**
+   * SIGTERM's drain: stops accepting at once, lets open sessions go on (a transaction included)
+   * until they end or `timeoutMs` passes, then ends those left with a FATAL that says why, after
+   * their statement in flight (cancelled if it runs on for another `graceMs`).
+   */
+  async drain(timeoutMs: number, graceMs = 2000, message = SHUTDOWN_MESSAGE): Promise<void> {
+    void this.stopAccepting()
+    const open = [...this.registry.connections]
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.all(open.map((c) => new Promise<void>((resolve) => c.onClose(resolve)))),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs)
+      }),
+    ])
+    clearTimeout(timer)
+    const left = this.registry.connections.size
+    if (left > 0) this.log('warn', `drain deadline (${timeoutMs} ms) reached: ending ${left} session(s) still open`)
+    await this.close(graceMs, message)
   }
 }

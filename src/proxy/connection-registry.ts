@@ -5,11 +5,31 @@
 import {randomInt} from 'node:crypto'
 import type {ClientConnection} from './connection.js'
 
+/** Cancel keys carry the issuing worker in their low bits, so up to this many workers. */
+export const MAX_WORKER_SLOTS = 256
+
+export interface ConnectionRegistryOptions {
+  /**
+   * One of several worker processes on one port (`dbgate gateway --workers`): a CancelRequest may
+   * reach any of them, so each key's process id names the worker that issued it (`processId %
+   * MAX_WORKER_SLOTS === slot`), and a key of another worker is handed to `forward`.
+   */
+  elsewhere?: {slot: number; forward: (processId: number, secretKey: number) => void}
+}
+
 export class ConnectionRegistry {
   readonly connections = new Set<ClientConnection>()
   private readonly cancelKeys = new Map<number, {secretKey: number; conn: ClientConnection}>()
 
-  constructor(private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void) {}
+  constructor(
+    private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void,
+    private readonly options: ConnectionRegistryOptions = {},
+  ) {}
+
+  /** The worker a cancel key belongs to. */
+  static slotOf(processId: number): number {
+    return processId % MAX_WORKER_SLOTS
+  }
 
   add(conn: ClientConnection): void {
     this.connections.add(conn)
@@ -19,8 +39,14 @@ export class ConnectionRegistry {
   /** A random key the client can cancel this connection's statement with (BackendKeyData). */
   issueCancelKey(conn: ClientConnection): {processId: number; secretKey: number} {
     let processId: number
-    do processId = randomInt(1, 2 ** 31 - 1)
-    while (this.cancelKeys.has(processId))
+    const slot = this.options.elsewhere?.slot
+    if (slot === undefined) {
+      do processId = randomInt(1, 2 ** 31 - 1)
+      while (this.cancelKeys.has(processId))
+    } else {
+      do processId = randomInt(1, 2 ** 31 / MAX_WORKER_SLOTS) * MAX_WORKER_SLOTS + slot
+      while (this.cancelKeys.has(processId))
+    }
     const secretKey = randomInt(-(2 ** 31), 2 ** 31 - 1)
     this.cancelKeys.set(processId, {secretKey, conn})
     return {processId, secretKey}
@@ -31,6 +57,12 @@ export class ConnectionRegistry {
   }
 
   cancelByKey(processId: number, secretKey: number): void {
+    const elsewhere = this.options.elsewhere
+    if (elsewhere && ConnectionRegistry.slotOf(processId) !== elsewhere.slot) {
+      this.log('info', `a cancel request for a key of worker ${ConnectionRegistry.slotOf(processId)}: handed to it`)
+      elsewhere.forward(processId, secretKey)
+      return
+    }
     const entry = this.cancelKeys.get(processId)
     if (!entry || entry.secretKey !== secretKey) {
       this.log('warn', 'ignored a cancel request with an unknown key')

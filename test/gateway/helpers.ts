@@ -33,9 +33,27 @@ export async function makePki(): Promise<TestPki> {
   return {dir, ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.crt'), key: path.join(dir, 'server.key'), otherCa: path.join(dir, 'other-ca.pem')}
 }
 
+export interface GatewayConfigOptions {
+  pki: TestPki
+  dir: string
+  issuer: string
+  clientId: string
+  targets: string[]
+  server?: string[]
+  env: NodeJS.ProcessEnv
+}
+
 /** A gateway configuration: `server`, `identity`, a file bucket and the given targets' YAML lines. */
-export function gatewayConfig(opts: {pki: TestPki; dir: string; issuer: string; clientId: string; targets: string[]; server?: string[]; env: NodeJS.ProcessEnv}): LoadedConfig {
-  const text = [
+export function gatewayConfig(opts: GatewayConfigOptions): LoadedConfig {
+  const text = gatewayConfigText(opts)
+  const file = path.join(opts.dir, 'gateway.yaml')
+  const parsed = parseConfigText(text, file, {env: opts.env, homeDir: opts.env.HOME})
+  return {path: file, ...parsed}
+}
+
+/** The YAML text `gatewayConfig` parses, for a gateway run as a process from a file. */
+export function gatewayConfigText(opts: Omit<GatewayConfigOptions, 'env'>): string {
+  return [
     'server:',
     '  name: gw-test',
     '  listen: 127.0.0.1:0',
@@ -52,9 +70,6 @@ export function gatewayConfig(opts: {pki: TestPki; dir: string; issuer: string; 
     ...opts.targets,
     '',
   ].join('\n')
-  const file = path.join(opts.dir, 'gateway.yaml')
-  const parsed = parseConfigText(text, file, {env: opts.env, homeDir: opts.env.HOME})
-  return {path: file, ...parsed}
 }
 
 /** A raw TLS connection as PostgreSQL 17's direct TLS makes it (no SSLRequest first). */
