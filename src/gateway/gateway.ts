@@ -6,6 +6,8 @@
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import tls from 'node:tls'
+import {Shipper} from '../audit/shipper.js'
+import {defaultSpoolDir} from '../audit/spool.js'
 import {loadOrCreateInstallationKey, loadKeyRing, prepareGatewayKeyDir, publishKey, type InstallationKey} from '../audit/signing.js'
 import {openBucket} from '../bucket/index.js'
 import {resolvePolicy} from '../central/policy.js'
@@ -109,6 +111,17 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     log('warn', `could not publish the gateway's signing key to the bucket yet: ${e.message} (retried as recordings ship)`),
   )
 
+  // Recordings an earlier run left in the spool (killed mid-session, or the bucket was down) ship
+  // from the start and keep shipping, whether or not anyone signs in to start a pipeline.
+  const spoolShipper = new Shipper({
+    bucket,
+    signer: key,
+    spoolDir: defaultSpoolDir(env),
+    intervalMs: 10_000,
+    liveSnapshotBytesPerSecond: 1024 * 1024,
+    onError: (e) => log('warn', `shipping recordings: ${e.message} (will retry)`),
+  })
+
   let tlsContext = await loadTlsContext(settings.tls)
   const targets = new Map<string, ServedTarget>()
   for (const configured of Object.values(config.targets)) {
@@ -205,6 +218,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     await pipelines.close()
     throw error
   }
+  spoolShipper.start()
   log('info', `gateway ${settings.name} listening on ${server.address.host}:${server.address.port}${api ? `, API on https://${api.address.host}:${api.address.port}` : ''}`)
 
   return {
@@ -231,6 +245,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       readyWaiters = []
       await Promise.all([server.close(graceMs), api?.close()])
       await pipelines.close()
+      await spoolShipper.stop()
     },
   }
 }
