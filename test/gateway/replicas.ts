@@ -24,6 +24,8 @@ export interface ReplicaSpec {
   clientId: string
   targets: string[]
   server?: string[]
+  /** Top-level lines, e.g. a `tunnel:` section. */
+  top?: string[]
 }
 
 /**
@@ -47,6 +49,7 @@ export async function writeReplicaConfig(spec: ReplicaSpec): Promise<string> {
     `  endpoint: ${spec.s3.endpoint}`,
     '  forcePathStyle: true',
     '  region: us-east-1',
+    ...(spec.top ?? []),
     'targets:',
     ...spec.targets,
     '',
