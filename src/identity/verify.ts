@@ -63,9 +63,16 @@ function isUnreachable(error: unknown): boolean {
 function resilientKeySet(url: URL): KeySet {
   const remote = createRemoteJWKSet(url, {timeoutDuration: 10_000})
   let failedAt: number | undefined
+  // Built once per outage, so the keys are not imported again for every sign-in.
+  let fallbackSet: ReturnType<typeof createLocalJWKSet> | undefined
   const lastGood = () => {
-    const keys = remote.jwks()
-    return keys ? createLocalJWKSet(keys) : undefined
+    const keys = fallbackSet ? undefined : remote.jwks()
+    if (keys) fallbackSet = createLocalJWKSet(keys)
+    return fallbackSet
+  }
+  const answered = () => {
+    failedAt = undefined
+    fallbackSet = undefined
   }
   return {
     async getKey(header, token) {
@@ -80,7 +87,7 @@ function resilientKeySet(url: URL): KeySet {
       }
       try {
         const key = await remote(header, token)
-        failedAt = undefined
+        answered()
         return key
       } catch (error) {
         if (!isUnreachable(error)) throw error
@@ -95,7 +102,7 @@ function resilientKeySet(url: URL): KeySet {
     },
     async reload() {
       await remote.reload()
-      failedAt = undefined
+      answered()
     },
     count: () => remote.jwks()?.keys.length ?? 0,
   }

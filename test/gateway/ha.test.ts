@@ -99,7 +99,7 @@ describe('dbgate gateway: two replicas sharing one bucket', () => {
     const r = await dbgate(['approve', id, '--config', replicas.b.config, '--reason', 'ok from b'], p.env('dave'))
     expect(r.stderr).not.toMatch(/error/i)
     expect(r.stdout).toMatch(new RegExp(`Approved ${id} \\(alice@example\\.com on app\\)`))
-    await held
+    expect((await held).command).toBe('CREATE')
     const exists = await withClient(db.url, async (q) => (await q.query("select to_regclass('approved_on_a') is not null as ok")).rows[0].ok)
     expect(exists).toBe(true)
     // The session goes on on A after the approval.
