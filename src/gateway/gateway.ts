@@ -6,6 +6,8 @@
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import tls from 'node:tls'
+import {Shipper} from '../audit/shipper.js'
+import {defaultSpoolDir} from '../audit/spool.js'
 import {loadOrCreateInstallationKey, loadKeyRing, prepareGatewayKeyDir, publishKey, type InstallationKey} from '../audit/signing.js'
 import {openBucket} from '../bucket/index.js'
 import {resolvePolicy} from '../central/policy.js'
@@ -135,6 +137,17 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   await publishKey(bucket, {subject: `gateway:${settings.name}`, issuer: 'dbgate-gateway', groups: [], kind: 'service', tokenHash: '', expiresAt: new Date(8.64e15)}, key).catch((e: Error) =>
     log('warn', `could not publish the gateway's signing key to the bucket yet: ${e.message} (retried as recordings ship)`),
   )
+
+  // Recordings an earlier run left in the spool (killed mid-session, or the bucket was down) ship
+  // from the start and keep shipping, whether or not anyone signs in to start a pipeline.
+  const spoolShipper = new Shipper({
+    bucket,
+    signer: key,
+    spoolDir: defaultSpoolDir(env),
+    intervalMs: 10_000,
+    liveSnapshotBytesPerSecond: 1024 * 1024,
+    onError: (e) => log('warn', `shipping recordings: ${e.message} (will retry)`),
+  })
 
   let tlsContext = await loadTlsContext(settings.tls)
   /** The targets as configured now, each with its policy resolved (published in the bucket, or local). */
@@ -277,6 +290,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const reloadConfig = opts.reloadConfig ?? (() => loadConfig({configPath: loaded.path, env: baseEnv}))
   let reloading: Promise<unknown> = Promise.resolve()
 
+  spoolShipper.start()
   log('info', `gateway ${settings.name} listening on ${server.address.host}:${server.address.port}${api ? `, API on https://${api.address.host}:${api.address.port}` : ''}${mcp ? `, remote MCP at ${settings.mcp!.publicUrl}/mcp/<target>` : ''}`)
 
   return {
@@ -344,8 +358,9 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     async drain(timeoutMs: number) {
       draining = true
       clearTimeout(idpTimer)
-      await Promise.all([server.drain(timeoutMs), api?.close()])
+      await Promise.all([server.drain(timeoutMs), api?.close(), mcp?.close()])
       await pipelines.close()
+      await spoolShipper.stop()
       // Whatever is left in the spool (this run's, or a killed run's), shipped before exit.
       const last = await shipPending({bucket, signer: key, spoolDir}).catch((e: Error) => {
         log('warn', `recordings stay in the spool until the next start: ${e.message}`)
@@ -359,6 +374,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       readyWaiters = []
       await Promise.all([server.close(graceMs), api?.close(), mcp?.close()])
       await pipelines.close()
+      await spoolShipper.stop()
     },
   }
 }

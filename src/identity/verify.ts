@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTPayload} from 'jose'
+import {createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey} from 'jose'
 import {accessTokenAudience, type IdentityConfig} from './config.js'
 import {
   IdpUnreachableError,
@@ -39,19 +39,91 @@ export interface VerifiedToken {
   claims: JWTPayload
 }
 
-type Jwks = ReturnType<typeof createRemoteJWKSet>
-// One JWKS per jwks_uri per process: jose caches the keys and refetches on an unknown `kid`, which
-// is how a key rotation at the IdP is picked up without a restart.
-const jwksCache = new Map<string, Jwks>()
+/** The IdP's signing keys as the verifier uses them: fetched, cached, and kept through an IdP outage. */
+interface KeySet {
+  getKey: JWTVerifyGetKey
+  /** Fetches the key set now; throws when the IdP does not answer with one. */
+  reload(): Promise<void>
+  /** How many keys the last good fetch held. */
+  count(): number
+}
 
-async function jwksFor(config: IdentityConfig): Promise<Jwks> {
+// One key set per jwks_uri per process: jose caches the keys and refetches on an unknown `kid`, which
+// is how a key rotation at the IdP is picked up without a restart.
+const jwksCache = new Map<string, KeySet>()
+
+/** After a failed fetch, the IdP is not asked again for this long; the last good keys serve meanwhile. */
+const RETRY_AFTER_OUTAGE_MS = 30_000
+
+/** A fetch of the key set that failed for want of an answer (network, timeout, a 5xx, a broken body). */
+function isUnreachable(error: unknown): boolean {
+  if (error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid || error instanceof TypeError) return true
+  // jose's other fetch failures (not a 200, not JSON) are generic JOSEErrors, unlike every verification failure.
+  return error instanceof errors.JOSEError && error.code === 'ERR_JOSE_GENERIC'
+}
+
+/**
+ * jose's remote key set refetches once its keys are ten minutes old and throws when that fails, so
+ * an IdP outage longer than that would refuse every sign-in although the keys are still good. Here
+ * the last key set fetched keeps verifying while the IdP is unreachable; while it answers, jose's own
+ * refresh (stale keys, an unknown `kid`) applies, so rotated and revoked keys are still picked up.
+ */
+function resilientKeySet(url: URL): KeySet {
+  const remote = createRemoteJWKSet(url, {timeoutDuration: 10_000})
+  let failedAt: number | undefined
+  // Built once per outage, so the keys are not imported again for every sign-in.
+  let fallbackSet: ReturnType<typeof createLocalJWKSet> | undefined
+  const lastGood = () => {
+    const keys = fallbackSet ? undefined : remote.jwks()
+    if (keys) fallbackSet = createLocalJWKSet(keys)
+    return fallbackSet
+  }
+  const answered = () => {
+    failedAt = undefined
+    fallbackSet = undefined
+  }
+  return {
+    async getKey(header, token) {
+      const last = failedAt !== undefined && Date.now() - failedAt < RETRY_AFTER_OUTAGE_MS ? lastGood() : undefined
+      if (last) {
+        try {
+          return await last(header, token)
+        } catch (error) {
+          // An unknown kid may be a key the IdP rotated in: it is asked, outage or not.
+          if (!(error instanceof errors.JWKSNoMatchingKey)) throw error
+        }
+      }
+      try {
+        const key = await remote(header, token)
+        answered()
+        return key
+      } catch (error) {
+        if (!isUnreachable(error)) throw error
+        failedAt = Date.now()
+        const fallback = lastGood()
+        if (!fallback) throw error
+        // A kid the last good set does not hold cannot be checked until the IdP answers again.
+        return fallback(header, token).catch(() => {
+          throw error
+        })
+      }
+    },
+    async reload() {
+      await remote.reload()
+      answered()
+    },
+    count: () => remote.jwks()?.keys.length ?? 0,
+  }
+}
+
+async function jwksFor(config: IdentityConfig): Promise<KeySet> {
   const metadata = (await discover(config)).serverMetadata()
   if (!metadata.jwks_uri) {
     throw new TokenMalformedError('the identity provider publishes no jwks_uri, so no token can be verified')
   }
   let jwks = jwksCache.get(metadata.jwks_uri)
   if (!jwks) {
-    jwks = createRemoteJWKSet(new URL(metadata.jwks_uri), {timeoutDuration: 10_000})
+    jwks = resilientKeySet(new URL(metadata.jwks_uri))
     jwksCache.set(metadata.jwks_uri, jwks)
   }
   return jwks
@@ -93,7 +165,7 @@ export async function verifyToken(config: IdentityConfig, token: string, options
   const jwks = await jwksFor(config)
   let payload: JWTPayload
   try {
-    ;({payload} = await jwtVerify(token, jwks, {
+    ;({payload} = await jwtVerify(token, jwks.getKey, {
       issuer: config.issuer,
       audience: expected,
       clockTolerance: Math.round(config.clockSkewMs / 1000),
@@ -141,7 +213,7 @@ function mapJoseError(error: unknown, config: IdentityConfig, expected: string[]
   if (error instanceof errors.JWSSignatureVerificationFailed || error instanceof errors.JWKSNoMatchingKey) {
     return new TokenSignatureError({cause: error})
   }
-  if (error instanceof errors.JWKSTimeout || error instanceof TypeError) {
+  if (isUnreachable(error)) {
     return new IdpUnreachableError(config.issuer, {cause: error})
   }
   if (error instanceof errors.JOSEError) {
@@ -200,7 +272,7 @@ export async function loadSigningKeys(config: IdentityConfig): Promise<number> {
   try {
     const jwks = await jwksFor(config)
     await jwks.reload()
-    return jwks.jwks()?.keys.length ?? 0
+    return jwks.count()
   } catch (error) {
     if (error instanceof IdentityError) throw error
     throw new IdpUnreachableError(config.issuer, {cause: error})

@@ -22,6 +22,9 @@ export function run(cmd: string, args: string[], opts: {env?: NodeJS.ProcessEnv;
       clearTimeout(timer)
       resolve({code, stdout, stderr})
     })
+    // A program that exits without reading its input (openssl) closes the pipe: EPIPE here is not
+    // the run's failure, its exit code says how it went.
+    child.stdin.on('error', () => {})
     child.stdin.end(opts.input ?? '')
   })
 }
