@@ -31,7 +31,6 @@ import {bucketCheck, cachedFor, spoolBacklogBytes, upstreamChecks} from './healt
 import {loadConfig} from '../config/load.js'
 import {listRequests} from '../approvals/store.js'
 import {shipPending} from '../audit/shipper.js'
-import {defaultSpoolDir} from '../audit/spool.js'
 import {startGatewayMcp} from './mcp.js'
 import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'

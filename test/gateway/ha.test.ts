@@ -2,6 +2,7 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import type pg from 'pg'
+import {waitFor} from '../helpers/wait.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {SessionReader} from '../../src/audit/read.js'
 import {loadKeyRing} from '../../src/audit/signing.js'
@@ -13,7 +14,7 @@ import {TestS3} from '../audit/s3rver.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
-import {mint, waitFor} from '../identity/helpers.js'
+import {mint} from '../identity/helpers.js'
 import {makePki, type TestPki} from './helpers.js'
 import {replicaClient, S3_ENV, spooledLogs, spooledText, startReplica, writeReplicaConfig, type Replica} from './replicas.js'
 
@@ -21,15 +22,9 @@ const BIN = path.resolve('bin/run.js')
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
 
 /** Waits on an asynchronous fact (the bucket's or a process's state), not a fixed time. */
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const start = Date.now()
-  for (;;) {
-    const v = await probe().catch(() => undefined)
-    if (v !== undefined) return v
-    if (Date.now() - start > timeoutMs) throw new Error('condition not met in time')
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
+/** Polls a probe (a failing probe counts as not yet) through the shared waitFor. */
+const until = <T>(probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> =>
+  waitFor(() => probe().catch(() => undefined), 'the probe answers', {timeoutMs, intervalMs: 200}) as Promise<T>
 
 /**
  * Two `dbgate gateway` processes on loopback, identical but for their state directories, sharing

@@ -7,6 +7,7 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import type pg from 'pg'
+import {waitFor} from '../helpers/wait.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parseEventLine, type StatementData} from '../../src/audit/events.js'
 import {SessionReader} from '../../src/audit/read.js'
@@ -46,15 +47,9 @@ function limiter(n: number): () => Promise<() => void> {
     })
 }
 
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  const start = Date.now()
-  for (;;) {
-    const v = await probe().catch(() => undefined)
-    if (v !== undefined) return v
-    if (Date.now() - start > timeoutMs) throw new Error('condition not met in time')
-    await new Promise((r) => setTimeout(r, 500))
-  }
-}
+/** Polls a probe (a failing probe counts as not yet) through the shared waitFor. */
+const until = <T>(probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> =>
+  waitFor(() => probe().catch(() => undefined), 'the probe answers', {timeoutMs, intervalMs: 500}) as Promise<T>
 
 describe('[load] dbgate gateway: 1,000 concurrent sessions over two replicas', () => {
   let f: Fixture

@@ -2,7 +2,6 @@ import {spawn, type ChildProcess} from 'node:child_process'
 import {readFileSync} from 'node:fs'
 import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
-import {stripVTControlCharacters} from 'node:util'
 import pg from 'pg'
 import {parseConfigText} from '../../src/config/parse.js'
 import type {LoadedConfig} from '../../src/config/types.js'
@@ -40,6 +39,7 @@ export async function writeReplicaConfig(spec: ReplicaSpec): Promise<string> {
     '  listen: 127.0.0.1:0',
     `  tls: {cert: ${spec.pki.cert}, key: ${spec.pki.key}}`,
     `  stateDir: ${path.join(spec.dir, 'state')}`,
+    '  ops: 127.0.0.1:0',
     ...(spec.server ?? []).map((l) => `  ${l}`),
     'identity:',
     `  issuer: ${spec.issuer}`,
@@ -92,7 +92,7 @@ export interface Replica {
 
 /** `dbgate gateway --config FILE` as its own process, once it says where it listens. */
 export function startReplica(configFile: string, env: NodeJS.ProcessEnv): Promise<Replica> {
-  const child = spawn(process.execPath, [BIN, 'gateway', '--config', configFile, '--verbose'], {env: {...process.env, ...env, NO_COLOR: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
+  const child = spawn(process.execPath, [BIN, 'gateway', '--config', configFile, '--verbose', '--workers', '1'], {env: {...process.env, ...env, NO_COLOR: '1'}, stdio: ['ignore', 'pipe', 'pipe']})
   let out = ''
   let err = ''
   const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? String(code))))
@@ -104,14 +104,24 @@ export function startReplica(configFile: string, env: NodeJS.ProcessEnv): Promis
     child.stderr!.on('data', (d: Buffer) => (err += d))
     child.stdout!.on('data', (d: Buffer) => {
       out += d
-      const m = /Gateway listening on [\d.]+:(\d+).*signing key ([0-9a-f]{32})/.exec(stripVTControlCharacters(out))
-      if (!m) return
+      // The gateway logs JSON lines; the one saying it is ready names its address and signing key.
+      const ready = out
+        .split('\n')
+        .map((l) => {
+          try {
+            return JSON.parse(l) as {msg?: string; address?: {port: number}; signingKeyId?: string}
+          } catch {
+            return undefined
+          }
+        })
+        .find((l) => l?.msg?.includes('ready to accept'))
+      if (!ready?.address || !ready.signingKeyId) return
       clearTimeout(timer)
       resolve({
-        port: Number(m[1]),
-        keyId: m[2]!,
+        port: ready.address.port,
+        keyId: ready.signingKeyId,
         child,
-        log: () => err,
+        log: () => out + err,
         exited,
         async stop() {
           if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
