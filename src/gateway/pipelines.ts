@@ -100,7 +100,16 @@ export class PipelineCache {
     }
   }
 
-  private async dispose(entry: Entry): Promise<void> {
+  /** Disposals under way (idle or retired pipelines), which `close` waits for. */
+  private readonly disposing = new Set<Promise<void>>()
+
+  private dispose(entry: Entry): Promise<void> {
+    const p = this.disposeNow(entry).finally(() => this.disposing.delete(p))
+    this.disposing.add(p)
+    return p
+  }
+
+  private async disposeNow(entry: Entry): Promise<void> {
     // A pipeline that never finished building has nothing to dispose; its failure was reported at sign-in.
     const hooks = await entry.hooks.catch(() => undefined)
     try {
@@ -132,6 +141,6 @@ export class PipelineCache {
     this.entries.clear()
     this.retired.clear()
     for (const e of all) clearTimeout(e.idleTimer)
-    await Promise.all(all.map((e) => this.dispose(e)))
+    await Promise.all([...all.map((e) => this.dispose(e)), ...this.disposing])
   }
 }
