@@ -9,6 +9,7 @@ import {
   recordIdentity,
   statementData,
   type KnownEventType,
+  type Normalized,
   type SessionStartData,
   type StatementDetails,
   type Totals,
@@ -30,6 +31,8 @@ export interface RecorderOptions {
    */
   onError?: (err: Error) => void
   now?: () => Date
+  /** A statement's normalized text and fingerprint; `normalizeSql` by default. */
+  normalize?: (sql: string) => Normalized
 }
 
 export interface SessionStartInput {
@@ -136,7 +139,7 @@ export class SessionRecorder {
   }
 
   statement(ev: StatementEvent, details: StatementDetails = {}): void {
-    const data = statementData(ev, details, this.rec.opts.previewRows)
+    const data = statementData(ev, details, this.rec.opts.previewRows, this.rec.opts.normalize)
     addToTotals(this.totals, data)
     this.write('statement', data, this.rec.now())
   }

@@ -186,7 +186,7 @@ function maskability(inner: StatementHook, masking: MaskingRuntime | undefined, 
   }
   const afterPolicy = (sql: string, ctx: StatementContext, verdict: StatementVerdict): StatementVerdict | Promise<StatementVerdict> => {
     if (verdict.action !== 'allow') return verdict
-    const fresh = masking.factory.ensureFresh(sql)
+    const fresh = masking.factory.ensureFresh(sql, ctx)
     if (!fresh) return check(sql, ctx, verdict)
     return fresh.then(
       () => check(sql, ctx, verdict),

@@ -3,6 +3,7 @@ import {userInfo} from 'node:os'
 import {createRequire} from 'node:module'
 import {createRecordingHooks} from '../audit/hooks.js'
 import type {StatementDetails} from '../audit/events.js'
+import {normalizeByShape} from '../audit/normalize-by-shape.js'
 import {Recorder, type SessionRecorder} from '../audit/recorder.js'
 import {approvalOf} from '../approvals/hook.js'
 import {Shipper, shipPending} from '../audit/shipper.js'
@@ -140,6 +141,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
     spoolDir,
     previewRows: opts.config.recording.previewRows,
     onError: (e) => opts.log('error', `recording: ${e.message} (events are kept and retried)`),
+    normalize: normalizeByShape,
   })
   const shipper = new Shipper({
     bucket,
