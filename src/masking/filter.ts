@@ -99,7 +99,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const strategyOf = (c: MaskingCategory): MaskingStrategy => masking.strategies[c] ?? DEFAULT_STRATEGIES[c]
   const masker = createMasker(opts.hashKey ?? randomBytes(32))
   const maskUntraceable = masking.onUntraceable === 'mask'
-  const cache = new Map<string, TextLineage>()
+  const cache = new LRUCache<string, TextLineage>({max: LINEAGE_CACHE_SIZE})
   let cacheGeneration = catalog.generation
   /**
    * Connections that ran code the analysis cannot see into (DO, CALL, user functions, triggers,
@@ -132,7 +132,6 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     let l = cache.get(sql)
     if (!l) {
       l = reading ? lineageOfShape(sql) : analyzeText(sql, catalog)
-      if (cache.size >= LINEAGE_CACHE_SIZE) cache.delete(cache.keys().next().value!)
       cache.set(sql, l)
     }
     return l

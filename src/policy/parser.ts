@@ -3,6 +3,7 @@
  * every call is synchronous, which keeps the statement hook on the fast path free of promises.
  */
 import {loadModule, parseSync} from 'libpg-query'
+import {LRUCache} from 'lru-cache'
 
 let ready = false
 let loading: Promise<void> | undefined
@@ -34,7 +35,7 @@ const RECENT_TREES = 8
  * parse those on a worker thread anyway (`OFFLOAD_THRESHOLD`), so there is nothing to share.
  */
 const RECENT_TREE_MAX_TEXT = 16 * 1024
-const recentTrees: {sql: string; tree: ParseTree | undefined; error: unknown}[] = []
+const recentTrees = new LRUCache<string, {tree: ParseTree | undefined; error: unknown}>({max: RECENT_TREES})
 
 /** A parse tree is plain JSON (no cycles, no prototypes of its own); indexed loops keep this at a few µs a tree. */
 function deepFreeze(value: object): void {
@@ -55,10 +56,10 @@ function deepFreeze(value: object): void {
 /** libpg_query's `parseSync`, remembered for the last few texts; throws what the parser throws. */
 export function parseTree(sql: string): ParseTree {
   if (watched !== undefined && watched.sql === sql) return watched.tree
-  for (const r of recentTrees) {
-    if (r.sql !== sql) continue
-    if (r.tree) return r.tree
-    throw r.error
+  const recent = recentTrees.get(sql)
+  if (recent) {
+    if (recent.tree) return recent.tree
+    throw recent.error
   }
   let tree: ParseTree | undefined
   let error: unknown
@@ -68,10 +69,7 @@ export function parseTree(sql: string): ParseTree {
   } catch (e) {
     error = e
   }
-  if (sql.length <= RECENT_TREE_MAX_TEXT) {
-    if (recentTrees.length >= RECENT_TREES) recentTrees.shift()
-    recentTrees.push({sql, tree, error})
-  }
+  if (sql.length <= RECENT_TREE_MAX_TEXT) recentTrees.set(sql, {tree, error})
   if (!tree) throw error
   return tree
 }
