@@ -18,7 +18,7 @@ import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
 import {formatMaskedColumn, type MaskedColumn} from '../masking/index.js'
 
 export interface RecordingSetup {
-  hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd'>
+  hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd' | 'beforeRelease'>
   /** Ends open sessions, ships what it can, stops the shipper. */
   close(): Promise<void>
   /** A live session's recorder, for events other than statements (e.g. `approval.*`). */
