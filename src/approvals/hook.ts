@@ -1,5 +1,5 @@
 /**
- * Holding a statement for approval inside the tunnel. The policy hook says `require_approval`;
+ * Holding a statement for approval inside the tunnel. Policy answers `hold` (src/policy/verdict.ts);
  * this gate files a request in the bucket, tells the client and the tunnel's terminal who must
  * decide, and keeps the statement's promise open while it polls for a decision. Only a decision
  * it can verify itself (verify.ts) lets the statement through; everything else is recorded and
@@ -12,33 +12,15 @@ import type {TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {agentLabel, identityLabel, type AgentInfo, type Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
+import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision} from '../policy/types.js'
-import type {PgNoticeFields, StatementContext, StatementEvent, StatementHook, StatementVerdict} from '../proxy/hooks.js'
+import type {PgNoticeFields, StatementContext, StatementEvent, StatementVerdict} from '../proxy/hooks.js'
 import {oneLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {moveAside, newApprovalId, pollDecision, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
-import type {ApprovalOutcome, ApprovalRequest, RecentStatement} from './types.js'
+import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement} from './types.js'
 import {verifyDecision, type VerifiedDecision} from './verify.js'
 import {notifyWebhook} from './webhook.js'
-
-/** How a held statement ended, as the statement's recording names it. */
-export type ApprovalOutcomeDecision = 'approved' | 'approval_denied' | 'approval_timeout' | 'approval_withdrawn'
-
-export interface ApprovalTagInfo {
-  id: string
-  decision: ApprovalOutcomeDecision
-  reviewer?: string
-  /** The statement ran under a window granted for an earlier request. */
-  window?: boolean
-}
-
-/** The policy decision with the approval that settled it: what rides on the verdict's `tag`. */
-export type ApprovalTag = Decision & {approval: ApprovalTagInfo}
-
-export function approvalOf(tag: unknown): ApprovalTagInfo | undefined {
-  const a = (tag as {approval?: ApprovalTagInfo} | undefined)?.approval
-  return a && typeof a.id === 'string' ? a : undefined
-}
 
 export type Log = (level: 'info' | 'warn' | 'error', message: string) => void
 
@@ -74,8 +56,11 @@ interface LiveWindow {
 }
 
 export interface ApprovalGate {
-  /** The policy hook with approvals in front of its `require_approval` verdicts. */
-  wrap(policy: StatementHook): StatementHook
+  /**
+   * Settles a hold: waits for a verified decision and answers allow-once or reject; any other
+   * verdict passes through unchanged (and synchronously).
+   */
+  settle(sql: string, ctx: StatementContext, verdict: PolicyVerdict): StatementVerdict | Promise<StatementVerdict>
   /** Remembers a session's statements, so a request shows what came just before it. */
   observe(event: StatementEvent): void
   forgetSession(sessionId: string): void
@@ -87,11 +72,6 @@ const RECENT = 5
 const WAIT_NOTICE = '00000'
 const POLICY = '42501'
 const CANCELED = '57014'
-
-function requiresApproval(v: StatementVerdict): Decision | undefined {
-  const d = v.tag as Decision | undefined
-  return v.action === 'reject' && d?.action === 'require_approval' && d.decisive ? d : undefined
-}
 
 function clip(v: unknown): string | undefined {
   return typeof v === 'string' ? (v.length > 200 ? `${v.slice(0, 200)}…` : v) : undefined
@@ -139,13 +119,13 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
   const refuse = (decision: Decision, message: string, hint?: string): StatementVerdict => ({
     action: 'reject',
     error: {severity: 'ERROR', code: POLICY, message, ...(hint ? {hint} : {})},
-    tag: decision,
+    decision,
   })
 
-  async function hold(sql: string, ctx: StatementContext, original: StatementVerdict, decision: Decision): Promise<StatementVerdict> {
-    const d = decision.decisive!
+  async function hold(sql: string, ctx: StatementContext, held: HoldVerdict): Promise<StatementVerdict> {
+    const {decision, rule: d} = held
     if (!opts.identity || !opts.identityConfig || opts.identity.issuer === 'unverified') {
-      return refuse(decision, `${original.action === 'reject' ? original.error.message : 'dbgate: statement requires approval'}; approvals need signed-in users`, 'add an `identity:` section to dbgate.yaml so reviewers can be verified (see docs/approvals.md)')
+      return refuse(decision, `${held.error.message}; approvals need signed-in users`, 'add an `identity:` section to dbgate.yaml so reviewers can be verified (see docs/approvals.md)')
     }
     if (reviewers.length === 0) {
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but target ${opts.target.name} names no reviewers`, `add \`reviewers: [group]\` to targets.${opts.target.name} in dbgate.yaml`)
@@ -158,8 +138,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const window = openWindow(decision)
     if (window) {
       const notice: PgNoticeFields = {severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: running under the window ${window.requestId} granted by ${window.reviewer} until ${window.until.toISOString()}`}
-      const tag: ApprovalTag = {...decision, approval: {id: window.requestId, decision: 'approved', reviewer: window.reviewer, window: true}}
-      return {action: 'allow', notices: [notice], tag}
+      const approval: ApprovalSettlement = {id: window.requestId, decision: 'approved', reviewer: window.reviewer, window: true}
+      return {action: 'allow', notices: [notice], decision, approval}
     }
 
     const requester = opts.identity
@@ -214,8 +194,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         await settle({state: 'withdrawn'})
         record(ctx.sessionId, 'approval.withdrawn', {approvalId: id, reason: 'the client cancelled the statement or disconnected'})
         announce(`approval ${id} withdrawn: the client cancelled`)
-        const tag: ApprovalTag = {...decision, approval: {id, decision: 'approval_withdrawn'}}
-        return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message: `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`}, tag}
+        const approval: ApprovalSettlement = {id, decision: 'approval_withdrawn'}
+        return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message: `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`}, decision, approval}
       }
       const left = Date.parse(request.expiresAt) - now().getTime()
       if (left <= 0) {
@@ -223,8 +203,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         record(ctx.sessionId, 'approval.expired', {approvalId: id, expiresAt: request.expiresAt})
         announce(`approval ${id} expired with no decision`)
         void notifyWebhook(hook, `dbgate: approval ${id} (${identityLabel(requester)} on ${opts.target.name}) expired with no decision.`)
-        const tag: ApprovalTag = {...decision, approval: {id, decision: 'approval_timeout'}}
-        return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} expired after ${expiresIn} with no decision by ${who}`, hint: 'run the statement again to ask again'}, tag}
+        const approval: ApprovalSettlement = {id, decision: 'approval_timeout'}
+        return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} expired after ${expiresIn} with no decision by ${who}`, hint: 'run the statement again to ask again'}, decision, approval}
       }
       let raw: unknown
       try {
@@ -274,8 +254,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         await settle({state: 'denied', reviewer, reason: dec.reason})
         announce(`approval ${id} denied by ${reviewer}${because}`)
         void notifyWebhook(hook, `dbgate: ${reviewer} denied ${id} (${identityLabel(requester)} on ${opts.target.name})${because}`)
-        const tag: ApprovalTag = {...decision, approval: {id, decision: 'approval_denied', reviewer}}
-        return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} denied by ${reviewer}${because}`}, tag}
+        const approval: ApprovalSettlement = {id, decision: 'approval_denied', reviewer}
+        return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} denied by ${reviewer}${because}`}, decision, approval}
       }
       if (dec.action === 'window') {
         const until = new Date(now().getTime() + dec.windowMs!)
@@ -288,27 +268,18 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       const scope = dec.action === 'window' ? ` with a window for ${request.class} statements for ${shortDuration(dec.windowMs!)}` : ''
       announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
       void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
-      const tag: ApprovalTag = {...decision, approval: {id, decision: 'approved', reviewer}}
+      const approval: ApprovalSettlement = {id, decision: 'approved', reviewer}
       // One approval covers one execution; a window covers its class for its duration.
-      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], tag, once: dec.action !== 'window'}
+      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], decision, approval, once: dec.action !== 'window'}
     }
   }
 
   return {
-    wrap(policy) {
-      return (sql, ctx) => {
-        const v = policy(sql, ctx)
-        const after = (verdict: StatementVerdict) => {
-          const d = requiresApproval(verdict)
-          return d ? hold(sql, ctx, verdict, d) : verdict
-        }
-        // Keep the common case synchronous: only a held statement becomes a promise.
-        return v instanceof Promise ? v.then(after) : after(v)
-      }
-    },
+    // Keep the common case synchronous: only a held statement becomes a promise.
+    settle: (sql, ctx, verdict) => (verdict.action === 'hold' ? hold(sql, ctx, verdict) : verdict),
     observe(event) {
       const list = recent.get(event.sessionId) ?? []
-      const approval = approvalOf(event.verdict.tag)
+      const approval = event.verdict.approval
       list.push({sql: event.sql, decision: approval?.decision ?? (event.verdict.action === 'allow' ? 'allow' : 'deny'), outcome: event.outcome, startedAt: event.startedAt})
       if (list.length > RECENT) list.shift()
       recent.set(event.sessionId, list)

@@ -60,6 +60,18 @@ export interface ApprovalRequest {
   agent?: AgentInfo
 }
 
+/** How a held statement ended, as the statement's recording names it. */
+export type ApprovalOutcomeDecision = 'approved' | 'approval_denied' | 'approval_timeout' | 'approval_withdrawn'
+
+/** The approval that settled a held statement, carried on its verdict (`StatementVerdict.approval`). */
+export interface ApprovalSettlement {
+  id: string
+  decision: ApprovalOutcomeDecision
+  reviewer?: string
+  /** The statement ran under a window granted for an earlier request. */
+  window?: boolean
+}
+
 export type DecisionAction = 'approve' | 'deny' | 'window'
 
 /** The reviewer as the decision claims them; the tunnel believes it only after verifying the sealed token. */

@@ -6,6 +6,7 @@ import {defaultBucketUrl, openBucket, type Bucket} from '../bucket/index.js'
 import {CONFIG_NOT_FOUND, ConfigError} from '../config/errors.js'
 import type {ListFilters} from './read.js'
 import {parsePublishedKey, type KeyRing} from './signing.js'
+import {signerTrust, type SignerTrust} from './trust.js'
 
 export function listFilters(flags: {user?: string; target?: string; since?: Date; until?: Date; denied?: boolean; client?: string; agent?: boolean}): ListFilters {
   const client = flags.agent ? 'mcp' : flags.client === 'mcp' || flags.client === 'connect' ? flags.client : undefined
@@ -32,6 +33,26 @@ export async function resolveBucket(flags: {bucket?: string; config?: string}, o
     if (err instanceof ConfigError && err.code === CONFIG_NOT_FOUND && !flags.config && !env.DBGATE_CONFIG) {
       return {bucket: openBucket(defaultBucketUrl(env))}
     }
+    throw err
+  }
+}
+
+/**
+ * The signers an auditor trusts: `--signer` (repeatable) for this run, else the configuration's
+ * `recording.trustedSigners`, else none named (every published key counts). Read even when `--bucket`
+ * or `--file` make the configuration otherwise unneeded, so a configured list is never skipped.
+ */
+export async function resolveSignerTrust(
+  flags: {signer?: string[]; config?: string},
+  out: ErrorOutput,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<SignerTrust | undefined> {
+  if (flags.signer?.length) return signerTrust(flags.signer, undefined)
+  try {
+    const {config} = await loadCommandConfig(flags, out, env)
+    return signerTrust(undefined, config.recording?.trustedSigners)
+  } catch (err) {
+    if (err instanceof ConfigError && err.code === CONFIG_NOT_FOUND && !flags.config && !env.DBGATE_CONFIG) return undefined
     throw err
   }
 }

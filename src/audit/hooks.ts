@@ -10,8 +10,9 @@ export interface RecordingExtra {
   /** Every session of this tunnel is this agent's (`dbgate mcp`). */
   agent?: AgentInfo
   /**
-   * Extracts class, decision, rule, tables, masked columns and preview for a statement; policy puts
-   * its decision in `verdict.tag`, whose shape this module deliberately does not know.
+   * Extracts class, decision, rule, tables, masked columns and preview for a statement (the
+   * pipeline's recording stage reads them from the verdict's `decision` and `approval`); the
+   * recorder itself stores what it is given and knows no policy.
    */
   describe?: (event: StatementEvent) => StatementDetails | undefined
 }

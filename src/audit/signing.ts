@@ -1,6 +1,6 @@
 import {createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject} from 'node:crypto'
 import {constants as fsc} from 'node:fs'
-import {chmod, mkdir, open, readFile, stat} from 'node:fs/promises'
+import {chmod, mkdir, open, readFile, stat, writeFile} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {isBucketError, OBJECT_EXISTS, type Bucket} from '../bucket/index.js'
@@ -12,7 +12,18 @@ import {sha256hex, signatureMessage, type Signer} from './chain.js'
 export interface InstallationKey extends Signer {
   publicKeyPem: string
   privateKey: KeyObject
+  /** Set when the key is a gateway's (its key directory says so): it is published as the gateway's, never bound to a person. */
+  gateway?: GatewaySigner
 }
+
+/** A gateway that signs the sessions of everyone it serves. */
+export interface GatewaySigner {
+  kind: 'gateway'
+  name: string
+}
+
+/** Marks a key directory as a gateway's: its key then speaks for the gateway (see `publishKey`). */
+export const GATEWAY_MARKER = 'gateway.json'
 
 /** Who a published key speaks for: the identity fields an auditor needs, never a token or its hash. */
 export interface KeyBinding {
@@ -34,6 +45,11 @@ export interface PublishedKey {
   /** Current binding; earlier ones stay in `history`, so old sessions still verify after a re-login as someone else. */
   identity: KeyBinding
   history: KeyBinding[]
+  /**
+   * Present on a gateway's key: it signs sessions of any identity the gateway verified, and
+   * `identity` names the gateway itself. Auditors decide which gateway keys they trust.
+   */
+  signer?: GatewaySigner
 }
 
 export type KeyRing = Map<string, PublishedKey>
@@ -70,7 +86,38 @@ export async function loadOrCreateInstallationKey(dir = defaultKeyDir()): Promis
   }
   const st = await stat(path)
   if ((st.mode & 0o077) !== 0) await chmod(path, 0o600)
-  return fromPrivatePem(pem)
+  const key = fromPrivatePem(pem)
+  const gateway = await readGatewayMarker(dir)
+  return gateway ? {...key, gateway} : key
+}
+
+async function readGatewayMarker(dir: string): Promise<GatewaySigner | undefined> {
+  let text: string
+  try {
+    text = await readFile(join(dir, GATEWAY_MARKER), 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  const doc = JSON.parse(text) as {name?: unknown}
+  if (typeof doc.name !== 'string' || doc.name === '') throw new Error(`${join(dir, GATEWAY_MARKER)} names no gateway; remove it or write {"name": "<gateway name>"}`)
+  return {kind: 'gateway', name: doc.name}
+}
+
+/**
+ * Makes `dir` a gateway's key directory: its key (created there, or the configured `pem`) is
+ * published as the gateway's and signs every session the gateway records.
+ */
+export async function prepareGatewayKeyDir(dir: string, name: string, pem?: string): Promise<void> {
+  await mkdir(dir, {recursive: true, mode: 0o700})
+  await writeFile(join(dir, GATEWAY_MARKER), JSON.stringify({name}) + '\n', {mode: 0o600})
+  if (pem === undefined) return
+  const file = join(dir, 'installation-ed25519.pem')
+  const configured = fromPrivatePem(pem)
+  const existing = await readFile(file, 'utf8').then(fromPrivatePem, () => undefined)
+  if (existing?.keyId === configured.keyId) return
+  await writeFile(file, configured.privateKey.export({type: 'pkcs8', format: 'pem'}).toString(), {mode: 0o600})
+  await chmod(file, 0o600)
 }
 
 async function readExistingKey(path: string): Promise<string> {
@@ -104,13 +151,50 @@ export function keyObjectKey(keyId: string): string {
  * is exclusive; re-publishing for the same subject is a no-op, and a new subject becomes the current
  * binding with the old one kept in `history`.
  */
-export async function publishKey(bucket: Bucket, identity: Identity, key: Pick<InstallationKey, 'keyId' | 'publicKeyPem'>, now = new Date()): Promise<PublishedKey> {
+export async function publishKey(bucket: Bucket, identity: Identity, key: Pick<InstallationKey, 'keyId' | 'publicKeyPem' | 'gateway'>, now = new Date()): Promise<PublishedKey> {
+  // A gateway's key speaks for the gateway whoever the session is; it is never rebound to a person.
+  if (key.gateway) return publishGatewayKey(bucket, key.gateway, key, now)
   const binding: KeyBinding = {subject: identity.subject, email: identity.email, issuer: identity.issuer, kind: identity.kind, boundAt: now.toISOString()}
-  const doc: PublishedKey = {v: 1, keyId: key.keyId, alg: 'ed25519', publicKey: key.publicKeyPem, host: hostname(), createdAt: now.toISOString(), identity: binding, history: []}
+  const {existing, objKey} = await createKeyDocument(bucket, key, binding, now)
+  if (!existing) return newKeyDocument(key, binding, now)
+  if (existing.identity.subject === binding.subject && existing.identity.issuer === binding.issuer) return existing
+  if (existing.signer) throw new Error(`${objKey} in ${bucket.url} is gateway ${existing.signer.name}'s key; refusing to bind it to ${identity.email ?? identity.subject}`)
+  const updated: PublishedKey = {...existing, identity: binding, history: [...existing.history, existing.identity]}
+  await bucket.put(objKey, JSON.stringify(updated, null, 2) + '\n', {contentType: 'application/json'})
+  return updated
+}
+
+/** Publishes a gateway's key: `signer` says so, and the binding names the gateway, not a person. */
+export async function publishGatewayKey(bucket: Bucket, signer: GatewaySigner, key: Pick<InstallationKey, 'keyId' | 'publicKeyPem'>, now = new Date()): Promise<PublishedKey> {
+  const binding: KeyBinding = {subject: `gateway:${signer.name}`, issuer: 'dbgate-gateway', kind: 'service', boundAt: now.toISOString()}
+  const {existing, objKey} = await createKeyDocument(bucket, key, binding, now, signer)
+  if (!existing) return newKeyDocument(key, binding, now, signer)
+  if (existing.signer?.kind === 'gateway' && existing.signer.name === signer.name) return existing
+  if (existing.signer) throw new Error(`${objKey} in ${bucket.url} is already gateway ${existing.signer.name}'s key; give this gateway its own key`)
+  // Published earlier as a person's key (the machine's key before it became a gateway's): a key
+  // that signed as a person must not start vouching for everyone.
+  throw new Error(`${objKey} in ${bucket.url} is bound to ${existing.identity.email ?? existing.identity.subject}, so it cannot become gateway ${signer.name}'s key; give the gateway a key of its own (server.signingKey, or a fresh server.stateDir)`)
+}
+
+function newKeyDocument(key: Pick<InstallationKey, 'keyId' | 'publicKeyPem'>, binding: KeyBinding, now: Date, signer?: GatewaySigner): PublishedKey {
+  return {v: 1, keyId: key.keyId, alg: 'ed25519', publicKey: key.publicKeyPem, host: hostname(), createdAt: now.toISOString(), identity: binding, history: [], ...(signer ? {signer} : {})}
+}
+
+/**
+ * Creates `keys/<id>.json` unless it exists (exclusively, so two processes agree); returns the
+ * existing document otherwise, after checking it holds this very public key.
+ */
+async function createKeyDocument(
+  bucket: Bucket,
+  key: Pick<InstallationKey, 'keyId' | 'publicKeyPem'>,
+  binding: KeyBinding,
+  now: Date,
+  signer?: GatewaySigner,
+): Promise<{existing?: PublishedKey; objKey: string}> {
   const objKey = keyObjectKey(key.keyId)
   try {
-    await bucket.put(objKey, JSON.stringify(doc, null, 2) + '\n', {ifNoneMatch: true, contentType: 'application/json'})
-    return doc
+    await bucket.put(objKey, JSON.stringify(newKeyDocument(key, binding, now, signer), null, 2) + '\n', {ifNoneMatch: true, contentType: 'application/json'})
+    return {objKey}
   } catch (err) {
     if (!isBucketError(err, OBJECT_EXISTS)) throw err
   }
@@ -118,10 +202,7 @@ export async function publishKey(bucket: Bucket, identity: Identity, key: Pick<I
   if (existing.publicKey.trim() !== key.publicKeyPem.trim()) {
     throw new Error(`${objKey} in ${bucket.url} holds a different public key with the same id; refusing to overwrite it`)
   }
-  if (existing.identity.subject === binding.subject && existing.identity.issuer === binding.issuer) return existing
-  const updated: PublishedKey = {...existing, identity: binding, history: [...existing.history, existing.identity]}
-  await bucket.put(objKey, JSON.stringify(updated, null, 2) + '\n', {contentType: 'application/json'})
-  return updated
+  return {existing, objKey}
 }
 
 export function parsePublishedKey(text: string): PublishedKey {
@@ -131,6 +212,7 @@ export function parsePublishedKey(text: string): PublishedKey {
   }
   // The id is derived from the key, so a key file cannot claim someone else's id.
   if (keyIdOf(createPublicKey(doc.publicKey)) !== doc.keyId) throw new Error(`key ${doc.keyId} does not match its public key`)
+  if (doc.signer !== undefined && (doc.signer?.kind !== 'gateway' || typeof doc.signer.name !== 'string')) throw new Error(`key ${doc.keyId} has a signer that is not {kind: gateway, name}`)
   doc.history ??= []
   return doc
 }

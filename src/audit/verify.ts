@@ -1,6 +1,7 @@
 import {genesisHash, HASH_SUFFIX, sha256hex, SIG_SUFFIX} from './chain.js'
 import {addToTotals, emptyTotals, parseEventLine, type AuditEvent, type SessionStartData, type StatementData, type Totals} from './events.js'
 import {verifySignature, type KeyRing} from './signing.js'
+import {describeKey, type SignerTrust} from './trust.js'
 
 export type ProblemCode =
   | 'EMPTY_LOG'
@@ -19,6 +20,7 @@ export type ProblemCode =
   | 'SIGNATURE_INVALID'
   | 'UNKNOWN_KEY'
   | 'KEY_IDENTITY_MISMATCH'
+  | 'UNTRUSTED_SIGNER'
   | 'TOTALS_MISMATCH'
 
 export interface VerifyProblem {
@@ -50,7 +52,13 @@ const SIGNED_TYPES = new Set(['session.start', 'checkpoint', 'session.end', 'ses
  * Pass the raw file content (string or Buffer) to also detect a torn last line; an array is taken
  * as complete lines without their newlines.
  */
-export function verifySession(input: string | Buffer | string[], keys: KeyRing): VerifyResult {
+export interface VerifyOptions {
+  /** When set, only the keys it names may sign (see src/audit/trust.ts). */
+  trust?: SignerTrust
+}
+
+export function verifySession(input: string | Buffer | string[], keys: KeyRing, options: VerifyOptions = {}): VerifyResult {
+  const {trust} = options
   let lines: string[]
   let torn = false
   if (Array.isArray(input)) {
@@ -73,6 +81,7 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing):
   let terminal: {line: number; ev: AuditEvent} | undefined
   let signedThroughSeq = 0
   const keyIds = new Set<string>()
+  const untrustedReported = new Set<string>()
   const totals: Totals = emptyTotals()
 
   if (lines.length === 0) add(0, 'EMPTY_LOG', 'the log has no events')
@@ -165,7 +174,25 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing):
       add(n, 'SIGNATURE_INVALID', `signature by key ${sig.keyId} does not match the line: forged, or the line or an earlier one was altered`, seq)
       return
     }
-    if (start) {
+    if (trust && !trust.trusts(key)) {
+      // Once per key: every checkpoint of the session carries the same signer.
+      if (!untrustedReported.has(key.keyId)) {
+        untrustedReported.add(key.keyId)
+        add(n, 'UNTRUSTED_SIGNER', `signed by ${describeKey(key)}, which is not a trusted signer; trusted: ${trust.names.join(', ')}`, seq)
+      }
+      return
+    }
+    if (key.signer) {
+      // A gateway signs for everyone who signs in to it, so no identity binding can vouch for it:
+      // only an auditor naming it can.
+      if (!trust) {
+        if (!untrustedReported.has(key.keyId)) {
+          untrustedReported.add(key.keyId)
+          add(n, 'UNTRUSTED_SIGNER', `signed by ${describeKey(key)}, and no trusted signers are named: a gateway's sessions verify only against gateways the auditor names (--signer ${key.signer.name} or ${key.keyId}, or recording.trustedSigners)`, seq)
+        }
+        return
+      }
+    } else if (start) {
       const bound = [key.identity, ...key.history].some((b) => b.subject === start!.identity.subject && b.issuer === start!.identity.issuer)
       if (!bound) {
         add(n, 'KEY_IDENTITY_MISMATCH', `key ${sig.keyId} is bound to ${key.identity.email ?? key.identity.subject}, not to the session's identity ${start.identity.email ?? start.identity.subject}`, seq)

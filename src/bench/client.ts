@@ -15,11 +15,13 @@ export interface Endpoint {
   database: string
   user: string
   password: string
+  /** `require`: the path takes TLS only (libpq's sslmode; the certificate is not checked, as there). */
+  sslmode?: 'require'
 }
 
 export async function connect(ep: Endpoint): Promise<UpstreamSession> {
   return connectUpstream(
-    {host: ep.host, port: ep.port, database: ep.database, user: ep.user, password: ep.password, tls: 'disable', connectTimeoutMs: 30_000},
+    {host: ep.host, port: ep.port, database: ep.database, user: ep.user, password: ep.password, tls: ep.sslmode ?? 'disable', connectTimeoutMs: 30_000},
     {application_name: 'dbgate-bench'},
   )
 }

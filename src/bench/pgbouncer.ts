@@ -1,8 +1,9 @@
 /**
  * A PgBouncer in session mode in front of the benchmark's PostgreSQL: generated ini and userlist in
- * a private temporary directory, a free loopback port, run in the foreground as our child.
+ * a private temporary directory, a free loopback port, run in the foreground as our child. With
+ * `clientTls`, clients must use TLS (client_tls_sslmode = require) with a certificate made for the run.
  */
-import {spawn, type ChildProcess} from 'node:child_process'
+import {execFile, spawn, type ChildProcess} from 'node:child_process'
 import {access, chmod, chown, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {constants} from 'node:fs'
 import {createConnection} from 'node:net'
@@ -67,11 +68,34 @@ function waitForPort(host: string, port: number, child: ChildProcess, timeoutMs:
   })
 }
 
-export async function startPgBouncer(exe: string, upstream: Endpoint, opts: {maxClients: number}): Promise<PgBouncer> {
+/** A self-signed certificate for localhost and 127.0.0.1 (EC P-256), for one run, by the openssl CLI. */
+async function makeCertificate(dir: string): Promise<{cert: string; key: string}> {
+  const cert = path.join(dir, 'server.crt')
+  const key = path.join(dir, 'server.key')
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]
+  await new Promise<void>((resolve, reject) =>
+    execFile('openssl', args, (error, _stdout, stderr) => {
+      if (!error) return resolve()
+      const missing = (error as NodeJS.ErrnoException).code === 'ENOENT'
+      reject(new Error(missing ? 'openssl is not installed: it makes the certificate for the PgBouncer (TLS) path' : `openssl could not make a certificate: ${stderr.trim()}`))
+    }),
+  )
+  await chmod(key, 0o600)
+  return {cert, key}
+}
+
+export interface PgBouncerOptions {
+  maxClients: number
+  /** Clients must connect with TLS (sslmode=require), on a certificate made for this run. */
+  clientTls?: boolean
+}
+
+export async function startPgBouncer(exe: string, upstream: Endpoint, opts: PgBouncerOptions): Promise<PgBouncer> {
   const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-bench-pgbouncer-'))
   let child: ChildProcess | undefined
   try {
     const port = await freePort()
+    const tls = opts.clientTls ? await makeCertificate(dir) : undefined
     const ini = [
       '[databases]',
       `${upstream.database} = host=${upstream.host} port=${upstream.port} dbname=${upstream.database}`,
@@ -91,6 +115,7 @@ export async function startPgBouncer(exe: string, upstream: Endpoint, opts: {max
       'log_disconnections = 0',
       'log_pooler_errors = 1',
       'server_tls_sslmode = disable',
+      ...(tls ? ['client_tls_sslmode = require', `client_tls_cert_file = ${tls.cert}`, `client_tls_key_file = ${tls.key}`] : []),
       '',
     ].join('\n')
     await writeFile(path.join(dir, 'pgbouncer.ini'), ini, {mode: 0o600})
@@ -100,7 +125,7 @@ export async function startPgBouncer(exe: string, upstream: Endpoint, opts: {max
     if (process.getuid?.() === 0) {
       const owner = (await uidOf('postgres')) ?? (await uidOf('nobody'))
       if (!owner) throw new Error('running as root, and there is no postgres or nobody user for pgbouncer to run as')
-      for (const f of ['', 'pgbouncer.ini', 'userlist.txt']) await chown(path.join(dir, f), owner.uid, owner.gid)
+      for (const f of ['', 'pgbouncer.ini', 'userlist.txt', ...(tls ? ['server.crt', 'server.key'] : [])]) await chown(path.join(dir, f), owner.uid, owner.gid)
       await chmod(dir, 0o700)
       args.unshift('-u', (await uidOf('postgres')) ? 'postgres' : 'nobody')
     }
@@ -129,7 +154,7 @@ export async function startPgBouncer(exe: string, upstream: Endpoint, opts: {max
       }
       await rm(dir, {recursive: true, force: true})
     }
-    return {endpoint: {...upstream, host: '127.0.0.1', port}, pid: started.pid!, version, stop}
+    return {endpoint: {...upstream, host: '127.0.0.1', port, ...(tls ? {sslmode: 'require' as const} : {})}, pid: started.pid!, version, stop}
   } catch (error) {
     child?.kill('SIGKILL')
     await rm(dir, {recursive: true, force: true})

@@ -1,12 +1,12 @@
 /**
- * `npm run bench`: dbgate against a direct connection and PgBouncer, on the same PostgreSQL, in
+ * `npm run bench`: dbgate against a direct connection and PgBouncer (plain and with client TLS), on the same PostgreSQL, in
  * one run. Figures: pgbench -S (simple and prepared), a large result streamed to one client, and
  * the proxy's memory with many idle connections. Prints a table and writes
  * bench-results/<timestamp>.json. Everything it starts is stopped and removed on exit, Ctrl-C or
  * failure. See docs/performance.md.
  *
  *   node dist/bench/run.js [--quick] [--seconds N (default: about 5 minutes of pgbench in all)] [--cpu-prof DIR] [--out DIR]
- *                          [--only direct,pgbouncer,dbgate,…] [--figures pgbench,stream,memory]
+ *                          [--only direct,pgbouncer,pgbouncer-tls,dbgate,…] [--figures pgbench,stream,memory]
  *                          [--clients 1,8,32] [--baseline DIR]
  *
  * --baseline DIR adds a path "dbgate (all features), baseline": the tunnel of another built checkout
@@ -141,7 +141,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: num
 }
 
 function pgEnv(ep: Endpoint): NodeJS.ProcessEnv {
-  return {PGHOST: ep.host, PGPORT: String(ep.port), PGUSER: ep.user, PGPASSWORD: ep.password, PGDATABASE: ep.database, PGSSLMODE: 'disable', PGAPPNAME: 'dbgate-bench'}
+  return {PGHOST: ep.host, PGPORT: String(ep.port), PGUSER: ep.user, PGPASSWORD: ep.password, PGDATABASE: ep.database, PGSSLMODE: ep.sslmode ?? 'disable', PGAPPNAME: 'dbgate-bench'}
 }
 
 /** User and system CPU of a process so far, in seconds. */
@@ -177,9 +177,9 @@ interface Worker {
   stop(): Promise<void>
 }
 
-async function startWorker(pgEp: Endpoint, off: string[], opts: Options, tag: string, checkout?: string): Promise<Worker> {
+async function startWorker(pgEp: Endpoint, off: string[], opts: Options, tag: string, maxConnections: number, checkout?: string): Promise<Worker> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'dbgate-bench-tunnel-'))
-  const brief: WorkerBrief = {pg: pgEp, off: off as WorkerBrief['off'], dataDir}
+  const brief: WorkerBrief = {pg: pgEp, off: off as WorkerBrief['off'], dataDir, maxConnections}
   const script = checkout ? path.join(checkout, 'dist', 'bench', 'tunnel-worker.js') : path.join(path.dirname(fileURLToPath(import.meta.url)), 'tunnel-worker.js')
   const execArgv = ['--expose-gc']
   if (opts.cpuProfDir) execArgv.push('--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir, '--cpu-prof-name', `dbgate-${tag}.cpuprofile`)
@@ -362,18 +362,26 @@ async function main(): Promise<void> {
   let bouncerVersion = 'not installed'
   const idle = Math.min(opts.idle, maxConnections - 20)
   if (idle < opts.idle) notes.push(`max_connections is ${maxConnections}: the idle-connection figure uses ${idle} connections instead of ${opts.idle}`)
-  if (bouncerExe && (!opts.only || opts.only.includes('pgbouncer'))) {
-    log(`starting PgBouncer (${bouncerExe}) in session mode…`)
-    const bouncer = await startPgBouncer(bouncerExe, db, {maxClients: idle})
-    onCleanup('pgbouncer', () => bouncer.stop())
-    bouncerVersion = bouncer.version
-    targets.push({
-      info: {id: 'pgbouncer', label: 'pgbouncer (session)', kind: 'pgbouncer'},
-      endpoint: bouncer.endpoint,
-      pid: bouncer.pid,
-      memory: async () => ({rss: (await rssOf(bouncer.pid)) ?? 0}),
-    })
-  } else if (!bouncerExe) {
+  // The TLS path is what a gateway (TLS required) is compared with: clients pay for TLS on both.
+  const bouncers = [
+    {id: 'pgbouncer', label: 'pgbouncer (session)', clientTls: false},
+    {id: 'pgbouncer-tls', label: 'pgbouncer (session, TLS)', clientTls: true},
+  ].filter((b) => !opts.only || opts.only.includes(b.id))
+  if (bouncerExe) {
+    for (const b of bouncers) {
+      log(`starting PgBouncer (${bouncerExe}) in session mode${b.clientTls ? ', clients on TLS' : ''}…`)
+      const bouncer = await startPgBouncer(bouncerExe, db, {maxClients: idle, clientTls: b.clientTls})
+      onCleanup(b.id, () => bouncer.stop())
+      bouncerVersion = bouncer.version
+      targets.push({
+        info: {id: b.id, label: b.label, kind: 'pgbouncer'},
+        endpoint: bouncer.endpoint,
+        pid: bouncer.pid,
+        memory: async () => ({rss: (await rssOf(bouncer.pid)) ?? 0}),
+      })
+    }
+    if (bouncers.some((b) => b.clientTls)) notes.push('pgbouncer (session, TLS): client_tls_sslmode = require with a self-signed EC P-256 certificate made for the run; pgbench and the bench client connect with sslmode=require; PgBouncer to PostgreSQL stays plain, as for the other paths')
+  } else {
     notes.push('pgbouncer not installed: no PgBouncer figures, and no ratios to PgBouncer')
     log('pgbouncer not installed; skipping its figures')
   }
@@ -386,7 +394,7 @@ async function main(): Promise<void> {
   for (const v of variants) {
     if (opts.only && !opts.only.includes(v.id)) continue
     log(`starting tunnel: ${v.label}…`)
-    const w = await startWorker(db, v.off, opts, v.id, v.checkout)
+    const w = await startWorker(db, v.off, opts, v.id, idle + 50, v.checkout)
     targets.push({
       info: {id: v.id, label: v.label, kind: 'dbgate', off: v.off},
       endpoint: w.endpoint,

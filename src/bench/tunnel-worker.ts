@@ -17,6 +17,8 @@ export interface WorkerBrief {
   off: (keyof TunnelFeatures)[]
   /** A private data directory for whatever the pipeline keeps on disk (recordings, spools). */
   dataDir: string
+  /** Client and upstream connections the tunnel must admit (the idle-connection figure), as PgBouncer's max_client_conn is raised for it. */
+  maxConnections?: number
 }
 
 export type WorkerMessage =
@@ -48,6 +50,8 @@ async function main(): Promise<void> {
     `    user: ${yamlString(brief.pg.user)}`,
     '    password: env:BENCH_PG_PASSWORD',
     '    tls: disable',
+    // The defaults (100 clients, 20 upstream sessions) would queue the idle-connection figure's clients until they time out.
+    ...(brief.maxConnections ? [`    tunnel: {maxClientConnections: ${brief.maxConnections}, maxUpstreamSessions: ${brief.maxConnections}}`] : []),
     '',
   ].join('\n')
   const fileName = `${brief.dataDir}/dbgate.yaml`

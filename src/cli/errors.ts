@@ -72,8 +72,15 @@ export const ERROR_KINDS: Readonly<Record<string, Kind>> = {
   TARGET_AUTH_FAILED: failure,
   TARGET_REFUSED: failure,
   CATALOG_UNREADABLE: failure,
+  RDS_IAM_NEEDS_TLS: usage,
+  RDS_IAM_TOKEN_FAILED: failure,
   // The local listener (src/proxy/tunnel.ts)
   TunnelConfigError: usage,
+  // The gateway (src/gateway/gateway.ts)
+  GatewayConfigError: usage,
+  GATEWAY_CLIENT_CONFIG: usage,
+  GATEWAY_SIGN_IN_REFUSED: auth,
+  GATEWAY_UNAVAILABLE: failure,
   EADDRINUSE: {exit: EXIT_USAGE, next: 'The port is taken: choose another with --port, or omit --port for a free one.'},
   // Bucket and spool
   BUCKET_BAD_URL: usage,

@@ -21,6 +21,14 @@ export const bucketFlags = {
   }),
 }
 
+/** `--signer` on `sessions verify` and `report`: the only keys whose signatures count (src/audit/trust.ts). */
+export const signerFlag = Flags.string({
+  summary: 'Accept only signatures by this key (key id, or a gateway\'s name); repeatable. Replaces recording.trustedSigners.',
+  description: 'A session signed by any other key fails verification, even if that key is correctly published in the bucket. A key id is the stronger name: a gateway name matches every key published under it.',
+  multiple: true,
+  helpValue: '<key-id|gateway>',
+})
+
 export const spoolFlag = Flags.string({
   summary: 'Local spool directory.',
   description: 'Default: $XDG_STATE_HOME/dbgate/spool (~/.local/state/dbgate/spool).',

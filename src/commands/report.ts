@@ -1,8 +1,9 @@
 import {resolve} from 'node:path'
 import {Flags} from '@oclif/core'
 import chalk from 'chalk'
-import {readKeyFiles, resolveBucket} from '../audit/cli.js'
-import {bucketFlags, whenFlag} from '../cli/flags.js'
+import {readKeyFiles, resolveBucket, resolveSignerTrust} from '../audit/cli.js'
+import {unmatchedSigners} from '../audit/trust.js'
+import {bucketFlags, signerFlag, whenFlag} from '../cli/flags.js'
 import {parseWhen} from '../util/duration.js'
 import {dbgateVersion} from '../connect/recording.js'
 import {FRAMEWORKS, type Framework, type Report} from '../report/model.js'
@@ -33,6 +34,7 @@ The report states its period, its sources and every gap (days with no logs, logs
     out: Flags.string({char: 'o', summary: 'Directory to write the report into (created if missing).', default: 'dbgate-report', helpValue: '<dir>'}),
     'full-sql': Flags.boolean({summary: 'Show statements as recorded, literals included, instead of normalized.', default: false}),
     key: Flags.string({summary: 'Trust this published key file instead of the bucket\'s keys/ (repeatable).', multiple: true, helpValue: '<key.json>'}),
+    signer: signerFlag,
   }
 
   async run(): Promise<{files: {html: string; json: string; md: string}; summary: Report['summary']; gaps: Report['gaps']}> {
@@ -42,6 +44,7 @@ The report states its period, its sources and every gap (days with no logs, logs
     const until = flags.until ?? now
     const {bucket} = await resolveBucket(flags, this)
     const keys = flags.key ? await readKeyFiles(flags.key) : undefined
+    const trust = await resolveSignerTrust(flags, this)
     const frameworks = (flags.framework ?? [...FRAMEWORKS]) as Framework[]
     const progress = process.stderr.isTTY && !this.jsonEnabled()
     const {report, files} = await produceReport({
@@ -53,6 +56,8 @@ The report states its period, its sources and every gap (days with no logs, logs
       outDir: resolve(flags.out),
       fullSql: flags['full-sql'],
       keys,
+      trust,
+      onKeys: trust ? (ring) => unmatchedSigners(trust, ring).forEach((name) => this.logToStderr(`warning: trusted signer ${name} matches no published key`)) : undefined,
       generator: `dbgate ${dbgateVersion()}`,
       now,
       onSession: progress ? (done, total) => process.stderr.write(`\rreading sessions ${done}/${total}`) : undefined,

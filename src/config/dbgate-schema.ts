@@ -3,6 +3,7 @@
  * add it to `root`, and give it a typed form in `types.ts`; unknown keys, types, defaults and
  * locations in messages come for free.
  */
+import {hostname} from 'node:os'
 import {isAbsolute, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import type {Node} from 'yaml'
@@ -45,9 +46,12 @@ import {
   WHERE_KINDS,
   type BucketConfig,
   type DbgateConfig,
+  type GatewayClientConfig,
+  type GatewayServerConfig,
   type MaskingCategory,
   type MaskingStrategy,
   type McpConfig,
+  type RdsIamConfig,
   type RuleConfig,
   type SecretRef,
   type TargetConfig,
@@ -151,6 +155,27 @@ function path(baseDir: string, example: string): Schema<string> {
  * `env:VAR`, `file:/path` or `keychain:NAME`. A plain string is accepted as the secret itself but
  * warned about, because config files get committed and shared.
  */
+/** AWS region names: `eu-west-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-4`. */
+const AWS_REGION = /^[a-z]{2}(?:-[a-z]+)+-\d+$/
+
+const rdsIamPassword = object({
+  rdsIam: required(
+    object({
+      region: required(string({pattern: AWS_REGION, expected: 'an AWS region such as eu-west-1'}), 'eu-west-1'),
+      profile: optional(string({pattern: /^\S+$/, expected: 'an AWS profile name'})),
+    }),
+    '{region: eu-west-1}',
+  ),
+})
+
+/** A target's password: a secret source, or `{rdsIam: {region, profile?}}` for a token made per connection. */
+function password(baseDir: string): Schema<SecretRef | {rdsIam: RdsIamConfig}> {
+  return byShape<SecretRef | {rdsIam: RdsIamConfig}>(
+    {scalar: secretRef(baseDir), map: rdsIamPassword},
+    'a secret source (env:VAR, file:/path, keychain:NAME) or {rdsIam: {region: …}}',
+  )
+}
+
 function secretRef(baseDir: string): Schema<SecretRef> {
   const expected = 'a secret source: env:VAR, file:/path or keychain:NAME'
   return scalar(
@@ -461,7 +486,7 @@ function target(opts: SchemaOptions) {
       port: withDefault(integer({min: 1, max: 65535}), DEFAULT_PORT),
       database: required(string(), 'app'),
       user: required(string(), 'app_rw'),
-      password: optional(secretRef(opts.baseDir)),
+      password: optional(password(opts.baseDir)),
       tls: withDefault(oneOf(TLS_MODES), 'prefer'),
       tlsCa: optional(path(opts.baseDir, '/etc/ssl/db-ca.pem')),
       connectTimeout: withDefault(duration({min: 1000, max: 10 * 60_000}), DEFAULT_CONNECT_TIMEOUT_MS),
@@ -476,6 +501,17 @@ function target(opts: SchemaOptions) {
     },
     {
       check(t, _at, cx) {
+        if (t.password !== undefined && 'rdsIam' in t.password && t.tls !== 'require' && t.tls !== 'verify-full') {
+          // Located at `tls` when it is written, else at the target (its default, prefer, applies).
+          const {node, path} = cx.locate(t, 'tls')
+          cx.error(
+            'insecure',
+            node,
+            path,
+            `RDS IAM authentication (password: {rdsIam: …}) needs TLS to the database, and RDS refuses IAM tokens without it; tls is ${t.tls}`,
+            'set "tls: verify-full" with "tlsCa:" the RDS certificate bundle (or at least "tls: require")',
+          )
+        }
         if (t.tlsCa !== undefined && (t.tls === 'disable' || t.tls === 'prefer')) {
           const {node, path} = cx.locate(t, 'tlsCa')
           cx.report('warning', 'ineffective', node, path, `tlsCa has no effect with tls: ${t.tls}; the server certificate is not verified`, 'set "tls: verify-full" (or require), or remove tlsCa')
@@ -520,7 +556,7 @@ function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, cx: Context)
     port: t.port,
     database: t.database,
     user: t.user,
-    ...(t.password ? {password: t.password} : {}),
+    ...(t.password && 'rdsIam' in t.password ? {rdsIam: t.password.rdsIam} : t.password ? {password: t.password} : {}),
     tls: t.tls,
     ...(t.tlsCa !== undefined ? {tlsCa: t.tlsCa} : {}),
     connectTimeoutMs: t.connectTimeout,
@@ -535,13 +571,79 @@ function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, cx: Context)
   }
 }
 
+export const DEFAULT_MAX_SESSION_DURATION_MS = 12 * 3600_000
+export const DEFAULT_PIPELINE_IDLE_MS = 30_000
+export const DEFAULT_GATEWAY_PORT = 6432
+
+/** `host:port`, for a listener; IPv6 in brackets. */
+function hostPort(example: string): Schema<{host: string; port: number}> {
+  const expected = `host:port such as ${example}`
+  return scalar(expected, (v, node, at, cx) => {
+    if (typeof v !== 'string') return undefined
+    const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v)
+    const port = m ? Number(m[3]) : NaN
+    if (!m || port > 65535) return cx.error('format', node, at.path, `expected ${expected}, got ${JSON.stringify(v)}`, `write the address and port, e.g. ${example} (0.0.0.0 listens on every interface)`)
+    return {host: (m[1] ?? m[2])!, port}
+  })
+}
+
+function server(opts: SchemaOptions): Schema<GatewayServerConfig> {
+  return map(
+    object({
+      name: optional(string({pattern: /^[\w.@-]+$/, expected: 'a name of letters, digits, ".", "_", "@" or "-"'})),
+      listen: withDefault(hostPort('0.0.0.0:6432'), {host: '0.0.0.0', port: DEFAULT_GATEWAY_PORT}),
+      tls: required(object({cert: required(path(opts.baseDir, '/etc/dbgate/tls.crt'), '/etc/dbgate/tls.crt'), key: required(path(opts.baseDir, '/etc/dbgate/tls.key'), '/etc/dbgate/tls.key')}), '{cert: /etc/dbgate/tls.crt, key: /etc/dbgate/tls.key}'),
+      api: optional(hostPort('0.0.0.0:8443')),
+      signingKey: optional(secretRef(opts.baseDir)),
+      stateDir: optional(path(opts.baseDir, '/var/lib/dbgate')),
+      maxSessionDuration: withDefault(duration({min: 1000}), DEFAULT_MAX_SESSION_DURATION_MS),
+      sessionOutlivesToken: withDefault(boolean(), false),
+      pipelineIdle: withDefault(duration({min: 0, max: 3600_000}), DEFAULT_PIPELINE_IDLE_MS),
+    }),
+    (v) => ({
+      name: v.name ?? hostname(),
+      listen: v.listen,
+      tls: v.tls,
+      ...(v.api ? {api: v.api} : {}),
+      ...(v.signingKey ? {signingKey: v.signingKey} : {}),
+      ...(v.stateDir ? {stateDir: v.stateDir} : {}),
+      maxSessionDurationMs: v.maxSessionDuration,
+      sessionOutlivesToken: v.sessionOutlivesToken,
+      pipelineIdleMs: v.pipelineIdle,
+    }),
+  )
+}
+
+export const DEFAULT_GATEWAY_API_PORT = 8443
+
+function gatewayClient(opts: SchemaOptions): Schema<GatewayClientConfig> {
+  return map(
+    object({
+      address: required(hostPort('gw.internal:6432'), 'gw.internal:6432'),
+      ca: optional(path(opts.baseDir, '/etc/dbgate/gateway-ca.pem')),
+      api: optional(hostPort('gw.internal:8443')),
+    }),
+    (v) => ({address: v.address, ...(v.ca ? {ca: v.ca} : {}), api: v.api ?? {host: v.address.host, port: DEFAULT_GATEWAY_API_PORT}}),
+  )
+}
+
 /** The whole file. */
 export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
   const targetSchema = target(opts)
   const root = object({
+    server: optional(server(opts)),
     identity: optional(identity(opts)),
     bucket: optional(bucket()),
-    recording: withDefault(object({previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS)}), {previewRows: DEFAULT_PREVIEW_ROWS}),
+    recording: withDefault(
+      object({
+        previewRows: withDefault(integer({min: 0}), DEFAULT_PREVIEW_ROWS),
+        // Key ids or gateway names (src/audit/trust.ts); absent: every published key may sign.
+        trustedSigners: optional(
+          list(string({pattern: /^\S+$/, expected: 'a key id (32 hex digits) or a gateway name', fix: 'write the key id from keys/<key-id>.json, or the name of a gateway'}), {min: 1}),
+        ),
+      }),
+      {previewRows: DEFAULT_PREVIEW_ROWS, trustedSigners: undefined},
+    ),
     tunnel: withDefault(tunnelDefaults(), {
       maxMessageSize: DEFAULT_TUNNEL.maxMessageSize,
       maxStatementSize: DEFAULT_TUNNEL.maxStatementSize,
@@ -550,21 +652,36 @@ export function dbgateSchema(opts: SchemaOptions): Schema<DbgateConfig> {
       maxUpstreamSessions: DEFAULT_TUNNEL.maxUpstreamSessions,
       upstreamQueueTimeout: DEFAULT_TUNNEL.upstreamQueueTimeoutMs,
     }),
-    targets: required(record(targetSchema, {pattern: TARGET_NAME, nameRule: 'letters, digits, "_" and "-", starting with a letter or digit', min: 1, exampleKey: 'prod'}), '{prod: {host: …, database: …, user: …}}'),
+    gateway: optional(gatewayClient(opts)),
+    targets: optional(record(targetSchema, {pattern: TARGET_NAME, nameRule: 'letters, digits, "_" and "-", starting with a letter or digit', min: 1, exampleKey: 'prod'})),
+  }, {
+    check(v, at, cx) {
+      // Targets are required, except of a gateway's client: the gateway holds them (and their credentials).
+      if (v.targets === undefined && v.gateway === undefined) {
+        const {node} = cx.locate(v)
+        cx.error('missing-key', node, [...at.path, 'targets'], 'missing required key "targets" in the top level', 'add "targets: {prod: {host: …, database: …, user: …}}"')
+      }
+      if (v.targets !== undefined && v.gateway !== undefined) {
+        const {node, path} = cx.locate(v, 'targets')
+        cx.error('impossible-rule', node, path, 'a configuration that names a gateway has no targets of its own: the gateway holds them and their credentials', 'remove targets (run `dbgate targets` to see the gateway\'s), or remove gateway to connect directly')
+      }
+    },
   })
   return map(root, (raw, _at, cx) => {
     const targets = Object.create(null) as Record<string, TargetConfig>
     let ok = true
-    for (const [name, t] of raw.targets) {
+    for (const [name, t] of raw.targets ?? []) {
       const built = buildTarget(name, t, raw.tunnel, cx)
       if (built === INVALID) ok = false
       else targets[name] = built
     }
     if (!ok) return INVALID
     return {
+      ...(raw.server ? {server: raw.server} : {}),
+      ...(raw.gateway ? {gateway: raw.gateway} : {}),
       ...(raw.identity ? {identity: raw.identity} : {}),
       bucket: raw.bucket ?? {url: opts.defaultBucketUrl},
-      recording: raw.recording,
+      recording: {previewRows: raw.recording.previewRows, ...(raw.recording.trustedSigners ? {trustedSigners: raw.recording.trustedSigners} : {})},
       tunnel: tunnelConfig(raw.tunnel),
       targets,
     }

@@ -36,8 +36,8 @@ export interface TargetSummary {
   user: string
   tls: TlsMode
   /** `none` when the target has no password (trust or certificate authentication). */
-  passwordKind: SecretKind | 'none'
-  /** `env:VAR`, `file:/path`, `keychain:NAME`, `inline` (never the inline value) or null. */
+  passwordKind: SecretKind | 'rds-iam' | 'none'
+  /** `env:VAR`, `file:/path`, `keychain:NAME`, `inline` (never the inline value), `rdsIam:REGION[/PROFILE]` or null. */
   passwordSource: string | null
   /** Null when the target does not restrict by group. */
   allow: string[] | null
@@ -51,8 +51,8 @@ export function summarizeTargets(config: DbgateConfig): TargetSummary[] {
     database: t.database,
     user: t.user,
     tls: t.tls,
-    passwordKind: t.password?.kind ?? 'none',
-    passwordSource: t.password ? describeSecret(t.password) : null,
+    passwordKind: t.rdsIam ? 'rds-iam' : (t.password?.kind ?? 'none'),
+    passwordSource: t.rdsIam ? `rdsIam:${t.rdsIam.region}${t.rdsIam.profile !== undefined ? `/${t.rdsIam.profile}` : ''}` : t.password ? describeSecret(t.password) : null,
     allow: t.allow ?? null,
   }))
 }

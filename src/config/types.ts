@@ -107,6 +107,8 @@ export interface BucketConfig {
 
 export interface RecordingConfig {
   previewRows: number
+  /** The only keys whose signatures `sessions verify` and `report` accept: key ids or gateway names. */
+  trustedSigners?: string[]
 }
 
 export interface TunnelConfig {
@@ -171,6 +173,11 @@ export interface ApprovalsConfig {
   webhook?: string
 }
 
+export interface RdsIamConfig {
+  region: string
+  profile?: string
+}
+
 export interface TargetConfig {
   name: string
   host: string
@@ -178,6 +185,8 @@ export interface TargetConfig {
   database: string
   user: string
   password?: SecretRef
+  /** Set by `password: {rdsIam: …}`: the password is an AWS RDS IAM token, made for every upstream connection. */
+  rdsIam?: RdsIamConfig
   tls: TlsMode
   /** Absolute path; relative paths in the file are resolved against the file's directory. */
   tlsCa?: string
@@ -196,7 +205,45 @@ export interface TargetConfig {
   tunnel: TunnelConfig
 }
 
+/**
+ * `server:` in a gateway's configuration (`dbgate gateway --config gateway.yaml`): where it listens,
+ * its TLS material, its signing key and how long sessions may last. See docs/gateway.md.
+ */
+export interface GatewayServerConfig {
+  /** The name the gateway's signing key is published under (default: the host name). */
+  name: string
+  listen: {host: string; port: number}
+  tls: {cert: string; key: string}
+  /** The HTTPS API (`GET /v1/targets`); same certificate. Absent: no API. */
+  api?: {host: string; port: number}
+  /** A PEM Ed25519 private key that signs the recordings; default: one created in `stateDir`. */
+  signingKey?: SecretRef
+  /** Keys, spool and caches of the gateway (default: `gateway/` in the user's data directory). */
+  stateDir?: string
+  maxSessionDurationMs: number
+  sessionOutlivesToken: boolean
+  /** How long a pipeline (catalog connection, recorder, approval poller) outlives its last session. */
+  pipelineIdleMs: number
+}
+
+/**
+ * `gateway:` in a client's configuration: `dbgate connect` carries each session to this gateway over
+ * TLS with the person's token, and `dbgate targets` asks it which targets they may use. Such a
+ * configuration has no targets, so no database credentials.
+ */
+export interface GatewayClientConfig {
+  address: {host: string; port: number}
+  /** PEM file of the CA that signed the gateway's certificate (default: the system's CAs). */
+  ca?: string
+  /** The gateway's HTTPS API (default: the address's host, port 8443). */
+  api: {host: string; port: number}
+}
+
 export interface DbgateConfig {
+  /** Present in a gateway's configuration only. */
+  server?: GatewayServerConfig
+  /** Present in the configuration of a client of a gateway, instead of targets. */
+  gateway?: GatewayClientConfig
   identity?: IdentityConfig
   bucket: BucketConfig
   recording: RecordingConfig

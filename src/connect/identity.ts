@@ -7,6 +7,8 @@ import type {LoadedConfig, TargetConfig} from '../config/types.js'
 /** A verified identity kept valid for as long as a tunnel runs. */
 export interface BoundIdentity {
   current(): Identity
+  /** The token that proves it now (renewed in place). Never print it. */
+  token(): string
   /** Stops the refresh timer. */
   stop(): void
 }
@@ -25,7 +27,7 @@ export interface BindIdentityOptions {
  * the target's `allow` groups, and renews the token in place before it expires. Returns undefined
  * when the configuration has no `identity` section.
  */
-export async function bindIdentity(loaded: LoadedConfig, target: TargetConfig, opts: BindIdentityOptions): Promise<BoundIdentity | undefined> {
+export async function bindIdentity(loaded: LoadedConfig, target: Pick<TargetConfig, 'allow'>, opts: BindIdentityOptions): Promise<BoundIdentity | undefined> {
   if (!loaded.config.identity) return undefined
   const env = opts.env ?? process.env
   const config = await identityConfigFrom(loaded, env)
@@ -65,6 +67,7 @@ export async function bindIdentity(loaded: LoadedConfig, target: TargetConfig, o
   schedule()
   return {
     current: () => session.identity,
+    token: () => session.token,
     stop() {
       stopped = true
       clearTimeout(timer)

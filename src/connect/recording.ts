@@ -5,7 +5,6 @@ import {createRecordingHooks} from '../audit/hooks.js'
 import type {StatementDetails} from '../audit/events.js'
 import {normalizeByShape} from '../audit/normalize-by-shape.js'
 import {Recorder, type SessionRecorder} from '../audit/recorder.js'
-import {approvalOf} from '../approvals/hook.js'
 import {Shipper, shipPending} from '../audit/shipper.js'
 import {defaultKeyDir, loadOrCreateInstallationKey, publishKey} from '../audit/signing.js'
 import {defaultSpoolDir} from '../audit/spool.js'
@@ -13,9 +12,8 @@ import {openBucket} from '../bucket/index.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
-import type {Decision} from '../policy/types.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
-import {formatMaskedColumn, type MaskedColumn} from '../masking/index.js'
+import {formatMaskedColumn} from '../masking/index.js'
 
 export interface RecordingSetup {
   hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd' | 'beforeRelease'>
@@ -75,10 +73,10 @@ export interface DescribeOptions {
   maxStatementSize?: number
 }
 
-/** What the recorder stores for a statement, from the policy decision riding on its verdict. */
+/** What the recorder stores for a statement, from the policy decision and approval on its verdict. */
 export function describeStatement(event: StatementEvent, opts: DescribeOptions = {}): StatementDetails {
   const {maskText} = opts
-  const decision = event.verdict.tag as Decision | undefined
+  const {decision, approval} = event.verdict
   const decisive = decision?.decisive ?? decision?.statements[0]
   let tables: string[] | undefined
   if (event.sql) {
@@ -88,7 +86,6 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
     tables = [...names]
   }
   // A held statement is recorded with how its approval ended, not as the policy's `require_approval`.
-  const approval = approvalOf(event.verdict.tag)
   if (decision?.syntaxError) {
     // A typo, answered as the server would answer it: not a policy decision, so no class or rule.
     return {decision: 'syntax_error', tables: [], ...maskingDetails(event, maskText)}
@@ -109,7 +106,7 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
  * the error as the client received it: a recording never holds more than the client was shown.
  */
 function maskingDetails(event: StatementEvent, maskText: ((text: string) => string) | undefined): Pick<StatementDetails, 'maskedColumns' | 'maskedValues' | 'params' | 'error'> {
-  const filter = event.resultFilter as {maskedColumns?: MaskedColumn[]; maskedValues?: number; clientError?: {code: string; message: string}} | undefined
+  const filter = event.resultFilter
   const masked = filter?.maskedColumns
   // The server's own text of an error can quote values the client only saw masked.
   const error = event.error && (filter?.clientError ?? (maskText ? {code: event.error.code, message: maskText(event.error.message)} : undefined))

@@ -69,7 +69,11 @@ export function describeTargetFailure(target: TargetConfig, error: unknown, conf
   }
   const sqlstate = sqlstateOf(e)
   if (sqlstate === '28P01' || sqlstate === '28000' || /password authentication failed|password/i.test(serverMessage(e))) {
-    const source = target.password ? ` (${describeSecret(target.password)})` : ''
+    const source = target.password
+      ? ` (${describeSecret(target.password)})`
+      : target.rdsIam
+        ? ` (an RDS IAM token for ${target.rdsIam.region}: check that the database user has the rds_iam role and the AWS credentials may rds-db:connect as it)`
+        : ''
     return new TargetConnectError(
       'TARGET_AUTH_FAILED',
       `The database of ${name} refused dbgate's login as "${target.user}": ${serverMessage(e)}.`,

@@ -140,6 +140,49 @@ export async function runWhoami(config: IdentityConfig, options: {io: CliIO; sto
   }
 }
 
+export interface TokenOutput {
+  /** The verified token the identity rests on: what a gateway takes as the password. */
+  token: string
+  expiresAt: string
+  kind: Identity['kind']
+  source: SessionSource
+}
+
+export interface TokenCommandOptions {
+  io: CliIO
+  /** The token must stay valid at least this long; a stored sign-in is renewed first otherwise. */
+  minValidMs: number
+  store?: TokenStore
+  now?: () => Date
+}
+
+/**
+ * `dbgate token`: a token that stays valid for at least `minValidMs`, for `PGPASSWORD=$(dbgate token)`.
+ * It is the token dbgate itself verifies (the ID token of a person by default, the access token of a
+ * service or with `identity.verify: access_token`), renewed through the session's one refresh path.
+ */
+export async function runToken(config: IdentityConfig, options: TokenCommandOptions): Promise<TokenOutput> {
+  const {io} = options
+  const now = options.now ?? (() => new Date())
+  const warn = (message: string) => io.err.write(`Warning: ${message}\n`)
+  const session = await getIdentity(config, {
+    env: io.env,
+    store: options.store ?? openTokenStore({warn, env: io.env}),
+    refreshMarginMs: options.minValidMs,
+    now,
+    warn,
+  })
+  const left = session.identity.expiresAt.getTime() - now().getTime()
+  if (left <= options.minValidMs) {
+    warn(
+      session.source === 'env-token'
+        ? `DBGATE_TOKEN expires ${relative(left)}, and a token given in the environment cannot be renewed.`
+        : `the identity provider issues tokens valid for less than the ${Math.round(options.minValidMs / 1000)} s asked for; this one expires ${relative(left)}.`,
+    )
+  }
+  return {token: session.token, expiresAt: session.identity.expiresAt.toISOString(), kind: session.identity.kind, source: session.source}
+}
+
 function relative(ms: number): string {
   const minutes = Math.round(ms / 60_000)
   if (Math.abs(minutes) < 1) return ms >= 0 ? 'in under a minute' : 'just now'

@@ -181,3 +181,18 @@ export function kindOf(claims: JWTPayload): Identity['kind'] {
   if (typeof claims.email === 'string' && claims.email.endsWith('.gserviceaccount.com')) return 'service'
   return 'human'
 }
+
+/**
+ * Fetches the identity provider's signing keys now, for a server that must not serve before it
+ * can verify anyone; resolves to how many keys it published. jose keeps them for verifyToken.
+ */
+export async function loadSigningKeys(config: IdentityConfig): Promise<number> {
+  try {
+    const jwks = await jwksFor(config)
+    await jwks.reload()
+    return jwks.jwks()?.keys.length ?? 0
+  } catch (error) {
+    if (error instanceof IdentityError) throw error
+    throw new IdpUnreachableError(config.issuer, {cause: error})
+  }
+}

@@ -4,7 +4,7 @@
  * them (`ctx.session`), evaluates the rules and answers with a verdict. It keeps no state of its
  * own: a PREPARE it allows exists for later texts only once the server has confirmed it.
  */
-import type {StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
+import type {StatementContext} from '../proxy/hooks.js'
 import {DEFAULT_MAX_STATEMENT_SIZE} from './analyze.js'
 import {AnalysisCache, sharedAnalysisCache} from './cache.js'
 import {catalogKeys, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
@@ -14,7 +14,7 @@ import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry} fro
 import {evaluate, type EvaluateOptions} from './rules.js'
 import {readingOf} from './text-shape.js'
 import type {Analysis, BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
-import {decisionToVerdict} from './verdict.js'
+import {decisionToVerdict, type PolicyVerdict} from './verdict.js'
 
 export interface StatementHookOptions {
   rules: readonly PolicyRule[]
@@ -35,7 +35,8 @@ export interface StatementHookOptions {
   client?: ClientKind
 }
 
-export type PolicyStatementHook = StatementHook
+/** Judges one statement text as the proxy's statement hook does, but may answer with a hold. */
+export type PolicyStatementHook = (sql: string, ctx: StatementContext) => PolicyVerdict | Promise<PolicyVerdict>
 
 export interface JudgedText {
   /** The statements as judged: EXECUTEs resolved against what was prepared. */
@@ -85,12 +86,12 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   const keysOf = new WeakMap<Analysis, CatalogKey[]>()
 
   // The session's acknowledged settings say whether its texts may share an analysis by shape.
-  const judge = (sql: string, ctx: StatementContext): StatementVerdict | Promise<StatementVerdict> => decide(cache.analyze(sql, {maxStatementSize}, readingOf(ctx.session.parameters)), ctx)
+  const judge = (sql: string, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => decide(cache.analyze(sql, {maxStatementSize}, readingOf(ctx.session.parameters)), ctx)
 
   const analyzeDefinition = (sql: string): Analysis => cache.analyze(sql, {maxStatementSize})
 
   /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
-  const decide = (analysis: Analysis, ctx: StatementContext): StatementVerdict | Promise<StatementVerdict> => {
+  const decide = (analysis: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
     if (loading) {
       const missing = loading.missing(keysFor(analysis, ctx))
       if (missing.length > 0) return loading.load(missing).then(() => decideNow(analysis, ctx))
@@ -112,7 +113,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     return [...keys, ...catalogKeys(resolved)]
   }
 
-  const decideNow = (analysis: Analysis, ctx: StatementContext): StatementVerdict => {
+  const decideNow = (analysis: Analysis, ctx: StatementContext): PolicyVerdict => {
     const staged = new StagedRegistry(() => preparedInSession(ctx.session, analyzeDefinition))
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
       // The server would refuse it too; refusing here keeps a second statement from ever being judged as the first.

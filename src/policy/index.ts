@@ -11,6 +11,6 @@ export {checkStartupParameters, dangerousSetting, judgeSetting, settingHint, typ
 export {ASSUMED_SETTINGS, assumedSetting, assumedSettingViolated, assumedValueMatches, type AssumedSetting} from './assumed-settings.js'
 export {catalogKeys, offlineCatalog, resolveCatalogCalls, unresolvedCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
 export {candidateEffect, type FunctionCandidate, type FunctionEffect} from './functions.js'
-export {decisionToVerdict, POLICY_SQLSTATE, SYNTAX_ERROR_SQLSTATE, WARNING_SQLSTATE, type VerdictOptions} from './verdict.js'
+export {decisionToVerdict, POLICY_SQLSTATE, SYNTAX_ERROR_SQLSTATE, WARNING_SQLSTATE, type HoldVerdict, type PolicyVerdict, type VerdictOptions} from './verdict.js'
 export * from './types.js'
 export {readOnlyViolation, READ_ONLY_RULE} from './read-only.js'

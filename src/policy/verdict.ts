@@ -41,27 +41,47 @@ function fields(message: string, d: RuleDecision, opts: VerdictOptions, hint: st
 /** SQLSTATE 42601: syntax_error. */
 export const SYNTAX_ERROR_SQLSTATE = '42601'
 
-/** The verdict the tunnel acts on. The decision rides along as `tag` for the audit log. */
-export function decisionToVerdict(decision: Decision, opts: VerdictOptions = {}): StatementVerdict {
+/**
+ * A statement policy holds for approval: who may approve it and why. It never reaches the proxy:
+ * the approvals stage settles it into an allow-once or a rejection, and where no approvals stage
+ * runs, the pipeline refuses it with `error` (fail closed).
+ */
+export interface HoldVerdict {
+  readonly action: 'hold'
+  readonly decision: Decision
+  /** The groups whose members may approve (empty: the target names none). */
+  readonly reviewers: readonly string[]
+  /** Why: the rule that asks for approval (the decision's decisive one). */
+  readonly rule: RuleDecision
+  /** What the client is told when nobody can approve it here. */
+  readonly error: PgNoticeFields
+}
+
+/** A verdict as policy says it: what the proxy can run, or a hold for the approvals stage. */
+export type PolicyVerdict = StatementVerdict | HoldVerdict
+
+/** The verdict the tunnel acts on, with the decision it came from for the stages after policy. */
+export function decisionToVerdict(decision: Decision, opts: VerdictOptions = {}): PolicyVerdict {
   if (decision.syntaxError) {
     // Exactly what the server would say, so psql draws its caret and drivers report the position.
     const {message, position} = decision.syntaxError
-    return {action: 'reject', error: {severity: 'ERROR', code: SYNTAX_ERROR_SQLSTATE, message, position: String(position)}, tag: decision}
+    return {action: 'reject', error: {severity: 'ERROR', code: SYNTAX_ERROR_SQLSTATE, message, position: String(position)}, decision}
   }
   const d = decision.decisive
   if (decision.action === 'deny' && d) {
     const message = `dbgate: statement denied by rule ${d.ruleId}: ${d.reason}`
-    return {action: 'reject', error: fields(message, d, opts, d.hint ?? 'run `dbgate policy check` to see how dbgate reads it'), tag: decision}
+    return {action: 'reject', error: fields(message, d, opts, d.hint ?? 'run `dbgate policy check` to see how dbgate reads it'), decision}
   }
   if (decision.action === 'require_approval' && d) {
-    const who = opts.reviewers && opts.reviewers.length > 0 ? `a member of ${opts.reviewers.join(', ')}` : 'a reviewer'
+    const reviewers = opts.reviewers ?? []
+    const who = reviewers.length > 0 ? `a member of ${reviewers.join(', ')}` : 'a reviewer'
     const message = `dbgate: statement requires approval by ${who} (rule ${d.ruleId}): ${d.reason}`
     const hint = `ask ${who} to approve it with \`dbgate approve\`, then run it again`
-    return {action: 'reject', error: fields(message, d, opts, hint), tag: decision}
+    return {action: 'hold', decision, reviewers, rule: d, error: fields(message, d, opts, hint)}
   }
   const notices: PgNoticeFields[] = decision.warnings.map((w) => {
     const detail = detailFor(w, opts)
     return {severity: 'WARNING', code: WARNING_SQLSTATE, message: `dbgate: ${w.reason} (rule ${w.ruleId})`, ...(detail ? {detail} : {})}
   })
-  return notices.length > 0 ? {action: 'allow', notices, tag: decision} : {action: 'allow', tag: decision}
+  return notices.length > 0 ? {action: 'allow', notices, decision} : {action: 'allow', decision}
 }

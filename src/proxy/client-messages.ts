@@ -301,8 +301,12 @@ export class ClientMessages {
   }
 
   private withNotices(v: StatementVerdict): StatementVerdict {
-    if (v.action === 'allow' && v.notices) for (const n of v.notices) this.c.toClient.push(encodeNotice(n))
-    return v
+    if (v.action === 'allow') {
+      if (v.notices) for (const n of v.notices) this.c.toClient.push(encodeNotice(n))
+      return v
+    }
+    // Only `allow` runs: whatever else a hook answers (a `hold` no stage settled) is refused.
+    return v.action === 'reject' ? v : failClosed(new Error('the statement hook answered neither allow nor reject'))
   }
 
   private resume(continuation: () => void): void {

@@ -32,10 +32,51 @@ export interface TunnelAuth {
   verifier: ScramVerifier
 }
 
+/**
+ * Sign-in with a bearer token (the gateway): the client sends it as a cleartext password, accepted
+ * only over TLS, and `authenticate` decides what this one connection runs. Until it has, the
+ * connection has no target and no hooks of its own.
+ */
+export interface TokenAuth {
+  method: 'token'
+  authenticate(request: TokenAuthRequest): Promise<TokenAuthResult>
+}
+
+export interface TokenAuthRequest {
+  user: string
+  database: string
+  /** The token. Never logged, recorded or sent upstream. */
+  password: string
+  clientAddress: string
+  startupParams: Readonly<Record<string, string>>
+}
+
+/** What one authenticated connection runs: decided per connection, after sign-in. */
+export interface SessionGrant {
+  target: UpstreamTarget
+  /** Names the target in messages to the client ("the upstream of target prod is down"). */
+  targetName: string
+  hooks: ProxyHooks
+  applicationName: (clientApplicationName: string | undefined) => string
+  upstreamGate?: UpstreamGate
+}
+
+export type TokenAuthResult = {ok: true; grant: SessionGrant} | {ok: false; error: PgNoticeFields}
+
+/**
+ * The target of a token-authenticated connection before sign-in: nothing may dial it (its host is
+ * empty) and startup never compares the database against it.
+ */
+export const NO_TARGET_YET: UpstreamTarget = Object.freeze({host: '', port: 0, database: '', user: '', tls: 'verify-full' as const})
+
 export interface ConnectionEnv {
   target: UpstreamTarget
-  auth: TunnelAuth
+  /** The configured name of the target, for messages (the gateway serves several). */
+  targetName?: string
+  auth: TunnelAuth | TokenAuth
   hooks: ProxyHooks
+  /** The client's address when the socket cannot tell (a TLS socket over a replayed stream). */
+  clientAddress?: string
   maxMessageSize: number
   /** How long startup, authentication and the upstream login may take together (default tunnel.authTimeout's). */
   authTimeoutMs?: number
@@ -66,6 +107,8 @@ export interface ConnectionCore {
   readonly toUpstream: Buffer[]
   readonly sessionFilter: ResultFilter | undefined
   readonly ready: boolean
+  readonly clientAddress: string
+  settle(grant: SessionGrant): void
   readonly closing: boolean
   context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition): StatementContext
   finishRun(run: Run, outcome: StatementEvent['outcome']): void
@@ -180,6 +223,21 @@ export class ClientConnection implements ConnectionCore {
     return this.upstream?.socket
   }
 
+  /** Where the client connects from, as recorded and as sign-in sees it. */
+  get clientAddress(): string {
+    if (this.env.clientAddress) return this.env.clientAddress
+    return this.client.remoteAddress ? `${this.client.remoteAddress}:${this.client.remotePort}` : 'unix socket'
+  }
+
+  /** Token sign-in decided what this connection runs. */
+  settle(grant: SessionGrant): void {
+    this.env.target = grant.target
+    this.env.targetName = grant.targetName
+    this.env.hooks = grant.hooks
+    this.env.applicationName = grant.applicationName
+    this.env.upstreamGate = grant.upstreamGate
+  }
+
   onClose(fn: () => void): void {
     if (this.phase === 'closed') fn()
     else this.closeListeners.push(fn)
@@ -285,7 +343,7 @@ export class ClientConnection implements ConnectionCore {
       database: this.env.target.database,
       user: this.startupParams.user ?? '',
       applicationName: this.startupParams.application_name,
-      clientAddress: this.client.remoteAddress ? `${this.client.remoteAddress}:${this.client.remotePort}` : 'unix socket',
+      clientAddress: this.clientAddress,
       startedAt: new Date(),
     }
     this.safely(() => this.env.hooks.onSessionStart?.(this.session!))

@@ -3,6 +3,9 @@
  * audit implement them. Data flows one way: client → statement hook → upstream; upstream → result
  * filter → client; every statement → event sink.
  */
+import type {ApprovalSettlement} from '../approvals/types.js'
+import type {MaskedColumn} from '../masking/plan.js'
+import type {Decision} from '../policy/types.js'
 
 /** Fields of an ErrorResponse / NoticeResponse, by their protocol letters' meaning. */
 export interface PgNoticeFields {
@@ -81,13 +84,29 @@ export interface StatementContext {
   notify(notice: PgNoticeFields): void
 }
 
+/**
+ * What the stages in front of the proxy found out about a statement, carried on its verdict for
+ * the stages after them (approvals, recording). The proxy hands it on and never reads it.
+ */
+export interface VerdictBasis {
+  /** The guardrails' decision; absent where no guardrails ran (switched off, or the proxy's own refusal). */
+  readonly decision?: Decision
+  /** How the approval of a held statement ended, when it was held. */
+  readonly approval?: ApprovalSettlement
+}
+
+/**
+ * What the proxy does with a statement: run it, or answer with an error in its place. A statement
+ * that needs approval never reaches the proxy as such (see `HoldVerdict` in src/policy/verdict.ts):
+ * the approvals stage settles it into one of these first.
+ */
 export type StatementVerdict =
   /**
    * `once`: the statement may run exactly once (an approval covers one execution). A Parse
    * allowed this way can be bound once; binding it again is refused.
    */
-  | {action: 'allow'; notices?: PgNoticeFields[]; tag?: unknown; once?: boolean}
-  | {action: 'reject'; error: PgNoticeFields; tag?: unknown}
+  | ({action: 'allow'; notices?: PgNoticeFields[]; once?: boolean} & VerdictBasis)
+  | ({action: 'reject'; error: PgNoticeFields} & VerdictBasis)
 
 /**
  * Judges one statement text (a whole simple Query message, which may hold several statements, or
@@ -122,6 +141,16 @@ export interface ResultFilter {
   notification?(channel: string, payload: string): string | undefined
   /** A setting the server reports changed (`application_name` set by a function): its value as the client may see it. */
   parameterStatus?(name: string, value: string): string | undefined
+  /*
+   * What the filter did to this statement's results, for the recording (never the values). A
+   * masking filter reports them; absent means nothing was masked here, not that nothing needed it.
+   */
+  /** The output columns it masked, and why. */
+  readonly maskedColumns?: readonly MaskedColumn[]
+  /** Values replaced in this statement's output. */
+  readonly maskedValues?: number
+  /** The statement's last error as the client received it (masked). */
+  readonly clientError?: {code: string; message: string}
 }
 
 /**

@@ -6,6 +6,7 @@
  * (tunnel.authTimeout) for all of it, the upstream dial included.
  */
 import {timingSafeEqual} from 'node:crypto'
+import tls from 'node:tls'
 import {ASSUMED_SETTINGS, type AssumedSetting} from '../policy/assumed-settings.js'
 import {formatDuration} from '../config/units.js'
 import {encodeAuthCleartext, encodeAuthSasl, encodeAuthSaslContinue, encodeAuthSaslFinal, encodeNegotiateProtocolVersion} from '../wire/backend.js'
@@ -13,7 +14,7 @@ import {codeName, Frontend} from '../wire/codes.js'
 import {ProtocolError, type Frame, type Framer} from '../wire/framer.js'
 import {decodeSaslInitial, decodeStartup} from '../wire/frontend.js'
 import {ScramError, ScramServer} from '../wire/scram.js'
-import type {ConnectionCore} from './connection.js'
+import type {ConnectionCore, TokenAuth} from './connection.js'
 import type {PgNoticeFields} from './hooks.js'
 import {DEFAULT_TUNNEL_LIMITS, MAX_AUTH_MESSAGE_SIZE} from './limits.js'
 import {checkPreflight, checkReported, preflightQuery, type PreflightRow} from './session-settings.js'
@@ -21,7 +22,7 @@ import {connectUpstream, UpstreamError, type UpstreamSession} from './upstream.j
 
 
 export class ClientStartup {
-  private step: 'startup' | 'auth' | 'connecting' | 'done' = 'startup'
+  private step: 'startup' | 'auth' | 'signing-in' | 'connecting' | 'done' = 'startup'
   private scram: ScramServer | undefined
   private params: Record<string, string> = {}
   private timer: NodeJS.Timeout | undefined
@@ -83,6 +84,7 @@ export class ClientStartup {
       case 'auth':
         this.onAuthMessage(frame)
         return
+      case 'signing-in':
       case 'connecting':
         throw new ProtocolError('unexpected message before authentication completed')
       case 'done':
@@ -133,6 +135,54 @@ export class ClientStartup {
     c.toClient.push(c.env.auth.method === 'scram-sha-256' ? encodeAuthSasl(['SCRAM-SHA-256']) : encodeAuthCleartext())
   }
 
+  /**
+   * A signed-in token decides the target (by the database name), the hooks and the upstream gate of
+   * this connection; the startup parameters are then judged by that target's policy.
+   */
+  private signIn(auth: TokenAuth, body: Buffer): void {
+    const c = this.c
+    // The token travels as a cleartext password: never accept one outside TLS, whatever the listener.
+    if (!(c.client instanceof tls.TLSSocket) || !c.client.encrypted) {
+      c.refuse({severity: 'FATAL', code: '28000', message: 'dbgate: sign-in with a token is accepted over TLS only', hint: 'Connect with sslmode=verify-full.'})
+      return
+    }
+    const nul = body.indexOf(0)
+    if (nul !== body.length - 1) throw new ProtocolError('malformed password message')
+    const password = body.toString('utf8', 0, nul)
+    this.step = 'signing-in'
+    c.client.pause()
+    const request = {user: this.params.user ?? '', database: this.params.database ?? this.params.user ?? '', password, clientAddress: c.clientAddress, startupParams: this.params}
+    auth.authenticate(request).then(
+      (result) => {
+        if (this.abort.signal.aborted) return
+        if (!result.ok) {
+          c.refuse(result.error)
+          return
+        }
+        c.settle(result.grant)
+        let refused: PgNoticeFields | undefined
+        try {
+          refused = c.env.hooks.startup?.(this.params)
+        } catch (error) {
+          // A policy that cannot judge the startup parameters lets nothing in.
+          c.fail(error)
+          return
+        }
+        if (refused) {
+          c.refuse(refused)
+          return
+        }
+        c.client.resume()
+        this.startUpstream()
+      },
+      (error: unknown) => {
+        if (this.abort.signal.aborted) return
+        c.env.log('error', `connection ${c.id}: sign-in failed: ${(error as Error).message}`)
+        c.refuse({severity: 'FATAL', code: 'XX000', message: 'dbgate: sign-in failed on the gateway; try again, and report it if it repeats'})
+      },
+    )
+  }
+
   private checkStartup(params: Record<string, string>): PgNoticeFields | undefined {
     const target = this.c.env.target
     if ('replication' in params && !/^(false|off|no|0)$/i.test(params.replication ?? '')) {
@@ -146,6 +196,8 @@ export class ClientStartup {
         hint: 'It sets server options before any statement can be checked. Use SET after connecting instead (unset PGOPTIONS).',
       }
     }
+    // With a token the database name picks the target, after sign-in; its policy judges the rest then.
+    if (this.c.env.auth.method === 'token') return undefined
     const database = params.database
     if (database && database !== target.database) {
       return {
@@ -162,6 +214,7 @@ export class ClientStartup {
     if (frame.code !== Frontend.Password) throw new ProtocolError(`expected a password message during authentication, got ${codeName(frame.code)}`)
     const c = this.c
     const auth = c.env.auth
+    if (auth.method === 'token') return this.signIn(auth, frame.body)
     if (auth.method === 'cleartext') {
       const given = frame.body.subarray(0, Math.max(0, frame.body.length - 1))
       const want = Buffer.from(auth.secret)
@@ -213,11 +266,12 @@ export class ClientStartup {
     this.connect(params).catch((error: unknown) => {
       const e = error instanceof UpstreamError ? error : new UpstreamError(String(error), '08006')
       if (this.abort.signal.aborted) return
-      c.env.log('error', `connection ${c.id}: ${e.message}`)
+      const where = c.env.targetName ? `target "${c.env.targetName}": ` : ''
+      c.env.log('error', `connection ${c.id}: ${where}${e.message}`)
       c.refuse({
         severity: 'FATAL',
         code: e.sqlstate,
-        message: `dbgate: ${e.message}`,
+        message: `dbgate: ${where}${e.message}`,
         hint: e.sqlstate === '53300' ? 'Wait for other sessions of this tunnel to end, or raise the cap in dbgate.yaml.' : 'The tunnel is up, but it could not open a session on the upstream database.',
       })
     })

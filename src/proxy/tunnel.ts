@@ -1,4 +1,4 @@
-import {randomBytes, randomInt} from 'node:crypto'
+import {randomBytes} from 'node:crypto'
 import {chmod, lstat, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
@@ -6,6 +6,7 @@ import type {AssumedSetting} from '../policy/assumed-settings.js'
 import {loadParser} from '../policy/parser.js'
 import {makeScramVerifier} from '../wire/scram.js'
 import {ClientConnection, type TunnelAuth} from './connection.js'
+import {ConnectionRegistry} from './connection-registry.js'
 import {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 export {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 import type {ProxyHooks} from './hooks.js'
@@ -66,12 +67,11 @@ export class Tunnel {
   readonly secret: string
   private readonly auth: TunnelAuth
   private readonly server: net.Server
-  private readonly connections = new Set<ClientConnection>()
+  private readonly registry: ConnectionRegistry
   /** Connections within tunnel.maxClientConnections (the rest are being refused). */
   private admitted = 0
   private readonly limits: TunnelLimits
   private readonly gate: UpstreamGate
-  private readonly cancelKeys = new Map<number, {secretKey: number; conn: ClientConnection}>()
   private address_: TunnelAddress | undefined
   private closed = false
 
@@ -79,6 +79,7 @@ export class Tunnel {
     this.secret = options.secret ?? randomBytes(24).toString('base64url')
     this.auth = {method: options.authMethod ?? 'scram-sha-256', secret: this.secret, verifier: makeScramVerifier(this.secret)}
     this.limits = {...DEFAULT_TUNNEL_LIMITS, ...options.limits}
+    this.registry = new ConnectionRegistry((level, message) => this.log(level, message))
     this.gate = new UpstreamGate({max: this.limits.maxUpstreamSessions, queueTimeoutMs: this.limits.upstreamQueueTimeoutMs})
     this.server = net.createServer((socket) => this.accept(socket))
     this.server.maxConnections = this.limits.maxClientConnections + REFUSAL_HEADROOM
@@ -91,7 +92,7 @@ export class Tunnel {
   }
 
   get connectionCount(): number {
-    return this.connections.size
+    return this.registry.connections.size
   }
 
   /** Upstream sessions open or being opened, and clients waiting for one. */
@@ -167,34 +168,15 @@ export class Tunnel {
       upstreamGate: this.gate,
       assumedSettings: this.options.assumedSettings,
       applicationName: this.options.applicationName ?? ((app) => (app ? `dbgate/${app}` : 'dbgate')),
-      issueCancelKey: (c: ClientConnection) => this.issueCancelKey(c),
-      releaseCancelKey: (pid) => this.cancelKeys.delete(pid),
-      cancelByKey: (pid, key) => this.cancelByKey(pid, key),
+      issueCancelKey: (c: ClientConnection) => this.registry.issueCancelKey(c),
+      releaseCancelKey: (pid) => this.registry.releaseCancelKey(pid),
+      cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
       log: (level, message) => this.log(level, message),
     })
-    this.connections.add(conn)
+    this.registry.add(conn)
     conn.onClose(() => {
-      this.connections.delete(conn)
       if (admitted) this.admitted--
     })
-  }
-
-  private issueCancelKey(conn: ClientConnection): {processId: number; secretKey: number} {
-    let processId: number
-    do processId = randomInt(1, 2 ** 31 - 1)
-    while (this.cancelKeys.has(processId))
-    const secretKey = randomInt(-(2 ** 31), 2 ** 31 - 1)
-    this.cancelKeys.set(processId, {secretKey, conn})
-    return {processId, secretKey}
-  }
-
-  private cancelByKey(processId: number, secretKey: number): void {
-    const entry = this.cancelKeys.get(processId)
-    if (!entry || entry.secretKey !== secretKey) {
-      this.log('warn', 'ignored a cancel request with an unknown key')
-      return
-    }
-    void entry.conn.cancel()
   }
 
   /**
@@ -205,24 +187,7 @@ export class Tunnel {
     if (this.closed) return
     this.closed = true
     const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
-    const all = [...this.connections]
-    const done = Promise.all(all.map((c) => new Promise<void>((resolve) => c.onClose(resolve))))
-    for (const c of all) c.shutdown(message)
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = await Promise.race([
-      done.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), graceMs)
-      }),
-    ])
-    clearTimeout(timer)
-    if (timedOut) {
-      const busy = all.filter((c) => !c.closed)
-      this.log('warn', `cancelling ${busy.length} statement(s) still running after ${graceMs} ms`)
-      await Promise.all(busy.map((c) => c.cancel()))
-      await Promise.race([done, new Promise((r) => setTimeout(r, 2000))])
-      for (const c of all) c.close('tunnel shut down')
-    }
+    await this.registry.drain(graceMs, message, 'tunnel shut down')
     await listenerClosed
     if (this.address_?.socketPath) await rm(this.address_.socketPath, {force: true})
     await this.options.hooks?.dispose?.()

@@ -9,13 +9,14 @@ import {serialize} from 'pg-protocol'
 
 export type TlsMode = 'disable' | 'prefer' | 'require' | 'verify-full'
 
-/** Where and how the tunnel reaches the real database. The password is already resolved. */
+/** Where and how the tunnel reaches the real database. */
 export interface UpstreamTarget {
   host: string
   port: number
   database: string
   user: string
-  password?: string
+  /** Resolved, or made for each login when it is short-lived (an RDS IAM token). */
+  password?: string | (() => Promise<string>)
   tls: TlsMode
   /** PEM of the CA to trust (verify-full, or require to verify the chain). */
   tlsCa?: string
@@ -55,6 +56,18 @@ export interface ConnectUpstreamOptions {
   preflight?: string
   /** Aborting gives up the dial or login at once, closing the socket. */
   signal?: AbortSignal
+}
+
+const needsPassword = (kind: string) => kind === 'cleartext' || kind === 'md5' || kind === 'sasl'
+
+/** The password to send now: made at this moment when the target makes one per login. */
+async function passwordFor(target: UpstreamTarget): Promise<string | undefined> {
+  if (typeof target.password !== 'function') return target.password
+  try {
+    return await target.password()
+  } catch (error) {
+    throw new UpstreamError(`could not make the password for user "${target.user}": ${(error as Error).message}`, '08001')
+  }
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i
@@ -254,7 +267,7 @@ export async function connectUpstream(target: UpstreamTarget, startupParams: Rec
         case Backend.Authentication: {
           const auth = decodeAuth(frame.body)
           if (auth.kind === 'ok') break
-          const password = target.password
+          const password = needsPassword(auth.kind) ? await passwordFor(target) : undefined
           if (auth.kind === 'other') throw new UpstreamError(`the upstream asked for an authentication method dbgate does not support (code ${auth.code})`, '28000')
           if (password === undefined && (auth.kind === 'cleartext' || auth.kind === 'md5' || auth.kind === 'sasl')) {
             throw new UpstreamError(`the upstream wants a password for user "${target.user}", but the target has none configured`, '28P01')

@@ -36,7 +36,7 @@ export function renderMarkdown(r: Report): string {
   out.push(`# Database access report, ${r.period.since.slice(0, 10)} to ${r.period.until.slice(0, 10)}`)
   out.push('')
   out.push(`Period (UTC): ${r.period.since} to ${r.period.until}, ${r.period.days} days. Targets: ${mdCell(r.scope.targets.join(', ') || r.scope.target || 'none')}. Generated ${r.generatedAt} by ${mdCell(r.generator)}.`)
-  out.push(`Source: \`${r.sources.bucket}\`, ${s.sessions} session logs, verified against ${r.sources.keys.length} published signing key(s). SQL is ${r.scope.sqlShown === 'normalized' ? 'normalized (literals replaced by $n)' : 'shown as recorded'}.`)
+  out.push(`Source: \`${r.sources.bucket}\`, ${s.sessions} session logs, verified against ${r.sources.keys.length} published signing key(s)${r.sources.trustedSigners ? `, accepting only signatures by ${r.sources.trustedSigners.join(', ')}` : ''}. SQL is ${r.scope.sqlShown === 'normalized' ? 'normalized (literals replaced by $n)' : 'shown as recorded'}.`)
   out.push('')
   out.push('## Summary')
   out.push('')

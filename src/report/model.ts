@@ -65,6 +65,8 @@ export interface Sources {
   /** Published signing keys found in the bucket (`keys/`). */
   keys: string[]
   keyErrors: {key: string; message: string}[]
+  /** The only signers accepted (`--signer`, `recording.trustedSigners`); absent: every published key. */
+  trustedSigners?: string[]
   earliestSession?: string
   latestSession?: string
   /** UTC day of the first session log in the whole bucket: recording began then. */

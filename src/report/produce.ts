@@ -8,6 +8,7 @@ import {mkdir, rename, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {SessionReader} from '../audit/read.js'
 import {loadKeyRing, type KeyRing} from '../audit/signing.js'
+import type {SignerTrust} from '../audit/trust.js'
 import {verifySession} from '../audit/verify.js'
 import type {Bucket} from '../bucket/index.js'
 import {scanText} from '../masking/detectors.js'
@@ -29,6 +30,10 @@ export interface ProduceOptions {
   fullSql?: boolean
   /** Trust these keys instead of the bucket's `keys/`. */
   keys?: KeyRing
+  /** Only these signers count (src/audit/trust.ts). */
+  trust?: SignerTrust
+  /** Called with the key ring once it is read (to warn about named signers that match none). */
+  onKeys?: (keys: KeyRing) => void
   generator: string
   now?: Date
   /** Called once per session read, for a progress line. */
@@ -79,6 +84,7 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
   await loadParser()
   const reader = new SessionReader(opts.bucket, opts.cacheDir)
   const {keys, errors: keyErrors} = opts.keys ? {keys: opts.keys, errors: []} : await loadKeyRing(opts.bucket)
+  opts.onKeys?.(keys)
   const summaries = await reader.list({since: opts.since, until: opts.until, target: opts.target})
   if (summaries.length === 0 && (await isEmpty(opts.bucket))) {
     // Most likely a mistyped bucket or prefix: an empty report would read as "nobody connected".
@@ -89,7 +95,7 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
     until: opts.until,
     target: opts.target,
     frameworks: opts.frameworks,
-    sources: {bucket: opts.bucket.url, keys: [...keys.keys()].sort(), keyErrors},
+    sources: {bucket: opts.bucket.url, keys: [...keys.keys()].sort(), keyErrors, ...(opts.trust ? {trustedSigners: [...opts.trust.names]} : {})},
     generatedAt: opts.now ?? new Date(),
     generator: opts.generator,
     fullSql: opts.fullSql,
@@ -99,7 +105,7 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
   for (const [i, summary] of summaries.entries()) {
     // One session's events at a time: a long period never sits in memory whole.
     const {text, events} = await reader.loadSummary(summary)
-    builder.add({summary, events, verification: verifySession(text, keys)})
+    builder.add({summary, events, verification: verifySession(text, keys, {trust: opts.trust})})
     opts.onSession?.(i + 1, summaries.length)
   }
   const report = builder.finish()

@@ -23,13 +23,15 @@ interface PolicyTag {
 
 /** Two sessions through the proxy hook adapter, the way the tunnel drives it. */
 async function recordThroughHooks(sessionId: string, who: typeof alice, target: string, start: Date, statements: {sql: string; at: number; deny?: boolean; tag: PolicyTag; rows?: number}[]) {
+  // What a stand-in policy said about each text, read back by `describe` as the recording stage reads the verdict.
+  const tags = new Map(statements.map((s) => [s.sql, s.tag]))
   const rec = await Recorder.open({signer: key, dbgateVersion: '0.1.0', spoolDir, previewRows: 2, checkpointEvery: 0, now: () => new Date(start.getTime() + 60_000)})
   const hooks = createRecordingHooks(rec, {
     identity: who,
     target,
     policy: {version: 'default@1'},
     describe: (ev) => {
-      const tag = ev.verdict.tag as PolicyTag
+      const tag = tags.get(ev.sql)!
       return {
         class: tag.class,
         ruleId: tag.rule,
@@ -46,7 +48,7 @@ async function recordThroughHooks(sessionId: string, who: typeof alice, target: 
       stmt(sessionId, s.sql, {
         startedAt: new Date(start.getTime() + s.at),
         rows: s.rows ?? 1,
-        verdict: s.deny ? {action: 'reject', error: {severity: 'ERROR', code: '42501', message: 'denied by policy'}, tag: s.tag} : {action: 'allow', tag: s.tag},
+        verdict: s.deny ? {action: 'reject', error: {severity: 'ERROR', code: '42501', message: 'denied by policy'}} : {action: 'allow'},
         outcome: s.deny ? 'rejected' : 'ok',
       }),
     )

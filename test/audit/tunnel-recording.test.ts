@@ -13,12 +13,12 @@ import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
 import {alice, removeTempDirs, tempDir} from './helpers.js'
 import {TestS3} from './s3rver.js'
 
-/** Stands in for policy: refuses statements naming forbidden_t and tags every verdict with a class. */
+/** Stands in for policy: refuses statements naming forbidden_t, and classes every statement by its first word. */
 function policy(sql: string): StatementVerdict {
-  const cls = /^\s*(\w+)/.exec(sql)?.[1]?.toLowerCase() ?? 'unknown'
-  if (/forbidden_t/.test(sql)) return {action: 'reject', error: {severity: 'ERROR', code: '42501', message: 'forbidden by test policy'}, tag: {class: cls, rule: 'no-forbidden'}}
-  return {action: 'allow', tag: {class: cls}}
+  if (/forbidden_t/.test(sql)) return {action: 'reject', error: {severity: 'ERROR', code: '42501', message: 'forbidden by test policy'}}
+  return {action: 'allow'}
 }
+const classOf = (sql: string): string => /^\s*(\w+)/.exec(sql)?.[1]?.toLowerCase() ?? 'unknown'
 
 let db: UpstreamInfo
 let s3: TestS3
@@ -44,8 +44,7 @@ describe('recording a real tunnel session', () => {
       identity: alice,
       target: 'prod',
       describe: (ev) => {
-        const tag = ev.verdict.tag as {class: string; rule?: string}
-        return {class: tag.class, ruleId: tag.rule}
+        return {class: classOf(ev.sql), ruleId: ev.verdict.action === 'reject' ? 'no-forbidden' : undefined}
       },
     })
     t = await startTunnel(db, {statement: policy, ...recording})

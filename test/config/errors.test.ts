@@ -35,7 +35,7 @@ const cases: {name: string; yaml: string[]; issues: Expected[]}[] = [
   {
     name: 'unknown key with nothing close lists the allowed keys',
     yaml: ['recording:', '  zebra: 1', ...prodHead],
-    issues: [{line: 2, column: 3, keyPath: 'recording.zebra', kind: 'unknown-key', message: 'unknown key "zebra" in recording', fix: 'remove it; allowed keys are: previewRows'}],
+    issues: [{line: 2, column: 3, keyPath: 'recording.zebra', kind: 'unknown-key', message: 'unknown key "zebra" in recording', fix: 'remove it; allowed keys are: previewRows, trustedSigners'}],
   },
   {
     name: 'unknown top-level key',

@@ -1,6 +1,6 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import type {NamedDefinition, SessionView, StatementContext, StatementVerdict} from '../../src/proxy/hooks.js'
-import {AnalysisCache, createStatementHook, loadParser, offlineCatalog, type CatalogKey, type FunctionCandidate, type LoadingFunctionCatalog, type PolicyStatementHook} from '../../src/policy/index.js'
+import type {NamedDefinition, SessionView, StatementContext} from '../../src/proxy/hooks.js'
+import {AnalysisCache, createStatementHook, loadParser, offlineCatalog, type CatalogKey, type FunctionCandidate, type LoadingFunctionCatalog, type PolicyStatementHook, type PolicyVerdict} from '../../src/policy/index.js'
 
 beforeAll(async () => {
   await loadParser()
@@ -45,14 +45,13 @@ function newHook(extra: Partial<Parameters<typeof createStatementHook>[0]> = {})
   return createStatementHook({rules: [], pack: 'default', identityGroups: [], cache: new AnalysisCache(), ...extra})
 }
 
-async function run(hook: PolicyStatementHook, sql: string, c: StatementContext): Promise<StatementVerdict> {
+async function run(hook: PolicyStatementHook, sql: string, c: StatementContext): Promise<PolicyVerdict> {
   return await hook(sql, c)
 }
 
-const ruleOf = (v: StatementVerdict): string | undefined => (v.tag as {decisive?: {ruleId: string}} | undefined)?.decisive?.ruleId
+const ruleOf = (v: PolicyVerdict): string | undefined => v.decision?.decisive?.ruleId
 /** The rule that decided statement `index` of a text. */
-const ruleOfStatement = (v: StatementVerdict, index: number): string | undefined =>
-  (v.tag as {statements?: {statementIndex: number; ruleId: string}[]} | undefined)?.statements?.find((s) => s.statementIndex === index)?.ruleId
+const ruleOfStatement = (v: PolicyVerdict, index: number): string | undefined => v.decision?.statements.find((s) => s.statementIndex === index)?.ruleId
 
 /**
  * A target catalog that holds one volatile user function, `public.purge(int)`, and answers only
@@ -160,7 +159,7 @@ describe('createStatementHook', () => {
     const dev = newHook({rules, identityGroups: ['dev'], reviewers: ['dba']})
     expect((await run(dba, 'CREATE INDEX i ON t (a)', ctx())).action).toBe('allow')
     const v = await run(dev, 'CREATE INDEX i ON t (a)', ctx())
-    expect(v.action === 'reject' && v.error.message).toMatch(/requires approval by a member of dba/)
+    expect(v.action === 'hold' && v.error.message).toMatch(/requires approval by a member of dba/)
   })
 
   it('refuses statements over the configured size', async () => {

@@ -46,15 +46,17 @@ describe('decisionToVerdict', () => {
     expect(later.action === 'reject' && later.error.position).toBe('18')
   })
 
-  it('rejects a statement that needs approval, saying who reviews', () => {
+  it('holds a statement that needs approval, saying who reviews', () => {
     const v = verdictFor('CREATE TABLE t (a int)', [], ['dba', 'sre'])
-    expect(v.action).toBe('reject')
-    if (v.action !== 'reject') return
+    expect(v.action).toBe('hold')
+    if (v.action !== 'hold') return
+    expect(v.reviewers).toEqual(['dba', 'sre'])
+    expect(v.rule).toMatchObject({ruleId: 'default.ddl-approval', class: 'ddl'})
     expect(v.error.code).toBe('42501')
     expect(v.error.message).toBe('dbgate: statement requires approval by a member of dba, sre (rule default.ddl-approval): schema changes need a reviewer')
     expect(v.error.hint).toBe('ask a member of dba, sre to approve it with `dbgate approve`, then run it again')
     const anonymous = verdictFor('DO $$ BEGIN END $$')
-    expect(anonymous.action === 'reject' && anonymous.error.message).toMatch(/^dbgate: statement requires approval by a reviewer \(rule default\.opaque-approval\)/)
+    expect(anonymous.action === 'hold' && anonymous.error.message).toMatch(/^dbgate: statement requires approval by a reviewer \(rule default\.opaque-approval\)/)
   })
 
   it('allows a warned statement with a WARNING notice per warning', () => {
@@ -71,9 +73,9 @@ describe('decisionToVerdict', () => {
     expect(v.notices?.[1]?.detail).toBe('statement 2 of 2: INSERT INTO t VALUES (1)')
   })
 
-  it('allows a plain read with no notices and keeps the decision as the tag', () => {
+  it('allows a plain read with no notices and keeps the decision on the verdict', () => {
     const v = verdictFor('SELECT 1')
-    expect(v).toMatchObject({action: 'allow', tag: {action: 'allow', decisive: {ruleId: 'default.allow-read'}}})
+    expect(v).toMatchObject({action: 'allow', decision: {action: 'allow', decisive: {ruleId: 'default.allow-read'}}})
     expect(v.action === 'allow' && v.notices).toBeUndefined()
   })
 

@@ -3,8 +3,9 @@ import {basename} from 'node:path'
 import {gunzipSync} from 'node:zlib'
 import {Args, Flags} from '@oclif/core'
 import chalk from 'chalk'
-import {listFilters, readKeyFiles, resolveBucket} from '../../audit/cli.js'
-import {bucketFlags, filterFlags} from '../../cli/flags.js'
+import {listFilters, readKeyFiles, resolveBucket, resolveSignerTrust} from '../../audit/cli.js'
+import {unmatchedSigners} from '../../audit/trust.js'
+import {bucketFlags, filterFlags, signerFlag} from '../../cli/flags.js'
 import {loadEach, SessionReader} from '../../audit/read.js'
 import {loadKeyRing, type KeyRing} from '../../audit/signing.js'
 import {splitConcatenatedSessions, verifySession, type VerifyResult} from '../../audit/verify.js'
@@ -20,11 +21,14 @@ export default class SessionsVerify extends DbgateCommand {
   static override summary = 'Prove sessions were not altered, reordered or truncated.'
   static override description = `Checks every line's hash, the chain from line to line, and each Ed25519 signature against the public keys published in the bucket (keys/<key-id>.json) or given with --key. Every problem is reported with its line and seq. Exits 1 if any session has a problem.
 
+With --signer (or recording.trustedSigners in the configuration) only the named keys may sign: a session signed by any other key fails with UNTRUSTED_SIGNER, naming the key that signed it and the trusted ones.
+
 Works offline: copy the bucket (or an export and the key files) anywhere and point --bucket or --file and --key at the copy.`
   static override examples = [
     '$ dbgate sessions verify --since 30d',
     '$ dbgate sessions verify 3f2a9c',
     '$ dbgate sessions verify --file export.jsonl --key keys/9f1c….json',
+    '$ dbgate sessions verify --since 30d --signer gw-prod',
   ]
   static override enableJsonFlag = true
   static override strict = false
@@ -34,6 +38,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
     ...filterFlags,
     file: Flags.string({summary: 'Verify this local .jsonl or .jsonl.gz file instead of the bucket (repeatable).', multiple: true, helpValue: '<file>'}),
     key: Flags.string({summary: 'Trust this published key file instead of the bucket\'s keys/ (repeatable).', multiple: true, helpValue: '<key.json>'}),
+    signer: signerFlag,
     all: Flags.boolean({summary: 'Verify every session in the bucket (what happens anyway when no ids or filters are given).', exclusive: ['file']}),
   }
 
@@ -50,6 +55,8 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
       ;({keys, errors: keyErrors} = await loadKeyRing(bucket!))
     }
     for (const e of keyErrors) this.logToStderr(`warning: ${e.key}: ${e.message}`)
+    const trust = await resolveSignerTrust(flags, this)
+    if (trust) for (const name of unmatchedSigners(trust, keys)) this.logToStderr(`warning: trusted signer ${name} matches no published key`)
 
     const checked: Checked[] = []
     if (flags.file) {
@@ -57,7 +64,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
         const raw = await readFile(path)
         const text = (path.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8')
         // An export may hold several sessions back to back; each is verified on its own.
-        for (const [i, part] of splitConcatenatedSessions(text).entries()) checked.push({source: `${basename(path)}${i ? `#${i + 1}` : ''}`, ...verifySession(part, keys)})
+        for (const [i, part] of splitConcatenatedSessions(text).entries()) checked.push({source: `${basename(path)}${i ? `#${i + 1}` : ''}`, ...verifySession(part, keys, {trust})})
       }
     } else {
       const reader = new SessionReader(bucket!)
@@ -65,7 +72,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
       const summaries = ids.length ? await loadEach(reader, ids) : await reader.list(listFilters(flags))
       for (const s of summaries) {
         const {text} = await reader.loadSummary(s)
-        checked.push({source: s.key, ...verifySession(text, keys)})
+        checked.push({source: s.key, ...verifySession(text, keys, {trust})})
       }
     }
 

@@ -1,0 +1,86 @@
+/**
+ * The gateway's HTTPS API, on its own listener with the same certificate (remote MCP will mount
+ * here later). `GET /v1/targets` with `Authorization: Bearer <token>` answers which targets that
+ * identity may use, so `dbgate targets` needs no target definitions on the client side.
+ */
+import https from 'node:https'
+import type {AddressInfo} from 'node:net'
+import {readFile} from 'node:fs/promises'
+import type {TargetConfig} from '../config/types.js'
+import type {IdentityConfig} from '../identity/config.js'
+import {identityLabel} from '../identity/types.js'
+import {allowedTargets, verifySignIn} from './sign-in.js'
+
+export interface GatewayApiOptions {
+  listen: {host: string; port: number}
+  /** The certificate and key files (the PostgreSQL listener's). */
+  tls: {cert: string; key: string}
+  identity: IdentityConfig
+  targets: Record<string, TargetConfig>
+  ready: () => boolean
+  now?: () => Date
+  log: (level: 'info' | 'warn' | 'error', message: string) => void
+}
+
+export interface GatewayApi {
+  address: {host: string; port: number}
+  /** Re-reads the certificate and key; new connections use them. */
+  reloadTls(): Promise<void>
+  close(): Promise<void>
+}
+
+async function tlsOptions(files: {cert: string; key: string}): Promise<{cert: Buffer; key: Buffer; minVersion: 'TLSv1.2'}> {
+  const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)])
+  return {cert, key, minVersion: 'TLSv1.2'}
+}
+
+/** What `GET /v1/targets` answers. */
+export interface TargetsResponse {
+  identity: string
+  targets: {name: string}[]
+}
+
+export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayApi> {
+  const server = https.createServer(await tlsOptions(opts.tls), (req, res) => {
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store', ...headers})
+      res.end(JSON.stringify(body) + '\n')
+    }
+    const url = new URL(req.url ?? '/', 'https://gateway')
+    if (url.pathname !== '/v1/targets') return send(404, {error: 'not_found', message: `no such endpoint ${url.pathname}; this API serves GET /v1/targets`})
+    if (req.method !== 'GET') return send(405, {error: 'method_not_allowed', message: 'use GET'}, {allow: 'GET'})
+    if (!opts.ready()) return send(503, {error: 'not_ready', message: "the gateway has not loaded the identity provider's signing keys yet"})
+    const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')
+    const challenge = {'www-authenticate': 'Bearer realm="dbgate"'}
+    if (!m) return send(401, {error: 'unauthorized', message: 'send your sign-in token: Authorization: Bearer <token> (`dbgate login`, or `dbgate token` in CI)'}, challenge)
+    void verifySignIn(opts.identity, m[1]!, opts.now).then(
+      (verified) => {
+        if (!verified.ok) {
+          opts.log('warn', `API: sign-in refused (${verified.refusal.reason})`)
+          return send(401, {error: verified.refusal.reason, message: verified.refusal.error.message.replace(/^dbgate: /, ''), hint: verified.refusal.error.hint}, challenge)
+        }
+        const body: TargetsResponse = {identity: identityLabel(verified.identity), targets: allowedTargets(opts.targets, verified.identity).map((name) => ({name}))}
+        send(200, body)
+      },
+      (error: Error) => send(500, {error: 'internal', message: error.message}),
+    )
+  })
+  server.on('tlsClientError', () => {})
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({host: opts.listen.host, port: opts.listen.port, exclusive: true}, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const a = server.address() as AddressInfo
+  return {
+    address: {host: a.address, port: a.port},
+    reloadTls: async () => server.setSecureContext(await tlsOptions(opts.tls)),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+}

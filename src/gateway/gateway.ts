@@ -1,0 +1,294 @@
+/**
+ * `dbgate gateway`: the whole pipeline as a shared server near the databases. It holds the targets'
+ * credentials, verifies each person's SSO token (sent as the password, over TLS), runs policy,
+ * approvals, masking and recording per (target, identity), and signs the recordings with its own key.
+ */
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import tls from 'node:tls'
+import {loadOrCreateInstallationKey, loadKeyRing, prepareGatewayKeyDir, publishKey, type InstallationKey} from '../audit/signing.js'
+import {openBucket} from '../bucket/index.js'
+import {resolvePolicy} from '../central/policy.js'
+import {resolveSecret} from '../config/secrets.js'
+import type {GatewayServerConfig, LoadedConfig, TargetConfig} from '../config/types.js'
+import {buildTunnelHooks} from '../connect/hooks.js'
+import {identityApplicationName} from '../connect/identity.js'
+import {upstreamTargetOf} from '../connect/open.js'
+import type {IdentityConfig} from '../identity/config.js'
+import {identityLabel, type Identity} from '../identity/types.js'
+import {loadSigningKeys} from '../identity/verify.js'
+import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
+import type {TokenAuthRequest, TokenAuthResult} from '../proxy/connection.js'
+import {UpstreamGate} from '../proxy/upstream-gate.js'
+import type {UpstreamTarget} from '../proxy/upstream.js'
+import {formatDuration} from '../config/units.js'
+import {keyDir, userDir} from '../util/paths.js'
+import {startGatewayApi, type GatewayApi} from './api.js'
+import type {GatewayObserver, ReadinessCheck, StatementDecision} from './observer.js'
+import {PipelineCache} from './pipelines.js'
+import {GatewayServer, type GatewayConnection} from './server.js'
+import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
+
+export class GatewayConfigError extends Error {
+  override name = 'GatewayConfigError'
+  constructor(
+    message: string,
+    readonly fix: string,
+  ) {
+    super(message)
+  }
+}
+
+export interface StartGatewayOptions {
+  loaded: LoadedConfig
+  env?: NodeJS.ProcessEnv
+  observer?: GatewayObserver
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void
+  /** How often the gateway retries fetching the IdP's keys until it has them (default 5 s). */
+  idpRetryMs?: number
+  /** Current time for token checks; tests move it. */
+  now?: () => Date
+}
+
+export interface RunningGateway {
+  address: {host: string; port: number}
+  api?: {host: string; port: number}
+  /** The key that signs this gateway's recordings (published as `signer: {kind: gateway}`). */
+  signingKeyId: string
+  /** Ready to serve: the IdP's keys are loaded. */
+  readonly ready: boolean
+  readiness(): ReadinessCheck[]
+  /** Resolves once the IdP's keys are loaded (the gateway becomes ready). */
+  whenReady(): Promise<void>
+  sessionCount: number
+  /** Pipelines alive (per target and identity). */
+  pipelineCount: number
+  /** Re-reads the certificate and key; new connections use them, live ones keep theirs. */
+  reloadTls(): Promise<void>
+  close(graceMs?: number): Promise<void>
+}
+
+/** The secure context of the files now on disk. TLS 1.2 at least: the token travels inside. */
+export async function loadTlsContext(files: {cert: string; key: string}): Promise<tls.SecureContext> {
+  const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)])
+  return tls.createSecureContext({cert, key, minVersion: 'TLSv1.2'})
+}
+
+interface ServedTarget {
+  config: TargetConfig
+  upstream: UpstreamTarget
+  gate: UpstreamGate
+  policy: {hash: string; version: string}
+}
+
+function settingsOf(loaded: LoadedConfig): {server: GatewayServerConfig; identity: IdentityConfig} {
+  const {server, identity} = loaded.config
+  if (!server) throw new GatewayConfigError(`${loaded.path} has no server section, so it does not configure a gateway`, 'add server: {listen: 0.0.0.0:6432, tls: {cert: tls.crt, key: tls.key}} (see docs/gateway.md)')
+  if (!identity) throw new GatewayConfigError(`${loaded.path} has no identity section: a gateway signs people in with their SSO tokens`, 'add identity: {issuer: https://login.example.com, clientId: dbgate-cli}')
+  // Tokens are verified without the client secret, which only the token endpoint needs.
+  const {clientSecret: _secret, ...verifying} = identity
+  return {server, identity: verifying}
+}
+
+/** Starts the gateway. It listens at once, but signs nobody in before the IdP's keys are loaded. */
+export async function startGateway(opts: StartGatewayOptions): Promise<RunningGateway> {
+  const {loaded} = opts
+  const config = loaded.config
+  const {server: settings, identity: identityConfig} = settingsOf(loaded)
+  const log = opts.log ?? (() => {})
+  const baseEnv = opts.env ?? process.env
+  // Keys, spool and caches live in the gateway's own directory, never in a person's: the
+  // installation key of whoever runs it must not become the gateway's.
+  const stateDir = settings.stateDir ?? join(userDir('data', baseEnv), 'gateway')
+  const env: NodeJS.ProcessEnv = {...baseEnv, XDG_DATA_HOME: join(stateDir, 'data'), XDG_STATE_HOME: join(stateDir, 'state'), XDG_CACHE_HOME: join(stateDir, 'cache')}
+  const pem = settings.signingKey ? await resolveSecret(settings.signingKey, {env: baseEnv, keyPath: 'server.signingKey'}) : undefined
+  await prepareGatewayKeyDir(keyDir(env), settings.name, pem)
+  const key: InstallationKey = await loadOrCreateInstallationKey(keyDir(env))
+  const bucket = openBucket(config.bucket)
+  await publishKey(bucket, {subject: `gateway:${settings.name}`, issuer: 'dbgate-gateway', groups: [], kind: 'service', tokenHash: '', expiresAt: new Date(8.64e15)}, key).catch((e: Error) =>
+    log('warn', `could not publish the gateway's signing key to the bucket yet: ${e.message} (retried as recordings ship)`),
+  )
+
+  let tlsContext = await loadTlsContext(settings.tls)
+  const targets = new Map<string, ServedTarget>()
+  for (const configured of Object.values(config.targets)) {
+    const effective = await resolvePolicy({bucket, loadKeys: async () => (await loadKeyRing(bucket)).keys, target: configured, cacheDir: join(stateDir, 'cache', 'policies')})
+    if (effective.notice) log('warn', `target ${configured.name}: ${effective.notice}`)
+    const target = effective.target
+    targets.set(target.name, {
+      config: target,
+      upstream: await upstreamTargetOf(target, {env: baseEnv}),
+      gate: new UpstreamGate({max: target.tunnel.maxUpstreamSessions, queueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs}),
+      policy: {hash: effective.hash, version: effective.version},
+    })
+  }
+  const targetConfigs = Object.fromEntries([...targets].map(([name, t]) => [name, t.config])) as Record<string, TargetConfig>
+
+  const pipelines = new PipelineCache(
+    (name, identity) => {
+      const t = targets.get(name)!
+      return buildTunnelHooks({config, target: t.config, identity, env, log, policy: t.policy, upstream: t.upstream})
+    },
+    settings.pipelineIdleMs,
+    log,
+  )
+
+  // The IdP's keys: fetched now, and retried until they load; the gateway is not ready before.
+  let idp: {ok: boolean; detail: string} = {ok: false, detail: `fetching the signing keys of ${identityConfig.issuer}`}
+  let idpTimer: NodeJS.Timeout | undefined
+  let readyWaiters: (() => void)[] = []
+  const fetchKeys = async () => {
+    try {
+      const n = await loadSigningKeys(identityConfig)
+      idp = {ok: true, detail: `${n} signing key(s) of ${identityConfig.issuer} loaded`}
+      log('info', idp.detail)
+      for (const w of readyWaiters.splice(0)) w()
+    } catch (error) {
+      const cause = (error as Error & {cause?: Error}).cause
+      idp = {ok: false, detail: `cannot load the signing keys of ${identityConfig.issuer}: ${(error as Error).message}${cause ? ` (${cause.message})` : ''}; nobody can sign in until they load`}
+      log('error', idp.detail)
+      idpTimer = setTimeout(() => void fetchKeys(), opts.idpRetryMs ?? 5000)
+      idpTimer.unref()
+    }
+  }
+  await fetchKeys()
+
+  const observer = opts.observer
+  const refused = (refusal: SignInRefusal, request: TokenAuthRequest): TokenAuthResult => {
+    observer?.signInFailed(refusal.reason)
+    log('warn', `sign-in refused (${refusal.reason}) for user "${request.user}" to "${request.database}" from ${request.clientAddress}`)
+    return {ok: false, error: refusal.error}
+  }
+
+  const authenticate = async (request: TokenAuthRequest, conn: GatewayConnection): Promise<TokenAuthResult> => {
+    if (!idp.ok) {
+      return refused({reason: 'idp-unavailable', error: {severity: 'FATAL', code: '57P03', message: 'dbgate: the gateway is not ready: it has not loaded the identity provider\'s signing keys yet', hint: 'Try again shortly; its administrators see why in its log and /readyz.'}}, request)
+    }
+    const verified = await verifySignIn(identityConfig, request.password, opts.now)
+    if (!verified.ok) return refused(verified.refusal, request)
+    const identity = verified.identity
+    const wrongUser = userMismatch(identity, request.user)
+    if (wrongUser) return refused(wrongUser, request)
+    const picked = pickTarget(targetConfigs, request.database, identity)
+    if (!picked.ok) return refused(picked.refusal, request)
+    const served = targets.get(picked.target.name)!
+    let lease
+    try {
+      lease = await pipelines.acquire(served.config.name, identity)
+    } catch (error) {
+      log('error', `target ${served.config.name}: could not start the pipeline for ${identityLabel(identity)}: ${(error as Error).message}`)
+      return {ok: false, error: {severity: 'FATAL', code: '08006', message: `dbgate: target "${served.config.name}" is unavailable: the gateway could not prepare its checks (${(error as Error).message})`, hint: 'Try again shortly; if it persists, tell the gateway administrators.'}}
+    }
+    conn.onClose(lease.release)
+    limitSession(conn, identity, settings, opts.now)
+    log('info', `${identityLabel(identity)} signed in to target ${served.config.name} from ${request.clientAddress}`)
+    return {
+      ok: true,
+      grant: {
+        target: served.upstream,
+        targetName: served.config.name,
+        hooks: observed(lease.hooks, served.config.name, observer),
+        applicationName: (app) => identityApplicationName(identity, app),
+        upstreamGate: served.gate,
+      },
+    }
+  }
+
+  const server = new GatewayServer({listen: settings.listen, secureContext: () => tlsContext, authenticate, observer, log, authTimeoutMs: config.tunnel.authTimeoutMs, maxMessageSize: config.tunnel.maxMessageSize})
+  let api: GatewayApi | undefined
+  try {
+    await server.listen()
+    if (settings.api) api = await startGatewayApi({listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, now: opts.now, log})
+  } catch (error) {
+    clearTimeout(idpTimer)
+    await server.close(0)
+    await pipelines.close()
+    throw error
+  }
+  log('info', `gateway ${settings.name} listening on ${server.address.host}:${server.address.port}${api ? `, API on https://${api.address.host}:${api.address.port}` : ''}`)
+
+  return {
+    address: server.address,
+    ...(api ? {api: api.address} : {}),
+    signingKeyId: key.keyId,
+    get ready() {
+      return idp.ok
+    },
+    readiness: () => [{name: 'idp-keys', ok: idp.ok, detail: idp.detail}],
+    whenReady: () => (idp.ok ? Promise.resolve() : new Promise<void>((resolve) => readyWaiters.push(resolve))),
+    get sessionCount() {
+      return server.connectionCount
+    },
+    get pipelineCount() {
+      return pipelines.size
+    },
+    async reloadTls() {
+      tlsContext = await loadTlsContext(settings.tls)
+      await api?.reloadTls()
+    },
+    async close(graceMs = 5000) {
+      clearTimeout(idpTimer)
+      readyWaiters = []
+      await Promise.all([server.close(graceMs), api?.close()])
+      await pipelines.close()
+    },
+  }
+}
+
+/**
+ * A session ends at `server.maxSessionDuration`, and (unless `server.sessionOutlivesToken`) when the
+ * token it signed in with expires; either way once its statement in flight has finished.
+ */
+function limitSession(conn: GatewayConnection, identity: Identity, settings: GatewayServerConfig, now: () => Date = () => new Date()): void {
+  const timers: NodeJS.Timeout[] = []
+  const after = (ms: number, message: string) => {
+    const t = setTimeout(() => conn.end(message), Math.max(0, Math.min(ms, 2 ** 31 - 1)))
+    t.unref()
+    timers.push(t)
+  }
+  after(
+    settings.maxSessionDurationMs,
+    `dbgate: this session reached the gateway's maximum session duration of ${formatDuration(settings.maxSessionDurationMs)} (server.maxSessionDuration); reconnect to continue`,
+  )
+  if (!settings.sessionOutlivesToken) {
+    after(
+      identity.expiresAt.getTime() - now().getTime(),
+      'dbgate: your sign-in token expired, and sessions on this gateway end with it (server.sessionOutlivesToken: false); reconnect with a fresh token (`dbgate login`, or `dbgate token` in CI)',
+    )
+  }
+  conn.onClose(() => {
+    for (const t of timers) clearTimeout(t)
+  })
+}
+
+/** The pipeline's hooks for one session, reporting to the observer as the session goes. */
+function observed(hooks: ProxyHooks, target: string, observer: GatewayObserver | undefined): ProxyHooks {
+  if (!observer) return hooks
+  return {
+    ...hooks,
+    onSessionStart: (session) => {
+      observer.sessionOpened(target)
+      hooks.onSessionStart?.(session)
+    },
+    onSessionEnd: (session, reason) => {
+      observer.sessionClosed(target)
+      hooks.onSessionEnd?.(session, reason)
+    },
+    onStatement: (event) => {
+      observer.statement(target, decisionOf(event))
+      const masked = event.resultFilter?.maskedValues
+      if (typeof masked === 'number' && masked > 0) observer.valuesMasked(target, masked)
+      hooks.onStatement?.(event)
+    },
+  }
+}
+
+/** The decision as metrics count it, from the verdict's typed fields. */
+export function decisionOf(event: StatementEvent): StatementDecision {
+  const {decision, approval} = event.verdict
+  if (approval !== undefined || decision?.action === 'require_approval') return 'hold'
+  if (decision?.syntaxError) return 'error'
+  if (event.verdict.action === 'reject') return 'deny'
+  if (decision?.action === 'warn') return 'warn'
+  return 'allow'
+}

@@ -1,0 +1,129 @@
+/**
+ * The gateway's operations endpoint: a plain HTTP server on a port of its own (never the
+ * PostgreSQL port), for load balancers, orchestrators and Prometheus.
+ *
+ *   GET /healthz  200 while the process can answer at all (liveness).
+ *   GET /readyz   runs the readiness checks: 200 `ready`, 200 `degraded` when only checks marked
+ *                 `degradesOnly` fail, 503 `not-ready` otherwise; each failing check is named
+ *                 with its detail.
+ *   GET /metrics  Prometheus text format.
+ * Any other path is 404, any other method 405. It serves no data about sessions or people.
+ */
+import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import type {ReadinessCheck} from './observer.js'
+
+export type OpsLog = (level: 'info' | 'warn' | 'error', message: string) => void
+
+export interface OpsHttpOptions {
+  /** Address to bind. Default 127.0.0.1; a container that is probed from outside sets 0.0.0.0. */
+  host?: string
+  /** 0 picks a free port (tests). */
+  port: number
+  readiness: () => Promise<ReadinessCheck[]>
+  metrics: {readonly contentType: string; render(): Promise<string>}
+  /** A readiness run that takes longer than this answers 503 (default 5000 ms). */
+  readinessTimeoutMs?: number
+  log?: OpsLog
+}
+
+export interface OpsHttpServer {
+  readonly host: string
+  readonly port: number
+  /** Stops accepting and closes idle keep-alive connections. */
+  close(): Promise<void>
+}
+
+export type ReadinessStatus = 'ready' | 'degraded' | 'not-ready'
+
+export interface ReadinessReport {
+  status: ReadinessStatus
+  /** The failing checks only (absent when ready). */
+  checks?: {name: string; detail: string; degradesOnly: boolean}[]
+}
+
+/** The `/readyz` verdict over a set of checks; pure, so the rule is tested apart from HTTP. */
+export function readinessReport(checks: readonly ReadinessCheck[]): ReadinessReport {
+  const failing = checks.filter((c) => !c.ok)
+  if (failing.length === 0) return {status: 'ready'}
+  const status: ReadinessStatus = failing.every((c) => c.degradesOnly === true) ? 'degraded' : 'not-ready'
+  return {status, checks: failing.map((c) => ({name: c.name, detail: c.detail, degradesOnly: c.degradesOnly === true}))}
+}
+
+export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttpServer> {
+  const host = options.host ?? '127.0.0.1'
+  const timeoutMs = options.readinessTimeoutMs ?? 5000
+  const log: OpsLog = options.log ?? (() => {})
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      log('error', `ops endpoint ${req.url ?? ''}: ${errorText(error)}`)
+      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n')
+      else res.destroy()
+    })
+  })
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://ops').pathname
+    const known = path === '/healthz' || path === '/readyz' || path === '/metrics'
+    if (!known) return send(res, 404, 'text/plain; charset=utf-8', `not found: ${path} (try /healthz, /readyz, /metrics)\n`)
+    if (req.method !== 'GET') {
+      res.setHeader('Allow', 'GET')
+      return send(res, 405, 'text/plain; charset=utf-8', `method ${req.method ?? ''} not allowed on ${path}: use GET\n`)
+    }
+    if (path === '/healthz') return send(res, 200, 'application/json', '{"status":"alive"}\n')
+    if (path === '/metrics') return send(res, 200, options.metrics.contentType, await options.metrics.render())
+
+    const report = await runReadiness(options.readiness, timeoutMs)
+    if (report.status !== 'ready') log('warn', `readiness ${report.status}: ${report.checks?.map((c) => `${c.name}: ${c.detail}`).join('; ')}`)
+    send(res, report.status === 'not-ready' ? 503 : 200, 'application/json', `${JSON.stringify(report)}\n`)
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const address = server.address() as AddressInfo
+  return {
+    host,
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error ? reject(error) : resolve()))
+        server.closeIdleConnections()
+      }),
+  }
+}
+
+/** A readiness function that throws or hangs makes the gateway not ready, with the reason. */
+async function runReadiness(readiness: () => Promise<ReadinessCheck[]>, timeoutMs: number): Promise<ReadinessReport> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<ReadinessCheck[]>((resolve) => {
+    timer = setTimeout(
+      () => resolve([{name: 'readiness', ok: false, detail: `the readiness checks did not finish within ${timeoutMs} ms`}]),
+      timeoutMs,
+    )
+  })
+  try {
+    const checks = await Promise.race([
+      readiness().catch((error: unknown) => [{name: 'readiness', ok: false, detail: `the readiness checks failed: ${errorText(error)}`}]),
+      timeout,
+    ])
+    return readinessReport(checks)
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string): void {
+  res.writeHead(status, {'Content-Type': contentType, 'Cache-Control': 'no-store'})
+  res.end(body)
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}

@@ -1,0 +1,112 @@
+/**
+ * The gateway's pipelines, one per (target, identity). What a pipeline does depends on who connects
+ * (policy groups, masking's unmask groups, the recording's identity, the approval requester), so it
+ * is built per identity with the same `buildTunnelHooks` that `dbgate connect` uses, shared by that
+ * identity's concurrent sessions, and disposed a short while after its last session ends.
+ *
+ * What one pipeline costs while it lives: one catalog connection to the target (masking and the
+ * function catalog read through it; it counts against the database's connections, not against the
+ * target's maxUpstreamSessions), masking's catalog snapshot in memory, one recorder and one shipper
+ * over the gateway's spool (a timer every 5 s), and the approval gate's bucket polls while one of
+ * its statements is held. So N people active on one target cost N catalog connections on top of
+ * their sessions; `server.pipelineIdle` bounds how long an idle one lingers.
+ *
+ * The key is the subject and its sorted groups: a new token for the same person and groups reuses
+ * the pipeline, so a session's recorded identity (its token hash and expiry included) is that of
+ * the token that built the pipeline, which proved the same person with the same groups.
+ */
+import type {Identity} from '../identity/types.js'
+import type {ProxyHooks} from '../proxy/hooks.js'
+
+export interface PipelineLease {
+  hooks: ProxyHooks
+  /** Gives the session back; the pipeline is disposed `idleMs` after its last session. */
+  release(): void
+}
+
+interface Entry {
+  hooks: Promise<ProxyHooks>
+  sessions: number
+  idleTimer?: NodeJS.Timeout
+}
+
+export class PipelineCache {
+  private readonly entries = new Map<string, Entry>()
+  private closed = false
+
+  constructor(
+    private readonly build: (target: string, identity: Identity) => Promise<ProxyHooks>,
+    private readonly idleMs: number,
+    private readonly log: (level: 'info' | 'warn' | 'error', message: string) => void,
+  ) {}
+
+  static keyOf(target: string, identity: Identity): string {
+    return JSON.stringify([target, identity.issuer, identity.subject, [...identity.groups].sort()])
+  }
+
+  /** Pipelines alive (in use, or idle and not yet disposed). */
+  get size(): number {
+    return this.entries.size
+  }
+
+  async acquire(target: string, identity: Identity): Promise<PipelineLease> {
+    if (this.closed) throw new Error('the gateway is shutting down')
+    const key = PipelineCache.keyOf(target, identity)
+    let entry = this.entries.get(key)
+    if (!entry) {
+      const built = this.build(target, identity)
+      entry = {hooks: built, sessions: 0}
+      this.entries.set(key, entry)
+      // A pipeline that failed to build is forgotten, so the next sign-in tries again.
+      built.catch(() => {
+        if (this.entries.get(key) === entry) this.entries.delete(key)
+      })
+    }
+    entry.sessions++
+    clearTimeout(entry.idleTimer)
+    entry.idleTimer = undefined
+    let hooks: ProxyHooks
+    try {
+      hooks = await entry.hooks
+    } catch (error) {
+      entry.sessions--
+      throw error
+    }
+    let released = false
+    const e = entry
+    return {
+      hooks,
+      release: () => {
+        if (released) return
+        released = true
+        e.sessions--
+        if (e.sessions > 0 || this.closed) return
+        e.idleTimer = setTimeout(() => {
+          if (e.sessions > 0 || this.entries.get(key) !== e) return
+          this.entries.delete(key)
+          void this.dispose(e)
+        }, this.idleMs)
+        e.idleTimer.unref()
+      },
+    }
+  }
+
+  private async dispose(entry: Entry): Promise<void> {
+    // A pipeline that never finished building has nothing to dispose; its failure was reported at sign-in.
+    const hooks = await entry.hooks.catch(() => undefined)
+    try {
+      await hooks?.dispose?.()
+    } catch (error) {
+      this.log('warn', `disposing a pipeline: ${(error as Error).message}`)
+    }
+  }
+
+  /** Disposes every pipeline (after their sessions have ended): recordings are closed and shipped. */
+  async close(): Promise<void> {
+    this.closed = true
+    const all = [...this.entries.values()]
+    this.entries.clear()
+    for (const e of all) clearTimeout(e.idleTimer)
+    await Promise.all(all.map((e) => this.dispose(e)))
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The gateway's PostgreSQL listener: TLS first (src/proxy/client-tls.ts), then a token sign-in
+ * that decides each connection's target and pipeline, then the same connection machinery as the
+ * local tunnel. Unlike the tunnel it may listen on any address: it is a server.
+ */
+import net from 'node:net'
+import type tls from 'node:tls'
+import {loadParser} from '../policy/parser.js'
+import {acceptClientTls} from '../proxy/client-tls.js'
+import {ClientConnection, NO_TARGET_YET, type TokenAuthRequest, type TokenAuthResult} from '../proxy/connection.js'
+import {ConnectionRegistry} from '../proxy/connection-registry.js'
+import {DEFAULT_MAX_MESSAGE_SIZE} from '../proxy/tunnel.js'
+import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
+import type {GatewayObserver} from './observer.js'
+
+export interface GatewayServerOptions {
+  listen: {host: string; port: number}
+  /** The certificate in force; read per connection, so a reload (SIGHUP) applies to new connections. */
+  secureContext: () => tls.SecureContext
+  /**
+   * Signs the connection in and decides what it runs. `connection` lets the caller tie the session's
+   * life (its lease on a pipeline, its maximum duration) to the connection's.
+   */
+  authenticate: (request: TokenAuthRequest, connection: GatewayConnection) => Promise<TokenAuthResult>
+  observer?: GatewayObserver
+  /** Startup, TLS handshake and sign-in together must finish within this. */
+  authTimeoutMs?: number
+  maxMessageSize?: number
+  log?: (level: 'info' | 'warn' | 'error', message: string) => void
+}
+
+/** What sign-in may do with the connection it is deciding about. */
+export interface GatewayConnection {
+  onClose(fn: () => void): void
+  /** Ends the session once its statement in flight (if any) has finished, telling the client why. */
+  end(message: string): void
+}
+
+export class GatewayServer {
+  private readonly server: net.Server
+  private readonly registry = new ConnectionRegistry((level, message) => this.log(level, message))
+  private readonly handshakes = new Set<net.Socket>()
+  private address_: {host: string; port: number} | undefined
+  private closed = false
+
+  constructor(private readonly options: GatewayServerOptions) {
+    this.server = net.createServer((socket) => this.accept(socket))
+    this.server.on('error', (e) => this.log('error', `listener error: ${e.message}`))
+  }
+
+  get address(): {host: string; port: number} {
+    if (!this.address_) throw new Error('the gateway is not listening yet')
+    return this.address_
+  }
+
+  /** Client connections past TLS (signing in, or in session). */
+  get connectionCount(): number {
+    return this.registry.connections.size
+  }
+
+  private log(level: 'info' | 'warn' | 'error', message: string): void {
+    this.options.log?.(level, message)
+  }
+
+  async listen(): Promise<{host: string; port: number}> {
+    await loadParser()
+    const {host, port} = this.options.listen
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen({host, port, exclusive: true}, () => {
+        this.server.off('error', reject)
+        resolve()
+      })
+    })
+    const a = this.server.address() as net.AddressInfo
+    this.address_ = {host: a.address, port: a.port}
+    return this.address_
+  }
+
+  private accept(raw: net.Socket): void {
+    if (this.closed) {
+      raw.destroy()
+      return
+    }
+    const clientAddress = raw.remoteAddress ? `${raw.remoteAddress}:${raw.remotePort}` : 'unknown'
+    this.handshakes.add(raw)
+    raw.setNoDelay(true)
+    void acceptClientTls(raw, {
+      secureContext: this.options.secureContext,
+      timeoutMs: this.options.authTimeoutMs ?? DEFAULT_TUNNEL_LIMITS.authTimeoutMs,
+      cancel: (pid, key) => this.registry.cancelByKey(pid, key),
+      refused: (reason, detail) => {
+        this.options.observer?.signInFailed(reason)
+        this.log('warn', `refused a connection from ${clientAddress} before TLS: ${detail}`)
+      },
+    }).then((accepted) => {
+      this.handshakes.delete(raw)
+      if (!accepted) return
+      if (this.closed) {
+        accepted.socket.destroy()
+        return
+      }
+      this.open(accepted.socket, clientAddress)
+    })
+  }
+
+  private open(socket: tls.TLSSocket, clientAddress: string): void {
+    let conn: ClientConnection | undefined
+    const handle: GatewayConnection = {
+      onClose: (fn) => conn!.onClose(fn),
+      end: (message) => conn!.shutdown(message),
+    }
+    conn = new ClientConnection(socket, {
+      target: NO_TARGET_YET,
+      auth: {method: 'token', authenticate: (request) => this.options.authenticate(request, handle)},
+      hooks: {},
+      clientAddress,
+      maxMessageSize: this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      authTimeoutMs: this.options.authTimeoutMs,
+      applicationName: (app) => (app ? `dbgate/${app}` : 'dbgate'),
+      issueCancelKey: (c) => this.registry.issueCancelKey(c),
+      releaseCancelKey: (pid) => this.registry.releaseCancelKey(pid),
+      cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
+      log: (level, message) => this.log(level, message),
+    })
+    this.registry.add(conn)
+  }
+
+  /**
+   * Stops accepting, lets statements in flight finish for up to `graceMs`, then cancels what still
+   * runs and closes every connection (what SIGTERM's drain builds on).
+   */
+  async close(graceMs = 5000, message = 'terminating connection: the dbgate gateway is shutting down'): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    for (const s of this.handshakes) s.destroy()
+    await this.registry.drain(graceMs, message, 'gateway shut down')
+    await listenerClosed
+  }
+}

@@ -1,0 +1,35 @@
+import {createApprovalGate} from '../approvals/hook.js'
+import {openBucket} from '../bucket/index.js'
+import type {RecordingSetup} from '../connect/recording.js'
+import type {IdentityConfig} from '../identity/config.js'
+import type {TunnelHooksContext} from './context.js'
+import type {IdentityStage} from './identity.js'
+import type {Stage} from './stage.js'
+
+/**
+ * Settles every hold before the proxy sees it: a statement that needs approval waits in the tunnel
+ * for a verified reviewer (src/approvals) and comes out allowed once or rejected. It remembers each
+ * session's recent statements, so a request shows what came just before it.
+ */
+export function approvalsStage(ctx: TunnelHooksContext, who: IdentityStage, recording: RecordingSetup | undefined): Stage {
+  const section = ctx.config.identity
+  // Reviewers' tokens are verified without the client secret, which only the token endpoint needs.
+  const identityConfig: IdentityConfig | undefined = section ? (({clientSecret: _secret, ...rest}) => rest)(section) : undefined
+  const gate = createApprovalGate({
+    bucket: openBucket(ctx.config.bucket),
+    target: ctx.target,
+    identity: who.identity,
+    identityConfig,
+    record: (sessionId, type, payload) => recording?.session(sessionId)?.recordEvent(type, payload),
+    log: ctx.log ?? (() => {}),
+    announce: ctx.announce,
+    pollMs: ctx.approvalPollMs,
+    agent: who.agent,
+  })
+  return {
+    name: 'approvals',
+    statement: gate.settle,
+    onStatement: (event) => gate.observe(event),
+    onSessionEnd: (session) => gate.forgetSession(session.sessionId),
+  }
+}

@@ -1,0 +1,96 @@
+import {randomBytes} from 'node:crypto'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import path from 'node:path'
+import {defaultKeyDir} from '../audit/signing.js'
+import {startMasking, type ClosableCatalogQuery, type MaskingRuntime} from '../masking/index.js'
+import type {PolicyVerdict} from '../policy/index.js'
+import type {StatementContext} from '../proxy/hooks.js'
+import type {PipelineLog, TunnelHooksContext} from './context.js'
+import type {IdentityStage} from './identity.js'
+import type {Stage} from './stage.js'
+
+export interface MaskingStage extends Stage {
+  readonly name: 'masking'
+  /** Masks sensitive values in text (bind parameters, for the recording). */
+  readonly maskText: (text: string) => string
+}
+
+/**
+ * Masks results as they leave the server. Masking reads the catalog once the tunnel knows who
+ * connects: unmask groups decide what it does.
+ */
+export async function maskingStage(ctx: TunnelHooksContext, who: IdentityStage, catalogQuery: ClosableCatalogQuery): Promise<MaskingStage> {
+  const log = ctx.log ?? (() => {})
+  const masking = await startMasking({
+    target: catalogQuery,
+    masking: ctx.target.masking,
+    identity: {groups: [...who.groups], kind: who.kind},
+    hashKey: maskingHashKey(ctx.env ?? process.env),
+    log: ctx.log,
+  })
+  return {
+    name: 'masking',
+    maskText: masking.factory.maskText,
+    statement: maskability(masking, log),
+    resultFilter: masking.hooks.resultFilter,
+    onStatement: masking.hooks.onStatement,
+    onConnectionClosed: masking.hooks.onConnectionClosed,
+    dispose: () => masking.close(),
+  }
+}
+
+type Allowed = Extract<PolicyVerdict, {action: 'allow'}>
+
+/**
+ * Masking's part of judging a statement, once the stages before it have allowed it: a statement
+ * that names relations or columns the catalog does not know, or reads views whose definitions
+ * changed, waits for the catalog to be re-read, so its rows are masked against the current schema
+ * (the common case needs no read and returns at once). Then, where a query's shape keeps masking
+ * from following a sensitive column, policy decides (`masking.onUntraceable`).
+ */
+function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, ctx: StatementContext, verdict: PolicyVerdict) => PolicyVerdict | Promise<PolicyVerdict> {
+  const check = (sql: string, ctx: StatementContext, verdict: Allowed): PolicyVerdict => {
+    const m = masking.factory.checkMaskable(sql, ctx)
+    if (m.ok) return verdict
+    return {
+      action: 'reject',
+      decision: verdict.decision,
+      approval: verdict.approval,
+      error: {severity: 'ERROR', code: '42501', message: `dbgate: masking cannot follow this query: ${m.reason}`, hint: 'Select the sensitive columns directly (they are masked), or ask for a group that may see them unmasked. The target\'s masking.onUntraceable decides whether untraceable output is masked or refused.'},
+    }
+  }
+  return (sql, ctx, verdict) => {
+    if (verdict.action !== 'allow') return verdict
+    const fresh = masking.factory.ensureFresh(sql, ctx)
+    if (!fresh) return check(sql, ctx, verdict)
+    return fresh.then(
+      () => check(sql, ctx, verdict),
+      (e: Error) => {
+        log('warn', `masking: could not re-read the catalog (${e.message}); what it does not know is masked as untraceable`)
+        return check(sql, ctx, verdict)
+      },
+    )
+  }
+}
+
+/**
+ * A per-installation key for the `hash` strategy, so the same value hashes alike in every tunnel
+ * on this machine (joins and GROUP BY line up across sessions) without being guessable.
+ */
+function maskingHashKey(env: NodeJS.ProcessEnv): Buffer {
+  const dir = defaultKeyDir(env)
+  const file = path.join(dir, 'masking-hash.key')
+  try {
+    return readFileSync(file)
+  } catch {
+    mkdirSync(dir, {recursive: true, mode: 0o700})
+    const key = randomBytes(32)
+    try {
+      writeFileSync(file, key, {mode: 0o600, flag: 'wx'})
+      return key
+    } catch {
+      // Another tunnel created it first: use theirs.
+      return readFileSync(file)
+    }
+  }
+}

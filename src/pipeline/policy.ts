@@ -1,0 +1,82 @@
+import {DEFAULT_MCP} from '../config/dbgate-schema.js'
+import {TargetFunctionCatalog} from '../connect/function-catalog.js'
+import {checkStartupParameters, createStatementHook, decisionToVerdict, evaluateOperation, READ_ONLY_RULE, readOnlyViolation, sharedAnalysisCache, type PolicyStatementHook, type PolicyVerdict, type RuleDecision, type StatementAnalysis} from '../policy/index.js'
+import type {Operation} from '../policy/types.js'
+import type {PgNoticeFields} from '../proxy/hooks.js'
+import type {ClosableCatalogQuery} from '../masking/index.js'
+import type {TunnelHooksContext} from './context.js'
+import type {IdentityStage} from './identity.js'
+import type {Stage} from './stage.js'
+
+/**
+ * Guardrails: the startup parameters, and every statement judged by the target's rules (with the
+ * read-only allow-list in front for an agent in read-only mode). A statement that needs approval
+ * comes out as a `hold` for the approvals stage.
+ */
+export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalogQuery: ClosableCatalogQuery | undefined): Stage {
+  const {target} = ctx
+  // Without a catalog connection (only in tests that build hooks by hand) only built-ins are known.
+  const functions = catalogQuery ? new TargetFunctionCatalog({query: catalogQuery}) : undefined
+  const policy = createStatementHook({
+    rules: target.rules,
+    pack: target.policy,
+    identityGroups: who.groups,
+    maxStatementSize: target.tunnel.maxStatementSize,
+    reviewers: target.reviewers,
+    ...(functions ? {functions} : {}),
+    client: who.client,
+  })
+  const judge = readOnlyFor(ctx, policy)
+  const evalOpts = {rules: target.rules, pack: target.policy, groups: who.groups}
+  return {
+    name: 'policy',
+    startup: (params): PgNoticeFields | undefined => {
+      // A startup parameter is a setting like any other: what a target rule allows at SET, it allows here.
+      const problem = checkStartupParameters(params, (change, verdict) => {
+        const op: Operation = {class: verdict.class ?? 'session', command: 'set', tables: [], functions: [], flags: [verdict.flag], setting: change}
+        const action = evaluateOperation(op, evalOpts).action
+        return action === 'allow' || action === 'warn'
+      })[0]
+      if (!problem) return undefined
+      return {
+        severity: 'FATAL',
+        code: '42501',
+        message: `dbgate: the startup parameter "${problem.parameter}" is not allowed: ${problem.reason}`,
+        hint: problem.hint ?? 'Remove it from the connection settings; use SET after connecting where policy allows it.',
+      }
+    },
+    // Policy is the first stage to judge; it never overrules a refusal before it.
+    statement: (sql, sctx, verdict) => (verdict.action === 'allow' ? judge(sql, sctx) : verdict),
+    onStatement: functions
+      ? (event) => {
+          // DDL may have created, replaced or dropped a function, operator, cast or domain.
+          if (event.outcome === 'ok' && event.commandTags.some((t) => /^(CREATE|ALTER|DROP|IMPORT) /.test(t))) functions.invalidate()
+        }
+      : undefined,
+  }
+}
+
+/**
+ * An agent in read-only mode (the default) gets the read-only allow-list in front of the target's
+ * rules, so a write is refused before it could be filed for approval or reach the server.
+ */
+function readOnlyFor(ctx: TunnelHooksContext, policy: PolicyStatementHook): PolicyStatementHook {
+  if (!ctx.agent || (ctx.target.mcp ?? DEFAULT_MCP).mode !== 'read-only') return policy
+  const maxStatementSize = ctx.target.tunnel.maxStatementSize
+  const hint = `an agent on ${ctx.target.name} may only read (targets.${ctx.target.name}.mcp.mode: read-only); ask a person to make the change, or have an admin allow agent writes`
+  const deny = (refused: RuleDecision, statements: StatementAnalysis[]): PolicyVerdict =>
+    decisionToVerdict({action: 'deny', decisive: refused, statements: [refused], warnings: []}, {statements})
+  return (sql, sctx) => {
+    const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize})
+    const refused = readOnlyViolation(analysis, {hint})
+    if (refused) return deny(refused, analysis.statements)
+    // What only the catalog shows (a volatile user function called from a SELECT) is a write that
+    // policy holds for a reviewer: a read-only agent is refused instead, before anything is filed.
+    const after = (v: PolicyVerdict): PolicyVerdict => {
+      if (v.action !== 'hold' || v.rule.class === 'read') return v
+      return deny({...v.rule, action: 'deny', ruleId: READ_ONLY_RULE, reason: `this session is read-only: ${v.rule.reason}`, hint}, analysis.statements)
+    }
+    const v = policy(sql, sctx)
+    return v instanceof Promise ? v.then(after) : after(v)
+  }
+}

@@ -1,0 +1,52 @@
+import {describe, expect, it} from 'vitest'
+import {ConfigError} from '../../src/config/errors.js'
+import {parseConfigText} from '../../src/config/parse.js'
+
+const target = ['targets:', '  prod:', '    host: db.internal', '    database: app', '    user: app_rw', '    allow: [dba]']
+
+function issues(lines: string[]) {
+  try {
+    parseConfigText(lines.join('\n') + '\n', '/etc/dbgate/gateway.yaml', {env: {HOME: '/home/gw'}})
+  } catch (error) {
+    if (error instanceof ConfigError) return error.issues.map(({line, keyPath, message, fix}) => ({line, keyPath, message, fix}))
+    throw error
+  }
+  return []
+}
+
+/** The gateway's `server` section and a client's `gateway` section: checked like the rest of the file. */
+describe('gateway configuration', () => {
+  it('reads a server section with its documented defaults', () => {
+    const {config} = parseConfigText(['server:', '  tls: {cert: tls.crt, key: tls.key}', ...target].join('\n'), '/etc/dbgate/gateway.yaml', {env: {HOME: '/home/gw'}})
+    expect(config.server).toMatchObject({
+      listen: {host: '0.0.0.0', port: 6432},
+      tls: {cert: '/etc/dbgate/tls.crt', key: '/etc/dbgate/tls.key'},
+      maxSessionDurationMs: 12 * 3600_000,
+      sessionOutlivesToken: false,
+      pipelineIdleMs: 30_000,
+    })
+  })
+
+  it('points at the line and says how to write a listen address', () => {
+    expect(issues(['server:', '  listen: 6432', '  tls: {cert: a, key: b}', ...target])).toEqual([
+      {line: 2, keyPath: 'server.listen', message: 'expected host:port such as 0.0.0.0:6432, got 6432', fix: 'write host:port such as 0.0.0.0:6432'},
+    ])
+  })
+
+  it('explains a listen address without a port', () => {
+    expect(issues(['server:', '  listen: gw.internal', '  tls: {cert: a, key: b}', ...target])).toEqual([
+      {line: 2, keyPath: 'server.listen', message: 'expected host:port such as 0.0.0.0:6432, got "gw.internal"', fix: 'write the address and port, e.g. 0.0.0.0:6432 (0.0.0.0 listens on every interface)'},
+    ])
+  })
+
+  it('requires the TLS files: there is no plaintext gateway', () => {
+    expect(issues(['server:', '  listen: 0.0.0.0:6432', ...target])).toEqual([expect.objectContaining({line: 1, keyPath: 'server.tls', message: 'missing required key "tls" in server'})])
+  })
+
+  it('lets a client name a gateway instead of targets, and not both', () => {
+    const {config} = parseConfigText(['gateway:', '  address: gw.internal:6432'].join('\n'), '/home/a/dbgate.yaml', {env: {HOME: '/home/a'}})
+    expect(config.gateway).toEqual({address: {host: 'gw.internal', port: 6432}, api: {host: 'gw.internal', port: 8443}})
+    expect(config.targets).toEqual({})
+    expect(issues(['gateway:', '  address: gw.internal:6432', ...target])).toEqual([expect.objectContaining({keyPath: 'targets', message: expect.stringMatching(/names a gateway has no targets of its own/)})])
+  })
+})
