@@ -1,6 +1,7 @@
 import {fingerprintSync, normalizeSync} from '../sql/parser.js'
 import {parseDocument} from '../util/document.js'
 import {z} from 'zod'
+import {LRUCache} from 'lru-cache'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import type {ProtocolPath, StatementEvent} from '../proxy/hooks.js'
 
@@ -156,34 +157,32 @@ export interface StatementDetails {
   error?: {code: string; message: string}
 }
 
-type Normalized = {normalized: string | null; fingerprint: string | null}
+export type Normalized = {normalized: string | null; fingerprint: string | null}
 
 /**
  * Normalizing parses the text twice; clients repeat the same texts (prepared statements, ORMs),
  * so the answers are kept for recent texts, least recently used dropped first.
  */
-const normalizedCache = new Map<string, Normalized>()
-const NORMALIZED_CACHE_ENTRIES = 4096
-const NORMALIZED_CACHE_MAX_TEXT = 16 * 1024
+const normalizedCache = new LRUCache<string, Normalized>({max: 4096})
+export const NORMALIZED_CACHE_MAX_TEXT = 16 * 1024
 
-export function normalizeSql(sql: string): Normalized {
-  const hit = normalizedCache.get(sql)
-  if (hit) {
-    normalizedCache.delete(sql)
-    normalizedCache.set(sql, hit)
-    return hit
-  }
-  let out: Normalized
+/** libpg_query's normalized text and fingerprint of `sql`, made now. */
+export function normalizeNow(sql: string): Normalized {
   try {
-    out = {normalized: normalizeSync(sql), fingerprint: fingerprintSync(sql)}
+    return {normalized: normalizeSync(sql), fingerprint: fingerprintSync(sql)}
   } catch {
     // Unparseable text is still recorded verbatim; it is usually exactly what an auditor wants to see.
-    out = {normalized: null, fingerprint: null}
+    return {normalized: null, fingerprint: null}
   }
-  if (sql.length <= NORMALIZED_CACHE_MAX_TEXT) {
-    normalizedCache.set(sql, out)
-    if (normalizedCache.size > NORMALIZED_CACHE_ENTRIES) normalizedCache.delete(normalizedCache.keys().next().value!)
-  }
+}
+
+/** `normalizeNow`, remembered for recent texts (`make` answers a text not seen lately). */
+export function normalizeSql(sql: string, make: (sql: string) => Normalized = normalizeNow): Normalized {
+  const hit = normalizedCache.get(sql)
+  if (hit) return hit
+  if (sql.length > NORMALIZED_CACHE_MAX_TEXT) return normalizeNow(sql)
+  const out = make(sql)
+  normalizedCache.set(sql, out)
   return out
 }
 
@@ -193,8 +192,8 @@ export function clampPreview(preview: ResultPreview | undefined, maxRows: number
   return {columns: preview.columns, rows: preview.rows.slice(0, maxRows), truncated: true}
 }
 
-export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number): StatementData {
-  const {normalized, fingerprint} = normalizeSql(ev.sql)
+export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number, normalize: (sql: string) => Normalized = normalizeSql): StatementData {
+  const {normalized, fingerprint} = normalize(ev.sql)
   const decision: Decision = details.decision ?? (ev.verdict.action === 'allow' ? 'allow' : 'deny')
   const outcomeError = details.error ?? ev.error
   const error =

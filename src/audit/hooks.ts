@@ -18,8 +18,12 @@ export interface RecordingExtra {
 }
 
 /** The tunnel's event hooks, writing into `recorder`. */
-export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra): Required<Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd'>> {
+export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra): Required<Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd' | 'beforeRelease'>> {
   return {
+    // Group commit: the events of a chunk of replies are written before the client gets them.
+    beforeRelease() {
+      recorder.release()
+    },
     onSessionStart(session: SessionInfo) {
       recorder.startSession({
         sessionId: session.sessionId,

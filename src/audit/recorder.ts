@@ -8,6 +8,7 @@ import {
   recordIdentity,
   statementData,
   type KnownEventType,
+  type Normalized,
   type SessionStartData,
   type StatementDetails,
   type Totals,
@@ -30,6 +31,8 @@ export interface RecorderOptions {
    */
   onError?: (err: Error) => void
   now?: () => Date
+  /** A statement's normalized text and fingerprint; `normalizeSql` by default. */
+  normalize?: (sql: string) => Normalized
 }
 
 export interface SessionStartInput {
@@ -50,6 +53,8 @@ const RESERVED = new Set<string>(['session.start', 'statement', 'session.end', '
 
 export class Recorder {
   private readonly sessions = new Map<string, SessionRecorder>()
+  /** Sessions with events appended since the last `release`. */
+  private readonly unwritten = new Set<SessionRecorder>()
 
   private constructor(readonly opts: Required<Pick<RecorderOptions, 'previewRows' | 'checkpointEvery' | 'spoolDir'>> & RecorderOptions) {}
 
@@ -74,6 +79,22 @@ export class Recorder {
 
   session(sessionId: string): SessionRecorder | undefined {
     return this.sessions.get(sessionId)
+  }
+
+  /**
+   * Writes every event recorded since the last call, one write per session. The tunnel calls it
+   * before it sends a client replies, so that no client sees a result whose event a killed process
+   * could lose; the disk syncs stay batched (`flushIntervalMs`).
+   */
+  release(): void {
+    if (this.unwritten.size === 0) return
+    for (const s of this.unwritten) s.writeNow()
+    this.unwritten.clear()
+  }
+
+  /** @internal */
+  noteUnwritten(s: SessionRecorder): void {
+    this.unwritten.add(s)
   }
 
   now(): Date {
@@ -136,7 +157,7 @@ export class SessionRecorder {
   }
 
   statement(ev: StatementEvent, details: StatementDetails = {}): void {
-    const data = statementData(ev, details, this.rec.opts.previewRows)
+    const data = statementData(ev, details, this.rec.opts.previewRows, this.rec.opts.normalize)
     addToTotals(this.totals, data)
     this.write('statement', data, this.rec.now())
   }
@@ -161,6 +182,11 @@ export class SessionRecorder {
     return this.spool.flush()
   }
 
+  /** Writes this session's appended events now (see `Recorder.release`); false if the write failed (they stay queued). */
+  writeNow(): boolean {
+    return this.spool.writeNow()
+  }
+
   /** Writes the signed `session.end`, flushes and releases the spool lock. Idempotent. */
   end(reason: string): Promise<void> {
     this.ended ??= (async () => {
@@ -180,6 +206,7 @@ export class SessionRecorder {
     const every = this.rec.opts.checkpointEvery
     const line = this.chain.append(type, data, ts, sign ? this.rec.opts.signer : undefined)
     this.spool.append(line)
+    this.rec.noteUnwritten(this)
     this.sinceCheckpoint = sign ? 0 : this.sinceCheckpoint + 1
     if (!sign && every > 0 && this.sinceCheckpoint >= every) this.checkpoint()
   }

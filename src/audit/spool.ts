@@ -1,13 +1,15 @@
-import {constants as fsc} from 'node:fs'
-import {mkdir, open, readFile, unlink, writeFile, type FileHandle} from 'node:fs/promises'
+import {close, constants as fsc, fdatasync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync} from 'node:fs'
+import {readFile, unlink} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
+import {promisify} from 'node:util'
 import {spoolDir} from '../util/paths.js'
 
 /**
  * The local spool: one append-only `<session>.jsonl` per session, plus `<session>.lock` naming the
  * live writer. Events reach the disk before anything is shipped, so a dead bucket or network costs
- * nothing and a killed tunnel loses at most the last few milliseconds of unflushed events.
+ * nothing; they are written before the tunnel releases a result they describe, so a killed tunnel
+ * loses nothing a client saw.
  */
 
 export function defaultSpoolDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -88,14 +90,20 @@ export interface SpoolFileOptions {
 }
 
 /**
- * Append queue for one session's spool file. `append` is synchronous (proxy hooks are), never
- * drops, and batches: lines are written and fdatasync'ed together at most every `flushIntervalMs`.
- * A failed write keeps the unwritten bytes and retries with backoff, reporting each failure.
+ * Append queue for one session's spool file. `append` is synchronous (proxy hooks are) and never
+ * drops. Writes are grouped: the tunnel calls `writeNow` before it sends a client the replies of a
+ * chunk of server messages, so the events of that turn go out in one write, before any result they
+ * describe is released (a killed process loses nothing a client saw); the fdatasync that makes them
+ * survive a machine crash follows within `flushIntervalMs`, one for every group of writes. Without
+ * a `writeNow`, the timer writes too. A failed write keeps the unwritten bytes and retries with
+ * backoff, reporting each failure.
  */
 export class SpoolFile {
-  private fh?: FileHandle
+  private fd?: number
   private queue: Buffer[] = []
   private queued = 0
+  /** Written but not yet fdatasync'ed. */
+  private unsynced = false
   private timer?: NodeJS.Timeout
   private chain: Promise<void> = Promise.resolve()
   private failures = 0
@@ -122,11 +130,28 @@ export class SpoolFile {
     this.schedule(this.opts.flushIntervalMs ?? 50)
   }
 
+  /**
+   * Writes everything appended so far, now, in one write. Once it returns true the kernel holds the
+   * events (a killed process loses none of them); the disk sync follows with the next timer. False
+   * when the write failed: the events stay queued, the failure is reported and retried.
+   */
+  writeNow(): boolean {
+    if (this.queue.length === 0) return true
+    try {
+      this.writeQueued()
+    } catch (cause) {
+      this.failed(cause)
+      return false
+    }
+    this.schedule(this.opts.flushIntervalMs ?? 50)
+    return true
+  }
+
   /** Resolves once everything appended so far is on disk; rejects if it could not be written. */
   flush(): Promise<void> {
     clearTimeout(this.timer)
     this.timer = undefined
-    const run = this.chain.then(() => this.writeQueued())
+    const run = this.chain.then(() => this.writeAndSync())
     this.chain = run.catch(() => undefined)
     return run
   }
@@ -147,9 +172,9 @@ export class SpoolFile {
   }
 
   private async finish(): Promise<void> {
-    const fh = this.fh
-    this.fh = undefined
-    await fh?.close()
+    const fd = this.fd
+    this.fd = undefined
+    if (fd !== undefined) await closeFd(fd)
     if (this.locked) {
       this.locked = false
       await unlink(this.paths.lock).catch(() => undefined)
@@ -161,48 +186,61 @@ export class SpoolFile {
     this.timer = setTimeout(() => {
       this.timer = undefined
       this.flush().catch(() => {
-        /* reported through onError; the retry is scheduled by writeQueued */
+        /* reported through onError; the retry is scheduled by failed() */
       })
     }, ms)
     // The recorder's owner decides process lifetime; a pending flush must not keep Node alive alone.
     this.timer.unref?.()
   }
 
-  private async open(): Promise<FileHandle> {
-    if (this.fh) return this.fh
-    await mkdir(this.dir, {recursive: true, mode: 0o700})
+  /** Opened on the first write, synchronously, since `writeNow` runs before a client may see a result. */
+  private open(): number {
+    if (this.fd !== undefined) return this.fd
+    mkdirSync(this.dir, {recursive: true, mode: 0o700})
     // The lock goes first: a log without a live lock is what the shipper treats as interrupted.
     // Both are create-exclusive, so a reused session id fails loudly instead of mixing two logs.
     if (!this.locked) {
-      await writeFile(this.paths.lock, JSON.stringify(await currentLockInfo()) + '\n', {mode: 0o600, flag: 'wx'})
+      writeFileSync(this.paths.lock, JSON.stringify(currentLockInfoNow()) + '\n', {mode: 0o600, flag: 'wx'})
       this.locked = true
     }
-    this.fh = await open(this.paths.log, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_APPEND, 0o600)
-    return this.fh
+    this.fd = openSync(this.paths.log, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_APPEND, 0o600)
+    return this.fd
   }
 
-  private async writeQueued(): Promise<void> {
+  /** Every queued byte in one write (a short write continues where it stopped); throws what the write throws. */
+  private writeQueued(): void {
     if (this.queue.length === 0) return
+    const fd = this.open()
+    const batch = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue)
+    this.queue = []
+    let offset = 0
     try {
-      const fh = await this.open()
-      while (this.queue.length > 0) {
-        // Take the batch out first: appends made while the write is in flight go to a fresh queue.
-        const batch = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue)
-        this.queue = []
-        let offset = 0
+      while (offset < batch.length) {
+        const written = writeSync(fd, batch, offset, batch.length - offset)
+        offset += written
+        this.queued -= written
+      }
+    } catch (err) {
+      // Exactly the unwritten bytes go back in front, so a retry continues the same line.
+      this.queue.unshift(batch.subarray(offset))
+      throw err
+    } finally {
+      if (offset > 0) this.unsynced = true
+    }
+  }
+
+  private async writeAndSync(): Promise<void> {
+    try {
+      this.writeQueued()
+      if (this.unsynced && this.fd !== undefined) {
+        this.unsynced = false
         try {
-          while (offset < batch.length) {
-            const {bytesWritten} = await fh.write(batch, offset, batch.length - offset)
-            offset += bytesWritten
-            this.queued -= bytesWritten
-          }
+          await datasyncFd(this.fd)
         } catch (err) {
-          // Exactly the unwritten bytes go back in front, so a retry continues the same line.
-          this.queue.unshift(batch.subarray(offset))
+          this.unsynced = true
           throw err
         }
       }
-      await fh.datasync()
       this.failures = 0
       this.lastError = undefined
       if (this.closeFailed && this.queue.length === 0) {
@@ -210,12 +248,33 @@ export class SpoolFile {
         await this.finish()
       }
     } catch (cause) {
-      const err = new SpoolWriteError(this.sessionId, this.paths.log, cause)
-      this.lastError = err
-      this.failures += 1
-      this.opts.onError?.(err)
-      this.schedule(Math.min(5_000, 100 * 2 ** Math.min(this.failures, 6)))
-      throw err
+      throw this.failed(cause)
     }
   }
+
+  private failed(cause: unknown): SpoolWriteError {
+    const err = new SpoolWriteError(this.sessionId, this.paths.log, cause)
+    this.lastError = err
+    this.failures += 1
+    this.opts.onError?.(err)
+    this.schedule(Math.min(5_000, 100 * 2 ** Math.min(this.failures, 6)))
+    return err
+  }
+}
+
+const datasyncFd = promisify(fdatasync)
+const closeFd = promisify(close)
+
+/** This process's start time never changes: read once, synchronously, for the locks `open` writes. */
+let ownStart: string | undefined | null = null
+function currentLockInfoNow(): LockInfo {
+  if (ownStart === null) {
+    try {
+      const stat = readFileSync('/proc/self/stat', 'utf8')
+      ownStart = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+    } catch {
+      ownStart = undefined
+    }
+  }
+  return {pid: process.pid, host: hostname(), procStart: ownStart, createdAt: new Date().toISOString()}
 }

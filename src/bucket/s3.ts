@@ -1,14 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type PutObjectCommandInput,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3'
+import type {PutObjectCommandInput, S3Client, S3ClientConfig} from '@aws-sdk/client-s3'
 import {
   BucketError,
   BUCKET_ACCESS_DENIED,
@@ -38,9 +29,18 @@ export function parseS3Url(url: string): {bucket: string; prefix: string} {
   return {bucket: m[1], prefix: prefix ? prefix + '/' : ''}
 }
 
+type Sdk = typeof import('@aws-sdk/client-s3')
+let sdk: Promise<Sdk> | undefined
+/**
+ * The SDK takes about 20 MB of resident memory: it loads with the first request to a bucket, not
+ * with every process that could ship (a tunnel whose bucket is a directory never loads it).
+ */
+const loadSdk = (): Promise<Sdk> => (sdk ??= import('@aws-sdk/client-s3'))
+
 export class S3Bucket implements Bucket {
   readonly url: string
-  private readonly client: S3Client
+  private readonly config: S3ClientConfig
+  private client?: S3Client
   private readonly name: string
   private readonly prefix: string
   private readonly objectLock?: ObjectLockOptions
@@ -54,7 +54,7 @@ export class S3Bucket implements Bucket {
     this.url = `s3://${bucket}/${prefix}`
     this.objectLock = opts.objectLock
     this.conditional = opts.conditionalWrites ?? 'native'
-    this.client = withoutAwsNodeVersionWarning(() => new S3Client({
+    this.config = {
       region: opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       endpoint: opts.endpoint,
       forcePathStyle: opts.forcePathStyle,
@@ -62,7 +62,14 @@ export class S3Bucket implements Bucket {
       maxAttempts: opts.maxAttempts ?? 3,
       // A dead endpoint must fail fast enough for the shipper's own backoff to take over.
       requestHandler: {connectionTimeout: 5_000, requestTimeout: 60_000},
-    }))
+    }
+  }
+
+  /** The SDK and this bucket's client, made on first use. */
+  private async s3(): Promise<{client: S3Client; sdk: Sdk}> {
+    const m = await loadSdk()
+    this.client ??= withoutAwsNodeVersionWarning(() => new m.S3Client(this.config))
+    return {client: this.client, sdk: m}
   }
 
   private full(key: string): string {
@@ -93,7 +100,8 @@ export class S3Bucket implements Bucket {
       input.ObjectLockRetainUntilDate = new Date(Date.now() + this.objectLock.days * 86_400_000)
     }
     try {
-      const out = await this.client.send(new PutObjectCommand(input))
+      const {client, sdk} = await this.s3()
+      const out = await client.send(new sdk.PutObjectCommand(input))
       return {key, size: buf.length, etag: unquote(out.ETag) ?? '', lastModified: new Date()}
     } catch (err) {
       throw this.wrap(err, key)
@@ -102,7 +110,8 @@ export class S3Bucket implements Bucket {
 
   async get(key: string): Promise<GetResult> {
     try {
-      const out = await this.client.send(new GetObjectCommand({Bucket: this.name, Key: this.full(key)}))
+      const {client, sdk} = await this.s3()
+      const out = await client.send(new sdk.GetObjectCommand({Bucket: this.name, Key: this.full(key)}))
       const body = Buffer.from(await out.Body!.transformToByteArray())
       return {
         body,
@@ -115,7 +124,8 @@ export class S3Bucket implements Bucket {
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({Bucket: this.name, Key: this.full(key)}))
+      const {client, sdk} = await this.s3()
+      const out = await client.send(new sdk.HeadObjectCommand({Bucket: this.name, Key: this.full(key)}))
       return {key, size: out.ContentLength ?? 0, etag: unquote(out.ETag) ?? '', lastModified: out.LastModified ?? new Date(0)}
     } catch (err) {
       const e = this.wrap(err, key)
@@ -129,8 +139,9 @@ export class S3Bucket implements Bucket {
     do {
       let out
       try {
-        out = await this.client.send(
-          new ListObjectsV2Command({Bucket: this.name, Prefix: this.prefix + prefix, ContinuationToken}),
+        const {client, sdk} = await this.s3()
+        out = await client.send(
+          new sdk.ListObjectsV2Command({Bucket: this.name, Prefix: this.prefix + prefix, ContinuationToken}),
         )
       } catch (err) {
         throw this.wrap(err, undefined)
@@ -150,7 +161,8 @@ export class S3Bucket implements Bucket {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({Bucket: this.name, Key: this.full(key)}))
+      const {client, sdk} = await this.s3()
+      await client.send(new sdk.DeleteObjectCommand({Bucket: this.name, Key: this.full(key)}))
     } catch (err) {
       const e = this.wrap(err, key)
       if (e.code !== OBJECT_NOT_FOUND) throw e
@@ -165,7 +177,10 @@ export class S3Bucket implements Bucket {
     this.probed ??= (async () => {
       const key = `.dbgate/probe/${randomBytes(8).toString('hex')}`
       const Key = this.full(key)
-      const put = () => this.client.send(new PutObjectCommand({Bucket: this.name, Key, Body: 'probe', IfNoneMatch: '*'}))
+      const put = async () => {
+        const {client, sdk} = await this.s3()
+        return client.send(new sdk.PutObjectCommand({Bucket: this.name, Key, Body: 'probe', IfNoneMatch: '*'}))
+      }
       try {
         await put()
         try {
@@ -180,14 +195,16 @@ export class S3Bucket implements Bucket {
         this.probed = undefined
         throw this.wrap(err, key)
       } finally {
-        await this.client.send(new DeleteObjectCommand({Bucket: this.name, Key})).catch(() => undefined)
+        await this.s3()
+          .then(({client, sdk}) => client.send(new sdk.DeleteObjectCommand({Bucket: this.name, Key})))
+          .catch(() => undefined)
       }
     })()
     return this.probed
   }
 
   close(): void {
-    this.client.destroy()
+    this.client?.destroy()
   }
 
   private wrap(err: unknown, key: string | undefined): BucketError {

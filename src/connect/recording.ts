@@ -3,6 +3,7 @@ import {userInfo} from 'node:os'
 import {createRequire} from 'node:module'
 import {createRecordingHooks} from '../audit/hooks.js'
 import type {StatementDetails} from '../audit/events.js'
+import {normalizeByShape} from '../audit/normalize-by-shape.js'
 import {Recorder, type SessionRecorder} from '../audit/recorder.js'
 import {Shipper, shipPending} from '../audit/shipper.js'
 import {defaultKeyDir, loadOrCreateInstallationKey, publishKey} from '../audit/signing.js'
@@ -15,7 +16,7 @@ import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
 import {formatMaskedColumn} from '../masking/index.js'
 
 export interface RecordingSetup {
-  hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd'>
+  hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd' | 'beforeRelease'>
   /** Ends open sessions, ships what it can, stops the shipper. */
   close(): Promise<void>
   /** A live session's recorder, for events other than statements (e.g. `approval.*`). */
@@ -137,6 +138,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
     spoolDir,
     previewRows: opts.config.recording.previewRows,
     onError: (e) => opts.log('error', `recording: ${e.message} (events are kept and retried)`),
+    normalize: normalizeByShape,
   })
   const shipper = new Shipper({
     bucket,

@@ -4,6 +4,7 @@
  * their results take the proxy's untouched fast path.
  */
 import {randomBytes} from 'node:crypto'
+import {LRUCache} from 'lru-cache'
 import type {MaskingConfig} from '../config/types.js'
 import type {FieldDescription, NamedDefinition, PgNoticeFields, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/hooks.js'
 import {maskBinaryValue, binaryText} from './binary.js'
@@ -11,6 +12,9 @@ import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from './categories.js'
 import {maskCopyData, type CopyMask, type CopyPlan} from './copy.js'
 import {bufferNeeds, scanText, type Finding} from './detectors.js'
+import {watchLiterals} from '../sql/parser.js'
+import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
+import {readingOf, scanShape, type TextReading} from '../policy/text-shape.js'
 import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
 import {maskNotice, maskNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
@@ -65,7 +69,7 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * case. Rejects only when the catalog cannot be read; the statement may then still run, with
    * what is unknown masked as untraceable.
    */
-  ensureFresh(sql: string): Promise<void> | undefined
+  ensureFresh(sql: string, ctx?: Pick<StatementContext, 'session'>): Promise<void> | undefined
   /** Drops what is remembered about a closed connection (whether unseen code ran in it). */
   forgetConnection(connectionId: number): void
   /** True when this identity sees clear values (the factory then returns no filters). */
@@ -84,6 +88,7 @@ const LINEAGE_CACHE_SIZE = 1000
  * straight from a known clean column.
  */
 const MAX_ANALYZED_SQL = 256 * 1024
+const NOT_SHARED = {notShared: true} as const
 const TOO_LARGE: TextLineage = {ok: false, error: 'the statement is too large to analyse'}
 /** How deep a Parse of `EXECUTE p` or `FETCH c` is followed to what it runs before it counts as untraceable. */
 const MAX_USE_DEPTH = 4
@@ -94,7 +99,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const strategyOf = (c: MaskingCategory): MaskingStrategy => masking.strategies[c] ?? DEFAULT_STRATEGIES[c]
   const masker = createMasker(opts.hashKey ?? randomBytes(32))
   const maskUntraceable = masking.onUntraceable === 'mask'
-  const cache = new Map<string, TextLineage>()
+  const cache = new LRUCache<string, TextLineage>({max: LINEAGE_CACHE_SIZE})
   let cacheGeneration = catalog.generation
   /**
    * Connections that ran code the analysis cannot see into (DO, CALL, user functions, triggers,
@@ -103,16 +108,30 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    */
   const unprovenSettings = new Set<number>()
 
-  const lineageOf = (sql: string): TextLineage => {
+  /** Lineages shared by texts that differ only in constants, where no constant's value decides them (`watchLiterals`). */
+  const shapes = new LRUCache<string, TextLineage | typeof NOT_SHARED>({max: LINEAGE_CACHE_SIZE})
+
+  const lineageOfShape = (sql: string): TextLineage => {
+    const shape = sql.length <= MAX_SHAPED_TEXT ? scanShape(sql) : undefined
+    if (!shape) return analyzeText(sql, catalog)
+    const known = shapes.get(shape.key)
+    if (known !== undefined) return 'ok' in known ? known : analyzeText(sql, catalog)
+    const {value, shared} = watchLiterals(sql, shape.literals, () => analyzeText(sql, catalog))
+    shapes.set(shape.key, shared && value.ok ? value : NOT_SHARED)
+    return value
+  }
+
+  /** `reading`: the session's text is read as `readingOf` accepts, so the text may share its shape's lineage. */
+  const lineageOf = (sql: string, reading?: TextReading): TextLineage => {
     if (cacheGeneration !== catalog.generation) {
       cache.clear()
+      shapes.clear()
       cacheGeneration = catalog.generation
     }
     if (sql.length > MAX_ANALYZED_SQL) return TOO_LARGE
     let l = cache.get(sql)
     if (!l) {
-      l = analyzeText(sql, catalog)
-      if (cache.size >= LINEAGE_CACHE_SIZE) cache.delete(cache.keys().next().value!)
+      l = reading ? lineageOfShape(sql) : analyzeText(sql, catalog)
       cache.set(sql, l)
     }
     return l
@@ -180,7 +199,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
 
   const checkMaskable = (sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId'>): MaskabilityVerdict => {
     if (unmasked) return {ok: true}
-    const text = lineageOf(sql)
+    const text = lineageOf(sql, readingOf(ctx?.session.parameters))
     // The filter masks every untraceable column of a text it could not analyse, in either mode.
     if (text === TOO_LARGE) return {ok: true}
     if (!text.ok) return maskUntraceable ? {ok: true} : {ok: false, reason: `dbgate cannot tell which values this statement returns: ${text.error}`}
@@ -202,9 +221,9 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
 
   const nameRules = () => sensitiveNameRules(catalog)
 
-  const ensureFresh = (sql: string): Promise<void> | undefined => {
+  const ensureFresh = (sql: string, ctx?: Pick<StatementContext, 'session'>): Promise<void> | undefined => {
     if (unmasked) return undefined
-    const text = lineageOf(sql)
+    const text = lineageOf(sql, readingOf(ctx?.session.parameters))
     if (!text.ok) return undefined
     let misses: NonNullable<StatementLineage['misses']> | undefined
     let views: number[] | undefined
@@ -230,7 +249,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       const l = lineageOfDefinition(def, ctx.session, 0)
       statements = l && [l]
     } else {
-      statements = resolve(lineageOf(sql), ctx.session)
+      statements = resolve(lineageOf(sql, readingOf(ctx.session?.parameters)), ctx.session)
     }
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)

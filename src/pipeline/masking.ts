@@ -61,7 +61,7 @@ function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, c
   }
   return (sql, ctx, verdict) => {
     if (verdict.action !== 'allow') return verdict
-    const fresh = masking.factory.ensureFresh(sql)
+    const fresh = masking.factory.ensureFresh(sql, ctx)
     if (!fresh) return check(sql, ctx, verdict)
     return fresh.then(
       () => check(sql, ctx, verdict),

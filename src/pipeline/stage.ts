@@ -36,6 +36,7 @@ export interface Stage {
   readonly resultFilter?: ProxyHooks['resultFilter']
   readonly onSessionStart?: ProxyHooks['onSessionStart']
   readonly onStatement?: ProxyHooks['onStatement']
+  readonly beforeRelease?: ProxyHooks['beforeRelease']
   readonly onSessionEnd?: ProxyHooks['onSessionEnd']
   readonly onConnectionClosed?: ProxyHooks['onConnectionClosed']
   readonly previewRows?: number
@@ -82,6 +83,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
     resultFilter: filters[0]?.resultFilter,
     onSessionStart: inTurn(all('onSessionStart')),
     onStatement: inTurn(all('onStatement')),
+    beforeRelease: inTurn(all('beforeRelease')),
     onSessionEnd: inTurn(all('onSessionEnd')),
     onConnectionClosed: inTurn(all('onConnectionClosed')),
     previewRows: previews[0]?.previewRows ?? 0,

@@ -2,10 +2,14 @@
  * Parsing is the expensive step and applications send the same texts over and over (ORMs, health
  * checks, prepared texts), so analyses are cached by their exact text and shared by every
  * connection. Analyses are plain data and are never mutated after they are built, which is what
- * makes sharing them safe.
+ * makes sharing them safe. Texts that differ only in their constants share one analysis too,
+ * when that is sound (`shape-cache.ts`).
  */
+import {LRUCache} from 'lru-cache'
 import {analyze} from './analyze.js'
 import {parserReady} from '../sql/parser.js'
+import {ShapeCache} from './shape-cache.js'
+import type {TextReading} from './text-shape.js'
 import type {Analysis, AnalyzeOptions} from './types.js'
 
 export interface AnalysisCacheOptions {
@@ -20,115 +24,76 @@ export interface CacheStats {
   bytes: number
   hits: number
   misses: number
+  /** Misses answered with the analysis of another text of the same shape, without a parse. */
+  shared: number
 }
 
 /** Texts over this share of the byte budget are analysed but not kept: one would evict everything. */
 const MAX_ENTRY_SHARE = 8
 
-/** An entry, and its place in the recency list (least recently used at the head). */
 interface Entry {
-  key: string
   analysis: Analysis
   bytes: number
   cap: number | undefined
-  newer: Entry | undefined
-  older: Entry | undefined
 }
 
 export class AnalysisCache {
   readonly maxEntries: number
   readonly maxBytes: number
-  // The map finds entries; a linked list keeps their recency. (Keeping recency by re-inserting
-  // into the Map and evicting from its start made every eviction walk past the deleted slots
-  // V8 leaves at the front of a Map until it rehashes: ~8 % of the tunnel's time on pgbench -S.)
-  private readonly entries = new Map<string, Entry>()
-  private oldest: Entry | undefined
-  private newest: Entry | undefined
-  private bytes = 0
+  private readonly entries: LRUCache<string, Entry> | undefined
+  private readonly shapes = new ShapeCache()
   private hits = 0
   private misses = 0
 
   constructor(opts: AnalysisCacheOptions = {}) {
     this.maxEntries = opts.maxEntries ?? 10_000
     this.maxBytes = opts.maxBytes ?? 64 * 1024 * 1024
+    this.entries =
+      this.maxEntries > 0 && this.maxBytes > 0
+        ? new LRUCache({max: this.maxEntries, maxSize: this.maxBytes, maxEntrySize: Math.floor(this.maxBytes / MAX_ENTRY_SHARE), sizeCalculation: (e) => e.bytes})
+        : undefined
   }
 
-  /** The analysis of `sql`, from the cache or freshly made (and then kept). */
-  analyze(sql: string, opts: AnalyzeOptions = {}): Analysis {
-    return this.peek(sql, opts) ?? this.store(sql, opts, analyze(sql, opts))
+  /**
+   * The analysis of `sql`, from the cache or freshly made (and then kept). With `reading` (the
+   * session's text is read as `readingOf` accepts), a text of a shape already analysed shares that
+   * analysis where it does not depend on the constants.
+   */
+  analyze(sql: string, opts: AnalyzeOptions = {}, reading?: TextReading): Analysis {
+    return this.peek(sql, opts) ?? this.store(sql, opts, reading ? this.shapes.analyze(sql, opts) : analyze(sql, opts))
   }
 
   /** The cached analysis of `sql`, or undefined (counted as a miss). */
   peek(sql: string, opts: AnalyzeOptions = {}): Analysis | undefined {
     // The size cap changes the answer for large texts, so an entry made under another cap is a
     // miss. (Keying on cap + text would copy every text, megabytes at a time, on each lookup.)
-    const key = sql
-    const hit = this.entries.get(key)
+    const hit = this.entries?.get(sql)
     if (hit && hit.cap === opts.maxStatementSize) {
       this.hits++
-      this.unlink(hit)
-      this.append(hit)
       return hit.analysis
     }
     this.misses++
-    if (hit) this.remove(hit)
+    if (hit) this.entries!.delete(sql)
     return undefined
   }
 
   /** Keeps an analysis made elsewhere (e.g. off the main thread) and returns it. */
   store(sql: string, opts: AnalyzeOptions, analysis: Analysis): Analysis {
-    const key = sql
-    const cap = opts.maxStatementSize
     // Twice the text: the analysis holds each statement's own copy of it.
     const bytes = 2 * Buffer.byteLength(sql, 'utf8') + 256
     // Before the parser loads every answer is `unknown`; keeping that would outlive the cause.
-    if (parserReady() && bytes * MAX_ENTRY_SHARE <= this.maxBytes && this.maxEntries > 0) {
-      const old = this.entries.get(key)
-      if (old) this.remove(old)
-      const entry: Entry = {key, analysis, bytes, cap, newer: undefined, older: undefined}
-      this.entries.set(key, entry)
-      this.append(entry)
-      this.bytes += bytes
-      this.evict()
-    }
+    // Over its share of the budget the cache refuses the entry (and drops an older one under that key).
+    if (parserReady()) this.entries?.set(sql, {analysis, bytes, cap: opts.maxStatementSize})
     return analysis
   }
 
   stats(): CacheStats {
-    return {entries: this.entries.size, bytes: this.bytes, hits: this.hits, misses: this.misses}
+    return {entries: this.entries?.size ?? 0, bytes: this.entries?.calculatedSize ?? 0, hits: this.hits, misses: this.misses, shared: this.shapes.shared}
   }
 
   clear(): void {
-    this.entries.clear()
-    this.oldest = this.newest = undefined
-    this.bytes = 0
-  }
-
-  private evict(): void {
-    while (this.oldest && (this.entries.size > this.maxEntries || this.bytes > this.maxBytes)) this.remove(this.oldest)
-  }
-
-  private remove(entry: Entry): void {
-    this.unlink(entry)
-    this.entries.delete(entry.key)
-    this.bytes -= entry.bytes
-  }
-
-  /** Makes `entry` the most recently used. */
-  private append(entry: Entry): void {
-    entry.older = this.newest
-    entry.newer = undefined
-    if (this.newest) this.newest.newer = entry
-    else this.oldest = entry
-    this.newest = entry
-  }
-
-  private unlink(entry: Entry): void {
-    if (entry.older) entry.older.newer = entry.newer
-    else this.oldest = entry.newer
-    if (entry.newer) entry.newer.older = entry.older
-    else this.newest = entry.older
-    entry.newer = entry.older = undefined
+    this.entries?.clear()
+    this.shapes.clear()
   }
 }
 

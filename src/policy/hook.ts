@@ -12,6 +12,7 @@ import {analyzeOffThread, OFFLOAD_THRESHOLD} from './offload.js'
 import {loadParser, parserReady} from '../sql/parser.js'
 import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
+import {readingOf} from './text-shape.js'
 import type {Analysis, BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict, type PolicyVerdict} from './verdict.js'
 
@@ -84,7 +85,8 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   // Analyses are shared and immutable: their catalog keys are worked out once.
   const keysOf = new WeakMap<Analysis, CatalogKey[]>()
 
-  const judge = (sql: string, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => decide(cache.analyze(sql, {maxStatementSize}), ctx)
+  // The session's acknowledged settings say whether its texts may share an analysis by shape.
+  const judge = (sql: string, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => decide(cache.analyze(sql, {maxStatementSize}, readingOf(ctx.session.parameters)), ctx)
 
   const analyzeDefinition = (sql: string): Analysis => cache.analyze(sql, {maxStatementSize})
 

@@ -423,6 +423,9 @@ export class StatementWalker {
 
   private node(type: string, body: Obj): void {
     switch (type) {
+      // A constant holds a scalar and nothing to judge; not reading it keeps analyses shareable by shape.
+      case 'A_Const':
+        return
       case 'RangeVar':
         this.table(body, this.access)
         return

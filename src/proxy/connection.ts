@@ -365,6 +365,8 @@ export class ClientConnection implements ConnectionCore {
       this.toUpstream.length = 0
     }
     if (this.toClient.length > 0 && this.phase !== 'closed') {
+      const release = this.env.hooks.beforeRelease
+      if (release) this.safely(release)
       const ok = this.client.write(joinOut(this.toClient))
       this.toClient.length = 0
       if (!ok) this.upstream?.socket.pause()

@@ -198,6 +198,12 @@ export interface ProxyHooks {
   statement?: StatementHook
   resultFilter?: ResultFilterFactory
   onStatement?: (event: StatementEvent) => void
+  /**
+   * Called before the tunnel writes a client replies that may answer statements reported through
+   * `onStatement` (once per chunk of replies, not per statement): what must be recorded before a
+   * client sees a result is written here, all of it at once.
+   */
+  beforeRelease?: () => void
   onSessionStart?: (session: SessionInfo) => void
   onSessionEnd?: (session: SessionInfo, reason: string) => void
   /** Drops whatever per-connection state a hook keeps. */

@@ -4,6 +4,7 @@
  * after that every call is synchronous, which keeps the tunnel's hot path free of promises.
  */
 import {fingerprintSync, loadModule, normalizeSync, parseSync} from 'libpg-query'
+import {LRUCache} from 'lru-cache'
 import type {Obj} from './tree.js'
 
 let ready = false
@@ -39,7 +40,7 @@ const RECENT_TREES = 8
  * parse those on a worker thread anyway (`OFFLOAD_THRESHOLD`), so there is nothing to share.
  */
 const RECENT_TREE_MAX_TEXT = 16 * 1024
-const recentTrees: {sql: string; tree: ParseTree | undefined; error: unknown}[] = []
+const recentTrees = new LRUCache<string, {tree: ParseTree | undefined; error: unknown}>({max: RECENT_TREES})
 
 /** A parse tree is plain JSON (no cycles, no prototypes of its own); indexed loops keep this at a few µs a tree. */
 function deepFreeze(value: object): void {
@@ -59,10 +60,11 @@ function deepFreeze(value: object): void {
 
 /** libpg_query's `parseSync`, remembered for the last few texts; throws what the parser throws. */
 export function parseTree(sql: string): ParseTree {
-  for (const r of recentTrees) {
-    if (r.sql !== sql) continue
-    if (r.tree) return r.tree
-    throw r.error
+  if (watched !== undefined && watched.sql === sql) return watched.tree
+  const recent = recentTrees.get(sql)
+  if (recent) {
+    if (recent.tree) return recent.tree
+    throw recent.error
   }
   let tree: ParseTree | undefined
   let error: unknown
@@ -72,10 +74,7 @@ export function parseTree(sql: string): ParseTree {
   } catch (e) {
     error = e
   }
-  if (sql.length <= RECENT_TREE_MAX_TEXT) {
-    if (recentTrees.length >= RECENT_TREES) recentTrees.shift()
-    recentTrees.push({sql, tree, error})
-  }
+  if (sql.length <= RECENT_TREE_MAX_TEXT) recentTrees.set(sql, {tree, error})
   if (!tree) throw error
   return tree
 }
@@ -93,6 +92,103 @@ export function parseSql(sql: string): {ok: true; statements: Obj[]} | {ok: fals
   } catch (error) {
     return {ok: false, error: error instanceof Error ? error.message : String(error)}
   }
+}
+
+/** While `watchLiterals` runs its reader: the instrumented tree that `parseTree` hands out for that text. */
+let watched: {sql: string; tree: ParseTree} | undefined
+
+const CONST_VALUE_KEYS = ['ival', 'fval', 'sval', 'bsval', 'boolval', 'isnull']
+
+/**
+ * Runs `read`, a pure function of `sql`'s parse tree (reached through `parseTree`), and says whether
+ * its answer holds for every text of the same shape (`literals`: the literal tokens' offsets). It
+ * does when, by construction:
+ * - every literal token became an `A_Const` at its own offset (or at a minus sign right before it,
+ *   which the grammar folds into the constant), so a literal's value reaches the tree nowhere else
+ *   (the grammar builds other nodes from some literals: `float(10)`, `FETCH 5`, `current_time(3)`,
+ *   adjacent strings; those texts are not shared);
+ * - `read` never looked at one of those constants' values (each is behind a getter that notes the
+ *   read; its kind, which the shape fixes, stays visible as a key);
+ * - the answer holds no node of the tree (through which a later reader could see this text's values).
+ * Everything else in the tree (node kinds, names, operators, keywords) is fixed by the shape; node
+ * locations move with literal lengths, and no reader of the policy or masking analysis reads them.
+ * Returns `shared: false` whenever anything is not so, and the answer for this text in every case.
+ */
+export function watchLiterals<T>(sql: string, literals: readonly number[], read: () => T): {value: T; shared: boolean} {
+  let tree: ParseTree
+  try {
+    tree = parseTree(sql)
+  } catch {
+    return {value: read(), shared: false}
+  }
+  // Where each literal's constant may sit: its own offset, or a minus sign before it (doNegate).
+  const at = new Map<number, number>()
+  for (let k = 0; k < literals.length; k += 2) {
+    const start = literals[k]!
+    at.set(start, k)
+    let m = start - 1
+    while (m >= 0 && /\s/.test(sql[m]!)) m--
+    if (m >= 0 && sql[m] === '-') at.set(m, k)
+  }
+  const covered = new Set<number>()
+  const made = new Set<object>()
+  let valueRead = false
+  let watching = true
+  const copy = (value: unknown, key: string | undefined): unknown => {
+    if (typeof value !== 'object' || value === null) return value
+    if (Array.isArray(value)) {
+      const out = value.map((v) => copy(v, undefined))
+      made.add(out)
+      return Object.freeze(out)
+    }
+    const src = value as Record<string, unknown>
+    const out: Record<string, unknown> = {}
+    const literal = key === 'A_Const' && typeof src.location === 'number' ? at.get(src.location) : undefined
+    for (const k in src) {
+      const v = copy(src[k], k)
+      if (literal !== undefined && CONST_VALUE_KEYS.includes(k)) {
+        Object.defineProperty(out, k, {
+          enumerable: true,
+          get() {
+            if (watching) valueRead = true
+            return v
+          },
+        })
+      } else out[k] = v
+    }
+    if (literal !== undefined) covered.add(literal)
+    made.add(out)
+    return Object.freeze(out)
+  }
+  const instrumented = copy(tree, undefined) as ParseTree
+  const previous = watched
+  watched = {sql, tree: instrumented}
+  let value: T
+  try {
+    value = read()
+  } finally {
+    watched = previous
+    watching = false
+  }
+  const shared = covered.size * 2 === literals.length && !valueRead && !holdsAny(value, made)
+  return {value, shared}
+}
+
+/** Whether `value`'s object graph reaches any of `objects`. */
+function holdsAny(value: unknown, objects: Set<object>): boolean {
+  const seen = new Set<object>()
+  const visit = (v: unknown): boolean => {
+    if (typeof v !== 'object' || v === null) return false
+    if (objects.has(v)) return true
+    if (seen.has(v)) return false
+    seen.add(v)
+    if (Array.isArray(v)) return v.some(visit)
+    if (v instanceof Map) return [...v.entries()].some(([k, x]) => visit(k) || visit(x))
+    if (v instanceof Set) return [...v].some(visit)
+    for (const k in v) if (visit((v as Record<string, unknown>)[k])) return true
+    return false
+  }
+  return visit(value)
 }
 
 /** A statement as the parser hands it over: its tree and its own slice of the text. */

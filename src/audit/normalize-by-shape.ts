@@ -1,0 +1,34 @@
+/**
+ * Normalized text and fingerprint shared by texts that differ only in constants (pgbench
+ * -M simple, ORMs that inline values), so that a new text of a known shape is not parsed twice
+ * more for its statement event. A shape shares them only when neither can depend on a constant's
+ * value: every literal is an `A_Const` in the tree (libpg_query's fingerprint ignores those values,
+ * and only those: `ALTER ROLE … PASSWORD '…'` keeps its string in a `DefElem`, and its fingerprint
+ * changes with it), and the normalized text holds no literal (normalize replaced every one; it
+ * keeps some, such as `varchar(10)` or a column DEFAULT in DDL). Kept apart from `events.ts`,
+ * which must not need the policy parser.
+ */
+import {LRUCache} from 'lru-cache'
+import {watchLiterals} from '../sql/parser.js'
+import {scanShape} from '../policy/text-shape.js'
+import {normalizeNow, normalizeSql, type Normalized} from './events.js'
+
+const NOT_SHARED = {notShared: true} as const
+const shapes = new LRUCache<string, Normalized | typeof NOT_SHARED>({max: 4096})
+
+function byShape(sql: string): Normalized {
+  // libpg_query reads every text with standard_conforming_strings on, as the scan does.
+  const shape = scanShape(sql)
+  if (!shape || shape.literals.length === 0) return normalizeNow(sql)
+  const known = shapes.get(shape.key)
+  if (known !== undefined) return 'fingerprint' in known ? known : normalizeNow(sql)
+  const out = normalizeNow(sql)
+  const shared = out.normalized !== null && scanShape(out.normalized)?.literals.length === 0 && watchLiterals(sql, shape.literals, () => undefined).shared
+  shapes.set(shape.key, shared ? out : NOT_SHARED)
+  return out
+}
+
+/** `normalizeSql`, with a text of a known shape answered without a parse where that is sound. */
+export function normalizeByShape(sql: string): Normalized {
+  return normalizeSql(sql, byShape)
+}
