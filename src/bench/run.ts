@@ -431,7 +431,7 @@ async function main(): Promise<void> {
         memory: async () => ({rss: (await rssOf(bouncer.pid)) ?? 0}),
       })
     }
-    if (bouncers.some((b) => b.clientTls)) notes.push('pgbouncer (session, TLS): client_tls_sslmode = require with a self-signed EC P-256 certificate made for the run; pgbench and the bench client connect with sslmode=require; PgBouncer to PostgreSQL stays plain, as for the other paths')
+    if (bouncers.some((b) => b.clientTls)) notes.push('pgbouncer (session, TLS): client_tls_sslmode = require with an EC P-256 certificate from a CA made for the run; pgbench and the bench client connect with sslmode=require; PgBouncer to PostgreSQL stays plain, as for the other paths')
   } else {
     notes.push('pgbouncer not installed: no PgBouncer figures, and no ratios to PgBouncer')
     log('pgbouncer not installed; skipping its figures')
