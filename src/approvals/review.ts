@@ -64,9 +64,18 @@ export interface ReviewContext {
 
 export type ReviewRight = {ok: true} | {ok: false; code: typeof APPROVAL_NOT_A_REVIEWER | typeof APPROVAL_SELF; message: string; nextStep?: string}
 
+/**
+ * The reviewer groups of the request's target, by this reviewer's own configuration. A gateway's
+ * client has no targets: the gateway holds them, wrote their reviewer groups into the request, and
+ * verifies every decision against its own configuration, so the request's groups stand in here.
+ */
+function targetForReview(config: DbgateConfig, request: ApprovalRequest): {reviewers: readonly string[]} | undefined {
+  return config.targets[request.target] ?? (config.gateway ? {reviewers: request.reviewers} : undefined)
+}
+
 /** Whether `who` may decide `request`, by this reviewer's own configuration of the target. */
 export function mayReview(config: DbgateConfig, who: Identity, request: ApprovalRequest): ReviewRight {
-  const target = config.targets[request.target]
+  const target = targetForReview(config, request)
   if (!target) return {ok: false, code: APPROVAL_NOT_A_REVIEWER, message: `Target ${request.target} is not in your dbgate.yaml, so you cannot review it.`, nextStep: 'Use the same dbgate.yaml as the requester, with DBGATE_CONFIG or --config.'}
   if (who.subject === request.requester.subject) return {ok: false, code: APPROVAL_SELF, message: `You (${identityLabel(who)}) requested ${request.id}; nobody can decide their own request.`, nextStep: `Ask a member of ${target.reviewers.join(', ') || 'the reviewer groups'}.`}
   if (!who.groups.some((g) => target.reviewers.includes(g))) {
@@ -104,6 +113,8 @@ export async function listOwnRequests(ctx: ReviewContext, opts: ListForReviewerO
  */
 export async function notAReviewer(ctx: ReviewContext): Promise<{message: string; nextStep: string} | undefined> {
   const who = ctx.reviewer.identity
+  // Through a gateway, which requests one may decide shows per request (their reviewer groups).
+  if (ctx.config.gateway) return undefined
   const targets = Object.values(ctx.config.targets)
   if (targets.some((t) => who.groups.some((g) => t.reviewers.includes(g)))) return undefined
   const reviewers = targets.map((t) => `${t.name}: ${t.reviewers.join(', ') || 'none configured'}`).join('; ')

@@ -3,13 +3,14 @@
  * a private temporary directory, a free loopback port, run in the foreground as our child. With
  * `clientTls`, clients must use TLS (client_tls_sslmode = require) with a certificate made for the run.
  */
-import {execFile, spawn, type ChildProcess} from 'node:child_process'
+import {spawn, type ChildProcess} from 'node:child_process'
 import {access, chmod, chown, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {constants} from 'node:fs'
 import {createConnection} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {freePort} from '../dev/embedded-pg.js'
+import {writeServerPki} from '../util/tls-certs.js'
 import type {Endpoint} from './client.js'
 
 export interface PgBouncer {
@@ -68,19 +69,9 @@ function waitForPort(host: string, port: number, child: ChildProcess, timeoutMs:
   })
 }
 
-/** A self-signed certificate for localhost and 127.0.0.1 (EC P-256), for one run, by the openssl CLI. */
+/** A certificate for localhost and 127.0.0.1 (EC P-256), for one run, made in-process. */
 async function makeCertificate(dir: string): Promise<{cert: string; key: string}> {
-  const cert = path.join(dir, 'server.crt')
-  const key = path.join(dir, 'server.key')
-  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]
-  await new Promise<void>((resolve, reject) =>
-    execFile('openssl', args, (error, _stdout, stderr) => {
-      if (!error) return resolve()
-      const missing = (error as NodeJS.ErrnoException).code === 'ENOENT'
-      reject(new Error(missing ? 'openssl is not installed: it makes the certificate for the PgBouncer (TLS) path' : `openssl could not make a certificate: ${stderr.trim()}`))
-    }),
-  )
-  await chmod(key, 0o600)
+  const {cert, key} = await writeServerPki(dir, ['localhost', '127.0.0.1'], {caName: 'dbgate bench CA', validDays: 1})
   return {cert, key}
 }
 

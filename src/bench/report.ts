@@ -75,6 +75,12 @@ function pad(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === 0 || i === 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()).join('\n')
 }
 
+/** The PgBouncer path a path is compared with: with client TLS for the gateway (TLS), whose clients pay for TLS too. */
+function bouncerFor<F extends {path: PathId}>(rows: F[], path: PathId): F | undefined {
+  const wanted = path === 'gateway-tls' ? 'pgbouncer-tls' : 'pgbouncer'
+  return rows.find((f) => f.path === wanted)
+}
+
 /**
  * One line per figure and path. Ratios are "how many times as good as": throughput over the
  * baseline's, and for latency and memory the baseline's over ours, so above 1.00× is better.
@@ -88,22 +94,22 @@ export function renderTable(r: BenchResults): string {
     for (const clients of r.settings.clients) {
       const rows = r.pgbench.filter((f) => f.mode === mode && f.clients === clients)
       const direct = rows.find((f) => f.path === 'direct')
-      const bouncer = rows.find((f) => f.path === 'pgbouncer')
       for (const f of rows) {
+        const bouncer = bouncerFor(rows, f.path)
         const cpu = f.proxyCpuUsPerTx === undefined ? '' : `proxy CPU ${fmt(f.proxyCpuUsPerTx)} µs/tx (user ${fmt(f.proxyUserUsPerTx ?? 0)})`
         bench.push([`-M ${mode}, ${clients} client${clients > 1 ? 's' : ''}`, label(f.path), `${fmt(f.tps)} tps`, `${f.latencyMs.toFixed(3)} ms`, ratio(f.tps, direct?.tps), ratio(f.tps, bouncer?.tps)])
         if (cpu) bench[bench.length - 1]!.push(cpu)
       }
     }
   }
-  out.push(`pgbench -S (select-only), ${r.settings.pgbenchSeconds} s per run, scale ${r.settings.scale}: tps and average latency`, pad(bench), '')
+  out.push(`pgbench -S (select-only), ${r.settings.pgbenchSeconds} s per run, scale ${r.settings.scale}: tps and average latency ("vs pgbouncer": the gateway (TLS) against pgbouncer with TLS, the rest against plain pgbouncer)`, pad(bench), '')
 
   const stream: string[][] = [['figure', 'path', 'rows/s', 'MB/s', 'vs direct', 'vs pgbouncer']]
   for (const kind of ['select', 'copy'] as const) {
     const rows = r.stream.filter((f) => f.kind === kind)
     const direct = rows.find((f) => f.path === 'direct')
-    const bouncer = rows.find((f) => f.path === 'pgbouncer')
     for (const f of rows) {
+      const bouncer = bouncerFor(rows, f.path)
       stream.push([kind === 'select' ? `SELECT ${fmt(f.rows)} rows` : `COPY TO STDOUT ${fmt(f.rows)} rows`, label(f.path), fmt(f.rowsPerSec), fmt(f.mbPerSec, 1), ratio(f.rowsPerSec, direct?.rowsPerSec), ratio(f.rowsPerSec, bouncer?.rowsPerSec)])
     }
   }
@@ -111,8 +117,8 @@ export function renderTable(r: BenchResults): string {
 
   if (r.memory.length > 0) {
     const mem: string[][] = [['figure', 'path', 'RSS', 'per connection', 'heap used', 'vs pgbouncer (RSS)']]
-    const bouncer = r.memory.find((f) => f.path === 'pgbouncer')
     for (const f of r.memory) {
+      const bouncer = bouncerFor(r.memory, f.path)
       const heap = f.heapUsedAfter === undefined ? '—' : `${fmt(f.heapUsedAfter / MB, 1)} MB`
       mem.push([`${fmt(f.connections)} idle connections`, label(f.path), `${fmt(f.rssAfter / MB, 1)} MB (idle ${fmt(f.rssBefore / MB, 1)} MB)`, `${fmt(f.rssPerConnection / 1024, 1)} KB`, heap, f.path === 'pgbouncer' ? '' : ratio(f.rssAfter, bouncer?.rssAfter, false)])
     }

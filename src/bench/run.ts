@@ -1,12 +1,13 @@
 /**
- * `npm run bench`: dbgate against a direct connection and PgBouncer (plain and with client TLS), on the same PostgreSQL, in
+ * `npm run bench`: dbgate (the tunnel, and the gateway over TLS) against a direct connection and PgBouncer (plain and
+ * with client TLS), on the same PostgreSQL, in
  * one run. Figures: pgbench -S (simple and prepared), a large result streamed to one client, and
  * the proxy's memory with many idle connections. Prints a table and writes
  * bench-results/<timestamp>.json. Everything it starts is stopped and removed on exit, Ctrl-C or
  * failure. See docs/performance.md.
  *
  *   node dist/bench/run.js [--quick] [--seconds N (default: about 5 minutes of pgbench in all)] [--cpu-prof DIR] [--out DIR]
- *                          [--only direct,pgbouncer,pgbouncer-tls,dbgate,…] [--figures pgbench,stream,memory]
+ *                          [--only direct,pgbouncer,pgbouncer-tls,dbgate,gateway-tls,…] [--figures pgbench,stream,memory]
  *                          [--clients 1,8,32] [--baseline DIR]
  *
  * --baseline DIR adds a path "dbgate (all features), baseline": the tunnel of another built checkout
@@ -24,12 +25,15 @@ import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {cpus, freemem, totalmem, tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {exportJWK, generateKeyPair, SignJWT} from 'jose'
 import pg from 'pg'
 import {ALL_FEATURES} from '../connect/hooks.js'
 import {startEmbeddedPg} from '../dev/embedded-pg.js'
+import {startDevOidcProvider} from '../dev/oidc-dev-provider.js'
 import {closeMany, connect, openMany, streamQuery, terminate, type Endpoint} from './client.js'
 import {findPgBouncer, rssOf, startPgBouncer} from './pgbouncer.js'
 import {renderTable, type BenchResults, type MemoryFigure, type PathInfo, type PgbenchFigure, type StreamFigure} from './report.js'
+import type {GatewayWorkerBrief, GatewayWorkerMessage} from './gateway-worker.js'
 import type {ParentMessage, WorkerBrief, WorkerMessage} from './tunnel-worker.js'
 import {isLoopbackHost} from '../util/loopback.js'
 
@@ -174,18 +178,22 @@ async function version(cmd: string, args: string[]): Promise<string> {
 interface Worker {
   endpoint: Endpoint
   pid: number
-  memory(): Promise<Extract<WorkerMessage, {type: 'memory'}>>
+  memory(): Promise<{rss: number; heapUsed: number}>
   stop(): Promise<void>
 }
 
-async function startWorker(pgEp: Endpoint, off: string[], opts: Options, tag: string, maxConnections: number, checkout?: string): Promise<Worker> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'dbgate-bench-tunnel-'))
-  const brief: WorkerBrief = {pg: pgEp, off: off as WorkerBrief['off'], dataDir, maxConnections}
-  const script = checkout ? path.join(checkout, 'dist', 'bench', 'tunnel-worker.js') : path.join(path.dirname(fileURLToPath(import.meta.url)), 'tunnel-worker.js')
+/** The messages both workers (tunnel, gateway) send and take, as far as this side needs them. */
+type AnyWorkerMessage = {type: 'ready'} | {type: 'memory'; rss: number; heapUsed: number} | {type: 'error'; message: string}
+
+/**
+ * Runs a worker script in a process of its own with its brief in `briefVariable`, and waits for
+ * its `ready` message. Its data directory is removed when it stops.
+ */
+async function spawnWorker<Ready extends {type: 'ready'}>(script: string, briefVariable: string, brief: object, dataDir: string, opts: Options, tag: string, what: string): Promise<{ready: Ready; pid: number; memory(): Promise<{rss: number; heapUsed: number}>; stop(): Promise<void>}> {
   const execArgv = ['--expose-gc']
   if (opts.cpuProfDir) execArgv.push('--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir, '--cpu-prof-name', `dbgate-${tag}.cpuprofile`)
   const child: ChildProcess = spawn(process.execPath, [...execArgv, script], {
-    env: {...process.env, DBGATE_BENCH_WORKER: JSON.stringify(brief)},
+    env: {...process.env, [briefVariable]: JSON.stringify(brief)},
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
@@ -199,20 +207,20 @@ async function startWorker(pgEp: Endpoint, off: string[], opts: Options, tag: st
     }
     await rm(dataDir, {recursive: true, force: true})
   }
-  onCleanup(`tunnel ${tag}`, stop)
-  const ready = await new Promise<Extract<WorkerMessage, {type: 'ready'}>>((resolve, reject) => {
-    child.on('message', (m: WorkerMessage) => {
-      if (m.type === 'ready') resolve(m)
-      else if (m.type === 'error') reject(new Error(`the dbgate tunnel (${tag}) did not start: ${m.message}`))
+  onCleanup(`${what} ${tag}`, stop)
+  const ready = await new Promise<Ready>((resolve, reject) => {
+    child.on('message', (m: AnyWorkerMessage) => {
+      if (m.type === 'ready') resolve(m as unknown as Ready)
+      else if (m.type === 'error') reject(new Error(`the ${what} (${tag}) did not start: ${m.message}`))
     })
-    child.once('exit', (code) => reject(new Error(`the dbgate tunnel (${tag}) exited with code ${code} before listening`)))
+    child.once('exit', (code) => reject(new Error(`the ${what} (${tag}) exited with code ${code} before listening`)))
   })
   return {
-    endpoint: {host: ready.host, port: ready.port, user: ready.user, password: ready.password, database: ready.database},
+    ready,
     pid: child.pid!,
     memory: () =>
       new Promise((resolve) => {
-        const on = (m: WorkerMessage) => {
+        const on = (m: AnyWorkerMessage) => {
           if (m.type !== 'memory') return
           child.off('message', on)
           resolve(m)
@@ -221,6 +229,49 @@ async function startWorker(pgEp: Endpoint, off: string[], opts: Options, tag: st
         child.send({type: 'memory'} satisfies ParentMessage)
       }),
     stop,
+  }
+}
+
+async function startWorker(pgEp: Endpoint, off: string[], opts: Options, tag: string, maxConnections: number, checkout?: string): Promise<Worker> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'dbgate-bench-tunnel-'))
+  const brief: WorkerBrief = {pg: pgEp, off: off as WorkerBrief['off'], dataDir, maxConnections}
+  const script = checkout ? path.join(checkout, 'dist', 'bench', 'tunnel-worker.js') : path.join(path.dirname(fileURLToPath(import.meta.url)), 'tunnel-worker.js')
+  const w = await spawnWorker<Extract<WorkerMessage, {type: 'ready'}>>(script, 'DBGATE_BENCH_WORKER', brief, dataDir, opts, tag, 'dbgate tunnel')
+  const {ready} = w
+  return {
+    endpoint: {host: ready.host, port: ready.port, user: ready.user, password: ready.password, database: ready.database},
+    pid: w.pid,
+    memory: w.memory,
+    stop: w.stop,
+  }
+}
+
+/** The group and target of the gateway path: the token carries the one, the gateway allows it on the other. */
+const BENCH_GATEWAY = {group: 'bench', target: 'bench', email: 'bench@example.com'}
+
+/**
+ * The gateway path: a gateway in a worker process, TLS from a CA made for the run, and a token
+ * from the development identity provider's key (started here, in the benchmark's process) as the
+ * password, valid for the whole run.
+ */
+async function startGatewayWorker(pgEp: Endpoint, opts: Options, tag: string, maxConnections: number): Promise<Worker> {
+  const {privateKey} = await generateKeyPair('RS256', {extractable: true})
+  const signingKey = {...(await exportJWK(privateKey)), alg: 'RS256', use: 'sig', kid: 'bench-key'}
+  const idp = await startDevOidcProvider({signingKey})
+  onCleanup('identity provider', () => idp.stop())
+  const now = Math.floor(Date.now() / 1000)
+  const token = await new SignJWT({iss: idp.issuer, aud: idp.cliClientId, sub: 'bench', email: BENCH_GATEWAY.email, groups: [BENCH_GATEWAY.group], iat: now, exp: now + 4 * 3600})
+    .setProtectedHeader({alg: 'RS256', kid: signingKey.kid})
+    .sign(privateKey)
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'dbgate-bench-gateway-'))
+  const brief: GatewayWorkerBrief = {pg: pgEp, identity: {issuer: idp.issuer, clientId: idp.cliClientId}, group: BENCH_GATEWAY.group, target: BENCH_GATEWAY.target, dataDir, maxConnections}
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'gateway-worker.js')
+  const w = await spawnWorker<Extract<GatewayWorkerMessage, {type: 'ready'}>>(script, 'DBGATE_BENCH_GATEWAY', brief, dataDir, opts, tag, 'dbgate gateway')
+  return {
+    endpoint: {host: w.ready.host, port: w.ready.port, user: BENCH_GATEWAY.email, password: token, database: BENCH_GATEWAY.target, sslmode: 'require'},
+    pid: w.pid,
+    memory: w.memory,
+    stop: w.stop,
   }
 }
 
@@ -381,7 +432,7 @@ async function main(): Promise<void> {
         memory: async () => ({rss: (await rssOf(bouncer.pid)) ?? 0}),
       })
     }
-    if (bouncers.some((b) => b.clientTls)) notes.push('pgbouncer (session, TLS): client_tls_sslmode = require with a self-signed EC P-256 certificate made for the run; pgbench and the bench client connect with sslmode=require; PgBouncer to PostgreSQL stays plain, as for the other paths')
+    if (bouncers.some((b) => b.clientTls)) notes.push('pgbouncer (session, TLS): client_tls_sslmode = require with an EC P-256 certificate from a CA made for the run; pgbench and the bench client connect with sslmode=require; PgBouncer to PostgreSQL stays plain, as for the other paths')
   } else {
     notes.push('pgbouncer not installed: no PgBouncer figures, and no ratios to PgBouncer')
     log('pgbouncer not installed; skipping its figures')
@@ -405,6 +456,18 @@ async function main(): Promise<void> {
         return {rss: m.rss, heapUsed: m.heapUsed}
       },
     })
+  }
+
+  if (!opts.only || opts.only.includes('gateway-tls')) {
+    log('starting the gateway (TLS, token sign-in)…')
+    const w = await startGatewayWorker(db, opts, 'gateway-tls', idle + 50)
+    targets.push({
+      info: {id: 'gateway-tls', label: 'gateway (TLS)', kind: 'dbgate'},
+      endpoint: w.endpoint,
+      pid: w.pid,
+      memory: w.memory,
+    })
+    notes.push('gateway (TLS): `dbgate gateway` with every feature on, in a worker process; clients connect with sslmode=require (a certificate from a CA made for the run) and sign in with a JWT access token as the password, verified once per connection against the development identity provider\'s keys; compare it with pgbouncer (session, TLS)')
   }
 
   // About five minutes of pgbench in a full run, however many features (and so paths) there are.
@@ -458,7 +521,7 @@ async function main(): Promise<void> {
 
   // Memory last: PgBouncer keeps its server connections pooled after its clients leave.
   for (const t of targets) {
-    if (!opts.figures.has('memory') || !t.memory || (t.info.kind === 'dbgate' && !['dbgate', 'dbgate-bare', 'baseline'].includes(t.info.id))) continue
+    if (!opts.figures.has('memory') || !t.memory || (t.info.kind === 'dbgate' && !['dbgate', 'dbgate-bare', 'baseline', 'gateway-tls'].includes(t.info.id))) continue
     log(`opening ${idle} idle connections through ${t.info.label}…`)
     const f = await memory(t, idle)
     results.memory.push(f)

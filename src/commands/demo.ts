@@ -12,7 +12,7 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
 export default class Demo extends DbgateCommand {
   static override summary = 'Try dbgate on this machine: a sample database, three people, the whole tour.'
-  static override description = `Starts, on loopback and with nothing installed beforehand, an embedded PostgreSQL holding a small shop (customers, orders, payments with fake personal data), a DEVELOPMENT identity provider with three users (alice, engineer; bob, reviewer; carol, auditor), and a local bucket directory, writes a dbgate.yaml for them, and prints what to run in three terminals: sign in, connect, see masking and guardrails, get a statement approved, audit the session.
+  static override description = `Starts, on loopback and with nothing installed beforehand, an embedded PostgreSQL holding a small shop (customers, orders, payments with fake personal data), a DEVELOPMENT identity provider with three users (alice, engineer; bob, reviewer; carol, auditor), a local bucket directory, and a gateway (TLS with a certificate from a CA it makes) that alone holds the database password, writes a dbgate.yaml for the three people that names the gateway and holds no credentials, and prints what to run in three terminals: sign in, connect, see masking and guardrails, get a statement approved, audit the session.
 
 With --script, plays that tour unattended and prints each step's outcome; exits 1 if any step fails.
 
@@ -20,7 +20,7 @@ Ctrl-C stops everything and removes what it started.`
   static override examples = ['$ dbgate demo', '$ dbgate demo --script', '$ dbgate demo --script --keep']
   static override flags = {
     script: Flags.boolean({summary: 'Run the whole tour unattended and report each step.', default: false}),
-    keep: Flags.boolean({summary: 'Keep the demo directory (configuration, bucket, everyone\'s files, the report) after stopping; PostgreSQL and the identity provider stop either way.', default: false}),
+    keep: Flags.boolean({summary: 'Keep the demo directory (configuration, bucket, everyone\'s files, the report) after stopping; PostgreSQL, the identity provider and the gateway stop either way.', default: false}),
   }
 
   async run(): Promise<void> {
@@ -54,7 +54,7 @@ Ctrl-C stops everything and removes what it started.`
       // An interrupted start fails somewhere inside PostgreSQL's startup; the interrupt is the news.
       if (!interrupt.signal.aborted) throw error
     } finally {
-      note('stopping: PostgreSQL, the identity provider, removing files …')
+      note('stopping: the gateway, PostgreSQL, the identity provider, removing files …')
       await env?.stop()
       for (const sig of SIGNALS) process.off(sig, onSignal)
       note(!env ? 'stopped' : flags.keep ? `stopped; kept ${env.dir} (the bucket, everyone's files${flags.script ? ', carol/evidence/report.html' : ''})` : `stopped; removed ${env.dir}`)

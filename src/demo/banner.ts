@@ -2,7 +2,7 @@
 import path from 'node:path'
 import {DBGATE_BIN} from './cli.js'
 import type {DemoEnvironment, DemoPerson} from './demo.js'
-import {DEMO_ALLOW, DEMO_DDL, DEMO_REVIEWERS, DEMO_TARGET} from './people.js'
+import {DEMO_ALLOW, DEMO_DDL, DEMO_GATEWAY, DEMO_REVIEWERS, DEMO_TARGET} from './people.js'
 
 export interface BannerStyle {
   bold(s: string): string
@@ -46,6 +46,7 @@ const shellWord = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace
 export function demoBanner(env: DemoEnvironment, opts: BannerOptions, s: BannerStyle = PLAIN): string {
   const [alice, bob, carol] = [env.person('alice'), env.person('bob'), env.person('carol')]
   const users = env.people.map((p) => `${p.user} (${p.groups.join(', ')})`).join(', ')
+  const gw = env.gateway.address
   const out: string[] = [
     '',
     `${s.green('✓')} dbgate demo is running, on 127.0.0.1 only, with everything in ${env.dir}`,
@@ -53,9 +54,13 @@ export function demoBanner(env: DemoEnvironment, opts: BannerOptions, s: BannerS
     `  PostgreSQL  127.0.0.1:${env.database.port}, database ${DEMO_TARGET}: customers, orders, payments (fake personal data)`,
     `  Identity    ${env.idp.issuer}  ${s.yellow('DEVELOPMENT identity provider: fixed users, not for production')}`,
     `              users ${users}; each one's password is their user name`,
+    `  Gateway     ${gw.host}:${gw.port} (PostgreSQL over TLS), API https://${env.gateway.api.host}:${env.gateway.api.port}, named ${DEMO_GATEWAY}`,
+    `              certificate from a CA made just now: ${env.gateway.ca}`,
+    `              ${env.gateway.configPath}: target ${DEMO_TARGET}, allow [${DEMO_ALLOW.join(', ')}], reviewers [${DEMO_REVIEWERS.join(', ')}];`,
+    `              the only file that knows the database password; it enforces, masks, records and signs`,
     `  Bucket      ${env.bucketUrl}  (session recordings, approval requests)`,
     `  Config      ${env.configPath}`,
-    `              target ${DEMO_TARGET}: allow [${DEMO_ALLOW.join(', ')}], reviewers [${DEMO_REVIEWERS.join(', ')}]; its password is in a 0600 file`,
+    `              the people's: the identity provider, the gateway and its CA; no targets, no database password`,
     '',
     `Open three terminals, one per person, and paste that person's environment first. It puts this`,
     `checkout's \`dbgate\` on PATH, and gives each their own token store, signing key and spool under`,
@@ -83,6 +88,9 @@ export function demoBanner(env: DemoEnvironment, opts: BannerOptions, s: BannerS
     '          denied by the built-in guardrails, before it reaches PostgreSQL',
     `     ${DEMO_TARGET}=> ${DEMO_DDL};`,
     '          held: psql waits while dbgate files an approval request (note its id, apr-…)',
+    '     The tunnel only relays: each session goes over TLS to the gateway, with alice\'s token as the password.',
+    '     A CI job or an agent needs no tunnel at all:',
+    `     PGPASSWORD=$(dbgate token) psql "host=${gw.host} port=${gw.port} sslmode=verify-full sslrootcert=${env.gateway.ca} dbname=${DEMO_TARGET} user=${alice.email}"`,
     '',
     step(3, bob, "Approve alice's statement"),
   )
@@ -104,11 +112,12 @@ export function demoBanner(env: DemoEnvironment, opts: BannerOptions, s: BannerS
     '     dbgate sessions list',
     '     dbgate sessions search "drop table"',
     '     dbgate sessions replay <session id from the list>',
-    '     dbgate sessions verify --all',
-    '     dbgate report --since 1d --out evidence    then open evidence/report.html',
+    `     dbgate sessions verify --all --signer ${DEMO_GATEWAY}`,
+    '          the gateway signed the sessions; they verify only for an auditor who names it',
+    `     dbgate report --since 1d --signer ${DEMO_GATEWAY} --out evidence    then open evidence/report.html`,
     '',
     s.dim(`To see the whole tour run by itself: dbgate demo --script`),
-    s.dim(`Press Ctrl-C here to stop PostgreSQL and the identity provider and delete ${env.dir}.`),
+    s.dim(`Press Ctrl-C here to stop the gateway, PostgreSQL and the identity provider and delete ${env.dir}.`),
   )
   return out.join('\n')
 }

@@ -4,9 +4,12 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 import pg from 'pg'
+import {loadConfig} from '../config/load.js'
 import {startEmbeddedPg, type EmbeddedPg} from '../dev/embedded-pg.js'
 import {startDevOidcProvider, type DevProvider} from '../dev/oidc-dev-provider.js'
-import {demoConfigYaml, DEMO_PEOPLE, DEMO_ROLE, DEMO_TARGET, type DemoPersonSpec} from './people.js'
+import {startGateway} from '../gateway/gateway.js'
+import {writeServerPki} from '../util/tls-certs.js'
+import {demoConfigYaml, demoGatewayYaml, DEMO_GATEWAY, DEMO_PEOPLE, DEMO_ROLE, DEMO_TARGET, type DemoPersonSpec} from './people.js'
 import {sampleSchemaSql} from './sample-data.js'
 
 /** One person of the tour, with the environment that gives them their own token store, keys and spool. */
@@ -17,12 +20,27 @@ export interface DemoPerson extends DemoPersonSpec {
   env: Record<string, string>
 }
 
+/** The demo's gateway, running in the demo's own process. */
+export interface DemoGateway {
+  name: string
+  address: {host: string; port: number}
+  api: {host: string; port: number}
+  /** The CA certificate that signed the gateway's certificate (sslrootcert, gateway.ca). */
+  ca: string
+  /** The gateway's own configuration: the only file that holds the database password. */
+  configPath: string
+  /** The key that signs the gateway's recordings. */
+  signingKeyId: string
+}
+
 export interface DemoEnvironment {
   dir: string
+  /** The people's dbgate.yaml: the gateway and their identity provider, no targets, no password. */
   configPath: string
   bucketUrl: string
   database: EmbeddedPg
   idp: DevProvider
+  gateway: DemoGateway
   people: readonly DemoPerson[]
   person(user: string): DemoPerson
   /** Stops everything this environment started and removes its directory; safe to call twice. */
@@ -43,7 +61,8 @@ export interface DemoOptions {
 /**
  * Everything the tour needs, on loopback, with nothing installed beforehand: an embedded
  * PostgreSQL holding the sample shop, the development identity provider with alice, bob and
- * carol, a bucket directory, and a dbgate.yaml tying them together in a fresh directory.
+ * carol, a bucket directory, a gateway (TLS from a CA made here) that alone holds the database
+ * password, and the people's dbgate.yaml naming the gateway, in a fresh directory.
  */
 export async function startDemo(opts: DemoOptions = {}): Promise<DemoEnvironment> {
   const log = opts.log ?? (() => {})
@@ -71,12 +90,49 @@ export async function startDemo(opts: DemoOptions = {}): Promise<DemoEnvironment
     const bucketDir = path.join(dir, 'bucket')
     await mkdir(bucketDir)
     const bucketUrl = pathToFileURL(bucketDir).href
-    const configPath = path.join(dir, 'dbgate.yaml')
-    const passwordFile = path.join(dir, `${DEMO_TARGET}.password`)
+    // The gateway's side, in its own directory: certificate, key, the database password, its state.
+    const gatewayDir = path.join(dir, 'gateway')
+    await mkdir(gatewayDir, {mode: 0o700})
+    const pki = await writeServerPki(gatewayDir, ['localhost', '127.0.0.1'], {caName: 'dbgate demo CA'})
+    const passwordFile = path.join(gatewayDir, `${DEMO_TARGET}.password`)
     await writeFile(passwordFile, role.password, {mode: 0o600})
     // writeFile's mode is filtered by the umask and ignored for an existing file; the secret must be 0600.
     await chmod(passwordFile, 0o600)
-    await writeFile(configPath, demoConfigYaml({issuer: idp.issuer, clientId: idp.cliClientId, bucketUrl, database: {host: database.host, port: database.port, user: role.user}, passwordFile}))
+    const gatewayConfigPath = path.join(gatewayDir, 'gateway.yaml')
+    await writeFile(
+      gatewayConfigPath,
+      demoGatewayYaml({
+        issuer: idp.issuer,
+        clientId: idp.cliClientId,
+        bucketUrl,
+        database: {host: database.host, port: database.port, user: role.user},
+        passwordFile,
+        tls: {cert: pki.cert, key: pki.key},
+        stateDir: path.join(gatewayDir, 'state'),
+      }),
+    )
+    log('starting the gateway: TLS with a certificate from a CA made just now, the only holder of the database password …')
+    const gw = await startGateway({
+      loaded: await loadConfig({configPath: gatewayConfigPath}),
+      log: (level, message) => {
+        // Its warnings narrate the tour (approval requests, decisions); the tour's steps say that already.
+        if (level === 'error') log(`gateway error: ${message}`)
+      },
+    })
+    cleanups.push(() => gw.close(2000))
+    await gw.whenReady()
+    const gateway: DemoGateway = {name: DEMO_GATEWAY, address: gw.address, api: gw.api!, ca: pki.ca, configPath: gatewayConfigPath, signingKeyId: gw.signingKeyId}
+
+    const configPath = path.join(dir, 'dbgate.yaml')
+    await writeFile(
+      configPath,
+      demoConfigYaml({
+        issuer: idp.issuer,
+        clientId: idp.cliClientId,
+        bucketUrl,
+        gateway: {address: `${gw.address.host}:${gw.address.port}`, api: `${gw.api!.host}:${gw.api!.port}`, ca: pki.ca},
+      }),
+    )
 
     const people: DemoPerson[] = []
     for (const spec of DEMO_PEOPLE) {
@@ -92,6 +148,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<DemoEnvironment
       bucketUrl,
       database,
       idp,
+      gateway,
       people,
       person(user) {
         const found = people.find((p) => p.user === user)
@@ -107,7 +164,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<DemoEnvironment
 }
 
 /**
- * The shop belongs to an ordinary role, not the superuser: the tunnel connects as that role, as
+ * The shop belongs to an ordinary role, not the superuser: the gateway connects as that role, as
  * a real deployment would, so the tour's DDL needs only the rights an application owner has.
  */
 async function loadShop(database: EmbeddedPg, role: {user: string; password: string}): Promise<void> {

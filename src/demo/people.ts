@@ -29,18 +29,35 @@ export const DEMO_PEOPLE: readonly DemoPersonSpec[] = DEV_USERS.filter((u) => RO
   groups: [...u.groups],
 }))
 
-export interface DemoConfigInput {
+/** The name of the demo's gateway: its signing key is published under it, and auditors name it (`--signer`). */
+export const DEMO_GATEWAY = 'demo-gateway'
+
+export interface DemoGatewayConfigInput {
   issuer: string
   clientId: string
   bucketUrl: string
   database: {host: string; port: number; user: string}
   passwordFile: string
+  tls: {cert: string; key: string}
+  stateDir: string
 }
 
-/** The demo's dbgate.yaml: the shape a real deployment has, pointed at throwaway local parts. */
-export function demoConfigYaml(c: DemoConfigInput): string {
+/**
+ * The gateway's configuration: the only place that knows where the database is and its password.
+ * The same shape a real gateway.yaml has, pointed at throwaway local parts.
+ */
+export function demoGatewayYaml(c: DemoGatewayConfigInput): string {
   return [
-    '# Written by `dbgate demo`; removed when the demo stops.',
+    '# Written by `dbgate demo` for its gateway; removed when the demo stops.',
+    'server:',
+    `  name: ${DEMO_GATEWAY}`,
+    '  listen: 127.0.0.1:0',
+    `  tls: {cert: ${c.tls.cert}, key: ${c.tls.key}}`,
+    '  api: 127.0.0.1:0',
+    `  stateDir: ${c.stateDir}`,
+    // A person's recording ships once their pipeline is disposed: soon after their last session, so
+    // the auditor sees it within seconds.
+    '  pipelineIdle: 1s',
     'identity:',
     '  # The DEVELOPMENT identity provider started by `dbgate demo`: fixed users, plain HTTP,',
     '  # keys in memory. Never point a real dbgate at it.',
@@ -57,6 +74,34 @@ export function demoConfigYaml(c: DemoConfigInput): string {
     '    tls: disable',
     `    allow: [${DEMO_ALLOW.join(', ')}]`,
     `    reviewers: [${DEMO_REVIEWERS.join(', ')}]`,
+    '',
+  ].join('\n')
+}
+
+export interface DemoConfigInput {
+  issuer: string
+  clientId: string
+  bucketUrl: string
+  gateway: {address: string; api: string; ca: string}
+}
+
+/**
+ * The people's dbgate.yaml: who signs them in, where the gateway is and the CA that signed its
+ * certificate, and the bucket auditors read. No targets and no database password: the gateway holds them.
+ */
+export function demoConfigYaml(c: DemoConfigInput): string {
+  return [
+    '# Written by `dbgate demo`; removed when the demo stops.',
+    'identity:',
+    '  # The DEVELOPMENT identity provider started by `dbgate demo`: fixed users, plain HTTP,',
+    '  # keys in memory. Never point a real dbgate at it.',
+    `  issuer: ${c.issuer}`,
+    `  clientId: ${c.clientId}`,
+    'gateway:',
+    `  address: ${c.gateway.address}`,
+    `  ca: ${c.gateway.ca}`,
+    `  api: ${c.gateway.api}`,
+    `bucket: ${c.bucketUrl}`,
     '',
   ].join('\n')
 }

@@ -2,20 +2,23 @@
  * `dbgate demo --script`: the newcomer's tour, played unattended against the real pieces. Logins
  * and the auditor's commands run the `dbgate` executable as each person; the development
  * provider's "browser" approves each device code over HTTP; alice's SQL goes through a real
- * `dbgate connect` tunnel; bob decides with `dbgate approve` (or, in a build without that command,
- * through the approvals core it calls).
+ * `dbgate connect` tunnel to the demo's gateway, which enforces everything; bob decides with
+ * `dbgate approve` (or, in a build without that command, through the approvals core it calls);
+ * carol trusts the sessions the gateway signed by naming it (`--signer`).
  */
+import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 import pg from 'pg'
 import {approveDeviceCode} from '../dev/oidc-dev-browser.js'
 import type {SessionSummary} from '../audit/index-cache.js'
+import {openBucket} from '../bucket/index.js'
 import type {SearchMatch} from '../audit/read.js'
 import type {Report} from '../report/model.js'
 import {cliApprovals, coreApprovals} from './approver.js'
 import {CliRunner, type CliResult, type LiveCli} from './cli.js'
 import type {DemoEnvironment, DemoPerson} from './demo.js'
 import {demoFeatures, MISSING_MASKING} from './features.js'
-import {DEMO_DDL, DEMO_TARGET} from './people.js'
+import {DEMO_DDL, DEMO_GATEWAY, DEMO_TARGET} from './people.js'
 import {sampleCustomers} from './sample-data.js'
 import {oneLine, runSteps, StepSkipped, type Step, type StepResult} from './steps.js'
 
@@ -64,6 +67,19 @@ class TourState {
   }
 }
 
+/** Waits until the bucket holds at least `n` shipped session logs; their keys. */
+async function sessionLogs(bucketUrl: string, n: number, timeoutMs: number): Promise<string[]> {
+  const bucket = openBucket({url: bucketUrl})
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const keys: string[] = []
+    for await (const o of bucket.list('sessions/')) if (o.key.endsWith('.jsonl.gz')) keys.push(o.key)
+    if (keys.length >= n) return keys
+    if (Date.now() > deadline) throw new Error(`no session log reached ${bucketUrl} within ${timeoutMs / 1000} s`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
 export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<StepResult[]> {
   const state = new TourState()
   const alice = env.person('alice')
@@ -101,8 +117,11 @@ export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<
     login(bob),
     login(carol),
     {
-      title: `alice opens a tunnel to ${DEMO_TARGET} (dbgate connect)`,
+      title: `alice opens a tunnel to ${DEMO_TARGET} through the gateway (dbgate connect)`,
       async run() {
+        // The people's configuration names the gateway and the CA; the database and its password are the gateway's alone.
+        const config = await readFile(env.configPath, 'utf8')
+        if (/password|targets:/.test(config)) throw new Error(`${env.configPath} holds targets or a password; only the gateway may`)
         state.tunnel = state.cli.start(['connect', DEMO_TARGET, '--json', ...configArgs], alice.env)
         const tunnel = state.tunnel
         // Ready once it has printed both its JSON line (stdout) and whom it runs as (stderr).
@@ -124,7 +143,8 @@ export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<
         client.on('error', () => {})
         await client.connect()
         state.client = client
-        return `listening on 127.0.0.1:${info.port}; ${info.who}`
+        const gw = env.gateway.address
+        return `listening on 127.0.0.1:${info.port}, sessions go over TLS (verify-full) to the gateway ${gw.host}:${gw.port}; ${info.who}; no database password on alice's side`
       },
     },
     {
@@ -209,13 +229,15 @@ export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<
       },
     },
     {
-      title: 'alice closes the tunnel; the session ships to the bucket',
+      title: 'alice closes the tunnel; the gateway ships her session to the bucket',
       async run() {
         await state.client!.end()
         state.client = undefined
         const r = await state.cli.interrupt(state.tunnel!)
         if (r.code !== 0) throw failure('`dbgate connect`', r)
-        return `tunnel closed (exit 0), bucket ${env.bucketUrl}`
+        // The gateway signs and ships the session once alice's pipeline goes idle (server.pipelineIdle).
+        const shipped = await sessionLogs(env.bucketUrl, 1, 30_000)
+        return `tunnel closed (exit 0); ${shipped[0]} in ${env.bucketUrl}`
       },
     },
     {
@@ -252,9 +274,9 @@ export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<
       },
     },
     {
-      title: 'carol verifies every session (signatures, hash chain)',
+      title: `carol verifies every session, trusting the gateway's key (--signer ${DEMO_GATEWAY})`,
       async run() {
-        const r = await state.cli.run(['sessions', 'verify', '--all', ...configArgs], carol.env)
+        const r = await state.cli.run(['sessions', 'verify', '--all', '--signer', DEMO_GATEWAY, ...configArgs], carol.env)
         if (r.code !== 0) throw failure('`dbgate sessions verify --all`', r)
         const lines = r.stdout.trim().split('\n').filter(Boolean)
         if (lines.length === 0 || !lines.every((l) => l.startsWith('OK'))) throw new Error(`not every session verified: ${oneLine(r.stdout, 160)}`)
@@ -267,7 +289,7 @@ export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<
       title: 'carol writes the compliance report (HTML, JSON, Markdown)',
       async run() {
         const out = path.join(carol.home, 'evidence')
-        const r = await state.cli.run(['report', '--since', '1d', '--out', out, '--json', ...configArgs], carol.env)
+        const r = await state.cli.run(['report', '--since', '1d', '--signer', DEMO_GATEWAY, '--out', out, '--json', ...configArgs], carol.env)
         if (r.code !== 0) throw failure('`dbgate report`', r)
         const {summary, files} = JSON.parse(r.stdout) as {summary: Report['summary']; files: {html: string}}
         if (summary.denied < 1 || summary.approved < 1) throw new Error(`the report misses the denied DROP or the approval: ${summary.denied} denied, ${summary.approved} approved`)

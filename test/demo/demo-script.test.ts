@@ -111,7 +111,10 @@ describe('dbgate demo --script', () => {
     expect(detail(/^alice .* signs in/)).toContain('alice@example.com; groups: engineering')
     expect(detail(/is denied/)).toContain('default.no-drop')
     // The demo directory is removed at the end: the step must not name a file that will be gone.
-    expect(detail(/compliance report/)).toMatch(/^1 session\(s\), \d+ statements, 1 denied, 1 approved, [1-9]\d* values masked: report\.html written; it goes with the demo directory \(--keep keeps it\)$/)
+    // Sessions: alice's, and the check `dbgate connect` makes of the gateway before it listens.
+    expect(detail(/compliance report/)).toMatch(/^\d+ session\(s\), \d+ statements, 1 denied, 1 approved, [1-9]\d* values masked: report\.html written; it goes with the demo directory \(--keep keeps it\)$/)
+    expect(detail(/^alice opens a tunnel/)).toMatch(/over TLS \(verify-full\) to the gateway 127\.0\.0\.1:\d+; Connected as alice@example\.com.*no database password on alice's side/)
+    expect(detail(/^alice closes the tunnel/)).toMatch(/sessions\/.*\.jsonl\.gz in file:/)
     expect(detail(/waits for approval/)).toMatch(/waiting for approval apr-[a-z0-9]+ by a member of dba/)
     expect(detail(/^alice cannot approve/)).toMatch(/own request/)
     expect(detail(/^bob approves/)).toMatch(/granted by bob@example\.com/)
@@ -154,7 +157,9 @@ async function interactiveTour(box: Awaited<ReturnType<typeof sandbox>>): Promis
 
     expect(stdout).toMatch(/DEVELOPMENT identity provider/)
     expect(stdout).toMatch(/password is their user name/)
-    for (const command of ['dbgate login', 'dbgate connect shop -- psql', 'drop table customers;', 'dbgate approve', 'dbgate sessions verify --all', 'dbgate report']) expect(stdout).toContain(command)
+    for (const command of ['dbgate login', 'dbgate connect shop -- psql', 'drop table customers;', 'dbgate approve', 'dbgate sessions verify --all --signer demo-gateway', 'dbgate report']) expect(stdout).toContain(command)
+    expect(stdout).toMatch(/Gateway +127\.0\.0\.1:\d+ \(PostgreSQL over TLS\)/)
+    expect(stdout).toMatch(/PGPASSWORD=\$\(dbgate token\) psql "host=127\.0\.0\.1 port=\d+ sslmode=verify-full sslrootcert=\S+ca\.pem dbname=shop user=alice@example\.com"/)
     const people = exportsOf(stdout)
     expect(people).toHaveLength(3)
     for (const env of people) expect(env).toMatchObject({DBGATE_KEYRING: 'off', DBGATE_CONFIG: expect.stringContaining(box.root)})

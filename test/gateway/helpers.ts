@@ -4,7 +4,7 @@ import path from 'node:path'
 import tls from 'node:tls'
 import {parseConfigText} from '../../src/config/parse.js'
 import type {LoadedConfig} from '../../src/config/types.js'
-import {run} from '../helpers/run.js'
+import {createCertificateAuthority, writeServerPki} from '../../src/util/tls-certs.js'
 
 export interface TestPki {
   dir: string
@@ -15,22 +15,13 @@ export interface TestPki {
   otherCa: string
 }
 
-async function openssl(args: string[], cwd: string): Promise<void> {
-  const r = await run('openssl', args, {cwd, timeoutMs: 30_000})
-  if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`)
-}
-
-/** A CA and a server certificate for 127.0.0.1 and localhost, made by the openssl CLI. */
+/** A CA and a server certificate for 127.0.0.1 and localhost, made in-process (no openssl CLI needed). */
 export async function makePki(): Promise<TestPki> {
   const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-pki-'))
-  const subj = (cn: string) => ['-subj', `/CN=${cn}`]
-  for (const name of ['ca', 'other-ca']) {
-    await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', ...subj(`dbgate test ${name}`)], dir)
-  }
-  await openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', ...subj('localhost')], dir)
-  await writeFile(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
-  await openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'san.ext'], dir)
-  return {dir, ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.crt'), key: path.join(dir, 'server.key'), otherCa: path.join(dir, 'other-ca.pem')}
+  const files = await writeServerPki(dir, ['localhost', '127.0.0.1'], {caName: 'dbgate test ca'})
+  const otherCa = path.join(dir, 'other-ca.pem')
+  await writeFile(otherCa, createCertificateAuthority('dbgate test other-ca').cert)
+  return {dir, ...files, otherCa}
 }
 
 export interface GatewayConfigOptions {

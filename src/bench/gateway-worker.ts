@@ -1,0 +1,106 @@
+/**
+ * One dbgate gateway in a process of its own, so that its CPU and memory are measured apart from
+ * the benchmark's clients: started as `dbgate gateway` starts it (`startGateway`), with TLS from a
+ * CA made for the run, and the identity provider the benchmark started. Clients sign in with a
+ * token as the password, as people and CI jobs do.
+ *
+ * Protocol with the parent (IPC), as the tunnel worker's: `{type: 'ready', host, port}` once ready
+ * (listening, and the IdP's keys loaded); `{type: 'memory'}` is answered with
+ * `{type: 'memory', ...}`; `{type: 'close'}` closes the gateway and exits. It exits by itself if
+ * the parent goes.
+ */
+import {parseConfigText} from '../config/parse.js'
+import {startGateway} from '../gateway/gateway.js'
+import {writeServerPki} from '../util/tls-certs.js'
+
+export interface GatewayWorkerBrief {
+  pg: {host: string; port: number; database: string; user: string; password: string}
+  identity: {issuer: string; clientId: string}
+  /** The group the benchmark's token carries; the target allows it. */
+  group: string
+  /** The target's name: the database name clients ask for. */
+  target: string
+  /** A private directory: certificate, state, spool, bucket. */
+  dataDir: string
+  /** Client and upstream connections the gateway must admit (the idle-connection figure). */
+  maxConnections?: number
+}
+
+export type GatewayWorkerMessage =
+  | {type: 'ready'; host: string; port: number}
+  | {type: 'memory'; rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; connections: number}
+  | {type: 'error'; message: string}
+
+export type GatewayParentMessage = {type: 'memory'} | {type: 'close'}
+
+function send(message: GatewayWorkerMessage): void {
+  process.send?.(message)
+}
+
+const yamlString = (s: string) => JSON.stringify(s)
+
+async function main(): Promise<void> {
+  const raw = process.env.DBGATE_BENCH_GATEWAY
+  if (!raw || !process.send) throw new Error('gateway-worker is started by the benchmark (dist/bench/run.js), not by hand')
+  const brief = JSON.parse(raw) as GatewayWorkerBrief
+  const pki = await writeServerPki(brief.dataDir, ['localhost', '127.0.0.1'], {caName: 'dbgate bench CA'})
+  const env: NodeJS.ProcessEnv = {BENCH_PG_PASSWORD: brief.pg.password, HOME: brief.dataDir}
+  const text = [
+    'server:',
+    '  name: bench-gateway',
+    '  listen: 127.0.0.1:0',
+    `  tls: {cert: ${yamlString(pki.cert)}, key: ${yamlString(pki.key)}}`,
+    `  stateDir: ${yamlString(`${brief.dataDir}/state`)}`,
+    'identity:',
+    `  issuer: ${yamlString(brief.identity.issuer)}`,
+    `  clientId: ${yamlString(brief.identity.clientId)}`,
+    `bucket: ${yamlString(`file://${brief.dataDir}/bucket`)}`,
+    'targets:',
+    `  ${brief.target}:`,
+    `    host: ${yamlString(brief.pg.host)}`,
+    `    port: ${brief.pg.port}`,
+    `    database: ${yamlString(brief.pg.database)}`,
+    `    user: ${yamlString(brief.pg.user)}`,
+    '    password: env:BENCH_PG_PASSWORD',
+    '    tls: disable',
+    `    allow: [${yamlString(brief.group)}]`,
+    ...(brief.maxConnections ? [`    tunnel: {maxClientConnections: ${brief.maxConnections}, maxUpstreamSessions: ${brief.maxConnections}}`] : []),
+    '',
+  ].join('\n')
+  const fileName = `${brief.dataDir}/gateway.yaml`
+  const loaded = {path: fileName, ...parseConfigText(text, fileName, {env, homeDir: brief.dataDir})}
+  const gw = await startGateway({
+    loaded,
+    env,
+    log: (level, message) => {
+      if (level === 'error') process.stderr.write(`gateway-worker ${level}: ${message}\n`)
+    },
+  })
+  await gw.whenReady()
+  let closing = false
+  const close = async (): Promise<void> => {
+    if (closing) return
+    closing = true
+    await gw.close(200).catch(() => {})
+    process.exit(0)
+  }
+  process.on('disconnect', () => void close())
+  process.on('SIGTERM', () => void close())
+  process.on('SIGINT', () => void close())
+  process.on('message', (m: GatewayParentMessage) => {
+    if (m.type === 'close') void close()
+    else if (m.type === 'memory') {
+      const gc = (globalThis as {gc?: () => void}).gc
+      gc?.()
+      const u = process.memoryUsage()
+      send({type: 'memory', rss: u.rss, heapUsed: u.heapUsed, heapTotal: u.heapTotal, external: u.external, arrayBuffers: u.arrayBuffers, connections: gw.sessionCount})
+    }
+  })
+  send({type: 'ready', host: gw.address.host, port: gw.address.port})
+}
+
+main().catch((error: unknown) => {
+  send({type: 'error', message: (error as Error).message})
+  process.exitCode = 1
+  setTimeout(() => process.exit(1), 100).unref()
+})
