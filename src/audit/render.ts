@@ -114,7 +114,7 @@ function renderApproval(ev: AuditEvent, head: string, c: ChalkInstance): string[
       const verdict = d.decision === 'denied' ? c.red.bold('APPROVAL DENIED') : c.green.bold(d.decision === 'window' ? 'APPROVAL WINDOW' : 'APPROVAL GRANTED')
       const lines = [`${head} ${verdict} ${id} by ${c.cyan(r.email ?? r.subject ?? '?')} (${(r.groups ?? []).join(', ')})${d.reason ? `: ${str(d.reason)}` : ''}`]
       if (typeof d.windowMs === 'number') lines.push(c.dim(`    window: ${Math.round(d.windowMs / 60_000)} min for statements of the same class`))
-      lines.push(c.dim(`    sign-in verified by the tunnel; token issued ${r.tokenIssuedAt ?? '?'}`))
+      lines.push(c.dim(`    reviewer's sign-in verified where the statement was held (tunnel or gateway); token issued ${r.tokenIssuedAt ?? '?'}`))
       return lines
     }
     case 'approval.rejected_decision': {
