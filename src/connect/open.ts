@@ -1,7 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import {loadKeyRing} from '../audit/signing.js'
 import {openBucket} from '../bucket/index.js'
-import {resolvePolicy} from '../central/policy.js'
+import {resolvePolicy} from '../policy/published.js'
 import {resolveSecret, type SecretContext} from '../config/secrets.js'
 import {getTarget} from '../config/targets.js'
 import type {LoadedConfig, TargetConfig} from '../config/types.js'
