@@ -3,7 +3,7 @@ import {parseDocument} from '../util/document.js'
 import {z} from 'zod'
 import {LRUCache} from 'lru-cache'
 import type {AgentInfo, Identity} from '../identity/types.js'
-import type {ProtocolPath, StatementEvent} from '../proxy/hooks.js'
+import type {ProtocolPath, StatementEvent} from '../proxy/seam.js'
 
 /**
  * Recording schema, version 1. Every line is an envelope `{v, type, session, seq, ts, prev, data,

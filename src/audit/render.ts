@@ -98,7 +98,7 @@ export function renderEvent(ev: AuditEvent, opts: RenderOptions = {}): string[] 
   }
 }
 
-/** The approval events the tunnel writes around a held statement (src/approvals/hook.ts). */
+/** The approval events the tunnel writes around a held statement (src/approvals/gate.ts). */
 function renderApproval(ev: AuditEvent, head: string, c: ChalkInstance): string[] {
   const d = (ev.data ?? {}) as Record<string, unknown>
   const str = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v))

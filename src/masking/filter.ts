@@ -6,7 +6,7 @@
 import {randomBytes} from 'node:crypto'
 import {LRUCache} from 'lru-cache'
 import type {MaskingConfig} from '../config/types.js'
-import type {NamedDefinition, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/hooks.js'
+import type {NamedDefinition, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'

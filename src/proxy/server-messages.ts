@@ -24,7 +24,7 @@ import {
 import {Backend, codeName} from '../wire/codes.js'
 import type {Frame} from '../wire/framer.js'
 import type {ConnectionCore} from './connection.js'
-import type {ResultFilter} from './hooks.js'
+import type {ResultFilter} from './seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {ProtocolDesync, type Entry} from './protocol-state.js'
 import {fieldsOf, keepPreviewRow, type Run} from './run.js'

@@ -11,7 +11,7 @@ import {shipPending} from '../../src/audit/shipper.js'
 import {loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
 import type {Bucket} from '../../src/bucket/index.js'
 import type {Identity} from '../../src/identity/types.js'
-import type {StatementEvent} from '../../src/proxy/hooks.js'
+import type {StatementEvent} from '../../src/proxy/seam.js'
 
 export interface FixtureApproval {
   id: string

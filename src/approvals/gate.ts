@@ -14,7 +14,7 @@ import {agentLabel, identityLabel, type AgentInfo, type Identity} from '../ident
 import {sharedAnalysisCache} from '../policy/index.js'
 import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision} from '../policy/types.js'
-import type {StatementContext, StatementEvent, StatementVerdict} from '../proxy/hooks.js'
+import type {StatementContext, StatementEvent, StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
