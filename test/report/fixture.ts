@@ -5,7 +5,7 @@
  */
 import {unlink} from 'node:fs/promises'
 import {gunzipSync, gzipSync} from 'node:zlib'
-import type {Decision} from '../../src/audit/events.js'
+import type {RecordedDecision} from '../../src/audit/events.js'
 import {Recorder} from '../../src/audit/recorder.js'
 import {shipPending} from '../../src/audit/shipper.js'
 import {loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
@@ -28,7 +28,7 @@ export interface FixtureStatement {
   sql: string
   at: Date
   class: string
-  decision: Decision
+  decision: RecordedDecision
   ruleId?: string
   rows?: number
   tables?: string[]
