@@ -3,7 +3,7 @@ import {parseDocument} from '../util/document.js'
 import {z} from 'zod'
 import {LRUCache} from 'lru-cache'
 import type {AgentInfo, Identity} from '../identity/types.js'
-import type {ProtocolPath, StatementEvent} from '../proxy/hooks.js'
+import type {ProtocolPath, StatementEvent} from '../proxy/seam.js'
 
 /**
  * Recording schema, version 1. Every line is an envelope `{v, type, session, seq, ts, prev, data,
@@ -48,7 +48,7 @@ export interface ResultPreview {
  * reached the server. Not a denial: a typo is not an attempt at something the policy forbids.
  */
 export const DECISIONS = ['allow', 'deny', 'approved', 'approval_denied', 'approval_timeout', 'approval_withdrawn', 'syntax_error'] as const
-export type Decision = (typeof DECISIONS)[number] | (string & {})
+export type RecordedDecision = (typeof DECISIONS)[number] | (string & {})
 
 export interface StatementData {
   connectionId: number
@@ -61,7 +61,7 @@ export interface StatementData {
   /** Bind parameters as masked by the caller. */
   params?: (string | null)[]
   class?: string
-  decision: Decision
+  decision: RecordedDecision
   ruleId?: string
   approvalId?: string
   startedAt: string
@@ -144,7 +144,7 @@ export function recordIdentity(id: Identity): RecordedIdentity {
 /** What policy and masking know about a statement that the tunnel's StatementEvent does not carry. */
 export interface StatementDetails {
   class?: string
-  decision?: Decision
+  decision?: RecordedDecision
   ruleId?: string
   approvalId?: string
   tables?: string[]
@@ -194,7 +194,7 @@ export function clampPreview(preview: ResultPreview | undefined, maxRows: number
 
 export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number, normalize: (sql: string) => Normalized = normalizeSql): StatementData {
   const {normalized, fingerprint} = normalize(ev.sql)
-  const decision: Decision = details.decision ?? (ev.verdict.action === 'allow' ? 'allow' : 'deny')
+  const decision: RecordedDecision = details.decision ?? (ev.verdict.action === 'allow' ? 'allow' : 'deny')
   const outcomeError = details.error ?? ev.error
   const error =
     outcomeError !== undefined
@@ -242,11 +242,11 @@ export function addToTotals(t: Totals, s: Pick<StatementData, 'decision' | 'outc
   t.rows += s.rows
 }
 
-export function isSyntaxError(decision: Decision): boolean {
+export function isSyntaxError(decision: RecordedDecision): boolean {
   return decision === 'syntax_error'
 }
 
-export function isDenied(decision: Decision): boolean {
+export function isDenied(decision: RecordedDecision): boolean {
   return decision === 'deny' || decision === 'approval_denied' || decision === 'approval_timeout'
 }
 

@@ -1,6 +1,6 @@
 export * from './chain.js'
 export * from './events.js'
-export * from './hooks.js'
+export * from './recording-hooks.js'
 export * from './index-cache.js'
 export * from './read.js'
 export * from './recorder.js'

@@ -1,6 +1,6 @@
 import {hostname} from 'node:os'
 import type {AgentInfo, Identity} from '../identity/types.js'
-import type {StatementEvent} from '../proxy/hooks.js'
+import type {StatementEvent} from '../proxy/seam.js'
 import {ChainState, type Signer} from './chain.js'
 import {
   addToTotals,

@@ -98,33 +98,33 @@ export function renderEvent(ev: AuditEvent, opts: RenderOptions = {}): string[] 
   }
 }
 
-/** The approval events the tunnel writes around a held statement (src/approvals/hook.ts). */
+/** The approval events the tunnel writes around a held statement (src/approvals/gate.ts). */
 function renderApproval(ev: AuditEvent, head: string, c: ChalkInstance): string[] {
   const d = (ev.data ?? {}) as Record<string, unknown>
-  const str = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v))
-  const id = str(d.approvalId)
+  const shown = (v: unknown) => (typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v))
+  const id = shown(d.approvalId)
   switch (ev.type) {
     case 'approval.requested':
       return [
-        `${head} ${c.yellow.bold('APPROVAL REQUESTED')} ${id} · ${str(d.class)} · rule ${str(d.ruleId)}: ${str(d.reason)}`,
-        c.dim(`    reviewers: ${Array.isArray(d.reviewers) ? d.reviewers.join(', ') : str(d.reviewers)} · expires ${str(d.expiresAt)}`),
+        `${head} ${c.yellow.bold('APPROVAL REQUESTED')} ${id} · ${shown(d.class)} · rule ${shown(d.ruleId)}: ${shown(d.reason)}`,
+        c.dim(`    reviewers: ${Array.isArray(d.reviewers) ? d.reviewers.join(', ') : shown(d.reviewers)} · expires ${shown(d.expiresAt)}`),
       ]
     case 'approval.decided': {
       const r = (d.reviewer ?? {}) as {email?: string; subject?: string; groups?: string[]; tokenIssuedAt?: string}
       const verdict = d.decision === 'denied' ? c.red.bold('APPROVAL DENIED') : c.green.bold(d.decision === 'window' ? 'APPROVAL WINDOW' : 'APPROVAL GRANTED')
-      const lines = [`${head} ${verdict} ${id} by ${c.cyan(r.email ?? r.subject ?? '?')} (${(r.groups ?? []).join(', ')})${d.reason ? `: ${str(d.reason)}` : ''}`]
+      const lines = [`${head} ${verdict} ${id} by ${c.cyan(r.email ?? r.subject ?? '?')} (${(r.groups ?? []).join(', ')})${d.reason ? `: ${shown(d.reason)}` : ''}`]
       if (typeof d.windowMs === 'number') lines.push(c.dim(`    window: ${Math.round(d.windowMs / 60_000)} min for statements of the same class`))
       lines.push(c.dim(`    reviewer's sign-in verified where the statement was held (tunnel or gateway); token issued ${r.tokenIssuedAt ?? '?'}`))
       return lines
     }
     case 'approval.rejected_decision': {
       const r = (d.claimedReviewer ?? {}) as {email?: string; subject?: string}
-      return [`${head} ${c.red.bold('DECISION REFUSED')} ${id} claiming to be from ${r.email ?? r.subject ?? 'nobody'}: ${str(d.problem)}`]
+      return [`${head} ${c.red.bold('DECISION REFUSED')} ${id} claiming to be from ${r.email ?? r.subject ?? 'nobody'}: ${shown(d.problem)}`]
     }
     case 'approval.withdrawn':
-      return [`${head} ${c.yellow.bold('APPROVAL WITHDRAWN')} ${id}: ${str(d.reason)}`]
+      return [`${head} ${c.yellow.bold('APPROVAL WITHDRAWN')} ${id}: ${shown(d.reason)}`]
     default:
-      return [`${head} ${c.red.bold('APPROVAL EXPIRED')} ${id} with no decision (expired ${str(d.expiresAt)})`]
+      return [`${head} ${c.red.bold('APPROVAL EXPIRED')} ${id} with no decision (expired ${shown(d.expiresAt)})`]
   }
 }
 

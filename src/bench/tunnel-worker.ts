@@ -8,7 +8,7 @@
  * and `{type: 'close'}` by closing the tunnel and exiting. It exits by itself if the parent goes.
  */
 import {parseConfigText} from '../config/parse.js'
-import {ALL_FEATURES, buildTunnelHooks, type TunnelFeatures} from '../connect/hooks.js'
+import {ALL_FEATURES, buildTunnelHooks, type TunnelFeatures} from '../pipeline/index.js'
 import {openTunnel} from '../connect/open.js'
 
 export interface WorkerBrief {

@@ -27,7 +27,7 @@ import {
   type Infer,
   type Invalid,
   type Schema,
-} from './schema.js'
+} from './yaml-validation.js'
 import {parseSecretSource, SECRET_SOURCE_KINDS} from './secret-ref.js'
 import {closest} from './suggest.js'
 import {

@@ -4,7 +4,7 @@ import {isMap, isScalar, LineCounter, parseDocument, type Document, type Node, t
 import {defaultBucketDir} from '../util/paths.js'
 import {dbgateSchema, TARGET_KEYS} from './dbgate-schema.js'
 import {CONFIG_INVALID, ConfigError} from './errors.js'
-import {Context, INVALID} from './schema.js'
+import {Context, INVALID} from './yaml-validation.js'
 import type {ConfigIssue, DbgateConfig} from './types.js'
 
 export interface ParseOptions {

@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 import {userInfo} from 'node:os'
 import {createRequire} from 'node:module'
-import {createRecordingHooks} from '../audit/hooks.js'
+import {createRecordingHooks} from '../audit/recording-hooks.js'
 import type {StatementDetails} from '../audit/events.js'
 import {normalizeByShape} from '../audit/normalize-by-shape.js'
 import {Recorder, type SessionRecorder} from '../audit/recorder.js'
@@ -12,7 +12,7 @@ import {openBucket} from '../bucket/index.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
-import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
+import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
 import {formatMaskedColumn} from '../masking/index.js'
 
 export interface RecordingSetup {

@@ -16,7 +16,7 @@
  * the token that built the pipeline, which proved the same person with the same groups.
  */
 import type {Identity} from '../identity/types.js'
-import type {ProxyHooks} from '../proxy/hooks.js'
+import type {ProxyHooks} from '../proxy/seam.js'
 
 export interface PipelineLease {
   hooks: ProxyHooks

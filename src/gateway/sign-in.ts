@@ -17,7 +17,7 @@ import {
 import {authorizeTarget} from '../identity/session.js'
 import {identityLabel, type Identity} from '../identity/types.js'
 import {verifyToken} from '../identity/verify.js'
-import type {PgNoticeFields} from '../proxy/hooks.js'
+import type {PgNoticeFields} from '../wire/fields.js'
 import type {TargetConfig} from '../config/types.js'
 import type {SignInFailure} from './observer.js'
 

@@ -3,7 +3,7 @@
  * category, masking inside a row or document, or only the scanner. Rows are then rewritten from
  * this plan without looking at the statement again.
  */
-import type {FieldDescription} from '../proxy/hooks.js'
+import type {FieldDescription} from '../wire/fields.js'
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import type {Catalog} from './catalog.js'
 import {flatten, type NamedLineage, type StatementLineage} from './lineage.js'

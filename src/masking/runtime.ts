@@ -5,7 +5,7 @@
  * of its own. The lead composes these hooks with policy and audit.
  */
 import type {MaskingConfig} from '../config/types.js'
-import type {ProxyHooks, StatementEvent} from '../proxy/hooks.js'
+import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
 import {discoverCatalog, needsRefresh, type Catalog} from './catalog.js'
 import {catalogQueryFor, type ClosableCatalogQuery} from './catalog-query.js'

@@ -1,4 +1,4 @@
-import {createApprovalGate} from '../approvals/hook.js'
+import {createApprovalGate} from '../approvals/gate.js'
 import {openBucket} from '../bucket/index.js'
 import type {RecordingSetup} from '../connect/recording.js'
 import type {IdentityConfig} from '../identity/config.js'

@@ -4,7 +4,7 @@
  */
 import {catalogQueryFor} from '../masking/index.js'
 import {loadParser} from '../sql/parser.js'
-import type {ProxyHooks} from '../proxy/hooks.js'
+import type {ProxyHooks} from '../proxy/seam.js'
 import {approvalsStage} from './approvals.js'
 import {ALL_FEATURES, type TunnelHooksContext} from './context.js'
 import {identityStage} from './identity.js'

@@ -4,7 +4,7 @@
  * fields, a `hold` for a statement that needs approval); the proxy only ever sees allow or reject.
  */
 import type {PolicyVerdict} from '../policy/index.js'
-import type {ProxyHooks, StatementContext, StatementHook, StatementVerdict} from '../proxy/hooks.js'
+import type {ProxyHooks, StatementContext, StatementHook, StatementVerdict} from '../proxy/seam.js'
 
 /**
  * The stages, in the order they run, for every part of the seam they share:

@@ -4,7 +4,7 @@
  */
 import {analyze} from './analyze.js'
 import {offlineCatalog, unresolvedCalls, type FunctionCatalog} from './catalog.js'
-import {judgeStatements} from './hook.js'
+import {judgeStatements} from './statement-guard.js'
 import {PreparedRegistry} from './prepared.js'
 import {readOnlyViolation} from './read-only.js'
 import {evaluateStatement, packRules} from './rules.js'

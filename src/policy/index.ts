@@ -3,7 +3,7 @@ export {analyze, DEFAULT_MAX_STATEMENT_SIZE, primaryOperation} from './analyze.j
 export {AnalysisCache, sharedAnalysisCache, type AnalysisCacheOptions, type CacheStats} from './cache.js'
 export {checkPolicy, formatReport, lintRules, type CheckedStatement, type CheckOptions, type CheckResult, type LintIssue} from './check.js'
 export {defaultPack} from './default-pack.js'
-export {createStatementHook, judgeStatements, type PolicyStatementHook, type StatementHookOptions} from './hook.js'
+export {createStatementHook, judgeStatements, type PolicyStatementHook, type StatementHookOptions} from './statement-guard.js'
 export {applyToRegistry, PreparedRegistry, preparedInSession, resolveExecutes, StagedRegistry} from './prepared.js'
 export {evaluate, evaluateOperation, evaluateStatement, ruleMatches, STRICTNESS, type EvaluateOptions} from './rules.js'
 export {checkStartupParameters, dangerousSetting, judgeSetting, settingHint, type SettingVerdict, type StartupProblem} from './settings.js'

@@ -6,7 +6,7 @@
  * text, a PREPARE earlier in the text is staged for the EXECUTEs after it (the server runs them in
  * order and stops at the first error).
  */
-import type {SessionView} from '../proxy/hooks.js'
+import type {SessionView} from '../proxy/seam.js'
 import {summarise} from './analyze.js'
 import type {Analysis, Operation, StatementAnalysis} from './types.js'
 

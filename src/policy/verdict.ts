@@ -3,7 +3,8 @@
  * (insufficient_privilege), which clients and ORMs already treat as "not allowed" rather than as
  * a bug to retry, and its message names the rule so the person can look it up.
  */
-import type {PgNoticeFields, StatementVerdict} from '../proxy/hooks.js'
+import type {StatementVerdict} from '../proxy/seam.js'
+import type {PgNoticeFields} from '../wire/fields.js'
 import type {Decision, RuleDecision} from './types.js'
 
 export const POLICY_SQLSTATE = '42501'

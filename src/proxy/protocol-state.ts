@@ -26,7 +26,8 @@
  *
  * Pure state, no I/O: the connection's dispatchers (client-messages.ts, server-messages.ts) call it.
  */
-import type {FieldDescription, NamedDefinition, ResultFilter, SessionView, StatementVerdict} from './hooks.js'
+import type {NamedDefinition, ResultFilter, SessionView, StatementVerdict} from './seam.js'
+import type {FieldDescription} from '../wire/fields.js'
 import {tagMatches, type NameRef, type SqlEffect, type StatementShape, type TextShape} from './sql-effects.js'
 
 /** The server's replies contradict what the tunnel expects. */

@@ -3,7 +3,8 @@
  * event and the recording's preview are made of. Shared by both directions of a connection.
  */
 import {rowsFromTag} from '../wire/backend.js'
-import type {FieldDescription, PgNoticeFields, ProtocolPath, ResultFilter, StatementEvent, StatementVerdict} from './hooks.js'
+import type {ProtocolPath, ResultFilter, StatementEvent, StatementVerdict} from './seam.js'
+import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import type {PortalDef} from './protocol-state.js'
 
 export interface Run {

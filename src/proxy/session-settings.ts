@@ -4,7 +4,7 @@
  * the analysis does not hold under ends the session instead of letting it continue misread.
  */
 import {assumedSettingViolated, type AssumedSetting} from '../policy/assumed-settings.js'
-import type {PgNoticeFields} from './hooks.js'
+import type {PgNoticeFields} from '../wire/fields.js'
 
 /** SQLSTATE 55000, object_not_in_prerequisite_state: the session is not in a state dbgate can judge. */
 const NOT_JUDGEABLE = '55000'

@@ -34,6 +34,7 @@ export function names(v: unknown): string[] {
   return out
 }
 
+/** `v` when it is a string (a tree field such as `relname`), else undefined; for a wrapped `String` node use `svalOf`. */
 export function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined
 }

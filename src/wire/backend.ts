@@ -1,4 +1,4 @@
-import type {FieldDescription, PgNoticeFields} from '../proxy/hooks.js'
+import type {FieldDescription, PgNoticeFields} from './fields.js'
 import {AuthCode, Backend} from './codes.js'
 import {ProtocolError} from './framer.js'
 import {Reader} from './reader.js'

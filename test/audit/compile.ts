@@ -10,7 +10,7 @@ const root = join(import.meta.dirname, '..', '..')
  * installed). Per-file transpiling does not type-check, so it does not depend on the rest of the
  * tree compiling; bare imports resolve through the repository's node_modules.
  */
-export async function transpileForChild(dirs = ['src/audit', 'src/bucket', 'src/sql', 'src/util'], files = ['src/identity/types.ts', 'src/proxy/hooks.ts']): Promise<string> {
+export async function transpileForChild(dirs = ['src/audit', 'src/bucket', 'src/sql', 'src/util'], files = ['src/identity/types.ts', 'src/proxy/seam.ts']): Promise<string> {
   const out = join(root, 'node_modules', '.cache', `dbgate-test-${process.pid}-${Date.now()}`)
   const sources = [...files]
   for (const d of dirs) for (const f of await readdir(join(root, d))) if (f.endsWith('.ts')) sources.push(join(d, f))

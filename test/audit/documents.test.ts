@@ -5,7 +5,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parseEventLine} from '../../src/audit/events.js'
 import {keyObjectKey, loadKeyRing, loadOrCreateInstallationKey, publishKey} from '../../src/audit/signing.js'
 import {FileBucket} from '../../src/bucket/file.js'
-import {PolicyStoreError, verifyPublishedPolicy} from '../../src/central/policy.js'
+import {PolicyStoreError, verifyPublishedPolicy} from '../../src/policy/published.js'
 import {DocumentError} from '../../src/util/document.js'
 import {alice} from './helpers.js'
 

@@ -1,6 +1,6 @@
 import {readFile} from 'node:fs/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {createRecordingHooks} from '../../src/audit/hooks.js'
+import {createRecordingHooks} from '../../src/audit/recording-hooks.js'
 import {Recorder} from '../../src/audit/recorder.js'
 import {loadOrCreateInstallationKey, type InstallationKey} from '../../src/audit/signing.js'
 import type {AuditEvent, SessionStartData, StatementData} from '../../src/audit/events.js'

@@ -2,7 +2,7 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import type {Identity} from '../../src/identity/types.js'
-import type {StatementEvent} from '../../src/proxy/hooks.js'
+import type {StatementEvent} from '../../src/proxy/seam.js'
 
 export const alice: Identity = {
   subject: 'u-alice',

@@ -1,13 +1,13 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {FileBucket} from '../../src/bucket/index.js'
-import {createRecordingHooks} from '../../src/audit/hooks.js'
+import {createRecordingHooks} from '../../src/audit/recording-hooks.js'
 import {exportSession, highlight, SessionReader} from '../../src/audit/read.js'
 import {parseWhen} from '../../src/util/duration.js'
 import {renderEvent, renderPreview, replay} from '../../src/audit/render.js'
 import {Recorder} from '../../src/audit/recorder.js'
 import {shipPending} from '../../src/audit/shipper.js'
 import {loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
-import type {SessionInfo} from '../../src/proxy/hooks.js'
+import type {SessionInfo} from '../../src/proxy/seam.js'
 import {alice, mallory, removeTempDirs, stmt, tempDir} from './helpers.js'
 
 let key: InstallationKey

@@ -4,7 +4,7 @@ import {renderEvent} from '../../src/audit/render.js'
 import {describeStatement} from '../../src/connect/recording.js'
 import {createStatementHook} from '../../src/policy/index.js'
 import {loadParser} from '../../src/sql/parser.js'
-import type {StatementContext, StatementEvent, StatementVerdict} from '../../src/proxy/hooks.js'
+import type {StatementContext, StatementEvent, StatementVerdict} from '../../src/proxy/seam.js'
 
 beforeAll(async () => {
   await loadParser()

@@ -5,7 +5,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {pgEnv, run} from '../helpers/run.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
-import type {StatementEvent} from '../../src/proxy/hooks.js'
+import type {StatementEvent} from '../../src/proxy/seam.js'
 
 describe('real clients through the tunnel', () => {
   let db: UpstreamInfo

@@ -1,7 +1,7 @@
 import type net from 'node:net'
 import {MemorySocket} from '../../src/dev/memory-socket.js'
 import {ClientConnection} from '../../src/proxy/connection.js'
-import type {ProxyHooks} from '../../src/proxy/hooks.js'
+import type {ProxyHooks} from '../../src/proxy/seam.js'
 import {Framer} from '../../src/wire/framer.js'
 import {makeScramVerifier} from '../../src/wire/scram.js'
 

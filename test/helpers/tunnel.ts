@@ -1,5 +1,5 @@
 import pg from 'pg'
-import type {ProxyHooks} from '../../src/proxy/hooks.js'
+import type {ProxyHooks} from '../../src/proxy/seam.js'
 import {Tunnel, type TunnelOptions} from '../../src/proxy/tunnel.js'
 import type {UpstreamInfo} from './pg.js'
 

@@ -1,4 +1,4 @@
-import type {FieldDescription} from '../../src/proxy/hooks.js'
+import type {FieldDescription} from '../../src/wire/fields.js'
 import {encodeBackendKeyData, encodeDataRow, encodeError, encodeParameterStatus, encodeReadyForQuery, encodeRowDescription} from '../../src/wire/backend.js'
 import {Writer} from '../../src/wire/writer.js'
 

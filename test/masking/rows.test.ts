@@ -7,7 +7,8 @@ import type {MaskingConfig} from '../../src/config/types.js'
 import {Catalog, classifySnapshot} from '../../src/masking/catalog.js'
 import {createMaskingFilterFactory} from '../../src/masking/filter.js'
 import {loadParser} from '../../src/sql/parser.js'
-import type {FieldDescription, StatementContext} from '../../src/proxy/hooks.js'
+import type {StatementContext} from '../../src/proxy/seam.js'
+import type {FieldDescription} from '../../src/wire/fields.js'
 
 const TABLE = 16400
 const catalog = new Catalog(

@@ -12,7 +12,7 @@ import {analyze} from '../../src/policy/analyze.js'
 import {AnalysisCache, createStatementHook} from '../../src/policy/index.js'
 import {loadParser, watchLiterals} from '../../src/sql/parser.js'
 import {readingOf, scanShape} from '../../src/policy/text-shape.js'
-import type {NamedDefinition, SessionView, StatementContext} from '../../src/proxy/hooks.js'
+import type {NamedDefinition, SessionView, StatementContext} from '../../src/proxy/seam.js'
 import {corpus} from './corpus.js'
 
 beforeAll(async () => {

@@ -8,7 +8,7 @@
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createMaskingFilterFactory} from '../../src/masking/filter.js'
-import type {ProxyHooks, StatementVerdict} from '../../src/proxy/hooks.js'
+import type {ProxyHooks, StatementVerdict} from '../../src/proxy/seam.js'
 import {decodeDataRow, decodeNotice} from '../../src/wire/backend.js'
 import {leaked, maskingFixture, NO_CONFIG, type MaskingFixture} from '../masking/fixture.js'
 import {withClient} from '../helpers/pg.js'

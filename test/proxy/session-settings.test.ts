@@ -8,7 +8,7 @@
 import pg from 'pg'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type {SessionInfo, StatementContext} from '../../src/proxy/hooks.js'
+import type {SessionInfo, StatementContext} from '../../src/proxy/seam.js'
 import {decodeNotice} from '../../src/wire/backend.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {RawClient} from '../helpers/raw-client.js'

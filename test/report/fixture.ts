@@ -5,13 +5,13 @@
  */
 import {unlink} from 'node:fs/promises'
 import {gunzipSync, gzipSync} from 'node:zlib'
-import type {Decision} from '../../src/audit/events.js'
+import type {RecordedDecision} from '../../src/audit/events.js'
 import {Recorder} from '../../src/audit/recorder.js'
 import {shipPending} from '../../src/audit/shipper.js'
 import {loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
 import type {Bucket} from '../../src/bucket/index.js'
 import type {Identity} from '../../src/identity/types.js'
-import type {StatementEvent} from '../../src/proxy/hooks.js'
+import type {StatementEvent} from '../../src/proxy/seam.js'
 
 export interface FixtureApproval {
   id: string
@@ -28,7 +28,7 @@ export interface FixtureStatement {
   sql: string
   at: Date
   class: string
-  decision: Decision
+  decision: RecordedDecision
   ruleId?: string
   rows?: number
   tables?: string[]

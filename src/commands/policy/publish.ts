@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {loadOrCreateInstallationKey, publishKey} from '../../audit/signing.js'
 import {openBucket} from '../../bucket/index.js'
-import {publishPolicy} from '../../central/policy.js'
+import {publishPolicy} from '../../policy/published.js'
 import {loadCommandConfig} from '../../cli/config.js'
 import {UsageError} from '../../cli/errors.js'
 import {configFlag} from '../../cli/flags.js'

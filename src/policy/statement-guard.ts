@@ -4,7 +4,7 @@
  * them (`ctx.session`), evaluates the rules and answers with a verdict. It keeps no state of its
  * own: a PREPARE it allows exists for later texts only once the server has confirmed it.
  */
-import type {StatementContext} from '../proxy/hooks.js'
+import type {StatementContext} from '../proxy/seam.js'
 import {DEFAULT_MAX_STATEMENT_SIZE} from './analyze.js'
 import {AnalysisCache, sharedAnalysisCache} from './cache.js'
 import {catalogKeys, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'

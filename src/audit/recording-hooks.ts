@@ -1,5 +1,5 @@
 import type {AgentInfo, Identity} from '../identity/types.js'
-import type {ProxyHooks, SessionInfo, StatementEvent} from '../proxy/hooks.js'
+import type {ProxyHooks, SessionInfo, StatementEvent} from '../proxy/seam.js'
 import type {StatementDetails} from './events.js'
 import type {Recorder} from './recorder.js'
 

@@ -1,5 +1,5 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import type {NamedDefinition, SessionView, StatementContext} from '../../src/proxy/hooks.js'
+import type {NamedDefinition, SessionView, StatementContext} from '../../src/proxy/seam.js'
 import {AnalysisCache, createStatementHook, offlineCatalog, type CatalogKey, type FunctionCandidate, type LoadingFunctionCatalog, type PolicyStatementHook, type PolicyVerdict} from '../../src/policy/index.js'
 import {loadParser} from '../../src/sql/parser.js'
 

@@ -6,18 +6,7 @@
 import type {ApprovalSettlement} from '../approvals/types.js'
 import type {MaskedColumn} from '../masking/plan.js'
 import type {Decision} from '../policy/types.js'
-
-/** Fields of an ErrorResponse / NoticeResponse, by their protocol letters' meaning. */
-export interface PgNoticeFields {
-  severity: 'ERROR' | 'FATAL' | 'PANIC' | 'WARNING' | 'NOTICE' | 'DEBUG' | 'INFO' | 'LOG'
-  /** SQLSTATE, five characters. */
-  code: string
-  message: string
-  detail?: string
-  hint?: string
-  /** 1-based character position of the error in the statement text (ErrorResponse field P). */
-  position?: string
-}
+import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 
 export type ProtocolPath = 'simple' | 'parse' | 'function-call'
 
@@ -113,16 +102,6 @@ export type StatementVerdict =
  * one Parse) before it reaches the server. Throwing counts as a rejection (fail closed).
  */
 export type StatementHook = (sql: string, ctx: StatementContext) => StatementVerdict | Promise<StatementVerdict>
-
-export interface FieldDescription {
-  name: string
-  tableOid: number
-  columnAttr: number
-  typeOid: number
-  typeSize: number
-  typeModifier: number
-  format: number
-}
 
 /**
  * Rewrites one statement's results as they leave the server. Every method may return `undefined`
