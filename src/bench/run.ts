@@ -529,17 +529,18 @@ async function main(): Promise<void> {
   }
 
   const cell = (path: string, mode: string) => results.pgbench.find((f) => f.path === path && f.mode === mode && f.clients === 8)
-  for (const mode of ['simple', 'prepared']) {
+  // The targets of the current performance round (docs/performance.md): every feature on.
+  for (const [mode, target] of [['simple', 0.6], ['prepared', 0.75]] as const) {
     const ours = cell('dbgate', mode)
     const theirs = cell('pgbouncer', mode)
     const r = ours && theirs ? ours.tps / theirs.tps : null
-    results.goals.push({name: `pgbench -S -M ${mode}, 8 clients: dbgate / pgbouncer`, target: 0.9, ratio: r, met: r === null ? null : r >= 0.9})
+    results.goals.push({name: `pgbench -S -M ${mode}, 8 clients: dbgate / pgbouncer`, target, ratio: r, met: r === null ? null : r >= target})
   }
   for (const kind of ['select', 'copy'] as const) {
     const ours = results.stream.find((f) => f.path === 'dbgate' && f.kind === kind)
     const direct = results.stream.find((f) => f.path === 'direct' && f.kind === kind)
     const r = ours && direct ? ours.rowsPerSec / direct.rowsPerSec : null
-    results.goals.push({name: `large result (${kind}): dbgate / direct`, target: 0.8, ratio: r, met: r === null ? null : r >= 0.8})
+    results.goals.push({name: `masked large result (${kind}): dbgate / direct`, target: 0.5, ratio: r, met: r === null ? null : r >= 0.5})
   }
   if (opts.baseline) {
     notes.push(`baseline: the tunnel of the checkout at ${opts.baseline} (${await gitDescribe(opts.baseline)}), all features on`)
