@@ -10,6 +10,7 @@
  * the parent goes.
  */
 import {parseConfigText} from '../config/parse.js'
+import {serveParent, type MemoryReport} from './worker-ipc.js'
 import {startGateway} from '../gateway/gateway.js'
 import {writeServerPki} from '../util/tls-certs.js'
 
@@ -28,10 +29,9 @@ export interface GatewayWorkerBrief {
 
 export type GatewayWorkerMessage =
   | {type: 'ready'; host: string; port: number}
-  | {type: 'memory'; rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; connections: number}
+  | MemoryReport
   | {type: 'error'; message: string}
 
-export type GatewayParentMessage = {type: 'memory'} | {type: 'close'}
 
 function send(message: GatewayWorkerMessage): void {
   process.send?.(message)
@@ -77,25 +77,7 @@ async function main(): Promise<void> {
     },
   })
   await gw.whenReady()
-  let closing = false
-  const close = async (): Promise<void> => {
-    if (closing) return
-    closing = true
-    await gw.close(200).catch(() => {})
-    process.exit(0)
-  }
-  process.on('disconnect', () => void close())
-  process.on('SIGTERM', () => void close())
-  process.on('SIGINT', () => void close())
-  process.on('message', (m: GatewayParentMessage) => {
-    if (m.type === 'close') void close()
-    else if (m.type === 'memory') {
-      const gc = (globalThis as {gc?: () => void}).gc
-      gc?.()
-      const u = process.memoryUsage()
-      send({type: 'memory', rss: u.rss, heapUsed: u.heapUsed, heapTotal: u.heapTotal, external: u.external, arrayBuffers: u.arrayBuffers, connections: gw.sessionCount})
-    }
-  })
+  serveParent({close: () => gw.close(200), connections: () => gw.sessionCount}, send)
   send({type: 'ready', host: gw.address.host, port: gw.address.port})
 }
 

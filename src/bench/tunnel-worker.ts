@@ -8,6 +8,7 @@
  * and `{type: 'close'}` by closing the tunnel and exiting. It exits by itself if the parent goes.
  */
 import {parseConfigText} from '../config/parse.js'
+import {serveParent, type MemoryReport} from './worker-ipc.js'
 import {ALL_FEATURES, buildTunnelHooks, type TunnelFeatures} from '../pipeline/index.js'
 import {openTunnel} from '../connect/open.js'
 
@@ -23,10 +24,10 @@ export interface WorkerBrief {
 
 export type WorkerMessage =
   | {type: 'ready'; host: string; port: number; user: string; password: string; database: string; features: Record<string, boolean>}
-  | {type: 'memory'; rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; connections: number}
+  | MemoryReport
   | {type: 'error'; message: string}
 
-export type ParentMessage = {type: 'memory'} | {type: 'close'}
+export type {ParentMessage} from './worker-ipc.js'
 
 function send(message: WorkerMessage): void {
   process.send?.(message)
@@ -66,25 +67,7 @@ async function main(): Promise<void> {
       if (level !== 'info') process.stderr.write(`tunnel-worker ${level}: ${message}\n`)
     },
   })
-  let closing = false
-  const close = async (): Promise<void> => {
-    if (closing) return
-    closing = true
-    await opened.close(200).catch(() => {})
-    process.exit(0)
-  }
-  process.on('disconnect', () => void close())
-  process.on('SIGTERM', () => void close())
-  process.on('SIGINT', () => void close())
-  process.on('message', (m: ParentMessage) => {
-    if (m.type === 'close') void close()
-    else if (m.type === 'memory') {
-      const gc = (globalThis as {gc?: () => void}).gc
-      gc?.()
-      const u = process.memoryUsage()
-      send({type: 'memory', rss: u.rss, heapUsed: u.heapUsed, heapTotal: u.heapTotal, external: u.external, arrayBuffers: u.arrayBuffers, connections: opened.tunnel.connectionCount})
-    }
-  })
+  serveParent({close: () => opened.close(200), connections: () => opened.tunnel.connectionCount}, send)
   const info = opened.info
   send({type: 'ready', host: info.host, port: info.port, user: info.user, password: info.password, database: info.database, features: {...features}})
 }

@@ -82,3 +82,23 @@ export function identityApplicationName(identity: Identity | undefined, clientAp
   // PostgreSQL truncates application_name to 63 bytes; keep the identity whole before the client's name.
   return clientApp && Buffer.byteLength(`${name} ${clientApp}`) <= 63 ? `${name} ${clientApp}` : name
 }
+
+/**
+ * How an opened tunnel ends, for `openTunnel` and `openViaGateway` alike: `close` stops renewing
+ * the identity, closes the tunnel, then resolves `closed`. `parts` is read at close time, since
+ * both are made after the ending is.
+ */
+export function tunnelEnding(parts: () => {tunnel?: {close(graceMs?: number, message?: string): Promise<void>}; identity?: BoundIdentity}): {
+  closed: Promise<void>
+  close(graceMs?: number, message?: string): Promise<void>
+} {
+  let resolveClosed!: () => void
+  const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
+  const close = async (graceMs?: number, message?: string) => {
+    const {tunnel, identity} = parts()
+    identity?.stop()
+    await tunnel?.close(graceMs, message)
+    resolveClosed()
+  }
+  return {closed, close}
+}

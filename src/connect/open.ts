@@ -6,7 +6,7 @@ import {resolveSecret, type SecretContext} from '../config/secrets.js'
 import {getTarget} from '../config/targets.js'
 import type {LoadedConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo} from '../identity/types.js'
-import {bindIdentity, identityApplicationName, type BoundIdentity} from './identity.js'
+import {bindIdentity, identityApplicationName, tunnelEnding, type BoundIdentity} from './identity.js'
 import {buildTunnelHooks, type TunnelHooksContext} from '../pipeline/index.js'
 import type {ProxyHooks} from '../proxy/seam.js'
 import {Tunnel, type TunnelAddress, type TunnelListen} from '../proxy/tunnel.js'
@@ -166,13 +166,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
   if (effective.notice) log('warn', effective.notice)
   const target = effective.target
   let tunnel: Tunnel | undefined
-  let resolveClosed!: () => void
-  const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
-  const close = async (graceMs?: number, message?: string) => {
-    identity?.stop()
-    await tunnel?.close(graceMs, message)
-    resolveClosed()
-  }
+  const {closed, close} = tunnelEnding(() => ({tunnel, identity}))
   const identity = await bindIdentity(opts.loaded, target, {
     env: opts.env,
     warn: (m) => log('warn', m),

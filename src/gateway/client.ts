@@ -11,7 +11,7 @@ import {readFile} from 'node:fs/promises'
 import https from 'node:https'
 import {DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_APPROVAL_EXPIRY_MS} from '../config/dbgate-schema.js'
 import type {GatewayClientConfig, LoadedConfig, TargetConfig} from '../config/types.js'
-import {bindIdentity} from '../connect/identity.js'
+import {bindIdentity, tunnelEnding} from '../connect/identity.js'
 import {connectionInfo, type OpenedTunnel, type OpenTunnelOptions} from '../connect/open.js'
 import {identityConfigFrom} from '../identity/cli.js'
 import {getIdentity} from '../identity/session.js'
@@ -94,13 +94,7 @@ export async function openViaGateway(opts: OpenTunnelOptions, gw: GatewayClientC
   const log = opts.log ?? (() => {})
   const ca = gw.ca ? await readFile(gw.ca, 'utf8') : undefined
   let tunnel: Tunnel | undefined
-  let resolveClosed!: () => void
-  const closed = new Promise<void>((resolve) => (resolveClosed = resolve))
-  const close = async (graceMs?: number, message?: string) => {
-    identity?.stop()
-    await tunnel?.close(graceMs, message)
-    resolveClosed()
-  }
+  const {closed, close} = tunnelEnding(() => ({tunnel, identity}))
   // The gateway decides who may use the target; locally the identity is only kept fresh.
   const identity = (await bindIdentity(opts.loaded, {}, {
     env: opts.env,

@@ -2,7 +2,7 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import type pg from 'pg'
-import {waitFor} from '../helpers/wait.js'
+import {untilProbe} from '../helpers/wait.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {SessionReader} from '../../src/audit/read.js'
 import {loadKeyRing} from '../../src/audit/signing.js'
@@ -22,9 +22,7 @@ const BIN = path.resolve('bin/run.js')
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
 
 /** Waits on an asynchronous fact (the bucket's or a process's state), not a fixed time. */
-/** Polls a probe (a failing probe counts as not yet) through the shared waitFor. */
-const until = <T>(probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> =>
-  waitFor(() => probe().catch(() => undefined), 'the probe answers', {timeoutMs, intervalMs: 200}) as Promise<T>
+const until = <T>(probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> => untilProbe(probe, 'the probe answers', {timeoutMs, intervalMs: 200})
 
 /**
  * Two `dbgate gateway` processes on loopback, identical but for their state directories, sharing

@@ -7,7 +7,7 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import type pg from 'pg'
-import {waitFor} from '../helpers/wait.js'
+import {untilProbe} from '../helpers/wait.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parseEventLine, type StatementData} from '../../src/audit/events.js'
 import {SessionReader} from '../../src/audit/read.js'
@@ -47,9 +47,7 @@ function limiter(n: number): () => Promise<() => void> {
     })
 }
 
-/** Polls a probe (a failing probe counts as not yet) through the shared waitFor. */
-const until = <T>(probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> =>
-  waitFor(() => probe().catch(() => undefined), 'the probe answers', {timeoutMs, intervalMs: 500}) as Promise<T>
+const until = <T>(probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> => untilProbe(probe, 'the probe answers', {timeoutMs, intervalMs: 500})
 
 describe('[load] dbgate gateway: 1,000 concurrent sessions over two replicas', () => {
   let f: Fixture

@@ -6,6 +6,7 @@ import {gunzipSync} from 'node:zlib'
 import {readFileSync} from 'node:fs'
 import pg from 'pg'
 import {mint} from '../identity/helpers.js'
+import {untilProbe} from '../helpers/wait.js'
 import type {JWK} from 'jose'
 
 const BIN = path.resolve('bin/run.js')
@@ -100,16 +101,8 @@ export function httpGet(port: number, p: string): Promise<{status: number; body:
   })
 }
 
-/** Polls until `fn` returns a value (not undefined). */
-export async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await fn().catch(() => undefined)
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((r) => setTimeout(r, 150))
-  }
-}
+/** Polls until `fn` returns a value (not undefined); a failing `fn` counts as not yet. */
+export const until = <T>(fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> => untilProbe(fn, 'the probe answers', {timeoutMs, intervalMs: 150})
 
 /** A token for alice, signed by the test IdP's key. */
 export function aliceToken(key: JWK, issuer: string, audience: string, ttlSeconds = 600, extra: Record<string, unknown> = {}): Promise<string> {

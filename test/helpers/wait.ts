@@ -15,3 +15,14 @@ export async function waitFor<T>(fact: () => T | Promise<T>, what: string | (() 
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 20))
   }
 }
+
+/**
+ * Polls a probe that may fail while what it looks at is not there yet (a server still starting, a
+ * file not yet written): a failure counts as "not yet"; the first value other than undefined wins.
+ */
+export function untilProbe<T>(probe: () => Promise<T | undefined>, what: string, opts: {timeoutMs?: number; intervalMs?: number} = {}): Promise<T> {
+  return waitFor(async () => {
+    const v = await probe().catch(() => undefined)
+    return v === undefined ? undefined : {v}
+  }, what, opts).then((box) => box.v)
+}
