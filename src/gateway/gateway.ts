@@ -98,8 +98,16 @@ export interface RunningGateway {
 
 /** The secure context of the files now on disk. TLS 1.2 at least: the token travels inside. */
 export async function loadTlsContext(files: {cert: string; key: string}): Promise<tls.SecureContext> {
-  const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)])
-  return tls.createSecureContext({cert, key, minVersion: 'TLSv1.2'})
+  const read = (key: 'cert' | 'key') =>
+    readFile(files[key]).catch((e: NodeJS.ErrnoException) => {
+      throw new GatewayConfigError(`cannot read server.tls.${key} (${files[key]}): ${e.code === 'ENOENT' ? 'no such file' : e.message}`, `point server.tls.${key} at the PEM ${key === 'cert' ? 'certificate chain' : 'private key'} the gateway serves, readable by the user it runs as`)
+    })
+  const [cert, key] = await Promise.all([read('cert'), read('key')])
+  try {
+    return tls.createSecureContext({cert, key, minVersion: 'TLSv1.2'})
+  } catch (e) {
+    throw new GatewayConfigError(`server.tls.cert (${files.cert}) and server.tls.key (${files.key}) do not make a usable TLS identity: ${(e as Error).message}`, 'check that both are PEM and that the key belongs to the certificate')
+  }
 }
 
 interface ServedTarget {

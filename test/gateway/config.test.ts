@@ -50,3 +50,12 @@ describe('gateway configuration', () => {
     expect(issues(['gateway:', '  address: gw.internal:6432', ...target])).toEqual([expect.objectContaining({keyPath: 'targets', message: expect.stringMatching(/names a gateway has no targets of its own/)})])
   })
 })
+
+describe('gateway TLS files', () => {
+  it('names the server.tls key and the file when the certificate or key cannot be used', async () => {
+    const {loadTlsContext} = await import('../../src/gateway/gateway.js')
+    await expect(loadTlsContext({cert: '/nonexistent/tls.crt', key: '/nonexistent/tls.key'})).rejects.toThrow(/server\.tls\.(cert|key) \(\/nonexistent\/tls\.(crt|key)\): no such file/)
+    const notPem = new URL(import.meta.url).pathname
+    await expect(loadTlsContext({cert: notPem, key: notPem})).rejects.toThrow(/do not make a usable TLS identity/)
+  })
+})
