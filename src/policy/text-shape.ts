@@ -81,33 +81,17 @@ export function scanShape(text: string): TextShape | undefined {
     }
     if (c === 0x22) {
       // A quoted identifier: copied as it is, `""` inside.
-      i++
-      for (;;) {
-        if (i >= n) return undefined
-        const q = text.charCodeAt(i)
-        if (q === 0 || q >= 0x80) return undefined
-        i++
-        if (q === 0x22) {
-          if (text.charCodeAt(i) === 0x22) i++
-          else break
-        }
-      }
+      const end = afterQuoted(text, i, 0x22)
+      if (end === undefined) return undefined
+      i = end
       continue
     }
     if (c === 0x27) {
       // A standard string: `''` is the only escape (backslashes are plain characters under standard_conforming_strings).
       const start = i
-      i++
-      for (;;) {
-        if (i >= n) return undefined
-        const q = text.charCodeAt(i)
-        if (q === 0 || q >= 0x80) return undefined
-        i++
-        if (q === 0x27) {
-          if (text.charCodeAt(i) === 0x27) i++
-          else break
-        }
-      }
+      const end = afterQuoted(text, i, 0x27)
+      if (end === undefined) return undefined
+      i = end
       key += text.slice(copied, start) + '\0s'
       copied = i
       literals.push(start, i)
@@ -154,4 +138,24 @@ export function mapOffset(from: readonly number[], to: readonly number[], pos: n
     delta = to[k]! - from[k]!
   }
   return pos + delta
+}
+
+/**
+ * Where the quoted text opening at `open` ends (just past its closing quote), a doubled quote
+ * standing for one; undefined when it does not end, or holds a NUL or non-ASCII (the full parse
+ * then reads it).
+ */
+function afterQuoted(text: string, open: number, quote: number): number | undefined {
+  const n = text.length
+  let i = open + 1
+  for (;;) {
+    if (i >= n) return undefined
+    const q = text.charCodeAt(i)
+    if (q === 0 || q >= 0x80) return undefined
+    i++
+    if (q === quote) {
+      if (text.charCodeAt(i) === quote) i++
+      else return i
+    }
+  }
 }
