@@ -1,10 +1,10 @@
 import {readFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
-import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, type JWK} from 'jose'
 import pg from 'pg'
+import {freePort} from '../../src/dev/embedded-pg.js'
 import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 import {startDevOidcProvider, type DevProvider} from '../../src/dev/oidc-dev-provider.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
@@ -12,15 +12,6 @@ import {mint} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {gatewayConfig, makePki, type TestPki} from './helpers.js'
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 async function rsaKey(kid: string): Promise<JWK> {
   const {privateKey} = await generateKeyPair('RS256', {extractable: true})

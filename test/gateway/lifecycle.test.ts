@@ -1,6 +1,5 @@
 import {readFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
-import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {exportJWK, generateKeyPair, type JWK} from 'jose'
@@ -13,15 +12,7 @@ import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {gatewayConfig, makePki, type TestPki} from './helpers.js'
 import {waitFor} from '../helpers/wait.js'
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-}
+import {freePort} from '../../src/dev/embedded-pg.js'
 
 /** A gateway's life around its sessions: readiness without the IdP, session limits, pipelines disposed. */
 describe('dbgate gateway: readiness and session limits', () => {
