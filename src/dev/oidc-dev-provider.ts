@@ -130,7 +130,9 @@ export async function startDevOidcProvider(options: DevProviderOptions = {}): Pr
   const {ProviderClass, errors, createMemoryAdapter} = await loadProvider()
   const provider = new ProviderClass(issuer, {
     // Per-instance memory storage: several providers in one process (tests) never see each other's tokens.
-    adapter: createMemoryAdapter(),
+    // Entries are kept 60 s past their expiry, as production IdPs do, so a device code polled after it
+    // lapsed gets expired_token rather than racing the store's eviction into "not found" (invalid_grant).
+    adapter: createMemoryAdapter(60),
     clients: [
       {
         client_id: cliClientId,
