@@ -2,9 +2,9 @@ import {dirname, resolve} from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {isMap, isScalar, LineCounter, parseDocument, type Document, type Node, type YAMLError, type YAMLMap} from 'yaml'
 import {defaultBucketDir} from '../util/paths.js'
-import {dbgateSchema, TARGET_KEYS} from './dbgate-schema.js'
+import {configWarnings, dbgateSchema, TARGET_KEYS} from './schema.js'
 import {CONFIG_INVALID, ConfigError} from './errors.js'
-import {Context, INVALID} from './yaml-validation.js'
+import {keyPathString, YamlSource} from './yaml-source.js'
 import type {ConfigIssue, DbgateConfig} from './types.js'
 
 export interface ParseOptions {
@@ -40,7 +40,7 @@ const SYNTAX_FIXES: Partial<Record<YAMLError['code'], string>> = {
 export function parseConfigText(text: string, fileName: string, opts: ParseOptions = {}): ParsedConfig {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, {lineCounter, prettyErrors: false, uniqueKeys: true})
-  const cx = new Context(fileName, doc, lineCounter)
+  const cx = new YamlSource(fileName, doc, lineCounter)
   const position = (offset: number) => {
     const {line, col} = lineCounter.linePos(offset)
     return {line: Math.max(line, 1), column: col}
@@ -61,23 +61,32 @@ export function parseConfigText(text: string, fileName: string, opts: ParseOptio
   // After structural errors the tree is a guess, and schema errors on it would mislead; a
   // duplicate key leaves the tree intact, so validation still runs and reports everything.
   const structural = doc.errors.some((e) => e.code !== 'DUPLICATE_KEY')
-  let config: DbgateConfig | typeof INVALID = INVALID
+  let config: DbgateConfig | undefined
   if (!structural) {
     if (doc.contents === null) {
-      cx.error('empty', null, [], 'the configuration file is empty', 'add at least a "targets:" section (see docs/configuration.md)')
+      cx.report('error', 'empty', null, [], 'the configuration file is empty', 'add at least a "targets:" section (see docs/configuration.md)')
     } else {
       const env = opts.env ?? process.env
+      const baseDir = opts.baseDir ?? dirname(resolve(fileName))
       const schema = dbgateSchema({
-        baseDir: opts.baseDir ?? dirname(resolve(fileName)),
+        baseDir,
         defaultBucketUrl: pathToFileURL(defaultBucketDir(opts.homeDir ? {...env, HOME: opts.homeDir} : env)).href,
+        file: fileName,
+        positionOf: (path) => cx.positionOf(path),
       })
       reattachDedentedTargetKeys(doc, cx)
-      config = schema.parse(doc.contents, {path: []}, cx)
+      const value = cx.toValue()
+      const result = schema.safeParse(value)
+      if (result.success) config = result.data
+      else cx.addSchemaIssues(result.error.issues)
+      const failed = cx.issues.filter((i) => i.severity === 'error').map((i) => i.keyPath)
+      const under = (path: string) => failed.some((p) => p === path || p.startsWith(`${path}.`) || p.startsWith(`${path}[`))
+      for (const w of configWarnings(value, baseDir, (path) => under(keyPathString(path)))) cx.reportAt('warning', w.kind, w.path, w.at, w.message, w.fix)
     }
   }
   const errors = cx.issues.filter((i) => i.severity === 'error').sort(byPosition)
   const warnings = cx.issues.filter((i) => i.severity === 'warning').sort(byPosition)
-  if (errors.length > 0 || config === INVALID) {
+  if (errors.length > 0 || config === undefined) {
     const n = errors.length
     throw new ConfigError(CONFIG_INVALID, `Invalid configuration in ${fileName}: ${n} error${n === 1 ? '' : 's'}`, {file: fileName, issues: errors, warnings})
   }
@@ -107,7 +116,7 @@ function misindented(text: string, line: number): {message: string; fix: string}
  * misleading. Said as the one mistake it is, and put back where it was meant, so the rest of the
  * file is checked as intended.
  */
-function reattachDedentedTargetKeys(doc: Document, cx: Context): void {
+function reattachDedentedTargetKeys(doc: Document, cx: YamlSource): void {
   const targets = doc.get('targets', true)
   if (!isMap(targets)) return
   let previous: {name: string; map: YAMLMap} | undefined
@@ -120,7 +129,8 @@ function reattachDedentedTargetKeys(doc: Document, cx: Context): void {
     }
     if (!TARGET_KEYS.includes(name as (typeof TARGET_KEYS)[number]) || !previous) continue
     const where = previous
-    cx.error(
+    cx.report(
+      'error',
       'syntax',
       pair.key as Node,
       ['targets', name],

@@ -3,6 +3,8 @@
  * milliseconds, sizes in bytes, relative paths made absolute. Nothing here holds a secret value
  * except an inline password, which is kept out of JSON and inspection (see `SecretRef`).
  */
+import type {z} from 'zod'
+import type {dbgateSchema} from './schema.js'
 
 /** Statement classes the policy engine assigns; `match.class` accepts these. */
 export const STATEMENT_CLASSES = ['read', 'write', 'ddl', 'privilege', 'admin', 'transaction', 'session', 'opaque', 'unknown'] as const
@@ -83,192 +85,27 @@ export interface SourceLocation {
   column: number
 }
 
-export interface IdentityConfig {
-  issuer: string
-  clientId: string
-  clientSecret?: SecretRef
-  scopes: string[]
-  /** Dotted path into the token's claims, e.g. `realm_access.roles`. */
-  groupsClaim: string
-  audience: string
-  verify: TokenKind
-  clockSkewMs: number
-}
-
+/**
+ * The sections of dbgate.yaml as dbgate runs them, inferred from the schema (schema.ts), so type
+ * and check cannot drift; the names below are what the rest of dbgate imports.
+ */
+export type DbgateConfig = z.output<ReturnType<typeof dbgateSchema>>
+export type TargetConfig = DbgateConfig['targets'][string]
+export type IdentityConfig = NonNullable<DbgateConfig['identity']>
 /** Structurally what `src/bucket` accepts; `url` is `file:///abs/path` or `s3://bucket/prefix`. */
-export interface BucketConfig {
-  url: string
-  endpoint?: string
-  region?: string
-  forcePathStyle?: boolean
-  objectLock?: {mode: ObjectLockMode; days: number}
-  conditionalWrites?: ConditionalWriteMode
-}
-
-export interface RecordingConfig {
-  previewRows: number
-  /** The only keys whose signatures `sessions verify` and `report` accept: key ids or gateway names. */
-  trustedSigners?: string[]
-}
-
-export interface TunnelConfig {
-  maxMessageSize: number
-  maxStatementSize: number
-  /** Startup, authentication and the upstream login together. */
-  authTimeoutMs: number
-  /** Client connections at once, authenticated or not. */
-  maxClientConnections: number
-  /** Upstream sessions to the target at once. */
-  maxUpstreamSessions: number
-  /** How long a client past maxUpstreamSessions waits for a session before it is refused. */
-  upstreamQueueTimeoutMs: number
-}
-
-export interface RuleMatch {
-  class?: StatementClass[]
-  command?: string[]
-  tables?: string[]
-  functions?: string[]
-  groups?: string[]
-  where?: WhereKind
-  /** Setting names (globs) for SET, RESET, set_config() and startup parameters. */
-  settings?: string[]
-  client?: ClientKind[]
-}
-
-export interface RuleConfig {
-  /** The configured id, or `<target>.rules[<i>]`. Unique within a target. */
-  id: string
-  match: RuleMatch
-  action: RuleAction
-  reason?: string
-  /** Where the rule was written, so decisions can cite it. */
-  source: SourceLocation
-}
-
-export interface MaskingConfig {
-  unmask: string[]
-  mask: string[]
-  unmaskColumns: string[]
-  strategies: Partial<Record<MaskingCategory, MaskingStrategy>>
-  onUntraceable: UntraceableAction
-}
-
-/** `targets.<name>.mcp`: what an AI agent may do through `dbgate mcp`, and its result caps. */
-export interface McpConfig {
-  mode: McpMode
-  /** Most rows a query returns to the agent (the default for its `maxRows`, and the ceiling). */
-  maxRows: number
-  /** Most bytes of row data a query returns to the agent. */
-  maxBytes: number
-  /** statement_timeout for each query, in ms (the default for its `timeoutMs`, and the ceiling). */
-  timeoutMs: number
-  /** How long a query waits for a reviewer before the tool answers "waiting for approval". */
-  approvalWaitMs: number
-}
-
-export interface ApprovalsConfig {
-  expiryMs: number
-  windows: boolean
-  webhook?: string
-}
-
-export interface RdsIamConfig {
-  region: string
-  profile?: string
-}
-
-export interface TargetConfig {
-  name: string
-  host: string
-  port: number
-  database: string
-  user: string
-  password?: SecretRef
-  /** Set by `password: {rdsIam: …}`: the password is an AWS RDS IAM token, made for every upstream connection. */
-  rdsIam?: RdsIamConfig
-  tls: TlsMode
-  /** Absolute path; relative paths in the file are resolved against the file's directory. */
-  tlsCa?: string
-  /** How long to wait for the database to accept a connection and answer its startup. */
-  connectTimeoutMs: number
-  /** Groups allowed to connect; undefined when the target does not restrict by group. */
-  allow?: string[]
-  reviewers: string[]
-  policy: PolicyPack
-  rules: RuleConfig[]
-  masking: MaskingConfig
-  approvals: ApprovalsConfig
-  /** `dbgate mcp` settings; absent means the defaults (`DEFAULT_MCP`: read-only). */
-  mcp?: McpConfig
-  /** The top-level `tunnel` limits, with the target's own `tunnel` keys over them. */
-  tunnel: TunnelConfig
-}
-
-/**
- * `server:` in a gateway's configuration (`dbgate gateway --config gateway.yaml`): where it listens,
- * its TLS material, its signing key and how long sessions may last. See docs/gateway.md.
- */
-export interface GatewayServerConfig {
-  /** The name the gateway's signing key is published under (default: the host name). */
-  name: string
-  listen: {host: string; port: number}
-  tls: {cert: string; key: string}
-  /** The HTTPS API (`GET /v1/targets`); same certificate. Absent: no API. */
-  api?: {host: string; port: number}
-  /** A PEM Ed25519 private key that signs the recordings; default: one created in `stateDir`. */
-  signingKey?: SecretRef
-  /** Keys, spool and caches of the gateway (default: `gateway/` in the user's data directory). */
-  stateDir?: string
-  maxSessionDurationMs: number
-  sessionOutlivesToken: boolean
-  /** How long a pipeline (catalog connection, recorder, approval poller) outlives its last session. */
-  pipelineIdleMs: number
-  /** The ops endpoint (/healthz, /readyz, /metrics), plain HTTP; null: none (`ops: off`). */
-  ops: {host: string; port: number} | null
-  /** How long SIGTERM lets open sessions finish before ending them. */
-  drainTimeoutMs: number
-  /** Lowest level of the JSON log lines on standard output (`log.level`). */
-  logLevel: 'debug' | 'info' | 'warn' | 'error'
-  /** Remote MCP for agents on the API listener (docs/agents.md); absent: none. */
-  mcp?: GatewayMcpConfig
-}
-
-/** `server.mcp`: the MCP tools over Streamable HTTP, the gateway acting as an OAuth resource server. */
-export interface GatewayMcpConfig {
-  /** The origin agents reach the API at; the resource URL of a target is `<publicUrl>/mcp/<target>`. */
-  publicUrl: string
-  /** Browser origins allowed to call (requests with any other Origin header are refused). */
-  allowedOrigins: string[]
-  /** MCP sessions open at once. */
-  maxSessions: number
-}
-
-/**
- * `gateway:` in a client's configuration: `dbgate connect` carries each session to this gateway over
- * TLS with the person's token, and `dbgate targets` asks it which targets they may use. Such a
- * configuration has no targets, so no database credentials.
- */
-export interface GatewayClientConfig {
-  address: {host: string; port: number}
-  /** PEM file of the CA that signed the gateway's certificate (default: the system's CAs). */
-  ca?: string
-  /** The gateway's HTTPS API (default: the address's host, port 8443). */
-  api: {host: string; port: number}
-}
-
-export interface DbgateConfig {
-  /** Present in a gateway's configuration only. */
-  server?: GatewayServerConfig
-  /** Present in the configuration of a client of a gateway, instead of targets. */
-  gateway?: GatewayClientConfig
-  identity?: IdentityConfig
-  bucket: BucketConfig
-  recording: RecordingConfig
-  tunnel: TunnelConfig
-  /** Null-prototype map, so a lookup like `targets['constructor']` cannot hit Object.prototype. */
-  targets: Record<string, TargetConfig>
-}
+export type BucketConfig = DbgateConfig['bucket']
+export type RecordingConfig = DbgateConfig['recording']
+export type TunnelConfig = DbgateConfig['tunnel']
+export type RuleConfig = TargetConfig['rules'][number]
+export type RuleMatch = RuleConfig['match']
+export type MaskingConfig = TargetConfig['masking']
+export type ApprovalsConfig = TargetConfig['approvals']
+/** `targets.<name>.mcp`; absent means the defaults (`DEFAULT_MCP`: read-only). */
+export type McpConfig = NonNullable<TargetConfig['mcp']>
+export type RdsIamConfig = NonNullable<TargetConfig['rdsIam']>
+export type GatewayServerConfig = NonNullable<DbgateConfig['server']>
+export type GatewayMcpConfig = NonNullable<GatewayServerConfig['mcp']>
+export type GatewayClientConfig = NonNullable<DbgateConfig['gateway']>
 
 export type IssueSeverity = 'error' | 'warning'
 

@@ -9,7 +9,7 @@
  */
 import {readFile} from 'node:fs/promises'
 import https from 'node:https'
-import {DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_APPROVAL_EXPIRY_MS} from '../config/dbgate-schema.js'
+import {DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_APPROVAL_EXPIRY_MS} from '../config/schema.js'
 import type {GatewayClientConfig, LoadedConfig, TargetConfig} from '../config/types.js'
 import {bindIdentity, tunnelEnding} from '../connect/identity.js'
 import {connectionInfo, type OpenedTunnel, type OpenTunnelOptions} from '../connect/open.js'

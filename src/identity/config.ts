@@ -1,4 +1,4 @@
-import {DEFAULT_CLOCK_SKEW_MS, DEFAULT_SCOPES} from '../config/dbgate-schema.js'
+import {DEFAULT_CLOCK_SKEW_MS, DEFAULT_SCOPES} from '../config/schema.js'
 import type {IdentityConfig as IdentitySection} from '../config/types.js'
 
 /**

@@ -9,7 +9,7 @@
 import {McpServer} from '@modelcontextprotocol/sdk/server/mcp.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import {z} from 'zod'
-import {DEFAULT_MCP} from '../config/dbgate-schema.js'
+import {DEFAULT_MCP} from '../config/schema.js'
 import type {McpConfig, TargetConfig} from '../config/types.js'
 import {agentLabel, type AgentInfo} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'

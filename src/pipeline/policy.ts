@@ -1,4 +1,4 @@
-import {DEFAULT_MCP} from '../config/dbgate-schema.js'
+import {DEFAULT_MCP} from '../config/schema.js'
 import {TargetFunctionCatalog} from '../connect/function-catalog.js'
 import {checkStartupParameters, createStatementHook, decisionToVerdict, evaluateOperation, READ_ONLY_RULE, readOnlyViolation, sharedAnalysisCache, type PolicyStatementHook, type PolicyVerdict, type RuleDecision, type StatementAnalysis} from '../policy/index.js'
 import type {Operation} from '../policy/types.js'
