@@ -56,6 +56,8 @@ export const TARGET_NAME = /^[a-z0-9][a-z0-9_-]*$/i
 export const DEFAULT_SCOPES = ['openid', 'profile', 'email', 'offline_access']
 export const DEFAULT_PORT = 5432
 export const DEFAULT_CLOCK_SKEW_MS = 60_000
+/** The `identity` keys a file may leave out; also for identity configs built without a file (src/identity/config.ts). */
+export const IDENTITY_DEFAULTS = {scopes: DEFAULT_SCOPES, groupsClaim: 'groups', verify: 'id_token' as const, clockSkewMs: DEFAULT_CLOCK_SKEW_MS}
 export const DEFAULT_APPROVAL_EXPIRY_MS = 15 * 60_000
 export const DEFAULT_PREVIEW_ROWS = 5
 /** How long `dbgate connect` waits for a target's database to answer (libpq's connect_timeout, which has no default, would wait forever). */
@@ -190,7 +192,8 @@ function password(baseDir: string) {
   )
 }
 
-const groups = oneOrList(string({expected: 'a group name'}))
+const groupName = string({expected: 'a group name'})
+const groups = oneOrList(groupName)
 const glob = (example: string) => string({pattern: /^\S+$/, expected: `a glob without spaces such as ${example}`})
 const columnGlob = string({
   pattern: /^[^.\s]+\.[^.\s]+\.[^.\s]+$/,
@@ -204,11 +207,11 @@ function identity(opts: Pick<SchemaOptions, 'baseDir'>) {
       issuer: required(httpsUrl({what: 'issuer', example: 'https://login.example.com', noQuery: true}), 'https://login.example.com'),
       clientId: required(string(), 'dbgate-cli'),
       clientSecret: secretRef(opts.baseDir).optional(),
-      scopes: withDefault(list(string({pattern: /^\S+$/, expected: 'a scope name'}), {min: 1}), DEFAULT_SCOPES),
-      groupsClaim: withDefault(string({pattern: /^[^.\s]+(\.[^.\s]+)*$/, expected: 'a claim name or dotted path such as realm_access.roles'}), 'groups'),
+      scopes: withDefault(list(string({pattern: /^\S+$/, expected: 'a scope name'}), {min: 1}), IDENTITY_DEFAULTS.scopes),
+      groupsClaim: withDefault(string({pattern: /^[^.\s]+(\.[^.\s]+)*$/, expected: 'a claim name or dotted path such as realm_access.roles'}), IDENTITY_DEFAULTS.groupsClaim),
       audience: string().optional(),
-      verify: withDefault(oneOf(TOKEN_KINDS), 'id_token'),
-      clockSkew: withDefault(duration({max: 10 * 60_000}), DEFAULT_CLOCK_SKEW_MS),
+      verify: withDefault(oneOf(TOKEN_KINDS), IDENTITY_DEFAULTS.verify),
+      clockSkew: withDefault(duration({max: 10 * 60_000}), IDENTITY_DEFAULTS.clockSkewMs),
     },
     {
       check(v, report) {
@@ -331,10 +334,13 @@ export const ruleMatch = object(
   },
 )
 
+const ruleId = string({expected: 'a rule id'})
+const ruleAction = oneOf(RULE_ACTIONS)
+
 const rule = object({
-  id: string({expected: 'a rule id'}).optional(),
+  id: ruleId.optional(),
   match: required(ruleMatch, '{class: ddl}'),
-  action: required(oneOf(RULE_ACTIONS), 'deny'),
+  action: required(ruleAction, 'deny'),
   reason: string().optional(),
 })
 
@@ -416,10 +422,12 @@ function tunnelConfig(raw: RawTunnel, over?: Partial<RawTunnel>) {
   }
 }
 
+const webhook = httpsUrl({what: 'webhook', example: 'https://hooks.example.com/dbgate'})
+
 const approvals = object({
   expiry: withDefault(duration({min: 1000}), DEFAULT_APPROVAL_EXPIRY_MS),
   windows: withDefault(boolean(), false),
-  webhook: httpsUrl({what: 'webhook', example: 'https://hooks.example.com/dbgate'}).optional(),
+  webhook: webhook.optional(),
 }).transform((a) => ({expiryMs: a.expiry, windows: a.windows, ...(a.webhook !== undefined ? {webhook: a.webhook} : {})}))
 
 /** `targets.<name>.mcp`: what an AI agent may do through `dbgate mcp`, and its result caps. */
@@ -523,6 +531,34 @@ function buildTarget(name: string, t: RawTarget, tunnel: RawTunnel, opts: Schema
     tunnel: tunnelConfig(tunnel, t.tunnel),
   }
 }
+
+/**
+ * What a target may do, as published to the bucket and signed (src/policy/published.ts): the
+ * target's rules, masking and approvals in the form dbgate runs them (every list a list, every
+ * default written out, durations in ms), checked by the same pieces as dbgate.yaml. Strict, so a
+ * condition this dbgate does not know fails the document rather than being ignored, which would
+ * widen the rule it narrows.
+ */
+export const policyBody = object({
+  policy: required(oneOf(POLICY_PACKS), 'default'),
+  rules: required(
+    list(object({id: required(ruleId, 'no-ddl'), match: required(ruleMatch, '{class: ddl}'), action: required(ruleAction, 'deny'), reason: string().optional()})),
+    '[]',
+  ),
+  allow: list(groupName).optional(),
+  reviewers: required(list(groupName), '[]'),
+  masking: required(
+    object({
+      unmask: required(list(groupName), '[]'),
+      mask: required(list(columnGlob), '[]'),
+      unmaskColumns: required(list(columnGlob), '[]'),
+      strategies: required(strategies, '{}'),
+      onUntraceable: required(oneOf(UNTRACEABLE_ACTIONS), 'mask'),
+    }),
+    '{…}',
+  ),
+  approvals: required(object({expiryMs: required(integer({min: 1000}), '900000'), windows: required(boolean(), 'false'), webhook: webhook.optional()}), '{…}'),
+})
 
 /** `host:port`, for a listener; IPv6 in brackets. */
 function hostPort(example: string, opts: {off?: boolean} = {}) {

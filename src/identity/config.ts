@@ -1,8 +1,8 @@
-import {DEFAULT_CLOCK_SKEW_MS, DEFAULT_SCOPES} from '../config/schema.js'
+import {IDENTITY_DEFAULTS} from '../config/schema.js'
 import type {IdentityConfig as IdentitySection} from '../config/types.js'
 
 /**
- * dbgate.yaml's `identity` section (src/config/types.ts, defaults applied) with the client
+ * dbgate.yaml's `identity` section (inferred from its schema, src/config/schema.ts, defaults applied) with the client
  * secret resolved: a reference (`env:…`, `keychain:…`) in the file, its value here, present only
  * where the token endpoint needs it. `audience` may be left out by callers that build one without
  * a dbgate.yaml: it then defaults to the client id, as in the file.
@@ -11,14 +11,14 @@ export type IdentityConfig = Omit<IdentitySection, 'clientSecret' | 'audience'> 
 
 export type IdentityConfigInput = Pick<IdentityConfig, 'issuer' | 'clientId'> & Partial<IdentityConfig>
 
-/** The section's defaults, for callers that build an identity config without a dbgate.yaml. */
+/** The section's defaults (the schema's own), for callers that build an identity config without a dbgate.yaml. */
 export function withIdentityDefaults(input: IdentityConfigInput): IdentityConfig {
   return {
     ...input,
-    scopes: input.scopes ?? DEFAULT_SCOPES,
-    groupsClaim: input.groupsClaim ?? 'groups',
-    verify: input.verify ?? 'id_token',
-    clockSkewMs: input.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS,
+    scopes: input.scopes ?? [...IDENTITY_DEFAULTS.scopes],
+    groupsClaim: input.groupsClaim ?? IDENTITY_DEFAULTS.groupsClaim,
+    verify: input.verify ?? IDENTITY_DEFAULTS.verify,
+    clockSkewMs: input.clockSkewMs ?? IDENTITY_DEFAULTS.clockSkewMs,
   }
 }
 

@@ -4,7 +4,8 @@ import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {parsePublishedKey, type InstallationKey, type KeyRing, type PublishedKey} from '../audit/signing.js'
 import {isBucketError, OBJECT_EXISTS, type Bucket} from '../bucket/index.js'
-import {POLICY_PACKS, type ApprovalsConfig, type MaskingConfig, type PolicyPack, type RuleConfig, type TargetConfig} from '../config/types.js'
+import {policyBody} from '../config/schema.js'
+import type {TargetConfig} from '../config/types.js'
 import type {Identity} from '../identity/types.js'
 import {DocumentError, parseDocument} from '../util/document.js'
 import {z} from 'zod'
@@ -15,27 +16,8 @@ import {z} from 'zod'
  * local; everything that decides what is allowed travels.
  */
 
-export interface PolicyBody {
-  policy: PolicyPack
-  rules: Omit<RuleConfig, 'source'>[]
-  allow?: string[]
-  reviewers: string[]
-  masking: MaskingConfig
-  approvals: ApprovalsConfig
-}
-
-/**
- * The body's own shape. What each rule and each masking and approvals setting holds is
- * dbgate.yaml's schema (src/config), which the publisher's dbgate applied when it loaded them.
- */
-const PolicyBodySchema = z.object({
-  policy: z.enum(POLICY_PACKS),
-  rules: z.array(z.record(z.string(), z.unknown())),
-  allow: z.array(z.string()).optional(),
-  reviewers: z.array(z.string()),
-  masking: z.record(z.string(), z.unknown()),
-  approvals: z.record(z.string(), z.unknown()),
-})
+/** The part of a published policy that decides what is allowed; its schema is dbgate.yaml's (src/config/schema.ts). */
+export type PolicyBody = z.output<typeof policyBody>
 
 const PublishedPolicySchema = z.object({
   v: z.literal(1),
@@ -46,12 +28,12 @@ const PublishedPolicySchema = z.object({
   keyId: z.string().min(1),
   /** sha256 of the canonical body: what sessions record as the policy they ran under. */
   hash: z.string(),
-  body: PolicyBodySchema,
+  body: policyBody,
   /** Ed25519 over the canonical document without `sig`. */
   sig: z.string(),
 })
 /** `policies/<target>/v000001.json` in the bucket. */
-export type PublishedPolicy = Omit<z.infer<typeof PublishedPolicySchema>, 'body'> & {body: PolicyBody}
+export type PublishedPolicy = z.infer<typeof PublishedPolicySchema>
 
 /** The offline copy a tunnel keeps of the last policy it verified, with the key that signed it. */
 const CachedPolicySchema = z.object({policy: z.string(), key: z.unknown().optional()})
@@ -128,7 +110,7 @@ export async function publishPolicy(bucket: Bucket, target: TargetConfig, publis
 export function verifyPublishedPolicy(text: string, keys: KeyRing): PublishedPolicy {
   let doc: PublishedPolicy
   try {
-    doc = parseDocument(PublishedPolicySchema, text, 'the published policy') as unknown as PublishedPolicy
+    doc = parseDocument(PublishedPolicySchema, text, 'the published policy')
   } catch (error) {
     throw new PolicyStoreError((error as DocumentError).message, 'POLICY_MALFORMED')
   }

@@ -44,7 +44,8 @@ describe('audit documents read from the bucket', () => {
   it('refuses a published policy whose body is not a policy body, before trusting any of it', () => {
     const doc = {
       v: 1, target: 'app', version: 1, publishedAt: '2026-03-01T10:00:00.000Z', publisher: {subject: 'admin', issuer: 'https://idp.example', kind: 'human'},
-      keyId: 'k', hash: 'h', sig: 's', body: {policy: 'none', rules: [], reviewers: [], masking: {}, approvals: {}},
+      keyId: 'k', hash: 'h', sig: 's',
+      body: {policy: 'none', rules: [], reviewers: [], masking: {unmask: [], mask: [], unmaskColumns: [], strategies: {}, onUntraceable: 'mask'}, approvals: {expiryMs: 900_000, windows: false}},
     }
     const refused = (d: unknown) => {
       try {
@@ -57,6 +58,10 @@ describe('audit documents read from the bucket', () => {
     expect(refused(doc).code).toBe('POLICY_UNKNOWN_KEY') // well-formed: it gets as far as the signature
     const bad = refused({...doc, body: {...doc.body, policy: 'lenient', rules: 'none'}})
     expect(bad.code).toBe('POLICY_MALFORMED')
-    expect(bad.message).toMatch(/^the published policy is not valid: body\.policy: .*; body\.rules: expected array, received string$/)
+    expect(bad.message).toMatch(/^the published policy is not valid: body\.policy: .*; body\.rules: expected a list \(each a map\), got "none"$/)
+    // The body is read by dbgate.yaml's schema: a rule or masking setting it cannot run is refused too.
+    const rule = refused({...doc, body: {...doc.body, rules: [{id: 'r', match: {class: 'write', sometimes: true}, action: 'allow'}]}})
+    expect(rule.message).toMatch(/body\.rules\[0\]\.match\.sometimes: unknown key/)
+    expect(refused({...doc, body: {...doc.body, masking: {}}}).message).toMatch(/body\.masking\.unmask: missing required key/)
   })
 })
