@@ -154,21 +154,6 @@ export function oneOf<const T extends string>(values: readonly T[], opts: {hint?
   return expecting(schema, expected)
 }
 
-/** Checks the value's shape before `inner` reads it, so a wrong shape is one clear type error. */
-function shaped<O>(is: (v: unknown) => boolean, expected: string, fix: string, inner: z.ZodType<O, unknown>): z.ZodType<O, unknown> {
-  const guard = z.unknown().transform((v, ctx) => {
-    if (!is(v)) {
-      raise(ctx, typeError(expected, v, fix))
-      return z.NEVER
-    }
-    return v
-  })
-  return expecting(z.pipe(guard, inner as z.ZodType<O, unknown>) as unknown as z.ZodType<O, unknown>, expected)
-}
-
-/** Runs only on a section none of whose parts failed. */
-const whenValid = {when: (payload: {issues: readonly unknown[]}) => payload.issues.length === 0}
-
 export interface ListOptions {
   min?: number
   /** Items (maps) whose value under this key must differ, e.g. rule ids; checked even when an item has other errors. */
@@ -177,30 +162,38 @@ export interface ListOptions {
 
 export function list<T>(item: z.ZodType<T, unknown>, opts: ListOptions = {}): z.ZodType<T[], unknown> {
   const expected = `a list (each ${expectedOf(item)})`
-  let items = z.array(item)
-  if (opts.min !== undefined) {
-    const min = opts.min
-    items = items.superRefine((a, ctx) => {
-      if (a.length < min) raise(ctx, {kind: 'empty', message: `expected at least ${min} item${min === 1 ? '' : 's'}, got an empty list`, fix: 'add an item, or remove the key'})
-    }, whenValid)
-  }
-  if (opts.uniqueKey) {
-    const {key, what} = opts.uniqueKey
-    items = items.superRefine(
-      (a, ctx) => {
-        const first = new Map<unknown, number>()
-        a.forEach((it, i) => {
-          const v = isMapValue(it) ? it[key] : undefined
-          if (!isScalarValue(v)) return
-          const j = first.get(v)
-          if (j === undefined) first.set(v, i)
-          else raise(ctx, {kind: 'duplicate', message: `duplicate ${what} ${describe(v)}`, fix: `give each item a different ${key}`, sameAs: j}, [i, key])
-        })
-      },
-      {when: () => true},
-    )
-  }
-  return shaped(Array.isArray, expected, 'write a YAML list, e.g. [a, b]', items as z.ZodType<T[], unknown>)
+  const items = z.array(item)
+  const schema = z.unknown().transform((v, ctx): T[] => {
+    if (!Array.isArray(v)) {
+      raise(ctx, typeError(expected, v, 'write a YAML list, e.g. [a, b]'))
+      return z.NEVER
+    }
+    const result = items.safeParse(v)
+    if (!result.success) raiseAll(ctx, result.error.issues)
+    // Read from the items as written, so a duplicate is reported even when its item has other errors.
+    const unique = opts.uniqueKey === undefined || unequal(v, opts.uniqueKey, ctx)
+    if (!result.success || !unique) return z.NEVER
+    if (opts.min !== undefined && result.data.length < opts.min) {
+      raise(ctx, {kind: 'empty', message: `expected at least ${opts.min} item${opts.min === 1 ? '' : 's'}, got an empty list`, fix: 'add an item, or remove the key'})
+      return z.NEVER
+    }
+    return result.data
+  })
+  return expecting(schema, expected)
+}
+
+function unequal(items: readonly unknown[], {key, what}: {key: string; what: string}, ctx: Ctx): boolean {
+  const first = new Map<unknown, number>()
+  let ok = true
+  items.forEach((it, i) => {
+    const v = isMapValue(it) ? it[key] : undefined
+    if (!isScalarValue(v)) return
+    const j = first.get(v)
+    if (j === undefined) return void first.set(v, i)
+    ok = false
+    raise(ctx, {kind: 'duplicate', message: `duplicate ${what} ${describe(v)}`, fix: `give each item a different ${key}`, sameAs: j}, [i, key])
+  })
+  return ok
 }
 
 /** Picks a schema by the value's shape, e.g. `bucket: s3://…` versus `bucket: {url: …}`. */
@@ -246,25 +239,41 @@ export interface ObjectOptions<O> {
   /** Empty maps are errors, with this message (e.g. `match: {}` would match every statement). For sections whose keys are all optional. */
   nonEmpty?: string
   /** Cross-field rules, run once every field is valid; `report` points at `key` (or the section). */
-  check?: (value: O, report: (d: Omit<Diagnostic, 'at'> & {at?: 'key' | 'value'}, key?: string) => void) => void
+  check?: (value: O, report: (d: Diagnostic, key?: string) => void) => void
 }
 
-/** A map with a fixed set of keys; any other key is an error with a suggestion. */
-export function object<S extends Record<string, z.ZodType>>(shape: S, opts: ObjectOptions<z.output<z.ZodObject<S, z.core.$strict>>> = {}) {
+/** A map with a fixed set of keys; any other key (`__proto__` too) is an error with a suggestion. */
+export function object<S extends Record<string, z.ZodType>>(shape: S, opts: ObjectOptions<z.output<z.ZodObject<S, z.core.$strict>>> = {}): z.ZodType<z.output<z.ZodObject<S, z.core.$strict>>, unknown> {
   type O = z.output<z.ZodObject<S, z.core.$strict>>
   const names = Object.keys(shape)
-  const unknownKey = z.unknown().transform((_v, ctx) => {
-    raise(ctx, {kind: 'unknown-key', message: 'unknown key', fix: `remove it; allowed keys are: ${names.join(', ')}`, allowed: names, at: 'key'})
-    return z.NEVER
+  const fields = z.object(shape)
+  const schema = z.unknown().transform((v, ctx): O => {
+    if (!isMapValue(v)) {
+      raise(ctx, typeError('a map', v, `write a map with keys from: ${names.join(', ')}`))
+      return z.NEVER
+    }
+    let ok = true
+    for (const key of Object.keys(v)) {
+      if (Object.hasOwn(shape, key)) continue
+      ok = false
+      raise(ctx, {kind: 'unknown-key', message: 'unknown key', fix: `remove it; allowed keys are: ${names.join(', ')}`, allowed: names, at: 'key'}, [key])
+    }
+    const result = fields.safeParse(v)
+    if (!result.success) raiseAll(ctx, result.error.issues)
+    if (!ok || !result.success) return z.NEVER
+    const value = result.data as O
+    if (opts.nonEmpty && Object.keys(value).length === 0) {
+      raise(ctx, {kind: 'empty', message: opts.nonEmpty, fix: `add at least one of: ${names.join(', ')}`, at: 'key'})
+      return z.NEVER
+    }
+    let failed = false
+    opts.check?.(value, (d, key) => {
+      failed = true
+      raise(ctx, {at: 'key', ...d}, key === undefined ? [] : [key])
+    })
+    return failed ? z.NEVER : value
   })
-  const fields = z
-    .object(shape)
-    .catchall(unknownKey)
-    .superRefine((value, ctx) => {
-      if (opts.nonEmpty && Object.keys(value).length === 0) raise(ctx, {kind: 'empty', message: opts.nonEmpty, fix: `add at least one of: ${names.join(', ')}`, at: 'key'})
-      opts.check?.(value as O, (d, key) => raise(ctx, {at: 'key', ...d}, key === undefined ? [] : [key]))
-    }, whenValid)
-  return shaped(isMapValue, 'a map', `write a map with keys from: ${names.join(', ')}`, fields as unknown as z.ZodType<O, unknown>)
+  return expecting(schema, 'a map')
 }
 
 /** Re-raises the issues of a schema run on part of the value, under that part's path. */

@@ -129,9 +129,7 @@ export class YamlSource {
 
   /** Records each of zod's issues as a ConfigIssue that points into the file. */
   addSchemaIssues(issues: readonly z.core.$ZodIssue[]): void {
-    // A section's unknown keys are named before what its known keys hold, as a reader meets them.
-    const unknownFirst = [...issues].sort((a, b) => Number(!isUnknownKey(a)) - Number(!isUnknownKey(b)))
-    for (const issue of unknownFirst) {
+    for (const issue of issues) {
       if (this.brokenAliases.has(pathKey(issue.path))) continue
       const path = issue.path.map((p) => (typeof p === 'number' ? p : String(p)))
       const d = (issue.code === 'custom' ? (issue.params as {diagnostic?: Diagnostic} | undefined)?.diagnostic : undefined) ?? {
@@ -180,10 +178,6 @@ export class YamlSource {
 }
 
 const BROKEN_ALIAS: unique symbol = Symbol('broken alias')
-
-function isUnknownKey(issue: z.core.$ZodIssue): boolean {
-  return issue.code === 'custom' && (issue.params as {diagnostic?: Diagnostic} | undefined)?.diagnostic?.kind === 'unknown-key'
-}
 
 /** How a YAML node is shown after "got", for the few messages made before validation. */
 function describeNode(node: Node | null): string {
