@@ -4,8 +4,9 @@
  * Each issue carries a Diagnostic in its params; yaml-source.ts turns it into a message at the
  * file, line and column of the value, completing the `{key}`, `{section}` and `{path}` in it.
  *
- * Like the rest of zod, containers keep checking their other children after one fails, so one run
- * reports every mistake; cross-field checks run only on a section whose fields are all valid.
+ * Maps and lists check every key and item they hold (zod's object and array underneath) and keep
+ * going after one fails, so one run reports every mistake; a section's cross-field checks run only
+ * once all of its fields are valid.
  */
 import {z} from 'zod'
 import type {IssueKind} from './types.js'

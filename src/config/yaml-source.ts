@@ -69,7 +69,8 @@ export class YamlSource {
       const target = node.resolve(this.doc) as Node | undefined
       if (!target || resolving.has(target)) {
         this.brokenAliases.add(pathKey(path))
-        this.report('error', 'syntax', node, path, `alias *${node.source} refers to no anchor`, `define "&${node.source}" on an earlier value, or write the value here`)
+        if (target) this.report('error', 'syntax', node, path, `alias *${node.source} refers to the value it is part of`, 'write the value here instead of the alias')
+        else this.report('error', 'syntax', node, path, `alias *${node.source} refers to no anchor`, `define "&${node.source}" on an earlier value, or write the value here`)
         this.written.set(pathKey(path), {node, key})
         // Present but unusable: its section fails (and skips its cross-field checks), and nothing more is said of it.
         return BROKEN_ALIAS
@@ -150,11 +151,9 @@ export class YamlSource {
 
   /** Messages that name where they are (a section, a sibling's line) are completed here, where the path is known. */
   private explain(d: Diagnostic, path: KeyPath): {message: string; fix: string; at: 'value' | 'key'} {
-    const fill = (text: string) =>
-      text
-        .replaceAll('{key}', String(path[path.length - 1] ?? ''))
-        .replaceAll('{section}', keyPathString(path.slice(0, -1)) || 'the top level')
-        .replaceAll('{path}', keyPathString(path))
+    const parts: Record<string, string> = {key: String(path[path.length - 1] ?? ''), section: keyPathString(path.slice(0, -1)) || 'the top level', path: keyPathString(path)}
+    // One pass, so a key that happens to contain "{section}" is not filled in again.
+    const fill = (text: string) => text.replace(/\{(key|section|path)\}/g, (_, name: string) => parts[name]!)
     const at = d.at ?? 'value'
     if (d.kind === 'unknown-key' && d.allowed) {
       const name = String(path[path.length - 1])
