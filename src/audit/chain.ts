@@ -47,13 +47,34 @@ export interface EventHead {
 
 /** Serializes one event into its line (no trailing newline), signing it when a signer is given. */
 export function sealEvent(ev: EventHead, signer?: Signer): string {
-  // Member order is fixed here and nowhere else; verifiers depend on sig and hash being last.
-  let body = JSON.stringify({v: EVENT_VERSION, type: ev.type, session: ev.session, seq: ev.seq, ts: ev.ts, prev: ev.prev, data: ev.data})
-  if (signer) {
-    const value = signer.sign(signatureMessage(body))
-    body = `${body.slice(0, -1)},"sig":${JSON.stringify({keyId: signer.keyId, alg: 'ed25519', value})}}`
-  }
+  const body = eventBody(ev, signer)
   return `${body.slice(0, -1)},"hash":"${sha256hex(body)}"}`
+}
+
+/** The line up to its `hash`, closed with `}`: what `hash` is the digest of. */
+function eventBody(ev: EventHead, signer?: Signer): string {
+  // Member order is fixed here and nowhere else; verifiers depend on sig and hash being last.
+  const body = JSON.stringify({v: EVENT_VERSION, type: ev.type, session: ev.session, seq: ev.seq, ts: ev.ts, prev: ev.prev, data: ev.data})
+  if (!signer) return body
+  const value = signer.sign(signatureMessage(body))
+  return `${body.slice(0, -1)},"sig":${JSON.stringify({keyId: signer.keyId, alg: 'ed25519', value})}}`
+}
+
+/** `,"hash":"…"}` and the newline: what a line adds to its body's bytes once the closing `}` is cut. */
+const HASH_TAIL_BYTES = 9 + 64 + 2 + 1
+
+/**
+ * `sealEvent`'s line as the bytes the spool writes (newline included), and its hash (the next line's
+ * `prev`). The body is encoded once and both hashes read bytes: no string is encoded three times.
+ */
+export function sealEventBytes(ev: EventHead, signer?: Signer): {bytes: Buffer; hash: string} {
+  const body = eventBody(ev, signer)
+  const n = Buffer.byteLength(body, 'utf8')
+  const bytes = Buffer.allocUnsafe(n + HASH_TAIL_BYTES - 1)
+  bytes.write(body, 0, n, 'utf8')
+  const bodyHash = hash('sha256', bytes.subarray(0, n), 'hex')
+  bytes.write(`,"hash":"${bodyHash}"}\n`, n - 1, 'latin1')
+  return {bytes, hash: hash('sha256', bytes.subarray(0, bytes.length - 1), 'hex')}
 }
 
 /** Keeps the running state of one session's chain so each append is O(1). */
@@ -71,5 +92,13 @@ export class ChainState {
     this.seq += 1
     this.prev = sha256hex(line)
     return line
+  }
+
+  /** `append`, as the bytes the spool writes (the line and its newline). */
+  appendBytes(type: string, data: unknown, ts: Date, signer?: Signer): Buffer {
+    const sealed = sealEventBytes({type, session: this.session, seq: this.seq + 1, ts: ts.toISOString(), prev: this.prev, data}, signer)
+    this.seq += 1
+    this.prev = sealed.hash
+    return sealed.bytes
   }
 }

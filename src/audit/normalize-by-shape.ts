@@ -11,7 +11,7 @@
 import {LRUCache} from 'lru-cache'
 import {watchLiterals} from '../sql/parser.js'
 import {scanShape} from '../policy/text-shape.js'
-import {normalizeNow, normalizeSql, type Normalized} from './events.js'
+import {normalizeNow, normalizeSql, NORMALIZED_CACHE_MAX_TEXT, type Normalized} from './events.js'
 
 const NOT_SHARED = {notShared: true} as const
 const shapes = new LRUCache<string, Normalized | typeof NOT_SHARED>({max: 4096})
@@ -30,5 +30,12 @@ function byShape(sql: string): Normalized {
 
 /** `normalizeSql`, with a text of a known shape answered without a parse where that is sound. */
 export function normalizeByShape(sql: string): Normalized {
+  // A shape that shares its answer is asked first: keeping every such text in the text cache too
+  // would only evict others (every `-M simple` pgbench text is new).
+  if (sql.length <= NORMALIZED_CACHE_MAX_TEXT) {
+    const shape = scanShape(sql)
+    const known = shape && shape.literals.length > 0 ? shapes.get(shape.key) : undefined
+    if (known !== undefined && 'fingerprint' in known) return known
+  }
   return normalizeSql(sql, byShape)
 }

@@ -204,8 +204,7 @@ export class SessionRecorder {
   private write(type: string, data: unknown, ts: Date, sign = false): void {
     if (this.ended && type !== 'session.end') throw new Error(`session ${this.sessionId} has ended; ${type} event not recorded`)
     const every = this.rec.opts.checkpointEvery
-    const line = this.chain.append(type, data, ts, sign ? this.rec.opts.signer : undefined)
-    this.spool.append(line)
+    this.spool.appendBytes(this.chain.appendBytes(type, data, ts, sign ? this.rec.opts.signer : undefined))
     this.rec.noteUnwritten(this)
     this.sinceCheckpoint = sign ? 0 : this.sinceCheckpoint + 1
     if (!sign && every > 0 && this.sinceCheckpoint >= every) this.checkpoint()

@@ -123,8 +123,12 @@ export class SpoolFile {
   }
 
   append(line: string): void {
+    this.appendBytes(Buffer.from(line + '\n'))
+  }
+
+  /** `append` for a line already encoded, its newline included. */
+  appendBytes(buf: Buffer): void {
     if (this.closed) throw new Error(`audit spool for session ${this.sessionId} is closed; event not recorded`)
-    const buf = Buffer.from(line + '\n')
     this.queue.push(buf)
     this.queued += buf.length
     this.schedule(this.opts.flushIntervalMs ?? 50)

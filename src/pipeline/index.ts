@@ -37,7 +37,7 @@ export async function buildPipeline(ctx: TunnelHooksContext): Promise<Pipeline> 
     const who = identityStage(ctx)
     const masking = features.masking && catalogQuery ? await maskingStage(ctx, who, catalogQuery) : undefined
     if (masking) built.push(masking)
-    const recording = features.recording ? await recordingStage(ctx, who, masking) : undefined
+    const recording = features.recording ? await recordingStage(ctx, who, masking, {guardrails: features.guardrails}) : undefined
     if (recording) built.push(recording)
     const policy = features.guardrails ? policyStage(ctx, who, catalogQuery) : undefined
     // Approvals settle what policy holds: without guardrails nothing is ever held.

@@ -1,5 +1,8 @@
 import {startRecording} from '../connect/recording.js'
 import type {RecordingSetup} from '../connect/recording.js'
+import {sharedAnalysisCache} from '../policy/index.js'
+import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
+import {readingOf} from '../policy/text-shape.js'
 import type {TunnelHooksContext} from './context.js'
 import type {IdentityStage} from './identity.js'
 import type {MaskingStage} from './masking.js'
@@ -15,7 +18,7 @@ export interface RecordingStage extends Stage {
  * Records every session, each statement with the decision and approval on its final verdict, into
  * the signed spool, and ships it to the bucket.
  */
-export async function recordingStage(ctx: TunnelHooksContext, who: IdentityStage, masking: MaskingStage | undefined): Promise<RecordingStage> {
+export async function recordingStage(ctx: TunnelHooksContext, who: IdentityStage, masking: MaskingStage | undefined, opts: {guardrails: boolean}): Promise<RecordingStage> {
   const setup = await startRecording({
     config: ctx.config,
     target: ctx.target,
@@ -26,10 +29,27 @@ export async function recordingStage(ctx: TunnelHooksContext, who: IdentityStage
     maskText: masking?.maskText,
     agent: who.agent,
   })
+  const maxStatementSize = ctx.target.tunnel.maxStatementSize
   return {
     name: 'recording',
     setup,
     ...setup.hooks,
+    // A statement's tables come from the shared analysis cache, by its text (describeStatement).
+    // The guardrails put every text there; without them, the text is analysed here, where the
+    // session's acknowledged settings say whether it may share the analysis of another text of
+    // its shape, rather than parsed in full when it is recorded. It never changes the verdict.
+    statement: opts.guardrails
+      ? undefined
+      : (sql, sctx, verdict) => {
+          if (sql.length <= MAX_SHAPED_TEXT) {
+            try {
+              sharedAnalysisCache.analyze(sql, {maxStatementSize}, readingOf(sctx.session.parameters))
+            } catch {
+              /* recorded all the same: describeStatement analyses it again */
+            }
+          }
+          return verdict
+        },
     // Previews are only of masked rows; without masking there is nothing safe to keep.
     previewRows: masking ? ctx.config.recording.previewRows : 0,
     dispose: () => setup.close(),

@@ -177,10 +177,16 @@ function effectOperation(v: CallVerdict, call: CatalogCall): Operation {
   }
 }
 
-function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog): StatementAnalysis {
+function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog, onlyRead: WeakMap<readonly Operation[], boolean>): StatementAnalysis {
   if (!stmt.operations.some((o) => o.calls !== undefined)) return stmt
   // The common case (tables and built-ins that only read): nothing to add, and nothing to rebuild.
-  if (stmt.operations.every((o) => !o.calls || o.calls.every((c) => judgeCall(c, catalog) === undefined))) return stmt
+  // Whether it is depends on the operations alone, which texts of one shape share (`shape-cache.ts`).
+  let reads = onlyRead.get(stmt.operations)
+  if (reads === undefined) {
+    reads = stmt.operations.every((o) => !o.calls || o.calls.every((c) => judgeCall(c, catalog) === undefined))
+    onlyRead.set(stmt.operations, reads)
+  }
+  if (reads) return stmt
   const operations: Operation[] = []
   const extra: Operation[] = []
   const seen = new Set<string>()
@@ -210,7 +216,10 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog): St
   })
 }
 
-const resolved = new WeakMap<FunctionCatalog, {generation: number; byList: WeakMap<readonly StatementAnalysis[], readonly StatementAnalysis[]>}>()
+const resolved = new WeakMap<
+  FunctionCatalog,
+  {generation: number; byList: WeakMap<readonly StatementAnalysis[], readonly StatementAnalysis[]>; onlyRead: WeakMap<readonly Operation[], boolean>}
+>()
 
 /**
  * Adds an operation for every call that does more than read, judged against `catalog`. Results
@@ -220,7 +229,7 @@ const resolved = new WeakMap<FunctionCatalog, {generation: number; byList: WeakM
 export function resolveCatalogCalls(statements: readonly StatementAnalysis[], catalog: FunctionCatalog): StatementAnalysis[] {
   let memo = resolved.get(catalog)
   if (!memo || memo.generation !== catalog.generation) {
-    memo = {generation: catalog.generation, byList: new WeakMap()}
+    memo = {generation: catalog.generation, byList: new WeakMap(), onlyRead: new WeakMap()}
     resolved.set(catalog, memo)
   }
   // A cached analysis hands out the same statements array every time: one lookup for the whole text.
@@ -229,13 +238,15 @@ export function resolveCatalogCalls(statements: readonly StatementAnalysis[], ca
   let out: StatementAnalysis[] | undefined
   for (let i = 0; i < statements.length; i++) {
     const s = statements[i]!
-    const r = resolveStatement(s, catalog)
+    const r = resolveStatement(s, catalog, memo.onlyRead)
     if (r !== s) out ??= statements.slice(0, i)
     out?.push(r)
   }
-  const result = out ?? statements
-  memo.byList.set(statements, result)
-  return result as StatementAnalysis[]
+  // Texts that only read need no entry: their statements answer from `onlyRead` (a text of a known
+  // shape brings a new statements array every time, and an entry each would only feed the GC).
+  if (!out) return statements as StatementAnalysis[]
+  memo.byList.set(statements, out)
+  return out
 }
 
 /** The functions a statement's verdict depends on but `catalog` could not look up (for `policy check`). */

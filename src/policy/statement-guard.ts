@@ -82,8 +82,9 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups, client: opts.client}
   const catalog = opts.functions ?? offlineCatalog
   const loading = 'load' in catalog ? (catalog as LoadingFunctionCatalog) : undefined
-  // Analyses are shared and immutable: their catalog keys are worked out once.
-  const keysOf = new WeakMap<Analysis, CatalogKey[]>()
+  // Analyses are shared and immutable: their catalog keys are worked out once, per operations list
+  // for a text of one statement (texts of one shape share it, `shape-cache.ts`), per analysis otherwise.
+  const keysOf = new WeakMap<object, CatalogKey[]>()
 
   // The session's acknowledged settings say whether its texts may share an analysis by shape.
   const judge = (sql: string, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => decide(cache.analyze(sql, {maxStatementSize}, readingOf(ctx.session.parameters)), ctx)
@@ -101,8 +102,9 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
 
   /** The catalog keys a text's verdict needs, those of the prepared statements its EXECUTEs run included. */
   const keysFor = (analysis: Analysis, ctx: StatementContext): CatalogKey[] => {
-    let keys = keysOf.get(analysis)
-    if (!keys) keysOf.set(analysis, (keys = catalogKeys(analysis.statements)))
+    const id = analysis.statements.length === 1 ? analysis.statements[0]!.operations : analysis
+    let keys = keysOf.get(id)
+    if (!keys) keysOf.set(id, (keys = catalogKeys(analysis.statements)))
     if (!analysis.statements.some((st) => st.operations.some((o) => o.executes !== undefined))) return keys
     const staged = new StagedRegistry(() => preparedInSession(ctx.session, analyzeDefinition))
     const resolved = analysis.statements.map((st) => {

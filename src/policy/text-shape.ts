@@ -56,8 +56,23 @@ const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39
 const isIdentStart = (c: number): boolean => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f
 const isIdentChar = (c: number): boolean => isIdentStart(c) || isDigit(c) || c === 0x24
 
-/** The shape of `text`, or undefined when the text holds anything the scan does not read exactly as the server. */
+let lastText: string | undefined
+let lastShape: TextShape | undefined
+
+/**
+ * The shape of `text`, or undefined when the text holds anything the scan does not read exactly as
+ * the server. The last answer is kept: the guardrails, masking and the recording each ask for the
+ * shape of the same statement text in turn. (Shapes are never modified, so one may be handed out twice.)
+ */
 export function scanShape(text: string): TextShape | undefined {
+  if (text !== lastText) {
+    lastShape = scan(text)
+    lastText = text
+  }
+  return lastShape
+}
+
+function scan(text: string): TextShape | undefined {
   const n = text.length
   const literals: number[] = []
   let key = ''
