@@ -35,6 +35,7 @@ import {findPgBouncer, rssOf, startPgBouncer} from './pgbouncer.js'
 import {renderTable, type BenchResults, type MemoryFigure, type PathInfo, type PgbenchFigure, type StreamFigure} from './report.js'
 import type {GatewayWorkerBrief, GatewayWorkerMessage} from './gateway-worker.js'
 import type {ParentMessage, WorkerBrief, WorkerMessage} from './tunnel-worker.js'
+import type {MemoryReport} from './worker-ipc.js'
 import {isLoopbackHost} from '../util/loopback.js'
 
 interface Options {
@@ -178,18 +179,18 @@ async function version(cmd: string, args: string[]): Promise<string> {
 interface Worker {
   endpoint: Endpoint
   pid: number
-  memory(): Promise<{rss: number; heapUsed: number}>
+  memory(): Promise<MemoryReport>
   stop(): Promise<void>
 }
 
 /** The messages both workers (tunnel, gateway) send and take, as far as this side needs them. */
-type AnyWorkerMessage = {type: 'ready'} | {type: 'memory'; rss: number; heapUsed: number} | {type: 'error'; message: string}
+type AnyWorkerMessage = {type: 'ready'} | MemoryReport | {type: 'error'; message: string}
 
 /**
  * Runs a worker script in a process of its own with its brief in `briefVariable`, and waits for
  * its `ready` message. Its data directory is removed when it stops.
  */
-async function spawnWorker<Ready extends {type: 'ready'}>(script: string, briefVariable: string, brief: object, dataDir: string, opts: Options, tag: string, what: string): Promise<{ready: Ready; pid: number; memory(): Promise<{rss: number; heapUsed: number}>; stop(): Promise<void>}> {
+async function spawnWorker<Ready extends {type: 'ready'}>(script: string, briefVariable: string, brief: object, dataDir: string, opts: Options, tag: string, what: string): Promise<{ready: Ready; pid: number; memory(): Promise<MemoryReport>; stop(): Promise<void>}> {
   const execArgv = ['--expose-gc']
   if (opts.cpuProfDir) execArgv.push('--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir, '--cpu-prof-name', `dbgate-${tag}.cpuprofile`)
   const child: ChildProcess = spawn(process.execPath, [...execArgv, script], {
@@ -282,7 +283,7 @@ interface Target {
   endpoint: Endpoint
   /** The proxy's process, whose CPU and memory are measured. */
   pid?: number
-  memory?: () => Promise<{rss: number; heapUsed?: number}>
+  memory?: () => Promise<{rss: number; heapUsed?: number; heapTotal?: number; external?: number; arrayBuffers?: number}>
 }
 
 async function pgbench(t: Target, mode: 'simple' | 'prepared', clients: number, seconds: number): Promise<PgbenchFigure> {
@@ -333,6 +334,13 @@ async function stream(t: Target, kind: 'select' | 'copy', table: string, repeats
   return best!
 }
 
+function describeMemory(m: Record<string, number | undefined>): string {
+  return ['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers']
+    .filter((k) => typeof m[k] === 'number')
+    .map((k) => `${k} ${(m[k]! / 1024 / 1024).toFixed(1)} MB`)
+    .join(', ')
+}
+
 async function memory(t: Target, count: number): Promise<MemoryFigure> {
   const before = await t.memory!()
   const sessions = await openMany(t.endpoint, count)
@@ -340,6 +348,7 @@ async function memory(t: Target, count: number): Promise<MemoryFigure> {
     // Let the proxy settle (its sockets' buffers, any timers) before reading.
     await new Promise((r) => setTimeout(r, 1000))
     const after = await t.memory!()
+    log(`${t.info.label} memory before: ${describeMemory(before)}; with ${sessions.length} idle connections: ${describeMemory(after)}`)
     return {
       path: t.info.id,
       connections: sessions.length,
@@ -451,10 +460,7 @@ async function main(): Promise<void> {
       info: {id: v.id, label: v.label, kind: 'dbgate', off: v.off},
       endpoint: w.endpoint,
       pid: w.pid,
-      memory: async () => {
-        const m = await w.memory()
-        return {rss: m.rss, heapUsed: m.heapUsed}
-      },
+      memory: w.memory,
     })
   }
 
