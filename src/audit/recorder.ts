@@ -152,6 +152,11 @@ export class SessionRecorder {
     this.write('session.start', data, startedAt, true)
   }
 
+  /** Bytes of this session's log written so far; the background shipper skips a session whose count has not moved. */
+  get writtenBytes(): number {
+    return this.spool.writtenBytes
+  }
+
   get spoolPath(): string {
     return this.spool.paths.log
   }

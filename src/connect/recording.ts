@@ -148,6 +148,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
     // A 1 MiB log is re-shipped every 5 s at most, a 60 MiB one (a day-long session) every minute.
     liveSnapshotBytesPerSecond: 1024 * 1024,
     beforeRun: () => recorder.checkpointLive(),
+    writtenBytes: (sessionId) => recorder.session(sessionId)?.writtenBytes,
     onError: (e) => opts.log('warn', `shipping recordings: ${e.message} (will retry)`),
   })
   shipper.start()
