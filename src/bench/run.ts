@@ -8,7 +8,10 @@
  *
  *   node dist/bench/run.js [--quick] [--seconds N (default: about 5 minutes of pgbench in all)] [--cpu-prof DIR] [--out DIR]
  *                          [--only direct,pgbouncer,pgbouncer-tls,dbgate,gateway-tls,…] [--figures pgbench,stream,memory]
- *                          [--clients 1,8,32] [--baseline DIR]
+ *                          [--clients 1,8,32] [--baseline DIR] [--settle SECONDS]
+ *
+ * --settle SECONDS (default 30, 0 with --quick): the idle-connection figure reads the proxy's memory
+ * a second time after its connections have stayed idle that long.
  *
  * --baseline DIR adds a path "dbgate (all features), baseline": the tunnel of another built checkout
  * of dbgate (DIR/dist), measured in the same run, so a change's cost per transaction is read against
@@ -46,6 +49,8 @@ interface Options {
   streamRows: number
   streamRepeats: number
   idle: number
+  /** Seconds the idle connections stay open before a second memory reading (0: none). */
+  settle: number
   cpuProfDir?: string
   outDir: string
   /** Path ids to measure (default: all). */
@@ -64,7 +69,7 @@ function parseArgs(argv: string[]): Options {
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`)
     return v
   }
-  const known = new Set(['--quick', '--seconds', '--cpu-prof', '--out', '--only', '--figures', '--clients', '--baseline'])
+  const known = new Set(['--quick', '--seconds', '--cpu-prof', '--out', '--only', '--figures', '--clients', '--baseline', '--settle'])
   for (const a of argv) if (a.startsWith('--') && !known.has(a)) throw new Error(`unknown option ${a} (known: ${[...known].join(', ')})`)
   const given = value('--seconds')
   const seconds = given === undefined ? (quick ? 3 : undefined) : Number(given)
@@ -75,6 +80,8 @@ function parseArgs(argv: string[]): Options {
   if (baseline !== undefined && !existsSync(path.join(baseline, 'dist', 'bench', 'tunnel-worker.js'))) {
     throw new Error(`--baseline ${baseline}: no dist/bench/tunnel-worker.js there; build that checkout first (npm ci && npm run build)`)
   }
+  const settle = Number(value('--settle') ?? (quick ? 0 : 30))
+  if (!Number.isFinite(settle) || settle < 0) throw new Error('--settle must be a number of seconds ≥ 0')
   for (const f of figures) if (f !== 'pgbench' && f !== 'stream' && f !== 'memory') throw new Error(`--figures takes pgbench, stream and memory, not ${f}`)
   return {
     quick,
@@ -83,6 +90,7 @@ function parseArgs(argv: string[]): Options {
     streamRows: quick ? 100_000 : 1_000_000,
     streamRepeats: quick ? 1 : 3,
     idle: quick ? 200 : 1000,
+    settle,
     cpuProfDir: cpuProf ? path.resolve(cpuProf) : undefined,
     outDir: path.resolve(value('--out') ?? 'bench-results'),
     only: value('--only')?.split(','),
@@ -341,7 +349,7 @@ function describeMemory(m: Record<string, number | undefined>): string {
     .join(', ')
 }
 
-async function memory(t: Target, count: number): Promise<MemoryFigure> {
+async function memory(t: Target, count: number, settleSeconds: number): Promise<MemoryFigure> {
   const before = await t.memory!()
   const sessions = await openMany(t.endpoint, count)
   try {
@@ -349,6 +357,13 @@ async function memory(t: Target, count: number): Promise<MemoryFigure> {
     await new Promise((r) => setTimeout(r, 1000))
     const after = await t.memory!()
     log(`${t.info.label} memory before: ${describeMemory(before)}; with ${sessions.length} idle connections: ${describeMemory(after)}`)
+    // The same connections, left idle: V8 gives back heap it no longer needs only after a while.
+    let settled: Awaited<ReturnType<NonNullable<Target['memory']>>> | undefined
+    if (settleSeconds > 0) {
+      await new Promise((r) => setTimeout(r, settleSeconds * 1000))
+      settled = await t.memory!()
+      log(`${t.info.label} memory after ${settleSeconds} s idle: ${describeMemory(settled)}`)
+    }
     return {
       path: t.info.id,
       connections: sessions.length,
@@ -357,6 +372,7 @@ async function memory(t: Target, count: number): Promise<MemoryFigure> {
       rssPerConnection: (after.rss - before.rss) / sessions.length,
       heapUsedBefore: before.heapUsed,
       heapUsedAfter: after.heapUsed,
+      ...(settled ? {rssSettled: settled.rss, settledAfterSeconds: settleSeconds} : {}),
     }
   } finally {
     await closeMany(sessions)
@@ -529,7 +545,7 @@ async function main(): Promise<void> {
   for (const t of targets) {
     if (!opts.figures.has('memory') || !t.memory || (t.info.kind === 'dbgate' && !['dbgate', 'dbgate-bare', 'baseline', 'gateway-tls'].includes(t.info.id))) continue
     log(`opening ${idle} idle connections through ${t.info.label}…`)
-    const f = await memory(t, idle)
+    const f = await memory(t, idle, opts.settle)
     results.memory.push(f)
     log(`${t.info.label}: RSS ${(f.rssAfter / 1024 / 1024).toFixed(1)} MB with ${f.connections} connections`)
   }
