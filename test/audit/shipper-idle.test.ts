@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {FileBucket} from '../../src/bucket/index.js'
-import {Recorder, type SessionRecorder} from '../../src/audit/recorder.js'
+import {Recorder, writtenBytesInProcess, type SessionRecorder} from '../../src/audit/recorder.js'
 import {sessionObjectKey, Shipper, type ShipReport} from '../../src/audit/shipper.js'
 import {loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
 import {alice, removeTempDirs, stmt, tempDir} from './helpers.js'
@@ -20,7 +20,7 @@ afterAll(async () => {
 
 /**
  * A tunnel's background shipper over a recorder, driven pass by pass with `kick()`, the way
- * `startRecording` builds it (`writtenBytes` from the recorder).
+ * `startRecording` builds it (`writtenBytes` of any session this process records).
  */
 async function setup(sessionId: string, opts: {now?: () => Date; bytesPerSecond?: number} = {}) {
   const bucket = new FileBucket(await tempDir('dbgate-bucket-'))
@@ -38,7 +38,7 @@ async function setup(sessionId: string, opts: {now?: () => Date; bytesPerSecond?
     now: opts.now,
     liveSnapshotBytesPerSecond: opts.bytesPerSecond,
     beforeRun: () => rec.checkpointLive(),
-    writtenBytes: (id) => rec.session(id)?.writtenBytes,
+    writtenBytes: writtenBytesInProcess,
     onReport: (r) => reports.push(r),
   })
   shipper.start()
