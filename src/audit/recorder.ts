@@ -51,6 +51,17 @@ export interface SessionStartInput {
 /** Event types whose invariants the recorder owns; `recordEvent` refuses them. */
 const RESERVED = new Set<string>(['session.start', 'statement', 'session.end', 'session.interrupted', 'checkpoint'] satisfies KnownEventType[])
 
+/** Every live session recorded by this process, whichever recorder writes it (a gateway has one per pipeline). */
+const liveInProcess = new Map<string, SessionRecorder>()
+
+/**
+ * Bytes written so far to the log of a session this process is recording; undefined for any other
+ * session. What a background shipper (`Shipper`'s `writtenBytes`) needs to pass over idle ones.
+ */
+export function writtenBytesInProcess(sessionId: string): number | undefined {
+  return liveInProcess.get(sessionId)?.writtenBytes
+}
+
 export class Recorder {
   private readonly sessions = new Map<string, SessionRecorder>()
   /** Sessions with events appended since the last `release`. */
@@ -72,8 +83,12 @@ export class Recorder {
 
   startSession(input: SessionStartInput): SessionRecorder {
     if (this.sessions.has(input.sessionId)) throw new Error(`session ${input.sessionId} is already being recorded`)
-    const s = new SessionRecorder(this, input, () => this.sessions.delete(input.sessionId))
+    const s = new SessionRecorder(this, input, () => {
+      this.sessions.delete(input.sessionId)
+      liveInProcess.delete(input.sessionId)
+    })
     this.sessions.set(input.sessionId, s)
+    liveInProcess.set(input.sessionId, s)
     return s
   }
 
@@ -150,6 +165,11 @@ export class SessionRecorder {
     }
     // Signed from the first line: even a session killed after one statement names its signer.
     this.write('session.start', data, startedAt, true)
+  }
+
+  /** Bytes of this session's log written so far; the background shipper skips a session whose count has not moved. */
+  get writtenBytes(): number {
+    return this.spool.writtenBytes
   }
 
   get spoolPath(): string {

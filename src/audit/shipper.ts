@@ -30,6 +30,8 @@ export interface ShipOptions {
    * Unset (`dbgate sessions sync`): every live session with new lines is shipped now.
    */
   liveSnapshotBytesPerSecond?: number
+  /** Sessions to pass over in this run without opening anything (reported unchanged); see `Shipper`'s `writtenBytes`. */
+  skip?: (sessionId: string) => boolean
 }
 
 export interface ShipOutcome {
@@ -45,6 +47,8 @@ export interface ShipReport {
   failed: ShipOutcome[]
   /** Live sessions with nothing new since their last snapshot, or held by another shipper. */
   unchanged: string[]
+  /** Of `unchanged`, the live sessions whose every complete line is in the bucket already. */
+  upToDate: string[]
 }
 
 
@@ -56,8 +60,12 @@ export interface ShipReport {
  */
 export async function shipPending(opts: ShipOptions): Promise<ShipReport> {
   const dir = opts.spoolDir ?? defaultSpoolDir()
-  const report: ShipReport = {shipped: [], failed: [], unchanged: []}
+  const report: ShipReport = {shipped: [], failed: [], unchanged: [], upToDate: []}
   for (const sessionId of await spooledSessions(dir)) {
+    if (opts.skip?.(sessionId)) {
+      report.unchanged.push(sessionId)
+      continue
+    }
     const release = await acquireShipLock(dir, sessionId)
     if (!release) {
       report.unchanged.push(sessionId)
@@ -66,6 +74,10 @@ export async function shipPending(opts: ShipOptions): Promise<ShipReport> {
     try {
       const out = await shipOne(dir, sessionId, opts)
       if (out === 'unchanged') report.unchanged.push(sessionId)
+      else if (out === 'up-to-date') {
+        report.unchanged.push(sessionId)
+        report.upToDate.push(sessionId)
+      }
       else if (out.error) report.failed.push(out)
       else report.shipped.push(out)
     } finally {
@@ -108,7 +120,7 @@ async function snapshotTooRecent(paths: ReturnType<typeof spoolPaths>, opts: Shi
   return isLockAlive(await readLock(paths.lock))
 }
 
-async function shipOne(dir: string, sessionId: string, opts: ShipOptions): Promise<ShipOutcome | 'unchanged'> {
+async function shipOne(dir: string, sessionId: string, opts: ShipOptions): Promise<ShipOutcome | 'unchanged' | 'up-to-date'> {
   const paths = spoolPaths(dir, sessionId)
   if (await snapshotTooRecent(paths, opts)) return 'unchanged'
   let snap = await readSnapshot(paths.log)
@@ -123,7 +135,7 @@ async function shipOne(dir: string, sessionId: string, opts: ShipOptions): Promi
   }
 
   const mark = await readMark(paths.shipped)
-  if (state === 'live' && (snap.complete.length === 0 || mark?.bytes === snap.complete.length)) return 'unchanged'
+  if (state === 'live' && (snap.complete.length === 0 || mark?.bytes === snap.complete.length)) return snap.complete.length === 0 ? 'unchanged' : 'up-to-date'
 
   const start = snap.start ?? {target: '_unknown', startedAt: (await stat(paths.log)).mtime.toISOString()}
   const key = sessionObjectKey(sessionId, start.target, start.startedAt)
@@ -204,12 +216,21 @@ export class Shipper {
   private timer?: NodeJS.Timeout
   private running?: Promise<void>
   private stopped = true
+  /** This process's live sessions found up to date, with their `writtenBytes` at the time. */
+  private settled = new Map<string, number>()
 
   constructor(
     private readonly opts: ShipOptions & {
       intervalMs?: number
       /** Runs before each shipping pass, e.g. `() => recorder.checkpointLive()`. */
       beforeRun?: () => void | Promise<void>
+      /**
+       * Bytes this process has written to a live session's log (`SessionRecorder.writtenBytes`);
+       * undefined for any other session. A session found up to date is passed over, without a file
+       * opened, until the count moves: a thousand idle sessions then cost the shipper nothing
+       * instead of a lock, a mark and a log read each every pass (and the memory that churn holds).
+       */
+      writtenBytes?: (sessionId: string) => number | undefined
       onReport?: (r: ShipReport) => void
       onError?: (err: Error) => void
     },
@@ -242,7 +263,7 @@ export class Shipper {
       if (this.running) return this.schedule(100)
       this.running = Promise.resolve()
         .then(() => this.opts.beforeRun?.())
-        .then(() => shipPending(this.opts))
+        .then(() => this.pass())
         .then((r) => this.opts.onReport?.(r))
         .catch((err: unknown) => this.opts.onError?.(err as Error))
         .finally(() => {
@@ -251,5 +272,31 @@ export class Shipper {
         })
     }, ms)
     this.timer.unref?.()
+  }
+
+  private async pass(): Promise<ShipReport> {
+    const written = this.opts.writtenBytes
+    if (!written) return shipPending(this.opts)
+    // Counted before the log is read (after `beforeRun` flushed): a snapshot holds at least these bytes.
+    const atStart = new Map<string, number>()
+    const settled = new Map<string, number>()
+    const skip = (sessionId: string): boolean => {
+      const bytes = written(sessionId)
+      if (bytes === undefined) return false
+      if (this.settled.get(sessionId) === bytes) {
+        settled.set(sessionId, bytes)
+        return true
+      }
+      atStart.set(sessionId, bytes)
+      return false
+    }
+    const report = await shipPending({...this.opts, skip})
+    for (const sessionId of [...report.upToDate, ...report.shipped.filter((o) => o.state === 'live').map((o) => o.sessionId)]) {
+      const bytes = atStart.get(sessionId)
+      if (bytes !== undefined) settled.set(sessionId, bytes)
+    }
+    // Sessions no longer in the spool (ended and shipped) drop out here.
+    this.settled = settled
+    return report
   }
 }

@@ -110,6 +110,7 @@ export class SpoolFile {
   private closed = false
   private locked = false
   private closeFailed = false
+  private written = 0
   lastError?: SpoolWriteError
   readonly paths: ReturnType<typeof spoolPaths>
 
@@ -120,6 +121,11 @@ export class SpoolFile {
 
   get pendingBytes(): number {
     return this.queued
+  }
+
+  /** Bytes this writer has put in the log so far (the kernel holds them). */
+  get writtenBytes(): number {
+    return this.written
   }
 
   append(line: string): void {
@@ -223,6 +229,7 @@ export class SpoolFile {
         const written = writeSync(fd, batch, offset, batch.length - offset)
         offset += written
         this.queued -= written
+        this.written += written
       }
     } catch (err) {
       // Exactly the unwritten bytes go back in front, so a retry continues the same line.

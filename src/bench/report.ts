@@ -42,6 +42,9 @@ export interface MemoryFigure {
   rssPerConnection: number
   heapUsedBefore?: number
   heapUsedAfter?: number
+  /** RSS once the connections have stayed idle for `settledAfterSeconds` (V8 shrinks an idle heap on its own). */
+  rssSettled?: number
+  settledAfterSeconds?: number
 }
 
 export interface BenchResults {
@@ -116,11 +119,12 @@ export function renderTable(r: BenchResults): string {
   out.push(`Large result (best of up to ${r.settings.streamRepeats} runs, fewer for slow paths): rows/s and MB/s received by the client`, pad(stream), '')
 
   if (r.memory.length > 0) {
-    const mem: string[][] = [['figure', 'path', 'RSS', 'per connection', 'heap used', 'vs pgbouncer (RSS)']]
+    const settled = r.memory.find((f) => f.settledAfterSeconds !== undefined)?.settledAfterSeconds
+    const mem: string[][] = [['figure', 'path', 'RSS', 'per connection', 'heap used', 'vs pgbouncer (RSS)', ...(settled === undefined ? [] : [`RSS after ${settled} s idle`])]]
     for (const f of r.memory) {
       const bouncer = bouncerFor(r.memory, f.path)
       const heap = f.heapUsedAfter === undefined ? '—' : `${fmt(f.heapUsedAfter / MB, 1)} MB`
-      mem.push([`${fmt(f.connections)} idle connections`, label(f.path), `${fmt(f.rssAfter / MB, 1)} MB (idle ${fmt(f.rssBefore / MB, 1)} MB)`, `${fmt(f.rssPerConnection / 1024, 1)} KB`, heap, f.path === 'pgbouncer' ? '' : ratio(f.rssAfter, bouncer?.rssAfter, false)])
+      mem.push([`${fmt(f.connections)} idle connections`, label(f.path), `${fmt(f.rssAfter / MB, 1)} MB (idle ${fmt(f.rssBefore / MB, 1)} MB)`, `${fmt(f.rssPerConnection / 1024, 1)} KB`, heap, f.path === 'pgbouncer' ? '' : ratio(f.rssAfter, bouncer?.rssAfter, false), ...(settled === undefined ? [] : [f.rssSettled === undefined ? '—' : `${fmt(f.rssSettled / MB, 1)} MB`])])
     }
     out.push('Memory of the proxy process (RSS after a GC; "vs" = PgBouncer RSS / ours)', pad(mem), '')
   }

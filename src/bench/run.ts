@@ -8,7 +8,10 @@
  *
  *   node dist/bench/run.js [--quick] [--seconds N (default: about 5 minutes of pgbench in all)] [--cpu-prof DIR] [--out DIR]
  *                          [--only direct,pgbouncer,pgbouncer-tls,dbgate,gateway-tls,…] [--figures pgbench,stream,memory]
- *                          [--clients 1,8,32] [--baseline DIR]
+ *                          [--clients 1,8,32] [--baseline DIR] [--settle SECONDS]
+ *
+ * --settle SECONDS (default 30, 0 with --quick): the idle-connection figure reads the proxy's memory
+ * a second time after its connections have stayed idle that long.
  *
  * --baseline DIR adds a path "dbgate (all features), baseline": the tunnel of another built checkout
  * of dbgate (DIR/dist), measured in the same run, so a change's cost per transaction is read against
@@ -35,6 +38,7 @@ import {findPgBouncer, rssOf, startPgBouncer} from './pgbouncer.js'
 import {renderTable, type BenchResults, type MemoryFigure, type PathInfo, type PgbenchFigure, type StreamFigure} from './report.js'
 import type {GatewayWorkerBrief, GatewayWorkerMessage} from './gateway-worker.js'
 import type {ParentMessage, WorkerBrief, WorkerMessage} from './tunnel-worker.js'
+import type {MemoryReport} from './worker-ipc.js'
 import {isLoopbackHost} from '../util/loopback.js'
 
 interface Options {
@@ -45,6 +49,8 @@ interface Options {
   streamRows: number
   streamRepeats: number
   idle: number
+  /** Seconds the idle connections stay open before a second memory reading (0: none). */
+  settle: number
   cpuProfDir?: string
   outDir: string
   /** Path ids to measure (default: all). */
@@ -63,7 +69,7 @@ function parseArgs(argv: string[]): Options {
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`)
     return v
   }
-  const known = new Set(['--quick', '--seconds', '--cpu-prof', '--out', '--only', '--figures', '--clients', '--baseline'])
+  const known = new Set(['--quick', '--seconds', '--cpu-prof', '--out', '--only', '--figures', '--clients', '--baseline', '--settle'])
   for (const a of argv) if (a.startsWith('--') && !known.has(a)) throw new Error(`unknown option ${a} (known: ${[...known].join(', ')})`)
   const given = value('--seconds')
   const seconds = given === undefined ? (quick ? 3 : undefined) : Number(given)
@@ -74,6 +80,8 @@ function parseArgs(argv: string[]): Options {
   if (baseline !== undefined && !existsSync(path.join(baseline, 'dist', 'bench', 'tunnel-worker.js'))) {
     throw new Error(`--baseline ${baseline}: no dist/bench/tunnel-worker.js there; build that checkout first (npm ci && npm run build)`)
   }
+  const settle = Number(value('--settle') ?? (quick ? 0 : 30))
+  if (!Number.isFinite(settle) || settle < 0) throw new Error('--settle must be a number of seconds ≥ 0')
   for (const f of figures) if (f !== 'pgbench' && f !== 'stream' && f !== 'memory') throw new Error(`--figures takes pgbench, stream and memory, not ${f}`)
   return {
     quick,
@@ -82,6 +90,7 @@ function parseArgs(argv: string[]): Options {
     streamRows: quick ? 100_000 : 1_000_000,
     streamRepeats: quick ? 1 : 3,
     idle: quick ? 200 : 1000,
+    settle,
     cpuProfDir: cpuProf ? path.resolve(cpuProf) : undefined,
     outDir: path.resolve(value('--out') ?? 'bench-results'),
     only: value('--only')?.split(','),
@@ -178,18 +187,18 @@ async function version(cmd: string, args: string[]): Promise<string> {
 interface Worker {
   endpoint: Endpoint
   pid: number
-  memory(): Promise<{rss: number; heapUsed: number}>
+  memory(): Promise<MemoryReport>
   stop(): Promise<void>
 }
 
 /** The messages both workers (tunnel, gateway) send and take, as far as this side needs them. */
-type AnyWorkerMessage = {type: 'ready'} | {type: 'memory'; rss: number; heapUsed: number} | {type: 'error'; message: string}
+type AnyWorkerMessage = {type: 'ready'} | MemoryReport | {type: 'error'; message: string}
 
 /**
  * Runs a worker script in a process of its own with its brief in `briefVariable`, and waits for
  * its `ready` message. Its data directory is removed when it stops.
  */
-async function spawnWorker<Ready extends {type: 'ready'}>(script: string, briefVariable: string, brief: object, dataDir: string, opts: Options, tag: string, what: string): Promise<{ready: Ready; pid: number; memory(): Promise<{rss: number; heapUsed: number}>; stop(): Promise<void>}> {
+async function spawnWorker<Ready extends {type: 'ready'}>(script: string, briefVariable: string, brief: object, dataDir: string, opts: Options, tag: string, what: string): Promise<{ready: Ready; pid: number; memory(): Promise<MemoryReport>; stop(): Promise<void>}> {
   const execArgv = ['--expose-gc']
   if (opts.cpuProfDir) execArgv.push('--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir, '--cpu-prof-name', `dbgate-${tag}.cpuprofile`)
   const child: ChildProcess = spawn(process.execPath, [...execArgv, script], {
@@ -282,7 +291,7 @@ interface Target {
   endpoint: Endpoint
   /** The proxy's process, whose CPU and memory are measured. */
   pid?: number
-  memory?: () => Promise<{rss: number; heapUsed?: number}>
+  memory?: () => Promise<{rss: number; heapUsed?: number; heapTotal?: number; external?: number; arrayBuffers?: number}>
 }
 
 async function pgbench(t: Target, mode: 'simple' | 'prepared', clients: number, seconds: number): Promise<PgbenchFigure> {
@@ -333,13 +342,28 @@ async function stream(t: Target, kind: 'select' | 'copy', table: string, repeats
   return best!
 }
 
-async function memory(t: Target, count: number): Promise<MemoryFigure> {
+function describeMemory(m: Record<string, number | undefined>): string {
+  return ['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers']
+    .filter((k) => typeof m[k] === 'number')
+    .map((k) => `${k} ${(m[k]! / 1024 / 1024).toFixed(1)} MB`)
+    .join(', ')
+}
+
+async function memory(t: Target, count: number, settleSeconds: number): Promise<MemoryFigure> {
   const before = await t.memory!()
   const sessions = await openMany(t.endpoint, count)
   try {
     // Let the proxy settle (its sockets' buffers, any timers) before reading.
     await new Promise((r) => setTimeout(r, 1000))
     const after = await t.memory!()
+    log(`${t.info.label} memory before: ${describeMemory(before)}; with ${sessions.length} idle connections: ${describeMemory(after)}`)
+    // The same connections, left idle: V8 gives back heap it no longer needs only after a while.
+    let settled: Awaited<ReturnType<NonNullable<Target['memory']>>> | undefined
+    if (settleSeconds > 0) {
+      await new Promise((r) => setTimeout(r, settleSeconds * 1000))
+      settled = await t.memory!()
+      log(`${t.info.label} memory after ${settleSeconds} s idle: ${describeMemory(settled)}`)
+    }
     return {
       path: t.info.id,
       connections: sessions.length,
@@ -348,6 +372,7 @@ async function memory(t: Target, count: number): Promise<MemoryFigure> {
       rssPerConnection: (after.rss - before.rss) / sessions.length,
       heapUsedBefore: before.heapUsed,
       heapUsedAfter: after.heapUsed,
+      ...(settled ? {rssSettled: settled.rss, settledAfterSeconds: settleSeconds} : {}),
     }
   } finally {
     await closeMany(sessions)
@@ -451,10 +476,7 @@ async function main(): Promise<void> {
       info: {id: v.id, label: v.label, kind: 'dbgate', off: v.off},
       endpoint: w.endpoint,
       pid: w.pid,
-      memory: async () => {
-        const m = await w.memory()
-        return {rss: m.rss, heapUsed: m.heapUsed}
-      },
+      memory: w.memory,
     })
   }
 
@@ -531,7 +553,7 @@ async function main(): Promise<void> {
   for (const t of targets) {
     if (!opts.figures.has('memory') || !t.memory || (t.info.kind === 'dbgate' && !['dbgate', 'dbgate-bare', 'baseline', 'gateway-tls'].includes(t.info.id))) continue
     log(`opening ${idle} idle connections through ${t.info.label}…`)
-    const f = await memory(t, idle)
+    const f = await memory(t, idle, opts.settle)
     results.memory.push(f)
     log(`${t.info.label}: RSS ${(f.rssAfter / 1024 / 1024).toFixed(1)} MB with ${f.connections} connections`)
   }

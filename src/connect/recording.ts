@@ -4,7 +4,7 @@ import {createRequire} from 'node:module'
 import {createRecordingHooks} from '../audit/recording-hooks.js'
 import type {StatementDetails} from '../audit/events.js'
 import {normalizeByShape} from '../audit/normalize-by-shape.js'
-import {Recorder, type SessionRecorder} from '../audit/recorder.js'
+import {Recorder, writtenBytesInProcess, type SessionRecorder} from '../audit/recorder.js'
 import {Shipper, shipPending} from '../audit/shipper.js'
 import {defaultKeyDir, loadOrCreateInstallationKey, publishKey} from '../audit/signing.js'
 import {defaultSpoolDir} from '../audit/spool.js'
@@ -148,6 +148,8 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
     // A 1 MiB log is re-shipped every 5 s at most, a 60 MiB one (a day-long session) every minute.
     liveSnapshotBytesPerSecond: 1024 * 1024,
     beforeRun: () => recorder.checkpointLive(),
+    // Any session this process records: a gateway's pipelines share one spool.
+    writtenBytes: writtenBytesInProcess,
     onError: (e) => opts.log('warn', `shipping recordings: ${e.message} (will retry)`),
   })
   shipper.start()

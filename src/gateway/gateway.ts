@@ -7,6 +7,7 @@ import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import tls from 'node:tls'
 import {Shipper} from '../audit/shipper.js'
+import {writtenBytesInProcess} from '../audit/recorder.js'
 import {defaultSpoolDir} from '../audit/spool.js'
 import {loadOrCreateInstallationKey, loadKeyRing, prepareGatewayKeyDir, publishKey, type InstallationKey} from '../audit/signing.js'
 import {openBucket} from '../bucket/index.js'
@@ -153,6 +154,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     spoolDir: defaultSpoolDir(env),
     intervalMs: 10_000,
     liveSnapshotBytesPerSecond: 1024 * 1024,
+    // The pipelines' own shippers ship their live sessions; this one passes over those once up to date.
+    writtenBytes: writtenBytesInProcess,
     onError: (e) => log('warn', `shipping recordings: ${e.message} (will retry)`),
   })
 

@@ -166,7 +166,8 @@ export class ClientConnection implements ConnectionCore {
   closing = false
   private readonly clientFramer: Framer
   private readonly upstreamFramer: Framer
-  private upstream: UpstreamSession | undefined
+  /** What the session needs of its login for good; the rest (parameters, preflight rows, notices) is dropped after `begin`. */
+  private upstream: Pick<UpstreamSession, 'socket' | 'processId' | 'secretKey'> | undefined
   private startupParams: Record<string, string> = {}
   private session: SessionInfo | undefined
   private cancelKey: {processId: number; secretKey: number} | undefined
@@ -321,7 +322,7 @@ export class ClientConnection implements ConnectionCore {
       up.socket.destroy()
       return
     }
-    this.upstream = up
+    this.upstream = {socket: up.socket, processId: up.processId, secretKey: up.secretKey}
     this.startupParams = startupParams
     this.phase = 'ready'
     this.state.txStatus = up.status

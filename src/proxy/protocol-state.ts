@@ -627,19 +627,20 @@ export interface ReadonlyNames<T> {
 
 /**
  * Names of one namespace. Most traffic uses the unnamed statement and portal, which get a slot of
- * their own: binding and executing them costs no map operation.
+ * their own: binding and executing them costs no map operation. The map for named ones is made
+ * on first use, so that an idle session (or one that never names anything) carries none.
  */
 class Names<T> implements ReadonlyNames<T> {
   private unnamed: T | undefined
   private hasUnnamed = false
-  private readonly named = new Map<string, T>()
+  private named: Map<string, T> | undefined
 
   get(name: string): T | undefined {
-    return name === '' ? this.unnamed : this.named.get(name)
+    return name === '' ? this.unnamed : this.named?.get(name)
   }
 
   set(name: string, value: T): void {
-    if (name !== '') this.named.set(name, value)
+    if (name !== '') (this.named ??= new Map()).set(name, value)
     else {
       this.unnamed = value
       this.hasUnnamed = true
@@ -647,7 +648,7 @@ class Names<T> implements ReadonlyNames<T> {
   }
 
   delete(name: string): void {
-    if (name !== '') this.named.delete(name)
+    if (name !== '') this.named?.delete(name)
     else {
       this.unnamed = undefined
       this.hasUnnamed = false
@@ -657,40 +658,43 @@ class Names<T> implements ReadonlyNames<T> {
   clear(): void {
     this.unnamed = undefined
     this.hasUnnamed = false
-    if (this.named.size > 0) this.named.clear()
+    if (this.named !== undefined && this.named.size > 0) this.named.clear()
   }
 
   get size(): number {
-    return (this.hasUnnamed ? 1 : 0) + this.named.size
+    return (this.hasUnnamed ? 1 : 0) + (this.named?.size ?? 0)
   }
 
   *keys(): IterableIterator<string> {
     if (this.hasUnnamed) yield ''
-    yield* this.named.keys()
+    if (this.named) yield* this.named.keys()
   }
 
   *values(): IterableIterator<T> {
     if (this.hasUnnamed) yield this.unnamed!
-    yield* [...this.named.values()]
+    if (this.named) yield* [...this.named.values()]
   }
 }
 
-/** How many definitions of each name are in flight. */
+/** How many definitions of each name are in flight (the map for named ones made on first use). */
 class Counts {
   private unnamed = 0
-  private readonly named = new Map<string, number>()
+  private named: Map<string, number> | undefined
 
   get(name: string): number {
-    return name === '' ? this.unnamed : (this.named.get(name) ?? 0)
+    return name === '' ? this.unnamed : (this.named?.get(name) ?? 0)
   }
 
   get empty(): boolean {
-    return this.unnamed === 0 && this.named.size === 0
+    return this.unnamed === 0 && (this.named === undefined || this.named.size === 0)
   }
 
   increment(name: string): void {
     if (name === '') this.unnamed++
-    else this.named.set(name, (this.named.get(name) ?? 0) + 1)
+    else {
+      const named = (this.named ??= new Map())
+      named.set(name, (named.get(name) ?? 0) + 1)
+    }
   }
 
   decrement(name: string): void {
@@ -698,6 +702,7 @@ class Counts {
       this.unnamed--
       return
     }
+    if (this.named === undefined) return
     const n = (this.named.get(name) ?? 0) - 1
     if (n <= 0) this.named.delete(name)
     else this.named.set(name, n)

@@ -296,7 +296,7 @@ export async function connectUpstream(target: UpstreamTarget, startupParams: Rec
         }
         case Backend.ParameterStatus: {
           const p = decodeParameterStatus(frame.body)
-          parameters.push([p.name, p.value])
+          parameters.push([sharedText(p.name), sharedText(p.value)])
           break
         }
         case Backend.BackendKeyData:
@@ -337,6 +337,21 @@ export async function connectUpstream(target: UpstreamTarget, startupParams: Rec
 }
 
 /** Runs one simple query on a session being opened and returns its rows; the session must end up idle. */
+/**
+ * One copy of each ParameterStatus name and value for all sessions: every session keeps about
+ * fifteen of them for its lifetime, and across sessions of one target they are nearly all equal.
+ * Bounded, so that values that do differ (application_name) cannot grow it without end.
+ */
+const sharedTexts = new Map<string, string>()
+const SHARED_TEXTS_MAX = 1024
+
+function sharedText(s: string): string {
+  const known = sharedTexts.get(s)
+  if (known !== undefined) return known
+  if (sharedTexts.size < SHARED_TEXTS_MAX && s.length <= 256) sharedTexts.set(s, s)
+  return s
+}
+
 async function runPreflight(socket: net.Socket, queue: FrameQueue, sql: string, parameters: [string, string][], notices: NoticeFields[]): Promise<Record<string, string | null>[]> {
   socket.write(encodeQuery(sql))
   let columns: string[] = []
@@ -355,7 +370,7 @@ async function runPreflight(socket: net.Socket, queue: FrameQueue, sql: string, 
       }
       case Backend.ParameterStatus: {
         const p = decodeParameterStatus(frame.body)
-        parameters.push([p.name, p.value])
+        parameters.push([sharedText(p.name), sharedText(p.value)])
         break
       }
       case Backend.NoticeResponse:

@@ -3,6 +3,8 @@
  * normalized text and reports all parse through here. The WASM module loads asynchronously once;
  * after that every call is synchronous, which keeps the tunnel's hot path free of promises.
  */
+// Before libpg-query, which compiles its WebAssembly as it loads: see wasm-baseline.ts.
+import './wasm-baseline.js'
 import {fingerprintSync, loadModule, normalizeSync, parseSync} from 'libpg-query'
 import {LRUCache} from 'lru-cache'
 import type {Obj} from './tree.js'
