@@ -71,7 +71,10 @@ const NEED = {
    * in it: every SSN (`\d{3}-\d{2}-\d{4}`).
    */
   ssnRun: 2,
-  /** A run of twelve such digits: every card number (`\d(?:[ -]?\d){11,18}`). */
+  /**
+   * A run of twelve such digits counted from one that no letter, digit or `_` precedes: every card
+   * number (`\b\d(?:[ -]?\d){11,18}`).
+   */
   cardRun: 4,
   /** Two capital letters and two digits (`[A-Z]{2}\d{2}`): every IBAN. */
   ibanHead: 8,
@@ -159,6 +162,16 @@ const isUpper = (c: number) => c >= 65 && c <= 90
 const isLetter = (c: number) => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95
 
 /**
+ * Bytes that only end whatever run is open: not a digit, a phone separator, `+`, `@`, nor the
+ * first byte of a prefix. Most bytes of most values are such (letters, other punctuation, every
+ * byte of a non-ASCII character), and a stretch of them is skipped with one lookup per byte.
+ */
+const PLAIN = new Uint8Array(256).fill(1)
+for (let c = 48; c <= 57; c++) PLAIN[c] = 0
+for (const ch of ' .-()/+@') PLAIN[ch.charCodeAt(0)] = 0
+for (let c = 0; c < 256; c++) if (PREFIX_START[c] === 1) PLAIN[c] = 0
+
+/**
  * The `NEED` bits of a text, from its UTF-8 bytes. Every need is made of ASCII characters, and
  * any other character breaks a digit run, so the bytes tell the same as the text would.
  */
@@ -167,9 +180,11 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
   let run = 0
   let dashes = 0
   let gap = false
-  let prev1 = 0
-  let prev2 = 0
-  let prev3 = 0
+  // The card run: digits of the run counted from the earliest one a `\b` may precede (the
+  // pattern starts with one): the run's first digit unless a letter precedes it, else the first
+  // digit after a separator inside the run.
+  let card = 0
+  let cardCounting = false
   // The phone run: digits and the separators between them. Its digits are counted from the
   // earliest place a phone number may start: the run's start unless a letter precedes it, else its
   // first space or parenthesis (every pattern needs a non-word character before its first digit).
@@ -180,21 +195,48 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
   let plus = false
   for (let i = start; i < end; i++) {
     const c = b[i]!
+    if (PLAIN[c] === 1) {
+      // What the general step below does with such a byte: every run ends.
+      inRun = false
+      plus = false
+      run = 0
+      dashes = 0
+      gap = false
+      while (i + 1 < end && PLAIN[b[i + 1]!] === 1) i++
+      continue
+    }
     if (isDigit(c)) {
+      // A stretch of digits at once: every count below only grows along it, so testing each
+      // threshold once at its end finds what testing after every digit would.
+      const prev1 = i > start ? b[i - 1]! : 0
+      let k = 1
+      while (i + k < end && isDigit(b[i + k]!)) k++
       if (!inRun) {
         inRun = true
         counting = !isLetter(prev1)
         phone = 0
       }
       phoneSep = 0
-      if (counting && ++phone >= 8 && (phone >= 10 || plus)) needs |= NEED.phoneRun
-      run++
+      if (counting) {
+        phone += k
+        if (phone >= 8 && (phone >= 10 || plus)) needs |= NEED.phoneRun
+      }
+      // A run never starts right after a digit: what precedes its first digit is a word character only if a letter.
+      if (run === 0) {
+        cardCounting = !isLetter(prev1)
+        card = 0
+      }
+      run += k
       gap = false
-      if (run >= 12) needs |= NEED.cardRun
+      if (cardCounting) {
+        card += k
+        if (card >= 12) needs |= NEED.cardRun
+      }
       if (run >= 9 && dashes >= 2) needs |= NEED.ssnRun
-      if (isDigit(prev1) && isUpper(prev2) && isUpper(prev3)) needs |= NEED.ibanHead
+      // Two capitals and two digits: only the stretch's second digit can have capitals two and three places before it.
+      if (k >= 2 && i - 2 >= start && isUpper(b[i - 1]!) && isUpper(b[i - 2]!)) needs |= NEED.ibanHead
+      i += k - 1
     } else {
-      // Most bytes are letters outside any run: one test, and the phone run is left alone.
       if (inRun || plus) {
         if (PHONE_SEPARATOR[c] === 1) {
           if (++phoneSep > 2) {
@@ -214,9 +256,13 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
         phoneSep = 0
       }
       if ((c === 32 || c === 45) && run > 0 && !gap) {
-        // One separator may sit between two digits of a run; a second one ends it.
+        // One separator may sit between two digits of a run; a second one ends it. The digit after it may start a card number.
         gap = true
         if (c === 45) dashes++
+        if (!cardCounting) {
+          cardCounting = true
+          card = 0
+        }
       } else {
         run = 0
         dashes = 0
@@ -225,9 +271,6 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
         else if (PREFIX_START[c] === 1 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[c]!, b, i, end)) needs |= NEED.prefix
       }
     }
-    prev3 = prev2
-    prev2 = prev1
-    prev1 = c
   }
   return needs
 }

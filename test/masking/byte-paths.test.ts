@@ -5,11 +5,13 @@
  * decoded, masked as text, encoded back), and so must the counts the recording keeps. Each test
  * feeds both paths the same rows, including the values a byte-level shortcut could get wrong.
  */
+import {createHash} from 'node:crypto'
 import {beforeAll, describe, expect, it} from 'vitest'
 import type {MaskingConfig} from '../../src/config/types.js'
 import {Catalog, classifySnapshot} from '../../src/masking/catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from '../../src/masking/categories.js'
 import {maskCopyData, maskTextLine, type CopyMask, type CopyPlan} from '../../src/masking/copy.js'
+import {bufferNeeds, scanText} from '../../src/masking/detectors.js'
 import {createMaskingFilterFactory, type MaskingFilter} from '../../src/masking/filter.js'
 import {analyzeText} from '../../src/masking/lineage.js'
 import {createMasker} from '../../src/masking/strategies.js'
@@ -243,4 +245,35 @@ describe('COPY text rows on bytes', () => {
       })
     }
   }
+})
+
+describe('the prefilter on bytes', () => {
+  // Texts around the digit-run needs: digits in stretches, the separators detectors allow between
+  // them, letters, `_` and non-ASCII characters before and inside them.
+  const PIECES = ['4242', '4', '0', '9', '12', '555', ' ', ' ', '-', '-', '.', '(', ')', '/', '+', 'a', 'f', 'Z', 'DE', '_', 'é', '€', '\t', '@', 'x.y', '.com']
+
+  it('never skips a detector that would find something: a card number after a letter, a `_` or a non-ASCII character', () => {
+    const next = random(7)
+    let found = 0
+    for (let n = 0; n < 20_000; n++) {
+      let text = ''
+      const count = 3 + Math.floor(next() * 16)
+      for (let i = 0; i < count; i++) text += PIECES[Math.floor(next() * PIECES.length)]!
+      const all = scanText(text, ~0)
+      expect(scanText(text), text).toEqual(all)
+      if (all.length > 0) found++
+    }
+    expect(found).toBeGreaterThan(150)
+    for (const text of ['é4242424242424242', 'x4242 4242 4242 4242', 'ab12-4242-4242-4242-4242', '€4242-4242-4242-4242']) {
+      expect(scanText(text).map((f) => f.detector), text).toEqual(['card-luhn'])
+    }
+  })
+
+  it('passes the benchmark note over without looking further, unless a card number follows the hex', () => {
+    for (let i = 1; i <= 2000; i++) {
+      const note = `${createHash('md5').update(String(i)).digest('hex')}-${String(i).padStart(8, '0')}`
+      expect(scanText(note), note).toEqual([])
+    }
+    expect(bufferNeeds(Buffer.from('a87ff679a2f3e71d9181a67b75421229-4242424242424242'))).not.toBe(0)
+  })
 })
