@@ -27,3 +27,12 @@ export function put(dst: Buffer, at: number, src: Buffer, start: number, end: nu
   for (let i = start; i < end; i++) dst[at++] = src[i]!
   return at
 }
+
+/** A big-endian int32 at `at`; returns the offset after it. */
+export function putInt32(dst: Buffer, at: number, v: number): number {
+  dst[at] = v >>> 24
+  dst[at + 1] = v >>> 16
+  dst[at + 2] = v >>> 8
+  dst[at + 3] = v
+  return at + 4
+}

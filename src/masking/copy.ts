@@ -5,7 +5,7 @@
  */
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
-import {arena, put, reserve} from './arena.js'
+import {arena, put, putInt32, reserve} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
@@ -229,7 +229,7 @@ function maskTextLineMessage(line: Buffer, plan: CopyPlan, m: ValueMasking): Buf
   const at0 = reserve(5 + size)
   const out = arena
   out[at0] = 0x64
-  out.writeInt32BE(4 + size, at0 + 1)
+  putInt32(out, at0 + 1, 4 + size)
   let at = at0 + 5
   let from = 0
   for (let k = 0; k < edits; k++) {

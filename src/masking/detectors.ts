@@ -162,14 +162,25 @@ const isUpper = (c: number) => c >= 65 && c <= 90
 const isLetter = (c: number) => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95
 
 /**
- * Bytes that only end whatever run is open: not a digit, a phone separator, `+`, `@`, nor the
- * first byte of a prefix. Most bytes of most values are such (letters, other punctuation, every
- * byte of a non-ASCII character), and a stretch of them is skipped with one lookup per byte.
+ * Bytes that only end whatever run is open: not a digit, a phone separator, `+`, nor `@` (1), and
+ * of those the first bytes of prefixes (2), which also start a prefix check. Most bytes of most
+ * values are such: letters, other punctuation, every byte of a non-ASCII character.
  */
 const PLAIN = new Uint8Array(256).fill(1)
 for (let c = 48; c <= 57; c++) PLAIN[c] = 0
 for (const ch of ' .-()/+@') PLAIN[ch.charCodeAt(0)] = 0
-for (let c = 0; c < 256; c++) if (PREFIX_START[c] === 1) PLAIN[c] = 0
+for (let c = 0; c < 256; c++) if (PREFIX_START[c] === 1) PLAIN[c] = 2
+
+/**
+ * Inside a word that starts with a lower-case letter or `_`: digits (1), lower-case letters (2),
+ * and those that start a prefix (3); 0 ends the word (an upper-case letter too, which may start an
+ * IBAN). `KEEP` by the same class: what a letter does to the count of digits since the last one.
+ */
+const WORD = new Uint8Array(256)
+for (let c = 48; c <= 57; c++) WORD[c] = 1
+for (let c = 97; c <= 122; c++) WORD[c] = PREFIX_START[c] === 1 ? 3 : 2
+WORD[95] = PREFIX_START[95] === 1 ? 3 : 2
+const KEEP = new Int32Array([0, -1, 0, 0])
 
 /**
  * The `NEED` bits of a text, from its UTF-8 bytes. Every need is made of ASCII characters, and
@@ -195,14 +206,45 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
   let plus = false
   for (let i = start; i < end; i++) {
     const c = b[i]!
-    if (PLAIN[c] === 1) {
+    if (WORD[c]! >= 2) {
+      // A word from a lower-case letter on (a hex digest, an identifier): each of its digit
+      // stretches follows a letter, so no phone or card number can start in it (both need a
+      // non-word character before them), no SSN (no dash) nor IBAN (no capitals); all it leaves
+      // is its prefixes and, if it ends in digits, a run of them that a separator may continue.
+      let k = 0
+      let j = i
+      for (; j < end; j++) {
+        const w = WORD[b[j]!]!
+        if (w === 0) break
+        k = (k + 1) & KEEP[w]!
+        if (w === 3 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[b[j]!]!, b, j, end)) needs |= NEED.prefix
+      }
+      // The state the general steps below would have left: every run ended at the last letter,
+      // and the digits after it a run not counted as a phone or card number.
+      plus = false
+      dashes = 0
+      gap = false
+      run = k
+      inRun = k > 0
+      if (k > 0) {
+        counting = false
+        phone = 0
+        phoneSep = 0
+        cardCounting = false
+        card = 0
+      }
+      i = j - 1
+      continue
+    }
+    const plain = PLAIN[c]!
+    if (plain !== 0) {
       // What the general step below does with such a byte: every run ends.
       inRun = false
       plus = false
       run = 0
       dashes = 0
       gap = false
-      while (i + 1 < end && PLAIN[b[i + 1]!] === 1) i++
+      if (plain === 2 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[c]!, b, i, end)) needs |= NEED.prefix
       continue
     }
     if (isDigit(c)) {

@@ -20,7 +20,7 @@ import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type State
 import {maskNotice, maskNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker} from './strategies.js'
-import {arena, put, reserve} from './arena.js'
+import {arena, put, putInt32, reserve} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {decodeDataRow, encodeDataRow} from '../wire/backend.js'
 import {fieldRules, isBinaryText, maskComposite, maskTyped, scanAndMask, typeOf, type ValueMasking} from './values.js'
@@ -374,14 +374,27 @@ class StatementFilter implements MaskingFilter {
   }
 
   private plan(fields: FieldDescription[] | undefined, width: number): ResultPlan {
+    // Row after row of one result: the plan of the last description, without a WeakMap lookup.
+    if (fields !== undefined && fields === this.lastFields) return this.lastPlan!
     const cached = fields && this.plans.get(fields)
-    if (cached) return cached
+    if (cached) {
+      this.lastFields = fields
+      this.lastPlan = cached
+      return cached
+    }
     const index = fields ? this.results++ : Math.max(0, this.results - 1)
     const plan = planResult(fields, width, this.statementFor(index, width), index, {catalog: this.m.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.m.strategyOf})
     this.maskedColumns.push(...plan.masked)
-    if (fields) this.plans.set(fields, plan)
+    if (fields) {
+      this.plans.set(fields, plan)
+      this.lastFields = fields
+      this.lastPlan = plan
+    }
     return plan
   }
+
+  private lastFields: FieldDescription[] | undefined
+  private lastPlan: ResultPlan | undefined
 
   rowDescription(fields: FieldDescription[]): undefined {
     this.plan(fields, fields.length)
@@ -435,7 +448,7 @@ class StatementFilter implements MaskingFilter {
     let at = 2
     for (let i = 0; i < n; i++) {
       if (at + 4 > body.length) return this.viaValues(body, fields)
-      const len = body.readInt32BE(at)
+      const len = (body[at]! << 24) | (body[at + 1]! << 16) | (body[at + 2]! << 8) | body[at + 3]!
       at += 4
       if (len < -1 || at + Math.max(len, 0) > body.length) return this.viaValues(body, fields)
       starts[i] = at
@@ -539,7 +552,7 @@ class StatementFilter implements MaskingFilter {
     const at0 = reserve(1 + 4 + size)
     const out = arena
     out[at0] = 0x44
-    out.writeInt32BE(4 + size, at0 + 1)
+    putInt32(out, at0 + 1, 4 + size)
     let at = at0 + 5
     let from = 0
     for (let j = 0; j < work.length; j++) {
@@ -549,7 +562,7 @@ class StatementFilter implements MaskingFilter {
       at = put(out, at, body, from, start - 4)
       from = start + lengths[work[j]!.index]!
       if (o === 1) {
-        at = out.writeInt32BE(-1, at)
+        at = putInt32(out, at, -1)
         continue
       }
       const lenAt = at
@@ -564,7 +577,7 @@ class StatementFilter implements MaskingFilter {
         cut[2] = cuts[3 * j + 2]!
         at = writeEmail(body, cut, out, at)
       }
-      out.writeInt32BE(at - lenAt - 4, lenAt)
+      putInt32(out, lenAt, at - lenAt - 4)
     }
     at = put(out, at, body, from, used)
     return out.subarray(at0, at)

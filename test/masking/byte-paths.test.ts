@@ -250,9 +250,9 @@ describe('COPY text rows on bytes', () => {
 describe('the prefilter on bytes', () => {
   // Texts around the digit-run needs: digits in stretches, the separators detectors allow between
   // them, letters, `_` and non-ASCII characters before and inside them.
-  const PIECES = ['4242', '4', '0', '9', '12', '555', ' ', ' ', '-', '-', '.', '(', ')', '/', '+', 'a', 'f', 'Z', 'DE', '_', 'é', '€', '\t', '@', 'x.y', '.com']
+  const PIECES = ['4242', '4', '0', '9', '12', '555', ' ', ' ', '-', '-', '.', '(', ')', '/', '+', 'a', 'f', 'c4', 'ab12', 'e', 'eyJ', 'q_', 'Z', 'DE', '_', 'é', '€', '\t', '@', 'x.y', '.com']
 
-  it('never skips a detector that would find something: a card number after a letter, a `_` or a non-ASCII character', () => {
+  it('never skips a detector that would find something: a card number after a letter, a word, a `_` or a non-ASCII character', () => {
     const next = random(7)
     let found = 0
     for (let n = 0; n < 20_000; n++) {
@@ -264,7 +264,7 @@ describe('the prefilter on bytes', () => {
       if (all.length > 0) found++
     }
     expect(found).toBeGreaterThan(150)
-    for (const text of ['é4242424242424242', 'x4242 4242 4242 4242', 'ab12-4242-4242-4242-4242', '€4242-4242-4242-4242']) {
+    for (const text of ['é4242424242424242', 'x4242 4242 4242 4242', 'ab12-4242-4242-4242-4242', '€4242-4242-4242-4242', 'c4ca4238 4242424242424242', 'f00d-4242 4242 4242 4242']) {
       expect(scanText(text).map((f) => f.detector), text).toEqual(['card-luhn'])
     }
   })
