@@ -382,6 +382,10 @@ class StatementFilter implements MaskingFilter {
       this.lastPlan = cached
       return cached
     }
+    // Rows without a description: one plan per result and width, not one per row (each would
+    // record its masked columns again, a million times for a million rows).
+    const u = this.undescribed
+    if (!fields && u && u.width === width && u.results === this.results && u.generation === this.m.catalog.generation) return u.plan
     const index = fields ? this.results++ : Math.max(0, this.results - 1)
     const plan = planResult(fields, width, this.statementFor(index, width), index, {catalog: this.m.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.m.strategyOf})
     this.maskedColumns.push(...plan.masked)
@@ -389,9 +393,13 @@ class StatementFilter implements MaskingFilter {
       this.plans.set(fields, plan)
       this.lastFields = fields
       this.lastPlan = plan
+    } else {
+      this.undescribed = {width, results: this.results, generation: this.m.catalog.generation, plan}
     }
     return plan
   }
+
+  private undescribed: {width: number; results: number; generation: number; plan: ResultPlan} | undefined
 
   private lastFields: FieldDescription[] | undefined
   private lastPlan: ResultPlan | undefined

@@ -177,6 +177,17 @@ describe('DataRow on bytes', () => {
     expect(out).toEqual(['1', 'é***@example.com', '[redacted]', 'señor a***@example.com', 'redacted@masked.invalid', '+0-000-000-0000', undefined, '[redacted]'])
   })
 
+  it('records the masked columns of rows without a RowDescription once per result, not once per row', () => {
+    const [filter] = filters({})
+    const values = COLUMNS.map((_, i) => Buffer.from(i === 0 ? '1' : 'ada@example.com'))
+    for (let row = 0; row < 1000; row++) {
+      const out = decodeDataRow(filter.dataRowMessage!(encodeDataRow(values).subarray(5), undefined)!.subarray(5))
+      expect(out.slice(1).filter((v) => v?.toString().includes('ada@example.com'))).toEqual([])
+    }
+    expect(filter.maskedValues).toBe(1000 * (COLUMNS.length - 1))
+    expect(filter.maskedColumns.length).toBeLessThanOrEqual(COLUMNS.length)
+  })
+
   it('refuses a truncated or malformed row as the value path does', () => {
     const [filter] = filters({})
     const fields = fieldsIn(0)
