@@ -512,9 +512,11 @@ class StatementFilter implements MaskingFilter {
     let changed = false
     for (let j = 0; j < work.length; j++) {
       const w = work[j]!
+      outcome[j] = 0
+      // A row shorter than its description: what it lacks is not masked, as in `maskRow`.
+      if (w.index >= n) continue
       const start = starts[w.index]!
       const len = lengths[w.index]!
-      outcome[j] = 0
       if (len === -1) continue
       const bm = masks[j]
       if (bm) {
