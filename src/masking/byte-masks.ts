@@ -26,12 +26,12 @@ export function byteMaskOf(category: MaskingCategory, strategy: MaskingStrategy,
 }
 
 /**
- * Where the partial e-mail mask cuts `b[start, end)`, in `cut` (first kept character, the last
- * `@`, the end of the trimmed value); returns the masked value's length, 0 when the value has no
- * `@` after its first character (the fallback), or -1 when a byte is not printable ASCII: only
- * there is a byte a character, and spaces the only whitespace `trim` removes.
+ * Where the partial e-mail mask cuts `b[start, end)`, into `cuts` from `k` on (first kept
+ * character, the last `@`, the end of the trimmed value); returns the masked value's length, 0
+ * when the value has no `@` after its first character (the fallback), or -1 when a byte is not
+ * printable ASCII: only there is a byte a character, and spaces the only whitespace `trim` removes.
  */
-export function emailCut(b: Buffer, start: number, end: number, cut: Int32Array): number {
+export function emailCut(b: Buffer, start: number, end: number, cuts: Int32Array, k: number): number {
   let at = -1
   for (let i = start; i < end; i++) {
     const c = b[i]!
@@ -44,18 +44,18 @@ export function emailCut(b: Buffer, start: number, end: number, cut: Int32Array)
   while (e > s && b[e - 1] === 0x20) e--
   // The last `@` lies inside the trimmed value whenever there is one: trimming removes only spaces.
   if (at < s + 1) return 0
-  cut[0] = s
-  cut[1] = at
-  cut[2] = e
+  cuts[k] = s
+  cuts[k + 1] = at
+  cuts[k + 2] = e
   return 4 + (e - at)
 }
 
-/** Writes the masked value `emailCut` measured; returns the offset after it. */
-export function writeEmail(b: Buffer, cut: Int32Array, dst: Buffer, at: number): number {
-  dst[at++] = b[cut[0]!]!
+/** Writes the masked value `emailCut` measured into `cuts` at `k`; returns the offset after it. */
+export function writeEmail(b: Buffer, cuts: Int32Array, k: number, dst: Buffer, at: number): number {
+  dst[at++] = b[cuts[k]!]!
   dst[at++] = 0x2a
   dst[at++] = 0x2a
   dst[at++] = 0x2a
-  for (let i = cut[1]!; i < cut[2]!; i++) dst[at++] = b[i]!
+  for (let i = cuts[k + 1]!, e = cuts[k + 2]!; i < e; i++) dst[at++] = b[i]!
   return at
 }

@@ -144,7 +144,6 @@ let editTo = new Int32Array(16)
 let editKind = new Uint8Array(16)
 let editCuts = new Int32Array(48)
 const editRepl: (Buffer | undefined)[] = []
-const cut = new Int32Array(3)
 
 function growEdits(): void {
   const grow = <T extends Int32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
@@ -193,12 +192,9 @@ function maskTextLineMessage(line: Buffer, plan: CopyPlan, m: ValueMasking): Buf
       kind = 2
       repl = bm.bytes
     } else if (bm?.kind === 'email') {
-      const n = emailCut(line, field, stop, cut)
+      const n = emailCut(line, field, stop, editCuts, 3 * edits)
       if (n > 0) {
         kind = 3
-        editCuts[3 * edits] = cut[0]!
-        editCuts[3 * edits + 1] = cut[1]!
-        editCuts[3 * edits + 2] = cut[2]!
         size += n - (stop - field)
       } else if (n === 0) {
         kind = 2
@@ -239,10 +235,7 @@ function maskTextLineMessage(line: Buffer, plan: CopyPlan, m: ValueMasking): Buf
       editRepl[k] = undefined
       at = put(out, at, r, 0, r.length)
     } else {
-      cut[0] = editCuts[3 * k]!
-      cut[1] = editCuts[3 * k + 1]!
-      cut[2] = editCuts[3 * k + 2]!
-      at = writeEmail(line, cut, out, at)
+      at = writeEmail(line, editCuts, 3 * k, out, at)
     }
     from = editTo[k]!
   }

@@ -484,7 +484,6 @@ class StatementFilter implements MaskingFilter {
   private outcome = new Uint8Array(16)
   private replaced: (Buffer | undefined)[] = []
   private cuts = new Int32Array(48)
-  private readonly cut = new Int32Array(3)
   private bytePlan: ResultPlan | undefined
   private byteMasks: (ByteMask | undefined)[] = []
 
@@ -506,7 +505,7 @@ class StatementFilter implements MaskingFilter {
   private maskRowBytes(body: Buffer, n: number, used: number, fields: FieldDescription[] | undefined): Buffer | undefined {
     const plan = this.plan(fields, n)
     const masks = this.byteMasksOf(plan)
-    const {starts, lengths, outcome, replaced, cuts, cut} = this
+    const {starts, lengths, outcome, replaced, cuts} = this
     const work = plan.work
     let size = used
     let changed = false
@@ -528,12 +527,9 @@ class StatementFilter implements MaskingFilter {
           replaced[j] = bm.bytes
           size += bm.bytes.length - len
         } else {
-          const cutSize = emailCut(body, start, start + len, cut)
+          const cutSize = emailCut(body, start, start + len, cuts, 3 * j)
           if (cutSize > 0) {
             outcome[j] = 3
-            cuts[3 * j] = cut[0]!
-            cuts[3 * j + 1] = cut[1]!
-            cuts[3 * j + 2] = cut[2]!
             size += cutSize - len
           } else if (cutSize === 0) {
             outcome[j] = 2
@@ -582,10 +578,7 @@ class StatementFilter implements MaskingFilter {
         replaced[j] = undefined
         at = put(out, at, r, 0, r.length)
       } else {
-        cut[0] = cuts[3 * j]!
-        cut[1] = cuts[3 * j + 1]!
-        cut[2] = cuts[3 * j + 2]!
-        at = writeEmail(body, cut, out, at)
+        at = writeEmail(body, cuts, 3 * j, out, at)
       }
       putInt32(out, lenAt, at - lenAt - 4)
     }
