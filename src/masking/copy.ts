@@ -4,6 +4,9 @@
  * When the columns' origin is unknown every field is masked: a COPY is never let through blind.
  */
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
+import {encodeCopyData} from '../wire/backend.js'
+import {arena, put, putInt32, reserve} from './arena.js'
+import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
 import {maskComposite, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
@@ -82,7 +85,8 @@ function splitText(line: string, delimiter: string): string[] {
   return out
 }
 
-function maskTextLine(line: string, plan: CopyPlan, m: ValueMasking): string | undefined {
+/** A text-format line masked on its decoded text: the general path, and what the byte path must equal. */
+export function maskTextLine(line: string, plan: CopyPlan, m: ValueMasking): string | undefined {
   const {delimiter, nullString} = plan.shape
   const eol = line.endsWith('\r\n') ? '\r\n' : line.endsWith('\n') ? '\n' : ''
   const fields = splitText(line.slice(0, line.length - eol.length), delimiter)
@@ -99,59 +103,144 @@ function maskTextLine(line: string, plan: CopyPlan, m: ValueMasking): string | u
   return changed ? out.join(delimiter) + eol : undefined
 }
 
-/** `maskTextLineBytes` cannot take this line: it goes through `maskTextLine`. */
+/** `maskTextLineMessage` cannot take this line: it goes through `maskTextLine`. */
 const TEXT_PATH = Symbol('text path')
 const BACKSLASH = 0x5c
+const STAR = 0x2a
 
 /**
- * `maskTextLine` on the line's bytes, for the usual line without a backslash: no field then holds
- * an escape or an escaped delimiter, so a field is the bytes between two delimiters, and one that
- * is not masked and holds nothing the scanner could find is kept as it is, never decoded. Masked
- * and scanned fields go through the same steps as in `maskTextLine`.
+ * Per COPY plan, built on its first line: the NULL marker's bytes, and per column the byte-level
+ * form of its whole-value mask (`byteMaskOf`) as it is written in the line, escaped.
  */
-function maskTextLineBytes(line: Buffer, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
+interface TextBytes {
+  nullBytes: Buffer
+  /** Per column index; undefined not yet built, null when the column has none. */
+  masks: (ByteMask | null | undefined)[]
+}
+const textBytes = new WeakMap<CopyPlan, TextBytes>()
+
+function textMaskOf(plan: CopyPlan, tb: TextBytes, i: number, m: ValueMasking): ByteMask | null {
+  let bm = tb.masks[i]
+  if (bm !== undefined) return bm
+  const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+  const {delimiter, nullString} = plan.shape
+  const escaped = (b: Buffer) => Buffer.from(escapeText(b.toString('utf8'), delimiter), 'utf8')
+  const whole = mask && !('rules' in mask) ? byteMaskOf(mask.category, mask.strategy, m.masker) : undefined
+  if (!whole) bm = null
+  else if (whole.kind === 'null') bm = {kind: 'constant', bytes: Buffer.from(nullString, 'utf8')}
+  else if (whole.kind === 'constant') bm = {kind: 'constant', bytes: escaped(whole.bytes)}
+  // The cut keeps bytes of a field that holds no delimiter and adds `***`: escaping changes it only when `*` delimits.
+  else bm = delimiter === '*' ? null : {kind: 'email', fallback: escaped(whole.fallback)}
+  tb.masks[i] = bm
+  return bm
+}
+
+/**
+ * Replaced fields of the line being masked, reused from line to line (one line at a time: nothing
+ * in between masks another). Kind 2 is `repl[k]`, 3 the e-mail cut at `cuts[3k…]`.
+ */
+let editFrom = new Int32Array(16)
+let editTo = new Int32Array(16)
+let editKind = new Uint8Array(16)
+let editCuts = new Int32Array(48)
+const editRepl: (Buffer | undefined)[] = []
+
+function growEdits(): void {
+  const grow = <T extends Int32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+    const b = make(a.length * 2)
+    b.set(a)
+    return b
+  }
+  editFrom = grow(editFrom, (n) => new Int32Array(n))
+  editTo = grow(editTo, (n) => new Int32Array(n))
+  editKind = grow(editKind, (n) => new Uint8Array(n))
+  editCuts = grow(editCuts, (n) => new Int32Array(n))
+}
+
+/**
+ * `maskTextLine` on the line's bytes, for the usual line without a backslash, giving the whole
+ * CopyData message: no field then holds an escape or an escaped delimiter, so a field is the bytes
+ * between two delimiters. One that is not masked and holds nothing the scanner could find is kept
+ * as it is, never decoded; whole-value masks with a byte-level form (`byteMaskOf`) are written
+ * without decoding; the rest go through the same steps as in `maskTextLine`.
+ */
+function maskTextLineMessage(line: Buffer, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
   const {delimiter, nullString} = plan.shape
   const d = delimiter.charCodeAt(0)
   if (delimiter.length !== 1 || d > 0x7f || line.includes(BACKSLASH)) return TEXT_PATH
+  let tb = textBytes.get(plan)
+  if (!tb) textBytes.set(plan, (tb = {nullBytes: Buffer.from(nullString, 'utf8'), masks: []}))
+  const nullBytes = tb.nullBytes
   let end = line.length
   if (end > 0 && line[end - 1] === 0x0a) {
     end--
     if (end > 0 && line[end - 1] === 0x0d) end--
   }
-  const nullBytes = Buffer.from(nullString, 'utf8')
-  // Replaced fields as [start, stop, replacement]; the line is rebuilt once, at its final size.
-  let edits: [number, number, string][] | undefined
+  let edits = 0
+  let size = line.length
   for (let i = 0, start = 0; start <= end; i++) {
     let stop = line.indexOf(d, start)
     if (stop === -1 || stop > end) stop = end
-    const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
-    let masked: string | null | undefined
-    if (stop - start === nullBytes.length && nullBytes.compare(line, start, stop) === 0) masked = undefined
-    else if (mask) masked = maskField(line.toString('utf8', start, stop), mask, m)
-    else {
-      const needs = bufferNeeds(line, start, stop)
-      masked = needs === 0 ? undefined : scanAndMask(line.toString('utf8', start, stop), m, needs)
-    }
-    if (masked !== undefined) {
-      m.onMasked?.()
-      edits ??= []
-      edits.push([start, stop, masked === null ? nullString : escapeText(masked, delimiter)])
-    }
+    const field = start
     start = stop + 1
+    if (stop - field === nullBytes.length && nullBytes.compare(line, field, stop) === 0) continue
+    if (edits === editKind.length) growEdits()
+    const bm = textMaskOf(plan, tb, i, m)
+    let kind = 0
+    let repl: Buffer | undefined
+    if (bm?.kind === 'constant') {
+      kind = 2
+      repl = bm.bytes
+    } else if (bm?.kind === 'email') {
+      const n = emailCut(line, field, stop, editCuts, 3 * edits)
+      if (n > 0) {
+        kind = 3
+        size += n - (stop - field)
+      } else if (n === 0) {
+        kind = 2
+        repl = bm.fallback
+      }
+    }
+    if (kind === 0) {
+      const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+      let masked: string | null | undefined
+      if (mask) masked = maskField(line.toString('utf8', field, stop), mask, m)
+      else {
+        const needs = bufferNeeds(line, field, stop)
+        masked = needs === 0 ? undefined : scanAndMask(line.toString('utf8', field, stop), m, needs)
+      }
+      if (masked === undefined) continue
+      kind = 2
+      repl = Buffer.from(masked === null ? nullString : escapeText(masked, delimiter), 'utf8')
+    }
+    m.onMasked?.()
+    if (kind === 2) size += repl!.length - (stop - field)
+    editFrom[edits] = field
+    editTo[edits] = stop
+    editKind[edits] = kind
+    editRepl[edits] = repl
+    edits++
   }
-  if (!edits) return undefined
-  let size = line.length
-  for (const [start, stop, text] of edits) size += Buffer.byteLength(text, 'utf8') - (stop - start)
-  const out = Buffer.allocUnsafe(size)
+  if (edits === 0) return undefined
+  const at0 = reserve(5 + size)
+  const out = arena
+  out[at0] = 0x64
+  putInt32(out, at0 + 1, 4 + size)
+  let at = at0 + 5
   let from = 0
-  let at = 0
-  for (const [start, stop, text] of edits) {
-    at += line.copy(out, at, from, start)
-    at += out.write(text, at, 'utf8')
-    from = stop
+  for (let k = 0; k < edits; k++) {
+    at = put(out, at, line, from, editFrom[k]!)
+    if (editKind[k] === 2) {
+      const r = editRepl[k]!
+      editRepl[k] = undefined
+      at = put(out, at, r, 0, r.length)
+    } else {
+      at = writeEmail(line, editCuts, 3 * k, out, at)
+    }
+    from = editTo[k]!
   }
-  line.copy(out, at, from)
-  return out
+  at = put(out, at, line, from, line.length)
+  return out.subarray(at0, at)
 }
 
 // ---- CSV format ----
@@ -269,10 +358,25 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
 }
 
 /**
- * Masks one CopyData message; `first` tells whether it is the first of its COPY (which carries
- * the CSV header line or the binary signature). Returns undefined when nothing changed.
+ * Masks one CopyData message's body; `first` tells whether it is the first of its COPY (which
+ * carries the CSV header line or the binary signature). Returns the whole rewritten CopyData
+ * message, or undefined when nothing changed.
  */
+export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking): Buffer | undefined {
+  if (plan.shape.format === 'text' && !(first && plan.shape.header)) {
+    const out = maskTextLineMessage(chunk, plan, m)
+    if (out !== TEXT_PATH) return out
+  }
+  const out = maskCopyBody(chunk, plan, first, m)
+  return out && encodeCopyData(out)
+}
+
+/** `maskCopyMessage`'s body: the rewritten CopyData payload. */
 export function maskCopyData(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking): Buffer | undefined {
+  return maskCopyMessage(chunk, plan, first, m)?.subarray(5)
+}
+
+function maskCopyBody(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking): Buffer | undefined {
   if (plan.shape.format === 'binary') {
     try {
       return maskBinaryChunk(chunk, plan, m)
@@ -281,13 +385,8 @@ export function maskCopyData(chunk: Buffer, plan: CopyPlan, first: boolean, m: V
       return Buffer.alloc(0)
     }
   }
-  const isHeader = first && plan.shape.header
-  if (plan.shape.format === 'text' && !isHeader) {
-    const out = maskTextLineBytes(chunk, plan, m)
-    if (out !== TEXT_PATH) return out
-  }
   const line = chunk.toString('utf8')
-  if (isHeader) {
+  if (first && plan.shape.header) {
     const scanned = scanAndMask(line, m)
     return scanned === undefined ? undefined : Buffer.from(scanned, 'utf8')
   }

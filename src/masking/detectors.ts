@@ -71,7 +71,10 @@ const NEED = {
    * in it: every SSN (`\d{3}-\d{2}-\d{4}`).
    */
   ssnRun: 2,
-  /** A run of twelve such digits: every card number (`\d(?:[ -]?\d){11,18}`). */
+  /**
+   * A run of twelve such digits counted from one that no letter, digit or `_` precedes: every card
+   * number (`\b\d(?:[ -]?\d){11,18}`).
+   */
   cardRun: 4,
   /** Two capital letters and two digits (`[A-Z]{2}\d{2}`): every IBAN. */
   ibanHead: 8,
@@ -159,6 +162,27 @@ const isUpper = (c: number) => c >= 65 && c <= 90
 const isLetter = (c: number) => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95
 
 /**
+ * Bytes that only end whatever run is open: not a digit, a phone separator, `+`, nor `@` (1), and
+ * of those the first bytes of prefixes (2), which also start a prefix check. Most bytes of most
+ * values are such: letters, other punctuation, every byte of a non-ASCII character.
+ */
+const PLAIN = new Uint8Array(256).fill(1)
+for (let c = 48; c <= 57; c++) PLAIN[c] = 0
+for (const ch of ' .-()/+@') PLAIN[ch.charCodeAt(0)] = 0
+for (let c = 0; c < 256; c++) if (PREFIX_START[c] === 1) PLAIN[c] = 2
+
+/**
+ * Inside a word that starts with a lower-case letter or `_`: digits (1), lower-case letters (2),
+ * and those that start a prefix (3); 0 ends the word (an upper-case letter too, which may start an
+ * IBAN). `KEEP` by the same class: what a letter does to the count of digits since the last one.
+ */
+const WORD = new Uint8Array(256)
+for (let c = 48; c <= 57; c++) WORD[c] = 1
+for (let c = 97; c <= 122; c++) WORD[c] = PREFIX_START[c] === 1 ? 3 : 2
+WORD[95] = PREFIX_START[95] === 1 ? 3 : 2
+const KEEP = new Int32Array([0, -1, 0, 0])
+
+/**
  * The `NEED` bits of a text, from its UTF-8 bytes. Every need is made of ASCII characters, and
  * any other character breaks a digit run, so the bytes tell the same as the text would.
  */
@@ -167,9 +191,11 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
   let run = 0
   let dashes = 0
   let gap = false
-  let prev1 = 0
-  let prev2 = 0
-  let prev3 = 0
+  // The card run: digits of the run counted from the earliest one a `\b` may precede (the
+  // pattern starts with one): the run's first digit unless a letter precedes it, else the first
+  // digit after a separator inside the run.
+  let card = 0
+  let cardCounting = false
   // The phone run: digits and the separators between them. Its digits are counted from the
   // earliest place a phone number may start: the run's start unless a letter precedes it, else its
   // first space or parenthesis (every pattern needs a non-word character before its first digit).
@@ -180,21 +206,79 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
   let plus = false
   for (let i = start; i < end; i++) {
     const c = b[i]!
+    if (WORD[c]! >= 2) {
+      // A word from a lower-case letter on (a hex digest, an identifier): each of its digit
+      // stretches follows a letter, so no phone or card number can start in it (both need a
+      // non-word character before them), no SSN (no dash) nor IBAN (no capitals); all it leaves
+      // is its prefixes and, if it ends in digits, a run of them that a separator may continue.
+      let k = 0
+      let j = i
+      for (; j < end; j++) {
+        const w = WORD[b[j]!]!
+        if (w === 0) break
+        k = (k + 1) & KEEP[w]!
+        if (w === 3 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[b[j]!]!, b, j, end)) needs |= NEED.prefix
+      }
+      // The state the general steps below would have left: every run ended at the last letter,
+      // and the digits after it a run not counted as a phone or card number.
+      plus = false
+      dashes = 0
+      gap = false
+      run = k
+      inRun = k > 0
+      if (k > 0) {
+        counting = false
+        phone = 0
+        phoneSep = 0
+        cardCounting = false
+        card = 0
+      }
+      i = j - 1
+      continue
+    }
+    const plain = PLAIN[c]!
+    if (plain !== 0) {
+      // What the general step below does with such a byte: every run ends.
+      inRun = false
+      plus = false
+      run = 0
+      dashes = 0
+      gap = false
+      if (plain === 2 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[c]!, b, i, end)) needs |= NEED.prefix
+      continue
+    }
     if (isDigit(c)) {
+      // A stretch of digits at once: every count below only grows along it, so testing each
+      // threshold once at its end finds what testing after every digit would.
+      const prev1 = i > start ? b[i - 1]! : 0
+      let k = 1
+      while (i + k < end && isDigit(b[i + k]!)) k++
       if (!inRun) {
         inRun = true
         counting = !isLetter(prev1)
         phone = 0
       }
       phoneSep = 0
-      if (counting && ++phone >= 8 && (phone >= 10 || plus)) needs |= NEED.phoneRun
-      run++
+      if (counting) {
+        phone += k
+        if (phone >= 8 && (phone >= 10 || plus)) needs |= NEED.phoneRun
+      }
+      // A run never starts right after a digit: what precedes its first digit is a word character only if a letter.
+      if (run === 0) {
+        cardCounting = !isLetter(prev1)
+        card = 0
+      }
+      run += k
       gap = false
-      if (run >= 12) needs |= NEED.cardRun
+      if (cardCounting) {
+        card += k
+        if (card >= 12) needs |= NEED.cardRun
+      }
       if (run >= 9 && dashes >= 2) needs |= NEED.ssnRun
-      if (isDigit(prev1) && isUpper(prev2) && isUpper(prev3)) needs |= NEED.ibanHead
+      // Two capitals and two digits: only the stretch's second digit can have capitals two and three places before it.
+      if (k >= 2 && i - 2 >= start && isUpper(b[i - 1]!) && isUpper(b[i - 2]!)) needs |= NEED.ibanHead
+      i += k - 1
     } else {
-      // Most bytes are letters outside any run: one test, and the phone run is left alone.
       if (inRun || plus) {
         if (PHONE_SEPARATOR[c] === 1) {
           if (++phoneSep > 2) {
@@ -214,9 +298,13 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
         phoneSep = 0
       }
       if ((c === 32 || c === 45) && run > 0 && !gap) {
-        // One separator may sit between two digits of a run; a second one ends it.
+        // One separator may sit between two digits of a run; a second one ends it. The digit after it may start a card number.
         gap = true
         if (c === 45) dashes++
+        if (!cardCounting) {
+          cardCounting = true
+          card = 0
+        }
       } else {
         run = 0
         dashes = 0
@@ -225,9 +313,6 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
         else if (PREFIX_START[c] === 1 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[c]!, b, i, end)) needs |= NEED.prefix
       }
     }
-    prev3 = prev2
-    prev2 = prev1
-    prev1 = c
   }
   return needs
 }

@@ -11,7 +11,7 @@ import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from './categories.js'
-import {maskCopyData, type CopyMask, type CopyPlan} from './copy.js'
+import {maskCopyMessage, type CopyMask, type CopyPlan} from './copy.js'
 import {bufferNeeds, scanText, type Finding} from './detectors.js'
 import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
@@ -20,7 +20,10 @@ import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type State
 import {maskNotice, maskNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker} from './strategies.js'
-import {fieldRules, isBinaryText, maskComposite, maskTyped, scanAndMask, type ValueMasking} from './values.js'
+import {arena, put, putInt32, reserve} from './arena.js'
+import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
+import {decodeDataRow, encodeDataRow} from '../wire/backend.js'
+import {fieldRules, isBinaryText, maskComposite, maskTyped, scanAndMask, typeOf, type ValueMasking} from './values.js'
 
 /**
  * Who the results are for. Only `groups` decides: `kind` is carried for audit, and a service
@@ -371,14 +374,35 @@ class StatementFilter implements MaskingFilter {
   }
 
   private plan(fields: FieldDescription[] | undefined, width: number): ResultPlan {
+    // Row after row of one result: the plan of the last description, without a WeakMap lookup.
+    if (fields !== undefined && fields === this.lastFields) return this.lastPlan!
     const cached = fields && this.plans.get(fields)
-    if (cached) return cached
+    if (cached) {
+      this.lastFields = fields
+      this.lastPlan = cached
+      return cached
+    }
+    // Rows without a description: one plan per result and width, not one per row (each would
+    // record its masked columns again, a million times for a million rows).
+    const u = this.undescribed
+    if (!fields && u && u.width === width && u.results === this.results && u.generation === this.m.catalog.generation) return u.plan
     const index = fields ? this.results++ : Math.max(0, this.results - 1)
     const plan = planResult(fields, width, this.statementFor(index, width), index, {catalog: this.m.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.m.strategyOf})
     this.maskedColumns.push(...plan.masked)
-    if (fields) this.plans.set(fields, plan)
+    if (fields) {
+      this.plans.set(fields, plan)
+      this.lastFields = fields
+      this.lastPlan = plan
+    } else {
+      this.undescribed = {width, results: this.results, generation: this.m.catalog.generation, plan}
+    }
     return plan
   }
+
+  private undescribed: {width: number; results: number; generation: number; plan: ResultPlan} | undefined
+
+  private lastFields: FieldDescription[] | undefined
+  private lastPlan: ResultPlan | undefined
 
   rowDescription(fields: FieldDescription[]): undefined {
     this.plan(fields, fields.length)
@@ -389,11 +413,15 @@ class StatementFilter implements MaskingFilter {
     try {
       return this.maskRow(values, fields)
     } catch (error) {
-      // A bug here must neither leak the row nor end the session: the row goes out empty.
-      this.maskedColumns.push({result: this.results, column: -1, name: '*', category: 'untraceable', strategy: 'null', how: 'untraceable', reasons: [`masking failed: ${(error as Error).message}`]})
-      this.maskedValues += values.filter((v) => v !== null).length
-      return values.map(() => null)
+      return this.failedRow(error, values.length, values.filter((v) => v !== null).length)
     }
+  }
+
+  /** A bug here must neither leak the row nor end the session: the row goes out empty. */
+  private failedRow(error: unknown, width: number, nonNull: number): null[] {
+    this.maskedColumns.push({result: this.results, column: -1, name: '*', category: 'untraceable', strategy: 'null', how: 'untraceable', reasons: [`masking failed: ${(error as Error).message}`]})
+    this.maskedValues += nonNull
+    return new Array<null>(width).fill(null)
   }
 
   private maskRow(values: (Buffer | null)[], fields: FieldDescription[] | undefined): (Buffer | null)[] | undefined {
@@ -409,6 +437,153 @@ class StatementFilter implements MaskingFilter {
       out[w.index] = masked
     }
     return out
+  }
+
+  /**
+   * `dataRow` on the message's bytes: columns without work, and values the prefilter finds clean,
+   * are copied through as they are; values a byte mask covers are rewritten without decoding; the
+   * rest go through `maskValue` as in `dataRow`. A row it cannot read the usual way (truncated,
+   * a bad length) takes `dataRow`'s path, which fails it the same way.
+   */
+  dataRowMessage(body: Buffer, fields: FieldDescription[] | undefined): Buffer | undefined {
+    const n = body.length >= 2 ? body.readInt16BE(0) : -1
+    if (n < 0) return this.viaValues(body, fields)
+    if (this.starts.length < n) {
+      this.starts = new Int32Array(n)
+      this.lengths = new Int32Array(n)
+    }
+    const {starts, lengths} = this
+    let at = 2
+    for (let i = 0; i < n; i++) {
+      if (at + 4 > body.length) return this.viaValues(body, fields)
+      const len = (body[at]! << 24) | (body[at + 1]! << 16) | (body[at + 2]! << 8) | body[at + 3]!
+      at += 4
+      if (len < -1 || at + Math.max(len, 0) > body.length) return this.viaValues(body, fields)
+      starts[i] = at
+      lengths[i] = len
+      if (len > 0) at += len
+    }
+    const used = at
+    try {
+      return this.maskRowBytes(body, n, used, fields)
+    } catch (error) {
+      let nonNull = 0
+      for (let i = 0; i < n; i++) if (lengths[i]! >= 0) nonNull++
+      return encodeDataRow(this.failedRow(error, n, nonNull))
+    }
+  }
+
+  private viaValues(body: Buffer, fields: FieldDescription[] | undefined): Buffer | undefined {
+    const out = this.dataRow(decodeDataRow(body), fields)
+    return out && encodeDataRow(out)
+  }
+
+  private starts = new Int32Array(16)
+  private lengths = new Int32Array(16)
+  /** Per work item of the current row: 0 kept, 1 NULL, 2 `replaced[j]`, 3 the e-mail cut at `cuts[3j…]`. */
+  private outcome = new Uint8Array(16)
+  private replaced: (Buffer | undefined)[] = []
+  private cuts = new Int32Array(48)
+  private bytePlan: ResultPlan | undefined
+  private byteMasks: (ByteMask | undefined)[] = []
+
+  private byteMasksOf(plan: ResultPlan): (ByteMask | undefined)[] {
+    if (this.bytePlan === plan) return this.byteMasks
+    this.bytePlan = plan
+    this.byteMasks = plan.work.map((w) =>
+      // `maskTyped` gives a string type's value `Masker.text` of it; the text format is the value's UTF-8.
+      w.format === 0 && w.mask?.kind === 'value' && typeOf(w.typeOid, this.m.catalog).category === 'S' ? byteMaskOf(w.mask.category, w.mask.strategy, this.m.masker) : undefined,
+    )
+    const k = plan.work.length
+    if (this.outcome.length < k) {
+      this.outcome = new Uint8Array(k)
+      this.cuts = new Int32Array(3 * k)
+    }
+    return this.byteMasks
+  }
+
+  private maskRowBytes(body: Buffer, n: number, used: number, fields: FieldDescription[] | undefined): Buffer | undefined {
+    const plan = this.plan(fields, n)
+    const masks = this.byteMasksOf(plan)
+    const {starts, lengths, outcome, replaced, cuts} = this
+    const work = plan.work
+    let size = used
+    let changed = false
+    for (let j = 0; j < work.length; j++) {
+      const w = work[j]!
+      outcome[j] = 0
+      // A row shorter than its description: what it lacks is not masked, as in `maskRow`.
+      if (w.index >= n) continue
+      const start = starts[w.index]!
+      const len = lengths[w.index]!
+      if (len === -1) continue
+      const bm = masks[j]
+      if (bm) {
+        if (bm.kind === 'null') {
+          outcome[j] = 1
+          size -= len
+        } else if (bm.kind === 'constant') {
+          outcome[j] = 2
+          replaced[j] = bm.bytes
+          size += bm.bytes.length - len
+        } else {
+          const cutSize = emailCut(body, start, start + len, cuts, 3 * j)
+          if (cutSize > 0) {
+            outcome[j] = 3
+            size += cutSize - len
+          } else if (cutSize === 0) {
+            outcome[j] = 2
+            replaced[j] = bm.fallback
+            size += bm.fallback.length - len
+          }
+        }
+      }
+      if (outcome[j] === 0) {
+        if (!w.mask && bufferNeeds(body, start, start + len) === 0) continue
+        const masked = this.maskValue(body.subarray(start, start + len), w)
+        if (masked === undefined) continue
+        if (masked === null) {
+          outcome[j] = 1
+          size -= len
+        } else {
+          outcome[j] = 2
+          replaced[j] = masked
+          size += masked.length - len
+        }
+      }
+      changed = true
+      this.maskedValues++
+    }
+    if (!changed) return undefined
+    const at0 = reserve(1 + 4 + size)
+    const out = arena
+    out[at0] = 0x44
+    putInt32(out, at0 + 1, 4 + size)
+    let at = at0 + 5
+    let from = 0
+    for (let j = 0; j < work.length; j++) {
+      const o = outcome[j]!
+      if (o === 0) continue
+      const start = starts[work[j]!.index]!
+      at = put(out, at, body, from, start - 4)
+      from = start + lengths[work[j]!.index]!
+      if (o === 1) {
+        at = putInt32(out, at, -1)
+        continue
+      }
+      const lenAt = at
+      at += 4
+      if (o === 2) {
+        const r = replaced[j]!
+        replaced[j] = undefined
+        at = put(out, at, r, 0, r.length)
+      } else {
+        at = writeEmail(body, cuts, 3 * j, out, at)
+      }
+      putInt32(out, lenAt, at - lenAt - 4)
+    }
+    at = put(out, at, body, from, used)
+    return out.subarray(at0, at)
   }
 
   private maskValue(v: Buffer, w: ResultPlan['work'][number]): Buffer | null | undefined {
@@ -438,9 +613,13 @@ class StatementFilter implements MaskingFilter {
   }
 
   copyData(chunk: Buffer): Buffer | undefined {
+    return this.copyDataMessage(chunk)?.subarray(5)
+  }
+
+  copyDataMessage(chunk: Buffer): Buffer | undefined {
     const first = this.copyRows++ === 0
     this.copyPlan ??= this.planCopy()
-    return maskCopyData(chunk, this.copyPlan, first, this.m)
+    return maskCopyMessage(chunk, this.copyPlan, first, this.m)
   }
 
   private planCopy(): CopyPlan {

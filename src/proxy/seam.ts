@@ -114,7 +114,15 @@ export interface ResultFilter {
    * queries always; extended ones when the client described the statement or portal).
    */
   dataRow?(values: (Buffer | null)[], fields: FieldDescription[] | undefined): (Buffer | null)[] | undefined
+  /**
+   * `dataRow` on the DataRow message's body as it arrived: the whole rewritten message (type byte
+   * and length included), or undefined for unchanged. Where present the proxy calls this instead,
+   * so that a filter can copy clean columns through without splitting the row into values.
+   */
+  dataRowMessage?(body: Buffer, fields: FieldDescription[] | undefined): Buffer | undefined
   copyData?(chunk: Buffer): Buffer | undefined
+  /** `copyData` returning the whole rewritten CopyData message; the proxy prefers it where present. */
+  copyDataMessage?(chunk: Buffer): Buffer | undefined
   notice?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   error?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   notification?(channel: string, payload: string): string | undefined

@@ -42,6 +42,11 @@ export class ServerMessages {
         const run = state.onResultPart('DataRow').run
         run.dataRows++
         const filter = run.filter
+        if (filter?.dataRowMessage) {
+          const out = filter.dataRowMessage(frame.body, fieldsOf(run))
+          if (run.dataRows <= (c.env.hooks.previewRows ?? 0)) keepPreviewRow(run, decodeDataRow(out ? out.subarray(5) : frame.body))
+          return void c.toClient.push(out ?? frame.raw)
+        }
         if (filter?.dataRow) {
           const values = decodeDataRow(frame.body)
           const out = filter.dataRow(values, fieldsOf(run))
@@ -138,6 +143,7 @@ export class ServerMessages {
         return
       case Backend.CopyData: {
         const run = state.onResultPart('CopyData').run
+        if (run.filter?.copyDataMessage) return void c.toClient.push(run.filter.copyDataMessage(frame.body) ?? frame.raw)
         if (run.filter?.copyData) {
           const out = run.filter.copyData(frame.body)
           if (out) return void c.toClient.push(encodeCopyData(out))
