@@ -11,7 +11,7 @@
 import {serialize} from 'pg-protocol'
 import {encodeNotice} from '../wire/backend.js'
 import {codeName, Frontend} from '../wire/codes.js'
-import {ProtocolError, type Frame} from '../wire/framer.js'
+import {FrameView, ProtocolError, type Frame} from '../wire/framer.js'
 import {decodeBind, decodeDescribeOrClose, decodeExecute, decodeParse, decodeQuery, encodeParse, encodeQuery} from '../wire/frontend.js'
 import type {ConnectionCore} from './connection.js'
 import type {NamedDefinition, ProtocolPath, ResultFilter, StatementVerdict} from './seam.js'
@@ -87,7 +87,7 @@ export class ClientMessages {
     try {
       while (!this.waiting && this.held.length > 0 && this.c.ready) {
         const raw = this.held.shift()!
-        this.dispatch({code: raw[0]!, body: raw.subarray(5), raw})
+        this.dispatch(new FrameView(raw[0]!, raw, 5))
       }
     } catch (error) {
       this.c.fail(error)

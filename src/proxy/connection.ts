@@ -177,6 +177,8 @@ export class ClientConnection implements ConnectionCore {
   private closeListeners: (() => void)[] = []
   private closingUpstream = false
   private shutdownMessage = 'terminating connection: the dbgate tunnel is shutting down'
+  /** The chunk being handled: what `flush` writes when its frames go on untouched and whole. */
+  private chunk: Buffer | undefined
 
   constructor(
     readonly client: net.Socket,
@@ -270,8 +272,10 @@ export class ClientConnection implements ConnectionCore {
   private onClientData(chunk: Buffer): void {
     if (this.phase === 'closed') return
     try {
+      this.chunk = chunk
       this.clientFramer.push(chunk, this.onClientFrame)
     } catch (error) {
+      this.chunk = undefined
       this.fail(error)
       return
     }
@@ -287,8 +291,10 @@ export class ClientConnection implements ConnectionCore {
   private onUpstreamData(chunk: Buffer): void {
     if (this.phase === 'closed') return
     try {
+      this.chunk = chunk
       this.upstreamFramer.push(chunk, this.fromServer.onFrame)
     } catch (error) {
+      this.chunk = undefined
       this.flush()
       if (error instanceof SettingChanged) {
         this.toUpstream.length = 0
@@ -359,8 +365,10 @@ export class ClientConnection implements ConnectionCore {
 
   /** Writes what the last chunk produced, merging adjacent views of one buffer into one write. */
   flush(): void {
+    const chunk = this.chunk
+    this.chunk = undefined
     if (this.toUpstream.length > 0 && this.upstream) {
-      const ok = this.upstream.socket.write(joinOut(this.toUpstream))
+      const ok = this.upstream.socket.write(joinOut(this.toUpstream, chunk))
       this.toUpstream.length = 0
       if (!ok) this.client.pause()
     } else {
@@ -369,7 +377,7 @@ export class ClientConnection implements ConnectionCore {
     if (this.toClient.length > 0 && this.phase !== 'closed') {
       const release = this.env.hooks.beforeRelease
       if (release) this.safely(release)
-      const ok = this.client.write(joinOut(this.toClient))
+      const ok = this.client.write(joinOut(this.toClient, chunk))
       this.toClient.length = 0
       if (!ok) this.upstream?.socket.pause()
     }
@@ -480,7 +488,7 @@ export class ClientConnection implements ConnectionCore {
   }
 }
 
-function joinOut(parts: Buffer[]): Buffer {
+function joinOut(parts: Buffer[], chunk: Buffer | undefined): Buffer {
   if (parts.length === 1) return parts[0]!
   // Frames forwarded untouched are adjacent views of one chunk: stitch them back into one view,
   // making a Buffer only where a run of adjacent views ends (usually once, for the whole chunk).
@@ -492,16 +500,18 @@ function joinOut(parts: Buffer[]): Buffer {
     if (p.buffer === first.buffer && p.byteOffset === end) {
       end += p.length
     } else {
-      merged.push(spanOf(first, end))
+      merged.push(spanOf(first, end, chunk))
       first = p
       end = p.byteOffset + p.length
     }
   }
-  merged.push(spanOf(first, end))
+  merged.push(spanOf(first, end, chunk))
   return merged.length === 1 ? merged[0]! : Buffer.concat(merged)
 }
 
-/** The view from `first`'s start to `end` (a byte offset in its ArrayBuffer). */
-function spanOf(first: Buffer, end: number): Buffer {
-  return end === first.byteOffset + first.length ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset)
+/** The view from `first`'s start to `end` (a byte offset in its ArrayBuffer): `chunk` itself when it is that view. */
+function spanOf(first: Buffer, end: number, chunk: Buffer | undefined): Buffer {
+  if (end === first.byteOffset + first.length) return first
+  if (chunk && chunk.buffer === first.buffer && chunk.byteOffset === first.byteOffset && chunk.byteOffset + chunk.length === end) return chunk
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset)
 }

@@ -80,7 +80,7 @@ export class ServerMessages {
       }
       case Backend.CommandComplete: {
         // Most tags need no reading (SELECT 1, INSERT 0 1); COMMIT, ROLLBACK and PREPARE TRANSACTION end transactions.
-        const first = frame.body[0]
+        const first = frame.raw[5]
         const read = c.env.hooks.onStatement !== undefined || first === 0x43 || first === 0x52 || first === 0x50 || state.tagNeeded()
         const tag = read ? decodeCommandComplete(frame.body) : undefined
         const head = state.onCommandComplete(tag)
@@ -103,7 +103,7 @@ export class ServerMessages {
       case Backend.ErrorResponse:
         return this.onError(frame)
       case Backend.ReadyForQuery: {
-        const head = state.onReadyForQuery(decodeReadyForQuery(frame.body))
+        const head = state.onReadyForQuery(decodeReadyForQuery(frame.raw, 5))
         if (head.kind === 'query') c.finishRun(head.run, head.run.error ? 'error' : 'ok')
         c.toClient.push(frame.raw)
         if (c.closing) c.maybeFinishShutdown()

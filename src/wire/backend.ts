@@ -147,8 +147,9 @@ export function encodeReadyForQuery(status: 'I' | 'T' | 'E'): Buffer {
   return new Writer(8).byte(status.charCodeAt(0)).finish(Backend.ReadyForQuery)
 }
 
-export function decodeReadyForQuery(body: Buffer): 'I' | 'T' | 'E' {
-  const s = String.fromCharCode(body[0] ?? 0)
+/** `at`: where the body starts in `bytes` (5 when given the whole frame, sparing a body view). */
+export function decodeReadyForQuery(bytes: Buffer, at = 0): 'I' | 'T' | 'E' {
+  const s = String.fromCharCode(bytes[at] ?? 0)
   if (s !== 'I' && s !== 'T' && s !== 'E') throw new ProtocolError(`ReadyForQuery with unknown status ${JSON.stringify(s)}`)
   return s
 }

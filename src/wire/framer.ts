@@ -136,7 +136,38 @@ export class Framer {
   }
 
   private emit(raw: Buffer, onFrame: (frame: Frame) => void): void {
-    if (this.startup) onFrame({code: 0, body: raw.subarray(4), raw})
-    else onFrame({code: raw[0]!, body: raw.subarray(5), raw})
+    onFrame(new FrameView(this.startup ? 0 : raw[0]!, raw, this.startup ? 4 : 5))
+  }
+}
+
+/**
+ * A frame whose body view is made only when read: most frames a tunnel forwards (DataRow,
+ * BindComplete, Sync…) are passed on as `raw` and their body is never looked at.
+ */
+export class FrameView implements Frame {
+  private view: Buffer | undefined
+
+  constructor(
+    readonly code: number,
+    private whole: Buffer,
+    private readonly headerSize: number,
+  ) {}
+
+  get raw(): Buffer {
+    return this.whole
+  }
+
+  /** A frame kept past its chunk is given a copy: its body is then read from the copy. */
+  set raw(raw: Buffer) {
+    this.whole = raw
+    this.view = undefined
+  }
+
+  get body(): Buffer {
+    return (this.view ??= this.whole.subarray(this.headerSize))
+  }
+
+  set body(body: Buffer) {
+    this.view = body
   }
 }
