@@ -10,12 +10,12 @@
  * the parent goes.
  */
 import {parseConfigText} from '../config/parse.js'
-import {serveParent, type MemoryReport} from './worker-ipc.js'
+import {benchTargetYaml, serveParent, yamlString, type BenchDatabase, type MemoryReport} from './worker-ipc.js'
 import {startGateway} from '../gateway/gateway.js'
 import {writeServerPki} from '../util/tls-certs.js'
 
 export interface GatewayWorkerBrief {
-  pg: {host: string; port: number; database: string; user: string; password: string}
+  pg: BenchDatabase
   identity: {issuer: string; clientId: string}
   /** The group the benchmark's token carries; the target allows it. */
   group: string
@@ -37,8 +37,6 @@ function send(message: GatewayWorkerMessage): void {
   process.send?.(message)
 }
 
-const yamlString = (s: string) => JSON.stringify(s)
-
 async function main(): Promise<void> {
   const raw = process.env.DBGATE_BENCH_GATEWAY
   if (!raw || !process.send) throw new Error('gateway-worker is started by the benchmark (dist/bench/run.js), not by hand')
@@ -56,15 +54,7 @@ async function main(): Promise<void> {
     `  clientId: ${yamlString(brief.identity.clientId)}`,
     `bucket: ${yamlString(`file://${brief.dataDir}/bucket`)}`,
     'targets:',
-    `  ${brief.target}:`,
-    `    host: ${yamlString(brief.pg.host)}`,
-    `    port: ${brief.pg.port}`,
-    `    database: ${yamlString(brief.pg.database)}`,
-    `    user: ${yamlString(brief.pg.user)}`,
-    '    password: env:BENCH_PG_PASSWORD',
-    '    tls: disable',
-    `    allow: [${yamlString(brief.group)}]`,
-    ...(brief.maxConnections ? [`    tunnel: {maxClientConnections: ${brief.maxConnections}, maxUpstreamSessions: ${brief.maxConnections}}`] : []),
+    ...benchTargetYaml(brief.target, brief.pg, {maxConnections: brief.maxConnections, extra: [`    allow: [${yamlString(brief.group)}]`]}),
     '',
   ].join('\n')
   const fileName = `${brief.dataDir}/gateway.yaml`

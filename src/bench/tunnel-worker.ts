@@ -8,12 +8,12 @@
  * and `{type: 'close'}` by closing the tunnel and exiting. It exits by itself if the parent goes.
  */
 import {parseConfigText} from '../config/parse.js'
-import {serveParent, type MemoryReport} from './worker-ipc.js'
+import {benchTargetYaml, serveParent, type BenchDatabase, type MemoryReport} from './worker-ipc.js'
 import {ALL_FEATURES, buildTunnelHooks, type TunnelFeatures} from '../pipeline/index.js'
 import {openTunnel} from '../connect/open.js'
 
 export interface WorkerBrief {
-  pg: {host: string; port: number; database: string; user: string; password: string}
+  pg: BenchDatabase
   /** Features switched off; the rest stay on. */
   off: (keyof TunnelFeatures)[]
   /** A private data directory for whatever the pipeline keeps on disk (recordings, spools). */
@@ -33,28 +33,12 @@ function send(message: WorkerMessage): void {
   process.send?.(message)
 }
 
-function yamlString(s: string): string {
-  return JSON.stringify(s)
-}
-
 async function main(): Promise<void> {
   const raw = process.env.DBGATE_BENCH_WORKER
   if (!raw || !process.send) throw new Error('tunnel-worker is started by the benchmark (dist/bench/run.js), not by hand')
   const brief = JSON.parse(raw) as WorkerBrief
   const env: NodeJS.ProcessEnv = {BENCH_PG_PASSWORD: brief.pg.password, XDG_DATA_HOME: brief.dataDir, XDG_STATE_HOME: brief.dataDir, XDG_CACHE_HOME: brief.dataDir}
-  const text = [
-    'targets:',
-    '  bench:',
-    `    host: ${yamlString(brief.pg.host)}`,
-    `    port: ${brief.pg.port}`,
-    `    database: ${yamlString(brief.pg.database)}`,
-    `    user: ${yamlString(brief.pg.user)}`,
-    '    password: env:BENCH_PG_PASSWORD',
-    '    tls: disable',
-    // The defaults (100 clients, 20 upstream sessions) would queue the idle-connection figure's clients until they time out.
-    ...(brief.maxConnections ? [`    tunnel: {maxClientConnections: ${brief.maxConnections}, maxUpstreamSessions: ${brief.maxConnections}}`] : []),
-    '',
-  ].join('\n')
+  const text = ['targets:', ...benchTargetYaml('bench', brief.pg, {maxConnections: brief.maxConnections}), ''].join('\n')
   const fileName = `${brief.dataDir}/dbgate.yaml`
   const loaded = {path: fileName, ...parseConfigText(text, fileName, {env, homeDir: brief.dataDir})}
   const features = Object.fromEntries(Object.keys(ALL_FEATURES).map((k) => [k, !brief.off.includes(k as keyof TunnelFeatures)])) as unknown as TunnelFeatures

@@ -1,7 +1,38 @@
 /**
- * What the benchmark's proxy workers (tunnel-worker.ts, gateway-worker.ts) share: how the parent
- * asks them for a memory figure and tells them to stop.
+ * What the benchmark's proxy workers (tunnel-worker.ts, gateway-worker.ts) share: the benchmark
+ * database as a target, how the parent asks them for a memory figure and tells them to stop.
  */
+
+/** The benchmark's PostgreSQL, as the parent hands it to a worker. */
+export interface BenchDatabase {
+  host: string
+  port: number
+  database: string
+  user: string
+  password: string
+}
+
+/** JSON strings are YAML strings: any host, path or name is written safely. */
+export const yamlString = (s: string): string => JSON.stringify(s)
+
+/**
+ * The lines of a target entry (under `targets:`) for the benchmark database; the password is read
+ * from BENCH_PG_PASSWORD. `extra` lines go inside the entry.
+ */
+export function benchTargetYaml(name: string, pg: BenchDatabase, opts: {maxConnections?: number; extra?: string[]} = {}): string[] {
+  return [
+    `  ${name}:`,
+    `    host: ${yamlString(pg.host)}`,
+    `    port: ${pg.port}`,
+    `    database: ${yamlString(pg.database)}`,
+    `    user: ${yamlString(pg.user)}`,
+    '    password: env:BENCH_PG_PASSWORD',
+    '    tls: disable',
+    ...(opts.extra ?? []),
+    // The defaults (100 clients, 20 upstream sessions) would queue the idle-connection figure's clients until they time out.
+    ...(opts.maxConnections ? [`    tunnel: {maxClientConnections: ${opts.maxConnections}, maxUpstreamSessions: ${opts.maxConnections}}`] : []),
+  ]
+}
 
 /** Messages from the benchmark to a worker. */
 export type ParentMessage = {type: 'memory'} | {type: 'close'}
