@@ -164,20 +164,22 @@ function growEdits(): void {
  * as it is, never decoded; whole-value masks with a byte-level form (`byteMaskOf`) are written
  * without decoding; the rest go through the same steps as in `maskTextLine`.
  */
-function maskTextLineMessage(line: Buffer, base: number, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
+function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
   const {delimiter, nullString} = plan.shape
   const d = delimiter.charCodeAt(0)
-  if (delimiter.length !== 1 || d > 0x7f || line.includes(BACKSLASH, base)) return TEXT_PATH
+  if (delimiter.length !== 1 || d > 0x7f) return TEXT_PATH
+  // In JS: `includes` would search the chunk past the line's end.
+  for (let i = base; i < lineEnd; i++) if (line[i] === BACKSLASH) return TEXT_PATH
   let tb = textBytes.get(plan)
   if (!tb) textBytes.set(plan, (tb = {nullBytes: Buffer.from(nullString, 'utf8'), masks: []}))
   const nullBytes = tb.nullBytes
-  let end = line.length
+  let end = lineEnd
   if (end > base && line[end - 1] === 0x0a) {
     end--
     if (end > base && line[end - 1] === 0x0d) end--
   }
   let edits = 0
-  let size = line.length - base
+  let size = lineEnd - base
   for (let i = 0, start = base; start <= end; i++) {
     let stop = line.indexOf(d, start)
     if (stop === -1 || stop > end) stop = end
@@ -239,7 +241,7 @@ function maskTextLineMessage(line: Buffer, base: number, plan: CopyPlan, m: Valu
     }
     from = editTo[k]!
   }
-  at = put(out, at, line, from, line.length)
+  at = put(out, at, line, from, lineEnd)
   return out.subarray(at0, at)
 }
 
@@ -362,12 +364,12 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
  * carries the CSV header line or the binary signature). Returns the whole rewritten CopyData
  * message, or undefined when nothing changed.
  */
-export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking, from = 0): Buffer | undefined {
+export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking, from = 0, end = chunk.length): Buffer | undefined {
   if (plan.shape.format === 'text' && !(first && plan.shape.header)) {
-    const out = maskTextLineMessage(chunk, from, plan, m)
+    const out = maskTextLineMessage(chunk, from, end, plan, m)
     if (out !== TEXT_PATH) return out
   }
-  const out = maskCopyBody(from === 0 ? chunk : chunk.subarray(from), plan, first, m)
+  const out = maskCopyBody(from === 0 && end === chunk.length ? chunk : chunk.subarray(from, end), plan, first, m)
   return out && encodeCopyData(out)
 }
 

@@ -445,9 +445,9 @@ class StatementFilter implements MaskingFilter {
    * rest go through `maskValue` as in `dataRow`. A row it cannot read the usual way (truncated,
    * a bad length) takes `dataRow`'s path, which fails it the same way.
    */
-  dataRowMessage(body: Buffer, fields: FieldDescription[] | undefined, from = 0): Buffer | undefined {
-    const n = body.length >= from + 2 ? body.readInt16BE(from) : -1
-    if (n < 0) return this.viaValues(body.subarray(from), fields)
+  dataRowMessage(body: Buffer, fields: FieldDescription[] | undefined, from = 0, end = body.length): Buffer | undefined {
+    const n = end >= from + 2 ? body.readInt16BE(from) : -1
+    if (n < 0) return this.viaValues(body.subarray(from, end), fields)
     if (this.starts.length < n) {
       this.starts = new Int32Array(n)
       this.lengths = new Int32Array(n)
@@ -455,10 +455,10 @@ class StatementFilter implements MaskingFilter {
     const {starts, lengths} = this
     let at = from + 2
     for (let i = 0; i < n; i++) {
-      if (at + 4 > body.length) return this.viaValues(body.subarray(from), fields)
+      if (at + 4 > end) return this.viaValues(body.subarray(from, end), fields)
       const len = (body[at]! << 24) | (body[at + 1]! << 16) | (body[at + 2]! << 8) | body[at + 3]!
       at += 4
-      if (len < -1 || at + Math.max(len, 0) > body.length) return this.viaValues(body.subarray(from), fields)
+      if (len < -1 || at + Math.max(len, 0) > end) return this.viaValues(body.subarray(from, end), fields)
       starts[i] = at
       lengths[i] = len
       if (len > 0) at += len
@@ -616,10 +616,10 @@ class StatementFilter implements MaskingFilter {
     return this.copyDataMessage(chunk)?.subarray(5)
   }
 
-  copyDataMessage(chunk: Buffer, from = 0): Buffer | undefined {
+  copyDataMessage(chunk: Buffer, from = 0, end = chunk.length): Buffer | undefined {
     const first = this.copyRows++ === 0
     this.copyPlan ??= this.planCopy()
-    return maskCopyMessage(chunk, this.copyPlan, first, this.m, from)
+    return maskCopyMessage(chunk, this.copyPlan, first, this.m, from, end)
   }
 
   private planCopy(): CopyPlan {

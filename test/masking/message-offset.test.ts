@@ -1,6 +1,7 @@
 /**
  * The proxy hands the masking filter whole DataRow and CopyData messages with the body's offset
- * (5), not a view of the body: one view fewer per row. The 5-byte header (type byte and length)
+ * (5) and its end, as their place in the chunk they arrived in: no view at all for a row the
+ * filter rewrites. The 5-byte header (type byte and length)
  * must then never be read as part of the row: a length whose bytes are a delimiter, a newline or
  * a backslash, or a row that is truncated, must give exactly what the body alone gives.
  */
@@ -50,7 +51,7 @@ beforeAll(async () => {
 })
 
 describe('masking a whole message from its body offset', () => {
-  it('gives the bytes and counts of the body alone for DataRows, truncated ones included', () => {
+  it('gives the bytes and counts of the body alone for DataRows within a chunk, truncated ones included', () => {
     const [whole, body] = filters('SELECT id, email, full_name, note FROM people')
     whole.rowDescription!(fields)
     body.rowDescription!(fields)
@@ -64,8 +65,10 @@ describe('masking a whole message from its body offset', () => {
             const message = raw.subarray(0, raw.length - cut)
             let out: string | undefined | Error
             let reference: string | undefined | Error
+            // Within its chunk, between other rows: nothing past the message's end may be read.
+            const chunk = Buffer.concat([raw, message, raw])
             try {
-              out = hex(whole.dataRowMessage!(message, fields, 5))
+              out = hex(whole.dataRowMessage!(chunk, fields, raw.length + 5, raw.length + message.length))
             } catch (error) {
               out = error as Error
             }
@@ -98,7 +101,9 @@ describe('masking a whole message from its body offset', () => {
           const line = `${pad}${delimiter}${a.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n')}${delimiter}Ada King${delimiter}${'n'.repeat(pad % 97)}${pad % 5 === 0 ? '\r\n' : '\n'}`
           const message = encodeCopyData(Buffer.from(line, 'utf8'))
           if (TRIP_BYTES.some((t) => message.subarray(1, 5).includes(t))) tripped++
-          const out = hex(whole.copyDataMessage!(message, 5))
+          // Within its chunk, before a line with backslashes and delimiters: nothing past its end may be read.
+          const after = encodeCopyData(Buffer.from(`a\\b${delimiter}\\N${delimiter}ada@example.com\n`, 'utf8'))
+          const out = hex(whole.copyDataMessage!(Buffer.concat([after, message, after]), after.length + 5, after.length + message.length))
           const reference = hex(body.copyDataMessage!(Buffer.from(message.subarray(5))))
           expect(out, JSON.stringify(line)).toEqual(reference)
           lines++
