@@ -164,21 +164,23 @@ function growEdits(): void {
  * as it is, never decoded; whole-value masks with a byte-level form (`byteMaskOf`) are written
  * without decoding; the rest go through the same steps as in `maskTextLine`.
  */
-function maskTextLineMessage(line: Buffer, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
+function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
   const {delimiter, nullString} = plan.shape
   const d = delimiter.charCodeAt(0)
-  if (delimiter.length !== 1 || d > 0x7f || line.includes(BACKSLASH)) return TEXT_PATH
+  if (delimiter.length !== 1 || d > 0x7f) return TEXT_PATH
+  // In JS: `includes` would search the chunk past the line's end.
+  for (let i = base; i < lineEnd; i++) if (line[i] === BACKSLASH) return TEXT_PATH
   let tb = textBytes.get(plan)
   if (!tb) textBytes.set(plan, (tb = {nullBytes: Buffer.from(nullString, 'utf8'), masks: []}))
   const nullBytes = tb.nullBytes
-  let end = line.length
-  if (end > 0 && line[end - 1] === 0x0a) {
+  let end = lineEnd
+  if (end > base && line[end - 1] === 0x0a) {
     end--
-    if (end > 0 && line[end - 1] === 0x0d) end--
+    if (end > base && line[end - 1] === 0x0d) end--
   }
   let edits = 0
-  let size = line.length
-  for (let i = 0, start = 0; start <= end; i++) {
+  let size = lineEnd - base
+  for (let i = 0, start = base; start <= end; i++) {
     let stop = line.indexOf(d, start)
     if (stop === -1 || stop > end) stop = end
     const field = start
@@ -227,7 +229,7 @@ function maskTextLineMessage(line: Buffer, plan: CopyPlan, m: ValueMasking): Buf
   out[at0] = 0x64
   putInt32(out, at0 + 1, 4 + size)
   let at = at0 + 5
-  let from = 0
+  let from = base
   for (let k = 0; k < edits; k++) {
     at = put(out, at, line, from, editFrom[k]!)
     if (editKind[k] === 2) {
@@ -239,7 +241,7 @@ function maskTextLineMessage(line: Buffer, plan: CopyPlan, m: ValueMasking): Buf
     }
     from = editTo[k]!
   }
-  at = put(out, at, line, from, line.length)
+  at = put(out, at, line, from, lineEnd)
   return out.subarray(at0, at)
 }
 
@@ -362,12 +364,12 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
  * carries the CSV header line or the binary signature). Returns the whole rewritten CopyData
  * message, or undefined when nothing changed.
  */
-export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking): Buffer | undefined {
+export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking, from = 0, end = chunk.length): Buffer | undefined {
   if (plan.shape.format === 'text' && !(first && plan.shape.header)) {
-    const out = maskTextLineMessage(chunk, plan, m)
+    const out = maskTextLineMessage(chunk, from, end, plan, m)
     if (out !== TEXT_PATH) return out
   }
-  const out = maskCopyBody(chunk, plan, first, m)
+  const out = maskCopyBody(from === 0 && end === chunk.length ? chunk : chunk.subarray(from, end), plan, first, m)
   return out && encodeCopyData(out)
 }
 

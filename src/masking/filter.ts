@@ -445,27 +445,27 @@ class StatementFilter implements MaskingFilter {
    * rest go through `maskValue` as in `dataRow`. A row it cannot read the usual way (truncated,
    * a bad length) takes `dataRow`'s path, which fails it the same way.
    */
-  dataRowMessage(body: Buffer, fields: FieldDescription[] | undefined): Buffer | undefined {
-    const n = body.length >= 2 ? body.readInt16BE(0) : -1
-    if (n < 0) return this.viaValues(body, fields)
+  dataRowMessage(body: Buffer, fields: FieldDescription[] | undefined, from = 0, end = body.length): Buffer | undefined {
+    const n = end >= from + 2 ? body.readInt16BE(from) : -1
+    if (n < 0) return this.viaValues(body.subarray(from, end), fields)
     if (this.starts.length < n) {
       this.starts = new Int32Array(n)
       this.lengths = new Int32Array(n)
     }
     const {starts, lengths} = this
-    let at = 2
+    let at = from + 2
     for (let i = 0; i < n; i++) {
-      if (at + 4 > body.length) return this.viaValues(body, fields)
+      if (at + 4 > end) return this.viaValues(body.subarray(from, end), fields)
       const len = (body[at]! << 24) | (body[at + 1]! << 16) | (body[at + 2]! << 8) | body[at + 3]!
       at += 4
-      if (len < -1 || at + Math.max(len, 0) > body.length) return this.viaValues(body, fields)
+      if (len < -1 || at + Math.max(len, 0) > end) return this.viaValues(body.subarray(from, end), fields)
       starts[i] = at
       lengths[i] = len
       if (len > 0) at += len
     }
     const used = at
     try {
-      return this.maskRowBytes(body, n, used, fields)
+      return this.maskRowBytes(body, from, n, used, fields)
     } catch (error) {
       let nonNull = 0
       for (let i = 0; i < n; i++) if (lengths[i]! >= 0) nonNull++
@@ -502,12 +502,12 @@ class StatementFilter implements MaskingFilter {
     return this.byteMasks
   }
 
-  private maskRowBytes(body: Buffer, n: number, used: number, fields: FieldDescription[] | undefined): Buffer | undefined {
+  private maskRowBytes(body: Buffer, base: number, n: number, used: number, fields: FieldDescription[] | undefined): Buffer | undefined {
     const plan = this.plan(fields, n)
     const masks = this.byteMasksOf(plan)
     const {starts, lengths, outcome, replaced, cuts} = this
     const work = plan.work
-    let size = used
+    let size = used - base
     let changed = false
     for (let j = 0; j < work.length; j++) {
       const w = work[j]!
@@ -560,7 +560,7 @@ class StatementFilter implements MaskingFilter {
     out[at0] = 0x44
     putInt32(out, at0 + 1, 4 + size)
     let at = at0 + 5
-    let from = 0
+    let from = base
     for (let j = 0; j < work.length; j++) {
       const o = outcome[j]!
       if (o === 0) continue
@@ -616,10 +616,10 @@ class StatementFilter implements MaskingFilter {
     return this.copyDataMessage(chunk)?.subarray(5)
   }
 
-  copyDataMessage(chunk: Buffer): Buffer | undefined {
+  copyDataMessage(chunk: Buffer, from = 0, end = chunk.length): Buffer | undefined {
     const first = this.copyRows++ === 0
     this.copyPlan ??= this.planCopy()
-    return maskCopyMessage(chunk, this.copyPlan, first, this.m)
+    return maskCopyMessage(chunk, this.copyPlan, first, this.m, from, end)
   }
 
   private planCopy(): CopyPlan {

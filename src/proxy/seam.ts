@@ -117,12 +117,13 @@ export interface ResultFilter {
   /**
    * `dataRow` on the DataRow message's body as it arrived: the whole rewritten message (type byte
    * and length included), or undefined for unchanged. Where present the proxy calls this instead,
-   * so that a filter can copy clean columns through without splitting the row into values.
+   * so that a filter can copy clean columns through without splitting the row into values. The
+   * body is `body[from, end)` (the proxy passes the chunk the message lies in, saving views per row).
    */
-  dataRowMessage?(body: Buffer, fields: FieldDescription[] | undefined): Buffer | undefined
+  dataRowMessage?(body: Buffer, fields: FieldDescription[] | undefined, from?: number, end?: number): Buffer | undefined
   copyData?(chunk: Buffer): Buffer | undefined
-  /** `copyData` returning the whole rewritten CopyData message; the proxy prefers it where present. */
-  copyDataMessage?(chunk: Buffer): Buffer | undefined
+  /** `copyData` returning the whole rewritten CopyData message; the proxy prefers it where present. The payload is `chunk[from, end)`. */
+  copyDataMessage?(chunk: Buffer, from?: number, end?: number): Buffer | undefined
   notice?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   error?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   notification?(channel: string, payload: string): string | undefined

@@ -43,7 +43,7 @@ export class ServerMessages {
         run.dataRows++
         const filter = run.filter
         if (filter?.dataRowMessage) {
-          const out = filter.dataRowMessage(frame.body, fieldsOf(run))
+          const out = frame.source ? filter.dataRowMessage(frame.source, fieldsOf(run), frame.start! + 5, frame.end) : filter.dataRowMessage(frame.raw, fieldsOf(run), 5)
           if (run.dataRows <= (c.env.hooks.previewRows ?? 0)) keepPreviewRow(run, decodeDataRow(out ? out.subarray(5) : frame.body))
           return void c.toClient.push(out ?? frame.raw)
         }
@@ -143,7 +143,10 @@ export class ServerMessages {
         return
       case Backend.CopyData: {
         const run = state.onResultPart('CopyData').run
-        if (run.filter?.copyDataMessage) return void c.toClient.push(run.filter.copyDataMessage(frame.body) ?? frame.raw)
+        if (run.filter?.copyDataMessage) {
+          const out = frame.source ? run.filter.copyDataMessage(frame.source, frame.start! + 5, frame.end) : run.filter.copyDataMessage(frame.raw, 5)
+          return void c.toClient.push(out ?? frame.raw)
+        }
         if (run.filter?.copyData) {
           const out = run.filter.copyData(frame.body)
           if (out) return void c.toClient.push(encodeCopyData(out))

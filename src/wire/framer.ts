@@ -23,6 +23,10 @@ export interface Frame {
   body: Buffer
   /** The whole frame, header included (a view, valid until the next push). */
   raw: Buffer
+  /** Where the frame lies, `source[start, end)`, for readers that need no view of it (`raw` then is never made). */
+  readonly source?: Buffer
+  readonly start?: number
+  readonly end?: number
 }
 
 export interface FramerOptions {
@@ -90,7 +94,7 @@ export class Framer {
       const whole = this.partial
       this.partial = undefined
       this.partialFilled = 0
-      this.emit(whole, onFrame)
+      this.emit(whole, 0, whole.length, onFrame)
       buf = buf.subarray(take)
     } else if (this.pending.length > 0) {
       buf = Buffer.concat([this.pending, buf])
@@ -111,7 +115,7 @@ export class Framer {
         this.partialFilled = buf.length - offset
         return
       }
-      this.emit(buf.subarray(offset, offset + total), onFrame)
+      this.emit(buf, offset, offset + total, onFrame)
       offset += total
     }
     if (offset < buf.length) this.pending = Buffer.from(buf.subarray(offset))
@@ -135,8 +139,8 @@ export class Framer {
     }
   }
 
-  private emit(raw: Buffer, onFrame: (frame: Frame) => void): void {
-    onFrame(new FrameView(this.startup ? 0 : raw[0]!, raw, this.startup ? 4 : 5))
+  private emit(buf: Buffer, start: number, end: number, onFrame: (frame: Frame) => void): void {
+    onFrame(new FrameView(this.startup ? 0 : buf[start]!, buf, this.startup ? 4 : 5, start, end))
   }
 }
 
@@ -146,25 +150,32 @@ export class Framer {
  */
 export class FrameView implements Frame {
   private view: Buffer | undefined
+  private whole: Buffer | undefined
 
   constructor(
     readonly code: number,
-    private whole: Buffer,
+    public source: Buffer,
     private readonly headerSize: number,
+    public start = 0,
+    public end = source.length,
   ) {}
 
+  /** Made on first read: a row the masking filter rewrites never needs it. */
   get raw(): Buffer {
-    return this.whole
+    return (this.whole ??= this.start === 0 && this.end === this.source.length ? this.source : this.source.subarray(this.start, this.end))
   }
 
   /** A frame kept past its chunk is given a copy: its body is then read from the copy. */
   set raw(raw: Buffer) {
     this.whole = raw
+    this.source = raw
+    this.start = 0
+    this.end = raw.length
     this.view = undefined
   }
 
   get body(): Buffer {
-    return (this.view ??= this.whole.subarray(this.headerSize))
+    return (this.view ??= this.source.subarray(this.start + this.headerSize, this.end))
   }
 
   set body(body: Buffer) {
