@@ -8,7 +8,6 @@
 import {createHash} from 'node:crypto'
 import {beforeAll, describe, expect, it} from 'vitest'
 import type {MaskingConfig} from '../../src/config/types.js'
-import {Catalog, classifySnapshot} from '../../src/masking/catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from '../../src/masking/categories.js'
 import {maskCopyData, maskTextLine, type CopyMask, type CopyPlan} from '../../src/masking/copy.js'
 import {bufferNeeds, scanText} from '../../src/masking/detectors.js'
@@ -16,15 +15,13 @@ import {createMaskingFilterFactory, type MaskingFilter} from '../../src/masking/
 import {analyzeText} from '../../src/masking/lineage.js'
 import {createMasker} from '../../src/masking/strategies.js'
 import type {ValueMasking} from '../../src/masking/values.js'
-import type {StatementContext} from '../../src/proxy/seam.js'
 import {loadParser} from '../../src/sql/parser.js'
+import {ctx, oneTable, type Column} from './one-table.js'
 import {decodeDataRow, encodeDataRow} from '../../src/wire/backend.js'
-import type {FieldDescription} from '../../src/wire/fields.js'
 import {ProtocolError} from '../../src/wire/framer.js'
 
-const TABLE = 16400
 /** Masked as e-mails (text and varchar), a person's name, a phone; `note` only scanned; `ssn` a number masked. */
-const COLUMNS: [string, number, string][] = [
+const COLUMNS: Column[] = [
   ['id', 23, 'int4'],
   ['email', 25, 'text'],
   ['full_name', 25, 'text'],
@@ -34,19 +31,7 @@ const COLUMNS: [string, number, string][] = [
   ['ssn', 23, 'int4'],
   ['last_name', 1042, 'bpchar'],
 ]
-const catalog = new Catalog(
-  classifySnapshot(
-    {
-      relations: [{oid: TABLE, schema: 'public', name: 'people', kind: 'table', rowTypeOid: TABLE + 2, columns: COLUMNS.map(([name, typeOid, typeName], i) => ({name, attnum: i + 1, typeOid, typeName}))}],
-      types: [],
-      functions: [],
-    },
-    {mask: [], unmaskColumns: []},
-  ),
-)
-const ctx = {sessionId: 's', connectionId: 1, protocol: 'simple', transactionStatus: 'I', database: 'db', user: 'u'} as StatementContext
-const SQL = `SELECT ${COLUMNS.map((c) => c[0]).join(', ')} FROM people`
-const fieldsIn = (format: number): FieldDescription[] => COLUMNS.map(([name, typeOid], i) => ({name, tableOid: TABLE, columnAttr: i + 1, typeOid, typeSize: -1, typeModifier: -1, format}))
+const {catalog, sql: SQL, fields: fieldsIn} = oneTable(COLUMNS)
 
 /** A deterministic generator, so that a failure names a row that can be replayed. */
 function random(seed: number): () => number {

@@ -7,32 +7,20 @@
  */
 import {beforeAll, describe, expect, it} from 'vitest'
 import type {MaskingConfig} from '../../src/config/types.js'
-import {Catalog, classifySnapshot} from '../../src/masking/catalog.js'
 import {createMaskingFilterFactory, type MaskingFilter} from '../../src/masking/filter.js'
-import type {StatementContext} from '../../src/proxy/seam.js'
 import {loadParser} from '../../src/sql/parser.js'
+import {ctx, oneTable, type Column} from './one-table.js'
 import {encodeCopyData, encodeDataRow} from '../../src/wire/backend.js'
-import type {FieldDescription} from '../../src/wire/fields.js'
 
-const TABLE = 16400
-const COLUMNS: [string, number, string][] = [
+const COLUMNS: Column[] = [
   ['id', 23, 'int4'],
   ['email', 25, 'text'],
   ['full_name', 25, 'text'],
   ['note', 25, 'text'],
 ]
-const catalog = new Catalog(
-  classifySnapshot(
-    {
-      relations: [{oid: TABLE, schema: 'public', name: 'people', kind: 'table', rowTypeOid: TABLE + 2, columns: COLUMNS.map(([name, typeOid, typeName], i) => ({name, attnum: i + 1, typeOid, typeName}))}],
-      types: [],
-      functions: [],
-    },
-    {mask: [], unmaskColumns: []},
-  ),
-)
-const ctx = {sessionId: 's', connectionId: 1, protocol: 'simple', transactionStatus: 'I', database: 'db', user: 'u'} as StatementContext
-const fields: FieldDescription[] = COLUMNS.map(([name, typeOid], i) => ({name, tableOid: TABLE, columnAttr: i + 1, typeOid, typeSize: -1, typeModifier: -1, format: 0}))
+const table = oneTable(COLUMNS)
+const {catalog} = table
+const fields = table.fields()
 
 function filters(sql: string): [MaskingFilter, MaskingFilter] {
   const masking: MaskingConfig = {unmask: [], mask: [], unmaskColumns: [], strategies: {}, onUntraceable: 'mask'}
