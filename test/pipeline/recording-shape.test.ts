@@ -15,6 +15,7 @@ import {assemble, buildPipeline} from '../../src/pipeline/index.js'
 import {analyze, sharedAnalysisCache} from '../../src/policy/index.js'
 import type {ProxyHooks, StatementContext, StatementEvent} from '../../src/proxy/seam.js'
 import {loadParser} from '../../src/sql/parser.js'
+import {sessionWith, statementContext} from '../helpers/statement-context.js'
 
 let dir: string
 let hooks: ProxyHooks
@@ -33,17 +34,7 @@ afterAll(async () => {
   await rm(dir, {recursive: true, force: true})
 })
 
-const ctxWith = (parameters: [string, string][]): StatementContext => ({
-  sessionId: 's',
-  connectionId: 1,
-  protocol: 'simple',
-  transactionStatus: 'I',
-  database: 'app',
-  user: 'app',
-  session: {statement: () => undefined, portal: () => undefined, parameters: new Map(parameters)},
-  signal: new AbortController().signal,
-  notify: () => {},
-})
+const ctxWith = (parameters: [string, string][]): StatementContext => statementContext(sessionWith(parameters), {sessionId: 's', user: 'app'})
 
 const event = (sql: string): StatementEvent => ({sessionId: 's', connectionId: 1, protocol: 'simple', sql, verdict: {action: 'allow'}, startedAt: new Date(), durationMs: 0, commandTags: ['SELECT 1'], rows: 1, outcome: 'ok'})
 const tablesOf = (sql: string) => [...new Set(analyze(sql).statements.flatMap((s) => s.tables.map((t) => (t.schema ? `${t.schema}.${t.name}` : t.name))))]

@@ -5,9 +5,10 @@
  * sharing the analysis cache), must get the verdict a fresh hook gives that text there and then.
  */
 import {beforeAll, describe, expect, it} from 'vitest'
-import type {SessionView, StatementContext} from '../../src/proxy/seam.js'
+import type {SessionView} from '../../src/proxy/seam.js'
 import {AnalysisCache, createStatementHook, offlineCatalog, type CatalogKey, type FunctionCandidate, type LoadingFunctionCatalog, type PolicyVerdict} from '../../src/policy/index.js'
 import {loadParser} from '../../src/sql/parser.js'
+import {statementContext} from '../helpers/statement-context.js'
 
 beforeAll(async () => {
   await loadParser()
@@ -24,17 +25,7 @@ const session: SessionView = {
   portal: () => undefined,
 } as unknown as SessionView
 
-const ctx: StatementContext = {
-  sessionId: 's1',
-  connectionId: 1,
-  protocol: 'simple',
-  transactionStatus: 'I',
-  database: 'app',
-  user: 'app_rw',
-  session,
-  signal: new AbortController().signal,
-  notify: () => {},
-}
+const ctx = statementContext(session)
 
 /** A target catalog with `public.purge(int)` of the given volatility; `become` changes it, as a re-read of the catalog would. */
 function catalog(volatility: 's' | 'v'): LoadingFunctionCatalog & {become(v: 's' | 'v'): void} {

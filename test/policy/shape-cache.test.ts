@@ -12,8 +12,9 @@ import {analyze} from '../../src/policy/analyze.js'
 import {AnalysisCache, createStatementHook} from '../../src/policy/index.js'
 import {loadParser, watchLiterals} from '../../src/sql/parser.js'
 import {readingOf, scanShape} from '../../src/policy/text-shape.js'
-import type {NamedDefinition, SessionView, StatementContext} from '../../src/proxy/seam.js'
+import type {NamedDefinition, SessionView} from '../../src/proxy/seam.js'
 import {corpus} from './corpus.js'
+import {statementContext} from '../helpers/statement-context.js'
 
 beforeAll(async () => {
   await loadParser()
@@ -209,17 +210,7 @@ class Session implements SessionView {
   }
 }
 
-const ctx = (session: SessionView): StatementContext => ({
-  sessionId: 's1',
-  connectionId: 1,
-  protocol: 'simple',
-  transactionStatus: 'I',
-  database: 'app',
-  user: 'app_rw',
-  session,
-  signal: new AbortController().signal,
-  notify: () => {},
-})
+const ctx = statementContext
 
 describe('the statement hook', () => {
   it('shares by shape only in sessions whose acknowledged settings the scan reads as the server does', async () => {

@@ -2,6 +2,7 @@ import {beforeAll, describe, expect, it} from 'vitest'
 import type {NamedDefinition, SessionView, StatementContext} from '../../src/proxy/seam.js'
 import {AnalysisCache, createStatementHook, offlineCatalog, type CatalogKey, type FunctionCandidate, type LoadingFunctionCatalog, type PolicyStatementHook, type PolicyVerdict} from '../../src/policy/index.js'
 import {loadParser} from '../../src/sql/parser.js'
+import {statementContext} from '../helpers/statement-context.js'
 
 beforeAll(async () => {
   await loadParser()
@@ -29,18 +30,7 @@ class Session implements SessionView {
   }
 }
 
-const ctx = (session: SessionView = new Session(), extra: Partial<StatementContext> = {}): StatementContext => ({
-  sessionId: 's1',
-  connectionId: 1,
-  protocol: 'simple',
-  transactionStatus: 'I',
-  database: 'app',
-  user: 'app_rw',
-  session,
-  signal: new AbortController().signal,
-  notify: () => {},
-  ...extra,
-})
+const ctx = (session: SessionView = new Session(), extra: Partial<StatementContext> = {}): StatementContext => statementContext(session, extra)
 
 function newHook(extra: Partial<Parameters<typeof createStatementHook>[0]> = {}): PolicyStatementHook {
   return createStatementHook({rules: [], pack: 'default', identityGroups: [], cache: new AnalysisCache(), ...extra})
