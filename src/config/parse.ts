@@ -97,7 +97,8 @@ export function parseConfigText(text: string, fileName: string, opts: ParseOptio
 function misindented(text: string, line: number): {message: string; fix: string} | undefined {
   const lines = text.split('\n')
   const here = lines[line - 1]
-  if (here === undefined) return undefined
+  // Past the last line (an unclosed `[` or `{`) there is no key to move: YAML's own message says more.
+  if (here === undefined || here.trim() === '') return undefined
   const width = (l: string) => l.length - l.trimStart().length
   const key = here.trim().split(':')[0]
   const before = lines.slice(0, line - 1).reverse().find((l) => l.trim() && !l.trim().startsWith('#'))

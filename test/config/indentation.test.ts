@@ -42,4 +42,14 @@ describe('indentation mistakes', () => {
     const found = issues('targets:\n  shop:\n    host: 127.0.0.1\n    database: shop\n  user: shop_app\n  prod:\n    host: db\n    database: app\n    user: u\n    tls: nope\n')
     expect(found.map((i) => i.keyPath)).toEqual(['targets.user', 'targets.prod.tls'])
   })
+
+  it('an unclosed [ or { at the end of the file says to close it, not to indent an empty key', () => {
+    for (const [text, bracket] of [['targets:\n  prod:\n    host: [a\n', ']'], ['targets:\n  prod: {host: a\n', '}']]) {
+      const [found, ...rest] = issues(text)
+      expect(rest).toEqual([])
+      expect(found.message).toContain(`end with a ${bracket}`)
+      expect(found.message).not.toContain('is indented')
+      expect(found.fix).toContain('close any [ or {')
+    }
+  })
 })
