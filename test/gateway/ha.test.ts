@@ -16,7 +16,7 @@ import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.j
 import {run} from '../helpers/run.js'
 import {mint} from '../identity/helpers.js'
 import {makePki, type TestPki} from './helpers.js'
-import {replicaClient, S3_ENV, spooledLogs, spooledText, startReplica, writeReplicaConfig, type Replica} from './replicas.js'
+import {replicaClient, S3_ENV, spooledLogs, spooledText, startReplica, writeReplicaConfig, type GatewayProcess} from './process-helpers.js'
 
 const BIN = path.resolve('bin/run.js')
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
@@ -35,7 +35,7 @@ describe('dbgate gateway: two replicas sharing one bucket', () => {
   let s3: TestS3
   let dir: string
   let env: NodeJS.ProcessEnv
-  const replicas: Record<'a' | 'b', {dir: string; config: string; gw?: Replica}> = {a: {dir: '', config: ''}, b: {dir: '', config: ''}}
+  const replicas: Record<'a' | 'b', {dir: string; config: string; gw?: GatewayProcess}> = {a: {dir: '', config: ''}, b: {dir: '', config: ''}}
   const clients: pg.Client[] = []
   const email = 'alice@example.com'
 
@@ -153,8 +153,8 @@ describe('dbgate gateway: two replicas sharing one bucket', () => {
       return undefined
     })
     const before = await spooledText(replicas.a.dir, name)
-    replicas.a.gw!.child.kill('SIGKILL')
-    expect(await replicas.a.gw!.exited).toBe('SIGKILL')
+    replicas.a.gw!.kill()
+    expect(await replicas.a.gw!.exited).toEqual({code: null, signal: 'SIGKILL'})
     await closed
     await expect(c.query('select 1')).rejects.toThrow()
 

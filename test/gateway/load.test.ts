@@ -19,7 +19,7 @@ import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {fixture, mint, type Fixture} from '../identity/helpers.js'
 import {makePki, type TestPki} from './helpers.js'
-import {replicaClient, S3_ENV, spooledLogs, startReplica, writeReplicaConfig, type Replica} from './replicas.js'
+import {replicaClient, S3_ENV, spooledLogs, startReplica, writeReplicaConfig, type GatewayProcess} from './process-helpers.js'
 
 const CLIENTS = 1000
 const STATEMENTS = 3
@@ -55,7 +55,7 @@ describe('[load] dbgate gateway: 1,000 concurrent sessions over two replicas', (
   let db: UpstreamInfo
   let s3: TestS3
   let dir: string
-  const gws: Replica[] = []
+  const gws: GatewayProcess[] = []
   const dirs: string[] = []
 
   beforeAll(async () => {
@@ -142,7 +142,7 @@ describe('[load] dbgate gateway: 1,000 concurrent sessions over two replicas', (
       return all.length === CLIENTS && all.every((s) => s.status === 'ended') ? all : undefined
     })
     const {keys} = await loadKeyRing(bucket)
-    const [a, b] = gws as [Replica, Replica]
+    const [a, b] = gws as [GatewayProcess, GatewayProcess]
     const both = signerTrust([a.keyId, b.keyId], undefined)
     const onlyA = signerTrust([a.keyId], undefined)
     const seen = new Map<string, number>()
