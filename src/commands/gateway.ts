@@ -27,8 +27,7 @@ export default class Gateway extends DbgateCommand {
     const {flags} = await this.parse(Gateway)
     const loaded = await loadCommandConfig(flags, this)
     if (!loaded.config.server) {
-      const e = new GatewayConfigError(`${loaded.path} has no server section, so it does not configure a gateway`, 'add server: {listen: 0.0.0.0:6432, tls: {cert: tls.crt, key: tls.key}} (see docs/gateway.md)')
-      this.error(e.message, {suggestions: [e.fix]})
+      throw new GatewayConfigError(`${loaded.path} has no server section, so it does not configure a gateway`, 'add server: {listen: 0.0.0.0:6432, tls: {cert: tls.crt, key: tls.key}} (see docs/gateway.md)')
     }
     await runGateway({loaded, workers: flags.workers ?? availableParallelism(), ...(flags.verbose ? {logLevel: 'debug' as const} : {})})
   }

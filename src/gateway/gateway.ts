@@ -127,6 +127,17 @@ function settingsOf(loaded: LoadedConfig): {server: GatewayServerConfig; identit
   return {server, identity: verifying}
 }
 
+/**
+ * What would stop the gateway from starting, found before anything listens or forks: the sections
+ * it needs, the TLS files, each target's credentials. `--workers N` checks here once, so a broken
+ * gateway.yaml ends with one error and its fix, not with N workers dying one after another.
+ */
+export async function checkGatewayConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const {server} = settingsOf(loaded)
+  await loadTlsContext(server.tls)
+  for (const target of Object.values(loaded.config.targets)) await upstreamTargetOf(target, {env})
+}
+
 /** Starts the gateway. It listens at once, but signs nobody in before the IdP's keys are loaded. */
 export async function startGateway(opts: StartGatewayOptions): Promise<RunningGateway> {
   const {loaded} = opts

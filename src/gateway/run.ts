@@ -17,7 +17,7 @@ import {ConfigError, formatIssue} from '../config/errors.js'
 import type {LoadedConfig} from '../config/types.js'
 import {EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK} from '../cli/exit-codes.js'
 import {ConnectionRegistry, MAX_WORKER_SLOTS} from '../proxy/connection-registry.js'
-import {startGateway, type RunningGateway} from './gateway.js'
+import {checkGatewayConfig, startGateway, type RunningGateway} from './gateway.js'
 import {createGatewayLogger, logFunction, type LogFn} from './log.js'
 import {createGatewayMetrics} from './metrics.js'
 import type {ReadinessCheck} from './observer.js'
@@ -27,7 +27,8 @@ export const WORKER_SLOT_ENV = 'DBGATE_GATEWAY_WORKER_SLOT'
 
 /** IPC between the primary and its workers; every message has `dbgate` so others' are ignored. */
 type WorkerMessage =
-  | {dbgate: 'listening'; address: {host: string; port: number}; api?: {host: string; port: number}; signingKeyId: string}
+  | {dbgate: 'listening'}
+  | {dbgate: 'ready'; address: {host: string; port: number}; api?: {host: string; port: number}; signingKeyId: string}
   | {dbgate: 'cancel'; processId: number; secretKey: number}
   | {dbgate: 'readiness-request'; id: number}
   | {dbgate: 'readiness'; id: number; checks: ReadinessCheck[]}
@@ -116,13 +117,6 @@ async function runSingle(opts: RunOptions): Promise<never> {
     ops = await startOpsHttp({host: settings.ops.host, port: settings.ops.port, readiness: () => running.checks(), metrics, log})
     log('info', `ops endpoint on http://${ops.host}:${ops.port} (/healthz, /readyz, /metrics)`)
   }
-  log('info', `gateway ready to accept on ${running.address.host}:${running.address.port}`, {
-    address: running.address,
-    ...(running.api ? {api: running.api} : {}),
-    ...(ops ? {ops: {host: ops.host, port: ops.port}} : {}),
-    signingKeyId: running.signingKeyId,
-    workers: 1,
-  })
   onSignals(log, logger, {
     drain: async () => {
       log('info', `draining: new connections are refused; open sessions have ${settings.drainTimeoutMs} ms (server.drainTimeout) to finish`)
@@ -131,6 +125,15 @@ async function runSingle(opts: RunOptions): Promise<never> {
       log('info', 'drained: sessions ended and the spool shipped; exiting')
     },
     reload: () => reloadLogged(running, log),
+  })
+  // "Ready" only once people can sign in: until the IdP's keys load, the log says why not.
+  await running.whenReady()
+  log('info', `gateway ready to accept on ${running.address.host}:${running.address.port}`, {
+    address: running.address,
+    ...(running.api ? {api: running.api} : {}),
+    ...(ops ? {ops: {host: ops.host, port: ops.port}} : {}),
+    signingKeyId: running.signingKeyId,
+    workers: 1,
   })
   return new Promise<never>(() => {})
 }
@@ -176,7 +179,9 @@ async function runWorker(opts: RunOptions): Promise<never> {
     reload: () => reloadLogged(running, log),
     interruptible: false,
   })
-  send({dbgate: 'listening', address: running.address, ...(running.api ? {api: running.api} : {}), signingKeyId: running.signingKeyId})
+  send({dbgate: 'listening'})
+  await running.whenReady()
+  send({dbgate: 'ready', address: running.address, ...(running.api ? {api: running.api} : {}), signingKeyId: running.signingKeyId})
   return new Promise<never>(() => {})
 }
 
@@ -184,6 +189,7 @@ async function runPrimary(opts: RunOptions): Promise<never> {
   const {logger, log} = loggerFor(opts, {role: 'primary'})
   const settings = opts.loaded.config.server!
   if (opts.workers > MAX_WORKER_SLOTS) throw new Error(`--workers ${opts.workers} is more than ${MAX_WORKER_SLOTS}, the most cancel keys can tell apart`)
+  await checkGatewayConfig(opts.loaded)
   if (settings.mcp) {
     // An MCP session lives in the process that opened it, and cluster spreads connections, not sessions.
     log('warn', `server.mcp with ${opts.workers} workers: an MCP session's requests must reach the worker that opened it, which holds only while the agent keeps its HTTP connection open; agents that reconnect get "session ended" and start a new session. Run remote MCP on a gateway with --workers 1 for sessions that survive reconnects (docs/agents.md)`)
@@ -203,8 +209,8 @@ async function runPrimary(opts: RunOptions): Promise<never> {
       if (m.dbgate === 'cancel') {
         // The key's worker, if it still lives; a dead worker's sessions are gone with it.
         bySlot.get(ConnectionRegistry.slotOf(m.processId))?.send(m)
-      } else if (m.dbgate === 'listening') {
-        started.add(worker)
+      } else if (m.dbgate === 'listening') started.add(worker)
+      else if (m.dbgate === 'ready') {
         if (announced) return
         announced = true
         log('info', `gateway ready to accept on ${m.address.host}:${m.address.port} with ${opts.workers} workers`, {
