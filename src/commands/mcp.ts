@@ -5,6 +5,7 @@ import {DbgateCommand} from '../cli/base-command.js'
 import {configFlag} from '../cli/flags.js'
 import {getTarget} from '../config/targets.js'
 import {dbgateVersion} from '../connect/recording.js'
+import {runGatewayBridge} from '../mcp/gateway-bridge.js'
 import {openLocalEndpoint} from '../mcp/local-endpoint.js'
 import {createDbgateMcp} from '../mcp/server.js'
 
@@ -14,9 +15,11 @@ export default class Mcp extends DbgateCommand {
 Its tools (list_schemas, list_tables, describe_table, query, explain, approval_status) run SQL through
 the same tunnel as \`dbgate connect\`: your sign-in (or DBGATE_CLIENT_ID/DBGATE_CLIENT_SECRET for a
 service identity), the target's policy, approvals, masking and recording. Sessions are recorded as the
-agent's, for you. Agents are read-only unless the target sets mcp.mode: read-write. See docs/agents.md.`
+agent's, for you. Agents are read-only unless the target sets mcp.mode: read-write. When dbgate.yaml
+names a gateway, the tools run on the gateway (its remote MCP endpoint, with your sign-in), which
+enforces everything; nothing runs locally. See docs/agents.md.`
   static override examples = ['$ claude mcp add dbgate-prod -- dbgate mcp prod', '$ dbgate mcp prod --config ~/work/dbgate.yaml']
-  static override args = {target: Args.string({description: 'Target name from dbgate.yaml.', required: true})}
+  static override args = {target: Args.string({description: 'Target name from dbgate.yaml, or one the gateway serves (see dbgate targets).', required: true})}
   static override flags = {
     config: configFlag,
     verbose: Flags.boolean({char: 'v', summary: 'Log each tool error and tunnel event to stderr.'}),
@@ -26,12 +29,17 @@ agent's, for you. Agents are read-only unless the target sets mcp.mode: read-wri
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Mcp)
     const loaded = await loadCommandConfig(flags, this)
-    const target = getTarget(loaded.config, args.target)
     // stdout carries the protocol: everything for people goes to stderr.
     const log = (level: 'info' | 'warn' | 'error', message: string) => {
       if (level === 'info' && !flags.verbose) return
       process.stderr.write(`dbgate mcp: ${level === 'info' ? '' : `${level}: `}${message}\n`)
     }
+    const gateway = loaded.config.gateway
+    if (gateway) {
+      await runGatewayBridge({loaded, gateway, targetName: args.target, agent: new StdioServerTransport(), log})
+      return
+    }
+    const target = getTarget(loaded.config, args.target)
     const mcp = createDbgateMcp({
       target,
       version: dbgateVersion(),

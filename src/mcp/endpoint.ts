@@ -1,7 +1,8 @@
 /**
- * Where the MCP tools send their SQL: any PostgreSQL endpoint that runs dbgate's pipeline. Today
- * that is the tunnel `dbgate mcp` opens in-process (`openLocalEndpoint`); a configured gateway
- * will be another implementation of the same interface, so the tools do not change.
+ * Where the MCP tools send their SQL: any PostgreSQL endpoint that runs dbgate's pipeline: the
+ * tunnel `dbgate mcp` opens in-process (`openLocalEndpoint`), or the gateway's pipeline behind its
+ * remote MCP endpoint (src/gateway/mcp.ts), which `dbgate mcp` reaches when dbgate.yaml names a
+ * gateway (src/mcp/gateway-bridge.ts), so the tools do not change.
  */
 import type pg from 'pg'
 import type {AgentInfo, Identity} from '../identity/types.js'
