@@ -164,6 +164,13 @@ async function interactiveTour(box: Awaited<ReturnType<typeof sandbox>>): Promis
     expect(people).toHaveLength(3)
     for (const env of people) expect(env).toMatchObject({DBGATE_KEYRING: 'off', DBGATE_CONFIG: expect.stringContaining(box.root)})
     expect(new Set(people.map((e) => e.XDG_CONFIG_HOME)).size).toBe(3)
+    // What alice, bob and carol have: a configuration naming the gateway, and no database password anywhere.
+    for (const env of people) {
+      const config = await readFile(env.DBGATE_CONFIG!, 'utf8')
+      expect(config).toMatch(/^gateway:/m)
+      expect(config).not.toMatch(/password|^targets:/m)
+      expect(Object.keys(env).filter((k) => /^PG|PASSWORD/.test(k))).toEqual([])
+    }
 
     // The printed environment is enough to sign in: bob, with the provider's page played over HTTP.
     const bob = people[1]!
