@@ -5,7 +5,7 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {fixture, mint, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {gatewayConfigText, makePki, type TestPki} from './helpers.js'
 import {aliceToken, gatewayClient, GatewayProcess, httpGet, until} from './process-helpers.js'
 
@@ -32,6 +32,7 @@ describe('dbgate gateway: logs and the ops endpoint of the running binary', () =
   beforeAll(async () => {
     ;[f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase('gwops')])
     dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gwops-'))
+    await withClient(db.url, (c) => c.query("create table customers (id int primary key, email text); insert into customers values (1, 'first.buyer@example.org'), (2, 'second.buyer@example.org')"))
     const targets = [...targetConfigText('app', db, 'allow: [engineering]'), ...targetConfigText('down', db, `allow: [engineering]\nport: ${await deadPort()}`)]
     const file = path.join(dir, 'gateway.yaml')
     await writeFile(file, gatewayConfigText({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, server: ['ops: 127.0.0.1:0', 'log: {level: debug}'], targets}))
@@ -92,8 +93,19 @@ describe('dbgate gateway: logs and the ops endpoint of the running binary', () =
     for (const secret of secrets) expect(gw.stdout.includes(secret), `the log contains ${secret.slice(0, 12)}…`).toBe(false)
   })
 
-  it('counts sign-in failures by reason and statements by decision in /metrics', async () => {
-    const r = await httpGet(ops, '/metrics')
+  it('counts sign-in failures by reason, statements by decision, values masked and open sessions in /metrics', async () => {
+    const c = gatewayClient(port, pki.ca, await aliceToken(f.signingKey, f.dev.issuer, f.dev.cliClientId))
+    await c.connect()
+    const rows = (await c.query('select email from customers order by id')).rows as {email: string}[]
+    expect(rows.map((x) => x.email).join()).not.toMatch(/first\.buyer|second\.buyer/)
+    const open = await httpGet(ops, '/metrics')
+    expect(open.body).toMatch(/^dbgate_gateway_sessions_open\{target="app"\} 1$/m)
+    expect(open.body).toMatch(/^dbgate_gateway_values_masked_total\{target="app"\} 2$/m)
+    await c.end()
+    const r = await until(async () => {
+      const m = await httpGet(ops, '/metrics')
+      return /^dbgate_gateway_sessions_open\{target="app"\} 0$/m.test(m.body) ? m : undefined
+    })
     expect(r.status).toBe(200)
     expect(r.body).toMatch(/^dbgate_gateway_sign_in_failures_total\{reason="token-expired"\} 1$/m)
     expect(r.body).toMatch(/^dbgate_gateway_sign_in_failures_total\{reason="not-allowed"\} 1$/m)
