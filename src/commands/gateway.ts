@@ -1,9 +1,26 @@
 import {availableParallelism} from 'node:os'
 import {Flags} from '@oclif/core'
 import {loadCommandConfig} from '../cli/config.js'
+import {CONFIG_NOT_FOUND, ConfigError} from '../config/errors.js'
 import {DbgateCommand} from '../cli/base-command.js'
 import {GatewayConfigError} from '../gateway/gateway.js'
 import {runGateway} from '../gateway/run.js'
+
+/** What a missing gateway.yaml should start as (a client's minimal dbgate.yaml would not start a gateway). */
+const MINIMAL_GATEWAY = `server:
+  listen: 0.0.0.0:6432
+  tls: {cert: /etc/dbgate/tls.crt, key: /etc/dbgate/tls.key}
+identity:
+  issuer: https://login.example.com
+  clientId: dbgate-cli
+bucket: s3://acme-audit/dbgate
+targets:
+  prod:
+    host: db.internal
+    database: app
+    user: app_rw
+    password: env:PROD_DB_PASSWORD
+    allow: [engineering]`
 
 export default class Gateway extends DbgateCommand {
   static override summary = 'Run the shared gateway: enforcement and database credentials off the laptop.'
@@ -25,7 +42,12 @@ export default class Gateway extends DbgateCommand {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Gateway)
-    const loaded = await loadCommandConfig(flags, this)
+    const loaded = await loadCommandConfig(flags, this).catch((error: unknown) => {
+      if (error instanceof ConfigError && error.code === CONFIG_NOT_FOUND) {
+        throw new ConfigError(CONFIG_NOT_FOUND, error.message, {searched: error.searched, hint: `Fix the path, or create the file; a minimal gateway.yaml (docs/gateway.md):\n\n${MINIMAL_GATEWAY}`})
+      }
+      throw error
+    })
     if (!loaded.config.server) {
       throw new GatewayConfigError(`${loaded.path} has no server section, so it does not configure a gateway`, 'add server: {listen: 0.0.0.0:6432, tls: {cert: tls.crt, key: tls.key}} (see docs/gateway.md)')
     }

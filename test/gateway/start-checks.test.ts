@@ -2,6 +2,7 @@ import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {parseConfigText} from '../../src/config/parse.js'
 import {freePort} from '../../src/dev/embedded-pg.js'
 import {startDevOidcProvider, type DevProvider} from '../../src/dev/oidc-dev-provider.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
@@ -38,6 +39,18 @@ describe('dbgate gateway: starting with a broken gateway.yaml or without the IdP
   const gateway = (file: string, workers: string, env: NodeJS.ProcessEnv = {}) =>
     run(process.execPath, [BIN, 'gateway', '--config', file, '--workers', workers], {env: {...isolatedEnv(), NO_COLOR: '1', TEST_APP_PASSWORD: db.password, ...env}, timeoutMs: 30_000})
   const config = (server: string[] = [], issuer = 'http://127.0.0.1:1') => gatewayConfigText({pki, dir: path.join(dir, 'state'), issuer, clientId: 'dbgate-cli', server: ['ops: off', ...server], targets: targetConfigText('app', db, 'allow: [engineering]')})
+
+  it('offers a gateway.yaml, one that parses as a gateway configuration, when the file does not exist', async () => {
+    const r = await gateway(path.join(dir, 'nowhere.yaml'), '1')
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/nowhere\.yaml \(from --config\) does not exist/)
+    const example = r.stderr.split('a minimal gateway.yaml (docs/gateway.md):\n\n')[1]
+    expect(example).toBeDefined()
+    const {config} = parseConfigText(example!, '/etc/dbgate/gateway.yaml', {env: {HOME: '/home/gw'}})
+    expect(config.server?.tls).toEqual({cert: '/etc/dbgate/tls.crt', key: '/etc/dbgate/tls.key'})
+    expect(config.identity?.issuer).toBe('https://login.example.com')
+    expect(Object.keys(config.targets)).toEqual(['prod'])
+  })
 
   it('says a file without a server section configures no gateway, and what to add', async () => {
     const file = await write('client.yaml', ['targets:', ...targetConfigText('app', db)].join('\n') + '\n')
