@@ -284,6 +284,9 @@ describe('dbgate mcp', () => {
     expect(still.structuredContent).toMatchObject({status: 'waiting', approvalId: w.approvalId})
 
     await p.login('bob')
+    // What bob's own `dbgate approvals list` shows him (the same row the `dbgate approve` TUI draws).
+    const listed = await run('node', [BIN, 'approvals', 'list'], {env: {...agentHome(), ...p.env('bob'), DBGATE_CONFIG: env.DBGATE_CONFIG}})
+    expect(listed.stdout, listed.stderr).toMatch(new RegExp(`${w.approvalId}.*alice@example\\.com via test-agent 9\\.9\\.9 \\(MCP\\)`))
     await decide({bucket, config, reviewer: await p.reviewer('bob')}, {id: w.approvalId, action: 'approve', reason: 'ticket 7'})
     const done = await a.call('approval_status', {approvalId: w.approvalId, waitSeconds: 30})
     expect(done.isError).toBeFalsy()
