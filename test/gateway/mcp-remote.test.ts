@@ -131,6 +131,9 @@ describe('remote MCP on the gateway', () => {
     // The database saw the person and the agent, never the token.
     const apps = await withClient(fx.db.url, async (c) => (await c.query("select application_name from pg_stat_activity where application_name like 'dbgate/%'")).rows.map((r) => r.application_name as string))
     expect(apps.some((n) => n.startsWith('dbgate/alice@example.com') && n.includes('hosted-agent'))).toBe(true)
+    const seen = await withClient(fx.db.url, async (c) => (await c.query("select usename, application_name, query from pg_stat_activity where application_name like 'dbgate/%'")).rows as {usename: string}[])
+    expect(seen.every((r) => r.usename === fx.db.user)).toBe(true)
+    for (const part of tokens.alice!.split('.')) expect(JSON.stringify(seen)).not.toContain(part)
 
     // The session is recorded as alice's, run by the agent, in the gateway's own spool or bucket.
     await waitFor(() => recorded().some((t) => t.includes('"session.start"') && t.includes('alice@example.com') && /"agent":\{"client":"mcp","name":"hosted-agent"/.test(t)), 'the gateway recorded the agent session as alice\'s')
