@@ -246,6 +246,7 @@ describe('dbgate gateway', () => {
       const e = await signInError(await mint(f.signingKey, {...claims(), aud: 'some-other-api'}))
       expect(e.code).toBe('28P01')
       expect(e.message).toMatch(/wrong audience/)
+      expect(e.hint).toMatch(/dbgate login/)
     })
 
     it('wrong issuer', async () => {
@@ -265,6 +266,7 @@ describe('dbgate gateway', () => {
       const e = await signInError(forged, {database: 'dba_only'})
       expect(e.code).toBe('28P01')
       expect(e.message).toMatch(/signature does not verify/)
+      expect(e.hint).toMatch(/dbgate login/)
     })
 
     it('unsigned (alg: none)', async () => {
@@ -272,12 +274,14 @@ describe('dbgate gateway', () => {
       const e = await signInError(`${enc({alg: 'none', typ: 'JWT'})}.${enc({...claims(), exp: now() + 300})}.`)
       expect(e.code).toBe('28P01')
       expect(e.message).toMatch(/unsigned \(alg: none\)/)
+      expect(e.hint).toMatch(/dbgate login/)
     })
 
     it('malformed (not a JWT at all, e.g. a database password)', async () => {
       const e = await signInError(db.password)
       expect(e.code).toBe('28P01')
       expect(e.message).toMatch(/malformed/)
+      expect(e.hint).toMatch(/dbgate login/)
       expect(e.message).not.toContain(db.password)
     })
 
