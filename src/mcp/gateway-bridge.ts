@@ -61,14 +61,16 @@ function describeFailure(error: unknown, where: string): string {
     const body = /Error POSTing to endpoint: (.*)$/s.exec(e.message)?.[1] ?? ''
     let said: string | undefined
     try {
-      said = (JSON.parse(body) as {error?: {message?: string}}).error?.message
+      // A JSON-RPC error from the MCP endpoint, or the gateway API's own {error, message}.
+      const parsed = JSON.parse(body) as {error?: string | {message?: string}; message?: string}
+      said = typeof parsed.error === 'object' ? parsed.error.message : (parsed.message ?? parsed.error)
     } catch {
       said = undefined
     }
     const what = (said ?? e.message).replace(/^dbgate: /, '').replace(/\.+$/, '')
     if (e.code === 401) return `The gateway ${where} refused the sign-in: ${what}. Ask the user to run \`dbgate login\`, then call this tool again.`
     if (e.code === 403) return `The gateway ${where} refused: ${what}.`
-    if (e.code === 404) return `The gateway ${where} does not serve remote MCP for this target (${what}). Its administrators turn it on with server.mcp in gateway.yaml (docs/agents.md).`
+    if (e.code === 404) return `The gateway ${where} has no MCP endpoint for this target (${what}). Check the name with \`dbgate targets\`; if it is listed, the gateway's administrators turn remote MCP on with server.mcp in gateway.yaml (docs/agents.md).`
     return `The gateway ${where} answered ${String(e.code)}: ${what}.`
   }
   if (typeof e.code === 'string' && /LOGIN|TOKEN|SIGN/i.test(e.code)) return `Not signed in to dbgate (${e.code}): ${e.message} Ask the user to run \`dbgate login\`, then call this tool again.`

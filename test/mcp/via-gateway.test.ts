@@ -118,6 +118,25 @@ describe('dbgate mcp through a gateway', () => {
     expect(message).toMatch(/The gateway https:\/\/127\.0\.0\.1:\d+ refused: alice@example\.com may not use target "ops".*dba\. Ask your IdP administrator[^.]*\.$/)
   })
 
+  it('says when the gateway serves no MCP endpoint for the target, and what to check', async () => {
+    // The same gateway without server.mcp: its API answers only /v1/targets.
+    const gwEnv = {...isolatedEnv(), TEST_APP_PASSWORD: fx.db.password}
+    const plain = await startGateway({loaded: gatewayConfig({pki, dir: path.join(dir, 'plain'), issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: gwEnv, targets: targetConfigText('app', fx.db, 'allow: [engineering]')}), env: gwEnv})
+    try {
+      const config = path.join(dir, 'plain.yaml')
+      await writeFile(config, (await readFile(clientConfig, 'utf8')).replace(/address: .*/, `address: 127.0.0.1:${plain.address.port}`).replace(/api: .*/, `api: 127.0.0.1:${plain.api!.port}`))
+      for (const target of ['app', 'nope']) {
+        const a = await startAgent(target, {...env, DBGATE_CONFIG: config}).catch((e: Error) => e)
+        if (!(a instanceof Error)) agents.push(a)
+        const message = a instanceof Error ? a.message : textOf(await a.call('list_schemas'))
+        expect(message).toMatch(/has no MCP endpoint for this target \(no such endpoint \/mcp\/\w+.*\)\. Check the name with `dbgate targets`; .*server\.mcp/)
+        expect(message).not.toMatch(/Streamable HTTP error|\{"/)
+      }
+    } finally {
+      await plain.close(500)
+    }
+  })
+
   it('tells the agent to have the user sign in when there is no sign-in', async () => {
     const nobody = {XDG_CONFIG_HOME: await mkdtemp(path.join(tmpdir(), 'dbgate-nobody-'))}
     const a = await startAgent('app', {...env, ...nobody}).catch((e: Error) => e)
