@@ -1,7 +1,9 @@
+import {readdirSync, readFileSync} from 'node:fs'
 import {mkdtemp, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
+import {gunzipSync} from 'node:zlib'
 import {parseConfigText} from '../../src/config/parse.js'
 import type {LoadedConfig} from '../../src/config/types.js'
 import {createCertificateAuthority, writeServerPki} from '../../src/util/tls-certs.js'
@@ -84,4 +86,14 @@ export function readUntilClosed(s: import('node:net').Socket, timeoutMs = 10_000
       resolve(Buffer.concat(parts))
     })
   })
+}
+
+/** Every recording a gateway with its state and file bucket under `dir` has written so far, spooled or shipped. */
+export function recordingsUnder(dir: string): string[] {
+  return readdirSync(dir, {recursive: true, encoding: 'utf8'})
+    .filter((f) => f.endsWith('.jsonl') || f.endsWith('.jsonl.gz'))
+    .map((f) => {
+      const bytes = readFileSync(path.join(dir, f))
+      return f.endsWith('.gz') ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8')
+    })
 }

@@ -1,5 +1,4 @@
-import {readdirSync, readFileSync} from 'node:fs'
-import {gunzipSync} from 'node:zlib'
+import {readFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -17,7 +16,7 @@ import {withClient} from '../helpers/pg.js'
 import {people, type People} from '../approvals/helpers.js'
 import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
 import {textOf} from '../mcp/helpers.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, recordingsUnder, type TestPki} from './helpers.js'
 import {waitFor} from '../helpers/wait.js'
 
 const PUBLIC_URL = 'https://gw.test:8443'
@@ -79,13 +78,7 @@ describe('remote MCP on the gateway', () => {
   }
 
   /** Every recording the gateway has written so far, spooled or shipped. */
-  const recorded = (): string[] =>
-    readdirSync(dir, {recursive: true, encoding: 'utf8'})
-      .filter((f) => f.endsWith('.jsonl') || f.endsWith('.jsonl.gz'))
-      .map((f) => {
-        const bytes = readFileSync(path.join(dir, f))
-        return f.endsWith('.gz') ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8')
-      })
+  const recorded = () => recordingsUnder(dir)
 
   const post = (target: string, headers: Record<string, string>, body: unknown = {jsonrpc: '2.0', id: 1, method: 'initialize', params: {protocolVersion: '2025-06-18', capabilities: {}, clientInfo: {name: 'x', version: '1'}}}) =>
     fetchWithCa(`${base()}/mcp/${target}`, {method: 'POST', headers: {'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers}, body: JSON.stringify(body)})

@@ -1,8 +1,6 @@
-import {readdirSync, readFileSync} from 'node:fs'
 import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {gunzipSync} from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import {people, type People} from '../approvals/helpers.js'
@@ -10,7 +8,7 @@ import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
-import {gatewayConfig, makePki, type TestPki} from '../gateway/helpers.js'
+import {gatewayConfig, makePki, recordingsUnder, type TestPki} from '../gateway/helpers.js'
 import {agentHome, startAgent, textOf, type Agent} from './helpers.js'
 
 /**
@@ -35,13 +33,7 @@ describe('dbgate mcp through a gateway', () => {
     return a
   }
   /** Every recording the gateway has written so far, spooled or shipped. */
-  const recorded = (): string[] =>
-    readdirSync(dir, {recursive: true, encoding: 'utf8'})
-      .filter((f) => f.endsWith('.jsonl') || f.endsWith('.jsonl.gz'))
-      .map((f) => {
-        const bytes = readFileSync(path.join(dir, f))
-        return f.endsWith('.gz') ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8')
-      })
+  const recorded = () => recordingsUnder(dir)
 
   beforeAll(async () => {
     ;[p, pki, fx] = await Promise.all([people(), makePki(), maskingFixture()])
