@@ -87,7 +87,9 @@ function describeGatewayFailure(gw: GatewayClientConfig, target: string, error: 
 
 /** `dbgate connect` through the gateway the configuration names. */
 export async function openViaGateway(opts: OpenTunnelOptions, gw: GatewayClientConfig): Promise<OpenedTunnel> {
-  if (opts.agent) throw new GatewayClientError('`dbgate mcp` through a gateway is not supported yet', 'Point dbgate mcp at a configuration with the target itself, or use the gateway from a PostgreSQL client.')
+  // An agent's tools run on the gateway's remote MCP endpoint (src/mcp/gateway-bridge.ts), where the
+  // gateway knows the agent; a plain tunnel to the gateway would record the agent as the person.
+  if (opts.agent) throw new GatewayClientError('an agent session cannot go through a tunnel to the gateway', '`dbgate mcp` reaches the gateway\'s remote MCP endpoint instead; update dbgate if this appears.')
   if (!opts.loaded.config.identity) {
     throw new GatewayClientError(`${opts.loaded.path} names a gateway but has no identity section: the gateway signs you in with your SSO token`, 'add identity: {issuer: https://login.example.com, clientId: dbgate-cli} (ask the gateway administrators for the values)')
   }
