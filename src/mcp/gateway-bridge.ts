@@ -14,7 +14,7 @@ import type {Transport} from '@modelcontextprotocol/sdk/shared/transport.js'
 import type {JSONRPCMessage} from '@modelcontextprotocol/sdk/types.js'
 import type {GatewayClientConfig, LoadedConfig} from '../config/types.js'
 import {identityConfigFrom} from '../identity/cli.js'
-import {getIdentity} from '../identity/session.js'
+import {getIdentity, type Session} from '../identity/session.js'
 
 export interface GatewayBridgeOptions {
   loaded: LoadedConfig
@@ -85,8 +85,13 @@ export async function runGatewayBridge(opts: GatewayBridgeOptions): Promise<void
   const where = url.origin
   const identity = await identityConfigFrom(opts.loaded, env)
   const ca = opts.gateway.ca ? await readFile(opts.gateway.ca, 'utf8') : undefined
-  // The stored sign-in, renewed when it is close to expiry; read for every request.
-  const bearer = async () => (await getIdentity(identity, {env})).token
+  // The sign-in (stored, or a service's client credentials), fetched again only when its token
+  // nears expiry: a service identity must not ask the IdP for a token on every request.
+  let session: Session | undefined
+  const bearer = async () => {
+    if (!session || session.identity.expiresAt.getTime() - Date.now() < 60_000) session = await getIdentity(identity, {env})
+    return session.token
+  }
   const gateway = new StreamableHTTPClientTransport(url, {fetch: fetchTrusting(ca, bearer)})
   const agent = opts.agent
 

@@ -49,7 +49,7 @@ describe('dbgate mcp through a gateway', () => {
         clientId: p.f.dev.cliClientId,
         env: gwEnv,
         server: ['mcp: {publicUrl: https://gw.test:8443}'],
-        targets: [...targetConfigText('app', fx.db, 'allow: [engineering]'), ...targetConfigText('ops', fx.db, 'allow: [dba]')],
+        targets: [...targetConfigText('app', fx.db, 'allow: [engineering]'), ...targetConfigText('ops', fx.db, 'allow: [dba]'), ...targetConfigText('svc', fx.db, 'allow: [ci]')],
       }),
       env: gwEnv,
     })
@@ -101,6 +101,16 @@ describe('dbgate mcp through a gateway', () => {
     const text = await waitFor(() => recorded().find((t) => t.includes('drop table customers')), 'the gateway has recorded the agent session', {timeoutMs: 20_000, intervalMs: 200})
     expect(text).toContain('"email":"alice@example.com"')
     expect(text).toMatch(/"agent":\{"client":"mcp","name":"test-agent","version":"9\.9\.9"\}/)
+  })
+
+  it('runs as a service identity from DBGATE_CLIENT_ID and DBGATE_CLIENT_SECRET, through the gateway', async () => {
+    const nobody = {XDG_CONFIG_HOME: await mkdtemp(path.join(tmpdir(), 'dbgate-svc-'))}
+    const a = await agent('svc', {...nobody, DBGATE_CLIENT_ID: p.f.dev.serviceClientId, DBGATE_CLIENT_SECRET: p.f.dev.serviceClientSecret})
+    for (let i = 0; i < 3; i++) {
+      const r = await a.call('query', {sql: 'select count(*) as n from orders'})
+      expect(r.isError, textOf(r)).toBeFalsy()
+      expect(r.structuredContent).toMatchObject({status: 'done', rows: [{n: expect.any(String)}]})
+    }
   })
 
   it('tells the agent the gateway refused a target the person may not use, naming the groups', async () => {
