@@ -36,7 +36,13 @@ enforces everything; nothing runs locally. See docs/agents.md.`
     }
     const gateway = loaded.config.gateway
     if (gateway) {
-      await runGatewayBridge({loaded, gateway, targetName: args.target, agent: new StdioServerTransport(), log})
+      const agent = new StdioServerTransport()
+      // The agent ends the session by closing stdin (the SDK's stdio transport does not notice) or by a signal.
+      const stop = () => void agent.close()
+      process.stdin.on('end', stop)
+      process.on('SIGINT', stop)
+      process.on('SIGTERM', stop)
+      await runGatewayBridge({loaded, gateway, targetName: args.target, agent, log})
       return
     }
     const target = getTarget(loaded.config, args.target)

@@ -1,3 +1,4 @@
+import {spawn} from 'node:child_process'
 import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -9,7 +10,7 @@ import {withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
 import {gatewayConfig, makePki, recordingsUnder, type TestPki} from '../gateway/helpers.js'
-import {agentHome, startAgent, textOf, type Agent} from './helpers.js'
+import {agentHome, BIN, startAgent, textOf, type Agent} from './helpers.js'
 
 /**
  * `dbgate mcp <target>` of a person whose dbgate.yaml names a gateway and no targets: the agent
@@ -136,6 +137,23 @@ describe('dbgate mcp through a gateway', () => {
       }
     } finally {
       await plain.close(500)
+    }
+  })
+
+  it('exits when the agent closes its stdin, as agents end a stdio server', async () => {
+    const child = spawn(process.execPath, [BIN, 'mcp', 'app'], {env: {...process.env, DBGATE_TOKEN: '', DBGATE_CLIENT_ID: '', DBGATE_CLIENT_SECRET: '', ...env}, stdio: ['pipe', 'pipe', 'pipe']})
+    try {
+      let out = ''
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
+      const initialize = {jsonrpc: '2.0', id: 1, method: 'initialize', params: {protocolVersion: '2025-06-18', capabilities: {}, clientInfo: {name: 'raw-agent', version: '1'}}}
+      child.stdin.write(`${JSON.stringify(initialize)}\n`)
+      await waitFor(() => out.includes('"id":1'), 'the gateway answered initialize through dbgate mcp', {timeoutMs: 20_000})
+      expect(JSON.parse(out.split('\n')[0]!)).toMatchObject({id: 1, result: {serverInfo: {name: 'dbgate'}}})
+      child.stdin.end()
+      await waitFor(() => child.exitCode !== null, 'dbgate mcp has exited', {timeoutMs: 20_000})
+      expect(child.exitCode).toBe(0)
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
     }
   })
 
