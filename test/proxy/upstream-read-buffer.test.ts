@@ -253,7 +253,8 @@ describe('through the real tunnel, with an upstream read into a kept buffer', ()
   it('hands a client that stops reading while small replies trickle in the bytes a direct connection gets', async () => {
     // Each reply comes on its own (the server sleeps before it) and is smaller than what makes the
     // tunnel stop reading, so the tunnel reads on while its earlier writes wait in the kernel.
-    const queries = Array.from({length: 2000}, (_, q) => encodeQuery(`select pg_sleep(0.0002), ${q} as q, repeat(md5('${q}'), ${90 + (q % 20)}) as v`))
+    // About 10 MB in all: more than the kernel holds between the tunnel and a client that does not read (~4 MB here).
+    const queries = Array.from({length: 3000}, (_, q) => encodeQuery(`select pg_sleep(0.0002), ${q} as q, repeat(md5('${q}'), ${90 + (q % 20)}) as v`))
     const request = Buffer.concat(queries)
     const expected = await straight(request, queries.length)
     const got = await throughTunnel(request, queries.length, () => 1 << 20, (conn) =>
