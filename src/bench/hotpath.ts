@@ -22,6 +22,7 @@ import {ALL_FEATURES, buildTunnelHooks, type TunnelFeatures} from '../pipeline/i
 import {parseConfigText} from '../config/parse.js'
 import {MemorySocket} from '../dev/memory-socket.js'
 import {ClientConnection} from '../proxy/connection.js'
+import {UpstreamReader} from '../proxy/upstream-reader.js'
 import type {ProxyHooks} from '../proxy/seam.js'
 import {makeScramVerifier} from '../wire/scram.js'
 import {createHash} from 'node:crypto'
@@ -48,11 +49,29 @@ interface Harness {
   conn: ClientConnection
   client: MemorySocket
   upstream: MemorySocket
+  /** Hands the tunnel one socket read, as Node does with the upstream's kept read buffer. */
+  fromServer(bytes: Buffer): void
+}
+
+/** Copies each read into the buffer the reader handed out last, as the kernel does, and calls it back. */
+function readInto(reader: UpstreamReader): (bytes: Buffer) => void {
+  const next = reader.onread.buffer as () => Buffer
+  let buf = next()
+  return (bytes) => {
+    for (let at = 0; at < bytes.length; ) {
+      const n = Math.min(buf.length, bytes.length - at)
+      bytes.copy(buf, 0, at, at + n)
+      reader.onread.callback(n, buf)
+      buf = next()
+      at += n
+    }
+  }
 }
 
 function harness(hooks: ProxyHooks, onUpstreamWrite: (b: Buffer) => void, logs: string[] = []): Harness {
   const client = new MemorySocket(() => {})
   const upstream = new MemorySocket(onUpstreamWrite)
+  const reader = new UpstreamReader()
   // Startup and authentication are skipped: straight to a ready session on the in-memory upstream.
   const conn = ClientConnection.attached(
     client as unknown as net.Socket,
@@ -67,10 +86,10 @@ function harness(hooks: ProxyHooks, onUpstreamWrite: (b: Buffer) => void, logs: 
       cancelByKey: () => {},
       log: (level, message) => void logs.push(`${level}: ${message}`),
     },
-    {socket: upstream as unknown as net.Socket, parameters: [['client_encoding', 'UTF8'], ['standard_conforming_strings', 'on']], processId: 1, secretKey: 2, status: 'I', notices: [], leftover: Buffer.alloc(0), encrypted: false},
+    {socket: upstream as unknown as net.Socket, parameters: [['client_encoding', 'UTF8'], ['standard_conforming_strings', 'on']], processId: 1, secretKey: 2, status: 'I', notices: [], leftover: Buffer.alloc(0), encrypted: false, reader},
     {user: 'bench', database: 'bench'},
   )
-  return {logs, conn, client, upstream}
+  return {logs, conn, client, upstream, fromServer: readInto(reader)}
 }
 
 const AIDS = Array.from({length: 100_000}, (_, i) => String(1 + ((i * 7919) % 100_000)))
@@ -160,7 +179,7 @@ async function exchange(h: Harness, sent: () => number, request: Buffer, reply: 
     if (h.conn.closed || i > 10_000) throw new Error(`the tunnel did not forward the warm-up request: ${h.logs.slice(-3).join('; ')}`)
     await new Promise((r) => setTimeout(r, 1))
   }
-  for (const c of reply) h.upstream.emit('data', Buffer.from(c))
+  for (const c of reply) h.fromServer(c)
 }
 
 /** Runs `tx` exchanges; returns user+system CPU microseconds per unit. */
@@ -169,9 +188,9 @@ async function measure(w: Workload, hooks: ProxyHooks, tx: number): Promise<numb
   const logs: string[] = []
   const h = harness(hooks, () => void writes++, logs)
   const sent = () => writes
-  // Every reply arrives as fresh chunks, as socket reads would hand them over.
+  // Every reply arrives as a socket read would hand it over: into the upstream's read buffer.
   const answer = (chunks: Buffer[]) => {
-    for (const c of chunks) h.upstream.emit('data', Buffer.from(c))
+    for (const c of chunks) h.fromServer(c)
   }
   if (w.setup) await exchange(h, sent, w.setup.request, [w.setup.reply])
   // Warm-up: whatever the pipeline loads on first sight (the catalog's answers) is loaded before timing.

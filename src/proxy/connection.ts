@@ -321,6 +321,16 @@ export class ClientConnection implements ConnectionCore {
     if (this.phase === 'ready') this.fromClient.repliesArrived()
   }
 
+  /**
+   * A read into the upstream's kept buffer (`UpstreamReader`): everything the chunk produced has
+   * been written by the time this returns, and the framer copies what it keeps, so the only view
+   * left is a client write the kernel did not take at once (still queued or in flight).
+   */
+  private readonly onUpstreamRead = (chunk: Buffer): boolean => {
+    this.onUpstreamData(chunk)
+    return this.client.writableLength > 0
+  }
+
   // ---- the session begins -------------------------------------------------------------------
 
   private begin(up: UpstreamSession, startupParams: Record<string, string>): void {
@@ -341,7 +351,7 @@ export class ClientConnection implements ConnectionCore {
     out.push(encodeReadyForQuery(up.status))
     this.client.write(Buffer.concat(out))
     const socket = up.socket
-    socket.on('data', (chunk: Buffer) => this.onUpstreamData(chunk))
+    if (!up.reader) socket.on('data', (chunk: Buffer) => this.onUpstreamData(chunk))
     socket.on('error', () => this.upstreamLost())
     socket.on('close', () => this.upstreamLost())
     socket.on('drain', () => this.fromClient.resumeReading())
@@ -357,6 +367,7 @@ export class ClientConnection implements ConnectionCore {
     this.safely(() => this.env.hooks.onSessionStart?.(this.session!))
     this.sessionFilter = this.safely(() => this.env.hooks.resultFilter?.(null, this.context('simple'), {action: 'allow'}))
     if (up.leftover.length > 0) this.onUpstreamData(up.leftover)
+    up.reader?.attach(this.onUpstreamRead)
     if (this.closing) this.maybeFinishShutdown()
     this.client.resume()
   }

@@ -293,7 +293,7 @@ export class ClientStartup {
       this.arm(left)
     }
     const assumed = c.env.assumedSettings ?? ASSUMED_SETTINGS
-    const up = await connectUpstream(c.env.target, params, {preflight: assumed.length > 0 ? preflightQuery(assumed) : undefined, signal: this.abort.signal})
+    const up = await connectUpstream(c.env.target, params, {preflight: assumed.length > 0 ? preflightQuery(assumed) : undefined, signal: this.abort.signal, ownReadBuffer: true})
     if (this.abort.signal.aborted) {
       up.socket.destroy()
       return

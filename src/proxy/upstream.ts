@@ -7,6 +7,7 @@ import {encodeCancelRequest, encodeQuery, encodeSslRequest, encodeStartup} from 
 import {ScramClient, ScramError, md5Password} from '../wire/scram.js'
 import {serialize} from 'pg-protocol'
 import {isLoopbackHost} from '../util/loopback.js'
+import {UpstreamReader} from './upstream-reader.js'
 
 export type TlsMode = 'disable' | 'prefer' | 'require' | 'verify-full'
 
@@ -48,6 +49,11 @@ export interface UpstreamSession {
   /** Bytes that arrived after ReadyForQuery, to be processed before anything else. */
   leftover: Buffer
   encrypted: boolean
+  /**
+   * Set when the session reads into a buffer it keeps (asked for with `ownReadBuffer`, and the
+   * session is not encrypted): its bytes come through `reader.attach`, never as 'data' events.
+   */
+  reader?: UpstreamReader
   /** The rows of the preflight query, when one was asked for (column name → text value). */
   preflight?: Record<string, string | null>[]
 }
@@ -57,6 +63,11 @@ export interface ConnectUpstreamOptions {
   preflight?: string
   /** Aborting gives up the dial or login at once, closing the socket. */
   signal?: AbortSignal
+  /**
+   * Read an unencrypted session into a buffer it keeps (`UpstreamSession.reader`) rather than
+   * through 'data' events. Encrypted sessions read through TLS as usual.
+   */
+  ownReadBuffer?: boolean
 }
 
 const needsPassword = (kind: string) => kind === 'cleartext' || kind === 'md5' || kind === 'sasl'
@@ -93,8 +104,13 @@ class FrameQueue {
   private readonly onEnd = () => this.fail(new UpstreamError('the upstream server closed the connection during startup', '08006'))
   private readonly onError = (e: NodeJS.ErrnoException) => this.fail(new UpstreamError(`upstream connection failed: ${e.message}`, '08006', undefined, e.code))
 
-  constructor(private readonly socket: net.Socket) {
-    socket.on('data', this.onData)
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly reader?: UpstreamReader,
+  ) {
+    // The login's frames are copied (onData), so nothing holds the reader's buffer past a read.
+    if (reader) reader.attach((chunk) => (this.onData(chunk), false))
+    else socket.on('data', this.onData)
     socket.on('end', this.onEnd)
     socket.on('close', this.onEnd)
     socket.on('error', this.onError)
@@ -126,7 +142,8 @@ class FrameQueue {
 
   /** Stops listening and returns bytes already received but not consumed. */
   detach(): Buffer {
-    this.socket.off('data', this.onData)
+    if (this.reader) this.reader.detach()
+    else this.socket.off('data', this.onData)
     this.socket.off('end', this.onEnd)
     this.socket.off('close', this.onEnd)
     this.socket.off('error', this.onError)
@@ -134,10 +151,10 @@ class FrameQueue {
   }
 }
 
-function connectTcp(target: UpstreamTarget, signal?: AbortSignal): Promise<net.Socket> {
+function connectTcp(target: UpstreamTarget, signal?: AbortSignal, reader?: UpstreamReader): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new UpstreamError('gave up connecting to the upstream', '08006'))
-    const socket = net.connect({host: target.host, port: target.port})
+    const socket = net.connect(reader ? {host: target.host, port: target.port, onread: reader.onread} : {host: target.host, port: target.port})
     const onAbort = () => {
       clearTimeout(timer)
       socket.destroy()
@@ -165,17 +182,21 @@ function connectTcp(target: UpstreamTarget, signal?: AbortSignal): Promise<net.S
   })
 }
 
-function readOneByte(socket: net.Socket): Promise<number> {
+function readOneByte(socket: net.Socket, reader?: UpstreamReader): Promise<number> {
   return new Promise((resolve, reject) => {
     const cleanup = () => {
-      socket.off('data', onData)
+      if (reader) reader.detach()
+      else socket.off('data', onData)
       socket.off('error', onError)
       socket.off('end', onEnd)
       socket.off('close', onEnd)
     }
     const onData = (chunk: Buffer) => {
       cleanup()
-      if (chunk.length > 1) socket.unshift(chunk.subarray(1))
+      if (chunk.length > 1) {
+        if (reader) reader.unshift(chunk.subarray(1))
+        else socket.unshift(chunk.subarray(1))
+      }
       resolve(chunk[0]!)
     }
     const onError = (e: NodeJS.ErrnoException) => {
@@ -186,17 +207,18 @@ function readOneByte(socket: net.Socket): Promise<number> {
       cleanup()
       reject(new UpstreamError('the upstream server closed the connection during TLS negotiation', '08006'))
     }
-    socket.on('data', onData)
+    if (reader) reader.attach((chunk) => (onData(chunk), false))
+    else socket.on('data', onData)
     socket.on('error', onError)
     socket.on('end', onEnd)
     socket.on('close', onEnd)
   })
 }
 
-async function negotiateTls(socket: net.Socket, target: UpstreamTarget): Promise<{socket: net.Socket; encrypted: boolean}> {
+async function negotiateTls(socket: net.Socket, target: UpstreamTarget, reader?: UpstreamReader): Promise<{socket: net.Socket; encrypted: boolean}> {
   if (target.tls === 'disable') return {socket, encrypted: false}
   socket.write(encodeSslRequest())
-  const answer = await readOneByte(socket)
+  const answer = await readOneByte(socket, reader)
   if (answer === 0x4e /* N */) {
     if (target.tls === 'prefer') return {socket, encrypted: false}
     socket.destroy()
@@ -240,7 +262,9 @@ async function negotiateTls(socket: net.Socket, target: UpstreamTarget): Promise
 export async function connectUpstream(target: UpstreamTarget, startupParams: Record<string, string>, opts: ConnectUpstreamOptions = {}): Promise<UpstreamSession> {
   const timeoutMs = target.connectTimeoutMs ?? 10_000
   const started = Date.now()
-  const tcp = await connectTcp(target, opts.signal)
+  // Only a session that may end up unencrypted reads into a kept buffer: over TLS, TLSWrap reads the socket.
+  const reader = opts.ownReadBuffer && (target.tls === 'disable' || target.tls === 'prefer') ? new UpstreamReader() : undefined
+  const tcp = await connectTcp(target, opts.signal, reader)
   let socket: net.Socket = tcp
   let queue: FrameQueue | undefined
   const abort = () => socket.destroy()
@@ -253,9 +277,10 @@ export async function connectUpstream(target: UpstreamTarget, startupParams: Rec
     socket.destroy(e)
   }, Math.max(0, timeoutMs - (Date.now() - started)))
   try {
-    const negotiated = await negotiateTls(tcp, target)
+    const negotiated = await negotiateTls(tcp, target, reader)
     socket = negotiated.socket
-    queue = new FrameQueue(socket)
+    const plainReader = negotiated.encrypted ? undefined : reader
+    queue = new FrameQueue(socket, plainReader)
     socket.write(encodeStartup({...startupParams, user: target.user, database: target.database}))
     const parameters: [string, string][] = []
     const notices: NoticeFields[] = []
@@ -316,7 +341,7 @@ export async function connectUpstream(target: UpstreamTarget, startupParams: Rec
           const preflight = opts.preflight === undefined ? undefined : await runPreflight(socket, queue, opts.preflight, parameters, notices)
           const leftover = queue.detach()
           opts.signal?.removeEventListener('abort', abort)
-          return {socket, parameters, processId: key.processId, secretKey: key.secretKey, status, notices, leftover, encrypted: negotiated.encrypted, preflight}
+          return {socket, parameters, processId: key.processId, secretKey: key.secretKey, status, notices, leftover, encrypted: negotiated.encrypted, reader: plainReader, preflight}
         }
         default:
           throw new UpstreamError(`unexpected message ${String.fromCharCode(frame.code)} from the upstream during startup`, '08P01')
