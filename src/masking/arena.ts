@@ -4,7 +4,17 @@
  * and the rewritten rows of one chunk come out as adjacent views of one buffer, which the tunnel's
  * output stitches back into one write without copying them (see `joinOut` in src/proxy/connection.ts).
  */
-const ARENA_SIZE = 64 * 1024
+/**
+ * Each arena is a C allocation that lives until the garbage collector frees the last view of it,
+ * so a large result leaves the C heap as large as the arenas that were waiting for a collection
+ * at its peak, and glibc keeps that memory after the result ends. At 64 KiB nearly every
+ * rewritten chunk (~64 KiB) straddled two arenas and was joined for the socket by a copy (a
+ * second ~64 KiB allocation per chunk); at 256 KiB about a third as many do. Measured over three
+ * 1,000,000-row SELECTs and COPYs: 5,421 joins copying 304 MB at 64 KiB, ~2,000 copying 56–78 MB
+ * at 256 KiB; the tunnel's C heap 24–29 MB after them at 64 KiB, 20–21 MB at 256 KiB
+ * (docs/performance.md, "Fifth round": "Idle memory after load").
+ */
+export const ARENA_SIZE = 256 * 1024
 
 /** The current buffer; `reserve` may replace it, so read it after reserving. */
 export let arena = Buffer.allocUnsafeSlow(ARENA_SIZE)
