@@ -145,6 +145,15 @@ let editKind = new Uint8Array(16)
 let editCuts = new Int32Array(48)
 const editRepl: (Buffer | undefined)[] = []
 
+/** Where the line being masked has its delimiters. */
+let stops = new Int32Array(16)
+
+function grown(a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(a.length * 2)
+  b.set(a)
+  return b
+}
+
 function growEdits(): void {
   const grow = <T extends Int32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
     const b = make(a.length * 2)
@@ -167,22 +176,31 @@ function growEdits(): void {
 function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
   const {delimiter, nullString} = plan.shape
   const d = delimiter.charCodeAt(0)
-  if (delimiter.length !== 1 || d > 0x7f) return TEXT_PATH
-  // In JS: `includes` would search the chunk past the line's end.
-  for (let i = base; i < lineEnd; i++) if (line[i] === BACKSLASH) return TEXT_PATH
-  let tb = textBytes.get(plan)
-  if (!tb) textBytes.set(plan, (tb = {nullBytes: Buffer.from(nullString, 'utf8'), masks: []}))
-  const nullBytes = tb.nullBytes
+  if (delimiter.length !== 1 || d > 0x7f || d === BACKSLASH) return TEXT_PATH
   let end = lineEnd
   if (end > base && line[end - 1] === 0x0a) {
     end--
     if (end > base && line[end - 1] === 0x0d) end--
   }
+  // The delimiters and any backslash in one pass over the line (what it leaves, CR and LF, holds
+  // neither), in JS: `indexOf` and `includes` cost a native call each and search past the line's end.
+  let delimiters = 0
+  for (let i = base; i < end; i++) {
+    const c = line[i]!
+    if (c === d) {
+      if (delimiters === stops.length) stops = grown(stops)
+      stops[delimiters++] = i
+    } else if (c === BACKSLASH) {
+      return TEXT_PATH
+    }
+  }
+  let tb = textBytes.get(plan)
+  if (!tb) textBytes.set(plan, (tb = {nullBytes: Buffer.from(nullString, 'utf8'), masks: []}))
+  const nullBytes = tb.nullBytes
   let edits = 0
   let size = lineEnd - base
-  for (let i = 0, start = base; start <= end; i++) {
-    let stop = line.indexOf(d, start)
-    if (stop === -1 || stop > end) stop = end
+  for (let i = 0, start = base; i <= delimiters; i++) {
+    const stop = i < delimiters ? stops[i]! : end
     const field = start
     start = stop + 1
     if (stop - field === nullBytes.length && nullBytes.compare(line, field, stop) === 0) continue
