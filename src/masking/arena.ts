@@ -36,3 +36,62 @@ export function putInt32(dst: Buffer, at: number, v: number): number {
   dst[at + 3] = v
   return at + 4
 }
+
+/** What a message rewriter returns besides the end offset of what it wrote into `arena` from `written.start`. */
+export const UNCHANGED = -1
+/** The rewritten message is `written.other`, a buffer of its own (a row that took the general path). */
+export const OTHER = -2
+export const written: {start: number; other: Buffer | undefined} = {start: 0, other: undefined}
+
+/**
+ * Rewrites the consecutive messages of type `code` that lie whole in `source` from `start` on,
+ * each no longer than `maxBody`: appends the result to `out` in order, runs of rewritten messages
+ * adjacent in the arena as one view, runs of unchanged ones as one view of `source`. `rewrite`
+ * gets each message's body `source[from, end)`. Returns where the last message taken ends.
+ */
+export function rewriteMessages(code: number, source: Buffer, start: number, maxBody: number, out: Buffer[], rewrite: (source: Buffer, from: number, end: number) => number): number {
+  const limit = source.length
+  let at = start
+  // The open run: of unchanged messages from `clean`, or of arena bytes [spanStart, spanEnd) of `span`.
+  let clean = -1
+  let span: Buffer | undefined
+  let spanStart = 0
+  let spanEnd = 0
+  while (at + 5 <= limit && source[at] === code) {
+    const length = ((source[at + 1]! << 24) | (source[at + 2]! << 16) | (source[at + 3]! << 8) | source[at + 4]!) >>> 0
+    if (length < 4 || length - 4 > maxBody || at + 1 + length > limit) break
+    const next = at + 1 + length
+    const r = rewrite(source, at + 5, next)
+    if (r === UNCHANGED) {
+      if (span) {
+        out.push(span.subarray(spanStart, spanEnd))
+        span = undefined
+      }
+      if (clean < 0) clean = at
+    } else {
+      if (clean >= 0) {
+        out.push(source.subarray(clean, at))
+        clean = -1
+      }
+      if (r === OTHER) {
+        if (span) {
+          out.push(span.subarray(spanStart, spanEnd))
+          span = undefined
+        }
+        out.push(written.other!)
+        written.other = undefined
+      } else if (span === arena && written.start === spanEnd) {
+        spanEnd = r
+      } else {
+        if (span) out.push(span.subarray(spanStart, spanEnd))
+        span = arena
+        spanStart = written.start
+        spanEnd = r
+      }
+    }
+    at = next
+  }
+  if (span) out.push(span.subarray(spanStart, spanEnd))
+  if (clean >= 0) out.push(source.subarray(clean, at))
+  return at
+}

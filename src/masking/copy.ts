@@ -5,7 +5,7 @@
  */
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
-import {arena, put, putInt32, reserve} from './arena.js'
+import {arena, OTHER, put, putInt32, reserve, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
@@ -104,7 +104,7 @@ export function maskTextLine(line: string, plan: CopyPlan, m: ValueMasking): str
 }
 
 /** `maskTextLineMessage` cannot take this line: it goes through `maskTextLine`. */
-const TEXT_PATH = Symbol('text path')
+const TEXT_PATH = -3
 const BACKSLASH = 0x5c
 const STAR = 0x2a
 
@@ -173,7 +173,7 @@ function growEdits(): void {
  * as it is, never decoded; whole-value masks with a byte-level form (`byteMaskOf`) are written
  * without decoding; the rest go through the same steps as in `maskTextLine`.
  */
-function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
+function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: CopyPlan, m: ValueMasking): number {
   const {delimiter, nullString} = plan.shape
   const d = delimiter.charCodeAt(0)
   if (delimiter.length !== 1 || d > 0x7f || d === BACKSLASH) return TEXT_PATH
@@ -241,7 +241,7 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: 
     editRepl[edits] = repl
     edits++
   }
-  if (edits === 0) return undefined
+  if (edits === 0) return UNCHANGED
   const at0 = reserve(5 + size)
   const out = arena
   out[at0] = 0x64
@@ -260,7 +260,8 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: 
     from = editTo[k]!
   }
   at = put(out, at, line, from, lineEnd)
-  return out.subarray(at0, at)
+  written.start = at0
+  return at
 }
 
 // ---- CSV format ----
@@ -383,12 +384,26 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
  * message, or undefined when nothing changed.
  */
 export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking, from = 0, end = chunk.length): Buffer | undefined {
+  const r = maskCopyInto(chunk, plan, first, m, from, end)
+  if (r === UNCHANGED) return undefined
+  if (r === OTHER) {
+    const other = written.other
+    written.other = undefined
+    return other
+  }
+  return arena.subarray(written.start, r)
+}
+
+/** `maskCopyMessage`, its result as `rewriteMessages` takes it. */
+export function maskCopyInto(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking, from: number, end: number): number {
   if (plan.shape.format === 'text' && !(first && plan.shape.header)) {
-    const out = maskTextLineMessage(chunk, from, end, plan, m)
-    if (out !== TEXT_PATH) return out
+    const r = maskTextLineMessage(chunk, from, end, plan, m)
+    if (r !== TEXT_PATH) return r
   }
   const out = maskCopyBody(from === 0 && end === chunk.length ? chunk : chunk.subarray(from, end), plan, first, m)
-  return out && encodeCopyData(out)
+  if (!out) return UNCHANGED
+  written.other = encodeCopyData(out)
+  return OTHER
 }
 
 /** `maskCopyMessage`'s body: the rewritten CopyData payload. */
