@@ -61,7 +61,7 @@ function tunnel() {
   const events: StatementEvent[] = []
   const hooks: ProxyHooks = {
     resultFilter: (sql, c, verdict) => {
-      const f = factory(sql, c, verdict)
+      const f = factory(sql, c, verdict) as MaskingFilter | undefined
       if (f && sql !== null) made.push(f)
       return f
     },
