@@ -5,7 +5,7 @@
  */
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
-import {arena, OTHER, put, putInt32, reserve, UNCHANGED, written} from './arena.js'
+import {arena, OTHER, put, putInt32, reserve, rewriteMessages, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
@@ -182,16 +182,45 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: 
     end--
     if (end > base && line[end - 1] === 0x0d) end--
   }
-  // The delimiters and any backslash in one pass over the line (what it leaves, CR and LF, holds
-  // neither), in JS: `indexOf` and `includes` cost a native call each and search past the line's end.
   let delimiters = 0
-  for (let i = base; i < end; i++) {
-    const c = line[i]!
-    if (c === d) {
+  if (line === batch.source) {
+    // In a batch: the next backslash of the whole read, found once for all the lines before it
+    // (what the line leaves, CR and LF, holds none); the delimiters four bytes at a time.
+    if (batch.backslash < base) {
+      batch.backslash = line.indexOf(BACKSLASH, base)
+      if (batch.backslash === -1) batch.backslash = line.length
+    }
+    if (batch.backslash < end) return TEXT_PATH
+    const view = batch.view!
+    const pattern = Math.imul(d, 0x01010101)
+    let i = base
+    for (; i + 4 <= end; i += 4) {
+      const x = view.getUint32(i, true) ^ pattern
+      // Nonzero when a byte of `x` is zero, that is a byte of the four is the delimiter.
+      if (((x - 0x01010101) & ~x & 0x80808080) !== 0) {
+        for (let k = i; k < i + 4; k++) {
+          if (line[k] !== d) continue
+          if (delimiters === stops.length) stops = grown(stops)
+          stops[delimiters++] = k
+        }
+      }
+    }
+    for (; i < end; i++) {
+      if (line[i] !== d) continue
       if (delimiters === stops.length) stops = grown(stops)
       stops[delimiters++] = i
-    } else if (c === BACKSLASH) {
-      return TEXT_PATH
+    }
+  } else {
+    // The delimiters and any backslash in one pass over the line (what it leaves, CR and LF, holds
+    // neither), in JS: `indexOf` and `includes` cost a native call each and search past the line's end.
+    for (let i = base; i < end; i++) {
+      const c = line[i]!
+      if (c === d) {
+        if (delimiters === stops.length) stops = grown(stops)
+        stops[delimiters++] = i
+      } else if (c === BACKSLASH) {
+        return TEXT_PATH
+      }
     }
   }
   let tb = textBytes.get(plan)
@@ -392,6 +421,25 @@ export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m
     return other
   }
   return arena.subarray(written.start, r)
+}
+
+/**
+ * The read whose lines `copyBatch` is masking: its memory as 32-bit words, and where its next
+ * backslash is (-1 not searched yet). Set only during `copyBatch`: nothing of a read outlives it.
+ */
+const batch: {source: Buffer | undefined; view: DataView | undefined; backslash: number} = {source: undefined, view: undefined, backslash: -1}
+
+/** `maskCopyInto` on the consecutive CopyData messages of `source` from `start` on, as `rewriteMessages` does. */
+export function copyBatch(source: Buffer, start: number, maxBody: number, out: Buffer[], rewrite: (source: Buffer, from: number, end: number) => number): number {
+  batch.source = source
+  batch.view = new DataView(source.buffer, source.byteOffset, source.length)
+  batch.backslash = -1
+  try {
+    return rewriteMessages(0x64, source, start, maxBody, out, rewrite)
+  } finally {
+    batch.source = undefined
+    batch.view = undefined
+  }
 }
 
 /** `maskCopyMessage`, its result as `rewriteMessages` takes it. */

@@ -186,12 +186,14 @@ describe('DataRows masked in batches', () => {
 
 describe('COPY rows masked in batches', () => {
   let lines = 400
+  let delimiter = '\t'
+  const sql = () => (delimiter === '\t' ? COPY_SQL : `${COPY_SQL} (DELIMITER '${delimiter}')`)
   const stream = (seed: number) => {
     const next = random(seed)
     const messages = Array.from({length: lines}, (_, i) => {
       const v = rowValues(next, i + 1)
       // Escapes and NULL markers send a line down the decoded path; most lines have none.
-      const text = v.map((x) => (x === null ? '\\N' : next() < 0.05 ? `${x}\\t\\\\x` : x)).join('\t')
+      const text = v.map((x) => (x === null ? '\\N' : next() < 0.05 ? `${x}\\t\\\\x` : x)).join(delimiter)
       return encodeCopyData(Buffer.from(`${text}\n`))
     })
     const head = tagged(0x48, (w) => COLUMNS.reduce((x) => x.int16(0), w.byte(0).int16(COLUMNS.length)))
@@ -202,7 +204,7 @@ describe('COPY rows masked in batches', () => {
   function expected(seed: number) {
     const {messages, head, tail} = stream(seed)
     const {factory} = tunnel()
-    const filter = factory(COPY_SQL, ctx, {action: 'allow'}) as MaskingFilter
+    const filter = factory(sql(), ctx, {action: 'allow'}) as MaskingFilter
     const out = messages.map((m) => filter.copyDataMessage!(m, 5) ?? m)
     return {bytes: Buffer.concat([head, ...out, tail]), filter}
   }
@@ -224,6 +226,25 @@ describe('COPY rows masked in batches', () => {
         expect(mem.client.take().equals(want.bytes), `seed ${seed}`).toBe(true)
         expect(made[0]!.maskedValues).toBe(want.filter.maskedValues)
         expect(made[0]!.scannerHits).toEqual(want.filter.scannerHits)
+      }
+    })
+  }
+
+  for (const d of ['|', ' ', ',']) {
+    it(`gives the client the bytes of the line-by-line path with the delimiter ${JSON.stringify(d)}`, () => {
+      delimiter = d
+      try {
+        for (const seed of [4, 5]) {
+          const want = expected(seed)
+          const {mem} = tunnel()
+          mem.fromClient([encodeQuery(sql())])
+          mem.upstream.take()
+          mem.fromServer(randomCuts(stream(seed).whole, random(seed), 500))
+          expect(mem.conn.closed, mem.logs.join('; ')).toBe(false)
+          expect(mem.client.take().equals(want.bytes), `seed ${seed}`).toBe(true)
+        }
+      } finally {
+        delimiter = '\t'
       }
     })
   }
