@@ -5,7 +5,7 @@
  */
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
-import {arena, OTHER, put, putInt32, reserve, rewriteMessages, UNCHANGED, written} from './arena.js'
+import {arena, batch, OTHER, put, putInt32, reserve, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
@@ -421,25 +421,6 @@ export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m
     return other
   }
   return arena.subarray(written.start, r)
-}
-
-/**
- * The read whose lines `copyBatch` is masking: its memory as 32-bit words, and where its next
- * backslash is (-1 not searched yet). Set only during `copyBatch`: nothing of a read outlives it.
- */
-const batch: {source: Buffer | undefined; view: DataView | undefined; backslash: number} = {source: undefined, view: undefined, backslash: -1}
-
-/** `maskCopyInto` on the consecutive CopyData messages of `source` from `start` on, as `rewriteMessages` does. */
-export function copyBatch(source: Buffer, start: number, maxBody: number, out: Buffer[], rewrite: (source: Buffer, from: number, end: number) => number): number {
-  batch.source = source
-  batch.view = new DataView(source.buffer, source.byteOffset, source.length)
-  batch.backslash = -1
-  try {
-    return rewriteMessages(0x64, source, start, maxBody, out, rewrite)
-  } finally {
-    batch.source = undefined
-    batch.view = undefined
-  }
 }
 
 /** `maskCopyMessage`, its result as `rewriteMessages` takes it. */

@@ -11,7 +11,7 @@ import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from './categories.js'
-import {copyBatch, maskCopyInto, maskCopyMessage, type CopyMask, type CopyPlan} from './copy.js'
+import {maskCopyInto, maskCopyMessage, type CopyMask, type CopyPlan} from './copy.js'
 import {bufferNeeds, scanText, type Finding} from './detectors.js'
 import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
@@ -645,7 +645,7 @@ class StatementFilter implements MaskingFilter {
 
   copyDataMessages(source: Buffer, start: number, maxBody: number, out: Buffer[]): number {
     const plan = (this.copyPlan ??= this.planCopy())
-    return copyBatch(source, start, maxBody, out, (b, from, end) => maskCopyInto(b, plan, this.copyRows++ === 0, this.m, from, end))
+    return rewriteMessages(0x64, source, start, maxBody, out, (b, from, end) => maskCopyInto(b, plan, this.copyRows++ === 0, this.m, from, end))
   }
 
   private planCopy(): CopyPlan {

@@ -45,7 +45,8 @@ function random(seed: number): () => number {
 /** Rows where masking changes nothing (clean notes, NULL e-mail and name) among rows it rewrites, some of them through the decoded path. */
 function rowValues(next: () => number, i: number): (string | null)[] {
   const r = next()
-  const note = r < 0.1 ? `call 912-34-5678 or ada${i}@example.org` : r < 0.2 ? `émile ${i} ü` : r < 0.3 ? '' : `c4ca4238a0b923820dcc509a6f75849b-${String(i).padStart(8, '0')}`
+  // Notes of every length the copy into the output treats apart: short, 16 to 256 bytes, longer.
+  const note = r < 0.1 ? `call 912-34-5678 or ada${i}@example.org` : r < 0.2 ? `émile ${i} ü` : r < 0.3 ? '' : r < 0.4 ? 'lorem '.repeat(i % 70) : `c4ca4238a0b923820dcc509a6f75849b-${String(i).padStart(8, '0')}`
   if (next() < 0.3) return [String(i), null, null, note]
   const email = next() < 0.1 ? `é${i}@exämple.com` : `user${i}@example.com`
   return [String(i), email, next() < 0.1 ? null : `Person ${i}`, note]
