@@ -39,13 +39,18 @@ export function put(dst: Buffer, at: number, src: Buffer, start: number, end: nu
   if (end - start > 48) {
     if (src !== batch.source || dst !== arena || end - start > 256) return at + src.copy(dst, at, start, end)
   }
-  if (end - start >= 16 && src === batch.source && dst === arena) {
+  if (end - start >= 4 && src === batch.source && dst === arena) {
     const sv = batch.view!
     const dv = arenaView
     const stop = start + ((end - start) & ~7)
     for (; start < stop; start += 8, at += 8) {
       dv.setUint32(at, sv.getUint32(start, true), true)
       dv.setUint32(at + 4, sv.getUint32(start + 4, true), true)
+    }
+    if (end - start >= 4) {
+      dv.setUint32(at, sv.getUint32(start, true), true)
+      start += 4
+      at += 4
     }
   }
   for (let i = start; i < end; i++) dst[at++] = src[i]!

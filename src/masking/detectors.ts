@@ -180,6 +180,9 @@ const WORD = new Uint8Array(256)
 for (let c = 48; c <= 57; c++) WORD[c] = 1
 for (let c = 97; c <= 122; c++) WORD[c] = PREFIX_START[c] === 1 ? 2 : 1
 WORD[95] = PREFIX_START[95] === 1 ? 2 : 1
+/** Two bytes at once (the first in the low byte): 1 when both are of `WORD`'s class 1. */
+const WORD_PAIR = new Uint8Array(65536)
+for (let x = 0; x < 65536; x++) WORD_PAIR[x] = WORD[x & 255] === 1 && WORD[x >> 8] === 1 ? 1 : 0
 
 /**
  * The `NEED` bits of a text, from its UTF-8 bytes. Every need is made of ASCII characters, and
@@ -212,6 +215,9 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
       // is its prefixes and, if it ends in digits, a run of them that a separator may continue.
       let j = i
       for (; j < end; j++) {
+        // Bytes of class 1 change nothing here: skipped two at a time.
+        while (j + 1 < end && WORD_PAIR[b[j]! | (b[j + 1]! << 8)] === 1) j += 2
+        if (j === end) break
         const w = WORD[b[j]!]!
         if (w === 1) continue
         if (w === 0) break
