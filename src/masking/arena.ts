@@ -18,12 +18,15 @@ export const ARENA_SIZE = 256 * 1024
 
 /** The current buffer; `reserve` may replace it, so read it after reserving. */
 export let arena = Buffer.allocUnsafeSlow(ARENA_SIZE)
+/** `arena` as 32-bit words, for `put`. */
+let arenaView = new DataView(arena.buffer, arena.byteOffset, arena.length)
 let used = 0
 
 /** Reserves `size` bytes of `arena` for the caller to fill; returns their offset. */
 export function reserve(size: number): number {
   if (used + size > arena.length) {
     arena = Buffer.allocUnsafeSlow(Math.max(ARENA_SIZE, size))
+    arenaView = new DataView(arena.buffer, arena.byteOffset, arena.length)
     used = 0
   }
   const at = used
@@ -31,9 +34,35 @@ export function reserve(size: number): number {
   return at
 }
 
-/** `src[start, end)` into `dst` at `at`; returns the offset after it. Short spans skip `copy`'s fixed cost. */
+/**
+ * The read whose messages `rewriteMessages` is rewriting, as 32-bit words, and where its next
+ * backslash is (-1: not searched yet; COPY's text lines). Set only during `rewriteMessages`:
+ * nothing of a read outlives it.
+ */
+export const batch: {source: Buffer | undefined; view: DataView | undefined; backslash: number} = {source: undefined, view: undefined, backslash: -1}
+
+/**
+ * `src[start, end)` into `dst` at `at`; returns the offset after it. Short spans skip `copy`'s
+ * fixed cost (it makes a view); from the read of a batch into the arena, eight bytes at a time.
+ */
 export function put(dst: Buffer, at: number, src: Buffer, start: number, end: number): number {
-  if (end - start > 48) return at + src.copy(dst, at, start, end)
+  if (end - start > 48) {
+    if (src !== batch.source || dst !== arena || end - start > 256) return at + src.copy(dst, at, start, end)
+  }
+  if (end - start >= 4 && src === batch.source && dst === arena) {
+    const sv = batch.view!
+    const dv = arenaView
+    const stop = start + ((end - start) & ~7)
+    for (; start < stop; start += 8, at += 8) {
+      dv.setUint32(at, sv.getUint32(start, true), true)
+      dv.setUint32(at + 4, sv.getUint32(start + 4, true), true)
+    }
+    if (end - start >= 4) {
+      dv.setUint32(at, sv.getUint32(start, true), true)
+      start += 4
+      at += 4
+    }
+  }
   for (let i = start; i < end; i++) dst[at++] = src[i]!
   return at
 }
@@ -45,4 +74,75 @@ export function putInt32(dst: Buffer, at: number, v: number): number {
   dst[at + 2] = v >>> 8
   dst[at + 3] = v
   return at + 4
+}
+
+/** What a message rewriter returns besides the end offset of what it wrote into `arena` from `written.start`. */
+export const UNCHANGED = -1
+/** The rewritten message is `written.other`, a buffer of its own (a row that took the general path). */
+export const OTHER = -2
+export const written: {start: number; other: Buffer | undefined} = {start: 0, other: undefined}
+
+/**
+ * Rewrites the consecutive messages of type `code` that lie whole in `source` from `start` on,
+ * each no longer than `maxBody`: appends the result to `out` in order, runs of rewritten messages
+ * adjacent in the arena as one view, runs of unchanged ones as one view of `source`. `rewrite`
+ * gets each message's body `source[from, end)`. Returns where the last message taken ends.
+ */
+export function rewriteMessages(code: number, source: Buffer, start: number, maxBody: number, out: Buffer[], rewrite: (source: Buffer, from: number, end: number) => number): number {
+  batch.source = source
+  batch.view = new DataView(source.buffer, source.byteOffset, source.length)
+  batch.backslash = -1
+  try {
+    return rewriteRun(code, source, start, maxBody, out, rewrite)
+  } finally {
+    batch.source = undefined
+    batch.view = undefined
+  }
+}
+
+function rewriteRun(code: number, source: Buffer, start: number, maxBody: number, out: Buffer[], rewrite: (source: Buffer, from: number, end: number) => number): number {
+  const limit = source.length
+  let at = start
+  // The open run: of unchanged messages from `clean`, or of arena bytes [spanStart, spanEnd) of `span`.
+  let clean = -1
+  let span: Buffer | undefined
+  let spanStart = 0
+  let spanEnd = 0
+  while (at + 5 <= limit && source[at] === code) {
+    const length = ((source[at + 1]! << 24) | (source[at + 2]! << 16) | (source[at + 3]! << 8) | source[at + 4]!) >>> 0
+    if (length < 4 || length - 4 > maxBody || at + 1 + length > limit) break
+    const next = at + 1 + length
+    const r = rewrite(source, at + 5, next)
+    if (r === UNCHANGED) {
+      if (span) {
+        out.push(span.subarray(spanStart, spanEnd))
+        span = undefined
+      }
+      if (clean < 0) clean = at
+    } else {
+      if (clean >= 0) {
+        out.push(source.subarray(clean, at))
+        clean = -1
+      }
+      if (r === OTHER) {
+        if (span) {
+          out.push(span.subarray(spanStart, spanEnd))
+          span = undefined
+        }
+        out.push(written.other!)
+        written.other = undefined
+      } else if (span === arena && written.start === spanEnd) {
+        spanEnd = r
+      } else {
+        if (span) out.push(span.subarray(spanStart, spanEnd))
+        span = arena
+        spanStart = written.start
+        spanEnd = r
+      }
+    }
+    at = next
+  }
+  if (span) out.push(span.subarray(spanStart, spanEnd))
+  if (clean >= 0) out.push(source.subarray(clean, at))
+  return at
 }

@@ -5,7 +5,7 @@
  */
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
-import {arena, put, putInt32, reserve} from './arena.js'
+import {arena, batch, OTHER, put, putInt32, reserve, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
@@ -104,7 +104,7 @@ export function maskTextLine(line: string, plan: CopyPlan, m: ValueMasking): str
 }
 
 /** `maskTextLineMessage` cannot take this line: it goes through `maskTextLine`. */
-const TEXT_PATH = Symbol('text path')
+const TEXT_PATH = -3
 const BACKSLASH = 0x5c
 const STAR = 0x2a
 
@@ -145,6 +145,15 @@ let editKind = new Uint8Array(16)
 let editCuts = new Int32Array(48)
 const editRepl: (Buffer | undefined)[] = []
 
+/** Where the line being masked has its delimiters. */
+let stops = new Int32Array(16)
+
+function grown(a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(a.length * 2)
+  b.set(a)
+  return b
+}
+
 function growEdits(): void {
   const grow = <T extends Int32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
     const b = make(a.length * 2)
@@ -164,25 +173,63 @@ function growEdits(): void {
  * as it is, never decoded; whole-value masks with a byte-level form (`byteMaskOf`) are written
  * without decoding; the rest go through the same steps as in `maskTextLine`.
  */
-function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: CopyPlan, m: ValueMasking): Buffer | undefined | typeof TEXT_PATH {
+function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: CopyPlan, m: ValueMasking): number {
   const {delimiter, nullString} = plan.shape
   const d = delimiter.charCodeAt(0)
-  if (delimiter.length !== 1 || d > 0x7f) return TEXT_PATH
-  // In JS: `includes` would search the chunk past the line's end.
-  for (let i = base; i < lineEnd; i++) if (line[i] === BACKSLASH) return TEXT_PATH
-  let tb = textBytes.get(plan)
-  if (!tb) textBytes.set(plan, (tb = {nullBytes: Buffer.from(nullString, 'utf8'), masks: []}))
-  const nullBytes = tb.nullBytes
+  if (delimiter.length !== 1 || d > 0x7f || d === BACKSLASH) return TEXT_PATH
   let end = lineEnd
   if (end > base && line[end - 1] === 0x0a) {
     end--
     if (end > base && line[end - 1] === 0x0d) end--
   }
+  let delimiters = 0
+  if (line === batch.source) {
+    // In a batch: the next backslash of the whole read, found once for all the lines before it
+    // (what the line leaves, CR and LF, holds none); the delimiters four bytes at a time.
+    if (batch.backslash < base) {
+      batch.backslash = line.indexOf(BACKSLASH, base)
+      if (batch.backslash === -1) batch.backslash = line.length
+    }
+    if (batch.backslash < end) return TEXT_PATH
+    const view = batch.view!
+    const pattern = Math.imul(d, 0x01010101)
+    let i = base
+    for (; i + 4 <= end; i += 4) {
+      const x = view.getUint32(i, true) ^ pattern
+      // Nonzero when a byte of `x` is zero, that is a byte of the four is the delimiter.
+      if (((x - 0x01010101) & ~x & 0x80808080) !== 0) {
+        for (let k = i; k < i + 4; k++) {
+          if (line[k] !== d) continue
+          if (delimiters === stops.length) stops = grown(stops)
+          stops[delimiters++] = k
+        }
+      }
+    }
+    for (; i < end; i++) {
+      if (line[i] !== d) continue
+      if (delimiters === stops.length) stops = grown(stops)
+      stops[delimiters++] = i
+    }
+  } else {
+    // The delimiters and any backslash in one pass over the line (what it leaves, CR and LF, holds
+    // neither), in JS: `indexOf` and `includes` cost a native call each and search past the line's end.
+    for (let i = base; i < end; i++) {
+      const c = line[i]!
+      if (c === d) {
+        if (delimiters === stops.length) stops = grown(stops)
+        stops[delimiters++] = i
+      } else if (c === BACKSLASH) {
+        return TEXT_PATH
+      }
+    }
+  }
+  let tb = textBytes.get(plan)
+  if (!tb) textBytes.set(plan, (tb = {nullBytes: Buffer.from(nullString, 'utf8'), masks: []}))
+  const nullBytes = tb.nullBytes
   let edits = 0
   let size = lineEnd - base
-  for (let i = 0, start = base; start <= end; i++) {
-    let stop = line.indexOf(d, start)
-    if (stop === -1 || stop > end) stop = end
+  for (let i = 0, start = base; i <= delimiters; i++) {
+    const stop = i < delimiters ? stops[i]! : end
     const field = start
     start = stop + 1
     if (stop - field === nullBytes.length && nullBytes.compare(line, field, stop) === 0) continue
@@ -223,7 +270,7 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: 
     editRepl[edits] = repl
     edits++
   }
-  if (edits === 0) return undefined
+  if (edits === 0) return UNCHANGED
   const at0 = reserve(5 + size)
   const out = arena
   out[at0] = 0x64
@@ -242,7 +289,8 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: 
     from = editTo[k]!
   }
   at = put(out, at, line, from, lineEnd)
-  return out.subarray(at0, at)
+  written.start = at0
+  return at
 }
 
 // ---- CSV format ----
@@ -365,12 +413,26 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
  * message, or undefined when nothing changed.
  */
 export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking, from = 0, end = chunk.length): Buffer | undefined {
+  const r = maskCopyInto(chunk, plan, first, m, from, end)
+  if (r === UNCHANGED) return undefined
+  if (r === OTHER) {
+    const other = written.other
+    written.other = undefined
+    return other
+  }
+  return arena.subarray(written.start, r)
+}
+
+/** `maskCopyMessage`, its result as `rewriteMessages` takes it. */
+export function maskCopyInto(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking, from: number, end: number): number {
   if (plan.shape.format === 'text' && !(first && plan.shape.header)) {
-    const out = maskTextLineMessage(chunk, from, end, plan, m)
-    if (out !== TEXT_PATH) return out
+    const r = maskTextLineMessage(chunk, from, end, plan, m)
+    if (r !== TEXT_PATH) return r
   }
   const out = maskCopyBody(from === 0 && end === chunk.length ? chunk : chunk.subarray(from, end), plan, first, m)
-  return out && encodeCopyData(out)
+  if (!out) return UNCHANGED
+  written.other = encodeCopyData(out)
+  return OTHER
 }
 
 /** `maskCopyMessage`'s body: the rewritten CopyData payload. */

@@ -172,15 +172,17 @@ for (const ch of ' .-()/+@') PLAIN[ch.charCodeAt(0)] = 0
 for (let c = 0; c < 256; c++) if (PREFIX_START[c] === 1) PLAIN[c] = 2
 
 /**
- * Inside a word that starts with a lower-case letter or `_`: digits (1), lower-case letters (2),
- * and those that start a prefix (3); 0 ends the word (an upper-case letter too, which may start an
- * IBAN). `KEEP` by the same class: what a letter does to the count of digits since the last one.
+ * Inside a word that starts with a lower-case letter or `_`: digits and lower-case letters (1),
+ * and those of them that start a prefix (2); 0 ends the word (an upper-case letter too, which may
+ * start an IBAN). A word starts at a byte of class 1 or 2 that is not a digit.
  */
 const WORD = new Uint8Array(256)
 for (let c = 48; c <= 57; c++) WORD[c] = 1
-for (let c = 97; c <= 122; c++) WORD[c] = PREFIX_START[c] === 1 ? 3 : 2
-WORD[95] = PREFIX_START[95] === 1 ? 3 : 2
-const KEEP = new Int32Array([0, -1, 0, 0])
+for (let c = 97; c <= 122; c++) WORD[c] = PREFIX_START[c] === 1 ? 2 : 1
+WORD[95] = PREFIX_START[95] === 1 ? 2 : 1
+/** Two bytes at once (the first in the low byte): 1 when both are of `WORD`'s class 1. */
+const WORD_PAIR = new Uint8Array(65536)
+for (let x = 0; x < 65536; x++) WORD_PAIR[x] = WORD[x & 255] === 1 && WORD[x >> 8] === 1 ? 1 : 0
 
 /**
  * The `NEED` bits of a text, from its UTF-8 bytes. Every need is made of ASCII characters, and
@@ -206,19 +208,24 @@ function needsOf(b: Uint8Array, start: number, end: number): number {
   let plus = false
   for (let i = start; i < end; i++) {
     const c = b[i]!
-    if (WORD[c]! >= 2) {
+    if (WORD[c]! !== 0 && !isDigit(c)) {
       // A word from a lower-case letter on (a hex digest, an identifier): each of its digit
       // stretches follows a letter, so no phone or card number can start in it (both need a
       // non-word character before them), no SSN (no dash) nor IBAN (no capitals); all it leaves
       // is its prefixes and, if it ends in digits, a run of them that a separator may continue.
-      let k = 0
       let j = i
       for (; j < end; j++) {
+        // Bytes of class 1 change nothing here: skipped two at a time.
+        while (j + 1 < end && WORD_PAIR[b[j]! | (b[j + 1]! << 8)] === 1) j += 2
+        if (j === end) break
         const w = WORD[b[j]!]!
+        if (w === 1) continue
         if (w === 0) break
-        k = (k + 1) & KEEP[w]!
-        if (w === 3 && (needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[b[j]!]!, b, j, end)) needs |= NEED.prefix
+        if ((needs & NEED.prefix) === 0 && prefixAt(PREFIXES_BY_START[b[j]!]!, b, j, end)) needs |= NEED.prefix
       }
+      // The digits it ends in (its first byte is a letter).
+      let k = 0
+      while (isDigit(b[j - 1 - k]!)) k++
       // The state the general steps below would have left: every run ended at the last letter,
       // and the digits after it a run not counted as a phone or card number.
       plus = false

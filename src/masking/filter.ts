@@ -11,7 +11,7 @@ import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from './categories.js'
-import {maskCopyMessage, type CopyMask, type CopyPlan} from './copy.js'
+import {maskCopyInto, maskCopyMessage, type CopyMask, type CopyPlan} from './copy.js'
 import {bufferNeeds, scanText, type Finding} from './detectors.js'
 import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
@@ -20,7 +20,7 @@ import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type State
 import {maskNotice, maskNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker} from './strategies.js'
-import {arena, put, putInt32, reserve} from './arena.js'
+import {arena, OTHER, put, putInt32, reserve, rewriteMessages, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {decodeDataRow, encodeDataRow} from '../wire/backend.js'
 import {fieldRules, isBinaryText, maskComposite, maskTyped, scanAndMask, typeOf, type ValueMasking} from './values.js'
@@ -446,6 +446,22 @@ class StatementFilter implements MaskingFilter {
    * a bad length) takes `dataRow`'s path, which fails it the same way.
    */
   dataRowMessage(body: Buffer, fields: FieldDescription[] | undefined, from = 0, end = body.length): Buffer | undefined {
+    const r = this.rowBytes(body, fields, from, end)
+    if (r === UNCHANGED) return undefined
+    if (r === OTHER) {
+      const other = written.other
+      written.other = undefined
+      return other
+    }
+    return arena.subarray(written.start, r)
+  }
+
+  dataRowMessages(source: Buffer, fields: FieldDescription[] | undefined, start: number, maxBody: number, out: Buffer[]): number {
+    return rewriteMessages(0x44, source, start, maxBody, out, (b, from, end) => this.rowBytes(b, fields, from, end))
+  }
+
+  /** `dataRowMessage`, its result as `rewriteMessages` takes it. */
+  private rowBytes(body: Buffer, fields: FieldDescription[] | undefined, from: number, end: number): number {
     const n = end >= from + 2 ? body.readInt16BE(from) : -1
     if (n < 0) return this.viaValues(body.subarray(from, end), fields)
     if (this.starts.length < n) {
@@ -469,13 +485,16 @@ class StatementFilter implements MaskingFilter {
     } catch (error) {
       let nonNull = 0
       for (let i = 0; i < n; i++) if (lengths[i]! >= 0) nonNull++
-      return encodeDataRow(this.failedRow(error, n, nonNull))
+      written.other = encodeDataRow(this.failedRow(error, n, nonNull))
+      return OTHER
     }
   }
 
-  private viaValues(body: Buffer, fields: FieldDescription[] | undefined): Buffer | undefined {
+  private viaValues(body: Buffer, fields: FieldDescription[] | undefined): number {
     const out = this.dataRow(decodeDataRow(body), fields)
-    return out && encodeDataRow(out)
+    if (!out) return UNCHANGED
+    written.other = encodeDataRow(out)
+    return OTHER
   }
 
   private starts = new Int32Array(16)
@@ -502,7 +521,8 @@ class StatementFilter implements MaskingFilter {
     return this.byteMasks
   }
 
-  private maskRowBytes(body: Buffer, base: number, n: number, used: number, fields: FieldDescription[] | undefined): Buffer | undefined {
+  /** Writes the rewritten row into `arena` from `written.start`; returns its end, or UNCHANGED. */
+  private maskRowBytes(body: Buffer, base: number, n: number, used: number, fields: FieldDescription[] | undefined): number {
     const plan = this.plan(fields, n)
     const masks = this.byteMasksOf(plan)
     const {starts, lengths, outcome, replaced, cuts} = this
@@ -554,7 +574,7 @@ class StatementFilter implements MaskingFilter {
       changed = true
       this.maskedValues++
     }
-    if (!changed) return undefined
+    if (!changed) return UNCHANGED
     const at0 = reserve(1 + 4 + size)
     const out = arena
     out[at0] = 0x44
@@ -583,7 +603,8 @@ class StatementFilter implements MaskingFilter {
       putInt32(out, lenAt, at - lenAt - 4)
     }
     at = put(out, at, body, from, used)
-    return out.subarray(at0, at)
+    written.start = at0
+    return at
   }
 
   private maskValue(v: Buffer, w: ResultPlan['work'][number]): Buffer | null | undefined {
@@ -620,6 +641,11 @@ class StatementFilter implements MaskingFilter {
     const first = this.copyRows++ === 0
     this.copyPlan ??= this.planCopy()
     return maskCopyMessage(chunk, this.copyPlan, first, this.m, from, end)
+  }
+
+  copyDataMessages(source: Buffer, start: number, maxBody: number, out: Buffer[]): number {
+    const plan = (this.copyPlan ??= this.planCopy())
+    return rewriteMessages(0x64, source, start, maxBody, out, (b, from, end) => maskCopyInto(b, plan, this.copyRows++ === 0, this.m, from, end))
   }
 
   private planCopy(): CopyPlan {

@@ -31,7 +31,19 @@ import {fieldsOf, keepPreviewRow, type Run} from './run.js'
 import {checkReported} from './session-settings.js'
 
 export class ServerMessages {
+  /**
+   * Messages of the chunk being read that a result filter already took together with an earlier
+   * one (`dataRowMessages`, `copyDataMessages`): `source[..skipEnd)`. Cleared with every chunk.
+   */
+  private skipSource: Buffer | undefined
+  private skipEnd = 0
+
   constructor(private readonly c: ConnectionCore) {}
+
+  /** A new chunk is about to be framed: nothing of it was taken yet. */
+  newChunk(): void {
+    this.skipSource = undefined
+  }
 
   /** Bound once: the framer calls it for every upstream frame. */
   readonly onFrame = (frame: Frame): void => {
@@ -41,7 +53,14 @@ export class ServerMessages {
       case Backend.DataRow: {
         const run = state.onResultPart('DataRow').run
         run.dataRows++
+        if (frame.source !== undefined && frame.source === this.skipSource && frame.start! < this.skipEnd) return
         const filter = run.filter
+        // Past the recording's preview rows, this row and those after it in the chunk at once.
+        if (filter?.dataRowMessages && frame.source && run.dataRows > (c.env.hooks.previewRows ?? 0)) {
+          this.skipEnd = filter.dataRowMessages(frame.source, fieldsOf(run), frame.start!, c.env.maxMessageSize, c.toClient)
+          this.skipSource = frame.source
+          if (this.skipEnd > frame.start!) return
+        }
         if (filter?.dataRowMessage) {
           const out = frame.source ? filter.dataRowMessage(frame.source, fieldsOf(run), frame.start! + 5, frame.end) : filter.dataRowMessage(frame.raw, fieldsOf(run), 5)
           if (run.dataRows <= (c.env.hooks.previewRows ?? 0)) keepPreviewRow(run, decodeDataRow(out ? out.subarray(5) : frame.body))
@@ -143,6 +162,12 @@ export class ServerMessages {
         return
       case Backend.CopyData: {
         const run = state.onResultPart('CopyData').run
+        if (frame.source !== undefined && frame.source === this.skipSource && frame.start! < this.skipEnd) return
+        if (run.filter?.copyDataMessages && frame.source) {
+          this.skipEnd = run.filter.copyDataMessages(frame.source, frame.start!, c.env.maxMessageSize, c.toClient)
+          this.skipSource = frame.source
+          if (this.skipEnd > frame.start!) return
+        }
         if (run.filter?.copyDataMessage) {
           const out = frame.source ? run.filter.copyDataMessage(frame.source, frame.start! + 5, frame.end) : run.filter.copyDataMessage(frame.raw, 5)
           return void c.toClient.push(out ?? frame.raw)
