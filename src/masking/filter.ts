@@ -319,6 +319,10 @@ class Hits {
   }
 }
 
+/** Never written: a length-0 array is replaced before any index is used. */
+const NO_INT32 = new Int32Array(0)
+const NO_UINT8 = new Uint8Array(0)
+
 interface Base {
   masker: ValueMasking['masker']
   catalog: Catalog
@@ -330,7 +334,8 @@ class StatementFilter implements MaskingFilter {
   maskedValues = 0
   private readonly hits = new Hits()
   private readonly m: ValueMasking
-  private readonly plans = new WeakMap<FieldDescription[], ResultPlan>()
+  /** Made with the first description: most statements have one result, kept in `lastFields` and `lastPlan`. */
+  private plans: WeakMap<FieldDescription[], ResultPlan> | undefined
   private results = 0
   private copyPlan: CopyPlan | undefined
   private copyRows = 0
@@ -376,7 +381,7 @@ class StatementFilter implements MaskingFilter {
   private plan(fields: FieldDescription[] | undefined, width: number): ResultPlan {
     // Row after row of one result: the plan of the last description, without a WeakMap lookup.
     if (fields !== undefined && fields === this.lastFields) return this.lastPlan!
-    const cached = fields && this.plans.get(fields)
+    const cached = fields && this.plans?.get(fields)
     if (cached) {
       this.lastFields = fields
       this.lastPlan = cached
@@ -390,6 +395,7 @@ class StatementFilter implements MaskingFilter {
     const plan = planResult(fields, width, this.statementFor(index, width), index, {catalog: this.m.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.m.strategyOf})
     this.maskedColumns.push(...plan.masked)
     if (fields) {
+      this.plans ??= new WeakMap()
       this.plans.set(fields, plan)
       this.lastFields = fields
       this.lastPlan = plan
@@ -478,12 +484,13 @@ class StatementFilter implements MaskingFilter {
     return out && encodeDataRow(out)
   }
 
-  private starts = new Int32Array(16)
-  private lengths = new Int32Array(16)
+  // Empty until the first row needs them (grown there): a filter is made per statement, most see one row.
+  private starts = NO_INT32
+  private lengths = NO_INT32
   /** Per work item of the current row: 0 kept, 1 NULL, 2 `replaced[j]`, 3 the e-mail cut at `cuts[3j…]`. */
-  private outcome = new Uint8Array(16)
+  private outcome = NO_UINT8
   private replaced: (Buffer | undefined)[] = []
-  private cuts = new Int32Array(48)
+  private cuts = NO_INT32
   private bytePlan: ResultPlan | undefined
   private byteMasks: (ByteMask | undefined)[] = []
 
