@@ -319,9 +319,8 @@ class Hits {
   }
 }
 
-/** Never written: a length-0 array is replaced before any index is used. */
-const NO_INT32 = new Int32Array(0)
-const NO_UINT8 = new Uint8Array(0)
+/** The row scratch filters start with (see `StatementFilter.starts`); a filter that needs more grows its own. */
+const SHARED_SCRATCH = {starts: new Int32Array(16), lengths: new Int32Array(16), outcome: new Uint8Array(16), cuts: new Int32Array(48)}
 
 interface Base {
   masker: ValueMasking['masker']
@@ -484,13 +483,14 @@ class StatementFilter implements MaskingFilter {
     return out && encodeDataRow(out)
   }
 
-  // Empty until the first row needs them (grown there): a filter is made per statement, most see one row.
-  private starts = NO_INT32
-  private lengths = NO_INT32
+  // Shared by every filter until a row needs more (a filter is made per statement, most see one
+  // row): a row's offsets and outcomes are written and read within one synchronous call.
+  private starts = SHARED_SCRATCH.starts
+  private lengths = SHARED_SCRATCH.lengths
   /** Per work item of the current row: 0 kept, 1 NULL, 2 `replaced[j]`, 3 the e-mail cut at `cuts[3j…]`. */
-  private outcome = NO_UINT8
+  private outcome = SHARED_SCRATCH.outcome
   private replaced: (Buffer | undefined)[] = []
-  private cuts = NO_INT32
+  private cuts = SHARED_SCRATCH.cuts
   private bytePlan: ResultPlan | undefined
   private byteMasks: (ByteMask | undefined)[] = []
 
