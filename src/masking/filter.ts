@@ -133,6 +133,13 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       cacheGeneration = catalog.generation
     }
     if (sql.length > MAX_ANALYZED_SQL) return TOO_LARGE
+    // A text of a shape known to share is answered by the shape, without a text cache entry:
+    // every `-M simple` pgbench text is new, and each would only evict another.
+    if (reading && sql.length <= MAX_SHAPED_TEXT) {
+      const shape = scanShape(sql)
+      const known = shape && shapes.get(shape.key)
+      if (known && 'ok' in known) return known
+    }
     let l = cache.get(sql)
     if (!l) {
       l = reading ? lineageOfShape(sql) : analyzeText(sql, catalog)
