@@ -52,9 +52,13 @@ export function sealEvent(ev: EventHead, signer?: Signer): string {
 }
 
 /** The line up to its `hash`, closed with `}`: what `hash` is the digest of. */
-function eventBody(ev: EventHead, signer?: Signer): string {
+function eventBody(ev: EventHead, signer?: Signer, dataJson?: string): string {
   // Member order is fixed here and nowhere else; verifiers depend on sig and hash being last.
-  const body = JSON.stringify({v: EVENT_VERSION, type: ev.type, session: ev.session, seq: ev.seq, ts: ev.ts, prev: ev.prev, data: ev.data})
+  const body =
+    dataJson === undefined
+      ? JSON.stringify({v: EVENT_VERSION, type: ev.type, session: ev.session, seq: ev.seq, ts: ev.ts, prev: ev.prev, data: ev.data})
+      : // The same bytes, with `data` already encoded (`statementJson`): the envelope's members written as JSON.stringify writes them.
+        `{"v":${EVENT_VERSION},"type":${JSON.stringify(ev.type)},"session":${JSON.stringify(ev.session)},"seq":${JSON.stringify(ev.seq)},"ts":${JSON.stringify(ev.ts)},"prev":${JSON.stringify(ev.prev)},"data":${dataJson}}`
   if (!signer) return body
   const value = signer.sign(signatureMessage(body))
   return `${body.slice(0, -1)},"sig":${JSON.stringify({keyId: signer.keyId, alg: 'ed25519', value})}}`
@@ -67,8 +71,8 @@ const HASH_TAIL_BYTES = 9 + 64 + 2 + 1
  * `sealEvent`'s line as the bytes the spool writes (newline included), and its hash (the next line's
  * `prev`). The body is encoded once and both hashes read bytes: no string is encoded three times.
  */
-export function sealEventBytes(ev: EventHead, signer?: Signer): {bytes: Buffer; hash: string} {
-  const body = eventBody(ev, signer)
+export function sealEventBytes(ev: EventHead, signer?: Signer, dataJson?: string): {bytes: Buffer; hash: string} {
+  const body = eventBody(ev, signer, dataJson)
   const n = Buffer.byteLength(body, 'utf8')
   const bytes = Buffer.allocUnsafe(n + HASH_TAIL_BYTES - 1)
   bytes.write(body, 0, n, 'utf8')
@@ -94,11 +98,30 @@ export class ChainState {
     return line
   }
 
-  /** `append`, as the bytes the spool writes (the line and its newline). */
-  appendBytes(type: string, data: unknown, ts: Date, signer?: Signer): Buffer {
-    const sealed = sealEventBytes({type, session: this.session, seq: this.seq + 1, ts: ts.toISOString(), prev: this.prev, data}, signer)
+  /**
+   * `append`, as the bytes the spool writes (the line and its newline). `dataJson`, when given, is
+   * `JSON.stringify(data)` made by the caller (`statementJson`), and is what is written.
+   */
+  appendBytes(type: string, data: unknown, ts: Date, signer?: Signer, dataJson?: string): Buffer {
+    const sealed = sealEventBytes({type, session: this.session, seq: this.seq + 1, ts: isoString(ts), prev: this.prev, data}, signer, dataJson)
     this.seq += 1
     this.prev = sealed.hash
     return sealed.bytes
   }
+}
+
+let lastTime = NaN
+let lastIso = ''
+
+/**
+ * `date.toISOString()`, remembered for the last millisecond asked: a statement's `startedAt` and its
+ * event's `ts`, and consecutive events, mostly fall in the same one.
+ */
+export function isoString(date: Date): string {
+  const t = date.getTime()
+  if (t !== lastTime) {
+    lastIso = date.toISOString()
+    lastTime = t
+  }
+  return lastIso
 }

@@ -1,4 +1,5 @@
 import {fingerprintSync, normalizeSync} from '../sql/parser.js'
+import {isoString} from './chain.js'
 import {parseDocument} from '../util/document.js'
 import {z} from 'zod'
 import {LRUCache} from 'lru-cache'
@@ -216,7 +217,7 @@ export function statementData(ev: StatementEvent, details: StatementDetails, pre
   data.decision = decision
   if (details.ruleId !== undefined) data.ruleId = details.ruleId
   if (details.approvalId !== undefined) data.approvalId = details.approvalId
-  data.startedAt = ev.startedAt.toISOString()
+  data.startedAt = isoString(ev.startedAt)
   // The tunnel measures with performance.now(); microseconds are plenty for a log.
   data.durationMs = Math.round(ev.durationMs * 1000) / 1000
   data.rows = ev.rows
@@ -228,6 +229,136 @@ export function statementData(ev: StatementEvent, details: StatementDetails, pre
   if (error) data.error = error
   if (preview) data.preview = preview
   return data
+}
+
+/** A number as `JSON.stringify` writes it: non-finite ones as null. */
+const jsonNumber = (n: number): string => (Number.isFinite(n) ? String(n) : 'null')
+
+/** An array element as `JSON.stringify` writes it (what it cannot encode becomes null). */
+const jsonElement = (x: unknown): string => (typeof x === 'string' ? JSON.stringify(x) : (JSON.stringify(x) ?? 'null'))
+
+/** An array as `JSON.stringify` writes it; element by element, because the generic call on an array costs far more than on a string. */
+function jsonArray(a: readonly unknown[]): string {
+  if (a.length === 0) return '[]'
+  let s = `[${jsonElement(a[0])}`
+  for (let i = 1; i < a.length; i++) s += `,${jsonElement(a[i])}`
+  return `${s}]`
+}
+
+/** A preview as `JSON.stringify` writes it, when it has exactly the members previews are made with. */
+function jsonPreview(p: ResultPreview): string {
+  const keys = Object.keys(p)
+  if (keys.length !== 3 || keys[0] !== 'columns' || keys[1] !== 'rows' || keys[2] !== 'truncated' || !Array.isArray(p.columns) || !Array.isArray(p.rows) || typeof p.truncated !== 'boolean') return JSON.stringify(p)
+  let rows = '['
+  for (let i = 0; i < p.rows.length; i++) {
+    const r = p.rows[i]
+    rows += `${i === 0 ? '' : ','}${Array.isArray(r) ? jsonArray(r) : jsonElement(r)}`
+  }
+  return `{"columns":${jsonArray(p.columns)},"rows":${rows}],"truncated":${p.truncated}}`
+}
+
+/** `"key":value` after a comma, or nothing where `JSON.stringify` would leave the member out. */
+function member(s: string, key: string, v: unknown): string {
+  if (v === undefined) return s
+  const json = Array.isArray(v) ? jsonArray(v) : JSON.stringify(v)
+  return json === undefined ? s : `${s},"${key}":${json}`
+}
+
+const sameStrings = (a: readonly unknown[], b: readonly unknown[] | undefined): boolean => {
+  if (b === undefined || a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] || typeof a[i] !== 'string') return false
+  return true
+}
+
+/**
+ * What one session's last statement event was encoded from, member group by member group: the
+ * statements of a session mostly repeat their text, rule and tables (a prepared statement run
+ * again, an ORM's query), and a group equal to the last one's is not encoded again.
+ */
+export class StatementJsonMemo {
+  /** connectionId … fingerprint. */
+  head = {connectionId: NaN, protocol: '', statementName: undefined as string | undefined, sql: '', normalized: undefined as string | null | undefined, fingerprint: undefined as string | null | undefined, json: ''}
+  /** class … approvalId. */
+  rule = {class: undefined as string | undefined, decision: '', ruleId: undefined as string | undefined, approvalId: undefined as string | undefined, json: ''}
+  commandTags: {of: readonly string[] | undefined; json: string} = {of: undefined, json: ''}
+  tables: {of: readonly string[] | undefined; json: string} = {of: undefined, json: ''}
+  maskedColumns: {of: readonly string[] | undefined; json: string} = {of: undefined, json: ''}
+}
+
+function headJson(d: StatementData, m: StatementJsonMemo | undefined): string {
+  const h = m?.head
+  if (h && h.connectionId === d.connectionId && h.protocol === d.protocol && h.statementName === d.statementName && h.sql === d.sql && h.normalized === d.normalized && h.fingerprint === d.fingerprint) return h.json
+  let s = `{"connectionId":${jsonNumber(d.connectionId)},"protocol":${JSON.stringify(d.protocol)}`
+  if (d.statementName !== undefined) s += `,"statementName":${JSON.stringify(d.statementName)}`
+  s += `,"sql":${JSON.stringify(d.sql)}`
+  // A new text of a known normalized text (pgbench -M simple): only the text itself is new.
+  if (h && h.normalized === d.normalized && h.fingerprint === d.fingerprint && d.normalized !== undefined && d.fingerprint !== undefined) s += h.json.slice(h.json.lastIndexOf(',"normalized":'))
+  else {
+    if (d.normalized !== undefined) s += `,"normalized":${JSON.stringify(d.normalized)}`
+    if (d.fingerprint !== undefined) s += `,"fingerprint":${JSON.stringify(d.fingerprint)}`
+  }
+  if (h) {
+    h.connectionId = d.connectionId
+    h.protocol = d.protocol
+    h.statementName = d.statementName
+    h.sql = d.sql
+    h.normalized = d.normalized
+    h.fingerprint = d.fingerprint
+    h.json = s
+  }
+  return s
+}
+
+function ruleJson(d: StatementData, m: StatementJsonMemo | undefined): string {
+  const r = m?.rule
+  if (r && r.class === d.class && r.decision === d.decision && r.ruleId === d.ruleId && r.approvalId === d.approvalId) return r.json
+  let s = ''
+  if (d.class !== undefined) s += `,"class":${JSON.stringify(d.class)}`
+  s += `,"decision":${JSON.stringify(d.decision)}`
+  if (d.ruleId !== undefined) s += `,"ruleId":${JSON.stringify(d.ruleId)}`
+  if (d.approvalId !== undefined) s += `,"approvalId":${JSON.stringify(d.approvalId)}`
+  if (r) {
+    r.class = d.class
+    r.decision = d.decision
+    r.ruleId = d.ruleId
+    r.approvalId = d.approvalId
+    r.json = s
+  }
+  return s
+}
+
+/** `,"key":[…]` for an array of strings, from the memo when it holds the same strings. */
+function stringsMember(key: string, a: readonly string[] | undefined, memo: {of: readonly string[] | undefined; json: string} | undefined): string {
+  if (a === undefined) return ''
+  if (memo && Array.isArray(a) && sameStrings(a, memo.of)) return memo.json
+  const json = member('', key, a)
+  if (memo && Array.isArray(a) && a.every((x) => typeof x === 'string')) {
+    memo.of = [...a]
+    memo.json = json
+  }
+  return json
+}
+
+/**
+ * Exactly `JSON.stringify(data)` for what `statementData` builds (same members, same order, absent
+ * ones left out), without walking the object: the keys are constants and only values are encoded,
+ * and with a session's `memo`, groups of members equal to its last statement's are not encoded
+ * again. `test/audit/statement-json.test.ts` compares the two over every member, present, absent
+ * and changed from one statement to the next.
+ */
+export function statementJson(d: StatementData, memo?: StatementJsonMemo): string {
+  let s = headJson(d, memo)
+  s = member(s, 'params', d.params)
+  s += ruleJson(d, memo)
+  s += `,"startedAt":${JSON.stringify(d.startedAt)},"durationMs":${jsonNumber(d.durationMs)},"rows":${jsonNumber(d.rows)}`
+  s += stringsMember('commandTags', d.commandTags, memo?.commandTags)
+  s += `,"outcome":${JSON.stringify(d.outcome)}`
+  s += stringsMember('tables', d.tables, memo?.tables)
+  s += stringsMember('maskedColumns', d.maskedColumns, memo?.maskedColumns)
+  if (d.maskedValues !== undefined) s += `,"maskedValues":${jsonNumber(d.maskedValues)}`
+  s = member(s, 'error', d.error)
+  if (d.preview !== undefined) s += `,"preview":${jsonPreview(d.preview)}`
+  return `${s}}`
 }
 
 export function emptyTotals(): Totals {

@@ -7,6 +7,8 @@ import {
   emptyTotals,
   recordIdentity,
   statementData,
+  statementJson,
+  StatementJsonMemo,
   type KnownEventType,
   type Normalized,
   type SessionStartData,
@@ -141,6 +143,8 @@ export class SessionRecorder {
   private readonly chain: ChainState
   private readonly spool: SpoolFile
   private sinceCheckpoint = 0
+  /** What the last statement event was encoded from (`statementJson`). */
+  private readonly jsonMemo = new StatementJsonMemo()
   private ended?: Promise<void>
 
   constructor(private readonly rec: Recorder, input: SessionStartInput, private readonly onClosed: () => void) {
@@ -179,7 +183,7 @@ export class SessionRecorder {
   statement(ev: StatementEvent, details: StatementDetails = {}): void {
     const data = statementData(ev, details, this.rec.opts.previewRows, this.rec.opts.normalize)
     addToTotals(this.totals, data)
-    this.write('statement', data, this.rec.now())
+    this.write('statement', data, this.rec.now(), false, statementJson(data, this.jsonMemo))
   }
 
   /** Any other event type (e.g. `approval.requested`), chained and spooled like the rest. */
@@ -221,10 +225,10 @@ export class SessionRecorder {
     return this.ended
   }
 
-  private write(type: string, data: unknown, ts: Date, sign = false): void {
+  private write(type: string, data: unknown, ts: Date, sign = false, dataJson?: string): void {
     if (this.ended && type !== 'session.end') throw new Error(`session ${this.sessionId} has ended; ${type} event not recorded`)
     const every = this.rec.opts.checkpointEvery
-    this.spool.appendBytes(this.chain.appendBytes(type, data, ts, sign ? this.rec.opts.signer : undefined))
+    this.spool.appendBytes(this.chain.appendBytes(type, data, ts, sign ? this.rec.opts.signer : undefined, dataJson))
     this.rec.noteUnwritten(this)
     this.sinceCheckpoint = sign ? 0 : this.sinceCheckpoint + 1
     if (!sign && every > 0 && this.sinceCheckpoint >= every) this.checkpoint()

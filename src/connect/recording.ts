@@ -13,6 +13,7 @@ import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
+import type {Analysis} from '../policy/types.js'
 import {formatMaskedColumn} from '../masking/index.js'
 
 export interface RecordingSetup {
@@ -73,51 +74,65 @@ export interface DescribeOptions {
   maxStatementSize?: number
 }
 
+/**
+ * The recorded tables of an analysis, worked out once: per statement list for a text of one
+ * statement (texts of one shape share it, `shape-cache.ts`), per analysis otherwise. Analyses are
+ * never changed once made, so neither is this; it is frozen, as it is shared by every event.
+ */
+const tablesOf = new WeakMap<object, readonly string[]>()
+function recordedTables(analysis: Analysis): string[] {
+  const key = analysis.statements.length === 1 ? analysis.statements[0]!.tables : analysis
+  let tables = tablesOf.get(key)
+  if (!tables) {
+    const names = new Set<string>()
+    for (const s of analysis.statements) for (const t of s.tables) names.add(t.schema ? `${t.schema}.${t.name}` : t.name)
+    tables = Object.freeze([...names])
+    tablesOf.set(key, tables)
+  }
+  return tables as string[]
+}
+
 /** What the recorder stores for a statement, from the policy decision and approval on its verdict. */
 export function describeStatement(event: StatementEvent, opts: DescribeOptions = {}): StatementDetails {
   const {maskText} = opts
   const {decision, approval} = event.verdict
   const decisive = decision?.decisive ?? decision?.statements[0]
-  let tables: string[] | undefined
-  if (event.sql) {
-    const analysis = sharedAnalysisCache.analyze(event.sql, {maxStatementSize: opts.maxStatementSize})
-    const names = new Set<string>()
-    for (const s of analysis.statements) for (const t of s.tables) names.add(t.schema ? `${t.schema}.${t.name}` : t.name)
-    tables = [...names]
-  }
-  // A held statement is recorded with how its approval ended, not as the policy's `require_approval`.
+  const tables = event.sql ? recordedTables(sharedAnalysisCache.analyze(event.sql, {maxStatementSize: opts.maxStatementSize})) : undefined
+  // Member by member, not with spreads: this runs for every statement.
+  let details: StatementDetails
   if (decision?.syntaxError) {
     // A typo, answered as the server would answer it: not a policy decision, so no class or rule.
-    return {decision: 'syntax_error', tables: [], ...maskingDetails(event, maskText)}
+    details = {decision: 'syntax_error', tables: []}
+  } else {
+    details = {
+      class: decisive?.class,
+      // A held statement is recorded with how its approval ended, not as the policy's `require_approval`.
+      decision: approval ? approval.decision : decision ? (decision.action === 'warn' ? 'allow' : decision.action) : event.verdict.action === 'reject' ? 'deny' : 'allow',
+      ruleId: decisive?.ruleId,
+      tables,
+    }
+    if (approval) details.approvalId = approval.id
+    if (event.preview) details.preview = event.preview
   }
-  return {
-    class: decisive?.class,
-    decision: approval ? approval.decision : decision ? (decision.action === 'warn' ? 'allow' : decision.action) : event.verdict.action === 'reject' ? 'deny' : 'allow',
-    ruleId: decisive?.ruleId,
-    ...(approval ? {approvalId: approval.id} : {}),
-    tables,
-    ...(event.preview ? {preview: event.preview} : {}),
-    ...maskingDetails(event, maskText),
-  }
+  addMaskingDetails(details, event, maskText)
+  return details
 }
 
 /**
  * Which output columns were masked and why (never the values), the bind parameters as masked, and
  * the error as the client received it: a recording never holds more than the client was shown.
  */
-function maskingDetails(event: StatementEvent, maskText: ((text: string) => string) | undefined): Pick<StatementDetails, 'maskedColumns' | 'maskedValues' | 'params' | 'error'> {
+function addMaskingDetails(details: StatementDetails, event: StatementEvent, maskText: ((text: string) => string) | undefined): void {
   const filter = event.resultFilter
   const masked = filter?.maskedColumns
   // The server's own text of an error can quote values the client only saw masked.
   const error = event.error && (filter?.clientError ?? (maskText ? {code: event.error.code, message: maskText(event.error.message)} : undefined))
-  return {
-    ...(error ? {error} : {}),
-    ...(masked && masked.length > 0 ? {maskedColumns: masked.map(formatMaskedColumn)} : {}),
-    // Counted only where a masking filter ran: absent means "not masked here", not "nothing to mask".
-    ...(typeof filter?.maskedValues === 'number' ? {maskedValues: filter.maskedValues} : {}),
-    // Without a masker the recorder must not see clear parameters at all.
-    ...(event.params ? {params: event.params.map((p) => (p === null ? null : maskText ? maskText(p) : '<not recorded>'))} : {}),
-  }
+  if (error) details.error = error
+  if (masked && masked.length > 0) details.maskedColumns = masked.map(formatMaskedColumn)
+  // Counted only where a masking filter ran: absent means "not masked here", not "nothing to mask".
+  if (typeof filter?.maskedValues === 'number') details.maskedValues = filter.maskedValues
+  // Without a masker the recorder must not see clear parameters at all.
+  if (event.params) details.params = event.params.map((p) => (p === null ? null : maskText ? maskText(p) : '<not recorded>'))
 }
 
 /**

@@ -133,6 +133,13 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       cacheGeneration = catalog.generation
     }
     if (sql.length > MAX_ANALYZED_SQL) return TOO_LARGE
+    // A text of a shape known to share is answered by the shape, without a text cache entry:
+    // every `-M simple` pgbench text is new, and each would only evict another.
+    if (reading && sql.length <= MAX_SHAPED_TEXT) {
+      const shape = scanShape(sql)
+      const known = shape && shapes.get(shape.key)
+      if (known && 'ok' in known) return known
+    }
     let l = cache.get(sql)
     if (!l) {
       l = reading ? lineageOfShape(sql) : analyzeText(sql, catalog)
@@ -319,6 +326,9 @@ class Hits {
   }
 }
 
+/** The row scratch filters start with (see `StatementFilter.starts`); a filter that needs more grows its own. */
+const SHARED_SCRATCH = {starts: new Int32Array(16), lengths: new Int32Array(16), outcome: new Uint8Array(16), cuts: new Int32Array(48)}
+
 interface Base {
   masker: ValueMasking['masker']
   catalog: Catalog
@@ -330,7 +340,8 @@ class StatementFilter implements MaskingFilter {
   maskedValues = 0
   private readonly hits = new Hits()
   private readonly m: ValueMasking
-  private readonly plans = new WeakMap<FieldDescription[], ResultPlan>()
+  /** Made with the first description: most statements have one result, kept in `lastFields` and `lastPlan`. */
+  private plans: WeakMap<FieldDescription[], ResultPlan> | undefined
   private results = 0
   private copyPlan: CopyPlan | undefined
   private copyRows = 0
@@ -376,7 +387,7 @@ class StatementFilter implements MaskingFilter {
   private plan(fields: FieldDescription[] | undefined, width: number): ResultPlan {
     // Row after row of one result: the plan of the last description, without a WeakMap lookup.
     if (fields !== undefined && fields === this.lastFields) return this.lastPlan!
-    const cached = fields && this.plans.get(fields)
+    const cached = fields && this.plans?.get(fields)
     if (cached) {
       this.lastFields = fields
       this.lastPlan = cached
@@ -390,6 +401,7 @@ class StatementFilter implements MaskingFilter {
     const plan = planResult(fields, width, this.statementFor(index, width), index, {catalog: this.m.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.m.strategyOf})
     this.maskedColumns.push(...plan.masked)
     if (fields) {
+      this.plans ??= new WeakMap()
       this.plans.set(fields, plan)
       this.lastFields = fields
       this.lastPlan = plan
@@ -497,12 +509,14 @@ class StatementFilter implements MaskingFilter {
     return OTHER
   }
 
-  private starts = new Int32Array(16)
-  private lengths = new Int32Array(16)
+  // Shared by every filter until a row needs more (a filter is made per statement, most see one
+  // row): a row's offsets and outcomes are written and read within one synchronous call.
+  private starts = SHARED_SCRATCH.starts
+  private lengths = SHARED_SCRATCH.lengths
   /** Per work item of the current row: 0 kept, 1 NULL, 2 `replaced[j]`, 3 the e-mail cut at `cuts[3j…]`. */
-  private outcome = new Uint8Array(16)
+  private outcome = SHARED_SCRATCH.outcome
   private replaced: (Buffer | undefined)[] = []
-  private cuts = new Int32Array(48)
+  private cuts = SHARED_SCRATCH.cuts
   private bytePlan: ResultPlan | undefined
   private byteMasks: (ByteMask | undefined)[] = []
 

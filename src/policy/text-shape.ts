@@ -25,7 +25,8 @@ export function readingOf(parameters: ReadonlyMap<string, string> | undefined): 
   if (!parameters) return undefined
   if (parameters.get('standard_conforming_strings') !== 'on') return undefined
   const enc = parameters.get('client_encoding')
-  if (enc === undefined || enc.toUpperCase().replace(/[-_]/g, '') !== 'UTF8') return undefined
+  // The server reports `UTF8` itself; the spelled-out forms are normalized only when it is not that.
+  if (enc === undefined || (enc !== 'UTF8' && enc.toUpperCase().replace(/[-_]/g, '') !== 'UTF8')) return undefined
   return READING
 }
 
