@@ -9,6 +9,8 @@
  * AggregatorRegistry; its /readyz asks every worker), forwards SIGTERM and SIGHUP to them,
  * replaces a worker that dies, and routes CancelRequests: a cancel key names the worker that issued
  * it (src/proxy/connection-registry.ts), and a worker that receives another's key sends it here.
+ * It starts the workers with the memory settings of src/gateway/worker-memory.ts unless the
+ * operator set their own.
  */
 import cluster, {type Worker} from 'node:cluster'
 import {AggregatorRegistry} from 'prom-client'
@@ -22,6 +24,7 @@ import {createGatewayLogger, logFunction, type LogFn} from './log.js'
 import {createGatewayMetrics} from './metrics.js'
 import type {ReadinessCheck} from './observer.js'
 import {startOpsHttp, type OpsHttpServer} from './ops-http.js'
+import {workerMemoryDefaults} from './worker-memory.js'
 
 export const WORKER_SLOT_ENV = 'DBGATE_GATEWAY_WORKER_SLOT'
 
@@ -200,9 +203,11 @@ async function runPrimary(opts: RunOptions): Promise<never> {
   let announced = false
   /** Workers that got as far as listening; one that dies before that would die again. */
   const started = new WeakSet<Worker>()
+  const memory = workerMemoryDefaults(process.execArgv, process.env)
+  cluster.setupPrimary({execArgv: memory.execArgv})
 
   const fork = (slot: number) => {
-    const worker = cluster.fork({[WORKER_SLOT_ENV]: String(slot)})
+    const worker = cluster.fork({...memory.env, [WORKER_SLOT_ENV]: String(slot)})
     bySlot.set(slot, worker)
     worker.on('message', (m: unknown) => {
       if (!isWorkerMessage(m)) return
