@@ -82,6 +82,17 @@ export const UNCHANGED = -1
 export const OTHER = -2
 export const written: {start: number; other: Buffer | undefined} = {start: 0, other: undefined}
 
+/** The message a rewriter's result `r` stands for: undefined when unchanged, else its own buffer or its view of the arena. */
+export function rewritten(r: number): Buffer | undefined {
+  if (r === UNCHANGED) return undefined
+  if (r === OTHER) {
+    const other = written.other
+    written.other = undefined
+    return other
+  }
+  return arena.subarray(written.start, r)
+}
+
 /**
  * Rewrites the consecutive messages of type `code` that lie whole in `source` from `start` on,
  * each no longer than `maxBody`: appends the result to `out` in order, runs of rewritten messages

@@ -5,7 +5,7 @@
  */
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
-import {arena, batch, OTHER, put, putInt32, reserve, UNCHANGED, written} from './arena.js'
+import {arena, batch, OTHER, put, putInt32, reserve, rewritten, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
@@ -413,14 +413,7 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
  * message, or undefined when nothing changed.
  */
 export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking, from = 0, end = chunk.length): Buffer | undefined {
-  const r = maskCopyInto(chunk, plan, first, m, from, end)
-  if (r === UNCHANGED) return undefined
-  if (r === OTHER) {
-    const other = written.other
-    written.other = undefined
-    return other
-  }
-  return arena.subarray(written.start, r)
+  return rewritten(maskCopyInto(chunk, plan, first, m, from, end))
 }
 
 /** `maskCopyMessage`, its result as `rewriteMessages` takes it. */

@@ -20,7 +20,7 @@ import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type State
 import {maskNotice, maskNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker} from './strategies.js'
-import {arena, OTHER, put, putInt32, reserve, rewriteMessages, UNCHANGED, written} from './arena.js'
+import {arena, OTHER, put, putInt32, reserve, rewriteMessages, rewritten, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {decodeDataRow, encodeDataRow} from '../wire/backend.js'
 import {fieldRules, isBinaryText, maskComposite, maskTyped, scanAndMask, typeOf, type ValueMasking} from './values.js'
@@ -458,14 +458,7 @@ class StatementFilter implements MaskingFilter {
    * a bad length) takes `dataRow`'s path, which fails it the same way.
    */
   dataRowMessage(body: Buffer, fields: FieldDescription[] | undefined, from = 0, end = body.length): Buffer | undefined {
-    const r = this.rowBytes(body, fields, from, end)
-    if (r === UNCHANGED) return undefined
-    if (r === OTHER) {
-      const other = written.other
-      written.other = undefined
-      return other
-    }
-    return arena.subarray(written.start, r)
+    return rewritten(this.rowBytes(body, fields, from, end))
   }
 
   dataRowMessages(source: Buffer, fields: FieldDescription[] | undefined, start: number, maxBody: number, out: Buffer[]): number {

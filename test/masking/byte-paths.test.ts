@@ -19,6 +19,7 @@ import {loadParser} from '../../src/sql/parser.js'
 import {ctx, oneTable, type Column} from './one-table.js'
 import {decodeDataRow, encodeDataRow} from '../../src/wire/backend.js'
 import {ProtocolError} from '../../src/wire/framer.js'
+import {seededRandom as random} from '../helpers/seeded-random.js'
 
 /** Masked as e-mails (text and varchar), a person's name, a phone; `note` only scanned; `ssn` a number masked. */
 const COLUMNS: Column[] = [
@@ -32,17 +33,6 @@ const COLUMNS: Column[] = [
   ['last_name', 1042, 'bpchar'],
 ]
 const {catalog, sql: SQL, fields: fieldsIn} = oneTable(COLUMNS)
-
-/** A deterministic generator, so that a failure names a row that can be replayed. */
-function random(seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Values where a shortcut on bytes could differ from the decoded text. */
 const TRICKY = [

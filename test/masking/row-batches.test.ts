@@ -15,6 +15,7 @@ import {encodeQuery} from '../../src/wire/frontend.js'
 import {Writer} from '../../src/wire/writer.js'
 import {codesOf, memoryConnection} from '../helpers/memory-connection.js'
 import {ctx, oneTable, type Column} from './one-table.js'
+import {seededRandom as random} from '../helpers/seeded-random.js'
 
 const COLUMNS: Column[] = [
   ['id', 23, 'int4'],
@@ -31,16 +32,6 @@ const masking: MaskingConfig = {unmask: [], mask: [], unmaskColumns: [], strateg
 beforeAll(async () => {
   await loadParser()
 })
-
-function random(seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Rows where masking changes nothing (clean notes, NULL e-mail and name) among rows it rewrites, some of them through the decoded path. */
 function rowValues(next: () => number, i: number): (string | null)[] {
