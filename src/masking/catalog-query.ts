@@ -23,6 +23,20 @@ function sslOptions(target: UpstreamTarget): pg.ClientConfig['ssl'] {
 }
 
 /**
+ * `run` called for one query at a time, in order: discovery asks several at once, and one pg
+ * connection runs one query at a time (pg warns, and will refuse in pg 9, when given a query
+ * while busy).
+ */
+export function oneAtATime(run: CatalogQuery): CatalogQuery {
+  let queue: Promise<unknown> = Promise.resolve()
+  return (sql) => {
+    const next = queue.then(() => run(sql))
+    queue = next.catch(() => {})
+    return next
+  }
+}
+
+/**
  * A query function over one lazily opened connection, reopened after a failure. `prefer` tries TLS
  * first and falls back to plain text only when the server has no TLS at all, as libpq does.
  */
@@ -54,14 +68,7 @@ export function catalogQueryFor(target: UpstreamTarget): ClosableCatalogQuery {
       throw error
     }
   }
-  // One connection runs one query at a time; discovery's queries queue here rather than in pg,
-  // which warns (and will refuse in pg 9) when a client is given a query while busy.
-  let queue: Promise<unknown> = Promise.resolve()
-  const query = (sql: string): Promise<Row[]> => {
-    const next = queue.then(() => runOne(sql))
-    queue = next.catch(() => {})
-    return next
-  }
+  const query = oneAtATime((sql) => runOne(sql))
   const runOne = async (sql: string): Promise<Row[]> => {
     client ??= connect()
     const c = client

@@ -2,6 +2,7 @@ import pg from 'pg'
 import type {MaskingConfig} from '../../src/config/types.js'
 import {sampleCustomers, sampleSchemaSql} from '../../src/demo/sample-data.js'
 import {discoverCatalog, type Catalog} from '../../src/masking/catalog.js'
+import {oneAtATime} from '../../src/masking/catalog-query.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 
 /** Secrets and free text that only the value scanner (or the dictionary) can catch. */
@@ -72,7 +73,7 @@ export async function maskingFixture(): Promise<MaskingFixture> {
   })
   const admin = new pg.Client({connectionString: db.url})
   await admin.connect()
-  const catalog = await discoverCatalog(async (sql) => (await admin.query(sql)).rows)
+  const catalog = await discoverCatalog(oneAtATime(async (sql) => (await admin.query(sql)).rows))
   const secrets: string[] = []
   for (const c of sampleCustomers()) {
     secrets.push(c.email, c.phone, c.ssn, c.fullName, c.address, c.card)

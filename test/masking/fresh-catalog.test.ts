@@ -7,6 +7,7 @@
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {Catalog, classifySnapshot, readCatalog, type CatalogQuery} from '../../src/masking/catalog.js'
+import {oneAtATime} from '../../src/masking/catalog-query.js'
 import {analyzeText} from '../../src/masking/lineage.js'
 import {loadParser} from '../../src/sql/parser.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
@@ -128,11 +129,11 @@ describe('catalog re-reads for names it does not know', () => {
   let admin: pg.Client
   let reads = 0
   let failing = false
-  const query: CatalogQuery = async (sql) => {
+  const query: CatalogQuery = oneAtATime(async (sql) => {
     if (failing) throw new Error('catalog connection lost')
     if (sql.includes('with rels as')) reads++
     return (await admin.query(sql)).rows
-  }
+  })
   const config = {mask: [], unmaskColumns: []}
 
   beforeAll(async () => {

@@ -5,6 +5,7 @@ import type {MaskingConfig} from '../../src/config/types.js'
 import {sampleCustomers} from '../../src/demo/sample-data.js'
 import {createMaskingFilterFactory} from '../../src/masking/filter.js'
 import {startMasking} from '../../src/masking/runtime.js'
+import {oneAtATime} from '../../src/masking/catalog-query.js'
 import {startTunnel} from '../helpers/tunnel.js'
 import {leaked, maskingFixture, NO_CONFIG, type MaskingFixture} from './fixture.js'
 
@@ -162,7 +163,7 @@ describe('masking by identity', () => {
     await admin.connect()
     try {
       const {discoverCatalog} = await import('../../src/masking/catalog.js')
-      const catalog = await discoverCatalog(async (sql) => (await admin.query(sql)).rows)
+      const catalog = await discoverCatalog(oneAtATime(async (sql) => (await admin.query(sql)).rows))
       await admin.query("create table late_signups (id int, contact_email text); insert into late_signups values (1, 'late.person@example.com')")
       const factory = createMaskingFilterFactory({catalog, masking: NO_CONFIG, identity: {groups: [], kind: 'human'}})
       const t = await startTunnel(fx.db, {resultFilter: factory})
