@@ -99,11 +99,19 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
   }, Math.min(idleMs, 60_000))
   sweep.unref()
 
-  async function end(s: RemoteSession, why: string): Promise<void> {
-    if (!sessions.delete(s.id)) return
+  // Sessions already leaving the map but still closing (an agent's DELETE, an idle sweep): closing
+  // the server waits for them too, since their tunnels may still be writing recordings.
+  const ending = new Set<Promise<void>>()
+  function end(s: RemoteSession, why: string): Promise<void> {
+    if (!sessions.delete(s.id)) return Promise.resolve()
     log('info', `MCP session ${s.id} on ${s.target} ended (${why})`)
-    await s.transport.close().catch(() => {})
-    await s.mcp.close().catch((e: Error) => log('warn', `closing MCP session ${s.id}: ${e.message}`))
+    const done = (async () => {
+      await s.transport.close().catch(() => {})
+      await s.mcp.close().catch((e: Error) => log('warn', `closing MCP session ${s.id}: ${e.message}`))
+    })()
+    ending.add(done)
+    void done.finally(() => ending.delete(done))
+    return done
   }
 
   const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -246,6 +254,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       closed = true
       clearInterval(sweep)
       await Promise.all([...sessions.values()].map((s) => end(s, 'server closing')))
+      await Promise.all([...ending])
     },
   }
 }
