@@ -92,12 +92,23 @@ function recordedTables(analysis: Analysis): string[] {
   return tables as string[]
 }
 
+/**
+ * The analysis of the event's text: the one the guardrails judged it by, carried on its verdict
+ * (a text answered by its shape is not in the text cache), else the shared cache's. The verdict's
+ * is used only when it is of this very text; the cap is the target's for both.
+ */
+function analysisOf(event: StatementEvent, maxStatementSize: number | undefined): Analysis {
+  const carried = event.verdict.analysis
+  if (carried !== undefined && carried.sql === event.sql) return carried
+  return sharedAnalysisCache.analyze(event.sql, {maxStatementSize})
+}
+
 /** What the recorder stores for a statement, from the policy decision and approval on its verdict. */
 export function describeStatement(event: StatementEvent, opts: DescribeOptions = {}): StatementDetails {
   const {maskText} = opts
   const {decision, approval} = event.verdict
   const decisive = decision?.decisive ?? decision?.statements[0]
-  const tables = event.sql ? recordedTables(sharedAnalysisCache.analyze(event.sql, {maxStatementSize: opts.maxStatementSize})) : undefined
+  const tables = event.sql ? recordedTables(analysisOf(event, opts.maxStatementSize)) : undefined
   // Member by member, not with spreads: this runs for every statement.
   let details: StatementDetails
   if (decision?.syntaxError) {

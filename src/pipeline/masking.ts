@@ -56,6 +56,7 @@ function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, c
       action: 'reject',
       decision: verdict.decision,
       approval: verdict.approval,
+      analysis: verdict.analysis,
       error: {severity: 'ERROR', code: '42501', message: `dbgate: masking cannot follow this query: ${m.reason}`, hint: 'Select the sensitive columns directly (they are masked), or ask for a group that may see them unmasked. The target\'s masking.onUntraceable decides whether untraceable output is masked or refused.'},
     }
   }

@@ -1,7 +1,7 @@
 import {DEFAULT_MCP} from '../config/schema.js'
 import {TargetFunctionCatalog} from '../connect/function-catalog.js'
 import {checkStartupParameters, createStatementHook, decisionToVerdict, evaluateOperation, READ_ONLY_RULE, readOnlyViolation, sharedAnalysisCache, type PolicyStatementHook, type PolicyVerdict, type RuleDecision, type StatementAnalysis} from '../policy/index.js'
-import type {Operation} from '../policy/types.js'
+import type {Analysis, Operation} from '../policy/types.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import type {ClosableCatalogQuery} from '../masking/index.js'
 import type {TunnelHooksContext} from './context.js'
@@ -64,17 +64,17 @@ function readOnlyFor(ctx: TunnelHooksContext, policy: PolicyStatementHook): Poli
   if (!ctx.agent || (ctx.target.mcp ?? DEFAULT_MCP).mode !== 'read-only') return policy
   const maxStatementSize = ctx.target.tunnel.maxStatementSize
   const hint = `an agent on ${ctx.target.name} may only read (targets.${ctx.target.name}.mcp.mode: read-only); ask a person to make the change, or have an admin allow agent writes`
-  const deny = (refused: RuleDecision, statements: StatementAnalysis[]): PolicyVerdict =>
-    decisionToVerdict({action: 'deny', decisive: refused, statements: [refused], warnings: []}, {statements})
+  const deny = (refused: RuleDecision, statements: StatementAnalysis[], analysis: Analysis): PolicyVerdict =>
+    decisionToVerdict({action: 'deny', decisive: refused, statements: [refused], warnings: []}, {statements, analysis})
   return (sql, sctx) => {
     const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize})
     const refused = readOnlyViolation(analysis, {hint})
-    if (refused) return deny(refused, analysis.statements)
+    if (refused) return deny(refused, analysis.statements, analysis)
     // What only the catalog shows (a volatile user function called from a SELECT) is a write that
     // policy holds for a reviewer: a read-only agent is refused instead, before anything is filed.
     const after = (v: PolicyVerdict): PolicyVerdict => {
       if (v.action !== 'hold' || v.rule.class === 'read') return v
-      return deny({...v.rule, action: 'deny', ruleId: READ_ONLY_RULE, reason: `this session is read-only: ${v.rule.reason}`, hint}, analysis.statements)
+      return deny({...v.rule, action: 'deny', ruleId: READ_ONLY_RULE, reason: `this session is read-only: ${v.rule.reason}`, hint}, analysis.statements, analysis)
     }
     const v = policy(sql, sctx)
     return v instanceof Promise ? v.then(after) : after(v)

@@ -34,16 +34,18 @@ export async function recordingStage(ctx: TunnelHooksContext, who: IdentityStage
     name: 'recording',
     setup,
     ...setup.hooks,
-    // A statement's tables come from the shared analysis cache, by its text (describeStatement).
-    // The guardrails put every text there; without them, the text is analysed here, where the
-    // session's acknowledged settings say whether it may share the analysis of another text of
-    // its shape, rather than parsed in full when it is recorded. It never changes the verdict.
+    // A statement's tables come from the analysis its verdict carries, or the shared analysis
+    // cache (describeStatement). The guardrails make one for every text; without them, the text is
+    // analysed here, where the session's acknowledged settings say whether it may share the
+    // analysis of another text of its shape, rather than parsed in full when it is recorded. (A
+    // text answered by its shape is not kept by its text: the verdict carries it.) The verdict's
+    // action never changes.
     statement: opts.guardrails
       ? undefined
       : (sql, sctx, verdict) => {
-          if (sql.length <= MAX_SHAPED_TEXT) {
+          if (sql.length <= MAX_SHAPED_TEXT && verdict.analysis === undefined) {
             try {
-              sharedAnalysisCache.analyze(sql, {maxStatementSize}, readingOf(sctx.session.parameters))
+              return {...verdict, analysis: sharedAnalysisCache.analyze(sql, {maxStatementSize}, readingOf(sctx.session.parameters))}
             } catch {
               /* recorded all the same: describeStatement analyses it again */
             }

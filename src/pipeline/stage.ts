@@ -58,7 +58,7 @@ const ALLOW: StatementVerdict = Object.freeze({action: 'allow' as const})
  * proxy must never run a statement that needs approval.
  */
 export function refuseHold(v: PolicyVerdict): StatementVerdict {
-  return v.action === 'hold' ? {action: 'reject', error: v.error, decision: v.decision} : v
+  return v.action === 'hold' ? {action: 'reject', error: v.error, decision: v.decision, analysis: v.analysis} : v
 }
 
 /** The hooks the proxy runs for `pipeline`: each part of the seam calls its stages in `STAGE_ORDER`. */

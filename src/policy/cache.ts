@@ -60,7 +60,15 @@ export class AnalysisCache {
    * analysis where it does not depend on the constants.
    */
   analyze(sql: string, opts: AnalyzeOptions = {}, reading?: TextReading): Analysis {
-    return this.peek(sql, opts) ?? this.store(sql, opts, reading ? this.shapes.analyze(sql, opts) : analyze(sql, opts))
+    const hit = this.peek(sql, opts)
+    if (hit) return hit
+    if (!reading) return this.store(sql, opts, analyze(sql, opts))
+    const shared = this.shapes.shared
+    const analysis = this.shapes.analyze(sql, opts)
+    // A text answered by its shape is not kept by its text too: the shape answers it again without
+    // a parse, and every `-M simple` text is new, so each entry would only evict another. (Its
+    // statement carries the analysis on its verdict, for the recording: `VerdictBasis.analysis`.)
+    return this.shapes.shared !== shared ? analysis : this.store(sql, opts, analysis)
   }
 
   /** The cached analysis of `sql`, or undefined (counted as a miss). */

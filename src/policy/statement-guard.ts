@@ -89,7 +89,15 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   // The session's acknowledged settings say whether its texts may share an analysis by shape.
   const judge = (sql: string, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => decide(cache.analyze(sql, {maxStatementSize}, readingOf(ctx.session.parameters)), ctx)
 
-  const analyzeDefinition = (sql: string): Analysis => cache.analyze(sql, {maxStatementSize})
+  /**
+   * The analysis of a prepared statement's defining text, as libpg_query reads it (as it was when
+   * judged): by its shape where the session's settings allow, since a text answered by its shape
+   * is not in the text cache, and parsing it in full for every EXECUTE would cost a parse each.
+   */
+  const definitions = (ctx: StatementContext): ((sql: string) => Analysis) => {
+    const reading = readingOf(ctx.session.parameters)
+    return (sql) => cache.analyze(sql, {maxStatementSize}, reading)
+  }
 
   /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
   const decide = (analysis: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
@@ -106,7 +114,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     let keys = keysOf.get(id)
     if (!keys) keysOf.set(id, (keys = catalogKeys(analysis.statements)))
     if (!analysis.statements.some((st) => st.operations.some((o) => o.executes !== undefined))) return keys
-    const staged = new StagedRegistry(() => preparedInSession(ctx.session, analyzeDefinition))
+    const staged = new StagedRegistry(() => preparedInSession(ctx.session, definitions(ctx)))
     const resolved = analysis.statements.map((st) => {
       const r = resolveExecutes(st, staged)
       applyToRegistry(r, staged)
@@ -116,14 +124,14 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   }
 
   const decideNow = (analysis: Analysis, ctx: StatementContext): PolicyVerdict => {
-    const staged = new StagedRegistry(() => preparedInSession(ctx.session, analyzeDefinition))
+    const staged = new StagedRegistry(() => preparedInSession(ctx.session, definitions(ctx)))
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
       // The server would refuse it too; refusing here keeps a second statement from ever being judged as the first.
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}
-      return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements})
+      return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements, analysis})
     }
     const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog)
-    return decisionToVerdict(decision, {reviewers: opts.reviewers, statements})
+    return decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis})
   }
 
   return (sql: string, ctx: StatementContext) => {

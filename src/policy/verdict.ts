@@ -5,7 +5,7 @@
  */
 import type {StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
-import type {Decision, RuleDecision} from './types.js'
+import type {Analysis, Decision, RuleDecision} from './types.js'
 
 export const POLICY_SQLSTATE = '42501'
 /** SQLSTATE 01000: warning. */
@@ -16,6 +16,8 @@ export interface VerdictOptions {
   reviewers?: readonly string[]
   /** Statement texts, by statement index, to quote in the message's detail. */
   statements?: readonly {text: string}[]
+  /** The analysis the decision was made from, carried on the verdict (`VerdictBasis.analysis`). */
+  analysis?: Analysis
 }
 
 const QUOTE_LIMIT = 200
@@ -56,6 +58,7 @@ export interface HoldVerdict {
   readonly rule: RuleDecision
   /** What the client is told when nobody can approve it here. */
   readonly error: PgNoticeFields
+  readonly analysis?: Analysis
 }
 
 /** A verdict as policy says it: what the proxy can run, or a hold for the approvals stage. */
@@ -66,23 +69,23 @@ export function decisionToVerdict(decision: Decision, opts: VerdictOptions = {})
   if (decision.syntaxError) {
     // Exactly what the server would say, so psql draws its caret and drivers report the position.
     const {message, position} = decision.syntaxError
-    return {action: 'reject', error: {severity: 'ERROR', code: SYNTAX_ERROR_SQLSTATE, message, position: String(position)}, decision}
+    return {action: 'reject', error: {severity: 'ERROR', code: SYNTAX_ERROR_SQLSTATE, message, position: String(position)}, decision, analysis: opts.analysis}
   }
   const d = decision.decisive
   if (decision.action === 'deny' && d) {
     const message = `dbgate: statement denied by rule ${d.ruleId}: ${d.reason}`
-    return {action: 'reject', error: fields(message, d, opts, d.hint ?? 'run `dbgate policy check` to see how dbgate reads it'), decision}
+    return {action: 'reject', error: fields(message, d, opts, d.hint ?? 'run `dbgate policy check` to see how dbgate reads it'), decision, analysis: opts.analysis}
   }
   if (decision.action === 'require_approval' && d) {
     const reviewers = opts.reviewers ?? []
     const who = reviewers.length > 0 ? `a member of ${reviewers.join(', ')}` : 'a reviewer'
     const message = `dbgate: statement requires approval by ${who} (rule ${d.ruleId}): ${d.reason}`
     const hint = `ask ${who} to approve it with \`dbgate approve\`, then run it again`
-    return {action: 'hold', decision, reviewers, rule: d, error: fields(message, d, opts, hint)}
+    return {action: 'hold', decision, reviewers, rule: d, error: fields(message, d, opts, hint), analysis: opts.analysis}
   }
   const notices: PgNoticeFields[] = decision.warnings.map((w) => {
     const detail = detailFor(w, opts)
     return {severity: 'WARNING', code: WARNING_SQLSTATE, message: `dbgate: ${w.reason} (rule ${w.ruleId})`, ...(detail ? {detail} : {})}
   })
-  return notices.length > 0 ? {action: 'allow', notices, decision} : {action: 'allow', decision}
+  return notices.length > 0 ? {action: 'allow', notices, decision, analysis: opts.analysis} : {action: 'allow', decision, analysis: opts.analysis}
 }

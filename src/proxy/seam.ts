@@ -5,7 +5,7 @@
  */
 import type {ApprovalSettlement} from '../approvals/types.js'
 import type {MaskedColumn} from '../masking/plan.js'
-import type {Decision} from '../policy/types.js'
+import type {Analysis, Decision} from '../policy/types.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 
 export type ProtocolPath = 'simple' | 'parse' | 'function-call'
@@ -82,6 +82,12 @@ export interface VerdictBasis {
   readonly decision?: Decision
   /** How the approval of a held statement ended, when it was held. */
   readonly approval?: ApprovalSettlement
+  /**
+   * The guardrails' analysis of the statement's text (before EXECUTEs were resolved), so the
+   * recording finds its tables without looking the text up again: a text answered by its shape is
+   * not kept in the text cache (`AnalysisCache.analyze`).
+   */
+  readonly analysis?: Analysis
 }
 
 /**
