@@ -103,6 +103,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const strategyOf = (c: MaskingCategory): MaskingStrategy => masking.strategies[c] ?? DEFAULT_STRATEGIES[c]
   const masker = createMasker(opts.hashKey ?? randomBytes(32))
   const maskUntraceable = masking.onUntraceable === 'mask'
+  /** What every statement filter of this factory starts from, plans kept across them included. */
+  const base: Base = {masker, catalog, strategyOf, plans: new KeptPlans()}
   const cache = new LRUCache<string, TextLineage>({max: LINEAGE_CACHE_SIZE})
   let cacheGeneration = catalog.generation
   /**
@@ -270,7 +272,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       unprovenSettings.add(ctx.connectionId)
     }
     // What could not be analysed could not have been denied either: it is masked.
-    return new StatementFilter(statements, {masker, catalog, strategyOf}, maskUntraceable || statements === undefined, () => messageProof(sql, catalog), unproven)
+    return new StatementFilter(statements, base, maskUntraceable || statements === undefined, () => messageProof(sql, catalog), unproven)
   }
   const textMasking: ValueMasking = {masker, catalog, strategyOf}
   return Object.assign(factory, {
@@ -333,6 +335,52 @@ interface Base {
   masker: ValueMasking['masker']
   catalog: Catalog
   strategyOf(c: MaskingCategory): MaskingStrategy
+  /** Plans kept across the filters of one factory (`KeptPlans`). */
+  plans?: KeptPlans
+}
+
+/** What a plan was made from, besides its statement's lineage (the key of `KeptPlans`). */
+interface KeptPlan {
+  generation: number
+  result: number
+  width: number
+  maskUntraceable: boolean
+  /** The description's members `planResult` reads, copied (undefined: rows without a description). */
+  fields: Pick<FieldDescription, 'name' | 'tableOid' | 'columnAttr' | 'typeOid' | 'format'>[] | undefined
+  plan: ResultPlan
+}
+
+/**
+ * The last plan made for each statement lineage: a prepared statement's executions (each its own
+ * filter, each result described anew) get the same plan for the same description, lineage and
+ * catalog. A plan is reused only when every input of `planResult` is the same: the lineage object
+ * (analyses are immutable; a re-analysis is another object), the result's index and width, the
+ * description's members it reads, the catalog's generation (bumped by every re-read and derived
+ * mark) and the untraceable mode. A plan that asked the catalog for a re-read is not kept, so each
+ * result naming an unknown table still asks.
+ */
+class KeptPlans {
+  private readonly byLineage = new WeakMap<StatementLineage, KeptPlan>()
+
+  get(lineage: StatementLineage, fields: FieldDescription[] | undefined, width: number, result: number, generation: number, maskUntraceable: boolean): ResultPlan | undefined {
+    const k = this.byLineage.get(lineage)
+    if (!k || k.generation !== generation || k.result !== result || k.width !== width || k.maskUntraceable !== maskUntraceable) return undefined
+    const a = k.fields
+    if (a === undefined || fields === undefined) return a === fields ? k.plan : undefined
+    if (a.length !== fields.length) return undefined
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i]!
+      const y = fields[i]!
+      if (x.name !== y.name || x.tableOid !== y.tableOid || x.columnAttr !== y.columnAttr || x.typeOid !== y.typeOid || x.format !== y.format) return undefined
+    }
+    return k.plan
+  }
+
+  set(lineage: StatementLineage, fields: FieldDescription[] | undefined, width: number, result: number, generation: number, maskUntraceable: boolean, plan: ResultPlan): void {
+    if (plan.notedUnknown) return
+    const copied = fields?.map((f) => ({name: f.name, tableOid: f.tableOid, columnAttr: f.columnAttr, typeOid: f.typeOid, format: f.format}))
+    this.byLineage.set(lineage, {generation, result, width, maskUntraceable, fields: copied, plan})
+  }
 }
 
 class StatementFilter implements MaskingFilter {
@@ -340,6 +388,7 @@ class StatementFilter implements MaskingFilter {
   maskedValues = 0
   private readonly hits = new Hits()
   private readonly m: ValueMasking
+  private readonly keptPlans: KeptPlans | undefined
   /** Made with the first description: most statements have one result, kept in `lastFields` and `lastPlan`. */
   private plans: WeakMap<FieldDescription[], ResultPlan> | undefined
   private results = 0
@@ -359,6 +408,7 @@ class StatementFilter implements MaskingFilter {
   ) {
     // Field by field: a spread followed by more properties takes V8's slow path (~1.5 µs, every statement).
     this.m = {masker: base.masker, catalog: base.catalog, strategyOf: base.strategyOf, onFinding: this.hits.add, onMasked: () => void this.maskedValues++}
+    this.keptPlans = base.plans
   }
 
   get scannerHits(): ScannerHit[] {
@@ -369,6 +419,17 @@ class StatementFilter implements MaskingFilter {
   private statementFor(index: number, width: number): StatementLineage | undefined {
     const s = this.statements
     if (!s) return undefined
+    // The common case (the index-th statement that may return rows, of this width) without arrays.
+    let k = 0
+    let firstMaybe = -1
+    let at: StatementLineage | undefined
+    for (const x of s) {
+      if (x.rows === 'no') continue
+      if (x.rows === 'maybe' && firstMaybe === -1) firstMaybe = k
+      if (k === index) at = x
+      k++
+    }
+    if ((firstMaybe === -1 || firstMaybe >= index) && at && (!at.columns || at.columns.length === width)) return at
     const candidates = s.filter((x) => x.rows !== 'no')
     const certain = candidates.findIndex((x) => x.rows === 'maybe') === -1 || candidates.findIndex((x) => x.rows === 'maybe') >= index
     const exact = candidates[index]
@@ -398,7 +459,7 @@ class StatementFilter implements MaskingFilter {
     const u = this.undescribed
     if (!fields && u && u.width === width && u.results === this.results && u.generation === this.m.catalog.generation) return u.plan
     const index = fields ? this.results++ : Math.max(0, this.results - 1)
-    const plan = planResult(fields, width, this.statementFor(index, width), index, {catalog: this.m.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.m.strategyOf})
+    const plan = this.keptOrNewPlan(fields, width, index)
     this.maskedColumns.push(...plan.masked)
     if (fields) {
       this.plans ??= new WeakMap()
@@ -412,6 +473,17 @@ class StatementFilter implements MaskingFilter {
   }
 
   private undescribed: {width: number; results: number; generation: number; plan: ResultPlan} | undefined
+
+  private keptOrNewPlan(fields: FieldDescription[] | undefined, width: number, index: number): ResultPlan {
+    const lineage = this.statementFor(index, width)
+    const kept = this.keptPlans
+    const generation = this.m.catalog.generation
+    const plan = lineage && kept?.get(lineage, fields, width, index, generation, this.maskUntraceable)
+    if (plan) return plan
+    const made = planResult(fields, width, lineage, index, {catalog: this.m.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.m.strategyOf})
+    if (lineage && kept) kept.set(lineage, fields, width, index, generation, this.maskUntraceable, made)
+    return made
+  }
 
   private lastFields: FieldDescription[] | undefined
   private lastPlan: ResultPlan | undefined

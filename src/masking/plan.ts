@@ -38,6 +38,8 @@ const FIRST_NORMAL_OID = 16384
 export interface ResultPlan {
   work: ColumnWork[]
   masked: MaskedColumn[]
+  /** The description named a user table or column the catalog does not know (a re-read was asked for). */
+  notedUnknown?: true
 }
 
 export interface PlanOptions {
@@ -78,6 +80,7 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
   const touches = lineage && !contradicted ? lineage.touchesSensitive : true
   const work: ColumnWork[] = []
   const masked: MaskedColumn[] = []
+  let notedUnknown = false
   for (let i = 0; i < width; i++) {
     const f = fields?.[i]
     const col: NamedLineage | undefined = columns?.[i]
@@ -88,7 +91,10 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
     const knownTable = f && f.tableOid !== 0 ? opts.catalog.relation(f.tableOid) !== undefined : false
     // A user table or column created after the catalog was read (system objects have OIDs below 16384):
     // this result is masked as untraceable, and the catalog is re-read for the next one.
-    if (f && f.tableOid >= FIRST_NORMAL_OID && !direct) opts.catalog.noteUnknown()
+    if (f && f.tableOid >= FIRST_NORMAL_OID && !direct) {
+      opts.catalog.noteUnknown()
+      notedUnknown = true
+    }
     let mask: ColumnMask | undefined
     let record: MaskedColumn | undefined
     if (direct?.sensitive) {
@@ -130,7 +136,7 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
     if (mask || textual) work.push({index: i, typeOid, format, textual, mask})
     if (record) masked.push(record)
   }
-  return {work, masked}
+  return notedUnknown ? {work, masked, notedUnknown} : {work, masked}
 }
 
 /** One line per masked column for the session log, e.g. `email (result 0, column 1): email, partial, direct; public.customers.email: name matches /e?mail/`. */
