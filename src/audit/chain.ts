@@ -72,10 +72,37 @@ const HASH_TAIL_BYTES = 9 + 64 + 2 + 1
  * `prev`). The body is encoded once and both hashes read bytes: no string is encoded three times.
  */
 export function sealEventBytes(ev: EventHead, signer?: Signer, dataJson?: string): {bytes: Buffer; hash: string} {
+  if (!signer && dataJson !== undefined) return sealDataBytes(envelopeStart(ev.type, ev.session), ev.seq, ev.ts, ev.prev, dataJson)
   const body = eventBody(ev, signer, dataJson)
   const n = Buffer.byteLength(body, 'utf8')
   const bytes = Buffer.allocUnsafe(n + HASH_TAIL_BYTES - 1)
   bytes.write(body, 0, n, 'utf8')
+  return withHash(bytes, n)
+}
+
+/** `{"v":1,"type":…,"session":…`: the part of an envelope that is the same for every event of a type in a session. */
+const envelopeStart = (type: string, session: string): string => `{"v":${EVENT_VERSION},"type":${JSON.stringify(type)},"session":${JSON.stringify(session)}`
+
+/**
+ * An unsigned line whose `data` is already encoded: the envelope's head and `dataJson` written into
+ * the line's bytes one after the other, without first joining them into one string (which would be
+ * copied whole to be encoded). The bytes are `eventBody`'s: the head ends in ASCII and `dataJson`
+ * starts with ASCII, so encoding the two apart cannot split a character.
+ */
+function sealDataBytes(start: string, seq: number, ts: string, prev: string, dataJson: string): {bytes: Buffer; hash: string} {
+  const head = `${start},"seq":${JSON.stringify(seq)},"ts":${JSON.stringify(ts)},"prev":${JSON.stringify(prev)},"data":`
+  const h = Buffer.byteLength(head, 'utf8')
+  const d = Buffer.byteLength(dataJson, 'utf8')
+  const n = h + d + 1
+  const bytes = Buffer.allocUnsafe(n + HASH_TAIL_BYTES - 1)
+  bytes.write(head, 0, h, 'utf8')
+  bytes.write(dataJson, h, d, 'utf8')
+  bytes[n - 1] = 0x7d // }
+  return withHash(bytes, n)
+}
+
+/** Closes the body of `n` bytes in `bytes` with its hash and a newline; the hash of the line is the next one's `prev`. */
+function withHash(bytes: Buffer, n: number): {bytes: Buffer; hash: string} {
   const bodyHash = hash('sha256', bytes.subarray(0, n), 'hex')
   bytes.write(`,"hash":"${bodyHash}"}\n`, n - 1, 'latin1')
   return {bytes, hash: hash('sha256', bytes.subarray(0, bytes.length - 1), 'hex')}
@@ -85,6 +112,14 @@ export function sealEventBytes(ev: EventHead, signer?: Signer, dataJson?: string
 export class ChainState {
   seq = 0
   prev: string
+
+  /** `envelopeStart` of the last type appended (mostly `statement`). */
+  private start = {type: '', json: ''}
+
+  private startOf(type: string): string {
+    if (this.start.type !== type || this.start.json === '') this.start = {type, json: envelopeStart(type, this.session)}
+    return this.start.json
+  }
 
   constructor(readonly session: string, resume?: {seq: number; prev: string}) {
     this.prev = resume?.prev ?? genesisHash(session)
@@ -103,7 +138,10 @@ export class ChainState {
    * `JSON.stringify(data)` made by the caller (`statementJson`), and is what is written.
    */
   appendBytes(type: string, data: unknown, ts: Date, signer?: Signer, dataJson?: string): Buffer {
-    const sealed = sealEventBytes({type, session: this.session, seq: this.seq + 1, ts: isoString(ts), prev: this.prev, data}, signer, dataJson)
+    const sealed =
+      !signer && dataJson !== undefined
+        ? sealDataBytes(this.startOf(type), this.seq + 1, isoString(ts), this.prev, dataJson)
+        : sealEventBytes({type, session: this.session, seq: this.seq + 1, ts: isoString(ts), prev: this.prev, data}, signer, dataJson)
     this.seq += 1
     this.prev = sealed.hash
     return sealed.bytes

@@ -50,11 +50,13 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     onStatement: functions
       ? (event) => {
           // DDL may have created, replaced or dropped a function, operator, cast or domain.
-          if (event.outcome === 'ok' && event.commandTags.some((t) => /^(CREATE|ALTER|DROP|IMPORT) /.test(t))) functions.invalidate()
+          if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) functions.invalidate()
         }
       : undefined,
   }
 }
+
+const isDdlTag = (tag: string): boolean => /^(CREATE|ALTER|DROP|IMPORT) /.test(tag)
 
 /**
  * An agent in read-only mode (the default) gets the read-only allow-list in front of the target's
