@@ -135,6 +135,51 @@ export function evaluateStatement(stmt: StatementAnalysis, opts: EvaluateOptions
 /** Evaluates a whole text. An empty text (only comments) is allowed: the server answers it with EmptyQueryResponse. */
 export function evaluate(analysis: Analysis | readonly StatementAnalysis[], opts: EvaluateOptions = {}): Decision {
   const statements = Array.isArray(analysis) ? (analysis as readonly StatementAnalysis[]) : (analysis as Analysis).statements
+  const one = statements.length === 1 ? statements[0]! : undefined
+  if (!one || one.syntaxError) return evaluateNow(statements, opts)
+  const memo = decisionsFor(opts)
+  const hit = memo.byOperations.get(one.operations)
+  if (hit && hit.index === one.index) return hit.decision
+  const decision = frozen(evaluateNow(statements, opts))
+  memo.byOperations.set(one.operations, {index: one.index, decision})
+  return decision
+}
+
+/**
+ * Decisions kept per options object and statement operations: a text of one statement is judged
+ * from its operations, its index and the options alone (every rule's test is a function of the
+ * operation), and texts of one shape share their operations (`shape-cache.ts`). Kept decisions are
+ * frozen, since every verdict of the shape carries the same one. Options are compared member by
+ * member (the groups by value), so options changed in place start over.
+ */
+interface KeptDecisions {
+  rules: EvaluateOptions['rules']
+  pack: EvaluateOptions['pack']
+  client: EvaluateOptions['client']
+  groups: readonly string[]
+  byOperations: WeakMap<readonly Operation[], {index: number; decision: Decision}>
+}
+const keptDecisions = new WeakMap<EvaluateOptions, KeptDecisions>()
+
+function decisionsFor(opts: EvaluateOptions): KeptDecisions {
+  const k = keptDecisions.get(opts)
+  const groups = opts.groups ?? []
+  if (k && k.rules === opts.rules && k.pack === opts.pack && k.client === opts.client && k.groups.length === groups.length && k.groups.every((g, i) => g === groups[i])) return k
+  const fresh: KeptDecisions = {rules: opts.rules, pack: opts.pack, client: opts.client, groups: [...groups], byOperations: new WeakMap()}
+  keptDecisions.set(opts, fresh)
+  return fresh
+}
+
+function frozen(d: Decision): Decision {
+  for (const s of d.statements) Object.freeze(s)
+  for (const w of d.warnings) Object.freeze(w)
+  if (d.decisive) Object.freeze(d.decisive)
+  Object.freeze(d.statements)
+  Object.freeze(d.warnings)
+  return Object.freeze(d)
+}
+
+function evaluateNow(statements: readonly StatementAnalysis[], opts: EvaluateOptions): Decision {
   const syntax = statements.find((s) => s.syntaxError)?.syntaxError
   if (syntax) {
     // Not a policy decision: the text is not SQL, whatever the rules say, and it never reaches the server.
