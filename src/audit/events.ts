@@ -283,6 +283,46 @@ export class StatementJsonMemo {
   commandTags: {of: readonly string[] | undefined; json: string} = {of: undefined, json: ''}
   tables: {of: readonly string[] | undefined; json: string} = {of: undefined, json: ''}
   maskedColumns: {of: readonly string[] | undefined; json: string} = {of: undefined, json: ''}
+  /** Copies of the last preview's columns and cells (a statement run again mostly returns the same first rows). */
+  preview: {columns: readonly string[] | undefined; rows: readonly (readonly (string | null)[])[]; truncated: boolean; json: string} = {columns: undefined, rows: [], truncated: false, json: ''}
+}
+
+const MEMO_PREVIEW_CELLS = 64
+
+/** Whether `p` is a preview of exactly the members previews are made with, every column a string and every cell a string or null. */
+function plainPreview(p: ResultPreview): boolean {
+  const keys = Object.keys(p)
+  if (keys.length !== 3 || keys[0] !== 'columns' || keys[1] !== 'rows' || keys[2] !== 'truncated' || !Array.isArray(p.columns) || !Array.isArray(p.rows) || typeof p.truncated !== 'boolean') return false
+  for (const c of p.columns) if (typeof c !== 'string') return false
+  for (const r of p.rows) {
+    if (!Array.isArray(r)) return false
+    for (const v of r) if (v !== null && typeof v !== 'string') return false
+  }
+  return true
+}
+
+/** `jsonPreview`, from the memo when the preview holds the same columns and cells as the last one. */
+function previewJson(p: ResultPreview, memo: StatementJsonMemo['preview'] | undefined): string {
+  if (!memo) return jsonPreview(p)
+  if (memo.columns !== undefined && p.truncated === memo.truncated && Array.isArray(p.rows) && p.rows.length === memo.rows.length && Array.isArray(p.columns) && sameStrings(p.columns, memo.columns) && plainPreview(p)) {
+    let same = true
+    for (let i = 0; same && i < p.rows.length; i++) {
+      const a = p.rows[i]!
+      const b = memo.rows[i]!
+      if (a.length !== b.length) same = false
+      for (let j = 0; same && j < a.length; j++) if (a[j] !== b[j]) same = false
+    }
+    if (same) return memo.json
+  }
+  const json = jsonPreview(p)
+  // Kept only when small: copying a wide preview for every statement would cost more than it saves.
+  if (p.rows.length * (p.columns.length + 1) <= MEMO_PREVIEW_CELLS && plainPreview(p)) {
+    memo.columns = [...p.columns]
+    memo.rows = p.rows.map((r) => [...r])
+    memo.truncated = p.truncated
+    memo.json = json
+  } else memo.columns = undefined
+  return json
 }
 
 function headJson(d: StatementData, m: StatementJsonMemo | undefined): string {
@@ -357,7 +397,7 @@ export function statementJson(d: StatementData, memo?: StatementJsonMemo): strin
   s += stringsMember('maskedColumns', d.maskedColumns, memo?.maskedColumns)
   if (d.maskedValues !== undefined) s += `,"maskedValues":${jsonNumber(d.maskedValues)}`
   s = member(s, 'error', d.error)
-  if (d.preview !== undefined) s += `,"preview":${jsonPreview(d.preview)}`
+  if (d.preview !== undefined) s += `,"preview":${previewJson(d.preview, memo?.preview)}`
   return `${s}}`
 }
 
