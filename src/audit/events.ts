@@ -301,15 +301,27 @@ function plainPreview(p: ResultPreview): boolean {
   return true
 }
 
+const PREVIEW_MEMBERS = ['columns', 'rows', 'truncated']
+
+/** Whether `p`'s own enumerable members are exactly `columns`, `rows`, `truncated`, in that order, as `Object.keys` would list them. */
+function previewMembers(p: ResultPreview): boolean {
+  if (Object.getPrototypeOf(p) !== Object.prototype) return false
+  let n = 0
+  for (const k in p) if (k !== PREVIEW_MEMBERS[n++]) return false
+  return n === 3
+}
+
 /** `jsonPreview`, from the memo when the preview holds the same columns and cells as the last one. */
 function previewJson(p: ResultPreview, memo: StatementJsonMemo['preview'] | undefined): string {
   if (!memo) return jsonPreview(p)
-  if (memo.columns !== undefined && p.truncated === memo.truncated && Array.isArray(p.rows) && p.rows.length === memo.rows.length && Array.isArray(p.columns) && sameStrings(p.columns, memo.columns) && plainPreview(p)) {
+  // The memo holds only plain previews: equal columns and cells make this one plain too, once its
+  // members are exactly those three (counted without `Object.keys`, which would allocate).
+  if (memo.columns !== undefined && p.truncated === memo.truncated && Array.isArray(p.rows) && p.rows.length === memo.rows.length && Array.isArray(p.columns) && sameStrings(p.columns, memo.columns) && previewMembers(p)) {
     let same = true
     for (let i = 0; same && i < p.rows.length; i++) {
       const a = p.rows[i]!
       const b = memo.rows[i]!
-      if (a.length !== b.length) same = false
+      if (!Array.isArray(a) || a.length !== b.length) same = false
       for (let j = 0; same && j < a.length; j++) if (a[j] !== b[j]) same = false
     }
     if (same) return memo.json

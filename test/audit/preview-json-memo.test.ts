@@ -35,6 +35,8 @@ const PREVIEWS: (ResultPreview | undefined)[] = [
   {columns: ['abalance'], rows: [[0 as unknown as string]], truncated: false},
   {columns: ['abalance'], rows: [['0']], truncated: false, extra: 1} as ResultPreview,
   {rows: [['0']], columns: ['abalance'], truncated: false} as ResultPreview,
+  {columns: ['abalance'], rows: [{0: '0', length: 1} as unknown as string[]], truncated: false},
+  Object.assign(Object.create({inherited: 'x'}) as object, {columns: ['abalance'], rows: [['0']], truncated: false}) as ResultPreview,
 ]
 
 describe('the preview kept by a session memo', () => {
