@@ -92,10 +92,11 @@ export class Framer {
     // of its own that comes back here: optimized code that meets it without type feedback leaves
     // only that call to the interpreter, not the loop over the whole chunk.
     if (this.headFilled > 0) return this.pushAfterHead(chunk, onFrame)
+    const end = chunk.length
     let offset = 0
     if (this.partial) {
       const need = this.partial.length - this.partialFilled
-      const take = Math.min(need, chunk.length)
+      const take = Math.min(need, end)
       chunk.copy(this.partial, this.partialFilled, 0, take)
       this.partialFilled += take
       if (this.partialFilled < this.partial.length) return
@@ -105,31 +106,39 @@ export class Framer {
       this.emit(whole, 0, whole.length, onFrame)
       offset = take
     }
-
-    const buf = chunk
-    while (offset < buf.length) {
+    for (;;) {
+      const rest = end - offset
       const headerSize = this.startup ? 4 : 5
-      if (buf.length - offset < headerSize) break
-      const length = this.startup ? buf.readInt32BE(offset) : buf.readInt32BE(offset + 1)
-      this.checkLength(length, offset, buf)
+      if (rest < headerSize) break
+      const length = this.startup ? chunk.readInt32BE(offset) : chunk.readInt32BE(offset + 1)
+      this.checkLength(length, offset, chunk)
+      if (rest < (this.startup ? length : length + 1)) break
       const total = this.startup ? length : length + 1
-      if (buf.length - offset < total) {
-        // Size the buffer once from the header rather than re-concatenating every chunk.
-        this.partial = Buffer.allocUnsafe(total)
-        buf.copy(this.partial, 0, offset)
-        this.partialFilled = buf.length - offset
-        return
-      }
-      this.emit(buf, offset, offset + total, onFrame)
+      this.emit(chunk, offset, offset + total, onFrame)
       offset += total
     }
-    if (offset < buf.length) this.keepHead(buf, offset)
+    // One way out for every chunk, so that the call has type feedback whatever the traffic was
+    // when `push` was optimized; a branch inside it first met later costs only the tail.
+    this.keepTail(chunk, offset, end)
   }
 
-  /** Copies the start of a header that `buf` ends in (fewer bytes than a header) for the next chunk. */
-  private keepHead(buf: Buffer, offset: number): void {
-    this.head ??= Buffer.allocUnsafe(5)
-    this.headFilled = buf.copy(this.head, 0, offset)
+  /**
+   * What `chunk` ends in after its last whole frame, kept for the next chunk: nothing, the start
+   * of a header (copied: the chunk's memory may be reused), or the start of a frame whose header is
+   * whole and checked, in a buffer sized once from it rather than joined to every next chunk.
+   */
+  private keepTail(chunk: Buffer, offset: number, end: number): void {
+    const rest = end - offset
+    if (rest === 0) return
+    if (rest < (this.startup ? 4 : 5)) {
+      this.head ??= Buffer.allocUnsafe(5)
+      this.headFilled = chunk.copy(this.head, 0, offset, end)
+      return
+    }
+    const length = this.startup ? chunk.readInt32BE(offset) : chunk.readInt32BE(offset + 1)
+    this.partial = Buffer.allocUnsafe(this.startup ? length : length + 1)
+    chunk.copy(this.partial, 0, offset, end)
+    this.partialFilled = rest
   }
 
   /**
