@@ -6,7 +6,7 @@
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
 import {arena, batch, OTHER, put, putInt32, reserve, rewritten, UNCHANGED, written} from './arena.js'
-import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
+import {byteMaskOf, emailCut, writeEmail} from './byte-masks.js'
 import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
 import {maskComposite, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
@@ -108,30 +108,72 @@ const TEXT_PATH = -3
 const BACKSLASH = 0x5c
 const STAR = 0x2a
 
-/**
- * Per COPY plan, built on its first line: the NULL marker's bytes, and per column the byte-level
- * form of its whole-value mask (`byteMaskOf`) as it is written in the line, escaped.
- */
-interface TextBytes {
-  nullBytes: Buffer
-  /** Per column index; undefined not yet built, null when the column has none. */
-  masks: (ByteMask | null | undefined)[]
+/** A column's whole-value mask as it is written in a line: `bytes` (kind 2), or the e-mail cut with `bytes` its fallback (kind 3). */
+class LineMask {
+  constructor(
+    readonly kind: 2 | 3,
+    readonly bytes: Buffer,
+  ) {}
 }
-const textBytes = new WeakMap<CopyPlan, TextBytes>()
 
-function textMaskOf(plan: CopyPlan, tb: TextBytes, i: number, m: ValueMasking): ByteMask | null {
-  let bm = tb.masks[i]
+/**
+ * Per COPY plan, built on its first line: everything the byte path reads for every line, taken
+ * from the plan and its shape once. `delimiter` is the delimiter's byte, or -1 when the byte path
+ * cannot take the plan's lines (not text, a delimiter of several bytes, non-ASCII, a backslash).
+ */
+class TextLines {
+  readonly delimiter: number
+  readonly delimiterText: string
+  readonly nullString: string
+  readonly nullBytes: Buffer
+  readonly header: boolean
+  readonly categories: CopyPlan['categories']
+  /** Per column index; undefined not yet built, null when the column has none. */
+  readonly masks: (LineMask | null | undefined)[] = []
+
+  constructor(plan: CopyPlan) {
+    const {format, delimiter, nullString, header} = plan.shape
+    const d = delimiter.charCodeAt(0)
+    this.delimiter = format === 'text' && delimiter.length === 1 && d <= 0x7f && d !== BACKSLASH ? d : -1
+    this.delimiterText = delimiter
+    this.nullString = nullString
+    this.nullBytes = Buffer.from(nullString, 'utf8')
+    this.header = header
+    this.categories = plan.categories
+  }
+}
+const textLines = new WeakMap<CopyPlan, TextLines>()
+
+/**
+ * One object of each class the line code reads for every line, kept for the process. V8 drops a
+ * map with the last object that has it and deoptimizes the code that checked it; plans and their
+ * masks live for one statement, so a mark-compact between two COPYs (frequent after a load such as
+ * pgbench) used to take their maps, and the next COPY recompiled its line code and ran its first
+ * rows unoptimized meanwhile (docs/performance.md, "Sixth round"). With these kept, every plan's
+ * objects get the same maps as the first plan's. Exported so that it is kept: a module's constant
+ * that nothing exports or reads dies once the module has been evaluated.
+ */
+export const KEPT_SHAPES = [new TextLines({shape: {format: 'text', delimiter: '\t', quote: '"', escape: '"', nullString: '\\N', header: false}, categories: []}), new LineMask(2, Buffer.alloc(0))]
+
+function linesOf(plan: CopyPlan): TextLines {
+  let lines = textLines.get(plan)
+  if (!lines) textLines.set(plan, (lines = new TextLines(plan)))
+  return lines
+}
+
+function textMaskOf(lines: TextLines, i: number, m: ValueMasking): LineMask | null {
+  let bm = lines.masks[i]
   if (bm !== undefined) return bm
-  const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
-  const {delimiter, nullString} = plan.shape
+  const mask = lines.categories === 'all' ? WHOLE : lines.categories[i]
+  const {delimiterText: delimiter, nullString} = lines
   const escaped = (b: Buffer) => Buffer.from(escapeText(b.toString('utf8'), delimiter), 'utf8')
   const whole = mask && !('rules' in mask) ? byteMaskOf(mask.category, mask.strategy, m.masker) : undefined
   if (!whole) bm = null
-  else if (whole.kind === 'null') bm = {kind: 'constant', bytes: Buffer.from(nullString, 'utf8')}
-  else if (whole.kind === 'constant') bm = {kind: 'constant', bytes: escaped(whole.bytes)}
+  else if (whole.kind === 'null') bm = new LineMask(2, Buffer.from(nullString, 'utf8'))
+  else if (whole.kind === 'constant') bm = new LineMask(2, escaped(whole.bytes))
   // The cut keeps bytes of a field that holds no delimiter and adds `***`: escaping changes it only when `*` delimits.
-  else bm = delimiter === '*' ? null : {kind: 'email', fallback: escaped(whole.fallback)}
-  tb.masks[i] = bm
+  else bm = delimiter === '*' ? null : new LineMask(3, escaped(whole.fallback))
+  lines.masks[i] = bm
   return bm
 }
 
@@ -173,10 +215,8 @@ function growEdits(): void {
  * as it is, never decoded; whole-value masks with a byte-level form (`byteMaskOf`) are written
  * without decoding; the rest go through the same steps as in `maskTextLine`.
  */
-function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: CopyPlan, m: ValueMasking): number {
-  const {delimiter, nullString} = plan.shape
-  const d = delimiter.charCodeAt(0)
-  if (delimiter.length !== 1 || d > 0x7f || d === BACKSLASH) return TEXT_PATH
+function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, lines: TextLines, m: ValueMasking): number {
+  const d = lines.delimiter
   let end = lineEnd
   if (end > base && line[end - 1] === 0x0a) {
     end--
@@ -223,9 +263,7 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: 
       }
     }
   }
-  let tb = textBytes.get(plan)
-  if (!tb) textBytes.set(plan, (tb = {nullBytes: Buffer.from(nullString, 'utf8'), masks: []}))
-  const nullBytes = tb.nullBytes
+  const nullBytes = lines.nullBytes
   let edits = 0
   let size = lineEnd - base
   for (let i = 0, start = base; i <= delimiters; i++) {
@@ -234,24 +272,24 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: 
     start = stop + 1
     if (stop - field === nullBytes.length && nullBytes.compare(line, field, stop) === 0) continue
     if (edits === editKind.length) growEdits()
-    const bm = textMaskOf(plan, tb, i, m)
+    const bm = textMaskOf(lines, i, m)
     let kind = 0
     let repl: Buffer | undefined
-    if (bm?.kind === 'constant') {
+    if (bm?.kind === 2) {
       kind = 2
       repl = bm.bytes
-    } else if (bm?.kind === 'email') {
+    } else if (bm?.kind === 3) {
       const n = emailCut(line, field, stop, editCuts, 3 * edits)
       if (n > 0) {
         kind = 3
         size += n - (stop - field)
       } else if (n === 0) {
         kind = 2
-        repl = bm.fallback
+        repl = bm.bytes
       }
     }
     if (kind === 0) {
-      const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+      const mask = lines.categories === 'all' ? WHOLE : lines.categories[i]
       let masked: string | null | undefined
       if (mask) masked = maskField(line.toString('utf8', field, stop), mask, m)
       else {
@@ -260,7 +298,7 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, plan: 
       }
       if (masked === undefined) continue
       kind = 2
-      repl = Buffer.from(masked === null ? nullString : escapeText(masked, delimiter), 'utf8')
+      repl = Buffer.from(masked === null ? lines.nullString : escapeText(masked, lines.delimiterText), 'utf8')
     }
     m.onMasked?.()
     if (kind === 2) size += repl!.length - (stop - field)
@@ -418,8 +456,9 @@ export function maskCopyMessage(chunk: Buffer, plan: CopyPlan, first: boolean, m
 
 /** `maskCopyMessage`, its result as `rewriteMessages` takes it. */
 export function maskCopyInto(chunk: Buffer, plan: CopyPlan, first: boolean, m: ValueMasking, from: number, end: number): number {
-  if (plan.shape.format === 'text' && !(first && plan.shape.header)) {
-    const r = maskTextLineMessage(chunk, from, end, plan, m)
+  const lines = linesOf(plan)
+  if (lines.delimiter >= 0 && !(first && lines.header)) {
+    const r = maskTextLineMessage(chunk, from, end, lines, m)
     if (r !== TEXT_PATH) return r
   }
   const out = maskCopyBody(from === 0 && end === chunk.length ? chunk : chunk.subarray(from, end), plan, first, m)

@@ -321,12 +321,44 @@ function markOf(c: NamedLineage): SensitiveMark | undefined {
 
 class Hits {
   readonly list: ScannerHit[] = []
-  add = (f: Finding): void => {
+  add(f: Finding): void {
     const hit = this.list.find((h) => h.detector === f.detector)
     if (hit) hit.count++
     else this.list.push({category: f.category, detector: f.detector, count: 1})
   }
 }
+
+/**
+ * A filter's `ValueMasking`, and its count of replaced values. Its callbacks are methods of this
+ * one class, never closures made per filter, and they touch nothing but this object: COPY's line
+ * code inlines them, and optimized code that inlines a statement's own closure, or checks the map
+ * of a statement's own objects, is deoptimized by the next statement, or by a mark-compact once
+ * that statement is gone (V8 drops a map with its last object). After a load that makes
+ * mark-compacts frequent (pgbench), every large COPY recompiled its line code and ran its first
+ * rows unoptimized meanwhile (docs/performance.md, "Sixth round").
+ */
+class FilterMasking implements ValueMasking {
+  /** Values replaced, for the recording (`MaskingFilter.maskedValues`). */
+  maskedValues = 0
+
+  constructor(
+    readonly masker: ValueMasking['masker'],
+    readonly catalog: Catalog,
+    readonly strategyOf: (c: MaskingCategory) => MaskingStrategy,
+    private readonly hits: Hits,
+  ) {}
+
+  onFinding(f: Finding): void {
+    this.hits.add(f)
+  }
+
+  onMasked(): void {
+    this.maskedValues++
+  }
+}
+
+/** Keeps `FilterMasking`'s map for the process (see `KEPT_SHAPES` in copy.ts); exported so that it is kept. */
+export const KEPT_MASKING = new FilterMasking(undefined as never, undefined as never, () => 'redact', new Hits())
 
 /** The row scratch filters start with (see `StatementFilter.starts`); a filter that needs more grows its own. */
 const SHARED_SCRATCH = {starts: new Int32Array(16), lengths: new Int32Array(16), outcome: new Uint8Array(16), cuts: new Int32Array(48)}
@@ -385,9 +417,8 @@ class KeptPlans {
 
 class StatementFilter implements MaskingFilter {
   readonly maskedColumns: MaskedColumn[] = []
-  maskedValues = 0
   private readonly hits = new Hits()
-  private readonly m: ValueMasking
+  private readonly m: FilterMasking
   private readonly keptPlans: KeptPlans | undefined
   /** Made with the first description: most statements have one result, kept in `lastFields` and `lastPlan`. */
   private plans: WeakMap<FieldDescription[], ResultPlan> | undefined
@@ -406,9 +437,12 @@ class StatementFilter implements MaskingFilter {
     private readonly proofOf: () => MessageProof,
     private readonly settingsUnproven: () => boolean,
   ) {
-    // Field by field: a spread followed by more properties takes V8's slow path (~1.5 µs, every statement).
-    this.m = {masker: base.masker, catalog: base.catalog, strategyOf: base.strategyOf, onFinding: this.hits.add, onMasked: () => void this.maskedValues++}
+    this.m = new FilterMasking(base.masker, base.catalog, base.strategyOf, this.hits)
     this.keptPlans = base.plans
+  }
+
+  get maskedValues(): number {
+    return this.m.maskedValues
   }
 
   get scannerHits(): ScannerHit[] {
@@ -504,7 +538,7 @@ class StatementFilter implements MaskingFilter {
   /** A bug here must neither leak the row nor end the session: the row goes out empty. */
   private failedRow(error: unknown, width: number, nonNull: number): null[] {
     this.maskedColumns.push({result: this.results, column: -1, name: '*', category: 'untraceable', strategy: 'null', how: 'untraceable', reasons: [`masking failed: ${(error as Error).message}`]})
-    this.maskedValues += nonNull
+    this.m.maskedValues += nonNull
     return new Array<null>(width).fill(null)
   }
 
@@ -516,7 +550,7 @@ class StatementFilter implements MaskingFilter {
       if (v === null || v === undefined) continue
       const masked = this.maskValue(v, w)
       if (masked === undefined) continue
-      this.maskedValues++
+      this.m.maskedValues++
       out ??= values.slice()
       out[w.index] = masked
     }
@@ -651,7 +685,7 @@ class StatementFilter implements MaskingFilter {
         }
       }
       changed = true
-      this.maskedValues++
+      this.m.maskedValues++
     }
     if (!changed) return UNCHANGED
     const at0 = reserve(1 + 4 + size)
@@ -778,6 +812,12 @@ class StatementFilter implements MaskingFilter {
   }
 }
 
+/**
+ * Keeps `StatementFilter`'s map for the process: the batch rewriters' closures read the filter for
+ * every row (see `KEPT_MASKING`); exported so that it is kept.
+ */
+export const KEPT_FILTER = new StatementFilter(undefined, {masker: undefined as never, catalog: undefined as never, strategyOf: () => 'redact'}, false, () => undefined as never, () => false)
+
 /** Reported settings that hold free text; the others only ever hold values the server validated. */
 const FREE_TEXT_SETTINGS = new Set(['application_name', 'search_path'])
 
@@ -807,7 +847,7 @@ class SessionFilter implements MaskingFilter {
     private readonly rules: () => ReturnType<typeof sensitiveNameRules>,
     private readonly settingsUnproven: () => boolean,
   ) {
-    this.m = {masker: base.masker, catalog: base.catalog, strategyOf: base.strategyOf, onFinding: this.hits.add}
+    this.m = new FilterMasking(base.masker, base.catalog, base.strategyOf, this.hits)
   }
 
   get scannerHits(): ScannerHit[] {

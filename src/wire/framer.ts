@@ -39,11 +39,15 @@ export interface FramerOptions {
   maxStartupSize?: number
 }
 
-const EMPTY = Buffer.alloc(0)
-
 export class Framer {
   private startup: boolean
-  private pending: Buffer = EMPTY
+  /**
+   * When a chunk ends inside a frame's header: the header's first bytes (a copy, as the chunk's
+   * memory may be reused), made on first need. The next chunk completes the header, and the frame
+   * continues as one that spans chunks: no chunk is ever joined to the bytes before it.
+   */
+  private head: Buffer | undefined
+  private headFilled = 0
   /** When a frame spans chunks: its preallocated buffer and how much of it is filled. */
   private partial: Buffer | undefined
   private partialFilled = 0
@@ -75,7 +79,7 @@ export class Framer {
 
   /** Bytes buffered that are not yet a complete frame. */
   get buffered(): number {
-    return this.pending.length + this.partialFilled
+    return this.headFilled + this.partialFilled
   }
 
   /**
@@ -84,41 +88,78 @@ export class Framer {
    * ranges are not exposed: callers that forward untouched bytes use `frame.raw`.
    */
   push(chunk: Buffer, onFrame: (frame: Frame) => void): void {
-    let buf = chunk
+    // The rare resumption (a header split across chunks, ~5% of a stream's 64 KB reads) is a call
+    // of its own that comes back here: optimized code that meets it without type feedback leaves
+    // only that call to the interpreter, not the loop over the whole chunk.
+    if (this.headFilled > 0) return this.pushAfterHead(chunk, onFrame)
+    const end = chunk.length
+    let offset = 0
     if (this.partial) {
       const need = this.partial.length - this.partialFilled
-      const take = Math.min(need, buf.length)
-      buf.copy(this.partial, this.partialFilled, 0, take)
+      const take = Math.min(need, end)
+      chunk.copy(this.partial, this.partialFilled, 0, take)
       this.partialFilled += take
       if (this.partialFilled < this.partial.length) return
       const whole = this.partial
       this.partial = undefined
       this.partialFilled = 0
       this.emit(whole, 0, whole.length, onFrame)
-      buf = buf.subarray(take)
-    } else if (this.pending.length > 0) {
-      buf = Buffer.concat([this.pending, buf])
-      this.pending = EMPTY
+      offset = take
     }
-
-    let offset = 0
-    while (offset < buf.length) {
+    for (;;) {
+      const rest = end - offset
       const headerSize = this.startup ? 4 : 5
-      if (buf.length - offset < headerSize) break
-      const length = this.startup ? buf.readInt32BE(offset) : buf.readInt32BE(offset + 1)
-      this.checkLength(length, offset, buf)
+      if (rest < headerSize) break
+      const length = this.startup ? chunk.readInt32BE(offset) : chunk.readInt32BE(offset + 1)
+      this.checkLength(length, offset, chunk)
+      if (rest < (this.startup ? length : length + 1)) break
       const total = this.startup ? length : length + 1
-      if (buf.length - offset < total) {
-        // Size the buffer once from the header rather than re-concatenating every chunk.
-        this.partial = Buffer.allocUnsafe(total)
-        buf.copy(this.partial, 0, offset)
-        this.partialFilled = buf.length - offset
-        return
-      }
-      this.emit(buf, offset, offset + total, onFrame)
+      this.emit(chunk, offset, offset + total, onFrame)
       offset += total
     }
-    if (offset < buf.length) this.pending = Buffer.from(buf.subarray(offset))
+    // One way out for every chunk, so that the call has type feedback whatever the traffic was
+    // when `push` was optimized; a branch inside it first met later costs only the tail.
+    this.keepTail(chunk, offset, end)
+  }
+
+  /**
+   * What `chunk` ends in after its last whole frame, kept for the next chunk: nothing, the start
+   * of a header (copied: the chunk's memory may be reused), or the start of a frame whose header is
+   * whole and checked, in a buffer sized once from it rather than joined to every next chunk.
+   */
+  private keepTail(chunk: Buffer, offset: number, end: number): void {
+    const rest = end - offset
+    if (rest === 0) return
+    if (rest < (this.startup ? 4 : 5)) {
+      this.head ??= Buffer.allocUnsafe(5)
+      this.headFilled = chunk.copy(this.head, 0, offset, end)
+      return
+    }
+    const length = this.startup ? chunk.readInt32BE(offset) : chunk.readInt32BE(offset + 1)
+    this.partial = Buffer.allocUnsafe(this.startup ? length : length + 1)
+    chunk.copy(this.partial, 0, offset, end)
+    this.partialFilled = rest
+  }
+
+  /**
+   * Completes a header split across chunks from `chunk`, checks its length as `push` does, and
+   * makes the frame one that spans chunks, then hands the chunk back to `push`.
+   */
+  private pushAfterHead(chunk: Buffer, onFrame: (frame: Frame) => void): void {
+    const head = this.head!
+    const headerSize = this.startup ? 4 : 5
+    const take = Math.min(headerSize - this.headFilled, chunk.length)
+    chunk.copy(head, this.headFilled, 0, take)
+    this.headFilled += take
+    if (this.headFilled < headerSize) return
+    this.headFilled = 0
+    const length = this.startup ? head.readInt32BE(0) : head.readInt32BE(1)
+    this.checkLength(length, 0, head)
+    const total = this.startup ? length : length + 1
+    this.partial = Buffer.allocUnsafe(total)
+    head.copy(this.partial, 0, 0, headerSize)
+    this.partialFilled = headerSize
+    this.push(take === 0 ? chunk : chunk.subarray(take), onFrame)
   }
 
   private checkLength(length: number, offset: number, buf: Buffer): void {
