@@ -1,0 +1,157 @@
+import {spawn, type ChildProcess} from 'node:child_process'
+import {readFileSync} from 'node:fs'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {createInterface} from 'node:readline'
+import pg from 'pg'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {IDLE_MEMORY_POLICY, initialIdleState, nextIdleStep, type HeapReading, type IdleState} from '../../src/runtime/idle-memory.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {waitFor} from '../helpers/wait.js'
+
+const MiB = 1024 * 1024
+const BIN = path.resolve('bin/run.js')
+
+const grown: HeapReading = {newSpace: 32 * MiB, heapCommitted: 70 * MiB, heapUsed: 30 * MiB}
+const small: HeapReading = {newSpace: 1 * MiB, heapCommitted: 40 * MiB, heapUsed: 30 * MiB}
+
+/** Runs ticks of (utilization, heap) from `state`; returns the tick numbers (1-based) that released, and the state after. */
+function ticks(state: IdleState, steps: [number, HeapReading][]): {released: number[]; state: IdleState} {
+  const released: number[] = []
+  steps.forEach(([u, heap], i) => {
+    const step = nextIdleStep(state, u, heap)
+    state = step.state
+    if (step.release) released.push(i + 1)
+  })
+  return {released, state}
+}
+const repeat = <T>(n: number, x: T): T[] => Array.from({length: n}, () => x)
+
+describe('the idle memory decision', () => {
+  const start = initialIdleState(small)
+
+  it('releases once the process has been quiet for the policy\'s ticks, not before, and not while busy', () => {
+    expect(IDLE_MEMORY_POLICY.quietTicks).toBe(6)
+    const quiet = ticks(start, repeat(6, [0.001, grown] as [number, HeapReading]))
+    expect(quiet.released).toEqual([6])
+    // Busy ticks (traffic) for as long as you like: never.
+    expect(ticks(start, repeat(60, [0.3, grown] as [number, HeapReading])).released).toEqual([])
+    // Traffic just at the threshold is traffic.
+    expect(ticks(start, repeat(60, [IDLE_MEMORY_POLICY.quietUtilization, grown] as [number, HeapReading])).released).toEqual([])
+    // A busy tick starts the count again.
+    const interrupted = ticks(start, [...repeat(5, [0, grown] as [number, HeapReading]), [0.5, grown], ...repeat(6, [0, grown] as [number, HeapReading])])
+    expect(interrupted.released).toEqual([12])
+  })
+
+  it('does nothing when there is nothing to give back', () => {
+    expect(ticks(start, repeat(60, [0, small] as [number, HeapReading])).released).toEqual([])
+    // Just under the young generation's margin over its floor: still nothing.
+    const almost = {...small, newSpace: small.newSpace + IDLE_MEMORY_POLICY.newSpaceExcess - 1}
+    expect(ticks(start, repeat(60, [0, almost] as [number, HeapReading])).released).toEqual([])
+    // A slack heap (much committed, little used) with a small young generation: one release, no retries.
+    const slack = {newSpace: 1 * MiB, heapCommitted: 80 * MiB, heapUsed: 30 * MiB}
+    expect(ticks(start, repeat(60, [0, slack] as [number, HeapReading])).released).toEqual([6])
+    // Slack, but less than half of what is used: not worth a full collection.
+    expect(ticks(start, repeat(60, [0, {newSpace: 1 * MiB, heapCommitted: 200 * MiB, heapUsed: 180 * MiB}] as [number, HeapReading])).released).toEqual([])
+  })
+
+  it('retries a bounded number of times while the young generation stays grown, then waits for traffic', () => {
+    const stuck = ticks(start, repeat(120, [0, grown] as [number, HeapReading]))
+    expect(stuck.released).toEqual([6, 12, 18])
+    // Traffic comes and goes: one more quiet spell, one more round.
+    const again = ticks(stuck.state, [[0.4, grown], ...repeat(6, [0, grown] as [number, HeapReading])])
+    expect(again.released).toEqual([7])
+    // Once it shrank, the retries are not needed.
+    const shrunk = ticks(start, [...repeat(6, [0, grown] as [number, HeapReading]), ...repeat(60, [0, small] as [number, HeapReading])])
+    expect(shrunk.released).toEqual([6])
+  })
+
+  it("takes the young generation's floor from what it reads, so a process started with it grown is not fooled", () => {
+    // Grown, but no slack in the heap to speak of.
+    const tight = {...grown, heapUsed: grown.heapCommitted - 10 * MiB}
+    const s = ticks(initialIdleState(tight), repeat(6, [0, tight] as [number, HeapReading]))
+    expect(s.released).toEqual([])
+    const after = ticks(s.state, [[0, small], [0.5, tight], ...repeat(6, [0, tight] as [number, HeapReading])])
+    expect(after.released).toEqual([8])
+    expect(after.state.newSpaceFloor).toBe(small.newSpace)
+  })
+})
+
+/** The kernel's word on a process's resident memory. */
+function rssOf(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return Number(m![1]) * 1024
+}
+
+const RELEASE = /idle: gave memory back \(V8 heap ([\d.]+) MB → ([\d.]+) MB, young generation ([\d.]+) MB → ([\d.]+) MB, RSS ([\d.]+) MB → ([\d.]+) MB; paused ([\d.]+) ms\)/g
+
+/** The real binary, real load through its tunnel, then quiet. */
+describe('dbgate connect gives memory back once its clients go quiet', () => {
+  let db: UpstreamInfo
+  let dir: string
+  let child: ChildProcess | undefined
+  let stderr = ''
+  beforeAll(async () => {
+    db = await createTestDatabase('idlemem')
+    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-idlemem-'))
+    await writeFile(
+      path.join(dir, 'dbgate.yaml'),
+      `targets:\n  app:\n    host: ${db.host}\n    port: ${db.port}\n    database: ${db.database}\n    user: ${db.user}\n    password: env:APP_DB_PASSWORD\n    tls: disable\n`,
+    )
+  })
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child!.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
+    await rm(dir, {recursive: true, force: true})
+  })
+
+  const releases = () => [...stderr.matchAll(RELEASE)].map((m) => ({heapBefore: Number(m[1]), heapAfter: Number(m[2]), youngBefore: Number(m[3]), youngAfter: Number(m[4]), rssBefore: Number(m[5]), rssAfter: Number(m[6]), pauseMs: Number(m[7])}))
+
+  it('not while statements flow; once they stop, shrinks the young generation and RSS falls, once', {timeout: 150_000}, async () => {
+    const env = {...process.env, APP_DB_PASSWORD: db.password, DBGATE_CONFIG: '', XDG_CONFIG_HOME: path.join(dir, 'xdg'), XDG_DATA_HOME: path.join(dir, 'data'), XDG_STATE_HOME: path.join(dir, 'state'), DBGATE_IDLE_MEMORY_RELEASE: undefined, NO_COLOR: '1'}
+    child = spawn(process.execPath, [BIN, 'connect', 'app', '--json', '-v'], {cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe']})
+    child.stderr!.on('data', (d) => (stderr += d))
+    const line = await new Promise<string>((resolve) => createInterface({input: child!.stdout!}).once('line', resolve))
+    const {url} = JSON.parse(line) as {url: string}
+
+    // Load: eight clients of short statements and large results, enough for V8 to grow the young generation.
+    const clients = await Promise.all(Array.from({length: 8}, async () => {
+      const c = new pg.Client({connectionString: url})
+      await c.connect()
+      return c
+    }))
+    await Promise.all(clients.map(async (c, i) => {
+      for (let n = 0; n < 400; n++) await c.query('select $1::int as n, md5($1::text) as h', [n * 8 + i])
+      const big = await c.query("select g, md5(g::text) as h, repeat('x', 40) as pad from generate_series(1, 40000) g")
+      expect(big.rowCount).toBe(40000)
+    }))
+    await Promise.all(clients.slice(1).map((c) => c.end()))
+
+    // Statements keep flowing, one after another, for three times the quiet spell the release waits for: nothing.
+    const busyUntil = Date.now() + 3 * IDLE_MEMORY_POLICY.quietTicks * IDLE_MEMORY_POLICY.tickMs
+    let statements = 0
+    while (Date.now() < busyUntil) {
+      await clients[0]!.query('select $1::int as n, md5($1::text) as h', [statements++])
+    }
+    expect(releases()).toEqual([])
+    const rssLoaded = rssOf(child.pid!)
+    await clients[0]!.end()
+
+    // Quiet: the release comes (bounded polling; it is due six quiet seconds in, at the latest eighteen).
+    const [first] = await waitFor(() => (releases().length > 0 ? releases() : undefined), () => `a release in the log; stderr:\n${stderr.slice(-2000)}`, {timeoutMs: 60_000, intervalMs: 250})
+    expect(first!.youngBefore).toBeGreaterThanOrEqual(8)
+    expect(first!.youngAfter).toBeLessThanOrEqual(first!.youngBefore / 4)
+    expect(first!.heapAfter).toBeLessThan(first!.heapBefore)
+    // What the kernel says, not only what the process says of itself.
+    const given = first!.youngBefore - first!.youngAfter
+    await waitFor(() => rssOf(child!.pid!) < rssLoaded - (given / 2) * MiB, () => `RSS to fall by half the young generation given back (${given} MB) from ${(rssLoaded / MiB).toFixed(1)} MB; now ${(rssOf(child!.pid!) / MiB).toFixed(1)} MB`, {timeoutMs: 10_000, intervalMs: 250})
+
+    // Quiet goes on (two more quiet spells): nothing more to give back, no more collections.
+    await new Promise((r) => setTimeout(r, 2 * IDLE_MEMORY_POLICY.quietTicks * IDLE_MEMORY_POLICY.tickMs + 1000))
+    expect(releases()).toHaveLength(1)
+  })
+})
