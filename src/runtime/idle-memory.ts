@@ -76,12 +76,20 @@ export interface IdleState {
   quiet: number
   /** Releases run in this quiet spell. */
   attempts: number
-  /** The smallest young generation seen: what it is when not grown. */
+  /** What the young generation is when not grown: V8's initial size, or the smallest seen if smaller. */
   newSpaceFloor: number
 }
 
+/**
+ * V8's initial young generation on 64-bit platforms (two 512 KB semi-spaces), which it shrinks back
+ * to. A process may start the watch with it already grown (a gateway loads its parser and its
+ * configuration first), so the floor starts here rather than at the first reading; the margin
+ * (`newSpaceExcess`) covers a platform whose floor is a little higher.
+ */
+export const NEW_SPACE_INITIAL = 1024 * 1024
+
 export function initialIdleState(first: HeapReading): IdleState {
-  return {quiet: 0, attempts: 0, newSpaceFloor: first.newSpace}
+  return {quiet: 0, attempts: 0, newSpaceFloor: Math.min(first.newSpace, NEW_SPACE_INITIAL)}
 }
 
 export function newSpaceGrown(heap: HeapReading, state: IdleState, policy: IdleMemoryPolicy): boolean {

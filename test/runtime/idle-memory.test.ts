@@ -6,7 +6,7 @@ import path from 'node:path'
 import {createInterface} from 'node:readline'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {IDLE_MEMORY_POLICY, initialIdleState, nextIdleStep, type HeapReading, type IdleState} from '../../src/runtime/idle-memory.js'
+import {IDLE_MEMORY_POLICY, NEW_SPACE_INITIAL, initialIdleState, nextIdleStep, type HeapReading, type IdleState} from '../../src/runtime/idle-memory.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 
@@ -67,14 +67,16 @@ describe('the idle memory decision', () => {
     expect(shrunk.released).toEqual([6])
   })
 
-  it("takes the young generation's floor from what it reads, so a process started with it grown is not fooled", () => {
-    // Grown, but no slack in the heap to speak of.
+  it('counts the young generation as grown from its initial size, even when the watch starts with it grown', () => {
+    // A gateway loads its parser and configuration before the watch starts: already at its maximum.
     const tight = {...grown, heapUsed: grown.heapCommitted - 10 * MiB}
-    const s = ticks(initialIdleState(tight), repeat(6, [0, tight] as [number, HeapReading]))
-    expect(s.released).toEqual([])
-    const after = ticks(s.state, [[0, small], [0.5, tight], ...repeat(6, [0, tight] as [number, HeapReading])])
-    expect(after.released).toEqual([8])
-    expect(after.state.newSpaceFloor).toBe(small.newSpace)
+    expect(initialIdleState(tight).newSpaceFloor).toBe(NEW_SPACE_INITIAL)
+    expect(ticks(initialIdleState(tight), repeat(6, [0, tight] as [number, HeapReading])).released).toEqual([6])
+    // A smaller reading lowers the floor.
+    expect(initialIdleState({...small, newSpace: 512 * 1024}).newSpaceFloor).toBe(512 * 1024)
+    // A platform whose young generation shrinks only to 2 MB: within the margin, so not "grown".
+    const two = {...small, newSpace: 2 * MiB}
+    expect(ticks(initialIdleState(two), repeat(60, [0, two] as [number, HeapReading])).released).toEqual([])
   })
 })
 
