@@ -28,7 +28,7 @@ export interface GatewayMetrics extends GatewayObserver {
   readonly contentType: string
   /** The text a scrape of `/metrics` returns. Rejects when the gauges callback fails. */
   render(): Promise<string>
-  /** The process gave memory back after going quiet (src/runtime/idle-memory.ts). */
+  /** The process collected garbage to give memory back after going quiet (src/runtime/idle-memory.ts). */
   memoryReleased(release: IdleRelease): void
 }
 
@@ -62,7 +62,7 @@ export function createGatewayMetrics(options: GatewayMetricsOptions): GatewayMet
   })
   const idleReleases = new Counter({
     name: `${METRIC_PREFIX}idle_memory_releases_total`,
-    help: 'Times the process gave memory back after going quiet (a full garbage collection and a scavenge).',
+    help: 'Times the process collected garbage to give memory back after going quiet (a full collection and a scavenge).',
     registers: [registry],
   })
   const idleReleasedBytes = new Counter({

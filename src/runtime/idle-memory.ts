@@ -2,11 +2,11 @@
  * A process that runs tunnels gives its memory back once it goes quiet after load.
  *
  * Under load V8 grows the young generation to its maximum (2 × 16 MB on a machine with a few GB)
- * and keeps it committed and resident for the life of the process; its own memory reducer does not
- * run in a process that no browser tab marks as idle (docs/performance.md, "Idle memory after load"
- * and "Giving memory back when idle"). This module watches the event loop once a second and, after
- * a quiet spell, runs one full garbage collection and one scavenge: with a low allocation rate V8
- * shrinks the young generation at those collections to its initial size and unmaps the rest.
+ * and keeps it committed and resident for the life of the process; its own memory reducer did not
+ * run in 20 s of idleness (docs/performance.md, "Idle memory after load" and "Giving memory back
+ * when idle"). This module watches the event loop and the heap once a second and, after a quiet
+ * spell, runs a full collection and a scavenge: with V8's allocation rate low, the young generation
+ * shrinks to its initial size at them and its pages are unmapped.
  *
  * The decision (`nextIdleStep`) is a pure function of what one tick reads; `startIdleMemoryRelease`
  * is the thin edge: the timer, the readings, and the collections.
@@ -20,12 +20,16 @@ const MiB = 1024 * 1024
 export interface IdleMemoryPolicy {
   /** How often the event loop and the heap are read. */
   tickMs: number
-  /** A tick whose event-loop utilization is below this is quiet. */
+  /** The ticks judged together: a release needs this many quiet ones in a row. */
+  windowTicks: number
+  /** One tick with the event loop this busy is traffic. */
+  burstUtilization: number
+  /** The event loop's mean utilization over the window must stay below this. */
   quietUtilization: number
-  /** Consecutive quiet ticks before a release. */
-  quietTicks: number
-  /** Releases tried in one quiet spell when the young generation stays above its floor. */
+  /** Releases tried in one quiet spell when the young generation stays above its floor… */
   maxAttempts: number
+  /** …this many quiet ticks apart. */
+  retryTicks: number
   /** The young generation counts as grown when it is committed this far above its floor. */
   newSpaceExcess: number
   /** The heap counts as slack when it is committed this far above what it uses… */
@@ -38,24 +42,25 @@ export interface IdleMemoryPolicy {
  * Why these values (for a daemon, not for a benchmark):
  * - one reading a second costs microseconds, and a release is worth doing seconds after load ends,
  *   not milliseconds;
- * - quiet is under 2 % of the event loop busy: an idle tunnel with a thousand open connections runs
- *   only its timers (well under 0.1 %); 2 % is a few dozen statements a second, at which V8 would
- *   refuse to shrink anyway (it shrinks only below ~1 MB/s of allocation);
- * - six quiet seconds: V8 (Node 20) decides to shrink the young generation at a collection from the
- *   allocation rate over the last 5 s of its own collections, so a release sooner after the last
- *   collection under load is refused (measured: no shrink at 2–5 s, a shrink from ~5.5 s); a
- *   traffic pattern with pauses shorter than that would grow it straight back;
- * - three attempts at most (6, 12, 18 s into a quiet spell), the later two only if the young
- *   generation is still grown (a collection during the quiet spell can leave load in V8's window);
- *   then nothing until traffic has come and gone again;
+ * - quiet is judged over six seconds: traffic with pauses shorter than that would grow the young
+ *   generation straight back, and a statement that arrives during a release waits for it;
+ * - quiet is not "nothing runs": a tunnel with a thousand idle sessions checkpoints their
+ *   recordings every 5 s (3–12 % of one second, measured), so one tick may be busy. Traffic is a
+ *   tick over 25 %, or the six-second mean over 5 % (a few hundred statements a second);
+ * - three attempts at most, six quiet seconds apart, the later two only while the young generation
+ *   is still grown (the collections shrink it only when V8's own allocation rate is low, which a
+ *   collection inside the quiet spell, or housekeeping, can spoil); then nothing until there has
+ *   been traffic again;
  * - "something to give back": the young generation 2 MB above its floor, or the heap committed
  *   16 MB and 50 % above what it uses: below that a full collection's pause buys little.
  */
 export const IDLE_MEMORY_POLICY: IdleMemoryPolicy = {
   tickMs: 1000,
-  quietUtilization: 0.02,
-  quietTicks: 6,
+  windowTicks: 6,
+  burstUtilization: 0.25,
+  quietUtilization: 0.05,
   maxAttempts: 3,
+  retryTicks: 6,
   newSpaceExcess: 2 * MiB,
   heapSlack: 16 * MiB,
   heapSlackRatio: 0.5,
@@ -72,10 +77,12 @@ export interface HeapReading {
 }
 
 export interface IdleState {
-  /** Consecutive quiet ticks so far. */
-  quiet: number
-  /** Releases run in this quiet spell. */
+  /** The event loop's utilization (0…1) over each of the last `windowTicks` ticks, oldest first. */
+  recent: number[]
+  /** Releases run since the last traffic. */
   attempts: number
+  /** Quiet ticks since the last release. */
+  sinceAttempt: number
   /** What the young generation is when not grown: V8's initial size, or the smallest seen if smaller. */
   newSpaceFloor: number
 }
@@ -89,7 +96,7 @@ export interface IdleState {
 export const NEW_SPACE_INITIAL = 1024 * 1024
 
 export function initialIdleState(first: HeapReading): IdleState {
-  return {quiet: 0, attempts: 0, newSpaceFloor: Math.min(first.newSpace, NEW_SPACE_INITIAL)}
+  return {recent: [], attempts: 0, sinceAttempt: 0, newSpaceFloor: Math.min(first.newSpace, NEW_SPACE_INITIAL)}
 }
 
 export function newSpaceGrown(heap: HeapReading, state: IdleState, policy: IdleMemoryPolicy): boolean {
@@ -101,24 +108,34 @@ export function heapSlack(heap: HeapReading, policy: IdleMemoryPolicy): boolean 
   return slack >= policy.heapSlack && slack >= heap.heapUsed * policy.heapSlackRatio
 }
 
+/** Whether the window shows traffic (see IDLE_MEMORY_POLICY for the thresholds). */
+export function trafficIn(recent: readonly number[], policy: IdleMemoryPolicy): boolean {
+  const mean = recent.reduce((sum, u) => sum + u, 0) / (recent.length || 1)
+  return recent.some((u) => u >= policy.burstUtilization) || mean >= policy.quietUtilization
+}
+
 /**
  * One tick: `utilization` is the event loop's over the tick (0…1), `heap` the reading at its end.
  * `release` says to run the collections now.
  */
 export function nextIdleStep(state: IdleState, utilization: number, heap: HeapReading, policy: IdleMemoryPolicy = IDLE_MEMORY_POLICY): {state: IdleState; release: boolean} {
-  const floor = Math.min(state.newSpaceFloor, heap.newSpace)
-  if (utilization >= policy.quietUtilization) return {state: {quiet: 0, attempts: 0, newSpaceFloor: floor}, release: false}
-  const next: IdleState = {quiet: state.quiet + 1, attempts: state.attempts, newSpaceFloor: floor}
-  const due = next.attempts < policy.maxAttempts && next.quiet >= policy.quietTicks * (next.attempts + 1)
-  if (!due) return {state: next, release: false}
+  const recent = [...state.recent, utilization].slice(-policy.windowTicks)
+  const newSpaceFloor = Math.min(state.newSpaceFloor, heap.newSpace)
+  if (trafficIn(recent, policy)) return {state: {recent, attempts: 0, sinceAttempt: 0, newSpaceFloor}, release: false}
+  const next: IdleState = {recent, attempts: state.attempts, sinceAttempt: state.sinceAttempt + 1, newSpaceFloor}
+  if (recent.length < policy.windowTicks || next.attempts >= policy.maxAttempts) return {state: next, release: false}
+  if (next.attempts > 0 && next.sinceAttempt < policy.retryTicks) return {state: next, release: false}
   // The first release also takes a heap with much garbage or fragmentation; the retries are for the
   // young generation only, since a heap still slack after a full collection stays so.
   const worth = newSpaceGrown(heap, next, policy) || (next.attempts === 0 && heapSlack(heap, policy))
   if (!worth) return {state: next, release: false}
-  return {state: {...next, attempts: next.attempts + 1}, release: true}
+  return {state: {...next, attempts: next.attempts + 1, sinceAttempt: 0}, release: true}
 }
 
-/** What one release did, read before and right after its collections. */
+/** How long after a release its RSS is read (V8 unmaps pages on a background thread). */
+const RSS_SETTLE_MS = 1000
+
+/** What one release did: the heap read before and right after its collections, RSS a second later. */
 export interface IdleRelease {
   before: HeapReading & {rss: number}
   after: HeapReading & {rss: number}
@@ -174,16 +191,26 @@ function collector(): GcFunction {
 
 /**
  * The collections of one release: a full one (garbage in the old generation; the young generation
- * shrinks at it when V8's allocation rate is low), then a scavenge, which lets V8 unmap the
- * semi-space pages the full collection left committed (measured: the scavenge gives back ~15 MB of
- * RSS more).
+ * shrinks at it to its initial size when V8's own allocation rate over its last 5 s of collections
+ * is below ~1 MB/s), then a scavenge, which lets V8 unmap the semi-space pages the full collection
+ * left committed (measured: the full collection alone shrinks the young generation without
+ * lowering RSS).
+ *
+ * Tried and dropped: `v8.queryObjects` runs V8's memory-reducing "all available garbage"
+ * collection, which shrinks the young generation whatever the allocation rate, but it then walks
+ * the heap: 0.6–1.25 s with a thousand open sessions, against 20–40 ms for these two.
  */
-export function releaseNow(): IdleRelease {
+function collect(): void {
   const gc = collector()
-  const before = {...readHeap(), rss: process.memoryUsage.rss()}
-  const start = performance.now()
   gc()
   gc(true)
+}
+
+/** One release: the collections, with what they changed and how long they held the event loop. */
+export function releaseNow(): IdleRelease {
+  const before = {...readHeap(), rss: process.memoryUsage.rss()}
+  const start = performance.now()
+  collect()
   const pauseMs = performance.now() - start
   return {before, after: {...readHeap(), rss: process.memoryUsage.rss()}, pauseMs}
 }
@@ -201,14 +228,16 @@ export function startIdleMemoryRelease(options: IdleMemoryOptions = {}): IdleMem
   let last: EventLoopUtilization = performance.eventLoopUtilization()
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization()
-    const step = nextIdleStep(state, performance.eventLoopUtilization(now, last).utilization, readHeap(), policy)
+    const utilization = performance.eventLoopUtilization(now, last).utilization
     last = now
+    const step = nextIdleStep(state, utilization, readHeap(), policy)
     state = step.state
     if (!step.release) return
     const release = releaseNow()
-    // The collections themselves made this tick busy: the next tick must not count it as traffic.
+    // The collections themselves are not traffic: the next tick starts after them.
     last = performance.eventLoopUtilization()
-    options.onRelease?.(release)
+    // V8 unmaps the pages on a background thread: RSS is read again once that is done.
+    setTimeout(() => options.onRelease?.({...release, after: {...release.after, rss: process.memoryUsage.rss()}}), RSS_SETTLE_MS).unref()
   }, policy.tickMs)
   timer.unref()
   return {stop: () => clearInterval(timer)}
@@ -217,5 +246,5 @@ export function startIdleMemoryRelease(options: IdleMemoryOptions = {}): IdleMem
 /** One line for a debug log. */
 export function describeRelease(r: IdleRelease): string {
   const mb = (n: number) => `${(n / MiB).toFixed(1)} MB`
-  return `idle: gave memory back (V8 heap ${mb(r.before.heapCommitted)} → ${mb(r.after.heapCommitted)}, young generation ${mb(r.before.newSpace)} → ${mb(r.after.newSpace)}, RSS ${mb(r.before.rss)} → ${mb(r.after.rss)}; paused ${r.pauseMs.toFixed(1)} ms)`
+  return `idle: collected garbage to give memory back: V8 heap ${mb(r.before.heapCommitted)} → ${mb(r.after.heapCommitted)}, young generation ${mb(r.before.newSpace)} → ${mb(r.after.newSpace)}, RSS ${mb(r.before.rss)} → ${mb(r.after.rss)}; paused ${r.pauseMs.toFixed(1)} ms`
 }
