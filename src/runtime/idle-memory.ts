@@ -139,8 +139,10 @@ const RSS_SETTLE_MS = 1000
 export interface IdleRelease {
   before: HeapReading & {rss: number}
   after: HeapReading & {rss: number}
-  /** How long the collections held the event loop. */
+  /** How long the collections held the event loop… */
   pauseMs: number
+  /** …of which the full collection. */
+  fullMs: number
 }
 
 /** The V8 heap committed that a release gave back (never negative). */
@@ -200,19 +202,22 @@ function collector(): GcFunction {
  * collection, which shrinks the young generation whatever the allocation rate, but it then walks
  * the heap: 0.6–1.25 s with a thousand open sessions, against 20–40 ms for these two.
  */
-function collect(): void {
+function collect(): number {
   const gc = collector()
+  const start = performance.now()
   gc()
+  const fullMs = performance.now() - start
   gc(true)
+  return fullMs
 }
 
 /** One release: the collections, with what they changed and how long they held the event loop. */
 export function releaseNow(): IdleRelease {
   const before = {...readHeap(), rss: process.memoryUsage.rss()}
   const start = performance.now()
-  collect()
+  const fullMs = collect()
   const pauseMs = performance.now() - start
-  return {before, after: {...readHeap(), rss: process.memoryUsage.rss()}, pauseMs}
+  return {before, after: {...readHeap(), rss: process.memoryUsage.rss()}, pauseMs, fullMs}
 }
 
 /**
@@ -246,5 +251,5 @@ export function startIdleMemoryRelease(options: IdleMemoryOptions = {}): IdleMem
 /** One line for a debug log. */
 export function describeRelease(r: IdleRelease): string {
   const mb = (n: number) => `${(n / MiB).toFixed(1)} MB`
-  return `idle: collected garbage to give memory back: V8 heap ${mb(r.before.heapCommitted)} → ${mb(r.after.heapCommitted)}, young generation ${mb(r.before.newSpace)} → ${mb(r.after.newSpace)}, RSS ${mb(r.before.rss)} → ${mb(r.after.rss)}; paused ${r.pauseMs.toFixed(1)} ms`
+  return `idle: collected garbage to give memory back: V8 heap ${mb(r.before.heapCommitted)} → ${mb(r.after.heapCommitted)}, young generation ${mb(r.before.newSpace)} → ${mb(r.after.newSpace)}, RSS ${mb(r.before.rss)} → ${mb(r.after.rss)}; paused ${r.pauseMs.toFixed(1)} ms (full collection ${r.fullMs.toFixed(1)} ms)`
 }

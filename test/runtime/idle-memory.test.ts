@@ -94,7 +94,7 @@ function rssOf(pid: number): number {
   return Number(m![1]) * 1024
 }
 
-const RELEASE = /idle: collected garbage to give memory back: V8 heap ([\d.]+) MB → ([\d.]+) MB, young generation ([\d.]+) MB → ([\d.]+) MB, RSS ([\d.]+) MB → ([\d.]+) MB; paused ([\d.]+) ms/g
+const RELEASE = /idle: collected garbage to give memory back: V8 heap ([\d.]+) MB → ([\d.]+) MB, young generation ([\d.]+) MB → ([\d.]+) MB, RSS ([\d.]+) MB → ([\d.]+) MB; paused ([\d.]+) ms \(full collection [\d.]+ ms\)/g
 
 /** The real binary, real load through its tunnel, then quiet. */
 describe('dbgate connect gives memory back once its clients go quiet', () => {
