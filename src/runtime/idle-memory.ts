@@ -3,8 +3,8 @@
  *
  * Under load V8 grows the young generation to its maximum (2 × 16 MB on a machine with a few GB)
  * and keeps it committed and resident for the life of the process; its own memory reducer did not
- * run in 20 s of idleness (docs/performance.md, "Idle memory after load" and "Giving memory back
- * when idle"). This module watches the event loop and the heap once a second and, after a quiet
+ * run in 20 s of idleness (docs/performance.md, "Idle memory after load" and "Idle memory: giving
+ * the young generation back"). This module watches the event loop and the heap once a second and, after a quiet
  * spell, runs a full collection and a scavenge: with V8's allocation rate low, the young generation
  * shrinks to its initial size at them and its pages are unmapped.
  *
@@ -200,7 +200,7 @@ function collector(): GcFunction {
  *
  * Tried and dropped: `v8.queryObjects` runs V8's memory-reducing "all available garbage"
  * collection, which shrinks the young generation whatever the allocation rate, but it then walks
- * the heap: 0.6–1.25 s with a thousand open sessions, against 20–40 ms for these two.
+ * the heap: 0.6–1.25 s with a thousand open sessions, against 30–50 ms for these two.
  */
 function collect(): number {
   const gc = collector()
