@@ -12,6 +12,7 @@
 import {parseConfigText} from '../config/parse.js'
 import {benchTargetYaml, serveParent, yamlString, type BenchDatabase, type MemoryReport} from './worker-ipc.js'
 import {startGateway} from '../gateway/gateway.js'
+import {describeRelease, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 import {writeServerPki} from '../util/tls-certs.js'
 
 export interface GatewayWorkerBrief {
@@ -67,6 +68,8 @@ async function main(): Promise<void> {
     },
   })
   await gw.whenReady()
+  // As `dbgate gateway` does (its debug log line) in each process that serves.
+  startIdleMemoryRelease({onRelease: (r) => process.stderr.write(`gateway-worker: ${describeRelease(r)}\n`)})
   serveParent({close: () => gw.close(200), connections: () => gw.sessionCount}, send)
   send({type: 'ready', host: gw.address.host, port: gw.address.port})
 }

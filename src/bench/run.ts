@@ -343,7 +343,7 @@ async function stream(t: Target, kind: 'select' | 'copy', table: string, repeats
 }
 
 function describeMemory(m: Record<string, number | undefined>): string {
-  return ['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers']
+  return ['rss', 'heapTotal', 'heapUsed', 'newSpace', 'external', 'arrayBuffers']
     .filter((k) => typeof m[k] === 'number')
     .map((k) => `${k} ${(m[k]! / 1024 / 1024).toFixed(1)} MB`)
     .join(', ')

@@ -1,7 +1,8 @@
 /**
  * One dbgate tunnel in a process of its own, so that its CPU and memory are measured apart from
  * the benchmark's clients. Built exactly as `dbgate connect` builds it (`openTunnel` with
- * `buildTunnelHooks`), with the features named in the brief switched off.
+ * `buildTunnelHooks`, then the idle memory release), with the features named in the brief
+ * switched off.
  *
  * Protocol with the parent (IPC): the worker sends `{type: 'ready', url, host, port, user,
  * password, database}` once listening; it answers `{type: 'memory'}` with `{type: 'memory', ...}`
@@ -11,6 +12,7 @@ import {parseConfigText} from '../config/parse.js'
 import {benchTargetYaml, serveParent, type BenchDatabase, type MemoryReport} from './worker-ipc.js'
 import {ALL_FEATURES, buildTunnelHooks, type TunnelFeatures} from '../pipeline/index.js'
 import {openTunnel} from '../connect/open.js'
+import {describeRelease, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 
 export interface WorkerBrief {
   pg: BenchDatabase
@@ -51,6 +53,8 @@ async function main(): Promise<void> {
       if (level !== 'info') process.stderr.write(`tunnel-worker ${level}: ${message}\n`)
     },
   })
+  // As `dbgate connect` does (its line is the one `-v` shows) once its tunnel is open.
+  startIdleMemoryRelease({onRelease: (r) => process.stderr.write(`tunnel-worker: ${describeRelease(r)}\n`)})
   serveParent({close: () => opened.close(200), connections: () => opened.tunnel.connectionCount}, send)
   const info = opened.info
   send({type: 'ready', host: info.host, port: info.port, user: info.user, password: info.password, database: info.database, features: {...features}})

@@ -2,6 +2,7 @@
  * What the benchmark's proxy workers (tunnel-worker.ts, gateway-worker.ts) share: the benchmark
  * database as a target, how the parent asks them for a memory figure and tells them to stop.
  */
+import v8 from 'node:v8'
 
 /** The benchmark's PostgreSQL, as the parent hands it to a worker. */
 export interface BenchDatabase {
@@ -45,6 +46,8 @@ export interface MemoryReport {
   heapTotal: number
   external: number
   arrayBuffers: number
+  /** V8's young generation, committed (it stays at its peak after load until a release shrinks it). */
+  newSpace?: number
   connections: number
 }
 
@@ -68,7 +71,8 @@ export function serveParent(proxy: {close(): Promise<void>; connections(): numbe
     else if (m.type === 'memory') {
       ;(globalThis as {gc?: () => void}).gc?.()
       const u = process.memoryUsage()
-      send({type: 'memory', rss: u.rss, heapUsed: u.heapUsed, heapTotal: u.heapTotal, external: u.external, arrayBuffers: u.arrayBuffers, connections: proxy.connections()})
+      const newSpace = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size
+      send({type: 'memory', rss: u.rss, heapUsed: u.heapUsed, heapTotal: u.heapTotal, external: u.external, arrayBuffers: u.arrayBuffers, newSpace, connections: proxy.connections()})
     }
   })
 }

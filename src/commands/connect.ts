@@ -6,6 +6,7 @@ import {EXIT_INTERRUPTED} from '../cli/exit-codes.js'
 import {configFlag} from '../cli/flags.js'
 import {openTunnel, type ConnectionInfo} from '../connect/open.js'
 import {runClient} from '../connect/run-client.js'
+import {describeRelease, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 import {DbgateCommand} from '../cli/base-command.js'
 
 export default class Connect extends DbgateCommand {
@@ -60,6 +61,8 @@ export default class Connect extends DbgateCommand {
       progress: process.stderr.isTTY && !flags.json ? (m) => process.stderr.write(`${chalk.dim(m)}\n`) : undefined,
     })
     const {info, target} = opened
+    // This process runs the tunnel: it gives memory back once its clients go quiet (-v logs it).
+    startIdleMemoryRelease({onRelease: (r) => log('info', describeRelease(r))})
 
     if (command.length > 0) {
       let code: number

@@ -8,6 +8,7 @@ import {dbgateVersion} from '../connect/recording.js'
 import {runGatewayBridge} from '../mcp/gateway-bridge.js'
 import {openLocalEndpoint} from '../mcp/local-endpoint.js'
 import {createDbgateMcp} from '../mcp/server.js'
+import {describeRelease, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 
 export default class Mcp extends DbgateCommand {
   static override summary = 'Serve a target to an AI agent over the Model Context Protocol (stdio).'
@@ -46,6 +47,8 @@ enforces everything; nothing runs locally. See docs/agents.md.`
       return
     }
     const target = getTarget(loaded.config, args.target)
+    // This process runs the agent's tunnel: it gives memory back once the agent goes quiet (-v logs it).
+    startIdleMemoryRelease({onRelease: (r) => log('info', describeRelease(r))})
     const mcp = createDbgateMcp({
       target,
       version: dbgateVersion(),

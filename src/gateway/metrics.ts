@@ -9,6 +9,7 @@
  */
 import {Counter, Gauge, Registry, collectDefaultMetrics} from 'prom-client'
 
+import {heapGivenBack, type IdleRelease} from '../runtime/idle-memory.js'
 import type {GatewayGauges, GatewayObserver, SignInFailure, StatementDecision} from './observer.js'
 
 
@@ -27,6 +28,8 @@ export interface GatewayMetrics extends GatewayObserver {
   readonly contentType: string
   /** The text a scrape of `/metrics` returns. Rejects when the gauges callback fails. */
   render(): Promise<string>
+  /** The process collected garbage to give memory back after going quiet (src/runtime/idle-memory.ts). */
+  memoryReleased(release: IdleRelease): void
 }
 
 export function createGatewayMetrics(options: GatewayMetricsOptions): GatewayMetrics {
@@ -55,6 +58,21 @@ export function createGatewayMetrics(options: GatewayMetricsOptions): GatewayMet
     name: `${METRIC_PREFIX}sign_in_failures_total`,
     help: 'Sign-ins to the gateway refused, by reason.',
     labelNames: ['reason'] as const,
+    registers: [registry],
+  })
+  const idleReleases = new Counter({
+    name: `${METRIC_PREFIX}idle_memory_releases_total`,
+    help: 'Times the process collected garbage to give memory back after going quiet (a full collection and a scavenge).',
+    registers: [registry],
+  })
+  const idleReleasedBytes = new Counter({
+    name: `${METRIC_PREFIX}idle_memory_released_bytes_total`,
+    help: 'V8 heap (young generation and old space) given back by those releases, in bytes.',
+    registers: [registry],
+  })
+  const idlePause = new Counter({
+    name: `${METRIC_PREFIX}idle_memory_release_pause_seconds_total`,
+    help: 'Time the event loop was held by those releases (a statement arriving meanwhile waits).',
     registers: [registry],
   })
   // The state gauges are read in `collect`, which every way of reading the registry runs (a
@@ -126,6 +144,11 @@ export function createGatewayMetrics(options: GatewayMetricsOptions): GatewayMet
     },
     render() {
       return registry.metrics()
+    },
+    memoryReleased(release: IdleRelease) {
+      idleReleases.inc()
+      idleReleasedBytes.inc(heapGivenBack(release))
+      idlePause.inc(release.pauseMs / 1000)
     },
   }
 }

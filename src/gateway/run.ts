@@ -11,6 +11,9 @@
  * it (src/proxy/connection-registry.ts), and a worker that receives another's key sends it here.
  * It starts the workers with the memory settings of src/gateway/worker-memory.ts unless the
  * operator set their own.
+ *
+ * Every process that serves (the single one, each worker) gives memory back once it goes quiet
+ * (src/runtime/idle-memory.ts), counted in /metrics and logged at debug level.
  */
 import cluster, {type Worker} from 'node:cluster'
 import {AggregatorRegistry} from 'prom-client'
@@ -21,10 +24,11 @@ import {EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK} from '../cli/exit-codes.js'
 import {ConnectionRegistry, MAX_WORKER_SLOTS} from '../proxy/connection-registry.js'
 import {checkGatewayConfig, startGateway, type RunningGateway} from './gateway.js'
 import {createGatewayLogger, logFunction, type LogFn} from './log.js'
-import {createGatewayMetrics} from './metrics.js'
+import {createGatewayMetrics, type GatewayMetrics} from './metrics.js'
 import type {ReadinessCheck} from './observer.js'
 import {startOpsHttp, type OpsHttpServer} from './ops-http.js'
 import {workerMemoryDefaults} from './worker-memory.js'
+import {describeRelease, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 
 export const WORKER_SLOT_ENV = 'DBGATE_GATEWAY_WORKER_SLOT'
 
@@ -52,6 +56,16 @@ function loggerFor(opts: RunOptions, role: Record<string, unknown>): {logger: Lo
   const server = opts.loaded.config.server
   const logger = createGatewayLogger({level: opts.logLevel ?? server?.logLevel ?? 'info', base: {gateway: server?.name, ...role}})
   return {logger, log: logFunction(logger)}
+}
+
+/** The idle memory release of a serving process, reported to its metrics and its debug log. */
+function releaseWhenIdle(metrics: GatewayMetrics, log: LogFn): void {
+  startIdleMemoryRelease({
+    onRelease: (r) => {
+      metrics.memoryReleased(r)
+      log('debug', describeRelease(r), {idleRelease: {heapBefore: r.before.heapCommitted, heapAfter: r.after.heapCommitted, newSpaceBefore: r.before.newSpace, newSpaceAfter: r.after.newSpace, rssBefore: r.before.rss, rssAfter: r.after.rss, pauseMs: Math.round(r.pauseMs * 10) / 10}})
+    },
+  })
 }
 
 /** Flushes the log, then exits. */
@@ -115,6 +129,7 @@ async function runSingle(opts: RunOptions): Promise<never> {
   const metrics = createGatewayMetrics({gauges: () => gw!.gauges()})
   gw = await startGateway({loaded: opts.loaded, observer: metrics, log})
   const running = gw
+  releaseWhenIdle(metrics, log)
   let ops: OpsHttpServer | undefined
   if (settings.ops) {
     ops = await startOpsHttp({host: settings.ops.host, port: settings.ops.port, readiness: () => running.checks(), metrics, log})
@@ -159,6 +174,7 @@ async function runWorker(opts: RunOptions): Promise<never> {
     worker: {cancelElsewhere: {slot, forward: (processId, secretKey) => send({dbgate: 'cancel', processId, secretKey})}},
   })
   const running = gw
+  releaseWhenIdle(metrics, log)
   process.on('message', (m: unknown) => {
     if (!isWorkerMessage(m)) return
     if (m.dbgate === 'cancel') running.cancelByKey(m.processId, m.secretKey)
