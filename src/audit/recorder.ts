@@ -118,8 +118,13 @@ export class Recorder {
     return this.opts.now?.() ?? new Date()
   }
 
+  /** Resolves once every session's appended events are on disk; sessions with nothing unsynced cost nothing. */
   async flush(): Promise<void> {
-    await Promise.all([...this.sessions.values()].map((s) => s.flush()))
+    let pending: Promise<void>[] | undefined
+    this.sessions.forEach((s) => {
+      if (!s.settled) (pending ??= []).push(s.flush())
+    })
+    if (pending) await Promise.all(pending)
   }
 
   /**
@@ -127,7 +132,7 @@ export class Recorder {
    * The tunnel's shipper calls this before each run, so every shipped snapshot ends on a signature.
    */
   async checkpointLive(): Promise<void> {
-    for (const s of this.sessions.values()) s.checkpointIfNeeded()
+    this.sessions.forEach((s) => s.checkpointIfNeeded())
     await this.flush()
   }
 
@@ -204,6 +209,11 @@ export class SessionRecorder {
 
   flush(): Promise<void> {
     return this.spool.flush()
+  }
+
+  /** Every event written and synced, nothing in progress (`SpoolFile.settled`): a flush would do nothing. */
+  get settled(): boolean {
+    return this.spool.settled
   }
 
   /** Writes this session's appended events now (see `Recorder.release`); false if the write failed (they stay queued). */

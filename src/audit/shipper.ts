@@ -6,7 +6,7 @@ import {isBucketError, type Bucket} from '../bucket/index.js'
 import {ChainState, sha256hex, type Signer} from './chain.js'
 import {addToTotals, emptyTotals, parseEventLine, type SessionInterruptedData, type StatementData} from './events.js'
 import {currentLockInfo, defaultSpoolDir, isLockAlive, readLock, spoolPaths} from './spool.js'
-import {readMark, readSnapshot, spooledSessions, type ShippedMark, type SpoolSnapshot, type SpoolState} from './spool-scan.js'
+import {readMark, readSnapshot, spooledSessions, SpoolListing, type ShippedMark, type SpoolSnapshot, type SpoolState} from './spool-scan.js'
 
 const gzipAsync = promisify(gzip)
 
@@ -32,6 +32,8 @@ export interface ShipOptions {
   liveSnapshotBytesPerSecond?: number
   /** Sessions to pass over in this run without opening anything (reported unchanged); see `Shipper`'s `writtenBytes`. */
   skip?: (sessionId: string) => boolean
+  /** The spool's listing kept from one run to the next (a background shipper's), re-read when the directory changed. */
+  listing?: SpoolListing
 }
 
 export interface ShipOutcome {
@@ -61,11 +63,13 @@ export interface ShipReport {
 export async function shipPending(opts: ShipOptions): Promise<ShipReport> {
   const dir = opts.spoolDir ?? defaultSpoolDir()
   const report: ShipReport = {shipped: [], failed: [], unchanged: [], upToDate: []}
-  for (const sessionId of await spooledSessions(dir)) {
-    if (opts.skip?.(sessionId)) {
-      report.unchanged.push(sessionId)
-      continue
-    }
+  const skip = opts.skip
+  const passOver = skip && ((sessionId: string): boolean => {
+    if (!skip(sessionId)) return false
+    report.unchanged.push(sessionId)
+    return true
+  })
+  for (const sessionId of await spooledSessions(dir, passOver, opts.listing)) {
     const release = await acquireShipLock(dir, sessionId)
     if (!release) {
       report.unchanged.push(sessionId)
@@ -217,7 +221,10 @@ export class Shipper {
   private running?: Promise<void>
   private stopped = true
   /** This process's live sessions found up to date, with their `writtenBytes` at the time. */
-  private settled = new Map<string, number>()
+  private readonly settled = new Map<string, number>()
+  /** Of a pass's sessions not passed over, their `writtenBytes` before their log was read. */
+  private readonly atStart = new Map<string, number>()
+  private readonly listing = new SpoolListing()
 
   constructor(
     private readonly opts: ShipOptions & {
@@ -278,25 +285,29 @@ export class Shipper {
     const written = this.opts.writtenBytes
     if (!written) return shipPending(this.opts)
     // Counted before the log is read (after `beforeRun` flushed): a snapshot holds at least these bytes.
-    const atStart = new Map<string, number>()
-    const settled = new Map<string, number>()
+    const {settled, atStart} = this
+    atStart.clear()
     const skip = (sessionId: string): boolean => {
       const bytes = written(sessionId)
       if (bytes === undefined) return false
-      if (this.settled.get(sessionId) === bytes) {
-        settled.set(sessionId, bytes)
-        return true
-      }
+      const was = settled.get(sessionId)
+      if (was === bytes) return true
+      if (was !== undefined) settled.delete(sessionId)
       atStart.set(sessionId, bytes)
       return false
     }
-    const report = await shipPending({...this.opts, skip})
-    for (const sessionId of [...report.upToDate, ...report.shipped.filter((o) => o.state === 'live').map((o) => o.sessionId)]) {
+    const report = await shipPending({...this.opts, skip, listing: this.listing})
+    const settle = (sessionId: string): void => {
       const bytes = atStart.get(sessionId)
       if (bytes !== undefined) settled.set(sessionId, bytes)
     }
-    // Sessions no longer in the spool (ended and shipped) drop out here.
-    this.settled = settled
+    for (const sessionId of report.upToDate) settle(sessionId)
+    for (const o of report.shipped) if (o.state === 'live') settle(o.sessionId)
+    atStart.clear()
+    // Sessions this process no longer records (ended, or moved on since) drop out here.
+    settled.forEach((bytes, sessionId) => {
+      if (written(sessionId) !== bytes) settled.delete(sessionId)
+    })
     return report
   }
 }

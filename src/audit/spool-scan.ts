@@ -14,8 +14,21 @@ export interface ShippedMark {
   at: string
 }
 
-/** Ids of the sessions with a log in the spool. */
-export async function spooledSessions(dir: string): Promise<string[]> {
+/**
+ * Ids of the sessions with a log in the spool, oldest first. `passOver` (the background shipper's
+ * idle sessions) is asked once per id; the ids it claims are left out without their log's `stat`,
+ * the one per-session cost of a listing.
+ */
+export async function spooledSessions(dir: string, passOver?: (sessionId: string) => boolean, listing?: SpoolListing): Promise<string[]> {
+  const all = await (listing ? listing.read(dir) : readLogIds(dir))
+  const ids: string[] = []
+  for (let i = 0; i < all.length; i++) if (!passOver?.(all[i]!)) ids.push(all[i]!)
+  const withTimes = await Promise.all(ids.map(async (id) => ({id, t: (await stat(join(dir, `${id}.jsonl`)).catch(() => undefined))?.mtimeMs ?? 0})))
+  // Oldest first, so a backlog drains in the order it was written.
+  return withTimes.sort((a, b) => a.t - b.t).map((x) => x.id)
+}
+
+async function readLogIds(dir: string): Promise<string[]> {
   let names: string[]
   try {
     names = await readdir(dir)
@@ -23,10 +36,47 @@ export async function spooledSessions(dir: string): Promise<string[]> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
     throw err
   }
-  const logs = names.filter((n) => n.endsWith('.jsonl'))
-  const withTimes = await Promise.all(logs.map(async (n) => ({id: n.slice(0, -'.jsonl'.length), t: (await stat(join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0})))
-  // Oldest first, so a backlog drains in the order it was written.
-  return withTimes.sort((a, b) => a.t - b.t).map((x) => x.id)
+  const ids: string[] = []
+  for (const n of names) if (n.endsWith('.jsonl')) ids.push(n.slice(0, -'.jsonl'.length))
+  return ids
+}
+
+/**
+ * The spool's log ids, read again only when the directory changed: a background shipper lists a
+ * spool of a thousand idle sessions (three or four files each) every few seconds. The directory's
+ * modification time (to the nanosecond, with its change time) decides; a listing is reused only if
+ * that time was already `racyMs` old when the listing was read, so an entry created in the same
+ * clock tick as the last change seen (file systems stamp times from a coarse clock) cannot hide.
+ */
+export class SpoolListing {
+  private ids?: string[]
+  private mtimeNs = -1n
+  private ctimeNs = -1n
+  /** Directory reads so far (the listing's own test counts them). */
+  reads = 0
+
+  constructor(private readonly racyMs = 3_000) {}
+
+  async read(dir: string): Promise<string[]> {
+    let st: import('node:fs').BigIntStats
+    try {
+      st = await stat(dir, {bigint: true})
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      this.ids = undefined
+      return []
+    }
+    if (this.ids && st.mtimeNs === this.mtimeNs && st.ctimeNs === this.ctimeNs) return this.ids
+    const now = Date.now()
+    this.reads += 1
+    const ids = await readLogIds(dir)
+    // Trusted next time only if no later change can share the stamp this stat read.
+    const settled = Number(st.mtimeMs) < now - this.racyMs && Number(st.ctimeMs) < now - this.racyMs
+    this.ids = settled ? ids : undefined
+    this.mtimeNs = st.mtimeNs
+    this.ctimeNs = st.ctimeNs
+    return ids
+  }
 }
 
 export interface SpoolSnapshot {

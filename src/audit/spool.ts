@@ -106,6 +106,8 @@ export class SpoolFile {
   private unsynced = false
   private timer?: NodeJS.Timeout
   private chain: Promise<void> = Promise.resolve()
+  /** Flushes started and not yet settled. */
+  private flushing = 0
   private failures = 0
   private closed = false
   private locked = false
@@ -157,12 +159,25 @@ export class SpoolFile {
     return true
   }
 
+  /**
+   * Nothing to flush: every appended byte written and fdatasync'ed, no flush in progress, no failure
+   * waiting for a retry. `flush()` would then resolve at once having done nothing; a caller with
+   * many idle spools (the shipper's `checkpointLive`) passes over these without a promise each.
+   */
+  get settled(): boolean {
+    return this.queue.length === 0 && !this.unsynced && this.flushing === 0 && !this.closeFailed && this.lastError === undefined
+  }
+
   /** Resolves once everything appended so far is on disk; rejects if it could not be written. */
   flush(): Promise<void> {
     clearTimeout(this.timer)
     this.timer = undefined
+    this.flushing += 1
     const run = this.chain.then(() => this.writeAndSync())
-    this.chain = run.catch(() => undefined)
+    this.chain = run.then(
+      () => void (this.flushing -= 1),
+      () => void (this.flushing -= 1),
+    )
     return run
   }
 
