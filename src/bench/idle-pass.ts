@@ -44,16 +44,18 @@ try {
     wake?.()
   }, onError: (e) => console.error(e)})
   let wake: (() => void) | undefined
-  const next = async (): Promise<{ms: number; bytes: number; report: ShipReport}> => {
+  const next = async (): Promise<{ms: number; cpu: number; bytes: number; report: ShipReport}> => {
     const k = reports.length
     const h0 = process.memoryUsage().heapUsed
+    const c0 = process.cpuUsage()
     const t0 = performance.now()
     const done = new Promise<void>((r) => (wake = r))
     if (k === 0) shipper.start()
     else shipper.kick()
     await done
     const ms = performance.now() - t0
-    return {ms, bytes: process.memoryUsage().heapUsed - h0, report: reports[k]!}
+    const c = process.cpuUsage(c0)
+    return {ms, cpu: (c.user + c.system) / 1000, bytes: process.memoryUsage().heapUsed - h0, report: reports[k]!}
   }
   // The first passes ship every session (and the next settles them).
   for (let i = 0; i < 3; i++) {
@@ -73,11 +75,13 @@ try {
     await prof.post('HeapProfiler.startSampling', {samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true} as object)
   }
   const ms: number[] = []
+  const cpu: number[] = []
   const bytes: number[] = []
   for (let i = 0; i < passes; i++) {
     const r = await next()
     if (r.report.shipped.length || r.report.failed.length) throw new Error('an idle pass shipped something')
     ms.push(r.ms)
+    cpu.push(r.cpu)
     bytes.push(r.bytes)
   }
   if (prof) {
@@ -86,7 +90,7 @@ try {
     writeFileSync(values['heap-profile']!, JSON.stringify(profile))
   }
   const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!
-  console.log(`${n} idle sessions, ${passes} passes: median ${med(ms).toFixed(2)} ms, ${(med(bytes) / 1024).toFixed(1)} KB allocated per pass (min ${(Math.min(...bytes) / 1024).toFixed(1)}, max ${(Math.max(...bytes) / 1024).toFixed(1)} KB)`)
+  console.log(`${n} idle sessions, ${passes} passes: median ${med(ms).toFixed(2)} ms (CPU ${med(cpu).toFixed(2)} ms), ${(med(bytes) / 1024).toFixed(1)} KB allocated per pass (min ${(Math.min(...bytes) / 1024).toFixed(1)}, max ${(Math.max(...bytes) / 1024).toFixed(1)} KB)`)
   await recorder.close()
   await shipper.stop()
 } finally {
