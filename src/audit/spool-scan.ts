@@ -52,6 +52,7 @@ export class SpoolListing {
   private ids?: string[]
   private mtimeNs = -1n
   private ctimeNs = -1n
+  private ino = -1n
   /** Directory reads so far (the listing's own test counts them). */
   reads = 0
 
@@ -66,7 +67,7 @@ export class SpoolListing {
       this.ids = undefined
       return []
     }
-    if (this.ids && st.mtimeNs === this.mtimeNs && st.ctimeNs === this.ctimeNs) return this.ids
+    if (this.ids && st.mtimeNs === this.mtimeNs && st.ctimeNs === this.ctimeNs && st.ino === this.ino) return this.ids
     const now = Date.now()
     this.reads += 1
     const ids = await readLogIds(dir)
@@ -75,6 +76,7 @@ export class SpoolListing {
     this.ids = settled ? ids : undefined
     this.mtimeNs = st.mtimeNs
     this.ctimeNs = st.ctimeNs
+    this.ino = st.ino
     return ids
   }
 }
