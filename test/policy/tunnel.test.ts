@@ -49,6 +49,36 @@ describe('guardrails in the tunnel', () => {
     expect(await count('accounts')).toBe(10)
   })
 
+  it('judges each text by its own constants after an allowed text of the same shape was kept, over both protocols', async () => {
+    // Decisions and analyses are shared by texts that differ only in constants (the shape cache, the
+    // kept decisions). Each pair: an allowed text first, so a wrongly shared decision would let the
+    // second, whose constants make its filter always true, through.
+    const pairs: [string, string, string][] = [
+      ['delete from accounts where 2 = 1', 'delete from accounts where 1 = 1', 'no-unfiltered-delete'],
+      ["delete from accounts where 'b' = 'a'", "delete from accounts where 'a' = 'a'", 'no-unfiltered-delete'],
+      ['delete from accounts where 5 > 6', 'delete from accounts where 6 > 5', 'no-unfiltered-delete'],
+      ['update accounts set balance = 0 where id = 1 and 2 = 1', 'update accounts set balance = 0 where id > 0 or 1 = 1', 'no-unfiltered-update'],
+      ['update accounts set balance = 0 where 3 = 4', 'update accounts set balance = 0 where 4 = 4', 'no-unfiltered-update'],
+    ]
+    const sum = async () => (await withClient(db.url, (a) => a.query('select sum(balance)::int s from accounts'))).rows[0].s as number
+    const before = await sum()
+    const c = await t.client()
+    let n = 0
+    for (const [allowed, trivial, rule] of pairs) {
+      for (const extended of [false, true]) {
+        const q = (text: string) => (extended ? c.query({name: `kept-${n++}`, text}) : c.query(text))
+        const ok = await q(allowed)
+        expect(ok.rowCount, allowed).toBe(0)
+        const e = (await q(trivial).catch((x: Error) => x)) as Error & {code?: string}
+        expect(e, `${trivial} (${extended ? 'extended' : 'simple'})`).toBeInstanceOf(Error)
+        expect(e.code, trivial).toBe('42501')
+        expect(e.message, trivial).toMatch(new RegExp(`default\\.${rule}`))
+      }
+    }
+    expect(await count('accounts')).toBe(10)
+    expect(await sum()).toBe(before)
+  })
+
   it('judges EXECUTE by what was prepared', async () => {
     const c = await t.client()
     await expect(c.query('prepare wipe as delete from accounts')).rejects.toMatchObject({code: '42501'})
