@@ -84,6 +84,8 @@ export const ERROR_KINDS: Readonly<Record<string, Kind>> = {
   EADDRINUSE: {exit: EXIT_USAGE, next: 'The port is taken: choose another with --port, or omit --port for a free one.'},
   // Bucket and spool
   BUCKET_BAD_URL: usage,
+  // The idle memory release (src/runtime/idle-memory.ts)
+  IDLE_MEMORY_SETTING: usage,
 }
 
 /** How a failure is shown and how the command exits. */

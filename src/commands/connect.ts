@@ -6,7 +6,7 @@ import {EXIT_INTERRUPTED} from '../cli/exit-codes.js'
 import {configFlag} from '../cli/flags.js'
 import {openTunnel, type ConnectionInfo} from '../connect/open.js'
 import {runClient} from '../connect/run-client.js'
-import {describeRelease, startIdleMemoryRelease} from '../runtime/idle-memory.js'
+import {describeRelease, idleMemoryReleaseWanted, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 import {DbgateCommand} from '../cli/base-command.js'
 
 export default class Connect extends DbgateCommand {
@@ -42,6 +42,7 @@ export default class Connect extends DbgateCommand {
     const {flags, args, argv} = await this.parse(Connect, own)
     if (argv.length > 1) throw new UsageError(`unexpected argument ${JSON.stringify(argv[1])}; put a command to run after --`)
     if (dashdash >= 0 && command.length === 0) throw new UsageError('nothing to run after --')
+    idleMemoryReleaseWanted()
     const loaded = await loadCommandConfig(flags, this)
     const log = (level: 'info' | 'warn' | 'error', message: string) => {
       if (level === 'info' && !flags.verbose) return

@@ -5,6 +5,7 @@ import {CONFIG_NOT_FOUND, ConfigError} from '../config/errors.js'
 import {DbgateCommand} from '../cli/base-command.js'
 import {GatewayConfigError} from '../gateway/gateway.js'
 import {runGateway} from '../gateway/run.js'
+import {idleMemoryReleaseWanted} from '../runtime/idle-memory.js'
 
 /** What a missing gateway.yaml should start as (a client's minimal dbgate.yaml would not start a gateway). */
 const MINIMAL_GATEWAY = `server:
@@ -42,6 +43,7 @@ export default class Gateway extends DbgateCommand {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Gateway)
+    idleMemoryReleaseWanted()
     const loaded = await loadCommandConfig(flags, this).catch((error: unknown) => {
       if (error instanceof ConfigError && error.code === CONFIG_NOT_FOUND) {
         throw new ConfigError(CONFIG_NOT_FOUND, error.message, {searched: error.searched, hint: `Fix the path, or create the file; a minimal gateway.yaml (docs/gateway.md):\n\n${MINIMAL_GATEWAY}`})

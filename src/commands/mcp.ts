@@ -8,7 +8,7 @@ import {dbgateVersion} from '../connect/recording.js'
 import {runGatewayBridge} from '../mcp/gateway-bridge.js'
 import {openLocalEndpoint} from '../mcp/local-endpoint.js'
 import {createDbgateMcp} from '../mcp/server.js'
-import {describeRelease, startIdleMemoryRelease} from '../runtime/idle-memory.js'
+import {describeRelease, idleMemoryReleaseWanted, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 
 export default class Mcp extends DbgateCommand {
   static override summary = 'Serve a target to an AI agent over the Model Context Protocol (stdio).'
@@ -29,6 +29,7 @@ enforces everything; nothing runs locally. See docs/agents.md.`
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Mcp)
+    idleMemoryReleaseWanted()
     const loaded = await loadCommandConfig(flags, this)
     // stdout carries the protocol: everything for people goes to stderr.
     const log = (level: 'info' | 'warn' | 'error', message: string) => {

@@ -163,6 +163,32 @@ export interface IdleMemoryOptions {
 /** Set to `off` (or `0`) to keep the young generation as V8 sizes it (measurements, or a suspicion). */
 export const IDLE_MEMORY_ENV = 'DBGATE_IDLE_MEMORY_RELEASE'
 
+const OFF = new Set(['off', '0', 'false', 'no'])
+const ON = new Set(['', 'on', '1', 'true', 'yes'])
+
+/** A value of DBGATE_IDLE_MEMORY_RELEASE that says neither on nor off. */
+export class IdleMemorySettingError extends Error {
+  override readonly name = 'IdleMemorySettingError'
+  readonly code = 'IDLE_MEMORY_SETTING'
+  readonly nextStep = `Set ${IDLE_MEMORY_ENV}=off to keep the memory V8 grew, or unset it (the release is on by default).`
+  constructor(value: string) {
+    super(`${IDLE_MEMORY_ENV} is ${JSON.stringify(value)}, which is neither on nor off`)
+  }
+}
+
+/**
+ * Whether the environment leaves the release on. Checked by the commands before they open anything,
+ * so a mistyped value (`of`, `disabled`) is an error at start, not a release silently left on.
+ */
+export function idleMemoryReleaseWanted(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = env[IDLE_MEMORY_ENV]
+  if (value === undefined) return true
+  const v = value.trim().toLowerCase()
+  if (OFF.has(v)) return false
+  if (ON.has(v)) return true
+  throw new IdleMemorySettingError(value)
+}
+
 export function readHeap(): HeapReading {
   const spaces = v8.getHeapSpaceStatistics()
   const heap = v8.getHeapStatistics()
@@ -226,8 +252,7 @@ export function releaseNow(): IdleRelease {
  * process alive.
  */
 export function startIdleMemoryRelease(options: IdleMemoryOptions = {}): IdleMemoryRelease {
-  const setting = (options.env ?? process.env)[IDLE_MEMORY_ENV]
-  if (setting === 'off' || setting === '0') return {stop() {}}
+  if (!idleMemoryReleaseWanted(options.env ?? process.env)) return {stop() {}}
   const policy = {...IDLE_MEMORY_POLICY, ...options.policy}
   let state = initialIdleState(readHeap())
   let last: EventLoopUtilization = performance.eventLoopUtilization()

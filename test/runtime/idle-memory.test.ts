@@ -6,7 +6,8 @@ import path from 'node:path'
 import {createInterface} from 'node:readline'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {IDLE_MEMORY_POLICY, NEW_SPACE_INITIAL, initialIdleState, nextIdleStep, type HeapReading, type IdleState} from '../../src/runtime/idle-memory.js'
+import {IDLE_MEMORY_POLICY, NEW_SPACE_INITIAL, idleMemoryReleaseWanted, initialIdleState, nextIdleStep, type HeapReading, type IdleState} from '../../src/runtime/idle-memory.js'
+import {run} from '../helpers/run.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 
@@ -97,6 +98,24 @@ function rssOf(pid: number): number {
 const RELEASE = /idle: collected garbage to give memory back: V8 heap ([\d.]+) MB → ([\d.]+) MB, young generation ([\d.]+) MB → ([\d.]+) MB, RSS ([\d.]+) MB → ([\d.]+) MB; paused ([\d.]+) ms \(full collection [\d.]+ ms\)/g
 
 /** The real binary, real load through its tunnel, then quiet. */
+describe('DBGATE_IDLE_MEMORY_RELEASE', () => {
+  it('is on unless set off; any other value is an error naming the variable and the fix', () => {
+    expect(idleMemoryReleaseWanted({})).toBe(true)
+    for (const v of ['', 'on', '1', 'true', 'YES']) expect(idleMemoryReleaseWanted({DBGATE_IDLE_MEMORY_RELEASE: v}), v).toBe(true)
+    for (const v of ['off', '0', 'false', 'No', ' OFF ']) expect(idleMemoryReleaseWanted({DBGATE_IDLE_MEMORY_RELEASE: v}), v).toBe(false)
+    for (const v of ['of', 'disabled', '2']) {
+      expect(() => idleMemoryReleaseWanted({DBGATE_IDLE_MEMORY_RELEASE: v}), v).toThrow(`DBGATE_IDLE_MEMORY_RELEASE is ${JSON.stringify(v)}, which is neither on nor off`)
+    }
+  })
+
+  it('mistyped, stops dbgate connect before it opens anything: exit 2 and the fix', async () => {
+    const r = await run('node', [BIN, 'connect', 'prod'], {env: {...process.env, DBGATE_IDLE_MEMORY_RELEASE: 'of', NO_COLOR: '1'}})
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/DBGATE_IDLE_MEMORY_RELEASE is "of", which is neither on nor off/)
+    expect(r.stderr).toMatch(/Set DBGATE_IDLE_MEMORY_RELEASE=off/)
+  })
+})
+
 describe('dbgate connect gives memory back once its clients go quiet', () => {
   let db: UpstreamInfo
   let dir: string
