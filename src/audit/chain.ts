@@ -113,12 +113,16 @@ export class ChainState {
   seq = 0
   prev: string
 
-  /** `envelopeStart` of the last type appended (mostly `statement`). */
-  private start = {type: '', json: ''}
+  /** `envelopeStart` of the last type appended unsigned (mostly `statement`), made with the first such event. */
+  private startType = ''
+  private startJson = ''
 
   private startOf(type: string): string {
-    if (this.start.type !== type || this.start.json === '') this.start = {type, json: envelopeStart(type, this.session)}
-    return this.start.json
+    if (this.startType !== type || this.startJson === '') {
+      this.startType = type
+      this.startJson = envelopeStart(type, this.session)
+    }
+    return this.startJson
   }
 
   constructor(readonly session: string, resume?: {seq: number; prev: string}) {

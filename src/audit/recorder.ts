@@ -15,7 +15,7 @@ import {
   type StatementDetails,
   type Totals,
 } from './events.js'
-import {defaultSpoolDir, SpoolFile, SpoolWriteError} from './spool.js'
+import {defaultSpoolDir, SpoolFile, SpoolWriteError, type SpoolFileOptions} from './spool.js'
 import {loadParser} from '../sql/parser.js'
 
 export interface RecorderOptions {
@@ -69,7 +69,12 @@ export class Recorder {
   /** Sessions with events appended since the last `release`. */
   private readonly unwritten = new Set<SessionRecorder>()
 
-  private constructor(readonly opts: Required<Pick<RecorderOptions, 'previewRows' | 'checkpointEvery' | 'spoolDir'>> & RecorderOptions) {}
+  /** Every session's spool takes the same options: one object for all of them. */
+  readonly spoolOptions: SpoolFileOptions
+
+  private constructor(readonly opts: Required<Pick<RecorderOptions, 'previewRows' | 'checkpointEvery' | 'spoolDir'>> & RecorderOptions) {
+    this.spoolOptions = {flushIntervalMs: opts.flushIntervalMs, onError: opts.onError}
+  }
 
   /** Loads the SQL parser (for normalized text and fingerprints) before any hook can fire. */
   static async open(opts: RecorderOptions): Promise<Recorder> {
@@ -85,13 +90,16 @@ export class Recorder {
 
   startSession(input: SessionStartInput): SessionRecorder {
     if (this.sessions.has(input.sessionId)) throw new Error(`session ${input.sessionId} is already being recorded`)
-    const s = new SessionRecorder(this, input, () => {
-      this.sessions.delete(input.sessionId)
-      liveInProcess.delete(input.sessionId)
-    })
+    const s = new SessionRecorder(this, input)
     this.sessions.set(input.sessionId, s)
     liveInProcess.set(input.sessionId, s)
     return s
+  }
+
+  /** @internal A session's spool is closed: it is no longer live. */
+  closed(s: SessionRecorder): void {
+    this.sessions.delete(s.sessionId)
+    liveInProcess.delete(s.sessionId)
   }
 
   session(sessionId: string): SessionRecorder | undefined {
@@ -142,19 +150,24 @@ export class Recorder {
   }
 }
 
+/**
+ * One session's recording. A tunnel keeps one per open session, most of them idle: what only a
+ * statement needs (its totals, the memo of the last statement's encoding) is made with the first
+ * statement, and the object holds no closure of its own.
+ */
 export class SessionRecorder {
   readonly sessionId: string
-  readonly totals: Totals = emptyTotals()
+  private counts: Totals | undefined
   private readonly chain: ChainState
   private readonly spool: SpoolFile
   private sinceCheckpoint = 0
   /** What the last statement event was encoded from (`statementJson`). */
-  private readonly jsonMemo = new StatementJsonMemo()
+  private jsonMemo: StatementJsonMemo | undefined
   private ended?: Promise<void>
 
-  constructor(private readonly rec: Recorder, input: SessionStartInput, private readonly onClosed: () => void) {
+  constructor(private readonly rec: Recorder, input: SessionStartInput) {
     this.sessionId = input.sessionId
-    this.spool = new SpoolFile(rec.opts.spoolDir, input.sessionId, {flushIntervalMs: rec.opts.flushIntervalMs, onError: rec.opts.onError})
+    this.spool = new SpoolFile(rec.opts.spoolDir, input.sessionId, rec.spoolOptions)
     this.chain = new ChainState(input.sessionId)
     const startedAt = input.startedAt ?? rec.now()
     const data: SessionStartData = {
@@ -176,6 +189,11 @@ export class SessionRecorder {
     this.write('session.start', data, startedAt, true)
   }
 
+  /** The session's totals so far (a copy, as checkpoints and the end record them). */
+  get totals(): Totals {
+    return this.counts ? {...this.counts} : emptyTotals()
+  }
+
   /** Bytes of this session's log written so far; the background shipper skips a session whose count has not moved. */
   get writtenBytes(): number {
     return this.spool.writtenBytes
@@ -187,8 +205,8 @@ export class SessionRecorder {
 
   statement(ev: StatementEvent, details: StatementDetails = {}): void {
     const data = statementData(ev, details, this.rec.opts.previewRows, this.rec.opts.normalize)
-    addToTotals(this.totals, data)
-    this.write('statement', data, this.rec.now(), false, statementJson(data, this.jsonMemo))
+    addToTotals((this.counts ??= emptyTotals()), data)
+    this.write('statement', data, this.rec.now(), false, statementJson(data, (this.jsonMemo ??= new StatementJsonMemo())))
   }
 
   /** Any other event type (e.g. `approval.requested`), chained and spooled like the rest. */
@@ -200,7 +218,7 @@ export class SessionRecorder {
 
   /** A signed checkpoint now, e.g. before shipping an in-progress session. */
   checkpoint(): void {
-    this.write('checkpoint', {totals: {...this.totals}}, this.rec.now(), true)
+    this.write('checkpoint', {totals: this.totals}, this.rec.now(), true)
   }
 
   checkpointIfNeeded(): void {
@@ -225,11 +243,11 @@ export class SessionRecorder {
   end(reason: string): Promise<void> {
     this.ended ??= (async () => {
       const now = this.rec.now()
-      this.write('session.end', {reason, endedAt: now.toISOString(), totals: {...this.totals}}, now, true)
+      this.write('session.end', {reason, endedAt: now.toISOString(), totals: this.totals}, now, true)
       try {
         await this.spool.close()
       } finally {
-        this.onClosed()
+        this.rec.closed(this)
       }
     })()
     return this.ended

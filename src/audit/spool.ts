@@ -105,7 +105,8 @@ export class SpoolFile {
   /** Written but not yet fdatasync'ed. */
   private unsynced = false
   private timer?: NodeJS.Timeout
-  private chain: Promise<void> = Promise.resolve()
+  /** The last flush's settling, while one is in progress: flushes run one after the other. */
+  private chain: Promise<void> | undefined
   /** Flushes started and not yet settled. */
   private flushing = 0
   private failures = 0
@@ -114,11 +115,14 @@ export class SpoolFile {
   private closeFailed = false
   private written = 0
   lastError?: SpoolWriteError
-  readonly paths: ReturnType<typeof spoolPaths>
 
   constructor(readonly dir: string, readonly sessionId: string, private readonly opts: SpoolFileOptions = {}) {
     checkSessionId(sessionId)
-    this.paths = spoolPaths(dir, sessionId)
+  }
+
+  /** Made when asked (opening, an error, the end): an open log is written through its descriptor, and a tunnel keeps one spool per idle session. */
+  get paths(): ReturnType<typeof spoolPaths> {
+    return spoolPaths(this.dir, this.sessionId)
   }
 
   get pendingBytes(): number {
@@ -173,11 +177,14 @@ export class SpoolFile {
     clearTimeout(this.timer)
     this.timer = undefined
     this.flushing += 1
-    const run = this.chain.then(() => this.writeAndSync())
-    this.chain = run.then(
-      () => void (this.flushing -= 1),
-      () => void (this.flushing -= 1),
-    )
+    const run = (this.chain ?? RESOLVED).then(() => this.writeAndSync())
+    const settle = (): void => {
+      this.flushing -= 1
+      // Nothing left to wait for: an idle spool keeps no settled promise.
+      if (this.chain === chain) this.chain = undefined
+    }
+    const chain = run.then(settle, settle)
+    this.chain = chain
     return run
   }
 
@@ -222,13 +229,14 @@ export class SpoolFile {
   private open(): number {
     if (this.fd !== undefined) return this.fd
     mkdirSync(this.dir, {recursive: true, mode: 0o700})
+    const paths = this.paths
     // The lock goes first: a log without a live lock is what the shipper treats as interrupted.
     // Both are create-exclusive, so a reused session id fails loudly instead of mixing two logs.
     if (!this.locked) {
-      writeFileSync(this.paths.lock, JSON.stringify(currentLockInfoNow()) + '\n', {mode: 0o600, flag: 'wx'})
+      writeFileSync(paths.lock, JSON.stringify(currentLockInfoNow()) + '\n', {mode: 0o600, flag: 'wx'})
       this.locked = true
     }
-    this.fd = openSync(this.paths.log, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_APPEND, 0o600)
+    this.fd = openSync(paths.log, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_APPEND, 0o600)
     return this.fd
   }
 
@@ -288,6 +296,7 @@ export class SpoolFile {
   }
 }
 
+const RESOLVED: Promise<void> = Promise.resolve()
 const datasyncFd = promisify(fdatasync)
 const closeFd = promisify(close)
 

@@ -253,7 +253,9 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
 
   const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {
     if (unmasked) return undefined
-    const unproven = () => unprovenSettings.has(ctx.connectionId)
+    // The connection's id, not its context: a session's filter lives as long as the session.
+    const connectionId = ctx.connectionId
+    const unproven = () => unprovenSettings.has(connectionId)
     if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules, unproven)
     // A portal of a statement made by PREPARE, or a cursor: its rows come from the definition as bound.
     const def = ctx.definition

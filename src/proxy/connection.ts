@@ -162,7 +162,9 @@ export class ClientConnection implements ConnectionCore {
   readonly state = new ProtocolState<Run>()
   readonly toClient: Buffer[] = []
   readonly toUpstream: Buffer[] = []
-  sessionFilter: ResultFilter | undefined
+  /** What filters messages outside any statement: made on first use (`sessionFilter`), most sessions never need one. */
+  private outsideFilter: ResultFilter | undefined
+  private outsideFilterMade = false
   closing = false
   private readonly clientFramer: Framer
   private readonly upstreamFramer: Framer
@@ -221,6 +223,19 @@ export class ClientConnection implements ConnectionCore {
 
   get closed(): boolean {
     return this.phase === 'closed'
+  }
+
+  /**
+   * The filter for what arrives outside any statement (notifications, asynchronous notices, reported
+   * settings), asked of the hooks once the session has begun, when the first such message comes: the
+   * factory keeps no state of its own for it, so asking later gives the filter asking at login gave.
+   */
+  get sessionFilter(): ResultFilter | undefined {
+    if (!this.outsideFilterMade && this.session) {
+      this.outsideFilterMade = true
+      this.outsideFilter = this.safely(() => this.env.hooks.resultFilter?.(null, this.context('simple'), {action: 'allow'}))
+    }
+    return this.outsideFilter
   }
 
   get upstreamSocket(): net.Socket | undefined {
@@ -366,7 +381,6 @@ export class ClientConnection implements ConnectionCore {
       startedAt: new Date(),
     }
     this.safely(() => this.env.hooks.onSessionStart?.(this.session!))
-    this.sessionFilter = this.safely(() => this.env.hooks.resultFilter?.(null, this.context('simple'), {action: 'allow'}))
     if (up.leftover.length > 0) this.onUpstreamData(up.leftover)
     up.reader?.attach(this.onUpstreamRead)
     if (this.closing) this.maybeFinishShutdown()
