@@ -28,7 +28,10 @@ export class ClientStartup {
   private timer: NodeJS.Timeout | undefined
   private deadline = 0
   private readonly timeoutMs: number
-  private readonly abort = new AbortController()
+  /** Aborts the login's waits when the connection closes; dropped once the session has begun, as is the SCRAM exchange. */
+  private abort: AbortController | undefined = new AbortController()
+  /** The connection closed (`stop`). */
+  private stopped = false
   /** Gives back this session's upstream slot (tunnel.maxUpstreamSessions). */
   private release: (() => void) | undefined
 
@@ -50,7 +53,8 @@ export class ClientStartup {
   /** The connection closed: stop waiting, give back the upstream slot. */
   stop(): void {
     this.disarm()
-    this.abort.abort()
+    this.stopped = true
+    this.abort?.abort()
     this.release?.()
     this.release = undefined
   }
@@ -154,7 +158,7 @@ export class ClientStartup {
     const request = {user: this.params.user ?? '', database: this.params.database ?? this.params.user ?? '', password, clientAddress: c.clientAddress, startupParams: this.params}
     auth.authenticate(request).then(
       (result) => {
-        if (this.abort.signal.aborted) return
+        if (this.stopped) return
         if (!result.ok) {
           c.refuse(result.error)
           return
@@ -176,7 +180,7 @@ export class ClientStartup {
         this.startUpstream()
       },
       (error: unknown) => {
-        if (this.abort.signal.aborted) return
+        if (this.stopped) return
         c.env.log('error', `connection ${c.id}: sign-in failed: ${(error as Error).message}`)
         c.refuse({severity: 'FATAL', code: 'XX000', message: 'dbgate: sign-in failed on the gateway; try again, and report it if it repeats'})
       },
@@ -265,7 +269,7 @@ export class ClientStartup {
     params.application_name = c.env.applicationName(this.params.application_name)
     this.connect(params).catch((error: unknown) => {
       const e = error instanceof UpstreamError ? error : new UpstreamError(String(error), '08006')
-      if (this.abort.signal.aborted) return
+      if (this.stopped) return
       const where = c.env.targetName ? `target "${c.env.targetName}": ` : ''
       c.env.log('error', `connection ${c.id}: ${where}${e.message}`)
       c.refuse({
@@ -284,8 +288,8 @@ export class ClientStartup {
       // The queue has its own deadline (tunnel.upstreamQueueTimeout); the authentication clock stops meanwhile.
       const left = Math.max(0, this.deadline - Date.now())
       this.disarm()
-      this.release = await gate.acquire(this.abort.signal)
-      if (this.abort.signal.aborted) {
+      this.release = await gate.acquire(this.abort!.signal)
+      if (this.stopped) {
         this.release()
         this.release = undefined
         return
@@ -293,8 +297,8 @@ export class ClientStartup {
       this.arm(left)
     }
     const assumed = c.env.assumedSettings ?? ASSUMED_SETTINGS
-    const up = await connectUpstream(c.env.target, params, {preflight: assumed.length > 0 ? preflightQuery(assumed) : undefined, signal: this.abort.signal, ownReadBuffer: true})
-    if (this.abort.signal.aborted) {
+    const up = await connectUpstream(c.env.target, params, {preflight: assumed.length > 0 ? preflightQuery(assumed) : undefined, signal: this.abort!.signal, ownReadBuffer: true})
+    if (this.stopped) {
       up.socket.destroy()
       return
     }
@@ -307,6 +311,9 @@ export class ClientStartup {
     }
     this.step = 'done'
     this.disarm()
+    // Nothing waits any more (the dial and the gate removed their listeners): an idle session keeps neither.
+    this.abort = undefined
+    this.scram = undefined
     this.onReady(up, this.params)
   }
 
