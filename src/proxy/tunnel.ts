@@ -5,7 +5,7 @@ import path from 'node:path'
 import type {AssumedSetting} from '../policy/assumed-settings.js'
 import {loadParser} from '../sql/parser.js'
 import {makeScramVerifier} from '../wire/scram.js'
-import {ClientConnection, type TunnelAuth} from './connection.js'
+import {ClientConnection, type ConnectionEnv, type TunnelAuth} from './connection.js'
 import {ConnectionRegistry} from './connection-registry.js'
 import {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 export {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
@@ -74,6 +74,8 @@ export class Tunnel {
   private readonly gate: UpstreamGate
   private address_: TunnelAddress | undefined
   private closed = false
+  /** What every connection calls back into, made once for all of them rather than per connection. */
+  private readonly calls: Pick<ConnectionEnv, 'applicationName' | 'issueCancelKey' | 'releaseCancelKey' | 'cancelByKey' | 'log'>
 
   constructor(private readonly options: TunnelOptions) {
     this.secret = options.secret ?? randomBytes(24).toString('base64url')
@@ -81,6 +83,13 @@ export class Tunnel {
     this.limits = {...DEFAULT_TUNNEL_LIMITS, ...options.limits}
     this.registry = new ConnectionRegistry((level, message) => this.log(level, message))
     this.gate = new UpstreamGate({max: this.limits.maxUpstreamSessions, queueTimeoutMs: this.limits.upstreamQueueTimeoutMs})
+    this.calls = {
+      applicationName: options.applicationName ?? ((app) => (app ? `dbgate/${app}` : 'dbgate')),
+      issueCancelKey: (c) => this.registry.issueCancelKey(c),
+      releaseCancelKey: (pid) => this.registry.releaseCancelKey(pid),
+      cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
+      log: (level, message) => this.log(level, message),
+    }
     this.server = net.createServer((socket) => this.accept(socket))
     this.server.maxConnections = this.limits.maxClientConnections + REFUSAL_HEADROOM
     this.server.on('error', (e) => this.log('error', `listener error: ${e.message}`))
@@ -167,11 +176,11 @@ export class Tunnel {
       overCapacity: admitted ? undefined : {max: this.limits.maxClientConnections},
       upstreamGate: this.gate,
       assumedSettings: this.options.assumedSettings,
-      applicationName: this.options.applicationName ?? ((app) => (app ? `dbgate/${app}` : 'dbgate')),
-      issueCancelKey: (c: ClientConnection) => this.registry.issueCancelKey(c),
-      releaseCancelKey: (pid) => this.registry.releaseCancelKey(pid),
-      cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
-      log: (level, message) => this.log(level, message),
+      applicationName: this.calls.applicationName,
+      issueCancelKey: this.calls.issueCancelKey,
+      releaseCancelKey: this.calls.releaseCancelKey,
+      cancelByKey: this.calls.cancelByKey,
+      log: this.calls.log,
     })
     this.registry.add(conn)
     conn.onClose(() => {
