@@ -7,7 +7,7 @@ import net from 'node:net'
 import type tls from 'node:tls'
 import {loadParser} from '../sql/parser.js'
 import {acceptClientTls} from '../proxy/client-tls.js'
-import {ClientConnection, NO_TARGET_YET, type TokenAuthRequest, type TokenAuthResult} from '../proxy/connection.js'
+import {ClientConnection, NO_TARGET_YET, type ConnectionEnv, type TokenAuthRequest, type TokenAuthResult} from '../proxy/connection.js'
 import {ConnectionRegistry, type ConnectionRegistryOptions} from '../proxy/connection-registry.js'
 import {DEFAULT_MAX_MESSAGE_SIZE} from '../proxy/tunnel.js'
 import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
@@ -50,9 +50,18 @@ export class GatewayServer {
   private closed = false
   private listenerClosed?: Promise<void>
   private finished = false
+  /** What every connection calls back into, made once for all of them rather than per connection. */
+  private readonly calls: Pick<ConnectionEnv, 'applicationName' | 'issueCancelKey' | 'releaseCancelKey' | 'cancelByKey' | 'log'>
 
   constructor(private readonly options: GatewayServerOptions) {
     this.registry = new ConnectionRegistry((level, message) => this.log(level, message), {elsewhere: options.cancelElsewhere})
+    this.calls = {
+      applicationName: (app) => (app ? `dbgate/${app}` : 'dbgate'),
+      issueCancelKey: (c) => this.registry.issueCancelKey(c),
+      releaseCancelKey: (pid) => this.registry.releaseCancelKey(pid),
+      cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
+      log: (level, message) => this.log(level, message),
+    }
     this.server = net.createServer((socket) => this.accept(socket))
     this.server.on('error', (e) => this.log('error', `listener error: ${e.message}`))
   }
@@ -127,11 +136,11 @@ export class GatewayServer {
       clientAddress,
       maxMessageSize: this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       authTimeoutMs: this.options.authTimeoutMs,
-      applicationName: (app) => (app ? `dbgate/${app}` : 'dbgate'),
-      issueCancelKey: (c) => this.registry.issueCancelKey(c),
-      releaseCancelKey: (pid) => this.registry.releaseCancelKey(pid),
-      cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
-      log: (level, message) => this.log(level, message),
+      applicationName: this.calls.applicationName,
+      issueCancelKey: this.calls.issueCancelKey,
+      releaseCancelKey: this.calls.releaseCancelKey,
+      cancelByKey: this.calls.cancelByKey,
+      log: this.calls.log,
     })
     this.registry.add(conn)
   }
