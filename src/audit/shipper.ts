@@ -25,8 +25,9 @@ export interface ShipOptions {
   now?: () => Date
   /**
    * Spaces out the snapshots of a live session by its size: a new snapshot at most once per
-   * `bytes / liveSnapshotBytesPerSecond` seconds. Each snapshot re-reads and re-compresses the whole
-   * log, so without this a long session's shipping cost grows with the square of its length.
+   * `bytes / liveSnapshotBytesPerSecond` seconds. Each snapshot re-reads and uploads the whole log
+   * (and compresses it whole unless `compressed` kept its earlier part), so without this a long
+   * session's shipping cost grows with the square of its length.
    * Unset (`dbgate sessions sync`): every live session with new lines is shipped now.
    */
   liveSnapshotBytesPerSecond?: number
@@ -34,7 +35,60 @@ export interface ShipOptions {
   skip?: (sessionId: string) => boolean
   /** The spool's listing kept from one run to the next (a background shipper's), re-read when the directory changed. */
   listing?: SpoolListing
+  /** What earlier runs compressed of each log (a background shipper's), so a snapshot compresses only the lines after it. */
+  compressed?: CompressedLogs
 }
+
+/** Logs shorter than this are compressed whole each time: a kept prefix would cost more memory than the work it saves. */
+const KEEP_COMPRESSED_FROM_BYTES = 64 * 1024
+
+/** Bytes of a log just before a kept prefix's end, compared before the prefix is reused: its last line's hash. */
+const PREFIX_CHECK_BYTES = 80
+
+/**
+ * The gzip of each log as far as it was last shipped, kept between the runs of a background
+ * shipper. A log only grows (its complete lines never change), so the next snapshot is that gzip
+ * followed by a gzip member of the lines written since: a gzip file may hold several members, and
+ * every reader (`gunzip`, Node's zlib, `sessions verify`) reads them as one stream. Each line is
+ * then compressed once, where each snapshot used to compress the whole log again: a long session
+ * re-shipped every few seconds compressed its first lines hundreds of times, and its final
+ * shipping once more.
+ */
+export class CompressedLogs {
+  private readonly logs = new Map<string, {bytes: number; gz: Buffer; end: Buffer}>()
+
+  /** The gzip of `complete` (a log's complete lines), reusing and then keeping what was compressed of it before. */
+  async compress(sessionId: string, complete: Buffer): Promise<Buffer> {
+    const kept = this.logs.get(sessionId)
+    const reuse =
+      kept !== undefined &&
+      complete.length >= kept.bytes &&
+      complete.subarray(kept.bytes - kept.end.length, kept.bytes).equals(kept.end)
+    const body = reuse ? Buffer.concat([kept.gz, await gzipLog(complete.subarray(kept.bytes))]) : await gzipLog(complete)
+    if (complete.length >= KEEP_COMPRESSED_FROM_BYTES) {
+      this.logs.set(sessionId, {bytes: complete.length, gz: body, end: Buffer.from(complete.subarray(complete.length - PREFIX_CHECK_BYTES))})
+    } else this.logs.delete(sessionId)
+    return body
+  }
+
+  forget(sessionId: string): void {
+    this.logs.delete(sessionId)
+  }
+
+  /** Forgets the logs that are no longer in the spool (shipped by someone else, or removed). */
+  keepOnly(present: ReadonlySet<string>): void {
+    for (const sessionId of this.logs.keys()) if (!present.has(sessionId)) this.logs.delete(sessionId)
+  }
+
+  get size(): number {
+    return this.logs.size
+  }
+}
+
+// Fast: at the default level a session's final log cost ~15 µs of CPU per recorded statement, more
+// than the statement's whole trip through the tunnel, for objects only ~7% smaller (the lines'
+// hashes do not compress; their repeats, `prev` after `hash`, are found at any level).
+const gzipLog = (bytes: Buffer): Promise<Buffer> => gzipAsync(bytes, {level: zlibConstants.Z_BEST_SPEED})
 
 export interface ShipOutcome {
   sessionId: string
@@ -69,7 +123,9 @@ export async function shipPending(opts: ShipOptions): Promise<ShipReport> {
     report.unchanged.push(sessionId)
     return true
   })
-  for (const sessionId of await spooledSessions(dir, passOver, opts.listing)) {
+  const listed = await spooledSessions(dir, passOver, opts.listing)
+  if (opts.compressed) opts.compressed.keepOnly(new Set([...listed, ...report.unchanged]))
+  for (const sessionId of listed) {
     const release = await acquireShipLock(dir, sessionId)
     if (!release) {
       report.unchanged.push(sessionId)
@@ -143,11 +199,8 @@ async function shipOne(dir: string, sessionId: string, opts: ShipOptions): Promi
 
   const start = snap.start ?? {target: '_unknown', startedAt: (await stat(paths.log)).mtime.toISOString()}
   const key = sessionObjectKey(sessionId, start.target, start.startedAt)
-  // Off the event loop (the tunnel's statements wait behind a synchronous gzip of a whole log),
-  // and fast: at the default level a session's final log cost ~15 µs of CPU per recorded statement,
-  // more than the statement's whole trip through the tunnel, for objects only ~7% smaller (the
-  // lines' hashes do not compress; their repeats, `prev` after `hash`, are found at any level).
-  const body = await gzipAsync(snap.complete, {level: zlibConstants.Z_BEST_SPEED})
+  // Off the event loop: the tunnel's statements would wait behind a synchronous gzip of a whole log.
+  const body = opts.compressed ? await opts.compressed.compress(sessionId, snap.complete) : await gzipLog(snap.complete)
   try {
     // One layer of retries: the bucket's client (the S3 SDK's backoff for network errors, throttling
     // and 5xx). What still fails stays in the spool for the next pass, so nothing retries on top.
@@ -159,6 +212,7 @@ async function shipOne(dir: string, sessionId: string, opts: ShipOptions): Promi
   if (state === 'live') {
     await writeFile(paths.shipped, JSON.stringify({bytes: snap.complete.length, key, at: (opts.now?.() ?? new Date()).toISOString()} satisfies ShippedMark))
   } else {
+    opts.compressed?.forget(sessionId)
     await unlink(paths.log)
     await unlink(paths.shipped).catch(() => undefined)
     await unlink(paths.lock).catch(() => undefined)
@@ -225,6 +279,7 @@ export class Shipper {
   /** Of a pass's sessions not passed over, their `writtenBytes` before their log was read. */
   private readonly atStart = new Map<string, number>()
   private readonly listing = new SpoolListing()
+  private readonly compressed = new CompressedLogs()
 
   constructor(
     private readonly opts: ShipOptions & {
@@ -283,7 +338,7 @@ export class Shipper {
 
   private async pass(): Promise<ShipReport> {
     const written = this.opts.writtenBytes
-    if (!written) return shipPending(this.opts)
+    if (!written) return shipPending({...this.opts, compressed: this.compressed})
     // Counted before the log is read (after `beforeRun` flushed): a snapshot holds at least these bytes.
     const {settled, atStart} = this
     atStart.clear()
@@ -296,7 +351,7 @@ export class Shipper {
       atStart.set(sessionId, bytes)
       return false
     }
-    const report = await shipPending({...this.opts, skip, listing: this.listing})
+    const report = await shipPending({...this.opts, skip, listing: this.listing, compressed: this.compressed})
     const settle = (sessionId: string): void => {
       const bytes = atStart.get(sessionId)
       if (bytes !== undefined) settled.set(sessionId, bytes)
