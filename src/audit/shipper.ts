@@ -42,6 +42,9 @@ export interface ShipOptions {
 /** Logs shorter than this are compressed whole each time: a kept prefix would cost more memory than the work it saves. */
 const KEEP_COMPRESSED_FROM_BYTES = 64 * 1024
 
+/** What a background shipper keeps of compressed logs, all sessions together. */
+export const COMPRESSED_LOGS_BUDGET_BYTES = 32 * 1024 * 1024
+
 /** Bytes of a log just before a kept prefix's end, compared before the prefix is reused: its last line's hash. */
 const PREFIX_CHECK_BYTES = 80
 
@@ -55,7 +58,16 @@ const PREFIX_CHECK_BYTES = 80
  * shipping once more.
  */
 export class CompressedLogs {
+  /** In the order they were last kept: the first is the one to drop when over the budget. */
   private readonly logs = new Map<string, {bytes: number; gz: Buffer; end: Buffer}>()
+  private keptBytes = 0
+
+  /**
+   * @param budgetBytes what all kept gzips together may hold: a gateway with many long sessions
+   *   would otherwise keep a compressed copy of every live log in memory. A log dropped from the
+   *   budget is compressed whole at its next snapshot, as without this class.
+   */
+  constructor(private readonly budgetBytes = COMPRESSED_LOGS_BUDGET_BYTES) {}
 
   /** The gzip of `complete` (a log's complete lines), reusing and then keeping what was compressed of it before. */
   async compress(sessionId: string, complete: Buffer): Promise<Buffer> {
@@ -65,23 +77,38 @@ export class CompressedLogs {
       complete.length >= kept.bytes &&
       complete.subarray(kept.bytes - kept.end.length, kept.bytes).equals(kept.end)
     const body = reuse ? Buffer.concat([kept.gz, await gzipLog(complete.subarray(kept.bytes))]) : await gzipLog(complete)
-    if (complete.length >= KEEP_COMPRESSED_FROM_BYTES) {
+    this.forget(sessionId)
+    if (complete.length >= KEEP_COMPRESSED_FROM_BYTES && body.length <= this.budgetBytes) {
       this.logs.set(sessionId, {bytes: complete.length, gz: body, end: Buffer.from(complete.subarray(complete.length - PREFIX_CHECK_BYTES))})
-    } else this.logs.delete(sessionId)
+      this.keptBytes += body.length
+      for (const [oldest, entry] of this.logs) {
+        if (this.keptBytes <= this.budgetBytes) break
+        this.logs.delete(oldest)
+        this.keptBytes -= entry.gz.length
+      }
+    }
     return body
   }
 
   forget(sessionId: string): void {
+    const entry = this.logs.get(sessionId)
+    if (!entry) return
     this.logs.delete(sessionId)
+    this.keptBytes -= entry.gz.length
   }
 
   /** Forgets the logs that are no longer in the spool (shipped by someone else, or removed). */
   keepOnly(present: ReadonlySet<string>): void {
-    for (const sessionId of this.logs.keys()) if (!present.has(sessionId)) this.logs.delete(sessionId)
+    for (const sessionId of [...this.logs.keys()]) if (!present.has(sessionId)) this.forget(sessionId)
   }
 
   get size(): number {
     return this.logs.size
+  }
+
+  /** Bytes of gzip kept, at most the budget. */
+  get bytes(): number {
+    return this.keptBytes
   }
 }
 

@@ -25,10 +25,10 @@ afterAll(removeTempDirs)
 const startedAt = new Date('2026-03-01T10:00:00Z')
 const objectKey = (sessionId: string) => sessionObjectKey(sessionId, 'prod', startedAt)
 
-async function setup(sessionId: string) {
-  const bucket: Bucket = new FileBucket(await tempDir('dbgate-bucket-'))
-  await publishKey(bucket, alice, key)
-  const spoolDir = await tempDir('dbgate-spool-')
+async function setup(sessionId: string, shared?: {bucket: Bucket; spoolDir: string}) {
+  const bucket: Bucket = shared?.bucket ?? new FileBucket(await tempDir('dbgate-bucket-'))
+  if (!shared) await publishKey(bucket, alice, key)
+  const spoolDir = shared?.spoolDir ?? (await tempDir('dbgate-spool-'))
   const rec = await Recorder.open({signer: key, dbgateVersion: '0.1.0', spoolDir, checkpointEvery: 50})
   const session = rec.startSession({sessionId, identity: alice, target: 'prod', database: 'app', dbUser: 'app_rw', client: {address: '127.0.0.1:1'}, startedAt})
   let n = 0
@@ -114,5 +114,35 @@ describe('a background shipper keeps what it compressed', () => {
     await shipPending({bucket: big.bucket, signer: key, spoolDir: big.spoolDir})
     await shipPending({bucket: big.bucket, signer: key, spoolDir: big.spoolDir, compressed})
     expect(compressed.size).toBe(0)
+  })
+
+  it('keeps at most its budget of gzip, dropping the least recently kept log, and still ships every log exactly', async () => {
+    const a = await setup('sess-budget-a')
+    const b = await setup('sess-budget-b', a)
+    await a.write(300)
+    await b.write(300)
+    const probe = new CompressedLogs()
+    const sizes = [
+      (await probe.compress('a', await onDisk(a.session.spoolPath))).length,
+      (await probe.compress('b', await onDisk(b.session.spoolPath))).length,
+    ]
+    // Room for either log, not for both.
+    const budget = Math.max(...sizes) + 100
+    expect(sizes[0]! + sizes[1]!).toBeGreaterThan(budget)
+    const compressed = new CompressedLogs(budget)
+    const report = await shipPending({bucket: a.bucket, signer: key, spoolDir: a.spoolDir, compressed})
+    expect(report.shipped.map((s) => s.sessionId).sort()).toEqual(['sess-budget-a', 'sess-budget-b'])
+    expect(compressed.size).toBe(1)
+    expect(compressed.bytes).toBeLessThanOrEqual(budget)
+    // Whichever was dropped is compressed whole at its next snapshot; both stay exact.
+    await a.write(20)
+    await b.write(20)
+    await shipPending({bucket: a.bucket, signer: key, spoolDir: a.spoolDir, compressed})
+    for (const [id, s] of [['sess-budget-a', a], ['sess-budget-b', b]] as const) {
+      expect(gunzipSync(await shipped(a.bucket, id)).equals(await onDisk(s.session.spoolPath))).toBe(true)
+    }
+    expect(compressed.bytes).toBeLessThanOrEqual(budget)
+    await a.session.end('client-closed')
+    await b.session.end('client-closed')
   })
 })
