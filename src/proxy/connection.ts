@@ -292,8 +292,7 @@ export class ClientConnection implements ConnectionCore {
     if (this.phase === 'closed') return
     try {
       this.chunk = chunk
-      this.fromServer.newChunk()
-      this.upstreamFramer.push(chunk, this.fromServer.onFrame)
+      this.upstreamFramer.pushRuns(chunk, this.fromServer.onFrame)
     } catch (error) {
       this.chunk = undefined
       this.flush()
