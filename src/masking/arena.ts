@@ -22,6 +22,41 @@ export let arena = Buffer.allocUnsafeSlow(ARENA_SIZE)
 let arenaView = new DataView(arena.buffer, arena.byteOffset, arena.length)
 let used = 0
 
+/** `arena` and `used` at `markOutput`; no mark is open while `markArena` is undefined. */
+let markArena: Buffer | undefined
+let markUsed = 0
+
+/**
+ * Marks where the arena stands before a connection handles a chunk of replies (`ProxyHooks.outputMemory`).
+ * The chunk's handling is synchronous: whatever is written from here to `outputWritten` is that
+ * chunk's output.
+ */
+export function markOutput(): void {
+  markArena = arena
+  markUsed = used
+}
+
+/**
+ * Takes back what was written since `markOutput`, for the connection that has written it to its
+ * client and knows the socket holds none of it: the next rows go where those went, instead of a
+ * new arena every 256 KiB whose memory only a garbage collection frees. V8 counts that memory
+ * and, every ~64 MB of it, starts a collection of the whole heap: after a load that left the heap
+ * large, one a few hundred thousand masked rows (docs/performance.md, "Seventh round"). Without an
+ * open mark (a nested one took it, or none was made) nothing is taken back. Pieces handed out
+ * before the mark are never touched: the promise that a piece is never written again holds for
+ * every piece that anything may still refer to.
+ */
+export function outputWritten(): void {
+  const at = markArena
+  if (at === undefined) return
+  markArena = undefined
+  // A new arena since the mark holds only what came after it.
+  used = at === arena ? markUsed : 0
+}
+
+/** `ProxyHooks.outputMemory` for the arena. */
+export const OUTPUT_MEMORY = {mark: markOutput, written: outputWritten}
+
 /** Reserves `size` bytes of `arena` for the caller to fill; returns their offset. */
 export function reserve(size: number): number {
   if (used + size > arena.length) {

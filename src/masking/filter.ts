@@ -622,7 +622,15 @@ class StatementFilter implements MaskingFilter {
   private byteMasks: (ByteMask | undefined)[] = []
 
   private byteMasksOf(plan: ResultPlan): (ByteMask | undefined)[] {
-    if (this.bytePlan === plan) return this.byteMasks
+    return this.bytePlan === plan ? this.byteMasks : this.newByteMasks(plan)
+  }
+
+  /**
+   * `byteMasksOf` for a plan not met before. A method of its own: its arrow function captures
+   * `this`, which gives the method a context allocated on every call, before any early return;
+   * once per plan here, in `byteMasksOf` it was an object per row for the collector.
+   */
+  private newByteMasks(plan: ResultPlan): (ByteMask | undefined)[] {
     this.bytePlan = plan
     this.byteMasks = plan.work.map((w) =>
       // `maskTyped` gives a string type's value `Masker.text` of it; the text format is the value's UTF-8.

@@ -7,6 +7,7 @@
 import type {MaskingConfig} from '../config/types.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
+import {OUTPUT_MEMORY} from './arena.js'
 import {discoverCatalog, needsRefresh, type Catalog} from './catalog.js'
 import {catalogQueryFor, type ClosableCatalogQuery} from './catalog-query.js'
 import {createMaskingFilterFactory, type MaskingFilterFactory, type MaskingIdentity} from './filter.js'
@@ -14,7 +15,7 @@ import {createMaskingFilterFactory, type MaskingFilterFactory, type MaskingIdent
 export interface MaskingRuntime {
   catalog: Catalog
   factory: MaskingFilterFactory
-  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onConnectionClosed'>>
+  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onConnectionClosed' | 'outputMemory'>>
   close(): Promise<void>
 }
 
@@ -58,6 +59,7 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
         catalog.refresh().catch((e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`))
       },
       onConnectionClosed: (id) => factory.forgetConnection(id),
+      outputMemory: OUTPUT_MEMORY,
     },
     close: () => query.close(),
   }

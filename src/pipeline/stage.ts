@@ -34,6 +34,8 @@ export interface Stage {
   readonly startup?: ProxyHooks['startup']
   readonly statement?: StatementStep
   readonly resultFilter?: ProxyHooks['resultFilter']
+  /** The result filter's output memory (with `resultFilter`). */
+  readonly outputMemory?: ProxyHooks['outputMemory']
   readonly onSessionStart?: ProxyHooks['onSessionStart']
   readonly onStatement?: ProxyHooks['onStatement']
   readonly beforeRelease?: ProxyHooks['beforeRelease']
@@ -81,6 +83,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
     startup: firstProblem(all('startup')),
     statement: judgeInTurn(all('statement')),
     resultFilter: filters[0]?.resultFilter,
+    outputMemory: filters[0]?.outputMemory,
     onSessionStart: inTurn(all('onSessionStart')),
     onStatement: inTurn(all('onStatement')),
     beforeRelease: inTurn(all('beforeRelease')),

@@ -307,8 +307,8 @@ export class ClientConnection implements ConnectionCore {
     if (this.phase === 'closed') return
     try {
       this.chunk = chunk
-      this.fromServer.newChunk()
-      this.upstreamFramer.push(chunk, this.fromServer.onFrame)
+      this.env.hooks.outputMemory?.mark()
+      this.upstreamFramer.pushRuns(chunk, this.fromServer.onFrame)
     } catch (error) {
       this.chunk = undefined
       this.flush()
@@ -333,6 +333,8 @@ export class ClientConnection implements ConnectionCore {
       return
     }
     this.flush()
+    // The chunk's rewritten rows went to the client in that write; a queued write still holds them.
+    if (!(this.client.writableLength > 0)) this.env.hooks.outputMemory?.written()
     // Replies may have settled what a held client message was waiting for.
     if (this.phase === 'ready') this.fromClient.repliesArrived()
   }

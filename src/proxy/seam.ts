@@ -217,4 +217,11 @@ export interface ProxyHooks {
   dispose?: () => Promise<void>
   /** How many rows of each result to keep for `StatementEvent.preview` (0: none). */
   previewRows?: number
+  /**
+   * The memory the result filter writes rewritten messages into, given back once they are
+   * written: `mark` before the connection handles a chunk of replies, `written` after it has
+   * written what the chunk produced to a client socket that holds none of it (its write is not
+   * queued). Everything the filter wrote in between went only to that write.
+   */
+  outputMemory?: {mark(): void; written(): void}
 }

@@ -31,35 +31,40 @@ import {fieldsOf, keepPreviewRow, type Run} from './run.js'
 import {checkReported} from './session-settings.js'
 
 export class ServerMessages {
-  /**
-   * Messages of the chunk being read that a result filter already took together with an earlier
-   * one (`dataRowMessages`, `copyDataMessages`): `source[..skipEnd)`. Cleared with every chunk.
-   */
-  private skipSource: Buffer | undefined
-  private skipEnd = 0
-
   constructor(private readonly c: ConnectionCore) {}
 
-  /** A new chunk is about to be framed: nothing of it was taken yet. */
-  newChunk(): void {
-    this.skipSource = undefined
+  /**
+   * Bound once: the framer (`pushRuns`) calls it for every upstream frame. Returns where in
+   * `frame.source` what it consumed ends: past the frame when a result filter took the rows after
+   * it in the chunk as well (`dataRowMessages`, `copyDataMessages`), which the framer then skips.
+   * Those rows are of the same statement and type as the frame's, so the protocol state, which
+   * checked the frame's, would say the same of each; only the row count needs them.
+   */
+  readonly onFrame = (frame: Frame): number => {
+    this.onMessage(frame)
+    return this.taken
   }
 
-  /** Bound once: the framer calls it for every upstream frame. */
-  readonly onFrame = (frame: Frame): void => {
+  /** Set by `onMessage`: where the messages it consumed end (0: its frame alone). */
+  private taken = 0
+
+  private onMessage(frame: Frame): void {
     const c = this.c
     const state = c.state
+    this.taken = 0
     switch (frame.code) {
       case Backend.DataRow: {
         const run = state.onResultPart('DataRow').run
         run.dataRows++
-        if (frame.source !== undefined && frame.source === this.skipSource && frame.start! < this.skipEnd) return
         const filter = run.filter
         // Past the recording's preview rows, this row and those after it in the chunk at once.
         if (filter?.dataRowMessages && frame.source && run.dataRows > (c.env.hooks.previewRows ?? 0)) {
-          this.skipEnd = filter.dataRowMessages(frame.source, fieldsOf(run), frame.start!, c.env.maxMessageSize, c.toClient)
-          this.skipSource = frame.source
-          if (this.skipEnd > frame.start!) return
+          const taken = filter.dataRowMessages(frame.source, fieldsOf(run), frame.start!, c.env.maxMessageSize, c.toClient)
+          if (taken > frame.start!) {
+            run.dataRows += messagesBetween(frame.source, frame.end!, taken)
+            this.taken = taken
+            return
+          }
         }
         if (filter?.dataRowMessage) {
           const out = frame.source ? filter.dataRowMessage(frame.source, fieldsOf(run), frame.start! + 5, frame.end) : filter.dataRowMessage(frame.raw, fieldsOf(run), 5)
@@ -162,11 +167,12 @@ export class ServerMessages {
         return
       case Backend.CopyData: {
         const run = state.onResultPart('CopyData').run
-        if (frame.source !== undefined && frame.source === this.skipSource && frame.start! < this.skipEnd) return
         if (run.filter?.copyDataMessages && frame.source) {
-          this.skipEnd = run.filter.copyDataMessages(frame.source, frame.start!, c.env.maxMessageSize, c.toClient)
-          this.skipSource = frame.source
-          if (this.skipEnd > frame.start!) return
+          const taken = run.filter.copyDataMessages(frame.source, frame.start!, c.env.maxMessageSize, c.toClient)
+          if (taken > frame.start!) {
+            this.taken = taken
+            return
+          }
         }
         if (run.filter?.copyDataMessage) {
           const out = frame.source ? run.filter.copyDataMessage(frame.source, frame.start! + 5, frame.end) : run.filter.copyDataMessage(frame.raw, 5)
@@ -256,6 +262,21 @@ export class SettingChanged extends Error {
   constructor(readonly notice: PgNoticeFields) {
     super(notice.message)
   }
+}
+
+/**
+ * How many messages lie in `source[from, to)`, which a result filter took as whole messages: `to`
+ * must fall on a message's end, else what the filter returned is not what it took.
+ */
+function messagesBetween(source: Buffer, from: number, to: number): number {
+  let n = 0
+  let at = from
+  while (at + 5 <= to) {
+    at += 1 + (((source[at + 1]! << 24) | (source[at + 2]! << 16) | (source[at + 3]! << 8) | source[at + 4]!) >>> 0)
+    n++
+  }
+  if (at !== to) throw new Error(`a result filter took bytes up to ${to}, which is not the end of a message`)
+  return n
 }
 
 function runOf(head: Entry<Run> | undefined): Run | undefined {

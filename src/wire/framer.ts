@@ -88,10 +88,26 @@ export class Framer {
    * ranges are not exposed: callers that forward untouched bytes use `frame.raw`.
    */
   push(chunk: Buffer, onFrame: (frame: Frame) => void): void {
+    this.feed(chunk, onFrame, false)
+  }
+
+  /**
+   * `push` for a consumer that may take the frames after its own together with it (a result
+   * filter rewriting a run of rows): `onFrame` returns where in `frame.source` what it consumed
+   * ends, `frame.end` or less for its own frame alone. Beyond that it may go only over whole frames
+   * of the same chunk that it has checked as this framer would (length at least 4, body within
+   * the limit); the framer resumes there, and makes no frame of them (a million rows of a result
+   * are then a few thousand frames, not a million objects for the collector).
+   */
+  pushRuns(chunk: Buffer, onFrame: (frame: Frame) => number): void {
+    this.feed(chunk, onFrame, true)
+  }
+
+  private feed(chunk: Buffer, onFrame: (frame: Frame) => number | void, runs: boolean): void {
     // The rare resumption (a header split across chunks, ~5% of a stream's 64 KB reads) is a call
     // of its own that comes back here: optimized code that meets it without type feedback leaves
     // only that call to the interpreter, not the loop over the whole chunk.
-    if (this.headFilled > 0) return this.pushAfterHead(chunk, onFrame)
+    if (this.headFilled > 0) return this.pushAfterHead(chunk, onFrame, runs)
     const end = chunk.length
     let offset = 0
     if (this.partial) {
@@ -114,8 +130,9 @@ export class Framer {
       this.checkLength(length, offset, chunk)
       if (rest < (this.startup ? length : length + 1)) break
       const total = this.startup ? length : length + 1
-      this.emit(chunk, offset, offset + total, onFrame)
+      const taken = this.emit(chunk, offset, offset + total, onFrame)
       offset += total
+      if (runs && (taken as number) > offset) offset = this.resumeAt(taken as number, end)
     }
     // One way out for every chunk, so that the call has type feedback whatever the traffic was
     // when `push` was optimized; a branch inside it first met later costs only the tail.
@@ -145,7 +162,7 @@ export class Framer {
    * Completes a header split across chunks from `chunk`, checks its length as `push` does, and
    * makes the frame one that spans chunks, then hands the chunk back to `push`.
    */
-  private pushAfterHead(chunk: Buffer, onFrame: (frame: Frame) => void): void {
+  private pushAfterHead(chunk: Buffer, onFrame: (frame: Frame) => number | void, runs: boolean): void {
     const head = this.head!
     const headerSize = this.startup ? 4 : 5
     const take = Math.min(headerSize - this.headFilled, chunk.length)
@@ -159,7 +176,13 @@ export class Framer {
     this.partial = Buffer.allocUnsafe(total)
     head.copy(this.partial, 0, 0, headerSize)
     this.partialFilled = headerSize
-    this.push(take === 0 ? chunk : chunk.subarray(take), onFrame)
+    this.feed(take === 0 ? chunk : chunk.subarray(take), onFrame, runs)
+  }
+
+  /** Where `pushRuns` goes on after a consumer took frames up to `taken`: never past the chunk. */
+  private resumeAt(taken: number, end: number): number {
+    if (taken > end) throw new Error(`a frame consumer took bytes up to ${taken}, past the end of the chunk (${end})`)
+    return taken
   }
 
   private checkLength(length: number, offset: number, buf: Buffer): void {
@@ -180,8 +203,8 @@ export class Framer {
     }
   }
 
-  private emit(buf: Buffer, start: number, end: number, onFrame: (frame: Frame) => void): void {
-    onFrame(new FrameView(this.startup ? 0 : buf[start]!, buf, this.startup ? 4 : 5, start, end))
+  private emit(buf: Buffer, start: number, end: number, onFrame: (frame: Frame) => number | void): number | void {
+    return onFrame(new FrameView(this.startup ? 0 : buf[start]!, buf, this.startup ? 4 : 5, start, end))
   }
 }
 
