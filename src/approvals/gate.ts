@@ -20,7 +20,7 @@ import {oneLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {moveAside, newApprovalId, pollDecision, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
 import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement} from './types.js'
-import {verifyDecision, type VerifiedDecision} from './verify.js'
+import type {VerifiedDecision} from './verify.js'
 import {notifyWebhook} from './webhook.js'
 
 export type Log = (level: 'info' | 'warn' | 'error', message: string) => void
@@ -171,6 +171,15 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       ...(opts.agent ? {agent: {...opts.agent}} : {}),
     }
     const id = request.id
+    // The decision's checker (reviewers' tokens: jose, the IdP's keys) loads with the first request
+    // filed, not with every tunnel. If it cannot load, no request is filed and the statement is refused.
+    let verifyDecision: typeof import('./verify.js').verifyDecision
+    try {
+      ;({verifyDecision} = await import('./verify.js'))
+    } catch (e) {
+      opts.log('error', `could not load the approval checker: ${(e as Error).message}`)
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the approval checker could not be loaded: ${(e as Error).message}`, 'reinstall dbgate, then run the statement again')
+    }
     try {
       await writeRequest(opts.bucket, request)
     } catch (e) {

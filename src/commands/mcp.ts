@@ -5,7 +5,6 @@ import {DbgateCommand} from '../cli/base-command.js'
 import {configFlag} from '../cli/flags.js'
 import {getTarget} from '../config/targets.js'
 import {dbgateVersion} from '../connect/recording.js'
-import {runGatewayBridge} from '../mcp/gateway-bridge.js'
 import {openLocalEndpoint} from '../mcp/local-endpoint.js'
 import {createDbgateMcp} from '../mcp/server.js'
 import {describeRelease, idleMemoryReleaseWanted, startIdleMemoryRelease} from '../runtime/idle-memory.js'
@@ -44,6 +43,8 @@ enforces everything; nothing runs locally. See docs/agents.md.`
       process.stdin.on('end', stop)
       process.on('SIGINT', stop)
       process.on('SIGTERM', stop)
+      // The bridge (and the OIDC it signs in with) loads only for a gateway; a local agent's tunnel never needs it.
+      const {runGatewayBridge} = await import('../mcp/gateway-bridge.js')
       await runGatewayBridge({loaded, gateway, targetName: args.target, agent, log})
       return
     }

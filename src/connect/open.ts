@@ -16,7 +16,6 @@ import {serialize} from 'pg-protocol'
 import {formatDuration} from '../util/duration.js'
 import {describeTargetFailure} from './target-errors.js'
 import {policyCacheDir} from '../util/paths.js'
-import {openViaGateway} from '../gateway/client.js'
 
 export interface ListenRequest {
   /** Loopback address to bind; default 127.0.0.1. */
@@ -150,8 +149,9 @@ export function connectionInfo(address: TunnelAddress, secret: string, target: T
  */
 export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel> {
   // A gateway's client has no targets: sessions go to the gateway, which enforces everything.
+  // Its client code (and the OIDC it needs) loads only for such a configuration.
   const gateway = opts.loaded.config.gateway
-  if (gateway) return openViaGateway(opts, gateway)
+  if (gateway) return (await import('../gateway/client.js')).openViaGateway(opts, gateway)
   const configured = getTarget(opts.loaded.config, opts.targetName)
   const log = opts.log ?? (() => {})
   const env = opts.env ?? process.env

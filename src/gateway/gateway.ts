@@ -32,7 +32,6 @@ import {bucketCheck, cachedFor, spoolBacklogBytes, upstreamChecks} from './healt
 import {loadConfig} from '../config/load.js'
 import {listRequests} from '../approvals/store.js'
 import {shipPending} from '../audit/shipper.js'
-import {startGatewayMcp} from './mcp.js'
 import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'
 import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from './server.js'
@@ -277,8 +276,9 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   let mcp: McpHttp | undefined
   try {
     await server.listen()
+    // The remote MCP endpoint (the MCP SDK, node-postgres: ~6 MB of heap) loads only when configured.
     mcp = settings.mcp
-      ? startGatewayMcp({
+      ? (await import('./mcp.js')).startGatewayMcp({
           settings: settings.mcp,
           config,
           identity: identityConfig,

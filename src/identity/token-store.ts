@@ -1,7 +1,8 @@
 import {createHash} from 'node:crypto'
 import {chmod, mkdir, open, readFile, rename, rm} from 'node:fs/promises'
 import path from 'node:path'
-import {Entry} from '@napi-rs/keyring'
+import type {Entry} from '@napi-rs/keyring'
+import {createRequire} from 'node:module'
 import {tokenDir} from '../util/paths.js'
 import type {IdentityConfig} from './config.js'
 import {TokenStoreError} from './errors.js'
@@ -88,6 +89,23 @@ function parse(text: string, where: string): StoredTokens {
   return value
 }
 
+const keyringOff: KeyringFactory = () => {
+  throw new Error('the OS keychain is turned off')
+}
+
+let entryClass: typeof Entry | undefined
+/**
+ * The keychain's native addon (~3 MB of library), loaded when a token store is first opened rather
+ * than with every module that names this one (a gateway verifies tokens but never stores any).
+ * Loaded here, outside the store's fallbacks: an addon that fails to load fails the opening with
+ * its own error; it is not mistaken for a headless machine without a keychain.
+ */
+function osKeyring(): KeyringFactory {
+  entryClass ??= (createRequire(import.meta.url)('@napi-rs/keyring') as {Entry: typeof Entry}).Entry
+  const E = entryClass
+  return (service, account) => new E(service, account)
+}
+
 /**
  * The OS keychain (macOS Keychain, Windows Credential Manager, Secret Service / kernel keyring on
  * Linux) through @napi-rs/keyring, one entry per issuer+client. Where no keychain answers — headless
@@ -97,7 +115,7 @@ export function openTokenStore(options: TokenStoreOptions = {}): TokenStore {
   const env = options.env ?? process.env
   const forcedOff = keyringDisabled(env)
   const dir = options.configDir ? path.join(options.configDir, 'tokens') : tokenDir(env)
-  const keyring: KeyringFactory = options.keyring ?? ((service, account) => new Entry(service, account))
+  const keyring: KeyringFactory = options.keyring ?? (forcedOff ? keyringOff : osKeyring())
   const baseFor = (key: string) => path.join(dir, createHash('sha256').update(key).digest('hex').slice(0, 32))
   const fileFor = (key: string) => `${baseFor(key)}.json`
 
