@@ -28,8 +28,7 @@ export interface MemoryConnection {
  * A ready ClientConnection between two in-memory sockets: the tests play both the client and the
  * server byte by byte, and see exactly what the tunnel forwards each way.
  */
-export function memoryConnection(hooks: ProxyHooks = {}): MemoryConnection {
-  const client = new MemorySocket()
+export function memoryConnection(hooks: ProxyHooks = {}, client: MemorySocket = new MemorySocket()): MemoryConnection {
   const upstream = new MemorySocket()
   const logs: string[] = []
   const conn = ClientConnection.attached(
@@ -68,5 +67,16 @@ export function everySplit(bytes: Buffer): Buffer[][] {
   const out: Buffer[][] = [[bytes]]
   for (let k = 1; k < bytes.length; k++) out.push([bytes.subarray(0, k), bytes.subarray(k)])
   out.push(Array.from(bytes, (b) => Buffer.from([b])))
+  return out
+}
+
+/** Cuts `bytes` at random places (pieces of about `mean` bytes), now and then inside a message's header. */
+export function randomCuts(bytes: Buffer, next: () => number, mean: number): Buffer[] {
+  const out: Buffer[] = []
+  for (let at = 0; at < bytes.length; ) {
+    const n = 1 + Math.floor(next() * 2 * mean)
+    out.push(bytes.subarray(at, at + n))
+    at += n
+  }
   return out
 }

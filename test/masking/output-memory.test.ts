@@ -3,18 +3,14 @@
  * the next chunk's rows go where those went. That is sound only while nothing refers to them any
  * more; a client socket that queued the write still does, and its bytes must arrive as written.
  */
-import type net from 'node:net'
 import {beforeAll, describe, expect, it} from 'vitest'
 import type {MaskingConfig} from '../../src/config/types.js'
 import {arena, markOutput, OUTPUT_MEMORY, outputWritten, reserve} from '../../src/masking/arena.js'
 import {createMaskingFilterFactory, type MaskingFilter} from '../../src/masking/filter.js'
-import {ClientConnection} from '../../src/proxy/connection.js'
-import type {ProxyHooks} from '../../src/proxy/seam.js'
 import {loadParser} from '../../src/sql/parser.js'
 import {encodeCopyData, encodeDataRow, encodeReadyForQuery, encodeRowDescription} from '../../src/wire/backend.js'
 import {encodeQuery} from '../../src/wire/frontend.js'
-import {makeScramVerifier} from '../../src/wire/scram.js'
-import {MemorySocket} from '../helpers/memory-connection.js'
+import {memoryConnection, MemorySocket} from '../helpers/memory-connection.js'
 import {ctx, oneTable, type Column} from './one-table.js'
 
 const COLUMNS: Column[] = [
@@ -76,26 +72,6 @@ class KeepingSocket extends MemorySocket {
   }
 }
 
-function connection(client: MemorySocket, hooks: ProxyHooks) {
-  const upstream = new MemorySocket()
-  const conn = ClientConnection.attached(
-    client as unknown as net.Socket,
-    {
-      target: {host: '127.0.0.1', port: 5432, database: 'db', user: 'u', tls: 'disable'},
-      auth: {method: 'cleartext', secret: 's', verifier: makeScramVerifier('s')},
-      hooks,
-      maxMessageSize: 1 << 20,
-      applicationName: () => 'test',
-      issueCancelKey: () => ({processId: 1, secretKey: 2}),
-      releaseCancelKey: () => {},
-      cancelByKey: () => {},
-      log: () => {},
-    },
-    {socket: upstream as unknown as net.Socket, parameters: [['client_encoding', 'UTF8'], ['standard_conforming_strings', 'on']], processId: 1, secretKey: 2, status: 'I', notices: [], leftover: Buffer.alloc(0), encrypted: false},
-    {user: 'u', database: 'db'},
-  )
-  return {conn, upstream}
-}
 
 /** CommandComplete with `tag`. */
 function commandComplete(tag: string): Buffer {
@@ -137,7 +113,7 @@ for (const kind of ['SELECT', 'COPY'] as const) {
     function run(queued: boolean) {
       const factory = createMaskingFilterFactory({catalog, masking, identity: {groups: [], kind: 'human'}, hashKey: 'k'})
       const client = new KeepingSocket()
-      const {conn, upstream} = connection(client, {resultFilter: factory, outputMemory: OUTPUT_MEMORY})
+      const {conn, upstream} = memoryConnection({resultFilter: factory, outputMemory: OUTPUT_MEMORY}, client)
       client.kept.length = 0
       client.emit('data', encodeQuery(sql))
       upstream.take()

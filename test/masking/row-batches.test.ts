@@ -13,7 +13,7 @@ import {loadParser} from '../../src/sql/parser.js'
 import {encodeCopyData, encodeDataRow, encodeReadyForQuery, encodeRowDescription} from '../../src/wire/backend.js'
 import {encodeQuery} from '../../src/wire/frontend.js'
 import {Writer} from '../../src/wire/writer.js'
-import {codesOf, memoryConnection} from '../helpers/memory-connection.js'
+import {codesOf, memoryConnection, randomCuts} from '../helpers/memory-connection.js'
 import {ctx, oneTable, type Column} from './one-table.js'
 import {seededRandom as random} from '../helpers/seeded-random.js'
 
@@ -63,16 +63,6 @@ function tunnel() {
   return {mem: memoryConnection(hooks), made, events, factory}
 }
 
-/** Cuts `bytes` at random places, now and then inside a message's header. */
-function randomCuts(bytes: Buffer, next: () => number, mean: number): Buffer[] {
-  const out: Buffer[] = []
-  for (let at = 0; at < bytes.length; ) {
-    const n = 1 + Math.floor(next() * 2 * mean)
-    out.push(bytes.subarray(at, at + n))
-    at += n
-  }
-  return out
-}
 
 describe('DataRows masked in batches', () => {
   let rows = 400

@@ -11,7 +11,7 @@ import type {ProxyHooks, StatementEvent} from '../../src/proxy/seam.js'
 import {loadParser} from '../../src/sql/parser.js'
 import {encodeDataRow, encodeError, encodeReadyForQuery, encodeRowDescription} from '../../src/wire/backend.js'
 import {encodeQuery} from '../../src/wire/frontend.js'
-import {codesOf, memoryConnection} from '../helpers/memory-connection.js'
+import {codesOf, memoryConnection, randomCuts} from '../helpers/memory-connection.js'
 import {seededRandom as random} from '../helpers/seeded-random.js'
 import {oneTable, type Column} from './one-table.js'
 
@@ -42,15 +42,6 @@ function rows(n: number, next: () => number): Buffer[] {
   })
 }
 
-function cuts(bytes: Buffer, next: () => number, mean: number): Buffer[] {
-  const out: Buffer[] = []
-  for (let at = 0; at < bytes.length; ) {
-    const n = 1 + Math.floor(next() * 2 * mean)
-    out.push(bytes.subarray(at, at + n))
-    at += n
-  }
-  return out
-}
 
 describe('rows taken in runs are counted', () => {
   for (const mean of [0, 9, 120, 2000]) {
@@ -61,7 +52,7 @@ describe('rows taken in runs are counted', () => {
         mem.fromClient([encodeQuery(SQL)])
         expect(codesOf(mem.upstream.take())).toBe('Q')
         const reply = Buffer.concat([encodeRowDescription(fields()), ...rows(n, next), encodeError({severity: 'ERROR', code: '22012', message: 'division by zero'}), encodeReadyForQuery('I')])
-        mem.fromServer(mean === 0 ? [reply] : cuts(reply, next, mean))
+        mem.fromServer(mean === 0 ? [reply] : randomCuts(reply, next, mean))
         expect(mem.conn.closed, mem.logs.join('; ')).toBe(false)
         expect(codesOf(mem.client.take())).toBe(`T${'D'.repeat(n)}EZ`)
         expect(events).toHaveLength(1)
