@@ -19,6 +19,7 @@ import {startEmbeddedPg} from '../dev/embedded-pg.js'
 import {ALL_FEATURES} from '../pipeline/index.js'
 import {closeMany, openMany, type Endpoint} from './client.js'
 import type {ParentMessage, WorkerBrief, WorkerMessage} from './tunnel-worker.js'
+import {askMemory} from './worker-ipc.js'
 
 const {values} = parseArgs({options: {sessions: {type: 'string', default: '200,700'}, worker: {type: 'string'}, top: {type: 'string', default: '40'}, only: {type: 'string'}, retainers: {type: 'boolean', default: false}}})
 const [first, second] = values.sessions!.split(',').map(Number) as [number, number]
@@ -106,29 +107,17 @@ async function snapshotOf(child: ChildProcess, dir: string): Promise<Map<string,
   const before = new Set(await readdir(dir))
   child.kill('SIGUSR2')
   // The worker writes the snapshot on its main thread: it answers a message only once it is done.
-  await memory(child)
+  await askMemory(child)
   let file: string | undefined
   for (let i = 0; i < 600 && !file; i++) {
     file = (await readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f))
     if (!file) await new Promise((r) => setTimeout(r, 100))
   }
   if (!file) throw new Error('no heap snapshot written')
-  await memory(child)
+  await askMemory(child)
   const text = await readFile(path.join(dir, file), 'utf8')
   await rm(path.join(dir, file))
   return tally(JSON.parse(text))
-}
-
-function memory(child: ChildProcess): Promise<Extract<WorkerMessage, {type: 'memory'}>> {
-  return new Promise((resolve) => {
-    const on = (m: WorkerMessage) => {
-      if (m.type !== 'memory') return
-      child.off('message', on)
-      resolve(m)
-    }
-    child.on('message', on)
-    child.send({type: 'memory'} satisfies ParentMessage)
-  })
 }
 
 async function measure(db: Endpoint, off: string[]): Promise<{rows: [string, Tally][]; heapPer: number; total: Tally}> {
@@ -150,11 +139,11 @@ async function measure(db: Endpoint, off: string[]): Promise<{rows: [string, Tal
     const ep: Endpoint = {host: ready.host, port: ready.port, user: ready.user, password: ready.password, database: ready.database}
     const a = await openMany(ep, first)
     await new Promise((r) => setTimeout(r, 2000))
-    const m1 = await memory(child)
+    const m1 = await askMemory(child)
     const s1 = await snapshotOf(child, dataDir)
     const b = await openMany(ep, second - first)
     await new Promise((r) => setTimeout(r, 2000))
-    const m2 = await memory(child)
+    const m2 = await askMemory(child)
     const s2 = await snapshotOf(child, dataDir)
     await closeMany([...a, ...b])
     const n = second - first

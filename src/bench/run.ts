@@ -38,7 +38,7 @@ import {findPgBouncer, rssOf, startPgBouncer} from './pgbouncer.js'
 import {renderTable, type BenchResults, type MemoryFigure, type PathInfo, type PgbenchFigure, type StreamFigure} from './report.js'
 import type {GatewayWorkerBrief, GatewayWorkerMessage} from './gateway-worker.js'
 import type {ParentMessage, WorkerBrief, WorkerMessage} from './tunnel-worker.js'
-import type {MemoryReport} from './worker-ipc.js'
+import {askMemory, type MemoryReport} from './worker-ipc.js'
 import {isLoopbackHost} from '../util/loopback.js'
 
 interface Options {
@@ -227,16 +227,7 @@ async function spawnWorker<Ready extends {type: 'ready'}>(script: string, briefV
   return {
     ready,
     pid: child.pid!,
-    memory: () =>
-      new Promise((resolve) => {
-        const on = (m: AnyWorkerMessage) => {
-          if (m.type !== 'memory') return
-          child.off('message', on)
-          resolve(m)
-        }
-        child.on('message', on)
-        child.send({type: 'memory'} satisfies ParentMessage)
-      }),
+    memory: () => askMemory(child),
     stop,
   }
 }

@@ -2,6 +2,7 @@
  * What the benchmark's proxy workers (tunnel-worker.ts, gateway-worker.ts) share: the benchmark
  * database as a target, how the parent asks them for a memory figure and tells them to stop.
  */
+import type {ChildProcess} from 'node:child_process'
 import v8 from 'node:v8'
 
 /** The benchmark's PostgreSQL, as the parent hands it to a worker. */
@@ -49,6 +50,19 @@ export interface MemoryReport {
   /** V8's young generation, committed (it stays at its peak after load until a release shrinks it). */
   newSpace?: number
   connections: number
+}
+
+/** The parent's side: asks a worker for its memory figure and waits for the answer. */
+export function askMemory(child: ChildProcess): Promise<MemoryReport> {
+  return new Promise((resolve) => {
+    const on = (m: {type: string}) => {
+      if (m.type !== 'memory') return
+      child.off('message', on)
+      resolve(m as MemoryReport)
+    }
+    child.on('message', on)
+    child.send({type: 'memory'} satisfies ParentMessage)
+  })
 }
 
 /**
