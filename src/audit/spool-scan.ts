@@ -1,4 +1,4 @@
-import {readdir, readFile, stat} from 'node:fs/promises'
+import {open, readdir, readFile, stat, type FileHandle} from 'node:fs/promises'
 import {join} from 'node:path'
 import {parseEventLine} from './events.js'
 import {defaultSpoolDir, isLockAlive, readLock, spoolPaths} from './spool.js'
@@ -82,49 +82,115 @@ export class SpoolListing {
 }
 
 export interface SpoolSnapshot {
-  /** Bytes up to and including the last newline. */
+  /** The complete lines from `from` on: bytes up to and including the last newline. */
   complete: Buffer
+  /** Where `complete` starts in the log: 0, or the end of a prefix the caller holds already (`readSnapshot`'s `known`). */
+  from: number
+  /** Bytes of complete lines in the log, `from + complete.length`: what a snapshot of it holds. */
+  completeBytes: number
   tornTail: Buffer
-  /** The complete lines, split on first use: only sealing a dead writer's log reads them all. */
+  /** Every complete line of the log, split on first use: only sealing a dead writer's log reads them all (a whole read's only). */
   lines(): string[]
   lastType?: string
   start?: {target: string; startedAt: string}
+  /** The log's inode when read: a later read may start after a known prefix only in the same file. */
+  ino: number
+}
+
+/**
+ * What a reader already holds of a log (the background shipper's kept gzip): its first `bytes`
+ * bytes, which end on a newline, the `end` just before that point (the last line's hash, which
+ * chains every line before it), the file they came from, and what the first and last lines said.
+ */
+export interface KnownPrefix {
+  bytes: number
+  end: Buffer
+  ino?: number
+  start?: SpoolSnapshot['start']
+  lastType?: string
 }
 
 /**
  * A spool log split at its last newline: the complete lines, which may be shipped, and a torn tail.
  * The shipper reads a live session's log every few seconds; only its first and last lines are
- * decoded, so that a long session is not turned into strings and split on every pass.
+ * decoded, so that a long session is not turned into strings and split on every pass. Given a
+ * `known` prefix, only the bytes after it are read, if the file is the same one (inode), at least
+ * that long, and still has the same bytes just before the prefix's end; anything else (a log
+ * rewritten, truncated or replaced under the reader) reads the whole log.
  */
-export async function readSnapshot(path: string): Promise<SpoolSnapshot> {
-  const buf = await readFile(path)
+export async function readSnapshot(path: string, known?: KnownPrefix): Promise<SpoolSnapshot> {
+  const fh = await open(path, 'r')
+  try {
+    const st = await fh.stat()
+    if (known?.ino !== undefined && st.ino === known.ino && st.size >= known.bytes) {
+      const at = known.bytes - known.end.length
+      const buf = await readFrom(fh, at, st.size)
+      if (buf.length >= known.end.length && buf.subarray(0, known.end.length).equals(known.end)) return split(buf.subarray(known.end.length), known.bytes, st.ino, known)
+    }
+    return split(await readFrom(fh, 0, st.size), 0, st.ino)
+  } finally {
+    await fh.close()
+  }
+}
+
+/** The file from `position` to its end, read while it may still grow: as many reads as it takes, usually one. */
+async function readFrom(fh: FileHandle, position: number, size: number): Promise<Buffer> {
+  let buf = Buffer.allocUnsafe(Math.max(size - position, 0) + 4096)
+  let filled = 0
+  for (;;) {
+    if (filled === buf.length) {
+      const bigger = Buffer.allocUnsafe(buf.length * 2)
+      buf.copy(bigger, 0, 0, filled)
+      buf = bigger
+    }
+    const {bytesRead} = await fh.read(buf, filled, buf.length - filled, position + filled)
+    if (bytesRead === 0) return buf.subarray(0, filled)
+    filled += bytesRead
+  }
+}
+
+/** `buf` is the log from byte `from` (0, or the end of `known`) to its end. */
+function split(buf: Buffer, from: number, ino: number, known?: KnownPrefix): SpoolSnapshot {
   const cut = buf.lastIndexOf(0x0a) + 1
   const complete = buf.subarray(0, cut)
-  const firstLine = cut > 0 ? complete.subarray(0, complete.indexOf(0x0a)).toString('utf8') : undefined
   const lastLine = cut > 0 ? complete.subarray(cut >= 2 ? complete.lastIndexOf(0x0a, cut - 2) + 1 : 0, cut - 1).toString('utf8') : undefined
   let start: SpoolSnapshot['start']
   let lastType: string | undefined
-  try {
-    const first = firstLine ? parseEventLine(firstLine) : undefined
-    if (first?.type === 'session.start') {
-      const d = first.data as {target?: string; startedAt?: string}
-      start = {target: d.target ?? '_unknown', startedAt: d.startedAt ?? first.ts}
+  if (from === 0) {
+    const firstLine = cut > 0 ? complete.subarray(0, complete.indexOf(0x0a)).toString('utf8') : undefined
+    try {
+      const first = firstLine ? parseEventLine(firstLine) : undefined
+      if (first?.type === 'session.start') {
+        const d = first.data as {target?: string; startedAt?: string}
+        start = {target: d.target ?? '_unknown', startedAt: d.startedAt ?? first.ts}
+      }
+    } catch {
+      /* a corrupt first line still ships; verify will report it */
     }
-  } catch {
-    /* a corrupt first line still ships; verify will report it */
+  } else {
+    start = known?.start
   }
-  try {
-    lastType = lastLine !== undefined ? parseEventLine(lastLine).type : undefined
-  } catch {
-    lastType = undefined
+  if (lastLine === undefined) lastType = from === 0 ? undefined : known?.lastType
+  else {
+    try {
+      lastType = parseEventLine(lastLine).type
+    } catch {
+      lastType = undefined
+    }
   }
   let lines: string[] | undefined
   return {
     complete,
+    from,
+    completeBytes: from + complete.length,
     tornTail: buf.subarray(cut),
-    lines: () => (lines ??= complete.length ? complete.toString('utf8').slice(0, -1).split('\n') : []),
+    lines: () => {
+      if (from !== 0) throw new Error('internal: the lines of a log read after a known prefix are not all there; read it whole')
+      return (lines ??= complete.length ? complete.toString('utf8').slice(0, -1).split('\n') : [])
+    },
     lastType,
     start,
+    ino,
   }
 }
 
