@@ -25,8 +25,8 @@ export interface ShipOptions {
   now?: () => Date
   /**
    * Spaces out the snapshots of a live session by its size: a new snapshot at most once per
-   * `bytes / liveSnapshotBytesPerSecond` seconds. Each snapshot re-reads and uploads the whole log
-   * (and compresses it whole unless `compressed` kept its earlier part), so without this a long
+   * `bytes / liveSnapshotBytesPerSecond` seconds. Each snapshot uploads the whole log (and reads
+   * and compresses it whole unless `compressed` kept its earlier part), so without this a long
    * session's shipping cost grows with the square of its length.
    * Unset (`dbgate sessions sync`): every live session with new lines is shipped now.
    */
