@@ -44,7 +44,9 @@ function mainComponent(s: Sample): string {
     const dir = m[1] === 'audit' || (m[1] === 'connect' && m[2] === 'recording') ? `recording (${m[1]}/${m[2]})` : m[1]!
     return `${dir}, ${where}`
   }
-  if (/uv__work_done|uv__async_io/.test(stack)) return `pool completions (no dbgate frame), ${where}`
+  // V8's collector posts its main-thread tasks through the same async handle as the pool's completions.
+  if (/RunForegroundTask/.test(stack)) return `V8 tasks (incremental marking, scavenges), ${where}`
+  if (/uv__work_done/.test(stack)) return `pool completions (no dbgate frame), ${where}`
   return `no dbgate frame, ${where}`
 }
 
