@@ -127,13 +127,33 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     return value
   }
 
+  /**
+   * The last answer of `lineageOf`, for the same text under the same reading and catalog: a
+   * statement asks three times in a row (`ensureFresh`, `checkMaskable`, its filter), and each
+   * execution of a prepared statement asks again with the same text.
+   */
+  let lastSql: string | undefined
+  let lastReading: TextReading | undefined
+  let lastLineage: TextLineage | undefined
+
   /** `reading`: the session's text is read as `readingOf` accepts, so the text may share its shape's lineage. */
   const lineageOf = (sql: string, reading?: TextReading): TextLineage => {
     if (cacheGeneration !== catalog.generation) {
       cache.clear()
       shapes.clear()
+      lastSql = lastLineage = undefined
       cacheGeneration = catalog.generation
     }
+    if (sql === lastSql && reading === lastReading) return lastLineage!
+    const l = lineageFor(sql, reading)
+    // Made under the generation checked above: a re-read during the analysis clears it on the next call.
+    lastSql = sql
+    lastReading = reading
+    lastLineage = l
+    return l
+  }
+
+  const lineageFor = (sql: string, reading: TextReading | undefined): TextLineage => {
     if (sql.length > MAX_ANALYZED_SQL) return TOO_LARGE
     // A text of a shape known to share is answered by the shape, without a text cache entry:
     // every `-M simple` pgbench text is new, and each would only evict another.
