@@ -33,6 +33,8 @@ import {checkReported} from './session-settings.js'
 export class ServerMessages {
   /** The connection's last RowDescription, decoded: the next one with the same bytes reuses it. */
   private readonly described = new LastDescription()
+  /** The connection's last CommandComplete tag, decoded: the next one with the same bytes reuses the string. */
+  private readonly tags = new LastTag()
 
   constructor(private readonly c: ConnectionCore) {}
 
@@ -113,7 +115,7 @@ export class ServerMessages {
         // Most tags need no reading (SELECT 1, INSERT 0 1); COMMIT, ROLLBACK and PREPARE TRANSACTION end transactions.
         const first = frame.raw[5]
         const read = c.env.hooks.onStatement !== undefined || first === 0x43 || first === 0x52 || first === 0x50 || state.tagNeeded()
-        const tag = read ? decodeCommandComplete(frame.body) : undefined
+        const tag = read ? this.tags.tag(frame) : undefined
         const head = state.onCommandComplete(tag)
         // Tags feed the statement event.
         if (tag !== undefined && c.env.hooks.onStatement) head.run.tags.push(tag)
@@ -333,6 +335,31 @@ class LastDescription {
     this.last = fields
     return fields
   }
+}
+
+/**
+ * The last CommandComplete tag a connection decoded: a session's statements mostly end with the
+ * same tag (`SELECT 1`), and a string is the same whichever message it was read from. Compared
+ * with the message's bytes as ASCII (a tag with other characters is decoded every time).
+ */
+class LastTag {
+  private last: string | undefined
+
+  tag(frame: Frame): string {
+    const source = frame.source ?? frame.raw
+    const start = (frame.source ? frame.start! : 0) + 5
+    const n = (frame.source ? frame.end! : frame.raw.length) - start
+    const last = this.last
+    if (last !== undefined && n === last.length + 1 && source[start + last.length] === 0 && sameAscii(last, source, start)) return last
+    const tag = decodeCommandComplete(frame.body)
+    this.last = tag.length < 64 && /^[\x20-\x7e]*$/.test(tag) ? tag : undefined
+    return tag
+  }
+}
+
+function sameAscii(s: string, source: Buffer, start: number): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) !== source[start + i]) return false
+  return true
 }
 
 function sameBytes(kept: Buffer, source: Buffer, start: number, n: number): boolean {
