@@ -265,11 +265,12 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     let misses: NonNullable<StatementLineage['misses']> | undefined
     let views: number[] | undefined
     for (const s of text.statements) {
-      const all = s.defines ? [s, s.defines.lineage] : [s]
-      for (const x of all) {
-        if (x.misses) (misses ??= []).push(...x.misses)
-        if (x.views) (views ??= []).push(...x.views)
-      }
+      if (s.misses) (misses ??= []).push(...s.misses)
+      if (s.views) (views ??= []).push(...s.views)
+      // And what it defines (PREPARE, DECLARE).
+      const d = s.defines?.lineage
+      if (d?.misses) (misses ??= []).push(...d.misses)
+      if (d?.views) (views ??= []).push(...d.views)
     }
     if (!misses && !views) return undefined
     return catalog.ensureFresh({misses: misses ?? [], views: views ?? []})
