@@ -307,8 +307,8 @@ const MAX_KEPT_DESCRIPTION = 2048
  * plan follows its own statement's lineage.
  */
 class LastDescription {
-  private bytes: Buffer | undefined
-  private length = 0
+  /** The kept description's body, one character per byte (a string: no buffer of its own per connection). */
+  private bytes = ''
   private last: FieldDescription[] | undefined
 
   /**
@@ -319,20 +319,14 @@ class LastDescription {
     const source = frame.source ?? frame.raw
     const start = (frame.source ? frame.start! : 0) + 5
     const end = frame.source ? frame.end! : frame.raw.length
-    const n = end - start
     const last = this.last
-    if (last !== undefined && last !== given && n === this.length && sameBytes(this.bytes!, source, start, n)) return last
+    if (last !== undefined && last !== given && end - start === this.bytes.length && sameBytes(this.bytes, source, start)) return last
     const fields = decodeRowDescription(frame.body)
     for (const f of fields) Object.freeze(f)
     Object.freeze(fields)
-    if (n > MAX_KEPT_DESCRIPTION) {
-      this.last = this.bytes = undefined
-      return fields
-    }
-    if (!this.bytes || this.bytes.length < n) this.bytes = Buffer.allocUnsafeSlow(Math.max(n, 64))
-    source.copy(this.bytes, 0, start, end)
-    this.length = n
-    this.last = fields
+    const keep = end - start <= MAX_KEPT_DESCRIPTION
+    this.bytes = keep ? source.toString('latin1', start, end) : ''
+    this.last = keep ? fields : undefined
     return fields
   }
 }
@@ -350,19 +344,15 @@ class LastTag {
     const start = (frame.source ? frame.start! : 0) + 5
     const n = (frame.source ? frame.end! : frame.raw.length) - start
     const last = this.last
-    if (last !== undefined && n === last.length + 1 && source[start + last.length] === 0 && sameAscii(last, source, start)) return last
+    if (last !== undefined && n === last.length + 1 && source[start + last.length] === 0 && sameBytes(last, source, start)) return last
     const tag = decodeCommandComplete(frame.body)
     this.last = tag.length < 64 && /^[\x20-\x7e]*$/.test(tag) ? tag : undefined
     return tag
   }
 }
 
-function sameAscii(s: string, source: Buffer, start: number): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) !== source[start + i]) return false
-  return true
-}
-
-function sameBytes(kept: Buffer, source: Buffer, start: number, n: number): boolean {
-  for (let i = 0; i < n; i++) if (kept[i] !== source[start + i]) return false
+/** Whether `source` holds `kept`'s bytes (one character per byte) from `start` on. */
+function sameBytes(kept: string, source: Buffer, start: number): boolean {
+  for (let i = 0; i < kept.length; i++) if (kept.charCodeAt(i) !== source[start + i]) return false
   return true
 }
