@@ -104,7 +104,6 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const masker = createMasker(opts.hashKey ?? randomBytes(32))
   const maskUntraceable = masking.onUntraceable === 'mask'
   /** What every statement filter of this factory starts from, plans kept across them included. */
-  const base: Base = {masker, catalog, strategyOf, plans: new KeptPlans()}
   const cache = new LRUCache<string, TextLineage>({max: LINEAGE_CACHE_SIZE})
   let cacheGeneration = catalog.generation
   /**
@@ -113,6 +112,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * they read back from them is no longer proven clean. Never cleared while the connection lives.
    */
   const unprovenSettings = new Set<number>()
+  const base: Base = {masker, catalog, strategyOf, plans: new KeptPlans(), unproven: unprovenSettings}
 
   /** Lineages shared by texts that differ only in constants, where no constant's value decides them (`watchLiterals`). */
   const shapes = new LRUCache<string, TextLineage | typeof NOT_SHARED>({max: LINEAGE_CACHE_SIZE})
@@ -127,13 +127,33 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     return value
   }
 
+  /**
+   * The last answer of `lineageOf`, for the same text under the same reading and catalog: a
+   * statement asks three times in a row (`ensureFresh`, `checkMaskable`, its filter), and each
+   * execution of a prepared statement asks again with the same text.
+   */
+  let lastSql: string | undefined
+  let lastReading: TextReading | undefined
+  let lastLineage: TextLineage | undefined
+
   /** `reading`: the session's text is read as `readingOf` accepts, so the text may share its shape's lineage. */
   const lineageOf = (sql: string, reading?: TextReading): TextLineage => {
     if (cacheGeneration !== catalog.generation) {
       cache.clear()
       shapes.clear()
+      lastSql = lastLineage = undefined
       cacheGeneration = catalog.generation
     }
+    if (sql === lastSql && reading === lastReading) return lastLineage!
+    const l = lineageFor(sql, reading)
+    // Made under the generation checked above: a re-read during the analysis clears it on the next call.
+    lastSql = sql
+    lastReading = reading
+    lastLineage = l
+    return l
+  }
+
+  const lineageFor = (sql: string, reading: TextReading | undefined): TextLineage => {
     if (sql.length > MAX_ANALYZED_SQL) return TOO_LARGE
     // A text of a shape known to share is answered by the shape, without a text cache entry:
     // every `-M simple` pgbench text is new, and each would only evict another.
@@ -178,6 +198,10 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    */
   const resolve = (text: TextLineage, session: SessionView | undefined): StatementLineage[] | undefined => {
     if (!text.ok) return undefined
+    // Nothing to resolve (the common case): the analysis's own array, which no one modifies.
+    let uses = false
+    for (const s of text.statements) if (s.uses) uses = true
+    if (!uses) return text.statements
     let local: Map<string, StatementLineage> | undefined
     return text.statements.map((s) => {
       if (s.defines) (local ??= new Map()).set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
@@ -241,11 +265,12 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     let misses: NonNullable<StatementLineage['misses']> | undefined
     let views: number[] | undefined
     for (const s of text.statements) {
-      const all = s.defines ? [s, s.defines.lineage] : [s]
-      for (const x of all) {
-        if (x.misses) (misses ??= []).push(...x.misses)
-        if (x.views) (views ??= []).push(...x.views)
-      }
+      if (s.misses) (misses ??= []).push(...s.misses)
+      if (s.views) (views ??= []).push(...s.views)
+      // And what it defines (PREPARE, DECLARE).
+      const d = s.defines?.lineage
+      if (d?.misses) (misses ??= []).push(...d.misses)
+      if (d?.views) (views ??= []).push(...d.views)
     }
     if (!misses && !views) return undefined
     return catalog.ensureFresh({misses: misses ?? [], views: views ?? []})
@@ -255,8 +280,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (unmasked) return undefined
     // The connection's id, not its context: a session's filter lives as long as the session.
     const connectionId = ctx.connectionId
-    const unproven = () => unprovenSettings.has(connectionId)
-    if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules, unproven)
+    if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules, () => unprovenSettings.has(connectionId))
     // A portal of a statement made by PREPARE, or a cursor: its rows come from the definition as bound.
     const def = ctx.definition
     let statements: StatementLineage[] | undefined
@@ -274,7 +298,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       unprovenSettings.add(ctx.connectionId)
     }
     // What could not be analysed could not have been denied either: it is masked.
-    return new StatementFilter(statements, base, maskUntraceable || statements === undefined, () => messageProof(sql, catalog), unproven)
+    return new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
   }
   const textMasking: ValueMasking = {masker, catalog, strategyOf}
   return Object.assign(factory, {
@@ -371,6 +395,8 @@ interface Base {
   strategyOf(c: MaskingCategory): MaskingStrategy
   /** Plans kept across the filters of one factory (`KeptPlans`). */
   plans?: KeptPlans
+  /** The factory's connections whose settings are unproven (see `unprovenSettings` in the factory). */
+  unproven?: ReadonlySet<number>
 }
 
 /** What a plan was made from, besides its statement's lineage (the key of `KeptPlans`). */
@@ -435,12 +461,20 @@ class StatementFilter implements MaskingFilter {
     private readonly statements: StatementLineage[] | undefined,
     base: Base,
     private readonly maskUntraceable: boolean,
-    /** What proves a value quoted in a message clean; built on the first message, which most statements never get. */
-    private readonly proofOf: () => MessageProof,
-    private readonly settingsUnproven: () => boolean,
+    /** The statement's text: what proves a value quoted in a message clean is built from it on the first message, which most statements never get. */
+    private readonly sql: string,
+    private readonly connectionId: number,
   ) {
     this.m = new FilterMasking(base.masker, base.catalog, base.strategyOf, this.hits)
     this.keptPlans = base.plans
+    this.unproven = base.unproven
+  }
+
+  private readonly unproven: ReadonlySet<number> | undefined
+
+  /** Whether code the analysis cannot see into ran on this connection (read when a setting is reported, never cached). */
+  private settingsUnproven(): boolean {
+    return this.unproven?.has(this.connectionId) ?? true
   }
 
   get maskedValues(): number {
@@ -799,7 +833,7 @@ class StatementFilter implements MaskingFilter {
   }
 
   notice(fields: PgNoticeFields & NoticeLike): (PgNoticeFields & NoticeLike) | undefined {
-    this.proof ??= this.proofOf()
+    this.proof ??= messageProof(this.sql, this.m.catalog)
     return maskNotice(fields, this.statementLineage(), this.m, this.proof) as (PgNoticeFields & NoticeLike) | undefined
   }
 
@@ -826,7 +860,7 @@ class StatementFilter implements MaskingFilter {
  * Keeps `StatementFilter`'s map for the process: the batch rewriters' closures read the filter for
  * every row (see `KEPT_MASKING`); exported so that it is kept.
  */
-export const KEPT_FILTER = new StatementFilter(undefined, {masker: undefined as never, catalog: undefined as never, strategyOf: () => 'redact'}, false, () => undefined as never, () => false)
+export const KEPT_FILTER = new StatementFilter(undefined, {masker: undefined as never, catalog: undefined as never, strategyOf: () => 'redact'}, false, '', 0)
 
 /** Reported settings that hold free text; the others only ever hold values the server validated. */
 const FREE_TEXT_SETTINGS = new Set(['application_name', 'search_path'])

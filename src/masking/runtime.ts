@@ -36,7 +36,33 @@ const DDL_TEXT = /\b(create|alter|drop|comment\s+on)\s/i
 
 export function shouldRefresh(event: Pick<StatementEvent, 'commandTags' | 'sql' | 'outcome'>): boolean {
   if (event.outcome !== 'ok') return false
-  return event.commandTags.some(needsRefresh) || DDL_TEXT.test(event.sql)
+  for (const tag of event.commandTags) if (tagNeedsRefresh(tag)) return true
+  return ddlText(event.sql)
+}
+
+/*
+ * The last answers, by the string asked about: a prepared statement's every execution has the same
+ * text, and the tunnel hands on one string for a session's repeated tags (`SELECT 1`).
+ */
+let lastTag: string | undefined
+let lastTagRefresh = false
+let lastText: string | undefined
+let lastTextDdl = false
+
+function tagNeedsRefresh(tag: string): boolean {
+  if (tag !== lastTag) {
+    lastTagRefresh = needsRefresh(tag)
+    lastTag = tag
+  }
+  return lastTagRefresh
+}
+
+function ddlText(sql: string): boolean {
+  if (sql !== lastText) {
+    lastTextDdl = DDL_TEXT.test(sql)
+    lastText = sql
+  }
+  return lastTextDdl
 }
 
 export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRuntime> {

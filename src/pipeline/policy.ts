@@ -56,7 +56,17 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   }
 }
 
-const isDdlTag = (tag: string): boolean => /^(CREATE|ALTER|DROP|IMPORT) /.test(tag)
+const DDL_TAG = /^(CREATE|ALTER|DROP|IMPORT) /
+/** The last answer, by the string asked about: the tunnel hands on one string for a session's repeated tags. */
+let lastTag: string | undefined
+let lastTagDdl = false
+const isDdlTag = (tag: string): boolean => {
+  if (tag !== lastTag) {
+    lastTagDdl = DDL_TAG.test(tag)
+    lastTag = tag
+  }
+  return lastTagDdl
+}
 
 /**
  * An agent in read-only mode (the default) gets the read-only allow-list in front of the target's

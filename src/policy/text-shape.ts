@@ -48,6 +48,8 @@ function numberClass(text: string, start: number, end: number): string {
   for (let i = start; i < end; i++) if (text.charCodeAt(i) === 0x2e) return 'n'
   let s = start
   while (s < end - 1 && text.charCodeAt(s) === 0x30) s++
+  // Fewer digits than INT4_MAX always fit: no copy of them (most constants).
+  if (end - s < INT4_MAX.length) return 'i'
   const digits = text.slice(s, end)
   const fits = (max: string): boolean => digits.length < max.length || (digits.length === max.length && digits <= max)
   return fits(INT4_MAX) ? 'i' : fits(INT8_MAX) ? 'l' : 'n'

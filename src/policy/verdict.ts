@@ -83,6 +83,7 @@ export function decisionToVerdict(decision: Decision, opts: VerdictOptions = {})
     const hint = `ask ${who} to approve it with \`dbgate approve\`, then run it again`
     return {action: 'hold', decision, reviewers, rule: d, error: fields(message, d, opts, hint), analysis: opts.analysis}
   }
+  if (decision.warnings.length === 0) return {action: 'allow', decision, analysis: opts.analysis}
   const notices: PgNoticeFields[] = decision.warnings.map((w) => {
     const detail = detailFor(w, opts)
     return {severity: 'WARNING', code: WARNING_SQLSTATE, message: `dbgate: ${w.reason} (rule ${w.ruleId})`, ...(detail ? {detail} : {})}

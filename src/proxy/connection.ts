@@ -274,12 +274,16 @@ export class ClientConnection implements ConnectionCore {
       this.startupParams.application_name,
       this.state,
       definition,
-      // Created only when a hook asks: most verdicts are synchronous and never need one.
-      () => this.fromClient.abortSignal(),
-      (notice) => {
-        if (this.phase !== 'closed') this.client.write(encodeNotice(notice))
-      },
+      this.abortSignalOf,
+      this.notifyClient,
     )
+  }
+
+  /** What every hook context of this connection shares: one pair per connection, not per statement. */
+  // The signal is created only when a hook asks: most verdicts are synchronous and never need one.
+  private readonly abortSignalOf = (): AbortSignal => this.fromClient.abortSignal()
+  private readonly notifyClient = (notice: PgNoticeFields): void => {
+    if (this.phase !== 'closed') this.client.write(encodeNotice(notice))
   }
 
   // ---- bytes in -----------------------------------------------------------------------------

@@ -57,12 +57,28 @@ export function statementEvent(sessionId: string, connectionId: number, run: Run
     startedAt: new Date(run.startedAtMs),
     durationMs: performance.now() - run.started,
     commandTags: run.tags,
-    rows: run.tags.length > 0 ? run.tags.reduce((n, t) => n + rowsFromTag(t), 0) : run.dataRows,
+    rows: run.tags.length > 0 ? rowsOfTags(run.tags) : run.dataRows,
     outcome: run.denied ? 'rejected' : outcome,
     error: run.error,
     resultFilter: run.filter,
     preview: run.preview && {columns: run.preview.columns, rows: run.preview.rows, truncated: run.dataRows > run.preview.rows.length},
   }
+}
+
+/** The last tag counted, and its count: a session's tags repeat, and the proxy hands on one string for them. */
+let countedTag: string | undefined
+let countedRows = 0
+
+function rowsOfTags(tags: readonly string[]): number {
+  let n = 0
+  for (const t of tags) {
+    if (t !== countedTag) {
+      countedRows = rowsFromTag(t)
+      countedTag = t
+    }
+    n += countedRows
+  }
+  return n
 }
 
 /** The first rows of a result as the client received them (masked), for the session log. */

@@ -25,12 +25,17 @@ import {Backend, codeName} from '../wire/codes.js'
 import type {Frame} from '../wire/framer.js'
 import type {ConnectionCore} from './connection.js'
 import type {ResultFilter} from './seam.js'
-import type {PgNoticeFields} from '../wire/fields.js'
+import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {ProtocolDesync, type Entry} from './protocol-state.js'
 import {fieldsOf, keepPreviewRow, type Run} from './run.js'
 import {checkReported} from './session-settings.js'
 
 export class ServerMessages {
+  /** The connection's last RowDescription, decoded: the next one with the same bytes reuses it. */
+  private readonly described = new LastDescription()
+  /** The connection's last CommandComplete tag, decoded: the next one with the same bytes reuses the string. */
+  private readonly tags = new LastTag()
+
   constructor(private readonly c: ConnectionCore) {}
 
   /**
@@ -85,15 +90,19 @@ export class ServerMessages {
         const head = state.onRowDescription()
         // Columns are only ever read by result filters: without a filter factory there is nothing to decode.
         if (c.env.hooks.resultFilter === undefined) return void c.toClient.push(frame.raw)
-        const fields = decodeRowDescription(frame.body)
         let filter: ResultFilter | undefined
+        let fields: FieldDescription[]
         if (head.kind === 'describe') {
+          // A described statement or portal keeps its columns for the Executes after it, filtered or not.
+          fields = this.described.fields(frame, undefined)
           if (head.def) head.def.fields = fields
           filter = head.filter
         } else {
           const run = head.run as Run
-          run.fields = fields
           filter = run.filter
+          // A run's columns are read only by its filter (and the preview, kept only with one).
+          if (!filter) return void c.toClient.push(frame.raw)
+          fields = run.fields = this.described.fields(frame, run.fields)
         }
         if (filter?.rowDescription) {
           const out = filter.rowDescription(fields)
@@ -106,7 +115,7 @@ export class ServerMessages {
         // Most tags need no reading (SELECT 1, INSERT 0 1); COMMIT, ROLLBACK and PREPARE TRANSACTION end transactions.
         const first = frame.raw[5]
         const read = c.env.hooks.onStatement !== undefined || first === 0x43 || first === 0x52 || first === 0x50 || state.tagNeeded()
-        const tag = read ? decodeCommandComplete(frame.body) : undefined
+        const tag = read ? this.tags.tag(frame) : undefined
         const head = state.onCommandComplete(tag)
         // Tags feed the statement event.
         if (tag !== undefined && c.env.hooks.onStatement) head.run.tags.push(tag)
@@ -281,4 +290,69 @@ function messagesBetween(source: Buffer, from: number, to: number): number {
 
 function runOf(head: Entry<Run> | undefined): Run | undefined {
   return head && (head.kind === 'query' || head.kind === 'execute') ? head.run : undefined
+}
+
+/** Descriptions longer than this are decoded each time rather than kept per connection. */
+const MAX_KEPT_DESCRIPTION = 2048
+
+/**
+ * The last RowDescription a connection decoded, frozen, with its bytes: most statements of a
+ * session describe their rows exactly as the one before (pgbench's every `SELECT abalance`), and
+ * decoding makes a string and an object per column. Reuse is sound because the decoded columns
+ * are a pure function of the bytes and frozen (no one can change them for the next result), and
+ * one array is never handed twice to the same result filter: a filter keys its plans on the
+ * array's identity and counts results by new arrays, so two results of one simple Query with
+ * equal descriptions (`SELECT 'x' AS v; SELECT upper(ssn) AS v FROM people`: no origin, same name
+ * and type) must get two arrays. Reuse across statements hands the array to a new filter, whose
+ * plan follows its own statement's lineage.
+ */
+class LastDescription {
+  /** The kept description's body, one character per byte (a string: no buffer of its own per connection). */
+  private bytes = ''
+  private last: FieldDescription[] | undefined
+
+  /**
+   * The columns of RowDescription `frame`. `given`: the columns the receiving result already got
+   * (its run's last description); the kept array is not handed out again to it.
+   */
+  fields(frame: Frame, given: FieldDescription[] | undefined): FieldDescription[] {
+    const source = frame.source ?? frame.raw
+    const start = (frame.source ? frame.start! : 0) + 5
+    const end = frame.source ? frame.end! : frame.raw.length
+    const last = this.last
+    if (last !== undefined && last !== given && end - start === this.bytes.length && sameBytes(this.bytes, source, start)) return last
+    const fields = decodeRowDescription(frame.body)
+    for (const f of fields) Object.freeze(f)
+    Object.freeze(fields)
+    const keep = end - start <= MAX_KEPT_DESCRIPTION
+    this.bytes = keep ? source.toString('latin1', start, end) : ''
+    this.last = keep ? fields : undefined
+    return fields
+  }
+}
+
+/**
+ * The last CommandComplete tag a connection decoded: a session's statements mostly end with the
+ * same tag (`SELECT 1`), and a string is the same whichever message it was read from. Compared
+ * with the message's bytes as ASCII (a tag with other characters is decoded every time).
+ */
+class LastTag {
+  private last: string | undefined
+
+  tag(frame: Frame): string {
+    const source = frame.source ?? frame.raw
+    const start = (frame.source ? frame.start! : 0) + 5
+    const n = (frame.source ? frame.end! : frame.raw.length) - start
+    const last = this.last
+    if (last !== undefined && n === last.length + 1 && source[start + last.length] === 0 && sameBytes(last, source, start)) return last
+    const tag = decodeCommandComplete(frame.body)
+    this.last = tag.length < 64 && /^[\x20-\x7e]*$/.test(tag) ? tag : undefined
+    return tag
+  }
+}
+
+/** Whether `source` holds `kept`'s bytes (one character per byte) from `start` on. */
+function sameBytes(kept: string, source: Buffer, start: number): boolean {
+  for (let i = 0; i < kept.length; i++) if (kept.charCodeAt(i) !== source[start + i]) return false
+  return true
 }
