@@ -193,8 +193,8 @@ export function clampPreview(preview: ResultPreview | undefined, maxRows: number
   return {columns: preview.columns, rows: preview.rows.slice(0, maxRows), truncated: true}
 }
 
-export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number, normalize: (sql: string) => Normalized = normalizeSql): StatementData {
-  const {normalized, fingerprint} = normalize(ev.sql)
+export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number, normalize: (sql: string) => Normalized = normalizeSql, memo?: StatementJsonMemo): StatementData {
+  const {normalized, fingerprint} = memo ? memo.normalize(ev.sql, normalize) : normalize(ev.sql)
   const decision: RecordedDecision = details.decision ?? (ev.verdict.action === 'allow' ? 'allow' : 'deny')
   const outcomeError = details.error ?? ev.error
   const error =
@@ -276,8 +276,21 @@ const sameStrings = (a: readonly unknown[], b: readonly unknown[] | undefined): 
  * again, an ORM's query), and a group equal to the last one's is not encoded again.
  */
 export class StatementJsonMemo {
+  /** The last statement's text and its normalized text and fingerprint (a prepared statement run again, an ORM's query). */
+  private text: string | undefined
+  private normalized: Normalized | undefined
+
+  /** `normalize(sql)`, asked again only for a text other than the last one: it is a function of the text. */
+  normalize(sql: string, normalize: (sql: string) => Normalized): Normalized {
+    if (sql !== this.text || this.normalized === undefined) {
+      this.normalized = normalize(sql)
+      this.text = sql
+    }
+    return this.normalized
+  }
+
   /** connectionId … fingerprint. */
-  head = {connectionId: NaN, protocol: '', statementName: undefined as string | undefined, sql: '', normalized: undefined as string | null | undefined, fingerprint: undefined as string | null | undefined, json: ''}
+  head = {connectionId: NaN, protocol: '', statementName: undefined as string | undefined, sql: '', normalized: undefined as string | null | undefined, fingerprint: undefined as string | null | undefined, json: '', tail: ''}
   /** class … approvalId. */
   rule = {class: undefined as string | undefined, decision: '', ruleId: undefined as string | undefined, approvalId: undefined as string | undefined, json: ''}
   commandTags: {of: readonly string[] | undefined; json: string} = {of: undefined, json: ''}
@@ -344,11 +357,14 @@ function headJson(d: StatementData, m: StatementJsonMemo | undefined): string {
   if (d.statementName !== undefined) s += `,"statementName":${JSON.stringify(d.statementName)}`
   s += `,"sql":${JSON.stringify(d.sql)}`
   // A new text of a known normalized text (pgbench -M simple): only the text itself is new.
-  if (h && h.normalized === d.normalized && h.fingerprint === d.fingerprint && d.normalized !== undefined && d.fingerprint !== undefined) s += h.json.slice(h.json.lastIndexOf(',"normalized":'))
+  let tail: string
+  if (h && h.normalized === d.normalized && h.fingerprint === d.fingerprint && d.normalized !== undefined && d.fingerprint !== undefined) tail = h.tail
   else {
-    if (d.normalized !== undefined) s += `,"normalized":${JSON.stringify(d.normalized)}`
-    if (d.fingerprint !== undefined) s += `,"fingerprint":${JSON.stringify(d.fingerprint)}`
+    tail = ''
+    if (d.normalized !== undefined) tail += `,"normalized":${JSON.stringify(d.normalized)}`
+    if (d.fingerprint !== undefined) tail += `,"fingerprint":${JSON.stringify(d.fingerprint)}`
   }
+  s += tail
   if (h) {
     h.connectionId = d.connectionId
     h.protocol = d.protocol
@@ -357,6 +373,7 @@ function headJson(d: StatementData, m: StatementJsonMemo | undefined): string {
     h.normalized = d.normalized
     h.fingerprint = d.fingerprint
     h.json = s
+    h.tail = tail
   }
   return s
 }
@@ -391,6 +408,22 @@ function stringsMember(key: string, a: readonly string[] | undefined, memo: {of:
   return json
 }
 
+/** `JSON.stringify` of a member's value, remembered for the last string: consecutive statements mostly share their `startedAt` (a millisecond) and `outcome`. */
+class LastJson {
+  private value = ''
+  private json = '""'
+  of(v: unknown): string | undefined {
+    if (typeof v !== 'string') return JSON.stringify(v)
+    if (v !== this.value) {
+      this.json = JSON.stringify(v)
+      this.value = v
+    }
+    return this.json
+  }
+}
+const startedAtJson = new LastJson()
+const outcomeJson = new LastJson()
+
 /**
  * Exactly `JSON.stringify(data)` for what `statementData` builds (same members, same order, absent
  * ones left out), without walking the object: the keys are constants and only values are encoded,
@@ -402,9 +435,9 @@ export function statementJson(d: StatementData, memo?: StatementJsonMemo): strin
   let s = headJson(d, memo)
   s = member(s, 'params', d.params)
   s += ruleJson(d, memo)
-  s += `,"startedAt":${JSON.stringify(d.startedAt)},"durationMs":${jsonNumber(d.durationMs)},"rows":${jsonNumber(d.rows)}`
+  s += `,"startedAt":${startedAtJson.of(d.startedAt)},"durationMs":${jsonNumber(d.durationMs)},"rows":${jsonNumber(d.rows)}`
   s += stringsMember('commandTags', d.commandTags, memo?.commandTags)
-  s += `,"outcome":${JSON.stringify(d.outcome)}`
+  s += `,"outcome":${outcomeJson.of(d.outcome)}`
   s += stringsMember('tables', d.tables, memo?.tables)
   s += stringsMember('maskedColumns', d.maskedColumns, memo?.maskedColumns)
   if (d.maskedValues !== undefined) s += `,"maskedValues":${jsonNumber(d.maskedValues)}`
