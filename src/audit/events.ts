@@ -1,5 +1,5 @@
 import {fingerprintSync, normalizeSync} from '../sql/parser.js'
-import {isoString} from './chain.js'
+import {flat, isoString} from './chain.js'
 import {parseDocument} from '../util/document.js'
 import {z} from 'zod'
 import {LRUCache} from 'lru-cache'
@@ -290,7 +290,7 @@ export class StatementJsonMemo {
   }
 
   /** connectionId … fingerprint. */
-  head = {connectionId: NaN, protocol: '', statementName: undefined as string | undefined, sql: '', normalized: undefined as string | null | undefined, fingerprint: undefined as string | null | undefined, json: '', tail: ''}
+  head = {connectionId: NaN, protocol: '', statementName: undefined as string | undefined, prefix: '', sql: '', normalized: undefined as string | null | undefined, fingerprint: undefined as string | null | undefined, json: '', flat: false, tail: ''}
   /** class … approvalId. */
   rule = {class: undefined as string | undefined, decision: '', ruleId: undefined as string | undefined, approvalId: undefined as string | undefined, json: ''}
   commandTags: {of: readonly string[] | undefined; json: string} = {of: undefined, json: ''}
@@ -345,34 +345,48 @@ function previewJson(p: ResultPreview, memo: StatementJsonMemo['preview'] | unde
     memo.columns = [...p.columns]
     memo.rows = p.rows.map((r) => [...r])
     memo.truncated = p.truncated
-    memo.json = json
+    memo.json = flat(json)
   } else memo.columns = undefined
   return json
 }
 
 function headJson(d: StatementData, m: StatementJsonMemo | undefined): string {
   const h = m?.head
-  if (h && h.connectionId === d.connectionId && h.protocol === d.protocol && h.statementName === d.statementName && h.sql === d.sql && h.normalized === d.normalized && h.fingerprint === d.fingerprint) return h.json
-  let s = `{"connectionId":${jsonNumber(d.connectionId)},"protocol":${JSON.stringify(d.protocol)}`
-  if (d.statementName !== undefined) s += `,"statementName":${JSON.stringify(d.statementName)}`
-  s += `,"sql":${JSON.stringify(d.sql)}`
-  // A new text of a known normalized text (pgbench -M simple): only the text itself is new.
+  if (h && h.connectionId === d.connectionId && h.protocol === d.protocol && h.statementName === d.statementName && h.sql === d.sql && h.normalized === d.normalized && h.fingerprint === d.fingerprint) {
+    // Joined when first used again: a text repeated (a prepared statement) is written many times.
+    if (!h.flat) h.json = flat(h.json)
+    h.flat = true
+    return h.json
+  }
+  // The members before the text (the connection, the protocol, the statement's name) and after it
+  // (its normalized form), kept apart: a new text of a known normalized text (pgbench -M simple) is
+  // only the text itself.
+  let prefix: string
+  if (h && h.prefix !== '' && h.connectionId === d.connectionId && h.protocol === d.protocol && h.statementName === d.statementName) prefix = h.prefix
+  else {
+    prefix = `{"connectionId":${jsonNumber(d.connectionId)},"protocol":${JSON.stringify(d.protocol)}`
+    if (d.statementName !== undefined) prefix += `,"statementName":${JSON.stringify(d.statementName)}`
+    if (h) prefix = flat(prefix)
+  }
   let tail: string
   if (h && h.normalized === d.normalized && h.fingerprint === d.fingerprint && d.normalized !== undefined && d.fingerprint !== undefined) tail = h.tail
   else {
     tail = ''
     if (d.normalized !== undefined) tail += `,"normalized":${JSON.stringify(d.normalized)}`
     if (d.fingerprint !== undefined) tail += `,"fingerprint":${JSON.stringify(d.fingerprint)}`
+    if (h) tail = flat(tail)
   }
-  s += tail
+  const s = `${prefix},"sql":${JSON.stringify(d.sql)}${tail}`
   if (h) {
     h.connectionId = d.connectionId
     h.protocol = d.protocol
     h.statementName = d.statementName
+    h.prefix = prefix
     h.sql = d.sql
     h.normalized = d.normalized
     h.fingerprint = d.fingerprint
     h.json = s
+    h.flat = false
     h.tail = tail
   }
   return s
@@ -391,7 +405,7 @@ function ruleJson(d: StatementData, m: StatementJsonMemo | undefined): string {
     r.decision = d.decision
     r.ruleId = d.ruleId
     r.approvalId = d.approvalId
-    r.json = s
+    r.json = flat(s)
   }
   return s
 }
@@ -403,7 +417,7 @@ function stringsMember(key: string, a: readonly string[] | undefined, memo: {of:
   const json = member('', key, a)
   if (memo && Array.isArray(a) && a.every((x) => typeof x === 'string')) {
     memo.of = [...a]
-    memo.json = json
+    memo.json = flat(json)
   }
   return json
 }
