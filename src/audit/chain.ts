@@ -192,8 +192,8 @@ export class ChainState {
     const sealed =
       !signer && dataJson !== undefined
         ? // An ISO date needs no escaping: with a safe integer and a hex `prev`, the head is plain.
-          sealDataBytes(this.startOf(type), seq, isoString(ts), this.last, dataJson, this.lastIsHex && Number.isSafeInteger(seq))
-        : sealEventBytes({type, session: this.session, seq, ts: isoString(ts), prev: this.last, data}, signer, dataJson)
+          sealDataBytes(this.startOf(type), seq, eventTimes.of(ts), this.last, dataJson, this.lastIsHex && Number.isSafeInteger(seq))
+        : sealEventBytes({type, session: this.session, seq, ts: eventTimes.of(ts), prev: this.last, data}, signer, dataJson)
     this.seq = seq
     this.last = sealed.hash
     this.lastIsHex = true
@@ -214,18 +214,30 @@ export function flat(s: string): string {
   return s
 }
 
-let lastTime = NaN
-let lastIso = ''
+/** `date.toISOString()`, remembered for the last millisecond asked. */
+class IsoMemo {
+  private time = NaN
+  private iso = ''
+
+  of(date: Date): string {
+    const t = date.getTime()
+    if (t !== this.time) {
+      this.iso = date.toISOString()
+      this.time = t
+    }
+    return this.iso
+  }
+}
 
 /**
- * `date.toISOString()`, remembered for the last millisecond asked: a statement's `startedAt` and its
- * event's `ts`, and consecutive events, mostly fall in the same one.
+ * Events' `ts` and statements' `startedAt` are remembered apart: each mostly falls in the same
+ * millisecond as the last one of its kind, but a statement started in the millisecond before its
+ * event (or, sessions interleaving, before the last event) would otherwise ask for each in turn.
  */
+const eventTimes = new IsoMemo()
+const startTimes = new IsoMemo()
+
+/** `date.toISOString()` of a statement's start, remembered for the last millisecond asked. */
 export function isoString(date: Date): string {
-  const t = date.getTime()
-  if (t !== lastTime) {
-    lastIso = date.toISOString()
-    lastTime = t
-  }
-  return lastIso
+  return startTimes.of(date)
 }
