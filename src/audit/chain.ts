@@ -87,10 +87,34 @@ const envelopeStart = (type: string, session: string): string => `{"v":${EVENT_V
  * An unsigned line whose `data` is already encoded: the envelope's head and `dataJson` written into
  * the line's bytes one after the other, without first joining them into one string (which would be
  * copied whole to be encoded). The bytes are `eventBody`'s: the head ends in ASCII and `dataJson`
- * starts with ASCII, so encoding the two apart cannot split a character.
+ * starts with ASCII, so encoding the two apart cannot split a character. `plain` says that `seq` is
+ * a safe integer, `ts` an ISO date and `prev` a hex digest, which JSON.stringify writes unchanged
+ * (between quotes for the two strings), so the head is written without it.
  */
-function sealDataBytes(start: string, seq: number, ts: string, prev: string, dataJson: string): {bytes: Buffer; hash: string} {
-  const head = `${start},"seq":${JSON.stringify(seq)},"ts":${JSON.stringify(ts)},"prev":${JSON.stringify(prev)},"data":`
+function sealDataBytes(start: string, seq: number, ts: string, prev: string, dataJson: string, plain = false): {bytes: Buffer; hash: string} {
+  const head = plain
+    ? `${start},"seq":${seq},"ts":"${ts}","prev":"${prev}","data":`
+    : `${start},"seq":${JSON.stringify(seq)},"ts":${JSON.stringify(ts)},"prev":${JSON.stringify(prev)},"data":`
+  // A UTF-16 code unit is at most 3 UTF-8 bytes (a surrogate pair, two units, is 4; a lone one is
+  // written as U+FFFD, 3), so this much room holds the line whatever its text: it is encoded
+  // straight into the slab, without first counting its bytes.
+  const most = 3 * (head.length + dataJson.length) + HASH_TAIL_BYTES
+  if (most > SLAB_LINE_BYTES) return sealLargeDataBytes(head, dataJson)
+  if (slabAt + most > slab.length) {
+    slab = Buffer.allocUnsafe(SLAB_BYTES)
+    slabAt = 0
+  }
+  const at = slabAt
+  const h = slab.write(head, at, 'utf8')
+  const n = h + slab.write(dataJson, at + h, 'utf8') + 1
+  slab[at + n - 1] = 0x7d // }
+  const bytes = slab.subarray(at, at + n + HASH_TAIL_BYTES - 1)
+  slabAt = at + bytes.length
+  return withHash(bytes, n)
+}
+
+/** `sealDataBytes` for a line too long for the slab: its own buffer, of its exact size. */
+function sealLargeDataBytes(head: string, dataJson: string): {bytes: Buffer; hash: string} {
   const h = Buffer.byteLength(head, 'utf8')
   const d = Buffer.byteLength(dataJson, 'utf8')
   const n = h + d + 1
@@ -101,6 +125,17 @@ function sealDataBytes(start: string, seq: number, ts: string, prev: string, dat
   return withHash(bytes, n)
 }
 
+/**
+ * Where unsigned lines are encoded, one after the other, each handed out as a view of its own bytes
+ * (as Node's pool does for small buffers): a slab is never written twice, so a line waiting in a
+ * spool's queue keeps its bytes; a new slab is taken when the line that comes may not fit.
+ */
+const SLAB_BYTES = 64 * 1024
+/** Lines that may need more than this (a long text) get a buffer of their own. */
+const SLAB_LINE_BYTES = 16 * 1024
+let slab = Buffer.allocUnsafe(0)
+let slabAt = 0
+
 /** Closes the body of `n` bytes in `bytes` with its hash and a newline; the hash of the line is the next one's `prev`. */
 function withHash(bytes: Buffer, n: number): {bytes: Buffer; hash: string} {
   const bodyHash = hash('sha256', bytes.subarray(0, n), 'hex')
@@ -108,10 +143,19 @@ function withHash(bytes: Buffer, n: number): {bytes: Buffer; hash: string} {
   return {bytes, hash: hash('sha256', bytes.subarray(0, bytes.length - 1), 'hex')}
 }
 
+const HEX_DIGEST = /^[0-9a-f]{64}$/
+
 /** Keeps the running state of one session's chain so each append is O(1). */
 export class ChainState {
   seq = 0
-  prev: string
+  private last: string
+  /** Whether `last` is a hex digest, which JSON.stringify writes as it is (always, once an event is appended). */
+  private lastIsHex: boolean
+
+  /** The hash of the last line: the next one's `prev`. */
+  get prev(): string {
+    return this.last
+  }
 
   /** `envelopeStart` of the last type appended unsigned (mostly `statement`), made with the first such event. */
   private startType = ''
@@ -120,20 +164,22 @@ export class ChainState {
   private startOf(type: string): string {
     if (this.startType !== type || this.startJson === '') {
       this.startType = type
-      this.startJson = envelopeStart(type, this.session)
+      this.startJson = flat(envelopeStart(type, this.session))
     }
     return this.startJson
   }
 
   constructor(readonly session: string, resume?: {seq: number; prev: string}) {
-    this.prev = resume?.prev ?? genesisHash(session)
+    this.last = resume?.prev ?? genesisHash(session)
+    this.lastIsHex = HEX_DIGEST.test(this.last)
     this.seq = resume?.seq ?? 0
   }
 
   append(type: string, data: unknown, ts: Date, signer?: Signer): string {
     const line = sealEvent({type, session: this.session, seq: this.seq + 1, ts: ts.toISOString(), prev: this.prev, data}, signer)
     this.seq += 1
-    this.prev = sha256hex(line)
+    this.last = sha256hex(line)
+    this.lastIsHex = true
     return line
   }
 
@@ -142,28 +188,56 @@ export class ChainState {
    * `JSON.stringify(data)` made by the caller (`statementJson`), and is what is written.
    */
   appendBytes(type: string, data: unknown, ts: Date, signer?: Signer, dataJson?: string): Buffer {
+    const seq = this.seq + 1
     const sealed =
       !signer && dataJson !== undefined
-        ? sealDataBytes(this.startOf(type), this.seq + 1, isoString(ts), this.prev, dataJson)
-        : sealEventBytes({type, session: this.session, seq: this.seq + 1, ts: isoString(ts), prev: this.prev, data}, signer, dataJson)
-    this.seq += 1
-    this.prev = sealed.hash
+        ? // An ISO date needs no escaping: with a safe integer and a hex `prev`, the head is plain.
+          sealDataBytes(this.startOf(type), seq, eventTimes.of(ts), this.last, dataJson, this.lastIsHex && Number.isSafeInteger(seq))
+        : sealEventBytes({type, session: this.session, seq, ts: eventTimes.of(ts), prev: this.last, data}, signer, dataJson)
+    this.seq = seq
+    this.last = sealed.hash
+    this.lastIsHex = true
     return sealed.bytes
   }
 }
 
-let lastTime = NaN
-let lastIso = ''
+let flatSink = 0
 
 /**
- * `date.toISOString()`, remembered for the last millisecond asked: a statement's `startedAt` and its
- * event's `ts`, and consecutive events, mostly fall in the same one.
+ * `s`, made one piece. A string built by concatenation is a tree of its pieces, walked piece by
+ * piece each time it is copied (into a larger string, or encoded into bytes); V8 joins it in place
+ * the first time a character of it is read. A string kept to be written again and again (the
+ * members a session's statements share) is joined once, when kept.
  */
-export function isoString(date: Date): string {
-  const t = date.getTime()
-  if (t !== lastTime) {
-    lastIso = date.toISOString()
-    lastTime = t
+export function flat(s: string): string {
+  flatSink = s.length > 0 ? s.charCodeAt(s.length - 1) : flatSink
+  return s
+}
+
+/** `date.toISOString()`, remembered for the last millisecond asked. */
+class IsoMemo {
+  private time = NaN
+  private iso = ''
+
+  of(date: Date): string {
+    const t = date.getTime()
+    if (t !== this.time) {
+      this.iso = date.toISOString()
+      this.time = t
+    }
+    return this.iso
   }
-  return lastIso
+}
+
+/**
+ * Events' `ts` and statements' `startedAt` are remembered apart: each mostly falls in the same
+ * millisecond as the last one of its kind, but a statement started in the millisecond before its
+ * event (or, sessions interleaving, before the last event) would otherwise ask for each in turn.
+ */
+const eventTimes = new IsoMemo()
+const startTimes = new IsoMemo()
+
+/** `date.toISOString()` of a statement's start, remembered for the last millisecond asked. */
+export function isoString(date: Date): string {
+  return startTimes.of(date)
 }

@@ -1,5 +1,5 @@
 import {fingerprintSync, normalizeSync} from '../sql/parser.js'
-import {isoString} from './chain.js'
+import {flat, isoString} from './chain.js'
 import {parseDocument} from '../util/document.js'
 import {z} from 'zod'
 import {LRUCache} from 'lru-cache'
@@ -193,8 +193,8 @@ export function clampPreview(preview: ResultPreview | undefined, maxRows: number
   return {columns: preview.columns, rows: preview.rows.slice(0, maxRows), truncated: true}
 }
 
-export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number, normalize: (sql: string) => Normalized = normalizeSql): StatementData {
-  const {normalized, fingerprint} = normalize(ev.sql)
+export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number, normalize: (sql: string) => Normalized = normalizeSql, memo?: StatementJsonMemo): StatementData {
+  const {normalized, fingerprint} = memo ? memo.normalize(ev.sql, normalize) : normalize(ev.sql)
   const decision: RecordedDecision = details.decision ?? (ev.verdict.action === 'allow' ? 'allow' : 'deny')
   const outcomeError = details.error ?? ev.error
   const error =
@@ -276,8 +276,21 @@ const sameStrings = (a: readonly unknown[], b: readonly unknown[] | undefined): 
  * again, an ORM's query), and a group equal to the last one's is not encoded again.
  */
 export class StatementJsonMemo {
+  /** The last statement's text and its normalized text and fingerprint (a prepared statement run again, an ORM's query). */
+  private text: string | undefined
+  private normalized: Normalized | undefined
+
+  /** `normalize(sql)`, asked again only for a text other than the last one: it is a function of the text. */
+  normalize(sql: string, normalize: (sql: string) => Normalized): Normalized {
+    if (sql !== this.text || this.normalized === undefined) {
+      this.normalized = normalize(sql)
+      this.text = sql
+    }
+    return this.normalized
+  }
+
   /** connectionId … fingerprint. */
-  head = {connectionId: NaN, protocol: '', statementName: undefined as string | undefined, sql: '', normalized: undefined as string | null | undefined, fingerprint: undefined as string | null | undefined, json: ''}
+  head = {connectionId: NaN, protocol: '', statementName: undefined as string | undefined, prefix: '', sql: '', normalized: undefined as string | null | undefined, fingerprint: undefined as string | null | undefined, json: '', flat: false, tail: ''}
   /** class … approvalId. */
   rule = {class: undefined as string | undefined, decision: '', ruleId: undefined as string | undefined, approvalId: undefined as string | undefined, json: ''}
   commandTags: {of: readonly string[] | undefined; json: string} = {of: undefined, json: ''}
@@ -332,31 +345,49 @@ function previewJson(p: ResultPreview, memo: StatementJsonMemo['preview'] | unde
     memo.columns = [...p.columns]
     memo.rows = p.rows.map((r) => [...r])
     memo.truncated = p.truncated
-    memo.json = json
+    memo.json = flat(json)
   } else memo.columns = undefined
   return json
 }
 
 function headJson(d: StatementData, m: StatementJsonMemo | undefined): string {
   const h = m?.head
-  if (h && h.connectionId === d.connectionId && h.protocol === d.protocol && h.statementName === d.statementName && h.sql === d.sql && h.normalized === d.normalized && h.fingerprint === d.fingerprint) return h.json
-  let s = `{"connectionId":${jsonNumber(d.connectionId)},"protocol":${JSON.stringify(d.protocol)}`
-  if (d.statementName !== undefined) s += `,"statementName":${JSON.stringify(d.statementName)}`
-  s += `,"sql":${JSON.stringify(d.sql)}`
-  // A new text of a known normalized text (pgbench -M simple): only the text itself is new.
-  if (h && h.normalized === d.normalized && h.fingerprint === d.fingerprint && d.normalized !== undefined && d.fingerprint !== undefined) s += h.json.slice(h.json.lastIndexOf(',"normalized":'))
-  else {
-    if (d.normalized !== undefined) s += `,"normalized":${JSON.stringify(d.normalized)}`
-    if (d.fingerprint !== undefined) s += `,"fingerprint":${JSON.stringify(d.fingerprint)}`
+  if (h && h.connectionId === d.connectionId && h.protocol === d.protocol && h.statementName === d.statementName && h.sql === d.sql && h.normalized === d.normalized && h.fingerprint === d.fingerprint) {
+    // Joined when first used again: a text repeated (a prepared statement) is written many times.
+    if (!h.flat) h.json = flat(h.json)
+    h.flat = true
+    return h.json
   }
+  // The members before the text (the connection, the protocol, the statement's name) and after it
+  // (its normalized form), kept apart: a new text of a known normalized text (pgbench -M simple) is
+  // only the text itself.
+  let prefix: string
+  if (h && h.prefix !== '' && h.connectionId === d.connectionId && h.protocol === d.protocol && h.statementName === d.statementName) prefix = h.prefix
+  else {
+    prefix = `{"connectionId":${jsonNumber(d.connectionId)},"protocol":${JSON.stringify(d.protocol)}`
+    if (d.statementName !== undefined) prefix += `,"statementName":${JSON.stringify(d.statementName)}`
+    if (h) prefix = flat(prefix)
+  }
+  let tail: string
+  if (h && h.normalized === d.normalized && h.fingerprint === d.fingerprint && d.normalized !== undefined && d.fingerprint !== undefined) tail = h.tail
+  else {
+    tail = ''
+    if (d.normalized !== undefined) tail += `,"normalized":${JSON.stringify(d.normalized)}`
+    if (d.fingerprint !== undefined) tail += `,"fingerprint":${JSON.stringify(d.fingerprint)}`
+    if (h) tail = flat(tail)
+  }
+  const s = `${prefix},"sql":${JSON.stringify(d.sql)}${tail}`
   if (h) {
     h.connectionId = d.connectionId
     h.protocol = d.protocol
     h.statementName = d.statementName
+    h.prefix = prefix
     h.sql = d.sql
     h.normalized = d.normalized
     h.fingerprint = d.fingerprint
     h.json = s
+    h.flat = false
+    h.tail = tail
   }
   return s
 }
@@ -374,7 +405,7 @@ function ruleJson(d: StatementData, m: StatementJsonMemo | undefined): string {
     r.decision = d.decision
     r.ruleId = d.ruleId
     r.approvalId = d.approvalId
-    r.json = s
+    r.json = flat(s)
   }
   return s
 }
@@ -386,10 +417,26 @@ function stringsMember(key: string, a: readonly string[] | undefined, memo: {of:
   const json = member('', key, a)
   if (memo && Array.isArray(a) && a.every((x) => typeof x === 'string')) {
     memo.of = [...a]
-    memo.json = json
+    memo.json = flat(json)
   }
   return json
 }
+
+/** `JSON.stringify` of a member's value, remembered for the last string: consecutive statements mostly share their `startedAt` (a millisecond) and `outcome`. */
+class LastJson {
+  private value = ''
+  private json = '""'
+  of(v: unknown): string | undefined {
+    if (typeof v !== 'string') return JSON.stringify(v)
+    if (v !== this.value) {
+      this.json = JSON.stringify(v)
+      this.value = v
+    }
+    return this.json
+  }
+}
+const startedAtJson = new LastJson()
+const outcomeJson = new LastJson()
 
 /**
  * Exactly `JSON.stringify(data)` for what `statementData` builds (same members, same order, absent
@@ -402,9 +449,9 @@ export function statementJson(d: StatementData, memo?: StatementJsonMemo): strin
   let s = headJson(d, memo)
   s = member(s, 'params', d.params)
   s += ruleJson(d, memo)
-  s += `,"startedAt":${JSON.stringify(d.startedAt)},"durationMs":${jsonNumber(d.durationMs)},"rows":${jsonNumber(d.rows)}`
+  s += `,"startedAt":${startedAtJson.of(d.startedAt)},"durationMs":${jsonNumber(d.durationMs)},"rows":${jsonNumber(d.rows)}`
   s += stringsMember('commandTags', d.commandTags, memo?.commandTags)
-  s += `,"outcome":${JSON.stringify(d.outcome)}`
+  s += `,"outcome":${outcomeJson.of(d.outcome)}`
   s += stringsMember('tables', d.tables, memo?.tables)
   s += stringsMember('maskedColumns', d.maskedColumns, memo?.maskedColumns)
   if (d.maskedValues !== undefined) s += `,"maskedValues":${jsonNumber(d.maskedValues)}`

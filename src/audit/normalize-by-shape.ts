@@ -28,14 +28,26 @@ function byShape(sql: string): Normalized {
   return out
 }
 
+/** The last shape answered from `shapes` with a shared answer: statements mostly repeat the last one's shape. */
+let lastKey = ''
+let lastShared: Normalized | undefined
+
 /** `normalizeSql`, with a text of a known shape answered without a parse where that is sound. */
 export function normalizeByShape(sql: string): Normalized {
   // A shape that shares its answer is asked first: keeping every such text in the text cache too
   // would only evict others (every `-M simple` pgbench text is new).
   if (sql.length <= NORMALIZED_CACHE_MAX_TEXT) {
     const shape = scanShape(sql)
-    const known = shape && shape.literals.length > 0 ? shapes.get(shape.key) : undefined
-    if (known !== undefined && 'fingerprint' in known) return known
+    if (shape && shape.literals.length > 0) {
+      // A shape's shared answer never changes (it is the same for every text of the shape).
+      if (lastShared !== undefined && shape.key === lastKey) return lastShared
+      const known = shapes.get(shape.key)
+      if (known !== undefined && 'fingerprint' in known) {
+        lastKey = shape.key
+        lastShared = known
+        return known
+      }
+    }
   }
   return normalizeSql(sql, byShape)
 }

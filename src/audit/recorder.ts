@@ -161,7 +161,7 @@ export class SessionRecorder {
   private readonly chain: ChainState
   private readonly spool: SpoolFile
   private sinceCheckpoint = 0
-  /** What the last statement event was encoded from (`statementJson`). */
+  /** What the last statement event was made and encoded from (`statementData`, `statementJson`). */
   private jsonMemo: StatementJsonMemo | undefined
   private ended?: Promise<void>
 
@@ -204,9 +204,10 @@ export class SessionRecorder {
   }
 
   statement(ev: StatementEvent, details: StatementDetails = {}): void {
-    const data = statementData(ev, details, this.rec.opts.previewRows, this.rec.opts.normalize)
+    const memo = (this.jsonMemo ??= new StatementJsonMemo())
+    const data = statementData(ev, details, this.rec.opts.previewRows, this.rec.opts.normalize, memo)
     addToTotals((this.counts ??= emptyTotals()), data)
-    this.write('statement', data, this.rec.now(), false, statementJson(data, (this.jsonMemo ??= new StatementJsonMemo())))
+    this.write('statement', data, this.rec.now(), false, statementJson(data, memo))
   }
 
   /** Any other event type (e.g. `approval.requested`), chained and spooled like the rest. */
