@@ -123,7 +123,7 @@ export class ClientMessages {
             this.sent(state.sendQuery(sql, NO_STATEMENTS, verdict, run), run)
           } else {
             run.filter = this.filterFor(sql, 'simple', undefined, verdict)
-            c.toUpstream.push(frame.raw)
+            c.passToUpstream(frame)
             this.sent(state.sendQuery(sql, shape, verdict, run), run)
           }
         })
@@ -142,7 +142,7 @@ export class ClientMessages {
             this.sent(state.sendParse(parse.name, undefined, run), run)
           } else {
             const def = new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs)
-            c.toUpstream.push(frame.raw)
+            c.passToUpstream(frame)
             state.sendParse(parse.name, def)
           }
         })
@@ -174,7 +174,7 @@ export class ClientMessages {
         }
         // Parameters as text only feed the statement event; without a listener they are not made.
         const params = c.env.hooks.onStatement ? paramsAsText(bind.params, bind.paramFormats) : undefined
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         state.sendBind(bind.portal, portalFromStatement(bind.portal, s, params, bind.resultFormats))
         return
       }
@@ -184,7 +184,7 @@ export class ClientMessages {
         if (def === UNSETTLED || (def && !state.settled(def.refs))) return this.awaitReplies(frame)
         // A name the tunnel does not know is described by the server or refused by it; its rows never run here.
         const filter = def ? this.filterFor(def.sql, 'parse', def instanceof PortalDef ? def.statement?.name : d.name, def.verdict, def) : undefined
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         state.sendDescribe(d.target, def, filter)
         return
       }
@@ -210,25 +210,25 @@ export class ClientMessages {
         run.params = p.params
         run.portal = p
         run.filter = this.filterFor(p.sql, 'parse', name, p.verdict, p)
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         this.sent(state.sendExecute(p, run), run)
         return
       }
       case Frontend.Close: {
         const close = decodeDescribeOrClose(frame.body, 'Close')
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         state.sendClose(close.target, close.name)
         return
       }
       case Frontend.Sync:
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         state.sendSync()
         return
       case Frontend.Flush:
       case Frontend.CopyData:
       case Frontend.CopyDone:
       case Frontend.CopyFail:
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         return
       case Frontend.FunctionCall: {
         // The fast-path function call runs a function by OID, out of sight of SQL analysis.
@@ -245,7 +245,7 @@ export class ClientMessages {
         return
       }
       case Frontend.Terminate:
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         c.close('client terminated the session')
         return
       default:
