@@ -25,6 +25,7 @@ import {ClientStartup} from './startup.js'
 import {MAX_AUTH_MESSAGE_SIZE, MAX_STARTUP_PACKET_SIZE} from './limits.js'
 import type {UpstreamGate} from './upstream-gate.js'
 import {Outbox} from './outbox.js'
+import type {UpstreamReader} from './upstream-reader.js'
 import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
 
 /** How clients prove they may use this tunnel. */
@@ -184,9 +185,14 @@ export class ClientConnection implements ConnectionCore {
   private closingUpstream = false
   private shutdownMessage = 'terminating connection: the dbgate tunnel is shutting down'
 
+  /**
+   * `clientReader`: the client socket reads into a buffer it keeps (`adoptClientSocket`), and its
+   * bytes come through the reader rather than as 'data' events.
+   */
   constructor(
     readonly client: net.Socket,
     readonly env: ConnectionEnv,
+    readonly clientReader?: UpstreamReader,
   ) {
     this.clientFramer = new Framer({maxMessageSize: MAX_AUTH_MESSAGE_SIZE, limitName: 'the limit for messages before authentication', startup: true, maxStartupSize: MAX_STARTUP_PACKET_SIZE})
     this.upstreamFramer = new Framer({maxMessageSize: env.maxMessageSize})
@@ -196,7 +202,8 @@ export class ClientConnection implements ConnectionCore {
     client.setNoDelay(true)
     // A statement may wait minutes for a reviewer; keep idle NAT and firewall state alive meanwhile.
     client.setKeepAlive(true, 30_000)
-    client.on('data', (chunk: Buffer) => this.onClientData(chunk))
+    if (clientReader) clientReader.attach(this.onClientRead)
+    else client.on('data', (chunk: Buffer) => this.onClientData(chunk))
     client.on('error', () => this.close('client connection error'))
     client.on('close', () => this.close('client disconnected'))
     client.on('drain', () => this.upstream?.socket.resume())
@@ -206,8 +213,8 @@ export class ClientConnection implements ConnectionCore {
    * A connection whose client is already authenticated and whose upstream session is open: for the
    * in-memory benchmark and the byte-level tests of the protocol state.
    */
-  static attached(client: net.Socket, env: ConnectionEnv, upstream: UpstreamSession, startupParams: Record<string, string> = {}): ClientConnection {
-    const conn = new ClientConnection(client, env)
+  static attached(client: net.Socket, env: ConnectionEnv, upstream: UpstreamSession, startupParams: Record<string, string> = {}, clientReader?: UpstreamReader): ClientConnection {
+    const conn = new ClientConnection(client, env, clientReader)
     conn.startup.skip()
     conn.clientFramer.endStartup()
     conn.clientFramer.setLimit(env.maxMessageSize, 'tunnel.maxMessageSize')
@@ -311,6 +318,16 @@ export class ClientConnection implements ConnectionCore {
       return
     }
     this.flush()
+  }
+
+  /**
+   * A read into the client's kept buffer: the framer copies what it keeps, held frames are copies,
+   * so the only view left is an upstream write the kernel did not take at once.
+   */
+  private readonly onClientRead = (chunk: Buffer): boolean => {
+    this.onClientData(chunk)
+    const up = this.upstream
+    return up !== undefined && up.socket.writableLength > 0
   }
 
   /** Bound once: the framer calls it for every client frame. */
