@@ -149,7 +149,9 @@ export class ClientMessages {
         return
       }
       case Frontend.Bind: {
-        const bind = decodeBind(frame.body)
+        // Parameters as text only feed the statement event: without a listener they are checked, not kept.
+        const withParams = c.env.hooks.onStatement !== undefined
+        const bind = frame.source ? decodeBind(frame.source, frame.start! + 5, frame.end, withParams) : decodeBind(frame.body, 0, frame.body.length, withParams)
         if (bind.portal === REFUSED_PORTAL) throw new ProtocolError(`the portal name "${REFUSED_PORTAL}" is reserved by dbgate`)
         const s = state.statementAt(bind.statement)
         if (s === UNSETTLED) return this.awaitReplies(frame)
@@ -172,14 +174,13 @@ export class ClientMessages {
           }
           s.spent = true
         }
-        // Parameters as text only feed the statement event; without a listener they are not made.
-        const params = c.env.hooks.onStatement ? paramsAsText(bind.params, bind.paramFormats) : undefined
+        const params = withParams ? paramsAsText(bind.params, bind.paramFormats) : undefined
         c.passToUpstream(frame)
         state.sendBind(bind.portal, portalFromStatement(bind.portal, s, params, bind.resultFormats))
         return
       }
       case Frontend.Describe: {
-        const d = decodeDescribeOrClose(frame.body, 'Describe')
+        const d = frame.source ? decodeDescribeOrClose(frame.source, 'Describe', frame.start! + 5, frame.end) : decodeDescribeOrClose(frame.body, 'Describe')
         const def = d.target === 'S' ? state.statementAt(d.name) : state.portalAt(d.name)
         if (def === UNSETTLED || (def && !state.settled(def.refs))) return this.awaitReplies(frame)
         // A name the tunnel does not know is described by the server or refused by it; its rows never run here.
@@ -189,7 +190,7 @@ export class ClientMessages {
         return
       }
       case Frontend.Execute: {
-        const e = decodeExecute(frame.body)
+        const e = frame.source ? decodeExecute(frame.source, frame.start! + 5, frame.end) : decodeExecute(frame.body)
         const p = state.portalAt(e.portal)
         if (p === UNSETTLED || (p && !state.settled(p.refs))) return this.awaitReplies(frame)
         if (!p) {
@@ -215,7 +216,7 @@ export class ClientMessages {
         return
       }
       case Frontend.Close: {
-        const close = decodeDescribeOrClose(frame.body, 'Close')
+        const close = frame.source ? decodeDescribeOrClose(frame.source, 'Close', frame.start! + 5, frame.end) : decodeDescribeOrClose(frame.body, 'Close')
         c.passToUpstream(frame)
         state.sendClose(close.target, close.name)
         return
