@@ -426,7 +426,9 @@ export class ClientConnection implements ConnectionCore {
   flush(): void {
     if (this.upstream) {
       const out = this.upstreamOut.take()
-      if (out !== undefined && !this.upstream.socket.write(out)) this.client.pause()
+      // A closed connection must not pause its client: an adopted socket (`adoptClientSocket`)
+      // paused never reads the end of the stream, and so would never be destroyed.
+      if (out !== undefined && !this.upstream.socket.write(out) && this.phase !== 'closed') this.client.pause()
     } else {
       this.upstreamOut.clear()
     }
@@ -522,6 +524,8 @@ export class ClientConnection implements ConnectionCore {
     }
     if (!this.client.destroyed) {
       this.client.end()
+      // A paused adopted socket does not read, so it would never see the client's end and close.
+      if (this.clientReader) this.client.resume()
       setTimeout(() => this.client.destroy(), 1000).unref()
     }
     if (this.cancelKey) this.env.releaseCancelKey(this.cancelKey.processId)

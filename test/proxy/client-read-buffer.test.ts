@@ -212,4 +212,22 @@ describe('through the real tunnel, with a client read into a kept buffer', () =>
     expect(reader!.replacedWhileHeld).toBeGreaterThan(0)
     raw.end()
   })
+
+  it('reads the end of a client that terminates, so its socket ends and the listener stops counting it', async () => {
+    // The tunnel's write of the Terminate to an upstream it is ending fails; a paused adopted socket
+    // would then never read the client's end, and only the close timer would destroy it (and a
+    // process whose only timers are unref'd would exit with its listener still waiting).
+    for (const terminate of [true, false]) {
+      const raw = await RawClient.connect(t.port, {password: t.secret, database: db.database})
+      const conn = [...(t.tunnel as unknown as {registry: {connections: Set<ClientConnection>}}).registry.connections].at(-1)!
+      const socket = conn.client
+      if (terminate) raw.send(serialize.end())
+      raw.end()
+      await waitFor(() => socket.destroyed, 'the tunnel side of the client socket is destroyed')
+      expect(socket.readableEnded).toBe(true)
+      expect(conn.closed).toBe(true)
+    }
+    const server = (t.tunnel as unknown as {server: net.Server}).server
+    await waitFor(async () => (await new Promise<number>((r, j) => server.getConnections((e, n) => (e ? j(e) : r(n))))) === 0, 'the listener counts no connection')
+  })
 })
