@@ -123,7 +123,7 @@ export class ClientMessages {
             this.sent(state.sendQuery(sql, NO_STATEMENTS, verdict, run), run)
           } else {
             run.filter = this.filterFor(sql, 'simple', undefined, verdict)
-            c.toUpstream.push(frame.raw)
+            c.passToUpstream(frame)
             this.sent(state.sendQuery(sql, shape, verdict, run), run)
           }
         })
@@ -142,14 +142,16 @@ export class ClientMessages {
             this.sent(state.sendParse(parse.name, undefined, run), run)
           } else {
             const def = new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs)
-            c.toUpstream.push(frame.raw)
+            c.passToUpstream(frame)
             state.sendParse(parse.name, def)
           }
         })
         return
       }
       case Frontend.Bind: {
-        const bind = decodeBind(frame.body)
+        // Parameters as text only feed the statement event: without a listener they are checked, not kept.
+        const withParams = c.env.hooks.onStatement !== undefined
+        const bind = frame.source ? decodeBind(frame.source, frame.start! + 5, frame.end, withParams) : decodeBind(frame.body, 0, frame.body.length, withParams)
         if (bind.portal === REFUSED_PORTAL) throw new ProtocolError(`the portal name "${REFUSED_PORTAL}" is reserved by dbgate`)
         const s = state.statementAt(bind.statement)
         if (s === UNSETTLED) return this.awaitReplies(frame)
@@ -172,24 +174,23 @@ export class ClientMessages {
           }
           s.spent = true
         }
-        // Parameters as text only feed the statement event; without a listener they are not made.
-        const params = c.env.hooks.onStatement ? paramsAsText(bind.params, bind.paramFormats) : undefined
-        c.toUpstream.push(frame.raw)
+        const params = withParams ? paramsAsText(bind.params, bind.paramFormats) : undefined
+        c.passToUpstream(frame)
         state.sendBind(bind.portal, portalFromStatement(bind.portal, s, params, bind.resultFormats))
         return
       }
       case Frontend.Describe: {
-        const d = decodeDescribeOrClose(frame.body, 'Describe')
+        const d = frame.source ? decodeDescribeOrClose(frame.source, 'Describe', frame.start! + 5, frame.end) : decodeDescribeOrClose(frame.body, 'Describe')
         const def = d.target === 'S' ? state.statementAt(d.name) : state.portalAt(d.name)
         if (def === UNSETTLED || (def && !state.settled(def.refs))) return this.awaitReplies(frame)
         // A name the tunnel does not know is described by the server or refused by it; its rows never run here.
         const filter = def ? this.filterFor(def.sql, 'parse', def instanceof PortalDef ? def.statement?.name : d.name, def.verdict, def) : undefined
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         state.sendDescribe(d.target, def, filter)
         return
       }
       case Frontend.Execute: {
-        const e = decodeExecute(frame.body)
+        const e = frame.source ? decodeExecute(frame.source, frame.start! + 5, frame.end) : decodeExecute(frame.body)
         const p = state.portalAt(e.portal)
         if (p === UNSETTLED || (p && !state.settled(p.refs))) return this.awaitReplies(frame)
         if (!p) {
@@ -210,25 +211,25 @@ export class ClientMessages {
         run.params = p.params
         run.portal = p
         run.filter = this.filterFor(p.sql, 'parse', name, p.verdict, p)
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         this.sent(state.sendExecute(p, run), run)
         return
       }
       case Frontend.Close: {
-        const close = decodeDescribeOrClose(frame.body, 'Close')
-        c.toUpstream.push(frame.raw)
+        const close = frame.source ? decodeDescribeOrClose(frame.source, 'Close', frame.start! + 5, frame.end) : decodeDescribeOrClose(frame.body, 'Close')
+        c.passToUpstream(frame)
         state.sendClose(close.target, close.name)
         return
       }
       case Frontend.Sync:
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         state.sendSync()
         return
       case Frontend.Flush:
       case Frontend.CopyData:
       case Frontend.CopyDone:
       case Frontend.CopyFail:
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         return
       case Frontend.FunctionCall: {
         // The fast-path function call runs a function by OID, out of sight of SQL analysis.
@@ -245,7 +246,7 @@ export class ClientMessages {
         return
       }
       case Frontend.Terminate:
-        c.toUpstream.push(frame.raw)
+        c.passToUpstream(frame)
         c.close('client terminated the session')
         return
       default:

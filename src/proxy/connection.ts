@@ -24,6 +24,8 @@ import {ServerMessages, SettingChanged} from './server-messages.js'
 import {ClientStartup} from './startup.js'
 import {MAX_AUTH_MESSAGE_SIZE, MAX_STARTUP_PACKET_SIZE} from './limits.js'
 import type {UpstreamGate} from './upstream-gate.js'
+import {Outbox} from './outbox.js'
+import type {UpstreamReader} from './upstream-reader.js'
 import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
 
 /** How clients prove they may use this tunnel. */
@@ -103,9 +105,12 @@ export interface ConnectionCore {
   readonly client: net.Socket
   readonly state: ProtocolState<Run>
   readonly upstreamSocket: net.Socket | undefined
-  /** Frames produced for each side by the chunk being handled, written together by `flush`. */
+  /** What the chunk being handled sends to each side, written together by `flush` (see `Outbox.parts`). */
   readonly toClient: Buffer[]
   readonly toUpstream: Buffer[]
+  /** Sends a frame on untouched: adjacent frames of one chunk are written as one span of it. */
+  passToClient(frame: Frame): void
+  passToUpstream(frame: Frame): void
   readonly sessionFilter: ResultFilter | undefined
   readonly ready: boolean
   readonly clientAddress: string
@@ -160,8 +165,8 @@ export class ClientConnection implements ConnectionCore {
   readonly sessionId = randomUUID()
   private phase: 'startup' | 'ready' | 'closed' = 'startup'
   readonly state = new ProtocolState<Run>()
-  readonly toClient: Buffer[] = []
-  readonly toUpstream: Buffer[] = []
+  private readonly clientOut = new Outbox()
+  private readonly upstreamOut = new Outbox()
   /** What filters messages outside any statement: made on first use (`sessionFilter`), most sessions never need one. */
   private outsideFilter: ResultFilter | undefined
   private outsideFilterMade = false
@@ -179,12 +184,15 @@ export class ClientConnection implements ConnectionCore {
   private closeListeners: (() => void)[] = []
   private closingUpstream = false
   private shutdownMessage = 'terminating connection: the dbgate tunnel is shutting down'
-  /** The chunk being handled: what `flush` writes when its frames go on untouched and whole. */
-  private chunk: Buffer | undefined
 
+  /**
+   * `clientReader`: the client socket reads into a buffer it keeps (`adoptClientSocket`), and its
+   * bytes come through the reader rather than as 'data' events.
+   */
   constructor(
     readonly client: net.Socket,
     readonly env: ConnectionEnv,
+    readonly clientReader?: UpstreamReader,
   ) {
     this.clientFramer = new Framer({maxMessageSize: MAX_AUTH_MESSAGE_SIZE, limitName: 'the limit for messages before authentication', startup: true, maxStartupSize: MAX_STARTUP_PACKET_SIZE})
     this.upstreamFramer = new Framer({maxMessageSize: env.maxMessageSize})
@@ -194,7 +202,8 @@ export class ClientConnection implements ConnectionCore {
     client.setNoDelay(true)
     // A statement may wait minutes for a reviewer; keep idle NAT and firewall state alive meanwhile.
     client.setKeepAlive(true, 30_000)
-    client.on('data', (chunk: Buffer) => this.onClientData(chunk))
+    if (clientReader) clientReader.attach(this.onClientRead)
+    else client.on('data', (chunk: Buffer) => this.onClientData(chunk))
     client.on('error', () => this.close('client connection error'))
     client.on('close', () => this.close('client disconnected'))
     client.on('drain', () => this.upstream?.socket.resume())
@@ -204,8 +213,8 @@ export class ClientConnection implements ConnectionCore {
    * A connection whose client is already authenticated and whose upstream session is open: for the
    * in-memory benchmark and the byte-level tests of the protocol state.
    */
-  static attached(client: net.Socket, env: ConnectionEnv, upstream: UpstreamSession, startupParams: Record<string, string> = {}): ClientConnection {
-    const conn = new ClientConnection(client, env)
+  static attached(client: net.Socket, env: ConnectionEnv, upstream: UpstreamSession, startupParams: Record<string, string> = {}, clientReader?: UpstreamReader): ClientConnection {
+    const conn = new ClientConnection(client, env, clientReader)
     conn.startup.skip()
     conn.clientFramer.endStartup()
     conn.clientFramer.setLimit(env.maxMessageSize, 'tunnel.maxMessageSize')
@@ -236,6 +245,22 @@ export class ClientConnection implements ConnectionCore {
       this.outsideFilter = this.safely(() => this.env.hooks.resultFilter?.(null, this.context('simple'), {action: 'allow'}))
     }
     return this.outsideFilter
+  }
+
+  get toClient(): Buffer[] {
+    return this.clientOut.parts
+  }
+
+  get toUpstream(): Buffer[] {
+    return this.upstreamOut.parts
+  }
+
+  passToClient(frame: Frame): void {
+    this.clientOut.pass(frame)
+  }
+
+  passToUpstream(frame: Frame): void {
+    this.upstreamOut.pass(frame)
   }
 
   get upstreamSocket(): net.Socket | undefined {
@@ -291,14 +316,22 @@ export class ClientConnection implements ConnectionCore {
   private onClientData(chunk: Buffer): void {
     if (this.phase === 'closed') return
     try {
-      this.chunk = chunk
       this.clientFramer.push(chunk, this.onClientFrame)
     } catch (error) {
-      this.chunk = undefined
       this.fail(error)
       return
     }
     this.flush()
+  }
+
+  /**
+   * A read into the client's kept buffer: the framer copies what it keeps, held frames are copies,
+   * so the only view left is an upstream write the kernel did not take at once.
+   */
+  private readonly onClientRead = (chunk: Buffer): boolean => {
+    this.onClientData(chunk)
+    const up = this.upstream
+    return up !== undefined && up.socket.writableLength > 0
   }
 
   /** Bound once: the framer calls it for every client frame. */
@@ -310,11 +343,9 @@ export class ClientConnection implements ConnectionCore {
   private onUpstreamData(chunk: Buffer): void {
     if (this.phase === 'closed') return
     try {
-      this.chunk = chunk
       this.env.hooks.outputMemory?.mark()
       this.upstreamFramer.pushRuns(chunk, this.fromServer.onFrame)
     } catch (error) {
-      this.chunk = undefined
       this.flush()
       if (error instanceof SettingChanged) {
         this.toUpstream.length = 0
@@ -395,23 +426,22 @@ export class ClientConnection implements ConnectionCore {
 
   // ---- bytes out ----------------------------------------------------------------------------
 
-  /** Writes what the last chunk produced, merging adjacent views of one buffer into one write. */
+  /** Writes what the last chunk produced, one write per side. */
   flush(): void {
-    const chunk = this.chunk
-    this.chunk = undefined
-    if (this.toUpstream.length > 0 && this.upstream) {
-      const ok = this.upstream.socket.write(joinOut(this.toUpstream, chunk))
-      this.toUpstream.length = 0
-      if (!ok) this.client.pause()
+    if (this.upstream) {
+      const out = this.upstreamOut.take()
+      // A closed connection must not pause its client: an adopted socket (`adoptClientSocket`)
+      // paused never reads the end of the stream, and so would never be destroyed.
+      if (out !== undefined && !this.upstream.socket.write(out) && this.phase !== 'closed') this.client.pause()
     } else {
-      this.toUpstream.length = 0
+      this.upstreamOut.clear()
     }
-    if (this.toClient.length > 0 && this.phase !== 'closed') {
+    if (!this.clientOut.empty && this.phase !== 'closed') {
       const release = this.env.hooks.beforeRelease
       if (release) this.safely(release)
-      const ok = this.client.write(joinOut(this.toClient, chunk))
-      this.toClient.length = 0
-      if (!ok) this.upstream?.socket.pause()
+      if (!this.client.write(this.clientOut.take()!)) this.upstream?.socket.pause()
+    } else {
+      this.clientOut.clear()
     }
   }
 
@@ -498,6 +528,8 @@ export class ClientConnection implements ConnectionCore {
     }
     if (!this.client.destroyed) {
       this.client.end()
+      // A paused adopted socket does not read, so it would never see the client's end and close.
+      if (this.clientReader) this.client.resume()
       setTimeout(() => this.client.destroy(), 1000).unref()
     }
     if (this.cancelKey) this.env.releaseCancelKey(this.cancelKey.processId)
@@ -518,32 +550,4 @@ export class ClientConnection implements ConnectionCore {
       return undefined
     }
   }
-}
-
-function joinOut(parts: Buffer[], chunk: Buffer | undefined): Buffer {
-  if (parts.length === 1) return parts[0]!
-  // Frames forwarded untouched are adjacent views of one chunk: stitch them back into one view,
-  // making a Buffer only where a run of adjacent views ends (usually once, for the whole chunk).
-  const merged: Buffer[] = []
-  let first = parts[0]!
-  let end = first.byteOffset + first.length
-  for (let i = 1; i < parts.length; i++) {
-    const p = parts[i]!
-    if (p.buffer === first.buffer && p.byteOffset === end) {
-      end += p.length
-    } else {
-      merged.push(spanOf(first, end, chunk))
-      first = p
-      end = p.byteOffset + p.length
-    }
-  }
-  merged.push(spanOf(first, end, chunk))
-  return merged.length === 1 ? merged[0]! : Buffer.concat(merged)
-}
-
-/** The view from `first`'s start to `end` (a byte offset in its ArrayBuffer): `chunk` itself when it is that view. */
-function spanOf(first: Buffer, end: number, chunk: Buffer | undefined): Buffer {
-  if (end === first.byteOffset + first.length) return first
-  if (chunk && chunk.buffer === first.buffer && chunk.byteOffset === first.byteOffset && chunk.byteOffset + chunk.length === end) return chunk
-  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset)
 }

@@ -22,7 +22,7 @@ import {
   encodeRowDescription,
 } from '../wire/backend.js'
 import {Backend, codeName} from '../wire/codes.js'
-import type {Frame} from '../wire/framer.js'
+import {frameByte, type Frame} from '../wire/framer.js'
 import type {ConnectionCore} from './connection.js'
 import type {ResultFilter} from './seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
@@ -83,13 +83,13 @@ export class ServerMessages {
           if (run.dataRows <= (c.env.hooks.previewRows ?? 0)) keepPreviewRow(run, out ?? values)
           if (out) return void c.toClient.push(encodeDataRow(out))
         }
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       }
       case Backend.RowDescription: {
         const head = state.onRowDescription()
         // Columns are only ever read by result filters: without a filter factory there is nothing to decode.
-        if (c.env.hooks.resultFilter === undefined) return void c.toClient.push(frame.raw)
+        if (c.env.hooks.resultFilter === undefined) return void c.passToClient(frame)
         let filter: ResultFilter | undefined
         let fields: FieldDescription[]
         if (head.kind === 'describe') {
@@ -101,78 +101,78 @@ export class ServerMessages {
           const run = head.run as Run
           filter = run.filter
           // A run's columns are read only by its filter (and the preview, kept only with one).
-          if (!filter) return void c.toClient.push(frame.raw)
+          if (!filter) return void c.passToClient(frame)
           fields = run.fields = this.described.fields(frame, run.fields)
         }
         if (filter?.rowDescription) {
           const out = filter.rowDescription(fields)
           if (out) return void c.toClient.push(encodeRowDescription(out))
         }
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       }
       case Backend.CommandComplete: {
         // Most tags need no reading (SELECT 1, INSERT 0 1); COMMIT, ROLLBACK and PREPARE TRANSACTION end transactions.
-        const first = frame.raw[5]
+        const first = frameByte(frame, 5)
         const read = c.env.hooks.onStatement !== undefined || first === 0x43 || first === 0x52 || first === 0x50 || state.tagNeeded()
         const tag = read ? this.tags.tag(frame) : undefined
         const head = state.onCommandComplete(tag)
         // Tags feed the statement event.
         if (tag !== undefined && c.env.hooks.onStatement) head.run.tags.push(tag)
         if (head.kind === 'execute') c.finishRun(head.run, 'ok')
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       }
       case Backend.EmptyQueryResponse: {
         const head = state.onEmptyQuery()
         if (head.kind === 'execute') c.finishRun(head.run, 'ok')
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       }
       case Backend.PortalSuspended:
         c.finishRun(state.onPortalSuspended().run, 'ok')
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       case Backend.ErrorResponse:
         return this.onError(frame)
       case Backend.ReadyForQuery: {
-        const head = state.onReadyForQuery(decodeReadyForQuery(frame.raw, 5))
+        const head = state.onReadyForQuery(readyStatus(frame))
         if (head.kind === 'query') c.finishRun(head.run, head.run.error ? 'error' : 'ok')
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         if (c.closing) c.maybeFinishShutdown()
         return
       }
       case Backend.ParseComplete:
         state.onParseComplete()
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       case Backend.BindComplete:
         state.onBindComplete()
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       case Backend.CloseComplete:
         state.onCloseComplete()
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       case Backend.NoData:
         state.onNoData()
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       case Backend.ParameterDescription:
         state.onParameterDescription()
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       case Backend.CopyInResponse:
         state.onResultPart('CopyInResponse')
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       case Backend.CopyOutResponse:
         state.onResultPart('CopyOutResponse')
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       case Backend.CopyDone:
         state.onResultPart('CopyDone')
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       case Backend.CopyData: {
         const run = state.onResultPart('CopyData').run
@@ -191,7 +191,7 @@ export class ServerMessages {
           const out = run.filter.copyData(frame.body)
           if (out) return void c.toClient.push(encodeCopyData(out))
         }
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       }
       case Backend.NoticeResponse: {
@@ -200,7 +200,7 @@ export class ServerMessages {
           const out = filter.notice(decodeNotice(frame.body))
           if (out) return void c.toClient.push(encodeNotice(out))
         }
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       }
       case Backend.NotificationResponse: {
@@ -209,7 +209,7 @@ export class ServerMessages {
           const payload = c.sessionFilter.notification(n.channel, n.payload)
           if (payload !== undefined) return void c.toClient.push(encodeNotification(n.processId, n.channel, payload))
         }
-        c.toClient.push(frame.raw)
+        c.passToClient(frame)
         return
       }
       case Backend.ParameterStatus:
@@ -286,6 +286,15 @@ function messagesBetween(source: Buffer, from: number, to: number): number {
   }
   if (at !== to) throw new Error(`a result filter took bytes up to ${to}, which is not the end of a message`)
   return n
+}
+
+/** ReadyForQuery's status, read from the frame without a view of it (a missing byte is refused as unknown). */
+function readyStatus(frame: Frame): 'I' | 'T' | 'E' {
+  const b = frameByte(frame, 5)
+  if (b === 0x49) return 'I'
+  if (b === 0x54) return 'T'
+  if (b === 0x45) return 'E'
+  return decodeReadyForQuery(frame.raw, 5)
 }
 
 function runOf(head: Entry<Run> | undefined): Run | undefined {

@@ -5,6 +5,7 @@ import path from 'node:path'
 import type {AssumedSetting} from '../policy/assumed-settings.js'
 import {loadParser} from '../sql/parser.js'
 import {makeScramVerifier} from '../wire/scram.js'
+import {adoptClientSocket} from './client-socket.js'
 import {ClientConnection, type ConnectionEnv, type TunnelAuth} from './connection.js'
 import {ConnectionRegistry} from './connection-registry.js'
 import {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
@@ -90,7 +91,8 @@ export class Tunnel {
       cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
       log: (level, message) => this.log(level, message),
     }
-    this.server = net.createServer((socket) => this.accept(socket))
+    // Accepted paused: a plain client socket is handed to one that reads into a kept buffer (`adoptClientSocket`).
+    this.server = net.createServer({pauseOnConnect: true}, (socket) => this.accept(socket))
     this.server.maxConnections = this.limits.maxClientConnections + REFUSAL_HEADROOM
     this.server.on('error', (e) => this.log('error', `listener error: ${e.message}`))
   }
@@ -159,11 +161,12 @@ export class Tunnel {
     return this.address_
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(accepted: net.Socket): void {
     if (this.closed) {
-      socket.destroy()
+      accepted.destroy()
       return
     }
+    const {socket, reader} = adoptClientSocket(accepted)
     const admitted = this.admitted < this.limits.maxClientConnections
     if (admitted) this.admitted++
     else this.log('warn', `refusing a client connection: the tunnel's cap of ${this.limits.maxClientConnections} (tunnel.maxClientConnections) is reached`)
@@ -181,7 +184,7 @@ export class Tunnel {
       releaseCancelKey: this.calls.releaseCancelKey,
       cancelByKey: this.calls.cancelByKey,
       log: this.calls.log,
-    })
+    }, reader)
     this.registry.add(conn)
     conn.onClose(() => {
       if (admitted) this.admitted--

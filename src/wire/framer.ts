@@ -208,6 +208,14 @@ export class Framer {
   }
 }
 
+/** The byte at `at` of the whole frame (header included), read without making a view of it; undefined past its end. */
+export function frameByte(frame: Frame, at: number): number | undefined {
+  const source = frame.source
+  if (source === undefined) return frame.raw[at]
+  const i = frame.start! + at
+  return i < frame.end! ? source[i] : undefined
+}
+
 /**
  * A frame whose body view is made only when read: most frames a tunnel forwards (DataRow,
  * BindComplete, Sync…) are passed on as `raw` and their body is never looked at.

@@ -77,18 +77,26 @@ export interface BindMessage {
   resultFormats: number[]
 }
 
-export function decodeBind(body: Buffer): BindMessage {
-  const r = new Reader(body, 'Bind')
+const NO_PARAMS: (Buffer | null)[] = []
+
+/**
+ * A Bind, from `buf[start, end)` (a whole body by default). Without `withParams` its parameter
+ * values are checked but not kept (`params` is empty): only the statement event reads them.
+ */
+export function decodeBind(buf: Buffer, start = 0, end = buf.length, withParams = true): BindMessage {
+  const r = new Reader(buf, 'Bind', start, end)
   const portal = r.cstring()
   const statement = r.cstring()
   const nf = r.int16()
   const paramFormats: number[] = []
   for (let i = 0; i < nf; i++) paramFormats.push(r.int16())
   const np = r.int16()
-  const params: (Buffer | null)[] = []
+  const params: (Buffer | null)[] = withParams ? [] : NO_PARAMS
   for (let i = 0; i < np; i++) {
     const len = r.int32()
-    params.push(len === -1 ? null : r.bytes(len))
+    if (!withParams) {
+      if (len !== -1) r.skip(len)
+    } else params.push(len === -1 ? null : r.bytes(len))
   }
   const nr = r.int16()
   const resultFormats: number[] = []
@@ -96,15 +104,15 @@ export function decodeBind(body: Buffer): BindMessage {
   return {portal, statement, paramFormats, params, resultFormats}
 }
 
-export function decodeDescribeOrClose(body: Buffer, what: string): {target: 'S' | 'P'; name: string} {
-  const r = new Reader(body, what)
+export function decodeDescribeOrClose(buf: Buffer, what: string, start = 0, end = buf.length): {target: 'S' | 'P'; name: string} {
+  const r = new Reader(buf, what, start, end)
   const t = r.byte()
   if (t !== 0x53 && t !== 0x50) throw new ProtocolError(`${what} message names neither a statement nor a portal`)
   return {target: t === 0x53 ? 'S' : 'P', name: r.cstring()}
 }
 
-export function decodeExecute(body: Buffer): {portal: string; maxRows: number} {
-  const r = new Reader(body, 'Execute')
+export function decodeExecute(buf: Buffer, start = 0, end = buf.length): {portal: string; maxRows: number} {
+  const r = new Reader(buf, 'Execute', start, end)
   return {portal: r.cstring(), maxRows: r.int32()}
 }
 

@@ -1,19 +1,29 @@
 import {ProtocolError} from './framer.js'
 
-/** A bounds-checked cursor over one message body; every read past the end is a ProtocolError. */
+/**
+ * A bounds-checked cursor over one message body, `buf[start, end)` (all of `buf` by default, so a
+ * body can be read in place in its chunk, without a view); every read past the end is a ProtocolError.
+ */
 export class Reader {
-  offset = 0
+  offset: number
+  private readonly end: number
+
   constructor(
     private readonly buf: Buffer,
     private readonly what: string,
-  ) {}
+    start = 0,
+    end = buf.length,
+  ) {
+    this.offset = start
+    this.end = end
+  }
 
   get remaining(): number {
-    return this.buf.length - this.offset
+    return this.end - this.offset
   }
 
   private need(n: number): void {
-    if (this.offset + n > this.buf.length) throw new ProtocolError(`truncated ${this.what} message`)
+    if (this.offset + n > this.end) throw new ProtocolError(`truncated ${this.what} message`)
   }
 
   byte(): number {
@@ -44,7 +54,7 @@ export class Reader {
 
   cstring(): string {
     const end = this.buf.indexOf(0, this.offset)
-    if (end < 0) throw new ProtocolError(`unterminated string in ${this.what} message`)
+    if (end < 0 || end >= this.end) throw new ProtocolError(`unterminated string in ${this.what} message`)
     const s = this.buf.toString('utf8', this.offset, end)
     this.offset = end + 1
     return s
@@ -58,9 +68,16 @@ export class Reader {
     return b
   }
 
+  /** Moves past `n` bytes without a view of them. */
+  skip(n: number): void {
+    if (n < 0) throw new ProtocolError(`negative length in ${this.what} message`)
+    this.need(n)
+    this.offset += n
+  }
+
   rest(): Buffer {
-    const b = this.buf.subarray(this.offset)
-    this.offset = this.buf.length
+    const b = this.buf.subarray(this.offset, this.end)
+    this.offset = this.end
     return b
   }
 }

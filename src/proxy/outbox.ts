@@ -1,0 +1,94 @@
+/**
+ * What one event-loop turn sends to one side of a connection, written by `flush` as one write.
+ *
+ * Most frames go on untouched, and the frames of a chunk that go on are usually all of it, in
+ * order: such frames are kept as one span of their source (`pass`), extended frame by frame,
+ * with no view made per frame; a chunk passed whole is written as itself. Anything else (a
+ * rewritten row, a notice, a refusal) goes into `parts`, which first closes the open span there,
+ * so the order of what is written is always the order in which it was added.
+ */
+import type {Frame} from '../wire/framer.js'
+
+export class Outbox {
+  private readonly list: Buffer[] = []
+  /** The open span: `source[start, end)`, frames passed untouched and adjacent. */
+  private source: Buffer | undefined
+  private start = 0
+  private end = 0
+
+  /**
+   * The buffers to write, in order, for whoever adds one that is not a frame passed untouched:
+   * the open span is closed into it first. Do not keep it across a `pass`.
+   */
+  get parts(): Buffer[] {
+    if (this.source !== undefined) this.closeSpan()
+    return this.list
+  }
+
+  get empty(): boolean {
+    return this.source === undefined && this.list.length === 0
+  }
+
+  /** Sends `frame` as it came. */
+  pass(frame: Frame): void {
+    const source = frame.source
+    if (source === undefined) {
+      this.parts.push(frame.raw)
+      return
+    }
+    if (source === this.source && frame.start === this.end) {
+      this.end = frame.end!
+      return
+    }
+    if (this.source !== undefined) this.closeSpan()
+    this.source = source
+    this.start = frame.start!
+    this.end = frame.end!
+  }
+
+  /** Everything added since the last take, as one buffer (undefined: nothing); the box is empty after. */
+  take(): Buffer | undefined {
+    const list = this.list
+    if (list.length === 0) {
+      const source = this.source
+      if (source === undefined) return undefined
+      this.source = undefined
+      return this.start === 0 && this.end === source.length ? source : source.subarray(this.start, this.end)
+    }
+    if (this.source !== undefined) this.closeSpan()
+    const out = list.length === 1 ? list[0]! : joinAdjacent(list)
+    list.length = 0
+    return out
+  }
+
+  /** Drops everything added since the last take. */
+  clear(): void {
+    this.source = undefined
+    this.list.length = 0
+  }
+
+  private closeSpan(): void {
+    const source = this.source!
+    this.source = undefined
+    this.list.push(this.start === 0 && this.end === source.length ? source : source.subarray(this.start, this.end))
+  }
+}
+
+/** One buffer of `parts`, with adjacent views of one memory stitched back into one view first. */
+function joinAdjacent(parts: Buffer[]): Buffer {
+  const merged: Buffer[] = []
+  let first = parts[0]!
+  let end = first.byteOffset + first.length
+  for (let i = 1; i < parts.length; i++) {
+    const p = parts[i]!
+    if (p.buffer === first.buffer && p.byteOffset === end) {
+      end += p.length
+    } else {
+      merged.push(end === first.byteOffset + first.length ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset))
+      first = p
+      end = p.byteOffset + p.length
+    }
+  }
+  merged.push(end === first.byteOffset + first.length ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset))
+  return merged.length === 1 ? merged[0]! : Buffer.concat(merged)
+}

@@ -1,0 +1,118 @@
+/**
+ * What the tunnel writes per turn (`Outbox`): frames passed untouched are kept as spans of their
+ * chunk, everything else as buffers, and the bytes written must be exactly what was added, in the
+ * order it was added, however the stream was cut.
+ */
+import {serialize} from 'pg-protocol'
+import {beforeAll, describe, expect, it} from 'vitest'
+import {Outbox} from '../../src/proxy/outbox.js'
+import type {ProxyHooks} from '../../src/proxy/seam.js'
+import {loadParser} from '../../src/sql/parser.js'
+import {encodeNotice} from '../../src/wire/backend.js'
+import {Framer, type Frame} from '../../src/wire/framer.js'
+import {everySplit, memoryConnection} from '../helpers/memory-connection.js'
+import {server} from '../helpers/wire-encode.js'
+
+beforeAll(() => loadParser())
+
+function framesOf(chunk: Buffer): Frame[] {
+  const out: Frame[] = []
+  new Framer({maxMessageSize: 1 << 20}).push(chunk, (f) => void out.push(f))
+  return out
+}
+
+const messages = [serialize.parse({name: 'a', text: 'SELECT 1'}), serialize.bind({}), serialize.execute({}), serialize.sync()]
+
+describe('Outbox', () => {
+  it('writes a chunk whose frames all go on untouched as that chunk, with no copy or view', () => {
+    const chunk = Buffer.concat(messages)
+    const box = new Outbox()
+    for (const f of framesOf(chunk)) box.pass(f)
+    expect(box.take()).toBe(chunk)
+    expect(box.empty).toBe(true)
+    expect(box.take()).toBeUndefined()
+  })
+
+  it('keeps the order of passed frames, skipped frames and added buffers in every combination', () => {
+    const chunk = Buffer.concat(messages)
+    const frames = framesOf(chunk)
+    const extra = [Buffer.from('X1'), Buffer.from('Y22')]
+    // Each frame is passed, skipped, or replaced by a buffer; a buffer may also come between frames.
+    for (let mask = 0; mask < 3 ** frames.length; mask++) {
+      for (const between of [false, true]) {
+        const box = new Outbox()
+        const expected: Buffer[] = []
+        let m = mask
+        frames.forEach((f, i) => {
+          const what = m % 3
+          m = Math.floor(m / 3)
+          if (between && i === 2) {
+            box.parts.push(extra[1]!)
+            expected.push(extra[1]!)
+          }
+          if (what === 0) {
+            box.pass(f)
+            expected.push(messages[i]!)
+          } else if (what === 1) {
+            box.parts.push(extra[0]!)
+            expected.push(extra[0]!)
+          }
+        })
+        const out = box.take() ?? Buffer.alloc(0)
+        expect(out.equals(Buffer.concat(expected)), `mask ${mask}, between ${between}`).toBe(true)
+        expect(box.empty).toBe(true)
+      }
+    }
+  })
+
+  it('does not join frames of two chunks, even where one starts at the offset where the other ended', () => {
+    const first = Buffer.concat(messages)
+    const query = serialize.query('SELECT 2')
+    const second = Buffer.concat([messages[0]!, query])
+    const box = new Outbox()
+    box.pass(framesOf(first)[0]!)
+    box.pass(framesOf(second)[1]!)
+    expect(box.take()!.equals(Buffer.concat([messages[0]!, query]))).toBe(true)
+  })
+
+  it('drops everything on clear', () => {
+    const box = new Outbox()
+    for (const f of framesOf(Buffer.concat(messages))) box.pass(f)
+    box.parts.push(Buffer.from('x'))
+    box.clear()
+    expect(box.empty).toBe(true)
+    expect(box.take()).toBeUndefined()
+  })
+})
+
+describe('what the tunnel forwards, byte for byte', () => {
+  it('client → server: refused messages replaced in place between messages passed on, for every cut', () => {
+    // Bind of a statement the tunnel does not know is replaced by one the server refuses, and so is
+    // the Execute of the portal it would have made; Parse, Describe and Sync go on as they came.
+    const parse = serialize.parse({name: 's1', text: 'SELECT 1'})
+    const describe = serialize.describe({type: 'S', name: 's1'})
+    const stream = Buffer.concat([parse, serialize.bind({portal: '', statement: 'nope'}), describe, serialize.execute({portal: ''}), serialize.sync()])
+    const expected = Buffer.concat([parse, serialize.bind({statement: 'dbgate refused binding'}), describe, serialize.execute({portal: 'dbgate refused portal'}), serialize.sync()])
+    for (const chunks of everySplit(stream)) {
+      const m = memoryConnection()
+      m.fromClient(chunks)
+      expect(m.upstream.take().equals(expected), `cut into ${chunks.length}`).toBe(true)
+    }
+  })
+
+  it('server → client: a rewritten notice in the middle of a reply stays where it was, for every cut', () => {
+    const hooks: ProxyHooks = {resultFilter: () => ({notice: (n) => ({...n, message: 'rewritten'})})}
+    const notice = encodeNotice({severity: 'NOTICE', code: '00000', message: 'original'})
+    const rewritten = encodeNotice({severity: 'NOTICE', code: '00000', message: 'rewritten'})
+    const head = Buffer.concat([server.rowDescription(1), server.dataRow('1')])
+    const tail = Buffer.concat([server.dataRow('2'), server.complete('SELECT 2'), server.ready('I')])
+    const reply = Buffer.concat([head, notice, tail])
+    for (const chunks of everySplit(reply)) {
+      const m = memoryConnection(hooks)
+      m.fromClient([serialize.query('SELECT x FROM generate_series(1, 2) x')])
+      m.upstream.take()
+      m.fromServer(chunks)
+      expect(m.client.take().equals(Buffer.concat([head, rewritten, tail])), `cut into ${chunks.length}`).toBe(true)
+    }
+  })
+})
