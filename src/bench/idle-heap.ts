@@ -7,15 +7,13 @@
  * `node dist/bench/idle-heap.js [--sessions 200,700] [--worker <path to another tunnel-worker.js>]
  * [--top 40]`. Needs the embedded PostgreSQL (or DBGATE_BENCH_PG_URL) and pgbench, as run.js does.
  */
-import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
+import {spawn, type ChildProcess} from 'node:child_process'
 import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {parseArgs} from 'node:util'
-import pg from 'pg'
-import {startEmbeddedPg} from '../dev/embedded-pg.js'
+import {openPgbenchDatabase} from './pgbench-database.js'
 import {ALL_FEATURES} from '../pipeline/index.js'
 import {closeMany, openMany, type Endpoint} from './client.js'
 import type {ParentMessage, WorkerBrief, WorkerMessage} from './tunnel-worker.js'
@@ -167,25 +165,8 @@ async function measure(db: Endpoint, off: string[]): Promise<{rows: [string, Tal
   }
 }
 
-const external = process.env.DBGATE_BENCH_PG_URL
-let admin: Endpoint
-let stopPg = async () => {}
-if (external) {
-  const u = new URL(external)
-  admin = {host: u.hostname, port: Number(u.port || 5432), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database: u.pathname.slice(1) || 'postgres'}
-} else {
-  const server = await startEmbeddedPg({settings: {max_connections: String(second + 100)}})
-  stopPg = () => server.stop()
-  admin = {host: server.host, port: server.port, user: server.user, password: server.password, database: 'postgres'}
-}
-const dbName = `dbgate_idle_heap_${randomBytes(4).toString('hex')}`
-const adminClient = new pg.Client(admin)
-await adminClient.connect()
-await adminClient.query(`CREATE DATABASE ${dbName}`)
-const db = {...admin, database: dbName}
+const {db, drop} = await openPgbenchDatabase('dbgate_idle_heap', second + 100)
 try {
-  const init = spawnSync('pgbench', ['-i', '-s', '1', '-q', '-h', db.host, '-p', String(db.port), '-U', db.user, db.database], {env: {...process.env, PGPASSWORD: db.password}, encoding: 'utf8'})
-  if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`)
   const variants: [string, string[]][] = [
     ['all features on', []],
     ['all features off', Object.keys(ALL_FEATURES)],
@@ -198,7 +179,5 @@ try {
     for (const [k, t] of r.rows.slice(0, top)) console.log(`| ${k.replaceAll('|', '\\|')} | ${t.count.toFixed(2)} | ${t.bytes.toFixed(0)} |`)
   }
 } finally {
-  await adminClient.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {})
-  await adminClient.end()
-  await stopPg()
+  await drop()
 }

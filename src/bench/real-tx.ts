@@ -10,15 +10,14 @@
  *
  * Needs the embedded PostgreSQL (or DBGATE_BENCH_PG_URL) and pgbench, as run.js does.
  */
-import {spawn, spawnSync, type ChildProcess} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
+import {spawn, type ChildProcess} from 'node:child_process'
 import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {parseArgs} from 'node:util'
-import pg from 'pg'
-import {startEmbeddedPg} from '../dev/embedded-pg.js'
+import type {Endpoint} from './client.js'
+import {openPgbenchDatabase} from './pgbench-database.js'
 import type {WorkerBrief, WorkerMessage} from './tunnel-worker.js'
 
 const {values} = parseArgs({
@@ -41,13 +40,6 @@ const seconds = Number(values.seconds)
 const clients = Number(values.clients)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-interface Endpoint {
-  host: string
-  port: number
-  user: string
-  password: string
-  database: string
-}
 
 /** Every thread's user and system ticks, by kind: the main thread, the libuv pool, V8's threads, the rest. */
 async function threads(pid: number): Promise<Record<string, number>> {
@@ -112,26 +104,9 @@ async function startWorker(checkout: string, db: Endpoint): Promise<Worker> {
   return {checkout, pid: child.pid!, child, dataDir, ep: {host: ready.host, port: ready.port, user: ready.user, password: ready.password, database: ready.database}}
 }
 
-const external = process.env.DBGATE_BENCH_PG_URL
-let admin: Endpoint
-let stopPg = async () => {}
-if (external) {
-  const u = new URL(external)
-  admin = {host: u.hostname, port: Number(u.port || 5432), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database: u.pathname.slice(1) || 'postgres'}
-} else {
-  const server = await startEmbeddedPg({settings: {max_connections: '200'}})
-  stopPg = () => server.stop()
-  admin = {host: server.host, port: server.port, user: server.user, password: server.password, database: 'postgres'}
-}
-const dbName = `dbgate_real_tx_${randomBytes(4).toString('hex')}`
-const adminClient = new pg.Client(admin)
-await adminClient.connect()
-await adminClient.query(`CREATE DATABASE ${dbName}`)
-const db = {...admin, database: dbName}
+const {db, drop} = await openPgbenchDatabase('dbgate_real_tx', 200)
 const workers: Worker[] = []
 try {
-  const init = spawnSync('pgbench', ['-i', '-s', '1', '-q', '-h', db.host, '-p', String(db.port), '-U', db.user, db.database], {env: {...process.env, PGPASSWORD: db.password}, encoding: 'utf8'})
-  if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`)
   for (const c of checkouts) workers.push(await startWorker(c, db))
   for (const w of workers) for (const mode of modes) await pgbench(w.ep, mode, Number(values.warm))
   await sleep(Number(values.gap) * 1000)
@@ -168,7 +143,5 @@ try {
     await new Promise((r) => w.child.once('exit', r))
     await rm(w.dataDir, {recursive: true, force: true})
   }
-  await adminClient.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined)
-  await adminClient.end()
-  await stopPg()
+  await drop()
 }

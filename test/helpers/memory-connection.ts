@@ -1,6 +1,6 @@
 import type net from 'node:net'
 import {MemorySocket} from '../../src/dev/memory-socket.js'
-import {ClientConnection} from '../../src/proxy/connection.js'
+import {ClientConnection, type ConnectionEnv} from '../../src/proxy/connection.js'
 import type {ProxyHooks} from '../../src/proxy/seam.js'
 import {Framer} from '../../src/wire/framer.js'
 import {makeScramVerifier} from '../../src/wire/scram.js'
@@ -24,6 +24,21 @@ export interface MemoryConnection {
   fromServer(chunks: Buffer[]): void
 }
 
+/** What a test connection runs with: a local target, a fixed password, no cancels, no logs. */
+export function connectionEnv(hooks: ProxyHooks = {}): ConnectionEnv {
+  return {
+    target: {host: '127.0.0.1', port: 5432, database: 'db', user: 'u', tls: 'disable'},
+    auth: {method: 'cleartext', secret: 's', verifier: makeScramVerifier('s')},
+    hooks,
+    maxMessageSize: 1 << 24,
+    applicationName: () => 'test',
+    issueCancelKey: () => ({processId: 1, secretKey: 2}),
+    releaseCancelKey: () => {},
+    cancelByKey: () => {},
+    log: () => {},
+  }
+}
+
 /**
  * A ready ClientConnection between two in-memory sockets: the tests play both the client and the
  * server byte by byte, and see exactly what the tunnel forwards each way.
@@ -33,17 +48,7 @@ export function memoryConnection(hooks: ProxyHooks = {}, client: MemorySocket = 
   const logs: string[] = []
   const conn = ClientConnection.attached(
     client as unknown as net.Socket,
-    {
-      target: {host: '127.0.0.1', port: 5432, database: 'db', user: 'u', tls: 'disable'},
-      auth: {method: 'cleartext', secret: 's', verifier: makeScramVerifier('s')},
-      hooks,
-      maxMessageSize: 1 << 20,
-      applicationName: () => 'test',
-      issueCancelKey: () => ({processId: 1, secretKey: 2}),
-      releaseCancelKey: () => {},
-      cancelByKey: () => {},
-      log: (level, message) => logs.push(`${level}: ${message}`),
-    },
+    {...connectionEnv(hooks), maxMessageSize: 1 << 20, log: (level, message) => logs.push(`${level}: ${message}`)},
     {socket: upstream as unknown as net.Socket, parameters: [['client_encoding', 'UTF8'], ['standard_conforming_strings', 'on']], processId: 1, secretKey: 2, status: 'I', notices: [], leftover: Buffer.alloc(0), encrypted: false},
     {user: 'u', database: 'db'},
   )

@@ -9,7 +9,7 @@ import {LARGE_READ, SMALL_READ, UpstreamReader} from '../../src/proxy/upstream-r
 import {encodeCopyData, encodeDataRow, encodeReadyForQuery, encodeRowDescription} from '../../src/wire/backend.js'
 import {Framer} from '../../src/wire/framer.js'
 import {encodeQuery} from '../../src/wire/frontend.js'
-import {makeScramVerifier} from '../../src/wire/scram.js'
+import {connectionEnv} from '../helpers/memory-connection.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {RawClient} from '../helpers/raw-client.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
@@ -54,17 +54,7 @@ function attached(client: MemorySocket, reader: UpstreamReader): ClientConnectio
   const session: UpstreamSession = {socket: upstream as unknown as net.Socket, parameters: [['client_encoding', 'UTF8'], ['standard_conforming_strings', 'on']], processId: 1, secretKey: 2, status: 'I', notices: [], leftover: Buffer.alloc(0), encrypted: false, reader}
   return ClientConnection.attached(
     client as unknown as net.Socket,
-    {
-      target: {host: '127.0.0.1', port: 5432, database: 'db', user: 'u', tls: 'disable'},
-      auth: {method: 'cleartext', secret: 's', verifier: makeScramVerifier('s')},
-      hooks: {},
-      maxMessageSize: 1 << 24,
-      applicationName: () => 'test',
-      issueCancelKey: () => ({processId: 1, secretKey: 2}),
-      releaseCancelKey: () => {},
-      cancelByKey: () => {},
-      log: () => {},
-    },
+    connectionEnv(),
     session,
     {user: 'u', database: 'db'},
   )
