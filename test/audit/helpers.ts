@@ -1,6 +1,9 @@
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {Recorder} from '../../src/audit/recorder.js'
+import {publishKey, type InstallationKey} from '../../src/audit/signing.js'
+import {FileBucket, type Bucket} from '../../src/bucket/index.js'
 import type {Identity} from '../../src/identity/types.js'
 import type {StatementEvent} from '../../src/proxy/seam.js'
 
@@ -45,4 +48,23 @@ export function stmt(sessionId: string, sql: string, over: Partial<StatementEven
     outcome: 'ok',
     ...over,
   }
+}
+
+/**
+ * A live recorded session of alice's in a spool (a new one, or `shared`'s), with a bucket that
+ * trusts `key`: `write(n)` records n more statements of varied length, with a non-ASCII name, and
+ * flushes them. For the shipper's tests of growing logs.
+ */
+export async function liveSession(key: InstallationKey, sessionId: string, startedAt: Date, shared?: {bucket: Bucket; spoolDir: string}) {
+  const bucket: Bucket = shared?.bucket ?? new FileBucket(await tempDir('dbgate-bucket-'))
+  if (!shared) await publishKey(bucket, alice, key)
+  const spoolDir = shared?.spoolDir ?? (await tempDir('dbgate-spool-'))
+  const rec = await Recorder.open({signer: key, dbgateVersion: '0.1.0', spoolDir, checkpointEvery: 50})
+  const session = rec.startSession({sessionId, identity: alice, target: 'prod', database: 'app', dbUser: 'app_rw', client: {address: '127.0.0.1:1'}, startedAt})
+  let n = 0
+  const write = async (statements: number): Promise<void> => {
+    for (let i = 0; i < statements; i++, n++) session.statement(stmt(sessionId, `select ${n} as "é ${'x'.repeat(n % 300)}"`))
+    await session.flush()
+  }
+  return {bucket, spoolDir, session, write}
 }

@@ -8,12 +8,11 @@ import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {FileBucket, type Bucket} from '../../src/bucket/index.js'
-import {Recorder} from '../../src/audit/recorder.js'
+import type {Bucket} from '../../src/bucket/index.js'
 import {CompressedLogs, sessionObjectKey, shipPending} from '../../src/audit/shipper.js'
-import {loadKeyRing, loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
+import {loadKeyRing, loadOrCreateInstallationKey, type InstallationKey} from '../../src/audit/signing.js'
 import {verifySession} from '../../src/audit/verify.js'
-import {alice, removeTempDirs, stmt, tempDir} from './helpers.js'
+import {liveSession, removeTempDirs, tempDir} from './helpers.js'
 
 let key: InstallationKey
 
@@ -25,19 +24,7 @@ afterAll(removeTempDirs)
 const startedAt = new Date('2026-03-01T10:00:00Z')
 const objectKey = (sessionId: string) => sessionObjectKey(sessionId, 'prod', startedAt)
 
-async function setup(sessionId: string, shared?: {bucket: Bucket; spoolDir: string}) {
-  const bucket: Bucket = shared?.bucket ?? new FileBucket(await tempDir('dbgate-bucket-'))
-  if (!shared) await publishKey(bucket, alice, key)
-  const spoolDir = shared?.spoolDir ?? (await tempDir('dbgate-spool-'))
-  const rec = await Recorder.open({signer: key, dbgateVersion: '0.1.0', spoolDir, checkpointEvery: 50})
-  const session = rec.startSession({sessionId, identity: alice, target: 'prod', database: 'app', dbUser: 'app_rw', client: {address: '127.0.0.1:1'}, startedAt})
-  let n = 0
-  const write = async (statements: number) => {
-    for (let i = 0; i < statements; i++, n++) session.statement(stmt(sessionId, `select ${n} as "é ${'x'.repeat(n % 300)}"`))
-    await session.flush()
-  }
-  return {bucket, spoolDir, session, write}
-}
+const setup = (sessionId: string, shared?: {bucket: Bucket; spoolDir: string}) => liveSession(key, sessionId, startedAt, shared)
 
 async function shipped(bucket: Bucket, sessionId: string): Promise<Buffer> {
   return (await bucket.get(objectKey(sessionId))).body

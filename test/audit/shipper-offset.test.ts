@@ -11,13 +11,11 @@ import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {FileBucket, type Bucket} from '../../src/bucket/index.js'
-import {Recorder} from '../../src/audit/recorder.js'
 import {CompressedLogs, sessionObjectKey, shipPending} from '../../src/audit/shipper.js'
 import {readSnapshot} from '../../src/audit/spool-scan.js'
-import {loadKeyRing, loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
+import {loadKeyRing, loadOrCreateInstallationKey, type InstallationKey} from '../../src/audit/signing.js'
 import {verifySession} from '../../src/audit/verify.js'
-import {alice, removeTempDirs, stmt, tempDir} from './helpers.js'
+import {liveSession, removeTempDirs, tempDir} from './helpers.js'
 
 let key: InstallationKey
 
@@ -29,16 +27,7 @@ afterAll(removeTempDirs)
 const startedAt = new Date('2026-03-01T10:00:00Z')
 
 async function setup(sessionId: string) {
-  const bucket: Bucket = new FileBucket(await tempDir('dbgate-bucket-'))
-  await publishKey(bucket, alice, key)
-  const spoolDir = await tempDir('dbgate-spool-')
-  const rec = await Recorder.open({signer: key, dbgateVersion: '0.1.0', spoolDir, checkpointEvery: 50})
-  const session = rec.startSession({sessionId, identity: alice, target: 'prod', database: 'app', dbUser: 'app_rw', client: {address: '127.0.0.1:1'}, startedAt})
-  let n = 0
-  const write = async (statements: number) => {
-    for (let i = 0; i < statements; i++, n++) session.statement(stmt(sessionId, `select ${n} as "é ${'x'.repeat(n % 300)}"`))
-    await session.flush()
-  }
+  const {bucket, spoolDir, session, write} = await liveSession(key, sessionId, startedAt)
   const compressed = new CompressedLogs()
   const ship = (kept: CompressedLogs | undefined = compressed) => shipPending({bucket, signer: key, spoolDir, compressed: kept})
   /** The object in the bucket, decompressed. */
