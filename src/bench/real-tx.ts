@@ -11,7 +11,7 @@
  * Needs the embedded PostgreSQL (or DBGATE_BENCH_PG_URL) and pgbench, as run.js does.
  */
 import {spawn, type ChildProcess} from 'node:child_process'
-import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
+import {mkdir, mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -104,6 +104,8 @@ async function startWorker(checkout: string, db: Endpoint): Promise<Worker> {
   return {checkout, pid: child.pid!, child, dataDir, ep: {host: ready.host, port: ready.port, user: ready.user, password: ready.password, database: ready.database}}
 }
 
+// perf cannot make its output's folder, and a perf that exits at once would leave the run waiting.
+if (values.perf) await mkdir(values.perf, {recursive: true})
 const {db, drop} = await openPgbenchDatabase('dbgate_real_tx', 200)
 const workers: Worker[] = []
 try {
