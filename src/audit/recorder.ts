@@ -66,8 +66,13 @@ export function writtenBytesInProcess(sessionId: string): number | undefined {
 
 export class Recorder {
   private readonly sessions = new Map<string, SessionRecorder>()
-  /** Sessions with events appended since the last `release`. */
-  private readonly unwritten = new Set<SessionRecorder>()
+  /**
+   * Sessions with events appended since the last `release`, each once (`SessionRecorder.noted`),
+   * in `unwritten[0 .. unwrittenCount)`. Slots are reused: a `Set` cleared after every release made
+   * a new table each time, per chunk of replies.
+   */
+  private readonly unwritten: (SessionRecorder | undefined)[] = []
+  private unwrittenCount = 0
 
   /** Every session's spool takes the same options: one object for all of them. */
   readonly spoolOptions: SpoolFileOptions
@@ -112,14 +117,24 @@ export class Recorder {
    * could lose; the disk syncs stay batched (`flushIntervalMs`).
    */
   release(): void {
-    if (this.unwritten.size === 0) return
-    for (const s of this.unwritten) s.writeNow()
-    this.unwritten.clear()
+    if (this.unwrittenCount === 0) return
+    const list = this.unwritten
+    // The count is read each time: a session noted during the loop (an error's report recording
+    // something) is written in this release too.
+    for (let i = 0; i < this.unwrittenCount; i++) {
+      const s = list[i]!
+      list[i] = undefined
+      s.noted = false
+      s.writeNow()
+    }
+    this.unwrittenCount = 0
   }
 
   /** @internal */
   noteUnwritten(s: SessionRecorder): void {
-    this.unwritten.add(s)
+    if (s.noted) return
+    s.noted = true
+    this.unwritten[this.unwrittenCount++] = s
   }
 
   now(): Date {
@@ -164,6 +179,8 @@ export class SessionRecorder {
   /** What the last statement event was made and encoded from (`statementData`, `statementJson`). */
   private jsonMemo: StatementJsonMemo | undefined
   private ended?: Promise<void>
+  /** @internal On the recorder's list of sessions to write at the next `release`. */
+  noted = false
 
   constructor(private readonly rec: Recorder, input: SessionStartInput) {
     this.sessionId = input.sessionId
