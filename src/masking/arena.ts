@@ -4,6 +4,8 @@
  * and the rewritten rows of one chunk come out as adjacent views of one buffer, which the tunnel's
  * output stitches back into one write without copying them (see `joinOut` in src/proxy/connection.ts).
  */
+import type {MessageSink} from '../proxy/seam.js'
+
 /**
  * Each arena is a C allocation that lives until the garbage collector frees the last view of it,
  * so a large result leaves the C heap as large as the arenas that were waiting for a collection
@@ -140,7 +142,7 @@ export function rewritten(r: number): Buffer | undefined {
  * adjacent in the arena as one view, runs of unchanged ones as one view of `source`. `rewrite`
  * gets each message's body `source[from, end)`. Returns where the last message taken ends.
  */
-export function rewriteMessages(code: number, source: Buffer, start: number, maxBody: number, out: Buffer[], rewrite: MessageRewriter): number {
+export function rewriteMessages(code: number, source: Buffer, start: number, maxBody: number, out: MessageSink, rewrite: MessageRewriter): number {
   batch.source = source
   batch.view = undefined
   batch.backslash = -1
@@ -160,7 +162,7 @@ export interface MessageRewriter {
   rewrite(source: Buffer, from: number, end: number): number
 }
 
-function rewriteRun(code: number, source: Buffer, start: number, maxBody: number, out: Buffer[], rewriter: MessageRewriter): number {
+function rewriteRun(code: number, source: Buffer, start: number, maxBody: number, out: MessageSink, rewriter: MessageRewriter): number {
   const limit = source.length
   let at = start
   // The open run: of unchanged messages from `clean`, or of arena bytes [spanStart, spanEnd) of `span`.
@@ -181,7 +183,7 @@ function rewriteRun(code: number, source: Buffer, start: number, maxBody: number
       if (clean < 0) clean = at
     } else {
       if (clean >= 0) {
-        out.push(source.subarray(clean, at))
+        passClean(out, source, clean, at)
         clean = -1
       }
       if (r === OTHER) {
@@ -203,6 +205,12 @@ function rewriteRun(code: number, source: Buffer, start: number, maxBody: number
     at = next
   }
   if (span) out.push(span.subarray(spanStart, spanEnd))
-  if (clean >= 0) out.push(source.subarray(clean, at))
+  if (clean >= 0) passClean(out, source, clean, at)
   return at
+}
+
+/** Unchanged messages `source[start, end)`: as a range where the sink takes one (no view made), else a view. */
+function passClean(out: MessageSink, source: Buffer, start: number, end: number): void {
+  if (out.passRange) out.passRange(source, start, end)
+  else out.push(source.subarray(start, end))
 }

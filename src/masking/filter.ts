@@ -6,7 +6,7 @@
 import {randomBytes} from 'node:crypto'
 import {LRUCache} from 'lru-cache'
 import type {MaskingConfig} from '../config/types.js'
-import type {NamedDefinition, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/seam.js'
+import type {MessageSink, NamedDefinition, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'
@@ -633,7 +633,7 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     return rewritten(this.rowBytes(body, fields, from, end))
   }
 
-  dataRowMessages(source: Buffer, fields: FieldDescription[] | undefined, start: number, maxBody: number, out: Buffer[]): number {
+  dataRowMessages(source: Buffer, fields: FieldDescription[] | undefined, start: number, maxBody: number, out: MessageSink): number {
     this.batchFields = fields
     this.batchCopy = false
     return rewriteMessages(0x44, source, start, maxBody, out, this)
@@ -846,7 +846,7 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     return maskCopyMessage(chunk, this.copyPlan, first, this.m, from, end)
   }
 
-  copyDataMessages(source: Buffer, start: number, maxBody: number, out: Buffer[]): number {
+  copyDataMessages(source: Buffer, start: number, maxBody: number, out: MessageSink): number {
     this.copyPlan ??= this.planCopy()
     this.batchCopy = true
     return rewriteMessages(0x64, source, start, maxBody, out, this)
