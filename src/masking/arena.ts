@@ -4,6 +4,8 @@
  * and the rewritten rows of one chunk come out as adjacent views of one buffer, which the tunnel's
  * output stitches back into one write without copying them (see `joinOut` in src/proxy/connection.ts).
  */
+import type {MessageSink} from '../proxy/seam.js'
+
 /**
  * Each arena is a C allocation that lives until the garbage collector frees the last view of it,
  * so a large result leaves the C heap as large as the arenas that were waiting for a collection
@@ -76,6 +78,12 @@ export function reserve(size: number): number {
  */
 export const batch: {source: Buffer | undefined; view: DataView | undefined; backslash: number} = {source: undefined, view: undefined, backslash: -1}
 
+/** `batch.view`, made on first need: a batch of rows that all go through unchanged never reads words. */
+export function batchView(): DataView {
+  const source = batch.source!
+  return (batch.view ??= new DataView(source.buffer, source.byteOffset, source.length))
+}
+
 /**
  * `src[start, end)` into `dst` at `at`; returns the offset after it. Short spans skip `copy`'s
  * fixed cost (it makes a view); from the read of a batch into the arena, eight bytes at a time.
@@ -85,7 +93,7 @@ export function put(dst: Buffer, at: number, src: Buffer, start: number, end: nu
     if (src !== batch.source || dst !== arena || end - start > 256) return at + src.copy(dst, at, start, end)
   }
   if (end - start >= 4 && src === batch.source && dst === arena) {
-    const sv = batch.view!
+    const sv = batchView()
     const dv = arenaView
     const stop = start + ((end - start) & ~7)
     for (; start < stop; start += 8, at += 8) {
@@ -134,9 +142,9 @@ export function rewritten(r: number): Buffer | undefined {
  * adjacent in the arena as one view, runs of unchanged ones as one view of `source`. `rewrite`
  * gets each message's body `source[from, end)`. Returns where the last message taken ends.
  */
-export function rewriteMessages(code: number, source: Buffer, start: number, maxBody: number, out: Buffer[], rewrite: (source: Buffer, from: number, end: number) => number): number {
+export function rewriteMessages(code: number, source: Buffer, start: number, maxBody: number, out: MessageSink, rewrite: MessageRewriter): number {
   batch.source = source
-  batch.view = new DataView(source.buffer, source.byteOffset, source.length)
+  batch.view = undefined
   batch.backslash = -1
   try {
     return rewriteRun(code, source, start, maxBody, out, rewrite)
@@ -146,7 +154,15 @@ export function rewriteMessages(code: number, source: Buffer, start: number, max
   }
 }
 
-function rewriteRun(code: number, source: Buffer, start: number, maxBody: number, out: Buffer[], rewrite: (source: Buffer, from: number, end: number) => number): number {
+/**
+ * What `rewriteMessages` calls for each message: an object with a method rather than a closure, so
+ * that a statement's filter makes no function per batch of rows (most statements send one).
+ */
+export interface MessageRewriter {
+  rewrite(source: Buffer, from: number, end: number): number
+}
+
+function rewriteRun(code: number, source: Buffer, start: number, maxBody: number, out: MessageSink, rewriter: MessageRewriter): number {
   const limit = source.length
   let at = start
   // The open run: of unchanged messages from `clean`, or of arena bytes [spanStart, spanEnd) of `span`.
@@ -158,7 +174,7 @@ function rewriteRun(code: number, source: Buffer, start: number, maxBody: number
     const length = ((source[at + 1]! << 24) | (source[at + 2]! << 16) | (source[at + 3]! << 8) | source[at + 4]!) >>> 0
     if (length < 4 || length - 4 > maxBody || at + 1 + length > limit) break
     const next = at + 1 + length
-    const r = rewrite(source, at + 5, next)
+    const r = rewriter.rewrite(source, at + 5, next)
     if (r === UNCHANGED) {
       if (span) {
         out.push(span.subarray(spanStart, spanEnd))
@@ -167,7 +183,7 @@ function rewriteRun(code: number, source: Buffer, start: number, maxBody: number
       if (clean < 0) clean = at
     } else {
       if (clean >= 0) {
-        out.push(source.subarray(clean, at))
+        passClean(out, source, clean, at)
         clean = -1
       }
       if (r === OTHER) {
@@ -189,6 +205,12 @@ function rewriteRun(code: number, source: Buffer, start: number, maxBody: number
     at = next
   }
   if (span) out.push(span.subarray(spanStart, spanEnd))
-  if (clean >= 0) out.push(source.subarray(clean, at))
+  if (clean >= 0) passClean(out, source, clean, at)
   return at
+}
+
+/** Unchanged messages `source[start, end)`: as a range where the sink takes one (no view made), else a view. */
+function passClean(out: MessageSink, source: Buffer, start: number, end: number): void {
+  if (out.passRange) out.passRange(source, start, end)
+  else out.push(source.subarray(start, end))
 }

@@ -5,7 +5,7 @@
  */
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
-import {arena, batch, OTHER, put, putInt32, reserve, rewritten, UNCHANGED, written} from './arena.js'
+import {arena, batch, batchView, OTHER, put, putInt32, reserve, rewritten, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail} from './byte-masks.js'
 import {bufferNeeds} from './detectors.js'
 import type {CopyShape} from './lineage.js'
@@ -240,7 +240,7 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, lines:
       if (batch.backslash === -1) batch.backslash = line.length
     }
     if (batch.backslash < end) return TEXT_PATH
-    const view = batch.view!
+    const view = batchView()
     const pattern = Math.imul(d, 0x01010101)
     let i = base
     for (; i + 4 <= end; i += 4) {

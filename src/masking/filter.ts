@@ -6,7 +6,7 @@
 import {randomBytes} from 'node:crypto'
 import {LRUCache} from 'lru-cache'
 import type {MaskingConfig} from '../config/types.js'
-import type {NamedDefinition, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/seam.js'
+import type {MessageSink, NamedDefinition, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'
@@ -20,7 +20,7 @@ import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type State
 import {maskNotice, maskNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker} from './strategies.js'
-import {arena, OTHER, put, putInt32, reserve, rewriteMessages, rewritten, UNCHANGED, written} from './arena.js'
+import {arena, OTHER, put, putInt32, reserve, rewriteMessages, rewritten, UNCHANGED, written, type MessageRewriter} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {decodeDataRow, encodeDataRow} from '../wire/backend.js'
 import {fieldRules, isBinaryText, maskComposite, maskTyped, scanAndMask, typeOf, type ValueMasking} from './values.js'
@@ -345,12 +345,18 @@ function markOf(c: NamedLineage): SensitiveMark | undefined {
   return undefined
 }
 
+/** A filter's scanner hits so far: none for most statements, so the list is made with the first. */
+const NO_HITS: readonly ScannerHit[] = Object.freeze([])
+/** A filter's masked columns while it has none (most statements). */
+const NO_MASKED_COLUMNS: readonly MaskedColumn[] = Object.freeze([])
+
 class Hits {
-  readonly list: ScannerHit[] = []
+  list: ScannerHit[] | undefined
   add(f: Finding): void {
-    const hit = this.list.find((h) => h.detector === f.detector)
+    const list = (this.list ??= [])
+    const hit = list.find((h) => h.detector === f.detector)
     if (hit) hit.count++
-    else this.list.push({category: f.category, detector: f.detector, count: 1})
+    else list.push({category: f.category, detector: f.detector, count: 1})
   }
 }
 
@@ -385,6 +391,8 @@ class FilterMasking implements ValueMasking {
 
 /** Keeps `FilterMasking`'s map for the process (see `KEPT_SHAPES` in copy.ts); exported so that it is kept. */
 export const KEPT_MASKING = new FilterMasking(undefined as never, undefined as never, () => 'redact', new Hits())
+
+const NO_BYTE_MASKS: (ByteMask | undefined)[] = []
 
 /** The row scratch filters start with (see `StatementFilter.starts`); a filter that needs more grows its own. */
 const SHARED_SCRATCH = {starts: new Int32Array(16), lengths: new Int32Array(16), outcome: new Uint8Array(16), cuts: new Int32Array(48)}
@@ -443,12 +451,18 @@ class KeptPlans {
   }
 }
 
-class StatementFilter implements MaskingFilter {
-  readonly maskedColumns: MaskedColumn[] = []
-  private readonly hits = new Hits()
-  private readonly m: FilterMasking
+class StatementFilter implements MaskingFilter, MessageRewriter {
+  /** Made with the first masked column (most statements have none): read as `maskedColumns`. */
+  private masked: MaskedColumn[] | undefined
+  private hits: Hits | undefined
+  /** Made on first need (a value to mask or scan, a COPY): a statement of clean columns never needs it. */
+  private filterMasking: FilterMasking | undefined
+  private readonly base: Base
   private readonly keptPlans: KeptPlans | undefined
-  /** Made with the first description: most statements have one result, kept in `lastFields` and `lastPlan`. */
+  /**
+   * The plans of descriptions before the last (`lastFields`, `lastPlan`): made with the second
+   * description, which most statements never get.
+   */
   private plans: WeakMap<FieldDescription[], ResultPlan> | undefined
   private results = 0
   private copyPlan: CopyPlan | undefined
@@ -465,9 +479,21 @@ class StatementFilter implements MaskingFilter {
     private readonly sql: string,
     private readonly connectionId: number,
   ) {
-    this.m = new FilterMasking(base.masker, base.catalog, base.strategyOf, this.hits)
+    this.base = base
     this.keptPlans = base.plans
     this.unproven = base.unproven
+  }
+
+  private get m(): FilterMasking {
+    return (this.filterMasking ??= new FilterMasking(this.base.masker, this.base.catalog, this.base.strategyOf, (this.hits ??= new Hits())))
+  }
+
+  get maskedColumns(): MaskedColumn[] {
+    return (this.masked ?? NO_MASKED_COLUMNS) as MaskedColumn[]
+  }
+
+  private noteMasked(columns: readonly MaskedColumn[]): void {
+    if (columns.length > 0) (this.masked ??= []).push(...columns)
   }
 
   private readonly unproven: ReadonlySet<number> | undefined
@@ -478,11 +504,11 @@ class StatementFilter implements MaskingFilter {
   }
 
   get maskedValues(): number {
-    return this.m.maskedValues
+    return this.filterMasking?.maskedValues ?? 0
   }
 
   get scannerHits(): ScannerHit[] {
-    return this.hits.list
+    return (this.hits?.list ?? NO_HITS) as ScannerHit[]
   }
 
   /** The statement whose rows the `index`-th RowDescription describes. */
@@ -520,24 +546,20 @@ class StatementFilter implements MaskingFilter {
     if (fields !== undefined && fields === this.lastFields) return this.lastPlan!
     const cached = fields && this.plans?.get(fields)
     if (cached) {
-      this.lastFields = fields
-      this.lastPlan = cached
+      this.keepLast(fields!, cached)
       return cached
     }
     // Rows without a description: one plan per result and width, not one per row (each would
     // record its masked columns again, a million times for a million rows).
     const u = this.undescribed
-    if (!fields && u && u.width === width && u.results === this.results && u.generation === this.m.catalog.generation) return u.plan
+    if (!fields && u && u.width === width && u.results === this.results && u.generation === this.base.catalog.generation) return u.plan
     const index = fields ? this.results++ : Math.max(0, this.results - 1)
     const plan = this.keptOrNewPlan(fields, width, index)
-    this.maskedColumns.push(...plan.masked)
+    this.noteMasked(plan.masked)
     if (fields) {
-      this.plans ??= new WeakMap()
-      this.plans.set(fields, plan)
-      this.lastFields = fields
-      this.lastPlan = plan
+      this.keepLast(fields, plan)
     } else {
-      this.undescribed = {width, results: this.results, generation: this.m.catalog.generation, plan}
+      this.undescribed = {width, results: this.results, generation: this.base.catalog.generation, plan}
     }
     return plan
   }
@@ -547,16 +569,24 @@ class StatementFilter implements MaskingFilter {
   private keptOrNewPlan(fields: FieldDescription[] | undefined, width: number, index: number): ResultPlan {
     const lineage = this.statementFor(index, width)
     const kept = this.keptPlans
-    const generation = this.m.catalog.generation
+    const generation = this.base.catalog.generation
     const plan = lineage && kept?.get(lineage, fields, width, index, generation, this.maskUntraceable)
     if (plan) return plan
-    const made = planResult(fields, width, lineage, index, {catalog: this.m.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.m.strategyOf})
+    const made = planResult(fields, width, lineage, index, {catalog: this.base.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.base.strategyOf})
     if (lineage && kept) kept.set(lineage, fields, width, index, generation, this.maskUntraceable, made)
     return made
   }
 
   private lastFields: FieldDescription[] | undefined
   private lastPlan: ResultPlan | undefined
+
+  /** Makes `plan` the last one; the one before goes into `plans`, so that every description keeps its plan. */
+  private keepLast(fields: FieldDescription[], plan: ResultPlan): void {
+    const before = this.lastFields
+    if (before !== undefined && before !== fields) (this.plans ??= new WeakMap()).set(before, this.lastPlan!)
+    this.lastFields = fields
+    this.lastPlan = plan
+  }
 
   rowDescription(fields: FieldDescription[]): undefined {
     this.plan(fields, fields.length)
@@ -573,7 +603,7 @@ class StatementFilter implements MaskingFilter {
 
   /** A bug here must neither leak the row nor end the session: the row goes out empty. */
   private failedRow(error: unknown, width: number, nonNull: number): null[] {
-    this.maskedColumns.push({result: this.results, column: -1, name: '*', category: 'untraceable', strategy: 'null', how: 'untraceable', reasons: [`masking failed: ${(error as Error).message}`]})
+    this.noteMasked([{result: this.results, column: -1, name: '*', category: 'untraceable', strategy: 'null', how: 'untraceable', reasons: [`masking failed: ${(error as Error).message}`]}])
     this.m.maskedValues += nonNull
     return new Array<null>(width).fill(null)
   }
@@ -603,8 +633,19 @@ class StatementFilter implements MaskingFilter {
     return rewritten(this.rowBytes(body, fields, from, end))
   }
 
-  dataRowMessages(source: Buffer, fields: FieldDescription[] | undefined, start: number, maxBody: number, out: Buffer[]): number {
-    return rewriteMessages(0x44, source, start, maxBody, out, (b, from, end) => this.rowBytes(b, fields, from, end))
+  dataRowMessages(source: Buffer, fields: FieldDescription[] | undefined, start: number, maxBody: number, out: MessageSink): number {
+    this.batchFields = fields
+    this.batchCopy = false
+    return rewriteMessages(0x44, source, start, maxBody, out, this)
+  }
+
+  /** What `rewrite` does for the batch under way: its rows' description, or COPY's lines. */
+  private batchFields: FieldDescription[] | undefined
+  private batchCopy = false
+
+  /** `MessageRewriter`: one message of the batch under way (`dataRowMessages`, `copyDataMessages`). */
+  rewrite(b: Buffer, from: number, end: number): number {
+    return this.batchCopy ? maskCopyInto(b, this.copyPlan!, this.copyRows++ === 0, this.m, from, end) : this.rowBytes(b, this.batchFields, from, end)
   }
 
   /** `dataRowMessage`, its result as `rewriteMessages` takes it. */
@@ -650,10 +691,10 @@ class StatementFilter implements MaskingFilter {
   private lengths = SHARED_SCRATCH.lengths
   /** Per work item of the current row: 0 kept, 1 NULL, 2 `replaced[j]`, 3 the e-mail cut at `cuts[3j…]`. */
   private outcome = SHARED_SCRATCH.outcome
-  private replaced: (Buffer | undefined)[] = []
+  private replaced: (Buffer | undefined)[] | undefined
   private cuts = SHARED_SCRATCH.cuts
   private bytePlan: ResultPlan | undefined
-  private byteMasks: (ByteMask | undefined)[] = []
+  private byteMasks: (ByteMask | undefined)[] = NO_BYTE_MASKS
 
   private byteMasksOf(plan: ResultPlan): (ByteMask | undefined)[] {
     return this.bytePlan === plan ? this.byteMasks : this.newByteMasks(plan)
@@ -666,9 +707,11 @@ class StatementFilter implements MaskingFilter {
    */
   private newByteMasks(plan: ResultPlan): (ByteMask | undefined)[] {
     this.bytePlan = plan
+    // A plan without work (every column proven clean) has no masks to make.
+    if (plan.work.length === 0) return (this.byteMasks = NO_BYTE_MASKS)
     this.byteMasks = plan.work.map((w) =>
       // `maskTyped` gives a string type's value `Masker.text` of it; the text format is the value's UTF-8.
-      w.format === 0 && w.mask?.kind === 'value' && typeOf(w.typeOid, this.m.catalog).category === 'S' ? byteMaskOf(w.mask.category, w.mask.strategy, this.m.masker) : undefined,
+      w.format === 0 && w.mask?.kind === 'value' && typeOf(w.typeOid, this.base.catalog).category === 'S' ? byteMaskOf(w.mask.category, w.mask.strategy, this.base.masker) : undefined,
     )
     const k = plan.work.length
     if (this.outcome.length < k) {
@@ -681,9 +724,12 @@ class StatementFilter implements MaskingFilter {
   /** Writes the rewritten row into `arena` from `written.start`; returns its end, or UNCHANGED. */
   private maskRowBytes(body: Buffer, base: number, n: number, used: number, fields: FieldDescription[] | undefined): number {
     const plan = this.plan(fields, n)
-    const masks = this.byteMasksOf(plan)
-    const {starts, lengths, outcome, replaced, cuts} = this
     const work = plan.work
+    // Every column proven clean: the row goes through as it came (its lengths were checked in `rowBytes`).
+    if (work.length === 0) return UNCHANGED
+    const masks = this.byteMasksOf(plan)
+    const {starts, lengths, outcome, cuts} = this
+    const replaced = (this.replaced ??= [])
     let size = used - base
     let changed = false
     for (let j = 0; j < work.length; j++) {
@@ -800,9 +846,10 @@ class StatementFilter implements MaskingFilter {
     return maskCopyMessage(chunk, this.copyPlan, first, this.m, from, end)
   }
 
-  copyDataMessages(source: Buffer, start: number, maxBody: number, out: Buffer[]): number {
-    const plan = (this.copyPlan ??= this.planCopy())
-    return rewriteMessages(0x64, source, start, maxBody, out, (b, from, end) => maskCopyInto(b, plan, this.copyRows++ === 0, this.m, from, end))
+  copyDataMessages(source: Buffer, start: number, maxBody: number, out: MessageSink): number {
+    this.copyPlan ??= this.planCopy()
+    this.batchCopy = true
+    return rewriteMessages(0x64, source, start, maxBody, out, this)
   }
 
   private planCopy(): CopyPlan {
@@ -810,20 +857,20 @@ class StatementFilter implements MaskingFilter {
     const shape = copies[0]?.copy ?? {format: 'text' as const, delimiter: '\t', quote: '"', escape: '"', nullString: '\\N', header: false}
     // Several COPYs in one text, or one whose columns are unknown: every field is masked.
     if (copies.length !== 1 || !shape.columns) {
-      this.maskedColumns.push({result: 0, column: -1, name: '*', category: 'untraceable', strategy: this.m.strategyOf('untraceable'), how: 'copy', reasons: ['the columns of this COPY could not be traced']})
+      this.noteMasked([{result: 0, column: -1, name: '*', category: 'untraceable', strategy: this.base.strategyOf('untraceable'), how: 'copy', reasons: ['the columns of this COPY could not be traced']}])
       return {shape, categories: 'all'}
     }
     const categories = shape.columns.map((c, i): CopyMask | undefined => {
       const sources = flatten(c)
       const src = sources[0]
       if (c.fields && src) {
-        this.maskedColumns.push({result: 0, column: i, name: c.name, category: 'document', strategy: 'per-field', how: 'copy', reasons: sources.map((s) => `${s.relation}.${s.column}: ${s.reason}`)})
+        this.noteMasked([{result: 0, column: i, name: c.name, category: 'document', strategy: 'per-field', how: 'copy', reasons: sources.map((s) => `${s.relation}.${s.column}: ${s.reason}`)}])
         return {rules: fieldRules(c.fields, this.maskUntraceable)}
       }
       if (src) {
         const exact = c.direct && sources.every((x) => x.category === src.category)
         const strategy = strategyFor(src.category, exact, this.m)
-        this.maskedColumns.push({result: 0, column: i, name: c.name, category: src.category, strategy, how: 'copy', reasons: sources.map((s) => `${s.relation}.${s.column}: ${s.reason}`)})
+        this.noteMasked([{result: 0, column: i, name: c.name, category: src.category, strategy, how: 'copy', reasons: sources.map((s) => `${s.relation}.${s.column}: ${s.reason}`)}])
         return {category: src.category, strategy}
       }
       if (c.unknown && this.maskUntraceable && copies[0]!.touchesSensitive) return {category: 'untraceable' as const, strategy: 'redact' as const}
@@ -895,7 +942,7 @@ class SessionFilter implements MaskingFilter {
   }
 
   get scannerHits(): ScannerHit[] {
-    return this.hits.list
+    return (this.hits.list ?? NO_HITS) as ScannerHit[]
   }
 
   dataRow(values: (Buffer | null)[]): (Buffer | null)[] | undefined {

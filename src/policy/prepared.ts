@@ -136,6 +136,18 @@ export function resolveExecutes(stmt: StatementAnalysis, registry: Lookup): Stat
   })
 }
 
+/**
+ * Whether judging `statements` reads or changes the prepared-statement namespace at all (an
+ * EXECUTE, a PREPARE, a DEALLOCATE): most texts do neither, and need no registry.
+ */
+export function touchesRegistry(statements: readonly StatementAnalysis[]): boolean {
+  for (const s of statements) {
+    if (s.prepare || s.deallocate) return true
+    for (const o of s.operations) if (o.executes !== undefined) return true
+  }
+  return false
+}
+
 /** Applies a statement's effect on the prepared-statement namespace. */
 export function applyToRegistry(stmt: StatementAnalysis, registry: Pick<PreparedRegistry, 'define' | 'delete' | 'clear'>): void {
   if (stmt.prepare) registry.define(stmt.prepare.name, stmt.operations)

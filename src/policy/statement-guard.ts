@@ -10,7 +10,7 @@ import {AnalysisCache, sharedAnalysisCache} from './cache.js'
 import {catalogKeys, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
 import {analyzeOffThread, OFFLOAD_THRESHOLD} from './offload.js'
 import {loadParser, parserReady} from '../sql/parser.js'
-import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry} from './prepared.js'
+import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry, touchesRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
 import {readingOf} from './text-shape.js'
 import type {Analysis, BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
@@ -49,9 +49,13 @@ export interface JudgedText {
  * the same text is known to a later EXECUTE, then judges every call (the executed statements'
  * included) against `catalog`. Shared by the hook and `dbgate policy check`.
  */
-export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry, opts: EvaluateOptions, catalog: FunctionCatalog = offlineCatalog): JudgedText {
+export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry | undefined, opts: EvaluateOptions, catalog: FunctionCatalog = offlineCatalog): JudgedText {
   // The text's own calls first (an EXECUTE's parameters included: the EXECUTE itself is replaced below).
   const own = resolveCatalogCalls(statements, catalog)
+  // No EXECUTE, PREPARE or DEALLOCATE (catalog calls add none): nothing below would change a statement.
+  if (!touchesRegistry(own)) return {statements: own, decision: evaluate(own, opts)}
+  // Fails closed: the hook's caller refuses a statement it could not judge.
+  if (!staged) throw new Error('a text that runs or defines prepared statements was judged without the session\'s prepared statements')
   const resolved: StatementAnalysis[] = []
   let executes = false
   for (const stmt of own) {
@@ -124,7 +128,8 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   }
 
   const decideNow = (analysis: Analysis, ctx: StatementContext): PolicyVerdict => {
-    const staged = new StagedRegistry(() => preparedInSession(ctx.session, definitions(ctx)))
+    // A text that neither runs nor defines prepared statements never reads the session's (`judgeStatements`).
+    const staged = touchesRegistry(analysis.statements) ? new StagedRegistry(() => preparedInSession(ctx.session, definitions(ctx))) : undefined
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
       // The server would refuse it too; refusing here keeps a second statement from ever being judged as the first.
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}

@@ -14,7 +14,7 @@ import {codeName, Frontend} from '../wire/codes.js'
 import {FrameView, ProtocolError, type Frame} from '../wire/framer.js'
 import {decodeBind, decodeDescribeOrClose, decodeExecute, decodeParse, decodeQuery, encodeParse, encodeQuery} from '../wire/frontend.js'
 import type {ConnectionCore} from './connection.js'
-import type {NamedDefinition, ProtocolPath, ResultFilter, StatementVerdict} from './seam.js'
+import type {NamedDefinition, ProtocolPath, ResultFilter, StatementContext, StatementVerdict} from './seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {PortalDef, portalFromStatement, StatementDef, UNSETTLED} from './protocol-state.js'
 import {newRun, paramsAsText, type Run} from './run.js'
@@ -122,7 +122,7 @@ export class ClientMessages {
             c.toUpstream.push(encodeQuery(REFUSED_SQL))
             this.sent(state.sendQuery(sql, NO_STATEMENTS, verdict, run), run)
           } else {
-            run.filter = this.filterFor(sql, 'simple', undefined, verdict)
+            run.filter = this.filterFor(sql, 'simple', undefined, verdict, undefined, this.judgedContext)
             c.passToUpstream(frame)
             this.sent(state.sendQuery(sql, shape, verdict, run), run)
           }
@@ -267,11 +267,19 @@ export class ClientMessages {
     this.sent(this.c.state.sendBind(portal, undefined, run), run)
   }
 
-  private filterFor(sql: string, protocol: ProtocolPath, statementName: string | undefined, verdict: StatementVerdict, definition?: NamedDefinition): ResultFilter | undefined {
+  /**
+   * `judged`: the context the statement hook was just given, synchronously, for the same text,
+   * protocol and name (a simple Query's): nothing the context holds can have changed since, so the
+   * filter gets it too rather than a second one.
+   */
+  private filterFor(sql: string, protocol: ProtocolPath, statementName: string | undefined, verdict: StatementVerdict, definition?: NamedDefinition, judged?: StatementContext): ResultFilter | undefined {
     const factory = this.c.env.hooks.resultFilter
     if (!factory || verdict.action !== 'allow') return undefined
-    return this.c.safely(() => factory(sql, this.c.context(protocol, statementName, definition), verdict))
+    return this.c.safely(() => factory(sql, judged ?? this.c.context(protocol, statementName, definition), verdict))
   }
+
+  /** The context of the verdict being acted on, while its continuation runs synchronously (see `filterFor`). */
+  private judgedContext: StatementContext | undefined
 
   /**
    * Runs the statement hook; `then` continues with the verdict, synchronously when the hook is
@@ -281,14 +289,21 @@ export class ClientMessages {
     const hook = this.c.env.hooks.statement
     if (!hook) return then(ALLOW)
     let result: StatementVerdict | Promise<StatementVerdict>
+    const ctx = this.c.context(protocol, statementName)
     try {
-      result = hook(sql, this.c.context(protocol, statementName))
+      result = hook(sql, ctx)
     } catch (error) {
       return then(failClosed(error))
     }
     if (!(result instanceof Promise)) {
       this.judgeAbort = undefined
-      return then(this.withNotices(result))
+      const verdict = this.withNotices(result)
+      this.judgedContext = ctx
+      try {
+        return then(verdict)
+      } finally {
+        this.judgedContext = undefined
+      }
     }
     // Frame views die with the chunk: keep a copy for the continuation.
     const raw = Buffer.from(frame.raw)

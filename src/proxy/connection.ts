@@ -16,7 +16,7 @@ import {Frontend} from '../wire/codes.js'
 import {Framer, ProtocolError, type Frame} from '../wire/framer.js'
 import type {ScramVerifier} from '../wire/scram.js'
 import {ClientMessages} from './client-messages.js'
-import type {NamedDefinition, ProtocolPath, ProxyHooks, ResultFilter, SessionInfo, SessionView, StatementContext, StatementEvent} from './seam.js'
+import type {MessageSink, NamedDefinition, ProtocolPath, ProxyHooks, ResultFilter, SessionInfo, SessionView, StatementContext, StatementEvent} from './seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {ProtocolDesync, ProtocolState} from './protocol-state.js'
 import {statementEvent, type Run} from './run.js'
@@ -108,6 +108,8 @@ export interface ConnectionCore {
   /** What the chunk being handled sends to each side, written together by `flush` (see `Outbox.parts`). */
   readonly toClient: Buffer[]
   readonly toUpstream: Buffer[]
+  /** What goes to the client, for a result filter's batch of messages: `toClient` that also passes ranges. */
+  readonly clientSink: MessageSink
   /** Sends a frame on untouched: adjacent frames of one chunk are written as one span of it. */
   passToClient(frame: Frame): void
   passToUpstream(frame: Frame): void
@@ -249,6 +251,10 @@ export class ClientConnection implements ConnectionCore {
 
   get toClient(): Buffer[] {
     return this.clientOut.parts
+  }
+
+  get clientSink(): MessageSink {
+    return this.clientOut
   }
 
   get toUpstream(): Buffer[] {

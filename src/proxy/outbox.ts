@@ -36,14 +36,24 @@ export class Outbox {
       this.parts.push(frame.raw)
       return
     }
-    if (source === this.source && frame.start === this.end) {
-      this.end = frame.end!
+    this.passRange(source, frame.start!, frame.end!)
+  }
+
+  /** Sends the messages `source[start, end)` as they came (a result filter's run of unchanged rows). */
+  passRange(source: Buffer, start: number, end: number): void {
+    if (source === this.source && start === this.end) {
+      this.end = end
       return
     }
     if (this.source !== undefined) this.closeSpan()
     this.source = source
-    this.start = frame.start!
-    this.end = frame.end!
+    this.start = start
+    this.end = end
+  }
+
+  /** Sends `message`, a buffer of its own or a view (as `parts.push`). */
+  push(message: Buffer): void {
+    this.parts.push(message)
   }
 
   /** Everything added since the last take, as one buffer (undefined: nothing); the box is empty after. */

@@ -110,6 +110,16 @@ export type StatementVerdict =
 export type StatementHook = (sql: string, ctx: StatementContext) => StatementVerdict | Promise<StatementVerdict>
 
 /**
+ * Where a result filter's batch of messages goes (`dataRowMessages`, `copyDataMessages`), in order:
+ * buffers pushed, and where the sink can (`passRange`, the tunnel's outbox), runs of unchanged
+ * messages named as ranges of their source, which then need no view of their own.
+ */
+export interface MessageSink {
+  push(message: Buffer): unknown
+  passRange?(source: Buffer, start: number, end: number): void
+}
+
+/**
  * Rewrites one statement's results as they leave the server. Every method may return `undefined`
  * for "unchanged" so the proxy forwards the original bytes untouched (the fast path).
  */
@@ -135,12 +145,12 @@ export interface ResultFilter {
    * that is not such a message; the proxy hands it only a `source` that holds received bytes to
    * its end. Saves the proxy a call, a view and a write entry per row.
    */
-  dataRowMessages?(source: Buffer, fields: FieldDescription[] | undefined, start: number, maxBody: number, out: Buffer[]): number
+  dataRowMessages?(source: Buffer, fields: FieldDescription[] | undefined, start: number, maxBody: number, out: MessageSink): number
   copyData?(chunk: Buffer): Buffer | undefined
   /** `copyData` returning the whole rewritten CopyData message; the proxy prefers it where present. The payload is `chunk[from, end)`. */
   copyDataMessage?(chunk: Buffer, from?: number, end?: number): Buffer | undefined
   /** `copyDataMessage` on consecutive CopyData messages, as `dataRowMessages`. */
-  copyDataMessages?(source: Buffer, start: number, maxBody: number, out: Buffer[]): number
+  copyDataMessages?(source: Buffer, start: number, maxBody: number, out: MessageSink): number
   notice?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   error?(fields: PgNoticeFields & Record<string, string | undefined>): (PgNoticeFields & Record<string, string | undefined>) | undefined
   notification?(channel: string, payload: string): string | undefined

@@ -64,7 +64,7 @@ export class ServerMessages {
         const filter = run.filter
         // Past the recording's preview rows, this row and those after it in the chunk at once.
         if (filter?.dataRowMessages && frame.source && run.dataRows > (c.env.hooks.previewRows ?? 0)) {
-          const taken = filter.dataRowMessages(frame.source, fieldsOf(run), frame.start!, c.env.maxMessageSize, c.toClient)
+          const taken = filter.dataRowMessages(frame.source, fieldsOf(run), frame.start!, c.env.maxMessageSize, c.clientSink)
           if (taken > frame.start!) {
             run.dataRows += messagesBetween(frame.source, frame.end!, taken)
             this.taken = taken
@@ -177,7 +177,7 @@ export class ServerMessages {
       case Backend.CopyData: {
         const run = state.onResultPart('CopyData').run
         if (run.filter?.copyDataMessages && frame.source) {
-          const taken = run.filter.copyDataMessages(frame.source, frame.start!, c.env.maxMessageSize, c.toClient)
+          const taken = run.filter.copyDataMessages(frame.source, frame.start!, c.env.maxMessageSize, c.clientSink)
           if (taken > frame.start!) {
             this.taken = taken
             return
