@@ -63,35 +63,13 @@ let lastText: string | undefined
 let lastShape: TextShape | undefined
 
 /**
- * The last few texts' answers (null: no shape), for texts of up to `RECENT_MAX_TEXT` characters:
- * the recording asks for a statement's shape when its result is complete, and in a tunnel whose
- * sessions interleave, other sessions' texts have mostly been scanned since the guardrails asked.
- */
-const RECENT = 8
-const RECENT_MAX_TEXT = 2048
-const recent = new Map<string, TextShape | null>()
-const recentOrder: (string | undefined)[] = new Array<string | undefined>(RECENT).fill(undefined)
-let recentAt = 0
-
-/**
  * The shape of `text`, or undefined when the text holds anything the scan does not read exactly as
- * the server. The last answers are kept: the guardrails, masking and the recording each ask for the
+ * the server. The last answer is kept: the guardrails, masking and the recording each ask for the
  * shape of the same statement text in turn. (Shapes are never modified, so one may be handed out twice.)
  */
 export function scanShape(text: string): TextShape | undefined {
   if (text !== lastText) {
-    const known = text.length <= RECENT_MAX_TEXT ? recent.get(text) : undefined
-    if (known !== undefined) lastShape = known ?? undefined
-    else {
-      lastShape = scan(text)
-      if (text.length <= RECENT_MAX_TEXT) {
-        const old = recentOrder[recentAt]
-        if (old !== undefined) recent.delete(old)
-        recentOrder[recentAt] = text
-        recentAt = (recentAt + 1) % RECENT
-        recent.set(text, lastShape ?? null)
-      }
-    }
+    lastShape = scan(text)
     lastText = text
   }
   return lastShape
