@@ -72,6 +72,12 @@ const HASH_TAIL_BYTES = 9 + 64 + 2 + 1
  * `prev`). The body is encoded once and both hashes read bytes: no string is encoded three times.
  */
 export function sealEventBytes(ev: EventHead, signer?: Signer, dataJson?: string): {bytes: Buffer; hash: string} {
+  const bytes = sealBytes(ev, signer, dataJson)
+  return {bytes, hash: sealedHash}
+}
+
+/** `sealEventBytes`'s bytes; their hash is left in `sealedHash` (no object made per line). */
+function sealBytes(ev: EventHead, signer?: Signer, dataJson?: string): Buffer {
   if (!signer && dataJson !== undefined) return sealDataBytes(envelopeStart(ev.type, ev.session), ev.seq, ev.ts, ev.prev, dataJson)
   const body = eventBody(ev, signer, dataJson)
   const n = Buffer.byteLength(body, 'utf8')
@@ -91,7 +97,7 @@ const envelopeStart = (type: string, session: string): string => `{"v":${EVENT_V
  * a safe integer, `ts` an ISO date and `prev` a hex digest, which JSON.stringify writes unchanged
  * (between quotes for the two strings), so the head is written without it.
  */
-function sealDataBytes(start: string, seq: number, ts: string, prev: string, dataJson: string, plain = false): {bytes: Buffer; hash: string} {
+function sealDataBytes(start: string, seq: number, ts: string, prev: string, dataJson: string, plain = false): Buffer {
   const head = plain
     ? `${start},"seq":${seq},"ts":"${ts}","prev":"${prev}","data":`
     : `${start},"seq":${JSON.stringify(seq)},"ts":${JSON.stringify(ts)},"prev":${JSON.stringify(prev)},"data":`
@@ -114,7 +120,7 @@ function sealDataBytes(start: string, seq: number, ts: string, prev: string, dat
 }
 
 /** `sealDataBytes` for a line too long for the slab: its own buffer, of its exact size. */
-function sealLargeDataBytes(head: string, dataJson: string): {bytes: Buffer; hash: string} {
+function sealLargeDataBytes(head: string, dataJson: string): Buffer {
   const h = Buffer.byteLength(head, 'utf8')
   const d = Buffer.byteLength(dataJson, 'utf8')
   const n = h + d + 1
@@ -136,11 +142,18 @@ const SLAB_LINE_BYTES = 16 * 1024
 let slab = Buffer.allocUnsafe(0)
 let slabAt = 0
 
-/** Closes the body of `n` bytes in `bytes` with its hash and a newline; the hash of the line is the next one's `prev`. */
-function withHash(bytes: Buffer, n: number): {bytes: Buffer; hash: string} {
+/**
+ * The hash of the line last sealed (the next one's `prev`), read right after sealing: kept here
+ * rather than returned with the bytes in an object made for every line.
+ */
+let sealedHash = ''
+
+/** Closes the body of `n` bytes in `bytes` with its hash and a newline; the hash of the line (the next one's `prev`) goes to `sealedHash`. */
+function withHash(bytes: Buffer, n: number): Buffer {
   const bodyHash = hash('sha256', bytes.subarray(0, n), 'hex')
   bytes.write(`,"hash":"${bodyHash}"}\n`, n - 1, 'latin1')
-  return {bytes, hash: hash('sha256', bytes.subarray(0, bytes.length - 1), 'hex')}
+  sealedHash = hash('sha256', bytes.subarray(0, bytes.length - 1), 'hex')
+  return bytes
 }
 
 const HEX_DIGEST = /^[0-9a-f]{64}$/
@@ -187,17 +200,17 @@ export class ChainState {
    * `append`, as the bytes the spool writes (the line and its newline). `dataJson`, when given, is
    * `JSON.stringify(data)` made by the caller (`statementJson`), and is what is written.
    */
-  appendBytes(type: string, data: unknown, ts: Date, signer?: Signer, dataJson?: string): Buffer {
+  appendBytes(type: string, data: unknown, ts: Date | number, signer?: Signer, dataJson?: string): Buffer {
     const seq = this.seq + 1
-    const sealed =
+    const bytes =
       !signer && dataJson !== undefined
         ? // An ISO date needs no escaping: with a safe integer and a hex `prev`, the head is plain.
           sealDataBytes(this.startOf(type), seq, eventTimes.of(ts), this.last, dataJson, this.lastIsHex && Number.isSafeInteger(seq))
-        : sealEventBytes({type, session: this.session, seq, ts: eventTimes.of(ts), prev: this.last, data}, signer, dataJson)
+        : sealBytes({type, session: this.session, seq, ts: eventTimes.of(ts), prev: this.last, data}, signer, dataJson)
     this.seq = seq
-    this.last = sealed.hash
+    this.last = sealedHash
     this.lastIsHex = true
-    return sealed.bytes
+    return bytes
   }
 }
 
@@ -214,20 +227,41 @@ export function flat(s: string): string {
   return s
 }
 
-/** `date.toISOString()`, remembered for the last millisecond asked. */
+/** `.000Z` … `.999Z`: the end of an ISO date for each millisecond of a second. */
+const MILLIS_Z: string[] = []
+for (let ms = 0; ms < 1000; ms++) MILLIS_Z.push(`.${String(ms).padStart(3, '0')}Z`)
+
+/**
+ * `date.toISOString()`, remembered for the last millisecond asked; another millisecond of the same
+ * second is that second's `YYYY-MM-DDTHH:mm:ss` and its own `.sssZ` (sessions interleaving ask for
+ * a few milliseconds in turn). A time in milliseconds makes no Date unless the second is new.
+ */
 class IsoMemo {
   private time = NaN
   private iso = ''
+  /** The first millisecond of the second `secondIso` is the start of (`YYYY-MM-DDTHH:mm:ss`), NaN when none. */
+  private second = NaN
+  private secondIso = ''
 
-  of(date: Date): string {
-    const t = date.getTime()
-    if (t !== this.time) {
-      this.iso = date.toISOString()
-      this.time = t
+  of(date: Date | number): string {
+    const t = typeof date === 'number' ? date : date.getTime()
+    if (t === this.time) return this.iso
+    const ms = t % 1000
+    // Only for the four-digit years (0 until 9999) whose ISO form is exactly 24 characters.
+    if (t - ms === this.second && ms >= 0) this.iso = this.secondIso + MILLIS_Z[ms]
+    else {
+      this.iso = typeof date === 'number' ? new Date(date).toISOString() : date.toISOString()
+      const plain = t >= 0 && t <= MAX_FOUR_DIGIT_YEAR_TIME && Number.isInteger(t) && this.iso.length === 24
+      this.second = plain ? t - ms : NaN
+      this.secondIso = plain ? flat(this.iso.slice(0, 19)) : ''
     }
+    this.time = t
     return this.iso
   }
 }
+
+/** 9999-12-31T23:59:59.999Z: later dates are written with a six-digit, signed year. */
+const MAX_FOUR_DIGIT_YEAR_TIME = 253402300799999
 
 /**
  * Events' `ts` and statements' `startedAt` are remembered apart: each mostly falls in the same

@@ -141,6 +141,11 @@ export class Recorder {
     return this.opts.now?.() ?? new Date()
   }
 
+  /** `now()` in milliseconds: a statement's event time makes no Date (the chain formats a new millisecond only). */
+  nowTime(): number {
+    return this.opts.now ? this.opts.now().getTime() : Date.now()
+  }
+
   /** Resolves once every session's appended events are on disk; sessions with nothing unsynced cost nothing. */
   async flush(): Promise<void> {
     let pending: Promise<void>[] | undefined
@@ -224,7 +229,7 @@ export class SessionRecorder {
     const memo = (this.jsonMemo ??= new StatementJsonMemo())
     const data = statementData(ev, details, this.rec.opts.previewRows, this.rec.opts.normalize, memo)
     addToTotals((this.counts ??= emptyTotals()), data)
-    this.write('statement', data, this.rec.now(), false, statementJson(data, memo))
+    this.write('statement', data, this.rec.nowTime(), false, statementJson(data, memo))
   }
 
   /** Any other event type (e.g. `approval.requested`), chained and spooled like the rest. */
@@ -271,7 +276,7 @@ export class SessionRecorder {
     return this.ended
   }
 
-  private write(type: string, data: unknown, ts: Date, sign = false, dataJson?: string): void {
+  private write(type: string, data: unknown, ts: Date | number, sign = false, dataJson?: string): void {
     if (this.ended && type !== 'session.end') throw new Error(`session ${this.sessionId} has ended; ${type} event not recorded`)
     const every = this.rec.opts.checkpointEvery
     this.spool.appendBytes(this.chain.appendBytes(type, data, ts, sign ? this.rec.opts.signer : undefined, dataJson))

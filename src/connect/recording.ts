@@ -179,12 +179,14 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
     onError: (e) => opts.log('warn', `shipping recordings: ${e.message} (will retry)`),
   })
   shipper.start()
+  // One options object for every statement's description, not one per statement.
+  const describeOpts: DescribeOptions = {maskText: opts.maskText, maxStatementSize: opts.target.tunnel.maxStatementSize}
   const hooks = createRecordingHooks(recorder, {
     identity,
     target: opts.target.name,
     policy: opts.policy ?? {hash: policyHash(opts.target), version: 'local'},
     agent: opts.agent,
-    describe: (event) => describeStatement(event, {maskText: opts.maskText, maxStatementSize: opts.target.tunnel.maxStatementSize}),
+    describe: (event) => describeStatement(event, describeOpts),
   })
   return {
     session: (sessionId) => recorder.session(sessionId),
