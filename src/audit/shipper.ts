@@ -1,14 +1,12 @@
 import {constants as fsc} from 'node:fs'
 import {open, stat, truncate, unlink, writeFile} from 'node:fs/promises'
-import {constants as zlibConstants, gzip} from 'node:zlib'
-import {promisify} from 'node:util'
+import {constants as zlibConstants, createGzip} from 'node:zlib'
 import {isBucketError, type Bucket} from '../bucket/index.js'
 import {ChainState, sha256hex, type Signer} from './chain.js'
 import {addToTotals, emptyTotals, parseEventLine, type SessionInterruptedData, type StatementData} from './events.js'
 import {currentLockInfo, defaultSpoolDir, isLockAlive, readLock, spoolPaths} from './spool.js'
+import {concatPages, SMALL_CHUNK} from '../runtime/page-buffer.js'
 import {readMark, readSnapshot, spooledSessions, SpoolListing, type KnownPrefix, type ShippedMark, type SpoolSnapshot, type SpoolState} from './spool-scan.js'
-
-const gzipAsync = promisify(gzip)
 
 /** `sessions/dt=YYYY-MM-DD/target=NAME/<id>.jsonl.gz`: Hive-style partitions Athena, Trino and DuckDB prune on. */
 export function sessionObjectKey(sessionId: string, target: string, startedAt: Date | string): string {
@@ -60,7 +58,8 @@ const PREFIX_CHECK_BYTES = 80
  */
 export class CompressedLogs {
   /** In the order they were last kept: the first is the one to drop when over the budget. */
-  private readonly logs = new Map<string, KnownPrefix & {gz: Buffer}>()
+  /** The gzip as zlib's output chunks (below 128 KiB each, see `gzipChunks`), joined only into each upload's body. */
+  private readonly logs = new Map<string, KnownPrefix & {gz: Buffer[]; gzBytes: number}>()
   private keptBytes = 0
 
   /**
@@ -84,12 +83,12 @@ export class CompressedLogs {
     const complete = snap ? snap.complete : (log as Buffer)
     const bytes = snap ? snap.completeBytes : complete.length
     const kept = this.logs.get(sessionId)
-    let body: Buffer
+    let gz: Buffer[]
     let end: Buffer
     if (snap && snap.from > 0) {
       // Read after the kept prefix, whose last bytes `readSnapshot` found unchanged on disk.
       if (!kept || kept.bytes !== snap.from) throw new Error(`internal: session ${sessionId} was read after ${snap.from} bytes, but no gzip of them is kept`)
-      body = complete.length > 0 ? Buffer.concat([kept.gz, await gzipLog(complete)]) : kept.gz
+      gz = complete.length > 0 ? [...kept.gz, ...(await gzipChunks(complete))] : kept.gz
       end = complete.length >= PREFIX_CHECK_BYTES ? complete.subarray(complete.length - PREFIX_CHECK_BYTES) : Buffer.concat([kept.end, complete]).subarray(-PREFIX_CHECK_BYTES)
     } else {
       // Never across files: a log replaced under the shipper (another inode) is compressed whole.
@@ -98,28 +97,30 @@ export class CompressedLogs {
         (snap === undefined || kept.ino === undefined || snap.ino === kept.ino) &&
         complete.length >= kept.bytes &&
         complete.subarray(kept.bytes - kept.end.length, kept.bytes).equals(kept.end)
-      body = reuse ? Buffer.concat([kept.gz, await gzipLog(complete.subarray(kept.bytes))]) : await gzipLog(complete)
+      gz = reuse ? [...kept.gz, ...(await gzipChunks(complete.subarray(kept.bytes)))] : await gzipChunks(complete)
       end = complete.subarray(complete.length - PREFIX_CHECK_BYTES)
     }
+    let gzBytes = 0
+    for (const c of gz) gzBytes += c.length
     this.forget(sessionId)
-    if (bytes >= KEEP_COMPRESSED_FROM_BYTES && body.length <= this.budgetBytes) {
+    if (bytes >= KEEP_COMPRESSED_FROM_BYTES && gzBytes <= this.budgetBytes) {
       // A copy: `end` would otherwise hold the whole read buffer it is a view of.
-      this.logs.set(sessionId, {bytes, gz: body, end: Buffer.from(end), ino: snap?.ino, start: snap?.start, lastType: snap?.lastType})
-      this.keptBytes += body.length
+      this.logs.set(sessionId, {bytes, gz, gzBytes, end: Buffer.from(end), ino: snap?.ino, start: snap?.start, lastType: snap?.lastType})
+      this.keptBytes += gzBytes
       for (const [oldest, entry] of this.logs) {
         if (this.keptBytes <= this.budgetBytes) break
         this.logs.delete(oldest)
-        this.keptBytes -= entry.gz.length
+        this.keptBytes -= entry.gzBytes
       }
     }
-    return body
+    return concatPages(gz)
   }
 
   forget(sessionId: string): void {
     const entry = this.logs.get(sessionId)
     if (!entry) return
     this.logs.delete(sessionId)
-    this.keptBytes -= entry.gz.length
+    this.keptBytes -= entry.gzBytes
   }
 
   /** Forgets the logs that are no longer in the spool (shipped by someone else, or removed). */
@@ -143,16 +144,30 @@ export class CompressedLogs {
 //
 // The output comes back to the event loop one `chunkSize` at a time (a callback, a pool hand-off
 // and a 'data' event each): at zlib's default 16 KiB, ~110 for 12 MB of log (~4 ms of the tunnel's
-// main thread), against a few with chunks of a quarter of the input (logs compress to 10-40%), up
-// to 256 KiB (larger ones saved nothing more).
-async function gzipLog(bytes: Buffer): Promise<Buffer> {
-  const chunkSize = Math.min(MAX_GZIP_CHUNK, Math.max(zlibConstants.Z_DEFAULT_CHUNK, Math.ceil(bytes.length / 4 / 1024) * 1024))
-  const gz = await gzipAsync(bytes, {level: zlibConstants.Z_BEST_SPEED, chunkSize})
-  // A one-chunk result is a view of the whole chunk: copied when that would hold twice its size (it may be kept).
-  return gz.buffer.byteLength > 2 * gz.length + 4096 ? Buffer.from(gz) : gz
+// main thread), against ~30 with chunks of 64 KiB. Not larger: a malloc'd chunk of 128 KiB or
+// more, once freed, raises glibc's mmap threshold and the process keeps tens of MB more after its
+// load (src/runtime/page-buffer.ts); so the chunks are kept as they are, and only an upload's body
+// is joined, into pages of its own.
+function gzipChunks(bytes: Buffer): Promise<Buffer[]> {
+  const chunkSize = Math.min(SMALL_CHUNK, Math.max(zlibConstants.Z_DEFAULT_CHUNK, Math.ceil(bytes.length / 4 / 1024) * 1024))
+  return new Promise((resolve, reject) => {
+    const out: Buffer[] = []
+    const z = createGzip({level: zlibConstants.Z_BEST_SPEED, chunkSize})
+    z.on('data', (c: Buffer) => out.push(c))
+    z.once('error', reject)
+    z.once('end', () => {
+      // The last chunk is a view of a whole `chunkSize` buffer: copied when that would hold much more than it (it may be kept).
+      const last = out.length - 1
+      if (last >= 0 && out[last]!.buffer.byteLength > 2 * out[last]!.length + 4096) out[last] = Buffer.from(out[last]!)
+      resolve(out)
+    })
+    z.end(bytes)
+  })
 }
 
-const MAX_GZIP_CHUNK = 256 * 1024
+async function gzipLog(bytes: Buffer): Promise<Buffer> {
+  return concatPages(await gzipChunks(bytes))
+}
 
 export interface ShipOutcome {
   sessionId: string

@@ -1,5 +1,6 @@
 import {open, readdir, readFile, stat, type FileHandle} from 'node:fs/promises'
 import {join} from 'node:path'
+import {pageBuffer} from '../runtime/page-buffer.js'
 import {parseEventLine} from './events.js'
 import {defaultSpoolDir, isLockAlive, readLock, spoolPaths} from './spool.js'
 
@@ -133,13 +134,17 @@ export async function readSnapshot(path: string, known?: KnownPrefix): Promise<S
   }
 }
 
-/** The file from `position` to its end, read while it may still grow: as many reads as it takes, usually one. */
+/**
+ * The file from `position` to its end, read while it may still grow: as many reads as it takes,
+ * usually one. Into pages of its own when large: a freed malloc'd one would raise glibc's mmap
+ * threshold (src/runtime/page-buffer.ts).
+ */
 async function readFrom(fh: FileHandle, position: number, size: number): Promise<Buffer> {
-  let buf = Buffer.allocUnsafe(Math.max(size - position, 0) + 4096)
+  let buf = pageBuffer(Math.max(size - position, 0) + 4096)
   let filled = 0
   for (;;) {
     if (filled === buf.length) {
-      const bigger = Buffer.allocUnsafe(buf.length * 2)
+      const bigger = pageBuffer(buf.length * 2)
       buf.copy(bigger, 0, 0, filled)
       buf = bigger
     }

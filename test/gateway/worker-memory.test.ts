@@ -72,7 +72,7 @@ describe('dbgate gateway --workers: the workers memory settings', () => {
   })
 
   it('starts each worker with a 4 MB semi-space and two malloc arenas when the operator set neither', async () => {
-    const {primary, workers} = await startWorkers({NODE_OPTIONS: undefined, MALLOC_ARENA_MAX: undefined})
+    const {primary, workers} = await startWorkers({NODE_OPTIONS: undefined, MALLOC_ARENA_MAX: undefined, MALLOC_MMAP_THRESHOLD_: undefined, MALLOC_TRIM_THRESHOLD_: undefined})
     // The primary was started without them: the workers have them because the primary gave them.
     expect(primary.argv.some((a) => a.includes('semi-space'))).toBe(false)
     expect(primary.env.has('MALLOC_ARENA_MAX')).toBe(false)
@@ -82,18 +82,20 @@ describe('dbgate gateway --workers: the workers memory settings', () => {
       expect(w.argv.slice(1, 2), `worker ${w.pid}: ${w.argv.join(' ')}`).toEqual(['--max-semi-space-size=4'])
       expect(w.argv.slice(2)).toEqual(primary.argv.slice(1))
       expect(w.env.get('MALLOC_ARENA_MAX'), `worker ${w.pid}`).toBe('2')
+      expect(w.env.get('MALLOC_MMAP_THRESHOLD_'), `worker ${w.pid}`).toBe('131072')
       expect(w.env.has('NODE_OPTIONS')).toBe(false)
     }
   })
 
   it("keeps the operator's own settings", async () => {
-    const {workers} = await startWorkers({NODE_OPTIONS: '--max-semi-space-size=16', MALLOC_ARENA_MAX: '4'})
+    const {workers} = await startWorkers({NODE_OPTIONS: '--max-semi-space-size=16', MALLOC_ARENA_MAX: '4', MALLOC_MMAP_THRESHOLD_: '262144'})
     expect(workers).toHaveLength(2)
     for (const w of workers) {
       // No flag of ours on the command line: it would win over the operator's NODE_OPTIONS.
       expect(w.argv.filter((a) => a.includes('semi-space')), `worker ${w.pid}: ${w.argv.join(' ')}`).toEqual([])
       expect(w.env.get('NODE_OPTIONS')).toBe('--max-semi-space-size=16')
       expect(w.env.get('MALLOC_ARENA_MAX')).toBe('4')
+      expect(w.env.get('MALLOC_MMAP_THRESHOLD_')).toBe('262144')
     }
   })
 
@@ -105,6 +107,8 @@ describe('dbgate gateway --workers: the workers memory settings', () => {
     expect(workerMemoryDefaults([], {NODE_OPTIONS: '--enable-source-maps --max_semi_space_size 8'}).execArgv).toEqual([])
     // Flags that only look alike are not the operator's choice of semi-space.
     expect(workerMemoryDefaults([], {NODE_OPTIONS: '--min-semi-space-size=1'}).execArgv).toEqual(['--max-semi-space-size=4'])
-    expect(workerMemoryDefaults([], {MALLOC_ARENA_MAX: '8'}).env).toEqual({})
+    expect(workerMemoryDefaults([], {MALLOC_ARENA_MAX: '8'}).env).toEqual({MALLOC_MMAP_THRESHOLD_: '131072'})
+    expect(workerMemoryDefaults([], {MALLOC_ARENA_MAX: '8', MALLOC_TRIM_THRESHOLD_: '1048576'}).env).toEqual({})
+    expect(workerMemoryDefaults([], {}).env).toEqual({MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072'})
   })
 })
