@@ -6,6 +6,7 @@ import {parseConfigText} from '../../src/config/parse.js'
 import type {LoadedConfig} from '../../src/config/types.js'
 import {openTunnel, type OpenedTunnel, type OpenTunnelOptions} from '../../src/connect/open.js'
 import type {UpstreamInfo} from './pg.js'
+import {RawClient} from './raw-client.js'
 
 /** XDG directories of a throwaway home, so tests never touch the real user's spool, keys or bucket. */
 export function isolatedEnv(): NodeJS.ProcessEnv {
@@ -48,6 +49,8 @@ export function loadedConfig(db: UpstreamInfo, targetExtra = '', top = '', env: 
 
 export interface PipelineTunnel extends OpenedTunnel {
   client(extra?: Partial<pg.ClientConfig>): Promise<pg.Client>
+  /** A wire-level client signed in through the tunnel, ended when the tunnel closes. */
+  raw(): Promise<RawClient>
 }
 
 /** Who the tunnel runs as: an `identity:` section for `issuer`, and the token store of a signed-in user. */
@@ -69,6 +72,7 @@ export async function openPipelineTunnel(
   const top = [identity ? `identity:\n  issuer: ${identity.issuer}\n  clientId: ${identity.clientId}` : '', opts.top ?? ''].filter(Boolean).join('\n')
   const opened = await openTunnel({loaded: loadedConfig(db, targetExtra, top, env), targetName: 'app', ...rest, env})
   const clients: pg.Client[] = []
+  const raws: RawClient[] = []
   return {
     ...opened,
     env,
@@ -79,7 +83,13 @@ export async function openPipelineTunnel(
       clients.push(c)
       return c
     },
+    async raw() {
+      const r = await RawClient.connect(opened.info.port, {password: opened.info.password, database: opened.info.database})
+      raws.push(r)
+      return r
+    },
     async close(graceMs?: number, message?: string) {
+      for (const r of raws) r.end()
       await Promise.all(clients.map((c) => c.end().catch(() => {})))
       await opened.close(graceMs ?? 500, message)
     },

@@ -13,7 +13,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decodeDataRow} from '../../src/wire/backend.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {RawClient, type RawMessage} from '../helpers/raw-client.js'
+import type {RawClient, RawMessage} from '../helpers/raw-client.js'
 
 const ROWS = 40
 const emailOf = (i: number) => `person${i}.secret@example.com`
@@ -32,12 +32,9 @@ describe('clean rows passed as ranges among masked ones', () => {
       ),
     )
     t = await openPipelineTunnel(db)
-    raw = await RawClient.connect(t.info.port, {password: t.info.password, database: t.info.database})
+    raw = await t.raw()
   }, 60_000)
-  afterAll(async () => {
-    raw?.end()
-    await t?.close()
-  })
+  afterAll(() => t?.close())
 
   /** Each result's values, row by row, in the order the client got them. */
   async function results(...messages: Buffer[]): Promise<string[][][]> {

@@ -12,7 +12,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decodeDataRow} from '../../src/wire/backend.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {RawClient, type RawMessage} from '../helpers/raw-client.js'
+import type {RawClient, RawMessage} from '../helpers/raw-client.js'
 
 const EMAIL = 'ada.lovelace@example.com'
 const CLEAN = `SELECT 'plain words'::text AS v`
@@ -27,12 +27,9 @@ describe('RowDescriptions with equal bytes and different meaning', () => {
     db = await createTestDatabase('reusedesc')
     await withClient(db.url, (c) => c.query(`create table reuse_people (id int primary key, email text); insert into reuse_people values (1, '${EMAIL}')`))
     t = await openPipelineTunnel(db)
-    raw = await RawClient.connect(t.info.port, {password: t.info.password, database: t.info.database})
+    raw = await t.raw()
   }, 60_000)
-  afterAll(async () => {
-    raw?.end()
-    await t?.close()
-  })
+  afterAll(() => t?.close())
 
   /** Each result of one exchange: its description's bytes and its values. */
   async function results(...messages: Buffer[]): Promise<{description: string; values: string[]}[]> {

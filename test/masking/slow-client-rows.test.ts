@@ -13,7 +13,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decodeDataRow} from '../../src/wire/backend.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {RawClient, type RawMessage} from '../helpers/raw-client.js'
+import type {RawMessage} from '../helpers/raw-client.js'
 import {waitFor} from '../helpers/wait.js'
 
 // Several times what loopback sockets buffer in the kernel (a few MB each way), so the tunnel's writes queue.
@@ -38,7 +38,7 @@ describe('masked rows for a client that stops reading', () => {
 
   /** Sends `bytes` with the client not reading, waits until the server finished or blocked writing, then reads it all. */
   async function stalled(marker: string, bytes: Buffer): Promise<RawMessage[]> {
-    const raw = await RawClient.connect(t.info.port, {password: t.info.password, database: t.info.database})
+    const raw = await t.raw()
     // Another session streams masked rows through the same buffer meanwhile.
     const other = await t.client()
     try {
