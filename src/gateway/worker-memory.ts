@@ -1,11 +1,11 @@
 /**
  * What a `--workers N` primary adds to its workers' start so that they keep less memory after
- * load (docs/performance.md, "Idle memory after load"): V8's young generation capped at 4 MB per
+ * load (docs/performance-history.md, "Idle memory after load"): V8's young generation capped at 4 MB per
  * semi-space instead of growing to 16 MB and staying resident, and glibc limited to two malloc
  * arenas instead of keeping one per V8 worker thread, and glibc's mmap threshold fixed at its
  * default, 128 KiB: left dynamic, one freed buffer of some MB (V8's own compilation zones free
  * such) raises it, and from then on the heap keeps up to twice that of what it frees
- * (docs/performance.md, "Ninth round"). All are read only when a process starts,
+ * (docs/performance-history.md, "Ninth round"). All are read only when a process starts,
  * which is why the primary sets them for the processes it starts, and why a single process
  * (`--workers 1`) needs its launcher to set them (docs/gateway.md).
  *

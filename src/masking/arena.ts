@@ -14,7 +14,7 @@ import type {MessageSink} from '../proxy/seam.js'
  * second ~64 KiB allocation per chunk); at 256 KiB about a third as many do. Measured over three
  * 1,000,000-row SELECTs and COPYs: 5,421 joins copying 304 MB at 64 KiB, ~2,000 copying 56–78 MB
  * at 256 KiB; the tunnel's C heap 24–29 MB after them at 64 KiB, 20–21 MB at 256 KiB
- * (docs/performance.md, "Fifth round": "Idle memory after load").
+ * (docs/performance-history.md, "Fifth round": "Idle memory after load").
  */
 export const ARENA_SIZE = 256 * 1024
 
@@ -43,7 +43,7 @@ export function markOutput(): void {
  * client and knows the socket holds none of it: the next rows go where those went, instead of a
  * new arena every 256 KiB whose memory only a garbage collection frees. V8 counts that memory
  * and, every ~64 MB of it, starts a collection of the whole heap: after a load that left the heap
- * large, one a few hundred thousand masked rows (docs/performance.md, "Seventh round"). Without an
+ * large, one a few hundred thousand masked rows (docs/performance-history.md, "Seventh round"). Without an
  * open mark (a nested one took it, or none was made) nothing is taken back. Pieces handed out
  * before the mark are never touched: the promise that a piece is never written again holds for
  * every piece that anything may still refer to.

@@ -149,7 +149,7 @@ const textLines = new WeakMap<CopyPlan, TextLines>()
  * map with the last object that has it and deoptimizes the code that checked it; plans and their
  * masks live for one statement, so a mark-compact between two COPYs (frequent after a load such as
  * pgbench) used to take their maps, and the next COPY recompiled its line code and ran its first
- * rows unoptimized meanwhile (docs/performance.md, "Sixth round"). With these kept, every plan's
+ * rows unoptimized meanwhile (docs/performance-history.md, "Sixth round"). With these kept, every plan's
  * objects get the same maps as the first plan's. Exported so that it is kept: a module's constant
  * that nothing exports or reads dies once the module has been evaluated.
  */

@@ -367,7 +367,7 @@ class Hits {
  * of a statement's own objects, is deoptimized by the next statement, or by a mark-compact once
  * that statement is gone (V8 drops a map with its last object). After a load that makes
  * mark-compacts frequent (pgbench), every large COPY recompiled its line code and ran its first
- * rows unoptimized meanwhile (docs/performance.md, "Sixth round").
+ * rows unoptimized meanwhile (docs/performance-history.md, "Sixth round").
  */
 class FilterMasking implements ValueMasking {
   /** Values replaced, for the recording (`MaskingFilter.maskedValues`). */

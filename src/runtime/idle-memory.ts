@@ -3,7 +3,7 @@
  *
  * Under load V8 grows the young generation to its maximum (2 × 16 MB on a machine with a few GB)
  * and keeps it committed and resident for the life of the process; its own memory reducer did not
- * run in 20 s of idleness (docs/performance.md, "Idle memory after load" and "Idle memory: giving
+ * run in 20 s of idleness (docs/performance-history.md, "Idle memory after load" and "Idle memory: giving
  * the young generation back"). This module watches the event loop and the heap once a second and, after a quiet
  * spell, runs a full collection and a scavenge: with V8's allocation rate low, the young generation
  * shrinks to its initial size at them and its pages are unmapped.

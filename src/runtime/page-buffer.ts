@@ -7,7 +7,7 @@
  * (and the heap's trim threshold to twice that). From then on, every buffer below the new
  * threshold comes from the heap, whose free space glibc keeps: one freed 10 MB snapshot made a
  * tunnel keep 20–50 MB more after its load than the same tunnel without it
- * (docs/performance.md, "Ninth round"). A WebAssembly.Memory is mapped by V8 itself, outside
+ * (docs/performance-history.md, "Ninth round"). A WebAssembly.Memory is mapped by V8 itself, outside
  * malloc, and unmapped when collected: its buffer moves no threshold.
  */
 

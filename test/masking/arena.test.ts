@@ -1,7 +1,7 @@
 /**
  * The masking arena hands out pieces that the tunnel writes to the client later, possibly after
  * many more rows were masked: a piece must keep its bytes whatever comes after it. Its buffers are
- * large so that a large result's rewritten rows come from few C allocations (docs/performance.md,
+ * large so that a large result's rewritten rows come from few C allocations (docs/performance-history.md,
  * "Idle memory after load").
  */
 import {describe, expect, it} from 'vitest'

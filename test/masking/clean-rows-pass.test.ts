@@ -1,7 +1,7 @@
 /**
  * Rows of a result whose every column is proven clean (a plan with no work) go through the
  * result filter untouched and are handed to the tunnel's output as ranges of the read they came
- * in, not as views of their own (docs/performance.md, "Ninth round", h-wire3). In one read they
+ * in, not as views of their own (docs/performance-history.md, "Ninth round", h-wire3). In one read they
  * sit between rows the filter rewrites: through the tunnel as `dbgate connect` builds it, clean
  * and masked results alternating in one simple Query, in one pipelined extended batch, and row
  * by row in one result, must come out in order, the clean values as they are and every e-mail

@@ -1,6 +1,6 @@
 /**
  * The tunnel decodes a RowDescription once and reuses the decoded columns for the next one with
- * the same bytes (docs/performance.md, "Eighth round"). Equal bytes do not mean equal meaning:
+ * the same bytes (docs/performance-history.md, "Eighth round"). Equal bytes do not mean equal meaning:
  * a computed column has no origin, so `SELECT 'x' AS v` and `SELECT lower(email) AS v FROM …`
  * describe their rows byte for byte alike, and only the statement's lineage tells the second is an
  * e-mail. Through the tunnel as `dbgate connect` builds it, every such pair, in one simple Query

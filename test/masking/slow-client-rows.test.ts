@@ -1,6 +1,6 @@
 /**
  * Masked rows are written into a shared output buffer that the tunnel takes back once a client
- * socket has taken a write (docs/performance.md, "Seventh round"). A client that stops reading
+ * socket has taken a write (docs/performance-history.md, "Seventh round"). A client that stops reading
  * makes the tunnel's writes queue while later rows are masked: if the buffer were taken back then,
  * rows already queued for the client would be overwritten by later ones. Through the tunnel exactly
  * as `dbgate connect` builds it, with a raw client that stops reading until the server is done or

@@ -1,7 +1,7 @@
 /**
  * A session that logged in and then sat idle holds only what its login needed: the recording's
  * statement memo and totals, masking's filter for messages outside any statement, are made when
- * first used (docs/performance.md, "Seventh round"). Through the tunnel exactly as `dbgate connect`
+ * first used (docs/performance-history.md, "Seventh round"). Through the tunnel exactly as `dbgate connect`
  * builds it, over both protocols: a session whose start the background shipper has already shipped
  * (it then passes over it) gets its first statements judged, masked and recorded as any session's,
  * a notification that arrives outside any statement is masked, and the recording verifies with the

@@ -1,6 +1,6 @@
 /**
  * The tunnel reuses the string of the connection's last CommandComplete tag when the next one has
- * the same bytes (docs/performance.md, "Eighth round"), and the stages that read tags keep their
+ * the same bytes (docs/performance-history.md, "Eighth round"), and the stages that read tags keep their
  * last answer per tag string. Tags that differ in one byte, or only in length, must each be read
  * as they are: the statement events carry each statement's own tags and row counts, and a DDL
  * tag after a run of equal-length SELECT tags still makes masking re-read its catalog.
