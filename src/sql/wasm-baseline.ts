@@ -4,7 +4,8 @@
  * freed-but-kept native memory in the process for good: a tunnel that had served pgbench and two
  * 1,000,000-row results held 298 MB RSS with 1,000 idle connections, 157 MB with this flag. The
  * price is about a fifth more CPU for a text whose shape is new (~20 µs on a ~90 µs analysis);
- * a statement of a known shape does not parse (docs/performance-history.md, "Idle memory").
+ * a statement of a known shape does not parse (docs/performance-history.md, "Idle memory: 1,000
+ * idle connections", in the fourth round).
  *
  * The flag is process-wide and affects only WebAssembly compiled after it: this parser (libpg-query
  * compiles when it is imported, so parser.ts imports this module first) and the HTTP parser of
