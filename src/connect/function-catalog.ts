@@ -73,30 +73,38 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
 
 /**
  * The functions views and rules call, for relations by name (not the system's own views),
- * following views built on views.
+ * following views built on views. A system relation reached from a user's view counts by its
+ * rules other than its view definition: an update through a view of pg_settings fires
+ * pg_settings' UPDATE rule, which calls set_config.
+ *
+ * The functions come from the rule's stored tree (every function, operator, aggregate and window
+ * function call in it names its pg_proc OID), not from pg_depend: PostgreSQL records no dependency
+ * on its own pinned objects, so a view calling pg_terminate_backend or set_config would show none.
  */
 function relationsSql(names: readonly string[]): string {
   return `
-    with recursive rels(oid, key, scope, depth) as (
-      select c.oid, c.relname::text, n.nspname::text, 0
+    with recursive rels(oid, key, scope, depth, sys) as (
+      select c.oid, c.relname::text, n.nspname::text, 0, false
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where c.relname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
       union
-      select d.refobjid, r0.key, r0.scope, r0.depth + 1
+      select d.refobjid, r0.key, r0.scope, r0.depth + 1, c2.relnamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
       from rels r0
       join pg_rewrite rw on rw.ev_class = r0.oid
       join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> r0.oid
       join pg_class c2 on c2.oid = d.refobjid
-      where r0.depth < 8 and c2.relnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+      where r0.depth < 8 and not r0.sys
     )
     select distinct fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
            f.pronargs::int as nargs, 0 as ndefaults, false as "variadic",
-           case when rw.rulename = '_RETURN' then 'view ' else 'rule ' || rw.rulename || ' on ' end || rels.scope || '.' || rels.key as via,
+           case when rw.rulename = '_RETURN' then 'view ' || rels.scope || '.' || rels.key
+                else 'rule ' || rw.rulename || ' on ' || rn.nspname || '.' || rc.relname end as via,
            rels.scope as scope, rels.key as key
     from rels
-    join pg_rewrite rw on rw.ev_class = rels.oid
-    join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_proc'::regclass
-    join pg_proc f on f.oid = d.refobjid join pg_namespace fn on fn.oid = f.pronamespace`
+    join pg_rewrite rw on rw.ev_class = rels.oid and (not rels.sys or rw.rulename <> '_RETURN')
+    join pg_class rc on rc.oid = rw.ev_class join pg_namespace rn on rn.oid = rc.relnamespace
+    cross join lateral regexp_matches(rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, ''), ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) (\\d+)', 'g') m
+    join pg_proc f on f.oid = m[1]::oid join pg_namespace fn on fn.oid = f.pronamespace`
 }
 
 /** Operators that are not built in, by symbol, with the function each one runs. */

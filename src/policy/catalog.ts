@@ -122,6 +122,22 @@ function describeCall(call: CatalogCall): string {
 
 const UNKNOWN: FunctionEffect = {kind: 'unknown', class: 'opaque', flag: 'unknown_function', what: 'could not be found'}
 
+/**
+ * set_config reached by any route but a direct call the walker judged as a setting (a view that
+ * calls it, a rule such as pg_settings' UPDATE rule): which setting it changes is not in the
+ * statement, so nothing can say it is harmless.
+ */
+const HIDDEN_SETTING: FunctionEffect = {
+  kind: 'denied',
+  class: 'unknown',
+  flag: 'hidden_setting',
+  what: 'changes a setting that the statement does not show, so dbgate cannot judge it; change settings with SET or a direct set_config call',
+}
+
+function isBuiltinSetConfig(c: FunctionCandidate): boolean {
+  return c.name.toLowerCase() === 'set_config' && (c.schema === 'pg_catalog' || c.schema === 'information_schema')
+}
+
 /** The worst thing `call` may do, or undefined when it is a plain read. */
 function judgeCall(call: CatalogCall, catalog: FunctionCatalog): CallVerdict | undefined {
   // Extensions that run SQL text or touch server files are known by name wherever they live, and
@@ -151,7 +167,7 @@ function judgeCall(call: CatalogCall, catalog: FunctionCatalog): CallVerdict | u
   let worst: FunctionCandidate | undefined
   let worstEffect: FunctionEffect | undefined
   for (const c of candidates) {
-    const e = candidateEffect(c)
+    const e = !call.judgedAsSetting && isBuiltinSetConfig(c) ? HIDDEN_SETTING : candidateEffect(c)
     if (!worstEffect || EFFECT_RANK[e.kind] > EFFECT_RANK[worstEffect.kind]) {
       worst = c
       worstEffect = e

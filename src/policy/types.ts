@@ -53,6 +53,7 @@ export type OperationFlag =
   | 'volatile_function' // calls a volatile function that is not a reviewed harmless read
   | 'unknown_function' // calls a function (or operator) dbgate could not find or look up
   | 'heavy_maintenance' // VACUUM FULL, FREEZE and other options beyond the plain ones
+  | 'hidden_setting' // reaches set_config by a route whose setting and value the statement does not show (a view, a rule, UPDATE pg_settings)
 
 /**
  * Something a statement calls that the catalog decides: a function (or aggregate, procedure), a
@@ -67,6 +68,11 @@ export interface CatalogCall {
   name: string
   /** Arguments given (1 for attribute notation and casts, 1 or 2 for operators, 0 for a relation, whose views and rules may call functions). */
   args: number
+  /**
+   * A direct `set_config(...)` call that the walker also judges as the setting it changes. Any other
+   * route to pg_catalog.set_config (a view, a rule) hides the setting, and is refused.
+   */
+  judgedAsSetting?: true
 }
 
 export interface SettingChange {

@@ -355,6 +355,14 @@ export class StatementWalker {
     if (!schema && cteVisible && this.scopes.some((s) => s.has(name))) return
     // A view (or a rule on a table) may call functions of its own: the catalog says which.
     if (name) this.call({kind: 'relation', ...(schema ? {schema} : {}), name, args: 0})
+    if (access === 'write' && writesSettings(schema, name)) {
+      this.push(
+        op('unknown', 'set', {
+          flags: ['hidden_setting'],
+          detail: 'a write to pg_settings runs set_config through the view\'s rule, for settings and values dbgate cannot judge; use SET name = value instead',
+        }),
+      )
+    }
     const exists = this.current.tables.some((t) => t.name === name && t.schema === schema && t.access === access)
     if (!exists) this.current.tables.push(schema ? {schema, name, access} : {name, access})
   }
@@ -452,6 +460,18 @@ export class StatementWalker {
         return
       case 'SortBy':
         if (Array.isArray(body.useOp)) this.operator(body.useOp, 2)
+        this.fields(body)
+        return
+      case 'SubLink':
+        // `x op ANY/ALL (SELECT …)` and `(a, b) op (SELECT …)` run their operator for every row;
+        // `x IN (SELECT …)` carries no name and means `= ANY`.
+        if (Array.isArray(body.operName)) this.operator(body.operName, 2)
+        else if (body.subLinkType === 'ANY_SUBLINK') this.call({kind: 'operator', name: '=', args: 2})
+        this.fields(body)
+        return
+      case 'CaseExpr':
+        // `CASE x WHEN y …` compares x with each y by `=`, which for x's type may be a user's operator.
+        if (body.arg !== undefined) this.call({kind: 'operator', name: '=', args: 2})
         this.fields(body)
         return
       case 'TypeCast':
@@ -577,16 +597,21 @@ export class StatementWalker {
     const name = parts.join('.')
     if (!this.current.functions.includes(name)) this.current.functions.push(name)
     const bare = parts.at(-1) ?? ''
+    const schema = parts.length >= 2 ? parts[parts.length - 2] : undefined
     // What the call does is the catalog's to say (catalog.ts); only its shape is recorded here.
     const args = body.agg_star ? 0 : list(body.args).length
-    this.call({kind: 'function', ...(parts.length >= 2 ? {schema: parts[parts.length - 2]} : {}), name: bare, args})
-    if (bare.toLowerCase() === 'set_config' && (parts.length === 1 || parts[0] === 'pg_catalog')) this.push(this.setConfigOperation(name, list(body.args)))
+    // `set_config`, `pg_catalog.set_config` and `db.pg_catalog.set_config` (a catalog-qualified
+    // name the server accepts for the current database) all reach the built-in: the schema part,
+    // not the first part, says which function it is.
+    const setConfig = bare.toLowerCase() === 'set_config' && (schema === undefined || schema === 'pg_catalog')
+    this.call({kind: 'function', ...(schema !== undefined ? {schema} : {}), name: bare, args, ...(setConfig ? {judgedAsSetting: true as const} : {})})
+    if (setConfig) this.push(this.setConfigOperation(name, list(body.args)))
     this.fields(body, ['funcname'])
   }
 
   private call(c: CatalogCall): void {
     const calls = (this.current.calls ??= [])
-    if (!calls.some((x) => x.kind === c.kind && x.name === c.name && x.schema === c.schema && x.args === c.args)) calls.push(c)
+    if (!calls.some((x) => sameCall(x, c))) calls.push(c)
   }
 
   /** Operators run functions; `OPERATOR(s.op)` names its schema. BETWEEN is two comparisons. */
@@ -647,7 +672,7 @@ export class StatementWalker {
       for (const t of o.tables) if (!e.tables.some((x) => x.name === t.name && x.schema === t.schema)) e.tables.push({...t, access: 'read'})
       for (const f of o.functions) if (!e.functions.includes(f)) e.functions.push(f)
       // The planner may run constant calls, so what they resolve to is judged as if they ran.
-      for (const c of o.calls ?? []) if (!(e.calls ??= []).some((x) => x.kind === c.kind && x.name === c.name && x.schema === c.schema && x.args === c.args)) e.calls.push(c)
+      for (const c of o.calls ?? []) if (!(e.calls ??= []).some((x) => sameCall(x, c))) e.calls.push(c)
     }
     this.push(e)
     for (const o of sub) if (o.command === 'set' && o.functions.length > 0) this.push(o)
@@ -694,6 +719,20 @@ export class StatementWalker {
     o.functions.push(fn)
     return o
   }
+}
+
+/**
+ * pg_catalog.pg_settings has an UPDATE rule that calls set_config for each row it matches: writing
+ * to it changes settings that the statement names only as data. (An unqualified name is the
+ * system view, since pg_catalog is searched first unless a search_path lists it later; refusing a
+ * user table of that name too fails closed.)
+ */
+function writesSettings(schema: string | undefined, name: string): boolean {
+  return name === 'pg_settings' && (schema === undefined || schema === 'pg_catalog')
+}
+
+function sameCall(a: CatalogCall, b: CatalogCall): boolean {
+  return a.kind === b.kind && a.name === b.name && a.schema === b.schema && a.args === b.args && a.judgedAsSetting === b.judgedAsSetting
 }
 
 function settingOperation(command: string, setting: SettingChange): Operation {

@@ -1,0 +1,225 @@
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import type pg from 'pg'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+
+/**
+ * Effects reached by a route the statement's text does not show: set_config under another name or
+ * behind pg_settings' UPDATE rule, built-ins called by a view or a rule, and operators run by a
+ * subquery comparison or a CASE. Each family got through the real tunnel before; the session's
+ * settings and the database are read afterwards, not just the error.
+ */
+type Refusal = Error & {code?: string; detail?: string}
+
+async function outcome(c: pg.Client, sql: string): Promise<Refusal | undefined> {
+  return (await c.query(sql).then(
+    () => undefined,
+    (e: Refusal) => e,
+  )) as Refusal | undefined
+}
+
+describe('settings changed by a route the statement does not show', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create role hidden_routes_nobody;
+        create view settings_view as select name, setting from pg_settings;
+        create view settings_view2 as select * from settings_view;
+        create view nulls_on as select set_config('transform_null_equals', 'on', false) as s;
+        create view nulls_on2 as select * from nulls_on;
+      `),
+    )
+    t = await openPipelineTunnel(db, 'rules:\n  - id: ddl-approval\n    match: {class: ddl}\n    action: require_approval')
+  })
+  afterAll(async () => {
+    await t.close()
+    await direct((c) => c.query('drop owned by hidden_routes_nobody; drop role hidden_routes_nobody').catch(() => {}))
+  })
+
+  /** The settings an attack aims at, as the server has them for this session. */
+  const state = async (c: pg.Client) =>
+    (
+      await c.query(
+        "select current_user::text u, current_setting('session_replication_role') r, current_setting('transform_null_equals') n, current_setting('search_path') p",
+      )
+    ).rows[0] as {u: string; r: string; n: string; p: string}
+
+  it('judges set_config under every name the server accepts, catalog-qualified included', async () => {
+    const names = ['set_config', 'pg_catalog.set_config', `${db.database}.pg_catalog.set_config`, `"${db.database}"."pg_catalog"."set_config"`]
+    for (const fn of names) {
+      for (const sql of [
+        `select ${fn}('role', 'hidden_routes_nobody', false)`,
+        `select ${fn}('session_replication_role', 'replica', false)`,
+        `select ${fn}('transform_null_equals', 'on', true)`,
+        `select * from (select ${fn}('search_path', 'evil, public', false)) s`,
+        `with s as (select ${fn}('session_replication_role', 'replica', false)) select * from s`,
+        `explain analyze select ${fn}('transform_null_equals', 'on', false)`,
+      ]) {
+        const c = await t.client()
+        const e = await outcome(c, sql)
+        expect(e, sql).toBeInstanceOf(Error)
+        expect(e!.code, sql).toBe('42501')
+        expect(await state(c), sql).toEqual({u: db.user, r: 'origin', n: 'off', p: '"$user", public'})
+        await c.end()
+      }
+      // An ordinary setting still goes through by the same name (read back directly: masking may
+      // hide a value set by a call it does not recognise).
+      const c = await t.client()
+      const app = `hidden-routes-${names.indexOf(fn)}`
+      await c.query(`select ${fn}('application_name', '${app}', false)`)
+      expect(await direct(async (d) => (await d.query('select count(*)::int n from pg_stat_activity where application_name = $1', [app])).rows[0].n)).toBe(1)
+      await c.end()
+    }
+  })
+
+  it('refuses writes to pg_settings, directly or through views, and still lets it be read', async () => {
+    for (const target of ['pg_settings', 'pg_catalog.pg_settings', `${db.database}.pg_catalog.pg_settings`, 'settings_view', 'settings_view2']) {
+      for (const [name, value] of [
+        ['session_replication_role', 'replica'],
+        ['transform_null_equals', 'on'],
+        ['search_path', 'evil, public'],
+        ['role', 'hidden_routes_nobody'],
+      ]) {
+        const sql = `update ${target} set setting = '${value}' where name = '${name}'`
+        const c = await t.client()
+        const e = await outcome(c, sql)
+        expect(e, sql).toBeInstanceOf(Error)
+        expect(e!.code, sql).toBe('42501')
+        expect(e!.message, sql).toMatch(/default\.unknown/)
+        expect(await state(c), sql).toEqual({u: db.user, r: 'origin', n: 'off', p: '"$user", public'})
+        await c.end()
+      }
+    }
+    const c = await t.client()
+    const {rows} = await c.query("select setting from pg_settings where name = 'transform_null_equals'")
+    expect(rows).toEqual([{setting: 'off'}])
+    await c.end()
+  })
+
+  it('refuses a view that calls set_config, however deep', async () => {
+    for (const sql of ['select * from nulls_on', 'table nulls_on2', 'select 1 from nulls_on2 where false union all select 1 from nulls_on', 'select (select s from nulls_on)']) {
+      const c = await t.client()
+      const e = await outcome(c, sql)
+      expect(e, sql).toBeInstanceOf(Error)
+      expect(e!.code, sql).toBe('42501')
+      expect(e!.detail ?? e!.message, sql).toMatch(/set_config/)
+      expect((await state(c)).n, sql).toBe('off')
+      await c.end()
+    }
+  })
+})
+
+describe('built-ins called by views and rules', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create table notes (id int primary key, body text);
+        insert into notes values (1, 'a'), (2, 'b');
+        create view killer as select pg_terminate_backend(pid) as k from pg_stat_activity where application_name = 'hidden-routes-victim';
+        create view killer2 as select * from killer;
+        create view cancel_all as select pg_cancel_backend(pid) as k from pg_stat_activity where application_name = 'hidden-routes-victim';
+        create view reload as select pg_reload_conf() as r;
+        create view passwd as select pg_read_file('postgresql.conf') as f;
+        create view dump as select query_to_xml('select 1', true, false, '') as x;
+        create view counted as select count(*) as n, max(id) as m from notes;
+        create view shout as select upper(body) as b from notes;
+        create table audit_me (id int);
+        create rule kill_on_insert as on insert to audit_me do also select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'hidden-routes-victim';
+      `),
+    )
+    t = await openPipelineTunnel(db)
+  })
+  afterAll(() => t.close())
+
+  it('judges a view or rule by the built-ins it calls, not only by user functions', async () => {
+    {
+      const victim = await t.client({application_name: 'hidden-routes-victim'})
+      for (const [sql, rule] of [
+        ['select * from killer', /default\.no-server-functions/],
+        ['select * from killer2', /default\.no-server-functions/],
+        ['select k from cancel_all', /default\.no-server-functions/],
+        ['select * from reload', /default\.no-server-functions/],
+        ['select * from passwd', /default\.no-server-functions/],
+        ['select * from dump', /default\.no-dynamic-sql/],
+        ['insert into audit_me values (1)', /default\.no-server-functions/],
+      ] as const) {
+        const c = await t.client()
+        const e = await outcome(c, sql)
+        expect(e, sql).toBeInstanceOf(Error)
+        expect(e!.code, sql).toBe('42501')
+        expect(e!.message, sql).toMatch(rule)
+        await c.end()
+      }
+      // The victim's session is still there.
+      expect((await victim.query('select 1 as one')).rows).toEqual([{one: 1}])
+      expect(await direct(async (c) => (await c.query('select count(*)::int n from audit_me')).rows[0].n)).toBe(0)
+      await victim.end()
+    }
+  })
+
+  it('still lets views over stable and immutable built-ins and aggregates be read', async () => {
+    const c = await t.client()
+    expect((await c.query('select n, m from counted')).rows).toEqual([{n: '2', m: 2}])
+    expect((await c.query('select b from shout order by b')).rows).toEqual([{b: 'A'}, {b: 'B'}])
+    await c.end()
+  })
+})
+
+describe('operators run by subquery comparisons and CASE', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const logged = () => direct(async (c) => (await c.query('select count(*)::int n from op_log')).rows[0].n as number)
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create table op_log (x text);
+        create function noisy_eq(int, int) returns bool language plpgsql as $$ begin insert into op_log values ('ran'); return $1 = $2; end $$;
+        create operator === (leftarg = int, rightarg = int, function = noisy_eq);
+        create domain tag as int;
+        create function tag_eq(tag, tag) returns bool language plpgsql as $$ begin insert into op_log values ('tag'); return $1::int = $2::int; end $$;
+        create operator = (leftarg = tag, rightarg = tag, function = tag_eq);
+        create table tagged (t tag);
+        insert into tagged values (1), (2);
+      `),
+    )
+    t = await openPipelineTunnel(db)
+  })
+  afterAll(() => t.close())
+
+  it('judges the operator of ANY, ALL, IN and row comparisons with a subquery, and of CASE x WHEN', async () => {
+    const c = await t.client()
+    for (const sql of [
+      'select 1 where 1 === any (select 1)',
+      'select 1 where 1 === some (select 1)',
+      'select 1 where 1 operator(public.===) all (select 1)',
+      'select 1 where not (2 === any (select 1))',
+      'select 1 where (1, 1) === any (select 1, 1)',
+      'select (select 1) === (select 1) where (1, 2) === (select 1, 2)',
+      'select t from tagged where t in (select t from tagged)',
+      'select t from tagged where t not in (select t from tagged where false)',
+      'select exists (select 1 from tagged where t = any (select t from tagged))',
+      'select case t when t then 1 else 0 end from tagged',
+      "select case (select t from tagged limit 1) when 1::tag then 'one' end",
+    ]) {
+      const e = await outcome(c, sql)
+      expect(e, sql).toBeInstanceOf(Error)
+      expect(e!.code, sql).toBe('42501')
+      expect(e!.message, sql).toMatch(/default\.volatile-function/)
+    }
+    expect(await logged()).toBe(0)
+    await c.end()
+  })
+})
