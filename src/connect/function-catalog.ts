@@ -42,9 +42,22 @@ function textArray(items: readonly string[]): string {
 const CANDIDATE_COLUMNS = `schema, name, args, volatility, kind, nargs, ndefaults, "variadic", via, scope, key`
 
 /**
+ * Joins `f` (pg_proc) and `fn` (its namespace) to every function a stored expression tree
+ * (`tree`, a pg_node_tree column) calls: each function, operator, aggregate and window call in it
+ * names its pg_proc OID. Read from the tree rather than pg_depend, which records no dependency on
+ * PostgreSQL's own pinned functions (a view or a check calling nextval or set_config shows none).
+ */
+function calledBy(tree: string): string {
+  return `cross join lateral regexp_matches(${tree}::text, ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) ([0-9]+)', 'g') m
+    join pg_proc f on f.oid = m[1]::oid join pg_namespace fn on fn.oid = f.pronamespace`
+}
+
+/**
  * Functions, procedures and aggregates by name, in every schema. Built-ins the generated table
  * already knows are left out; an aggregate also stands for the functions it calls (its own
- * provolatile says nothing: CREATE AGGREGATE does not set it).
+ * provolatile says nothing: CREATE AGGREGATE does not set it). A function also stands for what
+ * the caller's query runs on its behalf: its argument defaults (a call that leaves an argument
+ * out evaluates the default's expression) and the checks of domains its arguments are coerced to.
  */
 function functionsSql(names: readonly string[], knownBuiltins: readonly string[]): string {
   return `
@@ -68,6 +81,30 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
       join pg_proc s on s.oid in (a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn)
       join pg_namespace sn on sn.oid = s.pronamespace
       where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
+      union all
+      select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', p.pronargs::int,
+             p.pronargdefaults::int, p.provariadic <> 0,
+             'default argument of ' || n.nspname || '.' || p.proname, n.nspname::text, p.proname::text
+      from pg_proc p
+      join pg_namespace n on n.oid = p.pronamespace
+      ${calledBy('p.proargdefaults')}
+      where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema') and p.proargdefaults is not null
+      union all
+      select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', p.pronargs::int,
+             p.pronargdefaults::int, p.provariadic <> 0,
+             'check of domain ' || format_type(con.contypid, null) || ' (an argument of ' || n.nspname || '.' || p.proname || ')', n.nspname::text, p.proname::text
+      from pg_proc p
+      join pg_namespace n on n.oid = p.pronamespace
+      cross join lateral (
+        with recursive chain(oid) as (
+          select t from unnest(p.proargtypes::oid[]) u(t)
+          union
+          select b.typbasetype from chain c join pg_type b on b.oid = c.oid where b.typbasetype <> 0
+        ) select oid from chain
+      ) arg
+      join pg_constraint con on con.contypid = arg.oid
+      ${calledBy('con.conbin')}
+      where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
     ) c`
 }
 
@@ -76,10 +113,7 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
  * following views built on views. A system relation reached from a user's view counts by its
  * rules other than its view definition: an update through a view of pg_settings fires
  * pg_settings' UPDATE rule, which calls set_config.
- *
- * The functions come from the rule's stored tree (every function, operator, aggregate and window
- * function call in it names its pg_proc OID), not from pg_depend: PostgreSQL records no dependency
- * on its own pinned objects, so a view calling pg_terminate_backend or set_config would show none.
+ * The functions come from the rule's stored tree (`calledBy`).
  */
 function relationsSql(names: readonly string[]): string {
   return `
@@ -103,8 +137,7 @@ function relationsSql(names: readonly string[]): string {
     from rels
     join pg_rewrite rw on rw.ev_class = rels.oid and (not rels.sys or rw.rulename <> '_RETURN')
     join pg_class rc on rc.oid = rw.ev_class join pg_namespace rn on rn.oid = rc.relnamespace
-    cross join lateral regexp_matches(rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, ''), ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) (\\d+)', 'g') m
-    join pg_proc f on f.oid = m[1]::oid join pg_namespace fn on fn.oid = f.pronamespace`
+    ${calledBy("(rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, ''))")}`
 }
 
 /** Operators that are not built in, by symbol, with the function each one runs. */
@@ -141,8 +174,7 @@ function castsSql(types: readonly string[]): string {
            'check of domain ' || c.scope || '.' || c.key, c.scope, c.key
     from chain c
     join pg_constraint con on con.contypid = c.oid
-    join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = con.oid and d.refclassid = 'pg_proc'::regclass
-    join pg_proc f on f.oid = d.refobjid join pg_namespace fn on fn.oid = f.pronamespace
+    ${calledBy('con.conbin')}
     union all
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
            'input function of ' || c.scope || '.' || c.key, c.scope, c.key

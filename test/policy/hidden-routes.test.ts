@@ -223,3 +223,57 @@ describe('operators run by subquery comparisons and CASE', () => {
     await c.end()
   })
 })
+
+describe('what a call runs on its behalf: argument defaults and domain checks', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const state = () =>
+    direct(async (c) => (await c.query("select (select count(*)::int from side_log) n, (select last_value::int from ticket) s")).rows[0] as {n: number; s: number})
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create table side_log (x text);
+        create sequence ticket;
+        select setval('ticket', 1);
+        create function noisy(int) returns int language plpgsql as $$ begin insert into side_log values ('noisy'); return $1; end $$;
+        create function with_default(a int default noisy(1)) returns int language plpgsql stable as $$ begin return a; end $$;
+        create function with_default2(a int, b int default 0, c bigint default nextval('ticket')) returns bigint language plpgsql immutable as $$ begin return c; end $$;
+        create domain checked as int check (noisy(value) > 0);
+        create domain checked_builtin as bigint check (value < nextval('ticket'));
+        create domain checked_deep as checked;
+        create function takes_checked(x checked) returns int language plpgsql stable as $$ begin return x; end $$;
+        create function takes_deep(x int, y checked_deep) returns int language plpgsql stable as $$ begin return y; end $$;
+        create function takes_builtin(x checked_builtin) returns bigint language plpgsql stable as $$ begin return x; end $$;
+        create function plain(x int default 1) returns int language plpgsql stable as $$ begin return x; end $$;
+      `),
+    )
+    // nextval is a write the default pack allows; a target rule that refuses it must see it too.
+    t = await openPipelineTunnel(db, 'rules:\n  - id: no-ticket-writes\n    match: {class: write, command: function, functions: ["pg_catalog.nextval"]}\n    action: deny')
+  })
+  afterAll(() => t.close())
+
+  it('judges a function by its argument defaults and the checks of the domains its arguments are coerced to', async () => {
+    const c = await t.client()
+    for (const sql of [
+      'select with_default()',
+      'select * from with_default()',
+      'select with_default2(1)',
+      'select with_default2(a => 1, b => 2)',
+      'select takes_checked(5)',
+      'select takes_deep(1, 5)',
+      'select takes_builtin(1)',
+      'select 1::checked_builtin',
+    ]) {
+      const e = await outcome(c, sql)
+      expect(e, sql).toBeInstanceOf(Error)
+      expect(e!.code, sql).toBe('42501')
+    }
+    expect(await state()).toEqual({n: 0, s: 1})
+    // A constant default and a plain argument are still reads.
+    expect((await c.query('select plain() as p, plain(2) as q')).rowCount).toBe(1)
+    await c.end()
+  })
+})
