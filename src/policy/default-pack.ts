@@ -147,6 +147,16 @@ export const defaultPack: readonly BuiltinRule[] = [
     test: (op) => has(op, 'unlisted_setting'),
   },
   {
+    // COMMIT PREPARED and ROLLBACK PREPARED finish a transaction by its name, whichever session
+    // prepared it (every session that signs in as the same database role may): one client can
+    // discard or force through another's prepared work.
+    id: 'default.two-phase-approval',
+    action: 'require_approval',
+    reason: "COMMIT PREPARED and ROLLBACK PREPARED finish a prepared transaction by name, which may be another session's work",
+    hint: ASK,
+    test: (op) => op.command === 'commit_prepared' || op.command === 'rollback_prepared',
+  },
+  {
     id: 'default.opaque-approval',
     action: 'require_approval',
     reason: 'DO blocks, procedure calls and new functions run code that dbgate cannot inspect',

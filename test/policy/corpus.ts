@@ -142,6 +142,8 @@ export const corpus: CorpusCase[] = [
   c('ABORT', 'transaction', 'rollback', 'allow', TX),
   c('SET CONSTRAINTS ALL DEFERRED', 'transaction', 'set_constraints', 'allow', TX),
   c("PREPARE TRANSACTION 'tx1'", 'transaction', 'prepare_transaction', 'allow', TX),
+  c("COMMIT PREPARED 'tx1'", 'transaction', 'commit_prepared', 'require_approval', 'default.two-phase-approval', "may be another session's transaction"),
+  c("ROLLBACK PREPARED 'tx1'", 'transaction', 'rollback_prepared', 'require_approval', 'default.two-phase-approval', "may be another session's transaction"),
   c('BEGIN; SELECT 1; COMMIT', 'transaction', 'begin', 'allow', TX),
 
   // session settings
