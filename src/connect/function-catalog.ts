@@ -112,8 +112,9 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
  * The functions views and rules call, for relations by name (not the system's own views),
  * following views built on views. A system relation reached from a user's view counts by its
  * rules other than its view definition: an update through a view of pg_settings fires
- * pg_settings' UPDATE rule, which calls set_config.
- * The functions come from the rule's stored tree (`calledBy`).
+ * pg_settings' UPDATE rule, which calls set_config. A table with row-level security also runs
+ * its policies' expressions for every row a statement reads or writes.
+ * The functions come from the stored trees (`calledBy`).
  */
 function relationsSql(names: readonly string[]): string {
   return `
@@ -137,7 +138,15 @@ function relationsSql(names: readonly string[]): string {
     from rels
     join pg_rewrite rw on rw.ev_class = rels.oid and (not rels.sys or rw.rulename <> '_RETURN')
     join pg_class rc on rc.oid = rw.ev_class join pg_namespace rn on rn.oid = rc.relnamespace
-    ${calledBy("(rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, ''))")}`
+    ${calledBy("(rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, ''))")}
+    union
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
+           'policy ' || pol.polname || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key
+    from rels
+    join pg_class rc on rc.oid = rels.oid and rc.relrowsecurity and not rels.sys
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    join pg_policy pol on pol.polrelid = rc.oid
+    ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}`
 }
 
 /** Operators that are not built in, by symbol, with the function each one runs. */

@@ -277,3 +277,53 @@ describe('what a call runs on its behalf: argument defaults and domain checks', 
     await c.end()
   })
 })
+
+describe('row-level security policies', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const role = `hidden_routes_app_${Math.random().toString(36).slice(2, 8)}`
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const logged = () => direct(async (c) => (await c.query('select count(*)::int n from policy_log')).rows[0].n as number)
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create role ${role} login password 'app-password';
+        create table policy_log (x text);
+        create function noisy_check(int) returns bool language plpgsql security definer as $$ begin insert into policy_log values ('ran'); return true; end $$;
+        create function tenant_ok(int) returns bool language sql stable as $$ select $1 > 0 $$;
+        create table ledger (id int, amount int);
+        insert into ledger values (1, 10), (2, 20);
+        alter table ledger enable row level security;
+        create policy every_row on ledger using (noisy_check(id));
+        create view ledger_view with (security_invoker) as select * from ledger;
+        create table tenants (id int);
+        insert into tenants values (1);
+        alter table tenants enable row level security;
+        create policy by_tenant on tenants using (tenant_ok(id));
+        grant select, update on ledger, ledger_view, tenants to ${role};
+      `),
+    )
+    // As an ordinary role: the owner and superusers skip row-level security.
+    t = await openPipelineTunnel({...db, user: role, password: 'app-password'}, '', {env: {TEST_APP_PASSWORD: 'app-password'}})
+  })
+  afterAll(async () => {
+    await t.close()
+    await direct((c) => c.query(`drop owned by ${role}; drop role ${role}`).catch(() => {}))
+  })
+
+  it('judges a table by the functions its policies call', async () => {
+    const c = await t.client()
+    for (const sql of ['select * from ledger', 'select count(*) from ledger_view', 'update ledger set amount = 0 where id = 1', 'select 1 where exists (select 1 from ledger)']) {
+      const e = await outcome(c, sql)
+      expect(e, sql).toBeInstanceOf(Error)
+      expect(e!.code, sql).toBe('42501')
+      expect(e!.message, sql).toMatch(/default\.volatile-function/)
+    }
+    expect(await logged()).toBe(0)
+    // A policy over a stable function is a read.
+    expect((await c.query('select id from tenants')).rowCount).toBe(1)
+    await c.end()
+  })
+})
