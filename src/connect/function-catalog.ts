@@ -90,22 +90,40 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
       ${calledBy('p.proargdefaults')}
       where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema') and p.proargdefaults is not null
       union all
-      select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', p.pronargs::int,
-             p.pronargdefaults::int, p.provariadic <> 0,
-             'check of domain ' || format_type(con.contypid, null) || ' (an argument of ' || n.nspname || '.' || p.proname || ')', n.nspname::text, p.proname::text
-      from pg_proc p
-      join pg_namespace n on n.oid = p.pronamespace
-      cross join lateral (
-        with recursive chain(oid) as (
-          select t from unnest(p.proargtypes::oid[]) u(t)
-          union
-          select b.typbasetype from chain c join pg_type b on b.oid = c.oid where b.typbasetype <> 0
-        ) select oid from chain
-      ) arg
-      join pg_constraint con on con.contypid = arg.oid
-      ${calledBy('con.conbin')}
-      where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
+      ${argumentEffectsSql(`
+        select p.proargtypes::oid[] as types, p.pronargs::int as nargs, p.pronargdefaults::int as ndefaults, p.provariadic <> 0 as "variadic",
+               n.nspname || '.' || p.proname as what, n.nspname::text as scope, p.proname::text as key
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')`)}
     ) c`
+}
+
+/**
+ * What the caller's query runs to hand arguments to a function or operator (`owners`: a query of
+ * types, nargs, ndefaults, variadic, what, scope, key): the checks of the domains its parameters
+ * are (or are based on), and the implicit casts into its parameter types that are not built in.
+ */
+function argumentEffectsSql(owners: string): string {
+  return `
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', o.nargs, o.ndefaults, o."variadic",
+           'check of domain ' || format_type(con.contypid, null) || ' (an argument of ' || o.what || ')', o.scope, o.key
+    from (${owners}) o
+    cross join lateral (
+      with recursive chain(oid) as (
+        select t from unnest(o.types) u(t)
+        union
+        select b.typbasetype from chain c join pg_type b on b.oid = c.oid where b.typbasetype <> 0
+      ) select oid from chain
+    ) arg
+    join pg_constraint con on con.contypid = arg.oid
+    ${calledBy('con.conbin')}
+    union all
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', o.nargs, o.ndefaults, o."variadic",
+           'implicit cast to ' || format_type(k.casttarget, null) || ' (an argument of ' || o.what || ')', o.scope, o.key
+    from (${owners}) o
+    join pg_cast k on k.casttarget = any(o.types) and k.castcontext = 'i' and k.castfunc <> 0
+    join pg_proc f on f.oid = k.castfunc join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname <> 'pg_catalog'`
 }
 
 /**
@@ -159,7 +177,13 @@ function operatorsSql(symbols: readonly string[]): string {
     join pg_namespace n on n.oid = o.oprnamespace
     join pg_proc f on f.oid = o.oprcode
     join pg_namespace fn on fn.oid = f.pronamespace
-    where o.oprname = any(${textArray(symbols)}) and n.nspname <> 'pg_catalog'`
+    where o.oprname = any(${textArray(symbols)}) and n.nspname <> 'pg_catalog'
+    union all
+    ${argumentEffectsSql(`
+      select array_remove(array[o.oprleft, o.oprright], 0::oid) as types, case when o.oprleft = 0 then 1 else 2 end as nargs, 0 as ndefaults, false as "variadic",
+             'operator ' || n.nspname || '.' || o.oprname as what, n.nspname::text as scope, o.oprname::text as key
+      from pg_operator o join pg_namespace n on n.oid = o.oprnamespace
+      where o.oprname = any(${textArray(symbols)}) and n.nspname <> 'pg_catalog'`)}`
 }
 
 /**

@@ -198,11 +198,22 @@ export function judgeSetting(change: SettingChange): SettingVerdict | undefined 
     if (change.dynamic || change.value === undefined) {
       return {flag: 'search_path', reason: 'a search_path dbgate cannot read could make unqualified names resolve to tables and functions the rules do not expect'}
     }
-    const unknown = searchPathSchemas(change.value).filter((s) => !KNOWN_SCHEMAS.has(s))
-    if (unknown.length === 0) return undefined
+    const schemas = searchPathSchemas(change.value)
+    const unknown = schemas.filter((s) => !KNOWN_SCHEMAS.has(s))
+    if (unknown.length > 0) {
+      return {
+        flag: 'search_path',
+        reason: `search_path names ${unknown.join(', ')}: rules match unqualified names as public.<name>, so tables there would escape schema-qualified rules`,
+      }
+    }
+    // pg_catalog is searched first unless the path lists it later; then a type in public named
+    // like a built-in one (a domain public.int4 with a check calling anything) is what `'1'::int4`
+    // means, and dbgate takes built-in type names to be the built-ins.
+    const shadowing = schemas.slice(0, Math.max(0, schemas.indexOf('pg_catalog'))).filter((s) => s !== 'pg_temp')
+    if (shadowing.length === 0) return undefined
     return {
       flag: 'search_path',
-      reason: `search_path names ${unknown.join(', ')}: rules match unqualified names as public.<name>, so tables there would escape schema-qualified rules`,
+      reason: `search_path puts ${shadowing.join(', ')} before pg_catalog, so types and tables there named like built-in ones would be used instead of them`,
     }
   }
   if (isCustomSetting(name)) return undefined

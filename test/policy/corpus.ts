@@ -453,7 +453,11 @@ export const corpus: CorpusCase[] = [
   c("SET SCHEMA 'evil'", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
   c("SELECT set_config('search_path', $1, false)", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
   c('SET search_path = "$user", public', 'session', 'set', 'allow', SESSION),
-  c('SET search_path TO public, pg_catalog', 'session', 'set', 'allow', SESSION),
+  c('SET search_path TO pg_catalog, public', 'session', 'set', 'allow', SESSION),
+  c('SET search_path TO pg_temp, pg_catalog, public', 'session', 'set', 'allow', SESSION),
+  // Built-in type names would then mean public's types (public.int4), which dbgate takes to be the built-ins.
+  c('SET search_path TO public, pg_catalog', 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
+  c('SET search_path TO "$user", public, pg_catalog', 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
   c('SET backslash_quote = off', 'session', 'set', 'deny', GUARD, 'lexer settings'),
   c("SELECT set_config('client_encoding', $1, false)", 'session', 'set', 'deny', GUARD, 'lexer settings'),
   c("SELECT set_config('standard_conforming_strings', (SELECT 'off'), false)", 'session', 'set', 'deny', GUARD, 'lexer settings'),

@@ -327,3 +327,62 @@ describe('row-level security policies', () => {
     await c.end()
   })
 })
+
+describe('what handing over arguments runs: implicit casts and domains of parameters, shadowed types', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const logged = () => direct(async (c) => (await c.query('select count(*)::int n from arg_log')).rows[0].n as number)
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create table arg_log (x text);
+        create function noisy(int) returns bool language plpgsql as $$ begin insert into arg_log values ('noisy'); return true; end $$;
+        create type money_box as (cents int);
+        create function to_box(int) returns money_box language plpgsql as $$ begin insert into arg_log values ('cast'); return row($1)::money_box; end $$;
+        create cast (int as money_box) with function to_box(int) as implicit;
+        create function box_total(b money_box) returns int language plpgsql stable as $$ begin return (b).cents; end $$;
+        create function box_eq(money_box, money_box) returns bool language sql immutable as 'select true';
+        create operator ~~~ (leftarg = money_box, rightarg = money_box, function = box_eq);
+        create domain positive as int check (noisy(value));
+        create function pos_eq(positive, int) returns bool language sql immutable as 'select true';
+        create operator ~=~ (leftarg = positive, rightarg = int, function = pos_eq);
+        create domain public.int4 as integer check (noisy(value));
+        create domain public.text as pg_catalog.text check (noisy(length(value)));
+      `),
+    )
+    t = await openPipelineTunnel(db)
+  })
+  afterAll(() => t.close())
+
+  it('judges a call by the implicit casts and domain checks that coerce its arguments', async () => {
+    const c = await t.client()
+    for (const sql of ['select box_total(5)', 'select 1 ~~~ 2', 'select 5 ~=~ 1']) {
+      const e = await outcome(c, sql)
+      expect(e, sql).toBeInstanceOf(Error)
+      expect(e!.code, sql).toBe('42501')
+      expect(e!.message, sql).toMatch(/default\.volatile-function/)
+    }
+    expect(await logged()).toBe(0)
+    await c.end()
+  })
+
+  it('refuses a search_path that lets public shadow built-in type names', async () => {
+    for (const path of ['public, pg_catalog', '"$user", public, pg_catalog', 'pg_temp, public, pg_catalog']) {
+      const c = await t.client()
+      const e = await outcome(c, `set search_path = ${path}`)
+      expect(e, path).toBeInstanceOf(Error)
+      expect(e!.message, path).toMatch(/default\.no-dangerous-setting/)
+      await outcome(c, "select '1'::int4, 'abc'::text")
+      await c.end()
+    }
+    expect(await logged()).toBe(0)
+    const c = await t.client()
+    await c.query('set search_path = pg_catalog, public')
+    expect((await c.query("select '1'::int4 as i")).rowCount).toBe(1)
+    await c.end()
+    expect(await logged()).toBe(0)
+  })
+})
