@@ -94,14 +94,15 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
         select p.proargtypes::oid[] as types, p.pronargs::int as nargs, p.pronargdefaults::int as ndefaults, p.provariadic <> 0 as "variadic",
                n.nspname || '.' || p.proname as what, n.nspname::text as scope, p.proname::text as key
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')`)}
+        where p.proname = any(${textArray(names)})`)}
     ) c`
 }
 
 /**
  * What the caller's query runs to hand arguments to a function or operator (`owners`: a query of
- * types, nargs, ndefaults, variadic, what, scope, key): the checks of the domains its parameters
- * are (or are based on), and the implicit casts into its parameter types that are not built in.
+ * types, nargs, ndefaults, variadic, what, scope, key), built-in ones included: the checks of the
+ * domains its parameters are (or are based on), and the implicit casts into its parameter types
+ * that are not built in (`abs(c)` runs a user's implicit cast from c's type to integer).
  */
 function argumentEffectsSql(owners: string): string {
   return `
@@ -183,12 +184,13 @@ function operatorsSql(symbols: readonly string[]): string {
       select array_remove(array[o.oprleft, o.oprright], 0::oid) as types, case when o.oprleft = 0 then 1 else 2 end as nargs, 0 as ndefaults, false as "variadic",
              'operator ' || n.nspname || '.' || o.oprname as what, n.nspname::text as scope, o.oprname::text as key
       from pg_operator o join pg_namespace n on n.oid = o.oprnamespace
-      where o.oprname = any(${textArray(symbols)}) and n.nspname <> 'pg_catalog'`)}`
+      where o.oprname = any(${textArray(symbols)})`)}`
 }
 
 /**
  * What a cast to a type that is not built in may run: cast functions into it, the checks of a
- * domain (and of the domains it is based on), and an input function that is not built in.
+ * domain (and of the domains it is based on), and an input function that is not built in. For a
+ * built-in type: the cast functions into it that are not built in (from a user's type).
  */
 function castsSql(types: readonly string[]): string {
   return `
@@ -212,7 +214,12 @@ function castsSql(types: readonly string[]): string {
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
            'input function of ' || c.scope || '.' || c.key, c.scope, c.key
     from chain c join pg_type t on t.oid = c.oid join pg_proc f on f.oid = t.typinput join pg_namespace fn on fn.oid = f.pronamespace
-    where fn.nspname <> 'pg_catalog'`
+    where fn.nspname <> 'pg_catalog'
+    union all
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
+           'cast to pg_catalog.' || t.typname || ' by ' || fn.nspname || '.' || f.proname, 'pg_catalog', t.typname::text
+    from pg_type t join pg_cast k on k.casttarget = t.oid join pg_proc f on f.oid = k.castfunc join pg_namespace fn on fn.oid = f.pronamespace
+    where t.typname = any(${textArray(types)}) and t.typnamespace = 'pg_catalog'::regnamespace and fn.nspname <> 'pg_catalog'`
 }
 
 function toCandidate(r: Row): FunctionCandidate {

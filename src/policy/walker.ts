@@ -3,7 +3,6 @@
  * the top node: a DELETE hidden in a CTE, a MERGE action, a function call in a subquery, a DML
  * inside EXPLAIN ANALYZE all surface as operations of their own.
  */
-import {isBuiltinType} from './builtins.js'
 import {judgeSetting} from './settings.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
@@ -633,14 +632,17 @@ export class StatementWalker {
     this.call({kind: 'operator', ...(parts.length >= 2 ? {schema: parts[parts.length - 2]} : {}), name: symbol, args})
   }
 
-  /** A cast to a type that is not built in may run a cast function or a domain's checks. */
+  /**
+   * A cast may run a cast function or a domain's checks: into a type that is not built in, and
+   * into a built-in one too, from a user's type by a user's cast function (`c::text` with
+   * `CREATE CAST (comp AS text) WITH FUNCTION …`), or when a type in another schema shadows it.
+   */
   private castCall(typeName: unknown): void {
     if (!isObj(typeName)) return
     const parts = names(typeName.names)
     const bare = parts.at(-1)
     if (!bare) return
     const schema = parts.length >= 2 ? parts[parts.length - 2] : undefined
-    if (schema === 'pg_catalog' || (schema === undefined && isBuiltinType(bare))) return
     this.call({kind: 'cast', ...(schema ? {schema} : {}), name: bare, args: 1})
   }
 
