@@ -189,7 +189,8 @@ function operatorsSql(symbols: readonly string[]): string {
 
 /**
  * What a cast to a type that is not built in may run: cast functions into it, the checks of a
- * domain (and of the domains it is based on), and an input function that is not built in. For a
+ * domain (and of the domains it is based on, and of a composite type's attribute and an array's
+ * element types), and an input function that is not built in. For a
  * built-in type: the cast functions into it that are not built in (from a user's type).
  */
 function castsSql(types: readonly string[]): string {
@@ -199,7 +200,18 @@ function castsSql(types: readonly string[]): string {
       from pg_type t join pg_namespace n on n.oid = t.typnamespace
       where t.typname = any(${textArray(types)}) and n.nspname <> 'pg_catalog'
       union
-      select b.typbasetype, c.key, c.scope from chain c join pg_type b on b.oid = c.oid where b.typbasetype <> 0
+      -- A domain's base type; and, since a value converted into a composite type (row(5)::comp,
+      -- json_populate_record) converts each field into its attribute's type, and into an array
+      -- each element into the element type, those types too.
+      select x.oid, c.key, c.scope
+      from chain c join pg_type b on b.oid = c.oid
+      cross join lateral (
+        select b.typbasetype as oid where b.typbasetype <> 0
+        union all
+        select a.atttypid from pg_attribute a where b.typrelid <> 0 and a.attrelid = b.typrelid and a.attnum > 0 and not a.attisdropped
+        union all
+        select b.typelem where b.typelem <> 0 and b.typcategory = 'A'
+      ) x
     )
     select fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
            1 as nargs, 0 as ndefaults, false as "variadic", 'cast to ' || c.scope || '.' || c.key as via, c.scope as scope, c.key as key

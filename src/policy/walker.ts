@@ -398,7 +398,13 @@ export class StatementWalker {
     const run = (): void => {
       before?.()
       for (const [key, value] of Object.entries(body)) {
-        if (key !== 'withClause' && !skip.includes(key)) this.visit(value)
+        if (key === 'withClause' || skip.includes(key)) continue
+        // A type named outside a cast also converts values into it, running its domain checks and
+        // input function: a column definition list (`json_to_record(…) AS x(a d)`), a RETURNING
+        // type (`json_value(… RETURNING d)`), JSON_TABLE and XMLTABLE columns. In DDL a type
+        // names what a column holds, and nothing is converted yet.
+        if (key === 'typeName' && this.access !== 'ddl') this.castCall(value)
+        this.visit(value)
       }
     }
     if (isObj(body.withClause)) this.withScope(body.withClause, run)

@@ -405,3 +405,51 @@ describe('what handing over arguments runs: implicit casts and domains of parame
     expect(await logged()).toBe(0)
   })
 })
+
+describe('conversions into a type named outside a cast', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const logged = () => direct(async (c) => (await c.query('select count(*)::int n from conv_log')).rows[0].n as number)
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create table conv_log (x text);
+        create function noisy(int) returns bool language plpgsql as $$ begin insert into conv_log values ('noisy'); return true; end $$;
+        create domain checked as int check (noisy(value));
+        create type holder as (a checked);
+        create type holders as (h holder, hs checked[]);
+      `),
+    )
+    t = await openPipelineTunnel(db)
+  })
+  afterAll(() => t.close())
+
+  it("judges column definition lists, RETURNING types, table-function columns and composite types by their types' checks", async () => {
+    const c = await t.client()
+    for (const sql of [
+      `select * from json_to_record('{"a":5}') as x(a checked)`,
+      `select * from rows from (json_to_record('{"a":5}') as (a checked))`,
+      `select * from jsonb_to_recordset('[{"a":5}]') as x(b int, a checked)`,
+      `select json_value('5'::jsonb, '$' returning checked)`,
+      `select json_query('[5]'::jsonb, '$[0]' returning checked)`,
+      `select * from json_table('[5]'::jsonb, '$[*]' columns (a checked path '$'))`,
+      `select * from xmltable('/a' passing xmlparse(document '<a>5</a>') columns a checked path '.')`,
+      `select * from json_populate_record(null::holder, '{"a":6}')`,
+      `select row(7)::holder`,
+      `select row(row(7), array[1])::holders`,
+      `select '{1}'::checked[]`,
+    ]) {
+      const e = await outcome(c, sql)
+      expect(e, sql).toBeInstanceOf(Error)
+      expect(e!.code, sql).toBe('42501')
+      expect(e!.message, sql).toMatch(/default\.volatile-function/)
+    }
+    expect(await logged()).toBe(0)
+    // Built-in types there are plain reads.
+    expect((await c.query(`select * from json_to_record('{"a":5}') as x(a int, b text)`)).rowCount).toBe(1)
+    await c.end()
+  })
+})
