@@ -604,7 +604,9 @@ export class StatementWalker {
     const bare = parts.at(-1) ?? ''
     const schema = parts.length >= 2 ? parts[parts.length - 2] : undefined
     // What the call does is the catalog's to say (catalog.ts); only its shape is recorded here.
-    const args = body.agg_star ? 0 : list(body.args).length
+    // An ordered-set aggregate's WITHIN GROUP (ORDER BY …) columns are arguments too: pg_proc
+    // counts percentile_cont(0.5) WITHIN GROUP (ORDER BY x) as two.
+    const args = body.agg_star ? 0 : list(body.args).length + (body.agg_within_group ? list(body.agg_order).length : 0)
     // `set_config`, `pg_catalog.set_config` and `db.pg_catalog.set_config` (a catalog-qualified
     // name the server accepts for the current database) all reach the built-in: the schema part,
     // not the first part, says which function it is.

@@ -171,6 +171,9 @@ describe('built-ins called by views and rules', () => {
     const c = await t.client()
     expect((await c.query('select n, m from counted')).rows).toEqual([{n: '2', m: 2}])
     expect((await c.query('select b from shout order by b')).rows).toEqual([{b: 'A'}, {b: 'B'}])
+    // Ordered-set and hypothetical-set aggregates are found with their WITHIN GROUP arguments.
+    const sets = await c.query('select percentile_cont(0.5) within group (order by id) p, mode() within group (order by body) m, rank(2) within group (order by id) r from notes')
+    expect(sets.rowCount).toBe(1)
     await c.end()
   })
 })
