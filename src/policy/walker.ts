@@ -198,8 +198,18 @@ export class StatementWalker {
       case 'PrepareStmt': {
         const name = str(body.name) ?? ''
         const inner = isObj(body.query) ? body.query : undefined
+        const first = this.ops.length
         if (inner) this.statement(inner)
         else this.push(op('unknown', 'prepare', {detail: 'PREPARE without a statement'}))
+        // Each EXECUTE converts its arguments into the parameter types, running their domain
+        // checks: they belong to what the prepared statement does, which EXECUTE is judged as.
+        const owner = this.ops[first]
+        if (owner) {
+          const saved = this.current
+          this.current = owner
+          for (const t of list(body.argtypes)) this.castCall(unwrap(t)?.[1] ?? t)
+          this.current = saved
+        }
         return {prepare: {name}, command: 'prepare'}
       }
       case 'ExecuteStmt':

@@ -444,6 +444,9 @@ describe('conversions into a type named outside a cast', () => {
       `select row(7)::holder`,
       `select row(row(7), array[1])::holders`,
       `select '{1}'::checked[]`,
+      // EXECUTE converts its arguments into the parameter types.
+      'prepare typed_param(checked) as select $1',
+      'prepare typed_param2(int, holder) as select 1',
     ]) {
       const e = await outcome(c, sql)
       expect(e, sql).toBeInstanceOf(Error)
@@ -453,6 +456,8 @@ describe('conversions into a type named outside a cast', () => {
     expect(await logged()).toBe(0)
     // Built-in types there are plain reads.
     expect((await c.query(`select * from json_to_record('{"a":5}') as x(a int, b text)`)).rowCount).toBe(1)
+    await c.query('prepare plain_param(int, text) as select $1, $2')
+    expect((await c.query("execute plain_param(1, 'a')")).rowCount).toBe(1)
     await c.end()
   })
 })
