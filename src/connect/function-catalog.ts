@@ -200,6 +200,11 @@ function castsSql(types: readonly string[]): string {
       from pg_type t join pg_namespace n on n.oid = t.typnamespace
       where t.typname = any(${textArray(types)}) and n.nspname <> 'pg_catalog'
       union
+      -- '#<oid>': a type an extended-protocol Parse declared for a parameter.
+      select t.oid, '#' || t.oid::text, n.nspname::text
+      from pg_type t join pg_namespace n on n.oid = t.typnamespace
+      where '#' || t.oid::text = any(${textArray(types)})
+      union
       -- A domain's base type; and, since a value converted into a composite type (row(5)::comp,
       -- json_populate_record) converts each field into its attribute's type, and into an array
       -- each element into the element type, those types too.

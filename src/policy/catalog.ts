@@ -114,7 +114,8 @@ function describeCall(call: CatalogCall): string {
     case 'operator':
       return `operator ${name}`
     case 'cast':
-      return `cast to ${name}`
+      // `#<oid>`: a parameter type an extended-protocol Parse declared (statement-guard.ts).
+      return name.startsWith('#') ? `a parameter of type OID ${name.slice(1)}` : `cast to ${name}`
     case 'relation':
       return `relation ${name}`
   }

@@ -13,7 +13,7 @@ import {loadParser, parserReady} from '../sql/parser.js'
 import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry, touchesRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
 import {readingOf} from './text-shape.js'
-import type {Analysis, BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
+import type {Analysis, BuiltinRule, CatalogCall, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict, type PolicyVerdict} from './verdict.js'
 
 export interface StatementHookOptions {
@@ -69,6 +69,25 @@ export function judgeStatements(statements: readonly StatementAnalysis[], staged
   return {statements: judged, decision: evaluate(judged, opts)}
 }
 
+/** The first OID of objects created after initdb: a type below it is built in. */
+const FIRST_NORMAL_OBJECT_ID = 16384
+
+/**
+ * A Parse that declares parameter types that are not built in (a domain, a user's composite or
+ * enum type) has every Bind convert its values into them, running a domain's checks: those
+ * conversions are judged as casts of the statement (catalog key `t:#<oid>`). Built-in and
+ * unspecified (0) types run nothing a user wrote.
+ */
+function withDeclaredParams(analysis: Analysis, ctx: StatementContext): Analysis {
+  const declared = ctx.protocol === 'parse' ? [...new Set(ctx.paramTypes ?? [])].filter((t) => t >= FIRST_NORMAL_OBJECT_ID) : []
+  const first = analysis.statements[0]
+  const owner = first?.operations[0]
+  if (declared.length === 0 || !first || !owner) return analysis
+  const calls: CatalogCall[] = [...(owner.calls ?? []), ...declared.map((oid) => ({kind: 'cast' as const, name: `#${oid}`, args: 1}))]
+  const operations = [{...owner, calls}, ...first.operations.slice(1)]
+  return {...analysis, statements: [{...first, operations}, ...analysis.statements.slice(1)]}
+}
+
 const MULTI_PARSE: RuleDecision = {
   action: 'deny',
   ruleId: 'protocol.single-statement-parse',
@@ -104,7 +123,8 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
   }
 
   /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
-  const decide = (analysis: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
+  const decide = (shared: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
+    const analysis = withDeclaredParams(shared, ctx)
     if (loading) {
       const missing = loading.missing(keysFor(analysis, ctx))
       if (missing.length > 0) return loading.load(missing).then(() => decideNow(analysis, ctx))

@@ -115,7 +115,7 @@ export class ClientMessages {
         const sql = decodeQuery(frame.body)
         const shape = textShape(sql)
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
-        this.judge(sql, 'simple', undefined, frame, (verdict) => {
+        this.judge(sql, 'simple', undefined, frame, undefined, (verdict) => {
           const run = newRun(sql, 'simple', verdict)
           if (verdict.action === 'reject') {
             run.denied = verdict.error
@@ -134,7 +134,7 @@ export class ClientMessages {
         if (parse.name === REFUSED_STATEMENT) throw new ProtocolError(`the prepared statement name "${REFUSED_STATEMENT}" is reserved by dbgate`)
         const shape = textShape(parse.text)
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
-        this.judge(parse.text, 'parse', parse.name, frame, (verdict) => {
+        this.judge(parse.text, 'parse', parse.name, frame, parse.paramTypes, (verdict) => {
           if (verdict.action === 'reject') {
             const run = newRun(parse.text, 'parse', verdict, parse.name)
             run.denied = verdict.error
@@ -285,11 +285,11 @@ export class ClientMessages {
    * Runs the statement hook; `then` continues with the verdict, synchronously when the hook is
    * synchronous (the common, fast case), otherwise after holding back later client frames.
    */
-  private judge(sql: string, protocol: ProtocolPath, statementName: string | undefined, frame: Frame, then: (v: StatementVerdict) => void): void {
+  private judge(sql: string, protocol: ProtocolPath, statementName: string | undefined, frame: Frame, paramTypes: readonly number[] | undefined, then: (v: StatementVerdict) => void): void {
     const hook = this.c.env.hooks.statement
     if (!hook) return then(ALLOW)
     let result: StatementVerdict | Promise<StatementVerdict>
-    const ctx = this.c.context(protocol, statementName)
+    const ctx = this.c.context(protocol, statementName, undefined, paramTypes)
     try {
       result = hook(sql, ctx)
     } catch (error) {

@@ -118,7 +118,7 @@ export interface ConnectionCore {
   readonly clientAddress: string
   settle(grant: SessionGrant): void
   readonly closing: boolean
-  context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition): StatementContext
+  context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition, paramTypes?: readonly number[]): StatementContext
   finishRun(run: Run, outcome: StatementEvent['outcome']): void
   safely<T>(fn: () => T): T | undefined
   flush(): void
@@ -150,6 +150,7 @@ class HookContext implements StatementContext {
     readonly definition: NamedDefinition | undefined,
     private readonly abortSignal: () => AbortSignal,
     readonly notify: (notice: PgNoticeFields) => void,
+    readonly paramTypes: readonly number[] | undefined,
   ) {}
 
   get signal(): AbortSignal {
@@ -293,7 +294,7 @@ export class ClientConnection implements ConnectionCore {
     else this.closeListeners.push(fn)
   }
 
-  context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition): StatementContext {
+  context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition, paramTypes?: readonly number[]): StatementContext {
     return new HookContext(
       this.sessionId,
       this.id,
@@ -307,6 +308,7 @@ export class ClientConnection implements ConnectionCore {
       definition,
       this.abortSignalOf,
       this.notifyClient,
+      paramTypes,
     )
   }
 

@@ -50,6 +50,11 @@ export interface StatementContext {
   protocol: ProtocolPath
   /** Prepared statement name for Parse ('' is the unnamed statement). */
   statementName?: string
+  /**
+   * For Parse: the parameter type OIDs the client declared (0 leaves a parameter's type to the
+   * server). Each Bind converts its values into these types, running a domain's checks.
+   */
+  readonly paramTypes?: readonly number[]
   /** Transaction status last reported by the server: I idle, T in a block, E failed block. */
   transactionStatus: 'I' | 'T' | 'E'
   database: string

@@ -1,5 +1,7 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
+import {serialize} from 'pg-protocol'
+import {decodeNotice} from '../../src/wire/backend.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 
@@ -459,5 +461,26 @@ describe('conversions into a type named outside a cast', () => {
     await c.query('prepare plain_param(int, text) as select $1, $2')
     expect((await c.query("execute plain_param(1, 'a')")).rowCount).toBe(1)
     await c.end()
+  })
+
+  it('judges the parameter types an extended-protocol Parse declares as conversions of every Bind', async () => {
+    const oids = await direct(async (d) => (await d.query("select 'checked'::regtype::oid::int c, 'holder'::regtype::oid::int h, 'int4'::regtype::oid::int i")).rows[0] as {c: number; h: number; i: number})
+    const r = await t.raw()
+    for (const types of [[oids.c], [0, oids.h], [oids.i, oids.c]]) {
+      r.send(serialize.parse({name: '', text: 'select $1::text', types}), serialize.bind({portal: '', statement: '', values: ['5']}), serialize.execute({portal: '', rows: 0}), serialize.sync())
+      const replies = await r.untilReady()
+      const error = replies.find((m) => m.code === 'E')
+      expect(error, JSON.stringify(types)).toBeDefined()
+      const fields = decodeNotice(error!.body)
+      expect(fields.code, JSON.stringify(types)).toBe('42501')
+      expect(fields.message, JSON.stringify(types)).toMatch(/default\.volatile-function/)
+      expect(replies.some((m) => m.code === 'D')).toBe(false)
+    }
+    expect(await logged()).toBe(0)
+    // Built-in and unspecified parameter types convert nothing a user wrote.
+    r.send(serialize.parse({name: '', text: 'select $1::text, $2::text', types: [oids.i, 0]}), serialize.bind({portal: '', statement: '', values: ['5', 'x']}), serialize.execute({portal: '', rows: 0}), serialize.sync())
+    const replies = await r.untilReady()
+    expect(replies.map((m) => m.code)).toContain('D')
+    expect(replies.some((m) => m.code === 'E')).toBe(false)
   })
 })
