@@ -261,13 +261,17 @@ class Compiler {
     return {names: new Map(items.map((i) => [i.name, i.sameTable])), hasFrom: list(select.fromClause).length > 0}
   }
 
-  /** A column of the target as a plain reference (COLLATE keeps it a column, under its own key). */
+  /**
+   * A column of the target as a plain reference (COLLATE keeps it a column, under its own key).
+   * Not `tableoid`: it is the same for every row of a table (only partitions and inheritance
+   * children differ, which dbgate cannot see), so `tableoid = 'users'::regclass` picks no row out.
+   */
   targetColumn(node: unknown, scopes: readonly Scope[]): string | undefined {
     const u = unwrap(node)
     if (!u) return undefined
     if (u[0] === 'ColumnRef') {
       const r = this.resolve(u[1].fields, scopes)
-      return r.k === 'target' && r.col !== '*' ? r.col : undefined
+      return r.k === 'target' && r.col !== '*' && r.col !== 'tableoid' ? r.col : undefined
     }
     if (u[0] === 'CollateClause') {
       const inner = this.targetColumn(u[1].arg, scopes)

@@ -126,6 +126,9 @@ describe('guardrails that cannot be talked around', () => {
       'delete from accounts where id in (select id from pg_class)',
       'delete from accounts where case when id > 5 then true else true end',
       'delete from accounts where ctid is not null',
+      // tableoid is the same for every row of a plain table.
+      "delete from accounts where tableoid = 'accounts'::regclass",
+      'update accounts set balance = 0 where tableoid > 0',
       'delete from accounts a where a is not null',
       'delete from accounts where (id = 1) is not null',
       'delete from accounts where owner like \'%\'',
