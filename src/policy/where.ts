@@ -388,11 +388,15 @@ class Compiler {
       case 'AEXPR_OP_ALL': {
         const op = COMPARISONS[opName]
         if (!op) return OPAQUE
-        const arr = unwrap(r)
-        if (arr?.[0] === 'A_ArrayExpr') {
-          const parts = list(arr[1].elements).map((e) => this.compare(l, op, e, scopes))
+        // An array written in the statement is its elements: `x <> ALL('{}')` holds for every row.
+        const items = writtenArray(r)
+        if (items) {
+          const parts = items.map((e) => this.compare(l, op, e, scopes))
           return {k: kind === 'AEXPR_OP_ANY' ? 'or' : 'and', parts}
         }
+        // A constant array dbgate does not read (quoted elements, NULLs) may be empty, and then ALL,
+        // or a negated ANY, holds for every row.
+        if (unwrap(stripCasts(r))?.[0] === 'A_Const') return OPAQUE
         // `x = ANY($1)`: an arbitrary set of values, as for a single one.
         return this.compare(l, op, r, scopes)
       }
@@ -935,6 +939,30 @@ export function constant(node: unknown): Scalar | undefined {
     default:
       return undefined
   }
+}
+
+function stripCasts(node: unknown): unknown {
+  let n = node
+  for (let u = unwrap(n); u?.[0] === 'TypeCast'; u = unwrap(n)) n = u[1].arg
+  return n
+}
+
+/**
+ * The elements of an array written in the statement, perhaps cast: `ARRAY[…]` as its element
+ * nodes, a plain array literal (`'{1,2}'`, `'{}'`) as constants; undefined for anything else,
+ * including literals with quotes, escapes, nesting or NULL elements.
+ */
+function writtenArray(node: unknown): unknown[] | undefined {
+  const u = unwrap(stripCasts(node))
+  if (u?.[0] === 'A_ArrayExpr') return list(u[1].elements)
+  if (u?.[0] !== 'A_Const') return undefined
+  const text = constValue(u[1])
+  const m = typeof text === 'string' ? /^\{([^{}"\\]*)\}$/.exec(text.trim()) : null
+  if (!m) return undefined
+  if (m[1]!.trim() === '') return []
+  const items = m[1]!.split(',').map((s) => s.trim())
+  if (items.some((s) => s === '' || s.toLowerCase() === 'null')) return undefined
+  return items.map((s) => ({A_Const: {sval: {sval: s}}}))
 }
 
 function constValue(body: Obj): Scalar {

@@ -129,6 +129,9 @@ describe('guardrails that cannot be talked around', () => {
       // tableoid is the same for every row of a plain table.
       "delete from accounts where tableoid = 'accounts'::regclass",
       'update accounts set balance = 0 where tableoid > 0',
+      // An empty array written in the statement: ALL of nothing holds for every row.
+      "delete from accounts where id <> all('{}'::int[])",
+      'delete from accounts where not (id = any(array[]::int[]))',
       'delete from accounts a where a is not null',
       'delete from accounts where (id = 1) is not null',
       'delete from accounts where owner like \'%\'',
