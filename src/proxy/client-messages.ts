@@ -110,6 +110,8 @@ export class ClientMessages {
   private dispatch(frame: Frame): void {
     const c = this.c
     const state = c.state
+    if (state.copyIn) return this.duringCopyIn(frame)
+    if (state.copyPending) return this.beforeCopyIn(frame)
     switch (frame.code) {
       case Frontend.Query: {
         const sql = decodeQuery(frame.body)
@@ -251,6 +253,54 @@ export class ClientMessages {
         return
       default:
         throw new ProtocolError(`unknown frontend message type ${codeName(frame.code)}`)
+    }
+  }
+
+  /**
+   * A client message while the server reads COPY data. The server ignores a Sync here, but would
+   * answer it had the COPY failed just before (an error in flight): the tunnel drops it, so that the
+   * server never sees it either way. Anything but COPY data is a protocol violation.
+   */
+  private duringCopyIn(frame: Frame): void {
+    switch (frame.code) {
+      case Frontend.CopyData:
+      case Frontend.Flush:
+        this.c.passToUpstream(frame)
+        return
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        this.c.passToUpstream(frame)
+        this.c.state.endCopyFromClient()
+        return
+      case Frontend.Sync:
+        return
+      case Frontend.Terminate:
+        this.c.passToUpstream(frame)
+        this.c.close('client terminated the session')
+        return
+      default:
+        throw new ProtocolError(`${codeName(frame.code)} during COPY FROM STDIN: end the COPY with CopyDone or CopyFail first`)
+    }
+  }
+
+  /**
+   * A client message while a statement that may COPY FROM STDIN runs, before the server said it
+   * has started. COPY data gets no reply whether the server reads it as data or ignores it, so it
+   * goes on; anything else waits for the server.
+   */
+  private beforeCopyIn(frame: Frame): void {
+    switch (frame.code) {
+      case Frontend.CopyData:
+      case Frontend.Flush:
+        this.c.passToUpstream(frame)
+        return
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        this.c.passToUpstream(frame)
+        this.c.state.copyEndedAhead()
+        return
+      default:
+        return this.awaitReplies(frame)
     }
   }
 
