@@ -281,9 +281,11 @@ describe('the protocol state cannot be talked around', () => {
         const before = await sinkRows()
         const raw = await connect()
         raw.send(...sequence)
-        // The server answers the COPYs with one ReadyForQuery: the Syncs among the data get none
-        // (a second one would be read as the failing statement's below).
         expect(codes(await raw.untilReady())).toMatch(/^[12n]*G.*Z$/)
+        // The server answers a Sync it reads after a COPY failed, and none it reads as COPY data;
+        // the client reads whatever came up to its fence.
+        raw.send(query("select 'fence' as v"))
+        while (!values(await raw.untilReady()).includes('fence'));
         expect(await sinkRows()).toBe(before + rows)
         // A failing statement, then one that reads clear values under a neutral name.
         raw.send(query(lagging))
@@ -311,6 +313,75 @@ describe('the protocol state cannot be talked around', () => {
         expect(values(await other.untilReady())).toBe('other')
       }
       other.end()
+    })
+  })
+
+  describe('family 9: names the server cuts to 63 bytes', () => {
+    // The server keys prepared statements and portals by their first 63 bytes. Two protocol names
+    // that differ only after that are one name there and two in a map keyed by the whole name: a
+    // Close of one and a Parse (or Bind) of the other left the tunnel judging the first by a text
+    // the server no longer had.
+    const sensitive = "select full_name || '' as a, address || '' as b from customers order by id"
+    const harmless = "select 'nobody'::text as a, 'nowhere'::text as b from customers order by id"
+    const stem = 'n'.repeat(63)
+    const wide = 'é'.repeat(31) + 'e'
+    const {parse, bind, execute, describe: describeMsg, close, sync, query} = serialize
+
+    const sequences: [string, Buffer[][]][] = [
+      ['a statement closed and parsed again under a longer name', [[parse({name: `${stem}x`, text: harmless}), sync()], [close({type: 'S', name: `${stem}z`}), sync()], [parse({name: `${stem}y`, text: sensitive}), sync()], [bind({statement: `${stem}x`}), execute({}), sync()]]],
+      ['a multibyte name cut in the middle of a character', [[parse({name: `${wide}éx`, text: harmless}), sync()], [close({type: 'S', name: `${wide}éz`}), sync()], [parse({name: `${wide}éy`, text: sensitive}), sync()], [bind({statement: `${wide}éx`}), execute({}), sync()]]],
+      ['a portal closed and bound again under a longer name', [[parse({name: 'h9', text: harmless}), parse({name: 's9', text: sensitive}), sync()], [query('begin')], [bind({statement: 'h9', portal: `${stem}x`}), sync()], [close({type: 'P', name: `${stem}z`}), bind({statement: 's9', portal: `${stem}y`}), sync()], [execute({portal: `${stem}x`}), sync()]]],
+      ['a long name only in Describe, Execute and Close', [[parse({name: 's9b', text: sensitive}), bind({statement: 's9b'}), describeMsg({type: 'P', name: `${stem}q`}), execute({portal: `${stem}q`}), close({type: 'S', name: `${stem}q`}), sync()]]],
+    ]
+
+    for (const [what, steps] of sequences) {
+      it(`refuses names longer than 63 bytes: ${what}`, async () => {
+        const raw = await connect()
+        const seen: RawMessage[] = []
+        for (const step of steps) {
+          if (raw.closed) break
+          raw.send(...step)
+          try {
+            seen.push(...(await raw.untilReady()))
+          } catch {
+            break
+          }
+        }
+        expect(leaked(values(raw.messages), fx.secrets)).toEqual([])
+        await raw.waitClosed()
+        expect(errors(raw.messages).join('\n')).toMatch(/^08P01 .*name of \d+ bytes .*first 63 bytes/m)
+      })
+    }
+
+    it('keeps an approved statement to one run', async () => {
+      await withClient(fx.db.url, (c) => c.query('truncate once_log'))
+      const raw = await connect()
+      const steps = [
+        [parse({name: `${stem}x`, text: 'select 1'}), sync()],
+        [close({type: 'S', name: `${stem}z`}), sync()],
+        [parse({name: `${stem}y`, text: "insert into once_log values ('just once')"}), bind({statement: `${stem}y`}), execute({}), sync()],
+        // The server binds the approved statement under the first name too.
+        ...Array.from({length: 3}, () => [bind({statement: `${stem}x`}), execute({}), sync()]),
+      ]
+      for (const step of steps) {
+        raw.send(...step)
+        if (!(await raw.untilReady().catch(() => undefined))) break
+      }
+      expect(await onceRuns()).toBeLessThanOrEqual(1)
+      await raw.waitClosed()
+    })
+
+    it('takes names of up to 63 bytes, and SQL names the parser cuts as the server does', async () => {
+      const raw = await connect()
+      raw.send(parse({name: stem, text: harmless}), bind({statement: stem, portal: stem}), execute({portal: stem}), sync())
+      expect(values(await raw.untilReady())).toContain('nobody')
+      raw.send(query(`prepare ${'m'.repeat(70)} as ${sensitive}`))
+      await raw.untilReady()
+      raw.send(query(`execute ${'m'.repeat(63)}`))
+      const rows = await raw.untilReady()
+      expect(codes(rows)).toMatch(/^N?TD+CZ$/)
+      expect(leaked(values(rows), fx.secrets)).toEqual([])
+      raw.end()
     })
   })
 })
