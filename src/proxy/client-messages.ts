@@ -27,6 +27,12 @@ const REFUSED_STATEMENT = 'dbgate refused binding'
 /** A portal name no client can create through the tunnel (Bind refuses it). */
 const REFUSED_PORTAL = 'dbgate refused portal'
 
+/**
+ * NAMEDATALEN - 1: the server keys prepared statements and portals by their first 63 bytes
+ * (prepare.c and portalmem.c hash them as C strings of NAMEDATALEN), without a word.
+ */
+const MAX_NAME_BYTES = 63
+
 const ALLOW: StatementVerdict = Object.freeze({action: 'allow'}) as StatementVerdict
 const NO_STATEMENTS: TextShape = Object.freeze({statements: Object.freeze([]) as readonly StatementShape[], refs: [], opaque: false})
 const NO_SHAPE: StatementShape = Object.freeze({})
@@ -110,6 +116,8 @@ export class ClientMessages {
   private dispatch(frame: Frame): void {
     const c = this.c
     const state = c.state
+    if (state.copyIn) return this.duringCopyIn(frame)
+    if (state.copyPending) return this.beforeCopyIn(frame)
     switch (frame.code) {
       case Frontend.Query: {
         const sql = decodeQuery(frame.body)
@@ -131,6 +139,7 @@ export class ClientMessages {
       }
       case Frontend.Parse: {
         const parse = decodeParse(frame.body)
+        checkName('prepared statement', parse.name)
         if (parse.name === REFUSED_STATEMENT) throw new ProtocolError(`the prepared statement name "${REFUSED_STATEMENT}" is reserved by dbgate`)
         const shape = textShape(parse.text)
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
@@ -153,6 +162,8 @@ export class ClientMessages {
         const withParams = c.env.hooks.onStatement !== undefined
         const bind = frame.source ? decodeBind(frame.source, frame.start! + 5, frame.end, withParams) : decodeBind(frame.body, 0, frame.body.length, withParams)
         if (bind.portal === REFUSED_PORTAL) throw new ProtocolError(`the portal name "${REFUSED_PORTAL}" is reserved by dbgate`)
+        checkName('portal', bind.portal)
+        checkName('prepared statement', bind.statement)
         const s = state.statementAt(bind.statement)
         if (s === UNSETTLED) return this.awaitReplies(frame)
         if (!s) {
@@ -181,6 +192,7 @@ export class ClientMessages {
       }
       case Frontend.Describe: {
         const d = frame.source ? decodeDescribeOrClose(frame.source, 'Describe', frame.start! + 5, frame.end) : decodeDescribeOrClose(frame.body, 'Describe')
+        checkName(d.target === 'S' ? 'prepared statement' : 'portal', d.name)
         const def = d.target === 'S' ? state.statementAt(d.name) : state.portalAt(d.name)
         if (def === UNSETTLED || (def && !state.settled(def.refs))) return this.awaitReplies(frame)
         // A name the tunnel does not know is described by the server or refused by it; its rows never run here.
@@ -191,6 +203,7 @@ export class ClientMessages {
       }
       case Frontend.Execute: {
         const e = frame.source ? decodeExecute(frame.source, frame.start! + 5, frame.end) : decodeExecute(frame.body)
+        checkName('portal', e.portal)
         const p = state.portalAt(e.portal)
         if (p === UNSETTLED || (p && !state.settled(p.refs))) return this.awaitReplies(frame)
         if (!p) {
@@ -217,6 +230,7 @@ export class ClientMessages {
       }
       case Frontend.Close: {
         const close = frame.source ? decodeDescribeOrClose(frame.source, 'Close', frame.start! + 5, frame.end) : decodeDescribeOrClose(frame.body, 'Close')
+        checkName(close.target === 'S' ? 'prepared statement' : 'portal', close.name)
         c.passToUpstream(frame)
         state.sendClose(close.target, close.name)
         return
@@ -251,6 +265,54 @@ export class ClientMessages {
         return
       default:
         throw new ProtocolError(`unknown frontend message type ${codeName(frame.code)}`)
+    }
+  }
+
+  /**
+   * A client message while the server reads COPY data. The server ignores a Sync here, but would
+   * answer it had the COPY failed just before (an error in flight): the tunnel drops it, so that the
+   * server never sees it either way. Anything but COPY data is a protocol violation.
+   */
+  private duringCopyIn(frame: Frame): void {
+    switch (frame.code) {
+      case Frontend.CopyData:
+      case Frontend.Flush:
+        this.c.passToUpstream(frame)
+        return
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        this.c.passToUpstream(frame)
+        this.c.state.endCopyFromClient()
+        return
+      case Frontend.Sync:
+        return
+      case Frontend.Terminate:
+        this.c.passToUpstream(frame)
+        this.c.close('client terminated the session')
+        return
+      default:
+        throw new ProtocolError(`${codeName(frame.code)} during COPY FROM STDIN: end the COPY with CopyDone or CopyFail first`)
+    }
+  }
+
+  /**
+   * A client message while a statement that may COPY FROM STDIN runs, before the server said it
+   * has started. COPY data gets no reply whether the server reads it as data or ignores it, so it
+   * goes on; anything else waits for the server.
+   */
+  private beforeCopyIn(frame: Frame): void {
+    switch (frame.code) {
+      case Frontend.CopyData:
+      case Frontend.Flush:
+        this.c.passToUpstream(frame)
+        return
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        this.c.passToUpstream(frame)
+        this.c.state.copyEndedAhead()
+        return
+      default:
+        return this.awaitReplies(frame)
     }
   }
 
@@ -338,6 +400,20 @@ export class ClientMessages {
     }
     this.drain()
   }
+}
+
+/**
+ * Refuses a protocol name the server would cut short: two names that differ only past byte 63 are
+ * one statement (or portal) on the server and two in the tunnel's map, so a Close of one and a
+ * Parse of the other would leave the tunnel judging and masking by the wrong text. (SQL names are
+ * cut by the parser exactly as the server cuts them.)
+ */
+function checkName(kind: 'prepared statement' | 'portal', name: string): void {
+  // Up to 21 UTF-16 units are at most 63 UTF-8 bytes: the common short name costs no count.
+  if (name.length <= MAX_NAME_BYTES / 3 || Buffer.byteLength(name) <= MAX_NAME_BYTES) return
+  throw new ProtocolError(
+    `a ${kind} name of ${Buffer.byteLength(name)} bytes ("${name.slice(0, 20)}…"): PostgreSQL keeps only the first ${MAX_NAME_BYTES} bytes of a name, so names longer than that are refused; use a shorter one`,
+  )
 }
 
 function failClosed(error: unknown): StatementVerdict {

@@ -105,7 +105,7 @@ export type Entry<R> =
   | {kind: 'parse'; def: StatementDef | undefined; name: string; run: R | undefined; defines: Defines; state: EntryState}
   | {kind: 'bind'; def: PortalDef | undefined; name: string; run: R | undefined; defines: Defines; state: EntryState}
   | {kind: 'describe'; target: 'S' | 'P'; def: StatementDef | PortalDef | undefined; filter: ResultFilter | undefined; run: undefined; defines: Defines; state: EntryState}
-  | {kind: 'execute'; def: PortalDef | undefined; run: R; defines: Defines; state: EntryState}
+  | {kind: 'execute'; def: PortalDef | undefined; run: R; defines: Defines; state: EntryState; copy?: boolean}
   | {kind: 'close'; target: 'S' | 'P'; name: string; run: undefined; defines: Defines; state: EntryState}
   | {kind: 'sync'; run: undefined; defines: Defines; state: EntryState}
 
@@ -119,6 +119,8 @@ export interface QueryEntry<R> {
   run: R
   defines: Defines
   state: EntryState
+  /** It may read COPY data from the client, and has not finished: see `copyPending`. */
+  copy?: boolean
 }
 
 /**
@@ -157,9 +159,29 @@ export class ProtocolState<R> implements SessionView {
   private readonly queue: Entry<R>[] = []
   /** The server reported an error in an extended-protocol message and skips everything up to Sync. */
   private skippingToSync = false
+  /** Entries whose `copy` is set. */
+  private copyCandidates = 0
+  /**
+   * The server reads the client's messages as COPY data: it sent CopyInResponse, and neither the
+   * client (CopyDone, CopyFail) nor the server (an error) has ended the COPY since.
+   */
+  copyIn = false
+  /** CopyDone and CopyFail the client sent for a COPY the server has not started yet. */
+  private copyEndsAhead = 0
   /** Transaction status from the last ReadyForQuery. */
   txStatus: 'I' | 'T' | 'E' = 'I'
   readonly parameters = new Map<string, string>()
+
+  /**
+   * A statement that may read COPY data from the client is still running. The server reads a Sync
+   * sent during its COPY as data and ignores it, but answers one sent before or after, and a
+   * message other than COPY data ends the session: the client's messages other than COPY data
+   * wait until the server says which (CopyInResponse, or the end of the statement), so that no Sync
+   * is counted as owed a reply it never gets.
+   */
+  get copyPending(): boolean {
+    return this.copyCandidates > 0
+  }
 
   /** Replies still owed. */
   get pendingCount(): number {
@@ -208,6 +230,7 @@ export class ProtocolState<R> implements SessionView {
 
   /** Forgets every reply still owed (the connection is closing); returns the runs they carried. */
   drain(): R[] {
+    this.copyIn = false
     const runs: R[] = []
     for (const e of this.queue.splice(0)) {
       this.settle(e)
@@ -226,7 +249,7 @@ export class ProtocolState<R> implements SessionView {
   /** A simple Query (or the refusal that replaces one). It ends the segment: its effects are never relied on ahead of its replies. */
   sendQuery(sql: string, shape: TextShape, verdict: StatementVerdict, run: R): boolean {
     this.closeSegment()
-    const entry: QueryEntry<R> = {kind: 'query', sql, shape, verdict, completed: 0, run, defines: definesOfText(shape), state: 'open'}
+    const entry: QueryEntry<R> = {kind: 'query', sql, shape, verdict, completed: 0, run, defines: definesOfText(shape), state: 'open', copy: shape.copyIn === true}
     if (!this.push(entry)) return false
     this.count(entry)
     return true
@@ -255,7 +278,7 @@ export class ProtocolState<R> implements SessionView {
   /** An Execute; `def` is undefined when the tunnel sent a refusal in its place. */
   sendExecute(def: PortalDef | undefined, run: R): boolean {
     const effect = def?.shape.effect
-    const entry: Entry<R> = {kind: 'execute', def, run, defines: def?.shape.opaque ? ANYTHING : definesOfEffect(effect), state: 'open'}
+    const entry: Entry<R> = {kind: 'execute', def, run, defines: def?.shape.opaque ? ANYTHING : definesOfEffect(effect), state: 'open', copy: def?.shape.copyIn === true}
     if (!this.push(entry)) return false
     if (def && effect) this.stageEffect(effect, def)
     return true
@@ -316,6 +339,7 @@ export class ProtocolState<R> implements SessionView {
     }
     this.queue.push(entry)
     if (entry.kind !== 'query' && entry.kind !== 'sync') this.segment.push(entry)
+    if ((entry.kind === 'query' || entry.kind === 'execute') && entry.copy) this.copyCandidates++
     return true
   }
 
@@ -352,6 +376,7 @@ export class ProtocolState<R> implements SessionView {
 
   /** An entry is answered, failed or skipped: its definitions are no longer in flight. */
   private settle(e: Entry<R>): void {
+    if ((e.kind === 'query' || e.kind === 'execute') && e.copy) this.endCandidate(e)
     if (e.state === 'counted') {
       const d = e.defines
       if (d.statement !== undefined) this.unsettledStatements.decrement(d.statement)
@@ -359,6 +384,26 @@ export class ProtocolState<R> implements SessionView {
       if (d.any) this.unsettledAny--
     }
     e.state = 'done'
+  }
+
+  private endCandidate(e: Entry<R> & {kind: 'query' | 'execute'}): void {
+    e.copy = false
+    this.copyCandidates--
+    // The messages after a candidate wait for it, so there is one at a time: the client's ends were all for it.
+    this.copyEndsAhead = 0
+  }
+
+  /** The client ended a COPY (CopyDone, CopyFail) before the server started it: CopyInResponse will not open one. */
+  copyEndedAhead(): void {
+    this.copyEndsAhead++
+  }
+
+  /** The client ended the COPY the server is reading (CopyDone or CopyFail). */
+  endCopyFromClient(): void {
+    this.copyIn = false
+    // An Execute runs one statement, so no other COPY can follow; a simple query's next statement may be one.
+    const head = this.queue[0]
+    if (head?.kind === 'execute' && head.copy) this.endCandidate(head)
   }
 
   // ---- the server's replies -----------------------------------------------------------------
@@ -399,6 +444,21 @@ export class ProtocolState<R> implements SessionView {
     this.shift()
     if (head.target === 'S') this.statements.delete(head.name)
     else this.dropPortal(head.name)
+  }
+
+  /** CopyInResponse: the server now reads the client's messages as COPY data. */
+  onCopyInResponse(): Entry<R> & {kind: 'query' | 'execute'} {
+    const head = this.onResultPart('CopyInResponse')
+    if (!head.copy) throw new ProtocolDesync('the server started COPY FROM STDIN for a statement the tunnel did not read as one')
+    // The client's messages after a statement that may COPY wait for this reply, so none can be in flight.
+    if (this.queue.length !== 1) throw new ProtocolDesync('the server started COPY FROM STDIN with client messages in flight after it')
+    if (this.copyEndsAhead === 0) this.copyIn = true
+    else {
+      // The server reads the data the client already sent, up to its CopyDone or CopyFail.
+      this.copyEndsAhead--
+      if (head.kind === 'execute') this.endCandidate(head)
+    }
+    return head
   }
 
   /** ParameterDescription: the first half of the answer to Describe of a statement. */
@@ -480,6 +540,8 @@ export class ProtocolState<R> implements SessionView {
    * arrive so) and the entries the server now skips without a reply.
    */
   onError(fatal: boolean): {head: Entry<R> | undefined; skipped: Entry<R>[]} {
+    // An error ends a COPY on the server: what the client sends next is read as messages again.
+    this.copyIn = false
     const head = this.queue[0]
     if (!head) {
       if (fatal) return {head: undefined, skipped: []}

@@ -163,7 +163,7 @@ export class ServerMessages {
         c.passToClient(frame)
         return
       case Backend.CopyInResponse:
-        state.onResultPart('CopyInResponse')
+        state.onCopyInResponse()
         c.passToClient(frame)
         return
       case Backend.CopyOutResponse:

@@ -27,6 +27,11 @@ export interface StatementShape {
   opaque?: boolean
   /** The command tags (or their first words) the server may complete it with; undefined: any. */
   tags?: readonly string[]
+  /**
+   * `COPY … FROM STDIN`: while it runs the server reads the client's messages as COPY data, and
+   * ignores a Sync or Flush among them (copyfromparse.c, CopyGetData).
+   */
+  copyIn?: true
 }
 
 export interface TextShape {
@@ -39,13 +44,16 @@ export interface TextShape {
   refs: readonly NameRef[]
   /** The text may touch named objects but could not be parsed: what it does to them is unknown. */
   opaque: boolean
+  /** One of its statements is a `COPY … FROM STDIN`. */
+  copyIn?: true
 }
 
 /**
- * Every statement that defines, drops or reads a named object contains one of these keywords as
- * written (keywords cannot be quoted or escaped). Texts without any are not parsed at all.
+ * Every statement that defines, drops or reads a named object, or reads COPY data from the client,
+ * contains one of these keywords as written (keywords cannot be quoted or escaped). Texts without
+ * any are not parsed at all.
  */
-const MAY_TOUCH_NAMES = /prepare|deallocate|declare|close|discard|execute|fetch|move|current/i
+const MAY_TOUCH_NAMES = /prepare|deallocate|declare|close|discard|execute|fetch|move|current|copy/i
 
 const NOTHING: TextShape = Object.freeze({refs: Object.freeze([]) as readonly NameRef[], opaque: false})
 const OPAQUE: TextShape = Object.freeze({refs: Object.freeze([]) as readonly NameRef[], opaque: true})
@@ -71,7 +79,7 @@ export function textShape(sql: string): TextShape {
     collectRefs(s.node, refs)
     return statementShape(s.node)
   })
-  const shape: TextShape = {statements, refs, opaque: false}
+  const shape: TextShape = statements.some((s) => s.copyIn) ? {statements, refs, opaque: false, copyIn: true} : {statements, refs, opaque: false}
   if (sql.length <= 16 * 1024) {
     if (shapes.size >= SHAPES) shapes.delete(shapes.keys().next().value!)
     shapes.set(sql, shape)
@@ -96,6 +104,9 @@ function statementShape(node: Node): StatementShape {
       return body.target === 'DISCARD_ALL' ? {effect: {kind: 'discard-all'}, tags: ['DISCARD ALL']} : {tags: ['DISCARD']}
     case 'FetchStmt':
       return {tags: [body.ismove ? 'MOVE' : 'FETCH']}
+    case 'CopyStmt':
+      // No file name and no PROGRAM: the data comes from the client.
+      return body.is_from === true && body.filename === undefined && body.is_program !== true ? {copyIn: true} : {}
     default:
       return {}
   }

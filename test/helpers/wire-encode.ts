@@ -19,6 +19,8 @@ export const server = {
   portalSuspended: () => tagged('s'),
   emptyQuery: () => tagged('I'),
   parameterDescription: () => tagged('t', (w) => w.int16(0)),
+  /** CopyInResponse for a text-format COPY of one column. */
+  copyInResponse: () => tagged('G', (w) => w.byte(0).int16(1).int16(0)),
   rowDescription: (n = 1) => encodeRowDescription(Array.from({length: n}, (_, i) => ({...FIELD, name: `v${i}`}))),
   dataRow: (...values: string[]) => encodeDataRow(values.map((v) => Buffer.from(v))),
   complete: (tag: string) => encodeCommandCompleteForTest(tag),

@@ -41,7 +41,7 @@ describe('the protocol state cannot be talked around', () => {
 
   beforeAll(async () => {
     fx = await maskingFixture()
-    await withClient(fx.db.url, (c) => c.query('create table once_log (v text)'))
+    await withClient(fx.db.url, (c) => c.query('create table once_log (v text); create table copy_sink (v text); create table copy_int (v int)'))
     const hooks: ProxyHooks = {
       statement: onceHook,
       resultFilter: createMaskingFilterFactory({catalog: fx.catalog, masking: NO_CONFIG, identity: {groups: [], kind: 'human'}}),
@@ -249,6 +249,138 @@ describe('the protocol state cannot be talked around', () => {
       const harmless = await raw.untilReady()
       expect(leaked(values(await raw.untilReady()), fx.secrets)).toEqual([])
       expect(values(harmless)).toBe('nobody\nnowhere')
+      raw.end()
+    })
+  })
+
+  describe('family 8: a Sync the server reads as COPY data', () => {
+    // While the server reads COPY FROM STDIN it ignores a Sync among the data (copyfromparse.c,
+    // CopyGetData). A tunnel that counts one as owed a ReadyForQuery lags one reply behind the
+    // server from then on: a statement that fails hands its owed reply to the next one, whose rows
+    // then pass through the filter of the statement before.
+    const lagging = "select 'nobody'::text as a, 'nowhere'::text as b from customers where id = 1/0"
+    const sensitive = "select full_name || '' as a, address || '' as b from customers order by id"
+    const data = (text: string) => serialize.copyData(Buffer.from(text))
+    const {query, sync, copyDone} = serialize
+    const copyFail = () => serialize.copyFail('client gave up')
+
+    /** Each sequence starts one or more COPY FROM STDIN, sends Syncs where the server ignores them, and ends its COPYs. */
+    const sequences: [string, Buffer[], number][] = [
+      ['a Sync after the data of a simple COPY', [query('copy copy_sink from stdin'), data('a\n'), sync(), copyDone()], 1],
+      ['a Sync pipelined right after a simple COPY', [query('copy copy_sink from stdin'), sync(), data('a\n'), copyDone()], 1],
+      ['Syncs between the data and a CopyFail', [query('copy copy_sink from stdin'), data('a\n'), sync(), sync(), data('b\n'), sync(), copyFail()], 0],
+      ['an extended COPY with its Sync pipelined (libpq PQexecParams)', [serialize.parse({text: 'copy copy_sink from stdin'}), serialize.bind({}), serialize.describe({type: 'P'}), serialize.execute({}), sync(), data('a\n'), copyDone(), sync()], 1],
+      ['an extended COPY with Syncs in its data, and no Sync before it', [serialize.parse({text: 'copy copy_sink from stdin'}), serialize.bind({}), serialize.execute({}), serialize.flush(), data('a\n'), sync(), data('b\n'), sync(), copyDone(), sync()], 2],
+      ['one text with two COPYs and Syncs in each', [query('copy copy_sink from stdin; copy copy_sink from stdin'), sync(), data('a\n'), copyDone(), sync(), data('b\n'), sync(), copyDone()], 2],
+      ['a COPY that fails on its data, with Syncs after the bad row', [query('copy copy_int from stdin'), data('not a number\n'), sync(), data('1\n'), sync(), copyDone()], 0],
+    ]
+    const sinkRows = () => withClient(fx.db.url, async (c) => (await c.query('select (select count(*)::int from copy_sink) + (select count(*)::int from copy_int) n')).rows[0].n as number)
+
+    for (const [what, sequence, rows] of sequences) {
+      it(`keeps every later result with its own statement after ${what}`, async () => {
+        const before = await sinkRows()
+        const raw = await connect()
+        raw.send(...sequence)
+        expect(codes(await raw.untilReady())).toMatch(/^[12n]*G.*Z$/)
+        // The server answers a Sync it reads after a COPY failed, and none it reads as COPY data;
+        // the client reads whatever came up to its fence.
+        raw.send(query("select 'fence' as v"))
+        while (!values(await raw.untilReady()).includes('fence'));
+        expect(await sinkRows()).toBe(before + rows)
+        // A failing statement, then one that reads clear values under a neutral name.
+        raw.send(query(lagging))
+        expect(codes(await raw.untilReady())).toBe('EZ')
+        raw.send(query(sensitive))
+        const result = await raw.untilReady()
+        expect(codes(result)).toMatch(/^TD+CZ$/)
+        expect(leaked(values(result), fx.secrets)).toEqual([])
+        raw.send(query("select 'still in step' as v"))
+        expect(values(await raw.untilReady())).toBe('still in step')
+        raw.end()
+      })
+    }
+
+    it('closes the one connection that sends other messages during a COPY, and the tunnel serves the others', async () => {
+      const other = await connect()
+      for (const intruder of [query('select 1'), serialize.parse({text: 'select 1'}), serialize.bind({}), serialize.execute({}), serialize.describe({type: 'S'}), serialize.close({type: 'S', name: ''})]) {
+        const raw = await connect()
+        raw.send(query('copy copy_sink from stdin'))
+        expect((await raw.next()).code).toBe('G')
+        raw.send(data('a\n'), intruder)
+        await raw.waitClosed()
+        expect(errors(raw.messages).join('\n')).toMatch(/during COPY FROM STDIN/)
+        other.send(query("select 'other' as v"))
+        expect(values(await other.untilReady())).toBe('other')
+      }
+      other.end()
+    })
+  })
+
+  describe('family 9: names the server cuts to 63 bytes', () => {
+    // The server keys prepared statements and portals by their first 63 bytes. Two protocol names
+    // that differ only after that are one name there and two in a map keyed by the whole name: a
+    // Close of one and a Parse (or Bind) of the other left the tunnel judging the first by a text
+    // the server no longer had.
+    const sensitive = "select full_name || '' as a, address || '' as b from customers order by id"
+    const harmless = "select 'nobody'::text as a, 'nowhere'::text as b from customers order by id"
+    const stem = 'n'.repeat(63)
+    const wide = 'é'.repeat(31) + 'e'
+    const {parse, bind, execute, describe: describeMsg, close, sync, query} = serialize
+
+    const sequences: [string, Buffer[][]][] = [
+      ['a statement closed and parsed again under a longer name', [[parse({name: `${stem}x`, text: harmless}), sync()], [close({type: 'S', name: `${stem}z`}), sync()], [parse({name: `${stem}y`, text: sensitive}), sync()], [bind({statement: `${stem}x`}), execute({}), sync()]]],
+      ['a multibyte name cut in the middle of a character', [[parse({name: `${wide}éx`, text: harmless}), sync()], [close({type: 'S', name: `${wide}éz`}), sync()], [parse({name: `${wide}éy`, text: sensitive}), sync()], [bind({statement: `${wide}éx`}), execute({}), sync()]]],
+      ['a portal closed and bound again under a longer name', [[parse({name: 'h9', text: harmless}), parse({name: 's9', text: sensitive}), sync()], [query('begin')], [bind({statement: 'h9', portal: `${stem}x`}), sync()], [close({type: 'P', name: `${stem}z`}), bind({statement: 's9', portal: `${stem}y`}), sync()], [execute({portal: `${stem}x`}), sync()]]],
+      ['a long name only in Describe, Execute and Close', [[parse({name: 's9b', text: sensitive}), bind({statement: 's9b'}), describeMsg({type: 'P', name: `${stem}q`}), execute({portal: `${stem}q`}), close({type: 'S', name: `${stem}q`}), sync()]]],
+    ]
+
+    for (const [what, steps] of sequences) {
+      it(`refuses names longer than 63 bytes: ${what}`, async () => {
+        const raw = await connect()
+        const seen: RawMessage[] = []
+        for (const step of steps) {
+          if (raw.closed) break
+          raw.send(...step)
+          try {
+            seen.push(...(await raw.untilReady()))
+          } catch {
+            break
+          }
+        }
+        expect(leaked(values(raw.messages), fx.secrets)).toEqual([])
+        await raw.waitClosed()
+        expect(errors(raw.messages).join('\n')).toMatch(/^08P01 .*name of \d+ bytes .*first 63 bytes/m)
+      })
+    }
+
+    it('keeps an approved statement to one run', async () => {
+      await withClient(fx.db.url, (c) => c.query('truncate once_log'))
+      const raw = await connect()
+      const steps = [
+        [parse({name: `${stem}x`, text: 'select 1'}), sync()],
+        [close({type: 'S', name: `${stem}z`}), sync()],
+        [parse({name: `${stem}y`, text: "insert into once_log values ('just once')"}), bind({statement: `${stem}y`}), execute({}), sync()],
+        // The server binds the approved statement under the first name too.
+        ...Array.from({length: 3}, () => [bind({statement: `${stem}x`}), execute({}), sync()]),
+      ]
+      for (const step of steps) {
+        raw.send(...step)
+        if (!(await raw.untilReady().catch(() => undefined))) break
+      }
+      expect(await onceRuns()).toBeLessThanOrEqual(1)
+      await raw.waitClosed()
+    })
+
+    it('takes names of up to 63 bytes, and SQL names the parser cuts as the server does', async () => {
+      const raw = await connect()
+      raw.send(parse({name: stem, text: harmless}), bind({statement: stem, portal: stem}), execute({portal: stem}), sync())
+      expect(values(await raw.untilReady())).toContain('nobody')
+      raw.send(query(`prepare ${'m'.repeat(70)} as ${sensitive}`))
+      await raw.untilReady()
+      raw.send(query(`execute ${'m'.repeat(63)}`))
+      const rows = await raw.untilReady()
+      expect(codes(rows)).toMatch(/^N?TD+CZ$/)
+      expect(leaked(values(rows), fx.secrets)).toEqual([])
       raw.end()
     })
   })

@@ -213,6 +213,35 @@ describe('the protocol state follows the server', () => {
     ])
   })
 
+  it('owes no reply to a Sync the server reads as COPY data (libpq sends one right after a COPY it runs with PQexecParams)', () => {
+    const data = serialize.copyData(Buffer.from('1\n'))
+    play([
+      c(parse('', 'copy t from stdin'), bind('', ''), exec(), sync()),
+      check({toServer: 'PBE', pending: 3}),
+      s(server.parseComplete(), server.bindComplete(), server.copyInResponse()),
+      check({toServer: '', toClient: '12G', pending: 1}),
+      c(data, sync(), data, serialize.copyDone(), sync()),
+      check({toServer: 'ddcS', pending: 2}),
+      s(server.complete('COPY 2'), server.ready()),
+      check({toClient: 'CZ', pending: 0}),
+      c(q('select 1')),
+      s(server.rowDescription(), server.dataRow('1'), server.complete('SELECT 1'), server.ready()),
+      check({toClient: 'TDCZ', pending: 0, closed: false}),
+    ])
+  })
+
+  it('holds what follows a simple COPY until the server starts it, and passes the COPY data on', () => {
+    const data = serialize.copyData(Buffer.from('1\n'))
+    play([
+      c(q('copy t from stdin'), data, sync(), serialize.copyDone(), q('select 1')),
+      check({toServer: 'Qd', pending: 1}),
+      s(server.copyInResponse()),
+      check({toServer: 'c', toClient: 'G', pending: 1}),
+      s(server.complete('COPY 1'), server.ready()),
+      check({toServer: 'Q', toClient: 'CZ', pending: 1}),
+    ])
+  })
+
   it('holds EXECUTE of a name that a pipelined PREPARE defines until the PREPARE is answered', () => {
     play([
       c(q('prepare p as select 1'), q('execute p')),
@@ -236,6 +265,7 @@ describe('a reply that does not fit what the server owes closes the connection',
     ['a PREPARE completed with another command tag', [c(q('prepare p as select 1')), s(server.complete('SELECT 1'))]],
     ['more statements completed than the text holds', [c(q('prepare p as select 1')), s(server.complete('PREPARE'), server.complete('PREPARE'))]],
     ['BackendKeyData in the middle of a session', [s(server.backendKeyData())]],
+    ['CopyInResponse for a statement the tunnel did not read as COPY FROM STDIN', [c(q('select 1')), s(server.copyInResponse())]],
     ['ReadyForQuery twice for one query', [c(q('select 1')), s(server.rowDescription(), server.dataRow('1'), server.complete('SELECT 1'), server.ready(), server.ready())]],
   ]
   for (const [what, steps] of desync) {
