@@ -208,6 +208,8 @@ export class Catalog {
   /** The snapshot as read and classified, before `derived` marks are applied. */
   private base: CatalogSnapshot = this.current
   private readonly derived: DerivedMarks[] = []
+  /** Every mark a column has had, by `tableOid:attnum`, so that renaming it does not unmask it (see `keepMarks`). */
+  private readonly marksByColumn = new Map<string, SensitiveMark>()
   private refreshing: Promise<void> | undefined
   private again = false
   private nextReread: Promise<void> | undefined
@@ -234,7 +236,7 @@ export class Catalog {
 
   private install(snapshot: CatalogSnapshot): void {
     this.base = snapshot
-    this.current = this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot
+    this.current = keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn)
     const relations = this.current.relations
     this.byOid = new Map(relations.map((r) => [r.oid, r]))
     this.byRowType = new Map(relations.map((r) => [r.rowTypeOid, r]))
@@ -446,6 +448,33 @@ function applyDerived(snapshot: CatalogSnapshot, derived: DerivedMarks[], config
     }
   })
   return {...snapshot, relations}
+}
+
+/**
+ * Marks follow a column, not its name: a column once classified keeps its mark for the catalog's
+ * lifetime when a later snapshot finds it clean under a new name or type (`ALTER TABLE customers
+ * RENAME COLUMN full_name TO nm`, a table renamed out of a `mask:` glob), since the values in it
+ * are the same. Columns are identified by table OID and attribute number, which PostgreSQL never
+ * reuses within a table. Records the marks of `snapshot` into `seen` and returns it with the
+ * remembered marks applied.
+ */
+function keepMarks(snapshot: CatalogSnapshot, seen: Map<string, SensitiveMark>): CatalogSnapshot {
+  let kept = false
+  const relations = snapshot.relations.map((rel) => {
+    const columns = rel.columns.map((col): CatalogColumn => {
+      const key = `${rel.oid}:${col.attnum}`
+      if (col.sensitive) {
+        if (!seen.has(key)) seen.set(key, {...col.sensitive, reason: `${rel.schema}.${rel.name}.${col.name}: ${col.sensitive.reason}`})
+        return col
+      }
+      const before = seen.get(key)
+      if (!before) return col
+      kept = true
+      return {...col, sensitive: {...before, reason: `classified under an earlier name or type (${before.reason})`}}
+    })
+    return columns.some((c, i) => c !== rel.columns[i]) ? {...rel, columns} : rel
+  })
+  return kept ? {...snapshot, relations} : snapshot
 }
 
 /** Reads and classifies the target's catalog, and loads the SQL parser lineage needs. */

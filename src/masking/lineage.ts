@@ -412,11 +412,14 @@ function funcCall(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const nameParts = list(node.funcname).map(svalOf)
   const name = nameParts.at(-1) ?? ''
   const schema = nameParts.length > 1 ? nameParts[0] : undefined
-  // ORDER BY, FILTER and OVER decide which values an aggregate sees, not what they are.
-  for (const part of [node.agg_order, node.agg_filter, node.over]) if (part) genericChildren({part} as Node, scope, ctx)
+  // ORDER BY, FILTER and OVER decide which values an aggregate sees, not what they are; except in
+  // an ordered-set aggregate, whose WITHIN GROUP (ORDER BY …) is the aggregated input itself
+  // (`mode() WITHIN GROUP (ORDER BY name)` returns a name).
+  const within = node.agg_within_group === true ? list(node.agg_order).map((s) => expr(s, scope, ctx)) : []
+  for (const part of [node.agg_within_group === true ? undefined : node.agg_order, node.agg_filter, node.over]) if (part) genericChildren({part} as Node, scope, ctx)
   if (node.agg_star) return EMPTY
   const args = list(node.args)
-  const argLineages = args.map((a) => expr(a, scope, ctx))
+  const argLineages = [...args.map((a) => expr(a, scope, ctx)), ...within]
   const builtin = (schema === undefined || schema === 'pg_catalog') && !(schema === undefined && ctx.catalog.isUserFunction(name))
   if (!builtin || nameParts.length > 2) {
     // A user-defined function (its body is not analysed), or one the catalog does not know yet.

@@ -22,6 +22,9 @@ const TEXT_FIELDS = ['message', 'detail', 'hint', 'where', 'internalQuery'] as c
 
 const MASK = '[masked]'
 
+/** Fields that name the object an error is about (the protocol's `s`, `t`, `c`, `n`, `d`). */
+const NAME_FIELDS = ['schema', 'table', 'column', 'constraint', 'dataType'] as const
+
 /** What makes a value quoted in a message clean: the client wrote it, or it is the name of something. */
 export interface MessageProof {
   has(value: string): boolean
@@ -181,10 +184,14 @@ export function maskNotice(fields: NoticeLike, lineage: StatementLineage | undef
     for (const k of ['message', 'detail', 'hint'] as const) if (out[k]) out[k] = maskAs(out[k], 'untraceable', m)
   }
   if (touches || opaque) {
-    // The message's own name fields are names, never values.
-    const own = new Set([fields.schema, fields.table, fields.column, fields.constraint, fields.dataType].filter((x): x is string => !!x).map((x) => x.toLowerCase()))
     const names = namesOf(m.catalog)
-    const clean = (v: string) => own.has(v.toLowerCase()) || (proof ? proof.has(v) : names.has(v.toLowerCase()))
+    const proven = (v: string) => (proof ? proof.has(v) : names.has(v.toLowerCase()))
+    // Code the analysis cannot see into sets the name fields to anything it read (`RAISE … USING
+    // COLUMN = name`, PL/Python's `table_name=`): there, they are kept only when proven clean.
+    if (opaque) for (const k of NAME_FIELDS) if (out[k] && !proven(out[k])) out[k] = MASK
+    // The server's own name fields are names, never values.
+    const own = new Set(NAME_FIELDS.map((k) => out[k]).filter((x): x is string => !!x && x !== MASK).map((x) => x.toLowerCase()))
+    const clean = (v: string) => own.has(v.toLowerCase()) || proven(v)
     for (const k of TEXT_FIELDS) {
       const v = out[k]
       if (!v || (raised && k !== 'where' && k !== 'internalQuery')) continue

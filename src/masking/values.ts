@@ -222,10 +222,27 @@ export function maskJson(text: string, rules: FieldRules | undefined, allCategor
     if (Array.isArray(v)) return v.map((x) => leaf(x, category))
     if (v && typeof v === 'object') {
       const out: Record<string, unknown> = {}
-      for (const [k, x] of Object.entries(v)) out[k] = leaf(x, category ?? rules?.byName.get(k))
+      for (const [k, x] of Object.entries(v)) {
+        const key = maskKey(k, category, out)
+        if (key !== k) changed = true
+        out[key] = leaf(x, category ?? rules?.byName.get(k))
+      }
       return out
     }
     return v
+  }
+  /*
+   * A key is a value too: `jsonb_object_agg(name, 1)`, `jsonb_set('{}', array[name], …)` and
+   * `json_object(name : 1)` carry the sensitive values as keys. Inside a document derived from
+   * sensitive values every key is replaced; elsewhere the scanner runs over keys as over strings.
+   * Replaced keys are numbered so that the object keeps one member per key.
+   */
+  const maskKey = (k: string, category: MaskingCategory | undefined, taken: Record<string, unknown>): string => {
+    const masked = category ? 'masked' : scanAndMask(k, m)
+    if (masked === undefined) return k
+    let key = masked
+    for (let n = 2; Object.hasOwn(taken, key); n++) key = `${masked}_${n}`
+    return key
   }
   const masked = leaf(doc, allCategory)
   return changed ? JSON.stringify(masked) : undefined

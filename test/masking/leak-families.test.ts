@@ -25,6 +25,9 @@ import {all, captured, recordingRelay, type Seen} from './relay.js'
 /** Phone numbers only free text holds: no column is named for them. */
 const PHONES = ['+44 20 7946 0958', '(555) 123-4567', '+49 30 1234567']
 
+/** An e-mail address only a JSON key holds (built in SQL, so the statement text does not hold it): the scanner must read keys as it reads strings. */
+const KEY_EMAIL = 'zed.key@example.net'
+
 interface Case {
   family: string
   /** Run in one session, in order; whatever any of them returns counts. */
@@ -79,6 +82,38 @@ const CASES: Case[] = [
   {family: 'errors', steps: ['select ssn::int from customers']},
   {family: 'errors', steps: [`select ('x" ' || full_name || ' "y')::int from customers`]},
   {family: 'errors', steps: ['explain analyze select current_setting(address) from customers']},
+  // ordered-set aggregates: WITHIN GROUP (ORDER BY …) is the aggregated input, not an ordering
+  {family: 'ordered-set aggregates', steps: ['select mode() within group (order by full_name) from customers'], copy: true},
+  {family: 'ordered-set aggregates', steps: ['select percentile_disc(0.5) within group (order by address) from customers'], copy: true},
+  {family: 'ordered-set aggregates', steps: ['select percentile_disc(array[0.1, 0.5, 0.9]) within group (order by full_name) as names from customers'], copy: true},
+  {family: 'ordered-set aggregates', steps: ['select percentile_disc(0.5) within group (order by birth_date) from customers'], copy: true},
+  {family: 'ordered-set aggregates', steps: ['select country, mode() within group (order by phone) from customers group by country'], copy: true},
+  // sensitive values as JSON object keys: a key is a value too
+  {family: 'json keys', steps: ['select jsonb_object_agg(full_name, 1) from customers'], copy: true},
+  {family: 'json keys', steps: ['select json_object_agg(address, id) from customers'], copy: true},
+  {family: 'json keys', steps: ['select jsonb_build_object(full_name, 1) from customers'], copy: true},
+  {family: 'json keys', steps: ['select json_build_object(address, 1) from customers'], copy: true},
+  {family: 'json keys', steps: ["select json_object(array[full_name, 'x']) from customers"], copy: true},
+  {family: 'json keys', steps: ['select jsonb_object(array_agg(address), array_agg(id::text)) from customers'], copy: true},
+  {family: 'json keys', steps: ['select json_object(full_name : 1) from customers'], copy: true},
+  {family: 'json keys', steps: ['select json_objectagg(address : 1) from customers'], copy: true},
+  {family: 'json keys', steps: ["select jsonb_set('{}', array[full_name], '1') from customers"], copy: true},
+  {family: 'json keys', steps: ["select jsonb_insert('{}', array[address], '1') from customers"], copy: true},
+  {family: 'json keys', steps: ["select '{}'::jsonb || jsonb_build_object(address, 2) from customers"], copy: true},
+  {family: 'json keys', steps: ["select jsonb_build_object('k', jsonb_object_agg(full_name, 1)) from customers"], copy: true},
+  {family: 'json keys', steps: [`select body::jsonb from (select '{"${KEY_EMAIL.replace('@', `' || chr(64) || '`)}": 1}' as body) s, customers limit 1`], copy: true},
+  // a sensitive column renamed to a name the dictionary does not know (or a table out of a glob)
+  {family: 'renamed columns', steps: ['alter table customers rename column full_name to nm', 'select nm from customers', 'alter table customers rename column nm to full_name']},
+  {family: 'renamed columns', steps: ['alter table customers rename column address to a1', 'select * from customers', 'alter table customers rename column a1 to address']},
+  {family: 'renamed columns', steps: ['alter table customers rename column full_name to nm; select nm from customers; alter table customers rename column nm to full_name']},
+  {family: 'renamed columns', steps: ["do $$ begin execute 'al' || 'ter table customers rename column address to zz'; end $$", 'select zz from customers', 'alter table customers rename column zz to address']},
+  {family: 'renamed columns', steps: ['alter table customers alter column birth_date type text', 'alter table customers rename column birth_date to bd', 'select bd from customers', 'alter table customers rename column bd to birth_date', 'alter table customers alter column birth_date type date using birth_date::date']},
+  // name fields of a RAISEd error (schema, table, column, constraint, data type) set to values
+  {family: 'raised name fields', steps: ["do $$ begin raise exception 'x' using column = (select full_name from customers where id = 1), table = (select address from customers where id = 1); end $$"]},
+  {family: 'raised name fields', steps: ["do $$ begin raise exception 'x' using schema = (select address from customers where id = 2), constraint = (select full_name from customers where id = 3), datatype = (select full_name from customers where id = 4); end $$"]},
+  {family: 'raised name fields', steps: ["do $$ begin raise notice 'x' using column = (select full_name from customers where id = 5); end $$"]},
+  {family: 'raised name fields', steps: ["do $$ begin perform 1 / 0; exception when others then raise exception 'e' using column = (select address from customers where id = 6); end $$"]},
+  {family: 'raised name fields', steps: ["do $$ begin raise exception 'column \"%\" of relation \"customers\"', 'x' using column = (select full_name from customers where id = 7); end $$"]},
   // 12: phone numbers in free text
   {family: 'free-text phones', steps: ['select body from notes where id >= 5'], copy: true},
   {family: 'free-text phones', steps: ['select payload::text from events where id = 2'], copy: true},
@@ -112,7 +147,7 @@ describe('leak families: masking by proof, through the tunnel dbgate connect bui
       c.query(`insert into notes values (5, 'reach me on ${PHONES[0]} or ${PHONES[1]} after six'), (6, 'order 12345678901 shipped 2026-10-01 12:00:00, paid 1,234.56');
         insert into events values (2, '{"kind": "callback", "note": "call ${PHONES[2]}"}')`),
     )
-    secrets = [...fx.secrets, ...PHONES]
+    secrets = [...fx.secrets, ...PHONES, KEY_EMAIL]
     bucketDir = mkdtempSync(path.join(tmpdir(), 'dbgate-families-'))
     tunnel = await openPipelineTunnel(fx.db, 'policy: none', {top: `bucket: file://${bucketDir}`})
     relay = await recordingRelay(tunnel.info.port)
