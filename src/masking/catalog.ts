@@ -256,6 +256,11 @@ export class Catalog {
     this.generation++
   }
 
+  /** The re-read under way, if any, to wait for before analysing a statement; never rejects. */
+  settling(): Promise<void> | undefined {
+    return this.refreshing?.catch(() => {})
+  }
+
   /** Re-reads the catalog; concurrent calls share one read, and a call during a read queues one more. */
   refresh(): Promise<void> {
     const source = this.source

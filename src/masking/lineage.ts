@@ -54,10 +54,15 @@ interface Ctx {
   /** Views being expanded, against definitions that refer to themselves. */
   expanding: Set<number>
   depth: number
+  /**
+   * The catalog may not yet hold what ran before this statement (see `analyzeText`): an
+   * unqualified function or operator name may then resolve to one created since, not the built-in.
+   */
+  distrustNames: boolean
 }
 
-function newCtx(catalog: Catalog): Ctx {
-  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0}
+function newCtx(catalog: Catalog, distrustNames = false): Ctx {
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames}
 }
 
 /** Something the analysis cannot see into: its value is untraceable and the statement may read anything. */
@@ -420,6 +425,13 @@ function funcCall(node: Node, scope: Scope, ctx: Ctx): Lineage {
   if (node.agg_star) return EMPTY
   const args = list(node.args)
   const argLineages = [...args.map((a) => expr(a, scope, ctx)), ...within]
+  if (schema === undefined && ctx.distrustNames) {
+    // Whatever the name resolves to, what the built-in of that name would store or read still counts.
+    const kind = builtinKind(name)
+    if (kind === 'stores-arguments' && !argLineages.every(clean)) ctx.sideChannels.push(STORED_WHERE[name] ?? `${name}() would store values derived from sensitive or untraceable data where other statements and sessions read them back, out of masking's reach`)
+    if (kind === 'reads-settings') ctx.readsSettings = true
+    return untraceable(ctx, `${name}() may resolve to a function created by an earlier statement that the catalog has not read yet`, argLineages)
+  }
   const builtin = (schema === undefined || schema === 'pg_catalog') && !(schema === undefined && ctx.catalog.isUserFunction(name))
   if (!builtin || nameParts.length > 2) {
     // A user-defined function (its body is not analysed), or one the catalog does not know yet.
@@ -474,6 +486,7 @@ function aExpr(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const right = node.rexpr === undefined ? EMPTY : Array.isArray(node.rexpr) ? derived(node.rexpr.map((e) => expr(e, scope, ctx))) : expr(node.rexpr, scope, ctx)
   // Every built-in operator computes from its operands; a user-defined one runs user code.
   const opSchema = opName.length > 1 ? opName[0] : undefined
+  if (opSchema === undefined && ctx.distrustNames) return untraceable(ctx, `the operator ${opName.join('.')} may resolve to one created by an earlier statement that the catalog has not read yet`, [left, right])
   if (op === undefined || (opSchema !== undefined && opSchema !== 'pg_catalog') || (opSchema === undefined && ctx.catalog.isUserOperator(op))) {
     return untraceable(ctx, `the operator ${opName.join('.')} is not a built-in one`, [left, right])
   }
@@ -928,9 +941,42 @@ function created(rel: Node | undefined, columns: NamedLineage[] | undefined): St
   return {...(schema ? {schema} : {}), name, columns}
 }
 
-/** Lineage of every statement in a text (a simple Query may hold several). */
-export function analyzeText(sql: string, catalog: Catalog): TextLineage {
+/**
+ * The lineage of each statement of a text (a simple Query may hold several). The catalog is read between statements, never during a
+ * text: after a statement that may change it (DDL, or code the analysis cannot see into, which may
+ * run DDL), the statements after it in the same text are analysed with unqualified function and
+ * operator names distrusted, since `CREATE FUNCTION public.lower(int) …; SELECT lower(1)` calls a
+ * function the catalog does not hold yet. `distrustNames` starts the text that way (see
+ * `StatementLineage.changesCatalog`).
+ */
+export function analyzeText(sql: string, catalog: Catalog, distrustNames = false): TextLineage {
   const parsed = parseSql(sql)
   if (!parsed.ok) return parsed
-  return {ok: true, statements: parsed.statements.map((s) => statementLineage(s, newCtx(catalog)))}
+  let distrust = distrustNames
+  return {
+    ok: true,
+    statements: parsed.statements.map((s) => {
+      const l = statementLineage(s, newCtx(catalog, distrust))
+      const changes = l.opaque || mayChangeCatalog(s)
+      if (changes) distrust = true
+      return changes ? {...l, changesCatalog: true} : l
+    }),
+  }
+}
+
+/** Statement kinds that never create, alter or drop a catalog object (an allow-list: any other kind may). */
+const CATALOG_KEEPING = new Set([
+  'SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'CopyStmt', 'ExplainStmt', 'VariableShowStmt', 'VariableSetStmt',
+  'TransactionStmt', 'DeclareCursorStmt', 'FetchStmt', 'ClosePortalStmt', 'PrepareStmt', 'ExecuteStmt', 'DeallocateStmt', 'ListenStmt',
+  'UnlistenStmt', 'NotifyStmt', 'DiscardStmt', 'LockStmt', 'CheckPointStmt', 'VacuumStmt', 'ConstraintsSetStmt',
+])
+
+function mayChangeCatalog(stmt: Node): boolean {
+  const u = unwrap(stmt)
+  if (!u) return true
+  const [kind, node] = u
+  // SELECT … INTO and EXPLAIN ANALYZE of CREATE TABLE … AS create a table.
+  if (kind === 'SelectStmt') return node.intoClause !== undefined
+  if (kind === 'ExplainStmt') return mayChangeCatalog(node.query as Node)
+  return !CATALOG_KEEPING.has(kind)
 }
