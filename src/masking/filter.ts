@@ -17,7 +17,7 @@ import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
 import {readingOf, scanShape, type TextReading} from '../policy/text-shape.js'
 import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
-import {maskNotice, maskNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
+import {maskNotice, maskNotification, maskUntracedNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker} from './strategies.js'
 import {arena, OTHER, put, putInt32, reserve, rewriteMessages, rewritten, UNCHANGED, written, type MessageRewriter} from './arena.js'
@@ -998,6 +998,11 @@ class SessionFilter implements MaskingFilter {
   }
 
   notification(_channel: string, payload: string): string | undefined {
+    // This session ran code the analysis cannot see into: its own payloads may hold anything it read.
+    if (this.settingsUnproven()) {
+      const masked = maskUntracedNotification(payload, this.m)
+      return masked === payload ? undefined : masked
+    }
     return maskNotification(payload, this.rules(), this.m)
   }
 

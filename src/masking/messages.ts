@@ -237,6 +237,31 @@ export function maskNotification(payload: string, rules: FieldRules, m: ValueMas
   return scanAndMask(payload, m)
 }
 
+/**
+ * A NOTIFY payload that code the analysis cannot see into may have built from anything it read
+ * (a DO block's `pg_notify('c', name)`, a trigger's `json_build_object('label', name)`): masked
+ * whole, and a JSON payload in its every value, keeping only keys that are names from the catalog
+ * (so a trigger's `row_to_json(NEW)` still shows which columns changed).
+ */
+export function maskUntracedNotification(payload: string, m: ValueMasking): string {
+  const trimmed = payload.trimStart()
+  if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+    const names = namesOf(m.catalog)
+    const masked = maskJson(payload, undefined, 'untraceable', m, 'redact', (k) => names.has(k.toLowerCase()))
+    if (masked !== undefined || isJsonText(payload)) return masked ?? payload
+  }
+  return payload === '' ? payload : MASK
+}
+
+function isJsonText(text: string): boolean {
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
 function collectKeys(v: unknown, fn: (k: string) => void): void {
   if (Array.isArray(v)) return v.forEach((x) => collectKeys(x, fn))
   if (v && typeof v === 'object') {

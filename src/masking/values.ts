@@ -196,7 +196,7 @@ export function fieldRules(fields: NamedLineage[], untraceable: boolean): FieldR
  * when `allCategory` is given (a document derived from sensitive values as a whole), and the
  * scanner over all remaining strings. Returns undefined when nothing changed.
  */
-export function maskJson(text: string, rules: FieldRules | undefined, allCategory: MaskingCategory | undefined, m: ValueMasking, allStrategy?: MaskingStrategy): string | undefined {
+export function maskJson(text: string, rules: FieldRules | undefined, allCategory: MaskingCategory | undefined, m: ValueMasking, allStrategy?: MaskingStrategy, keptKey?: (key: string) => boolean): string | undefined {
   let doc: unknown
   try {
     doc = JSON.parse(text)
@@ -238,7 +238,7 @@ export function maskJson(text: string, rules: FieldRules | undefined, allCategor
    * Replaced keys are numbered so that the object keeps one member per key.
    */
   const maskKey = (k: string, category: MaskingCategory | undefined, taken: Record<string, unknown>): string => {
-    const masked = category ? 'masked' : scanAndMask(k, m)
+    const masked = category ? (keptKey?.(k) ? undefined : 'masked') : scanAndMask(k, m)
     if (masked === undefined) return k
     let key = masked
     for (let n = 2; Object.hasOwn(taken, key); n++) key = `${masked}_${n}`

@@ -114,6 +114,13 @@ const CASES: Case[] = [
   {family: 'raised name fields', steps: ["do $$ begin raise notice 'x' using column = (select full_name from customers where id = 5); end $$"]},
   {family: 'raised name fields', steps: ["do $$ begin perform 1 / 0; exception when others then raise exception 'e' using column = (select address from customers where id = 6); end $$"]},
   {family: 'raised name fields', steps: ["do $$ begin raise exception 'column \"%\" of relation \"customers\"', 'x' using column = (select full_name from customers where id = 7); end $$"]},
+  // notifications this session's own unseen code sends: no pg_notify call the analysis could refuse
+  {family: 'own notifications', steps: ['listen n1', "do $$ begin perform pg_notify('n1', (select string_agg(full_name, ',') from customers)); end $$"]},
+  {family: 'own notifications', steps: ['listen n2', "do $$ begin execute 'notify n2, ' || quote_literal((select string_agg(address, ';') from customers)); end $$"]},
+  {family: 'own notifications', steps: ['listen n3', "do $$ begin perform pg_notify('n3', json_build_object('label', (select full_name from customers where id = 1))::text); end $$"]},
+  {family: 'own notifications', steps: ['listen n4', "do $$ begin perform pg_notify('n4', json_build_object((select address from customers where id = 2), 1)::text); end $$"]},
+  {family: 'own notifications', steps: ['listen n5', "do $$ begin perform pg_notify('n5', json_build_array((select full_name from customers where id = 3), 1)::text); end $$"]},
+  {family: 'own notifications', steps: ['listen n6', 'begin', "do $$ begin perform pg_notify('n6', (select full_name from customers where id = 4)); end $$", 'select 1', 'commit']},
   // 12: phone numbers in free text
   {family: 'free-text phones', steps: ['select body from notes where id >= 5'], copy: true},
   {family: 'free-text phones', steps: ['select payload::text from events where id = 2'], copy: true},
@@ -189,6 +196,7 @@ describe('leak families: masking by proof, through the tunnel dbgate connect bui
       const c = new pg.Client({connectionString: fx.db.url})
       const notices: string[] = []
       c.on('notice', (n) => notices.push(JSON.stringify(n)))
+      c.on('notification', (n) => notices.push(JSON.stringify(n)))
       await c.connect()
       try {
         const got = (await runSteps(c, k.steps, false)) + notices.join('\n')
@@ -252,6 +260,19 @@ describe('leak families: masking by proof, through the tunnel dbgate connect bui
     expect(out.stdout).toMatch(/\[redacted\]|\[masked\]/)
     expect(out.stderr).toMatch(/masking cannot follow this query|set_config\(\) would store/)
     expect(leaked(out.stdout + out.stderr, secrets)).toEqual([])
+  })
+
+  it('keeps the payloads of a session that ran no code the analysis cannot see into', async () => {
+    const c = await tunnel.client()
+    const got: string[] = []
+    c.on('notification', (n) => got.push(n.payload ?? ''))
+    await c.query('listen plain')
+    await c.query("notify plain, 'order 7 shipped'")
+    await c.query(`select pg_notify('plain', json_build_object('id', id, 'status', status)::text) from orders where id = 1`)
+    await c.query('select 1')
+    expect(got[0]).toBe('order 7 shipped')
+    expect(JSON.parse(got[1]!)).toMatchObject({id: 1, status: expect.not.stringMatching(/redacted|masked/)})
+    await c.end()
   })
 
   it('keeps ordinary free text and its numbers, dates and amounts as they are', async () => {
