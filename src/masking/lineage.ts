@@ -172,6 +172,9 @@ const SENSITIVE_SYSTEM_COLUMNS: Record<string, Record<string, MaskingCategory> |
 /** Columns of system views that show the session's settings, which code the analysis cannot see may have written. */
 const SETTINGS_COLUMNS: Record<string, Set<string>> = {
   pg_settings: new Set(['setting', 'reset_val']),
+  // The session's cursors and prepared statements: names and texts the client sent, unless unseen code opened them.
+  pg_cursors: new Set(['name', 'statement']),
+  pg_prepared_statements: new Set(['name', 'statement']),
 }
 
 function systemRelation(name: string, as: string, ctx: Ctx): ScopeRel {

@@ -121,6 +121,16 @@ const CASES: Case[] = [
   {family: 'own notifications', steps: ['listen n4', "do $$ begin perform pg_notify('n4', json_build_object((select address from customers where id = 2), 1)::text); end $$"]},
   {family: 'own notifications', steps: ['listen n5', "do $$ begin perform pg_notify('n5', json_build_array((select full_name from customers where id = 3), 1)::text); end $$"]},
   {family: 'own notifications', steps: ['listen n6', 'begin', "do $$ begin perform pg_notify('n6', (select full_name from customers where id = 4)); end $$", 'select 1', 'commit']},
+  // generated columns computed from sensitive ones, under names the dictionary does not know
+  {family: 'generated columns', steps: ['alter table customers add column nm text generated always as (full_name) stored', 'select nm from customers', 'alter table customers drop column nm']},
+  {family: 'generated columns', steps: ["alter table customers add column a2 text generated always as (upper(address) || '') stored", 'select * from customers', 'alter table customers drop column a2']},
+  {family: 'generated columns', steps: ["alter table customers add column both_ text generated always as (full_name || ' ' || coalesce(phone, '')) virtual", 'select both_ from customers', 'alter table customers drop column both_']},
+  {family: 'generated columns', steps: ['alter table customers add column nm text generated always as (full_name) stored; select nm from customers; alter table customers drop column nm']},
+  // the session's cursors, prepared statements and channels, named or written by unseen code
+  {family: 'session state', steps: ['begin', "do $$ declare c refcursor := 'leakc'; begin open c for execute format('select %L as x', (select string_agg(full_name, ',') from customers)); end $$", 'select name, statement from pg_cursors', 'commit']},
+  {family: 'session state', steps: ["do $$ begin execute 'listen ' || quote_ident((select full_name from customers where id = 1)); end $$", 'select pg_listening_channels()']},
+  {family: 'session state', steps: ["do $$ begin execute format('prepare pq as select %L as x', (select address from customers where id = 2)); end $$", 'select name, statement from pg_prepared_statements']},
+  {family: 'session state', steps: ["do $$ begin execute format('prepare %I as select 1', (select full_name from customers where id = 3)); end $$", 'select * from pg_prepared_statement()']},
   // 12: phone numbers in free text
   {family: 'free-text phones', steps: ['select body from notes where id >= 5'], copy: true},
   {family: 'free-text phones', steps: ['select payload::text from events where id = 2'], copy: true},
