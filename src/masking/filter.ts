@@ -285,9 +285,12 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const ensureFresh = (sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId' | 'transactionStatus'>): Promise<void> | undefined => {
     if (unmasked) return undefined
     if (ctx && settles(ctx.connectionId, ctx)) {
-      unsettled.delete(ctx.connectionId)
       // What the connection changed is committed (or rolled back): read it before this statement.
-      return catalog.refresh().then(() => ensureFresh(sql, ctx))
+      // Settled only once read: if the read fails, names stay distrusted.
+      return catalog.refresh().then(() => {
+        unsettled.delete(ctx.connectionId)
+        return ensureFresh(sql, ctx)
+      })
     }
     const text = lineageOf(sql, readingOf(ctx?.session.parameters))
     if (!text.ok) return undefined

@@ -587,6 +587,7 @@ function typeCast(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const schema = names.length > 1 ? names[0] : undefined
   // A domain's constraints and a user-defined cast run user code on the value.
   if (schema !== 'pg_catalog' && ctx.catalog.castRunsCode(type, schema)) return untraceable(ctx, `a cast to ${names.join('.')} runs user code (a domain's constraints or a user-defined cast)`, [inner])
+  if (schema !== 'pg_catalog' && ctx.distrustNames) return untraceable(ctx, `a cast to ${names.join('.')} may run a domain's constraints or a cast created by an earlier statement that the catalog has not read yet`, [inner])
   if (!inner.fields && inner.sources.length === 0 && !inner.unknown && !inner.settings) return EMPTY
   // Cast to another row type, a row's fields get that type's names: only their values are followed.
   if (inner.fields && !FIELD_KEEPING_CASTS.has(type)) return derived([inner])

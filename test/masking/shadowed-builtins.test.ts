@@ -33,6 +33,12 @@ function hiddenCreateSql(name: string): string {
   return `do $$ begin execute convert_from(decode('${encoded}', 'base64'), 'UTF8'); end $$`
 }
 
+/** A domain whose check calls a function that prints what it reads, created by a DO block. */
+function hiddenDomainSql(domain: string): string {
+  const ddl = `create or replace function public.${domain}_check(t text) returns boolean language plpgsql as $f$ begin raise notice '%', (${BODY}); return true; end $f$; create domain public.${domain} as text check (public.${domain}_check(value))`
+  return `do $$ begin execute convert_from(decode('${Buffer.from(ddl).toString('base64')}', 'base64'), 'UTF8'); end $$`
+}
+
 /** An operator (`###` and siblings) over a shadowing function, created by a DO block. */
 function hiddenOperatorSql(fn: string, op: string): string {
   const ddl = `${createSql(fn).replace('(int)', '(int, int)')}; create operator public.${op} (function = public.${fn}, leftarg = int, rightarg = int)`
@@ -77,7 +83,12 @@ describe('masking: functions and operators that shadow built-ins, created after 
 
   /** What a direct connection gets from the shadow: proof that the case is not vacuous. */
   async function direct(sql: string): Promise<string[]> {
-    return withClient(fx.db.url, async (c) => leaked(JSON.stringify((await c.query(sql)).rows), fx.secrets))
+    return withClient(fx.db.url, async (c) => {
+      const notices: string[] = []
+      c.on('notice', (n) => notices.push(n.message ?? ''))
+      const rows = JSON.stringify((await c.query(sql)).rows)
+      return leaked(rows + notices.join('\n'), fx.secrets)
+    })
   }
 
   /** Label, steps and the call that reveals values directly; `simple`: the steps hold texts of several statements. */
@@ -90,6 +101,8 @@ describe('masking: functions and operators that shadow built-ins, created after 
     ['in a transaction block opened by the same text', (n) => ({steps: [`begin; ${hiddenCreateSql(n)}`, `select ${n}(1)`, 'commit'], call: `select ${n}(1)`, simple: true})],
     ['created by DDL the tunnel sees, called next', (n) => ({steps: [createSql(n), `select ${n}(1)`], call: `select ${n}(1)`})],
     ['an operator created by a DO block, used next', (n) => ({steps: [hiddenOperatorSql(n, '###'), 'select 1 ### 2'], call: 'select 1 ### 2'})],
+    ['a domain whose check prints values, created and used in one text', (n) => ({steps: [`${hiddenDomainSql(`d_${n}`)}; select 'x'::d_${n}`], call: `select 'x'::d_${n}`, simple: true})],
+    ['a domain whose check prints values, in a transaction block', (n) => ({steps: ['begin', hiddenDomainSql(`e_${n}`), `select 'x'::e_${n}`, 'commit'], call: `select 'x'::e_${n}`})],
   ]
 
   it.each([
