@@ -160,7 +160,8 @@ const SENSITIVE_SYSTEM_COLUMNS: Record<string, Record<string, MaskingCategory> |
   pg_shadow: {passwd: 'password'},
   pg_user_mapping: {umoptions: 'secret'},
   pg_user_mappings: {umoptions: 'secret'},
-  pg_stat_activity: {query: 'untraceable'},
+  // Other sessions' SQL, and application names any session's unseen code may have set to values it read.
+  pg_stat_activity: {query: 'untraceable', application_name: 'untraceable'},
   pg_stats: '*',
   pg_stats_ext: '*',
   pg_stats_ext_exprs: '*',

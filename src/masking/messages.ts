@@ -14,7 +14,7 @@ import type {Catalog, CatalogRelation} from './catalog.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
 import type {StatementLineage} from './lineage.js'
 import {parseSql} from '../sql/parser.js'
-import {maskJson, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
+import {maskJson, namesOf, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
 
 export type NoticeLike = Record<string, string | undefined>
 
@@ -28,23 +28,6 @@ const NAME_FIELDS = ['schema', 'table', 'column', 'constraint', 'dataType'] as c
 /** What makes a value quoted in a message clean: the client wrote it, or it is the name of something. */
 export interface MessageProof {
   has(value: string): boolean
-}
-
-/** Names of everything in a catalog, lower-cased, built once per catalog generation. */
-const catalogNames = new WeakMap<Catalog, {generation: number; names: Set<string>}>()
-
-function namesOf(catalog: Catalog): Set<string> {
-  const cached = catalogNames.get(catalog)
-  if (cached && cached.generation === catalog.generation) return cached.names
-  const names = new Set<string>()
-  for (const r of catalog.snapshot.relations) {
-    names.add(r.schema.toLowerCase()).add(r.name.toLowerCase())
-    for (const c of r.columns) names.add(c.name.toLowerCase()).add(c.typeName.toLowerCase())
-  }
-  for (const t of catalog.snapshot.types) names.add(t.name.toLowerCase())
-  for (const f of catalog.snapshot.functions) names.add(f.toLowerCase())
-  catalogNames.set(catalog, {generation: catalog.generation, names})
-  return names
 }
 
 function collect(node: unknown, into: Set<string>): void {
@@ -246,8 +229,7 @@ export function maskNotification(payload: string, rules: FieldRules, m: ValueMas
 export function maskUntracedNotification(payload: string, m: ValueMasking): string {
   const trimmed = payload.trimStart()
   if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
-    const names = namesOf(m.catalog)
-    const masked = maskJson(payload, undefined, 'untraceable', m, 'redact', (k) => names.has(k.toLowerCase()))
+    const masked = maskJson(payload, undefined, 'untraceable', m, 'redact')
     if (masked !== undefined || isJsonText(payload)) return masked ?? payload
   }
   return payload === '' ? payload : MASK

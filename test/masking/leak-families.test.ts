@@ -68,6 +68,8 @@ const CASES: Case[] = [
   {family: 'settings', steps: ["do $$ begin perform set_config('x.unseen', (select phone from customers where id = 7), false); end $$", "select current_setting('x.unseen')"]},
   {family: 'settings', steps: ["do $$ begin perform set_config('application_name', (select email from customers where id = 8), false); end $$", "select setting from pg_settings where name = 'application_name'", 'show all']},
   {family: 'settings', steps: ["do $$ begin perform set_config('search_path', (select full_name from customers where id = 11), false); end $$", 'select 1']},
+  {family: 'settings', steps: ["do $$ begin perform set_config('application_name', (select full_name from customers where id = 12), false); end $$", 'select application_name from pg_stat_activity where pid = pg_backend_pid()']},
+  {family: 'settings', steps: ["do $$ begin perform set_config('application_name', (select address from customers where id = 13), false); end $$", 'select pid, application_name, state from pg_stat_activity']},
   {family: 'settings', steps: ["select query_to_xml('select set_config(''x.viaxml'', email, false) from customers where id = 9', true, false, '')", "select current_setting('x.viaxml')"]},
   {family: 'settings', steps: ["select set_config('x.leak', email, false) from customers where id = 10; select current_setting('x.leak')"]},
   // 11: values echoed in errors outside SQLSTATE class 22
@@ -101,6 +103,7 @@ const CASES: Case[] = [
   {family: 'json keys', steps: ["select jsonb_insert('{}', array[address], '1') from customers"], copy: true},
   {family: 'json keys', steps: ["select '{}'::jsonb || jsonb_build_object(address, 2) from customers"], copy: true},
   {family: 'json keys', steps: ["select jsonb_build_object('k', jsonb_object_agg(full_name, 1)) from customers"], copy: true},
+  {family: 'json keys', steps: ["select to_jsonb(c) - 'email' from customers c"], copy: true},
   {family: 'json keys', steps: [`select body::jsonb from (select '{"${KEY_EMAIL.replace('@', `' || chr(64) || '`)}": 1}' as body) s, customers limit 1`], copy: true},
   // a sensitive column renamed to a name the dictionary does not know (or a table out of a glob)
   {family: 'renamed columns', steps: ['alter table customers rename column full_name to nm', 'select nm from customers', 'alter table customers rename column nm to full_name']},
