@@ -25,6 +25,8 @@ export interface CatalogColumn {
   attnum: number
   typeOid: number
   typeName: string
+  /** A generated column's expression, as the server prints it (`pg_get_expr`). */
+  generated?: string
   sensitive?: SensitiveMark
 }
 
@@ -84,10 +86,12 @@ const CATALOG_SQL = {
     )
     select c.oid::int8 as oid, c.nspname as schema, c.relname as name, c.relkind as kind, c.reltype::int8 as rowtype,
            c.relrowsecurity as rls, c.runscode, c.viewdef, c.viewmark,
-           a.attnum::int4 as attnum, a.attname as column, a.atttypid::int8 as typeoid, t.typname as typename
+           a.attnum::int4 as attnum, a.attname as column, a.atttypid::int8 as typeoid, t.typname as typename,
+           case when a.attgenerated <> '' then pg_get_expr(d.adbin, d.adrelid) end as generated
     from rels c
     left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
     left join pg_type t on t.oid = a.atttypid
+    left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
     order by c.oid, a.attnum`,
   types: `select oid::int8 as oid, typname as name, typcategory as category, typelem::int8 as elem, typrelid::int8 as relid from pg_type`,
   /** Everything outside pg_catalog that runs user code when a statement names it. */
@@ -133,7 +137,7 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
       }
       relations.set(oid, rel)
     }
-    if (r.attnum != null) rel.columns.push({name: String(r.column), attnum: Number(r.attnum), typeOid: Number(r.typeoid), typeName: String(r.typename)})
+    if (r.attnum != null) rel.columns.push({name: String(r.column), attnum: Number(r.attnum), typeOid: Number(r.typeoid), typeName: String(r.typename), ...(r.generated == null ? {} : {generated: String(r.generated)})})
   }
   const types = typeRows.map((t) => ({oid: Number(t.oid), name: String(t.name), category: String(t.category), elementOid: Number(t.elem), relationOid: Number(t.relid)}))
   const named = (what: string) => codeRows.filter((f) => f.what === what).flatMap((f) => [String(f.name), `${String(f.schema)}.${String(f.name)}`])
@@ -156,7 +160,29 @@ export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<Masking
       return {...col, sensitive: undefined}
     }),
   }))
-  return {...snapshot, relations}
+  return {...snapshot, relations: relations.map((rel) => markGenerated(rel, removed))}
+}
+
+/**
+ * A generated column holds what its expression computes from the row's other columns
+ * (`ADD COLUMN nm text GENERATED ALWAYS AS (full_name) STORED`): one that names a sensitive column
+ * of its table is marked with that column's category (untraceable when it names several of
+ * different categories). Names are looked for in the expression's text, which over-matches (a
+ * constant holding a column's name) rather than misses one.
+ */
+function markGenerated(rel: CatalogRelation, removed: ReturnType<typeof globMatcher>): CatalogRelation {
+  if (!rel.columns.some((c) => c.generated !== undefined && !c.sensitive)) return rel
+  const sensitive = rel.columns.filter((c) => c.sensitive && c.generated === undefined)
+  if (sensitive.length === 0) return rel
+  const columns = rel.columns.map((col): CatalogColumn => {
+    if (col.generated === undefined || col.sensitive || removed([rel.schema, rel.name, col.name])) return col
+    const expr = col.generated.toLowerCase()
+    const from = sensitive.filter((c) => expr.includes(c.name.toLowerCase()))
+    if (from.length === 0) return col
+    const category = from.every((c) => c.sensitive!.category === from[0]!.sensitive!.category) ? from[0]!.sensitive!.category : 'untraceable'
+    return {...col, sensitive: {category, reason: `generated from ${from.map((c) => `${rel.schema}.${rel.name}.${c.name}`).join(', ')}`, source: 'lineage'}}
+  })
+  return {...rel, columns}
 }
 
 /** A column named by `mask:` that the dictionary does not know: masked as untraceable (fully redacted). */
@@ -208,6 +234,8 @@ export class Catalog {
   /** The snapshot as read and classified, before `derived` marks are applied. */
   private base: CatalogSnapshot = this.current
   private readonly derived: DerivedMarks[] = []
+  /** Every mark a column has had, by `tableOid:attnum`, so that renaming it does not unmask it (see `keepMarks`). */
+  private readonly marksByColumn = new Map<string, SensitiveMark>()
   private refreshing: Promise<void> | undefined
   private again = false
   private nextReread: Promise<void> | undefined
@@ -234,7 +262,7 @@ export class Catalog {
 
   private install(snapshot: CatalogSnapshot): void {
     this.base = snapshot
-    this.current = this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot
+    this.current = keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn)
     const relations = this.current.relations
     this.byOid = new Map(relations.map((r) => [r.oid, r]))
     this.byRowType = new Map(relations.map((r) => [r.rowTypeOid, r]))
@@ -252,6 +280,11 @@ export class Catalog {
     this.codeTypeNames = new Set(snapshot.codeTypes ?? [])
     this.stale = new Set()
     this.generation++
+  }
+
+  /** The re-read under way, if any, to wait for before analysing a statement; never rejects. */
+  settling(): Promise<void> | undefined {
+    return this.refreshing?.catch(() => {})
   }
 
   /** Re-reads the catalog; concurrent calls share one read, and a call during a read queues one more. */
@@ -446,6 +479,33 @@ function applyDerived(snapshot: CatalogSnapshot, derived: DerivedMarks[], config
     }
   })
   return {...snapshot, relations}
+}
+
+/**
+ * Marks follow a column, not its name: a column once classified keeps its mark for the catalog's
+ * lifetime when a later snapshot finds it clean under a new name or type (`ALTER TABLE customers
+ * RENAME COLUMN full_name TO nm`, a table renamed out of a `mask:` glob), since the values in it
+ * are the same. Columns are identified by table OID and attribute number, which PostgreSQL never
+ * reuses within a table. Records the marks of `snapshot` into `seen` and returns it with the
+ * remembered marks applied.
+ */
+function keepMarks(snapshot: CatalogSnapshot, seen: Map<string, SensitiveMark>): CatalogSnapshot {
+  let kept = false
+  const relations = snapshot.relations.map((rel) => {
+    const columns = rel.columns.map((col): CatalogColumn => {
+      const key = `${rel.oid}:${col.attnum}`
+      if (col.sensitive) {
+        if (!seen.has(key)) seen.set(key, {...col.sensitive, reason: `${rel.schema}.${rel.name}.${col.name}: ${col.sensitive.reason}`})
+        return col
+      }
+      const before = seen.get(key)
+      if (!before) return col
+      kept = true
+      return {...col, sensitive: {...before, reason: `classified under an earlier name or type (${before.reason})`}}
+    })
+    return columns.some((c, i) => c !== rel.columns[i]) ? {...rel, columns} : rel
+  })
+  return kept ? {...snapshot, relations} : snapshot
 }
 
 /** Reads and classifies the target's catalog, and loads the SQL parser lineage needs. */

@@ -6,7 +6,7 @@
 import {randomBytes} from 'node:crypto'
 import {LRUCache} from 'lru-cache'
 import type {MaskingConfig} from '../config/types.js'
-import type {MessageSink, NamedDefinition, ResultFilter, ResultFilterFactory, SessionView, StatementContext} from '../proxy/seam.js'
+import type {MessageSink, NamedDefinition, ResultFilter, ResultFilterFactory, SessionView, StatementContext, StatementEvent} from '../proxy/seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'
@@ -17,7 +17,7 @@ import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
 import {readingOf, scanShape, type TextReading} from '../policy/text-shape.js'
 import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
-import {maskNotice, maskNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
+import {maskNotice, maskNotification, maskUntracedNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker} from './strategies.js'
 import {arena, OTHER, put, putInt32, reserve, rewriteMessages, rewritten, UNCHANGED, written, type MessageRewriter} from './arena.js'
@@ -73,7 +73,12 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * case. Rejects only when the catalog cannot be read; the statement may then still run, with
    * what is unknown masked as untraceable.
    */
-  ensureFresh(sql: string, ctx?: Pick<StatementContext, 'session'>): Promise<void> | undefined
+  ensureFresh(sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId' | 'transactionStatus'>): Promise<void> | undefined
+  /**
+   * After a statement completed: whether the catalog is to be re-read because the connection ran
+   * something that may have changed it (DDL, or code the analysis cannot see into).
+   */
+  statementDone(event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean
   /** Drops what is remembered about a closed connection (whether unseen code ran in it). */
   forgetConnection(connectionId: number): void
   /** True when this identity sees clear values (the factory then returns no filters). */
@@ -112,6 +117,25 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * they read back from them is no longer proven clean. Never cleared while the connection lives.
    */
   const unprovenSettings = new Set<number>()
+  /**
+   * Connections that sent a statement which may have changed the catalog (`changesCatalog`: DDL,
+   * or code the analysis cannot see into), with the session's `readyCount` when they sent it. What
+   * it created (a function shadowing a built-in's name) is invisible to the catalog's own
+   * connection until its transaction commits, and is read only after that, so until then the
+   * connection's statements are analysed with names distrusted (`analyzeText`). The connection is
+   * settled by its first statement after a ReadyForQuery that reported no transaction open, which
+   * waits for a fresh read of the catalog (`ensureFresh`).
+   */
+  const unsettled = new Map<number, number>()
+  const settles = (connectionId: number | undefined, ctx: Partial<Pick<StatementContext, 'session' | 'transactionStatus'>> | undefined): boolean => {
+    const since = connectionId === undefined ? undefined : unsettled.get(connectionId)
+    if (since === undefined) return false
+    const ready = ctx?.session?.readyCount
+    return ready !== undefined && ready > since && ctx?.transactionStatus === 'I'
+  }
+  /** The lineage of a text as a connection's statement runs it: with names distrusted while the connection is unsettled. */
+  const lineageIn = (sql: string, connectionId: number | undefined, session: SessionView | undefined): TextLineage =>
+    connectionId !== undefined && unsettled.has(connectionId) ? (sql.length > MAX_ANALYZED_SQL ? TOO_LARGE : analyzeText(sql, catalog, true)) : lineageOf(sql, readingOf(session?.parameters))
   const base: Base = {masker, catalog, strategyOf, plans: new KeptPlans(), unproven: unprovenSettings}
 
   /** Lineages shared by texts that differ only in constants, where no constant's value decides them (`watchLiterals`). */
@@ -236,7 +260,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
 
   const checkMaskable = (sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId'>): MaskabilityVerdict => {
     if (unmasked) return {ok: true}
-    const text = lineageOf(sql, readingOf(ctx?.session.parameters))
+    const text = lineageIn(sql, ctx?.connectionId, ctx?.session)
     // The filter masks every untraceable column of a text it could not analyse, in either mode.
     if (text === TOO_LARGE) return {ok: true}
     if (!text.ok) return maskUntraceable ? {ok: true} : {ok: false, reason: `dbgate cannot tell which values this statement returns: ${text.error}`}
@@ -258,8 +282,16 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
 
   const nameRules = () => sensitiveNameRules(catalog)
 
-  const ensureFresh = (sql: string, ctx?: Pick<StatementContext, 'session'>): Promise<void> | undefined => {
+  const ensureFresh = (sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId' | 'transactionStatus'>): Promise<void> | undefined => {
     if (unmasked) return undefined
+    if (ctx && settles(ctx.connectionId, ctx)) {
+      // What the connection changed is committed (or rolled back): read it before this statement.
+      // Settled only once read: if the read fails, names stay distrusted.
+      return catalog.refresh().then(() => {
+        unsettled.delete(ctx.connectionId)
+        return ensureFresh(sql, ctx)
+      })
+    }
     const text = lineageOf(sql, readingOf(ctx?.session.parameters))
     if (!text.ok) return undefined
     let misses: NonNullable<StatementLineage['misses']> | undefined
@@ -272,9 +304,14 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       if (d?.misses) (misses ??= []).push(...d.misses)
       if (d?.views) (views ??= []).push(...d.views)
     }
-    if (!misses && !views) return undefined
+    // A re-read under way (after DDL, or code that may have run DDL) may change what names mean.
+    if (!misses && !views) return catalog.settling()
     return catalog.ensureFresh({misses: misses ?? [], views: views ?? []})
   }
+
+  // Other sessions see the change once it is committed: a read after each of this connection's
+  // statements until it settles (the read its own next statement waits for comes on top).
+  const statementDone = (event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean => unsettled.has(event.connectionId)
 
   const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {
     if (unmasked) return undefined
@@ -288,11 +325,12 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       const l = lineageOfDefinition(def, ctx.session, 0)
       statements = l && [l]
     } else {
-      statements = resolve(lineageOf(sql, readingOf(ctx.session?.parameters)), ctx.session)
+      statements = resolve(lineageIn(sql, connectionId, ctx.session), ctx.session)
     }
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)
       running(statements, ctx.connectionId)
+        if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, ctx.session?.readyCount ?? 0)
     } else {
       // What could not be analysed may run anything.
       unprovenSettings.add(ctx.connectionId)
@@ -304,7 +342,11 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   return Object.assign(factory, {
     checkMaskable,
     ensureFresh,
-    forgetConnection: (id: number) => void unprovenSettings.delete(id),
+    statementDone,
+    forgetConnection: (id: number) => {
+      unprovenSettings.delete(id)
+      unsettled.delete(id)
+    },
     unmasked,
     maskText: (text: string) => scanAndMask(text, textMasking) ?? text,
   })
@@ -959,6 +1001,11 @@ class SessionFilter implements MaskingFilter {
   }
 
   notification(_channel: string, payload: string): string | undefined {
+    // This session ran code the analysis cannot see into: its own payloads may hold anything it read.
+    if (this.settingsUnproven()) {
+      const masked = maskUntracedNotification(payload, this.m)
+      return masked === payload ? undefined : masked
+    }
     return maskNotification(payload, this.rules(), this.m)
   }
 

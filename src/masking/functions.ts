@@ -76,7 +76,7 @@ const FROM_ARGUMENTS = words(`
  * Server and session facts that hold no stored values: clocks, identities, transaction and WAL
  * positions, random numbers, sequence positions (`setval` with an untraced value is refused, so
  * they are numbers the tunnel saw written or the server generated), sizes, statistics counters,
- * and the session's own cursors and prepared statements (texts the client sent).
+ * (The session's cursors, prepared statements and channels are read as settings are: see `READS_SETTINGS`.)
  */
 const SERVER_FACTS = words(`
   clock_timestamp current_database current_query current_schema current_schemas current_user session_user
@@ -88,7 +88,7 @@ const SERVER_FACTS = words(`
   pg_current_wal_insert_lsn pg_last_wal_receive_lsn pg_last_wal_replay_lsn pg_last_xact_replay_timestamp
   pg_last_committed_xact pg_current_snapshot pg_current_xact_id pg_current_xact_id_if_assigned txid_current
   txid_current_if_assigned txid_current_snapshot txid_status pg_xact_status pg_xact_commit_timestamp
-  pg_xact_commit_timestamp_origin pg_notification_queue_usage pg_listening_channels pg_sleep pg_sleep_for
+  pg_xact_commit_timestamp_origin pg_notification_queue_usage pg_sleep pg_sleep_for
   pg_sleep_until nextval currval lastval pg_sequence_last_value pg_get_sequence_data pg_sequence_parameters
   pg_blocking_pids pg_safe_snapshot_blocking_pids pg_isolation_test_session_is_blocked pg_control_checkpoint
   pg_control_init pg_control_recovery pg_control_system pg_current_logfile pg_available_extensions
@@ -96,7 +96,7 @@ const SERVER_FACTS = words(`
   pg_timezone_abbrevs_zone pg_get_keywords pg_get_wait_events pg_get_wal_resource_managers pg_get_wal_summarizer_state
   pg_available_wal_summaries pg_wal_summary_contents pg_get_aios pg_get_backend_memory_contexts pg_get_shmem_allocations
   pg_get_shmem_allocations_numa pg_get_loaded_modules pg_get_multixact_members pg_lock_status pg_prepared_xact
-  pg_cursor pg_prepared_statement pg_get_replication_slots pg_get_publication_tables pg_show_replication_origin_status
+  pg_get_replication_slots pg_get_publication_tables pg_show_replication_origin_status
   pg_replication_origin_oid pg_replication_origin_progress pg_replication_origin_session_is_setup
   pg_replication_origin_session_progress pg_stat_file pg_ls_dir pg_ls_logdir pg_ls_waldir pg_ls_tmpdir
   pg_ls_archive_statusdir pg_ls_logicalsnapdir pg_ls_logicalmapdir pg_ls_replslotdir pg_ls_summariesdir
@@ -146,8 +146,13 @@ const STORES_ARGUMENTS = words(`
   pg_create_logical_replication_slot pg_copy_physical_replication_slot pg_copy_logical_replication_slot pg_backup_start
 `)
 
-/** `current_setting('x.y')`, and `pg_settings` through the function behind it. */
-const READS_SETTINGS = words('current_setting pg_show_all_settings')
+/**
+ * `current_setting('x.y')`, and `pg_settings` through the function behind it; and the rest of the
+ * session's state that code the analysis cannot see into may have written: its cursors
+ * (`OPEN c FOR EXECUTE format('select %L', name)` in a DO block), prepared statements and the
+ * channels it listens on, whose names and texts are the client's own only until then.
+ */
+const READS_SETTINGS = words('current_setting pg_show_all_settings pg_cursor pg_prepared_statement pg_listening_channels')
 
 const KIND = new Map<string, BuiltinKind>()
 for (const n of immutableBuiltins()) KIND.set(n, 'of-arguments')

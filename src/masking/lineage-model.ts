@@ -73,6 +73,8 @@ export interface StatementLineage {
   creates?: {schema?: string; name: string; columns?: NamedLineage[]}
   /** Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE … SET`). */
   fills?: {schema?: string; name: string; columns: NamedLineage[]}[]
+  /** It may create, alter or drop catalog objects: DDL, or code the analysis cannot see into. */
+  changesCatalog?: true
 }
 
 /** A name a statement uses that the catalog did not hold when it was analysed. */

@@ -54,10 +54,15 @@ interface Ctx {
   /** Views being expanded, against definitions that refer to themselves. */
   expanding: Set<number>
   depth: number
+  /**
+   * The catalog may not yet hold what ran before this statement (see `analyzeText`): an
+   * unqualified function or operator name may then resolve to one created since, not the built-in.
+   */
+  distrustNames: boolean
 }
 
-function newCtx(catalog: Catalog): Ctx {
-  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0}
+function newCtx(catalog: Catalog, distrustNames = false): Ctx {
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames}
 }
 
 /** Something the analysis cannot see into: its value is untraceable and the statement may read anything. */
@@ -155,7 +160,8 @@ const SENSITIVE_SYSTEM_COLUMNS: Record<string, Record<string, MaskingCategory> |
   pg_shadow: {passwd: 'password'},
   pg_user_mapping: {umoptions: 'secret'},
   pg_user_mappings: {umoptions: 'secret'},
-  pg_stat_activity: {query: 'untraceable'},
+  // Other sessions' SQL, and application names any session's unseen code may have set to values it read.
+  pg_stat_activity: {query: 'untraceable', application_name: 'untraceable'},
   pg_stats: '*',
   pg_stats_ext: '*',
   pg_stats_ext_exprs: '*',
@@ -167,6 +173,9 @@ const SENSITIVE_SYSTEM_COLUMNS: Record<string, Record<string, MaskingCategory> |
 /** Columns of system views that show the session's settings, which code the analysis cannot see may have written. */
 const SETTINGS_COLUMNS: Record<string, Set<string>> = {
   pg_settings: new Set(['setting', 'reset_val']),
+  // The session's cursors and prepared statements: names and texts the client sent, unless unseen code opened them.
+  pg_cursors: new Set(['name', 'statement']),
+  pg_prepared_statements: new Set(['name', 'statement']),
 }
 
 function systemRelation(name: string, as: string, ctx: Ctx): ScopeRel {
@@ -412,11 +421,21 @@ function funcCall(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const nameParts = list(node.funcname).map(svalOf)
   const name = nameParts.at(-1) ?? ''
   const schema = nameParts.length > 1 ? nameParts[0] : undefined
-  // ORDER BY, FILTER and OVER decide which values an aggregate sees, not what they are.
-  for (const part of [node.agg_order, node.agg_filter, node.over]) if (part) genericChildren({part} as Node, scope, ctx)
+  // ORDER BY, FILTER and OVER decide which values an aggregate sees, not what they are; except in
+  // an ordered-set aggregate, whose WITHIN GROUP (ORDER BY …) is the aggregated input itself
+  // (`mode() WITHIN GROUP (ORDER BY name)` returns a name).
+  const within = node.agg_within_group === true ? list(node.agg_order).map((s) => expr(s, scope, ctx)) : []
+  for (const part of [node.agg_within_group === true ? undefined : node.agg_order, node.agg_filter, node.over]) if (part) genericChildren({part} as Node, scope, ctx)
   if (node.agg_star) return EMPTY
   const args = list(node.args)
-  const argLineages = args.map((a) => expr(a, scope, ctx))
+  const argLineages = [...args.map((a) => expr(a, scope, ctx)), ...within]
+  if (schema === undefined && ctx.distrustNames) {
+    // Whatever the name resolves to, what the built-in of that name would store or read still counts.
+    const kind = builtinKind(name)
+    if (kind === 'stores-arguments' && !argLineages.every(clean)) ctx.sideChannels.push(STORED_WHERE[name] ?? `${name}() would store values derived from sensitive or untraceable data where other statements and sessions read them back, out of masking's reach`)
+    if (kind === 'reads-settings') ctx.readsSettings = true
+    return untraceable(ctx, `${name}() may resolve to a function created by an earlier statement that the catalog has not read yet`, argLineages)
+  }
   const builtin = (schema === undefined || schema === 'pg_catalog') && !(schema === undefined && ctx.catalog.isUserFunction(name))
   if (!builtin || nameParts.length > 2) {
     // A user-defined function (its body is not analysed), or one the catalog does not know yet.
@@ -471,6 +490,7 @@ function aExpr(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const right = node.rexpr === undefined ? EMPTY : Array.isArray(node.rexpr) ? derived(node.rexpr.map((e) => expr(e, scope, ctx))) : expr(node.rexpr, scope, ctx)
   // Every built-in operator computes from its operands; a user-defined one runs user code.
   const opSchema = opName.length > 1 ? opName[0] : undefined
+  if (opSchema === undefined && ctx.distrustNames) return untraceable(ctx, `the operator ${opName.join('.')} may resolve to one created by an earlier statement that the catalog has not read yet`, [left, right])
   if (op === undefined || (opSchema !== undefined && opSchema !== 'pg_catalog') || (opSchema === undefined && ctx.catalog.isUserOperator(op))) {
     return untraceable(ctx, `the operator ${opName.join('.')} is not a built-in one`, [left, right])
   }
@@ -568,6 +588,7 @@ function typeCast(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const schema = names.length > 1 ? names[0] : undefined
   // A domain's constraints and a user-defined cast run user code on the value.
   if (schema !== 'pg_catalog' && ctx.catalog.castRunsCode(type, schema)) return untraceable(ctx, `a cast to ${names.join('.')} runs user code (a domain's constraints or a user-defined cast)`, [inner])
+  if (schema !== 'pg_catalog' && ctx.distrustNames) return untraceable(ctx, `a cast to ${names.join('.')} may run a domain's constraints or a cast created by an earlier statement that the catalog has not read yet`, [inner])
   if (!inner.fields && inner.sources.length === 0 && !inner.unknown && !inner.settings) return EMPTY
   // Cast to another row type, a row's fields get that type's names: only their values are followed.
   if (inner.fields && !FIELD_KEEPING_CASTS.has(type)) return derived([inner])
@@ -925,9 +946,42 @@ function created(rel: Node | undefined, columns: NamedLineage[] | undefined): St
   return {...(schema ? {schema} : {}), name, columns}
 }
 
-/** Lineage of every statement in a text (a simple Query may hold several). */
-export function analyzeText(sql: string, catalog: Catalog): TextLineage {
+/**
+ * The lineage of each statement of a text (a simple Query may hold several). The catalog is read between statements, never during a
+ * text: after a statement that may change it (DDL, or code the analysis cannot see into, which may
+ * run DDL), the statements after it in the same text are analysed with unqualified function and
+ * operator names distrusted, since `CREATE FUNCTION public.lower(int) …; SELECT lower(1)` calls a
+ * function the catalog does not hold yet. `distrustNames` starts the text that way (see
+ * `StatementLineage.changesCatalog`).
+ */
+export function analyzeText(sql: string, catalog: Catalog, distrustNames = false): TextLineage {
   const parsed = parseSql(sql)
   if (!parsed.ok) return parsed
-  return {ok: true, statements: parsed.statements.map((s) => statementLineage(s, newCtx(catalog)))}
+  let distrust = distrustNames
+  return {
+    ok: true,
+    statements: parsed.statements.map((s) => {
+      const l = statementLineage(s, newCtx(catalog, distrust))
+      const changes = l.opaque || mayChangeCatalog(s)
+      if (changes) distrust = true
+      return changes ? {...l, changesCatalog: true} : l
+    }),
+  }
+}
+
+/** Statement kinds that never create, alter or drop a catalog object (an allow-list: any other kind may). */
+const CATALOG_KEEPING = new Set([
+  'SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'CopyStmt', 'ExplainStmt', 'VariableShowStmt', 'VariableSetStmt',
+  'TransactionStmt', 'DeclareCursorStmt', 'FetchStmt', 'ClosePortalStmt', 'PrepareStmt', 'ExecuteStmt', 'DeallocateStmt', 'ListenStmt',
+  'UnlistenStmt', 'NotifyStmt', 'DiscardStmt', 'LockStmt', 'CheckPointStmt', 'VacuumStmt', 'ConstraintsSetStmt',
+])
+
+function mayChangeCatalog(stmt: Node): boolean {
+  const u = unwrap(stmt)
+  if (!u) return true
+  const [kind, node] = u
+  // SELECT … INTO and EXPLAIN ANALYZE of CREATE TABLE … AS create a table.
+  if (kind === 'SelectStmt') return node.intoClause !== undefined
+  if (kind === 'ExplainStmt') return mayChangeCatalog(node.query as Node)
+  return !CATALOG_KEEPING.has(kind)
 }

@@ -14,7 +14,7 @@ import type {Catalog, CatalogRelation} from './catalog.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
 import type {StatementLineage} from './lineage.js'
 import {parseSql} from '../sql/parser.js'
-import {maskJson, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
+import {maskJson, namesOf, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
 
 export type NoticeLike = Record<string, string | undefined>
 
@@ -22,26 +22,12 @@ const TEXT_FIELDS = ['message', 'detail', 'hint', 'where', 'internalQuery'] as c
 
 const MASK = '[masked]'
 
+/** Fields that name the object an error is about (the protocol's `s`, `t`, `c`, `n`, `d`). */
+const NAME_FIELDS = ['schema', 'table', 'column', 'constraint', 'dataType'] as const
+
 /** What makes a value quoted in a message clean: the client wrote it, or it is the name of something. */
 export interface MessageProof {
   has(value: string): boolean
-}
-
-/** Names of everything in a catalog, lower-cased, built once per catalog generation. */
-const catalogNames = new WeakMap<Catalog, {generation: number; names: Set<string>}>()
-
-function namesOf(catalog: Catalog): Set<string> {
-  const cached = catalogNames.get(catalog)
-  if (cached && cached.generation === catalog.generation) return cached.names
-  const names = new Set<string>()
-  for (const r of catalog.snapshot.relations) {
-    names.add(r.schema.toLowerCase()).add(r.name.toLowerCase())
-    for (const c of r.columns) names.add(c.name.toLowerCase()).add(c.typeName.toLowerCase())
-  }
-  for (const t of catalog.snapshot.types) names.add(t.name.toLowerCase())
-  for (const f of catalog.snapshot.functions) names.add(f.toLowerCase())
-  catalogNames.set(catalog, {generation: catalog.generation, names})
-  return names
 }
 
 function collect(node: unknown, into: Set<string>): void {
@@ -181,10 +167,14 @@ export function maskNotice(fields: NoticeLike, lineage: StatementLineage | undef
     for (const k of ['message', 'detail', 'hint'] as const) if (out[k]) out[k] = maskAs(out[k], 'untraceable', m)
   }
   if (touches || opaque) {
-    // The message's own name fields are names, never values.
-    const own = new Set([fields.schema, fields.table, fields.column, fields.constraint, fields.dataType].filter((x): x is string => !!x).map((x) => x.toLowerCase()))
     const names = namesOf(m.catalog)
-    const clean = (v: string) => own.has(v.toLowerCase()) || (proof ? proof.has(v) : names.has(v.toLowerCase()))
+    const proven = (v: string) => (proof ? proof.has(v) : names.has(v.toLowerCase()))
+    // Code the analysis cannot see into sets the name fields to anything it read (`RAISE … USING
+    // COLUMN = name`, PL/Python's `table_name=`): there, they are kept only when proven clean.
+    if (opaque) for (const k of NAME_FIELDS) if (out[k] && !proven(out[k])) out[k] = MASK
+    // The server's own name fields are names, never values.
+    const own = new Set(NAME_FIELDS.map((k) => out[k]).filter((x): x is string => !!x && x !== MASK).map((x) => x.toLowerCase()))
+    const clean = (v: string) => own.has(v.toLowerCase()) || proven(v)
     for (const k of TEXT_FIELDS) {
       const v = out[k]
       if (!v || (raised && k !== 'where' && k !== 'internalQuery')) continue
@@ -228,6 +218,30 @@ export function maskNotification(payload: string, rules: FieldRules, m: ValueMas
     }
   }
   return scanAndMask(payload, m)
+}
+
+/**
+ * A NOTIFY payload that code the analysis cannot see into may have built from anything it read
+ * (a DO block's `pg_notify('c', name)`, a trigger's `json_build_object('label', name)`): masked
+ * whole, and a JSON payload in its every value, keeping only keys that are names from the catalog
+ * (so a trigger's `row_to_json(NEW)` still shows which columns changed).
+ */
+export function maskUntracedNotification(payload: string, m: ValueMasking): string {
+  const trimmed = payload.trimStart()
+  if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+    const masked = maskJson(payload, undefined, 'untraceable', m, 'redact')
+    if (masked !== undefined || isJsonText(payload)) return masked ?? payload
+  }
+  return payload === '' ? payload : MASK
+}
+
+function isJsonText(text: string): boolean {
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function collectKeys(v: unknown, fn: (k: string) => void): void {

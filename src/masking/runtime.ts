@@ -81,7 +81,8 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
     hooks: {
       resultFilter: factory,
       onStatement(event) {
-        if (!shouldRefresh(event)) return
+        // `statementDone` first: it also keeps track of transaction ends.
+        if (!factory.statementDone(event) && !shouldRefresh(event)) return
         catalog.refresh().catch((e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`))
       },
       onConnectionClosed: (id) => factory.forgetConnection(id),

@@ -81,6 +81,23 @@ export function isBinaryText(oid: number, catalog: Catalog): boolean {
   return typeOf(oid, catalog).category === 'S' || oid === OID.json || oid === OID.jsonb || oid === OID.xml || oid === OID.unknown
 }
 
+/** Names of everything in a catalog, lower-cased, built once per catalog generation. */
+const catalogNames = new WeakMap<Catalog, {generation: number; names: Set<string>}>()
+
+export function namesOf(catalog: Catalog): Set<string> {
+  const cached = catalogNames.get(catalog)
+  if (cached && cached.generation === catalog.generation) return cached.names
+  const names = new Set<string>()
+  for (const r of catalog.snapshot.relations) {
+    names.add(r.schema.toLowerCase()).add(r.name.toLowerCase())
+    for (const c of r.columns) names.add(c.name.toLowerCase()).add(c.typeName.toLowerCase())
+  }
+  for (const t of catalog.snapshot.types) names.add(t.name.toLowerCase())
+  for (const f of catalog.snapshot.functions) names.add(f.toLowerCase())
+  catalogNames.set(catalog, {generation: catalog.generation, names})
+  return names
+}
+
 export interface ValueMasking {
   masker: Masker
   catalog: Catalog
@@ -197,6 +214,9 @@ export function fieldRules(fields: NamedLineage[], untraceable: boolean): FieldR
  * scanner over all remaining strings. Returns undefined when nothing changed.
  */
 export function maskJson(text: string, rules: FieldRules | undefined, allCategory: MaskingCategory | undefined, m: ValueMasking, allStrategy?: MaskingStrategy): string | undefined {
+  // Keys that are names from the catalog (a row's column names) say nothing of any value.
+  const names = allCategory ? namesOf(m.catalog) : undefined
+  const keptKey = (k: string): boolean => names?.has(k.toLowerCase()) ?? false
   let doc: unknown
   try {
     doc = JSON.parse(text)
@@ -222,10 +242,28 @@ export function maskJson(text: string, rules: FieldRules | undefined, allCategor
     if (Array.isArray(v)) return v.map((x) => leaf(x, category))
     if (v && typeof v === 'object') {
       const out: Record<string, unknown> = {}
-      for (const [k, x] of Object.entries(v)) out[k] = leaf(x, category ?? rules?.byName.get(k))
+      for (const [k, x] of Object.entries(v)) {
+        const key = maskKey(k, category, out)
+        if (key !== k) changed = true
+        out[key] = leaf(x, category ?? rules?.byName.get(k))
+      }
       return out
     }
     return v
+  }
+  /*
+   * A key is a value too: `jsonb_object_agg(name, 1)`, `jsonb_set('{}', array[name], …)` and
+   * `json_object(name : 1)` carry the sensitive values as keys. Inside a document derived from
+   * sensitive values every key is replaced but names from the catalog; elsewhere the scanner runs
+   * over keys as over strings.
+   * Replaced keys are numbered so that the object keeps one member per key.
+   */
+  const maskKey = (k: string, category: MaskingCategory | undefined, taken: Record<string, unknown>): string => {
+    const masked = category ? (keptKey(k) ? undefined : 'masked') : scanAndMask(k, m)
+    if (masked === undefined) return k
+    let key = masked
+    for (let n = 2; Object.hasOwn(taken, key); n++) key = `${masked}_${n}`
+    return key
   }
   const masked = leaf(doc, allCategory)
   return changed ? JSON.stringify(masked) : undefined

@@ -171,6 +171,7 @@ export class ProtocolState<R> implements SessionView {
   /** Transaction status from the last ReadyForQuery. */
   txStatus: 'I' | 'T' | 'E' = 'I'
   readonly parameters = new Map<string, string>()
+  readyCount = 0
 
   /**
    * A statement that may read COPY data from the client is still running. The server reads a Sync
@@ -563,6 +564,7 @@ export class ProtocolState<R> implements SessionView {
     const head = this.expect('ReadyForQuery', 'query', 'sync') as Entry<R> & {kind: 'query' | 'sync'}
     this.shift()
     this.txStatus = status
+    this.readyCount++
     if (head.kind === 'query') {
       // exec_simple_query drops the unnamed statement first, and runs in the unnamed portal.
       this.statements.delete('')

@@ -42,6 +42,11 @@ export interface SessionView {
    * and the rest the server reports.
    */
   readonly parameters: ReadonlyMap<string, string>
+  /**
+   * ReadyForQuery messages received so far. Each ends a simple Query or a Sync, and with it any
+   * implicit transaction: what ran before it is committed when `transactionStatus` is then idle.
+   */
+  readonly readyCount?: number
 }
 
 export interface StatementContext {

@@ -135,10 +135,14 @@ describe('leak corpus: no seeded value reaches a masked client', () => {
       if (f) filters.push(f)
       return f
     }
-    // The lead composes checkMaskable into the statement hook; the corpus runs with the same composition.
-    const statement: StatementHook = (sql, ctx) => {
+    // The pipeline composes ensureFresh and checkMaskable into the statement hook (src/pipeline/masking.ts); the corpus runs with the same composition.
+    const verdict = (sql: string, ctx: Parameters<StatementHook>[1]) => {
       const v = factory.checkMaskable(sql, ctx)
-      return v.ok ? {action: 'allow'} : {action: 'reject', error: {severity: 'ERROR', code: '42501', message: `dbgate: ${v.reason}`}}
+      return v.ok ? ({action: 'allow'} as const) : ({action: 'reject', error: {severity: 'ERROR', code: '42501', message: `dbgate: ${v.reason}`}} as const)
+    }
+    const statement: StatementHook = (sql, ctx) => {
+      const fresh = factory.ensureFresh(sql, ctx)
+      return fresh ? fresh.then(() => verdict(sql, ctx)) : verdict(sql, ctx)
     }
     tunnel = await startTunnel(fx.db, {resultFilter: recording, statement})
     relay = await recordingRelay(tunnel.port)

@@ -25,6 +25,9 @@ import {all, captured, recordingRelay, type Seen} from './relay.js'
 /** Phone numbers only free text holds: no column is named for them. */
 const PHONES = ['+44 20 7946 0958', '(555) 123-4567', '+49 30 1234567']
 
+/** An e-mail address only a JSON key holds (built in SQL, so the statement text does not hold it): the scanner must read keys as it reads strings. */
+const KEY_EMAIL = 'zed.key@example.net'
+
 interface Case {
   family: string
   /** Run in one session, in order; whatever any of them returns counts. */
@@ -65,6 +68,8 @@ const CASES: Case[] = [
   {family: 'settings', steps: ["do $$ begin perform set_config('x.unseen', (select phone from customers where id = 7), false); end $$", "select current_setting('x.unseen')"]},
   {family: 'settings', steps: ["do $$ begin perform set_config('application_name', (select email from customers where id = 8), false); end $$", "select setting from pg_settings where name = 'application_name'", 'show all']},
   {family: 'settings', steps: ["do $$ begin perform set_config('search_path', (select full_name from customers where id = 11), false); end $$", 'select 1']},
+  {family: 'settings', steps: ["do $$ begin perform set_config('application_name', (select full_name from customers where id = 12), false); end $$", 'select application_name from pg_stat_activity where pid = pg_backend_pid()']},
+  {family: 'settings', steps: ["do $$ begin perform set_config('application_name', (select address from customers where id = 13), false); end $$", 'select pid, application_name, state from pg_stat_activity']},
   {family: 'settings', steps: ["select query_to_xml('select set_config(''x.viaxml'', email, false) from customers where id = 9', true, false, '')", "select current_setting('x.viaxml')"]},
   {family: 'settings', steps: ["select set_config('x.leak', email, false) from customers where id = 10; select current_setting('x.leak')"]},
   // 11: values echoed in errors outside SQLSTATE class 22
@@ -79,6 +84,56 @@ const CASES: Case[] = [
   {family: 'errors', steps: ['select ssn::int from customers']},
   {family: 'errors', steps: [`select ('x" ' || full_name || ' "y')::int from customers`]},
   {family: 'errors', steps: ['explain analyze select current_setting(address) from customers']},
+  // ordered-set aggregates: WITHIN GROUP (ORDER BY …) is the aggregated input, not an ordering
+  {family: 'ordered-set aggregates', steps: ['select mode() within group (order by full_name) from customers'], copy: true},
+  {family: 'ordered-set aggregates', steps: ['select percentile_disc(0.5) within group (order by address) from customers'], copy: true},
+  {family: 'ordered-set aggregates', steps: ['select percentile_disc(array[0.1, 0.5, 0.9]) within group (order by full_name) as names from customers'], copy: true},
+  {family: 'ordered-set aggregates', steps: ['select percentile_disc(0.5) within group (order by birth_date) from customers'], copy: true},
+  {family: 'ordered-set aggregates', steps: ['select country, mode() within group (order by phone) from customers group by country'], copy: true},
+  // sensitive values as JSON object keys: a key is a value too
+  {family: 'json keys', steps: ['select jsonb_object_agg(full_name, 1) from customers'], copy: true},
+  {family: 'json keys', steps: ['select json_object_agg(address, id) from customers'], copy: true},
+  {family: 'json keys', steps: ['select jsonb_build_object(full_name, 1) from customers'], copy: true},
+  {family: 'json keys', steps: ['select json_build_object(address, 1) from customers'], copy: true},
+  {family: 'json keys', steps: ["select json_object(array[full_name, 'x']) from customers"], copy: true},
+  {family: 'json keys', steps: ['select jsonb_object(array_agg(address), array_agg(id::text)) from customers'], copy: true},
+  {family: 'json keys', steps: ['select json_object(full_name : 1) from customers'], copy: true},
+  {family: 'json keys', steps: ['select json_objectagg(address : 1) from customers'], copy: true},
+  {family: 'json keys', steps: ["select jsonb_set('{}', array[full_name], '1') from customers"], copy: true},
+  {family: 'json keys', steps: ["select jsonb_insert('{}', array[address], '1') from customers"], copy: true},
+  {family: 'json keys', steps: ["select '{}'::jsonb || jsonb_build_object(address, 2) from customers"], copy: true},
+  {family: 'json keys', steps: ["select jsonb_build_object('k', jsonb_object_agg(full_name, 1)) from customers"], copy: true},
+  {family: 'json keys', steps: ["select to_jsonb(c) - 'email' from customers c"], copy: true},
+  {family: 'json keys', steps: [`select body::jsonb from (select '{"${KEY_EMAIL.replace('@', `' || chr(64) || '`)}": 1}' as body) s, customers limit 1`], copy: true},
+  // a sensitive column renamed to a name the dictionary does not know (or a table out of a glob)
+  {family: 'renamed columns', steps: ['alter table customers rename column full_name to nm', 'select nm from customers', 'alter table customers rename column nm to full_name']},
+  {family: 'renamed columns', steps: ['alter table customers rename column address to a1', 'select * from customers', 'alter table customers rename column a1 to address']},
+  {family: 'renamed columns', steps: ['alter table customers rename column full_name to nm; select nm from customers; alter table customers rename column nm to full_name']},
+  {family: 'renamed columns', steps: ["do $$ begin execute 'al' || 'ter table customers rename column address to zz'; end $$", 'select zz from customers', 'alter table customers rename column zz to address']},
+  {family: 'renamed columns', steps: ['alter table customers alter column birth_date type text', 'alter table customers rename column birth_date to bd', 'select bd from customers', 'alter table customers rename column bd to birth_date', 'alter table customers alter column birth_date type date using birth_date::date']},
+  // name fields of a RAISEd error (schema, table, column, constraint, data type) set to values
+  {family: 'raised name fields', steps: ["do $$ begin raise exception 'x' using column = (select full_name from customers where id = 1), table = (select address from customers where id = 1); end $$"]},
+  {family: 'raised name fields', steps: ["do $$ begin raise exception 'x' using schema = (select address from customers where id = 2), constraint = (select full_name from customers where id = 3), datatype = (select full_name from customers where id = 4); end $$"]},
+  {family: 'raised name fields', steps: ["do $$ begin raise notice 'x' using column = (select full_name from customers where id = 5); end $$"]},
+  {family: 'raised name fields', steps: ["do $$ begin perform 1 / 0; exception when others then raise exception 'e' using column = (select address from customers where id = 6); end $$"]},
+  {family: 'raised name fields', steps: ["do $$ begin raise exception 'column \"%\" of relation \"customers\"', 'x' using column = (select full_name from customers where id = 7); end $$"]},
+  // notifications this session's own unseen code sends: no pg_notify call the analysis could refuse
+  {family: 'own notifications', steps: ['listen n1', "do $$ begin perform pg_notify('n1', (select string_agg(full_name, ',') from customers)); end $$"]},
+  {family: 'own notifications', steps: ['listen n2', "do $$ begin execute 'notify n2, ' || quote_literal((select string_agg(address, ';') from customers)); end $$"]},
+  {family: 'own notifications', steps: ['listen n3', "do $$ begin perform pg_notify('n3', json_build_object('label', (select full_name from customers where id = 1))::text); end $$"]},
+  {family: 'own notifications', steps: ['listen n4', "do $$ begin perform pg_notify('n4', json_build_object((select address from customers where id = 2), 1)::text); end $$"]},
+  {family: 'own notifications', steps: ['listen n5', "do $$ begin perform pg_notify('n5', json_build_array((select full_name from customers where id = 3), 1)::text); end $$"]},
+  {family: 'own notifications', steps: ['listen n6', 'begin', "do $$ begin perform pg_notify('n6', (select full_name from customers where id = 4)); end $$", 'select 1', 'commit']},
+  // generated columns computed from sensitive ones, under names the dictionary does not know
+  {family: 'generated columns', steps: ['alter table customers add column nm text generated always as (full_name) stored', 'select nm from customers', 'alter table customers drop column nm']},
+  {family: 'generated columns', steps: ["alter table customers add column a2 text generated always as (upper(address) || '') stored", 'select * from customers', 'alter table customers drop column a2']},
+  {family: 'generated columns', steps: ["alter table customers add column both_ text generated always as (full_name || ' ' || coalesce(phone, '')) virtual", 'select both_ from customers', 'alter table customers drop column both_']},
+  {family: 'generated columns', steps: ['alter table customers add column nm text generated always as (full_name) stored; select nm from customers; alter table customers drop column nm']},
+  // the session's cursors, prepared statements and channels, named or written by unseen code
+  {family: 'session state', steps: ['begin', "do $$ declare c refcursor := 'leakc'; begin open c for execute format('select %L as x', (select string_agg(full_name, ',') from customers)); end $$", 'select name, statement from pg_cursors', 'commit']},
+  {family: 'session state', steps: ["do $$ begin execute 'listen ' || quote_ident((select full_name from customers where id = 1)); end $$", 'select pg_listening_channels()']},
+  {family: 'session state', steps: ["do $$ begin execute format('prepare pq as select %L as x', (select address from customers where id = 2)); end $$", 'select name, statement from pg_prepared_statements']},
+  {family: 'session state', steps: ["do $$ begin execute format('prepare %I as select 1', (select full_name from customers where id = 3)); end $$", 'select * from pg_prepared_statement()']},
   // 12: phone numbers in free text
   {family: 'free-text phones', steps: ['select body from notes where id >= 5'], copy: true},
   {family: 'free-text phones', steps: ['select payload::text from events where id = 2'], copy: true},
@@ -112,7 +167,7 @@ describe('leak families: masking by proof, through the tunnel dbgate connect bui
       c.query(`insert into notes values (5, 'reach me on ${PHONES[0]} or ${PHONES[1]} after six'), (6, 'order 12345678901 shipped 2026-10-01 12:00:00, paid 1,234.56');
         insert into events values (2, '{"kind": "callback", "note": "call ${PHONES[2]}"}')`),
     )
-    secrets = [...fx.secrets, ...PHONES]
+    secrets = [...fx.secrets, ...PHONES, KEY_EMAIL]
     bucketDir = mkdtempSync(path.join(tmpdir(), 'dbgate-families-'))
     tunnel = await openPipelineTunnel(fx.db, 'policy: none', {top: `bucket: file://${bucketDir}`})
     relay = await recordingRelay(tunnel.info.port)
@@ -154,6 +209,7 @@ describe('leak families: masking by proof, through the tunnel dbgate connect bui
       const c = new pg.Client({connectionString: fx.db.url})
       const notices: string[] = []
       c.on('notice', (n) => notices.push(JSON.stringify(n)))
+      c.on('notification', (n) => notices.push(JSON.stringify(n)))
       await c.connect()
       try {
         const got = (await runSteps(c, k.steps, false)) + notices.join('\n')
@@ -217,6 +273,19 @@ describe('leak families: masking by proof, through the tunnel dbgate connect bui
     expect(out.stdout).toMatch(/\[redacted\]|\[masked\]/)
     expect(out.stderr).toMatch(/masking cannot follow this query|set_config\(\) would store/)
     expect(leaked(out.stdout + out.stderr, secrets)).toEqual([])
+  })
+
+  it('keeps the payloads of a session that ran no code the analysis cannot see into', async () => {
+    const c = await tunnel.client()
+    const got: string[] = []
+    c.on('notification', (n) => got.push(n.payload ?? ''))
+    await c.query('listen plain')
+    await c.query("notify plain, 'order 7 shipped'")
+    await c.query(`select pg_notify('plain', json_build_object('id', id, 'status', status)::text) from orders where id = 1`)
+    await c.query('select 1')
+    expect(got[0]).toBe('order 7 shipped')
+    expect(JSON.parse(got[1]!)).toMatchObject({id: 1, status: expect.not.stringMatching(/redacted|masked/)})
+    await c.end()
   })
 
   it('keeps ordinary free text and its numbers, dates and amounts as they are', async () => {

@@ -1,0 +1,207 @@
+/**
+ * A function or operator created after the catalog was read, whose name is a built-in's: lineage
+ * trusts `upper(…)` as the built-in, but PostgreSQL resolves `upper(1)` to `public.upper(int)` when
+ * pg_catalog has no overload that takes an integer, and that function may read anything. The
+ * catalog learns of it only when it is re-read, so each way of calling it before that is tried,
+ * through the tunnel `dbgate connect` builds with the policy pack `none`: the creating statement and
+ * the call in one text, a DO block that creates it with DDL the text does not show, a transaction
+ * block the catalog's connection cannot see into, the extended protocol, a second session, and
+ * pipelines of the extended protocol. Every byte the clients receive is checked for the values.
+ */
+import pg from 'pg'
+import {serialize} from 'pg-protocol'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import type {RawMessage} from '../helpers/raw-client.js'
+import {withClient} from '../helpers/pg.js'
+import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
+import {all, captured, recordingRelay, type Seen} from './relay.js'
+
+/** Built-in names without an overload taking an integer, so `name(1)` reaches only the shadow. */
+const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with']
+
+/** The body reads names and addresses: values only lineage can mask, the scanner cannot. */
+const BODY = "select string_agg(full_name || ' / ' || address, ', ') from customers"
+
+function createSql(name: string): string {
+  return `create or replace function public.${name}(int) returns text language sql as $f$ ${BODY} $f$`
+}
+
+/** The same DDL run by a DO block from a text that holds neither `create` nor the function's name. */
+function hiddenCreateSql(name: string): string {
+  const encoded = Buffer.from(createSql(name)).toString('base64')
+  return `do $$ begin execute convert_from(decode('${encoded}', 'base64'), 'UTF8'); end $$`
+}
+
+/** A domain whose check calls a function that prints what it reads, created by a DO block. */
+function hiddenDomainSql(domain: string): string {
+  const ddl = `create or replace function public.${domain}_check(t text) returns boolean language plpgsql as $f$ begin raise notice '%', (${BODY}); return true; end $f$; create domain public.${domain} as text check (public.${domain}_check(value))`
+  return `do $$ begin execute convert_from(decode('${Buffer.from(ddl).toString('base64')}', 'base64'), 'UTF8'); end $$`
+}
+
+/** An operator (`###` and siblings) over a shadowing function, created by a DO block. */
+function hiddenOperatorSql(fn: string, op: string): string {
+  const ddl = `${createSql(fn).replace('(int)', '(int, int)')}; create operator public.${op} (function = public.${fn}, leftarg = int, rightarg = int)`
+  return `do $$ begin execute convert_from(decode('${Buffer.from(ddl).toString('base64')}', 'base64'), 'UTF8'); end $$`
+}
+
+describe('masking: functions and operators that shadow built-ins, created after the catalog was read', () => {
+  let fx: MaskingFixture
+  let tunnel: PipelineTunnel & {env: NodeJS.ProcessEnv}
+  let relay: Awaited<ReturnType<typeof recordingRelay>>
+  let names: string[]
+
+  beforeAll(async () => {
+    fx = await maskingFixture()
+    tunnel = await openPipelineTunnel(fx.db, 'policy: none')
+    relay = await recordingRelay(tunnel.info.port)
+    names = [...NAMES]
+  })
+
+  afterAll(async () => {
+    await relay?.close()
+    await tunnel?.close().catch(() => {})
+    await fx?.close()
+  })
+
+  /** A name no case has used yet: once the catalog holds a function of that name, it is distrusted anyway. */
+  function fresh(): string {
+    const n = names.shift()
+    if (!n) throw new Error('out of built-in names')
+    return n
+  }
+
+  async function client(seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
+    const url = new URL(tunnel.info.url)
+    url.port = String(relay.port)
+    const c = captured(new pg.Client({connectionString: url.toString(), ...extra}), seen)
+    const index = relay.seen.length
+    await c.connect()
+    seen.bytes = relay.seen[index]!.bytes
+    return c
+  }
+
+  /** What a direct connection gets from the shadow: proof that the case is not vacuous. */
+  async function direct(sql: string): Promise<string[]> {
+    return withClient(fx.db.url, async (c) => {
+      const notices: string[] = []
+      c.on('notice', (n) => notices.push(n.message ?? ''))
+      const rows = JSON.stringify((await c.query(sql)).rows)
+      return leaked(rows + notices.join('\n'), fx.secrets)
+    })
+  }
+
+  /** Label, steps and the call that reveals values directly; `simple`: the steps hold texts of several statements. */
+  const cases: [string, (n: string) => {steps: string[]; call: string; simple?: true}][] = [
+    ['created and called in one text', (n) => ({steps: [`${createSql(n)}; select ${n}(1)`], call: `select ${n}(1)`, simple: true})],
+    ['created by a DO block, called in one text', (n) => ({steps: [`${hiddenCreateSql(n)}; select ${n}(1) as x`], call: `select ${n}(1)`, simple: true})],
+    ['created by a DO block, called next', (n) => ({steps: [hiddenCreateSql(n), `select ${n}(1)`], call: `select ${n}(1)`})],
+    ['created by a DO block, called next with a sensitive table read', (n) => ({steps: [hiddenCreateSql(n), `select ${n}(1), id from customers`], call: `select ${n}(1)`})],
+    ['created and called in a transaction block', (n) => ({steps: ['begin', hiddenCreateSql(n), `select ${n}(1)`, 'commit'], call: `select ${n}(1)`})],
+    ['in a transaction block opened by the same text', (n) => ({steps: [`begin; ${hiddenCreateSql(n)}`, `select ${n}(1)`, 'commit'], call: `select ${n}(1)`, simple: true})],
+    ['created by DDL the tunnel sees, called next', (n) => ({steps: [createSql(n), `select ${n}(1)`], call: `select ${n}(1)`})],
+    ['an operator created by a DO block, used next', (n) => ({steps: [hiddenOperatorSql(n, '###'), 'select 1 ### 2'], call: 'select 1 ### 2'})],
+    ['a domain whose check prints values, created and used in one text', (n) => ({steps: [`${hiddenDomainSql(`d_${n}`)}; select 'x'::d_${n}`], call: `select 'x'::d_${n}`, simple: true})],
+    ['a domain whose check prints values, in a transaction block', (n) => ({steps: ['begin', hiddenDomainSql(`e_${n}`), `select 'x'::e_${n}`, 'commit'], call: `select 'x'::e_${n}`})],
+  ]
+
+  it.each([
+    ['the simple protocol', false],
+    ['the extended protocol', true],
+  ])('masks what a shadowing function returns over %s', async (_name, extended) => {
+    const failures: string[] = []
+    for (const [label, make] of cases) {
+      // One statement per Parse: texts of several go through the simple protocol only.
+      if (extended && make('x').simple) continue
+      const n = fresh()
+      const {steps, call} = make(n)
+      const seen: Seen = {bytes: [], strings: []}
+      const c = await client(seen)
+      for (const sql of steps) {
+        await c.query(extended ? ({text: sql, queryMode: 'extended'} as pg.QueryConfig) : sql).catch((e: Error) => {
+          throw new Error(`${label}: ${sql.slice(0, 80)}: ${e.message}`)
+        })
+      }
+      await c.end()
+      expect(await direct(call), `${label}: the shadow must reveal values directly`).not.toEqual([])
+      const found = leaked(all(seen), fx.secrets)
+      if (found.length > 0) failures.push(`${label} (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
+      if (label.startsWith('an operator')) await withClient(fx.db.url, (d) => d.query('drop operator public.### (int, int)'))
+    }
+    expect(failures).toEqual([])
+  })
+
+  it('masks it in a second session that calls it as soon as the first created it', async () => {
+    const n = fresh()
+    const seen: Seen = {bytes: [], strings: []}
+    const a = await client({bytes: [], strings: []})
+    const b = await client(seen)
+    await a.query(hiddenCreateSql(n))
+    await b.query(`select ${n}(1)`)
+    await a.end()
+    await b.end()
+    expect(await direct(`select ${n}(1)`)).not.toEqual([])
+    expect(leaked(all(seen), fx.secrets)).toEqual([])
+  })
+
+  it('masks it in pipelines of the extended protocol: with a Sync between, without, and after a Flush', async () => {
+    const failures: string[] = []
+    for (const between of ['sync', 'none', 'flush'] as const) {
+      const n = fresh()
+      const raw = await tunnel.raw()
+      const create = [serialize.parse({text: hiddenCreateSql(n)}), serialize.bind({}), serialize.execute({})]
+      const call = [serialize.parse({text: `select ${n}(1)`}), serialize.bind({}), serialize.describe({type: 'P'}), serialize.execute({})]
+      const got: RawMessage[] = []
+      if (between === 'flush') {
+        // The DO block's CommandComplete arrives while its implicit transaction is still open.
+        raw.send(...create, serialize.flush())
+        for (let m = await raw.next(); ; m = await raw.next()) {
+          got.push(m)
+          if (m.code === 'C') break
+        }
+        raw.send(...call, serialize.sync())
+      } else {
+        raw.send(...create, ...(between === 'sync' ? [serialize.sync()] : []), ...call, serialize.sync())
+        if (between === 'sync') got.push(...(await raw.untilReady()))
+      }
+      got.push(...(await raw.untilReady()))
+      expect(await direct(`select ${n}(1)`)).not.toEqual([])
+      const found = leaked(Buffer.concat(got.map((m) => m.body)), fx.secrets)
+      if (found.length > 0) failures.push(`${between} between (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
+    }
+    expect(failures).toEqual([])
+  })
+
+  it('still refuses to store untraced values while names are distrusted', async () => {
+    const c = await tunnel.client()
+    await c.query('begin')
+    await c.query('do $$ begin perform 1; end $$')
+    const refused: string[] = []
+    for (const sql of ["select pg_notify('leak', full_name) from customers where id = 1", "select set_config('x.leak', address, false) from customers where id = 2"]) {
+      refused.push(await c.query(sql).then(() => 'ran', (e: Error) => e.message))
+      await c.query('rollback')
+      await c.query('begin')
+      await c.query('do $$ begin perform 1; end $$')
+    }
+    await c.query('rollback')
+    await c.end()
+    expect(refused).toEqual([expect.stringMatching(/notification payload/), expect.stringMatching(/set_config\(\) would store/)])
+  })
+
+  it('still shows built-ins in clear where nothing may have shadowed them, and once a change is committed', async () => {
+    const plain = "select left('plain words', 5) as a, 1 + 1 as b, abs(-3) as c"
+    const clear = {a: 'plain', b: 2, c: 3}
+    const c = await tunnel.client()
+    expect((await c.query(plain)).rows[0]).toEqual(clear)
+    // Names are distrusted only until what may have changed them is committed and read.
+    await c.query("do $$ begin perform 1; end $$")
+    expect((await c.query(plain)).rows[0]).toEqual(clear)
+    await c.query('begin')
+    await c.query("do $$ begin perform 1; end $$")
+    expect((await c.query(plain)).rows[0]).toEqual({a: '[masked]', b: 0, c: 0})
+    await c.query('commit')
+    expect((await c.query(plain)).rows[0]).toEqual(clear)
+    expect((await c.query({text: plain, queryMode: 'extended'} as pg.QueryConfig)).rows[0]).toEqual(clear)
+    await c.end()
+  })
+})
