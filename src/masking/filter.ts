@@ -330,7 +330,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)
       running(statements, ctx.connectionId)
-        if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, ctx.session?.readyCount ?? 0)
+      if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, ctx.session?.readyCount ?? 0)
     } else {
       // What could not be analysed may run anything.
       unprovenSettings.add(ctx.connectionId)
