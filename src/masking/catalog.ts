@@ -424,6 +424,16 @@ export class Catalog {
     return pub.length === 1 ? pub : all
   }
 
+  /** Every relation of this name, in any schema. */
+  sameNamed(name: string): CatalogRelation[] {
+    return this.byName.get(name) ?? []
+  }
+
+  /** Whether a schema of this name holds any relation the catalog knows. */
+  hasSchema(schema: string): boolean {
+    return this.current.relations.some((r) => r.schema === schema)
+  }
+
   column(tableOid: number, attnum: number): CatalogColumn | undefined {
     const rel = this.byOid.get(tableOid)
     return rel?.columns.find((c) => c.attnum === attnum)

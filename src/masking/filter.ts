@@ -133,9 +133,25 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     const ready = ctx?.session?.readyCount
     return ready !== undefined && ready > since && ctx?.transactionStatus === 'I'
   }
+  /**
+   * Whether the session resolves unqualified relation names as the shared analysis does (public
+   * first): its search_path, as the server reported it, is the default, and no schema is named
+   * after its user (`"$user"` would come first). A server that does not report search_path
+   * (before PostgreSQL 18) proves nothing.
+   */
+  const defaultPath = (session: SessionView | undefined): boolean => {
+    if (session?.parameters.get('search_path') !== DEFAULT_SEARCH_PATH) return false
+    const user = session.parameters.get('session_authorization')
+    return user !== undefined && !catalog.hasSchema(user)
+  }
+  /** `l`, or when it names a relation several schemas hold and the session's search_path is not proven default, the text read with any of them meant. */
+  const underPath = (sql: string, l: TextLineage, session: SessionView | undefined): TextLineage =>
+    l.ok && l.statements.some((st) => st.shadowable) && !defaultPath(session) ? analyzeText(sql, catalog, false, true) : l
   /** The lineage of a text as a connection's statement runs it: with names distrusted while the connection is unsettled. */
-  const lineageIn = (sql: string, connectionId: number | undefined, session: SessionView | undefined): TextLineage =>
-    connectionId !== undefined && unsettled.has(connectionId) ? (sql.length > MAX_ANALYZED_SQL ? TOO_LARGE : analyzeText(sql, catalog, true)) : lineageOf(sql, readingOf(session?.parameters))
+  const lineageIn = (sql: string, connectionId: number | undefined, session: SessionView | undefined): TextLineage => {
+    if (connectionId !== undefined && unsettled.has(connectionId)) return sql.length > MAX_ANALYZED_SQL ? TOO_LARGE : analyzeText(sql, catalog, true, !defaultPath(session))
+    return underPath(sql, lineageOf(sql, readingOf(session?.parameters)), session)
+  }
   const base: Base = {masker, catalog, strategyOf, plans: new KeptPlans(), unproven: unprovenSettings}
 
   /** Lineages shared by texts that differ only in constants, where no constant's value decides them (`watchLiterals`). */
@@ -200,7 +216,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * use) never replaced the statement the name still runs.
    */
   const lineageOfDefinition = (def: NamedDefinition, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
-    const text = lineageOf(def.sql)
+    // A prepared statement is parsed again under the search_path of each execution.
+    const text = underPath(def.sql, lineageOf(def.sql), session)
     if (!text.ok) return undefined
     const st = text.statements[def.statementIndex]
     if (!st) return undefined
@@ -953,6 +970,9 @@ export const KEPT_FILTER = new StatementFilter(undefined, {masker: undefined as 
 
 /** Reported settings that hold free text; the others only ever hold values the server validated. */
 const FREE_TEXT_SETTINGS = new Set(['application_name', 'search_path'])
+
+/** search_path's default as PostgreSQL 18 reports it in ParameterStatus. */
+const DEFAULT_SEARCH_PATH = '"$user", public'
 
 /**
  * A ParameterStatus value as the client may see it: a free-text setting changed while the session's

@@ -59,10 +59,17 @@ interface Ctx {
    * unqualified function or operator name may then resolve to one created since, not the built-in.
    */
   distrustNames: boolean
+  /**
+   * The session's search_path is not known to be the default: an unqualified relation name that
+   * several schemas hold may mean any of them (`shadowedRelation`), not the one in public.
+   */
+  anyOfSameName: boolean
+  /** An unqualified relation name was found in more than one schema (see `StatementLineage.shadowable`). */
+  shadowable: boolean
 }
 
-function newCtx(catalog: Catalog, distrustNames = false): Ctx {
-  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames}
+function newCtx(catalog: Catalog, distrustNames = false, anyOfSameName = false): Ctx {
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, anyOfSameName, shadowable: false}
 }
 
 /** Something the analysis cannot see into: its value is untraceable and the statement may read anything. */
@@ -257,6 +264,13 @@ function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
     const cte = findCte(scope, name)
     if (cte.found) return {alias: as, columns: renamed(cte.columns, alias), fallback: cte.columns ? EMPTY : UNKNOWN}
   }
+  if (!schema) {
+    const same = ctx.catalog.sameNamed(name)
+    if (same.length > 1) {
+      ctx.shadowable = true
+      if (ctx.anyOfSameName) return shadowedRelation(same, as, ctx)
+    }
+  }
   const found = ctx.catalog.lookup(schema, name)
   if (found.length === 1) {
     const rel = found[0]!
@@ -275,6 +289,28 @@ function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
   const reason = `the catalog does not know the relation ${schema ? `${schema}.` : ''}${name}`
   if (!ctx.reasons.includes(reason)) ctx.reasons.push(reason)
   return {alias: as, fallback: UNKNOWN}
+}
+
+/**
+ * An unqualified name that several schemas hold, where the session's search_path may pick any of
+ * them (`SET search_path = s9, public` makes `orders` mean s9.orders): each column carries what the
+ * same-named column of every candidate carries. Where the candidates' columns differ, `*` is
+ * whatever any of them holds.
+ */
+function shadowedRelation(rels: readonly CatalogRelation[], as: string, ctx: Ctx): ScopeRel {
+  const each = rels.map((r) => catalogRelation(r, ctx))
+  const first = each[0]!
+  const sameShape = each.every((cols) => cols.length === first.length && cols.every((c, i) => c.name === first[i]!.name))
+  if (sameShape) return {alias: as, columns: first.map((c, i) => named(c.name, derived(each.map((cols) => cols[i]!)))), fallback: EMPTY}
+  return {
+    alias: as,
+    // A name no candidate has is unknown, as for a column added since the catalog was read.
+    lookup: (column) => {
+      const cols = each.flatMap((cs) => cs.filter((c) => c.name === column))
+      return cols.length > 0 ? derived(cols) : UNKNOWN
+    },
+    fallback: derived(each.map((cols) => derived(cols))),
+  }
 }
 
 /** Column names of common set-returning functions, for `SELECT * FROM f(...)`. */
@@ -817,6 +853,7 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
     ...(ctx.misses.length > 0 ? {misses: [...ctx.misses]} : {}),
     ...(ctx.views.size > 0 ? {views: [...ctx.views]} : {}),
     ...(ctx.fills.length > 0 ? {fills: [...ctx.fills]} : {}),
+    ...(ctx.shadowable ? {shadowable: true as const} : {}),
   }
 }
 
@@ -954,14 +991,18 @@ function created(rel: Node | undefined, columns: NamedLineage[] | undefined): St
  * function the catalog does not hold yet. `distrustNames` starts the text that way (see
  * `StatementLineage.changesCatalog`).
  */
-export function analyzeText(sql: string, catalog: Catalog, distrustNames = false): TextLineage {
+/**
+ * `anyOfSameName`: the session's search_path is not known to be the default, so an unqualified
+ * relation name held by several schemas is read as any of them (see `Ctx`).
+ */
+export function analyzeText(sql: string, catalog: Catalog, distrustNames = false, anyOfSameName = false): TextLineage {
   const parsed = parseSql(sql)
   if (!parsed.ok) return parsed
   let distrust = distrustNames
   return {
     ok: true,
     statements: parsed.statements.map((s) => {
-      const l = statementLineage(s, newCtx(catalog, distrust))
+      const l = statementLineage(s, newCtx(catalog, distrust, anyOfSameName))
       const changes = l.opaque || mayChangeCatalog(s)
       if (changes) distrust = true
       return changes ? {...l, changesCatalog: true} : l
