@@ -6,6 +6,10 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../../src/approvals/review.js'
 import {seal} from '../../src/approvals/seal.js'
+import {formatRequests} from '../../src/approvals/cli.js'
+import {Detail} from '../../src/tui/approvals/App.js'
+import {render} from 'ink-testing-library'
+import {createElement} from 'react'
 import {decisionKey, listRequests, readOutcome, readRequest, requestDigest} from '../../src/approvals/store.js'
 import type {ApprovalDecision, ApprovalRequest, DecisionAction} from '../../src/approvals/types.js'
 import {SessionReader} from '../../src/audit/read.js'
@@ -174,6 +178,38 @@ describe('approvals through the tunnel', () => {
     const {processID, secretKey} = c as unknown as {processID: number; secretKey: number}
     s.end(encodeCancelRequest(processID, secretKey))
     expect(await held).toMatchObject({code: '57014', message: `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`})
+  })
+
+  it('shows the reviewer every statement it holds: terminal controls in the SQL cannot hide or reorder a part of it', async () => {
+    // Each sequence, left in a comment, would hide (conceal, black on black, erase, overwrite,
+    // a hyperlink), move (cursor up, a line separator) or reorder (bidi) the statement after it on
+    // the reviewer's terminal, while PostgreSQL runs it all.
+    const hiders = ['\x1b[8m', '\x1b[30;40m', '\x1b[2K\x1b[1A', '\x1b]8;;https://example.com\x07', '\u009b8m', '\r', '\b'.repeat(40), '\u202e', '\u2028', '\u200b\ufeff', '\x00'.slice(1) + '\x7f']
+    const hidden = hiders.map((_, i) => `create table hidden_${i} (id int)`)
+    const sql = ['create table shown (id int)', ...hiders.map((h, i) => `/*${h}*/ ${hidden[i]}; /*\x1b[0m\u202c*/`)].join('; ')
+    const c = await (await tunnelAs('alice')).client()
+    await c.query('select 1 /*\x1b[8m*/, 2 as hidden_earlier')
+    const w = watchNotices(c)
+    const held = c.query(sql).catch((e: Error) => e)
+    const id = await w.approvalId()
+    const view = {request: (await readRequest(bucket, id))!, state: 'pending' as const}
+    expect(view.request.sql).toBe(sql)
+
+    // The TUI's detail pane: every held statement is there in plain sight, and the only SGR
+    // sequences on the screen are the highlighter's own colours.
+    const screen = render(createElement(Detail, {view, now: new Date()}))
+    const frame = screen.lastFrame() ?? ''
+    screen.unmount()
+    const plain = stripVTControlCharacters(frame).replace(/[\s│]+/g, ' ')
+    for (const text of [...hidden, 'hidden_earlier']) expect(plain).toContain(text)
+    const foreign = frame.replace(/\x1b\[(?:1|22|31|32|34|36|39|90)m/g, '').match(/[^\P{C}\n]|[\p{Zl}\p{Zp}]/gu)
+    expect(foreign).toBeNull()
+    // The list, on a terminal and piped.
+    for (const tty of [true, false]) expect(formatRequests([view], tty).replace(/\x1b\[(?:1|22)m/g, '').match(/[^\P{C}\n\t]|[\p{Zl}\p{Zp}]/gu)).toBeNull()
+
+    await decide(await review('bob'), {id, action: 'deny', reason: 'hidden statements'})
+    expect(await held).toMatchObject({code: '42501'})
+    for (let i = 0; i < hiders.length; i++) expect(await tableCount(`hidden_${i}`)).toBe(0)
   })
 
   it('refuses a properly sealed decision by a non-reviewer, and an approval of an altered request', async () => {
