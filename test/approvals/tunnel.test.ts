@@ -293,6 +293,36 @@ describe('approvals through the tunnel', () => {
     expect(await tableCount('windowed_2')).toBe(1)
   })
 
+  it('keeps a window to the rule it was granted under: statements of the same class that another rule holds still ask', async () => {
+    // A window granted on a schema change must not let through what the pack holds for its own
+    // reason although it is DDL too: a rule or a trigger runs code on later statements.
+    const c = await (await tunnelAs('alice')).client()
+    const w = watchNotices(c)
+    const held = c.query('create table window_scope (id int, note text)')
+    const id = await w.approvalId()
+    await decide(await review('bob'), {id, action: 'window', windowMs: 60_000})
+    await held
+    await c.query('create index window_scope_note on window_scope (note)')
+    expect(w.notices.at(-1)).toMatch(new RegExp(`running under the window ${id}`))
+
+    const others = [
+      'create rule window_scope_rule as on insert to window_scope do instead nothing',
+      "create trigger window_scope_trg before insert on window_scope for each row execute function window_scope_fn()",
+    ]
+    for (const sql of others) {
+      const before = w.notices.length
+      const asked = c.query(sql).catch((e: Error) => e)
+      await waitFor(() => w.notices.slice(before).some((n) => /waiting for approval apr-/.test(n) || /running under the window/.test(n)), 'the statement is held or runs')
+      const notice = w.notices.slice(before).find((n) => /waiting for approval|running under the window/.test(n))!
+      expect(notice, sql).toMatch(/waiting for approval/)
+      const other = /waiting for approval (apr-[a-z0-9]+)/.exec(notice)![1]!
+      await decide(await review('bob'), {id: other, action: 'deny', reason: 'not under the window'})
+      expect(await asked).toMatchObject({code: '42501'})
+    }
+    const made = await withClient(db.url, async (x) => (await x.query("select (select count(*) from pg_rewrite where rulename = 'window_scope_rule')::int as rules, (select count(*) from pg_trigger where tgname = 'window_scope_trg')::int as triggers")).rows[0])
+    expect(made).toEqual({rules: 0, triggers: 0})
+  })
+
   it('approves a PREPARE so that later EXECUTEs are judged as what it prepared, and never approves a named Parse', async () => {
     await withClient(db.url, (x) => x.query('create table items (id int, name text); insert into items values (1, $$a$$)'))
     const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: updates-need-review\n    match: {command: update}\n    action: require_approval`)
