@@ -13,6 +13,18 @@ export function shortDuration(ms: number): string {
   return `${h}h${String(m % 60).padStart(2, '0')}m`
 }
 
+/**
+ * Text a requester chose (SQL, the database name, the agent's name), made safe to put on a
+ * reviewer's terminal. Control and format characters are shown as `\u{…}` instead of being
+ * written: a comment holding `ESC[8m` (conceal) or black-on-black would otherwise hide the part of
+ * the statement that follows it from the reviewer who approves it, and a bidi override (U+202E)
+ * would reorder it. Everything is kept, so the reviewer still reads every character that runs;
+ * only newlines and tabs pass as themselves (a CRLF counts as a newline).
+ */
+export function visibleText(text: string): string {
+  return text.replace(/\r\n/g, '\n').replace(/[^\P{C}\n\t]|[\p{Zl}\p{Zp}]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16).padStart(4, '0')}}`)
+}
+
 export interface RequestRow {
   id: string
   requester: string
@@ -29,13 +41,13 @@ export function requestRow(v: RequestView, now: Date): RequestRow {
   return {
     id: r.id,
     // An agent's request names the agent and the person it acts for, so nobody mistakes one for the other.
-    requester: r.agent ? `${requesterLabel(r.requester)} via ${agentLabel(r.agent)}` : requesterLabel(r.requester),
+    requester: r.agent ? `${requesterLabel(r.requester)} via ${visibleText(agentLabel(r.agent))}` : requesterLabel(r.requester),
     target: r.target,
     class: r.class,
     age: shortDuration(now.getTime() - Date.parse(r.createdAt)),
     left: v.state === 'pending' ? shortDuration(Date.parse(r.expiresAt) - now.getTime()) : '-',
     state: v.state,
-    sql: r.sql.replace(/\s+/g, ' ').trim(),
+    sql: visibleText(r.sql).replace(/\s+/g, ' ').trim(),
   }
 }
 

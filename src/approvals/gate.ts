@@ -52,6 +52,8 @@ export interface ApprovalGateOptions {
 interface LiveWindow {
   requestId: string
   class: string
+  /** The rule the window was granted under: it covers what that rule holds, not its whole class. */
+  ruleId: string
   until: Date
   reviewer: string
 }
@@ -114,7 +116,9 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const at = now().getTime()
     for (let i = windows.length - 1; i >= 0; i--) if (windows[i]!.until.getTime() <= at) windows.splice(i, 1)
     const held = decision.statements.filter((s) => s.action === 'require_approval')
-    return windows.find((w) => held.every((s) => s.class === w.class))
+    // A class holds statements for several reasons (DDL: a schema change, a rule or a trigger that
+    // runs code later); the reviewer granted the window on one of them, so only that one is waived.
+    return windows.find((w) => held.length > 0 && held.every((s) => s.class === w.class && s.ruleId === w.ruleId))
   }
 
   const refuse = (decision: Decision, message: string, hint?: string): StatementVerdict => ({
@@ -269,13 +273,13 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       }
       if (dec.action === 'window') {
         const until = new Date(now().getTime() + dec.windowMs!)
-        windows.push({requestId: id, class: request.class, until, reviewer})
+        windows.push({requestId: id, class: request.class, ruleId: request.ruleId, until, reviewer})
         await writeWindow(opts.bucket, {v: 1, requestId: id, target: request.target, class: request.class, requester: identityLabel(requester), reviewer, from: now().toISOString(), until: until.toISOString()}).catch((e: Error) =>
           opts.log('warn', `could not publish window ${id}: ${e.message}`),
         )
       }
       await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
-      const scope = dec.action === 'window' ? ` with a window for ${request.class} statements for ${shortDuration(dec.windowMs!)}` : ''
+      const scope = dec.action === 'window' ? ` with a window for ${request.class} statements that rule ${request.ruleId} holds, for ${shortDuration(dec.windowMs!)}` : ''
       announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
       void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
       const approval: ApprovalSettlement = {id, decision: 'approved', reviewer}

@@ -206,7 +206,7 @@ export function confirmation(r: DecideResult): string {
     case 'deny':
       return `Denied ${r.request.id} (${who} on ${r.request.target}); they see your reason.`
     case 'window':
-      return `Approved ${r.request.id} with a window: ${r.request.class} statements by ${who} on ${r.request.target} run without asking for ${shortDuration(r.decision.windowMs!)}.`
+      return `Approved ${r.request.id} with a window: ${r.request.class} statements that rule ${r.request.ruleId} holds, by ${who} on ${r.request.target}, run without asking for ${shortDuration(r.decision.windowMs!)}.`
     default:
       return `Approved ${r.request.id} (${who} on ${r.request.target}); the waiting statement runs within a few seconds.`
   }

@@ -6,6 +6,10 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../../src/approvals/review.js'
 import {seal} from '../../src/approvals/seal.js'
+import {formatRequests} from '../../src/approvals/cli.js'
+import {Detail} from '../../src/tui/approvals/App.js'
+import {render} from 'ink-testing-library'
+import {createElement} from 'react'
 import {decisionKey, listRequests, readOutcome, readRequest, requestDigest} from '../../src/approvals/store.js'
 import type {ApprovalDecision, ApprovalRequest, DecisionAction} from '../../src/approvals/types.js'
 import {SessionReader} from '../../src/audit/read.js'
@@ -176,6 +180,38 @@ describe('approvals through the tunnel', () => {
     expect(await held).toMatchObject({code: '57014', message: `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`})
   })
 
+  it('shows the reviewer every statement it holds: terminal controls in the SQL cannot hide or reorder a part of it', async () => {
+    // Each sequence, left in a comment, would hide (conceal, black on black, erase, overwrite,
+    // a hyperlink), move (cursor up, a line separator) or reorder (bidi) the statement after it on
+    // the reviewer's terminal, while PostgreSQL runs it all.
+    const hiders = ['\x1b[8m', '\x1b[30;40m', '\x1b[2K\x1b[1A', '\x1b]8;;https://example.com\x07', '\u009b8m', '\r', '\b'.repeat(40), '\u202e', '\u2028', '\u200b\ufeff', '\x00'.slice(1) + '\x7f']
+    const hidden = hiders.map((_, i) => `create table hidden_${i} (id int)`)
+    const sql = ['create table shown (id int)', ...hiders.map((h, i) => `/*${h}*/ ${hidden[i]}; /*\x1b[0m\u202c*/`)].join('; ')
+    const c = await (await tunnelAs('alice')).client()
+    await c.query('select 1 /*\x1b[8m*/, 2 as hidden_earlier')
+    const w = watchNotices(c)
+    const held = c.query(sql).catch((e: Error) => e)
+    const id = await w.approvalId()
+    const view = {request: (await readRequest(bucket, id))!, state: 'pending' as const}
+    expect(view.request.sql).toBe(sql)
+
+    // The TUI's detail pane: every held statement is there in plain sight, and the only SGR
+    // sequences on the screen are the highlighter's own colours.
+    const screen = render(createElement(Detail, {view, now: new Date()}))
+    const frame = screen.lastFrame() ?? ''
+    screen.unmount()
+    const plain = stripVTControlCharacters(frame).replace(/[\s│]+/g, ' ')
+    for (const text of [...hidden, 'hidden_earlier']) expect(plain).toContain(text)
+    const foreign = frame.replace(/\x1b\[(?:1|22|31|32|34|36|39|90)m/g, '').match(/[^\P{C}\n]|[\p{Zl}\p{Zp}]/gu)
+    expect(foreign).toBeNull()
+    // The list, on a terminal and piped.
+    for (const tty of [true, false]) expect(formatRequests([view], tty).replace(/\x1b\[(?:1|22)m/g, '').match(/[^\P{C}\n\t]|[\p{Zl}\p{Zp}]/gu)).toBeNull()
+
+    await decide(await review('bob'), {id, action: 'deny', reason: 'hidden statements'})
+    expect(await held).toMatchObject({code: '42501'})
+    for (let i = 0; i < hiders.length; i++) expect(await tableCount(`hidden_${i}`)).toBe(0)
+  })
+
   it('refuses a properly sealed decision by a non-reviewer, and an approval of an altered request', async () => {
     const t = tunnels[0]!
     const c = await t.client()
@@ -255,6 +291,36 @@ describe('approvals through the tunnel', () => {
     await c.query('create table windowed_2 (id int)')
     expect(w.notices.at(-1)).toMatch(new RegExp(`running under the window ${id} granted by bob@example.com`))
     expect(await tableCount('windowed_2')).toBe(1)
+  })
+
+  it('keeps a window to the rule it was granted under: statements of the same class that another rule holds still ask', async () => {
+    // A window granted on a schema change must not let through what the pack holds for its own
+    // reason although it is DDL too: a rule or a trigger runs code on later statements.
+    const c = await (await tunnelAs('alice')).client()
+    const w = watchNotices(c)
+    const held = c.query('create table window_scope (id int, note text)')
+    const id = await w.approvalId()
+    await decide(await review('bob'), {id, action: 'window', windowMs: 60_000})
+    await held
+    await c.query('create index window_scope_note on window_scope (note)')
+    expect(w.notices.at(-1)).toMatch(new RegExp(`running under the window ${id}`))
+
+    const others = [
+      'create rule window_scope_rule as on insert to window_scope do instead nothing',
+      "create trigger window_scope_trg before insert on window_scope for each row execute function window_scope_fn()",
+    ]
+    for (const sql of others) {
+      const before = w.notices.length
+      const asked = c.query(sql).catch((e: Error) => e)
+      await waitFor(() => w.notices.slice(before).some((n) => /waiting for approval apr-/.test(n) || /running under the window/.test(n)), 'the statement is held or runs')
+      const notice = w.notices.slice(before).find((n) => /waiting for approval|running under the window/.test(n))!
+      expect(notice, sql).toMatch(/waiting for approval/)
+      const other = /waiting for approval (apr-[a-z0-9]+)/.exec(notice)![1]!
+      await decide(await review('bob'), {id: other, action: 'deny', reason: 'not under the window'})
+      expect(await asked).toMatchObject({code: '42501'})
+    }
+    const made = await withClient(db.url, async (x) => (await x.query("select (select count(*) from pg_rewrite where rulename = 'window_scope_rule')::int as rules, (select count(*) from pg_trigger where tgname = 'window_scope_trg')::int as triggers")).rows[0])
+    expect(made).toEqual({rules: 0, triggers: 0})
   })
 
   it('approves a PREPARE so that later EXECUTEs are judged as what it prepared, and never approves a named Parse', async () => {

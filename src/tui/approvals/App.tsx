@@ -6,7 +6,7 @@
 import {Box, Text, useApp, useInput} from 'ink'
 import {useRef} from 'react'
 import {Chalk} from 'chalk'
-import {recentMark, requestRow, shortDuration} from '../../approvals/format.js'
+import {recentMark, requestRow, shortDuration, visibleText} from '../../approvals/format.js'
 import {parseDuration} from '../../util/duration.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
@@ -134,11 +134,11 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
   return (
     <Box flexDirection="column" marginTop={1} borderStyle="round" paddingX={1}>
       <Text>
-        <Text bold>{r.id}</Text> · {requesterLabel(r.requester)} ({r.requester.groups.join(', ') || 'no groups'}) on {r.target}/{r.database}
+        <Text bold>{r.id}</Text> · {requesterLabel(r.requester)} ({r.requester.groups.join(', ') || 'no groups'}) on {r.target}/{visibleText(r.database)}
       </Text>
       {r.agent ? (
         <Text color="magenta">
-          AI agent {agentLabel(r.agent)} acting for {requesterLabel(r.requester)}: the statement was written by the agent
+          AI agent {visibleText(agentLabel(r.agent))} acting for {requesterLabel(r.requester)}: the statement was written by the agent
         </Text>
       ) : null}
       <Text>
@@ -149,7 +149,7 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
         {r.windows ? ' · windows allowed' : ''}
       </Text>
       <Box marginTop={1}>
-        <Text>{highlightSql(r.sql, chalk)}</Text>
+        <Text>{highlightSql(visibleText(r.sql), chalk)}</Text>
       </Box>
       {r.recent.length > 0 ? (
         <Box flexDirection="column" marginTop={1}>
@@ -157,7 +157,7 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
           {r.recent.map((s, i) => (
             <Text key={i} dimColor>
               {'  '}
-              {recentMark(s)} {s.sql.replace(/\s+/g, ' ').slice(0, 100)}
+              {recentMark(s)} {visibleText(s.sql).replace(/\s+/g, ' ').slice(0, 100)}
             </Text>
           ))}
         </Box>
