@@ -73,7 +73,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
       const summaries = ids.length ? await loadEach(reader, ids) : await reader.list(listFilters(flags))
       for (const s of summaries) {
         const {text} = await reader.loadSummary(s)
-        checked.push({source: s.key, ...verifySession(text, keys, {trust})})
+        checked.push({source: s.key, ...verifySession(text, keys, {trust, objectKey: s.key})})
       }
     }
 
