@@ -2,6 +2,7 @@
 import type {RequestView} from './types.js'
 import {requesterLabel} from './types.js'
 import {agentLabel} from '../identity/types.js'
+import {visible} from '../util/visible.js'
 
 /** `45s`, `3m`, `2h05m`. */
 export function shortDuration(ms: number): string {
@@ -41,7 +42,8 @@ export function requestRow(v: RequestView, now: Date): RequestRow {
 
 /** One line per statement for the webhook and the tunnel's log. */
 export function oneLine(sql: string, max = 120): string {
-  const s = sql.replace(/\s+/g, ' ').trim()
+  // Both go to a reader (a terminal, a chat): nothing in the client's text may act on it.
+  const s = visible(sql.replace(/\s+/g, ' ').trim())
   return s.length > max ? `${s.slice(0, max - 1)}…` : s
 }
 
