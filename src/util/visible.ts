@@ -43,3 +43,14 @@ export function visibleDeep<T>(value: T): T {
   }
   return value
 }
+
+/**
+ * `JSON.stringify(value, undefined, 2)` with the characters `visible` escapes written as `\uXXXX`
+ * escapes: the same document to a parser, and nothing a terminal acts on or hides when a person
+ * reads `--json` output (JSON.stringify leaves C1 controls, bidi and zero-width characters raw).
+ */
+export function jsonText(value: unknown): string {
+  const text = JSON.stringify(value, undefined, 2) ?? 'null'
+  // Outside strings JSON holds only ASCII punctuation, digits, letters and blanks: every match is inside a string.
+  return text.replace(HIDDEN_BUT_LINES, (ch) => [...Array(ch.length).keys()].map((i) => `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''))
+}

@@ -23,7 +23,7 @@ import {renderTable} from '../../src/cli/table.js'
 import {mdCell, mdCode} from '../../src/report/markdown.js'
 import {esc} from '../../src/report/svg.js'
 import {Detail, RequestList} from '../../src/tui/approvals/App.js'
-import {visible} from '../../src/util/visible.js'
+import {jsonText, visible} from '../../src/util/visible.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
 import {waitFor} from '../helpers/wait.js'
@@ -137,6 +137,13 @@ describe('recorded and requested text cannot act on its reader', () => {
         for (const action of ['approve', 'deny', 'window'] as const) {
           expectHarmless(confirmation({request: view.request, decision: {action, windowMs: 60_000}} as Parameters<typeof confirmation>[0]), 'confirmation')
         }
+      })
+
+      it('--json output: the same document, with nothing raw a terminal acts on', () => {
+        const value = {[s]: [s, {sql: `${s}\n${s}`}], n: 1}
+        const text = jsonText(value)
+        expect(JSON.parse(text)).toEqual(value)
+        expectHarmless(text, 'json')
       })
 
       it('report.html and report.md cells', () => {
