@@ -179,18 +179,18 @@ function Status({mode, message, loadError, current}: {mode: Mode; message?: {kin
         : mode.input === 'reason'
           ? 'Reason for denying'
           : mode.input === 'approve'
-            ? `Approve ${current?.request.id ?? ''} for ${current ? requesterLabel(current.request.requester) : '?'}? Reason (optional)`
+            ? `Approve ${current?.request.id ?? ''} for ${current ? printable(requesterLabel(current.request.requester)) : '?'}? Reason (optional)`
             : 'Window length (e.g. 30m, 2h)'
     return (
       <Text>
         <Text bold>{label}: </Text>
-        {mode.text}
+        {printable(mode.text)}
         <Text inverse> </Text>
       </Text>
     )
   }
-  if (message) return <Text color={message.kind === 'ok' ? 'green' : 'red'}>{message.kind === 'ok' ? '✓ ' : '✗ '}{message.text}</Text>
-  if (loadError) return <Text color="red">Could not refresh: {loadError}</Text>
+  if (message) return <Text color={message.kind === 'ok' ? 'green' : 'red'}>{message.kind === 'ok' ? '✓ ' : '✗ '}{printable(message.text)}</Text>
+  if (loadError) return <Text color="red">Could not refresh: {printable(loadError)}</Text>
   return null
 }
 
