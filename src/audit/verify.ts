@@ -85,6 +85,7 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing, 
 
   let sessionId: string | undefined
   let start: SessionStartData | undefined
+  let startTs: string | undefined
   let prevBytes: string | undefined
   let maxSeq = 0
   const seen = new Set<number>()
@@ -152,7 +153,10 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing, 
     if (n === 1 && ev.type !== 'session.start') add(n, 'MISSING_START', `first event is ${ev.type}, not session.start: the beginning of the log is missing`, seq)
     if (ev.type === 'session.start') {
       if (n !== 1) add(n, 'UNEXPECTED_START', 'session.start is not the first line', seq)
-      else start = ev.data as SessionStartData
+      else {
+        start = ev.data as SessionStartData
+        startTs = ev.ts
+      }
     }
     if (terminal) add(n, 'EVENTS_AFTER_END', `event after the ${terminal.ev.type} on line ${terminal.line}`, seq)
     if (ev.type === 'statement') addToTotals(totals, ev.data as StatementData)
@@ -214,7 +218,8 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing, 
   }
 
   if (options.objectKey !== undefined && sessionId !== undefined) {
-    const expected = start ? sessionObjectKey(sessionId, start.target, start.startedAt) : undefined
+    // The shipper's own fallbacks (src/audit/spool-scan.ts), so a log it shipped is always where this expects it.
+    const expected = start ? sessionObjectKey(sessionId, start.target ?? '_unknown', start.startedAt ?? startTs ?? '') : undefined
     if (expected !== options.objectKey) {
       add(0, 'OBJECT_KEY_MISMATCH', `stored as ${options.objectKey}, but session ${sessionId}${expected ? ` is shipped as ${expected}` : ' has no session.start to place it'}: the object was copied or moved`)
     }
