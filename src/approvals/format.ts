@@ -2,6 +2,7 @@
 import type {RequestView} from './types.js'
 import {requesterLabel} from './types.js'
 import {agentLabel} from '../identity/types.js'
+import {visible} from '../util/visible.js'
 
 /** `45s`, `3m`, `2h05m`. */
 export function shortDuration(ms: number): string {
@@ -11,18 +12,6 @@ export function shortDuration(ms: number): string {
   if (m < 60) return `${m}m${s % 60 ? String(s % 60).padStart(2, '0') + 's' : ''}`
   const h = Math.floor(m / 60)
   return `${h}h${String(m % 60).padStart(2, '0')}m`
-}
-
-/**
- * Text a requester chose (SQL, the database name, the agent's name), made safe to put on a
- * reviewer's terminal. Control and format characters are shown as `\u{…}` instead of being
- * written: a comment holding `ESC[8m` (conceal) or black-on-black would otherwise hide the part of
- * the statement that follows it from the reviewer who approves it, and a bidi override (U+202E)
- * would reorder it. Everything is kept, so the reviewer still reads every character that runs;
- * only newlines and tabs pass as themselves (a CRLF counts as a newline).
- */
-export function visibleText(text: string): string {
-  return text.replace(/\r\n/g, '\n').replace(/[^\P{C}\n\t]|[\p{Zl}\p{Zp}]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16).padStart(4, '0')}}`)
 }
 
 export interface RequestRow {
@@ -41,19 +30,21 @@ export function requestRow(v: RequestView, now: Date): RequestRow {
   return {
     id: r.id,
     // An agent's request names the agent and the person it acts for, so nobody mistakes one for the other.
-    requester: r.agent ? `${requesterLabel(r.requester)} via ${visibleText(agentLabel(r.agent))}` : requesterLabel(r.requester),
+    requester: r.agent ? `${requesterLabel(r.requester)} via ${visible(agentLabel(r.agent))}` : requesterLabel(r.requester),
     target: r.target,
     class: r.class,
     age: shortDuration(now.getTime() - Date.parse(r.createdAt)),
     left: v.state === 'pending' ? shortDuration(Date.parse(r.expiresAt) - now.getTime()) : '-',
     state: v.state,
-    sql: visibleText(r.sql).replace(/\s+/g, ' ').trim(),
+    // Escaped before the blanks are folded, so a CR or a vertical tab shows as itself rather than a space.
+    sql: visible(r.sql).replace(/\s+/g, ' ').trim(),
   }
 }
 
 /** One line per statement for the webhook and the tunnel's log. */
 export function oneLine(sql: string, max = 120): string {
-  const s = sql.replace(/\s+/g, ' ').trim()
+  // Both go to a reader (a terminal, a chat): nothing in the client's text may act on it.
+  const s = visible(sql.replace(/\s+/g, ' ').trim())
   return s.length > max ? `${s.slice(0, max - 1)}…` : s
 }
 

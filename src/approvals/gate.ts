@@ -18,10 +18,11 @@ import type {StatementContext, StatementEvent, StatementVerdict} from '../proxy/
 import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
+import {visible} from '../util/visible.js'
 import {moveAside, newApprovalId, pollDecision, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
 import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement} from './types.js'
 import type {VerifiedDecision} from './verify.js'
-import {notifyWebhook} from './webhook.js'
+import {notifyWebhook, slackCode} from './webhook.js'
 
 export type Log = (level: 'info' | 'warn' | 'error', message: string) => void
 
@@ -96,7 +97,9 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
   const now = opts.now ?? (() => new Date())
   const pollMs = opts.pollMs ?? 1000
-  const announce = opts.announce ?? ((message: string) => opts.log('warn', message))
+  const say = opts.announce ?? ((message: string) => opts.log('warn', message))
+  // Announcements name the requester, the reviewer and their reasons: printed, never obeyed.
+  const announce = (message: string) => say(visible(message))
   // Kept with their Date: turned into text only for the rare statement that asks for approval.
   const recent = new Map<string, (Omit<RecentStatement, 'at'> & {startedAt: Date})[]>()
   const windows: LiveWindow[] = []
@@ -196,7 +199,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
     ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
     announce(`${identityLabel(requester)}: ${oneLine(sql, 80)} — ${waiting}`)
-    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)}${opts.agent ? ` (through the agent ${agentLabel(opts.agent)})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): \`${oneLine(sql)}\`. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
+    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)}${opts.agent ? ` (through the agent ${agentLabel(opts.agent)})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLine(sql))}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
 
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
       writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))

@@ -3,6 +3,7 @@
  * is also made by the waiting tunnel, which trusts none of them; they are here so a reviewer
  * learns at once why they cannot decide, instead of the tunnel refusing silently later.
  */
+import {visibleDeep} from '../util/visible.js'
 import {decodeJwt} from 'jose'
 import type {Bucket} from '../bucket/index.js'
 import type {DbgateConfig} from '../config/types.js'
@@ -200,7 +201,9 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
 }
 
 /** One sentence for the reviewer after a decision. */
-export function confirmation(r: DecideResult): string {
+export function confirmation(result: DecideResult): string {
+  // Printed to the reviewer's terminal: the requester's names and the target are not ours to print raw.
+  const r = {...result, request: visibleDeep(result.request)}
   const who = requesterLabel(r.request.requester)
   switch (r.decision.action) {
     case 'deny':

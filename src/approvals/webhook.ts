@@ -2,11 +2,28 @@
  * Slack-compatible notifications (`{"text": …}`), fire and forget: a slow or broken webhook must
  * never hold a statement or a decision, so failures are only logged.
  */
+import {visible} from '../util/visible.js'
+
 export interface WebhookOptions {
   url?: string
   log: (level: 'info' | 'warn' | 'error', message: string) => void
   fetch?: typeof fetch
   timeoutMs?: number
+}
+
+/**
+ * The text as Slack reads it: `<…>` is a link or a mention (`<!channel>`, `<https://…|Approve>`)
+ * and `&` starts an entity, so a requester's SQL, an agent's self-chosen name or a name from the
+ * IdP could otherwise ping a channel or show a link to anywhere. Invisible and bidi characters are
+ * written as visible escapes, as on terminals.
+ */
+export function slackText(text: string): string {
+  return visible(text).replace(/[&<>]/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;'})[c]!)
+}
+
+/** `s` between backticks as one code span: a backtick inside would end it, so it is shown as ˋ. */
+export function slackCode(s: string): string {
+  return `\`${s.replace(/`/g, 'ˋ')}\``
 }
 
 export function notifyWebhook(opts: WebhookOptions, text: string): Promise<void> {
@@ -17,7 +34,7 @@ export function notifyWebhook(opts: WebhookOptions, text: string): Promise<void>
   return doFetch(opts.url, {
     method: 'POST',
     headers: {'content-type': 'application/json'},
-    body: JSON.stringify({text}),
+    body: JSON.stringify({text: slackText(text)}),
     signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
   }).then(
     async (res) => {

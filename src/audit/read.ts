@@ -166,14 +166,14 @@ function escapeRegExp(s: string): string {
 }
 
 /** `sql` with each span wrapped by `mark` (e.g. chalk.inverse on a TTY, or «» in plain text). */
-export function highlight(sql: string, spans: [number, number][], mark: (s: string) => string): string {
+export function highlight(sql: string, spans: [number, number][], mark: (s: string) => string, show: (s: string) => string = (s) => s): string {
   let out = ''
   let at = 0
   for (const [a, b] of spans) {
-    out += sql.slice(at, a) + mark(sql.slice(a, b))
+    out += show(sql.slice(at, a)) + mark(show(sql.slice(a, b)))
     at = b
   }
-  return out + sql.slice(at)
+  return out + show(sql.slice(at))
 }
 
 export const CSV_COLUMNS = ['session', 'seq', 'started_at', 'user', 'target', 'database', 'class', 'decision', 'rule', 'approval', 'duration_ms', 'rows', 'outcome', 'tables', 'sqlstate', 'error', 'sql'] as const

@@ -1,5 +1,6 @@
 import {agentLabel} from '../identity/types.js'
 import {Chalk, type ChalkInstance} from 'chalk'
+import {visible, visibleDeep} from '../util/visible.js'
 import {isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData} from './events.js'
 
 /**
@@ -47,8 +48,21 @@ export function shortMasked(masked: readonly string[]): string {
   return [...seen].join(', ')
 }
 
+/**
+ * The event with every string it holds made `visible`: SQL, parameters, error messages, names and
+ * previews came from a client or an IdP, and are printed to an auditor's terminal. A statement's
+ * SQL keeps its line breaks (each line is printed indented, under the statement's head).
+ */
+function displayable(ev: AuditEvent): AuditEvent {
+  const data = visibleDeep(ev.data)
+  const sql = ev.type === 'statement' ? (ev.data as Partial<StatementData> | null)?.sql : undefined
+  if (typeof sql === 'string') (data as StatementData).sql = visible(sql, {lines: true})
+  return {...ev, type: visible(ev.type), session: visible(ev.session), data}
+}
+
 /** One event as display lines: pure, so show, replay and tests share it and the command only prints. */
-export function renderEvent(ev: AuditEvent, opts: RenderOptions = {}): string[] {
+export function renderEvent(raw: AuditEvent, opts: RenderOptions = {}): string[] {
+  const ev = displayable(raw)
   const c = new Chalk({level: opts.color ? 1 : 0})
   const at = eventTime(ev)
   const head = `${c.dim(offset(at.getTime() - (opts.origin ?? at).getTime()))} ${c.dim(`#${ev.seq}`)}`

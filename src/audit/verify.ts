@@ -3,6 +3,7 @@ import {DocumentError} from '../util/document.js'
 import {addToTotals, emptyTotals, parseEventLine, type AuditEvent, type SessionStartData, type StatementData, type Totals} from './events.js'
 import {verifySignature, type KeyRing} from './signing.js'
 import {describeKey, type SignerTrust} from './trust.js'
+import {sessionObjectKey} from './shipper.js'
 
 export type ProblemCode =
   | 'EMPTY_LOG'
@@ -23,6 +24,7 @@ export type ProblemCode =
   | 'KEY_IDENTITY_MISMATCH'
   | 'UNTRUSTED_SIGNER'
   | 'TOTALS_MISMATCH'
+  | 'OBJECT_KEY_MISMATCH'
 
 export interface VerifyProblem {
   /** 1-based line number in the log. */
@@ -56,6 +58,13 @@ const SIGNED_TYPES = new Set(['session.start', 'checkpoint', 'session.end', 'ses
 export interface VerifyOptions {
   /** When set, only the keys it names may sign (see src/audit/trust.ts). */
   trust?: SignerTrust
+  /**
+   * The bucket key the log was read from. The shipper stores a session under a key made from its
+   * id, start day and target; a log stored under another key was copied or moved, which hides it
+   * from the readers that prune by day and target (`--since`, reports), or stands in for another
+   * session's log.
+   */
+  objectKey?: string
 }
 
 export function verifySession(input: string | Buffer | string[], keys: KeyRing, options: VerifyOptions = {}): VerifyResult {
@@ -76,6 +85,7 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing, 
 
   let sessionId: string | undefined
   let start: SessionStartData | undefined
+  let startTs: string | undefined
   let prevBytes: string | undefined
   let maxSeq = 0
   const seen = new Set<number>()
@@ -143,7 +153,10 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing, 
     if (n === 1 && ev.type !== 'session.start') add(n, 'MISSING_START', `first event is ${ev.type}, not session.start: the beginning of the log is missing`, seq)
     if (ev.type === 'session.start') {
       if (n !== 1) add(n, 'UNEXPECTED_START', 'session.start is not the first line', seq)
-      else start = ev.data as SessionStartData
+      else {
+        start = ev.data as SessionStartData
+        startTs = ev.ts
+      }
     }
     if (terminal) add(n, 'EVENTS_AFTER_END', `event after the ${terminal.ev.type} on line ${terminal.line}`, seq)
     if (ev.type === 'statement') addToTotals(totals, ev.data as StatementData)
@@ -202,6 +215,14 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing, 
     }
     // A valid signature vouches for every line before it only if the chain up to it was intact.
     if (!problems.some((p) => p.line <= n && p.code !== 'UNKNOWN_KEY')) signedThroughSeq = Math.max(signedThroughSeq, seq)
+  }
+
+  if (options.objectKey !== undefined && sessionId !== undefined) {
+    // The shipper's own fallbacks (src/audit/spool-scan.ts), so a log it shipped is always where this expects it.
+    const expected = start ? sessionObjectKey(sessionId, start.target ?? '_unknown', start.startedAt ?? startTs ?? '') : undefined
+    if (expected !== options.objectKey) {
+      add(0, 'OBJECT_KEY_MISMATCH', `stored as ${options.objectKey}, but session ${sessionId}${expected ? ` is shipped as ${expected}` : ' has no session.start to place it'}: the object was copied or moved`)
+    }
   }
 
   if (lines.length > 0 && !terminal) {

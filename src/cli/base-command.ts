@@ -2,9 +2,10 @@
  * Every dbgate command extends this: failures end in one place (src/cli/errors.ts decides the
  * message, the next step and the exit code), printed unwrapped, and colour follows the environment.
  */
-import {Command, Errors} from '@oclif/core'
+import {Command, Errors, ux} from '@oclif/core'
 import chalk from 'chalk'
 import {colorEnabled} from './color.js'
+import {jsonText} from '../util/visible.js'
 import {describeFailure, failureJson, formatFailure} from './errors.js'
 
 export abstract class DbgateCommand extends Command {
@@ -12,6 +13,11 @@ export abstract class DbgateCommand extends Command {
     await super.init()
     // NO_COLOR and FORCE_COLOR=0 switch off every colour dbgate prints, not only chalk's own guess.
     if (!colorEnabled(process.stdout)) chalk.level = 0
+  }
+
+  /** `--json` output: oclif's, with control, bidi and invisible characters written as `\uXXXX` escapes (src/util/visible.ts). */
+  override logJson(json: unknown): void {
+    ux.stdout(ux.colorizeJson(jsonText(json), {pretty: false, theme: this.config.theme?.json}))
   }
 
   /** A warning on stderr, unwrapped (oclif's own wraps long paths mid-word); quiet under --json. */

@@ -242,8 +242,13 @@ export class ServerMessages {
       if (rewritten) out = encodeError(rewritten)
     }
     if (run && head && head.kind !== 'query') c.finishRun(run, run.denied ? 'rejected' : 'error')
+    // A Parse or Bind that fails (a missing table, a bad parameter, an error while planning) is the
+    // failure of the statement an Execute after it was to run: that one is recorded with the
+    // server's error, as the same text sent as a simple Query is, not as skipped.
+    const failed = run ? undefined : executeFailedBy(head, skipped)
+    if (failed) failed.error = {code: fields.code, message: fields.message}
     // The messages the server now skips up to Sync: their statements never ran.
-    for (const e of skipped) if (e.run) c.finishRun(e.run, 'aborted')
+    for (const e of skipped) if (e.run) c.finishRun(e.run, e.run === failed ? 'error' : 'aborted')
     c.toClient.push(out)
     if (fatal) c.env.log('warn', `connection ${c.id}: the upstream ended the session: ${fields.message}`)
   }
@@ -295,6 +300,17 @@ function readyStatus(frame: Frame): 'I' | 'T' | 'E' {
   if (b === 0x54) return 'T'
   if (b === 0x45) return 'E'
   return decodeReadyForQuery(frame.raw, 5)
+}
+
+/** The run of the first skipped Execute of the portal a failed Bind made, or of a portal bound from the statement a failed Parse made. */
+function executeFailedBy(head: Entry<Run> | undefined, skipped: readonly Entry<Run>[]): Run | undefined {
+  if (!head || (head.kind !== 'parse' && head.kind !== 'bind') || !head.def) return undefined
+  const made = head.def
+  for (const e of skipped) {
+    if (e.kind !== 'execute' || !e.def) continue
+    if (head.kind === 'bind' ? e.def === made : e.def.statement === made) return e.run
+  }
+  return undefined
 }
 
 function runOf(head: Entry<Run> | undefined): Run | undefined {

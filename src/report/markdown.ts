@@ -1,14 +1,16 @@
 /** `report.md`: the same figures, short enough to paste into a ticket; the HTML has the charts. */
+import {visible} from '../util/visible.js'
 import {FRAMEWORK_NAMES, noGaps, type Report} from './model.js'
 
 const LIST_CAP = 50
 
 /** A table cell: one line, no pipes or markup that would break the table or inject HTML. */
 export function mdCell(s: string | number | undefined): string {
-  return String(s ?? '')
-    .replace(/\s+/g, ' ')
-    .replace(/\\/g, '\\\\')
-    .replace(/\|/g, '\\|')
+  // Every ASCII punctuation mark Markdown acts on (links, images, emphasis, code, entities, HTML) is
+  // escaped, so recorded text (a reason, a name from the IdP) stays text; bidi and zero-width
+  // characters are written as visible escapes.
+  return visible(String(s ?? '').replace(/\s+/g, ' '))
+    .replace(/[\\`*_[\](){}!#~|&]/g, (c) => `\\${c}`)
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')
     .trim()
@@ -16,7 +18,7 @@ export function mdCell(s: string | number | undefined): string {
 
 /** A code span that survives backticks inside it. */
 export function mdCode(s: string): string {
-  const one = s.replace(/\s+/g, ' ').replace(/\|/g, '\\|').trim()
+  const one = visible(s.replace(/\s+/g, ' ')).replace(/\|/g, '\\|').trim()
   const fence = '`'.repeat(Math.max(0, ...[...one.matchAll(/`+/g)].map((m) => m[0].length)) + 1)
   const pad = one.startsWith('`') || one.endsWith('`') ? ' ' : ''
   return `${fence}${pad}${one}${pad}${fence}`
@@ -62,14 +64,14 @@ export function renderMarkdown(r: Report): string {
   out.push('## Gaps and exceptions')
   out.push('')
   if (r.gaps.length === 0) out.push(noGaps(r))
-  for (const g of r.gaps) out.push(`- **${g.kind}**: ${mdCell(g.message)}${g.sessions?.length ? ` Sessions: ${g.sessions.slice(0, 10).map((id) => `\`${id}\``).join(', ')}${g.sessions.length > 10 ? ', …' : ''}` : ''}`)
+  for (const g of r.gaps) out.push(`- **${g.kind}**: ${mdCell(g.message)}${g.sessions?.length ? ` Sessions: ${g.sessions.slice(0, 10).map((id) => mdCode(id)).join(', ')}${g.sessions.length > 10 ? ', …' : ''}` : ''}`)
   out.push('')
   out.push('## Privileged and destructive attempts')
   out.push('')
-  out.push(mdTable(['when', 'identity', 'what', 'statement', 'decision', 'session'], r.attempts.map((a) => [a.at, a.identity, a.what, mdCode(a.sql), a.decision, `\`${a.sessionId}\` #${a.seq}`]), [3, 5]))
+  out.push(mdTable(['when', 'identity', 'what', 'statement', 'decision', 'session'], r.attempts.map((a) => [a.at, a.identity, a.what, mdCode(a.sql), a.decision, `${mdCode(a.sessionId)} #${a.seq}`]), [3, 5]))
   out.push('## Approvals')
   out.push('')
-  out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), a.outcome, a.reviewer, a.decisionReason, `\`${a.sessionId}\``]), [2, 6]))
+  out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), a.outcome, a.reviewer, a.decisionReason, mdCode(a.sessionId)]), [2, 6]))
   if (r.agentActivity && r.agentActivity.agents.sessions > 0) {
     const a = r.agentActivity
     const figures = (f: typeof a.people) => [f.sessions, f.statements, f.denied, f.approvalsRequested, f.approved, f.approvalsDenied, f.maskedValues]
@@ -99,6 +101,6 @@ export function renderMarkdown(r: Report): string {
   const unfinished = r.integrity.filter((i) => i.result === 'unfinished').length
   out.push(`${r.integrity.length - failing.length - unfinished} of ${r.integrity.length} logs verified (hash chain and signatures)${unfinished ? `; ${unfinished} unfinished, verified up to their last signature` : ''}; ${failing.length} failing.`)
   out.push('')
-  if (failing.length) out.push(mdTable(['session', 'problems'], failing.map((i) => [`\`${i.sessionId}\``, i.problems.slice(0, 3).map((p) => `line ${p.line} ${p.code}`).join('; ')]), [0]))
+  if (failing.length) out.push(mdTable(['session', 'problems'], failing.map((i) => [mdCode(i.sessionId), i.problems.slice(0, 3).map((p) => `line ${p.line} ${p.code}`).join('; ')]), [0]))
   return out.join('\n') + '\n'
 }

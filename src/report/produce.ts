@@ -105,7 +105,7 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
   for (const [i, summary] of summaries.entries()) {
     // One session's events at a time: a long period never sits in memory whole.
     const {text, events} = await reader.loadSummary(summary)
-    builder.add({summary, events, verification: verifySession(text, keys, {trust: opts.trust})})
+    builder.add({summary, events, verification: verifySession(text, keys, {trust: opts.trust, objectKey: summary.key})})
     opts.onSession?.(i + 1, summaries.length)
   }
   const report = builder.finish()

@@ -5,8 +5,11 @@
  * on paper, and by a test.
  */
 
+import {visible} from '../util/visible.js'
+
 export function esc(s: string | number): string {
-  return String(s).replace(/[&<>"']/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[c]!)
+  // Bidi overrides and zero-width characters reorder or hide what a reader sees even as text: they are written as visible escapes first.
+  return visible(String(s), {lines: true}).replace(/[&<>"']/g, (c) => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'})[c]!)
 }
 
 export const PALETTE = {bar: '#2f6db5', denied: '#c0392b', approved: '#1e8449', axis: '#555', grid: '#ddd', text: '#222'}

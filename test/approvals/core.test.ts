@@ -94,3 +94,23 @@ describe('verifying a decision while the IdP is down', () => {
     expect(check).toMatchObject({ok: false, transient: true, problem: expect.stringMatching(/could not be reached/)})
   })
 })
+
+describe('approval webhook text', () => {
+  it('cannot mention a channel, show a link, close the statement code span, or hide characters', async () => {
+    const {slackCode, slackText} = await import('../../src/approvals/webhook.js')
+    const {oneLine} = await import('../../src/approvals/format.js')
+    const hostile = [
+      'select 1 ` <!channel> <https://evil.example/approve|Approve here> `',
+      'select 1 /* &lt;!here&gt; */',
+      'drop table users; \u202e -- \u200b \x1b]8;;https://evil.example\x1b\\x\x1b]8;;\x1b\\',
+    ]
+    for (const sql of hostile) {
+      const text = slackText(`dbgate: agent <https://evil.example|x> asks: ${slackCode(oneLine(sql))}.`)
+      expect(text, sql).not.toMatch(/[<>]/)
+      expect(text, sql).not.toMatch(/&(?!amp;|lt;|gt;)/)
+      expect(text, sql).not.toMatch(/[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/)
+      // The statement is one code span: exactly two backticks, around it.
+      expect(text.match(/`/g), sql).toHaveLength(2)
+    }
+  })
+})

@@ -6,6 +6,10 @@ import {DECISIONS} from '../../audit/events.js'
 import {STATEMENT_CLASSES} from '../../policy/types.js'
 import {highlight, SessionReader, type SearchMatch} from '../../audit/read.js'
 import {DbgateCommand} from '../../cli/base-command.js'
+import {visible} from '../../util/visible.js'
+
+/** A statement on one line: runs of line breaks and blanks become one space, anything else unseen is escaped. */
+const oneLine = (s: string): string => visible(s.replace(/[ \t\r\n]+/g, ' '))
 
 /** `--class select` is what people try first: say which class a statement kind belongs to. */
 function commandHint(value: string): string | undefined {
@@ -43,13 +47,15 @@ export default class SessionsSearch extends DbgateCommand {
     })
     const tty = Boolean(process.stdout.isTTY)
     for (const m of matches) {
-      const sql = m.sql.replace(/\s+/g, ' ')
+      // Recorded text is the client's: each piece is made `visible` before it reaches the terminal or a pipe.
+      const sql = oneLine(m.sql)
+      const [session, ts, user, target, decision, cls] = [m.sessionId, m.ts, m.user ?? (tty ? '?' : ''), m.target, m.decision, m.class ?? ''].map((s) => visible(s))
       if (tty) {
         // Spans index the original text; collapsing whitespace first would shift them.
-        const shown = highlight(m.sql, m.spans, (s) => chalk.inverse(s)).replace(/\s+/g, ' ')
-        this.log(`${chalk.dim(`${m.sessionId}#${m.seq}`)} ${m.ts} ${m.user ?? '?'} ${m.target} ${m.decision === 'allow' ? m.decision : chalk.red(m.decision)}\n    ${shown}`)
+        const shown = highlight(m.sql, m.spans, (s) => chalk.inverse(s), oneLine)
+        this.log(`${chalk.dim(`${session}#${m.seq}`)} ${ts} ${user} ${target} ${m.decision === 'allow' ? decision : chalk.red(decision)}\n    ${shown}`)
       } else {
-        this.log([m.sessionId, m.seq, m.ts, m.user ?? '', m.target, m.decision, m.class ?? '', sql].join('\t'))
+        this.log([session, m.seq, ts, user, target, decision, cls, sql].join('\t'))
       }
     }
     if (matches.length === 0) this.logToStderr('No statements match.')

@@ -10,6 +10,7 @@ import {loadEach, SessionReader} from '../../audit/read.js'
 import {loadKeyRing, type KeyRing} from '../../audit/signing.js'
 import {splitConcatenatedSessions, verifySession, type VerifyResult} from '../../audit/verify.js'
 import {UsageError} from '../../cli/errors.js'
+import {visible} from '../../util/visible.js'
 import {DbgateCommand} from '../../cli/base-command.js'
 import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 
@@ -54,7 +55,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
     } else {
       ;({keys, errors: keyErrors} = await loadKeyRing(bucket!))
     }
-    for (const e of keyErrors) this.logToStderr(`warning: ${e.key}: ${e.message}`)
+    for (const e of keyErrors) this.logToStderr(`warning: ${visible(e.key)}: ${visible(e.message)}`)
     const trust = await resolveSignerTrust(flags, this)
     if (trust) for (const name of unmatchedSigners(trust, keys)) this.logToStderr(`warning: trusted signer ${name} matches no published key`)
 
@@ -72,14 +73,15 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
       const summaries = ids.length ? await loadEach(reader, ids) : await reader.list(listFilters(flags))
       for (const s of summaries) {
         const {text} = await reader.loadSummary(s)
-        checked.push({source: s.key, ...verifySession(text, keys, {trust})})
+        checked.push({source: s.key, ...verifySession(text, keys, {trust, objectKey: s.key})})
       }
     }
 
     for (const r of checked) {
       const head = r.ok ? chalk.green('OK  ') : chalk.red('FAIL')
-      this.log(`${head} ${r.sessionId ?? '?'} ${r.status}, ${r.lines} lines, signed through seq ${r.signedThroughSeq} (${r.source})`)
-      for (const p of r.problems) this.log(`     line ${p.line}${p.seq !== undefined ? ` seq ${p.seq}` : ''} ${p.code}: ${p.message}`)
+      // A forged log chooses its session id, event types and key ids: none of it may overwrite the FAIL on the auditor's terminal.
+      this.log(`${head} ${visible(r.sessionId ?? '?')} ${r.status}, ${r.lines} lines, signed through seq ${r.signedThroughSeq} (${visible(r.source)})`)
+      for (const p of r.problems) this.log(`     line ${p.line}${p.seq !== undefined ? ` seq ${p.seq}` : ''} ${p.code}: ${visible(p.message)}`)
     }
     const ok = checked.every((r) => r.ok) && keyErrors.length === 0
     if (checked.length === 0) this.logToStderr('No sessions to verify.')

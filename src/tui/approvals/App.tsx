@@ -6,12 +6,13 @@
 import {Box, Text, useApp, useInput} from 'ink'
 import {useRef} from 'react'
 import {Chalk} from 'chalk'
-import {recentMark, requestRow, shortDuration, visibleText} from '../../approvals/format.js'
+import {recentMark, requestRow, shortDuration} from '../../approvals/format.js'
 import {parseDuration} from '../../util/duration.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
 import {agentLabel} from '../../identity/types.js'
 import {highlightSql} from '../highlight.js'
+import {visible as printable, visibleDeep} from '../../util/visible.js'
 import {selected, useApprovals, visible, type ApprovalsSource, type ApprovalsState, type Mode} from './state.js'
 
 const chalk = new Chalk({level: 1})
@@ -82,7 +83,7 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
       <Header reviewer={reviewer} state={state} />
       {state.warnings.map((w) => (
         <Text key={w} color="yellow">
-          Warning: {w}
+          Warning: {printable(w)}
         </Text>
       ))}
       <RequestList views={visible(state)} selectedId={current?.request.id} now={now()} loaded={state.loaded} />
@@ -107,7 +108,8 @@ function Header({reviewer, state}: {reviewer: string; state: ApprovalsState}) {
 export function RequestList({views, selectedId, now, loaded}: {views: RequestView[]; selectedId?: string; now: Date; loaded: boolean}) {
   if (!loaded) return <Text dimColor>Loading…</Text>
   if (views.length === 0) return <Text dimColor>No pending requests for you. This list refreshes by itself.</Text>
-  const rows = views.map((v) => requestRow(v, now))
+  // The requester, target and names come from the request (an IdP, a client): nothing in them may act on the terminal.
+  const rows = views.map((v) => visibleDeep(requestRow(v, now)))
   const w = {id: 16, who: Math.max(9, ...rows.map((r) => r.requester.length)), target: Math.max(6, ...rows.map((r) => r.target.length)), cls: 9, age: 7}
   return (
     <Box flexDirection="column" marginTop={1}>
@@ -129,16 +131,18 @@ export function RequestList({views, selectedId, now, loaded}: {views: RequestVie
 }
 
 export function Detail({view, now}: {view: RequestView; now: Date}) {
-  const r = view.request
+  // What the reviewer approves is what they read: every string of the request is made visible, so
+  // no escape sequence, carriage return or bidi control can show them a statement other than the one held.
+  const r = visibleDeep(view.request)
   const left = Date.parse(r.expiresAt) - now.getTime()
   return (
     <Box flexDirection="column" marginTop={1} borderStyle="round" paddingX={1}>
       <Text>
-        <Text bold>{r.id}</Text> · {requesterLabel(r.requester)} ({r.requester.groups.join(', ') || 'no groups'}) on {r.target}/{visibleText(r.database)}
+        <Text bold>{r.id}</Text> · {requesterLabel(r.requester)} ({r.requester.groups.join(', ') || 'no groups'}) on {r.target}/{r.database}
       </Text>
       {r.agent ? (
         <Text color="magenta">
-          AI agent {visibleText(agentLabel(r.agent))} acting for {requesterLabel(r.requester)}: the statement was written by the agent
+          AI agent {agentLabel(r.agent)} acting for {requesterLabel(r.requester)}: the statement was written by the agent
         </Text>
       ) : null}
       <Text>
@@ -149,7 +153,7 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
         {r.windows ? ' · windows allowed' : ''}
       </Text>
       <Box marginTop={1}>
-        <Text>{highlightSql(visibleText(r.sql), chalk)}</Text>
+        <Text>{highlightSql(printable(view.request.sql, {lines: true}), chalk)}</Text>
       </Box>
       {r.recent.length > 0 ? (
         <Box flexDirection="column" marginTop={1}>
@@ -157,7 +161,7 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
           {r.recent.map((s, i) => (
             <Text key={i} dimColor>
               {'  '}
-              {recentMark(s)} {visibleText(s.sql).replace(/\s+/g, ' ').slice(0, 100)}
+              {recentMark(s)} {printable(view.request.recent[i]!.sql.replace(/\s+/g, ' ')).slice(0, 100)}
             </Text>
           ))}
         </Box>
@@ -175,18 +179,18 @@ function Status({mode, message, loadError, current}: {mode: Mode; message?: {kin
         : mode.input === 'reason'
           ? 'Reason for denying'
           : mode.input === 'approve'
-            ? `Approve ${current?.request.id ?? ''} for ${current ? requesterLabel(current.request.requester) : '?'}? Reason (optional)`
+            ? `Approve ${current?.request.id ?? ''} for ${current ? printable(requesterLabel(current.request.requester)) : '?'}? Reason (optional)`
             : 'Window length (e.g. 30m, 2h)'
     return (
       <Text>
         <Text bold>{label}: </Text>
-        {mode.text}
+        {printable(mode.text)}
         <Text inverse> </Text>
       </Text>
     )
   }
-  if (message) return <Text color={message.kind === 'ok' ? 'green' : 'red'}>{message.kind === 'ok' ? '✓ ' : '✗ '}{message.text}</Text>
-  if (loadError) return <Text color="red">Could not refresh: {loadError}</Text>
+  if (message) return <Text color={message.kind === 'ok' ? 'green' : 'red'}>{message.kind === 'ok' ? '✓ ' : '✗ '}{printable(message.text)}</Text>
+  if (loadError) return <Text color="red">Could not refresh: {printable(loadError)}</Text>
   return null
 }
 
