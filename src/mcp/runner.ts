@@ -62,7 +62,7 @@ const RAW_TEXT = {getTypeParser: () => (value: string) => value}
 /** Any statement that could change a setting names one of these words (a false alarm costs one SET). */
 const MAY_CHANGE_SETTINGS = /\b(set|reset|discard)\b|set_config/i
 
-const WAITING = /waiting for approval (apr-[a-z0-9]+) by (.+?) \(rule/
+const WAITING = /^dbgate: waiting for approval (apr-[a-z0-9]+) by (.+?) \(rule/
 
 /** Type names for the OIDs almost every result uses; the rest are looked up once. */
 const KNOWN_TYPES: Record<number, string> = {
@@ -91,10 +91,13 @@ export class StatementRunner {
     const notices: string[] = []
     let held: ((w: WaitingResult) => void) | undefined
     const waiting = new Promise<WaitingResult>((resolve) => (held = resolve))
-    const onNotice = (n: {message?: string}) => {
+    const onNotice = (n: {message?: string; routine?: string}) => {
       const message = n.message ?? ''
       notices.push(message)
-      const m = WAITING.exec(message)
+      // Only the tunnel's own notice holds a statement: PostgreSQL names the routine behind every
+      // notice it sends, so a function RAISEing the same words cannot fake a hold (and make the
+      // agent believe a statement that is running has not run, or take over another hold's id).
+      const m = n.routine === undefined ? WAITING.exec(message) : null
       if (m) held?.({status: 'waiting', approvalId: m[1]!, reviewers: m[2]!, message: message.replace(/^dbgate: /, '')})
     }
     client.on('notice', onNotice)

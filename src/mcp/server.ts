@@ -69,7 +69,10 @@ function caps(target: TargetConfig): McpConfig {
 }
 
 function errorResult(failure: ToolFailure): CallToolResult {
-  return {content: [{type: 'text', text: failure.message}], isError: true}
+  if (!failure.data) return {content: [{type: 'text', text: failure.message}], isError: true}
+  // What the database wrote may quote any value the statement touched: data, like rows.
+  const block = untrustedBlock([JSON.stringify(failure.data)], failure.message)
+  return {content: [{type: 'text', text: block.text}], isError: true}
 }
 
 function sanitize(text: string | undefined, max = 100): string | undefined {
@@ -146,8 +149,17 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     return group ? {unmasked: true, because: `you are in the group ${group}, which sees these columns in clear (masking.unmask)`} : {unmasked: false}
   }
 
+  /**
+   * Column names, type names and notices are database content as much as the rows are (a view's
+   * column may be named anything, a function may RAISE anything), so all of them go in the block:
+   * labelled lines first, then one JSON object per row.
+   */
   const rowsText = (r: RowsResult, heading: string): {text: string; id: string} => {
-    const lines = r.rows.map((row) => JSON.stringify(row))
+    const lines = [
+      ...(r.columns.length ? [`columns: ${JSON.stringify(r.columns)}`] : []),
+      ...r.notices.map((n) => `notice: ${JSON.stringify(n)}`),
+      ...r.rows.map((row) => JSON.stringify(row)),
+    ]
     const block = untrustedBlock(lines, heading)
     return {text: block.text, id: block.id}
   }
@@ -158,10 +170,9 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     const cut = r.truncated
       ? ` Truncated at ${r.truncatedBy === 'maxBytes' ? `maxBytes=${caps.maxBytes}` : `maxRows=${caps.maxRows}`}: there are more rows; narrow the query (WHERE, LIMIT, fewer columns) or page with ORDER BY … LIMIT … OFFSET.`
       : ''
-    const columns = r.columns.map((c) => `${c.name} ${c.type}`).join(', ')
-    if (r.command === 'COPY') r.notices.push('COPY output is not returned by this tool; use SELECT to see rows.')
-    const heading = [`${count}: ${r.rows.length} row(s) returned.${cut}`, columns ? `Columns: ${columns}` : '', ...r.notices.map((n) => `Notice: ${n}`)].filter(Boolean).join('\n')
-    if (r.columns.length === 0) return {content: [{type: 'text', text: heading}], structuredContent: {...r}}
+    const copy = r.command === 'COPY' ? ' COPY output is not returned by this tool; use SELECT to see rows.' : ''
+    const heading = `${count}: ${r.rows.length} row(s) returned.${cut}${copy}`
+    if (r.columns.length === 0 && r.notices.length === 0) return {content: [{type: 'text', text: heading}], structuredContent: {...r}}
     const {text, id} = rowsText(r, heading)
     return {content: [{type: 'text', text}], structuredContent: {...r, untrustedDataId: id, untrustedData: UNTRUSTED_FIELD_NOTE}}
   }
@@ -267,11 +278,12 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
           throw new ToolError({kind: 'not_found', message: `No table or view named ${inSchema ? `${inSchema}.` : ''}${name} that you can see on ${target.name}. Call list_tables to see what exists (names are case-sensitive as stored).`})
         }
         if (found.length > 1) {
-          throw new ToolError({kind: 'not_found', message: `${name} exists in several schemas (${found.map((r) => `${r.schema}.${r.name}`).join(', ')}); pass table as schema.name.`})
+          const schemas = found.map((r) => r.schema)
+          throw new ToolError({kind: 'not_found', message: `${name} exists in several schemas (listed below); pass table as schema.name.`, data: {schemas}})
         }
         const rel = found[0]!
         const described = await describeRelation(rel)
-        const block = untrustedBlock([JSON.stringify(described)], `${rel.kind} ${rel.schema}.${rel.name} on ${target.name}${view.unmasked ? ` (${view.because})` : ''}.`)
+        const block = untrustedBlock([JSON.stringify(described)], `One ${rel.kind} on ${target.name}, described below${view.unmasked ? ` (${view.because})` : ''}.`)
         return {content: [{type: 'text', text: block.text}], structuredContent: {...described, untrustedDataId: block.id, untrustedData: UNTRUSTED_FIELD_NOTE}}
       }),
   )
