@@ -66,10 +66,22 @@ const METADATA_PREFIX = '/.well-known/oauth-protected-resource'
 interface RemoteSession {
   id: string
   subject: string
+  /** What the session's pipeline was built from (see `grantsOf`): a later token must match it. */
+  grants: string
   target: string
   transport: StreamableHTTPServerTransport
   mcp: DbgateMcp
   lastUsed: number
+}
+
+/**
+ * The parts of an identity the session's pipeline was built from: its groups decide the rules that
+ * match, who sees values in clear (`masking.unmask`) and who may approve; its e-mail and kind are
+ * what recordings and reviewers see. A token of the same person that says otherwise (a group
+ * removed at the IdP) must not keep using a pipeline built for the old one.
+ */
+function grantsOf(identity: Identity): string {
+  return JSON.stringify([identity.email ?? null, identity.kind, [...new Set(identity.groups)].sort()])
 }
 
 const targetNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
@@ -181,6 +193,13 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
         log('warn', `refused a request for MCP session ${s.id} with another person's token (${identityLabel(check.identity)})`)
         return rpcError(res, 403, 'dbgate: this MCP session belongs to someone else')
       }
+      if (s.grants !== grantsOf(check.identity)) {
+        // The session's pipeline (rules, masking, recording) was built for the identity as it was;
+        // end it rather than serve the new token with the old grants. 404 tells the client to start over.
+        log('info', `MCP session ${s.id}: the token's e-mail, kind or groups changed since it started; ending it`)
+        await end(s, 'identity changed')
+        return rpcError(res, 404, "dbgate: this MCP session has ended: your sign-in's groups (or e-mail) changed since it started; start a new one")
+      }
       s.lastUsed = Date.now()
       const body = req.method === 'POST' ? await readBody(req) : undefined
       await s.transport.handleRequest(req, res, body)
@@ -201,7 +220,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
-        sessions.set(id, {id, subject, target: target.name, transport, mcp, lastUsed: Date.now()})
+        sessions.set(id, {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: Date.now()})
         log('info', `MCP session ${id} on ${target.name} for ${identityLabel(identity)}`)
       },
     })
