@@ -12,6 +12,7 @@
  * talking its way out of the server's setting.
  */
 import {parseTree} from '../sql/parser.js'
+import {offlineCatalog, resolveCatalogCalls} from './catalog.js'
 import type {Analysis, Operation, RuleDecision, StatementAnalysis} from './types.js'
 
 export const READ_ONLY_RULE = 'agent.read-only'
@@ -69,6 +70,9 @@ function refusal(op: Operation, sql: string, index: number): string | undefined 
   if (op.class === 'read') return op.flags.length === 0 ? undefined : `it calls something with effects beyond reading (${op.flags.join(', ')})`
   if (op.class === 'session') {
     if (op.command === 'show') return undefined
+    // set_config's own call: the setting it writes is judged as a `set` operation of the statement.
+    if (op.command === 'function' && op.flags.length === 0 && op.functions.length > 0 && op.functions.every(isSetConfig)) return undefined
+    if (op.command === 'function') return `it calls ${op.functions.join(', ') || 'a function'}, which ${op.detail ?? 'has effects beyond reading'}`
     const name = op.setting?.name
     if ((op.command === 'set' || op.command === 'reset') && name && HARMLESS_SETTINGS.has(name)) return undefined
     if (op.command === 'set' && (name === 'session characteristics' || name === 'transaction')) {
@@ -98,7 +102,11 @@ function refusal(op: Operation, sql: string, index: number): string | undefined 
  * own message.
  */
 export function readOnlyViolation(analysis: Analysis, opts: {hint?: string} = {}): RuleDecision | undefined {
-  for (const stmt of analysis.statements) {
+  // Built-in calls are judged by what they do (pg_notify and advisory locks reach other sessions,
+  // nextval writes): the statement's own operations only say it is a SELECT. Functions only the
+  // target's catalog knows are judged by policy with it, and a read-only session refuses what
+  // policy would hold for a reviewer (pipeline/policy.ts).
+  for (const stmt of resolveCatalogCalls(analysis.statements, offlineCatalog)) {
     if (stmt.error && stmt.class === 'unknown' && stmt.operations.every((o) => o.class === 'unknown')) continue
     const found = firstRefused(stmt, analysis.sql)
     if (found) {
@@ -115,6 +123,10 @@ export function readOnlyViolation(analysis: Analysis, opts: {hint?: string} = {}
     }
   }
   return undefined
+}
+
+function isSetConfig(name: string): boolean {
+  return name === 'set_config' || name === 'pg_catalog.set_config'
 }
 
 function firstRefused(stmt: StatementAnalysis, sql: string): {op: Operation; operationIndex: number; reason: string} | undefined {
