@@ -65,6 +65,9 @@ function statementNode(sql: string, index: number): Obj | undefined {
 
 /** Why `op` (of statement `index` in `sql`) may not run in a read-only session; undefined when it may. */
 function refusal(op: Operation, sql: string, index: number): string | undefined {
+  // A function the built-ins do not hold is the target's own: policy judges it with the target's
+  // catalog, and a read-only session refuses whatever that makes more than a read (pipeline/policy.ts).
+  if (op.command === 'function' && op.flags.includes('unknown_function')) return undefined
   // A read that also signals processes, touches server files or runs SQL text the parser never
   // saw is not a plain read, whatever the rules say of it elsewhere.
   if (op.class === 'read') return op.flags.length === 0 ? undefined : `it calls something with effects beyond reading (${op.flags.join(', ')})`
