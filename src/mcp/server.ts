@@ -13,7 +13,8 @@ import {DEFAULT_MCP} from '../config/schema.js'
 import type {McpConfig, TargetConfig} from '../config/types.js'
 import {agentLabel, type AgentInfo} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
-import {loadParser} from '../sql/parser.js'
+import {offlineCatalog, resolveCatalogCalls} from '../policy/catalog.js'
+import {loadParser, parseTree} from '../sql/parser.js'
 import {ATTRIBUTES_SQL, attnums, CONSTRAINTS_SQL, INDEXES_SQL, RELATIONS_SQL, relationsFrom, SCHEMAS_SQL, type RelationInfo, type Row} from './catalog.js'
 import type {OpenEndpoint, SqlEndpoint} from './endpoint.js'
 import {describeFailure, type ToolFailure} from './errors.js'
@@ -66,6 +67,24 @@ const maskedSchema = z.object({column: z.string(), category: z.string(), strateg
 
 function caps(target: TargetConfig): McpConfig {
   return target.mcp ?? DEFAULT_MCP
+}
+
+/**
+ * Whether the EXPLAIN text the explain tool built runs its statement (ANALYZE among its options),
+ * as the server will read it; undefined when it is not one EXPLAIN. The agent's text follows
+ * `EXPLAIN `, so text such as `(ANALYZE) …` or `ANALYZE …` would become EXPLAIN's options.
+ */
+function explainRuns(text: string): boolean | undefined {
+  let stmts: {stmt?: {ExplainStmt?: {options?: {DefElem?: {defname?: string}}[]}}}[]
+  try {
+    stmts = (parseTree(text).stmts ?? []) as typeof stmts
+  } catch {
+    return undefined
+  }
+  const explain = stmts.length === 1 ? stmts[0]?.stmt?.ExplainStmt : undefined
+  if (!explain) return undefined
+  // Any ANALYZE option counts, even ANALYZE false: only the tool's own prefix may name it.
+  return (explain.options ?? []).some((o) => o.DefElem?.defname?.toLowerCase() === 'analyze')
 }
 
 function errorResult(failure: ToolFailure): CallToolResult {
@@ -367,7 +386,10 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
           throw new ToolError({kind: 'syntax', message: `explain takes exactly one statement; this text holds ${analysis.statements.length}. Send them one at a time.`})
         }
         const stmt = analysis.statements[0]!
-        if (analyze && !(stmt.operations.length > 0 && stmt.operations.every((op) => op.class === 'read' && op.flags.length === 0) && !/^\s*explain\b/i.test(stmt.text))) {
+        // Built-in calls judged by what they do (a SELECT of nextval or pg_notify is not a pure read);
+        // a function only the target knows is not known to be one either.
+        const judged = resolveCatalogCalls([stmt], offlineCatalog)[0]!
+        if (analyze && !(judged.operations.length > 0 && judged.operations.every((op) => op.class === 'read' && op.flags.length === 0) && !/^\s*explain\b/i.test(stmt.text))) {
           throw new ToolError({
             kind: 'denied',
             message: `EXPLAIN ANALYZE runs the statement, and this one is not a pure read (dbgate reads it as ${stmt.class}/${stmt.command}). Call explain without analyze to see its plan without running it.`,
@@ -375,6 +397,16 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         }
         const {runner} = await connection()
         const text = `EXPLAIN ${analyze ? '(ANALYZE, BUFFERS) ' : ''}${stmt.text}`
+        const runs = explainRuns(text)
+        if (runs === undefined) {
+          throw new ToolError({kind: 'syntax', message: 'explain takes one statement EXPLAIN accepts (SELECT, INSERT, UPDATE, DELETE, MERGE, VALUES, EXECUTE, CREATE TABLE AS, DECLARE), and this text does not parse as one. Fix it and call the tool again.'})
+        }
+        if (runs !== Boolean(analyze)) {
+          throw new ToolError({
+            kind: 'denied',
+            message: 'This text would make EXPLAIN run the statement (ANALYZE among its options) without analyze: true. Send the statement alone; analyze: true runs it, and only a statement that only reads.',
+          })
+        }
         const r = await runner.run(text, {params: params ?? undefined, maxRows: 10_000, maxBytes: 4 * 1024 ** 2, timeoutMs: t, approvalWaitMs: limits.approvalWaitMs})
         if (r.status === 'waiting') {
           throw new ToolError({kind: 'denied', message: `Even EXPLAIN of this statement needs a reviewer here: ${r.message} Call approval_status with "${r.approvalId}" (waitSeconds up to 60) for the plan, or tell the user.`})
