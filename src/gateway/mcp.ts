@@ -107,6 +107,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     openEndpoint,
     allowedOrigins: opts.settings.allowedOrigins,
     maxSessions: opts.settings.maxSessions,
+    maxSessionsPerPerson: opts.settings.maxSessionsPerPerson,
     version: dbgateVersion(),
     log: opts.log,
   })

@@ -47,6 +47,11 @@ export interface McpHttpOptions {
   allowedOrigins?: string[]
   /** Sessions open at once across all agents (default 200); past it, new sessions get 503. */
   maxSessions?: number
+  /**
+   * Sessions one person keeps at once (default 16): opening another ends their least recently
+   * used one, so one person's agents cannot take every session `maxSessions` allows.
+   */
+  maxSessionsPerPerson?: number
   /** An MCP session with no request for this long is closed (default 30 minutes). */
   idleTimeoutMs?: number
   version: string
@@ -100,6 +105,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
   const log = opts.log ?? (() => {})
   const sessions = new Map<string, RemoteSession>()
   const maxSessions = opts.maxSessions ?? 200
+  const perPerson = opts.maxSessionsPerPerson ?? 16
   const idleMs = opts.idleTimeoutMs ?? 30 * 60_000
   let closed = false
 
@@ -209,6 +215,9 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const body = await readBody(req)
     if (!isInitializeRequest(body)) return rpcError(res, 400, 'dbgate: no MCP session: the first request must be initialize')
     if (closed) return rpcError(res, 503, 'dbgate: the server is shutting down')
+    // One person's own sessions make room first: their least recently used one ends.
+    const own = [...sessions.values()].filter((s) => s.subject === subject).sort((a, b) => a.lastUsed - b.lastUsed)
+    for (const s of own.slice(0, Math.max(0, own.length - perPerson + 1))) await end(s, `its owner opened more than ${perPerson} sessions`)
     if (sessions.size >= maxSessions) return rpcError(res, 503, `dbgate: too many MCP sessions are open (${maxSessions}); try again later`)
     const identity = check.identity
     const mcp = createDbgateMcp({

@@ -181,6 +181,6 @@ describe('server.mcp configuration', () => {
     expect(issue(['mcp: {publicUrl: https://gw.example.com:8443}'])).toMatchObject({line: 3, keyPath: 'server.mcp', message: expect.stringContaining('server.api is not set')})
     expect(issue(['api: 0.0.0.0:8443', 'mcp: {publicUrl: http://gw.example.com/mcp}'])).toMatchObject({line: 4, keyPath: 'server.mcp.publicUrl', message: expect.stringContaining('https:// origin')})
     const ok = parse(['api: 0.0.0.0:8443', 'mcp: {publicUrl: https://gw.example.com:8443}']).config.server!
-    expect(ok.mcp).toEqual({publicUrl: 'https://gw.example.com:8443', allowedOrigins: [], maxSessions: 200})
+    expect(ok.mcp).toEqual({publicUrl: 'https://gw.example.com:8443', allowedOrigins: [], maxSessions: 200, maxSessionsPerPerson: 16})
   })
 })

@@ -106,3 +106,54 @@ describe('remote MCP: a session keeps the grants it was opened with, or ends', (
     await again.client.close()
   })
 })
+
+/** One person's agents cannot take every remote MCP session the server allows. */
+describe('remote MCP: sessions per person', () => {
+  let server: http.Server
+  let mcp: McpHttp
+  let origin: string
+
+  beforeAll(async () => {
+    const db = await createTestDatabase('mcppp')
+    const loaded = loadedConfig(db, 'allow: [engineering]', '', {...isolatedEnv(), TEST_APP_PASSWORD: db.password})
+    mcp = createMcpHttp({
+      publicOrigin: 'http://127.0.0.1:0',
+      authorizationServers: ['https://idp.test'],
+      version: 'test',
+      maxSessions: 4,
+      maxSessionsPerPerson: 2,
+      target: (name) => loaded.config.targets[name],
+      authenticate: async (token) => ({ok: true, identity: person(['engineering'], {subject: `sub-${token}`, email: `${token}@example.com`})}),
+      openEndpoint: async ({identity}) => ({clientConfig: () => ({connectionString: db.url}), identity: () => identity, closed: new Promise<void>(() => {}), close: async () => {}}),
+    })
+    server = http.createServer((req, res) => void mcp.handle(req, res))
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+
+  afterAll(async () => {
+    await mcp?.close()
+    server?.close()
+  })
+
+  const open = async (who: string) => {
+    const transport = new StreamableHTTPClientTransport(new URL(`${origin}/mcp/app`), {requestInit: {headers: {authorization: `Bearer ${who}`}}})
+    const client = new Client({name: 'many', version: '1'})
+    await client.connect(transport)
+    return {client, transport}
+  }
+
+  it('ends a person\'s least recently used session past their share, leaving room for others', async () => {
+    const mallory = []
+    for (let i = 0; i < 6; i++) mallory.push(await open('mallory'))
+    expect(mcp.sessionCount).toBe(2)
+    // The newest two still work; the oldest were ended.
+    expect((await mallory[5]!.client.listTools()).tools.length).toBeGreaterThan(0)
+    await expect(mallory[0]!.client.listTools()).rejects.toThrow()
+    const alice = await open('alice')
+    const bob = await open('bob')
+    expect((await alice.client.listTools()).tools.length).toBeGreaterThan(0)
+    expect((await bob.client.listTools()).tools.length).toBeGreaterThan(0)
+    expect(mcp.sessionCount).toBe(4)
+  })
+})
