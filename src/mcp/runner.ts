@@ -34,6 +34,8 @@ export interface RowsResult {
   truncatedBy?: 'maxRows' | 'maxBytes'
   /** Notices and warnings the statement produced (e.g. "approval … granted by …"). */
   notices: string[]
+  /** The statement left a transaction open, and it was rolled back (see `endOpenTransaction`). */
+  transactionRolledBack?: boolean
 }
 
 export interface WaitingResult {
@@ -76,6 +78,8 @@ export class StatementRunner {
   private readonly idle: pg.Client[] = []
   private readonly broken = new WeakSet<pg.Client>()
   private readonly timeouts = new WeakMap<pg.Client, number>()
+  /** Each session's transaction status from its last ReadyForQuery: I idle, T in a transaction, E failed one. */
+  private readonly txStatus = new WeakMap<pg.Client, string>()
   private readonly all = new Set<pg.Client>()
   private readonly pending = new Map<string, Pending>()
   private readonly typeNames = new Map<number, string>(Object.entries(KNOWN_TYPES).map(([k, v]) => [Number(k), v]))
@@ -103,6 +107,10 @@ export class StatementRunner {
     client.on('notice', onNotice)
     const settled: Promise<Settled> = this.execute(client, sql, o, notices)
       .then((value): Settled => ({ok: true, value}), (error: unknown): Settled => ({ok: false, error}))
+      .then(async (s): Promise<Settled> => {
+        if ((await this.endOpenTransaction(client)) && s.ok) s.value.transactionRolledBack = true
+        return s
+      })
       .finally(() => {
         client.off('notice', onNotice)
         this.release(client)
@@ -156,6 +164,8 @@ export class StatementRunner {
     this.all.add(c)
     try {
       await c.connect()
+      // node-postgres keeps the transaction status to itself; its connection reports every ReadyForQuery.
+      ;(c as unknown as {connection: {on(event: 'readyForQuery', listener: (m: {status?: string}) => void): void}}).connection.on('readyForQuery', (m) => this.txStatus.set(c, m.status ?? 'I'))
       // Read-only on the server as well as in the guardrails: whatever slipped past one meets the other.
       if (this.opts.readOnly) await c.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
     } catch (e) {
@@ -164,6 +174,26 @@ export class StatementRunner {
       throw e
     }
     return c
+  }
+
+  /**
+   * Rolls back a transaction a call left open. Sessions are kept between calls and shared by them,
+   * so an open transaction would otherwise outlive the call: holding its locks (an idle
+   * `BEGIN; SELECT …` keeps an ALTER TABLE, and everything queued behind it, waiting), its snapshot
+   * (vacuum), and putting the next call, maybe another task's, inside it. True when it rolled back.
+   */
+  private async endOpenTransaction(c: pg.Client): Promise<boolean> {
+    if (this.broken.has(c) || (this.txStatus.get(c) ?? 'I') === 'I') return false
+    try {
+      await c.query('ROLLBACK')
+      return true
+    } catch {
+      // A session that cannot leave its transaction is not used again.
+      this.broken.add(c)
+      this.all.delete(c)
+      void c.end().catch(() => {})
+      return false
+    }
   }
 
   private release(c: pg.Client): void {

@@ -56,6 +56,7 @@ const rowsOutput = {
   rows: z.array(z.record(z.string(), z.string().nullable())).optional().describe('untrusted database content, values as PostgreSQL text (masked by dbgate)'),
   truncated: z.boolean().optional(),
   truncatedBy: z.enum(['maxRows', 'maxBytes']).optional(),
+  transactionRolledBack: z.boolean().optional().describe('the statement left a transaction open, and dbgate rolled it back: a transaction cannot span calls'),
   notices: z.array(z.string()).optional(),
   approvalId: z.string().optional(),
   reviewers: z.string().optional(),
@@ -190,7 +191,8 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       ? ` Truncated at ${r.truncatedBy === 'maxBytes' ? `maxBytes=${caps.maxBytes}` : `maxRows=${caps.maxRows}`}: there are more rows; narrow the query (WHERE, LIMIT, fewer columns) or page with ORDER BY … LIMIT … OFFSET.`
       : ''
     const copy = r.command === 'COPY' ? ' COPY output is not returned by this tool; use SELECT to see rows.' : ''
-    const heading = `${count}: ${r.rows.length} row(s) returned.${cut}${copy}`
+    const rolledBack = r.transactionRolledBack ? ' The transaction this statement left open was rolled back: each call runs on its own, so a transaction cannot span calls (send one statement that does the whole work).' : ''
+    const heading = `${count}: ${r.rows.length} row(s) returned.${cut}${copy}${rolledBack}`
     if (r.columns.length === 0 && r.notices.length === 0) return {content: [{type: 'text', text: heading}], structuredContent: {...r}}
     const {text, id} = rowsText(r, heading)
     return {content: [{type: 'text', text}], structuredContent: {...r, untrustedDataId: id, untrustedData: UNTRUSTED_FIELD_NOTE}}

@@ -82,6 +82,27 @@ describe('read-only agents: built-ins with effects beyond reading', () => {
     expect(seq.rows[0].v).toBe(2)
   })
 
+  it.each([
+    ['begin', 'select * from notes'],
+    ['begin isolation level serializable', 'select count(*) from notes'],
+    ['start transaction read only', 'select * from notes where id = 1'],
+    ['begin', 'select 1/0'],
+  ])('leaves no transaction open between calls (%s, then %s): nothing holds locks or a snapshot while the agent idles', async (first, second) => {
+    const opened = await call(first)
+    expect(opened.isError, textOf(opened)).toBeFalsy()
+    expect(opened.structuredContent).toMatchObject({transactionRolledBack: true})
+    expect(textOf(opened)).toMatch(/rolled back: each call runs on its own/)
+    await call(second)
+    const idle = await withClient(db.url, (c) => c.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'`))
+    expect(idle.rows[0].n).toBe(0)
+    // A migration's ALTER TABLE is not left waiting behind the agent.
+    await withClient(db.url, async (c) => {
+      await c.query(`set lock_timeout = '1s'`)
+      await c.query('alter table notes add column if not exists extra int')
+      await c.query('alter table notes drop column extra')
+    })
+  })
+
   it('still runs plain reads and the harmless volatile built-ins', async () => {
     for (const sql of ['select count(*) from notes', "select set_config('statement_timeout', '5000', false)", 'select random() < 2 as ok, clock_timestamp() is not null as now']) {
       const r = await call(sql)
