@@ -24,7 +24,11 @@ describe('read-only agents: built-ins with effects beyond reading', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase('mcpro')
-    await withClient(db.url, (c) => c.query('create table notes (id serial primary key, body text); insert into notes (body) values ($$a$$), ($$b$$)'))
+    await withClient(db.url, (c) =>
+      c.query(`create table notes (id serial primary key, body text); insert into notes (body) values ('a'), ('b');
+        create view jobs_kick as select 1 as kicked from (select pg_notify('jobs', 'from-a-view')) s;
+        create view held as select 1 as held from (select pg_advisory_lock(8)) s;`),
+    )
     listener = new pg.Client({connectionString: db.url})
     await listener.connect()
     listener.on('notification', (n) => heard.push(`${n.channel}:${n.payload}`))
@@ -67,6 +71,11 @@ describe('read-only agents: built-ins with effects beyond reading', () => {
     'select id from notes where pg_try_advisory_lock(id::bigint)',
     'select pg_advisory_lock(1, 2)',
     "select nextval('notes_id_seq')",
+    // Through a view: only the target's catalog shows what it calls.
+    'select * from jobs_kick',
+    'select n.*, k.kicked from notes n, jobs_kick k',
+    "select set_config('statement_timeout', '5000', false), * from jobs_kick",
+    'select * from held',
   ]
 
   it.each(ATTEMPTS)('refuses %s by agent.read-only, and nothing reaches other sessions', async (sql) => {
