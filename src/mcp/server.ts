@@ -14,6 +14,7 @@ import type {McpConfig, TargetConfig} from '../config/types.js'
 import {agentLabel, type AgentInfo} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import {offlineCatalog, resolveCatalogCalls} from '../policy/catalog.js'
+import type {StatementAnalysis} from '../policy/types.js'
 import {loadParser, parseTree} from '../sql/parser.js'
 import {ATTRIBUTES_SQL, attnums, CONSTRAINTS_SQL, INDEXES_SQL, RELATIONS_SQL, relationsFrom, SCHEMAS_SQL, type RelationInfo, type Row} from './catalog.js'
 import type {OpenEndpoint, SqlEndpoint} from './endpoint.js'
@@ -86,6 +87,14 @@ function explainRuns(text: string): boolean | undefined {
   if (!explain) return undefined
   // Any ANALYZE option counts, even ANALYZE false: only the tool's own prefix may name it.
   return (explain.options ?? []).some((o) => o.DefElem?.defname?.toLowerCase() === 'analyze')
+}
+
+/** What keeps a judged statement from being a pure read, for the agent: the first such operation. */
+function notPureRead(stmt: StatementAnalysis): string {
+  const op = stmt.operations.find((o) => o.class !== 'read' || o.flags.length > 0)
+  if (!op) return `${stmt.class}/${stmt.command}`
+  const what = op.functions.length ? `: ${op.functions.join(', ')}` : ''
+  return `${op.class}/${op.command}${what}${op.flags.length ? ` (${op.flags.join(', ')})` : ''}`
 }
 
 function errorResult(failure: ToolFailure): CallToolResult {
@@ -394,7 +403,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         if (analyze && !(judged.operations.length > 0 && judged.operations.every((op) => op.class === 'read' && op.flags.length === 0) && !/^\s*explain\b/i.test(stmt.text))) {
           throw new ToolError({
             kind: 'denied',
-            message: `EXPLAIN ANALYZE runs the statement, and this one is not a pure read (dbgate reads it as ${stmt.class}/${stmt.command}). Call explain without analyze to see its plan without running it.`,
+            message: `EXPLAIN ANALYZE runs the statement, and this one is not a pure read (dbgate reads it as ${notPureRead(judged)}). Call explain without analyze to see its plan without running it.`,
           })
         }
         const {runner} = await connection()

@@ -95,6 +95,7 @@ function refusal(op: Operation, sql: string, index: number): string | undefined 
     }
     return `${op.command.replace(/_/g, ' ').toUpperCase()} is not allowed in a read-only session`
   }
+  if (op.command === 'function') return `it calls ${op.functions.join(', ') || 'a function'}, which ${op.detail ?? `is a ${op.class} operation`}`
   return `it is a ${op.class} statement (${op.command}), and this session may only read`
 }
 
