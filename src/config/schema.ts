@@ -582,6 +582,8 @@ const gatewayMcp = object({
   allowedOrigins: withDefault(list(string({pattern: /^https?:\/\/[^/\s]+$/, expected: 'a browser origin such as https://app.example.com'})), []),
   /** MCP sessions open at once. */
   maxSessions: withDefault(integer({min: 1, max: 100_000}), 200),
+  /** MCP sessions one person keeps open at once; opening another ends their least recently used one. */
+  maxSessionsPerPerson: withDefault(integer({min: 1, max: 100_000}), 16),
 })
 
 /**

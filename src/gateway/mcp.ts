@@ -20,6 +20,7 @@ import {createMcpHttp, type BearerCheck, type McpHttp, type OpenRemoteEndpoint} 
 import type {SqlEndpoint} from '../mcp/endpoint.js'
 import type {ProxyHooks} from '../proxy/seam.js'
 import {Tunnel} from '../proxy/tunnel.js'
+import type {UpstreamGate} from '../proxy/upstream-gate.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
 import type {GatewayObserver} from './observer.js'
 import {pickTarget, verifySignIn} from './sign-in.js'
@@ -30,7 +31,8 @@ export interface GatewayMcpOptions {
   identity: IdentityConfig
   /** The targets the gateway serves, as resolved at start (published policy applied). */
   targets: () => Record<string, TargetConfig>
-  served(name: string): {upstream: UpstreamTarget; policy: {hash: string; version: string}} | undefined
+  /** A served target: its upstream, policy, and the gate counting its upstream sessions (`tunnel.maxUpstreamSessions`). */
+  served(name: string): {upstream: UpstreamTarget; gate: UpstreamGate; policy: {hash: string; version: string}} | undefined
   /** Whether the IdP's signing keys are loaded. */
   ready: () => boolean
   env: NodeJS.ProcessEnv
@@ -68,7 +70,10 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
       listen: {kind: 'unix', path: dir},
       hooks: opts.observe(hooks, target.name),
       maxMessageSize: target.tunnel.maxMessageSize,
-      limits: {authTimeoutMs: target.tunnel.authTimeoutMs, maxClientConnections: 4, maxUpstreamSessions: 2, upstreamQueueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs},
+      limits: {authTimeoutMs: target.tunnel.authTimeoutMs, maxClientConnections: 4, upstreamQueueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs},
+      // The target's budget of database sessions is the gateway's, shared with every other
+      // session on it: an agent's MCP sessions (up to server.mcp.maxSessions) draw from it too.
+      upstreamGate: served.gate,
       applicationName: (app) => identityApplicationName(identity, app),
       log: opts.log,
     })
@@ -102,6 +107,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     openEndpoint,
     allowedOrigins: opts.settings.allowedOrigins,
     maxSessions: opts.settings.maxSessions,
+    maxSessionsPerPerson: opts.settings.maxSessionsPerPerson,
     version: dbgateVersion(),
     log: opts.log,
   })

@@ -47,6 +47,11 @@ export interface McpHttpOptions {
   allowedOrigins?: string[]
   /** Sessions open at once across all agents (default 200); past it, new sessions get 503. */
   maxSessions?: number
+  /**
+   * Sessions one person keeps at once (default 16): opening another ends their least recently
+   * used one, so one person's agents cannot take every session `maxSessions` allows.
+   */
+  maxSessionsPerPerson?: number
   /** An MCP session with no request for this long is closed (default 30 minutes). */
   idleTimeoutMs?: number
   version: string
@@ -66,10 +71,22 @@ const METADATA_PREFIX = '/.well-known/oauth-protected-resource'
 interface RemoteSession {
   id: string
   subject: string
+  /** What the session's pipeline was built from (see `grantsOf`): a later token must match it. */
+  grants: string
   target: string
   transport: StreamableHTTPServerTransport
   mcp: DbgateMcp
   lastUsed: number
+}
+
+/**
+ * The parts of an identity the session's pipeline was built from: its groups decide the rules that
+ * match, who sees values in clear (`masking.unmask`) and who may approve; its e-mail and kind are
+ * what recordings and reviewers see. A token of the same person that says otherwise (a group
+ * removed at the IdP) must not keep using a pipeline built for the old one.
+ */
+function grantsOf(identity: Identity): string {
+  return JSON.stringify([identity.email ?? null, identity.kind, [...new Set(identity.groups)].sort()])
 }
 
 const targetNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
@@ -88,6 +105,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
   const log = opts.log ?? (() => {})
   const sessions = new Map<string, RemoteSession>()
   const maxSessions = opts.maxSessions ?? 200
+  const perPerson = opts.maxSessionsPerPerson ?? 16
   const idleMs = opts.idleTimeoutMs ?? 30 * 60_000
   let closed = false
 
@@ -181,6 +199,13 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
         log('warn', `refused a request for MCP session ${s.id} with another person's token (${identityLabel(check.identity)})`)
         return rpcError(res, 403, 'dbgate: this MCP session belongs to someone else')
       }
+      if (s.grants !== grantsOf(check.identity)) {
+        // The session's pipeline (rules, masking, recording) was built for the identity as it was;
+        // end it rather than serve the new token with the old grants. 404 tells the client to start over.
+        log('info', `MCP session ${s.id}: the token's e-mail, kind or groups changed since it started; ending it`)
+        await end(s, 'identity changed')
+        return rpcError(res, 404, "dbgate: this MCP session has ended: your sign-in's groups (or e-mail) changed since it started; start a new one")
+      }
       s.lastUsed = Date.now()
       const body = req.method === 'POST' ? await readBody(req) : undefined
       await s.transport.handleRequest(req, res, body)
@@ -190,6 +215,9 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const body = await readBody(req)
     if (!isInitializeRequest(body)) return rpcError(res, 400, 'dbgate: no MCP session: the first request must be initialize')
     if (closed) return rpcError(res, 503, 'dbgate: the server is shutting down')
+    // One person's own sessions make room first: their least recently used one ends.
+    const own = [...sessions.values()].filter((s) => s.subject === subject).sort((a, b) => a.lastUsed - b.lastUsed)
+    for (const s of own.slice(0, Math.max(0, own.length - perPerson + 1))) await end(s, `its owner opened more than ${perPerson} sessions`)
     if (sessions.size >= maxSessions) return rpcError(res, 503, `dbgate: too many MCP sessions are open (${maxSessions}); try again later`)
     const identity = check.identity
     const mcp = createDbgateMcp({
@@ -201,7 +229,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
-        sessions.set(id, {id, subject, target: target.name, transport, mcp, lastUsed: Date.now()})
+        sessions.set(id, {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: Date.now()})
         log('info', `MCP session ${id} on ${target.name} for ${identityLabel(identity)}`)
       },
     })

@@ -34,6 +34,8 @@ export interface RowsResult {
   truncatedBy?: 'maxRows' | 'maxBytes'
   /** Notices and warnings the statement produced (e.g. "approval … granted by …"). */
   notices: string[]
+  /** The statement left a transaction open, and it was rolled back (see `endOpenTransaction`). */
+  transactionRolledBack?: boolean
 }
 
 export interface WaitingResult {
@@ -62,7 +64,7 @@ const RAW_TEXT = {getTypeParser: () => (value: string) => value}
 /** Any statement that could change a setting names one of these words (a false alarm costs one SET). */
 const MAY_CHANGE_SETTINGS = /\b(set|reset|discard)\b|set_config/i
 
-const WAITING = /waiting for approval (apr-[a-z0-9]+) by (.+?) \(rule/
+const WAITING = /^dbgate: waiting for approval (apr-[a-z0-9]+) by (.+?) \(rule/
 
 /** Type names for the OIDs almost every result uses; the rest are looked up once. */
 const KNOWN_TYPES: Record<number, string> = {
@@ -76,6 +78,8 @@ export class StatementRunner {
   private readonly idle: pg.Client[] = []
   private readonly broken = new WeakSet<pg.Client>()
   private readonly timeouts = new WeakMap<pg.Client, number>()
+  /** Each session's transaction status from its last ReadyForQuery: I idle, T in a transaction, E failed one. */
+  private readonly txStatus = new WeakMap<pg.Client, string>()
   private readonly all = new Set<pg.Client>()
   private readonly pending = new Map<string, Pending>()
   private readonly typeNames = new Map<number, string>(Object.entries(KNOWN_TYPES).map(([k, v]) => [Number(k), v]))
@@ -91,15 +95,22 @@ export class StatementRunner {
     const notices: string[] = []
     let held: ((w: WaitingResult) => void) | undefined
     const waiting = new Promise<WaitingResult>((resolve) => (held = resolve))
-    const onNotice = (n: {message?: string}) => {
+    const onNotice = (n: {message?: string; routine?: string}) => {
       const message = n.message ?? ''
       notices.push(message)
-      const m = WAITING.exec(message)
+      // Only the tunnel's own notice holds a statement: PostgreSQL names the routine behind every
+      // notice it sends, so a function RAISEing the same words cannot fake a hold (and make the
+      // agent believe a statement that is running has not run, or take over another hold's id).
+      const m = n.routine === undefined ? WAITING.exec(message) : null
       if (m) held?.({status: 'waiting', approvalId: m[1]!, reviewers: m[2]!, message: message.replace(/^dbgate: /, '')})
     }
     client.on('notice', onNotice)
     const settled: Promise<Settled> = this.execute(client, sql, o, notices)
       .then((value): Settled => ({ok: true, value}), (error: unknown): Settled => ({ok: false, error}))
+      .then(async (s): Promise<Settled> => {
+        if ((await this.endOpenTransaction(client)) && s.ok) s.value.transactionRolledBack = true
+        return s
+      })
       .finally(() => {
         client.off('notice', onNotice)
         this.release(client)
@@ -153,6 +164,8 @@ export class StatementRunner {
     this.all.add(c)
     try {
       await c.connect()
+      // node-postgres keeps the transaction status to itself; its connection reports every ReadyForQuery.
+      ;(c as unknown as {connection: {on(event: 'readyForQuery', listener: (m: {status?: string}) => void): void}}).connection.on('readyForQuery', (m) => this.txStatus.set(c, m.status ?? 'I'))
       // Read-only on the server as well as in the guardrails: whatever slipped past one meets the other.
       if (this.opts.readOnly) await c.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY')
     } catch (e) {
@@ -161,6 +174,26 @@ export class StatementRunner {
       throw e
     }
     return c
+  }
+
+  /**
+   * Rolls back a transaction a call left open. Sessions are kept between calls and shared by them,
+   * so an open transaction would otherwise outlive the call: holding its locks (an idle
+   * `BEGIN; SELECT …` keeps an ALTER TABLE, and everything queued behind it, waiting), its snapshot
+   * (vacuum), and putting the next call, maybe another task's, inside it. True when it rolled back.
+   */
+  private async endOpenTransaction(c: pg.Client): Promise<boolean> {
+    if (this.broken.has(c) || (this.txStatus.get(c) ?? 'I') === 'I') return false
+    try {
+      await c.query('ROLLBACK')
+      return true
+    } catch {
+      // A session that cannot leave its transaction is not used again.
+      this.broken.add(c)
+      this.all.delete(c)
+      void c.end().catch(() => {})
+      return false
+    }
   }
 
   private release(c: pg.Client): void {

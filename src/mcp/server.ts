@@ -13,7 +13,9 @@ import {DEFAULT_MCP} from '../config/schema.js'
 import type {McpConfig, TargetConfig} from '../config/types.js'
 import {agentLabel, type AgentInfo} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
-import {loadParser} from '../sql/parser.js'
+import {offlineCatalog, resolveCatalogCalls} from '../policy/catalog.js'
+import type {StatementAnalysis} from '../policy/types.js'
+import {loadParser, parseTree} from '../sql/parser.js'
 import {ATTRIBUTES_SQL, attnums, CONSTRAINTS_SQL, INDEXES_SQL, RELATIONS_SQL, relationsFrom, SCHEMAS_SQL, type RelationInfo, type Row} from './catalog.js'
 import type {OpenEndpoint, SqlEndpoint} from './endpoint.js'
 import {describeFailure, type ToolFailure} from './errors.js'
@@ -55,6 +57,7 @@ const rowsOutput = {
   rows: z.array(z.record(z.string(), z.string().nullable())).optional().describe('untrusted database content, values as PostgreSQL text (masked by dbgate)'),
   truncated: z.boolean().optional(),
   truncatedBy: z.enum(['maxRows', 'maxBytes']).optional(),
+  transactionRolledBack: z.boolean().optional().describe('the statement left a transaction open, and dbgate rolled it back: a transaction cannot span calls'),
   notices: z.array(z.string()).optional(),
   approvalId: z.string().optional(),
   reviewers: z.string().optional(),
@@ -68,8 +71,37 @@ function caps(target: TargetConfig): McpConfig {
   return target.mcp ?? DEFAULT_MCP
 }
 
+/**
+ * Whether the EXPLAIN text the explain tool built runs its statement (ANALYZE among its options),
+ * as the server will read it; undefined when it is not one EXPLAIN. The agent's text follows
+ * `EXPLAIN `, so text such as `(ANALYZE) …` or `ANALYZE …` would become EXPLAIN's options.
+ */
+function explainRuns(text: string): boolean | undefined {
+  let stmts: {stmt?: {ExplainStmt?: {options?: {DefElem?: {defname?: string}}[]}}}[]
+  try {
+    stmts = (parseTree(text).stmts ?? []) as typeof stmts
+  } catch {
+    return undefined
+  }
+  const explain = stmts.length === 1 ? stmts[0]?.stmt?.ExplainStmt : undefined
+  if (!explain) return undefined
+  // Any ANALYZE option counts, even ANALYZE false: only the tool's own prefix may name it.
+  return (explain.options ?? []).some((o) => o.DefElem?.defname?.toLowerCase() === 'analyze')
+}
+
+/** What keeps a judged statement from being a pure read, for the agent: the first such operation. */
+function notPureRead(stmt: StatementAnalysis): string {
+  const op = stmt.operations.find((o) => o.class !== 'read' || o.flags.length > 0)
+  if (!op) return `${stmt.class}/${stmt.command}`
+  const what = op.functions.length ? `: ${op.functions.join(', ')}` : ''
+  return `${op.class}/${op.command}${what}${op.flags.length ? ` (${op.flags.join(', ')})` : ''}`
+}
+
 function errorResult(failure: ToolFailure): CallToolResult {
-  return {content: [{type: 'text', text: failure.message}], isError: true}
+  if (!failure.data) return {content: [{type: 'text', text: failure.message}], isError: true}
+  // What the database wrote may quote any value the statement touched: data, like rows.
+  const block = untrustedBlock([JSON.stringify(failure.data)], failure.message)
+  return {content: [{type: 'text', text: block.text}], isError: true}
 }
 
 function sanitize(text: string | undefined, max = 100): string | undefined {
@@ -146,8 +178,17 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     return group ? {unmasked: true, because: `you are in the group ${group}, which sees these columns in clear (masking.unmask)`} : {unmasked: false}
   }
 
+  /**
+   * Column names, type names and notices are database content as much as the rows are (a view's
+   * column may be named anything, a function may RAISE anything), so all of them go in the block:
+   * labelled lines first, then one JSON object per row.
+   */
   const rowsText = (r: RowsResult, heading: string): {text: string; id: string} => {
-    const lines = r.rows.map((row) => JSON.stringify(row))
+    const lines = [
+      ...(r.columns.length ? [`columns: ${JSON.stringify(r.columns)}`] : []),
+      ...r.notices.map((n) => `notice: ${JSON.stringify(n)}`),
+      ...r.rows.map((row) => JSON.stringify(row)),
+    ]
     const block = untrustedBlock(lines, heading)
     return {text: block.text, id: block.id}
   }
@@ -158,10 +199,10 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     const cut = r.truncated
       ? ` Truncated at ${r.truncatedBy === 'maxBytes' ? `maxBytes=${caps.maxBytes}` : `maxRows=${caps.maxRows}`}: there are more rows; narrow the query (WHERE, LIMIT, fewer columns) or page with ORDER BY … LIMIT … OFFSET.`
       : ''
-    const columns = r.columns.map((c) => `${c.name} ${c.type}`).join(', ')
-    if (r.command === 'COPY') r.notices.push('COPY output is not returned by this tool; use SELECT to see rows.')
-    const heading = [`${count}: ${r.rows.length} row(s) returned.${cut}`, columns ? `Columns: ${columns}` : '', ...r.notices.map((n) => `Notice: ${n}`)].filter(Boolean).join('\n')
-    if (r.columns.length === 0) return {content: [{type: 'text', text: heading}], structuredContent: {...r}}
+    const copy = r.command === 'COPY' ? ' COPY output is not returned by this tool; use SELECT to see rows.' : ''
+    const rolledBack = r.transactionRolledBack ? ' The transaction this statement left open was rolled back: each call runs on its own, so a transaction cannot span calls (send one statement that does the whole work).' : ''
+    const heading = `${count}: ${r.rows.length} row(s) returned.${cut}${copy}${rolledBack}`
+    if (r.columns.length === 0 && r.notices.length === 0) return {content: [{type: 'text', text: heading}], structuredContent: {...r}}
     const {text, id} = rowsText(r, heading)
     return {content: [{type: 'text', text}], structuredContent: {...r, untrustedDataId: id, untrustedData: UNTRUSTED_FIELD_NOTE}}
   }
@@ -267,11 +308,12 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
           throw new ToolError({kind: 'not_found', message: `No table or view named ${inSchema ? `${inSchema}.` : ''}${name} that you can see on ${target.name}. Call list_tables to see what exists (names are case-sensitive as stored).`})
         }
         if (found.length > 1) {
-          throw new ToolError({kind: 'not_found', message: `${name} exists in several schemas (${found.map((r) => `${r.schema}.${r.name}`).join(', ')}); pass table as schema.name.`})
+          const schemas = found.map((r) => r.schema)
+          throw new ToolError({kind: 'not_found', message: `${name} exists in several schemas (listed below); pass table as schema.name.`, data: {schemas}})
         }
         const rel = found[0]!
         const described = await describeRelation(rel)
-        const block = untrustedBlock([JSON.stringify(described)], `${rel.kind} ${rel.schema}.${rel.name} on ${target.name}${view.unmasked ? ` (${view.because})` : ''}.`)
+        const block = untrustedBlock([JSON.stringify(described)], `One ${rel.kind} on ${target.name}, described below${view.unmasked ? ` (${view.because})` : ''}.`)
         return {content: [{type: 'text', text: block.text}], structuredContent: {...described, untrustedDataId: block.id, untrustedData: UNTRUSTED_FIELD_NOTE}}
       }),
   )
@@ -355,14 +397,27 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
           throw new ToolError({kind: 'syntax', message: `explain takes exactly one statement; this text holds ${analysis.statements.length}. Send them one at a time.`})
         }
         const stmt = analysis.statements[0]!
-        if (analyze && !(stmt.operations.length > 0 && stmt.operations.every((op) => op.class === 'read' && op.flags.length === 0) && !/^\s*explain\b/i.test(stmt.text))) {
+        // Built-in calls judged by what they do (a SELECT of nextval or pg_notify is not a pure read);
+        // a function only the target knows is not known to be one either.
+        const judged = resolveCatalogCalls([stmt], offlineCatalog)[0]!
+        if (analyze && !(judged.operations.length > 0 && judged.operations.every((op) => op.class === 'read' && op.flags.length === 0) && !/^\s*explain\b/i.test(stmt.text))) {
           throw new ToolError({
             kind: 'denied',
-            message: `EXPLAIN ANALYZE runs the statement, and this one is not a pure read (dbgate reads it as ${stmt.class}/${stmt.command}). Call explain without analyze to see its plan without running it.`,
+            message: `EXPLAIN ANALYZE runs the statement, and this one is not a pure read (dbgate reads it as ${notPureRead(judged)}). Call explain without analyze to see its plan without running it.`,
           })
         }
         const {runner} = await connection()
         const text = `EXPLAIN ${analyze ? '(ANALYZE, BUFFERS) ' : ''}${stmt.text}`
+        const runs = explainRuns(text)
+        if (runs === undefined) {
+          throw new ToolError({kind: 'syntax', message: 'explain takes one statement EXPLAIN accepts (SELECT, INSERT, UPDATE, DELETE, MERGE, VALUES, EXECUTE, CREATE TABLE AS, DECLARE), and this text does not parse as one. Fix it and call the tool again.'})
+        }
+        if (runs !== Boolean(analyze)) {
+          throw new ToolError({
+            kind: 'denied',
+            message: 'This text would make EXPLAIN run the statement (ANALYZE among its options) without analyze: true. Send the statement alone; analyze: true runs it, and only a statement that only reads.',
+          })
+        }
         const r = await runner.run(text, {params: params ?? undefined, maxRows: 10_000, maxBytes: 4 * 1024 ** 2, timeoutMs: t, approvalWaitMs: limits.approvalWaitMs})
         if (r.status === 'waiting') {
           throw new ToolError({kind: 'denied', message: `Even EXPLAIN of this statement needs a reviewer here: ${r.message} Call approval_status with "${r.approvalId}" (waitSeconds up to 60) for the plan, or tell the user.`})

@@ -85,6 +85,10 @@ function readOnlyFor(ctx: TunnelHooksContext, policy: PolicyStatementHook): Poli
     // What only the catalog shows (a volatile user function called from a SELECT) is a write that
     // policy holds for a reviewer: a read-only agent is refused instead, before anything is filed.
     const after = (v: PolicyVerdict): PolicyVerdict => {
+      // What the catalog resolved (a view that calls pg_notify, a function that takes an advisory
+      // lock) is judged by the same allow-list as what the text shows.
+      const judged = v.action !== 'reject' && v.judged ? readOnlyViolation({...analysis, statements: [...v.judged]}, {hint}) : undefined
+      if (judged) return deny(judged, analysis.statements, analysis)
       if (v.action !== 'hold' || v.rule.class === 'read') return v
       return deny({...v.rule, action: 'deny', ruleId: READ_ONLY_RULE, reason: `this session is read-only: ${v.rule.reason}`, hint}, analysis.statements, analysis)
     }

@@ -12,6 +12,7 @@
  * talking its way out of the server's setting.
  */
 import {parseTree} from '../sql/parser.js'
+import {offlineCatalog, resolveCatalogCalls} from './catalog.js'
 import type {Analysis, Operation, RuleDecision, StatementAnalysis} from './types.js'
 
 export const READ_ONLY_RULE = 'agent.read-only'
@@ -64,11 +65,17 @@ function statementNode(sql: string, index: number): Obj | undefined {
 
 /** Why `op` (of statement `index` in `sql`) may not run in a read-only session; undefined when it may. */
 function refusal(op: Operation, sql: string, index: number): string | undefined {
+  // A function the built-ins do not hold is the target's own: policy judges it with the target's
+  // catalog, and a read-only session refuses whatever that makes more than a read (pipeline/policy.ts).
+  if (op.command === 'function' && op.flags.includes('unknown_function')) return undefined
   // A read that also signals processes, touches server files or runs SQL text the parser never
   // saw is not a plain read, whatever the rules say of it elsewhere.
   if (op.class === 'read') return op.flags.length === 0 ? undefined : `it calls something with effects beyond reading (${op.flags.join(', ')})`
   if (op.class === 'session') {
     if (op.command === 'show') return undefined
+    // set_config's own call: the setting it writes is judged as a `set` operation of the statement.
+    if (op.command === 'function' && op.flags.length === 0 && op.functions.length > 0 && op.functions.every(isSetConfig)) return undefined
+    if (op.command === 'function') return `it calls ${op.functions.join(', ') || 'a function'}, which ${op.detail ?? 'has effects beyond reading'}`
     const name = op.setting?.name
     if ((op.command === 'set' || op.command === 'reset') && name && HARMLESS_SETTINGS.has(name)) return undefined
     if (op.command === 'set' && (name === 'session characteristics' || name === 'transaction')) {
@@ -88,6 +95,7 @@ function refusal(op: Operation, sql: string, index: number): string | undefined 
     }
     return `${op.command.replace(/_/g, ' ').toUpperCase()} is not allowed in a read-only session`
   }
+  if (op.command === 'function') return `it calls ${op.functions.join(', ') || 'a function'}, which ${op.detail ?? `is a ${op.class} operation`}`
   return `it is a ${op.class} statement (${op.command}), and this session may only read`
 }
 
@@ -98,7 +106,11 @@ function refusal(op: Operation, sql: string, index: number): string | undefined 
  * own message.
  */
 export function readOnlyViolation(analysis: Analysis, opts: {hint?: string} = {}): RuleDecision | undefined {
-  for (const stmt of analysis.statements) {
+  // Built-in calls are judged by what they do (pg_notify and advisory locks reach other sessions,
+  // nextval writes): the statement's own operations only say it is a SELECT. Functions only the
+  // target's catalog knows are judged by policy with it, and a read-only session refuses what
+  // policy would hold for a reviewer (pipeline/policy.ts).
+  for (const stmt of resolveCatalogCalls(analysis.statements, offlineCatalog)) {
     if (stmt.error && stmt.class === 'unknown' && stmt.operations.every((o) => o.class === 'unknown')) continue
     const found = firstRefused(stmt, analysis.sql)
     if (found) {
@@ -115,6 +127,10 @@ export function readOnlyViolation(analysis: Analysis, opts: {hint?: string} = {}
     }
   }
   return undefined
+}
+
+function isSetConfig(name: string): boolean {
+  return name === 'set_config' || name === 'pg_catalog.set_config'
 }
 
 function firstRefused(stmt: StatementAnalysis, sql: string): {op: Operation; operationIndex: number; reason: string} | undefined {

@@ -156,7 +156,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
       return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements, analysis})
     }
     const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog)
-    return decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis})
+    return decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
   }
 
   return (sql: string, ctx: StatementContext) => {

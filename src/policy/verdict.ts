@@ -5,7 +5,7 @@
  */
 import type {StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
-import type {Analysis, Decision, RuleDecision} from './types.js'
+import type {Analysis, Decision, RuleDecision, StatementAnalysis} from './types.js'
 
 export const POLICY_SQLSTATE = '42501'
 /** SQLSTATE 01000: warning. */
@@ -18,6 +18,8 @@ export interface VerdictOptions {
   statements?: readonly {text: string}[]
   /** The analysis the decision was made from, carried on the verdict (`VerdictBasis.analysis`). */
   analysis?: Analysis
+  /** The statements as judged (calls resolved against the catalog), carried on the verdict (`VerdictBasis.judged`). */
+  judged?: readonly StatementAnalysis[]
 }
 
 const QUOTE_LIMIT = 200
@@ -59,6 +61,7 @@ export interface HoldVerdict {
   /** What the client is told when nobody can approve it here. */
   readonly error: PgNoticeFields
   readonly analysis?: Analysis
+  readonly judged?: readonly StatementAnalysis[]
 }
 
 /** A verdict as policy says it: what the proxy can run, or a hold for the approvals stage. */
@@ -66,6 +69,11 @@ export type PolicyVerdict = StatementVerdict | HoldVerdict
 
 /** The verdict the tunnel acts on, with the decision it came from for the stages after policy. */
 export function decisionToVerdict(decision: Decision, opts: VerdictOptions = {}): PolicyVerdict {
+  const v = verdictOf(decision, opts)
+  return opts.judged ? {...v, judged: opts.judged} : v
+}
+
+function verdictOf(decision: Decision, opts: VerdictOptions): PolicyVerdict {
   if (decision.syntaxError) {
     // Exactly what the server would say, so psql draws its caret and drivers report the position.
     const {message, position} = decision.syntaxError

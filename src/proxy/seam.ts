@@ -5,7 +5,7 @@
  */
 import type {ApprovalSettlement} from '../approvals/types.js'
 import type {MaskedColumn} from '../masking/plan.js'
-import type {Analysis, Decision} from '../policy/types.js'
+import type {Analysis, Decision, StatementAnalysis} from '../policy/types.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 
 export type ProtocolPath = 'simple' | 'parse' | 'function-call'
@@ -98,6 +98,8 @@ export interface VerdictBasis {
    * not kept in the text cache (`AnalysisCache.analyze`).
    */
   readonly analysis?: Analysis
+  /** The statements as the guardrails judged them: calls resolved against the target's catalog (a view's functions included). */
+  readonly judged?: readonly StatementAnalysis[]
 }
 
 /**

@@ -30,6 +30,11 @@ export interface TunnelOptions {
   maxMessageSize?: number
   /** Limits before and around authentication; each defaults as documented in docs/tunnel.md. */
   limits?: Partial<TunnelLimits>
+  /**
+   * Upstream sessions counted with others' (the gateway's per-target budget), instead of a gate of
+   * this tunnel's own `limits.maxUpstreamSessions`.
+   */
+  upstreamGate?: UpstreamGate
   /** Settings the analysis depends on (default: policy's ASSUMED_SETTINGS); checked before each session and watched during it. */
   assumedSettings?: readonly AssumedSetting[]
   /** What the upstream sees as application_name. */
@@ -83,7 +88,7 @@ export class Tunnel {
     this.auth = {method: options.authMethod ?? 'scram-sha-256', secret: this.secret, verifier: makeScramVerifier(this.secret)}
     this.limits = {...DEFAULT_TUNNEL_LIMITS, ...options.limits}
     this.registry = new ConnectionRegistry((level, message) => this.log(level, message))
-    this.gate = new UpstreamGate({max: this.limits.maxUpstreamSessions, queueTimeoutMs: this.limits.upstreamQueueTimeoutMs})
+    this.gate = options.upstreamGate ?? new UpstreamGate({max: this.limits.maxUpstreamSessions, queueTimeoutMs: this.limits.upstreamQueueTimeoutMs})
     this.calls = {
       applicationName: options.applicationName ?? ((app) => (app ? `dbgate/${app}` : 'dbgate')),
       issueCancelKey: (c) => this.registry.issueCancelKey(c),

@@ -55,7 +55,7 @@ describe('remote MCP on the gateway', () => {
       clientId: p.f.dev.cliClientId,
       env,
       server: [`mcp: {publicUrl: ${PUBLIC_URL}}`],
-      targets: [...targetConfigText('app', fx.db, 'allow: [engineering]'), ...targetConfigText('rw', fx.db, 'allow: [engineering]\nmcp: {mode: read-write}')],
+      targets: [...targetConfigText('app', fx.db, 'allow: [engineering]'), ...targetConfigText('rw', fx.db, 'allow: [engineering]\nmcp: {mode: read-write}'), ...targetConfigText('tight', fx.db, 'allow: [engineering]\ntunnel: {maxUpstreamSessions: 1, upstreamQueueTimeout: 0s}')],
     })
     gw = await startGateway({loaded, env})
   })
@@ -90,6 +90,22 @@ describe('remote MCP on the gateway', () => {
     expect(metaUrl).toBe(`${PUBLIC_URL}/.well-known/oauth-protected-resource/mcp/app`)
     const meta = (await (await fetchWithCa(`${base()}${new URL(metaUrl!).pathname}`)).json()) as Record<string, unknown>
     expect(meta).toMatchObject({resource: `${PUBLIC_URL}/mcp/app`, authorization_servers: [p.f.dev.issuer], bearer_methods_supported: ['header']})
+  })
+
+  it('draws an agent\'s database sessions from the target\'s budget (tunnel.maxUpstreamSessions), shared with every session on the gateway', async () => {
+    // Each MCP session has a tunnel of its own; its database sessions must still count against the
+    // target's budget, or an agent opening sessions (up to server.mcp.maxSessions) takes them all.
+    const a = await agent(tokens.alice!, 'tight')
+    const first = await a.call('query', {sql: 'select 1 as one'})
+    if (first.isError) throw new Error(textOf(first))
+    // a keeps its database session between calls: the budget of one is spent.
+    for (const who of ['alice', 'dave']) {
+      const other = await agent(tokens[who]!, 'tight')
+      const refused = await other.call('query', {sql: 'select 2 as two'})
+      expect(refused.isError, who).toBe(true)
+      expect(textOf(refused), who).toMatch(/maxUpstreamSessions/)
+    }
+    await a.client.close()
   })
 
   it('refuses bad tokens and people outside the target with the OAuth error the spec names', async () => {
@@ -165,6 +181,6 @@ describe('server.mcp configuration', () => {
     expect(issue(['mcp: {publicUrl: https://gw.example.com:8443}'])).toMatchObject({line: 3, keyPath: 'server.mcp', message: expect.stringContaining('server.api is not set')})
     expect(issue(['api: 0.0.0.0:8443', 'mcp: {publicUrl: http://gw.example.com/mcp}'])).toMatchObject({line: 4, keyPath: 'server.mcp.publicUrl', message: expect.stringContaining('https:// origin')})
     const ok = parse(['api: 0.0.0.0:8443', 'mcp: {publicUrl: https://gw.example.com:8443}']).config.server!
-    expect(ok.mcp).toEqual({publicUrl: 'https://gw.example.com:8443', allowedOrigins: [], maxSessions: 200})
+    expect(ok.mcp).toEqual({publicUrl: 'https://gw.example.com:8443', allowedOrigins: [], maxSessions: 200, maxSessionsPerPerson: 16})
   })
 })

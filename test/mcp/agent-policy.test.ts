@@ -41,6 +41,16 @@ const WAYS_OUT = [
   'create temp table scratch (i int)',
   'select * into copy_of_notes from notes',
   'prepare transaction $$x$$',
+  // Built-ins whose effects reach other sessions, or write, behind a plain SELECT.
+  "select pg_notify('jobs', 'run')",
+  'select 1 from notes where pg_try_advisory_lock(id)',
+  'select pg_advisory_lock(42)',
+  'select pg_advisory_lock_shared(42)',
+  'select pg_advisory_xact_lock(42)',
+  'select * from (select pg_try_advisory_xact_lock_shared(1, 2)) s',
+  'select pg_advisory_unlock_all()',
+  "select nextval('notes_id_seq')",
+  "select id, setval('notes_id_seq', 1) from notes",
 ]
 
 /** What an agent in read-only mode needs, including what `dbgate mcp` itself sends. */
@@ -56,6 +66,8 @@ const STILL_FINE = [
   'set statement_timeout = 30000',
   'show transaction_read_only',
   'explain select * from notes',
+  "select set_config('statement_timeout', '5000', false)",
+  "select currval('notes_id_seq'), pg_sleep(0), random()",
 ]
 
 describe('read-only agent sessions', () => {

@@ -1,0 +1,104 @@
+import {Client} from '@modelcontextprotocol/sdk/client/index.js'
+import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
+import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import pg from 'pg'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {openTunnel} from '../../src/connect/open.js'
+import {createDbgateMcp, type DbgateMcp} from '../../src/mcp/server.js'
+import {isolatedEnv, loadedConfig} from '../helpers/open.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {textOf} from './helpers.js'
+
+/**
+ * The explain tool (annotated read-only, so clients may run it without asking) shows a plan
+ * without running the statement unless `analyze: true`, and runs only pure reads then. The agent's
+ * text follows `EXPLAIN `, so it must not be able to become EXPLAIN's own options, and a SELECT
+ * that calls a built-in with effects is not a pure read. Here in read-write mode, where policy
+ * itself lets the agent write: only the tool's promise stands between the text and the run.
+ */
+describe('the explain tool runs nothing it was not asked to', () => {
+  let db: UpstreamInfo
+  let mcp: DbgateMcp
+  let explain: (sql: string, analyze?: boolean) => Promise<CallToolResult>
+  let listener: pg.Client
+  const heard: string[] = []
+  const state = async () => withClient(db.url, async (c) => ({
+    rows: (await c.query('select id, body from notes order by id')).rows,
+    seq: (await c.query('select last_value::int as v from notes_id_seq')).rows[0].v as number,
+  }))
+
+  beforeAll(async () => {
+    db = await createTestDatabase('mcpex')
+    await withClient(db.url, (c) => c.query("create table notes (id serial primary key, body text); insert into notes (body) values ('a'), ('b')"))
+    listener = new pg.Client({connectionString: db.url})
+    await listener.connect()
+    listener.on('notification', (n) => heard.push(n.payload ?? ''))
+    await listener.query('listen jobs')
+    const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
+    const loaded = loadedConfig(db, 'mcp:\n  mode: read-write', '', env)
+    mcp = createDbgateMcp({
+      target: loaded.config.targets.app!,
+      version: 'test',
+      openEndpoint: async (agent) => {
+        const opened = await openTunnel({loaded, targetName: 'app', env, agent})
+        const {info} = opened
+        return {
+          clientConfig: () => ({host: info.host, port: info.port, user: info.user, password: info.password, database: info.database, ssl: false}),
+          identity: () => undefined,
+          closed: opened.closed,
+          close: () => opened.close(500),
+        }
+      },
+    })
+    const [serverSide, clientSide] = InMemoryTransport.createLinkedPair()
+    await mcp.server.connect(serverSide)
+    const client = new Client({name: 'explain-test', version: '1'})
+    await client.connect(clientSide)
+    explain = async (sql, analyze) => (await client.callTool({name: 'explain', arguments: {sql, ...(analyze === undefined ? {} : {analyze})}}, undefined, {timeout: 60_000})) as CallToolResult
+  })
+
+  afterAll(async () => {
+    await mcp?.close()
+    await listener?.end()
+  })
+
+  /** Texts that, after `EXPLAIN `, name ANALYZE themselves. */
+  const SMUGGLED = [
+    "(analyze) update notes set body = 'pwned' where id = 1",
+    "(ANALYZE true, COSTS off) update notes set body = 'pwned' where id = 1",
+    "(format json, analyze) delete from notes where id = 2",
+    "analyze update notes set body = 'pwned' where id = 1",
+    "ANALYSE VERBOSE insert into notes (body) values ('pwned')",
+    "analyze select pg_notify('jobs', 'smuggled')",
+    "(analyze false) select pg_notify('jobs', 'smuggled')",
+    "/* plan */ (analyze) select nextval('notes_id_seq')",
+  ]
+
+  it.each(SMUGGLED)('does not run %s without analyze: true', async (sql) => {
+    const before = await state()
+    const r = await explain(sql)
+    expect(r.isError, textOf(r)).toBe(true)
+    await listener.query('select 1')
+    expect(heard).toEqual([])
+    expect(await state()).toEqual(before)
+  })
+
+  it.each(["select nextval('notes_id_seq')", "select pg_notify('jobs', 'analyzed')", "select id, setval('notes_id_seq', 40) from notes", 'select pg_advisory_lock(3)'])('does not take %s for a pure read under analyze: true', async (sql) => {
+    const before = await state()
+    const r = await explain(sql, true)
+    expect(r.isError, textOf(r)).toBe(true)
+    expect(textOf(r)).toMatch(/not a pure read/)
+    await listener.query('select 1')
+    expect(heard).toEqual([])
+    expect(await state()).toEqual(before)
+  })
+
+  it('still explains, and analyzes pure reads', async () => {
+    const plain = await explain("update notes set body = 'x' where id = 1")
+    expect(plain.isError, textOf(plain)).toBeFalsy()
+    const analyzed = await explain('select count(*) from notes', true)
+    expect(analyzed.isError, textOf(analyzed)).toBeFalsy()
+    expect(textOf(analyzed)).toMatch(/actual time/)
+    expect((await state()).rows).toEqual([{id: 1, body: 'a'}, {id: 2, body: 'b'}])
+  })
+})
