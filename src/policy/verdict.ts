@@ -68,33 +68,30 @@ export interface HoldVerdict {
 export type PolicyVerdict = StatementVerdict | HoldVerdict
 
 /** The verdict the tunnel acts on, with the decision it came from for the stages after policy. */
+// Every verdict is written out whole, `judged` included even when undefined: a verdict is made per
+// statement, and objects of one shape keep the stages that read them on V8's fast paths.
 export function decisionToVerdict(decision: Decision, opts: VerdictOptions = {}): PolicyVerdict {
-  const v = verdictOf(decision, opts)
-  return opts.judged ? {...v, judged: opts.judged} : v
-}
-
-function verdictOf(decision: Decision, opts: VerdictOptions): PolicyVerdict {
   if (decision.syntaxError) {
     // Exactly what the server would say, so psql draws its caret and drivers report the position.
     const {message, position} = decision.syntaxError
-    return {action: 'reject', error: {severity: 'ERROR', code: SYNTAX_ERROR_SQLSTATE, message, position: String(position)}, decision, analysis: opts.analysis}
+    return {action: 'reject', error: {severity: 'ERROR', code: SYNTAX_ERROR_SQLSTATE, message, position: String(position)}, decision, analysis: opts.analysis, judged: opts.judged}
   }
   const d = decision.decisive
   if (decision.action === 'deny' && d) {
     const message = `dbgate: statement denied by rule ${d.ruleId}: ${d.reason}`
-    return {action: 'reject', error: fields(message, d, opts, d.hint ?? 'run `dbgate policy check` to see how dbgate reads it'), decision, analysis: opts.analysis}
+    return {action: 'reject', error: fields(message, d, opts, d.hint ?? 'run `dbgate policy check` to see how dbgate reads it'), decision, analysis: opts.analysis, judged: opts.judged}
   }
   if (decision.action === 'require_approval' && d) {
     const reviewers = opts.reviewers ?? []
     const who = reviewers.length > 0 ? `a member of ${reviewers.join(', ')}` : 'a reviewer'
     const message = `dbgate: statement requires approval by ${who} (rule ${d.ruleId}): ${d.reason}`
     const hint = `ask ${who} to approve it with \`dbgate approve\`, then run it again`
-    return {action: 'hold', decision, reviewers, rule: d, error: fields(message, d, opts, hint), analysis: opts.analysis}
+    return {action: 'hold', decision, reviewers, rule: d, error: fields(message, d, opts, hint), analysis: opts.analysis, judged: opts.judged}
   }
-  if (decision.warnings.length === 0) return {action: 'allow', decision, analysis: opts.analysis}
+  if (decision.warnings.length === 0) return {action: 'allow', decision, analysis: opts.analysis, judged: opts.judged}
   const notices: PgNoticeFields[] = decision.warnings.map((w) => {
     const detail = detailFor(w, opts)
     return {severity: 'WARNING', code: WARNING_SQLSTATE, message: `dbgate: ${w.reason} (rule ${w.ruleId})`, ...(detail ? {detail} : {})}
   })
-  return notices.length > 0 ? {action: 'allow', notices, decision, analysis: opts.analysis} : {action: 'allow', decision, analysis: opts.analysis}
+  return notices.length > 0 ? {action: 'allow', notices, decision, analysis: opts.analysis, judged: opts.judged} : {action: 'allow', decision, analysis: opts.analysis, judged: opts.judged}
 }
