@@ -3,6 +3,10 @@ import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
 import {StdioClientTransport} from '@modelcontextprotocol/sdk/client/stdio.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import {openTunnel} from '../../src/connect/open.js'
+import type {LoadedConfig} from '../../src/config/types.js'
+import type {AgentInfo} from '../../src/identity/types.js'
+import type {SqlEndpoint} from '../../src/mcp/endpoint.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import type {UpstreamInfo} from '../helpers/pg.js'
 
@@ -53,4 +57,18 @@ export async function startAgent(target: string, env: NodeJS.ProcessEnv, info = 
 
 export function textOf(r: CallToolResult): string {
   return r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')
+}
+
+/** An MCP server's endpoint: a real tunnel to target `app` of `loaded`, opened for each agent session. */
+export function tunnelEndpoint(loaded: LoadedConfig, env: NodeJS.ProcessEnv): (agent?: AgentInfo) => Promise<SqlEndpoint> {
+  return async (agent) => {
+    const opened = await openTunnel({loaded, targetName: 'app', env, agent})
+    const {info} = opened
+    return {
+      clientConfig: () => ({host: info.host, port: info.port, user: info.user, password: info.password, database: info.database, ssl: false}),
+      identity: () => undefined,
+      closed: opened.closed,
+      close: () => opened.close(500),
+    }
+  }
 }

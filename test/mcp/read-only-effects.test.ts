@@ -3,11 +3,10 @@ import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {openTunnel} from '../../src/connect/open.js'
 import {createDbgateMcp, type DbgateMcp} from '../../src/mcp/server.js'
 import {isolatedEnv, loadedConfig} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {textOf} from './helpers.js'
+import {textOf, tunnelEndpoint} from './helpers.js'
 
 /**
  * A read-only agent's SELECT may call nothing whose effect reaches past its own result: built-ins
@@ -38,16 +37,7 @@ describe('read-only agents: built-ins with effects beyond reading', () => {
     mcp = createDbgateMcp({
       target: loaded.config.targets.app!,
       version: 'test',
-      openEndpoint: async (agent) => {
-        const opened = await openTunnel({loaded, targetName: 'app', env, agent})
-        const {info} = opened
-        return {
-          clientConfig: () => ({host: info.host, port: info.port, user: info.user, password: info.password, database: info.database, ssl: false}),
-          identity: () => undefined,
-          closed: opened.closed,
-          close: () => opened.close(500),
-        }
-      },
+      openEndpoint: tunnelEndpoint(loaded, env),
     })
     const [serverSide, clientSide] = InMemoryTransport.createLinkedPair()
     await mcp.server.connect(serverSide)

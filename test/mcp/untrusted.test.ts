@@ -2,12 +2,11 @@ import {Client} from '@modelcontextprotocol/sdk/client/index.js'
 import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {openTunnel} from '../../src/connect/open.js'
 import type {SqlEndpoint} from '../../src/mcp/endpoint.js'
 import {createDbgateMcp, type DbgateMcp} from '../../src/mcp/server.js'
 import {isolatedEnv, loadedConfig} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {textOf} from './helpers.js'
+import {textOf, tunnelEndpoint} from './helpers.js'
 
 /** What a hostile database writer plants; it must never reach the agent outside an untrusted-data block. */
 const MARK = 'INJECTED-7c1e'
@@ -82,16 +81,7 @@ describe('untrusted database content in MCP results', () => {
   const tunnelAgent = () => {
     const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
     const loaded = loadedConfig(db, '', '', env)
-    return agentOn(async (agent): Promise<SqlEndpoint> => {
-      const opened = await openTunnel({loaded, targetName: 'app', env, agent})
-      const {info} = opened
-      return {
-        clientConfig: () => ({host: info.host, port: info.port, user: info.user, password: info.password, database: info.database, ssl: false}),
-        identity: () => undefined,
-        closed: opened.closed,
-        close: () => opened.close(500),
-      }
-    })
+    return agentOn(tunnelEndpoint(loaded, env))
   }
 
   /**
