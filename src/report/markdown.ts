@@ -6,11 +6,12 @@ const LIST_CAP = 50
 
 /** A table cell: one line, no pipes or markup that would break the table or inject HTML. */
 export function mdCell(s: string | number | undefined): string {
-  // Every ASCII punctuation mark Markdown acts on (links, images, emphasis, code, entities, HTML) is
-  // escaped, so recorded text (a reason, a name from the IdP) stays text; bidi and zero-width
-  // characters are written as visible escapes.
+  // The marks that open Markdown's links and images (`[`), emphasis, code, strikethrough, entities,
+  // HTML and table cells are escaped, so recorded text (a reason, a name from the IdP) stays text;
+  // bidi and zero-width characters are written as visible escapes. `(`, `!` and `#` act on nothing
+  // once `[` is escaped and a cell never starts a line, and stay readable: `agent 1.0 (MCP)`.
   return visible(String(s ?? '').replace(/\s+/g, ' '))
-    .replace(/[\\`*_[\](){}!#~|&]/g, (c) => `\\${c}`)
+    .replace(/[\\`*_[\]~|&]/g, (c) => `\\${c}`)
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')
     .trim()
