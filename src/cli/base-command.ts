@@ -15,7 +15,7 @@ export abstract class DbgateCommand extends Command {
     if (!colorEnabled(process.stdout)) chalk.level = 0
   }
 
-  /** `--json` output: oclif's, with control, bidi and invisible characters written as `\uXXXX` escapes (src/util/visible.ts). */
+  /** `--json` output: oclif's, with control, bidi and invisible characters written as `\u` escapes of four hex digits (src/util/visible.ts). */
   override logJson(json: unknown): void {
     ux.stdout(ux.colorizeJson(jsonText(json), {pretty: false, theme: this.config.theme?.json}))
   }

@@ -45,7 +45,7 @@ export function visibleDeep<T>(value: T): T {
 }
 
 /**
- * `JSON.stringify(value, undefined, 2)` with the characters `visible` escapes written as `\uXXXX`
+ * `JSON.stringify(value, undefined, 2)` with the characters `visible` escapes written as `\u` and four hex digits
  * escapes: the same document to a parser, and nothing a terminal acts on or hides when a person
  * reads `--json` output (JSON.stringify leaves C1 controls, bidi and zero-width characters raw).
  */
