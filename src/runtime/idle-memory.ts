@@ -48,9 +48,9 @@ export interface IdleMemoryPolicy {
  *   recordings every 5 s (3–12 % of one second, measured), so one tick may be busy. Traffic is a
  *   tick over 25 %, or the six-second mean over 5 % (a few hundred statements a second);
  * - three attempts at most, six quiet seconds apart, the later two only while the young generation
- *   is still grown (the collections shrink it only when V8's own allocation rate is low, which a
- *   collection inside the quiet spell, or housekeeping, can spoil); then nothing until there has
- *   been traffic again;
+ *   is still grown after the one before (the collections shrink it only when V8's own allocation
+ *   rate is low, which a collection inside the quiet spell, or housekeeping, can spoil); then
+ *   nothing until there has been traffic again;
  * - "something to give back": the young generation 2 MB above its floor, or the heap committed
  *   16 MB and 50 % above what it uses: below that a full collection's pause buys little.
  */
@@ -130,6 +130,17 @@ export function nextIdleStep(state: IdleState, utilization: number, heap: HeapRe
   const worth = newSpaceGrown(heap, next, policy) || (next.attempts === 0 && heapSlack(heap, policy))
   if (!worth) return {state: next, release: false}
   return {state: {...next, attempts: next.attempts + 1, sinceAttempt: 0}, release: true}
+}
+
+/**
+ * The state once a release has run, given the heap read right after its collections. A release that
+ * left the young generation at its floor ends the quiet spell's attempts: V8 may grow it a step again
+ * without traffic (a few MB, measured under load), and another full collection of a large heap for
+ * that would be a pause of a hundred milliseconds or more for almost nothing. The retries are for a
+ * release that did not shrink it.
+ */
+export function afterRelease(state: IdleState, after: HeapReading, policy: IdleMemoryPolicy = IDLE_MEMORY_POLICY): IdleState {
+  return newSpaceGrown(after, state, policy) ? state : {...state, attempts: Math.max(state.attempts, policy.maxAttempts)}
 }
 
 /** How long after a release its RSS is read (V8 unmaps pages on a background thread). */
@@ -269,6 +280,7 @@ export function startIdleMemoryRelease(options: IdleMemoryOptions = {}): IdleMem
     state = step.state
     if (!step.release) return
     const release = releaseNow()
+    state = afterRelease(state, release.after, policy)
     // The collections themselves are not traffic: the next tick starts after them.
     last = performance.eventLoopUtilization()
     // V8 unmaps the pages on a background thread: RSS is read again once that is done.
