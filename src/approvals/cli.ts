@@ -8,6 +8,7 @@ import type {LoadedConfig} from '../config/types.js'
 import {identityConfigFrom} from '../identity/cli.js'
 import {getIdentity} from '../identity/session.js'
 import {openTokenStore} from '../identity/token-store.js'
+import {cachedFor} from '../util/cached-for.js'
 import {requestRow, type RequestRow} from './format.js'
 import {reviewerFromSession, type ReviewContext} from './review.js'
 import type {RequestView} from './types.js'
@@ -16,8 +17,12 @@ import type {RequestView} from './types.js'
 export async function reviewContextFrom(loaded: LoadedConfig, env: NodeJS.ProcessEnv, warn: (m: string) => void): Promise<ReviewContext & {bucket: Bucket}> {
   const config = await identityConfigFrom(loaded, env)
   const session = await getIdentity(config, {env, warn, store: openTokenStore({env, warn})})
-  return {bucket: openBucket(loaded.config.bucket), config: loaded.config, reviewer: reviewerFromSession(session)}
+  const gw = loaded.config.gateway
+  return {bucket: openBucket(loaded.config.bucket), config: loaded.config, reviewer: reviewerFromSession(session), ...(gw ? {gatewayCertificate: cachedFor(CERTIFICATE_TTL_MS, async () => (await import('../gateway/client.js')).gatewayCertificate(gw))} : {})}
 }
+
+/** How long a long-running `dbgate approve` reuses the gateway's certificate before asking again. */
+const CERTIFICATE_TTL_MS = 60_000
 
 export const REQUEST_COLUMNS: Column<RequestRow>[] = [
   {header: 'ID', value: (r) => r.id},

@@ -6,6 +6,7 @@ export const APPROVAL_NOT_A_REVIEWER = 'APPROVAL_NOT_A_REVIEWER'
 export const APPROVAL_SELF = 'APPROVAL_SELF'
 export const APPROVAL_BAD_INPUT = 'APPROVAL_BAD_INPUT'
 export const APPROVAL_NO_FRESH_TOKEN = 'APPROVAL_NO_FRESH_TOKEN'
+export const APPROVAL_UNTRUSTED_REQUEST = 'APPROVAL_UNTRUSTED_REQUEST'
 
 export type ApprovalErrorCode =
   | typeof APPROVAL_NOT_FOUND
@@ -15,6 +16,7 @@ export type ApprovalErrorCode =
   | typeof APPROVAL_SELF
   | typeof APPROVAL_BAD_INPUT
   | typeof APPROVAL_NO_FRESH_TOKEN
+  | typeof APPROVAL_UNTRUSTED_REQUEST
 
 export class ApprovalError extends Error {
   override readonly name = 'ApprovalError'

@@ -20,8 +20,9 @@ import {oneLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {visible} from '../util/visible.js'
 import {moveAside, newApprovalId, pollDecision, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
-import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement} from './types.js'
+import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement, GatewaySignature} from './types.js'
 import type {VerifiedDecision} from './verify.js'
+import type {UnsignedRequest} from './gateway-signature.js'
 import {notifyWebhook, slackCode} from './webhook.js'
 
 export type Log = (level: 'info' | 'warn' | 'error', message: string) => void
@@ -48,6 +49,8 @@ export interface ApprovalGateOptions {
   fetch?: typeof fetch
   /** The AI agent behind every session of this tunnel, shown to reviewers. */
   agent?: AgentInfo
+  /** A gateway signs each request it files, so its reviewers seal their tokens only to it (gateway-signature.ts). */
+  signRequest?: (request: UnsignedRequest) => GatewaySignature
 }
 
 interface LiveWindow {
@@ -155,7 +158,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const key = generateSealKey()
     // Already analysed by policy moments ago, so this is a cache hit.
     const texts = sharedAnalysisCache.analyze(sql, {maxStatementSize: opts.target.tunnel.maxStatementSize}).statements
-    const request: ApprovalRequest = {
+    const unsigned: UnsignedRequest = {
       v: 1,
       id: newApprovalId(),
       target: opts.target.name,
@@ -177,6 +180,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       recent: (recent.get(ctx.sessionId) ?? []).map(({startedAt, ...r}) => ({...r, at: startedAt.toISOString()})),
       ...(opts.agent ? {agent: {...opts.agent}} : {}),
     }
+    const request: ApprovalRequest = opts.signRequest ? {...unsigned, gatewaySignature: opts.signRequest(unsigned)} : unsigned
     const id = request.id
     // The decision's checker (reviewers' tokens: jose, the IdP's keys) loads with the first request
     // filed, not with every tunnel. If it cannot load, no request is filed and the statement is refused.

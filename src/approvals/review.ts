@@ -4,6 +4,7 @@
  * learns at once why they cannot decide, instead of the tunnel refusing silently later.
  */
 import {visibleDeep} from '../util/visible.js'
+import type {X509Certificate} from 'node:crypto'
 import {decodeJwt} from 'jose'
 import type {Bucket} from '../bucket/index.js'
 import type {DbgateConfig} from '../config/types.js'
@@ -17,10 +18,12 @@ import {
   APPROVAL_NOT_FOUND,
   APPROVAL_NOT_PENDING,
   APPROVAL_SELF,
+  APPROVAL_UNTRUSTED_REQUEST,
   ApprovalError,
 } from './errors.js'
 import {shortDuration} from './format.js'
 import {seal} from './seal.js'
+import {checkGatewaySignature} from './gateway-signature.js'
 import {isApprovalId, listRequests, readDecision, readOutcome, readRequest, requestDigest, stateOf, writeDecision} from './store.js'
 import type {ApprovalDecision, ApprovalRequest, DecisionAction, RequestView, SealedDecision} from './types.js'
 import {requesterLabel} from './types.js'
@@ -60,7 +63,33 @@ export interface ReviewContext {
   bucket: Bucket
   config: DbgateConfig
   reviewer: Reviewer
+  /**
+   * The certificate the configured gateway presents (verify-full): required when the configuration
+   * names a gateway, since a token is sealed only to a seal key that certificate's key signed.
+   */
+  gatewayCertificate?: () => Promise<X509Certificate>
   now?: () => Date
+}
+
+/**
+ * Refuses, before any token is renewed or sealed, a request that the reviewer's gateway did not
+ * file and sign as it reads now (gateway-signature.ts). A configuration with targets of its own (local mode) has no gateway to ask: the
+ * requester's tunnel holds the seal key there (docs/approvals.md, "Trust model").
+ */
+async function trustRequest(ctx: ReviewContext, request: ApprovalRequest): Promise<void> {
+  if (!ctx.config.gateway) return
+  if (!ctx.gatewayCertificate) throw new ApprovalError(APPROVAL_UNTRUSTED_REQUEST, `Cannot check that your gateway filed ${request.id}, so your sign-in is not sealed to it.`, 'Decide it with `dbgate approve`, which asks the gateway named in dbgate.yaml.')
+  const check = checkGatewaySignature(request, await ctx.gatewayCertificate())
+  if (check.ok) return
+  const shown = visibleDeep(request)
+  const gw = `${ctx.config.gateway.address.host}:${ctx.config.gateway.address.port}`
+  throw new ApprovalError(
+    APPROVAL_UNTRUSTED_REQUEST,
+    `${shown.id} was not filed by your gateway ${gw}: ${check.problem}. Deciding it, either way, would seal your sign-in token to a key its writer may hold, so nothing was sent.`,
+    check.why === 'other-certificate'
+      ? `If the gateway's certificate was replaced since ${shown.createdAt}, ask ${requesterLabel(shown.requester)} to run the statement again; replicas behind one address must present the same certificate. Otherwise report ${shown.id} to your security team as a planted request.`
+      : `Do not decide it by other means. Report ${shown.id} to your security team: someone who can write the bucket's approvals/ planted it, and the requester it names (${requesterLabel(shown.requester)}) may not be who wrote it.`,
+  )
 }
 
 export type ReviewRight = {ok: true} | {ok: false; code: typeof APPROVAL_NOT_A_REVIEWER | typeof APPROVAL_SELF; message: string; nextStep?: string}
@@ -96,10 +125,29 @@ export interface ListForReviewerOptions {
   onInvalid?: (message: string) => void
 }
 
-/** Requests on targets this reviewer may review, newest first; their own are left out (they cannot decide them). */
+/**
+ * Requests on targets this reviewer may review, newest first; their own are left out (they cannot
+ * decide them), and so, through a gateway, are pending requests it did not file, each named in a
+ * warning (`onInvalid`). Should the gateway not answer, everything is listed with a warning:
+ * deciding asks it again and refuses what it did not file.
+ */
 export async function listForReviewer(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
   const views = await listRequests(ctx.bucket, {now: ctx.now?.(), onInvalid: opts.onInvalid})
-  return views.filter((v) => mayReview(ctx.config, ctx.reviewer.identity, v.request).ok && (opts.all || v.state === 'pending'))
+  const mine = views.filter((v) => mayReview(ctx.config, ctx.reviewer.identity, v.request).ok && (opts.all || v.state === 'pending'))
+  if (!ctx.config.gateway || !ctx.gatewayCertificate || !mine.some((v) => v.state === 'pending')) return mine
+  let cert: X509Certificate
+  try {
+    cert = await ctx.gatewayCertificate()
+  } catch (e) {
+    opts.onInvalid?.(`could not ask your gateway which requests it filed (${(e as Error).message}); deciding one checks again`)
+    return mine
+  }
+  return mine.filter((v) => {
+    if (v.state !== 'pending') return true
+    const check = checkGatewaySignature(v.request, cert)
+    if (!check.ok) opts.onInvalid?.(`${visibleDeep(v.request.id)} (requester: ${requesterLabel(visibleDeep(v.request.requester))}) left out: your gateway did not file it (${check.problem}); report it to your security team`)
+    return check.ok
+  })
 }
 
 /** Requests this person made (their own are never in their review list), newest first. */
@@ -168,6 +216,7 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
 
   const first = mayReview(ctx.config, ctx.reviewer.identity, request)
   if (!first.ok) throw new ApprovalError(first.code, first.message, first.nextStep)
+  await trustRequest(ctx, request)
   const {identity, token} = await ctx.reviewer.freshToken(new Date(request.createdAt))
   // Groups come from the token just issued: they may have changed since the last sign-in.
   const right = mayReview(ctx.config, identity, request)

@@ -62,12 +62,15 @@ export const ApprovalRequestSchema = z.object({
    * memory. Reviewers seal their proof of identity to it, so only that tunnel can read it.
    */
   sealKey: z.string(),
+  /** The filing gateway's signature over the rest of the request (gateway-signature.ts); absent from a local tunnel's. */
+  gatewaySignature: z.object({alg: z.string(), cert: z.string(), signature: z.string()}).optional(),
   host: z.string(),
   recent: z.array(RecentStatementSchema),
   /** The AI agent that sent the statement for `requester` (`dbgate mcp`), as it named itself. */
   agent: z.object({client: z.literal('mcp'), name: z.string(), version: z.string().optional()}).optional(),
 })
 export type ApprovalRequest = z.infer<typeof ApprovalRequestSchema>
+export type GatewaySignature = NonNullable<ApprovalRequest['gatewaySignature']>
 
 /** How a held statement ended, as the statement's recording names it. */
 export type ApprovalOutcomeDecision = 'approved' | 'approval_denied' | 'approval_timeout' | 'approval_withdrawn'

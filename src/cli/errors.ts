@@ -63,6 +63,7 @@ export const ERROR_KINDS: Readonly<Record<string, Kind>> = {
   APPROVAL_NOT_FOUND: failure,
   APPROVAL_NOT_PENDING: failure,
   APPROVAL_ALREADY_DECIDED: failure,
+  APPROVAL_UNTRUSTED_REQUEST: failure,
   // Central policy (src/policy/published.ts)
   POLICY_SIGNATURE_INVALID: {exit: EXIT_FAILURE, doing: 'refusing to open the tunnel', next: 'Ask the policy admins to publish the policy again (dbgate policy publish), or check who can write the bucket.'},
   POLICY_UNKNOWN_KEY: {exit: EXIT_FAILURE, doing: 'refusing to open the tunnel', next: 'Ask the policy admins to publish the policy again (dbgate policy publish), or check who can write the bucket.'},

@@ -5,6 +5,7 @@
  */
 import {ApprovalError} from '../approvals/errors.js'
 import {decide, listForReviewer, reviewerFromSession, type ReviewContext} from '../approvals/review.js'
+import {gatewayCertificate} from '../gateway/client.js'
 import {openBucket} from '../bucket/index.js'
 import {loadConfig} from '../config/load.js'
 import {identityConfigFrom} from '../identity/cli.js'
@@ -54,7 +55,8 @@ export function coreApprovals(configPath: string): DemoApprovals {
   const context = async (p: DemoPerson): Promise<ReviewContext> => {
     const loaded = await loadConfig({configPath})
     const session = await getIdentity(await identityConfigFrom(loaded, p.env), {env: p.env, store: openTokenStore({env: p.env})})
-    return {bucket: openBucket(loaded.config.bucket), config: loaded.config, reviewer: reviewerFromSession(session)}
+    const gw = loaded.config.gateway
+    return {bucket: openBucket(loaded.config.bucket), config: loaded.config, reviewer: reviewerFromSession(session), ...(gw ? {gatewayCertificate: () => gatewayCertificate(gw)} : {})}
   }
   return {
     via: 'the approvals core',

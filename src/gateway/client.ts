@@ -7,6 +7,7 @@
  * The local process enforces nothing that matters: it holds no database credentials and runs no
  * policy, masking or recording. The gateway does all of it, for this person, on its side.
  */
+import type {X509Certificate} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import https from 'node:https'
 import {DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_APPROVAL_EXPIRY_MS} from '../config/schema.js'
@@ -17,7 +18,7 @@ import {identityConfigFrom} from '../identity/cli.js'
 import {getIdentity} from '../identity/session.js'
 import {identityLabel} from '../identity/types.js'
 import {Tunnel} from '../proxy/tunnel.js'
-import {connectUpstream, UpstreamError, type UpstreamTarget} from '../proxy/upstream.js'
+import {connectUpstream, presentedCertificate, UpstreamError, type UpstreamTarget} from '../proxy/upstream.js'
 import {serialize} from 'pg-protocol'
 import type {TargetsResponse} from './api.js'
 
@@ -144,6 +145,22 @@ export async function openViaGateway(opts: OpenTunnelOptions, gw: GatewayClientC
     identity.stop()
     throw error
   }
+}
+
+/**
+ * The certificate the gateway presents on its PostgreSQL port, verified as `dbgate connect` verifies
+ * it (verify-full against gateway.ca): reviewers check the signatures of the approval requests it files against it
+ * (src/approvals/gateway-signature.ts).
+ */
+export async function gatewayCertificate(gw: GatewayClientConfig): Promise<X509Certificate> {
+  const ca = gw.ca ? await readFile(gw.ca, 'utf8') : undefined
+  const target: UpstreamTarget = {host: gw.address.host, port: gw.address.port, database: '', user: '', tls: 'verify-full', ...(ca ? {tlsCa: ca} : {}), connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS}
+  return presentedCertificate(target).catch((error: Error) => {
+    throw new GatewayRefusedError(
+      `could not reach the gateway ${at(gw)} to check which requests it filed: ${error.message}`,
+      /certificate|self.signed|verify/i.test(error.message) ? "Check gateway.ca in dbgate.yaml: it must name the CA that signed the gateway's certificate." : 'Check gateway.address in dbgate.yaml and that the gateway is running.',
+    )
+  })
 }
 
 /** `dbgate targets` of a gateway's client: the targets the gateway lets this identity use. */

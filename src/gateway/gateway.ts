@@ -3,6 +3,7 @@
  * credentials, verifies each person's SSO token (sent as the password, over TLS), runs policy,
  * approvals, masking and recording per (target, identity), and signs the recordings with its own key.
  */
+import {createPrivateKey, X509Certificate, type KeyObject} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import tls from 'node:tls'
@@ -28,9 +29,11 @@ import {formatDuration} from '../config/units.js'
 import {keyDir, userDir} from '../util/paths.js'
 import {startGatewayApi, type GatewayApi} from './api.js'
 import type {GatewayGauges, GatewayObserver, ReadinessCheck, StatementDecision} from './observer.js'
-import {bucketCheck, cachedFor, spoolBacklogBytes, upstreamChecks} from './health.js'
+import {bucketCheck, spoolBacklogBytes, upstreamChecks} from './health.js'
+import {cachedFor} from '../util/cached-for.js'
 import {loadConfig} from '../config/load.js'
 import {listRequests} from '../approvals/store.js'
+import {signRequest, type UnsignedRequest} from '../approvals/gateway-signature.js'
 import {shipPending} from '../audit/shipper.js'
 import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'
@@ -97,17 +100,29 @@ export interface RunningGateway {
 }
 
 /** The secure context of the files now on disk. TLS 1.2 at least: the token travels inside. */
-export async function loadTlsContext(files: {cert: string; key: string}): Promise<tls.SecureContext> {
+/** The gateway's TLS identity: what it serves, and the key and certificate it signs approval requests' seal keys with. */
+export interface TlsIdentity {
+  context: tls.SecureContext
+  key: KeyObject
+  /** The leaf: the first certificate of the chain. */
+  cert: X509Certificate
+}
+
+export async function loadTlsIdentity(files: {cert: string; key: string}): Promise<TlsIdentity> {
   const read = (key: 'cert' | 'key') =>
     readFile(files[key]).catch((e: NodeJS.ErrnoException) => {
       throw new GatewayConfigError(`cannot read server.tls.${key} (${files[key]}): ${e.code === 'ENOENT' ? 'no such file' : e.message}`, `point server.tls.${key} at the PEM ${key === 'cert' ? 'certificate chain' : 'private key'} the gateway serves, readable by the user it runs as`)
     })
   const [cert, key] = await Promise.all([read('cert'), read('key')])
   try {
-    return tls.createSecureContext({cert, key, minVersion: 'TLSv1.2'})
+    return {context: tls.createSecureContext({cert, key, minVersion: 'TLSv1.2'}), key: createPrivateKey(key), cert: new X509Certificate(cert)}
   } catch (e) {
     throw new GatewayConfigError(`server.tls.cert (${files.cert}) and server.tls.key (${files.key}) do not make a usable TLS identity: ${(e as Error).message}`, 'check that both are PEM and that the key belongs to the certificate')
   }
+}
+
+export async function loadTlsContext(files: {cert: string; key: string}): Promise<tls.SecureContext> {
+  return (await loadTlsIdentity(files)).context
 }
 
 interface ServedTarget {
@@ -169,7 +184,9 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     onError: (e) => log('warn', `shipping recordings: ${e.message} (will retry)`),
   })
 
-  let tlsContext = await loadTlsContext(settings.tls)
+  let tlsIdentity = await loadTlsIdentity(settings.tls)
+  // Signed with the key of the certificate reviewers verify this gateway by, current at filing time.
+  const signApprovalRequest = (request: UnsignedRequest) => signRequest(tlsIdentity, request)
   /** The targets as configured now, each with its policy resolved (published in the bucket, or local). */
   const serveTargets = async (configured: Record<string, TargetConfig>, gates?: Map<string, ServedTarget>): Promise<Map<string, ServedTarget>> => {
     const out = new Map<string, ServedTarget>()
@@ -195,7 +212,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const pipelines = new PipelineCache(
     (name, identity) => {
       const t = targets.get(name)!
-      return buildTunnelHooks({config, target: t.config, identity, env, log, policy: t.policy, upstream: t.upstream})
+      return buildTunnelHooks({config, target: t.config, identity, env, log, policy: t.policy, upstream: t.upstream, signApprovalRequest})
     },
     settings.pipelineIdleMs,
     log,
@@ -264,7 +281,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
 
   const server = new GatewayServer({
     listen: settings.listen,
-    secureContext: () => tlsContext,
+    secureContext: () => tlsIdentity.context,
     authenticate,
     observer,
     log,
@@ -288,6 +305,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
           env,
           observer,
           observe: (hooks, target) => observed(hooks, target, observer),
+          signApprovalRequest,
           now: opts.now,
           log,
         })
@@ -330,7 +348,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       return pipelines.size
     },
     async reloadTls() {
-      tlsContext = await loadTlsContext(settings.tls)
+      tlsIdentity = await loadTlsIdentity(settings.tls)
       await api?.reloadTls()
     },
     reload() {
@@ -339,14 +357,14 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         const next = await reloadConfig()
         const nextSettings = next.config.server
         if (!nextSettings) throw new GatewayConfigError(`${next.path} no longer has a server section`, 'restore the server section')
-        const nextTls = await loadTlsContext(nextSettings.tls)
+        const nextTls = await loadTlsIdentity(nextSettings.tls)
         const nextTargets = await serveTargets(next.config.targets, targets)
         const unchanged = ['listen', 'api', 'stateDir', 'name', 'ops'] as const
         for (const k of unchanged) {
           if (JSON.stringify(nextSettings[k]) !== JSON.stringify(settings[k])) log('warn', `reload: server.${k} changed; it takes effect at the next start`)
         }
         if (JSON.stringify(next.config.identity) !== JSON.stringify(loaded.config.identity)) log('warn', 'reload: the identity section changed; it takes effect at the next start')
-        tlsContext = nextTls
+        tlsIdentity = nextTls
         Object.assign(settings.tls, nextSettings.tls)
         await api?.reloadTls()
         targets = nextTargets

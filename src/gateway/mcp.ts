@@ -13,6 +13,8 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import type {DbgateConfig, GatewayMcpConfig, TargetConfig} from '../config/types.js'
 import {buildTunnelHooks} from '../pipeline/index.js'
+import type {GatewaySignature} from '../approvals/types.js'
+import type {UnsignedRequest} from '../approvals/gateway-signature.js'
 import {identityApplicationName} from '../connect/identity.js'
 import {dbgateVersion} from '../connect/recording.js'
 import type {IdentityConfig} from '../identity/config.js'
@@ -39,6 +41,8 @@ export interface GatewayMcpOptions {
   observer?: GatewayObserver
   /** Wraps a session's hooks so the gateway's metrics count them like any other session's. */
   observe: (hooks: ProxyHooks, target: string) => ProxyHooks
+  /** Signs the approval requests it files, as for the gateway's other sessions (src/approvals/gateway-signature.ts). */
+  signApprovalRequest?: (request: UnsignedRequest) => GatewaySignature
   now?: () => Date
   log: (level: 'info' | 'warn' | 'error', message: string) => void
 }
@@ -63,7 +67,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
   const openEndpoint = async ({identity, target, agent}: OpenRemoteEndpoint): Promise<SqlEndpoint> => {
     const served = opts.served(target.name)
     if (!served) throw new Error(`the gateway no longer serves target ${target.name}`)
-    const hooks = await buildTunnelHooks({config: opts.config, target, identity, env: opts.env, log: opts.log, policy: served.policy, upstream: served.upstream, agent})
+    const hooks = await buildTunnelHooks({config: opts.config, target, identity, env: opts.env, log: opts.log, policy: served.policy, upstream: served.upstream, agent, signApprovalRequest: opts.signApprovalRequest})
     const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gateway-mcp-'))
     const tunnel = new Tunnel({
       target: served.upstream,

@@ -25,6 +25,7 @@ export function approvalsStage(ctx: TunnelHooksContext, who: IdentityStage, reco
     announce: ctx.announce,
     pollMs: ctx.approvalPollMs,
     agent: who.agent,
+    signRequest: ctx.signApprovalRequest,
   })
   return {
     name: 'approvals',

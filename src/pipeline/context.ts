@@ -1,3 +1,5 @@
+import type {GatewaySignature} from '../approvals/types.js'
+import type {UnsignedRequest} from '../approvals/gateway-signature.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import type {ClosableCatalogQuery} from '../masking/index.js'
@@ -36,6 +38,8 @@ export interface TunnelHooksContext {
    * sessions are recorded as the agent's, and in `mcp.mode: read-only` (the default) only reads run.
    */
   agent?: AgentInfo
+  /** On a gateway: signs each approval request it files with its TLS key (src/approvals/gateway-signature.ts). */
+  signApprovalRequest?: (request: UnsignedRequest) => GatewaySignature
 }
 
 export type PipelineLog = NonNullable<TunnelHooksContext['log']>

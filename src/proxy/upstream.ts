@@ -1,3 +1,4 @@
+import type {X509Certificate} from 'node:crypto'
 import net from 'node:net'
 import tls from 'node:tls'
 import {Backend} from '../wire/codes.js'
@@ -253,6 +254,27 @@ async function negotiateTls(socket: net.Socket, target: UpstreamTarget, reader?:
   })
   secure.setNoDelay(true)
   return {socket: secure, encrypted: true}
+}
+
+/**
+ * The certificate a PostgreSQL-protocol server presents over verify-full TLS (against `target.tlsCa`
+ * and `target.host`), with no startup sent: how a gateway's client learns who holds the key the
+ * gateway signs with. The connection is closed at once.
+ */
+export async function presentedCertificate(target: UpstreamTarget): Promise<X509Certificate> {
+  const tcp = await connectTcp(target)
+  const timeoutMs = target.connectTimeoutMs ?? 10_000
+  const deadline = setTimeout(() => tcp.destroy(new Error(`timed out after ${timeoutMs} ms waiting for ${target.host}:${target.port} to complete TLS`)), timeoutMs)
+  try {
+    const {socket} = await negotiateTls(tcp, {...target, tls: 'verify-full'})
+    const cert = (socket as tls.TLSSocket).getPeerX509Certificate()
+    socket.destroy()
+    if (!cert) throw new UpstreamError(`${target.host}:${target.port} presented no certificate`, '08006')
+    return cert
+  } finally {
+    clearTimeout(deadline)
+    tcp.destroy()
+  }
 }
 
 /**

@@ -126,8 +126,11 @@ function keyUsage(bitNumbers: number[]): Buffer {
 
 const KEY_USAGE = {digitalSignature: 0, keyCertSign: 5, cRLSign: 6}
 
-function newKey(): {privateKey: KeyObject; spki: Buffer; keyId: Buffer} {
-  const {privateKey, publicKey} = generateKeyPairSync('ec', {namedCurve: 'P-256'})
+/** The key a server certificate certifies: P-256 by default; RSA and Ed25519 for what other CAs issue. */
+export type ServerKeyType = 'ec' | 'rsa' | 'ed25519'
+
+function newKey(type: ServerKeyType = 'ec'): {privateKey: KeyObject; spki: Buffer; keyId: Buffer} {
+  const {privateKey, publicKey} = type === 'rsa' ? generateKeyPairSync('rsa', {modulusLength: 2048}) : type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', {namedCurve: 'P-256'})
   const spki = publicKey.export({type: 'spki', format: 'der'})
   // RFC 5280 4.2.1.2 method 1 reads the SHA-1 of the subjectPublicKey bits; any stable digest serves.
   return {privateKey, spki, keyId: createHash('sha1').update(spki).digest()}
@@ -174,9 +177,9 @@ export function createCertificateAuthority(commonName: string, opts: ValidityOpt
 }
 
 /** A server certificate signed by `ca` for the given DNS names and IP addresses; the first names it. */
-export function issueServerCertificate(ca: CertificateAuthority, hosts: readonly string[], opts: ValidityOptions = {}): PemPair {
+export function issueServerCertificate(ca: CertificateAuthority, hosts: readonly string[], opts: ValidityOptions & {keyType?: ServerKeyType} = {}): PemPair {
   if (hosts.length === 0) throw new Error('a server certificate needs at least one host name or IP address')
-  const k = newKey()
+  const k = newKey(opts.keyType)
   const cert = certificate({
     ...opts,
     subject: hosts[0]!,

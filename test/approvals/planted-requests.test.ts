@@ -1,0 +1,137 @@
+/**
+ * A planted request must not earn its writer a reviewer's sign-in token.
+ *
+ * The attack (found in the red-team round of stop 27): someone who can write the bucket's
+ * `approvals/` files a request with harmless SQL and a seal key of their own, or copies a genuine
+ * request and swaps its seal key. A reviewer who decides it (approve or deny) renews their token and
+ * seals it to that key: the writer opens the box and holds a fresh bearer token of the reviewer's.
+ *
+ * Here: a real gateway (in-process) with a real IdP, alice's real held statement, and bob deciding
+ * with the real `dbgate` CLI and a configuration that names only the gateway. Every planted request
+ * is refused before a token is renewed or sealed (no decision reaches the bucket), left out of his
+ * list with a warning naming it, and the genuine one still goes through.
+ */
+import {createPrivateKey, X509Certificate} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {generateSealKey} from '../../src/approvals/seal.js'
+import {decisionKey, requestKey} from '../../src/approvals/store.js'
+import type {ApprovalRequest} from '../../src/approvals/types.js'
+import {signRequest} from '../../src/approvals/gateway-signature.js'
+import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
+import {createCertificateAuthority, issueServerCertificate} from '../../src/util/tls-certs.js'
+import {isolatedEnv, targetConfigText} from '../helpers/open.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {run} from '../helpers/run.js'
+import {mint} from '../identity/helpers.js'
+import {gatewayConfig, makePki, type TestPki} from '../gateway/helpers.js'
+import {people, watchNotices, type People} from './helpers.js'
+
+const BIN = path.resolve('bin/run.js')
+
+describe('a reviewer whose configuration names a gateway, facing planted requests', () => {
+  let p: People
+  let pki: TestPki
+  let db: UpstreamInfo
+  let gw: RunningGateway
+  let dir: string
+  let bucketDir: string
+  let bobConfig: string
+  let alice: pg.Client
+  let held: Promise<pg.QueryResult>
+  let genuine: ApprovalRequest
+  const planted = new Map<string, string>()
+
+  const bob = (args: string[]) =>
+    run(process.execPath, [BIN, ...args, '--config', bobConfig], {env: {...isolatedEnv(), ...p.env('bob'), DBGATE_TOKEN: '', NO_COLOR: '1'}, timeoutMs: 60_000})
+  const file = (key: string) => path.join(bucketDir, key)
+  const plant = async (what: string, request: ApprovalRequest) => {
+    planted.set(request.id, what)
+    await writeFile(file(requestKey(request.id)), JSON.stringify(request))
+  }
+
+  beforeAll(async () => {
+    ;[p, pki, db] = await Promise.all([people(), makePki(), createTestDatabase('planted')])
+    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-planted-'))
+    bucketDir = path.join(dir, 'bucket')
+    const gwEnv = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
+    gw = await startGateway({
+      loaded: gatewayConfig({pki, dir, issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: gwEnv, targets: targetConfigText('app', db, ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n'))}),
+      env: gwEnv,
+    })
+    bobConfig = path.join(dir, 'bob.yaml')
+    await writeFile(
+      bobConfig,
+      ['identity:', `  issuer: ${p.f.dev.issuer}`, `  clientId: ${p.f.dev.cliClientId}`, 'gateway:', `  address: 127.0.0.1:${gw.address.port}`, `  ca: ${pki.ca}`, `  api: 127.0.0.1:${gw.api!.port}`, `bucket: file://${bucketDir}`, ''].join('\n'),
+    )
+    await p.login('bob')
+
+    // alice's real statement, held by the gateway.
+    const token = await mint(p.f.signingKey, {iss: p.f.dev.issuer, aud: p.f.dev.cliClientId, sub: 'alice', email: 'alice@example.com', groups: ['engineering'], exp: Math.floor(Date.now() / 1000) + 3600})
+    alice = new pg.Client({host: '127.0.0.1', port: gw.address.port, database: 'app', user: 'alice@example.com', password: token, ssl: {ca: await readFile(pki.ca, 'utf8'), servername: 'localhost'}})
+    await alice.connect()
+    const w = watchNotices(alice)
+    held = alice.query('create table approved_genuine (id int)')
+    genuine = JSON.parse(await readFile(file(requestKey(await w.approvalId())), 'utf8')) as ApprovalRequest
+
+    // What a bucket writer can file. Each shows harmless SQL from carol, so a reviewer would think nothing of it.
+    const theirs = generateSealKey().publicKey
+    const bait = {...genuine, sql: 'select 1', statements: [{text: 'select 1', class: 'read', command: 'SELECT', action: 'require_approval', ruleId: genuine.ruleId}], requester: {...genuine.requester, subject: 'carol', email: 'carol@example.com', groups: ['engineering']}, sealKey: theirs}
+    const {gatewaySignature: _none, ...unsigned} = bait
+    // Another certificate, from another CA (what a planter can make), and one from the gateway's own CA would be no better.
+    const planterCa = createCertificateAuthority('planter ca')
+    const planterPair = issueServerCertificate(planterCa, ['127.0.0.1'])
+    const planterTls = {key: createPrivateKey(planterPair.key), cert: new X509Certificate(planterPair.cert)}
+    await plant('no gateway signature', {...unsigned, id: 'apr-plantednone'})
+    await plant("a genuine request's signature, on another id with the seal key swapped", {...bait, id: genuine.id.replace(/^apr-/, 'apr-x'), gatewaySignature: genuine.gatewaySignature})
+    await plant('signed by a certificate of its own', {...unsigned, id: 'apr-plantedself', gatewaySignature: signRequest(planterTls, {...unsigned, id: 'apr-plantedself'})})
+    await plant("signed by its own key, naming the gateway's certificate", {...unsigned, id: 'apr-plantedname', gatewaySignature: {...signRequest(planterTls, {...unsigned, id: 'apr-plantedname'}), cert: genuine.gatewaySignature!.cert}})
+  }, 120_000)
+  afterAll(async () => {
+    await alice?.end().catch(() => {})
+    await gw?.close(500)
+    await p?.close()
+    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
+  })
+
+  it('has the gateway sign the genuine request', () => {
+    expect(genuine.gatewaySignature).toMatchObject({alg: 'tls-certificate-key', cert: expect.stringMatching(/^[0-9a-f]{64}$/)})
+  })
+
+  it('lists only what the gateway filed, and names each planted request in a warning', async () => {
+    const r = await bob(['approvals', 'list'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain(genuine.id)
+    for (const id of planted.keys()) {
+      expect(r.stdout, planted.get(id)).not.toContain(id)
+      expect(r.stderr, planted.get(id)).toMatch(new RegExp(`${id} \\(requester: carol@example\\.com\\) left out: your gateway did not file it`))
+    }
+  })
+
+  it('refuses to approve or deny a planted request, before anything is sealed, and says what it is', async () => {
+    for (const [id, what] of planted) {
+      for (const args of [['approve', id], ['deny', id, '--reason', 'not mine']]) {
+        const r = await bob(args)
+        expect(r.code, `${args[0]} ${what}`).toBe(1)
+        expect(r.stderr, what).toMatch(new RegExp(`${id} was not filed by your gateway 127\\.0\\.0\\.1:\\d+`))
+        expect(r.stderr, what).toMatch(/so nothing was sent/)
+        expect(r.stderr, what).toMatch(/APPROVAL_UNTRUSTED_REQUEST/)
+        expect(r.stderr, what).toMatch(/security team/)
+      }
+      // Nothing in the bucket for its writer to open.
+      expect(existsSync(file(decisionKey(id))), what).toBe(false)
+    }
+  })
+
+  it('still approves the genuine request, and alice\'s statement runs', async () => {
+    const r = await bob(['approve', genuine.id, '--reason', 'ticket OPS-7'])
+    expect(r.stderr).not.toMatch(/error/i)
+    expect(r.stdout).toMatch(new RegExp(`Approved ${genuine.id} \\(alice@example\\.com on app\\)`))
+    expect((await held).command).toBe('CREATE')
+    expect(await withClient(db.url, async (q) => (await q.query("select to_regclass('approved_genuine') is not null as ok")).rows[0].ok)).toBe(true)
+  })
+})
