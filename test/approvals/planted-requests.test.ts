@@ -22,6 +22,9 @@ import {generateSealKey} from '../../src/approvals/seal.js'
 import {decisionKey, requestKey} from '../../src/approvals/store.js'
 import type {ApprovalRequest} from '../../src/approvals/types.js'
 import {signRequest} from '../../src/approvals/gateway-signature.js'
+import {reviewContextFrom} from '../../src/approvals/cli.js'
+import {loadConfig} from '../../src/config/load.js'
+import {reviewSource} from '../../src/tui/approvals/run.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import {createCertificateAuthority, issueServerCertificate} from '../../src/util/tls-certs.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
@@ -125,6 +128,17 @@ describe('a reviewer whose configuration names a gateway, facing planted request
       // Nothing in the bucket for its writer to open.
       expect(existsSync(file(decisionKey(id))), what).toBe(false)
     }
+  })
+
+  it('leaves them out of the interactive view too, telling each once however often it reloads, and refuses them there', async () => {
+    const warnings: string[] = []
+    const ctx = await reviewContextFrom(await loadConfig({configPath: bobConfig}), {...isolatedEnv(), ...p.env('bob'), DBGATE_TOKEN: ''}, (m) => warnings.push(m))
+    const source = reviewSource(ctx, warnings)
+    for (let i = 0; i < 3; i++) expect((await source.load()).map((v) => v.request.id)).toEqual([genuine.id])
+    const told = source.takeWarnings!()
+    for (const id of planted.keys()) expect(told.filter((w) => w.startsWith(`${id} `)), planted.get(id)).toHaveLength(1)
+    for (const id of planted.keys()) await expect(source.decide({id, action: 'approve'}), planted.get(id)).rejects.toThrow(/was not filed by your gateway .* nothing was sent/)
+    for (const id of planted.keys()) expect(existsSync(file(decisionKey(id))), planted.get(id)).toBe(false)
   })
 
   it('still approves the genuine request, and alice\'s statement runs', async () => {

@@ -7,8 +7,15 @@ import type {ApprovalsSource} from './state.js'
 
 /** The data side of the screen: the same core functions `approvals list`, `approve` and `deny` call. */
 export function reviewSource(ctx: ReviewContext, warnings: string[] = []): ApprovalsSource {
+  // The list is read again every few seconds: a request left out (planted, unreadable) is told once.
+  const told = new Set<string>()
+  const onInvalid = (message: string) => {
+    if (told.has(message)) return
+    told.add(message)
+    warnings.push(message)
+  }
   return {
-    load: () => listForReviewer(ctx),
+    load: () => listForReviewer(ctx, {onInvalid}),
     takeWarnings: () => warnings.splice(0),
     decide: async (input) => {
       try {
