@@ -13,6 +13,7 @@ import {loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../
 import type {S3Bucket} from '../../src/bucket/index.js'
 import ReportCommand from '../../src/commands/report.js'
 import SessionsList from '../../src/commands/sessions/list.js'
+import SessionsExport from '../../src/commands/sessions/export.js'
 import SessionsSearch from '../../src/commands/sessions/search.js'
 import SessionsShow from '../../src/commands/sessions/show.js'
 import SessionsVerify from '../../src/commands/sessions/verify.js'
@@ -151,6 +152,16 @@ describe('unreadable objects beside good sessions', () => {
     expect(search.stdout).toMatch(/^good-2\t2\t.*select \* from orders$/m)
     expect(search.stderr).toContain(`unreadable: ${day}/not-gzip.jsonl.gz: not gzip`)
     expect(search.exitCode).toBe(1)
+  })
+
+  it('sessions export writes every readable session and names what it left out', async () => {
+    const file = join(await tempDir('dbgate-export-'), 'evidence.jsonl')
+    const exported = await capture(() => SessionsExport.run(['--config', config, '-o', file], {root}))
+    expect(exported.exitCode).toBe(1)
+    const sessions = new Set((await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => /"session":"([^"]+)"/.exec(l)?.[1]))
+    expect([...sessions].filter(Boolean).sort()).toEqual(['good-1', 'good-2', 'mid-bad'])
+    expect(exported.stderr).toContain('Exported 3 sessions')
+    expect(exported.stderr).toContain(`unreadable: ${day}/empty.jsonl.gz: empty object (0 bytes)`)
   })
 
   it('sessions verify gives each session its verdict and fails each unreadable object as OBJECT_UNREADABLE', async () => {
