@@ -8,6 +8,8 @@ import {join} from 'node:path'
 import {gunzipSync, gzipSync} from 'node:zlib'
 import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
 import {Recorder} from '../../src/audit/recorder.js'
+import {createRecordingHooks} from '../../src/audit/recording-hooks.js'
+import {spoolStatus} from '../../src/audit/spool-scan.js'
 import {shipPending} from '../../src/audit/shipper.js'
 import {loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
 import type {S3Bucket} from '../../src/bucket/index.js'
@@ -18,6 +20,9 @@ import SessionsSearch from '../../src/commands/sessions/search.js'
 import SessionsShow from '../../src/commands/sessions/show.js'
 import SessionsVerify from '../../src/commands/sessions/verify.js'
 import type {Report} from '../../src/report/model.js'
+import {createTestDatabase} from '../helpers/pg.js'
+import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
+import {waitFor} from '../helpers/wait.js'
 import {alice, removeTempDirs, stmt, tempDir} from './helpers.js'
 import {TestS3} from './s3rver.js'
 
@@ -28,6 +33,11 @@ let s3: TestS3
 let bucket: S3Bucket
 let key: InstallationKey
 let config: string
+let tunnel: TestTunnel | undefined
+/** The session recorded through a real tunnel; the others are written by the recorder directly. */
+let viaTunnel: string
+/** Every readable session, sorted. */
+let readable: string[]
 
 /** What an attacker (or a damaged upload) can leave beside the real logs, and what the auditor is told about each. */
 const planted: {name: string; key: string; problem: RegExp}[] = [
@@ -88,7 +98,17 @@ beforeAll(async () => {
   await record(spoolDir, 'good-1', ['select * from users', 'drop table users'])
   await record(spoolDir, 'good-2', ['select * from orders'])
   await record(spoolDir, 'mid-bad', ['select 1', 'select 2', 'select 3'])
+
+  const db = await createTestDatabase('unreadable')
+  const recorder = await Recorder.open({signer: key, dbgateVersion: '0.1.0', spoolDir})
+  tunnel = await startTunnel(db, createRecordingHooks(recorder, {identity: alice, target: 'prod', describe: () => ({class: 'read'})}))
+  const client = await tunnel.client({application_name: 'beside-garbage'})
+  await client.query('select 42 as answer from pg_class limit 1')
+  await client.end()
+  await waitFor(async () => (await spoolStatus(spoolDir)).sessions.filter((s) => s.state === 'ended').length === 4, 'the tunnel session is sealed')
+  viaTunnel = (await spoolStatus(spoolDir)).sessions.map((s) => s.sessionId).find((id) => !['good-1', 'good-2', 'mid-bad'].includes(id))!
   expect((await shipPending({bucket, signer: key, spoolDir})).failed).toEqual([])
+  readable = ['good-1', 'good-2', 'mid-bad', viaTunnel].sort()
 
   // A signed log with one line in the middle replaced: still a session, which verify fails.
   const midKey = `${day}/mid-bad.jsonl.gz`
@@ -116,6 +136,7 @@ afterEach(() => {
 })
 afterAll(async () => {
   process.env = savedEnv
+  await tunnel?.close()
   await s3?.dispose()
   await removeTempDirs()
 })
@@ -126,7 +147,7 @@ const shown = (k: string) => k.replace(/\x1b/g, '\\x1b')
 describe('unreadable objects beside good sessions', () => {
   it('sessions list lists every readable session, names each unreadable object on stderr and exits 1', async () => {
     const list = await capture(() => SessionsList.run(['--config', config], {root}))
-    expect(list.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]).sort()).toEqual(['good-1', 'good-2', 'mid-bad'])
+    expect(list.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]).sort()).toEqual(readable)
     for (const p of planted) {
       const line = list.stderr.split('\n').find((l) => l.startsWith(`unreadable: ${shown(p.key)}: `))
       expect(line, p.name).toMatch(p.problem)
@@ -139,10 +160,10 @@ describe('unreadable objects beside good sessions', () => {
     // Read again through the cache: a half-read object was not kept as a good session.
     const again = await capture(() => SessionsList.run(['--config', config, '--json'], {root}))
     expect(again.exitCode).toBe(1)
-    expect(again.result.sessions.map((s) => s.sessionId).sort()).toEqual(['good-1', 'good-2', 'mid-bad'])
+    expect(again.result.sessions.map((s) => s.sessionId).sort()).toEqual(readable)
     expect(again.result.unreadable.map((u) => u.key).sort()).toEqual(planted.map((p) => p.key).sort())
     const json = JSON.parse(again.stdout) as {sessions: unknown[]; unreadable: {key: string; problem: string}[]}
-    expect(json.sessions).toHaveLength(3)
+    expect(json.sessions).toHaveLength(4)
     expect(json.unreadable.find((u) => u.key.endsWith('cut-short.jsonl.gz'))!.problem).toMatch(/gzip cut short/)
   })
 
@@ -159,8 +180,8 @@ describe('unreadable objects beside good sessions', () => {
     const exported = await capture(() => SessionsExport.run(['--config', config, '-o', file], {root}))
     expect(exported.exitCode).toBe(1)
     const sessions = new Set((await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => /"session":"([^"]+)"/.exec(l)?.[1]))
-    expect([...sessions].filter(Boolean).sort()).toEqual(['good-1', 'good-2', 'mid-bad'])
-    expect(exported.stderr).toContain('Exported 3 sessions')
+    expect([...sessions].filter(Boolean).sort()).toEqual(readable)
+    expect(exported.stderr).toContain('Exported 4 sessions')
     expect(exported.stderr).toContain(`unreadable: ${day}/empty.jsonl.gz: empty object (0 bytes)`)
   })
 
@@ -178,7 +199,7 @@ describe('unreadable objects beside good sessions', () => {
       expect(detail).toMatch(/OBJECT_UNREADABLE: cannot be read as a session log: /)
       expect(detail).toMatch(p.problem)
     }
-    expect(verify.result.sessions.filter((s) => s.ok).map((s) => s.sessionId).sort()).toEqual(['good-1', 'good-2'])
+    expect(verify.result.sessions.filter((s) => s.ok).map((s) => s.sessionId).sort()).toEqual(['good-1', 'good-2', viaTunnel].sort())
 
     // Named by id, an unreadable object is a FAIL too, not "no such session".
     const one = await capture(() => SessionsVerify.run(['not-json', '--config', config], {root}))
@@ -195,14 +216,14 @@ describe('unreadable objects beside good sessions', () => {
 
   it('dbgate report is written from the readable sessions, with the unreadable objects as a gap and a control exception', async () => {
     const out = await tempDir('dbgate-report-out-')
-    const r = await capture(() => ReportCommand.run(['--config', config, '--since', '2026-03-01', '--until', '2026-03-01', '--out', out, '--framework', 'fedramp'], {root}))
-    expect(r.stdout).toContain('2 of 3 logs verified')
+    const r = await capture(() => ReportCommand.run(['--config', config, '--since', '2026-03-01', '--out', out, '--framework', 'fedramp'], {root}))
+    expect(r.stdout).toContain('3 of 4 logs verified')
     expect(r.stdout).toContain(`${planted.length} unreadable session objects`)
     expect(r.stdout).toContain(`gap: ${planted.length} object(s) under sessions/ cannot be read as session logs`)
     expect(r.stdout).not.toContain('\x1b[2J')
 
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report
-    expect(report.sessions.map((s) => s.sessionId).sort()).toEqual(['good-1', 'good-2', 'mid-bad'])
+    expect(report.sessions.map((s) => s.sessionId).sort()).toEqual(readable)
     expect(report.summary.unreadableObjects).toBe(planted.length)
     expect(report.sources.unreadableObjects.map((u) => u.key).sort()).toEqual(planted.map((p) => p.key).sort())
     const gap = report.gaps.find((g) => g.kind === 'unreadable-objects')!
