@@ -4,6 +4,7 @@ import {mkdir, readdir, readFile, rename, unlink, writeFile} from 'node:fs/promi
 import {join} from 'node:path'
 import {gunzipSync} from 'node:zlib'
 import type {Bucket, ObjectInfo} from '../bucket/index.js'
+import {BUCKET_ACCESS_DENIED, BUCKET_ERROR, INVALID_KEY, isBucketError, OBJECT_NOT_FOUND} from '../bucket/errors.js'
 import {sessionCacheDir} from '../util/paths.js'
 import {DocumentError} from '../util/document.js'
 import {visible} from '../util/visible.js'
@@ -218,8 +219,9 @@ export class SessionCache {
       try {
         text = await this.text(info)
       } catch (err) {
-        if (!(err instanceof UnreadableObjectError)) throw err
-        unreadable.push({key: info.key, size: info.size, problem: err.problem})
+        const problem = err instanceof UnreadableObjectError ? err.problem : fetchProblem(err)
+        if (problem === undefined) throw err
+        unreadable.push({key: info.key, size: info.size, problem})
         continue
       }
       const {summary, events} = summarizeCounting(info, text)
@@ -241,6 +243,31 @@ export class SessionCache {
     }
     await this.saveIndex()
     return {sessions, unreadable}
+  }
+}
+
+/**
+ * What stops one listed object from being fetched when the bucket itself answers: a key dbgate
+ * refuses to use, an object removed since the listing, one the auditor may not read (an object ACL,
+ * a KMS key they cannot use), or one the store will not serve (archived, encrypted with a
+ * customer key). Undefined for failures of the whole bucket (unreachable, throttled, gone), which
+ * stop the command as before.
+ */
+function fetchProblem(err: unknown): string | undefined {
+  if (!isBucketError(err)) return undefined
+  const cause = (err.cause as {name?: string; status?: number} | undefined) ?? {}
+  const answered = cause.name ? ` (${cause.name}${cause.status ? `, HTTP ${cause.status}` : ''})` : ''
+  switch (err.code) {
+    case INVALID_KEY:
+      return 'a key dbgate does not read (an empty, `.` or `..` segment, a backslash, NUL, or over 1024 characters)'
+    case OBJECT_NOT_FOUND:
+      return 'removed between the listing and the read'
+    case BUCKET_ACCESS_DENIED:
+      return `access denied when reading it${answered}: an object ACL, encryption with a key these credentials cannot use, or credentials without read access to objects`
+    case BUCKET_ERROR:
+      return `the bucket refused to serve it${answered}`
+    default:
+      return undefined
   }
 }
 
