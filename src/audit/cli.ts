@@ -4,6 +4,8 @@ import {loadCommandConfig} from '../cli/config.js'
 import type {ErrorOutput} from '../cli/errors.js'
 import {defaultBucketUrl, openBucket, type Bucket} from '../bucket/index.js'
 import {CONFIG_NOT_FOUND, ConfigError} from '../config/errors.js'
+import {visible} from '../util/visible.js'
+import type {UnreadableObject} from './index-cache.js'
 import type {ListFilters} from './read.js'
 import {parsePublishedKey, type KeyRing} from './signing.js'
 import {signerTrust, type SignerTrust} from './trust.js'
@@ -86,4 +88,17 @@ export function relativeTime(iso: string | undefined, now = new Date()): string 
   if (s < 3600) return `${Math.floor(s / 60)}m ago`
   if (s < 86_400) return `${Math.floor(s / 3600)}h ago`
   return `${Math.floor(s / 86_400)}d ago`
+}
+
+/**
+ * stderr lines for the objects under `sessions/` that could not be read: each by key (escaped: a
+ * key is whatever its writer chose) and what is wrong, then the count. The caller exits 1.
+ */
+export function unreadableReport(unreadable: readonly UnreadableObject[]): string[] {
+  if (unreadable.length === 0) return []
+  const n = unreadable.length
+  return [
+    ...unreadable.map((u) => `unreadable: ${visible(u.key)}: ${visible(u.problem)}`),
+    `${n} object${n === 1 ? '' : 's'} under sessions/ could not be read as session logs and ${n === 1 ? 'is' : 'are'} missing above: a damaged log, or something written there that is not one; \`dbgate sessions verify\` reports ${n === 1 ? 'it' : 'each'} as OBJECT_UNREADABLE.`,
+  ]
 }

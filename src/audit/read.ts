@@ -1,6 +1,6 @@
 import type {Bucket} from '../bucket/index.js'
 import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
-import {SessionCache, type SessionSummary} from './index-cache.js'
+import {parseSessionKey, SessionCache, UnreadableObjectError, type Listing, type SessionSummary, type UnreadableObject} from './index-cache.js'
 
 export interface ListFilters {
   /** Case-insensitive substring of the e-mail, subject or name. */
@@ -22,21 +22,26 @@ export class SessionReader {
     this.cache = new SessionCache(bucket, cacheDir)
   }
 
+  /** The sessions the filters select, newest first; see `listing` for the objects that could not be read. */
   async list(f: ListFilters = {}): Promise<SessionSummary[]> {
+    return (await this.listing(f)).sessions
+  }
+
+  /** The sessions the filters select, newest first, and every object under `sessions/` that could not be read. */
+  async listing(f: ListFilters = {}): Promise<Listing> {
     // Prune by key before downloading anything: dt= is the UTC start day, target= the target.
     const sinceDay = f.since?.toISOString().slice(0, 10)
     const untilDay = f.until?.toISOString().slice(0, 10)
     const keep = (key: string) => {
-      const dt = /\/?dt=(\d{4}-\d{2}-\d{2})\//.exec(key)?.[1]
-      const target = /\/target=([^/]+)\//.exec(key)?.[1]
-      if (dt && sinceDay && dt < sinceDay) return false
-      if (dt && untilDay && dt > untilDay) return false
-      if (f.target && target && decodeURIComponent(target) !== f.target) return false
+      const {day, target} = parseSessionKey(key) as {day?: string; target?: string}
+      if (day && sinceDay && day < sinceDay) return false
+      if (day && untilDay && day > untilDay) return false
+      if (f.target && target && target !== f.target) return false
       return true
     }
-    const all = await this.cache.summaries(keep)
+    const {sessions: all, unreadable} = await this.cache.scan(keep)
     const user = f.user?.toLowerCase()
-    return all
+    const sessions = all
       .filter((s) => {
         const t = s.startedAt ? new Date(s.startedAt).getTime() : 0
         if (f.since && t < f.since.getTime()) return false
@@ -47,14 +52,18 @@ export class SessionReader {
         return true
       })
       .sort((a, b) => (b.startedAt ?? '').localeCompare(a.startedAt ?? ''))
+    return {sessions, unreadable}
   }
 
   /** One session's raw lines and parsed events, by id or unique id prefix. */
   async load(sessionIdOrPrefix: string): Promise<LoadedSession> {
     if (!sessionIdOrPrefix.trim()) throw new Error('give a session id, or the first characters of one (`dbgate sessions list` shows them)')
-    const all = await this.cache.summaries()
+    const {sessions: all, unreadable} = await this.cache.scan()
     const exact = all.filter((s) => s.sessionId === sessionIdOrPrefix)
     const found = exact.length ? exact : all.filter((s) => s.sessionId.startsWith(sessionIdOrPrefix))
+    // The id is then only a file name: say the object is there and cannot be read, not that it is missing.
+    const damaged = found.length === 0 ? unreadable.find((u) => objectFileId(u.key).startsWith(sessionIdOrPrefix)) : undefined
+    if (damaged) throw new UnreadableObjectError(damaged.key, damaged.problem)
     if (found.length === 0) throw new Error(`no shipped session ${sessionIdOrPrefix} in ${this.bucket.url}; run \`dbgate sessions sync\` if it is still in the local spool`)
     if (found.length > 1) {
       const shown = found.slice(0, 5).map((s) => s.sessionId).join(', ')
@@ -70,16 +79,21 @@ export class SessionReader {
   }
 
   async search(q: SearchQuery): Promise<SearchMatch[]> {
-    const sessions = await this.list(q)
+    return (await this.searchAll(q)).matches
+  }
+
+  /** `search`, with the objects under `sessions/` that could not be read and so were not searched. */
+  async searchAll(q: SearchQuery): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]}> {
+    const {sessions, unreadable} = await this.listing(q)
     const matches: SearchMatch[] = []
     for (const s of sessions) {
       const {events} = await this.loadSummary(s)
       for (const m of searchEvents(events, q, s)) {
         matches.push(m)
-        if (q.limit && matches.length >= q.limit) return matches
+        if (q.limit && matches.length >= q.limit) return {matches, unreadable}
       }
     }
-    return matches
+    return {matches, unreadable}
   }
 }
 
@@ -88,6 +102,11 @@ export async function loadEach(reader: SessionReader, ids: string[]): Promise<Se
   const out: SessionSummary[] = []
   for (const id of ids) out.push((await reader.load(id)).summary)
   return out
+}
+
+/** The session id a key names (its file name without `.jsonl.gz`), for objects that could not be read. */
+export function objectFileId(key: string): string {
+  return key.slice(key.lastIndexOf('/') + 1).replace(/\.jsonl\.gz$/, '')
 }
 
 export interface LoadedSession {

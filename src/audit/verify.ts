@@ -25,6 +25,7 @@ export type ProblemCode =
   | 'UNTRUSTED_SIGNER'
   | 'TOTALS_MISMATCH'
   | 'OBJECT_KEY_MISMATCH'
+  | 'OBJECT_UNREADABLE'
 
 export interface VerifyProblem {
   /** 1-based line number in the log. */
@@ -239,6 +240,11 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing, 
     keyIds: [...keyIds],
     problems,
   }
+}
+
+/** The verdict on an object under `sessions/` that cannot be read as a log at all (src/audit/index-cache.ts). */
+export function unreadableObjectResult(problem: string): VerifyResult {
+  return {ok: false, status: 'incomplete', lines: 0, signedThroughSeq: 0, keyIds: [], problems: [{line: 0, code: 'OBJECT_UNREADABLE', message: `cannot be read as a session log: ${problem}`}]}
 }
 
 /** Splits logs exported back to back (`sessions export`) at each first line, keeping every byte. */

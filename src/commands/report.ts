@@ -9,6 +9,7 @@ import {dbgateVersion} from '../connect/recording.js'
 import {FRAMEWORKS, type Framework, type Report} from '../report/model.js'
 import {produceReport} from '../report/produce.js'
 import {DbgateCommand} from '../cli/base-command.js'
+import {visible} from '../util/visible.js'
 
 export default class ReportCommand extends DbgateCommand {
   static override summary = 'Write compliance evidence for a period: report.html, report.json and report.md.'
@@ -69,8 +70,12 @@ The report states its period, its sources and every gap (days with no logs, logs
     const n = (count: number, one: string, many = `${one}s`) => `${count.toLocaleString('en-US')} ${count === 1 ? one : many}`
     this.log(`  ${n(s.sessions, 'session')}, ${n(s.identities, 'identity', 'identities')}, ${n(s.statements, 'statement')}, ${s.denied.toLocaleString('en-US')} denied, ${n(s.approved, 'approval')} granted, ${n(s.maskedValues, 'value')} masked`)
     const verified = report.integrity.filter((i) => i.result === 'verified').length
-    this.log(`  ${verified} of ${report.integrity.length} logs verified${s.logsFailingVerification ? chalk.red(`, ${s.logsFailingVerification} failing`) : ''}`)
-    for (const g of report.gaps) this.log(chalk.yellow(`  gap: ${g.message}`))
+    this.log(`  ${verified} of ${report.integrity.length} logs verified${s.logsFailingVerification ? chalk.red(`, ${s.logsFailingVerification} failing`) : ''}${s.unreadableObjects ? chalk.red(`, ${s.unreadableObjects} unreadable session object${s.unreadableObjects === 1 ? '' : 's'}`) : ''}`)
+    for (const g of report.gaps) {
+      this.log(chalk.yellow(`  gap: ${g.message}`))
+      // Keys are whatever their writer chose: escaped before they reach the terminal.
+      for (const o of g.objects ?? []) this.log(chalk.yellow(`    ${visible(o.key)}: ${visible(o.problem)}`))
+    }
     this.log(`Wrote ${files.html}`)
     this.log(`      ${files.json}`)
     this.log(`      ${files.md}`)

@@ -120,6 +120,7 @@ export class ReportBuilder {
     interruptedSessions: 0,
     inProgressSessions: 0,
     logsFailingVerification: 0,
+    unreadableObjects: 0,
   }
 
   constructor(private readonly opts: BuildOptions) {
@@ -349,6 +350,7 @@ export class ReportBuilder {
     s.serviceIdentities = identityRows.filter((r) => r.kind === 'service' && r.issuer !== 'unverified').length
     s.unverifiedIdentities = identityRows.filter((r) => r.issuer === 'unverified').length
 
+    s.unreadableObjects = opts.sources.unreadableObjects.length
     const dailyRows = [...this.daily.values()]
     const gaps = findGaps(dailyRows, sessionRows, attention, identityRows, opts)
     const report: Report = {
@@ -419,6 +421,15 @@ export function dayRanges(days: readonly string[]): string[] {
 
 function findGaps(daily: DailyFigures[], sessions: SessionRow[], attention: AttentionRow[], identities: IdentityRow[], opts: BuildOptions): Gap[] {
   const gaps: Gap[] = []
+  const unreadable = opts.sources.unreadableObjects
+  if (unreadable.length) {
+    // First, and even in a period with no readable session: one may be the log of a session this report should hold.
+    gaps.push({
+      kind: 'unreadable-objects',
+      objects: unreadable.map((u) => ({key: u.key, problem: u.problem})),
+      message: `${unreadable.length} object(s) under sessions/ cannot be read as session logs (not gzip, cut short, empty, too large, no dbgate event, or a key that does not parse); nothing in them is in this report's figures. Each may be a damaged log of a real session: restore it from the bucket's versions or backups, or find who wrote it. \`dbgate sessions verify\` reports each as OBJECT_UNREADABLE.`,
+    })
+  }
   if (sessions.length === 0) {
     gaps.push({kind: 'no-sessions-in-period', message: `No session logs in ${opts.sources.bucket} started in this period${opts.target ? ` on target ${opts.target}` : ''}: either nobody connected, or logs were not shipped (run \`dbgate sessions status\` on the machines that connect).`})
     return gaps

@@ -27,6 +27,9 @@ interface ControlDef {
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
 
+/** Objects under `sessions/` that could not be read: possibly logs, so an exception wherever logs are evidence. */
+const unreadableExceptions = (r: Report): string[] => r.sources.unreadableObjects.map((u) => `object ${u.key} cannot be read as a session log: ${u.problem}`)
+
 const identityEvidence: Builder = (r) => {
   const s = r.summary
   const unverified = r.attention.filter((a) => a.reasons.some((x) => x.startsWith('identity not verified'))).map((a) => a.sessionId)
@@ -130,10 +133,11 @@ const loggingEvidence: Builder = (r) => {
       {label: 'days in period', value: r.period.days},
       {label: 'days with no session logs', value: noLogDays},
       {label: 'logs without an end (in progress or cut short)', value: s.inProgressSessions},
+      {label: 'unreadable session objects', value: s.unreadableObjects},
     ],
-    exceptions: [...(noLogDays ? [`${plural(noLogDays, 'day')} with no session logs`] : []), ...(s.inProgressSessions ? [`${plural(s.inProgressSessions, 'log')} without an end`] : [])],
+    exceptions: [...(noLogDays ? [`${plural(noLogDays, 'day')} with no session logs`] : []), ...(s.inProgressSessions ? [`${plural(s.inProgressSessions, 'log')} without an end`] : []), ...unreadableExceptions(r)],
     sessions: r.sessions.map((x) => x.sessionId),
-    empty: s.sessions === 0,
+    empty: s.sessions === 0 && s.unreadableObjects === 0,
   }
 }
 
@@ -158,10 +162,11 @@ const monitoringEvidence: Builder = (r) => {
       {label: 'sessions needing attention', value: r.attention.length},
       {label: 'interrupted sessions', value: s.interruptedSessions},
       {label: 'logs failing verification', value: s.logsFailingVerification},
+      {label: 'unreadable session objects', value: s.unreadableObjects},
     ],
-    exceptions: r.attention.map((a) => `${a.sessionId} (${a.identity}): ${a.reasons.join('; ')}`),
+    exceptions: [...r.attention.map((a) => `${a.sessionId} (${a.identity}): ${a.reasons.join('; ')}`), ...unreadableExceptions(r)],
     sessions: [...new Set([...r.attention.map((a) => a.sessionId), ...r.attempts.map((a) => a.sessionId)])],
-    empty: s.sessions === 0,
+    empty: s.sessions === 0 && s.unreadableObjects === 0,
   }
 }
 
@@ -176,10 +181,11 @@ const protectionEvidence: Builder = (r) => {
       {label: 'logs failing verification', value: failing.length},
       {label: 'signing keys published', value: r.sources.keys.length},
       {label: 'unreadable published keys', value: r.sources.keyErrors.length},
+      {label: 'unreadable session objects', value: r.sources.unreadableObjects.length},
     ],
-    exceptions: [...failing.map((i) => `${i.sessionId}: ${[...new Set(i.problems.map((p) => p.code))].join(', ')}`), ...r.sources.keyErrors.map((e) => `key ${e.key}: ${e.message}`)],
+    exceptions: [...failing.map((i) => `${i.sessionId}: ${[...new Set(i.problems.map((p) => p.code))].join(', ')}`), ...r.sources.keyErrors.map((e) => `key ${e.key}: ${e.message}`), ...unreadableExceptions(r)],
     sessions: failing.length ? failing.map((i) => i.sessionId) : r.integrity.map((i) => i.sessionId),
-    empty: r.integrity.length === 0,
+    empty: r.integrity.length === 0 && r.sources.unreadableObjects.length === 0,
   }
 }
 

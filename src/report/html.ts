@@ -84,7 +84,7 @@ export function renderHtml(r: Report): string {
   const s = r.summary
   const period = `${r.period.since.slice(0, 10)} to ${r.period.until.slice(0, 10)}`
   const gaps = r.gaps.length
-    ? r.gaps.map((g) => `<div class="gap" data-gap="${esc(g.kind)}">${esc(g.message)}${g.sessions?.length ? `<br>Sessions: ${sessionLinks(g.sessions)}` : ''}</div>`).join('\n')
+    ? r.gaps.map((g) => `<div class="gap" data-gap="${esc(g.kind)}">${esc(g.message)}${g.sessions?.length ? `<br>Sessions: ${sessionLinks(g.sessions)}` : ''}${g.objects?.length ? `<ul class="objects">${g.objects.map((o) => `<li><code>${esc(o.key)}</code>: ${esc(o.problem)}</li>`).join('')}</ul>` : ''}</div>`).join('\n')
     : `<div class="nogap">${esc(noGaps(r))}</div>`
   // Days before the first recording are no data, not zero: the charts start when recording did.
   const recorded = r.daily.filter((d) => !d.beforeRecording)
@@ -213,6 +213,7 @@ ${card('maskedValues', 'values masked', s.maskedValues)}
 ${card('destructiveAttempts', 'destructive attempts', s.destructiveAttempts, true)}
 ${card('privilegedAttempts', 'privileged attempts', s.privilegedAttempts, true)}
 ${card('logsFailingVerification', 'logs failing verification', s.logsFailingVerification, true)}
+${s.unreadableObjects ? card('unreadableObjects', 'unreadable session objects', s.unreadableObjects, true) : ''}
 </div>
 <p>${fmt(s.humanIdentities)} human and ${fmt(s.serviceIdentities)} service identities${s.unverifiedIdentities ? `, <span class="bad">${fmt(s.unverifiedIdentities)} unverified</span>` : ''}; ${fmt(s.errors - s.syntaxErrors)} statements failed in the database and ${fmt(s.syntaxErrors)} did not parse (syntax errors, not denials); ${fmt(s.statementsWithMaskedOutput)} statements returned masked values${s.statementsWithUncountedMasking ? ` (${fmt(s.statementsWithUncountedMasking)} of them recorded before values were counted, so not in the total)` : ''}; ${fmt(s.interruptedSessions)} interrupted and ${fmt(s.inProgressSessions)} unfinished session logs.</p>
 

@@ -59,13 +59,18 @@ export function renderMarkdown(r: Report): string {
         ['privileged attempts', s.privilegedAttempts],
         ['interrupted / unfinished sessions', `${s.interruptedSessions} / ${s.inProgressSessions}`],
         ['logs failing verification', s.logsFailingVerification],
+        ...(s.unreadableObjects ? [['unreadable session objects', s.unreadableObjects]] : []),
       ],
     ),
   )
   out.push('## Gaps and exceptions')
   out.push('')
   if (r.gaps.length === 0) out.push(noGaps(r))
-  for (const g of r.gaps) out.push(`- **${g.kind}**: ${mdCell(g.message)}${g.sessions?.length ? ` Sessions: ${g.sessions.slice(0, 10).map((id) => mdCode(id)).join(', ')}${g.sessions.length > 10 ? ', …' : ''}` : ''}`)
+  for (const g of r.gaps) {
+    out.push(`- **${g.kind}**: ${mdCell(g.message)}${g.sessions?.length ? ` Sessions: ${g.sessions.slice(0, 10).map((id) => mdCode(id)).join(', ')}${g.sessions.length > 10 ? ', …' : ''}` : ''}`)
+    // Every object, not the first ten: each is one to find and remove or restore.
+    for (const o of g.objects ?? []) out.push(`  - ${mdCode(o.key)}: ${mdCell(o.problem)}`)
+  }
   out.push('')
   out.push('## Privileged and destructive attempts')
   out.push('')

@@ -65,6 +65,8 @@ export interface Sources {
   /** Published signing keys found in the bucket (`keys/`). */
   keys: string[]
   keyErrors: {key: string; message: string}[]
+  /** Objects under `sessions/` that cannot be read as session logs (damaged, or not logs): none of their content is in the figures. */
+  unreadableObjects: {key: string; size: number; problem: string}[]
   /** The only signers accepted (`--signer`, `recording.trustedSigners`); absent: every published key. */
   trustedSigners?: string[]
   earliestSession?: string
@@ -101,6 +103,8 @@ export interface Summary {
   interruptedSessions: number
   inProgressSessions: number
   logsFailingVerification: number
+  /** `sources.unreadableObjects.length`. */
+  unreadableObjects: number
 }
 
 export interface DailyFigures {
@@ -186,7 +190,7 @@ export interface IntegrityRow {
   problems: {line: number; code: string; message: string}[]
 }
 
-export type GapKind = 'no-sessions-on-day' | 'verification-failed' | 'in-progress' | 'interrupted' | 'unverified-identity' | 'key-error' | 'no-sessions-in-period'
+export type GapKind = 'no-sessions-on-day' | 'verification-failed' | 'in-progress' | 'interrupted' | 'unverified-identity' | 'key-error' | 'no-sessions-in-period' | 'unreadable-objects'
 
 export interface Gap {
   kind: GapKind
@@ -194,6 +198,8 @@ export interface Gap {
   message: string
   days?: string[]
   sessions?: string[]
+  /** Bucket keys of the objects the gap is about, with what is wrong with each. */
+  objects?: {key: string; problem: string}[]
 }
 
 export type ControlStatus = 'evidence' | 'exceptions' | 'no-evidence'

@@ -6,6 +6,7 @@
 import {randomBytes} from 'node:crypto'
 import {mkdir, rename, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {UnreadableObjectError} from '../audit/index-cache.js'
 import {SessionReader} from '../audit/read.js'
 import {loadKeyRing, type KeyRing} from '../audit/signing.js'
 import type {SignerTrust} from '../audit/trust.js'
@@ -85,8 +86,8 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
   const reader = new SessionReader(opts.bucket, opts.cacheDir)
   const {keys, errors: keyErrors} = opts.keys ? {keys: opts.keys, errors: []} : await loadKeyRing(opts.bucket)
   opts.onKeys?.(keys)
-  const summaries = await reader.list({since: opts.since, until: opts.until, target: opts.target})
-  if (summaries.length === 0 && (await isEmpty(opts.bucket))) {
+  const {sessions: summaries, unreadable} = await reader.listing({since: opts.since, until: opts.until, target: opts.target})
+  if (summaries.length === 0 && unreadable.length === 0 && (await isEmpty(opts.bucket))) {
     // Most likely a mistyped bucket or prefix: an empty report would read as "nobody connected".
     throw new Error(`${opts.bucket.url} holds no recordings at all (no sessions/, no keys/): check --bucket, DBGATE_BUCKET or the configuration's bucket`)
   }
@@ -95,7 +96,7 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
     until: opts.until,
     target: opts.target,
     frameworks: opts.frameworks,
-    sources: {bucket: opts.bucket.url, keys: [...keys.keys()].sort(), keyErrors, ...(opts.trust ? {trustedSigners: [...opts.trust.names]} : {})},
+    sources: {bucket: opts.bucket.url, keys: [...keys.keys()].sort(), keyErrors, unreadableObjects: unreadable, ...(opts.trust ? {trustedSigners: [...opts.trust.names]} : {})},
     generatedAt: opts.now ?? new Date(),
     generator: opts.generator,
     fullSql: opts.fullSql,
@@ -104,7 +105,16 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
   })
   for (const [i, summary] of summaries.entries()) {
     // One session's events at a time: a long period never sits in memory whole.
-    const {text, events} = await reader.loadSummary(summary)
+    let loaded
+    try {
+      loaded = await reader.loadSummary(summary)
+    } catch (err) {
+      // Replaced since it was listed, by something that cannot be read: a finding like the others.
+      if (!(err instanceof UnreadableObjectError)) throw err
+      unreadable.push({key: err.key, size: summary.size, problem: err.problem})
+      continue
+    }
+    const {text, events} = loaded
     builder.add({summary, events, verification: verifySession(text, keys, {trust: opts.trust, objectKey: summary.key})})
     opts.onSession?.(i + 1, summaries.length)
   }

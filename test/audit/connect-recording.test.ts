@@ -28,7 +28,7 @@ describe('sessions recorded by dbgate connect', () => {
 
     const list = await run('node', [BIN, 'sessions', 'list', '--json'], {env})
     expect(list.code).toBe(0)
-    const sessions = JSON.parse(list.stdout) as {id?: string; sessionId?: string; target: string; status: string; totals: {statements: number; denied: number; errors: number}}[]
+    const {sessions} = JSON.parse(list.stdout) as {sessions: {id?: string; sessionId?: string; target: string; status: string; totals: {statements: number; denied: number; errors: number}}[]}
     expect(sessions).toHaveLength(1)
     expect(sessions[0]).toMatchObject({target: 'app', status: 'ended'})
     expect(sessions[0]!.totals).toMatchObject({denied: 1, errors: 1})

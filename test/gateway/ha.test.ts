@@ -126,7 +126,7 @@ describe('dbgate gateway: two replicas sharing one bucket', () => {
 
     const list = await dbgate(['sessions', 'list', '--config', replicas.b.config, '--json'])
     expect(list.code).toBe(0)
-    const listed = JSON.parse(list.stdout) as {sessionId: string; user?: string; target: string}[]
+    const listed = (JSON.parse(list.stdout) as {sessions: {sessionId: string; user?: string; target: string}[]}).sessions
     const ours = await reader().list()
     expect(listed.map((s) => s.sessionId).sort()).toEqual(ours.map((s) => s.sessionId).sort())
     expect(listed.every((s) => s.target === 'app')).toBe(true)

@@ -351,7 +351,7 @@ describe('dbgate mcp', () => {
     // The agent's process ships its recording as it exits; wait for the fact, not for a time.
     for (let i = 0; ; i++) {
       const r = await run('node', [BIN, 'sessions', 'list', '--agent', '--json', '--bucket', bucketUrl], {env: auditor})
-      listed = r.code === 0 ? (JSON.parse(r.stdout) as Listed[]) : []
+      listed = r.code === 0 ? (JSON.parse(r.stdout) as {sessions: Listed[]}).sessions : []
       if (listed.some((s) => s.status === 'ended' && s.totals.denied >= 1)) break
       if (i > 30) throw new Error(`no ended agent session with a denial was shipped: ${r.stdout}${r.stderr}`)
     }
@@ -361,7 +361,7 @@ describe('dbgate mcp', () => {
     const table = await run('node', [BIN, 'sessions', 'list', '--agent', '--bucket', bucketUrl], {env: auditor})
     expect(table.stdout).toMatch(/alice@example\.com via test-agent 9\.9\.9 \(MCP\)/)
     const people = await run('node', [BIN, 'sessions', 'list', '--client', 'connect', '--json', '--bucket', bucketUrl], {env: auditor})
-    expect((JSON.parse(people.stdout || '[]') as Listed[]).filter((s) => s.agent)).toEqual([])
+    expect((JSON.parse(people.stdout) as {sessions: Listed[]}).sessions.filter((s) => s.agent)).toEqual([])
     const search = await run('node', [BIN, 'sessions', 'search', 'drop table', '--agent', '--bucket', bucketUrl], {env: auditor})
     expect(search.stdout).toMatch(/drop table customers/)
     const shown = await run('node', [BIN, 'sessions', 'show', listed.find((s) => s.totals.denied >= 1)!.sessionId, '--bucket', bucketUrl], {env: auditor})

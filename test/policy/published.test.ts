@@ -54,7 +54,7 @@ describe('published policy', () => {
     expect(override.stderr).toMatch(/--local-policy/)
 
     const shown = await run('node', [BIN, 'sessions', 'list', '--json', '--config', engineerConfig], {env})
-    const sessions = JSON.parse(shown.stdout) as {policy?: {version?: string}}[]
+    const {sessions} = JSON.parse(shown.stdout) as {sessions: {policy?: {version?: string}}[]}
     const versions = sessions.map((s) => s.policy?.version).sort()
     expect(versions).toEqual(['local', 'local (override; published v2 ignored)', 'v2 (published)'])
   })

@@ -2,7 +2,8 @@ import {createWriteStream} from 'node:fs'
 import type {Writable} from 'node:stream'
 import {finished} from 'node:stream/promises'
 import {Args, Flags} from '@oclif/core'
-import {listFilters, resolveBucket} from '../../audit/cli.js'
+import {listFilters, resolveBucket, unreadableReport} from '../../audit/cli.js'
+import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 import {bucketFlags, filterFlags} from '../../cli/flags.js'
 import {exportSession, loadEach, SessionReader} from '../../audit/read.js'
 import {DbgateCommand} from '../../cli/base-command.js'
@@ -25,7 +26,8 @@ export default class SessionsExport extends DbgateCommand {
     const {bucket} = await resolveBucket(flags, this)
     const reader = new SessionReader(bucket)
     const ids = argv as string[]
-    const summaries = ids.length ? await loadEach(reader, ids) : (await reader.list(listFilters(flags))).reverse()
+    const listing = ids.length ? {sessions: await loadEach(reader, ids), unreadable: []} : await reader.listing(listFilters(flags))
+    const summaries = ids.length ? listing.sessions : [...listing.sessions].reverse()
     const file = flags.output ? createWriteStream(flags.output, {mode: 0o600}) : undefined
     const out: Writable = file ?? process.stdout
     let first = true
@@ -40,5 +42,7 @@ export default class SessionsExport extends DbgateCommand {
       await finished(file)
       this.logToStderr(`Exported ${summaries.length} session${summaries.length === 1 ? '' : 's'} to ${flags.output}.`)
     }
+    for (const line of unreadableReport(listing.unreadable)) this.logToStderr(line)
+    if (listing.unreadable.length) process.exitCode = EXIT_FAILURE
   }
 }

@@ -1,15 +1,18 @@
 import {Flags} from '@oclif/core'
 import {renderTable, type Column} from '../../cli/table.js'
-import {listFilters, relativeTime, resolveBucket} from '../../audit/cli.js'
+import {listFilters, relativeTime, resolveBucket, unreadableReport} from '../../audit/cli.js'
 import {bucketFlags, filterFlags} from '../../cli/flags.js'
-import type {SessionSummary} from '../../audit/index-cache.js'
+import type {Listing, SessionSummary} from '../../audit/index-cache.js'
 import {SessionReader} from '../../audit/read.js'
 import {DbgateCommand} from '../../cli/base-command.js'
 import {agentLabel} from '../../identity/types.js'
+import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 
 export default class SessionsList extends DbgateCommand {
   static override summary = 'List recorded sessions, newest first.'
-  static override description = 'Reads the bucket through a local cache, so only sessions not seen before are downloaded.'
+  static override description = `Reads the bucket through a local cache, so only sessions not seen before are downloaded.
+
+An object under sessions/ that cannot be read as a session log (not gzip, cut short, empty, too large, no dbgate event in it, a key that does not parse) does not stop the listing: every readable session is listed, each unreadable object is named on stderr (in "unreadable" with --json), and the command exits 1.`
   static override examples = ['$ dbgate sessions list --since 7d', '$ dbgate sessions list --agent', '$ dbgate sessions list --user alice --target prod --denied', '$ dbgate sessions list --since 2026-01-01 --until 2026-02-01 --json']
   static override enableJsonFlag = true
   static override flags = {
@@ -18,10 +21,11 @@ export default class SessionsList extends DbgateCommand {
     limit: Flags.integer({char: 'n', summary: 'Show at most this many sessions.', default: 50, min: 1}),
   }
 
-  async run(): Promise<SessionSummary[]> {
+  async run(): Promise<Listing> {
     const {flags} = await this.parse(SessionsList)
     const {bucket} = await resolveBucket(flags, this)
-    const sessions = (await new SessionReader(bucket).list(listFilters(flags))).slice(0, flags.limit)
+    const listing = await new SessionReader(bucket).listing(listFilters(flags))
+    const sessions = listing.sessions.slice(0, flags.limit)
     const tty = Boolean(process.stdout.isTTY)
     const columns: Column<SessionSummary>[] = [
       {header: 'SESSION', value: (s) => s.sessionId},
@@ -35,6 +39,8 @@ export default class SessionsList extends DbgateCommand {
     ]
     if (sessions.length === 0) this.logToStderr('No sessions match.')
     else this.log(renderTable(sessions, columns, {tty}))
-    return sessions
+    for (const line of unreadableReport(listing.unreadable)) this.logToStderr(line)
+    if (listing.unreadable.length) process.exitCode = EXIT_FAILURE
+    return {sessions, unreadable: listing.unreadable}
   }
 }

@@ -1,6 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 import chalk from 'chalk'
-import {listFilters, resolveBucket} from '../../audit/cli.js'
+import {listFilters, resolveBucket, unreadableReport} from '../../audit/cli.js'
+import type {UnreadableObject} from '../../audit/index-cache.js'
+import {EXIT_FAILURE} from '../../cli/exit-codes.js'
 import {bucketFlags, filterFlags, oneOfFlag} from '../../cli/flags.js'
 import {DECISIONS} from '../../audit/events.js'
 import {STATEMENT_CLASSES} from '../../policy/types.js'
@@ -19,7 +21,7 @@ function commandHint(value: string): string | undefined {
 
 export default class SessionsSearch extends DbgateCommand {
   static override summary = 'Find statements across recorded sessions.'
-  static override description = 'Matches statement text case-insensitively (or as a regular expression with --regex) and prints each hit with its session, time, user and decision.'
+  static override description = 'Matches statement text case-insensitively (or as a regular expression with --regex) and prints each hit with its session, time, user and decision. Objects under sessions/ that cannot be read as session logs are named on stderr (in "unreadable" with --json) after the matches, and the command exits 1.'
   static override examples = ['$ dbgate sessions search "drop table"', '$ dbgate sessions search delete --table users --class write --since 30d', '$ dbgate sessions search "email" --user alice --json']
   static override enableJsonFlag = true
   static override args = {text: Args.string({description: 'Text to find in statements; omit to match every statement the filters select.'})}
@@ -33,10 +35,10 @@ export default class SessionsSearch extends DbgateCommand {
     limit: Flags.integer({char: 'n', summary: 'Stop after this many matches.', default: 200, min: 1}),
   }
 
-  async run(): Promise<SearchMatch[]> {
+  async run(): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]}> {
     const {args, flags} = await this.parse(SessionsSearch)
     const {bucket} = await resolveBucket(flags, this)
-    const matches = await new SessionReader(bucket).search({
+    const {matches, unreadable} = await new SessionReader(bucket).searchAll({
       ...listFilters(flags),
       text: args.text,
       regex: flags.regex,
@@ -59,6 +61,9 @@ export default class SessionsSearch extends DbgateCommand {
       }
     }
     if (matches.length === 0) this.logToStderr('No statements match.')
-    return matches
+    // Not searched, so a match may hide in them: said after the matches, and the exit code says it too.
+    for (const line of unreadableReport(unreadable)) this.logToStderr(line)
+    if (unreadable.length) process.exitCode = EXIT_FAILURE
+    return {matches, unreadable}
   }
 }

@@ -6,9 +6,10 @@ import chalk from 'chalk'
 import {listFilters, readKeyFiles, resolveBucket, resolveSignerTrust} from '../../audit/cli.js'
 import {unmatchedSigners} from '../../audit/trust.js'
 import {bucketFlags, filterFlags, signerFlag} from '../../cli/flags.js'
-import {loadEach, SessionReader} from '../../audit/read.js'
+import {SessionReader} from '../../audit/read.js'
+import {UnreadableObjectError, type SessionSummary} from '../../audit/index-cache.js'
 import {loadKeyRing, type KeyRing} from '../../audit/signing.js'
-import {splitConcatenatedSessions, verifySession, type VerifyResult} from '../../audit/verify.js'
+import {splitConcatenatedSessions, unreadableObjectResult, verifySession, type VerifyResult} from '../../audit/verify.js'
 import {UsageError} from '../../cli/errors.js'
 import {visible} from '../../util/visible.js'
 import {DbgateCommand} from '../../cli/base-command.js'
@@ -20,7 +21,7 @@ interface Checked extends VerifyResult {
 
 export default class SessionsVerify extends DbgateCommand {
   static override summary = 'Prove sessions were not altered, reordered or truncated.'
-  static override description = `Checks every line's hash, the chain from line to line, and each Ed25519 signature against the public keys published in the bucket (keys/<key-id>.json) or given with --key. Every problem is reported with its line and seq. Exits 1 if any session has a problem.
+  static override description = `Checks every line's hash, the chain from line to line, and each Ed25519 signature against the public keys published in the bucket (keys/<key-id>.json) or given with --key. Every problem is reported with its line and seq. Exits 1 if any session has a problem. An object under sessions/ that cannot be read as a session log at all (not gzip, cut short, empty, too large, no dbgate event in it, a key that does not parse) fails as OBJECT_UNREADABLE, named by its key, and every other session is still verified.
 
 With --signer (or recording.trustedSigners in the configuration) only the named keys may sign: a session signed by any other key fails with UNTRUSTED_SIGNER, naming the key that signed it and the trusted ones.
 
@@ -70,11 +71,36 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
     } else {
       const reader = new SessionReader(bucket!)
       const ids = argv as string[]
-      const summaries = ids.length ? await loadEach(reader, ids) : await reader.list(listFilters(flags))
+      const summaries: SessionSummary[] = []
+      const unreadable: {key: string; problem: string}[] = []
+      if (ids.length) {
+        for (const id of ids) {
+          try {
+            summaries.push((await reader.load(id)).summary)
+          } catch (err) {
+            if (!(err instanceof UnreadableObjectError)) throw err
+            unreadable.push({key: err.key, problem: err.problem})
+          }
+        }
+      } else {
+        const listing = await reader.listing(listFilters(flags))
+        summaries.push(...listing.sessions)
+        unreadable.push(...listing.unreadable)
+      }
       for (const s of summaries) {
-        const {text} = await reader.loadSummary(s)
+        let text: string
+        try {
+          ;({text} = await reader.loadSummary(s))
+        } catch (err) {
+          // Replaced since it was listed, by something that cannot be read.
+          if (!(err instanceof UnreadableObjectError)) throw err
+          checked.push({source: s.key, ...unreadableObjectResult(err.problem)})
+          continue
+        }
         checked.push({source: s.key, ...verifySession(text, keys, {trust, objectKey: s.key})})
       }
+      // One FAIL each, after the sessions: the key names it, since its content says nothing.
+      for (const u of unreadable) checked.push({source: u.key, ...unreadableObjectResult(u.problem)})
     }
 
     for (const r of checked) {
