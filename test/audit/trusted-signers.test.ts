@@ -13,6 +13,7 @@ import SessionsVerify from '../../src/commands/sessions/verify.js'
 import ReportCommand from '../../src/commands/report.js'
 import type {Identity} from '../../src/identity/types.js'
 import {alice, removeTempDirs, stmt, tempDir} from './helpers.js'
+import {captureCommand} from '../helpers/capture.js'
 
 const root = join(import.meta.dirname, '..', '..')
 const bob: Identity = {...alice, subject: 'u-bob', email: 'bob@example.com', tokenHash: 'c'.repeat(64)}
@@ -141,29 +142,6 @@ describe('trusted signers (verifySession)', () => {
   })
 })
 
-/** Runs a command in-process and returns what it printed and returned. */
-async function capture<T>(fn: () => Promise<T>): Promise<{result: Awaited<T>; stdout: string; stderr: string; exitCode: number}> {
-  let stdout = ''
-  let stderr = ''
-  vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => void (stdout += args.join(' ') + '\n'))
-  vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => void (stderr += args.join(' ') + '\n'))
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += chunk.toString()
-    return true
-  })
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += chunk.toString()
-    return true
-  })
-  const before = process.exitCode
-  try {
-    const result = await fn()
-    return {result, stdout, stderr, exitCode: Number(process.exitCode ?? 0)}
-  } finally {
-    vi.restoreAllMocks()
-    process.exitCode = before
-  }
-}
 
 describe('--signer and recording.trustedSigners', () => {
   let bucketUrl: string
@@ -191,28 +169,28 @@ describe('--signer and recording.trustedSigners', () => {
   })
 
   it('sessions verify --signer: the gateway session passes, the laptop-signed one fails with exit 1 naming its key', async () => {
-    const out = await capture(() => SessionsVerify.run(['--bucket', bucketUrl, '--signer', 'gw-prod', '--json'], {root}))
+    const out = await captureCommand(() => SessionsVerify.run(['--bucket', bucketUrl, '--signer', 'gw-prod', '--json'], {root}))
     expect(out.exitCode).toBe(1)
     const bySession = Object.fromEntries(out.result.sessions.map((s) => [s.sessionId, s]))
     expect(bySession['by-gateway']).toMatchObject({ok: true, problems: []})
     expect(bySession['by-laptop']).toMatchObject({ok: false, problems: [{code: 'UNTRUSTED_SIGNER'}]})
     expect(bySession['by-laptop']!.problems[0]!.message).toContain(laptop.keyId)
 
-    const one = await capture(() => SessionsVerify.run(['by-gateway', '--bucket', bucketUrl, '--signer', gateway.keyId], {root}))
+    const one = await captureCommand(() => SessionsVerify.run(['by-gateway', '--bucket', bucketUrl, '--signer', gateway.keyId], {root}))
     expect(one.exitCode).toBe(0)
   })
 
   it('recording.trustedSigners in the configuration does the same, and --signer replaces it', async () => {
-    const configured = await capture(() => SessionsVerify.run(['--config', configFile, '--json'], {root}))
+    const configured = await captureCommand(() => SessionsVerify.run(['--config', configFile, '--json'], {root}))
     expect(configured.exitCode).toBe(1)
     expect(configured.result.sessions.find((s) => s.sessionId === 'by-laptop')).toMatchObject({problems: [{code: 'UNTRUSTED_SIGNER'}]})
 
-    const replaced = await capture(() => SessionsVerify.run(['by-laptop', '--config', configFile, '--signer', laptop.keyId, '--json'], {root}))
+    const replaced = await captureCommand(() => SessionsVerify.run(['by-laptop', '--config', configFile, '--signer', laptop.keyId, '--json'], {root}))
     expect(replaced.exitCode).toBe(0)
   })
 
   it('a named signer that matches no published key is warned about', async () => {
-    const out = await capture(() => SessionsVerify.run(['by-gateway', '--bucket', bucketUrl, '--signer', 'gw-prd', '--signer', 'gw-prod'], {root}))
+    const out = await captureCommand(() => SessionsVerify.run(['by-gateway', '--bucket', bucketUrl, '--signer', 'gw-prd', '--signer', 'gw-prod'], {root}))
     expect(out.stderr).toContain('trusted signer gw-prd matches no published key')
     expect(out.exitCode).toBe(0)
   })
@@ -220,12 +198,12 @@ describe('--signer and recording.trustedSigners', () => {
   it('an empty recording.trustedSigners is a configuration error with file and line', async () => {
     const bad = join(await tempDir('dbgate-config-'), 'dbgate.yaml')
     await writeFile(bad, `bucket: ${bucketUrl}\nrecording:\n  trustedSigners: []\ntargets:\n  prod:\n    host: 127.0.0.1\n    database: app\n    user: app\n`)
-    await expect(capture(() => SessionsVerify.run(['--config', bad], {root}))).rejects.toMatchObject({oclif: {exit: 2}, message: expect.stringContaining(`${bad}:3`)})
+    await expect(captureCommand(() => SessionsVerify.run(['--config', bad], {root}))).rejects.toMatchObject({oclif: {exit: 2}, message: expect.stringContaining(`${bad}:3`)})
   })
 
   it('report --signer counts the laptop-signed session as failing verification and says whom it trusted', async () => {
     const outDir = await tempDir('dbgate-report-')
-    const out = await capture(() =>
+    const out = await captureCommand(() =>
       ReportCommand.run(['--bucket', bucketUrl, '--since', '2026-02-01', '--until', '2026-04-01', '--signer', 'gw-prod', '--out', outDir, '--json'], {root}),
     )
     expect(out.result.summary).toMatchObject({sessions: 2, logsFailingVerification: 1})

@@ -26,6 +26,7 @@ import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
 import {waitFor} from '../helpers/wait.js'
 import {alice, removeTempDirs, stmt, tempDir} from './helpers.js'
 import {TestS3} from './s3rver.js'
+import {captureCommand} from '../helpers/capture.js'
 
 const root = join(import.meta.dirname, '..', '..')
 const day = 'sessions/dt=2026-03-01/target=prod'
@@ -60,29 +61,6 @@ async function record(spoolDir: string, sessionId: string, sqls: string[]) {
   await s.end('client-closed')
 }
 
-/** Runs a command in-process: what it printed on each stream, what it returned, and its exit code. */
-async function capture<T>(fn: () => Promise<T>): Promise<{result: Awaited<T>; stdout: string; stderr: string; exitCode: number}> {
-  let stdout = ''
-  let stderr = ''
-  const log = vi.spyOn(console, 'log').mockImplementation((...args: unknown[]) => void (stdout += args.join(' ') + '\n'))
-  const err = vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => void (stderr += args.join(' ') + '\n'))
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += chunk.toString()
-    return true
-  })
-  const errWrite = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += chunk.toString()
-    return true
-  })
-  const before = process.exitCode
-  try {
-    const result = await fn()
-    return {result, stdout, stderr, exitCode: Number(process.exitCode ?? 0)}
-  } finally {
-    for (const spy of [log, err, out, errWrite]) spy.mockRestore()
-    process.exitCode = before
-  }
-}
 
 beforeAll(async () => {
   const dataHome = await tempDir('dbgate-data-')
@@ -152,7 +130,7 @@ const shown = (k: string) => k.replace(/\x1b/g, '\\x1b')
 
 describe('unreadable objects beside good sessions', () => {
   it('sessions list lists every readable session, names each unreadable object on stderr and exits 1', async () => {
-    const list = await capture(() => SessionsList.run(['--config', config], {root}))
+    const list = await captureCommand(() => SessionsList.run(['--config', config], {root}))
     expect(list.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]).sort()).toEqual(readable)
     for (const p of planted) {
       const line = list.stderr.split('\n').find((l) => l.startsWith(`unreadable: ${shown(p.key)}: `))
@@ -164,7 +142,7 @@ describe('unreadable objects beside good sessions', () => {
     expect(list.exitCode).toBe(1)
 
     // Read again through the cache: a half-read object was not kept as a good session.
-    const again = await capture(() => SessionsList.run(['--config', config, '--json'], {root}))
+    const again = await captureCommand(() => SessionsList.run(['--config', config, '--json'], {root}))
     expect(again.exitCode).toBe(1)
     expect(again.result.sessions.map((s) => s.sessionId).sort()).toEqual(readable)
     expect(again.result.unreadable.map((u) => u.key).sort()).toEqual(planted.map((p) => p.key).sort())
@@ -174,7 +152,7 @@ describe('unreadable objects beside good sessions', () => {
   })
 
   it('sessions search finds statements in the readable sessions and names what it could not search', async () => {
-    const search = await capture(() => SessionsSearch.run(['from', '--config', config], {root}))
+    const search = await captureCommand(() => SessionsSearch.run(['from', '--config', config], {root}))
     expect(search.stdout).toMatch(/^good-1\t2\t.*select \* from users$/m)
     expect(search.stdout).toMatch(/^good-2\t2\t.*select \* from orders$/m)
     expect(search.stderr).toContain(`unreadable: ${day}/not-gzip.jsonl.gz: not gzip`)
@@ -183,7 +161,7 @@ describe('unreadable objects beside good sessions', () => {
 
   it('sessions export writes every readable session and names what it left out', async () => {
     const file = join(await tempDir('dbgate-export-'), 'evidence.jsonl')
-    const exported = await capture(() => SessionsExport.run(['--config', config, '-o', file], {root}))
+    const exported = await captureCommand(() => SessionsExport.run(['--config', config, '-o', file], {root}))
     expect(exported.exitCode).toBe(1)
     const sessions = new Set((await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => /"session":"([^"]+)"/.exec(l)?.[1]))
     expect([...sessions].filter(Boolean).sort()).toEqual(readable)
@@ -192,7 +170,7 @@ describe('unreadable objects beside good sessions', () => {
   })
 
   it('sessions verify gives each session its verdict and fails each unreadable object as OBJECT_UNREADABLE', async () => {
-    const verify = await capture(() => SessionsVerify.run(['--config', config], {root}))
+    const verify = await captureCommand(() => SessionsVerify.run(['--config', config], {root}))
     expect(verify.exitCode).toBe(1)
     expect(verify.stdout).toMatch(/OK .* good-1 ended/)
     expect(verify.stdout).toMatch(/OK .* good-2 ended/)
@@ -208,13 +186,13 @@ describe('unreadable objects beside good sessions', () => {
     expect(verify.result.sessions.filter((s) => s.ok).map((s) => s.sessionId).sort()).toEqual(['good-1', 'good-2', viaTunnel].sort())
 
     // Named by id, an unreadable object is a FAIL too, not "no such session".
-    const one = await capture(() => SessionsVerify.run(['not-json', '--config', config], {root}))
+    const one = await captureCommand(() => SessionsVerify.run(['not-json', '--config', config], {root}))
     expect(one.exitCode).toBe(1)
     expect(one.stdout).toMatch(new RegExp(`FAIL .*\\(${day}/not-json\\.jsonl\\.gz\\)\\n\\s+line 0 OBJECT_UNREADABLE: .*no line is a dbgate event`))
 
 
     // Shown by id, it is named as there and unreadable (not "no such session"), its key escaped.
-    const show = await capture(() => SessionsShow.run(['<img', '--config', config], {root}).catch((err: Error) => err))
+    const show = await captureCommand(() => SessionsShow.run(['<img', '--config', config], {root}).catch((err: Error) => err))
     expect(show.result).toBeInstanceOf(Error)
     expect((show.result as Error).message).toBe(`session object ${shown(planted.at(-1)!.key)} cannot be read as a session log: not gzip (4 bytes that do not start with the gzip header)`)
     expect(show.stderr).not.toContain('\x1b')
@@ -222,7 +200,7 @@ describe('unreadable objects beside good sessions', () => {
 
   it('dbgate report is written from the readable sessions, with the unreadable objects as a gap and a control exception', async () => {
     const out = await tempDir('dbgate-report-out-')
-    const r = await capture(() => ReportCommand.run(['--config', config, '--since', '2026-03-01', '--out', out, '--framework', 'fedramp'], {root}))
+    const r = await captureCommand(() => ReportCommand.run(['--config', config, '--since', '2026-03-01', '--out', out, '--framework', 'fedramp'], {root}))
     expect(r.stdout).toContain('3 of 4 logs verified')
     expect(r.stdout).toContain(`${planted.length} unreadable session objects`)
     expect(r.stdout).toContain(`gap: ${planted.length} object(s) under sessions/ cannot be read as session logs`)
