@@ -133,6 +133,15 @@ export const defaultPack: readonly BuiltinRule[] = [
     test: (op) => op.class === 'ddl',
   },
   {
+    // A large object has no WHERE to bound: one call per row of whatever the call runs over, so
+    // `select lo_unlink(oid) from pg_largeobject_metadata` removes every one of them.
+    id: 'default.large-object-approval',
+    action: 'require_approval',
+    reason: 'this statement removes or overwrites large objects (lo_unlink, lo_truncate, lo_put, lowrite), as many as the rows it calls them for',
+    hint: (op) => `${ASK}; the rule would be \`- match: {class: write, command: function, functions: [${fnOf(op)}]}\` with \`action: allow\``,
+    test: (op) => op.command === 'function' && has(op, 'large_object'),
+  },
+  {
     id: 'default.volatile-function',
     action: 'require_approval',
     reason: 'this statement calls a volatile function, which may change data; dbgate cannot see what it does',
