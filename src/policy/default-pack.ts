@@ -20,6 +20,15 @@ const PLAIN_MAINTENANCE = new Set(['vacuum', 'analyze'])
 
 export const defaultPack: readonly BuiltinRule[] = [
   {
+    // Before default.unknown, whose reason and hint (could not parse, check the syntax) are about
+    // another case: this statement parsed, and what it does is known, only not which setting.
+    id: 'default.no-hidden-setting',
+    action: 'deny',
+    reason: 'this statement changes session settings without showing which setting gets which value (a write to pg_settings runs set_config for each row it matches; so does a view or rule that calls set_config), so dbgate cannot judge it',
+    hint: "change the setting with SET name = value, or with set_config('name', 'value', false) called directly: dbgate judges those setting by setting. Reading pg_settings stays allowed",
+    test: (op) => has(op, 'hidden_setting'),
+  },
+  {
     id: 'default.unknown',
     action: 'deny',
     reason: 'dbgate could not parse or judge this statement, so it is not let through',

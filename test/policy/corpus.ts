@@ -49,6 +49,7 @@ const VOLATILE = 'default.volatile-function'
 const UNKNOWN_FN = 'default.unknown-function'
 const SETTING_APPROVAL = 'default.setting-approval'
 const LARGE_OBJECT = 'default.large-object-approval'
+const HIDDEN_SETTING = 'default.no-hidden-setting'
 
 const fn = (schema: string, name: string, volatility: 'i' | 's' | 'v', nargs = 0, extra: Partial<FunctionCandidate> = {}): FunctionCandidate => ({
   schema,
@@ -170,6 +171,10 @@ export const corpus: CorpusCase[] = [
   c("SELECT set_config('session_replication_role', 'replica', true)", 'session', 'set', 'deny', SETTING, 'set_config'),
   c("SELECT pg_catalog.set_config('statement_timeout', '1s', false)", 'session', 'set', 'allow', SESSION, 'set_config'),
   c("SELECT set_config(name, 'x', false) FROM settings_to_apply", 'unknown', 'set', 'deny', UNKNOWN, 'set_config'),
+  // pg_settings' UPDATE rule calls set_config for every row it matches: which setting, the text does not say
+  c("UPDATE pg_settings SET setting = 'on' WHERE name = 'transform_null_equals'", 'unknown', 'set', 'deny', HIDDEN_SETTING, 'set_config'),
+  c("UPDATE pg_catalog.pg_settings SET setting = 'replica' WHERE name = 'session_replication_role'", 'unknown', 'set', 'deny', HIDDEN_SETTING, 'set_config'),
+  c("WITH s AS (UPDATE pg_settings SET setting = '1s' WHERE name = 'statement_timeout' RETURNING name) SELECT * FROM s", 'unknown', 'set', 'deny', HIDDEN_SETTING, 'set_config'),
   c("SELECT set_config('role', 'postgres', false)", 'privilege', 'set', 'deny', PRIV, 'set_config'),
   c('DISCARD ALL', 'session', 'discard', 'allow', SESSION),
   c('LISTEN jobs', 'session', 'listen', 'allow', SESSION),
