@@ -20,6 +20,15 @@ const PLAIN_MAINTENANCE = new Set(['vacuum', 'analyze'])
 
 export const defaultPack: readonly BuiltinRule[] = [
   {
+    // Before default.unknown, whose reason and hint (could not parse, check the syntax) are about
+    // another case: this statement parsed, and what it does is known, only not which setting.
+    id: 'default.no-hidden-setting',
+    action: 'deny',
+    reason: 'this statement changes session settings without showing which setting gets which value (a write to pg_settings runs set_config for each row it matches; so does a view or rule that calls set_config), so dbgate cannot judge it',
+    hint: "change the setting with SET name = value, or with set_config('name', 'value', false) called directly: dbgate judges those setting by setting. Reading pg_settings stays allowed",
+    test: (op) => has(op, 'hidden_setting'),
+  },
+  {
     id: 'default.unknown',
     action: 'deny',
     reason: 'dbgate could not parse or judge this statement, so it is not let through',
@@ -131,6 +140,15 @@ export const defaultPack: readonly BuiltinRule[] = [
     reason: 'schema changes need a reviewer',
     hint: ASK,
     test: (op) => op.class === 'ddl',
+  },
+  {
+    // A large object has no WHERE to bound: one call per row of whatever the call runs over, so
+    // `select lo_unlink(oid) from pg_largeobject_metadata` removes every one of them.
+    id: 'default.large-object-approval',
+    action: 'require_approval',
+    reason: 'this statement removes or overwrites large objects (lo_unlink, lo_truncate, lo_put, lowrite), as many as the rows it calls them for',
+    hint: (op) => `${ASK}; the rule would be \`- match: {class: write, command: function, functions: [${fnOf(op)}]}\` with \`action: allow\``,
+    test: (op) => op.command === 'function' && has(op, 'large_object'),
   },
   {
     id: 'default.volatile-function',

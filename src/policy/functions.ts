@@ -30,7 +30,7 @@ export interface FunctionCandidate {
 }
 
 /** Effects, least to most serious; a call is judged by its worst candidate. */
-export const EFFECT_RANK = {read: 0, session: 1, data_write: 2, maintenance: 3, volatile: 4, unknown: 5, denied: 6} as const
+export const EFFECT_RANK = {read: 0, session: 1, data_write: 2, destroy: 3, maintenance: 4, volatile: 5, unknown: 6, denied: 7} as const
 export type EffectKind = keyof typeof EFFECT_RANK
 
 export interface FunctionEffect {
@@ -135,8 +135,16 @@ const PROCESS = [
   'pg_stop_making_pinned_objects',
 ]
 
-/** Change data outside any table the statement names: large objects and sequences. Writes, allowed like filtered writes. */
-const DATA_WRITE = ['lo_creat', 'lo_create', 'lo_unlink', 'lo_put', 'lo_from_bytea', 'lowrite', 'lo_truncate', 'lo_truncate64', 'nextval', 'setval']
+/** Add data outside any table the statement names: new large objects, sequence values. Writes, allowed like inserts. */
+const DATA_WRITE = ['lo_creat', 'lo_create', 'lo_from_bytea', 'nextval', 'setval']
+
+/**
+ * Remove or overwrite a large object that exists. A call runs once per row of whatever it is
+ * called over, and no WHERE the policy reads bounds which objects that reaches: one statement
+ * (`select lo_unlink(oid) from pg_largeobject_metadata`) empties the database of them. Writes that
+ * a reviewer approves, like the other destruction the policy cannot bound.
+ */
+const LARGE_OBJECT_DESTROY = ['lo_unlink', 'lo_truncate', 'lo_truncate64', 'lo_put', 'lowrite']
 
 /** Change planner statistics, index summaries or catalog contents: maintenance, which a reviewer approves. */
 const MAINTENANCE = [
@@ -295,7 +303,8 @@ const BUILTIN_EFFECTS = new Map<string, FunctionEffect>([
   ...DYNAMIC_SQL.map((n) => [n, {kind: 'denied', class: 'admin', flag: 'dynamic_sql', what: 'runs SQL given as text, which dbgate cannot see into'}] as const),
   ...SERVER_FILE.map((n) => [n, {kind: 'denied', class: 'admin', flag: 'server_file', what: "reads or writes files on the database server's disk"}] as const),
   ...PROCESS.map((n) => [n, {kind: 'denied', class: 'admin', flag: 'process', what: 'signals or reconfigures server processes, replication or statistics'}] as const),
-  ...DATA_WRITE.map((n) => [n, {kind: 'data_write', class: 'write', what: 'writes a large object or a sequence'}] as const),
+  ...DATA_WRITE.map((n) => [n, {kind: 'data_write', class: 'write', what: 'creates a large object or moves a sequence'}] as const),
+  ...LARGE_OBJECT_DESTROY.map((n) => [n, {kind: 'destroy', class: 'write', flag: 'large_object', what: 'removes or overwrites a large object (once for every row it is called over)'}] as const),
   ...MAINTENANCE.map((n) => [n, {kind: 'maintenance', class: 'admin', what: 'changes planner statistics, index summaries or the catalog'}] as const),
   ...SESSION.map((n) => [n, {kind: 'session', class: 'session', what: 'takes an advisory lock, notifies listeners or sets a setting'}] as const),
 ] as [string, FunctionEffect][])

@@ -54,6 +54,7 @@ export type OperationFlag =
   | 'unknown_function' // calls a function (or operator) dbgate could not find or look up
   | 'heavy_maintenance' // VACUUM FULL, FREEZE and other options beyond the plain ones
   | 'hidden_setting' // reaches set_config by a route whose setting and value the statement does not show (a view, a rule, UPDATE pg_settings)
+  | 'large_object' // removes or overwrites a large object that exists (lo_unlink, lo_truncate, lo_put, lowrite)
 
 /**
  * Something a statement calls that the catalog decides: a function (or aggregate, procedure), a

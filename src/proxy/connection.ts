@@ -14,6 +14,7 @@ import type {AssumedSetting} from '../policy/assumed-settings.js'
 import {encodeAuthOk, encodeBackendKeyData, encodeError, encodeNotice, encodeParameterStatus, encodeReadyForQuery} from '../wire/backend.js'
 import {Frontend} from '../wire/codes.js'
 import {Framer, ProtocolError, type Frame} from '../wire/framer.js'
+import {checkFrontendHeader, type FrontendPhase} from '../wire/frontend-headers.js'
 import type {ScramVerifier} from '../wire/scram.js'
 import {ClientMessages} from './client-messages.js'
 import type {MessageSink, NamedDefinition, ProtocolPath, ProxyHooks, ResultFilter, SessionInfo, SessionView, StatementContext, StatementEvent} from './seam.js'
@@ -197,7 +198,13 @@ export class ClientConnection implements ConnectionCore {
     readonly env: ConnectionEnv,
     readonly clientReader?: UpstreamReader,
   ) {
-    this.clientFramer = new Framer({maxMessageSize: MAX_AUTH_MESSAGE_SIZE, limitName: 'the limit for messages before authentication', startup: true, maxStartupSize: MAX_STARTUP_PACKET_SIZE})
+    this.clientFramer = new Framer({
+      maxMessageSize: MAX_AUTH_MESSAGE_SIZE,
+      limitName: 'the limit for messages before authentication',
+      startup: true,
+      maxStartupSize: MAX_STARTUP_PACKET_SIZE,
+      checkHeader: (code, length) => checkFrontendHeader(this.frontendPhase(), code, length),
+    })
     this.upstreamFramer = new Framer({maxMessageSize: env.maxMessageSize})
     this.startup = new ClientStartup(this, this.clientFramer, (up, params) => this.begin(up, params))
     this.fromClient = new ClientMessages(this)
@@ -340,6 +347,17 @@ export class ClientConnection implements ConnectionCore {
     this.onClientData(chunk)
     const up = this.upstream
     return up !== undefined && up.socket.writableLength > 0
+  }
+
+  /**
+   * What the client may send now, for the check of each header. Messages still held are
+   * dispatched first and may end a COPY the server has started (a CopyDone among them), so the next
+   * one is then checked against what a session admits, and the dispatch judges it in its turn.
+   */
+  private frontendPhase(): FrontendPhase {
+    if (this.phase === 'startup') return this.startup.readsPassword ? 'authentication' : 'login'
+    if (this.phase === 'closed') return 'closed'
+    return this.state.copyIn && !this.fromClient.busy ? 'copy-in' : 'session'
   }
 
   /** Bound once: the framer calls it for every client frame. */

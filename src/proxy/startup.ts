@@ -44,6 +44,11 @@ export class ClientStartup {
     this.arm(this.timeoutMs)
   }
 
+  /** The client was asked for a password and has not sent it yet. */
+  get readsPassword(): boolean {
+    return this.step === 'auth'
+  }
+
   /** The connection starts ready (tests, the benchmark): there is nothing to time out. */
   skip(): void {
     this.step = 'done'

@@ -1,7 +1,8 @@
 /**
  * Splits a byte stream into complete protocol frames without trusting the peer: lengths below 4
- * and above a cap are refused before anything is allocated, and a frame that spans chunks is
- * assembled in one buffer sized once from its header.
+ * and above a cap, and headers the owner's check refuses (a type the phase does not have), are
+ * refused before anything is allocated, and a frame that spans chunks is assembled in one buffer
+ * sized once from its header.
  */
 
 import {codeName} from './codes.js'
@@ -37,6 +38,11 @@ export interface FramerOptions {
   startup?: boolean
   /** Startup packets are small by definition; PostgreSQL itself caps them at 10000 bytes. */
   maxStartupSize?: number
+  /**
+   * Judges each typed header (its type byte and length field, at least 4) before the body is read
+   * or anything is allocated for it; throws to refuse the message. The cap above still applies.
+   */
+  checkHeader?: (code: number, length: number) => void
 }
 
 export class Framer {
@@ -54,12 +60,14 @@ export class Framer {
   private maxMessageSize: number
   private limitName: string
   private readonly maxStartupSize: number
+  private readonly checkHeader: ((code: number, length: number) => void) | undefined
 
   constructor(options: FramerOptions) {
     this.startup = options.startup ?? false
     this.maxMessageSize = options.maxMessageSize
     this.limitName = options.limitName ?? 'tunnel.maxMessageSize'
     this.maxStartupSize = options.maxStartupSize ?? 10_000
+    this.checkHeader = options.checkHeader
   }
 
   /** Changes the cap for frames whose header has not been read yet (e.g. once a client has authenticated). */
@@ -195,6 +203,7 @@ export class Framer {
     if (length < 4) {
       throw new ProtocolError(`invalid message length ${length} for message type ${codeName(buf[offset] ?? 0)}`)
     }
+    this.checkHeader?.(buf[offset]!, length)
     if (length - 4 > this.maxMessageSize) {
       throw new ProtocolError(
         `message of type ${codeName(buf[offset] ?? 0)} is ${length - 4} bytes, over the limit of ${this.maxMessageSize} bytes (${this.limitName})`,

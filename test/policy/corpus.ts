@@ -48,6 +48,8 @@ const SYNTAX = 'syntax-error'
 const VOLATILE = 'default.volatile-function'
 const UNKNOWN_FN = 'default.unknown-function'
 const SETTING_APPROVAL = 'default.setting-approval'
+const LARGE_OBJECT = 'default.large-object-approval'
+const HIDDEN_SETTING = 'default.no-hidden-setting'
 
 const fn = (schema: string, name: string, volatility: 'i' | 's' | 'v', nargs = 0, extra: Partial<FunctionCandidate> = {}): FunctionCandidate => ({
   schema,
@@ -169,6 +171,10 @@ export const corpus: CorpusCase[] = [
   c("SELECT set_config('session_replication_role', 'replica', true)", 'session', 'set', 'deny', SETTING, 'set_config'),
   c("SELECT pg_catalog.set_config('statement_timeout', '1s', false)", 'session', 'set', 'allow', SESSION, 'set_config'),
   c("SELECT set_config(name, 'x', false) FROM settings_to_apply", 'unknown', 'set', 'deny', UNKNOWN, 'set_config'),
+  // pg_settings' UPDATE rule calls set_config for every row it matches: which setting, the text does not say
+  c("UPDATE pg_settings SET setting = 'on' WHERE name = 'transform_null_equals'", 'unknown', 'set', 'deny', HIDDEN_SETTING, 'set_config'),
+  c("UPDATE pg_catalog.pg_settings SET setting = 'replica' WHERE name = 'session_replication_role'", 'unknown', 'set', 'deny', HIDDEN_SETTING, 'set_config'),
+  c("WITH s AS (UPDATE pg_settings SET setting = '1s' WHERE name = 'statement_timeout' RETURNING name) SELECT * FROM s", 'unknown', 'set', 'deny', HIDDEN_SETTING, 'set_config'),
   c("SELECT set_config('role', 'postgres', false)", 'privilege', 'set', 'deny', PRIV, 'set_config'),
   c('DISCARD ALL', 'session', 'discard', 'allow', SESSION),
   c('LISTEN jobs', 'session', 'listen', 'allow', SESSION),
@@ -410,9 +416,21 @@ export const corpus: CorpusCase[] = [
   ].map((sql) => c(sql, 'admin', sql.startsWith('EXPLAIN') ? 'explain' : 'select', 'deny', DYNAMIC, 'text-executing functions')),
   c("SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'b'::tsquery)", 'read', 'select', 'allow', READ, 'text-executing functions'),
   // built-ins that change data or state are writes, not reads
-  ...["SELECT lo_create(0)", "SELECT lo_creat(-1)", "SELECT lo_unlink(16400)", "SELECT lo_put(16400, 0, '\\x00')", "SELECT lo_from_bytea(0, 'x')", "SELECT lowrite(0, 'x')", "SELECT lo_truncate(0, 0)", "SELECT lo_truncate64(0, 0)", "SELECT setval('users_id_seq', 1)", "SELECT pg_catalog.setval('s', 1, false)", "SELECT nextval('users_id_seq')", "SELECT id, nextval('s') FROM users"].map((sql) =>
+  ...["SELECT lo_create(0)", "SELECT lo_creat(-1)", "SELECT lo_from_bytea(0, 'x')", "SELECT setval('users_id_seq', 1)", "SELECT pg_catalog.setval('s', 1, false)", "SELECT nextval('users_id_seq')", "SELECT id, nextval('s') FROM users"].map((sql) =>
     c(sql, 'write', 'select', 'allow', WRITE, 'state-changing built-ins'),
   ),
+  // removing or overwriting large objects: no WHERE bounds how many a call reaches
+  ...[
+    "SELECT lo_unlink(16400)",
+    "SELECT lo_unlink(oid) FROM pg_largeobject_metadata",
+    "SELECT pg_catalog.lo_unlink(m.oid) FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid > 0",
+    "SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata",
+    "SELECT lo_put(16400, 0, '\\x00')",
+    "SELECT lowrite(0, 'x')",
+    "SELECT lo_truncate(0, 0)",
+    "SELECT lo_truncate64(lo_open(oid, 131072), 0) FROM pg_largeobject_metadata",
+    "WITH gone AS (SELECT lo_unlink(oid) FROM pg_largeobject_metadata) SELECT * FROM gone",
+  ].map((sql) => c(sql, 'write', 'select', 'require_approval', LARGE_OBJECT, 'large-object destruction')),
   ...["SELECT pg_restore_relation_stats('schemaname', 'public', 'relname', 'users', 'reltuples', 1e9::real)", "SELECT pg_restore_attribute_stats('schemaname', 'public', 'relname', 'users', 'attname', 'id', 'inherited', false, 'null_frac', 1::real)", "SELECT pg_clear_relation_stats('public', 'users')", "SELECT pg_clear_attribute_stats('public', 'users', 'id', false)", "SELECT gin_clean_pending_list('i'::regclass)", "SELECT brin_summarize_range('i'::regclass, 0)"].map((sql) =>
     c(sql, 'admin', 'select', 'require_approval', ADMIN, 'state-changing built-ins'),
   ),

@@ -4,6 +4,7 @@ import {serialize} from 'pg-protocol'
 import {decodeNotice} from '../../src/wire/backend.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {policyCheckOutput} from '../helpers/policy-check.js'
 
 /**
  * Effects reached by a route the statement's text does not show: set_config under another name or
@@ -11,7 +12,13 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
  * subquery comparison or a CASE. Each family got through the real tunnel before; the session's
  * settings and the database are read afterwards, not just the error.
  */
-type Refusal = Error & {code?: string; detail?: string}
+type Refusal = Error & {code?: string; detail?: string; hint?: string}
+
+/** What a user reads when a statement changes settings without showing which. */
+const HIDDEN_SETTING_REASON =
+  'this statement changes session settings without showing which setting gets which value (a write to pg_settings runs set_config for each row it matches; so does a view or rule that calls set_config), so dbgate cannot judge it'
+const HIDDEN_SETTING_HINT =
+  "change the setting with SET name = value, or with set_config('name', 'value', false) called directly: dbgate judges those setting by setting. Reading pg_settings stays allowed"
 
 async function outcome(c: pg.Client, sql: string): Promise<Refusal | undefined> {
   return (await c.query(sql).then(
@@ -96,7 +103,8 @@ describe('settings changed by a route the statement does not show', () => {
         const sql = `update ${target} set setting = '${value}' where name = '${name}'`
         const c = await t.client()
         const e = await refused(c, sql)
-        expect(e.message, sql).toMatch(/default\.unknown/)
+        expect(e.message, sql).toBe(`dbgate: statement denied by rule default.no-hidden-setting: ${HIDDEN_SETTING_REASON}`)
+        expect(e.hint, sql).toBe(HIDDEN_SETTING_HINT)
         expect(await state(c), sql).toEqual({u: db.user, r: 'origin', n: 'off', p: '"$user", public'})
         await c.end()
       }
@@ -107,11 +115,21 @@ describe('settings changed by a route the statement does not show', () => {
     await c.end()
   })
 
+  it('says what is refused and what to do instead in `dbgate policy check` too', async () => {
+    const out = await policyCheckOutput("update pg_settings set setting = 'on' where name = 'transform_null_equals'; update pg_catalog.pg_settings set setting = 'replica' where name = 'session_replication_role'")
+    for (const n of [1, 2]) expect(out).toContain(`[${n}] DENY     set (unknown)  rule default.no-hidden-setting`)
+    expect(out).toContain(`    ${HIDDEN_SETTING_REASON}\n`)
+    expect(out).toContain(`    hint: ${HIDDEN_SETTING_HINT}\n`)
+    expect(out).not.toMatch(/syntax/)
+  })
+
   it('refuses a view that calls set_config, however deep', async () => {
     for (const sql of ['select * from nulls_on', 'table nulls_on2', 'select 1 from nulls_on2 where false union all select 1 from nulls_on', 'select (select s from nulls_on)']) {
       const c = await t.client()
       const e = await refused(c, sql)
       expect(e.detail ?? e.message, sql).toMatch(/set_config/)
+      expect(e.message, sql).toMatch(/^dbgate: statement denied by rule default\.no-hidden-setting: this statement changes session settings without showing which setting/)
+      expect(e.hint, sql).toBe(HIDDEN_SETTING_HINT)
       expect((await state(c)).n, sql).toBe('off')
       await c.end()
     }

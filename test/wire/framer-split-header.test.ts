@@ -110,6 +110,20 @@ describe('a frame header split across reads', () => {
     expect(() => framer.push(short.subarray(2), () => {})).toThrow(/invalid message length 3 for message type/)
   })
 
+  it("judges a split header with the owner's check too, before any of the body", () => {
+    // A Sync that declares 900 MB: refused from its header, wherever the header is cut.
+    const sync = Buffer.from([0x53, 0, 0, 0, 0])
+    sync.writeInt32BE(900_000_000, 1)
+    const checkHeader = (code: number, length: number) => {
+      if (code === 0x53 && length !== 4) throw new ProtocolError(`invalid length ${length} for a Sync message`)
+    }
+    for (let cut = 1; cut < 5; cut++) {
+      const framer = new Framer({maxMessageSize: 1 << 30, checkHeader})
+      framer.push(sync.subarray(0, cut), () => {})
+      expect(() => framer.push(sync.subarray(cut), () => {})).toThrow('invalid length 900000000 for a Sync message')
+    }
+  })
+
   it('reads the frames after a split header from the read itself, not from a joined copy', () => {
     const framer = new Framer({maxMessageSize: 1 << 20})
     framer.push(STREAM.subarray(0, 2), () => {})
