@@ -245,7 +245,7 @@ export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<
       async run() {
         const r = await state.cli.run(['sessions', 'list', '--json', ...configArgs], carol.env)
         if (r.code !== 0) throw failure('`dbgate sessions list`', r)
-        const sessions = JSON.parse(r.stdout) as SessionSummary[]
+        const {sessions} = JSON.parse(r.stdout) as {sessions: SessionSummary[]}
         const s = sessions.find((x) => x.user === alice.email && x.target === DEMO_TARGET)
         if (!s) throw new Error(`no session by ${alice.email} among ${sessions.length}`)
         if (s.totals.denied < 1) throw new Error(`session ${s.sessionId} records no denied statement`)
@@ -258,7 +258,7 @@ export async function runTour(env: DemoEnvironment, opts: TourOptions): Promise<
       async run() {
         const r = await state.cli.run(['sessions', 'search', 'drop table', '--json', ...configArgs], carol.env)
         if (r.code !== 0) throw failure('`dbgate sessions search`', r)
-        const hit = (JSON.parse(r.stdout) as SearchMatch[]).find((m) => m.sessionId === state.sessionId)
+        const hit = (JSON.parse(r.stdout) as {matches: SearchMatch[]}).matches.find((m) => m.sessionId === state.sessionId)
         if (!hit) throw new Error(`no match in session ${state.sessionId}`)
         if (hit.decision !== 'deny') throw new Error(`the DROP is recorded as ${hit.decision}, not deny`)
         return `${hit.user} ran "${hit.sql}" at ${hit.ts}: ${hit.decision}`
