@@ -15,6 +15,7 @@
  */
 import {createHash, sign, verify, type KeyObject, type X509Certificate} from 'node:crypto'
 import {canonicalJson} from '../util/canonical-json.js'
+import {visible} from '../util/visible.js'
 import type {ApprovalRequest, GatewaySignature} from './types.js'
 
 const CONTEXT = 'dbgate approval request v1'
@@ -58,7 +59,8 @@ export function checkGatewaySignature(request: ApprovalRequest, cert: X509Certif
   if (!v) return {ok: false, why: 'none', problem: 'it carries no gateway signature'}
   const presented = certificateSha256(cert)
   if (v.alg !== 'tls-certificate-key' || v.cert !== presented) {
-    return {ok: false, why: 'other-certificate', problem: `it was signed with a certificate (sha256 ${v.cert.slice(0, 16)}…) other than the one your gateway presents (sha256 ${presented.slice(0, 16)}…)`}
+    // The named certificate is whatever the request's writer put there: printed, never obeyed.
+    return {ok: false, why: 'other-certificate', problem: `it was signed with a certificate (sha256 ${visible(v.cert.slice(0, 16))}…) other than the one your gateway presents (sha256 ${presented.slice(0, 16)}…)`}
   }
   let good = false
   try {

@@ -208,6 +208,16 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
 
   const request = await readRequest(ctx.bucket, input.id)
   if (!request) throw new ApprovalError(APPROVAL_NOT_FOUND, `No approval request ${input.id} in ${ctx.bucket.url}.`, 'Run `dbgate approvals list` to see pending requests.')
+  // The signature covers the id inside the record, not the name it is stored under: a bucket writer
+  // can copy another pending request (genuine, signed) over the one the reviewer read, and deciding
+  // it would decide that other request. The list leaves such a record out; deciding refuses it.
+  if (request.id !== input.id) {
+    throw new ApprovalError(
+      APPROVAL_UNTRUSTED_REQUEST,
+      `${input.id} holds another request (${visibleDeep(request.id)}), so it was not decided: deciding it would have decided that one, not the request you read.`,
+      `Report ${input.id} to your security team: someone who can write the bucket's approvals/ replaced it. Review ${visibleDeep(request.id)} on its own, from \`dbgate approvals list\`.`,
+    )
+  }
   const [existing, outcome] = await Promise.all([readDecision(ctx.bucket, input.id), readOutcome(ctx.bucket, input.id)])
   if (existing) throw new ApprovalError(APPROVAL_ALREADY_DECIDED, `${input.id} was already decided: ${describeWinner(existing)}.`, ALREADY_DECIDED)
   const state = stateOf(request, existing, outcome, now())

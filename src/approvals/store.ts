@@ -10,6 +10,7 @@ import {canonicalJson} from '../util/canonical-json.js'
 import {createHash, randomBytes} from 'node:crypto'
 import {isBucketError, OBJECT_EXISTS, OBJECT_NOT_FOUND, type Bucket} from '../bucket/index.js'
 import {DocumentError, parseDocument} from '../util/document.js'
+import {visible} from '../util/visible.js'
 import type {z} from 'zod'
 import {ApprovalDecisionSchema, ApprovalOutcomeSchema, ApprovalRequestSchema, type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type ApprovalWindow, type RequestView} from './types.js'
 
@@ -139,7 +140,9 @@ export async function listRequests(bucket: Bucket, opts: ListOptions = {}): Prom
         return undefined
       }
       const request = await readRequest(bucket, id).catch(leftOut)
-      if (!request || request.id !== id) return undefined
+      if (!request) return undefined
+      // A copy of another request under this name would be decided as that other one: said, and left out.
+      if (request.id !== id) return void opts.onInvalid?.(`approval request ${visible(requestKey(id))} holds another request (${request.id}), which deciding it would decide; left out`)
       const [decision, outcome] = await Promise.all([
         decided.has(id) ? readDecision(bucket, id).catch(leftOut) : undefined,
         settled.has(id) ? readOutcome(bucket, id).catch(leftOut) : undefined,

@@ -52,6 +52,15 @@ describe('a reviewer whose configuration names a gateway, facing planted request
   const bob = (args: string[]) =>
     run(process.execPath, [BIN, ...args, '--config', bobConfig], {env: {...isolatedEnv(), ...p.env('bob'), DBGATE_TOKEN: '', NO_COLOR: '1'}, timeoutMs: 60_000})
   const file = (key: string) => path.join(bucketDir, key)
+  const extra: pg.Client[] = []
+  /** Another session of alice's, straight to the gateway with a token minted for her. */
+  const aliceClient = async () => {
+    const token = await mint(p.f.signingKey, {iss: p.f.dev.issuer, aud: p.f.dev.cliClientId, sub: 'alice', email: 'alice@example.com', groups: ['engineering'], exp: Math.floor(Date.now() / 1000) + 3600})
+    const c = new pg.Client({host: '127.0.0.1', port: gw.address.port, database: 'app', user: 'alice@example.com', password: token, ssl: {ca: await readFile(pki.ca, 'utf8'), servername: 'localhost'}})
+    await c.connect()
+    extra.push(c)
+    return c
+  }
   const plant = async (what: string, request: ApprovalRequest) => {
     planted.set(request.id, what)
     await writeFile(file(requestKey(request.id)), JSON.stringify(request))
@@ -92,10 +101,13 @@ describe('a reviewer whose configuration names a gateway, facing planted request
     await plant('no gateway signature', {...unsigned, id: 'apr-plantednone'})
     await plant("a genuine request's signature, on another id with the seal key swapped", {...bait, id: genuine.id.replace(/^apr-/, 'apr-x'), gatewaySignature: genuine.gatewaySignature})
     await plant('signed by a certificate of its own', {...unsigned, id: 'apr-plantedself', gatewaySignature: signRequest(planterTls, {...unsigned, id: 'apr-plantedself'})})
+    // What the request names as its certificate is the planter's text, printed where the reviewer reads the refusal.
+    await plant('naming its certificate with terminal sequences that would erase the warning', {...unsigned, id: 'apr-plantedesc', gatewaySignature: {...signRequest(planterTls, {...unsigned, id: 'apr-plantedesc'}), cert: '\x1b[2K\x1b[1A\r\x1b]8;;x\x07'}})
     await plant("signed by its own key, naming the gateway's certificate", {...unsigned, id: 'apr-plantedname', gatewaySignature: {...signRequest(planterTls, {...unsigned, id: 'apr-plantedname'}), cert: genuine.gatewaySignature!.cert}})
   }, 120_000)
   afterAll(async () => {
     await alice?.end().catch(() => {})
+    for (const c of extra) await c.end().catch(() => {})
     await gw?.close(500)
     await p?.close()
     await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
@@ -113,6 +125,8 @@ describe('a reviewer whose configuration names a gateway, facing planted request
       expect(r.stdout, planted.get(id)).not.toContain(id)
       expect(r.stderr, planted.get(id)).toMatch(new RegExp(`${id} \\(requester: carol@example\\.com\\) left out: your gateway did not file it`))
     }
+    // A planted request's text reaches the reviewer's terminal only as visible escapes.
+    expect(r.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/)
   })
 
   it('refuses to approve or deny a planted request, before anything is sealed, and says what it is', async () => {
@@ -124,6 +138,7 @@ describe('a reviewer whose configuration names a gateway, facing planted request
         expect(r.stderr, what).toMatch(/so nothing was sent/)
         expect(r.stderr, what).toMatch(/APPROVAL_UNTRUSTED_REQUEST/)
         expect(r.stderr, what).toMatch(/security team/)
+        expect(r.stderr, what).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/)
       }
       // Nothing in the bucket for its writer to open.
       expect(existsSync(file(decisionKey(id))), what).toBe(false)
@@ -140,6 +155,52 @@ describe('a reviewer whose configuration names a gateway, facing planted request
     for (const id of planted.keys()) await expect(source.decide({id, action: 'approve'}), planted.get(id)).rejects.toThrow(/was not filed by your gateway .* nothing was sent/)
     for (const id of planted.keys()) expect(existsSync(file(decisionKey(id))), planted.get(id)).toBe(false)
   })
+
+  it('refuses a request stored under another id: a bucket writer copies a pending genuine request over the one the reviewer read', async () => {
+    // Found in the red-team round of the gateway signature: the signature covers the id inside the
+    // record, not the name it is stored under, and `approve <id>` decided whatever that file held.
+    // alice (who can write approvals/) asks for something harmless, and for something that is not.
+    await withClient(db.url, (q) => q.query('create table precious (id int)'))
+    const harmless = await aliceClient()
+    const wh = watchNotices(harmless)
+    void harmless.query('create table harmless_one (id int)').catch(() => {})
+    const shown = await wh.approvalId()
+    const harmful = await aliceClient()
+    const wd = watchNotices(harmful)
+    void harmful.query('alter table precious rename to gone').catch(() => {})
+    const hidden = await wd.approvalId()
+    const hiddenText = await readFile(file(requestKey(hidden)), 'utf8')
+    // The reviewer reads the harmless one (CLI list and interactive view) ...
+    expect((await bob(['approvals', 'list'])).stdout).toMatch(new RegExp(`${shown}.*create table harmless_one`))
+    const warnings: string[] = []
+    const ctx = await reviewContextFrom(await loadConfig({configPath: bobConfig}), {...isolatedEnv(), ...p.env('bob'), DBGATE_TOKEN: ''}, (m) => warnings.push(m))
+    const source = reviewSource(ctx, warnings)
+    expect((await source.load()).map((v) => v.request.id)).toContain(shown)
+    // ... then the genuine harmful request is copied over it, and over a name no gateway filed.
+    const swaps = [shown, 'apr-swappednew']
+    for (const id of swaps) await writeFile(file(requestKey(id)), hiddenText)
+
+    for (const id of swaps) {
+      for (const args of [['approve', id, '--reason', 'harmless'], ['deny', id, '--reason', 'not now'], ['approve', id, '--json']]) {
+        const r = await bob(args)
+        const what = `${args.join(' ')} holding ${hidden}`
+        expect(r.code, what).toBe(1)
+        expect(r.stdout + r.stderr, what).toMatch(new RegExp(`${id} holds another request \\(${hidden}\\), so it was not decided`))
+        expect(r.stdout + r.stderr, what).toMatch(/APPROVAL_UNTRUSTED_REQUEST/)
+      }
+      await expect(source.decide({id, action: 'approve'}), id).rejects.toThrow(new RegExp(`${id} holds another request \\(${hidden}\\)`))
+    }
+    // The list leaves the copies out and says so; the harmful request stays listed under its own id.
+    const listed = await bob(['approvals', 'list'])
+    expect(listed.stdout).toContain(hidden)
+    for (const id of swaps) {
+      expect(listed.stdout).not.toContain(id)
+      expect(listed.stderr).toContain(`approval request approvals/requests/${id}.json holds another request (${hidden})`)
+    }
+    // Nothing was decided: no decision anywhere, and the table is still there.
+    for (const id of [...swaps, hidden]) expect(existsSync(file(decisionKey(id))), id).toBe(false)
+    expect(await withClient(db.url, async (q) => (await q.query("select to_regclass('precious') is not null as ok")).rows[0].ok)).toBe(true)
+  }, 120_000)
 
   it('still approves the genuine request, and alice\'s statement runs', async () => {
     const r = await bob(['approve', genuine.id, '--reason', 'ticket OPS-7'])
