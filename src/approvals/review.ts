@@ -73,8 +73,9 @@ export interface ReviewContext {
 
 /**
  * Refuses, before any token is renewed or sealed, a request that the reviewer's gateway did not
- * file and sign as it reads now (gateway-signature.ts). A configuration with targets of its own (local mode) has no gateway to ask: the
- * requester's tunnel holds the seal key there (docs/approvals.md, "Trust model").
+ * file and sign as it reads now (gateway-signature.ts). A configuration with targets of its own
+ * (local mode) has no gateway to ask: the requester's tunnel holds the seal key there
+ * (docs/approvals.md, "Trust model").
  */
 async function trustRequest(ctx: ReviewContext, request: ApprovalRequest): Promise<void> {
   if (!ctx.config.gateway) return
