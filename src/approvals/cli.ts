@@ -4,6 +4,7 @@
  */
 import {renderTable, type Column} from '../cli/table.js'
 import {openBucket, type Bucket} from '../bucket/index.js'
+import {requireTrustedConfig} from '../config/trust.js'
 import type {LoadedConfig} from '../config/types.js'
 import {identityConfigFrom} from '../identity/cli.js'
 import {getIdentity} from '../identity/session.js'
@@ -13,8 +14,14 @@ import {requestRow, type RequestRow} from './format.js'
 import {reviewerFromSession, type ReviewContext} from './review.js'
 import type {RequestView} from './types.js'
 
-/** Signs the reviewer in (stored login, refreshed if needed) and opens the configured bucket. */
-export async function reviewContextFrom(loaded: LoadedConfig, env: NodeJS.ProcessEnv, warn: (m: string) => void): Promise<ReviewContext & {bucket: Bucket}> {
+/**
+ * Signs the reviewer in (stored login, refreshed if needed) and opens the configured bucket. A
+ * decision seals the reviewer's fresh token to requests in that bucket, and listing checks requests
+ * against the certificate of the gateway the file names: both need a file the reviewer chose
+ * (src/config/trust.ts), checked before anyone is signed in or asked for a certificate.
+ */
+export async function reviewContextFrom(loaded: LoadedConfig, env: NodeJS.ProcessEnv, warn: (m: string) => void, purpose: 'decide' | 'list'): Promise<ReviewContext & {bucket: Bucket}> {
+  if (purpose === 'decide' || loaded.config.gateway) await requireTrustedConfig(loaded, 'review', env)
   const config = await identityConfigFrom(loaded, env)
   const session = await getIdentity(config, {env, warn, store: openTokenStore({env, warn})})
   const gw = loaded.config.gateway

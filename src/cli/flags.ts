@@ -5,7 +5,7 @@ import {readDuration, parseWhen, DURATION_EXAMPLES} from '../util/duration.js'
 
 export const configFlag = Flags.string({
   summary: 'Path to dbgate.yaml.',
-  description: 'Default: ./dbgate.yaml, then $XDG_CONFIG_HOME/dbgate/config.yaml (~/.config/dbgate/config.yaml).',
+  description: 'Default: ./dbgate.yaml, then $XDG_CONFIG_HOME/dbgate/config.yaml (~/.config/dbgate/config.yaml). A ./dbgate.yaml found that way gets your sign-in (its gateway, approve, deny) only once trusted: see `dbgate config trust`.',
   env: 'DBGATE_CONFIG',
   helpValue: '<path>',
 })

@@ -28,7 +28,7 @@ export default class Approve extends DbgateCommand {
     // Once the screen is up it owns the terminal: warnings go onto it, not over it.
     const warnings: string[] = []
     const warn = (m: string) => (interactive ? warnings.push(m) : this.warning(m))
-    const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, warn)
+    const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, warn, 'decide')
     if (!args.id) {
       const standing = await notAReviewer(ctx)
       if (standing) throw new ApprovalError(APPROVAL_NOT_A_REVIEWER, standing.message, standing.nextStep)

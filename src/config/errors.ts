@@ -8,7 +8,10 @@ export const CONFIG_UNREADABLE = 'DBGATE_CONFIG_UNREADABLE'
 /** The file was read but has YAML syntax or schema errors; `issues` lists every one. */
 export const CONFIG_INVALID = 'DBGATE_CONFIG_INVALID'
 
-export type ConfigErrorCode = typeof CONFIG_NOT_FOUND | typeof CONFIG_UNREADABLE | typeof CONFIG_INVALID
+/** A `./dbgate.yaml` found in the current directory would carry the person's sign-in, and they have not trusted it. */
+export const CONFIG_UNTRUSTED = 'DBGATE_CONFIG_UNTRUSTED'
+
+export type ConfigErrorCode = typeof CONFIG_NOT_FOUND | typeof CONFIG_UNREADABLE | typeof CONFIG_INVALID | typeof CONFIG_UNTRUSTED
 
 export interface FormatOptions {
   /** Paths under this directory are shown relative to it, as compilers do. Default: process.cwd(). */

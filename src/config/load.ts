@@ -1,14 +1,15 @@
+import {createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {CONFIG_NOT_FOUND, CONFIG_UNREADABLE, ConfigError} from './errors.js'
 import {userConfigFile} from '../util/paths.js'
 import {parseConfigText} from './parse.js'
-import type {LoadedConfig} from './types.js'
+import type {ConfigSource, LoadedConfig} from './types.js'
 
-export {CONFIG_INVALID, CONFIG_NOT_FOUND, CONFIG_UNREADABLE, ConfigError, formatIssue} from './errors.js'
+export {CONFIG_INVALID, CONFIG_NOT_FOUND, CONFIG_UNREADABLE, CONFIG_UNTRUSTED, ConfigError, formatIssue} from './errors.js'
 export {parseConfigText} from './parse.js'
-export type {ConfigIssue, DbgateConfig, LoadedConfig, TargetConfig} from './types.js'
+export type {ConfigIssue, ConfigSource, DbgateConfig, LoadedConfig, TargetConfig} from './types.js'
 
 export interface LoadOptions {
   /** From `--config`; wins over everything else. Relative to `cwd`. */
@@ -17,8 +18,6 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv
   homeDir?: string
 }
-
-export type ConfigSource = 'flag' | 'env' | 'cwd' | 'user'
 
 export interface ConfigCandidate {
   path: string
@@ -80,7 +79,7 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> 
       })
     }
     const {config, warnings} = parseConfigText(text, candidate.path, {env: opts.env, homeDir: opts.homeDir})
-    return {path: candidate.path, config, warnings}
+    return {path: candidate.path, source: candidate.source, sha256: createHash('sha256').update(text).digest('hex'), config, warnings}
   }
   throw new ConfigError(CONFIG_NOT_FOUND, 'No dbgate configuration found', {
     searched: candidates.map((c) => c.path),

@@ -140,9 +140,19 @@ export interface ConfigIssue {
   fix: string
 }
 
+/** Where a configuration came from: `--config`, `DBGATE_CONFIG`, `./dbgate.yaml`, or the user's own file. */
+export type ConfigSource = 'flag' | 'env' | 'cwd' | 'user'
+
 export interface LoadedConfig {
   /** Absolute path of the file that was loaded. */
   path: string
+  /**
+   * How it was found. Only `cwd` (found, not named) needs the person's trust before their sign-in
+   * goes where it says (src/config/trust.ts); absent means named by the caller.
+   */
+  source?: ConfigSource
+  /** SHA-256 (hex) of exactly the text that was parsed, to match against a recorded trust. */
+  sha256?: string
   config: DbgateConfig
   warnings: ConfigIssue[]
 }

@@ -16,6 +16,7 @@ import {serialize} from 'pg-protocol'
 import {formatDuration} from '../util/duration.js'
 import {describeTargetFailure} from './target-errors.js'
 import {policyCacheDir} from '../util/paths.js'
+import {requireTrustedConfig} from '../config/trust.js'
 
 export interface ListenRequest {
   /** Loopback address to bind; default 127.0.0.1. */
@@ -151,7 +152,11 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
   // A gateway's client has no targets: sessions go to the gateway, which enforces everything.
   // Its client code (and the OIDC it needs) loads only for such a configuration.
   const gateway = opts.loaded.config.gateway
-  if (gateway) return (await import('../gateway/client.js')).openViaGateway(opts, gateway)
+  if (gateway) {
+    // The person's sign-in goes to that gateway as the password: only where they chose it.
+    await requireTrustedConfig(opts.loaded, 'gateway', opts.env ?? process.env)
+    return (await import('../gateway/client.js')).openViaGateway(opts, gateway)
+  }
   const configured = getTarget(opts.loaded.config, opts.targetName)
   const log = opts.log ?? (() => {})
   const env = opts.env ?? process.env

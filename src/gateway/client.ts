@@ -12,6 +12,7 @@ import {readFile} from 'node:fs/promises'
 import https from 'node:https'
 import {DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_APPROVAL_EXPIRY_MS} from '../config/schema.js'
 import type {GatewayClientConfig, LoadedConfig, TargetConfig} from '../config/types.js'
+import {requireTrustedConfig} from '../config/trust.js'
 import {bindIdentity, tunnelEnding} from '../connect/identity.js'
 import {connectionInfo, type OpenedTunnel, type OpenTunnelOptions} from '../connect/open.js'
 import {identityConfigFrom} from '../identity/cli.js'
@@ -165,6 +166,7 @@ export async function gatewayCertificate(gw: GatewayClientConfig): Promise<X509C
 
 /** `dbgate targets` of a gateway's client: the targets the gateway lets this identity use. */
 export async function listGatewayTargets(loaded: LoadedConfig, gw: GatewayClientConfig, env: NodeJS.ProcessEnv = process.env): Promise<TargetsResponse> {
+  await requireTrustedConfig(loaded, 'gateway', env)
   const config = await identityConfigFrom(loaded, env)
   const session = await getIdentity(config, {env})
   const ca = gw.ca ? await readFile(gw.ca, 'utf8') : undefined

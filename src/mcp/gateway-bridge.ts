@@ -12,6 +12,7 @@ import {Readable} from 'node:stream'
 import {StreamableHTTPClientTransport, StreamableHTTPError} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {Transport} from '@modelcontextprotocol/sdk/shared/transport.js'
 import type {JSONRPCMessage} from '@modelcontextprotocol/sdk/types.js'
+import {requireTrustedConfig} from '../config/trust.js'
 import type {GatewayClientConfig, LoadedConfig} from '../config/types.js'
 import {identityConfigFrom} from '../identity/cli.js'
 import {getIdentity, type Session} from '../identity/session.js'
@@ -80,6 +81,7 @@ function describeFailure(error: unknown, where: string): string {
 /** Carries the agent's MCP session to the gateway until either side closes. */
 export async function runGatewayBridge(opts: GatewayBridgeOptions): Promise<void> {
   const env = opts.env ?? process.env
+  await requireTrustedConfig(opts.loaded, 'gateway', env)
   const log = opts.log ?? (() => {})
   const url = gatewayMcpUrl(opts.gateway, opts.targetName)
   const where = url.origin

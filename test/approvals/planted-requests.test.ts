@@ -147,7 +147,7 @@ describe('a reviewer whose configuration names a gateway, facing planted request
 
   it('leaves them out of the interactive view too, telling each once however often it reloads, and refuses them there', async () => {
     const warnings: string[] = []
-    const ctx = await reviewContextFrom(await loadConfig({configPath: bobConfig}), {...isolatedEnv(), ...p.env('bob'), DBGATE_TOKEN: ''}, (m) => warnings.push(m))
+    const ctx = await reviewContextFrom(await loadConfig({configPath: bobConfig}), {...isolatedEnv(), ...p.env('bob'), DBGATE_TOKEN: ''}, (m) => warnings.push(m), 'decide')
     const source = reviewSource(ctx, warnings)
     for (let i = 0; i < 3; i++) expect((await source.load()).map((v) => v.request.id)).toEqual([genuine.id])
     const told = source.takeWarnings!()
@@ -173,7 +173,7 @@ describe('a reviewer whose configuration names a gateway, facing planted request
     // The reviewer reads the harmless one (CLI list and interactive view) ...
     expect((await bob(['approvals', 'list'])).stdout).toMatch(new RegExp(`${shown}.*create table harmless_one`))
     const warnings: string[] = []
-    const ctx = await reviewContextFrom(await loadConfig({configPath: bobConfig}), {...isolatedEnv(), ...p.env('bob'), DBGATE_TOKEN: ''}, (m) => warnings.push(m))
+    const ctx = await reviewContextFrom(await loadConfig({configPath: bobConfig}), {...isolatedEnv(), ...p.env('bob'), DBGATE_TOKEN: ''}, (m) => warnings.push(m), 'decide')
     const source = reviewSource(ctx, warnings)
     expect((await source.load()).map((v) => v.request.id)).toContain(shown)
     // ... then the genuine harmful request is copied over it, and over a name no gateway filed.

@@ -1,0 +1,117 @@
+/**
+ * Trusting a `./dbgate.yaml` found in the current directory. A repository anyone can clone may
+ * carry one, so the file it names as gateway or bucket must not receive (or have sealed to it) the
+ * person's sign-in until the person has read it and said so: `dbgate config trust` records the
+ * file's absolute path and the SHA-256 of its content, and any change to the file needs trusting
+ * again. Files named explicitly (`--config`, `DBGATE_CONFIG`) and the user's own file were chosen by
+ * the person, and need no record.
+ */
+import {createHash} from 'node:crypto'
+import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
+import {dirname, join, relative, resolve} from 'node:path'
+import {CONFIG_INVALID, CONFIG_UNTRUSTED, ConfigError} from './errors.js'
+import type {DbgateConfig, LoadedConfig} from './types.js'
+import {userDir} from '../util/paths.js'
+
+export interface TrustRecord {
+  sha256: string
+  trustedAt: string
+}
+
+interface TrustFile {
+  version: 1
+  files: Record<string, TrustRecord>
+}
+
+/** What would go out with the person's sign-in if the file were used: worded for the refusal. */
+export type TrustedUse = 'gateway' | 'review'
+
+/** `$XDG_STATE_HOME/dbgate/trusted-configs.json`: the person's own record, never shared. */
+export const trustFile = (env?: NodeJS.ProcessEnv) => join(userDir('state', env), 'trusted-configs.json')
+
+export const sha256Of = (text: string) => createHash('sha256').update(text).digest('hex')
+
+/**
+ * The recorded trusts; a missing file is none. A damaged one is none too when checking (fail
+ * closed: nothing is trusted), but stops a change to it (`forWriting`), so no record is lost.
+ */
+export async function readTrusts(env: NodeJS.ProcessEnv = process.env, forWriting = false): Promise<Record<string, TrustRecord>> {
+  let text: string
+  try {
+    text = await readFile(trustFile(env), 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw err
+  }
+  try {
+    const parsed = JSON.parse(text) as Partial<TrustFile>
+    if (parsed && typeof parsed.files === 'object' && parsed.files !== null) return parsed.files
+  } catch {
+    // Reported below, for writing.
+  }
+  if (!forWriting) return {}
+  throw new ConfigError(CONFIG_INVALID, `${trustFile(env)} is not a list of trusted files dbgate can read`, {
+    file: trustFile(env),
+    hint: 'Move it aside (dbgate then trusts nothing until you run `dbgate config trust` again), or repair its JSON: {"version": 1, "files": {"/abs/dbgate.yaml": {"sha256": "…", "trustedAt": "…"}}}.',
+  })
+}
+
+async function writeTrusts(files: Record<string, TrustRecord>, env: NodeJS.ProcessEnv): Promise<void> {
+  const file = trustFile(env)
+  await mkdir(dirname(file), {recursive: true, mode: 0o700})
+  // Written aside and renamed over, so a crash never leaves half a file, and created 0600 from the start.
+  const temp = `${file}.${process.pid}.tmp`
+  await writeFile(temp, JSON.stringify({version: 1, files} satisfies TrustFile, null, 2) + '\n', {mode: 0o600})
+  await rename(temp, file)
+}
+
+/** Records the file's current content as trusted. Returns its absolute path and the hash recorded. */
+export async function trustConfigFile(path: string, text: string, env: NodeJS.ProcessEnv = process.env, now = new Date()): Promise<{path: string; sha256: string}> {
+  const absolute = resolve(path)
+  const files = await readTrusts(env, true)
+  const sha256 = sha256Of(text)
+  files[absolute] = {sha256, trustedAt: now.toISOString()}
+  await writeTrusts(files, env)
+  return {path: absolute, sha256}
+}
+
+/** Drops the record for a file; says whether there was one. */
+export async function forgetConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+  const absolute = resolve(path)
+  const files = await readTrusts(env, true)
+  if (!(absolute in files)) return false
+  delete files[absolute]
+  await writeTrusts(files, env)
+  return true
+}
+
+/** Why a loaded configuration may not be used with the person's sign-in, or undefined if it may. */
+export async function untrustedReason(loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): Promise<'never' | 'changed' | undefined> {
+  if (loaded.source !== 'cwd') return undefined
+  const record = (await readTrusts(env))[resolve(loaded.path)]
+  if (!record) return 'never'
+  return loaded.sha256 !== undefined && record.sha256 === loaded.sha256 ? undefined : 'changed'
+}
+
+function whatItWouldDo(config: DbgateConfig, use: TrustedUse): string {
+  const gw = config.gateway
+  if (gw && use === 'gateway') return `it names a gateway, ${gw.address.host}:${gw.address.port}, that would receive your sign-in`
+  if (gw) return `it names a gateway, ${gw.address.host}:${gw.address.port}, whose certificate would decide which approval requests your decision seals your sign-in to`
+  return `it names the bucket ${config.bucket.url}, whose approval requests your decision would seal your sign-in to`
+}
+
+/**
+ * Throws CONFIG_UNTRUSTED unless the configuration may carry the person's sign-in: named
+ * explicitly, the user's own, or a `./dbgate.yaml` trusted as it is now. Called before anything is sent.
+ */
+export async function requireTrustedConfig(loaded: LoadedConfig, use: TrustedUse, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const reason = await untrustedReason(loaded, env)
+  if (!reason) return
+  const shown = relative(process.cwd(), loaded.path) || loaded.path
+  const name = shown.startsWith('..') ? loaded.path : `./${shown}`
+  const state = reason === 'never' ? 'was found in the current directory and you have not trusted it' : 'was found in the current directory and has changed since you trusted it'
+  throw new ConfigError(CONFIG_UNTRUSTED, `${name} ${state}: ${whatItWouldDo(loaded.config, use)}. Nothing was sent.`, {
+    file: loaded.path,
+    hint: `A file in a repository you cloned can name any address. Read it, then run \`dbgate config trust\` (it trusts this content; any change needs trusting again), or pass --config ${name} to use it once.`,
+  })
+}
