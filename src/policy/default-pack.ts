@@ -151,6 +151,14 @@ export const defaultPack: readonly BuiltinRule[] = [
     test: (op) => op.command === 'function' && has(op, 'large_object'),
   },
   {
+    // Moved back, a sequence hands out keys that exist: the application's inserts fail until it is set right.
+    id: 'default.sequence-reset-approval',
+    action: 'require_approval',
+    reason: "this statement sets a sequence to a value it chooses (setval); moved back, the application's next inserts collide with rows that exist",
+    hint: (op) => `${ASK}; nextval stays allowed. The rule would be \`- match: {class: write, command: function, functions: [${fnOf(op)}]}\` with \`action: allow\``,
+    test: (op) => op.command === 'function' && has(op, 'sequence_reset'),
+  },
+  {
     id: 'default.volatile-function',
     action: 'require_approval',
     reason: 'this statement calls a volatile function, which may change data; dbgate cannot see what it does',

@@ -136,7 +136,15 @@ const PROCESS = [
 ]
 
 /** Add data outside any table the statement names: new large objects, sequence values. Writes, allowed like inserts. */
-const DATA_WRITE = ['lo_creat', 'lo_create', 'lo_from_bytea', 'nextval', 'setval']
+const DATA_WRITE = ['lo_creat', 'lo_create', 'lo_from_bytea', 'nextval']
+
+/**
+ * Set a sequence to a value of the caller's choosing. Moved back, the application's next inserts
+ * collide with rows that exist, until someone sets it right; a call runs once per row, so
+ * `select setval(c.oid, 1) from pg_class c where c.relkind = 'S'` resets every sequence. A
+ * reviewer approves it, like the other overwrites the policy cannot bound.
+ */
+const SEQUENCE_RESET = ['setval']
 
 /**
  * Remove or overwrite a large object that exists. A call runs once per row of whatever it is
@@ -303,7 +311,8 @@ const BUILTIN_EFFECTS = new Map<string, FunctionEffect>([
   ...DYNAMIC_SQL.map((n) => [n, {kind: 'denied', class: 'admin', flag: 'dynamic_sql', what: 'runs SQL given as text, which dbgate cannot see into'}] as const),
   ...SERVER_FILE.map((n) => [n, {kind: 'denied', class: 'admin', flag: 'server_file', what: "reads or writes files on the database server's disk"}] as const),
   ...PROCESS.map((n) => [n, {kind: 'denied', class: 'admin', flag: 'process', what: 'signals or reconfigures server processes, replication or statistics'}] as const),
-  ...DATA_WRITE.map((n) => [n, {kind: 'data_write', class: 'write', what: 'creates a large object or moves a sequence'}] as const),
+  ...DATA_WRITE.map((n) => [n, {kind: 'data_write', class: 'write', what: "creates a large object or takes a sequence's next value"}] as const),
+  ...SEQUENCE_RESET.map((n) => [n, {kind: 'destroy', class: 'write', flag: 'sequence_reset', what: 'sets a sequence to a value the statement chooses (once for every row it is called over)'}] as const),
   ...LARGE_OBJECT_DESTROY.map((n) => [n, {kind: 'destroy', class: 'write', flag: 'large_object', what: 'removes or overwrites a large object (once for every row it is called over)'}] as const),
   ...MAINTENANCE.map((n) => [n, {kind: 'maintenance', class: 'admin', what: 'changes planner statistics, index summaries or the catalog'}] as const),
   ...SESSION.map((n) => [n, {kind: 'session', class: 'session', what: 'takes an advisory lock, notifies listeners or sets a setting'}] as const),

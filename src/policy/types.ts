@@ -55,6 +55,7 @@ export type OperationFlag =
   | 'heavy_maintenance' // VACUUM FULL, FREEZE and other options beyond the plain ones
   | 'hidden_setting' // reaches set_config by a route whose setting and value the statement does not show (a view, a rule, UPDATE pg_settings)
   | 'large_object' // removes or overwrites a large object that exists (lo_unlink, lo_truncate, lo_put, lowrite)
+  | 'sequence_reset' // sets a sequence to a chosen value (setval), which can make the next inserts collide
 
 /**
  * Something a statement calls that the catalog decides: a function (or aggregate, procedure), a

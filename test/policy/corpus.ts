@@ -49,6 +49,7 @@ const VOLATILE = 'default.volatile-function'
 const UNKNOWN_FN = 'default.unknown-function'
 const SETTING_APPROVAL = 'default.setting-approval'
 const LARGE_OBJECT = 'default.large-object-approval'
+const SEQUENCE_RESET = 'default.sequence-reset-approval'
 const HIDDEN_SETTING = 'default.no-hidden-setting'
 
 const fn = (schema: string, name: string, volatility: 'i' | 's' | 'v', nargs = 0, extra: Partial<FunctionCandidate> = {}): FunctionCandidate => ({
@@ -416,7 +417,7 @@ export const corpus: CorpusCase[] = [
   ].map((sql) => c(sql, 'admin', sql.startsWith('EXPLAIN') ? 'explain' : 'select', 'deny', DYNAMIC, 'text-executing functions')),
   c("SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'b'::tsquery)", 'read', 'select', 'allow', READ, 'text-executing functions'),
   // built-ins that change data or state are writes, not reads
-  ...["SELECT lo_create(0)", "SELECT lo_creat(-1)", "SELECT lo_from_bytea(0, 'x')", "SELECT setval('users_id_seq', 1)", "SELECT pg_catalog.setval('s', 1, false)", "SELECT nextval('users_id_seq')", "SELECT id, nextval('s') FROM users"].map((sql) =>
+  ...["SELECT lo_create(0)", "SELECT lo_creat(-1)", "SELECT lo_from_bytea(0, 'x')", "SELECT nextval('users_id_seq')", "SELECT id, nextval('s') FROM users"].map((sql) =>
     c(sql, 'write', 'select', 'allow', WRITE, 'state-changing built-ins'),
   ),
   // removing or overwriting large objects: no WHERE bounds how many a call reaches
@@ -431,6 +432,14 @@ export const corpus: CorpusCase[] = [
     "SELECT lo_truncate64(lo_open(oid, 131072), 0) FROM pg_largeobject_metadata",
     "WITH gone AS (SELECT lo_unlink(oid) FROM pg_largeobject_metadata) SELECT * FROM gone",
   ].map((sql) => c(sql, 'write', 'select', 'require_approval', LARGE_OBJECT, 'large-object destruction')),
+  // setting a sequence back: the application's next inserts collide with rows that exist
+  ...[
+    "SELECT setval('users_id_seq', 1)",
+    "SELECT pg_catalog.setval('s', 1, false)",
+    "SELECT setval(c.oid, 1) FROM pg_class c WHERE c.relkind = 'S'",
+    "SELECT id, setval('s', id) FROM users",
+    "WITH r AS (SELECT setval('s', 1)) SELECT * FROM r",
+  ].map((sql) => c(sql, 'write', 'select', 'require_approval', SEQUENCE_RESET, 'sequence resets')),
   ...["SELECT pg_restore_relation_stats('schemaname', 'public', 'relname', 'users', 'reltuples', 1e9::real)", "SELECT pg_restore_attribute_stats('schemaname', 'public', 'relname', 'users', 'attname', 'id', 'inherited', false, 'null_frac', 1::real)", "SELECT pg_clear_relation_stats('public', 'users')", "SELECT pg_clear_attribute_stats('public', 'users', 'id', false)", "SELECT gin_clean_pending_list('i'::regclass)", "SELECT brin_summarize_range('i'::regclass, 0)"].map((sql) =>
     c(sql, 'admin', 'select', 'require_approval', ADMIN, 'state-changing built-ins'),
   ),
