@@ -203,7 +203,7 @@ export const defaultPack: readonly BuiltinRule[] = [
     test: (op) => op.class === 'admin',
   },
   {id: 'default.allow-read', action: 'allow', reason: 'reads are allowed', test: (op) => op.class === 'read'},
-  {id: 'default.allow-write', action: 'allow', reason: 'filtered writes are allowed', test: (op) => op.class === 'write'},
+  {id: 'default.allow-write', action: 'allow', reason: 'inserts, filtered updates and deletes, new large objects and next sequence values are allowed', test: (op) => op.class === 'write'},
   {id: 'default.allow-transaction', action: 'allow', reason: 'transaction control is allowed', test: (op) => op.class === 'transaction'},
   {id: 'default.allow-session', action: 'allow', reason: 'ordinary session settings are allowed', test: (op) => op.class === 'session'},
 ]
