@@ -6,15 +6,32 @@ const LIST_CAP = 50
 
 /** A table cell: one line, no pipes or markup that would break the table or inject HTML. */
 export function mdCell(s: string | number | undefined): string {
-  // The marks that open Markdown's links and images (`[`), emphasis, code, strikethrough, entities,
-  // HTML and table cells are escaped, so recorded text (a reason, a name from the IdP) stays text;
-  // bidi and zero-width characters are written as visible escapes. `(`, `!` and `#` act on nothing
-  // once `[` is escaped and a cell never starts a line, and stay readable: `agent 1.0 (MCP)`.
-  return visible(String(s ?? '').replace(/\s+/g, ' '))
+  return mdEscape(String(s ?? '')).trim()
+}
+
+/**
+ * Text made inert: one line, with the marks that open Markdown's links and images (`[`), emphasis,
+ * code, strikethrough, entities, HTML and table cells escaped, so recorded text (a reason, a name
+ * from the IdP) stays text; bidi and zero-width characters are written as visible escapes. `(`, `!`
+ * and `#` act on nothing once `[` is escaped and a cell never starts a line, and stay readable:
+ * `agent 1.0 (MCP)`.
+ */
+function mdEscape(s: string): string {
+  return visible(s.replace(/\s+/g, ' '))
     .replace(/[\\`*_[\]~|&]/g, (c) => `\\${c}`)
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')
-    .trim()
+}
+
+/**
+ * dbgate's own sentence, whose `backticked` commands read as code, with whatever it quotes
+ * (identities, key names) still made inert. Each span is either escaped text or a code span, so an
+ * odd backtick in quoted text at worst misplaces a code span; with an odd count, nothing is code.
+ */
+export function mdProse(s: string): string {
+  const parts = s.split('`')
+  if (parts.length % 2 === 0) return mdCell(s)
+  return parts.map((part, i) => (i % 2 === 1 && part.length > 0 ? mdCode(part) : mdEscape(part))).join('').trim()
 }
 
 /** A code span that survives backticks inside it. */
@@ -67,7 +84,7 @@ export function renderMarkdown(r: Report): string {
   out.push('')
   if (r.gaps.length === 0) out.push(noGaps(r))
   for (const g of r.gaps) {
-    out.push(`- **${g.kind}**: ${mdCell(g.message)}${g.sessions?.length ? ` Sessions: ${g.sessions.slice(0, 10).map((id) => mdCode(id)).join(', ')}${g.sessions.length > 10 ? ', …' : ''}` : ''}`)
+    out.push(`- **${g.kind}**: ${mdProse(g.message)}${g.sessions?.length ? ` Sessions: ${g.sessions.slice(0, 10).map((id) => mdCode(id)).join(', ')}${g.sessions.length > 10 ? ', …' : ''}` : ''}`)
     // Every object, not the first ten: each is one to find and remove or restore.
     for (const o of g.objects ?? []) out.push(`  - ${mdCode(o.key)}: ${mdCell(o.problem)}`)
   }
