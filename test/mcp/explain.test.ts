@@ -1,12 +1,10 @@
-import {Client} from '@modelcontextprotocol/sdk/client/index.js'
-import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {createDbgateMcp, type DbgateMcp} from '../../src/mcp/server.js'
+import type {DbgateMcp} from '../../src/mcp/server.js'
 import {isolatedEnv, loadedConfig} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {textOf, tunnelEndpoint} from './helpers.js'
+import {inProcessAgent, textOf, tunnelEndpoint} from './helpers.js'
 
 /**
  * The explain tool (annotated read-only, so clients may run it without asking) shows a plan
@@ -35,16 +33,9 @@ describe('the explain tool runs nothing it was not asked to', () => {
     await listener.query('listen jobs')
     const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
     const loaded = loadedConfig(db, 'mcp:\n  mode: read-write', '', env)
-    mcp = createDbgateMcp({
-      target: loaded.config.targets.app!,
-      version: 'test',
-      openEndpoint: tunnelEndpoint(loaded, env),
-    })
-    const [serverSide, clientSide] = InMemoryTransport.createLinkedPair()
-    await mcp.server.connect(serverSide)
-    const client = new Client({name: 'explain-test', version: '1'})
-    await client.connect(clientSide)
-    explain = async (sql, analyze) => (await client.callTool({name: 'explain', arguments: {sql, ...(analyze === undefined ? {} : {analyze})}}, undefined, {timeout: 60_000})) as CallToolResult
+    const agent = await inProcessAgent(loaded.config.targets.app!, tunnelEndpoint(loaded, env), 'explain-test')
+    mcp = agent.mcp
+    explain = (sql, analyze) => agent.call('explain', {sql, ...(analyze === undefined ? {} : {analyze})})
   })
 
   afterAll(async () => {

@@ -2,11 +2,14 @@ import {writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
 import {StdioClientTransport} from '@modelcontextprotocol/sdk/client/stdio.js'
+import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import {openTunnel} from '../../src/connect/open.js'
 import type {LoadedConfig} from '../../src/config/types.js'
 import type {AgentInfo} from '../../src/identity/types.js'
 import type {SqlEndpoint} from '../../src/mcp/endpoint.js'
+import {createDbgateMcp, type DbgateMcp} from '../../src/mcp/server.js'
+import type {TargetConfig} from '../../src/config/types.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import type {UpstreamInfo} from '../helpers/pg.js'
 
@@ -71,4 +74,20 @@ export function tunnelEndpoint(loaded: LoadedConfig, env: NodeJS.ProcessEnv): (a
       close: () => opened.close(500),
     }
   }
+}
+
+/** Calls one tool of an MCP server as the official client does, and returns its result. */
+export type ToolCall = (name: string, args?: Record<string, unknown>) => Promise<CallToolResult>
+
+/**
+ * The MCP server for `target`, in this process, and the official MCP client connected to it over an
+ * in-memory transport: the tools as an agent calls them, without a process per test.
+ */
+export async function inProcessAgent(target: TargetConfig, openEndpoint: Parameters<typeof createDbgateMcp>[0]['openEndpoint'], name = 'test-agent'): Promise<{mcp: DbgateMcp; call: ToolCall}> {
+  const mcp = createDbgateMcp({target, version: 'test', openEndpoint})
+  const [serverSide, clientSide] = InMemoryTransport.createLinkedPair()
+  await mcp.server.connect(serverSide)
+  const client = new Client({name, version: '1'})
+  await client.connect(clientSide)
+  return {mcp, call: async (tool, args = {}) => (await client.callTool({name: tool, arguments: args}, undefined, {timeout: 60_000})) as CallToolResult}
 }

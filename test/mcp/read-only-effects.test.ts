@@ -1,12 +1,10 @@
-import {Client} from '@modelcontextprotocol/sdk/client/index.js'
-import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {createDbgateMcp, type DbgateMcp} from '../../src/mcp/server.js'
+import type {DbgateMcp} from '../../src/mcp/server.js'
 import {isolatedEnv, loadedConfig} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {textOf, tunnelEndpoint} from './helpers.js'
+import {inProcessAgent, textOf, tunnelEndpoint} from './helpers.js'
 
 /**
  * A read-only agent's SELECT may call nothing whose effect reaches past its own result: built-ins
@@ -34,16 +32,9 @@ describe('read-only agents: built-ins with effects beyond reading', () => {
     await listener.query('listen jobs')
     const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
     const loaded = loadedConfig(db, '', '', env)
-    mcp = createDbgateMcp({
-      target: loaded.config.targets.app!,
-      version: 'test',
-      openEndpoint: tunnelEndpoint(loaded, env),
-    })
-    const [serverSide, clientSide] = InMemoryTransport.createLinkedPair()
-    await mcp.server.connect(serverSide)
-    const client = new Client({name: 'ro-test', version: '1'})
-    await client.connect(clientSide)
-    call = async (sql) => (await client.callTool({name: 'query', arguments: {sql}}, undefined, {timeout: 60_000})) as CallToolResult
+    const agent = await inProcessAgent(loaded.config.targets.app!, tunnelEndpoint(loaded, env), 'ro-test')
+    mcp = agent.mcp
+    call = (sql) => agent.call('query', {sql})
   })
 
   afterAll(async () => {
