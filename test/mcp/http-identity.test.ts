@@ -19,6 +19,21 @@ const person = (groups: string[], over: Partial<Identity> = {}): Identity => ({
   ...over,
 })
 
+/** The remote MCP handler on a loopback HTTP server; its origin. */
+async function serve(mcp: McpHttp): Promise<{server: http.Server; origin: string}> {
+  const server = http.createServer((req, res) => void mcp.handle(req, res))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`}
+}
+
+/** An agent's MCP session on target `app`, opened with `token` as its bearer. */
+async function openSession(origin: string, token: string, name: string): Promise<{client: Client; transport: StreamableHTTPClientTransport}> {
+  const transport = new StreamableHTTPClientTransport(new URL(`${origin}/mcp/app`), {requestInit: {headers: {authorization: `Bearer ${token}`}}})
+  const client = new Client({name, version: '1'})
+  await client.connect(transport)
+  return {client, transport}
+}
+
 /**
  * A remote MCP session's pipeline (rules, who sees values in clear, recording) is built once, for
  * the identity of the token that opened it. Every later request's token is checked again; one of
@@ -57,9 +72,7 @@ describe('remote MCP: a session keeps the grants it was opened with, or ends', (
         return {clientConfig: () => ({connectionString: db.url}), identity: () => identity, closed: new Promise<void>(() => {}), close: async () => {}}
       },
     })
-    server = http.createServer((req, res) => void mcp.handle(req, res))
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    ;({server, origin} = await serve(mcp))
   })
 
   afterAll(async () => {
@@ -68,9 +81,7 @@ describe('remote MCP: a session keeps the grants it was opened with, or ends', (
   })
 
   const open = async (token: string) => {
-    const transport = new StreamableHTTPClientTransport(new URL(`${origin}/mcp/app`), {requestInit: {headers: {authorization: `Bearer ${token}`}}})
-    const client = new Client({name: 'id-test', version: '1'})
-    await client.connect(transport)
+    const {client, transport} = await openSession(origin, token, 'id-test')
     return {client, sessionId: transport.sessionId!}
   }
 
@@ -126,9 +137,7 @@ describe('remote MCP: sessions per person', () => {
       authenticate: async (token) => ({ok: true, identity: person(['engineering'], {subject: `sub-${token}`, email: `${token}@example.com`})}),
       openEndpoint: async ({identity}) => ({clientConfig: () => ({connectionString: db.url}), identity: () => identity, closed: new Promise<void>(() => {}), close: async () => {}}),
     })
-    server = http.createServer((req, res) => void mcp.handle(req, res))
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    ;({server, origin} = await serve(mcp))
   })
 
   afterAll(async () => {
@@ -136,12 +145,7 @@ describe('remote MCP: sessions per person', () => {
     server?.close()
   })
 
-  const open = async (who: string) => {
-    const transport = new StreamableHTTPClientTransport(new URL(`${origin}/mcp/app`), {requestInit: {headers: {authorization: `Bearer ${who}`}}})
-    const client = new Client({name: 'many', version: '1'})
-    await client.connect(transport)
-    return {client, transport}
-  }
+  const open = (who: string) => openSession(origin, who, 'many')
 
   it('ends a person\'s least recently used session past their share, leaving room for others', async () => {
     const mallory = []
