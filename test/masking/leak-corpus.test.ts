@@ -12,7 +12,7 @@ import type {ResultFilterFactory, StatementHook} from '../../src/proxy/seam.js'
 import {pgEnv, run} from '../helpers/run.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
 import {leaked, maskingFixture, NO_CONFIG, type MaskingFixture} from './fixture.js'
-import {all, captured, recordingRelay, type Seen} from './relay.js'
+import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
 
 /** Queries that defeat column-name or content-regex masking, each run through the tunnel. */
 const CORPUS: string[] = [
@@ -155,17 +155,7 @@ describe('leak corpus: no seeded value reaches a masked client', () => {
   })
 
   /** A client through the recording relay; what it receives lands in `seen.bytes`. */
-  async function client(seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
-    const url = new URL(tunnel.url)
-    url.port = String(relay.port)
-    const c = captured(new pg.Client({connectionString: url.toString(), ...extra}), seen)
-    const index = relay.seen.length
-    await c.connect()
-    const record = relay.seen[index]!
-    // Bytes already received, and any later ones, count as seen by this client.
-    seen.bytes = record.bytes
-    return c
-  }
+  const client = (seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> => relayedClient(tunnel.url, relay, seen, extra)
 
   it('has no vacuous query: each returns seeded values to an unmasked identity', async () => {
     const clear = createMaskingFilterFactory({catalog: fx.catalog, masking: {...NO_CONFIG, unmask: ['pii-readers']}, identity: {groups: ['pii-readers'], kind: 'human'}})

@@ -20,7 +20,7 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
 import {pgEnv, run} from '../helpers/run.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
-import {all, captured, recordingRelay, type Seen} from './relay.js'
+import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
 
 /** Phone numbers only free text holds: no column is named for them. */
 const PHONES = ['+44 20 7946 0958', '(555) 123-4567', '+49 30 1234567']
@@ -179,15 +179,7 @@ describe('leak families: masking by proof, through the tunnel dbgate connect bui
     await fx?.close()
   })
 
-  async function client(seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
-    const url = new URL(tunnel.info.url)
-    url.port = String(relay.port)
-    const c = captured(new pg.Client({connectionString: url.toString(), ...extra}), seen)
-    const index = relay.seen.length
-    await c.connect()
-    seen.bytes = relay.seen[index]!.bytes
-    return c
-  }
+  const client = (seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> => relayedClient(tunnel.info.url, relay, seen, extra)
 
   /** Runs a case's steps in one session; what came back (rows, errors, notices) as text. */
   async function runSteps(c: pg.Client, steps: string[], extended: boolean): Promise<string> {

@@ -1,6 +1,6 @@
 /** What a client received, byte for byte, through a relay in front of the tunnel: for the leak corpora. */
 import net from 'node:net'
-import type pg from 'pg'
+import pg from 'pg'
 
 export interface Seen {
   bytes: Buffer[]
@@ -51,3 +51,17 @@ export function all(seen: Seen): Buffer {
   return Buffer.concat([...seen.bytes, Buffer.from(seen.strings.join('\n'), 'utf8')])
 }
 
+/**
+ * A node-postgres client of the tunnel at `tunnelUrl`, through `relay`: what it receives, bytes
+ * already received and any later ones, lands in `seen.bytes`, its notices and notifications in
+ * `seen.strings`.
+ */
+export async function relayedClient(tunnelUrl: string, relay: {port: number; seen: Seen[]}, seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
+  const url = new URL(tunnelUrl)
+  url.port = String(relay.port)
+  const c = captured(new pg.Client({connectionString: url.toString(), ...extra}), seen)
+  const index = relay.seen.length
+  await c.connect()
+  seen.bytes = relay.seen[index]!.bytes
+  return c
+}

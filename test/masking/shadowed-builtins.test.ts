@@ -15,7 +15,7 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import type {RawMessage} from '../helpers/raw-client.js'
 import {withClient} from '../helpers/pg.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
-import {all, captured, recordingRelay, type Seen} from './relay.js'
+import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
 
 /** Built-in names without an overload taking an integer, so `name(1)` reaches only the shadow. */
 const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with']
@@ -71,15 +71,7 @@ describe('masking: functions and operators that shadow built-ins, created after 
     return n
   }
 
-  async function client(seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
-    const url = new URL(tunnel.info.url)
-    url.port = String(relay.port)
-    const c = captured(new pg.Client({connectionString: url.toString(), ...extra}), seen)
-    const index = relay.seen.length
-    await c.connect()
-    seen.bytes = relay.seen[index]!.bytes
-    return c
-  }
+  const client = (seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> => relayedClient(tunnel.info.url, relay, seen, extra)
 
   /** What a direct connection gets from the shadow: proof that the case is not vacuous. */
   async function direct(sql: string): Promise<string[]> {
