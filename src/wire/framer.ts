@@ -1,8 +1,8 @@
 /**
  * Splits a byte stream into complete protocol frames without trusting the peer: lengths below 4
  * and above a cap, and headers the owner's check refuses (a type the phase does not have), are
- * refused before anything is allocated, and a frame that spans chunks is assembled in one buffer
- * sized once from its header.
+ * refused before anything is allocated, and a frame that spans chunks is assembled in a buffer that
+ * grows with the bytes that arrive, up to the size its header declares.
  */
 
 import {codeName} from './codes.js'
@@ -45,6 +45,9 @@ export interface FramerOptions {
   checkHeader?: (code: number, length: number) => void
 }
 
+/** What a frame that spans chunks starts with, unless more has arrived: a typical socket read. */
+const FIRST_PARTIAL_BYTES = 64 * 1024
+
 export class Framer {
   private startup: boolean
   /**
@@ -54,9 +57,10 @@ export class Framer {
    */
   private head: Buffer | undefined
   private headFilled = 0
-  /** When a frame spans chunks: its preallocated buffer and how much of it is filled. */
+  /** When a frame spans chunks: the buffer it is assembled in, how much of it is filled, and the frame's whole size. */
   private partial: Buffer | undefined
   private partialFilled = 0
+  private partialTotal = 0
   private maxMessageSize: number
   private limitName: string
   private readonly maxStartupSize: number
@@ -119,11 +123,11 @@ export class Framer {
     const end = chunk.length
     let offset = 0
     if (this.partial) {
-      const need = this.partial.length - this.partialFilled
-      const take = Math.min(need, end)
+      const take = Math.min(this.partialTotal - this.partialFilled, end)
+      this.reserve(this.partialFilled + take)
       chunk.copy(this.partial, this.partialFilled, 0, take)
       this.partialFilled += take
-      if (this.partialFilled < this.partial.length) return
+      if (this.partialFilled < this.partialTotal) return
       const whole = this.partial
       this.partial = undefined
       this.partialFilled = 0
@@ -150,7 +154,7 @@ export class Framer {
   /**
    * What `chunk` ends in after its last whole frame, kept for the next chunk: nothing, the start
    * of a header (copied: the chunk's memory may be reused), or the start of a frame whose header is
-   * whole and checked, in a buffer sized once from it rather than joined to every next chunk.
+   * whole and checked, in a buffer of its own rather than joined to every next chunk.
    */
   private keepTail(chunk: Buffer, offset: number, end: number): void {
     const rest = end - offset
@@ -161,9 +165,29 @@ export class Framer {
       return
     }
     const length = this.startup ? chunk.readInt32BE(offset) : chunk.readInt32BE(offset + 1)
-    this.partial = Buffer.allocUnsafe(this.startup ? length : length + 1)
-    chunk.copy(this.partial, 0, offset, end)
+    this.startPartial(this.startup ? length : length + 1, rest)
+    chunk.copy(this.partial!, 0, offset, end)
     this.partialFilled = rest
+  }
+
+  /**
+   * Begins assembling a frame of `total` bytes of which `have` are at hand. Only what has arrived
+   * is allocated (with room to grow): a header is the peer's word, and a client that declares a
+   * 1 GiB message and sends ten bytes of it would otherwise hold a gigabyte of the tunnel's
+   * address space, and count it against the collector's external-memory budget, for nothing.
+   */
+  private startPartial(total: number, have: number): void {
+    this.partialTotal = total
+    this.partial = Buffer.allocUnsafe(Math.min(total, Math.max(have, FIRST_PARTIAL_BYTES)))
+  }
+
+  /** Makes room in the frame being assembled for `size` bytes, doubling (at most to its declared size) to keep the copies linear. */
+  private reserve(size: number): void {
+    const partial = this.partial!
+    if (size <= partial.length) return
+    const grown = Buffer.allocUnsafe(Math.min(this.partialTotal, Math.max(size, partial.length * 2)))
+    partial.copy(grown, 0, 0, this.partialFilled)
+    this.partial = grown
   }
 
   /**
@@ -180,9 +204,8 @@ export class Framer {
     this.headFilled = 0
     const length = this.startup ? head.readInt32BE(0) : head.readInt32BE(1)
     this.checkLength(length, 0, head)
-    const total = this.startup ? length : length + 1
-    this.partial = Buffer.allocUnsafe(total)
-    head.copy(this.partial, 0, 0, headerSize)
+    this.startPartial(this.startup ? length : length + 1, headerSize)
+    head.copy(this.partial!, 0, 0, headerSize)
     this.partialFilled = headerSize
     this.feed(take === 0 ? chunk : chunk.subarray(take), onFrame, runs)
   }
