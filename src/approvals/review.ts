@@ -128,33 +128,42 @@ export interface ListForReviewerOptions {
 
 /**
  * Requests on targets this reviewer may review, newest first; their own are left out (they cannot
- * decide them), and so, through a gateway, are pending requests it did not file, each named in a
+ * decide them), and so, through a gateway, is every request it did not file, each named in a
  * warning (`onInvalid`). Should the gateway not answer, everything is listed with a warning:
  * deciding asks it again and refuses what it did not file.
  */
 export async function listForReviewer(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
   const views = await listRequests(ctx.bucket, {now: ctx.now?.(), onInvalid: opts.onInvalid})
   const mine = views.filter((v) => mayReview(ctx.config, ctx.reviewer.identity, v.request).ok && (opts.all || v.state === 'pending'))
-  if (!ctx.config.gateway || !ctx.gatewayCertificate || !mine.some((v) => v.state === 'pending')) return mine
+  return filedByGateway(ctx, mine, opts)
+}
+
+/** Requests this person made (their own are never in their review list), newest first; through a gateway, only those it filed. */
+export async function listOwnRequests(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
+  const views = await listRequests(ctx.bucket, {now: ctx.now?.(), onInvalid: opts.onInvalid})
+  const own = views.filter((v) => v.request.requester.subject === ctx.reviewer.identity.subject && (opts.all || v.state === 'pending'))
+  return filedByGateway(ctx, own, opts)
+}
+
+/**
+ * Through a gateway, the views whose request it signed: a settled request it did not file is
+ * history nobody made (its decision and outcome files are as writable as the request), so it is
+ * left out of `--all` as a pending one is, and named.
+ */
+async function filedByGateway(ctx: ReviewContext, views: RequestView[], opts: ListForReviewerOptions): Promise<RequestView[]> {
+  if (!ctx.config.gateway || !ctx.gatewayCertificate || views.length === 0) return views
   let cert: X509Certificate
   try {
     cert = await ctx.gatewayCertificate()
   } catch (e) {
     opts.onInvalid?.(`could not ask your gateway which requests it filed (${(e as Error).message}); deciding one checks again`)
-    return mine
+    return views
   }
-  return mine.filter((v) => {
-    if (v.state !== 'pending') return true
+  return views.filter((v) => {
     const check = checkGatewaySignature(v.request, cert)
     if (!check.ok) opts.onInvalid?.(`${visibleDeep(v.request.id)} (requester: ${requesterLabel(visibleDeep(v.request.requester))}) left out: your gateway did not file it (${check.problem}); report it to your security team`)
     return check.ok
   })
-}
-
-/** Requests this person made (their own are never in their review list), newest first. */
-export async function listOwnRequests(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
-  const views = await listRequests(ctx.bucket, {now: ctx.now?.(), onInvalid: opts.onInvalid})
-  return views.filter((v) => v.request.requester.subject === ctx.reviewer.identity.subject && (opts.all || v.state === 'pending'))
 }
 
 /**

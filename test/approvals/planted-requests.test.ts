@@ -202,6 +202,29 @@ describe('a reviewer whose configuration names a gateway, facing planted request
     expect(await withClient(db.url, async (q) => (await q.query("select to_regclass('precious') is not null as ok")).rows[0].ok)).toBe(true)
   }, 120_000)
 
+  it('leaves what it did not file out of the history (--all) and out of your own requests (--mine) too', async () => {
+    const {gatewaySignature: _s, ...unsigned} = genuine
+    const hourAgo = Date.now() - 3_600_000
+    // A settled request is history: an expired one nobody decided, and one in bob's own name.
+    const old = {...unsigned, id: 'apr-plantedold', sql: 'drop table audit_trail', createdAt: new Date(hourAgo - 60_000).toISOString(), expiresAt: new Date(hourAgo).toISOString()}
+    const bobs = {...unsigned, id: 'apr-plantedbob', requester: {...genuine.requester, subject: 'bob', email: 'bob@example.com', groups: ['dba']}}
+    for (const r of [old, bobs]) await writeFile(file(requestKey(r.id)), JSON.stringify(r))
+    try {
+      const all = await bob(['approvals', 'list', '--all'])
+      expect(all.code).toBe(0)
+      expect(all.stdout).toContain(genuine.id)
+      expect(all.stdout).not.toContain(old.id)
+      expect(all.stderr).toMatch(new RegExp(`${old.id} \\(requester: alice@example\\.com\\) left out: your gateway did not file it`))
+      for (const args of [['--mine'], ['--mine', '--all']]) {
+        const mine = await bob(['approvals', 'list', ...args])
+        expect(mine.stdout, args.join(' ')).not.toContain(bobs.id)
+        expect(mine.stderr, args.join(' ')).toMatch(new RegExp(`${bobs.id} \\(requester: bob@example\\.com\\) left out: your gateway did not file it`))
+      }
+    } finally {
+      for (const r of [old, bobs]) await rm(file(requestKey(r.id)), {force: true})
+    }
+  })
+
   it('still approves the genuine request, and alice\'s statement runs', async () => {
     const r = await bob(['approve', genuine.id, '--reason', 'ticket OPS-7'])
     expect(r.stderr).not.toMatch(/error/i)
