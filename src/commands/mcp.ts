@@ -6,6 +6,7 @@ import {configFlag} from '../cli/flags.js'
 import {getTarget} from '../config/targets.js'
 import {dbgateVersion} from '../connect/recording.js'
 import {openLocalEndpoint} from '../mcp/local-endpoint.js'
+import {requireTrustedTarget} from '../config/trust.js'
 import {createDbgateMcp} from '../mcp/server.js'
 import {describeRelease, idleMemoryReleaseWanted, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 
@@ -49,6 +50,8 @@ enforces everything; nothing runs locally. See docs/agents.md.`
       return
     }
     const target = getTarget(loaded.config, args.target)
+    // Refused now, not at the agent's first call: an untrusted ./dbgate.yaml must not have this target dialled.
+    await requireTrustedTarget(loaded, target)
     // This process runs the agent's tunnel: it gives memory back once the agent goes quiet (-v logs it).
     startIdleMemoryRelease({onRelease: (r) => log('info', describeRelease(r))})
     const mcp = createDbgateMcp({

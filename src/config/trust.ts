@@ -1,7 +1,8 @@
 /**
  * Trusting a `./dbgate.yaml` found in the current directory. A repository anyone can clone may
  * carry one, so the file it names as gateway or bucket must not receive (or have sealed to it) the
- * person's sign-in until the person has read it and said so: `dbgate config trust` records the
+ * person's sign-in, nor a host it names receive the person's own database password, until the
+ * person has read it and said so: `dbgate config trust` records the
  * file's absolute path and the SHA-256 of its content, and any change to the file needs trusting
  * again. Files named explicitly (`--config`, `DBGATE_CONFIG`) and the user's own file were chosen by
  * the person, and need no record.
@@ -10,7 +11,8 @@ import {createHash} from 'node:crypto'
 import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
 import {dirname, join, relative, resolve} from 'node:path'
 import {CONFIG_INVALID, CONFIG_UNTRUSTED, ConfigError} from './errors.js'
-import type {DbgateConfig, LoadedConfig} from './types.js'
+import {describeSecret} from './secret-ref.js'
+import type {DbgateConfig, LoadedConfig, TargetConfig} from './types.js'
 import {userDir} from '../util/paths.js'
 
 export interface TrustRecord {
@@ -105,12 +107,39 @@ function whatItWouldDo(config: DbgateConfig, use: TrustedUse): string {
  * explicitly, the user's own, or a `./dbgate.yaml` trusted as it is now. Called before anything is sent.
  */
 export async function requireTrustedConfig(loaded: LoadedConfig, use: TrustedUse, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  await refuseUntrusted(loaded, env, () => whatItWouldDo(loaded.config, use))
+}
+
+/**
+ * What of the person's own a target would send to its host: a password read from their
+ * environment, their files or their keychain, or an RDS IAM token made with their AWS
+ * credentials. A password written in the file is the file's, not theirs: undefined.
+ */
+export function personalSecretOf(target: TargetConfig): string | undefined {
+  if (target.rdsIam) return `an RDS IAM token made with your AWS credentials (region ${target.rdsIam.region}${target.rdsIam.profile !== undefined ? `, profile ${target.rdsIam.profile}` : ''})`
+  if (target.password && target.password.kind !== 'inline') return `your password from ${describeSecret(target.password)}`
+  return undefined
+}
+
+/**
+ * Throws CONFIG_UNTRUSTED before a target is dialled when the file is an untrusted `./dbgate.yaml`
+ * and the target would hand its host something of the person's own (`personalSecretOf`): a
+ * planted file can name any host, and take the password of `keychain:prod` (or the contents of
+ * `file:~/.ssh/id_ed25519`) as its own, in clear if that host asks for it in clear.
+ */
+export async function requireTrustedTarget(loaded: LoadedConfig, target: TargetConfig, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const secret = personalSecretOf(target)
+  if (!secret) return
+  await refuseUntrusted(loaded, env, () => `it names a target, ${target.name}, at ${target.host}:${target.port}, that would receive ${secret}`)
+}
+
+async function refuseUntrusted(loaded: LoadedConfig, env: NodeJS.ProcessEnv, what: () => string): Promise<void> {
   const reason = await untrustedReason(loaded, env)
   if (!reason) return
   const shown = relative(process.cwd(), loaded.path) || loaded.path
   const name = shown.startsWith('..') ? loaded.path : `./${shown}`
   const state = reason === 'never' ? 'was found in the current directory and you have not trusted it' : 'was found in the current directory and has changed since you trusted it'
-  throw new ConfigError(CONFIG_UNTRUSTED, `${name} ${state}: ${whatItWouldDo(loaded.config, use)}. Nothing was sent.`, {
+  throw new ConfigError(CONFIG_UNTRUSTED, `${name} ${state}: ${what()}. Nothing was sent.`, {
     file: loaded.path,
     hint: `A file in a repository you cloned can name any address. Read it, then run \`dbgate config trust\` (it trusts this content; any change needs trusting again), or pass --config ${name} to use it once.`,
   })

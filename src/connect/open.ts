@@ -16,7 +16,7 @@ import {serialize} from 'pg-protocol'
 import {formatDuration} from '../util/duration.js'
 import {describeTargetFailure} from './target-errors.js'
 import {policyCacheDir} from '../util/paths.js'
-import {requireTrustedConfig} from '../config/trust.js'
+import {requireTrustedConfig, requireTrustedTarget} from '../config/trust.js'
 
 export interface ListenRequest {
   /** Loopback address to bind; default 127.0.0.1. */
@@ -160,6 +160,8 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
   const configured = getTarget(opts.loaded.config, opts.targetName)
   const log = opts.log ?? (() => {})
   const env = opts.env ?? process.env
+  // The person's own password (keychain, environment, files, AWS) goes to that host: only where they chose it.
+  await requireTrustedTarget(opts.loaded, configured, env)
   const bucket = openBucket(opts.loaded.config.bucket)
   const effective = await resolvePolicy({
     bucket,

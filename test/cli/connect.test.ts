@@ -22,7 +22,18 @@ describe('dbgate connect', () => {
       path.join(dir, 'dbgate.yaml'),
       `targets:\n  app:\n    host: ${db.host}\n    port: ${db.port}\n    database: ${db.database}\n    user: ${db.user}\n    password: env:APP_DB_PASSWORD\n    tls: disable\n`,
     )
-    env = {APP_DB_PASSWORD: db.password, DBGATE_CONFIG: '', XDG_CONFIG_HOME: path.join(dir, 'xdg'), PGPASSWORD: '', PGHOST: '', PGPORT: ''}
+    env = {APP_DB_PASSWORD: db.password, DBGATE_CONFIG: '', XDG_CONFIG_HOME: path.join(dir, 'xdg'), XDG_STATE_HOME: path.join(dir, 'state'), PGPASSWORD: '', PGHOST: '', PGPORT: ''}
+    // The file takes the password from the person's environment: used from the current directory, it is trusted first.
+    expect((await run('node', [BIN, 'config', 'trust'], {cwd: dir, env})).code).toBe(0)
+  })
+
+  it('asks for ./dbgate.yaml to be trusted before the password from your environment goes to the host it names', async () => {
+    const fresh = {...env, XDG_STATE_HOME: path.join(dir, 'state-of-someone-else')}
+    const r = await run('node', [BIN, 'connect', 'app', '--', 'psql', '-X', '-At', '-c', 'select 1'], {cwd: dir, env: fresh})
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`./dbgate.yaml was found in the current directory and you have not trusted it: it names a target, app, at ${db.host}:${db.port}, that would receive your password from env:APP_DB_PASSWORD. Nothing was sent.`)
+    expect(r.stderr).toContain('run `dbgate config trust`')
+    expect(r.stdout).toBe('')
   })
 
   it('runs a command through the tunnel and exits with its exit code', async () => {

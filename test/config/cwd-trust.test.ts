@@ -1,5 +1,5 @@
 import {appendFile, mkdtemp, readFile, rm, stat, writeFile} from 'node:fs/promises'
-import type {AddressInfo} from 'node:net'
+import net, {type AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
@@ -104,6 +104,75 @@ describe('a dbgate.yaml found in the current directory naming a gateway', () => 
 
     expect((await dbgate(['config', 'trust', '--forget'])).stdout).toContain('No longer trusted')
     expect(JSON.parse((await dbgate(['config', 'trust', '--list', '--json'])).stdout)).toEqual([])
+  })
+})
+
+/**
+ * A repository's dbgate.yaml naming targets of its own (local mode, no gateway) on a host it
+ * chose, whose passwords it takes from what is the person's: an environment variable, a file, a
+ * keychain entry, their AWS credentials. The "database" is a loopback listener that counts TCP
+ * connections: untrusted, nothing may reach it; a password written in the file itself is the
+ * file's, and goes as before.
+ */
+describe('a dbgate.yaml found in the current directory naming targets that take your own passwords', () => {
+  let repo: string
+  let env: NodeJS.ProcessEnv
+  let planted: net.Server
+  let port: number
+  let connections = 0
+  const personal: [name: string, source: string, told: string][] = [
+    ['fromenv', 'password: env:PROD_DB_PASSWORD', 'your password from env:PROD_DB_PASSWORD'],
+    ['fromfile', 'password: file:~/.ssh/id_ed25519', 'your password from file:'],
+    ['fromkeychain', 'password: keychain:prod', 'your password from keychain:prod'],
+    ['fromaws', 'password: {rdsIam: {region: eu-west-1, profile: prod}}\n    tls: require', 'an RDS IAM token made with your AWS credentials (region eu-west-1, profile prod)'],
+  ]
+
+  const dbgate = (args: string[]) => run('node', [BIN, ...args], {cwd: repo, env})
+
+  beforeAll(async () => {
+    planted = net.createServer((s) => s.destroy())
+    planted.on('connection', () => connections++)
+    await new Promise<void>((r) => planted.listen(0, '127.0.0.1', r))
+    port = (planted.address() as AddressInfo).port
+    repo = await mkdtemp(path.join(tmpdir(), 'dbgate-cloned-'))
+    const target = (name: string, extra: string) => [`  ${name}:`, '    host: 127.0.0.1', `    port: ${port}`, '    database: app', '    user: app', '    connectTimeout: 2s', ...extra.split('\n').map((l) => `    ${l.trim()}`)]
+    const lines = ['targets:', ...personal.flatMap(([name, source]) => target(name, source)), ...target('own', 'password: the-files-own\ntls: disable'), '']
+    await writeFile(path.join(repo, 'dbgate.yaml'), lines.join('\n'))
+    env = {...isolatedEnv(), PROD_DB_PASSWORD: 'the-persons-secret', DBGATE_KEYRING: 'off', DBGATE_CONFIG: undefined}
+  })
+  afterAll(async () => {
+    await new Promise((r) => planted?.close(r))
+    if (repo) await rm(repo, {recursive: true, force: true})
+  })
+
+  it('dials none of them from connect, mcp or masking scan, and says which target, where, and whose password', async () => {
+    for (const [name, , told] of personal) {
+      for (const args of [['connect', name, '--', 'true'], ['mcp', name], ['masking', 'scan', name]]) {
+        const r = await dbgate(args)
+        expect(r.code, args.join(' ')).toBe(2)
+        expect(r.stderr, args.join(' ')).toContain(`./dbgate.yaml was found in the current directory and you have not trusted it: it names a target, ${name}, at 127.0.0.1:${port}, that would receive ${told}`)
+        expect(r.stderr, args.join(' ')).toContain('Nothing was sent.')
+        expect(r.stderr, args.join(' ')).not.toContain('the-persons-secret')
+      }
+    }
+    expect(connections).toBe(0)
+  })
+
+  it("dials a target whose password is the file's own, untrusted, as before", async () => {
+    const r = await dbgate(['connect', 'own', '--', 'true'])
+    expect(r.stderr).not.toContain('DBGATE_CONFIG_UNTRUSTED')
+    expect(connections).toBeGreaterThan(0)
+  })
+
+  it('names each of them when trusting, and dials them once trusted', async () => {
+    const trusted = await dbgate(['config', 'trust'])
+    expect(trusted.code).toBe(0)
+    for (const [name, , told] of personal) expect(trusted.stdout).toContain(`target ${name}: 127.0.0.1:${port} receives ${told}`)
+    expect(trusted.stdout).not.toContain('target own')
+    const before = connections
+    // The listener is no database: the connect fails there, but it did go.
+    expect((await dbgate(['connect', 'fromenv', '--', 'true'])).code).not.toBe(2)
+    expect(connections).toBeGreaterThan(before)
   })
 })
 

@@ -155,7 +155,7 @@ describe('dbgate connect gives memory back once its clients go quiet', () => {
 
   it('not while statements flow; once they stop, shrinks the young generation and RSS falls, and stops there', {timeout: 150_000}, async () => {
     const env = {...process.env, APP_DB_PASSWORD: db.password, DBGATE_CONFIG: '', XDG_CONFIG_HOME: path.join(dir, 'xdg'), XDG_DATA_HOME: path.join(dir, 'data'), XDG_STATE_HOME: path.join(dir, 'state'), DBGATE_IDLE_MEMORY_RELEASE: undefined, NO_COLOR: '1'}
-    child = spawn(process.execPath, [BIN, 'connect', 'app', '--json', '-v'], {cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe']})
+    child = spawn(process.execPath, [BIN, 'connect', 'app', '--json', '-v', '--config', path.join(dir, 'dbgate.yaml')], {cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe']})
     child.stderr!.on('data', (d) => (stderr += d))
     const line = await new Promise<string>((resolve) => createInterface({input: child!.stdout!}).once('line', resolve))
     const {url} = JSON.parse(line) as {url: string}

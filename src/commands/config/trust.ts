@@ -5,7 +5,7 @@ import {DbgateCommand} from '../../cli/base-command.js'
 import {renderTable, type Column} from '../../cli/table.js'
 import {CONFIG_NOT_FOUND, CONFIG_UNREADABLE, ConfigError} from '../../config/errors.js'
 import {parseConfigText} from '../../config/parse.js'
-import {forgetConfigFile, readTrusts, sha256Of, trustConfigFile, trustFile} from '../../config/trust.js'
+import {forgetConfigFile, personalSecretOf, readTrusts, sha256Of, trustConfigFile, trustFile} from '../../config/trust.js'
 import type {DbgateConfig} from '../../config/types.js'
 
 interface TrustedRow {
@@ -23,11 +23,15 @@ const columns: Column<TrustedRow>[] = [
   {header: 'SHA-256', value: (r) => r.sha256.slice(0, 12)},
 ]
 
-/** Where the file would send or seal the person's sign-in: what they are agreeing to. */
+/** Where the file would send or seal the person's sign-in and their own passwords: what they are agreeing to. */
 function whereSignInGoes(config: DbgateConfig): string[] {
   const lines: string[] = []
   const gw = config.gateway
   if (gw) lines.push(`  gateway: ${gw.address.host}:${gw.address.port} (API ${gw.api.host}:${gw.api.port})${gw.ca ? `, CA ${gw.ca}` : ''}: receives your sign-in`)
+  for (const target of Object.values(config.targets)) {
+    const secret = personalSecretOf(target)
+    if (secret) lines.push(`  target ${target.name}: ${target.host}:${target.port} receives ${secret}`)
+  }
   lines.push(`  bucket: ${config.bucket.url}: \`dbgate approve\` and \`deny\` seal your sign-in to requests found there`)
   if (config.identity) lines.push(`  identity: ${config.identity.issuer}`)
   return lines
@@ -36,7 +40,7 @@ function whereSignInGoes(config: DbgateConfig): string[] {
 export default class ConfigTrust extends DbgateCommand {
   static override summary = 'Trust a dbgate.yaml found in the current directory with your sign-in.'
   static override description = [
-    'A ./dbgate.yaml is used wherever dbgate runs, and a repository you clone can carry one. Until you trust it, dbgate will not send your sign-in to the gateway it names (connect, targets, mcp) nor seal it to approval requests (approve, deny, and approvals list with a gateway); policy check, lint, sessions, report and a connect without a gateway work as before.',
+    'A ./dbgate.yaml is used wherever dbgate runs, and a repository you clone can carry one. Until you trust it, dbgate will not send your sign-in to the gateway it names (connect, targets, mcp), nor seal it to approval requests (approve, deny, and approvals list with a gateway), nor dial a target whose password it takes from your environment, files or keychain, or from your AWS credentials (connect, mcp, masking scan); policy check, lint, sessions, report, and a connect to a target whose password is written in the file, work as before.',
     'Trusting records the file\'s absolute path and the SHA-256 of its content in $XDG_STATE_HOME/dbgate/trusted-configs.json (only yours, mode 0600). Any change to the file needs trusting again. Files named with --config or DBGATE_CONFIG, and your own ~/.config/dbgate/config.yaml, need no trust.',
   ].join('\n\n')
   static override examples = ['$ dbgate config trust', '$ dbgate config trust ./deploy/dbgate.yaml', '$ dbgate config trust --list', '$ dbgate config trust --forget']

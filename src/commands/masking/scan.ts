@@ -5,6 +5,7 @@ import {configFlag} from '../../cli/flags.js'
 import {renderTable, type Column} from '../../cli/table.js'
 import {getTarget} from '../../config/targets.js'
 import {upstreamTargetOf} from '../../connect/open.js'
+import {requireTrustedTarget} from '../../config/trust.js'
 import {describeTargetFailure} from '../../connect/target-errors.js'
 import {catalogQueryFor} from '../../masking/catalog-query.js'
 import {scanCatalog, type ScanFinding} from '../../masking/scan.js'
@@ -33,6 +34,7 @@ export default class MaskingScan extends DbgateCommand {
     const loaded = await loadCommandConfig(flags, this)
     const {config} = loaded
     const target = getTarget(config, args.target)
+    await requireTrustedTarget(loaded, target)
     const query = catalogQueryFor(await upstreamTargetOf(target))
     let findings: ScanFinding[]
     try {
