@@ -216,12 +216,19 @@ function readOneByte(socket: net.Socket, reader?: UpstreamReader): Promise<numbe
   })
 }
 
-async function negotiateTls(socket: net.Socket, target: UpstreamTarget, reader?: UpstreamReader): Promise<{socket: net.Socket; encrypted: boolean}> {
-  if (target.tls === 'disable') return {socket, encrypted: false}
+/** How the upstream connection turned out: encrypted or not, and whether the server's certificate was checked against a CA. */
+interface Negotiated {
+  socket: net.Socket
+  encrypted: boolean
+  verified: boolean
+}
+
+async function negotiateTls(socket: net.Socket, target: UpstreamTarget, reader?: UpstreamReader): Promise<Negotiated> {
+  if (target.tls === 'disable') return {socket, encrypted: false, verified: false}
   socket.write(encodeSslRequest())
   const answer = await readOneByte(socket, reader)
   if (answer === 0x4e /* N */) {
-    if (target.tls === 'prefer') return {socket, encrypted: false}
+    if (target.tls === 'prefer') return {socket, encrypted: false, verified: false}
     socket.destroy()
     throw new UpstreamError(`the upstream ${target.host}:${target.port} does not offer TLS, but the target requires it (tls: ${target.tls})`, '08004')
   }
@@ -253,7 +260,7 @@ async function negotiateTls(socket: net.Socket, target: UpstreamTarget, reader?:
     secure.once('close', () => reject(new UpstreamError(`TLS to the upstream ${target.host}:${target.port} failed: the connection closed`, '08006')))
   })
   secure.setNoDelay(true)
-  return {socket: secure, encrypted: true}
+  return {socket: secure, encrypted: true, verified: verify}
 }
 
 /**
@@ -320,8 +327,16 @@ export async function connectUpstream(target: UpstreamTarget, startupParams: Rec
             throw new UpstreamError(`the upstream wants a password for user "${target.user}", but the target has none configured`, '28P01')
           }
           if (auth.kind === 'cleartext') {
-            if (!negotiated.encrypted && !isLocalUpstream(target.host)) {
-              throw new UpstreamError('the upstream asked for a cleartext password over an unencrypted, non-loopback connection; set tls: require or verify-full', '28000')
+            // The password itself goes out: only to a server whose certificate was checked. Over
+            // TLS nobody verified, whoever answers at that address (a spoofed name, a planted
+            // config, a machine in the middle) would read it as well as any eavesdropper.
+            if (!negotiated.verified && !isLocalUpstream(target.host)) {
+              throw new UpstreamError(
+                negotiated.encrypted
+                  ? `the upstream ${target.host}:${target.port} asked for the password in clear, and its TLS certificate was not verified (tls: ${target.tls}${target.tlsCa ? '' : ' without tlsCa'}), so whoever answers at that address would read it; nothing was sent. Set tls: verify-full with tlsCa (the server's CA), or have the server use scram-sha-256`
+                  : `the upstream ${target.host}:${target.port} asked for the password in clear over an unencrypted connection; nothing was sent. Set tls: verify-full with tlsCa (the server's CA), or have the server use scram-sha-256`,
+                '28000',
+              )
             }
             socket.write(serialize.password(password!))
           } else if (auth.kind === 'md5') {

@@ -74,6 +74,24 @@ describe('the upstream side: TLS, authentication methods, restarts', () => {
     expect(await query(clear.config, 'select current_user as u')).toEqual([{u: 'clear_user'}])
   })
 
+  it('sends a password in clear only to a server whose certificate it verified', async () => {
+    // ::ffff:127.0.0.1 is this machine, written as a name dbgate does not count as loopback: a remote server, as far as the rule goes.
+    const remote = '::ffff:127.0.0.1'
+    const refused = /asked for the password in clear, and its TLS certificate was not verified .*nothing was sent\. Set tls: verify-full with tlsCa/
+    for (const tls of ['require', 'prefer'] as const) {
+      const unverified = await tunnelTo({host: remote, user: 'clear_user', password: 'clear-pass', tls})
+      await expect(query(unverified.config, 'select 1'), tls).rejects.toMatchObject({code: '28000', message: refused})
+    }
+    const plain = await tunnelTo({host: remote, user: 'clear_user', password: 'clear-pass', tls: 'disable'})
+    await expect(query(plain.config, 'select 1')).rejects.toMatchObject({code: '28000', message: /asked for the password in clear over an unencrypted connection; nothing was sent/})
+    // The chain checked against the server's CA (require with tlsCa, as libpq's verify-ca): it goes.
+    const verified = await tunnelTo({host: remote, user: 'clear_user', password: 'clear-pass', tls: 'require', tlsCa: ca})
+    expect(await query(verified.config, 'select current_user as u')).toEqual([{u: 'clear_user'}])
+    // SCRAM never sends the password, verified or not.
+    const scram = await tunnelTo({host: remote, tls: 'require'})
+    expect(await query(scram.config, 'select current_user as u')).toEqual([{u: server.user}])
+  })
+
   it('encrypts the upstream connection when TLS is required, and verifies the certificate in verify-full', async () => {
     const required = await tunnelTo({user: 'tls_only', password: 'tls-pass', tls: 'require'})
     expect(await query(required.config, 'select ssl from pg_stat_ssl where pid = pg_backend_pid()')).toEqual([{ssl: true}])
