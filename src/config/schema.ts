@@ -28,6 +28,7 @@ import {
 } from './fields.js'
 import {parseSecretSource, SECRET_SOURCE_KINDS} from './secret-ref.js'
 import {closest} from './suggest.js'
+import {isKnownCommand, KNOWN_COMMANDS} from '../policy/walker.js'
 import {
   CLIENT_KINDS,
   CONDITIONAL_WRITE_MODES,
@@ -308,11 +309,28 @@ function classHint(got: string): string | undefined {
     : undefined
 }
 
+/**
+ * A statement kind as dbgate reports it (`create_table`); `create table` is read as that word. A
+ * word it never reports is refused here: a deny rule on it would never match, and say nothing.
+ */
+const commandWord = scalar('a statement kind such as drop, truncate or create_table', (v, report) => {
+  if (typeof v !== 'string') return undefined
+  const word = v.trim().toLowerCase().replace(/\s+/g, '_')
+  if (!/^[a-z]+(_[a-z]+)*$/.test(word)) return undefined
+  if (isKnownCommand(word)) return word
+  const near = closest(word, [...KNOWN_COMMANDS])
+  return report({
+    kind: 'impossible-rule',
+    message: `${JSON.stringify(v)} is not a statement kind dbgate reports, so a rule on it would never match`,
+    fix: near ? `write ${near}, or another kind from the list in docs/policy.md (Classes)` : 'write a kind from the list in docs/policy.md (Classes)',
+  })
+})
+
 /** What a rule matches; every key narrows it. */
 export const ruleMatch = object(
   {
     class: oneOrList(oneOf(STATEMENT_CLASSES, {hint: classHint})).optional(),
-    command: oneOrList(string({pattern: /^[a-z]+( [a-z]+)*$/, expected: 'a lowercase statement kind such as drop or truncate'})).optional(),
+    command: oneOrList(commandWord).optional(),
     tables: oneOrList(glob('public.users or audit.*')).optional(),
     functions: oneOrList(glob('pg_*')).optional(),
     groups: groups.optional(),

@@ -8,7 +8,7 @@ import {judgeStatements} from './statement-guard.js'
 import {PreparedRegistry} from './prepared.js'
 import {readOnlyViolation} from './read-only.js'
 import {evaluateStatement, packRules} from './rules.js'
-import {KNOWN_COMMANDS} from './walker.js'
+import {isKnownCommand} from './walker.js'
 import type {BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis, StatementClass} from './types.js'
 
 export interface CheckOptions {
@@ -102,11 +102,6 @@ export interface LintIssue {
 
 const asList = <T>(v: T | readonly T[] | undefined): readonly T[] | undefined =>
   v === undefined ? undefined : Array.isArray(v) ? (v as readonly T[]) : [v as T]
-
-function isKnownCommand(c: string): boolean {
-  // Commands built from an object kind (alter_<kind>, create_<kind>) cannot all be listed.
-  return KNOWN_COMMANDS.has(c) || /^(alter|create)_[a-z_]+$/.test(c)
-}
 
 /** Whether every operation `later` matches is also matched by `earlier`, so `later` never fires. */
 function covers(earlier: PolicyRule, later: PolicyRule): boolean {

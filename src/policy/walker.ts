@@ -110,6 +110,12 @@ export const KNOWN_COMMANDS: ReadonlySet<string> = new Set([
   'unknown',
 ])
 
+/** Whether a rule's `command` can ever match: a word the walker reports, or one built from an object kind. */
+export function isKnownCommand(c: string): boolean {
+  // Commands built from an object kind (alter_<kind>, create_<kind>) cannot all be listed.
+  return KNOWN_COMMANDS.has(c) || /^(alter|create)_[a-z_]+$/.test(c)
+}
+
 const TRANSACTION_COMMANDS: Record<string, string> = {
   TRANS_STMT_BEGIN: 'begin',
   TRANS_STMT_START: 'begin',

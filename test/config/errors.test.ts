@@ -163,6 +163,20 @@ const cases: {name: string; yaml: string[]; issues: Expected[]}[] = [
     issues: [{line: 7, column: 17, keyPath: 'targets.prod.rules[0].match.where', kind: 'impossible-rule', message: 'impossible rule: "where" only applies to class write, but no class is set', fix: 'set "class: write" in this match, or remove "where"'}],
   },
   {
+    name: 'a command dbgate never reports, which would make a deny rule match nothing',
+    yaml: [...prodHead, '    rules:', '      - match: {command: [create_table, creat table]}', '        action: deny'],
+    issues: [
+      {
+        line: 7,
+        column: 41,
+        keyPath: 'targets.prod.rules[0].match.command[1]',
+        kind: 'impossible-rule',
+        message: '"creat table" is not a statement kind dbgate reports, so a rule on it would never match',
+        fix: 'write create_table, or another kind from the list in docs/policy.md (Classes)',
+      },
+    ],
+  },
+  {
     name: 'empty match',
     yaml: [...prodHead, '    rules:', '      - match: {}', '        action: deny'],
     issues: [{line: 7, column: 9, keyPath: 'targets.prod.rules[0].match', kind: 'empty', message: 'an empty match would apply the rule to every statement', fix: 'add at least one of: class, command, tables, functions, groups, where, settings, client'}],

@@ -1,5 +1,6 @@
 import {beforeAll, describe, expect, it} from 'vitest'
 import type {RuleConfig} from '../../src/config/types.js'
+import {parseConfigText} from '../../src/config/parse.js'
 import {analyze, evaluate, offlineCatalog, resolveCatalogCalls, ruleMatches, type EvaluateOptions, type PolicyRule} from '../../src/policy/index.js'
 import {loadParser} from '../../src/sql/parser.js'
 
@@ -49,6 +50,22 @@ describe('rule order', () => {
     expect(decide('TRUNCATE t', {rules: [r]}).decisive?.ruleId).toBe('r')
     expect(decide('CREATE TABLE t (a int)', {rules: [r]}).decisive?.ruleId).toBe('default.ddl-approval')
     expect(decide('TRUNCATE t', {rules: [rule('one', {class: 'ddl', command: 'TRUNCATE'}, 'warn')]}).decisive?.ruleId).toBe('one')
+  })
+})
+
+describe('commands as dbgate.yaml writes them', () => {
+  const rulesOf = (command: string) =>
+    parseConfigText(['targets:', '  prod:', '    host: db', '    database: app', '    user: app', '    rules:', `      - match: {command: ${command}}`, '        action: deny', ''].join('\n'), 'dbgate.yaml').config.targets.prod!.rules
+
+  it('matches a kind of two words written with an underscore, a space, or in capitals', () => {
+    for (const written of ['create_table', 'create table', 'CREATE TABLE', '[alter_table, create_index]']) {
+      const rules = rulesOf(written)
+      const sql = written.includes('alter') ? 'ALTER TABLE t ADD COLUMN b int' : 'CREATE TABLE t (a int)'
+      const decision = decide(sql, {rules})
+      // The target's rule decides, not the built-in pack's approval for DDL.
+      expect(decision.action, written).toBe('deny')
+      expect(decision.decisive?.ruleId, written).not.toMatch(/^default\./)
+    }
   })
 })
 
