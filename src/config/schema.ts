@@ -322,7 +322,7 @@ const commandWord = scalar('a statement kind such as drop, truncate or create_ta
   return report({
     kind: 'impossible-rule',
     message: `${JSON.stringify(v)} is not a statement kind dbgate reports, so a rule on it would never match`,
-    fix: near ? `write ${near}, or another kind from the list in docs/policy.md (Classes)` : 'write a kind from the list in docs/policy.md (Classes)',
+    fix: near ? `write ${near}, or another kind from the list in docs/policy.md (Classes and commands)` : 'write a kind from the list in docs/policy.md (Classes and commands)',
   })
 })
 

@@ -172,7 +172,7 @@ const cases: {name: string; yaml: string[]; issues: Expected[]}[] = [
         keyPath: 'targets.prod.rules[0].match.command[1]',
         kind: 'impossible-rule',
         message: '"creat table" is not a statement kind dbgate reports, so a rule on it would never match',
-        fix: 'write create_table, or another kind from the list in docs/policy.md (Classes)',
+        fix: 'write create_table, or another kind from the list in docs/policy.md (Classes and commands)',
       },
     ],
   },
