@@ -118,6 +118,10 @@ export class ClientMessages {
     const state = c.state
     if (state.copyIn) return this.duringCopyIn(frame)
     if (state.copyPending) return this.beforeCopyIn(frame)
+    // Once the session must end (its token expired, maxSessionDuration, a drain), only what was in
+    // flight finishes: new work is not sent on, or a client that always keeps one more statement
+    // pipelined would never let the session reach the idle moment at which it ends.
+    if (c.closing) return
     switch (frame.code) {
       case Frontend.Query: {
         const sql = decodeQuery(frame.body)

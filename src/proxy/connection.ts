@@ -337,6 +337,8 @@ export class ClientConnection implements ConnectionCore {
       return
     }
     this.flush()
+    // What the client sent past the end was dropped: the session may be idle now.
+    if (this.closing) this.maybeFinishShutdown()
   }
 
   /**
@@ -398,6 +400,8 @@ export class ClientConnection implements ConnectionCore {
     if (!(this.client.writableLength > 0)) this.env.hooks.outputMemory?.written()
     // Replies may have settled what a held client message was waiting for.
     if (this.phase === 'ready') this.fromClient.repliesArrived()
+    // The last reply owed may not be a ReadyForQuery (an extended-protocol batch without Sync).
+    if (this.closing) this.maybeFinishShutdown()
   }
 
   /**
