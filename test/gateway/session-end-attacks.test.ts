@@ -127,4 +127,31 @@ describe('dbgate gateway: a session cannot be kept open past its end by pipelini
     const late = await withClient(db.url, (k) => k.query<{n: number}>('select count(*)::int as n from ticks where who = $1 and at > to_timestamp($2)', [who, end / 1000]))
     expect(late.rows[0]!.n).toBe(0)
   }, 30_000)
+
+  // COPY FROM STDIN is one statement that runs for as long as the client keeps feeding it.
+  it.each([['a simple query', (sql: string) => encodeQuery(sql)], ['an Execute', (sql: string) => Buffer.concat([serialize.parse({text: sql}), serialize.bind({}), serialize.execute({}), serialize.sync()])]])(
+    'fails a COPY FROM STDIN (started by %s) that the client keeps feeding past the token\'s expiry, and ends the session',
+    async (label, start) => {
+      const who = `copy-${label.replace(/\W+/g, '-')}`
+      const exp = Math.floor(Date.now() / 1000) + 2
+      const token = await mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'alice', email, groups: ['engineering'], exp})
+      const c = await SignedIn.open(gw.address.port, ca, email, token)
+      c.socket.write(start('copy ticks(who) from stdin'))
+      await waitFor(() => c.count('G') > 0 || c.closed, 'the COPY has started')
+      const stopAt = exp * 1000 + 4000
+      while (!c.closed && Date.now() < stopAt) {
+        c.socket.write(serialize.copyData(Buffer.from(`${who}\n`)))
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      if (!c.closed) c.socket.write(serialize.copyDone())
+      await waitFor(() => c.closed, 'the session has ended', {timeoutMs: 5000}).catch(() => {})
+      c.socket.destroy()
+      expect(c.closed, 'the gateway closed the session').toBe(true)
+      expect(c.messages.filter((m) => m.code !== 'E' && m.at > exp * 1000 + 1500).map((m) => m.code)).toEqual([])
+      expect(c.errors().at(-1)).toMatchObject({code: '57P01', message: expect.stringMatching(/your sign-in token expired/)})
+      const rows = await withClient(db.url, (k) => k.query<{n: number}>('select count(*)::int as n from ticks where who = $1', [who]))
+      expect(rows.rows[0]!.n).toBe(0)
+    },
+    30_000,
+  )
 })
