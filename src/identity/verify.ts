@@ -23,6 +23,12 @@ import {z} from 'zod'
  */
 const IdentityClaimsSchema = z.object({sub: z.string().min(1), exp: z.number()})
 
+/**
+ * The `typ` header values a sign-in token may carry (lower case, without `application/`): none at
+ * all, plain `JWT` (ID tokens), and RFC 9068's `at+jwt` (access tokens).
+ */
+const SIGN_IN_TYPES = new Set(['jwt', 'at+jwt'])
+
 /** Which token the caller believes it holds; decides the audiences accepted and the `typ` check. */
 export type TokenUse = 'id_token' | 'access_token' | 'any'
 
@@ -160,6 +166,11 @@ export async function verifyToken(config: IdentityConfig, token: string, options
   if (options.use === 'id_token' && (typ === 'at+jwt' || typ === 'application/at+jwt')) {
     throw new TokenMalformedError('an access token was presented where an ID token is required')
   }
+  // The IdP signs other JWTs for a client too (back-channel logout tokens, security events,
+  // introspection responses), with its audience and a subject: only a sign-in token's type proves anyone.
+  if (typ !== undefined && !SIGN_IN_TYPES.has(typ.replace(/^application\//, ''))) {
+    throw new TokenMalformedError(`its type "${typ}" is not a sign-in token's (an ID token or a JWT access token)`)
+  }
 
   const expected = audiences(config, options.use)
   const jwks = await jwksFor(config)
@@ -177,10 +188,14 @@ export async function verifyToken(config: IdentityConfig, token: string, options
   }
   const unusable = problemsOf(IdentityClaimsSchema, payload)
   if (unusable) throw new TokenMalformedError(`its claims are not what an identity needs (${unusable.join('; ')})`)
+  // Security event tokens (a logout token among them) need not carry a type, but always carry `events`.
+  if (payload.events !== undefined) throw new TokenMalformedError('it is a security event token (it has an "events" claim), not a sign-in token')
 
   const identity: Identity = {
     subject: payload.sub as string,
-    email: stringClaim(payload, 'email'),
+    // An address the IdP says it has not verified is whatever the person typed: it names nobody.
+    // (Some IdPs send the flag as a string.)
+    email: payload.email_verified === false || payload.email_verified === 'false' ? undefined : stringClaim(payload, 'email'),
     name: stringClaim(payload, 'name') ?? stringClaim(payload, 'preferred_username'),
     groups: groupsFromClaims(payload, config.groupsClaim),
     issuer: config.issuer,

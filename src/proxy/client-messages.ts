@@ -116,8 +116,12 @@ export class ClientMessages {
   private dispatch(frame: Frame): void {
     const c = this.c
     const state = c.state
-    if (state.copyIn) return this.duringCopyIn(frame)
+    if (state.copyIn && !c.closing) return this.duringCopyIn(frame)
     if (state.copyPending) return this.beforeCopyIn(frame)
+    // Once the session must end (its token expired, maxSessionDuration, a drain), only what was in
+    // flight finishes: new work is not sent on, or a client that always keeps one more statement
+    // pipelined would never let the session reach the idle moment at which it ends.
+    if (c.closing) return this.failCopyAtEnd()
     switch (frame.code) {
       case Frontend.Query: {
         const sql = decodeQuery(frame.body)
@@ -273,6 +277,17 @@ export class ClientMessages {
    * answer it had the COPY failed just before (an error in flight): the tunnel drops it, so that the
    * server never sees it either way. Anything but COPY data is a protocol violation.
    */
+  /**
+   * The session must end while the client feeds a COPY FROM STDIN. That statement runs as long as
+   * the client keeps sending, so it is failed now (the server rolls it back) rather than waited for.
+   */
+  failCopyAtEnd(): void {
+    const c = this.c
+    if (!c.closing || !c.state.copyIn) return
+    c.toUpstream.push(serialize.copyFail('dbgate: the session ended (see the error that follows) before this COPY finished'))
+    c.state.endCopyFromClient()
+  }
+
   private duringCopyIn(frame: Frame): void {
     switch (frame.code) {
       case Frontend.CopyData:

@@ -337,6 +337,16 @@ export class ClientConnection implements ConnectionCore {
       return
     }
     this.flush()
+    // What the client sent past the end was dropped: the session may be idle now.
+    if (this.closing) this.maybeFinishShutdown()
+  }
+
+  /** Past the end: a COPY the client feeds is failed, and the session ends once nothing is owed. */
+  private continueShutdown(): void {
+    if (this.phase !== 'ready') return
+    this.fromClient.failCopyAtEnd()
+    this.flush()
+    this.maybeFinishShutdown()
   }
 
   /**
@@ -398,6 +408,9 @@ export class ClientConnection implements ConnectionCore {
     if (!(this.client.writableLength > 0)) this.env.hooks.outputMemory?.written()
     // Replies may have settled what a held client message was waiting for.
     if (this.phase === 'ready') this.fromClient.repliesArrived()
+    // The last reply owed may not be a ReadyForQuery (an extended-protocol batch without Sync), and
+    // a COPY FROM STDIN may have started since the end came.
+    if (this.closing) this.continueShutdown()
   }
 
   /**
@@ -517,7 +530,7 @@ export class ClientConnection implements ConnectionCore {
       this.refuse({severity: 'FATAL', code: '57P01', message: this.shutdownMessage})
       return
     }
-    this.maybeFinishShutdown()
+    this.continueShutdown()
   }
 
   maybeFinishShutdown(): void {

@@ -1,0 +1,157 @@
+import {readFileSync} from 'node:fs'
+import {mkdtemp, rm} from 'node:fs/promises'
+import net from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import tls from 'node:tls'
+import {serialize} from 'pg-protocol'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
+import {decodeNotice} from '../../src/wire/backend.js'
+import {Framer} from '../../src/wire/framer.js'
+import {encodeQuery, encodeSslRequest, encodeStartup} from '../../src/wire/frontend.js'
+import {fixture, mint, type Fixture} from '../identity/helpers.js'
+import {isolatedEnv, targetConfigText} from '../helpers/open.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {waitFor} from '../helpers/wait.js'
+import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+
+/** A hand-driven client signed in to the gateway over TLS, that records every backend message with when it came. */
+class SignedIn {
+  readonly messages: {code: string; body: Buffer; at: number}[] = []
+  closed = false
+  private readonly framer = new Framer({maxMessageSize: 1 << 30})
+
+  constructor(readonly socket: tls.TLSSocket) {
+    socket.on('data', (chunk: Buffer) => this.framer.push(chunk, (f) => this.messages.push({code: String.fromCharCode(f.code), body: Buffer.from(f.body), at: Date.now()})))
+    socket.on('close', () => (this.closed = true))
+    socket.on('error', () => {})
+  }
+
+  static async open(port: number, ca: string, user: string, token: string): Promise<SignedIn> {
+    const raw = net.connect({host: '127.0.0.1', port})
+    await new Promise((resolve) => raw.once('connect', resolve))
+    raw.write(encodeSslRequest())
+    await new Promise((resolve) => raw.once('data', resolve))
+    const socket = tls.connect({socket: raw, ca, servername: 'localhost'})
+    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+    const c = new SignedIn(socket)
+    socket.write(encodeStartup({user, database: 'app'}))
+    await waitFor(() => c.count('R') > 0 || c.closed, 'the gateway asks for the token')
+    const body = Buffer.concat([Buffer.from(token), Buffer.from([0])])
+    const head = Buffer.alloc(5)
+    head.write('p', 0)
+    head.writeInt32BE(body.length + 4, 1)
+    socket.write(Buffer.concat([head, body]))
+    await waitFor(() => c.count('Z') > 0 || c.closed, 'the session is ready')
+    if (c.closed) throw new Error(`sign-in failed: ${c.errors().join('; ')}`)
+    return c
+  }
+
+  count(code: string): number {
+    return this.messages.filter((m) => m.code === code).length
+  }
+
+  errors(): {code: string; message: string}[] {
+    return this.messages.filter((m) => m.code === 'E').map((m) => decodeNotice(m.body)).map((n) => ({code: String(n.code), message: String(n.message)}))
+  }
+}
+
+/**
+ * A session must end when its token expires or it reaches `server.maxSessionDuration`: the gateway
+ * waits for the statement in flight, then closes. A client that never lets the session be idle —
+ * always one more statement pipelined behind the running one, by either protocol, with or without
+ * Sync — must not keep it going: nothing it sends past the end reaches the database.
+ */
+describe('dbgate gateway: a session cannot be kept open past its end by pipelining', () => {
+  let f: Fixture
+  let pki: TestPki
+  let db: UpstreamInfo
+  let dir: string
+  let gw: RunningGateway
+  let ca: string
+  const email = 'alice@example.com'
+
+  beforeAll(async () => {
+    ;[f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase('gwend')])
+    ca = readFileSync(pki.ca, 'utf8')
+    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gwend-'))
+    await withClient(db.url, (c) => c.query('create table ticks (at timestamptz not null default clock_timestamp(), who text not null)'))
+    const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
+    gw = await startGateway({
+      loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, targets: targetConfigText('app', db, 'allow: [engineering]')}),
+      env,
+    })
+    await gw.whenReady()
+  })
+  afterAll(async () => {
+    await gw?.close(500)
+    await f?.close()
+    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
+  })
+
+  /** Each way of keeping a statement queued behind the running one: what to send for the n-th step. */
+  const pipelines: [string, (who: string, n: number) => Buffer][] = [
+    ['simple queries', (who, n) => encodeQuery(`insert into ticks(who) values ('${who}'); select pg_sleep(0.1), ${n}`)],
+    [
+      'extended-protocol batches with Sync',
+      (who) => Buffer.concat([serialize.parse({text: `insert into ticks(who) values ('${who}')`}), serialize.bind({}), serialize.execute({}), serialize.parse({text: 'select pg_sleep(0.1)'}), serialize.bind({}), serialize.execute({}), serialize.sync()]),
+    ],
+    // Without Sync nothing commits, and no ReadyForQuery ever marks the end of a statement: the
+    // replies the client gets are what it reads past the end.
+    ['extended-protocol messages without Sync', () => Buffer.concat([serialize.parse({text: 'select pg_sleep(0.1)'}), serialize.bind({}), serialize.execute({}), serialize.flush()])],
+  ]
+
+  it.each(pipelines)('ends the session at the token\'s expiry although the client keeps %s queued', async (label, step) => {
+    const who = label.replace(/\W+/g, '-')
+    const exp = Math.floor(Date.now() / 1000) + 2
+    const token = await mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'alice', email, groups: ['engineering'], exp})
+    const c = await SignedIn.open(gw.address.port, ca, email, token)
+    // Two steps in flight, and one more each time one completes: the session is never idle.
+    const done = label.includes('without Sync') ? 'C' : 'Z'
+    let n = 0
+    c.socket.write(step(who, ++n))
+    c.socket.write(step(who, ++n))
+    let seen = c.count(done)
+    const stopAt = exp * 1000 + 6000
+    while (!c.closed && Date.now() < stopAt) {
+      await new Promise((r) => setTimeout(r, 10))
+      for (const now = c.count(done); seen < now; seen++) c.socket.write(step(who, ++n))
+    }
+    c.socket.destroy()
+    // The end comes at expiry; what was in flight then (a step of 0.1 s, two queued) may finish.
+    const end = exp * 1000 + 1500
+    expect(c.closed, 'the gateway closed the session').toBe(true)
+    expect(c.errors().at(-1)).toMatchObject({code: '57P01', message: expect.stringMatching(/your sign-in token expired/)})
+    expect(c.messages.filter((m) => m.code !== 'E' && m.at > end).map((m) => m.code)).toEqual([])
+    const late = await withClient(db.url, (k) => k.query<{n: number}>('select count(*)::int as n from ticks where who = $1 and at > to_timestamp($2)', [who, end / 1000]))
+    expect(late.rows[0]!.n).toBe(0)
+  }, 30_000)
+
+  // COPY FROM STDIN is one statement that runs for as long as the client keeps feeding it.
+  it.each([['a simple query', (sql: string) => encodeQuery(sql)], ['an Execute', (sql: string) => Buffer.concat([serialize.parse({text: sql}), serialize.bind({}), serialize.execute({}), serialize.sync()])]])(
+    'fails a COPY FROM STDIN (started by %s) that the client keeps feeding past the token\'s expiry, and ends the session',
+    async (label, start) => {
+      const who = `copy-${label.replace(/\W+/g, '-')}`
+      const exp = Math.floor(Date.now() / 1000) + 2
+      const token = await mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'alice', email, groups: ['engineering'], exp})
+      const c = await SignedIn.open(gw.address.port, ca, email, token)
+      c.socket.write(start('copy ticks(who) from stdin'))
+      await waitFor(() => c.count('G') > 0 || c.closed, 'the COPY has started')
+      const stopAt = exp * 1000 + 4000
+      while (!c.closed && Date.now() < stopAt) {
+        c.socket.write(serialize.copyData(Buffer.from(`${who}\n`)))
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      if (!c.closed) c.socket.write(serialize.copyDone())
+      await waitFor(() => c.closed, 'the session has ended', {timeoutMs: 5000}).catch(() => {})
+      c.socket.destroy()
+      expect(c.closed, 'the gateway closed the session').toBe(true)
+      expect(c.messages.filter((m) => m.code !== 'E' && m.at > exp * 1000 + 1500).map((m) => m.code)).toEqual([])
+      expect(c.errors().at(-1)).toMatchObject({code: '57P01', message: expect.stringMatching(/your sign-in token expired/)})
+      const rows = await withClient(db.url, (k) => k.query<{n: number}>('select count(*)::int as n from ticks where who = $1', [who]))
+      expect(rows.rows[0]!.n).toBe(0)
+    },
+    30_000,
+  )
+})

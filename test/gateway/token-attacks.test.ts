@@ -1,0 +1,80 @@
+import {readFileSync} from 'node:fs'
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
+import {fixture, mint, type Fixture} from '../identity/helpers.js'
+import {isolatedEnv, targetConfigText} from '../helpers/open.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+
+/**
+ * Tokens the IdP really signed, with dbgate's audience and a subject, that still must not sign
+ * anyone in: JWTs of other kinds (logout tokens, security events, introspection responses), and
+ * an e-mail address the IdP says it has not verified, which must not become the person's name.
+ */
+describe('dbgate gateway: IdP-signed JWTs that are not sign-in tokens', () => {
+  let f: Fixture
+  let pki: TestPki
+  let db: UpstreamInfo
+  let dir: string
+  let gw: RunningGateway
+
+  beforeAll(async () => {
+    ;[f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase('gwtok')])
+    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gwtok-'))
+    const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
+    gw = await startGateway({loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, targets: targetConfigText('app', db, 'allow: [engineering]')}), env})
+    await gw.whenReady()
+  })
+  afterAll(async () => {
+    await gw?.close(500)
+    await f?.close()
+    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
+  })
+
+  const claims = (extra: Record<string, unknown> = {}) => ({iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'mallory', email: 'mallory@example.com', groups: ['engineering'], ...extra})
+
+  /** Signs in as `user`; the application_name the database sees (as masking shows it: `dbgate/b***@example.com`), or the error. */
+  async function signIn(token: string, user: string): Promise<{applicationName: string} | pg.DatabaseError> {
+    const c = new pg.Client({host: '127.0.0.1', port: gw.address.port, database: 'app', user, password: token, ssl: {ca: readFileSync(pki.ca, 'utf8'), servername: 'localhost'}})
+    c.on('error', () => {})
+    try {
+      await c.connect()
+      const r = await c.query<{name: string}>("select current_setting('application_name') as name")
+      return {applicationName: r.rows[0]!.name}
+    } catch (error) {
+      return error as pg.DatabaseError
+    } finally {
+      await c.end().catch(() => {})
+    }
+  }
+
+  it.each([['logout+jwt'], ['application/logout+jwt'], ['secevent+jwt'], ['token-introspection+jwt'], ['oauth-authz-req+jwt'], ['dpop+jwt'], ['JWT+x']])('refuses a token typed "%s"', async (typ) => {
+    const e = await signIn(await mint(f.signingKey, claims(), {typ}), 'mallory@example.com')
+    expect(e).toBeInstanceOf(Error)
+    expect(e).toMatchObject({code: '28P01', message: expect.stringMatching(/not a usable sign-in token .*its type .* is not a sign-in token's/)})
+  })
+
+  it('refuses a security event token without a type (a logout token has an "events" claim)', async () => {
+    const events = {'http://schemas.openid.net/event/backchannel-logout': {}}
+    const e = await signIn(await mint(f.signingKey, claims({events, jti: 'logout-1'})), 'mallory@example.com')
+    expect(e).toMatchObject({code: '28P01', message: expect.stringMatching(/security event token/)})
+  })
+
+  it.each([[undefined], ['JWT'], ['jwt'], ['application/jwt'], ['at+jwt'], ['application/at+jwt']])('still signs in with a sign-in token typed %s', async (typ) => {
+    const r = await signIn(await mint(f.signingKey, claims(), typ === undefined ? {} : {typ}), 'mallory@example.com')
+    expect(r).toEqual({applicationName: 'dbgate/m***@example.com'})
+  })
+
+  it.each([[false], ['false']])('does not take an e-mail address with email_verified %j as the person: the subject names them', async (flag) => {
+    const token = await mint(f.signingKey, claims({email: 'bob@example.com', email_verified: flag}))
+    const e = await signIn(token, 'bob@example.com')
+    expect(e).toMatchObject({code: '28000', message: expect.stringMatching(/"bob@example\.com" is not the identity the token proves \(mallory\)/)})
+    expect(await signIn(token, 'mallory')).toEqual({applicationName: 'dbgate/mallory'})
+    // A verified address (or an IdP that sends no flag) still names the person.
+    expect(await signIn(await mint(f.signingKey, claims({email: 'bob@example.com', email_verified: true})), 'bob@example.com')).toEqual({applicationName: 'dbgate/b***@example.com'})
+  })
+})
