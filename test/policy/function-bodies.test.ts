@@ -44,6 +44,11 @@ describe('user functions are judged by what their bodies do', () => {
         create function public.peek_xml(int) returns int language sql stable as $$ select length(query_to_xml('select nextval(''s'')', true, false, '')::text) * 0 + $1 $$;
         create function public.peek_atomic(int) returns int language sql stable begin atomic select nextval('s')::int + $1; end;
         create function public.peek_return(int) returns int language sql stable return pg_advisory_lock(4716)::text::int;
+        create domain public.locked_int as int check (value + 0 * length(pg_advisory_lock(4711)::text) > 0);
+        create function public.peek_domain(int) returns int language plpgsql stable as $$ declare d public.locked_int; begin d := $1; return d; end $$;
+        create function public.peek_open(int) returns int language plpgsql stable as $$ declare c refcursor; begin open c for execute 'select 1'; close c; return $1; end $$;
+        create function public.peek_for(int) returns int language plpgsql stable as $$ declare r record; begin for r in execute 'select 1' loop end loop; return $1; end $$;
+        create function public.peek_rq(int) returns setof int language plpgsql stable as $$ begin return query execute 'select $1' using $1; end $$;
 
         -- Nested two deep, and through a SET search_path clause.
         create function hidden.take_lock() returns int language sql stable as $$ select pg_advisory_lock(4713); select 1 $$;
@@ -143,6 +148,10 @@ describe('user functions are judged by what their bodies do', () => {
       ['peek_xml', /public\.peek_xml calls pg_catalog\.query_to_xml inside its body/],
       ['peek_atomic', /public\.peek_atomic calls pg_catalog\.nextval inside its body/],
       ['peek_return', /public\.peek_return calls pg_catalog\.pg_advisory_lock inside its body/],
+      ['peek_domain', /public\.peek_domain calls pg_catalog\.pg_advisory_lock inside its body \(cast to public\.locked_int: pg_catalog\.pg_advisory_lock \(check of domain public\.locked_int\)/],
+      ['peek_open', /public\.peek_open runs SQL built at run time inside its body \(EXECUTE at line 1\)/],
+      ['peek_for', /public\.peek_for runs SQL built at run time inside its body \(FOR … IN EXECUTE at line 1\)/],
+      ['peek_rq', /public\.peek_rq runs SQL built at run time inside its body \(EXECUTE at line 1\)/],
       ['peek_nested', /public\.peek_nested calls public\.middle inside its body .*public\.middle calls hidden\.take_lock inside its body .*pg_catalog\.pg_advisory_lock/],
       ['peek_path', /public\.peek_path calls hidden\.helper inside its body .*pg_advisory_lock/],
       ['ping', /calls itself/],
@@ -205,6 +214,16 @@ describe('user functions are judged by what their bodies do', () => {
     const e = await refused(c, 'select lock_alias(4711)')
     expect(`${e.message} ${e.detail ?? ''}`).toMatch(/public\.lock_alias is written in internal, whose body dbgate cannot read/)
     await nothingHappened()
+  })
+
+  it("keeps an extension's functions judged by their declared volatility (the DBA's installed code)", async () => {
+    const available = await direct(async (d) => (await d.query(`select 1 from pg_available_extensions where name = 'pg_trgm'`)).rowCount === 1)
+    expect(available, 'the test server ships pg_trgm').toBe(true)
+    await direct((d) => d.query('create extension if not exists pg_trgm'))
+    const c = await t.client()
+    // similarity is an immutable C function of pg_trgm: a user's C function would be unknown.
+    expect((await c.query(`select similarity('dbgate', 'db gate') > 0 as close`)).rowCount).toBe(1)
+    expect((await c.query(`select show_trgm('abc') is not null as t`)).rowCount).toBe(1)
   })
 
   it('sees a function replaced outside the tunnel once the catalog is re-read', async () => {
