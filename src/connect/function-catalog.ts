@@ -251,11 +251,19 @@ function bodiesSql(oids: readonly number[]): string {
     select p.oid::int8 as oid, l.lanname::text as language, p.prokind::text as kind,
            exists (select 1 from pg_depend d
                    where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.refclassid = 'pg_extension'::regclass and d.deptype = 'e') as extension,
-           p.prosrc as src,
+           p.prosrc as src, to_json(p.proconfig)::text as config,
            (to_jsonb(p) ->> 'prosqlbody') is not null as atomic,
            case when l.lanname = 'plpgsql' or (l.lanname = 'sql' and (to_jsonb(p) ->> 'prosqlbody') is not null) then pg_get_functiondef(p.oid) end as definition
     from pg_proc p join pg_language l on l.oid = p.prolang
     where p.oid = any(array[${oids.map((o) => `${Math.trunc(o)}`).join(', ')}]::oid[])`
+}
+
+/** proconfig as JSON (`["search_path=hidden"]`, or null). Throws on anything else: that function's body is then not read. */
+function configItems(json: string): string[] {
+  const v: unknown = JSON.parse(json)
+  if (v === null) return []
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v
+  throw new Error(`unexpected proconfig ${json.slice(0, 100)}`)
 }
 
 /** How many levels of calls from body to body one lookup loads (policy judges deeper calls unknown). */
@@ -416,14 +424,20 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
       const rows = await this.opts.query(bodiesSql([...oids]))
       for (const oid of oids) this.bodies.delete(oid)
       for (const r of rows) {
-        const body = readFunctionBody({
-          language: String(r.language),
-          kind: String(r.kind),
-          extension: r.extension === true || r.extension === 't',
-          atomic: r.atomic === true || r.atomic === 't',
-          ...(typeof r.src === 'string' ? {src: r.src} : {}),
-          ...(typeof r.definition === 'string' ? {definition: r.definition} : {}),
-        })
+        let body: FunctionBody
+        try {
+          body = readFunctionBody({
+            language: String(r.language),
+            kind: String(r.kind),
+            extension: r.extension === true || r.extension === 't',
+            atomic: r.atomic === true || r.atomic === 't',
+            ...(typeof r.src === 'string' ? {src: r.src} : {}),
+            ...(typeof r.definition === 'string' ? {definition: r.definition} : {}),
+            ...(typeof r.config === 'string' ? {config: configItems(r.config)} : {}),
+          })
+        } catch {
+          continue
+        }
         this.bodies.set(Number(r.oid), body)
         for (const k of body.keys) called.add(k)
       }

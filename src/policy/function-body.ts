@@ -8,6 +8,7 @@
  * PL/pgSQL node this module does not know, or a language it cannot read comes back `unreadable`.
  */
 import {analyze, summarise} from './analyze.js'
+import {assumedSettingViolated} from './assumed-settings.js'
 import {catalogKeys, type CatalogKey} from './catalog.js'
 import type {StatementAnalysis} from './types.js'
 import {parsePlpgsql, parseSql} from '../sql/parser.js'
@@ -28,6 +29,8 @@ export interface FunctionBodySource {
   definition?: string
   /** True when the SQL body is stored parsed (pg_proc.prosqlbody, PostgreSQL 14 and later). */
   atomic: boolean
+  /** pg_proc.proconfig: the function's own `SET name = value` clauses, in force while its body runs. */
+  config?: readonly string[]
 }
 
 export interface FunctionBody {
@@ -53,6 +56,14 @@ function done(statements: StatementAnalysis[], dynamic?: string): FunctionBody {
 export function readFunctionBody(source: FunctionBodySource): FunctionBody {
   if (source.extension) return {extension: true, statements: [], keys: []}
   if (source.kind === 'a') return done([])
+  for (const item of source.config ?? []) {
+    // The body runs under the function's own settings: one that changes how text is read (or what
+    // a query means) would make the server run something other than what dbgate analysed.
+    const eq = item.indexOf('=')
+    const name = eq < 0 ? item : item.slice(0, eq)
+    const broken = assumedSettingViolated(name, eq < 0 ? '' : item.slice(eq + 1))
+    if (broken) return unreadable(`sets ${item} for its body, which dbgate does not read it under (${broken.why})`)
+  }
   try {
     if (source.language === 'sql') return source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src)
     if (source.language === 'plpgsql') return plpgsqlBody(source.definition)

@@ -56,6 +56,9 @@ describe('user functions are judged by what their bodies do', () => {
         create function public.peek_nested(int) returns int language sql stable as $$ select public.middle() + $1 $$;
         create function hidden.helper() returns int language sql stable as $$ select pg_advisory_lock(4714); select 1 $$;
         create function public.peek_path(int) returns int language sql stable set search_path = hidden as $$ select helper() + $1 $$;
+        -- A body runs under its function's own settings: under standard_conforming_strings = off a
+        -- backslash escapes a quote, and the server would read other statements than dbgate's parser.
+        create function public.peek_lexer(int) returns int language sql stable set standard_conforming_strings = off as $$ select $1 $$;
 
         -- A cycle.
         create function public.ping(int) returns int language plpgsql stable as $$ begin if $1 <= 0 then return 0; end if; return public.pong($1 - 1); end $$;
@@ -155,6 +158,7 @@ describe('user functions are judged by what their bodies do', () => {
       ['peek_nested', /public\.peek_nested calls public\.middle inside its body .*public\.middle calls hidden\.take_lock inside its body .*pg_catalog\.pg_advisory_lock/],
       ['peek_path', /public\.peek_path calls hidden\.helper inside its body .*pg_advisory_lock/],
       ['ping', /calls itself/],
+      ['peek_lexer', /public\.peek_lexer sets standard_conforming_strings=off for its body, which dbgate does not read it under/],
     ]
     for (const [fn, why] of families) {
       for (const form of callForms(fn)) {
