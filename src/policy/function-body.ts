@@ -114,6 +114,7 @@ function atomicSqlBody(definition: string | undefined): FunctionBody {
  */
 const KNOWN_NODES = new Set([
   'PLpgSQL_function',
+  'PLpgSQL_alias',
   'PLpgSQL_var',
   'PLpgSQL_rec',
   'PLpgSQL_row',
@@ -213,7 +214,7 @@ function plpgsqlBody(definition: string | undefined): FunctionBody {
         continue
       }
       if (!KNOWN_NODES.has(key)) {
-        unknown = `a ${key.slice('PLpgSQL_'.length)} statement ${at}`
+        unknown = `a PL/pgSQL ${key.slice('PLpgSQL_'.length)} node ${at}`
         return
       }
       if (key === 'PLpgSQL_expr') {
@@ -224,9 +225,12 @@ function plpgsqlBody(definition: string | undefined): FunctionBody {
         texts.push(...exprTexts(value.query, typeof value.parseMode === 'number' ? value.parseMode : PARSE_DEFAULT, at))
         continue
       }
-      if (key === 'PLpgSQL_type' && typeof value.typname === 'string' && !value.typname.includes('%')) {
-        // A variable of a domain type runs the domain's checks on every assignment.
-        texts.push(`SELECT NULL::${value.typname}`)
+      if (key === 'PLpgSQL_type' && typeof value.typname === 'string') {
+        // A variable of a domain type runs the domain's checks on every assignment. `t%ROWTYPE` is
+        // t's row type, and `t.c%TYPE` is judged as t's too (its columns' domains included).
+        const m = /^(.*?)(%rowtype|%type)$/i.exec(value.typname)
+        const type = !m ? value.typname : m[2]!.toLowerCase() === '%rowtype' ? m[1]! : m[1]!.replace(/\.[^.]*$/, '')
+        if (type !== '') texts.push(`SELECT NULL::${type}`)
       }
       visit(value, at)
     }
