@@ -184,6 +184,46 @@ function exprTexts(query: string, mode: number, line: string): string[] {
   throw new Error(`unrecognised expression ${line}`)
 }
 
+/** Fields through which a PL/pgSQL statement names a variable it writes (or a record it fills). */
+const TARGET_KEYS = new Set(['varno', 'dno', 't_varno', 'target', 'retvarno'])
+
+/**
+ * A CLOSE of a cursor variable that may hold the name of a portal the function did not open: a
+ * parameter, a variable with a default, or one something assigns. Closing a client's cursor and
+ * opening another under its name would leave the tunnel judging and masking the client's FETCH by
+ * the old query (docs/tunnel.md). A variable that starts out null and is only ever OPENed gets a
+ * portal name the server makes up, which no client's cursor has; closing that one is harmless.
+ */
+function closesForeignCursor(tree: unknown): string | undefined {
+  const fn = (((tree as Obj | undefined)?.plpgsql_funcs as unknown[] | undefined)?.[0] as Obj | undefined)?.PLpgSQL_function
+  if (!isObj(fn)) return undefined
+  const datums = Array.isArray(fn.datums) ? fn.datums : []
+  // Parameters come first, then FOUND: anything before it was passed in by the caller. (A write to
+  // datum 0, whose `varno` the tree leaves out, is to a parameter or FOUND, neither of which passes.)
+  const found = datums.findIndex((d) => isObj(d) && isObj(d.PLpgSQL_var) && d.PLpgSQL_var.refname === 'found')
+  const written = new Set<number>()
+  const closed: {varno: number; line: unknown}[] = []
+  const scan = (v: unknown): void => {
+    if (Array.isArray(v)) return v.forEach(scan)
+    if (!isObj(v)) return
+    // The tree leaves out fields that are zero: a CLOSE without `curvar` closes datum 0.
+    if (isObj(v.PLpgSQL_stmt_close)) closed.push({varno: typeof v.PLpgSQL_stmt_close.curvar === 'number' ? v.PLpgSQL_stmt_close.curvar : 0, line: v.PLpgSQL_stmt_close.lineno})
+    for (const [k, x] of Object.entries(v)) {
+      if (TARGET_KEYS.has(k) && typeof x === 'number') written.add(x)
+      scan(x)
+    }
+  }
+  scan(fn)
+  for (const {varno, line} of closed) {
+    const d = datums[varno]
+    const v = isObj(d) && isObj(d.PLpgSQL_var) ? d.PLpgSQL_var : undefined
+    if (!v || found < 0 || varno <= found || v.default_val !== undefined || written.has(varno)) {
+      return `closes a cursor at line ${String(line)} that may be one the client opened (a parameter, or a variable given a name), which would let a cursor of the same name be redefined behind the tunnel`
+    }
+  }
+  return undefined
+}
+
 function plpgsqlBody(definition: string | undefined): FunctionBody {
   if (definition === undefined) return unreadable('has no definition in the catalog')
   const tree = parsePlpgsql(definition)
@@ -237,6 +277,8 @@ function plpgsqlBody(definition: string | undefined): FunctionBody {
   }
   visit((tree as Obj | undefined)?.plpgsql_funcs, '')
   if (unknown) return unreadable(`has ${unknown} in its body, which dbgate does not know`)
+  const closes = closesForeignCursor(tree)
+  if (closes) return unreadable(closes)
   const statements: StatementAnalysis[] = []
   for (const text of texts) {
     const {statements: analysed} = analyze(text)

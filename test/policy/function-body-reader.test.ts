@@ -67,6 +67,19 @@ describe('reading a PL/pgSQL body', () => {
     expect(rq.dynamic).toMatch(/EXECUTE/)
   })
 
+  it("refuses to close a cursor that may be the client's, and lets a function close the cursors it opened", () => {
+    const own = plpgsql('own() RETURNS int', 'declare c cursor for select 1; d refcursor; v int; begin open c; fetch c into v; close c; open d for select 2; close d; return v; end')
+    expect(own.unreadable).toBeUndefined()
+    for (const [signature, body] of [
+      ['theirs(c refcursor) RETURNS int', 'begin close c; open c for select 2; return 1; end'],
+      ['named() RETURNS int', "declare c refcursor := 'client_cursor'; begin close c; open c for select 2; return 1; end"],
+      ['assigned() RETURNS int', "declare c refcursor; begin c := 'client_cursor'; close c; return 1; end"],
+      ['selected() RETURNS int', "declare c refcursor; begin select 'client_cursor' into c; close c; return 1; end"],
+    ] as const) {
+      expect(plpgsql(signature, body).unreadable, signature).toMatch(/closes a cursor at line \d+ that may be one the client opened/)
+    }
+  })
+
   it('calls a body it cannot parse unreadable', () => {
     expect(plpgsql('broken() RETURNS int', 'begin return (; end').unreadable).toMatch(/could not read/)
     expect(readFunctionBody({language: 'sql', kind: 'f', extension: false, atomic: false, src: 'select (('}).unreadable).toMatch(/could not analyse/)
