@@ -212,8 +212,9 @@ function effectOf(c: FunctionCandidate, catalog: FunctionCatalog, stack: readonl
   const body = catalog.body(c.oid)
   if (body?.extension) return declared
   const found = bodyEffect(c, body, catalog, stack)
-  if (declared.kind === 'volatile' && found.kind !== 'denied') return declared
-  if (declared.kind === 'volatile' && found.flag === 'dynamic_sql') return declared
+  // The reviewer of a volatile call is told dbgate cannot see what it does: dynamic SQL or an
+  // unreadable body says no more than that; an outright denial does.
+  if (declared.kind === 'volatile' && (found.kind !== 'denied' || found.flag === 'dynamic_sql')) return declared
   return EFFECT_RANK[found.kind] > EFFECT_RANK[declared.kind] ? found : declared
 }
 
@@ -236,7 +237,8 @@ function bodyEffect(c: FunctionCandidate, body: FunctionBody | undefined, catalo
 function operationEffect(o: Operation): FunctionEffect | undefined {
   if (o.class === 'unknown') return opaque(`has a statement in its body that dbgate cannot judge (${o.detail ?? o.command})`)
   if (o.setting || o.command === 'set') {
-    return {...HIDDEN_SETTING, what: `changes the setting ${o.setting?.name ?? ''} inside its body, which the calling statement does not show, so dbgate cannot judge it`.replace('setting  ', 'setting ')}
+    const which = o.setting ? `the setting ${o.setting.name}` : 'a setting'
+    return {...HIDDEN_SETTING, what: `changes ${which} inside its body, which the calling statement does not show, so dbgate cannot judge it`}
   }
   if (o.class === 'read' && o.flags.length === 0) return undefined
   if (o.class === 'write' && o.flags.length === 0) return {kind: 'data_write', class: 'write', what: `writes (${o.command}) inside its body`}
