@@ -15,8 +15,10 @@
 import type {CatalogQuery, Row} from '../masking/catalog.js'
 import {builtinCandidates} from '../policy/builtins.js'
 import type {CatalogKey, LoadingFunctionCatalog} from '../policy/catalog.js'
-import type {FunctionCandidate} from '../policy/functions.js'
+import {readFunctionBody, type FunctionBody} from '../policy/function-body.js'
+import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
+import {loadParser} from '../sql/parser.js'
 
 export interface TargetFunctionCatalogOptions {
   query: CatalogQuery
@@ -39,7 +41,7 @@ function textArray(items: readonly string[]): string {
   return items.length === 0 ? `array[]::text[]` : `array[${items.map(literal).join(', ')}]::text[]`
 }
 
-const CANDIDATE_COLUMNS = `schema, name, args, volatility, kind, nargs, ndefaults, "variadic", via, scope, key`
+const CANDIDATE_COLUMNS = `schema, name, args, volatility, kind, nargs, ndefaults, "variadic", via, scope, key, oid`
 
 /**
  * Joins `f` (pg_proc) and `fn` (its namespace) to every function a stored expression tree
@@ -67,14 +69,14 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
                        from unnest(p.proargtypes::oid[]) with ordinality u(t, i)), '') as args,
              p.provolatile::text as volatility, p.prokind::text as kind, p.pronargs::int as nargs,
              p.pronargdefaults::int as ndefaults, p.provariadic <> 0 as "variadic",
-             null::text as via, null::text as scope, p.proname::text as key
+             null::text as via, null::text as scope, p.proname::text as key, p.oid::int8 as oid
       from pg_proc p join pg_namespace n on n.oid = p.pronamespace
       where p.proname = any(${textArray(names)})
         and (n.nspname not in ('pg_catalog', 'information_schema') or p.proname <> all(${textArray(knownBuiltins)}))
       union all
       select sn.nspname::text, s.proname::text, '', s.provolatile::text, 'f', p.pronargs::int,
              p.pronargdefaults::int, p.provariadic <> 0,
-             'aggregate ' || n.nspname || '.' || p.proname, n.nspname::text, p.proname::text
+             'aggregate ' || n.nspname || '.' || p.proname, n.nspname::text, p.proname::text, s.oid::int8
       from pg_proc p
       join pg_namespace n on n.oid = p.pronamespace
       join pg_aggregate a on a.aggfnoid = p.oid
@@ -84,7 +86,7 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
       union all
       select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', p.pronargs::int,
              p.pronargdefaults::int, p.provariadic <> 0,
-             'default argument of ' || n.nspname || '.' || p.proname, n.nspname::text, p.proname::text
+             'default argument of ' || n.nspname || '.' || p.proname, n.nspname::text, p.proname::text, f.oid::int8
       from pg_proc p
       join pg_namespace n on n.oid = p.pronamespace
       ${calledBy('p.proargdefaults')}
@@ -107,7 +109,7 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
 function argumentEffectsSql(owners: string): string {
   return `
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', o.nargs, o.ndefaults, o."variadic",
-           'check of domain ' || format_type(con.contypid, null) || ' (an argument of ' || o.what || ')', o.scope, o.key
+           'check of domain ' || format_type(con.contypid, null) || ' (an argument of ' || o.what || ')', o.scope, o.key, f.oid::int8
     from (${owners}) o
     cross join lateral (
       with recursive chain(oid) as (
@@ -120,7 +122,7 @@ function argumentEffectsSql(owners: string): string {
     ${calledBy('con.conbin')}
     union all
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', o.nargs, o.ndefaults, o."variadic",
-           'implicit cast to ' || format_type(k.casttarget, null) || ' (an argument of ' || o.what || ')', o.scope, o.key
+           'implicit cast to ' || format_type(k.casttarget, null) || ' (an argument of ' || o.what || ')', o.scope, o.key, f.oid::int8
     from (${owners}) o
     join pg_cast k on k.casttarget = any(o.types) and k.castcontext = 'i' and k.castfunc <> 0
     join pg_proc f on f.oid = k.castfunc join pg_namespace fn on fn.oid = f.pronamespace
@@ -153,14 +155,14 @@ function relationsSql(names: readonly string[]): string {
            f.pronargs::int as nargs, 0 as ndefaults, false as "variadic",
            case when rw.rulename = '_RETURN' then 'view ' || rels.scope || '.' || rels.key
                 else 'rule ' || rw.rulename || ' on ' || rn.nspname || '.' || rc.relname end as via,
-           rels.scope as scope, rels.key as key
+           rels.scope as scope, rels.key as key, f.oid::int8 as oid
     from rels
     join pg_rewrite rw on rw.ev_class = rels.oid and (not rels.sys or rw.rulename <> '_RETURN')
     join pg_class rc on rc.oid = rw.ev_class join pg_namespace rn on rn.oid = rc.relnamespace
     ${calledBy("(rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, ''))")}
     union
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
-           'policy ' || pol.polname || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key
+           'policy ' || pol.polname || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
     from rels
     join pg_class rc on rc.oid = rels.oid and rc.relrowsecurity and not rels.sys
     join pg_namespace rn on rn.oid = rc.relnamespace
@@ -173,7 +175,7 @@ function operatorsSql(symbols: readonly string[]): string {
   return `
     select fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility,
            f.prokind::text as kind, case when o.oprleft = 0 then 1 else 2 end as nargs, 0 as ndefaults, false as "variadic",
-           'operator ' || n.nspname || '.' || o.oprname as via, n.nspname::text as scope, o.oprname::text as key
+           'operator ' || n.nspname || '.' || o.oprname as via, n.nspname::text as scope, o.oprname::text as key, f.oid::int8 as oid
     from pg_operator o
     join pg_namespace n on n.oid = o.oprnamespace
     join pg_proc f on f.oid = o.oprcode
@@ -219,25 +221,53 @@ function castsSql(types: readonly string[]): string {
       ) x
     )
     select fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
-           1 as nargs, 0 as ndefaults, false as "variadic", 'cast to ' || c.scope || '.' || c.key as via, c.scope as scope, c.key as key
+           1 as nargs, 0 as ndefaults, false as "variadic", 'cast to ' || c.scope || '.' || c.key as via, c.scope as scope, c.key as key, f.oid::int8 as oid
     from chain c join pg_cast k on k.casttarget = c.oid join pg_proc f on f.oid = k.castfunc join pg_namespace fn on fn.oid = f.pronamespace
     union all
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
-           'check of domain ' || c.scope || '.' || c.key, c.scope, c.key
+           'check of domain ' || c.scope || '.' || c.key, c.scope, c.key, f.oid::int8
     from chain c
     join pg_constraint con on con.contypid = c.oid
     ${calledBy('con.conbin')}
     union all
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
-           'input function of ' || c.scope || '.' || c.key, c.scope, c.key
+           'input function of ' || c.scope || '.' || c.key, c.scope, c.key, f.oid::int8
     from chain c join pg_type t on t.oid = c.oid join pg_proc f on f.oid = t.typinput join pg_namespace fn on fn.oid = f.pronamespace
     where fn.nspname <> 'pg_catalog'
     union all
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
-           'cast to pg_catalog.' || t.typname || ' by ' || fn.nspname || '.' || f.proname, 'pg_catalog', t.typname::text
+           'cast to pg_catalog.' || t.typname || ' by ' || fn.nspname || '.' || f.proname, 'pg_catalog', t.typname::text, f.oid::int8
     from pg_type t join pg_cast k on k.casttarget = t.oid join pg_proc f on f.oid = k.castfunc join pg_namespace fn on fn.oid = f.pronamespace
     where t.typname = any(${textArray(types)}) and t.typnamespace = 'pg_catalog'::regnamespace and fn.nspname <> 'pg_catalog'`
 }
+
+/**
+ * The bodies of user functions by OID: language, extension membership and the text to read. A SQL
+ * body stored parsed (`BEGIN ATOMIC`, `RETURN`; pg_proc.prosqlbody, PostgreSQL 14 and later, read
+ * through to_jsonb so that older servers answer too) is read back from its definition.
+ */
+function bodiesSql(oids: readonly number[]): string {
+  return `
+    select p.oid::int8 as oid, l.lanname::text as language, p.prokind::text as kind,
+           exists (select 1 from pg_depend d
+                   where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.refclassid = 'pg_extension'::regclass and d.deptype = 'e') as extension,
+           p.prosrc as src, to_json(p.proconfig)::text as config,
+           (to_jsonb(p) ->> 'prosqlbody') is not null as atomic,
+           case when l.lanname = 'plpgsql' or (l.lanname = 'sql' and (to_jsonb(p) ->> 'prosqlbody') is not null) then pg_get_functiondef(p.oid) end as definition
+    from pg_proc p join pg_language l on l.oid = p.prolang
+    where p.oid = any(array[${oids.map((o) => `${Math.trunc(o)}`).join(', ')}]::oid[])`
+}
+
+/** proconfig as JSON (`["search_path=hidden"]`, or null). Throws on anything else: that function's body is then not read. */
+function configItems(json: string): string[] {
+  const v: unknown = JSON.parse(json)
+  if (v === null) return []
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v
+  throw new Error(`unexpected proconfig ${json.slice(0, 100)}`)
+}
+
+/** How many levels of calls from body to body one lookup loads (policy judges deeper calls unknown). */
+const BODY_LOAD_DEPTH = 4
 
 function toCandidate(r: Row): FunctionCandidate {
   const volatility = String(r.volatility) as Volatility
@@ -252,6 +282,7 @@ function toCandidate(r: Row): FunctionCandidate {
     variadic: r.variadic === true || r.variadic === 't',
     ...(r.via ? {via: String(r.via)} : {}),
     ...(r.scope ? {scope: String(r.scope)} : {}),
+    ...(r.oid !== null && r.oid !== undefined ? {oid: Number(r.oid)} : {}),
   }
 }
 
@@ -261,6 +292,8 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
   private readonly entries = new Map<CatalogKey, Entry>()
   private readonly failures = new Map<CatalogKey, string>()
   private readonly inflight = new Map<CatalogKey, Promise<void>>()
+  /** User functions' bodies, read with the entries that name them (so re-read with them). */
+  private readonly bodies = new Map<number, FunctionBody>()
   private readonly ttlMs: number
   private readonly absentTtlMs: number
   private readonly now: () => number
@@ -279,17 +312,34 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
     return this.entries.get(key)?.candidates
   }
 
+  body(oid: number): FunctionBody | undefined {
+    return this.bodies.get(oid)
+  }
+
   unknownReason(key: CatalogKey): string {
     const failure = this.failures.get(key)
     return failure ? `the catalog lookup failed (${failure})` : 'it was not looked up'
   }
 
+  /** Stale or unknown keys among `keys` and among what the bodies of their functions call, to the depth policy follows. */
   missing(keys: readonly CatalogKey[]): CatalogKey[] {
     const now = this.now()
     const out: CatalogKey[] = []
-    for (const k of keys) {
-      const e = this.entries.get(k)
-      if (!e || now - e.at > (e.candidates.length === 0 ? this.absentTtlMs : this.ttlMs)) out.push(k)
+    const seen = new Set<CatalogKey>()
+    let level: readonly CatalogKey[] = keys
+    for (let depth = 0; level.length > 0 && depth <= BODY_LOAD_DEPTH; depth++) {
+      const next: CatalogKey[] = []
+      for (const k of level) {
+        if (seen.has(k)) continue
+        seen.add(k)
+        const e = this.entries.get(k)
+        if (!e || now - e.at > (e.candidates.length === 0 ? this.absentTtlMs : this.ttlMs)) {
+          out.push(k)
+          continue
+        }
+        for (const c of e.candidates) if (c.oid !== undefined) next.push(...(this.bodies.get(c.oid)?.keys ?? []))
+      }
+      level = next
     }
     return out
   }
@@ -315,10 +365,11 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
   /** Forgets everything, e.g. after DDL that may have created, replaced or dropped a function. */
   invalidate(): void {
     this.entries.clear()
+    this.bodies.clear()
     this.gen++
   }
 
-  private async lookup(keys: readonly CatalogKey[]): Promise<void> {
+  private async lookup(keys: readonly CatalogKey[], depth = 0): Promise<void> {
     const byKind = {f: [] as string[], o: [] as string[], t: [] as string[], r: [] as string[]}
     for (const k of keys) byKind[k[0] as 'f' | 'o' | 't' | 'r']?.push(k.slice(2))
     const found = new Map<CatalogKey, FunctionCandidate[]>(keys.map((k) => [k, []]))
@@ -346,11 +397,53 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
     if (byKind.o.length > 0) await run('o', operatorsSql(byKind.o))
     if (byKind.t.length > 0) await run('t', castsSql(byKind.t))
     if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
+    const called = await this.readBodies(found)
     const at = this.now()
     for (const [k, candidates] of found) {
       this.entries.set(k, {candidates, at})
       this.failures.delete(k)
     }
     this.gen++
+    // What those bodies call, so that a statement's verdict never waits on a second round trip.
+    const next = depth < BODY_LOAD_DEPTH ? this.missing(called).filter((k) => !keys.includes(k)) : []
+    if (next.length > 0) await this.lookup(next, depth + 1)
+  }
+
+  /**
+   * Reads the bodies of the user functions among `found` (every time their names are read, so a
+   * function replaced outside the tunnel is judged anew); returns the keys those bodies call. A
+   * body that cannot be read is left out: policy judges its function unknown.
+   */
+  private async readBodies(found: ReadonlyMap<CatalogKey, readonly FunctionCandidate[]>): Promise<CatalogKey[]> {
+    const oids = new Set<number>()
+    for (const candidates of found.values()) for (const c of candidates) if (c.oid !== undefined && !isBuiltinSchema(c.schema)) oids.add(c.oid)
+    if (oids.size === 0) return []
+    const called = new Set<CatalogKey>()
+    try {
+      await loadParser()
+      const rows = await this.opts.query(bodiesSql([...oids]))
+      for (const oid of oids) this.bodies.delete(oid)
+      for (const r of rows) {
+        let body: FunctionBody
+        try {
+          body = readFunctionBody({
+            language: String(r.language),
+            kind: String(r.kind),
+            extension: r.extension === true || r.extension === 't',
+            atomic: r.atomic === true || r.atomic === 't',
+            ...(typeof r.src === 'string' ? {src: r.src} : {}),
+            ...(typeof r.definition === 'string' ? {definition: r.definition} : {}),
+            ...(typeof r.config === 'string' ? {config: configItems(r.config)} : {}),
+          })
+        } catch {
+          continue
+        }
+        this.bodies.set(Number(r.oid), body)
+        for (const k of body.keys) called.add(k)
+      }
+    } catch {
+      for (const oid of oids) this.bodies.delete(oid)
+    }
+    return [...called]
   }
 }

@@ -13,7 +13,8 @@
  */
 import {summarise} from './analyze.js'
 import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
-import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, type FunctionCandidate, type FunctionEffect} from './functions.js'
+import type {FunctionBody} from './function-body.js'
+import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types. */
@@ -45,6 +46,12 @@ export interface FunctionCatalog {
   readonly offline: boolean
   /** Changes whenever an answer may have changed; resolutions are cached per generation. */
   readonly generation: number
+  /**
+   * A user function's body by pg_proc OID, read with its catalog entry; undefined when it could not
+   * be read (then the function is judged unknown). A catalog without it (built-ins only) has no
+   * user functions to judge.
+   */
+  body?(oid: number): FunctionBody | undefined
 }
 
 /** A catalog that loads what it does not know yet (the tunnel's). */
@@ -73,7 +80,7 @@ export const offlineCatalog: FunctionCatalog = {
     return undefined
   },
   unknownReason() {
-    return 'dbgate policy check cannot look it up without a connection to the target; the tunnel judges it by its volatility in the catalog'
+    return "dbgate policy check cannot look it up without a connection to the target; the tunnel judges it by what its body does (and an extension's function by its declared volatility)"
   },
 }
 
@@ -139,8 +146,8 @@ function isBuiltinSetConfig(c: FunctionCandidate): boolean {
   return c.name.toLowerCase() === 'set_config' && (c.schema === 'pg_catalog' || c.schema === 'information_schema')
 }
 
-/** The worst thing `call` may do, or undefined when it is a plain read. */
-function judgeCall(call: CatalogCall, catalog: FunctionCatalog): CallVerdict | undefined {
+/** The worst thing `call` may do, or undefined when it is a plain read. `stack`: the functions whose bodies are being judged, outermost first. */
+function judgeCall(call: CatalogCall, catalog: FunctionCatalog, stack: readonly number[] = []): CallVerdict | undefined {
   // Extensions that run SQL text or touch server files are known by name wherever they live, and
   // whether or not the catalog can be read.
   const ext = call.kind === 'function' ? extensionEffect(call.name.toLowerCase()) : undefined
@@ -168,7 +175,7 @@ function judgeCall(call: CatalogCall, catalog: FunctionCatalog): CallVerdict | u
   let worst: FunctionCandidate | undefined
   let worstEffect: FunctionEffect | undefined
   for (const c of candidates) {
-    const e = !call.judgedAsSetting && isBuiltinSetConfig(c) ? HIDDEN_SETTING : candidateEffect(c)
+    const e = !call.judgedAsSetting && isBuiltinSetConfig(c) ? HIDDEN_SETTING : effectOf(c, catalog, stack)
     if (!worstEffect || EFFECT_RANK[e.kind] > EFFECT_RANK[worstEffect.kind]) {
       worst = c
       worstEffect = e
@@ -181,9 +188,101 @@ function judgeCall(call: CatalogCall, catalog: FunctionCatalog): CallVerdict | u
   return {effect: worstEffect, fn, detail: `${describeCall(call)}: ${fn}${via} ${worstEffect.what}${which}`}
 }
 
+// ---- user functions' bodies --------------------------------------------------------------------
+
+/** How deep calls from body to body are followed; deeper is unknown. */
+const MAX_BODY_DEPTH = 4
+
+const READ_EFFECT: FunctionEffect = {kind: 'read', class: 'read', what: 'reads'}
+
+function opaque(what: string): FunctionEffect {
+  return {kind: 'unknown', class: 'opaque', flag: 'unknown_function', what}
+}
+
+/**
+ * What calling `c` does. A built-in, or an extension's function (the DBA's installed code), by
+ * `candidateEffect`; any other user function by its body too, since its declared volatility is
+ * only its author's word. A volatile function already needs a reviewer, who cannot see its body
+ * either: only a body that does worse than that (signals server processes, touches server files,
+ * changes settings) changes its verdict.
+ */
+function effectOf(c: FunctionCandidate, catalog: FunctionCatalog, stack: readonly number[]): FunctionEffect {
+  const declared = candidateEffect(c)
+  if (c.oid === undefined || !catalog.body || isBuiltinSchema(c.schema) || declared.kind === 'denied') return declared
+  const body = catalog.body(c.oid)
+  if (body?.extension) return declared
+  const found = bodyEffect(c, body, catalog, stack)
+  // The reviewer of a volatile call is told dbgate cannot see what it does: dynamic SQL or an
+  // unreadable body says no more than that; an outright denial does.
+  if (declared.kind === 'volatile' && (found.kind !== 'denied' || found.flag === 'dynamic_sql')) return declared
+  return EFFECT_RANK[found.kind] > EFFECT_RANK[declared.kind] ? found : declared
+}
+
+/** Body verdicts of the functions a client's statement calls, per catalog generation (a body re-read is a new generation). */
+const bodyMemo = new WeakMap<FunctionCatalog, {generation: number; byOid: Map<number, FunctionEffect>}>()
+
+function bodyEffect(c: FunctionCandidate, body: FunctionBody | undefined, catalog: FunctionCatalog, stack: readonly number[]): FunctionEffect {
+  if (stack.length > 0) return judgeBody(c, body, catalog, stack)
+  let memo = bodyMemo.get(catalog)
+  if (!memo || memo.generation !== catalog.generation) {
+    memo = {generation: catalog.generation, byOid: new Map()}
+    bodyMemo.set(catalog, memo)
+  }
+  let e = memo.byOid.get(c.oid!)
+  if (!e) memo.byOid.set(c.oid!, (e = judgeBody(c, body, catalog, stack)))
+  return e
+}
+
+/** What one of a body's own operations does, apart from its calls; undefined for a plain read. */
+function operationEffect(o: Operation): FunctionEffect | undefined {
+  if (o.class === 'unknown') return opaque(`has a statement in its body that dbgate cannot judge (${o.detail ?? o.command})`)
+  if (o.setting || o.command === 'set') {
+    const which = o.setting ? `the setting ${o.setting.name}` : 'a setting'
+    return {...HIDDEN_SETTING, what: `changes ${which} inside its body, which the calling statement does not show, so dbgate cannot judge it`}
+  }
+  if (o.class === 'read' && o.flags.length === 0) return undefined
+  if (o.class === 'write' && o.flags.length === 0) return {kind: 'data_write', class: 'write', what: `writes (${o.command}) inside its body`}
+  return opaque(`runs ${o.command} (${o.class}) inside its body`)
+}
+
+/** The worst effect of a body's statements and of everything they call, followed through other bodies. */
+function judgeBody(c: FunctionCandidate, body: FunctionBody | undefined, catalog: FunctionCatalog, stack: readonly number[]): FunctionEffect {
+  const oid = c.oid!
+  if (!body) return opaque('has a body dbgate could not read from the catalog')
+  if (stack.includes(oid)) return opaque('calls itself (directly or through other functions), a cycle dbgate does not follow')
+  if (stack.length >= MAX_BODY_DEPTH) return opaque(`is reached through functions nested more than ${MAX_BODY_DEPTH} deep, which dbgate does not follow`)
+  if (body.unreadable) return opaque(body.unreadable)
+  if (body.dynamic) {
+    return {kind: 'denied', class: 'admin', flag: 'dynamic_sql', what: `runs SQL built at run time inside its body (${body.dynamic}), which dbgate cannot see into`}
+  }
+  let worst = READ_EFFECT
+  const consider = (e: FunctionEffect) => {
+    if (EFFECT_RANK[e.kind] > EFFECT_RANK[worst.kind]) worst = e
+  }
+  const inner = [...stack, oid]
+  for (const s of body.statements) {
+    for (const o of s.operations) {
+      const own = operationEffect(o)
+      if (own) consider(own)
+      for (const call of o.calls ?? []) {
+        // Inside a body no setting a call changes is judged as a SET of the client's: the walker's
+        // setting operation above already refused it, and set_config reached here is hidden.
+        const {judgedAsSetting: _setting, ...plain} = call
+        const v = judgeCall(plain, catalog, inner)
+        if (!v) continue
+        const name = v.fn ?? (call.schema ? `${call.schema}.${call.name}` : call.name)
+        consider({...v.effect, what: `calls ${name} inside its body (${v.detail})`, through: [...(v.fn ? [v.fn] : []), ...(v.effect.through ?? [])]})
+      }
+    }
+  }
+  return worst
+}
+
 function effectOperation(v: CallVerdict, call: CatalogCall): Operation {
   const written = call.schema ? `${call.schema}.${call.name}` : call.name
-  const functions = v.fn ? [...new Set([v.fn, ...(call.kind === 'function' ? [written] : [])])] : call.kind === 'function' ? [written] : []
+  // A target rule about a function matches it wherever it runs, inside another's body too.
+  const named = v.fn ? [v.fn, ...(call.kind === 'function' ? [written] : []), ...(v.effect.through ?? [])] : call.kind === 'function' ? [written] : []
+  const functions = [...new Set(named)]
   return {
     class: v.effect.class,
     command: 'function',

@@ -87,7 +87,8 @@ export function formatReport(decision: Decision, statements: readonly CheckedSta
   if (unresolved.length > 0) {
     lines.push(`note: this verdict depends on what the target's catalog says about ${unresolved.join(', ')}.`)
     lines.push('      `dbgate policy check` has no connection and knows only built-in functions; through the tunnel')
-    lines.push('      these are looked up, and judged by their volatility (volatile: a write that needs a reviewer).')
+    lines.push("      these are looked up, and a user function is judged by what its body does (an extension's by its")
+    lines.push('      declared volatility; volatile: at least a write that needs a reviewer).')
   }
   const n = statements.length
   lines.push(`result: ${LABEL[decision.action]}${n > 1 ? ` (strictest of ${n} statements)` : ''}`)

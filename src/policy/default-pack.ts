@@ -162,7 +162,7 @@ export const defaultPack: readonly BuiltinRule[] = [
     id: 'default.volatile-function',
     action: 'require_approval',
     reason: 'this statement calls a volatile function, which may change data; dbgate cannot see what it does',
-    hint: (op) => `${ASK}; functions marked STABLE or IMMUTABLE are reads. To allow this one, add a target rule \`- match: {class: write, command: function, functions: [${fnOf(op)}]}\` with \`action: allow\``,
+    hint: (op) => `${ASK}; a STABLE or IMMUTABLE function whose body only reads is a read. To allow this one, add a target rule \`- match: {class: write, command: function, functions: [${fnOf(op)}]}\` with \`action: allow\``,
     test: (op) => has(op, 'volatile_function'),
   },
   {

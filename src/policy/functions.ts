@@ -27,6 +27,8 @@ export interface FunctionCandidate {
   via?: string
   /** The schema of that something else (what a qualified call names), when it is not the function's own. */
   scope?: string
+  /** pg_proc.oid, for a function read from the target's catalog: its body is judged by it (catalog.ts). */
+  oid?: number
 }
 
 /** Effects, least to most serious; a call is judged by its worst candidate. */
@@ -39,6 +41,8 @@ export interface FunctionEffect {
   flag?: OperationFlag
   /** What it does, in a few words, for the error a client sees. */
   what: string
+  /** For an effect found in a function's body: the functions it was reached through, outermost first, down to the one that does it. */
+  through?: string[]
 }
 
 const READ: FunctionEffect = {kind: 'read', class: 'read', what: 'reads'}
@@ -326,7 +330,7 @@ export function reviewedBuiltin(name: string): boolean {
 export const HARMLESS_VOLATILE_BUILTINS: Readonly<Record<string, string>> = HARMLESS_VOLATILE
 export const DYNAMIC_SQL_BUILTINS: readonly string[] = DYNAMIC_SQL
 
-function isBuiltinSchema(schema: string): boolean {
+export function isBuiltinSchema(schema: string): boolean {
   return schema === 'pg_catalog' || schema === 'information_schema'
 }
 

@@ -5,7 +5,7 @@
  */
 // Before libpg-query, which compiles its WebAssembly as it loads: see wasm-baseline.ts.
 import './wasm-baseline.js'
-import {fingerprintSync, loadModule, normalizeSync, parseSync} from 'libpg-query'
+import {fingerprintSync, loadModule, normalizeSync, parsePlPgSQLSync, parseSync} from 'libpg-query'
 import {LRUCache} from 'lru-cache'
 import type {Obj} from './tree.js'
 
@@ -26,6 +26,15 @@ export function parserReady(): boolean {
 
 /** The recorder's normalized text and fingerprint of a statement; both need `loadParser()` first. */
 export {fingerprintSync, normalizeSync}
+
+/**
+ * PL/pgSQL's own parser over a whole `CREATE FUNCTION` text (as `pg_get_functiondef` gives it): the
+ * function's tree, whose embedded SQL stays text (`PLpgSQL_expr.query`). Throws what it throws.
+ */
+export function parsePlpgsql(createFunction: string): unknown {
+  if (!ready) throw new Error('the SQL parser is not loaded')
+  return parsePlPgSQLSync(createFunction)
+}
 
 export type ParseTree = {readonly stmts?: readonly {readonly stmt?: Record<string, unknown>; readonly stmt_location?: number; readonly stmt_len?: number}[]}
 

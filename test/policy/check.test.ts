@@ -43,6 +43,9 @@ describe('checkPolicy', () => {
     expect(r.statements[0]?.decision.ruleId).toBe('default.unknown-function')
     expect(r.unresolved).toEqual(['function archive_old_orders'])
     expect(r.report).toMatch(/note: this verdict depends on what the target's catalog says about function archive_old_orders\./)
+    // It does not promise that the tunnel trusts the function's declared volatility.
+    expect(r.report).toMatch(/a user function is judged by what its body does/)
+    expect(r.report).not.toMatch(/judged by their volatility/)
     // Built-ins are known offline, from the generated catalog table.
     expect(checkPolicy('SELECT lower(email), now() FROM users', {rules: [], pack: 'default', groups: []}).unresolved).toEqual([])
   })

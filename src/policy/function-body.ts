@@ -1,0 +1,290 @@
+/**
+ * What a user-defined function's body runs, read from its catalog entry: the statements of a SQL
+ * function, and every SQL query and expression a PL/pgSQL function embeds, analysed like a client's
+ * statements. A function's declared volatility is its author's word; PostgreSQL lets a STABLE or
+ * IMMUTABLE function call volatile functions, so the body is what the policy judges (catalog.ts).
+ *
+ * Pure: the catalog row in, a `FunctionBody` out. Fails closed: a body that does not parse, a
+ * PL/pgSQL node this module does not know, or a language it cannot read comes back `unreadable`.
+ */
+import {analyze, summarise} from './analyze.js'
+import {assumedSettingViolated} from './assumed-settings.js'
+import {catalogKeys, type CatalogKey} from './catalog.js'
+import type {StatementAnalysis} from './types.js'
+import {parsePlpgsql, parseSql} from '../sql/parser.js'
+import {isObj, type Obj} from '../sql/tree.js'
+import {StatementWalker} from './walker.js'
+
+/** A user function's body as the catalog holds it (src/connect/function-catalog.ts reads it). */
+export interface FunctionBodySource {
+  /** pg_language.lanname. */
+  language: string
+  /** pg_proc.prokind: an aggregate (`a`) has no body; its support functions are judged instead. */
+  kind: string
+  /** Whether the function belongs to an extension (pg_depend deptype 'e'). */
+  extension: boolean
+  /** pg_proc.prosrc: a SQL function's statements as written. */
+  src?: string
+  /** `pg_get_functiondef`, for PL/pgSQL and for a SQL function with a `BEGIN ATOMIC` or `RETURN` body. */
+  definition?: string
+  /** True when the SQL body is stored parsed (pg_proc.prosqlbody, PostgreSQL 14 and later). */
+  atomic: boolean
+  /** pg_proc.proconfig: the function's own `SET name = value` clauses, in force while its body runs. */
+  config?: readonly string[]
+}
+
+export interface FunctionBody {
+  extension: boolean
+  /** The body's statements, analysed; empty when it could not be read. */
+  statements: StatementAnalysis[]
+  /** Why the body cannot be judged, in words that follow the function's name. */
+  unreadable?: string
+  /** Where the body runs SQL built at run time (EXECUTE), which no analysis can see into. */
+  dynamic?: string
+  /** The catalog keys the statements need (functions, operators, casts, relations they reach). */
+  keys: CatalogKey[]
+}
+
+function unreadable(why: string, extension = false): FunctionBody {
+  return {extension, statements: [], unreadable: why, keys: []}
+}
+
+function done(statements: StatementAnalysis[], dynamic?: string): FunctionBody {
+  return {extension: false, statements, ...(dynamic ? {dynamic} : {}), keys: catalogKeys(statements)}
+}
+
+export function readFunctionBody(source: FunctionBodySource): FunctionBody {
+  if (source.extension) return {extension: true, statements: [], keys: []}
+  if (source.kind === 'a') return done([])
+  for (const item of source.config ?? []) {
+    // The body runs under the function's own settings: one that changes how text is read (or what
+    // a query means) would make the server run something other than what dbgate analysed.
+    const eq = item.indexOf('=')
+    const name = eq < 0 ? item : item.slice(0, eq)
+    const broken = assumedSettingViolated(name, eq < 0 ? '' : item.slice(eq + 1))
+    if (broken) return unreadable(`sets ${item} for its body, which dbgate does not read it under (${broken.why})`)
+  }
+  try {
+    if (source.language === 'sql') return source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src)
+    if (source.language === 'plpgsql') return plpgsqlBody(source.definition)
+  } catch (error) {
+    return unreadable(`has a body dbgate could not read (${error instanceof Error ? error.message : String(error)})`)
+  }
+  return unreadable(`is written in ${source.language}, whose body dbgate cannot read`)
+}
+
+function sqlBody(src: string | undefined): FunctionBody {
+  if (src === undefined) return unreadable('has no body in the catalog')
+  const {statements} = analyze(src)
+  const failed = statements.find((s) => s.error !== undefined)
+  if (failed) return unreadable(`has a body dbgate could not analyse (${failed.error})`)
+  return done(statements)
+}
+
+/** A body stored parsed (`BEGIN ATOMIC … END` or `RETURN expr`), read back from the function's definition. */
+function atomicSqlBody(definition: string | undefined): FunctionBody {
+  if (definition === undefined) return unreadable('has no definition in the catalog')
+  const parsed = parseSql(definition)
+  if (!parsed.ok) throw new Error(parsed.error)
+  const create = parsed.statements[0]?.CreateFunctionStmt
+  if (!isObj(create) || !isObj(create.sql_body)) throw new Error('its definition is not a CREATE FUNCTION with a SQL body')
+  const nodes: Obj[] = []
+  const body = create.sql_body
+  if (isObj(body.ReturnStmt)) {
+    // `RETURN expr` runs as `SELECT expr`.
+    nodes.push({SelectStmt: {targetList: [{ResTarget: {val: body.ReturnStmt.returnval}}], limitOption: 'LIMIT_OPTION_DEFAULT', op: 'SETOP_NONE'}})
+  } else if (isObj(body.List)) {
+    for (const outer of (body.List.items as unknown[] | undefined) ?? []) {
+      if (!isObj(outer) || !isObj(outer.List)) throw new Error('unrecognised BEGIN ATOMIC body')
+      for (const n of (outer.List.items as unknown[] | undefined) ?? []) {
+        if (!isObj(n)) throw new Error('unrecognised BEGIN ATOMIC body')
+        nodes.push(n)
+      }
+    }
+  } else throw new Error('unrecognised SQL body')
+  return done(nodes.map((n, i) => summarise(i, definition, StatementWalker.walk(n))))
+}
+
+// ---- PL/pgSQL ---------------------------------------------------------------------------------
+
+/**
+ * The PL/pgSQL nodes whose meaning is known: control flow, declarations and the statements whose
+ * only effect is the SQL they embed (every `PLpgSQL_expr` anywhere below them is judged). Anything
+ * else makes the body unreadable.
+ */
+const KNOWN_NODES = new Set([
+  'PLpgSQL_function',
+  'PLpgSQL_alias',
+  'PLpgSQL_var',
+  'PLpgSQL_rec',
+  'PLpgSQL_row',
+  'PLpgSQL_recfield',
+  'PLpgSQL_type',
+  'PLpgSQL_expr',
+  'PLpgSQL_stmt_block',
+  'PLpgSQL_exception_block',
+  'PLpgSQL_exception',
+  'PLpgSQL_condition',
+  'PLpgSQL_stmt_assign',
+  'PLpgSQL_stmt_if',
+  'PLpgSQL_if_elsif',
+  'PLpgSQL_stmt_case',
+  'PLpgSQL_case_when',
+  'PLpgSQL_stmt_loop',
+  'PLpgSQL_stmt_while',
+  'PLpgSQL_stmt_fori',
+  'PLpgSQL_stmt_fors',
+  'PLpgSQL_stmt_forc',
+  'PLpgSQL_stmt_foreach_a',
+  'PLpgSQL_stmt_exit',
+  'PLpgSQL_stmt_return',
+  'PLpgSQL_stmt_return_next',
+  'PLpgSQL_stmt_return_query',
+  'PLpgSQL_stmt_raise',
+  'PLpgSQL_raise_option',
+  'PLpgSQL_stmt_assert',
+  'PLpgSQL_stmt_execsql',
+  'PLpgSQL_stmt_getdiag',
+  'PLpgSQL_diag_item',
+  'PLpgSQL_stmt_open',
+  'PLpgSQL_stmt_fetch',
+  'PLpgSQL_stmt_close',
+  'PLpgSQL_stmt_perform',
+  'PLpgSQL_stmt_call',
+  'PLpgSQL_stmt_commit',
+  'PLpgSQL_stmt_rollback',
+])
+
+/** Statements that run SQL text built at run time. */
+const DYNAMIC_NODES: Record<string, string> = {
+  PLpgSQL_stmt_dynexecute: 'EXECUTE',
+  PLpgSQL_stmt_dynfors: 'FOR … IN EXECUTE',
+}
+
+/** PLpgSQL_expr.parseMode: how the expression's text is parsed (PostgreSQL's RawParseMode). */
+const PARSE_DEFAULT = 0
+const PARSE_EXPR = 2
+const PARSE_ASSIGN = [3, 4, 5]
+
+/** An assignment's target: a variable, a field, or an array element (`a[i]`, `r.f`, `"x".y[1:2]`). */
+const ASSIGN_TARGET = /^\s*((?:"(?:[^"]|"")*"|[\p{L}_][\p{L}\p{N}_$]*)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[\p{L}_][\p{L}\p{N}_$]*))*(?:\s*\[[^\]]*\])*)\s*:?=/u
+
+/** The SQL texts a PL/pgSQL expression runs, as a client would send them. */
+function exprTexts(query: string, mode: number, line: string): string[] {
+  if (mode === PARSE_DEFAULT) return [query]
+  if (mode === PARSE_EXPR) return [`SELECT ${query}`]
+  if (PARSE_ASSIGN.includes(mode)) {
+    const m = ASSIGN_TARGET.exec(query)
+    if (!m) throw new Error(`unrecognised assignment ${line}`)
+    const target = m[1]!
+    const rest = query.slice(m[0].length)
+    // A subscript is an expression of its own (`a[f()] := 1` calls f).
+    return target.includes('[') ? [`SELECT ${target}`, `SELECT ${rest}`] : [`SELECT ${rest}`]
+  }
+  throw new Error(`unrecognised expression ${line}`)
+}
+
+/** Fields through which a PL/pgSQL statement names a variable it writes (or a record it fills). */
+const TARGET_KEYS = new Set(['varno', 'dno', 't_varno', 'target', 'retvarno'])
+
+/**
+ * A CLOSE of a cursor variable that may hold the name of a portal the function did not open: a
+ * parameter, a variable with a default, or one something assigns. Closing a client's cursor and
+ * opening another under its name would leave the tunnel judging and masking the client's FETCH by
+ * the old query (docs/tunnel.md). A variable that starts out null and is only ever OPENed gets a
+ * portal name the server makes up, which no client's cursor has; closing that one is harmless.
+ */
+function closesForeignCursor(tree: unknown): string | undefined {
+  const fn = (((tree as Obj | undefined)?.plpgsql_funcs as unknown[] | undefined)?.[0] as Obj | undefined)?.PLpgSQL_function
+  if (!isObj(fn)) return undefined
+  const datums = Array.isArray(fn.datums) ? fn.datums : []
+  // Parameters come first, then FOUND: anything before it was passed in by the caller. (A write to
+  // datum 0, whose `varno` the tree leaves out, is to a parameter or FOUND, neither of which passes.)
+  const found = datums.findIndex((d) => isObj(d) && isObj(d.PLpgSQL_var) && d.PLpgSQL_var.refname === 'found')
+  const written = new Set<number>()
+  const closed: {varno: number; line: unknown}[] = []
+  const scan = (v: unknown): void => {
+    if (Array.isArray(v)) return v.forEach(scan)
+    if (!isObj(v)) return
+    // The tree leaves out fields that are zero: a CLOSE without `curvar` closes datum 0.
+    if (isObj(v.PLpgSQL_stmt_close)) closed.push({varno: typeof v.PLpgSQL_stmt_close.curvar === 'number' ? v.PLpgSQL_stmt_close.curvar : 0, line: v.PLpgSQL_stmt_close.lineno})
+    for (const [k, x] of Object.entries(v)) {
+      if (TARGET_KEYS.has(k) && typeof x === 'number') written.add(x)
+      scan(x)
+    }
+  }
+  scan(fn)
+  for (const {varno, line} of closed) {
+    const d = datums[varno]
+    const v = isObj(d) && isObj(d.PLpgSQL_var) ? d.PLpgSQL_var : undefined
+    if (!v || found < 0 || varno <= found || v.default_val !== undefined || written.has(varno)) {
+      return `closes a cursor at line ${String(line)} that may be one the client opened (a parameter, or a variable given a name), which would let a cursor of the same name be redefined behind the tunnel`
+    }
+  }
+  return undefined
+}
+
+function plpgsqlBody(definition: string | undefined): FunctionBody {
+  if (definition === undefined) return unreadable('has no definition in the catalog')
+  const tree = parsePlpgsql(definition)
+  const texts: string[] = []
+  let dynamic: string | undefined
+  let unknown: string | undefined
+  const visit = (v: unknown, line: string): void => {
+    if (unknown) return
+    if (Array.isArray(v)) {
+      for (const x of v) visit(x, line)
+      return
+    }
+    if (!isObj(v)) return
+    for (const [key, value] of Object.entries(v)) {
+      if (!key.startsWith('PLpgSQL_')) {
+        if (key === 'dynquery' && value !== undefined) dynamic ??= `EXECUTE ${line}`
+        visit(value, line)
+        continue
+      }
+      if (!isObj(value)) {
+        unknown = `${key} ${line}`
+        return
+      }
+      const at = typeof value.lineno === 'number' ? `at line ${value.lineno}` : line
+      if (key in DYNAMIC_NODES) {
+        dynamic ??= `${DYNAMIC_NODES[key]} ${at}`
+        visit(value, at)
+        continue
+      }
+      if (!KNOWN_NODES.has(key)) {
+        unknown = `a PL/pgSQL ${key.slice('PLpgSQL_'.length)} node ${at}`
+        return
+      }
+      if (key === 'PLpgSQL_expr') {
+        if (typeof value.query !== 'string') {
+          unknown = `an expression without text ${at}`
+          return
+        }
+        texts.push(...exprTexts(value.query, typeof value.parseMode === 'number' ? value.parseMode : PARSE_DEFAULT, at))
+        continue
+      }
+      if (key === 'PLpgSQL_type' && typeof value.typname === 'string') {
+        // A variable of a domain type runs the domain's checks on every assignment. `t%ROWTYPE` is
+        // t's row type, and `t.c%TYPE` is judged as t's too (its columns' domains included).
+        const m = /^(.*?)(%rowtype|%type)$/i.exec(value.typname)
+        const type = !m ? value.typname : m[2]!.toLowerCase() === '%rowtype' ? m[1]! : m[1]!.replace(/\.[^.]*$/, '')
+        if (type !== '') texts.push(`SELECT NULL::${type}`)
+      }
+      visit(value, at)
+    }
+  }
+  visit((tree as Obj | undefined)?.plpgsql_funcs, '')
+  if (unknown) return unreadable(`has ${unknown} in its body, which dbgate does not know`)
+  const closes = closesForeignCursor(tree)
+  if (closes) return unreadable(closes)
+  const statements: StatementAnalysis[] = []
+  for (const text of texts) {
+    const {statements: analysed} = analyze(text)
+    const failed = analysed.find((s) => s.error !== undefined)
+    if (failed) return unreadable(`has a statement in its body dbgate could not analyse (${failed.error}: ${text.slice(0, 200)})`)
+    for (const s of analysed) statements.push({...s, index: statements.length})
+  }
+  return done(statements, dynamic)
+}
