@@ -28,9 +28,12 @@ beforeAll(async () => {
       '        match: {tables: [salaries]}',
       '        action: warn',
       '        reason: salaries are sensitive',
-      '      - id: typo',
-      '        match: {command: [dleete]}',
+      '      - id: no-delete',
+      '        match: {command: [delete]}',
       '        action: deny',
+      '      - id: shadowed',
+      '        match: {command: [delete], class: write}',
+      '        action: warn',
       '',
     ].join('\n'),
   )
@@ -71,12 +74,20 @@ describe('dbgate policy check', () => {
 })
 
 describe('dbgate policy lint', () => {
-  it('reports a rule that can never match and fails', async () => {
+  it('reports a rule that never fires, without failing for a warning', async () => {
     process.exitCode = undefined
     const {result, out} = await quietly(() => PolicyLint.run(['--config', config], root))
-    expect(result).toEqual([{target: 'prod', issues: [expect.objectContaining({ruleId: 'typo', severity: 'error'})]}])
-    expect(out).toContain('prod: error: rule typo: command "dleete" is not a command dbgate reports, so this rule never matches')
-    expect(process.exitCode).toBe(1)
+    expect(result).toEqual([{target: 'prod', issues: [expect.objectContaining({ruleId: 'shadowed', severity: 'warning'})]}])
+    expect(out).toContain('prod: warning: rule shadowed: rule no-delete comes first and matches everything this rule does, so it never fires')
+    expect(process.exitCode).toBeUndefined()
+  })
+
+  it('refuses, with the file, line and a suggestion, a command that no statement has', async () => {
+    const typo = join(dir, 'typo.yaml')
+    await writeFile(typo, ['targets:', '  prod:', '    host: db.internal', '    database: app', '    user: app_rw', '    rules:', '      - id: typo', '        match: {command: [dleete]}', '        action: deny', ''].join('\n'))
+    await expect(quietly(() => PolicyLint.run(['--config', typo], root))).rejects.toThrow(
+      /typo\.yaml:8:27 targets\.prod\.rules\[0\]\.match\.command\[0\]: "dleete" is not a statement kind dbgate reports, so a rule on it would never match — fix: write delete/,
+    )
     process.exitCode = undefined
   })
 })
