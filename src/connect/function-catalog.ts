@@ -17,6 +17,7 @@ import {builtinCandidates} from '../policy/builtins.js'
 import type {CatalogKey, LoadingFunctionCatalog} from '../policy/catalog.js'
 import type {FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
+import {VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
 export interface TargetFunctionCatalogOptions {
   query: CatalogQuery
@@ -168,6 +169,37 @@ function relationsSql(names: readonly string[]): string {
     ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}`
 }
 
+/**
+ * The relations behind views, materialized views and rules, for relations by name in user schemas
+ * (src/policy/views.ts adds them to what `tables:` rules match): what each rule's stored tree
+ * depends on, following views on views to VIEW_DEPTH_LIMIT levels; a relation still behind rules
+ * there comes back `too_deep`. System relations are reported, not followed (pg_stats counts as
+ * every table by its name). `select_only`: reached through SELECT rules (view definitions) alone.
+ */
+function tablesBehindSql(names: readonly string[]): string {
+  const describe = (c: string, n: string) =>
+    `(case ${c}.relkind when 'v' then 'the view ' when 'm' then 'the materialized view ' else 'the rules of ' end || ${n}.nspname || '.' || ${c}.relname) collate "C"`
+  return `
+    with recursive behind(oid, key, scope, depth, via, path, select_only, sys) as (
+      select c.oid, c.relname::text, n.nspname::text, 0, '' collate "C", ${describe('c', 'n')}, true, false
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
+      union
+      select d.refobjid, b.key, b.scope, b.depth + 1, b.path, (b.path || ', over ' || ${describe('c2', 'n2')}) collate "C",
+             b.select_only and rw.ev_type = '1', c2.relnamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+      from behind b
+      join pg_rewrite rw on rw.ev_class = b.oid
+      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> b.oid
+      join pg_class c2 on c2.oid = d.refobjid
+      join pg_namespace n2 on n2.oid = c2.relnamespace
+      where b.depth < ${VIEW_DEPTH_LIMIT} and not b.sys
+    )
+    select distinct b.key, b.scope, n.nspname::text as schema, c.relname::text as name, b.via, b.select_only,
+           (b.depth = ${VIEW_DEPTH_LIMIT} and not b.sys and exists (select 1 from pg_rewrite r where r.ev_class = b.oid)) as too_deep
+    from behind b join pg_class c on c.oid = b.oid join pg_namespace n on n.oid = c.relnamespace
+    where b.depth > 0`
+}
+
 /** Operators that are not built in, by symbol, with the function each one runs. */
 function operatorsSql(symbols: readonly string[]): string {
   return `
@@ -255,12 +287,14 @@ function toCandidate(r: Row): FunctionCandidate {
   }
 }
 
-export class TargetFunctionCatalog implements LoadingFunctionCatalog {
+export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareCatalog {
   readonly offline = false
   private gen = 0
   private readonly entries = new Map<CatalogKey, Entry>()
   private readonly failures = new Map<CatalogKey, string>()
   private readonly inflight = new Map<CatalogKey, Promise<void>>()
+  /** What is behind each `r:` key, kept with (and as fresh as) its entry. */
+  private readonly behind = new Map<CatalogKey, TableBehind[]>()
   private readonly ttlMs: number
   private readonly absentTtlMs: number
   private readonly now: () => number
@@ -277,6 +311,10 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
 
   get(key: CatalogKey): readonly FunctionCandidate[] | undefined {
     return this.entries.get(key)?.candidates
+  }
+
+  tablesBehind(key: CatalogKey): readonly TableBehind[] | undefined {
+    return this.entries.has(key) ? (this.behind.get(key) ?? []) : undefined
   }
 
   unknownReason(key: CatalogKey): string {
@@ -346,11 +384,36 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
     if (byKind.o.length > 0) await run('o', operatorsSql(byKind.o))
     if (byKind.t.length > 0) await run('t', castsSql(byKind.t))
     if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
+    if (byKind.r.length > 0) await this.lookupTablesBehind(byKind.r, found)
     const at = this.now()
     for (const [k, candidates] of found) {
       this.entries.set(k, {candidates, at})
       this.failures.delete(k)
     }
     this.gen++
+  }
+
+  /** Reads what is behind the relations `names`; a failed read leaves them unknown, as a failed relation lookup does. */
+  private async lookupTablesBehind(names: readonly string[], found: Map<CatalogKey, FunctionCandidate[]>): Promise<void> {
+    try {
+      const rows = await this.opts.query(tablesBehindSql(names))
+      const byKey = new Map<CatalogKey, TableBehind[]>(names.map((n) => [`r:${n}`, []]))
+      for (const r of rows) {
+        byKey.get(`r:${String(r.key)}`)?.push({
+          scope: String(r.scope),
+          schema: String(r.schema),
+          name: String(r.name),
+          via: String(r.via),
+          selectOnly: r.select_only === true || r.select_only === 't',
+          ...(r.too_deep === true || r.too_deep === 't' ? {tooDeep: true as const} : {}),
+        })
+      }
+      for (const [k, tables] of byKey) this.behind.set(k, tables)
+    } catch (error) {
+      for (const n of names) {
+        found.delete(`r:${n}`)
+        this.failures.set(`r:${n}`, (error as Error).message)
+      }
+    }
   }
 }
