@@ -170,32 +170,42 @@ function relationsSql(names: readonly string[]): string {
 }
 
 /**
- * The relations behind views, materialized views and rules, for relations by name in user schemas
- * (src/policy/views.ts adds them to what `tables:` rules match): what each rule's stored tree
- * depends on, following views on views to VIEW_DEPTH_LIMIT levels; a relation still behind rules
- * there comes back `too_deep`. System relations are reported, not followed (pg_stats counts as
- * every table by its name). `select_only`: reached through SELECT rules (view definitions) alone.
+ * The relations behind views, materialized views, rules and partitioned or inherited tables, for
+ * relations by name in user schemas (src/policy/views.ts adds them to what `tables:` rules
+ * match): what each rule's stored tree depends on, and each table's partitions and inheritance
+ * children (a partition of public.payroll may live in hr), following them to VIEW_DEPTH_LIMIT
+ * levels; a relation with more behind it there comes back `too_deep`. System relations are
+ * reported, not followed (pg_stats counts as every table by its name). `select_only`: reached
+ * through view definitions and table hierarchies alone, which a read goes through; the other
+ * rules fire only for writes.
  */
 function tablesBehindSql(names: readonly string[]): string {
   const describe = (c: string, n: string) =>
-    `(case ${c}.relkind when 'v' then 'the view ' when 'm' then 'the materialized view ' else 'the rules of ' end || ${n}.nspname || '.' || ${c}.relname) collate "C"`
+    `(case ${c}.relkind when 'v' then 'the view ' when 'm' then 'the materialized view ' when 'p' then 'the partitioned table ' else 'the table ' end || ${n}.nspname || '.' || ${c}.relname) collate "C"`
+  // The relations right behind b: what its rules' trees name (not b itself), and its children.
+  const edges = (b: string) => `
+    select d.refobjid as oid, rw.ev_type = '1' as sel
+    from pg_rewrite rw
+    join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> ${b}.oid
+    where rw.ev_class = ${b}.oid
+    union all
+    select i.inhrelid, true from pg_inherits i where i.inhparent = ${b}.oid`
   return `
     with recursive behind(oid, key, scope, depth, via, path, select_only, sys) as (
       select c.oid, c.relname::text, n.nspname::text, 0, '' collate "C", ${describe('c', 'n')}, true, false
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where c.relname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
       union
-      select d.refobjid, b.key, b.scope, b.depth + 1, b.path, (b.path || ', over ' || ${describe('c2', 'n2')}) collate "C",
-             b.select_only and rw.ev_type = '1', c2.relnamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+      select e.oid, b.key, b.scope, b.depth + 1, b.path, (b.path || ', over ' || ${describe('c2', 'n2')}) collate "C",
+             b.select_only and e.sel, c2.relnamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
       from behind b
-      join pg_rewrite rw on rw.ev_class = b.oid
-      join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> b.oid
-      join pg_class c2 on c2.oid = d.refobjid
+      cross join lateral (${edges('b')}) e
+      join pg_class c2 on c2.oid = e.oid
       join pg_namespace n2 on n2.oid = c2.relnamespace
       where b.depth < ${VIEW_DEPTH_LIMIT} and not b.sys
     )
     select distinct b.key, b.scope, n.nspname::text as schema, c.relname::text as name, b.via, b.select_only,
-           (b.depth = ${VIEW_DEPTH_LIMIT} and not b.sys and exists (select 1 from pg_rewrite r where r.ev_class = b.oid)) as too_deep
+           (b.depth = ${VIEW_DEPTH_LIMIT} and not b.sys and exists (${edges('b')})) as too_deep
     from behind b join pg_class c on c.oid = b.oid join pg_namespace n on n.oid = c.relnamespace
     where b.depth > 0`
 }

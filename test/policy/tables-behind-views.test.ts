@@ -15,7 +15,8 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 
 /**
  * `tables:` rules judge the tables a statement reaches, not only the names it writes: the tables
- * behind views, views on views and materialized views, and the statistics views, which show
+ * behind views, views on views and materialized views, a partitioned table's partitions and a
+ * table's inheritance children, and the statistics views, which show
  * samples of every table. Each of these read hr data past a rule on `hr.*` before.
  */
 type Refusal = Error & {code?: string; detail?: string; hint?: string}
@@ -48,6 +49,12 @@ const SETUP = `
   create view public.deep7 as select * from public.deep6;
   create view public.deep8 as select * from public.deep7;
   create view public.deep9 as select * from public.deep8;
+  create table public.payroll (id int, amount int) partition by range (id);
+  create table hr.payroll_2026 partition of public.payroll for values from (0) to (1000);
+  insert into public.payroll values (1, 100);
+  create table public.people (id int);
+  create table hr.people_private (salary int) inherits (public.people);
+  create view public.payroll_view as select * from public.payroll;
   analyze;
 `
 
@@ -59,6 +66,9 @@ const HIDDEN: readonly [string, string][] = [
   ['pay_summary', 'hr.salaries, through the materialized view public.pay_summary'],
   ['team_pay', 'hr.salaries, through the view public.team_pay'],
   ['rich', 'hr.salaries, through the view public.rich'],
+  ['payroll', 'hr.payroll_2026, through the partitioned table public.payroll'],
+  ['payroll_view', 'hr.payroll_2026, through the view public.payroll_view, over the partitioned table public.payroll'],
+  ['people', 'hr.people_private, through the table public.people'],
 ]
 
 /** The statistics relations, each with a query that reads hr's sampled values from it. */
