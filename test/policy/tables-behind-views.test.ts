@@ -253,6 +253,31 @@ describe('tables: rules see the tables behind views and the statistics views', (
   })
 })
 
+describe('a view changed under a prepared statement', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await withClient(db.url, (c) => c.query('create schema hr; create table hr.salaries (id int, person text); create table public.teams (id int, name text)'))
+    t = await openPipelineTunnel(db, ['rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny', '  - id: ddl', '    match: {class: ddl}', '    action: allow'].join('\n'))
+  })
+  afterAll(() => t?.close())
+
+  it('judges an EXECUTE by what the view reads now', async () => {
+    const c = await t.client()
+    await c.query('create view public.sneaky as select id, name from public.teams')
+    await c.query('prepare p_sneaky as select * from sneaky')
+    await c.query('execute p_sneaky')
+    // Replaced behind the tunnel's back; the next DDL through the tunnel has the catalog read again.
+    await withClient(db.url, (d) => d.query('create or replace view public.sneaky as select id, person as name from hr.salaries'))
+    await c.query('create table public.unrelated (id int)')
+    const e = await refused(c, 'execute p_sneaky')
+    expect(e.message).toMatch(/rule no-hr-reads/)
+    expect(e.detail).toContain('hr.salaries, through the view public.sneaky')
+  })
+})
+
 describe('what is behind a view, as the tunnel caches it', () => {
   let db: UpstreamInfo
   let query: ClosableCatalogQuery
