@@ -127,16 +127,17 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     return windows.find((w) => held.length > 0 && held.every((s) => s.class === w.class && s.ruleId === w.ruleId))
   }
 
-  const refuse = (decision: Decision, message: string, hint?: string): StatementVerdict => ({
+  const refuse = (decision: Decision, message: string, hint?: string, detail?: string): StatementVerdict => ({
     action: 'reject',
-    error: {severity: 'ERROR', code: POLICY, message, ...(hint ? {hint} : {})},
+    error: {severity: 'ERROR', code: POLICY, message, ...(detail ? {detail} : {}), ...(hint ? {hint} : {})},
     decision,
   })
 
   async function hold(sql: string, ctx: StatementContext, held: HoldVerdict): Promise<StatementVerdict> {
     const {decision, rule: d} = held
     if (!opts.identity || !opts.identityConfig || opts.identity.issuer === 'unverified') {
-      return refuse(decision, `${held.error.message}; approvals need signed-in users`, 'add an `identity:` section to dbgate.yaml so reviewers can be verified (see docs/approvals.md)')
+      // The hold's detail (the statement, what it reaches) says what would have needed approval.
+      return refuse(decision, `${held.error.message}; approvals need signed-in users`, 'add an `identity:` section to dbgate.yaml so reviewers can be verified (see docs/approvals.md)', held.error.detail)
     }
     if (reviewers.length === 0) {
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but target ${opts.target.name} names no reviewers`, `add \`reviewers: [group]\` to targets.${opts.target.name} in dbgate.yaml`)

@@ -19,6 +19,7 @@ import {readFunctionBody, type FunctionBody} from '../policy/function-body.js'
 import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
+import {VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
 export interface TargetFunctionCatalogOptions {
   query: CatalogQuery
@@ -170,6 +171,47 @@ function relationsSql(names: readonly string[]): string {
     ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}`
 }
 
+/**
+ * The relations behind views, materialized views, rules and partitioned or inherited tables, for
+ * relations by name in user schemas (src/policy/views.ts adds them to what `tables:` rules
+ * match): what each rule's stored tree depends on, and each table's partitions and inheritance
+ * children (a partition of public.payroll may live in hr), following them to VIEW_DEPTH_LIMIT
+ * levels; a relation with more behind it there comes back `too_deep`. System relations are
+ * reported, not followed (pg_stats counts as every table by its name). `select_only`: reached
+ * through view definitions and table hierarchies alone, which a read goes through; the other
+ * rules fire only for writes.
+ */
+function tablesBehindSql(names: readonly string[]): string {
+  const describe = (c: string, n: string) =>
+    `(case ${c}.relkind when 'v' then 'the view ' when 'm' then 'the materialized view ' when 'p' then 'the partitioned table ' else 'the table ' end || ${n}.nspname || '.' || ${c}.relname) collate "C"`
+  // The relations right behind b: what its rules' trees name (not b itself), and its children.
+  const edges = (b: string) => `
+    select d.refobjid as oid, rw.ev_type = '1' as sel
+    from pg_rewrite rw
+    join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> ${b}.oid
+    where rw.ev_class = ${b}.oid
+    union all
+    select i.inhrelid, true from pg_inherits i where i.inhparent = ${b}.oid`
+  return `
+    with recursive behind(oid, key, scope, depth, via, path, select_only, sys) as (
+      select c.oid, c.relname::text, n.nspname::text, 0, '' collate "C", ${describe('c', 'n')}, true, false
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
+      union
+      select e.oid, b.key, b.scope, b.depth + 1, b.path, (b.path || ', over ' || ${describe('c2', 'n2')}) collate "C",
+             b.select_only and e.sel, c2.relnamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+      from behind b
+      cross join lateral (${edges('b')}) e
+      join pg_class c2 on c2.oid = e.oid
+      join pg_namespace n2 on n2.oid = c2.relnamespace
+      where b.depth < ${VIEW_DEPTH_LIMIT} and not b.sys
+    )
+    select distinct b.key, b.scope, n.nspname::text as schema, c.relname::text as name, b.via, b.select_only,
+           (b.depth = ${VIEW_DEPTH_LIMIT} and not b.sys and exists (${edges('b')})) as too_deep
+    from behind b join pg_class c on c.oid = b.oid join pg_namespace n on n.oid = c.relnamespace
+    where b.depth > 0`
+}
+
 /** Operators that are not built in, by symbol, with the function each one runs. */
 function operatorsSql(symbols: readonly string[]): string {
   return `
@@ -286,7 +328,7 @@ function toCandidate(r: Row): FunctionCandidate {
   }
 }
 
-export class TargetFunctionCatalog implements LoadingFunctionCatalog {
+export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareCatalog {
   readonly offline = false
   private gen = 0
   private readonly entries = new Map<CatalogKey, Entry>()
@@ -294,6 +336,8 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
   private readonly inflight = new Map<CatalogKey, Promise<void>>()
   /** User functions' bodies, read with the entries that name them (so re-read with them). */
   private readonly bodies = new Map<number, FunctionBody>()
+  /** What is behind each `r:` key, kept with (and as fresh as) its entry. */
+  private readonly behind = new Map<CatalogKey, TableBehind[]>()
   private readonly ttlMs: number
   private readonly absentTtlMs: number
   private readonly now: () => number
@@ -314,6 +358,10 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
 
   body(oid: number): FunctionBody | undefined {
     return this.bodies.get(oid)
+  }
+
+  tablesBehind(key: CatalogKey): readonly TableBehind[] | undefined {
+    return this.entries.has(key) ? (this.behind.get(key) ?? []) : undefined
   }
 
   unknownReason(key: CatalogKey): string {
@@ -398,6 +446,7 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
     if (byKind.t.length > 0) await run('t', castsSql(byKind.t))
     if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
     const called = await this.readBodies(found)
+    if (byKind.r.length > 0) await this.lookupTablesBehind(byKind.r, found)
     const at = this.now()
     for (const [k, candidates] of found) {
       this.entries.set(k, {candidates, at})
@@ -445,5 +494,29 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog {
       for (const oid of oids) this.bodies.delete(oid)
     }
     return [...called]
+  }
+
+  /** Reads what is behind the relations `names`; a failed read leaves them unknown, as a failed relation lookup does. */
+  private async lookupTablesBehind(names: readonly string[], found: Map<CatalogKey, FunctionCandidate[]>): Promise<void> {
+    try {
+      const rows = await this.opts.query(tablesBehindSql(names))
+      const byKey = new Map<CatalogKey, TableBehind[]>(names.map((n) => [`r:${n}`, []]))
+      for (const r of rows) {
+        byKey.get(`r:${String(r.key)}`)?.push({
+          scope: String(r.scope),
+          schema: String(r.schema),
+          name: String(r.name),
+          via: String(r.via),
+          selectOnly: r.select_only === true || r.select_only === 't',
+          ...(r.too_deep === true || r.too_deep === 't' ? {tooDeep: true as const} : {}),
+        })
+      }
+      for (const [k, tables] of byKey) this.behind.set(k, tables)
+    } catch (error) {
+      for (const n of names) {
+        found.delete(`r:${n}`)
+        this.failures.set(`r:${n}`, (error as Error).message)
+      }
+    }
   }
 }

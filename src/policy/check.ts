@@ -9,6 +9,7 @@ import {PreparedRegistry} from './prepared.js'
 import {readOnlyViolation} from './read-only.js'
 import {evaluateStatement, packRules} from './rules.js'
 import {isKnownCommand} from './walker.js'
+import {tablesAsWritten} from './views.js'
 import type {BuiltinRule, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis, StatementClass} from './types.js'
 
 export interface CheckOptions {
@@ -48,6 +49,8 @@ export function checkPolicy(sqlText: string, opts: CheckOptions): CheckResult {
   const analysis = analyze(sqlText, opts.maxStatementSize === undefined ? {} : {maxStatementSize: opts.maxStatementSize})
   const catalog = opts.functions ?? offlineCatalog
   const unresolved = unresolvedCalls(analysis.statements, catalog)
+  // Only worth saying when a rule matches tables: nothing else depends on what is behind a view.
+  const asWritten = opts.rules.some((r) => r.match.tables) ? tablesAsWritten(analysis.statements, catalog) : []
   const readOnly = opts.readOnly ? readOnlyViolation(analysis) : undefined
   const judged = judgeStatements(analysis.statements, new PreparedRegistry().stage(), evalOpts, catalog)
   const statements = judged.statements
@@ -56,7 +59,7 @@ export function checkPolicy(sqlText: string, opts: CheckOptions): CheckResult {
     const {decision: d, operations} = evaluateStatement(s, evalOpts)
     return {analysis: s, decision: readOnly && readOnly.statementIndex === s.index ? readOnly : d, operations}
   })
-  return {decision, statements: checked, unresolved, report: formatReport(decision, checked, unresolved)}
+  return {decision, statements: checked, unresolved, report: formatReport(decision, checked, unresolved, asWritten)}
 }
 
 const LABEL: Record<Decision['action'], string> = {allow: 'ALLOW', warn: 'WARN', require_approval: 'APPROVAL', deny: 'DENY'}
@@ -66,7 +69,7 @@ function oneLine(text: string, max = 100): string {
   return s.length > max ? `${s.slice(0, max)}…` : s
 }
 
-export function formatReport(decision: Decision, statements: readonly CheckedStatement[], unresolved: readonly string[] = []): string {
+export function formatReport(decision: Decision, statements: readonly CheckedStatement[], unresolved: readonly string[] = [], asWritten: readonly string[] = []): string {
   const lines: string[] = []
   if (decision.syntaxError) {
     lines.push(`ERROR    syntax error (SQLSTATE 42601) at character ${decision.syntaxError.position}: ${decision.syntaxError.message}`)
@@ -81,7 +84,7 @@ export function formatReport(decision: Decision, statements: readonly CheckedSta
     lines.push(`    ${d.reason}`)
     if (d.detail) lines.push(`    detail: ${d.detail}`)
     if (d.hint && d.action !== 'allow') lines.push(`    hint: ${d.hint}`)
-    if (a.tables.length > 0) lines.push(`    tables: ${a.tables.map((t) => `${t.schema ? `${t.schema}.` : ''}${t.name} (${t.access})`).join(', ')}`)
+    if (a.tables.length > 0) lines.push(`    tables: ${a.tables.map((t) => `${t.schema ? `${t.schema}.` : ''}${t.name} (${t.access}${t.via ? `, through ${t.via}` : ''})`).join(', ')}`)
     if (a.functions.length > 0) lines.push(`    functions: ${a.functions.join(', ')}`)
   }
   if (unresolved.length > 0) {
@@ -89,6 +92,11 @@ export function formatReport(decision: Decision, statements: readonly CheckedSta
     lines.push('      `dbgate policy check` has no connection and knows only built-in functions; through the tunnel')
     lines.push("      these are looked up, and a user function is judged by what its body does (an extension's by its")
     lines.push('      declared volatility; volatile: at least a write that needs a reviewer).')
+  }
+  if (asWritten.length > 0) {
+    lines.push(`note: rules on tables judged ${asWritten.join(', ')} as written. \`dbgate policy check\` has no connection, so it`)
+    lines.push('      cannot see which of them are views or materialized views; through the tunnel the tables behind a')
+    lines.push('      view count too (a read of a view over hr.salaries matches a rule on hr.*).')
   }
   const n = statements.length
   lines.push(`result: ${LABEL[decision.action]}${n > 1 ? ` (strictest of ${n} statements)` : ''}`)

@@ -6,6 +6,7 @@
 import {primaryOperation} from './analyze.js'
 import {defaultPack} from './default-pack.js'
 import {anyGlobMatches, functionNames, tableNames} from './glob.js'
+import {describeTable, everyTableReason} from './views.js'
 import type {Analysis, ClientKind, BuiltinRule, Decision, Operation, PolicyAction, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 
 export const STRICTNESS: Record<PolicyAction, number> = {allow: 0, warn: 1, require_approval: 2, deny: 3}
@@ -47,9 +48,18 @@ export function ruleMatches(rule: PolicyRule, op: Operation, groups: readonly st
   if (m.groups && !m.groups.some((g) => groups.includes(g))) return false
   if (m.settings && !(op.setting && anyGlobMatches(m.settings, [op.setting.name]))) return false
   const all = rule.action === 'allow'
-  if (m.tables && !namesMatch(m.tables, op.tables.map(tableNames), all)) return false
+  if (m.tables && !tablesMatch(m.tables, op, all)) return false
   if (m.functions && !namesMatch(m.functions, op.functions.map(functionNames), all)) return false
   return true
+}
+
+/**
+ * A statistics view (or a view too deep to see through) may show any table: every restricting
+ * `tables:` rule matches it, and no allow rule's list can vouch for it.
+ */
+function tablesMatch(globs: readonly string[], op: Operation, all: boolean): boolean {
+  if (op.tables.some((t) => everyTableReason(t) !== undefined)) return !all
+  return namesMatch(globs, op.tables.map(tableNames), all)
 }
 
 function namesMatch(globs: readonly string[], items: string[][], all: boolean): boolean {
@@ -93,7 +103,7 @@ export function evaluateOperation(op: Operation, opts: EvaluateOptions = {}): Ve
     if (rule.test(op)) return {action: rule.action, ruleId: rule.id, reason: rule.reason, ...hintOf(rule, op), ...detail}
   }
   for (const rule of opts.rules ?? []) {
-    if (ruleMatches(rule, op, groups, opts.client)) return {action: rule.action, ruleId: rule.id, reason: rule.reason ?? `matched rule ${rule.id}`, ...detail}
+    if (ruleMatches(rule, op, groups, opts.client)) return {action: rule.action, ruleId: rule.id, reason: rule.reason ?? `matched rule ${rule.id}`, ...tablesDetail(rule, op, detail)}
   }
   for (const rule of packRules(opts.pack)) {
     if (rule.test(op)) return {action: rule.action, ruleId: rule.id, reason: rule.reason, ...hintOf(rule, op), ...detail}
@@ -104,6 +114,21 @@ export function evaluateOperation(op: Operation, opts: EvaluateOptions = {}): Ve
     return {action: 'deny', ruleId: 'fallback.unknown', reason: 'dbgate could not judge this statement and no rule allows it', ...detail}
   }
   return {action: 'allow', ruleId: 'fallback.allow', reason: 'no rule matched'}
+}
+
+/**
+ * What a refusal by a target rule says about tables the statement does not name: the hidden table
+ * that matched (`hr.salaries, through the view public.staff_directory`), or why a relation counts
+ * as every table. A rule without `tables:` (a deny-by-default after an allow-list) names every hidden table.
+ */
+function tablesDetail(rule: PolicyRule, op: Operation, detail: {detail?: string}): {detail?: string} {
+  if (rule.action === 'allow') return detail
+  const globs = rule.match.tables
+  const every = [...new Set(op.tables.map(everyTableReason).filter((r): r is string => r !== undefined))]
+  const hidden = op.tables.filter((t) => t.via !== undefined && t.every === undefined && (!globs || anyGlobMatches(globs, tableNames(t))))
+  const parts = [...(globs ? every : []), ...(hidden.length > 0 ? [`reaches ${hidden.map(describeTable).join('; ')}`] : [])]
+  if (parts.length === 0) return detail
+  return {detail: [detail.detail, ...parts].filter(Boolean).join('; ')}
 }
 
 /**

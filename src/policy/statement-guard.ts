@@ -13,6 +13,7 @@ import {loadParser, parserReady} from '../sql/parser.js'
 import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry, touchesRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
 import {readingOf} from './text-shape.js'
+import {addTablesBehindViews} from './views.js'
 import type {Analysis, BuiltinRule, CatalogCall, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict, type PolicyVerdict} from './verdict.js'
 
@@ -47,11 +48,11 @@ export interface JudgedText {
 /**
  * Resolves and evaluates a text's statements in order against `staged`, so a PREPARE earlier in
  * the same text is known to a later EXECUTE, then judges every call (the executed statements'
- * included) against `catalog`. Shared by the hook and `dbgate policy check`.
+ * included) against `catalog`, and adds the tables behind the views they use (views.ts). Shared by the hook and `dbgate policy check`.
  */
 export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry | undefined, opts: EvaluateOptions, catalog: FunctionCatalog = offlineCatalog): JudgedText {
   // The text's own calls first (an EXECUTE's parameters included: the EXECUTE itself is replaced below).
-  const own = resolveCatalogCalls(statements, catalog)
+  const own = resolveCatalogCalls(addTablesBehindViews(statements, catalog), catalog)
   // No EXECUTE, PREPARE or DEALLOCATE (catalog calls add none): nothing below would change a statement.
   if (!touchesRegistry(own)) return {statements: own, decision: evaluate(own, opts)}
   // Fails closed: the hook's caller refuses a statement it could not judge.
@@ -65,7 +66,7 @@ export function judgeStatements(statements: readonly StatementAnalysis[], staged
     applyToRegistry(r, staged)
   }
   // Then the calls of the prepared statements the EXECUTEs run, read back from their defining texts.
-  const judged = executes ? resolveCatalogCalls(resolved, catalog) : own
+  const judged = executes ? resolveCatalogCalls(addTablesBehindViews(resolved, catalog), catalog) : own
   return {statements: judged, decision: evaluate(judged, opts)}
 }
 

@@ -34,6 +34,10 @@ export interface TableRef {
   schema?: string
   name: string
   access: AccessKind
+  /** Not named by the statement: reached through a view or rule, described for errors (`the view public.v`). */
+  via?: string
+  /** Why this reference counts as reading every table for `tables:` rules (a statistics view, views nested too deep). */
+  every?: string
 }
 
 /** Facts the default pack keys on that a class and a command word alone cannot carry. */

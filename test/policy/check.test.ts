@@ -26,6 +26,10 @@ describe('checkPolicy', () => {
         '    DELETE without a WHERE clause, or with one that is always true, removes every row',
         '    hint: add a WHERE clause that picks the rows to delete',
         '    tables: users (write)',
+        // A rule matches tables, and without a connection no view can be seen through.
+        'note: rules on tables judged salaries, users as written. `dbgate policy check` has no connection, so it',
+        '      cannot see which of them are views or materialized views; through the tunnel the tables behind a',
+        '      view count too (a read of a view over hr.salaries matches a rule on hr.*).',
         'result: DENY (strictest of 2 statements)',
       ].join('\n'),
     )

@@ -1,0 +1,168 @@
+/**
+ * What `tables:` rules match beyond the names a statement writes: the relations behind the views,
+ * materialized views and rules it reads or writes through, and the system relations that show
+ * samples of every table's values (the planner statistics).
+ *
+ * A per-target step, like resolving calls (catalog.ts): analyses are shared across targets, so the
+ * tables behind a view are added on top of them, from the target's catalog. Without a catalog
+ * (`dbgate policy check`) names are judged as written, and the report says so.
+ */
+import {summarise} from './analyze.js'
+import type {CatalogKey, FunctionCatalog} from './catalog.js'
+import type {Operation, StatementAnalysis, TableRef} from './types.js'
+
+/** One relation a view or a rule reads or writes, as the target's catalog records it. */
+export interface TableBehind {
+  /** Schema of the relation the statement names (the view), to match a qualified name. */
+  scope: string
+  schema: string
+  name: string
+  /** The chain of views and rules it is reached through, e.g. `the view public.v2, over the view public.v1`. */
+  via: string
+  /** Reached through SELECT rules (view definitions) alone: a read of the view reads it. Rules on other events fire only for writes. */
+  selectOnly: boolean
+  /** Set when the views nest deeper than the lookup follows: what is behind is not known. */
+  tooDeep?: true
+}
+
+/** A catalog that can say what is behind a relation (the tunnel's; the offline one cannot). */
+export interface ViewAwareCatalog extends FunctionCatalog {
+  /** Everything behind the relations named `key` (`r:name`) in every user schema; undefined when not looked up. */
+  tablesBehind(key: CatalogKey): readonly TableBehind[] | undefined
+}
+
+export function seesViews(catalog: FunctionCatalog): catalog is ViewAwareCatalog {
+  return typeof (catalog as Partial<ViewAwareCatalog>).tablesBehind === 'function'
+}
+
+/** How deep the lookup follows views on views; deeper fails closed (`TableBehind.tooDeep`). */
+export const VIEW_DEPTH_LIMIT = 8
+
+/**
+ * The system relations that hold or show values sampled from table columns (most common values,
+ * histogram bounds, extended statistics' MCV lists and expression statistics). Reading them reads
+ * a sample of every analysed table, whichever schema the statement names in its WHERE.
+ */
+export const STATISTICS_RELATIONS: ReadonlySet<string> = new Set(['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext_data'])
+
+/**
+ * Why `t` counts as reading every table for `tables:` rules, or undefined. Every restricting rule
+ * with a `tables:` list matches such an operation, and no allow rule with one carries it.
+ */
+export function everyTableReason(t: TableRef): string | undefined {
+  if (t.every) return t.every
+  if ((t.schema === undefined || t.schema === 'pg_catalog') && STATISTICS_RELATIONS.has(t.name)) {
+    return `pg_catalog.${t.name} shows values sampled from the columns of every analysed table (most common values, histogram bounds), so rules on tables count it as reading every table`
+  }
+  return undefined
+}
+
+function qualifiedName(t: Pick<TableRef, 'schema' | 'name'>): string {
+  return t.schema ? `${t.schema}.${t.name}` : t.name
+}
+
+/** How `t` reads in an error: `hr.salaries, through the view public.staff_directory`. */
+export function describeTable(t: TableRef): string {
+  return t.via ? `${qualifiedName(t)}, through ${t.via}` : qualifiedName(t)
+}
+
+function scopeFits(schema: string | undefined, b: TableBehind): boolean {
+  if (schema === undefined) return true
+  if (schema === 'pg_temp') return b.scope.startsWith('pg_temp')
+  return b.scope === schema
+}
+
+/** The tables behind one table reference, or undefined when nothing is behind it. */
+function behind(t: TableRef, catalog: ViewAwareCatalog): TableRef[] | undefined {
+  // DDL on a view (DROP VIEW, ALTER VIEW) does not touch the tables behind it.
+  if (t.access === 'ddl') return undefined
+  const all = catalog.tablesBehind(`r:${t.name}`)
+  if (all === undefined) {
+    // Not looked up (the lookup failed): the call step refuses the relation too; this keeps tables rules closed on their own.
+    return [{...t, every: `dbgate could not look up what is behind ${qualifiedName(t)} in the target's catalog`}]
+  }
+  const out: TableRef[] = []
+  for (const b of all) {
+    if (!scopeFits(t.schema, b) || (t.access === 'read' && !b.selectOnly)) continue
+    const ref: TableRef = b.tooDeep
+      ? {schema: b.schema, name: b.name, access: t.access, via: b.via, every: `${b.via} nests views deeper than ${VIEW_DEPTH_LIMIT} levels, so dbgate cannot see which tables are behind it`}
+      : {schema: b.schema, name: b.name, access: t.access, via: b.via}
+    if (!out.some((x) => x.schema === ref.schema && x.name === ref.name && x.via === ref.via)) out.push(ref)
+  }
+  return out.length > 0 ? out : undefined
+}
+
+function withBehind(op: Operation, catalog: ViewAwareCatalog): Operation {
+  let added: TableRef[] | undefined
+  const known = (r: TableRef) => [...op.tables, ...(added ?? [])].some((x) => x.schema === r.schema && x.name === r.name && x.access === r.access && x.via === r.via && x.every === r.every)
+  for (const t of op.tables) {
+    // What an earlier pass added (a text's statements are judged again once its EXECUTEs are resolved).
+    if (t.via !== undefined || t.every !== undefined) continue
+    for (const r of behind(t, catalog) ?? []) if (!known(r)) (added ??= []).push(r)
+  }
+  return added ? {...op, tables: [...op.tables, ...added]} : op
+}
+
+function statementWithBehind(stmt: StatementAnalysis, catalog: ViewAwareCatalog, byOperations: WeakMap<readonly Operation[], Operation[] | null>): StatementAnalysis {
+  // Texts of one shape share their operations (`shape-cache.ts`): so do their results, which keeps
+  // the decisions kept per operations list (rules.ts) hitting.
+  let operations = byOperations.get(stmt.operations)
+  if (operations === undefined) {
+    let changed = false
+    const ops = stmt.operations.map((o) => {
+      const r = withBehind(o, catalog)
+      if (r !== o) changed = true
+      return r
+    })
+    operations = changed ? ops : null
+    byOperations.set(stmt.operations, operations)
+  }
+  if (operations === null) return stmt
+  const special = stmt.command === 'prepare' || stmt.command === 'execute' ? stmt.command : undefined
+  return summarise(stmt.index, stmt.text, {
+    operations,
+    ...(special ? {command: special} : {}),
+    ...(stmt.prepare ? {prepare: stmt.prepare} : {}),
+    ...(stmt.deallocate ? {deallocate: stmt.deallocate} : {}),
+  })
+}
+
+const memo = new WeakMap<FunctionCatalog, {generation: number; byOperations: WeakMap<readonly Operation[], Operation[] | null>}>()
+
+/**
+ * Adds to every operation the relations behind the views and rules it reads or writes through,
+ * marked with the route (`TableRef.via`). Kept per (catalog generation, operations): a text of
+ * plain tables comes back as it went in. Offline catalogs see no views: statements come back as
+ * they are (see `tablesAsWritten`).
+ */
+export function addTablesBehindViews(statements: readonly StatementAnalysis[], catalog: FunctionCatalog): StatementAnalysis[] {
+  if (!seesViews(catalog)) return statements as StatementAnalysis[]
+  let m = memo.get(catalog)
+  if (!m || m.generation !== catalog.generation) {
+    m = {generation: catalog.generation, byOperations: new WeakMap()}
+    memo.set(catalog, m)
+  }
+  let out: StatementAnalysis[] | undefined
+  for (let i = 0; i < statements.length; i++) {
+    const s = statements[i]!
+    const r = statementWithBehind(s, catalog, m.byOperations)
+    if (r !== s) out ??= statements.slice(0, i)
+    out?.push(r)
+  }
+  return out ?? (statements as StatementAnalysis[])
+}
+
+/**
+ * The relations in user schemas whose names `tables:` rules judged as written because `catalog`
+ * cannot see views (`dbgate policy check`); [] when it can.
+ */
+export function tablesAsWritten(statements: readonly StatementAnalysis[], catalog: FunctionCatalog): string[] {
+  if (seesViews(catalog)) return []
+  const out = new Set<string>()
+  for (const s of statements) {
+    for (const t of s.tables) {
+      if (t.access !== 'ddl' && t.schema !== 'pg_catalog' && t.schema !== 'information_schema' && everyTableReason(t) === undefined) out.add(qualifiedName(t))
+    }
+  }
+  return [...out]
+}

@@ -1,0 +1,343 @@
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
+import type pg from 'pg'
+import PolicyCheck from '../../src/commands/policy/check.js'
+import {TargetFunctionCatalog} from '../../src/connect/function-catalog.js'
+import {catalogQueryFor, type ClosableCatalogQuery} from '../../src/masking/catalog-query.js'
+import {analyze, catalogKeys} from '../../src/policy/index.js'
+import {judgeStatements} from '../../src/policy/statement-guard.js'
+import {loadParser} from '../../src/sql/parser.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+
+/**
+ * `tables:` rules judge the tables a statement reaches, not only the names it writes: the tables
+ * behind views, views on views and materialized views, a partitioned table's partitions and a
+ * table's inheritance children, and the statistics views, which show
+ * samples of every table. Each of these read hr data past a rule on `hr.*` before.
+ */
+type Refusal = Error & {code?: string; detail?: string; hint?: string}
+
+const SETUP = `
+  create schema hr;
+  create table hr.salaries (id int primary key, person text, amount int);
+  insert into hr.salaries select g, 'person ' || g, g * 1000 from generate_series(1, 200) g;
+  create statistics hr.salaries_mcv (mcv) on id, amount from hr.salaries;
+  create statistics hr.salaries_expr on (amount * 2) from hr.salaries;
+  create table public.teams (id int, name text);
+  insert into public.teams select g, 'team ' || g from generate_series(1, 20) g;
+  create view public.staff_directory as select id, person from hr.salaries;
+  create view public.staff_names as select person from public.staff_directory;
+  create materialized view public.pay_summary as select count(*) as n, sum(amount) as total from hr.salaries;
+  create view public.team_pay as select t.name, s.amount from public.teams t join hr.salaries s on s.id = t.id;
+  create view public.rich as select name from public.teams where id in (select id from hr.salaries where amount > 5000);
+  create view public.team_list as select id, name from public.teams;
+  create view public.team_list2 as select * from public.team_list;
+  create view public.stats_copy as select schemaname, tablename, attname, most_common_vals::text as most_common_vals from pg_stats;
+  create view hr.team_names as select name from public.teams;
+  create view hr.team_salaries as select amount from hr.salaries;
+  create view public.deep0 as select id, person from hr.salaries;
+  create view public.deep1 as select * from public.deep0;
+  create view public.deep2 as select * from public.deep1;
+  create view public.deep3 as select * from public.deep2;
+  create view public.deep4 as select * from public.deep3;
+  create view public.deep5 as select * from public.deep4;
+  create view public.deep6 as select * from public.deep5;
+  create view public.deep7 as select * from public.deep6;
+  create view public.deep8 as select * from public.deep7;
+  create view public.deep9 as select * from public.deep8;
+  create table public.payroll (id int, amount int) partition by range (id);
+  create table hr.payroll_2026 partition of public.payroll for values from (0) to (1000);
+  insert into public.payroll values (1, 100);
+  create table public.people (id int);
+  create table hr.people_private (salary int) inherits (public.people);
+  create view public.payroll_view as select * from public.payroll;
+  analyze;
+`
+
+/** Every relation that reads hr.salaries without naming it, with how the refusal names the route. */
+const HIDDEN: readonly [string, string][] = [
+  ['staff_directory', 'hr.salaries, through the view public.staff_directory'],
+  ['public.staff_directory', 'hr.salaries, through the view public.staff_directory'],
+  ['staff_names', 'hr.salaries, through the view public.staff_names, over the view public.staff_directory'],
+  ['pay_summary', 'hr.salaries, through the materialized view public.pay_summary'],
+  ['team_pay', 'hr.salaries, through the view public.team_pay'],
+  ['rich', 'hr.salaries, through the view public.rich'],
+  ['payroll', 'hr.payroll_2026, through the partitioned table public.payroll'],
+  ['payroll_view', 'hr.payroll_2026, through the view public.payroll_view, over the partitioned table public.payroll'],
+  ['people', 'hr.people_private, through the table public.people'],
+]
+
+/** The statistics relations, each with a query that reads hr's sampled values from it. */
+const STATISTICS: readonly [string, string][] = [
+  ['pg_stats', "select most_common_vals::text, histogram_bounds::text from pg_stats where schemaname = 'hr'"],
+  ['pg_stats', "select attname, most_common_vals::text from pg_catalog.pg_stats where tablename = 'salaries'"],
+  ['pg_stats_ext', "select most_common_vals from pg_stats_ext where schemaname = 'hr'"],
+  ['pg_stats_ext_exprs', "select most_common_vals::text from pg_stats_ext_exprs where schemaname = 'hr'"],
+  ['pg_statistic', "select stavalues1::text from pg_statistic where starelid = 'hr.salaries'::regclass"],
+  ['pg_statistic_ext_data', 'select stxdmcv::text from pg_catalog.pg_statistic_ext_data'],
+  ['pg_stats', "select most_common_vals::text from public.stats_copy where schemaname = 'hr'"],
+]
+
+/** The forms a read of `rel` can take; each must be judged the same. */
+function forms(rel: string): string[] {
+  return [
+    `select * from ${rel}`,
+    `table ${rel}`,
+    `with x as (select * from ${rel}) select * from x`,
+    `select * from (select * from ${rel}) s`,
+    `select (select count(*) from ${rel})`,
+    `select * from public.teams t cross join ${rel} limit 1`,
+    `copy (select * from ${rel}) to stdout`,
+    `explain analyze select * from ${rel}`,
+    `prepare p_${rel.replace(/\W/g, '_')} as select * from ${rel}`,
+  ]
+}
+
+/** Statistics queries in the same forms (a query rather than a relation). */
+function statisticsForms(query: string): string[] {
+  return [query, `with x as (${query}) select * from x`, `select * from (${query}) s`, `copy (${query}) to stdout`, `explain analyze ${query}`, `prepare p_stats as ${query}`]
+}
+
+async function outcome(c: pg.Client, sql: string, values?: unknown[]): Promise<Refusal | undefined> {
+  return (await c.query(values ? {text: sql, values} : sql).then(
+    () => undefined,
+    (e: Refusal) => e,
+  )) as Refusal | undefined
+}
+
+async function refused(c: pg.Client, sql: string, values?: unknown[]): Promise<Refusal> {
+  const e = await outcome(c, sql, values)
+  expect(e, sql).toBeInstanceOf(Error)
+  expect(e!.code, `${sql}: ${e!.message}`).toBe('42501')
+  return e!
+}
+
+describe('tables: rules see the tables behind views and the statistics views', () => {
+  let db: UpstreamInfo
+  let deny: PipelineTunnel
+  let approval: PipelineTunnel
+  let allowList: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) => c.query(SETUP))
+    deny = await openPipelineTunnel(
+      db,
+      [
+        'rules:',
+        '  - id: no-hr-reads',
+        '    match: {class: read, tables: ["hr.*"]}',
+        '    action: deny',
+        '    reason: hr data is not read through this target',
+        '  - id: no-hr-writes',
+        '    match: {class: write, tables: ["hr.*"]}',
+        '    action: deny',
+        '    reason: hr data is not changed through this target',
+      ].join('\n'),
+    )
+    approval = await openPipelineTunnel(db, ['rules:', '  - id: hr-reads-reviewed', '    match: {class: read, tables: ["hr.*"]}', '    action: require_approval', '    reason: hr reads are reviewed'].join('\n'))
+    allowList = await openPipelineTunnel(
+      db,
+      [
+        'rules:',
+        '  - id: public-reads',
+        '    match: {class: read, tables: ["public.*", "hr.team_*"]}',
+        '    action: allow',
+        '  - id: other-reads',
+        '    match: {class: read}',
+        '    action: deny',
+        '    reason: only public tables are read through this target',
+      ].join('\n'),
+    )
+  })
+  afterAll(async () => {
+    await deny?.close()
+    await approval?.close()
+    await allowList?.close()
+  })
+
+  it('refuses a read of hr data through a view, a view on a view, a materialized view or a join view, in every form, and lets views over public tables run', async () => {
+    const c = await deny.client()
+    for (const [rel, route] of HIDDEN) {
+      for (const sql of forms(rel)) {
+        const e = await refused(c, sql)
+        expect(e.message, sql).toBe('dbgate: statement denied by rule no-hr-reads: hr data is not read through this target')
+        expect(e.detail, sql).toContain(route)
+      }
+      // Extended protocol: one Parse, Bind and Execute.
+      const e = await refused(c, `select * from ${rel} where $1::int = 1`, [1])
+      expect(e.detail).toContain(route)
+    }
+    // Nothing was prepared: an EXECUTE of it finds nothing to run.
+    const e = await outcome(c, 'execute p_staff_directory')
+    expect(e?.code).not.toBe(undefined)
+    // Views over public tables, and public tables, stay allowed in the same forms.
+    for (const sql of [
+      ...forms('team_list').filter((s) => !s.startsWith('prepare')),
+      ...forms('public.team_list2').filter((s) => !s.startsWith('prepare')),
+      'select count(*) from public.teams',
+      'select * from team_list l join public.teams t using (id) limit 1',
+    ]) {
+      expect(await outcome(c, sql), sql).toBeUndefined()
+    }
+    expect(await outcome(c, 'select * from team_list where id = $1', [3])).toBeUndefined()
+    expect(await outcome(c, 'prepare p_public as select * from team_list2')).toBeUndefined()
+    expect((await c.query('execute p_public')).rows).toHaveLength(20)
+    const {rows} = await c.query('select name from team_list2 where id = 2')
+    expect(rows).toEqual([{name: 'team 2'}])
+  })
+
+  it('refuses writes to hr tables through an updatable view, and leaves the table as it was', async () => {
+    const c = await deny.client()
+    const e = await refused(c, "update public.staff_directory set person = 'changed' where id = 1")
+    expect(e.message).toBe('dbgate: statement denied by rule no-hr-writes: hr data is not changed through this target')
+    expect(e.detail).toContain('hr.salaries, through the view public.staff_directory')
+    expect(await direct(async (d) => (await d.query('select person from hr.salaries where id = 1')).rows)).toEqual([{person: 'person 1'}])
+  })
+
+  it('counts every statistics view and catalog as reading every table, and says why', async () => {
+    const c = await deny.client()
+    for (const [rel, query] of STATISTICS) {
+      for (const sql of statisticsForms(query)) {
+        const e = await refused(c, sql)
+        expect(e.message, sql).toBe('dbgate: statement denied by rule no-hr-reads: hr data is not read through this target')
+        expect(e.detail, sql).toContain(`pg_catalog.${rel} shows values sampled from the columns of every analysed table`)
+      }
+      await refused(c, `select * from (${query}) s where $1::int = 1`, [1])
+    }
+  })
+
+  it('holds the same reads for approval under a require_approval rule', async () => {
+    const c = await approval.client()
+    for (const [rel, route] of HIDDEN) {
+      const e = await refused(c, `select * from ${rel}`)
+      expect(e.message).toMatch(/^dbgate: statement requires approval by a reviewer \(rule hr-reads-reviewed\): hr reads are reviewed/)
+      expect(e.detail).toContain(route)
+    }
+    for (const [, query] of STATISTICS) {
+      const e = await refused(c, query)
+      expect(e.message).toMatch(/\(rule hr-reads-reviewed\)/)
+    }
+  })
+
+  it('does not let an allow-list carry a view whose tables it does not list', async () => {
+    const c = await allowList.client()
+    for (const [rel, route] of [...HIDDEN, ['hr.team_salaries', 'hr.salaries, through the view hr.team_salaries'] as [string, string]]) {
+      for (const sql of [`select * from ${rel}`, `with x as (select * from ${rel}) select * from x`, `table ${rel}`]) {
+        const e = await refused(c, sql)
+        expect(e.message, sql).toBe('dbgate: statement denied by rule other-reads: only public tables are read through this target')
+        expect(e.detail, sql).toContain(route)
+      }
+    }
+    for (const [, query] of STATISTICS) {
+      const e = await refused(c, query)
+      expect(e.message).toMatch(/rule other-reads/)
+    }
+    // What the list does carry still runs: public tables, views over them, and an hr view the list names over public tables.
+    for (const sql of ['select count(*) from public.teams', 'select count(*) from team_list', 'table team_list2', 'select count(*) from hr.team_names', 'select * from team_list l join teams t using (id) limit 1']) {
+      expect(await outcome(c, sql), sql).toBeUndefined()
+    }
+  })
+
+  it('fails closed on views nested deeper than it follows', async () => {
+    const c = await deny.client()
+    const e = await refused(c, 'select * from deep9')
+    expect(e.detail).toMatch(/nests views deeper than 8 levels, so dbgate cannot see which tables are behind it/)
+    // Shallower chains are followed to the table.
+    expect((await refused(c, 'select * from deep3')).detail).toContain('hr.salaries, through the view public.deep3, over the view public.deep2, over the view public.deep1, over the view public.deep0')
+  })
+})
+
+describe('a view changed under a prepared statement', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await withClient(db.url, (c) => c.query('create schema hr; create table hr.salaries (id int, person text); create table public.teams (id int, name text)'))
+    t = await openPipelineTunnel(db, ['rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny', '  - id: ddl', '    match: {class: ddl}', '    action: allow'].join('\n'))
+  })
+  afterAll(() => t?.close())
+
+  it('judges an EXECUTE by what the view reads now', async () => {
+    const c = await t.client()
+    await c.query('create view public.sneaky as select id, name from public.teams')
+    await c.query('prepare p_sneaky as select * from sneaky')
+    await c.query('execute p_sneaky')
+    // Replaced behind the tunnel's back; the next DDL through the tunnel has the catalog read again.
+    await withClient(db.url, (d) => d.query('create or replace view public.sneaky as select id, person as name from hr.salaries'))
+    await c.query('create table public.unrelated (id int)')
+    const e = await refused(c, 'execute p_sneaky')
+    expect(e.message).toMatch(/rule no-hr-reads/)
+    expect(e.detail).toContain('hr.salaries, through the view public.sneaky')
+  })
+})
+
+describe('what is behind a view, as the tunnel caches it', () => {
+  let db: UpstreamInfo
+  let query: ClosableCatalogQuery
+
+  beforeAll(async () => {
+    await loadParser()
+    db = await createTestDatabase()
+    await withClient(db.url, (c) => c.query('create schema hr; create table hr.salaries (id int); create table teams (id int); create view roster as select id from teams'))
+    query = catalogQueryFor({host: db.host, port: db.port, database: db.database, user: db.user, password: db.password, tls: 'disable'})
+  })
+  afterAll(() => query.close())
+
+  it('sees a view replaced outside the tunnel once its entry is read again, and not before', async () => {
+    let now = 0
+    let sent = 0
+    const counted = (sql: string) => {
+      sent++
+      return query(sql)
+    }
+    const catalog = new TargetFunctionCatalog({query: counted, now: () => now})
+    const rules = [{id: 'no-hr', match: {class: 'read' as const, tables: ['hr.*']}, action: 'deny' as const}]
+    const judge = async (sql: string) => {
+      const statements = analyze(sql).statements
+      await catalog.load(catalog.missing(catalogKeys(statements)))
+      return judgeStatements(statements, undefined, {rules, pack: 'default'}, catalog).decision.action
+    }
+    expect(await judge('select * from roster')).toBe('allow')
+    await withClient(db.url, (c) => c.query('create or replace view roster as select id from hr.salaries'))
+    // Kept with the catalog entry: no lookup per statement.
+    const before = sent
+    expect(await judge('select * from roster')).toBe('allow')
+    expect(sent).toBe(before)
+    now += 60_001
+    expect(await judge('select * from roster')).toBe('deny')
+  })
+})
+
+describe('dbgate policy check, without a connection', () => {
+  it('says that rules on tables judged the names as written', async () => {
+    const root = fileURLToPath(new URL('../..', import.meta.url))
+    const dir = await mkdtemp(join(tmpdir(), 'dbgate-views-check-'))
+    const lines: string[] = []
+    const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void lines.push(a.join(' ')))
+    try {
+      const config = join(dir, 'dbgate.yaml')
+      await writeFile(
+        config,
+        ['targets:', '  prod:', '    host: db.internal', '    database: app', '    user: app_rw', '    rules:', '      - id: no-hr-reads', '        match: {class: read, tables: ["hr.*"]}', '        action: deny', ''].join('\n'),
+      )
+      await PolicyCheck.run(['prod', '--config', config, '--sql', 'select * from public.staff_directory; select most_common_vals from pg_stats'], root)
+    } finally {
+      spy.mockRestore()
+      process.exitCode = undefined
+      await rm(dir, {recursive: true, force: true})
+    }
+    const out = lines.join('\n')
+    expect(out).toMatch(/^\[1\] ALLOW /m)
+    expect(out).toMatch(/^\[2\] DENY +select \(read\) +rule no-hr-reads$/m)
+    expect(out).toContain('detail: pg_catalog.pg_stats shows values sampled from the columns of every analysed table')
+    expect(out).toContain('note: rules on tables judged public.staff_directory as written.')
+    expect(out).toContain('cannot see which of them are views or materialized views')
+  })
+})
