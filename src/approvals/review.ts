@@ -101,7 +101,9 @@ export type ReviewRight = {ok: true} | {ok: false; code: typeof APPROVAL_NOT_A_R
  * verifies every decision against its own configuration, so the request's groups stand in here.
  */
 function targetForReview(config: DbgateConfig, request: ApprovalRequest): {reviewers: readonly string[]} | undefined {
-  return config.targets[request.target] ?? (config.gateway ? {reviewers: request.reviewers} : undefined)
+  // The request's target is the bucket's word: only the configuration's own keys count.
+  const own = Object.hasOwn(config.targets, request.target) ? config.targets[request.target] : undefined
+  return own ?? (config.gateway ? {reviewers: request.reviewers} : undefined)
 }
 
 /** Whether `who` may decide `request`, by this reviewer's own configuration of the target. */

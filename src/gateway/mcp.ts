@@ -106,7 +106,11 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
   return createMcpHttp({
     publicOrigin: opts.settings.publicUrl,
     authorizationServers: [opts.identity.issuer],
-    target: (name) => opts.targets()[name],
+    // A name from the URL: only the targets' own keys, never what every object inherits (`constructor`).
+    target: (name) => {
+      const targets = opts.targets()
+      return Object.hasOwn(targets, name) ? targets[name] : undefined
+    },
     authenticate,
     openEndpoint,
     allowedOrigins: opts.settings.allowedOrigins,

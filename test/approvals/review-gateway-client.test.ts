@@ -32,4 +32,11 @@ describe("a gateway client's right to review", () => {
   it('still refuses a configuration with neither the target nor a gateway', () => {
     expect(mayReview(plainClient, person('bob', ['dba']), request)).toMatchObject({ok: false, code: 'APPROVAL_NOT_A_REVIEWER'})
   })
+
+  it('reads a request naming a target every object inherits (planted in the bucket) as a target it does not have, without failing', () => {
+    for (const target of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      const right = mayReview(plainClient, person('bob', ['dba']), {...request, target})
+      expect(right, target).toMatchObject({ok: false, code: 'APPROVAL_NOT_A_REVIEWER', message: `Target ${target} is not in your dbgate.yaml, so you cannot review it.`})
+    }
+  })
 })

@@ -92,6 +92,15 @@ describe('remote MCP on the gateway', () => {
     expect(meta).toMatchObject({resource: `${PUBLIC_URL}/mcp/app`, authorization_servers: [p.f.dev.issuer], bearer_methods_supported: ['header']})
   })
 
+  it('knows only the configured targets, not the names every object inherits', async () => {
+    for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      const meta = await fetchWithCa(`${base()}/.well-known/oauth-protected-resource/mcp/${name}`)
+      expect(meta.status, name).toBe(404)
+      const res = await post(name, {authorization: `Bearer ${tokens.alice}`})
+      expect(res.status, name).toBe(404)
+    }
+  })
+
   it('draws an agent\'s database sessions from the target\'s budget (tunnel.maxUpstreamSessions), shared with every session on the gateway', async () => {
     // Each MCP session has a tunnel of its own; its database sessions must still count against the
     // target's budget, or an agent opening sessions (up to server.mcp.maxSessions) takes them all.
