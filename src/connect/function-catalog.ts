@@ -104,8 +104,9 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
 /**
  * What the caller's query runs to hand arguments to a function or operator (`owners`: a query of
  * types, nargs, ndefaults, variadic, what, scope, key), built-in ones included: the checks of the
- * domains its parameters are (or are based on), and the implicit casts into its parameter types
- * that are not built in (`abs(c)` runs a user's implicit cast from c's type to integer).
+ * domains its parameters are (or are based on, or hold as array elements or composite attributes),
+ * and the implicit casts into its parameter types that are not built in (`abs(c)` runs a user's
+ * implicit cast from c's type to integer).
  */
 function argumentEffectsSql(owners: string): string {
   return `
@@ -113,10 +114,21 @@ function argumentEffectsSql(owners: string): string {
            'check of domain ' || format_type(con.contypid, null) || ' (an argument of ' || o.what || ')', o.scope, o.key, f.oid::int8
     from (${owners}) o
     cross join lateral (
+      -- A domain's base type; and, since an argument converted into a composite type (row(5) for
+      -- a parameter of type comp) converts each field into its attribute's type, and into an array
+      -- (a VARIADIC one too) each element into the element type, those types too.
       with recursive chain(oid) as (
         select t from unnest(o.types) u(t)
         union
-        select b.typbasetype from chain c join pg_type b on b.oid = c.oid where b.typbasetype <> 0
+        select x.oid
+        from chain c join pg_type b on b.oid = c.oid
+        cross join lateral (
+          select b.typbasetype as oid where b.typbasetype <> 0
+          union all
+          select a.atttypid from pg_attribute a where b.typrelid <> 0 and a.attrelid = b.typrelid and a.attnum > 0 and not a.attisdropped
+          union all
+          select b.typelem where b.typelem <> 0 and b.typcategory = 'A'
+        ) x
       ) select oid from chain
     ) arg
     join pg_constraint con on con.contypid = arg.oid
@@ -286,7 +298,8 @@ function castsSql(types: readonly string[]): string {
 /**
  * The bodies of user functions by OID: language, extension membership and the text to read. A SQL
  * body stored parsed (`BEGIN ATOMIC`, `RETURN`; pg_proc.prosqlbody, PostgreSQL 14 and later, read
- * through to_jsonb so that older servers answer too) is read back from its definition.
+ * through to_jsonb so that older servers answer too) is read back from its definition. `results`:
+ * the types (not built in) its results are converted to, whose domain checks run on them.
  */
 function bodiesSql(oids: readonly number[]): string {
   return `
@@ -295,6 +308,10 @@ function bodiesSql(oids: readonly number[]): string {
                    where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.refclassid = 'pg_extension'::regclass and d.deptype = 'e') as extension,
            p.prosrc as src, to_json(p.proconfig)::text as config,
            (to_jsonb(p) ->> 'prosqlbody') is not null as atomic,
+           to_json(array(select format('%I.%I', tn.nspname, t.typname) from pg_type t join pg_namespace tn on tn.oid = t.typnamespace
+                         where tn.nspname <> 'pg_catalog'
+                           and (t.oid = p.prorettype
+                                or t.oid in (select a.t from unnest(p.proallargtypes, p.proargmodes) a(t, m) where a.m in ('o', 'b', 't')))))::text as results,
            case when l.lanname = 'plpgsql' or (l.lanname = 'sql' and (to_jsonb(p) ->> 'prosqlbody') is not null) then pg_get_functiondef(p.oid) end as definition
     from pg_proc p join pg_language l on l.oid = p.prolang
     where p.oid = any(array[${oids.map((o) => `${Math.trunc(o)}`).join(', ')}]::oid[])`
@@ -306,6 +323,13 @@ function configItems(json: string): string[] {
   if (v === null) return []
   if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v
   throw new Error(`unexpected proconfig ${json.slice(0, 100)}`)
+}
+
+/** The result types as JSON (`["public.money_d", "public._money_d"]`, an array type by its own name). Throws on anything else: that function's body is then not read. */
+function resultTypes(json: string): string[] {
+  const v: unknown = JSON.parse(json)
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v
+  throw new Error(`unexpected result types ${json.slice(0, 100)}`)
 }
 
 /** How many levels of calls from body to body one lookup loads (policy judges deeper calls unknown). */
@@ -483,6 +507,7 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
             ...(typeof r.src === 'string' ? {src: r.src} : {}),
             ...(typeof r.definition === 'string' ? {definition: r.definition} : {}),
             ...(typeof r.config === 'string' ? {config: configItems(r.config)} : {}),
+            ...(typeof r.results === 'string' ? {results: resultTypes(r.results)} : {}),
           })
         } catch {
           continue

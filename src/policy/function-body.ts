@@ -11,7 +11,7 @@ import {analyze, summarise} from './analyze.js'
 import {assumedSettingViolated} from './assumed-settings.js'
 import {catalogKeys, type CatalogKey} from './catalog.js'
 import type {StatementAnalysis} from './types.js'
-import {parsePlpgsql, parseSql} from '../sql/parser.js'
+import {parsePlpgsql, parseSql, scanTokens, type ScanToken} from '../sql/parser.js'
 import {isObj, type Obj} from '../sql/tree.js'
 import {StatementWalker} from './walker.js'
 
@@ -31,6 +31,11 @@ export interface FunctionBodySource {
   atomic: boolean
   /** pg_proc.proconfig: the function's own `SET name = value` clauses, in force while its body runs. */
   config?: readonly string[]
+  /**
+   * The types its results are converted to (the return type, OUT and TABLE columns) that are not
+   * built in, schema-qualified and quoted: a domain's checks run on what the body returns.
+   */
+  results?: readonly string[]
 }
 
 export interface FunctionBody {
@@ -65,12 +70,30 @@ export function readFunctionBody(source: FunctionBodySource): FunctionBody {
     if (broken) return unreadable(`sets ${item} for its body, which dbgate does not read it under (${broken.why})`)
   }
   try {
-    if (source.language === 'sql') return source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src)
-    if (source.language === 'plpgsql') return plpgsqlBody(source.definition)
+    if (source.language === 'sql') return withResults(source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src), source.results)
+    if (source.language === 'plpgsql') return withResults(plpgsqlBody(source.definition), source.results)
   } catch (error) {
     return unreadable(`has a body dbgate could not read (${error instanceof Error ? error.message : String(error)})`)
   }
   return unreadable(`is written in ${source.language}, whose body dbgate cannot read`)
+}
+
+/**
+ * A body's result is converted to the function's declared result types: a domain's checks (and
+ * those of a composite's attributes, an array's elements) run on it, in SQL and PL/pgSQL alike,
+ * whatever the body says. Judged as the cast each conversion is.
+ */
+function withResults(body: FunctionBody, results: readonly string[] | undefined): FunctionBody {
+  if (body.unreadable || !results || results.length === 0) return body
+  const statements = [...body.statements]
+  for (const type of results) {
+    const text = `SELECT NULL::${type}`
+    const {statements: analysed} = analyze(text)
+    const failed = analysed.length === 1 ? analysed[0]!.error : 'not one type name'
+    if (failed !== undefined) return unreadable(`returns a type dbgate could not analyse (${failed}: ${type.slice(0, 200)})`)
+    for (const s of analysed) statements.push({...s, index: statements.length})
+  }
+  return done(statements, body.dynamic)
 }
 
 function sqlBody(src: string | undefined): FunctionBody {
@@ -224,6 +247,70 @@ function closesForeignCursor(tree: unknown): string | undefined {
   return undefined
 }
 
+/** The function's body as the server compiles it (pg_proc.prosrc): the `AS` string of its definition. */
+function bodyText(definition: string): string {
+  const parsed = parseSql(definition)
+  if (!parsed.ok) throw new Error(parsed.error)
+  const create = parsed.statements[0]?.CreateFunctionStmt
+  const options = isObj(create) && Array.isArray(create.options) ? create.options : []
+  for (const o of options) {
+    const def = isObj(o) && isObj(o.DefElem) ? o.DefElem : undefined
+    if (def?.defname !== 'as' || !isObj(def.arg) || !isObj(def.arg.List)) continue
+    const first = (def.arg.List.items as unknown[] | undefined)?.[0]
+    if (isObj(first) && isObj(first.String) && typeof first.String.sval === 'string') return first.String.sval
+  }
+  throw new Error('its definition has no body')
+}
+
+/** An identifier token's name as PL/pgSQL stores it: a quoted one as written, any other folded to lower case. */
+function tokenName(t: ScanToken): string {
+  return t.text.startsWith('"') ? t.text.slice(1, -1).replace(/""/g, '"') : t.text.toLowerCase()
+}
+
+/**
+ * The defaults of the variables libpg_query's PL/pgSQL tree shows as records. Its parser has no
+ * catalog: a variable of a type it does not know (a domain, an enum, a table's row type, `record`)
+ * becomes a record, and a record's default is left out of the tree; PL/pgSQL evaluates it, as
+ * `SELECT <default>`, each time the block is entered (`d my_domain := nextval('s')`). So the
+ * default is read back from the declaration's own tokens: from the variable's name, on the line
+ * the tree gives, to the `;` that ends the declaration (PL/pgSQL reads it so, nesting included).
+ * A declared record whose name is not on its line makes the body unreadable.
+ */
+function recordDefaults(definition: string, datums: readonly unknown[]): string[] {
+  const declared = datums.flatMap((d) => (isObj(d) && isObj(d.PLpgSQL_rec) && typeof d.PLpgSQL_rec.lineno === 'number' && typeof d.PLpgSQL_rec.refname === 'string' ? [d.PLpgSQL_rec] : []))
+  if (declared.length === 0) return []
+  const body = bodyText(definition)
+  const tokens = scanTokens(body)
+  // PL/pgSQL numbers lines from the body's start, counting newlines.
+  const lineOf: number[] = []
+  let line = 1
+  let at = 0
+  for (const t of tokens) {
+    for (; at < t.start; at++) if (body.charCodeAt(at) === 10) line++
+    lineOf.push(line)
+  }
+  const texts: string[] = []
+  for (const rec of declared) {
+    const starts = tokens.flatMap((t, i) => (lineOf[i] === rec.lineno && tokenName(t) === rec.refname ? [i] : []))
+    if (starts.length === 0) throw new Error(`cannot find the declaration of ${String(rec.refname)} at line ${String(rec.lineno)}`)
+    for (const start of starts) {
+      let depth = 0
+      let value: number | undefined
+      for (let i = start + 1; i < tokens.length && depth >= 0; i++) {
+        const text = tokens[i]!.text
+        if (text === '(' || text === '[') depth++
+        else if (text === ')' || text === ']') depth--
+        else if (depth > 0) continue
+        else if (text === ';') {
+          if (value !== undefined) texts.push(`SELECT ${body.slice(tokens[value]!.start, tokens[i]!.start)}`)
+          break
+        } else if (value === undefined && (text === ':=' || text === '=' || text.toLowerCase() === 'default')) value = i + 1
+      }
+    }
+  }
+  return texts
+}
+
 function plpgsqlBody(definition: string | undefined): FunctionBody {
   if (definition === undefined) return unreadable('has no definition in the catalog')
   const tree = parsePlpgsql(definition)
@@ -277,6 +364,8 @@ function plpgsqlBody(definition: string | undefined): FunctionBody {
   }
   visit((tree as Obj | undefined)?.plpgsql_funcs, '')
   if (unknown) return unreadable(`has ${unknown} in its body, which dbgate does not know`)
+  const fn = (((tree as Obj | undefined)?.plpgsql_funcs as unknown[] | undefined)?.[0] as Obj | undefined)?.PLpgSQL_function
+  texts.push(...recordDefaults(definition, isObj(fn) && Array.isArray(fn.datums) ? fn.datums : []))
   const closes = closesForeignCursor(tree)
   if (closes) return unreadable(closes)
   const statements: StatementAnalysis[] = []

@@ -5,7 +5,7 @@
  */
 // Before libpg-query, which compiles its WebAssembly as it loads: see wasm-baseline.ts.
 import './wasm-baseline.js'
-import {fingerprintSync, loadModule, normalizeSync, parsePlPgSQLSync, parseSync} from 'libpg-query'
+import {fingerprintSync, loadModule, normalizeSync, parsePlPgSQLSync, parseSync, scanSync} from 'libpg-query'
 import {LRUCache} from 'lru-cache'
 import type {Obj} from './tree.js'
 
@@ -34,6 +34,21 @@ export {fingerprintSync, normalizeSync}
 export function parsePlpgsql(createFunction: string): unknown {
   if (!ready) throw new Error('the SQL parser is not loaded')
   return parsePlPgSQLSync(createFunction)
+}
+
+/** A token of PostgreSQL's own scanner: its text and where it is (`start`, `end`: offsets into the text). */
+export interface ScanToken {
+  start: number
+  end: number
+  text: string
+  /** `IDENT`, `SCONST`, `ASCII_59` (`;`), … as libpg_query names them. */
+  tokenName: string
+}
+
+/** The text's tokens as PostgreSQL's scanner (which PL/pgSQL's builds on) reads them. Throws what it throws. */
+export function scanTokens(text: string): ScanToken[] {
+  if (!ready) throw new Error('the SQL parser is not loaded')
+  return scanSync(text).tokens.map((t) => ({start: t.start, end: t.end, text: t.text, tokenName: t.tokenName}))
 }
 
 export type ParseTree = {readonly stmts?: readonly {readonly stmt?: Record<string, unknown>; readonly stmt_location?: number; readonly stmt_len?: number}[]}

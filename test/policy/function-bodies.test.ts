@@ -48,6 +48,33 @@ describe('user functions are judged by what their bodies do', () => {
         create function public.peek_domain(int) returns int language plpgsql stable as $$ declare d public.locked_int; begin d := $1; return d; end $$;
         create function public.peek_open(int) returns int language plpgsql stable as $$ declare c refcursor; begin open c for execute 'select 1'; close c; return $1; end $$;
         create function public.peek_for(int) returns int language plpgsql stable as $$ declare r record; begin for r in execute 'select 1' loop end loop; return $1; end $$;
+        -- libpg_query's PL/pgSQL tree takes a variable of a type it does not know (a domain, an
+        -- enum, a row type, record) for a record, and leaves a record's default out of its tree.
+        create type public.mood as enum ('calm', 'odd');
+        create function public.peek_rec_default(int) returns int language plpgsql stable as $$ declare r accounts := row(nextval('s')::int, 'x'); begin return $1; end $$;
+        create function public.peek_rec_nested(int) returns int language plpgsql stable as $$
+          begin
+            declare
+              n int := 1;
+              "Odd Name" public.mood
+                default case when length(pg_advisory_lock(4712)::text) = 0
+                  then 'calm'::public.mood end; begin null; end;
+            return $1;
+          end $$;
+        create function public.peek_rec_record(int) returns int language plpgsql stable as $$ declare q record = row(nextval('s')); begin return $1; end $$;
+        -- What a body returns is converted to its declared result types, running their domains' checks.
+        create type public.locked_row as (v public.locked_int);
+        create function public.peek_ret_sql(int) returns public.locked_int language sql stable as $$ select $1 $$;
+        create function public.peek_ret_pl(int) returns public.locked_int language plpgsql stable as $$ begin return $1; end $$;
+        create function public.peek_ret_atomic(int) returns public.locked_int language sql stable return $1;
+        create function public.peek_ret_out(int, out o public.locked_int) language sql stable as $$ select $1 $$;
+        create function public.peek_ret_table(int) returns table (o public.locked_int) language sql stable as $$ select $1 $$;
+        create function public.peek_ret_setof(int) returns setof public.locked_int language plpgsql stable as $$ begin return next $1; end $$;
+        create function public.peek_ret_row(int) returns public.locked_row language sql stable as $$ select $1 $$;
+        -- An argument converted into an array of a domain, a VARIADIC one, or a composite with a domain attribute.
+        create function public.peek_arg_array(a public.locked_int[]) returns int language plpgsql stable as $$ begin return 1; end $$;
+        create function public.peek_arg_variadic(variadic a public.locked_int[]) returns int language plpgsql stable as $$ begin return 1; end $$;
+        create function public.peek_arg_row(r public.locked_row) returns int language plpgsql stable as $$ begin return 1; end $$;
         create function public.peek_rq(int) returns setof int language plpgsql stable as $$ begin return query execute 'select $1' using $1; end $$;
 
         -- Nested two deep, and through a SET search_path clause.
@@ -85,6 +112,9 @@ describe('user functions are judged by what their bodies do', () => {
           end $$;
         create function public.owner_twice(int) returns text language sql stable as $$ select public.owner_of($1) || public.owner_of(public.double_it($1)) $$;
         create view public.owners_view as select id, public.owner_of(id) as o from accounts;
+        create function public.first_mood(int) returns public.mood language plpgsql stable as $$
+          declare r accounts; m public.mood := 'calm'; q record := null;
+          begin select * into r from accounts where id = $1; return m; end $$;
       `),
     )
     if (superuser) {
@@ -158,6 +188,12 @@ describe('user functions are judged by what their bodies do', () => {
       ['peek_nested', /public\.peek_nested calls public\.middle inside its body .*public\.middle calls hidden\.take_lock inside its body .*pg_catalog\.pg_advisory_lock/],
       ['peek_path', /public\.peek_path calls hidden\.helper inside its body .*pg_advisory_lock/],
       ['ping', /calls itself/],
+      ['peek_rec_default', /public\.peek_rec_default calls pg_catalog\.nextval inside its body/],
+      ['peek_rec_nested', /public\.peek_rec_nested calls pg_catalog\.pg_advisory_lock inside its body/],
+      ['peek_rec_record', /public\.peek_rec_record calls pg_catalog\.nextval inside its body/],
+      ...['sql', 'pl', 'atomic', 'out', 'table', 'setof', 'row'].map(
+        (k): [string, RegExp] => [`peek_ret_${k}`, new RegExp(`public\\.peek_ret_${k} calls pg_catalog\\.pg_advisory_lock inside its body \\(cast to public\\.(locked_int|locked_row)`)],
+      ),
       ['peek_lexer', /public\.peek_lexer sets standard_conforming_strings=off for its body, which dbgate does not read it under/],
     ]
     for (const [fn, why] of families) {
@@ -168,6 +204,22 @@ describe('user functions are judged by what their bodies do', () => {
     }
     // The session is still there (no backend was terminated) and its search_path is its own.
     expect((await c.query('show search_path')).rows[0].search_path).toBe('"$user", public')
+    await nothingHappened()
+  })
+
+  it('refuses an argument converted into an array, a VARIADIC list or a composite that holds a checked domain', async () => {
+    const c = await t.client()
+    for (const sql of [
+      'select peek_arg_array(array[1])',
+      'select peek_arg_array(array[id]) from accounts',
+      'select peek_arg_variadic(1, 2)',
+      'select id from accounts where peek_arg_variadic(id) = 1',
+      'select peek_arg_row(row(1))',
+      {text: 'select peek_arg_array($1::int[])', values: ['{1}']},
+    ]) {
+      const e = await refused(c, sql)
+      expect(`${e.message} ${e.detail ?? ''}`, JSON.stringify(sql)).toMatch(/pg_catalog\.pg_advisory_lock \(check of domain (public\.)?locked_int \(an argument of public\.peek_arg_(array|variadic|row)\)\)/)
+    }
     await nothingHappened()
   })
 
@@ -250,6 +302,8 @@ describe('user functions are judged by what their bodies do', () => {
     expect((await c.query('select double_it(21) as d, triple(2) as t')).rowCount).toBe(1)
     expect((await c.query('select owners_upto(2) as o')).rowCount).toBe(2)
     expect((await c.query('select owner_twice(1) as o')).rowCount).toBe(1)
+    // Record variables and defaults that only compute, and a user type returned.
+    expect((await c.query('select first_mood(1) as m')).rowCount).toBe(1)
     expect((await c.query('select o from owners_view where id = 3')).rowCount).toBe(1)
     expect((await c.query({text: 'select id from accounts where id = double_it($1::int)', values: [2]})).rows).toEqual([{id: 4}])
     expect((await c.query('select id from accounts where id = triple(1) or owner = owner_of(1) order by id')).rows).toEqual([{id: 1}, {id: 3}])

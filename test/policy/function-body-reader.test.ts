@@ -80,6 +80,34 @@ describe('reading a PL/pgSQL body', () => {
     }
   })
 
+  it("reads the defaults libpg_query's tree leaves out: those of variables it takes for records (a type it does not know)", () => {
+    const body = plpgsql(
+      'recs() RETURNS int',
+      `
+      declare
+        a int := 1; r accounts := row(from_row(1), 'x;y');
+        "Odd ""Name"" x" my_domain
+          default from_quoted(
+            ';');
+        q record = from_record();
+        plain my_enum;
+        m my_enum := 'a';
+      begin
+        declare inner_r my_domain := from_inner((1), (array[2])[1]); begin null; end;
+        return 1;
+      end`,
+    )
+    expect(body.unreadable).toBeUndefined()
+    expect(body.keys).toEqual(expect.arrayContaining(['f:from_row', 'f:from_quoted', 'f:from_record', 'f:from_inner', 't:my_domain', 't:my_enum']))
+  })
+
+  it('judges the result types a body is converted to', () => {
+    const body = readFunctionBody({language: 'sql', kind: 'f', extension: false, atomic: false, src: 'select 1', results: ['public.checked', 'public._checked', '"odd schema"."Odd"']})
+    expect(body.unreadable).toBeUndefined()
+    expect(body.keys).toEqual(expect.arrayContaining(['t:checked', 't:_checked', 't:Odd']))
+    expect(readFunctionBody({language: 'sql', kind: 'f', extension: false, atomic: false, src: 'select 1', results: ['x; delete from t']}).unreadable).toMatch(/returns a type dbgate could not analyse/)
+  })
+
   it('calls a body it cannot parse unreadable', () => {
     expect(plpgsql('broken() RETURNS int', 'begin return (; end').unreadable).toMatch(/could not read/)
     expect(readFunctionBody({language: 'sql', kind: 'f', extension: false, atomic: false, src: 'select (('}).unreadable).toMatch(/could not analyse/)
