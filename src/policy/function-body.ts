@@ -58,8 +58,14 @@ function done(statements: StatementAnalysis[], dynamic?: string): FunctionBody {
   return {extension: false, statements, ...(dynamic ? {dynamic} : {}), keys: catalogKeys(statements)}
 }
 
+/** The languages whose bodies dbgate reads: an extension's function in one of them is read like a user's. */
+const READABLE_LANGUAGES = new Set(['sql', 'plpgsql'])
+
 export function readFunctionBody(source: FunctionBodySource): FunctionBody {
-  if (source.extension) return {extension: true, statements: [], keys: []}
+  // An extension's C functions are the DBA's installed code, judged by what they declare. Its SQL and
+  // PL/pgSQL ones are read: membership is no proof of origin (`ALTER EXTENSION … ADD FUNCTION`
+  // makes any function a member, and a trusted extension's owner is whoever created it).
+  if (source.extension && !READABLE_LANGUAGES.has(source.language)) return {extension: true, statements: [], keys: []}
   if (source.kind === 'a') return done([])
   for (const item of source.config ?? []) {
     // The body runs under the function's own settings: one that changes how text is read (or what

@@ -280,6 +280,27 @@ describe('user functions are judged by what their bodies do', () => {
     // similarity is an immutable C function of pg_trgm: a user's C function would be unknown.
     expect((await c.query(`select similarity('dbgate', 'db gate') > 0 as close`)).rowCount).toBe(1)
     expect((await c.query(`select show_trgm('abc') is not null as t`)).rowCount).toBe(1)
+    // Membership is no proof of origin: whoever owns the extension (its creator, for a trusted one)
+    // can add any function to it. A member written in SQL or PL/pgSQL is read like any other.
+    await direct((d) =>
+      d.query(`
+        create function public.trgm_lock(int) returns int language sql stable as $$ select pg_advisory_lock(4711); select $1 $$;
+        create function public.trgm_next(int) returns int language plpgsql stable as $$ begin return nextval('s')::int * 0 + $1; end $$;
+        create function public.trgm_fine(int) returns int language sql immutable as $$ select $1 * 2 $$;
+        alter extension pg_trgm add function public.trgm_lock(int);
+        alter extension pg_trgm add function public.trgm_next(int);
+        alter extension pg_trgm add function public.trgm_fine(int);
+      `),
+    )
+    for (const [sql, why] of [
+      ['select trgm_lock(1)', /public\.trgm_lock calls pg_catalog\.pg_advisory_lock inside its body/],
+      ['select id from accounts where id = trgm_next(id)', /public\.trgm_next calls pg_catalog\.nextval inside its body/],
+    ] as const) {
+      const e = await refused(c, sql)
+      expect(`${e.message} ${e.detail ?? ''}`, sql).toMatch(why)
+    }
+    expect((await c.query('select trgm_fine(2) as v')).rowCount).toBe(1)
+    await nothingHappened()
   })
 
   it('sees a function replaced outside the tunnel once the catalog is re-read', async () => {
