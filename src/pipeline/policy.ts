@@ -47,6 +47,8 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     },
     // Policy is the first stage to judge; it never overrules a refusal before it.
     statement: (sql, sctx, verdict) => (verdict.action === 'allow' ? judge(sql, sctx) : verdict),
+    // A function replaced since a named statement was judged runs its new body when it is bound.
+    ...(functions ? {verdictGeneration: () => functions.generation} : {}),
     onStatement: functions
       ? (event) => {
           // DDL may have created, replaced or dropped a function, operator, cast or domain.

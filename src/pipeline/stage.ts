@@ -33,6 +33,7 @@ export interface Stage {
   readonly name: StageName
   readonly startup?: ProxyHooks['startup']
   readonly statement?: StatementStep
+  readonly verdictGeneration?: ProxyHooks['verdictGeneration']
   readonly resultFilter?: ProxyHooks['resultFilter']
   /** The result filter's output memory (with `resultFilter`). */
   readonly outputMemory?: ProxyHooks['outputMemory']
@@ -82,6 +83,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
   return {
     startup: firstProblem(all('startup')),
     statement: judgeInTurn(all('statement')),
+    verdictGeneration: sumOf(all('verdictGeneration')),
     resultFilter: filters[0]?.resultFilter,
     outputMemory: filters[0]?.outputMemory,
     onSessionStart: inTurn(all('onSessionStart')),
@@ -123,6 +125,12 @@ function judgeInTurn(steps: StatementStep[]): StatementHook | undefined {
     const v = all(sql, ctx)
     return v instanceof Promise ? v.then(refuseHold) : refuseHold(v)
   }
+}
+
+/** One number that changes when any stage's does. */
+function sumOf(fns: (() => number)[]): (() => number) | undefined {
+  if (fns.length <= 1) return fns[0]
+  return () => fns.reduce((n, f) => n + f(), 0)
 }
 
 function inTurn<A extends unknown[]>(fns: ((...args: A) => void)[]): ((...args: A) => void) | undefined {

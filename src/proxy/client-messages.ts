@@ -147,6 +147,8 @@ export class ClientMessages {
         if (parse.name === REFUSED_STATEMENT) throw new ProtocolError(`the prepared statement name "${REFUSED_STATEMENT}" is reserved by dbgate`)
         const shape = textShape(parse.text)
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
+        // Read before judging: a change while the verdict is pending makes the first Bind judge it again.
+        const under = c.env.hooks.verdictGeneration?.()
         this.judge(parse.text, 'parse', parse.name, frame, parse.paramTypes, (verdict) => {
           if (verdict.action === 'reject') {
             const run = newRun(parse.text, 'parse', verdict, parse.name)
@@ -155,6 +157,8 @@ export class ClientMessages {
             this.sent(state.sendParse(parse.name, undefined, run), run)
           } else {
             const def = new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs)
+            def.judgedUnder = under
+            def.paramTypes = parse.paramTypes
             c.passToUpstream(frame)
             state.sendParse(parse.name, def)
           }
@@ -178,20 +182,19 @@ export class ClientMessages {
             hint: 'Prepare it through this connection first (Parse or PREPARE); the tunnel binds only statements the server has confirmed.',
           })
         }
-        if (s.verdict.action === 'allow' && s.verdict.once) {
-          if (s.spent) {
-            return this.refuseBind(bind.portal, bind.statement, s, {
-              severity: 'ERROR',
-              code: '42501',
-              message: 'dbgate: this statement was approved for one execution, and it has run',
-              hint: 'Send it again (Parse) to have it judged again.',
-            })
-          }
-          s.spent = true
-        }
         const params = withParams ? paramsAsText(bind.params, bind.paramFormats) : undefined
-        c.passToUpstream(frame)
-        state.sendBind(bind.portal, portalFromStatement(bind.portal, s, params, bind.resultFormats))
+        const now = c.env.hooks.verdictGeneration?.()
+        if (s.judgedUnder !== undefined && now !== s.judgedUnder) {
+          // What it calls may have been replaced since it was judged: judge it again, as a Parse now would be.
+          return this.judge(s.sql, 'parse', s.name, frame, s.paramTypes, (verdict) => {
+            if (verdict.action === 'reject') return this.refuseBind(bind.portal, bind.statement, s, verdict.error)
+            s.verdict = verdict
+            s.judgedUnder = now
+            s.spent = false
+            this.bindJudged(frame, bind.portal, bind.statement, bind.resultFormats, s, params)
+          })
+        }
+        this.bindJudged(frame, bind.portal, bind.statement, bind.resultFormats, s, params)
         return
       }
       case Frontend.Describe: {
@@ -337,6 +340,23 @@ export class ClientMessages {
   }
 
   /** Sends a Bind the server is sure to refuse, so it discards up to Sync as for any error. */
+  /** Binds `s` under the verdict it has now: once only, if that is an approval for one execution. */
+  private bindJudged(frame: Frame, portal: string, statement: string, resultFormats: readonly number[], s: StatementDef, params: (string | null)[] | undefined): void {
+    if (s.verdict.action === 'allow' && s.verdict.once) {
+      if (s.spent) {
+        return this.refuseBind(portal, statement, s, {
+          severity: 'ERROR',
+          code: '42501',
+          message: 'dbgate: this statement was approved for one execution, and it has run',
+          hint: 'Send it again (Parse) to have it judged again.',
+        })
+      }
+      s.spent = true
+    }
+    this.c.passToUpstream(frame)
+    this.c.state.sendBind(portal, portalFromStatement(portal, s, params, resultFormats))
+  }
+
   private refuseBind(portal: string, statement: string, s: StatementDef | undefined, error: PgNoticeFields): void {
     const run = newRun(s ? s.sql : `<Bind of prepared statement "${statement}", unknown to the tunnel>`, 'parse', {action: 'reject', error}, statement)
     run.denied = error

@@ -46,6 +46,10 @@ const NO_REFS: readonly NameRef[] = Object.freeze([])
 export class StatementDef implements NamedDefinition {
   /** An approval covers one execution: set when the statement is bound the first time. */
   spent = false
+  /** The hooks' `verdictGeneration` its verdict was judged under (a Parse's); judged again at Bind when it moved on. */
+  judgedUnder: number | undefined = undefined
+  /** The parameter types its Parse declared, for judging it again. */
+  paramTypes: readonly number[] | undefined = undefined
   /** Its RowDescription from a Describe, for results of portals bound to it. */
   fields: FieldDescription[] | undefined
 
@@ -54,7 +58,8 @@ export class StatementDef implements NamedDefinition {
     readonly sql: string,
     readonly statementIndex: number,
     readonly definedBy: 'parse' | 'prepare',
-    readonly verdict: StatementVerdict,
+    /** Replaced when it is judged again at Bind (`judgedUnder`). */
+    public verdict: StatementVerdict,
     /** What running it does to named objects (a Parse of `PREPARE …` or `DECLARE …`). */
     readonly shape: StatementShape = NO_SHAPE,
     /** Names its text reads when it runs. */

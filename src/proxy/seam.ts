@@ -223,6 +223,13 @@ export interface ProxyHooks {
   /** Judges the client's startup parameters; returning an error refuses the connection. */
   startup?: (params: Record<string, string>) => PgNoticeFields | undefined
   statement?: StatementHook
+  /**
+   * A number that changes whenever what `statement` judges against may have changed (policy's view
+   * of the target's functions, after DDL or a re-read). A named prepared statement judged under
+   * another number is judged again when it is bound: the server runs the function bodies it has
+   * then, not the ones the statement was judged by.
+   */
+  verdictGeneration?: () => number
   resultFilter?: ResultFilterFactory
   onStatement?: (event: StatementEvent) => void
   /**

@@ -316,6 +316,27 @@ describe('user functions are judged by what their bodies do', () => {
     await nothingHappened()
   })
 
+  it('judges a named statement again when it is bound after a function it calls was replaced', async () => {
+    await direct((d) => d.query(`create function public.later_named(int) returns int language sql stable as $$ select $1 $$`))
+    const c = await t.client()
+    // node-postgres sends Parse once per name and client, then only Bind and Execute.
+    const named = {name: 'later-named', text: 'select later_named($1::int) as v', values: [1]}
+    const harmless = {name: 'owner-named', text: 'select owner_of($1::int) as o', values: [1]}
+    expect((await c.query(named)).rowCount).toBe(1)
+    expect((await c.query(harmless)).rowCount).toBe(1)
+    await direct((d) => d.query(`create or replace function public.later_named(int) returns int language sql stable as $$ select pg_advisory_lock(4711); select $1 $$`))
+    // DDL through the tunnel makes it re-read its catalog (as it would after its time to live).
+    await c.query('create table later_named_marker (id int)')
+    for (let i = 0; i < 2; i++) {
+      const e = await refused(c, named)
+      expect(`${e.message} ${e.detail ?? ''}`).toMatch(/public\.later_named calls pg_catalog\.pg_advisory_lock inside its body/)
+    }
+    await nothingHappened()
+    // A statement whose functions only read is bound as before, judged again once.
+    expect((await c.query(harmless)).rowCount).toBe(1)
+    expect((await c.query(harmless)).rowCount).toBe(1)
+  })
+
   it('keeps reads that only read: stable SQL, immutable arithmetic, PL/pgSQL that computes and selects, nested, in a view', async () => {
     const c = await t.client()
     // (Masking hides what a function returns; the rows' count shows each call ran.)
