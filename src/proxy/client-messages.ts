@@ -184,12 +184,16 @@ export class ClientMessages {
         }
         const params = withParams ? paramsAsText(bind.params, bind.paramFormats) : undefined
         const now = c.env.hooks.verdictGeneration?.()
-        if (s.judgedUnder !== undefined && now !== s.judgedUnder) {
-          // What it calls may have been replaced since it was judged: judge it again, as a Parse now would be.
-          return this.judge(s.sql, 'parse', s.name, frame, s.paramTypes, (verdict) => {
+        // What it calls may have been replaced since it was judged: judge it again, as a Parse now
+        // would be. A statement made by SQL PREPARE is judged as the `EXECUTE` that binding it is,
+        // every time, as an SQL EXECUTE of it would be.
+        const again = s.definedBy === 'prepare' ? `EXECUTE ${quoteIdent(s.name)}` : s.judgedUnder !== undefined && now !== s.judgedUnder ? s.sql : undefined
+        if (again !== undefined && c.env.hooks.statement) {
+          const prepared = s.definedBy === 'prepare'
+          return this.judge(again, prepared ? 'simple' : 'parse', prepared ? undefined : s.name, frame, prepared ? undefined : s.paramTypes, (verdict) => {
             if (verdict.action === 'reject') return this.refuseBind(bind.portal, bind.statement, s, verdict.error)
             s.verdict = verdict
-            s.judgedUnder = now
+            s.judgedUnder = prepared ? undefined : now
             s.spent = false
             this.bindJudged(frame, bind.portal, bind.statement, bind.resultFormats, s, params)
           })
@@ -449,6 +453,11 @@ function checkName(kind: 'prepared statement' | 'portal', name: string): void {
   throw new ProtocolError(
     `a ${kind} name of ${Buffer.byteLength(name)} bytes ("${name.slice(0, 20)}…"): PostgreSQL keeps only the first ${MAX_NAME_BYTES} bytes of a name, so names longer than that are refused; use a shorter one`,
   )
+}
+
+/** An SQL identifier for `name`, quoted. */
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`
 }
 
 function failClosed(error: unknown): StatementVerdict {

@@ -1,7 +1,9 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import pg from 'pg'
+import {serialize} from 'pg-protocol'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {codes, errorOf} from '../helpers/raw-client.js'
 
 /**
  * A STABLE or IMMUTABLE user function is its author's word, not proof: PostgreSQL lets such a
@@ -335,6 +337,25 @@ describe('user functions are judged by what their bodies do', () => {
     // A statement whose functions only read is bound as before, judged again once.
     expect((await c.query(harmless)).rowCount).toBe(1)
     expect((await c.query(harmless)).rowCount).toBe(1)
+  })
+
+  it('judges a Bind of a statement made by SQL PREPARE as the EXECUTE it is, with the bodies the server has then', async () => {
+    await direct((d) => d.query(`create function public.later_prepared(int) returns int language sql stable as $$ select $1 $$`))
+    const r = await t.raw()
+    const bindAndRun = async () => {
+      r.send(serialize.bind({portal: '', statement: 'pp', values: ['1']}), serialize.execute({portal: '', rows: 0}), serialize.sync())
+      return r.untilReady()
+    }
+    r.send(serialize.query('prepare pp as select later_prepared($1)'))
+    expect(codes(await r.untilReady())).toBe('CZ')
+    expect(codes(await bindAndRun())).toBe('2DCZ')
+    await direct((d) => d.query(`create or replace function public.later_prepared(int) returns int language sql stable as $$ select pg_advisory_lock(4711); select $1 $$`))
+    r.send(serialize.query('create table later_prepared_marker (id int)'))
+    expect(codes(await r.untilReady())).toBe('CZ')
+    const refusedBind = await bindAndRun()
+    expect(codes(refusedBind)).toBe('EZ')
+    expect(errorOf(refusedBind)?.detail ?? '').toMatch(/public\.later_prepared calls pg_catalog\.pg_advisory_lock inside its body/)
+    await nothingHappened()
   })
 
   it('keeps reads that only read: stable SQL, immutable arithmetic, PL/pgSQL that computes and selects, nested, in a view', async () => {
