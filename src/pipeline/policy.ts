@@ -28,6 +28,8 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   })
   const judge = readOnlyFor(ctx, policy)
   const evalOpts = {rules: target.rules, pack: target.policy, groups: who.groups}
+  /** Sessions whose DDL may not have committed yet (a transaction block, or the rest of its implicit transaction). */
+  const ddlOpen = new Set<string>()
   return {
     name: 'policy',
     startup: (params): PgNoticeFields | undefined => {
@@ -46,17 +48,36 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
       }
     },
     // Policy is the first stage to judge; it never overrules a refusal before it.
-    statement: (sql, sctx, verdict) => (verdict.action === 'allow' ? judge(sql, sctx) : verdict),
+    statement: (sql, sctx, verdict) => {
+      // This session's DDL has ended (committed or rolled back) since the catalog was last read:
+      // what was read while it was open was the catalog without it.
+      if (functions && ddlOpen.has(sctx.sessionId) && sctx.transactionStatus === 'I') {
+        ddlOpen.delete(sctx.sessionId)
+        functions.invalidate()
+      }
+      return verdict.action === 'allow' ? judge(sql, sctx) : verdict
+    },
     // A function replaced since a named statement was judged runs its new body when it is bound.
     ...(functions ? {verdictGeneration: () => functions.generation} : {}),
     onStatement: functions
       ? (event) => {
-          // DDL may have created, replaced or dropped a function, operator, cast or domain.
-          if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) functions.invalidate()
+          if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {
+            // DDL may have created, replaced or dropped a function, operator, cast or domain. The
+            // catalog connection sees it only once it commits, so it is read again then too.
+            functions.invalidate()
+            ddlOpen.add(event.sessionId)
+          } else if (ddlOpen.has(event.sessionId) && event.commandTags.some(isTransactionEndTag)) {
+            ddlOpen.delete(event.sessionId)
+            functions.invalidate()
+          }
         }
       : undefined,
+    onSessionEnd: (session) => void ddlOpen.delete(session.sessionId),
   }
 }
+
+const TRANSACTION_END_TAG = /^(COMMIT|ROLLBACK|END)\b/
+const isTransactionEndTag = (tag: string): boolean => TRANSACTION_END_TAG.test(tag)
 
 const DDL_TAG = /^(CREATE|ALTER|DROP|IMPORT) /
 /** The last answer, by the string asked about: the tunnel hands on one string for a session's repeated tags. */

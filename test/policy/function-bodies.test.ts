@@ -318,6 +318,30 @@ describe('user functions are judged by what their bodies do', () => {
     await nothingHappened()
   })
 
+  it('reads its catalog again once a transaction that renamed a function through the tunnel ends, not 60 seconds later', async () => {
+    await direct((d) => d.query(`create function public.later_tx(int) returns int language sql stable as $$ select $1 $$;
+      create function public.locking_tx(int) returns int language sql stable as $$ select pg_advisory_lock(4712); select $1 $$`))
+    const c = await t.client()
+    for (const end of ['commit', 'end']) {
+      expect((await c.query('select later_tx(1) as v')).rowCount).toBe(1)
+      await c.query('begin')
+      // Plain DDL (allowed here) that puts the locking body under the name a client calls.
+      await c.query('alter function public.later_tx(int) rename to harmless_tx')
+      await c.query('alter function public.locking_tx(int) rename to later_tx')
+      // Judged inside the open transaction, the catalog connection still sees the old names (a
+      // documented limit); plain EXPLAIN runs nothing, but it looks the name up, and that was kept.
+      await c.query('explain select later_tx(1)')
+      await c.query(end)
+      const e = await refused(c, 'select later_tx(5) as v')
+      expect(`${e.message} ${e.detail ?? ''}`).toMatch(/public\.later_tx calls pg_catalog\.pg_advisory_lock inside its body/)
+      // Another session, whose lookups share the same catalog, sees it too.
+      await refused(await t.client(), 'select later_tx(6) as v')
+      await nothingHappened()
+      await direct((d) => d.query('alter function public.later_tx(int) rename to locking_tx; alter function public.harmless_tx(int) rename to later_tx'))
+      await c.query('create table if not exists later_tx_marker (id int)')
+    }
+  })
+
   it('judges a named statement again when it is bound after a function it calls was replaced', async () => {
     await direct((d) => d.query(`create function public.later_named(int) returns int language sql stable as $$ select $1 $$`))
     const c = await t.client()
