@@ -188,22 +188,26 @@ function relationsSql(names: readonly string[]): string {
  * relations by name in user schemas (src/policy/views.ts adds them to what `tables:` rules
  * match): what each rule's stored tree depends on, and each table's partitions and inheritance
  * children (a partition of public.payroll may live in hr), following them to VIEW_DEPTH_LIMIT
- * levels; a relation with more behind it there comes back `too_deep`. System relations are
+ * levels; a relation with more behind it there comes back `too_deep`, and a foreign table (itself
+ * too, when named) comes back `foreign`: its rows come from another server. System relations are
  * reported, not followed (pg_stats counts as every table by its name). `select_only`: reached
  * through view definitions and table hierarchies alone, which a read goes through; the other
  * rules fire only for writes.
  */
 function tablesBehindSql(names: readonly string[]): string {
   const describe = (c: string, n: string) =>
-    `(case ${c}.relkind when 'v' then 'the view ' when 'm' then 'the materialized view ' when 'p' then 'the partitioned table ' else 'the table ' end || ${n}.nspname || '.' || ${c}.relname) collate "C"`
-  // The relations right behind b: what its rules' trees name (not b itself), and its children.
+    `(case ${c}.relkind when 'v' then 'the view ' when 'm' then 'the materialized view ' when 'p' then 'the partitioned table ' when 't' then 'the TOAST table ' when 'f' then 'the foreign table ' else 'the table ' end || ${n}.nspname || '.' || ${c}.relname) collate "C"`
+  // The relations right behind b: what its rules' trees name (not b itself), its children, and for
+  // a TOAST table the table whose long values it stores (pg_toast.pg_toast_<oid> holds its data).
   const edges = (b: string) => `
     select d.refobjid as oid, rw.ev_type = '1' as sel
     from pg_rewrite rw
     join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> ${b}.oid
     where rw.ev_class = ${b}.oid
     union all
-    select i.inhrelid, true from pg_inherits i where i.inhparent = ${b}.oid`
+    select i.inhrelid, true from pg_inherits i where i.inhparent = ${b}.oid
+    union all
+    select o.oid, true from pg_class o where o.reltoastrelid = ${b}.oid`
   return `
     with recursive behind(oid, key, scope, depth, via, path, select_only, sys) as (
       select c.oid, c.relname::text, n.nspname::text, 0, '' collate "C", ${describe('c', 'n')}, true, false
@@ -219,9 +223,9 @@ function tablesBehindSql(names: readonly string[]): string {
       where b.depth < ${VIEW_DEPTH_LIMIT} and not b.sys
     )
     select distinct b.key, b.scope, n.nspname::text as schema, c.relname::text as name, b.via, b.select_only,
-           (b.depth = ${VIEW_DEPTH_LIMIT} and not b.sys and exists (${edges('b')})) as too_deep
+           (b.depth = ${VIEW_DEPTH_LIMIT} and not b.sys and exists (${edges('b')})) as too_deep, c.relkind = 'f' as "foreign"
     from behind b join pg_class c on c.oid = b.oid join pg_namespace n on n.oid = c.relnamespace
-    where b.depth > 0`
+    where b.depth > 0 or c.relkind = 'f'`
 }
 
 /** Operators that are not built in, by symbol, with the function each one runs. */
@@ -534,6 +538,7 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
           via: String(r.via),
           selectOnly: r.select_only === true || r.select_only === 't',
           ...(r.too_deep === true || r.too_deep === 't' ? {tooDeep: true as const} : {}),
+          ...(r.foreign === true || r.foreign === 't' ? {foreign: true as const} : {}),
         })
       }
       for (const [k, tables] of byKey) this.behind.set(k, tables)

@@ -60,6 +60,8 @@ export interface LoadingFunctionCatalog extends FunctionCatalog {
   missing(keys: readonly CatalogKey[]): CatalogKey[]
   /** Loads `keys`; concurrent loads of the same key share one lookup. Never rejects: a failed key stays unknown. */
   load(keys: readonly CatalogKey[]): Promise<void>
+  /** Forgets what was read, so that the next statement reads the catalog afresh. */
+  invalidate?(): void
 }
 
 // ---- built-ins ---------------------------------------------------------------------------------

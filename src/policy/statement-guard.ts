@@ -4,7 +4,7 @@
  * them (`ctx.session`), evaluates the rules and answers with a verdict. It keeps no state of its
  * own: a PREPARE it allows exists for later texts only once the server has confirmed it.
  */
-import type {StatementContext} from '../proxy/seam.js'
+import type {SessionView, StatementContext} from '../proxy/seam.js'
 import {DEFAULT_MAX_STATEMENT_SIZE} from './analyze.js'
 import {AnalysisCache, sharedAnalysisCache} from './cache.js'
 import {catalogKeys, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
@@ -13,7 +13,7 @@ import {loadParser, parserReady} from '../sql/parser.js'
 import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry, touchesRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
 import {readingOf} from './text-shape.js'
-import {addTablesBehindViews} from './views.js'
+import {addTablesBehindViews, distrustTablesBehind, mayChangeTablesBehind} from './views.js'
 import type {Analysis, BuiltinRule, CatalogCall, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict, type PolicyVerdict} from './verdict.js'
 
@@ -50,11 +50,19 @@ export interface JudgedText {
  * the same text is known to a later EXECUTE, then judges every call (the executed statements'
  * included) against `catalog`, and adds the tables behind the views they use (views.ts). Shared by the hook and `dbgate policy check`.
  */
-export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry | undefined, opts: EvaluateOptions, catalog: FunctionCatalog = offlineCatalog): JudgedText {
+export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry | undefined, opts: EvaluateOptions, catalog: FunctionCatalog = offlineCatalog, unsettled = false): JudgedText {
+  // What is behind a relation is read from committed state: it is not known after a change this
+  // session has not committed, nor after one earlier in the same text (views.ts).
+  const changing = statements.findIndex(mayChangeTablesBehind)
+  const from = unsettled ? 0 : changing < 0 ? statements.length : changing + 1
+  const judgedAs = (judged: StatementAnalysis[]): JudgedText => {
+    const out = distrustTablesBehind(judged, from, catalog)
+    return {statements: out, decision: evaluate(out, opts)}
+  }
   // The text's own calls first (an EXECUTE's parameters included: the EXECUTE itself is replaced below).
   const own = resolveCatalogCalls(addTablesBehindViews(statements, catalog), catalog)
   // No EXECUTE, PREPARE or DEALLOCATE (catalog calls add none): nothing below would change a statement.
-  if (!touchesRegistry(own)) return {statements: own, decision: evaluate(own, opts)}
+  if (!touchesRegistry(own)) return judgedAs(own)
   // Fails closed: the hook's caller refuses a statement it could not judge.
   if (!staged) throw new Error('a text that runs or defines prepared statements was judged without the session\'s prepared statements')
   const resolved: StatementAnalysis[] = []
@@ -66,8 +74,7 @@ export function judgeStatements(statements: readonly StatementAnalysis[], staged
     applyToRegistry(r, staged)
   }
   // Then the calls of the prepared statements the EXECUTEs run, read back from their defining texts.
-  const judged = executes ? resolveCatalogCalls(addTablesBehindViews(resolved, catalog), catalog) : own
-  return {statements: judged, decision: evaluate(judged, opts)}
+  return judgedAs(executes ? resolveCatalogCalls(addTablesBehindViews(resolved, catalog), catalog) : own)
 }
 
 /** The first OID of objects created after initdb: a type below it is built in. */
@@ -123,14 +130,33 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     return (sql) => cache.analyze(sql, {maxStatementSize}, reading)
   }
 
+  /**
+   * Sessions that let through a statement which may change what is behind a relation
+   * (`mayChangeTablesBehind`), with their ReadyForQuery count when they sent it. The catalog's own
+   * connection sees the change only once it commits: until then the session's relations count as
+   * every table. Settled by the first statement after a ReadyForQuery that reported no transaction
+   * open, which reads the catalog afresh (what was read meanwhile showed the state before the change).
+   */
+  const unsettledSince = new WeakMap<SessionView, number>()
+  const unsettled = (ctx: StatementContext): boolean => {
+    const since = unsettledSince.get(ctx.session)
+    if (since === undefined) return false
+    const ready = ctx.session.readyCount
+    if (ready === undefined || ready <= since || ctx.transactionStatus !== 'I') return true
+    unsettledSince.delete(ctx.session)
+    loading?.invalidate?.()
+    return false
+  }
+
   /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
   const decide = (shared: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
     const analysis = withDeclaredParams(shared, ctx)
+    const before = unsettled(ctx)
     if (loading) {
       const missing = loading.missing(keysFor(analysis, ctx))
-      if (missing.length > 0) return loading.load(missing).then(() => decideNow(analysis, ctx))
+      if (missing.length > 0) return loading.load(missing).then(() => decideNow(analysis, ctx, before))
     }
-    return decideNow(analysis, ctx)
+    return decideNow(analysis, ctx, before)
   }
 
   /** The catalog keys a text's verdict needs, those of the prepared statements its EXECUTEs run included. */
@@ -148,7 +174,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     return [...keys, ...catalogKeys(resolved)]
   }
 
-  const decideNow = (analysis: Analysis, ctx: StatementContext): PolicyVerdict => {
+  const decideNow = (analysis: Analysis, ctx: StatementContext, unsettledBefore: boolean): PolicyVerdict => {
     // A text that neither runs nor defines prepared statements never reads the session's (`judgeStatements`).
     const staged = touchesRegistry(analysis.statements) ? new StagedRegistry(() => preparedInSession(ctx.session, definitions(ctx))) : undefined
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
@@ -156,8 +182,11 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}
       return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements, analysis})
     }
-    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog)
-    return decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
+    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog, unsettledBefore)
+    const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
+    // A change that may run (now, or once approved) leaves the session unsettled; a refused one changed nothing.
+    if (verdict.action !== 'reject' && statements.some(mayChangeTablesBehind)) unsettledSince.set(ctx.session, ctx.session.readyCount ?? 0)
+    return verdict
   }
 
   return (sql: string, ctx: StatementContext) => {

@@ -23,6 +23,11 @@ export interface TableBehind {
   selectOnly: boolean
   /** Set when the views nest deeper than the lookup follows: what is behind is not known. */
   tooDeep?: true
+  /**
+   * Set for a foreign table (the relation named, when `via` is empty): its rows come from another
+   * server, perhaps this very database's `hr` schema, which the catalog does not show.
+   */
+  foreign?: true
 }
 
 /** A catalog that can say what is behind a relation (the tunnel's; the offline one cannot). */
@@ -72,6 +77,11 @@ function scopeFits(schema: string | undefined, b: TableBehind): boolean {
   return b.scope === schema
 }
 
+function foreignReason(b: TableBehind): string {
+  const name = `${b.schema}.${b.name}`
+  return `${b.via ? `${name} (through ${b.via})` : name} is a foreign table: its rows come from another server (which may be this database, hr tables included), and dbgate cannot see which tables they are read from`
+}
+
 /** The tables behind one table reference, or undefined when nothing is behind it. */
 function behind(t: TableRef, catalog: ViewAwareCatalog): TableRef[] | undefined {
   // DDL on a view (DROP VIEW, ALTER VIEW) does not touch the tables behind it.
@@ -86,7 +96,9 @@ function behind(t: TableRef, catalog: ViewAwareCatalog): TableRef[] | undefined 
     if (!scopeFits(t.schema, b) || (t.access === 'read' && !b.selectOnly)) continue
     const ref: TableRef = b.tooDeep
       ? {schema: b.schema, name: b.name, access: t.access, via: b.via, every: `${b.via} nests views deeper than ${VIEW_DEPTH_LIMIT} levels, so dbgate cannot see which tables are behind it`}
-      : {schema: b.schema, name: b.name, access: t.access, via: b.via}
+      : b.foreign
+        ? {schema: b.schema, name: b.name, access: t.access, ...(b.via ? {via: b.via} : {}), every: foreignReason(b)}
+        : {schema: b.schema, name: b.name, access: t.access, via: b.via}
     if (!out.some((x) => x.schema === ref.schema && x.name === ref.name && x.via === ref.via)) out.push(ref)
   }
   return out.length > 0 ? out : undefined
@@ -117,7 +129,11 @@ function statementWithBehind(stmt: StatementAnalysis, catalog: ViewAwareCatalog,
     operations = changed ? ops : null
     byOperations.set(stmt.operations, operations)
   }
-  if (operations === null) return stmt
+  return operations === null ? stmt : withOperations(stmt, operations)
+}
+
+/** `stmt` summarised again over `operations` (what PREPARE, EXECUTE and DEALLOCATE say kept). */
+function withOperations(stmt: StatementAnalysis, operations: Operation[]): StatementAnalysis {
   const special = stmt.command === 'prepare' || stmt.command === 'execute' ? stmt.command : undefined
   return summarise(stmt.index, stmt.text, {
     operations,
@@ -165,4 +181,42 @@ export function tablesAsWritten(statements: readonly StatementAnalysis[], catalo
     }
   }
   return [...out]
+}
+
+/**
+ * Statement classes that never change what is behind a relation (an allow-list: DDL, `DO`, `CALL`
+ * and whatever could not be read may create, replace or re-parent a view, rule or table).
+ */
+const CATALOG_KEEPING: ReadonlySet<string> = new Set(['read', 'write', 'transaction', 'session', 'admin', 'privilege'])
+
+/** Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out of date. */
+export function mayChangeTablesBehind(stmt: StatementAnalysis): boolean {
+  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class))
+}
+
+/**
+ * The statements from position `from` on, with every relation they read or write in a user schema
+ * counting as every table (`TableRef.every`). Used while a change to the catalog that this session
+ * made is not committed yet (or comes earlier in the same text): the tunnel reads the catalog on a
+ * connection of its own, which sees only committed changes, so what it found behind a relation
+ * may not be what this session's statement will read (`ALTER TABLE hr.salaries INHERIT
+ * public.parent; SELECT * FROM public.parent`).
+ */
+export function distrustTablesBehind(statements: readonly StatementAnalysis[], from: number, catalog: FunctionCatalog): StatementAnalysis[] {
+  if (!seesViews(catalog) || from >= statements.length) return statements as StatementAnalysis[]
+  return statements.map((stmt, i) => {
+    if (i < from) return stmt
+    let changed = false
+    const operations = stmt.operations.map((op) => {
+      const added: TableRef[] = []
+      for (const t of op.tables) {
+        if (t.access === 'ddl' || t.via !== undefined || t.every !== undefined || t.schema === 'pg_catalog' || t.schema === 'information_schema') continue
+        added.push({...t, every: `this session changed the catalog in a transaction that is not committed yet (or earlier in the same text), and dbgate reads what is behind ${qualifiedName(t)} only once that change is committed; send this statement after the COMMIT`})
+      }
+      if (added.length === 0) return op
+      changed = true
+      return {...op, tables: [...op.tables, ...added]}
+    })
+    return changed ? withOperations(stmt, operations) : stmt
+  })
 }

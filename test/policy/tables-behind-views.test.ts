@@ -4,14 +4,19 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 import type pg from 'pg'
+import {serialize} from 'pg-protocol'
 import PolicyCheck from '../../src/commands/policy/check.js'
 import {TargetFunctionCatalog} from '../../src/connect/function-catalog.js'
 import {catalogQueryFor, type ClosableCatalogQuery} from '../../src/masking/catalog-query.js'
 import {analyze, catalogKeys} from '../../src/policy/index.js'
-import {judgeStatements} from '../../src/policy/statement-guard.js'
+import {AnalysisCache} from '../../src/policy/cache.js'
+import {createStatementHook, judgeStatements} from '../../src/policy/statement-guard.js'
+import type {PolicyRule} from '../../src/policy/types.js'
+import type {StatementContext} from '../../src/proxy/seam.js'
 import {loadParser} from '../../src/sql/parser.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {codes, errorOf} from '../helpers/raw-client.js'
 
 /**
  * `tables:` rules judge the tables a statement reaches, not only the names it writes: the tables
@@ -278,6 +283,199 @@ describe('a view changed under a prepared statement', () => {
   })
 })
 
+/**
+ * The tunnel reads what is behind a relation on a catalog connection of its own, which sees only
+ * committed changes. A change this session made (earlier in the same text, earlier in an open
+ * transaction, or earlier in one pipeline) put hr.salaries behind a public name where that
+ * connection could not see it, and the read of the public name ran with hr's rows.
+ */
+describe('what is behind a relation while the session changes the catalog', () => {
+  const SECRET = 'PAYROLL-SECRET'
+  let db: UpstreamInfo
+  let deny: PipelineTunnel
+  let allowList: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const DDL_ALLOWED = ['  - id: ddl', '    match: {class: ddl}', '    action: allow']
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create schema hr;
+        create table hr.salaries (id int, person text, amount int);
+        insert into hr.salaries select g, '${SECRET} ' || g, g from generate_series(1, 20) g;
+        create table public.parent (id int, person text, amount int);
+        create table public.parted (id int, person text, amount int) partition by range (id);
+        create table hr.salaries_part (id int, person text, amount int);
+        insert into hr.salaries_part select * from hr.salaries;
+        create view public.shell as select 1 as id, 'nobody'::text as person, 0 as amount;
+        create table public.teams (id int, name text);
+        insert into public.teams values (1, 'team 1');
+      `),
+    )
+    deny = await openPipelineTunnel(db, ['rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny', ...DDL_ALLOWED].join('\n'))
+    allowList = await openPipelineTunnel(
+      db,
+      ['rules:', '  - id: public-reads', '    match: {class: read, tables: ["public.*"]}', '    action: allow', '  - id: other-reads', '    match: {class: read}', '    action: deny', ...DDL_ALLOWED].join('\n'),
+    )
+  })
+  afterAll(async () => {
+    await deny?.close()
+    await allowList?.close()
+  })
+
+  /** Changes that put hr.salaries behind a public name, each with the read that then returned hr rows. */
+  const CHANGES: readonly [string, string][] = [
+    ['alter table hr.salaries inherit public.parent', 'select * from public.parent'],
+    ['alter table public.parted attach partition hr.salaries_part for values from (0) to (1000)', 'select person from parted'],
+    ['create or replace view public.shell as select id, person, amount from hr.salaries', 'select * from shell'],
+    ['create view public.fresh as select * from hr.salaries', 'table fresh'],
+    ['create temp view teams as select id, person as name from hr.salaries', 'select * from teams'],
+    ['create materialized view public.snapshot as select * from hr.salaries', 'select * from public.snapshot'],
+  ]
+
+  /** Runs `steps` on a fresh client; every one either ran or was refused. Returns what the client was shown and the refusals. */
+  async function session(t: PipelineTunnel, steps: readonly string[]): Promise<{shown: string; refusals: Refusal[]}> {
+    const c = await t.client()
+    let shown = ''
+    const refusals: Refusal[] = []
+    try {
+      for (const sql of steps) {
+        try {
+          const r = await c.query(sql)
+          shown += JSON.stringify((Array.isArray(r) ? r : [r]).map((x: pg.QueryResult) => x.rows))
+        } catch (e) {
+          refusals.push(e as Refusal)
+        }
+      }
+    } finally {
+      await c.end()
+    }
+    return {shown, refusals}
+  }
+
+  it('refuses the read when the change comes earlier in the same text, and nothing of the text runs', async () => {
+    for (const t of [deny, allowList]) {
+      for (const [change, read] of CHANGES) {
+        const {shown, refusals} = await session(t, [`${change}; ${read}`])
+        expect(shown, change).not.toContain(SECRET)
+        expect(refusals, change).toHaveLength(1)
+        expect(refusals[0]!.code, `${change}: ${refusals[0]!.message}`).toBe('42501')
+        // The allow-list's deny rule names no tables: it says which rule refused, the deny rule's detail says why.
+        if (t === deny) expect(refusals[0]!.detail, change).toMatch(/changed the catalog in a transaction that is not committed yet \(or earlier in the same text\)/)
+      }
+    }
+    // The refused texts never reached the server.
+    expect(await direct(async (d) => (await d.query("select count(*)::int as n from pg_inherits where inhparent in ('public.parent'::regclass, 'public.parted'::regclass)")).rows[0].n)).toBe(0)
+    expect(await direct(async (d) => (await d.query("select to_regclass('public.fresh') is null as gone")).rows[0].gone)).toBe(true)
+  })
+
+  it('refuses the read inside the transaction that made the change, until it commits', async () => {
+    for (const t of [deny, allowList]) {
+      // Not the replaced view: masking's catalog read waits on the lock the open transaction holds
+      // on it (the view's own case is judged without masking, below).
+      for (const [change, read] of CHANGES.filter(([c]) => !c.startsWith('create or replace'))) {
+        const {shown, refusals} = await session(t, ['begin', change, read, 'rollback'])
+        expect(shown, change).not.toContain(SECRET)
+        expect(refusals.map((r) => r.code), change).toEqual(['42501'])
+      }
+    }
+  })
+
+  it('refuses the read later in the same pipeline, before its Sync commits the change', async () => {
+    for (const t of [deny, allowList]) {
+      for (const [change, read] of CHANGES.slice(0, 3)) {
+        const raw = await t.raw()
+        raw.send(serialize.parse({text: change}), serialize.bind({}), serialize.execute({}), serialize.parse({text: read}), serialize.bind({}), serialize.execute({}), serialize.sync())
+        const msgs = await raw.untilReady()
+        expect(msgs.map((m) => m.body.toString('latin1')).join(''), change).not.toContain(SECRET)
+        expect(errorOf(msgs)?.code, `${change}: ${codes(msgs)}`).toBe('42501')
+        raw.end()
+      }
+    }
+    // The Sync after the refusal ended the pipeline's implicit transaction: nothing of it was committed.
+    expect(await direct(async (d) => (await d.query("select count(*)::int as n from pg_inherits where inhparent = 'public.parent'::regclass")).rows[0].n)).toBe(0)
+  })
+
+  it('lets reads of public tables run again once no change is pending, and in transactions that change nothing', async () => {
+    const {shown, refusals} = await session(deny, ['create table public.scratch (id int)', 'select * from public.teams', 'begin', 'select * from public.teams', 'commit', 'drop table public.scratch', 'select name from teams'])
+    expect(refusals).toEqual([])
+    expect(shown).toContain('team 1')
+    const allowed = await session(allowList, ['begin', 'select * from public.teams', 'commit'])
+    expect(allowed.refusals).toEqual([])
+  })
+})
+
+/**
+ * Relations whose rows are another table's: a TOAST table stores its owner's long values
+ * (`pg_toast.pg_toast_<oid>`, pg_statistic's included), and a foreign table's rows come from
+ * another server, which postgres_fdw can point at this very database's hr schema.
+ */
+describe('TOAST tables and foreign tables', () => {
+  const SECRET = 'LONG-SECRET'
+  let db: UpstreamInfo
+  let deny: PipelineTunnel
+  let allowList: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  let toast = ''
+  let statisticsToast = ''
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct(async (c) => {
+      await c.query(`
+        create schema hr;
+        create table hr.docs (id int, body text);
+        alter table hr.docs alter column body set storage external;
+        insert into hr.docs values (1, repeat('${SECRET}', 1000));
+        create table hr.salaries (id int, person text);
+        insert into hr.salaries values (1, '${SECRET}');
+        create extension postgres_fdw;
+        create server loop foreign data wrapper postgres_fdw options (host '${db.host}', port '${db.port}', dbname '${db.database}');
+        create user mapping for current_user server loop options (user '${db.user}', password '${db.password}');
+        create foreign table public.remote_pay (id int, person text) server loop options (schema_name 'hr', table_name 'salaries');
+        create view public.remote_view as select * from public.remote_pay;
+        create table public.teams (id int, name text);
+        insert into public.teams values (1, 'team 1');
+        analyze;
+      `)
+      toast = (await c.query("select reltoastrelid::regclass::text as t from pg_class where oid = 'hr.docs'::regclass")).rows[0].t
+      statisticsToast = (await c.query("select reltoastrelid::regclass::text as t from pg_class where oid = 'pg_catalog.pg_statistic'::regclass")).rows[0].t
+    })
+    deny = await openPipelineTunnel(db, ['rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny'].join('\n'))
+    allowList = await openPipelineTunnel(db, ['rules:', '  - id: public-reads', '    match: {class: read, tables: ["public.*"]}', '    action: allow', '  - id: other-reads', '    match: {class: read}', '    action: deny'].join('\n'))
+  })
+  afterAll(async () => {
+    await deny?.close()
+    await allowList?.close()
+  })
+
+  it('counts a TOAST table as its owner, and a foreign table as every table, in every form', async () => {
+    // The foreign table really serves hr's rows (straight to the server).
+    expect(JSON.stringify(await direct(async (d) => (await d.query('select * from public.remote_pay')).rows))).toContain(SECRET)
+    const routes: [string, RegExp][] = [
+      [toast, new RegExp(`hr\\.docs, through the TOAST table ${toast.replace('.', '\\.')}`)],
+      [statisticsToast, /pg_catalog\.pg_statistic shows values sampled from the columns of every analysed table/],
+      ['remote_pay', /public\.remote_pay is a foreign table: its rows come from another server/],
+      ['public.remote_view', /public\.remote_pay \(through the view public\.remote_view\) is a foreign table/],
+    ]
+    const d = await deny.client()
+    const a = await allowList.client()
+    for (const [rel, detail] of routes) {
+      for (const sql of forms(rel)) {
+        const e = await refused(d, sql)
+        expect(e.message, sql).toMatch(/rule no-hr-reads/)
+        expect(e.detail, sql).toMatch(detail)
+        expect((await refused(a, sql)).message, sql).toMatch(/rule other-reads/)
+      }
+    }
+    // The TOAST table's name alone (a search_path could reach it so) is judged the same.
+    expect((await refused(d, `select * from ${toast.replace('pg_toast.', '')}`)).detail).toMatch(/through the TOAST table/)
+    // Public tables still run.
+    expect((await a.query('select name from teams')).rows).toEqual([{name: 'team 1'}])
+  })
+})
+
 describe('what is behind a view, as the tunnel caches it', () => {
   let db: UpstreamInfo
   let query: ClosableCatalogQuery
@@ -312,6 +510,50 @@ describe('what is behind a view, as the tunnel caches it', () => {
     expect(sent).toBe(before)
     now += 60_001
     expect(await judge('select * from roster')).toBe('deny')
+  })
+})
+
+describe('what is behind a view, once a change the session made commits', () => {
+  let db: UpstreamInfo
+  let query: ClosableCatalogQuery
+
+  beforeAll(async () => {
+    await loadParser()
+    db = await createTestDatabase()
+    await withClient(db.url, (c) => c.query('create schema hr; create table hr.salaries (id int); create table teams (id int); create view roster as select id from teams'))
+    query = catalogQueryFor({host: db.host, port: db.port, database: db.database, user: db.user, password: db.password, tls: 'disable'})
+  })
+  afterAll(() => query.close())
+
+  it('reads the catalog afresh when the session settles, although it looked the name up while the change was pending', async () => {
+    const catalog = new TargetFunctionCatalog({query})
+    const rules: PolicyRule[] = [
+      {id: 'no-hr', match: {class: 'read', tables: ['hr.*']}, action: 'deny'},
+      {id: 'ddl', match: {class: 'ddl'}, action: 'allow'},
+    ]
+    const hook = createStatementHook({rules, pack: 'default', identityGroups: [], functions: catalog, cache: new AnalysisCache()})
+    // One SessionView per connection (the hook keeps its state by it), its ReadyForQuery count moving on.
+    const view = {statement: () => undefined, portal: () => undefined, parameters: new Map<string, string>(), readyCount: 0}
+    const at = (ready: number, transactionStatus: 'I' | 'T'): StatementContext => {
+      view.readyCount = ready
+      return {sessionId: 's', connectionId: 1, protocol: 'simple', transactionStatus, database: db.database, user: db.user, session: view, signal: new AbortController().signal, notify: () => {}}
+    }
+    const action = async (sql: string, c: StatementContext) => (await hook(sql, c)).action
+    expect(await action('select * from roster', at(0, 'I'))).toBe('allow')
+    // The session's change, made in a transaction the catalog's connection cannot see into yet.
+    await withClient(db.url, async (d) => {
+      await d.query('begin')
+      await d.query('create or replace view roster as select id from hr.salaries')
+      expect(await action('create or replace view roster as select id from hr.salaries', at(1, 'T'))).toBe('allow')
+      // Refused while pending; what it looked up shows the view as it was.
+      expect(await action('select * from roster', at(2, 'T'))).toBe('reject')
+      await d.query('commit')
+    })
+    // Settled: the first statement after a ReadyForQuery with no transaction open reads the catalog again.
+    const v = await hook('select * from roster', at(3, 'I'))
+    expect(v.action).toBe('reject')
+    expect(v.action === 'reject' ? v.error.detail : '').toContain('hr.salaries, through the view public.roster')
+    expect(await action('select * from teams', at(4, 'I'))).toBe('allow')
   })
 })
 
