@@ -281,6 +281,29 @@ describe('a view changed under a prepared statement', () => {
     expect(e.message).toMatch(/rule no-hr-reads/)
     expect(e.detail).toContain('hr.salaries, through the view public.sneaky')
   })
+
+  it('judges a named extended-protocol statement again when it is bound after the view it reads was replaced', async () => {
+    await withClient(db.url, (d) => d.query("insert into hr.salaries values (4242, 'SECRET-PERSON')"))
+    const c = await t.client()
+    await c.query('create view public.shell_named as select id, name from public.teams')
+    // node-postgres sends Parse once per name and client, then only Bind and Execute.
+    const named = {name: 'shell-named', text: 'select * from shell_named where id > $1', values: [0]}
+    await c.query(named)
+    for (const replace of ['through the tunnel', 'outside it']) {
+      const ddl = 'create or replace view public.shell_named as select id, person as name from hr.salaries'
+      if (replace === 'through the tunnel') await c.query(ddl)
+      else {
+        await withClient(db.url, (d) => d.query(ddl.replace('hr.salaries', 'hr.salaries where id > 0')))
+        // The next DDL through the tunnel has the catalog read again, as its time to live would.
+        await c.query(`create table if not exists public.unrelated_named (id int)`)
+      }
+      const e = await refused(c, named)
+      expect(e.message, replace).toMatch(/rule no-hr-reads/)
+      expect(JSON.stringify(e), replace).not.toContain('SECRET-PERSON')
+      await withClient(db.url, (d) => d.query('create or replace view public.shell_named as select id, name from public.teams'))
+      await c.query(`create table if not exists public.unrelated_named (id int)`)
+    }
+  })
 })
 
 /**
