@@ -21,6 +21,18 @@ import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
 import {VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
+/**
+ * The types a value of type `b` (a pg_type row) is converted through, as `x(oid)`: a domain's base
+ * type, a composite's attribute types, an array's element type. Their checks run on the way.
+ */
+const TYPE_PARTS = `cross join lateral (
+          select b.typbasetype as oid where b.typbasetype <> 0
+          union all
+          select a.atttypid from pg_attribute a where b.typrelid <> 0 and a.attrelid = b.typrelid and a.attnum > 0 and not a.attisdropped
+          union all
+          select b.typelem where b.typelem <> 0 and b.typcategory = 'A'
+        ) x`
+
 export interface TargetFunctionCatalogOptions {
   query: CatalogQuery
   ttlMs?: number
@@ -122,13 +134,7 @@ function argumentEffectsSql(owners: string): string {
         union
         select x.oid
         from chain c join pg_type b on b.oid = c.oid
-        cross join lateral (
-          select b.typbasetype as oid where b.typbasetype <> 0
-          union all
-          select a.atttypid from pg_attribute a where b.typrelid <> 0 and a.attrelid = b.typrelid and a.attnum > 0 and not a.attisdropped
-          union all
-          select b.typelem where b.typelem <> 0 and b.typcategory = 'A'
-        ) x
+        ${TYPE_PARTS}
       ) select oid from chain
     ) arg
     join pg_constraint con on con.contypid = arg.oid
@@ -270,13 +276,7 @@ function castsSql(types: readonly string[]): string {
       -- each element into the element type, those types too.
       select x.oid, c.key, c.scope
       from chain c join pg_type b on b.oid = c.oid
-      cross join lateral (
-        select b.typbasetype as oid where b.typbasetype <> 0
-        union all
-        select a.atttypid from pg_attribute a where b.typrelid <> 0 and a.attrelid = b.typrelid and a.attnum > 0 and not a.attisdropped
-        union all
-        select b.typelem where b.typelem <> 0 and b.typcategory = 'A'
-      ) x
+      ${TYPE_PARTS}
     )
     select fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
            1 as nargs, 0 as ndefaults, false as "variadic", 'cast to ' || c.scope || '.' || c.key as via, c.scope as scope, c.key as key, f.oid::int8 as oid

@@ -91,3 +91,14 @@ export function unknownOperation(detail: string): Operation {
 function unknownStatement(index: number, text: string, error: string): StatementAnalysis {
   return {index, text, class: 'unknown', command: 'unknown', tables: [], functions: [], operations: [unknownOperation(error)], error}
 }
+
+/** `stmt` summarised again over `operations` (what PREPARE, EXECUTE and DEALLOCATE say kept). */
+export function withOperations(stmt: StatementAnalysis, operations: Operation[]): StatementAnalysis {
+  const special = stmt.command === 'prepare' || stmt.command === 'execute' ? stmt.command : undefined
+  return summarise(stmt.index, stmt.text, {
+    operations,
+    ...(special ? {command: special} : {}),
+    ...(stmt.prepare ? {prepare: stmt.prepare} : {}),
+    ...(stmt.deallocate ? {deallocate: stmt.deallocate} : {}),
+  })
+}

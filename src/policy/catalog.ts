@@ -11,7 +11,7 @@
  * Pure: the catalog is an interface. `offlineCatalog` knows the built-ins only (for `dbgate policy
  * check`); the tunnel's implementation reads the target (src/connect/function-catalog.ts).
  */
-import {summarise} from './analyze.js'
+import {withOperations} from './analyze.js'
 import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
 import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, type FunctionCandidate, type FunctionEffect} from './functions.js'
@@ -325,13 +325,7 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog, onl
     }
   }
   operations.push(...extra)
-  const special = stmt.command === 'prepare' || stmt.command === 'execute' ? stmt.command : undefined
-  return summarise(stmt.index, stmt.text, {
-    operations,
-    ...(special ? {command: special} : {}),
-    ...(stmt.prepare ? {prepare: stmt.prepare} : {}),
-    ...(stmt.deallocate ? {deallocate: stmt.deallocate} : {}),
-  })
+  return withOperations(stmt, operations)
 }
 
 const resolved = new WeakMap<

@@ -7,7 +7,7 @@
  * tables behind a view are added on top of them, from the target's catalog. Without a catalog
  * (`dbgate policy check`) names are judged as written, and the report says so.
  */
-import {summarise} from './analyze.js'
+import {withOperations} from './analyze.js'
 import type {CatalogKey, FunctionCatalog} from './catalog.js'
 import type {Operation, StatementAnalysis, TableRef} from './types.js'
 
@@ -132,16 +132,6 @@ function statementWithBehind(stmt: StatementAnalysis, catalog: ViewAwareCatalog,
   return operations === null ? stmt : withOperations(stmt, operations)
 }
 
-/** `stmt` summarised again over `operations` (what PREPARE, EXECUTE and DEALLOCATE say kept). */
-function withOperations(stmt: StatementAnalysis, operations: Operation[]): StatementAnalysis {
-  const special = stmt.command === 'prepare' || stmt.command === 'execute' ? stmt.command : undefined
-  return summarise(stmt.index, stmt.text, {
-    operations,
-    ...(special ? {command: special} : {}),
-    ...(stmt.prepare ? {prepare: stmt.prepare} : {}),
-    ...(stmt.deallocate ? {deallocate: stmt.deallocate} : {}),
-  })
-}
 
 const memo = new WeakMap<FunctionCatalog, {generation: number; byOperations: WeakMap<readonly Operation[], Operation[] | null>}>()
 
