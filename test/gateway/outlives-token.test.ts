@@ -1,15 +1,12 @@
 import {readFileSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
-import path from 'node:path'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
-import {fixture, mint, type Fixture} from '../identity/helpers.js'
-import {isolatedEnv, targetConfigText} from '../helpers/open.js'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import type {RunningGateway} from '../../src/gateway/gateway.js'
+import {mint, type Fixture} from '../identity/helpers.js'
+import type {UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import type {TestPki} from './helpers.js'
+import {startAppGateway, type AppGateway} from './app-gateway.js'
 
 /**
  * `server.sessionOutlivesToken: true`, as docs/gateway.md describes it: a session signed in with a
@@ -23,21 +20,13 @@ describe('dbgate gateway: sessionOutlivesToken: true', () => {
   let dir: string
   let gw: RunningGateway
 
+  let app: AppGateway
+
   beforeAll(async () => {
-    ;[f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase('gwoutlive')])
-    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gwoutlive-'))
-    const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
-    gw = await startGateway({
-      loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, server: ['sessionOutlivesToken: true', 'maxSessionDuration: 8s'], targets: targetConfigText('app', db, 'allow: [engineering]')}),
-      env,
-    })
-    await gw.whenReady()
+    app = await startAppGateway('gwoutlive', {server: ['sessionOutlivesToken: true', 'maxSessionDuration: 8s']})
+    ;({f, pki, db, dir, gw} = app)
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => app?.close())
 
   it('keeps a session going after its token expired, guarded as before, and ends it at maxSessionDuration', async () => {
     const exp = Math.floor(Date.now() / 1000) + 2

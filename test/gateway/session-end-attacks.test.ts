@@ -1,20 +1,17 @@
 import {readFileSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
 import net from 'node:net'
-import {tmpdir} from 'node:os'
-import path from 'node:path'
 import tls from 'node:tls'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
+import type {RunningGateway} from '../../src/gateway/gateway.js'
 import {decodeNotice} from '../../src/wire/backend.js'
 import {Framer} from '../../src/wire/framer.js'
 import {encodeQuery, encodeSslRequest, encodeStartup} from '../../src/wire/frontend.js'
-import {fixture, mint, type Fixture} from '../identity/helpers.js'
-import {isolatedEnv, targetConfigText} from '../helpers/open.js'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {mint, type Fixture} from '../identity/helpers.js'
+import {withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import type {TestPki} from './helpers.js'
+import {startAppGateway, type AppGateway} from './app-gateway.js'
 
 /** A hand-driven client signed in to the gateway over TLS, that records every backend message with when it came. */
 class SignedIn {
@@ -72,23 +69,14 @@ describe('dbgate gateway: a session cannot be kept open past its end by pipelini
   let ca: string
   const email = 'alice@example.com'
 
+  let app: AppGateway
+
   beforeAll(async () => {
-    ;[f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase('gwend')])
+    app = await startAppGateway('gwend', {prepare: (d) => withClient(d.url, (c) => c.query('create table ticks (at timestamptz not null default clock_timestamp(), who text not null)'))})
+    ;({f, pki, db, dir, gw} = app)
     ca = readFileSync(pki.ca, 'utf8')
-    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gwend-'))
-    await withClient(db.url, (c) => c.query('create table ticks (at timestamptz not null default clock_timestamp(), who text not null)'))
-    const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
-    gw = await startGateway({
-      loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, targets: targetConfigText('app', db, 'allow: [engineering]')}),
-      env,
-    })
-    await gw.whenReady()
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => app?.close())
 
   /** Each way of keeping a statement queued behind the running one: what to send for the n-th step. */
   const pipelines: [string, (who: string, n: number) => Buffer][] = [

@@ -1,14 +1,11 @@
 import {readFileSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
-import path from 'node:path'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
-import {fixture, mint, type Fixture} from '../identity/helpers.js'
-import {isolatedEnv, targetConfigText} from '../helpers/open.js'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import type {RunningGateway} from '../../src/gateway/gateway.js'
+import {mint, type Fixture} from '../identity/helpers.js'
+import type {UpstreamInfo} from '../helpers/pg.js'
+import type {TestPki} from './helpers.js'
+import {startAppGateway, type AppGateway} from './app-gateway.js'
 
 /**
  * Tokens the IdP really signed, with dbgate's audience and a subject, that still must not sign
@@ -22,18 +19,13 @@ describe('dbgate gateway: IdP-signed JWTs that are not sign-in tokens', () => {
   let dir: string
   let gw: RunningGateway
 
+  let app: AppGateway
+
   beforeAll(async () => {
-    ;[f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase('gwtok')])
-    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gwtok-'))
-    const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
-    gw = await startGateway({loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, targets: targetConfigText('app', db, 'allow: [engineering]')}), env})
-    await gw.whenReady()
+    app = await startAppGateway('gwtok')
+    ;({f, pki, db, dir, gw} = app)
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => app?.close())
 
   const claims = (extra: Record<string, unknown> = {}) => ({iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'mallory', email: 'mallory@example.com', groups: ['engineering'], ...extra})
 

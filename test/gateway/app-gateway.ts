@@ -1,0 +1,46 @@
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
+import {fixture, type Fixture} from '../identity/helpers.js'
+import {isolatedEnv, targetConfigText} from '../helpers/open.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+
+export interface AppGateway {
+  f: Fixture
+  pki: TestPki
+  db: UpstreamInfo
+  dir: string
+  gw: RunningGateway
+  close(): Promise<void>
+}
+
+/**
+ * A real gateway, in this process, with a real IdP and a PKI of its own, in front of one test
+ * database as the target `app` that engineering may use. `server` adds lines to its `server:`
+ * section; `prepare` runs on the database before the gateway starts.
+ */
+export async function startAppGateway(name: string, opts: {server?: string[]; prepare?: (db: UpstreamInfo) => Promise<unknown>} = {}): Promise<AppGateway> {
+  const [f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase(name)])
+  const dir = await mkdtemp(path.join(tmpdir(), `dbgate-${name}-`))
+  await opts.prepare?.(db)
+  const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
+  const gw = await startGateway({
+    loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, ...(opts.server ? {server: opts.server} : {}), targets: targetConfigText('app', db, 'allow: [engineering]')}),
+    env,
+  })
+  await gw.whenReady()
+  return {
+    f,
+    pki,
+    db,
+    dir,
+    gw,
+    async close() {
+      await gw.close(500)
+      await f.close()
+      await Promise.all([dir, pki.dir].map((d) => rm(d, {recursive: true, force: true})))
+    },
+  }
+}
