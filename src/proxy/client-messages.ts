@@ -187,7 +187,10 @@ export class ClientMessages {
         // What it calls may have been replaced since it was judged: judge it again, as a Parse now
         // would be. A statement made by SQL PREPARE is judged as the `EXECUTE` that binding it is,
         // every time, as an SQL EXECUTE of it would be.
-        const again = s.definedBy === 'prepare' ? `EXECUTE ${quoteIdent(s.name)}` : s.judgedUnder !== undefined && now !== s.judgedUnder ? s.sql : undefined
+        // A Parse a reviewer approved for one execution is bound as approved: judged again, it would
+        // be held again, as often as the wait for the reviewer moved the catalog on (a lookup does).
+        const approved = s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
+        const again = s.definedBy === 'prepare' ? `EXECUTE ${quoteIdent(s.name)}` : s.judgedUnder !== undefined && now !== s.judgedUnder && !approved ? s.sql : undefined
         if (again !== undefined && c.env.hooks.statement) {
           const prepared = s.definedBy === 'prepare'
           return this.judge(again, prepared ? 'simple' : 'parse', prepared ? undefined : s.name, frame, prepared ? undefined : s.paramTypes, (verdict) => {
