@@ -48,22 +48,16 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
       }
     },
     // Policy is the first stage to judge; it never overrules a refusal before it.
-    statement: (sql, sctx, verdict) => {
-      // This session's DDL has ended (committed or rolled back) since the catalog was last read:
-      // what was read while it was open was the catalog without it.
-      if (functions && ddlOpen.has(sctx.sessionId) && sctx.transactionStatus === 'I') {
-        ddlOpen.delete(sctx.sessionId)
-        functions.invalidate()
-      }
-      return verdict.action === 'allow' ? judge(sql, sctx) : verdict
-    },
+    // (The session's own next statement after its change settles reads the catalog again: statement-guard.ts.)
+    statement: (sql, sctx, verdict) => (verdict.action === 'allow' ? judge(sql, sctx) : verdict),
     // A function replaced since a named statement was judged runs its new body when it is bound.
     ...(functions ? {verdictGeneration: () => functions.generation} : {}),
     onStatement: functions
       ? (event) => {
           if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {
             // DDL may have created, replaced or dropped a function, operator, cast or domain. The
-            // catalog connection sees it only once it commits, so it is read again then too.
+            // catalog connection sees it only once it commits, so it is read again then too, for
+            // every session (what they looked up meanwhile was the catalog without it).
             functions.invalidate()
             ddlOpen.add(event.sessionId)
           } else if (ddlOpen.has(event.sessionId) && event.commandTags.some(isTransactionEndTag)) {
