@@ -102,3 +102,15 @@ export function withOperations(stmt: StatementAnalysis, operations: Operation[])
     ...(stmt.deallocate ? {deallocate: stmt.deallocate} : {}),
   })
 }
+
+/** `statements` with `fn` applied to each; the same array when `fn` changed none (callers memoise by it). */
+export function mapStatements(statements: readonly StatementAnalysis[], fn: (s: StatementAnalysis) => StatementAnalysis): StatementAnalysis[] {
+  let out: StatementAnalysis[] | undefined
+  for (let i = 0; i < statements.length; i++) {
+    const s = statements[i]!
+    const r = fn(s)
+    if (r !== s) out ??= statements.slice(0, i)
+    out?.push(r)
+  }
+  return out ?? (statements as StatementAnalysis[])
+}

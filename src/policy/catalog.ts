@@ -11,7 +11,7 @@
  * Pure: the catalog is an interface. `offlineCatalog` knows the built-ins only (for `dbgate policy
  * check`); the tunnel's implementation reads the target (src/connect/function-catalog.ts).
  */
-import {withOperations} from './analyze.js'
+import {mapStatements, withOperations} from './analyze.js'
 import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
 import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, type FunctionCandidate, type FunctionEffect} from './functions.js'
@@ -347,16 +347,10 @@ export function resolveCatalogCalls(statements: readonly StatementAnalysis[], ca
   // A cached analysis hands out the same statements array every time: one lookup for the whole text.
   const whole = memo.byList.get(statements)
   if (whole) return whole as StatementAnalysis[]
-  let out: StatementAnalysis[] | undefined
-  for (let i = 0; i < statements.length; i++) {
-    const s = statements[i]!
-    const r = resolveStatement(s, catalog, memo.onlyRead)
-    if (r !== s) out ??= statements.slice(0, i)
-    out?.push(r)
-  }
+  const out = mapStatements(statements, (s) => resolveStatement(s, catalog, memo.onlyRead))
   // Texts that only read need no entry: their statements answer from `onlyRead` (a text of a known
   // shape brings a new statements array every time, and an entry each would only feed the GC).
-  if (!out) return statements as StatementAnalysis[]
+  if (out === statements) return out
   memo.byList.set(statements, out)
   return out
 }

@@ -7,7 +7,7 @@
  * tables behind a view are added on top of them, from the target's catalog. Without a catalog
  * (`dbgate policy check`) names are judged as written, and the report says so.
  */
-import {withOperations} from './analyze.js'
+import {mapStatements, withOperations} from './analyze.js'
 import type {CatalogKey, FunctionCatalog} from './catalog.js'
 import type {Operation, StatementAnalysis, TableRef} from './types.js'
 
@@ -148,14 +148,7 @@ export function addTablesBehindViews(statements: readonly StatementAnalysis[], c
     m = {generation: catalog.generation, byOperations: new WeakMap()}
     memo.set(catalog, m)
   }
-  let out: StatementAnalysis[] | undefined
-  for (let i = 0; i < statements.length; i++) {
-    const s = statements[i]!
-    const r = statementWithBehind(s, catalog, m.byOperations)
-    if (r !== s) out ??= statements.slice(0, i)
-    out?.push(r)
-  }
-  return out ?? (statements as StatementAnalysis[])
+  return mapStatements(statements, (s) => statementWithBehind(s, catalog, m.byOperations))
 }
 
 /**
