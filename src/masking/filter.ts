@@ -119,8 +119,9 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const unprovenSettings = new Set<number>()
   /**
    * Connections that sent a statement which may have changed the catalog (`changesCatalog`: DDL,
-   * or code the analysis cannot see into), with the session's `readyCount` when they sent it. What
-   * it created (a function shadowing a built-in's name) is invisible to the catalog's own
+   * or code the analysis cannot see into), with the ReadyForQuery count reached before that
+   * statement's own (`readyAwaited`). What it created (a function shadowing a built-in's name) is
+   * invisible to the catalog's own
    * connection until its transaction commits, and is read only after that, so until then the
    * connection's statements are analysed with names distrusted (`analyzeText`). The connection is
    * settled by its first statement after a ReadyForQuery that reported no transaction open, which
@@ -347,7 +348,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)
       running(statements, ctx.connectionId)
-      if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, ctx.session?.readyCount ?? 0)
+      if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0)
     } else {
       // What could not be analysed may run anything.
       unprovenSettings.add(ctx.connectionId)

@@ -185,7 +185,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog, unsettledBefore)
     const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
     // A change that may run (now, or once approved) leaves the session unsettled; a refused one changed nothing.
-    if (verdict.action !== 'reject' && statements.some(mayChangeTablesBehind)) unsettledSince.set(ctx.session, ctx.session.readyCount ?? 0)
+    if (verdict.action !== 'reject' && statements.some(mayChangeTablesBehind)) unsettledSince.set(ctx.session, ctx.session.readyAwaited ?? ctx.session.readyCount ?? 0)
     return verdict
   }
 

@@ -178,6 +178,12 @@ export class ProtocolState<R> implements SessionView {
   readonly parameters = new Map<string, string>()
   readyCount = 0
 
+  get readyAwaited(): number {
+    let n = this.readyCount
+    for (const e of this.queue) if (e.kind === 'query' || e.kind === 'sync') n++
+    return n
+  }
+
   /**
    * A statement that may read COPY data from the client is still running. The server reads a Sync
    * sent during its COPY as data and ignores it, but answers one sent before or after, and a

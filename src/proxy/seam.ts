@@ -47,6 +47,12 @@ export interface SessionView {
    * implicit transaction: what ran before it is committed when `transactionStatus` is then idle.
    */
   readonly readyCount?: number
+  /**
+   * What `readyCount` will be once every ReadyForQuery owed for what was already sent has arrived.
+   * A statement judged now ends with a later one: a change it makes is behind that count, not
+   * behind `readyCount` (a reply to an earlier text in a pipeline says nothing about it).
+   */
+  readonly readyAwaited?: number
 }
 
 export interface StatementContext {

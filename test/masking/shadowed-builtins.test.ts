@@ -18,7 +18,7 @@ import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
 import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
 
 /** Built-in names without an overload taking an integer, so `name(1)` reaches only the shadow. */
-const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with']
+const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with', 'sha256', 'sha512']
 
 /** The body reads names and addresses: values only lineage can mask, the scanner cannot. */
 const BODY = "select string_agg(full_name || ' / ' || address, ', ') from customers"
@@ -160,6 +160,33 @@ describe('masking: functions and operators that shadow built-ins, created after 
       expect(await direct(`select ${n}(1)`)).not.toEqual([])
       const found = leaked(Buffer.concat(got.map((m) => m.body)), fx.secrets)
       if (found.length > 0) failures.push(`${between} between (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
+    }
+    expect(failures).toEqual([])
+  })
+
+  it('masks it when the call follows the reply to an earlier text of the same pipeline, while the change is still open', async () => {
+    // The first reply reports no transaction open, but it ends the text before the change: the
+    // change's own reply has not come yet, and its transaction is still open when the call runs.
+    const failures: string[] = []
+    const slow = 'select pg_sleep(0.3)'
+    for (const form of ['simple', 'extended'] as const) {
+      const n = fresh()
+      const raw = await tunnel.raw()
+      const run = (text: string) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})]
+      if (form === 'simple') raw.send(serialize.query(slow), serialize.query(`begin; ${hiddenCreateSql(n)}; select pg_sleep(1)`))
+      else raw.send(...run(slow), serialize.sync(), ...run(hiddenCreateSql(n)), ...run('select pg_sleep(1)'))
+      const first = await raw.untilReady()
+      expect(first.at(-1)!.body.toString('latin1'), form).toBe('I')
+      const call = `select ${n}(1)`
+      if (form === 'simple') raw.send(serialize.query(call), serialize.query('commit'))
+      else raw.send(serialize.parse({text: call}), serialize.bind({}), serialize.describe({type: 'P'}), serialize.execute({}), serialize.sync())
+      const got: RawMessage[] = []
+      // Simple: the change's text, the call and the COMMIT; extended: one Sync ends them all.
+      for (let i = form === 'simple' ? 3 : 1; i > 0; i--) got.push(...(await raw.untilReady()))
+      raw.end()
+      expect(await direct(call), form).not.toEqual([])
+      const found = leaked(Buffer.concat(got.map((m) => m.body)), fx.secrets)
+      if (found.length > 0) failures.push(`${form} (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
     }
     expect(failures).toEqual([])
   })

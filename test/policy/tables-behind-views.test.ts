@@ -422,6 +422,29 @@ describe('what is behind a relation while the session changes the catalog', () =
     expect(await direct(async (d) => (await d.query("select count(*)::int as n from pg_inherits where inhparent = 'public.parent'::regclass")).rows[0].n)).toBe(0)
   })
 
+  it('refuses the read sent after the reply to an earlier text of the same pipeline, while the change is still open', async () => {
+    // The first reply reports no transaction open, but it answers the text before the change.
+    const slow = 'select pg_sleep(0.2)'
+    const run = (text: string) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})]
+    for (const t of [deny, allowList]) {
+      for (const [change, read] of t === deny ? CHANGES : CHANGES.slice(0, 3)) {
+        for (const form of ['simple', 'extended'] as const) {
+          const raw = await t.raw()
+          if (form === 'simple') raw.send(serialize.query(slow), serialize.query(`begin; ${change}; select pg_sleep(0.3)`))
+          else raw.send(...run(slow), serialize.sync(), ...run('begin'), ...run(change), ...run('select pg_sleep(0.3)'))
+          expect((await raw.untilReady()).at(-1)!.body.toString('latin1')).toBe('I')
+          if (form === 'simple') raw.send(serialize.query(read), serialize.query('rollback'))
+          else raw.send(...run(read), ...run('rollback'), serialize.sync())
+          const msgs = []
+          for (let i = form === 'simple' ? 3 : 1; i > 0; i--) msgs.push(...(await raw.untilReady()))
+          raw.end()
+          expect(msgs.map((m) => m.body.toString('latin1')).join(''), `${form}: ${change}`).not.toContain(SECRET)
+          expect(errorOf(msgs)?.code, `${form}: ${change}: ${codes(msgs)}`).toBe('42501')
+        }
+      }
+    }
+  })
+
   it('lets reads of public tables run again once no change is pending, and in transactions that change nothing', async () => {
     const {shown, refusals} = await session(deny, ['create table public.scratch (id int)', 'select * from public.teams', 'begin', 'select * from public.teams', 'commit', 'drop table public.scratch', 'select name from teams'])
     expect(refusals).toEqual([])
