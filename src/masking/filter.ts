@@ -74,6 +74,8 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * what is unknown masked as untraceable.
    */
   ensureFresh(sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId' | 'transactionStatus'>): Promise<void> | undefined
+  /** Whether the connection's catalog change is over, as of a ReadyForQuery that reported no transaction open: the catalog needs a read. */
+  ended(connectionId: number, session: SessionView): boolean
   /**
    * After a statement completed: whether the catalog is to be re-read because the connection ran
    * something that may have changed it (DDL, or code the analysis cannot see into).
@@ -330,6 +332,9 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   // Other sessions see the change once it is committed: a read after each of this connection's
   // statements until it settles (the read its own next statement waits for comes on top).
   const statementDone = (event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean => unsettled.has(event.connectionId)
+  // A statement's event may come before its commit (an Execute's, before the Sync): the
+  // ReadyForQuery that reports the change's transaction over asks for one more read.
+  const ended = (connectionId: number, session: SessionView): boolean => settles(connectionId, {session, transactionStatus: 'I'})
 
   const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {
     if (unmasked) return undefined
@@ -361,6 +366,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     checkMaskable,
     ensureFresh,
     statementDone,
+    ended,
     forgetConnection: (id: number) => {
       unprovenSettings.delete(id)
       unsettled.delete(id)

@@ -15,7 +15,7 @@ import {createMaskingFilterFactory, type MaskingFilterFactory, type MaskingIdent
 export interface MaskingRuntime {
   catalog: Catalog
   factory: MaskingFilterFactory
-  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onConnectionClosed' | 'outputMemory'>>
+  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onIdle' | 'onConnectionClosed' | 'outputMemory'>>
   close(): Promise<void>
 }
 
@@ -75,6 +75,7 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
     throw error
   }
   const factory = createMaskingFilterFactory({catalog, masking: opts.masking, identity: opts.identity, hashKey: opts.hashKey})
+  const reread = () => void catalog.refresh().catch((e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`))
   return {
     catalog,
     factory,
@@ -82,8 +83,10 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
       resultFilter: factory,
       onStatement(event) {
         // `statementDone` first: it also keeps track of transaction ends.
-        if (!factory.statementDone(event) && !shouldRefresh(event)) return
-        catalog.refresh().catch((e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`))
+        if (factory.statementDone(event) || shouldRefresh(event)) reread()
+      },
+      onIdle(id, session) {
+        if (factory.ended(id, session)) reread()
       },
       onConnectionClosed: (id) => factory.forgetConnection(id),
       outputMemory: OUTPUT_MEMORY,

@@ -35,6 +35,7 @@ export async function maskingStage(ctx: TunnelHooksContext, who: IdentityStage, 
     resultFilter: masking.hooks.resultFilter,
     outputMemory: masking.hooks.outputMemory,
     onStatement: masking.hooks.onStatement,
+    onIdle: masking.hooks.onIdle,
     onConnectionClosed: masking.hooks.onConnectionClosed,
     dispose: () => masking.close(),
   }

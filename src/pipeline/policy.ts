@@ -28,8 +28,8 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   })
   const judge = readOnlyFor(ctx, policy)
   const evalOpts = {rules: target.rules, pack: target.policy, groups: who.groups}
-  /** Sessions whose DDL may not have committed yet (a transaction block, or the rest of its implicit transaction). */
-  const ddlOpen = new Set<string>()
+  /** Connections whose DDL may not have committed yet (a transaction block, or the rest of its implicit transaction). */
+  const ddlOpen = new Set<number>()
   return {
     name: 'policy',
     startup: (params): PgNoticeFields | undefined => {
@@ -59,14 +59,19 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
             // catalog connection sees it only once it commits, so it is read again then too, for
             // every session (what they looked up meanwhile was the catalog without it).
             functions.invalidate()
-            ddlOpen.add(event.sessionId)
-          } else if (ddlOpen.has(event.sessionId) && event.commandTags.some(isTransactionEndTag)) {
-            ddlOpen.delete(event.sessionId)
+            ddlOpen.add(event.connectionId)
+          } else if (ddlOpen.has(event.connectionId) && event.commandTags.some(isTransactionEndTag)) {
+            ddlOpen.delete(event.connectionId)
             functions.invalidate()
           }
         }
       : undefined,
-    onSessionEnd: (session) => void ddlOpen.delete(session.sessionId),
+    // An Execute's event comes before the Sync that commits it: the idle ReadyForQuery is the commit.
+    onIdle: (id, session) => {
+      if (ddlOpen.delete(id)) functions?.invalidate()
+      policy.idle(session)
+    },
+    onConnectionClosed: (id) => void ddlOpen.delete(id),
   }
 }
 

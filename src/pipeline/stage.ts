@@ -39,6 +39,7 @@ export interface Stage {
   readonly outputMemory?: ProxyHooks['outputMemory']
   readonly onSessionStart?: ProxyHooks['onSessionStart']
   readonly onStatement?: ProxyHooks['onStatement']
+  readonly onIdle?: ProxyHooks['onIdle']
   readonly beforeRelease?: ProxyHooks['beforeRelease']
   readonly onSessionEnd?: ProxyHooks['onSessionEnd']
   readonly onConnectionClosed?: ProxyHooks['onConnectionClosed']
@@ -88,6 +89,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
     outputMemory: filters[0]?.outputMemory,
     onSessionStart: inTurn(all('onSessionStart')),
     onStatement: inTurn(all('onStatement')),
+    onIdle: inTurn(all('onIdle')),
     beforeRelease: inTurn(all('beforeRelease')),
     onSessionEnd: inTurn(all('onSessionEnd')),
     onConnectionClosed: inTurn(all('onConnectionClosed')),

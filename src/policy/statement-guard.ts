@@ -39,6 +39,16 @@ export interface StatementHookOptions {
 /** Judges one statement text as the proxy's statement hook does, but may answer with a hold. */
 export type PolicyStatementHook = (sql: string, ctx: StatementContext) => PolicyVerdict | Promise<PolicyVerdict>
 
+/** The statement hook, and what it must hear of the session between statements. */
+export interface StatementGuard extends PolicyStatementHook {
+  /**
+   * The server reported no transaction open (ReadyForQuery I): a change the session made is
+   * committed or rolled back, and the catalog is read again for every session now, not only at
+   * the session's own next statement (which may never come).
+   */
+  idle(session: SessionView): void
+}
+
 export interface JudgedText {
   /** The statements as judged: EXECUTEs resolved against what was prepared. */
   statements: StatementAnalysis[]
@@ -107,7 +117,7 @@ const MULTI_PARSE: RuleDecision = {
   class: 'unknown',
 }
 
-export function createStatementHook(opts: StatementHookOptions): PolicyStatementHook {
+export function createStatementHook(opts: StatementHookOptions): StatementGuard {
   const cache = opts.cache ?? sharedAnalysisCache
   const maxStatementSize = opts.maxStatementSize ?? DEFAULT_MAX_STATEMENT_SIZE
   const evalOpts: EvaluateOptions = {rules: opts.rules, pack: opts.pack, groups: opts.identityGroups, client: opts.client}
@@ -138,15 +148,16 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
    * open, which reads the catalog afresh (what was read meanwhile showed the state before the change).
    */
   const unsettledSince = new WeakMap<SessionView, number>()
-  const unsettled = (ctx: StatementContext): boolean => {
-    const since = unsettledSince.get(ctx.session)
+  const unsettledIn = (session: SessionView, transactionStatus: StatementContext['transactionStatus']): boolean => {
+    const since = unsettledSince.get(session)
     if (since === undefined) return false
-    const ready = ctx.session.readyCount
-    if (ready === undefined || ready <= since || ctx.transactionStatus !== 'I') return true
-    unsettledSince.delete(ctx.session)
+    const ready = session.readyCount
+    if (ready === undefined || ready <= since || transactionStatus !== 'I') return true
+    unsettledSince.delete(session)
     loading?.invalidate?.()
     return false
   }
+  const unsettled = (ctx: StatementContext): boolean => unsettledIn(ctx.session, ctx.transactionStatus)
 
   /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
   const decide = (shared: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
@@ -189,7 +200,7 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     return verdict
   }
 
-  return (sql: string, ctx: StatementContext) => {
+  const hook = (sql: string, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
     if (!parserReady()) return loadParser().then(() => judge(sql, ctx))
     if (sql.length < OFFLOAD_THRESHOLD) return judge(sql, ctx)
     const cached = cache.peek(sql, {maxStatementSize})
@@ -198,4 +209,5 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     if (Buffer.byteLength(sql) > maxStatementSize) return judge(sql, ctx)
     return analyzeOffThread(sql, {maxStatementSize}).then((analysis) => decide(cache.store(sql, {maxStatementSize}, analysis), ctx))
   }
+  return Object.assign(hook, {idle: (session: SessionView) => void unsettledIn(session, 'I')})
 }

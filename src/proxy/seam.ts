@@ -239,6 +239,13 @@ export interface ProxyHooks {
   resultFilter?: ResultFilterFactory
   onStatement?: (event: StatementEvent) => void
   /**
+   * Called when the server reports no transaction open (a ReadyForQuery with status I), before the
+   * client sees it: whatever the connection changed is committed (or rolled back) by now, while a
+   * statement's own event may come before its commit (an extended-protocol Execute's ends at its
+   * CommandComplete; the Sync commits).
+   */
+  onIdle?: (connectionId: number, session: SessionView) => void
+  /**
    * Called before the tunnel writes a client replies that may answer statements reported through
    * `onStatement` (once per chunk of replies, not per statement): what must be recorded before a
    * client sees a result is written here, all of it at once.

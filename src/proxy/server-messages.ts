@@ -136,8 +136,11 @@ export class ServerMessages {
       case Backend.ErrorResponse:
         return this.onError(frame)
       case Backend.ReadyForQuery: {
-        const head = state.onReadyForQuery(readyStatus(frame))
+        const status = readyStatus(frame)
+        const head = state.onReadyForQuery(status)
         if (head.kind === 'query') c.finishRun(head.run, head.run.error ? 'error' : 'ok')
+        const idle = status === 'I' ? c.env.hooks.onIdle : undefined
+        if (idle) c.safely(() => idle(c.id, state))
         c.passToClient(frame)
         if (c.closing) c.maybeFinishShutdown()
         return

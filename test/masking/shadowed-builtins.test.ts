@@ -18,7 +18,7 @@ import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
 import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
 
 /** Built-in names without an overload taking an integer, so `name(1)` reaches only the shadow. */
-const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with', 'sha256', 'sha512']
+const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with', 'sha256', 'sha512', 'sha224', 'sha384']
 
 /** The body reads names and addresses: values only lineage can mask, the scanner cannot. */
 const BODY = "select string_agg(full_name || ' / ' || address, ', ') from customers"
@@ -134,6 +134,30 @@ describe('masking: functions and operators that shadow built-ins, created after 
     await b.end()
     expect(await direct(`select ${n}(1)`)).not.toEqual([])
     expect(leaked(all(seen), fx.secrets)).toEqual([])
+  })
+
+  it('masks it in a second session once the first commits it by a Sync sent after the Execute was answered', async () => {
+    // The Execute's answer comes before the Sync commits: a read of the catalog prompted by it
+    // still shows the built-in, and the second session must not keep that read past the commit.
+    const failures: string[] = []
+    for (const make of [createSql, hiddenCreateSql]) {
+      const n = fresh()
+      const seen: Seen = {bytes: [], strings: []}
+      const a = await tunnel.raw()
+      const b = await client(seen)
+      a.send(serialize.parse({text: make(n)}), serialize.bind({}), serialize.execute({}), serialize.flush())
+      for (let m = await a.next(); m.code !== 'C'; m = await a.next());
+      await b.query('select 1 as v')
+      a.send(serialize.sync())
+      await a.untilReady()
+      await b.query(`select ${n}(1) as v`)
+      await b.end()
+      a.end()
+      expect(await direct(`select ${n}(1)`)).not.toEqual([])
+      const found = leaked(all(seen), fx.secrets)
+      if (found.length > 0) failures.push(`${make.name} (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
+    }
+    expect(failures).toEqual([])
   })
 
   it('masks it in pipelines of the extended protocol: with a Sync between, without, and after a Flush', async () => {

@@ -445,6 +445,28 @@ describe('what is behind a relation while the session changes the catalog', () =
     }
   })
 
+  it('refuses the read in a second session once the first commits the change by a Sync sent after the Execute was answered', async () => {
+    // The Execute's answer comes before the Sync commits: what the second session looked up in
+    // between is the catalog without the change, and must not be kept past the commit.
+    const [change, read] = CHANGES[0]!
+    const a = await deny.raw()
+    const b = await deny.client()
+    try {
+      a.send(serialize.parse({text: change}), serialize.bind({}), serialize.execute({}), serialize.flush())
+      for (let m = await a.next(); m.code !== 'C'; m = await a.next());
+      expect((await b.query(read)).rows).toEqual([])
+      a.send(serialize.sync())
+      await a.untilReady()
+      const after = await b.query(read).then((r) => JSON.stringify(r.rows), (e: Refusal) => e)
+      expect(after).not.toContain(SECRET)
+      expect((after as Refusal).code).toBe('42501')
+    } finally {
+      a.end()
+      await b.end()
+      await direct((d) => d.query('alter table hr.salaries no inherit public.parent'))
+    }
+  })
+
   it('lets reads of public tables run again once no change is pending, and in transactions that change nothing', async () => {
     const {shown, refusals} = await session(deny, ['create table public.scratch (id int)', 'select * from public.teams', 'begin', 'select * from public.teams', 'commit', 'drop table public.scratch', 'select name from teams'])
     expect(refusals).toEqual([])
