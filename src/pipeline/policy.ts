@@ -78,7 +78,8 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
 const TRANSACTION_END_TAG = /^(COMMIT|ROLLBACK|END)\b/
 const isTransactionEndTag = (tag: string): boolean => TRANSACTION_END_TAG.test(tag)
 
-const DDL_TAG = /^(CREATE|ALTER|DROP|IMPORT) /
+// COMMIT PREPARED commits whatever the prepared transaction holds, DDL included, from any session.
+const DDL_TAG = /^(CREATE|ALTER|DROP|IMPORT) |^COMMIT PREPARED$/
 /** The last answer, by the string asked about: the tunnel hands on one string for a session's repeated tags. */
 let lastTag: string | undefined
 let lastTagDdl = false

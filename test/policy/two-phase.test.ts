@@ -56,6 +56,41 @@ describe('two-phase commit through the tunnel', () => {
     await c.end()
   })
 
+  it('reads the catalog again for every session when COMMIT PREPARED commits a change another session prepared', async () => {
+    // The change is committed by whoever finishes the prepared transaction, not by the session
+    // that made it: what a third session looked up meanwhile is the catalog without it.
+    const SECRET = 'PREPARED-SECRET'
+    await direct((c) =>
+      c.query(`
+        create schema hr;
+        create table hr.salaries (id int, person text);
+        insert into hr.salaries values (1, '${SECRET} 1');
+        create table public.parent (id int, person text);
+        create table public.customers (id int, full_name text);
+        insert into public.customers values (1, '${SECRET} Alice');
+      `),
+    )
+    const rules = ['rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny', '  - id: ddl', '    match: {class: ddl}', '    action: allow', '  - id: coordinator', '    match: {command: commit_prepared}', '    action: allow', '  - id: functions', '    match: {command: create_function}', '    action: allow']
+    const t2 = await openPipelineTunnel(db, rules.join('\n'))
+    try {
+      const [a, b, coordinator] = [await t2.client(), await t2.client(), await t2.client()]
+      await a.query('begin')
+      await a.query('alter table hr.salaries inherit public.parent')
+      await a.query("create function public.upper(int) returns text language sql stable as $$ select string_agg(full_name, ',') from public.customers $$")
+      await a.query("prepare transaction 'ddl-1'")
+      expect((await b.query('select * from public.parent')).rows).toEqual([])
+      expect((await b.query("select upper('x') as v")).rows).toEqual([{v: 'X'}])
+      await coordinator.query("commit prepared 'ddl-1'")
+      const read = await b.query('select * from public.parent').then((r) => JSON.stringify(r.rows), (e: Error & {code?: string}) => e.code)
+      expect(read).toBe('42501')
+      const shadowed = JSON.stringify((await b.query('select upper(1) as v')).rows)
+      expect(await direct(async (d) => JSON.stringify((await d.query('select upper(1) as v')).rows))).toContain(SECRET)
+      expect(shadowed).not.toContain(SECRET)
+    } finally {
+      await t2.close()
+    }
+  })
+
   it("still lets a session prepare its own transaction", async () => {
     const c = await t.client()
     await c.query('begin')
