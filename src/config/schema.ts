@@ -213,6 +213,7 @@ function identity(opts: Pick<SchemaOptions, 'baseDir'>) {
       audience: string().optional(),
       verify: withDefault(oneOf(TOKEN_KINDS), IDENTITY_DEFAULTS.verify),
       clockSkew: withDefault(duration({max: 10 * 60_000}), IDENTITY_DEFAULTS.clockSkewMs),
+      allowedClients: list(string({pattern: /^\S+$/, expected: 'an OAuth client id such as ci-runner'}), {min: 1}).optional(),
     },
     {
       check(v, report) {
@@ -233,6 +234,11 @@ function identity(opts: Pick<SchemaOptions, 'baseDir'>) {
     audience: v.audience ?? v.clientId,
     verify: v.verify,
     clockSkewMs: v.clockSkew,
+    /**
+     * Clients, besides clientId, whose tokens are accepted: a token whose authorized party (`azp`,
+     * else `client_id`) names any other is refused. Absent: any client's (ID tokens: clientId only).
+     */
+    ...(v.allowedClients ? {allowedClients: v.allowedClients} : {}),
   }))
 }
 

@@ -162,6 +162,7 @@ const SIGN_IN_FAILURES = Object.keys({
   'token-expired': true,
   'token-issuer': true,
   'token-audience': true,
+  'token-client': true,
   'not-allowed': true,
   'unknown-target': true,
   'idp-unavailable': true,

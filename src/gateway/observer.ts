@@ -12,6 +12,7 @@ export type SignInFailure =
   | 'token-expired'
   | 'token-issuer'
   | 'token-audience'
+  | 'token-client'
   | 'not-allowed'
   | 'unknown-target'
   | 'idp-unavailable'

@@ -27,6 +27,14 @@ describe('gateway configuration', () => {
     })
   })
 
+  it('reads the clients whose tokens the identity section accepts, and points at a bad one', () => {
+    const {config} = parseConfigText(['identity:', '  issuer: https://login.example.com', '  clientId: dbgate-cli', '  allowedClients: [ci-runner]', ...target].join('\n'), '/etc/dbgate/gateway.yaml', {env: {HOME: '/home/gw'}})
+    expect(config.identity).toMatchObject({clientId: 'dbgate-cli', allowedClients: ['ci-runner']})
+    expect(issues(['identity:', '  issuer: https://login.example.com', '  clientId: dbgate-cli', '  allowedClients: ["ci runner"]', ...target])).toEqual([
+      expect.objectContaining({line: 4, keyPath: 'identity.allowedClients[0]', message: expect.stringMatching(/an OAuth client id/)}),
+    ])
+  })
+
   it('points at the line and says how to write a listen address', () => {
     expect(issues(['server:', '  listen: 6432', '  tls: {cert: a, key: b}', ...target])).toEqual([
       {line: 2, keyPath: 'server.listen', message: 'expected host:port such as 0.0.0.0:6432, got 6432', fix: 'write host:port such as 0.0.0.0:6432'},
