@@ -166,4 +166,6 @@ const SIGN_IN_FAILURES = Object.keys({
   'not-allowed': true,
   'unknown-target': true,
   'idp-unavailable': true,
+  'too-many-pending': true,
+  'too-many-sessions': true,
 } satisfies Record<SignInFailure, true>) as SignInFailure[]

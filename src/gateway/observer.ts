@@ -16,6 +16,8 @@ export type SignInFailure =
   | 'not-allowed'
   | 'unknown-target'
   | 'idp-unavailable'
+  | 'too-many-pending'
+  | 'too-many-sessions'
 
 /** How the pipeline decided a statement. */
 export type StatementDecision = 'allow' | 'warn' | 'deny' | 'hold' | 'error'
