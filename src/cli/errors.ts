@@ -51,6 +51,7 @@ export const ERROR_KINDS: Readonly<Record<string, Kind>> = {
   TOKEN_NOT_YET_VALID: auth,
   TOKEN_INVALID_SIGNATURE: auth,
   TOKEN_WRONG_AUDIENCE: auth,
+  TOKEN_WRONG_CLIENT: auth,
   TOKEN_WRONG_ISSUER: auth,
   TOKEN_MALFORMED: auth,
   TARGET_NOT_ALLOWED: auth,

@@ -72,6 +72,13 @@ export const DEFAULT_GATEWAY_PORT = 6432
 export const DEFAULT_GATEWAY_API_PORT = 8443
 export const DEFAULT_OPS_LISTEN = {host: '127.0.0.1', port: 9187}
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
+/**
+ * The gateway's PostgreSQL listener: sessions one person keeps open at once (the MCP endpoint's
+ * default per person), and what a connection that has not signed in yet may hold: a TLS handshake,
+ * a startup packet and a token take a client milliseconds, so seconds are plenty; the upstream login
+ * after it keeps tunnel.authTimeout.
+ */
+export const DEFAULT_GATEWAY_LISTENER = {maxSessionsPerPerson: 16, signInTimeoutMs: 10_000, maxPendingSignIns: 512, maxPendingSignInsPerAddress: 64}
 /** PostgreSQL message lengths are signed 32-bit integers, so no message can be larger. */
 const MAX_PROTOCOL_MESSAGE = 2 ** 31 - 1
 
@@ -213,6 +220,7 @@ function identity(opts: Pick<SchemaOptions, 'baseDir'>) {
       audience: string().optional(),
       verify: withDefault(oneOf(TOKEN_KINDS), IDENTITY_DEFAULTS.verify),
       clockSkew: withDefault(duration({max: 10 * 60_000}), IDENTITY_DEFAULTS.clockSkewMs),
+      allowedClients: list(string({pattern: /^\S+$/, expected: 'an OAuth client id such as ci-runner'}), {min: 1}).optional(),
     },
     {
       check(v, report) {
@@ -233,6 +241,11 @@ function identity(opts: Pick<SchemaOptions, 'baseDir'>) {
     audience: v.audience ?? v.clientId,
     verify: v.verify,
     clockSkewMs: v.clockSkew,
+    /**
+     * Clients, besides clientId, whose tokens are accepted: a token whose authorized party (`azp`,
+     * else `client_id`) names any other is refused. Absent: any client's (ID tokens: clientId only).
+     */
+    ...(v.allowedClients ? {allowedClients: v.allowedClients} : {}),
   }))
 }
 
@@ -622,6 +635,10 @@ function server(opts: SchemaOptions) {
     maxSessionDuration: withDefault(duration({min: 1000}), DEFAULT_MAX_SESSION_DURATION_MS),
     sessionOutlivesToken: withDefault(boolean(), false),
     pipelineIdle: withDefault(duration({min: 0, max: 3600_000}), DEFAULT_PIPELINE_IDLE_MS),
+    maxSessionsPerPerson: withDefault(integer({min: 1, max: 100_000}), DEFAULT_GATEWAY_LISTENER.maxSessionsPerPerson),
+    signInTimeout: withDefault(duration({min: 1000, max: 600_000}), DEFAULT_GATEWAY_LISTENER.signInTimeoutMs),
+    maxPendingSignIns: withDefault(integer({min: 1, max: 100_000}), DEFAULT_GATEWAY_LISTENER.maxPendingSignIns),
+    maxPendingSignInsPerAddress: withDefault(integer({min: 1, max: 100_000}), DEFAULT_GATEWAY_LISTENER.maxPendingSignInsPerAddress),
     mcp: gatewayMcp.optional(),
     ops: withDefault(hostPort('127.0.0.1:9187', {off: true}), DEFAULT_OPS_LISTEN),
     drainTimeout: withDefault(duration({min: 0, max: 24 * 3600_000}), DEFAULT_DRAIN_TIMEOUT_MS),
@@ -636,6 +653,16 @@ function server(opts: SchemaOptions) {
           fix: 'add server.api: 0.0.0.0:8443 (and make server.mcp.publicUrl the address agents reach it at)',
         },
         ['mcp'],
+      )
+    }
+    if (v.maxPendingSignInsPerAddress > v.maxPendingSignIns) {
+      return report(
+        {
+          kind: 'impossible-rule',
+          message: `server.maxPendingSignInsPerAddress (${v.maxPendingSignInsPerAddress}) is larger than server.maxPendingSignIns (${v.maxPendingSignIns}), so one address could hold every connection not yet signed in`,
+          fix: `lower server.maxPendingSignInsPerAddress to at most ${v.maxPendingSignIns}, or raise server.maxPendingSignIns`,
+        },
+        ['maxPendingSignInsPerAddress'],
       )
     }
     return {
@@ -653,6 +680,13 @@ function server(opts: SchemaOptions) {
       sessionOutlivesToken: v.sessionOutlivesToken,
       /** How long a pipeline (catalog connection, recorder, approval poller) outlives its last session. */
       pipelineIdleMs: v.pipelineIdle,
+      /** PostgreSQL-listener sessions one person (the token's issuer and subject) may have open at once. */
+      maxSessionsPerPerson: v.maxSessionsPerPerson,
+      /** The TLS handshake, the startup packet and the token must all arrive within this of the connection opening. */
+      signInTimeoutMs: v.signInTimeout,
+      /** Connections on the PostgreSQL listener not signed in yet, in all and from one address. */
+      maxPendingSignIns: v.maxPendingSignIns,
+      maxPendingSignInsPerAddress: v.maxPendingSignInsPerAddress,
       /** The ops endpoint (/healthz, /readyz, /metrics), plain HTTP; null: none (`ops: off`). */
       ops: v.ops,
       /** How long SIGTERM lets open sessions finish before ending them. */

@@ -38,6 +38,7 @@ import {shipPending} from '../audit/shipper.js'
 import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'
 import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from './server.js'
+import {CountedSlots} from './session-caps.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
 
 export class GatewayConfigError extends Error {
@@ -245,6 +246,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     return {ok: false, error: refusal.error}
   }
 
+  // Keyed by the verified identity (issuer and subject), never by what the client names itself.
+  const sessionsPerPerson = new CountedSlots(settings.maxSessionsPerPerson)
   const authenticate = async (request: TokenAuthRequest, conn: GatewayConnection): Promise<TokenAuthResult> => {
     if (!idp.ok) {
       return refused({reason: 'idp-unavailable', error: {severity: 'FATAL', code: '57P03', message: 'dbgate: the gateway is not ready: it has not loaded the identity provider\'s signing keys yet', hint: 'Try again shortly; its administrators see why in its log and /readyz.'}}, request)
@@ -257,14 +260,33 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     const picked = pickTarget(targetConfigs, request.database, identity)
     if (!picked.ok) return refused(picked.refusal, request)
     const served = targets.get(picked.target.name)!
+    const personSlot = sessionsPerPerson.take(`${identity.issuer}\n${identity.subject}`)
+    if (!personSlot) {
+      const max = sessionsPerPerson.max
+      log('warn', `${identityLabel(identity)} is at server.maxSessionsPerPerson (${max} sessions open): refused another from ${request.clientAddress} (their open sessions go on)`)
+      return refused(
+        {
+          reason: 'too-many-sessions',
+          error: {
+            severity: 'FATAL',
+            code: '53300',
+            message: `dbgate: too many sessions: ${identityLabel(identity)} already has ${max} session(s) open on this gateway, its cap per person (server.maxSessionsPerPerson)`,
+            hint: 'Close a session you no longer use (idle connection pools count too), then reconnect; the gateway administrators set server.maxSessionsPerPerson.',
+          },
+        },
+        request,
+      )
+    }
     let lease
     try {
       lease = await pipelines.acquire(served.config.name, identity)
     } catch (error) {
+      personSlot()
       log('error', `target ${served.config.name}: could not start the pipeline for ${identityLabel(identity)}: ${(error as Error).message}`)
       return {ok: false, error: {severity: 'FATAL', code: '08006', message: `dbgate: target "${served.config.name}" is unavailable: the gateway could not prepare its checks (${(error as Error).message})`, hint: 'Try again shortly; if it persists, tell the gateway administrators.'}}
     }
     conn.onClose(lease.release)
+    conn.onClose(personSlot)
     limitSession(conn, identity, settings, opts.now)
     log('info', `${identityLabel(identity)} signed in to target ${served.config.name} from ${request.clientAddress}`)
     return {
@@ -286,6 +308,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     observer,
     log,
     authTimeoutMs: config.tunnel.authTimeoutMs,
+    signInTimeoutMs: settings.signInTimeoutMs,
+    pendingSignIns: {max: settings.maxPendingSignIns, maxPerAddress: settings.maxPendingSignInsPerAddress},
     maxMessageSize: config.tunnel.maxMessageSize,
     ...(opts.worker ? {shared: true, cancelElsewhere: opts.worker.cancelElsewhere} : {}),
   })
@@ -359,9 +383,9 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         if (!nextSettings) throw new GatewayConfigError(`${next.path} no longer has a server section`, 'restore the server section')
         const nextTls = await loadTlsIdentity(nextSettings.tls)
         const nextTargets = await serveTargets(next.config.targets, targets)
-        const unchanged = ['listen', 'api', 'stateDir', 'name', 'ops'] as const
-        for (const k of unchanged) {
-          if (JSON.stringify(nextSettings[k]) !== JSON.stringify(settings[k])) log('warn', `reload: server.${k} changed; it takes effect at the next start`)
+        const unchanged = {listen: 'listen', api: 'api', stateDir: 'stateDir', name: 'name', ops: 'ops', maxSessionsPerPerson: 'maxSessionsPerPerson', signInTimeoutMs: 'signInTimeout', maxPendingSignIns: 'maxPendingSignIns', maxPendingSignInsPerAddress: 'maxPendingSignInsPerAddress'} as const
+        for (const [k, key] of Object.entries(unchanged) as [keyof typeof unchanged, string][]) {
+          if (JSON.stringify(nextSettings[k]) !== JSON.stringify(settings[k])) log('warn', `reload: server.${key} changed; it takes effect at the next start`)
         }
         if (JSON.stringify(next.config.identity) !== JSON.stringify(loaded.config.identity)) log('warn', 'reload: the identity section changed; it takes effect at the next start')
         tlsIdentity = nextTls

@@ -162,7 +162,10 @@ const SIGN_IN_FAILURES = Object.keys({
   'token-expired': true,
   'token-issuer': true,
   'token-audience': true,
+  'token-client': true,
   'not-allowed': true,
   'unknown-target': true,
   'idp-unavailable': true,
+  'too-many-pending': true,
+  'too-many-sessions': true,
 } satisfies Record<SignInFailure, true>) as SignInFailure[]

@@ -12,9 +12,12 @@ export type SignInFailure =
   | 'token-expired'
   | 'token-issuer'
   | 'token-audience'
+  | 'token-client'
   | 'not-allowed'
   | 'unknown-target'
   | 'idp-unavailable'
+  | 'too-many-pending'
+  | 'too-many-sessions'
 
 /** How the pipeline decided a statement. */
 export type StatementDecision = 'allow' | 'warn' | 'deny' | 'hold' | 'error'

@@ -12,6 +12,7 @@ import {ConnectionRegistry, type ConnectionRegistryOptions} from '../proxy/conne
 import {DEFAULT_MAX_MESSAGE_SIZE} from '../proxy/tunnel.js'
 import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
 import type {GatewayObserver} from './observer.js'
+import {PendingSignIns, rateLimitedWarning} from './session-caps.js'
 
 const SHUTDOWN_MESSAGE = 'terminating connection: the dbgate gateway is shutting down; reconnect to reach another replica'
 
@@ -25,8 +26,15 @@ export interface GatewayServerOptions {
    */
   authenticate: (request: TokenAuthRequest, connection: GatewayConnection) => Promise<TokenAuthResult>
   observer?: GatewayObserver
-  /** Startup, TLS handshake and sign-in together must finish within this. */
+  /** Verifying the token and the upstream login together must finish within this, from the token's arrival. */
   authTimeoutMs?: number
+  /**
+   * The TLS handshake, the startup packet and the token must arrive within this of the connection
+   * opening (server.signInTimeout; default: authTimeoutMs).
+   */
+  signInTimeoutMs?: number
+  /** Connections not signed in yet, in all and from one source address (server.maxPendingSignIns, …PerAddress). */
+  pendingSignIns?: {max: number; maxPerAddress: number}
   maxMessageSize?: number
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
   /** A `--workers` worker: listen on the port the cluster's workers share. */
@@ -46,6 +54,8 @@ export class GatewayServer {
   private readonly server: net.Server
   private readonly registry: ConnectionRegistry
   private readonly handshakes = new Set<net.Socket>()
+  private readonly pending: PendingSignIns | undefined
+  private readonly overPendingCap: (message: string) => void
   private address_: {host: string; port: number} | undefined
   private closed = false
   private listenerClosed?: Promise<void>
@@ -62,6 +72,8 @@ export class GatewayServer {
       cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
       log: (level, message) => this.log(level, message),
     }
+    this.pending = options.pendingSignIns ? new PendingSignIns(options.pendingSignIns) : undefined
+    this.overPendingCap = rateLimitedWarning((message) => this.log('warn', message))
     this.server = net.createServer((socket) => this.accept(socket))
     this.server.on('error', (e) => this.log('error', `listener error: ${e.message}`))
   }
@@ -102,11 +114,23 @@ export class GatewayServer {
       return
     }
     const clientAddress = raw.remoteAddress ? `${raw.remoteAddress}:${raw.remotePort}` : 'unknown'
+    // Refused before TLS, so a flood of connections costs a socket each and no handshake.
+    const slot = this.pending?.take(raw.remoteAddress ?? 'unknown')
+    if (slot && !slot.ok) {
+      raw.destroy()
+      this.options.observer?.signInFailed('too-many-pending')
+      this.overPendingCap(`refused a connection from ${clientAddress}: ${slot.max} connection(s) ${slot.cap === 'server.maxPendingSignIns' ? 'in all' : 'from its address'} have not signed in yet (${slot.cap})`)
+      return
+    }
+    const signedIn = slot?.release ?? (() => {})
+    raw.once('close', signedIn)
+    const signInTimeoutMs = this.options.signInTimeoutMs ?? this.options.authTimeoutMs ?? DEFAULT_TUNNEL_LIMITS.authTimeoutMs
+    const signInDeadline = {at: Date.now() + signInTimeoutMs, ms: signInTimeoutMs, setting: 'server.signInTimeout'}
     this.handshakes.add(raw)
     raw.setNoDelay(true)
     void acceptClientTls(raw, {
       secureContext: this.options.secureContext,
-      timeoutMs: this.options.authTimeoutMs ?? DEFAULT_TUNNEL_LIMITS.authTimeoutMs,
+      timeoutMs: signInTimeoutMs,
       cancel: (pid, key) => this.registry.cancelByKey(pid, key),
       refused: (reason, detail) => {
         this.options.observer?.signInFailed(reason)
@@ -119,11 +143,11 @@ export class GatewayServer {
         accepted.socket.destroy()
         return
       }
-      this.open(accepted.socket, clientAddress)
+      this.open(accepted.socket, clientAddress, signInDeadline, signedIn)
     })
   }
 
-  private open(socket: tls.TLSSocket, clientAddress: string): void {
+  private open(socket: tls.TLSSocket, clientAddress: string, signInDeadline: NonNullable<ConnectionEnv['signInDeadline']>, signedIn: () => void): void {
     let conn: ClientConnection | undefined
     const handle: GatewayConnection = {
       onClose: (fn) => conn!.onClose(fn),
@@ -131,11 +155,20 @@ export class GatewayServer {
     }
     conn = new ClientConnection(socket, {
       target: NO_TARGET_YET,
-      auth: {method: 'token', authenticate: (request) => this.options.authenticate(request, handle)},
+      auth: {
+        method: 'token',
+        authenticate: async (request) => {
+          const result = await this.options.authenticate(request, handle)
+          // Signed in: the connection no longer counts against the caps on those that have not.
+          if (result.ok) signedIn()
+          return result
+        },
+      },
       hooks: {},
       clientAddress,
       maxMessageSize: this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       authTimeoutMs: this.options.authTimeoutMs,
+      signInDeadline,
       applicationName: this.calls.applicationName,
       issueCancelKey: this.calls.issueCancelKey,
       releaseCancelKey: this.calls.releaseCancelKey,

@@ -9,6 +9,7 @@ import type {IdentityConfig} from '../identity/config.js'
 import {
   IdpUnreachableError,
   TokenAudienceError,
+  TokenClientError,
   TokenExpiredError,
   TokenIssuerError,
   TokenNotYetValidError,
@@ -35,7 +36,8 @@ export function tokenRefusal(error: unknown, issuer: string): SignInRefusal {
     error: {severity: 'FATAL', code: '28P01', message: `dbgate: sign-in refused: ${what}`, hint},
   })
   if (error instanceof TokenExpiredError) return refuse('token-expired', 'the token has expired')
-  if (error instanceof TokenNotYetValidError) return refuse('token-expired', 'the token is not valid yet (its nbf or iat lies in the future)', "Check the clock of the machine that issued or presents the token, then reconnect.")
+  if (error instanceof TokenNotYetValidError) return refuse('token-expired', `the token is not valid yet: ${error.message.replace(/^The token is not valid yet \((.*)\)\.$/, '$1')}`, 'Check the clock of the machine that issued or presents the token, then reconnect.')
+  if (error instanceof TokenClientError) return refuse('token-client', `the token was issued to another client ("${error.client}"); this gateway accepts tokens of ${error.accepted.join(', ')} (identity.allowedClients)`, `Use a token obtained through dbgate (\`dbgate login\`, or \`dbgate token\` for CI), or ask the gateway administrators to add "${error.client}" to identity.allowedClients.`)
   if (error instanceof TokenAudienceError) return refuse('token-audience', `the token was issued for another application (wrong audience): ${error.message}`, `Use a token issued to dbgate for ${issuer}. ${SIGN_IN_AGAIN}`)
   if (error instanceof TokenIssuerError) return refuse('token-issuer', `the token was issued by another identity provider (wrong issuer; this gateway trusts ${issuer})`, `Sign in to ${issuer}: \`dbgate login\`, or \`dbgate token\` for CI.`)
   if (error instanceof TokenSignatureError) return refuse('token-signature', 'the token\'s signature does not verify against the identity provider\'s keys (altered, or not issued by it)')
@@ -56,7 +58,7 @@ export function tokenRefusal(error: unknown, issuer: string): SignInRefusal {
 export async function verifySignIn(config: IdentityConfig, token: string, now?: () => Date): Promise<{ok: true; identity: Identity} | {ok: false; refusal: SignInRefusal}> {
   let alg: unknown
   try {
-    alg = decodeProtectedHeader(token).alg
+    alg = decodeProtectedHeader(token.trim()).alg
   } catch {
     alg = undefined
   }

@@ -14,6 +14,7 @@ export type IdentityErrorCode =
   | 'TOKEN_NOT_YET_VALID'
   | 'TOKEN_INVALID_SIGNATURE'
   | 'TOKEN_WRONG_AUDIENCE'
+  | 'TOKEN_WRONG_CLIENT'
   | 'TOKEN_WRONG_ISSUER'
   | 'TOKEN_MALFORMED'
   | 'TARGET_NOT_ALLOWED'
@@ -101,10 +102,12 @@ export class TokenExpiredError extends TokenError {
 
 export class TokenNotYetValidError extends TokenError {
   readonly code = 'TOKEN_NOT_YET_VALID'
-  constructor(options: {cause?: unknown} = {}) {
-    super('The token is not valid yet (its nbf or iat lies in the future).', {
-      nextStep: "Check this machine's clock; dbgate allows `identity.clockSkewMs` of drift.",
-      ...options,
+  constructor(options: {cause?: unknown; claim?: 'nbf' | 'iat'} = {}) {
+    const {claim, ...rest} = options
+    const what = claim === 'iat' ? 'it says it was issued (iat) in the future' : claim === 'nbf' ? 'its nbf lies in the future' : 'its nbf or iat lies in the future'
+    super(`The token is not valid yet (${what}, beyond the clock skew allowed).`, {
+      nextStep: "Check the clock of this machine and of the identity provider; dbgate allows `identity.clockSkew` of drift.",
+      ...rest,
     })
   }
 }
@@ -134,6 +137,21 @@ export class TokenIssuerError extends TokenError {
   constructor(expected: string, options: {cause?: unknown} = {}) {
     super(`The token was issued by another identity provider (expected ${expected}).`, {
       nextStep: 'Use a token from the configured issuer, or correct `identity.issuer` in dbgate.yaml.',
+      ...options,
+    })
+  }
+}
+
+/** The token names, as its authorized party (`azp`, or `client_id`), a client dbgate does not accept tokens of. */
+export class TokenClientError extends TokenError {
+  readonly code = 'TOKEN_WRONG_CLIENT'
+  constructor(
+    readonly client: string,
+    readonly accepted: string[],
+    options: {cause?: unknown} = {},
+  ) {
+    super(`The token was issued to another client ("${client}"; accepted: ${accepted.join(', ')}).`, {
+      nextStep: 'Use a token obtained through dbgate (`dbgate login`, `dbgate token`), or ask the administrators to add that client to `identity.allowedClients`.',
       ...options,
     })
   }

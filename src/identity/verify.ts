@@ -4,6 +4,7 @@ import {accessTokenAudience, type IdentityConfig} from './config.js'
 import {
   IdpUnreachableError,
   TokenAudienceError,
+  TokenClientError,
   TokenError,
   TokenExpiredError,
   TokenIssuerError,
@@ -135,6 +136,17 @@ async function jwksFor(config: IdentityConfig): Promise<KeySet> {
   return jwks
 }
 
+/**
+ * The one form of a token that is verified, hashed and recorded: a compact JWS has no whitespace,
+ * so what surrounds it (a newline read from a file or pasted with it) is dropped. Whitespace inside
+ * is refused: base64url decoders skip it, so the same token would verify under many spellings.
+ */
+export function canonicalToken(token: string): string {
+  const trimmed = token.trim()
+  if (/\s/.test(trimmed)) throw new TokenMalformedError('it contains whitespace inside it (a token has none; copy it again whole)')
+  return trimmed
+}
+
 export function tokenHash(token: string): string {
   return createHash('sha256').update(token).digest('hex')
 }
@@ -152,8 +164,10 @@ function audiences(config: IdentityConfig, use: TokenUse): string[] {
  * Checks signature (against the issuer's JWKS), `iss`, `aud`, `exp` and `nbf` with the configured
  * clock skew, and builds the Identity. Every failure is a TokenError whose message holds no token.
  */
-export async function verifyToken(config: IdentityConfig, token: string, options: VerifyOptions): Promise<VerifiedToken> {
-  if (typeof token !== 'string' || token.split('.').length !== 3) {
+export async function verifyToken(config: IdentityConfig, presented: string, options: VerifyOptions): Promise<VerifiedToken> {
+  if (typeof presented !== 'string') throw new TokenMalformedError('expected a compact JWS with three dot-separated parts')
+  const token = canonicalToken(presented)
+  if (token.split('.').length !== 3) {
     throw new TokenMalformedError('expected a compact JWS with three dot-separated parts')
   }
   let typ: string | undefined
@@ -174,18 +188,23 @@ export async function verifyToken(config: IdentityConfig, token: string, options
 
   const expected = audiences(config, options.use)
   const jwks = await jwksFor(config)
+  const clockTolerance = Math.round(config.clockSkewMs / 1000)
+  const now = options.now?.() ?? new Date()
   let payload: JWTPayload
   try {
     ;({payload} = await jwtVerify(token, jwks.getKey, {
       issuer: config.issuer,
       audience: expected,
-      clockTolerance: Math.round(config.clockSkewMs / 1000),
+      clockTolerance,
       requiredClaims: ['exp', 'sub'],
-      currentDate: options.now?.(),
+      currentDate: now,
     }))
   } catch (error) {
     throw mapJoseError(error, config, expected)
   }
+  // jose checks `iat` only against a maximum age; a token issued in the future is refused like one not valid yet.
+  if (typeof payload.iat === 'number' && payload.iat > Math.floor(now.getTime() / 1000) + clockTolerance) throw new TokenNotYetValidError({claim: 'iat'})
+  checkAuthorizedParty(config, payload, options.use)
   const unusable = problemsOf(IdentityClaimsSchema, payload)
   if (unusable) throw new TokenMalformedError(`its claims are not what an identity needs (${unusable.join('; ')})`)
   // Security event tokens (a logout token among them) need not carry a type, but always carry `events`.
@@ -208,6 +227,22 @@ export async function verifyToken(config: IdentityConfig, token: string, options
   return {identity, claims: payload}
 }
 
+/**
+ * The client the token was issued to (`azp`; RFC 9068 access tokens name it `client_id`) must be one
+ * dbgate accepts when `identity.allowedClients` lists them. Without that list, OIDC Core's rule for
+ * ID tokens applies: an `azp`, if present, is dbgate's own client id. A token naming no client passes.
+ */
+function checkAuthorizedParty(config: IdentityConfig, payload: JWTPayload, use: TokenUse): void {
+  const named = [payload.azp, payload.client_id].filter((v): v is string => typeof v === 'string')
+  if (config.allowedClients) {
+    const accepted = [config.clientId, ...config.allowedClients]
+    const other = named.find((c) => !accepted.includes(c))
+    if (other !== undefined) throw new TokenClientError(other, [...new Set(accepted)])
+    return
+  }
+  if (use === 'id_token' && typeof payload.azp === 'string' && payload.azp !== config.clientId) throw new TokenClientError(payload.azp, [config.clientId])
+}
+
 function mapJoseError(error: unknown, config: IdentityConfig, expected: string[]): IdentityError {
   if (error instanceof TokenError) return error
   if (error instanceof errors.JWTExpired) return new TokenExpiredError({cause: error})
@@ -220,7 +255,7 @@ function mapJoseError(error: unknown, config: IdentityConfig, expected: string[]
         return new TokenIssuerError(config.issuer, {cause: error})
       case 'nbf':
       case 'iat':
-        return new TokenNotYetValidError({cause: error})
+        return new TokenNotYetValidError({cause: error, claim: error.claim})
       default:
         return new TokenMalformedError(`its "${error.claim}" claim is invalid`, {cause: error})
     }

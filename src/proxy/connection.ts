@@ -84,6 +84,11 @@ export interface ConnectionEnv {
   maxMessageSize: number
   /** How long startup, authentication and the upstream login may take together (default tunnel.authTimeout's). */
   authTimeoutMs?: number
+  /**
+   * A deadline (epoch ms) for the startup packet and the token, shorter than `authTimeoutMs`, which
+   * then applies from the token's arrival; `setting` names it in the refusal.
+   */
+  signInDeadline?: {at: number; ms: number; setting: string}
   /** Set when the tunnel is at tunnel.maxClientConnections: the client is refused after its startup packet. */
   overCapacity?: {max: number}
   /** The per-target cap on upstream sessions; none means no cap. */

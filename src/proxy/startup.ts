@@ -34,6 +34,8 @@ export class ClientStartup {
   private stopped = false
   /** Gives back this session's upstream slot (tunnel.maxUpstreamSessions). */
   private release: (() => void) | undefined
+  /** Until the token has arrived, the shorter deadline it must arrive by (the gateway's server.signInTimeout). */
+  private signInLimit: {at: number; ms: number; setting: string} | undefined
 
   constructor(
     private readonly c: ConnectionCore,
@@ -41,7 +43,11 @@ export class ClientStartup {
     private readonly onReady: (up: UpstreamSession, startupParams: Record<string, string>) => void,
   ) {
     this.timeoutMs = c.env.authTimeoutMs ?? DEFAULT_TUNNEL_LIMITS.authTimeoutMs
-    this.arm(this.timeoutMs)
+    const signIn = c.env.signInDeadline
+    if (signIn) {
+      this.signInLimit = signIn
+      this.arm(Math.max(0, signIn.at - Date.now()))
+    } else this.arm(this.timeoutMs)
   }
 
   /** The client was asked for a password and has not sent it yet. */
@@ -77,6 +83,16 @@ export class ClientStartup {
   private timedOut(): void {
     this.timer = undefined
     if (this.step === 'done') return
+    const signIn = this.signInLimit
+    if (signIn) {
+      this.c.env.log('warn', `connection ${this.c.id}: closed a client that did not send its startup packet and token within ${formatDuration(signIn.ms)} (${signIn.setting})`)
+      this.c.refuse({
+        severity: 'FATAL',
+        code: '08006',
+        message: `dbgate: sign-in timed out: the TLS handshake, startup packet and token must arrive within ${formatDuration(signIn.ms)} of connecting (${signIn.setting})`,
+      })
+      return
+    }
     this.c.env.log('warn', `connection ${this.c.id}: closed a client that did not finish startup and authentication within ${formatDuration(this.timeoutMs)}`)
     this.c.refuse({
       severity: 'FATAL',
@@ -158,6 +174,12 @@ export class ClientStartup {
     const nul = body.indexOf(0)
     if (nul !== body.length - 1) throw new ProtocolError('malformed password message')
     const password = body.toString('utf8', 0, nul)
+    if (this.signInLimit) {
+      // The token is in: verifying it and the upstream login get tunnel.authTimeout from here.
+      this.signInLimit = undefined
+      this.disarm()
+      this.arm(this.timeoutMs)
+    }
     this.step = 'signing-in'
     c.client.pause()
     const request = {user: this.params.user ?? '', database: this.params.database ?? this.params.user ?? '', password, clientAddress: c.clientAddress, startupParams: this.params}

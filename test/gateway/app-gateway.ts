@@ -19,15 +19,15 @@ export interface AppGateway {
 /**
  * A real gateway, in this process, with a real IdP and a PKI of its own, in front of one test
  * database as the target `app` that engineering may use. `server` adds lines to its `server:`
- * section; `prepare` runs on the database before the gateway starts.
+ * section (`identity` to its `identity:` section); `prepare` runs on the database before the gateway starts.
  */
-export async function startAppGateway(name: string, opts: {server?: string[]; prepare?: (db: UpstreamInfo) => Promise<unknown>} = {}): Promise<AppGateway> {
+export async function startAppGateway(name: string, opts: {server?: string[]; identity?: string[]; prepare?: (db: UpstreamInfo) => Promise<unknown>} = {}): Promise<AppGateway> {
   const [f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase(name)])
   const dir = await mkdtemp(path.join(tmpdir(), `dbgate-${name}-`))
   await opts.prepare?.(db)
   const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
   const gw = await startGateway({
-    loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, ...(opts.server ? {server: opts.server} : {}), targets: targetConfigText('app', db, 'allow: [engineering]')}),
+    loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, ...(opts.server ? {server: opts.server} : {}), ...(opts.identity ? {identity: opts.identity} : {}), targets: targetConfigText('app', db, 'allow: [engineering]')}),
     env,
   })
   await gw.whenReady()

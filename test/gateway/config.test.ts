@@ -24,7 +24,34 @@ describe('gateway configuration', () => {
       maxSessionDurationMs: 12 * 3600_000,
       sessionOutlivesToken: false,
       pipelineIdleMs: 30_000,
+      maxSessionsPerPerson: 16,
+      signInTimeoutMs: 10_000,
+      maxPendingSignIns: 512,
+      maxPendingSignInsPerAddress: 64,
     })
+  })
+
+  it('points at the line of a per-address cap on connections not signed in that exceeds the total', () => {
+    expect(issues(['server:', '  tls: {cert: a, key: b}', '  maxPendingSignIns: 8', '  maxPendingSignInsPerAddress: 20', ...target])).toEqual([
+      {
+        line: 4,
+        keyPath: 'server.maxPendingSignInsPerAddress',
+        message: 'server.maxPendingSignInsPerAddress (20) is larger than server.maxPendingSignIns (8), so one address could hold every connection not yet signed in',
+        fix: 'lower server.maxPendingSignInsPerAddress to at most 8, or raise server.maxPendingSignIns',
+      },
+    ])
+    expect(issues(['server:', '  tls: {cert: a, key: b}', '  maxSessionsPerPerson: 0', '  signInTimeout: 0s', ...target])).toEqual([
+      expect.objectContaining({line: 3, keyPath: 'server.maxSessionsPerPerson'}),
+      expect.objectContaining({line: 4, keyPath: 'server.signInTimeout', message: expect.stringMatching(/at least 1s/)}),
+    ])
+  })
+
+  it('reads the clients whose tokens the identity section accepts, and points at a bad one', () => {
+    const {config} = parseConfigText(['identity:', '  issuer: https://login.example.com', '  clientId: dbgate-cli', '  allowedClients: [ci-runner]', ...target].join('\n'), '/etc/dbgate/gateway.yaml', {env: {HOME: '/home/gw'}})
+    expect(config.identity).toMatchObject({clientId: 'dbgate-cli', allowedClients: ['ci-runner']})
+    expect(issues(['identity:', '  issuer: https://login.example.com', '  clientId: dbgate-cli', '  allowedClients: ["ci runner"]', ...target])).toEqual([
+      expect.objectContaining({line: 4, keyPath: 'identity.allowedClients[0]', message: expect.stringMatching(/an OAuth client id/)}),
+    ])
   })
 
   it('points at the line and says how to write a listen address', () => {

@@ -33,6 +33,8 @@ export interface GatewayConfigOptions {
   clientId: string
   targets: string[]
   server?: string[]
+  /** Lines added to the `identity:` section. */
+  identity?: string[]
   env: NodeJS.ProcessEnv
 }
 
@@ -58,6 +60,7 @@ export function gatewayConfigText(opts: Omit<GatewayConfigOptions, 'env'>): stri
     'identity:',
     `  issuer: ${opts.issuer}`,
     `  clientId: ${opts.clientId}`,
+    ...(opts.identity ?? []).map((l) => `  ${l}`),
     `bucket: file://${path.join(opts.dir, 'bucket')}`,
     'targets:',
     ...opts.targets,

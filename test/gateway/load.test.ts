@@ -72,7 +72,8 @@ describe('[load] dbgate gateway: 1,000 concurrent sessions over two replicas', (
         issuer: f.dev.issuer,
         clientId: f.dev.cliClientId,
         targets: targetConfigText('app', db, 'allow: [engineering]'),
-        server: ['pipelineIdle: 30s'],
+        // One load generator on one address, 50 sessions per identity: above the caps meant for people.
+        server: ['pipelineIdle: 30s', `maxSessionsPerPerson: ${CLIENTS / IDENTITIES}`, `maxPendingSignIns: ${CLIENTS}`, `maxPendingSignInsPerAddress: ${CLIENTS}`],
         // Clients past the upstream cap wait in the gateway's queue, signed in, for the whole run.
         top: ['tunnel:', `  maxUpstreamSessions: ${UPSTREAM_PER_REPLICA}`, '  upstreamQueueTimeout: 5m', '  authTimeout: 5m'],
       })

@@ -1,6 +1,6 @@
 import {exportJWK, generateKeyPair} from 'jose'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
-import {groupsFromClaims, kindOf, verifyToken} from '../../src/identity/verify.js'
+import {groupsFromClaims, kindOf, tokenHash, verifyToken} from '../../src/identity/verify.js'
 import {fixture, loginAs, mint, type Fixture} from './helpers.js'
 
 let f: Fixture
@@ -75,6 +75,29 @@ describe('verifyToken', () => {
   test('a token not valid yet fails with TOKEN_NOT_YET_VALID', async () => {
     const now = Math.floor(Date.now() / 1000)
     expect(await failure(await mint(f.signingKey, {...claims(), nbf: now + 600}))).toBe('TOKEN_NOT_YET_VALID')
+  })
+
+  test('a token that says it was issued in the future fails with TOKEN_NOT_YET_VALID, within the skew it passes', async () => {
+    const now = Math.floor(Date.now() / 1000)
+    expect(await failure(await mint(f.signingKey, {...claims(), iat: now + 600, exp: now + 1200}), 'any')).toBe('TOKEN_NOT_YET_VALID')
+    await expect(verifyToken(f.config, await mint(f.signingKey, {...claims(), iat: now + 30}), {use: 'any'})).resolves.toBeTruthy()
+  })
+
+  test("an ID token whose azp names another client fails with TOKEN_WRONG_CLIENT (OIDC Core); without azp it passes", async () => {
+    expect(await failure(await mint(f.signingKey, {...claims(), aud: [f.dev.cliClientId, 'other-app'], azp: 'other-app'}), 'id_token')).toBe('TOKEN_WRONG_CLIENT')
+    await expect(verifyToken(f.config, await mint(f.signingKey, {...claims(), azp: f.dev.cliClientId}), {use: 'id_token'})).resolves.toBeTruthy()
+    await expect(verifyToken(f.config, await mint(f.signingKey, claims()), {use: 'id_token'})).resolves.toBeTruthy()
+    // Access tokens name the client that obtained them (a CI client's own id): accepted unless identity.allowedClients says otherwise.
+    const ci = await mint(f.signingKey, {...claims(), azp: 'ci-runner'}, {typ: 'at+jwt'})
+    await expect(verifyToken(f.config, ci, {use: 'access_token'})).resolves.toBeTruthy()
+    expect(await failure(ci, 'access_token', {...f.config, allowedClients: ['another-ci']})).toBe('TOKEN_WRONG_CLIENT')
+    await expect(verifyToken({...f.config, allowedClients: ['ci-runner']}, ci, {use: 'access_token'})).resolves.toBeTruthy()
+  })
+
+  test('a token with surrounding whitespace is verified and hashed as the token itself; whitespace inside is TOKEN_MALFORMED', async () => {
+    const {identity} = await verifyToken(f.config, `  ${idToken}\r\n`, {use: 'id_token'})
+    expect(identity.tokenHash).toBe(tokenHash(idToken))
+    expect(await failure(`${idToken.slice(0, 20)} ${idToken.slice(20)}`)).toBe('TOKEN_MALFORMED')
   })
 
   test('garbage, unsigned and access tokens posing as ID tokens are TOKEN_MALFORMED', async () => {
