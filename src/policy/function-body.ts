@@ -36,6 +36,8 @@ export interface FunctionBodySource {
    * built in, schema-qualified and quoted: a domain's checks run on what the body returns.
    */
   results?: readonly string[]
+  /** The kind of type whose constructor CREATE TYPE … AS RANGE made this function (src/connect/function-catalog.ts proves it). */
+  constructs?: 'range' | 'multirange'
 }
 
 export interface FunctionBody {
@@ -61,6 +63,20 @@ function done(statements: StatementAnalysis[], dynamic?: string): FunctionBody {
 /** The languages whose bodies dbgate reads: an extension's function in one of them is read like a user's. */
 const READABLE_LANGUAGES = new Set(['sql', 'plpgsql'])
 
+/**
+ * The C functions (pg_proc.prosrc) PostgreSQL makes a range type's constructors, and its
+ * multirange type's, with: they build a value of the type from their arguments and nothing else.
+ */
+const CONSTRUCTORS: Record<NonNullable<FunctionBodySource['constructs']>, ReadonlySet<string>> = {
+  range: new Set(['range_constructor2', 'range_constructor3']),
+  multirange: new Set(['multirange_constructor0', 'multirange_constructor1', 'multirange_constructor2']),
+}
+
+/** A user range type's own constructor: a read. Any other internal function stays unknown, whatever it is named. */
+function isRangeConstructor(source: FunctionBodySource): boolean {
+  return source.language === 'internal' && source.constructs !== undefined && source.src !== undefined && CONSTRUCTORS[source.constructs].has(source.src)
+}
+
 export function readFunctionBody(source: FunctionBodySource): FunctionBody {
   // An extension's C functions are the DBA's installed code, judged by what they declare. Its SQL and
   // PL/pgSQL ones are read: membership is no proof of origin (`ALTER EXTENSION … ADD FUNCTION`
@@ -75,6 +91,7 @@ export function readFunctionBody(source: FunctionBodySource): FunctionBody {
     const broken = assumedSettingViolated(name, eq < 0 ? '' : item.slice(eq + 1))
     if (broken) return unreadable(`sets ${item} for its body, which dbgate does not read it under (${broken.why})`)
   }
+  if (isRangeConstructor(source)) return done([])
   try {
     if (source.language === 'sql') return withResults(source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src), source.results)
     if (source.language === 'plpgsql') return withResults(plpgsqlBody(source.definition), source.results)

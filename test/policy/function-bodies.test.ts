@@ -274,6 +274,21 @@ describe('user functions are judged by what their bodies do', () => {
     await nothingHappened()
   })
 
+  it("allows a user range type's own constructors, and refuses an internal function that only looks like one", async () => {
+    await direct((d) => d.query('create type public.floatrange as range (subtype = float8)'))
+    const c = await t.client()
+    // The constructors CREATE TYPE made, in the user's schema, written in internal (range_constructor2/3, multirange_constructor0/1/2).
+    // (Masking, on in this tunnel, still masks a user function's output as untraceable: only the verdict is policy's.)
+    for (const sql of [`select floatrange(1, 2)`, `select floatrange(1, 2, '[]')`, `select floatmultirange()`, `select floatmultirange(floatrange(1, 2))`, `select floatmultirange(floatrange(1, 2), floatrange(3, 4))`]) {
+      expect((await c.query(sql)).rowCount, sql).toBe(1)
+    }
+    if (!superuser) return
+    // The same C function under another name, returning the same type: not the type's constructor.
+    await direct((d) => d.query(`create function public.make_floats(float8, float8) returns public.floatrange language internal immutable as 'range_constructor2'`))
+    const e = await refused(c, 'select make_floats(1, 2)')
+    expect(`${e.message} ${e.detail ?? ''}`).toMatch(/public\.make_floats is written in internal, whose body dbgate cannot read/)
+  })
+
   it("keeps an extension's functions judged by their declared volatility (the DBA's installed code)", async () => {
     const available = await direct(async (d) => (await d.query(`select 1 from pg_available_extensions where name = 'pg_trgm'`)).rowCount === 1)
     expect(available, 'the test server ships pg_trgm').toBe(true)
