@@ -72,6 +72,25 @@ const CONSTRUCTORS: Record<NonNullable<FunctionBodySource['constructs']>, Readon
   multirange: new Set(['multirange_constructor0', 'multirange_constructor1', 'multirange_constructor2']),
 }
 
+/**
+ * The most of a body dbgate judges. Reading a body is synchronous parsing on the tunnel's event
+ * loop (about 0.1 s per 100 KiB of PL/pgSQL, 25 µs or more per statement), which every session
+ * waits for: a body past either limit is not read, and its function is judged unknown. Both are
+ * far beyond what a hand-written function reaches (docs/policy.md).
+ */
+export const MAX_BODY_CHARS = 256 * 1024
+export const MAX_BODY_STATEMENTS = 5000
+
+function tooLong(text: string | undefined): FunctionBody | undefined {
+  if (text === undefined || text.length <= MAX_BODY_CHARS) return undefined
+  return unreadable(`has a body of ${text.length} characters, more than the ${MAX_BODY_CHARS} dbgate reads (a body that large would stall every session while it is analysed)`)
+}
+
+function tooMany(count: number): FunctionBody | undefined {
+  if (count <= MAX_BODY_STATEMENTS) return undefined
+  return unreadable(`has ${count} statements and expressions in its body, more than the ${MAX_BODY_STATEMENTS} dbgate judges (a body that large would stall every session while it is analysed)`)
+}
+
 /** A user range type's own constructor: a read. Any other internal function stays unknown, whatever it is named. */
 function isRangeConstructor(source: FunctionBodySource): boolean {
   return source.language === 'internal' && source.constructs !== undefined && source.src !== undefined && CONSTRUCTORS[source.constructs].has(source.src)
@@ -93,8 +112,8 @@ export function readFunctionBody(source: FunctionBodySource): FunctionBody {
   }
   if (isRangeConstructor(source)) return done([])
   try {
-    if (source.language === 'sql') return withResults(source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src), source.results)
-    if (source.language === 'plpgsql') return withResults(plpgsqlBody(source.definition), source.results)
+    if (source.language === 'sql') return tooLong(source.atomic ? source.definition : source.src) ?? withResults(source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src), source.results)
+    if (source.language === 'plpgsql') return tooLong(source.definition) ?? withResults(plpgsqlBody(source.definition), source.results)
   } catch (error) {
     return unreadable(`has a body dbgate could not read (${error instanceof Error ? error.message : String(error)})`)
   }
@@ -122,6 +141,8 @@ function withResults(body: FunctionBody, results: readonly string[] | undefined)
 function sqlBody(src: string | undefined): FunctionBody {
   if (src === undefined) return unreadable('has no body in the catalog')
   const {statements} = analyze(src)
+  const over = tooMany(statements.length)
+  if (over) return over
   const failed = statements.find((s) => s.error !== undefined)
   if (failed) return unreadable(`has a body dbgate could not analyse (${failed.error})`)
   return done(statements)
@@ -148,6 +169,8 @@ function atomicSqlBody(definition: string | undefined): FunctionBody {
       }
     }
   } else throw new Error('unrecognised SQL body')
+  const over = tooMany(nodes.length)
+  if (over) return over
   return done(nodes.map((n, i) => summarise(i, definition, StatementWalker.walk(n))))
 }
 
@@ -389,6 +412,8 @@ function plpgsqlBody(definition: string | undefined): FunctionBody {
   if (unknown) return unreadable(`has ${unknown} in its body, which dbgate does not know`)
   const fn = (((tree as Obj | undefined)?.plpgsql_funcs as unknown[] | undefined)?.[0] as Obj | undefined)?.PLpgSQL_function
   texts.push(...recordDefaults(definition, isObj(fn) && Array.isArray(fn.datums) ? fn.datums : []))
+  const over = tooMany(texts.length)
+  if (over) return over
   const closes = closesForeignCursor(tree)
   if (closes) return unreadable(closes)
   const statements: StatementAnalysis[] = []
