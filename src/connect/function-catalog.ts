@@ -316,9 +316,25 @@ function bodiesSql(oids: readonly number[]): string {
                          where tn.nspname <> 'pg_catalog'
                            and (t.oid = p.prorettype
                                 or t.oid in (select a.t from unnest(p.proallargtypes, p.proargmodes) a(t, m) where a.m in ('o', 'b', 't')))))::text as results,
-           case when l.lanname = 'plpgsql' or (l.lanname = 'sql' and (to_jsonb(p) ->> 'prosqlbody') is not null) then pg_get_functiondef(p.oid) end as definition
+           case when l.lanname = 'plpgsql' or (l.lanname = 'sql' and (to_jsonb(p) ->> 'prosqlbody') is not null) then pg_get_functiondef(p.oid) end as definition,
+           ${constructsSql('p')} as constructs
     from pg_proc p join pg_language l on l.oid = p.prolang
     where p.oid = any(array[${oids.map((o) => `${Math.trunc(o)}`).join(', ')}]::oid[])`
+}
+
+/**
+ * Which kind of type the function `p` (a pg_proc row) is the constructor of, `range` or
+ * `multirange`, or null: CREATE TYPE … AS RANGE makes the constructors of the range type and of its
+ * multirange type, returning that type and depending on it internally (pg_depend deptype 'i'),
+ * which no CREATE FUNCTION can do.
+ */
+function constructsSql(p: string): string {
+  return `(select case when r.rngtypid = ${p}.prorettype then 'range' else 'multirange' end
+            from pg_range r
+            where ${p}.prorettype in (r.rngtypid, r.rngmultitypid)
+              and exists (select 1 from pg_depend d
+                          where d.classid = 'pg_proc'::regclass and d.objid = ${p}.oid
+                            and d.refclassid = 'pg_type'::regclass and d.refobjid = ${p}.prorettype and d.deptype = 'i'))`
 }
 
 /** proconfig as JSON (`["search_path=hidden"]`, or null). Throws on anything else: that function's body is then not read. */
@@ -512,6 +528,7 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
             ...(typeof r.definition === 'string' ? {definition: r.definition} : {}),
             ...(typeof r.config === 'string' ? {config: configItems(r.config)} : {}),
             ...(typeof r.results === 'string' ? {results: resultTypes(r.results)} : {}),
+            ...(r.constructs === 'range' || r.constructs === 'multirange' ? {constructs: r.constructs} : {}),
           })
         } catch {
           continue

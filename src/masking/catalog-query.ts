@@ -40,6 +40,14 @@ const OID = 26
 const FLOAT4 = 700
 const FLOAT8 = 701
 const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4])
+/**
+ * How long a catalog read waits for a lock before it fails. pg_get_viewdef locks every relation a
+ * view reads, so a read waits behind any transaction holding an ACCESS EXCLUSIVE lock on one of
+ * them (ALTER TABLE, TRUNCATE, CREATE OR REPLACE VIEW, LOCK TABLE), the session's own included,
+ * which may in turn be waiting for this read. A failed read leaves masking and policy failing
+ * closed (names unknown, views untrusted) and the next read tries again.
+ */
+export const CATALOG_LOCK_TIMEOUT_MS = 1000
 /** The catalog's rows are small, but a view's definition is unbounded: a generous cap, not the clients' one. */
 const MAX_MESSAGE = 256 * 1024 * 1024
 
@@ -164,7 +172,7 @@ class CatalogSession {
 export function catalogQueryFor(target: UpstreamTarget): ClosableCatalogQuery {
   let session: Promise<CatalogSession> | undefined
   const connect = async (): Promise<CatalogSession> => {
-    const s = await connectUpstream(target, {application_name: 'dbgate masking discovery', client_encoding: 'UTF8', statement_timeout: '30000'})
+    const s = await connectUpstream(target, {application_name: 'dbgate masking discovery', client_encoding: 'UTF8', statement_timeout: '30000', lock_timeout: String(CATALOG_LOCK_TIMEOUT_MS)})
     return new CatalogSession(s.socket, s.leftover)
   }
   const query = oneAtATime((sql) => runOne(sql))

@@ -304,6 +304,10 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
 
   const ensureFresh = (sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId' | 'transactionStatus'>): Promise<void> | undefined => {
     if (unmasked) return undefined
+    // Until it settles, a connection's own changes are invisible to the catalog's connection, and a
+    // read may wait on locks its open transaction holds (pg_get_viewdef behind its ALTER TABLE)
+    // while the transaction waits on this statement: its texts are analysed with names and view
+    // definitions distrusted (`lineageIn`) instead, so nothing it would learn is waited for.
     if (ctx && settles(ctx.connectionId, ctx)) {
       // What the connection changed is committed (or rolled back): read it before this statement.
       // Settled only once read: if the read fails, names stay distrusted.
@@ -312,6 +316,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
         return ensureFresh(sql, ctx)
       })
     }
+    if (ctx && unsettled.has(ctx.connectionId)) return undefined
     const text = lineageOf(sql, readingOf(ctx?.session.parameters))
     if (!text.ok) return undefined
     let misses: NonNullable<StatementLineage['misses']> | undefined

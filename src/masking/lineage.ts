@@ -56,7 +56,8 @@ interface Ctx {
   depth: number
   /**
    * The catalog may not yet hold what ran before this statement (see `analyzeText`): an
-   * unqualified function or operator name may then resolve to one created since, not the built-in.
+   * unqualified function or operator name may then resolve to one created since, not the built-in,
+   * and a view's definition may have been replaced since.
    */
   distrustNames: boolean
   /**
@@ -217,8 +218,9 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
   })
   if (rel.viewDefinition === undefined) return own
   ctx.views.add(rel.oid)
-  // A definition known to have changed, but not re-read: nothing it says can be relied on.
-  const viewed = ctx.catalog.isStale(rel.oid) ? undefined : viewColumns(rel, ctx)
+  // A definition known to have changed, but not re-read, or one an earlier statement may have
+  // replaced (names distrusted: the catalog has not read what it did): nothing it says can be relied on.
+  const viewed = ctx.catalog.isStale(rel.oid) || ctx.distrustNames ? undefined : viewColumns(rel, ctx)
   if (!viewed) {
     ctx.touches = true
     if (!ctx.reasons.includes(`the definition of view ${rel.schema}.${rel.name} could not be followed`)) ctx.reasons.push(`the definition of view ${rel.schema}.${rel.name} could not be followed`)

@@ -88,7 +88,10 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
     const typeOid = f?.typeOid ?? 0
     const format = f ? f.format : -1
     const direct = f && f.tableOid !== 0 ? opts.catalog.column(f.tableOid, f.columnAttr) : undefined
-    const knownTable = f && f.tableOid !== 0 ? opts.catalog.relation(f.tableOid) !== undefined : false
+    // A view's column is clean only as its definition proves, which the catalog's copy may no longer
+    // be (`CREATE OR REPLACE VIEW` in the session's open transaction): only the analysis can vouch for it.
+    const relation = f && f.tableOid !== 0 ? opts.catalog.relation(f.tableOid) : undefined
+    const knownTable = relation !== undefined && relation.viewDefinition === undefined
     // A user table or column created after the catalog was read (system objects have OIDs below 16384):
     // this result is masked as untraceable, and the catalog is re-read for the next one.
     if (f && f.tableOid >= FIRST_NORMAL_OID && !direct) {

@@ -36,6 +36,8 @@ export interface FunctionBodySource {
    * built in, schema-qualified and quoted: a domain's checks run on what the body returns.
    */
   results?: readonly string[]
+  /** The kind of type whose constructor CREATE TYPE … AS RANGE made this function (src/connect/function-catalog.ts proves it). */
+  constructs?: 'range' | 'multirange'
 }
 
 export interface FunctionBody {
@@ -61,6 +63,39 @@ function done(statements: StatementAnalysis[], dynamic?: string): FunctionBody {
 /** The languages whose bodies dbgate reads: an extension's function in one of them is read like a user's. */
 const READABLE_LANGUAGES = new Set(['sql', 'plpgsql'])
 
+/**
+ * The C functions (pg_proc.prosrc) PostgreSQL makes a range type's constructors, and its
+ * multirange type's, with: they build a value of the type from their arguments and nothing else.
+ */
+const CONSTRUCTORS: Record<NonNullable<FunctionBodySource['constructs']>, ReadonlySet<string>> = {
+  range: new Set(['range_constructor2', 'range_constructor3']),
+  multirange: new Set(['multirange_constructor0', 'multirange_constructor1', 'multirange_constructor2']),
+}
+
+/**
+ * The most of a body dbgate judges. Reading a body is synchronous parsing on the tunnel's event
+ * loop (about 0.1 s per 100 KiB of PL/pgSQL, 25 µs or more per statement), which every session
+ * waits for: a body past either limit is not read, and its function is judged unknown. Both are
+ * far beyond what a hand-written function reaches (docs/policy.md).
+ */
+export const MAX_BODY_CHARS = 256 * 1024
+export const MAX_BODY_STATEMENTS = 5000
+
+function tooLong(text: string | undefined): FunctionBody | undefined {
+  if (text === undefined || text.length <= MAX_BODY_CHARS) return undefined
+  return unreadable(`has a body of ${text.length} characters, more than the ${MAX_BODY_CHARS} dbgate reads (a body that large would stall every session while it is analysed)`)
+}
+
+function tooMany(count: number): FunctionBody | undefined {
+  if (count <= MAX_BODY_STATEMENTS) return undefined
+  return unreadable(`has ${count} statements and expressions in its body, more than the ${MAX_BODY_STATEMENTS} dbgate judges (a body that large would stall every session while it is analysed)`)
+}
+
+/** A user range type's own constructor: a read. Any other internal function stays unknown, whatever it is named. */
+function isRangeConstructor(source: FunctionBodySource): boolean {
+  return source.language === 'internal' && source.constructs !== undefined && source.src !== undefined && CONSTRUCTORS[source.constructs].has(source.src)
+}
+
 export function readFunctionBody(source: FunctionBodySource): FunctionBody {
   // An extension's C functions are the DBA's installed code, judged by what they declare. Its SQL and
   // PL/pgSQL ones are read: membership is no proof of origin (`ALTER EXTENSION … ADD FUNCTION`
@@ -75,9 +110,10 @@ export function readFunctionBody(source: FunctionBodySource): FunctionBody {
     const broken = assumedSettingViolated(name, eq < 0 ? '' : item.slice(eq + 1))
     if (broken) return unreadable(`sets ${item} for its body, which dbgate does not read it under (${broken.why})`)
   }
+  if (isRangeConstructor(source)) return done([])
   try {
-    if (source.language === 'sql') return withResults(source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src), source.results)
-    if (source.language === 'plpgsql') return withResults(plpgsqlBody(source.definition), source.results)
+    if (source.language === 'sql') return tooLong(source.atomic ? source.definition : source.src) ?? withResults(source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src), source.results)
+    if (source.language === 'plpgsql') return tooLong(source.definition) ?? withResults(plpgsqlBody(source.definition), source.results)
   } catch (error) {
     return unreadable(`has a body dbgate could not read (${error instanceof Error ? error.message : String(error)})`)
   }
@@ -105,6 +141,8 @@ function withResults(body: FunctionBody, results: readonly string[] | undefined)
 function sqlBody(src: string | undefined): FunctionBody {
   if (src === undefined) return unreadable('has no body in the catalog')
   const {statements} = analyze(src)
+  const over = tooMany(statements.length)
+  if (over) return over
   const failed = statements.find((s) => s.error !== undefined)
   if (failed) return unreadable(`has a body dbgate could not analyse (${failed.error})`)
   return done(statements)
@@ -131,6 +169,8 @@ function atomicSqlBody(definition: string | undefined): FunctionBody {
       }
     }
   } else throw new Error('unrecognised SQL body')
+  const over = tooMany(nodes.length)
+  if (over) return over
   return done(nodes.map((n, i) => summarise(i, definition, StatementWalker.walk(n))))
 }
 
@@ -372,6 +412,8 @@ function plpgsqlBody(definition: string | undefined): FunctionBody {
   if (unknown) return unreadable(`has ${unknown} in its body, which dbgate does not know`)
   const fn = (((tree as Obj | undefined)?.plpgsql_funcs as unknown[] | undefined)?.[0] as Obj | undefined)?.PLpgSQL_function
   texts.push(...recordDefaults(definition, isObj(fn) && Array.isArray(fn.datums) ? fn.datums : []))
+  const over = tooMany(texts.length)
+  if (over) return over
   const closes = closesForeignCursor(tree)
   if (closes) return unreadable(closes)
   const statements: StatementAnalysis[] = []

@@ -4,6 +4,7 @@ import {serialize} from 'pg-protocol'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {codes, errorOf} from '../helpers/raw-client.js'
+import {MAX_BODY_CHARS, MAX_BODY_STATEMENTS} from '../../src/policy/function-body.js'
 
 /**
  * A STABLE or IMMUTABLE user function is its author's word, not proof: PostgreSQL lets such a
@@ -272,6 +273,43 @@ describe('user functions are judged by what their bodies do', () => {
     const e = await refused(c, 'select lock_alias(4711)')
     expect(`${e.message} ${e.detail ?? ''}`).toMatch(/public\.lock_alias is written in internal, whose body dbgate cannot read/)
     await nothingHappened()
+  })
+
+  it("allows a user range type's own constructors, and refuses an internal function that only looks like one", async () => {
+    await direct((d) => d.query('create type public.floatrange as range (subtype = float8)'))
+    const c = await t.client()
+    // The constructors CREATE TYPE made, in the user's schema, written in internal (range_constructor2/3, multirange_constructor0/1/2).
+    // (Masking, on in this tunnel, still masks a user function's output as untraceable: only the verdict is policy's.)
+    for (const sql of [`select floatrange(1, 2)`, `select floatrange(1, 2, '[]')`, `select floatmultirange()`, `select floatmultirange(floatrange(1, 2))`, `select floatmultirange(floatrange(1, 2), floatrange(3, 4))`]) {
+      expect((await c.query(sql)).rowCount, sql).toBe(1)
+    }
+    if (!superuser) return
+    // The same C function under another name, returning the same type: not the type's constructor.
+    await direct((d) => d.query(`create function public.make_floats(float8, float8) returns public.floatrange language internal immutable as 'range_constructor2'`))
+    const e = await refused(c, 'select make_floats(1, 2)')
+    expect(`${e.message} ${e.detail ?? ''}`).toMatch(/public\.make_floats is written in internal, whose body dbgate cannot read/)
+  })
+
+  it('judges a function whose body is over the size dbgate reads as unknown, naming the limit; one just under is judged by its body', async () => {
+    // Each assignment is one expression judged; the declarations' types, v's default and the RETURN are four more.
+    const sums = (expressions: number) => `declare v int := $1; begin ${'v := v + 1; '.repeat(expressions - 4)}return v; end`
+    await direct((d) =>
+      d.query(`
+        create function public.long_sum(int) returns int language plpgsql immutable as $$ ${sums(MAX_BODY_STATEMENTS)} $$;
+        create function public.longer_sum(int) returns int language plpgsql immutable as $$ ${sums(MAX_BODY_STATEMENTS + 1)} $$;
+        create function public.wide_text() returns text language sql immutable as $$ select '${'x'.repeat(MAX_BODY_CHARS)}' $$;
+      `),
+    )
+    const c = await t.client()
+    // Allowed (masking, on in this tunnel, masks what a user function returns).
+    expect((await c.query('select long_sum(1) as v')).rowCount).toBe(1)
+    for (const [sql, why] of [
+      ['select longer_sum(1)', new RegExp(`public\\.longer_sum has ${MAX_BODY_STATEMENTS + 1} statements and expressions in its body, more than the ${MAX_BODY_STATEMENTS} dbgate judges`)],
+      ['select length(wide_text())', new RegExp(`public\\.wide_text has a body of [0-9]+ characters, more than the ${MAX_BODY_CHARS} dbgate reads`)],
+    ] as const) {
+      const e = await refused(c, sql)
+      expect(`${e.message} ${e.detail ?? ''}`, sql).toMatch(why)
+    }
   })
 
   it("keeps an extension's functions judged by their declared volatility (the DBA's installed code)", async () => {

@@ -1,5 +1,5 @@
 import {beforeAll, describe, expect, it} from 'vitest'
-import {readFunctionBody} from '../../src/policy/function-body.js'
+import {MAX_BODY_CHARS, MAX_BODY_STATEMENTS, readFunctionBody} from '../../src/policy/function-body.js'
 import {loadParser} from '../../src/sql/parser.js'
 
 beforeAll(() => loadParser())
@@ -114,5 +114,33 @@ describe('reading a PL/pgSQL body', () => {
     expect(readFunctionBody({language: 'plpython3u', kind: 'f', extension: false, atomic: false, src: 'return 1'}).unreadable).toMatch(/written in plpython3u/)
     // An extension's function is not read at all.
     expect(readFunctionBody({language: 'c', kind: 'f', extension: true, atomic: false, src: 'similarity'})).toMatchObject({extension: true, statements: []})
+  })
+})
+
+describe("a range type's constructor", () => {
+  const internal = (src: string, constructs?: 'range' | 'multirange') => readFunctionBody({language: 'internal', kind: 'f', extension: false, atomic: false, src, ...(constructs ? {constructs} : {})})
+
+  it("is a read only with the catalog's proof and a constructor C name of its kind", () => {
+    for (const [src, kind] of [['range_constructor2', 'range'], ['range_constructor3', 'range'], ['multirange_constructor0', 'multirange'], ['multirange_constructor1', 'multirange'], ['multirange_constructor2', 'multirange']] as const) {
+      expect(internal(src, kind), src).toEqual({extension: false, statements: [], keys: []})
+    }
+    // No proof, a constructor of the other kind, or another C function.
+    for (const body of [internal('range_constructor2'), internal('range_constructor2', 'multirange'), internal('multirange_constructor1', 'range'), internal('pg_advisory_lock_int8', 'range')]) {
+      expect(body.unreadable).toBe('is written in internal, whose body dbgate cannot read')
+    }
+  })
+})
+
+describe('a body too large to judge', () => {
+  const sql = (src: string) => readFunctionBody({language: 'sql', kind: 'f', extension: false, atomic: false, src})
+
+  it('is unknown past either limit, and read up to it', () => {
+    expect(sql('select 1;'.repeat(MAX_BODY_STATEMENTS)).unreadable).toBeUndefined()
+    expect(sql('select 1;'.repeat(MAX_BODY_STATEMENTS + 1)).unreadable).toBe(`has ${MAX_BODY_STATEMENTS + 1} statements and expressions in its body, more than the ${MAX_BODY_STATEMENTS} dbgate judges (a body that large would stall every session while it is analysed)`)
+    const wide = `select '${'x'.repeat(MAX_BODY_CHARS - 9)}'`
+    expect(sql(wide).unreadable).toBeUndefined()
+    expect(sql(`${wide} `).unreadable).toMatch(new RegExp(`^has a body of ${MAX_BODY_CHARS + 1} characters, more than the ${MAX_BODY_CHARS} dbgate reads`))
+    const atomic = readFunctionBody({language: 'sql', kind: 'f', extension: false, atomic: true, definition: `CREATE FUNCTION public.f() RETURNS int LANGUAGE sql BEGIN ATOMIC ${'select 1; '.repeat(MAX_BODY_STATEMENTS + 1)}END`})
+    expect(atomic.unreadable).toMatch(new RegExp(`^has ${MAX_BODY_STATEMENTS + 1} statements`))
   })
 })
