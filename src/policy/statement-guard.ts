@@ -13,7 +13,7 @@ import {loadParser, parserReady} from '../sql/parser.js'
 import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry, touchesRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
 import {readingOf} from './text-shape.js'
-import {CallChange, callChange, distrustCatalogCalls} from './unsettled-calls.js'
+import {CallChange, callChange, declaresHoldCursor, distrustCatalogCalls} from './unsettled-calls.js'
 import {addTablesBehindViews, distrustTablesBehind, mayChangeTablesBehind} from './views.js'
 import type {Analysis, BuiltinRule, CatalogCall, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict, type PolicyVerdict} from './verdict.js'
@@ -67,6 +67,8 @@ export function judgeStatements(
   unsettled = false,
   /** What the session's uncommitted change may have changed for calls (unsettled-calls.ts); any call, when only `unsettled` is said. */
   callsChanged: CallChange = unsettled ? CallChange.Code : CallChange.None,
+  /** The open transaction declared a cursor WITH HOLD that calls something (unsettled-calls.ts). */
+  holdCursor = false,
 ): JudgedText {
   // What is behind a relation is read from committed state: it is not known after a change this
   // session has not committed, nor after one earlier in the same text (views.ts).
@@ -78,7 +80,7 @@ export function judgeStatements(
   }
   // The same holds for what any call runs (unsettled-calls.ts): those calls need a reviewer until it is committed.
   // (After the tables behind views are added: a write through a view over a system catalog changes it.)
-  const withCalls = (judged: readonly StatementAnalysis[]) => resolveCatalogCalls(distrustCatalogCalls(addTablesBehindViews(judged, catalog), callsChanged), catalog)
+  const withCalls = (judged: readonly StatementAnalysis[]) => resolveCatalogCalls(distrustCatalogCalls(addTablesBehindViews(judged, catalog), callsChanged, holdCursor), catalog)
   // The text's own calls first (an EXECUTE's parameters included: the EXECUTE itself is replaced below).
   const own = withCalls(statements)
   // No EXECUTE, PREPARE or DEALLOCATE (catalog calls add none): nothing below would change a statement.
@@ -170,6 +172,21 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
     return undefined
   }
 
+  /**
+   * Sessions whose open transaction (or the implicit one of a text or pipeline still running)
+   * declared a cursor WITH HOLD that calls something, with their ReadyForQuery count then: its
+   * query runs at COMMIT, so a change to what calls run meanwhile is held (unsettled-calls.ts).
+   */
+  const holdCursorSince = new WeakMap<SessionView, number>()
+  const holdCursorOpen = (ctx: StatementContext): boolean => {
+    const since = holdCursorSince.get(ctx.session)
+    if (since === undefined) return false
+    const ready = ctx.session.readyCount
+    if (ready === undefined || ready <= since || ctx.transactionStatus !== 'I') return true
+    holdCursorSince.delete(ctx.session)
+    return false
+  }
+
   /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
   const decide = (shared: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
     const analysis = withDeclaredParams(shared, ctx)
@@ -204,10 +221,11 @@ export function createStatementHook(opts: StatementHookOptions): PolicyStatement
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}
       return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements, analysis})
     }
-    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog, unsettledBefore !== undefined, unsettledBefore?.calls ?? CallChange.None)
+    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog, unsettledBefore !== undefined, unsettledBefore?.calls ?? CallChange.None, holdCursorOpen(ctx))
     const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
     // A change that may run (now, or once approved) leaves the session unsettled; a refused one changed nothing.
     if (verdict.action !== 'reject') {
+      if (!holdCursorSince.has(ctx.session) && analysis.statements.some(declaresHoldCursor)) holdCursorSince.set(ctx.session, ctx.session.readyCount ?? 0)
       let calls: CallChange = unsettledBefore?.calls ?? CallChange.None
       for (const st of statements) calls = Math.max(calls, callChange(st)) as CallChange
       if (calls > CallChange.None || statements.some(mayChangeTablesBehind)) {

@@ -96,11 +96,12 @@ function onlyChanged(call: CatalogCall, o: Operation): boolean {
 }
 
 /**
- * A cast that may be to a row type made since the catalog was read. A built-in type's name means
- * the built-in, as the committed catalog's answer assumes too (pg_catalog comes first in the path).
+ * A cast that may be to a row type made since the catalog was read. Only a type the parser itself
+ * qualifies (`int`, `varchar`, `boolean`: SQL's own type names) is surely the built-in: a new
+ * table named `date` is the type `date` means for a search_path that puts its schema first.
  */
 function castToNewType(call: CatalogCall): boolean {
-  return call.kind === 'cast' && !((call.schema === undefined || call.schema === 'pg_catalog') && isBuiltinType(call.name))
+  return call.kind === 'cast' && !(call.schema === 'pg_catalog' && isBuiltinType(call.name))
 }
 
 const CURSOR_COMMANDS: ReadonlySet<string> = new Set(['fetch', 'move'])
@@ -121,22 +122,42 @@ function distrustStatement(stmt: StatementAnalysis, change: CallChange): Stateme
   return added.length === 0 ? stmt : withOperations(stmt, [...stmt.operations, ...added])
 }
 
+/** Whether `stmt` declares a cursor WITH HOLD whose query calls anything: it runs that query to its end at COMMIT. */
+export function declaresHoldCursor(stmt: StatementAnalysis): boolean {
+  return stmt.operations.some((o) => o.command === 'declare' && o.object === 'hold_cursor' && (o.calls?.length ?? 0) > 0)
+}
+
+/** A change made while a WITH HOLD cursor is open in the transaction: the COMMIT would run its query with what the change made. */
+function changeUnderHoldCursor(stmt: StatementAnalysis): StatementAnalysis {
+  const op: Operation = {
+    ...unsettledOperation('a cursor declared WITH HOLD earlier in this transaction'),
+    detail:
+      'a cursor declared WITH HOLD earlier in this transaction runs its query to the end when the transaction commits, with the functions, operators, casts and views this change makes, which dbgate cannot read before the change is committed; close the cursor (or commit) before making the change',
+  }
+  return withOperations(stmt, [...stmt.operations, op])
+}
+
 /**
  * The statements with an operation (flag `unsettled_catalog`, class `opaque`) for every call the
  * change before them may have changed: `session`'s own uncommitted change, and those of the
  * statements earlier in the text. The calls themselves stay, to be judged by the committed
- * catalog as well. `statements` itself when there is nothing to distrust.
+ * catalog as well. A change to what calls run while a cursor WITH HOLD is open in the transaction
+ * (`holdCursor`, or declared earlier in the text) counts the same way. `statements` itself when
+ * there is nothing to distrust.
  */
-export function distrustCatalogCalls(statements: readonly StatementAnalysis[], session: CallChange): StatementAnalysis[] {
+export function distrustCatalogCalls(statements: readonly StatementAnalysis[], session: CallChange, holdCursor = false): StatementAnalysis[] {
   let change = session
+  let hold = holdCursor
   let out: StatementAnalysis[] | undefined
   for (let i = 0; i < statements.length; i++) {
     const s = statements[i]!
-    const r = change === CallChange.None ? s : distrustStatement(s, change)
+    const own = callChange(s)
+    let r = change === CallChange.None ? s : distrustStatement(s, change)
+    if (hold && own === CallChange.Code) r = changeUnderHoldCursor(r)
     if (r !== s) out ??= statements.slice(0, i)
     out?.push(r)
-    const own = callChange(s)
     if (own > change) change = own
+    if (declaresHoldCursor(s)) hold = true
   }
   return out ?? (statements as StatementAnalysis[])
 }

@@ -283,9 +283,11 @@ describe('prepared statements, portals and cursors judged before the change', ()
     db = await createTestDatabase()
     await direct((d) =>
       d.query(
-        ['p_named', 'p_pipe', 'p_portal', 'p_cursor', 'p_exec', 'p_syncs', 'p_after']
-          .map((n) => `create function public.${n}(int) returns int stable language sql as $$ select $1 $$;`)
-          .join('\n'),
+        [
+          ...['p_named', 'p_pipe', 'p_portal', 'p_cursor', 'p_exec', 'p_syncs', 'p_after'].map((n) => `create function public.${n}(int) returns int stable language sql as $$ select $1 $$;`),
+          // PL/pgSQL: a SQL function this simple is inlined into the cursor's plan at DECLARE.
+          'create function public.p_hold(int) returns int stable language plpgsql as $$ begin return $1; end $$;',
+        ].join('\n'),
       ),
     )
     t = await openPipelineTunnel(db, POLICY)
@@ -359,6 +361,29 @@ describe('prepared statements, portals and cursors judged before the change', ()
     raw.end()
   })
 
+  it('holds a change to what a cursor WITH HOLD declared earlier in the transaction calls: the COMMIT would run its query', async () => {
+    const replacePl = (key: number) => `create or replace function public.p_hold(int) returns int stable language plpgsql as $$ begin perform pg_advisory_lock(${key}); return $1; end $$`
+    const declare = 'declare hc cursor with hold for select p_hold(g) from generate_series(1, 2) g'
+    const c = await t.client()
+    await c.query('begin')
+    await c.query(declare)
+    const e = (await c.query(replacePl(5209)).catch((x: Error) => x)) as Refusal
+    expect(e.code).toBe('42501')
+    expect(e.detail).toMatch(/declared WITH HOLD earlier in this transaction/)
+    await c.query('rollback')
+    // In one text, whose implicit transaction commits at its end.
+    const same = (await c.query(`${declare}; ${replacePl(5210)}`).catch((x: Error) => x)) as Refusal
+    expect(same.code).toBe('42501')
+    // Once the cursor is closed, or outside such a transaction, the change is the policy's to allow.
+    await c.query('begin')
+    await c.query(declare)
+    await c.query('commit')
+    await c.query('close hc')
+    expect(await locked(5209)).toBe(0)
+    expect(await locked(5210)).toBe(0)
+    await c.end()
+  })
+
   it('holds an EXECUTE of a statement prepared before the change', async () => {
     const c = await t.client()
     await c.query('prepare px as select p_exec(1)')
@@ -408,9 +433,13 @@ describe('prepared statements, portals and cursors judged before the change', ()
     await c.query('create index on public.fresh_rows (id)')
     await c.query('insert into public.fresh_rows (id) select g from generate_series(1, 3) g')
     await c.query('truncate public.fresh_rows')
-    await c.query("insert into public.fresh_rows values (length('abcd'), now())")
+    await c.query("insert into public.fresh_rows values (length('abcd'), now()), (5::int, null)")
     // (Masking does not know the new table yet, so only the count is shown as it is.)
     expect((await c.query('select count(*)::int as n from public.fresh_rows where at <= now() and id = 4')).rows).toEqual([{n: 1}])
+    // A cast to a type named as a table could be might be to the new table's row type.
+    await c.query('savepoint s')
+    expect(((await c.query("select 'now'::date").catch((x: Error) => x)) as Refusal).message).toMatch(UNSETTLED)
+    await c.query('rollback to savepoint s')
     await c.query('commit')
     await c.end()
   })
