@@ -146,6 +146,8 @@ function changeUnderHoldCursor(stmt: StatementAnalysis): StatementAnalysis {
  * there is nothing to distrust.
  */
 export function distrustCatalogCalls(statements: readonly StatementAnalysis[], session: CallChange, holdCursor = false): StatementAnalysis[] {
+  // The common case, a settled session's text of one statement: nothing before it changed anything.
+  if (session === CallChange.None && !holdCursor && statements.length < 2) return statements as StatementAnalysis[]
   let change = session
   let hold = holdCursor
   let out: StatementAnalysis[] | undefined
