@@ -132,7 +132,7 @@ function changeUnderHoldCursor(stmt: StatementAnalysis): StatementAnalysis {
   const op: Operation = {
     ...unsettledOperation('a cursor declared WITH HOLD earlier in this transaction'),
     detail:
-      'a cursor declared WITH HOLD earlier in this transaction runs its query to the end when the transaction commits, with the functions, operators, casts and views this change makes, which dbgate cannot read before the change is committed; close the cursor (or commit) before making the change',
+      'a cursor declared WITH HOLD earlier in this transaction runs its query to the end when the transaction commits, with the functions, operators, casts and views this change makes, which dbgate cannot read before the change is committed; make the change in a transaction of its own, or before declaring the cursor',
   }
   return withOperations(stmt, [...stmt.operations, op])
 }

@@ -374,10 +374,13 @@ describe('prepared statements, portals and cursors judged before the change', ()
     // In one text, whose implicit transaction commits at its end.
     const same = (await c.query(`${declare}; ${replacePl(5210)}`).catch((x: Error) => x)) as Refusal
     expect(same.code).toBe('42501')
-    // Once the cursor is closed, or outside such a transaction, the change is the policy's to allow.
+    // In a transaction of its own (the cursor's query ran at the COMMIT before), the change is the policy's to allow.
     await c.query('begin')
     await c.query(declare)
     await c.query('commit')
+    await c.query('begin')
+    await c.query(replacePl(5211))
+    await c.query('rollback')
     await c.query('close hc')
     expect(await locked(5209)).toBe(0)
     expect(await locked(5210)).toBe(0)
