@@ -15,7 +15,8 @@
  * (TRUNCATE, CREATE INDEX, a sequence) or drops objects changes none (the committed catalog's
  * answer is the worst of every candidate, so removing one never makes a call worse); a new table
  * brings a row type, so casts count; anything else (and any statement dbgate cannot read) counts
- * for every call. A cursor's FETCH or MOVE runs the cursor's query, which counts the same way.
+ * for every call. A cursor's FETCH or MOVE runs the cursor's query, which counts the same way;
+ * and a cursor WITH HOLD runs its query at COMMIT, so a change made after declaring one is held.
  */
 import {withOperations} from './analyze.js'
 import {isBuiltinType} from './builtins.js'
@@ -97,8 +98,8 @@ function onlyChanged(call: CatalogCall, o: Operation): boolean {
 
 /**
  * A cast that may be to a row type made since the catalog was read. Only a type the parser itself
- * qualifies (`int`, `varchar`, `boolean`: SQL's own type names) is surely the built-in: a new
- * table named `date` is the type `date` means for a search_path that puts its schema first.
+ * qualifies (`int`, `varchar`, `boolean`: SQL's own type names) is surely the built-in: a table
+ * named `date` is what `date` means to a search_path that puts its schema first.
  */
 function castToNewType(call: CatalogCall): boolean {
   return call.kind === 'cast' && !(call.schema === 'pg_catalog' && isBuiltinType(call.name))
