@@ -17,6 +17,8 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   const {target} = ctx
   // Without a catalog connection (only in tests that build hooks by hand) only built-ins are known.
   const functions = catalogQuery ? new TargetFunctionCatalog({query: catalogQuery}) : undefined
+  /** Changes to the catalog let through so far (judged, perhaps not yet run): part of `verdictGeneration`. */
+  let changes = 0
   const policy = createStatementHook({
     rules: target.rules,
     pack: target.policy,
@@ -25,6 +27,7 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     reviewers: target.reviewers,
     ...(functions ? {functions} : {}),
     client: who.client,
+    onCatalogChange: () => void changes++,
   })
   const judge = readOnlyFor(ctx, policy)
   const evalOpts = {rules: target.rules, pack: target.policy, groups: who.groups}
@@ -50,8 +53,9 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     // Policy is the first stage to judge; it never overrules a refusal before it.
     // (The session's own next statement after its change settles reads the catalog again: statement-guard.ts.)
     statement: (sql, sctx, verdict) => (verdict.action === 'allow' ? judge(sql, sctx) : verdict),
-    // A function replaced since a named statement was judged runs its new body when it is bound.
-    ...(functions ? {verdictGeneration: () => functions.generation} : {}),
+    // A function replaced since a named statement was judged runs its new body when it is bound;
+    // a change this session has only sent (a pipeline) counts at once, before the catalog is read again.
+    ...(functions ? {verdictGeneration: () => functions.generation + changes} : {}),
     onStatement: functions
       ? (event) => {
           if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {

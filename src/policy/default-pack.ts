@@ -183,6 +183,14 @@ export const defaultPack: readonly BuiltinRule[] = [
     test: (op) => op.command === 'commit_prepared' || op.command === 'rollback_prepared',
   },
   {
+    // Before default.opaque-approval, whose reason is about DO blocks and new functions.
+    id: 'default.unsettled-catalog-approval',
+    action: 'require_approval',
+    reason: 'this statement calls functions, operators, casts or views after a change to the catalog that this session has not committed yet, and dbgate reads the catalog only as committed, so it cannot see what they run now',
+    hint: `send it after the COMMIT, when dbgate reads the committed catalog and judges it by what it runs then; or ${ASK}`,
+    test: (op) => has(op, 'unsettled_catalog'),
+  },
+  {
     id: 'default.opaque-approval',
     action: 'require_approval',
     reason: 'DO blocks, procedure calls and new functions run code that dbgate cannot inspect',

@@ -13,6 +13,7 @@ import {loadParser, parserReady} from '../sql/parser.js'
 import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry, touchesRegistry} from './prepared.js'
 import {evaluate, type EvaluateOptions} from './rules.js'
 import {readingOf} from './text-shape.js'
+import {CallChange, callChange, declaresHoldCursor, distrustCatalogCalls} from './unsettled-calls.js'
 import {addTablesBehindViews, distrustTablesBehind, mayChangeTablesBehind} from './views.js'
 import type {Analysis, BuiltinRule, CatalogCall, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict, type PolicyVerdict} from './verdict.js'
@@ -34,6 +35,12 @@ export interface StatementHookOptions {
   functions?: FunctionCatalog | LoadingFunctionCatalog
   /** Which client the tunnel's sessions come through, for rules that match `client`. */
   client?: ClientKind
+  /**
+   * Called when a statement that may change the catalog is let through (or held): a named
+   * statement judged before it must be judged again at its next Bind (`verdictGeneration`), even
+   * before the server has run the change (a pipeline sends Bind right behind it).
+   */
+  onCatalogChange?: () => void
 }
 
 /** Judges one statement text as the proxy's statement hook does, but may answer with a hold. */
@@ -58,9 +65,21 @@ export interface JudgedText {
 /**
  * Resolves and evaluates a text's statements in order against `staged`, so a PREPARE earlier in
  * the same text is known to a later EXECUTE, then judges every call (the executed statements'
- * included) against `catalog`, and adds the tables behind the views they use (views.ts). Shared by the hook and `dbgate policy check`.
+ * included) against `catalog`, and adds the tables behind the views they use (views.ts). After a
+ * change to the catalog (`unsettled`, or earlier in the text) the calls are judged unknown as well
+ * (unsettled-calls.ts). Shared by the hook and `dbgate policy check`.
  */
-export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry | undefined, opts: EvaluateOptions, catalog: FunctionCatalog = offlineCatalog, unsettled = false): JudgedText {
+export function judgeStatements(
+  statements: readonly StatementAnalysis[],
+  staged: StagedRegistry | undefined,
+  opts: EvaluateOptions,
+  catalog: FunctionCatalog = offlineCatalog,
+  unsettled = false,
+  /** What the session's uncommitted change may have changed for calls (unsettled-calls.ts); any call, when only `unsettled` is said. */
+  callsChanged: CallChange = unsettled ? CallChange.Code : CallChange.None,
+  /** The open transaction declared a cursor WITH HOLD that calls something (unsettled-calls.ts). */
+  holdCursor = false,
+): JudgedText {
   // What is behind a relation is read from committed state: it is not known after a change this
   // session has not committed, nor after one earlier in the same text (views.ts).
   const changing = statements.findIndex(mayChangeTablesBehind)
@@ -69,8 +88,11 @@ export function judgeStatements(statements: readonly StatementAnalysis[], staged
     const out = distrustTablesBehind(judged, from, catalog)
     return {statements: out, decision: evaluate(out, opts)}
   }
+  // The same holds for what any call runs (unsettled-calls.ts): those calls need a reviewer until it is committed.
+  // (After the tables behind views are added: a write through a view over a system catalog changes it.)
+  const withCalls = (judged: readonly StatementAnalysis[]) => resolveCatalogCalls(distrustCatalogCalls(addTablesBehindViews(judged, catalog), callsChanged, holdCursor), catalog)
   // The text's own calls first (an EXECUTE's parameters included: the EXECUTE itself is replaced below).
-  const own = resolveCatalogCalls(addTablesBehindViews(statements, catalog), catalog)
+  const own = withCalls(statements)
   // No EXECUTE, PREPARE or DEALLOCATE (catalog calls add none): nothing below would change a statement.
   if (!touchesRegistry(own)) return judgedAs(own)
   // Fails closed: the hook's caller refuses a statement it could not judge.
@@ -84,7 +106,16 @@ export function judgeStatements(statements: readonly StatementAnalysis[], staged
     applyToRegistry(r, staged)
   }
   // Then the calls of the prepared statements the EXECUTEs run, read back from their defining texts.
-  return judgedAs(executes ? resolveCatalogCalls(addTablesBehindViews(resolved, catalog), catalog) : own)
+  return judgedAs(executes ? withCalls(resolved) : own)
+}
+
+/** The ReadyForQuery count that ends a statement judged now (in a pipeline, the reply to an earlier text says nothing about it). */
+const readyAwaited = (session: SessionView): number => session.readyAwaited ?? session.readyCount ?? 0
+
+/** Whether what a session started at ReadyForQuery count `since` is over: a later one came and reported no transaction open. */
+function settledSince(session: SessionView, since: number, transactionStatus: StatementContext['transactionStatus']): boolean {
+  const ready = session.readyCount
+  return ready !== undefined && ready > since && transactionStatus === 'I'
 }
 
 /** The first OID of objects created after initdb: a type below it is built in. */
@@ -141,23 +172,39 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
   }
 
   /**
-   * Sessions that let through a statement which may change what is behind a relation
-   * (`mayChangeTablesBehind`), with their ReadyForQuery count when they sent it. The catalog's own
+   * Sessions that let through a statement which may change the catalog: what is behind a relation
+   * (`mayChangeTablesBehind`), or what a call runs (`callChange`, with how wide that change is), with
+   * the ReadyForQuery count reached before that statement's own (`readyAwaited`). The catalog's own
    * connection sees the change only once it commits: until then the session's relations count as
-   * every table. Settled by the first statement after a ReadyForQuery that reported no transaction
-   * open, which reads the catalog afresh (what was read meanwhile showed the state before the change).
+   * every table, and its calls as unknown (unsettled-calls.ts). Settled at the first ReadyForQuery
+   * from then on that reports no transaction open (`idle`, or the next statement), which reads the
+   * catalog afresh (what was read meanwhile showed the state before the change).
    */
-  const unsettledSince = new WeakMap<SessionView, number>()
-  const unsettledIn = (session: SessionView, transactionStatus: StatementContext['transactionStatus']): boolean => {
-    const since = unsettledSince.get(session)
-    if (since === undefined) return false
-    const ready = session.readyCount
-    if (ready === undefined || ready <= since || transactionStatus !== 'I') return true
+  const unsettledSince = new WeakMap<SessionView, {since: number; calls: CallChange}>()
+  const unsettledIn = (session: SessionView, transactionStatus: StatementContext['transactionStatus']): {calls: CallChange} | undefined => {
+    const u = unsettledSince.get(session)
+    if (u === undefined) return undefined
+    if (!settledSince(session, u.since, transactionStatus)) return u
     unsettledSince.delete(session)
     loading?.invalidate?.()
+    return undefined
+  }
+  const unsettled = (ctx: StatementContext): {calls: CallChange} | undefined => unsettledIn(ctx.session, ctx.transactionStatus)
+
+  /**
+   * Sessions whose open transaction (or the implicit one of a text or pipeline still running)
+   * declared a cursor WITH HOLD that calls something, with their ReadyForQuery count then: its
+   * query runs at COMMIT, so a change to what calls run meanwhile is held (unsettled-calls.ts).
+   */
+  const holdCursorSince = new WeakMap<SessionView, number>()
+  const holdCursorOpenIn = (session: SessionView, transactionStatus: StatementContext['transactionStatus']): boolean => {
+    const since = holdCursorSince.get(session)
+    if (since === undefined) return false
+    if (!settledSince(session, since, transactionStatus)) return true
+    holdCursorSince.delete(session)
     return false
   }
-  const unsettled = (ctx: StatementContext): boolean => unsettledIn(ctx.session, ctx.transactionStatus)
+  const holdCursorOpen = (ctx: StatementContext): boolean => holdCursorOpenIn(ctx.session, ctx.transactionStatus)
 
   /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
   const decide = (shared: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
@@ -185,7 +232,7 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     return [...keys, ...catalogKeys(resolved)]
   }
 
-  const decideNow = (analysis: Analysis, ctx: StatementContext, unsettledBefore: boolean): PolicyVerdict => {
+  const decideNow = (analysis: Analysis, ctx: StatementContext, unsettledBefore: {calls: CallChange} | undefined): PolicyVerdict => {
     // A text that neither runs nor defines prepared statements never reads the session's (`judgeStatements`).
     const staged = touchesRegistry(analysis.statements) ? new StagedRegistry(() => preparedInSession(ctx.session, definitions(ctx))) : undefined
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
@@ -193,10 +240,18 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}
       return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements, analysis})
     }
-    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog, unsettledBefore)
+    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog, unsettledBefore !== undefined, unsettledBefore?.calls ?? CallChange.None, holdCursorOpen(ctx))
     const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
     // A change that may run (now, or once approved) leaves the session unsettled; a refused one changed nothing.
-    if (verdict.action !== 'reject' && statements.some(mayChangeTablesBehind)) unsettledSince.set(ctx.session, ctx.session.readyAwaited ?? ctx.session.readyCount ?? 0)
+    if (verdict.action !== 'reject') {
+      if (!holdCursorSince.has(ctx.session) && analysis.statements.some(declaresHoldCursor)) holdCursorSince.set(ctx.session, readyAwaited(ctx.session))
+      let calls: CallChange = unsettledBefore?.calls ?? CallChange.None
+      for (const st of statements) calls = Math.max(calls, callChange(st)) as CallChange
+      if (calls > CallChange.None || statements.some(mayChangeTablesBehind)) {
+        unsettledSince.set(ctx.session, {since: readyAwaited(ctx.session), calls})
+        opts.onCatalogChange?.()
+      }
+    }
     return verdict
   }
 
@@ -209,5 +264,9 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     if (Buffer.byteLength(sql) > maxStatementSize) return judge(sql, ctx)
     return analyzeOffThread(sql, {maxStatementSize}).then((analysis) => decide(cache.store(sql, {maxStatementSize}, analysis), ctx))
   }
-  return Object.assign(hook, {idle: (session: SessionView) => void unsettledIn(session, 'I')})
+  const idle = (session: SessionView): void => {
+    unsettledIn(session, 'I')
+    holdCursorOpenIn(session, 'I')
+  }
+  return Object.assign(hook, {idle})
 }

@@ -170,7 +170,7 @@ export function tablesAsWritten(statements: readonly StatementAnalysis[], catalo
  * Statement classes that never change what is behind a relation (an allow-list: DDL, `DO`, `CALL`
  * and whatever could not be read may create, replace or re-parent a view, rule or table).
  */
-const CATALOG_KEEPING: ReadonlySet<string> = new Set(['read', 'write', 'transaction', 'session', 'admin', 'privilege'])
+export const CATALOG_KEEPING: ReadonlySet<string> = new Set(['read', 'write', 'transaction', 'session', 'admin', 'privilege'])
 
 /** Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out of date. */
 export function mayChangeTablesBehind(stmt: StatementAnalysis): boolean {

@@ -90,7 +90,6 @@ const SIMPLE: Record<string, Simple> = {
   AlterTableSpaceOptionsStmt: ['admin', 'alter_tablespace'],
   AlterTableMoveAllStmt: ['admin', 'alter_tablespace'],
   RefreshMatViewStmt: ['write', 'refresh_materialized_view', 'write'],
-  DeclareCursorStmt: ['read', 'declare'],
   ClosePortalStmt: ['read', 'close'],
   VariableShowStmt: ['session', 'show'],
   NotifyStmt: ['session', 'notify'],
@@ -238,6 +237,13 @@ export class StatementWalker {
       case 'VariableSetStmt':
         this.push(this.setOperation(body))
         return {}
+      case 'DeclareCursorStmt': {
+        // WITH HOLD (CURSOR_OPT_HOLD): the query runs to its end when the transaction commits, with
+        // the functions the transaction has defined by then (unsettled-calls.ts).
+        const hold = (Number(body.options ?? 0) & 0x20) !== 0
+        this.open(op('read', 'declare', hold ? {object: 'hold_cursor'} : {}), () => this.walkBody(body, 'read'))
+        return {}
+      }
       case 'FetchStmt':
         this.push(op('read', body.ismove ? 'move' : 'fetch'))
         return {}

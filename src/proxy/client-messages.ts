@@ -234,13 +234,23 @@ export class ClientMessages {
           return
         }
         const name = p.statement?.name
-        const run = newRun(p.sql, 'parse', p.verdict, name)
-        run.params = p.params
-        run.portal = p
-        run.filter = this.filterFor(p.sql, 'parse', name, p.verdict, p)
-        c.passToUpstream(frame)
-        this.sent(state.sendExecute(p, run), run)
-        return
+        const execute = (verdict: StatementVerdict) => {
+          const run = newRun(p.sql, 'parse', verdict, name)
+          run.params = p.params
+          run.portal = p
+          run.filter = this.filterFor(p.sql, 'parse', name, verdict, p)
+          c.passToUpstream(frame)
+          this.sent(state.sendExecute(p, run), run)
+        }
+        const again = this.executeAgain(p)
+        if (!again) return execute(p.verdict)
+        const now = c.env.hooks.verdictGeneration?.()
+        return this.judge(again.sql, again.protocol, again.name, frame, p.statement?.paramTypes, (verdict) => {
+          if (verdict.action === 'reject') return this.refuseExecute(p, verdict.error)
+          if (p.definedBy !== 'declare') p.judgedUnder = now
+          // A cursor keeps the verdict its DECLARE had (masking reads by it); the FETCH's only lets it run.
+          execute(p.definedBy === 'declare' ? p.verdict : verdict)
+        })
       }
       case Frontend.Close: {
         const close = frame.source ? decodeDescribeOrClose(frame.source, 'Close', frame.start! + 5, frame.end) : decodeDescribeOrClose(frame.body, 'Close')
@@ -360,8 +370,35 @@ export class ClientMessages {
       }
       s.spent = true
     }
+    const p = portalFromStatement(portal, s, params, resultFormats)
+    p.judgedUnder = this.c.env.hooks.verdictGeneration?.()
     this.c.passToUpstream(frame)
-    this.c.state.sendBind(portal, portalFromStatement(portal, s, params, resultFormats))
+    this.c.state.sendBind(portal, p)
+  }
+
+  /**
+   * What a portal runs was judged at its Bind (a cursor's at its DECLARE), but the function bodies,
+   * views and casts it reaches are read when it runs: after a change to the catalog since (this
+   * session's own, perhaps not yet committed, or one the catalog was re-read for), it is judged
+   * again as its Bind, or as a FETCH of the cursor, would be now. The text to judge, or undefined.
+   */
+  private executeAgain(p: PortalDef): {sql: string; protocol: ProtocolPath; name: string | undefined} | undefined {
+    if (!this.c.env.hooks.statement) return undefined
+    if (p.definedBy === 'declare') return {sql: `FETCH FORWARD ALL FROM ${quoteIdent(p.name)}`, protocol: 'simple', name: undefined}
+    const now = this.c.env.hooks.verdictGeneration?.()
+    if (p.judgedUnder === undefined || now === p.judgedUnder) return undefined
+    // An approval covers the one execution it was bound for.
+    if (p.verdict.action === 'allow' && p.verdict.once === true) return undefined
+    const s = p.statement
+    if (p.definedBy === 'prepare' && s) return {sql: `EXECUTE ${quoteIdent(s.name)}`, protocol: 'simple', name: undefined}
+    return {sql: p.sql, protocol: 'parse', name: s?.name}
+  }
+
+  private refuseExecute(p: PortalDef, error: PgNoticeFields): void {
+    const run = newRun(p.sql, 'parse', {action: 'reject', error}, p.statement?.name)
+    run.denied = error
+    this.c.toUpstream.push(serialize.execute({portal: REFUSED_PORTAL}))
+    this.sent(this.c.state.sendExecute(undefined, run), run)
   }
 
   private refuseBind(portal: string, statement: string, s: StatementDef | undefined, error: PgNoticeFields): void {

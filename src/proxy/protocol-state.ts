@@ -75,6 +75,8 @@ export class PortalDef implements NamedDefinition {
   fields: FieldDescription[] | undefined
   /** Created in the transaction still open: gone if that transaction aborts. */
   txnLocal = true
+  /** The hooks' `verdictGeneration` when it was bound (a protocol portal's); judged again at Execute when it moved on. */
+  judgedUnder: number | undefined = undefined
 
   constructor(
     readonly name: string,

@@ -366,9 +366,11 @@ describe('user functions are judged by what their bodies do', () => {
       // Plain DDL (allowed here) that puts the locking body under the name a client calls.
       await c.query('alter function public.later_tx(int) rename to harmless_tx')
       await c.query('alter function public.locking_tx(int) rename to later_tx')
-      // Judged inside the open transaction, the catalog connection still sees the old names (a
-      // documented limit); plain EXPLAIN runs nothing, but it looks the name up, and that was kept.
-      await c.query('explain select later_tx(1)')
+      // Inside the open transaction the call is held (the catalog connection still sees the old
+      // names); it was looked up all the same, and that answer was kept.
+      await c.query('savepoint before_explain')
+      expect((await refused(c, 'explain select later_tx(1)')).message).toMatch(/has not committed yet/)
+      await c.query('rollback to savepoint before_explain')
       await c.query(end)
       const e = await refused(c, 'select later_tx(5) as v')
       expect(`${e.message} ${e.detail ?? ''}`).toMatch(/public\.later_tx calls pg_catalog\.pg_advisory_lock inside its body/)
