@@ -77,10 +77,11 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
   /** Whether the connection's catalog change is over, as of a ReadyForQuery that reported no transaction open: the catalog needs a read. */
   ended(connectionId: number, session: SessionView): boolean
   /**
-   * After a statement completed: whether the catalog is to be re-read because the connection ran
-   * something that may have changed it (DDL, or code the analysis cannot see into).
+   * After a statement completed, on a connection that ran something which may have changed the
+   * catalog (DDL, or code the analysis cannot see into) and has not settled: whether the catalog is
+   * to be read again now (the statement may have committed the change). Undefined on other connections.
    */
-  statementDone(event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean
+  statementDone(event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean | undefined
   /** Drops what is remembered about a closed connection (whether unseen code ran in it). */
   forgetConnection(connectionId: number): void
   /** True when this identity sees clear values (the factory then returns no filters). */
@@ -103,6 +104,10 @@ const NOT_SHARED = {notShared: true} as const
 const TOO_LARGE: TextLineage = {ok: false, error: 'the statement is too large to analyse'}
 /** How deep a Parse of `EXECUTE p` or `FETCH c` is followed to what it runs before it counts as untraceable. */
 const MAX_USE_DEPTH = 4
+
+/** Command tags of the statements that may commit a transaction inside a pipeline. */
+const MAY_COMMIT = /^(COMMIT|CALL|DO)\b/
+const mayCommit = (tag: string): boolean => MAY_COMMIT.test(tag)
 
 export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingFilterFactory {
   const {catalog, masking} = opts
@@ -334,11 +339,15 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     return catalog.ensureFresh({misses: misses ?? [], views: views ?? []})
   }
 
-  // Other sessions see the change once it is committed: a read after each of this connection's
-  // statements until it settles (the read its own next statement waits for comes on top).
-  const statementDone = (event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean => unsettled.has(event.connectionId)
-  // A statement's event may come before its commit (an Execute's, before the Sync): the
-  // ReadyForQuery that reports the change's transaction over asks for one more read.
+  // Other sessions see the change once it is committed: the catalog is read again where the
+  // connection's transaction may have committed, and only there (a read before the commit shows
+  // nothing new, may wait up to lock_timeout on the connection's own locks, and every session's
+  // statements wait for a read under way). Those places: a statement that commits inside a
+  // pipeline (COMMIT, END, COMMIT PREPARED; CALL and DO, whose code may commit), and the
+  // ReadyForQuery that reports no transaction open (`ended`; an Execute's event comes before the
+  // Sync that commits it).
+  const statementDone = (event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean | undefined =>
+    unsettled.has(event.connectionId) ? event.commandTags.some(mayCommit) : undefined
   const ended = (connectionId: number, session: SessionView): boolean => settles(connectionId, {session, transactionStatus: 'I'})
 
   const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {

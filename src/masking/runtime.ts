@@ -82,8 +82,8 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
     hooks: {
       resultFilter: factory,
       onStatement(event) {
-        // `statementDone` first: it also keeps track of transaction ends.
-        if (factory.statementDone(event) || shouldRefresh(event)) reread()
+        // A connection with a change pending is read again where it may commit (`statementDone`).
+        if (factory.statementDone(event) ?? shouldRefresh(event)) reread()
       },
       onIdle(id, session) {
         if (factory.ended(id, session)) reread()

@@ -113,4 +113,30 @@ describe('masking: a transaction holding locks the catalog read needs', () => {
     await c.query('commit')
     expect((await c.query(read)).rows).toEqual([{id: 1, country: 'NL'}])
   }, CASE_TIMEOUT_MS)
+
+  it('does not read the catalog again after every statement of a transaction that changed it, only when it commits', async () => {
+    // Each such read waits for the transaction's own locks until lock_timeout, and every other
+    // session's statements wait for a read under way: a migration's transaction would slow everyone.
+    await withClient(fx.db.url, (d) => d.query('create table migrating (id int, full_name text); insert into migrating values (1, null); create view v_migrating as select id from migrating'))
+    const warnings: string[] = []
+    const t = await openPipelineTunnel(fx.db, 'policy: none', {log: (level, message) => void (level !== 'info' && warnings.push(message))})
+    try {
+      const c = await t.client()
+      const other = await t.client()
+      await c.query('begin')
+      await c.query('alter table migrating add column nickname text')
+      for (let i = 0; i < 3; i++) {
+        await c.query('select id from v_migrating')
+        expect((await other.query('select 1 as one')).rows).toEqual([{one: 1}])
+      }
+      await c.query('commit')
+      expect((await other.query('select nickname from migrating')).rows).toEqual([{nickname: null}])
+      await c.end()
+      await other.end()
+      expect(warnings.filter((w) => /re-read the catalog/.test(w))).toEqual([])
+    } finally {
+      await t.close()
+      await withClient(fx.db.url, (d) => d.query('drop view v_migrating; drop table migrating'))
+    }
+  }, CASE_TIMEOUT_MS)
 })
