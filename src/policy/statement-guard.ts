@@ -61,11 +61,13 @@ export interface JudgedText {
  * included) against `catalog`, and adds the tables behind the views they use (views.ts). Shared by the hook and `dbgate policy check`.
  */
 export function judgeStatements(statements: readonly StatementAnalysis[], staged: StagedRegistry | undefined, opts: EvaluateOptions, catalog: FunctionCatalog = offlineCatalog, unsettled = false): JudgedText {
-  // What is behind a relation is read from committed state: it is not known after a change this
-  // session has not committed, nor after one earlier in the same text (views.ts).
-  const changing = statements.findIndex(mayChangeTablesBehind)
-  const from = unsettled ? 0 : changing < 0 ? statements.length : changing + 1
   const judgedAs = (judged: StatementAnalysis[]): JudgedText => {
+    // What is behind a relation is read from committed state: it is not known after a change this
+    // session has not committed, nor after one earlier in the same text (views.ts). The change may
+    // be a call the catalog step judged (a volatile function that runs DDL), so it is looked for in
+    // the statements as judged, not as written.
+    const changing = judged.findIndex(mayChangeTablesBehind)
+    const from = unsettled ? 0 : changing < 0 ? judged.length : changing + 1
     const out = distrustTablesBehind(judged, from, catalog)
     return {statements: out, decision: evaluate(out, opts)}
   }

@@ -9,7 +9,7 @@
  */
 import {mapStatements, withOperations} from './analyze.js'
 import type {CatalogKey, FunctionCatalog} from './catalog.js'
-import type {Operation, StatementAnalysis, TableRef} from './types.js'
+import type {Operation, OperationFlag, StatementAnalysis, TableRef} from './types.js'
 
 /** One relation a view or a rule reads or writes, as the target's catalog records it. */
 export interface TableBehind {
@@ -172,9 +172,17 @@ export function tablesAsWritten(statements: readonly StatementAnalysis[], catalo
  */
 const CATALOG_KEEPING: ReadonlySet<string> = new Set(['read', 'write', 'transaction', 'session', 'admin', 'privilege'])
 
+/**
+ * What the catalog step (catalog.ts) marks a call with when the function it runs may do anything,
+ * DDL included: a volatile function (its author's body is not taken as proof: a volatile body
+ * runs DDL as readily as a write), one that could not be found or judged, SQL built at run time.
+ * Such a call counts as a change to what is behind a relation whatever class its operation has.
+ */
+const MAY_RUN_DDL: ReadonlySet<OperationFlag> = new Set(['volatile_function', 'unknown_function', 'dynamic_sql'])
+
 /** Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out of date. */
 export function mayChangeTablesBehind(stmt: StatementAnalysis): boolean {
-  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class))
+  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class) || o.flags.some((f) => MAY_RUN_DDL.has(f)))
 }
 
 /**

@@ -1,0 +1,160 @@
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import type pg from 'pg'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+
+/**
+ * A change to what is behind a relation made by a function the statement calls: `SELECT f()`,
+ * where f is a volatile function whose body runs `ALTER TABLE hr.salaries INHERIT public.p`. The
+ * statement is a read with a call the catalog judges a write (volatile), so the session was never
+ * counted as changing the catalog: a read of public.p later in the same text, in the same
+ * transaction, after the commit in the same session (the relation's entry was kept), or in another
+ * session after the commit, ran against what the catalog showed before the change, and returned
+ * hr.salaries' rows past a rule on `hr.*`. Every way of reaching the call is tried, in every shape.
+ */
+type Refusal = Error & {code?: string; detail?: string}
+
+describe('tables: rules after a change made by a called function', () => {
+  const SECRET = 'CALLED-PAYROLL-SECRET'
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  let n = 0
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create schema hr;
+        create table hr.salaries (id int, person text, amount int);
+        insert into hr.salaries select g, '${SECRET} ' || g, g from generate_series(1, 5) g;
+      `),
+    )
+    // DDL and writes (a volatile call counts as one) are allowed: only the rule on hr reads stands.
+    t = await openPipelineTunnel(
+      db,
+      ['rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny', '  - id: ddl', '    match: {class: ddl}', '    action: allow', '  - id: writes', '    match: {class: write}', '    action: allow'].join('\n'),
+    )
+  }, 120_000)
+  afterAll(async () => {
+    await t?.close()
+  })
+
+  /**
+   * A fresh, empty public.p_<i> (never looked up yet) and the statements that put hr.salaries
+   * under it by calling a function, made outside the tunnel as a DBA would.
+   */
+  async function fresh(): Promise<{parent: string; changes: string[]}> {
+    const i = ++n
+    const parent = `public.p_${i}`
+    const ddl = `alter table hr.salaries inherit ${parent}`
+    await direct((d) =>
+      d.query(`
+        create table ${parent} (id int, person text, amount int);
+        create function public.plpgsql_${i}() returns int language plpgsql as $$ begin ${ddl}; return 1; end $$;
+        create function public.sql_${i}() returns int language sql as $$ ${ddl}; select 1 $$;
+        create function public.dynamic_${i}() returns int language plpgsql as $$ begin execute '${ddl}'; return 1; end $$;
+        create function public.nested_${i}() returns int language sql as $$ select public.plpgsql_${i}() $$;
+        create view public.calls_${i} as select public.plpgsql_${i}() as x;
+      `),
+    )
+    return {
+      parent,
+      changes: [
+        `select public.plpgsql_${i}()`,
+        `select public.sql_${i}()`,
+        `select public.dynamic_${i}()`,
+        `select public.nested_${i}()`,
+        `select * from public.calls_${i}`,
+        `explain analyze select public.plpgsql_${i}()`,
+        `select x from (select public.plpgsql_${i}() as x) s where x > 0`,
+        `with c as materialized (select public.plpgsql_${i}()) select * from c`,
+        `prepare q_${i} as select public.plpgsql_${i}(); execute q_${i}`,
+      ],
+    }
+  }
+
+  const undo = () =>
+    direct((d) => d.query(`do $$ declare r record; begin for r in select inhparent::regclass::text as p from pg_inherits where inhrelid = 'hr.salaries'::regclass loop execute 'alter table hr.salaries no inherit ' || r.p; end loop; end $$`))
+
+  async function run(c: pg.Client, sql: string): Promise<string | Refusal> {
+    return c.query(sql).then(
+      (r) => JSON.stringify((Array.isArray(r) ? r : [r]).map((x: pg.QueryResult) => x.rows)),
+      (e: Refusal) => e,
+    )
+  }
+
+  /** Runs one shape of the attack; returns what the reads answered (a refusal, or rows). */
+  async function attack(shape: string, change: string, read: string): Promise<(string | Refusal)[]> {
+    const a = await t.client()
+    const b = await t.client()
+    try {
+      switch (shape) {
+        case 'same text':
+          return [await run(a, `${change}; ${read}`)]
+        case 'transaction': {
+          await a.query('begin')
+          const refused = await run(a, change)
+          if (typeof refused !== 'string') return [refused]
+          const out = await run(a, read)
+          await a.query('rollback')
+          return [out]
+        }
+        case 'after the commit, same session': {
+          // The read first, so the relation's entry is kept from before the change.
+          expect(await run(a, read)).toBe('[[]]')
+          const refused = await run(a, change)
+          return typeof refused === 'string' ? [await run(a, read)] : [refused]
+        }
+        default: {
+          expect(await run(b, read)).toBe('[[]]')
+          const refused = await run(a, change)
+          return typeof refused === 'string' ? [await run(b, read)] : [refused]
+        }
+      }
+    } finally {
+      await a.end()
+      await b.end()
+      await undo()
+    }
+  }
+
+  it('refuses the read of the relation the call changed, in every shape', async () => {
+    const shapes = ['same text', 'transaction', 'after the commit, same session', 'after the commit, another session']
+    const probe = await fresh()
+    for (let k = 0; k < probe.changes.length; k++) {
+      for (const shape of shapes) {
+        const {parent, changes} = k === 0 && shape === shapes[0] ? probe : await fresh()
+        const change = changes[k]!
+        const answers = await attack(shape, change, `select * from ${parent}`)
+        const what = `${shape}: ${change}`
+        for (const a of answers) {
+          expect(typeof a === 'string' ? a : a.message, what).not.toContain(SECRET)
+          expect(typeof a === 'string' ? a : a.code, what).toBe('42501')
+        }
+      }
+    }
+    // Not vacuous: the call did run the change (here directly, as the tunnel ran it above).
+    const {parent, changes} = await fresh()
+    await direct(async (d) => {
+      await d.query(changes[0]!)
+      expect((await d.query(`select person from ${parent}`)).rows.map((r) => r.person as string).join()).toContain(SECRET)
+    })
+    await undo()
+  }, 240_000)
+
+  it('lets reads run once the session made no change, and after a call that only reads', async () => {
+    const {parent} = await fresh()
+    await direct((d) => d.query(`create function public.reads_only() returns int language sql stable as $$ select count(*)::int from ${parent} $$`))
+    const c = await t.client()
+    try {
+      expect(await run(c, `select public.reads_only(); select * from ${parent}`)).toBe('[[{"reads_only":0}],[]]')
+      await c.query('begin')
+      expect(await run(c, 'select public.reads_only()')).toBe('[[{"reads_only":0}]]')
+      expect(await run(c, `select * from ${parent}`)).toBe('[[]]')
+      await c.query('commit')
+    } finally {
+      await c.end()
+    }
+  })
+})
