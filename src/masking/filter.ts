@@ -355,8 +355,11 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       running(statements, ctx.connectionId)
       if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0)
     } else {
-      // What could not be analysed may run anything.
+      // What could not be analysed (a text over MAX_ANALYZED_SQL, one that does not parse) may run
+      // anything, DDL included: a DO block that creates a function shadowing a built-in's name. It
+      // unsettles the connection as a change the analysis saw does, so the catalog is read again.
       unprovenSettings.add(ctx.connectionId)
+      unsettled.set(connectionId, ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0)
     }
     // What could not be analysed could not have been denied either: it is masked.
     return new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
