@@ -28,6 +28,11 @@ export interface TableBehind {
    * server, perhaps this very database's `hr` schema, which the catalog does not show.
    */
   foreign?: true
+  /**
+   * Set when a write to this relation (the one named, when `via` is empty) runs user code the
+   * statement does not name: a trigger, or a default, constraint or index calling a user function.
+   */
+  runsCode?: true
 }
 
 /** A catalog that can say what is behind a relation (the tunnel's; the offline one cannot). */
@@ -94,11 +99,14 @@ function behind(t: TableRef, catalog: ViewAwareCatalog): TableRef[] | undefined 
   const out: TableRef[] = []
   for (const b of all) {
     if (!scopeFits(t.schema, b) || (t.access === 'read' && !b.selectOnly)) continue
+    // The code a write runs is reached by writes alone; the relation named itself is reported for that only.
+    const runsCode = b.runsCode && t.access === 'write' ? {runsCode: true as const} : {}
+    if (!b.via && !b.foreign && !('runsCode' in runsCode)) continue
     const ref: TableRef = b.tooDeep
       ? {schema: b.schema, name: b.name, access: t.access, via: b.via, every: `${b.via} nests views deeper than ${VIEW_DEPTH_LIMIT} levels, so dbgate cannot see which tables are behind it`}
       : b.foreign
-        ? {schema: b.schema, name: b.name, access: t.access, ...(b.via ? {via: b.via} : {}), every: foreignReason(b)}
-        : {schema: b.schema, name: b.name, access: t.access, via: b.via}
+        ? {schema: b.schema, name: b.name, access: t.access, ...(b.via ? {via: b.via} : {}), every: foreignReason(b), ...runsCode}
+        : {schema: b.schema, name: b.name, access: t.access, via: b.via, ...runsCode}
     if (!out.some((x) => x.schema === ref.schema && x.name === ref.name && x.via === ref.via)) out.push(ref)
   }
   return out.length > 0 ? out : undefined
@@ -182,7 +190,7 @@ const MAY_RUN_DDL: ReadonlySet<OperationFlag> = new Set(['volatile_function', 'u
 
 /** Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out of date. */
 export function mayChangeTablesBehind(stmt: StatementAnalysis): boolean {
-  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class) || o.flags.some((f) => MAY_RUN_DDL.has(f)))
+  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class) || o.flags.some((f) => MAY_RUN_DDL.has(f)) || o.tables.some((t) => t.runsCode))
 }
 
 /**

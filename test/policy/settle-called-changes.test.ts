@@ -5,16 +5,16 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 
 /**
  * A change to what is behind a relation made by a function the statement calls: `SELECT f()`,
- * where f is a volatile function whose body runs `ALTER TABLE hr.salaries INHERIT public.p`. The
- * statement is a read with a call the catalog judges a write (volatile), so the session was never
- * counted as changing the catalog: a read of public.p later in the same text, in the same
+ * where f is a volatile function whose body runs `ALTER TABLE hr.salaries INHERIT public.p`, or by
+ * code a write runs without naming it (a trigger, a default, a check). The statement is a read or a
+ * write, so the session was never counted as changing the catalog: a read of public.p later in the same text, in the same
  * transaction, after the commit in the same session (the relation's entry was kept), or in another
  * session after the commit, ran against what the catalog showed before the change, and returned
  * hr.salaries' rows past a rule on `hr.*`. Every way of reaching the call is tried, in every shape.
  */
 type Refusal = Error & {code?: string; detail?: string}
 
-describe('tables: rules after a change made by a called function', () => {
+describe('tables: rules after a change made by a called function or by code a write runs', () => {
   const SECRET = 'CALLED-PAYROLL-SECRET'
   let db: UpstreamInfo
   let t: PipelineTunnel
@@ -56,6 +56,16 @@ describe('tables: rules after a change made by a called function', () => {
         create function public.dynamic_${i}() returns int language plpgsql as $$ begin execute '${ddl}'; return 1; end $$;
         create function public.nested_${i}() returns int language sql as $$ select public.plpgsql_${i}() $$;
         create view public.calls_${i} as select public.plpgsql_${i}() as x;
+        create table public.log_${i} (id int);
+        create function public.trg_${i}() returns trigger language plpgsql as $$ begin ${ddl}; return new; end $$;
+        create trigger t before insert or update on public.log_${i} for each row execute function public.trg_${i}();
+        insert into public.log_${i} select 0 where false;
+        create view public.into_log_${i} as select * from public.log_${i};
+        create table public.defaults_${i} (id int, x int default public.plpgsql_${i}());
+        create function public.check_${i}(int) returns boolean language plpgsql as $$ begin ${ddl}; return true; end $$;
+        create table public.checked_${i} (id int check (public.check_${i}(id)));
+        create domain public.dom_${i} as int check (public.check_${i}(value));
+        create table public.typed_${i} (id public.dom_${i});
       `),
     )
     return {
@@ -70,6 +80,13 @@ describe('tables: rules after a change made by a called function', () => {
         `select x from (select public.plpgsql_${i}() as x) s where x > 0`,
         `with c as materialized (select public.plpgsql_${i}()) select * from c`,
         `prepare q_${i} as select public.plpgsql_${i}(); execute q_${i}`,
+        // Code a write runs without naming it: a trigger, through a view too, a default, a check, a domain's check.
+        `insert into public.log_${i} values (1)`,
+        `insert into log_${i} values (1)`,
+        `insert into public.into_log_${i} values (1)`,
+        `insert into public.defaults_${i} (id) values (1)`,
+        `insert into public.checked_${i} values (1)`,
+        `insert into public.typed_${i} values (1)`,
       ],
     }
   }
@@ -119,7 +136,7 @@ describe('tables: rules after a change made by a called function', () => {
     }
   }
 
-  it('refuses the read of the relation the call changed, in every shape', async () => {
+  it('refuses the read of the relation the call or the write changed, in every shape', async () => {
     const shapes = ['same text', 'transaction', 'after the commit, same session', 'after the commit, another session']
     const probe = await fresh()
     for (let k = 0; k < probe.changes.length; k++) {
@@ -143,7 +160,7 @@ describe('tables: rules after a change made by a called function', () => {
     await undo()
   }, 240_000)
 
-  it('lets reads run once the session made no change, and after a call that only reads', async () => {
+  it('lets reads run once the session made no change, after a call that only reads, and after a write to a table without code', async () => {
     const {parent} = await fresh()
     await direct((d) => d.query(`create function public.reads_only() returns int language sql stable as $$ select count(*)::int from ${parent} $$`))
     const c = await t.client()
@@ -151,6 +168,12 @@ describe('tables: rules after a change made by a called function', () => {
       expect(await run(c, `select public.reads_only(); select * from ${parent}`)).toBe('[[{"reads_only":0}],[]]')
       await c.query('begin')
       expect(await run(c, 'select public.reads_only()')).toBe('[[{"reads_only":0}]]')
+      expect(await run(c, `select * from ${parent}`)).toBe('[[]]')
+      await c.query('commit')
+      // A write to a table that runs no code of its own changes nothing behind a relation.
+      await direct((d) => d.query('create table if not exists public.plain (id int default 1, at timestamptz default now())'))
+      await c.query('begin')
+      expect(await run(c, 'insert into public.plain (id) values (2)')).toBe('[[]]')
       expect(await run(c, `select * from ${parent}`)).toBe('[[]]')
       await c.query('commit')
     } finally {
