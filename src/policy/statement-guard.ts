@@ -47,6 +47,14 @@ export interface StatementGuard extends PolicyStatementHook {
    * the session's own next statement (which may never come).
    */
   idle(session: SessionView): void
+  /**
+   * Whether the connection let through a change to what is behind a relation that it has not
+   * settled yet: its transaction's end (a `COMMIT AND CHAIN` leaves it in a transaction) is when
+   * every session must read the catalog again.
+   */
+  changing(connectionId: number): boolean
+  /** The connection closed. */
+  forget(connectionId: number): void
 }
 
 export interface JudgedText {
@@ -149,13 +157,15 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
    * every table. Settled by the first statement after a ReadyForQuery that reported no transaction
    * open, which reads the catalog afresh (what was read meanwhile showed the state before the change).
    */
-  const unsettledSince = new WeakMap<SessionView, number>()
+  const unsettledSince = new WeakMap<SessionView, {since: number; connectionId: number}>()
+  const changingConnections = new Set<number>()
   const unsettledIn = (session: SessionView, transactionStatus: StatementContext['transactionStatus']): boolean => {
-    const since = unsettledSince.get(session)
-    if (since === undefined) return false
+    const entry = unsettledSince.get(session)
+    if (entry === undefined) return false
     const ready = session.readyCount
-    if (ready === undefined || ready <= since || transactionStatus !== 'I') return true
+    if (ready === undefined || ready <= entry.since || transactionStatus !== 'I') return true
     unsettledSince.delete(session)
+    changingConnections.delete(entry.connectionId)
     loading?.invalidate?.()
     return false
   }
@@ -198,7 +208,10 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog, unsettledBefore)
     const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
     // A change that may run (now, or once approved) leaves the session unsettled; a refused one changed nothing.
-    if (verdict.action !== 'reject' && statements.some(mayChangeTablesBehind)) unsettledSince.set(ctx.session, ctx.session.readyAwaited ?? ctx.session.readyCount ?? 0)
+    if (verdict.action !== 'reject' && statements.some(mayChangeTablesBehind)) {
+      unsettledSince.set(ctx.session, {since: ctx.session.readyAwaited ?? ctx.session.readyCount ?? 0, connectionId: ctx.connectionId})
+      changingConnections.add(ctx.connectionId)
+    }
     return verdict
   }
 
@@ -211,5 +224,9 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     if (Buffer.byteLength(sql) > maxStatementSize) return judge(sql, ctx)
     return analyzeOffThread(sql, {maxStatementSize}).then((analysis) => decide(cache.store(sql, {maxStatementSize}, analysis), ctx))
   }
-  return Object.assign(hook, {idle: (session: SessionView) => void unsettledIn(session, 'I')})
+  return Object.assign(hook, {
+    idle: (session: SessionView) => void unsettledIn(session, 'I'),
+    changing: (connectionId: number) => changingConnections.has(connectionId),
+    forget: (connectionId: number) => void changingConnections.delete(connectionId),
+  })
 }

@@ -30,10 +30,10 @@ describe('tables: rules after a change made by a called function or by code a wr
         insert into hr.salaries select g, '${SECRET} ' || g, g from generate_series(1, 5) g;
       `),
     )
-    // DDL and writes (a volatile call counts as one) are allowed: only the rule on hr reads stands.
+    // DDL, writes (a volatile call counts as one) and DO blocks are allowed: only the rule on hr reads stands.
     t = await openPipelineTunnel(
       db,
-      ['rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny', '  - id: ddl', '    match: {class: ddl}', '    action: allow', '  - id: writes', '    match: {class: write}', '    action: allow'].join('\n'),
+      ['rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny', '  - id: ddl', '    match: {class: ddl}', '    action: allow', '  - id: writes', '    match: {class: write}', '    action: allow', '  - id: code', '    match: {class: opaque}', '    action: allow'].join('\n'),
     )
   }, 120_000)
   afterAll(async () => {
@@ -159,6 +159,37 @@ describe('tables: rules after a change made by a called function or by code a wr
     })
     await undo()
   }, 240_000)
+
+  it('reads the catalog again for every session when COMMIT AND CHAIN commits a change without a DDL tag', async () => {
+    // The chained transaction keeps the first session out of idle: its ReadyForQuery never reports the commit.
+    const {parent, changes} = await fresh()
+    const i = n
+    const made = [`do $$ begin alter table hr.salaries inherit ${parent}; end $$`, changes[0]!, `insert into public.log_${i} values (1)`, `alter table hr.salaries inherit ${parent}`]
+    for (const change of made) {
+      for (const end of ['commit and chain', 'end and chain']) {
+        const a = await t.client()
+        const b = await t.client()
+        try {
+          expect(await run(b, `select * from ${parent}`)).toBe('[[]]')
+          await a.query('begin')
+          await a.query(change)
+          await a.query(end)
+          const after = await run(b, `select * from ${parent}`)
+          expect(typeof after === 'string' ? after : after.message, `${change}; ${end}`).not.toContain(SECRET)
+          expect(typeof after === 'string' ? after : after.code, `${change}; ${end}`).toBe('42501')
+          await a.query('rollback')
+        } finally {
+          await a.end()
+          await b.end()
+          await undo()
+        }
+        // The undo ran outside the tunnel: DDL through it has the catalog read again for the next round.
+        const c = await t.client()
+        await c.query('drop table if exists public.tick; create table public.tick (id int)')
+        await c.end()
+      }
+    }
+  })
 
   it('lets reads run once the session made no change, after a call that only reads, and after a write to a table without code', async () => {
     const {parent} = await fresh()
