@@ -74,8 +74,12 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * what is unknown masked as untraceable.
    */
   ensureFresh(sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId' | 'transactionStatus'>): Promise<void> | undefined
-  /** Whether the connection's catalog change is over, as of a ReadyForQuery that reported no transaction open: the catalog needs a read. */
-  ended(connectionId: number, session: SessionView): boolean
+  /**
+   * As of a ReadyForQuery that reported no transaction open: when the connection's catalog change
+   * is over, the read of the catalog that settles it (never rejected by the connection's state:
+   * it rejects only when the catalog cannot be read).
+   */
+  ended(connectionId: number, session: SessionView): Promise<void> | undefined
   /**
    * After a statement completed: whether the catalog is to be re-read because the connection ran
    * something that may have changed it (DDL, or code the analysis cannot see into).
@@ -150,9 +154,14 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   /** `l`, or when it names a relation several schemas hold and the session's search_path is not proven default, the text read with any of them meant. */
   const underPath = (sql: string, l: TextLineage, session: SessionView | undefined): TextLineage =>
     l.ok && l.statements.some((st) => st.shadowable) && !defaultPath(session) ? analyzeText(sql, catalog, false, true) : l
-  /** The lineage of a text as a connection's statement runs it: with names distrusted while the connection is unsettled. */
+  /**
+   * The lineage of a text as a connection's statement runs it: with names distrusted while any
+   * connection of this pipeline is unsettled. Another connection's change may be committed before
+   * its statement ends (a DO block or procedure that runs `COMMIT` and goes on), and is read
+   * into the catalog only once that connection settles.
+   */
   const lineageIn = (sql: string, connectionId: number | undefined, session: SessionView | undefined): TextLineage => {
-    if (connectionId !== undefined && unsettled.has(connectionId)) return sql.length > MAX_ANALYZED_SQL ? TOO_LARGE : analyzeText(sql, catalog, true, !defaultPath(session))
+    if (unsettled.size > 0) return sql.length > MAX_ANALYZED_SQL ? TOO_LARGE : analyzeText(sql, catalog, true, !defaultPath(session))
     return underPath(sql, lineageOf(sql, readingOf(session?.parameters)), session)
   }
   const base: Base = {masker, catalog, strategyOf, plans: new KeptPlans(), unproven: unprovenSettings}
@@ -334,7 +343,15 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const statementDone = (event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean => unsettled.has(event.connectionId)
   // A statement's event may come before its commit (an Execute's, before the Sync): the
   // ReadyForQuery that reports the change's transaction over asks for one more read.
-  const ended = (connectionId: number, session: SessionView): boolean => settles(connectionId, {session, transactionStatus: 'I'})
+  // Settled once that read is done: the other connections distrust names until then, even if this
+  // one sends nothing more (its own next statement would settle it too, in `ensureFresh`).
+  const ended = (connectionId: number, session: SessionView): Promise<void> | undefined => {
+    if (!settles(connectionId, {session, transactionStatus: 'I'})) return undefined
+    const since = unsettled.get(connectionId)
+    return catalog.refresh().then(() => {
+      if (unsettled.get(connectionId) === since) unsettled.delete(connectionId)
+    })
+  }
 
   const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {
     if (unmasked) return undefined

@@ -86,7 +86,7 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
         if (factory.statementDone(event) || shouldRefresh(event)) reread()
       },
       onIdle(id, session) {
-        if (factory.ended(id, session)) reread()
+        factory.ended(id, session)?.catch((e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`))
       },
       onConnectionClosed: (id) => factory.forgetConnection(id),
       outputMemory: OUTPUT_MEMORY,

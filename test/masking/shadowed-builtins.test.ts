@@ -18,7 +18,7 @@ import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
 import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
 
 /** Built-in names without an overload taking an integer, so `name(1)` reaches only the shadow. */
-const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with', 'sha256', 'sha512', 'sha224', 'sha384', 'to_ascii', 'length', 'bit_count', 'character_length', 'unistr', 'jsonb_pretty', 'jsonb_typeof', 'json_typeof', 'regexp_count']
+const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with', 'sha256', 'sha512', 'sha224', 'sha384', 'to_ascii', 'length', 'bit_count', 'character_length', 'unistr', 'jsonb_pretty', 'jsonb_typeof', 'json_typeof', 'regexp_count', 'pg_size_bytes', 'to_tsquery', 'plainto_tsquery', 'jsonb_array_length', 'json_array_length']
 
 /** The body reads names and addresses: values only lineage can mask, the scanner cannot. */
 const BODY = "select string_agg(full_name || ' / ' || address, ', ') from customers"
@@ -150,6 +150,38 @@ describe('masking: functions and operators that shadow built-ins, created after 
         expect(await direct(`select ${n}(1)`), `${label}: the shadow must reveal values directly`).not.toEqual([])
         const found = leaked(all(seen), fx.secrets)
         if (found.length > 0) failures.push(`${extended ? 'extended' : 'simple'}: ${label} (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
+      }
+    }
+    expect(failures).toEqual([])
+  })
+
+  it('masks it in a second session while the first session\'s DO block or procedure has committed it and goes on', async () => {
+    // PostgreSQL commits at a COMMIT inside the block, long before the block's own reply.
+    const goOn = "commit; perform pg_sleep(1.5);"
+    const failures: string[] = []
+    for (const form of ['do', 'call'] as const) {
+      for (const extended of [false, true]) {
+        const n = fresh()
+        const create = `execute convert_from(decode('${Buffer.from(createSql(n)).toString('base64')}', 'base64'), 'UTF8');`
+        if (form === 'call') await withClient(fx.db.url, (d) => d.query(`create or replace procedure public.proc_${n}() language plpgsql as $p$ begin ${create} ${goOn} end $p$`))
+        const seen: Seen = {bytes: [], strings: []}
+        const a = await client({bytes: [], strings: []})
+        const b = await client(seen)
+        const running = a.query(form === 'do' ? `do $$ begin ${create} ${goOn} end $$` : `call public.proc_${n}()`)
+        // Until the function exists (committed) the call fails: retry while the block goes on.
+        let answered = false
+        for (let i = 0; i < 20 && !answered; i++) {
+          await new Promise((r) => setTimeout(r, 50))
+          answered = await b.query(extended ? ({text: `select ${n}(1)`, queryMode: 'extended'} as pg.QueryConfig) : `select ${n}(1)`).then(() => true, () => false)
+        }
+        await running
+        // Once the block's reply reports its transaction over, the catalog holds the function: built-ins are in clear again.
+        expect((await b.query("select left('plain words', 5) as a")).rows[0]).toEqual({a: 'plain'})
+        await a.end()
+        await b.end()
+        expect(answered, `${form}: the call ran while the block went on`).toBe(true)
+        const found = leaked(all(seen), fx.secrets)
+        if (found.length > 0) failures.push(`${form}${extended ? ' (extended)' : ''} (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
       }
     }
     expect(failures).toEqual([])
