@@ -169,7 +169,10 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     loading?.invalidate?.()
     return false
   }
-  const unsettled = (ctx: StatementContext): boolean => unsettledIn(ctx.session, ctx.transactionStatus)
+  // Another session's change may be committed before that session hears of it (a DO block or
+  // procedure that runs COMMIT and goes on), and this session's statement may run after it: while
+  // any session of the tunnel has a change unsettled, what is behind a relation is not trusted.
+  const unsettled = (ctx: StatementContext): boolean => unsettledIn(ctx.session, ctx.transactionStatus) || changingConnections.size > 0
 
   /** Loads what the catalog has not seen yet (one lookup shared by concurrent misses), then judges. */
   const decide = (shared: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {

@@ -210,7 +210,7 @@ export function distrustTablesBehind(statements: readonly StatementAnalysis[], f
       const added: TableRef[] = []
       for (const t of op.tables) {
         if (t.access === 'ddl' || t.via !== undefined || t.every !== undefined || t.schema === 'pg_catalog' || t.schema === 'information_schema') continue
-        added.push({...t, every: `this session changed the catalog in a transaction that is not committed yet (or earlier in the same text), and dbgate reads what is behind ${qualifiedName(t)} only once that change is committed; send this statement after the COMMIT`})
+        added.push({...t, every: `this session, or another of this tunnel, changed the catalog in a transaction that is not committed yet (or earlier in the same text), and dbgate reads what is behind ${qualifiedName(t)} only once that change is committed; send this statement after the COMMIT`})
       }
       if (added.length === 0) return op
       changed = true

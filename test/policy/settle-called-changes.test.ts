@@ -191,6 +191,37 @@ describe('tables: rules after a change made by a called function or by code a wr
     }
   })
 
+  it('refuses the read in another session while the first session\'s DO block or procedure has committed the change and goes on', async () => {
+    // PostgreSQL commits at a COMMIT inside the block, long before the block's own reply.
+    for (const form of ['do', 'call'] as const) {
+      const {parent} = await fresh()
+      const i = n
+      const body = `alter table hr.salaries inherit ${parent}; commit; perform pg_sleep(1.5);`
+      if (form === 'call') await direct((d) => d.query(`create procedure public.goes_on_${i}() language plpgsql as $p$ begin ${body} end $p$`))
+      const a = await t.client()
+      const b = await t.client()
+      try {
+        expect(await run(b, `select * from ${parent}`)).toBe('[[]]')
+        const running = a.query(form === 'do' ? `do $$ begin ${body} end $$` : `call public.goes_on_${i}()`)
+        // Until the change is committed, the read finds nothing; retry while the block goes on.
+        const answers: (string | Refusal)[] = []
+        for (let k = 0; k < 10; k++) {
+          await new Promise((r) => setTimeout(r, 100))
+          answers.push(await run(b, `select * from ${parent}`))
+        }
+        await running
+        expect(await direct(async (d) => (await d.query(`select count(*)::int as n from ${parent}`)).rows[0].n), form).toBe(5)
+        for (const x of answers) expect(typeof x === 'string' ? x : x.message, form).not.toContain(SECRET)
+        // Once the first session is idle, reads that have nothing behind them run again.
+        expect(await run(b, `select * from public.log_${i}`)).toBe('[[]]')
+      } finally {
+        await a.end()
+        await b.end()
+        await undo()
+      }
+    }
+  })
+
   it('lets reads run once the session made no change, after a call that only reads, and after a write to a table without code', async () => {
     const {parent} = await fresh()
     await direct((d) => d.query(`create function public.reads_only() returns int language sql stable as $$ select count(*)::int from ${parent} $$`))
