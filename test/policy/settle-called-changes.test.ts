@@ -66,6 +66,11 @@ describe('tables: rules after a change made by a called function or by code a wr
         create table public.checked_${i} (id int check (public.check_${i}(id)));
         create domain public.dom_${i} as int check (public.check_${i}(value));
         create table public.typed_${i} (id public.dom_${i});
+        create table public.cascades_${i} (id int primary key);
+        create table public.cascaded_${i} (id int references public.cascades_${i} on delete cascade);
+        insert into public.cascades_${i} values (1);
+        insert into public.cascaded_${i} values (1);
+        create trigger t before delete on public.cascaded_${i} for each row execute function public.trg_${i}();
       `),
     )
     return {
@@ -87,6 +92,8 @@ describe('tables: rules after a change made by a called function or by code a wr
         `insert into public.defaults_${i} (id) values (1)`,
         `insert into public.checked_${i} values (1)`,
         `insert into public.typed_${i} values (1)`,
+        // And the trigger of a table a cascading foreign key writes.
+        `delete from public.cascades_${i} where id = 1`,
       ],
     }
   }
