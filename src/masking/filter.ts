@@ -74,8 +74,12 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * what is unknown masked as untraceable.
    */
   ensureFresh(sql: string, ctx?: Pick<StatementContext, 'session' | 'connectionId' | 'transactionStatus'>): Promise<void> | undefined
-  /** Whether the connection's catalog change is over, as of a ReadyForQuery that reported no transaction open: the catalog needs a read. */
-  ended(connectionId: number, session: SessionView): boolean
+  /**
+   * As of a ReadyForQuery that reported no transaction open: when the connection's catalog change
+   * is over, the read of the catalog that settles it (never rejected by the connection's state:
+   * it rejects only when the catalog cannot be read).
+   */
+  ended(connectionId: number, session: SessionView): Promise<void> | undefined
   /**
    * After a statement completed, on a connection that ran something which may have changed the
    * catalog (DDL, or code the analysis cannot see into) and has not settled: whether the catalog is
@@ -155,9 +159,28 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   /** `l`, or when it names a relation several schemas hold and the session's search_path is not proven default, the text read with any of them meant. */
   const underPath = (sql: string, l: TextLineage, session: SessionView | undefined): TextLineage =>
     l.ok && l.statements.some((st) => st.shadowable) && !defaultPath(session) ? analyzeText(sql, catalog, false, true) : l
-  /** The lineage of a text as a connection's statement runs it: with names distrusted while the connection is unsettled. */
+  /**
+   * Connections running code that may COMMIT a change and go on running (a DO block, a CALL, or a
+   * text that could not be analysed), with the ReadyForQuery count that ends it: another
+   * connection's statement may run after that commit, before the catalog is read again. A change
+   * waiting in an open transaction is seen by no other connection, so it needs no such care.
+   */
+  const committingInside = new Map<number, {session: SessionView | undefined; since: number}>()
+  const inFlightCommit = (): boolean => {
+    for (const [id, run] of committingInside) {
+      // Without a session view (a filter built by hand) it lasts until the connection closes.
+      if (run.session?.readyCount === undefined || run.session.readyCount <= run.since) return true
+      committingInside.delete(id)
+    }
+    return false
+  }
+  /**
+   * The lineage of a text as a connection's statement runs it: with names distrusted while the
+   * connection is unsettled, or while any connection of this pipeline runs code that may commit
+   * a change inside (`committingInside`).
+   */
   const lineageIn = (sql: string, connectionId: number | undefined, session: SessionView | undefined): TextLineage => {
-    if (connectionId !== undefined && unsettled.has(connectionId)) return sql.length > MAX_ANALYZED_SQL ? TOO_LARGE : analyzeText(sql, catalog, true, !defaultPath(session))
+    if ((connectionId !== undefined && unsettled.has(connectionId)) || (committingInside.size > 0 && inFlightCommit())) return sql.length > MAX_ANALYZED_SQL ? TOO_LARGE : analyzeText(sql, catalog, true, !defaultPath(session))
     return underPath(sql, lineageOf(sql, readingOf(session?.parameters)), session)
   }
   const base: Base = {masker, catalog, strategyOf, plans: new KeptPlans(), unproven: unprovenSettings}
@@ -348,7 +371,16 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   // Sync that commits it).
   const statementDone = (event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean | undefined =>
     unsettled.has(event.connectionId) ? event.commandTags.some(mayCommit) : undefined
-  const ended = (connectionId: number, session: SessionView): boolean => settles(connectionId, {session, transactionStatus: 'I'})
+  // The ReadyForQuery that reports the change's transaction over has the catalog read, and the
+  // connection is settled once it is: the other connections distrust names until then, even if
+  // this one sends nothing more (its own next statement would settle it too, in `ensureFresh`).
+  const ended = (connectionId: number, session: SessionView): Promise<void> | undefined => {
+    if (!settles(connectionId, {session, transactionStatus: 'I'})) return undefined
+    const since = unsettled.get(connectionId)
+    return catalog.refresh().then(() => {
+      if (unsettled.get(connectionId) === since) unsettled.delete(connectionId)
+    })
+  }
 
   const factory = (sql: string | null, ctx: StatementContext): MaskingFilter | undefined => {
     if (unmasked) return undefined
@@ -367,10 +399,17 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)
       running(statements, ctx.connectionId)
-      if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0)
+      const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
+      if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, since)
+      if (statements.some((s) => s.commitsInside)) committingInside.set(connectionId, {session: ctx.session, since})
     } else {
-      // What could not be analysed may run anything.
+      // What could not be analysed (a text over MAX_ANALYZED_SQL, one that does not parse) may run
+      // anything, DDL included: a DO block that creates a function shadowing a built-in's name. It
+      // unsettles the connection as a change the analysis saw does, so the catalog is read again.
       unprovenSettings.add(ctx.connectionId)
+      const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
+      unsettled.set(connectionId, since)
+      committingInside.set(connectionId, {session: ctx.session, since})
     }
     // What could not be analysed could not have been denied either: it is masked.
     return new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
@@ -384,6 +423,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     forgetConnection: (id: number) => {
       unprovenSettings.delete(id)
       unsettled.delete(id)
+      committingInside.delete(id)
     },
     unmasked,
     maskText: (text: string) => scanAndMask(text, textMasking) ?? text,

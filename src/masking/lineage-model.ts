@@ -75,6 +75,8 @@ export interface StatementLineage {
   fills?: {schema?: string; name: string; columns: NamedLineage[]}[]
   /** It may create, alter or drop catalog objects: DDL, or code the analysis cannot see into. */
   changesCatalog?: true
+  /** A DO block or CALL: its code may COMMIT a change and go on running. */
+  commitsInside?: true
   /**
    * It names a relation without a schema that more than one schema holds: under the default
    * search_path it is the one in public (as analysed), under another it may be any of them.

@@ -1007,7 +1007,8 @@ export function analyzeText(sql: string, catalog: Catalog, distrustNames = false
       const l = statementLineage(s, newCtx(catalog, distrust, anyOfSameName))
       const changes = l.opaque || mayChangeCatalog(s)
       if (changes) distrust = true
-      return changes ? {...l, changesCatalog: true} : l
+      if (!changes) return l
+      return commitsInside(s) ? {...l, changesCatalog: true, commitsInside: true} : {...l, changesCatalog: true}
     }),
   }
 }
@@ -1018,6 +1019,11 @@ const CATALOG_KEEPING = new Set([
   'TransactionStmt', 'DeclareCursorStmt', 'FetchStmt', 'ClosePortalStmt', 'PrepareStmt', 'ExecuteStmt', 'DeallocateStmt', 'ListenStmt',
   'UnlistenStmt', 'NotifyStmt', 'DiscardStmt', 'LockStmt', 'CheckPointStmt', 'VacuumStmt', 'ConstraintsSetStmt',
 ])
+
+function commitsInside(stmt: Node): boolean {
+  const kind = unwrap(stmt)?.[0]
+  return kind === 'DoStmt' || kind === 'CallStmt'
+}
 
 function mayChangeCatalog(stmt: Node): boolean {
   const u = unwrap(stmt)

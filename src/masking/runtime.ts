@@ -75,7 +75,8 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
     throw error
   }
   const factory = createMaskingFilterFactory({catalog, masking: opts.masking, identity: opts.identity, hashKey: opts.hashKey})
-  const reread = () => void catalog.refresh().catch((e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`))
+  const unread = (e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`)
+  const reread = () => void catalog.refresh().catch(unread)
   return {
     catalog,
     factory,
@@ -86,7 +87,7 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
         if (factory.statementDone(event) ?? shouldRefresh(event)) reread()
       },
       onIdle(id, session) {
-        if (factory.ended(id, session)) reread()
+        factory.ended(id, session)?.catch(unread)
       },
       onConnectionClosed: (id) => factory.forgetConnection(id),
       outputMemory: OUTPUT_MEMORY,

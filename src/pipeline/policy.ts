@@ -64,7 +64,9 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
             // every session (what they looked up meanwhile was the catalog without it).
             functions.invalidate()
             ddlOpen.add(event.connectionId)
-          } else if (ddlOpen.has(event.connectionId) && event.commandTags.some(isTransactionEndTag)) {
+          } else if ((ddlOpen.has(event.connectionId) || policy.changing(event.connectionId)) && event.commandTags.some(isTransactionEndTag)) {
+            // A change without a DDL tag (DO, a called function) commits here too; `COMMIT AND
+            // CHAIN` commits it without the idle ReadyForQuery that `onIdle` waits for.
             ddlOpen.delete(event.connectionId)
             functions.invalidate()
           }
@@ -75,7 +77,10 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
       if (ddlOpen.delete(id)) functions?.invalidate()
       policy.idle(session)
     },
-    onConnectionClosed: (id) => void ddlOpen.delete(id),
+    onConnectionClosed: (id) => {
+      ddlOpen.delete(id)
+      policy.forget(id)
+    },
   }
 }
 

@@ -54,6 +54,14 @@ export interface StatementGuard extends PolicyStatementHook {
    * the session's own next statement (which may never come).
    */
   idle(session: SessionView): void
+  /**
+   * Whether the connection let through a change to what is behind a relation that it has not
+   * settled yet: its transaction's end (a `COMMIT AND CHAIN` leaves it in a transaction) is when
+   * every session must read the catalog again.
+   */
+  changing(connectionId: number): boolean
+  /** The connection closed. */
+  forget(connectionId: number): void
 }
 
 export interface JudgedText {
@@ -80,11 +88,13 @@ export function judgeStatements(
   /** The open transaction declared a cursor WITH HOLD that calls something (unsettled-calls.ts). */
   holdCursor = false,
 ): JudgedText {
-  // What is behind a relation is read from committed state: it is not known after a change this
-  // session has not committed, nor after one earlier in the same text (views.ts).
-  const changing = statements.findIndex(mayChangeTablesBehind)
-  const from = unsettled ? 0 : changing < 0 ? statements.length : changing + 1
   const judgedAs = (judged: StatementAnalysis[]): JudgedText => {
+    // What is behind a relation is read from committed state: it is not known after a change this
+    // session has not committed, nor after one earlier in the same text (views.ts). The change may
+    // be a call the catalog step judged (a volatile function that runs DDL), so it is looked for in
+    // the statements as judged, not as written.
+    const changing = judged.findIndex(mayChangeTablesBehind)
+    const from = unsettled ? 0 : changing < 0 ? judged.length : changing + 1
     const out = distrustTablesBehind(judged, from, catalog)
     return {statements: out, decision: evaluate(out, opts)}
   }
@@ -111,6 +121,11 @@ export function judgeStatements(
 
 /** The ReadyForQuery count that ends a statement judged now (in a pipeline, the reply to an earlier text says nothing about it). */
 const readyAwaited = (session: SessionView): number => session.readyAwaited ?? session.readyCount ?? 0
+
+/** DO blocks and procedures may COMMIT inside and go on running (functions may not). */
+function runsTransactionControl(stmt: StatementAnalysis): boolean {
+  return stmt.operations.some((o) => o.command === 'do' || o.command === 'call')
+}
 
 /** Whether what a session started at ReadyForQuery count `since` is over: a later one came and reported no transaction open. */
 function settledSince(session: SessionView, since: number, transactionStatus: StatementContext['transactionStatus']): boolean {
@@ -180,16 +195,37 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
    * from then on that reports no transaction open (`idle`, or the next statement), which reads the
    * catalog afresh (what was read meanwhile showed the state before the change).
    */
-  const unsettledSince = new WeakMap<SessionView, {since: number; calls: CallChange}>()
+  const unsettledSince = new WeakMap<SessionView, {since: number; calls: CallChange; connectionId: number}>()
+  /** Connections with an unsettled change: their transaction's end has every session read the catalog again (`changing`). */
+  const changingConnections = new Set<number>()
   const unsettledIn = (session: SessionView, transactionStatus: StatementContext['transactionStatus']): {calls: CallChange} | undefined => {
     const u = unsettledSince.get(session)
     if (u === undefined) return undefined
     if (!settledSince(session, u.since, transactionStatus)) return u
     unsettledSince.delete(session)
+    changingConnections.delete(u.connectionId)
     loading?.invalidate?.()
     return undefined
   }
-  const unsettled = (ctx: StatementContext): {calls: CallChange} | undefined => unsettledIn(ctx.session, ctx.transactionStatus)
+
+  /**
+   * Connections running a DO block or a CALL, until the ReadyForQuery after it: its code may
+   * COMMIT a change and go on, so another session's statement may run after the change is committed
+   * but before this connection (or the catalog) hears of it. Meanwhile every session's judgement
+   * counts as unsettled. Only while such code runs: a change waiting in an open transaction is seen
+   * by no other session, and the catalog's committed state is right for them.
+   */
+  const committingInside = new Map<number, {session: SessionView; since: number}>()
+  const inFlightCommit = (): boolean => {
+    for (const [id, run] of committingInside) {
+      if ((run.session.readyCount ?? 0) <= run.since) return true
+      committingInside.delete(id)
+    }
+    return false
+  }
+  const ANY_CALL = {calls: CallChange.Code}
+  const unsettled = (ctx: StatementContext): {calls: CallChange} | undefined =>
+    unsettledIn(ctx.session, ctx.transactionStatus) ?? (committingInside.size > 0 && inFlightCommit() ? ANY_CALL : undefined)
 
   /**
    * Sessions whose open transaction (or the implicit one of a text or pipeline still running)
@@ -244,11 +280,13 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
     // A change that may run (now, or once approved) leaves the session unsettled; a refused one changed nothing.
     if (verdict.action !== 'reject') {
+      if (statements.some(runsTransactionControl)) committingInside.set(ctx.connectionId, {session: ctx.session, since: readyAwaited(ctx.session)})
       if (!holdCursorSince.has(ctx.session) && analysis.statements.some(declaresHoldCursor)) holdCursorSince.set(ctx.session, readyAwaited(ctx.session))
       let calls: CallChange = unsettledBefore?.calls ?? CallChange.None
       for (const st of statements) calls = Math.max(calls, callChange(st)) as CallChange
       if (calls > CallChange.None || statements.some(mayChangeTablesBehind)) {
-        unsettledSince.set(ctx.session, {since: readyAwaited(ctx.session), calls})
+        unsettledSince.set(ctx.session, {since: readyAwaited(ctx.session), calls, connectionId: ctx.connectionId})
+        changingConnections.add(ctx.connectionId)
         opts.onCatalogChange?.()
       }
     }
@@ -268,5 +306,12 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     unsettledIn(session, 'I')
     holdCursorOpenIn(session, 'I')
   }
-  return Object.assign(hook, {idle})
+  return Object.assign(hook, {
+    idle,
+    changing: (connectionId: number) => changingConnections.has(connectionId),
+    forget: (connectionId: number) => {
+      changingConnections.delete(connectionId)
+      committingInside.delete(connectionId)
+    },
+  })
 }

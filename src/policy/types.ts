@@ -38,6 +38,11 @@ export interface TableRef {
   via?: string
   /** Why this reference counts as reading every table for `tables:` rules (a statistics view, views nested too deep). */
   every?: string
+  /**
+   * Set on a relation written to whose triggers, defaults, constraints or indexes run user code
+   * (src/policy/views.ts): that code may change the catalog, as a called function may.
+   */
+  runsCode?: true
 }
 
 /** Facts the default pack keys on that a class and a command word alone cannot carry. */

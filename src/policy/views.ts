@@ -9,7 +9,7 @@
  */
 import {mapStatements, withOperations} from './analyze.js'
 import type {CatalogKey, FunctionCatalog} from './catalog.js'
-import type {Operation, StatementAnalysis, TableRef} from './types.js'
+import type {Operation, OperationFlag, StatementAnalysis, TableRef} from './types.js'
 
 /** One relation a view or a rule reads or writes, as the target's catalog records it. */
 export interface TableBehind {
@@ -28,6 +28,11 @@ export interface TableBehind {
    * server, perhaps this very database's `hr` schema, which the catalog does not show.
    */
   foreign?: true
+  /**
+   * Set when a write to this relation (the one named, when `via` is empty) runs user code the
+   * statement does not name: a trigger, or a default, constraint or index calling a user function.
+   */
+  runsCode?: true
 }
 
 /** A catalog that can say what is behind a relation (the tunnel's; the offline one cannot). */
@@ -94,11 +99,14 @@ function behind(t: TableRef, catalog: ViewAwareCatalog): TableRef[] | undefined 
   const out: TableRef[] = []
   for (const b of all) {
     if (!scopeFits(t.schema, b) || (t.access === 'read' && !b.selectOnly)) continue
+    // The code a write runs is reached by writes alone; the relation named itself is reported for that only.
+    const runsCode = b.runsCode && t.access === 'write' ? {runsCode: true as const} : {}
+    if (!b.via && !b.foreign && !('runsCode' in runsCode)) continue
     const ref: TableRef = b.tooDeep
       ? {schema: b.schema, name: b.name, access: t.access, via: b.via, every: `${b.via} nests views deeper than ${VIEW_DEPTH_LIMIT} levels, so dbgate cannot see which tables are behind it`}
       : b.foreign
-        ? {schema: b.schema, name: b.name, access: t.access, ...(b.via ? {via: b.via} : {}), every: foreignReason(b)}
-        : {schema: b.schema, name: b.name, access: t.access, via: b.via}
+        ? {schema: b.schema, name: b.name, access: t.access, ...(b.via ? {via: b.via} : {}), every: foreignReason(b), ...runsCode}
+        : {schema: b.schema, name: b.name, access: t.access, via: b.via, ...runsCode}
     if (!out.some((x) => x.schema === ref.schema && x.name === ref.name && x.via === ref.via)) out.push(ref)
   }
   return out.length > 0 ? out : undefined
@@ -172,9 +180,17 @@ export function tablesAsWritten(statements: readonly StatementAnalysis[], catalo
  */
 export const CATALOG_KEEPING: ReadonlySet<string> = new Set(['read', 'write', 'transaction', 'session', 'admin', 'privilege'])
 
+/**
+ * What the catalog step (catalog.ts) marks a call with when the function it runs may do anything,
+ * DDL included: a volatile function (its author's body is not taken as proof: a volatile body
+ * runs DDL as readily as a write), one that could not be found or judged, SQL built at run time.
+ * Such a call counts as a change to what is behind a relation whatever class its operation has.
+ */
+const MAY_RUN_DDL: ReadonlySet<OperationFlag> = new Set(['volatile_function', 'unknown_function', 'dynamic_sql'])
+
 /** Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out of date. */
 export function mayChangeTablesBehind(stmt: StatementAnalysis): boolean {
-  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class))
+  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class) || o.flags.some((f) => MAY_RUN_DDL.has(f)) || o.tables.some((t) => t.runsCode))
 }
 
 /**
@@ -194,7 +210,7 @@ export function distrustTablesBehind(statements: readonly StatementAnalysis[], f
       const added: TableRef[] = []
       for (const t of op.tables) {
         if (t.access === 'ddl' || t.via !== undefined || t.every !== undefined || t.schema === 'pg_catalog' || t.schema === 'information_schema') continue
-        added.push({...t, every: `this session changed the catalog in a transaction that is not committed yet (or earlier in the same text), and dbgate reads what is behind ${qualifiedName(t)} only once that change is committed; send this statement after the COMMIT`})
+        added.push({...t, every: `this session, or another of this tunnel, changed the catalog in a transaction that is not committed yet (or earlier in the same text), and dbgate reads what is behind ${qualifiedName(t)} only once that change is committed; send this statement after the COMMIT`})
       }
       if (added.length === 0) return op
       changed = true

@@ -144,7 +144,8 @@ describe('leak corpus: no seeded value reaches a masked client', () => {
       const fresh = factory.ensureFresh(sql, ctx)
       return fresh ? fresh.then(() => verdict(sql, ctx)) : verdict(sql, ctx)
     }
-    tunnel = await startTunnel(fx.db, {resultFilter: recording, statement})
+    // And as the runtime does (src/masking/runtime.ts), a closed connection's state goes with it and an idle one settles.
+    tunnel = await startTunnel(fx.db, {resultFilter: recording, statement, onIdle: (id, session) => void factory.ended(id, session)?.catch(() => {}), onConnectionClosed: (id) => factory.forgetConnection(id)})
     relay = await recordingRelay(tunnel.port)
   })
 

@@ -18,7 +18,7 @@ import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
 import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
 
 /** Built-in names without an overload taking an integer, so `name(1)` reaches only the shadow. */
-const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with', 'sha256', 'sha512', 'sha224', 'sha384']
+const NAMES = ['upper', 'lower', 'initcap', 'btrim', 'ltrim', 'rtrim', 'md5', 'reverse', 'quote_ident', 'quote_literal', 'ascii', 'octet_length', 'bit_length', 'char_length', 'lpad', 'rpad', 'translate', 'split_part', 'strpos', 'starts_with', 'sha256', 'sha512', 'sha224', 'sha384', 'to_ascii', 'length', 'bit_count', 'character_length', 'unistr', 'jsonb_pretty', 'jsonb_typeof', 'json_typeof', 'regexp_count', 'pg_size_bytes', 'to_tsquery', 'plainto_tsquery', 'jsonb_array_length', 'json_array_length']
 
 /** The body reads names and addresses: values only lineage can mask, the scanner cannot. */
 const BODY = "select string_agg(full_name || ' / ' || address, ', ') from customers"
@@ -119,6 +119,70 @@ describe('masking: functions and operators that shadow built-ins, created after 
       const found = leaked(all(seen), fx.secrets)
       if (found.length > 0) failures.push(`${label} (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
       if (label.startsWith('an operator')) await withClient(fx.db.url, (d) => d.query('drop operator public.### (int, int)'))
+    }
+    expect(failures).toEqual([])
+  })
+
+  it('masks it after a text too large to analyse created it: next, in a transaction block, in a second session, over both protocols', async () => {
+    // Over the lineage analysis' size limit, a text is masked as untraceable; its DO block still
+    // ran, and the function it created was never read into the catalog, in any session.
+    const padded = (sql: string) => `${sql} /* ${'x'.repeat(300 * 1024)} */`
+    const shapes: [string, (n: string) => {steps: string[]; call: string; second?: true}][] = [
+      ['called next', (n) => ({steps: [padded(hiddenCreateSql(n))], call: `select ${n}(1)`})],
+      ['called next with a sensitive table read', (n) => ({steps: [padded(hiddenCreateSql(n))], call: `select ${n}(1), id from customers`})],
+      ['in a transaction block', (n) => ({steps: ['begin', padded(hiddenCreateSql(n))], call: `select ${n}(1)`})],
+      ['called by a second session', (n) => ({steps: [padded(hiddenCreateSql(n))], call: `select ${n}(1)`, second: true})],
+    ]
+    const failures: string[] = []
+    for (const extended of [false, true]) {
+      for (const [label, make] of shapes) {
+        const n = fresh()
+        const {steps, call, second} = make(n)
+        const seen: Seen = {bytes: [], strings: []}
+        const a = await client(seen)
+        const b = second ? await client(seen) : a
+        const q = (c: pg.Client, sql: string) => c.query(extended ? ({text: sql, queryMode: 'extended'} as pg.QueryConfig) : sql)
+        for (const sql of steps) await q(a, sql)
+        await q(b, call)
+        if (steps[0] === 'begin') await a.query('commit')
+        await a.end()
+        if (second) await b.end()
+        expect(await direct(`select ${n}(1)`), `${label}: the shadow must reveal values directly`).not.toEqual([])
+        const found = leaked(all(seen), fx.secrets)
+        if (found.length > 0) failures.push(`${extended ? 'extended' : 'simple'}: ${label} (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
+      }
+    }
+    expect(failures).toEqual([])
+  })
+
+  it('masks it in a second session while the first session\'s DO block or procedure has committed it and goes on', async () => {
+    // PostgreSQL commits at a COMMIT inside the block, long before the block's own reply.
+    const goOn = "commit; perform pg_sleep(1.5);"
+    const failures: string[] = []
+    for (const form of ['do', 'call'] as const) {
+      for (const extended of [false, true]) {
+        const n = fresh()
+        const create = `execute convert_from(decode('${Buffer.from(createSql(n)).toString('base64')}', 'base64'), 'UTF8');`
+        if (form === 'call') await withClient(fx.db.url, (d) => d.query(`create or replace procedure public.proc_${n}() language plpgsql as $p$ begin ${create} ${goOn} end $p$`))
+        const seen: Seen = {bytes: [], strings: []}
+        const a = await client({bytes: [], strings: []})
+        const b = await client(seen)
+        const running = a.query(form === 'do' ? `do $$ begin ${create} ${goOn} end $$` : `call public.proc_${n}()`)
+        // Until the function exists (committed) the call fails: retry while the block goes on.
+        let answered = false
+        for (let i = 0; i < 20 && !answered; i++) {
+          await new Promise((r) => setTimeout(r, 50))
+          answered = await b.query(extended ? ({text: `select ${n}(1)`, queryMode: 'extended'} as pg.QueryConfig) : `select ${n}(1)`).then(() => true, () => false)
+        }
+        await running
+        // Once the block's reply reports its transaction over, the catalog holds the function: built-ins are in clear again.
+        expect((await b.query("select left('plain words', 5) as a")).rows[0]).toEqual({a: 'plain'})
+        await a.end()
+        await b.end()
+        expect(answered, `${form}: the call ran while the block went on`).toBe(true)
+        const found = leaked(all(seen), fx.secrets)
+        if (found.length > 0) failures.push(`${form}${extended ? ' (extended)' : ''} (${n})\n    leaked: ${found.slice(0, 2).join(' | ')}`)
+      }
     }
     expect(failures).toEqual([])
   })

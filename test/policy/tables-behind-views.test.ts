@@ -454,6 +454,7 @@ describe('what is behind a relation while the session changes the catalog', () =
     try {
       a.send(serialize.parse({text: change}), serialize.bind({}), serialize.execute({}), serialize.flush())
       for (let m = await a.next(); m.code !== 'C'; m = await a.next());
+      // Uncommitted, the change is nobody else's: the second session reads the committed catalog.
       expect((await b.query(read)).rows).toEqual([])
       a.send(serialize.sync())
       await a.untilReady()
