@@ -405,9 +405,14 @@ function toCandidate(r: Row): FunctionCandidate {
   }
 }
 
+/** Lookups read again after an `invalidate` during them, before they give up (`lookup`). */
+const MAX_LOOKUP_RETRIES = 2
+
 export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareCatalog {
   readonly offline = false
   private gen = 0
+  /** Moves at every `invalidate`: a lookup that saw it move read the catalog from before a change. */
+  private epoch = 0
   private readonly entries = new Map<CatalogKey, Entry>()
   private readonly failures = new Map<CatalogKey, string>()
   private readonly inflight = new Map<CatalogKey, Promise<void>>()
@@ -492,9 +497,11 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
     this.entries.clear()
     this.bodies.clear()
     this.gen++
+    this.epoch++
   }
 
-  private async lookup(keys: readonly CatalogKey[], depth = 0): Promise<void> {
+  private async lookup(keys: readonly CatalogKey[], depth = 0, attempt = 0): Promise<void> {
+    const epoch = this.epoch
     const byKind = {f: [] as string[], o: [] as string[], t: [] as string[], r: [] as string[]}
     for (const k of keys) byKind[k[0] as 'f' | 'o' | 't' | 'r']?.push(k.slice(2))
     const found = new Map<CatalogKey, FunctionCandidate[]>(keys.map((k) => [k, []]))
@@ -524,6 +531,13 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
     if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
     const called = await this.readBodies(found)
     if (byKind.r.length > 0) await this.lookupTablesBehind(byKind.r, found)
+    if (this.epoch !== epoch) {
+      // Invalidated meanwhile: what was read may be the catalog before the change, and kept now it
+      // would look fresh for a minute. Read again; after repeated changes keep nothing (the keys
+      // stay unknown, so their calls are judged unknown).
+      if (attempt < MAX_LOOKUP_RETRIES) return this.lookup(keys, depth, attempt + 1)
+      return
+    }
     const at = this.now()
     for (const [k, candidates] of found) {
       this.entries.set(k, {candidates, at})

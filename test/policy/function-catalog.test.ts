@@ -56,6 +56,27 @@ describe('TargetFunctionCatalog', () => {
     expect(await judge(catalog, 'SELECT nothing_here(1)')).toMatchObject({action: 'deny', ruleId: 'default.unknown-function'})
   })
 
+  it('does not keep what it read before a change that was committed, and invalidated it, while the read ran', async () => {
+    // The change lands between the read and the answer: kept, the old body would look fresh for a minute.
+    await withClient(db.url, (c) => c.query("create sequence race_seq; create function peek_race() returns int language sql stable as 'select 1'"))
+    let replaced = false
+    const racing = Object.assign(
+      async (sql: string) => {
+        const rows = await query(sql)
+        if (!replaced && sql.includes('prosrc')) {
+          replaced = true
+          await withClient(db.url, (c) => c.query("create or replace function peek_race() returns int language sql stable as 'select setval(''race_seq'', 1)::int'"))
+          catalog.invalidate()
+        }
+        return rows
+      },
+      {close: () => query.close()},
+    )
+    const catalog: TargetFunctionCatalog = new TargetFunctionCatalog({query: racing})
+    expect(await judge(catalog, 'SELECT peek_race()')).toMatchObject({action: 'require_approval', ruleId: 'default.sequence-reset-approval'})
+    expect(replaced).toBe(true)
+  })
+
   it('sees functions that views and rules call, through views of views, and leaves the system views alone', async () => {
     const catalog = new TargetFunctionCatalog({query: counted})
     expect(await judge(catalog, 'SELECT * FROM archived')).toMatchObject({action: 'require_approval', detail: expect.stringMatching(/view public\.archived/)})
