@@ -189,6 +189,9 @@ function relationsSql(names: readonly string[]): string {
     ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}`
 }
 
+/** The first OID of objects created after initdb: below it, the system's own (pinned) relations. */
+const FIRST_NORMAL_OBJECT_ID = 16384
+
 /**
  * The relations behind views, materialized views, rules and partitioned or inherited tables, for
  * relations by name in user schemas (src/policy/views.ts adds them to what `tables:` rules
@@ -203,13 +206,18 @@ function relationsSql(names: readonly string[]): string {
 function tablesBehindSql(names: readonly string[]): string {
   const describe = (c: string, n: string) =>
     `(case ${c}.relkind when 'v' then 'the view ' when 'm' then 'the materialized view ' when 'p' then 'the partitioned table ' when 't' then 'the TOAST table ' when 'f' then 'the foreign table ' else 'the table ' end || ${n}.nspname || '.' || ${c}.relname) collate "C"`
-  // The relations right behind b: what its rules' trees name (not b itself), its children, and for
+  // The relations right behind b: what its rules' trees name (not b itself; a system catalog is
+  // pinned, so pg_depend records no dependency on it and it is read from the tree), its children, and for
   // a TOAST table the table whose long values it stores (pg_toast.pg_toast_<oid> holds its data).
   const edges = (b: string) => `
     select d.refobjid as oid, rw.ev_type = '1' as sel
     from pg_rewrite rw
     join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> ${b}.oid
     where rw.ev_class = ${b}.oid
+    union all
+    select m[1]::oid, rw.ev_type = '1'
+    from pg_rewrite rw cross join lateral regexp_matches(rw.ev_action::text, ':relid (\\d+)', 'g') m
+    where rw.ev_class = ${b}.oid and m[1]::int8 < ${FIRST_NORMAL_OBJECT_ID} and m[1]::oid <> ${b}.oid
     union all
     select i.inhrelid, true from pg_inherits i where i.inhparent = ${b}.oid
     union all

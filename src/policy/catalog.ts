@@ -16,6 +16,7 @@ import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js
 import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
+import {writesCatalog} from './unsettled-calls.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types. */
 export type CatalogKey = string
@@ -243,6 +244,13 @@ function operationEffect(o: Operation): FunctionEffect | undefined {
     return {...HIDDEN_SETTING, what: `changes ${which} inside its body, which the calling statement does not show, so dbgate cannot judge it`}
   }
   if (o.class === 'read' && o.flags.length === 0) return undefined
+  // A body that rewrites pg_proc (or any catalog) changes what later calls run, and the caller's
+  // statement shows no change to the catalog: the calls after it would be judged by the old bodies.
+  // Denied, not unknown: a volatile function's reviewer would not see that the calls after it run other bodies.
+  if (o.class === 'write' && writesCatalog(o)) {
+    const which = [...new Set(o.tables.filter((t) => t.access !== 'read').map((t) => t.name))].join(', ')
+    return {kind: 'denied', class: 'unknown', what: `writes the system catalog ${which} inside its body, which changes functions, types or relations as DDL would, unseen by the statements after it; make the change with DDL`}
+  }
   if (o.class === 'write' && o.flags.length === 0) return {kind: 'data_write', class: 'write', what: `writes (${o.command}) inside its body`}
   return opaque(`runs ${o.command} (${o.class}) inside its body`)
 }

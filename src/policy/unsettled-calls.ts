@@ -34,8 +34,11 @@ const CHANGES_ROW_TYPES: ReadonlySet<string> = new Set(['create_table', 'create_
 /** Privilege statements that add code a relation runs: row security policies' expressions. */
 const ADDS_POLICY_CODE: ReadonlySet<string> = new Set(['create_policy', 'alter_policy'])
 
-/** A write to a system catalog (a superuser's `UPDATE pg_proc SET prosrc = …`) is DDL by another name. */
-function writesCatalog(o: Operation): boolean {
+/**
+ * A write to a system catalog (a superuser's `UPDATE pg_proc SET prosrc = …`) is DDL by another
+ * name, wherever it runs: in the client's statement, or in a function body it calls (catalog.ts).
+ */
+export function writesCatalog(o: Operation): boolean {
   return o.tables.some((t) => t.access !== 'read' && (t.schema === 'pg_catalog' || (t.schema === undefined && t.name.startsWith('pg_'))))
 }
 

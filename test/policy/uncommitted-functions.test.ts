@@ -447,3 +447,128 @@ describe('prepared statements, portals and cursors judged before the change', ()
     await c.end()
   })
 })
+
+/**
+ * A change to the catalog the statement does not show: a superuser's function body, or a rule on
+ * the table a statement writes, that rewrites pg_proc (or any system catalog). The statement looked
+ * like a write, so the calls after it (in the same text, or the open transaction) were judged by
+ * the bodies the catalog connection still saw, and ran the new one (here: took an advisory lock).
+ * A body that writes a system catalog is now denied; a rule that does makes the write count as a
+ * change to the catalog (the catalogs are pinned: pg_depend records no dependency on them, so the
+ * rule's own tree says what it touches).
+ */
+describe('a change to the catalog hidden in a function body or a rule', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [key])).rows[0].n as number)
+  const prosrc = async (name: string) => direct(async (d) => (await d.query(`select prosrc from pg_proc where proname = $1`, [name])).rows[0].prosrc as string)
+  /** The new body of `target`, as a catalog write sets it: a literal inside the writing statement. */
+  const rewrite = (target: string, key: number) => `update pg_proc set prosrc = 'select $1 + 0 * length(pg_advisory_lock(${key})::text)' where proname = '${target}'`
+
+  /** Writes (a volatile function's included) are allowed here, as they are for many teams. */
+  const WRITES = [
+    'rules:',
+    '  - id: no-session-functions',
+    '    match: {class: session, command: function}',
+    '    action: deny',
+    '  - id: writes',
+    '    match: {class: write}',
+    '    action: allow',
+    '  - id: ddl',
+    '    match: {class: ddl}',
+    '    action: allow',
+  ].join('\n')
+
+  interface Hidden {
+    name: string
+    /** Run directly: the function or rule that rewrites `target`, and `target` itself (a read). */
+    setup: (target: string, key: number) => string
+    /** The statement that runs it, let through by WRITES as the committed catalog sees it. */
+    trigger: string
+  }
+  const HIDDEN: Hidden[] = [
+    {name: 'SQL function body', setup: (g, k) => `create function public.w_sql() returns int volatile language sql as $$ ${rewrite(g, k)}; select 1 $$`, trigger: 'select public.w_sql()'},
+    {name: 'qualified catalog in a stable body', setup: (g, k) => `create function public.w_q() returns int language sql as $$ ${rewrite(g, k).replace('pg_proc', 'pg_catalog.pg_proc')} returning 1 $$`, trigger: 'select public.w_q()'},
+    {name: 'PL/pgSQL body', setup: (g, k) => `create function public.w_pl() returns int volatile language plpgsql as $$ begin ${rewrite(g, k)}; return 1; end $$`, trigger: 'select public.w_pl()'},
+    {
+      name: 'a body that calls one that writes',
+      setup: (g, k) =>
+        `create function public.w_inner() returns int volatile language sql as $$ ${rewrite(g, k)}; select 1 $$;
+         create function public.w_outer() returns int volatile language sql as $$ select public.w_inner() $$`,
+      trigger: 'select public.w_outer()',
+    },
+    {name: 'a CTE in a body', setup: (g, k) => `create function public.w_cte() returns int volatile language sql as $$ with u as (${rewrite(g, k)} returning 1) select count(*)::int from u $$`, trigger: 'select public.w_cte()'},
+    {name: 'rule ON INSERT … DO ALSO', setup: (g, k) => `create table public.r_also (id int); create rule r_also as on insert to public.r_also do also ${rewrite(g, k)}`, trigger: 'insert into public.r_also values (1)'},
+    {name: 'rule ON UPDATE … DO INSTEAD', setup: (g, k) => `create table public.r_inst (id int); insert into public.r_inst values (1); create rule r_inst as on update to public.r_inst do instead ${rewrite(g, k)}`, trigger: 'update public.r_inst set id = 2 where id = 1'},
+    {
+      name: 'an INSTEAD rule on a view',
+      setup: (g, k) => `create table public.r_base (id int); create view public.r_view as select id from public.r_base; create rule r_view as on insert to public.r_view do instead ${rewrite(g, k)}`,
+      trigger: 'insert into public.r_view values (1)',
+    },
+    {
+      name: 'rule ON DELETE through a catalog qualified by name',
+      setup: (g, k) => `create table public.r_del (id int); insert into public.r_del values (1); create rule r_del as on delete to public.r_del do also ${rewrite(g, k).replace('pg_proc', 'pg_catalog.pg_proc')}`,
+      trigger: 'delete from public.r_del where id = 1',
+    },
+  ]
+  const target = (i: number) => `hid_${i}`
+  const key = (i: number) => 5300 + i
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    for (const [i, h] of HIDDEN.entries()) await direct((d) => d.query(`create function public.${target(i)}(int) returns int stable language sql as $$ select $1 $$; ${h.setup(target(i), key(i))}`))
+    t = await openPipelineTunnel(db, WRITES)
+  })
+  afterAll(() => t?.close())
+
+  it('never runs a body the tunnel did not judge: same text, open transaction, pipeline', async () => {
+    for (const [i, h] of HIDDEN.entries()) {
+      const call = `select ${target(i)}(1)`
+      const before = await prosrc(target(i))
+      const c = await t.client()
+      const sameText = await c.query(`${h.trigger}; ${call}`).then(() => undefined, (e: Refusal) => e)
+      expect(sameText, `${h.name}: same text`).toBeDefined()
+      expect(sameText!.code, `${h.name}: ${sameText!.message}`).toBe('42501')
+
+      // In an open transaction: the write is let through (a rule) or refused (a body); the call after it never runs the new body.
+      await c.query('begin')
+      const wrote = await c.query(h.trigger).then(() => true, () => false)
+      const inTx = await c.query(call).then(() => undefined, (e: Refusal) => e)
+      expect(inTx, `${h.name}: open transaction (the write ${wrote ? 'ran' : 'was refused'})`).toBeDefined()
+      await c.query('rollback').catch(() => {})
+      expect(await locked(key(i)), h.name).toBe(0)
+      await c.end()
+
+      const raw = await t.raw()
+      const steps = [h.trigger, call].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})])
+      raw.send(...steps, serialize.sync())
+      const msgs = await raw.untilReady()
+      expect(errorOf(msgs)?.code, `${h.name}: pipeline ${codes(msgs)}`).toBe('42501')
+      raw.end()
+      expect(await locked(key(i)), h.name).toBe(0)
+      expect(await prosrc(target(i)), h.name).toBe(before)
+    }
+  })
+
+  it('says why a body that writes a system catalog is refused', async () => {
+    const c = await t.client()
+    const e = (await c.query('select public.w_sql()').catch((x: Error) => x)) as Refusal
+    expect(e.code).toBe('42501')
+    expect(`${e.message} ${e.detail ?? ''}`).toMatch(/writes the system catalog pg_proc inside its body/)
+    await c.end()
+  })
+
+  it('still runs the calls once a rule that writes a catalog has committed its change, judged by the new body', async () => {
+    const i = HIDDEN.findIndex((h) => h.name.startsWith('rule ON INSERT'))
+    const c = await t.client()
+    await c.query(HIDDEN[i]!.trigger)
+    // The rule's write committed: the call is judged by the body it now runs (an advisory lock, denied).
+    const e = (await c.query(`select ${target(i)}(1)`).catch((x: Error) => x)) as Refusal
+    expect(`${e.message}`).toMatch(/no-session-functions/)
+    expect(await locked(key(i))).toBe(0)
+    // And plain reads of a settled session are unaffected.
+    expect((await c.query('select length(\'abc\') n')).rows[0].n).toBe(3)
+    await c.end()
+  })
+})
