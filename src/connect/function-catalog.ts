@@ -363,6 +363,9 @@ function resultTypes(json: string): string[] {
 /** How many levels of calls from body to body one lookup loads (policy judges deeper calls unknown). */
 const BODY_LOAD_DEPTH = 4
 
+/** How many times a lookup reads again when the catalog is invalidated while it reads. */
+const LOOKUP_ATTEMPTS = 3
+
 function toCandidate(r: Row): FunctionCandidate {
   const volatility = String(r.volatility) as Volatility
   return {
@@ -383,6 +386,8 @@ function toCandidate(r: Row): FunctionCandidate {
 export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareCatalog {
   readonly offline = false
   private gen = 0
+  /** Counts `invalidate` calls: a lookup that began before one read what the catalog was then. */
+  private epoch = 0
   private readonly entries = new Map<CatalogKey, Entry>()
   private readonly failures = new Map<CatalogKey, string>()
   private readonly inflight = new Map<CatalogKey, Promise<void>>()
@@ -466,10 +471,18 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
   invalidate(): void {
     this.entries.clear()
     this.bodies.clear()
+    this.epoch++
     this.gen++
   }
 
-  private async lookup(keys: readonly CatalogKey[], depth = 0): Promise<void> {
+  /**
+   * Reads `keys` and keeps what it read, unless the catalog was invalidated meanwhile (a session's
+   * change committed while the reads were on their way): then what came back may be the catalog
+   * before it, kept for a minute as if fresh, so it reads again; after `LOOKUP_ATTEMPTS` the keys
+   * stay unknown, and the statement that needs them is refused.
+   */
+  private async lookup(keys: readonly CatalogKey[], depth = 0, attempt = 1): Promise<void> {
+    const epoch = this.epoch
     const byKind = {f: [] as string[], o: [] as string[], t: [] as string[], r: [] as string[]}
     for (const k of keys) byKind[k[0] as 'f' | 'o' | 't' | 'r']?.push(k.slice(2))
     const found = new Map<CatalogKey, FunctionCandidate[]>(keys.map((k) => [k, []]))
@@ -497,8 +510,21 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
     if (byKind.o.length > 0) await run('o', operatorsSql(byKind.o))
     if (byKind.t.length > 0) await run('t', castsSql(byKind.t))
     if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
-    const called = await this.readBodies(found)
-    if (byKind.r.length > 0) await this.lookupTablesBehind(byKind.r, found)
+    const {called, bodies} = await this.readBodies(found)
+    const behind = byKind.r.length > 0 ? await this.lookupTablesBehind(byKind.r, found) : new Map<CatalogKey, TableBehind[]>()
+    if (this.epoch !== epoch) {
+      if (attempt < LOOKUP_ATTEMPTS) return this.lookup(keys, depth, attempt + 1)
+      for (const k of keys) {
+        this.entries.delete(k)
+        this.failures.set(k, `the catalog changed ${LOOKUP_ATTEMPTS} times while it was being read; send the statement again`)
+      }
+      return
+    }
+    for (const [oid, body] of bodies) {
+      if (body) this.bodies.set(oid, body)
+      else this.bodies.delete(oid)
+    }
+    for (const [k, tables] of behind) this.behind.set(k, tables)
     const at = this.now()
     for (const [k, candidates] of found) {
       this.entries.set(k, {candidates, at})
@@ -515,15 +541,16 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
    * function replaced outside the tunnel is judged anew); returns the keys those bodies call. A
    * body that cannot be read is left out: policy judges its function unknown.
    */
-  private async readBodies(found: ReadonlyMap<CatalogKey, readonly FunctionCandidate[]>): Promise<CatalogKey[]> {
+  private async readBodies(found: ReadonlyMap<CatalogKey, readonly FunctionCandidate[]>): Promise<{called: CatalogKey[]; bodies: Map<number, FunctionBody | undefined>}> {
     const oids = new Set<number>()
     for (const candidates of found.values()) for (const c of candidates) if (c.oid !== undefined && !isBuiltinSchema(c.schema)) oids.add(c.oid)
-    if (oids.size === 0) return []
+    // Undefined: not read (the function is then judged unknown).
+    const bodies = new Map<number, FunctionBody | undefined>([...oids].map((oid) => [oid, undefined]))
+    if (oids.size === 0) return {called: [], bodies}
     const called = new Set<CatalogKey>()
     try {
       await loadParser()
       const rows = await this.opts.query(bodiesSql([...oids]))
-      for (const oid of oids) this.bodies.delete(oid)
       for (const r of rows) {
         let body: FunctionBody
         try {
@@ -541,17 +568,17 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
         } catch {
           continue
         }
-        this.bodies.set(Number(r.oid), body)
+        bodies.set(Number(r.oid), body)
         for (const k of body.keys) called.add(k)
       }
     } catch {
-      for (const oid of oids) this.bodies.delete(oid)
+      for (const oid of oids) bodies.set(oid, undefined)
     }
-    return [...called]
+    return {called: [...called], bodies}
   }
 
   /** Reads what is behind the relations `names`; a failed read leaves them unknown, as a failed relation lookup does. */
-  private async lookupTablesBehind(names: readonly string[], found: Map<CatalogKey, FunctionCandidate[]>): Promise<void> {
+  private async lookupTablesBehind(names: readonly string[], found: Map<CatalogKey, FunctionCandidate[]>): Promise<Map<CatalogKey, TableBehind[]>> {
     try {
       const rows = await this.opts.query(tablesBehindSql(names))
       const byKey = new Map<CatalogKey, TableBehind[]>(names.map((n) => [`r:${n}`, []]))
@@ -566,12 +593,13 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
           ...(r.foreign === true || r.foreign === 't' ? {foreign: true as const} : {}),
         })
       }
-      for (const [k, tables] of byKey) this.behind.set(k, tables)
+      return byKey
     } catch (error) {
       for (const n of names) {
         found.delete(`r:${n}`)
         this.failures.set(`r:${n}`, (error as Error).message)
       }
+      return new Map()
     }
   }
 }
