@@ -31,6 +31,11 @@ export type CallChange = (typeof CallChange)[keyof typeof CallChange]
 const CHANGES_NO_CALL: ReadonlySet<string> = new Set(['truncate', 'create_index', 'create_sequence', 'alter_sequence', 'comment', 'security_label', 'create_statistics', 'alter_statistics', 'drop', 'drop_owned'])
 /** DDL whose only effect on calls is a new row type (a cast to it converts into its columns' types, running their domains' checks). */
 const CHANGES_ROW_TYPES: ReadonlySet<string> = new Set(['create_table', 'create_table_as'])
+/**
+ * Transaction control that commits a change the catalog connection could not see before it: a
+ * prepared transaction's DDL (made by any session) becomes visible only when COMMIT PREPARED runs.
+ */
+const COMMITS_OTHERS_CHANGE: ReadonlySet<string> = new Set(['commit_prepared'])
 /** Privilege statements that add code a relation runs: row security policies' expressions. */
 const ADDS_POLICY_CODE: ReadonlySet<string> = new Set(['create_policy', 'alter_policy'])
 
@@ -49,7 +54,7 @@ export function callChange(stmt: StatementAnalysis): CallChange {
     // A call held because of a change already counted changes nothing more.
     if (o.flags.includes('unsettled_catalog')) continue
     let c: CallChange = CallChange.None
-    if (ADDS_POLICY_CODE.has(o.command) || (o.class === 'write' && writesCatalog(o))) c = CallChange.Code
+    if (ADDS_POLICY_CODE.has(o.command) || (o.class === 'write' && writesCatalog(o)) || COMMITS_OTHERS_CHANGE.has(o.command)) c = CallChange.Code
     else if (!CATALOG_KEEPING.has(o.class)) c = CHANGES_NO_CALL.has(o.command) ? CallChange.None : CHANGES_ROW_TYPES.has(o.command) ? CallChange.RowTypes : CallChange.Code
     if (c > worst) worst = c
   }

@@ -174,7 +174,8 @@ export const CATALOG_KEEPING: ReadonlySet<string> = new Set(['read', 'write', 't
 
 /** Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out of date. */
 export function mayChangeTablesBehind(stmt: StatementAnalysis): boolean {
-  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class))
+  // COMMIT PREPARED commits whatever DDL the prepared transaction holds.
+  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class) || o.command === 'commit_prepared')
 }
 
 /**
