@@ -14,7 +14,8 @@
  * How wide the change is decides which calls (`CallChange`): DDL that only adds or empties storage
  * (TRUNCATE, CREATE INDEX, a sequence) or drops objects changes none (the committed catalog's
  * answer is the worst of every candidate, so removing one never makes a call worse); a new table
- * brings a row type, so casts count; anything else (and any statement dbgate cannot read) counts
+ * brings a row type, so casts count, and so do calls that reach a user's function, whose body may
+ * cast to the new type by name; anything else (and any statement dbgate cannot read) counts
  * for every call. A cursor's FETCH or MOVE runs the cursor's query, which counts the same way;
  * and a cursor WITH HOLD runs its query at COMMIT, so a change made after declaring one is held.
  */
@@ -23,7 +24,7 @@ import {isBuiltinType} from './builtins.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {CATALOG_KEEPING} from './views.js'
 
-/** What an uncommitted change may have changed for calls: nothing, casts (new row types), or any call. */
+/** What an uncommitted change may have changed for calls: nothing, casts and user functions (new row types), or any call. */
 export const CallChange = {None: 0, RowTypes: 1, Code: 2} as const
 export type CallChange = (typeof CallChange)[keyof typeof CallChange]
 
@@ -115,7 +116,17 @@ function castToNewType(call: CatalogCall): boolean {
 
 const CURSOR_COMMANDS: ReadonlySet<string> = new Set(['fetch', 'move'])
 
-function distrustStatement(stmt: StatementAnalysis, change: CallChange): StatementAnalysis {
+/**
+ * Whether a call may reach a user's function (directly, or through an operator, aggregate, view,
+ * rule, policy or domain check): its body names types at run time (`$1::foo` in PL/pgSQL or a SQL
+ * body without BEGIN ATOMIC), and a new table's row type can be what such a name now means.
+ * Given by the caller from the committed catalog; without one, every call may.
+ */
+export type ReachesUserCode = (call: CatalogCall) => boolean
+
+const ANY_CALL: ReachesUserCode = () => true
+
+function distrustStatement(stmt: StatementAnalysis, change: CallChange, userCode: ReachesUserCode): StatementAnalysis {
   const known = new Set(stmt.operations.filter((o) => o.flags.includes('unsettled_catalog')).map((o) => o.detail))
   const added: Operation[] = []
   const add = (what: string) => {
@@ -125,7 +136,10 @@ function distrustStatement(stmt: StatementAnalysis, change: CallChange): Stateme
     added.push(op)
   }
   for (const o of stmt.operations) {
-    for (const call of o.calls ?? []) if ((change === CallChange.Code || castToNewType(call)) && !onlyChanged(call, o)) add(describe(call))
+    for (const call of o.calls ?? []) {
+      const changed = change === CallChange.Code || castToNewType(call) || (change === CallChange.RowTypes && userCode(call))
+      if (changed && !onlyChanged(call, o)) add(describe(call))
+    }
     if (change === CallChange.Code && CURSOR_COMMANDS.has(o.command) && o.class === 'read') add(`${o.command.toUpperCase()} runs its cursor's query, which`)
   }
   return added.length === 0 ? stmt : withOperations(stmt, [...stmt.operations, ...added])
@@ -154,7 +168,7 @@ function changeUnderHoldCursor(stmt: StatementAnalysis): StatementAnalysis {
  * (`holdCursor`, or declared earlier in the text) counts the same way. `statements` itself when
  * there is nothing to distrust.
  */
-export function distrustCatalogCalls(statements: readonly StatementAnalysis[], session: CallChange, holdCursor = false): StatementAnalysis[] {
+export function distrustCatalogCalls(statements: readonly StatementAnalysis[], session: CallChange, holdCursor = false, userCode: ReachesUserCode = ANY_CALL): StatementAnalysis[] {
   // The common case, a settled session's text of one statement: nothing before it changed anything.
   if (session === CallChange.None && !holdCursor && statements.length < 2) return statements as StatementAnalysis[]
   let change = session
@@ -163,7 +177,7 @@ export function distrustCatalogCalls(statements: readonly StatementAnalysis[], s
   for (let i = 0; i < statements.length; i++) {
     const s = statements[i]!
     const own = callChange(s)
-    let r = change === CallChange.None ? s : distrustStatement(s, change)
+    let r = change === CallChange.None ? s : distrustStatement(s, change, userCode)
     if (hold && own === CallChange.Code) r = changeUnderHoldCursor(r)
     if (r !== s) out ??= statements.slice(0, i)
     out?.push(r)
