@@ -140,7 +140,9 @@ function distrustStatement(stmt: StatementAnalysis, change: CallChange, userCode
       const changed = change === CallChange.Code || castToNewType(call) || (change === CallChange.RowTypes && userCode(call))
       if (changed && !onlyChanged(call, o)) add(describe(call))
     }
-    if (change === CallChange.Code && CURSOR_COMMANDS.has(o.command) && o.class === 'read') add(`${o.command.toUpperCase()} runs its cursor's query, which`)
+    // Any change that counts, a new row type included: the cursor's query may call a user's function,
+    // whose body may name the new type (what it calls is not in this statement to tell).
+    if (CURSOR_COMMANDS.has(o.command) && o.class === 'read') add(`${o.command.toUpperCase()} runs its cursor's query, which`)
   }
   return added.length === 0 ? stmt : withOperations(stmt, [...stmt.operations, ...added])
 }
@@ -178,7 +180,8 @@ export function distrustCatalogCalls(statements: readonly StatementAnalysis[], s
     const s = statements[i]!
     const own = callChange(s)
     let r = change === CallChange.None ? s : distrustStatement(s, change, userCode)
-    if (hold && own === CallChange.Code) r = changeUnderHoldCursor(r)
+    // A new row type too: the cursor's query may call a user's function whose body names it.
+    if (hold && own !== CallChange.None) r = changeUnderHoldCursor(r)
     if (r !== s) out ??= statements.slice(0, i)
     out?.push(r)
     if (own > change) change = own

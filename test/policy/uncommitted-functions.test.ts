@@ -665,6 +665,32 @@ describe("a new table's row type named inside a body", () => {
     }
   })
 
+  it("holds a FETCH of a cursor declared before CREATE TABLE, and CREATE TABLE under a WITH HOLD cursor (the COMMIT runs its query)", async () => {
+    const i = ROUTES.findIndex((r) => r.name === 'PL/pgSQL body')
+    const c = await t.client()
+    await c.query('begin')
+    await c.query(`declare cur cursor for select rt_pl('(1)') from generate_series(1, 3)`)
+    await c.query(table(i, true))
+    for (const sql of ['fetch 1 from cur', 'move 1 in cur']) {
+      await c.query('savepoint s')
+      const e = (await c.query(sql).catch((x: Error) => x)) as Refusal
+      expect(e.code, `${sql}: ${e.message}`).toBe('42501')
+      expect(e.message).toMatch(UNSETTLED)
+      await c.query('rollback to savepoint s')
+    }
+    await c.query('rollback')
+    expect(await locked()).toBe(0)
+
+    await c.query('begin')
+    await c.query(`declare held cursor with hold for select rt_pl('(1)') from generate_series(1, 3)`)
+    const e = (await c.query(table(i, true)).catch((x: Error) => x)) as Refusal
+    expect(e.code, e.message).toBe('42501')
+    expect(e.detail).toMatch(/WITH HOLD/)
+    await c.query('commit').catch(() => {})
+    expect(await locked()).toBe(0)
+    await c.end()
+  })
+
   it('still lets built-in calls and casts to SQL type names through after CREATE TABLE', async () => {
     const c = await t.client()
     await c.query('begin')
