@@ -17,6 +17,7 @@ import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {writesCatalog} from './unsettled-calls.js'
+import {seesViews} from './views.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types. */
 export type CatalogKey = string
@@ -236,8 +237,18 @@ function bodyEffect(c: FunctionCandidate, body: FunctionBody | undefined, catalo
   return e
 }
 
+/**
+ * Whether a write in a body goes through a view or rule to a system catalog (`UPDATE public.procs`
+ * over pg_proc). What is behind a relation the catalog has not read is judged by the body's
+ * relation call, which is then unknown.
+ */
+function writesCatalogBehind(o: Operation, catalog: FunctionCatalog): boolean {
+  if (!seesViews(catalog)) return false
+  return o.tables.some((t) => t.access !== 'read' && (catalog.tablesBehind(`r:${t.name}`) ?? []).some((b) => b.schema === 'pg_catalog' && (t.schema === undefined || b.scope === t.schema)))
+}
+
 /** What one of a body's own operations does, apart from its calls; undefined for a plain read. */
-function operationEffect(o: Operation): FunctionEffect | undefined {
+function operationEffect(o: Operation, catalog: FunctionCatalog): FunctionEffect | undefined {
   if (o.class === 'unknown') return opaque(`has a statement in its body that dbgate cannot judge (${o.detail ?? o.command})`)
   if (o.setting || o.command === 'set') {
     const which = o.setting ? `the setting ${o.setting.name}` : 'a setting'
@@ -247,7 +258,7 @@ function operationEffect(o: Operation): FunctionEffect | undefined {
   // A body that rewrites pg_proc (or any catalog) changes what later calls run, and the caller's
   // statement shows no change to the catalog: the calls after it would be judged by the old bodies.
   // Denied, not unknown: a volatile function's reviewer would not see that the calls after it run other bodies.
-  if (o.class === 'write' && writesCatalog(o)) {
+  if (o.class === 'write' && (writesCatalog(o) || writesCatalogBehind(o, catalog))) {
     const which = [...new Set(o.tables.filter((t) => t.access !== 'read').map((t) => t.name))].join(', ')
     return {kind: 'denied', class: 'unknown', what: `writes the system catalog ${which} inside its body, which changes functions, types or relations as DDL would, unseen by the statements after it; make the change with DDL`}
   }
@@ -272,7 +283,7 @@ function judgeBody(c: FunctionCandidate, body: FunctionBody | undefined, catalog
   const inner = [...stack, oid]
   for (const s of body.statements) {
     for (const o of s.operations) {
-      const own = operationEffect(o)
+      const own = operationEffect(o, catalog)
       if (own) consider(own)
       for (const call of o.calls ?? []) {
         // Inside a body no setting a call changes is judged as a SET of the client's: the walker's

@@ -485,7 +485,7 @@ describe('a change to the catalog hidden in a function body or a rule', () => {
     /** Run directly: the function or rule that rewrites `target`, and `target` itself (a read). */
     setup: (target: string, key: number) => string
     /** The statement that runs it, let through by WRITES as the committed catalog sees it. */
-    trigger: string
+    trigger: string | ((target: string, key: number) => string)
   }
   const HIDDEN: Hidden[] = [
     {name: 'SQL function body', setup: (g, k) => `create function public.w_sql() returns int volatile language sql as $$ ${rewrite(g, k)}; select 1 $$`, trigger: 'select public.w_sql()'},
@@ -498,6 +498,12 @@ describe('a change to the catalog hidden in a function body or a rule', () => {
          create function public.w_outer() returns int volatile language sql as $$ select public.w_inner() $$`,
       trigger: 'select public.w_outer()',
     },
+    {
+      name: 'a body that writes through a view over pg_proc',
+      setup: (g, k) => `create view public.procs_b as select * from pg_proc; create function public.w_view() returns int volatile language sql as $$ ${rewrite(g, k).replace('pg_proc', 'public.procs_b')}; select 1 $$`,
+      trigger: 'select public.w_view()',
+    },
+    {name: 'a write through a view over pg_proc', setup: () => 'create view public.procs_c as select * from pg_proc', trigger: (g, k) => rewrite(g, k).replace('pg_proc', 'public.procs_c')},
     {name: 'a CTE in a body', setup: (g, k) => `create function public.w_cte() returns int volatile language sql as $$ with u as (${rewrite(g, k)} returning 1) select count(*)::int from u $$`, trigger: 'select public.w_cte()'},
     {name: 'rule ON INSERT … DO ALSO', setup: (g, k) => `create table public.r_also (id int); create rule r_also as on insert to public.r_also do also ${rewrite(g, k)}`, trigger: 'insert into public.r_also values (1)'},
     {name: 'rule ON UPDATE … DO INSTEAD', setup: (g, k) => `create table public.r_inst (id int); insert into public.r_inst values (1); create rule r_inst as on update to public.r_inst do instead ${rewrite(g, k)}`, trigger: 'update public.r_inst set id = 2 where id = 1'},
@@ -525,15 +531,16 @@ describe('a change to the catalog hidden in a function body or a rule', () => {
   it('never runs a body the tunnel did not judge: same text, open transaction, pipeline', async () => {
     for (const [i, h] of HIDDEN.entries()) {
       const call = `select ${target(i)}(1)`
+      const trigger = typeof h.trigger === 'string' ? h.trigger : h.trigger(target(i), key(i))
       const before = await prosrc(target(i))
       const c = await t.client()
-      const sameText = await c.query(`${h.trigger}; ${call}`).then(() => undefined, (e: Refusal) => e)
+      const sameText = await c.query(`${trigger}; ${call}`).then(() => undefined, (e: Refusal) => e)
       expect(sameText, `${h.name}: same text`).toBeDefined()
       expect(sameText!.code, `${h.name}: ${sameText!.message}`).toBe('42501')
 
       // In an open transaction: the write is let through (a rule) or refused (a body); the call after it never runs the new body.
       await c.query('begin')
-      const wrote = await c.query(h.trigger).then(() => true, () => false)
+      const wrote = await c.query(trigger).then(() => true, () => false)
       const inTx = await c.query(call).then(() => undefined, (e: Refusal) => e)
       expect(inTx, `${h.name}: open transaction (the write ${wrote ? 'ran' : 'was refused'})`).toBeDefined()
       await c.query('rollback').catch(() => {})
@@ -541,7 +548,7 @@ describe('a change to the catalog hidden in a function body or a rule', () => {
       await c.end()
 
       const raw = await t.raw()
-      const steps = [h.trigger, call].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})])
+      const steps = [trigger, call].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})])
       raw.send(...steps, serialize.sync())
       const msgs = await raw.untilReady()
       expect(errorOf(msgs)?.code, `${h.name}: pipeline ${codes(msgs)}`).toBe('42501')
@@ -562,7 +569,7 @@ describe('a change to the catalog hidden in a function body or a rule', () => {
   it('still runs the calls once a rule that writes a catalog has committed its change, judged by the new body', async () => {
     const i = HIDDEN.findIndex((h) => h.name.startsWith('rule ON INSERT'))
     const c = await t.client()
-    await c.query(HIDDEN[i]!.trigger)
+    await c.query(HIDDEN[i]!.trigger as string)
     // The rule's write committed: the call is judged by the body it now runs (an advisory lock, denied).
     const e = (await c.query(`select ${target(i)}(1)`).catch((x: Error) => x)) as Refusal
     expect(`${e.message}`).toMatch(/no-session-functions/)
