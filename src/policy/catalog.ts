@@ -16,7 +16,7 @@ import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js
 import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
-import {writesCatalog} from './unsettled-calls.js'
+import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
 import {seesViews} from './views.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types. */
@@ -217,8 +217,12 @@ function effectOf(c: FunctionCandidate, catalog: FunctionCatalog, stack: readonl
   if (body?.extension) return declared
   const found = bodyEffect(c, body, catalog, stack)
   // The reviewer of a volatile call is told dbgate cannot see what it does: dynamic SQL or an
-  // unreadable body says no more than that; an outright denial does.
-  if (declared.kind === 'volatile' && (found.kind !== 'denied' || found.flag === 'dynamic_sql')) return declared
+  // unreadable body says no more than that; an outright denial does. What dbgate cannot see may
+  // be DDL, so the calls after it count as after a change to the catalog (unsettled-calls.ts).
+  if (declared.kind === 'volatile' && (found.kind !== 'denied' || found.flag === 'dynamic_sql')) {
+    const unseen = found.changesCatalog === true || EFFECT_RANK[found.kind] > EFFECT_RANK[declared.kind]
+    return unseen ? {...declared, changesCatalog: true} : declared
+  }
   return EFFECT_RANK[found.kind] > EFFECT_RANK[declared.kind] ? found : declared
 }
 
@@ -277,14 +281,17 @@ function judgeBody(c: FunctionCandidate, body: FunctionBody | undefined, catalog
     return {kind: 'denied', class: 'admin', flag: 'dynamic_sql', what: `runs SQL built at run time inside its body (${body.dynamic}), which dbgate cannot see into`}
   }
   let worst = READ_EFFECT
+  // Kept apart from the worst effect, which a worse one elsewhere in the body may replace.
+  let changesCatalog = false
   const consider = (e: FunctionEffect) => {
+    if (e.changesCatalog) changesCatalog = true
     if (EFFECT_RANK[e.kind] > EFFECT_RANK[worst.kind]) worst = e
   }
   const inner = [...stack, oid]
   for (const s of body.statements) {
     for (const o of s.operations) {
       const own = operationEffect(o, catalog)
-      if (own) consider(own)
+      if (own) consider(operationCallChange(o) === CallChange.None ? own : {...own, changesCatalog: true})
       for (const call of o.calls ?? []) {
         // Inside a body no setting a call changes is judged as a SET of the client's: the walker's
         // setting operation above already refused it, and set_config reached here is hidden.
@@ -296,7 +303,7 @@ function judgeBody(c: FunctionCandidate, body: FunctionBody | undefined, catalog
       }
     }
   }
-  return worst
+  return changesCatalog && !worst.changesCatalog ? {...worst, changesCatalog: true} : worst
 }
 
 function effectOperation(v: CallVerdict, call: CatalogCall): Operation {
@@ -309,7 +316,7 @@ function effectOperation(v: CallVerdict, call: CatalogCall): Operation {
     command: 'function',
     tables: [],
     functions,
-    flags: v.effect.flag ? [v.effect.flag] : [],
+    flags: [...(v.effect.flag ? [v.effect.flag] : []), ...(v.effect.changesCatalog ? (['changes_catalog'] as const) : [])],
     detail: v.detail,
   }
 }

@@ -83,7 +83,10 @@ export function judgeStatements(
 ): JudgedText {
   // What is behind a relation is read from committed state: it is not known after a change this
   // session has not committed, nor after one earlier in the same text (views.ts).
-  const changing = statements.findIndex(mayChangeTablesBehind)
+  // What a statement changes is judged with its calls resolved: a function whose body runs DDL changes the catalog too.
+  const changeOf = (s: StatementAnalysis) => callChange(resolveCatalogCalls([s], catalog)[0]!)
+  // (A text of one statement has nothing after its change: the hot path resolves nothing here.)
+  const changing = statements.length < 2 ? -1 : statements.findIndex((s) => mayChangeTablesBehind(s) || changeOf(s) !== CallChange.None)
   const from = unsettled ? 0 : changing < 0 ? statements.length : changing + 1
   const judgedAs = (judged: StatementAnalysis[]): JudgedText => {
     const out = distrustTablesBehind(judged, from, catalog)
@@ -91,7 +94,7 @@ export function judgeStatements(
   }
   // The same holds for what any call runs (unsettled-calls.ts): those calls need a reviewer until it is committed.
   // (After the tables behind views are added: a write through a view over a system catalog changes it.)
-  const withCalls = (judged: readonly StatementAnalysis[]) => resolveCatalogCalls(distrustCatalogCalls(addTablesBehindViews(judged, catalog), callsChanged, holdCursor, reachesUserCode(catalog)), catalog)
+  const withCalls = (judged: readonly StatementAnalysis[]) => resolveCatalogCalls(distrustCatalogCalls(addTablesBehindViews(judged, catalog), callsChanged, holdCursor, reachesUserCode(catalog), changeOf), catalog)
   // The text's own calls first (an EXECUTE's parameters included: the EXECUTE itself is replaced below).
   const own = withCalls(statements)
   // No EXECUTE, PREPARE or DEALLOCATE (catalog calls add none): nothing below would change a statement.

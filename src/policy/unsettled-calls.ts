@@ -48,15 +48,20 @@ export function writesCatalog(o: Operation): boolean {
   return o.tables.some((t) => t.access !== 'read' && (t.schema === 'pg_catalog' || (t.schema === undefined && t.name.startsWith('pg_'))))
 }
 
+/** What one operation, let through, may change for the calls after it (a function body's too: catalog.ts). */
+export function operationCallChange(o: Operation): CallChange {
+  // A call held because of a change already counted changes nothing more.
+  if (o.flags.includes('unsettled_catalog')) return CallChange.None
+  if (ADDS_POLICY_CODE.has(o.command) || (o.class === 'write' && writesCatalog(o)) || COMMITS_OTHERS_CHANGE.has(o.command) || o.flags.includes('changes_catalog')) return CallChange.Code
+  if (CATALOG_KEEPING.has(o.class)) return CallChange.None
+  return CHANGES_NO_CALL.has(o.command) ? CallChange.None : CHANGES_ROW_TYPES.has(o.command) ? CallChange.RowTypes : CallChange.Code
+}
+
 /** What `stmt`, let through, may change for the calls after it until it is committed. */
 export function callChange(stmt: StatementAnalysis): CallChange {
   let worst: CallChange = CallChange.None
   for (const o of stmt.operations) {
-    // A call held because of a change already counted changes nothing more.
-    if (o.flags.includes('unsettled_catalog')) continue
-    let c: CallChange = CallChange.None
-    if (ADDS_POLICY_CODE.has(o.command) || (o.class === 'write' && writesCatalog(o)) || COMMITS_OTHERS_CHANGE.has(o.command)) c = CallChange.Code
-    else if (!CATALOG_KEEPING.has(o.class)) c = CHANGES_NO_CALL.has(o.command) ? CallChange.None : CHANGES_ROW_TYPES.has(o.command) ? CallChange.RowTypes : CallChange.Code
+    const c = operationCallChange(o)
     if (c > worst) worst = c
   }
   return worst
@@ -170,7 +175,14 @@ function changeUnderHoldCursor(stmt: StatementAnalysis): StatementAnalysis {
  * (`holdCursor`, or declared earlier in the text) counts the same way. `statements` itself when
  * there is nothing to distrust.
  */
-export function distrustCatalogCalls(statements: readonly StatementAnalysis[], session: CallChange, holdCursor = false, userCode: ReachesUserCode = ANY_CALL): StatementAnalysis[] {
+export function distrustCatalogCalls(
+  statements: readonly StatementAnalysis[],
+  session: CallChange,
+  holdCursor = false,
+  userCode: ReachesUserCode = ANY_CALL,
+  /** What a statement changes, its calls resolved (a volatile function whose body runs DDL): `callChange` of the resolved statement. */
+  changeOf: (stmt: StatementAnalysis) => CallChange = callChange,
+): StatementAnalysis[] {
   // The common case, a settled session's text of one statement: nothing before it changed anything.
   if (session === CallChange.None && !holdCursor && statements.length < 2) return statements as StatementAnalysis[]
   let change = session
@@ -178,7 +190,7 @@ export function distrustCatalogCalls(statements: readonly StatementAnalysis[], s
   let out: StatementAnalysis[] | undefined
   for (let i = 0; i < statements.length; i++) {
     const s = statements[i]!
-    const own = callChange(s)
+    const own = changeOf(s)
     let r = change === CallChange.None ? s : distrustStatement(s, change, userCode)
     // A new row type too: the cursor's query may call a user's function whose body names it.
     if (hold && own !== CallChange.None) r = changeUnderHoldCursor(r)

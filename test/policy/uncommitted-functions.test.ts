@@ -708,3 +708,78 @@ describe("a new table's row type named inside a body", () => {
     await c.end()
   })
 })
+
+/**
+ * A volatile function is judged by its declared volatility when its body is one dbgate cannot see
+ * through (DDL, dynamic SQL): a write, which a policy may allow. Its DDL was no change to the
+ * catalog as far as the calls after it were concerned, so `select remake(); select peek(1)` ran the
+ * body `remake` had just put in place. Such a call now counts as a change to the catalog.
+ */
+describe('a volatile function whose body changes the catalog', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [key])).rows[0].n as number)
+  const replace = (target: string, key: number) => `create or replace function public.${target}(int) returns int stable language sql as 'select $1 + 0 * length(pg_advisory_lock(${key})::text)'`
+
+  /** Volatile functions (writes) are allowed here; session functions are not. */
+  const WRITES = ['rules:', '  - id: no-session-functions', '    match: {class: session, command: function}', '    action: deny', '  - id: writes', '    match: {class: write}', '    action: allow', '  - id: ddl', '    match: {class: ddl}', '    action: allow'].join('\n')
+
+  const CHANGERS: {name: string; setup: (target: string, key: number) => string; remake: string}[] = [
+    {name: 'PL/pgSQL DDL', setup: (g, k) => `create function public.v_pl() returns int volatile language plpgsql as $b$ begin ${replace(g, k)}; return 1; end $b$`, remake: 'select public.v_pl()'},
+    {name: 'SQL DDL', setup: (g, k) => `create function public.v_sql() returns int volatile language sql as $b$ ${replace(g, k)}; select 1 $b$`, remake: 'select public.v_sql()'},
+    {name: 'dynamic SQL', setup: (g, k) => `create function public.v_dyn() returns int volatile language plpgsql as $b$ begin execute ${`$q$${replace(g, k)}$q$`}; return 1; end $b$`, remake: 'select public.v_dyn()'},
+    {
+      name: 'nested in a stable body',
+      setup: (g, k) => `create function public.v_in() returns int volatile language plpgsql as $b$ begin ${replace(g, k)}; return 1; end $b$; create function public.v_out() returns int stable language sql as $b$ select public.v_in() $b$`,
+      remake: 'select public.v_out()',
+    },
+    {name: 'a procedure called from a body', setup: (g, k) => `create procedure public.v_proc() language sql as $b$ ${replace(g, k)} $b$; create function public.v_call() returns int volatile language plpgsql as $b$ begin call public.v_proc(); return 1; end $b$`, remake: 'select public.v_call()'},
+  ]
+  const target = (i: number) => `vt_${i}`
+  const key = (i: number) => 5600 + i
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    for (const [i, c] of CHANGERS.entries()) await direct((d) => d.query(`create function public.${target(i)}(int) returns int stable language sql as $$ select $1 $$; ${c.setup(target(i), key(i))}`))
+    await direct((d) => d.query('create sequence public.v_seq; create function public.v_writer() returns bigint volatile language sql as $$ select nextval(\'public.v_seq\') $$'))
+    t = await openPipelineTunnel(db, WRITES)
+  })
+  afterAll(() => t?.close())
+
+  it('holds the calls after it: same text, open transaction, pipeline', async () => {
+    for (const [i, ch] of CHANGERS.entries()) {
+      const call = `select ${target(i)}(1)`
+      const c = await t.client()
+      const sameText = (await c.query(`${ch.remake}; ${call}`).catch((x: Error) => x)) as Refusal
+      expect(sameText.code, `${ch.name}: same text: ${sameText.message}`).toBe('42501')
+      expect(sameText.message, ch.name).toMatch(UNSETTLED)
+
+      await c.query('begin')
+      expect((await c.query(ch.remake)).rows, ch.name).toHaveLength(1)
+      const inTx = (await c.query(call).catch((x: Error) => x)) as Refusal
+      expect(inTx.code, `${ch.name}: open transaction: ${inTx.message}`).toBe('42501')
+      await c.query('rollback')
+      expect(await locked(key(i)), ch.name).toBe(0)
+
+      const raw = await t.raw()
+      raw.send(...[ch.remake, call].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})]), serialize.sync())
+      const msgs = await raw.untilReady()
+      expect(errorOf(msgs)?.code, `${ch.name}: pipeline ${codes(msgs)}`).toBe('42501')
+      raw.end()
+      expect(await locked(key(i)), ch.name).toBe(0)
+      await c.end()
+    }
+  })
+
+  it('judges the call by the new body once committed, and leaves a function that only writes data alone', async () => {
+    const c = await t.client()
+    await c.query(CHANGERS[0]!.remake)
+    const after = (await c.query(`select ${target(0)}(1)`).catch((x: Error) => x)) as Refusal
+    expect(after.message).toMatch(/no-session-functions/)
+    expect(await locked(key(0))).toBe(0)
+    // nextval in a body is a write, not a change to the catalog: the call after it is judged as usual.
+    expect((await c.query(`select public.v_writer(); select ${target(1)}(1) as v`).then(() => 'ran', (x: Error) => x.message))).toBe('ran')
+    await c.end()
+  })
+})
