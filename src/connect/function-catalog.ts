@@ -180,6 +180,15 @@ function relationsSql(names: readonly string[]): string {
     join pg_class rc on rc.oid = rw.ev_class join pg_namespace rn on rn.oid = rc.relnamespace
     ${calledBy("(rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, ''))")}
     union
+    -- A rule's NOTIFY action is no function call in its tree, but does what pg_notify does.
+    select 'pg_catalog', f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
+           'NOTIFY in rule ' || rw.rulename || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_rewrite rw on rw.ev_class = rels.oid and (not rels.sys or rw.rulename <> '_RETURN')
+    join pg_class rc on rc.oid = rw.ev_class join pg_namespace rn on rn.oid = rc.relnamespace
+    join pg_proc f on f.oid = 'pg_catalog.pg_notify(text, text)'::regprocedure
+    where rw.ev_action::text like '%{NOTIFYSTMT %'
+    union
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
            'policy ' || pol.polname || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
     from rels
