@@ -180,6 +180,15 @@ function relationsSql(names: readonly string[]): string {
     join pg_class rc on rc.oid = rw.ev_class join pg_namespace rn on rn.oid = rc.relnamespace
     ${calledBy("(rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, ''))")}
     union
+    -- A rule's NOTIFY action is no function call in its tree, but does what pg_notify does.
+    select 'pg_catalog', f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
+           'NOTIFY in rule ' || rw.rulename || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_rewrite rw on rw.ev_class = rels.oid and (not rels.sys or rw.rulename <> '_RETURN')
+    join pg_class rc on rc.oid = rw.ev_class join pg_namespace rn on rn.oid = rc.relnamespace
+    join pg_proc f on f.oid = 'pg_catalog.pg_notify(text, text)'::regprocedure
+    where rw.ev_action::text like '%{NOTIFYSTMT %'
+    union
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
            'policy ' || pol.polname || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
     from rels
@@ -188,6 +197,9 @@ function relationsSql(names: readonly string[]): string {
     join pg_policy pol on pol.polrelid = rc.oid
     ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}`
 }
+
+/** The first OID of objects created after initdb: below it, the system's own (pinned) relations. */
+const FIRST_NORMAL_OBJECT_ID = 16384
 
 /**
  * The relations behind views, materialized views, rules and partitioned or inherited tables, for
@@ -203,13 +215,18 @@ function relationsSql(names: readonly string[]): string {
 function tablesBehindSql(names: readonly string[]): string {
   const describe = (c: string, n: string) =>
     `(case ${c}.relkind when 'v' then 'the view ' when 'm' then 'the materialized view ' when 'p' then 'the partitioned table ' when 't' then 'the TOAST table ' when 'f' then 'the foreign table ' else 'the table ' end || ${n}.nspname || '.' || ${c}.relname) collate "C"`
-  // The relations right behind b: what its rules' trees name (not b itself), its children, and for
+  // The relations right behind b: what its rules' trees name (not b itself; a system catalog is
+  // pinned, so pg_depend records no dependency on it and it is read from the tree), its children, and for
   // a TOAST table the table whose long values it stores (pg_toast.pg_toast_<oid> holds its data).
   const edges = (b: string) => `
     select d.refobjid as oid, rw.ev_type = '1' as sel
     from pg_rewrite rw
     join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> ${b}.oid
     where rw.ev_class = ${b}.oid
+    union all
+    select m[1]::oid, rw.ev_type = '1'
+    from pg_rewrite rw cross join lateral regexp_matches(rw.ev_action::text, ':relid (\\d+)', 'g') m
+    where rw.ev_class = ${b}.oid and m[1]::int8 < ${FIRST_NORMAL_OBJECT_ID} and m[1]::oid <> ${b}.oid
     union all
     select i.inhrelid, true from pg_inherits i where i.inhparent = ${b}.oid
     union all
@@ -388,6 +405,9 @@ function resultTypes(json: string): string[] {
 /** How many levels of calls from body to body one lookup loads (policy judges deeper calls unknown). */
 const BODY_LOAD_DEPTH = 4
 
+/** How many times a lookup reads again when the catalog is invalidated while it reads. */
+const LOOKUP_ATTEMPTS = 3
+
 function toCandidate(r: Row): FunctionCandidate {
   const volatility = String(r.volatility) as Volatility
   return {
@@ -405,13 +425,10 @@ function toCandidate(r: Row): FunctionCandidate {
   }
 }
 
-/** Lookups read again after an `invalidate` during them, before they give up (`lookup`). */
-const MAX_LOOKUP_RETRIES = 2
-
 export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareCatalog {
   readonly offline = false
   private gen = 0
-  /** Moves at every `invalidate`: a lookup that saw it move read the catalog from before a change. */
+  /** Counts `invalidate` calls: a lookup that began before one read what the catalog was then. */
   private epoch = 0
   private readonly entries = new Map<CatalogKey, Entry>()
   private readonly failures = new Map<CatalogKey, string>()
@@ -496,11 +513,17 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
   invalidate(): void {
     this.entries.clear()
     this.bodies.clear()
-    this.gen++
     this.epoch++
+    this.gen++
   }
 
-  private async lookup(keys: readonly CatalogKey[], depth = 0, attempt = 0): Promise<void> {
+  /**
+   * Reads `keys` and keeps what it read, unless the catalog was invalidated meanwhile (a session's
+   * change committed while the reads were on their way): then what came back may be the catalog
+   * before it, kept for a minute as if fresh, so it reads again; after `LOOKUP_ATTEMPTS` the keys
+   * stay unknown, and the statement that needs them is refused.
+   */
+  private async lookup(keys: readonly CatalogKey[], depth = 0, attempt = 1): Promise<void> {
     const epoch = this.epoch
     const byKind = {f: [] as string[], o: [] as string[], t: [] as string[], r: [] as string[]}
     for (const k of keys) byKind[k[0] as 'f' | 'o' | 't' | 'r']?.push(k.slice(2))
@@ -529,15 +552,21 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
     if (byKind.o.length > 0) await run('o', operatorsSql(byKind.o))
     if (byKind.t.length > 0) await run('t', castsSql(byKind.t))
     if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
-    const called = await this.readBodies(found)
-    if (byKind.r.length > 0) await this.lookupTablesBehind(byKind.r, found)
+    const {called, bodies} = await this.readBodies(found)
+    const behind = byKind.r.length > 0 ? await this.lookupTablesBehind(byKind.r, found) : new Map<CatalogKey, TableBehind[]>()
     if (this.epoch !== epoch) {
-      // Invalidated meanwhile: what was read may be the catalog before the change, and kept now it
-      // would look fresh for a minute. Read again; after repeated changes keep nothing (the keys
-      // stay unknown, so their calls are judged unknown).
-      if (attempt < MAX_LOOKUP_RETRIES) return this.lookup(keys, depth, attempt + 1)
+      if (attempt < LOOKUP_ATTEMPTS) return this.lookup(keys, depth, attempt + 1)
+      for (const k of keys) {
+        this.entries.delete(k)
+        this.failures.set(k, `the catalog changed ${LOOKUP_ATTEMPTS} times while it was being read; send the statement again`)
+      }
       return
     }
+    for (const [oid, body] of bodies) {
+      if (body) this.bodies.set(oid, body)
+      else this.bodies.delete(oid)
+    }
+    for (const [k, tables] of behind) this.behind.set(k, tables)
     const at = this.now()
     for (const [k, candidates] of found) {
       this.entries.set(k, {candidates, at})
@@ -554,15 +583,16 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
    * function replaced outside the tunnel is judged anew); returns the keys those bodies call. A
    * body that cannot be read is left out: policy judges its function unknown.
    */
-  private async readBodies(found: ReadonlyMap<CatalogKey, readonly FunctionCandidate[]>): Promise<CatalogKey[]> {
+  private async readBodies(found: ReadonlyMap<CatalogKey, readonly FunctionCandidate[]>): Promise<{called: CatalogKey[]; bodies: Map<number, FunctionBody | undefined>}> {
     const oids = new Set<number>()
     for (const candidates of found.values()) for (const c of candidates) if (c.oid !== undefined && !isBuiltinSchema(c.schema)) oids.add(c.oid)
-    if (oids.size === 0) return []
+    // Undefined: not read (the function is then judged unknown).
+    const bodies = new Map<number, FunctionBody | undefined>([...oids].map((oid) => [oid, undefined]))
+    if (oids.size === 0) return {called: [], bodies}
     const called = new Set<CatalogKey>()
     try {
       await loadParser()
       const rows = await this.opts.query(bodiesSql([...oids]))
-      for (const oid of oids) this.bodies.delete(oid)
       for (const r of rows) {
         let body: FunctionBody
         try {
@@ -580,17 +610,17 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
         } catch {
           continue
         }
-        this.bodies.set(Number(r.oid), body)
+        bodies.set(Number(r.oid), body)
         for (const k of body.keys) called.add(k)
       }
     } catch {
-      for (const oid of oids) this.bodies.delete(oid)
+      for (const oid of oids) bodies.set(oid, undefined)
     }
-    return [...called]
+    return {called: [...called], bodies}
   }
 
   /** Reads what is behind the relations `names`; a failed read leaves them unknown, as a failed relation lookup does. */
-  private async lookupTablesBehind(names: readonly string[], found: Map<CatalogKey, FunctionCandidate[]>): Promise<void> {
+  private async lookupTablesBehind(names: readonly string[], found: Map<CatalogKey, FunctionCandidate[]>): Promise<Map<CatalogKey, TableBehind[]>> {
     try {
       const rows = await this.opts.query(tablesBehindSql(names))
       const byKey = new Map<CatalogKey, TableBehind[]>(names.map((n) => [`r:${n}`, []]))
@@ -606,12 +636,13 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
           ...(r.runs_code === true || r.runs_code === 't' ? {runsCode: true as const} : {}),
         })
       }
-      for (const [k, tables] of byKey) this.behind.set(k, tables)
+      return byKey
     } catch (error) {
       for (const n of names) {
         found.delete(`r:${n}`)
         this.failures.set(`r:${n}`, (error as Error).message)
       }
+      return new Map()
     }
   }
 }

@@ -16,6 +16,8 @@ import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js
 import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
+import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
+import {seesViews} from './views.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types. */
 export type CatalogKey = string
@@ -215,8 +217,12 @@ function effectOf(c: FunctionCandidate, catalog: FunctionCatalog, stack: readonl
   if (body?.extension) return declared
   const found = bodyEffect(c, body, catalog, stack)
   // The reviewer of a volatile call is told dbgate cannot see what it does: dynamic SQL or an
-  // unreadable body says no more than that; an outright denial does.
-  if (declared.kind === 'volatile' && (found.kind !== 'denied' || found.flag === 'dynamic_sql')) return declared
+  // unreadable body says no more than that; an outright denial does. What dbgate cannot see may
+  // be DDL, so the calls after it count as after a change to the catalog (unsettled-calls.ts).
+  if (declared.kind === 'volatile' && (found.kind !== 'denied' || found.flag === 'dynamic_sql')) {
+    const unseen = found.changesCatalog === true || EFFECT_RANK[found.kind] > EFFECT_RANK[declared.kind]
+    return unseen ? {...declared, changesCatalog: true} : declared
+  }
   return EFFECT_RANK[found.kind] > EFFECT_RANK[declared.kind] ? found : declared
 }
 
@@ -235,14 +241,31 @@ function bodyEffect(c: FunctionCandidate, body: FunctionBody | undefined, catalo
   return e
 }
 
+/**
+ * Whether a write in a body goes through a view or rule to a system catalog (`UPDATE public.procs`
+ * over pg_proc). What is behind a relation the catalog has not read is judged by the body's
+ * relation call, which is then unknown.
+ */
+function writesCatalogBehind(o: Operation, catalog: FunctionCatalog): boolean {
+  if (!seesViews(catalog)) return false
+  return o.tables.some((t) => t.access !== 'read' && (catalog.tablesBehind(`r:${t.name}`) ?? []).some((b) => b.schema === 'pg_catalog' && (t.schema === undefined || b.scope === t.schema)))
+}
+
 /** What one of a body's own operations does, apart from its calls; undefined for a plain read. */
-function operationEffect(o: Operation): FunctionEffect | undefined {
+function operationEffect(o: Operation, catalog: FunctionCatalog): FunctionEffect | undefined {
   if (o.class === 'unknown') return opaque(`has a statement in its body that dbgate cannot judge (${o.detail ?? o.command})`)
   if (o.setting || o.command === 'set') {
     const which = o.setting ? `the setting ${o.setting.name}` : 'a setting'
     return {...HIDDEN_SETTING, what: `changes ${which} inside its body, which the calling statement does not show, so dbgate cannot judge it`}
   }
   if (o.class === 'read' && o.flags.length === 0) return undefined
+  // A body that rewrites pg_proc (or any catalog) changes what later calls run, and the caller's
+  // statement shows no change to the catalog: the calls after it would be judged by the old bodies.
+  // Denied, not unknown: a volatile function's reviewer would not see that the calls after it run other bodies.
+  if (o.class === 'write' && (writesCatalog(o) || writesCatalogBehind(o, catalog))) {
+    const which = [...new Set(o.tables.filter((t) => t.access !== 'read').map((t) => t.name))].join(', ')
+    return {kind: 'denied', class: 'unknown', what: `writes the system catalog ${which} inside its body, which changes functions, types or relations as DDL would, unseen by the statements after it; make the change with DDL`}
+  }
   if (o.class === 'write' && o.flags.length === 0) return {kind: 'data_write', class: 'write', what: `writes (${o.command}) inside its body`}
   return opaque(`runs ${o.command} (${o.class}) inside its body`)
 }
@@ -258,14 +281,17 @@ function judgeBody(c: FunctionCandidate, body: FunctionBody | undefined, catalog
     return {kind: 'denied', class: 'admin', flag: 'dynamic_sql', what: `runs SQL built at run time inside its body (${body.dynamic}), which dbgate cannot see into`}
   }
   let worst = READ_EFFECT
+  // Kept apart from the worst effect, which a worse one elsewhere in the body may replace.
+  let changesCatalog = false
   const consider = (e: FunctionEffect) => {
+    if (e.changesCatalog) changesCatalog = true
     if (EFFECT_RANK[e.kind] > EFFECT_RANK[worst.kind]) worst = e
   }
   const inner = [...stack, oid]
   for (const s of body.statements) {
     for (const o of s.operations) {
-      const own = operationEffect(o)
-      if (own) consider(own)
+      const own = operationEffect(o, catalog)
+      if (own) consider(operationCallChange(o) === CallChange.None ? own : {...own, changesCatalog: true})
       for (const call of o.calls ?? []) {
         // Inside a body no setting a call changes is judged as a SET of the client's: the walker's
         // setting operation above already refused it, and set_config reached here is hidden.
@@ -277,7 +303,7 @@ function judgeBody(c: FunctionCandidate, body: FunctionBody | undefined, catalog
       }
     }
   }
-  return worst
+  return changesCatalog && !worst.changesCatalog ? {...worst, changesCatalog: true} : worst
 }
 
 function effectOperation(v: CallVerdict, call: CatalogCall): Operation {
@@ -290,7 +316,7 @@ function effectOperation(v: CallVerdict, call: CatalogCall): Operation {
     command: 'function',
     tables: [],
     functions,
-    flags: v.effect.flag ? [v.effect.flag] : [],
+    flags: [...(v.effect.flag ? [v.effect.flag] : []), ...(v.effect.changesCatalog ? (['changes_catalog'] as const) : [])],
     detail: v.detail,
   }
 }

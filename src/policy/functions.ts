@@ -41,6 +41,11 @@ export interface FunctionEffect {
   flag?: OperationFlag
   /** What it does, in a few words, for the error a client sees. */
   what: string
+  /**
+   * Set when the body may change the catalog (DDL, dynamic SQL, a body dbgate cannot read), even
+   * when the verdict is the declared volatility: the calls after it are judged as after DDL.
+   */
+  changesCatalog?: true
   /** For an effect found in a function's body: the functions it was reached through, outermost first, down to the one that does it. */
   through?: string[]
 }

@@ -7,7 +7,8 @@
 import type {SessionView, StatementContext} from '../proxy/seam.js'
 import {DEFAULT_MAX_STATEMENT_SIZE} from './analyze.js'
 import {AnalysisCache, sharedAnalysisCache} from './cache.js'
-import {catalogKeys, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
+import {catalogKey, catalogKeys, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
+import {isBuiltinSchema} from './functions.js'
 import {analyzeOffThread, OFFLOAD_THRESHOLD} from './offload.js'
 import {loadParser, parserReady} from '../sql/parser.js'
 import {applyToRegistry, preparedInSession, resolveExecutes, StagedRegistry, touchesRegistry} from './prepared.js'
@@ -88,6 +89,8 @@ export function judgeStatements(
   /** The open transaction declared a cursor WITH HOLD that calls something (unsettled-calls.ts). */
   holdCursor = false,
 ): JudgedText {
+  // What a statement changes for calls is judged with its calls resolved: a function whose body runs DDL changes the catalog too.
+  const changeOf = (s: StatementAnalysis) => callChange(resolveCatalogCalls([s], catalog)[0]!)
   const judgedAs = (judged: StatementAnalysis[]): JudgedText => {
     // What is behind a relation is read from committed state: it is not known after a change this
     // session has not committed, nor after one earlier in the same text (views.ts). The change may
@@ -100,7 +103,7 @@ export function judgeStatements(
   }
   // The same holds for what any call runs (unsettled-calls.ts): those calls need a reviewer until it is committed.
   // (After the tables behind views are added: a write through a view over a system catalog changes it.)
-  const withCalls = (judged: readonly StatementAnalysis[]) => resolveCatalogCalls(distrustCatalogCalls(addTablesBehindViews(judged, catalog), callsChanged, holdCursor), catalog)
+  const withCalls = (judged: readonly StatementAnalysis[]) => resolveCatalogCalls(distrustCatalogCalls(addTablesBehindViews(judged, catalog), callsChanged, holdCursor, reachesUserCode(catalog), changeOf), catalog)
   // The text's own calls first (an EXECUTE's parameters included: the EXECUTE itself is replaced below).
   const own = withCalls(statements)
   // No EXECUTE, PREPARE or DEALLOCATE (catalog calls add none): nothing below would change a statement.
@@ -117,6 +120,17 @@ export function judgeStatements(
   }
   // Then the calls of the prepared statements the EXECUTEs run, read back from their defining texts.
   return judgedAs(executes ? withCalls(resolved) : own)
+}
+
+/**
+ * Whether a call may run a user's function, by what the committed catalog says it may resolve to
+ * (every candidate, as catalog.ts judges it): a name it cannot answer may.
+ */
+function reachesUserCode(catalog: FunctionCatalog): (call: CatalogCall) => boolean {
+  return (call) => {
+    const all = catalog.get(catalogKey(call))
+    return all === undefined || all.some((c) => !isBuiltinSchema(c.schema))
+  }
 }
 
 /** The ReadyForQuery count that ends a statement judged now (in a pipeline, the reply to an earlier text says nothing about it). */

@@ -65,6 +65,7 @@ export type OperationFlag =
   | 'hidden_setting' // reaches set_config by a route whose setting and value the statement does not show (a view, a rule, UPDATE pg_settings)
   | 'large_object' // removes or overwrites a large object that exists (lo_unlink, lo_truncate, lo_put, lowrite)
   | 'sequence_reset' // sets a sequence to a chosen value (setval), which can make the next inserts collide
+  | 'changes_catalog' // calls a function whose body may change the catalog (DDL, dynamic SQL, a body dbgate cannot read): the calls after it may run what dbgate has not read
   | 'unsettled_catalog' // a call made after the session's own uncommitted change to the catalog, which the tunnel cannot read yet
 
 /**

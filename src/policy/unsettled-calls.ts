@@ -14,7 +14,8 @@
  * How wide the change is decides which calls (`CallChange`): DDL that only adds or empties storage
  * (TRUNCATE, CREATE INDEX, a sequence) or drops objects changes none (the committed catalog's
  * answer is the worst of every candidate, so removing one never makes a call worse); a new table
- * brings a row type, so casts count; anything else (and any statement dbgate cannot read) counts
+ * brings a row type, so casts count, and so do calls that reach a user's function, whose body may
+ * cast to the new type by name; anything else (and any statement dbgate cannot read) counts
  * for every call. A cursor's FETCH or MOVE runs the cursor's query, which counts the same way;
  * and a cursor WITH HOLD runs its query at COMMIT, so a change made after declaring one is held.
  */
@@ -23,7 +24,7 @@ import {isBuiltinType} from './builtins.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {CATALOG_KEEPING} from './views.js'
 
-/** What an uncommitted change may have changed for calls: nothing, casts (new row types), or any call. */
+/** What an uncommitted change may have changed for calls: nothing, casts and user functions (new row types), or any call. */
 export const CallChange = {None: 0, RowTypes: 1, Code: 2} as const
 export type CallChange = (typeof CallChange)[keyof typeof CallChange]
 
@@ -31,23 +32,36 @@ export type CallChange = (typeof CallChange)[keyof typeof CallChange]
 const CHANGES_NO_CALL: ReadonlySet<string> = new Set(['truncate', 'create_index', 'create_sequence', 'alter_sequence', 'comment', 'security_label', 'create_statistics', 'alter_statistics', 'drop', 'drop_owned'])
 /** DDL whose only effect on calls is a new row type (a cast to it converts into its columns' types, running their domains' checks). */
 const CHANGES_ROW_TYPES: ReadonlySet<string> = new Set(['create_table', 'create_table_as'])
+/**
+ * Transaction control that commits a change the catalog connection could not see before it: a
+ * prepared transaction's DDL (made by any session) becomes visible only when COMMIT PREPARED runs.
+ */
+const COMMITS_OTHERS_CHANGE: ReadonlySet<string> = new Set(['commit_prepared'])
 /** Privilege statements that add code a relation runs: row security policies' expressions. */
 const ADDS_POLICY_CODE: ReadonlySet<string> = new Set(['create_policy', 'alter_policy'])
 
-/** A write to a system catalog (a superuser's `UPDATE pg_proc SET prosrc = …`) is DDL by another name. */
-function writesCatalog(o: Operation): boolean {
+/**
+ * A write to a system catalog (a superuser's `UPDATE pg_proc SET prosrc = …`) is DDL by another
+ * name, wherever it runs: in the client's statement, or in a function body it calls (catalog.ts).
+ */
+export function writesCatalog(o: Operation): boolean {
   return o.tables.some((t) => t.access !== 'read' && (t.schema === 'pg_catalog' || (t.schema === undefined && t.name.startsWith('pg_'))))
+}
+
+/** What one operation, let through, may change for the calls after it (a function body's too: catalog.ts). */
+export function operationCallChange(o: Operation): CallChange {
+  // A call held because of a change already counted changes nothing more.
+  if (o.flags.includes('unsettled_catalog')) return CallChange.None
+  if (ADDS_POLICY_CODE.has(o.command) || (o.class === 'write' && writesCatalog(o)) || COMMITS_OTHERS_CHANGE.has(o.command) || o.flags.includes('changes_catalog')) return CallChange.Code
+  if (CATALOG_KEEPING.has(o.class)) return CallChange.None
+  return CHANGES_NO_CALL.has(o.command) ? CallChange.None : CHANGES_ROW_TYPES.has(o.command) ? CallChange.RowTypes : CallChange.Code
 }
 
 /** What `stmt`, let through, may change for the calls after it until it is committed. */
 export function callChange(stmt: StatementAnalysis): CallChange {
   let worst: CallChange = CallChange.None
   for (const o of stmt.operations) {
-    // A call held because of a change already counted changes nothing more.
-    if (o.flags.includes('unsettled_catalog')) continue
-    let c: CallChange = CallChange.None
-    if (ADDS_POLICY_CODE.has(o.command) || (o.class === 'write' && writesCatalog(o))) c = CallChange.Code
-    else if (!CATALOG_KEEPING.has(o.class)) c = CHANGES_NO_CALL.has(o.command) ? CallChange.None : CHANGES_ROW_TYPES.has(o.command) ? CallChange.RowTypes : CallChange.Code
+    const c = operationCallChange(o)
     if (c > worst) worst = c
   }
   return worst
@@ -107,7 +121,17 @@ function castToNewType(call: CatalogCall): boolean {
 
 const CURSOR_COMMANDS: ReadonlySet<string> = new Set(['fetch', 'move'])
 
-function distrustStatement(stmt: StatementAnalysis, change: CallChange): StatementAnalysis {
+/**
+ * Whether a call may reach a user's function (directly, or through an operator, aggregate, view,
+ * rule, policy or domain check): its body names types at run time (`$1::foo` in PL/pgSQL or a SQL
+ * body without BEGIN ATOMIC), and a new table's row type can be what such a name now means.
+ * Given by the caller from the committed catalog; without one, every call may.
+ */
+export type ReachesUserCode = (call: CatalogCall) => boolean
+
+const ANY_CALL: ReachesUserCode = () => true
+
+function distrustStatement(stmt: StatementAnalysis, change: CallChange, userCode: ReachesUserCode): StatementAnalysis {
   const known = new Set(stmt.operations.filter((o) => o.flags.includes('unsettled_catalog')).map((o) => o.detail))
   const added: Operation[] = []
   const add = (what: string) => {
@@ -117,8 +141,13 @@ function distrustStatement(stmt: StatementAnalysis, change: CallChange): Stateme
     added.push(op)
   }
   for (const o of stmt.operations) {
-    for (const call of o.calls ?? []) if ((change === CallChange.Code || castToNewType(call)) && !onlyChanged(call, o)) add(describe(call))
-    if (change === CallChange.Code && CURSOR_COMMANDS.has(o.command) && o.class === 'read') add(`${o.command.toUpperCase()} runs its cursor's query, which`)
+    for (const call of o.calls ?? []) {
+      const changed = change === CallChange.Code || castToNewType(call) || (change === CallChange.RowTypes && userCode(call))
+      if (changed && !onlyChanged(call, o)) add(describe(call))
+    }
+    // Any change that counts, a new row type included: the cursor's query may call a user's function,
+    // whose body may name the new type (what it calls is not in this statement to tell).
+    if (CURSOR_COMMANDS.has(o.command) && o.class === 'read') add(`${o.command.toUpperCase()} runs its cursor's query, which`)
   }
   return added.length === 0 ? stmt : withOperations(stmt, [...stmt.operations, ...added])
 }
@@ -146,7 +175,14 @@ function changeUnderHoldCursor(stmt: StatementAnalysis): StatementAnalysis {
  * (`holdCursor`, or declared earlier in the text) counts the same way. `statements` itself when
  * there is nothing to distrust.
  */
-export function distrustCatalogCalls(statements: readonly StatementAnalysis[], session: CallChange, holdCursor = false): StatementAnalysis[] {
+export function distrustCatalogCalls(
+  statements: readonly StatementAnalysis[],
+  session: CallChange,
+  holdCursor = false,
+  userCode: ReachesUserCode = ANY_CALL,
+  /** What a statement changes, its calls resolved (a volatile function whose body runs DDL): `callChange` of the resolved statement. */
+  changeOf: (stmt: StatementAnalysis) => CallChange = callChange,
+): StatementAnalysis[] {
   // The common case, a settled session's text of one statement: nothing before it changed anything.
   if (session === CallChange.None && !holdCursor && statements.length < 2) return statements as StatementAnalysis[]
   let change = session
@@ -154,9 +190,10 @@ export function distrustCatalogCalls(statements: readonly StatementAnalysis[], s
   let out: StatementAnalysis[] | undefined
   for (let i = 0; i < statements.length; i++) {
     const s = statements[i]!
-    const own = callChange(s)
-    let r = change === CallChange.None ? s : distrustStatement(s, change)
-    if (hold && own === CallChange.Code) r = changeUnderHoldCursor(r)
+    const own = changeOf(s)
+    let r = change === CallChange.None ? s : distrustStatement(s, change, userCode)
+    // A new row type too: the cursor's query may call a user's function whose body names it.
+    if (hold && own !== CallChange.None) r = changeUnderHoldCursor(r)
     if (r !== s) out ??= statements.slice(0, i)
     out?.push(r)
     if (own > change) change = own

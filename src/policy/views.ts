@@ -186,11 +186,12 @@ export const CATALOG_KEEPING: ReadonlySet<string> = new Set(['read', 'write', 't
  * runs DDL as readily as a write), one that could not be found or judged, SQL built at run time.
  * Such a call counts as a change to what is behind a relation whatever class its operation has.
  */
-const MAY_RUN_DDL: ReadonlySet<OperationFlag> = new Set(['volatile_function', 'unknown_function', 'dynamic_sql'])
+const MAY_RUN_DDL: ReadonlySet<OperationFlag> = new Set(['volatile_function', 'unknown_function', 'dynamic_sql', 'changes_catalog'])
 
 /** Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out of date. */
 export function mayChangeTablesBehind(stmt: StatementAnalysis): boolean {
-  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class) || o.flags.some((f) => MAY_RUN_DDL.has(f)) || o.tables.some((t) => t.runsCode))
+  // COMMIT PREPARED commits whatever DDL the prepared transaction holds.
+  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class) || o.command === 'commit_prepared' || o.flags.some((f) => MAY_RUN_DDL.has(f)) || o.tables.some((t) => t.runsCode))
 }
 
 /**

@@ -110,4 +110,44 @@ describe('TargetFunctionCatalog', () => {
     fail = false
     expect(await judge(catalog, 'SELECT calm(1)')).toMatchObject({action: 'allow'})
   })
+
+  /**
+   * A session's change commits (and the tunnel invalidates the catalog at its idle ReadyForQuery)
+   * while another statement's lookup is between its reads: the names were read before the commit,
+   * the bodies after. Kept, that mix said `swap_me` was the harmless function renamed away, for a
+   * minute, while the server ran the one renamed to it.
+   */
+  it('reads again what it read while the catalog was invalidated, and refuses after repeated changes', async () => {
+    await withClient(db.url, (c) =>
+      c.query(`
+        create function swap_me(int) returns int immutable language sql as 'select $1';
+        create function swap_evil(int) returns int language plpgsql as $$ begin delete from t; return $1; end $$;
+        create function churn(int) returns int immutable language sql as 'select $1';
+      `),
+    )
+    /** Runs after a read of functions by name came back, before the lookup's next read. */
+    let afterNames: (() => Promise<void>) | undefined
+    const racing = Object.assign(
+      async (sql: string) => {
+        const rows = await query(sql)
+        if (/from pg_proc/.test(sql) && afterNames) await afterNames()
+        return rows
+      },
+      {close: () => query.close()},
+    )
+    const catalog = new TargetFunctionCatalog({query: racing})
+    afterNames = async () => {
+      afterNames = undefined
+      await withClient(db.url, (c) => c.query('begin; alter function swap_me(int) rename to swap_old; alter function swap_evil(int) rename to swap_me; commit'))
+      catalog.invalidate()
+    }
+    expect(await judge(catalog, 'SELECT swap_me(1)')).toMatchObject({action: 'require_approval', ruleId: 'default.volatile-function', detail: expect.stringMatching(/public\.swap_me/)})
+
+    // A catalog invalidated during every read never settles: the name stays unknown, and is refused.
+    const churning = new TargetFunctionCatalog({query: racing})
+    afterNames = async () => churning.invalidate()
+    expect(await judge(churning, 'SELECT churn(1)')).toMatchObject({action: 'deny', ruleId: 'default.unknown-function', detail: expect.stringMatching(/catalog changed 3 times while it was being read/)})
+    afterNames = undefined
+    expect(await judge(churning, 'SELECT churn(1)')).toMatchObject({action: 'allow'})
+  })
 })

@@ -492,3 +492,49 @@ describe('conversions into a type named outside a cast', () => {
     expect(replies.some((m) => m.code === 'E')).toBe(false)
   })
 })
+
+/**
+ * A rule's NOTIFY action is a utility statement in its tree, not a function call, so the rule's
+ * functions showed nothing: `INSERT INTO t` sent a notification that `NOTIFY` itself and
+ * `pg_notify(…)` were refused. It is now judged as the pg_notify call it amounts to.
+ */
+describe('NOTIFY in a rule', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const RULES = ['rules:', '  - id: no-notify', '    match: {command: notify}', '    action: deny', '  - id: no-notify-function', '    match: {class: session, command: function, functions: [pg_catalog.pg_notify]}', '    action: deny'].join('\n')
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((d) =>
+      d.query(`
+        create table public.n_also (id int); create rule n_also as on insert to public.n_also do also notify n_chan;
+        create table public.n_inst (id int); insert into public.n_inst values (1); create rule n_inst as on update to public.n_inst do instead notify n_chan, 'payload';
+        create table public.n_base (id int); create view public.n_view as select id from public.n_base;
+        create rule n_view as on insert to public.n_view do instead (insert into public.n_base values (new.id); notify n_chan);
+        create view public.n_over as select * from public.n_view;
+      `),
+    )
+    t = await openPipelineTunnel(db, RULES)
+  })
+  afterAll(() => t?.close())
+
+  it('judges the statement that fires it as a pg_notify call: nothing is sent', async () => {
+    const {default: pgLib} = await import('pg')
+    const listener = new pgLib.Client({connectionString: db.url})
+    await listener.connect()
+    const got: string[] = []
+    listener.on('notification', (n) => got.push(n.channel))
+    await listener.query('listen n_chan')
+    const c = await t.client()
+    for (const sql of ['notify n_chan', "select pg_notify('n_chan', 'x')", 'insert into public.n_also values (1)', 'update public.n_inst set id = 2 where id = 1', 'insert into public.n_view values (1)', 'insert into public.n_over values (1)']) {
+      const e = await outcome(c, sql)
+      expect(e?.code, sql).toBe('42501')
+    }
+    await new Promise((r) => setTimeout(r, 100))
+    expect(got).toEqual([])
+    expect(await direct(async (d) => (await d.query('select count(*)::int n from public.n_base')).rows[0].n)).toBe(0)
+    await listener.end()
+    await c.end()
+  })
+})

@@ -3,6 +3,8 @@ import pg from 'pg'
 import {startEmbeddedPg, type EmbeddedPg} from '../../src/dev/embedded-pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import type {UpstreamInfo} from '../helpers/pg.js'
+import {serialize} from 'pg-protocol'
+import {codes, errorOf} from '../helpers/raw-client.js'
 
 /**
  * Prepared transactions are finished by name from any session of the same role: through the
@@ -87,6 +89,67 @@ describe('two-phase commit through the tunnel', () => {
       expect(await direct(async (d) => JSON.stringify((await d.query('select upper(1) as v')).rows))).toContain(SECRET)
       expect(shadowed).not.toContain(SECRET)
     } finally {
+      await t2.close()
+    }
+  })
+
+  it('holds the calls sent with or right behind COMMIT PREPARED: the catalog read before it does not show what it commits', async () => {
+    // The prepared change is not visible to the catalog connection until COMMIT PREPARED runs, so a
+    // call judged before that (later in its pipeline, or in a Query sent right behind it) was judged
+    // by the bodies before it, and ran the new one.
+    const lockBody = (key: number) => `select $1 + 0 * length(pg_advisory_lock(${key})::text)`
+    const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [key])).rows[0].n as number)
+    const CARRIERS = [
+      {name: 'tp_text', key: 5401, send: (fn: string) => [serialize.query(`commit prepared 'ddl-${fn}'; select ${fn}(1)`)], readies: 1},
+      {name: 'tp_pipe', key: 5402, send: (fn: string) => [`commit prepared 'ddl-${fn}'`, `select ${fn}(1)`].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})]).concat(serialize.sync()), readies: 1},
+      {name: 'tp_syncs', key: 5403, send: (fn: string) => [`commit prepared 'ddl-${fn}'`, `select ${fn}(1)`].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({}), serialize.sync()]), readies: 2},
+      {name: 'tp_queries', key: 5404, send: (fn: string) => [serialize.query(`commit prepared 'ddl-${fn}'`), serialize.query(`select ${fn}(1)`)], readies: 2},
+    ]
+    await direct((c) => c.query(CARRIERS.map(({name}) => `create function public.${name}(int) returns int stable language sql as $$ select $1 $$;`).join('\n')))
+    const rules = [
+      'rules:',
+      '  - id: no-session-functions',
+      '    match: {class: session, command: function}',
+      '    action: deny',
+      '  - id: ddl',
+      '    match: {class: ddl}',
+      '    action: allow',
+      '  - id: coordinator',
+      '    match: {command: commit_prepared}',
+      '    action: allow',
+      '  - id: functions',
+      '    match: {command: create_function}',
+      '    action: allow',
+    ]
+    const t2 = await openPipelineTunnel(db, rules.join('\n'))
+    try {
+      const [a, b] = [await t2.client(), await t2.client()]
+      for (const {name, key, send, readies} of CARRIERS) {
+        await a.query('begin')
+        await a.query(`create or replace function public.${name}(int) returns int stable language sql as $$ ${lockBody(key)} $$`)
+        await a.query(`prepare transaction 'ddl-${name}'`)
+        // Still prepared: the server runs the old body, and the catalog read now keeps it.
+        expect((await b.query(`select ${name}(1) as v`)).rows).toHaveLength(1)
+        const raw = await t2.raw()
+        raw.send(...send(name))
+        const msgs: string[] = []
+        for (let i = 0; i < readies; i++) msgs.push(codes(await raw.untilReady()))
+        expect(await locked(key), `${name}: ${msgs.join(' | ')}`).toBe(0)
+        raw.end()
+        await direct((d) => d.query(`rollback prepared 'ddl-${name}'`).catch(() => {}))
+      }
+      // Committed on its own, the change is read again: the call is judged by the body it now runs.
+      await a.query('begin')
+      await a.query(`create or replace function public.tp_text(int) returns int stable language sql as $$ ${lockBody(5401)} $$`)
+      await a.query("prepare transaction 'ddl-tp_text'")
+      expect((await b.query('select tp_text(1) as v')).rows).toHaveLength(1)
+      await b.query("commit prepared 'ddl-tp_text'")
+      const after = (await b.query('select tp_text(1)').catch((x: Error) => x)) as Error
+      expect(after.message).toMatch(/no-session-functions/)
+      expect(await locked(5401)).toBe(0)
+      await Promise.all([a.end(), b.end()])
+    } finally {
+      for (const {name} of CARRIERS) await direct((d) => d.query(`rollback prepared 'ddl-${name}'`).catch(() => {}))
       await t2.close()
     }
   })

@@ -447,3 +447,339 @@ describe('prepared statements, portals and cursors judged before the change', ()
     await c.end()
   })
 })
+
+/**
+ * A change to the catalog the statement does not show: a superuser's function body, or a rule on
+ * the table a statement writes, that rewrites pg_proc (or any system catalog). The statement looked
+ * like a write, so the calls after it (in the same text, or the open transaction) were judged by
+ * the bodies the catalog connection still saw, and ran the new one (here: took an advisory lock).
+ * A body that writes a system catalog is now denied; a rule that does makes the write count as a
+ * change to the catalog (the catalogs are pinned: pg_depend records no dependency on them, so the
+ * rule's own tree says what it touches).
+ */
+describe('a change to the catalog hidden in a function body or a rule', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [key])).rows[0].n as number)
+  const prosrc = async (name: string) => direct(async (d) => (await d.query(`select prosrc from pg_proc where proname = $1`, [name])).rows[0].prosrc as string)
+  /** The new body of `target`, as a catalog write sets it: a literal inside the writing statement. */
+  const rewrite = (target: string, key: number) => `update pg_proc set prosrc = 'select $1 + 0 * length(pg_advisory_lock(${key})::text)' where proname = '${target}'`
+
+  /** Writes (a volatile function's included) are allowed here, as they are for many teams. */
+  const WRITES = [
+    'rules:',
+    '  - id: no-session-functions',
+    '    match: {class: session, command: function}',
+    '    action: deny',
+    '  - id: writes',
+    '    match: {class: write}',
+    '    action: allow',
+    '  - id: ddl',
+    '    match: {class: ddl}',
+    '    action: allow',
+  ].join('\n')
+
+  interface Hidden {
+    name: string
+    /** Run directly: the function or rule that rewrites `target`, and `target` itself (a read). */
+    setup: (target: string, key: number) => string
+    /** The statement that runs it, let through by WRITES as the committed catalog sees it. */
+    trigger: string | ((target: string, key: number) => string)
+  }
+  const HIDDEN: Hidden[] = [
+    {name: 'SQL function body', setup: (g, k) => `create function public.w_sql() returns int volatile language sql as $$ ${rewrite(g, k)}; select 1 $$`, trigger: 'select public.w_sql()'},
+    {name: 'qualified catalog in a stable body', setup: (g, k) => `create function public.w_q() returns int language sql as $$ ${rewrite(g, k).replace('pg_proc', 'pg_catalog.pg_proc')} returning 1 $$`, trigger: 'select public.w_q()'},
+    {name: 'PL/pgSQL body', setup: (g, k) => `create function public.w_pl() returns int volatile language plpgsql as $$ begin ${rewrite(g, k)}; return 1; end $$`, trigger: 'select public.w_pl()'},
+    {
+      name: 'a body that calls one that writes',
+      setup: (g, k) =>
+        `create function public.w_inner() returns int volatile language sql as $$ ${rewrite(g, k)}; select 1 $$;
+         create function public.w_outer() returns int volatile language sql as $$ select public.w_inner() $$`,
+      trigger: 'select public.w_outer()',
+    },
+    {
+      name: 'a body that writes through a view over pg_proc',
+      setup: (g, k) => `create view public.procs_b as select * from pg_proc; create function public.w_view() returns int volatile language sql as $$ ${rewrite(g, k).replace('pg_proc', 'public.procs_b')}; select 1 $$`,
+      trigger: 'select public.w_view()',
+    },
+    {name: 'a write through a view over pg_proc', setup: () => 'create view public.procs_c as select * from pg_proc', trigger: (g, k) => rewrite(g, k).replace('pg_proc', 'public.procs_c')},
+    {name: 'a CTE in a body', setup: (g, k) => `create function public.w_cte() returns int volatile language sql as $$ with u as (${rewrite(g, k)} returning 1) select count(*)::int from u $$`, trigger: 'select public.w_cte()'},
+    {name: 'rule ON INSERT … DO ALSO', setup: (g, k) => `create table public.r_also (id int); create rule r_also as on insert to public.r_also do also ${rewrite(g, k)}`, trigger: 'insert into public.r_also values (1)'},
+    {name: 'rule ON UPDATE … DO INSTEAD', setup: (g, k) => `create table public.r_inst (id int); insert into public.r_inst values (1); create rule r_inst as on update to public.r_inst do instead ${rewrite(g, k)}`, trigger: 'update public.r_inst set id = 2 where id = 1'},
+    {
+      name: 'an INSTEAD rule on a view',
+      setup: (g, k) => `create table public.r_base (id int); create view public.r_view as select id from public.r_base; create rule r_view as on insert to public.r_view do instead ${rewrite(g, k)}`,
+      trigger: 'insert into public.r_view values (1)',
+    },
+    {
+      name: 'rule ON DELETE through a catalog qualified by name',
+      setup: (g, k) => `create table public.r_del (id int); insert into public.r_del values (1); create rule r_del as on delete to public.r_del do also ${rewrite(g, k).replace('pg_proc', 'pg_catalog.pg_proc')}`,
+      trigger: 'delete from public.r_del where id = 1',
+    },
+  ]
+  const target = (i: number) => `hid_${i}`
+  const key = (i: number) => 5300 + i
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    for (const [i, h] of HIDDEN.entries()) await direct((d) => d.query(`create function public.${target(i)}(int) returns int stable language sql as $$ select $1 $$; ${h.setup(target(i), key(i))}`))
+    t = await openPipelineTunnel(db, WRITES)
+  })
+  afterAll(() => t?.close())
+
+  it('never runs a body the tunnel did not judge: same text, open transaction, pipeline', async () => {
+    for (const [i, h] of HIDDEN.entries()) {
+      const call = `select ${target(i)}(1)`
+      const trigger = typeof h.trigger === 'string' ? h.trigger : h.trigger(target(i), key(i))
+      const before = await prosrc(target(i))
+      const c = await t.client()
+      const sameText = await c.query(`${trigger}; ${call}`).then(() => undefined, (e: Refusal) => e)
+      expect(sameText, `${h.name}: same text`).toBeDefined()
+      expect(sameText!.code, `${h.name}: ${sameText!.message}`).toBe('42501')
+
+      // In an open transaction: the write is let through (a rule) or refused (a body); the call after it never runs the new body.
+      await c.query('begin')
+      const wrote = await c.query(trigger).then(() => true, () => false)
+      const inTx = await c.query(call).then(() => undefined, (e: Refusal) => e)
+      expect(inTx, `${h.name}: open transaction (the write ${wrote ? 'ran' : 'was refused'})`).toBeDefined()
+      await c.query('rollback').catch(() => {})
+      expect(await locked(key(i)), h.name).toBe(0)
+      await c.end()
+
+      const raw = await t.raw()
+      const steps = [trigger, call].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})])
+      raw.send(...steps, serialize.sync())
+      const msgs = await raw.untilReady()
+      expect(errorOf(msgs)?.code, `${h.name}: pipeline ${codes(msgs)}`).toBe('42501')
+      raw.end()
+      expect(await locked(key(i)), h.name).toBe(0)
+      expect(await prosrc(target(i)), h.name).toBe(before)
+    }
+  })
+
+  it('says why a body that writes a system catalog is refused', async () => {
+    const c = await t.client()
+    const e = (await c.query('select public.w_sql()').catch((x: Error) => x)) as Refusal
+    expect(e.code).toBe('42501')
+    expect(`${e.message} ${e.detail ?? ''}`).toMatch(/writes the system catalog pg_proc inside its body/)
+    await c.end()
+  })
+
+  it('still runs the calls once a rule that writes a catalog has committed its change, judged by the new body', async () => {
+    const i = HIDDEN.findIndex((h) => h.name.startsWith('rule ON INSERT'))
+    const c = await t.client()
+    await c.query(HIDDEN[i]!.trigger as string)
+    // The rule's write committed: the call is judged by the body it now runs (an advisory lock, denied).
+    const e = (await c.query(`select ${target(i)}(1)`).catch((x: Error) => x)) as Refusal
+    expect(`${e.message}`).toMatch(/no-session-functions/)
+    expect(await locked(key(i))).toBe(0)
+    // And plain reads of a settled session are unaffected.
+    expect((await c.query('select length(\'abc\') n')).rows[0].n).toBe(3)
+    await c.end()
+  })
+})
+
+/**
+ * CREATE TABLE changes only casts, the fix said: its new row type is what a cast to its name may
+ * now mean. But a user function's body names types when it runs (PL/pgSQL, or SQL without BEGIN
+ * ATOMIC), so `($1::rowish)::text` in a committed body, judged a read while no type of that name
+ * existed, became a conversion into a new (temporary) table's row type, running its columns'
+ * domain checks (here one that takes an advisory lock). After CREATE TABLE, calls that may reach a
+ * user's function are held as well; built-ins are not.
+ */
+describe("a new table's row type named inside a body", () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const locked = async () => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = 5501`)).rows[0].n as number)
+
+  interface Route {
+    name: string
+    /** Committed beforehand: something that converts text into the type `ty` when called. */
+    setup: (ty: string) => string
+    call: string
+  }
+  const ROUTES: Route[] = [
+    {name: 'PL/pgSQL body', setup: (ty) => `create function public.rt_pl(text) returns text stable language plpgsql as $$ begin return ($1::${ty})::text; end $$`, call: "select rt_pl('(1)')"},
+    {
+      name: 'SQL body',
+      setup: (ty) => `set check_function_bodies = off; create function public.rt_sql(text) returns text stable language sql as $$ select ($1::${ty})::text $$; reset check_function_bodies`,
+      call: "select rt_sql('(1)')",
+    },
+    {
+      name: 'nested body',
+      setup: (ty) => `create function public.rt_inner(text) returns text stable language plpgsql as $$ begin return ($1::${ty})::text; end $$; create function public.rt_outer(text) returns text stable language sql as $$ select public.rt_inner($1) $$`,
+      call: "select rt_outer('(1)')",
+    },
+    {
+      name: 'operator',
+      setup: (ty) => `create function public.rt_op(text, text) returns text stable language plpgsql as $$ begin return ($1::${ty})::text || $2; end $$; create operator public.&%& (leftarg = text, rightarg = text, function = public.rt_op)`,
+      call: "select '(1)'::text &%& 'x'::text",
+    },
+    {
+      name: 'view',
+      setup: (ty) => `create function public.rt_v(text) returns text stable language plpgsql as $$ begin return ($1::${ty})::text; end $$; create view public.rt_view as select public.rt_v('(1)') as v`,
+      call: 'select * from public.rt_view',
+    },
+    {
+      name: 'aggregate',
+      setup: (ty) => `create function public.rt_acc(text, text) returns text stable language plpgsql as $$ begin return ($2::${ty})::text; end $$; create aggregate public.rt_agg(text) (sfunc = public.rt_acc, stype = text)`,
+      call: "select rt_agg(x) from (values ('(1)'::text)) v(x)",
+    },
+  ]
+  const ty = (i: number) => `rowish_${i}`
+  const table = (i: number, temp: boolean) => `create ${temp ? 'temp ' : ''}table ${temp ? '' : 'public.'}${ty(i)} (x public.locking_int)`
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((d) =>
+      d.query(`
+        create function public.take_lock(int) returns bool volatile language sql as $$ select pg_advisory_lock(5501) is not null $$;
+        create domain public.locking_int as int check (public.take_lock(value));
+        ${ROUTES.map((r, i) => r.setup(ty(i))).join(';\n')};
+      `),
+    )
+    t = await openPipelineTunnel(db, POLICY)
+  })
+  afterAll(() => t?.close())
+
+  it('holds the call after CREATE TABLE (same text, open transaction, pipeline), which is a read without it', async () => {
+    for (const [i, r] of ROUTES.entries()) {
+      const c = await t.client()
+      // While no such type exists the call is a read: let through, and failed by the server.
+      const before = (await c.query(r.call).catch((x: Error) => x)) as Refusal
+      expect(before.code, `${r.name}: before: ${before.message}`).toBe('42704')
+      const sameText = (await c.query(`${table(i, true)}; ${r.call}`).catch((x: Error) => x)) as Refusal
+      expect(sameText.code, `${r.name}: same text: ${sameText.message}`).toBe('42501')
+      expect(sameText.message, r.name).toMatch(UNSETTLED)
+      expect(await locked(), r.name).toBe(0)
+
+      await c.query('begin')
+      await c.query(table(i, false))
+      const inTx = (await c.query(r.call).catch((x: Error) => x)) as Refusal
+      expect(inTx.code, `${r.name}: open transaction: ${inTx.message}`).toBe('42501')
+      await c.query('rollback')
+      expect(await locked(), r.name).toBe(0)
+
+      const raw = await t.raw()
+      raw.send(...[table(i, true), r.call].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})]), serialize.sync())
+      const msgs = await raw.untilReady()
+      expect(errorOf(msgs)?.code, `${r.name}: pipeline ${codes(msgs)}`).toBe('42501')
+      raw.end()
+      expect(await locked(), r.name).toBe(0)
+      await c.end()
+    }
+  })
+
+  it("holds a FETCH of a cursor declared before CREATE TABLE, and CREATE TABLE under a WITH HOLD cursor (the COMMIT runs its query)", async () => {
+    const i = ROUTES.findIndex((r) => r.name === 'PL/pgSQL body')
+    const c = await t.client()
+    await c.query('begin')
+    await c.query(`declare cur cursor for select rt_pl('(1)') from generate_series(1, 3)`)
+    await c.query(table(i, true))
+    for (const sql of ['fetch 1 from cur', 'move 1 in cur']) {
+      await c.query('savepoint s')
+      const e = (await c.query(sql).catch((x: Error) => x)) as Refusal
+      expect(e.code, `${sql}: ${e.message}`).toBe('42501')
+      expect(e.message).toMatch(UNSETTLED)
+      await c.query('rollback to savepoint s')
+    }
+    await c.query('rollback')
+    expect(await locked()).toBe(0)
+
+    await c.query('begin')
+    await c.query(`declare held cursor with hold for select rt_pl('(1)') from generate_series(1, 3)`)
+    const e = (await c.query(table(i, true)).catch((x: Error) => x)) as Refusal
+    expect(e.code, e.message).toBe('42501')
+    expect(e.detail).toMatch(/WITH HOLD/)
+    await c.query('commit').catch(() => {})
+    expect(await locked()).toBe(0)
+    await c.end()
+  })
+
+  it('still lets built-in calls and casts to SQL type names through after CREATE TABLE', async () => {
+    const c = await t.client()
+    await c.query('begin')
+    await c.query('create table public.plain_rows (id int)')
+    // (Masking does not know what a session's uncommitted table changed, so only the row count is checked.)
+    expect((await c.query("select length('abc') as n, 2::int + 3 as s, upper('a') as u")).rows).toHaveLength(1)
+    await c.query('commit')
+    await c.end()
+  })
+})
+
+/**
+ * A volatile function is judged by its declared volatility when its body is one dbgate cannot see
+ * through (DDL, dynamic SQL): a write, which a policy may allow. Its DDL was no change to the
+ * catalog as far as the calls after it were concerned, so `select remake(); select peek(1)` ran the
+ * body `remake` had just put in place. Such a call now counts as a change to the catalog.
+ */
+describe('a volatile function whose body changes the catalog', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [key])).rows[0].n as number)
+  const replace = (target: string, key: number) => `create or replace function public.${target}(int) returns int stable language sql as 'select $1 + 0 * length(pg_advisory_lock(${key})::text)'`
+
+  /** Volatile functions (writes) are allowed here; session functions are not. */
+  const WRITES = ['rules:', '  - id: no-session-functions', '    match: {class: session, command: function}', '    action: deny', '  - id: writes', '    match: {class: write}', '    action: allow', '  - id: ddl', '    match: {class: ddl}', '    action: allow'].join('\n')
+
+  const CHANGERS: {name: string; setup: (target: string, key: number) => string; remake: string}[] = [
+    {name: 'PL/pgSQL DDL', setup: (g, k) => `create function public.v_pl() returns int volatile language plpgsql as $b$ begin ${replace(g, k)}; return 1; end $b$`, remake: 'select public.v_pl()'},
+    {name: 'SQL DDL', setup: (g, k) => `create function public.v_sql() returns int volatile language sql as $b$ ${replace(g, k)}; select 1 $b$`, remake: 'select public.v_sql()'},
+    {name: 'dynamic SQL', setup: (g, k) => `create function public.v_dyn() returns int volatile language plpgsql as $b$ begin execute ${`$q$${replace(g, k)}$q$`}; return 1; end $b$`, remake: 'select public.v_dyn()'},
+    {
+      name: 'nested in a stable body',
+      setup: (g, k) => `create function public.v_in() returns int volatile language plpgsql as $b$ begin ${replace(g, k)}; return 1; end $b$; create function public.v_out() returns int stable language sql as $b$ select public.v_in() $b$`,
+      remake: 'select public.v_out()',
+    },
+    {name: 'a procedure called from a body', setup: (g, k) => `create procedure public.v_proc() language sql as $b$ ${replace(g, k)} $b$; create function public.v_call() returns int volatile language plpgsql as $b$ begin call public.v_proc(); return 1; end $b$`, remake: 'select public.v_call()'},
+  ]
+  const target = (i: number) => `vt_${i}`
+  const key = (i: number) => 5600 + i
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    for (const [i, c] of CHANGERS.entries()) await direct((d) => d.query(`create function public.${target(i)}(int) returns int stable language sql as $$ select $1 $$; ${c.setup(target(i), key(i))}`))
+    await direct((d) => d.query('create sequence public.v_seq; create function public.v_writer() returns bigint volatile language sql as $$ select nextval(\'public.v_seq\') $$'))
+    t = await openPipelineTunnel(db, WRITES)
+  })
+  afterAll(() => t?.close())
+
+  it('holds the calls after it: same text, open transaction, pipeline', async () => {
+    for (const [i, ch] of CHANGERS.entries()) {
+      const call = `select ${target(i)}(1)`
+      const c = await t.client()
+      const sameText = (await c.query(`${ch.remake}; ${call}`).catch((x: Error) => x)) as Refusal
+      expect(sameText.code, `${ch.name}: same text: ${sameText.message}`).toBe('42501')
+      expect(sameText.message, ch.name).toMatch(UNSETTLED)
+
+      await c.query('begin')
+      expect((await c.query(ch.remake)).rows, ch.name).toHaveLength(1)
+      const inTx = (await c.query(call).catch((x: Error) => x)) as Refusal
+      expect(inTx.code, `${ch.name}: open transaction: ${inTx.message}`).toBe('42501')
+      await c.query('rollback')
+      expect(await locked(key(i)), ch.name).toBe(0)
+
+      const raw = await t.raw()
+      raw.send(...[ch.remake, call].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})]), serialize.sync())
+      const msgs = await raw.untilReady()
+      expect(errorOf(msgs)?.code, `${ch.name}: pipeline ${codes(msgs)}`).toBe('42501')
+      raw.end()
+      expect(await locked(key(i)), ch.name).toBe(0)
+      await c.end()
+    }
+  })
+
+  it('judges the call by the new body once committed, and leaves a function that only writes data alone', async () => {
+    const c = await t.client()
+    await c.query(CHANGERS[0]!.remake)
+    const after = (await c.query(`select ${target(0)}(1)`).catch((x: Error) => x)) as Refusal
+    expect(after.message).toMatch(/no-session-functions/)
+    expect(await locked(key(0))).toBe(0)
+    // nextval in a body is a write, not a change to the catalog: the call after it is judged as usual.
+    expect((await c.query(`select public.v_writer(); select ${target(1)}(1) as v`).then(() => 'ran', (x: Error) => x.message))).toBe('ran')
+    await c.end()
+  })
+})
