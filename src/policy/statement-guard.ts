@@ -294,11 +294,18 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
     // A change that may run (now, or once approved) leaves the session unsettled; a refused one changed nothing.
     if (verdict.action !== 'reject') {
-      if (statements.some(runsTransactionControl)) committingInside.set(ctx.connectionId, {session: ctx.session, since: readyAwaited(ctx.session)})
-      if (!holdCursorSince.has(ctx.session) && analysis.statements.some(declaresHoldCursor)) holdCursorSince.set(ctx.session, readyAwaited(ctx.session))
+      // One pass over what was judged: what it changes, and whether its code may commit inside.
       let calls: CallChange = unsettledBefore?.calls ?? CallChange.None
-      for (const st of statements) calls = Math.max(calls, callChange(st)) as CallChange
-      if (calls > CallChange.None || statements.some(mayChangeTablesBehind)) {
+      let tablesBehind = false
+      let commits = false
+      for (const st of statements) {
+        calls = Math.max(calls, callChange(st)) as CallChange
+        tablesBehind ||= mayChangeTablesBehind(st)
+        commits ||= runsTransactionControl(st)
+      }
+      if (commits) committingInside.set(ctx.connectionId, {session: ctx.session, since: readyAwaited(ctx.session)})
+      if (!holdCursorSince.has(ctx.session) && analysis.statements.some(declaresHoldCursor)) holdCursorSince.set(ctx.session, readyAwaited(ctx.session))
+      if (calls > CallChange.None || tablesBehind) {
         unsettledSince.set(ctx.session, {since: readyAwaited(ctx.session), calls, connectionId: ctx.connectionId})
         changingConnections.add(ctx.connectionId)
         opts.onCatalogChange?.()

@@ -233,23 +233,14 @@ export class ClientMessages {
           this.sent(state.sendExecute(undefined, run), run)
           return
         }
-        const name = p.statement?.name
-        const execute = (verdict: StatementVerdict) => {
-          const run = newRun(p.sql, 'parse', verdict, name)
-          run.params = p.params
-          run.portal = p
-          run.filter = this.filterFor(p.sql, 'parse', name, verdict, p)
-          c.passToUpstream(frame)
-          this.sent(state.sendExecute(p, run), run)
-        }
         const again = this.executeAgain(p)
-        if (!again) return execute(p.verdict)
+        if (!again) return this.execute(frame, p, p.verdict)
         const now = c.env.hooks.verdictGeneration?.()
         return this.judge(again.sql, again.protocol, again.name, frame, p.statement?.paramTypes, (verdict) => {
           if (verdict.action === 'reject') return this.refuseExecute(p, verdict.error)
           if (p.definedBy !== 'declare') p.judgedUnder = now
           // A cursor keeps the verdict its DECLARE had (masking reads by it); the FETCH's only lets it run.
-          execute(p.definedBy === 'declare' ? p.verdict : verdict)
+          this.execute(frame, p, p.definedBy === 'declare' ? p.verdict : verdict)
         })
       }
       case Frontend.Close: {
@@ -392,6 +383,17 @@ export class ClientMessages {
     const s = p.statement
     if (p.definedBy === 'prepare' && s) return {sql: `EXECUTE ${quoteIdent(s.name)}`, protocol: 'simple', name: undefined}
     return {sql: p.sql, protocol: 'parse', name: s?.name}
+  }
+
+  /** Sends an Execute of `p` on under `verdict` (a method, not a closure: every Execute comes here). */
+  private execute(frame: Frame, p: PortalDef, verdict: StatementVerdict): void {
+    const name = p.statement?.name
+    const run = newRun(p.sql, 'parse', verdict, name)
+    run.params = p.params
+    run.portal = p
+    run.filter = this.filterFor(p.sql, 'parse', name, verdict, p)
+    this.c.passToUpstream(frame)
+    this.sent(this.c.state.sendExecute(p, run), run)
   }
 
   private refuseExecute(p: PortalDef, error: PgNoticeFields): void {
