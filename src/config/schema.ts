@@ -65,7 +65,7 @@ export const DEFAULT_PREVIEW_ROWS = 5
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 /** An agent reads, in pages small enough for a prompt, unless the target says otherwise. */
 export const DEFAULT_MCP = {mode: 'read-only' as const, maxRows: 200, maxBytes: 256 * 1024, timeoutMs: 30_000, approvalWaitMs: 5_000}
-export const DEFAULT_TUNNEL = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2, ...DEFAULT_TUNNEL_LIMITS}
+export const DEFAULT_TUNNEL = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2, ...DEFAULT_TUNNEL_LIMITS, changeWaitMs: 10_000}
 export const DEFAULT_MAX_SESSION_DURATION_MS = 12 * 3600_000
 export const DEFAULT_PIPELINE_IDLE_MS = 30_000
 export const DEFAULT_GATEWAY_PORT = 6432
@@ -419,6 +419,11 @@ const tunnelKeys = {
   maxUpstreamSessions: integer({min: 1, max: 10_000}),
   /** How long a client past maxUpstreamSessions waits for a session before it is refused. */
   upstreamQueueTimeout: duration({min: 0, max: 3_600_000}),
+  /**
+   * How long the commit of a change to the catalog waits for the other sessions' statements judged
+   * before it, and how long their next statements wait for that commit (src/pipeline/change-gate.ts).
+   */
+  changeWait: duration({min: 0, max: 3_600_000}),
 }
 
 const tunnelDefaults = object({
@@ -428,6 +433,7 @@ const tunnelDefaults = object({
   maxClientConnections: withDefault(tunnelKeys.maxClientConnections, DEFAULT_TUNNEL.maxClientConnections),
   maxUpstreamSessions: withDefault(tunnelKeys.maxUpstreamSessions, DEFAULT_TUNNEL.maxUpstreamSessions),
   upstreamQueueTimeout: withDefault(tunnelKeys.upstreamQueueTimeout, DEFAULT_TUNNEL.upstreamQueueTimeoutMs),
+  changeWait: withDefault(tunnelKeys.changeWait, DEFAULT_TUNNEL.changeWaitMs),
 })
 
 const tunnelOverrides = object({
@@ -437,6 +443,7 @@ const tunnelOverrides = object({
   maxClientConnections: tunnelKeys.maxClientConnections.optional(),
   maxUpstreamSessions: tunnelKeys.maxUpstreamSessions.optional(),
   upstreamQueueTimeout: tunnelKeys.upstreamQueueTimeout.optional(),
+  changeWait: tunnelKeys.changeWait.optional(),
 })
 
 type RawTunnel = z.output<typeof tunnelDefaults>
@@ -450,6 +457,7 @@ function tunnelConfig(raw: RawTunnel, over?: Partial<RawTunnel>) {
     maxClientConnections: v('maxClientConnections'),
     maxUpstreamSessions: v('maxUpstreamSessions'),
     upstreamQueueTimeoutMs: v('upstreamQueueTimeout'),
+    changeWaitMs: v('changeWait'),
   }
 }
 
@@ -734,6 +742,7 @@ export function dbgateSchema(opts: SchemaOptions) {
         maxClientConnections: DEFAULT_TUNNEL.maxClientConnections,
         maxUpstreamSessions: DEFAULT_TUNNEL.maxUpstreamSessions,
         upstreamQueueTimeout: DEFAULT_TUNNEL.upstreamQueueTimeoutMs,
+        changeWait: DEFAULT_TUNNEL.changeWaitMs,
       }),
       gateway: gatewayClient(opts).optional(),
       targets: record(target(opts), {pattern: TARGET_NAME, nameRule: 'letters, digits, "_" and "-", starting with a letter or digit', min: 1, exampleKey: 'prod'}).optional(),

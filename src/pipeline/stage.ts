@@ -28,11 +28,33 @@ export type StageName = (typeof STAGE_ORDER)[number]
  */
 export type StatementStep = (sql: string, ctx: StatementContext, verdict: PolicyVerdict) => PolicyVerdict | Promise<PolicyVerdict>
 
+/**
+ * A stage's last word on a statement the whole pipeline judged, just before the proxy acts on it:
+ * it may wait, refuse, or have it judged again from the start (`again`).
+ */
+export interface Admission {
+  /** A number read as the statement's judgement begins, handed back to `admit` when it ended asynchronously. */
+  epoch(): number
+  /**
+   * `began` is `epoch()` as the judgement began when the verdict came asynchronously (the proxy
+   * then acts on it later in the same turn of the event loop), undefined when it came at once.
+   */
+  admit(
+    sql: string,
+    ctx: StatementContext,
+    verdict: StatementVerdict,
+    began: number | undefined,
+    again: (ctx: StatementContext) => StatementVerdict | Promise<StatementVerdict>,
+  ): StatementVerdict | Promise<StatementVerdict>
+}
+
 /** One stage: its name and the parts of the proxy's seam it implements. */
 export interface Stage {
   readonly name: StageName
   readonly startup?: ProxyHooks['startup']
   readonly statement?: StatementStep
+  /** The stage's last word on every verdict, just before the proxy acts on it. */
+  readonly admit?: Admission
   readonly verdictGeneration?: ProxyHooks['verdictGeneration']
   readonly resultFilter?: ProxyHooks['resultFilter']
   /** The result filter's output memory (with `resultFilter`). */
@@ -83,7 +105,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
   }
   return {
     startup: firstProblem(all('startup')),
-    statement: judgeInTurn(all('statement')),
+    statement: judgeInTurn(all('statement'), all('admit')),
     verdictGeneration: sumOf(all('verdictGeneration')),
     resultFilter: filters[0]?.resultFilter,
     outputMemory: filters[0]?.outputMemory,
@@ -111,8 +133,8 @@ function inOrder(stages: readonly Stage[]): readonly Stage[] {
   return stages
 }
 
-/** The statement hook: each step in turn, synchronously as long as every step answers at once. */
-function judgeInTurn(steps: StatementStep[]): StatementHook | undefined {
+/** The statement hook: each step in turn, synchronously as long as every step answers at once; then each stage's `admit`. */
+function judgeInTurn(steps: StatementStep[], admits: Admission[]): StatementHook | undefined {
   if (steps.length === 0) return undefined
   let judged = (sql: string, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => steps[0]!(sql, ctx, ALLOW)
   for (const step of steps.slice(1)) {
@@ -123,10 +145,21 @@ function judgeInTurn(steps: StatementStep[]): StatementHook | undefined {
     }
   }
   const all = judged
-  return (sql, ctx) => {
-    const v = all(sql, ctx)
-    return v instanceof Promise ? v.then(refuseHold) : refuseHold(v)
+  if (admits.length > 1) throw new Error('pipeline: only one stage may admit statements')
+  const admit = admits[0]
+  if (!admit) {
+    return (sql, ctx) => {
+      const v = all(sql, ctx)
+      return v instanceof Promise ? v.then(refuseHold) : refuseHold(v)
+    }
   }
+  const hook: StatementHook = (sql, ctx) => {
+    const began = admit.epoch()
+    const v = all(sql, ctx)
+    const again = (now: StatementContext) => hook(sql, now)
+    return v instanceof Promise ? v.then((r) => admit.admit(sql, ctx, refuseHold(r), began, again)) : admit.admit(sql, ctx, refuseHold(v), undefined, again)
+  }
+  return hook
 }
 
 /** One number that changes when any stage's does. */

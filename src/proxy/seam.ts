@@ -53,6 +53,10 @@ export interface SessionView {
    * behind `readyCount` (a reply to an earlier text in a pipeline says nothing about it).
    */
   readonly readyAwaited?: number
+  /** Replies the server still owes for what was sent: above 0, a statement of this session may be running. */
+  readonly pendingCount?: number
+  /** The transaction status of the last ReadyForQuery (what `StatementContext.transactionStatus` was made from). */
+  readonly txStatus?: 'I' | 'T' | 'E'
 }
 
 export interface StatementContext {

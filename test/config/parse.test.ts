@@ -81,7 +81,7 @@ describe('parseConfigText', () => {
     })
     expect(config.bucket).toEqual({url: 's3://acme-audit/dbgate', endpoint: 'http://127.0.0.1:9000', region: 'us-east-1', forcePathStyle: true, objectLock: {mode: 'COMPLIANCE', days: 365}})
     expect(config.recording).toEqual({previewRows: 0})
-    expect(config.tunnel).toEqual({maxMessageSize: 64 * 1024 * 1024, maxStatementSize: 262_144, authTimeoutMs: 10_000, maxClientConnections: 50, maxUpstreamSessions: 20, upstreamQueueTimeoutMs: 30_000})
+    expect(config.tunnel).toEqual({maxMessageSize: 64 * 1024 * 1024, maxStatementSize: 262_144, authTimeoutMs: 10_000, maxClientConnections: 50, maxUpstreamSessions: 20, upstreamQueueTimeoutMs: 30_000, changeWaitMs: 10_000})
     expect(Object.keys(config.targets)).toEqual(['prod'])
     expect(config.targets.prod).toEqual({
       name: 'prod',
@@ -114,7 +114,7 @@ describe('parseConfigText', () => {
         onUntraceable: 'deny',
       },
       approvals: {expiryMs: 2 * 3_600_000, windows: true, webhook: 'https://hooks.example.com/dbgate'},
-      tunnel: {maxMessageSize: 64 * 1024 * 1024, maxStatementSize: 262_144, authTimeoutMs: 10_000, maxClientConnections: 50, maxUpstreamSessions: 5, upstreamQueueTimeoutMs: 120_000},
+      tunnel: {maxMessageSize: 64 * 1024 * 1024, maxStatementSize: 262_144, authTimeoutMs: 10_000, maxClientConnections: 50, maxUpstreamSessions: 5, upstreamQueueTimeoutMs: 120_000, changeWaitMs: 10_000},
     })
     // The target's own keys (maxUpstreamSessions, upstreamQueueTimeout) sit over the top-level ones.
   })
@@ -126,7 +126,7 @@ describe('parseConfigText', () => {
     expect(config.identity).toBeUndefined()
     expect(config.bucket).toEqual({url: 'file:///home/ana/.local/share/dbgate/bucket'})
     expect(config.recording).toEqual({previewRows: 5})
-    const tunnelDefaults = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2, authTimeoutMs: 60_000, maxClientConnections: 100, maxUpstreamSessions: 20, upstreamQueueTimeoutMs: 30_000}
+    const tunnelDefaults = {maxMessageSize: 1024 ** 3, maxStatementSize: 1024 ** 2, authTimeoutMs: 60_000, maxClientConnections: 100, maxUpstreamSessions: 20, upstreamQueueTimeoutMs: 30_000, changeWaitMs: 10_000}
     expect(config.tunnel).toEqual(tunnelDefaults)
     expect(config.targets.dev).toEqual({
       name: 'dev',

@@ -211,9 +211,12 @@ describe('masking: functions and operators that shadow built-ins, created after 
       const b = await client(seen)
       a.send(serialize.parse({text: make(n)}), serialize.bind({}), serialize.execute({}), serialize.flush())
       for (let m = await a.next(); m.code !== 'C'; m = await a.next());
-      await b.query('select 1 as v')
+      // The change is not committed yet, but its commit (the Sync) may come at any moment: another
+      // session's statement waits for it, and is judged after it (docs/policy.md).
+      const meanwhile = b.query(`select 1 as v, ${n}(1) as w`)
       a.send(serialize.sync())
       await a.untilReady()
+      await meanwhile
       await b.query(`select ${n}(1) as v`)
       await b.end()
       a.end()

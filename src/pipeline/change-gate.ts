@@ -1,0 +1,250 @@
+/**
+ * A verdict holds for the catalog it was judged against, but a statement already sent meets
+ * another session's change the moment that change commits: a read that waits on the changing
+ * session's lock runs after the commit, with what the commit made (a table put under the one it
+ * reads, a function body replaced, a new overload that wins over a built-in). So within one
+ * pipeline (one person's sessions, or one agent's) the commit of a change and the other sessions'
+ * statements never overlap:
+ *  - a text that may commit a change (the change itself outside a transaction block, a COMMIT, a
+ *    DO or CALL, which may commit inside) is sent only once no other session has a statement in
+ *    flight;
+ *  - from then until that text is answered (its ReadyForQuery; the catalog is read again at the
+ *    idle one, or at the COMMIT's tag) the other sessions' statements wait, and are judged after it.
+ * A change made inside a transaction block is seen by no other session until its COMMIT, so the
+ * others run on meanwhile. A commit that waits for a statement which itself waits on the
+ * committing session's locks would wait forever: after `tunnel.changeWait` it is refused, so the
+ * change is not committed (ROLLBACK, which runs no code, never waits).
+ */
+import type {SessionView, StatementContext, StatementVerdict} from '../proxy/seam.js'
+import type {StatementAnalysis} from '../policy/types.js'
+import type {PgNoticeFields} from '../wire/fields.js'
+
+/** SQLSTATE 55P03 (lock_not_available): what a client already treats as "try again later". */
+export const CHANGE_WAIT_SQLSTATE = '55P03'
+
+/** How often a waiting statement looks again: replies that end another session's statement have no hook of their own. */
+const POLL_MS = 10
+
+interface Commit {
+  readonly session: SessionView
+  /** The ReadyForQuery count before the committing text's own; undefined while it waits to be sent. */
+  since: number | undefined
+}
+
+export interface ChangeGateOptions {
+  /** How long a commit waits for the others' statements, and they for it (`tunnel.changeWait`). */
+  waitMs: number
+  /** The setting that says so, named in the refusals. */
+  setting: string
+}
+
+export class ChangeGate {
+  /** Connections with a commit of a change waiting to be sent, or sent and not yet settled. */
+  private readonly commits = new Map<number, Commit>()
+  /** Every connection that had a statement let through, by id: what is in flight is read from its view. */
+  private readonly sessions = new Map<number, SessionView>()
+  /**
+   * Connections whose verdict came asynchronously in this turn of the event loop: the proxy sends
+   * the statement in the same turn, before any reply can be owed for it, so until the turn ends a
+   * commit counts it as in flight.
+   */
+  private readonly reserved = new Set<number>()
+  private reservedClearing = false
+  private readonly waiters = new Set<() => void>()
+  private ticker: NodeJS.Timeout | undefined
+
+  /** Commits sent so far: a verdict that came asynchronously is stale if one was sent while it was made. */
+  epoch = 0
+
+  constructor(private readonly opts: ChangeGateOptions) {}
+
+  /** Whether a commit of another connection's change is waiting or running: this connection's statements wait for it. */
+  blocked(connectionId: number): boolean {
+    if (this.commits.size === 0) return false
+    this.settleAnswered()
+    const n = this.commits.size
+    return n > 0 && (n > 1 || !this.commits.has(connectionId))
+  }
+
+  /**
+   * Commits whose text has been answered (a ReadyForQuery after `since`, whatever the status: a
+   * `COMMIT AND CHAIN` leaves its session in a transaction) are over; their tags had the catalog
+   * read again as they came (src/pipeline/policy.ts).
+   */
+  private settleAnswered(): void {
+    for (const [id, c] of this.commits) if (c.since !== undefined && (c.session.readyCount ?? 0) > c.since) this.commits.delete(id)
+  }
+
+  /** The connection had a statement let through (its view tells from now on whether it has one in flight). */
+  seen(connectionId: number, session: SessionView): void {
+    if (!this.sessions.has(connectionId)) this.sessions.set(connectionId, session)
+  }
+
+  /** The connection's verdict came asynchronously: it counts as in flight until this turn ends. */
+  reserve(connectionId: number): void {
+    this.reserved.add(connectionId)
+    if (this.reservedClearing) return
+    this.reservedClearing = true
+    setImmediate(() => {
+      this.reservedClearing = false
+      this.reserved.clear()
+      this.wake()
+    })
+  }
+
+  /** Another connection whose statement may be running: the id of one, or undefined. */
+  inFlightBesides(connectionId: number): number | undefined {
+    for (const [id, s] of this.sessions) if (id !== connectionId && ((s.pendingCount ?? 0) > 0 || this.reserved.has(id))) return id
+    return undefined
+  }
+
+  /** A connection committing or waiting to commit, other than this one. */
+  committerBesides(connectionId: number): number | undefined {
+    for (const id of this.commits.keys()) if (id !== connectionId) return id
+    return undefined
+  }
+
+  /** The connection's commit waits for the others' statements: theirs wait for it from now on. */
+  admitting(connectionId: number, session: SessionView): void {
+    this.commits.set(connectionId, {session, since: undefined})
+  }
+
+  /** The connection's commit is sent now: it is over at its session's first ReadyForQuery after what was sent before it. */
+  committing(connectionId: number, session: SessionView): void {
+    this.epoch++
+    this.commits.set(connectionId, {session, since: session.readyAwaited ?? session.readyCount ?? 0})
+  }
+
+  /** The connection's commit was refused before it was sent. */
+  withdraw(connectionId: number): void {
+    if (this.commits.delete(connectionId)) this.wake()
+  }
+
+  /** The server reported no transaction open on the connection (after the catalog was marked for reading again): a commit sent before is over. */
+  idle(connectionId: number, session: SessionView): void {
+    const c = this.commits.get(connectionId)
+    if (c?.since === undefined || (session.readyCount ?? 0) <= c.since) return
+    this.commits.delete(connectionId)
+    this.wake()
+  }
+
+  forget(connectionId: number): void {
+    this.sessions.delete(connectionId)
+    this.reserved.delete(connectionId)
+    if (this.commits.delete(connectionId)) this.wake()
+  }
+
+  /**
+   * Resolves with undefined once `ready()` holds, or with the refusal once `opts.waitMs` has passed
+   * or the client has withdrawn the statement. `refusal` words it (given the other connection's id).
+   */
+  waitUntil(ready: () => boolean, ctx: StatementContext, refusal: () => PgNoticeFields): Promise<PgNoticeFields | undefined> {
+    if (ready()) return Promise.resolve(undefined)
+    return new Promise((resolve) => {
+      const signal = ctx.signal
+      const done = (result: PgNoticeFields | undefined) => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', aborted)
+        this.waiters.delete(check)
+        if (this.waiters.size === 0 && this.ticker) {
+          clearInterval(this.ticker)
+          this.ticker = undefined
+        }
+        resolve(result)
+      }
+      const check = () => {
+        if (ready()) done(undefined)
+      }
+      const aborted = () => done({severity: 'ERROR', code: '57014', message: 'dbgate: the statement was cancelled while it waited for another session\'s change to commit'})
+      const timer = setTimeout(() => done(refusal()), this.opts.waitMs)
+      signal.addEventListener('abort', aborted, {once: true})
+      if (signal.aborted) return aborted()
+      this.waiters.add(check)
+      this.ticker ??= setInterval(() => this.wake(), POLL_MS)
+    })
+  }
+
+  /** The refusal of a statement that waited for another connection's commit. */
+  waitedForCommit(other: number | undefined): PgNoticeFields {
+    return {
+      severity: 'ERROR',
+      code: CHANGE_WAIT_SQLSTATE,
+      message: `dbgate: another of your sessions through dbgate${other === undefined ? '' : ` (connection ${other})`} is committing a change to the schema; this statement waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) for it and was not sent`,
+      hint: 'It is judged against the schema as changed once that commit ends: run it again then. ROLLBACK never waits.',
+    }
+  }
+
+  /** The refusal of a commit that waited for the others' statements. */
+  waitedForOthers(other: number | undefined): PgNoticeFields {
+    return {
+      severity: 'ERROR',
+      code: CHANGE_WAIT_SQLSTATE,
+      message: `dbgate: this statement commits a change to the schema while another of your sessions through dbgate${other === undefined ? '' : ` (connection ${other})`} runs a statement judged before it; it waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) for that statement to end and was not sent, so the change is not committed`,
+      hint: 'That statement may be waiting for a lock this session holds: ROLLBACK here (or end the other statement), then make the change again.',
+    }
+  }
+
+  private wake(): void {
+    this.settleAnswered()
+    for (const w of [...this.waiters]) w()
+  }
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
+}
+
+/** Transaction control that runs no code and commits nothing: it never waits for another session's commit. */
+const RUNS_NOTHING: ReadonlySet<string> = new Set(['begin', 'rollback', 'savepoint', 'release', 'rollback_to', 'rollback_prepared'])
+
+/** Whether every statement of a text is transaction control that runs no code (a ROLLBACK must never wait: it is how a session lets go of its locks). */
+export function runsNothing(statements: readonly StatementAnalysis[]): boolean {
+  return statements.length > 0 && statements.every((s) => s.operations.length === 1 && RUNS_NOTHING.has(s.operations[0]!.command) && s.operations[0]!.class === 'transaction')
+}
+
+/** Statements after which code may have committed: a DO block or a procedure may COMMIT inside; COMMIT PREPARED commits what was prepared. */
+const MAY_COMMIT_INSIDE: ReadonlySet<string> = new Set(['do', 'call', 'commit_prepared'])
+
+/**
+ * Whether a text may commit what its session changed: run outside a transaction block (its
+ * implicit transaction commits at its end, or at the Sync), or holding a COMMIT of the block, a
+ * DO or a CALL. `inBlock` is the session's transaction status when it is known (nothing of the
+ * session in flight), undefined when it is not: then any text may commit.
+ */
+export function mayCommit(statements: readonly StatementAnalysis[], inBlock: boolean | undefined): boolean {
+  if (inBlock === undefined) return true
+  let block = inBlock
+  for (const s of statements) {
+    const top = s.operations[0]
+    if (!top || s.operations.some((o) => o.class === 'unknown' || MAY_COMMIT_INSIDE.has(o.command))) return true
+    switch (top.command) {
+      case 'begin':
+        block = true
+        continue
+      case 'commit':
+        if (block) return true
+        continue
+      case 'rollback':
+      case 'prepare_transaction':
+        block = false
+        continue
+      case 'savepoint':
+      case 'release':
+      case 'rollback_to':
+        continue
+    }
+    if (!block) return true
+  }
+  return false
+}
+
+/** The context of a statement judged again after a wait: the session's transaction status as it is now. */
+export function contextNow(ctx: StatementContext): StatementContext {
+  const status = ctx.session.txStatus
+  return status === undefined || status === ctx.transactionStatus ? ctx : Object.create(ctx, {transactionStatus: {value: status}})
+}
+
+/** A refusal as a verdict. */
+export function refusedWith(error: PgNoticeFields): StatementVerdict {
+  return {action: 'reject', error}
+}
