@@ -11,6 +11,8 @@ import type {TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {identityLabel} from '../identity/types.js'
 import {allowedTargets, verifySignIn} from './sign-in.js'
+import {addressOf, RepeatLimitedLog} from './log-limits.js'
+import type {GatewayObserver} from './observer.js'
 
 export interface GatewayApiOptions {
   listen: {host: string; port: number}
@@ -25,6 +27,10 @@ export interface GatewayApiOptions {
   handle?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>
   now?: () => Date
   log: (level: 'info' | 'warn' | 'error', message: string) => void
+  /** Where refused sign-ins are logged, counted by source address; default one of its own. */
+  repeats?: RepeatLimitedLog
+  /** Counts refused sign-ins, as for the PostgreSQL listener. */
+  observer?: GatewayObserver
 }
 
 export interface GatewayApi {
@@ -46,6 +52,8 @@ export interface TargetsResponse {
 }
 
 export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayApi> {
+  const ownRepeats = opts.repeats === undefined
+  const repeats = opts.repeats ?? new RepeatLimitedLog(opts.log)
   const server = https.createServer(await tlsOptions(opts.tls), (req, res) => {
     if (opts.handle) {
       opts.handle(req, res).then(
@@ -74,7 +82,9 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
     void verifySignIn(opts.identity, m[1]!, opts.now).then(
       (verified) => {
         if (!verified.ok) {
-          opts.log('warn', `API: sign-in refused (${verified.refusal.reason})`)
+          opts.observer?.signInFailed(verified.refusal.reason)
+          const from = req.socket.remoteAddress ? `${req.socket.remoteAddress}:${req.socket.remotePort}` : 'unknown'
+          repeats.write('warn', `API sign-ins refused (${verified.refusal.reason})`, addressOf(from), `API: sign-in refused (${verified.refusal.reason}) from ${from}`)
           return send(401, {error: verified.refusal.reason, message: verified.refusal.error.message.replace(/^dbgate: /, ''), hint: verified.refusal.error.hint}, challenge)
         }
         const body: TargetsResponse = {identity: identityLabel(verified.identity), targets: allowedTargets(opts.targets, verified.identity).map((name) => ({name}))}
@@ -99,6 +109,7 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
       new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeAllConnections()
+        if (ownRepeats) repeats.close()
       }),
   }
 }

@@ -39,6 +39,7 @@ import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'
 import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from './server.js'
 import {CountedSlots} from './session-caps.js'
+import {addressOf, quoteUntrusted, RepeatLimitedLog, type RepeatLogOptions} from './log-limits.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
 
 export class GatewayConfigError extends Error {
@@ -64,6 +65,8 @@ export interface StartGatewayOptions {
   reloadConfig?: () => Promise<LoadedConfig>
   /** A `--workers` worker: shares the listening port, and hands other workers' cancel keys on. */
   worker?: {cancelElsewhere: NonNullable<GatewayServerOptions['cancelElsewhere']>}
+  /** How the lines a stranger can cause per attempt are summarised (src/gateway/log-limits.ts); tests set the clock or interval. */
+  logRepeats?: RepeatLogOptions
 }
 
 export interface RunningGateway {
@@ -240,9 +243,11 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   await fetchKeys()
 
   const observer = opts.observer
+  // One for every listener, so that their memory and their lines are bounded together.
+  const repeats = new RepeatLimitedLog(log, opts.logRepeats)
   const refused = (refusal: SignInRefusal, request: TokenAuthRequest): TokenAuthResult => {
     observer?.signInFailed(refusal.reason)
-    log('warn', `sign-in refused (${refusal.reason}) for user "${request.user}" to "${request.database}" from ${request.clientAddress}`)
+    repeats.write('warn', `sign-ins refused (${refusal.reason})`, addressOf(request.clientAddress), `sign-in refused (${refusal.reason}) for user ${quoteUntrusted(request.user)} to ${quoteUntrusted(request.database)} from ${request.clientAddress}`)
     return {ok: false, error: refusal.error}
   }
 
@@ -263,7 +268,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     const personSlot = sessionsPerPerson.take(`${identity.issuer}\n${identity.subject}`)
     if (!personSlot) {
       const max = sessionsPerPerson.max
-      log('warn', `${identityLabel(identity)} is at server.maxSessionsPerPerson (${max} sessions open): refused another from ${request.clientAddress} (their open sessions go on)`)
+      repeats.write('warn', 'sign-ins refused over server.maxSessionsPerPerson', identityLabel(identity), `${identityLabel(identity)} is at server.maxSessionsPerPerson (${max} sessions open): refused another from ${request.clientAddress} (their open sessions go on)`)
       return refused(
         {
           reason: 'too-many-sessions',
@@ -307,6 +312,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     authenticate,
     observer,
     log,
+    repeats,
     authTimeoutMs: config.tunnel.authTimeoutMs,
     signInTimeoutMs: settings.signInTimeoutMs,
     pendingSignIns: {max: settings.maxPendingSignIns, maxPerAddress: settings.maxPendingSignInsPerAddress},
@@ -332,14 +338,16 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
           signApprovalRequest,
           now: opts.now,
           log,
+          repeats,
         })
       : undefined
-    if (settings.api) api = await startGatewayApi({...(opts.worker ? {shared: true} : {}), listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log})
+    if (settings.api) api = await startGatewayApi({...(opts.worker ? {shared: true} : {}), listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log, repeats, observer})
   } catch (error) {
     clearTimeout(idpTimer)
     await server.close(0)
     await mcp?.close()
     await pipelines.close()
+    repeats.close()
     throw error
   }
   const spoolDir = defaultSpoolDir(env)
@@ -422,6 +430,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       draining = true
       clearTimeout(idpTimer)
       await Promise.all([server.drain(timeoutMs), api?.close(), mcp?.close()])
+      // What was counted but not yet summarised, before the last lines of this process.
+      repeats.close()
       await pipelines.close()
       await spoolShipper.stop()
       // Whatever is left in the spool (this run's, or a killed run's), shipped before exit.
@@ -436,6 +446,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       clearTimeout(idpTimer)
       readyWaiters = []
       await Promise.all([server.close(graceMs), api?.close(), mcp?.close()])
+      repeats.close()
       await pipelines.close()
       await spoolShipper.stop()
     },

@@ -26,6 +26,7 @@ import type {UpstreamGate} from '../proxy/upstream-gate.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
 import type {GatewayObserver} from './observer.js'
 import {pickTarget, verifySignIn} from './sign-in.js'
+import type {RepeatLimitedLog} from './log-limits.js'
 
 export interface GatewayMcpOptions {
   settings: GatewayMcpConfig
@@ -45,6 +46,8 @@ export interface GatewayMcpOptions {
   signApprovalRequest?: (request: UnsignedRequest) => GatewaySignature
   now?: () => Date
   log: (level: 'info' | 'warn' | 'error', message: string) => void
+  /** Where lines a client can cause on every request go, summarised when they repeat. */
+  repeats?: RepeatLimitedLog
 }
 
 export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
@@ -118,5 +121,6 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     maxSessionsPerPerson: opts.settings.maxSessionsPerPerson,
     version: dbgateVersion(),
     log: opts.log,
+    ...(opts.repeats ? {logRepeated: opts.repeats.write.bind(opts.repeats)} : {}),
   })
 }

@@ -13,6 +13,7 @@ import {createServer, type IncomingMessage, type ServerResponse} from 'node:http
 import type {AddressInfo} from 'node:net'
 
 import type {ReadinessCheck} from './observer.js'
+import {RepeatLimitedLog, type RepeatLogOptions} from './log-limits.js'
 
 export type OpsLog = (level: 'info' | 'warn' | 'error', message: string) => void
 
@@ -26,6 +27,8 @@ export interface OpsHttpOptions {
   /** A readiness run that takes longer than this answers 503 (default 5000 ms). */
   readinessTimeoutMs?: number
   log?: OpsLog
+  /** How a readiness warning repeated by every probe is summarised (src/gateway/log-limits.ts). */
+  logRepeats?: RepeatLogOptions
 }
 
 export interface OpsHttpServer {
@@ -55,6 +58,10 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttpServ
   const host = options.host ?? '127.0.0.1'
   const timeoutMs = options.readinessTimeoutMs ?? 5000
   const log: OpsLog = options.log ?? (() => {})
+  // Every probe (or anyone who can reach the port) asking /readyz of a gateway that is not ready
+  // would otherwise add the same line each time: it is written once per set of failing checks, and
+  // its repeats are summarised with the last of them.
+  const repeats = new RepeatLimitedLog(log, options.logRepeats)
 
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
@@ -76,7 +83,7 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttpServ
     if (path === '/metrics') return send(res, 200, options.metrics.contentType, await options.metrics.render())
 
     const report = await runReadiness(options.readiness, timeoutMs)
-    if (report.status !== 'ready') log('warn', `readiness ${report.status}: ${report.checks?.map((c) => `${c.name}: ${c.detail}`).join('; ')}`)
+    if (report.status !== 'ready') repeats.write('warn', `readiness ${report.status} (${report.checks?.map((c) => c.name).join(', ')})`, '', `readiness ${report.status}: ${report.checks?.map((c) => `${c.name}: ${c.detail}`).join('; ')}`)
     send(res, report.status === 'not-ready' ? 503 : 200, 'application/json', `${JSON.stringify(report)}\n`)
   }
 
@@ -95,6 +102,7 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttpServ
       new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()))
         server.closeIdleConnections()
+        repeats.close()
       }),
   }
 }

@@ -12,7 +12,8 @@ import {ConnectionRegistry, type ConnectionRegistryOptions} from '../proxy/conne
 import {DEFAULT_MAX_MESSAGE_SIZE} from '../proxy/tunnel.js'
 import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
 import type {GatewayObserver} from './observer.js'
-import {PendingSignIns, rateLimitedWarning} from './session-caps.js'
+import {PendingSignIns} from './session-caps.js'
+import {addressOf, RepeatLimitedLog} from './log-limits.js'
 
 const SHUTDOWN_MESSAGE = 'terminating connection: the dbgate gateway is shutting down; reconnect to reach another replica'
 
@@ -37,6 +38,11 @@ export interface GatewayServerOptions {
   pendingSignIns?: {max: number; maxPerAddress: number}
   maxMessageSize?: number
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
+  /**
+   * Where the lines a stranger can cause once per connection go (refusals, failed handshakes, cancel
+   * requests with a wrong key, anything a connection logs before it signs in); default one of its own.
+   */
+  repeats?: RepeatLimitedLog
   /** A `--workers` worker: listen on the port the cluster's workers share. */
   shared?: boolean
   /** Cancel requests whose key another worker issued go there (src/gateway/workers.ts). */
@@ -55,13 +61,16 @@ export class GatewayServer {
   private readonly registry: ConnectionRegistry
   private readonly handshakes = new Set<net.Socket>()
   private readonly pending: PendingSignIns | undefined
-  private readonly overPendingCap: (message: string) => void
+  private readonly repeats: RepeatLimitedLog
   private address_: {host: string; port: number} | undefined
   private closed = false
   private listenerClosed?: Promise<void>
   private finished = false
-  /** What every connection calls back into, made once for all of them rather than per connection. */
-  private readonly calls: Pick<ConnectionEnv, 'applicationName' | 'issueCancelKey' | 'releaseCancelKey' | 'cancelByKey' | 'log'>
+  /**
+   * What every connection calls back into, made once for all of them rather than per connection
+   * (its log and cancel requests are per connection: they name its address).
+   */
+  private readonly calls: Pick<ConnectionEnv, 'applicationName' | 'issueCancelKey' | 'releaseCancelKey'>
 
   constructor(private readonly options: GatewayServerOptions) {
     this.registry = new ConnectionRegistry((level, message) => this.log(level, message), {elsewhere: options.cancelElsewhere})
@@ -69,11 +78,9 @@ export class GatewayServer {
       applicationName: (app) => (app ? `dbgate/${app}` : 'dbgate'),
       issueCancelKey: (c) => this.registry.issueCancelKey(c),
       releaseCancelKey: (pid) => this.registry.releaseCancelKey(pid),
-      cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
-      log: (level, message) => this.log(level, message),
     }
     this.pending = options.pendingSignIns ? new PendingSignIns(options.pendingSignIns) : undefined
-    this.overPendingCap = rateLimitedWarning((message) => this.log('warn', message))
+    this.repeats = options.repeats ?? new RepeatLimitedLog((level, message) => this.log(level, message))
     this.server = net.createServer((socket) => this.accept(socket))
     this.server.on('error', (e) => this.log('error', `listener error: ${e.message}`))
   }
@@ -119,7 +126,7 @@ export class GatewayServer {
     if (slot && !slot.ok) {
       raw.destroy()
       this.options.observer?.signInFailed('too-many-pending')
-      this.overPendingCap(`refused a connection from ${clientAddress}: ${slot.max} connection(s) ${slot.cap === 'server.maxPendingSignIns' ? 'in all' : 'from its address'} have not signed in yet (${slot.cap})`)
+      this.repeats.write('warn', `connections refused over ${slot.cap}`, addressOf(clientAddress), `refused a connection from ${clientAddress}: ${slot.max} connection(s) ${slot.cap === 'server.maxPendingSignIns' ? 'in all' : 'from its address'} have not signed in yet (${slot.cap})`)
       return
     }
     const signedIn = slot?.release ?? (() => {})
@@ -131,10 +138,10 @@ export class GatewayServer {
     void acceptClientTls(raw, {
       secureContext: this.options.secureContext,
       timeoutMs: signInTimeoutMs,
-      cancel: (pid, key) => this.registry.cancelByKey(pid, key),
+      cancel: (pid, key) => this.cancel(pid, key, clientAddress),
       refused: (reason, detail) => {
         this.options.observer?.signInFailed(reason)
-        this.log('warn', `refused a connection from ${clientAddress} before TLS: ${detail}`)
+        this.repeats.write('warn', `connections refused before TLS (${reason})`, addressOf(clientAddress), `refused a connection from ${clientAddress} before TLS: ${detail}`)
       },
     }).then((accepted) => {
       this.handshakes.delete(raw)
@@ -149,6 +156,8 @@ export class GatewayServer {
 
   private open(socket: tls.TLSSocket, clientAddress: string, signInDeadline: NonNullable<ConnectionEnv['signInDeadline']>, signedIn: () => void): void {
     let conn: ClientConnection | undefined
+    let signedInYet = false
+    const from = addressOf(clientAddress)
     const handle: GatewayConnection = {
       onClose: (fn) => conn!.onClose(fn),
       end: (message) => conn!.shutdown(message),
@@ -160,7 +169,10 @@ export class GatewayServer {
         authenticate: async (request) => {
           const result = await this.options.authenticate(request, handle)
           // Signed in: the connection no longer counts against the caps on those that have not.
-          if (result.ok) signedIn()
+          if (result.ok) {
+            signedInYet = true
+            signedIn()
+          }
           return result
         },
       },
@@ -172,8 +184,10 @@ export class GatewayServer {
       applicationName: this.calls.applicationName,
       issueCancelKey: this.calls.issueCancelKey,
       releaseCancelKey: this.calls.releaseCancelKey,
-      cancelByKey: this.calls.cancelByKey,
-      log: this.calls.log,
+      // A CancelRequest sent after TLS, and what the connection logs before it signs in (a
+      // protocol error, a sign-in that timed out): a stranger's, so counted by their address.
+      cancelByKey: (pid, key) => this.cancel(pid, key, clientAddress),
+      log: (level, message) => (signedInYet ? this.log(level, message) : this.repeats.write(level, 'lines about connections not signed in', from, `${message} (from ${clientAddress})`)),
     })
     this.registry.add(conn)
   }
@@ -187,11 +201,20 @@ export class GatewayServer {
     this.finished = true
     const listenerClosed = this.stopAccepting()
     await this.registry.drain(graceMs, message, 'gateway shut down')
+    if (!this.options.repeats) this.repeats.close()
     await listenerClosed
   }
 
+  /** A CancelRequest another worker received for a key this one issued. */
   cancelByKey(processId: number, secretKey: number): void {
-    this.registry.cancelByKey(processId, secretKey)
+    this.cancel(processId, secretKey, 'another worker')
+  }
+
+  /** Anyone may send a CancelRequest, in the clear and without signing in, so its lines are counted by source. */
+  private cancel(processId: number, secretKey: number, clientAddress: string): void {
+    const outcome = this.registry.cancelByKey(processId, secretKey)
+    if (outcome === 'unknown-key') this.repeats.write('warn', 'cancel requests with an unknown key', addressOf(clientAddress), `ignored a cancel request with an unknown key from ${clientAddress}`)
+    else if (outcome !== 'cancelled') this.repeats.write('info', 'cancel requests handed to another worker', addressOf(clientAddress), `a cancel request for a key of worker ${outcome.handedTo}: handed to it (from ${clientAddress})`)
   }
 
   /** New connections are refused from now on; those open are left alone. */

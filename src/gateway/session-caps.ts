@@ -60,22 +60,3 @@ export class PendingSignIns {
     }
   }
 }
-
-/**
- * A warning at most once per `intervalMs` about refusals that may come by the thousand (a flood of
- * connections): the first at once, then one line saying how many were refused since.
- */
-export function rateLimitedWarning(log: (message: string) => void, intervalMs = 10_000): (message: string) => void {
-  let last = -Infinity
-  let suppressed = 0
-  return (message) => {
-    const now = Date.now()
-    if (now - last < intervalMs) {
-      suppressed++
-      return
-    }
-    last = now
-    log(suppressed > 0 ? `${message} (and ${suppressed} more refused like it since the last such line)` : message)
-    suppressed = 0
-  }
-}

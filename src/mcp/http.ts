@@ -56,6 +56,11 @@ export interface McpHttpOptions {
   idleTimeoutMs?: number
   version: string
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
+  /**
+   * Where a line a client can cause on every request goes, counted by kind and source so that a
+   * flood of them is summarised (the gateway's src/gateway/log-limits.ts); default `log`.
+   */
+  logRepeated?: (level: 'info' | 'warn' | 'error', kind: string, source: string, message: string) => void
 }
 
 export interface McpHttp {
@@ -103,6 +108,7 @@ export function protectedResourceMetadataUrl(publicOrigin: string, target: strin
 
 export function createMcpHttp(opts: McpHttpOptions): McpHttp {
   const log = opts.log ?? (() => {})
+  const logRepeated = opts.logRepeated ?? ((level: 'info' | 'warn' | 'error', _kind: string, _source: string, message: string) => log(level, message))
   const sessions = new Map<string, RemoteSession>()
   const maxSessions = opts.maxSessions ?? 200
   const perPerson = opts.maxSessionsPerPerson ?? 16
@@ -196,7 +202,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       const s = sessions.get(sessionId)
       if (!s || s.target !== target.name) return rpcError(res, 404, 'dbgate: this MCP session has ended or never existed here; start a new one')
       if (s.subject !== subject) {
-        log('warn', `refused a request for MCP session ${s.id} with another person's token (${identityLabel(check.identity)})`)
+        logRepeated('warn', "MCP requests refused for another person's session", identityLabel(check.identity), `refused a request for MCP session ${s.id} with another person's token (${identityLabel(check.identity)})`)
         return rpcError(res, 403, 'dbgate: this MCP session belongs to someone else')
       }
       if (s.grants !== grantsOf(check.identity)) {

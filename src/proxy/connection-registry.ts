@@ -56,19 +56,20 @@ export class ConnectionRegistry {
     this.cancelKeys.delete(processId)
   }
 
-  cancelByKey(processId: number, secretKey: number): void {
+  /**
+   * Cancels the statement of the session the key belongs to. What happened is for the caller to log:
+   * anyone may send a CancelRequest, so a listener open to strangers counts those lines.
+   */
+  cancelByKey(processId: number, secretKey: number): 'cancelled' | 'unknown-key' | {handedTo: number} {
     const elsewhere = this.options.elsewhere
     if (elsewhere && ConnectionRegistry.slotOf(processId) !== elsewhere.slot) {
-      this.log('info', `a cancel request for a key of worker ${ConnectionRegistry.slotOf(processId)}: handed to it`)
       elsewhere.forward(processId, secretKey)
-      return
+      return {handedTo: ConnectionRegistry.slotOf(processId)}
     }
     const entry = this.cancelKeys.get(processId)
-    if (!entry || entry.secretKey !== secretKey) {
-      this.log('warn', 'ignored a cancel request with an unknown key')
-      return
-    }
+    if (!entry || entry.secretKey !== secretKey) return 'unknown-key'
     void entry.conn.cancel()
+    return 'cancelled'
   }
 
   /**

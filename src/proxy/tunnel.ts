@@ -93,7 +93,9 @@ export class Tunnel {
       applicationName: options.applicationName ?? ((app) => (app ? `dbgate/${app}` : 'dbgate')),
       issueCancelKey: (c) => this.registry.issueCancelKey(c),
       releaseCancelKey: (pid) => this.registry.releaseCancelKey(pid),
-      cancelByKey: (pid, key) => this.registry.cancelByKey(pid, key),
+      cancelByKey: (pid, key) => {
+        if (this.registry.cancelByKey(pid, key) === 'unknown-key') this.log('warn', 'ignored a cancel request with an unknown key')
+      },
       log: (level, message) => this.log(level, message),
     }
     // Accepted paused: a plain client socket is handed to one that reads into a kept buffer (`adoptClientSocket`).

@@ -1,7 +1,7 @@
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
+import {startGateway, type RunningGateway, type StartGatewayOptions} from '../../src/gateway/gateway.js'
 import {fixture, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
@@ -19,9 +19,13 @@ export interface AppGateway {
 /**
  * A real gateway, in this process, with a real IdP and a PKI of its own, in front of one test
  * database as the target `app` that engineering may use. `server` adds lines to its `server:`
- * section (`identity` to its `identity:` section); `prepare` runs on the database before the gateway starts.
+ * section (`identity` to its `identity:` section); `prepare` runs on the database before the gateway
+ * starts; `log`, `observer` and `logRepeats` are passed to the gateway.
  */
-export async function startAppGateway(name: string, opts: {server?: string[]; identity?: string[]; prepare?: (db: UpstreamInfo) => Promise<unknown>} = {}): Promise<AppGateway> {
+export async function startAppGateway(
+  name: string,
+  opts: {server?: string[]; identity?: string[]; prepare?: (db: UpstreamInfo) => Promise<unknown>} & Pick<StartGatewayOptions, 'log' | 'observer' | 'logRepeats'> = {},
+): Promise<AppGateway> {
   const [f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase(name)])
   const dir = await mkdtemp(path.join(tmpdir(), `dbgate-${name}-`))
   await opts.prepare?.(db)
@@ -29,6 +33,9 @@ export async function startAppGateway(name: string, opts: {server?: string[]; id
   const gw = await startGateway({
     loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, ...(opts.server ? {server: opts.server} : {}), ...(opts.identity ? {identity: opts.identity} : {}), targets: targetConfigText('app', db, 'allow: [engineering]')}),
     env,
+    log: opts.log,
+    observer: opts.observer,
+    logRepeats: opts.logRepeats,
   })
   await gw.whenReady()
   return {

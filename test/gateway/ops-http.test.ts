@@ -4,7 +4,7 @@ import {afterEach, describe, expect, it} from 'vitest'
 
 import {createGatewayMetrics, type GatewayMetrics} from '../../src/gateway/metrics.js'
 import type {GatewayGauges, ReadinessCheck} from '../../src/gateway/observer.js'
-import {startOpsHttp, type OpsHttpServer} from '../../src/gateway/ops-http.js'
+import {startOpsHttp, type OpsHttpOptions, type OpsHttpServer} from '../../src/gateway/ops-http.js'
 
 const open: OpsHttpServer[] = []
 afterEach(async () => {
@@ -15,6 +15,7 @@ interface Setup {
   checks?: () => Promise<ReadinessCheck[]>
   gauges?: () => GatewayGauges
   readinessTimeoutMs?: number
+  logRepeats?: OpsHttpOptions['logRepeats']
 }
 
 async function start(setup: Setup = {}): Promise<{base: string; metrics: GatewayMetrics; logs: string[]}> {
@@ -27,6 +28,7 @@ async function start(setup: Setup = {}): Promise<{base: string; metrics: Gateway
     readiness: setup.checks ?? (async () => []),
     metrics,
     readinessTimeoutMs: setup.readinessTimeoutMs,
+    logRepeats: setup.logRepeats,
     log: (level, message) => logs.push(`${level} ${message}`),
   })
   open.push(server)
@@ -97,6 +99,19 @@ describe('ops HTTP endpoint', () => {
     expect(body.checks.map((c: {name: string}) => c.name)).toEqual(['idp-keys', 'bucket'])
     expect(body.checks[0].detail).toContain('ECONNREFUSED')
     expect(logs.join('\n')).toContain('idp-keys')
+  })
+
+  it('logs a not-ready /readyz once however often it is asked, then how many more times it answered so', async () => {
+    let endOfInterval: (() => void) | undefined
+    let attempt = 0
+    const {base, logs} = await start({
+      checks: async () => [{name: 'idp-keys', ok: false, detail: `JWKS not loaded (attempt ${++attempt})`}],
+      logRepeats: {intervalMs: 24 * 3600_000, schedule: (fn) => ((endOfInterval = fn), () => {})},
+    })
+    for (let i = 0; i < 50; i++) expect((await call(base, 'GET', '/readyz')).status).toBe(503)
+    expect(logs).toEqual(['warn readiness not-ready: idp-keys: JWKS not loaded (attempt 1)'])
+    endOfInterval?.()
+    expect(logs).toEqual(['warn readiness not-ready: idp-keys: JWKS not loaded (attempt 1)', expect.stringMatching(/^warn 49 more like this in the last \S+ \(not logged one by one\); the last: readiness not-ready: idp-keys: JWKS not loaded \(attempt 50\)$/)])
   })
 
   it('/readyz is 503 when the checks throw or never finish', async () => {

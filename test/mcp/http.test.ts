@@ -14,6 +14,7 @@ import {getIdentity, authorizeTarget} from '../../src/identity/session.js'
 import {openTokenStore} from '../../src/identity/token-store.js'
 import {verifyToken} from '../../src/identity/verify.js'
 import {createMcpHttp, protectedResourceMetadataUrl, type McpHttp} from '../../src/mcp/http.js'
+import {RepeatLimitedLog} from '../../src/gateway/log-limits.js'
 import {people, tempBucketUrl, type People} from '../approvals/helpers.js'
 import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
 import {agentHome, textOf, writeConfig} from './helpers.js'
@@ -32,6 +33,10 @@ describe('remote MCP over Streamable HTTP', () => {
   let origin: string
   const tokens: Record<string, string> = {}
   const clients: Client[] = []
+  const lines: string[] = []
+  // As the gateway passes it: repeats summarised when the test ends the interval.
+  let endOfInterval: (() => void) | undefined
+  const repeats = new RepeatLimitedLog((level, message) => lines.push(`${level} ${message}`), {intervalMs: 24 * 3600_000, schedule: (fn) => ((endOfInterval = fn), () => {})})
 
   const tokenOf = async (user: string) => (await getIdentity(p.f.config, {env: p.env(user), store: openTokenStore({env: p.env(user)})})).token
 
@@ -49,6 +54,8 @@ describe('remote MCP over Streamable HTTP', () => {
       publicOrigin: 'http://127.0.0.1:0',
       authorizationServers: [p.f.dev.issuer],
       version: 'test',
+      log: (level, message) => lines.push(`${level} ${message}`),
+      logRepeated: repeats.write.bind(repeats),
       target: (name) => loaded.config.targets[name],
       authenticate: async (token, target) => {
         try {
@@ -140,14 +147,20 @@ describe('remote MCP over Streamable HTTP', () => {
     const {transport} = await connect(tokens.alice!)
     const sessionId = transport.sessionId!
     expect(sessionId).toBeTruthy()
-    // dave may use `app` himself, but not through alice's session.
-    const res = await fetch(`${origin}/mcp/app`, {
-      method: 'POST',
-      headers: {authorization: `Bearer ${tokens.dave}`, 'mcp-session-id': sessionId, 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
-      body: JSON.stringify({jsonrpc: '2.0', id: 7, method: 'tools/list'}),
-    })
-    expect(res.status).toBe(403)
-    expect(await res.text()).toContain('belongs to someone else')
+    // dave may use `app` himself, but not through alice's session, however often he tries.
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`${origin}/mcp/app`, {
+        method: 'POST',
+        headers: {authorization: `Bearer ${tokens.dave}`, 'mcp-session-id': sessionId, 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
+        body: JSON.stringify({jsonrpc: '2.0', id: 7, method: 'tools/list'}),
+      })
+      expect(res.status).toBe(403)
+      expect(await res.text()).toContain('belongs to someone else')
+    }
+    const hijacks = () => lines.filter((l) => l.includes("another person's token"))
+    expect(hijacks()).toEqual([expect.stringMatching(/^warn refused a request for MCP session \S+ with another person's token \(dave/)])
+    endOfInterval?.()
+    expect(hijacks()[1]).toMatch(/^warn 19 more like this from dave\S* in the last \S+ \(not logged one by one\)/)
     const own = await fetch(`${origin}/mcp/app`, {
       method: 'POST',
       headers: {authorization: `Bearer ${tokens.alice}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18', 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
