@@ -15,9 +15,11 @@
  * committing session's locks would wait forever: after `tunnel.changeWait` it is refused, so the
  * change is not committed (ROLLBACK, which runs no code, never waits).
  */
+import type {PolicyVerdict} from '../policy/verdict.js'
 import type {SessionView, StatementContext, StatementVerdict} from '../proxy/seam.js'
 import type {StatementAnalysis} from '../policy/types.js'
 import type {PgNoticeFields} from '../wire/fields.js'
+import type {Admission} from './stage.js'
 
 /** SQLSTATE 55P03 (lock_not_available): what a client already treats as "try again later". */
 export const CHANGE_WAIT_SQLSTATE = '55P03'
@@ -247,4 +249,75 @@ export function contextNow(ctx: StatementContext): StatementContext {
 /** A refusal as a verdict. */
 export function refusedWith(error: PgNoticeFields): StatementVerdict {
   return {action: 'reject', error}
+}
+
+export interface GateDeps {
+  /** Whether the connection let through a change it has not settled (the guard's `changing`). */
+  changing(connectionId: number): boolean
+  /** The statements of a text, as the guard analysed them. */
+  statementsOf(sql: string, ctx: StatementContext): readonly StatementAnalysis[]
+  /** A commit is about to be sent: what was judged before it must be judged again where it is bound or run. */
+  committing(): void
+}
+
+/**
+ * The policy stage's side of the gate: its judgement waits while another connection commits, and
+ * every verdict of the pipeline is admitted last (`Admission`), where a commit waits for the others.
+ */
+export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
+  judge(sql: string, ctx: StatementContext, judge: (sql: string, ctx: StatementContext) => PolicyVerdict | Promise<PolicyVerdict>): PolicyVerdict | Promise<PolicyVerdict | StatementVerdict>
+  admission: Admission
+} {
+  /** Waits for another connection's commit, then goes on (with the session as it is then). */
+  const afterCommits = <V extends PolicyVerdict | StatementVerdict>(ctx: StatementContext, then: (now: StatementContext) => V | Promise<V>): Promise<V | StatementVerdict> =>
+    gate
+      .waitUntil(() => !gate.blocked(ctx.connectionId), ctx, () => gate.waitedForCommit(gate.committerBesides(ctx.connectionId)))
+      .then((refusal) => (refusal ? refusedWith(refusal) : then(contextNow(ctx))))
+  const waits = (sql: string, ctx: StatementContext) => !runsNothing(deps.statementsOf(sql, ctx))
+
+  const admit: Admission['admit'] = (sql, ctx, verdict, began, again) => {
+    if (verdict.action !== 'allow') return verdict
+    const id = ctx.connectionId
+    gate.seen(id, ctx.session)
+    if ((gate.blocked(id) || (began !== undefined && began !== gate.epoch)) && waits(sql, ctx)) {
+      // Another connection's commit began (or was sent) while this statement was judged: its verdict may be stale.
+      if (verdict.approval) {
+        return refusedWith({
+          ...gate.waitedForCommit(gate.committerBesides(id)),
+          message: 'dbgate: another of your sessions through dbgate committed a change to the schema while this statement waited for its approval, so the approval no longer covers what it would run; it was not sent',
+          hint: 'Run it again once that commit ends: it is judged, and if need be held, against the schema as changed.',
+        })
+      }
+      return afterCommits(ctx, again)
+    }
+    if (deps.changing(id)) {
+      const known = (ctx.session.pendingCount ?? 0) === 0
+      const status = ctx.session.txStatus ?? ctx.transactionStatus
+      if (mayCommit(deps.statementsOf(sql, ctx), known ? status !== 'I' : undefined)) {
+        deps.committing()
+        if (gate.inFlightBesides(id) === undefined) {
+          gate.committing(id, ctx.session)
+          return verdict
+        }
+        gate.admitting(id, ctx.session)
+        return gate
+          .waitUntil(() => gate.inFlightBesides(id) === undefined, ctx, () => gate.waitedForOthers(gate.inFlightBesides(id)))
+          .then((refusal) => {
+            if (refusal) {
+              gate.withdraw(id)
+              return refusedWith(refusal)
+            }
+            gate.committing(id, ctx.session)
+            return verdict
+          })
+      }
+    }
+    if (began !== undefined) gate.reserve(id)
+    return verdict
+  }
+
+  return {
+    judge: (sql, ctx, judge) => (gate.blocked(ctx.connectionId) && waits(sql, ctx) ? afterCommits(ctx, (now) => judge(sql, now)) : judge(sql, ctx)),
+    admission: {epoch: () => gate.epoch, admit},
+  }
 }

@@ -7,9 +7,8 @@ import type {ClosableCatalogQuery} from '../masking/index.js'
 import type {TunnelHooksContext} from './context.js'
 import type {IdentityStage} from './identity.js'
 import {readingOf} from '../policy/text-shape.js'
-import type {StatementContext, StatementVerdict} from '../proxy/seam.js'
-import {ChangeGate, contextNow, mayCommit, refusedWith, runsNothing} from './change-gate.js'
-import type {Admission, Stage} from './stage.js'
+import {ChangeGate, gatedStatements} from './change-gate.js'
+import type {Stage} from './stage.js'
 
 /**
  * Guardrails: the startup parameters, and every statement judged by the target's rules (with the
@@ -38,54 +37,12 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   const ddlOpen = new Set<number>()
   const gate = new ChangeGate({waitMs: target.tunnel.changeWaitMs ?? DEFAULT_TUNNEL.changeWaitMs, setting: `targets.${target.name}.tunnel.changeWait`})
   const maxStatementSize = target.tunnel.maxStatementSize
-  const statementsOf = (sql: string, sctx: StatementContext) => sharedAnalysisCache.analyze(sql, {maxStatementSize}, readingOf(sctx.session.parameters)).statements
-  /** Waits for another connection's commit of a change, then judges (with the session as it is then). */
-  const afterCommits = <V extends PolicyVerdict | StatementVerdict>(sctx: StatementContext, then: (now: StatementContext) => V | Promise<V>): Promise<V | StatementVerdict> =>
-    gate
-      .waitUntil(() => !gate.blocked(sctx.connectionId), sctx, () => gate.waitedForCommit(gate.committerBesides(sctx.connectionId)))
-      .then((refusal) => (refusal ? refusedWith(refusal) : then(contextNow(sctx))))
-  const admit = (sql: string, sctx: StatementContext, verdict: StatementVerdict, began: number | undefined, again: (now: StatementContext) => StatementVerdict | Promise<StatementVerdict>): StatementVerdict | Promise<StatementVerdict> => {
-    if (verdict.action !== 'allow') return verdict
-    const id = sctx.connectionId
-    gate.seen(id, sctx.session)
-    if ((gate.blocked(id) || (began !== undefined && began !== gate.epoch)) && !runsNothing(statementsOf(sql, sctx))) {
-      // Another session's commit began (or was sent) while this statement was judged: its verdict may be stale.
-      if (verdict.approval) {
-        return refusedWith({
-          ...gate.waitedForCommit(gate.committerBesides(id)),
-          message: 'dbgate: another of your sessions through dbgate committed a change to the schema while this statement waited for its approval, so the approval no longer covers what it would run; it was not sent',
-          hint: 'Run it again once that commit ends: it is judged, and if need be held, against the schema as changed.',
-        })
-      }
-      return afterCommits(sctx, again)
-    }
-    if (policy.changing(id)) {
-      const status = sctx.session.txStatus ?? sctx.transactionStatus
-      const known = (sctx.session.pendingCount ?? 0) === 0
-      if (mayCommit(statementsOf(sql, sctx), known ? status !== 'I' : undefined)) {
-        // Statements judged before this commit are judged again at their next Bind or Execute.
-        changes++
-        const other = gate.inFlightBesides(id)
-        if (other === undefined) {
-          gate.committing(id, sctx.session)
-          return verdict
-        }
-        gate.admitting(id, sctx.session)
-        return gate
-          .waitUntil(() => gate.inFlightBesides(id) === undefined, sctx, () => gate.waitedForOthers(gate.inFlightBesides(id)))
-          .then((refusal) => {
-            if (refusal) {
-              gate.withdraw(id)
-              return refusedWith(refusal)
-            }
-            gate.committing(id, sctx.session)
-            return verdict
-          })
-      }
-    }
-    if (began !== undefined) gate.reserve(id)
-    return verdict
-  }
+  const gated = gatedStatements(gate, {
+    changing: (id) => policy.changing(id),
+    statementsOf: (sql, sctx) => sharedAnalysisCache.analyze(sql, {maxStatementSize}, readingOf(sctx.session.parameters)).statements,
+    // Statements judged before a commit are judged again at their next Bind or Execute.
+    committing: () => void changes++,
+  })
   return {
     name: 'policy',
     startup: (params): PgNoticeFields | undefined => {
@@ -106,12 +63,8 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     // Policy is the first stage to judge; it never overrules a refusal before it.
     // (The session's own next statement after its change settles reads the catalog again: statement-guard.ts.)
     // A statement waits while another session commits a change (change-gate.ts), and is judged after it.
-    statement: (sql, sctx, verdict) => {
-      if (verdict.action !== 'allow') return verdict
-      if (gate.blocked(sctx.connectionId) && !runsNothing(statementsOf(sql, sctx))) return afterCommits(sctx, (now) => judge(sql, now))
-      return judge(sql, sctx)
-    },
-    admit: {epoch: () => gate.epoch, admit} satisfies Admission,
+    statement: (sql, sctx, verdict) => (verdict.action === 'allow' ? gated.judge(sql, sctx, judge) : verdict),
+    admit: gated.admission,
     // A function replaced since a named statement was judged runs its new body when it is bound;
     // a change this session has only sent (a pipeline) counts at once, before the catalog is read again.
     ...(functions ? {verdictGeneration: () => functions.generation + changes} : {}),

@@ -261,6 +261,38 @@ describe('approvals through the tunnel', () => {
     expect(await tableCount('cancelled')).toBe(0)
   })
 
+  it("refuses an approved statement when another of the person's sessions committed a change while it waited", async () => {
+    // The approval covered what the statement ran against the schema as it was; a change committed
+    // since (here a write whose trigger may run DDL) may have changed that (docs/policy.md).
+    await withClient(db.url, (x) =>
+      x.query(`
+        create table audited (id int);
+        create function audit_row() returns trigger language plpgsql as $f$ begin return new; end $f$;
+        create trigger audited_row before insert on audited for each row execute function audit_row();
+      `),
+    )
+    const t = tunnels[0]!
+    const c = await t.client()
+    const other = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table approved_after_change (id int)').catch((e: Error & {code?: string}) => e)
+    const id = await w.approvalId()
+    await other.query('insert into audited values (1)')
+    await decide(await review('bob'), {id, action: 'approve'})
+    const err = (await held) as Error & {code?: string}
+    expect(err.code).toBe('55P03')
+    expect(err.message).toMatch(/committed a change to the schema while this statement waited for its approval/)
+    expect(await tableCount('approved_after_change')).toBe(0)
+    // Sent again, it is judged (and held) afresh.
+    const w2 = watchNotices(c)
+    const again = c.query('create table approved_after_change (id int)')
+    const second = await w2.approvalId()
+    expect(second).not.toBe(id)
+    await decide(await review('bob'), {id: second, action: 'approve'})
+    await again
+    expect(await tableCount('approved_after_change')).toBe(1)
+  })
+
   it('lets exactly one of two reviewers deciding at once win, and tells the other who did', async () => {
     const t = tunnels[0]!
     const c = await t.client()
