@@ -86,8 +86,8 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * to be read again now (the statement may have committed the change). Undefined on other connections.
    */
   statementDone(event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean | undefined
-  /** Drops what is remembered about a closed connection (whether unseen code ran in it). */
-  forgetConnection(connectionId: number): void
+  /** Drops what is remembered about a closed connection (whether unseen code ran in it); true if it had a change pending. */
+  forgetConnection(connectionId: number): boolean
   /** True when this identity sees clear values (the factory then returns no filters). */
   readonly unmasked: boolean
   /**
@@ -422,8 +422,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     ended,
     forgetConnection: (id: number) => {
       unprovenSettings.delete(id)
-      unsettled.delete(id)
       committingInside.delete(id)
+      return unsettled.delete(id)
     },
     unmasked,
     maskText: (text: string) => scanAndMask(text, textMasking) ?? text,

@@ -89,7 +89,10 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
       onIdle(id, session) {
         factory.ended(id, session)?.catch(unread)
       },
-      onConnectionClosed: (id) => factory.forgetConnection(id),
+      // A connection that ends with a change pending may have committed it (a COMMIT whose reply never came).
+      onConnectionClosed: (id) => {
+        if (factory.forgetConnection(id)) reread()
+      },
       outputMemory: OUTPUT_MEMORY,
     },
     close: () => query.close(),

@@ -7,7 +7,7 @@
  * every name in clear. The commit now waits for B's statement, and is refused after
  * `tunnel.changeWait` (so the function never exists); every byte B receives is checked.
  */
-import pg from 'pg'
+import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
@@ -68,6 +68,33 @@ describe('masking: a function that shadows a built-in, committed while a call to
       expect(answer).toContain(`function ${name}(integer) does not exist`)
     } finally {
       await a.end()
+      await b.end()
+      await withClient(fx.db.url, (c) => c.query(`drop function if exists public.${name}(int)`))
+    }
+  })
+
+  it('reads the catalog again when a session that committed a change goes away before its reply', async () => {
+    const name = 'initcap'
+    const seen: Seen = {bytes: [], strings: []}
+    const a = await tunnel.raw()
+    const b = await relayedClient(tunnel.info.url, relay, seen)
+    try {
+      a.send(serialize.query('begin'))
+      await a.untilReady()
+      a.send(serialize.query(`create or replace function public.${name}(int) returns text language sql as $f$ ${BODY} $f$`))
+      await a.untilReady()
+      // The COMMIT runs at once; the client leaves while the rest of the text runs, so no reply to it ever comes.
+      a.send(serialize.query('commit; select pg_sleep(0.5)'))
+      await new Promise((r) => setTimeout(r, 200))
+      a.end()
+      const answer = await b.query(`select ${name}(1) as x`).then(
+        (r) => JSON.stringify(r.rows),
+        (e: Error) => e.message,
+      )
+      expect(await withClient(fx.db.url, async (d) => (await d.query(`select count(*)::int as n from pg_proc where proname = '${name}' and pronamespace = 'public'::regnamespace`)).rows[0].n)).toBe(1)
+      expect(leaked(answer, fx.secrets)).toEqual([])
+      expect(leaked(all(seen), fx.secrets)).toEqual([])
+    } finally {
       await b.end()
       await withClient(fx.db.url, (c) => c.query(`drop function if exists public.${name}(int)`))
     }

@@ -265,6 +265,32 @@ describe('a change committed while another session runs a statement judged befor
     }
   })
 
+  it('reads the catalog again when a session that committed a change goes away before its reply', async () => {
+    const {parent} = await fresh()
+    const raw = await t.raw()
+    const b = await t.client()
+    try {
+      // B's read first, so the relation's entry is kept from before the change.
+      expect(await run(b, `select * from ${parent}`)).toBe('[[]]')
+      raw.send(serialize.query('begin'))
+      await raw.untilReady()
+      // A change without a DDL tag: nothing but the commit says that the catalog changed.
+      raw.send(serialize.query(`do $$ begin alter table hr.salaries inherit ${parent}; end $$`))
+      await raw.untilReady()
+      // The COMMIT runs at once; the client leaves while the rest of the text runs, so no reply to it ever comes.
+      raw.send(serialize.query('commit; select pg_sleep(0.5)'))
+      await new Promise((r) => setTimeout(r, 200))
+      raw.end()
+      const after = await run(b, `select * from ${parent}`)
+      expect(await inherited(parent)).toBe(1)
+      expect(typeof after === 'string' ? after : after.message).not.toContain(SECRET)
+      expect(typeof after === 'string' ? after : after.code).toBe('42501')
+    } finally {
+      await b.end()
+      await undo()
+    }
+  })
+
   it('lets other sessions run while a change waits uncommitted in an open transaction', async () => {
     const {parent} = await fresh()
     const a = await t.client()
