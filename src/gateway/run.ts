@@ -21,6 +21,7 @@ import type {Logger} from 'pino'
 import {ConfigError, formatIssue} from '../config/errors.js'
 import type {LoadedConfig} from '../config/types.js'
 import {EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK} from '../cli/exit-codes.js'
+import {catalogChangedElsewhere, relayCatalogChanges} from '../pipeline/catalog-changes.js'
 import {ConnectionRegistry, MAX_WORKER_SLOTS} from '../proxy/connection-registry.js'
 import {checkGatewayConfig, startGateway, type RunningGateway} from './gateway.js'
 import {createGatewayLogger, logFunction, type LogFn} from './log.js'
@@ -39,6 +40,8 @@ type WorkerMessage =
   | {dbgate: 'cancel'; processId: number; secretKey: number}
   | {dbgate: 'readiness-request'; id: number}
   | {dbgate: 'readiness'; id: number; checks: ReadinessCheck[]}
+  /** A session of this worker committed a change to a database's catalog: the other workers read it again (src/pipeline/catalog-changes.ts). */
+  | {dbgate: 'catalog-changed'; database: string}
 
 function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as {dbgate?: unknown}).dbgate === 'string'
@@ -175,9 +178,11 @@ async function runWorker(opts: RunOptions): Promise<never> {
   })
   const running = gw
   releaseWhenIdle(metrics, log)
+  relayCatalogChanges((database) => send({dbgate: 'catalog-changed', database}))
   process.on('message', (m: unknown) => {
     if (!isWorkerMessage(m)) return
     if (m.dbgate === 'cancel') running.cancelByKey(m.processId, m.secretKey)
+    else if (m.dbgate === 'catalog-changed') catalogChangedElsewhere(m.database)
     else if (m.dbgate === 'readiness-request') {
       running.checks().then(
         (checks) => send({dbgate: 'readiness', id: m.id, checks}),
@@ -230,6 +235,8 @@ async function runPrimary(opts: RunOptions): Promise<never> {
       if (m.dbgate === 'cancel') {
         // The key's worker, if it still lives; a dead worker's sessions are gone with it.
         bySlot.get(ConnectionRegistry.slotOf(m.processId))?.send(m)
+      } else if (m.dbgate === 'catalog-changed') {
+        for (const other of bySlot.values()) if (other !== worker && other.isConnected()) other.send(m)
       } else if (m.dbgate === 'listening') started.add(worker)
       else if (m.dbgate === 'ready') {
         if (announced) return

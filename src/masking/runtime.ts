@@ -16,6 +16,8 @@ export interface MaskingRuntime {
   catalog: Catalog
   factory: MaskingFilterFactory
   hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onIdle' | 'onConnectionClosed' | 'outputMemory'>>
+  /** Reads the catalog again in the background (statements wait for a read under way); a failure is logged. */
+  reread(): void
   close(): Promise<void>
 }
 
@@ -80,6 +82,7 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
   return {
     catalog,
     factory,
+    reread,
     hooks: {
       resultFilter: factory,
       onStatement(event) {

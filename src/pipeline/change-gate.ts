@@ -38,6 +38,8 @@ export interface ChangeGateOptions {
   waitMs: number
   /** The setting that says so, named in the refusals. */
   setting: string
+  /** A commit sent through the gate is over (answered, or its connection closed): the catalog may have changed. */
+  settled?: () => void
 }
 
 export class ChangeGate {
@@ -74,7 +76,11 @@ export class ChangeGate {
    * read again as they came (src/pipeline/policy.ts).
    */
   private settleAnswered(): void {
-    for (const [id, c] of this.commits) if (c.since !== undefined && (c.session.readyCount ?? 0) > c.since) this.commits.delete(id)
+    for (const [id, c] of this.commits) {
+      if (c.since === undefined || (c.session.readyCount ?? 0) <= c.since) continue
+      this.commits.delete(id)
+      this.opts.settled?.()
+    }
   }
 
   /** The connection had a statement let through (its view tells from now on whether it has one in flight). */
@@ -127,13 +133,19 @@ export class ChangeGate {
     const c = this.commits.get(connectionId)
     if (c?.since === undefined || (session.readyCount ?? 0) <= c.since) return
     this.commits.delete(connectionId)
+    this.opts.settled?.()
     this.wake()
   }
 
   forget(connectionId: number): void {
     this.sessions.delete(connectionId)
     this.reserved.delete(connectionId)
-    if (this.commits.delete(connectionId)) this.wake()
+    const c = this.commits.get(connectionId)
+    if (!c) return
+    this.commits.delete(connectionId)
+    // A commit sent may have run though its reply never came.
+    if (c.since !== undefined) this.opts.settled?.()
+    this.wake()
   }
 
   /**

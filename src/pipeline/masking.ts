@@ -5,6 +5,7 @@ import {defaultKeyDir} from '../audit/signing.js'
 import {startMasking, type ClosableCatalogQuery, type MaskingRuntime} from '../masking/index.js'
 import type {PolicyVerdict} from '../policy/index.js'
 import type {StatementContext} from '../proxy/seam.js'
+import {databaseKey, onCatalogChanged} from './catalog-changes.js'
 import type {PipelineLog, TunnelHooksContext} from './context.js'
 import type {IdentityStage} from './identity.js'
 import type {Stage} from './stage.js'
@@ -28,6 +29,8 @@ export async function maskingStage(ctx: TunnelHooksContext, who: IdentityStage, 
     hashKey: maskingHashKey(ctx.env ?? process.env),
     log: ctx.log,
   })
+  // Another pipeline in front of the same database committed a change: read the catalog again (catalog-changes.ts).
+  const stopListening = onCatalogChanged(databaseKey(ctx.target), ctx, masking.reread)
   return {
     name: 'masking',
     maskText: masking.factory.maskText,
@@ -37,7 +40,10 @@ export async function maskingStage(ctx: TunnelHooksContext, who: IdentityStage, 
     onStatement: masking.hooks.onStatement,
     onIdle: masking.hooks.onIdle,
     onConnectionClosed: masking.hooks.onConnectionClosed,
-    dispose: () => masking.close(),
+    dispose: () => {
+      stopListening()
+      return masking.close()
+    },
   }
 }
 

@@ -7,6 +7,7 @@ import type {ClosableCatalogQuery} from '../masking/index.js'
 import type {TunnelHooksContext} from './context.js'
 import type {IdentityStage} from './identity.js'
 import {readingOf} from '../policy/text-shape.js'
+import {catalogChanged, databaseKey, onCatalogChanged} from './catalog-changes.js'
 import {ChangeGate, gatedStatements} from './change-gate.js'
 import type {Stage} from './stage.js'
 
@@ -35,7 +36,11 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   const evalOpts = {rules: target.rules, pack: target.policy, groups: who.groups}
   /** Connections whose DDL may not have committed yet (a transaction block, or the rest of its implicit transaction). */
   const ddlOpen = new Set<number>()
-  const gate = new ChangeGate({waitMs: target.tunnel.changeWaitMs ?? DEFAULT_TUNNEL.changeWaitMs, setting: `targets.${target.name}.tunnel.changeWait`})
+  // The other pipelines in front of the database read its catalog again when a session of this one commits a change, and this one when theirs do.
+  const database = databaseKey(target)
+  const committed = () => catalogChanged(database, ctx)
+  const stopListening = functions ? onCatalogChanged(database, ctx, () => functions.invalidate()) : undefined
+  const gate = new ChangeGate({waitMs: target.tunnel.changeWaitMs ?? DEFAULT_TUNNEL.changeWaitMs, setting: `targets.${target.name}.tunnel.changeWait`, settled: committed})
   const maxStatementSize = target.tunnel.maxStatementSize
   const gated = gatedStatements(gate, {
     changing: (id) => policy.changing(id),
@@ -81,6 +86,7 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
             // CHAIN` commits it without the idle ReadyForQuery that `onIdle` waits for.
             ddlOpen.delete(event.connectionId)
             functions.invalidate()
+            committed()
           }
         }
       : undefined,
@@ -92,10 +98,14 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     },
     onConnectionClosed: (id) => {
       // A connection that ends with a change sent may have committed it (a COMMIT whose reply never came).
-      if ((ddlOpen.delete(id) || policy.changing(id)) && functions) functions.invalidate()
+      if ((ddlOpen.delete(id) || policy.changing(id)) && functions) {
+        functions.invalidate()
+        committed()
+      }
       policy.forget(id)
       gate.forget(id)
     },
+    dispose: async () => stopListening?.(),
   }
 }
 

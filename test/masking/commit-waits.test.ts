@@ -73,6 +73,33 @@ describe('masking: a function that shadows a built-in, committed while a call to
     }
   })
 
+  it('has another tunnel in front of the same database read the catalog again when a change is committed', async () => {
+    const name = 'btrim'
+    const other = await openPipelineTunnel(fx.db, 'policy: none')
+    const seen: Seen = {bytes: [], strings: []}
+    const a = await tunnel.client()
+    const b = await relayedClient(other.info.url, relay2 ?? (relay2 = await recordingRelay(other.info.port)), seen)
+    try {
+      // The other tunnel has read its catalog: btrim is the built-in there.
+      expect((await b.query("select btrim('  x  ') as x")).rows).toEqual([{x: 'x'}])
+      await a.query(`create or replace function public.${name}(int) returns text language sql as $f$ ${BODY} $f$`)
+      const answer = await b.query(`select ${name}(1) as x`).then(
+        (r) => JSON.stringify(r.rows),
+        (e: Error) => e.message,
+      )
+      expect(leaked(answer, fx.secrets)).toEqual([])
+      expect(leaked(all(seen), fx.secrets)).toEqual([])
+    } finally {
+      await a.end()
+      await b.end()
+      await relay2?.close()
+      relay2 = undefined
+      await other.close()
+      await withClient(fx.db.url, (c) => c.query(`drop function if exists public.${name}(int)`))
+    }
+  })
+  let relay2: Awaited<ReturnType<typeof recordingRelay>> | undefined
+
   it('reads the catalog again when a session that committed a change goes away before its reply', async () => {
     const name = 'initcap'
     const seen: Seen = {bytes: [], strings: []}

@@ -37,35 +37,34 @@ describe('a change committed while another session runs a statement judged befor
       `),
     )
     // DDL, writes and DO blocks are allowed: only the rule on hr reads stands between B and the rows.
-    t = await openPipelineTunnel(
-      db,
-      [
-        `tunnel: {changeWait: ${WAIT}}`,
-        'rules:',
-        '  - id: no-hr-reads',
-        '    match: {class: read, tables: ["hr.*"]}',
-        '    action: deny',
-        '  - id: no-locks',
-        '    match: {functions: [pg_advisory_lock]}',
-        '    action: deny',
-        '  - id: ddl',
-        '    match: {class: ddl}',
-        '    action: allow',
-        '  - id: writes',
-        '    match: {class: write}',
-        '    action: allow',
-        '  - id: admin',
-        '    match: {class: admin}',
-        '    action: allow',
-        '  - id: code',
-        '    match: {class: opaque}',
-        '    action: allow',
-      ].join('\n'),
-    )
+    t = await openPipelineTunnel(db, RULES)
   }, 120_000)
   afterAll(async () => {
     await t?.close()
   })
+
+  const RULES = [
+    `tunnel: {changeWait: ${WAIT}}`,
+    'rules:',
+    '  - id: no-hr-reads',
+    '    match: {class: read, tables: ["hr.*"]}',
+    '    action: deny',
+    '  - id: no-locks',
+    '    match: {functions: [pg_advisory_lock]}',
+    '    action: deny',
+    '  - id: ddl',
+    '    match: {class: ddl}',
+    '    action: allow',
+    '  - id: writes',
+    '    match: {class: write}',
+    '    action: allow',
+    '  - id: admin',
+    '    match: {class: admin}',
+    '    action: allow',
+    '  - id: code',
+    '    match: {class: opaque}',
+    '    action: allow',
+  ].join('\n')
 
   /** A fresh, empty public.p_<i>, and a function public.f_<i>(int) that reads it. */
   async function fresh(): Promise<{parent: string; fn: string}> {
@@ -287,6 +286,26 @@ describe('a change committed while another session runs a statement judged befor
       expect(typeof after === 'string' ? after : after.code).toBe('42501')
     } finally {
       await b.end()
+      await undo()
+    }
+  })
+
+  it('has another tunnel in front of the same database read the catalog again when a change is committed', async () => {
+    // Another person's gateway pipeline, another `dbgate connect`: each keeps what it read of the catalog.
+    const other = await openPipelineTunnel(db, RULES)
+    const {parent} = await fresh()
+    const a = await t.client()
+    const b = await other.client()
+    try {
+      expect(await run(b, `select * from ${parent}`)).toBe('[[]]')
+      // A change without a DDL tag, committed at once.
+      expect(await run(a, `do $$ begin alter table hr.salaries inherit ${parent}; end $$`)).toBe('[[]]')
+      const after = await run(b, `select * from ${parent}`)
+      expect(typeof after === 'string' ? after : after.message).not.toContain(SECRET)
+      expect(typeof after === 'string' ? after : after.code).toBe('42501')
+    } finally {
+      await a.end()
+      await other.close()
       await undo()
     }
   })
