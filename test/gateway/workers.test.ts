@@ -46,7 +46,10 @@ describe('dbgate gateway --workers', () => {
     ;[f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase('gwworkers')])
     dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gwworkers-'))
     const file = path.join(dir, 'gateway.yaml')
-    await writeFile(file, gatewayConfigText({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, server: ['ops: 127.0.0.1:0', 'drainTimeout: 5s'], targets: targetConfigText('app', db, 'allow: [engineering]')}))
+    // `lab` lets DDL and DO blocks run, and refuses reads of hr: what stands between a session and hr's rows is the catalog.
+    const lab = ['allow: [engineering]', 'rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny', '  - id: code', '    match: {class: opaque}', '    action: allow', '  - id: ddl', '    match: {class: ddl}', '    action: allow'].join('\n')
+    await writeFile(file, gatewayConfigText({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, server: ['ops: 127.0.0.1:0', 'drainTimeout: 5s'], targets: [...targetConfigText('app', db, 'allow: [engineering]'), ...targetConfigText('lab', db, lab)]}))
+    await run('psql', ['-X', '-q', '-c', "create schema hr; create table hr.salaries (id int, person text); insert into hr.salaries values (1, 'WORKER-PAYROLL-SECRET'); create table public.parent (id int, person text)", db.url], {})
     gw = new GatewayProcess(file, {...isolatedEnv(), TEST_APP_PASSWORD: db.password}, ['--workers', '2'])
     ;({port, ops} = await gw.started())
     token = await aliceToken(f.signingKey, f.dev.issuer, f.dev.cliClientId)
@@ -102,6 +105,32 @@ describe('dbgate gateway --workers', () => {
     // Some of those cancels reached the other worker and were handed over.
     expect(gw.lines.some((l: LogLine) => /a cancel request for a key of worker \d: handed to it/.test(l.msg))).toBe(true)
     await Promise.all(clients.map((c) => c.end()))
+  })
+
+  it("has the other worker read the catalog again when a person's session on one commits a change", async () => {
+    // Sessions go to the workers in turn: open them until the person has one on each.
+    const bySlot = new Map<number, pg.Client>()
+    const opened: pg.Client[] = []
+    while (bySlot.size < 2 && opened.length < 8) {
+      const c = gatewayClient(port, pki.ca, token, 'lab')
+      await c.connect()
+      opened.push(c)
+      bySlot.set((c as unknown as {processID: number}).processID % 256, c)
+    }
+    const [a, b] = [...bySlot.values()]
+    try {
+      // The reading worker has looked the relation up before the change.
+      expect((await b!.query('select * from public.parent')).rows).toEqual([])
+      await a!.query('do $$ begin alter table hr.salaries inherit public.parent; end $$')
+      // The other worker hears of it through the primary, a moment after the committing session's reply (docs/gateway.md).
+      await new Promise((r) => setTimeout(r, 300))
+      const after = await b!.query('select * from public.parent').then((r) => JSON.stringify(r.rows), (e: Error & {code?: string}) => e)
+      expect(typeof after === 'string' ? after : after.message).not.toContain('WORKER-PAYROLL-SECRET')
+      expect(typeof after === 'string' ? after : after.code).toBe('42501')
+    } finally {
+      await Promise.all(opened.map((c) => c.end()))
+      await run('psql', ['-X', '-q', '-c', 'alter table hr.salaries no inherit public.parent', db.url], {})
+    }
   })
 
   it('aggregates both workers in /metrics', async () => {
