@@ -10,7 +10,7 @@
  */
 import pg from 'pg'
 import {serialize} from 'pg-protocol'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {codes, errorOf} from '../helpers/raw-client.js'
@@ -100,6 +100,26 @@ describe('a change committed while another session runs a statement judged befor
     throw new Error('no session of the test database waits for a lock')
   }
 
+  /**
+   * Session `a`'s `ALTER TABLE hr.salaries INHERIT parent`, sent while a connection outside the
+   * tunnel holds a lock on hr.salaries: its commit is in flight until `release()`.
+   */
+  async function changeHeldUp(a: pg.Client, parent: string): Promise<{held: Promise<string | Refusal>; release(): Promise<void>}> {
+    const blocker = new pg.Client({connectionString: db.url})
+    await blocker.connect()
+    blockers.push(blocker)
+    await blocker.query('begin')
+    await blocker.query('lock table hr.salaries in access share mode')
+    const held = run(a, `alter table hr.salaries inherit ${parent}`)
+    await someoneWaits()
+    return {held, release: () => blocker.query('commit').then(() => undefined)}
+  }
+  /** Ended after each test, whatever it did: a lock left held would stall the next one. */
+  const blockers: pg.Client[] = []
+  afterEach(async () => {
+    await Promise.all(blockers.splice(0).map((c) => c.end().catch(() => {})))
+  })
+
   // The ways A commits the change its open transaction made, while B's read waits on A's lock.
   const COMMITS: Record<string, (parent: string) => string> = {
     'COMMIT': () => 'commit',
@@ -173,8 +193,6 @@ describe('a change committed while another session runs a statement judged befor
     const {parent} = await fresh()
     const a = await t.client()
     const b = await t.client()
-    const blocker = new pg.Client({connectionString: db.url})
-    await blocker.connect()
     try {
       // A statement of B's that runs for a while: A's change waits for it, and is then committed.
       const slow = run(b, 'select pg_sleep(0.4)')
@@ -186,19 +204,15 @@ describe('a change committed while another session runs a statement judged befor
       await undo()
       // A's change waits on a lock outside the tunnel, so its commit is in flight for a while: B's
       // read, sent meanwhile, waits for it and is judged against what it made.
-      await blocker.query('begin')
-      await blocker.query('lock table hr.salaries in access share mode')
-      const held = run(a, `alter table hr.salaries inherit ${parent}`)
-      await someoneWaits()
+      const {held, release} = await changeHeldUp(a, parent)
       const read = run(b, `select * from ${parent}`)
       await new Promise((r) => setTimeout(r, 200))
-      await blocker.query('commit')
+      await release()
       expect(await held).toBe('[[]]')
       const answer = await read
       expect(typeof answer === 'string' ? answer : answer.code).toBe('42501')
       expect(typeof answer === 'string' ? answer : answer.message).not.toContain(SECRET)
     } finally {
-      await blocker.end().catch(() => {})
       await a.end()
       await b.end()
       await undo()
@@ -209,27 +223,21 @@ describe('a change committed while another session runs a statement judged befor
     const {parent} = await fresh()
     const a = await t.client()
     const raw = await t.raw()
-    const blocker = new pg.Client({connectionString: db.url})
-    await blocker.connect()
     try {
       raw.send(serialize.query('begin'))
       await raw.untilReady()
       raw.send(serialize.parse({text: `select * from ${parent}`}), serialize.bind({portal: 'p'}), serialize.flush())
       await raw.next()
       await raw.next()
-      await blocker.query('begin')
-      await blocker.query('lock table hr.salaries in access share mode')
-      const held = run(a, `alter table hr.salaries inherit ${parent}`)
-      await someoneWaits()
+      const {held, release} = await changeHeldUp(a, parent)
       raw.send(serialize.execute({portal: 'p'}), serialize.sync())
       await new Promise((r) => setTimeout(r, 200))
-      await blocker.query('commit')
+      await release()
       expect(await held).toBe('[[]]')
       const replies = await raw.untilReady()
       expect(errorOf(replies)?.code).toBe('42501')
       expect(replies.map((m) => m.body.toString('latin1')).join('')).not.toContain(SECRET)
     } finally {
-      await blocker.end().catch(() => {})
       raw.end()
       await a.end()
       await undo()
@@ -240,24 +248,18 @@ describe('a change committed while another session runs a statement judged befor
     const {parent} = await fresh()
     const a = await t.client()
     const b = await t.client()
-    const blocker = new pg.Client({connectionString: db.url})
-    await blocker.connect()
     try {
       await b.query('begin')
-      await blocker.query('begin')
-      await blocker.query('lock table hr.salaries in access share mode')
-      const held = run(a, `alter table hr.salaries inherit ${parent}`)
-      await someoneWaits()
+      const {held, release} = await changeHeldUp(a, parent)
       const refused = await run(b, 'select 1')
       expect(typeof refused === 'string' ? refused : refused.code).toBe('55P03')
       expect((refused as Refusal).message).toContain(`waited ${WAIT} (targets.app.tunnel.changeWait)`)
       // ROLLBACK runs no code: it is how a session lets go of its locks, and it goes at once.
       expect(await run(b, 'rollback')).toBe('[[]]')
-      await blocker.query('commit')
+      await release()
       expect(await held).toBe('[[]]')
       expect(await run(b, 'select 1 as one')).toBe('[[{"one":1}]]')
     } finally {
-      await blocker.end().catch(() => {})
       await a.end()
       await b.end()
       await undo()
