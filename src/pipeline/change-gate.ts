@@ -22,6 +22,9 @@ import type {PgNoticeFields} from '../wire/fields.js'
 /** SQLSTATE 55P03 (lock_not_available): what a client already treats as "try again later". */
 export const CHANGE_WAIT_SQLSTATE = '55P03'
 
+/** SQLSTATE 55000 (object_not_in_prerequisite_state): the cursor must be opened again, not the statement retried. */
+export const STALE_CURSOR_SQLSTATE = '55000'
+
 /** How often a waiting statement looks again: replies that end another session's statement have no hook of their own. */
 const POLL_MS = 10
 
@@ -52,6 +55,16 @@ export class ChangeGate {
   private reservedClearing = false
   private readonly waiters = new Set<() => void>()
   private ticker: NodeJS.Timeout | undefined
+  /**
+   * The epoch at which each connection's transaction (block, implicit, or a pipeline's) began: a
+   * cursor it opened since (DECLARE, or a refcursor a function opened) was judged no earlier. Set at
+   * the first statement after an idle ReadyForQuery (`fresh`), so it is never later than the truth.
+   */
+  private readonly began = new Map<number, number>()
+  /** Connections whose last reply was an idle ReadyForQuery and which sent nothing since: no cursor is open but a materialized WITH HOLD one. */
+  private readonly fresh = new Set<number>()
+  /** Connections whose open transaction declared a cursor WITH HOLD: its COMMIT (or the Sync of an implicit transaction) runs that query to its end. */
+  private readonly holdCursors = new Set<number>()
 
   /** Commits sent so far: a verdict that came asynchronously is stale if one was sent while it was made. */
   epoch = 0
@@ -75,9 +88,31 @@ export class ChangeGate {
     for (const [id, c] of this.commits) if (c.since !== undefined && (c.session.readyCount ?? 0) > c.since) this.commits.delete(id)
   }
 
-  /** The connection had a statement let through (its view tells from now on whether it has one in flight). */
-  seen(connectionId: number, session: SessionView): void {
-    if (!this.sessions.has(connectionId)) this.sessions.set(connectionId, session)
+  /**
+   * The connection had a statement let through (its view tells from now on whether it has one in
+   * flight); `declaresHoldCursor`: the statement declares a cursor WITH HOLD.
+   */
+  seen(connectionId: number, session: SessionView, declaresHoldCursor = false): void {
+    if (!this.sessions.has(connectionId)) {
+      this.sessions.set(connectionId, session)
+      this.fresh.add(connectionId)
+    }
+    if (this.fresh.delete(connectionId)) this.began.set(connectionId, this.epoch)
+    if (declaresHoldCursor) this.holdCursors.add(connectionId)
+  }
+
+  /**
+   * Whether a commit of a change was sent since the connection's transaction began: a cursor it
+   * opened before that commit runs its query, at each FETCH or MOVE, with what the commit made.
+   */
+  cursorsStale(connectionId: number): boolean {
+    const began = this.began.get(connectionId)
+    return began !== undefined && began !== this.epoch && !this.fresh.has(connectionId)
+  }
+
+  /** The connection's transaction committed (or ended: idle): a cursor WITH HOLD of it has run its query, or is gone. */
+  transactionEnded(connectionId: number): void {
+    if (this.holdCursors.delete(connectionId)) this.wake()
   }
 
   /** The connection's verdict came asynchronously: it counts as in flight until this turn ends. */
@@ -92,9 +127,12 @@ export class ChangeGate {
     })
   }
 
-  /** Another connection whose statement may be running: the id of one, or undefined. */
+  /**
+   * Another connection whose statement may be running, or whose transaction holds a cursor WITH
+   * HOLD whose query its COMMIT (or the Sync of its implicit transaction) runs: the id of one, or undefined.
+   */
   inFlightBesides(connectionId: number): number | undefined {
-    for (const [id, s] of this.sessions) if (id !== connectionId && ((s.pendingCount ?? 0) > 0 || this.reserved.has(id))) return id
+    for (const [id, s] of this.sessions) if (id !== connectionId && ((s.pendingCount ?? 0) > 0 || this.reserved.has(id) || this.holdCursors.has(id))) return id
     return undefined
   }
 
@@ -122,6 +160,8 @@ export class ChangeGate {
 
   /** The server reported no transaction open on the connection (after the catalog was marked for reading again): a commit sent before is over. */
   idle(connectionId: number, session: SessionView): void {
+    this.fresh.add(connectionId)
+    this.transactionEnded(connectionId)
     const c = this.commits.get(connectionId)
     if (c?.since === undefined || (session.readyCount ?? 0) <= c.since) return
     this.commits.delete(connectionId)
@@ -131,7 +171,10 @@ export class ChangeGate {
   forget(connectionId: number): void {
     this.sessions.delete(connectionId)
     this.reserved.delete(connectionId)
-    if (this.commits.delete(connectionId)) this.wake()
+    this.began.delete(connectionId)
+    this.fresh.delete(connectionId)
+    const held = this.holdCursors.delete(connectionId)
+    if (this.commits.delete(connectionId) || held) this.wake()
   }
 
   /**
@@ -176,11 +219,30 @@ export class ChangeGate {
 
   /** The refusal of a commit that waited for the others' statements. */
   waitedForOthers(other: number | undefined): PgNoticeFields {
+    if (other !== undefined && this.holdCursors.has(other) && (this.sessions.get(other)?.pendingCount ?? 0) === 0) {
+      return {
+        severity: 'ERROR',
+        code: CHANGE_WAIT_SQLSTATE,
+        message: `dbgate: this statement commits a change to the schema while another of your sessions through dbgate (connection ${other}) has a cursor WITH HOLD declared in a transaction it has not ended, whose query runs to its end when that transaction commits, as judged before this change; it waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) and was not sent, so the change is not committed`,
+        hint: 'End that transaction (COMMIT or ROLLBACK there), or ROLLBACK here, then make the change again.',
+      }
+    }
     return {
       severity: 'ERROR',
       code: CHANGE_WAIT_SQLSTATE,
       message: `dbgate: this statement commits a change to the schema while another of your sessions through dbgate${other === undefined ? '' : ` (connection ${other})`} runs a statement judged before it; it waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) for that statement to end and was not sent, so the change is not committed`,
       hint: 'That statement may be waiting for a lock this session holds: ROLLBACK here (or end the other statement), then make the change again.',
+    }
+  }
+
+  /** The refusal of a FETCH or MOVE after a commit of a change sent since the connection's transaction began. */
+  staleCursor(): PgNoticeFields {
+    return {
+      severity: 'ERROR',
+      code: STALE_CURSOR_SQLSTATE,
+      message:
+        'dbgate: a session through dbgate committed a change to the schema since this transaction began, so a cursor opened in it was judged before that change, but FETCH or MOVE would run its query with the functions, operators and casts as changed; it was not sent',
+      hint: 'End the transaction (ROLLBACK or COMMIT) and open the cursor again: it is judged against the schema as changed.',
     }
   }
 
@@ -192,6 +254,19 @@ export class ChangeGate {
 
 function seconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
+}
+
+/** Statements that run a cursor's query, which was judged when the cursor was opened. */
+const RUNS_CURSOR: ReadonlySet<string> = new Set(['fetch', 'move'])
+
+/** Whether a text declares a cursor WITH HOLD: its transaction's COMMIT runs the cursor's query to its end. */
+export function declaresHoldCursor(statements: readonly StatementAnalysis[]): boolean {
+  return statements.some((s) => s.operations.some((o) => o.command === 'declare' && o.object === 'hold_cursor'))
+}
+
+/** Whether a text runs (part of) a cursor's query: a FETCH or MOVE. */
+export function runsCursor(statements: readonly StatementAnalysis[]): boolean {
+  return statements.some((s) => s.operations.some((o) => RUNS_CURSOR.has(o.command)))
 }
 
 /** Transaction control that runs no code and commits nothing: it never waits for another session's commit. */

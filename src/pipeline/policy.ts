@@ -8,7 +8,7 @@ import type {TunnelHooksContext} from './context.js'
 import type {IdentityStage} from './identity.js'
 import {readingOf} from '../policy/text-shape.js'
 import type {StatementContext, StatementVerdict} from '../proxy/seam.js'
-import {ChangeGate, contextNow, mayCommit, refusedWith, runsNothing} from './change-gate.js'
+import {ChangeGate, contextNow, declaresHoldCursor, mayCommit, refusedWith, runsCursor, runsNothing} from './change-gate.js'
 import type {Admission, Stage} from './stage.js'
 
 /**
@@ -39,6 +39,13 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   const gate = new ChangeGate({waitMs: target.tunnel.changeWaitMs ?? DEFAULT_TUNNEL.changeWaitMs, setting: `targets.${target.name}.tunnel.changeWait`})
   const maxStatementSize = target.tunnel.maxStatementSize
   const statementsOf = (sql: string, sctx: StatementContext) => sharedAnalysisCache.analyze(sql, {maxStatementSize}, readingOf(sctx.session.parameters)).statements
+  /**
+   * Judges a text, unless it runs a cursor opened before a commit of a change sent since its
+   * transaction began: the cursor's query was judged then, and would run with what the commit made.
+   * (A cheap look at the text first: most texts name no cursor.)
+   */
+  const judgeNow = (sql: string, sctx: StatementContext): PolicyVerdict | StatementVerdict | Promise<PolicyVerdict> =>
+    gate.cursorsStale(sctx.connectionId) && MAY_RUN_CURSOR.test(sql) && runsCursor(statementsOf(sql, sctx)) ? refusedWith(gate.staleCursor()) : judge(sql, sctx)
   /** Waits for another connection's commit of a change, then judges (with the session as it is then). */
   const afterCommits = <V extends PolicyVerdict | StatementVerdict>(sctx: StatementContext, then: (now: StatementContext) => V | Promise<V>): Promise<V | StatementVerdict> =>
     gate
@@ -47,7 +54,7 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   const admit = (sql: string, sctx: StatementContext, verdict: StatementVerdict, began: number | undefined, again: (now: StatementContext) => StatementVerdict | Promise<StatementVerdict>): StatementVerdict | Promise<StatementVerdict> => {
     if (verdict.action !== 'allow') return verdict
     const id = sctx.connectionId
-    gate.seen(id, sctx.session)
+    gate.seen(id, sctx.session, MAY_HOLD_CURSOR.test(sql) && declaresHoldCursor(statementsOf(sql, sctx)))
     if ((gate.blocked(id) || (began !== undefined && began !== gate.epoch)) && !runsNothing(statementsOf(sql, sctx))) {
       // Another session's commit began (or was sent) while this statement was judged: its verdict may be stale.
       if (verdict.approval) {
@@ -108,29 +115,31 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     // A statement waits while another session commits a change (change-gate.ts), and is judged after it.
     statement: (sql, sctx, verdict) => {
       if (verdict.action !== 'allow') return verdict
-      if (gate.blocked(sctx.connectionId) && !runsNothing(statementsOf(sql, sctx))) return afterCommits(sctx, (now) => judge(sql, now))
-      return judge(sql, sctx)
+      if (gate.blocked(sctx.connectionId) && !runsNothing(statementsOf(sql, sctx))) return afterCommits(sctx, (now) => judgeNow(sql, now))
+      return judgeNow(sql, sctx)
     },
     admit: {epoch: () => gate.epoch, admit} satisfies Admission,
     // A function replaced since a named statement was judged runs its new body when it is bound;
     // a change this session has only sent (a pipeline) counts at once, before the catalog is read again.
     ...(functions ? {verdictGeneration: () => functions.generation + changes} : {}),
-    onStatement: functions
-      ? (event) => {
-          if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {
-            // DDL may have created, replaced or dropped a function, operator, cast or domain. The
-            // catalog connection sees it only once it commits, so it is read again then too, for
-            // every session (what they looked up meanwhile was the catalog without it).
-            functions.invalidate()
-            ddlOpen.add(event.connectionId)
-          } else if ((ddlOpen.has(event.connectionId) || policy.changing(event.connectionId)) && event.commandTags.some(isTransactionEndTag)) {
-            // A change without a DDL tag (DO, a called function) commits here too; `COMMIT AND
-            // CHAIN` commits it without the idle ReadyForQuery that `onIdle` waits for.
-            ddlOpen.delete(event.connectionId)
-            functions.invalidate()
-          }
-        }
-      : undefined,
+    onStatement: (event) => {
+      // A COMMIT (END, COMMIT AND CHAIN) has run the transaction's cursors WITH HOLD to their end.
+      // (Not a ROLLBACK tag: ROLLBACK TO SAVEPOINT has it too, and keeps cursors declared before.)
+      if (event.commandTags.includes('COMMIT')) gate.transactionEnded(event.connectionId)
+      if (!functions) return
+      if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {
+        // DDL may have created, replaced or dropped a function, operator, cast or domain. The
+        // catalog connection sees it only once it commits, so it is read again then too, for
+        // every session (what they looked up meanwhile was the catalog without it).
+        functions.invalidate()
+        ddlOpen.add(event.connectionId)
+      } else if ((ddlOpen.has(event.connectionId) || policy.changing(event.connectionId)) && event.commandTags.some(isTransactionEndTag)) {
+        // A change without a DDL tag (DO, a called function) commits here too; `COMMIT AND
+        // CHAIN` commits it without the idle ReadyForQuery that `onIdle` waits for.
+        ddlOpen.delete(event.connectionId)
+        functions.invalidate()
+      }
+    },
     // An Execute's event comes before the Sync that commits it: the idle ReadyForQuery is the commit.
     onIdle: (id, session) => {
       if (ddlOpen.delete(id)) functions?.invalidate()
@@ -145,6 +154,10 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     },
   }
 }
+
+/** Texts that may FETCH or MOVE, or declare a cursor WITH HOLD, contain the keyword as written (keywords cannot be quoted). */
+const MAY_RUN_CURSOR = /fetch|move/i
+const MAY_HOLD_CURSOR = /hold/i
 
 const TRANSACTION_END_TAG = /^(COMMIT|ROLLBACK|END)\b/
 const isTransactionEndTag = (tag: string): boolean => TRANSACTION_END_TAG.test(tag)

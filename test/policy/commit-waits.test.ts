@@ -13,7 +13,7 @@ import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {codes, errorOf} from '../helpers/raw-client.js'
+import {codes, errorOf, type RawClient} from '../helpers/raw-client.js'
 
 type Refusal = Error & {code?: string; detail?: string; hint?: string}
 
@@ -263,6 +263,117 @@ describe('a change committed while another session runs a statement judged befor
       await b.end()
       await undo()
     }
+  })
+
+  describe('a cursor opened before the commit, whose query runs after it', () => {
+    /** Advisory lock ids the replaced bodies take: a rule denies pg_advisory_lock, so a lock held means a denied body ran. */
+    let lockId = LOCK_ID + 1000
+    const locksHeld = (id: number) => direct(async (d) => (await d.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = ${id}`)).rows[0].n as number)
+    /** f's body replaced by one that takes a denied lock and reads hr.salaries (a call of it now is refused). */
+    const replacement = (fn: string, id: number) =>
+      `create or replace function ${fn}(int) returns text language plpgsql stable as $f$ begin perform pg_advisory_lock(${id}); return (select string_agg(person, ',') from hr.salaries); end $f$`
+    /** A's statements and B's, on wire-level sessions: a refusal as its SQLSTATE, else the reply codes. */
+    const wire = async (raw: RawClient, ...messages: Buffer[]): Promise<string> => {
+      raw.send(...messages)
+      const replies = await raw.untilReady()
+      const e = errorOf(replies)
+      expect(replies.map((m) => m.body.toString('latin1')).join('')).not.toContain(SECRET)
+      return e ? `E${e.code ?? ''}` : codes(replies)
+    }
+    const q = (raw: RawClient, sql: string) => wire(raw, serialize.query(sql))
+
+    // Ways B opens a cursor in its transaction, each judged against f's body as it was.
+    const OPENS: Record<string, (fn: string, i: number) => {setup?: string; open: string}> = {
+      'DECLARE': (fn) => ({open: `declare c cursor for select ${fn}(g) from generate_series(1, 3) g`}),
+      'DECLARE … SCROLL': (fn) => ({open: `declare c scroll cursor for select ${fn}(g) from generate_series(1, 3) g`}),
+      'a refcursor a function opens': (fn, i) => ({
+        setup: `create function public.opener_${i}() returns refcursor language plpgsql stable as $o$ declare c refcursor := 'c'; begin open c for select ${fn}(g) from generate_series(1, 3) g; return c; end $o$`,
+        open: `select public.opener_${i}()`,
+      }),
+    }
+    // Ways B then runs the cursor's query, after A's change to f committed.
+    const RUNS: Record<string, (raw: RawClient) => Promise<string>> = {
+      'FETCH ALL': (raw) => q(raw, 'fetch all from c'),
+      'FETCH 1': (raw) => q(raw, 'fetch 1 from c'),
+      'MOVE ALL': (raw) => q(raw, 'move all in c'),
+      'FETCH in a text with other statements': (raw) => q(raw, 'select 1; fetch forward 2 from c'),
+      'FETCH through Parse, Bind and Execute': (raw) => wire(raw, serialize.parse({text: 'fetch all from c'}), serialize.bind({}), serialize.execute({}), serialize.sync()),
+      'a protocol Execute of the cursor': (raw) => wire(raw, serialize.execute({portal: 'c'}), serialize.sync()),
+    }
+
+    it('refuses to run it once another session committed a change since the transaction began', async () => {
+      for (const [opened, how] of Object.entries(OPENS)) {
+        for (const [ran, runIt] of Object.entries(RUNS)) {
+          const shape = `${opened}, then ${ran}`
+          const {fn} = await fresh()
+          const id = ++lockId
+          const {setup, open} = how(fn, n)
+          if (setup) await direct((d) => d.query(setup))
+          const a = await t.client()
+          const b = await t.raw()
+          try {
+            expect(await q(b, 'begin'), shape).toBe('CZ')
+            expect(await q(b, open), shape).toMatch(/^T?D?CZ$/)
+            expect(await run(a, replacement(fn, id)), shape).toBe('[[]]')
+            // A's change is committed and judged: a call of the new body is refused.
+            expect(await run(a, `select ${fn}(1)`).then((r) => (typeof r === 'string' ? r : r.code)), shape).toBe('42501')
+            // (A protocol Execute of a portal the tunnel never saw opened is refused as unknown.)
+            expect(await runIt(b), shape).toBe(opened.includes('refcursor') && ran.includes('protocol') ? 'E34000' : 'E55000')
+            expect(await locksHeld(id), shape).toBe(0)
+            expect(await q(b, 'rollback'), shape).toBe('CZ')
+            // Opened again, the cursor is judged against the body as changed.
+            expect(await q(b, 'begin'), shape).toBe('CZ')
+            expect(await q(b, open), shape).toBe('E42501')
+            expect(await q(b, 'rollback'), shape).toBe('CZ')
+            expect(await locksHeld(id), shape).toBe(0)
+          } finally {
+            b.end()
+            await a.end()
+          }
+        }
+      }
+    })
+
+    // Ways B's transaction commits a cursor WITH HOLD, which runs its query to the end.
+    const HOLDS: Record<string, (raw: RawClient, declare: string) => Promise<{before: string; commit: () => Promise<string>}>> = {
+      'COMMIT': async (raw, declare) => ({before: (await q(raw, 'begin')) + (await q(raw, declare)), commit: () => q(raw, 'commit')}),
+      'END': async (raw, declare) => ({before: (await q(raw, 'begin')) + (await q(raw, declare)), commit: () => q(raw, 'end')}),
+      'COMMIT AND CHAIN': async (raw, declare) => ({before: (await q(raw, 'begin')) + (await q(raw, declare)), commit: async () => (await q(raw, 'commit and chain')) + (await q(raw, 'commit'))}),
+      'COMMIT after ROLLBACK TO SAVEPOINT': async (raw, declare) => ({
+        before: (await q(raw, 'begin')) + (await q(raw, declare)) + (await q(raw, 'savepoint s')) + (await q(raw, 'rollback to s')),
+        commit: () => q(raw, 'commit'),
+      }),
+      'the Sync of an implicit transaction': async (raw, declare) => {
+        raw.send(serialize.parse({text: declare}), serialize.bind({}), serialize.execute({}), serialize.flush())
+        const replies = [await raw.next(), await raw.next(), await raw.next()]
+        return {before: codes(replies), commit: () => wire(raw, serialize.sync())}
+      },
+    }
+
+    it('refuses the commit of a change while another session holds a cursor WITH HOLD whose query its COMMIT runs', async () => {
+      for (const [shape, hold] of Object.entries(HOLDS)) {
+        const {fn} = await fresh()
+        const id = ++lockId
+        const a = await t.client()
+        const b = await t.raw()
+        try {
+          const {before, commit} = await hold(b, `declare c cursor with hold for select ${fn}(g) from generate_series(1, 3) g`)
+          expect(before, shape).toMatch(/^(CZ)+$|^12C$/)
+          const refused = await run(a, replacement(fn, id))
+          expect(typeof refused === 'string' ? refused : refused.code, shape).toBe('55P03')
+          expect((refused as Refusal).message, shape).toContain('WITH HOLD')
+          expect(await commit(), shape).toMatch(/^(CZ)+$|^Z$/)
+          expect(await locksHeld(id), shape).toBe(0)
+          // The cursor ran its query at the COMMIT: it runs nothing more, and A's change goes through now.
+          expect(await run(a, replacement(fn, id)), shape).toBe('[[]]')
+          expect(await q(b, 'fetch all from c'), shape).toBe('TDDDCZ')
+          expect(await locksHeld(id), shape).toBe(0)
+        } finally {
+          b.end()
+          await a.end()
+        }
+      }
+    })
   })
 
   it('lets other sessions run while a change waits uncommitted in an open transaction', async () => {
