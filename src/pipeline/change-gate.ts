@@ -63,6 +63,8 @@ export class ChangeGate {
   private readonly began = new Map<number, number>()
   /** Connections whose last reply was an idle ReadyForQuery and which sent nothing since: no cursor is open but a materialized WITH HOLD one. */
   private readonly fresh = new Set<number>()
+  /** Connections the client closed whose upstream the server has not closed yet: it may still run (and commit) what they sent. */
+  private readonly lingering = new Set<number>()
   /** Connections whose open transaction declared a cursor WITH HOLD: its COMMIT (or the Sync of an implicit transaction) runs that query to its end. */
   private readonly holdCursors = new Set<number>()
 
@@ -133,6 +135,7 @@ export class ChangeGate {
    */
   inFlightBesides(connectionId: number): number | undefined {
     for (const [id, s] of this.sessions) if (id !== connectionId && ((s.pendingCount ?? 0) > 0 || this.reserved.has(id) || this.holdCursors.has(id))) return id
+    for (const id of this.lingering) if (id !== connectionId) return id
     return undefined
   }
 
@@ -168,13 +171,26 @@ export class ChangeGate {
     this.wake()
   }
 
+  /**
+   * The client's connection closed. What the server still runs for it (a text that ends in a
+   * COMMIT, a DO block, a statement waiting on a lock) goes on until the server closes the upstream
+   * socket (`upstreamClosed`): until then it counts as in flight, and a commit it sent as running.
+   */
   forget(connectionId: number): void {
     this.sessions.delete(connectionId)
     this.reserved.delete(connectionId)
     this.began.delete(connectionId)
     this.fresh.delete(connectionId)
-    const held = this.holdCursors.delete(connectionId)
-    if (this.commits.delete(connectionId) || held) this.wake()
+    this.holdCursors.delete(connectionId)
+    this.lingering.add(connectionId)
+    // A commit still waiting to be sent never will be.
+    if (this.commits.get(connectionId)?.since === undefined && this.commits.delete(connectionId)) this.wake()
+  }
+
+  /** The server closed the connection's upstream socket: nothing of it runs any more. */
+  upstreamClosed(connectionId: number): void {
+    const lingered = this.lingering.delete(connectionId)
+    if (this.commits.delete(connectionId) || lingered) this.wake()
   }
 
   /**

@@ -152,6 +152,12 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
       policy.forget(id)
       gate.forget(id)
     },
+    // The server has ended what the connection sent: a commit in it has happened by now, and the
+    // catalog read meanwhile may predate it.
+    onUpstreamClosed: (id) => {
+      functions?.invalidate()
+      gate.upstreamClosed(id)
+    },
   }
 }
 

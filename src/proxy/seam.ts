@@ -259,6 +259,12 @@ export interface ProxyHooks {
   onSessionEnd?: (session: SessionInfo, reason: string) => void
   /** Drops whatever per-connection state a hook keeps. */
   onConnectionClosed?: (connectionId: number) => void
+  /**
+   * Called once after `onConnectionClosed`, when the server has closed the connection's upstream
+   * socket: a client that hangs up does not stop what the server is running for it (a text that
+   * ends in COMMIT runs on, and commits), so until then it may still change the catalog.
+   */
+  onUpstreamClosed?: (connectionId: number) => void
   /** Called once when the tunnel has closed every connection: flush, ship, release. */
   dispose?: () => Promise<void>
   /** How many rows of each result to keep for `StatementEvent.preview` (0: none). */

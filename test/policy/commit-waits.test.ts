@@ -265,6 +265,42 @@ describe('a change committed while another session runs a statement judged befor
     }
   })
 
+  it('keeps the others waiting while the server still runs the commit of a client that hung up, and judges them after it', async () => {
+    // How A leaves while the server runs its text: the socket closes, or a Terminate message.
+    const LEAVES: Record<string, (raw: RawClient) => void> = {
+      'the client closes its socket': (raw) => raw.end(),
+      'the client sends Terminate': (raw) => raw.send(Buffer.from([0x58, 0, 0, 0, 4])),
+    }
+    for (const [shape, leave] of Object.entries(LEAVES)) {
+      const {parent} = await fresh()
+      const a = await t.raw()
+      const b = await t.client()
+      try {
+        for (const sql of ['begin', `lock table ${parent} in access exclusive mode`, `alter table hr.salaries inherit ${parent}`]) {
+          a.send(serialize.query(sql))
+          expect(codes(await a.untilReady()), shape).toBe('CZ')
+        }
+        // The server goes on with this text after the client has gone, and commits the change.
+        a.send(serialize.query('select pg_sleep(1.5); commit'))
+        await new Promise((r) => setTimeout(r, 200))
+        leave(a)
+        await new Promise((r) => setTimeout(r, 100))
+        // B's read would wait on A's lock and run after A's commit: it waits in the tunnel instead.
+        const waited = await run(b, `select * from ${parent}`)
+        expect(typeof waited === 'string' ? waited : waited.code, shape).toBe('55P03')
+        // Once the server has ended A's session, the change is committed and B's read is judged against it.
+        for (let k = 0; k < 100 && (await inherited(parent)) === 0; k++) await new Promise((r) => setTimeout(r, 50))
+        expect(await inherited(parent), shape).toBe(1)
+        const judged = await run(b, `select * from ${parent}`)
+        expect(typeof judged === 'string' ? judged : judged.code, shape).toBe('42501')
+      } finally {
+        a.end()
+        await b.end()
+        await undo()
+      }
+    }
+  })
+
   describe('a cursor opened before the commit, whose query runs after it', () => {
     /** Advisory lock ids the replaced bodies take: a rule denies pg_advisory_lock, so a lock held means a denied body ran. */
     let lockId = LOCK_ID + 1000
