@@ -112,10 +112,6 @@ export class ChangeGate {
     return began !== undefined && began !== this.epoch && !this.fresh.has(connectionId)
   }
 
-  /** The connection's transaction committed (or ended: idle): a cursor WITH HOLD of it has run its query, or is gone. */
-  transactionEnded(connectionId: number): void {
-    if (this.holdCursors.delete(connectionId)) this.wake()
-  }
 
   /** The connection's verdict came asynchronously: it counts as in flight until this turn ends. */
   reserve(connectionId: number): void {
@@ -164,7 +160,9 @@ export class ChangeGate {
   /** The server reported no transaction open on the connection (after the catalog was marked for reading again): a commit sent before is over. */
   idle(connectionId: number, session: SessionView): void {
     this.fresh.add(connectionId)
-    this.transactionEnded(connectionId)
+    // Its cursors WITH HOLD have run their queries to the end (or are gone). Only here: a text may
+    // COMMIT, then open a transaction and declare another (`COMMIT AND CHAIN` too).
+    if (this.holdCursors.delete(connectionId)) this.wake()
     const c = this.commits.get(connectionId)
     if (c?.since === undefined || (session.readyCount ?? 0) <= c.since) return
     this.commits.delete(connectionId)

@@ -123,9 +123,6 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     // a change this session has only sent (a pipeline) counts at once, before the catalog is read again.
     ...(functions ? {verdictGeneration: () => functions.generation + changes} : {}),
     onStatement: (event) => {
-      // A COMMIT (END, COMMIT AND CHAIN) has run the transaction's cursors WITH HOLD to their end.
-      // (Not a ROLLBACK tag: ROLLBACK TO SAVEPOINT has it too, and keeps cursors declared before.)
-      if (event.commandTags.includes('COMMIT')) gate.transactionEnded(event.connectionId)
       if (!functions) return
       if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {
         // DDL may have created, replaced or dropped a function, operator, cast or domain. The
