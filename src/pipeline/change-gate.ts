@@ -104,6 +104,17 @@ export class ChangeGate {
   }
 
   /**
+   * A statement of the connection ran (its event): a Bind and Execute of a statement judged before
+   * runs without being judged again (no change since), so it may be the first of a transaction,
+   * and may have declared a cursor WITH HOLD. While it ran no commit of a change was sent (it was
+   * in flight), so the epoch now is the one it ran under.
+   */
+  ran(connectionId: number, declaredHoldCursor: boolean): void {
+    if (this.fresh.delete(connectionId)) this.began.set(connectionId, this.epoch)
+    if (declaredHoldCursor) this.holdCursors.add(connectionId)
+  }
+
+  /**
    * Whether a commit of a change was sent since the connection's transaction began: a cursor it
    * opened before that commit runs its query, at each FETCH or MOVE, with what the commit made.
    */

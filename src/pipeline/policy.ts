@@ -123,6 +123,7 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     // a change this session has only sent (a pipeline) counts at once, before the catalog is read again.
     ...(functions ? {verdictGeneration: () => functions.generation + changes} : {}),
     onStatement: (event) => {
+      gate.ran(event.connectionId, event.commandTags.includes('DECLARE CURSOR') && MAY_HOLD_CURSOR.test(event.sql) && declaresHoldCursor(sharedAnalysisCache.analyze(event.sql, {maxStatementSize}).statements))
       if (!functions) return
       if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {
         // DDL may have created, replaced or dropped a function, operator, cast or domain. The

@@ -370,6 +370,52 @@ describe('a change committed while another session runs a statement judged befor
       }
     })
 
+    it('counts a cursor opened by a Bind and Execute of a statement judged before, which are not judged again', async () => {
+      // A hold cursor declared by a prepared statement, in an implicit transaction its Sync commits.
+      {
+        const {fn} = await fresh()
+        const id = ++lockId
+        const declare = `declare c cursor with hold for select ${fn}(g) from generate_series(1, 3) g`
+        const a = await t.client()
+        const b = await t.raw()
+        try {
+          // What the statement calls is looked up first: nothing changes before its Bind, so the Bind is not judged again.
+          expect(await run(a, `${declare}; close c`)).toBe('[[],[]]')
+          expect(await wire(b, serialize.parse({name: 'hold', text: declare}), serialize.sync())).toBe('1Z')
+          b.send(serialize.bind({statement: 'hold'}), serialize.execute({}), serialize.flush())
+          expect(codes([await b.next(), await b.next()])).toBe('2C')
+          const refused = await run(a, replacement(fn, id))
+          expect(typeof refused === 'string' ? refused : refused.code).toBe('55P03')
+          expect(await wire(b, serialize.sync())).toBe('Z')
+          expect(await locksHeld(id)).toBe(0)
+        } finally {
+          b.end()
+          await a.end()
+        }
+      }
+      // A refcursor a function opens, from a prepared call, in an implicit transaction; then a FETCH.
+      {
+        const {fn} = await fresh()
+        const id = ++lockId
+        await direct((d) => d.query(`create function public.opener_${n}() returns refcursor language plpgsql stable as $o$ declare c refcursor := 'c'; begin open c for select ${fn}(g) from generate_series(1, 3) g; return c; end $o$`))
+        const a = await t.client()
+        const b = await t.raw()
+        try {
+          // (Its value is masked: a user function's result is of unproven origin.)
+          expect(await run(a, `select public.opener_${n}() as c`)).toMatch(/^\[\[\{"c":/)
+          expect(await wire(b, serialize.parse({name: 'open', text: `select public.opener_${n}()`}), serialize.sync())).toBe('1Z')
+          b.send(serialize.bind({statement: 'open'}), serialize.execute({}), serialize.flush())
+          expect(codes([await b.next(), await b.next(), await b.next()])).toBe('2DC')
+          expect(await run(a, replacement(fn, id))).toBe('[[]]')
+          expect(await wire(b, serialize.parse({text: 'fetch all from c'}), serialize.bind({}), serialize.execute({}), serialize.sync())).toBe('E55000')
+          expect(await locksHeld(id)).toBe(0)
+        } finally {
+          b.end()
+          await a.end()
+        }
+      }
+    })
+
     // Ways B's transaction commits a cursor WITH HOLD, which runs its query to the end.
     const HOLDS: Record<string, (raw: RawClient, declare: string) => Promise<{before: string; commit: () => Promise<string>}>> = {
       'COMMIT': async (raw, declare) => ({before: (await q(raw, 'begin')) + (await q(raw, declare)), commit: () => q(raw, 'commit')}),
