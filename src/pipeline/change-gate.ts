@@ -90,17 +90,13 @@ export class ChangeGate {
     for (const [id, c] of this.commits) if (c.since !== undefined && (c.session.readyCount ?? 0) > c.since) this.commits.delete(id)
   }
 
-  /**
-   * The connection had a statement let through (its view tells from now on whether it has one in
-   * flight); `declaresHoldCursor`: the statement declares a cursor WITH HOLD.
-   */
-  seen(connectionId: number, session: SessionView, declaresHoldCursor = false): void {
+  /** The connection had a statement let through (its view tells from now on whether it has one in flight). */
+  seen(connectionId: number, session: SessionView): void {
     if (!this.sessions.has(connectionId)) {
       this.sessions.set(connectionId, session)
       this.fresh.add(connectionId)
     }
     if (this.fresh.delete(connectionId)) this.began.set(connectionId, this.epoch)
-    if (declaresHoldCursor) this.holdCursors.add(connectionId)
   }
 
   /**

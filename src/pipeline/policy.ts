@@ -54,7 +54,7 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   const admit = (sql: string, sctx: StatementContext, verdict: StatementVerdict, began: number | undefined, again: (now: StatementContext) => StatementVerdict | Promise<StatementVerdict>): StatementVerdict | Promise<StatementVerdict> => {
     if (verdict.action !== 'allow') return verdict
     const id = sctx.connectionId
-    gate.seen(id, sctx.session, MAY_HOLD_CURSOR.test(sql) && declaresHoldCursor(statementsOf(sql, sctx)))
+    gate.seen(id, sctx.session)
     if ((gate.blocked(id) || (began !== undefined && began !== gate.epoch)) && !runsNothing(statementsOf(sql, sctx))) {
       // Another session's commit began (or was sent) while this statement was judged: its verdict may be stale.
       if (verdict.approval) {
@@ -123,6 +123,7 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     // a change this session has only sent (a pipeline) counts at once, before the catalog is read again.
     ...(functions ? {verdictGeneration: () => functions.generation + changes} : {}),
     onStatement: (event) => {
+      // (A cursor WITH HOLD is counted from here: the text or Execute that declared it is in flight until its event.)
       gate.ran(event.connectionId, event.commandTags.includes('DECLARE CURSOR') && MAY_HOLD_CURSOR.test(event.sql) && declaresHoldCursor(sharedAnalysisCache.analyze(event.sql, {maxStatementSize}).statements))
       if (!functions) return
       if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {
