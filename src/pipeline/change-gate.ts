@@ -61,7 +61,7 @@ export class ChangeGate {
    * the first statement after an idle ReadyForQuery (`fresh`), so it is never later than the truth.
    */
   private readonly began = new Map<number, number>()
-  /** Connections whose last reply was an idle ReadyForQuery and which sent nothing since: no cursor is open but a materialized WITH HOLD one. */
+  /** Connections whose last reply was an idle ReadyForQuery and of which nothing ran since: no cursor is open but a materialized WITH HOLD one. */
   private readonly fresh = new Set<number>()
   /** Connections the client closed whose upstream the server has not closed yet: it may still run (and commit) what they sent. */
   private readonly lingering = new Set<number>()
@@ -118,7 +118,6 @@ export class ChangeGate {
     const began = this.began.get(connectionId)
     return began !== undefined && began !== this.epoch && !this.fresh.has(connectionId)
   }
-
 
   /** The connection's verdict came asynchronously: it counts as in flight until this turn ends. */
   reserve(connectionId: number): void {
@@ -240,6 +239,14 @@ export class ChangeGate {
 
   /** The refusal of a commit that waited for the others' statements. */
   waitedForOthers(other: number | undefined): PgNoticeFields {
+    if (other !== undefined && this.lingering.has(other)) {
+      return {
+        severity: 'ERROR',
+        code: CHANGE_WAIT_SQLSTATE,
+        message: `dbgate: this statement commits a change to the schema while the server still runs what another of your sessions through dbgate (connection ${other}) sent before its client went away; it waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) for the server to end that session and was not sent, so the change is not committed`,
+        hint: 'That statement may be waiting for a lock this session holds: ROLLBACK here, then make the change again.',
+      }
+    }
     if (other !== undefined && this.holdCursors.has(other) && (this.sessions.get(other)?.pendingCount ?? 0) === 0) {
       return {
         severity: 'ERROR',

@@ -301,6 +301,35 @@ describe('a change committed while another session runs a statement judged befor
     }
   })
 
+  it("refuses a commit while the server still runs a statement of a session whose client hung up, which waits on the committing session's lock", async () => {
+    const {parent, fn} = await fresh()
+    const sequence = `public.ran_${n}`
+    await direct((d) => d.query(`create sequence ${sequence}; insert into ${parent} values (1, 'x', 1)`))
+    const a = await t.client()
+    const b = await t.raw()
+    try {
+      await a.query('begin')
+      await a.query(`lock table ${parent} in access exclusive mode`)
+      // B's call waits on A's lock; its client then goes away, but the server still runs it.
+      b.send(serialize.query(`select ${fn}(g) from ${parent}, generate_series(1, 3) g`))
+      await someoneWaits()
+      b.end()
+      await new Promise((r) => setTimeout(r, 100))
+      // A replaces the body B's waiting call runs (a sequence moves: an effect no transaction undoes).
+      expect(await run(a, `create or replace function ${fn}(int) returns text language plpgsql stable as $f$ begin perform nextval('${sequence}'); return 'changed'; end $f$`)).toBe('[[]]')
+      const refused = await run(a, 'commit')
+      expect(typeof refused === 'string' ? refused : refused.code).toBe('55P03')
+      expect((refused as Refusal).message).toContain('client went away')
+      await a.query('rollback')
+      // B's statement ran with the body it was judged against.
+      for (let k = 0; k < 100 && (await direct(async (d) => (await d.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n as number)) > 0; k++) await new Promise((r) => setTimeout(r, 20))
+      expect(await direct(async (d) => (await d.query(`select is_called from ${sequence}`)).rows[0].is_called)).toBe(false)
+    } finally {
+      b.end()
+      await a.end()
+    }
+  })
+
   describe('a cursor opened before the commit, whose query runs after it', () => {
     /** Advisory lock ids the replaced bodies take: a rule denies pg_advisory_lock, so a lock held means a denied body ran. */
     let lockId = LOCK_ID + 1000
