@@ -51,6 +51,24 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     gate
       .waitUntil(() => !gate.blocked(sctx.connectionId), sctx, () => gate.waitedForCommit(gate.committerBesides(sctx.connectionId)))
       .then((refusal) => (refusal ? refusedWith(refusal) : then(contextNow(sctx))))
+  /**
+   * An approval for one execution is bound (a Parse's) later without being judged again: it lapses
+   * once a commit of a change is sent after it was let through (the reviewer saw what it called
+   * before). Taken after the statement's own commit, if it is one.
+   */
+  const lapsing = (verdict: StatementVerdict): StatementVerdict => {
+    if (verdict.action !== 'allow' || !verdict.approval || !verdict.once) return verdict
+    const epoch = gate.epoch
+    const lapsed = (): PgNoticeFields | undefined =>
+      gate.epoch === epoch
+        ? undefined
+        : {
+            ...gate.waitedForCommit(undefined),
+            message: 'dbgate: another of your sessions through dbgate committed a change to the schema after this statement was approved, so the approval no longer covers what it would run; it was not sent',
+            hint: 'Send it again (Parse): it is judged, and if need be held, against the schema as changed.',
+          }
+    return {...verdict, lapsed}
+  }
   const admit = (sql: string, sctx: StatementContext, verdict: StatementVerdict, began: number | undefined, again: (now: StatementContext) => StatementVerdict | Promise<StatementVerdict>): StatementVerdict | Promise<StatementVerdict> => {
     if (verdict.action !== 'allow') return verdict
     const id = sctx.connectionId
@@ -75,7 +93,7 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
         const other = gate.inFlightBesides(id)
         if (other === undefined) {
           gate.committing(id, sctx.session)
-          return verdict
+          return lapsing(verdict)
         }
         gate.admitting(id, sctx.session)
         return gate
@@ -86,12 +104,12 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
               return refusedWith(refusal)
             }
             gate.committing(id, sctx.session)
-            return verdict
+            return lapsing(verdict)
           })
       }
     }
     if (began !== undefined) gate.reserve(id)
-    return verdict
+    return lapsing(verdict)
   }
   return {
     name: 'policy',

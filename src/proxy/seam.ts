@@ -122,7 +122,17 @@ export type StatementVerdict =
    * `once`: the statement may run exactly once (an approval covers one execution). A Parse
    * allowed this way can be bound once; binding it again is refused.
    */
-  | ({action: 'allow'; notices?: PgNoticeFields[]; once?: boolean} & VerdictBasis)
+  | ({
+      action: 'allow'
+      notices?: PgNoticeFields[]
+      once?: boolean
+      /**
+       * With `once`: why the approval no longer covers the statement, when it does not (what it
+       * calls changed since it was approved). A Parse is bound, and its portal executed, under the
+       * approval without being judged again (it would be held again), so this is asked instead.
+       */
+      lapsed?: () => PgNoticeFields | undefined
+    } & VerdictBasis)
   | ({action: 'reject'; error: PgNoticeFields} & VerdictBasis)
 
 /**
