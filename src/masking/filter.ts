@@ -86,7 +86,11 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * to be read again now (the statement may have committed the change). Undefined on other connections.
    */
   statementDone(event: Pick<StatementEvent, 'connectionId' | 'commandTags' | 'outcome'>): boolean | undefined
-  /** Drops what is remembered about a closed connection (whether unseen code ran in it); true if it had a change pending. */
+  /**
+   * Drops what is remembered about a closed connection (whether unseen code ran in it). True when
+   * it had a change to the catalog pending: the server may still commit it after the client has
+   * gone, so the catalog is to be read again once the server has ended the session.
+   */
   forgetConnection(connectionId: number): boolean
   /** True when this identity sees clear values (the factory then returns no filters). */
   readonly unmasked: boolean
@@ -420,10 +424,10 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     ensureFresh,
     statementDone,
     ended,
-    forgetConnection: (id: number) => {
+    forgetConnection: (id: number): boolean => {
       unprovenSettings.delete(id)
-      committingInside.delete(id)
-      return unsettled.delete(id)
+      const pending = unsettled.delete(id)
+      return committingInside.delete(id) || pending
     },
     unmasked,
     maskText: (text: string) => scanAndMask(text, textMasking) ?? text,

@@ -15,7 +15,7 @@ import {createMaskingFilterFactory, type MaskingFilterFactory, type MaskingIdent
 export interface MaskingRuntime {
   catalog: Catalog
   factory: MaskingFilterFactory
-  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onIdle' | 'onConnectionClosed' | 'outputMemory'>>
+  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onIdle' | 'onConnectionClosed' | 'onUpstreamClosed' | 'outputMemory'>>
   /** Reads the catalog again in the background (statements wait for a read under way); a failure is logged. */
   reread(): void
   close(): Promise<void>
@@ -79,6 +79,8 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
   const factory = createMaskingFilterFactory({catalog, masking: opts.masking, identity: opts.identity, hashKey: opts.hashKey})
   const unread = (e: Error) => opts.log?.('warn', `masking: could not re-read the catalog after DDL (${e.message}); new objects stay masked as untraceable`)
   const reread = () => void catalog.refresh().catch(unread)
+  /** Connections closed with a change pending, until the server has ended their sessions (it may commit the change meanwhile). */
+  const closedWithChange = new Set<number>()
   return {
     catalog,
     factory,
@@ -92,9 +94,14 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
       onIdle(id, session) {
         factory.ended(id, session)?.catch(unread)
       },
-      // A connection that ends with a change pending may have committed it (a COMMIT whose reply never came).
       onConnectionClosed: (id) => {
-        if (factory.forgetConnection(id)) reread()
+        if (factory.forgetConnection(id)) closedWithChange.add(id)
+      },
+      // The change of a client that hung up is committed (or not) by now: read it, as its idle
+      // ReadyForQuery, which never comes, would have had it read. (Started before the other
+      // sessions' statements go on: they wait for a read under way.)
+      onUpstreamClosed: (id) => {
+        if (closedWithChange.delete(id)) reread()
       },
       outputMemory: OUTPUT_MEMORY,
     },

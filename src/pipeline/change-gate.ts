@@ -24,6 +24,9 @@ import type {Admission} from './stage.js'
 /** SQLSTATE 55P03 (lock_not_available): what a client already treats as "try again later". */
 export const CHANGE_WAIT_SQLSTATE = '55P03'
 
+/** SQLSTATE 55000 (object_not_in_prerequisite_state): the cursor must be opened again, not the statement retried. */
+export const STALE_CURSOR_SQLSTATE = '55000'
+
 /** How often a waiting statement looks again: replies that end another session's statement have no hook of their own. */
 const POLL_MS = 10
 
@@ -56,6 +59,18 @@ export class ChangeGate {
   private reservedClearing = false
   private readonly waiters = new Set<() => void>()
   private ticker: NodeJS.Timeout | undefined
+  /**
+   * The epoch at which each connection's transaction (block, implicit, or a pipeline's) began: a
+   * cursor it opened since (DECLARE, or a refcursor a function opened) was judged no earlier. Set at
+   * the first statement after an idle ReadyForQuery (`fresh`), so it is never later than the truth.
+   */
+  private readonly began = new Map<number, number>()
+  /** Connections whose last reply was an idle ReadyForQuery and of which nothing ran since: no cursor is open but a materialized WITH HOLD one. */
+  private readonly fresh = new Set<number>()
+  /** Connections the client closed whose upstream the server has not closed yet: it may still run (and commit) what they sent. */
+  private readonly lingering = new Set<number>()
+  /** Connections whose open transaction declared a cursor WITH HOLD: its COMMIT (or the Sync of an implicit transaction) runs that query to its end. */
+  private readonly holdCursors = new Set<number>()
 
   /** Commits sent so far: a verdict that came asynchronously is stale if one was sent while it was made. */
   epoch = 0
@@ -85,7 +100,31 @@ export class ChangeGate {
 
   /** The connection had a statement let through (its view tells from now on whether it has one in flight). */
   seen(connectionId: number, session: SessionView): void {
-    if (!this.sessions.has(connectionId)) this.sessions.set(connectionId, session)
+    if (!this.sessions.has(connectionId)) {
+      this.sessions.set(connectionId, session)
+      this.fresh.add(connectionId)
+    }
+    if (this.fresh.delete(connectionId)) this.began.set(connectionId, this.epoch)
+  }
+
+  /**
+   * A statement of the connection ran (its event): a Bind and Execute of a statement judged before
+   * runs without being judged again (no change since), so it may be the first of a transaction,
+   * and may have declared a cursor WITH HOLD. While it ran no commit of a change was sent (it was
+   * in flight), so the epoch now is the one it ran under.
+   */
+  ran(connectionId: number, declaredHoldCursor: boolean): void {
+    if (this.fresh.delete(connectionId)) this.began.set(connectionId, this.epoch)
+    if (declaredHoldCursor) this.holdCursors.add(connectionId)
+  }
+
+  /**
+   * Whether a commit of a change was sent since the connection's transaction began: a cursor it
+   * opened before that commit runs its query, at each FETCH or MOVE, with what the commit made.
+   */
+  cursorsStale(connectionId: number): boolean {
+    const began = this.began.get(connectionId)
+    return began !== undefined && began !== this.epoch && !this.fresh.has(connectionId)
   }
 
   /** The connection's verdict came asynchronously: it counts as in flight until this turn ends. */
@@ -100,9 +139,13 @@ export class ChangeGate {
     })
   }
 
-  /** Another connection whose statement may be running: the id of one, or undefined. */
+  /**
+   * Another connection whose statement may be running, or whose transaction holds a cursor WITH
+   * HOLD whose query its COMMIT (or the Sync of its implicit transaction) runs: the id of one, or undefined.
+   */
   inFlightBesides(connectionId: number): number | undefined {
-    for (const [id, s] of this.sessions) if (id !== connectionId && ((s.pendingCount ?? 0) > 0 || this.reserved.has(id))) return id
+    for (const [id, s] of this.sessions) if (id !== connectionId && ((s.pendingCount ?? 0) > 0 || this.reserved.has(id) || this.holdCursors.has(id))) return id
+    for (const id of this.lingering) if (id !== connectionId) return id
     return undefined
   }
 
@@ -130,6 +173,10 @@ export class ChangeGate {
 
   /** The server reported no transaction open on the connection (after the catalog was marked for reading again): a commit sent before is over. */
   idle(connectionId: number, session: SessionView): void {
+    this.fresh.add(connectionId)
+    // Its cursors WITH HOLD have run their queries to the end (or are gone). Only here: a text may
+    // COMMIT, then open a transaction and declare another (`COMMIT AND CHAIN` too).
+    if (this.holdCursors.delete(connectionId)) this.wake()
     const c = this.commits.get(connectionId)
     if (c?.since === undefined || (session.readyCount ?? 0) <= c.since) return
     this.commits.delete(connectionId)
@@ -137,15 +184,32 @@ export class ChangeGate {
     this.wake()
   }
 
+  /**
+   * The client's connection closed. What the server still runs for it (a text that ends in a
+   * COMMIT, a DO block, a statement waiting on a lock) goes on until the server closes the upstream
+   * socket (`upstreamClosed`): until then it counts as in flight, and a commit it sent as running.
+   */
   forget(connectionId: number): void {
     this.sessions.delete(connectionId)
     this.reserved.delete(connectionId)
+    this.began.delete(connectionId)
+    this.fresh.delete(connectionId)
+    this.holdCursors.delete(connectionId)
+    this.lingering.add(connectionId)
+    // A commit still waiting to be sent never will be.
+    if (this.commits.get(connectionId)?.since === undefined && this.commits.delete(connectionId)) this.wake()
+  }
+
+  /** The server closed the connection's upstream socket: nothing of it runs any more. */
+  upstreamClosed(connectionId: number): void {
+    const lingered = this.lingering.delete(connectionId)
     const c = this.commits.get(connectionId)
-    if (!c) return
-    this.commits.delete(connectionId)
-    // A commit sent may have run though its reply never came.
-    if (c.since !== undefined) this.opts.settled?.()
-    this.wake()
+    if (c) {
+      this.commits.delete(connectionId)
+      // A commit it sent has run by now, though its reply never came.
+      if (c.since !== undefined) this.opts.settled?.()
+    }
+    if (c || lingered) this.wake()
   }
 
   /**
@@ -190,11 +254,38 @@ export class ChangeGate {
 
   /** The refusal of a commit that waited for the others' statements. */
   waitedForOthers(other: number | undefined): PgNoticeFields {
+    if (other !== undefined && this.lingering.has(other)) {
+      return {
+        severity: 'ERROR',
+        code: CHANGE_WAIT_SQLSTATE,
+        message: `dbgate: this statement commits a change to the schema while the server still runs what another of your sessions through dbgate (connection ${other}) sent before its client went away; it waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) for the server to end that session and was not sent, so the change is not committed`,
+        hint: 'That statement may be waiting for a lock this session holds: ROLLBACK here, then make the change again.',
+      }
+    }
+    if (other !== undefined && this.holdCursors.has(other) && (this.sessions.get(other)?.pendingCount ?? 0) === 0) {
+      return {
+        severity: 'ERROR',
+        code: CHANGE_WAIT_SQLSTATE,
+        message: `dbgate: this statement commits a change to the schema while another of your sessions through dbgate (connection ${other}) has a cursor WITH HOLD declared in a transaction it has not ended, whose query runs to its end when that transaction commits, as judged before this change; it waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) and was not sent, so the change is not committed`,
+        hint: 'End that transaction (COMMIT or ROLLBACK there), or ROLLBACK here, then make the change again.',
+      }
+    }
     return {
       severity: 'ERROR',
       code: CHANGE_WAIT_SQLSTATE,
       message: `dbgate: this statement commits a change to the schema while another of your sessions through dbgate${other === undefined ? '' : ` (connection ${other})`} runs a statement judged before it; it waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) for that statement to end and was not sent, so the change is not committed`,
       hint: 'That statement may be waiting for a lock this session holds: ROLLBACK here (or end the other statement), then make the change again.',
+    }
+  }
+
+  /** The refusal of a FETCH or MOVE after a commit of a change sent since the connection's transaction began. */
+  staleCursor(): PgNoticeFields {
+    return {
+      severity: 'ERROR',
+      code: STALE_CURSOR_SQLSTATE,
+      message:
+        'dbgate: a session through dbgate committed a change to the schema since this transaction began, so a cursor opened in it was judged before that change, but FETCH or MOVE would run its query with the functions, operators and casts as changed; it was not sent',
+      hint: 'End the transaction (ROLLBACK or COMMIT) and open the cursor again: it is judged against the schema as changed.',
     }
   }
 
@@ -206,6 +297,22 @@ export class ChangeGate {
 
 function seconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
+}
+
+/** A text that may FETCH or MOVE contains the keyword as written (keywords cannot be quoted). */
+const MAY_RUN_CURSOR = /fetch|move/i
+
+/** Statements that run a cursor's query, which was judged when the cursor was opened. */
+const RUNS_CURSOR: ReadonlySet<string> = new Set(['fetch', 'move'])
+
+/** Whether a text declares a cursor WITH HOLD: its transaction's COMMIT runs the cursor's query to its end. */
+export function declaresHoldCursor(statements: readonly StatementAnalysis[]): boolean {
+  return statements.some((s) => s.operations.some((o) => o.command === 'declare' && o.object === 'hold_cursor'))
+}
+
+/** Whether a text runs (part of) a cursor's query: a FETCH or MOVE. */
+export function runsCursor(statements: readonly StatementAnalysis[]): boolean {
+  return statements.some((s) => s.operations.some((o) => RUNS_CURSOR.has(o.command)))
 }
 
 /** Transaction control that runs no code and commits nothing: it never waits for another session's commit. */
@@ -286,6 +393,31 @@ export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
       .waitUntil(() => !gate.blocked(ctx.connectionId), ctx, () => gate.waitedForCommit(gate.committerBesides(ctx.connectionId)))
       .then((refusal) => (refusal ? refusedWith(refusal) : then(contextNow(ctx))))
   const waits = (sql: string, ctx: StatementContext) => !runsNothing(deps.statementsOf(sql, ctx))
+  /**
+   * Judges a text, unless it runs a cursor opened before a commit of a change sent since its
+   * transaction began: the cursor's query was judged then, and would run with what the commit made.
+   * (A cheap look at the text first: most texts name no cursor.)
+   */
+  const judgeNow = <V extends PolicyVerdict>(sql: string, ctx: StatementContext, judge: (sql: string, ctx: StatementContext) => V | Promise<V>): V | StatementVerdict | Promise<V> =>
+    gate.cursorsStale(ctx.connectionId) && MAY_RUN_CURSOR.test(sql) && runsCursor(deps.statementsOf(sql, ctx)) ? refusedWith(gate.staleCursor()) : judge(sql, ctx)
+  /**
+   * An approval for one execution is bound (a Parse's) later without being judged again: it lapses
+   * once a commit of a change is sent after it was let through (the reviewer saw what it called
+   * before). Taken after the statement's own commit, if it is one.
+   */
+  const lapsing = (verdict: StatementVerdict): StatementVerdict => {
+    if (verdict.action !== 'allow' || !verdict.approval || !verdict.once) return verdict
+    const epoch = gate.epoch
+    const lapsed = (): PgNoticeFields | undefined =>
+      gate.epoch === epoch
+        ? undefined
+        : {
+            ...gate.waitedForCommit(undefined),
+            message: 'dbgate: another of your sessions through dbgate committed a change to the schema after this statement was approved, so the approval no longer covers what it would run; it was not sent',
+            hint: 'Send it again (Parse): it is judged, and if need be held, against the schema as changed.',
+          }
+    return {...verdict, lapsed}
+  }
 
   const admit: Admission['admit'] = (sql, ctx, verdict, began, again) => {
     if (verdict.action !== 'allow') return verdict
@@ -309,7 +441,7 @@ export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
         deps.committing()
         if (gate.inFlightBesides(id) === undefined) {
           gate.committing(id, ctx.session)
-          return verdict
+          return lapsing(verdict)
         }
         gate.admitting(id, ctx.session)
         return gate
@@ -320,16 +452,16 @@ export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
               return refusedWith(refusal)
             }
             gate.committing(id, ctx.session)
-            return verdict
+            return lapsing(verdict)
           })
       }
     }
     if (began !== undefined) gate.reserve(id)
-    return verdict
+    return lapsing(verdict)
   }
 
   return {
-    judge: (sql, ctx, judge) => (gate.blocked(ctx.connectionId) && waits(sql, ctx) ? afterCommits(ctx, (now) => judge(sql, now)) : judge(sql, ctx)),
+    judge: (sql, ctx, judge) => (gate.blocked(ctx.connectionId) && waits(sql, ctx) ? afterCommits(ctx, (now) => judgeNow(sql, now, judge)) : judgeNow(sql, ctx, judge)),
     admission: {epoch: () => gate.epoch, admit},
   }
 }

@@ -40,6 +40,7 @@ export async function maskingStage(ctx: TunnelHooksContext, who: IdentityStage, 
     onStatement: masking.hooks.onStatement,
     onIdle: masking.hooks.onIdle,
     onConnectionClosed: masking.hooks.onConnectionClosed,
+    onUpstreamClosed: masking.hooks.onUpstreamClosed,
     dispose: () => {
       stopListening()
       return masking.close()

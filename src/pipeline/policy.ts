@@ -8,7 +8,7 @@ import type {TunnelHooksContext} from './context.js'
 import type {IdentityStage} from './identity.js'
 import {readingOf} from '../policy/text-shape.js'
 import {catalogChanged, databaseKey, onCatalogChanged} from './catalog-changes.js'
-import {ChangeGate, gatedStatements} from './change-gate.js'
+import {ChangeGate, declaresHoldCursor, gatedStatements} from './change-gate.js'
 import type {Stage} from './stage.js'
 
 /**
@@ -36,6 +36,8 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
   const evalOpts = {rules: target.rules, pack: target.policy, groups: who.groups}
   /** Connections whose DDL may not have committed yet (a transaction block, or the rest of its implicit transaction). */
   const ddlOpen = new Set<number>()
+  /** Connections closed with a change pending, until the server has ended their sessions. */
+  const closedWithChange = new Set<number>()
   // The other pipelines in front of the database read its catalog again when a session of this one commits a change, and this one when theirs do.
   const database = databaseKey(target)
   const committed = () => catalogChanged(database, ctx)
@@ -73,23 +75,24 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     // A function replaced since a named statement was judged runs its new body when it is bound;
     // a change this session has only sent (a pipeline) counts at once, before the catalog is read again.
     ...(functions ? {verdictGeneration: () => functions.generation + changes} : {}),
-    onStatement: functions
-      ? (event) => {
-          if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {
-            // DDL may have created, replaced or dropped a function, operator, cast or domain. The
-            // catalog connection sees it only once it commits, so it is read again then too, for
-            // every session (what they looked up meanwhile was the catalog without it).
-            functions.invalidate()
-            ddlOpen.add(event.connectionId)
-          } else if ((ddlOpen.has(event.connectionId) || policy.changing(event.connectionId)) && event.commandTags.some(isTransactionEndTag)) {
-            // A change without a DDL tag (DO, a called function) commits here too; `COMMIT AND
-            // CHAIN` commits it without the idle ReadyForQuery that `onIdle` waits for.
-            ddlOpen.delete(event.connectionId)
-            functions.invalidate()
-            committed()
-          }
-        }
-      : undefined,
+    onStatement: (event) => {
+      // (A cursor WITH HOLD is counted from here: the text or Execute that declared it is in flight until its event.)
+      gate.ran(event.connectionId, event.commandTags.includes('DECLARE CURSOR') && MAY_HOLD_CURSOR.test(event.sql) && declaresHoldCursor(sharedAnalysisCache.analyze(event.sql, {maxStatementSize}).statements))
+      if (!functions) return
+      if (event.outcome === 'ok' && event.commandTags.some(isDdlTag)) {
+        // DDL may have created, replaced or dropped a function, operator, cast or domain. The
+        // catalog connection sees it only once it commits, so it is read again then too, for
+        // every session (what they looked up meanwhile was the catalog without it).
+        functions.invalidate()
+        ddlOpen.add(event.connectionId)
+      } else if ((ddlOpen.has(event.connectionId) || policy.changing(event.connectionId)) && event.commandTags.some(isTransactionEndTag)) {
+        // A change without a DDL tag (DO, a called function) commits here too; `COMMIT AND
+        // CHAIN` commits it without the idle ReadyForQuery that `onIdle` waits for.
+        ddlOpen.delete(event.connectionId)
+        functions.invalidate()
+        committed()
+      }
+    },
     // An Execute's event comes before the Sync that commits it: the idle ReadyForQuery is the commit.
     onIdle: (id, session) => {
       if (ddlOpen.delete(id)) functions?.invalidate()
@@ -97,17 +100,25 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
       gate.idle(id, session)
     },
     onConnectionClosed: (id) => {
-      // A connection that ends with a change sent may have committed it (a COMMIT whose reply never came).
-      if ((ddlOpen.delete(id) || policy.changing(id)) && functions) {
-        functions.invalidate()
-        committed()
-      }
+      // A connection that ends with a change sent may still commit it (the server runs on to the
+      // COMMIT it was sent): the catalog is read again once the server has ended it.
+      if (ddlOpen.delete(id) || policy.changing(id)) closedWithChange.add(id)
       policy.forget(id)
       gate.forget(id)
+    },
+    // The server has ended what the connection sent: a commit in it has happened by now, and the
+    // catalog read meanwhile may predate it.
+    onUpstreamClosed: (id) => {
+      functions?.invalidate()
+      if (closedWithChange.delete(id)) committed()
+      gate.upstreamClosed(id)
     },
     dispose: async () => stopListening?.(),
   }
 }
+
+/** A text that declares a cursor WITH HOLD contains the keyword as written (keywords cannot be quoted). */
+const MAY_HOLD_CURSOR = /hold/i
 
 const TRANSACTION_END_TAG = /^(COMMIT|ROLLBACK|END)\b/
 const isTransactionEndTag = (tag: string): boolean => TRANSACTION_END_TAG.test(tag)

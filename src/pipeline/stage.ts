@@ -65,6 +65,7 @@ export interface Stage {
   readonly beforeRelease?: ProxyHooks['beforeRelease']
   readonly onSessionEnd?: ProxyHooks['onSessionEnd']
   readonly onConnectionClosed?: ProxyHooks['onConnectionClosed']
+  readonly onUpstreamClosed?: ProxyHooks['onUpstreamClosed']
   readonly previewRows?: number
   readonly dispose?: () => Promise<void>
 }
@@ -115,6 +116,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
     beforeRelease: inTurn(all('beforeRelease')),
     onSessionEnd: inTurn(all('onSessionEnd')),
     onConnectionClosed: inTurn(all('onConnectionClosed')),
+    onUpstreamClosed: inTurn(all('onUpstreamClosed')),
     previewRows: previews[0]?.previewRows ?? 0,
     dispose: async () => {
       for (const s of [...stages].reverse()) await s.dispose?.()

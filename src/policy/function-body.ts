@@ -257,13 +257,16 @@ function exprTexts(query: string, mode: number, line: string): string[] {
 const TARGET_KEYS = new Set(['varno', 'dno', 't_varno', 'target', 'retvarno'])
 
 /**
- * A CLOSE of a cursor variable that may hold the name of a portal the function did not open: a
- * parameter, a variable with a default, or one something assigns. Closing a client's cursor and
- * opening another under its name would leave the tunnel judging and masking the client's FETCH by
- * the old query (docs/tunnel.md). A variable that starts out null and is only ever OPENed gets a
- * portal name the server makes up, which no client's cursor has; closing that one is harmless.
+ * A CLOSE, FETCH or MOVE of a cursor variable that may hold the name of a portal the function did
+ * not open: a parameter, a variable with a default, or one something assigns. Closing a client's
+ * cursor and opening another under its name would leave the tunnel judging and masking the
+ * client's FETCH by the old query (docs/tunnel.md). Reading one runs the client's cursor query out
+ * of the tunnel's sight: it was judged when the client opened it, and another session's change
+ * committed since would run under it (docs/policy.md, a commit waits for the other sessions). A
+ * variable that starts out null and is only ever OPENed gets a portal name the server makes up,
+ * which no client's cursor has; using that one is harmless.
  */
-function closesForeignCursor(tree: unknown): string | undefined {
+function usesForeignCursor(tree: unknown): string | undefined {
   const fn = (((tree as Obj | undefined)?.plpgsql_funcs as unknown[] | undefined)?.[0] as Obj | undefined)?.PLpgSQL_function
   if (!isObj(fn)) return undefined
   const datums = Array.isArray(fn.datums) ? fn.datums : []
@@ -271,23 +274,26 @@ function closesForeignCursor(tree: unknown): string | undefined {
   // datum 0, whose `varno` the tree leaves out, is to a parameter or FOUND, neither of which passes.)
   const found = datums.findIndex((d) => isObj(d) && isObj(d.PLpgSQL_var) && d.PLpgSQL_var.refname === 'found')
   const written = new Set<number>()
-  const closed: {varno: number; line: unknown}[] = []
+  const used: {varno: number; line: unknown; verb: string}[] = []
   const scan = (v: unknown): void => {
     if (Array.isArray(v)) return v.forEach(scan)
     if (!isObj(v)) return
-    // The tree leaves out fields that are zero: a CLOSE without `curvar` closes datum 0.
-    if (isObj(v.PLpgSQL_stmt_close)) closed.push({varno: typeof v.PLpgSQL_stmt_close.curvar === 'number' ? v.PLpgSQL_stmt_close.curvar : 0, line: v.PLpgSQL_stmt_close.lineno})
+    // The tree leaves out fields that are zero: a CLOSE or FETCH without `curvar` uses datum 0.
+    const use = isObj(v.PLpgSQL_stmt_close) ? {node: v.PLpgSQL_stmt_close, verb: 'closes'} : isObj(v.PLpgSQL_stmt_fetch) ? {node: v.PLpgSQL_stmt_fetch, verb: v.PLpgSQL_stmt_fetch.is_move === true ? 'moves' : 'fetches from'} : undefined
+    if (use) used.push({varno: typeof use.node.curvar === 'number' ? use.node.curvar : 0, line: use.node.lineno, verb: use.verb})
     for (const [k, x] of Object.entries(v)) {
       if (TARGET_KEYS.has(k) && typeof x === 'number') written.add(x)
       scan(x)
     }
   }
   scan(fn)
-  for (const {varno, line} of closed) {
+  for (const {varno, line, verb} of used) {
     const d = datums[varno]
     const v = isObj(d) && isObj(d.PLpgSQL_var) ? d.PLpgSQL_var : undefined
     if (!v || found < 0 || varno <= found || v.default_val !== undefined || written.has(varno)) {
-      return `closes a cursor at line ${String(line)} that may be one the client opened (a parameter, or a variable given a name), which would let a cursor of the same name be redefined behind the tunnel`
+      return verb === 'closes'
+        ? `closes a cursor at line ${String(line)} that may be one the client opened (a parameter, or a variable given a name), which would let a cursor of the same name be redefined behind the tunnel`
+        : `${verb} a cursor at line ${String(line)} that may be one the client opened (a parameter, or a variable given a name), which runs that cursor's query out of the tunnel's sight, with whatever another session changed since it was opened`
     }
   }
   return undefined
@@ -414,8 +420,8 @@ function plpgsqlBody(definition: string | undefined): FunctionBody {
   texts.push(...recordDefaults(definition, isObj(fn) && Array.isArray(fn.datums) ? fn.datums : []))
   const over = tooMany(texts.length)
   if (over) return over
-  const closes = closesForeignCursor(tree)
-  if (closes) return unreadable(closes)
+  const foreign = usesForeignCursor(tree)
+  if (foreign) return unreadable(foreign)
   const statements: StatementAnalysis[] = []
   for (const text of texts) {
     const {statements: analysed} = analyze(text)

@@ -190,6 +190,8 @@ export class ClientMessages {
         // A Parse a reviewer approved for one execution is bound as approved: judged again, it would
         // be held again, as often as the wait for the reviewer moved the catalog on (a lookup does).
         const approved = s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
+        const lapsed = approved && s.verdict.action === 'allow' ? s.verdict.lapsed?.() : undefined
+        if (lapsed) return this.refuseBind(bind.portal, bind.statement, s, lapsed)
         const again = s.definedBy === 'prepare' ? `EXECUTE ${quoteIdent(s.name)}` : s.judgedUnder !== undefined && now !== s.judgedUnder && !approved ? s.sql : undefined
         if (again !== undefined && c.env.hooks.statement) {
           const prepared = s.definedBy === 'prepare'
@@ -233,6 +235,8 @@ export class ClientMessages {
           this.sent(state.sendExecute(undefined, run), run)
           return
         }
+        const lapsed = p.verdict.action === 'allow' && p.verdict.once === true ? p.verdict.lapsed?.() : undefined
+        if (lapsed) return this.refuseExecute(p, lapsed)
         const again = this.executeAgain(p)
         if (!again) return this.execute(frame, p, p.verdict)
         const now = c.env.hooks.verdictGeneration?.()

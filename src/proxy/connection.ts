@@ -30,6 +30,13 @@ import type {UpstreamReader} from './upstream-reader.js'
 import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
 
 /** How clients prove they may use this tunnel. */
+/**
+ * How long a closed connection's upstream socket is kept while the server still runs what it was
+ * sent (the server closes it once it reads the Terminate behind that): meanwhile the pipeline
+ * counts that work as running (`onUpstreamClosed`).
+ */
+const BUSY_UPSTREAM_LINGER_MS = 10 * 60_000
+
 export interface TunnelAuth {
   method: 'scram-sha-256' | 'cleartext'
   secret: string
@@ -472,7 +479,9 @@ export class ClientConnection implements ConnectionCore {
 
   /** Writes what the last chunk produced, one write per side. */
   flush(): void {
-    if (this.upstream) {
+    // Once the upstream is ended (the connection closed) nothing more is written to it: a write
+    // after its end would fail and destroy it before the server has finished with it.
+    if (this.upstream && !this.closingUpstream) {
       const out = this.upstreamOut.take()
       // A closed connection must not pause its client: an adopted socket (`adoptClientSocket`)
       // paused never reads the end of the stream, and so would never be destroyed.
@@ -561,14 +570,24 @@ export class ClientConnection implements ConnectionCore {
     this.phase = 'closed'
     this.startup.stop()
     this.fromClient.stop()
+    // Replies still owed: the server is running something of this session, and goes on with it
+    // (to its COMMIT) until it reads the Terminate behind it.
+    const busy = this.state.pendingCount > 0
     // A statement the server already answered with an error ended with that error, even when the
     // client hung up before its ReadyForQuery came (pg settles a query on the ErrorResponse).
     for (const run of this.state.drain()) this.finishRun(run, run.error ? (run.denied ? 'rejected' : 'error') : 'aborted')
+    let upstreamOpen = false
     if (this.upstream) {
       this.closingUpstream = true
       const s = this.upstream.socket
-      if (!s.destroyed) s.end(Buffer.from([Frontend.Terminate, 0, 0, 0, 4]))
-      setTimeout(() => s.destroy(), 1000).unref()
+      if (!s.destroyed) {
+        upstreamOpen = true
+        s.once('close', () => this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id)))
+        s.end(Buffer.from([Frontend.Terminate, 0, 0, 0, 4]))
+        // Its replies are read and dropped, so that the server is never stuck writing them.
+        s.resume()
+      }
+      setTimeout(() => s.destroy(), busy ? BUSY_UPSTREAM_LINGER_MS : 1000).unref()
     }
     if (!this.client.destroyed) {
       this.client.end()
@@ -582,6 +601,7 @@ export class ClientConnection implements ConnectionCore {
       this.safely(() => this.env.hooks.onSessionEnd?.(session, reason))
     }
     this.safely(() => this.env.hooks.onConnectionClosed?.(this.id))
+    if (!upstreamOpen) this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
     for (const fn of this.closeListeners.splice(0)) fn()
   }
 

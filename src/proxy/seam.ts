@@ -122,7 +122,17 @@ export type StatementVerdict =
    * `once`: the statement may run exactly once (an approval covers one execution). A Parse
    * allowed this way can be bound once; binding it again is refused.
    */
-  | ({action: 'allow'; notices?: PgNoticeFields[]; once?: boolean} & VerdictBasis)
+  | ({
+      action: 'allow'
+      notices?: PgNoticeFields[]
+      once?: boolean
+      /**
+       * With `once`: why the approval no longer covers the statement, when it does not (what it
+       * calls changed since it was approved). A Parse is bound, and its portal executed, under the
+       * approval without being judged again (it would be held again), so this is asked instead.
+       */
+      lapsed?: () => PgNoticeFields | undefined
+    } & VerdictBasis)
   | ({action: 'reject'; error: PgNoticeFields} & VerdictBasis)
 
 /**
@@ -259,6 +269,12 @@ export interface ProxyHooks {
   onSessionEnd?: (session: SessionInfo, reason: string) => void
   /** Drops whatever per-connection state a hook keeps. */
   onConnectionClosed?: (connectionId: number) => void
+  /**
+   * Called once after `onConnectionClosed`, when the server has closed the connection's upstream
+   * socket: a client that hangs up does not stop what the server is running for it (a text that
+   * ends in COMMIT runs on, and commits), so until then it may still change the catalog.
+   */
+  onUpstreamClosed?: (connectionId: number) => void
   /** Called once when the tunnel has closed every connection: flush, ship, release. */
   dispose?: () => Promise<void>
   /** How many rows of each result to keep for `StatementEvent.preview` (0: none). */

@@ -7,10 +7,12 @@
  * every name in clear. The commit now waits for B's statement, and is refused after
  * `tunnel.changeWait` (so the function never exists); every byte B receives is checked.
  */
+import pg from 'pg'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
+import {codes} from '../helpers/raw-client.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
 import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
 
@@ -122,6 +124,34 @@ describe('masking: a function that shadows a built-in, committed while a call to
       expect(leaked(answer, fx.secrets)).toEqual([])
       expect(leaked(all(seen), fx.secrets)).toEqual([])
     } finally {
+      await b.end()
+      await withClient(fx.db.url, (c) => c.query(`drop function if exists public.${name}(int)`))
+    }
+  })
+
+  it.each(['upper', 'md5'])('reads the catalog again once the server ends the session of a client that hung up while committing public.%s(int)', async (name) => {
+    const seen: Seen = {bytes: [], strings: []}
+    const b = await relayedClient(tunnel.info.url, relay, seen)
+    const a = await tunnel.raw()
+    try {
+      for (const sql of ['begin', `create or replace function public.${name}(int) returns text language sql as $f$ ${BODY} $f$`]) {
+        a.send(serialize.query(sql))
+        expect(codes(await a.untilReady())).toBe('CZ')
+      }
+      // The server commits it after the client has gone: no ReadyForQuery ever reports it.
+      a.send(serialize.query('select pg_sleep(0.5); commit'))
+      await new Promise((r) => setTimeout(r, 100))
+      a.end()
+      for (let k = 0; k < 2; k++) {
+        const answer = await b.query(`select ${name}(id) as x from public.locked`).then(
+          (r) => JSON.stringify(r.rows),
+          (e: Error) => e.message,
+        )
+        expect(answer).toBe('[{"x":"[masked]"},{"x":"[masked]"}]')
+      }
+      expect(leaked(all(seen), fx.secrets)).toEqual([])
+    } finally {
+      a.end()
       await b.end()
       await withClient(fx.db.url, (c) => c.query(`drop function if exists public.${name}(int)`))
     }

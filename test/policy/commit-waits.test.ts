@@ -13,7 +13,7 @@ import {serialize} from 'pg-protocol'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {codes, errorOf} from '../helpers/raw-client.js'
+import {codes, errorOf, type RawClient} from '../helpers/raw-client.js'
 
 type Refusal = Error & {code?: string; detail?: string; hint?: string}
 
@@ -310,6 +310,232 @@ describe('a change committed while another session runs a statement judged befor
       await other.close()
       await undo()
     }
+  })
+
+  it('keeps the others waiting while the server still runs the commit of a client that hung up, and judges them after it', async () => {
+    // How A leaves while the server runs its text: the socket closes, or a Terminate message.
+    const LEAVES: Record<string, (raw: RawClient) => void> = {
+      'the client closes its socket': (raw) => raw.end(),
+      'the client sends Terminate': (raw) => raw.send(Buffer.from([0x58, 0, 0, 0, 4])),
+    }
+    for (const [shape, leave] of Object.entries(LEAVES)) {
+      const {parent} = await fresh()
+      const a = await t.raw()
+      const b = await t.client()
+      try {
+        for (const sql of ['begin', `lock table ${parent} in access exclusive mode`, `alter table hr.salaries inherit ${parent}`]) {
+          a.send(serialize.query(sql))
+          expect(codes(await a.untilReady()), shape).toBe('CZ')
+        }
+        // The server goes on with this text after the client has gone, and commits the change.
+        a.send(serialize.query('select pg_sleep(1.5); commit'))
+        await new Promise((r) => setTimeout(r, 200))
+        leave(a)
+        await new Promise((r) => setTimeout(r, 100))
+        // B's read would wait on A's lock and run after A's commit: it waits in the tunnel instead.
+        const waited = await run(b, `select * from ${parent}`)
+        expect(typeof waited === 'string' ? waited : waited.code, shape).toBe('55P03')
+        // Once the server has ended A's session, the change is committed and B's read is judged against it.
+        for (let k = 0; k < 100 && (await inherited(parent)) === 0; k++) await new Promise((r) => setTimeout(r, 50))
+        expect(await inherited(parent), shape).toBe(1)
+        const judged = await run(b, `select * from ${parent}`)
+        expect(typeof judged === 'string' ? judged : judged.code, shape).toBe('42501')
+      } finally {
+        a.end()
+        await b.end()
+        await undo()
+      }
+    }
+  })
+
+  it("refuses a commit while the server still runs a statement of a session whose client hung up, which waits on the committing session's lock", async () => {
+    const {parent, fn} = await fresh()
+    const sequence = `public.ran_${n}`
+    await direct((d) => d.query(`create sequence ${sequence}; insert into ${parent} values (1, 'x', 1)`))
+    const a = await t.client()
+    const b = await t.raw()
+    try {
+      await a.query('begin')
+      await a.query(`lock table ${parent} in access exclusive mode`)
+      // B's call waits on A's lock; its client then goes away, but the server still runs it.
+      b.send(serialize.query(`select ${fn}(g) from ${parent}, generate_series(1, 3) g`))
+      await someoneWaits()
+      b.end()
+      await new Promise((r) => setTimeout(r, 100))
+      // A replaces the body B's waiting call runs (a sequence moves: an effect no transaction undoes).
+      expect(await run(a, `create or replace function ${fn}(int) returns text language plpgsql stable as $f$ begin perform nextval('${sequence}'); return 'changed'; end $f$`)).toBe('[[]]')
+      const refused = await run(a, 'commit')
+      expect(typeof refused === 'string' ? refused : refused.code).toBe('55P03')
+      expect((refused as Refusal).message).toContain('client went away')
+      await a.query('rollback')
+      // B's statement ran with the body it was judged against.
+      for (let k = 0; k < 100 && (await direct(async (d) => (await d.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n as number)) > 0; k++) await new Promise((r) => setTimeout(r, 20))
+      expect(await direct(async (d) => (await d.query(`select is_called from ${sequence}`)).rows[0].is_called)).toBe(false)
+    } finally {
+      b.end()
+      await a.end()
+    }
+  })
+
+  describe('a cursor opened before the commit, whose query runs after it', () => {
+    /** Advisory lock ids the replaced bodies take: a rule denies pg_advisory_lock, so a lock held means a denied body ran. */
+    let lockId = LOCK_ID + 1000
+    const locksHeld = (id: number) => direct(async (d) => (await d.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = ${id}`)).rows[0].n as number)
+    /** f's body replaced by one that takes a denied lock and reads hr.salaries (a call of it now is refused). */
+    const replacement = (fn: string, id: number) =>
+      `create or replace function ${fn}(int) returns text language plpgsql stable as $f$ begin perform pg_advisory_lock(${id}); return (select string_agg(person, ',') from hr.salaries); end $f$`
+    /** A's statements and B's, on wire-level sessions: a refusal as its SQLSTATE, else the reply codes. */
+    const wire = async (raw: RawClient, ...messages: Buffer[]): Promise<string> => {
+      raw.send(...messages)
+      const replies = await raw.untilReady()
+      const e = errorOf(replies)
+      expect(replies.map((m) => m.body.toString('latin1')).join('')).not.toContain(SECRET)
+      return e ? `E${e.code ?? ''}` : codes(replies)
+    }
+    const q = (raw: RawClient, sql: string) => wire(raw, serialize.query(sql))
+
+    // Ways B opens a cursor in its transaction, each judged against f's body as it was.
+    const OPENS: Record<string, (fn: string, i: number) => {setup?: string; open: string}> = {
+      'DECLARE': (fn) => ({open: `declare c cursor for select ${fn}(g) from generate_series(1, 3) g`}),
+      'DECLARE … SCROLL': (fn) => ({open: `declare c scroll cursor for select ${fn}(g) from generate_series(1, 3) g`}),
+      'a refcursor a function opens': (fn, i) => ({
+        setup: `create function public.opener_${i}() returns refcursor language plpgsql stable as $o$ declare c refcursor := 'c'; begin open c for select ${fn}(g) from generate_series(1, 3) g; return c; end $o$`,
+        open: `select public.opener_${i}()`,
+      }),
+    }
+    // Ways B then runs the cursor's query, after A's change to f committed.
+    const RUNS: Record<string, (raw: RawClient) => Promise<string>> = {
+      'FETCH ALL': (raw) => q(raw, 'fetch all from c'),
+      'FETCH 1': (raw) => q(raw, 'fetch 1 from c'),
+      'MOVE ALL': (raw) => q(raw, 'move all in c'),
+      'FETCH in a text with other statements': (raw) => q(raw, 'select 1; fetch forward 2 from c'),
+      'FETCH through Parse, Bind and Execute': (raw) => wire(raw, serialize.parse({text: 'fetch all from c'}), serialize.bind({}), serialize.execute({}), serialize.sync()),
+      'a protocol Execute of the cursor': (raw) => wire(raw, serialize.execute({portal: 'c'}), serialize.sync()),
+    }
+
+    it('refuses to run it once another session committed a change since the transaction began', async () => {
+      for (const [opened, how] of Object.entries(OPENS)) {
+        for (const [ran, runIt] of Object.entries(RUNS)) {
+          const shape = `${opened}, then ${ran}`
+          const {fn} = await fresh()
+          const id = ++lockId
+          const {setup, open} = how(fn, n)
+          if (setup) await direct((d) => d.query(setup))
+          const a = await t.client()
+          const b = await t.raw()
+          try {
+            expect(await q(b, 'begin'), shape).toBe('CZ')
+            expect(await q(b, open), shape).toMatch(/^T?D?CZ$/)
+            expect(await run(a, replacement(fn, id)), shape).toBe('[[]]')
+            // A's change is committed and judged: a call of the new body is refused.
+            expect(await run(a, `select ${fn}(1)`).then((r) => (typeof r === 'string' ? r : r.code)), shape).toBe('42501')
+            // (A protocol Execute of a portal the tunnel never saw opened is refused as unknown.)
+            expect(await runIt(b), shape).toBe(opened.includes('refcursor') && ran.includes('protocol') ? 'E34000' : 'E55000')
+            expect(await locksHeld(id), shape).toBe(0)
+            expect(await q(b, 'rollback'), shape).toBe('CZ')
+            // Opened again, the cursor is judged against the body as changed.
+            expect(await q(b, 'begin'), shape).toBe('CZ')
+            expect(await q(b, open), shape).toBe('E42501')
+            expect(await q(b, 'rollback'), shape).toBe('CZ')
+            expect(await locksHeld(id), shape).toBe(0)
+          } finally {
+            b.end()
+            await a.end()
+          }
+        }
+      }
+    })
+
+    it('counts a cursor opened by a Bind and Execute of a statement judged before, which are not judged again', async () => {
+      // A hold cursor declared by a prepared statement, in an implicit transaction its Sync commits.
+      {
+        const {fn} = await fresh()
+        const id = ++lockId
+        const declare = `declare c cursor with hold for select ${fn}(g) from generate_series(1, 3) g`
+        const a = await t.client()
+        const b = await t.raw()
+        try {
+          // What the statement calls is looked up first: nothing changes before its Bind, so the Bind is not judged again.
+          expect(await run(a, `${declare}; close c`)).toBe('[[],[]]')
+          expect(await wire(b, serialize.parse({name: 'hold', text: declare}), serialize.sync())).toBe('1Z')
+          b.send(serialize.bind({statement: 'hold'}), serialize.execute({}), serialize.flush())
+          expect(codes([await b.next(), await b.next()])).toBe('2C')
+          const refused = await run(a, replacement(fn, id))
+          expect(typeof refused === 'string' ? refused : refused.code).toBe('55P03')
+          expect(await wire(b, serialize.sync())).toBe('Z')
+          expect(await locksHeld(id)).toBe(0)
+        } finally {
+          b.end()
+          await a.end()
+        }
+      }
+      // A refcursor a function opens, from a prepared call, in an implicit transaction; then a FETCH.
+      {
+        const {fn} = await fresh()
+        const id = ++lockId
+        await direct((d) => d.query(`create function public.opener_${n}() returns refcursor language plpgsql stable as $o$ declare c refcursor := 'c'; begin open c for select ${fn}(g) from generate_series(1, 3) g; return c; end $o$`))
+        const a = await t.client()
+        const b = await t.raw()
+        try {
+          // (Its value is masked: a user function's result is of unproven origin.)
+          expect(await run(a, `select public.opener_${n}() as c`)).toMatch(/^\[\[\{"c":/)
+          expect(await wire(b, serialize.parse({name: 'open', text: `select public.opener_${n}()`}), serialize.sync())).toBe('1Z')
+          b.send(serialize.bind({statement: 'open'}), serialize.execute({}), serialize.flush())
+          expect(codes([await b.next(), await b.next(), await b.next()])).toBe('2DC')
+          expect(await run(a, replacement(fn, id))).toBe('[[]]')
+          expect(await wire(b, serialize.parse({text: 'fetch all from c'}), serialize.bind({}), serialize.execute({}), serialize.sync())).toBe('E55000')
+          expect(await locksHeld(id)).toBe(0)
+        } finally {
+          b.end()
+          await a.end()
+        }
+      }
+    })
+
+    // Ways B's transaction commits a cursor WITH HOLD, which runs its query to the end.
+    const HOLDS: Record<string, (raw: RawClient, declare: string) => Promise<{before: string; commit: () => Promise<string>}>> = {
+      'COMMIT': async (raw, declare) => ({before: (await q(raw, 'begin')) + (await q(raw, declare)), commit: () => q(raw, 'commit')}),
+      'END': async (raw, declare) => ({before: (await q(raw, 'begin')) + (await q(raw, declare)), commit: () => q(raw, 'end')}),
+      'COMMIT AND CHAIN': async (raw, declare) => ({before: (await q(raw, 'begin')) + (await q(raw, declare)), commit: async () => (await q(raw, 'commit and chain')) + (await q(raw, 'commit'))}),
+      'COMMIT after ROLLBACK TO SAVEPOINT': async (raw, declare) => ({
+        before: (await q(raw, 'begin')) + (await q(raw, declare)) + (await q(raw, 'savepoint s')) + (await q(raw, 'rollback to s')),
+        commit: () => q(raw, 'commit'),
+      }),
+      'COMMIT of a text that committed one transaction and declared in the next': async (raw, declare) => ({
+        before: await q(raw, `begin; declare earlier cursor with hold for select 1; commit; begin; ${declare}`),
+        commit: () => q(raw, 'commit'),
+      }),
+      'the Sync of an implicit transaction': async (raw, declare) => {
+        raw.send(serialize.parse({text: declare}), serialize.bind({}), serialize.execute({}), serialize.flush())
+        const replies = [await raw.next(), await raw.next(), await raw.next()]
+        return {before: codes(replies), commit: () => wire(raw, serialize.sync())}
+      },
+    }
+
+    it('refuses the commit of a change while another session holds a cursor WITH HOLD whose query its COMMIT runs', async () => {
+      for (const [shape, hold] of Object.entries(HOLDS)) {
+        const {fn} = await fresh()
+        const id = ++lockId
+        const a = await t.client()
+        const b = await t.raw()
+        try {
+          const {before, commit} = await hold(b, `declare c cursor with hold for select ${fn}(g) from generate_series(1, 3) g`)
+          expect(before, shape).toMatch(/^(C+Z)+$|^12C$/)
+          const refused = await run(a, replacement(fn, id))
+          expect(typeof refused === 'string' ? refused : refused.code, shape).toBe('55P03')
+          expect((refused as Refusal).message, shape).toContain('WITH HOLD')
+          expect(await commit(), shape).toMatch(/^(CZ)+$|^Z$/)
+          expect(await locksHeld(id), shape).toBe(0)
+          // The cursor ran its query at the COMMIT: it runs nothing more, and A's change goes through now.
+          expect(await run(a, replacement(fn, id)), shape).toBe('[[]]')
+          expect(await q(b, 'fetch all from c'), shape).toBe('TDDDCZ')
+          expect(await locksHeld(id), shape).toBe(0)
+        } finally {
+          b.end()
+          await a.end()
+        }
+      }
+    })
   })
 
   it('lets other sessions run while a change waits uncommitted in an open transaction', async () => {

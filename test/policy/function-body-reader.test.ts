@@ -80,6 +80,21 @@ describe('reading a PL/pgSQL body', () => {
     }
   })
 
+  it("refuses to fetch from or move a cursor that may be the client's (its query was judged when the client opened it), and lets a function read the cursors it opened", () => {
+    const own = plpgsql('own() RETURNS int', 'declare c cursor for select 1; d refcursor; v int; begin open c; fetch c into v; move c; open d for select 2; fetch d into v; move backward from d; return v; end')
+    expect(own.unreadable).toBeUndefined()
+    for (const [signature, body] of [
+      ['theirs(c refcursor) RETURNS int', 'declare v int; begin fetch c into v; return v; end'],
+      ['moved(c refcursor) RETURNS int', 'begin move forward all in c; return 1; end'],
+      ['looped(c refcursor) RETURNS text', "declare v text; r text := ''; begin loop fetch c into v; exit when not found; r := r || v; end loop; return r; end"],
+      ['named() RETURNS int', "declare c refcursor := 'client_cursor'; v int; begin fetch c into v; return v; end"],
+      ['assigned() RETURNS int', "declare c refcursor; v int; begin c := 'client_cursor'; fetch next from c into v; return v; end"],
+      ['selected() RETURNS int', "declare c refcursor; begin select 'client_cursor' into c; move c; return 1; end"],
+    ] as const) {
+      expect(plpgsql(signature, body).unreadable, signature).toMatch(/(fetches from|moves) a cursor at line \d+ that may be one the client opened/)
+    }
+  })
+
   it("reads the defaults libpg_query's tree leaves out: those of variables it takes for records (a type it does not know)", () => {
     const body = plpgsql(
       'recs() RETURNS int',

@@ -361,6 +361,38 @@ describe('prepared statements, portals and cursors judged before the change', ()
     raw.end()
   })
 
+  it("holds a call of a function that fetches from or moves the client's cursor: it would run the cursor's query with what changed since it was judged", async () => {
+    await direct((d) =>
+      d.query(`
+        create function public.p_fetched(int) returns int stable language plpgsql as $$ begin return $1; end $$;
+        create function public.fetch_all(c refcursor) returns int stable language plpgsql as $$ declare v int; n int := 0; begin loop fetch c into v; exit when not found; n := n + 1; end loop; return n; end $$;
+        create function public.move_all(c refcursor) returns int stable language plpgsql as $$ begin move forward all in c; return 1; end $$;
+        create function public.fetch_named() returns int stable language plpgsql as $$ declare c refcursor := 'cur4'; v int; begin fetch c into v; return v; end $$;
+      `),
+    )
+    const b = await t.client()
+    const a = await t.client()
+    try {
+      await b.query('begin')
+      await b.query('declare cur4 cursor for select p_fetched(g) from generate_series(1, 3) g')
+      // Another session replaces what the cursor calls, and commits.
+      await a.query(`create or replace function public.p_fetched(int) returns int stable language plpgsql as $$ begin perform pg_advisory_lock(5210); return $1; end $$`)
+      for (const sql of ["select fetch_all('cur4')", "select move_all('cur4')", 'select fetch_named()']) {
+        await b.query('savepoint s')
+        const e = (await b.query(sql).catch((x: Error) => x)) as Refusal
+        expect(e, sql).toBeInstanceOf(Error)
+        expect(e.code, sql).toBe('42501')
+        expect(e.message + (e.detail ?? ''), sql).toMatch(/(fetches from|moves) a cursor at line \d+ that may be one the client opened/)
+        await b.query('rollback to savepoint s')
+      }
+      expect(await locked(5210)).toBe(0)
+      await b.query('rollback')
+    } finally {
+      await a.end()
+      await b.end()
+    }
+  })
+
   it('holds a change to what a cursor WITH HOLD declared earlier in the transaction calls: the COMMIT would run its query', async () => {
     const replacePl = (key: number) => `create or replace function public.p_hold(int) returns int stable language plpgsql as $$ begin perform pg_advisory_lock(${key}); return $1; end $$`
     const declare = 'declare hc cursor with hold for select p_hold(g) from generate_series(1, 2) g'
