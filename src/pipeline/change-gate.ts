@@ -45,11 +45,27 @@ export interface ChangeGateOptions {
   settled?: () => void
 }
 
+/** What the gate keeps of a connection that had a statement let through. */
+class Tracked {
+  /**
+   * The epoch at which the connection's transaction (block, implicit, or a pipeline's) began: a
+   * cursor it opened since (DECLARE, or a refcursor a function opened) was judged no earlier. Set at
+   * the first statement after an idle ReadyForQuery (`fresh`), so it is never later than the truth.
+   */
+  began = 0
+  /** The last reply was an idle ReadyForQuery and nothing ran since: no cursor is open but a materialized WITH HOLD one. */
+  fresh = true
+  /** The open transaction declared a cursor WITH HOLD: its COMMIT (or the Sync of an implicit transaction) runs that query to its end. */
+  holdCursor = false
+
+  constructor(readonly session: SessionView) {}
+}
+
 export class ChangeGate {
   /** Connections with a commit of a change waiting to be sent, or sent and not yet settled. */
   private readonly commits = new Map<number, Commit>()
   /** Every connection that had a statement let through, by id: what is in flight is read from its view. */
-  private readonly sessions = new Map<number, SessionView>()
+  private readonly tracked = new Map<number, Tracked>()
   /**
    * Connections whose verdict came asynchronously in this turn of the event loop: the proxy sends
    * the statement in the same turn, before any reply can be owed for it, so until the turn ends a
@@ -59,18 +75,8 @@ export class ChangeGate {
   private reservedClearing = false
   private readonly waiters = new Set<() => void>()
   private ticker: NodeJS.Timeout | undefined
-  /**
-   * The epoch at which each connection's transaction (block, implicit, or a pipeline's) began: a
-   * cursor it opened since (DECLARE, or a refcursor a function opened) was judged no earlier. Set at
-   * the first statement after an idle ReadyForQuery (`fresh`), so it is never later than the truth.
-   */
-  private readonly began = new Map<number, number>()
-  /** Connections whose last reply was an idle ReadyForQuery and of which nothing ran since: no cursor is open but a materialized WITH HOLD one. */
-  private readonly fresh = new Set<number>()
   /** Connections the client closed whose upstream the server has not closed yet: it may still run (and commit) what they sent. */
   private readonly lingering = new Set<number>()
-  /** Connections whose open transaction declared a cursor WITH HOLD: its COMMIT (or the Sync of an implicit transaction) runs that query to its end. */
-  private readonly holdCursors = new Set<number>()
 
   /** Commits sent so far: a verdict that came asynchronously is stale if one was sent while it was made. */
   epoch = 0
@@ -100,11 +106,12 @@ export class ChangeGate {
 
   /** The connection had a statement let through (its view tells from now on whether it has one in flight). */
   seen(connectionId: number, session: SessionView): void {
-    if (!this.sessions.has(connectionId)) {
-      this.sessions.set(connectionId, session)
-      this.fresh.add(connectionId)
+    let t = this.tracked.get(connectionId)
+    if (!t) this.tracked.set(connectionId, (t = new Tracked(session)))
+    if (t.fresh) {
+      t.fresh = false
+      t.began = this.epoch
     }
-    if (this.fresh.delete(connectionId)) this.began.set(connectionId, this.epoch)
   }
 
   /**
@@ -114,8 +121,13 @@ export class ChangeGate {
    * in flight), so the epoch now is the one it ran under.
    */
   ran(connectionId: number, declaredHoldCursor: boolean): void {
-    if (this.fresh.delete(connectionId)) this.began.set(connectionId, this.epoch)
-    if (declaredHoldCursor) this.holdCursors.add(connectionId)
+    const t = this.tracked.get(connectionId)
+    if (!t) return
+    if (t.fresh) {
+      t.fresh = false
+      t.began = this.epoch
+    }
+    if (declaredHoldCursor) t.holdCursor = true
   }
 
   /**
@@ -123,8 +135,8 @@ export class ChangeGate {
    * opened before that commit runs its query, at each FETCH or MOVE, with what the commit made.
    */
   cursorsStale(connectionId: number): boolean {
-    const began = this.began.get(connectionId)
-    return began !== undefined && began !== this.epoch && !this.fresh.has(connectionId)
+    const t = this.tracked.get(connectionId)
+    return t !== undefined && !t.fresh && t.began !== this.epoch
   }
 
   /** The connection's verdict came asynchronously: it counts as in flight until this turn ends. */
@@ -144,7 +156,7 @@ export class ChangeGate {
    * HOLD whose query its COMMIT (or the Sync of its implicit transaction) runs: the id of one, or undefined.
    */
   inFlightBesides(connectionId: number): number | undefined {
-    for (const [id, s] of this.sessions) if (id !== connectionId && ((s.pendingCount ?? 0) > 0 || this.reserved.has(id) || this.holdCursors.has(id))) return id
+    for (const [id, t] of this.tracked) if (id !== connectionId && ((t.session.pendingCount ?? 0) > 0 || this.reserved.has(id) || t.holdCursor)) return id
     for (const id of this.lingering) if (id !== connectionId) return id
     return undefined
   }
@@ -173,10 +185,16 @@ export class ChangeGate {
 
   /** The server reported no transaction open on the connection (after the catalog was marked for reading again): a commit sent before is over. */
   idle(connectionId: number, session: SessionView): void {
-    this.fresh.add(connectionId)
-    // Its cursors WITH HOLD have run their queries to the end (or are gone). Only here: a text may
-    // COMMIT, then open a transaction and declare another (`COMMIT AND CHAIN` too).
-    if (this.holdCursors.delete(connectionId)) this.wake()
+    const t = this.tracked.get(connectionId)
+    if (t) {
+      t.fresh = true
+      // Its cursors WITH HOLD have run their queries to the end (or are gone). Only here: a text may
+      // COMMIT, then open a transaction and declare another (`COMMIT AND CHAIN` too).
+      if (t.holdCursor) {
+        t.holdCursor = false
+        this.wake()
+      }
+    }
     const c = this.commits.get(connectionId)
     if (c?.since === undefined || (session.readyCount ?? 0) <= c.since) return
     this.commits.delete(connectionId)
@@ -190,11 +208,8 @@ export class ChangeGate {
    * socket (`upstreamClosed`): until then it counts as in flight, and a commit it sent as running.
    */
   forget(connectionId: number): void {
-    this.sessions.delete(connectionId)
+    this.tracked.delete(connectionId)
     this.reserved.delete(connectionId)
-    this.began.delete(connectionId)
-    this.fresh.delete(connectionId)
-    this.holdCursors.delete(connectionId)
     this.lingering.add(connectionId)
     // A commit still waiting to be sent never will be.
     if (this.commits.get(connectionId)?.since === undefined && this.commits.delete(connectionId)) this.wake()
@@ -262,7 +277,8 @@ export class ChangeGate {
         hint: 'That statement may be waiting for a lock this session holds: ROLLBACK here, then make the change again.',
       }
     }
-    if (other !== undefined && this.holdCursors.has(other) && (this.sessions.get(other)?.pendingCount ?? 0) === 0) {
+    const t = other === undefined ? undefined : this.tracked.get(other)
+    if (t?.holdCursor && (t.session.pendingCount ?? 0) === 0) {
       return {
         severity: 'ERROR',
         code: CHANGE_WAIT_SQLSTATE,
@@ -432,7 +448,7 @@ export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
           hint: 'Run it again once that commit ends: it is judged, and if need be held, against the schema as changed.',
         })
       }
-      return afterCommits(ctx, again)
+      return afterCommits(ctx, (now) => again(sql, now))
     }
     if (deps.changing(id)) {
       const known = (ctx.session.pendingCount ?? 0) === 0

@@ -44,7 +44,8 @@ export interface Admission {
     ctx: StatementContext,
     verdict: StatementVerdict,
     began: number | undefined,
-    again: (ctx: StatementContext) => StatementVerdict | Promise<StatementVerdict>,
+    /** The whole pipeline's judgement, to have `sql` judged again (with the session as it is then). */
+    again: StatementHook,
   ): StatementVerdict | Promise<StatementVerdict>
 }
 
@@ -158,8 +159,7 @@ function judgeInTurn(steps: StatementStep[], admits: Admission[]): StatementHook
   const hook: StatementHook = (sql, ctx) => {
     const began = admit.epoch()
     const v = all(sql, ctx)
-    const again = (now: StatementContext) => hook(sql, now)
-    return v instanceof Promise ? v.then((r) => admit.admit(sql, ctx, refuseHold(r), began, again)) : admit.admit(sql, ctx, refuseHold(v), undefined, again)
+    return v instanceof Promise ? v.then((r) => admit.admit(sql, ctx, refuseHold(r), began, hook)) : admit.admit(sql, ctx, refuseHold(v), undefined, hook)
   }
   return hook
 }
