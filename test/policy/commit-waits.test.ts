@@ -11,7 +11,8 @@
 import pg from 'pg'
 import {serialize} from 'pg-protocol'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {payrollDatabase, uninheritPayroll} from '../helpers/payroll.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {codes, errorOf, type RawClient} from '../helpers/raw-client.js'
 
@@ -28,14 +29,7 @@ describe('a change committed while another session runs a statement judged befor
   let n = 0
 
   beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create schema hr;
-        create table hr.salaries (id int, person text, amount int);
-        insert into hr.salaries select g, '${SECRET} ' || g, g from generate_series(1, 5) g;
-      `),
-    )
+    db = await payrollDatabase(SECRET)
     // DDL, writes and DO blocks are allowed: only the rule on hr reads stands between B and the rows.
     t = await openPipelineTunnel(db, RULES)
   }, 120_000)
@@ -78,8 +72,7 @@ describe('a change committed while another session runs a statement judged befor
     return {parent: `public.p_${i}`, fn: `public.f_${i}`}
   }
 
-  const undo = () =>
-    direct((d) => d.query(`do $$ declare r record; begin for r in select inhparent::regclass::text as p from pg_inherits where inhrelid = 'hr.salaries'::regclass loop execute 'alter table hr.salaries no inherit ' || r.p; end loop; end $$`))
+  const undo = () => uninheritPayroll(db)
 
   const inherited = (parent: string) => direct(async (d) => (await d.query(`select count(*)::int as n from pg_inherits where inhrelid = 'hr.salaries'::regclass and inhparent = '${parent}'::regclass`)).rows[0].n as number)
 

@@ -1,6 +1,7 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {payrollDatabase, uninheritPayroll} from '../helpers/payroll.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 
 /**
@@ -22,14 +23,7 @@ describe('tables: rules after a change made by a called function or by code a wr
   let n = 0
 
   beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create schema hr;
-        create table hr.salaries (id int, person text, amount int);
-        insert into hr.salaries select g, '${SECRET} ' || g, g from generate_series(1, 5) g;
-      `),
-    )
+    db = await payrollDatabase(SECRET)
     // DDL, writes (a volatile call counts as one) and DO blocks are allowed: only the rule on hr reads stands.
     t = await openPipelineTunnel(
       db,
@@ -98,8 +92,7 @@ describe('tables: rules after a change made by a called function or by code a wr
     }
   }
 
-  const undo = () =>
-    direct((d) => d.query(`do $$ declare r record; begin for r in select inhparent::regclass::text as p from pg_inherits where inhrelid = 'hr.salaries'::regclass loop execute 'alter table hr.salaries no inherit ' || r.p; end loop; end $$`))
+  const undo = () => uninheritPayroll(db)
 
   async function run(c: pg.Client, sql: string): Promise<string | Refusal> {
     return c.query(sql).then(

@@ -15,6 +15,7 @@ import type {PolicyRule} from '../../src/policy/types.js'
 import type {StatementContext} from '../../src/proxy/seam.js'
 import {loadParser} from '../../src/sql/parser.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {payrollDatabase} from '../helpers/payroll.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {codes, errorOf} from '../helpers/raw-client.js'
 
@@ -323,12 +324,10 @@ describe('what is behind a relation while the session changes the catalog', () =
   const DDL_ALLOWED = ['  - id: ddl', '    match: {class: ddl}', '    action: allow']
 
   beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create schema hr;
-        create table hr.salaries (id int, person text, amount int);
-        insert into hr.salaries select g, '${SECRET} ' || g, g from generate_series(1, 20) g;
+    db = await payrollDatabase(
+      SECRET,
+      20,
+      `
         create table public.parent (id int, person text, amount int);
         create table public.parted (id int, person text, amount int) partition by range (id);
         create table hr.salaries_part (id int, person text, amount int);
@@ -336,7 +335,7 @@ describe('what is behind a relation while the session changes the catalog', () =
         create view public.shell as select 1 as id, 'nobody'::text as person, 0 as amount;
         create table public.teams (id int, name text);
         insert into public.teams values (1, 'team 1');
-      `),
+      `,
     )
     deny = await openPipelineTunnel(db, ['rules:', '  - id: no-hr-reads', '    match: {class: read, tables: ["hr.*"]}', '    action: deny', ...DDL_ALLOWED].join('\n'))
     allowList = await openPipelineTunnel(
