@@ -109,8 +109,12 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     // The server has ended what the connection sent: a commit in it has happened by now, and the
     // catalog read meanwhile may predate it.
     onUpstreamClosed: (id) => {
-      functions?.invalidate()
-      if (closedWithChange.delete(id)) committed()
+      // Only a connection that left with a change pending: every other close would have every
+      // session look its functions up again.
+      if (closedWithChange.delete(id)) {
+        functions?.invalidate()
+        committed()
+      }
       gate.upstreamClosed(id)
     },
     dispose: async () => stopListening?.(),

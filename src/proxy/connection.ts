@@ -29,7 +29,6 @@ import {Outbox} from './outbox.js'
 import type {UpstreamReader} from './upstream-reader.js'
 import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
 
-/** How clients prove they may use this tunnel. */
 /**
  * How long a closed connection's upstream socket is kept while the server still runs what it was
  * sent (the server closes it once it reads the Terminate behind that): meanwhile the pipeline
@@ -37,6 +36,7 @@ import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstr
  */
 const BUSY_UPSTREAM_LINGER_MS = 10 * 60_000
 
+/** How clients prove they may use this tunnel. */
 export interface TunnelAuth {
   method: 'scram-sha-256' | 'cleartext'
   secret: string
