@@ -34,6 +34,14 @@ interface Commit {
   readonly session: SessionView
   /** The ReadyForQuery count before the committing text's own; undefined while it waits to be sent. */
   since: number | undefined
+  /** Since when its session has had nothing in flight and no Sync sent: an implicit transaction the client keeps open. */
+  quietSince?: number
+  /**
+   * The client kept that transaction open past the gate's pause: the others run on meanwhile (the
+   * change is not committed, so nothing of it is visible to them), and the Sync or Execute that may
+   * commit it waits for their statements, as a COMMIT would (`commitPoint`).
+   */
+  released?: boolean
 }
 
 export interface ChangeGateOptions {
@@ -87,8 +95,44 @@ export class ChangeGate {
   blocked(connectionId: number): boolean {
     if (this.commits.size === 0) return false
     this.settleAnswered()
-    const n = this.commits.size
-    return n > 0 && (n > 1 || !this.commits.has(connectionId))
+    for (const [id, c] of this.commits) if (id !== connectionId && !this.paused(id, c)) return true
+    return false
+  }
+
+  /**
+   * Whether a commit is one of an extended-protocol implicit transaction whose client has stopped
+   * short of the Sync (everything sent is answered, nothing more comes) for longer than a client
+   * sending a pipeline ever does: holding the others until it goes on would let one session hold
+   * the rest for as long as it stays connected. What it sends next that may commit waits instead.
+   */
+  private paused(id: number, c: Commit): boolean {
+    if (c.released) return true
+    const s = c.session
+    // A client that hung up left its session's view empty, while the server may still run (and commit) what it sent.
+    if (c.since === undefined || this.lingering.has(id) || (s.pendingCount ?? 0) > 0 || (s.readyAwaited ?? s.readyCount ?? 0) !== c.since) {
+      c.quietSince = undefined
+      return false
+    }
+    const now = Date.now()
+    if (c.quietSince === undefined) c.quietSince = now
+    if (now - c.quietSince < this.pauseMs) return false
+    c.released = true
+    return true
+  }
+
+  /** How long a committing session may stop short of its Sync before the others go on: a tenth of the wait. */
+  private get pauseMs(): number {
+    return this.opts.waitMs / 10
+  }
+
+  /** Whether the connection's commit of a change is waiting or under way: the others wait on it. */
+  committingNow(connectionId: number): boolean {
+    return this.commits.has(connectionId)
+  }
+
+  /** Whether the connection stopped short of the Sync that commits its change, and the others went on. */
+  released(connectionId: number): boolean {
+    return this.commits.get(connectionId)?.released === true
   }
 
   /**
@@ -231,10 +275,9 @@ export class ChangeGate {
    * Resolves with undefined once `ready()` holds, or with the refusal once `opts.waitMs` has passed
    * or the client has withdrawn the statement. `refusal` words it (given the other connection's id).
    */
-  waitUntil(ready: () => boolean, ctx: StatementContext, refusal: () => PgNoticeFields): Promise<PgNoticeFields | undefined> {
+  waitUntil(ready: () => boolean, signal: AbortSignal, refusal: () => PgNoticeFields): Promise<PgNoticeFields | undefined> {
     if (ready()) return Promise.resolve(undefined)
     return new Promise((resolve) => {
-      const signal = ctx.signal
       const done = (result: PgNoticeFields | undefined) => {
         clearTimeout(timer)
         signal.removeEventListener('abort', aborted)
@@ -291,6 +334,16 @@ export class ChangeGate {
       code: CHANGE_WAIT_SQLSTATE,
       message: `dbgate: this statement commits a change to the schema while another of your sessions through dbgate${other === undefined ? '' : ` (connection ${other})`} runs a statement judged before it; it waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) for that statement to end and was not sent, so the change is not committed`,
       hint: 'That statement may be waiting for a lock this session holds: ROLLBACK here (or end the other statement), then make the change again.',
+    }
+  }
+
+  /** The end of a connection whose change would commit at a Sync or Execute that waited for the others' statements. */
+  waitedAtCommitPoint(other: number | undefined): PgNoticeFields {
+    return {
+      severity: 'FATAL',
+      code: CHANGE_WAIT_SQLSTATE,
+      message: `dbgate: this session changed the schema in an implicit transaction and stopped short of its Sync, so your other sessions through dbgate went on; what it sent next would commit that change while one of them${other === undefined ? '' : ` (connection ${other})`} runs a statement judged before it. It waited ${seconds(this.opts.waitMs)} (${this.opts.setting}) for that statement to end, and the connection is closed, so the change is rolled back`,
+      hint: 'Send the Sync together with the change (as drivers do), or make the change inside BEGIN … COMMIT; then make it again.',
     }
   }
 
@@ -406,7 +459,7 @@ export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
   /** Waits for another connection's commit, then goes on (with the session as it is then). */
   const afterCommits = <V extends PolicyVerdict | StatementVerdict>(ctx: StatementContext, then: (now: StatementContext) => V | Promise<V>): Promise<V | StatementVerdict> =>
     gate
-      .waitUntil(() => !gate.blocked(ctx.connectionId), ctx, () => gate.waitedForCommit(gate.committerBesides(ctx.connectionId)))
+      .waitUntil(() => !gate.blocked(ctx.connectionId), ctx.signal, () => gate.waitedForCommit(gate.committerBesides(ctx.connectionId)))
       .then((refusal) => (refusal ? refusedWith(refusal) : then(contextNow(ctx))))
   const waits = (sql: string, ctx: StatementContext) => !runsNothing(deps.statementsOf(sql, ctx))
   /**
@@ -461,7 +514,7 @@ export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
         }
         gate.admitting(id, ctx.session)
         return gate
-          .waitUntil(() => gate.inFlightBesides(id) === undefined, ctx, () => gate.waitedForOthers(gate.inFlightBesides(id)))
+          .waitUntil(() => gate.inFlightBesides(id) === undefined, ctx.signal, () => gate.waitedForOthers(gate.inFlightBesides(id)))
           .then((refusal) => {
             if (refusal) {
               gate.withdraw(id)
@@ -476,8 +529,24 @@ export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
     return lapsing(verdict)
   }
 
+  /**
+   * A Sync or Execute of a connection whose client stopped short of the Sync of its change, so the
+   * others went on (`ChangeGate.paused`): either may commit the change, so it waits for their
+   * statements as a COMMIT would, and is then the commit under way.
+   */
+  const commitPoint: NonNullable<Admission['commitPoint']> = (id, session, signal) => {
+    if (!gate.released(id)) return undefined
+    const commit = (): undefined => {
+      deps.committing()
+      gate.committing(id, session)
+      return undefined
+    }
+    if (gate.inFlightBesides(id) === undefined) return commit()
+    return gate.waitUntil(() => gate.inFlightBesides(id) === undefined, signal(), () => gate.waitedAtCommitPoint(gate.inFlightBesides(id))).then((refusal) => (refusal ? {...refusal, severity: 'FATAL'} : commit()))
+  }
+
   return {
     judge: (sql, ctx, judge) => (gate.blocked(ctx.connectionId) && waits(sql, ctx) ? afterCommits(ctx, (now) => judgeNow(sql, now, judge)) : judgeNow(sql, ctx, judge)),
-    admission: {epoch: () => gate.epoch, admit},
+    admission: {epoch: () => gate.epoch, admit, commitPoint, awaited: (id) => gate.committingNow(id)},
   }
 }

@@ -47,6 +47,10 @@ export interface Admission {
     /** The whole pipeline's judgement, to have `sql` judged again (with the session as it is then). */
     again: StatementHook,
   ): StatementVerdict | Promise<StatementVerdict>
+  /** `ProxyHooks.commitPoint`: a Sync or Execute that may commit what the session sent before it. */
+  commitPoint?: ProxyHooks['commitPoint']
+  /** `ProxyHooks.awaited`: other sessions wait on what the connection runs. */
+  awaited?: ProxyHooks['awaited']
 }
 
 /** One stage: its name and the parts of the proxy's seam it implements. */
@@ -108,6 +112,8 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
   return {
     startup: firstProblem(all('startup')),
     statement: judgeInTurn(all('statement'), all('admit')),
+    commitPoint: all('admit')[0]?.commitPoint,
+    awaited: all('admit')[0]?.awaited,
     verdictGeneration: sumOf(all('verdictGeneration')),
     resultFilter: filters[0]?.resultFilter,
     outputMemory: filters[0]?.outputMemory,

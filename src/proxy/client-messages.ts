@@ -34,6 +34,8 @@ const REFUSED_PORTAL = 'dbgate refused portal'
 const MAX_NAME_BYTES = 63
 
 const ALLOW: StatementVerdict = Object.freeze({action: 'allow'}) as StatementVerdict
+/** A Flush message: the server sends what it holds of its replies. */
+const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4])
 const NO_STATEMENTS: TextShape = Object.freeze({statements: Object.freeze([]) as readonly StatementShape[], refs: [], opaque: false})
 const NO_SHAPE: StatementShape = Object.freeze({})
 const OPAQUE_STATEMENT: StatementShape = Object.freeze({opaque: true})
@@ -45,6 +47,8 @@ export class ClientMessages {
   private waiting: 'verdict' | 'replies' | undefined
   /** Aborts the pending verdict's wait when the client cancels or leaves. */
   private judgeAbort: AbortController | undefined
+  /** The last message sent on is an Execute with no Sync or Flush after it (`endOfInput`). */
+  private executeUnflushed = false
 
   constructor(private readonly c: ConnectionCore) {}
 
@@ -99,12 +103,56 @@ export class ClientMessages {
       this.c.fail(error)
       return
     }
+    this.endOfInput()
     this.c.flush()
     if (!this.waiting) {
       this.c.client.resume()
       if (this.c.closing) this.c.maybeFinishShutdown()
     }
   }
+
+  /**
+   * Where the client's input ends with an Execute sent on and no Sync or Flush after it, the server
+   * keeps its replies until one comes. When other sessions wait on this one (`ProxyHooks.awaited`)
+   * a Flush has it send them, so that the tunnel knows whether the statement still runs: a session
+   * that changed the schema in an implicit transaction and then holds back its Sync must not count
+   * as running, or it would hold the person's other sessions for as long as it stays connected
+   * (src/pipeline/change-gate.ts lets them go on once it has nothing in flight).
+   */
+  endOfInput(): void {
+    if (!this.executeUnflushed) return
+    this.executeUnflushed = false
+    if (this.c.env.hooks.awaited?.(this.c.id)) this.c.toUpstream.push(FLUSH)
+  }
+
+  /**
+   * Holds a Sync or Execute the pipeline says must wait before it may commit what the session sent
+   * (`ProxyHooks.commitPoint`), and what comes after it; ends the connection if it may not go.
+   */
+  private heldForCommit(frame: Frame): boolean {
+    const point = this.c.env.hooks.commitPoint
+    const held = point?.(this.c.id, this.c.state, this.abortSignalOf)
+    if (!held) return false
+    // Frame views die with the chunk: keep a copy.
+    const raw = Buffer.from(frame.raw)
+    this.waiting = 'verdict'
+    this.c.client.pause()
+    const end = (error: PgNoticeFields): void => {
+      if (!this.c.ready) return
+      this.waiting = undefined
+      this.judgeAbort = undefined
+      this.held = []
+      this.c.refuse({...error, severity: 'FATAL'})
+    }
+    held.then(
+      (error) => (error ? end(error) : this.resume(() => this.dispatch(new FrameView(raw[0]!, raw, 5)))),
+      (error: unknown) =>
+        end({severity: 'FATAL', code: '42501', message: "dbgate: whether this message may commit the session's change could not be decided, so it was not sent", detail: (error as Error)?.message ?? String(error)}),
+    )
+    return true
+  }
+
+  private readonly abortSignalOf = (): AbortSignal => this.abortSignal()
 
   /** Keeps `frame` (and everything after it) until the server's replies settle what it reads. */
   private awaitReplies(frame: Frame): void {
@@ -218,6 +266,7 @@ export class ClientMessages {
         return
       }
       case Frontend.Execute: {
+        if (this.heldForCommit(frame)) return
         const e = frame.source ? decodeExecute(frame.source, frame.start! + 5, frame.end) : decodeExecute(frame.body)
         checkName('portal', e.portal)
         const p = state.portalAt(e.portal)
@@ -255,10 +304,15 @@ export class ClientMessages {
         return
       }
       case Frontend.Sync:
+        if (this.heldForCommit(frame)) return
         c.passToUpstream(frame)
+        this.executeUnflushed = false
         state.sendSync()
         return
       case Frontend.Flush:
+        this.executeUnflushed = false
+        c.passToUpstream(frame)
+        return
       case Frontend.CopyData:
       case Frontend.CopyDone:
       case Frontend.CopyFail:
@@ -397,6 +451,7 @@ export class ClientMessages {
     run.portal = p
     run.filter = this.filterFor(p.sql, 'parse', name, verdict, p)
     this.c.passToUpstream(frame)
+    this.executeUnflushed = true
     this.sent(this.c.state.sendExecute(p, run), run)
   }
 

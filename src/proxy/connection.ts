@@ -348,6 +348,7 @@ export class ClientConnection implements ConnectionCore {
       this.fail(error)
       return
     }
+    if (this.phase === 'ready') this.fromClient.endOfInput()
     this.flush()
     // What the client sent past the end was dropped: the session may be idle now.
     if (this.closing) this.maybeFinishShutdown()

@@ -250,6 +250,20 @@ export interface ProxyHooks {
    * then, not the ones the statement was judged by.
    */
   verdictGeneration?: () => number
+  /**
+   * Called before a Sync or an Execute is sent (either may commit what the session sent before it:
+   * the Sync its implicit transaction, an Execute a COMMIT). Undefined lets it go at once; a promise
+   * holds it, and what the client sends after it, until it settles: with undefined it goes, with an
+   * error the connection ends with it (the server rolls back what the message would have committed).
+   * `signal` is made only for a message held: it aborts when the client cancels or leaves.
+   */
+  commitPoint?: (connectionId: number, session: SessionView, signal: () => AbortSignal) => Promise<PgNoticeFields | undefined> | undefined
+  /**
+   * Whether other sessions wait on what this connection runs (its change's commit). An Execute it
+   * sends with no Sync or Flush after it is then followed by a Flush, so that the server answers it
+   * rather than keep its replies: the tunnel then knows whether it still runs.
+   */
+  awaited?: (connectionId: number) => boolean
   resultFilter?: ResultFilterFactory
   onStatement?: (event: StatementEvent) => void
   /**

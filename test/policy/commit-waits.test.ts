@@ -548,4 +548,81 @@ describe('a change committed while another session runs a statement judged befor
       await undo()
     }
   })
+
+  describe('a session that changed the schema in an implicit transaction and holds back its Sync', () => {
+    /** Reads A's replies until `n` CommandCompletes (no ReadyForQuery comes without a Sync): their codes. */
+    async function completions(raw: RawClient, n: number): Promise<string> {
+      const seen: string[] = []
+      while (seen.filter((c) => c === 'C').length < n) {
+        const m = await raw.next()
+        seen.push(m.code)
+        if (m.code === 'E') break
+      }
+      return seen.join('')
+    }
+    /** A's change in the extended protocol, answered, its implicit transaction left open. */
+    const change = (sql: string) => [serialize.parse({text: sql}), serialize.bind({}), serialize.execute({})]
+
+    it('lets the other sessions run meanwhile, however it stops short, and commits at its Sync', async () => {
+      // How A stops short of the Sync: a Flush has the server answer; with nothing at all, the tunnel asks for the answer itself.
+      const STOPS: Record<string, Buffer[]> = {'a Flush': [serialize.flush()], 'nothing after the Execute': []}
+      for (const [shape, stop] of Object.entries(STOPS)) {
+        const {parent} = await fresh()
+        const a = await t.raw()
+        const b = await t.client()
+        try {
+          a.send(...change(`alter table hr.salaries inherit ${parent}`), ...stop)
+          expect(await completions(a, 1), shape).toBe('12C')
+          // B was held while A's change might commit; once A has stopped short of its Sync, B goes on.
+          expect(await run(b, 'select 2 as two'), shape).toBe('[[{"two":2}]]')
+          expect(await run(b, `select count(*)::int as n from ${parent}`), shape).toBe('[[{"n":0}]]')
+          a.send(serialize.sync())
+          expect(codes(await a.untilReady()), shape).toBe('Z')
+          expect(await inherited(parent), shape).toBe(1)
+          // B's next read is judged against the committed change.
+          const judged = await run(b, `select * from ${parent}`)
+          expect(typeof judged === 'string' ? judged : judged.code, shape).toBe('42501')
+        } finally {
+          a.end()
+          await b.end()
+          await undo()
+        }
+      }
+    })
+
+    it("closes it rather than commit while another session's read judged before waits on its lock, so the read returns no hr rows", async () => {
+      // What may commit A's change: its Sync, or an Execute of a COMMIT it parsed before stopping.
+      const COMMIT_POINTS: Record<string, {before: Buffer[]; commit: Buffer[]}> = {
+        'the Sync': {before: [], commit: [serialize.sync()]},
+        'an Execute of a COMMIT parsed before': {before: [serialize.parse({name: 'c', text: 'commit'})], commit: [serialize.bind({statement: 'c', portal: 'pc'}), serialize.execute({portal: 'pc'}), serialize.sync()]},
+      }
+      for (const [shape, point] of Object.entries(COMMIT_POINTS)) {
+        const {parent} = await fresh()
+        const a = await t.raw()
+        const b = await t.client()
+        try {
+          // The default's change locks the parent against B's read; the INHERIT puts hr.salaries under it.
+          a.send(...change(`alter table ${parent} alter column amount set default 0`), ...change(`alter table hr.salaries inherit ${parent}`), ...point.before, serialize.flush())
+          expect(await completions(a, 2), shape).toMatch(/^12C12C1?$/)
+          expect(await run(b, 'select 2 as two'), shape).toBe('[[{"two":2}]]')
+          // Judged against the committed catalog (nothing under the parent), sent, and waiting on A's lock.
+          const read = run(b, `select * from ${parent}`)
+          await someoneWaits()
+          a.send(...point.commit)
+          await a.waitClosed()
+          const ended = errorOf(a.messages)
+          expect(ended?.code, shape).toBe('55P03')
+          expect(ended?.message, shape).toContain('the connection is closed, so the change is rolled back')
+          const rows = await read
+          expect(typeof rows === 'string' ? rows : rows.message, shape).not.toContain(SECRET)
+          expect(rows, shape).toBe('[[]]')
+          expect(await inherited(parent), shape).toBe(0)
+        } finally {
+          a.end()
+          await b.end()
+          await undo()
+        }
+      }
+    })
+  })
 })
