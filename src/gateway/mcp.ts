@@ -56,13 +56,13 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     const verified = await verifySignIn(opts.identity, token, opts.now)
     if (!verified.ok) {
       opts.observer?.signInFailed(verified.refusal.reason)
-      return {ok: false, status: 401, description: `${verified.refusal.error.message.replace(/^dbgate: /, '')}${verified.refusal.error.hint ? ` ${verified.refusal.error.hint}` : ''}`}
+      return {ok: false, status: 401, reason: verified.refusal.reason, description: `${verified.refusal.error.message.replace(/^dbgate: /, '')}${verified.refusal.error.hint ? ` ${verified.refusal.error.hint}` : ''}`}
     }
     const picked = pickTarget(opts.targets(), target.name, verified.identity)
     if (!picked.ok) {
       opts.observer?.signInFailed(picked.refusal.reason)
       const status = picked.refusal.reason === 'not-allowed' ? 403 : 401
-      return {ok: false, status, description: `${picked.refusal.error.message.replace(/^dbgate: /, '')}${picked.refusal.error.hint ? ` ${picked.refusal.error.hint}` : ''}`}
+      return {ok: false, status, reason: picked.refusal.reason, description: `${picked.refusal.error.message.replace(/^dbgate: /, '')}${picked.refusal.error.hint ? ` ${picked.refusal.error.hint}` : ''}`}
     }
     return {ok: true, identity: verified.identity}
   }

@@ -24,7 +24,13 @@ import {createDbgateMcp, type DbgateMcp} from './server.js'
 export type BearerCheck =
   | {ok: true; identity: Identity}
   /** 401 `invalid_token` (expired, wrong audience, …), 403 `insufficient_scope` (outside the target's `allow`), 503 not ready. */
-  | {ok: false; status: 401 | 403 | 503; description: string}
+  | {
+      ok: false
+      status: 401 | 403 | 503
+      description: string
+      /** Why, as a fixed word the gateway's metrics count it by (never text from the token): for the log. */
+      reason?: string
+    }
 
 export interface OpenRemoteEndpoint {
   identity: Identity
@@ -194,6 +200,9 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     if (!check.ok && check.status === 503) return rpcError(res, 503, `dbgate: ${check.description}`, {'retry-after': '5'})
     if (!check.ok) {
       const code = check.status === 403 ? 'insufficient_scope' : 'invalid_token'
+      // A stranger can cause this on every request: the first from an address is logged, repeats are counted.
+      const from = req.socket.remoteAddress ?? 'an unknown address'
+      logRepeated('warn', `MCP sign-ins refused (${check.reason ?? code})`, from, `MCP: sign-in refused (${check.reason ?? code}) from ${from} for target ${target.name}`)
       return rpcError(res, check.status, `dbgate: ${check.description}`, challenge(target.name, {code, description: check.description}))
     }
     const subject = check.identity.subject

@@ -127,6 +127,20 @@ describe('remote MCP over Streamable HTTP', () => {
     expect(outside.status).toBe(403)
     expect(outside.headers.get('www-authenticate')).toContain('error="insufficient_scope"')
     expect(await outside.text()).toContain('engineering')
+
+    // Each refusal is logged once from its address, never with the token; repeats are counted, then summarised.
+    const refusedLines = () => lines.filter((l) => l.includes('MCP: sign-in refused'))
+    expect(refusedLines()).toEqual(['warn MCP: sign-in refused (invalid_token) from 127.0.0.1 for target app', 'warn MCP: sign-in refused (insufficient_scope) from 127.0.0.1 for target app'])
+    for (let i = 0; i < 5; i++) {
+      const again = await fetch(`${origin}/mcp/app`, {method: 'POST', headers: {authorization: `Bearer ${tampered}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream'}, body: '{}'})
+      expect(again.status).toBe(401)
+    }
+    expect(refusedLines()).toHaveLength(2)
+    endOfInterval?.()
+    // The SDK's attempt, the first request and the five: all but the first logged are counted.
+    const summary = lines.map((l) => /^warn (\d+) more like this from 127\.0\.0\.1 .*MCP: sign-in refused \(invalid_token\)/.exec(l)).find((m) => m !== null)
+    expect(Number(summary?.[1])).toBeGreaterThanOrEqual(6)
+    expect(lines.join('\n')).not.toContain(sig!.slice(0, 20))
   })
 
   it('runs the tools through the pipeline as the token\'s owner: masked, guarded', async () => {
