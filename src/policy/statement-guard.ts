@@ -65,6 +65,15 @@ export interface StatementGuard extends PolicyStatementHook {
   forget(connectionId: number): void
 }
 
+/**
+ * What a session's uncommitted change may have changed: what calls run (`calls`), and whether what
+ * is behind a relation (`tables`; not after DDL that keeps relations, relation-keeping.ts).
+ */
+interface Unsettled {
+  calls: CallChange
+  tables: boolean
+}
+
 export interface JudgedText {
   /** The statements as judged: EXECUTEs resolved against what was prepared. */
   statements: StatementAnalysis[]
@@ -209,10 +218,10 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
    * from then on that reports no transaction open (`idle`, or the next statement), which reads the
    * catalog afresh (what was read meanwhile showed the state before the change).
    */
-  const unsettledSince = new WeakMap<SessionView, {since: number; calls: CallChange; connectionId: number}>()
+  const unsettledSince = new WeakMap<SessionView, Unsettled & {since: number; connectionId: number}>()
   /** Connections with an unsettled change: their transaction's end has every session read the catalog again (`changing`). */
   const changingConnections = new Set<number>()
-  const unsettledIn = (session: SessionView, transactionStatus: StatementContext['transactionStatus']): {calls: CallChange} | undefined => {
+  const unsettledIn = (session: SessionView, transactionStatus: StatementContext['transactionStatus']): Unsettled | undefined => {
     const u = unsettledSince.get(session)
     if (u === undefined) return undefined
     if (!settledSince(session, u.since, transactionStatus)) return u
@@ -237,8 +246,8 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     }
     return false
   }
-  const ANY_CALL = {calls: CallChange.Code}
-  const unsettled = (ctx: StatementContext): {calls: CallChange} | undefined =>
+  const ANY_CALL: Unsettled = {calls: CallChange.Code, tables: true}
+  const unsettled = (ctx: StatementContext): Unsettled | undefined =>
     unsettledIn(ctx.session, ctx.transactionStatus) ?? (committingInside.size > 0 && inFlightCommit() ? ANY_CALL : undefined)
 
   /**
@@ -282,7 +291,7 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
     return [...keys, ...catalogKeys(resolved)]
   }
 
-  const decideNow = (analysis: Analysis, ctx: StatementContext, unsettledBefore: {calls: CallChange} | undefined): PolicyVerdict => {
+  const decideNow = (analysis: Analysis, ctx: StatementContext, unsettledBefore: Unsettled | undefined): PolicyVerdict => {
     // A text that neither runs nor defines prepared statements never reads the session's (`judgeStatements`).
     const staged = touchesRegistry(analysis.statements) ? new StagedRegistry(() => preparedInSession(ctx.session, definitions(ctx))) : undefined
     if (ctx.protocol === 'parse' && analysis.statements.length > 1) {
@@ -290,13 +299,13 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
       const decision: Decision = {action: 'deny', decisive: MULTI_PARSE, statements: [MULTI_PARSE], warnings: []}
       return decisionToVerdict(decision, {reviewers: opts.reviewers, statements: analysis.statements, analysis})
     }
-    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog, unsettledBefore !== undefined, unsettledBefore?.calls ?? CallChange.None, holdCursorOpen(ctx))
+    const {statements, decision} = judgeStatements(analysis.statements, staged, evalOpts, catalog, unsettledBefore?.tables === true, unsettledBefore?.calls ?? CallChange.None, holdCursorOpen(ctx))
     const verdict = decisionToVerdict(decision, {reviewers: opts.reviewers, statements, analysis, judged: statements})
     // A change that may run (now, or once approved) leaves the session unsettled; a refused one changed nothing.
     if (verdict.action !== 'reject') {
       // One pass over what was judged: what it changes, and whether its code may commit inside.
       let calls: CallChange = unsettledBefore?.calls ?? CallChange.None
-      let tablesBehind = false
+      let tablesBehind = unsettledBefore?.tables === true
       let commits = false
       for (const st of statements) {
         calls = Math.max(calls, callChange(st)) as CallChange
@@ -306,7 +315,7 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
       if (commits) committingInside.set(ctx.connectionId, {session: ctx.session, since: readyAwaited(ctx.session)})
       if (!holdCursorSince.has(ctx.session) && analysis.statements.some(declaresHoldCursor)) holdCursorSince.set(ctx.session, readyAwaited(ctx.session))
       if (calls > CallChange.None || tablesBehind) {
-        unsettledSince.set(ctx.session, {since: readyAwaited(ctx.session), calls, connectionId: ctx.connectionId})
+        unsettledSince.set(ctx.session, {since: readyAwaited(ctx.session), calls, tables: tablesBehind, connectionId: ctx.connectionId})
         changingConnections.add(ctx.connectionId)
         opts.onCatalogChange?.()
       }

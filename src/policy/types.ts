@@ -126,6 +126,11 @@ export interface Operation {
   executes?: string
   /** Why the operation is `unknown`, or other context a reviewer needs. */
   detail?: string
+  /**
+   * DDL that leaves every existing relation as it was (relation-keeping.ts): the relations named
+   * after it, before its COMMIT, are still what the committed catalog says.
+   */
+  keepsRelations?: true
 }
 
 export interface StatementAnalysis {

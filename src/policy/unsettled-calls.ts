@@ -54,7 +54,9 @@ export function operationCallChange(o: Operation): CallChange {
   if (o.flags.includes('unsettled_catalog')) return CallChange.None
   if (ADDS_POLICY_CODE.has(o.command) || (o.class === 'write' && writesCatalog(o)) || COMMITS_OTHERS_CHANGE.has(o.command) || o.flags.includes('changes_catalog')) return CallChange.Code
   if (CATALOG_KEEPING.has(o.class)) return CallChange.None
-  return CHANGES_NO_CALL.has(o.command) ? CallChange.None : CHANGES_ROW_TYPES.has(o.command) ? CallChange.RowTypes : CallChange.Code
+  if (CHANGES_NO_CALL.has(o.command)) return CallChange.None
+  // An ALTER TABLE of columns, constraints and storage (relation-keeping.ts) changes a row type, as a new table makes one.
+  return CHANGES_ROW_TYPES.has(o.command) || (o.command === 'alter_table' && o.keepsRelations === true) ? CallChange.RowTypes : CallChange.Code
 }
 
 /** What `stmt`, let through, may change for the calls after it until it is committed. */

@@ -191,7 +191,7 @@ const MAY_RUN_DDL: ReadonlySet<OperationFlag> = new Set(['volatile_function', 'u
 /** Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out of date. */
 export function mayChangeTablesBehind(stmt: StatementAnalysis): boolean {
   // COMMIT PREPARED commits whatever DDL the prepared transaction holds.
-  return stmt.operations.some((o) => !CATALOG_KEEPING.has(o.class) || o.command === 'commit_prepared' || o.flags.some((f) => MAY_RUN_DDL.has(f)) || o.tables.some((t) => t.runsCode))
+  return stmt.operations.some((o) => (!CATALOG_KEEPING.has(o.class) && o.keepsRelations !== true) || o.command === 'commit_prepared' || o.flags.some((f) => MAY_RUN_DDL.has(f)) || o.tables.some((t) => t.runsCode))
 }
 
 /**

@@ -3,6 +3,7 @@
  * the top node: a DELETE hidden in a CTE, a MERGE action, a function call in a subquery, a DML
  * inside EXPLAIN ANALYZE all surface as operations of their own.
  */
+import {keepsRelations} from './relation-keeping.js'
 import {judgeSetting} from './settings.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
@@ -13,6 +14,11 @@ function op(cls: StatementClass, command: string, extra: Partial<Operation> = {}
 }
 
 type Simple = [StatementClass, string, AccessKind?]
+
+/** `keepsRelations` for DDL that leaves every existing relation as it was. */
+function keeping(type: string, body: Obj): Partial<Operation> {
+  return keepsRelations(type, body) ? {keepsRelations: true} : {}
+}
 
 /** Statements whose meaning is fixed by their node type. Walking their body still finds tables and calls. */
 const SIMPLE: Record<string, Simple> = {
@@ -261,7 +267,7 @@ export class StatementWalker {
         return {}
       case 'AlterTableStmt': {
         const object = objectKind(body.objtype) ?? 'table'
-        this.open(op('ddl', `alter_${object}`, {object}), () => this.walkBody(body, 'ddl'))
+        this.open(op('ddl', `alter_${object}`, {object, ...keeping(type, body)}), () => this.walkBody(body, 'ddl'))
         // ALTER TABLE ... OWNER TO hands every privilege on the table to another role.
         const subtypes = list(body.cmds).map((c) => unwrap(c)?.[1].subtype)
         if (subtypes.includes('AT_ChangeOwner')) this.push(op('privilege', 'alter_owner', {object}))
@@ -334,7 +340,7 @@ export class StatementWalker {
         const simple = SIMPLE[type]
         if (simple) {
           const [cls, command, access] = simple
-          this.open(op(cls, command), () => this.walkBody(body, access ?? (cls === 'read' || cls === 'session' ? 'read' : 'ddl')))
+          this.open(op(cls, command, keeping(type, body)), () => this.walkBody(body, access ?? (cls === 'read' || cls === 'session' ? 'read' : 'ddl')))
         } else {
           this.push(op('unknown', 'unknown', {detail: `statement type ${type} is not understood by dbgate`}))
         }

@@ -471,6 +471,52 @@ describe('what is behind a relation while the session changes the catalog', () =
     }
   })
 
+  it("lets a migration read and write what it made or altered inside its own transaction, built-in calls included", async () => {
+    // DDL that leaves every existing relation as it was: the committed catalog is still right about the others.
+    const MIGRATIONS: readonly (readonly string[])[] = [
+      [
+        'create table public.m0 (id int primary key)',
+        "create table public.m1 (id serial primary key, name text not null default 'unnamed', at timestamptz default now(), team int references public.m0 (id) on delete cascade, check (length(name) > 0))",
+        'insert into public.m0 values (1)',
+        "insert into public.m1 (name, team) values ('first', 1)",
+        'select upper(m1.name) as name, t.name as team from public.m1 join public.teams t on t.id = m1.team',
+      ],
+      [
+        "alter table public.teams add column note text default lower('X'), alter column name set not null, add constraint teams_name check (length(name) < 100)",
+        'update public.teams set note = upper(name) where id = 1',
+        'select note, name from teams',
+      ],
+      ['create index on public.teams (lower(name))', "select * from public.teams where lower(name) = 'team 1'"],
+      ['create sequence public.mseq', "comment on table public.teams is 'teams'", 'select name from public.teams'],
+    ]
+    for (const steps of MIGRATIONS) {
+      const {shown, refusals} = await session(deny, ['begin', ...steps, 'rollback'])
+      expect(refusals.map((r) => `${r.code}: ${r.message}`), steps[0]).toEqual([])
+      expect(shown, steps[0]).toContain('team 1')
+    }
+  })
+
+  it('still counts every relation as every table after DDL that could put rows behind a name or run code unseen, even mixed with DDL that could not', async () => {
+    const UNKEPT = [
+      'alter table hr.salaries add column extra int, inherit public.parent',
+      'create table public.kid (id int, person text, amount int) inherits (public.parent)',
+      'create table public.kid (like hr.salaries)',
+      'create index on public.teams (name text_pattern_ops)',
+      'alter table public.teams add column p public.parent',
+      'alter table public.teams enable row level security',
+      'alter table public.teams set (fillfactor = 90)',
+      'create table public.m9 (id int primary key); alter table public.teams add constraint f foreign key (id) references public.m9 (id) on delete cascade not valid',
+    ]
+    for (const t of [deny, allowList]) {
+      for (const change of UNKEPT) {
+        const {shown, refusals} = await session(t, ['begin', change, 'select * from public.parent', 'select name from public.teams', 'rollback'])
+        expect(shown, change).not.toContain(SECRET)
+        expect(refusals.map((r) => r.code), change).toEqual(['42501', '42501'])
+        if (t === deny) expect(refusals[0]!.detail, change).toMatch(/changed the catalog in a transaction that is not committed yet/)
+      }
+    }
+  })
+
   it('lets reads of public tables run again once no change is pending, and in transactions that change nothing', async () => {
     const {shown, refusals} = await session(deny, ['create table public.scratch (id int)', 'select * from public.teams', 'begin', 'select * from public.teams', 'commit', 'drop table public.scratch', 'select name from teams'])
     expect(refusals).toEqual([])
