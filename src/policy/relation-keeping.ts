@@ -23,8 +23,9 @@ const BUILTIN_INDEX_METHODS: ReadonlySet<unknown> = new Set([undefined, 'btree',
  * ALTER TABLE actions on columns, constraints, indexes and storage. Left out: triggers and rules
  * (ENABLE/DISABLE), inheritance and partitions (INHERIT, ATTACH, DETACH, OF), row security, the
  * owner (whether row security applies), storage parameters (on a view, `security_barrier`,
- * `check_option`, `security_invoker`), a foreign table's options (where its rows come from), and
- * any action this list does not know.
+ * `check_option`, `security_invoker`), a foreign table's options (where its rows come from), the
+ * access method (its handler's code runs on every write), ALTER CONSTRAINT (which may enforce a
+ * foreign key that cascades), and any action this list does not know.
  */
 const KEEPING_ALTER_TABLE: ReadonlySet<string> = new Set([
   'AT_AddColumn',
@@ -43,7 +44,6 @@ const KEEPING_ALTER_TABLE: ReadonlySet<string> = new Set([
   'AT_DropColumn',
   'AT_AddConstraint',
   'AT_ReAddConstraint',
-  'AT_AlterConstraint',
   'AT_ValidateConstraint',
   'AT_AddIndexConstraint',
   'AT_DropConstraint',
@@ -52,7 +52,6 @@ const KEEPING_ALTER_TABLE: ReadonlySet<string> = new Set([
   'AT_DropCluster',
   'AT_SetLogged',
   'AT_SetUnLogged',
-  'AT_SetAccessMethod',
   'AT_SetTableSpace',
   'AT_ReplicaIdentity',
   'AT_AddIdentity',
@@ -69,8 +68,8 @@ const CHECKING_ACTIONS: ReadonlySet<unknown> = new Set([undefined, 'a', 'r'])
 /**
  * Whether a column's type is a built-in one, whose values run no user code when written (a
  * domain's check may call any function). A name the parser qualified with pg_catalog is one; so
- * is a one-word built-in name, which the session's temporary schema could only shadow with a
- * table's row type, itself made of such columns (its CREATE would not keep relations otherwise).
+ * is a one-word built-in name, which only the session's temporary schema could shadow, and no
+ * statement through dbgate may put such a name there (type-shadowing.ts).
  */
 function builtinColumnType(typeName: unknown): boolean {
   if (!isObj(typeName) || typeName.pct_type === true) return false
@@ -120,10 +119,12 @@ function columnKeeps(def: unknown, cascadesAllowed: boolean): boolean {
 /**
  * CREATE TABLE: a table under no other (no INHERITS, no PARTITION OF, no OF type), of columns it
  * defines itself (LIKE copies another table's column types, which may be domains, and with
- * INCLUDING its defaults and checks: code the statement does not show).
+ * INCLUDING its defaults and checks: code the statement does not show), stored as heap.
  */
 function createTableKeeps(body: Obj): boolean {
   if (list(body.inhRelations).length > 0 || body.partbound !== undefined || body.ofTypename !== undefined) return false
+  // A table access method other than the built-in heap runs its handler's code on every write.
+  if (body.accessMethod !== undefined && body.accessMethod !== 'heap') return false
   return list(body.tableElts).every((el) => {
     const u = unwrap(el)
     if (u?.[0] === 'ColumnDef') return columnKeeps(el, true)
@@ -142,6 +143,8 @@ function alterTableKeeps(body: Obj): boolean {
       if (!u || u[0] !== 'AlterTableCmd') return false
       const cmd = u[1]
       if (typeof cmd.subtype !== 'string' || !KEEPING_ALTER_TABLE.has(cmd.subtype)) return false
+      // CASCADE drops what depends on the column or constraint too: views, policies, triggers.
+      if (cmd.behavior === 'DROP_CASCADE') return false
       if (cmd.subtype === 'AT_AddColumn') return columnKeeps(cmd.def, false)
       if (cmd.subtype === 'AT_AlterColumnType') {
         const def = unwrap(cmd.def)

@@ -88,6 +88,13 @@ const GUARDS: readonly BuiltinRule[] = [
     hint: 'leave client_encoding at UTF8, standard_conforming_strings on and backslash_quote at safe_encoding; no rule can allow this',
     test: (op) => op.flags.includes('assumed_setting'),
   },
+  {
+    id: 'guard.shadowed-type',
+    action: 'deny',
+    reason: 'a temporary type or relation named like a built-in type would take its place in every later statement of the session, running code dbgate judges as the built-in',
+    hint: 'give it a name no built-in type has (or make it outside the temporary schema); no rule can allow this',
+    test: (op) => op.flags.includes('shadows_builtin_type'),
+  },
 ]
 
 function hintOf(rule: BuiltinRule, op: Operation): {hint?: string} {

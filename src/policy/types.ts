@@ -67,6 +67,7 @@ export type OperationFlag =
   | 'sequence_reset' // sets a sequence to a chosen value (setval), which can make the next inserts collide
   | 'changes_catalog' // calls a function whose body may change the catalog (DDL, dynamic SQL, a body dbgate cannot read): the calls after it may run what dbgate has not read
   | 'unsettled_catalog' // a call made after the session's own uncommitted change to the catalog, which the tunnel cannot read yet
+  | 'shadows_builtin_type' // puts a type or relation named like a built-in type into the session's temporary schema, where type names are looked up first
 
 /**
  * Something a statement calls that the catalog decides: a function (or aggregate, procedure), a

@@ -4,6 +4,7 @@
  * inside EXPLAIN ANALYZE all surface as operations of their own.
  */
 import {keepsRelations} from './relation-keeping.js'
+import {shadowedBuiltinType} from './type-shadowing.js'
 import {judgeSetting} from './settings.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
@@ -110,7 +111,7 @@ export const KNOWN_COMMANDS: ReadonlySet<string> = new Set([
   ...['select', 'insert', 'update', 'delete', 'merge', 'copy', 'explain', 'create_table_as', 'create_materialized_view'],
   ...['prepare', 'execute', 'deallocate', 'discard', 'set', 'reset', 'fetch', 'move', 'drop', 'truncate', 'rename'],
   ...['grant', 'revoke', 'grant_role', 'revoke_role', 'create_trigger', 'create_event_trigger', 'create_rule'],
-  ...['create_function', 'create_procedure', 'do', 'call', 'load', 'create_tablespace', 'vacuum', 'analyze', 'function'],
+  ...['create_function', 'create_procedure', 'do', 'call', 'load', 'create_tablespace', 'vacuum', 'analyze', 'function', 'shadow_type'],
   ...['begin', 'commit', 'rollback', 'savepoint', 'release', 'rollback_to', 'prepare_transaction', 'commit_prepared', 'rollback_prepared'],
   'unknown',
 ])
@@ -178,6 +179,15 @@ export class StatementWalker {
       return {}
     }
     const [type, body] = u
+    const shadowed = shadowedBuiltinType(type, body)
+    if (shadowed !== undefined) {
+      this.push(
+        op('ddl', 'shadow_type', {
+          flags: ['shadows_builtin_type'],
+          detail: `it would make "${shadowed}" mean an object in this session's temporary schema instead of the built-in type pg_catalog.${shadowed} in every later statement (the temporary schema is searched first for type names)`,
+        }),
+      )
+    }
     switch (type) {
       case 'SelectStmt':
         if (isObj(body.intoClause)) {

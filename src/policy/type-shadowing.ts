@@ -1,0 +1,82 @@
+/**
+ * A session's temporary schema is searched before pg_catalog for type names (and for relations,
+ * whose row types are types), so a temporary domain, type, table, view or sequence named `text`
+ * takes the built-in's place for every later statement of that session: `'x'::text` and a new
+ * column of type `text` then run that domain's check, code no statement shows, while dbgate
+ * judges them as the built-in (its catalog connection cannot see another session's temporary
+ * objects). Only the temporary schema can do this: the others come after pg_catalog on the
+ * default search_path, and dbgate refuses a search_path that names other schemas. So a statement
+ * that would put a type or relation named like a built-in type into the temporary schema is
+ * refused outright (a guard in rules.ts).
+ */
+import {isBuiltinType} from './builtins.js'
+import {isObj, names, type Obj} from '../sql/tree.js'
+
+const isTempSchema = (schema: unknown): boolean => typeof schema === 'string' && schema.startsWith('pg_temp')
+
+/** The name a relation being created gets, when it goes to the temporary schema. */
+function tempRelationName(rel: unknown): string | undefined {
+  if (!isObj(rel) || typeof rel.relname !== 'string') return undefined
+  return rel.relpersistence === 't' || isTempSchema(rel.schemaname) ? rel.relname : undefined
+}
+
+/** The name of a type being created as `pg_temp.name`. */
+function tempTypeName(qualified: unknown): string | undefined {
+  const n = names(qualified)
+  return n.length === 2 && isTempSchema(n[0]) ? n[1] : undefined
+}
+
+/** Object kinds that are (or carry) a type whose name a column type or a cast can mean. */
+const TYPED_OBJECTS: ReadonlySet<unknown> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE', 'OBJECT_TYPE', 'OBJECT_DOMAIN'])
+
+/** Whether an existing object, as a statement names it, may be in the temporary schema: unqualified (searched there first) or qualified so. */
+function mayBeTemp(relation: unknown, object: unknown): boolean {
+  if (isObj(relation)) return relation.schemaname === undefined || isTempSchema(relation.schemaname)
+  const n = names(isObj(object) && isObj(object.List) ? object.List.items : object)
+  return n.length < 2 || isTempSchema(n[0])
+}
+
+/** The built-in type name a statement would give a temporary type or relation, or undefined. */
+export function shadowedBuiltinType(type: string, body: Obj): string | undefined {
+  let name: string | undefined
+  switch (type) {
+    case 'CreateStmt':
+      name = tempRelationName(body.relation)
+      break
+    case 'ViewStmt':
+      name = tempRelationName(body.view)
+      break
+    case 'CreateSeqStmt':
+      name = tempRelationName(body.sequence)
+      break
+    case 'CreateTableAsStmt':
+      name = tempRelationName(isObj(body.into) ? body.into.rel : undefined)
+      break
+    case 'SelectStmt':
+      name = tempRelationName(isObj(body.intoClause) ? body.intoClause.rel : undefined)
+      break
+    case 'CompositeTypeStmt':
+      name = tempRelationName(body.typevar)
+      break
+    case 'CreateDomainStmt':
+      name = tempTypeName(body.domainname)
+      break
+    case 'CreateEnumStmt':
+    case 'CreateRangeStmt':
+      name = tempTypeName(body.typeName)
+      break
+    case 'DefineStmt':
+      name = body.kind === 'OBJECT_TYPE' ? tempTypeName(body.defnames) : undefined
+      break
+    case 'RenameStmt':
+      name = TYPED_OBJECTS.has(body.renameType) && typeof body.newname === 'string' && mayBeTemp(body.relation, body.object) ? body.newname : undefined
+      break
+    case 'AlterObjectSchemaStmt': {
+      if (!TYPED_OBJECTS.has(body.objectType) || !isTempSchema(body.newschema)) break
+      if (isObj(body.relation)) name = typeof body.relation.relname === 'string' ? body.relation.relname : undefined
+      else name = names(isObj(body.object) && isObj(body.object.List) ? body.object.List.items : body.object).at(-1)
+      break
+    }
+  }
+  return name !== undefined && isBuiltinType(name) ? name : undefined
+}

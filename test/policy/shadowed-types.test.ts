@@ -1,0 +1,88 @@
+/**
+ * A temporary type or relation named like a built-in type takes the built-in's place for the rest
+ * of the session: the temporary schema is searched before pg_catalog for type names. A domain
+ * `pg_temp.text` whose check calls a function that runs DDL would then run it at every `::text`
+ * and every write of a new `text` column, unseen by the tunnel, which judges them as the built-in
+ * (its catalog connection cannot see another session's temporary objects). Every way of putting
+ * such a name into the temporary schema is refused, whatever the target's rules allow.
+ */
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {analyze} from '../../src/policy/index.js'
+import {loadParser} from '../../src/sql/parser.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+
+/** Each way of making a type or relation named like a built-in type in the temporary schema. */
+const SHADOWS = [
+  'create domain pg_temp.text as pg_catalog.text check (length(value) < 100)',
+  'create type pg_temp.date as (a int)',
+  "create type pg_temp.uuid as enum ('a')",
+  'create type pg_temp.int4 as range (subtype = pg_catalog.int8)',
+  'create temp table text (a int)',
+  'create table pg_temp.jsonb (a int)',
+  'create temp view bytea as select 1 as a',
+  'create temp sequence numeric',
+  'create temp table timestamptz as select 1 as a',
+  'select 1 as a into temp table inet',
+  'explain analyze create temp table interval as select 1 as a',
+  'create temp table made_here (a int); alter table made_here rename to bool',
+  'create domain pg_temp.made_here2 as int; alter domain made_here2 rename to int8',
+]
+
+beforeAll(async () => {
+  await loadParser()
+})
+
+describe('a temporary type or relation named like a built-in type', () => {
+  it('is flagged in every form, and nothing else is', () => {
+    for (const sql of SHADOWS) {
+      const flagged = analyze(sql).statements.some((s) => s.operations.some((o) => o.flags.includes('shadows_builtin_type')))
+      expect(flagged, sql).toBe(true)
+    }
+    for (const sql of ['create domain pg_temp.my_text as text', 'create temp table teams (a text)', 'create table public.text (a int)', 'create type public.date as (a int)', 'alter table t rename to t2', 'alter table public.t rename to text', 'alter table t rename column a to text']) {
+      const flagged = analyze(sql).statements.some((s) => s.operations.some((o) => o.flags.includes('shadows_builtin_type')))
+      expect(flagged, sql).toBe(false)
+    }
+  })
+
+  describe('through the tunnel, under rules that allow every change', () => {
+    let db: UpstreamInfo
+    let t: PipelineTunnel
+    beforeAll(async () => {
+      db = await createTestDatabase()
+      // No pack and no rules: everything is allowed but what no rule can allow.
+      t = await openPipelineTunnel(db, 'policy: none')
+    }, 120_000)
+    afterAll(async () => {
+      await t?.close()
+    })
+
+    it('is refused, says why, and the built-in keeps its meaning', async () => {
+      const c = await t.client()
+      try {
+        for (const sql of SHADOWS) {
+          const refused = await c.query(sql).then(
+            () => undefined,
+            (e: Error & {code?: string; detail?: string; hint?: string}) => e,
+          )
+          expect(refused?.code, sql).toBe('42501')
+          expect(refused?.message, sql).toContain('guard.shadowed-type')
+          expect(refused?.hint, sql).toContain('no rule can allow this')
+        }
+        // Nothing was made: every name still means the built-in.
+        const meanings = await c.query<{t: string | null}>(
+          `select to_regtype(n) is not null and (select nspname from pg_namespace where oid = (select typnamespace from pg_type where oid = to_regtype(n))) = 'pg_catalog' as t
+           from unnest(array['text', 'date', 'uuid', 'int4', 'jsonb', 'bytea', 'numeric', 'timestamptz', 'inet', 'interval', 'bool', 'int8']) n`,
+        )
+        expect(meanings.rows.every((r) => r.t)).toBe(true)
+        // Names of their own are fine.
+        await c.query('create domain pg_temp.my_text as text check (length(value) < 100)')
+        await c.query('create temp table teams (a my_text)')
+        expect((await c.query("select 'x'::text as v")).rows).toEqual([{v: 'x'}])
+      } finally {
+        await c.end()
+      }
+    })
+  })
+})
+
