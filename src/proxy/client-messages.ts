@@ -279,9 +279,7 @@ export class ClientMessages {
         return
       }
       case Frontend.Terminate:
-        c.passToUpstream(frame)
-        c.close('client terminated the session')
-        return
+        return this.terminate()
       default:
         throw new ProtocolError(`unknown frontend message type ${codeName(frame.code)}`)
     }
@@ -317,9 +315,7 @@ export class ClientMessages {
       case Frontend.Sync:
         return
       case Frontend.Terminate:
-        this.c.passToUpstream(frame)
-        this.c.close('client terminated the session')
-        return
+        return this.terminate()
       default:
         throw new ProtocolError(`${codeName(frame.code)} during COPY FROM STDIN: end the COPY with CopyDone or CopyFail first`)
     }
@@ -344,6 +340,15 @@ export class ClientMessages {
       default:
         return this.awaitReplies(frame)
     }
+  }
+
+  /**
+   * The client ends the session. What it sent before the Terminate goes to the server first, as it
+   * would without the tunnel (the server runs it, then reads the Terminate that closing sends).
+   */
+  private terminate(): void {
+    this.c.flush()
+    this.c.close('client terminated the session')
   }
 
   /** A message the server skips (it is discarding up to Sync after an error) gets no reply: its run ends here. */

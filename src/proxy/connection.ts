@@ -396,7 +396,7 @@ export class ClientConnection implements ConnectionCore {
     } catch (error) {
       this.flush()
       if (error instanceof SettingChanged) {
-        this.toUpstream.length = 0
+        this.dropUpstreamOutput()
         this.refuse(error.notice)
         return
       }
@@ -477,6 +477,21 @@ export class ClientConnection implements ConnectionCore {
 
   // ---- bytes out ----------------------------------------------------------------------------
 
+  /**
+   * Replies owed when the upstream's writes were last flushed. Between flushes the client's
+   * messages only add to what is owed (and the server's replies, handled apart, only take from it),
+   * so the owed entries past this count are the messages not written yet.
+   */
+  private owedWhenFlushed = 0
+  /** What the client's last messages sent upstream was dropped (the connection is failing): they never reach the server. */
+  private upstreamDropped = false
+
+  /** Drops what is to be written upstream: the connection ends, and nothing of the chunk that ended it runs. */
+  private dropUpstreamOutput(): void {
+    this.upstreamOut.clear()
+    this.upstreamDropped = true
+  }
+
   /** Writes what the last chunk produced, one write per side. */
   flush(): void {
     // Once the upstream is ended (the connection closed) nothing more is written to it: a write
@@ -489,6 +504,7 @@ export class ClientConnection implements ConnectionCore {
     } else {
       this.upstreamOut.clear()
     }
+    if (!this.upstreamDropped) this.owedWhenFlushed = this.state.pendingCount
     if (!this.clientOut.empty && this.phase !== 'closed') {
       const release = this.env.hooks.beforeRelease
       if (release) this.safely(release)
@@ -522,7 +538,7 @@ export class ClientConnection implements ConnectionCore {
     const e = error as Error
     const sqlstate = error instanceof ProtocolError ? error.sqlstate : 'XX000'
     this.env.log('warn', `connection ${this.id}: ${e instanceof ProtocolError ? 'protocol error' : 'internal error'}: ${e.message}`)
-    this.toUpstream.length = 0
+    this.dropUpstreamOutput()
     this.refuse({severity: 'FATAL', code: sqlstate, message: `dbgate: ${e instanceof ProtocolError ? 'protocol violation' : 'internal error'}: ${e.message}`})
   }
 
@@ -574,8 +590,10 @@ export class ClientConnection implements ConnectionCore {
     // (to its COMMIT) until it reads the Terminate behind it.
     const busy = this.state.pendingCount > 0
     // A statement the server already answered with an error ended with that error, even when the
-    // client hung up before its ReadyForQuery came (pg settles a query on the ErrorResponse).
-    for (const run of this.state.drain()) this.finishRun(run, run.error ? (run.denied ? 'rejected' : 'error') : 'aborted')
+    // client hung up before its ReadyForQuery came (pg settles a query on the ErrorResponse). One
+    // it has not answered yet runs on to its end (its COMMIT too), unless it was never sent:
+    // recorded as `aborted` (never ran) it would hide a write that happened.
+    for (const {run, sent} of this.state.drain(this.upstreamDropped || !this.upstreamOut.empty ? this.owedWhenFlushed : Infinity)) this.finishRun(run, run.error ? (run.denied ? 'rejected' : 'error') : sent ? 'unanswered' : 'aborted')
     let upstreamOpen = false
     if (this.upstream) {
       this.closingUpstream = true

@@ -242,13 +242,18 @@ export class ProtocolState<R> implements SessionView {
     return true
   }
 
-  /** Forgets every reply still owed (the connection is closing); returns the runs they carried. */
-  drain(): R[] {
+  /**
+   * Forgets every reply still owed (the connection is closing); returns the runs they carried, each
+   * with whether its message was among the first `sent` owed (the ones written upstream).
+   */
+  drain(sent: number): {run: R; sent: boolean}[] {
     this.copyIn = false
-    const runs: R[] = []
-    for (const e of this.queue.splice(0)) {
+    const runs: {run: R; sent: boolean}[] = []
+    const entries = this.queue.splice(0)
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!
       this.settle(e)
-      if (e.run !== undefined) runs.push(e.run)
+      if (e.run !== undefined) runs.push({run: e.run, sent: i < sent})
     }
     return runs
   }
