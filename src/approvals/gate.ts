@@ -12,6 +12,7 @@ import type {TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {agentLabel, identityLabel, type AgentInfo, type Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
+import {scanTokens} from '../sql/parser.js'
 import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision} from '../policy/types.js'
 import type {StatementContext, StatementEvent, StatementVerdict} from '../proxy/seam.js'
@@ -152,6 +153,16 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       const notice: PgNoticeFields = {severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: running under the window ${window.requestId} granted by ${window.reviewer} until ${window.until.toISOString()}`}
       const approval: ApprovalSettlement = {id: window.requestId, decision: 'approved', reviewer: window.reviewer, window: true}
       return {action: 'allow', notices: [notice], decision, approval}
+    }
+
+    if (ctx.protocol === 'parse' && takesParameters(sql)) {
+      // Its values come in the Bind, after the reviewer has decided: approving `… where id > $1`
+      // (or `setval('s', $1)`) would approve whatever value the client binds.
+      return refuse(
+        decision,
+        `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved with bind parameters ($1, …): a reviewer would approve it without the values it runs with`,
+        'write the values into the statement text (a simple query, or a Parse without parameters), or PREPARE it and EXECUTE it with its values, which is judged with them',
+      )
     }
 
     const requester = opts.identity
@@ -310,5 +321,18 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       recent.delete(sessionId)
     },
     liveWindows: () => windows.filter((w) => w.until.getTime() > now().getTime()),
+  }
+}
+
+/**
+ * Whether a statement text refers to bind parameters (`$1`), as the server's scanner reads it (not
+ * inside a string, a quoted name or a function body). A text the scanner refuses counts as taking
+ * them: the server would refuse it too.
+ */
+function takesParameters(sql: string): boolean {
+  try {
+    return scanTokens(sql).some((t) => t.tokenName === 'PARAM')
+  } catch {
+    return true
   }
 }
