@@ -12,7 +12,7 @@ import type {TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {agentLabel, identityLabel, type AgentInfo, type Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
-import {scanTokens} from '../sql/parser.js'
+import {parseTree} from '../sql/parser.js'
 import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision} from '../policy/types.js'
 import type {StatementContext, StatementEvent, StatementVerdict} from '../proxy/seam.js'
@@ -155,9 +155,10 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       return {action: 'allow', notices: [notice], decision, approval}
     }
 
-    if (ctx.protocol === 'parse' && takesParameters(sql)) {
+    if (takesParameters(sql)) {
       // Its values come in the Bind, after the reviewer has decided: approving `… where id > $1`
-      // (or `setval('s', $1)`) would approve whatever value the client binds.
+      // (or `setval('s', $1)`, or the `EXECUTE p($1)` a Bind of an SQL-prepared statement is
+      // judged as) would approve whatever value the client binds.
       return refuse(
         decision,
         `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved with bind parameters ($1, …): a reviewer would approve it without the values it runs with`,
@@ -325,14 +326,32 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
 }
 
 /**
- * Whether a statement text refers to bind parameters (`$1`), as the server's scanner reads it (not
- * inside a string, a quoted name or a function body). A text the scanner refuses counts as taking
- * them: the server would refuse it too.
+ * Whether a statement text refers to bind parameters (`$1`) whose values the client sends apart
+ * from it (in a Bind): a parameter reference in its tree (never one in a string, a quoted name or
+ * a function body), outside a `PREPARE`, whose parameters are its own (each `EXECUTE` gives them).
+ * A text the parser refuses counts as taking them.
  */
 function takesParameters(sql: string): boolean {
   try {
-    return scanTokens(sql).some((t) => t.tokenName === 'PARAM')
+    return (parseTree(sql).stmts ?? []).some((s) => s.stmt !== undefined && !('PrepareStmt' in s.stmt) && hasParamRef(s.stmt))
   } catch {
     return true
   }
+}
+
+function hasParamRef(tree: object): boolean {
+  const stack: unknown[] = [tree]
+  while (stack.length > 0) {
+    const node = stack.pop()
+    if (typeof node !== 'object' || node === null) continue
+    if (Array.isArray(node)) {
+      for (const v of node) stack.push(v)
+      continue
+    }
+    for (const [k, v] of Object.entries(node)) {
+      if (k === 'ParamRef') return true
+      stack.push(v)
+    }
+  }
+  return false
 }

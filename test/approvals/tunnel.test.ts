@@ -4,6 +4,7 @@ import {tmpdir} from 'node:os'
 import {stripVTControlCharacters} from 'node:util'
 import path from 'node:path'
 import pg from 'pg'
+import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../../src/approvals/review.js'
 import {seal} from '../../src/approvals/seal.js'
@@ -27,6 +28,7 @@ import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {people, tempBucketUrl, watchNotices, type People} from './helpers.js'
 import {waitFor} from '../helpers/wait.js'
+import {codes, errorOf} from '../helpers/raw-client.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', '  windows: true'].join('\n')
 
@@ -399,6 +401,21 @@ describe('approvals through the tunnel', () => {
     expect(await filed()).toBe(before)
     const state = await withClient(db.url, async (x) => (await x.query("select (select last_value from accounts_seq)::int as seq, (select string_agg(owner, ',' order by id) from accounts) as owners")).rows[0])
     expect(state).toEqual({seq: 1000, owners: 'ann,ben'})
+
+    // A protocol Bind of an SQL-prepared statement runs it with the Bind's values: judged as
+    // `EXECUTE p($1, $2)`, and not held either. The PREPARE itself is held, and approved.
+    const raw = await t.raw()
+    raw.send(serialize.query('prepare own as update accounts set owner = $1 where id > $2'))
+    let request: string | undefined
+    await waitFor(async () => (request = (await listRequests(bucket)).find((v) => v.request.sql.startsWith('prepare own') && !v.outcome)?.request.id) !== undefined, 'the PREPARE is held')
+    await decide(await review('bob'), {id: request!, action: 'approve'})
+    expect(codes(await raw.untilReady())).toMatch(/CZ$/)
+    const filedBefore = await filed()
+    raw.send(serialize.bind({statement: 'own', values: ['mallory', '0']}), serialize.execute({}), serialize.sync())
+    const bound = await raw.untilReady()
+    expect(errorOf(bound)).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved with bind parameters/)})
+    expect(await filed()).toBe(filedBefore)
+    expect((await withClient(db.url, (x) => x.query("select string_agg(owner, ',' order by id) as owners from accounts"))).rows[0].owners).toBe('ann,ben')
 
     // A `$1` in a string is no parameter: the statement is held as any other, here as an unnamed Parse.
     const w = watchNotices(c)
