@@ -198,6 +198,9 @@ export class ClientConnection implements ConnectionCore {
   private readonly fromClient: ClientMessages
   private readonly fromServer: ServerMessages
   private closeListeners: (() => void)[] = []
+  private endListeners: (() => void)[] = []
+  /** Closed, and its server session too. */
+  private gone = false
   private closingUpstream = false
   private shutdownMessage = 'terminating connection: the dbgate tunnel is shutting down'
 
@@ -311,6 +314,15 @@ export class ClientConnection implements ConnectionCore {
   onClose(fn: () => void): void {
     if (this.phase === 'closed') fn()
     else this.closeListeners.push(fn)
+  }
+
+  /**
+   * `fn` runs once the connection is closed and its server session too (at once if it had none):
+   * what the client sent may run on after it hung up, and it counts as a session until then.
+   */
+  onSessionGone(fn: () => void): void {
+    if (this.gone) fn()
+    else this.endListeners.push(fn)
   }
 
   context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition, paramTypes?: readonly number[]): StatementContext {
@@ -584,6 +596,10 @@ export class ClientConnection implements ConnectionCore {
   close(reason: string): void {
     if (this.phase === 'closed') return
     this.phase = 'closed'
+    // An open server session still counts against tunnel.maxUpstreamSessions until the server has
+    // closed it: a client that hangs up on a running statement leaves it running (up to the linger
+    // below), and hanging up again and again would open sessions past the cap.
+    const slot = this.upstream && !this.upstream.socket.destroyed ? this.startup.takeSlot() : undefined
     this.startup.stop()
     this.fromClient.stop()
     // Replies still owed: the server is running something of this session, and goes on with it
@@ -600,7 +616,11 @@ export class ClientConnection implements ConnectionCore {
       const s = this.upstream.socket
       if (!s.destroyed) {
         upstreamOpen = true
-        s.once('close', () => this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id)))
+        s.once('close', () => {
+          slot?.()
+          this.sessionEnded()
+          this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
+        })
         s.end(Buffer.from([Frontend.Terminate, 0, 0, 0, 4]))
         // Its replies are read and dropped, so that the server is never stuck writing them.
         s.resume()
@@ -619,8 +639,17 @@ export class ClientConnection implements ConnectionCore {
       this.safely(() => this.env.hooks.onSessionEnd?.(session, reason))
     }
     this.safely(() => this.env.hooks.onConnectionClosed?.(this.id))
-    if (!upstreamOpen) this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
+    if (!upstreamOpen) {
+      slot?.()
+      this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
+    }
     for (const fn of this.closeListeners.splice(0)) fn()
+    if (!upstreamOpen) this.sessionEnded()
+  }
+
+  private sessionEnded(): void {
+    this.gone = true
+    for (const fn of this.endListeners.splice(0)) fn()
   }
 
   /** Hooks must never take the tunnel down; a failing one is logged. */
