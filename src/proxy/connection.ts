@@ -617,7 +617,7 @@ export class ClientConnection implements ConnectionCore {
       if (!s.destroyed) {
         upstreamOpen = true
         s.once('close', () => {
-          slot?.()
+          if (slot) this.safely(slot)
           this.sessionEnded()
           this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
         })
@@ -640,7 +640,7 @@ export class ClientConnection implements ConnectionCore {
     }
     this.safely(() => this.env.hooks.onConnectionClosed?.(this.id))
     if (!upstreamOpen) {
-      slot?.()
+      if (slot) this.safely(slot)
       this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
     }
     for (const fn of this.closeListeners.splice(0)) fn()
@@ -649,7 +649,8 @@ export class ClientConnection implements ConnectionCore {
 
   private sessionEnded(): void {
     this.gone = true
-    for (const fn of this.endListeners.splice(0)) fn()
+    // Run from the upstream socket's 'close' event: a listener that throws must not take the process down.
+    for (const fn of this.endListeners.splice(0)) this.safely(fn)
   }
 
   /** Hooks must never take the tunnel down; a failing one is logged. */
