@@ -177,6 +177,12 @@ export class ProtocolState<R> implements SessionView {
   private copyEndsAhead = 0
   /** Transaction status from the last ReadyForQuery. */
   txStatus: 'I' | 'T' | 'E' = 'I'
+  /**
+   * Whether `txStatus` is still the session's: no Execute was sent since the last ReadyForQuery. An
+   * extended-protocol Execute may begin or end a transaction block (`BEGIN`, `COMMIT`, `ROLLBACK`),
+   * and its segment has no ReadyForQuery until its Sync.
+   */
+  txStatusCurrent = true
   readonly parameters = new Map<string, string>()
   readyCount = 0
 
@@ -299,6 +305,7 @@ export class ProtocolState<R> implements SessionView {
     const effect = def?.shape.effect
     const entry: Entry<R> = {kind: 'execute', def, run, defines: def?.shape.opaque ? ANYTHING : definesOfEffect(effect), state: 'open', copy: def?.shape.copyIn === true}
     if (!this.push(entry)) return false
+    this.txStatusCurrent = false
     if (def && effect) this.stageEffect(effect, def)
     return true
   }
@@ -582,6 +589,7 @@ export class ProtocolState<R> implements SessionView {
     const head = this.expect('ReadyForQuery', 'query', 'sync') as Entry<R> & {kind: 'query' | 'sync'}
     this.shift()
     this.txStatus = status
+    this.txStatusCurrent = true
     this.readyCount++
     if (head.kind === 'query') {
       // exec_simple_query drops the unnamed statement first, and runs in the unnamed portal.

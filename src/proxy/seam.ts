@@ -57,6 +57,11 @@ export interface SessionView {
   readonly pendingCount?: number
   /** The transaction status of the last ReadyForQuery (what `StatementContext.transactionStatus` was made from). */
   readonly txStatus?: 'I' | 'T' | 'E'
+  /**
+   * False once an extended-protocol Execute was sent after that ReadyForQuery: it may have begun or
+   * ended a transaction block, so `txStatus` may no longer be the session's until the next one.
+   */
+  readonly txStatusCurrent?: boolean
 }
 
 export interface StatementContext {
