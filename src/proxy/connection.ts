@@ -34,7 +34,7 @@ import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstr
  * sent (the server closes it once it reads the Terminate behind that): meanwhile the pipeline
  * counts that work as running (`onUpstreamClosed`).
  */
-const BUSY_UPSTREAM_LINGER_MS = 10 * 60_000
+export const BUSY_UPSTREAM_LINGER_MS = 10 * 60_000
 
 /** How clients prove they may use this tunnel. */
 export interface TunnelAuth {
@@ -96,6 +96,8 @@ export interface ConnectionEnv {
    * then applies from the token's arrival; `setting` names it in the refusal.
    */
   signInDeadline?: {at: number; ms: number; setting: string}
+  /** How long a closed connection's busy server session may run on before it is cancelled (default `BUSY_UPSTREAM_LINGER_MS`). */
+  busyUpstreamLingerMs?: number
   /** Set when the tunnel is at tunnel.maxClientConnections: the client is refused after its startup packet. */
   overCapacity?: {max: number}
   /** The per-target cap on upstream sessions; none means no cap. */
@@ -625,7 +627,8 @@ export class ClientConnection implements ConnectionCore {
         // Its replies are read and dropped, so that the server is never stuck writing them.
         s.resume()
       }
-      setTimeout(() => s.destroy(), busy ? BUSY_UPSTREAM_LINGER_MS : 1000).unref()
+      const up = this.upstream
+      setTimeout(() => this.endLingering(s, busy ? up : undefined), busy ? (this.env.busyUpstreamLingerMs ?? BUSY_UPSTREAM_LINGER_MS) : 1000).unref()
     }
     if (!this.client.destroyed) {
       this.client.end()
@@ -645,6 +648,20 @@ export class ClientConnection implements ConnectionCore {
     }
     for (const fn of this.closeListeners.splice(0)) fn()
     if (!upstreamOpen) this.sessionEnded()
+  }
+
+  /**
+   * A closed connection's server session has not ended by its deadline. One still running what it
+   * was sent is cancelled first: dropped unseen, it would run on (a `pg_sleep`, a lock wait) with its
+   * slot given back, so clients hanging up again and again would pile up sessions on the server.
+   */
+  private endLingering(socket: net.Socket, busy: Pick<UpstreamSession, 'processId' | 'secretKey'> | undefined): void {
+    if (socket.destroyed) return
+    if (!busy) return void socket.destroy()
+    this.env.log('warn', `connection ${this.id}: the server still runs what this connection sent before its client left; cancelling it`)
+    cancelUpstream(this.env.target, busy.processId, busy.secretKey)
+      .catch((e: Error) => this.env.log('warn', `connection ${this.id}: cancel request to the upstream failed: ${e.message}`))
+      .finally(() => setTimeout(() => socket.destroy(), 1000).unref())
   }
 
   private sessionEnded(): void {

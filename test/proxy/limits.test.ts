@@ -10,7 +10,7 @@ import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decodeAuth, decodeNotice} from '../../src/wire/backend.js'
 import {encodeStartup} from '../../src/wire/frontend.js'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {RawClient} from '../helpers/raw-client.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
 import {waitFor} from '../helpers/wait.js'
@@ -158,6 +158,25 @@ describe('limits before authentication', () => {
       }
     } finally {
       await holder.end()
+      await capped.close()
+    }
+  })
+
+  it('cancels what a closed connection left running once its linger is over, so that its session ends on the server before its slot is given back', async () => {
+    // A statement that runs on after its client left (a long sleep, a lock wait) would otherwise
+    // keep its server session after the tunnel stopped counting it, again and again.
+    const capped = await startTunnel(db, {}, {limits: {maxUpstreamSessions: 1, upstreamQueueTimeoutMs: 60_000}, busyUpstreamLingerMs: 300})
+    const running = () => withClient(db.url, async (d) => (await d.query("select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(600)'")).rows[0].n as number)
+    try {
+      const raw = await RawClient.connect(capped.port, {password: capped.secret, database: db.database})
+      raw.send(serialize.query('select pg_sleep(600)'))
+      await waitFor(async () => (await running()) === 1, 'the statement runs')
+      raw.end()
+      await raw.waitClosed()
+      await waitFor(() => capped.tunnel.upstreamSessions.inUse === 0, 'the slot is given back after the linger')
+      expect(await running()).toBe(0)
+      await waitFor(() => capped.logs.some((l) => /still runs what this connection sent before its client left; cancelling it/.test(l)), 'the cancel is logged')
+    } finally {
       await capped.close()
     }
   })
