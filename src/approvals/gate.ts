@@ -12,6 +12,7 @@ import type {TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {agentLabel, identityLabel, type AgentInfo, type Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
+import {parseTree} from '../sql/parser.js'
 import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision} from '../policy/types.js'
 import type {StatementContext, StatementEvent, StatementVerdict} from '../proxy/seam.js'
@@ -152,6 +153,17 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       const notice: PgNoticeFields = {severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: running under the window ${window.requestId} granted by ${window.reviewer} until ${window.until.toISOString()}`}
       const approval: ApprovalSettlement = {id: window.requestId, decision: 'approved', reviewer: window.reviewer, window: true}
       return {action: 'allow', notices: [notice], decision, approval}
+    }
+
+    if (takesParameters(sql)) {
+      // Its values come in the Bind, after the reviewer has decided: approving `… where id > $1`
+      // (or `setval('s', $1)`, or the `EXECUTE p($1)` a Bind of an SQL-prepared statement is
+      // judged as) would approve whatever value the client binds.
+      return refuse(
+        decision,
+        `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved with bind parameters ($1, …): a reviewer would approve it without the values it runs with`,
+        'write the values into the statement text (a simple query, or a Parse without parameters), or PREPARE it and EXECUTE it with its values, which is judged with them',
+      )
     }
 
     const requester = opts.identity
@@ -311,4 +323,35 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     },
     liveWindows: () => windows.filter((w) => w.until.getTime() > now().getTime()),
   }
+}
+
+/**
+ * Whether a statement text refers to bind parameters (`$1`) whose values the client sends apart
+ * from it (in a Bind): a parameter reference in its tree (never one in a string, a quoted name or
+ * a function body), outside a `PREPARE`, whose parameters are its own (each `EXECUTE` gives them).
+ * A text the parser refuses counts as taking them.
+ */
+function takesParameters(sql: string): boolean {
+  try {
+    return (parseTree(sql).stmts ?? []).some((s) => s.stmt !== undefined && !('PrepareStmt' in s.stmt) && hasParamRef(s.stmt))
+  } catch {
+    return true
+  }
+}
+
+function hasParamRef(tree: object): boolean {
+  const stack: unknown[] = [tree]
+  while (stack.length > 0) {
+    const node = stack.pop()
+    if (typeof node !== 'object' || node === null) continue
+    if (Array.isArray(node)) {
+      for (const v of node) stack.push(v)
+      continue
+    }
+    for (const [k, v] of Object.entries(node)) {
+      if (k === 'ParamRef') return true
+      stack.push(v)
+    }
+  }
+  return false
 }

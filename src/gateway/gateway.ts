@@ -291,7 +291,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       return {ok: false, error: {severity: 'FATAL', code: '08006', message: `dbgate: target "${served.config.name}" is unavailable: the gateway could not prepare its checks (${(error as Error).message})`, hint: 'Try again shortly; if it persists, tell the gateway administrators.'}}
     }
     conn.onClose(lease.release)
-    conn.onClose(personSlot)
+    // A session the client hung up on still runs on the server until the server ends it: it counts until then.
+    conn.onSessionGone(personSlot)
     limitSession(conn, identity, settings, opts.now)
     log('info', `${identityLabel(identity)} signed in to target ${served.config.name} from ${request.clientAddress}`)
     return {

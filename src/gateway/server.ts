@@ -52,6 +52,8 @@ export interface GatewayServerOptions {
 /** What sign-in may do with the connection it is deciding about. */
 export interface GatewayConnection {
   onClose(fn: () => void): void
+  /** `fn` runs once the connection and its server session have both ended (a statement the client left may run on). */
+  onSessionGone(fn: () => void): void
   /** Ends the session once its statement in flight (if any) has finished, telling the client why. */
   end(message: string): void
 }
@@ -160,6 +162,7 @@ export class GatewayServer {
     const from = addressOf(clientAddress)
     const handle: GatewayConnection = {
       onClose: (fn) => conn!.onClose(fn),
+      onSessionGone: (fn) => conn!.onSessionGone(fn),
       end: (message) => conn!.shutdown(message),
     }
     conn = new ClientConnection(socket, {

@@ -504,7 +504,10 @@ export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
       return afterCommits(ctx, (now) => again(sql, now))
     }
     if (deps.changing(id)) {
-      const known = (ctx.session.pendingCount ?? 0) === 0
+      // Known only at a ReadyForQuery with nothing sent since that may have moved it: an Execute
+      // of `ROLLBACK` (or `COMMIT`) answered without a Sync leaves the session outside the block the
+      // last ReadyForQuery reported, and its next Sync or simple Query commits what ran meanwhile.
+      const known = (ctx.session.pendingCount ?? 0) === 0 && ctx.session.txStatusCurrent !== false
       const status = ctx.session.txStatus ?? ctx.transactionStatus
       if (mayCommit(deps.statementsOf(sql, ctx), known ? status !== 'I' : undefined)) {
         deps.committing()

@@ -240,7 +240,7 @@ export class ClientMessages {
         const approved = s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
         const lapsed = approved && s.verdict.action === 'allow' ? s.verdict.lapsed?.() : undefined
         if (lapsed) return this.refuseBind(bind.portal, bind.statement, s, lapsed)
-        const again = s.definedBy === 'prepare' ? `EXECUTE ${quoteIdent(s.name)}` : s.judgedUnder !== undefined && now !== s.judgedUnder && !approved ? s.sql : undefined
+        const again = s.definedBy === 'prepare' ? executeOf(s.name, bind.paramCount) : s.judgedUnder !== undefined && now !== s.judgedUnder && !approved ? s.sql : undefined
         if (again !== undefined && c.env.hooks.statement) {
           const prepared = s.definedBy === 'prepare'
           return this.judge(again, prepared ? 'simple' : 'parse', prepared ? undefined : s.name, frame, prepared ? undefined : s.paramTypes, (verdict) => {
@@ -333,9 +333,7 @@ export class ClientMessages {
         return
       }
       case Frontend.Terminate:
-        c.passToUpstream(frame)
-        c.close('client terminated the session')
-        return
+        return this.terminate()
       default:
         throw new ProtocolError(`unknown frontend message type ${codeName(frame.code)}`)
     }
@@ -371,9 +369,7 @@ export class ClientMessages {
       case Frontend.Sync:
         return
       case Frontend.Terminate:
-        this.c.passToUpstream(frame)
-        this.c.close('client terminated the session')
-        return
+        return this.terminate()
       default:
         throw new ProtocolError(`${codeName(frame.code)} during COPY FROM STDIN: end the COPY with CopyDone or CopyFail first`)
     }
@@ -398,6 +394,15 @@ export class ClientMessages {
       default:
         return this.awaitReplies(frame)
     }
+  }
+
+  /**
+   * The client ends the session. What it sent before the Terminate goes to the server first, as it
+   * would without the tunnel (the server runs it, then reads the Terminate that closing sends).
+   */
+  private terminate(): void {
+    this.c.flush()
+    this.c.close('client terminated the session')
   }
 
   /** A message the server skips (it is discarding up to Sync after an error) gets no reply: its run ends here. */
@@ -554,6 +559,17 @@ function checkName(kind: 'prepared statement' | 'portal', name: string): void {
   throw new ProtocolError(
     `a ${kind} name of ${Buffer.byteLength(name)} bytes ("${name.slice(0, 20)}…"): PostgreSQL keeps only the first ${MAX_NAME_BYTES} bytes of a name, so names longer than that are refused; use a shorter one`,
   )
+}
+
+/**
+ * The `EXECUTE` that binding SQL-prepared statement `name` with `values` values is: the values are
+ * the Bind's, so the text shows where they go (`$1`, …) and never stands for a run without them.
+ */
+function executeOf(name: string, values: number): string {
+  if (values === 0) return `EXECUTE ${quoteIdent(name)}`
+  const params: string[] = []
+  for (let i = 1; i <= values; i++) params.push(`$${i}`)
+  return `EXECUTE ${quoteIdent(name)}(${params.join(', ')})`
 }
 
 /** An SQL identifier for `name`, quoted. */

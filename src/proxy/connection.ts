@@ -34,7 +34,7 @@ import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstr
  * sent (the server closes it once it reads the Terminate behind that): meanwhile the pipeline
  * counts that work as running (`onUpstreamClosed`).
  */
-const BUSY_UPSTREAM_LINGER_MS = 10 * 60_000
+export const BUSY_UPSTREAM_LINGER_MS = 10 * 60_000
 
 /** How clients prove they may use this tunnel. */
 export interface TunnelAuth {
@@ -96,6 +96,8 @@ export interface ConnectionEnv {
    * then applies from the token's arrival; `setting` names it in the refusal.
    */
   signInDeadline?: {at: number; ms: number; setting: string}
+  /** How long a closed connection's busy server session may run on before it is cancelled (default `BUSY_UPSTREAM_LINGER_MS`). */
+  busyUpstreamLingerMs?: number
   /** Set when the tunnel is at tunnel.maxClientConnections: the client is refused after its startup packet. */
   overCapacity?: {max: number}
   /** The per-target cap on upstream sessions; none means no cap. */
@@ -198,6 +200,9 @@ export class ClientConnection implements ConnectionCore {
   private readonly fromClient: ClientMessages
   private readonly fromServer: ServerMessages
   private closeListeners: (() => void)[] = []
+  private endListeners: (() => void)[] = []
+  /** Closed, and its server session too. */
+  private gone = false
   private closingUpstream = false
   private shutdownMessage = 'terminating connection: the dbgate tunnel is shutting down'
 
@@ -313,6 +318,15 @@ export class ClientConnection implements ConnectionCore {
     else this.closeListeners.push(fn)
   }
 
+  /**
+   * `fn` runs once the connection is closed and its server session too (at once if it had none):
+   * what the client sent may run on after it hung up, and it counts as a session until then.
+   */
+  onSessionGone(fn: () => void): void {
+    if (this.gone) fn()
+    else this.endListeners.push(fn)
+  }
+
   context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition, paramTypes?: readonly number[]): StatementContext {
     return new HookContext(
       this.sessionId,
@@ -397,7 +411,7 @@ export class ClientConnection implements ConnectionCore {
     } catch (error) {
       this.flush()
       if (error instanceof SettingChanged) {
-        this.toUpstream.length = 0
+        this.dropUpstreamOutput()
         this.refuse(error.notice)
         return
       }
@@ -478,6 +492,21 @@ export class ClientConnection implements ConnectionCore {
 
   // ---- bytes out ----------------------------------------------------------------------------
 
+  /**
+   * Replies owed when the upstream's writes were last flushed. Between flushes the client's
+   * messages only add to what is owed (and the server's replies, handled apart, only take from it),
+   * so the owed entries past this count are the messages not written yet.
+   */
+  private owedWhenFlushed = 0
+  /** What the client's last messages sent upstream was dropped (the connection is failing): they never reach the server. */
+  private upstreamDropped = false
+
+  /** Drops what is to be written upstream: the connection ends, and nothing of the chunk that ended it runs. */
+  private dropUpstreamOutput(): void {
+    this.upstreamOut.clear()
+    this.upstreamDropped = true
+  }
+
   /** Writes what the last chunk produced, one write per side. */
   flush(): void {
     // Once the upstream is ended (the connection closed) nothing more is written to it: a write
@@ -490,6 +519,7 @@ export class ClientConnection implements ConnectionCore {
     } else {
       this.upstreamOut.clear()
     }
+    if (!this.upstreamDropped) this.owedWhenFlushed = this.state.pendingCount
     if (!this.clientOut.empty && this.phase !== 'closed') {
       const release = this.env.hooks.beforeRelease
       if (release) this.safely(release)
@@ -523,7 +553,7 @@ export class ClientConnection implements ConnectionCore {
     const e = error as Error
     const sqlstate = error instanceof ProtocolError ? error.sqlstate : 'XX000'
     this.env.log('warn', `connection ${this.id}: ${e instanceof ProtocolError ? 'protocol error' : 'internal error'}: ${e.message}`)
-    this.toUpstream.length = 0
+    this.dropUpstreamOutput()
     this.refuse({severity: 'FATAL', code: sqlstate, message: `dbgate: ${e instanceof ProtocolError ? 'protocol violation' : 'internal error'}: ${e.message}`})
   }
 
@@ -569,26 +599,37 @@ export class ClientConnection implements ConnectionCore {
   close(reason: string): void {
     if (this.phase === 'closed') return
     this.phase = 'closed'
+    // An open server session still counts against tunnel.maxUpstreamSessions until the server has
+    // closed it: a client that hangs up on a running statement leaves it running (up to the linger
+    // below), and hanging up again and again would open sessions past the cap.
+    const slot = this.upstream && !this.upstream.socket.destroyed ? this.startup.takeSlot() : undefined
     this.startup.stop()
     this.fromClient.stop()
     // Replies still owed: the server is running something of this session, and goes on with it
     // (to its COMMIT) until it reads the Terminate behind it.
     const busy = this.state.pendingCount > 0
     // A statement the server already answered with an error ended with that error, even when the
-    // client hung up before its ReadyForQuery came (pg settles a query on the ErrorResponse).
-    for (const run of this.state.drain()) this.finishRun(run, run.error ? (run.denied ? 'rejected' : 'error') : 'aborted')
+    // client hung up before its ReadyForQuery came (pg settles a query on the ErrorResponse). One
+    // it has not answered yet runs on to its end (its COMMIT too), unless it was never sent:
+    // recorded as `aborted` (never ran) it would hide a write that happened.
+    for (const {run, sent} of this.state.drain(this.upstreamDropped || !this.upstreamOut.empty ? this.owedWhenFlushed : Infinity)) this.finishRun(run, run.error ? (run.denied ? 'rejected' : 'error') : sent ? 'unanswered' : 'aborted')
     let upstreamOpen = false
     if (this.upstream) {
       this.closingUpstream = true
       const s = this.upstream.socket
       if (!s.destroyed) {
         upstreamOpen = true
-        s.once('close', () => this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id)))
+        s.once('close', () => {
+          if (slot) this.safely(slot)
+          this.sessionEnded()
+          this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
+        })
         s.end(Buffer.from([Frontend.Terminate, 0, 0, 0, 4]))
         // Its replies are read and dropped, so that the server is never stuck writing them.
         s.resume()
       }
-      setTimeout(() => s.destroy(), busy ? BUSY_UPSTREAM_LINGER_MS : 1000).unref()
+      const up = this.upstream
+      setTimeout(() => this.endLingering(s, busy ? up : undefined), busy ? (this.env.busyUpstreamLingerMs ?? BUSY_UPSTREAM_LINGER_MS) : 1000).unref()
     }
     if (!this.client.destroyed) {
       this.client.end()
@@ -602,8 +643,32 @@ export class ClientConnection implements ConnectionCore {
       this.safely(() => this.env.hooks.onSessionEnd?.(session, reason))
     }
     this.safely(() => this.env.hooks.onConnectionClosed?.(this.id))
-    if (!upstreamOpen) this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
+    if (!upstreamOpen) {
+      if (slot) this.safely(slot)
+      this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
+    }
     for (const fn of this.closeListeners.splice(0)) fn()
+    if (!upstreamOpen) this.sessionEnded()
+  }
+
+  /**
+   * A closed connection's server session has not ended by its deadline. One still running what it
+   * was sent is cancelled first: dropped unseen, it would run on (a `pg_sleep`, a lock wait) with its
+   * slot given back, so clients hanging up again and again would pile up sessions on the server.
+   */
+  private endLingering(socket: net.Socket, busy: Pick<UpstreamSession, 'processId' | 'secretKey'> | undefined): void {
+    if (socket.destroyed) return
+    if (!busy) return void socket.destroy()
+    this.env.log('warn', `connection ${this.id}: the server still runs what this connection sent before its client left; cancelling it`)
+    cancelUpstream(this.env.target, busy.processId, busy.secretKey)
+      .catch((e: Error) => this.env.log('warn', `connection ${this.id}: cancel request to the upstream failed: ${e.message}`))
+      .finally(() => setTimeout(() => socket.destroy(), 1000).unref())
+  }
+
+  private sessionEnded(): void {
+    this.gone = true
+    // Run from the upstream socket's 'close' event: a listener that throws must not take the process down.
+    for (const fn of this.endListeners.splice(0)) this.safely(fn)
   }
 
   /** Hooks must never take the tunnel down; a failing one is logged. */

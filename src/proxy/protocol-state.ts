@@ -177,6 +177,12 @@ export class ProtocolState<R> implements SessionView {
   private copyEndsAhead = 0
   /** Transaction status from the last ReadyForQuery. */
   txStatus: 'I' | 'T' | 'E' = 'I'
+  /**
+   * Whether `txStatus` is still the session's: no Execute was sent since the last ReadyForQuery. An
+   * extended-protocol Execute may begin or end a transaction block (`BEGIN`, `COMMIT`, `ROLLBACK`),
+   * and its segment has no ReadyForQuery until its Sync.
+   */
+  txStatusCurrent = true
   readonly parameters = new Map<string, string>()
   readyCount = 0
 
@@ -242,13 +248,18 @@ export class ProtocolState<R> implements SessionView {
     return true
   }
 
-  /** Forgets every reply still owed (the connection is closing); returns the runs they carried. */
-  drain(): R[] {
+  /**
+   * Forgets every reply still owed (the connection is closing); returns the runs they carried, each
+   * with whether its message was among the first `sent` owed (the ones written upstream).
+   */
+  drain(sent: number): {run: R; sent: boolean}[] {
     this.copyIn = false
-    const runs: R[] = []
-    for (const e of this.queue.splice(0)) {
+    const runs: {run: R; sent: boolean}[] = []
+    const entries = this.queue.splice(0)
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!
       this.settle(e)
-      if (e.run !== undefined) runs.push(e.run)
+      if (e.run !== undefined) runs.push({run: e.run, sent: i < sent})
     }
     return runs
   }
@@ -294,6 +305,7 @@ export class ProtocolState<R> implements SessionView {
     const effect = def?.shape.effect
     const entry: Entry<R> = {kind: 'execute', def, run, defines: def?.shape.opaque ? ANYTHING : definesOfEffect(effect), state: 'open', copy: def?.shape.copyIn === true}
     if (!this.push(entry)) return false
+    this.txStatusCurrent = false
     if (def && effect) this.stageEffect(effect, def)
     return true
   }
@@ -577,6 +589,7 @@ export class ProtocolState<R> implements SessionView {
     const head = this.expect('ReadyForQuery', 'query', 'sync') as Entry<R> & {kind: 'query' | 'sync'}
     this.shift()
     this.txStatus = status
+    this.txStatusCurrent = true
     this.readyCount++
     if (head.kind === 'query') {
       // exec_simple_query drops the unnamed statement first, and runs in the unnamed portal.

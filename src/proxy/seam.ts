@@ -57,6 +57,11 @@ export interface SessionView {
   readonly pendingCount?: number
   /** The transaction status of the last ReadyForQuery (what `StatementContext.transactionStatus` was made from). */
   readonly txStatus?: 'I' | 'T' | 'E'
+  /**
+   * False once an extended-protocol Execute was sent after that ReadyForQuery: it may have begun or
+   * ended a transaction block, so `txStatus` may no longer be the session's until the next one.
+   */
+  readonly txStatusCurrent?: boolean
 }
 
 export interface StatementContext {
@@ -221,7 +226,13 @@ export interface StatementEvent {
   /** CommandComplete tags, one per statement that completed (a simple Query may hold several). */
   commandTags: string[]
   rows: number
-  outcome: 'ok' | 'error' | 'rejected' | 'cancelled' | 'aborted'
+  /**
+   * `aborted`: the server skipped it (after an earlier error up to Sync), or it was never sent, so
+   * it never ran. `unanswered`: it was sent, and the connection closed (the client hung up) before
+   * the server answered: the server runs it to its end (or its first error) all the same, so it may
+   * have run and committed; the tunnel does not know.
+   */
+  outcome: 'ok' | 'error' | 'rejected' | 'cancelled' | 'aborted' | 'unanswered'
   error?: {code: string; message: string}
   /** The result filter that saw this statement's results, so the recorder can ask what it masked. */
   resultFilter?: ResultFilter

@@ -61,7 +61,17 @@ export class ClientStartup {
     this.disarm()
   }
 
-  /** The connection closed: stop waiting, give back the upstream slot. */
+  /**
+   * The upstream slot, taken away from `stop`: the connection gives it back itself once the server
+   * has closed the session (a session the client left still runs what it was sent until then).
+   */
+  takeSlot(): (() => void) | undefined {
+    const release = this.release
+    this.release = undefined
+    return release
+  }
+
+  /** The connection closed: stop waiting, give back the upstream slot (unless taken). */
   stop(): void {
     this.disarm()
     this.stopped = true

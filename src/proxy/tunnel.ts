@@ -30,6 +30,8 @@ export interface TunnelOptions {
   maxMessageSize?: number
   /** Limits before and around authentication; each defaults as documented in docs/tunnel.md. */
   limits?: Partial<TunnelLimits>
+  /** How long a closed connection's busy server session may run on before it is cancelled (10 minutes; tests shorten it). */
+  busyUpstreamLingerMs?: number
   /**
    * Upstream sessions counted with others' (the gateway's per-target budget), instead of a gate of
    * this tunnel's own `limits.maxUpstreamSessions`.
@@ -183,6 +185,7 @@ export class Tunnel {
       hooks: this.options.hooks ?? {},
       maxMessageSize: this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
       authTimeoutMs: this.limits.authTimeoutMs,
+      busyUpstreamLingerMs: this.options.busyUpstreamLingerMs,
       overCapacity: admitted ? undefined : {max: this.limits.maxClientConnections},
       upstreamGate: this.gate,
       assumedSettings: this.options.assumedSettings,

@@ -74,6 +74,8 @@ export interface BindMessage {
   statement: string
   paramFormats: number[]
   params: (Buffer | null)[]
+  /** How many values it binds (also when `params` was not kept). */
+  paramCount: number
   resultFormats: number[]
 }
 
@@ -101,7 +103,7 @@ export function decodeBind(buf: Buffer, start = 0, end = buf.length, withParams 
   const nr = r.int16()
   const resultFormats: number[] = []
   for (let i = 0; i < nr; i++) resultFormats.push(r.int16())
-  return {portal, statement, paramFormats, params, resultFormats}
+  return {portal, statement, paramFormats, params, paramCount: np, resultFormats}
 }
 
 export function decodeDescribeOrClose(buf: Buffer, what: string, start = 0, end = buf.length): {target: 'S' | 'P'; name: string} {

@@ -3,6 +3,8 @@ import net from 'node:net'
 import {tmpdir} from 'node:os'
 import {stripVTControlCharacters} from 'node:util'
 import path from 'node:path'
+import pg from 'pg'
+import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../../src/approvals/review.js'
 import {seal} from '../../src/approvals/seal.js'
@@ -26,6 +28,7 @@ import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {people, tempBucketUrl, watchNotices, type People} from './helpers.js'
 import {waitFor} from '../helpers/wait.js'
+import {codes, errorOf} from '../helpers/raw-client.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', '  windows: true'].join('\n')
 
@@ -374,6 +377,51 @@ describe('approvals through the tunnel', () => {
     const named = await c.query({name: 'mk', text: 'create table named_ddl (id int)'}).catch((e: Error & {hint?: string}) => e)
     expect(named).toMatchObject({code: '42501', message: /cannot be approved as the named prepared statement "mk"/, hint: /simple query or an unnamed statement/})
     expect(await tableCount('named_ddl')).toBe(0)
+  })
+
+  it('never holds an unnamed Parse with bind parameters (the reviewer would approve it without its values), and still holds one whose $1 is only text', async () => {
+    await withClient(db.url, (x) => x.query("create sequence accounts_seq; select setval('accounts_seq', 1000); create table accounts (id int, owner text); insert into accounts values (1, 'ann'), (2, 'ben')"))
+    const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: account-updates-need-review\n    match: {command: update}\n    action: require_approval`)
+    const c = await t.client()
+    const filed = async () => (await listRequests(bucket)).length
+    const before = await filed()
+    // What a driver sends for a query with values: Parse with $n, then Bind with the values.
+    const PARAMETERIZED: [string, unknown[]][] = [
+      ["select setval('accounts_seq', $1)", [1]],
+      ["select setval('accounts_seq', $1::bigint + 0, true)", [1]],
+      ['update accounts set owner = $1 where id = $2', ['mallory', 1]],
+      ['update accounts set owner = $1 where id > $2', ['mallory', 0]],
+      ["update accounts set owner = 'mallory' where id = $1", [1]],
+      ["update accounts set owner = 'mallory' where id = any($1::int[])", ['{1,2}']],
+    ]
+    for (const [sql, values] of PARAMETERIZED) {
+      const err = await c.query(sql, values).catch((e: Error & {code?: string; hint?: string}) => e)
+      expect(err, sql).toMatchObject({code: '42501', message: /cannot be approved with bind parameters/, hint: /write the values into the statement text/})
+    }
+    expect(await filed()).toBe(before)
+    const state = await withClient(db.url, async (x) => (await x.query("select (select last_value from accounts_seq)::int as seq, (select string_agg(owner, ',' order by id) from accounts) as owners")).rows[0])
+    expect(state).toEqual({seq: 1000, owners: 'ann,ben'})
+
+    // A protocol Bind of an SQL-prepared statement runs it with the Bind's values: judged as
+    // `EXECUTE p($1, $2)`, and not held either. The PREPARE itself is held, and approved.
+    const raw = await t.raw()
+    raw.send(serialize.query('prepare own as update accounts set owner = $1 where id > $2'))
+    let request: string | undefined
+    await waitFor(async () => (request = (await listRequests(bucket)).find((v) => v.request.sql.startsWith('prepare own') && !v.outcome)?.request.id) !== undefined, 'the PREPARE is held')
+    await decide(await review('bob'), {id: request!, action: 'approve'})
+    expect(codes(await raw.untilReady())).toMatch(/CZ$/)
+    const filedBefore = await filed()
+    raw.send(serialize.bind({statement: 'own', values: ['mallory', '0']}), serialize.execute({}), serialize.sync())
+    const bound = await raw.untilReady()
+    expect(errorOf(bound)).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved with bind parameters/)})
+    expect(await filed()).toBe(filedBefore)
+    expect((await withClient(db.url, (x) => x.query("select string_agg(owner, ',' order by id) as owners from accounts"))).rows[0].owners).toBe('ann,ben')
+
+    // A `$1` in a string is no parameter: the statement is held as any other, here as an unnamed Parse.
+    const w = watchNotices(c)
+    const held = c.query({text: "update accounts set owner = '$1' where id = 2", queryMode: 'extended'} as pg.QueryConfig).catch((e: Error) => e)
+    await decide(await review('bob'), {id: await w.approvalId(), action: 'deny', reason: 'not today'})
+    expect(await held).toMatchObject({message: /denied by bob@example.com: not today/})
   })
 
   it('expires a request nobody decides', async () => {

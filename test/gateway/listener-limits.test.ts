@@ -107,6 +107,38 @@ describe('dbgate gateway: sessions per person', () => {
       return (await connectError(again)) === undefined
     }, 'alice may open a session again')
   })
+
+  it('counts a session whose client hung up while the server runs its statement, until the server ends it', async () => {
+    // The server runs the statement to its end before it reads the Terminate behind it: hanging up
+    // again and again must not hold more server sessions than the cap.
+    const holder = new pg.Client({connectionString: app.db.url})
+    await holder.connect()
+    try {
+      await holder.query('select pg_advisory_lock(13002)')
+      const carol = await token(app, 'carol')
+      const first = await signedIn('carol@example.com', carol)
+      const second = await signedIn('carol@example.com', carol)
+      void first.query('select pg_advisory_lock(13002)').catch(() => {})
+      await waitFor(async () => (await holder.query("select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted")).rows[0].n === 1, 'the statement waits on the lock')
+      // The client goes away without waiting for the reply.
+      ;(first as unknown as {connection: {stream: net.Socket}}).connection.stream.destroy()
+      // (Time for the gateway to see the client go: a slot it gave back then would take the next sign-in.)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const third = client(app, 'carol@example.com', carol)
+      open.push(third)
+      expect(await connectError(third)).toMatchObject({code: '53300'})
+      expect((await second.query<{n: number}>('select 2 as n')).rows).toEqual([{n: 2}])
+      // Once the server has ended that session, its place is free.
+      await holder.query('select pg_advisory_unlock(13002)')
+      await waitFor(async () => {
+        const again = client(app, 'carol@example.com', carol)
+        open.push(again)
+        return (await connectError(again)) === undefined
+      }, 'carol may open a session again')
+    } finally {
+      await holder.end()
+    }
+  })
 })
 
 /**

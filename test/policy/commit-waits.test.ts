@@ -156,6 +156,58 @@ describe('a change committed while another session runs a statement judged befor
     }
   })
 
+  it('treats a change as committing once an extended-protocol Execute may have ended the block the last ReadyForQuery reported', async () => {
+    // ReadyForQuery said "in a block"; an Execute of ROLLBACK (or COMMIT) answered without a Sync
+    // ended it, so the change after it runs in an implicit transaction that the segment's Sync (or
+    // a simple query sent within it) commits. Judged as inside the block it was let through as
+    // not committing, past the read B had waiting: that read then returned hr.salaries' rows.
+    const LEAVES = ['rollback', 'commit', 'end', 'abort']
+    const COMMITTED_BY: Record<string, Buffer[]> = {'its Sync': [serialize.sync()], 'a simple query within the segment': [serialize.query('select 1'), serialize.sync()]}
+    for (const leave of LEAVES) {
+      for (const [by, committing] of Object.entries(COMMITTED_BY)) {
+        const shape = `${leave}, then ${by}`
+        const {parent} = await fresh()
+        // B's read waits on a lock held outside the tunnel, on a table it reads after the parent:
+        // it is in flight, judged before the change, and plans the parent's children once it has it.
+        const gate = `${parent}_gate`
+        await direct((d) => d.query(`create table ${gate} (like ${parent})`))
+        const blocker = new pg.Client({connectionString: db.url})
+        await blocker.connect()
+        blockers.push(blocker)
+        await blocker.query('begin')
+        await blocker.query(`lock table ${gate} in access exclusive mode`)
+        const b = await t.client()
+        const read = run(b, `select * from ${parent} union all select * from ${gate}`)
+        await someoneWaits()
+        const raw = await t.raw()
+        try {
+          raw.send(serialize.query('begin'))
+          expect(codes(await raw.untilReady()), shape).toBe('CZ')
+          raw.send(serialize.parse({text: leave}), serialize.bind({}), serialize.execute({}), serialize.flush())
+          const left = [await raw.next(), await raw.next(), await raw.next()]
+          expect(left.map((m) => m.code).join(''), shape).toBe('12C')
+          // Every reply is in: the change is judged with nothing in flight.
+          raw.send(serialize.parse({text: `alter table hr.salaries inherit ${parent}`}), serialize.flush())
+          const parsed = await raw.next()
+          if (parsed.code === '1') raw.send(serialize.bind({}), serialize.execute({}), ...committing)
+          else raw.send(...committing)
+          const replies = [parsed, ...(await raw.untilReady())]
+          if (by !== 'its Sync' && parsed.code === '1') replies.push(...(await raw.untilReady()))
+          expect(errorOf(replies)?.code, `${shape}: ${codes(replies)}`).toBe('55P03')
+          expect(errorOf(replies)?.message, shape).toContain('tunnel.changeWait')
+          await blocker.query('commit')
+          const rows = await read
+          expect(typeof rows === 'string' ? rows : rows.message, shape).not.toContain(SECRET)
+          expect(await inherited(parent), shape).toBe(0)
+        } finally {
+          raw.end()
+          await b.end()
+          await undo()
+        }
+      }
+    }
+  })
+
   it('refuses the commit of a function body replaced under a call that waits on the committing session', async () => {
     const {parent, fn} = await fresh()
     const a = await t.client()

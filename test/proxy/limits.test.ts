@@ -6,10 +6,11 @@
  */
 import net from 'node:net'
 import pg from 'pg'
+import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decodeAuth, decodeNotice} from '../../src/wire/backend.js'
 import {encodeStartup} from '../../src/wire/frontend.js'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {RawClient} from '../helpers/raw-client.js'
 import {startTunnel, type TestTunnel} from '../helpers/tunnel.js'
 import {waitFor} from '../helpers/wait.js'
@@ -121,6 +122,60 @@ describe('limits before authentication', () => {
       const fifth = await capped.client()
       expect((await fifth.query('select 1 as ok')).rows).toEqual([{ok: 1}])
       expect((await b.query('select 2 as still')).rows).toEqual([{still: 2}])
+    } finally {
+      await capped.close()
+    }
+  })
+
+  it('counts a session whose client hung up while the server runs its statement, until the server ends it', async () => {
+    // The server runs what it was sent to its end before it reads the Terminate behind it: that
+    // session is open on the target as long, so hanging up again and again must not open more.
+    const capped = await startTunnel(db, {}, {limits: {maxUpstreamSessions: 1, upstreamQueueTimeoutMs: 60_000}})
+    const holder = new pg.Client({connectionString: db.url})
+    await holder.connect()
+    try {
+      await holder.query('select pg_advisory_lock(13001)')
+      const WAYS: Record<string, (raw: RawClient) => void> = {
+        'the socket closes': (raw) => raw.end(),
+        'the client sends Terminate': (raw) => raw.send(serialize.end()),
+      }
+      for (const [way, leave] of Object.entries(WAYS)) {
+        const raw = await RawClient.connect(capped.port, {password: capped.secret, database: db.database})
+        raw.send(serialize.query('select pg_advisory_lock(13001)'))
+        await waitFor(async () => (await holder.query("select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted")).rows[0].n === 1, 'the statement waits on the lock')
+        leave(raw)
+        await raw.waitClosed()
+        const next = capped.client()
+        await waitFor(() => capped.tunnel.upstreamSessions.queued === 1, `${way}: the next client waits for the slot`)
+        expect(capped.tunnel.upstreamSessions.inUse, way).toBe(1)
+        // The server ends the session once the statement is over (it got the lock: let it go).
+        await holder.query('select pg_advisory_unlock(13001)')
+        const served = await next
+        expect((await served.query('select 1 as served')).rows, way).toEqual([{served: 1}])
+        await served.end()
+        await waitFor(() => capped.tunnel.upstreamSessions.inUse === 0, `${way}: the slot is free again`)
+        await holder.query('select pg_advisory_lock(13001)')
+      }
+    } finally {
+      await holder.end()
+      await capped.close()
+    }
+  })
+
+  it('cancels what a closed connection left running once its linger is over, so that its session ends on the server before its slot is given back', async () => {
+    // A statement that runs on after its client left (a long sleep, a lock wait) would otherwise
+    // keep its server session after the tunnel stopped counting it, again and again.
+    const capped = await startTunnel(db, {}, {limits: {maxUpstreamSessions: 1, upstreamQueueTimeoutMs: 60_000}, busyUpstreamLingerMs: 300})
+    const running = () => withClient(db.url, async (d) => (await d.query("select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(600)'")).rows[0].n as number)
+    try {
+      const raw = await RawClient.connect(capped.port, {password: capped.secret, database: db.database})
+      raw.send(serialize.query('select pg_sleep(600)'))
+      await waitFor(async () => (await running()) === 1, 'the statement runs')
+      raw.end()
+      await raw.waitClosed()
+      await waitFor(() => capped.tunnel.upstreamSessions.inUse === 0, 'the slot is given back after the linger')
+      expect(await running()).toBe(0)
+      await waitFor(() => capped.logs.some((l) => /still runs what this connection sent before its client left; cancelling it/.test(l)), 'the cancel is logged')
     } finally {
       await capped.close()
     }
