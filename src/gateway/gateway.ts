@@ -290,8 +290,10 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       log('error', `target ${served.config.name}: could not start the pipeline for ${identityLabel(identity)}: ${(error as Error).message}`)
       return {ok: false, error: {severity: 'FATAL', code: '08006', message: `dbgate: target "${served.config.name}" is unavailable: the gateway could not prepare its checks (${(error as Error).message})`, hint: 'Try again shortly; if it persists, tell the gateway administrators.'}}
     }
-    conn.onClose(lease.release)
-    // A session the client hung up on still runs on the server until the server ends it: it counts until then.
+    // A session the client hung up on still runs on the server until the server ends it: it counts
+    // until then, and keeps its pipeline, whose commit gate holds the person's other sessions while
+    // what it sent may still commit (a pipeline disposed and built again would know nothing of it).
+    conn.onSessionGone(lease.release)
     conn.onSessionGone(personSlot)
     limitSession(conn, identity, settings, opts.now)
     log('info', `${identityLabel(identity)} signed in to target ${served.config.name} from ${request.clientAddress}`)

@@ -647,7 +647,7 @@ export class ClientConnection implements ConnectionCore {
       if (slot) this.safely(slot)
       this.safely(() => this.env.hooks.onUpstreamClosed?.(this.id))
     }
-    for (const fn of this.closeListeners.splice(0)) fn()
+    for (const fn of this.closeListeners.splice(0)) this.safely(fn)
     if (!upstreamOpen) this.sessionEnded()
   }
 

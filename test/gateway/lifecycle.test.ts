@@ -106,4 +106,19 @@ describe('dbgate gateway: readiness and session limits', () => {
     await c.end()
     await waitFor(() => gw.pipelineCount === 0, 'the gateway holds no pipeline')
   })
+
+  it('keeps the pipeline of a session whose client hung up until the server has ended what it sent', async () => {
+    // Its commit gate holds the person's other sessions while what was sent may still commit: a
+    // pipeline built afresh for their next session would know nothing of it.
+    await waitFor(() => gw.sessionCount === 0 && gw.pipelineCount === 0, 'the gateway holds no session and no pipeline')
+    const c = connect(await token(600))
+    c.on('error', () => {})
+    await c.connect()
+    void c.query('select pg_sleep(1.5)').catch(() => {})
+    await new Promise((r) => setTimeout(r, 200))
+    ;(c as unknown as {connection: {stream: {destroy(): void}}}).connection.stream.destroy()
+    await new Promise((r) => setTimeout(r, 500))
+    expect(gw.pipelineCount).toBe(1)
+    await waitFor(() => gw.pipelineCount === 0, 'the gateway holds no pipeline once the server has ended the session')
+  })
 })
