@@ -18,6 +18,12 @@ export interface SensitiveMark {
    * filled from sensitive or untraceable values (`CREATE TABLE … AS SELECT email …`).
    */
   source: 'name' | 'type' | 'config' | 'lineage'
+  /**
+   * This tunnel saw the column filled with values that are not a column's own of its category
+   * (`UPDATE customers SET email = reverse(email)`, `CREATE TABLE t AS SELECT 'x@' || ssn AS
+   * email`): `partial` would keep the wrong part of them, so the column is redacted instead.
+   */
+  inexact?: true
 }
 
 export interface CatalogColumn {
@@ -480,10 +486,13 @@ function applyDerived(snapshot: CatalogSnapshot, derived: DerivedMarks[], config
     return {
       ...rel,
       columns: rel.columns.map((col): CatalogColumn => {
-        if (col.sensitive || removed([rel.schema, rel.name, col.name])) return col
+        if (removed([rel.schema, rel.name, col.name])) return col
         for (const d of marks) {
-          const mark = d.columns === 'all' ? {category: 'untraceable' as const, reason: 'filled by a query whose columns could not be traced', source: 'lineage' as const} : d.columns.get(col.name)
-          if (mark) return {...col, sensitive: mark}
+          const mark = d.columns === 'all' ? {category: 'untraceable' as const, reason: 'filled by a query whose columns could not be traced', source: 'lineage' as const, inexact: true as const} : d.columns.get(col.name)
+          if (!mark) continue
+          if (!col.sensitive) return {...col, sensitive: mark}
+          // A sensitive column filled with values not its category's own: its mark stays, but not `partial`.
+          if (!col.sensitive.inexact && (mark.inexact || mark.category !== col.sensitive.category)) return {...col, sensitive: {...col.sensitive, inexact: true}}
         }
         return col
       }),
@@ -506,7 +515,14 @@ function keepMarks(snapshot: CatalogSnapshot, seen: Map<string, SensitiveMark>):
     const columns = rel.columns.map((col): CatalogColumn => {
       const key = `${rel.oid}:${col.attnum}`
       if (col.sensitive) {
-        if (!seen.has(key)) seen.set(key, {...col.sensitive, reason: `${rel.schema}.${rel.name}.${col.name}: ${col.sensitive.reason}`})
+        const before = seen.get(key)
+        if (!before) seen.set(key, {...col.sensitive, reason: `${rel.schema}.${rel.name}.${col.name}: ${col.sensitive.reason}`})
+        // Once filled with values not its own, a column stays so under any later name.
+        else if (col.sensitive.inexact && !before.inexact) seen.set(key, {...before, inexact: true})
+        else if (before.inexact && !col.sensitive.inexact) {
+          kept = true
+          return {...col, sensitive: {...col.sensitive, inexact: true}}
+        }
         return col
       }
       const before = seen.get(key)

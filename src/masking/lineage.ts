@@ -214,7 +214,7 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
   const own = rel.columns.map((c): NamedLineage => {
     const origin = {tableOid: rel.oid, attnum: c.attnum}
     if (!c.sensitive) return {name: c.name, sources: [], direct: true, unknown: false, origin}
-    return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: true, unknown: false, origin}
+    return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: !c.sensitive.inexact, unknown: false, origin}
   })
   if (rel.viewDefinition === undefined) return own
   ctx.views.add(rel.oid)
@@ -859,6 +859,24 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
   }
 }
 
+/**
+ * The clauses of an INSERT or MERGE that write columns besides its query or SET list: `ON CONFLICT
+ * DO UPDATE SET` (a `targetList`), and MERGE's `WHEN … THEN UPDATE SET` (a `targetList`) and
+ * `THEN INSERT (…) VALUES (…)` (the column names in `targetList`, the values in `values`).
+ */
+function writtenElsewhere(node: Node): Node[] {
+  const out: Node[] = []
+  const conflict = node.onConflictClause as Node | undefined
+  if (conflict) out.push({targetList: conflict.targetList})
+  for (const w of list(node.mergeWhenClauses)) {
+    const clause = unwrap(w)?.[1]
+    if (!clause) continue
+    // In INSERT's targetList the entries name columns and carry no value: the values come in order.
+    out.push(clause.commandType === 'CMD_INSERT' ? {values: clause.values, targetList: clause.targetList} : {targetList: clause.targetList})
+  }
+  return out
+}
+
 function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLineage[] | undefined {
   const scope = withCtes(node.withClause as Node | undefined, outer, ctx)
   const target = fromItem({RangeVar: node.relation}, scope, ctx)
@@ -883,6 +901,19 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
     for (const t of list(node.targetList)) {
       const rt = unwrap(t)?.[1]
       if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, scope, ctx)))
+    }
+  }
+  // What `ON CONFLICT DO UPDATE SET` and MERGE's actions write fills the columns as well.
+  for (const set of writtenElsewhere(node)) {
+    for (const t of set.values ? [] : list(set.targetList)) {
+      const rt = unwrap(t)?.[1]
+      if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, scope, ctx)))
+    }
+    const values = list(set.values)
+    if (values.length > 0) {
+      const names = list(set.targetList).map((t) => unwrap(t)?.[1].name as string | undefined)
+      const all = names.length > 0 ? names : (target.star ?? []).map((c) => c.name)
+      all.forEach((n, i) => n && filled.push(named(n, values[i] === undefined ? UNKNOWN : expr(values[i], scope, ctx))))
     }
   }
   const unproven = filled.filter((c) => !clean(c))
