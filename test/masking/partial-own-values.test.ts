@@ -34,6 +34,14 @@ const DOCUMENTS: string[] = [
   `select to_json(array[row(${MOVE})]) from customers`,
 ]
 
+/** Errors that print the row or key the statement wrote: the values are the statement's, derived. */
+const ERRORS: string[] = [
+  `insert into uq (id, email, phone) select 2, ${MOVE}, '1' from customers where id = 1`,
+  `insert into uq (id, email, phone) select 3, ${MOVE}, null from customers where id = 1`,
+  `insert into uq (id, email, phone, ssn) select 4, 'y@' || replace(email, '@', '.'), '1', reverse(ssn) from customers where id = 1`,
+  `update uq set email = (select ${MOVE} from customers where id = 1) where id = 9`,
+]
+
 /** Each step list runs in its own session, against its own copy of customers (`{t}`). */
 const WRITES: string[][] = [
   [`create view {t}_v as select id, ${MOVE} as email, reverse(ssn) as ssn from {t}`, 'select email, ssn from {t}_v', 'select v from {t}_v v', 'select to_jsonb(v) from {t}_v v'],
@@ -63,6 +71,10 @@ describe('partial masking keeps part only of a column’s own value', () => {
   beforeAll(async () => {
     fx = await maskingFixture()
     // One copy of customers per write case: a column a write marks stays marked for the tunnel's lifetime.
+    await withClient(fx.db.url, (c) =>
+      c.query(`create table uq (id int primary key, email text unique, phone text not null, ssn text check (length(ssn) < 5));
+        insert into uq values (1, 'x@alice.novak1.example.com', '1', null), (9, 'z@example.com', '1', null)`),
+    )
     await withClient(fx.db.url, (c) => c.query(WRITES.map((_, i) => `create table w${i} (like customers including all); insert into w${i} select * from customers;`).join('\n')))
     tunnel = await openPipelineTunnel(fx.db, 'policy: none')
     relay = await recordingRelay(tunnel.info.port)
@@ -104,6 +116,17 @@ describe('partial masking keeps part only of a column’s own value', () => {
       for (const binary of [false, true]) {
         const {seen, errors} = await run([sql], binary)
         expect(errors, sql).toEqual([])
+        expect(leaks(seen), `${sql} (binary: ${binary})`).toEqual([])
+      }
+    }
+  })
+
+  it('redacts derived values in the rows and keys errors print', async () => {
+    // Row 1 of uq holds the derived address itself, so that the first statement collides with it.
+    for (const sql of ERRORS) {
+      for (const binary of [false, true]) {
+        const {seen, errors} = await run([sql], binary)
+        expect(errors.join('\n'), sql).toMatch(/violates/)
         expect(leaks(seen), `${sql} (binary: ${binary})`).toEqual([])
       }
     }
