@@ -70,10 +70,18 @@ export function typeOf(oid: number, catalog: Catalog): TypeView {
   return b
 }
 
-/** Types whose text (and binary) form is readable text the scanner should look at. */
+/**
+ * Type categories whose values cannot spell free text: booleans, dates and times, geometry,
+ * network addresses, numbers, intervals, bit strings. Every other category may hold any text:
+ * `refcursor`, `tsvector`, `jsonpath` and ranges of text (category U and R) print it as it was.
+ */
+const NO_FREE_TEXT = new Set(['B', 'D', 'G', 'I', 'N', 'T', 'V'])
+/** Types of free-text categories the scanner leaves alone: bytea's hex (see the honest limits) and uuid. */
+const NOT_SCANNED: ReadonlySet<number> = new Set([17, OID.uuid])
+
+/** Types whose text (and binary) form may hold readable text the scanner should look at: all but those known not to. */
 export function isTextual(oid: number, catalog: Catalog): boolean {
-  const t = typeOf(oid, catalog)
-  return t.category === 'S' || t.category === 'A' || t.category === 'C' || t.category === 'P' || t.category === 'X' || oid === OID.json || oid === OID.jsonb || oid === OID.xml
+  return !NO_FREE_TEXT.has(typeOf(oid, catalog).category) && !NOT_SCANNED.has(oid)
 }
 
 /** Types whose binary form is their UTF-8 text (jsonb with a version byte in front). */

@@ -138,6 +138,13 @@ const CASES: Case[] = [
   {family: 'free-text phones', steps: ['select body from notes where id >= 5'], copy: true},
   {family: 'free-text phones', steps: ['select payload::text from events where id = 2'], copy: true},
   {family: 'free-text phones', steps: ["select payload->>'note' from events where id = 2"], copy: true},
+  // free text under types the scanner did not read: any type not of a category known to hold no text
+  {family: 'free text in other types', steps: ['select body::refcursor from notes'], copy: true},
+  {family: 'free text in other types', steps: ['select array_agg(body::refcursor) from notes'], copy: true},
+  {family: 'free text in other types', steps: ["select to_tsvector('simple', body) from notes"], copy: true},
+  {family: 'free text in other types', steps: ["select plainto_tsquery('simple', body) from notes"], copy: true},
+  {family: 'free text in other types', steps: [`select ('"' || replace(body, '"', '') || '"')::jsonpath from notes`], copy: true},
+  {family: 'free text in other types', steps: ['select (body::refcursor, 1)::text::refcursor from notes'], copy: true},
 ]
 
 /** Every file under `dir`, gunzipped where needed. */
