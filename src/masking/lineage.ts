@@ -953,6 +953,14 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     case 'CopyStmt': {
       if (node.is_from || node.filename || node.is_program) {
         if (node.query) selectOutput(unwrap(node.query)?.[1] ?? {}, outer, ctx)
+        // A program runs code the analysis cannot see into (a psql reading any table, running DDL).
+        if (node.is_program) {
+          ctx.touches = true
+          ctx.opaque = true
+        }
+        // A server file or a program fills the table with values from outside the analysis: what
+        // `COPY (SELECT full_name …) TO '/tmp/f'` wrote, read back into a clean column.
+        if (node.is_from && (node.filename || node.is_program)) fillsFromOutside(node, outer, ctx)
         return finish({rows: 'no'}, ctx)
       }
       let columns: NamedLineage[] | undefined
@@ -1007,6 +1015,20 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     default:
       return finish({rows: 'no'}, ctx)
   }
+}
+
+/** The columns `COPY … FROM` a file or program writes, as filled with values not proven clean. */
+function fillsFromOutside(node: Node, outer: Scope | undefined, ctx: Ctx): void {
+  const rel = node.relation as Node | undefined
+  if (!rel?.relname) return
+  const target = fromItem({RangeVar: rel}, withCtes(undefined, outer, ctx), ctx)
+  const written = target.visible[0]?.catalog
+  const attlist = list(node.attlist).map(svalOf).filter((n): n is string => n !== undefined)
+  const names = attlist.length > 0 ? attlist : (target.visible[0]?.columns ?? []).map((c) => c.name)
+  const schema = written?.schema ?? (rel.schemaname as string | undefined)
+  // A table the catalog does not know yet: every column of it, whatever its name.
+  const columns = names.length > 0 ? names.map((n) => named(n, UNKNOWN)) : undefined
+  ctx.fills.push({...(schema ? {schema} : {}), name: (written?.relation ?? rel.relname) as string, ...(columns ? {columns} : {})})
 }
 
 function created(rel: Node | undefined, columns: NamedLineage[] | undefined): StatementLineage['creates'] {

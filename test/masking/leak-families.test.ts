@@ -9,7 +9,7 @@
  * and psql. Finally the signed recordings of all of it are searched for the same values.
  */
 import {readdirSync, readFileSync, statSync} from 'node:fs'
-import {mkdtempSync} from 'node:fs'
+import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {gunzipSync} from 'node:zlib'
@@ -21,6 +21,9 @@ import {withClient} from '../helpers/pg.js'
 import {pgEnv, run} from '../helpers/run.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
 import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
+
+/** A server file `COPY … TO` writes and `COPY … FROM` reads back, this run's own. */
+const SERVER_FILE = path.join(tmpdir(), `dbgate-families-${process.pid}.txt`)
 
 /** Phone numbers only free text holds: no column is named for them. */
 const PHONES = ['+44 20 7946 0958', '(555) 123-4567', '+49 30 1234567']
@@ -138,6 +141,10 @@ const CASES: Case[] = [
   {family: 'free-text phones', steps: ['select body from notes where id >= 5'], copy: true},
   {family: 'free-text phones', steps: ['select payload::text from events where id = 2'], copy: true},
   {family: 'free-text phones', steps: ["select payload->>'note' from events where id = 2"], copy: true},
+  // values written to a server file (or printed by a program) and copied back into a clean column
+  {family: 'server files', steps: ['create table if not exists memo_f (note text)', 'truncate memo_f', `copy (select full_name || ' / ' || address from customers) to '${SERVER_FILE}'`, `copy memo_f (note) from '${SERVER_FILE}'`, 'select note from memo_f']},
+  {family: 'server files', steps: ['create table if not exists memo_p (note text, n int)', 'truncate memo_p', `copy (select full_name, 1 from customers) to '${SERVER_FILE}'`, `copy memo_p from program 'cat ${SERVER_FILE}'`, 'select * from memo_p']},
+  {family: 'server files', steps: [`copy (select address from customers) to '${SERVER_FILE}'; drop table if exists memo_t; create table memo_t (note text); copy memo_t from '${SERVER_FILE}'; select note from memo_t`]},
   // free text under types the scanner did not read: any type not of a category known to hold no text
   {family: 'free text in other types', steps: ['select body::refcursor from notes'], copy: true},
   {family: 'free text in other types', steps: ['select array_agg(body::refcursor) from notes'], copy: true},
@@ -184,6 +191,7 @@ describe('leak families: masking by proof, through the tunnel dbgate connect bui
     await relay?.close()
     await tunnel?.close().catch(() => {})
     await fx?.close()
+    rmSync(SERVER_FILE, {force: true})
   })
 
   const client = (seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> => relayedClient(tunnel.info.url, relay, seen, extra)
