@@ -55,6 +55,8 @@ export interface CatalogRelation {
   runsCode?: boolean
   /** Row-level security: reading it runs the policies' expressions. */
   rowSecurity?: boolean
+  /** Tables that inherit from it, or its partitions (pg_inherits): reading it reads their rows too. */
+  children?: number[]
 }
 
 export interface TypeInfo {
@@ -83,7 +85,8 @@ const CATALOG_SQL = {
       select c.oid, n.nspname, c.relname, c.relkind, c.reltype, c.relrowsecurity,
              case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end as viewdef,
              case when c.relkind in ('v', 'm') then (select r.xmin::text from pg_rewrite r where r.ev_class = c.oid and r.rulename = '_RETURN') end as viewmark,
-             c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) as runscode
+             c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) as runscode,
+             (select string_agg(i.inhrelid::text, ',') from pg_inherits i where i.inhparent = c.oid) as children
       from pg_class c
       join pg_namespace n on n.oid = c.relnamespace
       where c.relkind in ('r', 'v', 'm', 'f', 'p', 'S')
@@ -91,7 +94,7 @@ const CATALOG_SQL = {
         and n.nspname not like 'pg_toast%'
     )
     select c.oid::int8 as oid, c.nspname as schema, c.relname as name, c.relkind as kind, c.reltype::int8 as rowtype,
-           c.relrowsecurity as rls, c.runscode, c.viewdef, c.viewmark,
+           c.relrowsecurity as rls, c.runscode, c.viewdef, c.viewmark, c.children,
            a.attnum::int4 as attnum, a.attname as column, a.atttypid::int8 as typeoid, t.typname as typename,
            case when a.attgenerated <> '' then pg_get_expr(d.adbin, d.adrelid) end as generated
     from rels c
@@ -140,6 +143,7 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
         ...(r.viewmark == null ? {} : {viewMark: String(r.viewmark)}),
         ...(r.runscode === true ? {runsCode: true} : {}),
         ...(r.rls === true ? {rowSecurity: true} : {}),
+        ...(r.children == null ? {} : {children: String(r.children).split(',').map(Number)}),
       }
       relations.set(oid, rel)
     }
@@ -269,7 +273,7 @@ export class Catalog {
 
   private install(snapshot: CatalogSnapshot): void {
     this.base = snapshot
-    this.current = keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn)
+    this.current = inheritMarks(keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn))
     const relations = this.current.relations
     this.byOid = new Map(relations.map((r) => [r.oid, r]))
     this.byRowType = new Map(relations.map((r) => [r.rowTypeOid, r]))
@@ -533,6 +537,45 @@ function keepMarks(snapshot: CatalogSnapshot, seen: Map<string, SensitiveMark>):
     return columns.some((c, i) => c !== rel.columns[i]) ? {...rel, columns} : rel
   })
   return kept ? {...snapshot, relations} : snapshot
+}
+
+/**
+ * A table's rows include those of the tables that inherit from it and of its partitions, column by
+ * column name (how PostgreSQL matches inherited columns): `SELECT nm FROM parent` reads the `nm` of
+ * a child whose `nm` holds names. Each column of a parent carries the marks of the same-named
+ * columns of all its descendants (one category, or untraceable when they differ), and is never
+ * shown partially when they are not its own.
+ */
+function inheritMarks(snapshot: CatalogSnapshot): CatalogSnapshot {
+  if (!snapshot.relations.some((r) => r.children?.length)) return snapshot
+  const byOid = new Map(snapshot.relations.map((r) => [r.oid, r]))
+  /** Marks by column name of every descendant of `rel`, each descendant once. */
+  const descendantMarks = (rel: CatalogRelation, seen: Set<number>, into: Map<string, SensitiveMark[]>): void => {
+    for (const oid of rel.children ?? []) {
+      if (seen.has(oid)) continue
+      seen.add(oid)
+      const child = byOid.get(oid)
+      if (!child) continue
+      for (const c of child.columns) if (c.sensitive) into.set(c.name, [...(into.get(c.name) ?? []), {...c.sensitive, reason: `${child.schema}.${child.name}.${c.name}, which this table's rows include: ${c.sensitive.reason}`}])
+      descendantMarks(child, seen, into)
+    }
+  }
+  const relations = snapshot.relations.map((rel) => {
+    if (!rel.children?.length) return rel
+    const marks = new Map<string, SensitiveMark[]>()
+    descendantMarks(rel, new Set([rel.oid]), marks)
+    if (marks.size === 0) return rel
+    const columns = rel.columns.map((col): CatalogColumn => {
+      const found = marks.get(col.name)
+      if (!found) return col
+      const all = col.sensitive ? [col.sensitive, ...found] : found
+      const category = all.every((m) => m.category === all[0]!.category) ? all[0]!.category : 'untraceable'
+      if (col.sensitive && category === col.sensitive.category && found.every((m) => !m.inexact)) return col
+      return {...col, sensitive: {category, reason: found[0]!.reason, source: 'lineage', ...(category === all[0]!.category && all.every((m) => !m.inexact) ? {} : {inexact: true})}}
+    })
+    return {...rel, columns}
+  })
+  return {...snapshot, relations}
 }
 
 /** Reads and classifies the target's catalog, and loads the SQL parser lineage needs. */

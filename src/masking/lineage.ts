@@ -1006,6 +1006,9 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       ctx.touches = true
       ctx.opaque = true
       return finish({rows: kind === 'CallStmt' ? 'maybe' : 'no'}, ctx)
+    case 'AlterTableStmt':
+      alteredColumns(node, outer, ctx)
+      return finish({rows: 'no'}, ctx)
     case 'CreateTableAsStmt': {
       const inner = statementLineage(node.query as Node, ctx, outer)
       const into = node.into as Node | undefined
@@ -1015,6 +1018,27 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     default:
       return finish({rows: 'no'}, ctx)
   }
+}
+
+/**
+ * `ALTER TABLE t ALTER COLUMN c TYPE … USING expr` fills `c` with `expr` of each row, which may
+ * name any column of `t`: `ALTER COLUMN country TYPE text USING full_name` makes `country` hold names.
+ */
+function alteredColumns(node: Node, outer: Scope | undefined, ctx: Ctx): void {
+  const rel = node.relation as Node | undefined
+  const cmds = list(node.cmds).map((c) => unwrap(c)?.[1]).filter((c): c is Node => c?.subtype === 'AT_AlterColumnType')
+  const using = cmds.flatMap((c) => {
+    const def = unwrap(c.def)?.[1]
+    return def?.raw_default === undefined || typeof c.name !== 'string' ? [] : [{name: c.name, expr: def.raw_default}]
+  })
+  if (!rel?.relname || using.length === 0) return
+  const scope = withCtes(undefined, outer, ctx)
+  const target = fromItem({RangeVar: rel}, scope, ctx)
+  scope.rels.push(...target.visible)
+  const unproven = using.map((u) => named(u.name, expr(u.expr, scope, ctx))).filter((c) => !clean(c))
+  const written = target.visible[0]?.catalog
+  const schema = written?.schema ?? (rel.schemaname as string | undefined)
+  if (unproven.length > 0) ctx.fills.push({...(schema ? {schema} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
 }
 
 /** The columns `COPY … FROM` a file or program writes, as filled with values not proven clean. */

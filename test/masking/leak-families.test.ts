@@ -145,6 +145,11 @@ const CASES: Case[] = [
   {family: 'server files', steps: ['create table if not exists memo_f (note text)', 'truncate memo_f', `copy (select full_name || ' / ' || address from customers) to '${SERVER_FILE}'`, `copy memo_f (note) from '${SERVER_FILE}'`, 'select note from memo_f']},
   {family: 'server files', steps: ['create table if not exists memo_p (note text, n int)', 'truncate memo_p', `copy (select full_name, 1 from customers) to '${SERVER_FILE}'`, `copy memo_p from program 'cat ${SERVER_FILE}'`, 'select * from memo_p']},
   {family: 'server files', steps: [`copy (select address from customers) to '${SERVER_FILE}'; drop table if exists memo_t; create table memo_t (note text); copy memo_t from '${SERVER_FILE}'; select note from memo_t`]},
+  // a column DDL rewrites from others, and a table whose rows include those of other tables
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists alt_c', 'create table alt_c as table customers', "alter table alt_c alter column country type text using full_name || ''", 'select country from alt_c']},
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists inh_p cascade', 'create table inh_p (id int, nm text)', 'create table inh_c () inherits (inh_p)', 'insert into inh_c select id, full_name from customers', 'select nm from inh_p', 'select * from inh_p']},
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists inh_q cascade', 'drop table if exists inh_r', 'create table inh_r as table customers', 'alter table inh_r rename column address to a6', 'create table inh_q (a6 text)', 'alter table inh_r inherit inh_q', 'select a6 from inh_q']},
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists prt_p cascade', 'drop table if exists prt_c', 'create table prt_c as select id, full_name as nm from customers', 'create table prt_p (id int, nm text) partition by range (id)', 'alter table prt_p attach partition prt_c for values from (0) to (1000)', 'select nm from prt_p']},
   // free text under types the scanner did not read: any type not of a category known to hold no text
   {family: 'free text in other types', steps: ['select body::refcursor from notes'], copy: true},
   {family: 'free text in other types', steps: ['select array_agg(body::refcursor) from notes'], copy: true},
