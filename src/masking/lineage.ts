@@ -1008,6 +1008,7 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       return finish({rows: kind === 'CallStmt' ? 'maybe' : 'no'}, ctx)
     case 'AlterTableStmt':
       alteredColumns(node, outer, ctx)
+      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
       return finish({rows: 'no'}, ctx)
     case 'CreateTableAsStmt': {
       const inner = statementLineage(node.query as Node, ctx, outer)
@@ -1016,8 +1017,28 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       return {...finish({rows: 'no'}, ctx), creates: created(into?.rel as Node | undefined, columns)}
     }
     default:
+      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
       return finish({rows: 'no'}, ctx)
   }
+}
+
+/**
+ * Whether a statement names a relation whose rows may hold sensitive values: one with sensitive
+ * columns, or one the catalog does not know (created earlier in the same text). DDL reads the rows
+ * of the tables it names (an index build, a constraint's validation, a rewrite) and its errors echo
+ * them: `CREATE INDEX ON customers ((full_name::int))` fails with `invalid input syntax for type
+ * integer: "Alice Novak"`, `CREATE UNIQUE INDEX` with `Key (nm)=(…) is duplicated`.
+ */
+function readsRowsOf(node: unknown, catalog: Catalog): boolean {
+  if (Array.isArray(node)) return node.some((x) => readsRowsOf(x, catalog))
+  if (!node || typeof node !== 'object') return false
+  const o = node as Node
+  // A RangeVar, wrapped as a node or not (a statement's own `relation` field is not).
+  if (typeof o.relname === 'string') {
+    const found = catalog.lookup(o.schemaname as string | undefined, o.relname)
+    if (found.length === 0 || found.some((r) => r.columns.some((c) => c.sensitive))) return true
+  }
+  return Object.values(o).some((v) => readsRowsOf(v, catalog))
 }
 
 /**

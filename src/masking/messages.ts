@@ -114,23 +114,33 @@ function maskAs(value: string, category: MaskingCategory, m: ValueMasking, own =
   return m.masker.text(value, category, strategy === 'null' || (strategy === 'partial' && !own) ? 'redact' : strategy) ?? ''
 }
 
-/** `Key (a, b)=(x, y)`: values of sensitive key columns masked; all of them when the table is unknown. */
-function maskKeyDetail(detail: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
-  return detail.replace(/Key \((.*?)\)=\((.*)\)( already exists| is not present| is still referenced| conflicts)/s, (_all, cols: string, vals: string, rest: string) => {
-    const names = cols.split(', ')
-    const values = vals.split(', ')
-    const categoryOf = (name: string): MaskingCategory | undefined => {
-      const col = rel?.columns.find((c) => c.name === name)
-      if (col) return col.sensitive?.category
-      return classifyColumn(name, 'text')?.category ?? (rel ? undefined : 'untraceable')
-    }
-    if (names.length !== values.length) return `Key (${cols})=(${maskAs(vals, 'untraceable', m)})${rest}`
-    const masked = values.map((v, i) => {
+/** The values of a `(a, b)=(x, y)` key: those of sensitive columns masked; all of them when the table is unknown. */
+function maskKeyValues(cols: string, vals: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
+  const names = cols.split(', ')
+  const values = vals.split(', ')
+  const categoryOf = (name: string): MaskingCategory | undefined => {
+    const col = rel?.columns.find((c) => c.name === name)
+    if (col) return col.sensitive?.category
+    return classifyColumn(name, 'text')?.category ?? (rel ? undefined : 'untraceable')
+  }
+  if (names.length !== values.length) return maskAs(vals, 'untraceable', m)
+  return values
+    .map((v, i) => {
       const c = categoryOf(names[i]!.replace(/^"|"$/g, ''))
       return c ? maskAs(v, c, m, own) : (scanAndMask(v, m) ?? v)
     })
-    return `Key (${cols})=(${masked.join(', ')})${rest}`
-  })
+    .join(', ')
+}
+
+/**
+ * The keys PostgreSQL prints with their values: `Key (a, b)=(x, y) already exists` (and is not
+ * present, is still referenced, is duplicated, conflicts with existing key (…)=(…)), and
+ * `Partition key of the failing row contains (a) = (x)`.
+ */
+function maskKeyDetail(detail: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
+  return detail
+    .replace(/Key \((.*?)\)=\((.*)\)( already exists| is not present| is still referenced| conflicts| is duplicated)/s, (_all, cols: string, vals: string, rest: string) => `Key (${cols})=(${maskKeyValues(cols, vals, rel, m, own)})${rest}`)
+    .replace(/(with existing key|with key|Partition key of the failing row contains) \((.*?)\) ?= ?\((.*)\)\.$/s, (_all, lead: string, cols: string, vals: string) => `${lead} (${cols}) = (${maskKeyValues(cols, vals, rel, m, own)}).`)
 }
 
 /**

@@ -87,6 +87,12 @@ const CASES: Case[] = [
   {family: 'errors', steps: ['select ssn::int from customers']},
   {family: 'errors', steps: [`select ('x" ' || full_name || ' "y')::int from customers`]},
   {family: 'errors', steps: ['explain analyze select current_setting(address) from customers']},
+  // DDL reads the rows of the tables it names, and its errors echo them; so do partition routing and index builds
+  {family: 'errors', steps: ['create index on customers ((full_name::int))']},
+  {family: 'errors', steps: ['alter table customers add constraint k_e check (address::int > 0)']},
+  {family: 'errors', steps: ['drop table if exists dup_e', 'create table dup_e as select full_name as nm from customers union all select full_name from customers', 'create unique index on dup_e (nm)']},
+  {family: 'errors', steps: ['drop table if exists dup_f; create table dup_f as select address as a from customers union all select address from customers; create unique index on dup_f (a)']},
+  {family: 'errors', steps: ['drop table if exists pk_e cascade', 'create table pk_e (nm text) partition by list (nm)', "create table pk_e1 partition of pk_e for values in ('x')", 'insert into pk_e select full_name from customers']},
   // ordered-set aggregates: WITHIN GROUP (ORDER BY …) is the aggregated input, not an ordering
   {family: 'ordered-set aggregates', steps: ['select mode() within group (order by full_name) from customers'], copy: true},
   {family: 'ordered-set aggregates', steps: ['select percentile_disc(0.5) within group (order by address) from customers'], copy: true},
