@@ -6,6 +6,7 @@ import type {MaskingConfig} from '../config/types.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
 import {globMatcher} from './glob.js'
 import {loadParser} from '../sql/parser.js'
+import type {RenameOf} from './lineage-model.js'
 
 export type Row = Record<string, unknown>
 export type CatalogQuery = (sql: string) => Promise<Row[]>
@@ -408,6 +409,30 @@ export class Catalog {
     const key = derivedKey(marks)
     if (this.derived.some((d) => derivedKey(d) === key)) return
     this.derived.push(marks)
+    this.install(this.base)
+  }
+
+  /**
+   * Marks made by name (`markDerived`) follow a rename or move this tunnel saw: the relation may not
+   * have been read yet (created in a transaction still open, or earlier in the same text), so its
+   * marks cannot have been kept by OID. The old name keeps its marks too.
+   */
+  renameDerived(r: RenameOf): void {
+    const moved: DerivedMarks[] = []
+    for (const d of this.derived) {
+      if (d.name !== r.name || (d.schema !== undefined && r.schema !== undefined && d.schema !== r.schema)) continue
+      const schema = r.toSchema ?? d.schema
+      let columns = d.columns
+      if (r.column !== undefined && r.toColumn !== undefined && columns !== 'all') {
+        const mark = columns.get(r.column)
+        if (!mark) continue
+        columns = new Map([...columns, [r.toColumn, mark]])
+      }
+      moved.push({...(schema === undefined ? {} : {schema}), name: r.toName ?? d.name, columns})
+    }
+    const fresh = moved.filter((m) => !this.derived.some((d) => derivedKey(d) === derivedKey(m)))
+    if (fresh.length === 0) return
+    this.derived.push(...fresh)
     this.install(this.base)
   }
 

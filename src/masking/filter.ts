@@ -307,6 +307,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       if (opaque) unprovenSettings.add(connectionId)
       if (s.creates) catalog.markDerived(derivedMarks(s.creates))
       for (const f of s.fills ?? []) catalog.markDerived(derivedMarks(f))
+      for (const r of s.renames ?? []) catalog.renameDerived(r)
     }
   }
 

@@ -12,7 +12,7 @@
  */
 import type {Catalog, CatalogRelation} from './catalog.js'
 import {builtinKind} from './functions.js'
-import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
+import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type RenameOf, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
 import type {MaskingCategory} from './categories.js'
 import {parseSql} from '../sql/parser.js'
 import {list, svalOf, unwrap, type Obj as Node} from '../sql/tree.js'
@@ -1006,6 +1006,12 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       ctx.touches = true
       ctx.opaque = true
       return finish({rows: kind === 'CallStmt' ? 'maybe' : 'no'}, ctx)
+    case 'RenameStmt':
+    case 'AlterObjectSchemaStmt': {
+      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
+      const r = renameOf(kind, node)
+      return r ? {...finish({rows: 'no'}, ctx), renames: [r]} : finish({rows: 'no'}, ctx)
+    }
     case 'AlterTableStmt':
       alteredColumns(node, outer, ctx)
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
@@ -1039,6 +1045,20 @@ function readsRowsOf(node: unknown, catalog: Catalog): boolean {
     if (found.length === 0 || found.some((r) => r.columns.some((c) => c.sensitive))) return true
   }
   return Object.values(o).some((v) => readsRowsOf(v, catalog))
+}
+
+const RENAMED_RELATIONS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE'])
+
+/** What `ALTER TABLE … RENAME [COLUMN] … TO …` or `ALTER TABLE … SET SCHEMA …` does to a relation's name. */
+function renameOf(kind: string, node: Node): RenameOf | undefined {
+  const rel = node.relation as Node | undefined
+  if (typeof rel?.relname !== 'string') return undefined
+  const from = {...(typeof rel.schemaname === 'string' ? {schema: rel.schemaname} : {}), name: rel.relname}
+  if (kind === 'AlterObjectSchemaStmt') return RENAMED_RELATIONS.has(String(node.objectType)) && typeof node.newschema === 'string' ? {...from, toSchema: node.newschema} : undefined
+  if (typeof node.newname !== 'string') return undefined
+  if (RENAMED_RELATIONS.has(String(node.renameType))) return {...from, toName: node.newname}
+  if (node.renameType === 'OBJECT_COLUMN' && typeof node.subname === 'string') return {...from, column: node.subname, toColumn: node.newname}
+  return undefined
 }
 
 /**

@@ -120,6 +120,11 @@ const CASES: Case[] = [
   {family: 'renamed columns', steps: ['alter table customers rename column full_name to nm; select nm from customers; alter table customers rename column nm to full_name']},
   {family: 'renamed columns', steps: ["do $$ begin execute 'al' || 'ter table customers rename column address to zz'; end $$", 'select zz from customers', 'alter table customers rename column zz to address']},
   {family: 'renamed columns', steps: ['alter table customers alter column birth_date type text', 'alter table customers rename column birth_date to bd', 'select bd from customers', 'alter table customers rename column bd to birth_date', 'alter table customers alter column birth_date type date using birth_date::date']},
+  // a table created from a query, renamed or moved before the catalog read it (in one text, or in a transaction)
+  {family: 'renamed columns', steps: ['drop table if exists rn_a, rn_a2', 'create table rn_a as select full_name as nm from customers; alter table rn_a rename to rn_a2', 'select nm from rn_a2']},
+  {family: 'renamed columns', steps: ['drop table if exists rn_b, rn_b2', 'begin', 'create table rn_b as select address as nm from customers', 'alter table rn_b rename to rn_b2', 'commit', 'select nm from rn_b2']},
+  {family: 'renamed columns', steps: ['drop table if exists rn_c', 'begin', 'create table rn_c as select full_name as nm from customers', 'alter table rn_c rename column nm to zz', 'commit', 'select zz from rn_c']},
+  {family: 'renamed columns', steps: ['drop schema if exists rn_s cascade', 'drop table if exists public.rn_d', 'create schema rn_s', 'begin', 'create table public.rn_d as select address as nm from customers', 'alter table public.rn_d set schema rn_s', 'commit', 'select nm from rn_s.rn_d']},
   // name fields of a RAISEd error (schema, table, column, constraint, data type) set to values
   {family: 'raised name fields', steps: ["do $$ begin raise exception 'x' using column = (select full_name from customers where id = 1), table = (select address from customers where id = 1); end $$"]},
   {family: 'raised name fields', steps: ["do $$ begin raise exception 'x' using schema = (select address from customers where id = 2), constraint = (select full_name from customers where id = 3), datatype = (select full_name from customers where id = 4); end $$"]},
