@@ -567,36 +567,46 @@ function keepMarks(snapshot: CatalogSnapshot, seen: Map<string, SensitiveMark>):
 /**
  * A table's rows include those of the tables that inherit from it and of its partitions, column by
  * column name (how PostgreSQL matches inherited columns): `SELECT nm FROM parent` reads the `nm` of
- * a child whose `nm` holds names. Each column of a parent carries the marks of the same-named
- * columns of all its descendants (one category, or untraceable when they differ), and is never
- * shown partially when they are not its own.
+ * a child whose `nm` holds names. And what is written through a parent lands in its children: an
+ * `INSERT` into a partitioned table in its partitions, an `UPDATE` of a parent in its children's
+ * rows too. So each column carries the marks of the same-named columns of all its ancestors and
+ * descendants (one category, or untraceable when they differ), and is never shown partially when
+ * they are not its own.
  */
 function inheritMarks(snapshot: CatalogSnapshot): CatalogSnapshot {
   if (!snapshot.relations.some((r) => r.children?.length)) return snapshot
   const byOid = new Map(snapshot.relations.map((r) => [r.oid, r]))
-  /** Marks by column name of every descendant of `rel`, each descendant once. */
-  const descendantMarks = (rel: CatalogRelation, seen: Set<number>, into: Map<string, SensitiveMark[]>): void => {
-    for (const oid of rel.children ?? []) {
-      if (seen.has(oid)) continue
-      seen.add(oid)
-      const child = byOid.get(oid)
-      if (!child) continue
-      for (const c of child.columns) if (c.sensitive) into.set(c.name, [...(into.get(c.name) ?? []), {...c.sensitive, reason: `${child.schema}.${child.name}.${c.name}, which this table's rows include: ${c.sensitive.reason}`}])
-      descendantMarks(child, seen, into)
+  const parents = new Map<number, number[]>()
+  for (const r of snapshot.relations) for (const c of r.children ?? []) parents.set(c, [...(parents.get(c) ?? []), r.oid])
+  /** Every relation reachable from `oid` one way (children, or parents), each once. */
+  const reach = (oid: number, next: (oid: number) => number[] | undefined, seen: Set<number>): void => {
+    for (const o of next(oid) ?? []) {
+      if (seen.has(o)) continue
+      seen.add(o)
+      reach(o, next, seen)
     }
   }
   const relations = snapshot.relations.map((rel) => {
-    if (!rel.children?.length) return rel
+    if (!rel.children?.length && !parents.has(rel.oid)) return rel
+    const related = new Set<number>()
+    reach(rel.oid, (o) => byOid.get(o)?.children, related)
+    reach(rel.oid, (o) => parents.get(o), related)
+    related.delete(rel.oid)
     const marks = new Map<string, SensitiveMark[]>()
-    descendantMarks(rel, new Set([rel.oid]), marks)
+    for (const oid of related) {
+      const other = byOid.get(oid)
+      if (!other) continue
+      for (const c of other.columns) if (c.sensitive) marks.set(c.name, [...(marks.get(c.name) ?? []), {...c.sensitive, reason: `${other.schema}.${other.name}.${c.name}, whose rows this table's share: ${c.sensitive.reason}`}])
+    }
     if (marks.size === 0) return rel
     const columns = rel.columns.map((col): CatalogColumn => {
       const found = marks.get(col.name)
       if (!found) return col
       const all = col.sensitive ? [col.sensitive, ...found] : found
       const category = all.every((m) => m.category === all[0]!.category) ? all[0]!.category : 'untraceable'
-      if (col.sensitive && category === col.sensitive.category && found.every((m) => !m.inexact)) return col
-      return {...col, sensitive: {category, reason: found[0]!.reason, source: 'lineage', ...(category === all[0]!.category && all.every((m) => !m.inexact) ? {} : {inexact: true})}}
+      const exact = category === all[0]!.category && all.every((m) => !m.inexact)
+      if (col.sensitive && category === col.sensitive.category && (exact || col.sensitive.inexact)) return col
+      return {...col, sensitive: {category, reason: found[0]!.reason, source: 'lineage', ...(exact ? {} : {inexact: true})}}
     })
     return {...rel, columns}
   })
