@@ -251,6 +251,25 @@ function viewColumns(rel: CatalogRelation, ctx: Ctx): NamedLineage[] | undefined
   }
 }
 
+/**
+ * A write through an updatable view lands in its base table: `INSERT INTO v SELECT id, address …`
+ * fills the base column each written view column passes through (views of views followed).
+ */
+function throughView(view: CatalogRelation, columns: NamedLineage[], ctx: Ctx, depth: number): void {
+  if (view.viewDefinition === undefined || depth > 32) return
+  const viewed = viewColumns(view, ctx)
+  if (!viewed) return
+  for (const c of columns) {
+    const origin = viewed[view.columns.findIndex((v) => v.name === c.name)]?.origin
+    const base = origin && ctx.catalog.relation(origin.tableOid)
+    const column = base?.columns.find((x) => x.attnum === origin!.attnum)
+    if (!base || !column) continue
+    const filled = named(column.name, c)
+    ctx.fills.push({schema: base.schema, name: base.name, columns: [filled]})
+    throughView(base, [filled], ctx, depth + 1)
+  }
+}
+
 function renamed(columns: NamedLineage[] | undefined, alias: Node | undefined): NamedLineage[] | undefined {
   const colnames = list(alias?.colnames).map(svalOf)
   if (!columns || colnames.length === 0) return columns
@@ -919,6 +938,7 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   const unproven = filled.filter((c) => !clean(c))
   const rel = node.relation as Node | undefined
   if (unproven.length > 0 && rel?.relname) ctx.fills.push({...(written ? {schema: written.schema} : rel.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
+  if (unproven.length > 0 && written) for (const r of ctx.catalog.lookup(written.schema, written.relation)) throughView(r, unproven, ctx, 0)
   // PostgreSQL 18 wraps RETURNING in a clause that may also rename OLD and NEW.
   const clause = node.returningClause as Node | undefined
   const returning = [...list(node.returningList), ...list(clause?.exprs)]
