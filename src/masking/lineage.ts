@@ -145,7 +145,7 @@ function columnRef(node: Node, scope: Scope, ctx: Ctx): Lineage {
   if (!rel) {
     // `(u).email` parses elsewhere; `u.email` where `u` is a composite column of an outer relation.
     const composite = resolveColumn(scope, relName)
-    return composite.fields?.find((f) => f.name === colName) ?? derived([composite])
+    return (composite.fields && fieldNamed(composite.fields, colName)) ?? derived([composite])
   }
   if (!rel.columns) return rel.lookup ? rel.lookup(colName) : rel.fallback
   const col = rel.columns.find((c) => c.name === colName)
@@ -553,10 +553,21 @@ function aExpr(node: Node, scope: Scope, ctx: Ctx): Lineage {
   }
   if (op && JSON_FIELD_OPERATORS.has(op) && left.fields) {
     const key = constString(node.rexpr)
-    const field = key === undefined ? undefined : left.fields.find((f) => f.name === key)
+    const field = key === undefined ? undefined : fieldNamed(left.fields, key)
     if (field) return transformed(field)
   }
   return derived([left, right])
+}
+
+/**
+ * The field of a row or document a name selects. Names may repeat (`select 1 as a, full_name as a`,
+ * `jsonb_build_object('id', 1, 'id', email)`), and which one the server picks differs by type (jsonb
+ * keeps the last key, a record is ambiguous): every field of that name counts.
+ */
+function fieldNamed(fields: NamedLineage[], name: string): NamedLineage | undefined {
+  const all = fields.filter((f) => f.name === name)
+  if (all.length <= 1) return all[0]
+  return named(name, derived(all))
 }
 
 function subLink(node: Node, scope: Scope, ctx: Ctx): Lineage {
@@ -717,7 +728,7 @@ function expr(raw: unknown, scope: Scope, ctx: Ctx): Lineage {
       for (const step of list(node.indirection)) {
         const field = svalOf(step)
         if (field !== undefined && value.fields) {
-          value = value.fields.find((f) => f.name === field) ?? UNKNOWN
+          value = fieldNamed(value.fields, field) ?? UNKNOWN
         } else if (unwrap(step)?.[0] !== 'A_Star') {
           value = derived([value, expr(step, scope, ctx)])
         }

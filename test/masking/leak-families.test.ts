@@ -52,6 +52,11 @@ const CASES: Case[] = [
   {family: 'composite', steps: ['select json_agg(row(full_name, phone, address)) from customers'], copy: true},
   {family: 'composite', steps: ["select json_build_object('who', row(full_name, row(phone, address))) from customers"], copy: true},
   {family: 'composite', steps: ['select * from json_to_record((select row_to_json(row(c.*)) from customers c limit 1)) as x(f2 text, f4 text, f7 text)']},
+  // a field chosen by a name several fields share: the server takes the last (jsonb) or its own pick
+  {family: 'composite', steps: ['select row_to_json(x)->>\'a\' from (select 1 as a, full_name as a from customers) x'], copy: true},
+  {family: 'composite', steps: ['select to_jsonb(x)->>\'a\' from (select 1 as a, address as a from customers) x'], copy: true},
+  {family: 'composite', steps: ["select jsonb_build_object('k', jsonb_build_object('id', 1), 'k', jsonb_build_object('id', full_name))->'k'->>'id' from customers"], copy: true},
+  {family: 'composite', steps: ["select json_build_object('id', 1, 'id', address)->>'id' from customers"], copy: true},
   // 9: functions that run SQL given as text, or read what the statement never names
   {family: 'text-executing', steps: ["select * from ts_stat('select to_tsvector(''simple'', email) from customers')"], copy: true},
   {family: 'text-executing', steps: ["select ts_stat('select to_tsvector(''simple'', email) from customers')::text"], copy: true},
