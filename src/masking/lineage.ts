@@ -184,6 +184,8 @@ const SETTINGS_COLUMNS: Record<string, Set<string>> = {
   // The session's cursors and prepared statements: names and texts the client sent, unless unseen code opened them.
   pg_cursors: new Set(['name', 'statement']),
   pg_prepared_statements: new Set(['name', 'statement']),
+  // Memory contexts are identified by those statements' texts and cursors' names.
+  pg_backend_memory_contexts: new Set(['name', 'ident']),
 }
 
 function systemRelation(name: string, as: string, ctx: Ctx): ScopeRel {

@@ -153,6 +153,8 @@ const CASES: Case[] = [
   {family: 'session state', steps: ["do $$ begin execute 'listen ' || quote_ident((select full_name from customers where id = 1)); end $$", 'select pg_listening_channels()']},
   {family: 'session state', steps: ["do $$ begin execute format('prepare pq as select %L as x', (select address from customers where id = 2)); end $$", 'select name, statement from pg_prepared_statements']},
   {family: 'session state', steps: ["do $$ begin execute format('prepare %I as select 1', (select full_name from customers where id = 3)); end $$", 'select * from pg_prepared_statement()']},
+  {family: 'session state', steps: ["do $$ begin execute format('prepare pm as select %L as x', (select address from customers where id = 2)); end $$", 'select ident from pg_backend_memory_contexts where ident is not null', 'deallocate pm']},
+  {family: 'session state', steps: ["do $$ begin execute format('prepare pn as select %L as x', (select full_name from customers where id = 4)); end $$", 'select pg_get_backend_memory_contexts()', 'deallocate pn']},
   // 12: phone numbers in free text
   {family: 'free-text phones', steps: ['select body from notes where id >= 5'], copy: true},
   {family: 'free-text phones', steps: ['select payload::text from events where id = 2'], copy: true},
