@@ -140,7 +140,7 @@ function maskKeyValues(cols: string, vals: string, rel: CatalogRelation | undefi
 function maskKeyDetail(detail: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
   return detail
     .replace(/Key \((.*?)\)=\((.*)\)( already exists| is not present| is still referenced| conflicts| is duplicated)/s, (_all, cols: string, vals: string, rest: string) => `Key (${cols})=(${maskKeyValues(cols, vals, rel, m, own)})${rest}`)
-    .replace(/(with existing key|with key|Partition key of the failing row contains) \((.*?)\) ?= ?\((.*)\)\.$/s, (_all, lead: string, cols: string, vals: string) => `${lead} (${cols}) = (${maskKeyValues(cols, vals, rel, m, own)}).`)
+    .replace(/(with existing key|with key|Partition key of the failing row contains) \((.*?)\)( ?= ?)\((.*)\)\.$/s, (_all, lead: string, cols: string, eq: string, vals: string) => `${lead} (${cols})${eq}(${maskKeyValues(cols, vals, rel, m, own)}).`)
 }
 
 /**
