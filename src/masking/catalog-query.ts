@@ -172,7 +172,11 @@ class CatalogSession {
 export function catalogQueryFor(target: UpstreamTarget): ClosableCatalogQuery {
   let session: Promise<CatalogSession> | undefined
   const connect = async (): Promise<CatalogSession> => {
-    const s = await connectUpstream(target, {application_name: 'dbgate masking discovery', client_encoding: 'UTF8', statement_timeout: '30000', lock_timeout: String(CATALOG_LOCK_TIMEOUT_MS)})
+    // The catalog's queries name pg_catalog's relations and functions unqualified. A search_path
+    // the role or database was given (`ALTER ROLE current_user SET search_path = evil, pg_catalog`,
+    // which any role may do for itself) would have them read a client's look-alikes instead; a
+    // startup parameter overrides those settings. pg_temp last: it is otherwise searched first.
+    const s = await connectUpstream(target, {application_name: 'dbgate masking discovery', client_encoding: 'UTF8', statement_timeout: '30000', lock_timeout: String(CATALOG_LOCK_TIMEOUT_MS), search_path: 'pg_catalog, pg_temp'})
     return new CatalogSession(s.socket, s.leftover)
   }
   const query = oneAtATime((sql) => runOne(sql))

@@ -6,6 +6,7 @@ import type {MaskingConfig} from '../config/types.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
 import {globMatcher} from './glob.js'
 import {loadParser} from '../sql/parser.js'
+import type {RenameOf} from './lineage-model.js'
 
 export type Row = Record<string, unknown>
 export type CatalogQuery = (sql: string) => Promise<Row[]>
@@ -18,6 +19,12 @@ export interface SensitiveMark {
    * filled from sensitive or untraceable values (`CREATE TABLE … AS SELECT email …`).
    */
   source: 'name' | 'type' | 'config' | 'lineage'
+  /**
+   * This tunnel saw the column filled with values that are not a column's own of its category
+   * (`UPDATE customers SET email = reverse(email)`, `CREATE TABLE t AS SELECT 'x@' || ssn AS
+   * email`): `partial` would keep the wrong part of them, so the column is redacted instead.
+   */
+  inexact?: true
 }
 
 export interface CatalogColumn {
@@ -49,6 +56,8 @@ export interface CatalogRelation {
   runsCode?: boolean
   /** Row-level security: reading it runs the policies' expressions. */
   rowSecurity?: boolean
+  /** Tables that inherit from it, or its partitions (pg_inherits): reading it reads their rows too. */
+  children?: number[]
 }
 
 export interface TypeInfo {
@@ -77,7 +86,8 @@ const CATALOG_SQL = {
       select c.oid, n.nspname, c.relname, c.relkind, c.reltype, c.relrowsecurity,
              case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end as viewdef,
              case when c.relkind in ('v', 'm') then (select r.xmin::text from pg_rewrite r where r.ev_class = c.oid and r.rulename = '_RETURN') end as viewmark,
-             c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) as runscode
+             c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) as runscode,
+             (select string_agg(i.inhrelid::text, ',') from pg_inherits i where i.inhparent = c.oid) as children
       from pg_class c
       join pg_namespace n on n.oid = c.relnamespace
       where c.relkind in ('r', 'v', 'm', 'f', 'p', 'S')
@@ -85,7 +95,7 @@ const CATALOG_SQL = {
         and n.nspname not like 'pg_toast%'
     )
     select c.oid::int8 as oid, c.nspname as schema, c.relname as name, c.relkind as kind, c.reltype::int8 as rowtype,
-           c.relrowsecurity as rls, c.runscode, c.viewdef, c.viewmark,
+           c.relrowsecurity as rls, c.runscode, c.viewdef, c.viewmark, c.children,
            a.attnum::int4 as attnum, a.attname as column, a.atttypid::int8 as typeoid, t.typname as typename,
            case when a.attgenerated <> '' then pg_get_expr(d.adbin, d.adrelid) end as generated
     from rels c
@@ -134,6 +144,7 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
         ...(r.viewmark == null ? {} : {viewMark: String(r.viewmark)}),
         ...(r.runscode === true ? {runsCode: true} : {}),
         ...(r.rls === true ? {rowSecurity: true} : {}),
+        ...(r.children == null ? {} : {children: String(r.children).split(',').map(Number)}),
       }
       relations.set(oid, rel)
     }
@@ -263,7 +274,7 @@ export class Catalog {
 
   private install(snapshot: CatalogSnapshot): void {
     this.base = snapshot
-    this.current = keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn)
+    this.current = inheritMarks(keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn))
     const relations = this.current.relations
     this.byOid = new Map(relations.map((r) => [r.oid, r]))
     this.byRowType = new Map(relations.map((r) => [r.rowTypeOid, r]))
@@ -401,6 +412,30 @@ export class Catalog {
     this.install(this.base)
   }
 
+  /**
+   * Marks made by name (`markDerived`) follow a rename or move this tunnel saw: the relation may not
+   * have been read yet (created in a transaction still open, or earlier in the same text), so its
+   * marks cannot have been kept by OID. The old name keeps its marks too.
+   */
+  renameDerived(r: RenameOf): void {
+    const moved: DerivedMarks[] = []
+    for (const d of this.derived) {
+      if (d.name !== r.name || (d.schema !== undefined && r.schema !== undefined && d.schema !== r.schema)) continue
+      const schema = r.toSchema ?? d.schema
+      let columns = d.columns
+      if (r.column !== undefined && r.toColumn !== undefined && columns !== 'all') {
+        const mark = columns.get(r.column)
+        if (!mark) continue
+        columns = new Map([...columns, [r.toColumn, mark]])
+      }
+      moved.push({...(schema === undefined ? {} : {schema}), name: r.toName ?? d.name, columns})
+    }
+    const fresh = moved.filter((m) => !this.derived.some((d) => derivedKey(d) === derivedKey(m)))
+    if (fresh.length === 0) return
+    this.derived.push(...fresh)
+    this.install(this.base)
+  }
+
   needsRefresh(commandTag: string): boolean {
     return needsRefresh(commandTag)
   }
@@ -480,10 +515,13 @@ function applyDerived(snapshot: CatalogSnapshot, derived: DerivedMarks[], config
     return {
       ...rel,
       columns: rel.columns.map((col): CatalogColumn => {
-        if (col.sensitive || removed([rel.schema, rel.name, col.name])) return col
+        if (removed([rel.schema, rel.name, col.name])) return col
         for (const d of marks) {
-          const mark = d.columns === 'all' ? {category: 'untraceable' as const, reason: 'filled by a query whose columns could not be traced', source: 'lineage' as const} : d.columns.get(col.name)
-          if (mark) return {...col, sensitive: mark}
+          const mark = d.columns === 'all' ? {category: 'untraceable' as const, reason: 'filled by a query whose columns could not be traced', source: 'lineage' as const, inexact: true as const} : d.columns.get(col.name)
+          if (!mark) continue
+          if (!col.sensitive) return {...col, sensitive: mark}
+          // A sensitive column filled with values not its category's own: its mark stays, but not `partial`.
+          if (!col.sensitive.inexact && (mark.inexact || mark.category !== col.sensitive.category)) return {...col, sensitive: {...col.sensitive, inexact: true}}
         }
         return col
       }),
@@ -506,7 +544,14 @@ function keepMarks(snapshot: CatalogSnapshot, seen: Map<string, SensitiveMark>):
     const columns = rel.columns.map((col): CatalogColumn => {
       const key = `${rel.oid}:${col.attnum}`
       if (col.sensitive) {
-        if (!seen.has(key)) seen.set(key, {...col.sensitive, reason: `${rel.schema}.${rel.name}.${col.name}: ${col.sensitive.reason}`})
+        const before = seen.get(key)
+        if (!before) seen.set(key, {...col.sensitive, reason: `${rel.schema}.${rel.name}.${col.name}: ${col.sensitive.reason}`})
+        // Once filled with values not its own, a column stays so under any later name.
+        else if (col.sensitive.inexact && !before.inexact) seen.set(key, {...before, inexact: true})
+        else if (before.inexact && !col.sensitive.inexact) {
+          kept = true
+          return {...col, sensitive: {...col.sensitive, inexact: true}}
+        }
         return col
       }
       const before = seen.get(key)
@@ -517,6 +562,55 @@ function keepMarks(snapshot: CatalogSnapshot, seen: Map<string, SensitiveMark>):
     return columns.some((c, i) => c !== rel.columns[i]) ? {...rel, columns} : rel
   })
   return kept ? {...snapshot, relations} : snapshot
+}
+
+/**
+ * A table's rows include those of the tables that inherit from it and of its partitions, column by
+ * column name (how PostgreSQL matches inherited columns): `SELECT nm FROM parent` reads the `nm` of
+ * a child whose `nm` holds names. And what is written through a parent lands in its children: an
+ * `INSERT` into a partitioned table in its partitions, an `UPDATE` of a parent in its children's
+ * rows too. So each column carries the marks of the same-named columns of all its ancestors and
+ * descendants (one category, or untraceable when they differ), and is never shown partially when
+ * they are not its own.
+ */
+function inheritMarks(snapshot: CatalogSnapshot): CatalogSnapshot {
+  if (!snapshot.relations.some((r) => r.children?.length)) return snapshot
+  const byOid = new Map(snapshot.relations.map((r) => [r.oid, r]))
+  const parents = new Map<number, number[]>()
+  for (const r of snapshot.relations) for (const c of r.children ?? []) parents.set(c, [...(parents.get(c) ?? []), r.oid])
+  /** Every relation reachable from `oid` one way (children, or parents), each once. */
+  const reach = (oid: number, next: (oid: number) => number[] | undefined, seen: Set<number>): void => {
+    for (const o of next(oid) ?? []) {
+      if (seen.has(o)) continue
+      seen.add(o)
+      reach(o, next, seen)
+    }
+  }
+  const relations = snapshot.relations.map((rel) => {
+    if (!rel.children?.length && !parents.has(rel.oid)) return rel
+    const related = new Set<number>()
+    reach(rel.oid, (o) => byOid.get(o)?.children, related)
+    reach(rel.oid, (o) => parents.get(o), related)
+    related.delete(rel.oid)
+    const marks = new Map<string, SensitiveMark[]>()
+    for (const oid of related) {
+      const other = byOid.get(oid)
+      if (!other) continue
+      for (const c of other.columns) if (c.sensitive) marks.set(c.name, [...(marks.get(c.name) ?? []), {...c.sensitive, reason: `${other.schema}.${other.name}.${c.name}, whose rows this table's share: ${c.sensitive.reason}`}])
+    }
+    if (marks.size === 0) return rel
+    const columns = rel.columns.map((col): CatalogColumn => {
+      const found = marks.get(col.name)
+      if (!found) return col
+      const all = col.sensitive ? [col.sensitive, ...found] : found
+      const category = all.every((m) => m.category === all[0]!.category) ? all[0]!.category : 'untraceable'
+      const exact = category === all[0]!.category && all.every((m) => !m.inexact)
+      if (col.sensitive && category === col.sensitive.category && (exact || col.sensitive.inexact)) return col
+      return {...col, sensitive: {category, reason: found[0]!.reason, source: 'lineage', ...(exact ? {} : {inexact: true})}}
+    })
+    return {...rel, columns}
+  })
+  return {...snapshot, relations}
 }
 
 /** Reads and classifies the target's catalog, and loads the SQL parser lineage needs. */

@@ -307,6 +307,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       if (opaque) unprovenSettings.add(connectionId)
       if (s.creates) catalog.markDerived(derivedMarks(s.creates))
       for (const f of s.fills ?? []) catalog.markDerived(derivedMarks(f))
+      for (const r of s.renames ?? []) catalog.renameDerived(r)
     }
   }
 
@@ -393,16 +394,21 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (sql === null) return new SessionFilter({masker, catalog, strategyOf}, nameRules, () => unprovenSettings.has(connectionId))
     // A portal of a statement made by PREPARE, or a cursor: its rows come from the definition as bound.
     const def = ctx.definition
-    let statements: StatementLineage[] | undefined
-    if (def && def.definedBy !== 'parse') {
-      const l = lineageOfDefinition(def, ctx.session, 0)
-      statements = l && [l]
-    } else {
-      statements = resolve(lineageIn(sql, connectionId, ctx.session), ctx.session)
+    const analyse = (): StatementLineage[] | undefined => {
+      if (def && def.definedBy !== 'parse') {
+        const l = lineageOfDefinition(def, ctx.session, 0)
+        return l && [l]
+      }
+      return resolve(lineageIn(sql, connectionId, ctx.session), ctx.session)
     }
+    let statements = analyse()
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)
+      const generation = catalog.generation
       running(statements, ctx.connectionId)
+      // What it fills changed the catalog's marks (`UPDATE … SET email = reverse(email)`): the
+      // text's later statements read those columns as the marks now say.
+      if (catalog.generation !== generation) statements = settingsProof(analyse() ?? statements, ctx.connectionId)
       const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
       if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, since)
       if (statements.some((s) => s.commitsInside)) committingInside.set(connectionId, {session: ctx.session, since})
@@ -463,7 +469,9 @@ function markOf(c: NamedLineage): SensitiveMark | undefined {
   if (src) {
     // A copied column keeps its category; a row or document copied whole is masked whole.
     const category = c.fields ? 'untraceable' : sources.every((x) => x.category === src.category) ? src.category : 'untraceable'
-    return {category, reason: `filled from ${sources.map((x) => `${x.relation}.${x.column}`).join(', ')} by a statement this tunnel ran`, source: 'lineage'}
+    // `partial` keeps part of a column's own value; of `reverse(email)` it would keep the wrong part.
+    const exact = c.direct && category !== 'untraceable'
+    return {category, reason: `filled from ${sources.map((x) => `${x.relation}.${x.column}`).join(', ')} by a statement this tunnel ran`, source: 'lineage', ...(exact ? {} : {inexact: true as const})}
   }
   if (c.unknown || c.settings || c.fields?.some((f) => f.unknown)) return {category: 'untraceable', reason: 'filled from values masking could not trace by a statement this tunnel ran', source: 'lineage'}
   return undefined

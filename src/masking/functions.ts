@@ -94,7 +94,7 @@ const SERVER_FACTS = words(`
   pg_control_init pg_control_recovery pg_control_system pg_current_logfile pg_available_extensions
   pg_available_extension_versions pg_extension_update_paths pg_config pg_timezone_names pg_timezone_abbrevs_abbrevs
   pg_timezone_abbrevs_zone pg_get_keywords pg_get_wait_events pg_get_wal_resource_managers pg_get_wal_summarizer_state
-  pg_available_wal_summaries pg_wal_summary_contents pg_get_aios pg_get_backend_memory_contexts pg_get_shmem_allocations
+  pg_available_wal_summaries pg_wal_summary_contents pg_get_aios pg_get_shmem_allocations
   pg_get_shmem_allocations_numa pg_get_loaded_modules pg_get_multixact_members pg_lock_status pg_prepared_xact
   pg_get_replication_slots pg_get_publication_tables pg_show_replication_origin_status
   pg_replication_origin_oid pg_replication_origin_progress pg_replication_origin_session_is_setup
@@ -150,9 +150,10 @@ const STORES_ARGUMENTS = words(`
  * `current_setting('x.y')`, and `pg_settings` through the function behind it; and the rest of the
  * session's state that code the analysis cannot see into may have written: its cursors
  * (`OPEN c FOR EXECUTE format('select %L', name)` in a DO block), prepared statements and the
- * channels it listens on, whose names and texts are the client's own only until then.
+ * channels it listens on, whose names and texts are the client's own only until then; and its
+ * memory contexts, whose identifiers are those prepared statements' and cursors' texts and names.
  */
-const READS_SETTINGS = words('current_setting pg_show_all_settings pg_cursor pg_prepared_statement pg_listening_channels')
+const READS_SETTINGS = words('current_setting pg_show_all_settings pg_cursor pg_prepared_statement pg_listening_channels pg_get_backend_memory_contexts')
 
 const KIND = new Map<string, BuiltinKind>()
 for (const n of immutableBuiltins()) KIND.set(n, 'of-arguments')

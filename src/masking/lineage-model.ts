@@ -47,6 +47,16 @@ export interface CopyShape {
   columns?: NamedLineage[]
 }
 
+/** A rename or move of a relation, or a rename of one of its columns (see `StatementLineage.renames`). */
+export interface RenameOf {
+  schema?: string
+  name: string
+  toName?: string
+  toSchema?: string
+  column?: string
+  toColumn?: string
+}
+
 export interface StatementLineage {
   /** Whether the statement sends rows (RowDescription + DataRow). */
   rows: 'yes' | 'no' | 'maybe'
@@ -71,8 +81,17 @@ export interface StatementLineage {
   views?: number[]
   /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`), with that query's columns. */
   creates?: {schema?: string; name: string; columns?: NamedLineage[]}
-  /** Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE … SET`). */
-  fills?: {schema?: string; name: string; columns: NamedLineage[]}[]
+  /**
+   * Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE … SET`);
+   * without `columns`, every column (`COPY … FROM` a file into a table the catalog does not know).
+   */
+  fills?: {schema?: string; name: string; columns?: NamedLineage[]}[]
+  /**
+   * Relations and columns it renames or moves (`ALTER TABLE … RENAME [COLUMN] … TO`, `SET SCHEMA`):
+   * marks made by name for a relation the catalog has not read yet (`CREATE TABLE … AS` in an open
+   * transaction) follow them.
+   */
+  renames?: RenameOf[]
   /** It may create, alter or drop catalog objects: DDL, or code the analysis cannot see into. */
   changesCatalog?: true
   /** A DO block or CALL: its code may COMMIT a change and go on running. */

@@ -12,7 +12,7 @@
  */
 import type {Catalog, CatalogRelation} from './catalog.js'
 import {builtinKind} from './functions.js'
-import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
+import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type RenameOf, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
 import type {MaskingCategory} from './categories.js'
 import {parseSql} from '../sql/parser.js'
 import {list, svalOf, unwrap, type Obj as Node} from '../sql/tree.js'
@@ -145,7 +145,7 @@ function columnRef(node: Node, scope: Scope, ctx: Ctx): Lineage {
   if (!rel) {
     // `(u).email` parses elsewhere; `u.email` where `u` is a composite column of an outer relation.
     const composite = resolveColumn(scope, relName)
-    return composite.fields?.find((f) => f.name === colName) ?? derived([composite])
+    return (composite.fields && fieldNamed(composite.fields, colName)) ?? derived([composite])
   }
   if (!rel.columns) return rel.lookup ? rel.lookup(colName) : rel.fallback
   const col = rel.columns.find((c) => c.name === colName)
@@ -184,6 +184,8 @@ const SETTINGS_COLUMNS: Record<string, Set<string>> = {
   // The session's cursors and prepared statements: names and texts the client sent, unless unseen code opened them.
   pg_cursors: new Set(['name', 'statement']),
   pg_prepared_statements: new Set(['name', 'statement']),
+  // Memory contexts are identified by those statements' texts and cursors' names.
+  pg_backend_memory_contexts: new Set(['name', 'ident']),
 }
 
 function systemRelation(name: string, as: string, ctx: Ctx): ScopeRel {
@@ -214,7 +216,7 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
   const own = rel.columns.map((c): NamedLineage => {
     const origin = {tableOid: rel.oid, attnum: c.attnum}
     if (!c.sensitive) return {name: c.name, sources: [], direct: true, unknown: false, origin}
-    return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: true, unknown: false, origin}
+    return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: !c.sensitive.inexact, unknown: false, origin}
   })
   if (rel.viewDefinition === undefined) return own
   ctx.views.add(rel.oid)
@@ -248,6 +250,25 @@ function viewColumns(rel: CatalogRelation, ctx: Ctx): NamedLineage[] | undefined
   } finally {
     ctx.expanding.delete(rel.oid)
     ctx.depth--
+  }
+}
+
+/**
+ * A write through an updatable view lands in its base table: `INSERT INTO v SELECT id, address …`
+ * fills the base column each written view column passes through (views of views followed).
+ */
+function throughView(view: CatalogRelation, columns: NamedLineage[], ctx: Ctx, depth: number): void {
+  if (view.viewDefinition === undefined || depth > 32) return
+  const viewed = viewColumns(view, ctx)
+  if (!viewed) return
+  for (const c of columns) {
+    const origin = viewed[view.columns.findIndex((v) => v.name === c.name)]?.origin
+    const base = origin && ctx.catalog.relation(origin.tableOid)
+    const column = base?.columns.find((x) => x.attnum === origin!.attnum)
+    if (!base || !column) continue
+    const filled = named(column.name, c)
+    ctx.fills.push({schema: base.schema, name: base.name, columns: [filled]})
+    throughView(base, [filled], ctx, depth + 1)
   }
 }
 
@@ -534,10 +555,21 @@ function aExpr(node: Node, scope: Scope, ctx: Ctx): Lineage {
   }
   if (op && JSON_FIELD_OPERATORS.has(op) && left.fields) {
     const key = constString(node.rexpr)
-    const field = key === undefined ? undefined : left.fields.find((f) => f.name === key)
+    const field = key === undefined ? undefined : fieldNamed(left.fields, key)
     if (field) return transformed(field)
   }
   return derived([left, right])
+}
+
+/**
+ * The field of a row or document a name selects. Names may repeat (`select 1 as a, full_name as a`,
+ * `jsonb_build_object('id', 1, 'id', email)`), and which one the server picks differs by type (jsonb
+ * keeps the last key, a record is ambiguous): every field of that name counts.
+ */
+function fieldNamed(fields: NamedLineage[], name: string): NamedLineage | undefined {
+  const all = fields.filter((f) => f.name === name)
+  if (all.length <= 1) return all[0]
+  return named(name, derived(all))
 }
 
 function subLink(node: Node, scope: Scope, ctx: Ctx): Lineage {
@@ -698,7 +730,7 @@ function expr(raw: unknown, scope: Scope, ctx: Ctx): Lineage {
       for (const step of list(node.indirection)) {
         const field = svalOf(step)
         if (field !== undefined && value.fields) {
-          value = value.fields.find((f) => f.name === field) ?? UNKNOWN
+          value = fieldNamed(value.fields, field) ?? UNKNOWN
         } else if (unwrap(step)?.[0] !== 'A_Star') {
           value = derived([value, expr(step, scope, ctx)])
         }
@@ -859,6 +891,24 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
   }
 }
 
+/**
+ * The clauses of an INSERT or MERGE that write columns besides its query or SET list: `ON CONFLICT
+ * DO UPDATE SET` (a `targetList`), and MERGE's `WHEN … THEN UPDATE SET` (a `targetList`) and
+ * `THEN INSERT (…) VALUES (…)` (the column names in `targetList`, the values in `values`).
+ */
+function writtenElsewhere(node: Node): Node[] {
+  const out: Node[] = []
+  const conflict = node.onConflictClause as Node | undefined
+  if (conflict) out.push({targetList: conflict.targetList})
+  for (const w of list(node.mergeWhenClauses)) {
+    const clause = unwrap(w)?.[1]
+    if (!clause) continue
+    // In INSERT's targetList the entries name columns and carry no value: the values come in order.
+    out.push(clause.commandType === 'CMD_INSERT' ? {values: clause.values, targetList: clause.targetList} : {targetList: clause.targetList})
+  }
+  return out
+}
+
 function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLineage[] | undefined {
   const scope = withCtes(node.withClause as Node | undefined, outer, ctx)
   const target = fromItem({RangeVar: node.relation}, scope, ctx)
@@ -885,9 +935,23 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
       if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, scope, ctx)))
     }
   }
+  // What `ON CONFLICT DO UPDATE SET` and MERGE's actions write fills the columns as well.
+  for (const set of writtenElsewhere(node)) {
+    for (const t of set.values ? [] : list(set.targetList)) {
+      const rt = unwrap(t)?.[1]
+      if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, scope, ctx)))
+    }
+    const values = list(set.values)
+    if (values.length > 0) {
+      const names = list(set.targetList).map((t) => unwrap(t)?.[1].name as string | undefined)
+      const all = names.length > 0 ? names : (target.star ?? []).map((c) => c.name)
+      all.forEach((n, i) => n && filled.push(named(n, values[i] === undefined ? UNKNOWN : expr(values[i], scope, ctx))))
+    }
+  }
   const unproven = filled.filter((c) => !clean(c))
   const rel = node.relation as Node | undefined
   if (unproven.length > 0 && rel?.relname) ctx.fills.push({...(written ? {schema: written.schema} : rel.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
+  if (unproven.length > 0 && written) for (const r of ctx.catalog.lookup(written.schema, written.relation)) throughView(r, unproven, ctx, 0)
   // PostgreSQL 18 wraps RETURNING in a clause that may also rename OLD and NEW.
   const clause = node.returningClause as Node | undefined
   const returning = [...list(node.returningList), ...list(clause?.exprs)]
@@ -922,6 +986,14 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     case 'CopyStmt': {
       if (node.is_from || node.filename || node.is_program) {
         if (node.query) selectOutput(unwrap(node.query)?.[1] ?? {}, outer, ctx)
+        // A program runs code the analysis cannot see into (a psql reading any table, running DDL).
+        if (node.is_program) {
+          ctx.touches = true
+          ctx.opaque = true
+        }
+        // A server file or a program fills the table with values from outside the analysis: what
+        // `COPY (SELECT full_name …) TO '/tmp/f'` wrote, read back into a clean column.
+        if (node.is_from && (node.filename || node.is_program)) fillsFromOutside(node, outer, ctx)
         return finish({rows: 'no'}, ctx)
       }
       let columns: NamedLineage[] | undefined
@@ -967,6 +1039,16 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       ctx.touches = true
       ctx.opaque = true
       return finish({rows: kind === 'CallStmt' ? 'maybe' : 'no'}, ctx)
+    case 'RenameStmt':
+    case 'AlterObjectSchemaStmt': {
+      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
+      const r = renameOf(kind, node)
+      return r ? {...finish({rows: 'no'}, ctx), renames: [r]} : finish({rows: 'no'}, ctx)
+    }
+    case 'AlterTableStmt':
+      alteredColumns(node, outer, ctx)
+      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
+      return finish({rows: 'no'}, ctx)
     case 'CreateTableAsStmt': {
       const inner = statementLineage(node.query as Node, ctx, outer)
       const into = node.into as Node | undefined
@@ -974,8 +1056,77 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       return {...finish({rows: 'no'}, ctx), creates: created(into?.rel as Node | undefined, columns)}
     }
     default:
+      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
       return finish({rows: 'no'}, ctx)
   }
+}
+
+/**
+ * Whether a statement names a relation whose rows may hold sensitive values: one with sensitive
+ * columns, or one the catalog does not know (created earlier in the same text). DDL reads the rows
+ * of the tables it names (an index build, a constraint's validation, a rewrite) and its errors echo
+ * them: `CREATE INDEX ON customers ((full_name::int))` fails with `invalid input syntax for type
+ * integer: "Alice Novak"`, `CREATE UNIQUE INDEX` with `Key (nm)=(…) is duplicated`.
+ */
+function readsRowsOf(node: unknown, catalog: Catalog): boolean {
+  if (Array.isArray(node)) return node.some((x) => readsRowsOf(x, catalog))
+  if (!node || typeof node !== 'object') return false
+  const o = node as Node
+  // A RangeVar, wrapped as a node or not (a statement's own `relation` field is not).
+  if (typeof o.relname === 'string') {
+    const found = catalog.lookup(o.schemaname as string | undefined, o.relname)
+    if (found.length === 0 || found.some((r) => r.columns.some((c) => c.sensitive))) return true
+  }
+  return Object.values(o).some((v) => readsRowsOf(v, catalog))
+}
+
+const RENAMED_RELATIONS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE'])
+
+/** What `ALTER TABLE … RENAME [COLUMN] … TO …` or `ALTER TABLE … SET SCHEMA …` does to a relation's name. */
+function renameOf(kind: string, node: Node): RenameOf | undefined {
+  const rel = node.relation as Node | undefined
+  if (typeof rel?.relname !== 'string') return undefined
+  const from = {...(typeof rel.schemaname === 'string' ? {schema: rel.schemaname} : {}), name: rel.relname}
+  if (kind === 'AlterObjectSchemaStmt') return RENAMED_RELATIONS.has(String(node.objectType)) && typeof node.newschema === 'string' ? {...from, toSchema: node.newschema} : undefined
+  if (typeof node.newname !== 'string') return undefined
+  if (RENAMED_RELATIONS.has(String(node.renameType))) return {...from, toName: node.newname}
+  if (node.renameType === 'OBJECT_COLUMN' && typeof node.subname === 'string') return {...from, column: node.subname, toColumn: node.newname}
+  return undefined
+}
+
+/**
+ * `ALTER TABLE t ALTER COLUMN c TYPE … USING expr` fills `c` with `expr` of each row, which may
+ * name any column of `t`: `ALTER COLUMN country TYPE text USING full_name` makes `country` hold names.
+ */
+function alteredColumns(node: Node, outer: Scope | undefined, ctx: Ctx): void {
+  const rel = node.relation as Node | undefined
+  const cmds = list(node.cmds).map((c) => unwrap(c)?.[1]).filter((c): c is Node => c?.subtype === 'AT_AlterColumnType')
+  const using = cmds.flatMap((c) => {
+    const def = unwrap(c.def)?.[1]
+    return def?.raw_default === undefined || typeof c.name !== 'string' ? [] : [{name: c.name, expr: def.raw_default}]
+  })
+  if (!rel?.relname || using.length === 0) return
+  const scope = withCtes(undefined, outer, ctx)
+  const target = fromItem({RangeVar: rel}, scope, ctx)
+  scope.rels.push(...target.visible)
+  const unproven = using.map((u) => named(u.name, expr(u.expr, scope, ctx))).filter((c) => !clean(c))
+  const written = target.visible[0]?.catalog
+  const schema = written?.schema ?? (rel.schemaname as string | undefined)
+  if (unproven.length > 0) ctx.fills.push({...(schema ? {schema} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
+}
+
+/** The columns `COPY … FROM` a file or program writes, as filled with values not proven clean. */
+function fillsFromOutside(node: Node, outer: Scope | undefined, ctx: Ctx): void {
+  const rel = node.relation as Node | undefined
+  if (!rel?.relname) return
+  const target = fromItem({RangeVar: rel}, withCtes(undefined, outer, ctx), ctx)
+  const written = target.visible[0]?.catalog
+  const attlist = list(node.attlist).map(svalOf).filter((n): n is string => n !== undefined)
+  const names = attlist.length > 0 ? attlist : (target.visible[0]?.columns ?? []).map((c) => c.name)
+  const schema = written?.schema ?? (rel.schemaname as string | undefined)
+  // A table the catalog does not know yet: every column of it, whatever its name.
+  const columns = names.length > 0 ? names.map((n) => named(n, UNKNOWN)) : undefined
+  ctx.fills.push({...(schema ? {schema} : {}), name: (written?.relation ?? rel.relname) as string, ...(columns ? {columns} : {})})
 }
 
 function created(rel: Node | undefined, columns: NamedLineage[] | undefined): StatementLineage['creates'] {

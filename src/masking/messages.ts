@@ -104,42 +104,57 @@ function relationOf(fields: NoticeLike, catalog: Catalog): CatalogRelation | und
   return found.length === 1 ? found[0] : undefined
 }
 
-function maskAs(value: string, category: MaskingCategory, m: ValueMasking): string {
+/**
+ * `own`: the value is known to be its column's own (`partial` may keep part of it). A row or key
+ * an error prints from a statement that reads sensitive data may hold any value derived from it
+ * (`'x@' || replace(email, '@', '.')` written into `email`), of which `partial` keeps the wrong part.
+ */
+function maskAs(value: string, category: MaskingCategory, m: ValueMasking, own = true): string {
   const strategy = m.strategyOf(category)
-  return m.masker.text(value, category, strategy === 'null' ? 'redact' : strategy) ?? ''
+  return m.masker.text(value, category, strategy === 'null' || (strategy === 'partial' && !own) ? 'redact' : strategy) ?? ''
 }
 
-/** `Key (a, b)=(x, y)`: values of sensitive key columns masked; all of them when the table is unknown. */
-function maskKeyDetail(detail: string, rel: CatalogRelation | undefined, m: ValueMasking): string {
-  return detail.replace(/Key \((.*?)\)=\((.*)\)( already exists| is not present| is still referenced| conflicts)/s, (_all, cols: string, vals: string, rest: string) => {
-    const names = cols.split(', ')
-    const values = vals.split(', ')
-    const categoryOf = (name: string): MaskingCategory | undefined => {
-      const col = rel?.columns.find((c) => c.name === name)
-      if (col) return col.sensitive?.category
-      return classifyColumn(name, 'text')?.category ?? (rel ? undefined : 'untraceable')
-    }
-    if (names.length !== values.length) return `Key (${cols})=(${maskAs(vals, 'untraceable', m)})${rest}`
-    const masked = values.map((v, i) => {
+/** The values of a `(a, b)=(x, y)` key: those of sensitive columns masked; all of them when the table is unknown. */
+function maskKeyValues(cols: string, vals: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
+  const names = cols.split(', ')
+  const values = vals.split(', ')
+  const categoryOf = (name: string): MaskingCategory | undefined => {
+    const col = rel?.columns.find((c) => c.name === name)
+    if (col) return col.sensitive?.category
+    return classifyColumn(name, 'text')?.category ?? (rel ? undefined : 'untraceable')
+  }
+  if (names.length !== values.length) return maskAs(vals, 'untraceable', m)
+  return values
+    .map((v, i) => {
       const c = categoryOf(names[i]!.replace(/^"|"$/g, ''))
-      return c ? maskAs(v, c, m) : (scanAndMask(v, m) ?? v)
+      return c ? maskAs(v, c, m, own) : (scanAndMask(v, m) ?? v)
     })
-    return `Key (${cols})=(${masked.join(', ')})${rest}`
-  })
+    .join(', ')
+}
+
+/**
+ * The keys PostgreSQL prints with their values: `Key (a, b)=(x, y) already exists` (and is not
+ * present, is still referenced, is duplicated, conflicts with existing key (…)=(…)), and
+ * `Partition key of the failing row contains (a) = (x)`.
+ */
+function maskKeyDetail(detail: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
+  return detail
+    .replace(/Key \((.*?)\)=\((.*)\)( already exists| is not present| is still referenced| conflicts| is duplicated)/s, (_all, cols: string, vals: string, rest: string) => `Key (${cols})=(${maskKeyValues(cols, vals, rel, m, own)})${rest}`)
+    .replace(/(with existing key|with key|Partition key of the failing row contains) \((.*?)\)( ?= ?)\((.*)\)\.$/s, (_all, lead: string, cols: string, eq: string, vals: string) => `${lead} (${cols})${eq}(${maskKeyValues(cols, vals, rel, m, own)}).`)
 }
 
 /**
  * `Failing row contains (…)`: the row of the error's table, values joined by `, ` without quoting.
  * When the count does not match the table's columns (a value holding `, `), all of it is masked.
  */
-function maskFailingRow(detail: string, rel: CatalogRelation | undefined, m: ValueMasking): string {
+function maskFailingRow(detail: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
   return detail.replace(/Failing row contains \((.*)\)\.?$/s, (_all, row: string) => {
     const values = row.split(', ')
     if (!rel || values.length !== rel.columns.length) return `Failing row contains (${maskAs(row, 'untraceable', m)}).`
     const masked = values.map((v, i) => {
       if (v === 'null') return v
       const c = rel.columns[i]?.sensitive?.category
-      return c ? maskAs(v, c, m) : (scanAndMask(v, m) ?? v)
+      return c ? maskAs(v, c, m, own) : (scanAndMask(v, m) ?? v)
     })
     return `Failing row contains (${masked.join(', ')}).`
   })
@@ -157,8 +172,10 @@ export function maskNotice(fields: NoticeLike, lineage: StatementLineage | undef
   const touches = lineage ? lineage.touchesSensitive : true
   const opaque = lineage ? lineage.opaque : true
   if (out.detail) {
-    out.detail = maskKeyDetail(out.detail, rel, m)
-    out.detail = maskFailingRow(out.detail, rel, m)
+    // Values a statement that reads nothing sensitive writes are its own constants and parameters.
+    const own = !touches && !opaque
+    out.detail = maskKeyDetail(out.detail, rel, m, own)
+    out.detail = maskFailingRow(out.detail, rel, m, own)
   }
   // RAISE text is whatever the code chose to print: in a statement that reads sensitive data,
   // through a function, a DO block or a trigger on the table it writes, it may print any value.

@@ -5,7 +5,7 @@
  */
 import type {FieldDescription} from '../wire/fields.js'
 import type {MaskingCategory, MaskingStrategy} from './categories.js'
-import type {Catalog} from './catalog.js'
+import type {Catalog, SensitiveMark} from './catalog.js'
 import {flatten, type NamedLineage, type StatementLineage} from './lineage.js'
 import {fieldRules, isTextual, type FieldRules} from './values.js'
 
@@ -62,6 +62,20 @@ function reasonsOf(sources: {relation: string; column: string; reason: string}[]
   return sources.map((s) => `${s.relation}.${s.column}: ${s.reason}`)
 }
 
+/**
+ * Whether a column the server names as a result's origin holds that column's own values, so that
+ * `partial` keeps the harmless part: a table's column, unless this tunnel saw it filled with values
+ * derived from others (`SensitiveMark.inexact`); a view's column (named `email`, defined as
+ * `'x@' || replace(email, '@', '.')`) only as its definition, followed by the analysis, proves.
+ */
+function ownValue(mark: SensitiveMark, table: boolean, col: NamedLineage | undefined): boolean {
+  if (mark.inexact) return false
+  if (table) return true
+  if (!col || !col.direct || col.fields) return false
+  const sources = flatten(col)
+  return sources.length > 0 && sources.every((x) => x.category === mark.category)
+}
+
 function agrees(col: NamedLineage, f: FieldDescription | undefined): boolean {
   if (!col.origin || !f || f.tableOid === 0) return true
   return col.origin.tableOid === f.tableOid && col.origin.attnum === f.columnAttr
@@ -102,7 +116,8 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
     let record: MaskedColumn | undefined
     if (direct?.sensitive) {
       const rel = opts.catalog.relation(f!.tableOid)!
-      mask = {kind: 'value', category: direct.sensitive.category, strategy: opts.strategyOf(direct.sensitive.category)}
+      const category = direct.sensitive.category
+      mask = {kind: 'value', category, strategy: strategyFor(category, ownValue(direct.sensitive, knownTable, col), opts)}
       record = {result, column: i, name, category: direct.sensitive.category, strategy: mask.strategy, how: 'direct', reasons: [`${rel.schema}.${rel.name}.${direct.name}: ${direct.sensitive.reason}`]}
     } else if (col?.fields) {
       const rules = fieldRules(col.fields, opts.maskUntraceable)

@@ -70,10 +70,18 @@ export function typeOf(oid: number, catalog: Catalog): TypeView {
   return b
 }
 
-/** Types whose text (and binary) form is readable text the scanner should look at. */
+/**
+ * Type categories whose values cannot spell free text: booleans, dates and times, geometry,
+ * network addresses, numbers, intervals, bit strings. Every other category may hold any text:
+ * `refcursor`, `tsvector`, `jsonpath` and ranges of text (category U and R) print it as it was.
+ */
+const NO_FREE_TEXT = new Set(['B', 'D', 'G', 'I', 'N', 'T', 'V'])
+/** Types of free-text categories the scanner leaves alone: bytea's hex (see the honest limits) and uuid. */
+const NOT_SCANNED: ReadonlySet<number> = new Set([17, OID.uuid])
+
+/** Types whose text (and binary) form may hold readable text the scanner should look at: all but those known not to. */
 export function isTextual(oid: number, catalog: Catalog): boolean {
-  const t = typeOf(oid, catalog)
-  return t.category === 'S' || t.category === 'A' || t.category === 'C' || t.category === 'P' || t.category === 'X' || oid === OID.json || oid === OID.jsonb || oid === OID.xml
+  return !NO_FREE_TEXT.has(typeOf(oid, catalog).category) && !NOT_SCANNED.has(oid)
 }
 
 /** Types whose binary form is their UTF-8 text (jsonb with a version byte in front). */
@@ -187,10 +195,24 @@ export function maskTyped(text: string, typeOid: number, category: MaskingCatego
 export interface FieldRules {
   byName: Map<string, MaskingCategory>
   byPosition: (MaskingCategory | undefined)[]
+  /**
+   * Names and positions whose values are not a sensitive column's own value (`reverse(email)`,
+   * `'x@' || replace(email, '@', '.')`): `partial` would keep the wrong part of them, so they are
+   * redacted instead (see `strategyFor`). Absent: every field is a column's own value.
+   */
+  inexact?: {names: Set<string>; positions: Set<number>}
+}
+
+/** Whether a field's value is exactly one sensitive column's own value, or several of one category. */
+function exactField(f: NamedLineage): boolean {
+  if (f.fields || !f.direct) return false
+  const sources = flatten(f)
+  return sources.every((s) => s.category === sources[0]!.category)
 }
 
 export function fieldRules(fields: NamedLineage[], untraceable: boolean): FieldRules {
   const byName = new Map<string, MaskingCategory>()
+  const inexact = {names: new Set<string>(), positions: new Set<number>()}
   const categoryOf = (f: NamedLineage): MaskingCategory | undefined => {
     const src = f.fields ? undefined : flatten(f)[0]
     if (src) return src.category
@@ -201,11 +223,22 @@ export function fieldRules(fields: NamedLineage[], untraceable: boolean): FieldR
     for (const f of list) {
       const c = categoryOf(f)
       if (c && !byName.has(f.name)) byName.set(f.name, c)
+      // A name that several fields share is read as the least exact of them.
+      if (c && !exactField(f)) inexact.names.add(f.name)
       if (f.fields) visit(f.fields)
     }
   }
   visit(fields)
-  return {byName, byPosition: fields.map(categoryOf)}
+  fields.forEach((f, i) => {
+    if (!exactField(f)) inexact.positions.add(i)
+  })
+  return {byName, byPosition: fields.map(categoryOf), inexact}
+}
+
+/** The strategy of a document's field: `partial` only on a column's own value (see `FieldRules.inexact`). */
+function fieldStrategy(category: MaskingCategory, inexact: boolean, m: ValueMasking): MaskingStrategy {
+  const s = m.strategyOf(category)
+  return s === 'partial' && inexact ? 'redact' : s
 }
 
 /**
@@ -224,11 +257,13 @@ export function maskJson(text: string, rules: FieldRules | undefined, allCategor
     return allCategory || rules ? JSON.stringify(m.masker.text('', 'untraceable', 'redact')) : undefined
   }
   let changed = false
+  /** Whether the category the leaves under way are masked by came from an inexact field. */
+  let inexactLeaf = false
   const leaf = (v: unknown, category: MaskingCategory | undefined): unknown => {
     if (typeof v === 'string') {
       if (category) {
         changed = true
-        const strategy = category === allCategory && allStrategy ? allStrategy : m.strategyOf(category)
+        const strategy = category === allCategory && allStrategy ? allStrategy : fieldStrategy(category, inexactLeaf, m)
         return strategy === 'null' ? null : m.masker.text(v, category, strategy)
       }
       const scanned = scanAndMask(v, m)
@@ -245,7 +280,11 @@ export function maskJson(text: string, rules: FieldRules | undefined, allCategor
       for (const [k, x] of Object.entries(v)) {
         const key = maskKey(k, category, out)
         if (key !== k) changed = true
-        out[key] = leaf(x, category ?? rules?.byName.get(k))
+        const byName = category ? undefined : rules?.byName.get(k)
+        const outer = inexactLeaf
+        if (byName) inexactLeaf = rules?.inexact?.names.has(k) ?? false
+        out[key] = leaf(x, category ?? byName)
+        inexactLeaf = outer
       }
       return out
     }
@@ -293,7 +332,7 @@ export function maskComposite(text: string, typeOid: number, rules: FieldRules, 
       if (f === null) return null
       if (c) {
         changed = true
-        const strategy = m.strategyOf(c)
+        const strategy = fieldStrategy(c, rules.inexact?.positions.has(i) ?? false, m)
         return strategy === 'null' ? null : m.masker.text(f, c, strategy)
       }
       const scanned = scanAndMask(f, m)

@@ -89,14 +89,20 @@ export function keepPreviewRow(run: Run, values: (Buffer | null)[]): void {
 }
 
 /**
- * A statement's RowDescription as a portal bound with `resultFormats` reports it (once per Execute).
+ * A statement's RowDescription as a portal bound with `resultFormats` reports it (once per Execute),
+ * without the columns' origins. The server describes a statement as planned then, and plans it
+ * again at Bind after a change to what it reads: `select x from t` described, then `t` renamed
+ * away and a table with a sensitive `x` renamed to `t`, runs on the other table under the same
+ * names and types, so the described origin would vouch for values it no longer holds. A portal's
+ * own description (Describe of the portal, after its Bind) and a RowDescription of the result
+ * itself keep theirs.
  * Built field by field: a spread followed by another property takes V8's slow path, ~0.7 µs each.
  */
 function withFormats(fields: FieldDescription[], formats: readonly number[]): FieldDescription[] {
   return fields.map((f, i) => ({
     name: f.name,
-    tableOid: f.tableOid,
-    columnAttr: f.columnAttr,
+    tableOid: 0,
+    columnAttr: 0,
     typeOid: f.typeOid,
     typeSize: f.typeSize,
     typeModifier: f.typeModifier,

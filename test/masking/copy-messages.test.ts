@@ -106,12 +106,22 @@ describe('errors and notices', () => {
 
   it('masks the key of a unique violation by the column it names', () => {
     const out = maskNotice({severity: 'ERROR', code: '23505', message: 'duplicate key value violates unique constraint "people_email_key"', detail: 'Key (email)=(ada@example.com) already exists.', schema: 'public', table: 'people'}, lineage, m)
-    expect(out?.detail).toBe('Key (email)=(a***@example.com) already exists.')
+    // The statement reads sensitive data: the key may be derived from it (`'x@' || replace(email, '@', '.')`), so not partial.
+    expect(out?.detail).toBe('Key (email)=(r***@masked.invalid) already exists.')
+    const own = maskNotice({severity: 'ERROR', code: '23505', message: 'duplicate key value violates unique constraint "people_email_key"', detail: 'Key (email)=(ada@example.com) already exists.', schema: 'public', table: 'people'}, {...lineage!, touchesSensitive: false}, m)
+    expect(own?.detail).toBe('Key (email)=(a***@example.com) already exists.')
+  })
+
+  it('masks both keys of an exclusion conflict, duplicated keys and partition keys by column', () => {
+    const detail = (d: string) => maskNotice({severity: 'ERROR', code: '23P01', message: 'conflicting key value violates exclusion constraint "x"', detail: d, schema: 'public', table: 'people'}, lineage, m)?.detail
+    expect(detail('Key (full_name)=(Ada Lovelace) conflicts with existing key (full_name)=(Grace Hopper).')).toBe('Key (full_name)=([redacted]) conflicts with existing key (full_name)=([redacted]).')
+    expect(detail('Key (full_name)=(Ada Lovelace) is duplicated.')).toBe('Key (full_name)=([redacted]) is duplicated.')
+    expect(detail('Partition key of the failing row contains (full_name) = (Ada Lovelace).')).toBe('Partition key of the failing row contains (full_name) = ([redacted]).')
   })
 
   it('masks a failing row by position', () => {
     const out = maskNotice({severity: 'ERROR', code: '23502', message: 'null value in column "note"', detail: 'Failing row contains (1, Ada Lovelace, ada@example.com, null).', schema: 'public', table: 'people'}, lineage, m)
-    expect(out?.detail).toBe('Failing row contains (1, [redacted], a***@example.com, null).')
+    expect(out?.detail).toBe('Failing row contains (1, [redacted], r***@masked.invalid, null).')
   })
 
   it('masks the quoted input of a data exception in a statement that reads sensitive data', () => {

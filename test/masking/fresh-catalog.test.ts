@@ -98,7 +98,8 @@ describe('a catalog that follows the schema, whoever changed it', () => {
     await c.query('create table copied_too as select id, lower(email) || \'\' as contact, row(c.*)::text as whole from customers c')
     const rows = [...(await c.query('select * from copied order by id')).rows, ...(await c.query('select * from copied_too order by id')).rows]
     expect(rows[0]).toMatchObject({id: 1, contact: 'a***@example.com', label: '[redacted]', country: 'US'})
-    expect(rows.at(-1)).toMatchObject({contact: 'h***@example.com', whole: '[masked]'})
+    // `lower(email) || ''` is derived, not email's own value: redacted, as `partial` would keep part of whatever it holds.
+    expect(rows.at(-1)).toMatchObject({contact: 'redacted@masked.invalid', whole: '[masked]'})
     // Values copied into the columns of an existing table, by INSERT … SELECT or UPDATE.
     await c.query('create table memos (id int, memo text, note text)')
     await c.query('insert into memos (id, memo) select id, full_name from customers')

@@ -9,7 +9,7 @@
  * and psql. Finally the signed recordings of all of it are searched for the same values.
  */
 import {readdirSync, readFileSync, statSync} from 'node:fs'
-import {mkdtempSync} from 'node:fs'
+import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {gunzipSync} from 'node:zlib'
@@ -21,6 +21,9 @@ import {withClient} from '../helpers/pg.js'
 import {pgEnv, run} from '../helpers/run.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
 import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
+
+/** A server file `COPY … TO` writes and `COPY … FROM` reads back, this run's own. */
+const SERVER_FILE = path.join(tmpdir(), `dbgate-families-${process.pid}.txt`)
 
 /** Phone numbers only free text holds: no column is named for them. */
 const PHONES = ['+44 20 7946 0958', '(555) 123-4567', '+49 30 1234567']
@@ -49,6 +52,11 @@ const CASES: Case[] = [
   {family: 'composite', steps: ['select json_agg(row(full_name, phone, address)) from customers'], copy: true},
   {family: 'composite', steps: ["select json_build_object('who', row(full_name, row(phone, address))) from customers"], copy: true},
   {family: 'composite', steps: ['select * from json_to_record((select row_to_json(row(c.*)) from customers c limit 1)) as x(f2 text, f4 text, f7 text)']},
+  // a field chosen by a name several fields share: the server takes the last (jsonb) or its own pick
+  {family: 'composite', steps: ['select row_to_json(x)->>\'a\' from (select 1 as a, full_name as a from customers) x'], copy: true},
+  {family: 'composite', steps: ['select to_jsonb(x)->>\'a\' from (select 1 as a, address as a from customers) x'], copy: true},
+  {family: 'composite', steps: ["select jsonb_build_object('k', jsonb_build_object('id', 1), 'k', jsonb_build_object('id', full_name))->'k'->>'id' from customers"], copy: true},
+  {family: 'composite', steps: ["select json_build_object('id', 1, 'id', address)->>'id' from customers"], copy: true},
   // 9: functions that run SQL given as text, or read what the statement never names
   {family: 'text-executing', steps: ["select * from ts_stat('select to_tsvector(''simple'', email) from customers')"], copy: true},
   {family: 'text-executing', steps: ["select ts_stat('select to_tsvector(''simple'', email) from customers')::text"], copy: true},
@@ -84,6 +92,12 @@ const CASES: Case[] = [
   {family: 'errors', steps: ['select ssn::int from customers']},
   {family: 'errors', steps: [`select ('x" ' || full_name || ' "y')::int from customers`]},
   {family: 'errors', steps: ['explain analyze select current_setting(address) from customers']},
+  // DDL reads the rows of the tables it names, and its errors echo them; so do partition routing and index builds
+  {family: 'errors', steps: ['create index on customers ((full_name::int))']},
+  {family: 'errors', steps: ['alter table customers add constraint k_e check (address::int > 0)']},
+  {family: 'errors', steps: ['drop table if exists dup_e', 'create table dup_e as select full_name as nm from customers union all select full_name from customers', 'create unique index on dup_e (nm)']},
+  {family: 'errors', steps: ['drop table if exists dup_f; create table dup_f as select address as a from customers union all select address from customers; create unique index on dup_f (a)']},
+  {family: 'errors', steps: ['drop table if exists pk_e cascade', 'create table pk_e (nm text) partition by list (nm)', "create table pk_e1 partition of pk_e for values in ('x')", 'insert into pk_e select full_name from customers']},
   // ordered-set aggregates: WITHIN GROUP (ORDER BY …) is the aggregated input, not an ordering
   {family: 'ordered-set aggregates', steps: ['select mode() within group (order by full_name) from customers'], copy: true},
   {family: 'ordered-set aggregates', steps: ['select percentile_disc(0.5) within group (order by address) from customers'], copy: true},
@@ -111,6 +125,11 @@ const CASES: Case[] = [
   {family: 'renamed columns', steps: ['alter table customers rename column full_name to nm; select nm from customers; alter table customers rename column nm to full_name']},
   {family: 'renamed columns', steps: ["do $$ begin execute 'al' || 'ter table customers rename column address to zz'; end $$", 'select zz from customers', 'alter table customers rename column zz to address']},
   {family: 'renamed columns', steps: ['alter table customers alter column birth_date type text', 'alter table customers rename column birth_date to bd', 'select bd from customers', 'alter table customers rename column bd to birth_date', 'alter table customers alter column birth_date type date using birth_date::date']},
+  // a table created from a query, renamed or moved before the catalog read it (in one text, or in a transaction)
+  {family: 'renamed columns', steps: ['drop table if exists rn_a, rn_a2', 'create table rn_a as select full_name as nm from customers; alter table rn_a rename to rn_a2', 'select nm from rn_a2']},
+  {family: 'renamed columns', steps: ['drop table if exists rn_b, rn_b2', 'begin', 'create table rn_b as select address as nm from customers', 'alter table rn_b rename to rn_b2', 'commit', 'select nm from rn_b2']},
+  {family: 'renamed columns', steps: ['drop table if exists rn_c', 'begin', 'create table rn_c as select full_name as nm from customers', 'alter table rn_c rename column nm to zz', 'commit', 'select zz from rn_c']},
+  {family: 'renamed columns', steps: ['drop schema if exists rn_s cascade', 'drop table if exists public.rn_d', 'create schema rn_s', 'begin', 'create table public.rn_d as select address as nm from customers', 'alter table public.rn_d set schema rn_s', 'commit', 'select nm from rn_s.rn_d']},
   // name fields of a RAISEd error (schema, table, column, constraint, data type) set to values
   {family: 'raised name fields', steps: ["do $$ begin raise exception 'x' using column = (select full_name from customers where id = 1), table = (select address from customers where id = 1); end $$"]},
   {family: 'raised name fields', steps: ["do $$ begin raise exception 'x' using schema = (select address from customers where id = 2), constraint = (select full_name from customers where id = 3), datatype = (select full_name from customers where id = 4); end $$"]},
@@ -134,10 +153,33 @@ const CASES: Case[] = [
   {family: 'session state', steps: ["do $$ begin execute 'listen ' || quote_ident((select full_name from customers where id = 1)); end $$", 'select pg_listening_channels()']},
   {family: 'session state', steps: ["do $$ begin execute format('prepare pq as select %L as x', (select address from customers where id = 2)); end $$", 'select name, statement from pg_prepared_statements']},
   {family: 'session state', steps: ["do $$ begin execute format('prepare %I as select 1', (select full_name from customers where id = 3)); end $$", 'select * from pg_prepared_statement()']},
+  {family: 'session state', steps: ["do $$ begin execute format('prepare pm as select %L as x', (select address from customers where id = 2)); end $$", 'select ident from pg_backend_memory_contexts where ident is not null', 'deallocate pm']},
+  {family: 'session state', steps: ["do $$ begin execute format('prepare pn as select %L as x', (select full_name from customers where id = 4)); end $$", 'select pg_get_backend_memory_contexts()', 'deallocate pn']},
   // 12: phone numbers in free text
   {family: 'free-text phones', steps: ['select body from notes where id >= 5'], copy: true},
   {family: 'free-text phones', steps: ['select payload::text from events where id = 2'], copy: true},
   {family: 'free-text phones', steps: ["select payload->>'note' from events where id = 2"], copy: true},
+  // values written to a server file (or printed by a program) and copied back into a clean column
+  {family: 'server files', steps: ['create table if not exists memo_f (note text)', 'truncate memo_f', `copy (select full_name || ' / ' || address from customers) to '${SERVER_FILE}'`, `copy memo_f (note) from '${SERVER_FILE}'`, 'select note from memo_f']},
+  {family: 'server files', steps: ['create table if not exists memo_p (note text, n int)', 'truncate memo_p', `copy (select full_name, 1 from customers) to '${SERVER_FILE}'`, `copy memo_p from program 'cat ${SERVER_FILE}'`, 'select * from memo_p']},
+  {family: 'server files', steps: [`copy (select address from customers) to '${SERVER_FILE}'; drop table if exists memo_t; create table memo_t (note text); copy memo_t from '${SERVER_FILE}'; select note from memo_t`]},
+  // a column DDL rewrites from others, and a table whose rows include those of other tables
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists alt_c', 'create table alt_c as table customers', "alter table alt_c alter column country type text using full_name || ''", 'select country from alt_c']},
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists inh_p cascade', 'create table inh_p (id int, nm text)', 'create table inh_c () inherits (inh_p)', 'insert into inh_c select id, full_name from customers', 'select nm from inh_p', 'select * from inh_p']},
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists inh_q cascade', 'drop table if exists inh_r', 'create table inh_r as table customers', 'alter table inh_r rename column address to a6', 'create table inh_q (a6 text)', 'alter table inh_r inherit inh_q', 'select a6 from inh_q']},
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists prt_q cascade', 'create table prt_q (id int, nm text) partition by range (id)', 'create table prt_q1 partition of prt_q for values from (0) to (1000)', 'insert into prt_q select id, full_name from customers', 'select nm from prt_q1']},
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists inh_s cascade', 'create table inh_s (id int, nm text)', 'create table inh_s1 () inherits (inh_s)', "insert into inh_s1 select id, 'x' from customers", 'update inh_s set nm = c.address from customers c where c.id = inh_s.id', 'select nm from inh_s1']},
+  {family: 'rewritten and inherited columns', steps: ['drop table if exists prt_p cascade', 'drop table if exists prt_c', 'create table prt_c as select id, full_name as nm from customers', 'create table prt_p (id int, nm text) partition by range (id)', 'alter table prt_p attach partition prt_c for values from (0) to (1000)', 'select nm from prt_p']},
+  // writes through an updatable view land in its base table
+  {family: 'writes through views', steps: ['drop table if exists wv_b cascade', 'create table wv_b (id int, note text)', 'create view wv_v as select * from wv_b', 'insert into wv_v select id, address from customers', 'select note from wv_b']},
+  {family: 'writes through views', steps: ['drop table if exists wv_c cascade', 'create table wv_c as select id, country from customers', 'create view wv_w as select id, country as c from wv_c', 'create view wv_x as select * from wv_w', 'update wv_x set c = cu.full_name from customers cu where cu.id = wv_x.id', 'select country from wv_c']},
+  // free text under types the scanner did not read: any type not of a category known to hold no text
+  {family: 'free text in other types', steps: ['select body::refcursor from notes'], copy: true},
+  {family: 'free text in other types', steps: ['select array_agg(body::refcursor) from notes'], copy: true},
+  {family: 'free text in other types', steps: ["select to_tsvector('simple', body) from notes"], copy: true},
+  {family: 'free text in other types', steps: ["select plainto_tsquery('simple', body) from notes"], copy: true},
+  {family: 'free text in other types', steps: [`select ('"' || replace(body, '"', '') || '"')::jsonpath from notes`], copy: true},
+  {family: 'free text in other types', steps: ['select (body::refcursor, 1)::text::refcursor from notes'], copy: true},
 ]
 
 /** Every file under `dir`, gunzipped where needed. */
@@ -177,6 +219,7 @@ describe('leak families: masking by proof, through the tunnel dbgate connect bui
     await relay?.close()
     await tunnel?.close().catch(() => {})
     await fx?.close()
+    rmSync(SERVER_FILE, {force: true})
   })
 
   const client = (seen: Seen, extra: Partial<pg.ClientConfig> = {}): Promise<pg.Client> => relayedClient(tunnel.info.url, relay, seen, extra)
