@@ -5,7 +5,7 @@
  */
 import {keepsRelations} from './relation-keeping.js'
 import {shadowedBuiltinType} from './type-shadowing.js'
-import {judgeSetting} from './settings.js'
+import {createsInTemp, judgeSetting} from './settings.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
 import {cteSources, fromItems, readsTable, WhereJudge, type OtherRelation} from './where.js'
@@ -793,6 +793,7 @@ function settingOperation(command: string, setting: SettingChange): Operation {
     detail = verdict.reason
     if (verdict.class) cls = verdict.class
   }
+  if (createsInTemp(setting)) flags.push('shadows_builtin_type')
   return op(cls, command, {setting, flags, ...(detail ? {detail} : {})})
 }
 
