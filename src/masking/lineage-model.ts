@@ -71,8 +71,12 @@ export interface StatementLineage {
   views?: number[]
   /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`), with that query's columns. */
   creates?: {schema?: string; name: string; columns?: NamedLineage[]}
-  /** Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE … SET`). */
-  fills?: {schema?: string; name: string; columns: NamedLineage[]}[]
+  /**
+   * Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE …
+   * SET`). Without `columns`, every column: an `INSERT … SELECT` with no column list into a relation
+   * whose columns the catalog did not know when it was judged.
+   */
+  fills?: {schema?: string; name: string; columns?: NamedLineage[]}[]
   /** It may create, alter or drop catalog objects: DDL, or code the analysis cannot see into. */
   changesCatalog?: true
   /** A DO block or CALL: its code may COMMIT a change and go on running. */

@@ -12,6 +12,7 @@
  */
 import type {Catalog, CatalogRelation} from './catalog.js'
 import {builtinKind} from './functions.js'
+import {isBuiltinType} from '../policy/builtins.js'
 import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
 import type {MaskingCategory} from './categories.js'
 import {parseSql} from '../sql/parser.js'
@@ -282,7 +283,10 @@ function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
     const all = found.map((r) => catalogRelation(r, ctx))
     return {alias: as, fallback: derived(all.map((cols) => derived(cols)))}
   }
-  const system = (schema !== undefined && SYSTEM_SCHEMAS.has(schema)) || (schema === undefined && name.startsWith('pg_'))
+  // Unqualified, only a name pg_catalog holds is the system's: any other pg_ name is a relation of
+  // the session's own (a temporary table, or one its open transaction created) that the catalog
+  // has not read, whatever was copied into it.
+  const system = (schema !== undefined && SYSTEM_SCHEMAS.has(schema)) || (schema === undefined && name.startsWith('pg_') && isBuiltinType(name))
   if (system) return systemRelation(name, as, ctx)
   // Created after the catalog was read, a temporary table, or reached through search_path: its
   // columns could hold anything until the catalog is read again.
@@ -887,7 +891,12 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   }
   const unproven = filled.filter((c) => !clean(c))
   const rel = node.relation as Node | undefined
-  if (unproven.length > 0 && rel?.relname) ctx.fills.push({...(written ? {schema: written.schema} : rel.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
+  const where = {...(written ? {schema: written.schema} : rel?.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel?.relname) as string}
+  // With no column list and the target's columns unknown (`pg_temp.t`, a table of the open
+  // transaction), which columns the rows fill cannot be said: all of them, unless proven clean.
+  const unnamed = sel !== undefined && filled.length === 0 && (inserted === undefined || inserted.some((c) => !clean(c)))
+  if (rel?.relname && unnamed) ctx.fills.push(where)
+  else if (unproven.length > 0 && rel?.relname) ctx.fills.push({...where, columns: unproven})
   // PostgreSQL 18 wraps RETURNING in a clause that may also rename OLD and NEW.
   const clause = node.returningClause as Node | undefined
   const returning = [...list(node.returningList), ...list(clause?.exprs)]
