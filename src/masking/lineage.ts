@@ -976,6 +976,9 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       ctx.touches = true
       ctx.opaque = true
       return finish({rows: kind === 'CallStmt' ? 'maybe' : 'no'}, ctx)
+    case 'AlterTableStmt':
+      retypedFills(node, ctx, outer)
+      return finish({rows: 'no'}, ctx)
     case 'CreateTableAsStmt': {
       const inner = statementLineage(node.query as Node, ctx, outer)
       const into = node.into as Node | undefined
@@ -985,6 +988,31 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     default:
       return finish({rows: 'no'}, ctx)
   }
+}
+
+/**
+ * `ALTER TABLE t ALTER COLUMN c TYPE … USING expr` rewrites every row's c with expr over the row,
+ * an UPDATE by another name (`USING full_name` fills a clean column with names): a column filled
+ * with values not proven clean is classified by them, as UPDATE's are.
+ */
+function retypedFills(node: Node, ctx: Ctx, outer: Scope | undefined): void {
+  const rel = node.relation as Node | undefined
+  if (!rel?.relname) return
+  const scope = withCtes(undefined, outer, ctx)
+  const target = fromItem({RangeVar: rel}, scope, ctx)
+  scope.rels.push(...target.visible)
+  const written = target.visible[0]?.catalog
+  const columns: NamedLineage[] = []
+  for (const c of list(node.cmds)) {
+    const cmd = unwrap(c)
+    if (cmd?.[0] !== 'AlterTableCmd' || cmd[1].subtype !== 'AT_AlterColumnType' || typeof cmd[1].name !== 'string') continue
+    const def = unwrap(cmd[1].def)
+    if (def?.[0] !== 'ColumnDef' || def[1].raw_default === undefined) continue
+    const filled = named(cmd[1].name, expr(def[1].raw_default as Node, scope, ctx))
+    if (!clean(filled)) columns.push(filled)
+  }
+  if (columns.length === 0) return
+  ctx.fills.push({...(written ? {schema: written.schema} : rel.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel.relname) as string, columns})
 }
 
 function created(rel: Node | undefined, columns: NamedLineage[] | undefined): StatementLineage['creates'] {

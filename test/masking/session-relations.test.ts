@@ -4,8 +4,11 @@
  * created. What is copied into them from sensitive columns must come out masked, whatever they
  * are called and however the copy names them. An unqualified `pg_…` name the catalog does not know
  * was taken for a system relation, clean; a fill written `INSERT INTO pg_temp.t` marked a relation
- * pg_temp.t that the catalog knows as pg_temp_3.t, and with no column list marked nothing.
+ * pg_temp.t that the catalog knows as pg_temp_3.t, and with no column list marked nothing. A
+ * column rewritten by `ALTER TABLE … ALTER COLUMN … TYPE … USING` (an UPDATE by another name) was
+ * not followed at all.
  */
+import type pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
@@ -25,9 +28,14 @@ const COPIES: readonly (readonly string[])[] = [
   ['create temp table t_d (n text)', "insert into t_d values ('x')", 'update pg_temp.t_d set n = c.address from customers c', 'select n from t_d'],
   ['create temp table t_e (n text)', 'with s as (select full_name from customers) insert into pg_temp.t_e select * from s', 'table t_e'],
   ['create table pg_temp.t_f as select full_name as n from customers', 'select n from t_f'],
+  // ALTER COLUMN … TYPE … USING rewrites the column from the row: an UPDATE by another name
+  ['begin', 'alter table customers alter column country type text using full_name', 'select country from customers', 'rollback'],
+  ['begin', 'alter table customers alter column country type text using full_name; select country from customers', 'rollback'],
+  ['begin', "alter table only public.customers alter column country set data type varchar(200) using address || '', alter column created_at type text using upper(full_name)", 'select country, created_at from customers', 'rollback'],
+  ['begin', 'alter table customers alter column country type text using full_name', 'select c.country from orders o join customers c on c.id = o.customer_id', 'rollback'],
 ]
 
-describe('copies into relations of the session the catalog has not read', () => {
+describe('copies into relations of the session the catalog has not read, and columns rewritten in place', () => {
   let fx: MaskingFixture
   let t: PipelineTunnel
   beforeAll(async () => {
@@ -44,7 +52,10 @@ describe('copies into relations of the session the catalog has not read', () => 
       const c = await t.client()
       let shown = ''
       try {
-        for (const sql of steps) shown += JSON.stringify((await c.query(sql)).rows)
+        for (const sql of steps) {
+          const r: pg.QueryResult | pg.QueryResult[] = await c.query(sql)
+          shown += JSON.stringify((Array.isArray(r) ? r : [r]).map((x) => x.rows))
+        }
       } finally {
         await c.end()
       }
@@ -59,8 +70,30 @@ describe('copies into relations of the session the catalog has not read', () => 
       await c.query('create temp table pg_plain (n text)')
       await c.query("insert into pg_temp.pg_plain select 'plain ' || id from customers where id = 1")
       expect((await c.query('select n from pg_plain')).rows).toEqual([{n: 'plain 1'}])
+      // A rewrite from clean values leaves the column clean (marks outlive a rollback: not customers.country).
+      await c.query('begin')
+      await c.query("alter table orders alter column status type text using 'x' || customer_id")
+      expect((await c.query('select status from orders where customer_id = 1 limit 1')).rows).toEqual([{status: 'x1'}])
+      await c.query('rollback')
     } finally {
       await c.end()
+    }
+  })
+
+  it('keeps a column rewritten from sensitive values masked after the commit, in every later session', async () => {
+    const c = await t.client()
+    try {
+      await c.query('alter table customers alter column country type text using address')
+    } finally {
+      await c.end()
+    }
+    const d = await t.client()
+    try {
+      const shown = JSON.stringify((await d.query('select country from customers')).rows)
+      expect(leaked(shown, fx.secrets)).toEqual([])
+      expect(shown).not.toContain('"US"')
+    } finally {
+      await d.end()
     }
   })
 })
