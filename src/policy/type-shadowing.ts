@@ -57,7 +57,10 @@ function mayBeTemp(relation: unknown, object: unknown): boolean {
   return n.length < 2 || isTempSchema(n[0])
 }
 
-/** The built-in type name a statement would give a temporary type or relation, or undefined. */
+/** What `shadowedBuiltinType` answers for IMPORT FOREIGN SCHEMA into the temporary schema: names the foreign server chooses. */
+export const FOREIGN_NAMES = '(the names the foreign server lists)'
+
+/** The built-in type name a statement would give a temporary type or relation (or `FOREIGN_NAMES`), or undefined. */
 export function shadowedBuiltinType(type: string, body: Obj): string | undefined {
   let name: string | undefined
   switch (type) {
@@ -67,6 +70,16 @@ export function shadowedBuiltinType(type: string, body: Obj): string | undefined
     case 'ViewStmt':
       name = tempRelationName(body.view)
       break
+    case 'CreateForeignTableStmt':
+      name = tempRelationName(isObj(body.base) ? body.base.relation : undefined)
+      break
+    case 'ImportForeignSchemaStmt': {
+      if (!isTempSchema(body.local_schema)) break
+      // The wrapper names what it makes (postgres_fdw as the remote tables are named, whatever
+      // LIMIT TO says): anything it lists may be named like a built-in type.
+      const listed = list(body.table_list).map((t) => unwrap(t)?.[1].relname)
+      return listed.find((n): n is string => typeof n === 'string' && isBuiltinType(n)) ?? FOREIGN_NAMES
+    }
     case 'CreateSeqStmt':
       name = tempRelationName(body.sequence)
       break

@@ -9,7 +9,7 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {analyze, checkStartupParameters} from '../../src/policy/index.js'
 import {loadParser} from '../../src/sql/parser.js'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 
 /** Each way of making a type or relation named like a built-in type in the temporary schema. */
@@ -33,6 +33,10 @@ const SHADOWS = [
   "create type pg_temp.made_range3 as range (subtype = pg_catalog.text, multirange_type_name = 'date')",
   // ALTER INDEX … RENAME renames a table as well.
   'create temp table made_here3 (a int); alter index made_here3 rename to float8',
+  // Foreign tables: made there, or imported under the names the foreign server lists (public.float4 of this very database).
+  'create foreign table pg_temp.int2 (a int) server loop',
+  'import foreign schema public limit to (float4) from server loop into pg_temp',
+  'import foreign schema public from server loop into pg_temp',
 ]
 
 /**
@@ -72,6 +76,8 @@ describe('a temporary type or relation named like a built-in type', () => {
       'create type pg_temp.my_range as range (subtype = int4)',
       'create type public.my_range as range (subtype = int4, multirange_type_name = public.text)',
       'alter index made_here3 rename to made_here4',
+      'create foreign table public.int2 (a int) server loop',
+      'import foreign schema public limit to (float4) from server loop into public',
       'create domain pg_temp.my_text as text', 'create temp table teams (a text)', 'create table public.text (a int)', 'create type public.date as (a int)', 'alter table t rename to t2', 'alter table public.t rename to text', 'alter table t rename column a to text',
     ]) {
       const flagged = analyze(sql).statements.some((s) => s.operations.some((o) => o.flags.includes('shadows_builtin_type')))
@@ -84,6 +90,14 @@ describe('a temporary type or relation named like a built-in type', () => {
     let t: PipelineTunnel
     beforeAll(async () => {
       db = await createTestDatabase()
+      await withClient(db.url, (d) =>
+        d.query(`
+          create extension postgres_fdw;
+          create server loop foreign data wrapper postgres_fdw options (host '${db.host}', port '${db.port}', dbname '${db.database}');
+          create user mapping for current_user server loop options (user '${db.user}', password '${db.password}');
+          create table public.float4 (a int);
+        `),
+      )
       // No pack and no rules: everything is allowed but what no rule can allow.
       t = await openPipelineTunnel(db, 'policy: none')
     }, 120_000)
@@ -106,7 +120,7 @@ describe('a temporary type or relation named like a built-in type', () => {
         // Nothing was made: every name still means the built-in.
         const meanings = await c.query<{t: string | null}>(
           `select to_regtype(n) is not null and (select nspname from pg_namespace where oid = (select typnamespace from pg_type where oid = to_regtype(n))) = 'pg_catalog' as t
-           from unnest(array['text', 'date', 'uuid', 'int4', 'jsonb', 'bytea', 'numeric', 'timestamptz', 'inet', 'interval', 'bool', 'int8', 'int4multirange', 'float8']) n`,
+           from unnest(array['text', 'date', 'uuid', 'int4', 'jsonb', 'bytea', 'numeric', 'timestamptz', 'inet', 'interval', 'bool', 'int8', 'int4multirange', 'float8', 'int2', 'float4']) n`,
         )
         expect(meanings.rows.every((r) => r.t)).toBe(true)
         // The path was never set: unqualified new objects still go to public, and text is the built-in.
