@@ -157,7 +157,36 @@ function columnRef(node: Node, scope: Scope, ctx: Ctx): Lineage {
 
 // ---- relations --------------------------------------------------------------------------------
 
-const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema'])
+/**
+ * The relations of information_schema (PostgreSQL 18's). The schema is an ordinary one: a superuser
+ * may make a table or view of its own there, whose columns hold whatever was copied into them, and
+ * the catalog (which leaves the schema out) never reads it. Only these names are the system's.
+ */
+const INFORMATION_SCHEMA_RELATIONS: ReadonlySet<string> = new Set(
+  (
+    '_pg_foreign_data_wrappers _pg_foreign_servers _pg_foreign_table_columns _pg_foreign_tables _pg_user_mappings administrable_role_authorizations ' +
+    'applicable_roles attributes character_sets check_constraint_routine_usage check_constraints collation_character_set_applicability collations ' +
+    'column_column_usage column_domain_usage column_options column_privileges column_udt_usage columns constraint_column_usage constraint_table_usage ' +
+    'data_type_privileges domain_constraints domain_udt_usage domains element_types enabled_roles foreign_data_wrapper_options foreign_data_wrappers ' +
+    'foreign_server_options foreign_servers foreign_table_options foreign_tables information_schema_catalog_name key_column_usage parameters ' +
+    'referential_constraints role_column_grants role_routine_grants role_table_grants role_udt_grants role_usage_grants routine_column_usage ' +
+    'routine_privileges routine_routine_usage routine_sequence_usage routine_table_usage routines schemata sequences sql_features ' +
+    'sql_implementation_info sql_parts sql_sizing table_constraints table_privileges tables transforms triggered_update_columns triggers ' +
+    'udt_privileges usage_privileges user_defined_types user_mapping_options user_mappings view_column_usage view_routine_usage view_table_usage views'
+  ).split(' '),
+)
+
+/**
+ * Whether a relation name, as written, is a system relation: anything pg_catalog holds (nothing can
+ * be made there), information_schema's own relations, and unqualified, a pg_ name pg_catalog has.
+ */
+function isSystemRelation(schema: string | undefined, name: string): boolean {
+  if (schema === 'pg_catalog') return true
+  if (schema === 'information_schema') return INFORMATION_SCHEMA_RELATIONS.has(name)
+  // Unqualified, any other pg_ name is a relation of the session's own (a temporary table, or one
+  // its open transaction created) that the catalog has not read, whatever was copied into it.
+  return schema === undefined && name.startsWith('pg_') && isBuiltinType(name)
+}
 
 /**
  * System relations that hold secrets or copies of user data: password hashes, user-mapping
@@ -169,6 +198,9 @@ const SENSITIVE_SYSTEM_COLUMNS: Record<string, Record<string, MaskingCategory> |
   pg_shadow: {passwd: 'password'},
   pg_user_mapping: {umoptions: 'secret'},
   pg_user_mappings: {umoptions: 'secret'},
+  // information_schema's views of the same options (a password among them).
+  _pg_user_mappings: {umoptions: 'secret'},
+  user_mapping_options: {option_value: 'secret'},
   // Other sessions' SQL, and application names any session's unseen code may have set to values it read.
   pg_stat_activity: {query: 'untraceable', application_name: 'untraceable'},
   pg_stats: '*',
@@ -283,11 +315,7 @@ function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
     const all = found.map((r) => catalogRelation(r, ctx))
     return {alias: as, fallback: derived(all.map((cols) => derived(cols)))}
   }
-  // Unqualified, only a name pg_catalog holds is the system's: any other pg_ name is a relation of
-  // the session's own (a temporary table, or one its open transaction created) that the catalog
-  // has not read, whatever was copied into it.
-  const system = (schema !== undefined && SYSTEM_SCHEMAS.has(schema)) || (schema === undefined && name.startsWith('pg_') && isBuiltinType(name))
-  if (system) return systemRelation(name, as, ctx)
+  if (isSystemRelation(schema, name)) return systemRelation(name, as, ctx)
   // Created after the catalog was read, a temporary table, or reached through search_path: its
   // columns could hold anything until the catalog is read again.
   ctx.touches = true

@@ -6,7 +6,8 @@
  * was taken for a system relation, clean; a fill written `INSERT INTO pg_temp.t` marked a relation
  * pg_temp.t that the catalog knows as pg_temp_3.t, and with no column list marked nothing. A
  * column rewritten by `ALTER TABLE … ALTER COLUMN … TYPE … USING` (an UPDATE by another name) was
- * not followed at all.
+ * not followed at all. information_schema is an ordinary schema a superuser may make relations in,
+ * and all of it was taken for the system's; its views of user mappings show their passwords.
  */
 import type pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -75,6 +76,33 @@ describe('copies into relations of the session the catalog has not read, and col
       await c.query("alter table orders alter column status type text using 'x' || customer_id")
       expect((await c.query('select status from orders where customer_id = 1 limit 1')).rows).toEqual([{status: 'x1'}])
       await c.query('rollback')
+    } finally {
+      await c.end()
+    }
+  })
+
+  it('takes only information_schema\'s own relations for the system\'s, and masks the passwords its views show', async () => {
+    const PASSWORD = 'PlainMappingPassw0rd'
+    const c = await t.client()
+    let shown = ''
+    const show = async (sql: string) => {
+      shown += JSON.stringify((await c.query(sql)).rows)
+    }
+    try {
+      await c.query('create extension if not exists postgres_fdw')
+      await c.query("create server elsewhere foreign data wrapper postgres_fdw options (host 'localhost')")
+      await c.query(`create user mapping for current_user server elsewhere options (user 'u', password '${PASSWORD}')`)
+      for (const sql of ['select * from information_schema.user_mapping_options', 'select option_value from information_schema.user_mapping_options', 'select umoptions from information_schema._pg_user_mappings']) await show(sql)
+      // A superuser may make relations of its own in information_schema (the catalog does not read them).
+      await c.query('create table information_schema.copied as select full_name as a, address as b from customers')
+      await c.query('create view information_schema.seen as select full_name as a from customers')
+      await c.query('create table information_schema.filled (a text)')
+      await c.query('insert into information_schema.filled select address from customers')
+      for (const sql of ['select * from information_schema.copied', 'select a from information_schema.seen', 'table information_schema.filled']) await show(sql)
+      expect(leaked(shown, [...fx.secrets, PASSWORD])).toEqual([])
+      // The system's own still read in clear.
+      expect((await c.query("select table_name from information_schema.tables where table_name = 'customers'")).rows).toEqual([{table_name: 'customers'}])
+      expect((await c.query("select option_name from information_schema.user_mapping_options where option_name = 'user'")).rows).toEqual([{option_name: 'user'}])
     } finally {
       await c.end()
     }
