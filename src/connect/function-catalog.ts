@@ -149,6 +149,18 @@ function argumentEffectsSql(owners: string): string {
 }
 
 /**
+ * A relation of pg_catalog or one of information_schema's own, made by initdb (an ordinary schema: a
+ * superuser's view there over hr.salaries is a user's relation, and its tables are behind it).
+ */
+function systemRelationSql(c: string): string {
+  return `(${c}.relnamespace = 'pg_catalog'::regnamespace or (${c}.relnamespace = 'information_schema'::regnamespace and ${c}.oid < ${FIRST_NORMAL_OBJECT_ID}))`
+}
+
+function userRelation(c: string, n: string): string {
+  return `${n}.nspname <> 'pg_catalog' and (${n}.nspname <> 'information_schema' or ${c}.oid >= ${FIRST_NORMAL_OBJECT_ID})`
+}
+
+/**
  * The functions views and rules call, for relations by name (not the system's own views),
  * following views built on views. A system relation reached from a user's view counts by its
  * rules other than its view definition: an update through a view of pg_settings fires
@@ -161,9 +173,9 @@ function relationsSql(names: readonly string[]): string {
     with recursive rels(oid, key, scope, depth, sys) as (
       select c.oid, c.relname::text, n.nspname::text, 0, false
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where c.relname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
+      where c.relname = any(${textArray(names)}) and ${userRelation('c', 'n')}
       union
-      select d.refobjid, r0.key, r0.scope, r0.depth + 1, c2.relnamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+      select d.refobjid, r0.key, r0.scope, r0.depth + 1, ${systemRelationSql('c2')}
       from rels r0
       join pg_rewrite rw on rw.ev_class = r0.oid
       join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> r0.oid
@@ -235,10 +247,10 @@ function tablesBehindSql(names: readonly string[]): string {
     with recursive behind(oid, key, scope, depth, via, path, select_only, sys) as (
       select c.oid, c.relname::text, n.nspname::text, 0, '' collate "C", ${describe('c', 'n')}, true, false
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where c.relname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema')
+      where c.relname = any(${textArray(names)}) and ${userRelation('c', 'n')}
       union
       select e.oid, b.key, b.scope, b.depth + 1, b.path, (b.path || ', over ' || ${describe('c2', 'n2')}) collate "C",
-             b.select_only and e.sel, c2.relnamespace in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+             b.select_only and e.sel, ${systemRelationSql('c2')}
       from behind b
       cross join lateral (${edges('b')}) e
       join pg_class c2 on c2.oid = e.oid

@@ -453,7 +453,10 @@ function untraceSettings(s: StatementLineage): StatementLineage {
 
 /** How the columns of a relation created from a query are to be classified, from that query's lineage. */
 function derivedMarks(creates: NonNullable<StatementLineage['creates']>): DerivedMarks {
-  const {schema, name, columns} = creates
+  const {name, columns} = creates
+  // `pg_temp` is the session's temporary schema by another name (the catalog knows it as
+  // pg_temp_<n>): the marks go to the relation of that name in whichever schema holds it.
+  const schema = creates.schema === 'pg_temp' ? undefined : creates.schema
   if (!columns) return {schema, name, columns: 'all'}
   const marks = new Map<string, SensitiveMark>()
   for (const c of columns) {

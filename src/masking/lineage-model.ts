@@ -82,8 +82,10 @@ export interface StatementLineage {
   /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`), with that query's columns. */
   creates?: {schema?: string; name: string; columns?: NamedLineage[]}
   /**
-   * Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE … SET`);
-   * without `columns`, every column (`COPY … FROM` a file into a table the catalog does not know).
+   * Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE …
+   * SET`). Without `columns`, every column: `COPY … FROM` a file into a table the catalog does not
+   * know, or an `INSERT … SELECT` with no column list into a relation whose columns the catalog did
+   * not know when it was judged.
    */
   fills?: {schema?: string; name: string; columns?: NamedLineage[]}[]
   /**

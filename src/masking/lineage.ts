@@ -12,6 +12,8 @@
  */
 import type {Catalog, CatalogRelation} from './catalog.js'
 import {builtinKind} from './functions.js'
+import {isBuiltinType} from '../policy/builtins.js'
+import {INFORMATION_SCHEMA_RELATIONS} from '../sql/system-relations.js'
 import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type RenameOf, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
 import type {MaskingCategory} from './categories.js'
 import {parseSql} from '../sql/parser.js'
@@ -156,7 +158,17 @@ function columnRef(node: Node, scope: Scope, ctx: Ctx): Lineage {
 
 // ---- relations --------------------------------------------------------------------------------
 
-const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema'])
+/**
+ * Whether a relation name, as written, is a system relation: anything pg_catalog holds (nothing can
+ * be made there), information_schema's own relations, and unqualified, a pg_ name pg_catalog has.
+ */
+function isSystemRelation(schema: string | undefined, name: string): boolean {
+  if (schema === 'pg_catalog') return true
+  if (schema === 'information_schema') return INFORMATION_SCHEMA_RELATIONS.has(name)
+  // Unqualified, any other pg_ name is a relation of the session's own (a temporary table, or one
+  // its open transaction created) that the catalog has not read, whatever was copied into it.
+  return schema === undefined && name.startsWith('pg_') && isBuiltinType(name)
+}
 
 /**
  * System relations that hold secrets or copies of user data: password hashes, user-mapping
@@ -168,6 +180,9 @@ const SENSITIVE_SYSTEM_COLUMNS: Record<string, Record<string, MaskingCategory> |
   pg_shadow: {passwd: 'password'},
   pg_user_mapping: {umoptions: 'secret'},
   pg_user_mappings: {umoptions: 'secret'},
+  // information_schema's views of the same options (a password among them).
+  _pg_user_mappings: {umoptions: 'secret'},
+  user_mapping_options: {option_value: 'secret'},
   // Other sessions' SQL, and application names any session's unseen code may have set to values it read.
   pg_stat_activity: {query: 'untraceable', application_name: 'untraceable'},
   pg_stats: '*',
@@ -303,8 +318,7 @@ function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
     const all = found.map((r) => catalogRelation(r, ctx))
     return {alias: as, fallback: derived(all.map((cols) => derived(cols)))}
   }
-  const system = (schema !== undefined && SYSTEM_SCHEMAS.has(schema)) || (schema === undefined && name.startsWith('pg_'))
-  if (system) return systemRelation(name, as, ctx)
+  if (isSystemRelation(schema, name)) return systemRelation(name, as, ctx)
   // Created after the catalog was read, a temporary table, or reached through search_path: its
   // columns could hold anything until the catalog is read again.
   ctx.touches = true
@@ -950,7 +964,12 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   }
   const unproven = filled.filter((c) => !clean(c))
   const rel = node.relation as Node | undefined
-  if (unproven.length > 0 && rel?.relname) ctx.fills.push({...(written ? {schema: written.schema} : rel.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
+  const where = {...(written ? {schema: written.schema} : rel?.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel?.relname) as string}
+  // With no column list and the target's columns unknown (`pg_temp.t`, a table of the open
+  // transaction), which columns the rows fill cannot be said: all of them, unless proven clean.
+  const unnamed = sel !== undefined && filled.length === 0 && (inserted === undefined || inserted.some((c) => !clean(c)))
+  if (rel?.relname && unnamed) ctx.fills.push(where)
+  else if (unproven.length > 0 && rel?.relname) ctx.fills.push({...where, columns: unproven})
   if (unproven.length > 0 && written) for (const r of ctx.catalog.lookup(written.schema, written.relation)) throughView(r, unproven, ctx, 0)
   // PostgreSQL 18 wraps RETURNING in a clause that may also rename OLD and NEW.
   const clause = node.returningClause as Node | undefined

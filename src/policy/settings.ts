@@ -177,6 +177,24 @@ function searchPathSchemas(value: string): string[] {
     .map((s) => (s.startsWith('"') ? s : s.toLowerCase()))
 }
 
+export const TEMP_CREATION_REASON = 'search_path may make pg_temp the schema new objects go to, where a type or table named like a built-in type takes its place; name pg_catalog before pg_temp'
+
+/**
+ * Whether a change may make pg_temp the schema unqualified new objects go to: the first schema of
+ * the path that exists, so pg_temp unless one that certainly exists comes before it. Then
+ * `CREATE DOMAIN text …` makes a temporary type that takes the built-in's place once the path is
+ * set back (type-shadowing.ts judges only names written with pg_temp). pg_catalog is the one
+ * that certainly exists ("$user" and public may not), and nothing can be created in it. (A value
+ * that cannot be read is refused by the rules; a rule that allows search_path allows it, as it
+ * allows `public, pg_catalog`, which lets public's types shadow the built-ins.)
+ */
+export function createsInTemp(change: SettingChange): boolean {
+  if (change.name.toLowerCase() !== 'search_path' || change.reset || change.dynamic || change.value === undefined) return false
+  const schemas = searchPathSchemas(change.value)
+  const temp = schemas.indexOf('pg_temp')
+  return temp >= 0 && !schemas.slice(0, temp).includes('pg_catalog')
+}
+
 /**
  * Judges one setting change. Undefined means it is allowed as an ordinary session setting; a
  * verdict names the flag the rules key on and why.
@@ -206,6 +224,7 @@ export function judgeSetting(change: SettingChange): SettingVerdict | undefined 
         reason: `search_path names ${unknown.join(', ')}: rules match unqualified names as public.<name>, so tables there would escape schema-qualified rules`,
       }
     }
+    if (createsInTemp(change)) return {flag: 'search_path', reason: TEMP_CREATION_REASON}
     // pg_catalog is searched first unless the path lists it later; then a type in public named
     // like a built-in one (a domain public.int4 with a check calling anything) is what `'1'::int4`
     // means, and dbgate takes built-in type names to be the built-ins.
@@ -260,7 +279,8 @@ export function checkStartupParameters(params: Record<string, string>, allowed?:
     if (STARTUP_KEYS.has(name) || name.startsWith('_pq_.')) continue
     const change: SettingChange = {name, value, reset: false, dynamic: false}
     const verdict = judgeSetting(change)
-    if (!verdict || allowed?.(change, verdict)) continue
+    // No rule lifts this one: it is what guard.shadowed-type refuses in SET.
+    if (!verdict || (allowed?.(change, verdict) && !createsInTemp(change))) continue
     problems.push({
       parameter: key,
       reason: verdict.reason,

@@ -10,7 +10,7 @@
  * refused outright (a guard in rules.ts).
  */
 import {isBuiltinType} from './builtins.js'
-import {isObj, names, type Obj} from '../sql/tree.js'
+import {isObj, list, names, unwrap, type Obj} from '../sql/tree.js'
 
 const isTempSchema = (schema: unknown): boolean => typeof schema === 'string' && schema.startsWith('pg_temp')
 
@@ -26,8 +26,29 @@ function tempTypeName(qualified: unknown): string | undefined {
   return n.length === 2 && isTempSchema(n[0]) ? n[1] : undefined
 }
 
+/**
+ * The name a range type's `multirange_type_name` gives the multirange made with it, when it may go
+ * to the temporary schema: written `pg_temp.name`, or unqualified (it goes where the session's
+ * search_path creates objects, not beside the range).
+ */
+function multirangeName(params: unknown): string | undefined {
+  for (const p of list(params)) {
+    const def = unwrap(p)
+    if (def?.[0] !== 'DefElem' || def[1].defname !== 'multirange_type_name') continue
+    const arg = unwrap(def[1].arg)
+    const n = arg?.[0] === 'TypeName' ? names(arg[1].names) : arg?.[0] === 'String' && typeof arg[1].sval === 'string' ? [arg[1].sval] : []
+    // An argument of a shape not read here: judged as the built-in name it may be.
+    if (n.length === 0) return 'text'
+    if (n.length === 1 || isTempSchema(n[0])) return n.at(-1)
+  }
+  return undefined
+}
+
 /** Object kinds that are (or carry) a type whose name a column type or a cast can mean. */
 const TYPED_OBJECTS: ReadonlySet<unknown> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE', 'OBJECT_TYPE', 'OBJECT_DOMAIN'])
+
+/** Object kinds whose RENAME can name a typed object: `ALTER INDEX t RENAME TO text` renames a table t too. */
+const RENAMED_OBJECTS: ReadonlySet<unknown> = new Set([...TYPED_OBJECTS, 'OBJECT_INDEX'])
 
 /** Whether an existing object, as a statement names it, may be in the temporary schema: unqualified (searched there first) or qualified so. */
 function mayBeTemp(relation: unknown, object: unknown): boolean {
@@ -36,7 +57,10 @@ function mayBeTemp(relation: unknown, object: unknown): boolean {
   return n.length < 2 || isTempSchema(n[0])
 }
 
-/** The built-in type name a statement would give a temporary type or relation, or undefined. */
+/** What `shadowedBuiltinType` answers for IMPORT FOREIGN SCHEMA into the temporary schema: names the foreign server chooses. */
+export const FOREIGN_NAMES = '(the names the foreign server lists)'
+
+/** The built-in type name a statement would give a temporary type or relation (or `FOREIGN_NAMES`), or undefined. */
 export function shadowedBuiltinType(type: string, body: Obj): string | undefined {
   let name: string | undefined
   switch (type) {
@@ -46,6 +70,16 @@ export function shadowedBuiltinType(type: string, body: Obj): string | undefined
     case 'ViewStmt':
       name = tempRelationName(body.view)
       break
+    case 'CreateForeignTableStmt':
+      name = tempRelationName(isObj(body.base) ? body.base.relation : undefined)
+      break
+    case 'ImportForeignSchemaStmt': {
+      if (!isTempSchema(body.local_schema)) break
+      // The wrapper names what it makes (postgres_fdw as the remote tables are named, whatever
+      // LIMIT TO says): anything it lists may be named like a built-in type.
+      const listed = list(body.table_list).map((t) => unwrap(t)?.[1].relname)
+      return listed.find((n): n is string => typeof n === 'string' && isBuiltinType(n)) ?? FOREIGN_NAMES
+    }
     case 'CreateSeqStmt':
       name = tempRelationName(body.sequence)
       break
@@ -62,14 +96,19 @@ export function shadowedBuiltinType(type: string, body: Obj): string | undefined
       name = tempTypeName(body.domainname)
       break
     case 'CreateEnumStmt':
-    case 'CreateRangeStmt':
       name = tempTypeName(body.typeName)
       break
+    case 'CreateRangeStmt': {
+      // Two types: the range, and the multirange made with it under a name of its own.
+      const range = tempTypeName(body.typeName)
+      name = range !== undefined && isBuiltinType(range) ? range : multirangeName(body.params)
+      break
+    }
     case 'DefineStmt':
       name = body.kind === 'OBJECT_TYPE' ? tempTypeName(body.defnames) : undefined
       break
     case 'RenameStmt':
-      name = TYPED_OBJECTS.has(body.renameType) && typeof body.newname === 'string' && mayBeTemp(body.relation, body.object) ? body.newname : undefined
+      name = RENAMED_OBJECTS.has(body.renameType) && typeof body.newname === 'string' && mayBeTemp(body.relation, body.object) ? body.newname : undefined
       break
     case 'AlterObjectSchemaStmt': {
       if (!TYPED_OBJECTS.has(body.objectType) || !isTempSchema(body.newschema)) break

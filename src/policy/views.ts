@@ -10,6 +10,7 @@
 import {mapStatements, withOperations} from './analyze.js'
 import type {CatalogKey, FunctionCatalog} from './catalog.js'
 import type {Operation, OperationFlag, StatementAnalysis, TableRef} from './types.js'
+import {INFORMATION_SCHEMA_RELATIONS} from '../sql/system-relations.js'
 
 /** One relation a view or a rule reads or writes, as the target's catalog records it. */
 export interface TableBehind {
@@ -168,10 +169,18 @@ export function tablesAsWritten(statements: readonly StatementAnalysis[], catalo
   const out = new Set<string>()
   for (const s of statements) {
     for (const t of s.tables) {
-      if (t.access !== 'ddl' && t.schema !== 'pg_catalog' && t.schema !== 'information_schema' && everyTableReason(t) === undefined) out.add(qualifiedName(t))
+      if (t.access !== 'ddl' && !systemRelation(t) && everyTableReason(t) === undefined) out.add(qualifiedName(t))
     }
   }
   return [...out]
+}
+
+/**
+ * A relation of pg_catalog, or one of information_schema's own: that schema is an ordinary one,
+ * where a superuser may make a view over hr.salaries.
+ */
+function systemRelation(t: TableRef): boolean {
+  return t.schema === 'pg_catalog' || (t.schema === 'information_schema' && INFORMATION_SCHEMA_RELATIONS.has(t.name))
 }
 
 /**
@@ -210,7 +219,7 @@ export function distrustTablesBehind(statements: readonly StatementAnalysis[], f
     const operations = stmt.operations.map((op) => {
       const added: TableRef[] = []
       for (const t of op.tables) {
-        if (t.access === 'ddl' || t.via !== undefined || t.every !== undefined || t.schema === 'pg_catalog' || t.schema === 'information_schema') continue
+        if (t.access === 'ddl' || t.via !== undefined || t.every !== undefined || systemRelation(t)) continue
         added.push({...t, every: `this session, or another of this tunnel, changed the catalog in a transaction that is not committed yet (or earlier in the same text), and dbgate reads what is behind ${qualifiedName(t)} only once that change is committed; send this statement after the COMMIT`})
       }
       if (added.length === 0) return op

@@ -4,8 +4,8 @@
  * inside EXPLAIN ANALYZE all surface as operations of their own.
  */
 import {keepsRelations} from './relation-keeping.js'
-import {shadowedBuiltinType} from './type-shadowing.js'
-import {judgeSetting} from './settings.js'
+import {FOREIGN_NAMES, shadowedBuiltinType} from './type-shadowing.js'
+import {createsInTemp, judgeSetting} from './settings.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
 import {cteSources, fromItems, readsTable, WhereJudge, type OtherRelation} from './where.js'
@@ -184,7 +184,10 @@ export class StatementWalker {
       this.push(
         op('ddl', 'shadow_type', {
           flags: ['shadows_builtin_type'],
-          detail: `it would make "${shadowed}" mean an object in this session's temporary schema instead of the built-in type pg_catalog.${shadowed} in every later statement (the temporary schema is searched first for type names)`,
+          detail:
+            shadowed === FOREIGN_NAMES
+              ? "it would put foreign tables named by the foreign server into this session's temporary schema, where one named like a built-in type takes its place in every later statement (the temporary schema is searched first for type names)"
+              : `it would make "${shadowed}" mean an object in this session's temporary schema instead of the built-in type pg_catalog.${shadowed} in every later statement (the temporary schema is searched first for type names)`,
         }),
       )
     }
@@ -793,6 +796,7 @@ function settingOperation(command: string, setting: SettingChange): Operation {
     detail = verdict.reason
     if (verdict.class) cls = verdict.class
   }
+  if (createsInTemp(setting)) flags.push('shadows_builtin_type')
   return op(cls, command, {setting, flags, ...(detail ? {detail} : {})})
 }
 

@@ -42,6 +42,7 @@ const NO_DROP = 'default.no-drop'
 const SERVER_FN = 'default.no-server-functions'
 const SETTING = 'default.no-dangerous-setting'
 const GUARD = 'guard.assumed-setting'
+const SHADOWED_TYPE = 'guard.shadowed-type'
 const MAINT = 'default.allow-maintenance'
 const DYNAMIC = 'default.no-dynamic-sql'
 const SYNTAX = 'syntax-error'
@@ -481,7 +482,12 @@ export const corpus: CorpusCase[] = [
   c("SELECT set_config('search_path', $1, false)", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
   c('SET search_path = "$user", public', 'session', 'set', 'allow', SESSION),
   c('SET search_path TO pg_catalog, public', 'session', 'set', 'allow', SESSION),
-  c('SET search_path TO pg_temp, pg_catalog, public', 'session', 'set', 'allow', SESSION),
+  c('SET search_path TO pg_catalog, pg_temp, public', 'session', 'set', 'allow', SESSION),
+  // New objects would go to pg_temp ("$user" and public may not exist): `CREATE DOMAIN text …` there
+  // takes the built-in's place once the path is set back.
+  c('SET search_path TO pg_temp, pg_catalog, public', 'session', 'set', 'deny', SHADOWED_TYPE, 'meaning-changing settings'),
+  c('SET search_path TO "$user", public, pg_temp', 'session', 'set', 'deny', SHADOWED_TYPE, 'meaning-changing settings'),
+  c("SELECT set_config('search_path', 'pg_temp', true)", 'session', 'set', 'deny', SHADOWED_TYPE, 'meaning-changing settings'),
   // Built-in type names would then mean public's types (public.int4), which dbgate takes to be the built-ins.
   c('SET search_path TO public, pg_catalog', 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
   c('SET search_path TO "$user", public, pg_catalog', 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),

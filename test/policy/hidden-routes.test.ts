@@ -405,7 +405,8 @@ describe('what handing over arguments runs: implicit casts and domains of parame
       const c = await t.client()
       const e = await outcome(c, `set search_path = ${path}`)
       expect(e, path).toBeInstanceOf(Error)
-      expect(e!.message, path).toMatch(/default\.no-dangerous-setting/)
+      // pg_temp first is also where new objects would go: the guard that no rule lifts refuses it first.
+      expect(e!.message, path).toMatch(path.startsWith('pg_temp') ? /guard\.shadowed-type/ : /default\.no-dangerous-setting/)
       await outcome(c, "select '1'::int4, 'abc'::text")
       await c.end()
     }

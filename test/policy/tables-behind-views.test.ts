@@ -517,6 +517,27 @@ describe('what is behind a relation while the session changes the catalog', () =
     }
   })
 
+  it('follows a view a superuser made in information_schema, an ordinary schema, as any other view', async () => {
+    let i = 0
+    for (const t of [deny, allowList]) {
+      i++
+      // Committed: the tables behind it are read from the catalog.
+      const made = await session(t, [`create view information_schema.is_pay${i} as select * from hr.salaries`, `create view public.over_is${i} as select * from information_schema.is_pay${i}`])
+      expect(made.refusals).toEqual([])
+      const read = await session(t, [`select * from information_schema.is_pay${i}`, `table information_schema.is_pay${i}`, `select person from public.over_is${i}`])
+      expect(read.shown).not.toContain(SECRET)
+      expect(read.refusals.map((r) => r.code)).toEqual(['42501', '42501', '42501'])
+      // Uncommitted: it counts as every table, as a view in public does.
+      const open = await session(t, ['begin', `create view information_schema.is_fresh${i} as select * from hr.salaries`, `select * from information_schema.is_fresh${i}`, 'rollback'])
+      expect(open.shown).not.toContain(SECRET)
+      expect(open.refusals.map((r) => r.code)).toEqual(['42501'])
+    }
+    // information_schema's own views are still the system's.
+    const own = await session(deny, ["select table_name from information_schema.tables where table_name = 'teams'"])
+    expect(own.refusals).toEqual([])
+    expect(own.shown).toContain('teams')
+  })
+
   it('lets reads of public tables run again once no change is pending, and in transactions that change nothing', async () => {
     const {shown, refusals} = await session(deny, ['create table public.scratch (id int)', 'select * from public.teams', 'begin', 'select * from public.teams', 'commit', 'drop table public.scratch', 'select name from teams'])
     expect(refusals).toEqual([])
