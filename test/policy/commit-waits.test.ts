@@ -661,10 +661,13 @@ describe('a change committed while another session runs a statement judged befor
           const read = run(b, `select * from ${parent}`)
           await someoneWaits()
           a.send(...point.commit)
-          await a.waitClosed()
+          // Refused either way: the Sync (or an Execute of the COMMIT) closes the connection; a Bind
+          // of the COMMIT judged again is refused in the implicit transaction, which its Sync then
+          // rolls back.
+          for (let m = await a.next().catch(() => undefined); m && m.code !== 'Z'; m = await a.next().catch(() => undefined));
           const ended = errorOf(a.messages)
           expect(ended?.code, shape).toBe('55P03')
-          expect(ended?.message, shape).toContain('the connection is closed, so the change is rolled back')
+          expect(ended?.message, shape).toMatch(/the connection is closed, so the change is rolled back|was not sent, so the change is not committed/)
           const rows = await read
           expect(typeof rows === 'string' ? rows : rows.message, shape).not.toContain(SECRET)
           expect(rows, shape).toBe('[[]]')
