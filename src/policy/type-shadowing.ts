@@ -50,72 +50,67 @@ const TYPED_OBJECTS: ReadonlySet<unknown> = new Set(['OBJECT_TABLE', 'OBJECT_VIE
 /** Object kinds whose RENAME can name a typed object: `ALTER INDEX t RENAME TO text` renames a table t too. */
 const RENAMED_OBJECTS: ReadonlySet<unknown> = new Set([...TYPED_OBJECTS, 'OBJECT_INDEX'])
 
+/** The qualified name of an object a statement names by a name list (`object`, wrapped in a List or not). */
+function objectNames(object: unknown): string[] {
+  return names(isObj(object) && isObj(object.List) ? object.List.items : object)
+}
+
 /** Whether an existing object, as a statement names it, may be in the temporary schema: unqualified (searched there first) or qualified so. */
 function mayBeTemp(relation: unknown, object: unknown): boolean {
   if (isObj(relation)) return relation.schemaname === undefined || isTempSchema(relation.schemaname)
-  const n = names(isObj(object) && isObj(object.List) ? object.List.items : object)
+  const n = objectNames(object)
   return n.length < 2 || isTempSchema(n[0])
 }
+
+/** Where each statement that creates a relation (and with it a row type) names it. */
+const CREATED_RELATION: ReadonlyMap<string, (body: Obj) => unknown> = new Map<string, (body: Obj) => unknown>([
+  ['CreateStmt', (b) => b.relation],
+  ['ViewStmt', (b) => b.view],
+  ['CreateForeignTableStmt', (b) => (isObj(b.base) ? b.base.relation : undefined)],
+  ['CreateSeqStmt', (b) => b.sequence],
+  ['CreateTableAsStmt', (b) => (isObj(b.into) ? b.into.rel : undefined)],
+  ['SelectStmt', (b) => (isObj(b.intoClause) ? b.intoClause.rel : undefined)],
+  ['CompositeTypeStmt', (b) => b.typevar],
+])
+
+/** Where each statement that creates a type by a qualified name names it. */
+const CREATED_TYPE: ReadonlyMap<string, (body: Obj) => unknown> = new Map<string, (body: Obj) => unknown>([
+  ['CreateDomainStmt', (b) => b.domainname],
+  ['CreateEnumStmt', (b) => b.typeName],
+  ['DefineStmt', (b) => (b.kind === 'OBJECT_TYPE' ? b.defnames : undefined)],
+])
 
 /** What `shadowedBuiltinType` answers for IMPORT FOREIGN SCHEMA into the temporary schema: names the foreign server chooses. */
 export const FOREIGN_NAMES = '(the names the foreign server lists)'
 
 /** The built-in type name a statement would give a temporary type or relation (or `FOREIGN_NAMES`), or undefined. */
 export function shadowedBuiltinType(type: string, body: Obj): string | undefined {
-  let name: string | undefined
+  const relation = CREATED_RELATION.get(type)
+  if (relation) return builtin(tempRelationName(relation(body)))
+  const created = CREATED_TYPE.get(type)
+  if (created) return builtin(tempTypeName(created(body)))
   switch (type) {
-    case 'CreateStmt':
-      name = tempRelationName(body.relation)
-      break
-    case 'ViewStmt':
-      name = tempRelationName(body.view)
-      break
-    case 'CreateForeignTableStmt':
-      name = tempRelationName(isObj(body.base) ? body.base.relation : undefined)
-      break
     case 'ImportForeignSchemaStmt': {
-      if (!isTempSchema(body.local_schema)) break
+      if (!isTempSchema(body.local_schema)) return undefined
       // The wrapper names what it makes (postgres_fdw as the remote tables are named, whatever
       // LIMIT TO says): anything it lists may be named like a built-in type.
       const listed = list(body.table_list).map((t) => unwrap(t)?.[1].relname)
       return listed.find((n): n is string => typeof n === 'string' && isBuiltinType(n)) ?? FOREIGN_NAMES
     }
-    case 'CreateSeqStmt':
-      name = tempRelationName(body.sequence)
-      break
-    case 'CreateTableAsStmt':
-      name = tempRelationName(isObj(body.into) ? body.into.rel : undefined)
-      break
-    case 'SelectStmt':
-      name = tempRelationName(isObj(body.intoClause) ? body.intoClause.rel : undefined)
-      break
-    case 'CompositeTypeStmt':
-      name = tempRelationName(body.typevar)
-      break
-    case 'CreateDomainStmt':
-      name = tempTypeName(body.domainname)
-      break
-    case 'CreateEnumStmt':
-      name = tempTypeName(body.typeName)
-      break
-    case 'CreateRangeStmt': {
+    case 'CreateRangeStmt':
       // Two types: the range, and the multirange made with it under a name of its own.
-      const range = tempTypeName(body.typeName)
-      name = range !== undefined && isBuiltinType(range) ? range : multirangeName(body.params)
-      break
-    }
-    case 'DefineStmt':
-      name = body.kind === 'OBJECT_TYPE' ? tempTypeName(body.defnames) : undefined
-      break
+      return builtin(tempTypeName(body.typeName)) ?? builtin(multirangeName(body.params))
     case 'RenameStmt':
-      name = RENAMED_OBJECTS.has(body.renameType) && typeof body.newname === 'string' && mayBeTemp(body.relation, body.object) ? body.newname : undefined
-      break
-    case 'AlterObjectSchemaStmt': {
-      if (!TYPED_OBJECTS.has(body.objectType) || !isTempSchema(body.newschema)) break
-      if (isObj(body.relation)) name = typeof body.relation.relname === 'string' ? body.relation.relname : undefined
-      else name = names(isObj(body.object) && isObj(body.object.List) ? body.object.List.items : body.object).at(-1)
-      break
-    }
+      return RENAMED_OBJECTS.has(body.renameType) && typeof body.newname === 'string' && mayBeTemp(body.relation, body.object) ? builtin(body.newname) : undefined
+    case 'AlterObjectSchemaStmt':
+      if (!TYPED_OBJECTS.has(body.objectType) || !isTempSchema(body.newschema)) return undefined
+      return builtin(isObj(body.relation) ? (typeof body.relation.relname === 'string' ? body.relation.relname : undefined) : objectNames(body.object).at(-1))
+    default:
+      return undefined
   }
+}
+
+/** `name` when a built-in type has it. */
+function builtin(name: string | undefined): string | undefined {
   return name !== undefined && isBuiltinType(name) ? name : undefined
 }
