@@ -104,7 +104,8 @@ describe('dbgate gateway: logs and the ops endpoint of the running binary', () =
     await c.end()
     const r = await until(async () => {
       const m = await httpGet(ops, '/metrics')
-      return /^dbgate_gateway_sessions_open\{target="app"\} 0$/m.test(m.body) ? m : undefined
+      // The upstream slot is given back once the server has ended the session, a moment after the client's close.
+      return /^dbgate_gateway_sessions_open\{target="app"\} 0$/m.test(m.body) && /^dbgate_gateway_upstream_sessions_in_use 0$/m.test(m.body) ? m : undefined
     })
     expect(r.status).toBe(200)
     expect(r.body).toMatch(/^dbgate_gateway_sign_in_failures_total\{reason="token-expired"\} 1$/m)
