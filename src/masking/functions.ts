@@ -115,6 +115,42 @@ const SERVER_FACTS = words(`
   pg_stat_get_buf_alloc
 `)
 
+/**
+ * Statistics counters and timestamps of tables, indexes, functions, databases and the server's
+ * processes (not `pg_stat_get_activity` or `pg_stat_get_backend_activity`: other sessions' SQL).
+ */
+const STATISTICS_COUNTERS = words(`
+  pg_stat_get_analyze_count pg_stat_get_autoanalyze_count pg_stat_get_autovacuum_count
+  pg_stat_get_bgwriter_buf_written_clean pg_stat_get_bgwriter_maxwritten_clean pg_stat_get_bgwriter_stat_reset_time
+  pg_stat_get_blocks_fetched pg_stat_get_blocks_hit pg_stat_get_checkpointer_buffers_written
+  pg_stat_get_checkpointer_num_performed pg_stat_get_checkpointer_num_requested pg_stat_get_checkpointer_num_timed
+  pg_stat_get_checkpointer_restartpoints_performed pg_stat_get_checkpointer_restartpoints_requested
+  pg_stat_get_checkpointer_restartpoints_timed pg_stat_get_checkpointer_slru_written
+  pg_stat_get_checkpointer_stat_reset_time pg_stat_get_checkpointer_sync_time pg_stat_get_checkpointer_write_time
+  pg_stat_get_db_active_time pg_stat_get_db_blk_read_time pg_stat_get_db_blk_write_time pg_stat_get_db_blocks_fetched
+  pg_stat_get_db_blocks_hit pg_stat_get_db_checksum_failures pg_stat_get_db_checksum_last_failure
+  pg_stat_get_db_conflict_all pg_stat_get_db_conflict_bufferpin pg_stat_get_db_conflict_lock
+  pg_stat_get_db_conflict_logicalslot pg_stat_get_db_conflict_snapshot pg_stat_get_db_conflict_startup_deadlock
+  pg_stat_get_db_conflict_tablespace pg_stat_get_db_deadlocks pg_stat_get_db_idle_in_transaction_time
+  pg_stat_get_db_numbackends pg_stat_get_db_parallel_workers_launched pg_stat_get_db_parallel_workers_to_launch
+  pg_stat_get_db_session_time pg_stat_get_db_sessions pg_stat_get_db_sessions_abandoned pg_stat_get_db_sessions_fatal
+  pg_stat_get_db_sessions_killed pg_stat_get_db_stat_reset_time pg_stat_get_db_temp_bytes pg_stat_get_db_temp_files
+  pg_stat_get_db_tuples_deleted pg_stat_get_db_tuples_fetched pg_stat_get_db_tuples_inserted
+  pg_stat_get_db_tuples_returned pg_stat_get_db_tuples_updated pg_stat_get_db_xact_commit pg_stat_get_db_xact_rollback
+  pg_stat_get_dead_tuples pg_stat_get_function_calls pg_stat_get_function_self_time pg_stat_get_function_total_time
+  pg_stat_get_ins_since_vacuum pg_stat_get_last_analyze_time pg_stat_get_last_autoanalyze_time
+  pg_stat_get_last_autovacuum_time pg_stat_get_last_vacuum_time pg_stat_get_lastscan pg_stat_get_live_tuples
+  pg_stat_get_mod_since_analyze pg_stat_get_numscans pg_stat_get_total_analyze_time pg_stat_get_total_autoanalyze_time
+  pg_stat_get_total_autovacuum_time pg_stat_get_total_vacuum_time pg_stat_get_tuples_deleted
+  pg_stat_get_tuples_fetched pg_stat_get_tuples_hot_updated pg_stat_get_tuples_inserted
+  pg_stat_get_tuples_newpage_updated pg_stat_get_tuples_returned pg_stat_get_tuples_updated pg_stat_get_vacuum_count
+  pg_stat_get_xact_blocks_fetched pg_stat_get_xact_blocks_hit pg_stat_get_xact_function_calls
+  pg_stat_get_xact_function_self_time pg_stat_get_xact_function_total_time pg_stat_get_xact_numscans
+  pg_stat_get_xact_tuples_deleted pg_stat_get_xact_tuples_fetched pg_stat_get_xact_tuples_hot_updated
+  pg_stat_get_xact_tuples_inserted pg_stat_get_xact_tuples_newpage_updated pg_stat_get_xact_tuples_returned
+  pg_stat_get_xact_tuples_updated
+`)
+
 /** Definitions, names and privileges from the system catalog: what psql's `\d` and ORMs read. */
 const CATALOG_READERS = words(`
   aclexplode aclitemin aclitemout col_description obj_description shobj_description format_type
@@ -157,25 +193,18 @@ const READS_SETTINGS = words('current_setting pg_show_all_settings pg_cursor pg_
 
 const KIND = new Map<string, BuiltinKind>()
 for (const n of immutableBuiltins()) KIND.set(n, 'of-arguments')
-for (const n of [...FROM_ARGUMENTS, ...SERVER_FACTS, ...CATALOG_READERS]) KIND.set(n, 'of-arguments')
+for (const n of [...FROM_ARGUMENTS, ...SERVER_FACTS, ...STATISTICS_COUNTERS, ...CATALOG_READERS]) KIND.set(n, 'of-arguments')
 for (const n of STORES_ARGUMENTS) KIND.set(n, 'stores-arguments')
 for (const n of READS_SETTINGS) KIND.set(n, 'reads-settings')
 for (const n of VALUE_FREE) KIND.set(n, 'value-free')
 
 /** What lineage may assume about the built-in function `name` (bare, lower-case as parsed). */
 export function builtinKind(name: string): BuiltinKind {
-  const kind = KIND.get(name)
-  if (kind) return kind
-  // Statistics counters and timestamps, but not other sessions' query text.
-  if (name.startsWith('pg_stat_get_') && !STATISTICS_TEXT.has(name)) return 'of-arguments'
-  return 'untraceable'
+  return KIND.get(name) ?? 'untraceable'
 }
 
-/** The statistics functions that return text other sessions sent. */
-const STATISTICS_TEXT = new Set(['pg_stat_get_activity', 'pg_stat_get_backend_activity'])
-
 /** Every name the reviewed lists hold, for the test that checks them against a server's catalog. */
-export const REVIEWED_BUILTINS: readonly string[] = [...VALUE_FREE, ...FROM_ARGUMENTS, ...SERVER_FACTS, ...CATALOG_READERS, ...STORES_ARGUMENTS, ...READS_SETTINGS]
+export const REVIEWED_BUILTINS: readonly string[] = [...VALUE_FREE, ...FROM_ARGUMENTS, ...SERVER_FACTS, ...STATISTICS_COUNTERS, ...CATALOG_READERS, ...STORES_ARGUMENTS, ...READS_SETTINGS]
 
 function words(s: string): string[] {
   return s.split(/\s+/).filter(Boolean)

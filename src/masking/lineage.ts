@@ -12,10 +12,10 @@
  */
 import type {Catalog, CatalogRelation} from './catalog.js'
 import {builtinKind} from './functions.js'
+import {systemRelationKind} from './system-relations.js'
 import {isBuiltinType} from '../policy/builtins.js'
 import {INFORMATION_SCHEMA_RELATIONS} from '../sql/system-relations.js'
 import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type RenameOf, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
-import type {MaskingCategory} from './categories.js'
 import {parseSql} from '../sql/parser.js'
 import {list, svalOf, unwrap, type Obj as Node} from '../sql/tree.js'
 
@@ -159,68 +159,45 @@ function columnRef(node: Node, scope: Scope, ctx: Ctx): Lineage {
 // ---- relations --------------------------------------------------------------------------------
 
 /**
- * Whether a relation name, as written, is a system relation: anything pg_catalog holds (nothing can
- * be made there), information_schema's own relations, and unqualified, a pg_ name pg_catalog has.
+ * The system schema a relation name, as written, is in: anything pg_catalog holds (nothing can be
+ * made there), information_schema's own relations, and unqualified, a pg_ name pg_catalog has.
  */
-function isSystemRelation(schema: string | undefined, name: string): boolean {
-  if (schema === 'pg_catalog') return true
-  if (schema === 'information_schema') return INFORMATION_SCHEMA_RELATIONS.has(name)
+function systemSchema(schema: string | undefined, name: string): 'pg_catalog' | 'information_schema' | undefined {
+  if (schema === 'pg_catalog') return 'pg_catalog'
+  if (schema === 'information_schema') return INFORMATION_SCHEMA_RELATIONS.has(name) ? 'information_schema' : undefined
   // Unqualified, any other pg_ name is a relation of the session's own (a temporary table, or one
   // its open transaction created) that the catalog has not read, whatever was copied into it.
-  return schema === undefined && name.startsWith('pg_') && isBuiltinType(name)
+  return schema === undefined && name.startsWith('pg_') && isBuiltinType(name) ? 'pg_catalog' : undefined
 }
 
-/**
- * System relations that hold secrets or copies of user data: password hashes, user-mapping
- * options, other sessions' SQL text with its literals, and planner statistics, whose most common
- * values and histograms are samples of the columns themselves.
- */
-const SENSITIVE_SYSTEM_COLUMNS: Record<string, Record<string, MaskingCategory> | '*'> = {
-  pg_authid: {rolpassword: 'password'},
-  pg_shadow: {passwd: 'password'},
-  pg_user_mapping: {umoptions: 'secret'},
-  pg_user_mappings: {umoptions: 'secret'},
-  // information_schema's views of the same options (a password among them).
-  _pg_user_mappings: {umoptions: 'secret'},
-  user_mapping_options: {option_value: 'secret'},
-  // Other sessions' SQL, and application names any session's unseen code may have set to values it read.
-  pg_stat_activity: {query: 'untraceable', application_name: 'untraceable'},
-  pg_stats: '*',
-  pg_stats_ext: '*',
-  pg_stats_ext_exprs: '*',
-  pg_statistic: '*',
-  pg_statistic_ext_data: '*',
-  pg_largeobject: '*',
-}
-
-/** Columns of system views that show the session's settings, which code the analysis cannot see may have written. */
-const SETTINGS_COLUMNS: Record<string, Set<string>> = {
-  pg_settings: new Set(['setting', 'reset_val']),
-  // The session's cursors and prepared statements: names and texts the client sent, unless unseen code opened them.
-  pg_cursors: new Set(['name', 'statement']),
-  pg_prepared_statements: new Set(['name', 'statement']),
-  // Memory contexts are identified by those statements' texts and cursors' names.
-  pg_backend_memory_contexts: new Set(['name', 'ident']),
-}
-
-function systemRelation(name: string, as: string, ctx: Ctx): ScopeRel {
-  const settings = SETTINGS_COLUMNS[name]
-  if (settings) {
-    ctx.readsSettings = true
-    return {alias: as, fallback: SETTINGS, lookup: (column) => (settings.has(column) ? SETTINGS : EMPTY)}
+function systemRelation(schema: 'pg_catalog' | 'information_schema', name: string, as: string, ctx: Ctx): ScopeRel {
+  const kind = systemRelationKind(schema, name)
+  if (!kind) {
+    ctx.touches = true
+    const reason = `${schema}.${name} is not a system relation masking has reviewed`
+    if (!ctx.reasons.includes(reason)) ctx.reasons.push(reason)
+    return {alias: as, fallback: UNKNOWN}
   }
-  const rule = SENSITIVE_SYSTEM_COLUMNS[name]
-  if (!rule) return {alias: as, fallback: EMPTY, lookup: () => EMPTY}
-  ctx.touches = true
-  if (rule === '*') return {alias: as, fallback: UNKNOWN}
-  return {
-    alias: as,
-    fallback: UNKNOWN,
-    lookup: (column) => {
-      const category = rule[column]
-      if (!category) return EMPTY
-      return {sources: [{relation: `pg_catalog.${name}`, column, category, reason: 'system column holding secrets or user data'}], direct: true, unknown: false}
-    },
+  switch (kind.kind) {
+    case 'catalog':
+      return {alias: as, fallback: EMPTY, lookup: () => EMPTY}
+    case 'settings':
+      ctx.readsSettings = true
+      return {alias: as, fallback: SETTINGS, lookup: (column) => (kind.columns.has(column) ? SETTINGS : EMPTY)}
+    case 'whole':
+      ctx.touches = true
+      return {alias: as, fallback: UNKNOWN}
+    case 'columns':
+      ctx.touches = true
+      return {
+        alias: as,
+        fallback: UNKNOWN,
+        lookup: (column) => {
+          const category = kind.columns[column]
+          if (!category) return EMPTY
+          return {sources: [{relation: `${schema}.${name}`, column, category, reason: 'system column holding secrets or user data'}], direct: true, unknown: false}
+        },
+      }
   }
 }
 
@@ -318,7 +295,8 @@ function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
     const all = found.map((r) => catalogRelation(r, ctx))
     return {alias: as, fallback: derived(all.map((cols) => derived(cols)))}
   }
-  if (isSystemRelation(schema, name)) return systemRelation(name, as, ctx)
+  const system = systemSchema(schema, name)
+  if (system) return systemRelation(system, name, as, ctx)
   // Created after the catalog was read, a temporary table, or reached through search_path: its
   // columns could hold anything until the catalog is read again.
   ctx.touches = true
