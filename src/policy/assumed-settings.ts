@@ -11,6 +11,8 @@
  * `values` are spelled as the server reports them; `assumedValueMatches` accepts every spelling
  * the server would read as one of them.
  */
+import {pathCreatesInTemp} from './search-path.js'
+
 export interface AssumedSetting {
   /** Lower-case setting name. */
   name: string
@@ -54,6 +56,13 @@ export const ASSUMED_SETTINGS: readonly AssumedSetting[] = [
     kind: 'meaning',
     why: 'replica or local disables ordinary triggers and foreign-key enforcement, so statements do more or less than dbgate judged',
   },
+  {
+    name: 'search_path',
+    values: ['"$user", public', 'any path naming pg_catalog before pg_temp'],
+    kind: 'meaning',
+    why:
+      "under a search_path that names pg_temp without pg_catalog before it, new objects may go to the session's temporary schema, where a type or table named like a built-in type (a domain `text` with a check calling any function) takes the built-in's place in every later statement, which dbgate judges as the built-in",
+  },
 ]
 
 const LEXER = new Map(ASSUMED_SETTINGS.filter((s) => s.kind === 'lexer').map((s) => [s.name, s]))
@@ -95,6 +104,8 @@ function matches(s: AssumedSetting, value: string): boolean {
       const normal = v === 'safe_encoding' ? v : boolSetting(v) === true ? 'on' : boolSetting(v) === false ? 'off' : v
       return s.values.includes(normal)
     }
+    case 'search_path':
+      return !pathCreatesInTemp(value)
     default:
       return s.values.some((v) => v.toLowerCase() === value.trim().toLowerCase())
   }

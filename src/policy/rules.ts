@@ -92,7 +92,10 @@ const GUARDS: readonly BuiltinRule[] = [
     id: 'guard.shadowed-type',
     action: 'deny',
     reason: 'a temporary type or relation named like a built-in type would take its place in every later statement of the session, running code dbgate judges as the built-in',
-    hint: 'give it a name no built-in type has (or make it outside the temporary schema); no rule can allow this',
+    hint: (op) =>
+      op.setting || op.command === 'alter_role' || op.command === 'alter_database'
+        ? 'write the schema names into the statement as constants, with pg_catalog before pg_temp (SET search_path = "$user", public); no rule can allow this'
+        : 'give it a name no built-in type has (or make it outside the temporary schema); no rule can allow this',
     test: (op) => op.flags.includes('shadows_builtin_type'),
   },
 ]

@@ -11,6 +11,7 @@
  * also refuse DISCARD ALL, which every connection pool sends between clients.
  */
 import {assumedSetting, assumedValueMatches, boolSetting} from './assumed-settings.js'
+import {pathCreatesInTemp, searchPathSchemas} from './search-path.js'
 import type {OperationFlag, SettingChange, StatementClass} from './types.js'
 
 export interface SettingVerdict {
@@ -169,14 +170,6 @@ export function settingHint(name: string): string {
   return `to allow it, add a target rule \`- match: {class: session, settings: [${name}]}\` with \`action: allow\` (see docs/policy.md#session-settings-and-startup-parameters)`
 }
 
-function searchPathSchemas(value: string): string[] {
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '')
-    .map((s) => (s.startsWith('"') ? s : s.toLowerCase()))
-}
-
 export const TEMP_CREATION_REASON = 'search_path may make pg_temp the schema new objects go to, where a type or table named like a built-in type takes its place; name pg_catalog before pg_temp'
 
 /**
@@ -184,15 +177,15 @@ export const TEMP_CREATION_REASON = 'search_path may make pg_temp the schema new
  * the path that exists, so pg_temp unless one that certainly exists comes before it. Then
  * `CREATE DOMAIN text …` makes a temporary type that takes the built-in's place once the path is
  * set back (type-shadowing.ts judges only names written with pg_temp). pg_catalog is the one
- * that certainly exists ("$user" and public may not), and nothing can be created in it. (A value
- * that cannot be read is refused by the rules; a rule that allows search_path allows it, as it
- * allows `public, pg_catalog`, which lets public's types shadow the built-ins.)
+ * that certainly exists ("$user" and public may not), and nothing can be created in it. A value
+ * dbgate cannot read (`set_config('search_path', $1, false)`, a subquery) may be any of these, so
+ * it counts as one, whatever a rule allows. (A rule that allows search_path allows
+ * `public, pg_catalog`, which lets public's types shadow the built-ins: the catalog sees those.)
  */
 export function createsInTemp(change: SettingChange): boolean {
-  if (change.name.toLowerCase() !== 'search_path' || change.reset || change.dynamic || change.value === undefined) return false
-  const schemas = searchPathSchemas(change.value)
-  const temp = schemas.indexOf('pg_temp')
-  return temp >= 0 && !schemas.slice(0, temp).includes('pg_catalog')
+  if (change.name.toLowerCase() !== 'search_path' || change.reset) return false
+  if (change.dynamic || change.value === undefined) return true
+  return pathCreatesInTemp(change.value)
 }
 
 /**

@@ -349,6 +349,17 @@ export class StatementWalker {
         this.open(op('admin', body.is_vacuumcmd ? 'vacuum' : 'analyze', {flags}), () => this.walkBody(body, 'write'))
         return {}
       }
+      case 'AlterRoleSetStmt':
+      case 'AlterDatabaseSetStmt': {
+        const [cls, command] = SIMPLE[type]!
+        const change = isObj(body.setstmt) ? this.setOperation(body.setstmt).setting : undefined
+        // The value is what the role's (or database's) next sessions start with: one under which new
+        // objects may go to pg_temp is refused as a SET of it is, whatever a rule allows.
+        const shadows = change !== undefined && createsInTemp(change)
+        const detail = `it would start every later session of this ${type === 'AlterRoleSetStmt' ? 'role' : 'database'} with a search_path under which new objects may go to the temporary schema, where a type or table named like a built-in type takes its place`
+        this.open(op(cls, command, shadows ? {flags: ['shadows_builtin_type'], detail} : {}), () => this.walkBody(body, 'ddl'))
+        return {}
+      }
       default: {
         const simple = SIMPLE[type]
         if (simple) {

@@ -479,7 +479,7 @@ export const corpus: CorpusCase[] = [
   c('SET LOCAL session_replication_role = replica', 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
   c('SET search_path = evil, public', 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
   c("SET SCHEMA 'evil'", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
-  c("SELECT set_config('search_path', $1, false)", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
+  c("SELECT set_config('search_path', $1, false)", 'session', 'set', 'deny', SHADOWED_TYPE, 'meaning-changing settings'),
   c('SET search_path = "$user", public', 'session', 'set', 'allow', SESSION),
   c('SET search_path TO pg_catalog, public', 'session', 'set', 'allow', SESSION),
   c('SET search_path TO pg_catalog, pg_temp, public', 'session', 'set', 'allow', SESSION),

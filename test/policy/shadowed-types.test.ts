@@ -51,6 +51,14 @@ const TEMP_PATHS = [
   'set search_path = pg_temp, pg_catalog, public',
   'set local search_path = public, pg_temp',
   "select set_config('search_path', 'pg_temp', false)",
+  // A value dbgate cannot read may be any of these, whatever a rule allows.
+  "select set_config('search_path', (select 'pg_temp'), false)",
+  "select set_config('search_path', 'pg' || '_temp', false)",
+  "select set_config('search_path', current_setting('search_path') || ', pg_temp', true)",
+  // What the role's or database's later sessions start with.
+  'alter role current_user set search_path = pg_temp',
+  'alter role current_user in database postgres set search_path to public, pg_temp',
+  'alter database postgres set search_path = pg_temp',
 ]
 
 beforeAll(async () => {
@@ -73,6 +81,9 @@ describe('a temporary type or relation named like a built-in type', () => {
     for (const sql of [
       'set search_path = pg_catalog, pg_temp',
       'reset search_path',
+      'alter role current_user set search_path = pg_catalog, pg_temp',
+      'alter role current_user reset search_path',
+      "alter database postgres set work_mem = '64MB'",
       'create type pg_temp.my_range as range (subtype = int4)',
       'create type public.my_range as range (subtype = int4, multirange_type_name = public.text)',
       'alter index made_here3 rename to made_here4',
@@ -117,6 +128,12 @@ describe('a temporary type or relation named like a built-in type', () => {
           expect(refused?.message, sql).toContain('guard.shadowed-type')
           expect(refused?.hint, sql).toContain('no rule can allow this')
         }
+        // A value given as a parameter is one dbgate cannot read when it judges the Parse.
+        const bound = await c.query("select set_config('search_path', $1, false)", ['pg_temp']).then(
+          () => undefined,
+          (e: Error) => e,
+        )
+        expect(bound?.message).toContain('guard.shadowed-type')
         // Nothing was made: every name still means the built-in.
         const meanings = await c.query<{t: string | null}>(
           `select to_regtype(n) is not null and (select nspname from pg_namespace where oid = (select typnamespace from pg_type where oid = to_regtype(n))) = 'pg_catalog' as t
@@ -134,6 +151,42 @@ describe('a temporary type or relation named like a built-in type', () => {
       } finally {
         await c.end()
       }
+    })
+
+    it('ends a session the server reports under such a search_path (set by code dbgate cannot see into)', async () => {
+      const c = await t.client()
+      const ended = new Promise<Error>((resolve) => c.on('error', resolve))
+      const failed = await c.query("do $$ begin perform set_config('search_path', 'pg_temp', false); end $$").then(
+        () => undefined,
+        (e: Error & {code?: string}) => e,
+      )
+      expect(failed?.message).toContain('search_path = pg_temp')
+      expect((await ended).message).toBeTruthy()
+      // A new session is not affected.
+      const next = await t.client()
+      expect((await next.query('show search_path')).rows).toEqual([{search_path: '"$user", public'}])
+      await next.end()
+    })
+
+    it("refuses a session that would start with such a search_path, naming where it was set and how to undo it", async () => {
+      await withClient(db.url, (d) => d.query(`alter role current_user in database "${db.database}" set search_path = pg_temp, public`))
+      try {
+        const refused = await t.client().then(
+          async (c) => {
+            await c.end()
+            return undefined
+          },
+          (e: Error & {code?: string; hint?: string}) => e,
+        )
+        expect(refused?.code).toBe('55000')
+        expect(refused?.message).toContain('search_path = pg_temp, public')
+        expect(refused?.hint).toContain('RESET search_path')
+      } finally {
+        await withClient(db.url, (d) => d.query(`alter role current_user in database "${db.database}" reset search_path`))
+      }
+      const c = await t.client()
+      expect((await c.query('select 1 as one')).rows).toEqual([{one: 1}])
+      await c.end()
     })
   })
 })
