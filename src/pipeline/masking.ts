@@ -3,7 +3,8 @@ import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {defaultKeyDir} from '../audit/signing.js'
 import {startMasking, type ClosableCatalogQuery, type MaskingRuntime} from '../masking/index.js'
-import type {PolicyVerdict} from '../policy/index.js'
+import {ENGLISH_MESSAGES, englishMessages} from '../policy/assumed-settings.js'
+import {sharedAnalysisCache, type PolicyVerdict, type StatementAnalysis} from '../policy/index.js'
 import type {StatementContext} from '../proxy/seam.js'
 import {databaseKey, onCatalogChanged} from './catalog-changes.js'
 import type {PipelineLog, TunnelHooksContext} from './context.js'
@@ -33,6 +34,8 @@ export async function maskingStage(ctx: TunnelHooksContext, who: IdentityStage, 
   const stopListening = onCatalogChanged(databaseKey(ctx.target), ctx, masking.reread)
   return {
     name: 'masking',
+    // Errors are masked by their English wording: a session whose server writes them in another language is refused.
+    assumedSettings: [ENGLISH_MESSAGES],
     maskText: masking.factory.maskText,
     statement: maskability(masking, log),
     resultFilter: masking.hooks.resultFilter,
@@ -59,6 +62,16 @@ type Allowed = Extract<PolicyVerdict, {action: 'allow'}>
  */
 function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, ctx: StatementContext, verdict: PolicyVerdict) => PolicyVerdict | Promise<PolicyVerdict> {
   const check = (sql: string, ctx: StatementContext, verdict: Allowed): PolicyVerdict => {
+    const language = messagesLanguageChange(verdict.judged ?? verdict.analysis?.statements ?? sharedAnalysisCache.analyze(sql, {}).statements)
+    if (language) {
+      return {
+        action: 'reject',
+        decision: verdict.decision,
+        approval: verdict.approval,
+        analysis: verdict.analysis,
+        error: {severity: 'ERROR', code: '42501', message: `dbgate: masking refuses setting lc_messages ${language}: ${ENGLISH_MESSAGES.why}`, hint: "Leave lc_messages as it is, or set it to 'C' or an English locale."},
+      }
+    }
     const m = masking.factory.checkMaskable(sql, ctx)
     if (m.ok) return verdict
     return {
@@ -81,6 +94,24 @@ function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, c
       },
     )
   }
+}
+
+/** How a statement would move lc_messages off English (`to de_DE.UTF-8`, `to a value dbgate cannot read`), or undefined. */
+function messagesLanguageChange(statements: readonly StatementAnalysis[]): string | undefined {
+  for (const st of statements) {
+    for (const o of st.operations) {
+      // A setting the statement does not name (`set_config($1, $2, false)`, `UPDATE pg_settings`) may be this one.
+      if (o.flags.includes('hidden_setting') || (o.command === 'set' && !o.setting)) return 'by a route that does not show which setting it changes'
+      const s = o.setting
+      if (!s || s.reset) continue
+      const name = s.name.toLowerCase()
+      // `RESET ALL` and `SET … TO DEFAULT` return to the value the session started with, checked then.
+      if (name !== 'lc_messages') continue
+      if (s.dynamic || s.value === undefined) return 'to a value dbgate cannot read'
+      if (!englishMessages(s.value)) return `to ${s.value}`
+    }
+  }
+  return undefined
 }
 
 /**

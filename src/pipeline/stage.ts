@@ -57,6 +57,7 @@ export interface Admission {
 export interface Stage {
   readonly name: StageName
   readonly startup?: ProxyHooks['startup']
+  readonly assumedSettings?: ProxyHooks['assumedSettings']
   readonly statement?: StatementStep
   /** The stage's last word on every verdict, just before the proxy acts on it. */
   readonly admit?: Admission
@@ -111,6 +112,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
   }
   return {
     startup: firstProblem(all('startup')),
+    assumedSettings: all('assumedSettings').flat(),
     statement: judgeInTurn(all('statement'), all('admit')),
     commitPoint: all('admit')[0]?.commitPoint,
     awaited: all('admit')[0]?.awaited,

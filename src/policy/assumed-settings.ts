@@ -65,6 +65,19 @@ export const ASSUMED_SETTINGS: readonly AssumedSetting[] = [
   },
 ]
 
+/**
+ * The language of the server's messages, which masking (not the parser) depends on: it finds the
+ * values PostgreSQL echoes in errors and notices by the wording and quotes of the English texts.
+ * Checked, like the settings above, where masking is on (src/pipeline/masking.ts).
+ */
+export const ENGLISH_MESSAGES: AssumedSetting = {
+  name: 'lc_messages',
+  values: ['C', 'POSIX', 'an English locale (en_US.UTF-8, en_GB, …)'],
+  kind: 'meaning',
+  why:
+    'masking finds the values PostgreSQL echoes in errors and notices (`Key (email)=(…) already exists`, `Failing row contains (…)`, `invalid input syntax for type integer: "…"`) by the wording and quotes of its English messages; translated ones (`Schlüssel »(email)=(…)« existiert bereits`) would reach the client unmasked. An empty value takes the language of the server\'s environment, which dbgate cannot read',
+}
+
 const LEXER = new Map(ASSUMED_SETTINGS.filter((s) => s.kind === 'lexer').map((s) => [s.name, s]))
 const BY_NAME = new Map(ASSUMED_SETTINGS.map((s) => [s.name, s]))
 
@@ -106,6 +119,8 @@ function matches(s: AssumedSetting, value: string): boolean {
     }
     case 'search_path':
       return !pathCreatesInTemp(value)
+    case 'lc_messages':
+      return englishMessages(value)
     default:
       return s.values.some((v) => v.toLowerCase() === value.trim().toLowerCase())
   }
@@ -121,4 +136,9 @@ export function assumedValueMatches(name: string, value: string): boolean {
 export function assumedSettingViolated(name: string, value: string, assumed: readonly AssumedSetting[] = ASSUMED_SETTINGS): AssumedSetting | undefined {
   const s = assumed.find((x) => x.name === name.toLowerCase())
   return s && !matches(s, value) ? s : undefined
+}
+
+/** Whether the server writes its messages in English under `lc_messages = value`: C, POSIX, or an English locale (Windows spells it `English_…`). */
+export function englishMessages(value: string): boolean {
+  return /^(c|posix|en|english)([._@-].*)?$/i.test(value.trim())
 }

@@ -3,6 +3,7 @@
  * audit implement them. Data flows one way: client → statement hook → upstream; upstream → result
  * filter → client; every statement → event sink.
  */
+import type {AssumedSetting} from '../policy/assumed-settings.js'
 import type {ApprovalSettlement} from '../approvals/types.js'
 import type {MaskedColumn} from '../masking/plan.js'
 import type {Analysis, Decision, StatementAnalysis} from '../policy/types.js'
@@ -253,6 +254,11 @@ export interface SessionInfo {
 export interface ProxyHooks {
   /** Judges the client's startup parameters; returning an error refuses the connection. */
   startup?: (params: Record<string, string>) => PgNoticeFields | undefined
+  /**
+   * Settings the hooks depend on besides the tunnel's own (masking's `lc_messages`): read before
+   * every session starts and followed through ParameterStatus, as those are.
+   */
+  assumedSettings?: readonly AssumedSetting[]
   statement?: StatementHook
   /**
    * A number that changes whenever what `statement` judges against may have changed (policy's view

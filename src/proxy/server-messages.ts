@@ -4,7 +4,6 @@
  * then passed through the result filter of the statement it answers, and forwarded untouched where
  * nothing rewrites it.
  */
-import {ASSUMED_SETTINGS} from '../policy/assumed-settings.js'
 import {
   decodeCommandComplete,
   decodeDataRow,
@@ -28,7 +27,7 @@ import type {ResultFilter} from './seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {ProtocolDesync, type Entry} from './protocol-state.js'
 import {fieldsOf, keepPreviewRow, type Run} from './run.js'
-import {checkReported} from './session-settings.js'
+import {assumedSettingsOf, checkReported} from './session-settings.js'
 
 export class ServerMessages {
   /** The connection's last RowDescription, decoded: the next one with the same bytes reuses it. */
@@ -260,7 +259,7 @@ export class ServerMessages {
     const c = this.c
     const {name, value} = decodeParameterStatus(frame.body)
     c.state.parameters.set(name, value)
-    const problem = checkReported(name, value, c.env.assumedSettings ?? ASSUMED_SETTINGS)
+    const problem = checkReported(name, value, assumedSettingsOf(c.env))
     if (problem) {
       c.env.log('error', `connection ${c.id}: ended the session: the server reports ${name} = ${value}, which the tunnel cannot analyse under`)
       // Nothing after this frame is forwarded: the session ends here, and the recording says why.

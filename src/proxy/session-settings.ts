@@ -3,11 +3,19 @@
  * client's session starts (the preflight), then followed through every ParameterStatus. A value
  * the analysis does not hold under ends the session instead of letting it continue misread.
  */
-import {assumedSettingViolated, type AssumedSetting} from '../policy/assumed-settings.js'
+import {ASSUMED_SETTINGS, assumedSettingViolated, type AssumedSetting} from '../policy/assumed-settings.js'
+import type {ProxyHooks} from './seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 
 /** SQLSTATE 55000, object_not_in_prerequisite_state: the session is not in a state dbgate can judge. */
 const NOT_JUDGEABLE = '55000'
+
+/** What a connection's session depends on: the tunnel's own settings (policy's list unless it was given another) and its hooks'. */
+export function assumedSettingsOf(env: {assumedSettings?: readonly AssumedSetting[]; hooks: Pick<ProxyHooks, 'assumedSettings'>}): readonly AssumedSetting[] {
+  const own = env.assumedSettings ?? ASSUMED_SETTINGS
+  const extra = env.hooks.assumedSettings
+  return extra && extra.length > 0 ? [...own, ...extra] : own
+}
 
 /** The query the preflight runs: each assumed setting's effective value and where it came from. */
 export function preflightQuery(assumed: readonly AssumedSetting[]): string {

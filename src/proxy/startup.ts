@@ -7,7 +7,7 @@
  */
 import {timingSafeEqual} from 'node:crypto'
 import tls from 'node:tls'
-import {ASSUMED_SETTINGS, type AssumedSetting} from '../policy/assumed-settings.js'
+import type {AssumedSetting} from '../policy/assumed-settings.js'
 import {formatDuration} from '../config/units.js'
 import {encodeAuthCleartext, encodeAuthSasl, encodeAuthSaslContinue, encodeAuthSaslFinal, encodeNegotiateProtocolVersion} from '../wire/backend.js'
 import {codeName, Frontend} from '../wire/codes.js'
@@ -17,7 +17,7 @@ import {ScramError, ScramServer} from '../wire/scram.js'
 import type {ConnectionCore, TokenAuth} from './connection.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {DEFAULT_TUNNEL_LIMITS, MAX_AUTH_MESSAGE_SIZE} from './limits.js'
-import {checkPreflight, checkReported, preflightQuery, type PreflightRow} from './session-settings.js'
+import {assumedSettingsOf, checkPreflight, checkReported, preflightQuery, type PreflightRow} from './session-settings.js'
 import {connectUpstream, UpstreamError, type UpstreamSession} from './upstream.js'
 
 
@@ -333,7 +333,7 @@ export class ClientStartup {
       }
       this.arm(left)
     }
-    const assumed = c.env.assumedSettings ?? ASSUMED_SETTINGS
+    const assumed = assumedSettingsOf(c.env)
     const up = await connectUpstream(c.env.target, params, {preflight: assumed.length > 0 ? preflightQuery(assumed) : undefined, signal: this.abort!.signal, ownReadBuffer: true})
     if (this.stopped) {
       up.socket.destroy()
