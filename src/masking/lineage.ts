@@ -928,6 +928,7 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
     }
   }
   // What `ON CONFLICT DO UPDATE SET` and MERGE's actions write fills the columns as well.
+  let unnamedValues = false
   for (const set of writtenElsewhere(node)) {
     for (const t of set.values ? [] : list(set.targetList)) {
       const rt = unwrap(t)?.[1]
@@ -937,7 +938,10 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
     if (values.length > 0) {
       const names = list(set.targetList).map((t) => unwrap(t)?.[1].name as string | undefined)
       const all = names.length > 0 ? names : (target.star ?? []).map((c) => c.name)
-      all.forEach((n, i) => n && filled.push(named(n, values[i] === undefined ? UNKNOWN : expr(values[i], scope, ctx))))
+      const lineages = values.map((v) => expr(v, scope, ctx))
+      // `THEN INSERT VALUES (…)` into a relation whose columns the catalog does not know: which columns it fills cannot be said.
+      if (names.length === 0 && target.star === undefined && lineages.some((l) => !clean(l))) unnamedValues = true
+      all.forEach((n, i) => n && filled.push(named(n, lineages[i] ?? UNKNOWN)))
     }
   }
   const unproven = filled.filter((c) => !clean(c))
@@ -945,7 +949,7 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   const where = {...(written ? {schema: written.schema} : rel?.schemaname ? {schema: rel.schemaname as string} : {}), name: (written?.relation ?? rel?.relname) as string}
   // With no column list and the target's columns unknown (`pg_temp.t`, a table of the open
   // transaction), which columns the rows fill cannot be said: all of them, unless proven clean.
-  const unnamed = sel !== undefined && filled.length === 0 && (inserted === undefined || inserted.some((c) => !clean(c)))
+  const unnamed = unnamedValues || (sel !== undefined && filled.length === 0 && (inserted === undefined || inserted.some((c) => !clean(c))))
   if (rel?.relname && unnamed) ctx.fills.push(where)
   else if (unproven.length > 0 && rel?.relname) ctx.fills.push({...where, columns: unproven})
   if (unproven.length > 0 && written) for (const r of ctx.catalog.lookup(written.schema, written.relation)) throughView(r, unproven, ctx, 0)

@@ -29,6 +29,12 @@ const COPIES: readonly (readonly string[])[] = [
   ['create temp table t_d (n text)', "insert into t_d values ('x')", 'update pg_temp.t_d set n = c.address from customers c', 'select n from t_d'],
   ['create temp table t_e (n text)', 'with s as (select full_name from customers) insert into pg_temp.t_e select * from s', 'table t_e'],
   ['create table pg_temp.t_f as select full_name as n from customers', 'select n from t_f'],
+  // MERGE: an INSERT action with no column list fills the columns in order, which the catalog does not know
+  ['create temp table m_a (n text)', 'merge into m_a using customers c on false when not matched then insert values (c.full_name)', 'select n from m_a'],
+  ['create temp table m_b (x int, n text)', 'merge into pg_temp.m_b t using customers c on t.x = c.id when not matched then insert values (c.id, c.address)', 'table m_b'],
+  ['create temp table m_c (n text)', "insert into m_c values ('x')", 'merge into m_c using (select full_name from customers limit 1) c on true when matched then update set n = c.full_name', 'select * from m_c'],
+  ['create temp table m_d (n text)', 'merge into m_d using (select address from customers) s on false when not matched then insert (n) values (s.address)', 'select n from m_d'],
+  ['begin', 'create table public.m_e (n text)', 'merge into m_e using customers c on false when not matched then insert values (c.full_name)', 'select * from m_e', 'rollback'],
   // ALTER COLUMN … TYPE … USING rewrites the column from the row: an UPDATE by another name
   ['begin', 'alter table customers alter column country type text using full_name', 'select country from customers', 'rollback'],
   ['begin', 'alter table customers alter column country type text using full_name; select country from customers', 'rollback'],
