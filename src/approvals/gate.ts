@@ -166,6 +166,16 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       )
     }
 
+    if (copiesFromClient(sql)) {
+      // COPY … FROM STDIN takes its rows from the client after the statement has started, so after
+      // the reviewer has decided: approving `copy accounts from stdin` would approve any rows at all.
+      return refuse(
+        decision,
+        `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved as COPY … FROM STDIN: its rows come from the client after the reviewer has decided`,
+        'write the rows into the statement (INSERT … VALUES), so the reviewer reads what will be written',
+      )
+    }
+
     const requester = opts.identity
     const created = now()
     const key = generateSealKey()
@@ -337,6 +347,23 @@ function takesParameters(sql: string): boolean {
   } catch {
     return true
   }
+}
+
+/**
+ * Whether a statement text holds a `COPY … FROM STDIN`, whose rows the client sends after it has
+ * started. A text the parser refuses counts as holding one.
+ */
+function copiesFromClient(sql: string): boolean {
+  try {
+    return (parseTree(sql).stmts ?? []).some((s) => s.stmt !== undefined && 'CopyStmt' in s.stmt && isCopyFromClient(s.stmt.CopyStmt))
+  } catch {
+    return true
+  }
+}
+
+function isCopyFromClient(copy: unknown): boolean {
+  const c = (copy ?? {}) as {is_from?: boolean; filename?: string}
+  return c.is_from === true && c.filename === undefined
 }
 
 function hasParamRef(tree: object): boolean {

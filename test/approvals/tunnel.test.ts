@@ -424,6 +424,94 @@ describe('approvals through the tunnel', () => {
     expect(await held).toMatchObject({message: /denied by bob@example.com: not today/})
   })
 
+  it('runs an approved Parse only as the session stood when it was approved: nothing the session runs between the decision and its Bind or Execute changes what it reads or writes', async () => {
+    // An unnamed statement stays prepared while named ones run: a SET between the approved Parse
+    // and its Bind moves the tables the server resolves at Bind (search_path), and one between its
+    // Bind and Execute the values it reads when it runs (current_setting): chosen after the decision.
+    const own = `"${db.user}"`
+    await withClient(db.url, (x) => x.query(`create table public.ledger (id int, owner text); insert into public.ledger values (1, 'ann'); create schema ${own}; create table ${own}.ledger (id int, owner text); insert into ${own}.ledger values (1, 'ann')`))
+    const owners = () => withClient(db.url, async (x) => (await x.query(`select (select owner from public.ledger) as public, (select owner from ${own}.ledger) as own`)).rows[0])
+    try {
+      const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: ledger-updates-need-review\n    match: {command: update}\n    action: require_approval`)
+      const settled = new Set<string>()
+      const approveHeld = async (sql: string) => {
+        let id: string | undefined
+        await waitFor(async () => (id = (await listRequests(bucket)).find((v) => v.request.sql === sql && !v.outcome && !settled.has(v.request.id))?.request.id) !== undefined, `${sql} is held`)
+        settled.add(id!)
+        await decide(await review('bob'), {id: id!, action: 'approve'})
+      }
+      const byName = (between: string[], tag: string) => between.flatMap((sql, i) => [serialize.parse({name: `${tag}_${i}`, text: sql}), serialize.bind({portal: `${tag}_${i}`, statement: `${tag}_${i}`}), serialize.execute({portal: `${tag}_${i}`})])
+      const fromSetting = "update ledger set owner = current_setting('application_name') where id = 1"
+      // [set before the request, the approved text, what runs between, whether the approved Bind comes before it]
+      const CASES: [string, string, string[], boolean][] = [
+        ["set application_name = 'ann'", fromSetting, ["set application_name = 'mallory'"], false],
+        ["set application_name = 'ann'", fromSetting, ["set application_name = 'mallory'"], true],
+        ["set application_name = 'ann'", fromSetting, ["select set_config('application_name', 'mallory', false)"], true],
+        ["set application_name = 'ann'", fromSetting, ['select 1', "set application_name = 'mallory'", 'select 2'], false],
+        ['set search_path = "$user", public', "update ledger set owner = 'mallory' where id = 1", ['set search_path = public'], false],
+        ['set search_path = public', "update ledger set owner = 'mallory' where id = 1", ['reset search_path'], false],
+        ['set search_path = public', "update ledger set owner = 'mallory' where id = 1", ['set search_path to default'], false],
+      ]
+      for (const [i, [before, sql, between, bindFirst]] of CASES.entries()) {
+        const raw = await t.raw()
+        raw.send(serialize.query(before))
+        expect(codes(await raw.untilReady())).toMatch(/CS?Z$/)
+        raw.send(serialize.parse({text: sql}), serialize.sync())
+        await approveHeld(sql)
+        expect(codes(await raw.untilReady())).toMatch(/1Z$/)
+        const run = bindFirst ? [serialize.bind({}), ...byName(between, `s${i}`)] : [...byName(between, `s${i}`), serialize.bind({})]
+        raw.send(...run, serialize.execute({}), serialize.sync())
+        const replies = await raw.untilReady()
+        expect(errorOf(replies), `${sql} after ${between.join('; ')}`).toMatchObject({code: '42501', message: expect.stringMatching(/the session ran other statements between its approval and its Bind or Execute/)})
+        expect(await owners(), `${sql} after ${between.join('; ')}`).toEqual({public: 'ann', own: 'ann'})
+        raw.end()
+      }
+
+      // A Bind of an SQL-prepared statement is held (as EXECUTE p) and approved where it is bound:
+      // what runs between it and its Execute does not reach the approved execution either.
+      const raw = await t.raw()
+      raw.send(serialize.query("set application_name = 'ann'"), serialize.query(`prepare bump as ${fromSetting}`))
+      await raw.untilReady()
+      await approveHeld(`prepare bump as ${fromSetting}`)
+      expect(codes(await raw.untilReady())).toMatch(/CZ$/)
+      raw.send(serialize.bind({statement: 'bump'}), ...byName(["set application_name = 'mallory'"], 'p'), serialize.execute({}), serialize.sync())
+      await approveHeld('EXECUTE "bump"')
+      expect(errorOf(await raw.untilReady())).toMatchObject({code: '42501', message: expect.stringMatching(/ran other statements between its approval/)})
+      expect(await owners()).toEqual({public: 'ann', own: 'ann'})
+
+      // What a driver sends (Parse, Bind, Describe, Execute, Sync at once) still runs once approved.
+      const c = await t.client()
+      const held = c.query({text: "update public.ledger set owner = 'bob' where id = 1", queryMode: 'extended'} as pg.QueryConfig)
+      await approveHeld("update public.ledger set owner = 'bob' where id = 1")
+      expect((await held).rowCount).toBe(1)
+      expect(await owners()).toEqual({public: 'bob', own: 'ann'})
+    } finally {
+      await withClient(db.url, (x) => x.query(`drop schema ${own} cascade`))
+    }
+  })
+
+  it('never holds COPY … FROM STDIN for a reviewer: its rows come from the client after the decision', async () => {
+    await withClient(db.url, (x) => x.query('create table copied (id int, owner text)'))
+    const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: copies-need-review\n    match: {command: copy}\n    action: require_approval`)
+    const c = await t.client()
+    const filed = async () => (await listRequests(bucket)).length
+    const before = await filed()
+    for (const sql of ['copy copied from stdin', 'COPY public.copied (id, owner) FROM STDIN WITH (FORMAT csv)', 'select 1; copy copied from stdin', "copy copied from stdin with (format text, delimiter ',')"]) {
+      const err = await c.query(sql).catch((e: Error & {code?: string}) => e)
+      expect(err, sql).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved as COPY … FROM STDIN: its rows come from the client after the reviewer has decided/)})
+    }
+    const raw = await t.raw()
+    raw.send(serialize.parse({text: 'copy copied from stdin'}), serialize.bind({}), serialize.execute({}), serialize.copyData(Buffer.from('1\tmallory\n')), serialize.copyDone(), serialize.sync())
+    expect(errorOf(await raw.untilReady())).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved as COPY … FROM STDIN/)})
+    expect(await filed()).toBe(before)
+    expect((await withClient(db.url, (x) => x.query('select count(*)::int as n from copied'))).rows[0].n).toBe(0)
+    // COPY TO STDOUT sends nothing after the decision: it is held as any other.
+    const w = watchNotices(c)
+    const out = c.query('copy copied to stdout').catch((e: Error) => e)
+    await decide(await review('bob'), {id: await w.approvalId(), action: 'deny', reason: 'no exports'})
+    expect(await out).toMatchObject({message: /denied by bob@example.com: no exports/})
+  })
+
   it('expires a request nobody decides', async () => {
     const t = await tunnelAs('alice', TARGET.replace('expiry: 15m', 'expiry: 1s'))
     const c = await t.client()
