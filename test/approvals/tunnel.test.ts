@@ -490,6 +490,48 @@ describe('approvals through the tunnel', () => {
     }
   })
 
+  it('never lets a cursor run an approved query later: a DECLARE is not held, and SQL FETCH or MOVE in an approved portal is refused', async () => {
+    // A cursor's query runs at each FETCH, after whatever the session set since the decision
+    // (here the value current_setting() reads), and an approved protocol portal is a cursor too.
+    await withClient(db.url, (x) => x.query("create table tally (id int, owner text); insert into tally values (1, 'ann'); create function tally_owner(o text) returns int language sql as $f$ update public.tally set owner = o where id = 1 returning 1 $f$"))
+    const owner = async () => (await withClient(db.url, (x) => x.query('select owner from public.tally'))).rows[0].owner as string
+    const t = await tunnelAs('alice')
+    const filed = async () => (await listRequests(bucket)).length
+    const before = await filed()
+    const c = await t.client()
+    await c.query("set application_name = 'ann'")
+    await c.query('begin')
+    const call = "select tally_owner(current_setting('application_name') || i) from generate_series(1, 3) i"
+    for (const sql of [`declare c cursor for ${call}`, `DECLARE "C" NO SCROLL CURSOR WITHOUT HOLD FOR ${call}`, `declare c scroll cursor with hold for ${call}`, `declare c binary insensitive cursor for ${call}`, `select 1; declare c cursor for ${call}`]) {
+      const err = await c.query(sql).catch((e: Error & {code?: string}) => e)
+      expect(err, sql).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved as a cursor \(DECLARE\): its query runs at each FETCH/)})
+      await c.query('rollback')
+      await c.query('begin')
+    }
+    await c.query('rollback')
+    expect(await filed()).toBe(before)
+
+    const FETCHES = ['fetch all from pp', 'fetch next pp', 'FETCH 1 FROM "pp"', 'move forward all in pp', 'fetch forward 2 in pp', "set application_name = 'mallory'; fetch all from pp"]
+    for (const fetch of FETCHES) {
+      const raw = await t.raw()
+      raw.send(serialize.query("set application_name = 'ann'; begin"))
+      await raw.untilReady()
+      raw.send(serialize.parse({text: call}), serialize.bind({portal: 'pp'}), serialize.execute({portal: 'pp', rows: 1}), serialize.sync())
+      let id: string | undefined
+      await waitFor(async () => (id = (await listRequests(bucket)).find((v) => v.request.sql === call && !v.outcome)?.request.id) !== undefined, 'the call is held')
+      await decide(await review('bob'), {id: id!, action: 'approve'})
+      expect(errorOf(await raw.untilReady())).toBeUndefined()
+      raw.send(serialize.query("set application_name = 'mallory'"))
+      await raw.untilReady()
+      raw.send(serialize.query(fetch))
+      expect(errorOf(await raw.untilReady()), fetch).toMatchObject({code: '42501', message: expect.stringMatching(/portal "pp" runs a statement approved for one execution; FETCH and MOVE in it are refused/)})
+      raw.send(serialize.query('commit'))
+      await raw.untilReady()
+      expect(await owner(), fetch).toBe('ann')
+      raw.end()
+    }
+  })
+
   it('never holds COPY … FROM STDIN for a reviewer: its rows come from the client after the decision', async () => {
     await withClient(db.url, (x) => x.query('create table copied (id int, owner text)'))
     const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: copies-need-review\n    match: {command: copy}\n    action: require_approval`)
