@@ -155,10 +155,12 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       return {action: 'allow', notices: [notice], decision, approval}
     }
 
-    if (takesParameters(sql)) {
+    if (takesParameters(sql) || (ctx.protocol === 'parse' && (ctx.paramTypes?.length ?? 0) > 0)) {
       // Its values come in the Bind, after the reviewer has decided: approving `… where id > $1`
       // (or `setval('s', $1)`, or the `EXECUTE p($1)` a Bind of an SQL-prepared statement is
-      // judged as) would approve whatever value the client binds.
+      // judged as) would approve whatever value the client binds. A Parse that declares parameter
+      // types takes values even where its text names none: each is converted at the Bind, and a
+      // domain's CHECK runs with it.
       return refuse(
         decision,
         `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved with bind parameters ($1, …): a reviewer would approve it without the values it runs with`,

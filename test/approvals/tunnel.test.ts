@@ -554,6 +554,24 @@ describe('approvals through the tunnel', () => {
     expect(await out).toMatchObject({message: /denied by bob@example.com: no exports/})
   })
 
+  it('never holds a Parse that declares parameter types its text does not use: the Bind still converts its values, and a domain check runs with them', async () => {
+    const oid = await withClient(db.url, async (x) => {
+      await x.query("create table noted (o text); create table owned (id int, owner text); insert into owned values (1, 'ann'); create function note_value(o text) returns boolean language plpgsql as $f$ begin insert into public.noted values (o); return true; end $f$; create domain noted_text as text check (note_value(value))")
+      return Number((await x.query("select 'noted_text'::regtype::oid as oid")).rows[0].oid)
+    })
+    const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: owned-updates-need-review\n    match: {command: update}\n    action: require_approval`)
+    const filed = async () => (await listRequests(bucket)).length
+    const before = await filed()
+    const raw = await t.raw()
+    for (const types of [[oid], [oid, oid], [25, oid], [23], [0]]) {
+      raw.send(serialize.parse({text: "update public.owned set owner = 'bob' where id = 1", types}), serialize.bind({values: types.map(() => '7')}), serialize.execute({}), serialize.sync())
+      expect(errorOf(await raw.untilReady()), JSON.stringify(types)).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved with bind parameters/)})
+    }
+    expect(await filed()).toBe(before)
+    const state = await withClient(db.url, async (x) => (await x.query('select (select count(*) from public.noted)::int as noted, (select owner from public.owned) as owner')).rows[0])
+    expect(state).toEqual({noted: 0, owner: 'ann'})
+  })
+
   it('expires a request nobody decides', async () => {
     const t = await tunnelAs('alice', TARGET.replace('expiry: 15m', 'expiry: 1s'))
     const c = await t.client()
