@@ -52,6 +52,12 @@ export interface ApprovalGateOptions {
   agent?: AgentInfo
   /** A gateway signs each request it files, so its reviewers seal their tokens only to it (gateway-signature.ts). */
   signRequest?: (request: UnsignedRequest) => GatewaySignature
+  /**
+   * Changes to the database's schema committed through other pipelines so far (another tunnel of the
+   * same person, their agent, another gateway worker, another person): it moves when one commits.
+   * This pipeline's own commits are the change gate's (src/pipeline/change-gate.ts).
+   */
+  catalogMoved?: () => number
 }
 
 interface LiveWindow {
@@ -136,6 +142,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
 
   async function hold(sql: string, ctx: StatementContext, held: HoldVerdict): Promise<StatementVerdict> {
     const {decision, rule: d} = held
+    // The schema the statement was judged against, and the reviewer reads it against.
+    const movedAt = opts.catalogMoved?.()
     if (!opts.identity || !opts.identityConfig || opts.identity.issuer === 'unverified') {
       // The hold's detail (the statement, what it reaches) says what would have needed approval.
       return refuse(decision, `${held.error.message}; approvals need signed-in users`, 'add an `identity:` section to dbgate.yaml so reviewers can be verified (see docs/approvals.md)', held.error.detail)
@@ -325,8 +333,12 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
       void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
       const approval: ApprovalSettlement = {id, decision: 'approved', reviewer}
-      // One approval covers one execution; a window covers its class for its duration.
-      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], decision, approval, once: dec.action !== 'window'}
+      const moved = (): PgNoticeFields | undefined => (opts.catalogMoved?.() === movedAt ? undefined : movedElsewhere())
+      const lapsed = moved()
+      if (lapsed) return {action: 'reject', error: lapsed, decision, approval}
+      // One approval covers one execution; a window covers its class for its duration. A Parse
+      // approved is bound later: the approval lapses if the schema moved on before then too.
+      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], decision, approval, once: dec.action !== 'window', lapsed: moved}
     }
   }
 
@@ -358,6 +370,20 @@ function takesParameters(sql: string): boolean {
     return (parseTree(sql).stmts ?? []).some((s) => s.stmt !== undefined && !('PrepareStmt' in s.stmt) && hasParamRef(s.stmt))
   } catch {
     return true
+  }
+}
+
+/**
+ * The refusal of an approved statement after a change to the schema was committed through another
+ * pipeline since it was judged: what it calls (a function body, a view) may not be what the
+ * reviewer read, nor what policy judged. 55P03, as for a change of the same person's pipeline.
+ */
+function movedElsewhere(): PgNoticeFields {
+  return {
+    severity: 'ERROR',
+    code: '55P03',
+    message: 'dbgate: a change to the schema was committed through another dbgate session (another tunnel or gateway worker of yours, your agent, or another person) while this statement waited for its approval, so the approval no longer covers what it would run; it was not sent',
+    hint: 'Run it again: it is judged, and if need be held, against the schema as changed.',
   }
 }
 

@@ -296,6 +296,51 @@ describe('approvals through the tunnel', () => {
     expect(await tableCount('approved_after_change')).toBe(1)
   })
 
+  it('refuses an approved statement when a change was committed through another tunnel of the same person (or anyone) while it waited, or before its Bind', async () => {
+    // The change gate covers one pipeline; a second `dbgate connect` (or the person's agent, or a
+    // session on another gateway worker) is another, and replaced the function the reviewer read.
+    await withClient(db.url, (x) => x.query('create table hit (id int); create function public.tick() returns int language sql volatile as $f$ select 1 $f$'))
+    const a = await tunnelAs('alice')
+    const b = await tunnelAs('alice')
+    const held = async (sql: string) => {
+      let id: string | undefined
+      await waitFor(async () => (id = (await listRequests(bucket)).find((v) => v.request.sql === sql && !v.outcome)?.request.id) !== undefined, `${sql} is held`)
+      return id!
+    }
+    const replace = async (body: string) => {
+      const c = await b.client()
+      const sql = `create or replace function public.tick() returns int language sql volatile as $f$ ${body} $f$`
+      const done = c.query(sql)
+      await decide(await review('erin'), {id: await held(sql), action: 'approve'})
+      await done
+      await c.end()
+    }
+    const hits = async () => (await withClient(db.url, (x) => x.query('select count(*)::int as n from public.hit'))).rows[0].n as number
+    const ca = await a.client()
+    const first = ca.query('select public.tick()').catch((e: Error & {code?: string}) => e)
+    const id = await held('select public.tick()')
+    await replace('insert into public.hit values (1) returning 1')
+    await decide(await review('bob'), {id, action: 'approve'})
+    expect(await first).toMatchObject({code: '55P03', message: expect.stringMatching(/committed through another dbgate session .* while this statement waited for its approval/)})
+    expect(await hits()).toBe(0)
+
+    // An approved Parse whose Bind comes after such a commit.
+    const raw = await a.raw()
+    raw.send(serialize.parse({text: 'select public.tick() as t'}), serialize.sync())
+    await decide(await review('bob'), {id: await held('select public.tick() as t'), action: 'approve'})
+    expect(codes(await raw.untilReady())).toMatch(/1Z$/)
+    await replace('insert into public.hit values (2) returning 2')
+    raw.send(serialize.bind({}), serialize.execute({}), serialize.sync())
+    expect(errorOf(await raw.untilReady())).toMatchObject({code: '55P03', message: expect.stringMatching(/committed through another dbgate session/)})
+    expect(await hits()).toBe(0)
+
+    // Sent again, it is held again, and runs what the reviewer now reads.
+    const again = ca.query('select public.tick()')
+    await decide(await review('bob'), {id: await held('select public.tick()'), action: 'approve'})
+    expect((await again).rowCount).toBe(1)
+    expect(await hits()).toBe(1)
+  })
+
   it('lets exactly one of two reviewers deciding at once win, and tells the other who did', async () => {
     const t = tunnels[0]!
     const c = await t.client()
