@@ -52,6 +52,12 @@ export interface ApprovalGateOptions {
   agent?: AgentInfo
   /** A gateway signs each request it files, so its reviewers seal their tokens only to it (gateway-signature.ts). */
   signRequest?: (request: UnsignedRequest) => GatewaySignature
+  /**
+   * Changes to the database's schema committed through other pipelines so far (another tunnel of the
+   * same person, their agent, another gateway worker, another person): it moves when one commits.
+   * This pipeline's own commits are the change gate's (src/pipeline/change-gate.ts).
+   */
+  catalogMoved?: () => number
 }
 
 interface LiveWindow {
@@ -136,6 +142,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
 
   async function hold(sql: string, ctx: StatementContext, held: HoldVerdict): Promise<StatementVerdict> {
     const {decision, rule: d} = held
+    // The schema the statement was judged against, and the reviewer reads it against.
+    const movedAt = opts.catalogMoved?.()
     if (!opts.identity || !opts.identityConfig || opts.identity.issuer === 'unverified') {
       // The hold's detail (the statement, what it reaches) says what would have needed approval.
       return refuse(decision, `${held.error.message}; approvals need signed-in users`, 'add an `identity:` section to dbgate.yaml so reviewers can be verified (see docs/approvals.md)', held.error.detail)
@@ -155,14 +163,36 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       return {action: 'allow', notices: [notice], decision, approval}
     }
 
-    if (takesParameters(sql)) {
+    if (takesParameters(sql) || (ctx.protocol === 'parse' && (ctx.paramTypes?.length ?? 0) > 0)) {
       // Its values come in the Bind, after the reviewer has decided: approving `… where id > $1`
       // (or `setval('s', $1)`, or the `EXECUTE p($1)` a Bind of an SQL-prepared statement is
-      // judged as) would approve whatever value the client binds.
+      // judged as) would approve whatever value the client binds. A Parse that declares parameter
+      // types takes values even where its text names none: each is converted at the Bind, and a
+      // domain's CHECK runs with it.
       return refuse(
         decision,
         `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved with bind parameters ($1, …): a reviewer would approve it without the values it runs with`,
         'write the values into the statement text (a simple query, or a Parse without parameters), or PREPARE it and EXECUTE it with its values, which is judged with them',
+      )
+    }
+
+    if (declaresCursor(sql)) {
+      // A cursor's query runs at each FETCH, later in the transaction, with whatever the session
+      // set meanwhile (a setting current_setting() reads, the search_path a function body resolves
+      // names with): values chosen after the reviewer has decided.
+      return refuse(
+        decision,
+        `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved as a cursor (DECLARE): its query runs at each FETCH, after the reviewer has decided`,
+        'send the query itself, so it runs once, right after the decision',
+      )
+    }
+    if (copiesFromClient(sql)) {
+      // COPY … FROM STDIN takes its rows from the client after the statement has started, so after
+      // the reviewer has decided: approving `copy accounts from stdin` would approve any rows at all.
+      return refuse(
+        decision,
+        `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved as COPY … FROM STDIN: its rows come from the client after the reviewer has decided`,
+        'write the rows into the statement (INSERT … VALUES), so the reviewer reads what will be written',
       )
     }
 
@@ -303,14 +333,18 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
       void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
       const approval: ApprovalSettlement = {id, decision: 'approved', reviewer}
-      // One approval covers one execution; a window covers its class for its duration.
-      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], decision, approval, once: dec.action !== 'window'}
+      const moved = (): PgNoticeFields | undefined => (opts.catalogMoved?.() === movedAt ? undefined : movedElsewhere())
+      const lapsed = moved()
+      if (lapsed) return {action: 'reject', error: lapsed, decision, approval}
+      // One approval covers one execution; a window covers its class for its duration. A Parse
+      // approved is bound later: the approval lapses if the schema moved on before then too.
+      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], decision, approval, once: dec.action !== 'window', lapsed: moved}
     }
   }
 
   return {
     // Keep the common case synchronous: only a held statement becomes a promise.
-    settle: (sql, ctx, verdict) => (verdict.action === 'hold' ? hold(sql, ctx, verdict) : verdict),
+    settle: (sql, ctx, verdict) => (verdict.action === 'hold' ? hold(sql, ctx, verdict) : verdict.action === 'allow' ? notFetchingApproved(sql, ctx, verdict) : verdict),
     observe(event) {
       const list = recent.get(event.sessionId) ?? []
       const approval = event.verdict.approval
@@ -337,6 +371,86 @@ function takesParameters(sql: string): boolean {
   } catch {
     return true
   }
+}
+
+/**
+ * The refusal of an approved statement after a change to the schema was committed through another
+ * pipeline since it was judged: what it calls (a function body, a view) may not be what the
+ * reviewer read, nor what policy judged. 55P03, as for a change of the same person's pipeline.
+ */
+function movedElsewhere(): PgNoticeFields {
+  return {
+    severity: 'ERROR',
+    code: '55P03',
+    message: 'dbgate: a change to the schema was committed through another dbgate session (another tunnel or gateway worker of yours, your agent, or another person) while this statement waited for its approval, so the approval no longer covers what it would run; it was not sent',
+    hint: 'Run it again: it is judged, and if need be held, against the schema as changed.',
+  }
+}
+
+/** A FETCH or MOVE may name a cursor: a cheap look before the text is parsed. */
+const MAY_FETCH = /fetch|move/i
+
+/**
+ * An allowed text, unless it FETCHes or MOVEs in a portal bound from a statement approved for one
+ * execution (the server keeps protocol portals and cursors in one namespace). The approval covered
+ * the portal's Execute right after its Bind; rows fetched by SQL later run its query with what the
+ * session set since (a setting it reads, the search_path of a function it calls).
+ */
+function notFetchingApproved(sql: string, ctx: StatementContext, verdict: StatementVerdict): StatementVerdict {
+  if (!MAY_FETCH.test(sql)) return verdict
+  const approved = cursorsNamed(sql).find((name) => {
+    const v = ctx.session.portal(name)?.verdict
+    return v !== undefined && v.action === 'allow' && v.approval !== undefined && v.approval.window !== true
+  })
+  if (approved === undefined) return verdict
+  return {
+    action: 'reject',
+    error: {
+      severity: 'ERROR',
+      code: POLICY,
+      message: `dbgate: portal "${approved}" runs a statement approved for one execution; FETCH and MOVE in it are refused, since they would run it after other statements of the session`,
+      hint: 'Execute the approved portal through the protocol (Execute) right after its Bind, or send the statement again to have it judged again.',
+    },
+    decision: verdict.decision,
+  }
+}
+
+/** The portal names the FETCH and MOVE statements of a text read; a text the parser refuses names none (the server refuses it too). */
+function cursorsNamed(sql: string): string[] {
+  try {
+    return (parseTree(sql).stmts ?? []).flatMap((s) => {
+      const fetch = s.stmt !== undefined && 'FetchStmt' in s.stmt ? (s.stmt.FetchStmt as {portalname?: string}) : undefined
+      return fetch?.portalname !== undefined ? [fetch.portalname] : []
+    })
+  } catch {
+    return []
+  }
+}
+
+/** Whether a statement text declares a cursor. A text the parser refuses counts as declaring one. */
+function declaresCursor(sql: string): boolean {
+  try {
+    return (parseTree(sql).stmts ?? []).some((s) => s.stmt !== undefined && 'DeclareCursorStmt' in s.stmt)
+  } catch {
+    return true
+  }
+}
+
+/**
+ * Whether a statement text holds a `COPY … FROM STDIN`, whose rows the client sends after it has
+ * started. A text the parser refuses counts as holding one.
+ */
+function copiesFromClient(sql: string): boolean {
+  try {
+    return (parseTree(sql).stmts ?? []).some((s) => s.stmt !== undefined && 'CopyStmt' in s.stmt && isCopyFromClient(s.stmt.CopyStmt))
+  } catch {
+    return true
+  }
+}
+
+function isCopyFromClient(copy: unknown): boolean {
+  const c = (copy ?? {}) as {is_from?: boolean; filename?: string}
+  return c.is_from === true && c.filename === undefined
 }
 
 function hasParamRef(tree: object): boolean {

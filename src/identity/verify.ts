@@ -212,9 +212,7 @@ export async function verifyToken(config: IdentityConfig, presented: string, opt
 
   const identity: Identity = {
     subject: payload.sub as string,
-    // An address the IdP says it has not verified is whatever the person typed: it names nobody.
-    // (Some IdPs send the flag as a string.)
-    email: payload.email_verified === false || payload.email_verified === 'false' ? undefined : stringClaim(payload, 'email'),
+    email: emailVerified(payload.email_verified) ? stringClaim(payload, 'email') : undefined,
     name: stringClaim(payload, 'name') ?? stringClaim(payload, 'preferred_username'),
     groups: groupsFromClaims(payload, config.groupsClaim),
     issuer: config.issuer,
@@ -270,6 +268,16 @@ function mapJoseError(error: unknown, config: IdentityConfig, expected: string[]
     return new TokenMalformedError(error.code === 'ERR_JOSE_ALG_NOT_ALLOWED' ? 'its algorithm is not allowed' : 'it is not a valid JWS/JWT', {cause: error})
   }
   return new TokenMalformedError('it could not be verified', {cause: error})
+}
+
+/**
+ * Whether the token's `email` may name the person. An address the IdP says it has not verified is
+ * whatever the person typed: it names nobody. Only the flags that say "verified" (true, or the
+ * string some IdPs send) and its absence (IdPs that send no flag) keep it; any other value ("False",
+ * 0, "no", null) is not read as a yes.
+ */
+function emailVerified(flag: unknown): boolean {
+  return flag === undefined || flag === true || (typeof flag === 'string' && flag.trim().toLowerCase() === 'true')
 }
 
 function stringClaim(payload: JWTPayload, name: string): string | undefined {

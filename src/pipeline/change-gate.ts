@@ -477,9 +477,11 @@ export function gatedStatements(gate: ChangeGate, deps: GateDeps): {
   const lapsing = (verdict: StatementVerdict): StatementVerdict => {
     if (verdict.action !== 'allow' || !verdict.approval || !verdict.once) return verdict
     const epoch = gate.epoch
+    // The approvals stage's own (a change committed through another pipeline) stands beside this one.
+    const before = verdict.lapsed
     const lapsed = (): PgNoticeFields | undefined =>
       gate.epoch === epoch
-        ? undefined
+        ? before?.()
         : {
             ...gate.waitedForCommit(undefined),
             message: 'dbgate: another of your sessions through dbgate committed a change to the schema after this statement was approved, so the approval no longer covers what it would run; it was not sent',

@@ -49,6 +49,12 @@ export class ClientMessages {
   private judgeAbort: AbortController | undefined
   /** The last message sent on is an Execute with no Sync or Flush after it (`endOfInput`). */
   private executeUnflushed = false
+  /**
+   * Messages sent on that run something on the server or change what a statement will mean there
+   * (Query, Parse, Bind, Execute). An approval for one execution holds only while this does not move
+   * between its Parse and its Bind, and its Bind and Execute (`ranSinceApproval`).
+   */
+  private ran = 0
 
   constructor(private readonly c: ConnectionCore) {}
 
@@ -183,7 +189,7 @@ export class ClientMessages {
             this.sent(state.sendQuery(sql, NO_STATEMENTS, verdict, run), run)
           } else {
             run.filter = this.filterFor(sql, 'simple', undefined, verdict, undefined, this.judgedContext)
-            c.passToUpstream(frame)
+            this.passRunning(frame)
             this.sent(state.sendQuery(sql, shape, verdict, run), run)
           }
         })
@@ -207,7 +213,8 @@ export class ClientMessages {
             const def = new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs)
             def.judgedUnder = under
             def.paramTypes = parse.paramTypes
-            c.passToUpstream(frame)
+            this.passRunning(frame)
+            if (verdict.action === 'allow' && verdict.once) def.approvedAt = this.ran
             state.sendParse(parse.name, def)
           }
         })
@@ -238,7 +245,7 @@ export class ClientMessages {
         // A Parse a reviewer approved for one execution is bound as approved: judged again, it would
         // be held again, as often as the wait for the reviewer moved the catalog on (a lookup does).
         const approved = s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
-        const lapsed = approved && s.verdict.action === 'allow' ? s.verdict.lapsed?.() : undefined
+        const lapsed = approved && s.verdict.action === 'allow' ? (s.verdict.lapsed?.() ?? this.ranSinceApproval(s.approvedAt)) : undefined
         if (lapsed) return this.refuseBind(bind.portal, bind.statement, s, lapsed)
         const again = s.definedBy === 'prepare' ? executeOf(s.name, bind.paramCount) : s.judgedUnder !== undefined && now !== s.judgedUnder && !approved ? s.sql : undefined
         if (again !== undefined && c.env.hooks.statement) {
@@ -248,6 +255,8 @@ export class ClientMessages {
             s.verdict = verdict
             s.judgedUnder = prepared ? undefined : now
             s.spent = false
+            // Held here and approved: nothing has run since the decision, and nothing may before it runs.
+            s.approvedAt = verdict.action === 'allow' && verdict.once ? this.ran : undefined
             this.bindJudged(frame, bind.portal, bind.statement, bind.resultFormats, s, params)
           })
         }
@@ -284,7 +293,7 @@ export class ClientMessages {
           this.sent(state.sendExecute(undefined, run), run)
           return
         }
-        const lapsed = p.verdict.action === 'allow' && p.verdict.once === true ? p.verdict.lapsed?.() : undefined
+        const lapsed = p.verdict.action === 'allow' && p.verdict.once === true ? (p.verdict.lapsed?.() ?? this.ranSinceApproval(p.approvedAt)) : undefined
         if (lapsed) return this.refuseExecute(p, lapsed)
         const again = this.executeAgain(p)
         if (!again) return this.execute(frame, p, p.verdict)
@@ -426,7 +435,8 @@ export class ClientMessages {
     }
     const p = portalFromStatement(portal, s, params, resultFormats)
     p.judgedUnder = this.c.env.hooks.verdictGeneration?.()
-    this.c.passToUpstream(frame)
+    this.passRunning(frame)
+    if (s.approvedAt !== undefined && s.verdict.action === 'allow' && s.verdict.once) p.approvedAt = this.ran
     this.c.state.sendBind(portal, p)
   }
 
@@ -448,6 +458,29 @@ export class ClientMessages {
     return {sql: p.sql, protocol: 'parse', name: s?.name}
   }
 
+  /** Sends on a Query, Parse, Bind or Execute: a message after which an approval's session may differ. */
+  private passRunning(frame: Frame): void {
+    this.ran++
+    this.c.passToUpstream(frame)
+  }
+
+  /**
+   * Why an approval for one execution no longer covers its Bind or Execute, when the session ran
+   * something else since the approved Parse (or its own Bind or Execute), at `approvedAt`. The
+   * reviewer approved the statement as the session stood: a named statement sent between (SET
+   * search_path, a setting current_setting() reads, a temporary object) changes which tables the
+   * server resolves at Bind and which values it reads at Execute, after the decision.
+   */
+  private ranSinceApproval(approvedAt: number | undefined): PgNoticeFields | undefined {
+    if (approvedAt === undefined || approvedAt === this.ran) return undefined
+    return {
+      severity: 'ERROR',
+      code: '42501',
+      message: 'dbgate: this statement was approved as the session stood, and the session ran other statements between its approval and its Bind or Execute; it was not sent',
+      hint: 'Bind and execute an approved statement right after its Parse (what drivers do), or send it again to have it judged, and if need be held, again.',
+    }
+  }
+
   /** Sends an Execute of `p` on under `verdict` (a method, not a closure: every Execute comes here). */
   private execute(frame: Frame, p: PortalDef, verdict: StatementVerdict): void {
     const name = p.statement?.name
@@ -455,7 +488,8 @@ export class ClientMessages {
     run.params = p.params
     run.portal = p
     run.filter = this.filterFor(p.sql, 'parse', name, verdict, p)
-    this.c.passToUpstream(frame)
+    this.passRunning(frame)
+    if (p.approvedAt !== undefined) p.approvedAt = this.ran
     this.executeUnflushed = true
     this.sent(this.c.state.sendExecute(p, run), run)
   }

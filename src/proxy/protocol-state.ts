@@ -50,6 +50,8 @@ export class StatementDef implements NamedDefinition {
   judgedUnder: number | undefined = undefined
   /** The parameter types its Parse declared, for judging it again. */
   paramTypes: readonly number[] | undefined = undefined
+  /** Approved for one execution: the client messages sent on once its Parse was (ClientMessages.ran). */
+  approvedAt: number | undefined = undefined
   /** Its RowDescription from a Describe, for results of portals bound to it. */
   fields: FieldDescription[] | undefined
 
@@ -77,6 +79,8 @@ export class PortalDef implements NamedDefinition {
   txnLocal = true
   /** The hooks' `verdictGeneration` when it was bound (a protocol portal's); judged again at Execute when it moved on. */
   judgedUnder: number | undefined = undefined
+  /** Bound from an approval for one execution: the client messages sent on once its Bind (or last Execute) was. */
+  approvedAt: number | undefined = undefined
 
   constructor(
     readonly name: string,

@@ -296,6 +296,51 @@ describe('approvals through the tunnel', () => {
     expect(await tableCount('approved_after_change')).toBe(1)
   })
 
+  it('refuses an approved statement when a change was committed through another tunnel of the same person (or anyone) while it waited, or before its Bind', async () => {
+    // The change gate covers one pipeline; a second `dbgate connect` (or the person's agent, or a
+    // session on another gateway worker) is another, and replaced the function the reviewer read.
+    await withClient(db.url, (x) => x.query('create table hit (id int); create function public.tick() returns int language sql volatile as $f$ select 1 $f$'))
+    const a = await tunnelAs('alice')
+    const b = await tunnelAs('alice')
+    const held = async (sql: string) => {
+      let id: string | undefined
+      await waitFor(async () => (id = (await listRequests(bucket)).find((v) => v.request.sql === sql && !v.outcome)?.request.id) !== undefined, `${sql} is held`)
+      return id!
+    }
+    const replace = async (body: string) => {
+      const c = await b.client()
+      const sql = `create or replace function public.tick() returns int language sql volatile as $f$ ${body} $f$`
+      const done = c.query(sql)
+      await decide(await review('erin'), {id: await held(sql), action: 'approve'})
+      await done
+      await c.end()
+    }
+    const hits = async () => (await withClient(db.url, (x) => x.query('select count(*)::int as n from public.hit'))).rows[0].n as number
+    const ca = await a.client()
+    const first = ca.query('select public.tick()').catch((e: Error & {code?: string}) => e)
+    const id = await held('select public.tick()')
+    await replace('insert into public.hit values (1) returning 1')
+    await decide(await review('bob'), {id, action: 'approve'})
+    expect(await first).toMatchObject({code: '55P03', message: expect.stringMatching(/committed through another dbgate session .* while this statement waited for its approval/)})
+    expect(await hits()).toBe(0)
+
+    // An approved Parse whose Bind comes after such a commit.
+    const raw = await a.raw()
+    raw.send(serialize.parse({text: 'select public.tick() as t'}), serialize.sync())
+    await decide(await review('bob'), {id: await held('select public.tick() as t'), action: 'approve'})
+    expect(codes(await raw.untilReady())).toMatch(/1Z$/)
+    await replace('insert into public.hit values (2) returning 2')
+    raw.send(serialize.bind({}), serialize.execute({}), serialize.sync())
+    expect(errorOf(await raw.untilReady())).toMatchObject({code: '55P03', message: expect.stringMatching(/committed through another dbgate session/)})
+    expect(await hits()).toBe(0)
+
+    // Sent again, it is held again, and runs what the reviewer now reads.
+    const again = ca.query('select public.tick()')
+    await decide(await review('bob'), {id: await held('select public.tick()'), action: 'approve'})
+    expect((await again).rowCount).toBe(1)
+    expect(await hits()).toBe(1)
+  })
+
   it('lets exactly one of two reviewers deciding at once win, and tells the other who did', async () => {
     const t = tunnels[0]!
     const c = await t.client()
@@ -422,6 +467,154 @@ describe('approvals through the tunnel', () => {
     const held = c.query({text: "update accounts set owner = '$1' where id = 2", queryMode: 'extended'} as pg.QueryConfig).catch((e: Error) => e)
     await decide(await review('bob'), {id: await w.approvalId(), action: 'deny', reason: 'not today'})
     expect(await held).toMatchObject({message: /denied by bob@example.com: not today/})
+  })
+
+  it('runs an approved Parse only as the session stood when it was approved: nothing the session runs between the decision and its Bind or Execute changes what it reads or writes', async () => {
+    // An unnamed statement stays prepared while named ones run: a SET between the approved Parse
+    // and its Bind moves the tables the server resolves at Bind (search_path), and one between its
+    // Bind and Execute the values it reads when it runs (current_setting): chosen after the decision.
+    const own = `"${db.user}"`
+    await withClient(db.url, (x) => x.query(`create table public.ledger (id int, owner text); insert into public.ledger values (1, 'ann'); create schema ${own}; create table ${own}.ledger (id int, owner text); insert into ${own}.ledger values (1, 'ann')`))
+    const owners = () => withClient(db.url, async (x) => (await x.query(`select (select owner from public.ledger) as public, (select owner from ${own}.ledger) as own`)).rows[0])
+    try {
+      const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: ledger-updates-need-review\n    match: {command: update}\n    action: require_approval`)
+      const settled = new Set<string>()
+      const approveHeld = async (sql: string) => {
+        let id: string | undefined
+        await waitFor(async () => (id = (await listRequests(bucket)).find((v) => v.request.sql === sql && !v.outcome && !settled.has(v.request.id))?.request.id) !== undefined, `${sql} is held`)
+        settled.add(id!)
+        await decide(await review('bob'), {id: id!, action: 'approve'})
+      }
+      const byName = (between: string[], tag: string) => between.flatMap((sql, i) => [serialize.parse({name: `${tag}_${i}`, text: sql}), serialize.bind({portal: `${tag}_${i}`, statement: `${tag}_${i}`}), serialize.execute({portal: `${tag}_${i}`})])
+      const fromSetting = "update ledger set owner = current_setting('application_name') where id = 1"
+      // [set before the request, the approved text, what runs between, whether the approved Bind comes before it]
+      const CASES: [string, string, string[], boolean][] = [
+        ["set application_name = 'ann'", fromSetting, ["set application_name = 'mallory'"], false],
+        ["set application_name = 'ann'", fromSetting, ["set application_name = 'mallory'"], true],
+        ["set application_name = 'ann'", fromSetting, ["select set_config('application_name', 'mallory', false)"], true],
+        ["set application_name = 'ann'", fromSetting, ['select 1', "set application_name = 'mallory'", 'select 2'], false],
+        ['set search_path = "$user", public', "update ledger set owner = 'mallory' where id = 1", ['set search_path = public'], false],
+        ['set search_path = public', "update ledger set owner = 'mallory' where id = 1", ['reset search_path'], false],
+        ['set search_path = public', "update ledger set owner = 'mallory' where id = 1", ['set search_path to default'], false],
+      ]
+      for (const [i, [before, sql, between, bindFirst]] of CASES.entries()) {
+        const raw = await t.raw()
+        raw.send(serialize.query(before))
+        expect(codes(await raw.untilReady())).toMatch(/CS?Z$/)
+        raw.send(serialize.parse({text: sql}), serialize.sync())
+        await approveHeld(sql)
+        expect(codes(await raw.untilReady())).toMatch(/1Z$/)
+        const run = bindFirst ? [serialize.bind({}), ...byName(between, `s${i}`)] : [...byName(between, `s${i}`), serialize.bind({})]
+        raw.send(...run, serialize.execute({}), serialize.sync())
+        const replies = await raw.untilReady()
+        expect(errorOf(replies), `${sql} after ${between.join('; ')}`).toMatchObject({code: '42501', message: expect.stringMatching(/the session ran other statements between its approval and its Bind or Execute/)})
+        expect(await owners(), `${sql} after ${between.join('; ')}`).toEqual({public: 'ann', own: 'ann'})
+        raw.end()
+      }
+
+      // A Bind of an SQL-prepared statement is held (as EXECUTE p) and approved where it is bound:
+      // what runs between it and its Execute does not reach the approved execution either.
+      const raw = await t.raw()
+      raw.send(serialize.query("set application_name = 'ann'"), serialize.query(`prepare bump as ${fromSetting}`))
+      await raw.untilReady()
+      await approveHeld(`prepare bump as ${fromSetting}`)
+      expect(codes(await raw.untilReady())).toMatch(/CZ$/)
+      raw.send(serialize.bind({statement: 'bump'}), ...byName(["set application_name = 'mallory'"], 'p'), serialize.execute({}), serialize.sync())
+      await approveHeld('EXECUTE "bump"')
+      expect(errorOf(await raw.untilReady())).toMatchObject({code: '42501', message: expect.stringMatching(/ran other statements between its approval/)})
+      expect(await owners()).toEqual({public: 'ann', own: 'ann'})
+
+      // What a driver sends (Parse, Bind, Describe, Execute, Sync at once) still runs once approved.
+      const c = await t.client()
+      const held = c.query({text: "update public.ledger set owner = 'bob' where id = 1", queryMode: 'extended'} as pg.QueryConfig)
+      await approveHeld("update public.ledger set owner = 'bob' where id = 1")
+      expect((await held).rowCount).toBe(1)
+      expect(await owners()).toEqual({public: 'bob', own: 'ann'})
+    } finally {
+      await withClient(db.url, (x) => x.query(`drop schema ${own} cascade`))
+    }
+  })
+
+  it('never lets a cursor run an approved query later: a DECLARE is not held, and SQL FETCH or MOVE in an approved portal is refused', async () => {
+    // A cursor's query runs at each FETCH, after whatever the session set since the decision
+    // (here the value current_setting() reads), and an approved protocol portal is a cursor too.
+    await withClient(db.url, (x) => x.query("create table tally (id int, owner text); insert into tally values (1, 'ann'); create function tally_owner(o text) returns int language sql as $f$ update public.tally set owner = o where id = 1 returning 1 $f$"))
+    const owner = async () => (await withClient(db.url, (x) => x.query('select owner from public.tally'))).rows[0].owner as string
+    const t = await tunnelAs('alice')
+    const filed = async () => (await listRequests(bucket)).length
+    const before = await filed()
+    const c = await t.client()
+    await c.query("set application_name = 'ann'")
+    await c.query('begin')
+    const call = "select tally_owner(current_setting('application_name') || i) from generate_series(1, 3) i"
+    for (const sql of [`declare c cursor for ${call}`, `DECLARE "C" NO SCROLL CURSOR WITHOUT HOLD FOR ${call}`, `declare c scroll cursor with hold for ${call}`, `declare c binary insensitive cursor for ${call}`, `select 1; declare c cursor for ${call}`]) {
+      const err = await c.query(sql).catch((e: Error & {code?: string}) => e)
+      expect(err, sql).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved as a cursor \(DECLARE\): its query runs at each FETCH/)})
+      await c.query('rollback')
+      await c.query('begin')
+    }
+    await c.query('rollback')
+    expect(await filed()).toBe(before)
+
+    const FETCHES = ['fetch all from pp', 'fetch next pp', 'FETCH 1 FROM "pp"', 'move forward all in pp', 'fetch forward 2 in pp', "set application_name = 'mallory'; fetch all from pp"]
+    for (const fetch of FETCHES) {
+      const raw = await t.raw()
+      raw.send(serialize.query("set application_name = 'ann'; begin"))
+      await raw.untilReady()
+      raw.send(serialize.parse({text: call}), serialize.bind({portal: 'pp'}), serialize.execute({portal: 'pp', rows: 1}), serialize.sync())
+      let id: string | undefined
+      await waitFor(async () => (id = (await listRequests(bucket)).find((v) => v.request.sql === call && !v.outcome)?.request.id) !== undefined, 'the call is held')
+      await decide(await review('bob'), {id: id!, action: 'approve'})
+      expect(errorOf(await raw.untilReady())).toBeUndefined()
+      raw.send(serialize.query("set application_name = 'mallory'"))
+      await raw.untilReady()
+      raw.send(serialize.query(fetch))
+      expect(errorOf(await raw.untilReady()), fetch).toMatchObject({code: '42501', message: expect.stringMatching(/portal "pp" runs a statement approved for one execution; FETCH and MOVE in it are refused/)})
+      raw.send(serialize.query('commit'))
+      await raw.untilReady()
+      expect(await owner(), fetch).toBe('ann')
+      raw.end()
+    }
+  })
+
+  it('never holds COPY … FROM STDIN for a reviewer: its rows come from the client after the decision', async () => {
+    await withClient(db.url, (x) => x.query('create table copied (id int, owner text)'))
+    const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: copies-need-review\n    match: {command: copy}\n    action: require_approval`)
+    const c = await t.client()
+    const filed = async () => (await listRequests(bucket)).length
+    const before = await filed()
+    for (const sql of ['copy copied from stdin', 'COPY public.copied (id, owner) FROM STDIN WITH (FORMAT csv)', 'select 1; copy copied from stdin', "copy copied from stdin with (format text, delimiter ',')"]) {
+      const err = await c.query(sql).catch((e: Error & {code?: string}) => e)
+      expect(err, sql).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved as COPY … FROM STDIN: its rows come from the client after the reviewer has decided/)})
+    }
+    const raw = await t.raw()
+    raw.send(serialize.parse({text: 'copy copied from stdin'}), serialize.bind({}), serialize.execute({}), serialize.copyData(Buffer.from('1\tmallory\n')), serialize.copyDone(), serialize.sync())
+    expect(errorOf(await raw.untilReady())).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved as COPY … FROM STDIN/)})
+    expect(await filed()).toBe(before)
+    expect((await withClient(db.url, (x) => x.query('select count(*)::int as n from copied'))).rows[0].n).toBe(0)
+    // COPY TO STDOUT sends nothing after the decision: it is held as any other.
+    const w = watchNotices(c)
+    const out = c.query('copy copied to stdout').catch((e: Error) => e)
+    await decide(await review('bob'), {id: await w.approvalId(), action: 'deny', reason: 'no exports'})
+    expect(await out).toMatchObject({message: /denied by bob@example.com: no exports/})
+  })
+
+  it('never holds a Parse that declares parameter types its text does not use: the Bind still converts its values, and a domain check runs with them', async () => {
+    const oid = await withClient(db.url, async (x) => {
+      await x.query("create table noted (o text); create table owned (id int, owner text); insert into owned values (1, 'ann'); create function note_value(o text) returns boolean language plpgsql as $f$ begin insert into public.noted values (o); return true; end $f$; create domain noted_text as text check (note_value(value))")
+      return Number((await x.query("select 'noted_text'::regtype::oid as oid")).rows[0].oid)
+    })
+    const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: owned-updates-need-review\n    match: {command: update}\n    action: require_approval`)
+    const filed = async () => (await listRequests(bucket)).length
+    const before = await filed()
+    const raw = await t.raw()
+    for (const types of [[oid], [oid, oid], [25, oid], [23], [0]]) {
+      raw.send(serialize.parse({text: "update public.owned set owner = 'bob' where id = 1", types}), serialize.bind({values: types.map(() => '7')}), serialize.execute({}), serialize.sync())
+      expect(errorOf(await raw.untilReady()), JSON.stringify(types)).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved with bind parameters/)})
+    }
+    expect(await filed()).toBe(before)
+    const state = await withClient(db.url, async (x) => (await x.query('select (select count(*) from public.noted)::int as noted, (select owner from public.owned) as owner')).rows[0])
+    expect(state).toEqual({noted: 0, owner: 'ann'})
   })
 
   it('expires a request nobody decides', async () => {

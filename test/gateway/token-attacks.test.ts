@@ -65,13 +65,14 @@ describe('dbgate gateway: IdP-signed JWTs that are not sign-in tokens', () => {
     expect(r).toEqual({applicationName: 'dbgate/m***@example.com'})
   })
 
-  it.each([[false], ['false']])('does not take an e-mail address with email_verified %j as the person: the subject names them', async (flag) => {
+  it.each([[false], ['false'], ['False'], ['FALSE'], [' false'], [0], ['0'], ['no'], [null], [{}], [[]], ['']])('does not take an e-mail address with email_verified %j as the person: the subject names them', async (flag) => {
     const token = await mint(f.signingKey, claims({email: 'bob@example.com', email_verified: flag}))
     const e = await signIn(token, 'bob@example.com')
     expect(e).toMatchObject({code: '28000', message: expect.stringMatching(/"bob@example\.com" is not the identity the token proves \(mallory\)/)})
     expect(await signIn(token, 'mallory')).toEqual({applicationName: 'dbgate/mallory'})
     // A verified address (or an IdP that sends no flag) still names the person.
     expect(await signIn(await mint(f.signingKey, claims({email: 'bob@example.com', email_verified: true})), 'bob@example.com')).toEqual({applicationName: 'dbgate/b***@example.com'})
+    expect(await signIn(await mint(f.signingKey, claims({email: 'bob@example.com', email_verified: 'true'})), 'bob@example.com')).toEqual({applicationName: 'dbgate/b***@example.com'})
   })
 
   it('refuses a token that says it was issued in the future, beyond the clock skew', async () => {
