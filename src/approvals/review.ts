@@ -26,7 +26,7 @@ import {seal} from './seal.js'
 import {checkGatewaySignature} from './gateway-signature.js'
 import {isApprovalId, listRequests, readDecision, readOutcome, readRequest, requestDigest, stateOf, writeDecision} from './store.js'
 import type {ApprovalDecision, ApprovalRequest, DecisionAction, RequestView, SealedDecision} from './types.js'
-import {requesterLabel} from './types.js'
+import {MAX_WINDOW_MS, requesterLabel} from './types.js'
 
 /** A signed-in reviewer who can produce a token issued no earlier than a given time. */
 export interface Reviewer {
@@ -217,6 +217,9 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
   const reason = input.reason?.trim() || undefined
   if (input.action === 'deny' && !reason) throw new ApprovalError(APPROVAL_BAD_INPUT, 'A denial needs a reason; the requester sees it.', 'Pass --reason "…".')
   if (input.action === 'window' && !(input.windowMs && input.windowMs > 0)) throw new ApprovalError(APPROVAL_BAD_INPUT, 'A window needs a duration, e.g. 30m.')
+  if (input.action === 'window' && input.windowMs! > MAX_WINDOW_MS) {
+    throw new ApprovalError(APPROVAL_BAD_INPUT, `A window may last at most ${shortDuration(MAX_WINDOW_MS)}; ${shortDuration(input.windowMs!)} was asked.`, 'Grant a shorter window, or allow the statements in the target\'s rules (dbgate.yaml) if they should run without asking for longer.')
+  }
 
   const request = await readRequest(ctx.bucket, input.id)
   if (!request) throw new ApprovalError(APPROVAL_NOT_FOUND, `No approval request ${input.id} in ${ctx.bucket.url}.`, 'Run `dbgate approvals list` to see pending requests.')

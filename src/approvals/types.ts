@@ -7,6 +7,9 @@ import {z} from 'zod'
 
 export const APPROVALS_VERSION = 1
 
+/** The longest window a reviewer may grant: past a day, what runs without asking is a rule, and belongs in the target's rules. */
+export const MAX_WINDOW_MS = 24 * 60 * 60 * 1000
+
 const version = z.literal(APPROVALS_VERSION)
 const timestamp = z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'expected an ISO timestamp')
 

@@ -55,14 +55,15 @@ describe('approvals through the tunnel', () => {
   }
 
   /** A decision sealed properly with `user`'s fresh token, written past every check the CLI makes. */
-  async function sealedBy(user: string, request: ApprovalRequest, action: DecisionAction): Promise<ApprovalDecision> {
+  async function sealedBy(user: string, request: ApprovalRequest, action: DecisionAction, windowMs?: number): Promise<ApprovalDecision> {
     const env = p.env(user)
     const session = await (await getIdentity(p.f.config, {env, store: openTokenStore({env})})).refresh()
     const digest = requestDigest(request)
     const decidedAt = new Date().toISOString()
     const {subject, email, groups} = session.identity
-    const sealed = {requestId: request.id, requestDigest: digest, action, decidedAt, token: session.token}
-    return {v: 1, requestId: request.id, action, reviewer: {subject, email, groups}, decidedAt, requestDigest: digest, proof: seal(request.sealKey, JSON.stringify(sealed), {requestId: request.id, requestDigest: digest})}
+    const window = windowMs === undefined ? {} : {windowMs}
+    const sealed = {requestId: request.id, requestDigest: digest, action, ...window, decidedAt, token: session.token}
+    return {v: 1, requestId: request.id, action, reviewer: {subject, email, groups}, ...window, decidedAt, requestDigest: digest, proof: seal(request.sealKey, JSON.stringify(sealed), {requestId: request.id, requestDigest: digest})}
   }
 
   const review = async (user: string) => ({bucket, config, reviewer: await p.reviewer(user)})
@@ -371,6 +372,34 @@ describe('approvals through the tunnel', () => {
     await c.query('create table windowed_2 (id int)')
     expect(w.notices.at(-1)).toMatch(new RegExp(`running under the window ${id} granted by bob@example.com`))
     expect(await tableCount('windowed_2')).toBe(1)
+  })
+
+  it('refuses a window longer than a day, and the statement keeps waiting for a decision', async () => {
+    // A tunnel of its own: the window granted above covers schema changes in the first.
+    const t = await tunnelAs('alice')
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table window_too_long (id int)').catch((e: Error) => e)
+    const id = await w.approvalId()
+    for (const windowMs of [24 * 3_600_000 + 1, 1e12, 1e308]) {
+      await expect(decide(await review('bob'), {id, action: 'window', windowMs})).rejects.toMatchObject({code: 'APPROVAL_BAD_INPUT', message: expect.stringMatching(/^A window may last at most 24h/)})
+    }
+    // Sealed by a genuine reviewer past every check the CLI makes: the tunnel refuses it too.
+    await bucket.put(decisionKey(id), JSON.stringify(await sealedBy('bob', (await readRequest(bucket, id))!, 'window', 1e308)), {ifNoneMatch: true})
+    await waitFor(() => w.notices.some((n) => /the window is longer than a reviewer may grant \(24 h\)/.test(n)), 'the overlong window is refused')
+    expect(await tableCount('window_too_long')).toBe(0)
+    const bob = await review('bob')
+    await waitFor(
+      () =>
+        decide(bob, {id, action: 'deny', reason: 'too long'}).then(
+          () => true,
+          () => false,
+        ),
+      'the refused decision is moved aside and a denial can be written',
+      {intervalMs: 100},
+    )
+    expect(await held).toMatchObject({message: expect.stringContaining('denied by bob@example.com: too long')})
+    expect(await tableCount('window_too_long')).toBe(0)
   })
 
   it('keeps a window to the rule it was granted under: statements of the same class that another rule holds still ask', async () => {
