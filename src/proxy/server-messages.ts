@@ -61,6 +61,7 @@ export class ServerMessages {
       case Backend.DataRow: {
         const run = state.onResultPart('DataRow').run
         run.dataRows++
+        if (run.rowsAnnounced !== true) c.rowsOut = run
         const filter = run.filter
         // Past the recording's preview rows, this row and those after it in the chunk at once.
         if (filter?.dataRowMessages && frame.source && run.dataRows > (c.env.hooks.previewRows ?? 0)) {
@@ -179,6 +180,7 @@ export class ServerMessages {
         return
       case Backend.CopyData: {
         const run = state.onResultPart('CopyData').run
+        if (run.rowsAnnounced !== true) c.rowsOut = run
         if (run.filter?.copyDataMessages && frame.source) {
           const taken = run.filter.copyDataMessages(frame.source, frame.start!, c.env.maxMessageSize, c.clientSink)
           if (taken > frame.start!) {
