@@ -292,7 +292,7 @@ export interface ProxyHooks {
   beforeRelease?: () => void
   /**
    * Called before `beforeRelease` when the replies about to reach the client hold rows (DataRow,
-   * CopyData) of a statement that has not finished: its `onStatement` comes later, and a tunnel
+   * CopyData) or a notice of a statement that has not finished: its `onStatement` comes later, and a tunnel
    * killed meanwhile would leave no trace of what the client has already read. Once per statement;
    * `event.outcome` is not known yet and `rows` counts the rows sent so far.
    */

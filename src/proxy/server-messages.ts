@@ -200,7 +200,10 @@ export class ServerMessages {
         return
       }
       case Backend.NoticeResponse: {
-        const filter = runOf(state.head)?.filter ?? c.sessionFilter
+        const run = runOf(state.head)
+        // A statement's notices say what it read as much as its rows do.
+        if (run !== undefined && run.rowsAnnounced !== true) c.rowsOut = run
+        const filter = run?.filter ?? c.sessionFilter
         if (filter?.notice) {
           const out = filter.notice(decodeNotice(frame.body))
           if (out) return void c.toClient.push(encodeNotice(out))

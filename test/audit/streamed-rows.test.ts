@@ -5,7 +5,7 @@
  * user's own `kill -9`) left an interrupted session with no statement at all. Rows of a statement
  * still running are now preceded in the log by a `statement.streaming` event, written before the
  * client gets them, in every way a statement sends rows: simple and extended, COPY TO STDOUT,
- * FETCH, a multi-statement text, masked or not.
+ * FETCH, a multi-statement text, masked or not, and the notices it raises.
  */
 import {spawn} from 'node:child_process'
 import {readdir, readFile, writeFile} from 'node:fs/promises'
@@ -34,6 +34,12 @@ const FAMILY: {name: string; tag: string; messages: (tag: string) => Buffer[]; b
     tag: 'ex',
     messages: (t) => [serialize.parse({text: `${ROWS.replace('row-', `${t}-`)} union all ${WAIT}`}), serialize.bind({}), serialize.describe({type: 'P'}), serialize.execute({}), serialize.sync()],
     first: 'D',
+  },
+  {
+    name: 'a NOTICE a running statement raised',
+    tag: 'nt',
+    messages: (t) => [serialize.query(`do $$ begin raise notice '${t}-%', (select string_agg(email, ',') from people); perform pg_sleep(1.5); end $$`)],
+    first: 'N',
   },
   {name: 'COPY TO STDOUT', tag: 'cp', messages: (t) => [serialize.query(`copy (${ROWS.replace('row-', `${t}-`)} union all ${WAIT}) to stdout`)], first: 'd'},
   {
@@ -83,6 +89,7 @@ describe('rows of a statement that has not finished', () => {
       const early = now[0]!.data as StatementStreamingData
       // COPY's rows are counted from its tag, at its end.
       if (k.first === 'D') expect(early.rows).toBeGreaterThan(0)
+      else expect(early.rows).toBe(0)
       expect(early.decision).toBe('allow')
       // It carries no values: the masked ones are only in the final event's preview.
       expect(JSON.stringify(early)).not.toContain('first.person')
