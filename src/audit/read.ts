@@ -61,9 +61,17 @@ export class SessionReader {
     const {sessions: all, unreadable} = await this.cache.scan()
     const exact = all.filter((s) => s.sessionId === sessionIdOrPrefix)
     const found = exact.length ? exact : all.filter((s) => s.sessionId.startsWith(sessionIdOrPrefix))
-    // The id is then only a file name: say the object is there and cannot be read, not that it is missing.
-    const damaged = found.length === 0 ? unreadable.find((u) => objectFileId(u.key).startsWith(sessionIdOrPrefix)) : undefined
-    if (damaged) throw new UnreadableObjectError(damaged.key, damaged.problem)
+    // An unreadable object's id is only its file name: say the object is there and cannot be read,
+    // not that it is missing; and never answer for a longer id in its place (an object made
+    // unreadable beside a log named `<its id>-2` would have that log verified instead).
+    const damaged = exact.length ? [] : unreadable.filter((u) => objectFileId(u.key).startsWith(sessionIdOrPrefix))
+    const damagedExact = damaged.find((u) => objectFileId(u.key) === sessionIdOrPrefix)
+    if (damagedExact) throw new UnreadableObjectError(damagedExact.key, damagedExact.problem)
+    if (damaged.length > 0 && found.length > 0) {
+      const names = [...found.map((s) => s.sessionId), ...damaged.map((u) => `unreadable object ${u.key}`)]
+      throw new Error(`session prefix ${JSON.stringify(sessionIdOrPrefix)} matches ${names.length} sessions and objects: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ` and ${names.length - 5} more` : ''}; give more of the id (\`dbgate sessions list\` shows them)`)
+    }
+    if (damaged.length > 0) throw new UnreadableObjectError(damaged[0]!.key, damaged[0]!.problem)
     if (found.length === 0) throw new Error(`no shipped session ${sessionIdOrPrefix} in ${this.bucket.url}; run \`dbgate sessions sync\` if it is still in the local spool`)
     if (found.length > 1) {
       const shown = found.slice(0, 5).map((s) => s.sessionId).join(', ')
