@@ -12,7 +12,7 @@ import {readdir, readFile, writeFile} from 'node:fs/promises'
 import path, {join} from 'node:path'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {parseEvents} from '../../src/audit/read.js'
+import {parseEvents, statementsOf} from '../../src/audit/read.js'
 import type {StatementData, StatementStreamingData} from '../../src/audit/events.js'
 import {isolatedEnv, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
@@ -101,6 +101,8 @@ describe('rows of a statement that has not finished', () => {
       expect((done[0]!.data as StatementData).outcome).toBe('ok')
       // Once per statement, however many chunks its rows took.
       expect(events.filter((e) => e.type === 'statement.streaming' && ours((e.data as StatementStreamingData).sql))).toHaveLength(1)
+      // Searched once: the streaming event stands for its statement only when that never ended.
+      expect(statementsOf(events).filter((e) => ours((e.data as StatementData).sql) && !(e.data as StatementData).sql.startsWith('begin')).map((e) => e.type)).toEqual(['statement'])
       c.end()
     }, 30_000)
   }
@@ -154,5 +156,13 @@ describe('dbgate connect killed with SIGKILL while the client reads', () => {
     const show = await run('node', [BIN, 'sessions', 'show', verify.stdout.split(/\s+/)[1]!], {env})
     expect(show.stdout).toMatch(/rows sent .*sent before it finished/)
     expect(show.stdout).toContain('killed-')
+    // Searched and exported as the statement it stands for, its outcome unknown.
+    const search = await run('node', [BIN, 'sessions', 'search', 'killed-'], {env})
+    expect(search.stdout.trim().split('\n')).toHaveLength(1)
+    expect(search.stdout).toContain('killed-')
+    const csv = await run('node', [BIN, 'sessions', 'export', '--format', 'csv'], {env})
+    const rows = csv.stdout.trim().split('\n').slice(1)
+    expect(rows).toHaveLength(1)
+    expect(rows[0]).toMatch(/,unfinished,.*killed-/)
   }, 90_000)
 })
