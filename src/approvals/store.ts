@@ -136,7 +136,7 @@ export async function listRequests(bucket: Bucket, opts: ListOptions = {}): Prom
     requests.map(async (id): Promise<RequestView | undefined> => {
       // A record that is not valid is left out of the list (nothing in it can be shown as true), and said so.
       const leftOut = (e: unknown) => {
-        if (e instanceof DocumentError) opts.onInvalid?.(`${e.message}; left out`)
+        if (e instanceof DocumentError) opts.onInvalid?.(`${visible(e.message)}; left out`)
         return undefined
       }
       const request = await readRequest(bucket, id).catch(leftOut)

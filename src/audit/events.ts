@@ -12,7 +12,7 @@ import type {ProtocolPath, StatementEvent} from '../proxy/seam.js'
  * every field; change both together, and bump `v` for anything a v1 reader would misread.
  */
 
-export type KnownEventType = 'session.start' | 'statement' | 'session.end' | 'session.interrupted' | 'checkpoint'
+export type KnownEventType = 'session.start' | 'statement' | 'statement.streaming' | 'session.end' | 'session.interrupted' | 'checkpoint'
 
 /** The identity as recorded (Identity never holds a token), with its expiry as an ISO string. */
 export type RecordedIdentity = Omit<Identity, 'expiresAt'> & {expiresAt: string}
@@ -77,6 +77,13 @@ export interface StatementData {
   error?: {sqlstate: string; message: string}
   preview?: ResultPreview
 }
+
+/**
+ * A statement whose rows reached the client before it finished (`statement.streaming`): what it is
+ * and who ran it, with `rows` sent so far and no outcome. Its `statement` event follows at its end,
+ * unless the tunnel died first.
+ */
+export type StatementStreamingData = Omit<StatementData, 'outcome' | 'commandTags' | 'durationMs' | 'params' | 'preview' | 'error' | 'maskedValues'>
 
 export interface SessionEndData {
   reason: string

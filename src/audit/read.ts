@@ -61,9 +61,17 @@ export class SessionReader {
     const {sessions: all, unreadable} = await this.cache.scan()
     const exact = all.filter((s) => s.sessionId === sessionIdOrPrefix)
     const found = exact.length ? exact : all.filter((s) => s.sessionId.startsWith(sessionIdOrPrefix))
-    // The id is then only a file name: say the object is there and cannot be read, not that it is missing.
-    const damaged = found.length === 0 ? unreadable.find((u) => objectFileId(u.key).startsWith(sessionIdOrPrefix)) : undefined
-    if (damaged) throw new UnreadableObjectError(damaged.key, damaged.problem)
+    // An unreadable object's id is only its file name: say the object is there and cannot be read,
+    // not that it is missing; and never answer for a longer id in its place (an object made
+    // unreadable beside a log named `<its id>-2` would have that log verified instead).
+    const damaged = exact.length ? [] : unreadable.filter((u) => objectFileId(u.key).startsWith(sessionIdOrPrefix))
+    const damagedExact = damaged.find((u) => objectFileId(u.key) === sessionIdOrPrefix)
+    if (damagedExact) throw new UnreadableObjectError(damagedExact.key, damagedExact.problem)
+    if (damaged.length > 0 && found.length > 0) {
+      const names = [...found.map((s) => s.sessionId), ...damaged.map((u) => `unreadable object ${u.key}`)]
+      throw new Error(`session prefix ${JSON.stringify(sessionIdOrPrefix)} matches ${names.length} sessions and objects: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ` and ${names.length - 5} more` : ''}; give more of the id (\`dbgate sessions list\` shows them)`)
+    }
+    if (damaged.length > 0) throw new UnreadableObjectError(damaged[0]!.key, damaged[0]!.problem)
     if (found.length === 0) throw new Error(`no shipped session ${sessionIdOrPrefix} in ${this.bucket.url}; run \`dbgate sessions sync\` if it is still in the local spool`)
     if (found.length > 1) {
       const shown = found.slice(0, 5).map((s) => s.sessionId).join(', ')
@@ -159,8 +167,7 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
   const pattern = q.text ? (q.regex ? new RegExp(q.text, 'gi') : new RegExp(escapeRegExp(q.text), 'gi')) : undefined
   const table = q.table?.toLowerCase()
   const out: SearchMatch[] = []
-  for (const ev of events) {
-    if (ev.type !== 'statement') continue
+  for (const ev of statementsOf(events)) {
     const d = ev.data as StatementData
     if (q.class && d.class !== q.class) continue
     if (q.decision && d.decision !== q.decision) continue
@@ -178,6 +185,23 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
     out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? []})
   }
   return out
+}
+
+/** The CSV outcome of a statement whose rows the client read and whose end the log never got. */
+const UNFINISHED = 'unfinished'
+
+/** One statement's identity in a log: its connection, start and text, which its two events share. */
+const runKey = (d: Partial<StatementData> | null): string => `${d?.connectionId}\u0000${d?.startedAt}\u0000${d?.sql}`
+
+/**
+ * A log's `statement` events, and each `statement.streaming` whose statement never ended (the tunnel
+ * died while the client read its rows) standing for it: what the client read is searched and
+ * exported, not only shown.
+ */
+export function statementsOf(events: readonly AuditEvent[]): AuditEvent[] {
+  const ended = new Set<string>()
+  for (const ev of events) if (ev.type === 'statement') ended.add(runKey(ev.data as StatementData))
+  return events.filter((ev) => ev.type === 'statement' || (ev.type === 'statement.streaming' && !ended.has(runKey(ev.data as StatementData))))
 }
 
 function escapeRegExp(s: string): string {
@@ -212,10 +236,10 @@ export function* exportSession(session: LoadedSession, format: 'jsonl' | 'csv', 
   }
   if (withHeader) yield CSV_COLUMNS.join(',') + '\n'
   const s = session.summary
-  for (const ev of session.events) {
-    if (ev.type !== 'statement') continue
+  for (const ev of statementsOf(session.events)) {
     const d = ev.data as StatementData
-    const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, d.outcome, (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
+    const outcome = ev.type === 'statement.streaming' ? UNFINISHED : d.outcome
+    const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, outcome, (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
     yield row.map(csvCell).join(',') + '\n'
   }
 }

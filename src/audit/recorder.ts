@@ -13,6 +13,7 @@ import {
   type Normalized,
   type SessionStartData,
   type StatementDetails,
+  type StatementStreamingData,
   type Totals,
 } from './events.js'
 import {defaultSpoolDir, SpoolFile, SpoolWriteError, type SpoolFileOptions} from './spool.js'
@@ -51,7 +52,7 @@ export interface SessionStartInput {
 }
 
 /** Event types whose invariants the recorder owns; `recordEvent` refuses them. */
-const RESERVED = new Set<string>(['session.start', 'statement', 'session.end', 'session.interrupted', 'checkpoint'] satisfies KnownEventType[])
+const RESERVED = new Set<string>(['session.start', 'statement', 'statement.streaming', 'session.end', 'session.interrupted', 'checkpoint'] satisfies KnownEventType[])
 
 /** Every live session recorded by this process, whichever recorder writes it (a gateway has one per pipeline). */
 const liveInProcess = new Map<string, SessionRecorder>()
@@ -230,6 +231,17 @@ export class SessionRecorder {
     const data = statementData(ev, details, this.rec.opts.previewRows, this.rec.opts.normalize, memo)
     addToTotals((this.counts ??= emptyTotals()), data)
     this.write('statement', data, this.rec.nowTime(), false, statementJson(data, memo))
+  }
+
+  /**
+   * Rows of a statement still running are about to reach the client: its `statement` event is
+   * written at its end, which a tunnel killed meanwhile never reaches, so this says now what it is.
+   * Its parameters, preview and outcome wait for that event; totals count only that one.
+   */
+  streaming(ev: StatementEvent, details: StatementDetails = {}): void {
+    const {outcome: _o, commandTags: _t, durationMs: _d, params: _p, preview: _v, error: _e, maskedValues: _m, ...data} = statementData(ev, details, 0, this.rec.opts.normalize)
+    const out: StatementStreamingData = data
+    this.write('statement.streaming', out, this.rec.nowTime())
   }
 
   /** Any other event type (e.g. `approval.requested`), chained and spooled like the rest. */

@@ -18,7 +18,7 @@ export interface RecordingExtra {
 }
 
 /** The tunnel's event hooks, writing into `recorder`. */
-export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra): Required<Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onSessionEnd' | 'beforeRelease'>> {
+export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra): Required<Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease'>> {
   return {
     // Group commit: the events of a chunk of replies are written before the client gets them.
     beforeRelease() {
@@ -43,6 +43,12 @@ export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra):
       // A statement for a session we never saw start is a tunnel bug; losing it silently would hide it.
       if (!s) throw new Error(`audit: statement for unknown session ${event.sessionId}`)
       s.statement(event, extra.describe?.(event) ?? {})
+    },
+    // Before the rows go out, in the same write as the events of their chunk (beforeRelease).
+    onRowsReleased(event: StatementEvent) {
+      const s = recorder.session(event.sessionId)
+      if (!s) throw new Error(`audit: rows for unknown session ${event.sessionId}`)
+      s.streaming(event, extra.describe?.(event) ?? {})
     },
     onSessionEnd(session: SessionInfo, reason: string) {
       const s = recorder.session(session.sessionId)

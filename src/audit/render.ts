@@ -1,7 +1,7 @@
 import {agentLabel} from '../identity/types.js'
 import {Chalk, type ChalkInstance} from 'chalk'
 import {visible, visibleDeep} from '../util/visible.js'
-import {isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData} from './events.js'
+import {isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData, type StatementStreamingData} from './events.js'
 
 /**
  * Turning events into display lines. Everything here is pure: `show`, `replay` and the tests share
@@ -55,7 +55,7 @@ export function shortMasked(masked: readonly string[]): string {
  */
 function displayable(ev: AuditEvent): AuditEvent {
   const data = visibleDeep(ev.data)
-  const sql = ev.type === 'statement' ? (ev.data as Partial<StatementData> | null)?.sql : undefined
+  const sql = ev.type === 'statement' || ev.type === 'statement.streaming' ? (ev.data as Partial<StatementData> | null)?.sql : undefined
   if (typeof sql === 'string') (data as StatementData).sql = visible(sql, {lines: true})
   return {...ev, type: visible(ev.type), session: visible(ev.session), data}
 }
@@ -89,6 +89,14 @@ export function renderEvent(raw: AuditEvent, opts: RenderOptions = {}): string[]
       if (d.maskedColumns?.length) lines.push(c.dim(`    masked: ${shortMasked(d.maskedColumns)}`))
       if (d.error) lines.push(c.red(`    error ${d.error.sqlstate}: ${d.error.message}`))
       if (d.preview) lines.push(...renderPreview(d.preview, opts.cellWidth ?? 32).map((l) => `    ${l}`))
+      return lines
+    }
+    case 'statement.streaming': {
+      const d = ev.data as StatementStreamingData
+      const facts = [d.class, d.ruleId ? `rule ${d.ruleId}` : undefined, `${d.rows} row${d.rows === 1 ? '' : 's'} sent before it finished`]
+      const lines = [`${head} ${c.yellow('rows sent')} ${facts.filter(Boolean).join(' · ')}`]
+      for (const l of String(d.sql).split('\n')) lines.push(`    ${l}`)
+      if (d.tables?.length) lines.push(c.dim(`    tables: ${d.tables.join(', ')}`))
       return lines
     }
     case 'session.end': {

@@ -5,7 +5,7 @@
 import {Command, Errors, ux} from '@oclif/core'
 import chalk from 'chalk'
 import {colorEnabled} from './color.js'
-import {jsonText} from '../util/visible.js'
+import {jsonText, visible} from '../util/visible.js'
 import {describeFailure, failureJson, formatFailure} from './errors.js'
 
 export abstract class DbgateCommand extends Command {
@@ -20,9 +20,13 @@ export abstract class DbgateCommand extends Command {
     ux.stdout(ux.colorizeJson(jsonText(json), {pretty: false, theme: this.config.theme?.json}))
   }
 
-  /** A warning on stderr, unwrapped (oclif's own wraps long paths mid-word); quiet under --json. */
+  /**
+   * A warning on stderr, unwrapped (oclif's own wraps long paths mid-word); quiet under --json.
+   * Warnings name what they are about (a bucket key, a record's field, a server's answer), which
+   * whoever wrote it chose: shown with `visible`, so nothing in them acts on the terminal.
+   */
   protected warning(message: string): void {
-    this.logToStderr(`Warning: ${message}`)
+    this.logToStderr(`Warning: ${visible(message, {lines: true})}`)
   }
 
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {

@@ -18,7 +18,7 @@ export default class Deny extends DbgateCommand {
 
   async run(): Promise<{id: string; action: string; reviewer: string}> {
     const {args, flags} = await this.parse(Deny)
-    const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, (m) => this.logToStderr(`Warning: ${m}`), 'decide')
+    const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, (m) => this.warning(m), 'decide')
     const result = await decide(ctx, {id: args.id, action: 'deny', reason: flags.reason})
     this.log(confirmation(result))
     return {id: result.request.id, action: 'deny', reviewer: result.decision.reviewer.email ?? result.decision.reviewer.subject}

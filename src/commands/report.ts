@@ -72,7 +72,8 @@ The report states its period, its sources and every gap (days with no logs, logs
     const verified = report.integrity.filter((i) => i.result === 'verified').length
     this.log(`  ${verified} of ${report.integrity.length} logs verified${s.logsFailingVerification ? chalk.red(`, ${s.logsFailingVerification} failing`) : ''}${s.unreadableObjects ? chalk.red(`, ${s.unreadableObjects} unreadable session object${s.unreadableObjects === 1 ? '' : 's'}`) : ''}`)
     for (const g of report.gaps) {
-      this.log(chalk.yellow(`  gap: ${g.message}`))
+      // A gap names what the bucket holds (a key's name, a recorded identity): whoever wrote it chose it.
+      this.log(chalk.yellow(`  gap: ${visible(g.message)}`))
       // Keys are whatever their writer chose: escaped before they reach the terminal.
       for (const o of g.objects ?? []) this.log(chalk.yellow(`    ${visible(o.key)}: ${visible(o.problem)}`))
     }

@@ -69,6 +69,7 @@ export interface Stage {
   readonly onStatement?: ProxyHooks['onStatement']
   readonly onIdle?: ProxyHooks['onIdle']
   readonly beforeRelease?: ProxyHooks['beforeRelease']
+  readonly onRowsReleased?: ProxyHooks['onRowsReleased']
   readonly onSessionEnd?: ProxyHooks['onSessionEnd']
   readonly onConnectionClosed?: ProxyHooks['onConnectionClosed']
   readonly onUpstreamClosed?: ProxyHooks['onUpstreamClosed']
@@ -122,6 +123,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
     onSessionStart: inTurn(all('onSessionStart')),
     onStatement: inTurn(all('onStatement')),
     onIdle: inTurn(all('onIdle')),
+    onRowsReleased: inTurn(all('onRowsReleased')),
     beforeRelease: inTurn(all('beforeRelease')),
     onSessionEnd: inTurn(all('onSessionEnd')),
     onConnectionClosed: inTurn(all('onConnectionClosed')),

@@ -22,10 +22,28 @@ import {textShape, type StatementShape, type TextShape} from './sql-effects.js'
 
 /** What the replacement for a refused message says to the server: a guaranteed syntax error with no effect. */
 const REFUSED_SQL = 'DBGATE REFUSED STATEMENT'
-/** A prepared statement name no client can create through the tunnel (Parse refuses it; it fails to parse as SQL). */
+/** A prepared statement name Parse refuses, so that a client's Parse never looks like the tunnel's refusal. */
 const REFUSED_STATEMENT = 'dbgate refused binding'
-/** A portal name no client can create through the tunnel (Bind refuses it). */
+/** A portal name Bind refuses, for the same reason. */
 const REFUSED_PORTAL = 'dbgate refused portal'
+
+/**
+ * What the server is sent in place of a refused Bind or Execute: a Bind that reads as two parameter
+ * format codes for no parameters, which the server rejects (08P01) while reading the message, before
+ * it plans a statement or makes or runs a portal. A refusal that named a statement or portal that
+ * must not exist failed only while none did, and SQL makes both (PREPARE "dbgate refused binding",
+ * DECLARE "dbgate refused portal" CURSOR …): a refused Execute then ran the client's cursor on the
+ * server (its functions, nextval included), recorded as refused.
+ */
+const REFUSAL_BIND: Buffer = (() => {
+  const names = Buffer.from(`${REFUSED_PORTAL}\0${REFUSED_STATEMENT}\0`, 'utf8')
+  // Two parameter format codes (text, text), then zero parameters and zero result format codes.
+  const tail = Buffer.from([0, 2, 0, 0, 0, 0, 0, 0, 0, 0])
+  const head = Buffer.alloc(5)
+  head[0] = 0x42 // 'B'
+  head.writeInt32BE(4 + names.length + tail.length, 1)
+  return Buffer.concat([head, names, tail])
+})()
 
 /**
  * NAMEDATALEN - 1: the server keys prepared statements and portals by their first 63 bytes
@@ -289,7 +307,7 @@ export class ClientMessages {
           }
           const run = newRun(`<Execute of portal "${e.portal}", unknown to the tunnel>`, 'parse', {action: 'reject', error})
           run.denied = error
-          c.toUpstream.push(serialize.execute({portal: REFUSED_PORTAL}))
+          c.toUpstream.push(REFUSAL_BIND)
           this.sent(state.sendExecute(undefined, run), run)
           return
         }
@@ -497,14 +515,14 @@ export class ClientMessages {
   private refuseExecute(p: PortalDef, error: PgNoticeFields): void {
     const run = newRun(p.sql, 'parse', {action: 'reject', error}, p.statement?.name)
     run.denied = error
-    this.c.toUpstream.push(serialize.execute({portal: REFUSED_PORTAL}))
+    this.c.toUpstream.push(REFUSAL_BIND)
     this.sent(this.c.state.sendExecute(undefined, run), run)
   }
 
   private refuseBind(portal: string, statement: string, s: StatementDef | undefined, error: PgNoticeFields): void {
     const run = newRun(s ? s.sql : `<Bind of prepared statement "${statement}", unknown to the tunnel>`, 'parse', {action: 'reject', error}, statement)
     run.denied = error
-    this.c.toUpstream.push(serialize.bind({statement: REFUSED_STATEMENT}))
+    this.c.toUpstream.push(REFUSAL_BIND)
     this.sent(this.c.state.sendBind(portal, undefined, run), run)
   }
 

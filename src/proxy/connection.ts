@@ -135,6 +135,8 @@ export interface ConnectionCore {
   readonly closing: boolean
   context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition, paramTypes?: readonly number[]): StatementContext
   finishRun(run: Run, outcome: StatementEvent['outcome']): void
+  /** The statement whose rows the chunk being handled sent last: `flush` reports it if it is still running. */
+  rowsOut: Run | undefined
   safely<T>(fn: () => T): T | undefined
   flush(): void
   close(reason: string): void
@@ -498,6 +500,7 @@ export class ClientConnection implements ConnectionCore {
    * so the owed entries past this count are the messages not written yet.
    */
   private owedWhenFlushed = 0
+  rowsOut: Run | undefined = undefined
   /** What the client's last messages sent upstream was dropped (the connection is failing): they never reach the server. */
   private upstreamDropped = false
 
@@ -521,12 +524,25 @@ export class ClientConnection implements ConnectionCore {
     }
     if (!this.upstreamDropped) this.owedWhenFlushed = this.state.pendingCount
     if (!this.clientOut.empty && this.phase !== 'closed') {
+      if (this.rowsOut !== undefined) this.announceRows(this.rowsOut)
       const release = this.env.hooks.beforeRelease
       if (release) this.safely(release)
       if (!this.client.write(this.clientOut.take()!)) this.upstream?.socket.pause()
     } else {
       this.clientOut.clear()
     }
+  }
+
+  /**
+   * Rows of a statement still running are about to reach the client: recorded only at its end, it
+   * would leave no trace if the tunnel were killed first (a read with a pg_sleep after its rows).
+   */
+  private announceRows(run: Run): void {
+    this.rowsOut = undefined
+    if (run.finished || run.rowsAnnounced) return
+    run.rowsAnnounced = true
+    const hook = this.env.hooks.onRowsReleased
+    if (hook) this.safely(() => hook(statementEvent(this.sessionId, this.id, run, 'unanswered')))
   }
 
   finishRun(run: Run, outcome: StatementEvent['outcome']): void {

@@ -29,6 +29,8 @@ export interface Run {
   /** The client-facing error that replaces the server's answer to a refused message. */
   denied?: PgNoticeFields
   finished?: boolean
+  /** Rows of it reached the client before it finished, and `onRowsReleased` said so. */
+  rowsAnnounced?: boolean
 }
 
 export function newRun(sql: string, protocol: ProtocolPath, verdict: StatementVerdict, statementName?: string): Run {

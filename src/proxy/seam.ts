@@ -296,6 +296,13 @@ export interface ProxyHooks {
    * client sees a result is written here, all of it at once.
    */
   beforeRelease?: () => void
+  /**
+   * Called before `beforeRelease` when the replies about to reach the client hold rows (DataRow,
+   * CopyData) or a notice of a statement that has not finished: its `onStatement` comes later, and a tunnel
+   * killed meanwhile would leave no trace of what the client has already read. Once per statement;
+   * `event.outcome` is not known yet and `rows` counts the rows sent so far.
+   */
+  onRowsReleased?: (event: StatementEvent) => void
   onSessionStart?: (session: SessionInfo) => void
   onSessionEnd?: (session: SessionInfo, reason: string) => void
   /** Drops whatever per-connection state a hook keeps. */

@@ -60,6 +60,7 @@ export class ServerMessages {
       case Backend.DataRow: {
         const run = state.onResultPart('DataRow').run
         run.dataRows++
+        if (run.rowsAnnounced !== true) c.rowsOut = run
         const filter = run.filter
         // Past the recording's preview rows, this row and those after it in the chunk at once.
         if (filter?.dataRowMessages && frame.source && run.dataRows > (c.env.hooks.previewRows ?? 0)) {
@@ -178,6 +179,7 @@ export class ServerMessages {
         return
       case Backend.CopyData: {
         const run = state.onResultPart('CopyData').run
+        if (run.rowsAnnounced !== true) c.rowsOut = run
         if (run.filter?.copyDataMessages && frame.source) {
           const taken = run.filter.copyDataMessages(frame.source, frame.start!, c.env.maxMessageSize, c.clientSink)
           if (taken > frame.start!) {
@@ -197,7 +199,10 @@ export class ServerMessages {
         return
       }
       case Backend.NoticeResponse: {
-        const filter = runOf(state.head)?.filter ?? c.sessionFilter
+        const run = runOf(state.head)
+        // A statement's notices say what it read as much as its rows do.
+        if (run !== undefined && run.rowsAnnounced !== true) c.rowsOut = run
+        const filter = run?.filter ?? c.sessionFilter
         if (filter?.notice) {
           const out = filter.notice(decodeNotice(frame.body))
           if (out) return void c.toClient.push(encodeNotice(out))

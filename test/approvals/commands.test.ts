@@ -1,4 +1,4 @@
-import {writeFile} from 'node:fs/promises'
+import {mkdir, rm, writeFile} from 'node:fs/promises'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import path from 'node:path'
@@ -11,6 +11,7 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {people, tempBucketUrl, watchNotices, type People} from './helpers.js'
 import {waitFor} from '../helpers/wait.js'
+import {FileBucket} from '../../src/bucket/file.js'
 
 /** The scriptable forms, run in-process as oclif runs them, against a live tunnel and a real IdP. */
 describe('dbgate approvals list / approve / deny', () => {
@@ -22,6 +23,7 @@ describe('dbgate approvals list / approve / deny', () => {
   const posts: string[] = []
   const saved = {...process.env}
   let stdout = ''
+  let bucketUrl: string
 
   function as(user: string) {
     for (const k of ['DBGATE_TOKEN', 'DBGATE_CLIENT_ID', 'DBGATE_CLIENT_SECRET']) delete process.env[k]
@@ -50,7 +52,7 @@ describe('dbgate approvals list / approve / deny', () => {
     })
     await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r))
     const target = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', `  webhook: http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`].join('\n')
-    const bucketUrl = tempBucketUrl()
+    bucketUrl = tempBucketUrl()
     for (const u of ['alice', 'bob', 'carol']) await p.login(u)
     t = await openPipelineTunnel(db, target, {
       top: `bucket: ${bucketUrl}`,
@@ -155,5 +157,27 @@ describe('dbgate approvals list / approve / deny', () => {
     as('bob')
     await Deny.run([id, '--reason', 'cleanup'])
     await held
+  })
+
+  it('names a record it leaves out by a key anyone who writes the bucket chose, with nothing in it that acts on the terminal', async () => {
+    // Keys under approvals/requests/ are listed and read before anything checks their names.
+    const names = ['\x1b]52;c;cm0gLXJmIH4=\x07', '\x1b[2J\x1b[Hall clear', 'apr-\u202eabcd', 'x\u009b31m', 'a\rb\bc']
+    const bucket = new FileBucket(new URL(bucketUrl).pathname)
+    for (const n of names) await bucket.put(`approvals/requests/${n}.json`, '{"v":1}', {})
+    try {
+      as('bob')
+      const said: string[] = []
+      vi.mocked(console.error).mockImplementation((...args: unknown[]) => void said.push(args.join(' ')))
+      await ApprovalsList.run([])
+      await ApprovalsList.run(['--all'])
+      const warnings = said.filter((l) => l.includes('left out'))
+      expect(warnings.length).toBeGreaterThanOrEqual(names.length)
+      for (const w of warnings) expect(w).not.toMatch(/[\p{Cc}\p{Cf}]/u)
+      expect(said.join('\n')).toContain('\\x1b]52;c;')
+      expect(said.join('\n')).toContain('apr-\\u202eabcd')
+    } finally {
+      await rm(new URL(`${bucketUrl}/approvals/requests`).pathname, {recursive: true, force: true})
+      await mkdir(new URL(`${bucketUrl}/approvals/requests`).pathname, {recursive: true})
+    }
   })
 })

@@ -64,6 +64,7 @@ function eventsCarrying(s: string): AuditEvent[] {
   const identity = {subject: s, email: s, name: s, groups: [s], issuer: s, kind: 'human', tokenHash: ''}
   return [
     event('session.start', {sessionId: s, identity, target: s, database: s, dbUser: s, client: {application: s, address: s}, connectionId: 1, startedAt: '2026-03-01T10:00:00.000Z', dbgateVersion: s, policy: {hash: s, version: s}, keyId: s, host: s, agent: {client: 'mcp', name: s, version: s}}, 1),
+    event('statement.streaming', {connectionId: 1, protocol: 'simple', sql: `${s}\n${s}`, normalized: s, fingerprint: s, class: s, decision: s, ruleId: s, startedAt: '2026-03-01T10:00:00.000Z', rows: 1, tables: [s], maskedColumns: [s]}),
     event('statement', {connectionId: 1, protocol: 'simple', sql: `${s}\n${s}`, normalized: s, fingerprint: s, params: [s, null], class: s, decision: s, ruleId: s, approvalId: s, startedAt: '2026-03-01T10:00:00.000Z', durationMs: 1, rows: 1, commandTags: [s], outcome: 'error', tables: [s], maskedColumns: [s], error: {sqlstate: s, message: s}, preview: {columns: [s], rows: [[s]], truncated: true}}),
     event('approval.requested', {approvalId: s, class: s, ruleId: s, reason: s, reviewers: [s], expiresAt: s}),
     event('approval.decided', {approvalId: s, decision: 'approved', reason: s, reviewer: {email: s, subject: s, groups: [s], tokenIssuedAt: s}}),

@@ -229,4 +229,25 @@ describe('unreadable objects beside good sessions', () => {
     expect(md).toContain(`| unreadable session objects | ${planted.length} |`)
     expect(md).not.toContain('\x1b')
   })
+
+  it('an unreadable object is never passed over for a readable log whose id starts with its name', async () => {
+    // Made unreadable beside a readable log whose id its name begins: asked for by that name (the
+    // whole id, or a prefix of both), verify and show never answer with the other log.
+    const name = viaTunnel.slice(0, 8)
+    const key = `${day}/${name}.jsonl.gz`
+    await bucket.put(key, 'junk')
+    try {
+      const exact = await captureCommand(() => SessionsVerify.run([name, '--config', config], {root}))
+      expect(exact.exitCode).toBe(1)
+      expect(exact.stdout).toMatch(new RegExp(`FAIL .*\\(${day}/${name}\\.jsonl\\.gz\\)\\n\\s+line 0 OBJECT_UNREADABLE`))
+      expect(exact.stdout).not.toContain(viaTunnel)
+      const prefix = await captureCommand(() => SessionsVerify.run([name.slice(0, 4), '--config', config], {root}).catch((err: Error) => err))
+      expect(prefix.result).toBeInstanceOf(Error)
+      expect((prefix.result as Error).message).toMatch(new RegExp(`matches 2 sessions and objects: ${viaTunnel}, unreadable object ${day}/${name}\\.jsonl\\.gz`))
+      const show = await captureCommand(() => SessionsShow.run([name, '--config', config], {root}).catch((err: Error) => err))
+      expect((show.result as Error).message).toMatch(/cannot be read as a session log: not gzip/)
+    } finally {
+      await bucket.delete(key)
+    }
+  })
 })

@@ -92,7 +92,10 @@ describe('what the tunnel forwards, byte for byte', () => {
     const parse = serialize.parse({name: 's1', text: 'SELECT 1'})
     const describe = serialize.describe({type: 'S', name: 's1'})
     const stream = Buffer.concat([parse, serialize.bind({portal: '', statement: 'nope'}), describe, serialize.execute({portal: ''}), serialize.sync()])
-    const expected = Buffer.concat([parse, serialize.bind({statement: 'dbgate refused binding'}), describe, serialize.execute({portal: 'dbgate refused portal'}), serialize.sync()])
+    // Each refusal is a Bind the server rejects while reading it (two parameter formats, no parameters).
+    const names = Buffer.from('dbgate refused portal\0dbgate refused binding\0')
+    const refusal = Buffer.concat([Buffer.from([0x42, 0, 0, 0, 4 + names.length + 10]), names, Buffer.from([0, 2, 0, 0, 0, 0, 0, 0, 0, 0])])
+    const expected = Buffer.concat([parse, refusal, describe, refusal, serialize.sync()])
     for (const chunks of everySplit(stream)) {
       const m = memoryConnection()
       m.fromClient(chunks)

@@ -134,10 +134,11 @@ describe('the protocol state follows the server', () => {
       c(parse('', 'select nope'), sync()),
       s(server.error('42703'), server.ready()),
       check({statements: ['s']}),
-      // Binding what the tunnel no longer knows is refused: a Bind the server must reject goes in its place.
+      // Binding what the tunnel no longer knows is refused: a Bind the server must reject goes in its
+      // place, and in place of the Execute of the portal it would have made.
       c(bind('', ''), exec(), sync()),
-      check({toServer: 'BES'}),
-      s(server.error('26000', 'prepared statement "dbgate refused binding" does not exist'), server.ready()),
+      check({toServer: 'BBS'}),
+      s(server.error('08P01', 'bind message has 2 parameter formats but 0 parameters'), server.ready()),
       check({toClient: 'EZ', clientError: /^ERROR 26000 dbgate: the unnamed prepared statement is not known to the tunnel$/}),
     ])
   })

@@ -91,4 +91,17 @@ describe('dbgate report', () => {
     expect(reversed.code).not.toBe(0)
     expect(reversed.stderr.replace(/\s+/g, ' ')).toContain('the period is empty: --since (2026-10-31T00:00:00.000Z) is after --until')
   })
+
+  it('prints gaps that name what the bucket holds with nothing in them that acts on the terminal', async () => {
+    const dir = await tempDir('dbgate-report-hostile-')
+    await recordFixture(october(), new FileBucket(dir), tempDir)
+    // keys/ is as writable as the rest of the bucket: a key file's name is its writer's choice.
+    for (const name of ['\x1b]52;c;cm0gLXJmIH4=\x07', '\x1b[2J\x1b[H', 'k\u202eyek', 'x\u009b31m']) await writeFile(join(dir, 'keys', `${name}.json`), 'not a key')
+    const out = await tempDir('dbgate-report-out-')
+    const r = await dbgate('report', '--bucket', `file://${dir}`, '--since', '2026-10-01', '--until', '2026-10-31', '--out', out)
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('gap: published key')
+    expect(r.stdout).toContain('\\x1b]52;c;')
+    expect(r.stdout.replace(/\n/g, '')).not.toMatch(/[\p{Cc}\p{Cf}]/u)
+  })
 })

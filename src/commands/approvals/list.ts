@@ -20,8 +20,9 @@ export default class ApprovalsList extends DbgateCommand {
   async run(): Promise<Record<string, unknown>[]> {
     const {flags} = await this.parse(ApprovalsList)
     const loaded = await loadCommandConfig(flags, this)
-    const ctx = await reviewContextFrom(loaded, process.env, (m) => this.logToStderr(`Warning: ${m}`), 'list')
-    const onInvalid = (m: string) => this.logToStderr(`Warning: ${m}`)
+    const ctx = await reviewContextFrom(loaded, process.env, (m) => this.warning(m), 'list')
+    // A left-out record is named by its key, which whoever wrote the bucket chose.
+    const onInvalid = (m: string) => this.warning(m)
     const views = flags.mine ? await listOwnRequests(ctx, {all: flags.all, onInvalid}) : await listForReviewer(ctx, {all: flags.all, onInvalid})
     const standing = flags.mine ? undefined : await notAReviewer(ctx)
     if (standing) this.logToStderr(`${standing.message}\n${standing.nextStep}`)
