@@ -36,6 +36,8 @@ export interface RowsResult {
   notices: string[]
   /** The statement left a transaction open, and it was rolled back (see `endOpenTransaction`). */
   transactionRolledBack?: boolean
+  /** The statement declared a cursor, and it was closed (see `endCursors`). */
+  cursorClosed?: boolean
 }
 
 export interface WaitingResult {
@@ -109,6 +111,7 @@ export class StatementRunner {
       .then((value): Settled => ({ok: true, value}), (error: unknown): Settled => ({ok: false, error}))
       .then(async (s): Promise<Settled> => {
         if ((await this.endOpenTransaction(client)) && s.ok) s.value.transactionRolledBack = true
+        if (s.ok && (await this.endCursors(client, s.value.command))) s.value.cursorClosed = true
         return s
       })
       .finally(() => {
@@ -189,6 +192,27 @@ export class StatementRunner {
       return true
     } catch {
       // A session that cannot leave its transaction is not used again.
+      this.broken.add(c)
+      this.all.delete(c)
+      void c.end().catch(() => {})
+      return false
+    }
+  }
+
+  /**
+   * Closes the cursor a DECLARE made, as the server's command tag says it did. Only one declared
+   * WITH HOLD outlives its transaction, and it would outlive the call too: its whole result kept by
+   * the server (in temporary files past work_mem) for as long as the session lasts, however little
+   * of it the caps let the agent read, and a state the next call, maybe another task's, finds. True
+   * when it closed them.
+   */
+  private async endCursors(c: pg.Client, command: string | null): Promise<boolean> {
+    if (command !== 'DECLARE' || this.broken.has(c)) return false
+    try {
+      await c.query('CLOSE ALL')
+      return true
+    } catch {
+      // A session that cannot close its cursors is not used again: ending it frees them.
       this.broken.add(c)
       this.all.delete(c)
       void c.end().catch(() => {})
