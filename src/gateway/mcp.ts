@@ -20,7 +20,7 @@ import {identityLabel} from '../identity/types.js'
 import {dbgateVersion} from '../connect/recording.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {createMcpHttp, type BearerCheck, type McpHttp, type OpenRemoteEndpoint} from '../mcp/http.js'
-import type {SqlEndpoint} from '../mcp/endpoint.js'
+import {agentMessageLimit, type SqlEndpoint} from '../mcp/endpoint.js'
 import type {ProxyHooks} from '../proxy/seam.js'
 import {Tunnel} from '../proxy/tunnel.js'
 import type {UpstreamGate} from '../proxy/upstream-gate.js'
@@ -83,7 +83,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
       target: served.upstream,
       listen: {kind: 'unix', path: dir},
       hooks: opts.observe(hooks, target.name),
-      maxMessageSize: target.tunnel.maxMessageSize,
+      maxMessageSize: agentMessageLimit(target),
       limits: {authTimeoutMs: target.tunnel.authTimeoutMs, maxClientConnections: 4, upstreamQueueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs},
       // The target's budget of database sessions is the gateway's, shared with every other
       // session on it: an agent's MCP sessions (up to server.mcp.maxSessions) draw from it too.

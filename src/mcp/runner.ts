@@ -110,6 +110,9 @@ export class StatementRunner {
     const settled: Promise<Settled> = this.execute(client, sql, o, notices)
       .then((value): Settled => ({ok: true, value}), (error: unknown): Settled => ({ok: false, error}))
       .then(async (s): Promise<Settled> => {
+        // A FATAL ends the session, though its socket may close only later (the tunnel keeps it until
+        // the server has ended what it was sending): the next call must not be sent into it.
+        if (!s.ok && isFatal(s.error)) this.discard(client)
         if ((await this.endOpenTransaction(client)) && s.ok) s.value.transactionRolledBack = true
         if (s.ok && (await this.endCursors(client, s.value.command))) s.value.cursorClosed = true
         return s
@@ -192,9 +195,7 @@ export class StatementRunner {
       return true
     } catch {
       // A session that cannot leave its transaction is not used again.
-      this.broken.add(c)
-      this.all.delete(c)
-      void c.end().catch(() => {})
+      this.discard(c)
       return false
     }
   }
@@ -213,11 +214,16 @@ export class StatementRunner {
       return true
     } catch {
       // A session that cannot close its cursors is not used again: ending it frees them.
-      this.broken.add(c)
-      this.all.delete(c)
-      void c.end().catch(() => {})
+      this.discard(c)
       return false
     }
+  }
+
+  /** Ends a session that must not be used again. */
+  private discard(c: pg.Client): void {
+    this.broken.add(c)
+    this.all.delete(c)
+    void c.end().catch(() => {})
   }
 
   private release(c: pg.Client): void {
@@ -301,6 +307,11 @@ export class StatementRunner {
       return `oid ${oid}`
     }
   }
+}
+
+function isFatal(error: unknown): boolean {
+  const severity = (error as {severity?: unknown} | null)?.severity
+  return severity === 'FATAL' || severity === 'PANIC'
 }
 
 function unwrap(s: Settled): RowsResult {
