@@ -323,12 +323,22 @@ function sleep(ms: number): Promise<undefined> {
   return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref())
 }
 
-/** Duplicate output names (`select 1 as a, 2 as a`) get a suffix, so every value keeps its key. */
-function uniqueNames(names: string[]): string[] {
-  const seen = new Map<string, number>()
+/**
+ * Duplicate output names (`select 1 as a, 2 as a`) get a suffix, so every value keeps its key: one
+ * no other column has, since a result may name a column `a_2` itself (and the row would otherwise
+ * show one column's value under the other's name, and lose the first).
+ */
+export function uniqueNames(names: string[]): string[] {
+  const taken = new Set(names)
+  const kept = new Set<string>()
   return names.map((n) => {
-    const count = (seen.get(n) ?? 0) + 1
-    seen.set(n, count)
-    return count === 1 ? n : `${n}_${count}`
+    if (!kept.has(n)) {
+      kept.add(n)
+      return n
+    }
+    let k = 2
+    while (taken.has(`${n}_${k}`)) k++
+    taken.add(`${n}_${k}`)
+    return `${n}_${k}`
   })
 }
