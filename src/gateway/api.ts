@@ -14,6 +14,7 @@ import {allowedTargets, verifySignIn} from './sign-in.js'
 import {addressOf, RepeatLimitedLog} from './log-limits.js'
 import type {GatewayObserver} from './observer.js'
 import {PendingSignIns} from './session-caps.js'
+import {closeUnlessVerified, keepAliveVerified} from '../util/keep-alive.js'
 
 export interface GatewayApiOptions {
   listen: {host: string; port: number}
@@ -63,6 +64,7 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
   const repeats = opts.repeats ?? new RepeatLimitedLog(opts.log)
   const server = https.createServer(await tlsOptions(opts.tls), (req, res) => {
     requestArrived(req)
+    closeUnlessVerified(res)
     // A body nobody read (a request refused before its body, say for its token) is not drained: the
     // connection ends with the answer, so a client cannot hold it by sending the body slowly.
     res.once('finish', () => {
@@ -100,6 +102,7 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
           repeats.write('warn', `API sign-ins refused (${verified.refusal.reason})`, addressOf(from), `API: sign-in refused (${verified.refusal.reason}) from ${from}`)
           return send(401, {error: verified.refusal.reason, message: verified.refusal.error.message.replace(/^dbgate: /, ''), hint: verified.refusal.error.hint}, challenge)
         }
+        keepAliveVerified(res)
         const body: TargetsResponse = {identity: identityLabel(verified.identity), targets: allowedTargets(opts.targets, verified.identity).map((name) => ({name}))}
         send(200, body)
       },

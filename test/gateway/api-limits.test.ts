@@ -5,6 +5,7 @@ import {readFileSync} from 'node:fs'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startAppGateway, type AppGateway} from './app-gateway.js'
 import {waitFor} from '../helpers/wait.js'
+import {mint} from '../identity/helpers.js'
 
 /**
  * The HTTPS API listener (GET /v1/targets, remote MCP) shares the gateway process, and so its file
@@ -13,8 +14,13 @@ import {waitFor} from '../helpers/wait.js'
  * after server.signInTimeout, and a request answered before its body arrived (refused for its
  * token, say) ends its connection instead of waiting for the body. Otherwise a flood of idle or
  * slow connections holds sockets for Node's own timeouts (two minutes for a TLS handshake, five for
- * a request), up to the process's limit, and the PostgreSQL listener stops accepting too.
+ * a request), up to the process's limit, and the PostgreSQL listener stops accepting too. Nor
+ * does a connection stay open after a request whose token did not verify: it would no longer be
+ * waiting for its first request, and could be held, uncapped, by sending the next one slowly.
  */
+const token = (app: AppGateway, sub: string) =>
+  mint(app.f.signingKey, {iss: app.f.dev.issuer, aud: app.f.dev.cliClientId, sub, email: `${sub}@example.com`, groups: ['engineering']})
+
 describe('gateway API listener: connections that have sent no request', () => {
   let app: AppGateway
   let ca: string
@@ -77,7 +83,44 @@ describe('gateway API listener: connections that have sent no request', () => {
     expect(Date.now() - started).toBeLessThan(3000)
   })
 
-  it('keeps serving a client that reuses its connection for several requests', async () => {
+  /** Sends `requests` one after the other on one TLS connection; what came back, and whether the server closed it. */
+  const exchange = async (requests: string[]) => {
+    const s = tls.connect({host: '127.0.0.1', port: port(), ca, servername: 'localhost'})
+    s.on('error', () => {})
+    let answer = ''
+    let closed = false
+    s.on('data', (d: Buffer) => (answer += d.toString()))
+    s.on('close', () => (closed = true))
+    await new Promise<void>((resolve) => s.once('secureConnect', () => resolve()))
+    for (const r of requests) {
+      const seen = (answer.match(/^HTTP\/1\.1 /gm) ?? []).length
+      s.write(r)
+      await waitFor(() => (answer.match(/^HTTP\/1\.1 /gm) ?? []).length > seen || closed, 'an answer')
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    s.destroy()
+    return {answer, closed}
+  }
+
+  it.each([
+    ['no token', ''],
+    ['a bad token', 'Authorization: Bearer not-a-token\r\n'],
+  ])('closes the connection after a request with %s, so it cannot be held for the next one', async (_what, auth) => {
+    const r = await exchange([`GET /v1/targets HTTP/1.1\r\nHost: localhost\r\n${auth}\r\n`, 'GET /v1/targets HTTP/1.1\r\nHost: loc'])
+    expect(r.answer).toMatch(/^HTTP\/1\.1 401/)
+    expect(r.answer).toMatch(/connection: close/i)
+    expect(r.closed).toBe(true)
+  })
+
+  it('keeps the connection of a verified request open for the next one', async () => {
+    const t = await token(app, 'alice')
+    const get = `GET /v1/targets HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${t}\r\n\r\n`
+    const r = await exchange([get, get])
+    expect((r.answer.match(/^HTTP\/1\.1 200/gm) ?? []).length).toBe(2)
+    expect(r.closed).toBe(false)
+  })
+
+  it('serves a client that sends several requests, each on a new connection where it must', async () => {
     const dispatcher = new Agent({connect: {ca}})
     try {
       for (let i = 0; i < 4; i++) {
