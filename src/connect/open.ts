@@ -17,6 +17,7 @@ import {formatDuration} from '../util/duration.js'
 import {describeTargetFailure} from './target-errors.js'
 import {policyCacheDir} from '../util/paths.js'
 import {requireTrustedConfig, requireTrustedTarget} from '../config/trust.js'
+import {agentMessageLimit} from '../mcp/endpoint.js'
 
 export interface ListenRequest {
   /** Loopback address to bind; default 127.0.0.1. */
@@ -204,7 +205,7 @@ export async function openTunnel(opts: OpenTunnelOptions): Promise<OpenedTunnel>
       target: upstream,
       listen: listenOf(opts.listen),
       hooks,
-      maxMessageSize: target.tunnel.maxMessageSize,
+      maxMessageSize: opts.agent ? agentMessageLimit(target) : target.tunnel.maxMessageSize,
       limits: {
         authTimeoutMs: target.tunnel.authTimeoutMs,
         maxClientConnections: target.tunnel.maxClientConnections,

@@ -5,7 +5,7 @@
  */
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import https from 'node:https'
-import type {AddressInfo} from 'node:net'
+import type {AddressInfo, Socket} from 'node:net'
 import {readFile} from 'node:fs/promises'
 import type {TargetConfig} from '../config/types.js'
 import type {IdentityConfig} from '../identity/config.js'
@@ -13,6 +13,8 @@ import {identityLabel} from '../identity/types.js'
 import {allowedTargets, verifySignIn} from './sign-in.js'
 import {addressOf, RepeatLimitedLog} from './log-limits.js'
 import type {GatewayObserver} from './observer.js'
+import {PendingSignIns} from './session-caps.js'
+import {closeUnlessVerified, keepAliveVerified} from '../util/keep-alive.js'
 
 export interface GatewayApiOptions {
   listen: {host: string; port: number}
@@ -31,6 +33,12 @@ export interface GatewayApiOptions {
   repeats?: RepeatLimitedLog
   /** Counts refused sign-ins, as for the PostgreSQL listener. */
   observer?: GatewayObserver
+  /**
+   * Connections that have not sent a request yet, in all and from one address, and how long one may
+   * take to (server.maxPendingSignIns, …PerAddress, server.signInTimeout): counted apart from the
+   * PostgreSQL listener's, with the same limits.
+   */
+  pending?: {max: number; maxPerAddress: number; timeoutMs: number}
 }
 
 export interface GatewayApi {
@@ -55,6 +63,13 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
   const ownRepeats = opts.repeats === undefined
   const repeats = opts.repeats ?? new RepeatLimitedLog(opts.log)
   const server = https.createServer(await tlsOptions(opts.tls), (req, res) => {
+    requestArrived(req)
+    closeUnlessVerified(res)
+    // A body nobody read (a request refused before its body, say for its token) is not drained: the
+    // connection ends with the answer, so a client cannot hold it by sending the body slowly.
+    res.once('finish', () => {
+      if (!req.complete) req.socket.destroy()
+    })
     if (opts.handle) {
       opts.handle(req, res).then(
         (handled) => handled || api(req, res),
@@ -87,12 +102,41 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
           repeats.write('warn', `API sign-ins refused (${verified.refusal.reason})`, addressOf(from), `API: sign-in refused (${verified.refusal.reason}) from ${from}`)
           return send(401, {error: verified.refusal.reason, message: verified.refusal.error.message.replace(/^dbgate: /, ''), hint: verified.refusal.error.hint}, challenge)
         }
+        keepAliveVerified(res)
         const body: TargetsResponse = {identity: identityLabel(verified.identity), targets: allowedTargets(opts.targets, verified.identity).map((name) => ({name}))}
         send(200, body)
       },
       (error: Error) => send(500, {error: 'internal', message: error.message}),
     )
   }
+  // Until its first request arrives, a connection is anyone's: without a cap, a flood of connections
+  // that never finish TLS or their headers would hold sockets for Node's own timeouts (minutes), up
+  // to the process's file limit, which the PostgreSQL listener shares. So, as on that listener, they
+  // are counted in all and by address, refused past the caps before TLS, and closed after the
+  // sign-in timeout. A connection's TLS socket names the same address and port as its TCP one.
+  const pending = opts.pending ? new PendingSignIns(opts.pending) : undefined
+  const awaiting = new Map<string, () => void>()
+  const requestArrived = (req: IncomingMessage) => awaiting.get(`${req.socket.remoteAddress}:${req.socket.remotePort}`)?.()
+  server.on('connection', (raw: Socket) => {
+    if (!pending || !opts.pending) return
+    const from = raw.remoteAddress ? `${raw.remoteAddress}:${raw.remotePort}` : 'unknown'
+    const slot = pending.take(raw.remoteAddress ?? 'unknown')
+    if (!slot.ok) {
+      raw.destroy()
+      opts.observer?.signInFailed('too-many-pending')
+      repeats.write('warn', `API connections refused over ${slot.cap}`, addressOf(from), `API: refused a connection from ${from}: ${slot.max} connection(s) ${slot.cap === 'server.maxPendingSignIns' ? 'in all' : 'from its address'} have sent no request yet (${slot.cap})`)
+      return
+    }
+    const timer = setTimeout(() => raw.destroy(), opts.pending.timeoutMs)
+    timer.unref()
+    const done = () => {
+      clearTimeout(timer)
+      slot.release()
+      if (awaiting.get(from) === done) awaiting.delete(from)
+    }
+    awaiting.set(from, done)
+    raw.once('close', done)
+  })
   server.on('tlsClientError', () => {})
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

@@ -38,7 +38,7 @@ import {shipPending} from '../audit/shipper.js'
 import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'
 import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from './server.js'
-import {CountedSlots} from './session-caps.js'
+import {CountedSlots, personKey} from './session-caps.js'
 import {addressOf, quoteUntrusted, RepeatLimitedLog, type RepeatLogOptions} from './log-limits.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
 
@@ -265,7 +265,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     const picked = pickTarget(targetConfigs, request.database, identity)
     if (!picked.ok) return refused(picked.refusal, request)
     const served = targets.get(picked.target.name)!
-    const personSlot = sessionsPerPerson.take(`${identity.issuer}\n${identity.subject}`)
+    const personSlot = sessionsPerPerson.take(personKey(identity))
     if (!personSlot) {
       const max = sessionsPerPerson.max
       repeats.write('warn', 'sign-ins refused over server.maxSessionsPerPerson', identityLabel(identity), `${identityLabel(identity)} is at server.maxSessionsPerPerson (${max} sessions open): refused another from ${request.clientAddress} (their open sessions go on)`)
@@ -334,6 +334,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
           identity: identityConfig,
           targets: () => targetConfigs,
           served: (name) => targets.get(name),
+          sessionsPerPerson,
           ready: () => idp.ok,
           env,
           observer,
@@ -344,7 +345,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
           repeats,
         })
       : undefined
-    if (settings.api) api = await startGatewayApi({...(opts.worker ? {shared: true} : {}), listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log, repeats, observer})
+    if (settings.api) api = await startGatewayApi({...(opts.worker ? {shared: true} : {}), listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log, repeats, observer, pending: {max: settings.maxPendingSignIns, maxPerAddress: settings.maxPendingSignInsPerAddress, timeoutMs: settings.signInTimeoutMs}})
   } catch (error) {
     clearTimeout(idpTimer)
     await server.close(0)

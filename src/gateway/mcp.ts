@@ -16,13 +16,15 @@ import {buildTunnelHooks} from '../pipeline/index.js'
 import type {GatewaySignature} from '../approvals/types.js'
 import type {UnsignedRequest} from '../approvals/gateway-signature.js'
 import {identityApplicationName} from '../connect/identity.js'
+import {identityLabel} from '../identity/types.js'
 import {dbgateVersion} from '../connect/recording.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {createMcpHttp, type BearerCheck, type McpHttp, type OpenRemoteEndpoint} from '../mcp/http.js'
-import type {SqlEndpoint} from '../mcp/endpoint.js'
+import {agentMessageLimit, type SqlEndpoint} from '../mcp/endpoint.js'
 import type {ProxyHooks} from '../proxy/seam.js'
 import {Tunnel} from '../proxy/tunnel.js'
 import type {UpstreamGate} from '../proxy/upstream-gate.js'
+import {personBoundGate, personKey, type CountedSlots} from './session-caps.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
 import type {GatewayObserver} from './observer.js'
 import {pickTarget, verifySignIn} from './sign-in.js'
@@ -36,6 +38,11 @@ export interface GatewayMcpOptions {
   targets: () => Record<string, TargetConfig>
   /** A served target: its upstream, policy, and the gate counting its upstream sessions (`tunnel.maxUpstreamSessions`). */
   served(name: string): {upstream: UpstreamTarget; gate: UpstreamGate; policy: {hash: string; version: string}} | undefined
+  /**
+   * Database sessions per person (server.maxSessionsPerPerson), shared with the PostgreSQL listener:
+   * an MCP session's database sessions take from the same share as the person's others.
+   */
+  sessionsPerPerson: CountedSlots
   /** Whether the IdP's signing keys are loaded. */
   ready: () => boolean
   env: NodeJS.ProcessEnv
@@ -76,11 +83,11 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
       target: served.upstream,
       listen: {kind: 'unix', path: dir},
       hooks: opts.observe(hooks, target.name),
-      maxMessageSize: target.tunnel.maxMessageSize,
+      maxMessageSize: agentMessageLimit(target),
       limits: {authTimeoutMs: target.tunnel.authTimeoutMs, maxClientConnections: 4, upstreamQueueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs},
       // The target's budget of database sessions is the gateway's, shared with every other
       // session on it: an agent's MCP sessions (up to server.mcp.maxSessions) draw from it too.
-      upstreamGate: served.gate,
+      upstreamGate: personBoundGate(served.gate, opts.sessionsPerPerson, {key: personKey(identity), label: identityLabel(identity)}),
       applicationName: (app) => identityApplicationName(identity, app),
       log: opts.log,
     })

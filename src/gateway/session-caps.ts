@@ -3,6 +3,13 @@
  * sessions per signed-in person (server.maxSessionsPerPerson) and connections not yet signed in,
  * in all and per source address (server.maxPendingSignIns, server.maxPendingSignInsPerAddress).
  */
+import type {SessionGate} from '../proxy/upstream-gate.js'
+import {UpstreamError} from '../proxy/upstream.js'
+
+/** One person's key in the per-person slots: the verified issuer and subject, never a name the client chose. */
+export function personKey(identity: {issuer: string; subject: string}): string {
+  return `${identity.issuer}\n${identity.subject}`
+}
 
 /** Holders counted by key, each key up to `max` at once. */
 export class CountedSlots {
@@ -58,5 +65,40 @@ export class PendingSignIns {
         any()
       },
     }
+  }
+}
+
+/**
+ * `gate` (a target's budget) behind one person's share of `slots`: the database sessions a remote
+ * MCP session opens count with the person's PostgreSQL sessions, so spreading them over several MCP
+ * sessions and parallel calls cannot take a target's whole budget. The person's slot is taken first
+ * and at once (never queued, as a sign-in past the cap is refused), and given back with the budget's,
+ * when the server has ended the session.
+ */
+export function personBoundGate(gate: SessionGate, slots: CountedSlots, person: {key: string; label: string}): SessionGate {
+  return {
+    get inUse() {
+      return gate.inUse
+    },
+    get queued() {
+      return gate.queued
+    },
+    async acquire(signal) {
+      const mine = slots.take(person.key)
+      if (!mine) {
+        throw new UpstreamError(`too many sessions: ${person.label} already has ${slots.max} session(s) open on this gateway, its cap per person (server.maxSessionsPerPerson); an agent's MCP sessions count with the person's others`, '53300')
+      }
+      let budget: () => void
+      try {
+        budget = await gate.acquire(signal)
+      } catch (error) {
+        mine()
+        throw error
+      }
+      return () => {
+        budget()
+        mine()
+      }
+    },
   }
 }

@@ -5,6 +5,8 @@
  * gateway (src/mcp/gateway-bridge.ts), so the tools do not change.
  */
 import type pg from 'pg'
+import {DEFAULT_MCP} from '../config/schema.js'
+import type {TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 
 export interface SqlEndpoint {
@@ -19,3 +21,18 @@ export interface SqlEndpoint {
 
 /** Opens the endpoint once the agent is known (after the MCP handshake). */
 export type OpenEndpoint = (agent: AgentInfo) => Promise<SqlEndpoint>
+
+/** Room for what the tools send (a statement of up to 1 Mi characters, its parameters) and the rows of their own catalog queries and plans. */
+const TOOL_MESSAGE_FLOOR = 16 * 1024 ** 2
+
+/**
+ * The largest protocol message an agent's tunnel passes, either way (its `tunnel.maxMessageSize`).
+ * A row larger than `mcp.maxBytes` never reaches the agent (the result is truncated before it), but
+ * the client library reads a message whole, and the tools turn it into text and JSON: a 300 MB value
+ * (`select repeat('x', 300000000)`) held some 2 GB in the process serving the agent, the gateway's
+ * for remote MCP. Past this limit the tunnel refuses the message from its header, before reading it.
+ */
+export function agentMessageLimit(target: TargetConfig): number {
+  const maxBytes = (target.mcp ?? DEFAULT_MCP).maxBytes
+  return Math.min(target.tunnel.maxMessageSize, Math.max(TOOL_MESSAGE_FLOOR, 2 * maxBytes))
+}

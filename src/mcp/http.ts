@@ -19,6 +19,7 @@ import type {TargetConfig} from '../config/types.js'
 import {identityLabel, type AgentInfo, type Identity} from '../identity/types.js'
 import type {SqlEndpoint} from './endpoint.js'
 import {createDbgateMcp, type DbgateMcp} from './server.js'
+import {keepAliveVerified} from '../util/keep-alive.js'
 
 /** The outcome of checking one bearer token for one target. */
 export type BearerCheck =
@@ -205,6 +206,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       logRepeated('warn', `MCP sign-ins refused (${check.reason ?? code})`, from, `MCP: sign-in refused (${check.reason ?? code}) from ${from} for target ${target.name}`)
       return rpcError(res, check.status, `dbgate: ${check.description}`, challenge(target.name, {code, description: check.description}))
     }
+    keepAliveVerified(res)
     const subject = check.identity.subject
     const sessionId = req.headers['mcp-session-id']
     if (typeof sessionId === 'string') {

@@ -36,6 +36,8 @@ export interface RowsResult {
   notices: string[]
   /** The statement left a transaction open, and it was rolled back (see `endOpenTransaction`). */
   transactionRolledBack?: boolean
+  /** The statement declared a cursor, and it was closed (see `endCursors`). */
+  cursorClosed?: boolean
 }
 
 export interface WaitingResult {
@@ -108,7 +110,11 @@ export class StatementRunner {
     const settled: Promise<Settled> = this.execute(client, sql, o, notices)
       .then((value): Settled => ({ok: true, value}), (error: unknown): Settled => ({ok: false, error}))
       .then(async (s): Promise<Settled> => {
+        // A FATAL ends the session, though its socket may close only later (the tunnel keeps it until
+        // the server has ended what it was sending): the next call must not be sent into it.
+        if (!s.ok && isFatal(s.error)) this.discard(client)
         if ((await this.endOpenTransaction(client)) && s.ok) s.value.transactionRolledBack = true
+        if (s.ok && (await this.endCursors(client, s.value.command))) s.value.cursorClosed = true
         return s
       })
       .finally(() => {
@@ -189,11 +195,35 @@ export class StatementRunner {
       return true
     } catch {
       // A session that cannot leave its transaction is not used again.
-      this.broken.add(c)
-      this.all.delete(c)
-      void c.end().catch(() => {})
+      this.discard(c)
       return false
     }
+  }
+
+  /**
+   * Closes the cursor a DECLARE made, as the server's command tag says it did. Only one declared
+   * WITH HOLD outlives its transaction, and it would outlive the call too: its whole result kept by
+   * the server (in temporary files past work_mem) for as long as the session lasts, however little
+   * of it the caps let the agent read, and a state the next call, maybe another task's, finds. True
+   * when it closed them.
+   */
+  private async endCursors(c: pg.Client, command: string | null): Promise<boolean> {
+    if (command !== 'DECLARE' || this.broken.has(c)) return false
+    try {
+      await c.query('CLOSE ALL')
+      return true
+    } catch {
+      // A session that cannot close its cursors is not used again: ending it frees them.
+      this.discard(c)
+      return false
+    }
+  }
+
+  /** Ends a session that must not be used again. */
+  private discard(c: pg.Client): void {
+    this.broken.add(c)
+    this.all.delete(c)
+    void c.end().catch(() => {})
   }
 
   private release(c: pg.Client): void {
@@ -279,6 +309,11 @@ export class StatementRunner {
   }
 }
 
+function isFatal(error: unknown): boolean {
+  const severity = (error as {severity?: unknown} | null)?.severity
+  return severity === 'FATAL' || severity === 'PANIC'
+}
+
 function unwrap(s: Settled): RowsResult {
   if (s.ok) return s.value
   throw s.error
@@ -288,12 +323,22 @@ function sleep(ms: number): Promise<undefined> {
   return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref())
 }
 
-/** Duplicate output names (`select 1 as a, 2 as a`) get a suffix, so every value keeps its key. */
-function uniqueNames(names: string[]): string[] {
-  const seen = new Map<string, number>()
+/**
+ * Duplicate output names (`select 1 as a, 2 as a`) get a suffix, so every value keeps its key: one
+ * no other column has, since a result may name a column `a_2` itself (and the row would otherwise
+ * show one column's value under the other's name, and lose the first).
+ */
+export function uniqueNames(names: string[]): string[] {
+  const taken = new Set(names)
+  const kept = new Set<string>()
   return names.map((n) => {
-    const count = (seen.get(n) ?? 0) + 1
-    seen.set(n, count)
-    return count === 1 ? n : `${n}_${count}`
+    if (!kept.has(n)) {
+      kept.add(n)
+      return n
+    }
+    let k = 2
+    while (taken.has(`${n}_${k}`)) k++
+    taken.add(`${n}_${k}`)
+    return `${n}_${k}`
   })
 }

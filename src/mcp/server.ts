@@ -58,6 +58,7 @@ const rowsOutput = {
   truncated: z.boolean().optional(),
   truncatedBy: z.enum(['maxRows', 'maxBytes']).optional(),
   transactionRolledBack: z.boolean().optional().describe('the statement left a transaction open, and dbgate rolled it back: a transaction cannot span calls'),
+  cursorClosed: z.boolean().optional().describe('the statement declared a cursor, and dbgate closed it: a cursor cannot span calls'),
   notices: z.array(z.string()).optional(),
   approvalId: z.string().optional(),
   reviewers: z.string().optional(),
@@ -201,7 +202,8 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       : ''
     const copy = r.command === 'COPY' ? ' COPY output is not returned by this tool; use SELECT to see rows.' : ''
     const rolledBack = r.transactionRolledBack ? ' The transaction this statement left open was rolled back: each call runs on its own, so a transaction cannot span calls (send one statement that does the whole work).' : ''
-    const heading = `${count}: ${r.rows.length} row(s) returned.${cut}${copy}${rolledBack}`
+    const closed = r.cursorClosed ? ' The cursor it declared was closed: each call runs on its own, so a cursor cannot span calls (select the rows directly, paging with ORDER BY … LIMIT … OFFSET).' : ''
+    const heading = `${count}: ${r.rows.length} row(s) returned.${cut}${copy}${rolledBack}${closed}`
     if (r.columns.length === 0 && r.notices.length === 0) return {content: [{type: 'text', text: heading}], structuredContent: {...r}}
     const {text, id} = rowsText(r, heading)
     return {content: [{type: 'text', text}], structuredContent: {...r, untrustedDataId: id, untrustedData: UNTRUSTED_FIELD_NOTE}}

@@ -24,7 +24,7 @@ import {statementEvent, type Run} from './run.js'
 import {ServerMessages, SettingChanged} from './server-messages.js'
 import {ClientStartup} from './startup.js'
 import {MAX_AUTH_MESSAGE_SIZE, MAX_STARTUP_PACKET_SIZE} from './limits.js'
-import type {UpstreamGate} from './upstream-gate.js'
+import type {SessionGate} from './upstream-gate.js'
 import {Outbox} from './outbox.js'
 import type {UpstreamReader} from './upstream-reader.js'
 import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
@@ -69,7 +69,7 @@ export interface SessionGrant {
   targetName: string
   hooks: ProxyHooks
   applicationName: (clientApplicationName: string | undefined) => string
-  upstreamGate?: UpstreamGate
+  upstreamGate?: SessionGate
 }
 
 export type TokenAuthResult = {ok: true; grant: SessionGrant} | {ok: false; error: PgNoticeFields}
@@ -101,7 +101,7 @@ export interface ConnectionEnv {
   /** Set when the tunnel is at tunnel.maxClientConnections: the client is refused after its startup packet. */
   overCapacity?: {max: number}
   /** The per-target cap on upstream sessions; none means no cap. */
-  upstreamGate?: UpstreamGate
+  upstreamGate?: SessionGate
   /** Settings the analysis depends on, checked before the session starts and watched during it. */
   assumedSettings?: readonly AssumedSetting[]
   /** The application_name the upstream sees, from the one the client asked for. */

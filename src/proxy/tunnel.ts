@@ -11,7 +11,7 @@ import {ConnectionRegistry} from './connection-registry.js'
 import {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 export {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 import type {ProxyHooks} from './seam.js'
-import {UpstreamGate} from './upstream-gate.js'
+import {UpstreamGate, type SessionGate} from './upstream-gate.js'
 import {isLoopbackHost} from '../util/loopback.js'
 import type {UpstreamTarget} from './upstream.js'
 
@@ -36,7 +36,7 @@ export interface TunnelOptions {
    * Upstream sessions counted with others' (the gateway's per-target budget), instead of a gate of
    * this tunnel's own `limits.maxUpstreamSessions`.
    */
-  upstreamGate?: UpstreamGate
+  upstreamGate?: SessionGate
   /** Settings the analysis depends on (default: policy's ASSUMED_SETTINGS); checked before each session and watched during it. */
   assumedSettings?: readonly AssumedSetting[]
   /** What the upstream sees as application_name. */
@@ -79,7 +79,7 @@ export class Tunnel {
   /** Connections within tunnel.maxClientConnections (the rest are being refused). */
   private admitted = 0
   private readonly limits: TunnelLimits
-  private readonly gate: UpstreamGate
+  private readonly gate: SessionGate
   private address_: TunnelAddress | undefined
   private closed = false
   /** What every connection calls back into, made once for all of them rather than per connection. */

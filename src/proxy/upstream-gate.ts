@@ -20,7 +20,18 @@ interface Waiter {
   timer: NodeJS.Timeout
 }
 
-export class UpstreamGate {
+/**
+ * What a session waits on before it dials the server: the target's budget, or the budget behind a
+ * further cap (the gateway's per person, for its remote MCP sessions).
+ */
+export interface SessionGate {
+  /** Resolves with the function that gives the slot back; rejects with an UpstreamError naming the cap. */
+  acquire(signal?: AbortSignal): Promise<() => void>
+  readonly inUse: number
+  readonly queued: number
+}
+
+export class UpstreamGate implements SessionGate {
   private active = 0
   private readonly waiting: Waiter[] = []
 

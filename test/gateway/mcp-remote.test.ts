@@ -157,6 +157,16 @@ describe('remote MCP on the gateway', () => {
     await waitFor(() => recorded().some((t) => t.includes('"session.start"') && t.includes('alice@example.com') && /"agent":\{"client":"mcp","name":"hosted-agent"/.test(t)), 'the gateway recorded the agent session as alice\'s')
   })
 
+  it('refuses a row larger than any result could hold before the gateway reads it', async () => {
+    // Read whole, a 300 MB value held some 2 GB of the gateway's memory, everyone's.
+    const a = await agent(tokens.alice!)
+    const big = await a.call('query', {sql: "select repeat('x', 300000000) as big"})
+    expect(big.isError).toBe(true)
+    expect(textOf(big)).toMatch(/over the limit of 16777216 bytes/)
+    const next = await a.call('query', {sql: 'select 1 as one'})
+    expect(next.isError, textOf(next)).toBeFalsy()
+  })
+
   it('lets an agent write where the target allows it', async () => {
     const a = await agent(tokens.alice!, 'rw')
     const write = await a.call('query', {sql: "update notes set body = 'seen' where id = 4"})

@@ -93,6 +93,30 @@ describe('read-only agents: built-ins with effects beyond reading', () => {
     })
   })
 
+  // A cursor declared WITH HOLD outlives its transaction, so it would outlive the call: the server
+  // keeps its whole result (in temporary files past work_mem) for the session's life, whatever the
+  // caps let the agent read, and the next call finds it. It is closed when the call ends, as an
+  // open transaction is rolled back.
+  it.each([
+    ['declare c cursor with hold for select * from notes', 'fetch all from c'],
+    ['DECLARE c SCROLL CURSOR WITH HOLD FOR SELECT id FROM notes ORDER BY id', 'fetch last from c'],
+    ['declare c binary no scroll cursor with hold for values (1), (2)', 'fetch next from c'],
+    ['/* page */ declare "C" insensitive cursor with hold for table notes', 'move forward all in "C"'],
+    ["declare c cursor with hold for select g, repeat('x', 200) from generate_series(1, 200000) g", 'fetch 1 from c'],
+  ])('closes the cursor %s declares when the call ends (then %s finds none), and the server keeps nothing of it', async (declare, fetch) => {
+    const declared = await call(declare)
+    expect(declared.isError, textOf(declared)).toBeFalsy()
+    expect(declared.structuredContent).toMatchObject({cursorClosed: true})
+    expect(textOf(declared)).toMatch(/cursor it declared was closed/)
+    const later = await call(fetch)
+    expect(later.isError, textOf(later)).toBe(true)
+    expect(textOf(later)).toMatch(/34000|does not exist/)
+    const held = await withClient(db.url, (c) => c.query(`select count(*)::int as n from pg_ls_tmpdir()`))
+    expect(held.rows[0].n).toBe(0)
+    const plain = await call('select count(*) from notes')
+    expect(plain.isError, textOf(plain)).toBeFalsy()
+  })
+
   it('still runs plain reads and the harmless volatile built-ins', async () => {
     for (const sql of ['select count(*) from notes', "select set_config('statement_timeout', '5000', false)", 'select random() < 2 as ok, clock_timestamp() is not null as now']) {
       const r = await call(sql)
