@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {constants as fsc} from 'node:fs'
-import {link, mkdir, open, readdir, rename, stat, unlink} from 'node:fs/promises'
+import {link, lstat, mkdir, open, readdir, rename, stat, unlink} from 'node:fs/promises'
 import type {Stats} from 'node:fs'
 import {dirname, join, relative, sep} from 'node:path'
 import {BucketError, BUCKET_ERROR, checkKey, INVALID_KEY, OBJECT_EXISTS, OBJECT_NOT_FOUND} from './errors.js'
@@ -63,9 +63,12 @@ export class FileBucket implements Bucket {
     const p = this.path(key)
     try {
       // Stat after read would race a concurrent replace; read via one handle so body and etag agree.
-      const fh = await open(p, 'r')
+      // Only regular files are objects: a symbolic link would read another file than the one listed,
+      // and a FIFO would block the read (a non-blocking open, refused below, does not).
+      const fh = await open(p, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK)
       try {
         const st = await fh.stat()
+        if (!st.isFile()) throw notRegular(key, this.url)
         const body = await fh.readFile()
         return {body, info: info(key, st)}
       } finally {
@@ -109,9 +112,11 @@ export class FileBucket implements Bucket {
       const key = relative(this.root, full).split(sep).join('/')
       if (e.isDirectory()) {
         if (key.startsWith(prefix) || prefix.startsWith(key + '/')) yield* this.walk(full, prefix)
-      } else if (e.isFile() && key.startsWith(prefix)) {
+      } else if (key.startsWith(prefix)) {
+        // Anything else under the prefix is listed too (a symbolic link, a FIFO): readers then find
+        // it unreadable and say so, rather than never learning it is there.
         try {
-          yield info(key, await stat(full))
+          yield info(key, e.isFile() ? await stat(full) : await lstat(full))
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw wrap(err, key, this.url)
         }
@@ -148,9 +153,15 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+function notRegular(key: string, url: string): BucketError {
+  return new BucketError(BUCKET_ERROR, `${url}: ${key} is not a regular file (a symbolic link, FIFO, socket or device); dbgate reads objects only from regular files`, {key})
+}
+
 function wrap(err: unknown, key: string | undefined, url: string): BucketError {
   if (err instanceof BucketError) return err
   const e = err as NodeJS.ErrnoException
+  // O_NOFOLLOW on a symbolic link.
+  if (e.code === 'ELOOP' && key !== undefined) return notRegular(key, url)
   if (e.code === 'ENOENT' && key !== undefined) return new BucketError(OBJECT_NOT_FOUND, `object ${key} not found in ${url}`, {key})
   return new BucketError(BUCKET_ERROR, `${url}: ${e.code ?? 'error'} ${key ? `on ${key}` : ''}`.trim(), {
     key,

@@ -1,3 +1,6 @@
+import {execFileSync} from 'node:child_process'
+import {symlink} from 'node:fs/promises'
+import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BucketError, FileBucket, openBucket, S3Bucket, type Bucket} from '../../src/bucket/index.js'
 import {removeTempDirs, tempDir} from '../audit/helpers.js'
@@ -85,6 +88,29 @@ describe('file bucket create-exclusive', () => {
     expect((await b.get('approvals/req-1/decision.json')).body.toString()).toBe(`writer ${winner}`)
     // No temp files are left behind or listed.
     expect((await collect(b, '')).map((o) => o.key)).toEqual(['approvals/req-1/decision.json'])
+  })
+})
+
+describe('file bucket objects that are not regular files', () => {
+  it('lists symbolic links, FIFOs and sockets under the prefix, and refuses to read them, at once', async () => {
+    const dir = await tempDir('dbgate-bucket-')
+    const b = new FileBucket(dir)
+    const day = 'sessions/dt=2026-03-01/target=prod'
+    await b.put(`${day}/real.jsonl.gz`, 'real')
+    await b.put('elsewhere/other.jsonl.gz', 'another log')
+    await symlink(join(dir, 'elsewhere', 'other.jsonl.gz'), join(dir, day, 'link.jsonl.gz'))
+    execFileSync('mkfifo', [join(dir, day, 'fifo.jsonl.gz')])
+    const keys = (await collect(b, 'sessions/')).map((o) => o.key)
+    expect(keys).toEqual([`${day}/fifo.jsonl.gz`, `${day}/link.jsonl.gz`, `${day}/real.jsonl.gz`])
+    for (const name of ['link', 'fifo']) {
+      const err = await b.get(`${day}/${name}.jsonl.gz`).then(
+        () => undefined,
+        (e: unknown) => e as BucketError,
+      )
+      expect(err?.code, name).toBe('BUCKET_ERROR')
+      expect(err?.message, name).toContain('is not a regular file')
+    }
+    expect((await b.get(`${day}/real.jsonl.gz`)).body.toString()).toBe('real')
   })
 })
 
