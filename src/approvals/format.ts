@@ -37,8 +37,14 @@ export function requestRow(v: RequestView, now: Date): RequestRow {
     left: v.state === 'pending' ? shortDuration(Date.parse(r.expiresAt) - now.getTime()) : '-',
     state: v.state,
     // Escaped before the blanks are folded, so a CR or a vertical tab shows as itself rather than a space.
-    sql: visible(r.sql).replace(/\s+/g, ' ').trim(),
+    sql: visible(r.sql).replace(/\s+/g, ' ').trim() + (r.params ? ` ${boundValues(r.params)}` : ''),
   }
+}
+
+/** The values a request held at its Bind runs with, as a reviewer reads them: `[$1 = 'mallory', $2 = NULL]`, escaped. */
+export function boundValues(params: readonly (string | null)[]): string {
+  if (params.length === 0) return '[no values]'
+  return `[${params.map((v, i) => `$${i + 1} = ${v === null ? 'NULL' : `'${visible(v).replace(/'/g, "''")}'`}`).join(', ')}]`
 }
 
 /** One line per statement for the webhook and the tunnel's log. */

@@ -151,7 +151,15 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     if (reviewers.length === 0) {
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but target ${opts.target.name} names no reviewers`, `add \`reviewers: [group]\` to targets.${opts.target.name} in dbgate.yaml`)
     }
-    if (ctx.protocol === 'parse' && ctx.statementName) {
+    // Values a reviewer must see come in the Bind: `… where id > $1` (or `setval('s', $1)`, or the
+    // `EXECUTE p($1)` a Bind of an SQL-prepared statement is judged as), and any Parse that declares
+    // parameter types, whose Bind converts a value for each (a domain's CHECK runs with it) even
+    // where the text names none. Such a Parse is sent on (it runs nothing) and each of its Binds is
+    // judged again with its values, and held there: the reviewer approves the values that run.
+    const parameterised = takesParameters(sql) || (ctx.protocol === 'parse' && (ctx.paramTypes?.length ?? 0) > 0)
+    if (parameterised && ctx.bindValues === undefined && ctx.protocol === 'parse') return {action: 'allow', decision, atBind: true}
+    // Held at a Bind, the approval covers that Bind's one execution, whatever the statement's name.
+    if (ctx.protocol === 'parse' && ctx.statementName && ctx.bindValues === undefined) {
       // A named statement can be bound and executed again and again without another Parse, so
       // approving it would approve every later execution, not the one a reviewer read.
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved as the named prepared statement "${ctx.statementName}"`, 'send it as a simple query or an unnamed statement, so it is approved for exactly one execution')
@@ -163,12 +171,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       return {action: 'allow', notices: [notice], decision, approval}
     }
 
-    if (takesParameters(sql) || (ctx.protocol === 'parse' && (ctx.paramTypes?.length ?? 0) > 0)) {
-      // Its values come in the Bind, after the reviewer has decided: approving `… where id > $1`
-      // (or `setval('s', $1)`, or the `EXECUTE p($1)` a Bind of an SQL-prepared statement is
-      // judged as) would approve whatever value the client binds. A Parse that declares parameter
-      // types takes values even where its text names none: each is converted at the Bind, and a
-      // domain's CHECK runs with it.
+    if (parameterised && ctx.bindValues === undefined) {
+      // Parameters whose values the tunnel never sees before the statement runs (none come this way today).
       return refuse(
         decision,
         `dbgate: statement requires approval (rule ${d.ruleId}) and cannot be approved with bind parameters ($1, …): a reviewer would approve it without the values it runs with`,
@@ -210,6 +214,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       sessionId: ctx.sessionId,
       connectionId: ctx.connectionId,
       sql,
+      ...(ctx.bindValues !== undefined ? {params: [...ctx.bindValues]} : {}),
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
       class: d.class,
       ruleId: d.ruleId,

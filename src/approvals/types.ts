@@ -49,6 +49,11 @@ export const ApprovalRequestSchema = z.object({
   connectionId: z.number(),
   /** The whole text the client sent (a simple Query may hold several statements). */
   sql: z.string(),
+  /**
+   * For a statement held at its Bind: the values bound to $1, $2, … as text (one sent in binary
+   * format as `b64:` and its base64), null for NULL. They are what runs if it is approved.
+   */
+  params: z.array(z.string().nullable()).optional(),
   statements: z.array(RequestedStatementSchema),
   /** Class of the statement that needed approval: what a window would grant. */
   class: z.string(),

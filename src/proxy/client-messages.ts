@@ -199,7 +199,7 @@ export class ClientMessages {
         const sql = decodeQuery(frame.body)
         const shape = textShape(sql)
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
-        this.judge(sql, 'simple', undefined, frame, undefined, (verdict) => {
+        this.judge(sql, 'simple', undefined, frame, undefined, undefined, (verdict) => {
           const run = newRun(sql, 'simple', verdict)
           if (verdict.action === 'reject') {
             run.denied = verdict.error
@@ -221,7 +221,7 @@ export class ClientMessages {
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
         // Read before judging: a change while the verdict is pending makes the first Bind judge it again.
         const under = c.env.hooks.verdictGeneration?.()
-        this.judge(parse.text, 'parse', parse.name, frame, parse.paramTypes, (verdict) => {
+        this.judge(parse.text, 'parse', parse.name, frame, parse.paramTypes, undefined, (verdict) => {
           if (verdict.action === 'reject') {
             const run = newRun(parse.text, 'parse', verdict, parse.name)
             run.denied = verdict.error
@@ -231,7 +231,11 @@ export class ClientMessages {
             const def = new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs)
             def.judgedUnder = under
             def.paramTypes = parse.paramTypes
+            def.holdsAtBind = verdict.action === 'allow' && verdict.atBind === true
             this.passRunning(frame)
+            // Its Bind waits for the server's answer to it (a Parse the server refuses, an unknown
+            // column, must not be held for a reviewer): a Flush makes the server send it now.
+            if (def.holdsAtBind) c.toUpstream.push(FLUSH)
             if (verdict.action === 'allow' && verdict.once) def.approvedAt = this.ran
             state.sendParse(parse.name, def)
           }
@@ -246,7 +250,13 @@ export class ClientMessages {
         checkName('portal', bind.portal)
         checkName('prepared statement', bind.statement)
         const s = state.statementAt(bind.statement)
-        if (s === UNSETTLED) return this.awaitReplies(frame)
+        if (s === UNSETTLED || (s?.holdsAtBind === true && state.pendingCount > 0)) return this.awaitReplies(frame)
+        if (s?.holdsAtBind === true && state.skipping) {
+          // Its Parse (or a message before it) failed: the server ignores this Bind, and nobody is asked.
+          c.toUpstream.push(REFUSAL_BIND)
+          state.sendBind(bind.portal, undefined)
+          return
+        }
         if (!s) {
           return this.refuseBind(bind.portal, bind.statement, undefined, {
             severity: 'ERROR',
@@ -255,20 +265,22 @@ export class ClientMessages {
             hint: 'Prepare it through this connection first (Parse or PREPARE); the tunnel binds only statements the server has confirmed.',
           })
         }
-        const params = withParams ? paramsAsText(bind.params, bind.paramFormats) : undefined
+        // A statement held at its Bind is judged with the values the reviewer will see.
+        const values = s.holdsAtBind || s.definedBy === 'prepare' ? paramsAsText(withParams ? bind.params : this.bindValuesOf(frame), bind.paramFormats) : undefined
+        const params = withParams ? (values ?? paramsAsText(bind.params, bind.paramFormats)) : undefined
         const now = c.env.hooks.verdictGeneration?.()
         // What it calls may have been replaced since it was judged: judge it again, as a Parse now
         // would be. A statement made by SQL PREPARE is judged as the `EXECUTE` that binding it is,
         // every time, as an SQL EXECUTE of it would be.
         // A Parse a reviewer approved for one execution is bound as approved: judged again, it would
         // be held again, as often as the wait for the reviewer moved the catalog on (a lookup does).
-        const approved = s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
+        const approved = !s.holdsAtBind && s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
         const lapsed = approved && s.verdict.action === 'allow' ? (s.verdict.lapsed?.() ?? this.ranSinceApproval(s.approvedAt)) : undefined
         if (lapsed) return this.refuseBind(bind.portal, bind.statement, s, lapsed)
-        const again = s.definedBy === 'prepare' ? executeOf(s.name, bind.paramCount) : s.judgedUnder !== undefined && now !== s.judgedUnder && !approved ? s.sql : undefined
+        const again = s.definedBy === 'prepare' ? executeOf(s.name, bind.paramCount) : s.holdsAtBind || (s.judgedUnder !== undefined && now !== s.judgedUnder && !approved) ? s.sql : undefined
         if (again !== undefined && c.env.hooks.statement) {
           const prepared = s.definedBy === 'prepare'
-          return this.judge(again, prepared ? 'simple' : 'parse', prepared ? undefined : s.name, frame, prepared ? undefined : s.paramTypes, (verdict) => {
+          return this.judge(again, prepared ? 'simple' : 'parse', prepared ? undefined : s.name, frame, prepared ? undefined : s.paramTypes, values, (verdict) => {
             if (verdict.action === 'reject') return this.refuseBind(bind.portal, bind.statement, s, verdict.error)
             s.verdict = verdict
             s.judgedUnder = prepared ? undefined : now
@@ -316,7 +328,7 @@ export class ClientMessages {
         const again = this.executeAgain(p)
         if (!again) return this.execute(frame, p, p.verdict)
         const now = c.env.hooks.verdictGeneration?.()
-        return this.judge(again.sql, again.protocol, again.name, frame, p.statement?.paramTypes, (verdict) => {
+        return this.judge(again.sql, again.protocol, again.name, frame, p.statement?.paramTypes, undefined, (verdict) => {
           if (verdict.action === 'reject') return this.refuseExecute(p, verdict.error)
           if (p.definedBy !== 'declare') p.judgedUnder = now
           // A cursor keeps the verdict its DECLARE had (masking reads by it); the FETCH's only lets it run.
@@ -476,6 +488,11 @@ export class ClientMessages {
     return {sql: p.sql, protocol: 'parse', name: s?.name}
   }
 
+  /** A Bind's parameter values, decoded when the Bind was read without them (no statement listener). */
+  private bindValuesOf(frame: Frame): (Buffer | null)[] {
+    return (frame.source ? decodeBind(frame.source, frame.start! + 5, frame.end, true) : decodeBind(frame.body, 0, frame.body.length, true)).params
+  }
+
   /** Sends on a Query, Parse, Bind or Execute: a message after which an approval's session may differ. */
   private passRunning(frame: Frame): void {
     this.ran++
@@ -544,11 +561,19 @@ export class ClientMessages {
    * Runs the statement hook; `then` continues with the verdict, synchronously when the hook is
    * synchronous (the common, fast case), otherwise after holding back later client frames.
    */
-  private judge(sql: string, protocol: ProtocolPath, statementName: string | undefined, frame: Frame, paramTypes: readonly number[] | undefined, then: (v: StatementVerdict) => void): void {
+  private judge(
+    sql: string,
+    protocol: ProtocolPath,
+    statementName: string | undefined,
+    frame: Frame,
+    paramTypes: readonly number[] | undefined,
+    bindValues: readonly (string | null)[] | undefined,
+    then: (v: StatementVerdict) => void,
+  ): void {
     const hook = this.c.env.hooks.statement
     if (!hook) return then(ALLOW)
     let result: StatementVerdict | Promise<StatementVerdict>
-    const ctx = this.c.context(protocol, statementName, undefined, paramTypes)
+    const ctx = this.c.context(protocol, statementName, undefined, paramTypes, bindValues)
     try {
       result = hook(sql, ctx)
     } catch (error) {
@@ -556,7 +581,7 @@ export class ClientMessages {
     }
     if (!(result instanceof Promise)) {
       this.judgeAbort = undefined
-      const verdict = this.withNotices(result)
+      const verdict = this.withNotices(deferredOnlyAtParse(result, frame))
       this.judgedContext = ctx
       try {
         return then(verdict)
@@ -571,7 +596,7 @@ export class ClientMessages {
     this.waiting = 'verdict'
     this.c.client.pause()
     result.then(
-      (v) => this.resume(() => then(this.withNotices(v))),
+      (v) => this.resume(() => then(this.withNotices(deferredOnlyAtParse(v, frame)))),
       (error: unknown) => this.resume(() => then(failClosed(error))),
     )
   }
@@ -637,6 +662,25 @@ function failClosed(error: unknown): StatementVerdict {
       code: '42501',
       message: 'dbgate: the statement could not be judged, so it was not run',
       detail: (error as Error)?.message ?? String(error),
+    },
+  }
+}
+
+/**
+ * A verdict that leaves the decision to a statement's Binds (`atBind`) lets only a Parse through:
+ * anywhere else (an Execute judged again after the catalog moved) nothing would be decided before
+ * the statement ran, so it is refused.
+ */
+function deferredOnlyAtParse(v: StatementVerdict, frame: Frame): StatementVerdict {
+  if (v.action !== 'allow' || v.atBind !== true || frame.code === Frontend.Parse) return v
+  return {
+    action: 'reject',
+    decision: v.decision,
+    error: {
+      severity: 'ERROR',
+      code: '42501',
+      message: 'dbgate: this statement now needs approval and takes bind parameters; a reviewer approves it at its Bind, with its values, so it cannot run here',
+      hint: 'Bind it again (with its values): it is then held for a reviewer.',
     },
   }
 }

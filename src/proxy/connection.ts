@@ -133,7 +133,7 @@ export interface ConnectionCore {
   readonly clientAddress: string
   settle(grant: SessionGrant): void
   readonly closing: boolean
-  context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition, paramTypes?: readonly number[]): StatementContext
+  context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition, paramTypes?: readonly number[], bindValues?: readonly (string | null)[]): StatementContext
   finishRun(run: Run, outcome: StatementEvent['outcome']): void
   /** The statement whose rows the chunk being handled sent last: `flush` reports it if it is still running. */
   rowsOut: Run | undefined
@@ -168,6 +168,7 @@ class HookContext implements StatementContext {
     private readonly abortSignal: () => AbortSignal,
     readonly notify: (notice: PgNoticeFields) => void,
     readonly paramTypes: readonly number[] | undefined,
+    readonly bindValues: readonly (string | null)[] | undefined,
   ) {}
 
   get signal(): AbortSignal {
@@ -329,7 +330,7 @@ export class ClientConnection implements ConnectionCore {
     else this.endListeners.push(fn)
   }
 
-  context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition, paramTypes?: readonly number[]): StatementContext {
+  context(protocol: ProtocolPath, statementName?: string, definition?: NamedDefinition, paramTypes?: readonly number[], bindValues?: readonly (string | null)[]): StatementContext {
     return new HookContext(
       this.sessionId,
       this.id,
@@ -344,6 +345,7 @@ export class ClientConnection implements ConnectionCore {
       this.abortSignalOf,
       this.notifyClient,
       paramTypes,
+      bindValues,
     )
   }
 

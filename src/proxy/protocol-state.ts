@@ -50,6 +50,8 @@ export class StatementDef implements NamedDefinition {
   judgedUnder: number | undefined = undefined
   /** The parameter types its Parse declared, for judging it again. */
   paramTypes: readonly number[] | undefined = undefined
+  /** Its Parse takes values a reviewer must see: every Bind of it is judged again with them (`StatementVerdict.atBind`). */
+  holdsAtBind = false
   /** Approved for one execution: the client messages sent on once its Parse was (ClientMessages.ran). */
   approvedAt: number | undefined = undefined
   /** Its RowDescription from a Describe, for results of portals bound to it. */
@@ -228,6 +230,11 @@ export class ProtocolState<R> implements SessionView {
     return p === UNSETTLED ? undefined : p
   }
 
+  /** The server refused a message of the current extended segment and ignores what comes until Sync. */
+  get skipping(): boolean {
+    return this.skippingToSync
+  }
+
   /** The statement `name` will be when the next message reaches the server. */
   statementAt(name: string): StatementDef | undefined | Unsettled {
     const seg = this.segmentStatements.get(name)
@@ -288,7 +295,9 @@ export class ProtocolState<R> implements SessionView {
   sendParse(name: string, def: StatementDef | undefined, run?: R): boolean {
     const entry: Entry<R> = {kind: 'parse', def, name, run, defines: def ? {statement: name} : NOTHING, state: 'open'}
     if (!this.push(entry)) return false
-    if (def) this.segmentStatements.set(name, def)
+    // A refusal sent in its place fails on the server, and with it the rest of the segment: nothing
+    // later in it may be judged as the statement the name had before.
+    this.segmentStatements.set(name, def ?? null)
     return true
   }
 

@@ -76,6 +76,12 @@ export interface StatementContext {
    * server). Each Bind converts its values into these types, running a domain's checks.
    */
   readonly paramTypes?: readonly number[]
+  /**
+   * When a protocol Bind is judged: the values it binds, in order, as text (a value sent in binary
+   * format as `b64:` and its base64; NULL as null). A statement held for a reviewer then is shown,
+   * and approved, with exactly these.
+   */
+  readonly bindValues?: readonly (string | null)[]
   /** Transaction status last reported by the server: I idle, T in a block, E failed block. */
   transactionStatus: 'I' | 'T' | 'E'
   database: string
@@ -138,6 +144,12 @@ export type StatementVerdict =
        * approval without being judged again (it would be held again), so this is asked instead.
        */
       lapsed?: () => PgNoticeFields | undefined
+      /**
+       * For a Parse: not yet decided, it takes values a reviewer must see (`$1`, declared parameter
+       * types), so it is sent on (a Parse runs nothing) and each Bind of it is judged again with
+       * its values (`StatementContext.bindValues`), and held there if need be.
+       */
+      atBind?: boolean
     } & VerdictBasis)
   | ({action: 'reject'; error: PgNoticeFields} & VerdictBasis)
 

@@ -13,7 +13,8 @@ import {Detail} from '../../src/tui/approvals/App.js'
 import {render} from 'ink-testing-library'
 import {createElement} from 'react'
 import {decisionKey, listRequests, readOutcome, readRequest, requestDigest} from '../../src/approvals/store.js'
-import type {ApprovalDecision, ApprovalRequest, DecisionAction} from '../../src/approvals/types.js'
+import type {ApprovalDecision, ApprovalRequest, DecisionAction, RequestView} from '../../src/approvals/types.js'
+import {requestRow} from '../../src/approvals/format.js'
 import {SessionReader} from '../../src/audit/read.js'
 import {produceReport} from '../../src/report/produce.js'
 import {renderTimeline} from '../../src/audit/render.js'
@@ -453,49 +454,94 @@ describe('approvals through the tunnel', () => {
     expect(await tableCount('named_ddl')).toBe(0)
   })
 
-  it('never holds an unnamed Parse with bind parameters (the reviewer would approve it without its values), and still holds one whose $1 is only text', async () => {
+  it('holds a statement with bind parameters at its Bind, with the values it runs with, and each Bind again', async () => {
     await withClient(db.url, (x) => x.query("create sequence accounts_seq; select setval('accounts_seq', 1000); create table accounts (id int, owner text); insert into accounts values (1, 'ann'), (2, 'ben')"))
     const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: account-updates-need-review\n    match: {command: update}\n    action: require_approval`)
     const c = await t.client()
-    const filed = async () => (await listRequests(bucket)).length
-    const before = await filed()
-    // What a driver sends for a query with values: Parse with $n, then Bind with the values.
+    const owners = async () => (await withClient(db.url, (x) => x.query("select string_agg(owner, ',' order by id) as owners from accounts"))).rows[0].owners as string
+    /** The pending request of `sql` once filed: what the reviewer reads. */
+    const seen = new Set<string>()
+    const pendingOf = async (sql: string) => {
+      let found: ApprovalRequest | undefined
+      await waitFor(async () => (found = (await listRequests(bucket)).find((v) => v.request.sql === sql && !seen.has(v.request.id) && v.state === 'pending')?.request) !== undefined, `the request for ${sql}`)
+      seen.add(found!.id)
+      return found!
+    }
+    // What a driver sends for a query with values: Parse with $n, then Bind with the values. Denied: nothing runs.
     const PARAMETERIZED: [string, unknown[]][] = [
       ["select setval('accounts_seq', $1)", [1]],
       ["select setval('accounts_seq', $1::bigint + 0, true)", [1]],
       ['update accounts set owner = $1 where id = $2', ['mallory', 1]],
       ['update accounts set owner = $1 where id > $2', ['mallory', 0]],
-      ["update accounts set owner = 'mallory' where id = $1", [1]],
       ["update accounts set owner = 'mallory' where id = any($1::int[])", ['{1,2}']],
     ]
     for (const [sql, values] of PARAMETERIZED) {
-      const err = await c.query(sql, values).catch((e: Error & {code?: string; hint?: string}) => e)
-      expect(err, sql).toMatchObject({code: '42501', message: /cannot be approved with bind parameters/, hint: /write the values into the statement text/})
+      const out = c.query(sql, values).catch((e: Error) => e)
+      const request = await pendingOf(sql)
+      expect(request.params, sql).toEqual(values.map(String))
+      // The list and the interactive view show the values beside the text.
+      expect(requestRow({request, state: 'pending'} as RequestView, new Date()).sql, sql).toContain(`$1 = '${String(values[0])}'`)
+      const screen = render(createElement(Detail, {view: {request, state: 'pending'} as RequestView, now: new Date()}))
+      expect(stripVTControlCharacters(screen.lastFrame() ?? '').replace(/[\s│]+/g, ' '), sql).toContain(`with the values [$1 = '${String(values[0])}'`)
+      screen.unmount()
+      await decide(await review('bob'), {id: request.id, action: 'deny', reason: 'not these values'})
+      expect(await out, sql).toMatchObject({message: expect.stringMatching(/denied by bob@example.com: not these values/)})
     }
-    expect(await filed()).toBe(before)
     const state = await withClient(db.url, async (x) => (await x.query("select (select last_value from accounts_seq)::int as seq, (select string_agg(owner, ',' order by id) from accounts) as owners")).rows[0])
     expect(state).toEqual({seq: 1000, owners: 'ann,ben'})
 
+    // A statement the server cannot prepare (a misspelt column) fails at once: nobody is asked.
+    const filedBefore = (await listRequests(bucket)).length
+    expect(await c.query('update accounts set ownr = $1 where id = $2', ['x', 1]).catch((e: Error & {code?: string}) => e)).toMatchObject({code: '42703'})
+    expect((await listRequests(bucket)).length).toBe(filedBefore)
+
+    // Approved, it runs with exactly the values the reviewer read.
+    const approved = c.query('update accounts set owner = $1 where id = $2', ['carl', 1])
+    const first = await pendingOf('update accounts set owner = $1 where id = $2')
+    expect(first.params).toEqual(['carl', '1'])
+    await decide(await review('bob'), {id: first.id, action: 'approve'})
+    await approved
+    expect(await owners()).toBe('carl,ben')
+
+    // A named statement is held at each of its Binds: an approval covers one Bind's values.
+    const named = {name: 'upd', text: 'update accounts set owner = $1 where id = $2'}
+    const dora = c.query({...named, values: ['dora', 2]})
+    const forDora = await pendingOf(named.text)
+    expect(forDora.params).toEqual(['dora', '2'])
+    await decide(await review('bob'), {id: forDora.id, action: 'approve'})
+    await dora
+    expect(await owners()).toBe('carl,dora')
+    const eve = c.query({...named, values: ['eve', 2]}).catch((e: Error) => e)
+    const forEve = await pendingOf(named.text)
+    expect(forEve.id).not.toBe(forDora.id)
+    expect(forEve.params).toEqual(['eve', '2'])
+    await decide(await review('bob'), {id: forEve.id, action: 'deny', reason: 'not eve'})
+    expect(await eve).toMatchObject({message: expect.stringMatching(/denied by bob@example.com: not eve/)})
+    expect(await owners()).toBe('carl,dora')
+
     // A protocol Bind of an SQL-prepared statement runs it with the Bind's values: judged as
-    // `EXECUTE p($1, $2)`, and not held either. The PREPARE itself is held, and approved.
+    // `EXECUTE p($1, $2)`, and held with them. The PREPARE itself is held, and approved.
     const raw = await t.raw()
     raw.send(serialize.query('prepare own as update accounts set owner = $1 where id > $2'))
-    let request: string | undefined
-    await waitFor(async () => (request = (await listRequests(bucket)).find((v) => v.request.sql.startsWith('prepare own') && !v.outcome)?.request.id) !== undefined, 'the PREPARE is held')
-    await decide(await review('bob'), {id: request!, action: 'approve'})
+    await decide(await review('bob'), {id: (await pendingOf('prepare own as update accounts set owner = $1 where id > $2')).id, action: 'approve'})
     expect(codes(await raw.untilReady())).toMatch(/CZ$/)
-    const filedBefore = await filed()
     raw.send(serialize.bind({statement: 'own', values: ['mallory', '0']}), serialize.execute({}), serialize.sync())
-    const bound = await raw.untilReady()
-    expect(errorOf(bound)).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved with bind parameters/)})
-    expect(await filed()).toBe(filedBefore)
-    expect((await withClient(db.url, (x) => x.query("select string_agg(owner, ',' order by id) as owners from accounts"))).rows[0].owners).toBe('ann,ben')
+    const own = await pendingOf('EXECUTE "own"($1, $2)')
+    expect(own.params).toEqual(['mallory', '0'])
+    await decide(await review('bob'), {id: own.id, action: 'deny', reason: 'no'})
+    expect(errorOf(await raw.untilReady())).toMatchObject({message: expect.stringMatching(/denied by bob@example.com: no/)})
+    expect(await owners()).toBe('carl,dora')
 
-    // A `$1` in a string is no parameter: the statement is held as any other, here as an unnamed Parse.
+    // A `$1` in a string is no parameter: the statement is held at its Parse, as any other.
     const w = watchNotices(c)
     const held = c.query({text: "update accounts set owner = '$1' where id = 2", queryMode: 'extended'} as pg.QueryConfig).catch((e: Error) => e)
+    const plain = await pendingOf("update accounts set owner = '$1' where id = 2")
+    expect(plain.params).toBeUndefined()
     await decide(await review('bob'), {id: await w.approvalId(), action: 'deny', reason: 'not today'})
     expect(await held).toMatchObject({message: /denied by bob@example.com: not today/})
+    // The session is usable afterwards: the Bind after the refused Parse was not judged as the earlier statement.
+    expect((await c.query('select 1 as one')).rows).toEqual([{one: 1}])
+    expect((await listRequests(bucket)).filter((v) => v.state === 'pending')).toEqual([])
   })
 
   it('runs an approved Parse only as the session stood when it was approved: nothing the session runs between the decision and its Bind or Execute changes what it reads or writes', async () => {
@@ -628,20 +674,30 @@ describe('approvals through the tunnel', () => {
     expect(await out).toMatchObject({message: /denied by bob@example.com: no exports/})
   })
 
-  it('never holds a Parse that declares parameter types its text does not use: the Bind still converts its values, and a domain check runs with them', async () => {
+  it('holds a Parse that declares parameter types its text does not use at its Bind, with the values its domain check runs with', async () => {
     const oid = await withClient(db.url, async (x) => {
       await x.query("create table noted (o text); create table owned (id int, owner text); insert into owned values (1, 'ann'); create function note_value(o text) returns boolean language plpgsql as $f$ begin insert into public.noted values (o); return true; end $f$; create domain noted_text as text check (note_value(value))")
       return Number((await x.query("select 'noted_text'::regtype::oid as oid")).rows[0].oid)
     })
     const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: owned-updates-need-review\n    match: {command: update}\n    action: require_approval`)
-    const filed = async () => (await listRequests(bucket)).length
-    const before = await filed()
     const raw = await t.raw()
-    for (const types of [[oid], [oid, oid], [25, oid], [23], [0]]) {
-      raw.send(serialize.parse({text: "update public.owned set owner = 'bob' where id = 1", types}), serialize.bind({values: types.map(() => '7')}), serialize.execute({}), serialize.sync())
-      expect(errorOf(await raw.untilReady()), JSON.stringify(types)).toMatchObject({code: '42501', message: expect.stringMatching(/cannot be approved with bind parameters/)})
+    const text = "update public.owned set owner = 'bob' where id = 1"
+    const seen = new Set<string>()
+    for (const types of [[oid], [oid, oid], [25, oid], [23]]) {
+      raw.send(serialize.parse({text, types}), serialize.bind({values: types.map(() => '7')}), serialize.execute({}), serialize.sync())
+      let request: ApprovalRequest | undefined
+      await waitFor(async () => (request = (await listRequests(bucket)).find((v) => v.request.sql === text && !seen.has(v.request.id))?.request) !== undefined, 'the request is filed at the Bind')
+      seen.add(request!.id)
+      expect(request!.params, JSON.stringify(types)).toEqual(types.map(() => '7'))
+      await decide(await review('bob'), {id: request!.id, action: 'deny', reason: 'no'})
+      expect(errorOf(await raw.untilReady()), JSON.stringify(types)).toMatchObject({message: expect.stringMatching(/denied by bob@example.com: no/)})
     }
-    expect(await filed()).toBe(before)
+    // A parameter of no declared type that the text does not use: the server refuses the Parse, and
+    // its Bind is not held for a reviewer (the server would skip it whatever they said).
+    const filed = (await listRequests(bucket)).length
+    raw.send(serialize.parse({text, types: [0]}), serialize.bind({values: ['7']}), serialize.execute({}), serialize.sync())
+    expect(errorOf(await raw.untilReady())).toMatchObject({code: '42P18'})
+    expect((await listRequests(bucket)).length).toBe(filed)
     const state = await withClient(db.url, async (x) => (await x.query('select (select count(*) from public.noted)::int as noted, (select owner from public.owned) as owner')).rows[0])
     expect(state).toEqual({noted: 0, owner: 'ann'})
   })

@@ -6,7 +6,7 @@
 import {Box, Text, useApp, useInput} from 'ink'
 import {useRef} from 'react'
 import {Chalk} from 'chalk'
-import {recentMark, requestRow, shortDuration} from '../../approvals/format.js'
+import {boundValues, recentMark, requestRow, shortDuration} from '../../approvals/format.js'
 import {parseDuration} from '../../util/duration.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
@@ -155,6 +155,12 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
       <Box marginTop={1}>
         <Text>{highlightSql(printable(view.request.sql, {lines: true}), chalk)}</Text>
       </Box>
+      {r.params ? (
+        <Text>
+          <Text dimColor>with the values </Text>
+          {boundValues(r.params)}
+        </Text>
+      ) : null}
       {r.recent.length > 0 ? (
         <Box flexDirection="column" marginTop={1}>
           <Text dimColor>Earlier in this session:</Text>
