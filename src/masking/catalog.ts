@@ -238,6 +238,8 @@ export class Catalog {
   private byOid = new Map<number, CatalogRelation>()
   private byRowType = new Map<number, CatalogRelation>()
   private byName = new Map<string, CatalogRelation[]>()
+  /** The tables a table inherits from, or is a partition of (pg_inherits read the other way). */
+  private parentsByOid = new Map<number, number[]>()
   private typeByOid = new Map<number, TypeInfo>()
   private functionNames = new Set<string>()
   private operatorNames = new Set<string>()
@@ -279,6 +281,8 @@ export class Catalog {
     this.byOid = new Map(relations.map((r) => [r.oid, r]))
     this.byRowType = new Map(relations.map((r) => [r.rowTypeOid, r]))
     this.byName = new Map()
+    this.parentsByOid = new Map()
+    for (const r of relations) for (const c of r.children ?? []) this.parentsByOid.set(c, [...(this.parentsByOid.get(c) ?? []), r.oid])
     for (const r of relations) {
       for (const key of [`${r.schema}.${r.name}`, r.name]) {
         const list = this.byName.get(key) ?? []
@@ -458,6 +462,27 @@ export class Catalog {
     if (all.length <= 1) return all
     const pub = all.filter((r) => r.schema === 'public')
     return pub.length === 1 ? pub : all
+  }
+
+  /**
+   * The tables `oid` inherits from or is a partition of, and theirs, each once. PostgreSQL prints a
+   * row that failed a constraint in a partition or child in the column order of the table the
+   * statement named, which may be any of these.
+   */
+  ancestors(oid: number): CatalogRelation[] {
+    const seen = new Set<number>([oid])
+    const out: CatalogRelation[] = []
+    const visit = (o: number): void => {
+      for (const p of this.parentsByOid.get(o) ?? []) {
+        if (seen.has(p)) continue
+        seen.add(p)
+        const rel = this.byOid.get(p)
+        if (rel) out.push(rel)
+        visit(p)
+      }
+    }
+    visit(oid)
+    return out
   }
 
   /** Every relation of this name, in any schema. */

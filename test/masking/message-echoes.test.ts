@@ -1,0 +1,161 @@
+/**
+ * Values the server prints in an error without quoting them, attacked through the real tunnel with
+ * the policy pack `none`:
+ *
+ * - numbers it computed from a sensitive column, beside dashes, dots or parentheses where a
+ *   "number standing alone" was not looked for: `make_date(2000, <ssn as int>, 1)` fails with
+ *   `date field value out of range: 2000-989846850-01`, `%g` prints `9.89847e+08`, `get_byte`
+ *   prints the valid range `0..N`;
+ * - `Failing row contains (…)` of a partition whose columns stand in another order than its
+ *   parent's: PostgreSQL prints the row in the order of the table the statement named while the
+ *   error names the partition, so masking by the partition's order put a full name under a clean
+ *   column.
+ *
+ * Each case is first shown to reveal the value directly.
+ */
+import pg from 'pg'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {sampleCustomers} from '../../src/demo/sample-data.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {withClient} from '../helpers/pg.js'
+import {maskingFixture, type MaskingFixture} from './fixture.js'
+import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
+
+const CUSTOMERS = sampleCustomers()
+const digitsOf = (s: string) => s.replace(/\D/g, '')
+/** The first five digits of customer `id`'s SSN: what a numeric echo of it would show. */
+const ssnHead = (id: number) => digitsOf(CUSTOMERS.find((c) => c.id === id)!.ssn).slice(0, 5)
+const SSN = "replace(ssn, '-', '')"
+
+interface NumberCase {
+  sql: string
+  /** The digits that must not reach the client. */
+  secret: string
+}
+
+const NUMBERS: NumberCase[] = [
+  {sql: `select make_date(2000, ${SSN}::int, 1) from customers where id = 1`, secret: ssnHead(1)},
+  {sql: `select make_date(2000, 1, ${SSN}::int) from customers where id = 2`, secret: ssnHead(2)},
+  {sql: `select make_timestamp(2000, ${SSN}::int, 1, 0, 0, 0) from customers where id = 3`, secret: ssnHead(3)},
+  {sql: `select make_timestamptz(2000, 1, ${SSN}::int, 0, 0, 0) from customers where id = 4`, secret: ssnHead(4)},
+  // %g: six significant digits before the exponent
+  {sql: `select make_time(0, 0, ${SSN}::float8) from customers where id = 5`, secret: ssnHead(5)},
+  {sql: `select setseed(${SSN}::float8) from customers where id = 6`, secret: ssnHead(6)},
+  {sql: `select make_timestamptz(2000, 1, 1, 0, 0, ${SSN}::float8) from customers where id = 7`, secret: ssnHead(7)},
+  // the upper end of a valid range, after `..`: the length of a value built from the SSN
+  {sql: `select get_byte(repeat('x', substr(${SSN}, 1, 5)::int)::bytea, 1000000) from customers where id = 8`, secret: String(Number(ssnHead(8)) - 1)},
+  {sql: `select set_bit(repeat('x', substr(${SSN}, 1, 5)::int)::bytea, 1000000000, 1) from customers where id = 9`, secret: String(Number(ssnHead(9)) * 8 - 1)},
+]
+
+/** Partitions and children whose columns stand in another order than their parent's. */
+const HIERARCHIES = `
+create table pr (id int, full_name text, note text) partition by list (id);
+create table pr1 (full_name text, id int, note text);
+alter table pr attach partition pr1 for values in (1);
+insert into pr select 1, full_name, 'ok' from customers where id = 11;
+alter table pr add constraint pr_note check (note <> 'boom');
+create table pn (id int, note text, full_name text) partition by list (id);
+create table pn1 (full_name text, note text, id int);
+alter table pn attach partition pn1 for values in (1);
+insert into pn select 1, 'ok', full_name from customers where id = 12;
+alter table pn alter column note set not null;
+create table pm (id int, full_name text, note text) partition by range (id);
+create table pm1 (note text, id int, full_name text) partition by list (id);
+create table pm11 (id int, note text, full_name text);
+alter table pm1 attach partition pm11 for values in (1);
+alter table pm attach partition pm1 for values from (0) to (10);
+insert into pm select 1, full_name, 'ok' from customers where id = 13;
+alter table pm add constraint pm_note check (note <> 'boom');
+create table ip (id int, full_name text, note text constraint ip_note check (note <> 'boom'));
+create table ip1 (note text constraint ip_note check (note <> 'boom'), full_name text, id int);
+insert into ip1 select 'ok', full_name, 1 from customers where id = 14;
+alter table ip1 inherit ip;
+create table vt (id int, code varchar(7));
+`
+
+const ROWS: {sql: string; name: string}[] = [
+  {sql: "update pr set note = 'boom'", name: CUSTOMERS[10]!.fullName},
+  {sql: 'update pn set note = null', name: CUSTOMERS[11]!.fullName},
+  {sql: "update pm set note = 'boom'", name: CUSTOMERS[12]!.fullName},
+  {sql: "update pm1 set note = 'boom'", name: CUSTOMERS[12]!.fullName},
+  {sql: "update ip set note = 'boom'", name: CUSTOMERS[13]!.fullName},
+]
+
+describe('values an error prints unquoted', () => {
+  let fx: MaskingFixture
+  let tunnel: PipelineTunnel
+  let relay: Awaited<ReturnType<typeof recordingRelay>>
+
+  beforeAll(async () => {
+    fx = await maskingFixture()
+    await withClient(fx.db.url, (c) => c.query(HIERARCHIES))
+    tunnel = await openPipelineTunnel(fx.db, 'policy: none')
+    relay = await recordingRelay(tunnel.info.port)
+  })
+
+  afterAll(async () => {
+    await relay?.close()
+    await tunnel?.close().catch(() => {})
+    await fx?.close()
+  })
+
+  /** The error `sql` gives, as text, and every byte the client received. */
+  async function failing(sql: string, binary = false): Promise<{error: string; seen: Buffer}> {
+    const seen: Seen = {bytes: [], strings: []}
+    const c = await relayedClient(tunnel.info.url, relay, seen, {binary} as Partial<pg.ClientConfig>)
+    let error = ''
+    try {
+      await c.query(binary ? ({text: sql, queryMode: 'extended'} as pg.QueryConfig) : sql)
+    } catch (e) {
+      const x = e as pg.DatabaseError
+      error = [x.message, x.detail, x.hint, x.where].filter(Boolean).join(' | ')
+    }
+    await c.end()
+    return {error, seen: all(seen)}
+  }
+
+  async function direct(sql: string): Promise<string> {
+    return withClient(fx.db.url, async (c) => {
+      try {
+        await c.query(sql)
+        return ''
+      } catch (e) {
+        const x = e as pg.DatabaseError
+        return [x.message, x.detail].filter(Boolean).join(' | ')
+      }
+    })
+  }
+
+  it('has no vacuous case: directly, each error shows the value', async () => {
+    for (const {sql, secret} of NUMBERS) expect(digitsOf(await direct(sql)), sql).toContain(secret)
+    for (const {sql, name} of ROWS) expect(await direct(sql), sql).toContain(name)
+  })
+
+  it('masks numbers computed from sensitive values, whatever stands beside them', async () => {
+    for (const {sql, secret} of NUMBERS) {
+      for (const binary of [false, true]) {
+        const {error, seen} = await failing(sql, binary)
+        expect(error, sql).not.toBe('')
+        expect(digitsOf(error), `${sql}: ${error}`).not.toContain(secret)
+        expect(seen.includes(Buffer.from(secret)), sql).toBe(false)
+      }
+    }
+  })
+
+  it('keeps type modifiers and the numbers the statement wrote', async () => {
+    const {error} = await failing("select 'abcdef'::varchar(3)::char(2)::numeric(5, 2)")
+    expect(error).toMatch(/invalid input syntax for type numeric/)
+    // the modifier comes from the catalog, not the statement
+    const tooLong = await failing('insert into vt (id, code) select id, full_name from customers where id = 1')
+    expect(tooLong.error).toBe('value too long for type character varying(7)')
+  })
+
+  it('masks a failing row by every column order it may be printed in', async () => {
+    for (const {sql, name} of ROWS) {
+      const {error, seen} = await failing(sql)
+      expect(error, sql).toMatch(/Failing row contains/)
+      expect(error, sql).not.toContain(name)
+      expect(seen.includes(Buffer.from(name)), sql).toBe(false)
+    }
+  })
+})
