@@ -1046,8 +1046,15 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       const r = renameOf(kind, node)
       return r ? {...finish({rows: 'no'}, ctx), renames: [r]} : finish({rows: 'no'}, ctx)
     }
+    case 'RuleStmt':
+      // A rule's actions run, as written here, whenever its event does: what they write is filled
+      // now as if they ran (their NEW and OLD rows are untraceable), and what they read is read.
+      for (const action of list(node.actions)) statementLineage(action as Node, ctx, outer)
+      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
+      return finish({rows: 'no'}, ctx)
     case 'AlterTableStmt':
       alteredColumns(node, outer, ctx)
+      unprovenDefaults(node, outer, ctx)
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
       return finish({rows: 'no'}, ctx)
     case 'CreateTableAsStmt': {
@@ -1056,10 +1063,56 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       const columns = renamed(inner.columns, {colnames: into?.colNames})
       return {...finish({rows: 'no'}, ctx), creates: created(into?.rel as Node | undefined, columns)}
     }
-    default:
+    default: {
+      if (DEFINES_DEFAULTS.has(kind)) unprovenDefaults(node, outer, ctx)
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
-      return finish({rows: 'no'}, ctx)
+      const done = finish({rows: 'no'}, ctx)
+      return setsFromCurrent(node) ? {...done, copiesSettings: true} : done
+    }
   }
+}
+
+/** Statements besides ALTER TABLE that give a column or a domain a default. */
+const DEFINES_DEFAULTS = new Set(['CreateStmt', 'CreateForeignTableStmt', 'CreateDomainStmt', 'AlterDomainStmt'])
+
+/**
+ * A default is evaluated by every later INSERT (and `UPDATE … SET x = DEFAULT`, `ADD COLUMN`'s
+ * rewrite) that leaves its column out, and what it computes lands in the column where no statement
+ * names it: `DEFAULT query_to_xml('select full_name from customers', …)` fills a clean-looking
+ * column with every name. So a default must be proven clean like a value written into a setting;
+ * one that is not (it runs SQL text, reads settings or files) is refused as a side channel.
+ */
+function unprovenDefaults(node: Node, outer: Scope | undefined, ctx: Ctx): void {
+  for (const e of defaultExpressions(node)) {
+    if (!clean(expr(e, withCtes(undefined, outer, ctx), ctx))) {
+      ctx.sideChannels.push('a column or domain DEFAULT that is not proven clean (a function that runs SQL text, reads settings, files or rows) would fill the column, at every later INSERT that leaves it out, with values no statement names; give the default as a constant or a server fact (now(), nextval(…), gen_random_uuid())')
+      return
+    }
+  }
+}
+
+/** The expressions of `DEFAULT …` clauses anywhere in a statement: column constraints, `ALTER COLUMN … SET DEFAULT`, a domain's. */
+function defaultExpressions(node: unknown, into: unknown[] = []): unknown[] {
+  if (Array.isArray(node)) {
+    for (const x of node) defaultExpressions(x, into)
+    return into
+  }
+  if (!node || typeof node !== 'object') return into
+  const n = node as Node
+  if (n.contype === 'CONSTR_DEFAULT' && n.raw_expr !== undefined) into.push(n.raw_expr)
+  // ALTER TABLE … ALTER COLUMN … SET DEFAULT, and ALTER DOMAIN … SET DEFAULT (subtype 'T').
+  if ((n.subtype === 'AT_ColumnDefault' || (n.subtype === 'T' && 'typeName' in n)) && n.def !== undefined) into.push(n.def)
+  for (const v of Object.values(n)) defaultExpressions(v, into)
+  return into
+}
+
+/** Whether a statement's tree holds `SET x FROM CURRENT` (a role's, a database's or a function's setting). */
+function setsFromCurrent(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(setsFromCurrent)
+  if (!node || typeof node !== 'object') return false
+  // A VariableSetStmt, wrapped as a node (a function's `SET` clause) or not (ALTER ROLE's `setstmt`).
+  if ((node as Node).kind === 'VAR_SET_CURRENT') return true
+  return Object.values(node).some(setsFromCurrent)
 }
 
 /**
