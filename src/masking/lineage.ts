@@ -1085,13 +1085,13 @@ const DEFINES_DEFAULTS = new Set(['CreateStmt', 'CreateForeignTableStmt', 'Creat
 function unprovenDefaults(node: Node, outer: Scope | undefined, ctx: Ctx): void {
   for (const e of defaultExpressions(node)) {
     if (!clean(expr(e, withCtes(undefined, outer, ctx), ctx))) {
-      ctx.sideChannels.push('a column or domain DEFAULT that is not proven clean (a function that runs SQL text, reads settings, files or rows) would fill the column, at every later INSERT that leaves it out, with values no statement names; give the default as a constant or a server fact (now(), nextval(…), gen_random_uuid())')
+      ctx.sideChannels.push('a column or domain DEFAULT, or a partition bound, that is not proven clean (a function that runs SQL text, reads settings, files or rows) would store values no statement names: a default in every later INSERT that leaves its column out, a bound in the catalog; give it as a constant or a server fact (now(), nextval(…), gen_random_uuid())')
       return
     }
   }
 }
 
-/** The expressions of `DEFAULT …` clauses anywhere in a statement: column constraints, `ALTER COLUMN … SET DEFAULT`, a domain's. */
+/** The expressions of `DEFAULT …` clauses anywhere in a statement (column constraints, `ALTER COLUMN … SET DEFAULT`, a domain's), and of partition bounds. */
 function defaultExpressions(node: unknown, into: unknown[] = []): unknown[] {
   if (Array.isArray(node)) {
     for (const x of node) defaultExpressions(x, into)
@@ -1102,8 +1102,19 @@ function defaultExpressions(node: unknown, into: unknown[] = []): unknown[] {
   if (n.contype === 'CONSTR_DEFAULT' && n.raw_expr !== undefined) into.push(n.raw_expr)
   // ALTER TABLE … ALTER COLUMN … SET DEFAULT, and ALTER DOMAIN … SET DEFAULT (subtype 'T').
   if ((n.subtype === 'AT_ColumnDefault' || (n.subtype === 'T' && 'typeName' in n)) && n.def !== undefined) into.push(n.def)
+  // A partition's bounds (`FOR VALUES IN (…)`, `FROM (…) TO (…)`) are evaluated once and kept as
+  // constants in the catalog (pg_get_expr(relpartbound), pg_get_partition_constraintdef, `\d+`).
+  for (const k of ['listdatums', 'lowerdatums', 'upperdatums']) for (const d of list(n[k])) if (!isRangeBound(d)) into.push(d)
   for (const v of Object.values(n)) defaultExpressions(v, into)
   return into
+}
+
+/** `MINVALUE` and `MAXVALUE` in a range partition's bounds, which the parser leaves as column references. */
+function isRangeBound(d: unknown): boolean {
+  const ref = unwrap(d)
+  if (ref?.[0] !== 'ColumnRef') return false
+  const fields = list(ref[1].fields).map(svalOf)
+  return fields.length === 1 && (fields[0] === 'minvalue' || fields[0] === 'maxvalue')
 }
 
 /** Whether a statement's tree holds `SET x FROM CURRENT` (a role's, a database's or a function's setting). */

@@ -5,6 +5,7 @@
  * - a column or domain DEFAULT that runs SQL text (`query_to_xml('select full_name from
  *   customers', …)`): every later INSERT that leaves the column out fills it with values no
  *   statement names, and `ADD COLUMN … DEFAULT` fills every existing row at once;
+ * - a partition bound computed the same way, kept in the catalog as a constant;
  * - a rewrite rule whose actions, written in the CREATE RULE the tunnel sees, copy sensitive
  *   columns into another table whenever its event fires;
  * - `SET x FROM CURRENT` in ALTER ROLE, ALTER DATABASE, CREATE or ALTER FUNCTION, which copies
@@ -36,6 +37,13 @@ const DEFAULTS: string[][] = [
   [`create table d8 (id int, a text default ${XML('full_name')})`, 'merge into d8 t using (select 1 as id) s on false when not matched then insert (id) values (s.id)', 'select a from d8'],
   // in one text
   [`create table d9 (id int, a text default ${XML('full_name')}); insert into d9 (id) values (1); select a from d9`],
+]
+
+/** A partition bound is evaluated once and kept as a constant: pg_get_expr(relpartbound), pg_get_partition_constraintdef, psql's `\\d+`. */
+const BOUNDS: string[][] = [
+  ['create table b1 (a text) partition by list (a)', `create table b11 partition of b1 for values in ((${XML('full_name')}))`, "select pg_get_expr(relpartbound, oid) from pg_class where relname = 'b11'"],
+  ['create table b2 (a text) partition by list (a)', 'create table b21 (a text)', `alter table b2 attach partition b21 for values in ((${XML('address')}))`, "select pg_get_partition_constraintdef('b21'::regclass)"],
+  ['create table b3 (a text) partition by range (a)', `create table b31 partition of b3 for values from (minvalue) to ((${XML('full_name')}))`, "select pg_get_expr(relpartbound, oid) from pg_class where relname = 'b31'"],
 ]
 
 const RULES: string[][] = [
@@ -90,7 +98,7 @@ describe('definitions that fill rows or hold copies of settings', () => {
   const leaks = (seen: Buffer) => NAMES.filter((s) => seen.includes(Buffer.from(s, 'utf8')))
 
   it('has no vacuous case: directly, each shows names or addresses', async () => {
-    for (const [i, steps] of [...DEFAULTS, ...RULES, ...FROM_CURRENT].entries()) {
+    for (const [i, steps] of [...DEFAULTS, ...BOUNDS, ...RULES, ...FROM_CURRENT].entries()) {
       const seen = await withClient(fx.db.url, async (c) => {
         await c.query('begin')
         const out: unknown[] = []
@@ -105,20 +113,26 @@ describe('definitions that fill rows or hold copies of settings', () => {
     }
   })
 
-  it('refuses a default that is not proven clean', async () => {
-    for (const steps of DEFAULTS) {
+  it('refuses a default or a partition bound that is not proven clean', async () => {
+    for (const steps of [...DEFAULTS, ...BOUNDS]) {
       const {seen, errors} = await run(steps)
-      expect(errors.join('\n'), steps.join('; ')).toMatch(/DEFAULT that is not proven clean/)
+      expect(errors.join('\n'), steps.join('; ')).toMatch(/DEFAULT, or a partition bound, that is not proven clean/)
       expect(leaks(seen), steps.join('; ')).toEqual([])
     }
   })
 
-  it('keeps defaults that are constants and server facts', async () => {
+  it('keeps defaults and bounds that are constants and server facts', async () => {
     const {errors} = await run([
       "create table ok (id serial, a text default 'x', b timestamptz default now(), c uuid default gen_random_uuid(), d text default current_user, e int default nextval('ok_id_seq'), f text default 'a' || 'b')",
       'insert into ok default values',
       "alter table ok alter column a set default 'y'",
       "create domain okd as text default 'z'",
+      'create table okr (a date) partition by range (a)',
+      "create table okr1 partition of okr for values from (minvalue) to ('2020-01-01')",
+      "create table okr2 partition of okr for values from ('2020-01-01') to (current_date + 1)",
+      'create table okr3 partition of okr default',
+      'create table okh (a int) partition by hash (a)',
+      'create table okh1 partition of okh for values with (modulus 2, remainder 0)',
     ])
     expect(errors).toEqual([])
   })
