@@ -980,6 +980,8 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     case 'UpdateStmt':
     case 'DeleteStmt':
     case 'MergeStmt': {
+      // Its UPDATE or DELETE may cascade into tables that reference it, whose errors echo their rows.
+      if ((kind !== 'InsertStmt' || node.onConflictClause) && cascadesIntoSensitive(node.relation as Node | undefined, ctx.catalog)) ctx.touches = true
       const columns = dmlReturning(node, ctx, outer)
       if (columns && columns.length === 0) return finish({rows: 'no'}, ctx)
       return finish({rows: 'yes', columns}, ctx)
@@ -1143,6 +1145,26 @@ function readsRowsOf(node: unknown, catalog: Catalog): boolean {
     if (found.length === 0 || found.some((r) => r.columns.some((c) => c.sensitive))) return true
   }
   return Object.values(o).some((v) => readsRowsOf(v, catalog))
+}
+
+/**
+ * Whether writing the relation `rel` names may write, through foreign keys that cascade (and theirs
+ * in turn), a table with sensitive columns or one the catalog does not know: `UPDATE parent SET id
+ * = …` runs the referencing table's CHECK constraints and index expressions on its rows, and
+ * `invalid input syntax for type integer: "Alice Novak"` echoes them.
+ */
+function cascadesIntoSensitive(rel: Node | undefined, catalog: Catalog): boolean {
+  if (typeof rel?.relname !== 'string') return false
+  const todo = catalog.lookup(rel.schemaname as string | undefined, rel.relname).flatMap((r) => r.cascadesTo ?? [])
+  const seen = new Set<number>()
+  for (let oid = todo.pop(); oid !== undefined; oid = todo.pop()) {
+    if (seen.has(oid)) continue
+    seen.add(oid)
+    const child = catalog.relation(oid)
+    if (!child || child.columns.some((c) => c.sensitive)) return true
+    todo.push(...(child.cascadesTo ?? []))
+  }
+  return false
 }
 
 const RENAMED_RELATIONS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE'])
