@@ -201,8 +201,23 @@ function systemRelation(schema: 'pg_catalog' | 'information_schema', name: strin
   }
 }
 
+/**
+ * Whether a relation's rows may hold sensitive values: its columns, or those of the tables that
+ * inherit from it (or are its partitions), which may have columns of their own: `UPDATE parent`
+ * runs a child's constraints on the child's `full_name`, which the parent does not have.
+ */
+function holdsSensitive(rel: CatalogRelation, catalog: Catalog, seen = new Set<number>()): boolean {
+  if (rel.columns.some((c) => c.sensitive)) return true
+  seen.add(rel.oid)
+  return (rel.children ?? []).some((oid) => {
+    if (seen.has(oid)) return false
+    const child = catalog.relation(oid)
+    return !child || holdsSensitive(child, catalog, seen)
+  })
+}
+
 function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
-  if (rel.columns.some((c) => c.sensitive)) ctx.touches = true
+  if (holdsSensitive(rel, ctx.catalog)) ctx.touches = true
   // Row-level security runs the policies' expressions, which may call user functions.
   if (rel.rowSecurity) ctx.opaque = true
   const own = rel.columns.map((c): NamedLineage => {
@@ -1067,11 +1082,25 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     }
     default: {
       if (DEFINES_DEFAULTS.has(kind)) unprovenDefaults(node, outer, ctx)
-      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
+      if (readsRowsOf(node, ctx.catalog) || readsEveryTable(kind, node)) ctx.touches = true
       const done = finish({rows: 'no'}, ctx)
       return setsFromCurrent(node) ? {...done, copiesSettings: true} : done
     }
   }
+}
+
+/**
+ * Maintenance that names no table but reads every one it may: `ANALYZE` and `VACUUM ANALYZE`
+ * evaluate extended statistics' expressions on sampled rows (`CREATE STATISTICS s ON
+ * (full_name::int) FROM customers` evaluates nothing until then), `VACUUM FULL`, `CLUSTER` and
+ * `REINDEX` of a schema, a database or the system rebuild indexes from expressions. Their errors
+ * echo the rows.
+ */
+function readsEveryTable(kind: string, node: Node): boolean {
+  if (kind === 'VacuumStmt') return list(node.rels).length === 0
+  if (kind === 'ClusterStmt') return !node.relation
+  if (kind === 'ReindexStmt') return node.kind !== 'REINDEX_OBJECT_TABLE' && node.kind !== 'REINDEX_OBJECT_INDEX'
+  return false
 }
 
 /** Statements besides ALTER TABLE that give a column or a domain a default. */
@@ -1142,7 +1171,7 @@ function readsRowsOf(node: unknown, catalog: Catalog): boolean {
   // A RangeVar, wrapped as a node or not (a statement's own `relation` field is not).
   if (typeof o.relname === 'string') {
     const found = catalog.lookup(o.schemaname as string | undefined, o.relname)
-    if (found.length === 0 || found.some((r) => r.columns.some((c) => c.sensitive))) return true
+    if (found.length === 0 || found.some((r) => holdsSensitive(r, catalog))) return true
   }
   return Object.values(o).some((v) => readsRowsOf(v, catalog))
 }

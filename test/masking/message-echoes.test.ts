@@ -88,6 +88,13 @@ insert into mid select id from customers;
 create table leaf (mid int references mid on update cascade, full_name text);
 insert into leaf select id, full_name from customers;
 create index leaf_moved on leaf ((case when mid >= 1000 then full_name::int end));
+create table ihp (id int, note text);
+create table ihc (full_name text, constraint ihc_note check (note <> 'boom' or full_name::int > 0)) inherits (ihp);
+insert into ihc (id, note, full_name) select id, 'ok', full_name from customers;
+create table ihg (id int, note text);
+create table ihm () inherits (ihg);
+create table ihl (full_name text, constraint ihl_note check (note <> 'boom' or full_name::int > 0)) inherits (ihm);
+insert into ihl (id, note, full_name) select id, 'ok', full_name from customers;
 `
 
 const ROWS: {sql: string; name: string}[] = [
@@ -97,6 +104,19 @@ const ROWS: {sql: string; name: string}[] = [
   {sql: "update pm1 set note = 'boom'", name: CUSTOMERS[12]!.fullName},
   {sql: "update ip set note = 'boom'", name: CUSTOMERS[13]!.fullName},
 ]
+
+/**
+ * Statements that name no table with sensitive columns, yet run expressions on the rows of one:
+ * an UPDATE of a parent whose child has columns of its own, and maintenance of every table.
+ */
+const UNNAMED: {sql: string; setup?: string}[] = [
+  {sql: "update ihp set note = 'boom' where id = 1"},
+  {sql: "update ihg set note = 'boom'"},
+  {sql: 'analyze', setup: 'create statistics st_names on ((full_name)::int) from customers'},
+  {sql: 'vacuum analyze', setup: 'create statistics st_addresses on ((address)::numeric) from customers'},
+  {sql: 'vacuum (analyze, verbose)'},
+]
+const FULL_NAMES = CUSTOMERS.flatMap((c) => [c.fullName, c.address])
 
 /** Statements that name only a table without sensitive columns, whose foreign keys cascade into one that has them. */
 const CASCADES: {sql: string; name: string}[] = [
@@ -193,6 +213,16 @@ describe('values an error prints unquoted', () => {
       expect(error, sql).toMatch(/invalid input syntax/)
       expect(error, sql).not.toContain(name)
       expect(seen.includes(Buffer.from(name)), sql).toBe(false)
+    }
+  })
+
+  it('masks what expressions on the rows of a table the statement does not name echo', async () => {
+    for (const {sql, setup} of UNNAMED) {
+      if (setup) await withClient(fx.db.url, (c) => c.query(setup))
+      expect(await direct(sql), sql).toMatch(/invalid input syntax/)
+      const {error, seen} = await failing(sql)
+      expect(error, sql).toMatch(/invalid input syntax/)
+      expect(FULL_NAMES.filter((n) => error.includes(n) || seen.includes(Buffer.from(n))), sql).toEqual([])
     }
   })
 
