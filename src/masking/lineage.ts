@@ -1090,13 +1090,16 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
 }
 
 /**
- * Maintenance that names no table but reads every one it may: `ANALYZE` and `VACUUM ANALYZE`
- * evaluate extended statistics' expressions on sampled rows (`CREATE STATISTICS s ON
- * (full_name::int) FROM customers` evaluates nothing until then), `VACUUM FULL`, `CLUSTER` and
- * `REINDEX` of a schema, a database or the system rebuild indexes from expressions. Their errors
- * echo the rows.
+ * Statements that read rows of tables they do not name, and whose errors echo them: `ANALYZE` and
+ * `VACUUM ANALYZE` evaluate extended statistics' expressions on sampled rows (`CREATE STATISTICS s
+ * ON (full_name::int) FROM customers` evaluates nothing until then); `VACUUM FULL`, `CLUSTER` and
+ * `REINDEX` of a schema, a database or the system rebuild indexes from expressions; `REFRESH
+ * MATERIALIZED VIEW` runs the view's query, whose filters may read sensitive columns its output
+ * does not have (`WHERE full_name::int > 0`); `ALTER DOMAIN … ADD CONSTRAINT` and `VALIDATE
+ * CONSTRAINT` check every column of the domain, in any table.
  */
 function readsEveryTable(kind: string, node: Node): boolean {
+  if (kind === 'RefreshMatViewStmt' || kind === 'AlterDomainStmt') return true
   if (kind === 'VacuumStmt') return list(node.rels).length === 0
   if (kind === 'ClusterStmt') return !node.relation
   if (kind === 'ReindexStmt') return node.kind !== 'REINDEX_OBJECT_TABLE' && node.kind !== 'REINDEX_OBJECT_INDEX'

@@ -95,6 +95,10 @@ create table ihg (id int, note text);
 create table ihm () inherits (ihg);
 create table ihl (full_name text, constraint ihl_note check (note <> 'boom' or full_name::int > 0)) inherits (ihm);
 insert into ihl (id, note, full_name) select id, 'ok', full_name from customers;
+create domain person_t as text;
+create table people (id int, full_name person_t);
+insert into people select id, full_name from customers;
+create materialized view mv_numbered as select id from customers where full_name::int > 0 with no data;
 `
 
 const ROWS: {sql: string; name: string}[] = [
@@ -107,7 +111,9 @@ const ROWS: {sql: string; name: string}[] = [
 
 /**
  * Statements that name no table with sensitive columns, yet run expressions on the rows of one:
- * an UPDATE of a parent whose child has columns of its own, and maintenance of every table.
+ * an UPDATE of a parent whose child has columns of its own, maintenance of every table, a
+ * materialized view's refresh (its filter reads what its output does not have), and a domain's
+ * new constraint (checked on every column of that domain).
  */
 const UNNAMED: {sql: string; setup?: string}[] = [
   {sql: "update ihp set note = 'boom' where id = 1"},
@@ -115,6 +121,9 @@ const UNNAMED: {sql: string; setup?: string}[] = [
   {sql: 'analyze', setup: 'create statistics st_names on ((full_name)::int) from customers'},
   {sql: 'vacuum analyze', setup: 'create statistics st_addresses on ((address)::numeric) from customers'},
   {sql: 'vacuum (analyze, verbose)'},
+  {sql: 'refresh materialized view mv_numbered'},
+  {sql: 'alter domain person_t add constraint person_numeric check (value::int > 0)'},
+  {sql: 'alter domain person_t validate constraint person_later', setup: 'alter domain person_t add constraint person_later check (value::numeric > 0) not valid'},
 ]
 const FULL_NAMES = CUSTOMERS.flatMap((c) => [c.fullName, c.address])
 
