@@ -58,6 +58,12 @@ export interface CatalogRelation {
   rowSecurity?: boolean
   /** Tables that inherit from it, or its partitions (pg_inherits): reading it reads their rows too. */
   children?: number[]
+  /**
+   * Tables whose foreign keys to it cascade (`ON UPDATE CASCADE`, `ON DELETE SET NULL`, …): an
+   * UPDATE or DELETE of it writes their rows too, running their constraints and index expressions,
+   * whose errors echo those rows.
+   */
+  cascadesTo?: number[]
 }
 
 export interface TypeInfo {
@@ -87,7 +93,9 @@ const CATALOG_SQL = {
              case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end as viewdef,
              case when c.relkind in ('v', 'm') then (select r.xmin::text from pg_rewrite r where r.ev_class = c.oid and r.rulename = '_RETURN') end as viewmark,
              c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) as runscode,
-             (select string_agg(i.inhrelid::text, ',') from pg_inherits i where i.inhparent = c.oid) as children
+             (select string_agg(i.inhrelid::text, ',') from pg_inherits i where i.inhparent = c.oid) as children,
+             (select string_agg(f.conrelid::text, ',') from pg_constraint f
+               where f.contype = 'f' and f.confrelid = c.oid and (f.confupdtype not in ('a', 'r') or f.confdeltype not in ('a', 'r'))) as cascades
       from pg_class c
       join pg_namespace n on n.oid = c.relnamespace
       where c.relkind in ('r', 'v', 'm', 'f', 'p', 'S')
@@ -95,7 +103,7 @@ const CATALOG_SQL = {
         and n.nspname not like 'pg_toast%'
     )
     select c.oid::int8 as oid, c.nspname as schema, c.relname as name, c.relkind as kind, c.reltype::int8 as rowtype,
-           c.relrowsecurity as rls, c.runscode, c.viewdef, c.viewmark, c.children,
+           c.relrowsecurity as rls, c.runscode, c.viewdef, c.viewmark, c.children, c.cascades,
            a.attnum::int4 as attnum, a.attname as column, a.atttypid::int8 as typeoid, t.typname as typename,
            case when a.attgenerated <> '' then pg_get_expr(d.adbin, d.adrelid) end as generated
     from rels c
@@ -145,6 +153,7 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
         ...(r.runscode === true ? {runsCode: true} : {}),
         ...(r.rls === true ? {rowSecurity: true} : {}),
         ...(r.children == null ? {} : {children: String(r.children).split(',').map(Number)}),
+        ...(r.cascades == null ? {} : {cascadesTo: String(r.cascades).split(',').map(Number)}),
       }
       relations.set(oid, rel)
     }
@@ -238,6 +247,8 @@ export class Catalog {
   private byOid = new Map<number, CatalogRelation>()
   private byRowType = new Map<number, CatalogRelation>()
   private byName = new Map<string, CatalogRelation[]>()
+  /** The tables a table inherits from, or is a partition of (pg_inherits read the other way). */
+  private parentsByOid = new Map<number, number[]>()
   private typeByOid = new Map<number, TypeInfo>()
   private functionNames = new Set<string>()
   private operatorNames = new Set<string>()
@@ -279,6 +290,8 @@ export class Catalog {
     this.byOid = new Map(relations.map((r) => [r.oid, r]))
     this.byRowType = new Map(relations.map((r) => [r.rowTypeOid, r]))
     this.byName = new Map()
+    this.parentsByOid = new Map()
+    for (const r of relations) for (const c of r.children ?? []) this.parentsByOid.set(c, [...(this.parentsByOid.get(c) ?? []), r.oid])
     for (const r of relations) {
       for (const key of [`${r.schema}.${r.name}`, r.name]) {
         const list = this.byName.get(key) ?? []
@@ -458,6 +471,27 @@ export class Catalog {
     if (all.length <= 1) return all
     const pub = all.filter((r) => r.schema === 'public')
     return pub.length === 1 ? pub : all
+  }
+
+  /**
+   * The tables `oid` inherits from or is a partition of, and theirs, each once. PostgreSQL prints a
+   * row that failed a constraint in a partition or child in the column order of the table the
+   * statement named, which may be any of these.
+   */
+  ancestors(oid: number): CatalogRelation[] {
+    const seen = new Set<number>([oid])
+    const out: CatalogRelation[] = []
+    const visit = (o: number): void => {
+      for (const p of this.parentsByOid.get(o) ?? []) {
+        if (seen.has(p)) continue
+        seen.add(p)
+        const rel = this.byOid.get(p)
+        if (rel) out.push(rel)
+        visit(p)
+      }
+    }
+    visit(oid)
+    return out
   }
 
   /** Every relation of this name, in any schema. */

@@ -300,6 +300,16 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     })
   }
 
+  /** Whether a statement copies the session's settings into the catalog while they are unproven (see `settingsProof`). */
+  const copiesUnprovenSettings = (statements: StatementLineage[], connectionId: number | undefined): boolean => {
+    let unproven = connectionId === undefined || unprovenSettings.has(connectionId)
+    for (const s of statements) {
+      if (s.opaque) unproven = true
+      if (unproven && s.copiesSettings) return true
+    }
+    return false
+  }
+
   /** What running these statements tells the catalog and the session's state, before any of their rows arrive. */
   const running = (statements: StatementLineage[], connectionId: number): void => {
     for (const s of statements) {
@@ -320,6 +330,13 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     // Values sent through a side channel can never be masked, whatever onUntraceable says.
     const side = text.statements.find((s) => s.sideChannels.length > 0)
     if (side) return {ok: false, reason: side.sideChannels[0]!}
+    if (copiesUnprovenSettings(text.statements, ctx?.connectionId)) {
+      return {
+        ok: false,
+        reason:
+          "SET … FROM CURRENT would copy a setting that code the analysis cannot see into (a DO block, a function) may have set to any value it read into the catalog (pg_db_role_setting, pg_proc.proconfig), which every session reads back as a definition; give the value as a constant (SET x = 'value')",
+      }
+    }
     if (maskUntraceable) return {ok: true}
     // Cursors and prepared statements declared earlier in this text, or acknowledged in the session.
     const known = new Map<string, StatementLineage>()

@@ -75,6 +75,11 @@ export interface StatementLineage {
   uses?: {kind: 'cursor' | 'prepared'; name: string}
   /** It reads the session's settings (see `Lineage.settings`). */
   readsSettings?: boolean
+  /**
+   * It copies the session's current value of a setting into the catalog (`ALTER ROLE … SET x FROM
+   * CURRENT`, `CREATE FUNCTION … SET x FROM CURRENT`), where every session reads it as a definition.
+   */
+  copiesSettings?: boolean
   /** Relations and columns it names that the catalog does not know: a reason to re-read it. */
   misses?: CatalogMiss[]
   /** Views (and materialized views) whose definitions its lineage relies on, by OID. */

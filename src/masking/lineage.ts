@@ -201,8 +201,23 @@ function systemRelation(schema: 'pg_catalog' | 'information_schema', name: strin
   }
 }
 
+/**
+ * Whether a relation's rows may hold sensitive values: its columns, or those of the tables that
+ * inherit from it (or are its partitions), which may have columns of their own: `UPDATE parent`
+ * runs a child's constraints on the child's `full_name`, which the parent does not have.
+ */
+function holdsSensitive(rel: CatalogRelation, catalog: Catalog, seen = new Set<number>()): boolean {
+  if (rel.columns.some((c) => c.sensitive)) return true
+  seen.add(rel.oid)
+  return (rel.children ?? []).some((oid) => {
+    if (seen.has(oid)) return false
+    const child = catalog.relation(oid)
+    return !child || holdsSensitive(child, catalog, seen)
+  })
+}
+
 function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
-  if (rel.columns.some((c) => c.sensitive)) ctx.touches = true
+  if (holdsSensitive(rel, ctx.catalog)) ctx.touches = true
   // Row-level security runs the policies' expressions, which may call user functions.
   if (rel.rowSecurity) ctx.opaque = true
   const own = rel.columns.map((c): NamedLineage => {
@@ -980,6 +995,8 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     case 'UpdateStmt':
     case 'DeleteStmt':
     case 'MergeStmt': {
+      // Its UPDATE or DELETE may cascade into tables that reference it, whose errors echo their rows.
+      if ((kind !== 'InsertStmt' || node.onConflictClause) && cascadesIntoSensitive(node.relation as Node | undefined, ctx.catalog)) ctx.touches = true
       const columns = dmlReturning(node, ctx, outer)
       if (columns && columns.length === 0) return finish({rows: 'no'}, ctx)
       return finish({rows: 'yes', columns}, ctx)
@@ -1046,8 +1063,15 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       const r = renameOf(kind, node)
       return r ? {...finish({rows: 'no'}, ctx), renames: [r]} : finish({rows: 'no'}, ctx)
     }
+    case 'RuleStmt':
+      // A rule's actions run, as written here, whenever its event does: what they write is filled
+      // now as if they ran (their NEW and OLD rows are untraceable), and what they read is read.
+      for (const action of list(node.actions)) statementLineage(action as Node, ctx, outer)
+      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
+      return finish({rows: 'no'}, ctx)
     case 'AlterTableStmt':
       alteredColumns(node, outer, ctx)
+      unprovenDefaults(node, outer, ctx)
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
       return finish({rows: 'no'}, ctx)
     case 'CreateTableAsStmt': {
@@ -1056,10 +1080,84 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       const columns = renamed(inner.columns, {colnames: into?.colNames})
       return {...finish({rows: 'no'}, ctx), creates: created(into?.rel as Node | undefined, columns)}
     }
-    default:
-      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
-      return finish({rows: 'no'}, ctx)
+    default: {
+      if (DEFINES_DEFAULTS.has(kind)) unprovenDefaults(node, outer, ctx)
+      if (readsRowsOf(node, ctx.catalog) || readsEveryTable(kind, node)) ctx.touches = true
+      const done = finish({rows: 'no'}, ctx)
+      return setsFromCurrent(node) ? {...done, copiesSettings: true} : done
+    }
   }
+}
+
+/**
+ * Statements that read rows of tables they do not name, and whose errors echo them: `ANALYZE` and
+ * `VACUUM ANALYZE` evaluate extended statistics' expressions on sampled rows (`CREATE STATISTICS s
+ * ON (full_name::int) FROM customers` evaluates nothing until then); `VACUUM FULL`, `CLUSTER` and
+ * `REINDEX` of a schema, a database or the system rebuild indexes from expressions; `REFRESH
+ * MATERIALIZED VIEW` runs the view's query, whose filters may read sensitive columns its output
+ * does not have (`WHERE full_name::int > 0`); `ALTER DOMAIN … ADD CONSTRAINT` and `VALIDATE
+ * CONSTRAINT` check every column of the domain, in any table.
+ */
+function readsEveryTable(kind: string, node: Node): boolean {
+  if (kind === 'RefreshMatViewStmt' || kind === 'AlterDomainStmt') return true
+  if (kind === 'VacuumStmt') return list(node.rels).length === 0
+  if (kind === 'ClusterStmt') return !node.relation
+  if (kind === 'ReindexStmt') return node.kind !== 'REINDEX_OBJECT_TABLE' && node.kind !== 'REINDEX_OBJECT_INDEX'
+  return false
+}
+
+/** Statements besides ALTER TABLE that give a column or a domain a default. */
+const DEFINES_DEFAULTS = new Set(['CreateStmt', 'CreateForeignTableStmt', 'CreateDomainStmt', 'AlterDomainStmt'])
+
+/**
+ * A default is evaluated by every later INSERT (and `UPDATE … SET x = DEFAULT`, `ADD COLUMN`'s
+ * rewrite) that leaves its column out, and what it computes lands in the column where no statement
+ * names it: `DEFAULT query_to_xml('select full_name from customers', …)` fills a clean-looking
+ * column with every name. So a default must be proven clean like a value written into a setting;
+ * one that is not (it runs SQL text, reads settings or files) is refused as a side channel.
+ */
+function unprovenDefaults(node: Node, outer: Scope | undefined, ctx: Ctx): void {
+  for (const e of defaultExpressions(node)) {
+    if (!clean(expr(e, withCtes(undefined, outer, ctx), ctx))) {
+      ctx.sideChannels.push('a column or domain DEFAULT, or a partition bound, that is not proven clean (a function that runs SQL text, reads settings, files or rows) would store values no statement names: a default in every later INSERT that leaves its column out, a bound in the catalog; give it as a constant or a server fact (now(), nextval(…), gen_random_uuid())')
+      return
+    }
+  }
+}
+
+/** The expressions of `DEFAULT …` clauses anywhere in a statement (column constraints, `ALTER COLUMN … SET DEFAULT`, a domain's), and of partition bounds. */
+function defaultExpressions(node: unknown, into: unknown[] = []): unknown[] {
+  if (Array.isArray(node)) {
+    for (const x of node) defaultExpressions(x, into)
+    return into
+  }
+  if (!node || typeof node !== 'object') return into
+  const n = node as Node
+  if (n.contype === 'CONSTR_DEFAULT' && n.raw_expr !== undefined) into.push(n.raw_expr)
+  // ALTER TABLE … ALTER COLUMN … SET DEFAULT, and ALTER DOMAIN … SET DEFAULT (subtype 'T').
+  if ((n.subtype === 'AT_ColumnDefault' || (n.subtype === 'T' && 'typeName' in n)) && n.def !== undefined) into.push(n.def)
+  // A partition's bounds (`FOR VALUES IN (…)`, `FROM (…) TO (…)`) are evaluated once and kept as
+  // constants in the catalog (pg_get_expr(relpartbound), pg_get_partition_constraintdef, `\d+`).
+  for (const k of ['listdatums', 'lowerdatums', 'upperdatums']) for (const d of list(n[k])) if (!isRangeBound(d)) into.push(d)
+  for (const v of Object.values(n)) defaultExpressions(v, into)
+  return into
+}
+
+/** `MINVALUE` and `MAXVALUE` in a range partition's bounds, which the parser leaves as column references. */
+function isRangeBound(d: unknown): boolean {
+  const ref = unwrap(d)
+  if (ref?.[0] !== 'ColumnRef') return false
+  const fields = list(ref[1].fields).map(svalOf)
+  return fields.length === 1 && (fields[0] === 'minvalue' || fields[0] === 'maxvalue')
+}
+
+/** Whether a statement's tree holds `SET x FROM CURRENT` (a role's, a database's or a function's setting). */
+function setsFromCurrent(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(setsFromCurrent)
+  if (!node || typeof node !== 'object') return false
+  // A VariableSetStmt, wrapped as a node (a function's `SET` clause) or not (ALTER ROLE's `setstmt`).
+  if ((node as Node).kind === 'VAR_SET_CURRENT') return true
+  return Object.values(node).some(setsFromCurrent)
 }
 
 /**
@@ -1076,9 +1174,29 @@ function readsRowsOf(node: unknown, catalog: Catalog): boolean {
   // A RangeVar, wrapped as a node or not (a statement's own `relation` field is not).
   if (typeof o.relname === 'string') {
     const found = catalog.lookup(o.schemaname as string | undefined, o.relname)
-    if (found.length === 0 || found.some((r) => r.columns.some((c) => c.sensitive))) return true
+    if (found.length === 0 || found.some((r) => holdsSensitive(r, catalog))) return true
   }
   return Object.values(o).some((v) => readsRowsOf(v, catalog))
+}
+
+/**
+ * Whether writing the relation `rel` names may write, through foreign keys that cascade (and theirs
+ * in turn), a table with sensitive columns or one the catalog does not know: `UPDATE parent SET id
+ * = …` runs the referencing table's CHECK constraints and index expressions on its rows, and
+ * `invalid input syntax for type integer: "Alice Novak"` echoes them.
+ */
+function cascadesIntoSensitive(rel: Node | undefined, catalog: Catalog): boolean {
+  if (typeof rel?.relname !== 'string') return false
+  const todo = catalog.lookup(rel.schemaname as string | undefined, rel.relname).flatMap((r) => r.cascadesTo ?? [])
+  const seen = new Set<number>()
+  for (let oid = todo.pop(); oid !== undefined; oid = todo.pop()) {
+    if (seen.has(oid)) continue
+    seen.add(oid)
+    const child = catalog.relation(oid)
+    if (!child || child.columns.some((c) => c.sensitive)) return true
+    todo.push(...(child.cascadesTo ?? []))
+  }
+  return false
 }
 
 const RENAMED_RELATIONS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE'])

@@ -81,8 +81,20 @@ function maskQuoted(text: string, quote: string, clean: (v: string) => boolean):
 }
 
 const BYTES = /0x[0-9a-fA-F]{2}(?:\s+0x[0-9a-fA-F]{2})*/g
-/** A number standing alone (not part of a name, a parameter such as `$1`, nor a type modifier such as `varchar(5)`). */
-const NUMBER = /(?<![\w(.$-])-?\d+(?:\.\d+)?(?![\w).])/g
+/**
+ * A number, wherever it stands but inside a word or a parameter (`int4`, `$1`): the server prints
+ * values it computed beside dashes, dots and parentheses (`date field value out of range:
+ * 2000-989846850-01` from `make_date`, `0..10` from `get_byte`, `9.89847e+08` from `%g`), so a
+ * number is only left alone when it is proven clean or a type modifier (`varchar(5)`).
+ */
+const NUMBER = /(?<![\w$])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g
+/** `varchar(5)`, `numeric(10,2)`: a type's modifiers, directly inside the parentheses after its name. */
+const TYPE_MODIFIER_BEFORE = /[A-Za-z_]\((?:\d+,\s*)?$/
+const TYPE_MODIFIER_AFTER = /^(?:,\s*\d+)?\)/
+
+function isTypeModifier(text: string, at: number, n: string): boolean {
+  return TYPE_MODIFIER_BEFORE.test(text.slice(Math.max(0, at - 64), at)) && TYPE_MODIFIER_AFTER.test(text.slice(at + n.length, at + n.length + 32))
+}
 const CARET_LINE = /\n\s*\^\s*(\n|$)/
 const JSON_CONTEXT = /^(JSON data, line \d+: ).*$/m
 
@@ -94,7 +106,7 @@ function maskEchoes(key: (typeof TEXT_FIELDS)[number], text: string, clean: (v: 
   // An input echoed on its own line above a caret (libxml, and parsers of other formats).
   if (CARET_LINE.test(out)) out = `${out.split('\n')[0]}\n${MASK}`
   out = out.replace(JSON_CONTEXT, `$1${MASK}`).replace(BYTES, MASK)
-  if (key === 'message') out = out.replace(NUMBER, (n) => (clean(n) ? n : MASK))
+  if (key === 'message') out = out.replace(NUMBER, (n: string, at: number, whole: string) => (clean(n) || isTypeModifier(whole, at, n) ? n : MASK))
   return out
 }
 
@@ -144,17 +156,25 @@ function maskKeyDetail(detail: string, rel: CatalogRelation | undefined, m: Valu
 }
 
 /**
- * `Failing row contains (…)`: the row of the error's table, values joined by `, ` without quoting.
- * When the count does not match the table's columns (a value holding `, `), all of it is masked.
+ * `Failing row contains (…)`: a row, values joined by `, ` without quoting, in the column order of
+ * the error's table, or, when the statement named a parent (`UPDATE parent …` reaching a
+ * partition, an `INSERT` routed through it), in the parent's order while the error still names the
+ * partition, whose columns may stand in another order. So each position is masked by what any of
+ * those orders has there. When the count matches none of them (a value holding `, `), all of it
+ * is masked.
  */
 function maskFailingRow(detail: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
   return detail.replace(/Failing row contains \((.*)\)\.?$/s, (_all, row: string) => {
     const values = row.split(', ')
-    if (!rel || values.length !== rel.columns.length) return `Failing row contains (${maskAs(row, 'untraceable', m)}).`
+    const orders = rel ? [rel, ...m.catalog.ancestors(rel.oid)].filter((r) => r.columns.length === values.length) : []
+    if (orders.length === 0) return `Failing row contains (${maskAs(row, 'untraceable', m)}).`
     const masked = values.map((v, i) => {
       if (v === 'null') return v
-      const c = rel.columns[i]?.sensitive?.category
-      return c ? maskAs(v, c, m, own) : (scanAndMask(v, m) ?? v)
+      const categories = [...new Set(orders.map((r) => r.columns[i]?.sensitive?.category).filter((c): c is MaskingCategory => c !== undefined))]
+      if (categories.length === 0) return scanAndMask(v, m) ?? v
+      // A value another order puts here is not this column's own: `partial` could keep the wrong part.
+      const mine = orders.length === 1 || orders.every((r) => r.columns[i]?.name === rel!.columns[i]?.name)
+      return categories.length === 1 ? maskAs(v, categories[0]!, m, own && mine) : maskAs(v, 'untraceable', m)
     })
     return `Failing row contains (${masked.join(', ')}).`
   })
