@@ -494,6 +494,18 @@ export class StatementWalker {
       case 'RangeVar':
         this.table(body, this.access)
         return
+      case 'Constraint':
+        // A foreign key reads the table it references: its validation scans it, and every later
+        // write to the referencing table looks the key up there, answering whether a value is in
+        // it. So `REFERENCES hr.salaries (id)` is a read of hr.salaries for rules, not DDL alone.
+        if (body.contype === 'CONSTR_FOREIGN' && isRangeVar(body.pktable)) {
+          const pktable = body.pktable
+          const saved = this.access
+          this.open(op('read', 'references'), () => this.table(pktable, 'read'))
+          this.access = saved
+        }
+        this.fields(body)
+        return
       case 'FuncCall':
         this.funcCall(body)
         return
