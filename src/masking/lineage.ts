@@ -1162,10 +1162,22 @@ function filledColumns(rel: Node | undefined, fills: {name: string; expr: unknow
   if (unproven.length > 0) ctx.fills.push({...(schema ? {schema} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
 }
 
-/** What `ALTER TABLE` fills: see `alterTableFills`. */
+/**
+ * What `ALTER TABLE` fills: see `alterTableFills`. A view's default (`ALTER VIEW v ALTER COLUMN c
+ * SET DEFAULT expr`) fills the column of the table under it, in each row an `INSERT` through the
+ * view writes without `c`, and reading that table does not pass the view: one not proven clean is
+ * refused, as is one on a relation the catalog does not know (a view the open transaction made).
+ */
 function alteredColumns(node: Node, outer: Scope | undefined, ctx: Ctx): void {
   const cmds = list(node.cmds).map((c) => unwrap(c)?.[1]).filter((c): c is Node => c !== undefined)
-  filledColumns(node.relation as Node | undefined, cmds.flatMap(alterTableFills), outer, ctx, true)
+  const rel = node.relation as Node | undefined
+  const found = typeof rel?.relname === 'string' ? ctx.catalog.lookup(rel.schemaname as string | undefined, rel.relname) : []
+  const mayBeView = node.objtype === 'OBJECT_VIEW' || found.length === 0 || found.some((r) => r.viewDefinition !== undefined)
+  const viewDefaults = mayBeView ? cmds.filter((c) => c.subtype === 'AT_ColumnDefault' && c.def !== undefined) : []
+  if (viewDefaults.some((c) => !clean(expr(c.def, withCtes(undefined, outer, ctx), ctx)))) {
+    ctx.sideChannels.push(`a view's DEFAULT that is not proven clean fills the table under the view with values derived from sensitive or untraceable data, where reading that table does not pass the view; give it a constant default, or set it outside the tunnel after review`)
+  }
+  filledColumns(rel, cmds.filter((c) => !viewDefaults.includes(c)).flatMap(alterTableFills), outer, ctx, true)
 }
 
 /** `LIKE … INCLUDING DEFAULTS` and `INCLUDING GENERATED` (bits of `TableLikeClause.options`; `ALL` sets every bit). */

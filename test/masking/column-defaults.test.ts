@@ -31,6 +31,8 @@ describe('columns filled by defaults and generation expressions', () => {
         create table public.b1 (id int, body text);
         insert into public.b1 values (1, 'one');
         ${FAMILIES.flatMap((f) => MODES.map((m) => `create table public.${f.table}_${m} (id int, body text${f.extra ?? ''}); insert into public.${f.table}_${m} (id, body) values (1, 'one'), (2, 'two');`)).join('\n')}
+        create table public.under (id int, body text);
+        create view public.over as select id, body from public.under;
         create function public.leak_of(int) returns text language plpgsql immutable as $$ begin return (select person from hr.salaries where id = $1); end $$;
       `),
     )
@@ -108,6 +110,15 @@ describe('columns filled by defaults and generation expressions', () => {
     expect(seen).not.toContain('alice@example.com')
     expect(seen).not.toMatch(/error/)
     expect(seen).toContain('{"note":"[masked]"}')
+  })
+
+  it('refuses a view default not proven clean: it fills the table under the view', async () => {
+    for (const sql of ['alter view public.over alter column body set default public.leak()', 'alter table public.over alter column body set default public.leak()', 'alter view public.over alter column id set default 1, alter column body set default public.leak_of(1)']) {
+      expect(await run([sql]), sql).toMatch(/error: .*view's DEFAULT that is not proven clean/)
+    }
+    expect(await run(['insert into public.over (id) values (1)', 'select body from public.under'])).not.toContain(SECRET)
+    expect(await stored('select body from public.under')).not.toContain(SECRET)
+    expect(await run(["alter view public.over alter column body set default 'none'", 'insert into public.over (id) values (2) returning body'])).toContain('"body":"none"')
   })
 
   it('leaves defaults and generated columns of clean values in clear', async () => {
