@@ -4,13 +4,15 @@ import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.j
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 
 /**
+ * DDL that reads the rows of a table, judged as the read it also is.
+ *
  * A foreign key reads the table it references: its validation scans it, and every write to the
  * referencing table asks it whether a key is there. With reads of hr.* denied and DDL allowed,
  * `CREATE TABLE public.probe (x int REFERENCES hr.salaries (id))` was DDL only, and each
  * `INSERT INTO public.probe VALUES (n)` then said whether hr.salaries has the row n (and, on a
  * unique text column, whether a guessed name is in it).
  */
-describe('foreign keys are reads of the table they reference', () => {
+describe('DDL that reads a table is a read of it', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
@@ -67,6 +69,49 @@ describe('foreign keys are reads of the table they reference', () => {
     await c.query('alter table public.members add foreign key (x) references public.teams (id)')
     const n = await direct(async (d) => (await d.query("select count(*)::int n from pg_constraint where contype = 'f' and conrelid = 'public.members'::regclass")).rows[0].n as number)
     expect(n).toBe(2)
+    await c.end()
+  })
+
+  it('refuses DDL on a denied table whose errors would show its rows: indexes, checks, new types, NOT NULL', async () => {
+    // Each of these, run, fails on hr's first row with an error that shows it (or whether one
+    // matches): `invalid input syntax for type integer: "alice"`, `Key (…)=(ali) is duplicated`.
+    const c = await t.client()
+    const attacks = [
+      'create index on hr.salaries ((person::int))',
+      'create unique index concurrently on hr.salaries (substr(person, 1, 3))',
+      'create index on hr.salaries (id) where person::int > 0',
+      'alter table hr.salaries add constraint c check (person::int > 0)',
+      "alter table hr.salaries add check (person not like 'a%') not valid, validate constraint c",
+      'alter table hr.salaries validate constraint salaries_pkey',
+      'alter table hr.salaries alter column person type int using person::int',
+      'alter table hr.salaries alter column person type varchar(2)',
+      'alter table hr.salaries alter column person set not null',
+      'alter table hr.salaries add column z int not null',
+      'alter table hr.salaries add column g int generated always as (person::int) stored',
+      'alter table hr.salaries add unique (person)',
+    ]
+    for (const sql of attacks) {
+      for (const text of [sql, `begin; ${sql}; commit`]) {
+        if (text.includes('concurrently') && text.startsWith('begin')) continue
+        const e = (await c.query(text).catch((x: Error) => x)) as Error & {code?: string}
+        expect(e, text).toBeInstanceOf(Error)
+        expect(e.code, text).toBe('42501')
+        expect(e.message, text).toMatch(/no-hr-reads/)
+        expect(e.message, text).not.toMatch(/alice/)
+        await c.query('rollback').catch(() => {})
+      }
+    }
+    const indexes = await direct(async (d) => (await d.query("select count(*)::int n from pg_index where indrelid = 'hr.salaries'::regclass")).rows[0].n as number)
+    expect(indexes).toBe(2)
+    await c.end()
+  })
+
+  it('lets the same DDL run on a table the rules allow, and DDL that reads no row run on a denied one', async () => {
+    const c = await t.client()
+    await c.query('create index on public.q ((x + 1)) where x > 0')
+    await c.query('alter table public.q add check (x > 0), alter column p set not null, alter column id type bigint')
+    await c.query("comment on table hr.salaries is 'payroll'")
+    await c.query('alter table hr.salaries alter column person set statistics 200')
     await c.end()
   })
 })
