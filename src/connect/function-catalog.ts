@@ -19,7 +19,7 @@ import {readFunctionBody, type FunctionBody} from '../policy/function-body.js'
 import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
-import {VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
+import {EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
 /**
  * The types a value of type `b` (a pg_type row) is converted through, as `x(oid)`: a domain's base
@@ -437,6 +437,13 @@ function toCandidate(r: Row): FunctionCandidate {
   }
 }
 
+/** The enabled event triggers (`EVENT_TRIGGERS_KEY`): any of them runs its code on DDL. */
+const EVENT_TRIGGERS_SQL = "select evtname::text as name from pg_catalog.pg_event_trigger where evtenabled <> 'D'"
+
+function eventTriggerCandidate(r: Row): FunctionCandidate {
+  return {schema: 'pg_catalog', name: String(r.name), volatility: 'v', kind: 'event_trigger', nargs: 0, ndefaults: 0, variadic: false}
+}
+
 export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareCatalog {
   readonly offline = false
   private gen = 0
@@ -564,6 +571,14 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
     if (byKind.o.length > 0) await run('o', operatorsSql(byKind.o))
     if (byKind.t.length > 0) await run('t', castsSql(byKind.t))
     if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
+    if (found.has(EVENT_TRIGGERS_KEY)) {
+      try {
+        found.get(EVENT_TRIGGERS_KEY)!.push(...(await this.opts.query(EVENT_TRIGGERS_SQL)).map(eventTriggerCandidate))
+      } catch (error) {
+        found.delete(EVENT_TRIGGERS_KEY)
+        this.failures.set(EVENT_TRIGGERS_KEY, (error as Error).message)
+      }
+    }
     const {called, bodies} = await this.readBodies(found)
     const behind = byKind.r.length > 0 ? await this.lookupTablesBehind(byKind.r, found) : new Map<CatalogKey, TableBehind[]>()
     if (this.epoch !== epoch) {

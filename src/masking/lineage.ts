@@ -125,8 +125,11 @@ function resolveColumn(scope: Scope, name: string, ctx?: Ctx): Lineage {
     // A system catalog's ordinary column.
     if (system) return EMPTY
   }
-  // Perhaps a column added after the catalog was read: any relation in scope may own it.
-  if (ctx) for (let s: Scope | undefined = scope; s; s = s.parent) for (const rel of s.rels) if (rel.catalog) ctx.misses.push({...rel.catalog, column: name})
+  // Perhaps a column added after the catalog was read: any relation in scope may own it. Such a
+  // column (added in the session's open transaction) may hold anything, its table's other
+  // columns being clean says nothing about it: the statement counts as touching sensitive data,
+  // so its untraceable output is masked.
+  if (ctx) for (let s: Scope | undefined = scope; s; s = s.parent) for (const rel of s.rels) if (rel.catalog) missedColumn(ctx, rel.catalog, name)
   return UNKNOWN
 }
 
@@ -152,8 +155,14 @@ function columnRef(node: Node, scope: Scope, ctx: Ctx): Lineage {
   if (!rel.columns) return rel.lookup ? rel.lookup(colName) : rel.fallback
   const col = rel.columns.find((c) => c.name === colName)
   if (col) return col
-  if (rel.catalog) ctx.misses.push({...rel.catalog, column: colName})
+  if (rel.catalog) missedColumn(ctx, rel.catalog, colName)
   return UNKNOWN
+}
+
+/** A column the catalog does not know of a relation it does: see `resolveColumn`. */
+function missedColumn(ctx: Ctx, relation: NonNullable<ScopeRel['catalog']>, column: string): void {
+  ctx.misses.push({...relation, column})
+  ctx.touches = true
 }
 
 // ---- relations --------------------------------------------------------------------------------
@@ -1069,6 +1078,11 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       for (const action of list(node.actions)) statementLineage(action as Node, ctx, outer)
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
       return finish({rows: 'no'}, ctx)
+    case 'CreateStmt':
+      createdColumns(node, outer, ctx)
+      unprovenDefaults(node, outer, ctx)
+      if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
+      return finish({rows: 'no'}, ctx)
     case 'AlterTableStmt':
       alteredColumns(node, outer, ctx)
       unprovenDefaults(node, outer, ctx)
@@ -1213,25 +1227,94 @@ function renameOf(kind: string, node: Node): RenameOf | undefined {
   return undefined
 }
 
+/** The expression a column definition's `DEFAULT` or `GENERATED ALWAYS AS (…)` fills it with, if any. */
+function columnDefFill(def: unknown, column?: unknown): {name: string; expr: unknown}[] {
+  const col = unwrap(def)
+  const name = typeof column === 'string' ? column : col?.[1].colname
+  if (col?.[0] !== 'ColumnDef' || typeof name !== 'string') return []
+  // `raw_default` is the `USING` of `ALTER COLUMN … TYPE`; the parser puts a column's own default
+  // and generation expression in its constraints.
+  const exprs = [col[1].raw_default, ...list(col[1].constraints).map((c) => {
+    const u = unwrap(c)
+    return u?.[0] === 'Constraint' && (u[1].contype === 'CONSTR_DEFAULT' || u[1].contype === 'CONSTR_GENERATED') ? u[1].raw_expr : undefined
+  })]
+  return exprs.filter((e) => e !== undefined).map((e) => ({name, expr: e}))
+}
+
 /**
- * `ALTER TABLE t ALTER COLUMN c TYPE … USING expr` fills `c` with `expr` of each row, which may
- * name any column of `t`: `ALTER COLUMN country TYPE text USING full_name` makes `country` hold names.
+ * The columns an `ALTER TABLE` action fills, and with what expression of the row:
+ * `ALTER COLUMN c TYPE … USING expr` rewrites `c` (`USING full_name` makes `country` hold names),
+ * `ADD COLUMN c … DEFAULT expr` or `GENERATED ALWAYS AS (expr) STORED` fills `c` in every existing
+ * row, and `ALTER COLUMN c SET DEFAULT expr` or `SET EXPRESSION AS (expr)` in every row written
+ * later: a default calling a function that reads `hr.salaries` copies it into a clean-looking column.
  */
-function alteredColumns(node: Node, outer: Scope | undefined, ctx: Ctx): void {
-  const rel = node.relation as Node | undefined
-  const cmds = list(node.cmds).map((c) => unwrap(c)?.[1]).filter((c): c is Node => c?.subtype === 'AT_AlterColumnType')
-  const using = cmds.flatMap((c) => {
-    const def = unwrap(c.def)?.[1]
-    return def?.raw_default === undefined || typeof c.name !== 'string' ? [] : [{name: c.name, expr: def.raw_default}]
-  })
-  if (!rel?.relname || using.length === 0) return
+function alterTableFills(cmd: Node): {name: string; expr: unknown}[] {
+  switch (cmd.subtype) {
+    case 'AT_AlterColumnType':
+      return columnDefFill(cmd.def, cmd.name)
+    case 'AT_AddColumn':
+      return columnDefFill(cmd.def)
+    case 'AT_ColumnDefault':
+    case 'AT_SetExpression':
+      return typeof cmd.name === 'string' && cmd.def !== undefined ? [{name: cmd.name, expr: cmd.def}] : []
+    default:
+      return []
+  }
+}
+
+/** Marks the columns `fills` fill, with an expression of a row of `rel`, where it is not proven clean. */
+function filledColumns(rel: Node | undefined, fills: {name: string; expr: unknown}[], outer: Scope | undefined, ctx: Ctx, known: boolean): void {
+  if (!rel?.relname || fills.length === 0) return
   const scope = withCtes(undefined, outer, ctx)
-  const target = fromItem({RangeVar: rel}, scope, ctx)
-  scope.rels.push(...target.visible)
-  const unproven = using.map((u) => named(u.name, expr(u.expr, scope, ctx))).filter((c) => !clean(c))
-  const written = target.visible[0]?.catalog
+  // A table this statement creates is not in the catalog yet: its generated columns' references
+  // to its other columns resolve to nothing known, and so count as untraceable.
+  const target = known ? fromItem({RangeVar: rel}, scope, ctx) : undefined
+  if (target) scope.rels.push(...target.visible)
+  const unproven = fills.map((f) => named(f.name, expr(f.expr, scope, ctx))).filter((c) => !clean(c))
+  const written = target?.visible[0]?.catalog
   const schema = written?.schema ?? (rel.schemaname as string | undefined)
   if (unproven.length > 0) ctx.fills.push({...(schema ? {schema} : {}), name: (written?.relation ?? rel.relname) as string, columns: unproven})
+}
+
+/**
+ * What `ALTER TABLE` fills: see `alterTableFills`. A view's default (`ALTER VIEW v ALTER COLUMN c
+ * SET DEFAULT expr`) fills the column of the table under it, in each row an `INSERT` through the
+ * view writes without `c`, and reading that table does not pass the view: one not proven clean is
+ * refused, as is one on a relation the catalog does not know (a view the open transaction made).
+ */
+function alteredColumns(node: Node, outer: Scope | undefined, ctx: Ctx): void {
+  const cmds = list(node.cmds).map((c) => unwrap(c)?.[1]).filter((c): c is Node => c !== undefined)
+  const rel = node.relation as Node | undefined
+  const found = typeof rel?.relname === 'string' ? ctx.catalog.lookup(rel.schemaname as string | undefined, rel.relname) : []
+  const mayBeView = node.objtype === 'OBJECT_VIEW' || found.length === 0 || found.some((r) => r.viewDefinition !== undefined)
+  const viewDefaults = mayBeView ? cmds.filter((c) => c.subtype === 'AT_ColumnDefault' && c.def !== undefined) : []
+  if (viewDefaults.some((c) => !clean(expr(c.def, withCtes(undefined, outer, ctx), ctx)))) {
+    ctx.sideChannels.push(`a view's DEFAULT that is not proven clean fills the table under the view with values derived from sensitive or untraceable data, where reading that table does not pass the view; give it a constant default, or set it outside the tunnel after review`)
+  }
+  filledColumns(rel, cmds.filter((c) => !viewDefaults.includes(c)).flatMap(alterTableFills), outer, ctx, true)
+}
+
+/** `LIKE … INCLUDING DEFAULTS` and `INCLUDING GENERATED` (bits of `TableLikeClause.options`; `ALL` sets every bit). */
+const LIKE_COPIES_FILLS = (1 << 3) | (1 << 4)
+
+/**
+ * `CREATE TABLE t (c … DEFAULT expr)`: each row written later without `c` gets `expr`. With
+ * `LIKE src INCLUDING DEFAULTS` (or `GENERATED`, `ALL`), `t`'s columns get `src`'s expressions,
+ * so they carry what `src`'s columns are known to hold; all of them where `src` is not known.
+ */
+function createdColumns(node: Node, outer: Scope | undefined, ctx: Ctx): void {
+  const rel = node.relation as Node | undefined
+  filledColumns(rel, list(node.tableElts).flatMap((el) => columnDefFill(el)), outer, ctx, false)
+  if (!rel?.relname) return
+  const schema = rel.schemaname as string | undefined
+  for (const el of list(node.tableElts)) {
+    const like = unwrap(el)
+    if (like?.[0] !== 'TableLikeClause' || (Number(like[1].options) & LIKE_COPIES_FILLS) === 0) continue
+    const source = fromItem({RangeVar: like[1].relation}, withCtes(undefined, outer, ctx), ctx).visible[0]
+    const columns = source?.columns?.filter((c) => !clean(c))
+    if (columns && columns.length === 0) continue
+    ctx.fills.push({...(schema ? {schema} : {}), name: rel.relname as string, ...(columns ? {columns} : {})})
+  }
 }
 
 /** The columns `COPY … FROM` a file or program writes, as filled with values not proven clean. */

@@ -17,7 +17,7 @@ import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
-import {seesViews} from './views.js'
+import {EVENT_TRIGGERS_KEY, seesViews} from './views.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types. */
 export type CatalogKey = string
@@ -90,10 +90,15 @@ export const offlineCatalog: FunctionCatalog = {
 
 // ---- resolution --------------------------------------------------------------------------------
 
-/** The keys a statement's calls need, deduplicated. */
+/** The keys a statement's calls need, deduplicated; and `EVENT_TRIGGERS_KEY` for DDL that keeps relations. */
 export function catalogKeys(statements: readonly StatementAnalysis[]): CatalogKey[] {
   const keys = new Set<CatalogKey>()
-  for (const s of statements) for (const o of s.operations) for (const c of o.calls ?? []) keys.add(catalogKey(c))
+  for (const s of statements) {
+    for (const o of s.operations) {
+      for (const c of o.calls ?? []) keys.add(catalogKey(c))
+      if (o.keepsRelations === true) keys.add(EVENT_TRIGGERS_KEY)
+    }
+  }
   return [...keys]
 }
 

@@ -105,7 +105,7 @@ export function judgeStatements(
     // session has not committed, nor after one earlier in the same text (views.ts). The change may
     // be a call the catalog step judged (a volatile function that runs DDL), so it is looked for in
     // the statements as judged, not as written.
-    const changing = judged.findIndex(mayChangeTablesBehind)
+    const changing = judged.findIndex((s) => mayChangeTablesBehind(s, catalog))
     const from = unsettled ? 0 : changing < 0 ? judged.length : changing + 1
     const out = distrustTablesBehind(judged, from, catalog)
     return {statements: out, decision: evaluate(out, opts)}
@@ -309,7 +309,7 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
       let commits = false
       for (const st of statements) {
         calls = Math.max(calls, callChange(st)) as CallChange
-        tablesBehind ||= mayChangeTablesBehind(st)
+        tablesBehind ||= mayChangeTablesBehind(st, catalog)
         commits ||= runsTransactionControl(st)
       }
       if (commits) committingInside.set(ctx.connectionId, {session: ctx.session, since: readyAwaited(ctx.session)})

@@ -197,10 +197,24 @@ export const CATALOG_KEEPING: ReadonlySet<string> = new Set(['read', 'write', 't
  */
 const MAY_RUN_DDL: ReadonlySet<OperationFlag> = new Set(['volatile_function', 'unknown_function', 'dynamic_sql', 'changes_catalog'])
 
-/** Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out of date. */
-export function mayChangeTablesBehind(stmt: StatementAnalysis): boolean {
+/**
+ * The key whose candidates are the database's enabled event triggers (one per trigger, by name):
+ * DDL that keeps relations (relation-keeping.ts) fires them, and their code may change any
+ * relation, so it keeps them only where this key is known to be empty (views.ts).
+ */
+export const EVENT_TRIGGERS_KEY: CatalogKey = 'e:ddl'
+
+/**
+ * Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out
+ * of date. DDL that keeps relations does not, unless an event trigger may fire: its code (`ALTER
+ * TABLE hr.salaries INHERIT public.parent` on `ddl_command_end`) runs on any DDL, so it keeps
+ * relations only where the catalog knows there is none.
+ */
+export function mayChangeTablesBehind(stmt: StatementAnalysis, catalog?: FunctionCatalog): boolean {
+  const noEventTriggers = catalog?.get(EVENT_TRIGGERS_KEY)?.length === 0
+  const keeps = (o: Operation) => o.keepsRelations === true && noEventTriggers
   // COMMIT PREPARED commits whatever DDL the prepared transaction holds.
-  return stmt.operations.some((o) => (!CATALOG_KEEPING.has(o.class) && o.keepsRelations !== true) || o.command === 'commit_prepared' || o.flags.some((f) => MAY_RUN_DDL.has(f)) || o.tables.some((t) => t.runsCode))
+  return stmt.operations.some((o) => (!CATALOG_KEEPING.has(o.class) && !keeps(o)) || o.command === 'commit_prepared' || o.flags.some((f) => MAY_RUN_DDL.has(f)) || o.tables.some((t) => t.runsCode))
 }
 
 /**

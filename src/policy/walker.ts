@@ -16,6 +16,29 @@ function op(cls: StatementClass, command: string, extra: Partial<Operation> = {}
 
 type Simple = [StatementClass, string, AccessKind?]
 
+/**
+ * ALTER TABLE actions that evaluate something over every existing row (a check, a new type, a
+ * uniqueness, a generated value, NOT NULL) and fail on the first row that does not fit, with an
+ * error that shows it: `ALTER TABLE hr.salaries ADD CHECK (person::int > 0)` answers `invalid input
+ * syntax for type integer: "Alice Novak"`, and a CHECK or NOT NULL that fails or not says whether a
+ * row matches. (ADD COLUMN counts when it brings a constraint, default or generated value.)
+ */
+const ROW_CHECKING_ACTIONS: ReadonlySet<unknown> = new Set(['AT_AddConstraint', 'AT_ReAddConstraint', 'AT_ValidateConstraint', 'AT_AlterColumnType', 'AT_SetNotNull', 'AT_AddIndexConstraint', 'AT_SetExpression'])
+
+/** The tables whose rows a DDL statement reads to check or build what it makes: see `ROW_CHECKING_ACTIONS`; an index reads every row. */
+function rowsCheckedBy(type: string, body: Obj): Obj[] {
+  if (type === 'IndexStmt') return isRangeVar(body.relation) ? [body.relation] : []
+  if (type !== 'AlterTableStmt' || !isRangeVar(body.relation)) return []
+  const found: Obj[] = []
+  for (const c of list(body.cmds)) {
+    const cmd = unwrap(c)?.[1]
+    if (!cmd) continue
+    const def = unwrap(cmd.def)
+    if (ROW_CHECKING_ACTIONS.has(cmd.subtype) || (cmd.subtype === 'AT_AddColumn' && def?.[0] === 'ColumnDef' && list(def[1].constraints).length > 0)) found.push(body.relation)
+  }
+  return found
+}
+
 /** `keepsRelations` for DDL that leaves every existing relation as it was. */
 function keeping(type: string, body: Obj): Partial<Operation> {
   return keepsRelations(type, body) ? {keepsRelations: true} : {}
@@ -281,6 +304,7 @@ export class StatementWalker {
       case 'AlterTableStmt': {
         const object = objectKind(body.objtype) ?? 'table'
         this.open(op('ddl', `alter_${object}`, {object, ...keeping(type, body)}), () => this.walkBody(body, 'ddl'))
+        this.rowsChecked(type, body)
         // ALTER TABLE ... OWNER TO hands every privilege on the table to another role.
         const subtypes = list(body.cmds).map((c) => unwrap(c)?.[1].subtype)
         if (subtypes.includes('AT_ChangeOwner')) this.push(op('privilege', 'alter_owner', {object}))
@@ -365,6 +389,7 @@ export class StatementWalker {
         if (simple) {
           const [cls, command, access] = simple
           this.open(op(cls, command, keeping(type, body)), () => this.walkBody(body, access ?? (cls === 'read' || cls === 'session' ? 'read' : 'ddl')))
+          this.rowsChecked(type, body)
         } else {
           this.push(op('unknown', 'unknown', {detail: `statement type ${type} is not understood by dbgate`}))
         }
@@ -374,6 +399,17 @@ export class StatementWalker {
   }
 
   // ---- operations --------------------------------------------------------------------------
+
+  /** A read (command `check_rows`) of each table whose rows the DDL checks: its errors show them. */
+  private rowsChecked(type: string, body: Obj): void {
+    const tables = rowsCheckedBy(type, body)
+    if (tables.length === 0) return
+    const saved = this.access
+    this.open(op('read', 'check_rows'), () => {
+      for (const t of tables) this.table(t, 'read')
+    })
+    this.access = saved
+  }
 
   private push(o: Operation): Operation {
     this.ops.push(o)
@@ -493,6 +529,18 @@ export class StatementWalker {
         return
       case 'RangeVar':
         this.table(body, this.access)
+        return
+      case 'Constraint':
+        // A foreign key reads the table it references: its validation scans it, and every later
+        // write to the referencing table looks the key up there, answering whether a value is in
+        // it. So `REFERENCES hr.salaries (id)` is a read of hr.salaries for rules, not DDL alone.
+        if (body.contype === 'CONSTR_FOREIGN' && isRangeVar(body.pktable)) {
+          const pktable = body.pktable
+          const saved = this.access
+          this.open(op('read', 'references'), () => this.table(pktable, 'read'))
+          this.access = saved
+        }
+        this.fields(body)
         return
       case 'FuncCall':
         this.funcCall(body)
