@@ -1080,12 +1080,12 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       return finish({rows: 'no'}, ctx)
     case 'CreateStmt':
       createdColumns(node, outer, ctx)
-      unprovenDefaults(node, outer, ctx)
+      unprovenDefaults(node, outer, ctx, true)
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
       return finish({rows: 'no'}, ctx)
     case 'AlterTableStmt':
       alteredColumns(node, outer, ctx)
-      unprovenDefaults(node, outer, ctx)
+      unprovenDefaults(node, outer, ctx, true)
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
       return finish({rows: 'no'}, ctx)
     case 'CreateTableAsStmt': {
@@ -1130,29 +1130,37 @@ const DEFINES_DEFAULTS = new Set(['CreateStmt', 'CreateForeignTableStmt', 'Creat
  * column with every name. So a default must be proven clean like a value written into a setting;
  * one that is not (it runs SQL text, reads settings or files) is refused as a side channel.
  */
-function unprovenDefaults(node: Node, outer: Scope | undefined, ctx: Ctx): void {
-  for (const e of defaultExpressions(node)) {
-    if (!clean(expr(e, withCtes(undefined, outer, ctx), ctx))) {
-      ctx.sideChannels.push('a column or domain DEFAULT, or a partition bound, that is not proven clean (a function that runs SQL text, reads settings, files or rows) would store values no statement names: a default in every later INSERT that leaves its column out, a bound in the catalog; give it as a constant or a server fact (now(), nextval(…), gen_random_uuid())')
-      return
+function unprovenDefaults(node: Node, outer: Scope | undefined, ctx: Ctx, columnsMarked = false): void {
+  for (const {e, bound} of defaultExpressions(node)) {
+    if (clean(expr(e, withCtes(undefined, outer, ctx), ctx))) continue
+    // After DDL earlier in the text or its open transaction every unqualified call is distrusted
+    // (it may resolve to a function the catalog has not read): a migration's `DEFAULT now()` or
+    // `lower('X')`. A column default that is clean as the built-ins it names is not refused then:
+    // the column it fills is marked by the distrusted expression (createdColumns, alteredColumns),
+    // so what this tunnel reads of it is masked.
+    if (columnsMarked && !bound && ctx.distrustNames) {
+      const trusted = newCtx(ctx.catalog, false, ctx.anyOfSameName)
+      if (clean(expr(e, withCtes(undefined, outer, trusted), trusted))) continue
     }
+    ctx.sideChannels.push('a column or domain DEFAULT, or a partition bound, that is not proven clean (a function that runs SQL text, reads settings, files or rows) would store values no statement names: a default in every later INSERT that leaves its column out, a bound in the catalog; give it as a constant or a server fact (now(), nextval(…), gen_random_uuid())')
+    return
   }
 }
 
-/** The expressions of `DEFAULT …` clauses anywhere in a statement (column constraints, `ALTER COLUMN … SET DEFAULT`, a domain's), and of partition bounds. */
-function defaultExpressions(node: unknown, into: unknown[] = []): unknown[] {
+/** The expressions of `DEFAULT …` clauses anywhere in a statement (column constraints, `ALTER COLUMN … SET DEFAULT`, a domain's), and of partition bounds (`bound`). */
+function defaultExpressions(node: unknown, into: {e: unknown; bound: boolean}[] = []): {e: unknown; bound: boolean}[] {
   if (Array.isArray(node)) {
     for (const x of node) defaultExpressions(x, into)
     return into
   }
   if (!node || typeof node !== 'object') return into
   const n = node as Node
-  if (n.contype === 'CONSTR_DEFAULT' && n.raw_expr !== undefined) into.push(n.raw_expr)
+  if (n.contype === 'CONSTR_DEFAULT' && n.raw_expr !== undefined) into.push({e: n.raw_expr, bound: false})
   // ALTER TABLE … ALTER COLUMN … SET DEFAULT, and ALTER DOMAIN … SET DEFAULT (subtype 'T').
-  if ((n.subtype === 'AT_ColumnDefault' || (n.subtype === 'T' && 'typeName' in n)) && n.def !== undefined) into.push(n.def)
+  if ((n.subtype === 'AT_ColumnDefault' || (n.subtype === 'T' && 'typeName' in n)) && n.def !== undefined) into.push({e: n.def, bound: false})
   // A partition's bounds (`FOR VALUES IN (…)`, `FROM (…) TO (…)`) are evaluated once and kept as
   // constants in the catalog (pg_get_expr(relpartbound), pg_get_partition_constraintdef, `\d+`).
-  for (const k of ['listdatums', 'lowerdatums', 'upperdatums']) for (const d of list(n[k])) if (!isRangeBound(d)) into.push(d)
+  for (const k of ['listdatums', 'lowerdatums', 'upperdatums']) for (const d of list(n[k])) if (!isRangeBound(d)) into.push({e: d, bound: true})
   for (const v of Object.values(n)) defaultExpressions(v, into)
   return into
 }
