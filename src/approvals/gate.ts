@@ -251,7 +251,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
     ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
     announce(`${identityLabel(requester)}: ${oneLine(sql, 80)} — ${waiting}`)
-    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)}${opts.agent ? ` (through the agent ${agentLabel(opts.agent)})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLine(sql))}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
+    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)}${opts.agent ? ` (through the agent ${agentLabel(opts.agent)})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLine(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
 
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
       writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))

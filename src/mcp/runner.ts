@@ -158,7 +158,11 @@ export class StatementRunner {
       if (!this.broken.has(c)) return c
     }
     if (this.all.size >= MAX_SESSIONS) {
-      throw new Error(`${this.pending.size} statement(s) are waiting for approval and hold every session this server may open; call approval_status for ${[...this.pending.keys()].join(', ')} first`)
+      // Say what holds them: statements waiting for a reviewer, or calls still running in parallel.
+      const waiting = this.pending.size
+      const running = this.all.size - this.idle.length - waiting
+      const held = [waiting > 0 ? `${waiting} statement(s) waiting for approval (call approval_status for ${[...this.pending.keys()].join(', ')})` : '', running > 0 ? `${running} call(s) still running` : ''].filter(Boolean).join(' and ')
+      throw new Error(`every database session this server may open (${MAX_SESSIONS}) is in use by ${held || 'other calls'}; wait for them to finish, then call again`)
     }
     const c = new pg.Client({...this.endpoint.clientConfig(), application_name: this.opts.applicationName})
     const lost = () => {

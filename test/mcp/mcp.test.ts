@@ -235,6 +235,13 @@ describe('dbgate mcp', () => {
     const still = await a.call('query', {sql: 'select count(*) from pg_catalog.pg_class a, pg_catalog.pg_class b, pg_catalog.pg_class c, pg_catalog.pg_class d', timeoutMs: 200})
     expect(textOf(still)).toMatch(/longer than its timeout of 200 ms/)
 
+    // More parallel calls than sessions: the one left over says what holds them, not an approval.
+    const calls = await Promise.all(Array.from({length: 5}, () => a.call('query', {sql: 'select pg_sleep(2)', timeoutMs: 10_000})))
+    const full = calls.filter((c) => c.isError)
+    expect(full.length).toBe(1)
+    expect(textOf(full[0]!)).toMatch(/every database session this server may open \(4\) is in use by 4 call\(s\) still running/)
+    expect(textOf(full[0]!)).not.toMatch(/approval/)
+
     const badArg = await a.call('query', {sql: 'select 1', maxRows: 'ten'})
     expect(badArg.isError).toBe(true)
     expect(textOf(badArg)).toMatch(/maxRows/)
