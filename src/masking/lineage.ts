@@ -1209,14 +1209,14 @@ function readsRowsOf(node: unknown, catalog: Catalog): boolean {
  */
 function cascadesIntoSensitive(rel: Node | undefined, catalog: Catalog): boolean {
   if (typeof rel?.relname !== 'string') return false
-  const todo = catalog.lookup(rel.schemaname as string | undefined, rel.relname).flatMap((r) => r.cascadesTo ?? [])
+  const toVisit = catalog.lookup(rel.schemaname as string | undefined, rel.relname).flatMap((r) => r.cascadesTo ?? [])
   const seen = new Set<number>()
-  for (let oid = todo.pop(); oid !== undefined; oid = todo.pop()) {
+  for (let oid = toVisit.pop(); oid !== undefined; oid = toVisit.pop()) {
     if (seen.has(oid)) continue
     seen.add(oid)
     const child = catalog.relation(oid)
     if (!child || child.columns.some((c) => c.sensitive)) return true
-    todo.push(...(child.cascadesTo ?? []))
+    toVisit.push(...(child.cascadesTo ?? []))
   }
   return false
 }
