@@ -269,6 +269,11 @@ export class SessionRecorder {
     return this.spool.settled
   }
 
+  /** Why events of this session are still only in memory after a write (the failed write's error), if they are. */
+  get unwritten(): SpoolWriteError | undefined {
+    return this.spool.pendingBytes > 0 ? this.spool.lastError : undefined
+  }
+
   /** Writes this session's appended events now (see `Recorder.release`); false if the write failed (they stay queued). */
   writeNow(): boolean {
     return this.spool.writeNow()

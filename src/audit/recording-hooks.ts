@@ -21,8 +21,9 @@ export interface RecordingExtra {
 export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra): Required<Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease'>> {
   return {
     // Group commit: the events of a chunk of replies are written before the client gets them.
-    beforeRelease() {
+    beforeRelease(sessionId: string) {
       recorder.release()
+      return recorder.session(sessionId)?.unwritten
     },
     onSessionStart(session: SessionInfo) {
       recorder.startSession({

@@ -29,7 +29,7 @@ import {formatDuration} from '../config/units.js'
 import {keyDir, userDir} from '../util/paths.js'
 import {startGatewayApi, type GatewayApi} from './api.js'
 import type {GatewayGauges, GatewayObserver, ReadinessCheck, StatementDecision} from './observer.js'
-import {bucketCheck, spoolBacklogBytes, upstreamChecks} from './health.js'
+import {bucketCheck, spoolBacklogBytes, spoolCheck, upstreamChecks} from './health.js'
 import {cachedFor} from '../util/cached-for.js'
 import {loadConfig} from '../config/load.js'
 import {listRequests} from '../approvals/store.js'
@@ -357,8 +357,12 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const spoolDir = defaultSpoolDir(env)
   let draining = false
   const slowChecks = cachedFor(5000, async () => {
-    const [upstreams, bucketOk] = await Promise.all([upstreamChecks([...targets.values()].map((t) => ({name: t.config.name, host: t.upstream.host, port: t.upstream.port}))), bucketCheck(bucket, settings.name)])
-    return [...upstreams, bucketOk]
+    const [upstreams, bucketOk, spoolOk] = await Promise.all([
+      upstreamChecks([...targets.values()].map((t) => ({name: t.config.name, host: t.upstream.host, port: t.upstream.port}))),
+      bucketCheck(bucket, settings.name),
+      spoolCheck(spoolDir, settings.name),
+    ])
+    return [...upstreams, bucketOk, spoolOk]
   })
   // Bucket-wide: every replica reports the same number (use max() across replicas).
   const pendingApprovals = cachedFor(15_000, async () => (await listRequests(bucket)).filter((v) => v.state === 'pending').length)

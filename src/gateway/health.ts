@@ -3,7 +3,8 @@
  * tested alone. Every check has its own deadline: a bucket that hangs makes `/readyz` say
  * `degraded` about the bucket, not time the whole answer out into `not-ready`.
  */
-import {stat} from 'node:fs/promises'
+import {mkdir, open, stat, unlink} from 'node:fs/promises'
+import {join} from 'node:path'
 import net from 'node:net'
 import {spoolPaths} from '../audit/spool.js'
 import {readMark, spooledSessions} from '../audit/spool-scan.js'
@@ -68,6 +69,35 @@ export async function bucketCheck(bucket: Bucket, gatewayName: string, timeoutMs
     ok: failure === undefined,
     degradesOnly: true,
     detail: failure ? `${failure}; sessions continue and recordings wait in the spool` : `${bucket.url} writable`,
+  }
+}
+
+/** What the probe writes: a block, so a disk with no room for one more is found before sessions are. */
+const SPOOL_PROBE = Buffer.alloc(4096, 0x20)
+
+/**
+ * The spool takes a write and a sync, as every session's log must: a file written, synced and
+ * removed. A failure makes the gateway not ready, since it refuses every session whose log it
+ * cannot write (a full disk, a read-only or missing volume).
+ */
+export async function spoolCheck(dir: string, gatewayName: string, timeoutMs = CHECK_TIMEOUT_MS): Promise<ReadinessCheck> {
+  const probe = join(dir, `.readyz-${encodeURIComponent(gatewayName)}-${process.pid}`)
+  const failure = await failureWithin(timeoutMs, `writing ${dir}`, async () => {
+    await mkdir(dir, {recursive: true, mode: 0o700})
+    const fh = await open(probe, 'w', 0o600)
+    try {
+      await fh.write(SPOOL_PROBE)
+      await fh.datasync()
+    } finally {
+      await fh.close()
+      await unlink(probe).catch(() => undefined)
+    }
+  })
+  return {
+    name: 'spool',
+    ok: failure === undefined,
+    degradesOnly: false,
+    detail: failure ? `${failure}; sessions are refused until their recordings can be written` : `${dir} writable`,
   }
 }
 

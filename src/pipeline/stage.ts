@@ -124,7 +124,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
     onStatement: inTurn(all('onStatement')),
     onIdle: inTurn(all('onIdle')),
     onRowsReleased: inTurn(all('onRowsReleased')),
-    beforeRelease: inTurn(all('beforeRelease')),
+    beforeRelease: everyFirstProblem(all('beforeRelease')),
     onSessionEnd: inTurn(all('onSessionEnd')),
     onConnectionClosed: inTurn(all('onConnectionClosed')),
     onUpstreamClosed: inTurn(all('onUpstreamClosed')),
@@ -184,6 +184,19 @@ function inTurn<A extends unknown[]>(fns: ((...args: A) => void)[]): ((...args: 
   if (fns.length <= 1) return fns[0]
   return (...args: A) => {
     for (const f of fns) f(...args)
+  }
+}
+
+/** Every part runs (each writes what it must), and the first problem any of them found is the answer. */
+function everyFirstProblem<A extends unknown[], R>(fns: ((...args: A) => R | undefined)[]): ((...args: A) => R | undefined) | undefined {
+  if (fns.length <= 1) return fns[0]
+  return (...args: A) => {
+    let first: R | undefined
+    for (const f of fns) {
+      const problem = f(...args)
+      if (first === undefined) first = problem
+    }
+    return first
   }
 }
 

@@ -506,6 +506,31 @@ export class ClientConnection implements ConnectionCore {
   /** What the client's last messages sent upstream was dropped (the connection is failing): they never reach the server. */
   private upstreamDropped = false
 
+  /** The session's record could not be written: only the refusal that ends the connection still goes out. */
+  private unrecordable = false
+
+  /**
+   * Fails closed when the audit log cannot be written (a full disk, a file-size limit, an I/O
+   * error): the replies whose events are only in memory are withheld, and the connection ends, since
+   * a client that saw them would hold results a killed tunnel leaves no trace of. The events stay
+   * queued and the recorder keeps retrying; the operator's log has the file and the cause.
+   */
+  private endUnrecorded(cause: Error): void {
+    this.unrecordable = true
+    this.clientOut.clear()
+    this.rowsOut = undefined
+    this.env.log('error', `connection ${this.id}: ${cause.message}; the connection is closed and its replies withheld`)
+    this.dropUpstreamOutput()
+    const code = (cause.cause as NodeJS.ErrnoException | undefined)?.code
+    this.refuse({
+      severity: 'FATAL',
+      code: code === 'ENOSPC' || code === 'EDQUOT' ? '53100' : '58030',
+      message: `dbgate: the session's audit log could not be written (${code ?? 'write failed'}), so the replies to your last messages are withheld and the connection is closed`,
+      detail: 'Statements already sent may have run on the server; their record is kept in memory and written as soon as the disk allows.',
+      hint: 'Tell whoever runs this tunnel: its spool directory (DBGATE_SPOOL_DIR) needs space or repair. Reconnect once it is fixed.',
+    })
+  }
+
   /** Drops what is to be written upstream: the connection ends, and nothing of the chunk that ended it runs. */
   private dropUpstreamOutput(): void {
     this.upstreamOut.clear()
@@ -528,7 +553,10 @@ export class ClientConnection implements ConnectionCore {
     if (!this.clientOut.empty && this.phase !== 'closed') {
       if (this.rowsOut !== undefined) this.announceRows(this.rowsOut)
       const release = this.env.hooks.beforeRelease
-      if (release) this.safely(release)
+      if (release && !this.unrecordable) {
+        const unwritten = this.safely(() => release(this.sessionId))
+        if (unwritten !== undefined) return this.endUnrecorded(unwritten)
+      }
       if (!this.client.write(this.clientOut.take()!)) this.upstream?.socket.pause()
     } else {
       this.clientOut.clear()

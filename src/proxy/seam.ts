@@ -305,9 +305,11 @@ export interface ProxyHooks {
   /**
    * Called before the tunnel writes a client replies that may answer statements reported through
    * `onStatement` (once per chunk of replies, not per statement): what must be recorded before a
-   * client sees a result is written here, all of it at once.
+   * client sees a result is written here, all of it at once. An error back means the events of
+   * `sessionId` could not be written: the replies are withheld and the connection ends, so that no
+   * client sees a result its record would not survive.
    */
-  beforeRelease?: () => void
+  beforeRelease?: (sessionId: string) => Error | undefined
   /**
    * Called before `beforeRelease` when the replies about to reach the client hold rows (DataRow,
    * CopyData) or a notice of a statement that has not finished: its `onStatement` comes later, and a tunnel

@@ -1,11 +1,11 @@
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openBucket} from '../../src/bucket/index.js'
 import {parseConfigText} from '../../src/config/parse.js'
-import {bucketCheck, upstreamChecks} from '../../src/gateway/health.js'
+import {bucketCheck, spoolCheck, upstreamChecks} from '../../src/gateway/health.js'
 import {readinessReport} from '../../src/gateway/ops-http.js'
 
 const listening = (): Promise<net.Server> =>
@@ -54,6 +54,25 @@ describe('gateway readiness checks', () => {
     expect(slow).toMatchObject({ok: false, degradesOnly: true})
     expect(slow.detail).toMatch(/did not answer within 50 ms/)
     expect(readinessReport([slow]).status).toBe('degraded')
+  })
+})
+
+describe('the spool readiness check', () => {
+  it('is ready with a spool it can write and sync, leaving nothing in it, and not ready with one it cannot', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-spool-health-'))
+    try {
+      const spool = path.join(dir, 'spool')
+      expect(await spoolCheck(spool, 'gw-1')).toMatchObject({name: 'spool', ok: true, detail: `${spool} writable`})
+      expect(await readdir(spool)).toEqual([])
+      // A spool whose volume is gone (here a file where its directory should be): every session's log would fail.
+      await writeFile(path.join(dir, 'gone'), 'x')
+      const broken = await spoolCheck(path.join(dir, 'gone', 'spool'), 'gw-1')
+      expect(broken).toMatchObject({name: 'spool', ok: false, degradesOnly: false})
+      expect(broken.detail).toMatch(/ENOTDIR|EEXIST.*; sessions are refused until their recordings can be written/)
+      expect(readinessReport([broken]).status).toBe('not-ready')
+    } finally {
+      await rm(dir, {recursive: true, force: true})
+    }
   })
 })
 
