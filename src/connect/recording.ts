@@ -12,7 +12,8 @@ import {openBucket} from '../bucket/index.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
-import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
+import {RECORDED_VALUE_BYTES, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
+import {cutMark} from '../proxy/run.js'
 import type {Analysis} from '../policy/types.js'
 import {formatMaskedColumn} from '../masking/index.js'
 
@@ -143,7 +144,23 @@ function addMaskingDetails(details: StatementDetails, event: StatementEvent, mas
   // Counted only where a masking filter ran: absent means "not masked here", not "nothing to mask".
   if (typeof filter?.maskedValues === 'number') details.maskedValues = filter.maskedValues
   // Without a masker the recorder must not see clear parameters at all.
-  if (event.params) details.params = event.params.map((p) => (p === null ? null : maskText ? maskText(p) : '<not recorded>'))
+  if (event.params) details.params = recordedParams(event.params, maskText)
+}
+
+/** Each parameter masked, then cut to what the recording keeps of a value (masked first: the cut must not split a value the scanner would have found). */
+function recordedParams(params: BoundParams, maskText: ((text: string) => string) | undefined): (string | null)[] {
+  const cutFrom = params.cutFrom
+  return params.map((p, i) => {
+    if (p === null) return null
+    if (!maskText) return '<not recorded>'
+    const masked = maskText(p)
+    const full = cutFrom?.[i]
+    if (!full) return masked
+    let end = Math.min(RECORDED_VALUE_BYTES, masked.length)
+    // Never half a surrogate pair.
+    if (end > 0 && end < masked.length && /[\uD800-\uDBFF]/.test(masked[end - 1]!)) end--
+    return `${masked.slice(0, end)}${cutMark(full)}`
+  })
 }
 
 /**

@@ -23,6 +23,11 @@ export class MemorySocket extends EventEmitter {
     return true
   }
 
+  /** Writes go out as they are made: corking changes nothing a reader of `written` could see. */
+  cork(): void {}
+
+  uncork(): void {}
+
   setNoDelay(): this {
     return this
   }

@@ -14,7 +14,7 @@ import {codeName, Frontend} from '../wire/codes.js'
 import {FrameView, ProtocolError, type Frame} from '../wire/framer.js'
 import {decodeBind, decodeDescribeOrClose, decodeExecute, decodeParse, decodeQuery, encodeParse, encodeQuery} from '../wire/frontend.js'
 import type {ConnectionCore} from './connection.js'
-import type {NamedDefinition, ProtocolPath, ResultFilter, StatementContext, StatementVerdict} from './seam.js'
+import {RECORDED_VALUE_BYTES, RECORDED_VALUE_MARGIN, type BoundParams, type NamedDefinition, type ProtocolPath, type ResultFilter, type StatementContext, type StatementVerdict} from './seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {PortalDef, portalFromStatement, StatementDef, UNSETTLED} from './protocol-state.js'
 import {newRun, paramsAsText, type Run} from './run.js'
@@ -267,7 +267,8 @@ export class ClientMessages {
         }
         // A statement held at its Bind is judged with the values the reviewer will see.
         const values = s.holdsAtBind || s.definedBy === 'prepare' ? paramsAsText(withParams ? bind.params : this.bindValuesOf(frame), bind.paramFormats) : undefined
-        const params = withParams ? (values ?? paramsAsText(bind.params, bind.paramFormats)) : undefined
+        // The event's copy is cut where the recording cuts it: the judged values stay whole.
+        const params = withParams ? paramsAsText(bind.params, bind.paramFormats, RECORDED_VALUE_BYTES + RECORDED_VALUE_MARGIN) : undefined
         const now = c.env.hooks.verdictGeneration?.()
         // What it calls may have been replaced since it was judged: judge it again, as a Parse now
         // would be. A statement made by SQL PREPARE is judged as the `EXECUTE` that binding it is,
@@ -451,7 +452,7 @@ export class ClientMessages {
 
   /** Sends a Bind the server is sure to refuse, so it discards up to Sync as for any error. */
   /** Binds `s` under the verdict it has now: once only, if that is an approval for one execution. */
-  private bindJudged(frame: Frame, portal: string, statement: string, resultFormats: readonly number[], s: StatementDef, params: (string | null)[] | undefined): void {
+  private bindJudged(frame: Frame, portal: string, statement: string, resultFormats: readonly number[], s: StatementDef, params: BoundParams | undefined): void {
     if (s.verdict.action === 'allow' && s.verdict.once) {
       if (s.spent) {
         return this.refuseBind(portal, statement, s, {

@@ -25,7 +25,7 @@ import {ServerMessages, SettingChanged} from './server-messages.js'
 import {ClientStartup} from './startup.js'
 import {MAX_AUTH_MESSAGE_SIZE, MAX_STARTUP_PACKET_SIZE} from './limits.js'
 import type {SessionGate} from './upstream-gate.js'
-import {Outbox} from './outbox.js'
+import {Outbox, writeAll} from './outbox.js'
 import type {UpstreamReader} from './upstream-reader.js'
 import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
 
@@ -225,7 +225,7 @@ export class ClientConnection implements ConnectionCore {
       maxStartupSize: MAX_STARTUP_PACKET_SIZE,
       checkHeader: (code, length) => checkFrontendHeader(this.frontendPhase(), code, length),
     })
-    this.upstreamFramer = new Framer({maxMessageSize: env.maxMessageSize})
+    this.upstreamFramer = new Framer({maxMessageSize: env.maxMessageSize, trustedLengths: true})
     this.startup = new ClientStartup(this, this.clientFramer, (up, params) => this.begin(up, params))
     this.fromClient = new ClientMessages(this)
     this.fromServer = new ServerMessages(this)
@@ -545,7 +545,7 @@ export class ClientConnection implements ConnectionCore {
       const out = this.upstreamOut.take()
       // A closed connection must not pause its client: an adopted socket (`adoptClientSocket`)
       // paused never reads the end of the stream, and so would never be destroyed.
-      if (out !== undefined && !this.upstream.socket.write(out) && this.phase !== 'closed') this.client.pause()
+      if (out !== undefined && !writeAll(this.upstream.socket, out) && this.phase !== 'closed') this.client.pause()
     } else {
       this.upstreamOut.clear()
     }
@@ -557,7 +557,7 @@ export class ClientConnection implements ConnectionCore {
         const unwritten = this.safely(() => release(this.sessionId))
         if (unwritten !== undefined) return this.endUnrecorded(unwritten)
       }
-      if (!this.client.write(this.clientOut.take()!)) this.upstream?.socket.pause()
+      if (!writeAll(this.client, this.clientOut.take()!)) this.upstream?.socket.pause()
     } else {
       this.clientOut.clear()
     }

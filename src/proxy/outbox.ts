@@ -56,8 +56,12 @@ export class Outbox {
     this.parts.push(message)
   }
 
-  /** Everything added since the last take, as one buffer (undefined: nothing); the box is empty after. */
-  take(): Buffer | undefined {
+  /**
+   * Everything added since the last take, as one buffer (undefined: nothing), or as several when
+   * joining them would copy more than `JOIN_COPY_LIMIT` bytes (a 300 MB row and the tag after it are
+   * written as they are, not copied into a third buffer); the box is empty after.
+   */
+  take(): Buffer | Buffer[] | undefined {
     const list = this.list
     if (list.length === 0) {
       const source = this.source
@@ -84,8 +88,21 @@ export class Outbox {
   }
 }
 
-/** One buffer of `parts`, with adjacent views of one memory stitched back into one view first. */
-function joinAdjacent(parts: Buffer[]): Buffer {
+/** Bytes of separate buffers `take` joins into one; above it, they are written one after the other (see `writeAll`). */
+export const JOIN_COPY_LIMIT = 1 << 20
+
+/** `socket.write` of what `Outbox.take` gave: several buffers in one corked write (one writev, no copy). */
+export function writeAll(socket: {write(b: Buffer): boolean; cork(): void; uncork(): void}, out: Buffer | Buffer[]): boolean {
+  if (!Array.isArray(out)) return socket.write(out)
+  socket.cork()
+  let drained = true
+  for (const b of out) drained = socket.write(b) && drained
+  socket.uncork()
+  return drained
+}
+
+/** One buffer of `parts`, with adjacent views of one memory stitched back into one view first; the views themselves when joining them would copy a lot. */
+function joinAdjacent(parts: Buffer[]): Buffer | Buffer[] {
   const merged: Buffer[] = []
   let first = parts[0]!
   let end = first.byteOffset + first.length
@@ -100,5 +117,8 @@ function joinAdjacent(parts: Buffer[]): Buffer {
     }
   }
   merged.push(end === first.byteOffset + first.length ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset))
-  return merged.length === 1 ? merged[0]! : Buffer.concat(merged)
+  if (merged.length === 1) return merged[0]!
+  let total = 0
+  for (const m of merged) total += m.length
+  return total > JOIN_COPY_LIMIT ? merged : Buffer.concat(merged, total)
 }

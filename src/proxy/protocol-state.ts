@@ -26,7 +26,7 @@
  *
  * Pure state, no I/O: the connection's dispatchers (client-messages.ts, server-messages.ts) call it.
  */
-import type {NamedDefinition, ResultFilter, SessionView, StatementVerdict} from './seam.js'
+import type {BoundParams, NamedDefinition, ResultFilter, SessionView, StatementVerdict} from './seam.js'
 import type {FieldDescription} from '../wire/fields.js'
 import {tagMatches, type NameRef, type SqlEffect, type StatementShape, type TextShape} from './sql-effects.js'
 
@@ -95,7 +95,7 @@ export class PortalDef implements NamedDefinition {
     /** The statement it was bound from, as it was at Bind. */
     readonly statement: StatementDef | undefined,
     /** Bind parameters as text, for the statement event. */
-    readonly params: (string | null)[] | undefined,
+    readonly params: BoundParams | undefined,
     readonly resultFormats: readonly number[],
   ) {}
 
@@ -108,7 +108,7 @@ export class PortalDef implements NamedDefinition {
   }
 }
 
-export function portalFromStatement(name: string, s: StatementDef, params: (string | null)[] | undefined, resultFormats: readonly number[]): PortalDef {
+export function portalFromStatement(name: string, s: StatementDef, params: BoundParams | undefined, resultFormats: readonly number[]): PortalDef {
   return new PortalDef(name, s.sql, s.statementIndex, s.definedBy, s.verdict, false, s, params, resultFormats)
 }
 

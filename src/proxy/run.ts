@@ -3,7 +3,7 @@
  * event and the recording's preview are made of. Shared by both directions of a connection.
  */
 import {rowsFromTag} from '../wire/backend.js'
-import type {ProtocolPath, ResultFilter, StatementEvent, StatementVerdict} from './seam.js'
+import {RECORDED_VALUE_BYTES, type BoundParams, type ProtocolPath, type ResultFilter, type StatementEvent, type StatementVerdict} from './seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import type {PortalDef} from './protocol-state.js'
 
@@ -11,7 +11,7 @@ export interface Run {
   sql: string
   protocol: ProtocolPath
   statementName?: string
-  params?: (string | null)[]
+  params?: BoundParams
   verdict: StatementVerdict
   started: number
   /** Date.now() at the start; the Date is made only if an event is emitted. */
@@ -87,7 +87,26 @@ function rowsOfTags(tags: readonly string[]): number {
 export function keepPreviewRow(run: Run, values: (Buffer | null)[]): void {
   const fields = fieldsOf(run)
   run.preview ??= {columns: fields ? fields.map((f) => f.name) : values.map((_, i) => `column${i + 1}`), rows: []}
-  run.preview.rows.push(values.map((v, i) => (v === null ? null : fields?.[i]?.format === 1 ? '<binary>' : v.toString('utf8'))))
+  run.preview.rows.push(values.map((v, i) => (v === null ? null : fields?.[i]?.format === 1 ? '<binary>' : previewCell(v))))
+}
+
+/** A preview cell: the value as the client got it, or its first `RECORDED_VALUE_BYTES` and its length when it is longer. */
+function previewCell(v: Buffer): string {
+  if (v.length <= RECORDED_VALUE_BYTES) return v.toString('utf8')
+  return `${v.toString('utf8', 0, utf8Boundary(v, RECORDED_VALUE_BYTES))}${cutMark(v.length)}`
+}
+
+/** What follows a recorded value that was cut: how long the whole was. */
+export function cutMark(fullBytes: number): string {
+  return `…[cut, ${fullBytes} bytes in all]`
+}
+
+/** The largest end at or below `max` that does not split a UTF-8 character of `b`. */
+export function utf8Boundary(b: Buffer, max: number): number {
+  let end = Math.min(max, b.length)
+  // A continuation byte (10xxxxxx) at the cut belongs to a character that starts before it.
+  while (end > 0 && end < b.length && (b[end]! & 0xc0) === 0x80) end--
+  return end
 }
 
 /**
@@ -112,11 +131,22 @@ function withFormats(fields: FieldDescription[], formats: readonly number[]): Fi
   }))
 }
 
-/** Bind parameters as the statement event reports them: text, or base64 with a `b64:` prefix for binary ones. */
-export function paramsAsText(params: (Buffer | null)[], formats: number[]): (string | null)[] {
-  return params.map((p, i) => {
+/**
+ * Bind parameters as text, or base64 with a `b64:` prefix for binary ones. With `keep`, a value
+ * longer than that is cut there and its full length noted in `cutFrom` (see `BoundParams`).
+ */
+export function paramsAsText(params: (Buffer | null)[], formats: number[], keep = Infinity): BoundParams {
+  let cutFrom: number[] | undefined
+  const out: BoundParams = params.map((p, i) => {
     if (p === null) return null
     const format = formats.length === 1 ? formats[0] : formats[i] ?? 0
-    return format === 1 ? `b64:${p.toString('base64')}` : p.toString('utf8')
+    let v = p
+    if (p.length > keep) {
+      ;(cutFrom ??= new Array<number>(params.length).fill(0))[i] = p.length
+      v = p.subarray(0, format === 1 ? keep : utf8Boundary(p, keep))
+    }
+    return format === 1 ? `b64:${v.toString('base64')}` : v.toString('utf8')
   })
+  if (cutFrom) out.cutFrom = cutFrom
+  return out
 }

@@ -224,6 +224,22 @@ export interface ResultFilter {
  */
 export type ResultFilterFactory = (sql: string | null, ctx: StatementContext, verdict: StatementVerdict) => ResultFilter | undefined
 
+/**
+ * Bind parameters as a statement event carries them. A value longer than `RECORDED_VALUE_BYTES`
+ * (and the margin a scanner needs to see a value cut at that point whole) is cut there, and
+ * `cutFrom[i]` holds its full length in bytes (0 for a value kept whole): a log line holds a prefix
+ * of a 300 MB value, not the value.
+ */
+export type BoundParams = (string | null)[] & {cutFrom?: number[]}
+
+/** Bytes of one value (a preview cell, a bind parameter) the recording keeps; the rest is counted, not kept. */
+export const RECORDED_VALUE_BYTES = 2048
+/**
+ * Bytes kept past that before masking, so that a sensitive value the cut falls inside is still
+ * whole for the scanner (e-mails, phone numbers, card numbers are far shorter) and masked whole.
+ */
+export const RECORDED_VALUE_MARGIN = 256
+
 /** One statement's outcome, emitted once it completes (or is rejected). */
 export interface StatementEvent {
   sessionId: string
@@ -231,8 +247,8 @@ export interface StatementEvent {
   protocol: ProtocolPath
   statementName?: string
   sql: string
-  /** Bind parameters as text where known (extended protocol); binary ones as base64 with a `b64:` prefix. */
-  params?: (string | null)[]
+  /** Bind parameters as text where known (extended protocol); binary ones as base64 with a `b64:` prefix. Long ones are cut (`BoundParams`). */
+  params?: BoundParams
   verdict: StatementVerdict
   startedAt: Date
   durationMs: number

@@ -8,42 +8,17 @@
  * The failure is real: `dbgate connect` runs under a file-size limit (`ulimit -f`), so the
  * kernel refuses the spool's write (EFBIG) once the session's log reaches it.
  */
-import {spawn, type ChildProcess} from 'node:child_process'
 import {readdirSync, readFileSync} from 'node:fs'
-import {writeFile} from 'node:fs/promises'
-import path, {join} from 'node:path'
+import {join} from 'node:path'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parseEvents} from '../../src/audit/read.js'
 import type {StatementData} from '../../src/audit/events.js'
-import {isolatedEnv} from '../helpers/open.js'
+import {spawnConnect, type ConnectProcess} from '../helpers/connect-process.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 
-const BIN = path.resolve('bin/run.js')
 /** KiB a file of the tunnel process may grow to: a few dozen statements' events. */
 const FILE_LIMIT_KIB = 48
-const RULES = ['read', 'write', 'ddl', 'admin', 'opaque'].flatMap((c) => [`      - id: allow-${c}`, `        match: {class: ${c}}`, '        action: allow'])
-
-interface Started {
-  child: ChildProcess
-  stderr: () => string
-  url: string
-}
-
-async function startLimitedTunnel(db: UpstreamInfo, env: NodeJS.ProcessEnv): Promise<Started> {
-  const child = spawn('bash', ['-c', `ulimit -f ${FILE_LIMIT_KIB} && exec node "$0" connect app --json`, BIN], {env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']})
-  let out = ''
-  let err = ''
-  child.stderr!.on('data', (d) => (err += d))
-  const info = await new Promise<{port: number; password: string; database: string; user?: string}>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d
-      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!))
-    })
-    child.once('exit', (code) => reject(new Error(`dbgate connect exited (${code}) before it was ready: ${err}`)))
-  })
-  return {child, stderr: () => err, url: `postgresql://dbgate:${encodeURIComponent(info.password)}@127.0.0.1:${info.port}/${info.database}`}
-}
 
 /** The statement texts in a session's log, as the disk holds it now (a partly written last line is not an event). */
 function statementsOnDisk(spoolDir: string): string[] {
@@ -58,42 +33,18 @@ function statementsOnDisk(spoolDir: string): string[] {
 
 describe('an audit log that cannot be written', () => {
   let db: UpstreamInfo
-  let env: NodeJS.ProcessEnv
-  let tunnel: Started
+  let tunnel: ConnectProcess
   let spoolDir: string
 
   beforeAll(async () => {
     db = await createTestDatabase('unwritable_spool')
     await withClient(db.url, (c) => c.query("create table people (email text); insert into people values ('ann.example@example.org')"))
-    env = {...isolatedEnv(), APP_DB_PASSWORD: db.password, DBGATE_TOKEN: '', DBGATE_CLIENT_ID: ''}
-    spoolDir = join(env.XDG_STATE_HOME!, 'dbgate', 'spool')
-    const configPath = join(env.HOME!, 'dbgate.yaml')
-    await writeFile(
-      configPath,
-      [
-        'targets:',
-        '  app:',
-        `    host: ${db.host}`,
-        `    port: ${db.port}`,
-        `    database: ${db.database}`,
-        `    user: ${db.user}`,
-        '    password: env:APP_DB_PASSWORD',
-        '    tls: disable',
-        '    rules:',
-        ...RULES,
-        '',
-      ].join('\n'),
-    )
-    env.DBGATE_CONFIG = configPath
-    tunnel = await startLimitedTunnel(db, env)
+    tunnel = await spawnConnect(db, {limitFileKib: FILE_LIMIT_KIB})
+    spoolDir = tunnel.spoolDir
   }, 60_000)
 
   afterAll(async () => {
-    if (tunnel && tunnel.child.exitCode === null) {
-      const exited = new Promise((r) => tunnel.child.once('exit', r))
-      tunnel.child.kill('SIGKILL')
-      await exited
-    }
+    await tunnel?.stop()
   })
 
   /** Runs statements of every kind until the tunnel refuses one; returns what the client saw. */

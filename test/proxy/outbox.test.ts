@@ -3,9 +3,10 @@
  * chunk, everything else as buffers, and the bytes written must be exactly what was added, in the
  * order it was added, however the stream was cut.
  */
+import net from 'node:net'
 import {serialize} from 'pg-protocol'
 import {beforeAll, describe, expect, it} from 'vitest'
-import {Outbox} from '../../src/proxy/outbox.js'
+import {JOIN_COPY_LIMIT, Outbox, writeAll} from '../../src/proxy/outbox.js'
 import type {ProxyHooks} from '../../src/proxy/seam.js'
 import {loadParser} from '../../src/sql/parser.js'
 import {encodeNotice} from '../../src/wire/backend.js'
@@ -14,6 +15,11 @@ import {everySplit, memoryConnection} from '../helpers/memory-connection.js'
 import {server} from '../helpers/wire-encode.js'
 
 beforeAll(() => loadParser())
+
+/** What `take` gave, as the one buffer the peer reads. */
+function joined(out: Buffer | Buffer[] | undefined): Buffer {
+  return out === undefined ? Buffer.alloc(0) : Array.isArray(out) ? Buffer.concat(out) : out
+}
 
 function framesOf(chunk: Buffer): Frame[] {
   const out: Frame[] = []
@@ -58,7 +64,7 @@ describe('Outbox', () => {
             expected.push(extra[0]!)
           }
         })
-        const out = box.take() ?? Buffer.alloc(0)
+        const out = joined(box.take())
         expect(out.equals(Buffer.concat(expected)), `mask ${mask}, between ${between}`).toBe(true)
         expect(box.empty).toBe(true)
       }
@@ -72,7 +78,35 @@ describe('Outbox', () => {
     const box = new Outbox()
     box.pass(framesOf(first)[0]!)
     box.pass(framesOf(second)[1]!)
-    expect(box.take()!.equals(Buffer.concat([messages[0]!, query]))).toBe(true)
+    expect(joined(box.take()).equals(Buffer.concat([messages[0]!, query]))).toBe(true)
+  })
+
+  it('hands over a large row and what follows it as they are, not copied into one buffer, and writes them in order', async () => {
+    const row = Buffer.alloc(JOIN_COPY_LIMIT + 10, 0x61)
+    const tag = serialize.query('SELECT 1')
+    const box = new Outbox()
+    box.parts.push(row)
+    box.parts.push(tag)
+    const out = box.take()
+    expect(Array.isArray(out)).toBe(true)
+    expect((out as Buffer[])[0]).toBe(row)
+    // Through a real socket pair: the peer reads the same bytes as one write of both would give.
+    const server = net.createServer()
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const got: Buffer[] = []
+    const received = new Promise<void>((resolve) =>
+      server.once('connection', (s) => {
+        s.on('data', (d) => got.push(d))
+        s.on('end', () => resolve())
+      }),
+    )
+    const sock = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+    await new Promise((r) => sock.once('connect', r))
+    writeAll(sock, out!)
+    sock.end()
+    await received
+    server.close()
+    expect(Buffer.concat(got).equals(Buffer.concat([row, tag]))).toBe(true)
   })
 
   it('drops everything on clear', () => {
