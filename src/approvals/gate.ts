@@ -15,7 +15,7 @@ import {sharedAnalysisCache} from '../policy/index.js'
 import {parseTree} from '../sql/parser.js'
 import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision} from '../policy/types.js'
-import type {StatementContext, StatementEvent, StatementVerdict} from '../proxy/seam.js'
+import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEvent, type StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
@@ -214,7 +214,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       sessionId: ctx.sessionId,
       connectionId: ctx.connectionId,
       sql,
-      ...(ctx.bindValues !== undefined ? {params: [...ctx.bindValues]} : {}),
+      ...(ctx.bindValues !== undefined ? {params: ctx.bindValues.map(reviewedValue)} : {}),
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
       class: d.class,
       ruleId: d.ruleId,
@@ -473,4 +473,16 @@ function hasParamRef(tree: object): boolean {
     }
   }
   return false
+}
+
+/**
+ * A bound value as the request shows it to reviewers: whole up to `RECORDED_VALUE_BYTES`, else cut
+ * with its length, so that one huge value cannot make every reviewer's list (and the bucket's copy
+ * of the request) that large. The statement runs with the whole value the Bind held; a reviewer
+ * sees that part of it was cut, and can deny it.
+ */
+function reviewedValue(v: string | null): string | null {
+  if (v === null || v.length * 3 <= RECORDED_VALUE_BYTES) return v
+  const bytes = Buffer.byteLength(v)
+  return bytes <= RECORDED_VALUE_BYTES ? v : cutText(v, bytes)
 }

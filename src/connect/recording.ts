@@ -12,8 +12,7 @@ import {openBucket} from '../bucket/index.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
-import {RECORDED_VALUE_BYTES, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
-import {cutMark} from '../proxy/run.js'
+import {cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
 import type {Analysis} from '../policy/types.js'
 import {formatMaskedColumn} from '../masking/index.js'
 
@@ -155,11 +154,7 @@ function recordedParams(params: BoundParams, maskText: ((text: string) => string
     if (!maskText) return '<not recorded>'
     const masked = maskText(p)
     const full = cutFrom?.[i]
-    if (!full) return masked
-    let end = Math.min(RECORDED_VALUE_BYTES, masked.length)
-    // Never half a surrogate pair.
-    if (end > 0 && end < masked.length && /[\uD800-\uDBFF]/.test(masked[end - 1]!)) end--
-    return `${masked.slice(0, end)}${cutMark(full)}`
+    return full ? cutText(masked, full) : masked
   })
 }
 

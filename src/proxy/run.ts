@@ -3,7 +3,7 @@
  * event and the recording's preview are made of. Shared by both directions of a connection.
  */
 import {rowsFromTag} from '../wire/backend.js'
-import {RECORDED_VALUE_BYTES, type BoundParams, type ProtocolPath, type ResultFilter, type StatementEvent, type StatementVerdict} from './seam.js'
+import {cutMark, RECORDED_VALUE_BYTES, type BoundParams, type ProtocolPath, type ResultFilter, type StatementEvent, type StatementVerdict} from './seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import type {PortalDef} from './protocol-state.js'
 
@@ -94,11 +94,6 @@ export function keepPreviewRow(run: Run, values: (Buffer | null)[]): void {
 function previewCell(v: Buffer): string {
   if (v.length <= RECORDED_VALUE_BYTES) return v.toString('utf8')
   return `${v.toString('utf8', 0, utf8Boundary(v, RECORDED_VALUE_BYTES))}${cutMark(v.length)}`
-}
-
-/** What follows a recorded value that was cut: how long the whole was. */
-export function cutMark(fullBytes: number): string {
-  return `…[cut, ${fullBytes} bytes in all]`
 }
 
 /** The largest end at or below `max` that does not split a UTF-8 character of `b`. */

@@ -240,6 +240,19 @@ export const RECORDED_VALUE_BYTES = 2048
  */
 export const RECORDED_VALUE_MARGIN = 256
 
+/** What follows a recorded value that was cut: how long the whole was. */
+export function cutMark(fullBytes: number): string {
+  return `…[cut, ${fullBytes} bytes in all]`
+}
+
+/** `text` (of a value `fullBytes` long) as kept: its first `RECORDED_VALUE_BYTES` characters, never half a surrogate pair, and the mark. */
+export function cutText(text: string, fullBytes: number): string {
+  let end = Math.min(RECORDED_VALUE_BYTES, text.length)
+  const last = text.charCodeAt(end - 1)
+  if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--
+  return `${text.slice(0, end)}${cutMark(fullBytes)}`
+}
+
 /** One statement's outcome, emitted once it completes (or is rejected). */
 export interface StatementEvent {
   sessionId: string

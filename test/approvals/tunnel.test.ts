@@ -519,6 +519,18 @@ describe('approvals through the tunnel', () => {
     expect(await eve).toMatchObject({message: expect.stringMatching(/denied by bob@example.com: not eve/)})
     expect(await owners()).toBe('carl,dora')
 
+    // A long value is shown cut, with its length, so that one value cannot make every reviewer's
+    // list as large as itself; approved, the statement runs with all of it.
+    const long = `${'l'.repeat(3000)}-end`
+    const longRun = c.query('update accounts set owner = $1 where id = $2', [long, 2])
+    const forLong = await pendingOf('update accounts set owner = $1 where id = $2')
+    expect(forLong.params).toEqual([`${'l'.repeat(2048)}…[cut, ${long.length} bytes in all]`, '2'])
+    expect(requestRow({request: forLong, state: 'pending'} as RequestView, new Date()).sql).toContain(`…[cut, ${long.length} bytes in all]'`)
+    await decide(await review('bob'), {id: forLong.id, action: 'approve'})
+    await longRun
+    expect(await owners()).toBe(`carl,${long}`)
+    await withClient(db.url, (x) => x.query("update accounts set owner = 'dora' where id = 2"))
+
     // A protocol Bind of an SQL-prepared statement runs it with the Bind's values: judged as
     // `EXECUTE p($1, $2)`, and held with them. The PREPARE itself is held, and approved.
     const raw = await t.raw()
