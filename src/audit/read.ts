@@ -188,7 +188,7 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
 }
 
 /** The CSV outcome of a statement whose rows the client read and whose end the log never got. */
-const UNFINISHED = 'unfinished'
+export const UNFINISHED = 'unfinished'
 
 /** One statement's identity in a log: its connection, start and text, which its two events share. */
 const runKey = (d: Partial<StatementData> | null): string => `${d?.connectionId}\u0000${d?.startedAt}\u0000${d?.sql}`

@@ -6,6 +6,7 @@ import type {AuditEvent, SessionStartData, StatementData} from '../audit/events.
 import {isDenied, isSyntaxError} from '../audit/events.js'
 import type {SessionSummary} from '../audit/index-cache.js'
 import type {VerifyResult} from '../audit/verify.js'
+import {statementsOf, UNFINISHED} from '../audit/read.js'
 import {buildControls} from './controls.js'
 import type {ApprovalRow, Attempt, AttentionRow, DailyFigures, Framework, Gap, IdentityRow, IntegrityResult, IntegrityRow, Report, SessionRow, Sources, Summary} from './model.js'
 import {riskOf} from './risk.js'
@@ -157,10 +158,12 @@ export class ReportBuilder {
     let sessionStatements = 0
     let sessionDenied = 0
     let sessionMasked = 0
+    // A statement whose rows the client read before the tunnel died is counted by its streaming event.
+    const unfinished = unfinishedOf(events)
     for (const ev of events) {
-      if (ev.type === 'statement') {
+      if (ev.type === 'statement' || unfinished.has(ev)) {
         // Logs from other versions may lack optional-looking fields; a report must not stop at them.
-        const d = ev.data as StatementData
+        const d = ev.type === 'statement' ? (ev.data as StatementData) : ({...(ev.data as StatementData), outcome: UNFINISHED} as unknown as StatementData)
         sessionStatements += 1
         s.statements += 1
         s.rowsReturnedOrAffected += d.rows ?? 0
@@ -319,8 +322,7 @@ export class ReportBuilder {
     }
     let maskedValues = 0
     let masked = 0
-    for (const ev of events) {
-      if (ev.type !== 'statement') continue
+    for (const ev of statementsOf(events)) {
       const d = ev.data as StatementData
       if ((d.maskedColumns?.length ?? 0) > 0 || (d.maskedValues ?? 0) > 0) masked += 1
       maskedValues += d.maskedValues ?? 0
@@ -452,4 +454,12 @@ function findGaps(daily: DailyFigures[], sessions: SessionRow[], attention: Atte
   }
   for (const e of opts.sources.keyErrors) gaps.push({kind: 'key-error', message: `published key ${e.key} cannot be read (${e.message}); sessions signed with it cannot be verified.`})
   return gaps
+}
+
+/** The `statement.streaming` events that stand for a statement whose end the log never got. */
+function unfinishedOf(events: readonly AuditEvent[]): Set<AuditEvent> {
+  const out = new Set<AuditEvent>()
+  if (!events.some((e) => e.type === 'statement.streaming')) return out
+  for (const ev of statementsOf(events)) if (ev.type === 'statement.streaming') out.add(ev)
+  return out
 }

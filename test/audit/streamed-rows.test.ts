@@ -168,5 +168,13 @@ describe('dbgate connect killed with SIGKILL while the client reads', () => {
     const rows = csv.stdout.trim().split('\n').slice(1)
     expect(rows).toHaveLength(1)
     expect(rows[0]).toMatch(/,unfinished,.*killed-/)
+    // And counted in the auditors' report, as the statement it stands for.
+    const reportDir = path.join(env.HOME!, 'report')
+    const rep = await run('node', [BIN, 'report', '--out', reportDir], {env})
+    expect(rep.code, rep.stderr).toBe(0)
+    const report = JSON.parse(await readFile(path.join(reportDir, 'report.json'), 'utf8')) as {summary: {statements: number}; sessions: {statements: number}[]; byClass: {class: string; statements: number}[]}
+    expect(report.summary.statements).toBe(1)
+    expect(report.sessions.map((x) => x.statements)).toEqual([1])
+    expect(report.byClass).toEqual([{class: 'read', statements: 1}])
   }, 90_000)
 })
