@@ -42,8 +42,8 @@ export const tokenDir = (env?: NodeJS.ProcessEnv) => join(userDir('config', env)
 export const keyDir = (env?: NodeJS.ProcessEnv) => join(userDir('data', env), 'keys')
 /** The default bucket when none is configured: recordings work before anyone sets one up. */
 export const defaultBucketDir = (env?: NodeJS.ProcessEnv) => join(userDir('data', env), 'bucket')
-/** Recordings waiting to be shipped. */
-export const spoolDir = (env?: NodeJS.ProcessEnv) => join(userDir('state', env), 'spool')
+/** Recordings waiting to be shipped: `DBGATE_SPOOL_DIR` when set (for tunnels and gateways as for the `sessions` commands). */
+export const spoolDir = (env: NodeJS.ProcessEnv = process.env) => env.DBGATE_SPOOL_DIR || join(userDir('state', env), 'spool')
 /** Shipped sessions downloaded for `dbgate sessions` and `dbgate report`. */
 export const sessionCacheDir = (env?: NodeJS.ProcessEnv) => join(userDir('cache', env), 'sessions')
 /** Verified copies of published policies, for starting a tunnel while the bucket is unreachable. */

@@ -9,6 +9,8 @@
  * kernel refuses the spool's write (EFBIG) once the session's log reaches it.
  */
 import {readdirSync, readFileSync} from 'node:fs'
+import {mkdtemp, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -100,5 +102,30 @@ describe('an audit log that cannot be written', () => {
     await c.end()
     expect(statementsOnDisk(spoolDir)).toContain("select 'after' as n")
     expect(tunnel.child.exitCode).toBeNull()
+  }, 60_000)
+})
+
+describe('a spool directory that cannot be made', () => {
+  it('refuses each session before it starts, saying why, and the tunnel stays up', async () => {
+    const db = await createTestDatabase('unmade_spool')
+    const home = await mkdtemp(join(tmpdir(), 'dbgate-unmade-'))
+    // Where the spool should be, a file: no log can be opened there.
+    await writeFile(join(home, 'state'), 'not a directory')
+    const tunnel = await spawnConnect(db, {env: {DBGATE_SPOOL_DIR: join(home, 'state', 'spool')}})
+    try {
+      for (let i = 0; i < 2; i++) {
+        const c = new pg.Client({connectionString: tunnel.url})
+        c.on('error', () => {})
+        const error = (await c.connect().then(() => c.query('select 1')).catch((e: pg.DatabaseError) => e)) as pg.DatabaseError
+        expect(error).toBeInstanceOf(Error)
+        expect(error.code).toBe('58030')
+        expect(error.message).toContain("the session's audit log could not be written (ENOTDIR)")
+        await c.end().catch(() => {})
+      }
+      expect(tunnel.child.exitCode).toBeNull()
+      expect(tunnel.stderr()).toContain(join(home, 'state', 'spool'))
+    } finally {
+      await tunnel.stop()
+    }
   }, 60_000)
 })

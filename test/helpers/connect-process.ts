@@ -27,8 +27,8 @@ export interface ConnectProcess {
  * isolated home. `limitFileKib` runs it under `ulimit -f` (the kernel then refuses writes past that
  * size in any one file).
  */
-export async function spawnConnect(db: UpstreamInfo, opts: {rules?: string[]; limitFileKib?: number} = {}): Promise<ConnectProcess> {
-  const env: NodeJS.ProcessEnv = {...isolatedEnv(), APP_DB_PASSWORD: db.password, DBGATE_TOKEN: '', DBGATE_CLIENT_ID: ''}
+export async function spawnConnect(db: UpstreamInfo, opts: {rules?: string[]; limitFileKib?: number; env?: NodeJS.ProcessEnv} = {}): Promise<ConnectProcess> {
+  const env: NodeJS.ProcessEnv = {...isolatedEnv(), APP_DB_PASSWORD: db.password, DBGATE_TOKEN: '', DBGATE_CLIENT_ID: '', ...opts.env}
   const configPath = join(env.HOME!, 'dbgate.yaml')
   const lines = ['targets:', '  app:', `    host: ${db.host}`, `    port: ${db.port}`, `    database: ${db.database}`, `    user: ${db.user}`, '    password: env:APP_DB_PASSWORD', '    tls: disable', '    rules:', ...(opts.rules ?? ALLOW_ALL), '']
   await writeFile(configPath, lines.join('\n'))
@@ -49,7 +49,7 @@ export async function spawnConnect(db: UpstreamInfo, opts: {rules?: string[]; li
     child,
     url: info.url,
     env,
-    spoolDir: join(env.XDG_STATE_HOME!, 'dbgate', 'spool'),
+    spoolDir: env.DBGATE_SPOOL_DIR ?? join(env.XDG_STATE_HOME!, 'dbgate', 'spool'),
     stderr: () => err,
     peakRss: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) * 1024,
     async stop() {
