@@ -32,6 +32,11 @@ import type {RepeatLimitedLog} from './log-limits.js'
 
 export interface GatewayMcpOptions {
   settings: GatewayMcpConfig
+  /**
+   * server.maxSessionDuration and server.sessionOutlivesToken: an MCP session ends as a PostgreSQL
+   * session on the gateway does, at the former and (unless the latter) when its sign-in expires.
+   */
+  sessionLimits: {maxSessionDurationMs: number; sessionOutlivesToken: boolean}
   config: DbgateConfig
   identity: IdentityConfig
   /** The targets the gateway serves, as resolved at start (published policy applied). */
@@ -126,6 +131,8 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     allowedOrigins: opts.settings.allowedOrigins,
     maxSessions: opts.settings.maxSessions,
     maxSessionsPerPerson: opts.settings.maxSessionsPerPerson,
+    maxSessionDurationMs: opts.sessionLimits.maxSessionDurationMs,
+    sessionOutlivesToken: opts.sessionLimits.sessionOutlivesToken,
     version: dbgateVersion(),
     log: opts.log,
     ...(opts.repeats ? {logRepeated: opts.repeats.write.bind(opts.repeats)} : {}),
