@@ -21,6 +21,7 @@ import type {SqlEndpoint} from './endpoint.js'
 import {createDbgateMcp, type DbgateMcp} from './server.js'
 import {keepAliveVerified} from '../util/keep-alive.js'
 import {formatDuration} from '../util/duration.js'
+import {BAD_REQUEST_TARGET, requestPath} from '../util/request-target.js'
 
 /** The outcome of checking one bearer token for one target. */
 export type BearerCheck =
@@ -351,9 +352,14 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       return sessions.size
     },
     async handle(req, res) {
-      const url = new URL(req.url ?? '/', 'http://x')
-      const isMeta = url.pathname.startsWith(`${METADATA_PREFIX}${MCP_PATH_PREFIX}`)
-      const path = isMeta ? url.pathname.slice(METADATA_PREFIX.length) : url.pathname
+      const pathname = requestPath(req.url)
+      // A target that is no URL path (`//[`, `/mcp/%E0`): whoever sent it is told so, before any token.
+      if (pathname === undefined) {
+        json(res, 400, {error: `dbgate: ${BAD_REQUEST_TARGET}`})
+        return true
+      }
+      const isMeta = pathname.startsWith(`${METADATA_PREFIX}${MCP_PATH_PREFIX}`)
+      const path = isMeta ? pathname.slice(METADATA_PREFIX.length) : pathname
       if (!path.startsWith(MCP_PATH_PREFIX)) return false
       const name = decodeURIComponent(path.slice(MCP_PATH_PREFIX.length).replace(/\/+$/, ''))
       const target = targetNamePattern.test(name) ? opts.target(name) : undefined
