@@ -213,7 +213,8 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     if (!due) return false
     const wait = due.at - Date.now()
     const ending = () => void end(s, due.message.replace(/^dbgate: this MCP session /, ''), due.message)
-    if (wait <= 0) {
+    // A deadline that is no number (an `exp` past what a Date holds) is not one to wait for.
+    if (!(wait > 0)) {
       ending()
       return true
     }
