@@ -74,7 +74,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     if (!picked.ok) {
       opts.observer?.signInFailed(picked.refusal.reason)
       const status = picked.refusal.reason === 'not-allowed' ? 403 : 401
-      return {ok: false, status, reason: picked.refusal.reason, description: `${picked.refusal.error.message.replace(/^dbgate: /, '')}${picked.refusal.error.hint ? ` ${picked.refusal.error.hint}` : ''}`}
+      return {ok: false, status, reason: picked.refusal.reason, ...(status === 403 ? {identity: verified.identity} : {}), description: `${picked.refusal.error.message.replace(/^dbgate: /, '')}${picked.refusal.error.hint ? ` ${picked.refusal.error.hint}` : ''}`}
     }
     return {ok: true, identity: verified.identity}
   }

@@ -33,6 +33,8 @@ export type BearerCheck =
       description: string
       /** Why, as a fixed word the gateway's metrics count it by (never text from the token): for the log. */
       reason?: string
+      /** With 403: who the token proved, though the target does not let them in (now). */
+      identity?: Identity
     }
 
 export interface OpenRemoteEndpoint {
@@ -280,6 +282,13 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     if (!check.ok && check.status === 503) return rpcError(res, 503, `dbgate: ${check.description}`, {'retry-after': '5'})
     if (!check.ok) {
       const code = check.status === 403 ? 'insufficient_scope' : 'invalid_token'
+      // The owner of a session, signed in but no longer let in (a group removed at the IdP, `allow`
+      // changed by a reload): the session built for their old grants ends now, and what it held
+      // (a statement waiting for a reviewer) with it, rather than at the expiry of their old token.
+      const owned = typeof req.headers['mcp-session-id'] === 'string' ? sessions.get(req.headers['mcp-session-id']) : undefined
+      if (check.status === 403 && check.identity && owned && owned.subject === check.identity.subject && owned.target === target.name) {
+        await end(owned, 'its owner may no longer use the target', `dbgate: this MCP session has ended: ${identityLabel(check.identity)} may no longer use target "${target.name}"; start a new one once you may`)
+      }
       // A stranger can cause this on every request: the first from an address is logged, repeats are counted.
       const from = req.socket.remoteAddress ?? 'an unknown address'
       logRepeated('warn', `MCP sign-ins refused (${check.reason ?? code})`, from, `MCP: sign-in refused (${check.reason ?? code}) from ${from} for target ${target.name}`)

@@ -47,19 +47,23 @@ describe('remote MCP: a session ends with its sign-in and at server.maxSessionDu
     await app?.close()
   })
 
-  /** A token the IdP signed for alice, valid for `seconds` more. */
-  const token = (seconds: number) => mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'alice', email: 'alice@example.com', groups: ['engineering'], exp: Math.floor(Date.now() / 1000) + seconds})
+  /** A token the IdP signed for alice, valid for `seconds` more, with `groups`. */
+  const token = (seconds: number, groups = ['engineering']) => mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'alice', email: 'alice@example.com', groups, exp: Math.floor(Date.now() / 1000) + seconds})
 
   const agent = async (bearer: string) => {
     const client = new Client({name: 'lifetime-agent', version: '1'})
     const transport = new StreamableHTTPClientTransport(new URL(endpoint()), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${bearer}`}}})
     await client.connect(transport)
     clients.push(client)
-    return {sessionId: transport.sessionId!, call: async (name: string, args: Record<string, unknown> = {}) => (await client.callTool({name, arguments: args})) as CallToolResult}
+    return {sessionId: transport.sessionId!, close: async () => {
+        await transport.terminateSession()
+        await client.close()
+      },
+      call: async (name: string, args: Record<string, unknown> = {}) => (await client.callTool({name, arguments: args})) as CallToolResult}
   }
 
   /** One tools/call on an existing MCP session with `bearer`: its status and body. */
-  const callOn = async (sessionId: string, bearer: string) => {
+  const callOn = async (sessionId: string, bearer: string): Promise<{status: number; body: string}> => {
     const res = await fetchWithCa(endpoint(), {
       method: 'POST',
       headers: {authorization: `Bearer ${bearer}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18', 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
@@ -91,6 +95,24 @@ describe('remote MCP: a session ends with its sign-in and at server.maxSessionDu
     expect(again.body).toMatch(/sign-in.*expired.*server\.sessionOutlivesToken/)
     const next = await agent(fresh)
     expect(textOf(await next.call('query', {sql: 'select 2 as two'}))).toContain('"two":"2"')
+    await next.close()
+    await waitFor(async () => (await aliceBackends()) === 0, "the new session's database sessions are closed with it", {timeoutMs: 15_000, intervalMs: 250})
+  })
+
+  it("ends when its owner's newer token no longer lets them use the target, withdrawing what it held", async () => {
+    const a = await agent(await token(300))
+    const held = await a.call('query', {sql: 'create table made_after_removal (id int)'})
+    const approvalId = (held.structuredContent as {approvalId?: string}).approvalId
+    expect(approvalId, textOf(held)).toMatch(/^apr-/)
+    // Alice was taken out of engineering at the IdP; her agent's next request carries the new token.
+    const refused = await callOn(a.sessionId, await token(300, ['marketing']))
+    expect(refused.status, refused.body).toBe(403)
+    await waitFor(async () => (await approvalState(approvalId!)) === 'withdrawn', 'the held statement is withdrawn', {timeoutMs: 15_000, intervalMs: 250})
+    await waitFor(async () => (await aliceBackends()) === 0, "alice's database sessions are closed", {timeoutMs: 15_000, intervalMs: 250})
+    // Her old token, still unexpired, does not get the session back.
+    const old = await callOn(a.sessionId, await token(300))
+    expect(old.status, old.body).toBe(404)
+    expect((JSON.parse(old.body) as {error: {message: string}}).error.message).toMatch(/alice@example\.com may no longer use target "app"/)
   })
 
   it('goes on while the agent keeps presenting fresh tokens of the same person, and still ends at maxSessionDuration', async () => {
