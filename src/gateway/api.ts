@@ -15,6 +15,7 @@ import {addressOf, RepeatLimitedLog} from './log-limits.js'
 import type {GatewayObserver} from './observer.js'
 import {PendingSignIns} from './session-caps.js'
 import {closeUnlessVerified, keepAliveVerified} from '../util/keep-alive.js'
+import {BAD_REQUEST_TARGET, requestPath} from '../util/request-target.js'
 
 export interface GatewayApiOptions {
   listen: {host: string; port: number}
@@ -70,25 +71,28 @@ export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayA
     res.once('finish', () => {
       if (!req.complete) req.socket.destroy()
     })
-    if (opts.handle) {
-      opts.handle(req, res).then(
-        (handled) => handled || api(req, res),
-        (error: Error) => {
-          opts.log('error', `API request failed: ${error.message}`)
-          if (!res.headersSent) res.writeHead(500, {'content-type': 'application/json'}).end('{"error":"internal"}\n')
-        },
-      )
-      return
-    }
-    api(req, res)
+    // A target that is no URL path is anyone's to send, before any token: refused here, once, so
+    // that no handler meets it (an exception thrown in this listener would end the process).
+    const pathname = requestPath(req.url)
+    if (pathname === undefined) return sendTo(res, 400, {error: 'bad_request', message: BAD_REQUEST_TARGET})
+    serve(req, res, pathname).catch((error: Error) => {
+      opts.log('error', `API request failed: ${error.message}`)
+      if (!res.headersSent) res.writeHead(500, {'content-type': 'application/json'}).end('{"error":"internal"}\n')
+      else res.destroy()
+    })
   })
-  function api(req: IncomingMessage, res: ServerResponse): void {
-    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-      res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store', ...headers})
-      res.end(JSON.stringify(body) + '\n')
-    }
-    const url = new URL(req.url ?? '/', 'https://gateway')
-    if (url.pathname !== '/v1/targets') return send(404, {error: 'not_found', message: `no such endpoint ${url.pathname}; this API serves GET /v1/targets`})
+  /** Remote MCP's paths first, then the API's own; whatever either throws rejects, never escapes the listener. */
+  async function serve(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
+    if (opts.handle && (await opts.handle(req, res))) return
+    api(req, res, pathname)
+  }
+  function sendTo(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store', ...headers})
+    res.end(JSON.stringify(body) + '\n')
+  }
+  function api(req: IncomingMessage, res: ServerResponse, pathname: string): void {
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => sendTo(res, status, body, headers)
+    if (pathname !== '/v1/targets') return send(404, {error: 'not_found', message: `no such endpoint ${pathname}; this API serves GET /v1/targets`})
     if (req.method !== 'GET') return send(405, {error: 'method_not_allowed', message: 'use GET'}, {allow: 'GET'})
     if (!opts.ready()) return send(503, {error: 'not_ready', message: "the gateway has not loaded the identity provider's signing keys yet"})
     const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')

@@ -330,6 +330,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     mcp = settings.mcp
       ? (await import('./mcp.js')).startGatewayMcp({
           settings: settings.mcp,
+          sessionLimits: {maxSessionDurationMs: settings.maxSessionDurationMs, sessionOutlivesToken: settings.sessionOutlivesToken},
           config,
           identity: identityConfig,
           targets: () => targetConfigs,

@@ -32,6 +32,11 @@ import type {RepeatLimitedLog} from './log-limits.js'
 
 export interface GatewayMcpOptions {
   settings: GatewayMcpConfig
+  /**
+   * server.maxSessionDuration and server.sessionOutlivesToken: an MCP session ends as a PostgreSQL
+   * session on the gateway does, at the former and (unless the latter) when its sign-in expires.
+   */
+  sessionLimits: {maxSessionDurationMs: number; sessionOutlivesToken: boolean}
   config: DbgateConfig
   identity: IdentityConfig
   /** The targets the gateway serves, as resolved at start (published policy applied). */
@@ -69,7 +74,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     if (!picked.ok) {
       opts.observer?.signInFailed(picked.refusal.reason)
       const status = picked.refusal.reason === 'not-allowed' ? 403 : 401
-      return {ok: false, status, reason: picked.refusal.reason, description: `${picked.refusal.error.message.replace(/^dbgate: /, '')}${picked.refusal.error.hint ? ` ${picked.refusal.error.hint}` : ''}`}
+      return {ok: false, status, reason: picked.refusal.reason, ...(status === 403 ? {identity: verified.identity} : {}), description: `${picked.refusal.error.message.replace(/^dbgate: /, '')}${picked.refusal.error.hint ? ` ${picked.refusal.error.hint}` : ''}`}
     }
     return {ok: true, identity: verified.identity}
   }
@@ -126,6 +131,8 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     allowedOrigins: opts.settings.allowedOrigins,
     maxSessions: opts.settings.maxSessions,
     maxSessionsPerPerson: opts.settings.maxSessionsPerPerson,
+    maxSessionDurationMs: opts.sessionLimits.maxSessionDurationMs,
+    sessionOutlivesToken: opts.sessionLimits.sessionOutlivesToken,
     version: dbgateVersion(),
     log: opts.log,
     ...(opts.repeats ? {logRepeated: opts.repeats.write.bind(opts.repeats)} : {}),

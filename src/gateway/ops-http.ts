@@ -10,6 +10,7 @@
  * Any other path is 404, any other method 405. It serves no data about sessions or people.
  */
 import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
+import {BAD_REQUEST_TARGET, requestPath} from '../util/request-target.js'
 import type {AddressInfo} from 'node:net'
 
 import type {ReadinessCheck} from './observer.js'
@@ -72,7 +73,9 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttpServ
   })
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://ops').pathname
+    const path = requestPath(req.url)
+    // Not an error of the gateway's, and anyone who reaches the port can send it: no log line.
+    if (path === undefined) return send(res, 400, 'text/plain; charset=utf-8', `${BAD_REQUEST_TARGET}\n`)
     const known = path === '/healthz' || path === '/readyz' || path === '/metrics'
     if (!known) return send(res, 404, 'text/plain; charset=utf-8', `not found: ${path} (try /healthz, /readyz, /metrics)\n`)
     if (req.method !== 'GET') {

@@ -30,6 +30,18 @@ const IdentityClaimsSchema = z.object({sub: z.string().min(1), exp: z.number()})
  */
 const SIGN_IN_TYPES = new Set(['jwt', 'at+jwt'])
 
+/**
+ * The claims in which IdPs name the client a token was issued to: `azp` (OIDC Core), `client_id`
+ * (RFC 9068), `cid` (Okta's access tokens), `appid` (Entra ID's v1 access tokens). A client named in
+ * any of them counts: an allow-list of clients that read only some would let the others' tokens by.
+ */
+const CLIENT_CLAIMS = ['azp', 'client_id', 'cid', 'appid'] as const
+
+/** The clients a token names, in CLIENT_CLAIMS' order. */
+function clientsNamed(payload: JWTPayload): string[] {
+  return CLIENT_CLAIMS.map((claim) => payload[claim]).filter((v): v is string => typeof v === 'string' && v !== '')
+}
+
 /** Which token the caller believes it holds; decides the audiences accepted and the `typ` check. */
 export type TokenUse = 'id_token' | 'access_token' | 'any'
 
@@ -219,19 +231,19 @@ export async function verifyToken(config: IdentityConfig, presented: string, opt
     kind: options.kind ?? kindOf(payload),
     tokenHash: tokenHash(token),
     tokenId: stringClaim(payload, 'jti'),
-    clientId: stringClaim(payload, 'azp') ?? stringClaim(payload, 'client_id'),
+    clientId: clientsNamed(payload)[0],
     expiresAt: new Date((payload.exp as number) * 1000),
   }
   return {identity, claims: payload}
 }
 
 /**
- * The client the token was issued to (`azp`; RFC 9068 access tokens name it `client_id`) must be one
- * dbgate accepts when `identity.allowedClients` lists them. Without that list, OIDC Core's rule for
+ * The client the token was issued to (named in any of CLIENT_CLAIMS) must be one dbgate accepts when
+ * `identity.allowedClients` lists them. Without that list, OIDC Core's rule for
  * ID tokens applies: an `azp`, if present, is dbgate's own client id. A token naming no client passes.
  */
 function checkAuthorizedParty(config: IdentityConfig, payload: JWTPayload, use: TokenUse): void {
-  const named = [payload.azp, payload.client_id].filter((v): v is string => typeof v === 'string')
+  const named = clientsNamed(payload)
   if (config.allowedClients) {
     const accepted = [config.clientId, ...config.allowedClients]
     const other = named.find((c) => !accepted.includes(c))
@@ -312,7 +324,7 @@ export function groupsFromClaims(claims: Record<string, unknown>, path: string):
  */
 export function kindOf(claims: JWTPayload): Identity['kind'] {
   const sub = claims.sub
-  const clientIds = [claims.client_id, claims.azp, claims.cid].filter((v) => typeof v === 'string')
+  const clientIds = clientsNamed(claims)
   if (sub !== undefined && clientIds.includes(sub)) return 'service'
   if (claims.gty === 'client-credentials' || claims.idtyp === 'app') return 'service'
   if (typeof sub === 'string' && sub.endsWith('@clients')) return 'service'

@@ -11,7 +11,7 @@ import {readFile} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 import {StreamableHTTPClientTransport, StreamableHTTPError} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {Transport} from '@modelcontextprotocol/sdk/shared/transport.js'
-import type {JSONRPCMessage} from '@modelcontextprotocol/sdk/types.js'
+import {isInitializeRequest, type JSONRPCMessage, type JSONRPCRequest} from '@modelcontextprotocol/sdk/types.js'
 import {requireTrustedConfig} from '../config/trust.js'
 import type {GatewayClientConfig, LoadedConfig} from '../config/types.js'
 import {identityConfigFrom} from '../identity/cli.js'
@@ -71,6 +71,7 @@ function describeFailure(error: unknown, where: string): string {
     const what = (said ?? e.message).replace(/^dbgate: /, '').replace(/\.+$/, '')
     if (e.code === 401) return `The gateway ${where} refused the sign-in: ${what}. Ask the user to run \`dbgate login\`, then call this tool again.`
     if (e.code === 403) return `The gateway ${where} refused: ${what}.`
+    if (e.code === 404 && /MCP session/.test(what)) return `The gateway ${where} ended the MCP session (${what}), and a new one could not be opened; call this tool again.`
     if (e.code === 404) return `The gateway ${where} has no MCP endpoint for this target (${what}). Check the name with \`dbgate targets\`; if it is listed, the gateway's administrators turn remote MCP on with server.mcp in gateway.yaml (docs/agents.md).`
     return `The gateway ${where} answered ${String(e.code)}: ${what}.`
   }
@@ -94,34 +95,97 @@ export async function runGatewayBridge(opts: GatewayBridgeOptions): Promise<void
     if (!session || session.identity.expiresAt.getTime() - Date.now() < 60_000) session = await getIdentity(identity, {env})
     return session.token
   }
-  const gateway = new StreamableHTTPClientTransport(url, {fetch: fetchTrusting(ca, bearer)})
+  const fetchGateway = fetchTrusting(ca, bearer)
+  let gateway = new StreamableHTTPClientTransport(url, {fetch: fetchGateway})
   const agent = opts.agent
+  // The agent's own initialize request, replayed when the gateway ends the session (see reopen).
+  let initialize: JSONRPCRequest | undefined
+  let reopening: Promise<void> | undefined
+  let replays = 0
+  const replayed = new Map<string, (message: JSONRPCMessage) => void>()
 
+  let closeBridge: () => void = () => {}
   const done = new Promise<void>((resolve) => {
     let closing = false
-    const close = () => {
+    closeBridge = () => {
       if (closing) return
       closing = true
       Promise.allSettled([gateway.terminateSession().catch(() => {}), gateway.close(), agent.close()]).then(() => resolve())
     }
-    agent.onclose = close
-    gateway.onclose = close
+    agent.onclose = closeBridge
+    gateway.onclose = closeBridge
   })
+  const wire = (t: StreamableHTTPClientTransport) => {
+    t.onmessage = (message: JSONRPCMessage) => {
+      // The answer to a replayed initialize is the bridge's, not the agent's: it already has one.
+      const mine = 'id' in message && typeof message.id === 'string' ? replayed.get(message.id) : undefined
+      if (mine) return mine(message)
+      // The negotiated version goes on every later request, as the Streamable HTTP transport asks.
+      const version = 'result' in message ? (message.result as {protocolVersion?: unknown}).protocolVersion : undefined
+      if (typeof version === 'string') t.setProtocolVersion(version)
+      void agent.send(message)
+    }
+    t.onerror = (error) => log('info', describeFailure(error, where))
+  }
+
+  /**
+   * The gateway ends an MCP session (its sign-in expired while the agent was idle, its maximum
+   * duration, an idle timeout, a restart): a request for it is answered 404. The agent's MCP session
+   * with this process goes on, so a new gateway session is opened under it, with the agent's own
+   * initialize replayed; what the old one held (a statement waiting for approval) ended with it.
+   */
+  const reopen = async (): Promise<void> => {
+    if (!initialize) throw new Error('the gateway ended the MCP session before it was initialized')
+    const old = gateway
+    old.onclose = undefined
+    old.onmessage = undefined
+    old.onerror = undefined
+    await old.close().catch(() => {})
+    const fresh = new StreamableHTTPClientTransport(url, {fetch: fetchGateway})
+    wire(fresh)
+    fresh.onclose = () => gateway === fresh && closeBridge()
+    await fresh.start()
+    const id = `dbgate-bridge-reinitialize-${++replays}`
+    const answered = new Promise<JSONRPCMessage>((resolve) => replayed.set(id, resolve))
+    try {
+      await fresh.send({...initialize, id})
+      const answer = await answered
+      if ('error' in answer) throw new Error(`the gateway refused to open a new MCP session: ${String((answer.error as {message?: unknown}).message)}`)
+      const version = 'result' in answer ? (answer.result as {protocolVersion?: unknown}).protocolVersion : undefined
+      if (typeof version === 'string') fresh.setProtocolVersion(version)
+      await fresh.send({jsonrpc: '2.0', method: 'notifications/initialized'})
+    } finally {
+      replayed.delete(id)
+    }
+    gateway = fresh
+    log('info', `the gateway ended the MCP session; carrying on in a new one (${fresh.sessionId ?? 'no id'})`)
+  }
+
+  /** Sends to the gateway; a session it ended is opened again once, and the message sent there. */
+  const forward = async (message: JSONRPCMessage): Promise<void> => {
+    if (isInitializeRequest(message) && 'id' in message) initialize = message as JSONRPCRequest
+    if (reopening) await reopening.catch(() => {})
+    const via = gateway
+    try {
+      await via.send(message)
+    } catch (error) {
+      const ended = error instanceof StreamableHTTPError && error.code === 404 && via.sessionId !== undefined && initialize !== undefined && message !== initialize
+      if (!ended) throw error
+      if (gateway === via) reopening ??= reopen().finally(() => (reopening = undefined))
+      await reopening
+      await gateway.send(message)
+    }
+  }
+
   agent.onmessage = (message: JSONRPCMessage) => {
-    gateway.send(message).catch((error: unknown) => {
+    forward(message).catch((error: unknown) => {
       const text = describeFailure(error, where)
       log('error', text)
       // A request gets its answer, so the agent is never left waiting; a notification has none.
       if ('id' in message && 'method' in message) void agent.send({jsonrpc: '2.0', id: message.id, error: {code: -32000, message: text}})
     })
   }
-  gateway.onmessage = (message: JSONRPCMessage) => {
-    // The negotiated version goes on every later request, as the Streamable HTTP transport asks.
-    const version = 'result' in message ? (message.result as {protocolVersion?: unknown}).protocolVersion : undefined
-    if (typeof version === 'string') gateway.setProtocolVersion(version)
-    void agent.send(message)
-  }
-  gateway.onerror = (error) => log('info', describeFailure(error, where))
+  wire(gateway)
   agent.onerror = (error) => log('warn', `stdio: ${error.message}`)
   await gateway.start()
   await agent.start()

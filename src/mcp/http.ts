@@ -20,6 +20,8 @@ import {identityLabel, type AgentInfo, type Identity} from '../identity/types.js
 import type {SqlEndpoint} from './endpoint.js'
 import {createDbgateMcp, type DbgateMcp} from './server.js'
 import {keepAliveVerified} from '../util/keep-alive.js'
+import {formatDuration} from '../util/duration.js'
+import {BAD_REQUEST_TARGET, requestPath} from '../util/request-target.js'
 
 /** The outcome of checking one bearer token for one target. */
 export type BearerCheck =
@@ -31,6 +33,8 @@ export type BearerCheck =
       description: string
       /** Why, as a fixed word the gateway's metrics count it by (never text from the token): for the log. */
       reason?: string
+      /** With 403: who the token proved, though the target does not let them in (now). */
+      identity?: Identity
     }
 
 export interface OpenRemoteEndpoint {
@@ -61,6 +65,16 @@ export interface McpHttpOptions {
   maxSessionsPerPerson?: number
   /** An MCP session with no request for this long is closed (default 30 minutes). */
   idleTimeoutMs?: number
+  /**
+   * How long a session lives, however fresh the tokens it is used with (the gateway's
+   * server.maxSessionDuration, which its PostgreSQL sessions have too); default no limit.
+   */
+  maxSessionDurationMs?: number
+  /**
+   * Whether a session goes on once the last token it was used with has expired (the gateway's
+   * server.sessionOutlivesToken); default false: it ends then, as a PostgreSQL session does.
+   */
+  sessionOutlivesToken?: boolean
   version: string
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
   /**
@@ -89,6 +103,44 @@ interface RemoteSession {
   transport: StreamableHTTPServerTransport
   mcp: DbgateMcp
   lastUsed: number
+  openedAt: number
+  /** When the latest token a request of this session presented expires (ms since the epoch). */
+  signInExpiresAt: number
+  /** Ends the session at its `sessionDeadline`. */
+  deadline?: NodeJS.Timeout
+}
+
+/** How many ended sessions' reasons are kept, so that the agent's next request on one learns why. */
+const ENDED_REMEMBERED = 1024
+
+export interface SessionLimits {
+  maxSessionDurationMs?: number
+  sessionOutlivesToken?: boolean
+}
+
+/**
+ * When a session must end, and the reason the agent is told: at its maximum duration from its
+ * opening, or (unless it may outlive its sign-in) when the latest token it was used with expires.
+ * Between requests a session holds the agent's database sessions and any statement waiting for a
+ * reviewer; neither may outlast the sign-in that backs them, or a statement held for someone whose
+ * access has since ended would run when approved. Each request's token, verified and of the same
+ * person and grants, carries the session on to that token's expiry.
+ */
+export function sessionDeadline(s: Pick<RemoteSession, 'openedAt' | 'signInExpiresAt'>, limits: SessionLimits): {at: number; message: string} | undefined {
+  const ends: {at: number; message: string}[] = []
+  if (limits.maxSessionDurationMs !== undefined) {
+    ends.push({
+      at: s.openedAt + limits.maxSessionDurationMs,
+      message: `dbgate: this MCP session reached the gateway's maximum session duration of ${formatDuration(limits.maxSessionDurationMs)} (server.maxSessionDuration); start a new one`,
+    })
+  }
+  if (!limits.sessionOutlivesToken) {
+    ends.push({
+      at: s.signInExpiresAt,
+      message: 'dbgate: this MCP session ended because the sign-in it was used with expired, and sessions on this gateway end with it (server.sessionOutlivesToken: false); start a new one with a fresh token',
+    })
+  }
+  return ends.sort((a, b) => a.at - b.at)[0]
 }
 
 /**
@@ -120,6 +172,9 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
   const maxSessions = opts.maxSessions ?? 200
   const perPerson = opts.maxSessionsPerPerson ?? 16
   const idleMs = opts.idleTimeoutMs ?? 30 * 60_000
+  const limits: SessionLimits = {maxSessionDurationMs: opts.maxSessionDurationMs, sessionOutlivesToken: opts.sessionOutlivesToken}
+  // Why recently ended sessions ended, for their owner's next request (oldest forgotten first).
+  const endedWhy = new Map<string, {subject: string; message: string}>()
   let closed = false
 
   const sweep = setInterval(() => {
@@ -133,8 +188,16 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
   // Sessions already leaving the map but still closing (an agent's DELETE, an idle sweep): closing
   // the server waits for them too, since their tunnels may still be writing recordings.
   const ending = new Set<Promise<void>>()
-  function end(s: RemoteSession, why: string): Promise<void> {
+  function end(s: RemoteSession, why: string, tell?: string): Promise<void> {
     if (!sessions.delete(s.id)) return Promise.resolve()
+    clearTimeout(s.deadline)
+    if (tell) {
+      endedWhy.set(s.id, {subject: s.subject, message: tell})
+      for (const id of endedWhy.keys()) {
+        if (endedWhy.size <= ENDED_REMEMBERED) break
+        endedWhy.delete(id)
+      }
+    }
     log('info', `MCP session ${s.id} on ${s.target} ended (${why})`)
     const done = (async () => {
       await s.transport.close().catch(() => {})
@@ -143,6 +206,24 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     ending.add(done)
     void done.finally(() => ending.delete(done))
     return done
+  }
+
+  /** Arms the session's end at its deadline; true when that deadline has already passed. */
+  function scheduleEnd(s: RemoteSession): boolean {
+    clearTimeout(s.deadline)
+    const due = sessionDeadline(s, limits)
+    if (!due) return false
+    const wait = due.at - Date.now()
+    const ending = () => void end(s, due.message.replace(/^dbgate: this MCP session /, ''), due.message)
+    // A deadline that is no number (an `exp` past what a Date holds) is not one to wait for.
+    if (!(wait > 0)) {
+      ending()
+      return true
+    }
+    // setTimeout cannot wait longer than about 24.8 days; wake then and arm again.
+    s.deadline = setTimeout(() => (due.at <= Date.now() ? ending() : scheduleEnd(s)), Math.min(wait, 2 ** 31 - 1))
+    s.deadline.unref()
+    return false
   }
 
   const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -201,17 +282,29 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     if (!check.ok && check.status === 503) return rpcError(res, 503, `dbgate: ${check.description}`, {'retry-after': '5'})
     if (!check.ok) {
       const code = check.status === 403 ? 'insufficient_scope' : 'invalid_token'
+      // The owner of a session, signed in but no longer let in (a group removed at the IdP, `allow`
+      // changed by a reload): the session built for their old grants ends now, and what it held
+      // (a statement waiting for a reviewer) with it, rather than at the expiry of their old token.
+      const owned = typeof req.headers['mcp-session-id'] === 'string' ? sessions.get(req.headers['mcp-session-id']) : undefined
+      if (check.status === 403 && check.identity && owned && owned.subject === check.identity.subject && owned.target === target.name) {
+        await end(owned, 'its owner may no longer use the target', `dbgate: this MCP session has ended: ${identityLabel(check.identity)} may no longer use target "${target.name}"; start a new one once you may`)
+      }
       // A stranger can cause this on every request: the first from an address is logged, repeats are counted.
       const from = req.socket.remoteAddress ?? 'an unknown address'
       logRepeated('warn', `MCP sign-ins refused (${check.reason ?? code})`, from, `MCP: sign-in refused (${check.reason ?? code}) from ${from} for target ${target.name}`)
       return rpcError(res, check.status, `dbgate: ${check.description}`, challenge(target.name, {code, description: check.description}))
     }
     keepAliveVerified(res)
-    const subject = check.identity.subject
+    const identity = check.identity
+    const subject = identity.subject
     const sessionId = req.headers['mcp-session-id']
     if (typeof sessionId === 'string') {
       const s = sessions.get(sessionId)
-      if (!s || s.target !== target.name) return rpcError(res, 404, 'dbgate: this MCP session has ended or never existed here; start a new one')
+      if (!s || s.target !== target.name) {
+        // Only its owner learns why it ended; to anyone else it is one more unknown id.
+        const ended = endedWhy.get(sessionId)
+        return rpcError(res, 404, ended?.subject === subject ? ended.message : 'dbgate: this MCP session has ended or never existed here; start a new one')
+      }
       if (s.subject !== subject) {
         logRepeated('warn', "MCP requests refused for another person's session", identityLabel(check.identity), `refused a request for MCP session ${s.id} with another person's token (${identityLabel(check.identity)})`)
         return rpcError(res, 403, 'dbgate: this MCP session belongs to someone else')
@@ -223,6 +316,9 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
         await end(s, 'identity changed')
         return rpcError(res, 404, "dbgate: this MCP session has ended: your sign-in's groups (or e-mail) changed since it started; start a new one")
       }
+      // This request's token carries the session on to its expiry, within the session's maximum duration.
+      s.signInExpiresAt = Math.max(s.signInExpiresAt, identity.expiresAt.getTime())
+      if (scheduleEnd(s)) return rpcError(res, 404, endedWhy.get(s.id)?.message ?? 'dbgate: this MCP session has ended; start a new one')
       s.lastUsed = Date.now()
       const body = req.method === 'POST' ? await readBody(req) : undefined
       await s.transport.handleRequest(req, res, body)
@@ -236,7 +332,6 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const own = [...sessions.values()].filter((s) => s.subject === subject).sort((a, b) => a.lastUsed - b.lastUsed)
     for (const s of own.slice(0, Math.max(0, own.length - perPerson + 1))) await end(s, `its owner opened more than ${perPerson} sessions`)
     if (sessions.size >= maxSessions) return rpcError(res, 503, `dbgate: too many MCP sessions are open (${maxSessions}); try again later`)
-    const identity = check.identity
     const mcp = createDbgateMcp({
       target,
       version: opts.version,
@@ -246,8 +341,11 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
-        sessions.set(id, {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: Date.now()})
+        const now = Date.now()
+        const s: RemoteSession = {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime()}
+        sessions.set(id, s)
         log('info', `MCP session ${id} on ${target.name} for ${identityLabel(identity)}`)
+        scheduleEnd(s)
       },
     })
     transport.onclose = () => {
@@ -264,9 +362,14 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       return sessions.size
     },
     async handle(req, res) {
-      const url = new URL(req.url ?? '/', 'http://x')
-      const isMeta = url.pathname.startsWith(`${METADATA_PREFIX}${MCP_PATH_PREFIX}`)
-      const path = isMeta ? url.pathname.slice(METADATA_PREFIX.length) : url.pathname
+      const pathname = requestPath(req.url)
+      // A target that is no URL path (`//[`, `/mcp/%E0`): whoever sent it is told so, before any token.
+      if (pathname === undefined) {
+        json(res, 400, {error: `dbgate: ${BAD_REQUEST_TARGET}`})
+        return true
+      }
+      const isMeta = pathname.startsWith(`${METADATA_PREFIX}${MCP_PATH_PREFIX}`)
+      const path = isMeta ? pathname.slice(METADATA_PREFIX.length) : pathname
       if (!path.startsWith(MCP_PATH_PREFIX)) return false
       const name = decodeURIComponent(path.slice(MCP_PATH_PREFIX.length).replace(/\/+$/, ''))
       const target = targetNamePattern.test(name) ? opts.target(name) : undefined

@@ -3,7 +3,8 @@
  *
  *   SSLRequest          answered 'S', then the TLS handshake on the same socket (libpq's default)
  *   0x16 (ClientHello)  PostgreSQL 17's direct TLS: the handshake at once; ALPN "postgresql" required
- *   GSSENCRequest       answered 'N' (no GSSAPI), and the client goes on to one of the above
+ *   GSSENCRequest       answered 'N' (no GSSAPI), and the client goes on to one of the above; a
+ *                       second one is refused, as PostgreSQL refuses it
  *   CancelRequest       passed on as is: it carries only the cancel key, and libpq sends it in the clear
  *   anything else       a plaintext startup: refused with a FATAL saying TLS is required, and how
  *
@@ -82,8 +83,17 @@ export function acceptClientTls(raw: net.Socket, opts: ClientTlsOptions): Promis
       })
     }
 
+    let gssencAnswered = false
     const onData = (chunk: Buffer) => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
+      // A GSSENCRequest is answered and what follows it in the same packet read on, here; after it
+      // only the next step (SSLRequest, direct TLS) is acceptable.
+      if (!gssencAnswered && buffered.length >= 8 && buffered.readInt32BE(0) === 8 && buffered.readInt32BE(4) === GSSENC_REQUEST) {
+        gssencAnswered = true
+        raw.write(Buffer.from('N'))
+        buffered = buffered.subarray(8)
+        if (buffered.length === 0) return
+      }
       if (buffered[0] === TLS_HANDSHAKE_RECORD) {
         raw.off('data', onData)
         startTls(replayed(raw, buffered), true)
@@ -101,9 +111,10 @@ export function acceptClientTls(raw: net.Socket, opts: ClientTlsOptions): Promis
         return
       }
       if (length === 8 && code === GSSENC_REQUEST) {
-        raw.write(Buffer.from('N'))
-        buffered = buffered.subarray(8)
-        if (buffered.length > 0) onData(Buffer.alloc(0))
+        // libpq sends one, and PostgreSQL refuses another: answering each would let a client keep a
+        // connection busy before TLS for as long as it sends them.
+        raw.end(encodeError({severity: 'FATAL', code: '08P01', message: 'dbgate: protocol error: more than one GSSENCRequest before TLS', hint: 'Connect with sslmode=verify-full; the gateway offers TLS, not GSSAPI encryption.'}))
+        finish(undefined, 'no-tls', 'more than one GSSENCRequest')
         return
       }
       if (length === 16 && code === CANCEL_REQUEST) {

@@ -19,19 +19,20 @@ export interface AppGateway {
 /**
  * A real gateway, in this process, with a real IdP and a PKI of its own, in front of one test
  * database as the target `app` that engineering may use. `server` adds lines to its `server:`
- * section (`identity` to its `identity:` section); `prepare` runs on the database before the gateway
+ * section (`identity` to its `identity:` section, `target` replaces the target's own keys, default
+ * `allow: [engineering]`); `prepare` runs on the database before the gateway
  * starts; `log`, `observer` and `logRepeats` are passed to the gateway.
  */
 export async function startAppGateway(
   name: string,
-  opts: {server?: string[]; identity?: string[]; prepare?: (db: UpstreamInfo) => Promise<unknown>} & Pick<StartGatewayOptions, 'log' | 'observer' | 'logRepeats'> = {},
+  opts: {server?: string[]; identity?: string[]; target?: string; prepare?: (db: UpstreamInfo) => Promise<unknown>} & Pick<StartGatewayOptions, 'log' | 'observer' | 'logRepeats'> = {},
 ): Promise<AppGateway> {
   const [f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase(name)])
   const dir = await mkdtemp(path.join(tmpdir(), `dbgate-${name}-`))
   await opts.prepare?.(db)
   const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
   const gw = await startGateway({
-    loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, ...(opts.server ? {server: opts.server} : {}), ...(opts.identity ? {identity: opts.identity} : {}), targets: targetConfigText('app', db, 'allow: [engineering]')}),
+    loaded: gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, ...(opts.server ? {server: opts.server} : {}), ...(opts.identity ? {identity: opts.identity} : {}), targets: targetConfigText('app', db, opts.target ?? 'allow: [engineering]')}),
     env,
     log: opts.log,
     observer: opts.observer,

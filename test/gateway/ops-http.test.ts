@@ -1,4 +1,5 @@
 import {request} from 'node:http'
+import {connect} from 'node:net'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
@@ -138,6 +139,23 @@ describe('ops HTTP endpoint', () => {
     }
     // a query string does not change which endpoint answers
     expect((await call(base, 'GET', '/healthz?verbose=1')).status).toBe(200)
+  })
+
+  it('answers 400 to a request target that is no URL path, and logs nothing for it (anyone who reaches the port can send one)', async () => {
+    const {base, logs} = await start()
+    const port = Number(new URL(base).port)
+    for (const target of ['//[', '//x:99999/healthz', 'http://[/readyz', '/%E0', '/readyz%']) {
+      const status = await new Promise<string>((resolve) => {
+        const s = connect(port, '127.0.0.1', () => s.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`))
+        let got = ''
+        s.on('data', (d: Buffer) => (got += d.toString('latin1')))
+        s.on('error', () => {})
+        s.on('close', () => resolve(got.split('\r\n')[0]!))
+      })
+      expect(status, target).toBe('HTTP/1.1 400 Bad Request')
+    }
+    expect(logs).toEqual([])
+    expect((await call(base, 'GET', '/healthz')).status).toBe(200)
   })
 
   it('/metrics serves the counters the server reported and the gauges read at scrape time', async () => {

@@ -83,7 +83,8 @@ describe('dbgate gateway: IdP-signed JWTs that are not sign-in tokens', () => {
     expect(await signIn(await mint(f.signingKey, claims({iat: now + 20})), 'mallory@example.com')).toEqual({applicationName: 'dbgate/m***@example.com'})
   })
 
-  it.each([['azp'], ['client_id']])('refuses a token whose %s names a client the gateway does not accept, and takes those it does', async (claim) => {
+  // azp (OIDC), client_id (RFC 9068), cid (Okta's access tokens), appid (Entra ID v1 access tokens).
+  it.each([['azp'], ['client_id'], ['cid'], ['appid']])('refuses a token whose %s names a client the gateway does not accept, and takes those it does', async (claim) => {
     const e = await signIn(await mint(f.signingKey, claims({[claim]: 'some-other-app'})), 'mallory@example.com')
     expect(e).toMatchObject({code: '28P01', message: expect.stringMatching(/the token was issued to another client \("some-other-app"\); this gateway accepts tokens of .*ci-runner \(identity\.allowedClients\)/)})
     for (const client of [f.dev.cliClientId, 'ci-runner']) {
