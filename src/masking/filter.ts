@@ -16,6 +16,7 @@ import {bufferNeeds, scanText, type Finding} from './detectors.js'
 import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
 import {readingOf, scanShape, type TextReading} from '../policy/text-shape.js'
+import {throughUse} from './lineage-model.js'
 import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
 import {maskNotice, maskNotification, maskUntracedNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
@@ -258,7 +259,9 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (!st) return undefined
     if (def.definedBy !== 'parse') return st.defines?.lineage
     // A Parse of `EXECUTE p` or `FETCH c` runs whatever that name is when it runs.
-    return st.uses ? definedInSession(st.uses, session, depth + 1) : st
+    if (!st.uses) return st
+    const used = definedInSession(st.uses, session, depth + 1)
+    return used && throughUse(st, used)
   }
 
   const definedInSession = (uses: NonNullable<StatementLineage['uses']>, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
@@ -282,7 +285,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     return text.statements.map((s) => {
       if (s.defines) (local ??= new Map()).set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
       if (!s.uses) return s
-      return local?.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, session, 0) ?? s
+      const used = local?.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, session, 0)
+      return used ? throughUse(s, used) : s
     })
   }
 
@@ -342,7 +346,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     const known = new Map<string, StatementLineage>()
     for (const s of settingsProof(text.statements, ctx?.connectionId)) {
       if (s.defines) known.set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
-      const st = s.uses ? (known.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, ctx?.session, 0)) : s
+      const used = s.uses && (known.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, ctx?.session, 0))
+      const st = s.uses ? used && throughUse(s, used) : s
       if (!st) return {ok: false, reason: `the ${s.uses!.kind} "${s.uses!.name}" was not declared in this session, so its output cannot be traced`}
       if (st.untraceable.length > 0) return {ok: false, reason: `masking cannot trace this statement's output: ${st.untraceable[0]}`}
       if (st.opaque && st.touchesSensitive) return {ok: false, reason: 'the statement runs code (DO, CALL or a user-defined function) whose output masking cannot trace'}
