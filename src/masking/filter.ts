@@ -252,6 +252,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * use) never replaced the statement the name still runs.
    */
   const lineageOfDefinition = (def: NamedDefinition, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
+    if (replaceable(def, session)) return replacedDefinition(def)
     // A prepared statement is parsed again under the search_path of each execution.
     const text = underPath(def.sql, lineageOf(def.sql), session)
     if (!text.ok) return undefined
@@ -262,6 +263,27 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (!st.uses) return st
     const used = definedInSession(st.uses, session, depth + 1)
     return used && throughUse(st, used)
+  }
+
+  /**
+   * Per session: the ReadyForQuery by which code the analysis cannot see into has run (a DO block,
+   * CALL, a user function, a text it could not read). Such code may replace what a name runs
+   * through dynamic SQL (`EXECUTE 'DEALLOCATE p'; EXECUTE 'PREPARE p AS SELECT full_name || …'`, or
+   * CLOSE and OPEN of a cursor or protocol portal, one namespace), which the session's view, kept
+   * from what the client sent and the server acknowledged, never shows.
+   */
+  const unseenCodeBy = new WeakMap<SessionView, number>()
+  const unseenCodeRuns = (session: SessionView | undefined): void => {
+    if (!session) return
+    // Judged before it is sent: the ReadyForQuery that ends it is the next one owed.
+    const by = (session.readyAwaited ?? session.readyCount ?? 0) + 1
+    unseenCodeBy.set(session, Math.max(by, unseenCodeBy.get(session) ?? 0))
+  }
+  /** Whether a definition (or, for a portal, the statement it was bound from) was made before such code ended. */
+  const replaceable = (def: NamedDefinition, session: SessionView | undefined): boolean => {
+    const by = session && unseenCodeBy.get(session)
+    if (by === undefined) return false
+    return (def.readyAt ?? 0) < by || (def.statement !== undefined && (def.statement.readyAt ?? 0) < by)
   }
 
   const definedInSession = (uses: NonNullable<StatementLineage['uses']>, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
@@ -315,10 +337,11 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   }
 
   /** What running these statements tells the catalog and the session's state, before any of their rows arrive. */
-  const running = (statements: StatementLineage[], connectionId: number): void => {
+  const running = (statements: StatementLineage[], connectionId: number, session: SessionView | undefined): void => {
     for (const s of statements) {
       const opaque = s.opaque || (s.defines?.lineage.opaque ?? false)
       if (opaque) unprovenSettings.add(connectionId)
+      if (opaque) unseenCodeRuns(session)
       if (s.creates) catalog.markDerived(derivedMarks(s.creates))
       for (const f of s.fills ?? []) catalog.markDerived(derivedMarks(f))
       for (const r of s.renames ?? []) catalog.renameDerived(r)
@@ -417,6 +440,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     // A portal of a statement made by PREPARE, or a cursor: its rows come from the definition as bound.
     const def = ctx.definition
     const analyse = (): StatementLineage[] | undefined => {
+      if (def && replaceable(def, ctx.session)) return [replacedDefinition(def)]
       if (def && def.definedBy !== 'parse') {
         const l = lineageOfDefinition(def, ctx.session, 0)
         return l && [l]
@@ -427,7 +451,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)
       const generation = catalog.generation
-      running(statements, ctx.connectionId)
+      running(statements, ctx.connectionId, ctx.session)
       // What it fills changed the catalog's marks (`UPDATE … SET email = reverse(email)`): the
       // text's later statements read those columns as the marks now say.
       if (catalog.generation !== generation) statements = settingsProof(analyse() ?? statements, ctx.connectionId)
@@ -439,6 +463,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       // anything, DDL included: a DO block that creates a function shadowing a built-in's name. It
       // unsettles the connection as a change the analysis saw does, so the catalog is read again.
       unprovenSettings.add(ctx.connectionId)
+      unseenCodeRuns(ctx.session)
       const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
       unsettled.set(connectionId, since)
       committingInside.set(connectionId, {session: ctx.session, since})
@@ -460,6 +485,19 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     unmasked,
     maskText: (text: string) => scanAndMask(text, textMasking) ?? text,
   })
+}
+
+/** What a definition that code the analysis cannot see into may have replaced runs: anything (see `replaceable`). */
+function replacedDefinition(def: NamedDefinition): StatementLineage {
+  const what = def.definedBy === 'declare' ? `cursor "${def.name}"` : def.definedBy === 'prepare' ? `prepared statement "${def.name}"` : def.name === '' ? 'unnamed statement or portal' : `statement or portal "${def.name}"`
+  return {
+    rows: 'maybe',
+    touchesSensitive: true,
+    untraceable: [`the ${what} was defined before code the analysis cannot see into (a DO block, CALL or user function) ran in this session, and such code may have replaced it through dynamic SQL; define it again to have its output traced`],
+    // It may now run any code, whose plan (EXPLAIN EXECUTE) and messages are that code's.
+    opaque: true,
+    sideChannels: [],
+  }
 }
 
 function untraceSettings(s: StatementLineage): StatementLineage {
