@@ -208,7 +208,8 @@ export function named(name: string, l: Lineage): NamedLineage {
  * when they are not proven clean, every output column carries them, since which columns a
  * parameter reaches is not followed (more is masked, never less). `EXPLAIN EXECUTE p(…)` answers
  * the plan, which prints the arguments as constants of a custom plan, and constants the planner
- * computed by calling the definition's functions (see the ExplainStmt case of the analysis).
+ * computed by calling the definition's functions (see the ExplainStmt case of the analysis), and
+ * with SETTINGS the session's settings.
  */
 export function throughUse(s: StatementLineage, def: StatementLineage): StatementLineage {
   const use = s.uses
@@ -218,7 +219,8 @@ export function throughUse(s: StatementLineage, def: StatementLineage): Statemen
   const why = 'an argument of EXECUTE, which the server evaluates into the prepared statement\'s parameters, comes from something the analysis cannot follow'
   if (use.explain) {
     const {uses: _uses, ...rest} = s
-    const plan = derived([def.opaque ? UNKNOWN : EMPTY, args ?? EMPTY])
+    // `readsSettings`: EXPLAIN (SETTINGS) prints the session's planner settings.
+    const plan = derived([def.opaque ? UNKNOWN : EMPTY, args ?? EMPTY, s.readsSettings ? SETTINGS : EMPTY])
     const reasons = [...(def.opaque ? ['the plan may print a constant the planner computed with code the analysis cannot see into'] : []), ...(untraced ? [why] : [])]
     return {...rest, columns: [named('QUERY PLAN', plan)], untraceable: reasons, ...(args && anySettings(args) ? {readsSettings: true} : {})}
   }

@@ -990,6 +990,18 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   return targetList(returning, scope, target.star, ctx)
 }
 
+/** Whether an EXPLAIN option is on; a value that cannot be read counts as on. */
+function explainOptionOn(options: unknown, name: string): boolean {
+  let on = false
+  for (const o of list(options)) {
+    const u = unwrap(o)
+    if (!u || u[0] !== 'DefElem' || u[1].defname !== name) continue
+    const value = u[1].arg === undefined ? 'on' : (constString(u[1].arg) ?? svalOf(u[1].arg) ?? 'on')
+    on = !['false', 'off', '0', 'no', 'f', 'n'].includes(String(value).toLowerCase())
+  }
+  return on
+}
+
 function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage {
   const u = unwrap(stmt)
   if (!u) return finish({rows: 'maybe'}, {...ctx, touches: true, opaque: true})
@@ -1045,11 +1057,17 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       if (inner.uses?.kind === 'prepared') {
         // EXPLAIN EXECUTE: the plan of the prepared statement, whose calls are known once it is
         // resolved (`planOfExecute`), and a custom plan prints the arguments as constants.
-        const plan = named('QUERY PLAN', derived([UNKNOWN, inner.uses.args ?? EMPTY]))
+        const settings = explainOptionOn(node.options, 'settings')
+        if (settings) ctx.readsSettings = true
+        const plan = named('QUERY PLAN', derived([UNKNOWN, inner.uses.args ?? EMPTY, settings ? SETTINGS : EMPTY]))
         return {...finish({rows: 'yes', columns: [plan]}, {...ctx, reasons: []}), touchesSensitive: true, untraceable: [], uses: {...inner.uses, explain: true}}
       }
       const reasons = ctx.opaque ? ctx.reasons.map((r) => `the plan may print a constant the planner computed with it: ${r}`) : []
-      return finish({rows: 'yes', columns: [named('QUERY PLAN', ctx.opaque ? UNKNOWN : EMPTY)]}, {...ctx, reasons})
+      // SETTINGS prints the planner settings the session changed (search_path among them), which
+      // code the analysis cannot see into may have set to any value it read, as SHOW reads them.
+      const settings = explainOptionOn(node.options, 'settings')
+      if (settings) ctx.readsSettings = true
+      return finish({rows: 'yes', columns: [named('QUERY PLAN', derived([ctx.opaque ? UNKNOWN : EMPTY, settings ? SETTINGS : EMPTY]))]}, {...ctx, reasons})
     }
     case 'VariableShowStmt': {
       ctx.readsSettings = true

@@ -10,7 +10,9 @@
  * - EXPLAIN prints the plan's constants, and the planner makes constants of more than the
  *   statement's text: an immutable function called with constants is evaluated while planning (a
  *   user function declared immutable may read any table: `body = f()` printed as `body = 'Alice
- *   Novak,…'::text`), and a custom plan of `EXPLAIN EXECUTE p(…)` prints the arguments.
+ *   Novak,…'::text`), and a custom plan of `EXPLAIN EXECUTE p(…)` prints the arguments;
+ * - EXPLAIN (SETTINGS) prints the planner settings the session changed: `search_path =
+ *   '"Alice Novak", public'` after a DO block set it so (SHOW and current_setting were masked).
  *
  * Each step list runs in one session; no full name or address may reach the client.
  */
@@ -25,6 +27,8 @@ import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
 const NAMES = sampleCustomers().flatMap((c) => [c.fullName, c.address])
 const XML = (col: string) => `query_to_xml('select ${col} from customers', true, false, '')`
 const SET_NAME = (id: number) => `do $$ begin perform set_config('x.held', (select full_name from customers where id = ${id}), false); end $$`
+/** A DO block that sets search_path to a schema named after a value (a quoted identifier may hold anything). */
+const SET_PATH = (id: number, col: string) => `do $$ begin perform set_config('search_path', '"' || (select ${col} from customers where id = ${id}) || '", public', false); end $$`
 /** A step sent with the extended protocol (Parse, Bind, Execute of a named statement). */
 const EXT = 'ext:'
 
@@ -52,6 +56,10 @@ const PLANS: string[][] = [
   ['prepare pp1 as select 1 from notes where body = pc_names()', 'explain (costs off) execute pp1'],
   ['prepare pp2(text) as select 1 from notes where body = $1', "set plan_cache_mode = force_custom_plan", `explain (costs off) execute pp2(${XML('full_name')}::text)`],
   [SET_NAME(7), 'prepare pp3(text) as select 1 from notes where body = $1', "set plan_cache_mode = force_custom_plan", "explain (costs off) execute pp3(current_setting('x.held'))"],
+  // SETTINGS prints the planner settings the session changed, as a DO block set them.
+  [SET_PATH(8, 'full_name'), 'select 1', 'explain (settings, costs off) select 1'],
+  [SET_PATH(9, 'address'), 'explain (settings true, costs off, format json) select id from notes'],
+  [SET_PATH(10, 'full_name'), 'prepare pp4 as select 1', 'explain (settings on) execute pp4'],
 ]
 
 describe('values the server computes into constants: EXECUTE arguments and plans', () => {
@@ -145,11 +153,14 @@ describe('values the server computes into constants: EXECUTE arguments and plans
       'set plan_cache_mode = force_custom_plan',
       "explain (costs off) execute ok2('Somebody Else')",
       "explain (costs off) select id from customers where full_name = upper('someone')",
+      "set work_mem = '5MB'",
+      'explain (settings, costs off) select 1',
     ])
     expect(errors).toEqual([])
     const text = JSON.stringify(rows)
     expect(text).toContain('"v":"plain text","n":4')
     expect(text).toContain("Filter: (full_name = 'Somebody Else'::text)")
     expect(text).toContain("Filter: (full_name = 'SOMEONE'::text)")
+    expect(text).toContain("work_mem = '5MB'")
   })
 })
