@@ -1104,19 +1104,25 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
  */
 export const KEPT_FILTER = new StatementFilter(undefined, {masker: undefined as never, catalog: undefined as never, strategyOf: () => 'redact'}, false, '', 0)
 
-/** Reported settings that hold free text; the others only ever hold values the server validated. */
-const FREE_TEXT_SETTINGS = new Set(['application_name', 'search_path'])
+/**
+ * Reported settings whose values come from a fixed vocabulary the server checks (encodings, styles,
+ * booleans, its version, an existing role). Every other one may carry free text or digits a value
+ * lent it: application_name, search_path, TimeZone (a POSIX zone such as 'ALICENOVAK5'),
+ * scram_iterations, and any an extension reports.
+ */
+const VOCABULARY_SETTINGS = new Set(['client_encoding', 'datestyle', 'default_transaction_read_only', 'in_hot_standby', 'integer_datetimes', 'intervalstyle', 'is_superuser', 'server_encoding', 'server_version', 'session_authorization', 'standard_conforming_strings'])
 
 /** search_path's default as PostgreSQL 18 reports it in ParameterStatus. */
 const DEFAULT_SEARCH_PATH = '"$user", public'
 
 /**
- * A ParameterStatus value as the client may see it: a free-text setting changed while the session's
- * settings are unproven (code the analysis cannot see into ran) may hold any value that code read.
- * What the analysis saw written is clean: `set_config` with untraced values is refused before it runs.
+ * A ParameterStatus value as the client may see it: a setting not of a fixed vocabulary, changed
+ * while the session's settings are unproven (code the analysis cannot see into ran), may hold any
+ * value that code read. What the analysis saw written is clean: `set_config` with untraced values
+ * is refused before it runs.
  */
 function reportedSetting(name: string, value: string, unproven: boolean): string | undefined {
-  return unproven && FREE_TEXT_SETTINGS.has(name.toLowerCase()) && value !== '' ? '[masked]' : undefined
+  return unproven && !VOCABULARY_SETTINGS.has(name.toLowerCase()) && value !== '' ? '[masked]' : undefined
 }
 
 function printableUtf8(b: Buffer): boolean {

@@ -530,6 +530,12 @@ function funcCall(node: Node, scope: Scope, ctx: Ctx): Lineage {
       if (!argLineages.every(clean)) ctx.sideChannels.push(STORED_WHERE[name] ?? `${name}() would store values derived from sensitive or untraceable data where other statements and sessions read them back, out of masking's reach`)
       return derived(argLineages)
     case 'of-arguments':
+      // to_char prints the session's TimeZone for TZ, tz and OF (and TZH, TZM): a POSIX zone's
+      // abbreviation is free text (`'AliceNovak5'`) that unseen code may have set, as SHOW reads it.
+      if (name === 'to_char' && args.length >= 2 && /tz|of/i.test(constString(args[1]) ?? 'tz')) {
+        ctx.readsSettings = true
+        return {...derived(argLineages), settings: true}
+      }
       break
   }
   if (DOCUMENT_FUNCTIONS.has(name) && argLineages.length >= 1 && argLineages[0]!.fields) {
