@@ -16,6 +16,7 @@ import {bufferNeeds, scanText, type Finding} from './detectors.js'
 import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
 import {readingOf, scanShape, type TextReading} from '../policy/text-shape.js'
+import {throughUse} from './lineage-model.js'
 import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
 import {maskNotice, maskNotification, maskUntracedNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
@@ -251,6 +252,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * use) never replaced the statement the name still runs.
    */
   const lineageOfDefinition = (def: NamedDefinition, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
+    if (replaceable(def, session)) return replacedDefinition(def)
     // A prepared statement is parsed again under the search_path of each execution.
     const text = underPath(def.sql, lineageOf(def.sql), session)
     if (!text.ok) return undefined
@@ -258,7 +260,30 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (!st) return undefined
     if (def.definedBy !== 'parse') return st.defines?.lineage
     // A Parse of `EXECUTE p` or `FETCH c` runs whatever that name is when it runs.
-    return st.uses ? definedInSession(st.uses, session, depth + 1) : st
+    if (!st.uses) return st
+    const used = definedInSession(st.uses, session, depth + 1)
+    return used && throughUse(st, used)
+  }
+
+  /**
+   * Per session: the ReadyForQuery by which code the analysis cannot see into has run (a DO block,
+   * CALL, a user function, a text it could not read). Such code may replace what a name runs
+   * through dynamic SQL (`EXECUTE 'DEALLOCATE p'; EXECUTE 'PREPARE p AS SELECT full_name || …'`, or
+   * CLOSE and OPEN of a cursor or protocol portal, one namespace), which the session's view, kept
+   * from what the client sent and the server acknowledged, never shows.
+   */
+  const unseenCodeBy = new WeakMap<SessionView, number>()
+  const unseenCodeRuns = (session: SessionView | undefined): void => {
+    if (!session) return
+    // Judged before it is sent: the ReadyForQuery that ends it is the next one owed.
+    const by = (session.readyAwaited ?? session.readyCount ?? 0) + 1
+    unseenCodeBy.set(session, Math.max(by, unseenCodeBy.get(session) ?? 0))
+  }
+  /** Whether a definition (or, for a portal, the statement it was bound from) was made before such code ended. */
+  const replaceable = (def: NamedDefinition, session: SessionView | undefined): boolean => {
+    const by = session && unseenCodeBy.get(session)
+    if (by === undefined) return false
+    return (def.readyAt ?? 0) < by || (def.statement !== undefined && (def.statement.readyAt ?? 0) < by)
   }
 
   const definedInSession = (uses: NonNullable<StatementLineage['uses']>, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
@@ -282,7 +307,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     return text.statements.map((s) => {
       if (s.defines) (local ??= new Map()).set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
       if (!s.uses) return s
-      return local?.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, session, 0) ?? s
+      const used = local?.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, session, 0)
+      return used ? throughUse(s, used) : s
     })
   }
 
@@ -311,10 +337,11 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   }
 
   /** What running these statements tells the catalog and the session's state, before any of their rows arrive. */
-  const running = (statements: StatementLineage[], connectionId: number): void => {
+  const running = (statements: StatementLineage[], connectionId: number, session: SessionView | undefined): void => {
     for (const s of statements) {
       const opaque = s.opaque || (s.defines?.lineage.opaque ?? false)
       if (opaque) unprovenSettings.add(connectionId)
+      if (opaque) unseenCodeRuns(session)
       if (s.creates) catalog.markDerived(derivedMarks(s.creates))
       for (const f of s.fills ?? []) catalog.markDerived(derivedMarks(f))
       for (const r of s.renames ?? []) catalog.renameDerived(r)
@@ -342,7 +369,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     const known = new Map<string, StatementLineage>()
     for (const s of settingsProof(text.statements, ctx?.connectionId)) {
       if (s.defines) known.set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
-      const st = s.uses ? (known.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, ctx?.session, 0)) : s
+      const used = s.uses && (known.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, ctx?.session, 0))
+      const st = s.uses ? used && throughUse(s, used) : s
       if (!st) return {ok: false, reason: `the ${s.uses!.kind} "${s.uses!.name}" was not declared in this session, so its output cannot be traced`}
       if (st.untraceable.length > 0) return {ok: false, reason: `masking cannot trace this statement's output: ${st.untraceable[0]}`}
       if (st.opaque && st.touchesSensitive) return {ok: false, reason: 'the statement runs code (DO, CALL or a user-defined function) whose output masking cannot trace'}
@@ -412,6 +440,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     // A portal of a statement made by PREPARE, or a cursor: its rows come from the definition as bound.
     const def = ctx.definition
     const analyse = (): StatementLineage[] | undefined => {
+      if (def && replaceable(def, ctx.session)) return [replacedDefinition(def)]
       if (def && def.definedBy !== 'parse') {
         const l = lineageOfDefinition(def, ctx.session, 0)
         return l && [l]
@@ -422,7 +451,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)
       const generation = catalog.generation
-      running(statements, ctx.connectionId)
+      running(statements, ctx.connectionId, ctx.session)
       // What it fills changed the catalog's marks (`UPDATE … SET email = reverse(email)`): the
       // text's later statements read those columns as the marks now say.
       if (catalog.generation !== generation) statements = settingsProof(analyse() ?? statements, ctx.connectionId)
@@ -434,6 +463,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       // anything, DDL included: a DO block that creates a function shadowing a built-in's name. It
       // unsettles the connection as a change the analysis saw does, so the catalog is read again.
       unprovenSettings.add(ctx.connectionId)
+      unseenCodeRuns(ctx.session)
       const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
       unsettled.set(connectionId, since)
       committingInside.set(connectionId, {session: ctx.session, since})
@@ -455,6 +485,19 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     unmasked,
     maskText: (text: string) => scanAndMask(text, textMasking) ?? text,
   })
+}
+
+/** What a definition that code the analysis cannot see into may have replaced runs: anything (see `replaceable`). */
+function replacedDefinition(def: NamedDefinition): StatementLineage {
+  const what = def.definedBy === 'declare' ? `cursor "${def.name}"` : def.definedBy === 'prepare' ? `prepared statement "${def.name}"` : def.name === '' ? 'unnamed statement or portal' : `statement or portal "${def.name}"`
+  return {
+    rows: 'maybe',
+    touchesSensitive: true,
+    untraceable: [`the ${what} was defined before code the analysis cannot see into (a DO block, CALL or user function) ran in this session, and such code may have replaced it through dynamic SQL; define it again to have its output traced`],
+    // It may now run any code, whose plan (EXPLAIN EXECUTE) and messages are that code's.
+    opaque: true,
+    sideChannels: [],
+  }
 }
 
 function untraceSettings(s: StatementLineage): StatementLineage {
@@ -1061,19 +1104,25 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
  */
 export const KEPT_FILTER = new StatementFilter(undefined, {masker: undefined as never, catalog: undefined as never, strategyOf: () => 'redact'}, false, '', 0)
 
-/** Reported settings that hold free text; the others only ever hold values the server validated. */
-const FREE_TEXT_SETTINGS = new Set(['application_name', 'search_path'])
+/**
+ * Reported settings whose values come from a fixed vocabulary the server checks (encodings, styles,
+ * booleans, its version, an existing role). Every other one may carry free text or digits a value
+ * lent it: application_name, search_path, TimeZone (a POSIX zone such as 'ALICENOVAK5'),
+ * scram_iterations, and any an extension reports.
+ */
+const VOCABULARY_SETTINGS = new Set(['client_encoding', 'datestyle', 'default_transaction_read_only', 'in_hot_standby', 'integer_datetimes', 'intervalstyle', 'is_superuser', 'server_encoding', 'server_version', 'session_authorization', 'standard_conforming_strings'])
 
 /** search_path's default as PostgreSQL 18 reports it in ParameterStatus. */
 const DEFAULT_SEARCH_PATH = '"$user", public'
 
 /**
- * A ParameterStatus value as the client may see it: a free-text setting changed while the session's
- * settings are unproven (code the analysis cannot see into ran) may hold any value that code read.
- * What the analysis saw written is clean: `set_config` with untraced values is refused before it runs.
+ * A ParameterStatus value as the client may see it: a setting not of a fixed vocabulary, changed
+ * while the session's settings are unproven (code the analysis cannot see into ran), may hold any
+ * value that code read. What the analysis saw written is clean: `set_config` with untraced values
+ * is refused before it runs.
  */
 function reportedSetting(name: string, value: string, unproven: boolean): string | undefined {
-  return unproven && FREE_TEXT_SETTINGS.has(name.toLowerCase()) && value !== '' ? '[masked]' : undefined
+  return unproven && !VOCABULARY_SETTINGS.has(name.toLowerCase()) && value !== '' ? '[masked]' : undefined
 }
 
 function printableUtf8(b: Buffer): boolean {

@@ -82,7 +82,7 @@ const SERVER_FACTS = words(`
   clock_timestamp current_database current_query current_schema current_schemas current_user session_user
   system_user getpgusername getdatabaseencoding get_current_ts_config gen_random_uuid uuidv4 uuidv7
   inet_client_addr inet_client_port inet_server_addr inet_server_port now statement_timestamp transaction_timestamp
-  timeofday random random_normal setseed version pg_backend_pid pg_postmaster_start_time pg_conf_load_time
+  random random_normal setseed version pg_backend_pid pg_postmaster_start_time pg_conf_load_time
   pg_client_encoding pg_my_temp_schema pg_is_other_temp_schema pg_trigger_depth pg_jit_available pg_numa_available
   pg_is_in_recovery pg_is_wal_replay_paused pg_get_wal_replay_pause_state pg_current_wal_lsn pg_current_wal_flush_lsn
   pg_current_wal_insert_lsn pg_last_wal_receive_lsn pg_last_wal_replay_lsn pg_last_xact_replay_timestamp
@@ -189,7 +189,9 @@ const STORES_ARGUMENTS = words(`
  * channels it listens on, whose names and texts are the client's own only until then; and its
  * memory contexts, whose identifiers are those prepared statements' and cursors' texts and names.
  */
-const READS_SETTINGS = words('current_setting pg_show_all_settings pg_cursor pg_prepared_statement pg_listening_channels pg_get_backend_memory_contexts')
+// timeofday() prints the clock with the session's TimeZone, whose abbreviation (a POSIX zone such
+// as 'ALICENOVAK5') code the analysis cannot see into may have set to a value it read.
+const READS_SETTINGS = words('current_setting pg_show_all_settings pg_cursor pg_prepared_statement pg_listening_channels pg_get_backend_memory_contexts timeofday')
 
 const KIND = new Map<string, BuiltinKind>()
 for (const n of immutableBuiltins()) KIND.set(n, 'of-arguments')

@@ -72,7 +72,13 @@ export interface StatementLineage {
   sideChannels: string[]
   copy?: CopyShape
   defines?: {kind: 'cursor' | 'prepared'; name: string; lineage: StatementLineage}
-  uses?: {kind: 'cursor' | 'prepared'; name: string}
+  /**
+   * The cursor or prepared statement it runs. `args`: what `EXECUTE p(…)`'s arguments carry when
+   * not proven clean; the server evaluates them (`query_to_xml(…)`, `current_setting(…)`) into the
+   * parameters that the prepared statement's analysis took for the client's own values. `explain`:
+   * it is `EXPLAIN EXECUTE`, whose rows are the plan of the statement, not its output.
+   */
+  uses?: {kind: 'cursor' | 'prepared'; name: string; args?: Lineage; explain?: true}
   /** It reads the session's settings (see `Lineage.settings`). */
   readsSettings?: boolean
   /**
@@ -194,4 +200,39 @@ function mergeFields(a: NamedLineage[], b: NamedLineage[]): NamedLineage[] {
 
 export function named(name: string, l: Lineage): NamedLineage {
   return {...l, name}
+}
+
+/**
+ * A statement that runs a cursor or prepared statement (`s`, with `uses`), read as what it runs
+ * (`def`, the definition's lineage). `EXECUTE p(…)`'s arguments fill the definition's parameters:
+ * when they are not proven clean, every output column carries them, since which columns a
+ * parameter reaches is not followed (more is masked, never less). `EXPLAIN EXECUTE p(…)` answers
+ * the plan, which prints the arguments as constants of a custom plan, and constants the planner
+ * computed by calling the definition's functions (see the ExplainStmt case of the analysis), and
+ * with SETTINGS the session's settings.
+ */
+export function throughUse(s: StatementLineage, def: StatementLineage): StatementLineage {
+  const use = s.uses
+  if (!use) return def
+  const args = use.args
+  const untraced = args !== undefined && anyUnknown(args)
+  const why = 'an argument of EXECUTE, which the server evaluates into the prepared statement\'s parameters, comes from something the analysis cannot follow'
+  if (use.explain) {
+    const {uses: _uses, ...rest} = s
+    // `readsSettings`: EXPLAIN (SETTINGS) prints the session's planner settings.
+    const plan = derived([def.opaque ? UNKNOWN : EMPTY, args ?? EMPTY, s.readsSettings ? SETTINGS : EMPTY])
+    const reasons = [...(def.opaque ? ['the plan may print a constant the planner computed with code the analysis cannot see into'] : []), ...(untraced ? [why] : [])]
+    return {...rest, columns: [named('QUERY PLAN', plan)], untraceable: reasons, ...(args && anySettings(args) ? {readsSettings: true} : {})}
+  }
+  if (!args) return def
+  const carry = (c: NamedLineage): NamedLineage => named(c.name, derived([c, args]))
+  return {
+    ...def,
+    touchesSensitive: true,
+    opaque: def.opaque || s.opaque,
+    sideChannels: [...def.sideChannels, ...s.sideChannels],
+    ...(def.columns ? {columns: def.columns.map(carry)} : {}),
+    untraceable: untraced ? [...def.untraceable, why] : def.untraceable,
+    ...(anySettings(args) || def.readsSettings ? {readsSettings: true} : {}),
+  }
 }

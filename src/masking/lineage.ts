@@ -530,6 +530,12 @@ function funcCall(node: Node, scope: Scope, ctx: Ctx): Lineage {
       if (!argLineages.every(clean)) ctx.sideChannels.push(STORED_WHERE[name] ?? `${name}() would store values derived from sensitive or untraceable data where other statements and sessions read them back, out of masking's reach`)
       return derived(argLineages)
     case 'of-arguments':
+      // to_char prints the session's TimeZone for TZ, tz and OF (and TZH, TZM): a POSIX zone's
+      // abbreviation is free text (`'AliceNovak5'`) that unseen code may have set, as SHOW reads it.
+      if (name === 'to_char' && args.length >= 2 && /tz|of/i.test(constString(args[1]) ?? 'tz')) {
+        ctx.readsSettings = true
+        return {...derived(argLineages), settings: true}
+      }
       break
   }
   if (DOCUMENT_FUNCTIONS.has(name) && argLineages.length >= 1 && argLineages[0]!.fields) {
@@ -990,6 +996,18 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   return targetList(returning, scope, target.star, ctx)
 }
 
+/** Whether an EXPLAIN option is on; a value that cannot be read counts as on. */
+function explainOptionOn(options: unknown, name: string): boolean {
+  let on = false
+  for (const o of list(options)) {
+    const u = unwrap(o)
+    if (!u || u[0] !== 'DefElem' || u[1].defname !== name) continue
+    const value = u[1].arg === undefined ? 'on' : (constString(u[1].arg) ?? svalOf(u[1].arg) ?? 'on')
+    on = !['false', 'off', '0', 'no', 'f', 'n'].includes(String(value).toLowerCase())
+  }
+  return on
+}
+
 function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage {
   const u = unwrap(stmt)
   if (!u) return finish({rows: 'maybe'}, {...ctx, touches: true, opaque: true})
@@ -1035,10 +1053,27 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       return finish({rows: 'no', copy: copyShape(node, columns)}, ctx)
     }
     case 'ExplainStmt': {
-      // The plan text names columns and constants from the query, never stored values; but with
-      // ANALYZE the query runs, and its errors and notices are those of a statement that reads it.
-      statementLineage(node.query as Node, ctx, outer)
-      return finish({rows: 'yes', columns: [named('QUERY PLAN', EMPTY)]}, {...ctx, reasons: []})
+      // The plan text names columns and constants from the query; with ANALYZE the query runs, and
+      // its errors and notices are those of a statement that reads it. The constants are not only
+      // the statement's own: the planner evaluates a call whose arguments are constants when its
+      // function is immutable, and a user function declared so may read any table (`body =
+      // f()` is printed `body = 'Alice Novak'::text`); so the plan of a statement that runs code
+      // the analysis cannot see into is as untraceable as that code's output.
+      const inner = statementLineage(node.query as Node, ctx, outer)
+      if (inner.uses?.kind === 'prepared') {
+        // EXPLAIN EXECUTE: the plan of the prepared statement, whose calls are known once it is
+        // resolved (`planOfExecute`), and a custom plan prints the arguments as constants.
+        const settings = explainOptionOn(node.options, 'settings')
+        if (settings) ctx.readsSettings = true
+        const plan = named('QUERY PLAN', derived([UNKNOWN, inner.uses.args ?? EMPTY, settings ? SETTINGS : EMPTY]))
+        return {...finish({rows: 'yes', columns: [plan]}, {...ctx, reasons: []}), touchesSensitive: true, untraceable: [], uses: {...inner.uses, explain: true}}
+      }
+      const reasons = ctx.opaque ? ctx.reasons.map((r) => `the plan may print a constant the planner computed with it: ${r}`) : []
+      // SETTINGS prints the planner settings the session changed (search_path among them), which
+      // code the analysis cannot see into may have set to any value it read, as SHOW reads them.
+      const settings = explainOptionOn(node.options, 'settings')
+      if (settings) ctx.readsSettings = true
+      return finish({rows: 'yes', columns: [named('QUERY PLAN', derived([ctx.opaque ? UNKNOWN : EMPTY, settings ? SETTINGS : EMPTY]))]}, {...ctx, reasons})
     }
     case 'VariableShowStmt': {
       ctx.readsSettings = true
@@ -1058,8 +1093,23 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     case 'FetchStmt':
       if (node.ismove) return finish({rows: 'no'}, ctx)
       return {rows: 'yes', touchesSensitive: true, untraceable: [], opaque: false, sideChannels: [], uses: {kind: 'cursor', name: node.portalname as string}}
-    case 'ExecuteStmt':
-      return {rows: 'maybe', touchesSensitive: true, untraceable: [], opaque: false, sideChannels: [], uses: {kind: 'prepared', name: node.name as string}}
+    case 'ExecuteStmt': {
+      // Its arguments are expressions the server evaluates into the statement's parameters, which
+      // the statement's analysis took for the client's own values: `EXECUTE p(query_to_xml('select
+      // full_name from customers', …)::text)` of `PREPARE p(text) AS SELECT $1` returned every name.
+      // What they carry flows into the statement's output (`withArguments`).
+      const scope: Scope = {rels: [], ctes: new Map(), parent: outer}
+      const args = derived(list(node.params).map((p) => expr(p, scope, ctx)))
+      return {
+        rows: 'maybe',
+        touchesSensitive: true,
+        untraceable: [],
+        opaque: ctx.opaque,
+        sideChannels: [...ctx.sideChannels],
+        ...(ctx.readsSettings ? {readsSettings: true} : {}),
+        uses: {kind: 'prepared', name: node.name as string, ...(clean(args) ? {} : {args})},
+      }
+    }
     case 'CallStmt':
     case 'DoStmt':
       // Procedure and DO bodies run SQL the analysis never sees; they may return OUT values or raise notices.

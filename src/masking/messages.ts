@@ -203,6 +203,16 @@ export function maskNotice(fields: NoticeLike, lineage: StatementLineage | undef
   if (raised) {
     for (const k of ['message', 'detail', 'hint'] as const) if (out[k]) out[k] = maskAs(out[k], 'untraceable', m)
   }
+  // The server's own logging, sent to a client that asked for it (client_min_messages = log or
+  // debug): no template of it is known, and the parser's and planner's node trees
+  // (debug_print_parse, _rewritten, _plan) print every constant as its raw bytes in decimal
+  // (`:constvalue 15 [ 60 0 0 0 65 108 105 99 101 … ]`), constants the planner computed by running
+  // a user function or from EXECUTE's arguments among them. In a statement that reads sensitive
+  // data, or runs code the analysis cannot see into, its text is masked whole.
+  const logged = !raised && (touches || opaque) && (fields.severity === 'LOG' || fields.severity === 'DEBUG')
+  if (logged) {
+    for (const k of ['message', 'detail', 'hint'] as const) if (out[k]) out[k] = maskAs(out[k], 'untraceable', m)
+  }
   if (touches || opaque) {
     const names = namesOf(m.catalog)
     const proven = (v: string) => (proof ? proof.has(v) : names.has(v.toLowerCase()))
@@ -214,7 +224,7 @@ export function maskNotice(fields: NoticeLike, lineage: StatementLineage | undef
     const clean = (v: string) => own.has(v.toLowerCase()) || proven(v)
     for (const k of TEXT_FIELDS) {
       const v = out[k]
-      if (!v || (raised && k !== 'where' && k !== 'internalQuery')) continue
+      if (!v || ((raised || logged) && k !== 'where' && k !== 'internalQuery')) continue
       const masked = maskEchoes(k, v, clean, opaque)
       if (masked !== v) out[k] = masked
     }

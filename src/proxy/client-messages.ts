@@ -228,7 +228,7 @@ export class ClientMessages {
             c.toUpstream.push(encodeParse({name: parse.name, text: REFUSED_SQL, paramTypes: []}))
             this.sent(state.sendParse(parse.name, undefined, run), run)
           } else {
-            const def = new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs)
+            const def = state.stamped(new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs))
             def.judgedUnder = under
             def.paramTypes = parse.paramTypes
             def.holdsAtBind = verdict.action === 'allow' && verdict.atBind === true
@@ -464,7 +464,7 @@ export class ClientMessages {
       }
       s.spent = true
     }
-    const p = portalFromStatement(portal, s, params, resultFormats)
+    const p = this.c.state.stamped(portalFromStatement(portal, s, params, resultFormats))
     p.judgedUnder = this.c.env.hooks.verdictGeneration?.()
     this.passRunning(frame)
     if (s.approvedAt !== undefined && s.verdict.action === 'allow' && s.verdict.once) p.approvedAt = this.ran

@@ -56,6 +56,8 @@ export class StatementDef implements NamedDefinition {
   approvedAt: number | undefined = undefined
   /** Its RowDescription from a Describe, for results of portals bound to it. */
   fields: FieldDescription[] | undefined
+  /** See `NamedDefinition.readyAt`; 0 (the oldest) until stamped, so a definition not stamped is the least trusted. */
+  readyAt = 0
 
   constructor(
     readonly name: string,
@@ -83,6 +85,8 @@ export class PortalDef implements NamedDefinition {
   judgedUnder: number | undefined = undefined
   /** Bound from an approval for one execution: the client messages sent on once its Bind (or last Execute) was. */
   approvedAt: number | undefined = undefined
+  /** See `NamedDefinition.readyAt`; 0 (the oldest) until stamped. */
+  readyAt = 0
 
   constructor(
     readonly name: string,
@@ -327,7 +331,7 @@ export class ProtocolState<R> implements SessionView {
   private stageEffect(effect: SqlEffect, def: PortalDef): void {
     switch (effect.kind) {
       case 'prepare':
-        this.segmentStatements.set(effect.name, new StatementDef(effect.name, def.sql, def.statementIndex, 'prepare', def.verdict))
+        this.segmentStatements.set(effect.name, this.stamped(new StatementDef(effect.name, def.sql, def.statementIndex, 'prepare', def.verdict)))
         return
       case 'deallocate':
         this.segmentStatements.set(effect.name, null)
@@ -336,7 +340,7 @@ export class ProtocolState<R> implements SessionView {
         this.dropSegmentStatements(false)
         return
       case 'declare':
-        this.segmentPortals.set(effect.name, new PortalDef(effect.name, def.sql, def.statementIndex, 'declare', def.verdict, effect.hold, undefined, undefined, []))
+        this.segmentPortals.set(effect.name, this.stamped(new PortalDef(effect.name, def.sql, def.statementIndex, 'declare', def.verdict, effect.hold, undefined, undefined, [])))
         return
       case 'close':
         this.segmentPortals.set(effect.name, null)
@@ -619,7 +623,7 @@ export class ProtocolState<R> implements SessionView {
   private apply(effect: SqlEffect, sql: string, index: number, verdict: StatementVerdict): void {
     switch (effect.kind) {
       case 'prepare':
-        this.statements.set(effect.name, new StatementDef(effect.name, sql, index, 'prepare', verdict))
+        this.statements.set(effect.name, this.stamped(new StatementDef(effect.name, sql, index, 'prepare', verdict)))
         return
       case 'deallocate':
         this.statements.delete(effect.name)
@@ -628,7 +632,7 @@ export class ProtocolState<R> implements SessionView {
         for (const name of [...this.statements.keys()]) if (name !== '') this.statements.delete(name)
         return
       case 'declare':
-        this.definePortal(new PortalDef(effect.name, sql, index, 'declare', verdict, effect.hold, undefined, undefined, []))
+        this.definePortal(this.stamped(new PortalDef(effect.name, sql, index, 'declare', verdict, effect.hold, undefined, undefined, [])))
         return
       case 'close':
         this.dropPortal(effect.name)
@@ -643,6 +647,12 @@ export class ProtocolState<R> implements SessionView {
         this.holdCount = 0
         return
     }
+  }
+
+  /** A definition made now, stamped with the ReadyForQuery messages received so far (`NamedDefinition.readyAt`). */
+  stamped<D extends StatementDef | PortalDef>(d: D): D {
+    d.readyAt = this.readyCount
+    return d
   }
 
   /** What a text did to named objects is unknown: forget them all (using a forgotten name is refused). */

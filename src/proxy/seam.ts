@@ -23,6 +23,15 @@ export interface NamedDefinition {
   readonly definedBy: 'parse' | 'prepare' | 'declare'
   /** The verdict the defining text was let through with. */
   readonly verdict: StatementVerdict
+  /**
+   * ReadyForQuery messages the session had received when it was defined (when its Parse, Bind or
+   * defining text was sent, or its PREPARE or DECLARE acknowledged). Code the tunnel cannot see
+   * into that ran before the next one (a DO block, a function: `EXECUTE 'DEALLOCATE p'`, then
+   * `EXECUTE 'PREPARE p AS …'`, or CLOSE and OPEN of a cursor) may have replaced what the name runs.
+   */
+  readonly readyAt?: number
+  /** For a portal: the prepared statement it was bound from, as it was at Bind. */
+  readonly statement?: NamedDefinition
 }
 
 /**
