@@ -221,6 +221,7 @@ export class ClientMessages {
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
         // Read before judging: a change while the verdict is pending makes the first Bind judge it again.
         const under = c.env.hooks.verdictGeneration?.()
+        const reads = state.namesRead(shape.refs)
         this.judge(parse.text, 'parse', parse.name, frame, parse.paramTypes, undefined, (verdict) => {
           if (verdict.action === 'reject') {
             const run = newRun(parse.text, 'parse', verdict, parse.name)
@@ -230,6 +231,7 @@ export class ClientMessages {
           } else {
             const def = new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs)
             def.judgedUnder = under
+            def.readAs = reads
             def.paramTypes = parse.paramTypes
             def.holdsAtBind = verdict.action === 'allow' && verdict.atBind === true
             this.passRunning(frame)
@@ -250,7 +252,7 @@ export class ClientMessages {
         checkName('portal', bind.portal)
         checkName('prepared statement', bind.statement)
         const s = state.statementAt(bind.statement)
-        if (s === UNSETTLED || (s?.holdsAtBind === true && state.pendingCount > 0)) return this.awaitReplies(frame)
+        if (s === UNSETTLED || (s && !state.settled(s.refs)) || (s?.holdsAtBind === true && state.pendingCount > 0)) return this.awaitReplies(frame)
         if (s?.holdsAtBind === true && state.skipping) {
           // Its Parse (or a message before it) failed: the server ignores this Bind, and nobody is asked.
           c.toUpstream.push(REFUSAL_BIND)
@@ -277,12 +279,18 @@ export class ClientMessages {
         const approved = !s.holdsAtBind && s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
         const lapsed = approved && s.verdict.action === 'allow' ? (s.verdict.lapsed?.() ?? this.ranSinceApproval(s.approvedAt)) : undefined
         if (lapsed) return this.refuseBind(bind.portal, bind.statement, s, lapsed)
-        const again = s.definedBy === 'prepare' ? executeOf(s.name, bind.paramCount) : s.holdsAtBind || (s.judgedUnder !== undefined && now !== s.judgedUnder && !approved) ? s.sql : undefined
+        // The server looks up what its text executes or fetches (`EXECUTE p`, also inside EXPLAIN
+        // ANALYZE) when it runs: a name defined again since it was judged is judged again as it is
+        // now, approved or not (the approval was for what the name meant then).
+        const moved = state.namesMoved(s.refs, s.readAs)
+        const again = s.definedBy === 'prepare' ? executeOf(s.name, bind.paramCount) : s.holdsAtBind || moved || (s.judgedUnder !== undefined && now !== s.judgedUnder && !approved) ? s.sql : undefined
         if (again !== undefined && c.env.hooks.statement) {
           const prepared = s.definedBy === 'prepare'
+          const reads = moved ? state.namesRead(s.refs) : s.readAs
           return this.judge(again, prepared ? 'simple' : 'parse', prepared ? undefined : s.name, frame, prepared ? undefined : s.paramTypes, values, (verdict) => {
             if (verdict.action === 'reject') return this.refuseBind(bind.portal, bind.statement, s, verdict.error)
             s.verdict = verdict
+            s.readAs = reads
             s.judgedUnder = prepared ? undefined : now
             s.spent = false
             // Held here and approved: nothing has run since the decision, and nothing may before it runs.
@@ -328,9 +336,11 @@ export class ClientMessages {
         const again = this.executeAgain(p)
         if (!again) return this.execute(frame, p, p.verdict)
         const now = c.env.hooks.verdictGeneration?.()
+        const reads = again.moved ? state.namesRead(p.refs) : p.readAs
         return this.judge(again.sql, again.protocol, again.name, frame, p.statement?.paramTypes, undefined, (verdict) => {
           if (verdict.action === 'reject') return this.refuseExecute(p, verdict.error)
           if (p.definedBy !== 'declare') p.judgedUnder = now
+          p.readAs = reads
           // A cursor keeps the verdict its DECLARE had (masking reads by it); the FETCH's only lets it run.
           this.execute(frame, p, p.definedBy === 'declare' ? p.verdict : verdict)
         })
@@ -476,9 +486,12 @@ export class ClientMessages {
    * session's own, perhaps not yet committed, or one the catalog was re-read for), it is judged
    * again as its Bind, or as a FETCH of the cursor, would be now. The text to judge, or undefined.
    */
-  private executeAgain(p: PortalDef): {sql: string; protocol: ProtocolPath; name: string | undefined} | undefined {
+  private executeAgain(p: PortalDef): {sql: string; protocol: ProtocolPath; name: string | undefined; moved?: true} | undefined {
     if (!this.c.env.hooks.statement) return undefined
     if (p.definedBy === 'declare') return {sql: `FETCH FORWARD ALL FROM ${quoteIdent(p.name)}`, protocol: 'simple', name: undefined}
+    // What its text executes or fetches is looked up now, as it runs: a name defined again since
+    // its verdict was given (at its Parse or Bind) is judged as it is now, an approval's too.
+    if (this.c.state.namesMoved(p.refs, p.readAs)) return {sql: p.sql, protocol: 'parse', name: p.statement?.name, moved: true}
     const now = this.c.env.hooks.verdictGeneration?.()
     if (p.judgedUnder === undefined || now === p.judgedUnder) return undefined
     // An approval covers the one execution it was bound for.

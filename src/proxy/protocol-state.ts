@@ -56,6 +56,8 @@ export class StatementDef implements NamedDefinition {
   approvedAt: number | undefined = undefined
   /** Its RowDescription from a Describe, for results of portals bound to it. */
   fields: FieldDescription[] | undefined
+  /** What each of `refs` was when its verdict was given (`ProtocolState.namesRead`); judged again when one moved. */
+  readAs: NamesRead = undefined
 
   constructor(
     readonly name: string,
@@ -83,6 +85,8 @@ export class PortalDef implements NamedDefinition {
   judgedUnder: number | undefined = undefined
   /** Bound from an approval for one execution: the client messages sent on once its Bind (or last Execute) was. */
   approvedAt: number | undefined = undefined
+  /** What each of `refs` was when its verdict was given (its statement's, or its own once judged again at Execute). */
+  readAs: NamesRead = undefined
 
   constructor(
     readonly name: string,
@@ -109,8 +113,16 @@ export class PortalDef implements NamedDefinition {
 }
 
 export function portalFromStatement(name: string, s: StatementDef, params: (string | null)[] | undefined, resultFormats: readonly number[]): PortalDef {
-  return new PortalDef(name, s.sql, s.statementIndex, s.definedBy, s.verdict, false, s, params, resultFormats)
+  const p = new PortalDef(name, s.sql, s.statementIndex, s.definedBy, s.verdict, false, s, params, resultFormats)
+  p.readAs = s.readAs
+  return p
 }
+
+/**
+ * The definitions the names a text reads (`EXECUTE p`, `FETCH c`, `WHERE CURRENT OF c`) had when
+ * the text was judged, in the order of its refs; undefined for a text that reads none.
+ */
+export type NamesRead = readonly (StatementDef | PortalDef | undefined)[] | undefined
 
 /** One reply the server owes, in the order the client's messages were sent. */
 export type Entry<R> =
@@ -257,6 +269,34 @@ export class ProtocolState<R> implements SessionView {
     if (opaque) return this.unsettledAny === 0 && this.unsettledStatements.empty && this.unsettledPortals.empty
     for (const r of refs) if ((r.kind === 'statement' ? this.statementAt(r.name) : this.portalAt(r.name)) === UNSETTLED) return false
     return true
+  }
+
+  /**
+   * What each of `refs` means when the next message reaches the server, for a verdict given now
+   * (the names are settled: `settled(refs)`). The server looks an `EXECUTE p` up when the statement
+   * runs, not when it is parsed or bound, so a verdict holds only while these stay what they were.
+   */
+  namesRead(refs: readonly NameRef[]): NamesRead {
+    if (refs.length === 0) return undefined
+    return refs.map((r) => {
+      const d = r.kind === 'statement' ? this.statementAt(r.name) : this.portalAt(r.name)
+      return d === UNSETTLED ? undefined : d
+    })
+  }
+
+  /**
+   * Whether a name `refs` reads means something else now than in `readAs` (what it meant when the
+   * verdict was given): defined again (DEALLOCATE and PREPARE, CLOSE and DECLARE), dropped, or made.
+   */
+  namesMoved(refs: readonly NameRef[], readAs: NamesRead): boolean {
+    if (refs.length === 0) return false
+    if (readAs === undefined || readAs.length !== refs.length) return true
+    for (let i = 0; i < refs.length; i++) {
+      const r = refs[i]!
+      const d = r.kind === 'statement' ? this.statementAt(r.name) : this.portalAt(r.name)
+      if (d === UNSETTLED || d !== readAs[i]) return true
+    }
+    return false
   }
 
   /**

@@ -8,7 +8,7 @@
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createMaskingFilterFactory} from '../../src/masking/filter.js'
-import type {ProxyHooks, StatementVerdict} from '../../src/proxy/seam.js'
+import type {ProxyHooks, StatementContext, StatementVerdict} from '../../src/proxy/seam.js'
 import {decodeDataRow, decodeNotice} from '../../src/wire/backend.js'
 import {leaked, maskingFixture, NO_CONFIG, type MaskingFixture} from '../masking/fixture.js'
 import {withClient} from '../helpers/pg.js'
@@ -20,6 +20,23 @@ function onceHook(sql: string): StatementVerdict {
   if (/forbidden/.test(sql)) return {action: 'reject', error: {severity: 'ERROR', code: '42501', message: 'test: forbidden'}}
   if (/just once/.test(sql)) return {action: 'allow', once: true}
   return {action: 'allow'}
+}
+
+/**
+ * The approval gate's rules for one-execution approvals, with `EXECUTE p` judged by what the
+ * session says `p` prepared (as policy judges it, src/policy/prepared.ts): a text that runs a
+ * "just once" statement is approved for one execution, except as a named prepared statement,
+ * which is refused (it could be bound again and again). `approvals` counts the approvals of texts
+ * that run it (not of the PREPARE that only defines it).
+ */
+function gateHook(approvals: {count: number}): (sql: string, ctx: StatementContext) => StatementVerdict {
+  return (sql, ctx) => {
+    const executed = [...sql.matchAll(/\bexecute\s+"?(\w+)/gi)].map((m) => ctx.session.statement(m[1]!)?.sql ?? '').join('\n')
+    if (!/just once/.test(`${sql}\n${executed}`)) return {action: 'allow'}
+    if (ctx.protocol === 'parse' && ctx.statementName) return {action: 'reject', error: {severity: 'ERROR', code: '42501', message: 'test: cannot be approved as a named prepared statement'}}
+    if (!/^\s*prepare\b/i.test(sql)) approvals.count++
+    return {action: 'allow', once: true}
+  }
 }
 
 /** Every value of every DataRow, as text. */
@@ -313,6 +330,66 @@ describe('the protocol state cannot be talked around', () => {
         expect(values(await other.untilReady())).toBe('other')
       }
       other.end()
+    })
+  })
+
+  describe('family 10: a name the statement reads, defined again after it was judged', () => {
+    // `EXECUTE p` (also inside EXPLAIN ANALYZE or CREATE TABLE AS) looks `p` up when it runs, not
+    // when it is parsed or bound: a protocol statement whose text executes `p` runs whatever `p`
+    // is at its Execute. Judged once at its Parse, with `p` harmless, it then ran the statement an
+    // approved PREPARE made, without the approval each EXECUTE of it needs.
+    const approvals = {count: 0}
+    let gate: TestTunnel
+    beforeAll(async () => {
+      gate = await startTunnel(fx.db, {statement: gateHook(approvals)})
+    })
+    afterAll(async () => {
+      await gate.close()
+    })
+    const {parse, bind, execute, sync, query} = serialize
+    const redefine = [query('deallocate target'), query("prepare target as insert into once_log values ('just once') returning 1")]
+    // (The unnamed statement does not outlive the simple queries that prepare the name again.)
+    const texts = ['execute target', 'explain (analyze, costs off) execute target', 'explain (analyze, costs off) execute "target"']
+
+    for (const text of texts) {
+      for (const piped of [false, true]) {
+        it(`judges "${text}" again at Bind after the name was prepared again${piped ? ', all sent in one write' : ''}`, async () => {
+          await withClient(fx.db.url, (c) => c.query('truncate once_log'))
+          approvals.count = 0
+          const raw = await connect(gate)
+          const steps = [[query('prepare target as select 1')], [parse({name: 'named10', text}), sync()], ...redefine.map((q) => [q]), ...Array.from({length: 3}, () => [bind({statement: 'named10'}), execute({}), sync()])]
+          if (piped) raw.send(...steps.flat())
+          for (const step of steps) {
+            if (!piped) raw.send(...step)
+            await raw.untilReady()
+          }
+          expect(await onceRuns()).toBe(approvals.count)
+          raw.end()
+        })
+      }
+    }
+
+    it('judges a portal again at Execute when the name its text reads was prepared again after its Bind', async () => {
+      await withClient(fx.db.url, (c) => c.query('truncate once_log'))
+      approvals.count = 0
+      const raw = await connect(gate)
+      raw.send(query('prepare target as select 1'))
+      await raw.untilReady()
+      raw.send(query('begin'))
+      await raw.untilReady()
+      raw.send(parse({name: 'named10b', text: 'execute target'}), bind({statement: 'named10b', portal: 'p10'}), sync())
+      expect(codes(await raw.untilReady())).toBe('12Z')
+      for (const q of redefine) {
+        raw.send(q)
+        expect(errors(await raw.untilReady())).toEqual([])
+      }
+      raw.send(execute({portal: 'p10'}), sync())
+      const ran = await raw.untilReady()
+      raw.send(query('commit'))
+      await raw.untilReady()
+      expect(errors(ran).join('\n')).toMatch(/named prepared statement/)
+      expect(await onceRuns()).toBe(0)
+      raw.end()
     })
   })
 
