@@ -283,7 +283,12 @@ export class ClientMessages {
         // ANALYZE) when it runs: a name defined again since it was judged is judged again as it is
         // now, approved or not (the approval was for what the name meant then).
         const moved = state.namesMoved(s.refs, s.readAs)
-        const again = s.definedBy === 'prepare' ? executeOf(s.name, bind.paramCount) : s.holdsAtBind || moved || (s.judgedUnder !== undefined && now !== s.judgedUnder && !approved) ? s.sql : undefined
+        const again =
+          s.definedBy === 'prepare'
+            ? executeOf(s.name, bind.paramCount)
+            : s.holdsAtBind || moved || grantEnded(s.verdict) || (s.judgedUnder !== undefined && now !== s.judgedUnder && !approved)
+              ? s.sql
+              : undefined
         if (again !== undefined && c.env.hooks.statement) {
           const prepared = s.definedBy === 'prepare'
           const reads = moved ? state.namesRead(s.refs) : s.readAs
@@ -492,10 +497,12 @@ export class ClientMessages {
     // What its text executes or fetches is looked up now, as it runs: a name defined again since
     // its verdict was given (at its Parse or Bind) is judged as it is now, an approval's too.
     if (this.c.state.namesMoved(p.refs, p.readAs)) return {sql: p.sql, protocol: 'parse', name: p.statement?.name, moved: true}
-    const now = this.c.env.hooks.verdictGeneration?.()
-    if (p.judgedUnder === undefined || now === p.judgedUnder) return undefined
-    // An approval covers the one execution it was bound for.
-    if (p.verdict.action === 'allow' && p.verdict.once === true) return undefined
+    if (!grantEnded(p.verdict)) {
+      const now = this.c.env.hooks.verdictGeneration?.()
+      if (p.judgedUnder === undefined || now === p.judgedUnder) return undefined
+      // An approval covers the one execution it was bound for.
+      if (p.verdict.action === 'allow' && p.verdict.once === true) return undefined
+    }
     const s = p.statement
     if (p.definedBy === 'prepare' && s) return {sql: `EXECUTE ${quoteIdent(s.name)}`, protocol: 'simple', name: undefined}
     return {sql: p.sql, protocol: 'parse', name: s?.name}
@@ -665,6 +672,17 @@ function executeOf(name: string, values: number): string {
 /** An SQL identifier for `name`, quoted. */
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`
+}
+
+/**
+ * Whether `v` let a statement through under a grant that has ended since: a reviewer's window,
+ * which covers statements for its duration, not the statements and portals made while it lasted.
+ * Such a statement is bound and executed again and again without another Parse (the unnamed one,
+ * a portal in a transaction), so each Bind and Execute after the end is judged again. (An approval
+ * for one execution is `once`, and its `lapsed` refuses rather than asks again: see `Bind`.)
+ */
+function grantEnded(v: StatementVerdict): boolean {
+  return v.action === 'allow' && v.once !== true && v.lapsed !== undefined && v.lapsed() !== undefined
 }
 
 function failClosed(error: unknown): StatementVerdict {
