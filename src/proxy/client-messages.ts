@@ -252,7 +252,14 @@ export class ClientMessages {
         checkName('portal', bind.portal)
         checkName('prepared statement', bind.statement)
         const s = state.statementAt(bind.statement)
-        if (s === UNSETTLED || (s && !state.settled(s.refs)) || (s?.holdsAtBind === true && state.pendingCount > 0)) return this.awaitReplies(frame)
+        if (s === UNSETTLED || (s && !state.settled(s.refs))) return this.awaitReplies(frame)
+        if (s?.holdsAtBind === true && state.pendingCount > 0) {
+          // It is judged once the server has answered what came before it (its Parse above all).
+          // The server keeps those answers until a Sync or Flush, and the client sent none after
+          // what came (a Describe of the statement, in a pipeline): the Bind would wait for ever.
+          c.toUpstream.push(FLUSH)
+          return this.awaitReplies(frame)
+        }
         if (s?.holdsAtBind === true && state.skipping) {
           // Its Parse (or a message before it) failed: the server ignores this Bind, and nobody is asked.
           c.toUpstream.push(REFUSAL_BIND)

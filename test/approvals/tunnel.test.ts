@@ -490,6 +490,25 @@ describe('approvals through the tunnel', () => {
     expect(await tableCount('named_ddl')).toBe(0)
   })
 
+  it('holds a Bind pipelined after a Describe of its statement (libpq pipeline mode), rather than waiting for ever', async () => {
+    // The Bind is judged once the server has answered what came before it; the server keeps its
+    // answer to the Describe until a Sync or Flush the client sends only after the Bind.
+    await withClient(db.url, (x) => x.query("create table pipe_accounts (id int, owner text); insert into pipe_accounts values (1, 'ann'), (2, 'ben')"))
+    const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: pipe-updates-need-review\n    match: {command: update}\n    action: require_approval`)
+    const raw = await t.raw()
+    const sql = 'update pipe_accounts set owner = $1 where id = $2'
+    const {parse, describe: describeMsg, bind, execute, sync} = serialize
+    for (const [name, owner] of [['pp', 'carl'], ['', 'dora']] as const) {
+      raw.send(parse({name, text: sql}), describeMsg({type: 'S', name}), bind({statement: name, values: [owner, '1']}), describeMsg({type: 'P'}), execute({}), sync())
+      let request: ApprovalRequest | undefined
+      await waitFor(async () => (request = (await listRequests(bucket)).find((v) => v.request.sql === sql && v.state === 'pending')?.request) !== undefined, 'the Bind is held for a reviewer')
+      expect(request!.params).toEqual([owner, '1'])
+      await decide(await review('bob'), {id: request!.id, action: 'approve'})
+      expect(codes(await raw.untilReady())).toMatch(/^1tnN*2N*nCZ$/)
+      expect((await withClient(db.url, (x) => x.query('select owner from pipe_accounts where id = 1'))).rows[0].owner).toBe(owner)
+    }
+  })
+
   it('holds a statement with bind parameters at its Bind, with the values it runs with, and each Bind again', async () => {
     await withClient(db.url, (x) => x.query("create sequence accounts_seq; select setval('accounts_seq', 1000); create table accounts (id int, owner text); insert into accounts values (1, 'ann'), (2, 'ben')"))
     const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: account-updates-need-review\n    match: {command: update}\n    action: require_approval`)
