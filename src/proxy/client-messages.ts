@@ -318,7 +318,14 @@ export class ClientMessages {
         checkName(d.target === 'S' ? 'prepared statement' : 'portal', d.name)
         const def = d.target === 'S' ? state.statementAt(d.name) : state.portalAt(d.name)
         if (def === UNSETTLED || (def && !state.settled(def.refs))) return this.awaitReplies(frame)
-        // A name the tunnel does not know is described by the server or refused by it; its rows never run here.
+        const unsafe = describeRefusal(d.target, d.name, def, state)
+        if (unsafe) {
+          const run = newRun(`<Describe of ${d.target === 'S' ? 'prepared statement' : 'portal'} "${d.name}">`, 'parse', {action: 'reject', error: unsafe}, d.target === 'S' ? d.name : undefined)
+          run.denied = unsafe
+          c.toUpstream.push(REFUSAL_BIND)
+          this.sent(state.sendRefused(run), run)
+          return
+        }
         const filter = def ? this.filterFor(def.sql, 'parse', def instanceof PortalDef ? def.statement?.name : d.name, def.verdict, def) : undefined
         c.passToUpstream(frame)
         state.sendDescribe(d.target, def, filter)
@@ -650,6 +657,64 @@ export class ClientMessages {
     this.drain()
   }
 }
+
+/**
+ * Why a Describe must not reach the server, if it must not. PostgreSQL describes a prepared `FETCH`
+ * (or a portal bound from one) by the cursor it names, and takes that cursor to exist: once it is
+ * closed (CLOSE, a protocol Close, the end of its transaction) the backend crashes, and the
+ * postmaster ends every session of the database to recover (FetchStatementTargetList, seen on
+ * PostgreSQL 18). So a FETCH is described only while the tunnel knows its cursor is open, and a
+ * name the tunnel does not know (never made, or forgotten where the server's outcome could not be
+ * read exactly, such as after ROLLBACK TO SAVEPOINT) is not described either, as it is not bound
+ * or executed: it might be such a FETCH.
+ */
+function describeRefusal(target: 'S' | 'P', name: string, def: StatementDef | PortalDef | undefined, state: ConnectionCore['state']): PgNoticeFields | undefined {
+  if (!def) {
+    const what = target === 'S' ? (name === '' ? 'the unnamed prepared statement' : `prepared statement "${name}"`) : name === '' ? 'the unnamed portal' : `portal "${name}"`
+    return {
+      severity: 'ERROR',
+      code: target === 'S' ? '26000' : '34000',
+      message: `dbgate: ${what} is not known to the tunnel, so it is not described`,
+      hint: target === 'S' ? 'Prepare it through this connection first (Parse or PREPARE).' : 'Bind it through this connection first.',
+    }
+  }
+  return unsafeFetch(def, state, 0)
+}
+
+/**
+ * The refusal for describing `def` when it is, or executes (`EXECUTE p`, which the server describes
+ * by `p`), a FETCH whose cursor the tunnel does not know as open; a statement it executes that the
+ * tunnel does not know may be one, and so does a chain of EXECUTEs deeper than the tunnel follows.
+ */
+function unsafeFetch(def: StatementDef | PortalDef, state: ConnectionCore['state'], depth: number): PgNoticeFields | undefined {
+  const fetch = def.shape.tags?.[0] === 'FETCH'
+  for (const r of def.refs) {
+    if (r.kind === 'portal') {
+      if (!fetch || state.portalAt(r.name) !== undefined) continue
+      return {
+        severity: 'ERROR',
+        code: '34000',
+        message: `dbgate: this Describe would FETCH from cursor "${r.name}", which is not open (as far as the tunnel knows), so it was not sent: PostgreSQL cannot describe a FETCH whose cursor is closed`,
+        hint: `Declare the cursor "${r.name}" again first, or prepare the FETCH again after declaring it.`,
+      }
+    }
+    const executed = state.statementAt(r.name)
+    const problem =
+      executed === undefined || executed === UNSETTLED || depth >= MAX_DESCRIBED_EXECUTES
+        ? {
+            severity: 'ERROR' as const,
+            code: '26000',
+            message: `dbgate: this Describe reads prepared statement "${r.name}", which the tunnel does not know (or cannot follow), so it was not sent`,
+            hint: `Prepare "${r.name}" through this connection first.`,
+          }
+        : unsafeFetch(executed, state, depth + 1)
+    if (problem) return problem
+  }
+  return undefined
+}
+
+/** How many EXECUTEs deep a Describe is followed (a statement that executes one that executes one…). */
+const MAX_DESCRIBED_EXECUTES = 8
 
 /**
  * Refuses a protocol name the server would cut short: two names that differ only past byte 63 are

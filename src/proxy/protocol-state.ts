@@ -349,6 +349,14 @@ export class ProtocolState<R> implements SessionView {
     return true
   }
 
+  /**
+   * A message the tunnel refused and replaced with one the server rejects while reading it (a
+   * Describe it must not send): the server answers with an error, and skips to Sync.
+   */
+  sendRefused(run: R): boolean {
+    return this.push({kind: 'bind', def: undefined, name: '', run, defines: NOTHING, state: 'open'})
+  }
+
   sendDescribe(target: 'S' | 'P', def: StatementDef | PortalDef | undefined, filter: ResultFilter | undefined): boolean {
     return this.push({kind: 'describe', target, def, filter, run: undefined, defines: NOTHING, state: 'open'})
   }

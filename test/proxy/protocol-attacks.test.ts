@@ -5,6 +5,7 @@
  * difference. Every test here leaked or re-ran an approved statement on the code before the
  * protocol state followed the server's acknowledgements.
  */
+import pg from 'pg'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createMaskingFilterFactory} from '../../src/masking/filter.js'
@@ -389,6 +390,65 @@ describe('the protocol state cannot be talked around', () => {
       await raw.untilReady()
       expect(errors(ran).join('\n')).toMatch(/named prepared statement/)
       expect(await onceRuns()).toBe(0)
+      raw.end()
+    })
+  })
+
+  describe('family 11: a Describe of a FETCH whose cursor is gone', () => {
+    // PostgreSQL (18 at least) reads the cursor a prepared `FETCH` names when it describes the
+    // statement, or a portal bound from it, and assumes the cursor still exists: once it is closed
+    // (CLOSE, a protocol Close, the end of its transaction) the backend dereferences nothing and
+    // crashes, and the postmaster ends every session of the database to recover. Any client
+    // could take the database down with four harmless messages.
+    const {parse, bind, describe: describeMsg, close, sync, query} = serialize
+    const sequences: [string, Buffer[][], Buffer[]][] = [
+      ['a Close of the WITH HOLD cursor, then Describe of the statement', [[query('declare c11 cursor with hold for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), sync()], [close({type: 'P', name: 'c11'}), sync()]], [describeMsg({type: 'S', name: 'f11'}), sync()]],
+      ['the commit that ends the cursor, then Describe of the statement', [[query('begin'), query('declare c11 cursor for select 6')], [parse({name: 'f11', text: 'fetch forward 2 from c11'}), sync()], [query('commit')]], [describeMsg({type: 'S', name: 'f11'}), sync()]],
+      ['an SQL CLOSE, then Describe of a portal bound from the statement', [[query('begin'), query('declare c11 cursor for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), bind({statement: 'f11', portal: 'p11'}), sync()], [query('close c11')]], [describeMsg({type: 'P', name: 'p11'}), sync()]],
+      // The tunnel forgets the cursors and portals of a transaction at ROLLBACK TO SAVEPOINT, which keeps those made before the savepoint.
+      ['a portal forgotten at ROLLBACK TO SAVEPOINT, its cursor closed', [[query('begin'), query('declare c11 cursor for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), bind({statement: 'f11', portal: 'p11'}), sync()], [query('savepoint s11'), query('rollback to savepoint s11'), query('close c11')]], [describeMsg({type: 'P', name: 'p11'}), sync()]],
+      ['the Describe of a statement that EXECUTEs the FETCH', [[query('declare c11 cursor with hold for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), sync()], [query('close c11')]], [parse({name: 'e11', text: 'execute f11'}), describeMsg({type: 'S', name: 'e11'}), sync()]],
+      ['the Describe of a portal that EXECUTEs the FETCH', [[query('begin'), query('declare c11 cursor for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), parse({name: 'e11', text: 'explain analyze execute f11'}), parse({name: 'x11', text: 'execute f11'}), bind({statement: 'x11', portal: 'p11'}), sync()], [close({type: 'P', name: 'c11'}), sync()]], [describeMsg({type: 'P', name: 'p11'}), sync()]],
+      ['a protocol portal fetched from by name, closed', [[query('begin')], [parse({name: 's11', text: 'select 1'}), bind({statement: 's11', portal: 'q11'}), parse({name: 'f11', text: 'fetch all from q11'}), sync()], [close({type: 'P', name: 'q11'}), sync()]], [describeMsg({type: 'S', name: 'f11'}), sync()]],
+    ]
+    for (const [what, setup, describing] of sequences) {
+      for (const tunnel of ['with hooks', 'without hooks']) {
+        it(`refuses it and the database stays up: ${what} (${tunnel})`, async () => {
+          const bystander = new pg.Client({connectionString: fx.db.url})
+          const lost: Error[] = []
+          bystander.on('error', (e) => lost.push(e))
+          await bystander.connect()
+          const raw = await connect(tunnel === 'with hooks' ? t : clear)
+          for (const step of setup) {
+            raw.send(...step)
+            for (const m of step) if (m[0] === 0x51 || m[0] === 0x53) expect(errors(await raw.untilReady())).toEqual([])
+          }
+          raw.send(...describing)
+          const described = await raw.untilReady()
+          expect(errors(described)[0]).toMatch(/^34000 dbgate: (.*FETCH from cursor "(c11|q11)", which is not open|portal "p11" is not known to the tunnel, so it is not described)/)
+          // The session goes on, and so does everyone else's.
+          raw.send(query('rollback'), query("select 'still up' as v"))
+          await raw.untilReady()
+          expect(values(await raw.untilReady())).toBe('still up')
+          expect((await bystander.query("select 'bystander' as v")).rows[0].v).toBe('bystander')
+          expect(lost).toEqual([])
+          await bystander.end()
+          raw.end()
+        })
+      }
+    }
+
+    it('still describes a FETCH whose cursor is open', async () => {
+      const raw = await connect()
+      raw.send(query('begin'), query('declare c11b cursor for select 6 as six'))
+      await raw.untilReady()
+      await raw.untilReady()
+      raw.send(parse({name: 'f11b', text: 'fetch 1 from c11b'}), describeMsg({type: 'S', name: 'f11b'}), bind({statement: 'f11b', portal: 'p11b'}), describeMsg({type: 'P', name: 'p11b'}), serialize.execute({portal: 'p11b'}), sync())
+      const rows = await raw.untilReady()
+      expect(codes(rows)).toBe('1tT2TDCZ')
+      expect(values(rows)).toBe('6')
+      raw.send(query('rollback'))
+      await raw.untilReady()
       raw.end()
     })
   })
