@@ -18,7 +18,7 @@ import type {NamedDefinition, ProtocolPath, ResultFilter, StatementContext, Stat
 import type {PgNoticeFields} from '../wire/fields.js'
 import {PortalDef, portalFromStatement, StatementDef, UNSETTLED} from './protocol-state.js'
 import {newRun, paramsAsText, type Run} from './run.js'
-import {textShape, type StatementShape, type TextShape} from './sql-effects.js'
+import {textShape, type NameRef, type SqlEffect, type StatementShape, type TextShape} from './sql-effects.js'
 
 /** What the replacement for a refused message says to the server: a guaranteed syntax error with no effect. */
 const REFUSED_SQL = 'DBGATE REFUSED STATEMENT'
@@ -199,7 +199,7 @@ export class ClientMessages {
         const sql = decodeQuery(frame.body)
         const shape = textShape(sql)
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
-        this.judge(sql, 'simple', undefined, frame, undefined, undefined, (verdict) => {
+        const decided = (verdict: StatementVerdict): void => {
           const run = newRun(sql, 'simple', verdict)
           if (verdict.action === 'reject') {
             run.denied = verdict.error
@@ -210,7 +210,10 @@ export class ClientMessages {
             this.passRunning(frame)
             this.sent(state.sendQuery(sql, shape, verdict, run), run)
           }
-        })
+        }
+        const nested = executesEffect(shape.refs, state)
+        if (nested) return decided({action: 'reject', error: nested})
+        this.judge(sql, 'simple', undefined, frame, undefined, undefined, decided)
         return
       }
       case Frontend.Parse: {
@@ -222,7 +225,8 @@ export class ClientMessages {
         // Read before judging: a change while the verdict is pending makes the first Bind judge it again.
         const under = c.env.hooks.verdictGeneration?.()
         const reads = state.namesRead(shape.refs)
-        this.judge(parse.text, 'parse', parse.name, frame, parse.paramTypes, undefined, (verdict) => {
+        const nested = executesEffect(shape.refs, state)
+        this.judgeUnless(nested, parse.text, 'parse', parse.name, frame, parse.paramTypes, undefined, (verdict) => {
           if (verdict.action === 'reject') {
             const run = newRun(parse.text, 'parse', verdict, parse.name)
             run.denied = verdict.error
@@ -274,6 +278,8 @@ export class ClientMessages {
             hint: 'Prepare it through this connection first (Parse or PREPARE); the tunnel binds only statements the server has confirmed.',
           })
         }
+        const nested = executesEffect(s.refs, state)
+        if (nested) return this.refuseBind(bind.portal, bind.statement, s, nested)
         // A statement held at its Bind is judged with the values the reviewer will see.
         const values = s.holdsAtBind || s.definedBy === 'prepare' ? paramsAsText(withParams ? bind.params : this.bindValuesOf(frame), bind.paramFormats) : undefined
         const params = withParams ? (values ?? paramsAsText(bind.params, bind.paramFormats)) : undefined
@@ -352,6 +358,8 @@ export class ClientMessages {
         }
         const lapsed = p.verdict.action === 'allow' && p.verdict.once === true ? (p.verdict.lapsed?.() ?? this.ranSinceApproval(p.approvedAt)) : undefined
         if (lapsed) return this.refuseExecute(p, lapsed)
+        const nested = executesEffect(p.refs, state)
+        if (nested) return this.refuseExecute(p, nested)
         const again = this.executeAgain(p)
         if (!again) return this.execute(frame, p, p.verdict)
         const now = c.env.hooks.verdictGeneration?.()
@@ -635,6 +643,21 @@ export class ClientMessages {
     )
   }
 
+  /** `judge`, or straight to `then` with a refusal the tunnel already has (`refusal`). */
+  private judgeUnless(
+    refusal: PgNoticeFields | undefined,
+    sql: string,
+    protocol: ProtocolPath,
+    statementName: string | undefined,
+    frame: Frame,
+    paramTypes: readonly number[] | undefined,
+    bindValues: readonly (string | null)[] | undefined,
+    then: (v: StatementVerdict) => void,
+  ): void {
+    if (refusal) return then({action: 'reject', error: refusal})
+    this.judge(sql, protocol, statementName, frame, paramTypes, bindValues, then)
+  }
+
   private withNotices(v: StatementVerdict): StatementVerdict {
     if (v.action === 'allow') {
       if (v.notices) for (const n of v.notices) this.c.toClient.push(encodeNotice(n))
@@ -711,6 +734,45 @@ function unsafeFetch(def: StatementDef | PortalDef, state: ConnectionCore['state
     if (problem) return problem
   }
   return undefined
+}
+
+/**
+ * The refusal of a text that EXECUTEs (directly, or through statements that EXECUTE others) a
+ * prepared statement which itself defines or drops names: a protocol Parse of `DEALLOCATE p`,
+ * `PREPARE p AS …`, `DECLARE c …`, `CLOSE c`, `DISCARD ALL`, or a text the tunnel cannot read. The
+ * tunnel follows what such a statement does when it is bound and executed through the protocol,
+ * but an SQL `EXECUTE x` of it would change the server's names out of its sight: `EXECUTE dx`
+ * (DEALLOCATE p) then `EXECUTE py` (PREPARE p AS <another text>) left the tunnel judging and masking
+ * `p` as the first text while the server ran the second, names in clear.
+ */
+function executesEffect(refs: readonly NameRef[], state: ConnectionCore['state'], depth = 0): PgNoticeFields | undefined {
+  for (const r of refs) {
+    if (r.kind !== 'statement') continue
+    const x = state.statementAt(r.name)
+    if (x === undefined || x === UNSETTLED) continue
+    const effect = x.shape.opaque ? 'may define or drop any name' : x.shape.effect ? EFFECT_WORDS[x.shape.effect.kind] : undefined
+    if (effect !== undefined || depth >= MAX_DESCRIBED_EXECUTES) {
+      return {
+        severity: 'ERROR',
+        code: '0A000',
+        message: `dbgate: EXECUTE of prepared statement "${r.name}" is not allowed through the tunnel: ${effect === undefined ? 'it executes statements deeper than the tunnel follows' : `it ${effect}`}, which the tunnel follows only when it is sent itself`,
+        hint: 'Send that statement itself (as a query, or bind and execute it), not through EXECUTE.',
+      }
+    }
+    const deeper = executesEffect(x.refs, state, depth + 1)
+    if (deeper) return deeper
+  }
+  return undefined
+}
+
+const EFFECT_WORDS: Record<SqlEffect['kind'], string> = {
+  prepare: 'prepares a statement',
+  deallocate: 'deallocates a prepared statement',
+  'deallocate-all': 'deallocates every prepared statement',
+  declare: 'declares a cursor',
+  close: 'closes a cursor',
+  'close-all': 'closes every cursor',
+  'discard-all': 'discards the session state',
 }
 
 /** How many EXECUTEs deep a Describe is followed (a statement that executes one that executes one…). */

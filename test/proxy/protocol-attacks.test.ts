@@ -453,6 +453,60 @@ describe('the protocol state cannot be talked around', () => {
     })
   })
 
+  describe('family 12: EXECUTE of a prepared statement that itself defines or drops names', () => {
+    // A protocol Parse may hold any statement, DEALLOCATE and PREPARE included, and SQL EXECUTE
+    // runs it. The tunnel follows what such a statement does when it is bound and executed, but
+    // not through EXECUTE: `EXECUTE dx` (DEALLOCATE p12) and `EXECUTE py` (PREPARE p12 AS …) left
+    // it masking p12 by the first, harmless text while the server ran the second.
+    const harmless = "select 'nobody'::text as a, 'nowhere'::text as b from customers order by id"
+    const sensitive = "select full_name || '' as a, address || '' as b from customers order by id"
+    const {parse, bind, execute, close, sync, query} = serialize
+    const ways: [string, Buffer[][]][] = [
+      ['SQL EXECUTE of each', [[query('execute dx12')], [query('execute py12')]]],
+      ['SQL EXECUTE of both in one text', [[query('execute dx12; execute py12')]]],
+      ['EXPLAIN ANALYZE EXECUTE', [[query('explain analyze execute dx12')], [query('explain analyze execute py12')]]],
+      ['a protocol statement that EXECUTEs them', [[parse({name: 'ex12', text: 'execute dx12'}), bind({statement: 'ex12'}), execute({}), sync()], [parse({name: 'ey12', text: 'execute py12'}), bind({statement: 'ey12'}), execute({}), sync()]]],
+      [
+        'a protocol statement bound while the name it EXECUTEs was harmless',
+        [
+          [parse({name: 'q12', text: 'select 1'}), parse({name: 'ex12', text: 'execute q12'}), bind({statement: 'ex12'}), sync()],
+          [close({type: 'S', name: 'q12'}), parse({name: 'q12', text: 'deallocate p12'}), sync()],
+          [bind({statement: 'ex12'}), execute({}), sync()],
+        ],
+      ],
+      [
+        'a portal bound while the name it EXECUTEs was harmless',
+        [
+          [query('begin')],
+          [parse({name: 'q12', text: 'select 1'}), parse({name: 'ex12', text: 'execute q12'}), bind({statement: 'ex12', portal: 'held12'}), sync()],
+          [close({type: 'S', name: 'q12'}), parse({name: 'q12', text: 'deallocate p12'}), sync()],
+          [execute({portal: 'held12'}), sync()],
+          [query('rollback')],
+        ],
+      ],
+    ]
+    for (const [what, steps] of ways) {
+      it(`keeps the tunnel's names the server's: ${what}`, async () => {
+        const raw = await connect()
+        raw.send(parse({name: 'p12', text: harmless}), parse({name: 'dx12', text: 'deallocate p12'}), parse({name: 'py12', text: `prepare p12 as ${sensitive}`}), sync())
+        expect(codes(await raw.untilReady())).toBe('111Z')
+        const refused: string[] = []
+        for (const step of steps) {
+          raw.send(...step)
+          refused.push(...errors(await raw.untilReady()))
+        }
+        expect(refused.join('\n')).toMatch(/0A000 dbgate: EXECUTE of prepared statement "(dx12|py12|q12)" is not allowed through the tunnel: it (deallocates|prepares)/)
+        for (const run of [[query('execute p12')], [bind({statement: 'p12'}), execute({}), sync()]]) {
+          raw.send(...run)
+          const rows = await raw.untilReady()
+          expect(rows.filter((m) => m.code === 'D').length).toBeGreaterThan(0)
+          expect(leaked(values(rows), fx.secrets)).toEqual([])
+        }
+        raw.end()
+      })
+    }
+  })
+
   describe('family 9: names the server cuts to 63 bytes', () => {
     // The server keys prepared statements and portals by their first 63 bytes. Two protocol names
     // that differ only after that are one name there and two in a map keyed by the whole name: a
