@@ -134,6 +134,12 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     return windows.find((w) => held.length > 0 && held.every((s) => s.class === w.class && s.ruleId === w.ruleId))
   }
 
+  /** Why a window no longer covers what it let through: it has closed. */
+  const windowClosed = (id: string, until: Date): PgNoticeFields | undefined =>
+    now().getTime() < until.getTime()
+      ? undefined
+      : {severity: 'ERROR', code: POLICY, message: `dbgate: the window ${id} closed at ${until.toISOString()}, so it no longer covers this statement`, hint: 'It is judged again, and held for a reviewer if it needs one.'}
+
   const refuse = (decision: Decision, message: string, hint?: string, detail?: string): StatementVerdict => ({
     action: 'reject',
     error: {severity: 'ERROR', code: POLICY, message, ...(detail ? {detail} : {}), ...(hint ? {hint} : {})},
@@ -168,7 +174,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     if (window) {
       const notice: PgNoticeFields = {severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: running under the window ${window.requestId} granted by ${window.reviewer} until ${window.until.toISOString()}`}
       const approval: ApprovalSettlement = {id: window.requestId, decision: 'approved', reviewer: window.reviewer, window: true}
-      return {action: 'allow', notices: [notice], decision, approval}
+      return {action: 'allow', notices: [notice], decision, approval, lapsed: () => windowClosed(window.requestId, window.until)}
     }
 
     if (parameterised && ctx.bindValues === undefined) {
@@ -326,8 +332,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         const approval: ApprovalSettlement = {id, decision: 'approval_denied', reviewer}
         return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} denied by ${reviewer}${because}`}, decision, approval}
       }
-      if (dec.action === 'window') {
-        const until = new Date(now().getTime() + dec.windowMs!)
+      const until = dec.action === 'window' ? new Date(now().getTime() + dec.windowMs!) : undefined
+      if (until) {
         windows.push({requestId: id, class: request.class, ruleId: request.ruleId, until, reviewer})
         await writeWindow(opts.bucket, {v: 1, requestId: id, target: request.target, class: request.class, requester: identityLabel(requester), reviewer, from: now().toISOString(), until: until.toISOString()}).catch((e: Error) =>
           opts.log('warn', `could not publish window ${id}: ${e.message}`),
@@ -343,7 +349,10 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       if (lapsed) return {action: 'reject', error: lapsed, decision, approval}
       // One approval covers one execution; a window covers its class for its duration. A Parse
       // approved is bound later: the approval lapses if the schema moved on before then too.
-      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], decision, approval, once: dec.action !== 'window', lapsed: moved}
+      // A window's statement is let through for the window's duration: bound or executed again after
+      // it closes (the unnamed statement, a portal), it is judged again (windowClosed).
+      const lapsedNow = until ? () => windowClosed(id, until) ?? moved() : moved
+      return {action: 'allow', notices: [{severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: approval ${id} granted by ${reviewer}${scope}; running the statement`}], decision, approval, once: dec.action !== 'window', lapsed: lapsedNow}
     }
   }
 

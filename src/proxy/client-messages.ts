@@ -18,7 +18,7 @@ import {RECORDED_VALUE_BYTES, RECORDED_VALUE_MARGIN, type BoundParams, type Name
 import type {PgNoticeFields} from '../wire/fields.js'
 import {PortalDef, portalFromStatement, StatementDef, UNSETTLED} from './protocol-state.js'
 import {newRun, paramsAsText, type Run} from './run.js'
-import {textShape, type StatementShape, type TextShape} from './sql-effects.js'
+import {textShape, type NameRef, type SqlEffect, type StatementShape, type TextShape} from './sql-effects.js'
 
 /** What the replacement for a refused message says to the server: a guaranteed syntax error with no effect. */
 const REFUSED_SQL = 'DBGATE REFUSED STATEMENT'
@@ -199,7 +199,7 @@ export class ClientMessages {
         const sql = decodeQuery(frame.body)
         const shape = textShape(sql)
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
-        this.judge(sql, 'simple', undefined, frame, undefined, undefined, (verdict) => {
+        const decided = (verdict: StatementVerdict): void => {
           const run = newRun(sql, 'simple', verdict)
           if (verdict.action === 'reject') {
             run.denied = verdict.error
@@ -210,7 +210,10 @@ export class ClientMessages {
             this.passRunning(frame)
             this.sent(state.sendQuery(sql, shape, verdict, run), run)
           }
-        })
+        }
+        const nested = executesEffect(shape.refs, state)
+        if (nested) return decided({action: 'reject', error: nested})
+        this.judge(sql, 'simple', undefined, frame, undefined, undefined, decided)
         return
       }
       case Frontend.Parse: {
@@ -221,7 +224,9 @@ export class ClientMessages {
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
         // Read before judging: a change while the verdict is pending makes the first Bind judge it again.
         const under = c.env.hooks.verdictGeneration?.()
-        this.judge(parse.text, 'parse', parse.name, frame, parse.paramTypes, undefined, (verdict) => {
+        const reads = state.namesRead(shape.refs)
+        const nested = executesEffect(shape.refs, state)
+        this.judgeUnless(nested, parse.text, 'parse', parse.name, frame, parse.paramTypes, undefined, (verdict) => {
           if (verdict.action === 'reject') {
             const run = newRun(parse.text, 'parse', verdict, parse.name)
             run.denied = verdict.error
@@ -230,6 +235,7 @@ export class ClientMessages {
           } else {
             const def = state.stamped(new StatementDef(parse.name, parse.text, 0, 'parse', verdict, shape.opaque ? OPAQUE_STATEMENT : (shape.statements?.[0] ?? NO_SHAPE), shape.refs))
             def.judgedUnder = under
+            def.readAs = reads
             def.paramTypes = parse.paramTypes
             def.holdsAtBind = verdict.action === 'allow' && verdict.atBind === true
             this.passRunning(frame)
@@ -250,7 +256,14 @@ export class ClientMessages {
         checkName('portal', bind.portal)
         checkName('prepared statement', bind.statement)
         const s = state.statementAt(bind.statement)
-        if (s === UNSETTLED || (s?.holdsAtBind === true && state.pendingCount > 0)) return this.awaitReplies(frame)
+        if (s === UNSETTLED || (s && !state.settled(s.refs))) return this.awaitReplies(frame)
+        if (s?.holdsAtBind === true && state.pendingCount > 0) {
+          // It is judged once the server has answered what came before it (its Parse above all).
+          // The server keeps those answers until a Sync or Flush, and the client sent none after
+          // what came (a Describe of the statement, in a pipeline): the Bind would wait for ever.
+          c.toUpstream.push(FLUSH)
+          return this.awaitReplies(frame)
+        }
         if (s?.holdsAtBind === true && state.skipping) {
           // Its Parse (or a message before it) failed: the server ignores this Bind, and nobody is asked.
           c.toUpstream.push(REFUSAL_BIND)
@@ -265,6 +278,8 @@ export class ClientMessages {
             hint: 'Prepare it through this connection first (Parse or PREPARE); the tunnel binds only statements the server has confirmed.',
           })
         }
+        const nested = executesEffect(s.refs, state)
+        if (nested) return this.refuseBind(bind.portal, bind.statement, s, nested)
         // A statement held at its Bind is judged with the values the reviewer will see.
         const values = s.holdsAtBind || s.definedBy === 'prepare' ? paramsAsText(withParams ? bind.params : this.bindValuesOf(frame), bind.paramFormats) : undefined
         // The event's copy is cut where the recording cuts it: the judged values stay whole.
@@ -278,12 +293,23 @@ export class ClientMessages {
         const approved = !s.holdsAtBind && s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
         const lapsed = approved && s.verdict.action === 'allow' ? (s.verdict.lapsed?.() ?? this.ranSinceApproval(s.approvedAt)) : undefined
         if (lapsed) return this.refuseBind(bind.portal, bind.statement, s, lapsed)
-        const again = s.definedBy === 'prepare' ? executeOf(s.name, bind.paramCount) : s.holdsAtBind || (s.judgedUnder !== undefined && now !== s.judgedUnder && !approved) ? s.sql : undefined
+        // The server looks up what its text executes or fetches (`EXECUTE p`, also inside EXPLAIN
+        // ANALYZE) when it runs: a name defined again since it was judged is judged again as it is
+        // now, approved or not (the approval was for what the name meant then).
+        const moved = state.namesMoved(s.refs, s.readAs)
+        const again =
+          s.definedBy === 'prepare'
+            ? executeOf(s.name, bind.paramCount)
+            : s.holdsAtBind || moved || grantEnded(s.verdict) || (s.judgedUnder !== undefined && now !== s.judgedUnder && !approved)
+              ? s.sql
+              : undefined
         if (again !== undefined && c.env.hooks.statement) {
           const prepared = s.definedBy === 'prepare'
+          const reads = moved ? state.namesRead(s.refs) : s.readAs
           return this.judge(again, prepared ? 'simple' : 'parse', prepared ? undefined : s.name, frame, prepared ? undefined : s.paramTypes, values, (verdict) => {
             if (verdict.action === 'reject') return this.refuseBind(bind.portal, bind.statement, s, verdict.error)
             s.verdict = verdict
+            s.readAs = reads
             s.judgedUnder = prepared ? undefined : now
             s.spent = false
             // Held here and approved: nothing has run since the decision, and nothing may before it runs.
@@ -299,7 +325,14 @@ export class ClientMessages {
         checkName(d.target === 'S' ? 'prepared statement' : 'portal', d.name)
         const def = d.target === 'S' ? state.statementAt(d.name) : state.portalAt(d.name)
         if (def === UNSETTLED || (def && !state.settled(def.refs))) return this.awaitReplies(frame)
-        // A name the tunnel does not know is described by the server or refused by it; its rows never run here.
+        const unsafe = describeRefusal(d.target, d.name, def, state)
+        if (unsafe) {
+          const run = newRun(`<Describe of ${d.target === 'S' ? 'prepared statement' : 'portal'} "${d.name}">`, 'parse', {action: 'reject', error: unsafe}, d.target === 'S' ? d.name : undefined)
+          run.denied = unsafe
+          c.toUpstream.push(REFUSAL_BIND)
+          this.sent(state.sendRefused(run), run)
+          return
+        }
         const filter = def ? this.filterFor(def.sql, 'parse', def instanceof PortalDef ? def.statement?.name : d.name, def.verdict, def) : undefined
         c.passToUpstream(frame)
         state.sendDescribe(d.target, def, filter)
@@ -326,12 +359,16 @@ export class ClientMessages {
         }
         const lapsed = p.verdict.action === 'allow' && p.verdict.once === true ? (p.verdict.lapsed?.() ?? this.ranSinceApproval(p.approvedAt)) : undefined
         if (lapsed) return this.refuseExecute(p, lapsed)
+        const nested = executesEffect(p.refs, state)
+        if (nested) return this.refuseExecute(p, nested)
         const again = this.executeAgain(p)
         if (!again) return this.execute(frame, p, p.verdict)
         const now = c.env.hooks.verdictGeneration?.()
+        const reads = again.moved ? state.namesRead(p.refs) : p.readAs
         return this.judge(again.sql, again.protocol, again.name, frame, p.statement?.paramTypes, undefined, (verdict) => {
           if (verdict.action === 'reject') return this.refuseExecute(p, verdict.error)
           if (p.definedBy !== 'declare') p.judgedUnder = now
+          p.readAs = reads
           // A cursor keeps the verdict its DECLARE had (masking reads by it); the FETCH's only lets it run.
           this.execute(frame, p, p.definedBy === 'declare' ? p.verdict : verdict)
         })
@@ -477,13 +514,18 @@ export class ClientMessages {
    * session's own, perhaps not yet committed, or one the catalog was re-read for), it is judged
    * again as its Bind, or as a FETCH of the cursor, would be now. The text to judge, or undefined.
    */
-  private executeAgain(p: PortalDef): {sql: string; protocol: ProtocolPath; name: string | undefined} | undefined {
+  private executeAgain(p: PortalDef): {sql: string; protocol: ProtocolPath; name: string | undefined; moved?: true} | undefined {
     if (!this.c.env.hooks.statement) return undefined
     if (p.definedBy === 'declare') return {sql: `FETCH FORWARD ALL FROM ${quoteIdent(p.name)}`, protocol: 'simple', name: undefined}
-    const now = this.c.env.hooks.verdictGeneration?.()
-    if (p.judgedUnder === undefined || now === p.judgedUnder) return undefined
-    // An approval covers the one execution it was bound for.
-    if (p.verdict.action === 'allow' && p.verdict.once === true) return undefined
+    // What its text executes or fetches is looked up now, as it runs: a name defined again since
+    // its verdict was given (at its Parse or Bind) is judged as it is now, an approval's too.
+    if (this.c.state.namesMoved(p.refs, p.readAs)) return {sql: p.sql, protocol: 'parse', name: p.statement?.name, moved: true}
+    if (!grantEnded(p.verdict)) {
+      const now = this.c.env.hooks.verdictGeneration?.()
+      if (p.judgedUnder === undefined || now === p.judgedUnder) return undefined
+      // An approval covers the one execution it was bound for.
+      if (p.verdict.action === 'allow' && p.verdict.once === true) return undefined
+    }
     const s = p.statement
     if (p.definedBy === 'prepare' && s) return {sql: `EXECUTE ${quoteIdent(s.name)}`, protocol: 'simple', name: undefined}
     return {sql: p.sql, protocol: 'parse', name: s?.name}
@@ -602,6 +644,21 @@ export class ClientMessages {
     )
   }
 
+  /** `judge`, or straight to `then` with a refusal the tunnel already has (`refusal`). */
+  private judgeUnless(
+    refusal: PgNoticeFields | undefined,
+    sql: string,
+    protocol: ProtocolPath,
+    statementName: string | undefined,
+    frame: Frame,
+    paramTypes: readonly number[] | undefined,
+    bindValues: readonly (string | null)[] | undefined,
+    then: (v: StatementVerdict) => void,
+  ): void {
+    if (refusal) return then({action: 'reject', error: refusal})
+    this.judge(sql, protocol, statementName, frame, paramTypes, bindValues, then)
+  }
+
   private withNotices(v: StatementVerdict): StatementVerdict {
     if (v.action === 'allow') {
       if (v.notices) for (const n of v.notices) this.c.toClient.push(encodeNotice(n))
@@ -624,6 +681,103 @@ export class ClientMessages {
     this.drain()
   }
 }
+
+/**
+ * Why a Describe must not reach the server, if it must not. PostgreSQL describes a prepared `FETCH`
+ * (or a portal bound from one) by the cursor it names, and takes that cursor to exist: once it is
+ * closed (CLOSE, a protocol Close, the end of its transaction) the backend crashes, and the
+ * postmaster ends every session of the database to recover (FetchStatementTargetList, seen on
+ * PostgreSQL 18). So a FETCH is described only while the tunnel knows its cursor is open, and a
+ * name the tunnel does not know (never made, or forgotten where the server's outcome could not be
+ * read exactly, such as after ROLLBACK TO SAVEPOINT) is not described either, as it is not bound
+ * or executed: it might be such a FETCH.
+ */
+function describeRefusal(target: 'S' | 'P', name: string, def: StatementDef | PortalDef | undefined, state: ConnectionCore['state']): PgNoticeFields | undefined {
+  if (!def) {
+    const what = target === 'S' ? (name === '' ? 'the unnamed prepared statement' : `prepared statement "${name}"`) : name === '' ? 'the unnamed portal' : `portal "${name}"`
+    return {
+      severity: 'ERROR',
+      code: target === 'S' ? '26000' : '34000',
+      message: `dbgate: ${what} is not known to the tunnel, so it is not described`,
+      hint: target === 'S' ? 'Prepare it through this connection first (Parse or PREPARE).' : 'Bind it through this connection first.',
+    }
+  }
+  return unsafeFetch(def, state, 0)
+}
+
+/**
+ * The refusal for describing `def` when it is, or executes (`EXECUTE p`, which the server describes
+ * by `p`), a FETCH whose cursor the tunnel does not know as open; a statement it executes that the
+ * tunnel does not know may be one, and so does a chain of EXECUTEs deeper than the tunnel follows.
+ */
+function unsafeFetch(def: StatementDef | PortalDef, state: ConnectionCore['state'], depth: number): PgNoticeFields | undefined {
+  const fetch = def.shape.tags?.[0] === 'FETCH'
+  for (const r of def.refs) {
+    if (r.kind === 'portal') {
+      if (!fetch || state.portalAt(r.name) !== undefined) continue
+      return {
+        severity: 'ERROR',
+        code: '34000',
+        message: `dbgate: this Describe would FETCH from cursor "${r.name}", which is not open (as far as the tunnel knows), so it was not sent: PostgreSQL cannot describe a FETCH whose cursor is closed`,
+        hint: `Declare the cursor "${r.name}" again first, or prepare the FETCH again after declaring it.`,
+      }
+    }
+    const executed = state.statementAt(r.name)
+    const problem =
+      executed === undefined || executed === UNSETTLED || depth >= MAX_DESCRIBED_EXECUTES
+        ? {
+            severity: 'ERROR' as const,
+            code: '26000',
+            message: `dbgate: this Describe reads prepared statement "${r.name}", which the tunnel does not know (or cannot follow), so it was not sent`,
+            hint: `Prepare "${r.name}" through this connection first.`,
+          }
+        : unsafeFetch(executed, state, depth + 1)
+    if (problem) return problem
+  }
+  return undefined
+}
+
+/**
+ * The refusal of a text that EXECUTEs (directly, or through statements that EXECUTE others) a
+ * prepared statement which itself defines or drops names: a protocol Parse of `DEALLOCATE p`,
+ * `PREPARE p AS …`, `DECLARE c …`, `CLOSE c`, `DISCARD ALL`, or a text the tunnel cannot read. The
+ * tunnel follows what such a statement does when it is bound and executed through the protocol,
+ * but an SQL `EXECUTE x` of it would change the server's names out of its sight: `EXECUTE dx`
+ * (DEALLOCATE p) then `EXECUTE py` (PREPARE p AS <another text>) left the tunnel judging and masking
+ * `p` as the first text while the server ran the second, names in clear.
+ */
+function executesEffect(refs: readonly NameRef[], state: ConnectionCore['state'], depth = 0): PgNoticeFields | undefined {
+  for (const r of refs) {
+    if (r.kind !== 'statement') continue
+    const x = state.statementAt(r.name)
+    if (x === undefined || x === UNSETTLED) continue
+    const effect = x.shape.opaque ? 'may define or drop any name' : x.shape.effect ? EFFECT_WORDS[x.shape.effect.kind] : undefined
+    if (effect !== undefined || depth >= MAX_DESCRIBED_EXECUTES) {
+      return {
+        severity: 'ERROR',
+        code: '0A000',
+        message: `dbgate: EXECUTE of prepared statement "${r.name}" is not allowed through the tunnel: ${effect === undefined ? 'it executes statements deeper than the tunnel follows' : `it ${effect}`}, which the tunnel follows only when it is sent itself`,
+        hint: 'Send that statement itself (as a query, or bind and execute it), not through EXECUTE.',
+      }
+    }
+    const deeper = executesEffect(x.refs, state, depth + 1)
+    if (deeper) return deeper
+  }
+  return undefined
+}
+
+const EFFECT_WORDS: Record<SqlEffect['kind'], string> = {
+  prepare: 'prepares a statement',
+  deallocate: 'deallocates a prepared statement',
+  'deallocate-all': 'deallocates every prepared statement',
+  declare: 'declares a cursor',
+  close: 'closes a cursor',
+  'close-all': 'closes every cursor',
+  'discard-all': 'discards the session state',
+}
+
+/** How many EXECUTEs deep a Describe is followed (a statement that executes one that executes one…). */
+const MAX_DESCRIBED_EXECUTES = 8
 
 /**
  * Refuses a protocol name the server would cut short: two names that differ only past byte 63 are
@@ -653,6 +807,17 @@ function executeOf(name: string, values: number): string {
 /** An SQL identifier for `name`, quoted. */
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`
+}
+
+/**
+ * Whether `v` let a statement through under a grant that has ended since: a reviewer's window,
+ * which covers statements for its duration, not the statements and portals made while it lasted.
+ * Such a statement is bound and executed again and again without another Parse (the unnamed one,
+ * a portal in a transaction), so each Bind and Execute after the end is judged again. (An approval
+ * for one execution is `once`, and its `lapsed` refuses rather than asks again: see `Bind`.)
+ */
+function grantEnded(v: StatementVerdict): boolean {
+  return v.action === 'allow' && v.once !== true && v.lapsed !== undefined && v.lapsed() !== undefined
 }
 
 function failClosed(error: unknown): StatementVerdict {

@@ -58,6 +58,8 @@ export class StatementDef implements NamedDefinition {
   fields: FieldDescription[] | undefined
   /** See `NamedDefinition.readyAt`; 0 (the oldest) until stamped, so a definition not stamped is the least trusted. */
   readyAt = 0
+  /** What each of `refs` was when its verdict was given (`ProtocolState.namesRead`); judged again when one moved. */
+  readAs: NamesRead = undefined
 
   constructor(
     readonly name: string,
@@ -87,6 +89,8 @@ export class PortalDef implements NamedDefinition {
   approvedAt: number | undefined = undefined
   /** See `NamedDefinition.readyAt`; 0 (the oldest) until stamped. */
   readyAt = 0
+  /** What each of `refs` was when its verdict was given (its statement's, or its own once judged again at Execute). */
+  readAs: NamesRead = undefined
 
   constructor(
     readonly name: string,
@@ -113,8 +117,16 @@ export class PortalDef implements NamedDefinition {
 }
 
 export function portalFromStatement(name: string, s: StatementDef, params: BoundParams | undefined, resultFormats: readonly number[]): PortalDef {
-  return new PortalDef(name, s.sql, s.statementIndex, s.definedBy, s.verdict, false, s, params, resultFormats)
+  const p = new PortalDef(name, s.sql, s.statementIndex, s.definedBy, s.verdict, false, s, params, resultFormats)
+  p.readAs = s.readAs
+  return p
 }
+
+/**
+ * The definitions the names a text reads (`EXECUTE p`, `FETCH c`, `WHERE CURRENT OF c`) had when
+ * the text was judged, in the order of its refs; undefined for a text that reads none.
+ */
+export type NamesRead = readonly (StatementDef | PortalDef | undefined)[] | undefined
 
 /** One reply the server owes, in the order the client's messages were sent. */
 export type Entry<R> =
@@ -264,6 +276,34 @@ export class ProtocolState<R> implements SessionView {
   }
 
   /**
+   * What each of `refs` means when the next message reaches the server, for a verdict given now
+   * (the names are settled: `settled(refs)`). The server looks an `EXECUTE p` up when the statement
+   * runs, not when it is parsed or bound, so a verdict holds only while these stay what they were.
+   */
+  namesRead(refs: readonly NameRef[]): NamesRead {
+    if (refs.length === 0) return undefined
+    return refs.map((r) => {
+      const d = r.kind === 'statement' ? this.statementAt(r.name) : this.portalAt(r.name)
+      return d === UNSETTLED ? undefined : d
+    })
+  }
+
+  /**
+   * Whether a name `refs` reads means something else now than in `readAs` (what it meant when the
+   * verdict was given): defined again (DEALLOCATE and PREPARE, CLOSE and DECLARE), dropped, or made.
+   */
+  namesMoved(refs: readonly NameRef[], readAs: NamesRead): boolean {
+    if (refs.length === 0) return false
+    if (readAs === undefined || readAs.length !== refs.length) return true
+    for (let i = 0; i < refs.length; i++) {
+      const r = refs[i]!
+      const d = r.kind === 'statement' ? this.statementAt(r.name) : this.portalAt(r.name)
+      if (d === UNSETTLED || d !== readAs[i]) return true
+    }
+    return false
+  }
+
+  /**
    * Forgets every reply still owed (the connection is closing); returns the runs they carried, each
    * with whether its message was among the first `sent` owed (the ones written upstream).
    */
@@ -311,6 +351,14 @@ export class ProtocolState<R> implements SessionView {
     if (!this.push(entry)) return false
     if (def) this.segmentPortals.set(name, def)
     return true
+  }
+
+  /**
+   * A message the tunnel refused and replaced with one the server rejects while reading it (a
+   * Describe it must not send): the server answers with an error, and skips to Sync.
+   */
+  sendRefused(run: R): boolean {
+    return this.push({kind: 'bind', def: undefined, name: '', run, defines: NOTHING, state: 'open'})
   }
 
   sendDescribe(target: 'S' | 'P', def: StatementDef | PortalDef | undefined, filter: ResultFilter | undefined): boolean {

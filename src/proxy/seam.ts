@@ -151,6 +151,8 @@ export type StatementVerdict =
        * With `once`: why the approval no longer covers the statement, when it does not (what it
        * calls changed since it was approved). A Parse is bound, and its portal executed, under the
        * approval without being judged again (it would be held again), so this is asked instead.
+       * Without `once` (a reviewer's window): why the grant no longer covers it (the window has
+       * closed); each later Bind and Execute of what it let through is then judged again.
        */
       lapsed?: () => PgNoticeFields | undefined
       /**

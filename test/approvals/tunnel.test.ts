@@ -433,6 +433,42 @@ describe('approvals through the tunnel', () => {
     expect(made).toEqual({rules: 0, triggers: 0})
   })
 
+  it('keeps a window to its duration: a statement parsed or bound under it is judged again once it has closed', async () => {
+    // An unnamed statement (or a portal in a transaction) can be bound and executed again and again
+    // without another Parse. Let through under a window, it ran long after the window closed.
+    const t = await tunnelAs('alice')
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table window_end (id int)')
+    const id = await w.approvalId()
+    await decide(await review('bob'), {id, action: 'window', windowMs: 1500})
+    await held
+    const indexes = async () => (await withClient(db.url, (x) => x.query("select count(*)::int as n from pg_indexes where tablename = 'window_end'"))).rows[0].n as number
+    const raw = await t.raw()
+    const {parse, bind, execute, sync, query} = serialize
+    raw.send(parse({text: 'create index on window_end (id)'}), bind({}), execute({}), sync())
+    expect(codes(await raw.untilReady())).toMatch(/^N*12N*CZ$/)
+    // A transaction begun without a simple query (which would drop the unnamed statement), and a portal bound in it.
+    raw.send(parse({name: 'begin', text: 'begin'}), bind({statement: 'begin'}), execute({}), bind({portal: 'later'}), sync())
+    expect(codes(await raw.untilReady())).toMatch(/^N*12C2Z$/)
+    expect(await indexes()).toBe(1)
+    // Past the window's end (a wait, not a timing assertion).
+    await new Promise((r) => setTimeout(r, 1600))
+    // The window has closed: the portal and the unnamed statement are judged again, and held; the reviewer denies them.
+    for (const run of [[execute({portal: 'later'}), sync()], [bind({}), execute({}), sync()]]) {
+      const seen = raw.messages.length
+      raw.send(...run)
+      const asked = () => raw.messages.slice(seen).find((m) => m.code === 'N' && /waiting for approval/.test(m.body.toString()))
+      await waitFor(() => asked() !== undefined || raw.messages.slice(seen).some((m) => m.code === 'Z'), 'the statement is held or answered')
+      const notice = asked()
+      if (notice) await decide(await review('bob'), {id: /waiting for approval (apr-[a-z0-9]+)/.exec(notice.body.toString())![1]!, action: 'deny', reason: 'the window is over'})
+      expect(errorOf(await raw.untilReady())?.message).toMatch(/denied by bob@example.com: the window is over/)
+    }
+    raw.send(query('rollback'))
+    await raw.untilReady()
+    expect(await indexes()).toBe(1)
+  })
+
   it('approves a PREPARE so that later EXECUTEs are judged as what it prepared, and never approves a named Parse', async () => {
     await withClient(db.url, (x) => x.query('create table items (id int, name text); insert into items values (1, $$a$$)'))
     const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: updates-need-review\n    match: {command: update}\n    action: require_approval`)
@@ -452,6 +488,25 @@ describe('approvals through the tunnel', () => {
     const named = await c.query({name: 'mk', text: 'create table named_ddl (id int)'}).catch((e: Error & {hint?: string}) => e)
     expect(named).toMatchObject({code: '42501', message: /cannot be approved as the named prepared statement "mk"/, hint: /simple query or an unnamed statement/})
     expect(await tableCount('named_ddl')).toBe(0)
+  })
+
+  it('holds a Bind pipelined after a Describe of its statement (libpq pipeline mode), rather than waiting for ever', async () => {
+    // The Bind is judged once the server has answered what came before it; the server keeps its
+    // answer to the Describe until a Sync or Flush the client sends only after the Bind.
+    await withClient(db.url, (x) => x.query("create table pipe_accounts (id int, owner text); insert into pipe_accounts values (1, 'ann'), (2, 'ben')"))
+    const t = await tunnelAs('alice', `${TARGET}\nrules:\n  - id: pipe-updates-need-review\n    match: {command: update}\n    action: require_approval`)
+    const raw = await t.raw()
+    const sql = 'update pipe_accounts set owner = $1 where id = $2'
+    const {parse, describe: describeMsg, bind, execute, sync} = serialize
+    for (const [name, owner] of [['pp', 'carl'], ['', 'dora']] as const) {
+      raw.send(parse({name, text: sql}), describeMsg({type: 'S', name}), bind({statement: name, values: [owner, '1']}), describeMsg({type: 'P'}), execute({}), sync())
+      let request: ApprovalRequest | undefined
+      await waitFor(async () => (request = (await listRequests(bucket)).find((v) => v.request.sql === sql && v.state === 'pending')?.request) !== undefined, 'the Bind is held for a reviewer')
+      expect(request!.params).toEqual([owner, '1'])
+      await decide(await review('bob'), {id: request!.id, action: 'approve'})
+      expect(codes(await raw.untilReady())).toMatch(/^1tnN*2N*nCZ$/)
+      expect((await withClient(db.url, (x) => x.query('select owner from pipe_accounts where id = 1'))).rows[0].owner).toBe(owner)
+    }
   })
 
   it('holds a statement with bind parameters at its Bind, with the values it runs with, and each Bind again', async () => {

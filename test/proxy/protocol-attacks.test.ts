@@ -5,10 +5,11 @@
  * difference. Every test here leaked or re-ran an approved statement on the code before the
  * protocol state followed the server's acknowledgements.
  */
+import pg from 'pg'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createMaskingFilterFactory} from '../../src/masking/filter.js'
-import type {ProxyHooks, StatementVerdict} from '../../src/proxy/seam.js'
+import type {ProxyHooks, StatementContext, StatementVerdict} from '../../src/proxy/seam.js'
 import {decodeDataRow, decodeNotice} from '../../src/wire/backend.js'
 import {leaked, maskingFixture, NO_CONFIG, type MaskingFixture} from '../masking/fixture.js'
 import {withClient} from '../helpers/pg.js'
@@ -20,6 +21,23 @@ function onceHook(sql: string): StatementVerdict {
   if (/forbidden/.test(sql)) return {action: 'reject', error: {severity: 'ERROR', code: '42501', message: 'test: forbidden'}}
   if (/just once/.test(sql)) return {action: 'allow', once: true}
   return {action: 'allow'}
+}
+
+/**
+ * The approval gate's rules for one-execution approvals, with `EXECUTE p` judged by what the
+ * session says `p` prepared (as policy judges it, src/policy/prepared.ts): a text that runs a
+ * "just once" statement is approved for one execution, except as a named prepared statement,
+ * which is refused (it could be bound again and again). `approvals` counts the approvals of texts
+ * that run it (not of the PREPARE that only defines it).
+ */
+function gateHook(approvals: {count: number}): (sql: string, ctx: StatementContext) => StatementVerdict {
+  return (sql, ctx) => {
+    const executed = [...sql.matchAll(/\bexecute\s+"?(\w+)/gi)].map((m) => ctx.session.statement(m[1]!)?.sql ?? '').join('\n')
+    if (!/just once/.test(`${sql}\n${executed}`)) return {action: 'allow'}
+    if (ctx.protocol === 'parse' && ctx.statementName) return {action: 'reject', error: {severity: 'ERROR', code: '42501', message: 'test: cannot be approved as a named prepared statement'}}
+    if (!/^\s*prepare\b/i.test(sql)) approvals.count++
+    return {action: 'allow', once: true}
+  }
 }
 
 /** Every value of every DataRow, as text. */
@@ -314,6 +332,179 @@ describe('the protocol state cannot be talked around', () => {
       }
       other.end()
     })
+  })
+
+  describe('family 10: a name the statement reads, defined again after it was judged', () => {
+    // `EXECUTE p` (also inside EXPLAIN ANALYZE or CREATE TABLE AS) looks `p` up when it runs, not
+    // when it is parsed or bound: a protocol statement whose text executes `p` runs whatever `p`
+    // is at its Execute. Judged once at its Parse, with `p` harmless, it then ran the statement an
+    // approved PREPARE made, without the approval each EXECUTE of it needs.
+    const approvals = {count: 0}
+    let gate: TestTunnel
+    beforeAll(async () => {
+      gate = await startTunnel(fx.db, {statement: gateHook(approvals)})
+    })
+    afterAll(async () => {
+      await gate.close()
+    })
+    const {parse, bind, execute, sync, query} = serialize
+    const redefine = [query('deallocate target'), query("prepare target as insert into once_log values ('just once') returning 1")]
+    // (The unnamed statement does not outlive the simple queries that prepare the name again.)
+    const texts = ['execute target', 'explain (analyze, costs off) execute target', 'explain (analyze, costs off) execute "target"']
+
+    for (const text of texts) {
+      for (const piped of [false, true]) {
+        it(`judges "${text}" again at Bind after the name was prepared again${piped ? ', all sent in one write' : ''}`, async () => {
+          await withClient(fx.db.url, (c) => c.query('truncate once_log'))
+          approvals.count = 0
+          const raw = await connect(gate)
+          const steps = [[query('prepare target as select 1')], [parse({name: 'named10', text}), sync()], ...redefine.map((q) => [q]), ...Array.from({length: 3}, () => [bind({statement: 'named10'}), execute({}), sync()])]
+          if (piped) raw.send(...steps.flat())
+          for (const step of steps) {
+            if (!piped) raw.send(...step)
+            await raw.untilReady()
+          }
+          expect(await onceRuns()).toBe(approvals.count)
+          raw.end()
+        })
+      }
+    }
+
+    it('judges a portal again at Execute when the name its text reads was prepared again after its Bind', async () => {
+      await withClient(fx.db.url, (c) => c.query('truncate once_log'))
+      approvals.count = 0
+      const raw = await connect(gate)
+      raw.send(query('prepare target as select 1'))
+      await raw.untilReady()
+      raw.send(query('begin'))
+      await raw.untilReady()
+      raw.send(parse({name: 'named10b', text: 'execute target'}), bind({statement: 'named10b', portal: 'p10'}), sync())
+      expect(codes(await raw.untilReady())).toBe('12Z')
+      for (const q of redefine) {
+        raw.send(q)
+        expect(errors(await raw.untilReady())).toEqual([])
+      }
+      raw.send(execute({portal: 'p10'}), sync())
+      const ran = await raw.untilReady()
+      raw.send(query('commit'))
+      await raw.untilReady()
+      expect(errors(ran).join('\n')).toMatch(/named prepared statement/)
+      expect(await onceRuns()).toBe(0)
+      raw.end()
+    })
+  })
+
+  describe('family 11: a Describe of a FETCH whose cursor is gone', () => {
+    // PostgreSQL (18 at least) reads the cursor a prepared `FETCH` names when it describes the
+    // statement, or a portal bound from it, and assumes the cursor still exists: once it is closed
+    // (CLOSE, a protocol Close, the end of its transaction) the backend dereferences nothing and
+    // crashes, and the postmaster ends every session of the database to recover. Any client
+    // could take the database down with four harmless messages.
+    const {parse, bind, describe: describeMsg, close, sync, query} = serialize
+    const sequences: [string, Buffer[][], Buffer[]][] = [
+      ['a Close of the WITH HOLD cursor, then Describe of the statement', [[query('declare c11 cursor with hold for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), sync()], [close({type: 'P', name: 'c11'}), sync()]], [describeMsg({type: 'S', name: 'f11'}), sync()]],
+      ['the commit that ends the cursor, then Describe of the statement', [[query('begin'), query('declare c11 cursor for select 6')], [parse({name: 'f11', text: 'fetch forward 2 from c11'}), sync()], [query('commit')]], [describeMsg({type: 'S', name: 'f11'}), sync()]],
+      ['an SQL CLOSE, then Describe of a portal bound from the statement', [[query('begin'), query('declare c11 cursor for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), bind({statement: 'f11', portal: 'p11'}), sync()], [query('close c11')]], [describeMsg({type: 'P', name: 'p11'}), sync()]],
+      // The tunnel forgets the cursors and portals of a transaction at ROLLBACK TO SAVEPOINT, which keeps those made before the savepoint.
+      ['a portal forgotten at ROLLBACK TO SAVEPOINT, its cursor closed', [[query('begin'), query('declare c11 cursor for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), bind({statement: 'f11', portal: 'p11'}), sync()], [query('savepoint s11'), query('rollback to savepoint s11'), query('close c11')]], [describeMsg({type: 'P', name: 'p11'}), sync()]],
+      ['the Describe of a statement that EXECUTEs the FETCH', [[query('declare c11 cursor with hold for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), sync()], [query('close c11')]], [parse({name: 'e11', text: 'execute f11'}), describeMsg({type: 'S', name: 'e11'}), sync()]],
+      ['the Describe of a portal that EXECUTEs the FETCH', [[query('begin'), query('declare c11 cursor for select 6')], [parse({name: 'f11', text: 'fetch 1 from c11'}), parse({name: 'e11', text: 'explain analyze execute f11'}), parse({name: 'x11', text: 'execute f11'}), bind({statement: 'x11', portal: 'p11'}), sync()], [close({type: 'P', name: 'c11'}), sync()]], [describeMsg({type: 'P', name: 'p11'}), sync()]],
+      ['a protocol portal fetched from by name, closed', [[query('begin')], [parse({name: 's11', text: 'select 1'}), bind({statement: 's11', portal: 'q11'}), parse({name: 'f11', text: 'fetch all from q11'}), sync()], [close({type: 'P', name: 'q11'}), sync()]], [describeMsg({type: 'S', name: 'f11'}), sync()]],
+    ]
+    for (const [what, setup, describing] of sequences) {
+      for (const tunnel of ['with hooks', 'without hooks']) {
+        it(`refuses it and the database stays up: ${what} (${tunnel})`, async () => {
+          const bystander = new pg.Client({connectionString: fx.db.url})
+          const lost: Error[] = []
+          bystander.on('error', (e) => lost.push(e))
+          await bystander.connect()
+          const raw = await connect(tunnel === 'with hooks' ? t : clear)
+          for (const step of setup) {
+            raw.send(...step)
+            for (const m of step) if (m[0] === 0x51 || m[0] === 0x53) expect(errors(await raw.untilReady())).toEqual([])
+          }
+          raw.send(...describing)
+          const described = await raw.untilReady()
+          expect(errors(described)[0]).toMatch(/^34000 dbgate: (.*FETCH from cursor "(c11|q11)", which is not open|portal "p11" is not known to the tunnel, so it is not described)/)
+          // The session goes on, and so does everyone else's.
+          raw.send(query('rollback'), query("select 'still up' as v"))
+          await raw.untilReady()
+          expect(values(await raw.untilReady())).toBe('still up')
+          expect((await bystander.query("select 'bystander' as v")).rows[0].v).toBe('bystander')
+          expect(lost).toEqual([])
+          await bystander.end()
+          raw.end()
+        })
+      }
+    }
+
+    it('still describes a FETCH whose cursor is open', async () => {
+      const raw = await connect()
+      raw.send(query('begin'), query('declare c11b cursor for select 6 as six'))
+      await raw.untilReady()
+      await raw.untilReady()
+      raw.send(parse({name: 'f11b', text: 'fetch 1 from c11b'}), describeMsg({type: 'S', name: 'f11b'}), bind({statement: 'f11b', portal: 'p11b'}), describeMsg({type: 'P', name: 'p11b'}), serialize.execute({portal: 'p11b'}), sync())
+      const rows = await raw.untilReady()
+      expect(codes(rows)).toBe('1tT2TDCZ')
+      expect(values(rows)).toBe('6')
+      raw.send(query('rollback'))
+      await raw.untilReady()
+      raw.end()
+    })
+  })
+
+  describe('family 12: EXECUTE of a prepared statement that itself defines or drops names', () => {
+    // A protocol Parse may hold any statement, DEALLOCATE and PREPARE included, and SQL EXECUTE
+    // runs it. The tunnel follows what such a statement does when it is bound and executed, but
+    // not through EXECUTE: `EXECUTE dx` (DEALLOCATE p12) and `EXECUTE py` (PREPARE p12 AS …) left
+    // it masking p12 by the first, harmless text while the server ran the second.
+    const harmless = "select 'nobody'::text as a, 'nowhere'::text as b from customers order by id"
+    const sensitive = "select full_name || '' as a, address || '' as b from customers order by id"
+    const {parse, bind, execute, close, sync, query} = serialize
+    const ways: [string, Buffer[][]][] = [
+      ['SQL EXECUTE of each', [[query('execute dx12')], [query('execute py12')]]],
+      ['SQL EXECUTE of both in one text', [[query('execute dx12; execute py12')]]],
+      ['EXPLAIN ANALYZE EXECUTE', [[query('explain analyze execute dx12')], [query('explain analyze execute py12')]]],
+      ['a protocol statement that EXECUTEs them', [[parse({name: 'ex12', text: 'execute dx12'}), bind({statement: 'ex12'}), execute({}), sync()], [parse({name: 'ey12', text: 'execute py12'}), bind({statement: 'ey12'}), execute({}), sync()]]],
+      [
+        'a protocol statement bound while the name it EXECUTEs was harmless',
+        [
+          [parse({name: 'q12', text: 'select 1'}), parse({name: 'ex12', text: 'execute q12'}), bind({statement: 'ex12'}), sync()],
+          [close({type: 'S', name: 'q12'}), parse({name: 'q12', text: 'deallocate p12'}), sync()],
+          [bind({statement: 'ex12'}), execute({}), sync()],
+        ],
+      ],
+      [
+        'a portal bound while the name it EXECUTEs was harmless',
+        [
+          [query('begin')],
+          [parse({name: 'q12', text: 'select 1'}), parse({name: 'ex12', text: 'execute q12'}), bind({statement: 'ex12', portal: 'held12'}), sync()],
+          [close({type: 'S', name: 'q12'}), parse({name: 'q12', text: 'deallocate p12'}), sync()],
+          [execute({portal: 'held12'}), sync()],
+          [query('rollback')],
+        ],
+      ],
+    ]
+    for (const [what, steps] of ways) {
+      it(`keeps the tunnel's names the server's: ${what}`, async () => {
+        const raw = await connect()
+        raw.send(parse({name: 'p12', text: harmless}), parse({name: 'dx12', text: 'deallocate p12'}), parse({name: 'py12', text: `prepare p12 as ${sensitive}`}), sync())
+        expect(codes(await raw.untilReady())).toBe('111Z')
+        const refused: string[] = []
+        for (const step of steps) {
+          raw.send(...step)
+          refused.push(...errors(await raw.untilReady()))
+        }
+        expect(refused.join('\n')).toMatch(/0A000 dbgate: EXECUTE of prepared statement "(dx12|py12|q12)" is not allowed through the tunnel: it (deallocates|prepares)/)
+        for (const run of [[query('execute p12')], [bind({statement: 'p12'}), execute({}), sync()]]) {
+          raw.send(...run)
+          const rows = await raw.untilReady()
+          expect(rows.filter((m) => m.code === 'D').length).toBeGreaterThan(0)
+          expect(leaked(values(rows), fx.secrets)).toEqual([])
+        }
+        raw.end()
+      })
+    }
   })
 
   describe('family 9: names the server cuts to 63 bytes', () => {
