@@ -327,7 +327,7 @@ export class ClientMessages {
         if (def === UNSETTLED || (def && !state.settled(def.refs))) return this.awaitReplies(frame)
         const unsafe = describeRefusal(d.target, d.name, def, state)
         if (unsafe) {
-          const run = newRun(`<Describe of ${d.target === 'S' ? 'prepared statement' : 'portal'} "${d.name}">`, 'parse', {action: 'reject', error: unsafe}, d.target === 'S' ? d.name : undefined)
+          const run = newRun(`<Describe of ${d.target === 'S' ? 'prepared statement' : 'portal'} "${d.name}"${def ? '' : ', unknown to the tunnel'}>`, 'parse', {action: 'reject', error: unsafe}, d.target === 'S' ? d.name : undefined)
           run.denied = unsafe
           c.toUpstream.push(REFUSAL_BIND)
           this.sent(state.sendRefused(run), run)

@@ -87,10 +87,11 @@ describe('the first statements of a session that sat idle after login', () => {
     const {text, events} = await r.loadSummary(ended)
     expect(verifySession(text, (await loadKeyRing(openBucket(bucketUrl))).keys)).toMatchObject({ok: true, status: 'ended', problems: []})
     const statements = events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData)
-    // The client sent Bind and Execute after the refused Parse in the same batch: each is refused and recorded too.
+    // The client sent Bind, Describe and Execute after the refused Parse in the same batch: each is refused and recorded too.
     const refusedBatch = extended
       ? [
           ['<Bind of prepared statement "wipe", unknown to the tunnel>', 'deny', 'rejected'],
+          ['<Describe of portal "", unknown to the tunnel>', 'deny', 'rejected'],
           ['<Execute of portal "", unknown to the tunnel>', 'deny', 'rejected'],
         ]
       : []
