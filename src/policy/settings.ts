@@ -160,7 +160,7 @@ const KNOWN_SCHEMAS = new Set(['"$user"', '$user', 'public', 'pg_catalog', 'pg_t
 
 const ROLE_SETTINGS = new Set(['role', 'session_authorization'])
 
-/** A custom (placeholder) setting, `prefix.name`: application state such as `app.tenant_id`. */
+/** A custom setting, `prefix.name`: application state such as `app.tenant_id`. */
 export function isCustomSetting(name: string): boolean {
   return name.includes('.')
 }

@@ -99,7 +99,7 @@ function previewCell(v: Buffer): string {
 /** The largest end at or below `max` that does not split a UTF-8 character of `b`. */
 export function utf8Boundary(b: Buffer, max: number): number {
   let end = Math.min(max, b.length)
-  // A continuation byte (10xxxxxx) at the cut belongs to a character that starts before it.
+  // A continuation byte (its top two bits 1 and 0) at the cut belongs to a character that starts before it.
   while (end > 0 && end < b.length && (b[end]! & 0xc0) === 0x80) end--
   return end
 }
