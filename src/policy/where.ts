@@ -17,6 +17,7 @@
  *   data makes them hold for every row (the value-based limit).
  * - A parameter or another relation's value is an arbitrary but fixed value: `x = $1` filters,
  *   `x = $1 OR x <> $1` does not, and neither does `x < $1 OR x > $2` (the caller could pick $2 < $1).
+ *   It may be NULL: `(x = $1) IS NOT TRUE` and `coalesce(x = $1, true)` do not filter.
  * - Strings compare by equality only (their order depends on the collation).
  * - Unqualified columns count as the target's only where nothing else is in scope: with USING or
  *   FROM, and inside subqueries that have a FROM of their own, they could belong to either, so
@@ -78,6 +79,9 @@ const CONST_T: Node = {k: 'const', v: T}
 
 /** Witness values a column can take. `rel` is a value placed against a symbol; `fresh` equals nothing named. */
 type W = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean} | {k: 'null'} | {k: 'rel'; id: string; rel: 'lt' | 'eq' | 'gt'} | {k: 'fresh'}
+
+/** The row a cursor is on (`WHERE CURRENT OF c`): never NULL (an unpositioned cursor is an error). */
+const CURSOR = 'cursor'
 
 const SYSTEM_COLUMNS = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid'])
 const COMPARISONS: Record<string, CmpOp> = {'=': '=', '<>': '<>', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>='}
@@ -362,7 +366,7 @@ class Compiler {
       case 'CoalesceExpr':
         return {k: 'coalesce', parts: list(body.args).map((a) => this.compile(a, scopes))}
       case 'CurrentOfExpr':
-        return {k: 'cmp', col: 'ctid', op: '=', v: {k: 'sym', id: 'cursor'}}
+        return {k: 'cmp', col: 'ctid', op: '=', v: {k: 'sym', id: CURSOR}}
       case 'SubLink':
         return this.subLink(body, scopes)
       default:
@@ -589,9 +593,19 @@ function looseKey(s: string): string {
   return s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase()
 }
 
-function relate(w: W, v: Val): Rel {
+/**
+ * Which symbols stand for NULL in one pass of the search: a parameter, a subquery or another row's
+ * column may be NULL, and then every comparison with it is NULL, whatever the row holds. `any`:
+ * each comparison with a symbol may be NULL on its own (the cautious pass when there are too many
+ * symbols to try each choice).
+ */
+type NullSyms = ReadonlySet<string> | 'any'
+const NO_NULLS: NullSyms = new Set()
+
+function relate(w: W, v: Val, nulls: NullSyms): Rel {
   if (w.k === 'null' || v.k === 'null') return 'null'
   if (v.k === 'sym') {
+    if (nulls !== 'any' && nulls.has(v.id)) return 'null'
     if (w.k === 'rel' && w.id === v.id) return w.rel
     return w.k === 'fresh' ? 'ne' : 'unk'
   }
@@ -611,6 +625,12 @@ function relate(w: W, v: Val): Rel {
   }
   if (w.s === v.s) return 'eq'
   return looseKey(w.s) === looseKey(v.s) ? 'unk' : 'ne'
+}
+
+/** `cmpSet` of a comparison with `v`: with `any`, a symbol's comparison may also be NULL. */
+function cmpWith(w: W, v: Val, op: CmpOp, nulls: NullSyms): VSet {
+  const set = cmpSet(relate(w, v, nulls), op)
+  return nulls === 'any' && v.k === 'sym' && v.id !== CURSOR ? set | N : set
 }
 
 function cmpSet(rel: Rel, op: CmpOp): VSet {
@@ -651,54 +671,57 @@ function test(v: number, t: string): VSet {
   }
 }
 
-function evaluate(n: Node, w: ReadonlyMap<string, W>): VSet {
+function evaluate(n: Node, w: ReadonlyMap<string, W>, nulls: NullSyms): VSet {
   switch (n.k) {
     case 'const':
       return n.v
     case 'and':
-      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w), and3), T)
+      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w, nulls), and3), T)
     case 'or':
-      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w), or3), F)
+      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w, nulls), or3), F)
     case 'not':
-      return each(evaluate(n.part, w), not3)
+      return each(evaluate(n.part, w, nulls), not3)
     case 'test':
-      return each(evaluate(n.part, w), (v) => test(v, n.test))
+      return each(evaluate(n.part, w, nulls), (v) => test(v, n.test))
     case 'case': {
       let out = 0
       let reach = true
       for (const [cond, result] of n.whens) {
-        const c = evaluate(cond, w)
-        if (c & T) out |= evaluate(result, w)
+        const c = evaluate(cond, w, nulls)
+        if (c & T) out |= evaluate(result, w, nulls)
         if (!(c & (F | N))) {
           reach = false
           break
         }
       }
-      if (reach) out |= evaluate(n.otherwise, w)
+      if (reach) out |= evaluate(n.otherwise, w, nulls)
       return out
     }
     case 'coalesce': {
       let out = 0
       for (const p of n.parts) {
-        const v = evaluate(p, w)
+        const v = evaluate(p, w, nulls)
         out |= v & (T | F)
         if (!(v & N)) return out
       }
       return out | N
     }
     case 'cmp':
-      return cmpSet(relate(w.get(n.col) ?? {k: 'fresh'}, n.v), n.op)
+      return cmpWith(w.get(n.col) ?? {k: 'fresh'}, n.v, n.op, nulls)
     case 'in': {
       const x = w.get(n.col) ?? {k: 'fresh'}
       let acc: VSet = F
-      for (const v of n.values) acc = combine(acc, cmpSet(relate(x, v), '='), or3)
+      for (const v of n.values) acc = combine(acc, cmpWith(x, v, '=', nulls), or3)
       return n.negated ? each(acc, not3) : acc
     }
     case 'distinct': {
       const x = w.get(n.col) ?? {k: 'fresh'}
       const xNull = x.k === 'null'
-      const vNull = n.v.k === 'null'
-      const differs: VSet = xNull || vNull ? (xNull === vNull ? F : T) : each(cmpSet(relate(x, n.v), '='), not3)
+      // IS DISTINCT FROM a symbol that is NULL is IS NOT NULL; under `any` it may be either.
+      const symNull = n.v.k === 'sym' && nulls !== 'any' && nulls.has(n.v.id)
+      const vNull = n.v.k === 'null' || symNull
+      let differs: VSet = xNull || vNull ? (xNull === vNull ? F : T) : each(cmpSet(relate(x, n.v, nulls), '='), not3)
+      if (nulls === 'any' && n.v.k === 'sym') differs |= xNull ? F : T
       return n.not ? each(differs, not3) : differs
     }
     case 'null': {
@@ -710,13 +733,15 @@ function evaluate(n: Node, w: ReadonlyMap<string, W>): VSet {
       let v: VSet
       if (x.k === 'null') v = N
       else if (n.re && x.k === 'str') v = n.re.test(x.s) ? T : F
-      else if (n.sym !== undefined) v = cmpSet(relate(x, {k: 'sym', id: n.sym}), '=')
+      else if (n.sym !== undefined) v = cmpWith(x, {k: 'sym', id: n.sym}, '=', nulls)
       else v = T | F
       return n.negated ? each(v, not3) : v
     }
     case 'exists': {
-      // EXISTS is never null: no partner row (or a null key) is false.
-      const c = evaluate(n.corr, w)
+      // EXISTS is never null: no partner row (or a null key) is false. Its symbol is a partner
+      // row's value, one of many, not one value the caller fixes: a row with a partner may exist
+      // whichever partners hold NULL, so it is never taken as NULL here.
+      const c = evaluate(n.corr, w, NO_NULLS)
       if (n.exact) return c === T ? T : c & T ? T | F : F
       return c & T ? T | F : F
     }
@@ -826,10 +851,28 @@ function exampleFor(pattern: string, kind: string, re: RegExp): string | undefin
   return undefined
 }
 
-/** Whether some assignment of the columns makes `n` certainly not true. */
+/** Up to this many symbols, each choice of which are NULL is searched on its own; above, the cautious `any` pass. */
+const MAX_NULL_CHOICES_SYMBOLS = 4
+
+/**
+ * Whether `n` is certainly not true for some row, whatever the symbols hold. The caller (or the
+ * data) picks the symbols' values, NULL included: `(id = $1) IS NOT TRUE` with $1 NULL, or
+ * `coalesce(id = (SELECT NULL::int), true)`, is true for every row. So a witness must exist under
+ * every choice of which symbols are NULL.
+ */
 function hasWitness(n: Node): boolean {
   const facts = new Map<string, ColumnFacts>()
   collect(n, facts)
+  const syms = [...new Set([...facts.values()].flatMap((f) => [...f.syms]))].filter((id) => id !== CURSOR)
+  if (syms.length > MAX_NULL_CHOICES_SYMBOLS) return witnessUnder(n, facts, 'any')
+  for (let mask = 0; mask < 1 << syms.length; mask++) {
+    if (!witnessUnder(n, facts, new Set(syms.filter((_, i) => mask & (1 << i))))) return false
+  }
+  return true
+}
+
+/** Whether some assignment of the columns makes `n` certainly not true, with the symbols `nulls` NULL. */
+function witnessUnder(n: Node, facts: ReadonlyMap<string, ColumnFacts>, nulls: NullSyms): boolean {
   const cols = [...facts.keys()]
   const lists = cols.map((c) => candidates(facts.get(c)!))
   let total = 1
@@ -837,7 +880,7 @@ function hasWitness(n: Node): boolean {
   if (total > MAX_WITNESSES) return false
   const w = new Map<string, W>()
   const search = (i: number): boolean => {
-    if (i === cols.length) return !(evaluate(n, w) & T)
+    if (i === cols.length) return !(evaluate(n, w, nulls) & T)
     for (const v of lists[i]!) {
       w.set(cols[i]!, v)
       if (search(i + 1)) return true
