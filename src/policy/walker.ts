@@ -626,7 +626,7 @@ export class StatementWalker {
     if (command !== 'insert') {
       // UPDATE … FROM and DELETE … USING bring other relations (perhaps copies of the target) into scope.
       const extra = command === 'update' ? body.fromClause : body.usingClause
-      o.where = this.judge(rel, this.others(rel, extra, body.withClause)).judge(body.whereClause)
+      o.where = this.judge(rel, this.others(rel, extra, body.withClause), body.withClause).judge(body.whereClause)
     }
     this.open(o, () => this.target(body, rel, 'write'))
     if (command === 'insert' && isObj(body.onConflictClause) && body.onConflictClause.action === 'ONCONFLICT_UPDATE') this.upsert(body, rel)
@@ -666,9 +666,9 @@ export class StatementWalker {
 
   private merge(body: Obj): void {
     const rel = isRangeVar(body.relation) ? body.relation : undefined
-    const judge = this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause))
+    const judge = this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause), body.withClause)
     // NOT MATCHED BY SOURCE conditions can only name the target.
-    const alone = this.judge(rel)
+    const alone = this.judge(rel, [], body.withClause)
     this.open(op('write', 'merge'), () => this.target(body, rel, 'write'))
     // Each WHEN action is an operation of its own, so `command: delete` rules see MERGE deletes.
     for (const clause of list(body.mergeWhenClauses)) {
@@ -688,14 +688,15 @@ export class StatementWalker {
     }
   }
 
-  private judge(rel: Obj | undefined, others: OtherRelation[] = []): WhereJudge {
+  private judge(rel: Obj | undefined, others: OtherRelation[] = [], withClause?: unknown): WhereJudge {
     const names = new Set<string>()
     const relname = rel ? (str(rel.relname) ?? '') : ''
     if (rel) {
       const alias = isObj(rel.alias) ? str(rel.alias.aliasname) : undefined
       names.add(alias ?? relname)
     }
-    return new WhereJudge({names, relname, others})
+    // The statement's own CTEs, for subqueries of the condition that read them.
+    return new WhereJudge({names, relname, others, ctes: cteSources(withClause, relname)})
   }
 
   private funcCall(body: Obj): void {

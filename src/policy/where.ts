@@ -103,6 +103,8 @@ export interface TargetInfo {
   /** The target table's name, for telling self-joins. */
   relname: string
   others?: readonly OtherRelation[]
+  /** The statement's CTEs by name, with whether each reads the target table (a subquery of the condition may read them). */
+  ctes?: ReadonlyMap<string, boolean>
 }
 
 /** A subquery level between the condition and a column reference. */
@@ -260,7 +262,7 @@ class Compiler {
 
   /** The names a SELECT's FROM brings into scope. */
   scopeOf(select: Obj): Scope {
-    const ctes = cteSources(select.withClause, this.target.relname)
+    const ctes = new Map([...(this.target.ctes ?? []), ...cteSources(select.withClause, this.target.relname)])
     const items = fromItems(select.fromClause, this.target.relname, ctes)
     return {names: new Map(items.map((i) => [i.name, i.sameTable])), hasFrom: list(select.fromClause).length > 0}
   }
@@ -323,7 +325,45 @@ class Compiler {
       const r = this.resolve(u[1].fields, scopes)
       return (r.k === 'other' || r.k === 'inner') && r.sameTable && r.col === col
     }
-    return false
+    // Any other value computed from the target table's own rows may be every row's own value or
+    // bound it: `id >= (SELECT min(t2.id) FROM t t2)`, `id = ANY(ARRAY(SELECT t2.id FROM t t2))`,
+    // `t.id = t2.id + 0` with `USING t t2`. It is no value fixed apart from the row, so it proves nothing.
+    return this.readsOwnRows(other, scopes)
+  }
+
+  /** Whether `node` reads the target table: a subquery over it, or a column of another copy of it. */
+  readsOwnRows(node: unknown, scopes: readonly Scope[]): boolean {
+    if (readsTable(node, this.target.relname)) return true
+    let found = false
+    const visit = (n: unknown, sc: readonly Scope[]): void => {
+      if (found) return
+      if (Array.isArray(n)) {
+        for (const x of n) visit(x, sc)
+        return
+      }
+      if (!isObj(n)) return
+      const u = unwrap(n)
+      if (!u) {
+        for (const v of Object.values(n)) visit(v, sc)
+        return
+      }
+      const [type, body] = u
+      if (type === 'ColumnRef') {
+        const r = this.resolve(body.fields, sc)
+        if ((r.k === 'other' || r.k === 'inner') && r.sameTable) found = true
+        return
+      }
+      if (type === 'SelectStmt') {
+        const scope = this.scopeOf(body)
+        // A FROM item over the target (a CTE of the subquery's own WITH included) reads its rows.
+        if ([...scope.names.values()].some((same) => same)) found = true
+        else visit(body, [...sc, scope])
+        return
+      }
+      visit(body, sc)
+    }
+    visit(node, scopes)
+    return found
   }
 
   compile(node: unknown, scopes: readonly Scope[] = []): Node {
@@ -501,6 +541,10 @@ class Compiler {
       const col = this.targetColumn(body.testexpr, scopes)
       if (col === undefined || this.dependence(body.subselect, scopes) !== 'no') return OPAQUE
       if (this.selectsSameColumn(col, select, scopes)) return OPAQUE
+      // Over the target itself, only a plain column of its copy is read above (the same column is
+      // an identity unless filtered, another column is a value); an expression, aggregate or
+      // array of its rows (`SELECT unnest(array_agg(t2.id)) FROM t t2`) proves nothing.
+      if (this.readsOwnRows(body.subselect, scopes) && !this.selectsPlainColumn(select, scopes)) return OPAQUE
       return {k: 'cmp', col, op, v: {k: 'sym', id: keyOf(body.subselect)}}
     }
     return OPAQUE
@@ -510,6 +554,16 @@ class Compiler {
    * `col IN (SELECT t2.col FROM <the target table> t2 …)` is an identity unless the subquery's own
    * WHERE filters its copy of the table.
    */
+  /** Whether a subquery selects one plain column of a FROM item, with no grouping, set operation or set-returning call around it. */
+  private selectsPlainColumn(select: Obj, scopes: readonly Scope[]): boolean {
+    const targets = list(select.targetList)
+    if (targets.length !== 1 || select.op !== 'SETOP_NONE' || list(select.groupClause).length > 0 || select.havingClause) return false
+    const val = unwrap(unwrap(targets[0])?.[1].val)
+    if (val?.[0] !== 'ColumnRef') return false
+    const r = this.resolve(val[1].fields, [...scopes, this.scopeOf(select)])
+    return r.k === 'inner' && r.col !== '*'
+  }
+
   private selectsSameColumn(col: string, select: Obj, scopes: readonly Scope[]): boolean {
     const targets = list(select.targetList)
     if (targets.length !== 1) return false
@@ -519,7 +573,7 @@ class Compiler {
     if (!ref || ref.k !== 'inner' || !ref.sameTable || ref.col !== col) return false
     const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
     const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
-    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others})
+    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {})})
     // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
     const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
     return judge.judgeAll(conditions) !== 'filtered'
