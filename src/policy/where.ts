@@ -918,7 +918,10 @@ function hasWitness(n: Node): boolean {
   const facts = new Map<string, ColumnFacts>()
   collect(n, facts)
   const syms = [...new Set([...facts.values()].flatMap((f) => [...f.syms]))].filter((id) => id !== CURSOR)
-  if (syms.length > MAX_NULL_CHOICES_SYMBOLS) return witnessUnder(n, facts, 'any')
+  // Each choice is a search of its own: past a few symbols (or a large search), one cautious pass.
+  let total = 1
+  for (const f of facts.values()) total *= Math.max(1, candidates(f).length)
+  if (syms.length > MAX_NULL_CHOICES_SYMBOLS || total * 2 ** syms.length > MAX_WITNESSES * 4) return witnessUnder(n, facts, 'any')
   for (let mask = 0; mask < 1 << syms.length; mask++) {
     if (!witnessUnder(n, facts, new Set(syms.filter((_, i) => mask & (1 << i))))) return false
   }
