@@ -866,7 +866,8 @@ function sameCall(a: CatalogCall, b: CatalogCall): boolean {
  */
 function typeShownFor(fn: string, args: readonly unknown[]): Obj | undefined {
   if (fn === 'pg_input_is_valid' || fn === 'pg_input_error_info') {
-    const text = args.length === 2 ? constText(args[1]) : undefined
+    // A plain literal only: a cast could change the text the server reads (`'public.dx'::varchar(8)` is 'public.d').
+    const text = args.length === 2 && unwrap(args[1])?.[0] === 'A_Const' ? constText(args[1]) : undefined
     return text === undefined ? undefined : typeNameOf(text)
   }
   if (/^jsonb?_populate_record(set|_valid)?$/.test(fn)) {
