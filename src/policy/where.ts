@@ -1079,13 +1079,24 @@ function constValue(body: Obj): Scalar {
 
 function castConst(v: Scalar, typeName: unknown): Scalar | undefined {
   if (v === null) return null
-  const type = isObj(typeName) ? strings(typeName.names).at(-1) ?? '' : ''
+  if (!isObj(typeName) || typeName.arrayBounds !== undefined) return undefined
+  const type = strings(typeName.names).at(-1) ?? ''
+  // A length or precision cuts or rounds the value (`'ax'::varchar(1)` is 'a', `1.5::numeric(2,0)`
+  // is 2): the constant is then not the literal, and is not read.
+  const bounded = typeName.typmods !== undefined
   if (type === 'bool' || type === 'boolean') return toBool(v)
   if (['int2', 'int4', 'int8', 'numeric', 'float4', 'float8'].includes(type)) {
+    if (bounded) return undefined
     const n = Number(v)
-    return Number.isFinite(n) ? n : undefined
+    if (!Number.isFinite(n)) return undefined
+    // Into an integer a fraction rounds (`1.5::int4` is 2), into float4 a value may round to the nearest it holds.
+    if (type.startsWith('int') && !Number.isInteger(n)) return undefined
+    if (type === 'float4' && Math.fround(n) !== n) return undefined
+    return n
   }
-  if (['text', 'varchar', 'bpchar', 'name'].includes(type)) return String(v)
+  // bpchar (and `char`, which is char(1)) pads and compares without trailing spaces; `name` cuts at 63 bytes.
+  if ((type === 'text' || type === 'varchar') && !bounded) return String(v)
+  if (type === 'name' && Buffer.byteLength(String(v), 'utf8') < 64) return String(v)
   return undefined
 }
 

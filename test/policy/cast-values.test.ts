@@ -1,5 +1,5 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 
 /**
@@ -15,6 +15,7 @@ describe('setting values written behind a cast', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase()
+    await withClient(db.url, (c) => c.query("create table notes (id int, tag text); insert into notes select g, chr(96 + g) from generate_series(1, 5) g"))
     t = await openPipelineTunnel(db, 'rules:\n  - id: paths\n    match: {class: session, settings: [search_path]}\n    action: allow')
   })
   afterAll(() => t.close())
@@ -33,6 +34,27 @@ describe('setting values written behind a cast', () => {
     await c.query("select set_config('search_path', 'public'::text, false)")
     await c.query("select set_config('search_path', 'public, pg_catalog'::varchar, false)")
     expect((await c.query("select current_setting('search_path') p")).rows).toEqual([{p: 'public, pg_catalog'}])
+    await c.end()
+  })
+
+  it('does not read a WHERE constant whose cast rounds or cuts it, so a condition over it does not count as a filter', async () => {
+    const c = await t.client()
+    for (const sql of [
+      // 1.5::int4 is 2: every row is <> 2 or = 2.
+      'delete from notes where id <> 1.5::int4 or id = 2',
+      'delete from notes where id <> 2.4::numeric(1, 0) or id = 2',
+      "delete from notes where tag <> 'ax'::varchar(1) or tag = 'a'",
+      "update notes set tag = 'z' where tag <> 'ax'::char or tag = 'a'",
+      "delete from notes where tag <> 'a '::bpchar or tag = 'a'",
+    ]) {
+      const e = (await c.query(sql).catch((x: Error) => x)) as Error & {code?: string}
+      expect(e, sql).toBeInstanceOf(Error)
+      expect(e.message, sql).toMatch(/rule default\.no-unfiltered-(delete|update)/)
+    }
+    expect((await withClient(db.url, (d) => d.query("select count(*)::int n from notes where tag <> 'z'"))).rows).toEqual([{n: 5}])
+    // Constants a cast leaves as written still filter.
+    expect((await c.query('delete from notes where id = 5::int4 or id = 4::numeric')).rowCount).toBe(2)
+    expect((await c.query("delete from notes where tag = 'c'::varchar")).rowCount).toBe(1)
     await c.end()
   })
 })
