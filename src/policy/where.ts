@@ -1151,11 +1151,14 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
     case '>=':
       return typeof x === 'string' && x !== y ? undefined : x >= y
     case '+':
-      return typeof x === 'number' && typeof y === 'number' ? x + y : undefined
     case '-':
-      return typeof x === 'number' && typeof y === 'number' ? x - y : undefined
-    case '*':
-      return typeof x === 'number' && typeof y === 'number' ? x * y : undefined
+    case '*': {
+      // Exact integer arithmetic only: PostgreSQL's numeric is exact (0.1 + 0.2 is 0.3) and its
+      // bigint has 64 bits, where a double rounds, which could make two values look apart that equal.
+      if (typeof x !== 'number' || typeof y !== 'number' || !Number.isSafeInteger(x) || !Number.isSafeInteger(y)) return undefined
+      const r = op === '+' ? x + y : op === '-' ? x - y : x * y
+      return Number.isSafeInteger(r) ? r : undefined
+    }
     case '||':
       return String(a) + String(b)
     default:

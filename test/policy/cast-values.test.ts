@@ -46,6 +46,9 @@ describe('setting values written behind a cast', () => {
       "delete from notes where tag <> 'ax'::varchar(1) or tag = 'a'",
       "update notes set tag = 'z' where tag <> 'ax'::char or tag = 'a'",
       "delete from notes where tag <> 'a '::bpchar or tag = 'a'",
+      // Arithmetic a double rounds: PostgreSQL's numeric 0.1 + 0.2 is 0.3, and its bigint sum 9007199254740994.
+      'delete from notes where id <> 0.1 + 0.2 or id = 0.3',
+      'update notes set tag = tag where id <> 9007199254740993 + 1 or id = 9007199254740994',
     ]) {
       const e = (await c.query(sql).catch((x: Error) => x)) as Error & {code?: string}
       expect(e, sql).toBeInstanceOf(Error)
