@@ -14,7 +14,7 @@
 import {mapStatements, withOperations} from './analyze.js'
 import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
 import type {FunctionBody} from './function-body.js'
-import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, type FunctionCandidate, type FunctionEffect} from './functions.js'
+import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, TYPE_CHOSEN_BY_DATA_BUILTINS, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
 import {EVENT_TRIGGERS_KEY, seesViews} from './views.js'
@@ -151,6 +151,11 @@ const HIDDEN_SETTING: FunctionEffect = {
   what: 'changes a setting that the statement does not show, so dbgate cannot judge it; change settings with SET or a direct set_config call',
 }
 
+/** A built-in converting into a type its arguments choose, which the walker judged as a cast to that type (`judgedAsCast`). */
+function isTypeChosenByData(c: FunctionCandidate): boolean {
+  return isBuiltinSchema(c.schema) && TYPE_CHOSEN_BY_DATA_BUILTINS.has(c.name.toLowerCase())
+}
+
 function isBuiltinSetConfig(c: FunctionCandidate): boolean {
   return c.name.toLowerCase() === 'set_config' && (c.schema === 'pg_catalog' || c.schema === 'information_schema')
 }
@@ -184,7 +189,7 @@ function judgeCall(call: CatalogCall, catalog: FunctionCatalog, stack: readonly 
   let worst: FunctionCandidate | undefined
   let worstEffect: FunctionEffect | undefined
   for (const c of candidates) {
-    const e = !call.judgedAsSetting && isBuiltinSetConfig(c) ? HIDDEN_SETTING : effectOf(c, catalog, stack)
+    const e = !call.judgedAsSetting && isBuiltinSetConfig(c) ? HIDDEN_SETTING : call.judgedAsCast && isTypeChosenByData(c) ? READ_EFFECT : effectOf(c, catalog, stack)
     if (!worstEffect || EFFECT_RANK[e.kind] > EFFECT_RANK[worstEffect.kind]) {
       worst = c
       worstEffect = e

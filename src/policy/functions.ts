@@ -177,6 +177,33 @@ const MAINTENANCE = [
   'pg_extension_config_dump',
 ]
 
+/**
+ * Convert a value into a type that the statement's text does not show: a type name given as text
+ * (`pg_input_is_valid('1', 'public.d')`), a type OID (`record_in('(1)', 'public.t'::regtype, -1)`),
+ * or the type of whatever row or value the first argument is (`json_populate_record(t, …) FROM t`).
+ * The conversion runs that type's domain checks (and its attributes' and elements'), which may call
+ * any function. The walker judges a call whose type it can read as a cast to that type instead
+ * (`CatalogCall.judgedAsCast`); any other such call is judged like a volatile function.
+ */
+const TYPE_CHOSEN_BY_DATA = [
+  'pg_input_is_valid',
+  'pg_input_error_info',
+  'json_populate_record',
+  'json_populate_recordset',
+  'jsonb_populate_record',
+  'jsonb_populate_recordset',
+  'jsonb_populate_record_valid',
+  'record_in',
+  'array_in',
+  'domain_in',
+  'range_in',
+  'multirange_in',
+  'anyrange_in',
+  'anymultirange_in',
+  'anycompatiblerange_in',
+  'anycompatiblemultirange_in',
+]
+
 /** Session-level effects that applications rely on: advisory locks (migration tools take them) and pg_notify (like NOTIFY). */
 const SESSION = [
   'pg_advisory_lock',
@@ -325,6 +352,18 @@ const BUILTIN_EFFECTS = new Map<string, FunctionEffect>([
   ...LARGE_OBJECT_DESTROY.map((n) => [n, {kind: 'destroy', class: 'write', flag: 'large_object', what: 'removes or overwrites a large object (once for every row it is called over)'}] as const),
   ...MAINTENANCE.map((n) => [n, {kind: 'maintenance', class: 'admin', what: 'changes planner statistics, index summaries or the catalog'}] as const),
   ...SESSION.map((n) => [n, {kind: 'session', class: 'session', what: 'takes an advisory lock, notifies listeners or sets a setting'}] as const),
+  ...TYPE_CHOSEN_BY_DATA.map(
+    (n) =>
+      [
+        n,
+        {
+          kind: 'volatile',
+          class: 'write',
+          flag: 'volatile_function',
+          what: "converts a value into a type the statement does not name (given as text or an OID, or a row's own type), running that type's domain checks, which may call any function; name the type in a cast the statement shows (`json_populate_record(null::t, …)`, `pg_input_is_valid(v, 'schema.type')` with a constant)",
+        },
+      ] as const,
+  ),
 ] as [string, FunctionEffect][])
 
 /** Whether `name` is one of the built-ins with an explicit class or a reviewed harmless read (for tests and docs). */
@@ -332,6 +371,7 @@ export function reviewedBuiltin(name: string): boolean {
   return BUILTIN_EFFECTS.has(name) || name in HARMLESS_VOLATILE || DYNAMIC_SQL.some((d) => d.startsWith(`${name}(`))
 }
 
+export const TYPE_CHOSEN_BY_DATA_BUILTINS: ReadonlySet<string> = new Set(TYPE_CHOSEN_BY_DATA)
 export const HARMLESS_VOLATILE_BUILTINS: Readonly<Record<string, string>> = HARMLESS_VOLATILE
 export const DYNAMIC_SQL_BUILTINS: readonly string[] = DYNAMIC_SQL
 

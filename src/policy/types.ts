@@ -87,6 +87,12 @@ export interface CatalogCall {
    * route to pg_catalog.set_config (a view, a rule) hides the setting, and is refused.
    */
   judgedAsSetting?: true
+  /**
+   * A direct call of a built-in that converts into a type its arguments choose
+   * (`pg_input_is_valid(v, 'schema.type')`, `json_populate_record(null::t, …)`) whose type the
+   * walker read and recorded as a cast call of its own, which judges what the conversion runs.
+   */
+  judgedAsCast?: true
 }
 
 export interface SettingChange {

@@ -6,6 +6,7 @@
 import {keepsRelations} from './relation-keeping.js'
 import {FOREIGN_NAMES, shadowedBuiltinType} from './type-shadowing.js'
 import {createsInTemp, judgeSetting} from './settings.js'
+import {parseStatements} from '../sql/parser.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
 import {cteSources, fromItems, readsTable, WhereJudge, type OtherRelation} from './where.js'
@@ -625,7 +626,7 @@ export class StatementWalker {
     if (command !== 'insert') {
       // UPDATE … FROM and DELETE … USING bring other relations (perhaps copies of the target) into scope.
       const extra = command === 'update' ? body.fromClause : body.usingClause
-      o.where = this.judge(rel, this.others(rel, extra, body.withClause)).judge(body.whereClause)
+      o.where = this.judge(rel, this.others(rel, extra, body.withClause), body.withClause).judge(body.whereClause)
     }
     this.open(o, () => this.target(body, rel, 'write'))
     if (command === 'insert' && isObj(body.onConflictClause) && body.onConflictClause.action === 'ONCONFLICT_UPDATE') this.upsert(body, rel)
@@ -665,9 +666,9 @@ export class StatementWalker {
 
   private merge(body: Obj): void {
     const rel = isRangeVar(body.relation) ? body.relation : undefined
-    const judge = this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause))
+    const judge = this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause), body.withClause)
     // NOT MATCHED BY SOURCE conditions can only name the target.
-    const alone = this.judge(rel)
+    const alone = this.judge(rel, [], body.withClause)
     this.open(op('write', 'merge'), () => this.target(body, rel, 'write'))
     // Each WHEN action is an operation of its own, so `command: delete` rules see MERGE deletes.
     for (const clause of list(body.mergeWhenClauses)) {
@@ -687,14 +688,15 @@ export class StatementWalker {
     }
   }
 
-  private judge(rel: Obj | undefined, others: OtherRelation[] = []): WhereJudge {
+  private judge(rel: Obj | undefined, others: OtherRelation[] = [], withClause?: unknown): WhereJudge {
     const names = new Set<string>()
     const relname = rel ? (str(rel.relname) ?? '') : ''
     if (rel) {
       const alias = isObj(rel.alias) ? str(rel.alias.aliasname) : undefined
       names.add(alias ?? relname)
     }
-    return new WhereJudge({names, relname, others})
+    // The statement's own CTEs, for subqueries of the condition that read them.
+    return new WhereJudge({names, relname, others, ctes: cteSources(withClause, relname)})
   }
 
   private funcCall(body: Obj): void {
@@ -711,7 +713,16 @@ export class StatementWalker {
     // name the server accepts for the current database) all reach the built-in: the schema part,
     // not the first part, says which function it is.
     const setConfig = bare.toLowerCase() === 'set_config' && (schema === undefined || schema === 'pg_catalog')
-    this.call({kind: 'function', ...(schema !== undefined ? {schema} : {}), name: bare, args, ...(setConfig ? {judgedAsSetting: true as const} : {})})
+    const shownType = typeShownFor(bare.toLowerCase(), list(body.args))
+    if (shownType) this.castCall(shownType)
+    this.call({
+      kind: 'function',
+      ...(schema !== undefined ? {schema} : {}),
+      name: bare,
+      args,
+      ...(setConfig ? {judgedAsSetting: true as const} : {}),
+      ...(shownType ? {judgedAsCast: true as const} : {}),
+    })
     if (setConfig) this.push(this.setConfigOperation(name, list(body.args)))
     this.fields(body, ['funcname'])
   }
@@ -842,7 +853,45 @@ function writesSettings(schema: string | undefined, name: string): boolean {
 }
 
 function sameCall(a: CatalogCall, b: CatalogCall): boolean {
-  return a.kind === b.kind && a.name === b.name && a.schema === b.schema && a.args === b.args && a.judgedAsSetting === b.judgedAsSetting
+  return a.kind === b.kind && a.name === b.name && a.schema === b.schema && a.args === b.args && a.judgedAsSetting === b.judgedAsSetting && a.judgedAsCast === b.judgedAsCast
+}
+
+/**
+ * The type a built-in that converts into a type its arguments choose (functions.ts,
+ * TYPE_CHOSEN_BY_DATA) converts into, when the statement shows it: the type name of
+ * `pg_input_is_valid(v, 'schema.type')` and `pg_input_error_info` given as a constant, and the cast
+ * of `json_populate_record(null::t, …)` and its siblings' first argument. Undefined otherwise
+ * (a type name computed at run time, a type OID, a table's row): the call is then judged by what
+ * it may convert into, anything.
+ */
+function typeShownFor(fn: string, args: readonly unknown[]): Obj | undefined {
+  if (fn === 'pg_input_is_valid' || fn === 'pg_input_error_info') {
+    // A plain literal only: a cast could change the text the server reads (`'public.dx'::varchar(8)` is 'public.d').
+    const text = args.length === 2 && unwrap(args[1])?.[0] === 'A_Const' ? constText(args[1]) : undefined
+    return text === undefined ? undefined : typeNameOf(text)
+  }
+  if (/^jsonb?_populate_record(set|_valid)?$/.test(fn)) {
+    const first = unwrap(args[0])
+    return first?.[0] === 'TypeCast' && isObj(first[1].typeName) ? first[1].typeName : undefined
+  }
+  return undefined
+}
+
+/**
+ * A type name given as text, read as the server reads it (parse_type.c, typeStringToTypeName):
+ * `SELECT NULL::<text>` must parse to exactly that one cast and nothing else.
+ */
+function typeNameOf(text: string): Obj | undefined {
+  const parsed = parseStatements(`SELECT NULL::${text}`)
+  if (!parsed.ok || parsed.statements.length !== 1) return undefined
+  const stmt = unwrap(parsed.statements[0]!.node)
+  if (stmt?.[0] !== 'SelectStmt' || Object.keys(stmt[1]).some((k) => !['targetList', 'limitOption', 'op'].includes(k))) return undefined
+  const targets = list(stmt[1].targetList)
+  const target = targets.length === 1 ? unwrap(targets[0]) : undefined
+  if (target?.[0] !== 'ResTarget' || target[1].name !== undefined) return undefined
+  const cast = unwrap(target[1].val)
+  if (cast?.[0] !== 'TypeCast' || unwrap(cast[1].arg)?.[1].isnull !== true || !isObj(cast[1].typeName)) return undefined
+  return cast[1].typeName
 }
 
 function settingOperation(command: string, setting: SettingChange): Operation {

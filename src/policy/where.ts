@@ -17,6 +17,7 @@
  *   data makes them hold for every row (the value-based limit).
  * - A parameter or another relation's value is an arbitrary but fixed value: `x = $1` filters,
  *   `x = $1 OR x <> $1` does not, and neither does `x < $1 OR x > $2` (the caller could pick $2 < $1).
+ *   It may be NULL: `(x = $1) IS NOT TRUE` and `coalesce(x = $1, true)` do not filter.
  * - Strings compare by equality only (their order depends on the collation).
  * - Unqualified columns count as the target's only where nothing else is in scope: with USING or
  *   FROM, and inside subqueries that have a FROM of their own, they could belong to either, so
@@ -79,6 +80,9 @@ const CONST_T: Node = {k: 'const', v: T}
 /** Witness values a column can take. `rel` is a value placed against a symbol; `fresh` equals nothing named. */
 type W = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean} | {k: 'null'} | {k: 'rel'; id: string; rel: 'lt' | 'eq' | 'gt'} | {k: 'fresh'}
 
+/** The row a cursor is on (`WHERE CURRENT OF c`): never NULL (an unpositioned cursor is an error). */
+const CURSOR = 'cursor'
+
 const SYSTEM_COLUMNS = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid'])
 const COMPARISONS: Record<string, CmpOp> = {'=': '=', '<>': '<>', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>='}
 const FLIP: Record<CmpOp, CmpOp> = {'=': '=', '<>': '<>', '<': '>', '<=': '>=', '>': '<', '>=': '<='}
@@ -99,6 +103,8 @@ export interface TargetInfo {
   /** The target table's name, for telling self-joins. */
   relname: string
   others?: readonly OtherRelation[]
+  /** The statement's CTEs by name, with whether each reads the target table (a subquery of the condition may read them). */
+  ctes?: ReadonlyMap<string, boolean>
 }
 
 /** A subquery level between the condition and a column reference. */
@@ -256,7 +262,7 @@ class Compiler {
 
   /** The names a SELECT's FROM brings into scope. */
   scopeOf(select: Obj): Scope {
-    const ctes = cteSources(select.withClause, this.target.relname)
+    const ctes = new Map([...(this.target.ctes ?? []), ...cteSources(select.withClause, this.target.relname)])
     const items = fromItems(select.fromClause, this.target.relname, ctes)
     return {names: new Map(items.map((i) => [i.name, i.sameTable])), hasFrom: list(select.fromClause).length > 0}
   }
@@ -319,7 +325,45 @@ class Compiler {
       const r = this.resolve(u[1].fields, scopes)
       return (r.k === 'other' || r.k === 'inner') && r.sameTable && r.col === col
     }
-    return false
+    // Any other value computed from the target table's own rows may be every row's own value or
+    // bound it: `id >= (SELECT min(t2.id) FROM t t2)`, `id = ANY(ARRAY(SELECT t2.id FROM t t2))`,
+    // `t.id = t2.id + 0` with `USING t t2`. It is no value fixed apart from the row, so it proves nothing.
+    return this.readsOwnRows(other, scopes)
+  }
+
+  /** Whether `node` reads the target table: a subquery over it, or a column of another copy of it. */
+  readsOwnRows(node: unknown, scopes: readonly Scope[]): boolean {
+    if (readsTable(node, this.target.relname)) return true
+    let found = false
+    const visit = (n: unknown, sc: readonly Scope[]): void => {
+      if (found) return
+      if (Array.isArray(n)) {
+        for (const x of n) visit(x, sc)
+        return
+      }
+      if (!isObj(n)) return
+      const u = unwrap(n)
+      if (!u) {
+        for (const v of Object.values(n)) visit(v, sc)
+        return
+      }
+      const [type, body] = u
+      if (type === 'ColumnRef') {
+        const r = this.resolve(body.fields, sc)
+        if ((r.k === 'other' || r.k === 'inner') && r.sameTable) found = true
+        return
+      }
+      if (type === 'SelectStmt') {
+        const scope = this.scopeOf(body)
+        // A FROM item over the target (a CTE of the subquery's own WITH included) reads its rows.
+        if ([...scope.names.values()].some((same) => same)) found = true
+        else visit(body, [...sc, scope])
+        return
+      }
+      visit(body, sc)
+    }
+    visit(node, scopes)
+    return found
   }
 
   compile(node: unknown, scopes: readonly Scope[] = []): Node {
@@ -362,7 +406,7 @@ class Compiler {
       case 'CoalesceExpr':
         return {k: 'coalesce', parts: list(body.args).map((a) => this.compile(a, scopes))}
       case 'CurrentOfExpr':
-        return {k: 'cmp', col: 'ctid', op: '=', v: {k: 'sym', id: 'cursor'}}
+        return {k: 'cmp', col: 'ctid', op: '=', v: {k: 'sym', id: CURSOR}}
       case 'SubLink':
         return this.subLink(body, scopes)
       default:
@@ -497,6 +541,10 @@ class Compiler {
       const col = this.targetColumn(body.testexpr, scopes)
       if (col === undefined || this.dependence(body.subselect, scopes) !== 'no') return OPAQUE
       if (this.selectsSameColumn(col, select, scopes)) return OPAQUE
+      // Over the target itself, only a plain column of its copy is read above (the same column is
+      // an identity unless filtered, another column is a value); an expression, aggregate or
+      // array of its rows (`SELECT unnest(array_agg(t2.id)) FROM t t2`) proves nothing.
+      if (this.readsOwnRows(body.subselect, scopes) && !this.selectsPlainColumn(select, scopes)) return OPAQUE
       return {k: 'cmp', col, op, v: {k: 'sym', id: keyOf(body.subselect)}}
     }
     return OPAQUE
@@ -506,6 +554,16 @@ class Compiler {
    * `col IN (SELECT t2.col FROM <the target table> t2 …)` is an identity unless the subquery's own
    * WHERE filters its copy of the table.
    */
+  /** Whether a subquery selects one plain column of a FROM item, with no grouping, set operation or set-returning call around it. */
+  private selectsPlainColumn(select: Obj, scopes: readonly Scope[]): boolean {
+    const targets = list(select.targetList)
+    if (targets.length !== 1 || select.op !== 'SETOP_NONE' || list(select.groupClause).length > 0 || select.havingClause) return false
+    const val = unwrap(unwrap(targets[0])?.[1].val)
+    if (val?.[0] !== 'ColumnRef') return false
+    const r = this.resolve(val[1].fields, [...scopes, this.scopeOf(select)])
+    return r.k === 'inner' && r.col !== '*'
+  }
+
   private selectsSameColumn(col: string, select: Obj, scopes: readonly Scope[]): boolean {
     const targets = list(select.targetList)
     if (targets.length !== 1) return false
@@ -515,7 +573,7 @@ class Compiler {
     if (!ref || ref.k !== 'inner' || !ref.sameTable || ref.col !== col) return false
     const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
     const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
-    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others})
+    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {})})
     // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
     const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
     return judge.judgeAll(conditions) !== 'filtered'
@@ -589,9 +647,19 @@ function looseKey(s: string): string {
   return s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase()
 }
 
-function relate(w: W, v: Val): Rel {
+/**
+ * Which symbols stand for NULL in one pass of the search: a parameter, a subquery or another row's
+ * column may be NULL, and then every comparison with it is NULL, whatever the row holds. `any`:
+ * each comparison with a symbol may be NULL on its own (the cautious pass when there are too many
+ * symbols to try each choice).
+ */
+type NullSyms = ReadonlySet<string> | 'any'
+const NO_NULLS: NullSyms = new Set()
+
+function relate(w: W, v: Val, nulls: NullSyms): Rel {
   if (w.k === 'null' || v.k === 'null') return 'null'
   if (v.k === 'sym') {
+    if (nulls !== 'any' && nulls.has(v.id)) return 'null'
     if (w.k === 'rel' && w.id === v.id) return w.rel
     return w.k === 'fresh' ? 'ne' : 'unk'
   }
@@ -611,6 +679,12 @@ function relate(w: W, v: Val): Rel {
   }
   if (w.s === v.s) return 'eq'
   return looseKey(w.s) === looseKey(v.s) ? 'unk' : 'ne'
+}
+
+/** `cmpSet` of a comparison with `v`: with `any`, a symbol's comparison may also be NULL. */
+function cmpWith(w: W, v: Val, op: CmpOp, nulls: NullSyms): VSet {
+  const set = cmpSet(relate(w, v, nulls), op)
+  return nulls === 'any' && v.k === 'sym' && v.id !== CURSOR ? set | N : set
 }
 
 function cmpSet(rel: Rel, op: CmpOp): VSet {
@@ -651,54 +725,57 @@ function test(v: number, t: string): VSet {
   }
 }
 
-function evaluate(n: Node, w: ReadonlyMap<string, W>): VSet {
+function evaluate(n: Node, w: ReadonlyMap<string, W>, nulls: NullSyms): VSet {
   switch (n.k) {
     case 'const':
       return n.v
     case 'and':
-      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w), and3), T)
+      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w, nulls), and3), T)
     case 'or':
-      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w), or3), F)
+      return n.parts.reduce<VSet>((acc, p) => combine(acc, evaluate(p, w, nulls), or3), F)
     case 'not':
-      return each(evaluate(n.part, w), not3)
+      return each(evaluate(n.part, w, nulls), not3)
     case 'test':
-      return each(evaluate(n.part, w), (v) => test(v, n.test))
+      return each(evaluate(n.part, w, nulls), (v) => test(v, n.test))
     case 'case': {
       let out = 0
       let reach = true
       for (const [cond, result] of n.whens) {
-        const c = evaluate(cond, w)
-        if (c & T) out |= evaluate(result, w)
+        const c = evaluate(cond, w, nulls)
+        if (c & T) out |= evaluate(result, w, nulls)
         if (!(c & (F | N))) {
           reach = false
           break
         }
       }
-      if (reach) out |= evaluate(n.otherwise, w)
+      if (reach) out |= evaluate(n.otherwise, w, nulls)
       return out
     }
     case 'coalesce': {
       let out = 0
       for (const p of n.parts) {
-        const v = evaluate(p, w)
+        const v = evaluate(p, w, nulls)
         out |= v & (T | F)
         if (!(v & N)) return out
       }
       return out | N
     }
     case 'cmp':
-      return cmpSet(relate(w.get(n.col) ?? {k: 'fresh'}, n.v), n.op)
+      return cmpWith(w.get(n.col) ?? {k: 'fresh'}, n.v, n.op, nulls)
     case 'in': {
       const x = w.get(n.col) ?? {k: 'fresh'}
       let acc: VSet = F
-      for (const v of n.values) acc = combine(acc, cmpSet(relate(x, v), '='), or3)
+      for (const v of n.values) acc = combine(acc, cmpWith(x, v, '=', nulls), or3)
       return n.negated ? each(acc, not3) : acc
     }
     case 'distinct': {
       const x = w.get(n.col) ?? {k: 'fresh'}
       const xNull = x.k === 'null'
-      const vNull = n.v.k === 'null'
-      const differs: VSet = xNull || vNull ? (xNull === vNull ? F : T) : each(cmpSet(relate(x, n.v), '='), not3)
+      // IS DISTINCT FROM a symbol that is NULL is IS NOT NULL; under `any` it may be either.
+      const symNull = n.v.k === 'sym' && nulls !== 'any' && nulls.has(n.v.id)
+      const vNull = n.v.k === 'null' || symNull
+      let differs: VSet = xNull || vNull ? (xNull === vNull ? F : T) : each(cmpSet(relate(x, n.v, nulls), '='), not3)
+      if (nulls === 'any' && n.v.k === 'sym') differs |= xNull ? F : T
       return n.not ? each(differs, not3) : differs
     }
     case 'null': {
@@ -710,13 +787,15 @@ function evaluate(n: Node, w: ReadonlyMap<string, W>): VSet {
       let v: VSet
       if (x.k === 'null') v = N
       else if (n.re && x.k === 'str') v = n.re.test(x.s) ? T : F
-      else if (n.sym !== undefined) v = cmpSet(relate(x, {k: 'sym', id: n.sym}), '=')
+      else if (n.sym !== undefined) v = cmpWith(x, {k: 'sym', id: n.sym}, '=', nulls)
       else v = T | F
       return n.negated ? each(v, not3) : v
     }
     case 'exists': {
-      // EXISTS is never null: no partner row (or a null key) is false.
-      const c = evaluate(n.corr, w)
+      // EXISTS is never null: no partner row (or a null key) is false. Its symbol is a partner
+      // row's value, one of many, not one value the caller fixes: a row with a partner may exist
+      // whichever partners hold NULL, so it is never taken as NULL here.
+      const c = evaluate(n.corr, w, NO_NULLS)
       if (n.exact) return c === T ? T : c & T ? T | F : F
       return c & T ? T | F : F
     }
@@ -826,10 +905,31 @@ function exampleFor(pattern: string, kind: string, re: RegExp): string | undefin
   return undefined
 }
 
-/** Whether some assignment of the columns makes `n` certainly not true. */
+/** Up to this many symbols, each choice of which are NULL is searched on its own; above, the cautious `any` pass. */
+const MAX_NULL_CHOICES_SYMBOLS = 4
+
+/**
+ * Whether `n` is certainly not true for some row, whatever the symbols hold. The caller (or the
+ * data) picks the symbols' values, NULL included: `(id = $1) IS NOT TRUE` with $1 NULL, or
+ * `coalesce(id = (SELECT NULL::int), true)`, is true for every row. So a witness must exist under
+ * every choice of which symbols are NULL.
+ */
 function hasWitness(n: Node): boolean {
   const facts = new Map<string, ColumnFacts>()
   collect(n, facts)
+  const syms = [...new Set([...facts.values()].flatMap((f) => [...f.syms]))].filter((id) => id !== CURSOR)
+  // Each choice is a search of its own: past a few symbols (or a large search), one cautious pass.
+  let total = 1
+  for (const f of facts.values()) total *= Math.max(1, candidates(f).length)
+  if (syms.length > MAX_NULL_CHOICES_SYMBOLS || total * 2 ** syms.length > MAX_WITNESSES * 4) return witnessUnder(n, facts, 'any')
+  for (let mask = 0; mask < 1 << syms.length; mask++) {
+    if (!witnessUnder(n, facts, new Set(syms.filter((_, i) => mask & (1 << i))))) return false
+  }
+  return true
+}
+
+/** Whether some assignment of the columns makes `n` certainly not true, with the symbols `nulls` NULL. */
+function witnessUnder(n: Node, facts: ReadonlyMap<string, ColumnFacts>, nulls: NullSyms): boolean {
   const cols = [...facts.keys()]
   const lists = cols.map((c) => candidates(facts.get(c)!))
   let total = 1
@@ -837,7 +937,7 @@ function hasWitness(n: Node): boolean {
   if (total > MAX_WITNESSES) return false
   const w = new Map<string, W>()
   const search = (i: number): boolean => {
-    if (i === cols.length) return !(evaluate(n, w) & T)
+    if (i === cols.length) return !(evaluate(n, w, nulls) & T)
     for (const v of lists[i]!) {
       w.set(cols[i]!, v)
       if (search(i + 1)) return true
@@ -979,13 +1079,24 @@ function constValue(body: Obj): Scalar {
 
 function castConst(v: Scalar, typeName: unknown): Scalar | undefined {
   if (v === null) return null
-  const type = isObj(typeName) ? strings(typeName.names).at(-1) ?? '' : ''
+  if (!isObj(typeName) || typeName.arrayBounds !== undefined) return undefined
+  const type = strings(typeName.names).at(-1) ?? ''
+  // A length or precision cuts or rounds the value (`'ax'::varchar(1)` is 'a', `1.5::numeric(2,0)`
+  // is 2): the constant is then not the literal, and is not read.
+  const bounded = typeName.typmods !== undefined
   if (type === 'bool' || type === 'boolean') return toBool(v)
   if (['int2', 'int4', 'int8', 'numeric', 'float4', 'float8'].includes(type)) {
+    if (bounded) return undefined
     const n = Number(v)
-    return Number.isFinite(n) ? n : undefined
+    if (!Number.isFinite(n)) return undefined
+    // Into an integer a fraction rounds (`1.5::int4` is 2), into float4 a value may round to the nearest it holds.
+    if (type.startsWith('int') && !Number.isInteger(n)) return undefined
+    if (type === 'float4' && Math.fround(n) !== n) return undefined
+    return n
   }
-  if (['text', 'varchar', 'bpchar', 'name'].includes(type)) return String(v)
+  // bpchar (and `char`, which is char(1)) pads and compares without trailing spaces; `name` cuts at 63 bytes.
+  if ((type === 'text' || type === 'varchar') && !bounded) return String(v)
+  if (type === 'name' && Buffer.byteLength(String(v), 'utf8') < 64) return String(v)
   return undefined
 }
 
@@ -1040,11 +1151,14 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
     case '>=':
       return typeof x === 'string' && x !== y ? undefined : x >= y
     case '+':
-      return typeof x === 'number' && typeof y === 'number' ? x + y : undefined
     case '-':
-      return typeof x === 'number' && typeof y === 'number' ? x - y : undefined
-    case '*':
-      return typeof x === 'number' && typeof y === 'number' ? x * y : undefined
+    case '*': {
+      // Exact integer arithmetic only: PostgreSQL's numeric is exact (0.1 + 0.2 is 0.3) and its
+      // bigint has 64 bits, where a double rounds, which could make two values look apart that equal.
+      if (typeof x !== 'number' || typeof y !== 'number' || !Number.isSafeInteger(x) || !Number.isSafeInteger(y)) return undefined
+      const r = op === '+' ? x + y : op === '-' ? x - y : x * y
+      return Number.isSafeInteger(r) ? r : undefined
+    }
     case '||':
       return String(a) + String(b)
     default:

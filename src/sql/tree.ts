@@ -55,13 +55,24 @@ export function isFuncCall(v: unknown): v is Obj {
   return isObj(v) && Array.isArray(v.funcname) && 'funcformat' in v
 }
 
-/** The constant text of an A_Const / String / TypeCast-of-constant, if it is one. */
+/** Whether a cast to `typeName` leaves a string's text as it is: `text` or `varchar` with no length, not an array. */
+function keepsText(typeName: unknown): boolean {
+  if (!isObj(typeName) || typeName.typmods !== undefined || typeName.arrayBounds !== undefined || typeName.setof) return false
+  const parts = list(typeName.names).map((n) => (isObj(n) && isObj(n.String) ? n.String.sval : undefined))
+  const bare = parts.at(-1)
+  return (parts.length === 1 || (parts.length === 2 && parts[0] === 'pg_catalog')) && (bare === 'text' || bare === 'varchar')
+}
+
+/** The constant text of an A_Const / String / TypeCast-of-constant (to unbounded text), if it is one. */
 export function constText(node: unknown): string | undefined {
   const u = unwrap(node)
   if (!u) return undefined
   const [type, body] = u
   if (type === 'String') return str(body.sval) ?? ''
-  if (type === 'TypeCast') return constText(body.arg)
+  // Through a cast only to unbounded text: any other cast may change the text the server then
+  // uses (`'pg_tempest'::varchar(7)` is 'pg_temp', `'abc'::char` is 'a', `'5s'::interval` prints
+  // as '00:00:05'), so its value is not the literal's.
+  if (type === 'TypeCast') return keepsText(body.typeName) ? constText(body.arg) : undefined
   if (type !== 'A_Const' || body.isnull) return undefined
   const inner = (k: string): unknown => (isObj(body[k]) ? (body[k] as Obj)[k] : undefined)
   if ('sval' in body) return str(inner('sval')) ?? ''
