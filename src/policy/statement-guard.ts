@@ -16,6 +16,7 @@ import {evaluate, type EvaluateOptions} from './rules.js'
 import {readingOf} from './text-shape.js'
 import {CallChange, callChange, declaresHoldCursor, distrustCatalogCalls} from './unsettled-calls.js'
 import {addTablesBehindViews, distrustTablesBehind, mayChangeTablesBehind} from './views.js'
+import {settleWhereBasis} from './where-basis.js'
 import type {Analysis, BuiltinRule, CatalogCall, ClientKind, Decision, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 import {decisionToVerdict, type PolicyVerdict} from './verdict.js'
 
@@ -107,7 +108,7 @@ export function judgeStatements(
     // the statements as judged, not as written.
     const changing = judged.findIndex((s) => mayChangeTablesBehind(s, catalog))
     const from = unsettled ? 0 : changing < 0 ? judged.length : changing + 1
-    const out = distrustTablesBehind(judged, from, catalog)
+    const out = settleWhereBasis(distrustTablesBehind(judged, from, catalog), catalog, from)
     return {statements: out, decision: evaluate(out, opts)}
   }
   // The same holds for what any call runs (unsettled-calls.ts): those calls need a reviewer until it is committed.

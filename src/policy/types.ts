@@ -119,6 +119,12 @@ export interface Operation {
   object?: string
   /** For update and delete (including MERGE actions). */
   where?: WhereKind
+  /**
+   * Set while a `filtered` WHERE leans on relations or user code taken to hold other rows than the
+   * target's: the calls it reads (relations, functions, operators, casts) and the judgment made as
+   * if they held the target's own rows. The target's catalog settles which holds (where-basis.ts).
+   */
+  whereBasis?: {calls: CatalogCall[]; otherwise: WhereKind}
   tables: TableRef[]
   /** Functions called, schema-qualified where written, e.g. `pg_catalog.pg_read_file`. */
   functions: string[]

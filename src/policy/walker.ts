@@ -8,8 +8,8 @@ import {FOREIGN_NAMES, shadowedBuiltinType} from './type-shadowing.js'
 import {createsInTemp, judgeSetting} from './settings.js'
 import {parseStatements} from '../sql/parser.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
-import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass} from './types.js'
-import {cteSources, fromItems, readsTable, WhereJudge, type OtherRelation} from './where.js'
+import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass, WhereKind} from './types.js'
+import {cteSources, fromItems, holdsRows, WhereJudge, type OtherRelation} from './where.js'
 
 function op(cls: StatementClass, command: string, extra: Partial<Operation> = {}): Operation {
   return {class: cls, command, tables: [], functions: [], flags: [], ...extra}
@@ -371,7 +371,10 @@ export class StatementWalker {
           return u[1].arg === undefined || !['false', 'off', '0', 'no'].includes((constText(u[1].arg) ?? 'on').toLowerCase())
         })
         const flags: OperationFlag[] = heavy ? ['heavy_maintenance'] : []
-        this.open(op('admin', body.is_vacuumcmd ? 'vacuum' : 'analyze', {flags}), () => this.walkBody(body, 'write'))
+        const command = body.is_vacuumcmd ? 'vacuum' : 'analyze'
+        const o = this.open(op('admin', command, {flags}), () => this.walkBody(body, 'write'))
+        // Without a list it processes every table the role may (hr's too): rules on tables see all of them.
+        if (list(body.rels).length === 0) o.tables.push({name: '*', access: 'write', every: `${command.toUpperCase()} without a table list processes every table the role owns or may maintain`})
         return {}
       }
       case 'AlterRoleSetStmt':
@@ -623,13 +626,28 @@ export class StatementWalker {
   private dml(command: 'insert' | 'update' | 'delete', body: Obj): void {
     const rel = isRangeVar(body.relation) ? body.relation : undefined
     const o = op('write', command)
+    let suspect: WhereKind | undefined
     if (command !== 'insert') {
       // UPDATE … FROM and DELETE … USING bring other relations (perhaps copies of the target) into scope.
       const extra = command === 'update' ? body.fromClause : body.usingClause
       o.where = this.judge(rel, this.others(rel, extra, body.withClause), body.withClause).judge(body.whereClause)
+      if (o.where === 'filtered') suspect = this.judge(rel, this.others(rel, extra, body.withClause, true), body.withClause, true).judge(body.whereClause)
     }
     this.open(o, () => this.target(body, rel, 'write'))
-    if (command === 'insert' && isObj(body.onConflictClause) && body.onConflictClause.action === 'ONCONFLICT_UPDATE') this.upsert(body, rel)
+    if (suspect !== undefined) this.lean(o, o, rel, suspect)
+    if (command === 'insert' && isObj(body.onConflictClause) && body.onConflictClause.action === 'ONCONFLICT_UPDATE') this.upsert(body, rel, o)
+  }
+
+  /**
+   * Keeps with a `filtered` WHERE what its proof leans on when the proof fails once every relation
+   * and user call is taken to hold the target's rows: the target's catalog settles it (where-basis.ts).
+   * `source` is the operation whose calls the condition's relations and calls were recorded in.
+   */
+  private lean(o: Operation, source: Operation, rel: Obj | undefined, suspect: WhereKind): void {
+    if (suspect === 'filtered') return
+    const relname = rel ? (str(rel.relname) ?? '') : ''
+    const calls = (source.calls ?? []).filter((c) => !(c.kind === 'relation' && c.name === relname && c.schema === (str(rel?.schemaname) ?? c.schema)))
+    o.whereBasis = {calls, otherwise: suspect}
   }
 
   /**
@@ -637,23 +655,28 @@ export class StatementWalker {
    * Rows from constants, parameters or other tables pick those rows; rows read from the target
    * table itself conflict with every row, so then only the DO UPDATE's own WHERE can filter.
    */
-  private upsert(body: Obj, rel: Obj | undefined): void {
+  private upsert(body: Obj, rel: Obj | undefined, insert: Operation): void {
     const conflict = body.onConflictClause as Obj
     const relname = rel ? (str(rel.relname) ?? '') : ''
-    const fromItself = rel !== undefined && (readsTable(body.selectStmt, relname) || readsTable(body.withClause, relname))
-    const judge = this.judge(rel, [{name: 'excluded', sameTable: fromItself}])
-    const update = op('write', 'update', {where: fromItself ? (conflict.whereClause === undefined ? 'trivial' : judge.judge(conflict.whereClause)) : 'filtered'})
+    const where = (suspect: boolean): WhereKind => {
+      const fromItself = rel !== undefined && (holdsRows(body.selectStmt, relname, suspect) || holdsRows(body.withClause, relname, suspect))
+      if (!fromItself) return 'filtered'
+      return conflict.whereClause === undefined ? 'trivial' : this.judge(rel, [{name: 'excluded', sameTable: true}], undefined, suspect).judge(conflict.whereClause)
+    }
+    const update = op('write', 'update', {where: where(false)})
     this.open(update, () => {
       if (rel) this.table(rel, 'write', false)
       this.access = 'read'
       this.visit(conflict.targetList)
       this.visit(conflict.whereClause)
     })
+    // The rows inserted are read by the INSERT: a view or function over the target conflicts with every row.
+    if (update.where === 'filtered') this.lean(update, {...insert, calls: [...(insert.calls ?? []), ...(update.calls ?? [])]}, rel, where(true))
   }
 
-  private others(rel: Obj | undefined, items: unknown, withClause: unknown): OtherRelation[] {
+  private others(rel: Obj | undefined, items: unknown, withClause: unknown, suspect = false): OtherRelation[] {
     const relname = rel ? (str(rel.relname) ?? '') : ''
-    return fromItems(items, relname, cteSources(withClause, relname))
+    return fromItems(items, relname, cteSources(withClause, relname, suspect), suspect)
   }
 
   /** Records a statement's target relation, then walks the rest of it as reads. */
@@ -667,9 +690,11 @@ export class StatementWalker {
   private merge(body: Obj): void {
     const rel = isRangeVar(body.relation) ? body.relation : undefined
     const judge = this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause), body.withClause)
+    const suspect = this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause, true), body.withClause, true)
     // NOT MATCHED BY SOURCE conditions can only name the target.
     const alone = this.judge(rel, [], body.withClause)
-    this.open(op('write', 'merge'), () => this.target(body, rel, 'write'))
+    const aloneSuspect = this.judge(rel, [], body.withClause, true)
+    const merge = this.open(op('write', 'merge'), () => this.target(body, rel, 'write'))
     // Each WHEN action is an operation of its own, so `command: delete` rules see MERGE deletes.
     for (const clause of list(body.mergeWhenClauses)) {
       const u = unwrap(clause)
@@ -682,13 +707,16 @@ export class StatementWalker {
       if (command !== 'insert') {
         // WHEN MATCHED rows are those the ON condition pairs with a source row; NOT MATCHED BY
         // SOURCE rows are every target row without a partner, filtered only by the WHEN condition.
-        action.where = w.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_SOURCE' ? alone.judgeAll([w.condition]) : judge.judgeAll([body.joinCondition, w.condition])
+        const bySource = w.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_SOURCE'
+        const conditions = bySource ? [w.condition] : [body.joinCondition, w.condition]
+        action.where = (bySource ? alone : judge).judgeAll(conditions)
+        if (action.where === 'filtered') this.lean(action, merge, rel, (bySource ? aloneSuspect : suspect).judgeAll(conditions))
       }
       this.push(action)
     }
   }
 
-  private judge(rel: Obj | undefined, others: OtherRelation[] = [], withClause?: unknown): WhereJudge {
+  private judge(rel: Obj | undefined, others: OtherRelation[] = [], withClause?: unknown, suspect = false): WhereJudge {
     const names = new Set<string>()
     const relname = rel ? (str(rel.relname) ?? '') : ''
     if (rel) {
@@ -696,7 +724,7 @@ export class StatementWalker {
       names.add(alias ?? relname)
     }
     // The statement's own CTEs, for subqueries of the condition that read them.
-    return new WhereJudge({names, relname, others, ctes: cteSources(withClause, relname)})
+    return new WhereJudge({names, relname, others, ctes: cteSources(withClause, relname, suspect), ...(suspect ? {suspect} : {})})
   }
 
   private funcCall(body: Obj): void {

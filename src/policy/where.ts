@@ -28,6 +28,7 @@
  */
 import {isObj, list, names, str, unwrap, type Obj} from '../sql/tree.js'
 import type {WhereKind} from './types.js'
+import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
 
 // ---- three-valued sets ---------------------------------------------------------------------------
 
@@ -95,6 +96,11 @@ export interface OtherRelation {
   name: string
   /** It holds rows of the target table itself (a self-join, a subquery or CTE over it). */
   sameTable: boolean
+  /**
+   * It is the target table named as itself, so its columns are the target's under their own names.
+   * A subquery, CTE, function or view over the target may show any of its columns under any name.
+   */
+  exact?: true
 }
 
 export interface TargetInfo {
@@ -105,12 +111,20 @@ export interface TargetInfo {
   others?: readonly OtherRelation[]
   /** The statement's CTEs by name, with whether each reads the target table (a subquery of the condition may read them). */
   ctes?: ReadonlyMap<string, boolean>
+  /**
+   * Judge as if every relation, and every value a user's function, operator or cast computes,
+   * held the target table's own rows. The catalog decides later whether this judgment is the one
+   * that holds (where-basis.ts): a view, a parent table or a function body may reach the target.
+   */
+  suspect?: boolean
 }
 
 /** A subquery level between the condition and a column reference. */
 interface Scope {
   /** Names of the subquery's FROM items, with whether each holds rows of the target table. */
   names: Map<string, boolean>
+  /** The FROM items that are the target table named as itself (`OtherRelation.exact`). */
+  exact: Set<string>
   hasFrom: boolean
 }
 
@@ -141,8 +155,46 @@ export function readsTable(node: unknown, relname: string): boolean {
   return Object.values(node).some((v) => readsTable(v, relname))
 }
 
+/**
+ * Whether `node` reads any relation, or computes a value with a function, operator or cast that
+ * is not built in: what the catalog may show to hold the target's rows (`TargetInfo.suspect`).
+ */
+export function readsAnything(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(readsAnything)
+  if (!isObj(node)) return false
+  if (typeof node.relname === 'string' && 'relpersistence' in node) return true
+  const u = unwrap(node)
+  if (u && userCode(u[0], u[1])) return true
+  return Object.values(node).some(readsAnything)
+}
+
+function userCode(type: string, body: Obj): boolean {
+  switch (type) {
+    case 'FuncCall': {
+      const parts = names(body.funcname)
+      const schema = parts.length >= 2 ? parts[parts.length - 2] : undefined
+      return (schema !== undefined && schema !== 'pg_catalog') || builtinCandidates(parts.at(-1) ?? '') === undefined
+    }
+    case 'A_Expr': {
+      const parts = strings(body.name)
+      return parts.length > 1 ? parts[0] !== 'pg_catalog' : !isBuiltinOperator(parts[0] ?? '')
+    }
+    case 'TypeCast': {
+      const parts = names(isObj(body.typeName) ? body.typeName.names : undefined)
+      return parts.length > 1 ? parts[0] !== 'pg_catalog' : !isBuiltinType(parts[0] ?? '')
+    }
+    default:
+      return false
+  }
+}
+
+/** Whether `node` holds rows of the target: reads it by name, or, judged as `suspect`, reads anything. */
+export function holdsRows(node: unknown, relname: string, suspect = false): boolean {
+  return suspect ? readsAnything(node) : readsTable(node, relname)
+}
+
 /** FROM items as (name, holds rows of `relname`) pairs; joins contribute their members. */
-export function fromItems(items: unknown, relname: string, ctes: ReadonlyMap<string, boolean> = new Map()): OtherRelation[] {
+export function fromItems(items: unknown, relname: string, ctes: ReadonlyMap<string, boolean> = new Map(), suspect = false): OtherRelation[] {
   const out: OtherRelation[] = []
   const visit = (item: unknown): void => {
     const u = unwrap(item)
@@ -152,19 +204,20 @@ export function fromItems(items: unknown, relname: string, ctes: ReadonlyMap<str
     switch (type) {
       case 'RangeVar': {
         const rel = str(body.relname) ?? ''
-        const same = (!str(body.schemaname) && ctes.get(rel)) ?? rel === relname
-        out.push({name: alias ?? rel, sameTable: same || rel === relname})
+        const cte = !str(body.schemaname) ? ctes.get(rel) : undefined
+        const same = cte ?? (suspect || rel === relname)
+        out.push({name: alias ?? rel, sameTable: same || rel === relname, ...(cte === undefined && rel === relname ? {exact: true as const} : {})})
         return
       }
       case 'RangeSubselect':
       case 'RangeFunction':
       case 'RangeTableFunc':
-        if (alias) out.push({name: alias, sameTable: readsTable(body, relname)})
+        if (alias) out.push({name: alias, sameTable: holdsRows(body, relname, suspect)})
         return
       case 'JoinExpr':
         visit(body.larg)
         visit(body.rarg)
-        if (alias) out.push({name: alias, sameTable: readsTable(body, relname)})
+        if (alias) out.push({name: alias, sameTable: holdsRows(body, relname, suspect)})
         return
       default:
         return
@@ -175,12 +228,12 @@ export function fromItems(items: unknown, relname: string, ctes: ReadonlyMap<str
 }
 
 /** Which CTE names (of a WITH clause) hold rows of `relname`. */
-export function cteSources(withClause: unknown, relname: string): Map<string, boolean> {
+export function cteSources(withClause: unknown, relname: string, suspect = false): Map<string, boolean> {
   const out = new Map<string, boolean>()
   if (!isObj(withClause)) return out
   for (const c of list(withClause.ctes)) {
     const u = unwrap(c)
-    if (u && u[0] === 'CommonTableExpr') out.set(str(u[1].ctename) ?? '', readsTable(u[1].ctequery, relname))
+    if (u && u[0] === 'CommonTableExpr') out.set(str(u[1].ctename) ?? '', holdsRows(u[1].ctequery, relname, suspect))
   }
   return out
 }
@@ -189,9 +242,20 @@ export function cteSources(withClause: unknown, relname: string): Map<string, bo
 
 class Compiler {
   private readonly others: Map<string, boolean>
+  private readonly exactOthers: Set<string>
 
   constructor(private readonly target: TargetInfo) {
     this.others = new Map((target.others ?? []).map((o) => [o.name, o.sameTable]))
+    this.exactOthers = new Set((target.others ?? []).filter((o) => o.exact).map((o) => o.name))
+  }
+
+  /**
+   * Whether the relation a qualified column reference names is the target table named as itself,
+   * whose columns are the target's under their own names (`OtherRelation.exact`).
+   */
+  exactCopy(qual: string, scopes: readonly Scope[]): boolean {
+    for (let i = scopes.length - 1; i >= 0; i--) if (scopes[i]!.names.has(qual)) return scopes[i]!.exact.has(qual)
+    return this.exactOthers.has(qual)
   }
 
   /** Where a column reference points, seen from inside `scopes` (innermost last). */
@@ -262,9 +326,10 @@ class Compiler {
 
   /** The names a SELECT's FROM brings into scope. */
   scopeOf(select: Obj): Scope {
-    const ctes = new Map([...(this.target.ctes ?? []), ...cteSources(select.withClause, this.target.relname)])
-    const items = fromItems(select.fromClause, this.target.relname, ctes)
-    return {names: new Map(items.map((i) => [i.name, i.sameTable])), hasFrom: list(select.fromClause).length > 0}
+    const suspect = this.target.suspect === true
+    const ctes = new Map([...(this.target.ctes ?? []), ...cteSources(select.withClause, this.target.relname, suspect)])
+    const items = fromItems(select.fromClause, this.target.relname, ctes, suspect)
+    return {names: new Map(items.map((i) => [i.name, i.sameTable])), exact: new Set(items.filter((i) => i.exact).map((i) => i.name)), hasFrom: list(select.fromClause).length > 0}
   }
 
   /**
@@ -323,7 +388,8 @@ class Compiler {
     const u = unwrap(other)
     if (u?.[0] === 'ColumnRef') {
       const r = this.resolve(u[1].fields, scopes)
-      return (r.k === 'other' || r.k === 'inner') && r.sameTable && r.col === col
+      // A copy that renames (a subquery, CTE or view over the target) may show `col` under any name.
+      return (r.k === 'other' || r.k === 'inner') && r.sameTable && (r.col === col || !this.exactCopy(strings(u[1].fields).at(-2) ?? '', scopes))
     }
     // Any other value computed from the target table's own rows may be every row's own value or
     // bound it: `id >= (SELECT min(t2.id) FROM t t2)`, `id = ANY(ARRAY(SELECT t2.id FROM t t2))`,
@@ -333,7 +399,7 @@ class Compiler {
 
   /** Whether `node` reads the target table: a subquery over it, or a column of another copy of it. */
   readsOwnRows(node: unknown, scopes: readonly Scope[]): boolean {
-    if (readsTable(node, this.target.relname)) return true
+    if (holdsRows(node, this.target.relname, this.target.suspect)) return true
     let found = false
     const visit = (n: unknown, sc: readonly Scope[]): void => {
       if (found) return
@@ -550,10 +616,6 @@ class Compiler {
     return OPAQUE
   }
 
-  /**
-   * `col IN (SELECT t2.col FROM <the target table> t2 …)` is an identity unless the subquery's own
-   * WHERE filters its copy of the table.
-   */
   /** Whether a subquery selects one plain column of a FROM item, with no grouping, set operation or set-returning call around it. */
   private selectsPlainColumn(select: Obj, scopes: readonly Scope[]): boolean {
     const targets = list(select.targetList)
@@ -564,16 +626,23 @@ class Compiler {
     return r.k === 'inner' && r.col !== '*'
   }
 
+  /**
+   * `col IN (SELECT t2.col FROM <the target table> t2 …)` is an identity unless the subquery's own
+   * WHERE filters its copy of the table. A copy that is not the table named as itself (a CTE, a
+   * subquery, a function, a view) may show `col` under any name: `WITH c AS (SELECT id AS k FROM t)`.
+   */
   private selectsSameColumn(col: string, select: Obj, scopes: readonly Scope[]): boolean {
     const targets = list(select.targetList)
     if (targets.length !== 1) return false
     const val = unwrap(targets[0])?.[1].val
     const scope = this.scopeOf(select)
-    const ref = unwrap(val)?.[0] === 'ColumnRef' ? this.resolve(unwrap(val)![1].fields, [...scopes, scope]) : undefined
-    if (!ref || ref.k !== 'inner' || !ref.sameTable || ref.col !== col) return false
+    const all = [...scopes, scope]
+    const ref = unwrap(val)?.[0] === 'ColumnRef' ? this.resolve(unwrap(val)![1].fields, all) : undefined
+    if (!ref || ref.k !== 'inner' || !ref.sameTable) return false
     const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
+    if (ref.col !== col && this.exactCopy(qual, all)) return false
     const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
-    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {})})
+    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.suspect ? {suspect: true} : {})})
     // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
     const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
     return judge.judgeAll(conditions) !== 'filtered'

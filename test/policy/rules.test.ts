@@ -53,6 +53,21 @@ describe('rule order', () => {
   })
 })
 
+describe('maintenance without a table list', () => {
+  it('counts a bare VACUUM or ANALYZE as every table for rules on tables, and a named table as itself', () => {
+    const rules = [rule('no-hr', {tables: ['hr.*']}, 'deny', 'hr tables are not touched through this target')]
+    for (const sql of ['ANALYZE', 'ANALYZE VERBOSE', 'VACUUM', 'VACUUM ANALYZE', 'VACUUM (ANALYZE, VERBOSE)', 'analyze; select 1']) {
+      const d = decide(sql, {rules, pack: 'default'})
+      expect(d.action, sql).toBe('deny')
+      expect(d.decisive?.ruleId, sql).toBe('no-hr')
+      expect(d.decisive?.detail, sql).toMatch(/without a table list processes every table/)
+    }
+    expect(decide('ANALYZE hr.salaries', {rules, pack: 'default'}).decisive?.ruleId).toBe('no-hr')
+    expect(decide('ANALYZE public.teams', {rules, pack: 'default'}).action).toBe('allow')
+    expect(decide('VACUUM public.teams', {rules, pack: 'default'}).action).toBe('allow')
+  })
+})
+
 describe('commands as dbgate.yaml writes them', () => {
   const rulesOf = (command: string) =>
     parseConfigText(['targets:', '  prod:', '    host: db', '    database: app', '    user: app', '    rules:', `      - match: {command: ${command}}`, '        action: deny', ''].join('\n'), 'dbgate.yaml').config.targets.prod!.rules

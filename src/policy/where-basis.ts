@@ -1,0 +1,148 @@
+/**
+ * The WHERE proof (where.ts) takes a relation of another name for other rows than the target's:
+ * `DELETE FROM t WHERE id IN (SELECT v.id FROM v)` filters when `v` is another table. But `v` may
+ * be a view over `t`, `t`'s parent (whose rows include `t`'s), or a foreign table; and a user's
+ * function (`id = ANY(all_ids())`), operator or cast may compute its value from `t`'s rows. Then
+ * the values are every row's own, and the condition may hold for every row.
+ *
+ * A per-target step, like the tables behind views (views.ts): the analysis keeps, with a
+ * `filtered` judgment that leans on such things, what it leans on and the judgment made as if all
+ * of it held the target's rows (`Operation.whereBasis`); the target's catalog says which holds.
+ * Fails closed: what the catalog cannot say (not looked up, a body it cannot read, nesting deeper
+ * than it follows, a catalog changed and not committed yet) counts as reaching the target.
+ */
+import {mapStatements, withOperations} from './analyze.js'
+import {catalogKey, type FunctionCatalog} from './catalog.js'
+import {isBuiltinSchema} from './functions.js'
+import type {CatalogCall, Operation, StatementAnalysis, TableRef} from './types.js'
+import {seesViews, type ViewAwareCatalog} from './views.js'
+
+/** How deep function bodies are followed (each may call others). */
+const MAX_DEPTH = 4
+
+/** Relations whose rows a relation's rows include; a schema left out matches any, `every` matches all. */
+interface Reach {
+  relations: ReadonlyArray<{schema?: string; name: string}>
+  every: boolean
+}
+
+/** Why a thing reaches the target, in words that follow its name; undefined when it does not. */
+type Finding = string | undefined
+
+/** The relation named (in whichever schema the name finds it) and everything behind it. */
+function reachOf(name: string, schema: string | undefined, catalog: ViewAwareCatalog): Reach | undefined {
+  const all = catalog.tablesBehind(`r:${name}`)
+  if (all === undefined) return undefined
+  const relations: Array<{schema?: string; name: string}> = [{...(schema !== undefined && schema !== 'pg_temp' ? {schema} : {}), name}]
+  let every = false
+  for (const b of all) {
+    if (schema !== undefined && !(schema === 'pg_temp' ? b.scope.startsWith('pg_temp') : b.scope === schema)) continue
+    // Nesting too deep or rows from another server: what is behind cannot be told, so it may be anything.
+    if (b.tooDeep || b.foreign) every = true
+    relations.push({schema: b.schema, name: b.name})
+  }
+  return {relations, every}
+}
+
+function overlaps(a: Reach, b: Reach): boolean {
+  if (a.every || b.every) return true
+  return a.relations.some((x) => b.relations.some((y) => x.name === y.name && (x.schema === undefined || y.schema === undefined || x.schema === y.schema)))
+}
+
+class Finder {
+  constructor(
+    private readonly catalog: ViewAwareCatalog,
+    private readonly target: Reach,
+    private readonly targetName: string,
+  ) {}
+
+  relation(name: string, schema: string | undefined): Finding {
+    const written = schema ? `${schema}.${name}` : name
+    const reach = reachOf(name, schema, this.catalog)
+    if (reach === undefined) return `${written}, which dbgate could not look up in the target's catalog`
+    return overlaps(reach, this.target) ? `${written}, which holds rows of ${this.targetName} (a view, rule, parent or foreign table over it, or the table itself)` : undefined
+  }
+
+  /** A call of a function, operator or cast: a user's body that reads the target (at any depth) reaches it. */
+  call(c: CatalogCall, depth: number, stack: readonly number[]): Finding {
+    if (c.kind === 'relation') return this.relation(c.name, c.schema)
+    const written = c.schema ? `${c.schema}.${c.name}` : c.name
+    const candidates = this.catalog.get(catalogKey(c))
+    if (candidates === undefined) return `${written}, which dbgate could not look up in the target's catalog`
+    for (const cand of candidates) {
+      if (cand.oid === undefined || isBuiltinSchema(cand.schema)) continue
+      const fn = `${cand.schema}.${cand.name}`
+      if (stack.includes(cand.oid)) continue
+      if (depth >= MAX_DEPTH) return `${written}, whose body calls functions nested deeper than dbgate follows`
+      const body = this.catalog.body?.(cand.oid)
+      // An extension's function is the DBA's installed code, trusted as catalog.ts trusts it.
+      if (body?.extension) continue
+      if (!body || body.unreadable || body.dynamic) return `${written}, whose body (${fn}) dbgate cannot read`
+      for (const s of body.statements) {
+        for (const o of s.operations) {
+          const found = this.operation(o, depth + 1, [...stack, cand.oid])
+          if (found) return `${written}, whose body (${fn}) reads ${found}`
+        }
+      }
+    }
+    return undefined
+  }
+
+  operation(o: Operation, depth: number, stack: readonly number[]): Finding {
+    for (const t of o.tables) {
+      if (t.access === 'ddl') continue
+      const found = this.relation(t.name, t.schema)
+      if (found) return found
+    }
+    for (const c of o.calls ?? []) {
+      if (c.kind === 'relation') continue
+      const found = this.call(c, depth, stack)
+      if (found) return found
+    }
+    return undefined
+  }
+}
+
+/** The relation the operation writes (an UPDATE's, DELETE's or MERGE action's target). */
+function writtenTable(o: Operation): TableRef | undefined {
+  return o.tables.find((t) => t.access === 'write' && t.via === undefined && t.every === undefined)
+}
+
+function judged(o: Operation, catalog: ViewAwareCatalog, distrusted: boolean): Operation {
+  const basis = o.whereBasis!
+  const {whereBasis: _basis, ...rest} = o
+  const target = writtenTable(o)
+  const pessimistic = (why: string): Operation => ({...rest, where: basis.otherwise, detail: [o.detail, `its WHERE compares the rows with values read from ${why}, so it may pick every row`].filter(Boolean).join('; ')})
+  if (!target) return pessimistic('relations dbgate could not tell apart from the target')
+  const targetName = target.schema ? `${target.schema}.${target.name}` : target.name
+  if (distrusted) return pessimistic(`relations whose definitions this session may have changed in a transaction that is not committed yet (send it after the COMMIT)`)
+  const reach = reachOf(target.name, target.schema, catalog)
+  if (reach === undefined) return pessimistic(`${targetName}'s catalog entry, which dbgate could not look up`)
+  const finder = new Finder(catalog, reach, targetName)
+  for (const c of basis.calls) {
+    // The target's own name the proof reads as the target already (where.ts).
+    if (c.kind === 'relation' && c.name === target.name && (c.schema === undefined || c.schema === target.schema)) continue
+    const found = finder.call(c, 0, [])
+    if (found) return pessimistic(found)
+  }
+  return rest
+}
+
+/**
+ * Settles every `filtered` WHERE that leans on other relations or user code against `catalog`:
+ * the judgment made as if they held the target's rows holds where any of them does. Statements
+ * from position `distrustFrom` on follow a catalog change that is not committed, so what the
+ * catalog says does not hold for them. Offline catalogs (`dbgate policy check`) see no views: the
+ * judgment stays as written.
+ */
+export function settleWhereBasis(statements: readonly StatementAnalysis[], catalog: FunctionCatalog, distrustFrom = statements.length): StatementAnalysis[] {
+  if (!seesViews(catalog) || !statements.some((s) => s.operations.some((o) => o.whereBasis))) return statements as StatementAnalysis[]
+  return mapStatements(statements, (s) => {
+    if (!s.operations.some((o) => o.whereBasis)) return s
+    const i = statements.indexOf(s)
+    return withOperations(
+      s,
+      s.operations.map((o) => (o.whereBasis ? judged(o, catalog, i >= distrustFrom) : o)),
+    )
+  })
+}
