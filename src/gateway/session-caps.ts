@@ -1,14 +1,34 @@
 /**
  * Counts of what one party holds on the gateway's PostgreSQL listener at once, each under a cap:
  * sessions per signed-in person (server.maxSessionsPerPerson) and connections not yet signed in,
- * in all and per source address (server.maxPendingSignIns, server.maxPendingSignInsPerAddress).
+ * in all and per source address (server.maxPendingSignIns, server.maxPendingSignInsPerAddress; an
+ * IPv6 address counts by its /64).
  */
+import {isIPv6} from 'node:net'
 import type {SessionGate} from '../proxy/upstream-gate.js'
 import {UpstreamError} from '../proxy/upstream.js'
 
 /** One person's key in the per-person slots: the verified issuer and subject, never a name the client chose. */
 export function personKey(identity: {issuer: string; subject: string}): string {
   return `${identity.issuer}\n${identity.subject}`
+}
+
+/**
+ * The share a source address counts against: an IPv4 address (an IPv4-mapped IPv6 one too) as
+ * itself, an IPv6 address by its /64 prefix. One host is usually given a whole /64, and picks a new
+ * address in it at will (privacy addresses), so counting whole IPv6 addresses gives it no cap.
+ */
+export function addressShare(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped) return mapped[1]!
+  if (!isIPv6(address)) return address
+  const [head = '', tail = ''] = address.replace(/%.*$/, '').split('::')
+  const left = head ? head.split(':') : []
+  const right = tail ? tail.split(':') : []
+  // An embedded IPv4 tail (`::1.2.3.4`) takes two groups; it sits in the low 64 bits, which are dropped.
+  const width = (groups: string[]) => groups.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0)
+  const groups = address.includes('::') ? [...left, ...Array<string>(8 - width(left) - width(right)).fill('0'), ...right] : left
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`
 }
 
 /** Holders counted by key, each key up to `max` at once. */
@@ -51,7 +71,7 @@ export class PendingSignIns {
   }
 
   take(address: string): {ok: true; release: () => void} | {ok: false; cap: 'server.maxPendingSignIns' | 'server.maxPendingSignInsPerAddress'; max: number} {
-    const mine = this.perAddress.take(address)
+    const mine = this.perAddress.take(addressShare(address))
     if (!mine) return {ok: false, cap: 'server.maxPendingSignInsPerAddress', max: this.perAddress.max}
     const any = this.all.take('')
     if (!any) {

@@ -8,6 +8,7 @@ import {Framer} from '../../src/wire/framer.js'
 import {encodeSslRequest, encodeStartup} from '../../src/wire/frontend.js'
 import {mint} from '../identity/helpers.js'
 import {waitFor} from '../helpers/wait.js'
+import {addressShare, PendingSignIns} from '../../src/gateway/session-caps.js'
 import {readUntilClosed} from './helpers.js'
 import {startAppGateway, type AppGateway} from './app-gateway.js'
 
@@ -217,5 +218,21 @@ describe('dbgate gateway: sign-in deadline', () => {
       if (String.fromCharCode(f.code) === 'E') errors.push(String(decodeNotice(f.body).message))
     })
     expect(errors).toEqual([expect.stringMatching(/sign-in timed out: the TLS handshake, startup packet and token must arrive within 1s of connecting \(server\.signInTimeout\)/)])
+  })
+})
+
+describe('per-address share of connections not signed in', () => {
+  it('counts the IPv6 addresses of one /64 as one source, an IPv4-mapped address as its IPv4 one, and other prefixes apart', () => {
+    const slots = new PendingSignIns({max: 100, maxPerAddress: 2})
+    const hold = (a: string) => slots.take(a)
+    expect(hold('2001:db8:1:2::10').ok).toBe(true)
+    expect(hold('2001:db8:1:2:ffff:1:2:3').ok).toBe(true)
+    // A third address chosen in the same /64 (every spelling of it) is the same host's share.
+    for (const a of ['2001:0db8:0001:0002::abcd', '2001:db8:1:2:0:0:1.2.3.4', '2001:DB8:1:2::9%eth0']) expect(hold(a), a).toMatchObject({ok: false, cap: 'server.maxPendingSignInsPerAddress'})
+    expect(hold('2001:db8:1:3::10').ok).toBe(true)
+    expect(hold('::ffff:192.0.2.7').ok).toBe(true)
+    expect(hold('192.0.2.7').ok).toBe(true)
+    expect(hold('192.0.2.7')).toMatchObject({ok: false})
+    expect(addressShare('::1')).toBe('0:0:0:0::/64')
   })
 })
