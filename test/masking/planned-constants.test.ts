@@ -18,13 +18,10 @@
  *
  * Each step list runs in one session; no full name or address may reach the client.
  */
-import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {sampleCustomers} from '../../src/demo/sample-data.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
-import {maskingFixture, type MaskingFixture} from './fixture.js'
-import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
+import {openUnseenCodeTunnel, rowsOf, simpleSend, type Send, type UnseenCodeTunnel} from './unseen-code.js'
 
 const NAMES = sampleCustomers().flatMap((c) => [c.fullName, c.address])
 const XML = (col: string) => `query_to_xml('select ${col} from customers', true, false, '')`
@@ -68,46 +65,15 @@ const PLANS: string[][] = [
 ]
 
 describe('values the server computes into constants: EXECUTE arguments and plans', () => {
-  let fx: MaskingFixture
-  let tunnel: PipelineTunnel
-  let relay: Awaited<ReturnType<typeof recordingRelay>>
+  let t: UnseenCodeTunnel
 
   beforeAll(async () => {
-    fx = await maskingFixture()
-    await withClient(fx.db.url, async (c) => {
-      for (const f of FUNCTIONS) await c.query(f)
-    })
-    tunnel = await openPipelineTunnel(fx.db, 'policy: none')
-    relay = await recordingRelay(tunnel.info.port)
+    t = await openUnseenCodeTunnel(FUNCTIONS)
   })
+  afterAll(() => t?.close())
 
-  afterAll(async () => {
-    await relay?.close()
-    await tunnel?.close().catch(() => {})
-    await fx?.close()
-  })
-
-  async function send(c: pg.Client, sql: string): Promise<pg.QueryResult | pg.QueryResult[]> {
-    if (sql.startsWith(EXT)) return c.query({name: `s${Math.random().toString(36).slice(2)}`, text: sql.slice(EXT.length), values: []})
-    return c.query(sql) as Promise<pg.QueryResult | pg.QueryResult[]>
-  }
-
-  async function run(steps: string[]): Promise<{seen: Buffer; errors: string[]; rows: unknown[]}> {
-    const seen: Seen = {bytes: [], strings: []}
-    const c = await relayedClient(tunnel.info.url, relay, seen)
-    const errors: string[] = []
-    const rows: unknown[] = []
-    for (const sql of steps) {
-      try {
-        const r = await send(c, sql)
-        rows.push(Array.isArray(r) ? r.map((x) => x.rows) : r.rows)
-      } catch (error) {
-        errors.push(`${sql}: ${String(error)}`)
-      }
-    }
-    await c.end()
-    return {seen: all(seen), errors, rows}
-  }
+  const send: Send = (c, sql) => (sql.startsWith(EXT) ? c.query({name: `s${Math.random().toString(36).slice(2)}`, text: sql.slice(EXT.length), values: []}) : simpleSend(c, sql))
+  const run = (steps: string[]) => t.run(steps, send)
 
   /** Clear values in `seen`, also as the bytes of a node tree's constants (`:constvalue 15 [ 60 0 0 0 65 108 … ]`). */
   const leaks = (seen: Buffer | string) => {
@@ -119,14 +85,13 @@ describe('values the server computes into constants: EXECUTE arguments and plans
 
   it('has no vacuous case: directly, each shows names or addresses', async () => {
     for (const steps of [...ARGUMENTS, ...PLANS]) {
-      const seen = await withClient(fx.db.url, async (c) => {
+      const seen = await withClient(t.fx.db.url, async (c) => {
         await c.query('begin')
         const out: unknown[] = []
         c.on('notice', (n) => out.push(n.detail))
         for (const sql of steps) {
           try {
-            const r = await send(c, sql)
-            out.push(Array.isArray(r) ? r.map((x) => x.rows) : r.rows)
+            out.push(rowsOf(await send(c, sql)))
           } catch (error) {
             out.push(String(error))
           }

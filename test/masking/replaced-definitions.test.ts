@@ -8,13 +8,10 @@
  *
  * Each step list runs in one session; no full name or address may reach the client.
  */
-import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {sampleCustomers} from '../../src/demo/sample-data.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
-import {maskingFixture, type MaskingFixture} from './fixture.js'
-import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
+import {openUnseenCodeTunnel, rowsOf, simpleSend, type Send, type UnseenCodeTunnel} from './unseen-code.js'
 
 const NAMES = sampleCustomers().flatMap((c) => [c.fullName, c.address])
 /** Dynamic SQL that makes `name` run `SELECT full_name || ' ' || address AS v FROM customers`. */
@@ -45,57 +42,28 @@ const STEPS: string[][] = [
 ]
 
 describe('prepared statements and cursors replaced by code the analysis cannot see into', () => {
-  let fx: MaskingFixture
-  let tunnel: PipelineTunnel
-  let relay: Awaited<ReturnType<typeof recordingRelay>>
+  let t: UnseenCodeTunnel
 
   beforeAll(async () => {
-    fx = await maskingFixture()
-    await withClient(fx.db.url, async (c) => {
-      for (const f of FUNCTIONS) await c.query(f)
-    })
-    tunnel = await openPipelineTunnel(fx.db, 'policy: none')
-    relay = await recordingRelay(tunnel.info.port)
+    t = await openUnseenCodeTunnel(FUNCTIONS)
   })
+  afterAll(() => t?.close())
 
-  afterAll(async () => {
-    await relay?.close()
-    await tunnel?.close().catch(() => {})
-    await fx?.close()
-  })
-
-  async function send(c: pg.Client, sql: string): Promise<pg.QueryResult | pg.QueryResult[]> {
+  const send: Send = (c, sql) => {
     if (sql.startsWith(EXT)) return c.query({name: `e${Math.random().toString(36).slice(2)}`, text: sql.slice(EXT.length), values: []})
     if (sql.startsWith(NAMED)) return c.query({name: sql.slice(NAMED.length), text: "select 'x'::text as v", values: []})
-    return c.query(sql) as Promise<pg.QueryResult | pg.QueryResult[]>
+    return simpleSend(c, sql)
   }
-
-  async function run(steps: string[]): Promise<{seen: Buffer; errors: string[]; rows: unknown[]}> {
-    const seen: Seen = {bytes: [], strings: []}
-    const c = await relayedClient(tunnel.info.url, relay, seen)
-    const errors: string[] = []
-    const rows: unknown[] = []
-    for (const sql of steps) {
-      try {
-        const r = await send(c, sql)
-        rows.push(Array.isArray(r) ? r.map((x) => x.rows) : r.rows)
-      } catch (error) {
-        errors.push(`${sql}: ${String(error)}`)
-      }
-    }
-    await c.end()
-    return {seen: all(seen), errors, rows}
-  }
+  const run = (steps: string[]) => t.run(steps, send)
 
   const leaks = (seen: Buffer | string) => NAMES.filter((s) => Buffer.from(seen).includes(Buffer.from(s, 'utf8')))
 
   it('has no vacuous case: directly, each shows names and addresses', async () => {
     for (const steps of STEPS) {
-      const seen = await withClient(fx.db.url, async (c) => {
+      const seen = await withClient(t.fx.db.url, async (c) => {
         const out: unknown[] = []
         for (const sql of steps) {
-          const r = await send(c, sql)
-          out.push(Array.isArray(r) ? r.map((x) => x.rows) : r.rows)
+          out.push(rowsOf(await send(c, sql)))
         }
         return JSON.stringify(out)
       })

@@ -8,10 +8,8 @@
  */
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {sampleCustomers} from '../../src/demo/sample-data.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
-import {maskingFixture, type MaskingFixture} from './fixture.js'
-import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
+import {openUnseenCodeTunnel, type UnseenCodeTunnel} from './unseen-code.js'
 
 const customers = sampleCustomers()
 /** Names as a POSIX zone's abbreviation holds them: letters only, compared case-insensitively. */
@@ -30,46 +28,22 @@ const STEPS: string[][] = [
 ]
 
 describe('settings that unseen code set, reported or printed', () => {
-  let fx: MaskingFixture
-  let tunnel: PipelineTunnel
-  let relay: Awaited<ReturnType<typeof recordingRelay>>
+  let t: UnseenCodeTunnel
 
   beforeAll(async () => {
-    fx = await maskingFixture()
-    tunnel = await openPipelineTunnel(fx.db, 'policy: none')
-    relay = await recordingRelay(tunnel.info.port)
+    t = await openUnseenCodeTunnel()
   })
-
-  afterAll(async () => {
-    await relay?.close()
-    await tunnel?.close().catch(() => {})
-    await fx?.close()
-  })
+  afterAll(() => t?.close())
+  const run = (steps: string[]) => t.run(steps)
 
   const leaks = (seen: Buffer | string) => {
     const text = Buffer.from(seen).toString('latin1').toLowerCase()
     return [...ZONES, ...SSN_DIGITS].filter((v) => text.includes(v))
   }
 
-  async function run(steps: string[]): Promise<{seen: Buffer; rows: unknown[]; errors: string[]}> {
-    const seen: Seen = {bytes: [], strings: []}
-    const c = await relayedClient(tunnel.info.url, relay, seen)
-    const rows: unknown[] = []
-    const errors: string[] = []
-    for (const sql of steps) {
-      try {
-        rows.push((await c.query(sql)).rows)
-      } catch (error) {
-        errors.push(`${sql}: ${String(error)}`)
-      }
-    }
-    await c.end()
-    return {seen: all(seen), rows, errors}
-  }
-
   it('has no vacuous case: directly, each reports or prints a name or an SSN', async () => {
     for (const steps of STEPS) {
-      const seen = await withClient(fx.db.url, async (c) => {
+      const seen = await withClient(t.fx.db.url, async (c) => {
         const out: unknown[] = []
         const connection = (c as unknown as {connection: {on(e: string, f: (m: unknown) => void): void}}).connection
         connection.on('parameterStatus', (m) => out.push(m))
