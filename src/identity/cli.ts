@@ -3,6 +3,7 @@
  * flags and call these, so the same flows can be driven from tests or another front end.
  */
 import {resolveSecret} from '../config/secrets.js'
+import {requireTrustedIdentity} from '../config/trust.js'
 import type {LoadedConfig} from '../config/types.js'
 import type {IdentityConfig} from './config.js'
 import {deviceLogin, type DeviceCodePrompt, type DeviceLoginUI, type LoginResult} from './device-login.js'
@@ -29,10 +30,14 @@ export class IdentityNotConfiguredError extends Error {
   }
 }
 
-/** The identity section of a loaded config, with its client secret (if any) resolved. */
+/**
+ * The identity section of a loaded config, with its client secret (if any) resolved. Refused before
+ * anything is read when an untrusted ./dbgate.yaml would have the person's own secret sent to its issuer.
+ */
 export async function identityConfigFrom(loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): Promise<IdentityConfig> {
   const section = loaded.config.identity
   if (!section) throw new IdentityNotConfiguredError(loaded.path)
+  await requireTrustedIdentity(loaded, env)
   const {clientSecret, ...rest} = section
   return {
     ...rest,
