@@ -5,7 +5,7 @@ import {UsageError} from '../cli/errors.js'
 import {EXIT_INTERRUPTED} from '../cli/exit-codes.js'
 import {configFlag} from '../cli/flags.js'
 import {openTunnel, type ConnectionInfo} from '../connect/open.js'
-import {runClient} from '../connect/run-client.js'
+import {clientEnvironment, runClient} from '../connect/run-client.js'
 import {describeRelease, idleMemoryReleaseWanted, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 import {DbgateCommand} from '../cli/base-command.js'
 
@@ -68,7 +68,7 @@ export default class Connect extends DbgateCommand {
     if (command.length > 0) {
       let code: number
       try {
-        code = await runClient(command, info.env)
+        code = await runClient(command, clientEnvironment(process.env, info.env, loaded.config))
       } finally {
         await opened.close(2000)
       }
