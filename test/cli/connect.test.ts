@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process'
-import {mkdtemp, readFile, writeFile} from 'node:fs/promises'
+import {chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {createInterface} from 'node:readline'
@@ -139,6 +139,46 @@ describe('dbgate connect', () => {
     } finally {
       child.kill('SIGINT')
     }
+  })
+
+  it('listens on a unix socket only in a directory no one else can change, and says why it refuses one', async () => {
+    // Whoever may write the directory can put a socket of their own in the tunnel's place, and the person's clients talk to it.
+    const base = await mkdtemp(path.join(tmpdir(), 'dbgate-sockdirs-'))
+    await chmod(base, 0o755)
+    const dirs: [string, number, boolean][] = [
+      ['world-writable', 0o777, false],
+      ['group-writable', 0o770, false],
+      ['private', 0o700, true],
+      ['sticky', 0o1777, true],
+    ]
+    for (const [name, mode, ok] of dirs) {
+      const d = path.join(base, name)
+      await mkdir(d)
+      await chmod(d, mode)
+      const r = await run('node', [BIN, 'connect', 'app', '--socket', d, '--', 'psql', '-X', '-Atc', 'select 7'], {cwd: dir, env})
+      if (ok) {
+        expect(r.stdout.trim(), `${name}: ${r.stderr}`).toBe('7')
+        continue
+      }
+      expect(r.code, name).toBe(2)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toContain(`refusing to listen on a unix socket in ${d}: other users may write to it`)
+      expect(r.stderr).toContain('--socket')
+    }
+    // A directory of another user's, or under one: they may replace it whole.
+    if (process.getuid?.() === 0) {
+      const theirs = path.join(base, 'theirs')
+      await mkdir(path.join(theirs, 'mine'), {recursive: true})
+      await chmod(theirs, 0o755)
+      await chmod(path.join(theirs, 'mine'), 0o700)
+      await chown(theirs, 65534, 65534)
+      for (const d of [theirs, path.join(theirs, 'mine')]) {
+        const r = await run('node', [BIN, 'connect', 'app', '--socket', d, '--', 'psql', '-X', '-Atc', 'select 7'], {cwd: dir, env})
+        expect(r.code, d).toBe(2)
+        expect(r.stderr).toContain(`refusing to listen on a unix socket in ${d}: ${theirs} belongs to another user`)
+      }
+    }
+    await rm(base, {recursive: true, force: true})
   })
 
   it('explains config mistakes with file, line and key, and exits 2', async () => {
