@@ -8,6 +8,7 @@ import {openTunnel, type ConnectionInfo} from '../connect/open.js'
 import {clientEnvironment, runClient} from '../connect/run-client.js'
 import {describeRelease, idleMemoryReleaseWanted, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 import {DbgateCommand} from '../cli/base-command.js'
+import {visible} from '../util/visible.js'
 
 export default class Connect extends DbgateCommand {
   static override summary = 'Open a local tunnel to a database target.'
@@ -47,7 +48,8 @@ export default class Connect extends DbgateCommand {
     const log = (level: 'info' | 'warn' | 'error', message: string) => {
       if (level === 'info' && !flags.verbose) return
       const tag = level === 'error' ? chalk.red('error') : level === 'warn' ? chalk.yellow('warning') : chalk.dim('info')
-      process.stderr.write(`dbgate: ${tag}: ${message}\n`)
+      // Log lines quote servers and clients (an upstream's error): shown as text, never obeyed by the terminal.
+      process.stderr.write(`dbgate: ${tag}: ${visible(message, {lines: true})}\n`)
     }
     const opened = await openTunnel({
       loaded,

@@ -26,7 +26,10 @@ export async function plantedIdp(device: (issuer: string) => Record<string, unkn
           id_token_signing_alg_values_supported: ['RS256'],
         })
       }
-      if (req.url === '/device') return json(200, device(issuer))
+      if (req.url === '/device') {
+        const answer = device(issuer)
+        return json('error' in answer ? 400 : 200, answer)
+      }
       if (req.url === '/jwks') return json(200, {keys: []})
       // Whatever grant: refused, so each command ends at once.
       return json(400, {error: 'access_denied'})

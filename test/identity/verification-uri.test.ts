@@ -85,6 +85,20 @@ describe('the verification address and user code an IdP answers with', () => {
     expect(r.opened.join('\n')).not.toContain('\x1b')
   })
 
+  it("shows the IdP's error answers with terminal escapes made visible, in text and --json", async () => {
+    const hostile = 'no\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07 way\x1b[2K\r\u202eok'
+    for (const answer of [{error: 'invalid_request', error_description: hostile}, {error: `invalid\x1b[31m_request`}]) {
+      device = () => answer
+      for (const json of [false, true]) {
+        const r = await run('node', [BIN, 'login', '--no-browser', '--config', path.join(dir, 'dbgate.yaml'), ...(json ? ['--json'] : [])], {env, timeoutMs: 30_000})
+        expect(r.code).not.toBe(0)
+        const out = r.stdout + r.stderr
+        expect(out).toContain('refused the request')
+        for (const raw of ['\x1b', '\x07', '\r', '\u202e']) expect(out, `${JSON.stringify(raw)} reached the terminal`).not.toContain(raw)
+      }
+    }
+  })
+
   it('opens an https address, as before', async () => {
     device = () => ({device_code: 'd', user_code: 'ABCD-EFGH', verification_uri: 'https://idp.example.com/activate', verification_uri_complete: 'https://idp.example.com/activate?user_code=ABCD-EFGH', expires_in: 60, interval: 1})
     const r = await login()
