@@ -84,7 +84,7 @@ export default class Connect extends DbgateCommand {
     }
     if (opened.identity) {
       const id = opened.identity.current()
-      process.stderr.write(chalk.dim(`Connected as ${id.email ?? id.subject}${id.kind === 'service' ? ' (service identity)' : ''}; groups: ${id.groups.join(', ') || 'none'}\n`))
+      process.stderr.write(chalk.dim(`${visible(`Connected as ${id.email ?? id.subject}${id.kind === 'service' ? ' (service identity)' : ''}; groups: ${id.groups.join(', ') || 'none'}`)}\n`))
     } else {
       process.stderr.write(chalk.yellow('dbgate: warning: no identity section in the configuration, so this tunnel is not bound to a verified identity (see docs/identity.md)\n'))
     }

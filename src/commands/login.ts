@@ -7,6 +7,7 @@ import {interruptSignal, processIO} from '../identity/cli.js'
 import {serviceRequestFromEnv} from '../identity/service.js'
 import type {Identity} from '../identity/types.js'
 import {DbgateCommand} from '../cli/base-command.js'
+import {visible} from '../util/visible.js'
 
 export default class Login extends DbgateCommand {
   static override summary = 'Sign in with your identity provider (OIDC device code).'
@@ -47,7 +48,8 @@ CI jobs and agents use --client-credentials with DBGATE_CLIENT_ID and DBGATE_CLI
     try {
       const {identity, storedIn} = await runLogin(config, {io, browser: flags.browser, service: credentials, scopes, signal: interrupt.signal})
       const who = identity.email ?? identity.subject
-      this.log(`Signed in as ${who}${identity.kind === 'service' ? ' (service identity)' : ''}; groups: ${identity.groups.join(', ') || 'none'}.`)
+      // The IdP's claims, shown as text: a display name people set themselves may carry escapes.
+      this.log(visible(`Signed in as ${who}${identity.kind === 'service' ? ' (service identity)' : ''}; groups: ${identity.groups.join(', ') || 'none'}.`))
       this.logToStderr(`Tokens stored in ${storedIn}.`)
       return {...identity, storedIn}
     } finally {
