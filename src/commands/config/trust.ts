@@ -1,6 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import {resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
+import {visible} from '../../util/visible.js'
 import {DbgateCommand} from '../../cli/base-command.js'
 import {renderTable, type Column} from '../../cli/table.js'
 import {CONFIG_NOT_FOUND, CONFIG_UNREADABLE, ConfigError} from '../../config/errors.js'
@@ -71,7 +72,9 @@ export default class ConfigTrust extends DbgateCommand {
     // A file that does not load is not trusted: what it names cannot be shown, and nothing could use it.
     const {config} = parseConfigText(text, path)
     const recorded = await trustConfigFile(path, text)
-    this.log([`Trusted ${path} (sha256 ${recorded.sha256.slice(0, 12)}…) as it is now; any change needs \`dbgate config trust\` again. It names:`, ...whereSignInGoes(config)].join('\n'))
+    // The names are the file's own words (an issuer, a bucket, a path): shown as text, so no escape
+    // in them can erase or hide a line of what the person just trusted.
+    this.log([`Trusted ${visible(path)} (sha256 ${recorded.sha256.slice(0, 12)}…) as it is now; any change needs \`dbgate config trust\` again. It names:`, ...whereSignInGoes(config).map((l) => visible(l))].join('\n'))
     return recorded
   }
 
