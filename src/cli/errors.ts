@@ -4,6 +4,7 @@
  * next step; this table maps each code to its exit code, and supplies the next step where the
  * error has none. Commands never choose exit codes themselves.
  */
+import {visible} from '../util/visible.js'
 import {ConfigError} from '../config/errors.js'
 import {EXIT_AUTH, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE} from './exit-codes.js'
 
@@ -131,12 +132,18 @@ export function describeFailure(err: unknown, commandId?: string): Failure {
   return {code, message, next, exit: kind.exit}
 }
 
-/** The text a person sees on stderr: never wrapped, so commands and paths stay whole for copy and paste. */
+/**
+ * The text a person sees on stderr: never wrapped, so commands and paths stay whole for copy and
+ * paste. A failure quotes what others wrote (a database server's error, an identity provider's
+ * error_description, a file's content), so it is shown with `visible`: an escape sequence in it
+ * (a clipboard write, an erased line) is printed as text, not obeyed by the terminal.
+ */
 export function formatFailure(f: Failure, paint: {red(s: string): string} = {red: (s) => s}): string {
-  if (f.quiet) return f.message
-  const lines = [`${paint.red('Error:')} ${f.message}`]
-  if (f.code && f.code !== 'USAGE') lines.push(`Code: ${f.code}`)
-  if (f.next) lines.push(`Try this: ${f.next}`)
+  const shown = (s: string) => visible(s, {lines: true})
+  if (f.quiet) return shown(f.message)
+  const lines = [`${paint.red('Error:')} ${shown(f.message)}`]
+  if (f.code && f.code !== 'USAGE') lines.push(`Code: ${shown(f.code)}`)
+  if (f.next) lines.push(`Try this: ${shown(f.next)}`)
   return lines.join('\n')
 }
 

@@ -5,9 +5,10 @@ import {UsageError} from '../cli/errors.js'
 import {EXIT_INTERRUPTED} from '../cli/exit-codes.js'
 import {configFlag} from '../cli/flags.js'
 import {openTunnel, type ConnectionInfo} from '../connect/open.js'
-import {runClient} from '../connect/run-client.js'
+import {clientEnvironment, runClient} from '../connect/run-client.js'
 import {describeRelease, idleMemoryReleaseWanted, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 import {DbgateCommand} from '../cli/base-command.js'
+import {visible} from '../util/visible.js'
 
 export default class Connect extends DbgateCommand {
   static override summary = 'Open a local tunnel to a database target.'
@@ -47,7 +48,8 @@ export default class Connect extends DbgateCommand {
     const log = (level: 'info' | 'warn' | 'error', message: string) => {
       if (level === 'info' && !flags.verbose) return
       const tag = level === 'error' ? chalk.red('error') : level === 'warn' ? chalk.yellow('warning') : chalk.dim('info')
-      process.stderr.write(`dbgate: ${tag}: ${message}\n`)
+      // Log lines quote servers and clients (an upstream's error): shown as text, never obeyed by the terminal.
+      process.stderr.write(`dbgate: ${tag}: ${visible(message, {lines: true})}\n`)
     }
     const opened = await openTunnel({
       loaded,
@@ -68,7 +70,7 @@ export default class Connect extends DbgateCommand {
     if (command.length > 0) {
       let code: number
       try {
-        code = await runClient(command, info.env)
+        code = await runClient(command, clientEnvironment(process.env, info.env, loaded.config))
       } finally {
         await opened.close(2000)
       }
@@ -82,7 +84,7 @@ export default class Connect extends DbgateCommand {
     }
     if (opened.identity) {
       const id = opened.identity.current()
-      process.stderr.write(chalk.dim(`Connected as ${id.email ?? id.subject}${id.kind === 'service' ? ' (service identity)' : ''}; groups: ${id.groups.join(', ') || 'none'}\n`))
+      process.stderr.write(chalk.dim(`${visible(`Connected as ${id.email ?? id.subject}${id.kind === 'service' ? ' (service identity)' : ''}; groups: ${id.groups.join(', ') || 'none'}`)}\n`))
     } else {
       process.stderr.write(chalk.yellow('dbgate: warning: no identity section in the configuration, so this tunnel is not bound to a verified identity (see docs/identity.md)\n'))
     }

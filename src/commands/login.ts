@@ -7,6 +7,7 @@ import {interruptSignal, processIO} from '../identity/cli.js'
 import {serviceRequestFromEnv} from '../identity/service.js'
 import type {Identity} from '../identity/types.js'
 import {DbgateCommand} from '../cli/base-command.js'
+import {visible} from '../util/visible.js'
 
 export default class Login extends DbgateCommand {
   static override summary = 'Sign in with your identity provider (OIDC device code).'
@@ -31,21 +32,24 @@ CI jobs and agents use --client-credentials with DBGATE_CLIENT_ID and DBGATE_CLI
   async run(): Promise<Identity & {storedIn: string}> {
     const {flags} = await this.parse(Login)
     const io = processIO()
-    const config = await identityConfigFrom(await loadCommandConfig(flags, this), io.env)
+    // Service credentials given as flags count as the person's own, like those in the environment.
+    const service = flags['client-credentials'] ? {DBGATE_CLIENT_ID: flags['client-id'], DBGATE_CLIENT_SECRET: flags['client-secret']} : {}
+    const config = await identityConfigFrom(await loadCommandConfig(flags, this), {...io.env, ...service})
     const scopes = flags.scope?.split(/\s+/).filter(Boolean)
-    let service
+    let credentials
     if (flags['client-credentials']) {
       if (!flags['client-id'] || !flags['client-secret']) {
         throw new UsageError('--client-credentials needs --client-id and --client-secret (or DBGATE_CLIENT_ID and DBGATE_CLIENT_SECRET).')
       }
       const request = serviceRequestFromEnv(io.env)
-      service = {...request, clientId: flags['client-id'], clientSecret: flags['client-secret'], scope: scopes?.join(' ') ?? request.scope}
+      credentials = {...request, clientId: flags['client-id'], clientSecret: flags['client-secret'], scope: scopes?.join(' ') ?? request.scope}
     }
     const interrupt = interruptSignal()
     try {
-      const {identity, storedIn} = await runLogin(config, {io, browser: flags.browser, service, scopes, signal: interrupt.signal})
+      const {identity, storedIn} = await runLogin(config, {io, browser: flags.browser, service: credentials, scopes, signal: interrupt.signal})
       const who = identity.email ?? identity.subject
-      this.log(`Signed in as ${who}${identity.kind === 'service' ? ' (service identity)' : ''}; groups: ${identity.groups.join(', ') || 'none'}.`)
+      // The IdP's claims, shown as text: a display name people set themselves may carry escapes.
+      this.log(visible(`Signed in as ${who}${identity.kind === 'service' ? ' (service identity)' : ''}; groups: ${identity.groups.join(', ') || 'none'}.`))
       this.logToStderr(`Tokens stored in ${storedIn}.`)
       return {...identity, storedIn}
     } finally {

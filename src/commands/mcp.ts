@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {StdioServerTransport} from '@modelcontextprotocol/sdk/server/stdio.js'
 import {loadCommandConfig} from '../cli/config.js'
 import {DbgateCommand} from '../cli/base-command.js'
+import {visible} from '../util/visible.js'
 import {configFlag} from '../cli/flags.js'
 import {getTarget} from '../config/targets.js'
 import {dbgateVersion} from '../connect/recording.js'
@@ -34,7 +35,7 @@ enforces everything; nothing runs locally. See docs/agents.md.`
     // stdout carries the protocol: everything for people goes to stderr.
     const log = (level: 'info' | 'warn' | 'error', message: string) => {
       if (level === 'info' && !flags.verbose) return
-      process.stderr.write(`dbgate mcp: ${level === 'info' ? '' : `${level}: `}${message}\n`)
+      process.stderr.write(`dbgate mcp: ${level === 'info' ? '' : `${level}: `}${visible(message, {lines: true})}\n`)
     }
     const gateway = loaded.config.gateway
     if (gateway) {

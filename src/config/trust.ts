@@ -133,6 +133,32 @@ export async function requireTrustedTarget(loaded: LoadedConfig, target: TargetC
   await refuseUntrusted(loaded, env, () => `it names a target, ${target.name}, at ${target.host}:${target.port}, that would receive ${secret}`)
 }
 
+/**
+ * What of the person's own signing in would send to the issuer the file names: a client secret read
+ * from their environment, their files or their keychain (`identity.clientSecret`), or the service
+ * credentials of DBGATE_CLIENT_ID and DBGATE_CLIENT_SECRET. A secret written in the file is the
+ * file's, not theirs: undefined.
+ */
+export function personalIdentitySecretOf(config: DbgateConfig, env: NodeJS.ProcessEnv): string | undefined {
+  const secret = config.identity?.clientSecret
+  if (secret && secret.kind !== 'inline') return `identity.clientSecret from ${describeSecret(secret)}`
+  if (env.DBGATE_CLIENT_ID && env.DBGATE_CLIENT_SECRET) return 'your service client secret (DBGATE_CLIENT_SECRET or --client-secret)'
+  return undefined
+}
+
+/**
+ * Throws CONFIG_UNTRUSTED before the identity section is used when the file is an untrusted
+ * `./dbgate.yaml` and signing in would hand its issuer something of the person's own
+ * (`personalIdentitySecretOf`): a planted file can name any issuer, and the token endpoint of that
+ * issuer receives the client secret in clear (`clientSecret: file:~/.ssh/id_ed25519`).
+ */
+export async function requireTrustedIdentity(loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const issuer = loaded.config.identity?.issuer
+  const secret = personalIdentitySecretOf(loaded.config, env)
+  if (!issuer || !secret) return
+  await refuseUntrusted(loaded, env, () => `its identity section names an issuer, ${issuer}, that would receive ${secret}`)
+}
+
 async function refuseUntrusted(loaded: LoadedConfig, env: NodeJS.ProcessEnv, what: () => string): Promise<void> {
   const reason = await untrustedReason(loaded, env)
   if (!reason) return

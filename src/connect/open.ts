@@ -118,10 +118,11 @@ const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${
 export function connectionInfo(address: TunnelAddress, secret: string, target: TargetConfig): ConnectionInfo {
   const user = target.user
   const database = target.database
-  const auth = `${encodeURIComponent(user)}:${encodeURIComponent(secret)}`
-  const url = address.socketPath
-    ? `postgresql://${auth}@/${encodeURIComponent(database)}?host=${encodeURIComponent(address.pgHost)}&port=${address.port}`
-    : `postgresql://${auth}@${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/${encodeURIComponent(database)}`
+  const urlWith = (auth: string) =>
+    address.socketPath
+      ? `postgresql://${auth}@/${encodeURIComponent(database)}?host=${encodeURIComponent(address.pgHost)}&port=${address.port}`
+      : `postgresql://${auth}@${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/${encodeURIComponent(database)}`
+  const url = urlWith(`${encodeURIComponent(user)}:${encodeURIComponent(secret)}`)
   return {
     url,
     host: address.pgHost,
@@ -130,7 +131,9 @@ export function connectionInfo(address: TunnelAddress, secret: string, target: T
     database,
     password: secret,
     socket: address.socketPath,
-    psql: `psql ${shellQuote(url)}`,
+    // The secret goes in the environment the shell sets, not in psql's arguments: every local user
+    // reads those (ps, /proc/<pid>/cmdline), and the secret is all that keeps them out of the tunnel.
+    psql: `PGPASSWORD=${shellQuote(secret)} psql ${shellQuote(urlWith(encodeURIComponent(user)))}`,
     env: {
       PGHOST: address.pgHost,
       PGPORT: String(address.port),

@@ -16,13 +16,13 @@ export class ClientCommandError extends Error {
  * Ctrl-C belongs to the client while it runs (psql uses it to cancel a query), so the parent
  * ignores SIGINT until the child is gone.
  */
-export function runClient(command: string[], env: Record<string, string>): Promise<number> {
+export function runClient(command: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const [cmd, ...args] = command
   if (!cmd) return Promise.reject(new ClientCommandError('no command given after --', EXIT_USAGE))
   return new Promise((resolve, reject) => {
     const ignore = () => {}
     process.on('SIGINT', ignore)
-    const child = spawn(cmd, args, {stdio: 'inherit', env: {...process.env, ...env}})
+    const child = spawn(cmd, args, {stdio: 'inherit', env})
     const forwardTerm = () => child.kill('SIGTERM')
     process.on('SIGTERM', forwardTerm)
     const done = () => {
@@ -46,3 +46,32 @@ export function runClient(command: string[], env: Record<string, string>): Promi
 }
 
 const signalNumbers: Record<string, number> = {SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13}
+
+/** dbgate's own credentials in the environment: a person's token, a service identity's secret. */
+const DBGATE_CREDENTIALS = ['DBGATE_TOKEN', 'DBGATE_CLIENT_SECRET']
+
+/** The variables `env:` secret sources of the configuration read (targets' passwords, identity.clientSecret, …). */
+export function secretVariables(config: unknown): string[] {
+  const names = new Set<string>()
+  const walk = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(walk)
+    if (value === null || typeof value !== 'object') return
+    const ref = value as {kind?: unknown; name?: unknown}
+    if (ref.kind === 'env' && typeof ref.name === 'string') names.add(ref.name)
+    Object.values(value).forEach(walk)
+  }
+  walk(config)
+  return [...names]
+}
+
+/**
+ * The environment of the client run after `--`: the parent's, with the tunnel's libpq variables,
+ * and without the credentials dbgate itself reads. The client is often an agent or a script; with
+ * the database's own password (`password: env:PROD_DB_PASSWORD`) it could sign in to the database
+ * around the tunnel, and with DBGATE_TOKEN or DBGATE_CLIENT_SECRET as the person elsewhere.
+ */
+export function clientEnvironment(parent: NodeJS.ProcessEnv, tunnel: Record<string, string>, config: unknown): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {...parent}
+  for (const name of [...DBGATE_CREDENTIALS, ...secretVariables(config)]) delete env[name]
+  return {...env, ...tunnel}
+}

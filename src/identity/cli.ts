@@ -3,6 +3,8 @@
  * flags and call these, so the same flows can be driven from tests or another front end.
  */
 import {resolveSecret} from '../config/secrets.js'
+import {visible} from '../util/visible.js'
+import {requireTrustedIdentity} from '../config/trust.js'
 import type {LoadedConfig} from '../config/types.js'
 import type {IdentityConfig} from './config.js'
 import {deviceLogin, type DeviceCodePrompt, type DeviceLoginUI, type LoginResult} from './device-login.js'
@@ -29,10 +31,14 @@ export class IdentityNotConfiguredError extends Error {
   }
 }
 
-/** The identity section of a loaded config, with its client secret (if any) resolved. */
+/**
+ * The identity section of a loaded config, with its client secret (if any) resolved. Refused before
+ * anything is read when an untrusted ./dbgate.yaml would have the person's own secret sent to its issuer.
+ */
 export async function identityConfigFrom(loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): Promise<IdentityConfig> {
   const section = loaded.config.identity
   if (!section) throw new IdentityNotConfiguredError(loaded.path)
+  await requireTrustedIdentity(loaded, env)
   const {clientSecret, ...rest} = section
   return {
     ...rest,
@@ -204,9 +210,10 @@ export function formatWhoami(w: WhoamiOutput, interactive: boolean, now: Date = 
     ['expires', interactive ? `${w.expiresAt} (${relative(Date.parse(w.expiresAt) - now.getTime())})` : w.expiresAt],
     ['source', source],
   ]
-  if (!interactive) return rows.map(([k, v]) => `${k}\t${v}`).join('\n')
-  const head = `Signed in as ${identityLabel(w)}${w.kind === 'service' ? ' (service identity)' : ''}`
-  return [head, ...rows.map(([k, v]) => `  ${k.padEnd(8)} ${v || '-'}`)].join('\n')
+  // Names, e-mail and groups are the IdP's claims, which people often set themselves: shown as text.
+  if (!interactive) return rows.map(([k, v]) => `${k}\t${visible(v)}`).join('\n')
+  const head = `Signed in as ${visible(identityLabel(w))}${w.kind === 'service' ? ' (service identity)' : ''}`
+  return [head, ...rows.map(([k, v]) => `  ${k.padEnd(8)} ${visible(v) || '-'}`)].join('\n')
 }
 
 export async function runLogout(config: IdentityConfig, options: {io: CliIO; store?: TokenStore}): Promise<LogoutResult> {

@@ -6,6 +6,8 @@ import {discover, oauthErrorCode, toIdentityError} from './oidc.js'
 import {openTokenStore, storeKey, type TokenStore} from './token-store.js'
 import {toStoredTokens, verifyStored} from './tokens.js'
 import type {Identity} from './types.js'
+import {isLoopbackHttp} from '../util/loopback.js'
+import {visible} from '../util/visible.js'
 
 export interface DeviceCodePrompt {
   verificationUri: string
@@ -63,10 +65,17 @@ export async function deviceLogin(config: IdentityConfig, options: DeviceLoginOp
     throw deviceStartError(error, config)
   }
 
+  const verificationUri = webAddress(authorization.verification_uri)
+  if (!verificationUri) {
+    throw new IdpError(`The identity provider gave a verification address that is not a web page: ${visible(authorization.verification_uri)}.`, {
+      nextStep: `dbgate opens and shows only https addresses (plain http only on this machine). Check identity.issuer (${config.issuer}) in dbgate.yaml: is this your identity provider?`,
+    })
+  }
   const prompt: DeviceCodePrompt = {
-    verificationUri: authorization.verification_uri,
-    verificationUriComplete: authorization.verification_uri_complete,
-    userCode: authorization.user_code,
+    verificationUri,
+    // The address with the code filled in is a convenience: one that is no web page is left out.
+    verificationUriComplete: authorization.verification_uri_complete === undefined ? undefined : webAddress(authorization.verification_uri_complete),
+    userCode: visible(authorization.user_code),
     expiresAt: new Date(Date.now() + authorization.expires_in * 1000),
     interval: authorization.interval ?? 5,
   }
@@ -91,6 +100,23 @@ export async function deviceLogin(config: IdentityConfig, options: DeviceLoginOp
   const store = options.store ?? openTokenStore({warn: options.warn, env: options.env})
   const storedIn = await store.save(storeKey(config), tokens)
   return {identity, storedIn}
+}
+
+/**
+ * `text` as a web address to show and open, or undefined when it is none. The IdP chooses it, and
+ * the platform opener (xdg-open, open, rundll32) runs whatever it is given: a `file:` path to a
+ * .desktop file or a .command script, another registered scheme. Only https is a sign-in page, or
+ * plain http to this machine (as for the issuer). Given as the parser writes it back, where
+ * control characters are percent-encoded and so cannot act on a terminal.
+ */
+export function webAddress(text: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return undefined
+  }
+  return url.protocol === 'https:' || isLoopbackHttp(url) ? url.href : undefined
 }
 
 async function poll(

@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {chmod, mkdir, open, readFile, rename, rm} from 'node:fs/promises'
+import {chmod, mkdir, open, readFile, rename, rm, stat, type FileHandle} from 'node:fs/promises'
 import path from 'node:path'
 import type {Entry} from '@napi-rs/keyring'
 import {createRequire} from 'node:module'
@@ -125,13 +125,44 @@ export function openTokenStore(options: TokenStoreOptions = {}): TokenStore {
     options.warn?.(`${reason} Your tokens are stored in plain text in ${file} (readable only by you, mode 0600).`)
   }
 
+  /**
+   * A token file dbgate did not leave as it writes them: one another user owns is refused (whoever
+   * put it there would have the person work as them), and one others could read (restored from a
+   * backup, copied by another tool) is made private again, with a warning that it may be copied.
+   */
+  async function checkPrivate(file: string, handle: FileHandle): Promise<void> {
+    const uid = process.getuid?.()
+    // Windows keeps no such owner and mode bits: its ACLs on the profile directory decide.
+    if (uid === undefined) return
+    const st = await handle.stat()
+    if (st.uid !== uid) {
+      throw new TokenStoreError(`${file} belongs to another user (uid ${st.uid}): signing in with it would make you whoever put it there.`, {nextStep: SIGN_IN_AGAIN})
+    }
+    const exposed = async (at: string, mode: number, tighten: () => Promise<void>, to: number) => {
+      if ((mode & 0o077) === 0) return
+      await tighten()
+      options.warn?.(
+        `${at} was readable by other users (mode 0${(mode & 0o777).toString(8)}); dbgate made it private (0${to.toString(8)}). Your sign-in may have been copied: run \`dbgate logout\` (it revokes the sign-in at the identity provider), then \`dbgate login\`.`,
+      )
+    }
+    await exposed(dir, (await stat(dir)).mode, () => chmod(dir, 0o700), 0o700)
+    await exposed(file, st.mode, () => handle.chmod(0o600), 0o600)
+  }
+
   async function readFileStore(key: string): Promise<StoredTokens | undefined> {
     const file = fileFor(key)
     let text: string
     try {
-      text = await readFile(file, 'utf8')
+      const handle = await open(file, 'r')
+      try {
+        await checkPrivate(file, handle)
+        text = await handle.readFile('utf8')
+      } finally {
+        await handle.close()
+      }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      if (error instanceof TokenStoreError) throw error
       throw new TokenStoreError(`Could not read ${file}.`, {cause: error})
     }
     return parse(text, file)

@@ -10,6 +10,7 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
+import {encodeError} from '../../src/wire/backend.js'
 
 const BIN = path.resolve('bin/run.js')
 let dir: string
@@ -53,6 +54,23 @@ describe('dbgate connect cannot use the target', () => {
     expect(r.stderr).toContain(`Try this: Check targets.shop.host and targets.shop.port in ${config}, and that the database is running.`)
     expect(r.stderr).toContain('Code: TARGET_UNREACHABLE')
     expect(r.stderr).not.toMatch(/connect ECONNREFUSED/)
+  })
+
+  it("a server whose error message carries terminal escapes: shown as text, not acted on", async () => {
+    // Any address a dbgate.yaml names answers what it likes; a clipboard write (OSC 52), a line erased, reversed text.
+    const message = 'denied\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07\x1b[2K\r\u202etoo'
+    const hostile = createServer((socket) => {
+      socket.once('data', () => socket.end(encodeError({severity: 'FATAL', code: '28000', message})))
+    })
+    const port = await listen(hostile)
+    try {
+      const {r} = await connect(`host: 127.0.0.1\nport: ${port}\ndatabase: shop\nuser: shop_app\ntls: disable`)
+      expect(r.code).not.toBe(0)
+      expect(r.stderr).toContain('denied\\x1b]52;c;')
+      for (const raw of ['\x1b', '\x07', '\r', '\u202e']) expect(r.stderr, `${JSON.stringify(raw)} reached the terminal`).not.toContain(raw)
+    } finally {
+      await new Promise((resolve) => hostile.close(resolve))
+    }
   })
 
   it('a host name that does not resolve', async () => {

@@ -1,6 +1,7 @@
 import {readFile} from 'node:fs/promises'
 import {resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
+import {visible} from '../../util/visible.js'
 import {DbgateCommand} from '../../cli/base-command.js'
 import {renderTable, type Column} from '../../cli/table.js'
 import {CONFIG_NOT_FOUND, CONFIG_UNREADABLE, ConfigError} from '../../config/errors.js'
@@ -40,7 +41,7 @@ function whereSignInGoes(config: DbgateConfig): string[] {
 export default class ConfigTrust extends DbgateCommand {
   static override summary = 'Trust a dbgate.yaml found in the current directory with your sign-in.'
   static override description = [
-    'A ./dbgate.yaml is used wherever dbgate runs, and a repository you clone can carry one. Until you trust it, dbgate will not send your sign-in to the gateway it names (connect, targets, mcp), nor seal it to approval requests (approve, deny, and approvals list with a gateway), nor dial a target whose password it takes from your environment, files or keychain, or from your AWS credentials (connect, mcp, masking scan); policy check, lint, sessions, report, and a connect to a target whose password is written in the file, work as before.',
+    'A ./dbgate.yaml is used wherever dbgate runs, and a repository you clone can carry one. Until you trust it, dbgate will not send your sign-in to the gateway it names (connect, targets, mcp), nor seal it to approval requests (approve, deny, and approvals list with a gateway), nor dial a target whose password it takes from your environment, files or keychain, or from your AWS credentials (connect, mcp, masking scan), nor send its identity provider a client secret of yours (identity.clientSecret from env:, file: or keychain:, or DBGATE_CLIENT_SECRET); policy check, lint, sessions, report, and a connect to a target whose password is written in the file, work as before.',
     'Trusting records the file\'s absolute path and the SHA-256 of its content in $XDG_STATE_HOME/dbgate/trusted-configs.json (only yours, mode 0600). Any change to the file needs trusting again. Files named with --config or DBGATE_CONFIG, and your own ~/.config/dbgate/config.yaml, need no trust.',
   ].join('\n\n')
   static override examples = ['$ dbgate config trust', '$ dbgate config trust ./deploy/dbgate.yaml', '$ dbgate config trust --list', '$ dbgate config trust --forget']
@@ -71,7 +72,9 @@ export default class ConfigTrust extends DbgateCommand {
     // A file that does not load is not trusted: what it names cannot be shown, and nothing could use it.
     const {config} = parseConfigText(text, path)
     const recorded = await trustConfigFile(path, text)
-    this.log([`Trusted ${path} (sha256 ${recorded.sha256.slice(0, 12)}…) as it is now; any change needs \`dbgate config trust\` again. It names:`, ...whereSignInGoes(config)].join('\n'))
+    // The names are the file's own words (an issuer, a bucket, a path): shown as text, so no escape
+    // in them can erase or hide a line of what the person just trusted.
+    this.log([`Trusted ${visible(path)} (sha256 ${recorded.sha256.slice(0, 12)}…) as it is now; any change needs \`dbgate config trust\` again. It names:`, ...whereSignInGoes(config).map((l) => visible(l))].join('\n'))
     return recorded
   }
 
