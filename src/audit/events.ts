@@ -23,7 +23,7 @@ export interface SessionStartData {
   target: string
   database: string
   dbUser: string
-  client: {application?: string; address: string}
+  client: {application?: string; user?: string; address: string}
   connectionId: number
   startedAt: string
   dbgateVersion: string

@@ -25,7 +25,7 @@ export interface SessionSummary {
   user?: string
   subject?: string
   identityKind?: string
-  client?: {application?: string; address: string}
+  client?: {application?: string; user?: string; address: string}
   startedAt?: string
   endedAt?: string
   /** `in-progress`: a snapshot shipped while the session was live, or a log cut short. */
