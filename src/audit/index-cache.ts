@@ -110,7 +110,7 @@ export function parseSessionKey(key: string): {day?: string; target?: string; pr
 }
 
 interface IndexFile {
-  v: 3
+  v: 4
   entries: Record<string, {etag: string; summary: SessionSummary}>
 }
 
@@ -173,10 +173,10 @@ export class SessionCache {
     if (this.index) return this.index
     try {
       const idx = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as IndexFile
-      // Summaries written by an older dbgate lack fields (e.g. `agent`): read those sessions again.
-      this.index = idx.v === 3 && idx.entries ? idx : {v: 3, entries: {}}
+      // Summaries written by an older dbgate lack fields (e.g. `agent`), or were read from lines it did not yet check (v3): read those sessions again.
+      this.index = idx.v === 4 && idx.entries ? idx : {v: 4, entries: {}}
     } catch {
-      this.index = {v: 3, entries: {}}
+      this.index = {v: 4, entries: {}}
     }
     return this.index
   }
