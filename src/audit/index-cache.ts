@@ -76,8 +76,11 @@ export class UnreadableObjectError extends Error {
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b])
 const mib = (n: number) => `${Math.round(n / (1024 * 1024))} MiB`
 
-/** Inflates a session object, naming what is wrong when it cannot be a gzip log. */
-function inflate(key: string, body: Buffer): Buffer {
+/**
+ * Inflates a session object (or a `.jsonl.gz` given to `verify --file`), naming what is wrong when
+ * it cannot be a gzip log; never more than MAX_LOG_BYTES.
+ */
+export function inflate(key: string, body: Buffer): Buffer {
   if (body.length === 0) throw new UnreadableObjectError(key, 'empty object (0 bytes)')
   if (!body.subarray(0, 2).equals(GZIP_MAGIC)) throw new UnreadableObjectError(key, `not gzip (${body.length} bytes that do not start with the gzip header)`)
   try {

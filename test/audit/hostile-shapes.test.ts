@@ -13,7 +13,7 @@ import {gzipSync} from 'node:zlib'
 import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
 import {Recorder} from '../../src/audit/recorder.js'
 import {shipPending} from '../../src/audit/shipper.js'
-import {loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
+import {keyObjectKey, loadOrCreateInstallationKey, publishKey, type InstallationKey} from '../../src/audit/signing.js'
 import {FileBucket} from '../../src/bucket/index.js'
 import ReportCommand from '../../src/commands/report.js'
 import SessionsExport from '../../src/commands/sessions/export.js'
@@ -30,6 +30,7 @@ const day = 'sessions/dt=2026-03-01/target=prod'
 const savedEnv = {...process.env}
 let key: InstallationKey
 let config: string
+let bucketDir: string
 
 const deep = (n: number) => '['.repeat(n) + ']'.repeat(n)
 const line = (type: string, seq: number, data: string) =>
@@ -66,7 +67,7 @@ beforeAll(async () => {
   Object.assign(process.env, {XDG_DATA_HOME: dataHome, XDG_CACHE_HOME: await tempDir('dbgate-cache-')})
   delete process.env.DBGATE_BUCKET
   delete process.env.DBGATE_CONFIG
-  const bucketDir = await tempDir('dbgate-bucket-')
+  bucketDir = await tempDir('dbgate-bucket-')
   const bucket = new FileBucket(bucketDir)
   config = join(await tempDir('dbgate-config-'), 'dbgate.yaml')
   await writeFile(config, [`bucket: file://${bucketDir}`, 'targets:', '  prod: {host: 127.0.0.1, database: app, user: app_rw}', ''].join('\n'))
@@ -131,5 +132,30 @@ describe('event lines whose data is not what their type holds', () => {
     await captureCommand(() => ReportCommand.run(['--config', config, '--since', '2026-03-01', '--out', out], {root}))
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report
     expect(report.sessions.map((s) => s.sessionId)).toContain('good-1')
+  })
+})
+
+describe('files given to sessions verify --file', () => {
+  it('a gzip bomb or a cut gzip fails on its own as OBJECT_UNREADABLE, and the other files are verified', async () => {
+    const dir = await tempDir('dbgate-files-')
+    const good = await readFile(join(bucketDir, `${day}/good-1.jsonl.gz`))
+    const files = {
+      good: join(dir, 'good-1.jsonl.gz'),
+      // 300 gzip members of a mebibyte of zeros: 300 KiB that inflate to 300 MiB.
+      bomb: join(dir, 'bomb.jsonl.gz'),
+      cut: join(dir, 'cut.jsonl.gz'),
+    }
+    await writeFile(files.good, good)
+    const megabyteOfZeros = gzipSync(Buffer.alloc(1024 * 1024))
+    await writeFile(files.bomb, Buffer.concat(Array.from({length: 300}, () => megabyteOfZeros)))
+    await writeFile(files.cut, good.subarray(0, Math.floor(good.length / 2)))
+    const keyFile = join(bucketDir, keyObjectKey(key.keyId))
+    const r = await captureCommand(() => SessionsVerify.run(['--json', '--file', files.bomb, '--file', files.cut, '--file', files.good, '--key', keyFile], {root}).catch((e: Error) => e))
+    expect(r.result instanceof Error ? r.result.message : '').toBe('')
+    const results = (JSON.parse(r.stdout) as {sessions: {source: string; ok: boolean; problems: {code: string; message: string}[]}[]}).sessions
+    expect(results.find((x) => x.source === 'good-1.jsonl.gz')).toMatchObject({ok: true})
+    expect(results.find((x) => x.source === 'bomb.jsonl.gz')).toMatchObject({ok: false, problems: [{code: 'OBJECT_UNREADABLE', message: expect.stringMatching(/inflates to more than 256 MiB/)}]})
+    expect(results.find((x) => x.source === 'cut.jsonl.gz')).toMatchObject({ok: false, problems: [{code: 'OBJECT_UNREADABLE', message: expect.stringMatching(/gzip cut short/)}]})
+    expect(r.exitCode).toBe(1)
   })
 })
