@@ -78,7 +78,9 @@ function shownSql(d: StatementData, opts: BuildOptions): string {
  * ALTER SYSTEM value, a view's or a default's definition, a dollar-quoted string, a bit string).
  */
 const SHOWN_TOKENS = new Set(['IDENT', 'PARAM', 'Op', 'TYPECAST', 'DOT_DOT', 'COLON_EQUALS', 'EQUALS_GREATER', 'LESS_EQUALS', 'GREATER_EQUALS', 'NOT_EQUALS'])
+/** What the scanner names UNKNOWN and is shown: keywords, and operators and punctuation (`.`, `[`, `::`, `||`, `@>`), none of which can spell a value. */
 const WORD = /^[A-Za-z_][A-Za-z0-9_$]*$/
+const OPERATOR = /^[-+*/<>=~!@#%^&|`?.:[\]]+$/
 const COMMENTS = new Set(['SQL_COMMENT', 'C_COMMENT'])
 
 /**
@@ -101,7 +103,7 @@ export function withoutLiterals(normalized: string): string | undefined {
     out += /^\s*$/.test(between) ? between : ' '
     at = t.end
     if (COMMENTS.has(t.tokenName)) continue
-    const shown = SHOWN_TOKENS.has(t.tokenName) || t.tokenName.startsWith('ASCII_') || (t.tokenName === 'UNKNOWN' && WORD.test(t.text))
+    const shown = SHOWN_TOKENS.has(t.tokenName) || t.tokenName.startsWith('ASCII_') || (t.tokenName === 'UNKNOWN' && (WORD.test(t.text) || OPERATOR.test(t.text)))
     out += shown ? t.text : '…'
   }
   return out.replace(/[ \t]+$/gm, '').trimEnd()

@@ -46,6 +46,7 @@ beforeAll(async () => {
   const c = await t.client()
   // The default guardrails refuse or hold most of these; refused or not, each is recorded and listed.
   for (const s of STATEMENTS) await c.query(s.sql).catch(() => undefined)
+  await c.query("update public.customers set note = note || 'Jane Q. Public' where customers.id >= 0 or true").catch(() => undefined)
   await t.close()
   Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')), XDG_DATA_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-data-'))})
   delete process.env.DBGATE_BUCKET
@@ -84,5 +85,7 @@ describe('statements in dbgate report', () => {
     expect(shown).toContainEqual(expect.stringMatching(/^drop table customers\s*$/))
     expect(shown).toContainEqual(expect.stringMatching(/^prepare wipe as update customers set note = /))
     expect(shown).toContainEqual(expect.stringMatching(/^copy customers to program /))
+    // Qualified names and operators are the statement's, not values: they stay.
+    expect(shown).toContain('update public.customers set note = note || $1 where customers.id >= $2 or $3')
   })
 })
