@@ -1,6 +1,6 @@
 import {fingerprintSync, normalizeSync} from '../sql/parser.js'
 import {flat, isoString} from './chain.js'
-import {parseDocument} from '../util/document.js'
+import {DocumentError, parseDocument, problemsOf} from '../util/document.js'
 import {z} from 'zod'
 import {LRUCache} from 'lru-cache'
 import type {AgentInfo, Identity} from '../identity/types.js'
@@ -23,7 +23,7 @@ export interface SessionStartData {
   target: string
   database: string
   dbUser: string
-  client: {application?: string; address: string}
+  client: {application?: string; user?: string; address: string}
   connectionId: number
   startedAt: string
   dbgateVersion: string
@@ -508,7 +508,112 @@ export function isDenied(decision: RecordedDecision): boolean {
   return decision === 'deny' || decision === 'approval_denied' || decision === 'approval_timeout'
 }
 
-/** Parses one line; throws a DocumentError naming the field when it is not a v1 envelope. */
+/*
+ * What each event type's `data` must be for a reader to use it. Anyone who can write the bucket can
+ * leave a line that is a valid envelope around any data (a statement whose `sql` is a number, a
+ * `session.end` whose data is null): the readers (list, search, export, verify, report) dereference
+ * and add up these fields, and one such line threw out of the whole run, hiding every other session.
+ * Only the fields readers use are checked, each as the recorder writes it; unknown fields stay
+ * allowed (new optional fields within v1), and the line is kept as it was read.
+ */
+const text = z.string()
+const count = z.number().finite().nonnegative()
+const TotalsSchema = z.looseObject({statements: count, denied: count, errors: count, rows: count, syntaxErrors: count.optional()})
+const StartDataSchema = z.looseObject({
+  sessionId: text.optional(),
+  identity: z.looseObject({subject: text, issuer: text, email: text.optional(), name: text.optional(), kind: text.optional(), groups: z.array(text).optional()}),
+  target: text.optional(),
+  database: text.optional(),
+  dbUser: text.optional(),
+  client: z.looseObject({application: text.optional(), user: text.optional(), address: text.optional()}).optional(),
+  startedAt: text.optional(),
+  policy: z.looseObject({hash: text.optional(), version: text.optional()}).optional(),
+  agent: z.looseObject({client: text.optional(), name: text, version: text.optional()}).optional(),
+  keyId: text.optional(),
+})
+const PreviewSchema = z.looseObject({columns: z.array(text), rows: z.array(z.array(text.nullable())), truncated: z.boolean()})
+const StatementFields = {
+  connectionId: z.number().optional(),
+  sql: text,
+  class: text.optional(),
+  ruleId: text.optional(),
+  approvalId: text.optional(),
+  startedAt: text.optional(),
+  rows: count.nullable(),
+  tables: z.array(text).optional(),
+  maskedColumns: z.array(text).optional(),
+}
+const StatementDataSchema = z.looseObject({
+  ...StatementFields,
+  decision: text,
+  outcome: text.optional(),
+  durationMs: z.number().nullable().optional(),
+  params: z.array(text.nullable()).optional(),
+  commandTags: z.array(text).optional(),
+  maskedValues: count.optional(),
+  error: z.looseObject({sqlstate: text.optional(), message: text.optional()}).optional(),
+  preview: PreviewSchema.optional(),
+})
+const StreamingDataSchema = z.looseObject({...StatementFields, decision: text.optional()})
+const EndDataSchema = z.looseObject({reason: text.optional(), totals: TotalsSchema.optional()})
+const ApprovalDataSchema = z.looseObject({
+  approvalId: text.optional(),
+  class: text.optional(),
+  ruleId: text.optional(),
+  reason: text.optional(),
+  decision: text.optional(),
+  reviewer: z.looseObject({email: text.optional(), subject: text.optional(), name: text.optional()}).optional(),
+  decidedAt: text.optional(),
+})
+/** Any other type's data: an object, as every payload the recorder writes is. */
+const OtherDataSchema = z.looseObject({})
+
+function dataSchemaOf(type: string): z.ZodType {
+  switch (type) {
+    case 'session.start':
+      return StartDataSchema
+    case 'statement':
+      return StatementDataSchema
+    case 'statement.streaming':
+      return StreamingDataSchema
+    case 'session.end':
+    case 'session.interrupted':
+    case 'checkpoint':
+      return EndDataSchema
+    default:
+      return type.startsWith('approval.') ? ApprovalDataSchema : OtherDataSchema
+  }
+}
+
+/**
+ * The deepest nesting of arrays and objects any line may have. The recorder's own lines nest a few
+ * levels (a preview's rows, an identity's groups); a line nested thousands deep parses, then
+ * overflows the stack of whatever walks it (escaping it for display, writing it as JSON).
+ */
+export const MAX_EVENT_NESTING = 32
+
+/** Whether the JSON text `line` nests arrays and objects deeper than `max`, counted outside strings. */
+function nestsDeeperThan(line: string, max: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < line.length; i++) {
+    const ch = line.charCodeAt(i)
+    if (inString) {
+      if (ch === 0x5c) i++ // a backslash: the next character is escaped
+      else if (ch === 0x22) inString = false
+    } else if (ch === 0x22) inString = true
+    else if (ch === 0x5b || ch === 0x7b) {
+      if (++depth > max) return true
+    } else if (ch === 0x5d || ch === 0x7d) depth--
+  }
+  return false
+}
+
+/** Parses one line; throws a DocumentError naming the field when it is not a v1 event whose data its readers can use. */
 export function parseEventLine(line: string): AuditEvent {
-  return parseDocument(EventLineSchema, line, 'event line') as AuditEvent
+  if (nestsDeeperThan(line, MAX_EVENT_NESTING)) throw new DocumentError('event line', [`(the document): nested more than ${MAX_EVENT_NESTING} levels deep`])
+  const ev = parseDocument(EventLineSchema, line, 'event line') as AuditEvent
+  const problems = problemsOf(dataSchemaOf(ev.type), ev.data)
+  if (problems) throw new DocumentError('event line', problems.map((p) => `data.${p}`.replace('data.(the document)', 'data')))
+  return ev
 }

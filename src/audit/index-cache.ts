@@ -25,7 +25,7 @@ export interface SessionSummary {
   user?: string
   subject?: string
   identityKind?: string
-  client?: {application?: string; address: string}
+  client?: {application?: string; user?: string; address: string}
   startedAt?: string
   endedAt?: string
   /** `in-progress`: a snapshot shipped while the session was live, or a log cut short. */
@@ -76,8 +76,11 @@ export class UnreadableObjectError extends Error {
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b])
 const mib = (n: number) => `${Math.round(n / (1024 * 1024))} MiB`
 
-/** Inflates a session object, naming what is wrong when it cannot be a gzip log. */
-function inflate(key: string, body: Buffer): Buffer {
+/**
+ * Inflates a session object (or a `.jsonl.gz` given to `verify --file`), naming what is wrong when
+ * it cannot be a gzip log; never more than MAX_LOG_BYTES.
+ */
+export function inflate(key: string, body: Buffer): Buffer {
   if (body.length === 0) throw new UnreadableObjectError(key, 'empty object (0 bytes)')
   if (!body.subarray(0, 2).equals(GZIP_MAGIC)) throw new UnreadableObjectError(key, `not gzip (${body.length} bytes that do not start with the gzip header)`)
   try {
@@ -110,7 +113,7 @@ export function parseSessionKey(key: string): {day?: string; target?: string; pr
 }
 
 interface IndexFile {
-  v: 3
+  v: 4
   entries: Record<string, {etag: string; summary: SessionSummary}>
 }
 
@@ -173,10 +176,10 @@ export class SessionCache {
     if (this.index) return this.index
     try {
       const idx = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as IndexFile
-      // Summaries written by an older dbgate lack fields (e.g. `agent`): read those sessions again.
-      this.index = idx.v === 3 && idx.entries ? idx : {v: 3, entries: {}}
+      // Summaries written by an older dbgate lack fields (e.g. `agent`), or were read from lines it did not yet check (v3): read those sessions again.
+      this.index = idx.v === 4 && idx.entries ? idx : {v: 4, entries: {}}
     } catch {
-      this.index = {v: 3, entries: {}}
+      this.index = {v: 4, entries: {}}
     }
     return this.index
   }

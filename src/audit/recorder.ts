@@ -44,7 +44,7 @@ export interface SessionStartInput {
   target: string
   database: string
   dbUser: string
-  client: {application?: string; address: string}
+  client: {application?: string; user?: string; address: string}
   connectionId?: number
   startedAt?: Date
   policy?: {hash?: string; version?: string}

@@ -32,7 +32,12 @@ export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra):
         target: extra.target,
         database: session.database,
         dbUser: session.user,
-        client: {application: session.applicationName, address: session.clientAddress},
+        // The client's own user name only where it differs from the one the session ran as: it is the client's text, never an identity.
+        client: {
+          application: session.applicationName,
+          ...(session.clientUser !== undefined && session.clientUser !== session.user ? {user: session.clientUser} : {}),
+          address: session.clientAddress,
+        },
         connectionId: session.connectionId,
         startedAt: session.startedAt,
         policy: extra.policy,

@@ -72,7 +72,7 @@ export function renderEvent(raw: AuditEvent, opts: RenderOptions = {}): string[]
       const who = d.identity?.email ?? d.identity?.subject
       return [
         `${head} ${c.bold('session start')} ${d.sessionId} by ${c.cyan(who)} (${d.identity?.kind}) on ${d.target}/${d.database} as ${d.dbUser}`,
-        `    client ${d.client?.application ?? '?'} from ${d.client?.address} · dbgate ${d.dbgateVersion}${d.policy?.version ? ` · policy ${d.policy.version}` : ''}`,
+        `    client ${d.client?.application ?? '?'}${d.client?.user !== undefined ? ` (startup user "${d.client.user}", not a role)` : ''} from ${d.client?.address} · dbgate ${d.dbgateVersion}${d.policy?.version ? ` · policy ${d.policy.version}` : ''}`,
         ...(d.agent ? [`    AI agent ${agentLabel(d.agent)} acting for ${who}`] : []),
       ]
     }

@@ -2,7 +2,7 @@ import {createHash} from 'node:crypto'
 import {userInfo} from 'node:os'
 import {createRequire} from 'node:module'
 import {createRecordingHooks} from '../audit/recording-hooks.js'
-import type {StatementDetails} from '../audit/events.js'
+import type {RecordedDecision, StatementDetails} from '../audit/events.js'
 import {normalizeByShape} from '../audit/normalize-by-shape.js'
 import {Recorder, writtenBytesInProcess, type SessionRecorder} from '../audit/recorder.js'
 import {Shipper, shipPending} from '../audit/shipper.js'
@@ -13,7 +13,7 @@ import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import {cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
-import type {Analysis} from '../policy/types.js'
+import type {Analysis, Decision} from '../policy/types.js'
 import {formatMaskedColumn} from '../masking/index.js'
 
 export interface RecordingSetup {
@@ -118,7 +118,7 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
     details = {
       class: decisive?.class,
       // A held statement is recorded with how its approval ended, not as the policy's `require_approval`.
-      decision: approval ? approval.decision : decision ? (decision.action === 'warn' ? 'allow' : decision.action) : event.verdict.action === 'reject' ? 'deny' : 'allow',
+      decision: approval ? approval.decision : decision ? recordedAction(decision.action, event.verdict.action) : event.verdict.action === 'reject' ? 'deny' : 'allow',
       ruleId: decisive?.ruleId,
       tables,
     }
@@ -127,6 +127,19 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
   }
   addMaskingDetails(details, event, maskText)
   return details
+}
+
+/**
+ * The decision recorded for a statement no reviewer decided on. A statement policy holds for a
+ * reviewer that the tunnel refuses without asking one (no signed-in identity, no reviewers, a named
+ * prepared statement, a cursor, COPY FROM STDIN) never ran: it is a denial by the rule that held it,
+ * and counts as one in the totals, `--denied` and the report. Recorded as `require_approval`, which
+ * no reader counts as denied, it was counted as an error.
+ */
+function recordedAction(action: Decision['action'], verdict: StatementEvent['verdict']['action']): RecordedDecision {
+  if (action === 'warn') return 'allow'
+  if (action === 'require_approval' && verdict === 'reject') return 'deny'
+  return action
 }
 
 /**

@@ -79,7 +79,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     return {ok: true, identity: verified.identity}
   }
 
-  const openEndpoint = async ({identity, target, agent}: OpenRemoteEndpoint): Promise<SqlEndpoint> => {
+  const openEndpoint = async ({identity, target, agent, clientAddress}: OpenRemoteEndpoint): Promise<SqlEndpoint> => {
     const served = opts.served(target.name)
     if (!served) throw new Error(`the gateway no longer serves target ${target.name}`)
     const hooks = await buildTunnelHooks({config: opts.config, target, identity, env: opts.env, log: opts.log, policy: served.policy, upstream: served.upstream, agent, signApprovalRequest: opts.signApprovalRequest})
@@ -94,6 +94,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
       // session on it: an agent's MCP sessions (up to server.mcp.maxSessions) draw from it too.
       upstreamGate: personBoundGate(served.gate, opts.sessionsPerPerson, {key: personKey(identity), label: identityLabel(identity)}),
       applicationName: (app) => identityApplicationName(identity, app),
+      clientAddress,
       log: opts.log,
     })
     let address

@@ -41,6 +41,8 @@ export interface OpenRemoteEndpoint {
   identity: Identity
   target: TargetConfig
   agent: AgentInfo
+  /** Where the agent's initialize request came from (`host:port`), recorded as the session's client address. */
+  clientAddress: string
 }
 
 export interface McpHttpOptions {
@@ -332,11 +334,13 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const own = [...sessions.values()].filter((s) => s.subject === subject).sort((a, b) => a.lastUsed - b.lastUsed)
     for (const s of own.slice(0, Math.max(0, own.length - perPerson + 1))) await end(s, `its owner opened more than ${perPerson} sessions`)
     if (sessions.size >= maxSessions) return rpcError(res, 503, `dbgate: too many MCP sessions are open (${maxSessions}); try again later`)
+    // The session's database connection is the gateway's own, on a private socket: the agent's address is this one.
+    const clientAddress = req.socket.remoteAddress ? `${req.socket.remoteAddress}:${req.socket.remotePort} (MCP over HTTPS)` : 'unknown (MCP over HTTPS)'
     const mcp = createDbgateMcp({
       target,
       version: opts.version,
       log,
-      openEndpoint: (agent) => opts.openEndpoint({identity, target, agent}),
+      openEndpoint: (agent) => opts.openEndpoint({identity, target, agent, clientAddress}),
     })
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),

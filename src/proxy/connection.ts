@@ -482,7 +482,8 @@ export class ClientConnection implements ConnectionCore {
       sessionId: this.sessionId,
       connectionId: this.id,
       database: this.env.target.database,
-      user: this.startupParams.user ?? '',
+      user: sessionUser(up.parameters, this.env.target.user),
+      clientUser: this.startupParams.user ?? '',
       applicationName: this.startupParams.application_name,
       clientAddress: this.clientAddress,
       startedAt: new Date(),
@@ -726,4 +727,14 @@ export class ClientConnection implements ConnectionCore {
       return undefined
     }
   }
+}
+
+/**
+ * The database user a session runs as: the server's report of it at login (session_authorization),
+ * else the user the tunnel logged in as. Never the startup packet's user, which only the tunnel
+ * reads: a client could name any role there, and the session would be recorded as that role.
+ */
+export function sessionUser(reported: readonly (readonly [string, string])[], loggedInAs: string): string {
+  for (const [name, value] of reported) if (name === 'session_authorization') return value
+  return loggedInAs
 }

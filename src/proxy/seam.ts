@@ -297,7 +297,10 @@ export interface SessionInfo {
   sessionId: string
   connectionId: number
   database: string
+  /** The database user the session runs as, as the server reported it at login. */
   user: string
+  /** The user name in the client's startup packet: only the tunnel reads it, it names no role. */
+  clientUser?: string
   applicationName?: string
   clientAddress: string
   startedAt: Date

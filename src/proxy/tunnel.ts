@@ -41,6 +41,12 @@ export interface TunnelOptions {
   assumedSettings?: readonly AssumedSetting[]
   /** What the upstream sees as application_name. */
   applicationName?: (clientApplicationName: string | undefined) => string
+  /**
+   * Where every client of this tunnel is recorded as connecting from, when the listener cannot tell:
+   * the gateway's in-process tunnel for a remote MCP session listens on a private unix socket, and
+   * the address that matters is the agent's on the gateway's HTTPS API.
+   */
+  clientAddress?: string
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
 }
 
@@ -191,6 +197,7 @@ export class Tunnel {
       upstreamGate: this.gate,
       assumedSettings: this.options.assumedSettings,
       applicationName: this.calls.applicationName,
+      ...(this.options.clientAddress !== undefined ? {clientAddress: this.options.clientAddress} : {}),
       issueCancelKey: this.calls.issueCancelKey,
       releaseCancelKey: this.calls.releaseCancelKey,
       cancelByKey: this.calls.cancelByKey,

@@ -12,6 +12,7 @@ import type {ApprovalRow, Attempt, AttentionRow, DailyFigures, Framework, Gap, I
 import {riskOf} from './risk.js'
 import type {ActivityFigures} from './model.js'
 import {agentLabel} from '../identity/types.js'
+import {scanTokens} from '../sql/parser.js'
 
 function emptyActivity(): ActivityFigures {
   return {sessions: 0, statements: 0, denied: 0, approvalsRequested: 0, approved: 0, approvalsDenied: 0, maskedValues: 0, statementsWithMaskedOutput: 0}
@@ -64,9 +65,48 @@ function identityOf(start: SessionStartData | undefined, summary: SessionSummary
 /** Literals can hold personal data typed by the engineer: reports show normalized text unless asked. */
 function shownSql(d: StatementData, opts: BuildOptions): string {
   if (opts.fullSql) return d.sql
-  if (d.normalized) return d.normalized
+  const normalized = d.normalized ? withoutLiterals(d.normalized) : undefined
+  if (normalized !== undefined) return normalized
   const masked = opts.maskText ? opts.maskText(d.sql) : undefined
   return masked ?? `(statement that could not be parsed, ${d.sql.length} characters: see the session)`
+}
+
+/**
+ * Tokens of a normalized text shown as they are: words (keywords, names, quoted names), `$n`
+ * parameters, punctuation and operators. Anything else is text the normalizer left in place: a
+ * comment, or a constant it does not replace (the body of a PREPARE, a COPY … PROGRAM command, an
+ * ALTER SYSTEM value, a view's or a default's definition, a dollar-quoted string, a bit string).
+ */
+const SHOWN_TOKENS = new Set(['IDENT', 'PARAM', 'Op', 'TYPECAST', 'DOT_DOT', 'COLON_EQUALS', 'EQUALS_GREATER', 'LESS_EQUALS', 'GREATER_EQUALS', 'NOT_EQUALS'])
+/** What the scanner names UNKNOWN and is shown: keywords, and operators and punctuation (`.`, `[`, `::`, `||`, `@>`), none of which can spell a value. */
+const WORD = /^[A-Za-z_][A-Za-z0-9_$]*$/
+const OPERATOR = /^[-+*/<>=~!@#%^&|`?.:[\]]+$/
+const COMMENTS = new Set(['SQL_COMMENT', 'C_COMMENT'])
+
+/**
+ * `normalized` with every comment left out and every constant the normalizer kept written `…`: what
+ * is shown is an allow-list of tokens, so a literal survives in no construct the normalizer skips.
+ * Undefined when the scanner cannot read the text.
+ */
+export function withoutLiterals(normalized: string): string | undefined {
+  let tokens
+  try {
+    tokens = scanTokens(normalized)
+  } catch {
+    return undefined
+  }
+  let out = ''
+  let at = 0
+  for (const t of tokens) {
+    // Between tokens the scanner skips only blanks; anything else there is not shown either.
+    const between = normalized.slice(at, t.start)
+    out += /^\s*$/.test(between) ? between : ' '
+    at = t.end
+    if (COMMENTS.has(t.tokenName)) continue
+    const shown = SHOWN_TOKENS.has(t.tokenName) || t.tokenName.startsWith('ASCII_') || (t.tokenName === 'UNKNOWN' && (WORD.test(t.text) || OPERATOR.test(t.text)))
+    out += shown ? t.text : '…'
+  }
+  return out.replace(/[ \t]+$/gm, '').trimEnd()
 }
 
 interface ApprovalEventData {

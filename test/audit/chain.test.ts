@@ -138,7 +138,7 @@ describe('hash chain and signatures', () => {
     const ls = lines(await recordSession())
     const end = JSON.parse(ls[6]!) as {type: string; session: string; seq: number; ts: string; prev: string; data: unknown}
     const unsigned = sealEvent(end)
-    const extra = sealEvent({type: 'statement', session: 'sess-1', seq: 8, ts: end.ts, prev: sha256hex(unsigned), data: {}})
+    const extra = sealEvent({type: 'statement', session: 'sess-1', seq: 8, ts: end.ts, prev: sha256hex(unsigned), data: {sql: 'drop table users', decision: 'allow', rows: 0, outcome: 'ok'}})
     const r = verifySession(join1([...ls.slice(0, 6), unsigned, extra]), keys)
     expect(r.problems.map((p) => [p.line, p.code])).toEqual([
       [7, 'SIGNATURE_MISSING'],

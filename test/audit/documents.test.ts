@@ -35,8 +35,10 @@ describe('audit documents read from the bucket', () => {
   })
 
   it('names the field of an event line that is not a v1 envelope', () => {
-    const line = {v: 1, type: 'statement', session: 's', seq: 3, ts: '2026-03-01T10:00:00.000Z', prev: 'x', data: {}, hash: 'h'}
+    const line = {v: 1, type: 'statement', session: 's', seq: 3, ts: '2026-03-01T10:00:00.000Z', prev: 'x', data: {sql: 'select 1', decision: 'allow', rows: 1}, hash: 'h'}
     expect(parseEventLine(JSON.stringify(line)).seq).toBe(3)
+    // The data too, for the fields readers use: a statement without its text is no statement.
+    expect(() => parseEventLine(JSON.stringify({...line, data: {}}))).toThrow(/event line is not valid: data\.sql: expected string/)
     expect(() => parseEventLine(JSON.stringify({...line, seq: '3'}))).toThrow(new DocumentError('event line', ['seq: expected number, received string']))
     expect(() => parseEventLine(JSON.stringify({...line, v: 2}))).toThrow(/event line is not valid: v: expected 1/)
   })

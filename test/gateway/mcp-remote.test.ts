@@ -157,6 +157,27 @@ describe('remote MCP on the gateway', () => {
     await waitFor(() => recorded().some((t) => t.includes('"session.start"') && t.includes('alice@example.com') && /"agent":\{"client":"mcp","name":"hosted-agent"/.test(t)), 'the gateway recorded the agent session as alice\'s')
   })
 
+  it('records where the agent connected from, not the private socket of the gateway\'s own connection', async () => {
+    // The session's database connection runs on an in-process tunnel's unix socket; its recording
+    // said the client came from 'unix socket', so no remote MCP session said where the agent was.
+    const client = new Client({name: 'located-agent', version: '1.0'})
+    const transport = new StreamableHTTPClientTransport(new URL(`${base()}/mcp/app`), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${tokens.alice!}`}}})
+    await client.connect(transport)
+    clients.push(client)
+    const one = (await client.callTool({name: 'query', arguments: {sql: 'select 1 as one'}})) as CallToolResult
+    expect(one.isError, textOf(one)).toBeFalsy()
+    const startOf = () =>
+      recorded()
+        .flatMap((t) => t.split('\n'))
+        .filter((l) => l.includes('"session.start"') && l.includes('"name":"located-agent"'))
+        .map((l) => (JSON.parse(l) as {data: {client: {address: string}}}).data)
+    await waitFor(() => startOf().length > 0, 'the agent session is recorded')
+    for (const d of startOf()) {
+      expect(d.client.address).not.toBe('unix socket')
+      expect(d.client.address).toMatch(/^(127\.0\.0\.1|::1|::ffff:127\.0\.0\.1):\d+ \(MCP over HTTPS\)$/)
+    }
+  })
+
   it('refuses a row larger than any result could hold before the gateway reads it', async () => {
     // Read whole, a 300 MB value held some 2 GB of the gateway's memory, everyone's.
     const a = await agent(tokens.alice!)

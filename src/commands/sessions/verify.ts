@@ -1,13 +1,12 @@
-import {readFile} from 'node:fs/promises'
+import {readFile, stat} from 'node:fs/promises'
 import {basename} from 'node:path'
-import {gunzipSync} from 'node:zlib'
 import {Args, Flags} from '@oclif/core'
 import chalk from 'chalk'
 import {listFilters, readKeyFiles, resolveBucket, resolveSignerTrust} from '../../audit/cli.js'
 import {unmatchedSigners} from '../../audit/trust.js'
 import {bucketFlags, filterFlags, signerFlag} from '../../cli/flags.js'
 import {SessionReader} from '../../audit/read.js'
-import {UnreadableObjectError, type SessionSummary} from '../../audit/index-cache.js'
+import {inflate, MAX_LOG_BYTES, UnreadableObjectError, type SessionSummary} from '../../audit/index-cache.js'
 import {loadKeyRing, type KeyRing} from '../../audit/signing.js'
 import {splitConcatenatedSessions, unreadableObjectResult, verifySession, type VerifyResult} from '../../audit/verify.js'
 import {UsageError} from '../../cli/errors.js'
@@ -63,8 +62,16 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
     const checked: Checked[] = []
     if (flags.file) {
       for (const path of flags.file) {
-        const raw = await readFile(path)
-        const text = (path.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8')
+        let text: string
+        try {
+          text = await readLogFile(path)
+        } catch (err) {
+          // A downloaded object can be what the bucket held: a gzip bomb, a cut or damaged gzip. It
+          // fails on its own, as it does read from the bucket, and the other files are still verified.
+          if (!(err instanceof UnreadableObjectError)) throw err
+          checked.push({source: basename(path), ...unreadableObjectResult(err.problem)})
+          continue
+        }
         // An export may hold several sessions back to back; each is verified on its own.
         for (const [i, part] of splitConcatenatedSessions(text).entries()) checked.push({source: `${basename(path)}${i ? `#${i + 1}` : ''}`, ...verifySession(part, keys, {trust})})
       }
@@ -114,4 +121,12 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
     if (!ok) process.exitCode = EXIT_FAILURE
     return {ok, sessions: checked, keyErrors}
   }
+}
+
+/** A log file given with --file, read as the bucket's objects are: gzip inflated, at most MAX_LOG_BYTES either way. */
+async function readLogFile(path: string): Promise<string> {
+  const {size} = await stat(path)
+  if (size > MAX_LOG_BYTES) throw new UnreadableObjectError(path, `${Math.round(size / (1024 * 1024))} MiB, more than the ${MAX_LOG_BYTES / (1024 * 1024)} MiB dbgate reads of one log`)
+  const raw = await readFile(path)
+  return (path.endsWith('.gz') ? inflate(path, raw) : raw).toString('utf8')
 }
