@@ -190,6 +190,11 @@ export async function notAReviewer(ctx: ReviewContext): Promise<{message: string
 
 export interface DecideInput {
   id: string
+  /**
+   * The digest (requestDigest) of the request as the reviewer read it, where a screen showed it:
+   * one that changed in the bucket since is refused, rather than decided as it reads now.
+   */
+  digest?: string
   action: DecisionAction
   reason?: string
   windowMs?: number
@@ -231,6 +236,15 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
       APPROVAL_UNTRUSTED_REQUEST,
       `${input.id} holds another request (${visibleDeep(request.id)}), so it was not decided: deciding it would have decided that one, not the request you read.`,
       `Report ${input.id} to your security team: someone who can write the bucket's approvals/ replaced it. Review ${visibleDeep(request.id)} on its own, from \`dbgate approvals list\`.`,
+    )
+  }
+  // The record is read again here, and anyone who writes the bucket can change it in between: a
+  // harmless copy shown, the genuine one put back before Enter. The decision is for what was read.
+  if (input.digest !== undefined && requestDigest(request) !== input.digest) {
+    throw new ApprovalError(
+      APPROVAL_UNTRUSTED_REQUEST,
+      `${input.id} is not the request you read: its record changed in the bucket since (its SQL, values or requester may not be what you saw), so it was not decided.`,
+      `Read it again before deciding. A pending request is written once by the waiting tunnel: report ${input.id} to your security team, since someone who can write the bucket's approvals/ changed it.`,
     )
   }
   const [existing, outcome] = await Promise.all([readDecision(ctx.bucket, input.id), readOutcome(ctx.bucket, input.id)])

@@ -2,6 +2,7 @@ import {stripVTControlCharacters} from 'node:util'
 import {render} from 'ink-testing-library'
 import {afterEach, describe, expect, it} from 'vitest'
 import type {DecideInput} from '../../src/approvals/review.js'
+import {requestDigest} from '../../src/approvals/store.js'
 import type {ApprovalRequest, RequestView} from '../../src/approvals/types.js'
 import {ApprovalsApp} from '../../src/tui/approvals/App.js'
 import type {ApprovalsSource} from '../../src/tui/approvals/state.js'
@@ -37,6 +38,8 @@ function sampleRequest(over: Partial<ApprovalRequest> = {}): ApprovalRequest {
 }
 
 const pending = (r: ApprovalRequest): RequestView => ({request: r, state: 'pending'})
+/** The digest of the sample request, as a decision on it carries what the reviewer read. */
+const read = (r: ApprovalRequest = sampleRequest()) => requestDigest(r)
 
 /** An in-memory reviewer backend: decisions remove the request, as the real bucket does. */
 function fakeSource(initial: RequestView[], fail?: string): ApprovalsSource & {calls: DecideInput[]; loads: number} {
@@ -117,7 +120,7 @@ describe('dbgate approve (TUI)', () => {
     await press('a', (x) => x.includes('Reason (optional):'))
     await press('ticket OPS-42', (x) => x.includes('Reason (optional): ticket OPS-42'))
     f = await press('\r', (x) => x.includes('✓ approve apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'approve', reason: 'ticket OPS-42'}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'approve', reason: 'ticket OPS-42'}])
     await until((x) => !x.includes('› apr-k3x9m2p7qa') && x.includes('1 pending'))
     expect(f).toMatch(/✓ approve apr-k3x9m2p7qa done/)
   })
@@ -128,7 +131,7 @@ describe('dbgate approve (TUI)', () => {
     await until((x) => x.includes('› apr-k3x9m2p7qa'))
     await press('a', (x) => x.includes('Reason (optional):'))
     await press('\r', (x) => x.includes('✓ approve apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'approve'}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'approve'}])
   })
 
   it('marks what ran earlier in the session by how it ended: approved and run is ✓, refused is ✗', async () => {
@@ -166,7 +169,7 @@ describe('dbgate approve (TUI)', () => {
     await press('d', (x) => x.includes('Reason for denying:'))
     await press('not during the sale', (x) => x.includes('Reason for denying: not during the sale'))
     await press('\r', (x) => x.includes('✓ deny apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'deny', reason: 'not during the sale'}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'deny', reason: 'not during the sale'}])
   })
 
   it('takes a pasted reason that ends in a newline as typed and confirmed', async () => {
@@ -175,7 +178,7 @@ describe('dbgate approve (TUI)', () => {
     await until((x) => x.includes('› apr-k3x9m2p7qa'))
     await press('d', (x) => x.includes('Reason for denying:'))
     await press('pasted reason\r', (x) => x.includes('✓ deny apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'deny', reason: 'pasted reason'}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'deny', reason: 'pasted reason'}])
   })
 
   it('grants a window with w where the target allows it, and says so where it does not', async () => {
@@ -184,7 +187,7 @@ describe('dbgate approve (TUI)', () => {
     await until((x) => x.includes('› apr-k3x9m2p7qa'))
     await press('w', (x) => x.includes('Window length (e.g. 30m, 2h): 30m'))
     await press('\r', (x) => x.includes('✓ window apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'window', windowMs: 30 * 60_000}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'window', windowMs: 30 * 60_000}])
     await until((x) => x.includes('› apr-second2222'))
     await press('w', (x) => x.includes('does not allow windows'))
     expect(src.calls).toHaveLength(1)
@@ -207,6 +210,32 @@ describe('dbgate approve (TUI)', () => {
     await press('a', (x) => x.includes('Reason (optional):'))
     const f = await press('\r', (x) => x.includes('✗ apr-k3x9m2p7qa was already decided'))
     expect(f).toMatch(/erin@example.com approved it/)
+  })
+
+  it('closes a decision prompt whose request left the list or changed, instead of deciding the request the selection falls to', async () => {
+    for (const [key, typed, change] of [
+      ['a', 'ok', 'withdrawn'],
+      ['d', 'no', 'withdrawn'],
+      ['w', '', 'withdrawn'],
+      ['a', 'ok', 'changed'],
+      ['d', 'no', 'changed'],
+      ['w', '', 'changed'],
+    ] as const) {
+      const views = two()
+      const src = {...fakeSource([]), load: async () => views}
+      start(src, 30)
+      await until((x) => x.includes('› apr-k3x9m2p7qa'))
+      await press(key, (x) => /Reason|Window length/.test(x))
+      if (typed) await press(typed, (x) => x.includes(`: ${typed}`))
+      if (change === 'withdrawn') views.shift()
+      else views[0] = pending(sampleRequest({sql: 'alter table orders rename to gone'}))
+      const message = change === 'withdrawn' ? 'apr-k3x9m2p7qa is no longer pending' : 'apr-k3x9m2p7qa changed since you read it'
+      await until((x) => x.replace(/\s+/g, ' ').includes(`${message}`) && x.replace(/\s+/g, ' ').includes('nothing was decided'))
+      instance!.stdin.write('\r')
+      await new Promise((r) => setTimeout(r, 100))
+      expect(src.calls).toEqual([])
+      instance!.unmount()
+    }
   })
 
   it('refreshes by itself', async () => {

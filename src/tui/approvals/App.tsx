@@ -13,7 +13,8 @@ import {requesterLabel} from '../../approvals/types.js'
 import {agentLabel} from '../../identity/types.js'
 import {highlightSql} from '../highlight.js'
 import {visible as printable, visibleDeep} from '../../util/visible.js'
-import {selected, useApprovals, visible, type ApprovalsSource, type ApprovalsState, type Mode} from './state.js'
+import {decidingGone, selected, useApprovals, visible, type ApprovalsSource, type ApprovalsState, type Mode, type ReadRequest} from './state.js'
+import {requestDigest} from '../../approvals/store.js'
 
 const chalk = new Chalk({level: 1})
 
@@ -42,10 +43,10 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
     if (mode.kind === 'busy') return
     if (mode.kind === 'input') {
       if (key.escape) return dispatch({type: 'cancel-input'})
-      if (key.return) return submit(mode, current)
+      if (key.return) return submit(mode, state.views)
       // A paste ending in a newline arrives as one chunk: take it as typed text, then Enter.
       const newline = input.search(/[\r\n]/)
-      if (newline >= 0) return submit({...mode, text: mode.text + input.slice(0, newline)}, current)
+      if (newline >= 0) return submit({...mode, text: mode.text + input.slice(0, newline)}, state.views)
       if (key.backspace || key.delete) return dispatch({type: 'erase'})
       if (!key.ctrl && !key.meta && input) dispatch({type: 'type', text: input})
       return
@@ -56,27 +57,38 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
     if (input === 'r') return void refresh()
     if (input === '/') return dispatch({type: 'start-input', input: 'filter', text: state.filter})
     if (!current) return
+    // The decision is bound to the request on screen now, as read: a refresh that removes or
+    // changes it closes the prompt instead of moving the decision to another request.
+    const request: ReadRequest = {id: current.request.id, digest: requestDigest(current.request)}
     // Approving runs a statement on someone's database: one more key, and room for a reason.
-    if (input === 'a') return dispatch({type: 'start-input', input: 'approve'})
-    if (input === 'd') return dispatch({type: 'start-input', input: 'reason'})
+    if (input === 'a') return dispatch({type: 'start-input', input: 'approve', request})
+    if (input === 'd') return dispatch({type: 'start-input', input: 'reason', request})
     if (input === 'w') {
       if (!current.request.windows) return dispatch({type: 'done', message: {kind: 'error', text: `Target ${current.request.target} does not allow windows (approvals.windows is off).`}})
-      return dispatch({type: 'start-input', input: 'window', text: defaultWindow})
+      return dispatch({type: 'start-input', input: 'window', text: defaultWindow, request})
     }
   })
 
-  function submit(mode: Extract<Mode, {kind: 'input'}>, current: RequestView | undefined) {
+  function submit(mode: Extract<Mode, {kind: 'input'}>, views: readonly RequestView[]) {
     if (mode.input === 'filter') return dispatch({type: 'apply-filter', text: mode.text})
-    if (!current) return dispatch({type: 'cancel-input'})
-    if (mode.input === 'approve') return void decide({id: current.request.id, action: 'approve', ...(mode.text.trim() ? {reason: mode.text.trim()} : {})}, `Approving ${current.request.id}…`)
+    // Decided: the request the prompt was opened on, as it was read, never the selection of now.
+    const read = mode.request
+    if (!read) return dispatch({type: 'cancel-input'})
+    const gone = decidingGone(mode, views)
+    if (gone) return dispatch({type: 'done', message: {kind: 'error', text: gone}})
+    const {id, digest} = read
+    if (mode.input === 'approve') return void decide({id, digest, action: 'approve', ...(mode.text.trim() ? {reason: mode.text.trim()} : {})}, `Approving ${id}…`)
     if (mode.input === 'reason') {
       if (!mode.text.trim()) return dispatch({type: 'done', message: {kind: 'error', text: 'A denial needs a reason; the requester sees it.'}})
-      return void decide({id: current.request.id, action: 'deny', reason: mode.text}, `Denying ${current.request.id}…`)
+      return void decide({id, digest, action: 'deny', reason: mode.text}, `Denying ${id}…`)
     }
     const windowMs = parseDuration(mode.text)
     if (!windowMs) return dispatch({type: 'done', message: {kind: 'error', text: `${JSON.stringify(mode.text)} is not a duration (try 30m or 2h).`}})
-    return void decide({id: current.request.id, action: 'window', windowMs}, `Granting a ${shortDuration(windowMs)} window on ${current.request.id}…`)
+    return void decide({id, digest, action: 'window', windowMs}, `Granting a ${shortDuration(windowMs)} window on ${id}…`)
   }
+
+  const bound = state.mode.kind === 'input' ? state.mode.request : undefined
+  const deciding = bound && state.views.find((v) => v.request.id === bound.id)
 
   return (
     <Box flexDirection="column">
@@ -88,7 +100,7 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
       ))}
       <RequestList views={visible(state)} selectedId={current?.request.id} now={now()} loaded={state.loaded} />
       {current ? <Detail view={current} now={now()} /> : null}
-      <Status mode={state.mode} message={state.message} loadError={state.loadError} current={current} />
+      <Status mode={state.mode} message={state.message} loadError={state.loadError} deciding={deciding} />
       <KeyBar mode={state.mode} />
     </Box>
   )
@@ -176,7 +188,7 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
   )
 }
 
-function Status({mode, message, loadError, current}: {mode: Mode; message?: {kind: 'ok' | 'error'; text: string}; loadError?: string; current?: RequestView}) {
+function Status({mode, message, loadError, deciding}: {mode: Mode; message?: {kind: 'ok' | 'error'; text: string}; loadError?: string; deciding?: RequestView}) {
   if (mode.kind === 'busy') return <Text color="cyan">{mode.label}</Text>
   if (mode.kind === 'input') {
     const label =
@@ -185,7 +197,7 @@ function Status({mode, message, loadError, current}: {mode: Mode; message?: {kin
         : mode.input === 'reason'
           ? 'Reason for denying'
           : mode.input === 'approve'
-            ? `Approve ${current?.request.id ?? ''} for ${current ? printable(requesterLabel(current.request.requester)) : '?'}? Reason (optional)`
+            ? `Approve ${deciding?.request.id ?? ''} for ${deciding ? printable(requesterLabel(deciding.request.requester)) : '?'}? Reason (optional)`
             : 'Window length (e.g. 30m, 2h)'
     return (
       <Text>

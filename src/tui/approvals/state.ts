@@ -6,10 +6,17 @@ import {useCallback, useEffect, useReducer, useRef} from 'react'
 import type {DecideInput} from '../../approvals/review.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
+import {requestDigest} from '../../approvals/store.js'
 
 export type InputKind = 'filter' | 'reason' | 'approve' | 'window'
 
-export type Mode = {kind: 'browse'} | {kind: 'input'; input: InputKind; text: string} | {kind: 'busy'; label: string}
+/** The request a decision is being typed for, as the reviewer read it: its id and its digest (requestDigest). */
+export interface ReadRequest {
+  id: string
+  digest: string
+}
+
+export type Mode = {kind: 'browse'} | {kind: 'input'; input: InputKind; text: string; request?: ReadRequest} | {kind: 'busy'; label: string}
 
 export interface Message {
   kind: 'ok' | 'error'
@@ -33,7 +40,7 @@ export type Action =
   | {type: 'loaded'; views: RequestView[]}
   | {type: 'load-failed'; error: string}
   | {type: 'move'; delta: number}
-  | {type: 'start-input'; input: InputKind; text?: string}
+  | {type: 'start-input'; input: InputKind; text?: string; request?: ReadRequest}
   | {type: 'type'; text: string}
   | {type: 'erase'}
   | {type: 'cancel-input'}
@@ -60,6 +67,10 @@ export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
   switch (action.type) {
     case 'loaded': {
       const next = {...state, views: action.views, loaded: true, loadError: undefined}
+      const gone = decidingGone(state.mode, action.views)
+      // A decision being typed is for the request the reviewer read: should it leave the list or
+      // change, the prompt closes rather than decide whatever the selection falls to.
+      if (gone) return {...next, mode: {kind: 'browse'}, message: {kind: 'error', text: gone}, selectedId: selected(next)?.request.id}
       return {...next, selectedId: selected(next)?.request.id}
     }
     case 'load-failed':
@@ -72,7 +83,7 @@ export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
       return {...state, selectedId: list[to]!.request.id, message: undefined}
     }
     case 'start-input':
-      return {...state, mode: {kind: 'input', input: action.input, text: action.text ?? ''}, message: undefined}
+      return {...state, mode: {kind: 'input', input: action.input, text: action.text ?? '', ...(action.request ? {request: action.request} : {})}, message: undefined}
     // Appending in the reducer, not the view, so keys typed faster than frames are drawn all land.
     case 'type':
       return state.mode.kind === 'input' ? {...state, mode: {...state.mode, text: state.mode.text + action.text}} : state
@@ -91,6 +102,20 @@ export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
     case 'warn':
       return action.messages.length ? {...state, warnings: [...new Set([...state.warnings, ...action.messages])]} : state
   }
+}
+
+/**
+ * Why the request a decision is being typed for can no longer be decided from this screen: it left
+ * the list (withdrawn, expired, decided by someone else) or it is no longer what the reviewer read
+ * (its record changed in the bucket). Undefined while it is there as read.
+ */
+export function decidingGone(mode: Mode, views: readonly RequestView[]): string | undefined {
+  if (mode.kind !== 'input' || !mode.request) return undefined
+  const {id, digest} = mode.request
+  const now = views.find((v) => v.request.id === id)
+  if (!now) return `${id} is no longer pending (withdrawn, expired or decided by someone else), so nothing was decided.`
+  if (requestDigest(now.request) !== digest) return `${id} changed since you read it, so nothing was decided; read it again before deciding.`
+  return undefined
 }
 
 export interface ApprovalsSource {
