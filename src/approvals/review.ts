@@ -9,7 +9,7 @@ import {decodeJwt} from 'jose'
 import type {Bucket} from '../bucket/index.js'
 import type {DbgateConfig} from '../config/types.js'
 import type {Session} from '../identity/session.js'
-import {identityLabel, type Identity} from '../identity/types.js'
+import {identityLabel, samePerson, type Identity} from '../identity/types.js'
 import {
   APPROVAL_ALREADY_DECIDED,
   APPROVAL_BAD_INPUT,
@@ -110,7 +110,7 @@ function targetForReview(config: DbgateConfig, request: ApprovalRequest): {revie
 export function mayReview(config: DbgateConfig, who: Identity, request: ApprovalRequest): ReviewRight {
   const target = targetForReview(config, request)
   if (!target) return {ok: false, code: APPROVAL_NOT_A_REVIEWER, message: `Target ${request.target} is not in your dbgate.yaml, so you cannot review it.`, nextStep: 'Use the same dbgate.yaml as the requester, with DBGATE_CONFIG or --config.'}
-  if (who.subject === request.requester.subject) return {ok: false, code: APPROVAL_SELF, message: `You (${identityLabel(who)}) requested ${request.id}; nobody can decide their own request.`, nextStep: `Ask a member of ${target.reviewers.join(', ') || 'the reviewer groups'}.`}
+  if (samePerson(who, request.requester)) return {ok: false, code: APPROVAL_SELF, message: `You (${identityLabel(who)}) requested ${request.id}; nobody can decide their own request.`, nextStep: `Ask a member of ${target.reviewers.join(', ') || 'the reviewer groups'}.`}
   if (!who.groups.some((g) => target.reviewers.includes(g))) {
     return {
       ok: false,
@@ -143,7 +143,7 @@ export async function listForReviewer(ctx: ReviewContext, opts: ListForReviewerO
 /** Requests this person made (their own are never in their review list), newest first; through a gateway, only those it filed. */
 export async function listOwnRequests(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
   const views = await listRequests(ctx.bucket, {now: ctx.now?.(), onInvalid: opts.onInvalid})
-  const own = views.filter((v) => v.request.requester.subject === ctx.reviewer.identity.subject && (opts.all || v.state === 'pending'))
+  const own = views.filter((v) => samePerson(v.request.requester, ctx.reviewer.identity) && (opts.all || v.state === 'pending'))
   return filedByGateway(ctx, own, opts)
 }
 
