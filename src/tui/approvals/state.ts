@@ -34,6 +34,10 @@ export interface ApprovalsState {
   loadError?: string
   /** Said while the screen is up (e.g. tokens went to a file): shown on it, never printed over it. */
   warnings: string[]
+  /** The first row of the selected request's text on screen (it is paged), for the request it names. */
+  scroll?: {id: string; top: number}
+  /** How many rows of each request's text (by its digest: a changed request is read afresh) the reviewer has had on screen. */
+  readTo: Record<string, number>
 }
 
 export type Action =
@@ -48,8 +52,20 @@ export type Action =
   | {type: 'busy'; label: string}
   | {type: 'done'; message: Message}
   | {type: 'warn'; messages: string[]}
+  /** Pages the selected request's text: `rows` in all, `page` on screen at once. */
+  | {type: 'scroll'; id: string; digest: string; delta: number; rows: number; page: number}
 
-export const initialState: ApprovalsState = {views: [], loaded: false, filter: '', mode: {kind: 'browse'}, warnings: []}
+export const initialState: ApprovalsState = {views: [], loaded: false, filter: '', mode: {kind: 'browse'}, warnings: [], readTo: {}}
+
+/** The first row of request `id`'s text on screen. */
+export function topOf(state: Pick<ApprovalsState, 'scroll'>, id: string): number {
+  return state.scroll?.id === id ? state.scroll.top : 0
+}
+
+/** How many rows of a request's text (`digest`) the reviewer has had on screen, the page shown now included. */
+export function rowsRead(state: Pick<ApprovalsState, 'scroll' | 'readTo'>, id: string, digest: string, page: number): number {
+  return Math.max(state.readTo[digest] ?? 0, topOf(state, id) + page)
+}
 
 /** Requests matching the filter: any of id, requester, target, class or SQL contains it. */
 export function visible(state: Pick<ApprovalsState, 'views' | 'filter'>): RequestView[] {
@@ -101,6 +117,11 @@ export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
       return {...state, mode: {kind: 'browse'}, message: action.message}
     case 'warn':
       return action.messages.length ? {...state, warnings: [...new Set([...state.warnings, ...action.messages])]} : state
+    case 'scroll': {
+      const top = Math.min(Math.max(0, action.rows - action.page), Math.max(0, topOf(state, action.id) + action.delta))
+      const read = Math.max(rowsRead(state, action.id, action.digest, action.page), Math.min(action.rows, top + action.page))
+      return {...state, scroll: {id: action.id, top}, readTo: {...state.readTo, [action.digest]: read}, message: undefined}
+    }
   }
 }
 
