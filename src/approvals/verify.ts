@@ -11,6 +11,7 @@ import {IdpUnreachableError} from '../identity/errors.js'
 import {samePerson, type Identity} from '../identity/types.js'
 import {verifyToken} from '../identity/verify.js'
 import {open} from './seal.js'
+import {OversizedDecision} from './store.js'
 import {problemsOf} from '../util/document.js'
 import {ApprovalDecisionSchema, MAX_WINDOW_MS, SealedDecisionSchema, type ApprovalDecision, type ApprovalRequest, type SealedDecision} from './types.js'
 
@@ -36,6 +37,7 @@ export interface VerifyDecisionOptions {
 
 export async function verifyDecision(raw: unknown, opts: VerifyDecisionOptions): Promise<DecisionCheck> {
   const fail = (problem: string): DecisionCheck => ({ok: false, problem})
+  if (raw instanceof OversizedDecision) return fail(raw.problem)
   const malformed = problemsOf(ApprovalDecisionSchema, raw)
   if (malformed) return fail(`it is not a valid decision (${malformed.join('; ')})`)
   const d = raw as ApprovalDecision
