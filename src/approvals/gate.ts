@@ -83,6 +83,23 @@ export interface ApprovalGate {
 }
 
 const RECENT = 5
+
+/**
+ * Reported settings (ParameterStatus) that change what a statement's text means, or as whom it
+ * runs, shown to reviewers with every request: a SET of one of them may have scrolled out of the
+ * session's last statements, or come in the startup packet (PGOPTIONS) where no statement shows it.
+ */
+export const REVIEWED_SETTINGS = ['DateStyle', 'IntervalStyle', 'TimeZone', 'search_path', 'session_authorization', 'standard_conforming_strings', 'client_encoding'] as const
+
+/** The reviewed settings the server reported for this session (search_path from PostgreSQL 18 on). */
+function reviewedSettings(parameters: ReadonlyMap<string, string>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const name of REVIEWED_SETTINGS) {
+    const value = parameters.get(name)
+    if (value !== undefined) out[name] = value
+  }
+  return out
+}
 const WAIT_NOTICE = '00000'
 const POLICY = '42501'
 const CANCELED = '57014'
@@ -221,6 +238,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       connectionId: ctx.connectionId,
       sql,
       ...(ctx.bindValues !== undefined ? {params: ctx.bindValues.map(reviewedValue)} : {}),
+      settings: reviewedSettings(ctx.session.parameters),
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
       class: d.class,
       ruleId: d.ruleId,

@@ -21,7 +21,7 @@ import {decisionKey, readRequest, requestDigest, requestKey} from '../../src/app
 import {openBucket, type Bucket} from '../../src/bucket/index.js'
 import type {DbgateConfig} from '../../src/config/types.js'
 import {buildTunnelHooks} from '../../src/pipeline/index.js'
-import {ApprovalsApp} from '../../src/tui/approvals/App.js'
+import {ApprovalsApp, Detail} from '../../src/tui/approvals/App.js'
 import {reviewSource} from '../../src/tui/approvals/run.js'
 import {encodeCancelRequest} from '../../src/wire/frontend.js'
 import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
@@ -152,6 +152,32 @@ describe('a decision covers the request the reviewer read', () => {
       expect(await tableExists(precious)).toBe(true)
     })
   }
+
+  it('shows the reviewer the session settings that change what the text means, however they were set and however long ago', async () => {
+    // Set by SET, by set_config in a simple query, and by set_config with a bound value, each then
+    // pushed out of "Earlier in this session" by five statements.
+    const c = await t.client()
+    await c.query({text: "select set_config('IntervalStyle', $1, false)", values: ['sql_standard']})
+    await c.query("set datestyle = 'SQL, DMY'")
+    await c.query("select set_config('TimeZone', 'Pacific/Kiritimati', false)")
+    for (let i = 0; i < 5; i++) await c.query('select 1')
+    const w = watchNotices(c)
+    const held = c.query("create table cutoff (day date default '01/02/2026', at timestamptz default '2026-02-01 00:00')").then(
+      () => 'ran',
+      (e: Error & {code?: string}) => e.code,
+    )
+    const id = await w.approvalId()
+    const request = (await readRequest(bucket, id))!
+    expect(request.recent.map((r) => r.sql)).toEqual(Array(5).fill('select 1'))
+    expect(request.settings).toMatchObject({DateStyle: 'SQL, DMY', TimeZone: 'Pacific/Kiritimati', IntervalStyle: 'sql_standard'})
+    ui = render(<Detail view={{request, state: 'pending'}} now={new Date()} />)
+    const f = frame().replace(/[\s│]+/g, ' ')
+    expect(f).toContain('DateStyle = SQL, DMY')
+    expect(f).toContain('TimeZone = Pacific/Kiritimati')
+    expect(f).toContain('IntervalStyle = sql_standard')
+    await decide(await review('bob'), {id, action: 'deny', reason: 'which 01/02?'})
+    expect(await held).toBe('42501')
+  })
 
   const readFile = async (key: string) => (await bucket.get(key)).body
 })

@@ -194,6 +194,13 @@ export function Detail({view, now, rows = reviewText(view.request, 96), top = 0}
         {r.class} · asked {shortDuration(now.getTime() - Date.parse(r.createdAt))} ago · expires in {shortDuration(left)} · reviewers {r.reviewers.join(', ')}
         {r.windows ? ' · windows allowed' : ''}
       </Text>
+      {r.settings && Object.keys(r.settings).length > 0 ? (
+        <Text>
+          session settings: {Object.entries(r.settings)
+            .map(([k, v]) => `${k} = ${v}`)
+            .join(' · ')}
+        </Text>
+      ) : null}
       <Text>
         {r.statements.length || 1} statement{r.statements.length > 1 ? 's' : ''}
         {r.statements.length ? `: ${r.statements.map((s) => s.command).join('; ')}` : ''} · {rows.length} line{rows.length === 1 ? '' : 's'}
