@@ -11,7 +11,9 @@
  *   the genuine one back while he decides: the decision was made on the genuine one, which the
  *   tunnel accepts, since it matches what the tunnel filed.
  */
+import http from 'node:http'
 import net from 'node:net'
+import type {AddressInfo} from 'node:net'
 import {stripVTControlCharacters} from 'node:util'
 import {render} from 'ink-testing-library'
 import type pg from 'pg'
@@ -177,6 +179,53 @@ describe('a decision covers the request the reviewer read', () => {
     expect(f).toContain('IntervalStyle = sql_standard')
     await decide(await review('bob'), {id, action: 'deny', reason: 'which 01/02?'})
     expect(await held).toBe('42501')
+  })
+
+  it('never shows a statement that runs as part of a "--" comment on one line: in the webhook, on the tunnel\'s terminal, or among what ran before', async () => {
+    const posts: string[] = []
+    const hook = http.createServer((req, res) => {
+      let body = ''
+      req.on('data', (d: Buffer) => (body += d.toString()))
+      req.on('end', () => {
+        posts.push((JSON.parse(body) as {text: string}).text)
+        res.end('ok')
+      })
+    })
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r))
+    const announced: string[] = []
+    const hooked = await openPipelineTunnel(db, `${TARGET}\n  webhook: http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`, {
+      top: `bucket: ${bucketUrl}`,
+      identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env('alice')},
+      hooks: (ctx) => buildTunnelHooks({...ctx, approvalPollMs: 100, announce: (m: string) => announced.push(m)}),
+    })
+    try {
+      const c = await hooked.client()
+      await c.query('select 1 -- an earlier check\n, 2 as second')
+      for (const [i, breakAfter] of ['\n', '\r\n', '\r', '\n   \n'].entries()) {
+        const sql = `select 1 as n -- just a count${breakAfter};alter table precious_hook_${i} rename to gone_hook_${i}`
+        const w = watchNotices(c)
+        const held = c.query(sql).catch((e: Error & {code?: string}) => e.code)
+        const id = await w.approvalId()
+        await waitFor(() => posts.some((x) => x.includes(id)), 'the webhook is told')
+        const post = posts.find((x) => x.includes(id))!
+        const said = announced.find((x) => x.includes(id))!
+        for (const line of [post, said]) {
+          expect(line, JSON.stringify(breakAfter)).not.toMatch(/-- just a count ;alter table/)
+          expect(line, JSON.stringify(breakAfter)).toMatch(/-- just a count\\x0a ;alter table precious_hook_/)
+        }
+        const request = (await readRequest(bucket, id))!
+        ui = render(<Detail view={{request, state: 'pending'}} now={new Date()} />)
+        const f = frame().replace(/[\s│]+/g, ' ')
+        expect(f).toContain('✓ select 1 -- an earlier check\\x0a , 2 as second')
+        ui.unmount()
+        ui = undefined
+        await decide(await review('bob'), {id, action: 'deny', reason: 'no'})
+        expect(await held).toBe('42501')
+      }
+    } finally {
+      await hooked.close().catch(() => {})
+      hook.close()
+    }
   })
 
   const readFile = async (key: string) => (await bucket.get(key)).body

@@ -6,7 +6,7 @@
 import {Box, Text, useApp, useInput, useStdout} from 'ink'
 import {useRef} from 'react'
 import {Chalk} from 'chalk'
-import {boundValues, recentMark, requestRow, shortDuration} from '../../approvals/format.js'
+import {boundValues, oneLineSql, recentMark, requestRow, shortDuration} from '../../approvals/format.js'
 import {parseDuration} from '../../util/duration.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
@@ -224,7 +224,7 @@ export function Detail({view, now, rows = reviewText(view.request, 96), top = 0}
           {r.recent.map((s, i) => (
             <Text key={i} dimColor>
               {'  '}
-              {recentMark(s)} {printable(view.request.recent[i]!.sql.replace(/\s+/g, ' ')).slice(0, 100)}
+              {recentMark(s)} {oneLineSql(view.request.recent[i]!.sql, 100)}
             </Text>
           ))}
         </Box>
