@@ -11,6 +11,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import {isBucketError, OBJECT_EXISTS, OBJECT_NOT_FOUND, type Bucket} from '../bucket/index.js'
 import {DocumentError, parseDocument} from '../util/document.js'
 import {visible} from '../util/visible.js'
+import {mapBounded} from '../util/bounded.js'
 import type {z} from 'zod'
 import {ApprovalDecisionSchema, ApprovalOutcomeSchema, ApprovalRequestSchema, type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type ApprovalWindow, type RequestView} from './types.js'
 
@@ -146,6 +147,9 @@ export function stateOf(req: ApprovalRequest, decision: ApprovalDecision | undef
   return 'pending'
 }
 
+/** Requests read at once by a list (each with its decision and outcome). */
+const LIST_READS_AT_ONCE = 16
+
 export interface ListOptions {
   now?: Date
   /** Only requests created after this (default: the last 24 hours). */
@@ -164,32 +168,32 @@ export async function listRequests(bucket: Bucket, opts: ListOptions = {}): Prom
     opts.onInvalid?.(`approval request ${visible(requestKey(id))} is ${size} bytes, larger than any request a tunnel files (${MAX_REQUEST_BYTES} bytes at most); left out, unread`)
     return false
   })
-  const views = await Promise.all(
-    requests.map(async ({id}): Promise<RequestView | undefined> => {
-      // A record that is not valid is left out of the list (nothing in it can be shown as true), and said so.
-      const leftOut = (e: unknown) => {
-        if (e instanceof DocumentError) opts.onInvalid?.(`${visible(e.message)}; left out`)
-        return undefined
-      }
-      const request = await readRequest(bucket, id).catch(leftOut)
-      if (!request) return undefined
-      // A copy of another request under this name would be decided as that other one: said, and left out.
-      if (request.id !== id) return void opts.onInvalid?.(`approval request ${visible(requestKey(id))} holds another request (${request.id}), which deciding it would decide; left out`)
-      // A decision or an outcome is a few kilobytes: one far larger is left out unread, and said so.
-      const small = (names: Map<string, number>, key: string, what: string) => {
-        const size = names.get(id)
-        if (size === undefined) return false
-        if (size <= MAX_DECISION_BYTES) return true
-        opts.onInvalid?.(`approval ${what} ${visible(key)} is ${size} bytes, larger than any ${what} (${MAX_DECISION_BYTES} bytes at most); left out, unread`)
-        return false
-      }
-      const [decision, outcome] = await Promise.all([
-        small(decided, decisionKey(id), 'decision') ? readDecision(bucket, id).catch(leftOut) : undefined,
-        small(settled, outcomeKey(id), 'outcome') ? readOutcome(bucket, id).catch(leftOut) : undefined,
-      ])
-      return {request, decision, outcome, state: stateOf(request, decision, outcome, now)}
-    }),
-  )
+  // A few reads at a time: the bucket's writers decide how many requests there are.
+  const views = await mapBounded(requests, LIST_READS_AT_ONCE, async ({id}): Promise<RequestView | undefined> => {
+    // A record that is not valid is left out of the list (nothing in it can be shown as true), and said so.
+    const leftOut = (e: unknown) => {
+      // One that could not be read (the store failed) is left out too, never silently.
+      opts.onInvalid?.(e instanceof DocumentError ? `${visible(e.message)}; left out` : `approval record for ${visible(id)} could not be read (${visible((e as Error).message)}); left out, shown again once it can be read`)
+      return undefined
+    }
+    const request = await readRequest(bucket, id).catch(leftOut)
+    if (!request) return undefined
+    // A copy of another request under this name would be decided as that other one: said, and left out.
+    if (request.id !== id) return void opts.onInvalid?.(`approval request ${visible(requestKey(id))} holds another request (${request.id}), which deciding it would decide; left out`)
+    // A decision or an outcome is a few kilobytes: one far larger is left out unread, and said so.
+    const small = (names: Map<string, number>, key: string, what: string) => {
+      const size = names.get(id)
+      if (size === undefined) return false
+      if (size <= MAX_DECISION_BYTES) return true
+      opts.onInvalid?.(`approval ${what} ${visible(key)} is ${size} bytes, larger than any ${what} (${MAX_DECISION_BYTES} bytes at most); left out, unread`)
+      return false
+    }
+    const [decision, outcome] = await Promise.all([
+      small(decided, decisionKey(id), 'decision') ? readDecision(bucket, id).catch(leftOut) : undefined,
+      small(settled, outcomeKey(id), 'outcome') ? readOutcome(bucket, id).catch(leftOut) : undefined,
+    ])
+    return {request, decision, outcome, state: stateOf(request, decision, outcome, now)}
+  })
   return views.filter((v): v is RequestView => v !== undefined).sort((a, b) => b.request.createdAt.localeCompare(a.request.createdAt))
 }
 
