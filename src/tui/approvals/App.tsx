@@ -4,7 +4,7 @@
  * useApprovals.
  */
 import {Box, Text, useApp, useInput, useStdout} from 'ink'
-import {useRef} from 'react'
+import {useMemo, useRef} from 'react'
 import {Chalk} from 'chalk'
 import {boundValues, oneLineSql, recentMark, requestRow, shortDuration} from '../../approvals/format.js'
 import {parseDuration} from '../../util/duration.js'
@@ -35,7 +35,8 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
   const current = selected(state)
   // The border and padding take four columns.
   const width = Math.max(20, (stdout?.columns ?? 100) - 4)
-  const body = current ? reviewText(current.request, width) : []
+  // Scanned and cut once per request read (a refresh reads it again), not at every key.
+  const body = useMemo(() => (current ? reviewText(current.request, width) : []), [current?.request, width])
   // Ink swaps in a new input handler only after the frame is drawn; reading state through a ref
   // set during render means a key pressed right after a frame acts on what that frame shows.
   const latest = useRef({state, current, body})
