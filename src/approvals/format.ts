@@ -54,6 +54,21 @@ export function oneLine(sql: string, max = 120): string {
   return s.length > max ? `${s.slice(0, max - 1)}…` : s
 }
 
+/** Stands in for a line break that ends a `--` comment while the rest of the blanks are folded. */
+const COMMENT_END = '\uE000'
+
+/**
+ * A statement on one line, for the webhook, the tunnel's terminal and the list of what ran before:
+ * blanks folded, except a line break after `--`, shown as `\x0a`. That break ends the comment and
+ * what follows it runs; folded into a space, `select 1 -- check` and the `alter table …` on the next
+ * line would read as one comment. (A `--` inside a string keeps its break too: shown, harmlessly.)
+ */
+export function oneLineSql(sql: string, max = 120): string {
+  const kept = sql.replace(/\uE000/g, '\uFFFD').replace(/(--[^\r\n]*)(?:\r\n|\r|\n)/g, `$1${COMMENT_END}`)
+  const s = visible(kept.replace(/\s+/g, ' ').trim()).replace(/\uE000 ?/g, '\\x0a ')
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s
+}
+
 const REFUSED = new Set(['deny', 'approval_denied', 'approval_timeout', 'approval_withdrawn'])
 
 /** How an earlier statement of the session ended, for the reviewer: ran (✓), refused (✗) or failed (!). */

@@ -17,7 +17,7 @@ import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision} from '../policy/types.js'
 import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEvent, type StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
-import {oneLine, shortDuration} from './format.js'
+import {oneLineSql, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {visible} from '../util/visible.js'
 import {moveAside, newApprovalId, pollDecision, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
@@ -83,6 +83,23 @@ export interface ApprovalGate {
 }
 
 const RECENT = 5
+
+/**
+ * Reported settings (ParameterStatus) that change what a statement's text means, or as whom it
+ * runs, shown to reviewers with every request: a SET of one of them may have scrolled out of the
+ * session's last statements, or come in the startup packet (PGOPTIONS) where no statement shows it.
+ */
+export const REVIEWED_SETTINGS = ['DateStyle', 'IntervalStyle', 'TimeZone', 'search_path', 'session_authorization', 'standard_conforming_strings', 'client_encoding'] as const
+
+/** The reviewed settings the server reported for this session (search_path from PostgreSQL 18 on). */
+function reviewedSettings(parameters: ReadonlyMap<string, string>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const name of REVIEWED_SETTINGS) {
+    const value = parameters.get(name)
+    if (value !== undefined) out[name] = value
+  }
+  return out
+}
 const WAIT_NOTICE = '00000'
 const POLICY = '42501'
 const CANCELED = '57014'
@@ -221,6 +238,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       connectionId: ctx.connectionId,
       sql,
       ...(ctx.bindValues !== undefined ? {params: ctx.bindValues.map(reviewedValue)} : {}),
+      settings: reviewedSettings(ctx.session.parameters),
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
       class: d.class,
       ruleId: d.ruleId,
@@ -256,8 +274,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     record(ctx.sessionId, 'approval.requested', {approvalId: id, class: d.class, ruleId: d.ruleId, reason: d.reason, reviewers: request.reviewers, expiresAt: request.expiresAt})
     const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
     ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
-    announce(`${identityLabel(requester)}: ${oneLine(sql, 80)} — ${waiting}`)
-    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)}${opts.agent ? ` (through the agent ${agentLabel(opts.agent)})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLine(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
+    announce(`${identityLabel(requester)}: ${oneLineSql(sql, 80)} — ${waiting}`)
+    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)}${opts.agent ? ` (through the agent ${agentLabel(opts.agent)})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLineSql(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
 
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
       writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))

@@ -9,7 +9,7 @@ import {decodeJwt} from 'jose'
 import type {Bucket} from '../bucket/index.js'
 import type {DbgateConfig} from '../config/types.js'
 import type {Session} from '../identity/session.js'
-import {identityLabel, type Identity} from '../identity/types.js'
+import {identityLabel, samePerson, type Identity} from '../identity/types.js'
 import {
   APPROVAL_ALREADY_DECIDED,
   APPROVAL_BAD_INPUT,
@@ -110,7 +110,7 @@ function targetForReview(config: DbgateConfig, request: ApprovalRequest): {revie
 export function mayReview(config: DbgateConfig, who: Identity, request: ApprovalRequest): ReviewRight {
   const target = targetForReview(config, request)
   if (!target) return {ok: false, code: APPROVAL_NOT_A_REVIEWER, message: `Target ${request.target} is not in your dbgate.yaml, so you cannot review it.`, nextStep: 'Use the same dbgate.yaml as the requester, with DBGATE_CONFIG or --config.'}
-  if (who.subject === request.requester.subject) return {ok: false, code: APPROVAL_SELF, message: `You (${identityLabel(who)}) requested ${request.id}; nobody can decide their own request.`, nextStep: `Ask a member of ${target.reviewers.join(', ') || 'the reviewer groups'}.`}
+  if (samePerson(who, request.requester)) return {ok: false, code: APPROVAL_SELF, message: `You (${identityLabel(who)}) requested ${request.id}; nobody can decide their own request.`, nextStep: `Ask a member of ${target.reviewers.join(', ') || 'the reviewer groups'}.`}
   if (!who.groups.some((g) => target.reviewers.includes(g))) {
     return {
       ok: false,
@@ -143,7 +143,7 @@ export async function listForReviewer(ctx: ReviewContext, opts: ListForReviewerO
 /** Requests this person made (their own are never in their review list), newest first; through a gateway, only those it filed. */
 export async function listOwnRequests(ctx: ReviewContext, opts: ListForReviewerOptions = {}): Promise<RequestView[]> {
   const views = await listRequests(ctx.bucket, {now: ctx.now?.(), onInvalid: opts.onInvalid})
-  const own = views.filter((v) => v.request.requester.subject === ctx.reviewer.identity.subject && (opts.all || v.state === 'pending'))
+  const own = views.filter((v) => samePerson(v.request.requester, ctx.reviewer.identity) && (opts.all || v.state === 'pending'))
   return filedByGateway(ctx, own, opts)
 }
 
@@ -190,6 +190,11 @@ export async function notAReviewer(ctx: ReviewContext): Promise<{message: string
 
 export interface DecideInput {
   id: string
+  /**
+   * The digest (requestDigest) of the request as the reviewer read it, where a screen showed it:
+   * one that changed in the bucket since is refused, rather than decided as it reads now.
+   */
+  digest?: string
   action: DecisionAction
   reason?: string
   windowMs?: number
@@ -231,6 +236,15 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
       APPROVAL_UNTRUSTED_REQUEST,
       `${input.id} holds another request (${visibleDeep(request.id)}), so it was not decided: deciding it would have decided that one, not the request you read.`,
       `Report ${input.id} to your security team: someone who can write the bucket's approvals/ replaced it. Review ${visibleDeep(request.id)} on its own, from \`dbgate approvals list\`.`,
+    )
+  }
+  // The record is read again here, and anyone who writes the bucket can change it in between: a
+  // harmless copy shown, the genuine one put back before Enter. The decision is for what was read.
+  if (input.digest !== undefined && requestDigest(request) !== input.digest) {
+    throw new ApprovalError(
+      APPROVAL_UNTRUSTED_REQUEST,
+      `${input.id} is not the request you read: its record changed in the bucket since (its SQL, values or requester may not be what you saw), so it was not decided.`,
+      `Read it again before deciding. A pending request is written once by the waiting tunnel: report ${input.id} to your security team, since someone who can write the bucket's approvals/ changed it.`,
     )
   }
   const [existing, outcome] = await Promise.all([readDecision(ctx.bucket, input.id), readOutcome(ctx.bucket, input.id)])

@@ -11,6 +11,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import {isBucketError, OBJECT_EXISTS, OBJECT_NOT_FOUND, type Bucket} from '../bucket/index.js'
 import {DocumentError, parseDocument} from '../util/document.js'
 import {visible} from '../util/visible.js'
+import {mapBounded} from '../util/bounded.js'
 import type {z} from 'zod'
 import {ApprovalDecisionSchema, ApprovalOutcomeSchema, ApprovalRequestSchema, type ApprovalDecision, type ApprovalOutcome, type ApprovalRequest, type ApprovalWindow, type RequestView} from './types.js'
 
@@ -21,6 +22,21 @@ export const windowKey = (id: string) => `approvals/windows/${id}.json`
 export const rejectedKey = (id: string, at: Date) => `approvals/rejected/${id}/${at.toISOString().replace(/[:.]/g, '-')}.json`
 
 const ID_ALPHABET = 'abcdefghijkmnpqrstuvwxyz23456789'
+
+/**
+ * The largest request a reviewer's list reads. A tunnel's request holds a statement of at most
+ * `tunnel.maxStatementSize` (1 MiB by default) twice and values cut to 2,048 bytes each; a file far
+ * larger was put there by someone who writes the bucket, and every reviewer's list (re-read every
+ * two seconds) would hold it in memory and draw it. Left out, unread, with a warning.
+ */
+export const MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+/**
+ * The largest decision the waiting tunnel reads: a real one is a sealed ID token and a reason, a
+ * few kilobytes. A larger file is refused unread (and not copied into rejected/), so a bucket
+ * writer cannot have a tunnel, or a gateway worker, read a gigabyte once a second.
+ */
+export const MAX_DECISION_BYTES = 256 * 1024
 
 /** Short enough to type after `dbgate approve`, random enough (50 bits) that ids never collide. */
 export function newApprovalId(): string {
@@ -71,13 +87,25 @@ export const readOutcome = (bucket: Bucket, id: string): Promise<ApprovalOutcome
  * the tunnel polls every second and most polls find nothing.
  */
 export async function pollDecision(bucket: Bucket, id: string): Promise<unknown> {
-  if (!(await bucket.head(decisionKey(id)))) return undefined
+  const info = await bucket.head(decisionKey(id))
+  if (!info) return undefined
+  // Refused unread: its size is all that is kept of it as evidence.
+  if (info.size > MAX_DECISION_BYTES) return new OversizedDecision(info.size)
   const text = await getText(bucket, decisionKey(id))
   if (text === undefined) return undefined
   try {
     return JSON.parse(text) as unknown
   } catch {
     return text
+  }
+}
+
+/** A decision file too large to be one, which pollDecision did not read. */
+export class OversizedDecision {
+  constructor(readonly size: number) {}
+
+  get problem(): string {
+    return `it is a file of ${this.size} bytes, larger than any decision (${MAX_DECISION_BYTES} bytes at most), so it was not read`
   }
 }
 
@@ -119,6 +147,9 @@ export function stateOf(req: ApprovalRequest, decision: ApprovalDecision | undef
   return 'pending'
 }
 
+/** Requests read at once by a list (each with its decision and outcome). */
+const LIST_READS_AT_ONCE = 16
+
 export interface ListOptions {
   now?: Date
   /** Only requests created after this (default: the last 24 hours). */
@@ -131,38 +162,52 @@ export interface ListOptions {
 export async function listRequests(bucket: Bucket, opts: ListOptions = {}): Promise<RequestView[]> {
   const now = opts.now ?? new Date()
   const since = opts.since ?? new Date(now.getTime() - 24 * 3600_000)
-  const [requests, decided, settled] = await Promise.all([collect(bucket, 'approvals/requests/', since), names(bucket, 'approvals/decisions/'), names(bucket, 'approvals/outcomes/')])
-  const views = await Promise.all(
-    requests.map(async (id): Promise<RequestView | undefined> => {
-      // A record that is not valid is left out of the list (nothing in it can be shown as true), and said so.
-      const leftOut = (e: unknown) => {
-        if (e instanceof DocumentError) opts.onInvalid?.(`${visible(e.message)}; left out`)
-        return undefined
-      }
-      const request = await readRequest(bucket, id).catch(leftOut)
-      if (!request) return undefined
-      // A copy of another request under this name would be decided as that other one: said, and left out.
-      if (request.id !== id) return void opts.onInvalid?.(`approval request ${visible(requestKey(id))} holds another request (${request.id}), which deciding it would decide; left out`)
-      const [decision, outcome] = await Promise.all([
-        decided.has(id) ? readDecision(bucket, id).catch(leftOut) : undefined,
-        settled.has(id) ? readOutcome(bucket, id).catch(leftOut) : undefined,
-      ])
-      return {request, decision, outcome, state: stateOf(request, decision, outcome, now)}
-    }),
-  )
+  const [listed, decided, settled] = await Promise.all([collect(bucket, 'approvals/requests/', since), names(bucket, 'approvals/decisions/'), names(bucket, 'approvals/outcomes/')])
+  const requests = listed.filter(({id, size}) => {
+    if (size <= MAX_REQUEST_BYTES) return true
+    opts.onInvalid?.(`approval request ${visible(requestKey(id))} is ${size} bytes, larger than any request a tunnel files (${MAX_REQUEST_BYTES} bytes at most); left out, unread`)
+    return false
+  })
+  // A few reads at a time: the bucket's writers decide how many requests there are.
+  const views = await mapBounded(requests, LIST_READS_AT_ONCE, async ({id}): Promise<RequestView | undefined> => {
+    // A record that is not valid is left out of the list (nothing in it can be shown as true), and said so.
+    const leftOut = (e: unknown) => {
+      // One that could not be read (the store failed) is left out too, never silently.
+      opts.onInvalid?.(e instanceof DocumentError ? `${visible(e.message)}; left out` : `approval record for ${visible(id)} could not be read (${visible((e as Error).message)}); left out, shown again once it can be read`)
+      return undefined
+    }
+    const request = await readRequest(bucket, id).catch(leftOut)
+    if (!request) return undefined
+    // A copy of another request under this name would be decided as that other one: said, and left out.
+    if (request.id !== id) return void opts.onInvalid?.(`approval request ${visible(requestKey(id))} holds another request (${request.id}), which deciding it would decide; left out`)
+    // A decision or an outcome is a few kilobytes: one far larger is left out unread, and said so.
+    const small = (names: Map<string, number>, key: string, what: string) => {
+      const size = names.get(id)
+      if (size === undefined) return false
+      if (size <= MAX_DECISION_BYTES) return true
+      opts.onInvalid?.(`approval ${what} ${visible(key)} is ${size} bytes, larger than any ${what} (${MAX_DECISION_BYTES} bytes at most); left out, unread`)
+      return false
+    }
+    const [decision, outcome] = await Promise.all([
+      small(decided, decisionKey(id), 'decision') ? readDecision(bucket, id).catch(leftOut) : undefined,
+      small(settled, outcomeKey(id), 'outcome') ? readOutcome(bucket, id).catch(leftOut) : undefined,
+    ])
+    return {request, decision, outcome, state: stateOf(request, decision, outcome, now)}
+  })
   return views.filter((v): v is RequestView => v !== undefined).sort((a, b) => b.request.createdAt.localeCompare(a.request.createdAt))
 }
 
 const idOf = (key: string) => key.slice(key.lastIndexOf('/') + 1).replace(/\.json$/, '')
 
-async function collect(bucket: Bucket, prefix: string, since: Date): Promise<string[]> {
-  const out: string[] = []
-  for await (const o of bucket.list(prefix)) if (o.key.endsWith('.json') && o.lastModified >= since) out.push(idOf(o.key))
+async function collect(bucket: Bucket, prefix: string, since: Date): Promise<{id: string; size: number}[]> {
+  const out: {id: string; size: number}[] = []
+  for await (const o of bucket.list(prefix)) if (o.key.endsWith('.json') && o.lastModified >= since) out.push({id: idOf(o.key), size: o.size})
   return out
 }
 
-async function names(bucket: Bucket, prefix: string): Promise<Set<string>> {
-  const out = new Set<string>()
-  for await (const o of bucket.list(prefix)) if (o.key.endsWith('.json')) out.add(idOf(o.key))
+/** The ids under `prefix`, with the size of each record. */
+async function names(bucket: Bucket, prefix: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>()
+  for await (const o of bucket.list(prefix)) if (o.key.endsWith('.json')) out.set(idOf(o.key), o.size)
   return out
 }

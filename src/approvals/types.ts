@@ -54,6 +54,13 @@ export const ApprovalRequestSchema = z.object({
    * format as `b64:` and its base64), null for NULL. They are what runs if it is approved.
    */
   params: z.array(z.string().nullable()).optional(),
+  /**
+   * The session's settings that change what the text means or as whom it runs (REVIEWED_SETTINGS),
+   * as the server last reported them when the statement was held: '01/02/2026' is 2 January under
+   * DateStyle MDY and 1 February under DMY, a timestamptz literal moves with TimeZone, and
+   * search_path decides which tables unqualified names are.
+   */
+  settings: z.record(z.string(), z.string()).optional(),
   statements: z.array(RequestedStatementSchema),
   /** Class of the statement that needed approval: what a window would grant. */
   class: z.string(),

@@ -8,9 +8,10 @@ import type {KeyObject} from 'node:crypto'
 import {decodeJwt} from 'jose'
 import type {IdentityConfig} from '../identity/config.js'
 import {IdpUnreachableError} from '../identity/errors.js'
-import type {Identity} from '../identity/types.js'
+import {samePerson, type Identity} from '../identity/types.js'
 import {verifyToken} from '../identity/verify.js'
 import {open} from './seal.js'
+import {OversizedDecision} from './store.js'
 import {problemsOf} from '../util/document.js'
 import {ApprovalDecisionSchema, MAX_WINDOW_MS, SealedDecisionSchema, type ApprovalDecision, type ApprovalRequest, type SealedDecision} from './types.js'
 
@@ -36,6 +37,7 @@ export interface VerifyDecisionOptions {
 
 export async function verifyDecision(raw: unknown, opts: VerifyDecisionOptions): Promise<DecisionCheck> {
   const fail = (problem: string): DecisionCheck => ({ok: false, problem})
+  if (raw instanceof OversizedDecision) return fail(raw.problem)
   const malformed = problemsOf(ApprovalDecisionSchema, raw)
   if (malformed) return fail(`it is not a valid decision (${malformed.join('; ')})`)
   const d = raw as ApprovalDecision
@@ -67,7 +69,8 @@ export async function verifyDecision(raw: unknown, opts: VerifyDecisionOptions):
     return fail('the reviewer\'s token was issued before the request was made, so it does not prove a decision on it')
   }
   if (reviewer.subject !== d.reviewer?.subject) return fail(`it names another reviewer than the one signed in (${reviewer.email ?? reviewer.subject})`)
-  if (reviewer.subject === opts.request.requester.subject) return fail(`${reviewer.email ?? reviewer.subject} requested it and cannot decide their own request`)
+  // The requester under another subject of theirs (same verified mailbox) is still the requester.
+  if (samePerson(reviewer, opts.request.requester)) return fail(`${reviewer.email ?? reviewer.subject} requested it and cannot decide their own request`)
   if (!reviewer.groups.some((g) => opts.reviewers.includes(g))) {
     return fail(`${reviewer.email ?? reviewer.subject} (groups: ${reviewer.groups.join(', ') || 'none'}) is not in a reviewer group of ${opts.request.target} (${opts.reviewers.join(', ') || 'none configured'})`)
   }

@@ -35,3 +35,20 @@ export function agentLabel(agent: AgentInfo): string {
 export function identityLabel(id: Pick<Identity, 'email' | 'subject'>): string {
   return id.email ?? id.subject
 }
+
+/**
+ * Whether two verified identities are one person, for rules such as "nobody reviews their own
+ * request": the same subject, or the same verified e-mail address. One person can hold several
+ * subjects at one IdP (Entra ID's `sub` is pairwise, one per client application; OIDC pairwise
+ * subject types; linked accounts sharing a mailbox), and whoever reads a mailbox is its owner. Case
+ * and compatibility forms (fullwidth letters) are folded first, so a spelling the IdP keeps apart
+ * still names the same mailbox here: treating two people as one only ever refuses more.
+ */
+export function samePerson(a: Pick<Identity, 'subject' | 'email'>, b: Pick<Identity, 'subject' | 'email'>): boolean {
+  if (a.subject === b.subject) return true
+  return a.email !== undefined && b.email !== undefined && mailbox(a.email) === mailbox(b.email)
+}
+
+function mailbox(email: string): string {
+  return email.normalize('NFKC').trim().toLowerCase()
+}

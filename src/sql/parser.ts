@@ -43,12 +43,14 @@ export interface ScanToken {
   text: string
   /** `IDENT`, `SCONST`, `ASCII_59` (`;`), … as libpg_query names them. */
   tokenName: string
+  /** A keyword of the grammar (reserved or not): libpg_query names those `UNKNOWN`. */
+  keyword: boolean
 }
 
 /** The text's tokens as PostgreSQL's scanner (which PL/pgSQL's builds on) reads them. Throws what it throws. */
 export function scanTokens(text: string): ScanToken[] {
   if (!ready) throw new Error('the SQL parser is not loaded')
-  return scanSync(text).tokens.map((t) => ({start: t.start, end: t.end, text: t.text, tokenName: t.tokenName}))
+  return scanSync(text).tokens.map((t) => ({start: t.start, end: t.end, text: t.text, tokenName: t.tokenName, keyword: t.keywordKind > 0}))
 }
 
 export type ParseTree = {readonly stmts?: readonly {readonly stmt?: Record<string, unknown>; readonly stmt_location?: number; readonly stmt_len?: number}[]}

@@ -1,13 +1,15 @@
 import {stripVTControlCharacters} from 'node:util'
 import {render} from 'ink-testing-library'
-import {afterEach, describe, expect, it} from 'vitest'
+import {afterEach, beforeAll, describe, expect, it} from 'vitest'
 import type {DecideInput} from '../../src/approvals/review.js'
+import {requestDigest} from '../../src/approvals/store.js'
 import type {ApprovalRequest, RequestView} from '../../src/approvals/types.js'
 import {ApprovalsApp} from '../../src/tui/approvals/App.js'
 import type {ApprovalsSource} from '../../src/tui/approvals/state.js'
 import {highlightSql} from '../../src/tui/highlight.js'
 import {Chalk} from 'chalk'
 import {waitFor} from '../helpers/wait.js'
+import {loadParser} from '../../src/sql/parser.js'
 
 const NOW = new Date('2026-11-22T10:00:00Z')
 
@@ -37,6 +39,8 @@ function sampleRequest(over: Partial<ApprovalRequest> = {}): ApprovalRequest {
 }
 
 const pending = (r: ApprovalRequest): RequestView => ({request: r, state: 'pending'})
+/** The digest of the sample request, as a decision on it carries what the reviewer read. */
+const read = (r: ApprovalRequest = sampleRequest()) => requestDigest(r)
 
 /** An in-memory reviewer backend: decisions remove the request, as the real bucket does. */
 function fakeSource(initial: RequestView[], fail?: string): ApprovalsSource & {calls: DecideInput[]; loads: number} {
@@ -117,7 +121,7 @@ describe('dbgate approve (TUI)', () => {
     await press('a', (x) => x.includes('Reason (optional):'))
     await press('ticket OPS-42', (x) => x.includes('Reason (optional): ticket OPS-42'))
     f = await press('\r', (x) => x.includes('✓ approve apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'approve', reason: 'ticket OPS-42'}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'approve', reason: 'ticket OPS-42'}])
     await until((x) => !x.includes('› apr-k3x9m2p7qa') && x.includes('1 pending'))
     expect(f).toMatch(/✓ approve apr-k3x9m2p7qa done/)
   })
@@ -128,7 +132,7 @@ describe('dbgate approve (TUI)', () => {
     await until((x) => x.includes('› apr-k3x9m2p7qa'))
     await press('a', (x) => x.includes('Reason (optional):'))
     await press('\r', (x) => x.includes('✓ approve apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'approve'}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'approve'}])
   })
 
   it('marks what ran earlier in the session by how it ended: approved and run is ✓, refused is ✗', async () => {
@@ -166,7 +170,7 @@ describe('dbgate approve (TUI)', () => {
     await press('d', (x) => x.includes('Reason for denying:'))
     await press('not during the sale', (x) => x.includes('Reason for denying: not during the sale'))
     await press('\r', (x) => x.includes('✓ deny apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'deny', reason: 'not during the sale'}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'deny', reason: 'not during the sale'}])
   })
 
   it('takes a pasted reason that ends in a newline as typed and confirmed', async () => {
@@ -175,7 +179,7 @@ describe('dbgate approve (TUI)', () => {
     await until((x) => x.includes('› apr-k3x9m2p7qa'))
     await press('d', (x) => x.includes('Reason for denying:'))
     await press('pasted reason\r', (x) => x.includes('✓ deny apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'deny', reason: 'pasted reason'}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'deny', reason: 'pasted reason'}])
   })
 
   it('grants a window with w where the target allows it, and says so where it does not', async () => {
@@ -184,7 +188,7 @@ describe('dbgate approve (TUI)', () => {
     await until((x) => x.includes('› apr-k3x9m2p7qa'))
     await press('w', (x) => x.includes('Window length (e.g. 30m, 2h): 30m'))
     await press('\r', (x) => x.includes('✓ window apr-k3x9m2p7qa done'))
-    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', action: 'window', windowMs: 30 * 60_000}])
+    expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'window', windowMs: 30 * 60_000}])
     await until((x) => x.includes('› apr-second2222'))
     await press('w', (x) => x.includes('does not allow windows'))
     expect(src.calls).toHaveLength(1)
@@ -209,6 +213,70 @@ describe('dbgate approve (TUI)', () => {
     expect(f).toMatch(/erin@example.com approved it/)
   })
 
+  it('closes a decision prompt whose request left the list or changed, instead of deciding the request the selection falls to', async () => {
+    for (const [key, typed, change] of [
+      ['a', 'ok', 'withdrawn'],
+      ['d', 'no', 'withdrawn'],
+      ['w', '', 'withdrawn'],
+      ['a', 'ok', 'changed'],
+      ['d', 'no', 'changed'],
+      ['w', '', 'changed'],
+    ] as const) {
+      const views = two()
+      const src = {...fakeSource([]), load: async () => views}
+      start(src, 30)
+      await until((x) => x.includes('› apr-k3x9m2p7qa'))
+      await press(key, (x) => /Reason|Window length/.test(x))
+      if (typed) await press(typed, (x) => x.includes(`: ${typed}`))
+      if (change === 'withdrawn') views.shift()
+      else views[0] = pending(sampleRequest({sql: 'alter table orders rename to gone'}))
+      const message = change === 'withdrawn' ? 'apr-k3x9m2p7qa is no longer pending' : 'apr-k3x9m2p7qa changed since you read it'
+      await until((x) => x.replace(/\s+/g, ' ').includes(`${message}`) && x.replace(/\s+/g, ' ').includes('nothing was decided'))
+      instance!.stdin.write('\r')
+      await new Promise((r) => setTimeout(r, 100))
+      expect(src.calls).toEqual([])
+      instance!.unmount()
+    }
+  })
+
+  it('pages a text longer than the screen, says which part is shown, and approves only once all of it was on screen', async () => {
+    const filler = Array.from({length: 60}, (_, i) => `-- create index concurrently orders_status_${i} on orders (status)`).join('\n')
+    const cases: [string, Partial<ApprovalRequest>][] = [
+      ['a statement above many lines of comments', {sql: `alter table payroll rename to gone;\n${filler}\ncreate index concurrently orders_status on orders (status)`}],
+      ['a statement after one very long line', {sql: `select 1 ${' '.repeat(6000)}; alter table payroll rename to gone`}],
+      ['a statement with many bound values', {sql: 'update payroll set amount = $1 where id = $2', params: ['1', `${'9'.repeat(3000)}`]}],
+    ]
+    for (const [what, over] of cases) {
+      const src = fakeSource([pending(sampleRequest(over))])
+      start(src)
+      let f = await until((x) => x.includes('› apr-k3x9m2p7qa'))
+      const total = Number(/lines 1–20 of (\d+)/.exec(f)?.[1])
+      expect(total, what).toBeGreaterThan(20)
+      // The frame fits a terminal: the text is paged, never pushed off the top of the screen.
+      expect(f.split('\n').length, what).toBeLessThan(50)
+      expect(f, what).toMatch(/space\/b page/)
+      if (what.startsWith('a statement above')) expect(f).toMatch(/alter table payroll rename to gone;/)
+      f = await press('a', (x) => x.includes('Read all of apr-k3x9m2p7qa before approving it'))
+      expect(f.replace(/\s+/g, ' ')).toContain(`its text takes ${total} lines and you have seen 20`)
+      await press('w', (x) => x.includes('Read all of apr-k3x9m2p7qa'))
+      // Page to the end: every line has been on screen, and approving is asked as usual.
+      for (let shown = 20; shown < total; shown += 20) await press(' ', (x) => x.includes(`–${Math.min(total, shown + 20)} of ${total}`))
+      if (what.startsWith('a statement after')) expect(frame()).toMatch(/alter table payroll rename to gone/)
+      if (what.startsWith('a statement with')) expect(frame()).toMatch(/9']/)
+      await press('b', (x) => x.includes(`of ${total}`))
+      await press('a', (x) => x.includes('Approve apr-k3x9m2p7qa for alice@example.com? Reason (optional):'))
+      await press('\r', (x) => x.includes('✓ approve apr-k3x9m2p7qa done'))
+      expect(src.calls).toHaveLength(1)
+      instance!.unmount()
+    }
+  })
+
+  it('says how many statements a text holds and which, by the parser, above the text', async () => {
+    start(fakeSource([pending(sampleRequest({sql: 'select 1; alter table payroll rename to gone', statements: [{text: 'select 1', class: 'read', command: 'select', action: 'allow', ruleId: 'default.read'}, {text: 'alter table payroll rename to gone', class: 'ddl', command: 'alter table', action: 'require_approval', ruleId: 'default.ddl-approval'}]}))]))
+    const f = await until((x) => x.includes('› apr-k3x9m2p7qa'))
+    expect(f).toMatch(/2 statements: select; alter table · 1 line/)
+  })
+
   it('refreshes by itself', async () => {
     const views: RequestView[] = []
     const src: ApprovalsSource = {load: async () => views, decide: async () => ''}
@@ -220,6 +288,8 @@ describe('dbgate approve (TUI)', () => {
 })
 
 describe('highlightSql', () => {
+  beforeAll(loadParser)
+
   it('colours keywords, strings and numbers, and keeps the text', () => {
     const c = new Chalk({level: 1})
     const out = highlightSql("delete from t where name = 'x' and id = 42", c)
@@ -228,5 +298,29 @@ describe('highlightSql', () => {
     expect(out).toContain(c.blue.bold('from'))
     expect(out).toContain(c.green("'x'"))
     expect(out).toContain(c.cyan('42'))
+  })
+
+  it('colours by where PostgreSQL ends strings and comments, so a statement that runs is never painted as a string or a comment', () => {
+    const c = new Chalk({level: 1})
+    // Each text runs 'alter table payroll rename to gone' on the server; a pattern of our own read
+    // it as part of a string (E'\\'', a dollar quote holding a quote) or of a comment ('--' in a
+    // dollar quote or a string).
+    for (const sql of [
+      "select E'\\''; alter table payroll rename to gone; -- '",
+      "select $$ ' $$; alter table payroll rename to gone; -- '",
+      "select $q$--$q$; alter table payroll rename to gone",
+      "select '--'; alter table payroll rename to gone",
+      "select $$ /* $$; alter table payroll rename to gone; -- */",
+    ]) {
+      const out = highlightSql(sql, c)
+      expect(stripVTControlCharacters(out), sql).toBe(sql)
+      expect(out, sql).toContain(c.red.bold('alter'))
+      expect(out, sql).not.toContain(c.green("' $$; alter"))
+    }
+    // Nested comments are one comment to the server: nothing in them is painted as code.
+    const nested = highlightSql('/* a /* b */ alter table payroll rename to gone; */ select 1', c)
+    expect(nested).toContain(c.gray('/* a /* b */ alter table payroll rename to gone; */'))
+    // A text the scanner cannot read gets no colour rather than a guess.
+    expect(highlightSql("select 1; /* alter table payroll rename to gone", c)).toBe("select 1; /* alter table payroll rename to gone")
   })
 })

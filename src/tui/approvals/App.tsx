@@ -3,17 +3,18 @@
  * full below, the keys always on screen. Components take data and callbacks; state lives in
  * useApprovals.
  */
-import {Box, Text, useApp, useInput} from 'ink'
-import {useRef} from 'react'
+import {Box, Text, useApp, useInput, useStdout} from 'ink'
+import {useMemo, useRef} from 'react'
 import {Chalk} from 'chalk'
-import {boundValues, recentMark, requestRow, shortDuration} from '../../approvals/format.js'
+import {boundValues, oneLineSql, recentMark, requestRow, shortDuration} from '../../approvals/format.js'
 import {parseDuration} from '../../util/duration.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
 import {agentLabel} from '../../identity/types.js'
-import {highlightSql} from '../highlight.js'
+import {paintPiece, sqlPieces, wrapPieces, type SqlPiece} from '../highlight.js'
 import {visible as printable, visibleDeep} from '../../util/visible.js'
-import {selected, useApprovals, visible, type ApprovalsSource, type ApprovalsState, type Mode} from './state.js'
+import {decidingGone, rowsRead, selected, topOf, useApprovals, visible, type ApprovalsSource, type ApprovalsState, type Mode, type ReadRequest} from './state.js'
+import {requestDigest} from '../../approvals/store.js'
 
 const chalk = new Chalk({level: 1})
 
@@ -29,23 +30,28 @@ export interface ApprovalsAppProps {
 
 export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => new Date(), defaultWindow = '30m'}: ApprovalsAppProps) {
   const {exit} = useApp()
+  const {stdout} = useStdout()
   const {state, dispatch, refresh, decide} = useApprovals(source, refreshMs)
   const current = selected(state)
+  // The border and padding take four columns.
+  const width = Math.max(20, (stdout?.columns ?? 100) - 4)
+  // Scanned and cut once per request read (a refresh reads it again), not at every key.
+  const body = useMemo(() => (current ? reviewText(current.request, width) : []), [current?.request, width])
   // Ink swaps in a new input handler only after the frame is drawn; reading state through a ref
   // set during render means a key pressed right after a frame acts on what that frame shows.
-  const latest = useRef({state, current})
-  latest.current = {state, current}
+  const latest = useRef({state, current, body})
+  latest.current = {state, current, body}
 
   useInput((input, key) => {
-    const {state, current} = latest.current
+    const {state, current, body} = latest.current
     const mode = state.mode
     if (mode.kind === 'busy') return
     if (mode.kind === 'input') {
       if (key.escape) return dispatch({type: 'cancel-input'})
-      if (key.return) return submit(mode, current)
+      if (key.return) return submit(mode, state.views)
       // A paste ending in a newline arrives as one chunk: take it as typed text, then Enter.
       const newline = input.search(/[\r\n]/)
-      if (newline >= 0) return submit({...mode, text: mode.text + input.slice(0, newline)}, current)
+      if (newline >= 0) return submit({...mode, text: mode.text + input.slice(0, newline)}, state.views)
       if (key.backspace || key.delete) return dispatch({type: 'erase'})
       if (!key.ctrl && !key.meta && input) dispatch({type: 'type', text: input})
       return
@@ -56,27 +62,50 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
     if (input === 'r') return void refresh()
     if (input === '/') return dispatch({type: 'start-input', input: 'filter', text: state.filter})
     if (!current) return
+    // The decision is bound to the request on screen now, as read: a refresh that removes or
+    // changes it closes the prompt instead of moving the decision to another request.
+    const request: ReadRequest = {id: current.request.id, digest: requestDigest(current.request)}
+    if (input === ' ' || key.pageDown || input === 'b' || key.pageUp) {
+      return dispatch({type: 'scroll', ...request, delta: input === ' ' || key.pageDown ? SQL_PAGE : -SQL_PAGE, rows: body.length, page: SQL_PAGE})
+    }
+    // A text longer than the screen is paged, and approved only once every page of it has been
+    // on screen: what scrolled out of sight (a statement above forty lines of comments) is not read.
+    const read = rowsRead(state, request.id, request.digest, SQL_PAGE)
+    if ((input === 'a' || input === 'w') && read < body.length) {
+      return dispatch({
+        type: 'done',
+        message: {kind: 'error', text: `Read all of ${request.id} before approving it: its text takes ${body.length} lines and you have seen ${read} (space shows the next page). Deny it if it is too long to review.`},
+      })
+    }
     // Approving runs a statement on someone's database: one more key, and room for a reason.
-    if (input === 'a') return dispatch({type: 'start-input', input: 'approve'})
-    if (input === 'd') return dispatch({type: 'start-input', input: 'reason'})
+    if (input === 'a') return dispatch({type: 'start-input', input: 'approve', request})
+    if (input === 'd') return dispatch({type: 'start-input', input: 'reason', request})
     if (input === 'w') {
       if (!current.request.windows) return dispatch({type: 'done', message: {kind: 'error', text: `Target ${current.request.target} does not allow windows (approvals.windows is off).`}})
-      return dispatch({type: 'start-input', input: 'window', text: defaultWindow})
+      return dispatch({type: 'start-input', input: 'window', text: defaultWindow, request})
     }
   })
 
-  function submit(mode: Extract<Mode, {kind: 'input'}>, current: RequestView | undefined) {
+  function submit(mode: Extract<Mode, {kind: 'input'}>, views: readonly RequestView[]) {
     if (mode.input === 'filter') return dispatch({type: 'apply-filter', text: mode.text})
-    if (!current) return dispatch({type: 'cancel-input'})
-    if (mode.input === 'approve') return void decide({id: current.request.id, action: 'approve', ...(mode.text.trim() ? {reason: mode.text.trim()} : {})}, `Approving ${current.request.id}…`)
+    // Decided: the request the prompt was opened on, as it was read, never the selection of now.
+    const read = mode.request
+    if (!read) return dispatch({type: 'cancel-input'})
+    const gone = decidingGone(mode, views)
+    if (gone) return dispatch({type: 'done', message: {kind: 'error', text: gone}})
+    const {id, digest} = read
+    if (mode.input === 'approve') return void decide({id, digest, action: 'approve', ...(mode.text.trim() ? {reason: mode.text.trim()} : {})}, `Approving ${id}…`)
     if (mode.input === 'reason') {
       if (!mode.text.trim()) return dispatch({type: 'done', message: {kind: 'error', text: 'A denial needs a reason; the requester sees it.'}})
-      return void decide({id: current.request.id, action: 'deny', reason: mode.text}, `Denying ${current.request.id}…`)
+      return void decide({id, digest, action: 'deny', reason: mode.text}, `Denying ${id}…`)
     }
     const windowMs = parseDuration(mode.text)
     if (!windowMs) return dispatch({type: 'done', message: {kind: 'error', text: `${JSON.stringify(mode.text)} is not a duration (try 30m or 2h).`}})
-    return void decide({id: current.request.id, action: 'window', windowMs}, `Granting a ${shortDuration(windowMs)} window on ${current.request.id}…`)
+    return void decide({id, digest, action: 'window', windowMs}, `Granting a ${shortDuration(windowMs)} window on ${id}…`)
   }
+
+  const bound = state.mode.kind === 'input' ? state.mode.request : undefined
+  const deciding = bound && state.views.find((v) => v.request.id === bound.id)
 
   return (
     <Box flexDirection="column">
@@ -87,9 +116,9 @@ export function ApprovalsApp({source, reviewer, refreshMs = 2000, now = () => ne
         </Text>
       ))}
       <RequestList views={visible(state)} selectedId={current?.request.id} now={now()} loaded={state.loaded} />
-      {current ? <Detail view={current} now={now()} /> : null}
-      <Status mode={state.mode} message={state.message} loadError={state.loadError} current={current} />
-      <KeyBar mode={state.mode} />
+      {current ? <Detail view={current} now={now()} rows={body} top={topOf(state, current.request.id)} /> : null}
+      <Status mode={state.mode} message={state.message} loadError={state.loadError} deciding={deciding} />
+      <KeyBar mode={state.mode} paged={body.length > SQL_PAGE} />
     </Box>
   )
 }
@@ -130,7 +159,21 @@ export function RequestList({views, selectedId, now, loaded}: {views: RequestVie
   )
 }
 
-export function Detail({view, now}: {view: RequestView; now: Date}) {
+/** Rows of a request's text on screen at once; a longer one is paged (space, b). */
+export const SQL_PAGE = 20
+
+/**
+ * What a reviewer reads of a request, as rows of at most `width` columns: the whole SQL, coloured
+ * by PostgreSQL's own tokens and made printable, then the values a Bind holds. Cut into rows here
+ * (never by the terminal), so the screen shows a known part of it and says which.
+ */
+export function reviewText(request: RequestView['request'], width: number): SqlPiece[][] {
+  const pieces = sqlPieces(request.sql, (s) => printable(s, {lines: true}))
+  if (request.params) pieces.push({text: '\n', kind: 'plain'}, {text: 'with the values ', kind: 'comment'}, {text: boundValues(request.params), kind: 'plain'})
+  return wrapPieces(pieces, width)
+}
+
+export function Detail({view, now, rows = reviewText(view.request, 96), top = 0}: {view: RequestView; now: Date; rows?: SqlPiece[][]; top?: number}) {
   // What the reviewer approves is what they read: every string of the request is made visible, so
   // no escape sequence, carriage return or bidi control can show them a statement other than the one held.
   const r = visibleDeep(view.request)
@@ -152,13 +195,28 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
         {r.class} · asked {shortDuration(now.getTime() - Date.parse(r.createdAt))} ago · expires in {shortDuration(left)} · reviewers {r.reviewers.join(', ')}
         {r.windows ? ' · windows allowed' : ''}
       </Text>
-      <Box marginTop={1}>
-        <Text>{highlightSql(printable(view.request.sql, {lines: true}), chalk)}</Text>
-      </Box>
-      {r.params ? (
+      {r.settings && Object.keys(r.settings).length > 0 ? (
         <Text>
-          <Text dimColor>with the values </Text>
-          {boundValues(r.params)}
+          session settings: {Object.entries(r.settings)
+            .map(([k, v]) => `${k} = ${v}`)
+            .join(' · ')}
+        </Text>
+      ) : null}
+      <Text>
+        {r.statements.length || 1} statement{r.statements.length > 1 ? 's' : ''}
+        {r.statements.length ? `: ${r.statements.map((s) => s.command).join('; ')}` : ''} · {rows.length} line{rows.length === 1 ? '' : 's'}
+        {r.params ? ` · ${r.params.length} bound value${r.params.length === 1 ? '' : 's'}` : ''}
+      </Text>
+      <Box marginTop={1} flexDirection="column">
+        {rows.slice(top, top + SQL_PAGE).map((row, i) => (
+          <Text key={top + i} wrap="truncate">
+            {row.map((p) => paintPiece(p, chalk)).join('') || ' '}
+          </Text>
+        ))}
+      </Box>
+      {rows.length > SQL_PAGE ? (
+        <Text color="yellow">
+          lines {top + 1}–{Math.min(rows.length, top + SQL_PAGE)} of {rows.length} · space: next page · b: previous
         </Text>
       ) : null}
       {r.recent.length > 0 ? (
@@ -167,7 +225,7 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
           {r.recent.map((s, i) => (
             <Text key={i} dimColor>
               {'  '}
-              {recentMark(s)} {printable(view.request.recent[i]!.sql.replace(/\s+/g, ' ')).slice(0, 100)}
+              {recentMark(s)} {oneLineSql(view.request.recent[i]!.sql, 100)}
             </Text>
           ))}
         </Box>
@@ -176,7 +234,7 @@ export function Detail({view, now}: {view: RequestView; now: Date}) {
   )
 }
 
-function Status({mode, message, loadError, current}: {mode: Mode; message?: {kind: 'ok' | 'error'; text: string}; loadError?: string; current?: RequestView}) {
+function Status({mode, message, loadError, deciding}: {mode: Mode; message?: {kind: 'ok' | 'error'; text: string}; loadError?: string; deciding?: RequestView}) {
   if (mode.kind === 'busy') return <Text color="cyan">{mode.label}</Text>
   if (mode.kind === 'input') {
     const label =
@@ -185,7 +243,7 @@ function Status({mode, message, loadError, current}: {mode: Mode; message?: {kin
         : mode.input === 'reason'
           ? 'Reason for denying'
           : mode.input === 'approve'
-            ? `Approve ${current?.request.id ?? ''} for ${current ? printable(requesterLabel(current.request.requester)) : '?'}? Reason (optional)`
+            ? `Approve ${deciding?.request.id ?? ''} for ${deciding ? printable(requesterLabel(deciding.request.requester)) : '?'}? Reason (optional)`
             : 'Window length (e.g. 30m, 2h)'
     return (
       <Text>
@@ -200,12 +258,12 @@ function Status({mode, message, loadError, current}: {mode: Mode; message?: {kin
   return null
 }
 
-export function KeyBar({mode}: {mode: Mode}) {
+export function KeyBar({mode, paged = false}: {mode: Mode; paged?: boolean}) {
   const keys =
     mode.kind === 'input'
       ? mode.input === 'approve'
         ? 'enter approve · esc cancel'
         : 'enter confirm · esc cancel'
-      : '↑/k ↓/j move · a approve · d deny · w window · r refresh · / filter · q quit'
+      : `↑/k ↓/j move${paged ? ' · space/b page' : ''} · a approve · d deny · w window · r refresh · / filter · q quit`
   return <Text dimColor>{keys}</Text>
 }

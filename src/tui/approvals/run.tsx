@@ -3,6 +3,7 @@ import {ApprovalError} from '../../approvals/errors.js'
 import {confirmation, decide, listForReviewer, type ReviewContext} from '../../approvals/review.js'
 import {identityLabel} from '../../identity/types.js'
 import {ApprovalsApp} from './App.js'
+import {loadParser} from '../../sql/parser.js'
 import type {ApprovalsSource} from './state.js'
 
 /** The data side of the screen: the same core functions `approvals list`, `approve` and `deny` call. */
@@ -34,6 +35,8 @@ export function reviewSource(ctx: ReviewContext, warnings: string[] = []): Appro
  * go while the screen is up (renewing a sign-in may store tokens in a file): shown on the screen.
  */
 export async function runApprovalsTui(ctx: ReviewContext, warnings: string[] = []): Promise<void> {
+  // The SQL is coloured by PostgreSQL's own scanner; without it, it is shown with no colour.
+  await loadParser().catch((e: Error) => warnings.push(`the SQL parser could not be loaded, so statements are shown without colour: ${e.message}`))
   const app = render(<ApprovalsApp source={reviewSource(ctx, warnings)} reviewer={identityLabel(ctx.reviewer.identity)} />, {exitOnCtrlC: true})
   await app.waitUntilExit()
 }

@@ -6,10 +6,17 @@ import {useCallback, useEffect, useReducer, useRef} from 'react'
 import type {DecideInput} from '../../approvals/review.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
+import {requestDigest} from '../../approvals/store.js'
 
 export type InputKind = 'filter' | 'reason' | 'approve' | 'window'
 
-export type Mode = {kind: 'browse'} | {kind: 'input'; input: InputKind; text: string} | {kind: 'busy'; label: string}
+/** The request a decision is being typed for, as the reviewer read it: its id and its digest (requestDigest). */
+export interface ReadRequest {
+  id: string
+  digest: string
+}
+
+export type Mode = {kind: 'browse'} | {kind: 'input'; input: InputKind; text: string; request?: ReadRequest} | {kind: 'busy'; label: string}
 
 export interface Message {
   kind: 'ok' | 'error'
@@ -27,13 +34,17 @@ export interface ApprovalsState {
   loadError?: string
   /** Said while the screen is up (e.g. tokens went to a file): shown on it, never printed over it. */
   warnings: string[]
+  /** The first row of the selected request's text on screen (it is paged), for the request it names. */
+  scroll?: {id: string; top: number}
+  /** How many rows of each request's text (by its digest: a changed request is read afresh) the reviewer has had on screen. */
+  readTo: Record<string, number>
 }
 
 export type Action =
   | {type: 'loaded'; views: RequestView[]}
   | {type: 'load-failed'; error: string}
   | {type: 'move'; delta: number}
-  | {type: 'start-input'; input: InputKind; text?: string}
+  | {type: 'start-input'; input: InputKind; text?: string; request?: ReadRequest}
   | {type: 'type'; text: string}
   | {type: 'erase'}
   | {type: 'cancel-input'}
@@ -41,8 +52,20 @@ export type Action =
   | {type: 'busy'; label: string}
   | {type: 'done'; message: Message}
   | {type: 'warn'; messages: string[]}
+  /** Pages the selected request's text: `rows` in all, `page` on screen at once. */
+  | {type: 'scroll'; id: string; digest: string; delta: number; rows: number; page: number}
 
-export const initialState: ApprovalsState = {views: [], loaded: false, filter: '', mode: {kind: 'browse'}, warnings: []}
+export const initialState: ApprovalsState = {views: [], loaded: false, filter: '', mode: {kind: 'browse'}, warnings: [], readTo: {}}
+
+/** The first row of request `id`'s text on screen. */
+export function topOf(state: Pick<ApprovalsState, 'scroll'>, id: string): number {
+  return state.scroll?.id === id ? state.scroll.top : 0
+}
+
+/** How many rows of a request's text (`digest`) the reviewer has had on screen, the page shown now included. */
+export function rowsRead(state: Pick<ApprovalsState, 'scroll' | 'readTo'>, id: string, digest: string, page: number): number {
+  return Math.max(state.readTo[digest] ?? 0, topOf(state, id) + page)
+}
 
 /** Requests matching the filter: any of id, requester, target, class or SQL contains it. */
 export function visible(state: Pick<ApprovalsState, 'views' | 'filter'>): RequestView[] {
@@ -60,6 +83,10 @@ export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
   switch (action.type) {
     case 'loaded': {
       const next = {...state, views: action.views, loaded: true, loadError: undefined}
+      const gone = decidingGone(state.mode, action.views)
+      // A decision being typed is for the request the reviewer read: should it leave the list or
+      // change, the prompt closes rather than decide whatever the selection falls to.
+      if (gone) return {...next, mode: {kind: 'browse'}, message: {kind: 'error', text: gone}, selectedId: selected(next)?.request.id}
       return {...next, selectedId: selected(next)?.request.id}
     }
     case 'load-failed':
@@ -72,7 +99,7 @@ export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
       return {...state, selectedId: list[to]!.request.id, message: undefined}
     }
     case 'start-input':
-      return {...state, mode: {kind: 'input', input: action.input, text: action.text ?? ''}, message: undefined}
+      return {...state, mode: {kind: 'input', input: action.input, text: action.text ?? '', ...(action.request ? {request: action.request} : {})}, message: undefined}
     // Appending in the reducer, not the view, so keys typed faster than frames are drawn all land.
     case 'type':
       return state.mode.kind === 'input' ? {...state, mode: {...state.mode, text: state.mode.text + action.text}} : state
@@ -90,7 +117,26 @@ export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
       return {...state, mode: {kind: 'browse'}, message: action.message}
     case 'warn':
       return action.messages.length ? {...state, warnings: [...new Set([...state.warnings, ...action.messages])]} : state
+    case 'scroll': {
+      const top = Math.min(Math.max(0, action.rows - action.page), Math.max(0, topOf(state, action.id) + action.delta))
+      const read = Math.max(rowsRead(state, action.id, action.digest, action.page), Math.min(action.rows, top + action.page))
+      return {...state, scroll: {id: action.id, top}, readTo: {...state.readTo, [action.digest]: read}, message: undefined}
+    }
   }
+}
+
+/**
+ * Why the request a decision is being typed for can no longer be decided from this screen: it left
+ * the list (withdrawn, expired, decided by someone else) or it is no longer what the reviewer read
+ * (its record changed in the bucket). Undefined while it is there as read.
+ */
+export function decidingGone(mode: Mode, views: readonly RequestView[]): string | undefined {
+  if (mode.kind !== 'input' || !mode.request) return undefined
+  const {id, digest} = mode.request
+  const now = views.find((v) => v.request.id === id)
+  if (!now) return `${id} is no longer pending (withdrawn, expired or decided by someone else), so nothing was decided.`
+  if (requestDigest(now.request) !== digest) return `${id} changed since you read it, so nothing was decided; read it again before deciding.`
+  return undefined
 }
 
 export interface ApprovalsSource {

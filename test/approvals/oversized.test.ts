@@ -1,0 +1,95 @@
+/**
+ * Records far larger than any dbgate writes are not read: not by reviewers' lists (re-read every two
+ * seconds by every open `dbgate approve`), not by the waiting tunnel or gateway worker (which polls
+ * for a decision once a second and kept a copy of what it refused in rejected/).
+ *
+ * The attack: someone who writes the bucket plants a request of 17 MiB, and decision and outcome
+ * files of a megabyte or more, so every reviewer's screen and every waiting tunnel holds (and
+ * draws, and copies) them. Real tunnel, real IdP, real PostgreSQL, the file bucket.
+ */
+import {readdir, readFile, stat} from 'node:fs/promises'
+import {fileURLToPath} from 'node:url'
+import path from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {decide} from '../../src/approvals/review.js'
+import {decisionKey, listRequests, newApprovalId, outcomeKey, readRequest, requestKey} from '../../src/approvals/store.js'
+import {openBucket, type Bucket} from '../../src/bucket/index.js'
+import type {DbgateConfig} from '../../src/config/types.js'
+import {buildTunnelHooks} from '../../src/pipeline/index.js'
+import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {waitFor} from '../helpers/wait.js'
+import {people, tempBucketUrl, watchNotices, type People} from './helpers.js'
+
+const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
+
+describe('records larger than any dbgate writes', () => {
+  let p: People
+  let db: UpstreamInfo
+  let bucketUrl: string
+  let bucket: Bucket
+  let config: DbgateConfig
+  let t: PipelineTunnel
+  const file = (key: string) => path.join(fileURLToPath(bucketUrl), key)
+
+  beforeAll(async () => {
+    p = await people()
+    db = await createTestDatabase('oversized')
+    bucketUrl = tempBucketUrl()
+    bucket = openBucket(bucketUrl)
+    config = loadedConfig(db, TARGET, `identity:\n  issuer: ${p.f.dev.issuer}\n  clientId: ${p.f.dev.cliClientId}\nbucket: ${bucketUrl}`).config
+    for (const u of ['alice', 'bob']) await p.login(u)
+    t = await openPipelineTunnel(db, TARGET, {
+      top: `bucket: ${bucketUrl}`,
+      identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env('alice')},
+      hooks: (ctx) => buildTunnelHooks({...ctx, approvalPollMs: 100}),
+    })
+  })
+  afterAll(async () => {
+    await t?.close().catch(() => {})
+    await p?.close()
+  })
+
+  it('leaves them out of reviewers\' lists unread, refuses them in the tunnel without copying them, and still takes a real decision', async () => {
+    const c = await t.client()
+    const w = watchNotices(c)
+    const held = c.query('create table after_oversized (id int)').then(
+      () => 'ran',
+      (e: Error) => e.message,
+    )
+    const id = await w.approvalId()
+    const genuine = (await readRequest(bucket, id))!
+
+    // A planted request of 17 MiB (valid, with an id of its own), and oversized decision and outcome
+    // files for other requests: the list names each and reads none.
+    const big = {...genuine, id: newApprovalId(), sql: `create index on orders (status) /* ${'x'.repeat(17 * 1024 * 1024)} */`}
+    await bucket.put(requestKey(big.id), JSON.stringify(big))
+    const other = {...genuine, id: newApprovalId()}
+    await bucket.put(requestKey(other.id), JSON.stringify(other))
+    const pad = 'y'.repeat(1024 * 1024)
+    await bucket.put(decisionKey(other.id), JSON.stringify({v: 1, pad}))
+    await bucket.put(outcomeKey(other.id), JSON.stringify({v: 1, pad}))
+    const warnings: string[] = []
+    const views = await listRequests(bucket, {onInvalid: (m) => warnings.push(m)})
+    expect(views.map((v) => v.request.id).sort()).toEqual([id, other.id].sort())
+    expect(views.find((v) => v.request.id === other.id)).toMatchObject({state: 'pending', decision: undefined, outcome: undefined})
+    expect(warnings.join('\n')).toMatch(new RegExp(`approval request approvals/requests/${big.id}.json is \\d+ bytes, larger than any request`))
+    expect(warnings.join('\n')).toMatch(new RegExp(`approval decision approvals/decisions/${other.id}.json is \\d+ bytes, larger than any decision`))
+    expect(warnings.join('\n')).toMatch(new RegExp(`approval outcome approvals/outcomes/${other.id}.json is \\d+ bytes, larger than any outcome`))
+
+    // A decision of 1 MiB on the waiting request: refused unread, and only a line of it kept.
+    await bucket.put(decisionKey(id), JSON.stringify({v: 1, requestId: id, pad}))
+    await waitFor(() => w.notices.some((n) => n.includes('was refused')), 'the oversized decision is refused')
+    expect(w.notices.join('\n')).toMatch(/it is a file of \d+ bytes, larger than any decision \(\d+ bytes at most\), so it was not read/)
+    const rejectedDir = file(`approvals/rejected/${id}`)
+    await waitFor(async () => (await readdir(rejectedDir).catch(() => [])).length === 1, 'the refusal is kept')
+    const [kept] = await readdir(rejectedDir)
+    expect((await stat(path.join(rejectedDir, kept!))).size).toBeLessThan(4096)
+    expect(await readFile(path.join(rejectedDir, kept!), 'utf8')).not.toContain('yyyy')
+    await waitFor(async () => !(await bucket.head(decisionKey(id))), 'the slot is free again')
+
+    await decide({bucket, config, reviewer: await p.reviewer('bob')}, {id, action: 'approve'})
+    expect(await held).toBe('ran')
+    expect(await withClient(db.url, async (x) => (await x.query("select to_regclass('public.after_oversized') is not null as made")).rows[0].made)).toBe(true)
+  })
+})
