@@ -3,11 +3,16 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import type pg from 'pg'
 import {reviewerFromSession, type Reviewer} from '../../src/approvals/review.js'
+import {openBucket, type Bucket} from '../../src/bucket/index.js'
+import type {DbgateConfig} from '../../src/config/types.js'
+import {buildTunnelHooks} from '../../src/pipeline/index.js'
 import {DEV_USERS, type DevUser} from '../../src/dev/oidc-dev-provider.js'
 import {getIdentity} from '../../src/identity/session.js'
 import {openTokenStore} from '../../src/identity/token-store.js'
 import {fixture, loginAs, type Fixture} from '../identity/helpers.js'
 import {waitFor} from '../helpers/wait.js'
+import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 
 /** The dev users plus dave (engineering and dba: may request and review) and erin (a second dba). */
 export const APPROVAL_USERS: readonly DevUser[] = [
@@ -48,6 +53,47 @@ export async function people(): Promise<People> {
       return reviewerFromSession(await getIdentity(f.config, {env: e, store: openTokenStore({env: e})}))
     },
     close: () => f.close(),
+  }
+}
+
+/** A database, a file bucket, the target's configuration as reviewers load it, and a tunnel whose requester is signed in. */
+export interface ApprovalSetting {
+  p: People
+  db: UpstreamInfo
+  bucketUrl: string
+  bucket: Bucket
+  config: DbgateConfig
+  t: PipelineTunnel
+  close(): Promise<void>
+}
+
+/**
+ * `target` (the target's YAML lines) on a new database `database`, with a tunnel that signs in as
+ * `requester` and polls decisions every 100 ms; `others` are signed in too (reviewers, usually).
+ */
+export async function approvalSetting(opts: {database: string; target: string; requester: string; others?: readonly string[]}): Promise<ApprovalSetting> {
+  const p = await people()
+  const db = await createTestDatabase(opts.database)
+  const bucketUrl = tempBucketUrl()
+  const bucket = openBucket(bucketUrl)
+  const config = loadedConfig(db, opts.target, `identity:\n  issuer: ${p.f.dev.issuer}\n  clientId: ${p.f.dev.cliClientId}\nbucket: ${bucketUrl}`).config
+  for (const u of [opts.requester, ...(opts.others ?? [])]) await p.login(u)
+  const t = await openPipelineTunnel(db, opts.target, {
+    top: `bucket: ${bucketUrl}`,
+    identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env(opts.requester)},
+    hooks: (ctx) => buildTunnelHooks({...ctx, approvalPollMs: 100}),
+  })
+  return {
+    p,
+    db,
+    bucketUrl,
+    bucket,
+    config,
+    t,
+    async close() {
+      await t.close().catch(() => {})
+      await p.close()
+    },
   }
 }
 

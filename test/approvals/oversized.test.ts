@@ -13,13 +13,12 @@ import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../../src/approvals/review.js'
 import {decisionKey, listRequests, newApprovalId, outcomeKey, readRequest, requestKey} from '../../src/approvals/store.js'
-import {openBucket, type Bucket} from '../../src/bucket/index.js'
+import type {Bucket} from '../../src/bucket/index.js'
 import type {DbgateConfig} from '../../src/config/types.js'
-import {buildTunnelHooks} from '../../src/pipeline/index.js'
-import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import type {PipelineTunnel} from '../helpers/open.js'
+import {withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
-import {people, tempBucketUrl, watchNotices, type People} from './helpers.js'
+import {approvalSetting, watchNotices, type ApprovalSetting, type People} from './helpers.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
 
@@ -32,23 +31,13 @@ describe('records larger than any dbgate writes', () => {
   let t: PipelineTunnel
   const file = (key: string) => path.join(fileURLToPath(bucketUrl), key)
 
+  let setting: ApprovalSetting | undefined
+
   beforeAll(async () => {
-    p = await people()
-    db = await createTestDatabase('oversized')
-    bucketUrl = tempBucketUrl()
-    bucket = openBucket(bucketUrl)
-    config = loadedConfig(db, TARGET, `identity:\n  issuer: ${p.f.dev.issuer}\n  clientId: ${p.f.dev.cliClientId}\nbucket: ${bucketUrl}`).config
-    for (const u of ['alice', 'bob']) await p.login(u)
-    t = await openPipelineTunnel(db, TARGET, {
-      top: `bucket: ${bucketUrl}`,
-      identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env('alice')},
-      hooks: (ctx) => buildTunnelHooks({...ctx, approvalPollMs: 100}),
-    })
+    setting = await approvalSetting({database: 'oversized', target: TARGET, requester: 'alice', others: ['bob']})
+    ;({p, db, bucketUrl, bucket, config, t} = setting)
   })
-  afterAll(async () => {
-    await t?.close().catch(() => {})
-    await p?.close()
-  })
+  afterAll(() => setting?.close())
 
   it('leaves them out of reviewers\' lists unread, refuses them in the tunnel without copying them, and still takes a real decision', async () => {
     const c = await t.client()

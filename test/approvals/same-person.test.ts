@@ -17,16 +17,15 @@ import {mayReview} from '../../src/approvals/review.js'
 import {seal} from '../../src/approvals/seal.js'
 import {decisionKey, readRequest, requestDigest} from '../../src/approvals/store.js'
 import type {ApprovalDecision, ApprovalRequest} from '../../src/approvals/types.js'
-import {openBucket, type Bucket} from '../../src/bucket/index.js'
+import type {Bucket} from '../../src/bucket/index.js'
 import type {DbgateConfig} from '../../src/config/types.js'
 import {verifyToken} from '../../src/identity/verify.js'
-import {buildTunnelHooks} from '../../src/pipeline/index.js'
 import {encodeCancelRequest} from '../../src/wire/frontend.js'
-import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import type {PipelineTunnel} from '../helpers/open.js'
+import {withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {mint} from '../identity/helpers.js'
-import {people, tempBucketUrl, watchNotices, type People} from './helpers.js'
+import {approvalSetting, watchNotices, type ApprovalSetting, type People} from './helpers.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
 
@@ -50,23 +49,13 @@ describe('the requester under another identity', () => {
     return {v: 1, requestId: request.id, action: 'approve', reviewer: {subject: sub, email, groups: ['dba']}, decidedAt, requestDigest: digest, proof: seal(request.sealKey, JSON.stringify(sealed), {requestId: request.id, requestDigest: digest})}
   }
 
+  let setting: ApprovalSetting | undefined
+
   beforeAll(async () => {
-    p = await people()
-    db = await createTestDatabase('same_person')
-    bucketUrl = tempBucketUrl()
-    bucket = openBucket(bucketUrl)
-    config = loadedConfig(db, TARGET, `identity:\n  issuer: ${p.f.dev.issuer}\n  clientId: ${p.f.dev.cliClientId}\nbucket: ${bucketUrl}`).config
-    await p.login('dave')
-    t = await openPipelineTunnel(db, TARGET, {
-      top: `bucket: ${bucketUrl}`,
-      identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env('dave')},
-      hooks: (ctx) => buildTunnelHooks({...ctx, approvalPollMs: 100}),
-    })
+    setting = await approvalSetting({database: 'same_person', target: TARGET, requester: 'dave'})
+    ;({p, db, bucketUrl, bucket, config, t} = setting)
   })
-  afterAll(async () => {
-    await t?.close().catch(() => {})
-    await p?.close()
-  })
+  afterAll(() => setting?.close())
 
   const spellings = [
     ['another subject, the same e-mail', 'dave-pairwise-1', 'dave@example.com'],

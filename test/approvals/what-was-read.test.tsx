@@ -20,16 +20,16 @@ import type pg from 'pg'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../../src/approvals/review.js'
 import {decisionKey, readRequest, requestDigest, requestKey} from '../../src/approvals/store.js'
-import {openBucket, type Bucket} from '../../src/bucket/index.js'
+import type {Bucket} from '../../src/bucket/index.js'
 import type {DbgateConfig} from '../../src/config/types.js'
 import {buildTunnelHooks} from '../../src/pipeline/index.js'
 import {ApprovalsApp, Detail} from '../../src/tui/approvals/App.js'
 import {reviewSource} from '../../src/tui/approvals/run.js'
 import {encodeCancelRequest} from '../../src/wire/frontend.js'
-import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
-import {people, tempBucketUrl, watchNotices, type People} from './helpers.js'
+import {approvalSetting, watchNotices, type ApprovalSetting, type People} from './helpers.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', '  windows: true'].join('\n')
 
@@ -67,27 +67,17 @@ describe('a decision covers the request the reviewer read', () => {
     return {c, id: await w.approvalId(), ended}
   }
 
+  let setting: ApprovalSetting | undefined
+
   beforeAll(async () => {
-    p = await people()
-    db = await createTestDatabase('what_was_read')
-    bucketUrl = tempBucketUrl()
-    bucket = openBucket(bucketUrl)
-    config = loadedConfig(db, TARGET, `identity:\n  issuer: ${p.f.dev.issuer}\n  clientId: ${p.f.dev.cliClientId}\nbucket: ${bucketUrl}`).config
-    for (const u of ['alice', 'bob']) await p.login(u)
-    t = await openPipelineTunnel(db, TARGET, {
-      top: `bucket: ${bucketUrl}`,
-      identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env('alice')},
-      hooks: (ctx) => buildTunnelHooks({...ctx, approvalPollMs: 100}),
-    })
+    setting = await approvalSetting({database: 'what_was_read', target: TARGET, requester: 'alice', others: ['bob']})
+    ;({p, db, bucketUrl, bucket, config, t} = setting)
   })
   afterEach(() => {
     ui?.unmount()
     ui = undefined
   })
-  afterAll(async () => {
-    await t?.close().catch(() => {})
-    await p?.close()
-  })
+  afterAll(() => setting?.close())
 
   it('refuses a decision on a request that changed in the bucket since the reviewer read it, in the interactive view and in the core', async () => {
     await withClient(db.url, (c) => c.query('create table precious_swap (id int)'))
