@@ -10,9 +10,12 @@ import {identityConfigFrom} from '../identity/cli.js'
 import {getIdentity} from '../identity/session.js'
 import {openTokenStore} from '../identity/token-store.js'
 import {cachedFor} from '../util/cached-for.js'
-import {requestRow, type RequestRow} from './format.js'
+import {visible, visibleDeep} from '../util/visible.js'
+import {agentLabel} from '../identity/types.js'
+import {boundValues, oneLineSql, recentMark, requestRow, shortDuration, type RequestRow} from './format.js'
 import {reviewerFromSession, type ReviewContext} from './review.js'
-import type {RequestView} from './types.js'
+import {requestDigest} from './store.js'
+import {requesterLabel, type RequestView} from './types.js'
 
 /**
  * Signs the reviewer in (stored login, refreshed if needed) and opens the configured bucket. A
@@ -46,8 +49,42 @@ export function formatRequests(views: RequestView[], tty: boolean, now = new Dat
   return renderTable(views.map((v) => requestRow(v, now)), REQUEST_COLUMNS, {tty})
 }
 
-/** The JSON shape of a listed request: the request without its seal key, plus its state. */
+/**
+ * The JSON shape of a listed request: the request without its seal key, plus its state and the
+ * digest a decision is bound to (`dbgate approve <id> --digest`).
+ */
 export function requestJson(v: RequestView): Record<string, unknown> {
   const {sealKey: _key, ...request} = v.request
-  return {...request, state: v.state, ...(v.decision ? {decision: {action: v.decision.action, reviewer: v.decision.reviewer, reason: v.decision.reason, decidedAt: v.decision.decidedAt}} : {}), ...(v.outcome ? {outcome: v.outcome} : {})}
+  return {...request, state: v.state, digest: requestDigest(v.request), ...(v.decision ? {decision: {action: v.decision.action, reviewer: v.decision.reviewer, reason: v.decision.reason, decidedAt: v.decision.decidedAt}} : {}), ...(v.outcome ? {outcome: v.outcome} : {})}
+}
+
+/**
+ * Everything a reviewer reads of one request, as plain text for `dbgate approvals show`: the whole
+ * SQL with its line breaks and bound values (never cut), the session's settings, what ran before,
+ * and the digest that `dbgate approve <id> --digest` binds a decision to. Every string the request
+ * holds is made visible: no escape sequence or bidi control in it acts on the terminal.
+ */
+export function formatRequestDetail(view: RequestView, now = new Date()): string {
+  const r = visibleDeep(view.request)
+  const digest = requestDigest(view.request)
+  const lines: string[] = []
+  lines.push(`${r.id} · ${requesterLabel(r.requester)} (${r.requester.groups.join(', ') || 'no groups'}) on ${r.target}/${r.database}`)
+  if (r.agent) lines.push(`AI agent ${agentLabel(r.agent)} acting for ${requesterLabel(r.requester)}: the statement was written by the agent`)
+  lines.push(`rule ${r.ruleId}: ${r.reason}`)
+  const left = view.state === 'pending' ? ` · expires in ${shortDuration(Date.parse(r.expiresAt) - now.getTime())}` : ''
+  lines.push(`${r.class} · asked ${shortDuration(now.getTime() - Date.parse(r.createdAt))} ago${left} · ${view.state} · reviewers ${r.reviewers.join(', ')}${r.windows ? ' · windows allowed' : ''}`)
+  if (view.decision) lines.push(`decided: ${view.decision.action} by ${visible(view.decision.reviewer.email ?? view.decision.reviewer.subject)}${view.decision.reason ? ` (${visible(view.decision.reason)})` : ''}`)
+  if (r.settings && Object.keys(r.settings).length > 0) lines.push(`session settings: ${Object.entries(r.settings).map(([k, v]) => `${k} = ${v}`).join(' · ')}`)
+  const sql = visible(view.request.sql, {lines: true})
+  const count = r.statements.length || 1
+  lines.push(`${count} statement${count > 1 ? 's' : ''}${r.statements.length ? `: ${r.statements.map((s) => s.command).join('; ')}` : ''} · ${sql.split('\n').length} line(s)${r.params ? ` · ${r.params.length} bound value(s)` : ''}`)
+  lines.push('', sql)
+  if (view.request.params) lines.push(`with the values ${boundValues(view.request.params)}`)
+  if (r.recent.length > 0) {
+    lines.push('', 'Earlier in this session:')
+    for (const s of view.request.recent) lines.push(`  ${recentMark(s)} ${oneLineSql(s.sql, 100)}`)
+  }
+  lines.push('', `digest ${digest}`)
+  if (view.state === 'pending') lines.push(`Decide exactly what is shown here: dbgate approve ${r.id} --digest ${digest} (or dbgate deny ${r.id} --digest ${digest} --reason "…")`)
+  return lines.join('\n')
 }

@@ -67,6 +67,17 @@ export function durationFlag(summary: string, extra: {char?: 'w'} = {}) {
 
 export {DURATION_EXAMPLES}
 
+/** A request's digest as `dbgate approvals show` prints it: a decision is made only if the request is still exactly that. */
+export const digestFlag = Flags.custom<string>({
+  summary: 'Decide only if the request is still the one `dbgate approvals show` printed with this digest.',
+  helpValue: '<digest>',
+  parse: async (input) => {
+    const d = input.trim().toLowerCase()
+    if (!/^[0-9a-f]{64}$/.test(d)) throw new Error(`--digest takes the 64 hexadecimal characters \`dbgate approvals show <id>\` prints after "digest"; ${JSON.stringify(input.slice(0, 80))} is not one`)
+    return d
+  },
+})()
+
 /**
  * A flag that takes one of a fixed set of values: anything else is a usage error (exit 2) that
  * lists them, with a suggestion for a near miss, or `hint` for a value people expect to work.

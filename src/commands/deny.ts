@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {reviewContextFrom} from '../approvals/cli.js'
 import {confirmation, decide} from '../approvals/review.js'
 import {loadCommandConfig} from '../cli/config.js'
-import {configFlag} from '../cli/flags.js'
+import {configFlag, digestFlag} from '../cli/flags.js'
 import {DbgateCommand} from '../cli/base-command.js'
 
 export default class Deny extends DbgateCommand {
@@ -14,12 +14,13 @@ export default class Deny extends DbgateCommand {
   static override flags = {
     config: configFlag,
     reason: Flags.string({char: 'r', summary: 'Why; the requester sees it.', required: true}),
+    digest: digestFlag,
   }
 
   async run(): Promise<{id: string; action: string; reviewer: string}> {
     const {args, flags} = await this.parse(Deny)
     const ctx = await reviewContextFrom(await loadCommandConfig(flags, this), process.env, (m) => this.warning(m), 'decide')
-    const result = await decide(ctx, {id: args.id, action: 'deny', reason: flags.reason})
+    const result = await decide(ctx, {id: args.id, action: 'deny', reason: flags.reason, ...(flags.digest ? {digest: flags.digest} : {})})
     this.log(confirmation(result))
     return {id: result.request.id, action: 'deny', reviewer: result.decision.reviewer.email ?? result.decision.reviewer.subject}
   }

@@ -3,7 +3,9 @@ import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import path from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
+import {readFile} from 'node:fs/promises'
 import ApprovalsList from '../../src/commands/approvals/list.js'
+import ApprovalsShow from '../../src/commands/approvals/show.js'
 import Approve from '../../src/commands/approve.js'
 import Deny from '../../src/commands/deny.js'
 import {buildTunnelHooks} from '../../src/pipeline/index.js'
@@ -107,6 +109,44 @@ describe('dbgate approvals list / approve / deny', () => {
     const texts = posts.map((b) => (JSON.parse(b) as {text: string}).text)
     expect(texts[0]).toMatch(new RegExp(`alice@example.com asks to run a ddl statement on app .*create table from_cli.*Approval ${id}`))
     expect(texts[1]).toMatch(new RegExp(`bob@example.com approved ${id} \\(alice@example.com on app\\): ticket OPS-42`))
+  })
+
+  it('shows a request in full with its digest, and decides by digest only the request that was shown', async () => {
+    const c = await t.client()
+    const w = watchNotices(c)
+    const sql = `create table shown_in_full (id int, note text default '${'a long default value that the list cuts '.repeat(3)}')\n  -- reviewed line two`
+    const held = c.query(sql, []).catch((e: Error) => e)
+    const id = await w.approvalId()
+
+    as('bob')
+    const json = (await ApprovalsShow.run([id, '--json'])) as {id: string; sql: string; digest: string; state: string}
+    expect(json).toMatchObject({id, sql, state: 'pending'})
+    expect(json.digest).toMatch(/^[0-9a-f]{64}$/)
+    as('bob')
+    await ApprovalsShow.run([id])
+    // The whole text with its line break, never cut as the list's column is.
+    expect(stdout).toContain(sql)
+    expect(stdout).toContain(`digest ${json.digest}`)
+    expect(stdout).toContain(`dbgate approve ${id} --digest ${json.digest}`)
+
+    // Someone who writes the bucket changes the request after it was shown: the decision is refused.
+    const file = path.join(new URL(bucketUrl).pathname, 'approvals', 'requests', `${id}.json`)
+    const genuine = await readFile(file, 'utf8')
+    await writeFile(file, JSON.stringify({...JSON.parse(genuine), sql: 'create table something_else (id int)'}))
+    await expect(Approve.run([id, '--digest', json.digest])).rejects.toMatchObject({code: 'APPROVAL_UNTRUSTED_REQUEST', message: /changed in the bucket since/})
+    await expect(Deny.run([id, '--reason', 'no', '--digest', json.digest])).rejects.toMatchObject({code: 'APPROVAL_UNTRUSTED_REQUEST'})
+    await expect(Approve.run([id, '--digest', 'not-a-digest'])).rejects.toMatchObject({oclif: {exit: 2}})
+    await writeFile(file, genuine)
+
+    as('carol')
+    await expect(ApprovalsShow.run([id])).rejects.toMatchObject({code: 'APPROVAL_NOT_FOUND'})
+    as('alice')
+    await expect(ApprovalsShow.run([id, '--json'])).resolves.toMatchObject({id, digest: json.digest})
+
+    as('bob')
+    await expect(Approve.run([id, '--digest', json.digest.toUpperCase(), '--json'])).resolves.toEqual({id, action: 'approve', reviewer: 'bob@example.com'})
+    await held
+    expect(await withClient(db.url, async (x) => (await x.query("select to_regclass('shown_in_full') as t")).rows[0].t)).toBe('shown_in_full')
   })
 
   it('denies with a reason the client sees, and insists on one', async () => {
