@@ -20,7 +20,7 @@ import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLineSql, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {visible} from '../util/visible.js'
-import {moveAside, newApprovalId, pollDecision, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
+import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
 import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement, GatewaySignature} from './types.js'
 import type {VerifiedDecision} from './verify.js'
 import type {UnsignedRequest} from './gateway-signature.js'
@@ -262,6 +262,16 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     } catch (e) {
       opts.log('error', `could not load the approval checker: ${(e as Error).message}`)
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the approval checker could not be loaded: ${(e as Error).message}`, 'reinstall dbgate, then run the statement again')
+    }
+    // A request no reviewer's list would show (a text near its cap with thousands of long values)
+    // would wait unseen until it expired: it is refused now, saying so.
+    const bytes = requestBytes(request)
+    if (bytes > MAX_REQUEST_BYTES) {
+      return refuse(
+        decision,
+        `dbgate: statement requires approval (rule ${d.ruleId}) but is too large to show reviewers: its request would take ${(bytes / 1048576).toFixed(1)} MiB, and reviewers' lists leave out requests over ${MAX_REQUEST_BYTES / 1048576} MiB`,
+        'send it with fewer or shorter bound values, or split it into several statements, then run it again',
+      )
     }
     try {
       await writeRequest(opts.bucket, request)

@@ -72,6 +72,11 @@ async function getDocument<S extends z.ZodType>(bucket: Bucket, key: string, sch
 
 const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n'
 
+/** The bytes a request takes in the bucket: over `MAX_REQUEST_BYTES`, reviewers' lists leave it out unread. */
+export function requestBytes(req: ApprovalRequest): number {
+  return Buffer.byteLength(json(req))
+}
+
 export async function writeRequest(bucket: Bucket, req: ApprovalRequest): Promise<void> {
   await bucket.put(requestKey(req.id), json(req), {ifNoneMatch: true, contentType: 'application/json'})
 }

@@ -82,3 +82,36 @@ describe('records larger than any dbgate writes', () => {
     expect(await withClient(db.url, async (x) => (await x.query("select to_regclass('public.after_oversized') is not null as made")).rows[0].made)).toBe(true)
   })
 })
+
+describe('a statement whose request would be larger than reviewers\' lists show', () => {
+  const TARGET_WRITES = [TARGET, 'rules:', '  - id: writes-reviewed', '    match: {class: write}', '    action: require_approval', '    reason: writes are reviewed here'].join('\n')
+  let setting: ApprovalSetting | undefined
+
+  beforeAll(async () => {
+    setting = await approvalSetting({database: 'oversized_bind', target: TARGET_WRITES, requester: 'alice', others: ['bob']})
+    await withClient(setting.db.url, (c) => c.query('create table big_values (v text)'))
+  })
+  afterAll(() => setting?.close())
+
+  it('is refused at once, saying why and what to do, and files nothing that would wait unseen', async () => {
+    const {t, bucket, db} = setting!
+    const c = await t.client()
+    // 8,500 values of 2,100 bytes: each is kept to 2,048 bytes in the request, which still passes 16 MiB.
+    const n = 8500
+    const values = Array.from({length: n}, (_, i) => `${i}:${'v'.repeat(2100)}`)
+    const sql = `insert into big_values values ${values.map((_, i) => `($${i + 1})`).join(', ')}`
+    const e = (await c.query(sql, values).catch((x: Error) => x)) as Error & {code?: string; hint?: string}
+    expect(e).toBeInstanceOf(Error)
+    expect(e.message).toMatch(/rule writes-reviewed\) but is too large to show reviewers: its request would take 1\d\.\d MiB, and reviewers' lists leave out requests over 16 MiB/)
+    expect(e.hint).toMatch(/fewer or shorter bound values/)
+    expect(await listRequests(bucket)).toEqual([])
+    expect(await withClient(db.url, async (x) => (await x.query('select count(*)::int as n from big_values')).rows[0].n)).toBe(0)
+    // A statement of ordinary size is still held for a reviewer.
+    const w = watchNotices(c)
+    const held = c.query('insert into big_values values ($1)', ['small']).then(() => 'ran', (x: Error) => x.message)
+    const id = await w.approvalId()
+    expect((await listRequests(bucket)).map((v) => v.request.id)).toEqual([id])
+    await decide({bucket, config: setting!.config, reviewer: await setting!.p.reviewer('bob')}, {id, action: 'approve'})
+    expect(await held).toBe('ran')
+  })
+})
