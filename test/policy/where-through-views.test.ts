@@ -103,13 +103,17 @@ describe('a WHERE against values read through views, parents and functions over 
     await c.end()
   })
 
-  it('refuses them after a view made in the same, uncommitted transaction', async () => {
+  it('refuses them after a view made in the same, uncommitted transaction, and through a temporary view', async () => {
     const c = await t.client()
     await c.query('begin')
     await c.query('create view fresh_v as select * from accounts')
     const e = await refused(c, 'delete from accounts where id in (select f.id from fresh_v f)')
     expect(e.detail).toMatch(/not committed/)
     await c.query('rollback').catch(() => undefined)
+    // A temporary view, committed: only this session sees it by name, the catalog sees what is behind it.
+    await c.query('create temp view mine_v as select * from accounts')
+    await refused(c, 'delete from accounts where id in (select m.id from mine_v m)')
+    await refused(c, 'delete from accounts where id in (select m.id from pg_temp.mine_v m)')
     expect(await state()).toEqual(untouched)
     await c.end()
   })
