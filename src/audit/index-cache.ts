@@ -113,7 +113,7 @@ export function parseSessionKey(key: string): {day?: string; target?: string; pr
 }
 
 interface IndexFile {
-  v: 4
+  v: 5
   entries: Record<string, {etag: string; summary: SessionSummary}>
 }
 
@@ -176,10 +176,10 @@ export class SessionCache {
     if (this.index) return this.index
     try {
       const idx = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as IndexFile
-      // Summaries written by an older dbgate lack fields (e.g. `agent`), or were read from lines it did not yet check (v3): read those sessions again.
-      this.index = idx.v === 4 && idx.entries ? idx : {v: 4, entries: {}}
+      // Summaries written by an older dbgate lack fields (e.g. `agent`), were read from lines it did not yet check (v3), or took a later session.start's identity (v4): read those sessions again.
+      this.index = idx.v === 5 && idx.entries ? idx : {v: 5, entries: {}}
     } catch {
-      this.index = {v: 4, entries: {}}
+      this.index = {v: 5, entries: {}}
     }
     return this.index
   }
@@ -309,6 +309,7 @@ function summarizeCounting(info: ObjectInfo, text: string): {summary: SessionSum
   }
   const counted = emptyTotals()
   let events = 0
+  let started = false
   for (const line of text.split('\n')) {
     if (!line) continue
     let ev
@@ -318,7 +319,9 @@ function summarizeCounting(info: ObjectInfo, text: string): {summary: SessionSum
       continue // verify reports malformed lines; a summary shows what can be read
     }
     events += 1
-    if (ev.type === 'session.start') {
+    // The first start is the session's, as the report reads it; a second one (which verify flags) changes nothing here.
+    if (ev.type === 'session.start' && !started) {
+      started = true
       const d = ev.data as SessionStartData
       Object.assign(s, {
         sessionId: d.sessionId ?? s.sessionId,

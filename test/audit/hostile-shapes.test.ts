@@ -127,6 +127,14 @@ describe('event lines whose data is not what their type holds', () => {
     }
   })
 
+  it('sessions list names a log by its first session.start, as the report does, whatever a later one claims', async () => {
+    const first = start('two-starts').replace('"u-mallory"', '"u-alice"').replace('mallory@example.com', 'alice@example.com')
+    await new FileBucket(bucketDir).put(`${day}/two-starts.jsonl.gz`, gzipSync([first, start('two-starts'), statement(okStatement)].join('\n') + '\n'))
+    const json = await captureCommand(() => SessionsList.run(['--config', config, '--json'], {root}))
+    const listed = JSON.parse(json.stdout) as {sessions: {sessionId: string; user?: string}[]}
+    expect(listed.sessions.find((x) => x.sessionId === 'two-starts')).toMatchObject({user: 'alice@example.com'})
+  })
+
   it('dbgate report is written from the real session, counting the others as failing verification', async () => {
     const out = await tempDir('dbgate-report-out-')
     await captureCommand(() => ReportCommand.run(['--config', config, '--since', '2026-03-01', '--out', out], {root}))
