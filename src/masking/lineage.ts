@@ -1581,9 +1581,11 @@ function dmlPlaces(kind: string, node: Node, outer: Scope, w: ParamWalk): void {
   for (const c of list((node.withClause as Node | undefined)?.ctes)) paramWalk(unwrap(c)?.[1].ctequery, scope, w)
   const target = node.relation === undefined ? undefined : fromItem({RangeVar: node.relation}, scope, w.ctx).visible[0]
   if (target) scope.rels.push(target)
-  // Triggers and rules on the written relation run code of their own, which may copy a value anywhere.
+  // Triggers and rules on the written relation (or a partition or child the row may land in) run
+  // code of their own, which may copy a value anywhere; and one created by the connection's own
+  // uncommitted change is not in the catalog yet.
   const written = target?.catalog
-  const runsCode = written !== undefined && w.ctx.catalog.lookup(written.schema, written.relation).some((r) => r.runsCode)
+  const runsCode = written !== undefined && (w.ctx.distrustNames || w.ctx.catalog.lookup(written.schema, written.relation).some((r) => writesRunCode(r, w.ctx.catalog)))
   const into = runsCode ? undefined : target
   for (const item of [...list(node.fromClause), ...list(node.usingClause)]) scope.rels.push(...fromItem(item, scope, w.ctx).visible)
   for (const [key, value] of Object.entries(node)) {
@@ -1600,6 +1602,17 @@ function dmlPlaces(kind: string, node: Node, outer: Scope, w: ParamWalk): void {
       }
     } else paramWalk(value, scope, w)
   }
+}
+
+/** Whether writing a relation may run code: its own triggers or rules, or those of a relation inheriting from it (a partition). */
+function writesRunCode(rel: CatalogRelation, catalog: Catalog, seen = new Set<number>()): boolean {
+  if (rel.runsCode) return true
+  seen.add(rel.oid)
+  return (rel.children ?? []).some((oid) => {
+    if (seen.has(oid)) return false
+    const child = catalog.relation(oid)
+    return !child || writesRunCode(child, catalog, seen)
+  })
 }
 
 /** `INSERT … VALUES ($1, …)`: each value in the column its position names (the list given, else the table's order). */
