@@ -67,7 +67,7 @@ function safeUserName(): string {
 }
 
 /** A statement's bind parameters as the recording may keep them (see `MaskingFilterFactory.maskParams`). */
-export type MaskParams = (sql: string, params: readonly (string | null)[], connectionId?: number) => (string | null)[]
+export type MaskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean) => (string | null)[]
 
 export interface DescribeOptions {
   /** Masks free text the recording keeps (an error the server wrote, when no filter saw it). */
@@ -174,7 +174,9 @@ function addMaskingDetails(details: StatementDetails, event: StatementEvent, mas
 function recordedParams(event: StatementEvent, params: BoundParams, maskParams: MaskParams | undefined): (string | null)[] {
   if (!maskParams) return params.map((p) => (p === null ? null : '<not recorded>'))
   const cutFrom = params.cutFrom
-  const masked = maskParams(event.sql, params, event.connectionId)
+  // A statement that did not complete may have failed on a value (`where id = $1` bound to a
+  // name): it never reached the column that would prove it clean.
+  const masked = maskParams(event.sql, params, event.connectionId, event.outcome === 'ok')
   return masked.map((m, i) => {
     const full = cutFrom?.[i]
     return m !== null && full ? cutText(m, full) : m

@@ -105,9 +105,11 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * only where the text proves each goes to a clean column or is a row count (`paramPlaces`); into
    * a sensitive column, masked with that column's strategy; anywhere else, masked. `connectionId`:
    * the connection whose statement it was, whose own uncommitted changes may have made names mean
-   * what the catalog does not know. Applies whatever the identity, as `maskText` does.
+   * what the catalog does not know. `accepted`: the statement completed, so the server took each
+   * value where the text puts it (a value that failed there, `where id = $1` bound to a name,
+   * never reached the column that proves it clean). Applies whatever the identity, as `maskText` does.
    */
-  maskParams(sql: string, params: readonly (string | null)[], connectionId?: number): (string | null)[]
+  maskParams(sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean): (string | null)[]
 }
 
 const LINEAGE_CACHE_SIZE = 1000
@@ -501,10 +503,14 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     }
     return known === NOT_SHARED ? undefined : (known as ReadonlyMap<number, ParamPlace>)
   }
-  const maskParams = (sql: string, params: readonly (string | null)[], connectionId?: number): (string | null)[] => {
+  const maskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted = false): (string | null)[] => {
     const distrust = (connectionId !== undefined && unsettled.has(connectionId)) || (committingInside.size > 0 && inFlightCommit())
     const where = placesOf(sql, distrust)
-    return params.map((p, i) => (p === null ? null : recordedParam(p, where?.get(i + 1), maskText, masker, strategyOf)))
+    return params.map((p, i) => {
+      if (p === null) return null
+      const place = where?.get(i + 1)
+      return recordedParam(p, place === 'clean' && !accepted ? 'masked' : place, maskText, masker, strategyOf)
+    })
   }
   return Object.assign(factory, {
     checkMaskable,

@@ -1481,13 +1481,35 @@ function placeParam(w: ParamWalk, param: Node, place: ParamPlace): void {
   w.places.set(n, bothPlaces(w.places.get(n), place))
 }
 
-/** The ParamRef a value is, through casts (`$1::int`), or undefined. */
-function paramOf(raw: unknown): Node | undefined {
+/**
+ * The ParamRef a value is, through casts to types whose input runs no user code (`$1::int`), or
+ * undefined. A domain's constraints and a user-defined cast run user code on the value (`typeCast`).
+ */
+function paramOf(raw: unknown, ctx: Ctx): Node | undefined {
   const u = unwrap(raw)
   if (!u) return undefined
   if (u[0] === 'ParamRef') return u[1]
-  if (u[0] === 'TypeCast') return paramOf(u[1].arg)
-  return undefined
+  if (u[0] !== 'TypeCast') return undefined
+  const names = list((u[1].typeName as Node | undefined)?.names).map(svalOf)
+  const schema = names.length > 1 ? names[0] : undefined
+  if (schema !== 'pg_catalog' && (ctx.distrustNames || ctx.catalog.castRunsCode(names.at(-1) ?? '', schema))) return undefined
+  return paramOf(u[1].arg, ctx)
+}
+
+/**
+ * A column's lineage for a parameter compared with or stored into it, or undefined when its type
+ * runs user code on the value (a domain's constraints): the value may be copied anywhere.
+ */
+function codeFree(col: Lineage | undefined, ctx: Ctx): Lineage | undefined {
+  const origin = col?.origin
+  if (!origin) return col
+  const type = ctx.catalog.relation(origin.tableOid)?.columns.find((c) => c.attnum === origin.attnum)?.typeName
+  return type !== undefined && ctx.catalog.castRunsCode(type) ? undefined : col
+}
+
+/** The lineage of the column `name` of a written relation (see `codeFree`). */
+function writtenColumn(target: ScopeRel | undefined, name: string | undefined, ctx: Ctx): Lineage | undefined {
+  return codeFree(name === undefined ? undefined : target?.columns?.find((c) => c.name === name), ctx)
 }
 
 /** What a column's lineage makes of a parameter compared with or written into it. */
@@ -1514,7 +1536,8 @@ function plainColumn(raw: unknown, scope: Scope, ctx: Ctx): Lineage | undefined 
   const u = unwrap(raw)
   if (!u || u[0] !== 'ColumnRef') return undefined
   if (list(u[1].fields).some((f) => unwrap(f)?.[0] !== 'String')) return undefined
-  return columnRef(u[1], scope, ctx)
+  // Masked, not left to the generic walk: the parameter is compared with this column either way.
+  return codeFree(columnRef(u[1], scope, ctx), ctx) ?? UNKNOWN
 }
 
 /** `col op $n`, `$n op col`, `col IN ($n, …)`, `col = ANY($n)`: true when handled here. */
@@ -1524,7 +1547,7 @@ function comparisonPlaces(node: Node, scope: Scope, w: ParamWalk): boolean {
   if (kind === undefined || kind === 'AEXPR_OP' || kind === 'AEXPR_OP_ANY' || kind === 'AEXPR_OP_ALL') {
     const pairs: [unknown, unknown][] = kind === undefined || kind === 'AEXPR_OP' ? [[node.lexpr, node.rexpr], [node.rexpr, node.lexpr]] : [[node.lexpr, node.rexpr]]
     for (const [col, other] of pairs) {
-      const p = paramOf(other)
+      const p = paramOf(other, w.ctx)
       const c = p && plainColumn(col, scope, w.ctx)
       if (p && c) {
         placeParam(w, p, columnPlace(c))
@@ -1540,7 +1563,7 @@ function comparisonPlaces(node: Node, scope: Scope, w: ParamWalk): boolean {
     const items = Array.isArray(node.rexpr) ? node.rexpr : list(unwrap(node.rexpr)?.[0] === 'List' ? unwrap(node.rexpr)![1].items : undefined)
     if (items.length === 0) return false
     for (const item of items) {
-      const p = paramOf(item)
+      const p = paramOf(item, w.ctx)
       if (p) placeParam(w, p, columnPlace(c))
       else paramWalk(item, scope, w)
     }
@@ -1553,8 +1576,8 @@ function comparisonPlaces(node: Node, scope: Scope, w: ParamWalk): boolean {
 function assignmentPlaces(targets: unknown, target: ScopeRel | undefined, scope: Scope, w: ParamWalk): void {
   for (const t of list(targets)) {
     const rt = unwrap(t)?.[1]
-    const p = rt && typeof rt.name === 'string' && rt.indirection === undefined ? paramOf(rt.val) : undefined
-    if (p) placeParam(w, p, columnPlace(target?.columns?.find((c) => c.name === rt!.name)))
+    const p = rt && typeof rt.name === 'string' && rt.indirection === undefined ? paramOf(rt.val, w.ctx) : undefined
+    if (p) placeParam(w, p, columnPlace(writtenColumn(target, rt!.name as string, w.ctx)))
     else paramWalk(t, scope, w)
   }
 }
@@ -1566,7 +1589,7 @@ function selectPlaces(sel: Node, outer: Scope, w: ParamWalk): void {
   for (const [key, value] of Object.entries(sel)) {
     if (key === 'withClause') continue
     if (key === 'limitCount' || key === 'limitOffset') {
-      const p = paramOf(value)
+      const p = paramOf(value, w.ctx)
       if (p) {
         placeParam(w, p, 'count')
         continue
@@ -1629,9 +1652,8 @@ function insertedPlaces(node: Node, target: ScopeRel | undefined, scope: Scope, 
     }
     for (const row of list(value)) {
       list(unwrap(row)?.[1].items).forEach((item, i) => {
-        const p = paramOf(item)
-        const name = names[i]
-        if (p) placeParam(w, p, columnPlace(name === undefined ? undefined : target?.columns?.find((c) => c.name === name)))
+        const p = paramOf(item, w.ctx)
+        if (p) placeParam(w, p, columnPlace(writtenColumn(target, names[i], w.ctx)))
         else paramWalk(item, scope, w)
       })
     }

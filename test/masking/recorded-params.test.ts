@@ -47,7 +47,13 @@ const CASES: {sql: string; values: (string | null)[]; recorded: (string | null)[
   {sql: "select id from orders where status = $1 or status = $1 || ''", values: [NAME], recorded: ['[masked]']},
   {sql: 'select id from customers where email = $1 or full_name = $1', values: [NAME], recorded: ['[masked]']},
   {sql: 'select c.id from customers c join orders o on o.customer_id = c.id where o.status = $1 or c.full_name = $1', values: [NAME], recorded: ['[redacted]']},
-  {sql: 'select id from orders where id = $1', values: ['1', NAME], recorded: ['1', '[masked]']},
+  // A value of a type whose input runs user code (a domain's constraints), in a cast or a column.
+  {sql: 'insert into labelled (id, label) values ($1, $2)', values: ['1', NAME], recorded: ['1', '[masked]']},
+  {sql: 'select id from labelled where label = $1', values: [NAME], recorded: ['[masked]']},
+  {sql: 'select id from orders where status = $1::checked_text', values: [NAME], recorded: ['[masked]']},
+  // A statement that failed may have failed on the value: it never reached the clean column.
+  {sql: 'select id from orders where id = $1', values: [NAME], recorded: ['[masked]']},
+  {sql: 'insert into orders (id, customer_id, status, total_cents, placed_at) values ($1::int, $2, $3, $4, $5)', values: ['9002', '99999', NAME, '1', '2026-10-01'], recorded: ['[masked]', '[masked]', '[masked]', '[masked]', '[masked]']},
   // A count that is not a number (the server refuses it) is not shown.
   {sql: 'select id from orders limit $1', values: [NAME], recorded: ['[masked]']},
   // Clean places stay readable for auditors.
@@ -86,7 +92,9 @@ describe('bind parameters in the recording', () => {
         create table parted (id int, label text) partition by list (id);
         create table parted_1 partition of parted for values in (1);
         create trigger parted_kept before insert on parted_1 for each row execute function keep_label();
-        create view order_statuses as select id, status from orders`)
+        create view order_statuses as select id, status from orders;
+        create domain checked_text as text check (length(value) < 100);
+        create table labelled (id int primary key, label checked_text)`)
     })
     const bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-recparams-'))}`
     t = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
