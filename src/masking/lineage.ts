@@ -1627,9 +1627,12 @@ function dmlPlaces(kind: string, node: Node, outer: Scope, w: ParamWalk): void {
   }
 }
 
-/** Whether writing a relation may run code: its own triggers or rules, or those of a relation inheriting from it (a partition). */
+/**
+ * Whether writing a relation may run code: its own triggers, rules or row-level security policies
+ * (their WITH CHECK expressions), or those of a relation inheriting from it (a partition).
+ */
 function writesRunCode(rel: CatalogRelation, catalog: Catalog, seen = new Set<number>()): boolean {
-  if (rel.runsCode) return true
+  if (rel.runsCode || rel.rowSecurity) return true
   seen.add(rel.oid)
   return (rel.children ?? []).some((oid) => {
     if (seen.has(oid)) return false
