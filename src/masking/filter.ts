@@ -487,19 +487,21 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * Where a text's parameters go, per text and per catalog read, and apart for connections whose
    * names are distrusted: it is asked at every Bind of a prepared statement, with the same text.
    */
-  const places = new LRUCache<string, ReadonlyMap<number, ParamPlace> | typeof NOT_SHARED>({max: LINEAGE_CACHE_SIZE})
+  const trustedPlaces = new LRUCache<string, ReadonlyMap<number, ParamPlace> | typeof NOT_SHARED>({max: LINEAGE_CACHE_SIZE})
+  const distrustedPlaces = new LRUCache<string, ReadonlyMap<number, ParamPlace> | typeof NOT_SHARED>({max: LINEAGE_CACHE_SIZE})
   let placesGeneration = catalog.generation
   const placesOf = (sql: string, distrust: boolean): ReadonlyMap<number, ParamPlace> | undefined => {
     if (placesGeneration !== catalog.generation) {
-      places.clear()
+      trustedPlaces.clear()
+      distrustedPlaces.clear()
       placesGeneration = catalog.generation
     }
     if (sql.length > MAX_ANALYZED_SQL) return undefined
-    const key = distrust ? `d${sql}` : `t${sql}`
-    let known = places.get(key)
+    const places = distrust ? distrustedPlaces : trustedPlaces
+    let known = places.get(sql)
     if (known === undefined) {
       known = paramPlaces(sql, catalog, distrust) ?? NOT_SHARED
-      places.set(key, known)
+      places.set(sql, known)
     }
     return known === NOT_SHARED ? undefined : (known as ReadonlyMap<number, ParamPlace>)
   }
