@@ -31,8 +31,10 @@ export interface RecordingOptions {
   env?: NodeJS.ProcessEnv
   log: (level: 'info' | 'warn' | 'error', message: string) => void
   policy?: {hash: string; version: string}
-  /** Masks sensitive values in bind parameters before they are recorded. */
+  /** Masks sensitive values in free text the recording keeps (errors as the server wrote them). */
   maskText?: (text: string) => string
+  /** Masks a statement's bind parameters by where they go (`MaskingFilterFactory.maskParams`); without it they are not recorded. */
+  maskParams?: MaskParams
   /** The AI agent every session of this tunnel belongs to (`dbgate mcp`). */
   agent?: AgentInfo
 }
@@ -64,9 +66,14 @@ function safeUserName(): string {
   }
 }
 
+/** A statement's bind parameters as the recording may keep them (see `MaskingFilterFactory.maskParams`). */
+export type MaskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean) => (string | null)[]
+
 export interface DescribeOptions {
-  /** Masks bind parameters before they are recorded; without it they are not recorded. */
+  /** Masks free text the recording keeps (an error the server wrote, when no filter saw it). */
   maskText?: (text: string) => string
+  /** Masks bind parameters by where they go before they are recorded; without it they are not recorded. */
+  maskParams?: MaskParams
   /**
    * The guardrails' size cap, so that the analysis they made of this text is found in the shared
    * cache instead of being made again (an entry made under another cap does not count as a hit).
@@ -105,7 +112,7 @@ function analysisOf(event: StatementEvent, maxStatementSize: number | undefined)
 
 /** What the recorder stores for a statement, from the policy decision and approval on its verdict. */
 export function describeStatement(event: StatementEvent, opts: DescribeOptions = {}): StatementDetails {
-  const {maskText} = opts
+  const {maskText, maskParams} = opts
   const {decision, approval} = event.verdict
   const decisive = decision?.decisive ?? decision?.statements[0]
   const tables = event.sql ? recordedTables(analysisOf(event, opts.maxStatementSize)) : undefined
@@ -125,7 +132,7 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
     if (approval) details.approvalId = approval.id
     if (event.preview) details.preview = event.preview
   }
-  addMaskingDetails(details, event, maskText)
+  addMaskingDetails(details, event, maskText, maskParams)
   return details
 }
 
@@ -146,7 +153,7 @@ function recordedAction(action: Decision['action'], verdict: StatementEvent['ver
  * Which output columns were masked and why (never the values), the bind parameters as masked, and
  * the error as the client received it: a recording never holds more than the client was shown.
  */
-function addMaskingDetails(details: StatementDetails, event: StatementEvent, maskText: ((text: string) => string) | undefined): void {
+function addMaskingDetails(details: StatementDetails, event: StatementEvent, maskText: ((text: string) => string) | undefined, maskParams: MaskParams | undefined): void {
   const filter = event.resultFilter
   const masked = filter?.maskedColumns
   // The server's own text of an error can quote values the client only saw masked.
@@ -156,18 +163,23 @@ function addMaskingDetails(details: StatementDetails, event: StatementEvent, mas
   // Counted only where a masking filter ran: absent means "not masked here", not "nothing to mask".
   if (typeof filter?.maskedValues === 'number') details.maskedValues = filter.maskedValues
   // Without a masker the recorder must not see clear parameters at all.
-  if (event.params) details.params = recordedParams(event.params, maskText)
+  if (event.params) details.params = recordedParams(event, event.params, maskParams)
 }
 
-/** Each parameter masked, then cut to what the recording keeps of a value (masked first: the cut must not split a value the scanner would have found). */
-function recordedParams(params: BoundParams, maskText: ((text: string) => string) | undefined): (string | null)[] {
+/**
+ * Each parameter masked by where the statement uses it (a value is kept in clear only where it
+ * provably goes to a clean column or is a row count), then cut to what the recording keeps of a
+ * value (masked first: the cut must not split a value the scanner would have found).
+ */
+function recordedParams(event: StatementEvent, params: BoundParams, maskParams: MaskParams | undefined): (string | null)[] {
+  if (!maskParams) return params.map((p) => (p === null ? null : '<not recorded>'))
   const cutFrom = params.cutFrom
-  return params.map((p, i) => {
-    if (p === null) return null
-    if (!maskText) return '<not recorded>'
-    const masked = maskText(p)
+  // A statement that did not complete may have failed on a value (`where id = $1` bound to a
+  // name): it never reached the column that would prove it clean.
+  const masked = maskParams(event.sql, params, event.connectionId, event.outcome === 'ok')
+  return masked.map((m, i) => {
     const full = cutFrom?.[i]
-    return full ? cutText(masked, full) : masked
+    return m !== null && full ? cutText(m, full) : m
   })
 }
 
@@ -205,7 +217,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
   })
   shipper.start()
   // One options object for every statement's description, not one per statement.
-  const describeOpts: DescribeOptions = {maskText: opts.maskText, maxStatementSize: opts.target.tunnel.maxStatementSize}
+  const describeOpts: DescribeOptions = {maskText: opts.maskText, maskParams: opts.maskParams, maxStatementSize: opts.target.tunnel.maxStatementSize}
   const hooks = createRecordingHooks(recorder, {
     identity,
     target: opts.target.name,

@@ -17,10 +17,10 @@ import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
 import {readingOf, scanShape, type TextReading} from '../policy/text-shape.js'
 import {throughUse} from './lineage-model.js'
-import {analyzeText, flatten, settingsUntraceable, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
+import {analyzeText, flatten, paramPlaces, settingsUntraceable, type NamedLineage, type ParamPlace, type StatementLineage, type TextLineage} from './lineage.js'
 import {maskNotice, maskNotification, maskUntracedNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
-import {createMasker} from './strategies.js'
+import {createMasker, redacted, type Masker} from './strategies.js'
 import {arena, OTHER, put, putInt32, reserve, rewriteMessages, rewritten, UNCHANGED, written, type MessageRewriter} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
 import {decodeDataRow, encodeDataRow} from '../wire/backend.js'
@@ -100,6 +100,16 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * other text the recorder keeps. Applies whatever the identity, since recordings outlive sessions.
    */
   maskText(text: string): string
+  /**
+   * A statement's bind parameters as the recording keeps them: in clear (through the value scanner)
+   * only where the text proves each goes to a clean column or is a row count (`paramPlaces`); into
+   * a sensitive column, masked with that column's strategy; anywhere else, masked. `connectionId`:
+   * the connection whose statement it was, whose own uncommitted changes may have made names mean
+   * what the catalog does not know. `accepted`: the statement completed, so the server took each
+   * value where the text puts it (a value that failed there, `where id = $1` bound to a name,
+   * never reached the column that proves it clean). Applies whatever the identity, as `maskText` does.
+   */
+  maskParams(sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean): (string | null)[]
 }
 
 const LINEAGE_CACHE_SIZE = 1000
@@ -472,6 +482,38 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     return new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
   }
   const textMasking: ValueMasking = {masker, catalog, strategyOf}
+  const maskText = (text: string) => scanAndMask(text, textMasking) ?? text
+  /**
+   * Where a text's parameters go, per text and per catalog read, and apart for connections whose
+   * names are distrusted: it is asked at every Bind of a prepared statement, with the same text.
+   */
+  const trustedPlaces = new LRUCache<string, ReadonlyMap<number, ParamPlace> | typeof NOT_SHARED>({max: LINEAGE_CACHE_SIZE})
+  const distrustedPlaces = new LRUCache<string, ReadonlyMap<number, ParamPlace> | typeof NOT_SHARED>({max: LINEAGE_CACHE_SIZE})
+  let placesGeneration = catalog.generation
+  const placesOf = (sql: string, distrust: boolean): ReadonlyMap<number, ParamPlace> | undefined => {
+    if (placesGeneration !== catalog.generation) {
+      trustedPlaces.clear()
+      distrustedPlaces.clear()
+      placesGeneration = catalog.generation
+    }
+    if (sql.length > MAX_ANALYZED_SQL) return undefined
+    const places = distrust ? distrustedPlaces : trustedPlaces
+    let known = places.get(sql)
+    if (known === undefined) {
+      known = paramPlaces(sql, catalog, distrust) ?? NOT_SHARED
+      places.set(sql, known)
+    }
+    return known === NOT_SHARED ? undefined : (known as ReadonlyMap<number, ParamPlace>)
+  }
+  const maskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted = false): (string | null)[] => {
+    const distrust = (connectionId !== undefined && unsettled.has(connectionId)) || (committingInside.size > 0 && inFlightCommit())
+    const where = placesOf(sql, distrust)
+    return params.map((p, i) => {
+      if (p === null) return null
+      const place = where?.get(i + 1)
+      return recordedParam(p, place === 'clean' && !accepted ? 'masked' : place, maskText, masker, strategyOf)
+    })
+  }
   return Object.assign(factory, {
     checkMaskable,
     ensureFresh,
@@ -483,8 +525,34 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       return committingInside.delete(id) || pending
     },
     unmasked,
-    maskText: (text: string) => scanAndMask(text, textMasking) ?? text,
+    maskText,
+    maskParams,
   })
+}
+
+/** A row count as the server read it: a decimal integer, or a binary int2, int4 or int8. */
+const DECIMAL_COUNT = /^\s*[+-]?\d+\s*$/
+function countText(value: string): string | undefined {
+  if (DECIMAL_COUNT.test(value)) return value
+  if (!value.startsWith('b64:')) return undefined
+  const b = Buffer.from(value.slice(4), 'base64')
+  if (b.length === 8) return String(b.readBigInt64BE())
+  if (b.length === 4) return String(b.readInt32BE())
+  if (b.length === 2) return String(b.readInt16BE())
+  return undefined
+}
+
+/**
+ * One parameter as recorded, by where it goes (`paramPlaces`): without proof of clean origin it is
+ * never kept in clear. A clean place still goes through the scanner, as any recorded text does.
+ */
+function recordedParam(value: string, place: ParamPlace | undefined, maskText: (text: string) => string, masker: Masker, strategyOf: (c: MaskingCategory) => MaskingStrategy): string {
+  if (place === 'clean') return maskText(value)
+  if (place === 'count') return countText(value) ?? redacted('untraceable')
+  if (place === undefined || place === 'masked') return redacted('untraceable')
+  // A binary value is not text a strategy can keep part of.
+  if (value.startsWith('b64:')) return redacted(place.category)
+  return masker.text(value, place.category, strategyOf(place.category)) ?? redacted(place.category)
 }
 
 /** What a definition that code the analysis cannot see into may have replaced runs: anything (see `replaceable`). */

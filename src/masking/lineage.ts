@@ -17,7 +17,8 @@ import {isBuiltinType} from '../policy/builtins.js'
 import {INFORMATION_SCHEMA_RELATIONS} from '../sql/system-relations.js'
 import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type RenameOf, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
 import {parseSql} from '../sql/parser.js'
-import {list, svalOf, unwrap, type Obj as Node} from '../sql/tree.js'
+import {isObj, list, svalOf, unwrap, type Obj as Node} from '../sql/tree.js'
+import type {MaskingCategory} from './categories.js'
 
 export {flatten, settingsUntraceable, type CatalogMiss, type CopyShape, type Lineage, type NamedLineage, type SensitiveSource, type StatementLineage, type TextLineage} from './lineage-model.js'
 
@@ -1444,4 +1445,264 @@ function mayChangeCatalog(stmt: Node): boolean {
   if (kind === 'SelectStmt') return node.intoClause !== undefined
   if (kind === 'ExplainStmt') return mayChangeCatalog(node.query as Node)
   return !CATALOG_KEEPING.has(kind)
+}
+
+// ---- where bind parameters go -----------------------------------------------------------------
+
+/**
+ * Where a statement's bind parameter is used, for the recording (see `paramPlaces`): `clean`, every
+ * use is a comparison with, an assignment to or an insertion into a column proven clean; `count`,
+ * a LIMIT or OFFSET (its value is a number of rows); a category, a column of that category; `masked`,
+ * anywhere else (a function's argument, `select $1`, a column of unknown or mixed origin).
+ */
+export type ParamPlace = 'clean' | 'count' | 'masked' | {category: MaskingCategory}
+
+/** Comparison operators whose operands are only compared, never stored or printed (built-in ones only). */
+const COMPARISONS = new Set(['=', '<>', '!=', '<', '>', '<=', '>='])
+
+interface ParamWalk {
+  ctx: Ctx
+  places: Map<number, ParamPlace>
+}
+
+/** Two places of one parameter: clean only when both are; a sensitive column's category when they agree. */
+function bothPlaces(a: ParamPlace | undefined, b: ParamPlace): ParamPlace {
+  if (a === undefined || a === b) return b
+  if (a === 'masked' || b === 'masked') return 'masked'
+  if (typeof a === 'object' && typeof b === 'object') return a.category === b.category ? a : 'masked'
+  if (typeof a === 'object') return a
+  if (typeof b === 'object') return b
+  // One use is a count, the other a clean column: shown only as a number.
+  return 'count'
+}
+
+function placeParam(w: ParamWalk, param: Node, place: ParamPlace): void {
+  const n = typeof param.number === 'number' ? param.number : 0
+  w.places.set(n, bothPlaces(w.places.get(n), place))
+}
+
+/**
+ * The ParamRef a value is, through casts to types whose input runs no user code (`$1::int`), or
+ * undefined. A domain's constraints and a user-defined cast run user code on the value (`typeCast`).
+ */
+function paramOf(raw: unknown, ctx: Ctx): Node | undefined {
+  const u = unwrap(raw)
+  if (!u) return undefined
+  if (u[0] === 'ParamRef') return u[1]
+  if (u[0] !== 'TypeCast') return undefined
+  const names = list((u[1].typeName as Node | undefined)?.names).map(svalOf)
+  const schema = names.length > 1 ? names[0] : undefined
+  if (schema !== 'pg_catalog' && (ctx.distrustNames || ctx.catalog.castRunsCode(names.at(-1) ?? '', schema))) return undefined
+  return paramOf(u[1].arg, ctx)
+}
+
+/**
+ * A column's lineage for a parameter compared with or stored into it, or undefined when its type
+ * runs user code on the value (a domain's constraints): the value may be copied anywhere.
+ */
+function codeFree(col: Lineage | undefined, ctx: Ctx): Lineage | undefined {
+  const origin = col?.origin
+  if (!origin) return col
+  const type = ctx.catalog.relation(origin.tableOid)?.columns.find((c) => c.attnum === origin.attnum)?.typeName
+  return type !== undefined && ctx.catalog.castRunsCode(type) ? undefined : col
+}
+
+/** The lineage of the column `name` of a written relation (see `codeFree`). */
+function writtenColumn(target: ScopeRel | undefined, name: string | undefined, ctx: Ctx): Lineage | undefined {
+  return codeFree(name === undefined ? undefined : target?.columns?.find((c) => c.name === name), ctx)
+}
+
+/** What a column's lineage makes of a parameter compared with or written into it. */
+function columnPlace(l: Lineage | undefined): ParamPlace {
+  if (!l) return 'masked'
+  if (clean(l)) return 'clean'
+  const sources = flatten(l)
+  if (anyUnknown(l) || sources.length === 0) return 'masked'
+  const category = sources[0]!.category
+  return sources.every((s) => s.category === category) ? {category} : 'masked'
+}
+
+/** Whether an operator name is a built-in comparison, as the catalog read it (`aExpr` decides alike for lineage). */
+function builtinComparison(name: unknown, ctx: Ctx): boolean {
+  const parts = list(name).map(svalOf)
+  const op = parts.at(-1)
+  if (op === undefined || !COMPARISONS.has(op) || parts.length > 2) return false
+  if (parts.length === 2) return parts[0] === 'pg_catalog'
+  return !ctx.distrustNames && !ctx.catalog.isUserOperator(op)
+}
+
+/** A plain column reference (not `*`, not a whole row by its alias alone), resolved in scope. */
+function plainColumn(raw: unknown, scope: Scope, ctx: Ctx): Lineage | undefined {
+  const u = unwrap(raw)
+  if (!u || u[0] !== 'ColumnRef') return undefined
+  if (list(u[1].fields).some((f) => unwrap(f)?.[0] !== 'String')) return undefined
+  // Masked, not left to the generic walk: the parameter is compared with this column either way.
+  return codeFree(columnRef(u[1], scope, ctx), ctx) ?? UNKNOWN
+}
+
+/** `col op $n`, `$n op col`, `col IN ($n, …)`, `col = ANY($n)`: true when handled here. */
+function comparisonPlaces(node: Node, scope: Scope, w: ParamWalk): boolean {
+  if (!builtinComparison(node.name, w.ctx)) return false
+  const kind = node.kind as string | undefined
+  if (kind === undefined || kind === 'AEXPR_OP' || kind === 'AEXPR_OP_ANY' || kind === 'AEXPR_OP_ALL') {
+    const pairs: [unknown, unknown][] = kind === undefined || kind === 'AEXPR_OP' ? [[node.lexpr, node.rexpr], [node.rexpr, node.lexpr]] : [[node.lexpr, node.rexpr]]
+    for (const [col, other] of pairs) {
+      const p = paramOf(other, w.ctx)
+      const c = p && plainColumn(col, scope, w.ctx)
+      if (p && c) {
+        placeParam(w, p, columnPlace(c))
+        return true
+      }
+    }
+    return false
+  }
+  if (kind === 'AEXPR_IN') {
+    const c = plainColumn(node.lexpr, scope, w.ctx)
+    if (!c) return false
+    // `IN ($1, $2)` arrives as a List node or a bare array, depending on the parser's version.
+    const items = Array.isArray(node.rexpr) ? node.rexpr : list(unwrap(node.rexpr)?.[0] === 'List' ? unwrap(node.rexpr)![1].items : undefined)
+    if (items.length === 0) return false
+    for (const item of items) {
+      const p = paramOf(item, w.ctx)
+      if (p) placeParam(w, p, columnPlace(c))
+      else paramWalk(item, scope, w)
+    }
+    return true
+  }
+  return false
+}
+
+/** `SET col = $n` of UPDATE and ON CONFLICT DO UPDATE; other targets are walked as any expression. */
+function assignmentPlaces(targets: unknown, target: ScopeRel | undefined, scope: Scope, w: ParamWalk): void {
+  for (const t of list(targets)) {
+    const rt = unwrap(t)?.[1]
+    const p = rt && typeof rt.name === 'string' && rt.indirection === undefined ? paramOf(rt.val, w.ctx) : undefined
+    if (p) placeParam(w, p, columnPlace(writtenColumn(target, rt!.name as string, w.ctx)))
+    else paramWalk(t, scope, w)
+  }
+}
+
+function selectPlaces(sel: Node, outer: Scope, w: ParamWalk): void {
+  const scope = withCtes(sel.withClause as Node | undefined, outer, w.ctx)
+  for (const c of list((sel.withClause as Node | undefined)?.ctes)) paramWalk(unwrap(c)?.[1].ctequery, scope, w)
+  for (const item of list(sel.fromClause)) scope.rels.push(...fromItem(item, scope, w.ctx).visible)
+  for (const [key, value] of Object.entries(sel)) {
+    if (key === 'withClause') continue
+    if (key === 'limitCount' || key === 'limitOffset') {
+      const p = paramOf(value, w.ctx)
+      if (p) {
+        placeParam(w, p, 'count')
+        continue
+      }
+    }
+    paramWalk(value, scope, w)
+  }
+}
+
+function dmlPlaces(kind: string, node: Node, outer: Scope, w: ParamWalk): void {
+  const scope = withCtes(node.withClause as Node | undefined, outer, w.ctx)
+  for (const c of list((node.withClause as Node | undefined)?.ctes)) paramWalk(unwrap(c)?.[1].ctequery, scope, w)
+  const target = node.relation === undefined ? undefined : fromItem({RangeVar: node.relation}, scope, w.ctx).visible[0]
+  if (target) scope.rels.push(target)
+  // Triggers and rules on the written relation (or a partition or child the row may land in) run
+  // code of their own, which may copy a value anywhere; and one created by the connection's own
+  // uncommitted change is not in the catalog yet.
+  const written = target?.catalog
+  const runsCode = written !== undefined && (w.ctx.distrustNames || w.ctx.catalog.lookup(written.schema, written.relation).some((r) => writesRunCode(r, w.ctx.catalog)))
+  const into = runsCode ? undefined : target
+  for (const item of [...list(node.fromClause), ...list(node.usingClause)]) scope.rels.push(...fromItem(item, scope, w.ctx).visible)
+  for (const [key, value] of Object.entries(node)) {
+    if (key === 'withClause' || key === 'relation') continue
+    if (kind === 'UpdateStmt' && key === 'targetList') assignmentPlaces(value, into, scope, w)
+    else if (kind === 'InsertStmt' && key === 'selectStmt') insertedPlaces(node, into, scope, w)
+    else if (kind === 'InsertStmt' && key === 'onConflictClause') {
+      const oc = value as Node
+      // `excluded` is the row proposed for insertion: the target's own columns.
+      const inner: Scope = {rels: target ? [...scope.rels, {...target, alias: 'excluded'}] : scope.rels, ctes: scope.ctes, parent: scope.parent}
+      for (const [k, v] of Object.entries(oc)) {
+        if (k === 'targetList') assignmentPlaces(v, into, inner, w)
+        else paramWalk(v, inner, w)
+      }
+    } else paramWalk(value, scope, w)
+  }
+}
+
+/**
+ * Whether writing a relation may run code: its own triggers, rules or row-level security policies
+ * (their WITH CHECK expressions), or those of a relation inheriting from it (a partition).
+ */
+function writesRunCode(rel: CatalogRelation, catalog: Catalog, seen = new Set<number>()): boolean {
+  if (rel.runsCode || rel.rowSecurity) return true
+  seen.add(rel.oid)
+  return (rel.children ?? []).some((oid) => {
+    if (seen.has(oid)) return false
+    const child = catalog.relation(oid)
+    return !child || writesRunCode(child, catalog, seen)
+  })
+}
+
+/** `INSERT … VALUES ($1, …)`: each value in the column its position names (the list given, else the table's order). */
+function insertedPlaces(node: Node, target: ScopeRel | undefined, scope: Scope, w: ParamWalk): void {
+  const sel = unwrap(node.selectStmt)
+  if (!sel || sel[0] !== 'SelectStmt' || !sel[1].valuesLists || (sel[1].op && sel[1].op !== 'SETOP_NONE')) return paramWalk(node.selectStmt, scope, w)
+  const given = list(node.cols).map((c) => unwrap(c)?.[1])
+  // A column named with a subscript or field (`tags[1]`, `addr.city`) is a part of it: not resolved here.
+  const names: (string | undefined)[] = given.length > 0 ? given.map((rt) => (rt && rt.indirection === undefined ? (rt.name as string | undefined) : undefined)) : (target?.columns ?? []).map((c) => c.name)
+  for (const [key, value] of Object.entries(sel[1])) {
+    if (key !== 'valuesLists') {
+      paramWalk(value, scope, w)
+      continue
+    }
+    for (const row of list(value)) {
+      list(unwrap(row)?.[1].items).forEach((item, i) => {
+        const p = paramOf(item, w.ctx)
+        if (p) placeParam(w, p, columnPlace(writtenColumn(target, names[i], w.ctx)))
+        else paramWalk(item, scope, w)
+      })
+    }
+  }
+}
+
+/** Every parameter reached here is in a place not recognised above: masked. */
+function paramWalk(raw: unknown, scope: Scope, w: ParamWalk): void {
+  if (Array.isArray(raw)) {
+    for (const item of raw) paramWalk(item, scope, w)
+    return
+  }
+  if (!isObj(raw)) return
+  const u = unwrap(raw)
+  if (!u) {
+    for (const v of Object.values(raw)) paramWalk(v, scope, w)
+    return
+  }
+  const [kind, node] = u
+  switch (kind) {
+    case 'ParamRef':
+      return placeParam(w, node, 'masked')
+    case 'SelectStmt':
+      return selectPlaces(node, scope, w)
+    case 'InsertStmt':
+    case 'UpdateStmt':
+    case 'DeleteStmt':
+      return dmlPlaces(kind, node, scope, w)
+    case 'A_Expr':
+      if (comparisonPlaces(node, scope, w)) return
+  }
+  for (const v of Object.values(node)) paramWalk(v, scope, w)
+}
+
+/**
+ * For each bind parameter of a text (by number), where its value goes, resolved against the catalog
+ * by the lineage's own scopes: the recording keeps a parameter in clear only where this proves it
+ * lands in a clean column or a row count. `distrustNames`: the session may have created operators
+ * the catalog has not read, so no unqualified comparison is proven built-in. Undefined when the text
+ * does not parse: every parameter is then masked.
+ */
+export function paramPlaces(sql: string, catalog: Catalog, distrustNames = false): ReadonlyMap<number, ParamPlace> | undefined {
+  const parsed = parseSql(sql)
+  if (!parsed.ok) return undefined
+  // Any schema holding a relation of that name may be the one meant: the session's search_path is not known here.
+  const w: ParamWalk = {ctx: newCtx(catalog, distrustNames, true), places: new Map()}
+  for (const s of parsed.statements) paramWalk(s, {rels: [], ctes: new Map()}, w)
+  return w.places
 }

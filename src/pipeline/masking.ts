@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {defaultKeyDir} from '../audit/signing.js'
-import {startMasking, type ClosableCatalogQuery, type MaskingRuntime} from '../masking/index.js'
+import {startMasking, type ClosableCatalogQuery, type MaskingFilterFactory, type MaskingRuntime} from '../masking/index.js'
 import {ENGLISH_MESSAGES, englishMessages} from '../policy/assumed-settings.js'
 import {sharedAnalysisCache, type PolicyVerdict, type StatementAnalysis} from '../policy/index.js'
 import type {StatementContext} from '../proxy/seam.js'
@@ -13,8 +13,10 @@ import type {Stage} from './stage.js'
 
 export interface MaskingStage extends Stage {
   readonly name: 'masking'
-  /** Masks sensitive values in text (bind parameters, for the recording). */
+  /** Masks sensitive values in free text, for the recording. */
   readonly maskText: (text: string) => string
+  /** Masks a statement's bind parameters by where they go, for the recording. */
+  readonly maskParams: MaskingFilterFactory['maskParams']
 }
 
 /**
@@ -37,6 +39,7 @@ export async function maskingStage(ctx: TunnelHooksContext, who: IdentityStage, 
     // Errors are masked by their English wording: a session whose server writes them in another language is refused.
     assumedSettings: [ENGLISH_MESSAGES],
     maskText: masking.factory.maskText,
+    maskParams: masking.factory.maskParams,
     statement: maskability(masking, log),
     resultFilter: masking.hooks.resultFilter,
     outputMemory: masking.hooks.outputMemory,

@@ -27,6 +27,7 @@ export async function recordingStage(ctx: TunnelHooksContext, who: IdentityStage
     log: ctx.log ?? (() => {}),
     policy: ctx.policy,
     maskText: masking?.maskText,
+    maskParams: masking?.maskParams,
     agent: who.agent,
   })
   const maxStatementSize = ctx.target.tunnel.maxStatementSize
