@@ -117,6 +117,11 @@ export interface TargetInfo {
    * that holds (where-basis.ts): a view, a parent table or a function body may reach the target.
    */
   suspect?: boolean
+  /**
+   * Judge as if every operator named without a schema were a user's (`trustedSymbol`): the
+   * catalog decides later whether one of the condition's symbols is (where-basis.ts).
+   */
+  userOperators?: boolean
 }
 
 /** A subquery level between the condition and a column reference. */
@@ -240,6 +245,51 @@ export function cteSources(withClause: unknown, relname: string, suspect = false
 
 // ---- compiling a condition -----------------------------------------------------------------------
 
+/**
+ * The symbol of an operator the proof may read as the built-in one, or undefined. An operator
+ * named with a schema other than pg_catalog is a user's, whatever its symbol
+ * (`id OPERATOR(public.=) 5`). One named without a schema may be a user's too: PostgreSQL picks an
+ * exact match of the argument types over the built-in operator it would reach by a cast, so a
+ * user's `=(int4, numeric)` is what `id = 5.0` runs, and it may be true for every row. A judgment
+ * with `distrust` (`TargetInfo.userOperators`) takes it for a user's; the catalog decides (where-basis.ts).
+ * BETWEEN, IN and IS DISTINCT FROM run such operators by name as well.
+ */
+function trustedSymbol(nameList: unknown, distrust: boolean): string | undefined {
+  const parts = strings(nameList)
+  if (parts.length > 1) return parts[0] === 'pg_catalog' ? parts.at(-1) : undefined
+  return distrust ? undefined : parts[0]
+}
+
+/**
+ * The operator symbols, named without a schema, that the proof of these conditions may read as
+ * built-in comparisons or arithmetic (BETWEEN as `>=` and `<=`; `IN (SELECT …)` as `=`): what
+ * where-basis.ts looks up in the target's catalog for a user's operator of the same symbol.
+ */
+export function conditionOperators(conditions: readonly unknown[]): string[] {
+  const out = new Set<string>()
+  const visit = (n: unknown): void => {
+    if (Array.isArray(n)) {
+      for (const x of n) visit(x)
+      return
+    }
+    if (!isObj(n)) return
+    const u = unwrap(n)
+    if (u?.[0] === 'A_Expr') {
+      const parts = strings(u[1].name)
+      if (String(u[1].kind).includes('BETWEEN')) {
+        out.add('>=')
+        out.add('<=')
+      } else if (parts.length === 1) out.add(parts[0]!)
+    } else if (u?.[0] === 'SubLink') {
+      const parts = u[1].operName === undefined ? ['='] : strings(u[1].operName)
+      if (parts.length === 1) out.add(parts[0]!)
+    }
+    for (const v of Object.values(n)) visit(v)
+  }
+  for (const c of conditions) visit(c)
+  return [...out]
+}
+
 class Compiler {
   private readonly others: Map<string, boolean>
   private readonly exactOthers: Set<string>
@@ -353,7 +403,7 @@ class Compiler {
 
   /** The value an independent expression stands for. */
   value(node: unknown): Val {
-    const c = constant(node)
+    const c = constant(node, this.target.userOperators)
     if (c === undefined) return {k: 'sym', id: keyOf(node)}
     if (c === null) return {k: 'null'}
     if (typeof c === 'number') return {k: 'num', n: c}
@@ -372,8 +422,8 @@ class Compiler {
       return {k: 'cmp', col: rc, op: FLIP[op], v: this.value(l)}
     }
     if (this.dependence(l, scopes) === 'no' && this.dependence(r, scopes) === 'no') {
-      const a = constant(l)
-      const b = constant(r)
+      const a = constant(l, this.target.userOperators)
+      const b = constant(r, this.target.userOperators)
       // transform_null_equals makes `NULL = NULL` true: a comparison with NULL is not a constant.
       if (a !== undefined && b !== undefined && !(op === '=' && (a === null || b === null))) return constNode(binary(op, a, b))
     }
@@ -433,7 +483,7 @@ class Compiler {
   }
 
   compile(node: unknown, scopes: readonly Scope[] = []): Node {
-    const c = constant(node)
+    const c = constant(node, this.target.userOperators)
     if (c !== undefined) return constNode(c === null ? null : toBool(c) ?? undefined)
     const u = unwrap(node)
     if (!u) return OPAQUE
@@ -482,7 +532,8 @@ class Compiler {
 
   private aExpr(body: Obj, scopes: readonly Scope[]): Node {
     const kind = String(body.kind)
-    const opName = strings(body.name).at(-1) ?? ''
+    const opName = trustedSymbol(body.name, this.target.userOperators === true)
+    if (opName === undefined) return OPAQUE
     const l = body.lexpr
     const r = body.rexpr
     switch (kind) {
@@ -555,7 +606,7 @@ class Compiler {
   private like(l: unknown, pattern: unknown, negated: boolean, kind: 'like' | 'ilike' | 'similar' | 'regex' | 'iregex', scopes: readonly Scope[]): Node {
     const col = this.targetColumn(l, scopes)
     if (col === undefined || pattern === undefined || this.dependence(pattern, scopes) !== 'no') return OPAQUE
-    const p = constant(pattern)
+    const p = constant(pattern, this.target.userOperators)
     if (p === null) return {k: 'const', v: N}
     if (typeof p === 'string') {
       const re = patternRegex(p, kind)
@@ -594,7 +645,7 @@ class Compiler {
       for (const conj of conds) {
         const cu = unwrap(conj)
         if (cu?.[0] !== 'A_Expr' || cu[1].kind !== 'AEXPR_OP') continue
-        const op = COMPARISONS[strings(cu[1].name).at(-1) ?? '']
+        const op = COMPARISONS[trustedSymbol(cu[1].name, this.target.userOperators === true) ?? '']
         if (!op) continue
         const corr = this.compare(cu[1].lexpr, op, cu[1].rexpr, inner)
         if (corr.k === 'cmp') return {k: 'exists', corr, exact: plain && corr.v.k === 'sym'}
@@ -602,7 +653,8 @@ class Compiler {
       return OPAQUE
     }
     if (type === 'ANY_SUBLINK' || type === 'ALL_SUBLINK') {
-      const op = type === 'ANY_SUBLINK' && body.operName === undefined ? '=' : COMPARISONS[strings(body.operName).at(-1) ?? '=']
+      const symbol = type === 'ANY_SUBLINK' && body.operName === undefined ? (this.target.userOperators ? undefined : '=') : trustedSymbol(body.operName, this.target.userOperators === true)
+      const op = COMPARISONS[symbol ?? '']
       if (!op) return OPAQUE
       const col = this.targetColumn(body.testexpr, scopes)
       if (col === undefined || this.dependence(body.subselect, scopes) !== 'no') return OPAQUE
@@ -642,7 +694,7 @@ class Compiler {
     const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
     if (ref.col !== col && this.exactCopy(qual, all)) return false
     const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
-    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.suspect ? {suspect: true} : {})})
+    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.suspect ? {suspect: true} : {}), ...(this.target.userOperators ? {userOperators: true} : {})})
     // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
     const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
     return judge.judgeAll(conditions) !== 'filtered'
@@ -1048,7 +1100,7 @@ export class WhereJudge {
 // ---- constants -------------------------------------------------------------------------------------
 
 /** The value of an expression made only of constants, or undefined when it is anything else. */
-export function constant(node: unknown): Scalar | undefined {
+export function constant(node: unknown, userOperators = false): Scalar | undefined {
   const u = unwrap(node)
   if (!u) return undefined
   const [type, body] = u
@@ -1056,16 +1108,18 @@ export function constant(node: unknown): Scalar | undefined {
     case 'A_Const':
       return constValue(body)
     case 'TypeCast': {
-      const inner = constant(body.arg)
+      const inner = constant(body.arg, userOperators)
       return inner === undefined ? undefined : castConst(inner, body.typeName)
     }
     case 'A_Expr': {
       if (body.kind !== 'AEXPR_OP') return undefined
-      const op = strings(body.name).at(-1) ?? ''
-      const r = constant(body.rexpr)
+      // A user's operator computes what it likes (`trustedSymbol`).
+      const op = trustedSymbol(body.name, userOperators)
+      if (op === undefined) return undefined
+      const r = constant(body.rexpr, userOperators)
       if (r === undefined) return undefined
       if (body.lexpr === undefined) return op === '-' && typeof r === 'number' ? -r : op === '+' && typeof r === 'number' ? r : undefined
-      const l = constant(body.lexpr)
+      const l = constant(body.lexpr, userOperators)
       if (l === undefined) return undefined
       // With transform_null_equals on, `x = NULL` means `x IS NULL`: such a comparison is not a constant.
       if (op === '=' && (l === null || r === null)) return undefined
@@ -1077,7 +1131,7 @@ export function constant(node: unknown): Scalar | undefined {
       return binary(op, l, r)
     }
     case 'BoolExpr': {
-      const args = list(body.args).map(constant)
+      const args = list(body.args).map((a) => constant(a, userOperators))
       if (args.some((a) => a === undefined)) return undefined
       const vals = (args as Scalar[]).map((a) => (a === null ? null : toBool(a)))
       if (vals.some((v) => v === undefined)) return undefined
@@ -1086,12 +1140,12 @@ export function constant(node: unknown): Scalar | undefined {
       return vals.includes(true) ? true : vals.includes(null) ? null : false
     }
     case 'NullTest': {
-      const a = constant(body.arg)
+      const a = constant(body.arg, userOperators)
       if (a === undefined) return undefined
       return body.nulltesttype === 'IS_NOT_NULL' ? a !== null : a === null
     }
     case 'BooleanTest': {
-      const a = constant(body.arg)
+      const a = constant(body.arg, userOperators)
       if (a === undefined) return undefined
       const v = a === null ? N : toBool(a) === true ? T : toBool(a) === false ? F : undefined
       if (v === undefined) return undefined
@@ -1099,7 +1153,7 @@ export function constant(node: unknown): Scalar | undefined {
     }
     case 'CoalesceExpr': {
       for (const a of list(body.args)) {
-        const v = constant(a)
+        const v = constant(a, userOperators)
         if (v === undefined) return undefined
         if (v !== null) return v
       }
