@@ -124,6 +124,23 @@ function userOperator(symbol: string, catalog: ViewAwareCatalog): Finding {
   return undefined
 }
 
+/**
+ * Why `t.x` in the condition may not be a column, or undefined. PostgreSQL reads `t.x` as a call
+ * `x(t)` when `t` has no column `x` (attribute notation), and a user's function of one argument
+ * by that name may return what it likes for every row (`t.flag` where `flag(t)` returns true).
+ * dbgate does not know the target's columns, so such a function counts, an extension's too.
+ */
+function userAttribute(name: string, catalog: ViewAwareCatalog): Finding {
+  const candidates = catalog.get(catalogKey({kind: 'attribute', name, args: 1}))
+  if (candidates === undefined) return `${name}, which dbgate could not look up in the target's catalog`
+  for (const cand of candidates) {
+    if (cand.via !== undefined || isBuiltinSchema(cand.schema)) continue
+    if (cand.nargs - cand.ndefaults > 1 || (cand.nargs < 1 && !cand.variadic)) continue
+    return `the name ${name} after a table or alias, which may call the function ${cand.schema}.${cand.name} with the whole row rather than read a column (attribute notation); write it as a column the table has, or call the function with a value you can show`
+  }
+  return undefined
+}
+
 /** The relation the operation writes (an UPDATE's, DELETE's or MERGE action's target). */
 function writtenTable(o: Operation): TableRef | undefined {
   return o.tables.find((t) => t.access === 'write' && t.via === undefined && t.every === undefined)
@@ -135,7 +152,7 @@ function judged(o: Operation, catalog: ViewAwareCatalog, distrusted: boolean): O
   const target = writtenTable(o)
   const judgedAs = (where: Operation['where'], why: string): Operation => ({...rest, where, detail: [o.detail, why].filter(Boolean).join('; ')})
   // What dbgate cannot look up counts as the worst: relations over the target and users' operators.
-  const pessimistic = (why: string, where = basis.operatorsOtherwise): Operation => judgedAs(where, `its WHERE compares the rows with values read from ${why}, so it may pick every row`)
+  const pessimistic = (why: string, where = basis.userCodeOtherwise): Operation => judgedAs(where, `its WHERE compares the rows with values read from ${why}, so it may pick every row`)
   if (!target) return pessimistic('relations dbgate could not tell apart from the target')
   const targetName = target.schema ? `${target.schema}.${target.name}` : target.name
   if (distrusted) return pessimistic(`relations, functions or operators whose definitions this session may have changed in a transaction that is not committed yet (send it after the COMMIT)`)
@@ -144,7 +161,11 @@ function judged(o: Operation, catalog: ViewAwareCatalog, distrusted: boolean): O
   const finder = new Finder(catalog, reach, targetName)
   for (const symbol of basis.operators) {
     const found = userOperator(symbol, catalog)
-    if (found) return judgedAs(basis.operatorsOtherwise, `its WHERE compares the rows with ${found}`)
+    if (found) return judgedAs(basis.userCodeOtherwise, `its WHERE compares the rows with ${found}`)
+  }
+  for (const name of basis.attributes) {
+    const found = userAttribute(name, catalog)
+    if (found) return judgedAs(basis.userCodeOtherwise, `its WHERE reads ${found}`)
   }
   for (const c of basis.calls) {
     // The target's own name the proof reads as the target already (where.ts).

@@ -118,10 +118,11 @@ export interface TargetInfo {
    */
   suspect?: boolean
   /**
-   * Judge as if every operator named without a schema were a user's (`trustedSymbol`): the
-   * catalog decides later whether one of the condition's symbols is (where-basis.ts).
+   * Judge as if every operator named without a schema were a user's (`trustedSymbol`), and every
+   * `t.x` of the target a user's function `x(t)` (`rowFunction`): the catalog decides later whether
+   * one of the condition's symbols or names is (where-basis.ts).
    */
-  userOperators?: boolean
+  userCode?: boolean
 }
 
 /** A subquery level between the condition and a column reference. */
@@ -251,7 +252,7 @@ export function cteSources(withClause: unknown, relname: string, suspect = false
  * (`id OPERATOR(public.=) 5`). One named without a schema may be a user's too: PostgreSQL picks an
  * exact match of the argument types over the built-in operator it would reach by a cast, so a
  * user's `=(int4, numeric)` is what `id = 5.0` runs, and it may be true for every row. A judgment
- * with `distrust` (`TargetInfo.userOperators`) takes it for a user's; the catalog decides (where-basis.ts).
+ * with `distrust` (`TargetInfo.userCode`) takes it for a user's; the catalog decides (where-basis.ts).
  * BETWEEN, IN and IS DISTINCT FROM run such operators by name as well.
  */
 function trustedSymbol(nameList: unknown, distrust: boolean): string | undefined {
@@ -260,13 +261,28 @@ function trustedSymbol(nameList: unknown, distrust: boolean): string | undefined
   return distrust ? undefined : parts[0]
 }
 
+/** Argument types a whole row can be passed to. */
+const ROW_ARGUMENTS = new Set(['record', 'anyelement', 'anynonarray', 'anycompatible', 'anycompatiblenonarray', '"any"'])
+
+/**
+ * Whether `t.x` may be a built-in function of the row rather than a column: PostgreSQL reads
+ * `t.x` as `x(t)` when `t` has no column `x` (attribute notation), so `t.to_json IS NOT NULL` is
+ * true for every row. dbgate does not know the target's columns; a user's function by that name
+ * is the catalog's to show (where-basis.ts).
+ */
+function rowFunction(name: string): boolean {
+  return (builtinCandidates(name) ?? []).some((c) => c.kind === 'f' && c.nargs >= 1 && c.nargs - c.ndefaults <= 1 && ROW_ARGUMENTS.has((c.args ?? '').split(',')[0]!.trim()))
+}
+
 /**
  * The operator symbols, named without a schema, that the proof of these conditions may read as
- * built-in comparisons or arithmetic (BETWEEN as `>=` and `<=`; `IN (SELECT …)` as `=`): what
- * where-basis.ts looks up in the target's catalog for a user's operator of the same symbol.
+ * built-in comparisons or arithmetic (BETWEEN as `>=` and `<=`; `IN (SELECT …)` as `=`), and the
+ * names it reads as columns of a qualified reference (`t.x`): what where-basis.ts looks up in the
+ * target's catalog for a user's operator of the same symbol, or a user's function of that name.
  */
-export function conditionOperators(conditions: readonly unknown[]): string[] {
+export function conditionUserCode(conditions: readonly unknown[]): {operators: string[]; attributes: string[]} {
   const out = new Set<string>()
+  const attributes = new Set<string>()
   const visit = (n: unknown): void => {
     if (Array.isArray(n)) {
       for (const x of n) visit(x)
@@ -283,11 +299,14 @@ export function conditionOperators(conditions: readonly unknown[]): string[] {
     } else if (u?.[0] === 'SubLink') {
       const parts = u[1].operName === undefined ? ['='] : strings(u[1].operName)
       if (parts.length === 1) out.add(parts[0]!)
+    } else if (u?.[0] === 'ColumnRef') {
+      const parts = strings(u[1].fields)
+      if (parts.length > 1 && parts.at(-1) !== '*') attributes.add(parts.at(-1)!)
     }
     for (const v of Object.values(n)) visit(v)
   }
   for (const c of conditions) visit(c)
-  return [...out]
+  return {operators: [...out], attributes: [...attributes]}
 }
 
 class Compiler {
@@ -331,7 +350,12 @@ class Compiler {
     }
     const other = this.others.get(qual)
     if (other !== undefined) return {k: 'other', col, sameTable: other}
-    if (this.target.names.has(qual)) return col === '*' ? {k: 'whole'} : {k: 'target', col}
+    if (this.target.names.has(qual)) {
+      if (col === '*') return {k: 'whole'}
+      // `t.x` may call a function of the whole row (attribute notation), which may be anything.
+      if (this.target.userCode || rowFunction(col)) return {k: 'ambiguous'}
+      return {k: 'target', col}
+    }
     return {k: 'ambiguous'}
   }
 
@@ -403,7 +427,7 @@ class Compiler {
 
   /** The value an independent expression stands for. */
   value(node: unknown): Val {
-    const c = constant(node, this.target.userOperators)
+    const c = constant(node, this.target.userCode)
     if (c === undefined) return {k: 'sym', id: keyOf(node)}
     if (c === null) return {k: 'null'}
     if (typeof c === 'number') return {k: 'num', n: c}
@@ -422,8 +446,8 @@ class Compiler {
       return {k: 'cmp', col: rc, op: FLIP[op], v: this.value(l)}
     }
     if (this.dependence(l, scopes) === 'no' && this.dependence(r, scopes) === 'no') {
-      const a = constant(l, this.target.userOperators)
-      const b = constant(r, this.target.userOperators)
+      const a = constant(l, this.target.userCode)
+      const b = constant(r, this.target.userCode)
       // transform_null_equals makes `NULL = NULL` true: a comparison with NULL is not a constant.
       if (a !== undefined && b !== undefined && !(op === '=' && (a === null || b === null))) return constNode(binary(op, a, b))
     }
@@ -483,7 +507,7 @@ class Compiler {
   }
 
   compile(node: unknown, scopes: readonly Scope[] = []): Node {
-    const c = constant(node, this.target.userOperators)
+    const c = constant(node, this.target.userCode)
     if (c !== undefined) return constNode(c === null ? null : toBool(c) ?? undefined)
     const u = unwrap(node)
     if (!u) return OPAQUE
@@ -532,7 +556,7 @@ class Compiler {
 
   private aExpr(body: Obj, scopes: readonly Scope[]): Node {
     const kind = String(body.kind)
-    const opName = trustedSymbol(body.name, this.target.userOperators === true)
+    const opName = trustedSymbol(body.name, this.target.userCode === true)
     if (opName === undefined) return OPAQUE
     const l = body.lexpr
     const r = body.rexpr
@@ -606,7 +630,7 @@ class Compiler {
   private like(l: unknown, pattern: unknown, negated: boolean, kind: 'like' | 'ilike' | 'similar' | 'regex' | 'iregex', scopes: readonly Scope[]): Node {
     const col = this.targetColumn(l, scopes)
     if (col === undefined || pattern === undefined || this.dependence(pattern, scopes) !== 'no') return OPAQUE
-    const p = constant(pattern, this.target.userOperators)
+    const p = constant(pattern, this.target.userCode)
     if (p === null) return {k: 'const', v: N}
     if (typeof p === 'string') {
       const re = patternRegex(p, kind)
@@ -645,7 +669,7 @@ class Compiler {
       for (const conj of conds) {
         const cu = unwrap(conj)
         if (cu?.[0] !== 'A_Expr' || cu[1].kind !== 'AEXPR_OP') continue
-        const op = COMPARISONS[trustedSymbol(cu[1].name, this.target.userOperators === true) ?? '']
+        const op = COMPARISONS[trustedSymbol(cu[1].name, this.target.userCode === true) ?? '']
         if (!op) continue
         const corr = this.compare(cu[1].lexpr, op, cu[1].rexpr, inner)
         if (corr.k === 'cmp') return {k: 'exists', corr, exact: plain && corr.v.k === 'sym'}
@@ -653,7 +677,7 @@ class Compiler {
       return OPAQUE
     }
     if (type === 'ANY_SUBLINK' || type === 'ALL_SUBLINK') {
-      const symbol = type === 'ANY_SUBLINK' && body.operName === undefined ? (this.target.userOperators ? undefined : '=') : trustedSymbol(body.operName, this.target.userOperators === true)
+      const symbol = type === 'ANY_SUBLINK' && body.operName === undefined ? (this.target.userCode ? undefined : '=') : trustedSymbol(body.operName, this.target.userCode === true)
       const op = COMPARISONS[symbol ?? '']
       if (!op) return OPAQUE
       const col = this.targetColumn(body.testexpr, scopes)
@@ -694,7 +718,7 @@ class Compiler {
     const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
     if (ref.col !== col && this.exactCopy(qual, all)) return false
     const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
-    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.suspect ? {suspect: true} : {}), ...(this.target.userOperators ? {userOperators: true} : {})})
+    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.suspect ? {suspect: true} : {}), ...(this.target.userCode ? {userCode: true} : {})})
     // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
     const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
     return judge.judgeAll(conditions) !== 'filtered'
@@ -1100,7 +1124,7 @@ export class WhereJudge {
 // ---- constants -------------------------------------------------------------------------------------
 
 /** The value of an expression made only of constants, or undefined when it is anything else. */
-export function constant(node: unknown, userOperators = false): Scalar | undefined {
+export function constant(node: unknown, userCode = false): Scalar | undefined {
   const u = unwrap(node)
   if (!u) return undefined
   const [type, body] = u
@@ -1108,18 +1132,18 @@ export function constant(node: unknown, userOperators = false): Scalar | undefin
     case 'A_Const':
       return constValue(body)
     case 'TypeCast': {
-      const inner = constant(body.arg, userOperators)
+      const inner = constant(body.arg, userCode)
       return inner === undefined ? undefined : castConst(inner, body.typeName)
     }
     case 'A_Expr': {
       if (body.kind !== 'AEXPR_OP') return undefined
       // A user's operator computes what it likes (`trustedSymbol`).
-      const op = trustedSymbol(body.name, userOperators)
+      const op = trustedSymbol(body.name, userCode)
       if (op === undefined) return undefined
-      const r = constant(body.rexpr, userOperators)
+      const r = constant(body.rexpr, userCode)
       if (r === undefined) return undefined
       if (body.lexpr === undefined) return op === '-' && typeof r === 'number' ? -r : op === '+' && typeof r === 'number' ? r : undefined
-      const l = constant(body.lexpr, userOperators)
+      const l = constant(body.lexpr, userCode)
       if (l === undefined) return undefined
       // With transform_null_equals on, `x = NULL` means `x IS NULL`: such a comparison is not a constant.
       if (op === '=' && (l === null || r === null)) return undefined
@@ -1131,7 +1155,7 @@ export function constant(node: unknown, userOperators = false): Scalar | undefin
       return binary(op, l, r)
     }
     case 'BoolExpr': {
-      const args = list(body.args).map((a) => constant(a, userOperators))
+      const args = list(body.args).map((a) => constant(a, userCode))
       if (args.some((a) => a === undefined)) return undefined
       const vals = (args as Scalar[]).map((a) => (a === null ? null : toBool(a)))
       if (vals.some((v) => v === undefined)) return undefined
@@ -1140,12 +1164,12 @@ export function constant(node: unknown, userOperators = false): Scalar | undefin
       return vals.includes(true) ? true : vals.includes(null) ? null : false
     }
     case 'NullTest': {
-      const a = constant(body.arg, userOperators)
+      const a = constant(body.arg, userCode)
       if (a === undefined) return undefined
       return body.nulltesttype === 'IS_NOT_NULL' ? a !== null : a === null
     }
     case 'BooleanTest': {
-      const a = constant(body.arg, userOperators)
+      const a = constant(body.arg, userCode)
       if (a === undefined) return undefined
       const v = a === null ? N : toBool(a) === true ? T : toBool(a) === false ? F : undefined
       if (v === undefined) return undefined
@@ -1153,7 +1177,7 @@ export function constant(node: unknown, userOperators = false): Scalar | undefin
     }
     case 'CoalesceExpr': {
       for (const a of list(body.args)) {
-        const v = constant(a, userOperators)
+        const v = constant(a, userCode)
         if (v === undefined) return undefined
         if (v !== null) return v
       }
