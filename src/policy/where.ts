@@ -19,6 +19,8 @@
  *   `x = $1 OR x <> $1` does not, and neither does `x < $1 OR x > $2` (the caller could pick $2 < $1).
  *   It may be NULL: `(x = $1) IS NOT TRUE` and `coalesce(x = $1, true)` do not filter.
  * - Strings compare by equality only (their order depends on the collation).
+ * - Numbers are tried as integers only (the column may be an integer type: `id <= 1 OR id >= 2`
+ *   holds for every row), and a literal a double does not hold exactly is a value not known.
  * - Unqualified columns count as the target's only where nothing else is in scope: with USING or
  *   FROM, and inside subqueries that have a FROM of their own, they could belong to either, so
  *   they prove nothing.
@@ -1021,7 +1023,12 @@ function collect(n: Node, facts: Map<string, ColumnFacts>): void {
   }
 }
 
-/** Values worth trying for one column: each constant and its neighbours, each symbol from three sides, NULL if tested. */
+/**
+ * Values worth trying for one column: each constant and its neighbours, each symbol from three
+ * sides, NULL if tested. Numbers are integers only: the column may be an integer type, where no
+ * value lies between 1 and 2, so `id <= 1 OR id >= 2` holds for every row (an integer is a value
+ * of every numeric type, so an integer witness holds for all of them).
+ */
 function candidates(f: ColumnFacts): W[] {
   if (f.bool && f.nums.size === 0 && f.strs.size === 0 && f.syms.size === 0) {
     return [{k: 'bool', b: true}, {k: 'bool', b: false}, ...(f.nullable ? [{k: 'null'} as W] : [])]
@@ -1033,8 +1040,11 @@ function candidates(f: ColumnFacts): W[] {
   const nums = [...f.ordered, ...[...f.nums].filter((n) => !f.ordered.has(n))]
   if (nums.length > 0) {
     const sorted = [...new Set(nums)].sort((a, b) => a - b)
-    out.push({k: 'num', n: sorted[0]! - 1}, {k: 'num', n: sorted.at(-1)! + 1})
-    for (const n of nums) out.push({k: 'num', n}, {k: 'num', n: n + 0.5}, {k: 'num', n: n - 0.5})
+    out.push({k: 'num', n: Math.floor(sorted[0]!) - 1}, {k: 'num', n: Math.ceil(sorted.at(-1)!) + 1})
+    for (const n of nums) {
+      const around = Number.isInteger(n) ? [n, n + 1, n - 1] : [Math.floor(n), Math.ceil(n)]
+      for (const m of around) out.push({k: 'num', n: m})
+    }
   }
   const strings = new Set<string>(['', '\u0001'])
   for (const s of f.strs) strings.add(s)
@@ -1212,13 +1222,32 @@ function writtenArray(node: unknown): unknown[] | undefined {
   return items.map((s) => ({A_Const: {sval: {sval: s}}}))
 }
 
-function constValue(body: Obj): Scalar {
+/**
+ * A numeric literal as a JavaScript number, when the number is exactly the literal's value as far
+ * as ordering goes: a safe integer, or a decimal the double prints back as written. Otherwise
+ * undefined: `9007199254740993` and `1.00000000000000001` would round onto their neighbours and
+ * make `id < 9007199254740993 OR id > 9007199254740992` look like it leaves a row alone.
+ */
+function exactNumber(text: string): number | undefined {
+  const t = text.trim()
+  const n = Number(t)
+  if (!Number.isFinite(n)) return undefined
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(t)
+  if (!m) return Number.isSafeInteger(n) ? n : undefined
+  const whole = (m[2] ?? '').replace(/^0+(?=\d)/, '') || '0'
+  const fraction = (m[3] ?? '').replace(/0+$/, '')
+  const written = `${m[1] === '-' && (whole !== '0' || fraction !== '') ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`
+  if (fraction === '') return Number.isSafeInteger(n) && String(n) === written ? n : undefined
+  return String(n) === written ? n : undefined
+}
+
+function constValue(body: Obj): Scalar | undefined {
   if (body.isnull) return null
   const inner = (k: string, f: string): unknown => (isObj(body[k]) ? (body[k] as Obj)[f] : undefined)
   // Protobuf JSON leaves out default values, so `{boolval: {}}` is false and `{ival: {}}` is 0.
   if ('boolval' in body) return inner('boolval', 'boolval') === true
   if ('ival' in body) return Number(inner('ival', 'ival') ?? 0)
-  if ('fval' in body) return Number(inner('fval', 'fval') ?? 0)
+  if ('fval' in body) return exactNumber(String(inner('fval', 'fval') ?? '0'))
   if ('sval' in body) return String(inner('sval', 'sval') ?? '')
   if ('bsval' in body) return String(inner('bsval', 'bsval') ?? '')
   return null
@@ -1234,8 +1263,8 @@ function castConst(v: Scalar, typeName: unknown): Scalar | undefined {
   if (type === 'bool' || type === 'boolean') return toBool(v)
   if (['int2', 'int4', 'int8', 'numeric', 'float4', 'float8'].includes(type)) {
     if (bounded) return undefined
-    const n = Number(v)
-    if (!Number.isFinite(n)) return undefined
+    const n = typeof v === 'number' ? v : typeof v === 'string' ? exactNumber(v) : undefined
+    if (n === undefined) return undefined
     // Into an integer a fraction rounds (`1.5::int4` is 2), into float4 a value may round to the nearest it holds.
     if (type.startsWith('int') && !Number.isInteger(n)) return undefined
     if (type === 'float4' && Math.fround(n) !== n) return undefined
@@ -1276,9 +1305,9 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
       x = bx
       y = by
     } else {
-      const nx = Number(x)
-      const ny = Number(y)
-      if (!Number.isFinite(nx) || !Number.isFinite(ny)) return undefined
+      const nx = typeof x === 'number' ? x : exactNumber(String(x))
+      const ny = typeof y === 'number' ? y : exactNumber(String(y))
+      if (nx === undefined || ny === undefined) return undefined
       x = nx
       y = ny
     }
