@@ -653,9 +653,10 @@ export class StatementWalker {
    * and user call is taken to hold the target's rows, or once the operators the condition names
    * without a schema and its `t.x` are taken for a user's code: the target's catalog settles it (where-basis.ts).
    * `source` is the operation whose calls the condition's relations and calls were recorded in.
+   * Every `filtered` WHERE keeps one: the catalog also shows whether the target has rules.
    */
   private lean(o: Operation, source: Operation, rel: Obj | undefined, doubts: Doubts, conditions: readonly unknown[]): void {
-    if (doubts.relations === 'filtered' && doubts.userCode === 'filtered') return
+    // Kept even when nothing is in doubt: the target's own rules may run other writes (where-basis.ts).
     const relname = rel ? (str(rel.relname) ?? '') : ''
     const calls = doubts.relations === 'filtered' ? [] : (source.calls ?? []).filter((c) => !(c.kind === 'relation' && c.name === relname && c.schema === (str(rel?.schemaname) ?? c.schema)))
     const code = doubts.userCode === 'filtered' ? {operators: [], attributes: []} : conditionUserCode(conditions)

@@ -141,6 +141,21 @@ function userAttribute(name: string, catalog: ViewAwareCatalog): Finding {
   return undefined
 }
 
+/**
+ * The rules on writes of the relation a statement writes, in words, or undefined. PostgreSQL
+ * rewrites an UPDATE or DELETE of a relation with such rules into the rules' actions, with the
+ * statement's WHERE added to them as a condition, not as a pick of the rows they touch:
+ * `DELETE FROM v WHERE id = 5` with `ON DELETE TO v DO INSTEAD DELETE FROM accounts` deletes every
+ * account while a row with id 5 exists. The catalog names what such rules reach (views.ts).
+ */
+function rulesOnWrites(target: TableRef, catalog: ViewAwareCatalog): string | undefined {
+  const behind = catalog.tablesBehind(`r:${target.name}`)
+  if (behind === undefined) return 'which dbgate could not look up'
+  const fits = (scope: string) => target.schema === undefined || (target.schema === 'pg_temp' ? scope.startsWith('pg_temp') : scope === target.schema)
+  const ruled = behind.filter((b) => !b.selectOnly && fits(b.scope))
+  return ruled.length > 0 ? ruled.map((b) => `${b.schema}.${b.name} through ${b.via}`).join('; ') : undefined
+}
+
 /** The relation the operation writes (an UPDATE's, DELETE's or MERGE action's target). */
 function writtenTable(o: Operation): TableRef | undefined {
   return o.tables.find((t) => t.access === 'write' && t.via === undefined && t.every === undefined)
@@ -158,6 +173,8 @@ function judged(o: Operation, catalog: ViewAwareCatalog, distrusted: boolean): O
   if (distrusted) return pessimistic(`relations, functions or operators whose definitions this session may have changed in a transaction that is not committed yet (send it after the COMMIT)`)
   const reach = reachOf(target.name, target.schema, catalog)
   if (reach === undefined) return pessimistic(`${targetName}'s catalog entry, which dbgate could not look up`)
+  const rules = rulesOnWrites(target, catalog)
+  if (rules) return judgedAs('trivial', `${targetName} has rules on writes (${rules}): they run other statements, whose rows its WHERE does not pick (a DO INSTEAD DELETE without a WHERE empties the table), so dbgate cannot show a row is left alone`)
   const finder = new Finder(catalog, reach, targetName)
   for (const symbol of basis.operators) {
     const found = userOperator(symbol, catalog)
