@@ -789,9 +789,22 @@ function constNode(v: Scalar | undefined): Node {
 
 type Rel = 'lt' | 'eq' | 'gt' | 'ne' | 'unk' | 'null'
 
-/** Strings that differ only by case or accents may be equal under a nondeterministic collation. */
+/** Words some type's input reads specially: booleans and their prefixes, dates' and floats' names. */
+const SPECIAL_WORDS = new Set(['t', 'tr', 'tru', 'true', 'y', 'ye', 'yes', 'on', 'f', 'fa', 'fal', 'fals', 'false', 'n', 'no', 'of', 'off', 'now', 'today', 'tomorrow', 'yesterday', 'epoch', 'infinity', 'inf', 'nan', 'allballs'])
+
+/**
+ * A key under which two different string literals may be one value of the column's type, which
+ * dbgate does not know. A nondeterministic collation ignores case and accents; a type's input
+ * reads many spellings as one value: numbers (`'01'`, `'+1'`, `' 1'`, `'1.0'`), dates and times,
+ * uuids, network addresses, booleans (`'1'`, `'t'`, `'yes'`), json (spaces, key order), bpchar
+ * (trailing spaces). So literals with a digit or a special word share one key; the others are
+ * keyed by their letters alone, sorted, with case, accents and everything else set aside.
+ */
 function looseKey(s: string): string {
-  return s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase()
+  if (/\d/.test(s)) return '#typed'
+  const letters = s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().replace(/[^\p{L}]/gu, '')
+  if (SPECIAL_WORDS.has(letters)) return '#typed'
+  return [...letters].sort().join('')
 }
 
 /**
@@ -819,9 +832,9 @@ function relate(w: W, v: Val, nulls: NullSyms): Rel {
     return a === b ? 'eq' : a ? 'gt' : 'lt'
   }
   if (w.k === 'num' || v.k === 'num') {
-    const a = w.k === 'num' ? w.n : Number(w.s)
-    const b = v.k === 'num' ? v.n : Number(v.s)
-    if (!Number.isFinite(a) || !Number.isFinite(b)) return 'unk'
+    const a = w.k === 'num' ? w.n : exactNumber(w.s)
+    const b = v.k === 'num' ? v.n : exactNumber(v.s)
+    if (a === undefined || b === undefined) return 'unk'
     return a === b ? 'eq' : a < b ? 'lt' : 'gt'
   }
   if (w.s === v.s) return 'eq'
