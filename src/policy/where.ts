@@ -679,6 +679,8 @@ class Compiler {
       return OPAQUE
     }
     if (type === 'ANY_SUBLINK' || type === 'ALL_SUBLINK') {
+      // Over no rows, ANY (and IN) is false and ALL true for every row, whatever the operator.
+      if (certainlyEmpty(select, this.target.userCode === true)) return {k: 'const', v: type === 'ANY_SUBLINK' ? F : T}
       const symbol = type === 'ANY_SUBLINK' && body.operName === undefined ? (this.target.userCode ? undefined : '=') : trustedSymbol(body.operName, this.target.userCode === true)
       const op = COMPARISONS[symbol ?? '']
       if (!op) return OPAQUE
@@ -736,6 +738,30 @@ const LIKE_OPS: Record<string, {kind: 'like' | 'ilike' | 'regex' | 'iregex'; neg
   '!~': {kind: 'regex', negated: true},
   '~*': {kind: 'iregex', negated: false},
   '!~*': {kind: 'iregex', negated: true},
+}
+
+/**
+ * Whether a subquery returns no rows by its form, whatever the data: a WHERE or HAVING that is
+ * constantly false or null, LIMIT 0, a set operation whose result is empty by the same token.
+ * `id NOT IN (SELECT c.id FROM closed c WHERE false)` and `id <> ALL (SELECT 1 LIMIT 0)` hold
+ * for every row. (A subquery the data leaves empty is the value-based limit.)
+ */
+function certainlyEmpty(select: Obj, userCode: boolean): boolean {
+  const side = (n: unknown): boolean => {
+    const u = unwrap(n)
+    return u?.[0] === 'SelectStmt' ? certainlyEmpty(u[1], userCode) : isObj(n) && certainlyEmpty(n, userCode)
+  }
+  const op = String(select.op ?? 'SETOP_NONE')
+  if (op === 'SETOP_UNION') return side(select.larg) && side(select.rarg)
+  if (op === 'SETOP_INTERSECT') return side(select.larg) || side(select.rarg)
+  if (op === 'SETOP_EXCEPT') return side(select.larg)
+  const never = (cond: unknown): boolean => conjuncts(cond).some((c) => {
+    const v = constant(c, userCode)
+    return v === null || (v !== undefined && toBool(v) === false)
+  })
+  if (never(select.whereClause) || never(select.havingClause)) return true
+  const limit = select.limitCount === undefined ? undefined : constant(select.limitCount, userCode)
+  return limit === 0 || limit === '0'
 }
 
 function isRow(node: unknown): boolean {
