@@ -122,9 +122,12 @@ export interface Operation {
   /**
    * Set while a `filtered` WHERE leans on relations or user code taken to hold other rows than the
    * target's: the calls it reads (relations, functions, operators, casts) and the judgment made as
-   * if they held the target's own rows. The target's catalog settles which holds (where-basis.ts).
+   * if they held the target's own rows; and the operator symbols the condition names without a
+   * schema, which a user's operator of the same symbol may take over, the names it reads as `t.x`,
+   * which a user's function may answer (attribute notation), and the judgment made as if they all
+   * were a user's code. The target's catalog settles which holds (where-basis.ts).
    */
-  whereBasis?: {calls: CatalogCall[]; otherwise: WhereKind}
+  whereBasis?: {calls: CatalogCall[]; otherwise: WhereKind; operators: string[]; attributes: string[]; userCodeOtherwise: WhereKind}
   tables: TableRef[]
   /** Functions called, schema-qualified where written, e.g. `pg_catalog.pg_read_file`. */
   functions: string[]

@@ -9,13 +9,22 @@ import {createsInTemp, judgeSetting} from './settings.js'
 import {parseStatements} from '../sql/parser.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass, WhereKind} from './types.js'
-import {cteSources, fromItems, holdsRows, WhereJudge, type OtherRelation} from './where.js'
+import {conditionUserCode, cteSources, fromItems, holdsRows, WhereJudge, type OtherRelation} from './where.js'
 
 function op(cls: StatementClass, command: string, extra: Partial<Operation> = {}): Operation {
   return {class: cls, command, tables: [], functions: [], flags: [], ...extra}
 }
 
 type Simple = [StatementClass, string, AccessKind?]
+
+/**
+ * Judgments of a `filtered` WHERE made in doubt (`Walker.lean`): every relation held the target's
+ * rows; and also every operator named without a schema, and every `t.x`, was a user's code.
+ */
+interface Doubts {
+  relations: WhereKind
+  userCode: WhereKind
+}
 
 /**
  * ALTER TABLE actions that evaluate something over every existing row (a check, a new type, a
@@ -626,28 +635,32 @@ export class StatementWalker {
   private dml(command: 'insert' | 'update' | 'delete', body: Obj): void {
     const rel = isRangeVar(body.relation) ? body.relation : undefined
     const o = op('write', command)
-    let suspect: WhereKind | undefined
+    let doubts: Doubts | undefined
     if (command !== 'insert') {
       // UPDATE … FROM and DELETE … USING bring other relations (perhaps copies of the target) into scope.
       const extra = command === 'update' ? body.fromClause : body.usingClause
       o.where = this.judge(rel, this.others(rel, extra, body.withClause), body.withClause).judge(body.whereClause)
-      if (o.where === 'filtered') suspect = this.judge(rel, this.others(rel, extra, body.withClause, true), body.withClause, true).judge(body.whereClause)
+      const suspect = (userCode: boolean) => this.judge(rel, this.others(rel, extra, body.withClause, true), body.withClause, true, userCode).judge(body.whereClause)
+      if (o.where === 'filtered') doubts = {relations: suspect(false), userCode: suspect(true)}
     }
     this.open(o, () => this.target(body, rel, 'write'))
-    if (suspect !== undefined) this.lean(o, o, rel, suspect)
+    if (doubts !== undefined) this.lean(o, o, rel, doubts, [body.whereClause])
     if (command === 'insert' && isObj(body.onConflictClause) && body.onConflictClause.action === 'ONCONFLICT_UPDATE') this.upsert(body, rel, o)
   }
 
   /**
    * Keeps with a `filtered` WHERE what its proof leans on when the proof fails once every relation
-   * and user call is taken to hold the target's rows: the target's catalog settles it (where-basis.ts).
+   * and user call is taken to hold the target's rows, or once the operators the condition names
+   * without a schema and its `t.x` are taken for a user's code: the target's catalog settles it (where-basis.ts).
    * `source` is the operation whose calls the condition's relations and calls were recorded in.
+   * Every `filtered` WHERE keeps one: the catalog also shows whether the target has rules.
    */
-  private lean(o: Operation, source: Operation, rel: Obj | undefined, suspect: WhereKind): void {
-    if (suspect === 'filtered') return
+  private lean(o: Operation, source: Operation, rel: Obj | undefined, doubts: Doubts, conditions: readonly unknown[]): void {
+    // Kept even when nothing is in doubt: the target's own rules may run other writes (where-basis.ts).
     const relname = rel ? (str(rel.relname) ?? '') : ''
-    const calls = (source.calls ?? []).filter((c) => !(c.kind === 'relation' && c.name === relname && c.schema === (str(rel?.schemaname) ?? c.schema)))
-    o.whereBasis = {calls, otherwise: suspect}
+    const calls = doubts.relations === 'filtered' ? [] : (source.calls ?? []).filter((c) => !(c.kind === 'relation' && c.name === relname && c.schema === (str(rel?.schemaname) ?? c.schema)))
+    const code = doubts.userCode === 'filtered' ? {operators: [], attributes: []} : conditionUserCode(conditions)
+    o.whereBasis = {calls, otherwise: doubts.relations, ...code, userCodeOtherwise: doubts.userCode}
   }
 
   /**
@@ -658,10 +671,10 @@ export class StatementWalker {
   private upsert(body: Obj, rel: Obj | undefined, insert: Operation): void {
     const conflict = body.onConflictClause as Obj
     const relname = rel ? (str(rel.relname) ?? '') : ''
-    const where = (suspect: boolean): WhereKind => {
+    const where = (suspect: boolean, userCode = false): WhereKind => {
       const fromItself = rel !== undefined && (holdsRows(body.selectStmt, relname, suspect) || holdsRows(body.withClause, relname, suspect))
       if (!fromItself) return 'filtered'
-      return conflict.whereClause === undefined ? 'trivial' : this.judge(rel, [{name: 'excluded', sameTable: true}], undefined, suspect).judge(conflict.whereClause)
+      return conflict.whereClause === undefined ? 'trivial' : this.judge(rel, [{name: 'excluded', sameTable: true}], undefined, suspect, userCode).judge(conflict.whereClause)
     }
     const update = op('write', 'update', {where: where(false)})
     this.open(update, () => {
@@ -671,7 +684,7 @@ export class StatementWalker {
       this.visit(conflict.whereClause)
     })
     // The rows inserted are read by the INSERT: a view or function over the target conflicts with every row.
-    if (update.where === 'filtered') this.lean(update, {...insert, calls: [...(insert.calls ?? []), ...(update.calls ?? [])]}, rel, where(true))
+    if (update.where === 'filtered') this.lean(update, {...insert, calls: [...(insert.calls ?? []), ...(update.calls ?? [])]}, rel, {relations: where(true), userCode: where(true, true)}, [conflict.whereClause])
   }
 
   private others(rel: Obj | undefined, items: unknown, withClause: unknown, suspect = false): OtherRelation[] {
@@ -690,10 +703,10 @@ export class StatementWalker {
   private merge(body: Obj): void {
     const rel = isRangeVar(body.relation) ? body.relation : undefined
     const judge = this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause), body.withClause)
-    const suspect = this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause, true), body.withClause, true)
+    const suspect = (userCode: boolean) => this.judge(rel, this.others(rel, [body.sourceRelation], body.withClause, true), body.withClause, true, userCode)
     // NOT MATCHED BY SOURCE conditions can only name the target.
     const alone = this.judge(rel, [], body.withClause)
-    const aloneSuspect = this.judge(rel, [], body.withClause, true)
+    const aloneSuspect = (userCode: boolean) => this.judge(rel, [], body.withClause, true, userCode)
     const merge = this.open(op('write', 'merge'), () => this.target(body, rel, 'write'))
     // Each WHEN action is an operation of its own, so `command: delete` rules see MERGE deletes.
     for (const clause of list(body.mergeWhenClauses)) {
@@ -710,13 +723,14 @@ export class StatementWalker {
         const bySource = w.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_SOURCE'
         const conditions = bySource ? [w.condition] : [body.joinCondition, w.condition]
         action.where = (bySource ? alone : judge).judgeAll(conditions)
-        if (action.where === 'filtered') this.lean(action, merge, rel, (bySource ? aloneSuspect : suspect).judgeAll(conditions))
+        const doubt = bySource ? aloneSuspect : suspect
+        if (action.where === 'filtered') this.lean(action, merge, rel, {relations: doubt(false).judgeAll(conditions), userCode: doubt(true).judgeAll(conditions)}, conditions)
       }
       this.push(action)
     }
   }
 
-  private judge(rel: Obj | undefined, others: OtherRelation[] = [], withClause?: unknown, suspect = false): WhereJudge {
+  private judge(rel: Obj | undefined, others: OtherRelation[] = [], withClause?: unknown, suspect = false, userCode = false): WhereJudge {
     const names = new Set<string>()
     const relname = rel ? (str(rel.relname) ?? '') : ''
     if (rel) {
@@ -724,7 +738,7 @@ export class StatementWalker {
       names.add(alias ?? relname)
     }
     // The statement's own CTEs, for subqueries of the condition that read them.
-    return new WhereJudge({names, relname, others, ctes: cteSources(withClause, relname, suspect), ...(suspect ? {suspect} : {})})
+    return new WhereJudge({names, relname, others, ctes: cteSources(withClause, relname, suspect), ...(suspect ? {suspect} : {}), ...(userCode ? {userCode} : {})})
   }
 
   private funcCall(body: Obj): void {

@@ -3,7 +3,9 @@
  * `DELETE FROM t WHERE id IN (SELECT v.id FROM v)` filters when `v` is another table. But `v` may
  * be a view over `t`, `t`'s parent (whose rows include `t`'s), or a foreign table; and a user's
  * function (`id = ANY(all_ids())`), operator or cast may compute its value from `t`'s rows. Then
- * the values are every row's own, and the condition may hold for every row.
+ * the values are every row's own, and the condition may hold for every row. Likewise the proof
+ * reads `=` as the built-in equality, but a user's `=` of the same symbol may be what PostgreSQL
+ * runs (`userOperator`), and may hold for every row too.
  *
  * A per-target step, like the tables behind views (views.ts): the analysis keeps, with a
  * `filtered` judgment that leans on such things, what it leans on and the judgment made as if all
@@ -103,6 +105,57 @@ class Finder {
   }
 }
 
+/**
+ * Why the condition's operator `symbol`, named without a schema, may not be the built-in one, or
+ * undefined. A user's operator of that symbol in any schema may be the one PostgreSQL picks for
+ * the argument types (an exact match beats the built-in reached by a cast: a user's `=(int4,
+ * numeric)` runs for `id = 5.0`), and what it computes is its author's: `true` for every row, say.
+ * An extension's operators (citext's `=`) are the DBA's installed code, trusted as elsewhere.
+ */
+function userOperator(symbol: string, catalog: ViewAwareCatalog): Finding {
+  const candidates = catalog.get(catalogKey({kind: 'operator', name: symbol, args: 2}))
+  if (candidates === undefined) return `the operator ${symbol}, which dbgate could not look up in the target's catalog`
+  for (const cand of candidates) {
+    // The other rows are what the operator's arguments run (domain checks, casts), not operators.
+    if (!cand.via?.startsWith('operator ')) continue
+    if (cand.oid !== undefined && catalog.body?.(cand.oid)?.extension) continue
+    return `the operator ${symbol}, which this database also defines as ${cand.via.slice('operator '.length)} (running ${cand.schema}.${cand.name}): PostgreSQL may pick it over the built-in one, and it may hold for every row; write OPERATOR(pg_catalog.${symbol}) to compare with the built-in one`
+  }
+  return undefined
+}
+
+/**
+ * Why `t.x` in the condition may not be a column, or undefined. PostgreSQL reads `t.x` as a call
+ * `x(t)` when `t` has no column `x` (attribute notation), and a user's function of one argument
+ * by that name may return what it likes for every row (`t.flag` where `flag(t)` returns true).
+ * dbgate does not know the target's columns, so such a function counts, an extension's too.
+ */
+function userAttribute(name: string, catalog: ViewAwareCatalog): Finding {
+  const candidates = catalog.get(catalogKey({kind: 'attribute', name, args: 1}))
+  if (candidates === undefined) return `${name}, which dbgate could not look up in the target's catalog`
+  for (const cand of candidates) {
+    if (cand.via !== undefined || isBuiltinSchema(cand.schema)) continue
+    if (cand.nargs - cand.ndefaults > 1 || (cand.nargs < 1 && !cand.variadic)) continue
+    return `the name ${name} after a table or alias, which may call the function ${cand.schema}.${cand.name} with the whole row rather than read a column (attribute notation); write it as a column the table has, or call the function with a value you can show`
+  }
+  return undefined
+}
+
+/**
+ * The rules on writes of the relation a statement writes, in words, or undefined. PostgreSQL
+ * rewrites an UPDATE or DELETE of a relation with such rules into the rules' actions, with the
+ * statement's WHERE added to them as a condition, not as a pick of the rows they touch:
+ * `DELETE FROM v WHERE id = 5` with `ON DELETE TO v DO INSTEAD DELETE FROM accounts` deletes every
+ * account while a row with id 5 exists. The catalog names what such rules reach (views.ts).
+ */
+function rulesOnWrites(target: TableRef, catalog: ViewAwareCatalog): string | undefined {
+  const behind = catalog.tablesBehind(`r:${target.name}`)
+  if (behind === undefined) return 'which dbgate could not look up'
+  const fits = (scope: string) => target.schema === undefined || (target.schema === 'pg_temp' ? scope.startsWith('pg_temp') : scope === target.schema)
+  const ruled = behind.filter((b) => !b.selectOnly && fits(b.scope))
+  return ruled.length > 0 ? ruled.map((b) => `${b.schema}.${b.name} through ${b.via}`).join('; ') : undefined
+}
+
 /** The relation the operation writes (an UPDATE's, DELETE's or MERGE action's target). */
 function writtenTable(o: Operation): TableRef | undefined {
   return o.tables.find((t) => t.access === 'write' && t.via === undefined && t.every === undefined)
@@ -112,18 +165,30 @@ function judged(o: Operation, catalog: ViewAwareCatalog, distrusted: boolean): O
   const basis = o.whereBasis!
   const {whereBasis: _basis, ...rest} = o
   const target = writtenTable(o)
-  const pessimistic = (why: string): Operation => ({...rest, where: basis.otherwise, detail: [o.detail, `its WHERE compares the rows with values read from ${why}, so it may pick every row`].filter(Boolean).join('; ')})
+  const judgedAs = (where: Operation['where'], why: string): Operation => ({...rest, where, detail: [o.detail, why].filter(Boolean).join('; ')})
+  // What dbgate cannot look up counts as the worst: relations over the target and users' operators.
+  const pessimistic = (why: string, where = basis.userCodeOtherwise): Operation => judgedAs(where, `its WHERE compares the rows with values read from ${why}, so it may pick every row`)
   if (!target) return pessimistic('relations dbgate could not tell apart from the target')
   const targetName = target.schema ? `${target.schema}.${target.name}` : target.name
-  if (distrusted) return pessimistic(`relations whose definitions this session may have changed in a transaction that is not committed yet (send it after the COMMIT)`)
+  if (distrusted) return pessimistic(`relations, functions or operators whose definitions this session may have changed in a transaction that is not committed yet (send it after the COMMIT)`)
   const reach = reachOf(target.name, target.schema, catalog)
   if (reach === undefined) return pessimistic(`${targetName}'s catalog entry, which dbgate could not look up`)
+  const rules = rulesOnWrites(target, catalog)
+  if (rules) return judgedAs('trivial', `${targetName} has rules on writes (${rules}): they run other statements, whose rows its WHERE does not pick (a DO INSTEAD DELETE without a WHERE empties the table), so dbgate cannot show a row is left alone`)
   const finder = new Finder(catalog, reach, targetName)
+  for (const symbol of basis.operators) {
+    const found = userOperator(symbol, catalog)
+    if (found) return judgedAs(basis.userCodeOtherwise, `its WHERE compares the rows with ${found}`)
+  }
+  for (const name of basis.attributes) {
+    const found = userAttribute(name, catalog)
+    if (found) return judgedAs(basis.userCodeOtherwise, `its WHERE reads ${found}`)
+  }
   for (const c of basis.calls) {
     // The target's own name the proof reads as the target already (where.ts).
     if (c.kind === 'relation' && c.name === target.name && (c.schema === undefined || c.schema === target.schema)) continue
     const found = finder.call(c, 0, [])
-    if (found) return pessimistic(found)
+    if (found) return pessimistic(found, basis.otherwise)
   }
   return rest
 }

@@ -19,6 +19,8 @@
  *   `x = $1 OR x <> $1` does not, and neither does `x < $1 OR x > $2` (the caller could pick $2 < $1).
  *   It may be NULL: `(x = $1) IS NOT TRUE` and `coalesce(x = $1, true)` do not filter.
  * - Strings compare by equality only (their order depends on the collation).
+ * - Numbers are tried as integers only (the column may be an integer type: `id <= 1 OR id >= 2`
+ *   holds for every row), and a literal a double does not hold exactly is a value not known.
  * - Unqualified columns count as the target's only where nothing else is in scope: with USING or
  *   FROM, and inside subqueries that have a FROM of their own, they could belong to either, so
  *   they prove nothing.
@@ -117,6 +119,12 @@ export interface TargetInfo {
    * that holds (where-basis.ts): a view, a parent table or a function body may reach the target.
    */
   suspect?: boolean
+  /**
+   * Judge as if every operator named without a schema were a user's (`trustedSymbol`), and every
+   * `t.x` of the target a user's function `x(t)` (`rowFunction`): the catalog decides later whether
+   * one of the condition's symbols or names is (where-basis.ts).
+   */
+  userCode?: boolean
 }
 
 /** A subquery level between the condition and a column reference. */
@@ -240,6 +248,69 @@ export function cteSources(withClause: unknown, relname: string, suspect = false
 
 // ---- compiling a condition -----------------------------------------------------------------------
 
+/**
+ * The symbol of an operator the proof may read as the built-in one, or undefined. An operator
+ * named with a schema other than pg_catalog is a user's, whatever its symbol
+ * (`id OPERATOR(public.=) 5`). One named without a schema may be a user's too: PostgreSQL picks an
+ * exact match of the argument types over the built-in operator it would reach by a cast, so a
+ * user's `=(int4, numeric)` is what `id = 5.0` runs, and it may be true for every row. A judgment
+ * with `distrust` (`TargetInfo.userCode`) takes it for a user's; the catalog decides (where-basis.ts).
+ * BETWEEN, IN and IS DISTINCT FROM run such operators by name as well.
+ */
+function trustedSymbol(nameList: unknown, distrust: boolean): string | undefined {
+  const parts = strings(nameList)
+  if (parts.length > 1) return parts[0] === 'pg_catalog' ? parts.at(-1) : undefined
+  return distrust ? undefined : parts[0]
+}
+
+/** Argument types a whole row can be passed to. */
+const ROW_ARGUMENTS = new Set(['record', 'anyelement', 'anynonarray', 'anycompatible', 'anycompatiblenonarray', '"any"'])
+
+/**
+ * Whether `t.x` may be a built-in function of the row rather than a column: PostgreSQL reads
+ * `t.x` as `x(t)` when `t` has no column `x` (attribute notation), so `t.to_json IS NOT NULL` is
+ * true for every row. dbgate does not know the target's columns; a user's function by that name
+ * is the catalog's to show (where-basis.ts).
+ */
+function rowFunction(name: string): boolean {
+  return (builtinCandidates(name) ?? []).some((c) => c.kind === 'f' && c.nargs >= 1 && c.nargs - c.ndefaults <= 1 && ROW_ARGUMENTS.has((c.args ?? '').split(',')[0]!.trim()))
+}
+
+/**
+ * The operator symbols, named without a schema, that the proof of these conditions may read as
+ * built-in comparisons or arithmetic (BETWEEN as `>=` and `<=`; `IN (SELECT …)` as `=`), and the
+ * names it reads as columns of a qualified reference (`t.x`): what where-basis.ts looks up in the
+ * target's catalog for a user's operator of the same symbol, or a user's function of that name.
+ */
+export function conditionUserCode(conditions: readonly unknown[]): {operators: string[]; attributes: string[]} {
+  const out = new Set<string>()
+  const attributes = new Set<string>()
+  const visit = (n: unknown): void => {
+    if (Array.isArray(n)) {
+      for (const x of n) visit(x)
+      return
+    }
+    if (!isObj(n)) return
+    const u = unwrap(n)
+    if (u?.[0] === 'A_Expr') {
+      const parts = strings(u[1].name)
+      if (String(u[1].kind).includes('BETWEEN')) {
+        out.add('>=')
+        out.add('<=')
+      } else if (parts.length === 1) out.add(parts[0]!)
+    } else if (u?.[0] === 'SubLink') {
+      const parts = u[1].operName === undefined ? ['='] : strings(u[1].operName)
+      if (parts.length === 1) out.add(parts[0]!)
+    } else if (u?.[0] === 'ColumnRef') {
+      const parts = strings(u[1].fields)
+      if (parts.length > 1 && parts.at(-1) !== '*') attributes.add(parts.at(-1)!)
+    }
+    for (const v of Object.values(n)) visit(v)
+  }
+  for (const c of conditions) visit(c)
+  return {operators: [...out], attributes: [...attributes]}
+}
+
 class Compiler {
   private readonly others: Map<string, boolean>
   private readonly exactOthers: Set<string>
@@ -281,7 +352,12 @@ class Compiler {
     }
     const other = this.others.get(qual)
     if (other !== undefined) return {k: 'other', col, sameTable: other}
-    if (this.target.names.has(qual)) return col === '*' ? {k: 'whole'} : {k: 'target', col}
+    if (this.target.names.has(qual)) {
+      if (col === '*') return {k: 'whole'}
+      // `t.x` may call a function of the whole row (attribute notation), which may be anything.
+      if (this.target.userCode || rowFunction(col)) return {k: 'ambiguous'}
+      return {k: 'target', col}
+    }
     return {k: 'ambiguous'}
   }
 
@@ -353,7 +429,7 @@ class Compiler {
 
   /** The value an independent expression stands for. */
   value(node: unknown): Val {
-    const c = constant(node)
+    const c = constant(node, this.target.userCode)
     if (c === undefined) return {k: 'sym', id: keyOf(node)}
     if (c === null) return {k: 'null'}
     if (typeof c === 'number') return {k: 'num', n: c}
@@ -372,8 +448,8 @@ class Compiler {
       return {k: 'cmp', col: rc, op: FLIP[op], v: this.value(l)}
     }
     if (this.dependence(l, scopes) === 'no' && this.dependence(r, scopes) === 'no') {
-      const a = constant(l)
-      const b = constant(r)
+      const a = constant(l, this.target.userCode)
+      const b = constant(r, this.target.userCode)
       // transform_null_equals makes `NULL = NULL` true: a comparison with NULL is not a constant.
       if (a !== undefined && b !== undefined && !(op === '=' && (a === null || b === null))) return constNode(binary(op, a, b))
     }
@@ -433,7 +509,7 @@ class Compiler {
   }
 
   compile(node: unknown, scopes: readonly Scope[] = []): Node {
-    const c = constant(node)
+    const c = constant(node, this.target.userCode)
     if (c !== undefined) return constNode(c === null ? null : toBool(c) ?? undefined)
     const u = unwrap(node)
     if (!u) return OPAQUE
@@ -482,7 +558,8 @@ class Compiler {
 
   private aExpr(body: Obj, scopes: readonly Scope[]): Node {
     const kind = String(body.kind)
-    const opName = strings(body.name).at(-1) ?? ''
+    const opName = trustedSymbol(body.name, this.target.userCode === true)
+    if (opName === undefined) return OPAQUE
     const l = body.lexpr
     const r = body.rexpr
     switch (kind) {
@@ -555,7 +632,7 @@ class Compiler {
   private like(l: unknown, pattern: unknown, negated: boolean, kind: 'like' | 'ilike' | 'similar' | 'regex' | 'iregex', scopes: readonly Scope[]): Node {
     const col = this.targetColumn(l, scopes)
     if (col === undefined || pattern === undefined || this.dependence(pattern, scopes) !== 'no') return OPAQUE
-    const p = constant(pattern)
+    const p = constant(pattern, this.target.userCode)
     if (p === null) return {k: 'const', v: N}
     if (typeof p === 'string') {
       const re = patternRegex(p, kind)
@@ -594,7 +671,7 @@ class Compiler {
       for (const conj of conds) {
         const cu = unwrap(conj)
         if (cu?.[0] !== 'A_Expr' || cu[1].kind !== 'AEXPR_OP') continue
-        const op = COMPARISONS[strings(cu[1].name).at(-1) ?? '']
+        const op = COMPARISONS[trustedSymbol(cu[1].name, this.target.userCode === true) ?? '']
         if (!op) continue
         const corr = this.compare(cu[1].lexpr, op, cu[1].rexpr, inner)
         if (corr.k === 'cmp') return {k: 'exists', corr, exact: plain && corr.v.k === 'sym'}
@@ -602,7 +679,10 @@ class Compiler {
       return OPAQUE
     }
     if (type === 'ANY_SUBLINK' || type === 'ALL_SUBLINK') {
-      const op = type === 'ANY_SUBLINK' && body.operName === undefined ? '=' : COMPARISONS[strings(body.operName).at(-1) ?? '=']
+      // Over no rows, ANY (and IN) is false and ALL true for every row, whatever the operator.
+      if (certainlyEmpty(select, this.target.userCode === true)) return {k: 'const', v: type === 'ANY_SUBLINK' ? F : T}
+      const symbol = type === 'ANY_SUBLINK' && body.operName === undefined ? (this.target.userCode ? undefined : '=') : trustedSymbol(body.operName, this.target.userCode === true)
+      const op = COMPARISONS[symbol ?? '']
       if (!op) return OPAQUE
       const col = this.targetColumn(body.testexpr, scopes)
       if (col === undefined || this.dependence(body.subselect, scopes) !== 'no') return OPAQUE
@@ -642,7 +722,7 @@ class Compiler {
     const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
     if (ref.col !== col && this.exactCopy(qual, all)) return false
     const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
-    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.suspect ? {suspect: true} : {})})
+    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.suspect ? {suspect: true} : {}), ...(this.target.userCode ? {userCode: true} : {})})
     // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
     const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
     return judge.judgeAll(conditions) !== 'filtered'
@@ -658,6 +738,30 @@ const LIKE_OPS: Record<string, {kind: 'like' | 'ilike' | 'regex' | 'iregex'; neg
   '!~': {kind: 'regex', negated: true},
   '~*': {kind: 'iregex', negated: false},
   '!~*': {kind: 'iregex', negated: true},
+}
+
+/**
+ * Whether a subquery returns no rows by its form, whatever the data: a WHERE or HAVING that is
+ * constantly false or null, LIMIT 0, a set operation whose result is empty by the same token.
+ * `id NOT IN (SELECT c.id FROM closed c WHERE false)` and `id <> ALL (SELECT 1 LIMIT 0)` hold
+ * for every row. (A subquery the data leaves empty is the value-based limit.)
+ */
+function certainlyEmpty(select: Obj, userCode: boolean): boolean {
+  const side = (n: unknown): boolean => {
+    const u = unwrap(n)
+    return u?.[0] === 'SelectStmt' ? certainlyEmpty(u[1], userCode) : isObj(n) && certainlyEmpty(n, userCode)
+  }
+  const op = String(select.op ?? 'SETOP_NONE')
+  if (op === 'SETOP_UNION') return side(select.larg) && side(select.rarg)
+  if (op === 'SETOP_INTERSECT') return side(select.larg) || side(select.rarg)
+  if (op === 'SETOP_EXCEPT') return side(select.larg)
+  const never = (cond: unknown): boolean => conjuncts(cond).some((c) => {
+    const v = constant(c, userCode)
+    return v === null || (v !== undefined && toBool(v) === false)
+  })
+  if (never(select.whereClause) || never(select.havingClause)) return true
+  const limit = select.limitCount === undefined ? undefined : constant(select.limitCount, userCode)
+  return limit === 0 || limit === '0'
 }
 
 function isRow(node: unknown): boolean {
@@ -711,9 +815,22 @@ function constNode(v: Scalar | undefined): Node {
 
 type Rel = 'lt' | 'eq' | 'gt' | 'ne' | 'unk' | 'null'
 
-/** Strings that differ only by case or accents may be equal under a nondeterministic collation. */
+/** Words some type's input reads specially: booleans and their prefixes, dates' and floats' names. */
+const SPECIAL_WORDS = new Set(['t', 'tr', 'tru', 'true', 'y', 'ye', 'yes', 'on', 'f', 'fa', 'fal', 'fals', 'false', 'n', 'no', 'of', 'off', 'now', 'today', 'tomorrow', 'yesterday', 'epoch', 'infinity', 'inf', 'nan', 'allballs'])
+
+/**
+ * A key under which two different string literals may be one value of the column's type, which
+ * dbgate does not know. A nondeterministic collation ignores case and accents; a type's input
+ * reads many spellings as one value: numbers (`'01'`, `'+1'`, `' 1'`, `'1.0'`), dates and times,
+ * uuids, network addresses, booleans (`'1'`, `'t'`, `'yes'`), json (spaces, key order), bpchar
+ * (trailing spaces). So literals with a digit or a special word share one key; the others are
+ * keyed by their letters alone, sorted, with case, accents and everything else set aside.
+ */
 function looseKey(s: string): string {
-  return s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase()
+  if (/\d/.test(s)) return '#typed'
+  const letters = s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().replace(/[^\p{L}]/gu, '')
+  if (SPECIAL_WORDS.has(letters)) return '#typed'
+  return [...letters].sort().join('')
 }
 
 /**
@@ -741,9 +858,9 @@ function relate(w: W, v: Val, nulls: NullSyms): Rel {
     return a === b ? 'eq' : a ? 'gt' : 'lt'
   }
   if (w.k === 'num' || v.k === 'num') {
-    const a = w.k === 'num' ? w.n : Number(w.s)
-    const b = v.k === 'num' ? v.n : Number(v.s)
-    if (!Number.isFinite(a) || !Number.isFinite(b)) return 'unk'
+    const a = w.k === 'num' ? w.n : exactNumber(w.s)
+    const b = v.k === 'num' ? v.n : exactNumber(v.s)
+    if (a === undefined || b === undefined) return 'unk'
     return a === b ? 'eq' : a < b ? 'lt' : 'gt'
   }
   if (w.s === v.s) return 'eq'
@@ -945,7 +1062,12 @@ function collect(n: Node, facts: Map<string, ColumnFacts>): void {
   }
 }
 
-/** Values worth trying for one column: each constant and its neighbours, each symbol from three sides, NULL if tested. */
+/**
+ * Values worth trying for one column: each constant and its neighbours, each symbol from three
+ * sides, NULL if tested. Numbers are integers only: the column may be an integer type, where no
+ * value lies between 1 and 2, so `id <= 1 OR id >= 2` holds for every row (an integer is a value
+ * of every numeric type, so an integer witness holds for all of them).
+ */
 function candidates(f: ColumnFacts): W[] {
   if (f.bool && f.nums.size === 0 && f.strs.size === 0 && f.syms.size === 0) {
     return [{k: 'bool', b: true}, {k: 'bool', b: false}, ...(f.nullable ? [{k: 'null'} as W] : [])]
@@ -957,8 +1079,11 @@ function candidates(f: ColumnFacts): W[] {
   const nums = [...f.ordered, ...[...f.nums].filter((n) => !f.ordered.has(n))]
   if (nums.length > 0) {
     const sorted = [...new Set(nums)].sort((a, b) => a - b)
-    out.push({k: 'num', n: sorted[0]! - 1}, {k: 'num', n: sorted.at(-1)! + 1})
-    for (const n of nums) out.push({k: 'num', n}, {k: 'num', n: n + 0.5}, {k: 'num', n: n - 0.5})
+    out.push({k: 'num', n: Math.floor(sorted[0]!) - 1}, {k: 'num', n: Math.ceil(sorted.at(-1)!) + 1})
+    for (const n of nums) {
+      const around = Number.isInteger(n) ? [n, n + 1, n - 1] : [Math.floor(n), Math.ceil(n)]
+      for (const m of around) out.push({k: 'num', n: m})
+    }
   }
   const strings = new Set<string>(['', '\u0001'])
   for (const s of f.strs) strings.add(s)
@@ -1048,7 +1173,7 @@ export class WhereJudge {
 // ---- constants -------------------------------------------------------------------------------------
 
 /** The value of an expression made only of constants, or undefined when it is anything else. */
-export function constant(node: unknown): Scalar | undefined {
+export function constant(node: unknown, userCode = false): Scalar | undefined {
   const u = unwrap(node)
   if (!u) return undefined
   const [type, body] = u
@@ -1056,16 +1181,18 @@ export function constant(node: unknown): Scalar | undefined {
     case 'A_Const':
       return constValue(body)
     case 'TypeCast': {
-      const inner = constant(body.arg)
+      const inner = constant(body.arg, userCode)
       return inner === undefined ? undefined : castConst(inner, body.typeName)
     }
     case 'A_Expr': {
       if (body.kind !== 'AEXPR_OP') return undefined
-      const op = strings(body.name).at(-1) ?? ''
-      const r = constant(body.rexpr)
+      // A user's operator computes what it likes (`trustedSymbol`).
+      const op = trustedSymbol(body.name, userCode)
+      if (op === undefined) return undefined
+      const r = constant(body.rexpr, userCode)
       if (r === undefined) return undefined
       if (body.lexpr === undefined) return op === '-' && typeof r === 'number' ? -r : op === '+' && typeof r === 'number' ? r : undefined
-      const l = constant(body.lexpr)
+      const l = constant(body.lexpr, userCode)
       if (l === undefined) return undefined
       // With transform_null_equals on, `x = NULL` means `x IS NULL`: such a comparison is not a constant.
       if (op === '=' && (l === null || r === null)) return undefined
@@ -1077,7 +1204,7 @@ export function constant(node: unknown): Scalar | undefined {
       return binary(op, l, r)
     }
     case 'BoolExpr': {
-      const args = list(body.args).map(constant)
+      const args = list(body.args).map((a) => constant(a, userCode))
       if (args.some((a) => a === undefined)) return undefined
       const vals = (args as Scalar[]).map((a) => (a === null ? null : toBool(a)))
       if (vals.some((v) => v === undefined)) return undefined
@@ -1086,12 +1213,12 @@ export function constant(node: unknown): Scalar | undefined {
       return vals.includes(true) ? true : vals.includes(null) ? null : false
     }
     case 'NullTest': {
-      const a = constant(body.arg)
+      const a = constant(body.arg, userCode)
       if (a === undefined) return undefined
       return body.nulltesttype === 'IS_NOT_NULL' ? a !== null : a === null
     }
     case 'BooleanTest': {
-      const a = constant(body.arg)
+      const a = constant(body.arg, userCode)
       if (a === undefined) return undefined
       const v = a === null ? N : toBool(a) === true ? T : toBool(a) === false ? F : undefined
       if (v === undefined) return undefined
@@ -1099,7 +1226,7 @@ export function constant(node: unknown): Scalar | undefined {
     }
     case 'CoalesceExpr': {
       for (const a of list(body.args)) {
-        const v = constant(a)
+        const v = constant(a, userCode)
         if (v === undefined) return undefined
         if (v !== null) return v
       }
@@ -1134,13 +1261,32 @@ function writtenArray(node: unknown): unknown[] | undefined {
   return items.map((s) => ({A_Const: {sval: {sval: s}}}))
 }
 
-function constValue(body: Obj): Scalar {
+/**
+ * A numeric literal as a JavaScript number, when the number is exactly the literal's value as far
+ * as ordering goes: a safe integer, or a decimal the double prints back as written. Otherwise
+ * undefined: `9007199254740993` and `1.00000000000000001` would round onto their neighbours and
+ * make `id < 9007199254740993 OR id > 9007199254740992` look like it leaves a row alone.
+ */
+function exactNumber(text: string): number | undefined {
+  const t = text.trim()
+  const n = Number(t)
+  if (!Number.isFinite(n)) return undefined
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(t)
+  if (!m) return Number.isSafeInteger(n) ? n : undefined
+  const whole = (m[2] ?? '').replace(/^0+(?=\d)/, '') || '0'
+  const fraction = (m[3] ?? '').replace(/0+$/, '')
+  const written = `${m[1] === '-' && (whole !== '0' || fraction !== '') ? '-' : ''}${whole}${fraction ? `.${fraction}` : ''}`
+  if (fraction === '') return Number.isSafeInteger(n) && String(n) === written ? n : undefined
+  return String(n) === written ? n : undefined
+}
+
+function constValue(body: Obj): Scalar | undefined {
   if (body.isnull) return null
   const inner = (k: string, f: string): unknown => (isObj(body[k]) ? (body[k] as Obj)[f] : undefined)
   // Protobuf JSON leaves out default values, so `{boolval: {}}` is false and `{ival: {}}` is 0.
   if ('boolval' in body) return inner('boolval', 'boolval') === true
   if ('ival' in body) return Number(inner('ival', 'ival') ?? 0)
-  if ('fval' in body) return Number(inner('fval', 'fval') ?? 0)
+  if ('fval' in body) return exactNumber(String(inner('fval', 'fval') ?? '0'))
   if ('sval' in body) return String(inner('sval', 'sval') ?? '')
   if ('bsval' in body) return String(inner('bsval', 'bsval') ?? '')
   return null
@@ -1156,8 +1302,8 @@ function castConst(v: Scalar, typeName: unknown): Scalar | undefined {
   if (type === 'bool' || type === 'boolean') return toBool(v)
   if (['int2', 'int4', 'int8', 'numeric', 'float4', 'float8'].includes(type)) {
     if (bounded) return undefined
-    const n = Number(v)
-    if (!Number.isFinite(n)) return undefined
+    const n = typeof v === 'number' ? v : typeof v === 'string' ? exactNumber(v) : undefined
+    if (n === undefined) return undefined
     // Into an integer a fraction rounds (`1.5::int4` is 2), into float4 a value may round to the nearest it holds.
     if (type.startsWith('int') && !Number.isInteger(n)) return undefined
     if (type === 'float4' && Math.fround(n) !== n) return undefined
@@ -1198,9 +1344,9 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
       x = bx
       y = by
     } else {
-      const nx = Number(x)
-      const ny = Number(y)
-      if (!Number.isFinite(nx) || !Number.isFinite(ny)) return undefined
+      const nx = typeof x === 'number' ? x : exactNumber(String(x))
+      const ny = typeof y === 'number' ? y : exactNumber(String(y))
+      if (nx === undefined || ny === undefined) return undefined
       x = nx
       y = ny
     }
