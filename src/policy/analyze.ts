@@ -104,11 +104,11 @@ export function withOperations(stmt: StatementAnalysis, operations: Operation[])
 }
 
 /** `statements` with `fn` applied to each; the same array when `fn` changed none (callers memoise by it). */
-export function mapStatements(statements: readonly StatementAnalysis[], fn: (s: StatementAnalysis) => StatementAnalysis): StatementAnalysis[] {
+export function mapStatements(statements: readonly StatementAnalysis[], fn: (s: StatementAnalysis, i: number) => StatementAnalysis): StatementAnalysis[] {
   let out: StatementAnalysis[] | undefined
   for (let i = 0; i < statements.length; i++) {
     const s = statements[i]!
-    const r = fn(s)
+    const r = fn(s, i)
     if (r !== s) out ??= statements.slice(0, i)
     out?.push(r)
   }

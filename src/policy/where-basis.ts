@@ -202,12 +202,25 @@ function judged(o: Operation, catalog: ViewAwareCatalog, distrusted: boolean): O
  */
 export function settleWhereBasis(statements: readonly StatementAnalysis[], catalog: FunctionCatalog, distrustFrom = statements.length): StatementAnalysis[] {
   if (!seesViews(catalog) || !statements.some((s) => s.operations.some((o) => o.whereBasis))) return statements as StatementAnalysis[]
-  return mapStatements(statements, (s) => {
+  let m = memo.get(catalog)
+  if (!m || m.generation !== catalog.generation) {
+    m = {generation: catalog.generation, trusted: new WeakMap(), distrusted: new WeakMap()}
+    memo.set(catalog, m)
+  }
+  const kept = m
+  return mapStatements(statements, (s, i) => {
     if (!s.operations.some((o) => o.whereBasis)) return s
-    const i = statements.indexOf(s)
-    return withOperations(
-      s,
-      s.operations.map((o) => (o.whereBasis ? judged(o, catalog, i >= distrustFrom) : o)),
-    )
+    const distrusted = i >= distrustFrom
+    // Texts of one shape share their operations, and every UPDATE or DELETE carries a basis: one
+    // settling per (operations, catalog generation), so the rules' kept decisions keep hitting.
+    const byOps = distrusted ? kept.distrusted : kept.trusted
+    let operations = byOps.get(s.operations)
+    if (!operations) {
+      operations = s.operations.map((o) => (o.whereBasis ? judged(o, catalog, distrusted) : o))
+      byOps.set(s.operations, operations)
+    }
+    return withOperations(s, operations)
   })
 }
+
+const memo = new WeakMap<FunctionCatalog, {generation: number; trusted: WeakMap<readonly Operation[], Operation[]>; distrusted: WeakMap<readonly Operation[], Operation[]>}>()
