@@ -170,7 +170,11 @@ function judged(o: Operation, catalog: ViewAwareCatalog, distrusted: boolean): O
   const pessimistic = (why: string, where = basis.userCodeOtherwise): Operation => judgedAs(where, `its WHERE compares the rows with values read from ${why}, so it may pick every row`)
   if (!target) return pessimistic('relations dbgate could not tell apart from the target')
   const targetName = target.schema ? `${target.schema}.${target.name}` : target.name
-  if (distrusted) return pessimistic(`relations, functions or operators whose definitions this session may have changed in a transaction that is not committed yet (send it after the COMMIT)`)
+  // After a change not committed yet (DDL, code that may run DDL, a write to a table whose
+  // triggers run code) the relations the proof leans on may be other than the catalog says. Not
+  // every operator: that would refuse every UPDATE with `=` after a write to a table with an
+  // updated_at trigger, and an operator made in the open transaction was DDL a reviewer saw.
+  if (distrusted) return pessimistic(`relations or functions whose definitions this session may have changed in a transaction that is not committed yet (send it after the COMMIT)`, basis.otherwise)
   const reach = reachOf(target.name, target.schema, catalog)
   if (reach === undefined) return pessimistic(`${targetName}'s catalog entry, which dbgate could not look up`)
   const rules = rulesOnWrites(target, catalog)
