@@ -73,7 +73,7 @@ export const digestFlag = Flags.custom<string>({
   helpValue: '<digest>',
   parse: async (input) => {
     const d = input.trim().toLowerCase()
-    if (!/^[0-9a-f]{64}$/.test(d)) throw new Error(`--digest takes the 64 hexadecimal characters \`dbgate approvals show <id>\` prints after "digest"; ${JSON.stringify(input.slice(0, 80))} is not one`)
+    if (!/^[0-9a-f]{64}$/.test(d)) throw new Error(`takes the 64 hexadecimal characters \`dbgate approvals show <id>\` prints after "digest"; ${JSON.stringify(input.slice(0, 80))} is not one`)
     return d
   },
 })()
