@@ -2,6 +2,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
  * PostgreSQL reads `t.x` as the call `x(t)` when `t` has no column `x` (attribute notation). The
@@ -32,14 +33,7 @@ describe('a WHERE that calls a function of the row in attribute notation', () =>
   })
   afterAll(() => t.close())
 
-  const refused = async (c: pg.Client, sql: string) => {
-    const e = (await c.query(sql).catch((x: Error) => x)) as (Error & {code?: string; detail?: string}) | pg.QueryResult
-    expect(e, sql).toBeInstanceOf(Error)
-    const err = e as Error & {code?: string; detail?: string}
-    expect(err.code, sql).toBe('42501')
-    expect(err.message, sql).toMatch(/rule default\.no-unfiltered-(delete|update)/)
-    return err
-  }
+  const refused = refusedAsUnfiltered
 
   it('refuses them as unfiltered, built-in and user functions, as DELETE, UPDATE, USING and MERGE', async () => {
     const c = await t.client()

@@ -2,6 +2,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
  * PostgreSQL rewrites an UPDATE or DELETE of a relation that has rules on writes into the rules'
@@ -35,14 +36,7 @@ describe('a filtered WHERE on a relation whose rules run other writes', () => {
   })
   afterAll(() => t.close())
 
-  const refused = async (c: pg.Client, sql: string) => {
-    const e = (await c.query(sql).catch((x: Error) => x)) as (Error & {code?: string; detail?: string}) | pg.QueryResult
-    expect(e, sql).toBeInstanceOf(Error)
-    const err = e as Error & {code?: string; detail?: string}
-    expect(err.code, sql).toBe('42501')
-    expect(err.message, sql).toMatch(/rule default\.no-unfiltered-(delete|update)/)
-    return err
-  }
+  const refused = refusedAsUnfiltered
 
   it('refuses them as unfiltered, and names the rules', async () => {
     const c = await t.client()

@@ -2,6 +2,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
  * A WHERE compares the target's rows with values read from a relation of another name, or from
@@ -60,14 +61,7 @@ describe('a WHERE against values read through views, parents and functions over 
   })
   afterAll(() => t.close())
 
-  const refused = async (c: pg.Client, sql: string) => {
-    const e = (await c.query(sql).catch((x: Error) => x)) as (Error & {code?: string; detail?: string}) | pg.QueryResult
-    expect(e, sql).toBeInstanceOf(Error)
-    const err = e as Error & {code?: string; detail?: string}
-    expect(err.code, sql).toBe('42501')
-    expect(err.message, sql).toMatch(/rule default\.no-unfiltered-(delete|update)/)
-    return err
-  }
+  const refused = refusedAsUnfiltered
 
   it('refuses them as unfiltered, as DELETE, UPDATE, USING, MERGE and ON CONFLICT, and says what the WHERE reads', async () => {
     const c = await t.client()

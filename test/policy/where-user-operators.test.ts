@@ -2,6 +2,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
  * The WHERE proof read `=`, `<>`, `IN`, `IS DISTINCT FROM`, `= ANY` and the like as the built-in
@@ -35,14 +36,7 @@ describe('a WHERE whose comparisons a user-defined operator runs', () => {
   })
   afterAll(() => t.close())
 
-  const refused = async (c: pg.Client, sql: string) => {
-    const e = (await c.query(sql).catch((x: Error) => x)) as (Error & {code?: string; detail?: string}) | pg.QueryResult
-    expect(e, sql).toBeInstanceOf(Error)
-    const err = e as Error & {code?: string; detail?: string}
-    expect(err.code, sql).toBe('42501')
-    expect(err.message, sql).toMatch(/rule default\.no-unfiltered-(delete|update)/)
-    return err
-  }
+  const refused = refusedAsUnfiltered
 
   it('refuses them as unfiltered, as DELETE, UPDATE, MERGE and ON CONFLICT, and says which operator', async () => {
     const c = await t.client()
