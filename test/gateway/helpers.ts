@@ -95,8 +95,16 @@ export function readUntilClosed(s: import('node:net').Socket, timeoutMs = 10_000
 export function recordingsUnder(dir: string): string[] {
   return readdirSync(dir, {recursive: true, encoding: 'utf8'})
     .filter((f) => f.endsWith('.jsonl') || f.endsWith('.jsonl.gz'))
-    .map((f) => {
-      const bytes = readFileSync(path.join(dir, f))
-      return f.endsWith('.gz') ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8')
+    .flatMap((f) => {
+      let bytes: Buffer
+      try {
+        bytes = readFileSync(path.join(dir, f))
+      } catch (error) {
+        // The shipper removes a spool file once its object is in the bucket, possibly between the listing and this read;
+        // the shipped copy is then found on the next look.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
+        throw error
+      }
+      return [f.endsWith('.gz') ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8')]
     })
 }
