@@ -296,6 +296,47 @@ function runsCodeOnWrite(c: string): string {
                  where ${own('k.oid')} or exists (select 1 from (${cascaded('k.oid', 'fk2')}) k2 where k2.oid not in (k.oid, ${c}.oid))))`
 }
 
+/**
+ * The trigger functions a write to relations by name fires (not those PostgreSQL makes for foreign
+ * keys, nor disabled ones, nor built-in ones): the relation's own, and those of the tables a write
+ * to it reaches: what a view's or rule's tree names (an updatable view's table, a rule's
+ * actions), a parent's partitions and children, the tables a cascading foreign key writes;
+ * followed to VIEW_DEPTH_LIMIT levels. Policy judges their bodies as the writing statement's own
+ * (src/policy/catalog.ts, `triggerOperations`).
+ */
+function triggersSql(names: readonly string[]): string {
+  return `
+    with recursive rels(oid, key, scope, depth) as (
+      select c.oid, c.relname::text, n.nspname::text, 0
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relname = any(${textArray(names)}) and ${userRelation('c', 'n')}
+      union
+      select e.oid, r0.key, r0.scope, r0.depth + 1
+      from rels r0 cross join lateral (
+        select d.refobjid as oid
+        from pg_rewrite rw
+        join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> r0.oid
+        where rw.ev_class = r0.oid
+        union all
+        select i.inhrelid from pg_inherits i where i.inhparent = r0.oid
+        union all
+        select k.conrelid from pg_constraint k
+        where k.contype = 'f' and k.confrelid = r0.oid and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))
+      ) e
+      where r0.depth < ${VIEW_DEPTH_LIMIT}
+    )
+    select distinct fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
+           0 as nargs, 0 as ndefaults, false as "variadic",
+           'the trigger ' || tg.tgname || ' on ' || rn.nspname || '.' || rc.relname as via, rels.scope as scope, rels.key as key, f.oid::int8 as oid
+    from rels
+    join pg_trigger tg on tg.tgrelid = rels.oid and not tg.tgisinternal and tg.tgenabled <> 'D'
+    join pg_class rc on rc.oid = tg.tgrelid
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    join pg_proc f on f.oid = tg.tgfoid
+    join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname <> 'pg_catalog'`
+}
+
 /** Operators that are not built in, by symbol, with the function each one runs. */
 function operatorsSql(symbols: readonly string[]): string {
   return `
@@ -366,6 +407,8 @@ function castsSql(types: readonly string[]): string {
  * body stored parsed (`BEGIN ATOMIC`, `RETURN`; pg_proc.prosqlbody, PostgreSQL 14 and later, read
  * through to_jsonb so that older servers answer too) is read back from its definition. `results`:
  * the types (not built in) its results are converted to, whose domain checks run on them.
+ * `variable_conflict`: the database's (or role's, or server's) default for PL/pgSQL bodies, which
+ * decides whether a column or a variable of the same name wins (src/policy/plpgsql-variables.ts).
  */
 function bodiesSql(oids: readonly number[]): string {
   return `
@@ -373,6 +416,7 @@ function bodiesSql(oids: readonly number[]): string {
            exists (select 1 from pg_depend d
                    where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.refclassid = 'pg_extension'::regclass and d.deptype = 'e') as extension,
            p.prosrc as src, to_json(p.proconfig)::text as config,
+           current_setting('plpgsql.variable_conflict', true) as variable_conflict,
            (to_jsonb(p) ->> 'prosqlbody') is not null as atomic,
            to_json(array(select format('%I.%I', tn.nspname, t.typname) from pg_type t join pg_namespace tn on tn.oid = t.typnamespace
                          where tn.nspname <> 'pg_catalog'
@@ -400,6 +444,14 @@ function constructsSql(p: string): string {
 }
 
 /** proconfig as JSON (`["search_path=hidden"]`, or null). Throws on anything else: that function's body is then not read. */
+/** A body's own settings, with the server's PL/pgSQL name resolution when it lets columns win. */
+function configOf(r: Row): {config?: string[]} {
+  const own = typeof r.config === 'string' ? configItems(r.config) : []
+  const columnsWin = typeof r.variable_conflict === 'string' && r.variable_conflict.trim().toLowerCase() === 'use_column'
+  const config = columnsWin ? [...own, 'plpgsql.variable_conflict=use_column'] : own
+  return config.length > 0 || typeof r.config === 'string' ? {config} : {}
+}
+
 function configItems(json: string): string[] {
   const v: unknown = JSON.parse(json)
   if (v === null) return []
@@ -544,13 +596,13 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
    */
   private async lookup(keys: readonly CatalogKey[], depth = 0, attempt = 1): Promise<void> {
     const epoch = this.epoch
-    const byKind = {f: [] as string[], o: [] as string[], t: [] as string[], r: [] as string[]}
-    for (const k of keys) byKind[k[0] as 'f' | 'o' | 't' | 'r']?.push(k.slice(2))
+    const byKind = {f: [] as string[], o: [] as string[], t: [] as string[], r: [] as string[], w: [] as string[]}
+    for (const k of keys) byKind[k[0] as keyof typeof byKind]?.push(k.slice(2))
     const found = new Map<CatalogKey, FunctionCandidate[]>(keys.map((k) => [k, []]))
     const add = (prefix: string, rows: Row[]) => {
       for (const r of rows) found.get(`${prefix}:${String(r.key)}`)?.push(toCandidate(r))
     }
-    const run = async (prefix: 'f' | 'o' | 't' | 'r', sql: string) => {
+    const run = async (prefix: keyof typeof byKind, sql: string) => {
       const names = byKind[prefix]
       try {
         add(prefix, await this.opts.query(sql))
@@ -571,6 +623,7 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
     if (byKind.o.length > 0) await run('o', operatorsSql(byKind.o))
     if (byKind.t.length > 0) await run('t', castsSql(byKind.t))
     if (byKind.r.length > 0) await run('r', relationsSql(byKind.r))
+    if (byKind.w.length > 0) await run('w', triggersSql(byKind.w))
     if (found.has(EVENT_TRIGGERS_KEY)) {
       try {
         found.get(EVENT_TRIGGERS_KEY)!.push(...(await this.opts.query(EVENT_TRIGGERS_SQL)).map(eventTriggerCandidate))
@@ -630,7 +683,7 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
             atomic: r.atomic === true || r.atomic === 't',
             ...(typeof r.src === 'string' ? {src: r.src} : {}),
             ...(typeof r.definition === 'string' ? {definition: r.definition} : {}),
-            ...(typeof r.config === 'string' ? {config: configItems(r.config)} : {}),
+            ...configOf(r),
             ...(typeof r.results === 'string' ? {results: resultTypes(r.results)} : {}),
             ...(r.constructs === 'range' || r.constructs === 'multirange' ? {constructs: r.constructs} : {}),
           })

@@ -3,6 +3,7 @@
  * too large, or holds something the walker does not understand comes back as class `unknown`.
  */
 import {parseStatements} from '../sql/parser.js'
+import {variablesAsParams} from './plpgsql-variables.js'
 import type {Analysis, AnalyzeOptions, Operation, StatementAnalysis, StatementClass, TableRef} from './types.js'
 import {StatementWalker, type WalkResult} from './walker.js'
 
@@ -45,7 +46,7 @@ export function analyze(sql: string, opts: AnalyzeOptions = {}): Analysis {
   const statements = parsed.statements.map((raw, index) => {
     let walked: WalkResult
     try {
-      walked = StatementWalker.walk(raw.node)
+      walked = StatementWalker.walk(opts.variables ? (variablesAsParams(raw.node, opts.variables) as typeof raw.node) : raw.node)
     } catch (err) {
       // A tree deep enough to exhaust the stack is refused, not half-judged.
       return unknownStatement(index, raw.text, `could not analyse: ${err instanceof Error ? err.message : String(err)}`)

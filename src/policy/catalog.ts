@@ -19,7 +19,7 @@ import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
 import {EVENT_TRIGGERS_KEY, seesViews} from './views.js'
 
-/** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types. */
+/** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types, `r:name` what reading or writing a relation runs, `w:name` the trigger functions writing it fires. */
 export type CatalogKey = string
 
 export function catalogKey(call: CatalogCall): CatalogKey {
@@ -33,6 +33,8 @@ export function catalogKey(call: CatalogCall): CatalogKey {
       return `t:${call.name}`
     case 'relation':
       return `r:${call.name}`
+    case 'trigger':
+      return `w:${call.name}`
   }
 }
 
@@ -134,6 +136,8 @@ function describeCall(call: CatalogCall): string {
       return name.startsWith('#') ? `a parameter of type OID ${name.slice(1)}` : `cast to ${name}`
     case 'relation':
       return `relation ${name}`
+    case 'trigger':
+      return `the triggers of ${name}`
   }
 }
 
@@ -161,7 +165,7 @@ function isBuiltinSetConfig(c: FunctionCandidate): boolean {
 }
 
 /** The worst thing `call` may do, or undefined when it is a plain read. `stack`: the functions whose bodies are being judged, outermost first. */
-function judgeCall(call: CatalogCall, catalog: FunctionCatalog, stack: readonly number[] = []): CallVerdict | undefined {
+function judgeCall(call: CatalogCall, catalog: FunctionCatalog, stack: readonly number[] = [], byBody = false): CallVerdict | undefined {
   // Extensions that run SQL text or touch server files are known by name wherever they live, and
   // whether or not the catalog can be read.
   const ext = call.kind === 'function' ? extensionEffect(call.name.toLowerCase()) : undefined
@@ -174,12 +178,12 @@ function judgeCall(call: CatalogCall, catalog: FunctionCatalog, stack: readonly 
   if (all === undefined) {
     // Offline, a qualified column may be a column, and a cast to an unknown type is the server's to
     // refuse: only calls and operators make a verdict depend on what could not be looked up.
-    if (catalog.offline && (call.kind === 'attribute' || call.kind === 'cast' || call.kind === 'relation')) return undefined
+    if (catalog.offline && (call.kind === 'attribute' || call.kind === 'cast' || call.kind === 'relation' || call.kind === 'trigger')) return undefined
     return {effect: UNKNOWN, detail: `${describeCall(call)} could not be looked up: ${catalog.unknownReason(key)}`}
   }
-  const candidates = all.filter((c) => schemaFits(call, c) && (call.kind === 'cast' || call.kind === 'relation' || arityFits(c, call.args)))
+  const candidates = all.filter((c) => schemaFits(call, c) && (call.kind === 'cast' || call.kind === 'relation' || call.kind === 'trigger' || arityFits(c, call.args)))
   if (candidates.length === 0) {
-    if (call.kind === 'relation') return undefined
+    if (call.kind === 'relation' || call.kind === 'trigger') return undefined
     // Attribute notation that matches no function is a column; a cast with nothing to call is a
     // cast; built-in operators never call a volatile function (the generated tables show it).
     if (call.kind === 'attribute' || call.kind === 'cast') return undefined
@@ -189,7 +193,9 @@ function judgeCall(call: CatalogCall, catalog: FunctionCatalog, stack: readonly 
   let worst: FunctionCandidate | undefined
   let worstEffect: FunctionEffect | undefined
   for (const c of candidates) {
-    const e = !call.judgedAsSetting && isBuiltinSetConfig(c) ? HIDDEN_SETTING : call.judgedAsCast && isTypeChosenByData(c) ? READ_EFFECT : effectOf(c, catalog, stack)
+    // A trigger function inside a body (a client's statement lifts its own: `triggerOperations`) is
+    // judged by what its body does: every trigger function is volatile, and its write already is one.
+    const e = !call.judgedAsSetting && isBuiltinSetConfig(c) ? HIDDEN_SETTING : call.judgedAsCast && isTypeChosenByData(c) ? READ_EFFECT : effectOf(c, catalog, stack, byBody || call.kind === 'trigger')
     if (!worstEffect || EFFECT_RANK[e.kind] > EFFECT_RANK[worstEffect.kind]) {
       worst = c
       worstEffect = e
@@ -220,12 +226,15 @@ function opaque(what: string): FunctionEffect {
  * either: only a body that does worse than that (signals server processes, touches server files,
  * changes settings) changes its verdict.
  */
-function effectOf(c: FunctionCandidate, catalog: FunctionCatalog, stack: readonly number[]): FunctionEffect {
+function effectOf(c: FunctionCandidate, catalog: FunctionCatalog, stack: readonly number[], byBody = false): FunctionEffect {
   const declared = candidateEffect(c)
   if (c.oid === undefined || !catalog.body || isBuiltinSchema(c.schema) || declared.kind === 'denied') return declared
   const body = catalog.body(c.oid)
   if (body?.extension) return declared
   const found = bodyEffect(c, body, catalog, stack)
+  // Called from a trigger's body (`triggerOperations`): no reviewer is asked for the write that
+  // fires it, so the function is judged by what its body does, not by the volatility it declares.
+  if (byBody) return found
   // The reviewer of a volatile call is told dbgate cannot see what it does: dynamic SQL or an
   // unreadable body says no more than that; an outright denial does. What dbgate cannot see may
   // be DDL, so the calls after it count as after a change to the catalog (unsettled-calls.ts).
@@ -275,6 +284,12 @@ function operationEffect(o: Operation, catalog: FunctionCatalog): FunctionEffect
   if (o.class === 'write' && (writesCatalog(o) || writesCatalogBehind(o, catalog))) {
     const which = [...new Set(o.tables.filter((t) => t.access !== 'read').map((t) => t.name))].join(', ')
     return {kind: 'denied', class: 'unknown', what: `writes the system catalog ${which} inside its body, which changes functions, types or relations as DDL would, unseen by the statements after it; make the change with DDL`}
+  }
+  if (o.class === 'write' && (o.command === 'delete' || o.command === 'update') && o.where !== 'filtered') {
+    // As the client's own would be refused; a volatile call needs a reviewer anyway, so this tells
+    // only where no reviewer would be asked: a function a trigger calls.
+    const which = [...new Set(o.tables.filter((t) => t.access === 'write').map((t) => (t.schema ? `${t.schema}.${t.name}` : t.name)))].join(', ')
+    return {kind: 'volatile', class: 'write', flag: 'volatile_function', what: `${o.command === 'delete' ? 'deletes' : 'changes'} every row of ${which} inside its body (its WHERE does not pick rows)`}
   }
   if (o.class === 'write' && o.flags.length === 0) return {kind: 'data_write', class: 'write', what: `writes (${o.command}) inside its body`}
   return opaque(`runs ${o.command} (${o.class}) inside its body`)
@@ -337,22 +352,32 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog, onl
   // Whether it is depends on the operations alone, which texts of one shape share (`shape-cache.ts`).
   let reads = onlyRead.get(stmt.operations)
   if (reads === undefined) {
-    reads = stmt.operations.every((o) => !o.calls || o.calls.every((c) => judgeCall(c, catalog) === undefined))
+    reads = stmt.operations.every((o) => !o.calls || o.calls.every((c) => (c.kind === 'trigger' ? triggerOperations(c, catalog, [], new Set()).length === 0 : judgeCall(c, catalog) === undefined)))
     onlyRead.set(stmt.operations, reads)
   }
   if (reads) return stmt
   const operations: Operation[] = []
   const extra: Operation[] = []
   const seen = new Set<string>()
-  for (const o of stmt.operations) {
+  // The statement's own operations, then those its writes' triggers run (`triggerOperations`),
+  // whose calls and writes are followed in turn.
+  const work: Lifted[] = stmt.operations.map((operation) => ({operation, stack: []}))
+  const fired = new Set<number>()
+  for (let i = 0; i < work.length; i++) {
+    const {operation: o, stack} = work[i]!
+    const into = i < stmt.operations.length ? operations : extra
     if (!o.calls) {
-      operations.push(o)
+      into.push(o)
       continue
     }
     const {calls, ...rest} = o
-    operations.push(rest)
+    into.push(rest)
     for (const call of calls) {
-      const v = judgeCall(call, catalog)
+      if (call.kind === 'trigger') {
+        work.push(...triggerOperations(call, catalog, stack, fired))
+        continue
+      }
+      const v = judgeCall(call, catalog, [], stack.length > 0)
       if (!v) continue
       const key = `${v.effect.kind}|${v.fn ?? ''}|${catalogKey(call)}`
       if (seen.has(key)) continue
@@ -362,6 +387,90 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog, onl
   }
   operations.push(...extra)
   return withOperations(stmt, operations)
+}
+
+// ---- triggers -----------------------------------------------------------------------------------
+
+/** An operation a trigger's body runs, with the trigger functions it was reached through, outermost first. */
+interface Lifted {
+  operation: Operation
+  stack: readonly number[]
+}
+
+/** How deep triggers fired by other triggers' writes are followed; deeper needs a reviewer. */
+const MAX_TRIGGER_DEPTH = 4
+
+/**
+ * What a write's triggers run, as operations of the statement itself: each trigger function's body
+ * statements as if the client had sent them. So an `INSTEAD OF` trigger whose body deletes every
+ * row is an unfiltered DELETE the rules refuse, a `tables:` rule sees what a trigger reads and
+ * writes, and a trigger's DDL needs a reviewer as the client's would. Functions the body calls are
+ * judged by their bodies (`effectOf` with `byBody`), the triggers its writes fire by theirs. A
+ * body dbgate cannot see into (another language, SQL built at run time, nested too deep) makes the
+ * write need a reviewer; an extension's C trigger function is the DBA's installed code, trusted as
+ * a call of it is. Empty when the relation fires no trigger of a user's.
+ */
+function triggerOperations(
+  call: CatalogCall,
+  catalog: FunctionCatalog,
+  stack: readonly number[],
+  /** Trigger functions already lifted for this statement: fired again (by another write, or by its own), its body says nothing new. */
+  fired: Set<number>,
+): Lifted[] {
+  const key = catalogKey(call)
+  const all = catalog.get(key)
+  const written = call.schema ? `${call.schema}.${call.name}` : call.name
+  if (all === undefined) {
+    if (catalog.offline) return []
+    return [{operation: unseenTrigger(`the triggers of ${written} could not be looked up: ${catalog.unknownReason(key)}`, []), stack}]
+  }
+  const out: Lifted[] = []
+  for (const c of all) {
+    if (!schemaFits(call, c)) continue
+    const fn = qualified(c)
+    const via = c.via ?? `a trigger of ${written}`
+    const unseen = (why: string): Lifted => ({operation: unseenTrigger(`${via} runs ${fn}, which ${why}`, [fn]), stack})
+    if (c.oid === undefined || !catalog.body) {
+      out.push(unseen('dbgate could not find in the catalog'))
+      continue
+    }
+    if (fired.has(c.oid)) continue
+    fired.add(c.oid)
+    const body = catalog.body(c.oid)
+    if (body?.extension) continue
+    if (!body) out.push(unseen('has a body dbgate could not read from the catalog'))
+    else if (body.unreadable) out.push(unseen(body.unreadable))
+    else if (body.dynamic) out.push(unseen(`runs SQL built at run time inside its body (${body.dynamic})`))
+    else if (stack.length >= MAX_TRIGGER_DEPTH) out.push(unseen(`is fired through triggers nested more than ${MAX_TRIGGER_DEPTH} deep, which dbgate does not follow`))
+    else {
+      const inner = [...stack, c.oid]
+      for (const s of body.statements) {
+        for (const o of s.operations) {
+          const operation = liftedOperation(o, via, fn)
+          if (operation) out.push({operation, stack: inner})
+        }
+      }
+    }
+  }
+  return out
+}
+
+/** A trigger body's operation as one of the statement's, saying where it runs; undefined for plain computation. */
+function liftedOperation(o: Operation, via: string, fn: string): Operation | undefined {
+  if (o.class === 'read' && o.flags.length === 0 && o.tables.length === 0 && (o.calls?.length ?? 0) === 0) return undefined
+  return {...o, functions: [...new Set([...o.functions, fn])], detail: `${o.command.toUpperCase()} run by ${via} (${fn})${o.detail ? `: ${o.detail}` : ''}`}
+}
+
+/** A trigger whose code dbgate cannot see: the write that fires it needs a reviewer, who is told why. */
+function unseenTrigger(why: string, functions: string[]): Operation {
+  return {
+    class: 'write',
+    command: 'function',
+    tables: [],
+    functions,
+    flags: ['volatile_function'],
+    detail: `${why}; dbgate cannot see what that trigger does, so the write needs a reviewer`,
+  }
 }
 
 const resolved = new WeakMap<
@@ -397,7 +506,7 @@ export function unresolvedCalls(statements: readonly StatementAnalysis[], catalo
   for (const s of statements) {
     for (const o of s.operations) {
       for (const c of o.calls ?? []) {
-        if (catalog.get(catalogKey(c)) === undefined && !(catalog.offline && (c.kind === 'attribute' || c.kind === 'relation'))) out.add(describeCall(c))
+        if (catalog.get(catalogKey(c)) === undefined && !(catalog.offline && (c.kind === 'attribute' || c.kind === 'relation' || c.kind === 'trigger'))) out.add(describeCall(c))
       }
     }
   }

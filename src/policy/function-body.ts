@@ -8,6 +8,7 @@
  * PL/pgSQL node this module does not know, or a language it cannot read comes back `unreadable`.
  */
 import {analyze, summarise} from './analyze.js'
+import {columnsWin, variableNames} from './plpgsql-variables.js'
 import {assumedSettingViolated} from './assumed-settings.js'
 import {catalogKeys, type CatalogKey} from './catalog.js'
 import type {StatementAnalysis} from './types.js'
@@ -113,7 +114,7 @@ export function readFunctionBody(source: FunctionBodySource): FunctionBody {
   if (isRangeConstructor(source)) return done([])
   try {
     if (source.language === 'sql') return tooLong(source.atomic ? source.definition : source.src) ?? withResults(source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src), source.results)
-    if (source.language === 'plpgsql') return tooLong(source.definition) ?? withResults(plpgsqlBody(source.definition), source.results)
+    if (source.language === 'plpgsql') return tooLong(source.definition) ?? withResults(plpgsqlBody(source.definition, source.config), source.results)
   } catch (error) {
     return unreadable(`has a body dbgate could not read (${error instanceof Error ? error.message : String(error)})`)
   }
@@ -363,7 +364,7 @@ function recordDefaults(definition: string, datums: readonly unknown[]): string[
   return texts
 }
 
-function plpgsqlBody(definition: string | undefined): FunctionBody {
+function plpgsqlBody(definition: string | undefined, config: readonly string[] | undefined): FunctionBody {
   if (definition === undefined) return unreadable('has no definition in the catalog')
   const tree = parsePlpgsql(definition)
   const texts: string[] = []
@@ -423,8 +424,10 @@ function plpgsqlBody(definition: string | undefined): FunctionBody {
   const foreign = usesForeignCursor(tree)
   if (foreign) return unreadable(foreign)
   const statements: StatementAnalysis[] = []
+  // Its queries reach its variables as parameters (a trigger's `WHERE id = OLD.id` picks one row).
+  const variables = columnsWin(definition, config) ? undefined : variableNames(isObj(fn) && Array.isArray(fn.datums) ? fn.datums : [])
   for (const text of texts) {
-    const {statements: analysed} = analyze(text)
+    const {statements: analysed} = analyze(text, variables ? {variables} : {})
     const failed = analysed.find((s) => s.error !== undefined)
     if (failed) return unreadable(`has a statement in its body dbgate could not analyse (${failed.error}: ${text.slice(0, 200)})`)
     for (const s of analysed) statements.push({...s, index: statements.length})

@@ -75,7 +75,11 @@ export type OperationFlag =
  * its function), or a cast to a type that is not built in (cast functions, domain checks).
  */
 export interface CatalogCall {
-  kind: 'function' | 'attribute' | 'operator' | 'cast' | 'relation'
+  /**
+   * `trigger`: a write to the relation `name`, which fires its triggers (and those of the tables
+   * behind it): their bodies' statements are judged as the statement's own (catalog.ts).
+   */
+  kind: 'function' | 'attribute' | 'operator' | 'cast' | 'relation' | 'trigger'
   /** As written; absent when unqualified (then every visible candidate counts). */
   schema?: string
   /** Function or type name as PostgreSQL stores it; the operator's symbol. */
@@ -187,6 +191,11 @@ export interface Analysis {
 export interface AnalyzeOptions {
   /** Texts longer than this many UTF-8 bytes are not parsed and come back `unknown`. */
   maxStatementSize?: number
+  /**
+   * Names that are a PL/pgSQL function's variables where the text is one of its embedded queries:
+   * references to them are parameters to the server, and are judged as such (plpgsql-variables.ts).
+   */
+  variables?: ReadonlySet<string>
 }
 
 /**

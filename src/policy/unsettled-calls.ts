@@ -87,6 +87,8 @@ function describe(call: CatalogCall): string {
       return call.name.startsWith('#') ? `the conversion of a parameter to the type with OID ${call.name.slice(1)}` : `the cast to ${written(call)}`
     case 'relation':
       return `the views, rules and row security policies of ${written(call)}`
+    case 'trigger':
+      return `the triggers a write to ${written(call)} fires`
   }
 }
 

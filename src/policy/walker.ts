@@ -455,6 +455,8 @@ export class StatementWalker {
     if (!schema && cteVisible && this.scopes.some((s) => s.has(name))) return
     // A view (or a rule on a table) may call functions of its own: the catalog says which.
     if (name) this.call({kind: 'relation', ...(schema ? {schema} : {}), name, args: 0})
+    // And writing it fires its triggers, whose bodies the catalog step judges as this statement's own.
+    if (name && access === 'write') this.call({kind: 'trigger', ...(schema ? {schema} : {}), name, args: 0})
     if (access === 'write' && writesSettings(schema, name)) {
       this.push(
         op('unknown', 'set', {
