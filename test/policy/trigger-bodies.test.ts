@@ -54,6 +54,15 @@ describe('what a write\'s triggers run', () => {
           declare id int := 1;
           begin delete from accounts where accounts.id = id; return old; end $$;
 
+        create view accounts_v as select * from accounts;
+        create function wipe_through_view() returns trigger language plpgsql as $$
+          begin delete from accounts where id in (select v.id from accounts_v v); return new; end $$;
+        create function wipe_or_true() returns trigger language plpgsql as $$
+          begin update accounts set balance = 0 where id = new.id or true; return new; end $$;
+        create table view_t (id int);
+        create trigger view_t_t after insert on view_t for each row execute function wipe_through_view();
+        create table or_t (id int);
+        create trigger or_t_t before insert on or_t for each row execute function wipe_or_true();
         create view wipe_v as select * from accounts;
         create trigger wipe_v_t instead of delete on wipe_v for each row execute function wipe_accounts();
         create view zero_v as select * from accounts;
@@ -123,9 +132,11 @@ describe('what a write\'s triggers run', () => {
       'with d as (delete from log_t where id = 3 returning id) select count(*) from d',
       'merge into wipe_v w using (select 5 as id) s on w.id = s.id when matched then delete',
       'delete from shadow_t where id = 1',
+      'insert into view_t values (1)',
+      'insert into or_t values (1)',
     ]) {
       const e = await refusedAsUnfiltered(c, sql)
-      expect(e.detail, sql).toMatch(/run by the trigger \w+ on public\.\w+ \(public\.(wipe_accounts|zero_accounts|shadowed)\)/)
+      expect(e.detail, sql).toMatch(/run by the trigger \w+ on public\.\w+ \(public\.(wipe_accounts|zero_accounts|shadowed|wipe_through_view|wipe_or_true)\)/)
     }
     // COPY FROM fires the insert triggers too.
     const copied = (await pipeline(Readable.from(['1\tx\n']), c.query(copyFrom('copy inbox from stdin'))).catch((x: Error) => x)) as Refusal | undefined
