@@ -83,7 +83,10 @@ export async function deviceLogin(config: IdentityConfig, options: DeviceLoginOp
 
   const opener = options.openBrowser === false ? undefined : (options.openBrowser ?? defaultBrowserOpener(options.env))
   if (opener) {
-    const url = prompt.verificationUriComplete ?? prompt.verificationUri
+    // The address without the code: an opener's arguments (xdg-open's, the browser's) are visible
+    // to every local user, who could approve this login with their own account and have the person
+    // work as them. The code stays on the person's terminal, to be typed or pasted.
+    const url = prompt.verificationUri
     options.ui.browser?.({url, opened: await opener(url).catch(() => false)})
   }
 

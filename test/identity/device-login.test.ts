@@ -141,24 +141,27 @@ describe('device login', () => {
     }
   })
 
-  test('opens the browser at the complete verification URI, where the person approves', async () => {
+  test('opens the browser at the verification URI without the code, which the person types there', async () => {
     const opened: string[] = []
     const seen: {url: string; opened: boolean}[] = []
     let approval: Promise<unknown> = Promise.resolve()
+    let shown = ''
     const result = await deviceLogin(f.config, {
       store: f.store,
       openBrowser: async (url) => {
         opened.push(url)
-        // The "browser" lands on the page with the code filled in and only has to confirm and sign in.
-        approval = approveDeviceCode({verificationUri: url, userCode: new URL(url).searchParams.get('user_code') as string, user: 'carol', password: 'carol'})
+        // The "browser" lands on the device page; the person enters the code their terminal shows.
+        approval = approveDeviceCode({verificationUri: url, userCode: shown, user: 'carol', password: 'carol'})
         return true
       },
-      ui: {showCode: () => {}, browser: (r) => seen.push(r)},
+      ui: {showCode: (p) => void (shown = p.userCode), browser: (r) => seen.push(r)},
     })
     await approval
     expect(result.identity.subject).toBe('carol')
     expect(opened).toHaveLength(1)
-    expect(opened[0]).toMatch(/\/device\?user_code=/)
+    // Another local user reads an opener's arguments (`ps`): the code is not among them.
+    expect(opened[0]).toMatch(/\/device$/)
+    expect(opened[0]).not.toContain(shown)
     expect(seen).toEqual([{url: opened[0], opened: true}])
   })
 

@@ -99,9 +99,11 @@ describe('the verification address and user code an IdP answers with', () => {
     }
   })
 
-  it('opens an https address, as before', async () => {
+  it('opens an https address, without the code: an opener\'s arguments are visible to every local user', async () => {
     device = () => ({device_code: 'd', user_code: 'ABCD-EFGH', verification_uri: 'https://idp.example.com/activate', verification_uri_complete: 'https://idp.example.com/activate?user_code=ABCD-EFGH', expires_in: 60, interval: 1})
     const r = await login()
-    expect(r.opened).toEqual(['https://idp.example.com/activate?user_code=ABCD-EFGH'])
+    expect(r.opened).toEqual(['https://idp.example.com/activate'])
+    // The person still sees both on their terminal.
+    expect(r.stderr).toContain('ABCD-EFGH')
   })
 })
