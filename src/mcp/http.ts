@@ -394,6 +394,8 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
         await serveMcp(req, res, target)
       } catch (e) {
         if (res.headersSent) res.end()
+        // The client went, or its request was too slow and the listener answered and closed it: nobody to tell.
+        else if (req.socket.destroyed) return true
         else if (e instanceof BodyError) rpcError(res, e.status, `dbgate: ${e.message}`)
         else {
           log('error', `MCP request failed: ${(e as Error).message}`)
