@@ -54,6 +54,20 @@ async function tlsOptions(files: {cert: string; key: string}): Promise<{cert: Bu
   return {cert, key, minVersion: 'TLSv1.2'}
 }
 
+/**
+ * Every request, headers and body, must arrive within server.signInTimeout, as the first one must.
+ * A connection is let go by the caps on connections not yet signed in at its first request, and kept
+ * alive after a verified one; without this, Node's own limits applied from then on: a remote MCP
+ * body sent a byte at a time held its socket for five minutes (requestTimeout), the next request's
+ * headers for one (headersTimeout), however many such connections one token opened. Node answers 408
+ * and closes. Only receiving the request is timed: an answer may take as long as its statement does.
+ */
+function requestTimeouts(timeoutMs: number | undefined): {requestTimeout?: number; headersTimeout?: number; connectionsCheckingInterval?: number} {
+  if (timeoutMs === undefined) return {}
+  // Node looks for expired requests on this interval: often enough that the deadline holds to within a second.
+  return {requestTimeout: timeoutMs, headersTimeout: timeoutMs, connectionsCheckingInterval: Math.min(1000, timeoutMs)}
+}
+
 /** What `GET /v1/targets` answers. */
 export interface TargetsResponse {
   identity: string
@@ -63,7 +77,7 @@ export interface TargetsResponse {
 export async function startGatewayApi(opts: GatewayApiOptions): Promise<GatewayApi> {
   const ownRepeats = opts.repeats === undefined
   const repeats = opts.repeats ?? new RepeatLimitedLog(opts.log)
-  const server = https.createServer(await tlsOptions(opts.tls), (req, res) => {
+  const server = https.createServer({...(await tlsOptions(opts.tls)), ...requestTimeouts(opts.pending?.timeoutMs)}, (req, res) => {
     requestArrived(req)
     closeUnlessVerified(res)
     // A body nobody read (a request refused before its body, say for its token) is not drained: the

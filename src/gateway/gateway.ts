@@ -41,6 +41,7 @@ import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from '
 import {CountedSlots, personKey} from './session-caps.js'
 import {addressOf, quoteUntrusted, RepeatLimitedLog, type RepeatLogOptions} from './log-limits.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
+import {changedUntilRestart} from './reload-scope.js'
 
 export class GatewayConfigError extends Error {
   override name = 'GatewayConfigError'
@@ -400,11 +401,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         if (!nextSettings) throw new GatewayConfigError(`${next.path} no longer has a server section`, 'restore the server section')
         const nextTls = await loadTlsIdentity(nextSettings.tls)
         const nextTargets = await serveTargets(next.config.targets, targets)
-        const unchanged = {listen: 'listen', api: 'api', stateDir: 'stateDir', name: 'name', ops: 'ops', maxSessionsPerPerson: 'maxSessionsPerPerson', signInTimeoutMs: 'signInTimeout', maxPendingSignIns: 'maxPendingSignIns', maxPendingSignInsPerAddress: 'maxPendingSignInsPerAddress'} as const
-        for (const [k, key] of Object.entries(unchanged) as [keyof typeof unchanged, string][]) {
-          if (JSON.stringify(nextSettings[k]) !== JSON.stringify(settings[k])) log('warn', `reload: server.${key} changed; it takes effect at the next start`)
-        }
-        if (JSON.stringify(next.config.identity) !== JSON.stringify(loaded.config.identity)) log('warn', 'reload: the identity section changed; it takes effect at the next start')
+        // Only the targets and the TLS files apply now; every other change is named, never dropped unsaid.
+        for (const name of changedUntilRestart(loaded.config, next.config)) log('warn', `reload: ${name} changed; it takes effect at the next start`)
         tlsIdentity = nextTls
         Object.assign(settings.tls, nextSettings.tls)
         await api?.reloadTls()

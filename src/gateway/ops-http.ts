@@ -15,8 +15,20 @@ import type {AddressInfo} from 'node:net'
 
 import type {ReadinessCheck} from './observer.js'
 import {RepeatLimitedLog, type RepeatLogOptions} from './log-limits.js'
+import {addressShare, CountedSlots} from './session-caps.js'
 
 export type OpsLog = (level: 'info' | 'warn' | 'error', message: string) => void
+
+/**
+ * Connections one source address (an IPv6 /64) may hold on the ops port at once. A probe or a scrape
+ * needs one or two; without a cap, and with Node's defaults (a connection that sends nothing is never
+ * closed), anyone who reaches the port held sockets without end, up to the process's file limit,
+ * which the PostgreSQL listener shares, and the liveness probe then failed too.
+ */
+export const OPS_CONNECTIONS_PER_ADDRESS = 16
+
+/** A request must arrive whole (headers, and any body) within this, as every probe's does at once. */
+export const OPS_REQUEST_TIMEOUT_MS = 5000
 
 export interface OpsHttpOptions {
   /** Address to bind. Default 127.0.0.1; a container that is probed from outside sets 0.0.0.0. */
@@ -64,7 +76,10 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttpServ
   // its repeats are summarised with the last of them.
   const repeats = new RepeatLimitedLog(log, options.logRepeats)
 
-  const server = createServer((req, res) => {
+  // A connection silent for longer than the slowest answer (a readiness run) is closed, and a
+  // request must arrive within OPS_REQUEST_TIMEOUT_MS (Node answers 408 and closes).
+  const idleMs = timeoutMs + OPS_REQUEST_TIMEOUT_MS
+  const server = createServer({requestTimeout: OPS_REQUEST_TIMEOUT_MS, headersTimeout: OPS_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000, keepAliveTimeout: OPS_REQUEST_TIMEOUT_MS}, (req, res) => {
     handle(req, res).catch((error: unknown) => {
       log('error', `ops endpoint ${req.url ?? ''}: ${errorText(error)}`)
       if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n')
@@ -89,6 +104,20 @@ export async function startOpsHttp(options: OpsHttpOptions): Promise<OpsHttpServ
     if (report.status !== 'ready') repeats.write('warn', `readiness ${report.status} (${report.checks?.map((c) => c.name).join(', ')})`, '', `readiness ${report.status}: ${report.checks?.map((c) => `${c.name}: ${c.detail}`).join('; ')}`)
     send(res, report.status === 'not-ready' ? 503 : 200, 'application/json', `${JSON.stringify(report)}\n`)
   }
+
+  server.setTimeout(idleMs)
+  const perAddress = new CountedSlots(OPS_CONNECTIONS_PER_ADDRESS)
+  server.on('connection', (socket) => {
+    const from = socket.remoteAddress ?? 'unknown'
+    const release = perAddress.take(addressShare(from))
+    if (!release) {
+      socket.destroy()
+      // Anyone who reaches the port can cause it: the first from an address is logged, the rest counted.
+      repeats.write('warn', `ops connections refused over ${OPS_CONNECTIONS_PER_ADDRESS} per address`, from, `ops endpoint: refused a connection from ${from}: it already holds ${OPS_CONNECTIONS_PER_ADDRESS} connections`)
+      return
+    }
+    socket.once('close', release)
+  })
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

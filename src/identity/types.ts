@@ -1,3 +1,5 @@
+import {domainToASCII} from 'node:url'
+
 /** A verified identity, as every other part of dbgate sees it. Never holds a token itself. */
 export interface Identity {
   subject: string
@@ -49,6 +51,23 @@ export function samePerson(a: Pick<Identity, 'subject' | 'email'>, b: Pick<Ident
   return a.email !== undefined && b.email !== undefined && mailbox(a.email) === mailbox(b.email)
 }
 
+/**
+ * The mailbox an address delivers to, as far as the address itself tells. Besides case and
+ * compatibility forms: a subaddress (RFC 5233, `dave+tag@`) is delivered to `dave@`'s mailbox by
+ * the common mail services (Google, Microsoft 365, Fastmail, Proton), so its verification link
+ * reached dave; a quoted local part without anything that needs quoting is the same local part
+ * (RFC 5321 §4.1.2); a domain is the same with the root's trailing dot and in its ASCII (punycode)
+ * form. Each folds two spellings into one, which for samePerson only ever refuses more.
+ */
 function mailbox(email: string): string {
-  return email.normalize('NFKC').trim().toLowerCase()
+  const folded = email.normalize('NFKC').trim().toLowerCase()
+  const at = folded.lastIndexOf('@')
+  if (at <= 0) return folded
+  let local = folded.slice(0, at)
+  const quoted = /^"([^"\\\s]*)"$/.exec(local)
+  if (quoted) local = quoted[1]!
+  const plus = local.indexOf('+')
+  if (plus > 0) local = local.slice(0, plus)
+  const domain = folded.slice(at + 1).replace(/\.+$/, '')
+  return `${local}@${domainToASCII(domain) || domain}`
 }

@@ -110,7 +110,17 @@ interface RemoteSession {
   signInExpiresAt: number
   /** Ends the session at its `sessionDeadline`. */
   deadline?: NodeJS.Timeout
+  /** Its requests whose answer has not ended yet. */
+  inFlight: number
 }
+
+/**
+ * Requests one session may have in flight at once. An agent runs a few tools in parallel (its
+ * statements share four database sessions), but a tool may hold its request for a minute with no
+ * database session at all (`approval_status` with `waitSeconds`): without a cap, one signed-in
+ * agent held as many sockets as it opened, up to the file limit the gateway's listeners share.
+ */
+export const MAX_REQUESTS_IN_FLIGHT = 16
 
 /** How many ended sessions' reasons are kept, so that the agent's next request on one learns why. */
 const ENDED_REMEMBERED = 1024
@@ -323,6 +333,11 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       if (scheduleEnd(s)) return rpcError(res, 404, endedWhy.get(s.id)?.message ?? 'dbgate: this MCP session has ended; start a new one')
       s.lastUsed = Date.now()
       const body = req.method === 'POST' ? await readBody(req) : undefined
+      if (s.inFlight >= MAX_REQUESTS_IN_FLIGHT) {
+        return rpcError(res, 429, `dbgate: this MCP session already has ${MAX_REQUESTS_IN_FLIGHT} requests in flight; wait for their answers before sending more`, {'retry-after': '1'})
+      }
+      s.inFlight++
+      res.once('close', () => s.inFlight--)
       await s.transport.handleRequest(req, res, body)
       return
     }
@@ -346,7 +361,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         const now = Date.now()
-        const s: RemoteSession = {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime()}
+        const s: RemoteSession = {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime(), inFlight: 0}
         sessions.set(id, s)
         log('info', `MCP session ${id} on ${target.name} for ${identityLabel(identity)}`)
         scheduleEnd(s)
@@ -394,6 +409,8 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
         await serveMcp(req, res, target)
       } catch (e) {
         if (res.headersSent) res.end()
+        // The client went, or its request was too slow and the listener answered and closed it: nobody to tell.
+        else if (req.socket.destroyed) return true
         else if (e instanceof BodyError) rpcError(res, e.status, `dbgate: ${e.message}`)
         else {
           log('error', `MCP request failed: ${(e as Error).message}`)

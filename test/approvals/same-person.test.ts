@@ -7,7 +7,8 @@
  * it by design, and an IdP with account linking gives one mailbox two accounts. The tunnel and the
  * CLI compared subjects only, so a properly sealed decision by "another" dba with dave's own
  * verified e-mail (as the IdP spells it, in another case, or in compatibility forms such as
- * fullwidth letters that fold to the same address) ran his statement.
+ * fullwidth letters that fold to the same address, or a subaddress `dave+tag@` that the mail
+ * server delivers to dave's own mailbox) ran his statement.
  *
  * Real tunnel, real PostgreSQL, tokens signed with the real IdP's key and verified against its JWKS.
  */
@@ -61,6 +62,12 @@ describe('the requester under another identity', () => {
     ['another subject, the same e-mail', 'dave-pairwise-1', 'dave@example.com'],
     ['another subject, the e-mail in another case', 'dave-pairwise-2', 'Dave@EXAMPLE.com'],
     ['another subject, the e-mail in fullwidth letters', 'dave-pairwise-3', 'ｄａｖｅ@example.com'],
+    // A subaddress (RFC 5233) is delivered to the same mailbox, so its verification link reached dave.
+    ['another subject, a subaddress of the e-mail', 'dave-pairwise-4', 'dave+review@example.com'],
+    ['another subject, a subaddress in another case', 'dave-pairwise-5', 'Dave+Ops@Example.COM'],
+    // The same domain in its ASCII (punycode) form, or written with the root's trailing dot.
+    ['another subject, the domain with a trailing dot', 'dave-pairwise-6', 'dave@example.com.'],
+    ['another subject, the local part quoted', 'dave-pairwise-7', '"dave"@example.com'],
   ] as const
 
   it('refuses, in the tunnel, a properly sealed decision by the requester under another subject', async () => {

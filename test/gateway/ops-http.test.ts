@@ -230,3 +230,52 @@ describe('ops HTTP endpoint', () => {
     expect((await call(base, 'GET', '/healthz')).status).toBe(200)
   })
 })
+
+/**
+ * The ops port is plain HTTP that anyone who reaches it may open (in a cluster, every pod). With
+ * Node's defaults a connection that sends nothing was never closed, and one that sent its headers a
+ * byte at a time was held for a minute, with no cap: enough of them took the process's file limit,
+ * which the PostgreSQL listener shares, and the liveness probe failed with it.
+ */
+describe('ops HTTP endpoint: connections that hold a socket', () => {
+  const connectFrom = (port: number, localAddress: string) => {
+    const s = connect({port, host: '127.0.0.1', localAddress})
+    const state = {closed: false, answer: ''}
+    s.on('error', () => {})
+    s.on('data', (d: Buffer) => (state.answer += d.toString('latin1')))
+    s.on('close', () => (state.closed = true))
+    return {s, state}
+  }
+  const until = async (cond: () => boolean, ms: number) => {
+    const end = Date.now() + ms
+    while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+    return cond()
+  }
+
+  it('caps the connections of one address, closes the silent ones, and keeps answering probes from elsewhere', async () => {
+    const {base, logs} = await start({readinessTimeoutMs: 500})
+    const port = Number(new URL(base).port)
+    const flood = Array.from({length: 40}, () => connectFrom(port, '127.0.0.2'))
+    // Past the share of one address, closed at once; the probe from another address is answered.
+    expect(await until(() => flood.filter((c) => c.state.closed).length >= 24, 3000)).toBe(true)
+    expect((await call(base, 'GET', '/healthz')).status).toBe(200)
+    expect(logs.filter((l) => l.includes('ops endpoint: refused a connection from'))).toHaveLength(1)
+    // The ones within the share, silent, are closed too, once idle longer than any answer takes.
+    expect(await until(() => flood.every((c) => c.state.closed), 9000)).toBe(true)
+    flood.forEach((c) => c.s.destroy())
+  }, 15_000)
+
+  it('answers 408 and closes a connection whose request comes a byte at a time', async () => {
+    const {base} = await start({readinessTimeoutMs: 500})
+    const c = connectFrom(Number(new URL(base).port), '127.0.0.3')
+    c.s.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ')
+    const drip = setInterval(() => c.s.write('a'), 100)
+    try {
+      expect(await until(() => c.state.closed, 9000)).toBe(true)
+    } finally {
+      clearInterval(drip)
+      c.s.destroy()
+    }
+    expect(c.state.answer).toMatch(/^HTTP\/1\.1 408/)
+  }, 15_000)
+})
