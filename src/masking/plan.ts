@@ -144,7 +144,11 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
       }
     }
     if (!mask && opts.maskUntraceable && touches) {
-      const unknown = col ? col.unknown : !(direct && knownTable)
+      // A table's column the analysis could not vouch for by its name (the session's uncommitted
+      // change may have renamed it, lineage.ts `unprovenNames`) is vouched for by the server
+      // naming the same column as its origin: its values are that column's, classified by it.
+      const vouched = col?.origin !== undefined && direct !== undefined && knownTable && col.origin.tableOid === f!.tableOid && col.origin.attnum === f!.columnAttr
+      const unknown = col ? col.unknown && !vouched : !(direct && knownTable)
       if (unknown) {
         mask = {kind: 'value', category: 'untraceable', strategy: strategyFor('untraceable', false, opts)}
         record = {result, column: i, name, category: 'untraceable', strategy: mask.strategy, how: 'untraceable', reasons: contradicted ? ['the server described this result differently from the analysis'] : lineage?.untraceable.length ? lineage.untraceable : ['the origin of this column could not be traced']}
