@@ -143,7 +143,10 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
         record = {result, column: i, name, category: 'document', strategy: 'per-field', how: 'document', reasons: [`whole row of ${rel.schema}.${rel.name}`]}
       }
     }
-    if (!mask && opts.maskUntraceable && touches) {
+    // A result the server describes otherwise than the analysis was let through on a wrong reading
+    // (`onUntraceable: deny` refuses only what the analysis knew it could not follow): whatever it
+    // proved is void, so what has no known clean origin is masked in either mode.
+    if (!mask && (opts.maskUntraceable || contradicted) && touches) {
       // A table's column the analysis could not vouch for by its name (the session's uncommitted
       // change may have renamed it, lineage.ts `unprovenNames`) is vouched for by the server
       // naming the same column as its origin: its values are that column's, classified by it.

@@ -14,11 +14,13 @@
  *
  * Each step list runs in one session and rolls back; no full name or address may reach the client.
  */
+import type pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {sampleCustomers} from '../../src/demo/sample-data.js'
 import {createMaskingFilterFactory} from '../../src/masking/filter.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
-import {NO_CONFIG} from './fixture.js'
+import {maskingFixture, NO_CONFIG, type MaskingFixture} from './fixture.js'
 import {openUnseenCodeTunnel, rowsOf, simpleSend, type Send, type UnseenCodeTunnel} from './unseen-code.js'
 
 const NAMES = sampleCustomers().flatMap((c) => [c.fullName, c.address])
@@ -133,5 +135,55 @@ describe('names moved by the session\'s uncommitted change', () => {
   // reads `orders` as any of them and public's meanwhile (more is masked, never less).
   it('masks what a temporary relation named like a table holds, for the rest of the session', async () => {
     expect(await leakingOf(TEMP_STEPS)).toEqual([])
+  })
+})
+
+/**
+ * Under `onUntraceable: deny` a statement the analysis can follow is let through, and its result
+ * was masked only where a column was sensitive: when the server then described it otherwise (a view
+ * renamed to a table's name, `ALTER VIEW v_contacts RENAME TO orders`, its `who` renamed `status`),
+ * the analysis's proof was of another relation, and the view's full names came out in clear.
+ */
+describe('a result the server describes otherwise than the analysis, under onUntraceable: deny', () => {
+  let fx: MaskingFixture
+  let t: PipelineTunnel
+  beforeAll(async () => {
+    fx = await maskingFixture()
+    t = await openPipelineTunnel(fx.db, 'policy: none\nmasking:\n  onUntraceable: deny')
+  }, 120_000)
+  afterAll(async () => {
+    await t?.close()
+    await fx?.close()
+  })
+
+  const VIEW_AS_TABLE = ['alter table orders rename to orders_old', 'alter view v_contacts rename to orders', 'alter view orders rename column who to status']
+  const CASES: string[][] = [
+    ['begin', ...VIEW_AS_TABLE, 'select status from orders', 'rollback'],
+    ['begin', ...VIEW_AS_TABLE, 'select id, status from orders o order by id', 'rollback'],
+    ['begin', ...VIEW_AS_TABLE, 'select s.status from (select status from orders) s', 'rollback'],
+    ['begin', ...SWAP, 'select status from orders', 'rollback'],
+  ]
+
+  /** The cases that show a name, each run in one session: through the tunnel, or with `url` directly. */
+  const runAll = async (url?: string): Promise<string[]> => {
+    const leaking: string[] = []
+    for (const steps of CASES) {
+      const session = async (c: pg.Client): Promise<string> => {
+        const out: unknown[] = []
+        for (const sql of steps) out.push(await c.query(sql).then((r) => r.rows, (e: Error) => e.message))
+        return JSON.stringify(out)
+      }
+      const seen = url ? await withClient(url, session) : await t.client().then(async (c) => session(c).finally(() => c.end()))
+      if (leaks(seen).length > 0) leaking.push(steps.join('; '))
+    }
+    return leaking
+  }
+
+  it('has no vacuous case: directly, each shows names', async () => {
+    expect(await runAll(fx.db.url)).toEqual(CASES.map((steps) => steps.join('; ')))
+  })
+
+  it('masks it as untraceable, as it would without deny', async () => {
+    expect(await runAll(undefined)).toEqual([])
   })
 })
