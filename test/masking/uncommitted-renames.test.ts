@@ -8,7 +8,7 @@
  * column (`coalesce(status, 'x')`, `CASE`, a scalar subquery, `UNION ALL`, `ARRAY[…]`, `ROW(…)`,
  * `COLLATE`, a whole row) showed every customer's name and address in clear; so did a statement
  * prepared before the change and executed after it (the server analyses it again under the new
- * names), and the same change made by a DO block. A temporary relation named like a table
+ * names), and the same change made by a DO block, a user function or a trigger. A temporary relation named like a table
  * (`CREATE TEMP VIEW orders AS SELECT id, full_name AS status FROM customers`) does the same for
  * the rest of the session, committed or not: it goes first on every search_path.
  *
@@ -36,6 +36,14 @@ const NAMED_TEXT = "select coalesce(status, 'x') as s from orders"
 const SWAP = ['alter table orders rename to orders_old', 'alter table customers rename to orders', 'alter table orders rename column full_name to status']
 const SWAP_DO = `do $$ begin ${SWAP.map((s) => `execute '${s}'`).join('; ')}; end $$`
 
+/** The same change made by a user function, called directly or by a trigger on an ordinary write. */
+const FUNCTIONS = [
+  `create function ur_swap() returns int language plpgsql as $$ begin ${SWAP.map((x) => `execute '${x}'`).join('; ')}; return 1; end $$`,
+  'create table ur_log (id int)',
+  'create function ur_swap_trigger() returns trigger language plpgsql as $$ begin perform ur_swap(); return new; end $$',
+  'create trigger ur_log_swaps after insert on ur_log for each row execute function ur_swap_trigger()',
+]
+
 const READS = [
   "select coalesce(status, 'x') as s from orders",
   'select case when true then status end as s from orders',
@@ -53,6 +61,9 @@ const STEPS: string[][] = [
   ...READS.map((read) => ['begin', ...SWAP, read, 'rollback']),
   ...READS.slice(0, 3).map((read) => ['begin', SWAP_DO, read, 'rollback']),
   [[...SWAP, READS[0]!].join('; ') + '; rollback'],
+  ['begin', 'select ur_swap()', READS[0]!, 'rollback'],
+  ['begin', 'select 1 from (select ur_swap()) s', READS[1]!, 'rollback'],
+  ['begin', 'insert into ur_log values (1)', READS[2]!, 'rollback'],
   ['begin', ...SWAP, `${EXT}${READS[1]}`, 'rollback'],
   // The columns of one table swapped: full_name is called country, country full_name.
   ['begin', 'alter table customers rename full_name to tmp', 'alter table customers rename country to full_name', 'alter table customers rename tmp to country', "select coalesce(country, '') as s from customers", 'rollback'],
@@ -75,7 +86,7 @@ describe('names moved by the session\'s uncommitted change', () => {
   let t: UnseenCodeTunnel
 
   beforeAll(async () => {
-    t = await openUnseenCodeTunnel()
+    t = await openUnseenCodeTunnel(FUNCTIONS)
   })
   afterAll(() => t?.close())
 
@@ -106,7 +117,7 @@ describe('names moved by the session\'s uncommitted change', () => {
     return leaking
   }
 
-  it('masks what a name holds until the change is committed, over both protocols, prepared, in a cursor, and after a DO block', async () => {
+  it('masks what a name holds until the change is committed, over both protocols, prepared, in a cursor, and after a DO block, a function or a trigger', async () => {
     expect(await leakingOf(STEPS)).toEqual([])
   })
 
