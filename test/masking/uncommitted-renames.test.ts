@@ -15,10 +15,12 @@
  * Each step list runs in one session and rolls back; no full name or address may reach the client.
  */
 import type pg from 'pg'
+import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {sampleCustomers} from '../../src/demo/sample-data.js'
 import {createMaskingFilterFactory} from '../../src/masking/filter.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import type {RawMessage} from '../helpers/raw-client.js'
 import {withClient} from '../helpers/pg.js'
 import {maskingFixture, NO_CONFIG, type MaskingFixture} from './fixture.js'
 import {openUnseenCodeTunnel, rowsOf, simpleSend, type Send, type UnseenCodeTunnel} from './unseen-code.js'
@@ -119,6 +121,28 @@ describe('names moved by the session\'s uncommitted change', () => {
 
   it('masks what a name holds until the change is committed, over both protocols, prepared, in a cursor, and after a DO block, a function or a trigger', async () => {
     expect(await leakingOf(STEPS)).toEqual([])
+  })
+
+  it('masks it in pipelines of the extended protocol, with a Sync after each statement or one at the end', async () => {
+    const leaking: string[] = []
+    const ext = (sql: string) => [serialize.parse({text: sql}), serialize.bind({}), serialize.describe({type: 'P'}), serialize.execute({})]
+    const steps = ['begin', ...SWAP, READS[0]!, READS[8]!, 'rollback']
+    for (const between of ['sync', 'none'] as const) {
+      const raw = await t.tunnel.raw()
+      const got: RawMessage[] = []
+      if (between === 'sync') {
+        for (const sql of steps) {
+          raw.send(...ext(sql), serialize.sync())
+          got.push(...(await raw.untilReady()))
+        }
+      } else {
+        raw.send(...steps.flatMap(ext), serialize.sync())
+        got.push(...(await raw.untilReady()))
+      }
+      expect(got.filter((m) => m.code === 'E'), between).toEqual([])
+      if (leaks(Buffer.concat(got.map((m) => m.body))).length > 0) leaking.push(between)
+    }
+    expect(leaking).toEqual([])
   })
 
   it('still shows the columns the server names as their origin, tables whose names stayed, and every read once the change is committed', async () => {
