@@ -17,7 +17,7 @@ import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
 import {readingOf, scanShape, type TextReading} from '../policy/text-shape.js'
 import {throughUse} from './lineage-model.js'
-import {analyzeText, flatten, paramPlaces, settingsUntraceable, type NamedLineage, type ParamPlace, type StatementLineage, type TextLineage} from './lineage.js'
+import {analyzeText, bothMoved, flatten, paramPlaces, settingsUntraceable, type MovedNames, type NamedLineage, type ParamPlace, type StatementLineage, type TextLineage} from './lineage.js'
 import {maskNotice, maskNotification, maskUntracedNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker, redacted, type Masker} from './strategies.js'
@@ -154,6 +154,17 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * waits for a fresh read of the catalog (`ensureFresh`).
    */
   const unsettled = new Map<number, number>()
+  /**
+   * Unsettled connections whose change may also have moved relation or column names
+   * (`StatementLineage.movesNames`), and which: until it settles, their texts read those tables'
+   * columns as untraceable but where the server names them (`analyzeText`'s `moved`). Cleared
+   * with `unsettled`.
+   */
+  const namesMoved = new Map<number, MovedNames>()
+  const settle = (connectionId: number): boolean => {
+    namesMoved.delete(connectionId)
+    return unsettled.delete(connectionId)
+  }
   const settles = (connectionId: number | undefined, ctx: Partial<Pick<StatementContext, 'session' | 'transactionStatus'>> | undefined): boolean => {
     const since = connectionId === undefined ? undefined : unsettled.get(connectionId)
     if (since === undefined) return false
@@ -194,8 +205,24 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * connection is unsettled, or while any connection of this pipeline runs code that may commit
    * a change inside (`committingInside`).
    */
+  /**
+   * Whether names are distrusted for a connection's text (`names`), and whether relation and column
+   * names are too (`relations`): a DO block or CALL of another connection may COMMIT a rename and
+   * go on, so its names are distrusted with the rest.
+   */
+  const distrustOf = (connectionId: number | undefined): {names: boolean; moved: MovedNames} => {
+    const inside = committingInside.size > 0 && inFlightCommit()
+    const own = connectionId !== undefined && unsettled.has(connectionId)
+    return {names: own || inside, moved: inside ? 'all' : own ? namesMoved.get(connectionId) : undefined}
+  }
+  const distrustedText = (sql: string, connectionId: number | undefined, session: SessionView | undefined): TextLineage | undefined => {
+    const distrust = distrustOf(connectionId)
+    if (!distrust.names) return undefined
+    return sql.length > MAX_ANALYZED_SQL ? TOO_LARGE : analyzeText(sql, catalog, true, !defaultPath(session), distrust.moved)
+  }
   const lineageIn = (sql: string, connectionId: number | undefined, session: SessionView | undefined): TextLineage => {
-    if ((connectionId !== undefined && unsettled.has(connectionId)) || (committingInside.size > 0 && inFlightCommit())) return sql.length > MAX_ANALYZED_SQL ? TOO_LARGE : analyzeText(sql, catalog, true, !defaultPath(session))
+    const distrusted = distrustedText(sql, connectionId, session)
+    if (distrusted) return distrusted
     return underPath(sql, lineageOf(sql, readingOf(session?.parameters)), session)
   }
   const base: Base = {masker, catalog, strategyOf, plans: new KeptPlans(), unproven: unprovenSettings}
@@ -261,17 +288,20 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * the session as the server acknowledged it: a PREPARE or DECLARE that failed (its name was in
    * use) never replaced the statement the name still runs.
    */
-  const lineageOfDefinition = (def: NamedDefinition, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
+  const lineageOfDefinition = (def: NamedDefinition, session: SessionView | undefined, depth: number, connectionId: number | undefined): StatementLineage | undefined => {
     if (replaceable(def, session)) return replacedDefinition(def)
-    // A prepared statement is parsed again under the search_path of each execution.
-    const text = underPath(def.sql, lineageOf(def.sql), session)
+    // A prepared statement is parsed again under the search_path of each execution, and with the
+    // names the session's uncommitted change made (`RevalidateCachedQuery` analyses the statement
+    // afresh once what it read changed): read as the text itself would be now (`lineageIn`). A
+    // cursor declared while names were distrusted was planned with them too.
+    const text = distrustedText(def.sql, connectionId, session) ?? underPath(def.sql, lineageOf(def.sql), session)
     if (!text.ok) return undefined
     const st = text.statements[def.statementIndex]
     if (!st) return undefined
     if (def.definedBy !== 'parse') return st.defines?.lineage
     // A Parse of `EXECUTE p` or `FETCH c` runs whatever that name is when it runs.
     if (!st.uses) return st
-    const used = definedInSession(st.uses, session, depth + 1)
+    const used = definedInSession(st.uses, session, depth + 1, connectionId)
     return used && throughUse(st, used)
   }
 
@@ -296,10 +326,10 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     return (def.readyAt ?? 0) < by || (def.statement !== undefined && (def.statement.readyAt ?? 0) < by)
   }
 
-  const definedInSession = (uses: NonNullable<StatementLineage['uses']>, session: SessionView | undefined, depth: number): StatementLineage | undefined => {
+  const definedInSession = (uses: NonNullable<StatementLineage['uses']>, session: SessionView | undefined, depth: number, connectionId: number | undefined): StatementLineage | undefined => {
     if (!session || depth > MAX_USE_DEPTH) return undefined
     const def = uses.kind === 'cursor' ? session.portal(uses.name) : session.statement(uses.name)
-    return def && lineageOfDefinition(def, session, depth)
+    return def && lineageOfDefinition(def, session, depth, connectionId)
   }
 
   /**
@@ -307,7 +337,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * same text (the server runs a text's statements in order and stops at the first error), then
    * against the session's acknowledged state.
    */
-  const resolve = (text: TextLineage, session: SessionView | undefined): StatementLineage[] | undefined => {
+  const resolve = (text: TextLineage, session: SessionView | undefined, connectionId: number | undefined): StatementLineage[] | undefined => {
     if (!text.ok) return undefined
     // Nothing to resolve (the common case): the analysis's own array, which no one modifies.
     let uses = false
@@ -317,7 +347,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     return text.statements.map((s) => {
       if (s.defines) (local ??= new Map()).set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
       if (!s.uses) return s
-      const used = local?.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, session, 0)
+      const used = local?.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, session, 0, connectionId)
       return used ? throughUse(s, used) : s
     })
   }
@@ -379,7 +409,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     const known = new Map<string, StatementLineage>()
     for (const s of settingsProof(text.statements, ctx?.connectionId)) {
       if (s.defines) known.set(`${s.defines.kind}:${s.defines.name}`, s.defines.lineage)
-      const used = s.uses && (known.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, ctx?.session, 0))
+      const used = s.uses && (known.get(`${s.uses.kind}:${s.uses.name}`) ?? definedInSession(s.uses, ctx?.session, 0, ctx?.connectionId))
       const st = s.uses ? used && throughUse(s, used) : s
       if (!st) return {ok: false, reason: `the ${s.uses!.kind} "${s.uses!.name}" was not declared in this session, so its output cannot be traced`}
       if (st.untraceable.length > 0) return {ok: false, reason: `masking cannot trace this statement's output: ${st.untraceable[0]}`}
@@ -400,7 +430,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       // What the connection changed is committed (or rolled back): read it before this statement.
       // Settled only once read: if the read fails, names stay distrusted.
       return catalog.refresh().then(() => {
-        unsettled.delete(ctx.connectionId)
+        settle(ctx.connectionId)
         return ensureFresh(sql, ctx)
       })
     }
@@ -438,7 +468,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (!settles(connectionId, {session, transactionStatus: 'I'})) return undefined
     const since = unsettled.get(connectionId)
     return catalog.refresh().then(() => {
-      if (unsettled.get(connectionId) === since) unsettled.delete(connectionId)
+      if (unsettled.get(connectionId) === since) settle(connectionId)
     })
   }
 
@@ -452,10 +482,10 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     const analyse = (): StatementLineage[] | undefined => {
       if (def && replaceable(def, ctx.session)) return [replacedDefinition(def)]
       if (def && def.definedBy !== 'parse') {
-        const l = lineageOfDefinition(def, ctx.session, 0)
+        const l = lineageOfDefinition(def, ctx.session, 0, connectionId)
         return l && [l]
       }
-      return resolve(lineageIn(sql, connectionId, ctx.session), ctx.session)
+      return resolve(lineageIn(sql, connectionId, ctx.session), ctx.session, connectionId)
     }
     let statements = analyse()
     if (statements) {
@@ -467,6 +497,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       if (catalog.generation !== generation) statements = settingsProof(analyse() ?? statements, ctx.connectionId)
       const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
       if (statements.some((s) => s.changesCatalog)) unsettled.set(connectionId, since)
+      for (const s of statements) if (s.movesNames) namesMoved.set(connectionId, bothMoved(namesMoved.get(connectionId), s.movesNames === 'all' ? 'all' : new Set(s.movesNames)))
       if (statements.some((s) => s.commitsInside)) committingInside.set(connectionId, {session: ctx.session, since})
     } else {
       // What could not be analysed (a text over MAX_ANALYZED_SQL, one that does not parse) may run
@@ -476,6 +507,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       unseenCodeRuns(ctx.session)
       const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
       unsettled.set(connectionId, since)
+      namesMoved.set(connectionId, 'all')
       committingInside.set(connectionId, {session: ctx.session, since})
     }
     // What could not be analysed could not have been denied either: it is masked.
@@ -490,24 +522,25 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const trustedPlaces = new LRUCache<string, ReadonlyMap<number, ParamPlace> | typeof NOT_SHARED>({max: LINEAGE_CACHE_SIZE})
   const distrustedPlaces = new LRUCache<string, ReadonlyMap<number, ParamPlace> | typeof NOT_SHARED>({max: LINEAGE_CACHE_SIZE})
   let placesGeneration = catalog.generation
-  const placesOf = (sql: string, distrust: boolean): ReadonlyMap<number, ParamPlace> | undefined => {
+  const placesOf = (sql: string, distrust: {names: boolean; moved: MovedNames}): ReadonlyMap<number, ParamPlace> | undefined => {
     if (placesGeneration !== catalog.generation) {
       trustedPlaces.clear()
       distrustedPlaces.clear()
       placesGeneration = catalog.generation
     }
     if (sql.length > MAX_ANALYZED_SQL) return undefined
-    const places = distrust ? distrustedPlaces : trustedPlaces
+    // Where names moved, by this connection's own change: not shared with other connections.
+    if (distrust.moved) return paramPlaces(sql, catalog, distrust.names, distrust.moved)
+    const places = distrust.names ? distrustedPlaces : trustedPlaces
     let known = places.get(sql)
     if (known === undefined) {
-      known = paramPlaces(sql, catalog, distrust) ?? NOT_SHARED
+      known = paramPlaces(sql, catalog, distrust.names) ?? NOT_SHARED
       places.set(sql, known)
     }
     return known === NOT_SHARED ? undefined : (known as ReadonlyMap<number, ParamPlace>)
   }
   const maskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted = false): (string | null)[] => {
-    const distrust = (connectionId !== undefined && unsettled.has(connectionId)) || (committingInside.size > 0 && inFlightCommit())
-    const where = placesOf(sql, distrust)
+    const where = placesOf(sql, distrustOf(connectionId))
     return params.map((p, i) => {
       if (p === null) return null
       const place = where?.get(i + 1)
@@ -521,7 +554,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     ended,
     forgetConnection: (id: number): boolean => {
       unprovenSettings.delete(id)
-      const pending = unsettled.delete(id)
+      const pending = settle(id)
       return committingInside.delete(id) || pending
     },
     unmasked,

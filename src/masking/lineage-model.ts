@@ -107,6 +107,12 @@ export interface StatementLineage {
   renames?: RenameOf[]
   /** It may create, alter or drop catalog objects: DDL, or code the analysis cannot see into. */
   changesCatalog?: true
+  /**
+   * The relation names its change may make mean another relation, or other columns, than the
+   * catalog's (a rename, a relation that shadows one), or `all` (code the analysis cannot see
+   * into): see lineage.ts `movedBy`.
+   */
+  movesNames?: readonly string[] | 'all'
   /** A DO block or CALL: its code may COMMIT a change and go on running. */
   commitsInside?: true
   /**

@@ -14,6 +14,7 @@ import type {Catalog, CatalogRelation} from './catalog.js'
 import {builtinKind} from './functions.js'
 import {systemRelationKind} from './system-relations.js'
 import {isBuiltinType} from '../policy/builtins.js'
+import {keepsRelations} from '../policy/relation-keeping.js'
 import {INFORMATION_SCHEMA_RELATIONS} from '../sql/system-relations.js'
 import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type RenameOf, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
 import {parseSql} from '../sql/parser.js'
@@ -35,6 +36,11 @@ interface ScopeRel {
   lookup?: (name: string) => Lineage
   /** The catalog relation it is, so a column the catalog does not know can be looked for again. */
   catalog?: {schema: string; relation: string}
+  /**
+   * Its columns are the catalog's, which the session's uncommitted change may have made another
+   * relation's (`unprovenNames`): a whole row of it may have other fields than those.
+   */
+  shapeUnproven?: true
 }
 
 interface Scope {
@@ -64,6 +70,13 @@ interface Ctx {
    */
   distrustNames: boolean
   /**
+   * Relation names that what ran before this statement may have moved (renamed or moved a relation
+   * or its columns, made a relation that shadows one), or `all` (code the analysis cannot see
+   * into): such a name may mean another relation, or its columns other columns, than the
+   * catalog's (`unprovenNames`).
+   */
+  moved: MovedNames
+  /**
    * The session's search_path is not known to be the default: an unqualified relation name that
    * several schemas hold may mean any of them (`shadowedRelation`), not the one in public.
    */
@@ -72,8 +85,23 @@ interface Ctx {
   shadowable: boolean
 }
 
-function newCtx(catalog: Catalog, distrustNames = false, anyOfSameName = false): Ctx {
-  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, anyOfSameName, shadowable: false}
+/** Relation names a session's uncommitted change may have moved (see `Ctx.moved`); undefined: none. */
+export type MovedNames = ReadonlySet<string> | 'all' | undefined
+
+function isMoved(moved: MovedNames, name: string): boolean {
+  return moved === 'all' || (moved !== undefined && moved.has(name))
+}
+
+/** `a` and `b` together. */
+export function bothMoved(a: MovedNames, b: MovedNames): MovedNames {
+  if (a === 'all' || b === 'all') return 'all'
+  if (!a || a.size === 0) return b
+  if (!b || b.size === 0) return a
+  return new Set([...a, ...b])
+}
+
+function newCtx(catalog: Catalog, distrustNames = false, anyOfSameName = false, moved: MovedNames = undefined): Ctx {
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, moved, anyOfSameName, shadowable: false}
 }
 
 /** Something the analysis cannot see into: its value is untraceable and the statement may read anything. */
@@ -86,6 +114,7 @@ function untraceable(ctx: Ctx, reason: string, parts: Lineage[] = []): Lineage {
 
 function wholeRow(rel: ScopeRel): Lineage {
   if (!rel.columns) return rel.fallback
+  if (rel.shapeUnproven) return {...derived(rel.columns), unknown: true}
   return {sources: dedupe(rel.columns.flatMap(flatten)), direct: false, unknown: rel.columns.some(anyUnknown), fields: rel.columns}
 }
 
@@ -235,7 +264,7 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
     if (!c.sensitive) return {name: c.name, sources: [], direct: true, unknown: false, origin}
     return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: !c.sensitive.inexact, unknown: false, origin}
   })
-  if (rel.viewDefinition === undefined) return own
+  if (rel.viewDefinition === undefined) return isMoved(ctx.moved, rel.name) ? unprovenNames(own, ctx) : own
   ctx.views.add(rel.oid)
   // A definition known to have changed, but not re-read, or one an earlier statement may have
   // replaced (names distrusted: the catalog has not read what it did): nothing it says can be relied on.
@@ -252,6 +281,22 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
     // PostgreSQL describes a view's columns as the view's own, whatever they are built from.
     return {...named(c.name, c.sources.length > 0 ? either({...c, origin: undefined}, v) : v), origin: c.origin}
   })
+}
+
+/**
+ * A table's columns as its name finds them while the session's own change to that name is not
+ * committed (`Ctx.moved`): the catalog, read on a connection of its own, holds the
+ * committed names, but the open transaction may have renamed them (`ALTER TABLE customers RENAME
+ * TO orders`, `RENAME full_name TO country` after `country` was renamed away), also inside a DO
+ * block. So what the name holds is untraceable, and may be sensitive whatever the catalog says of
+ * it. What stays provable is a column the server describes as its origin, table OID and attribute
+ * number, which a rename keeps (plan.ts `vouched`); an expression over it has no such description.
+ */
+function unprovenNames(columns: NamedLineage[], ctx: Ctx): NamedLineage[] {
+  ctx.touches = true
+  const reason = 'a table or column name may mean another one than the catalog says until the change this session made to the schema is committed (send it after the COMMIT, or read the column as it is)'
+  if (!ctx.reasons.includes(reason)) ctx.reasons.push(reason)
+  return columns.map((c) => ({...c, unknown: true}))
 }
 
 function viewColumns(rel: CatalogRelation, ctx: Ctx): NamedLineage[] | undefined {
@@ -308,13 +353,15 @@ function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
     const same = ctx.catalog.sameNamed(name)
     if (same.length > 1) {
       ctx.shadowable = true
-      if (ctx.anyOfSameName) return shadowedRelation(same, as, ctx)
+      // A session's temporary relations go first whatever the search_path says, and the catalog
+      // cannot tell which session's pg_temp_N is this one's: a name one of them holds may be it.
+      if (ctx.anyOfSameName || same.some((r) => r.schema.startsWith('pg_temp'))) return shadowedRelation(same, as, ctx)
     }
   }
   const found = ctx.catalog.lookup(schema, name)
   if (found.length === 1) {
     const rel = found[0]!
-    return {alias: as, columns: renamed(catalogRelation(rel, ctx), alias), fallback: EMPTY, catalog: {schema: rel.schema, relation: rel.name}}
+    return {alias: as, columns: renamed(catalogRelation(rel, ctx), alias), fallback: EMPTY, catalog: {schema: rel.schema, relation: rel.name}, ...(isMoved(ctx.moved, rel.name) ? {shapeUnproven: true as const} : {})}
   }
   if (found.length > 1) {
     const all = found.map((r) => catalogRelation(r, ctx))
@@ -892,13 +939,24 @@ function copyShape(node: Node, columns: NamedLineage[] | undefined): CopyShape {
   }
 }
 
+/**
+ * A table's column passed through unchanged while names are distrusted (`unprovenNames`): the
+ * server's row description names the column it reads, which the result filter checks and masks by
+ * (plan.ts), so it is not refused beforehand as untraceable.
+ */
+function serverNamesOrigin(c: NamedLineage, ctx: Ctx): boolean {
+  if (!ctx.moved || !c.origin || c.fields) return false
+  const rel = ctx.catalog.relation(c.origin.tableOid)
+  return rel !== undefined && rel.viewDefinition === undefined && isMoved(ctx.moved, rel.name)
+}
+
 function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | 'opaque' | 'sideChannels'>, ctx: Ctx): StatementLineage {
   const untraceable: string[] = []
   const cols = l.columns ?? l.copy?.columns
   if (ctx.touches) {
     const why = ctx.reasons.length > 0 ? `: ${ctx.reasons.join('; ')}` : ''
     if ((l.rows !== 'no' || l.copy) && !cols) untraceable.push(`the shape of the result could not be determined${why}`)
-    for (const c of cols ?? []) if (anyUnknown(c)) untraceable.push(`output column "${c.name}" comes partly from something the analysis cannot follow${why}`)
+    for (const c of cols ?? []) if (anyUnknown(c) && !serverNamesOrigin(c, ctx)) untraceable.push(`output column "${c.name}" comes partly from something the analysis cannot follow${why}`)
   }
   return {
     ...l,
@@ -1407,22 +1465,100 @@ function created(rel: Node | undefined, columns: NamedLineage[] | undefined): St
  */
 /**
  * `anyOfSameName`: the session's search_path is not known to be the default, so an unqualified
- * relation name held by several schemas is read as any of them (see `Ctx`).
+ * relation name held by several schemas is read as any of them (see `Ctx`). `moved`: relation
+ * names the session's uncommitted change may have moved already (see `Ctx.moved`); the text's own
+ * changes add to them (`StatementLineage.movesNames`).
  */
-export function analyzeText(sql: string, catalog: Catalog, distrustNames = false, anyOfSameName = false): TextLineage {
+export function analyzeText(sql: string, catalog: Catalog, distrustNames = false, anyOfSameName = false, moved: MovedNames = undefined): TextLineage {
   const parsed = parseSql(sql)
   if (!parsed.ok) return parsed
   let distrust = distrustNames
+  let names = moved
   return {
     ok: true,
     statements: parsed.statements.map((s) => {
-      const l = statementLineage(s, newCtx(catalog, distrust, anyOfSameName))
+      const l = statementLineage(s, newCtx(catalog, distrust, anyOfSameName, names))
       const changes = l.opaque || mayChangeCatalog(s)
       if (changes) distrust = true
       if (!changes) return l
-      return commitsInside(s) ? {...l, changesCatalog: true, commitsInside: true} : {...l, changesCatalog: true}
+      const moves = l.opaque ? 'all' : movedBy(s, catalog)
+      names = bothMoved(names, moves)
+      const changed: StatementLineage = moves ? {...l, changesCatalog: true, movesNames: moves === 'all' ? 'all' : [...moves]} : {...l, changesCatalog: true}
+      return commitsInside(s) ? {...changed, commitsInside: true} : changed
     }),
   }
+}
+
+/** The relation a statement creates, as written (CREATE TABLE, CREATE TABLE … AS, SELECT … INTO, CREATE VIEW). */
+function createdRelation(kind: string, node: Node): Node | undefined {
+  if (kind === 'CreateStmt') return node.relation as Node | undefined
+  if (kind === 'CreateTableAsStmt') return (node.into as Node | undefined)?.rel as Node | undefined
+  if (kind === 'SelectStmt') return (node.intoClause as Node | undefined)?.rel as Node | undefined
+  if (kind === 'ViewStmt') return node.view as Node | undefined
+  return undefined
+}
+
+/** Relation names (`relname` of every RangeVar) anywhere in a parse tree. */
+function relationNames(node: unknown, out: Set<string>): Set<string> {
+  if (Array.isArray(node)) {
+    for (const x of node) relationNames(x, out)
+  } else if (isObj(node)) {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === 'RangeVar' && isObj(v) && typeof v.relname === 'string') out.add(v.relname)
+      relationNames(v, out)
+    }
+  }
+  return out
+}
+
+/** Renames and moves whose object is a relation or one of its columns, constraints or indexes. */
+const RELATION_RENAMES: ReadonlySet<unknown> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_INDEX', 'OBJECT_SEQUENCE', 'OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT'])
+
+/** DDL on relations it names (with a RangeVar) that can change only what those names mean or hold. */
+const NAMED_RELATION_DDL: ReadonlySet<string> = new Set(['AlterTableStmt', 'RuleStmt', 'CreateTrigStmt', 'CreatePolicyStmt', 'AlterPolicyStmt', 'IndexStmt'])
+
+/**
+ * Which relation names a statement that changes the catalog may make mean another relation, or
+ * other columns, than the catalog (committed state) says (see \`Ctx.moved\`); undefined when none.
+ * Nothing: a DROP (a name it frees means nothing, or what the catalog already resolves it to), a
+ * function's definition (running it is code the analysis cannot see into, judged where it runs),
+ * a relation made under a name no relation the catalog knows has (it shadows none, in any schema,
+ * whatever the search_path), and the DDL that keeps relations for the guardrails (indexes,
+ * sequences, comments, ALTER TABLE on columns and constraints). The names it renames, moves or
+ * reuses (a relation made under a name in use, a temporary one included, which goes first on the
+ * path), and those of the relations DDL on named relations reaches (a parent gains a child's
+ * rows). Anything else (a new or renamed schema, which a name may now find first) may move every
+ * name: an allow-list.
+ */
+function movedBy(stmt: Node, catalog: Catalog): MovedNames {
+  const u = unwrap(stmt)
+  if (!u) return 'all'
+  const [kind, node] = u
+  if (kind === 'ExplainStmt') return movedBy(node.query as Node, catalog)
+  if (kind === 'DropStmt' || kind === 'CreateFunctionStmt') return undefined
+  const created = createdRelation(kind, node)
+  if (created) {
+    const name = created.relname
+    // A temporary relation goes first on the path, before pg_catalog: one named pg_… may shadow a system relation.
+    if (typeof name !== 'string' || name.startsWith('pg_')) return 'all'
+    const fresh = catalog.sameNamed(name).length === 0
+    if (kind !== 'CreateStmt') return fresh ? undefined : new Set([name])
+    // A child or partition adds its rows to its parents'.
+    const under = relationNames([node.inhRelations, node.partbound], new Set())
+    if (fresh && under.size === 0) return undefined
+    return fresh ? under : under.add(name)
+  }
+  if (keepsRelations(kind, node)) return undefined
+  if ((kind === 'RenameStmt' || kind === 'AlterObjectSchemaStmt') && RELATION_RENAMES.has(kind === 'RenameStmt' ? node.renameType : node.objectType)) {
+    const rel = node.relation as Node | undefined
+    if (typeof rel?.relname !== 'string') return 'all'
+    return typeof node.newname === 'string' ? new Set([rel.relname, node.newname]) : new Set([rel.relname])
+  }
+  if (NAMED_RELATION_DDL.has(kind)) {
+    const names = relationNames(node, new Set())
+    return names.size > 0 ? names : 'all'
+  }
+  return 'all'
 }
 
 /** Statement kinds that never create, alter or drop a catalog object (an allow-list: any other kind may). */
@@ -1698,11 +1834,11 @@ function paramWalk(raw: unknown, scope: Scope, w: ParamWalk): void {
  * the catalog has not read, so no unqualified comparison is proven built-in. Undefined when the text
  * does not parse: every parameter is then masked.
  */
-export function paramPlaces(sql: string, catalog: Catalog, distrustNames = false): ReadonlyMap<number, ParamPlace> | undefined {
+export function paramPlaces(sql: string, catalog: Catalog, distrustNames = false, moved: MovedNames = undefined): ReadonlyMap<number, ParamPlace> | undefined {
   const parsed = parseSql(sql)
   if (!parsed.ok) return undefined
   // Any schema holding a relation of that name may be the one meant: the session's search_path is not known here.
-  const w: ParamWalk = {ctx: newCtx(catalog, distrustNames, true), places: new Map()}
+  const w: ParamWalk = {ctx: newCtx(catalog, distrustNames, true, moved), places: new Map()}
   for (const s of parsed.statements) paramWalk(s, {rels: [], ctes: new Map()}, w)
   return w.places
 }

@@ -143,8 +143,15 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
         record = {result, column: i, name, category: 'document', strategy: 'per-field', how: 'document', reasons: [`whole row of ${rel.schema}.${rel.name}`]}
       }
     }
-    if (!mask && opts.maskUntraceable && touches) {
-      const unknown = col ? col.unknown : !(direct && knownTable)
+    // A result the server describes otherwise than the analysis was let through on a wrong reading
+    // (`onUntraceable: deny` refuses only what the analysis knew it could not follow): whatever it
+    // proved is void, so what has no known clean origin is masked in either mode.
+    if (!mask && (opts.maskUntraceable || contradicted) && touches) {
+      // A table's column the analysis could not vouch for by its name (the session's uncommitted
+      // change may have renamed it, lineage.ts `unprovenNames`) is vouched for by the server
+      // naming the same column as its origin: its values are that column's, classified by it.
+      const vouched = col?.origin !== undefined && direct !== undefined && knownTable && col.origin.tableOid === f!.tableOid && col.origin.attnum === f!.columnAttr
+      const unknown = col ? col.unknown && !vouched : !(direct && knownTable)
       if (unknown) {
         mask = {kind: 'value', category: 'untraceable', strategy: strategyFor('untraceable', false, opts)}
         record = {result, column: i, name, category: 'untraceable', strategy: mask.strategy, how: 'untraceable', reasons: contradicted ? ['the server described this result differently from the analysis'] : lineage?.untraceable.length ? lineage.untraceable : ['the origin of this column could not be traced']}
