@@ -35,6 +35,8 @@ export interface RecordingOptions {
   maskText?: (text: string) => string
   /** Masks a statement's bind parameters by where they go (`MaskingFilterFactory.maskParams`); without it they are not recorded. */
   maskParams?: MaskParams
+  /** Masks the values an error quotes back where the parameters are masked (`MaskingFilterFactory.maskParamEchoes`). */
+  maskParamEchoes?: (sql: string, message: string) => string
   /** The AI agent every session of this tunnel belongs to (`dbgate mcp`). */
   agent?: AgentInfo
 }
@@ -74,6 +76,8 @@ export interface DescribeOptions {
   maskText?: (text: string) => string
   /** Masks bind parameters by where they go before they are recorded; without it they are not recorded. */
   maskParams?: MaskParams
+  /** Masks the values an error quotes back where the parameters are masked; without it such an error is masked whole. */
+  maskParamEchoes?: (sql: string, message: string) => string
   /**
    * The guardrails' size cap, so that the analysis they made of this text is found in the shared
    * cache instead of being made again (an entry made under another cap does not count as a hit).
@@ -112,7 +116,7 @@ function analysisOf(event: StatementEvent, maxStatementSize: number | undefined)
 
 /** What the recorder stores for a statement, from the policy decision and approval on its verdict. */
 export function describeStatement(event: StatementEvent, opts: DescribeOptions = {}): StatementDetails {
-  const {maskText, maskParams} = opts
+  const {maskText} = opts
   const {decision, approval} = event.verdict
   const decisive = decision?.decisive ?? decision?.statements[0]
   const tables = event.sql ? recordedTables(analysisOf(event, opts.maxStatementSize)) : undefined
@@ -132,7 +136,7 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
     if (approval) details.approvalId = approval.id
     if (event.preview) details.preview = event.preview
   }
-  addMaskingDetails(details, event, maskText, maskParams)
+  addMaskingDetails(details, event, maskText, opts)
   return details
 }
 
@@ -153,17 +157,24 @@ function recordedAction(action: Decision['action'], verdict: StatementEvent['ver
  * Which output columns were masked and why (never the values), the bind parameters as masked, and
  * the error as the client received it: a recording never holds more than the client was shown.
  */
-function addMaskingDetails(details: StatementDetails, event: StatementEvent, maskText: ((text: string) => string) | undefined, maskParams: MaskParams | undefined): void {
+function addMaskingDetails(details: StatementDetails, event: StatementEvent, maskText: ((text: string) => string) | undefined, opts: DescribeOptions): void {
   const filter = event.resultFilter
   const masked = filter?.maskedColumns
   // The server's own text of an error can quote values the client only saw masked.
-  const error = event.error && (filter?.clientError ?? (maskText ? {code: event.error.code, message: maskText(event.error.message)} : undefined))
-  if (error) details.error = error
+  let error = event.error && (filter?.clientError ?? (maskText ? {code: event.error.code, message: maskText(event.error.message)} : undefined))
   if (masked && masked.length > 0) details.maskedColumns = masked.map(formatMaskedColumn)
   // Counted only where a masking filter ran: absent means "not masked here", not "nothing to mask".
   if (typeof filter?.maskedValues === 'number') details.maskedValues = filter.maskedValues
   // Without a masker the recorder must not see clear parameters at all.
-  if (event.params) details.params = recordedParams(event, event.params, maskParams)
+  if (event.params) {
+    const params = recordedParams(event, event.params, opts.maskParams)
+    details.params = params
+    // The client's own value, quoted back by the error it caused (`invalid input syntax for type
+    // integer: "Dora Quill"`), is shown to the client as it was sent, since the statement read
+    // nothing sensitive; the recording keeps it no more than it keeps the parameter.
+    if (error && params.some((p, i) => p !== event.params![i])) error = {code: error.code, message: opts.maskParamEchoes ? opts.maskParamEchoes(event.sql, error.message) : '[masked]'}
+  }
+  if (error) details.error = error
 }
 
 /**
@@ -217,7 +228,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
   })
   shipper.start()
   // One options object for every statement's description, not one per statement.
-  const describeOpts: DescribeOptions = {maskText: opts.maskText, maskParams: opts.maskParams, maxStatementSize: opts.target.tunnel.maxStatementSize}
+  const describeOpts: DescribeOptions = {maskText: opts.maskText, maskParams: opts.maskParams, maskParamEchoes: opts.maskParamEchoes, maxStatementSize: opts.target.tunnel.maxStatementSize}
   const hooks = createRecordingHooks(recorder, {
     identity,
     target: opts.target.name,

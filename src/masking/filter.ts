@@ -110,6 +110,13 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * never reached the column that proves it clean). Applies whatever the identity, as `maskText` does.
    */
   maskParams(sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean): (string | null)[]
+  /**
+   * An error message of a statement whose recorded parameters are masked, as the recording keeps
+   * it: the server quotes a value it could not take (`invalid input syntax for type integer:
+   * "Dora Quill"`), so every quoted value and number not proven clean (a word of the statement
+   * text, a catalog name) is masked, as for a statement that reads sensitive data.
+   */
+  maskParamEchoes(sql: string, message: string): string
 }
 
 const LINEAGE_CACHE_SIZE = 1000
@@ -514,6 +521,12 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       return recordedParam(p, place === 'clean' && !accepted ? 'masked' : place, maskText, masker, strategyOf)
     })
   }
+  const maskParamEchoes = (sql: string, message: string): string => {
+    // A bound value is not in the text: only what the text or the catalog holds is proven.
+    const proof = sql.length > MAX_ANALYZED_SQL ? {has: () => false} : messageProof(sql, catalog)
+    const echoing: StatementLineage = {rows: 'no', touchesSensitive: true, opaque: false, untraceable: [], sideChannels: []}
+    return maskNotice({message}, echoing, textMasking, proof)?.message ?? message
+  }
   return Object.assign(factory, {
     checkMaskable,
     ensureFresh,
@@ -527,6 +540,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     unmasked,
     maskText,
     maskParams,
+    maskParamEchoes,
   })
 }
 
