@@ -69,7 +69,7 @@ function safeUserName(): string {
 }
 
 /** A statement's bind parameters as the recording may keep them (see `MaskingFilterFactory.maskParams`). */
-export type MaskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean) => (string | null)[]
+export type MaskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean, unproven?: boolean) => (string | null)[]
 
 export interface DescribeOptions {
   /** Masks free text the recording keeps (an error the server wrote, when no filter saw it). */
@@ -187,7 +187,8 @@ function recordedParams(event: StatementEvent, params: BoundParams, maskParams: 
   const cutFrom = params.cutFrom
   // A statement that did not complete may have failed on a value (`where id = $1` bound to a
   // name): it never reached the column that would prove it clean.
-  const masked = maskParams(event.sql, params, event.connectionId, event.outcome === 'ok')
+  // A prepared statement code the analysis cannot see into may have replaced runs what its text does not say.
+  const masked = maskParams(event.sql, params, event.connectionId, event.outcome === 'ok', event.resultFilter?.paramsUnproven === true)
   return masked.map((m, i) => {
     const full = cutFrom?.[i]
     return m !== null && full ? cutText(m, full) : m

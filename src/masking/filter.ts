@@ -107,9 +107,11 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * the connection whose statement it was, whose own uncommitted changes may have made names mean
    * what the catalog does not know. `accepted`: the statement completed, so the server took each
    * value where the text puts it (a value that failed there, `where id = $1` bound to a name,
-   * never reached the column that proves it clean). Applies whatever the identity, as `maskText` does.
+   * never reached the column that proves it clean). `unproven`: what ran is not the text (a prepared
+   * statement code may have replaced, `ResultFilter.paramsUnproven`), so nothing is proven. Applies
+   * whatever the identity, as `maskText` does.
    */
-  maskParams(sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean): (string | null)[]
+  maskParams(sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean, unproven?: boolean): (string | null)[]
   /**
    * An error message of a statement whose recorded parameters are masked, as the recording keeps
    * it: the server quotes a value it could not take (`invalid input syntax for type integer:
@@ -486,7 +488,11 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       committingInside.set(connectionId, {session: ctx.session, since})
     }
     // What could not be analysed could not have been denied either: it is masked.
-    return new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
+    const filter = new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
+    // A name a DO block may have prepared again (`EXECUTE 'PREPARE p AS INSERT …'`) runs what its
+    // recorded text does not say: its values go wherever that runs.
+    if (def && replaceable(def, ctx.session)) filter.paramsUnproven = true
+    return filter
   }
   const textMasking: ValueMasking = {masker, catalog, strategyOf}
   const maskText = (text: string) => scanAndMask(text, textMasking) ?? text
@@ -512,9 +518,9 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     }
     return known === NOT_SHARED ? undefined : (known as ReadonlyMap<number, ParamPlace>)
   }
-  const maskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted = false): (string | null)[] => {
+  const maskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted = false, unproven = false): (string | null)[] => {
     const distrust = (connectionId !== undefined && unsettled.has(connectionId)) || (committingInside.size > 0 && inFlightCommit())
-    const where = placesOf(sql, distrust)
+    const where = unproven ? undefined : placesOf(sql, distrust)
     return params.map((p, i) => {
       if (p === null) return null
       const place = where?.get(i + 1)
@@ -746,6 +752,7 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
   private copyRows = 0
   private proof: MessageProof | undefined
   clientError: {code: string; message: string} | undefined
+  paramsUnproven: boolean | undefined
 
   constructor(
     /** Undefined when the text could not be parsed: every result is then untraceable. */

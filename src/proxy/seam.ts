@@ -227,6 +227,11 @@ export interface ResultFilter {
   readonly maskedValues?: number
   /** The statement's last error as the client received it (masked). */
   readonly clientError?: {code: string; message: string}
+  /**
+   * The statement runs a prepared statement or portal that code the analysis cannot see into may
+   * have replaced since it was defined: where its parameters go is not what its recorded text says.
+   */
+  readonly paramsUnproven?: boolean
 }
 
 /**
