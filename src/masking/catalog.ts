@@ -6,6 +6,7 @@ import type {MaskingConfig} from '../config/types.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
 import {globMatcher} from './glob.js'
 import {loadParser} from '../sql/parser.js'
+import {runsCodeOnWrite} from '../sql/runs-code.js'
 import type {RenameOf} from './lineage-model.js'
 
 export type Row = Record<string, unknown>
@@ -92,7 +93,7 @@ const CATALOG_SQL = {
       select c.oid, n.nspname, c.relname, c.relkind, c.reltype, c.relrowsecurity,
              case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end as viewdef,
              case when c.relkind in ('v', 'm') then (select r.xmin::text from pg_rewrite r where r.ev_class = c.oid and r.rulename = '_RETURN') end as viewmark,
-             c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) as runscode,
+             c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) or ${runsCodeOnWrite('c', {plainDefaults: false})} as runscode,
              (select string_agg(i.inhrelid::text, ',') from pg_inherits i where i.inhparent = c.oid) as children,
              (select string_agg(f.conrelid::text, ',') from pg_constraint f
                where f.contype = 'f' and f.confrelid = c.oid and (f.confupdtype not in ('a', 'r') or f.confdeltype not in ('a', 'r'))) as cascades
