@@ -37,11 +37,13 @@ const ONWARD: {sql: string; values: string[]; recorded: string[]; setup?: string
   {sql: 'insert into notes (id, body) values ($1, $2)', values: ['8', NAME], recorded: ['[masked]', '[masked]'], setup: 'set search_path = s9, public'},
 ]
 
-/** The same forms where the value goes nowhere but clean columns: still in clear, for auditors. */
+/** The same forms where the value goes nowhere but clean columns: still in clear for auditors, through the scanner. */
 const KEPT: typeof ONWARD = [
   {sql: 'insert into orders (id, customer_id, status, total_cents, placed_at) values ($1, 1, $2, 1, now()) returning id, status', values: ['7002', 'placed'], recorded: ['7002', 'placed']},
   {sql: 'with u as (update orders set status = $1 where id = 3) select count(*) from orders where status = $2', values: ['paid', 'paid'], recorded: ['paid', 'paid']},
   {sql: 'insert into public.notes (id, body) values ($1, $2)', values: ['9', 'hello'], recorded: ['9', 'hello']},
+  // A count is a number the server takes, not proof that it is not a card number: it is scanned.
+  {sql: 'select id from orders order by id limit $1 offset $2', values: ['4111111111111111', '2'], recorded: ['**** **** **** 1111', '2']},
 ]
 
 describe('values bound where their proof does not hold, in the recording', () => {
@@ -94,7 +96,7 @@ describe('values bound where their proof does not hold, in the recording', () =>
     }
   })
 
-  it('keeps in clear a value whose every use is proven clean', () => {
+  it('keeps a value whose every use is proven clean as the value scanner leaves it', () => {
     for (const k of KEPT) expect(recorded(k.sql)?.params, k.sql).toEqual(k.recorded)
   })
 })
