@@ -14,7 +14,7 @@ import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import {cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
 import type {Analysis, Decision} from '../policy/types.js'
-import {formatMaskedColumn} from '../masking/index.js'
+import {formatMaskedColumn, type MaskingFilterFactory} from '../masking/index.js'
 
 export interface RecordingSetup {
   hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease'>
@@ -69,7 +69,7 @@ function safeUserName(): string {
 }
 
 /** A statement's bind parameters as the recording may keep them (see `MaskingFilterFactory.maskParams`). */
-export type MaskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean, unproven?: boolean) => (string | null)[]
+export type MaskParams = MaskingFilterFactory['maskParams']
 
 export interface DescribeOptions {
   /** Masks free text the recording keeps (an error the server wrote, when no filter saw it). */
@@ -188,7 +188,12 @@ function recordedParams(event: StatementEvent, params: BoundParams, maskParams: 
   // A statement that did not complete may have failed on a value (`where id = $1` bound to a
   // name): it never reached the column that would prove it clean.
   // A prepared statement code the analysis cannot see into may have replaced runs what its text does not say.
-  const masked = maskParams(event.sql, params, event.connectionId, event.outcome === 'ok', event.resultFilter?.paramsUnproven === true)
+  const masked = maskParams(event.sql, params, {
+    connectionId: event.connectionId,
+    accepted: event.outcome === 'ok',
+    unproven: event.resultFilter?.paramsUnproven === true,
+    paramTypes: event.paramTypes,
+  })
   return masked.map((m, i) => {
     const full = cutFrom?.[i]
     return m !== null && full ? cutText(m, full) : m

@@ -103,15 +103,10 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
   /**
    * A statement's bind parameters as the recording keeps them: in clear (through the value scanner)
    * only where the text proves each goes to a clean column or is a row count (`paramPlaces`); into
-   * a sensitive column, masked with that column's strategy; anywhere else, masked. `connectionId`:
-   * the connection whose statement it was, whose own uncommitted changes may have made names mean
-   * what the catalog does not know. `accepted`: the statement completed, so the server took each
-   * value where the text puts it (a value that failed there, `where id = $1` bound to a name,
-   * never reached the column that proves it clean). `unproven`: what ran is not the text (a prepared
-   * statement code may have replaced, `ResultFilter.paramsUnproven`), so nothing is proven. Applies
-   * whatever the identity, as `maskText` does.
+   * a sensitive column, masked with that column's strategy; anywhere else, masked. Applies whatever
+   * the identity, as `maskText` does.
    */
-  maskParams(sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean, unproven?: boolean): (string | null)[]
+  maskParams(sql: string, params: readonly (string | null)[], how?: ParamsRun): (string | null)[]
   /**
    * An error message of a statement whose recorded parameters are masked, as the recording keeps
    * it: the server quotes a value it could not take (`invalid input syntax for type integer:
@@ -119,6 +114,25 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * text, a catalog name) is masked, as for a statement that reads sensitive data.
    */
   maskParamEchoes(sql: string, message: string): string
+}
+
+/** How a statement's parameters were taken, for `maskParams`. */
+export interface ParamsRun {
+  /** The connection whose statement it was, whose own uncommitted changes may have made names mean what the catalog does not know. */
+  connectionId?: number
+  /**
+   * The statement completed, so the server took each value where the text puts it (a value that
+   * failed there, `where id = $1` bound to a name, never reached the column that proves it clean).
+   */
+  accepted?: boolean
+  /** What ran is not the text (a prepared statement code may have replaced, `ResultFilter.paramsUnproven`): nothing is proven. */
+  unproven?: boolean
+  /**
+   * The types the statement's Parse declared for its parameters (OIDs, 0 where it left one to the
+   * server): the server converts each value to its type at Bind, and a domain's CHECK runs user
+   * code on it there, wherever the text then puts it.
+   */
+  paramTypes?: readonly number[]
 }
 
 const LINEAGE_CACHE_SIZE = 1000
@@ -518,12 +532,15 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     }
     return known === NOT_SHARED ? undefined : (known as ReadonlyMap<number, ParamPlace>)
   }
-  const maskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted = false, unproven = false): (string | null)[] => {
+  const maskParams = (sql: string, params: readonly (string | null)[], how: ParamsRun = {}): (string | null)[] => {
+    const {connectionId, accepted = false, unproven = false, paramTypes} = how
     const distrust = (connectionId !== undefined && unsettled.has(connectionId)) || (committingInside.size > 0 && inFlightCommit())
     const where = unproven ? undefined : placesOf(sql, distrust)
     return params.map((p, i) => {
       if (p === null) return null
-      const place = where?.get(i + 1)
+      const declared = paramTypes?.[i]
+      // A declared type whose input runs user code (a domain's CHECK) had the value before any place did.
+      const place = declared !== undefined && declared !== 0 && catalog.inputRunsCode(declared) ? 'masked' : where?.get(i + 1)
       return recordedParam(p, place === 'clean' && !accepted ? 'masked' : place, maskText, masker, strategyOf)
     })
   }

@@ -1512,10 +1512,16 @@ function paramOf(raw: unknown, ctx: Ctx): Node | undefined {
   if (!u) return undefined
   if (u[0] === 'ParamRef') return u[1]
   if (u[0] !== 'TypeCast') return undefined
-  const names = list((u[1].typeName as Node | undefined)?.names).map(svalOf)
-  const schema = names.length > 1 ? names[0] : undefined
-  if (schema !== 'pg_catalog' && (ctx.distrustNames || ctx.catalog.castRunsCode(names.at(-1) ?? '', schema))) return undefined
+  if (typeRunsCode(u[1].typeName, ctx)) return undefined
   return paramOf(u[1].arg, ctx)
+}
+
+/** Whether a value converted to the type a TypeName names may run user code on it (`paramOf`). */
+function typeRunsCode(typeName: unknown, ctx: Ctx): boolean {
+  const names = list((unwrap(typeName)?.[1] ?? (typeName as Node | undefined))?.names).map(svalOf)
+  const schema = names.length > 1 ? names[0] : undefined
+  // A composite type one of whose fields is such a domain converts the value field by field.
+  return schema !== 'pg_catalog' && (ctx.distrustNames || ctx.catalog.namedInputRunsCode(names.at(-1) ?? '', schema))
 }
 
 /**
@@ -1525,8 +1531,11 @@ function paramOf(raw: unknown, ctx: Ctx): Node | undefined {
 function codeFree(col: Lineage | undefined, ctx: Ctx): Lineage | undefined {
   const origin = col?.origin
   if (!origin) return col
-  const type = ctx.catalog.relation(origin.tableOid)?.columns.find((c) => c.attnum === origin.attnum)?.typeName
-  return type !== undefined && ctx.catalog.castRunsCode(type) ? undefined : col
+  const column = ctx.catalog.relation(origin.tableOid)?.columns.find((c) => c.attnum === origin.attnum)
+  // A composite column converts each field of the value (`pair_t` with a domain field), an array each element.
+  if (!column) return col
+  const runs = ctx.catalog.castRunsCode(column.typeName) || (ctx.catalog.type(column.typeOid) !== undefined && ctx.catalog.inputRunsCode(column.typeOid))
+  return runs ? undefined : col
 }
 
 /** The lineage of the column `name` of a written relation (see `codeFree`). */
@@ -1813,5 +1822,14 @@ export function paramPlaces(sql: string, catalog: Catalog, distrustNames = false
     if (prepared) w.top.add(prepared[1])
   }
   for (const s of parsed.statements) paramWalk(s, {rels: [], ctes: new Map()}, w)
+  // `PREPARE p(checked_text) AS …`: each value is converted to its declared type at EXECUTE or
+  // Bind, and a domain's CHECK runs user code on it there, before any place the text gives it.
+  for (const s of parsed.statements) {
+    const u = unwrap(s)
+    if (u?.[0] !== 'PrepareStmt') continue
+    list(u[1].argtypes).forEach((t, i) => {
+      if (typeRunsCode(t, w.ctx)) placeParam(w, {number: i + 1}, 'masked')
+    })
+  }
   return w.places
 }

@@ -278,6 +278,8 @@ export interface StatementEvent {
   sql: string
   /** Bind parameters as text where known (extended protocol); binary ones as base64 with a `b64:` prefix. Long ones are cut (`BoundParams`). */
   params?: BoundParams
+  /** The parameter types its Parse declared (OIDs, 0 for one left to the server), where it declared any. */
+  paramTypes?: readonly number[]
   verdict: StatementVerdict
   startedAt: Date
   durationMs: number
