@@ -14,7 +14,7 @@ import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import {cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
 import type {Analysis, Decision} from '../policy/types.js'
-import {formatMaskedColumn, type MaskingFilterFactory} from '../masking/index.js'
+import {formatMaskedColumn, redacted, type MaskingFilterFactory} from '../masking/index.js'
 
 export interface RecordingSetup {
   hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease'>
@@ -153,6 +153,9 @@ function recordedAction(action: Decision['action'], verdict: StatementEvent['ver
   return action
 }
 
+/** How the recording writes a value it has no proof of clean origin for. */
+const UNPROVEN = redacted('untraceable')
+
 /**
  * Which output columns were masked and why (never the values), the bind parameters as masked, and
  * the error as the client received it: a recording never holds more than the client was shown.
@@ -172,7 +175,11 @@ function addMaskingDetails(details: StatementDetails, event: StatementEvent, mas
     // The client's own value, quoted back by the error it caused (`invalid input syntax for type
     // integer: "Dora Quill"`), is shown to the client as it was sent, since the statement read
     // nothing sensitive; the recording keeps it no more than it keeps the parameter.
-    if (error && params.some((p, i) => p !== event.params![i])) error = {code: error.code, message: opts.maskParamEchoes ? opts.maskParamEchoes(event.sql, error.message) : '[masked]'}
+    if (error && params.some((p, i) => p !== event.params![i])) error = {code: error.code, message: opts.maskParamEchoes ? opts.maskParamEchoes(event.sql, error.message) : UNPROVEN}
+    // A value the statement used where nothing proves it clean may be in its output (`select $1`,
+    // `returning label` of a table whose CHECK ran code on it): the client is shown its own value,
+    // as a clean one, and the preview keeps what the client was shown. Its cells are masked.
+    if (details.preview && params.includes(UNPROVEN)) details.preview = {...details.preview, rows: details.preview.rows.map((r) => r.map((c) => (c === null ? null : UNPROVEN)))}
   }
   if (error) details.error = error
 }
