@@ -922,7 +922,7 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
 function writtenElsewhere(node: Node): Node[] {
   const out: Node[] = []
   const conflict = node.onConflictClause as Node | undefined
-  if (conflict) out.push({targetList: conflict.targetList})
+  if (conflict) out.push({targetList: conflict.targetList, conflict: true})
   for (const w of list(node.mergeWhenClauses)) {
     const clause = unwrap(w)?.[1]
     if (!clause) continue
@@ -948,10 +948,23 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   const inserted = sel && sel[0] === 'SelectStmt' ? selectOutput(sel[1], scope, ctx) : undefined
   // Values written into the relation's columns: a column filled with unproven values is no longer clean.
   const filled: NamedLineage[] = []
+  // ON CONFLICT's `excluded`: the row proposed for insertion, each column what the statement put
+  // there (the column's own default where it put nothing), not what the table holds.
+  let excluded: ScopeRel | undefined
   if (sel) {
     const cols = list(node.cols).map((c) => unwrap(c)?.[1].name as string | undefined)
     const names = cols.length > 0 ? cols : (target.star ?? []).map((c) => c.name)
     names.forEach((n, i) => n && filled.push(named(n, inserted?.[i] ?? UNKNOWN)))
+    if (node.onConflictClause !== undefined && target.star) {
+      excluded = {
+        alias: 'excluded',
+        columns: target.star.map((c) => {
+          const i = names.indexOf(c.name)
+          return i < 0 ? c : named(c.name, inserted?.[i] ?? UNKNOWN)
+        }),
+        fallback: UNKNOWN,
+      }
+    }
   } else {
     for (const t of list(node.targetList)) {
       const rt = unwrap(t)?.[1]
@@ -961,9 +974,10 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   // What `ON CONFLICT DO UPDATE SET` and MERGE's actions write fills the columns as well.
   let unnamedValues = false
   for (const set of writtenElsewhere(node)) {
+    const within: Scope = set.conflict === true && excluded ? {...scope, rels: [...scope.rels, excluded]} : scope
     for (const t of set.values ? [] : list(set.targetList)) {
       const rt = unwrap(t)?.[1]
-      if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, scope, ctx)))
+      if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, within, ctx)))
     }
     const values = list(set.values)
     if (values.length > 0) {
