@@ -1811,6 +1811,12 @@ function paramWalk(raw: unknown, scope: Scope, w: ParamWalk): void {
       return dmlPlaces(kind, node, scope, w)
     case 'A_Expr':
       if (comparisonPlaces(node, scope, w)) return
+      break
+    case 'ExplainStmt':
+      // The plan prints every value the planner was given (`Filter: (full_name = 'Dora Quill'::text)`):
+      // each is in the output, whatever place the query gives it.
+      for (const ref of paramRefs(node)) placeParam(w, ref, 'masked')
+      return
   }
   for (const v of Object.values(node)) paramWalk(v, scope, w)
 }

@@ -81,6 +81,11 @@ describe('where bind parameters go', () => {
     expect(places('prepare p(int, text) as insert into people (id, status) values ($1, $2) returning status')).toEqual({1: 'clean', 2: 'clean'})
   })
 
+  it('masks a value EXPLAIN prints in its plan', () => {
+    expect(places('explain select id from people where status = $1 limit $2')).toEqual({1: 'masked', 2: 'masked'})
+    expect(places('explain analyze update people set status = $1 where id = $2')).toEqual({1: 'masked', 2: 'masked'})
+  })
+
   it('masks a write to a name any of whose schemas runs code', () => {
     expect(places('insert into notes (id, body) values ($1, $2)')).toEqual({1: 'masked', 2: 'masked'})
     expect(places('update notes set body = $1 where id = $2')).toEqual({1: 'masked', 2: 'clean'})
