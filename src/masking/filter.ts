@@ -584,7 +584,7 @@ function countText(value: string): string | undefined {
  * never kept in clear. A clean place still goes through the scanner, as any recorded text does.
  */
 function recordedParam(value: string, place: ParamPlace | undefined, maskText: (text: string) => string, masker: Masker, strategyOf: (c: MaskingCategory) => MaskingStrategy): string {
-  if (place === 'clean') return maskText(value)
+  if (place === 'clean') return value.startsWith('b64:') ? scannedBinary(value, maskText) : maskText(value)
   if (place === 'count') {
     // A number is no proof: a card number is a count the server takes (`limit 4111111111111111`).
     const count = countText(value)
@@ -594,6 +594,16 @@ function recordedParam(value: string, place: ParamPlace | undefined, maskText: (
   // A binary value is not text a strategy can keep part of.
   if (value.startsWith('b64:')) return redacted(place.category)
   return masker.text(value, place.category, strategyOf(place.category)) ?? redacted(place.category)
+}
+
+/**
+ * A value sent in binary format (`b64:…`), kept in clear: the scanner reads text, and base64 hides
+ * it, though a text type's binary form is its UTF-8 bytes (`4111 1111 1111 1111` bound in binary into
+ * `status`). Kept only when the scanner finds nothing in those bytes read as text.
+ */
+function scannedBinary(value: string, maskText: (text: string) => string): string {
+  const text = Buffer.from(value.slice(4), 'base64').toString('utf8')
+  return maskText(text) === text ? maskText(value) : redacted('untraceable')
 }
 
 /** What a definition that code the analysis cannot see into may have replaced runs: anything (see `replaceable`). */
