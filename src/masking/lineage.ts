@@ -932,9 +932,16 @@ function writtenElsewhere(node: Node): Node[] {
   return out
 }
 
+/**
+ * The scope a written relation's name is read in: none of the statement's CTEs. PostgreSQL never
+ * reads an INSERT, UPDATE, DELETE or MERGE target as a CTE: `WITH customers AS (SELECT … 'x' AS
+ * full_name) INSERT INTO customers …` writes the table, though its FROM would read the CTE.
+ */
+const TARGET_SCOPE = (): Scope => ({rels: [], ctes: new Map()})
+
 function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLineage[] | undefined {
   const scope = withCtes(node.withClause as Node | undefined, outer, ctx)
-  const target = fromItem({RangeVar: node.relation}, scope, ctx)
+  const target = fromItem({RangeVar: node.relation}, TARGET_SCOPE(), ctx)
   scope.rels.push(...target.visible)
   // Triggers and rules on the written relation run code of their own, which may print or store anything.
   const written = target.visible[0]?.catalog
@@ -1647,7 +1654,7 @@ function selectPlaces(sel: Node, outer: Scope, w: ParamWalk): void {
 function dmlPlaces(kind: string, node: Node, outer: Scope, w: ParamWalk): void {
   const scope = withCtes(node.withClause as Node | undefined, outer, w.ctx)
   for (const c of list((node.withClause as Node | undefined)?.ctes)) paramWalk(unwrap(c)?.[1].ctequery, scope, w)
-  const target = node.relation === undefined ? undefined : fromItem({RangeVar: node.relation}, scope, w.ctx).visible[0]
+  const target = node.relation === undefined ? undefined : fromItem({RangeVar: node.relation}, TARGET_SCOPE(), w.ctx).visible[0]
   if (target) scope.rels.push(target)
   // Triggers and rules on the written relation (or a partition or child the row may land in, or
   // any relation an unqualified name may mean) run code of their own, which may copy a value

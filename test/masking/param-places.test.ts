@@ -81,6 +81,13 @@ describe('where bind parameters go', () => {
     expect(places('prepare p(int, text) as insert into people (id, status) values ($1, $2) returning status')).toEqual({1: 'clean', 2: 'clean'})
   })
 
+  it('reads a written name as the table, never as a CTE of the same name', () => {
+    expect(places("with people as (select 1 as id, 'x'::text as full_name) insert into people (id, full_name) values ($1, $2)")).toEqual({1: 'clean', 2: NAME})
+    expect(places("with people as (select 1 as id, 'x'::text as full_name) update people set full_name = $1 where id = $2")).toEqual({1: NAME, 2: 'clean'})
+    // Its FROM reads the CTE, as PostgreSQL does.
+    expect(places("with people as (select 1 as id, 'x'::text as full_name) select id from people where full_name = $1")).toEqual({1: 'clean'})
+  })
+
   it('masks a value EXPLAIN prints in its plan', () => {
     expect(places('explain select id from people where status = $1 limit $2')).toEqual({1: 'masked', 2: 'masked'})
     expect(places('explain analyze update people set status = $1 where id = $2')).toEqual({1: 'masked', 2: 'masked'})

@@ -6,6 +6,7 @@
  *   clean column is written into a sensitive one by the same statement;
  * - a writing CTE whose RETURNING hands the value on (`with i as (insert … returning status)
  *   update customers set full_name = i.status …`);
+ * - a CTE named like the written table, whose constant columns the target was read as;
  * - an unqualified name that two schemas hold, with a trigger on the one the session's
  *   search_path picks: the written relation was not known as one, so its trigger was not seen.
  */
@@ -34,6 +35,9 @@ const ONWARD: {sql: string; values: string[]; recorded: string[]; setup?: string
   {sql: "with i as (insert into orders (id, customer_id, status, total_cents, placed_at) values (7001, 1, $1, 1, now()) returning status) update customers set full_name = (select status from i) where id = 5", values: [NAME], recorded: ['[masked]']},
   {sql: 'with u as (update orders set status = $1 where id = 1 returning *) update customers set address = u.status from u where customers.id = 6', values: [NAME], recorded: ['[masked]']},
   {sql: 'with u as (update orders set status = $1 where id = 2 returning orders) update customers set address = u.orders::text from u where customers.id = 7', values: [NAME], recorded: ['[masked]']},
+  // A CTE named like the written table: PostgreSQL writes the table, never the CTE.
+  {sql: "with customers as (select 9 as id, 'x'::text as full_name) update customers set full_name = $1 where id = 9", values: [NAME], recorded: ['[redacted]']},
+  {sql: "with customers as (select 10 as id, 'x'::text as full_name) insert into customers (id, full_name, email) values (10, $1, 'q10@example.com') on conflict (id) do update set full_name = excluded.full_name", values: [NAME], recorded: ['[redacted]']},
   // The name two schemas hold: the session's search_path picks the one whose trigger copies the value.
   {sql: 'insert into notes (id, body) values ($1, $2)', values: ['8', NAME], recorded: ['[masked]', '[masked]'], setup: 'set search_path = s9, public'},
 ]
@@ -88,7 +92,7 @@ describe('values bound where their proof does not hold, in the recording', () =>
     const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
     statements = []
     for (const session of await reader.list()) statements.push(...(await reader.loadSummary(session)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData))
-    landed = await withClient(db.url, async (c) => (await c.query<{v: string}>("select concat_ws(' ', full_name, address) as v from customers where id between 1 and 8 order by id")).rows.map((r) => r.v))
+    landed = await withClient(db.url, async (c) => (await c.query<{v: string}>("select concat_ws(' ', full_name, address) as v from customers where id between 1 and 10 order by id")).rows.map((r) => r.v))
   })
   afterAll(async () => {
     await t?.close()
