@@ -19,6 +19,7 @@ import {readFunctionBody, type FunctionBody} from '../policy/function-body.js'
 import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
+import {runsCodeOnWrite} from '../sql/runs-code.js'
 import {EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
 /**
@@ -264,36 +265,6 @@ function tablesBehindSql(names: readonly string[]): string {
       from behind b join pg_class c on c.oid = b.oid join pg_namespace n on n.oid = c.relnamespace
     ) r
     where r.depth > 0 or r."foreign" or r.runs_code`
-}
-
-/**
- * Whether a write to the relation \`c\` runs user code the statement does not name: a trigger
- * (other than those PostgreSQL makes for foreign keys), or a column default, generated column,
- * check or exclusion constraint, index expression or column domain's check that calls a function
- * outside pg_catalog; or such code of a table a cascading foreign key writes in turn (one that is
- * itself written by a further cascade counts as running code, unfollowed). Such code may run DDL
- * (src/policy/views.ts counts the write as a change).
- */
-function runsCodeOnWrite(c: string): string {
-  const userFunction = (classid: string, objid: string) => `exists (
-        select 1 from pg_depend d join pg_proc f on f.oid = d.refobjid
-        where d.classid = '${classid}'::regclass and d.objid = ${objid} and d.refclassid = 'pg_proc'::regclass
-          and f.pronamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace))`
-  const own = (oid: string) => `(
-      exists (select 1 from pg_trigger tg join pg_proc tf on tf.oid = tg.tgfoid
-              where tg.tgrelid = ${oid} and not tg.tgisinternal and tf.pronamespace <> 'pg_catalog'::regnamespace)
-      or exists (select 1 from pg_attrdef ad where ad.adrelid = ${oid} and ${userFunction('pg_attrdef', 'ad.oid')})
-      or exists (select 1 from pg_constraint co where co.conrelid = ${oid} and ${userFunction('pg_constraint', 'co.oid')})
-      or exists (select 1 from pg_index ix where ix.indrelid = ${oid} and ${userFunction('pg_class', 'ix.indexrelid')})
-      or exists (select 1 from pg_attribute at join pg_constraint dc on dc.contypid = at.atttypid
-                 where at.attrelid = ${oid} and at.attnum > 0 and not at.attisdropped and ${userFunction('pg_constraint', 'dc.oid')}))`
-  // The tables a cascading key (ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT) writes when \`oid\` is written.
-  const cascaded = (oid: string, alias: string) =>
-    `select ${alias}.conrelid as oid from pg_constraint ${alias} where ${alias}.contype = 'f' and ${alias}.confrelid = ${oid}
-       and (${alias}.confdeltype in ('c', 'n', 'd') or ${alias}.confupdtype in ('c', 'n', 'd'))`
-  return `(${own(`${c}.oid`)}
-      or exists (select 1 from (${cascaded(`${c}.oid`, 'fk1')}) k
-                 where ${own('k.oid')} or exists (select 1 from (${cascaded('k.oid', 'fk2')}) k2 where k2.oid not in (k.oid, ${c}.oid))))`
 }
 
 /**

@@ -14,7 +14,7 @@ import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import {cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
 import type {Analysis, Decision} from '../policy/types.js'
-import {formatMaskedColumn} from '../masking/index.js'
+import {formatMaskedColumn, redacted, type MaskingFilterFactory} from '../masking/index.js'
 
 export interface RecordingSetup {
   hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease'>
@@ -35,6 +35,8 @@ export interface RecordingOptions {
   maskText?: (text: string) => string
   /** Masks a statement's bind parameters by where they go (`MaskingFilterFactory.maskParams`); without it they are not recorded. */
   maskParams?: MaskParams
+  /** Masks the values an error quotes back where the parameters are masked (`MaskingFilterFactory.maskParamEchoes`). */
+  maskParamEchoes?: (sql: string, message: string) => string
   /** The AI agent every session of this tunnel belongs to (`dbgate mcp`). */
   agent?: AgentInfo
 }
@@ -67,13 +69,15 @@ function safeUserName(): string {
 }
 
 /** A statement's bind parameters as the recording may keep them (see `MaskingFilterFactory.maskParams`). */
-export type MaskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean) => (string | null)[]
+export type MaskParams = MaskingFilterFactory['maskParams']
 
 export interface DescribeOptions {
   /** Masks free text the recording keeps (an error the server wrote, when no filter saw it). */
   maskText?: (text: string) => string
   /** Masks bind parameters by where they go before they are recorded; without it they are not recorded. */
   maskParams?: MaskParams
+  /** Masks the values an error quotes back where the parameters are masked; without it such an error is masked whole. */
+  maskParamEchoes?: (sql: string, message: string) => string
   /**
    * The guardrails' size cap, so that the analysis they made of this text is found in the shared
    * cache instead of being made again (an entry made under another cap does not count as a hit).
@@ -112,7 +116,7 @@ function analysisOf(event: StatementEvent, maxStatementSize: number | undefined)
 
 /** What the recorder stores for a statement, from the policy decision and approval on its verdict. */
 export function describeStatement(event: StatementEvent, opts: DescribeOptions = {}): StatementDetails {
-  const {maskText, maskParams} = opts
+  const {maskText} = opts
   const {decision, approval} = event.verdict
   const decisive = decision?.decisive ?? decision?.statements[0]
   const tables = event.sql ? recordedTables(analysisOf(event, opts.maxStatementSize)) : undefined
@@ -132,7 +136,7 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
     if (approval) details.approvalId = approval.id
     if (event.preview) details.preview = event.preview
   }
-  addMaskingDetails(details, event, maskText, maskParams)
+  addMaskingDetails(details, event, maskText, opts)
   return details
 }
 
@@ -149,21 +153,35 @@ function recordedAction(action: Decision['action'], verdict: StatementEvent['ver
   return action
 }
 
+/** How the recording writes a value it has no proof of clean origin for. */
+const UNPROVEN = redacted('untraceable')
+
 /**
  * Which output columns were masked and why (never the values), the bind parameters as masked, and
  * the error as the client received it: a recording never holds more than the client was shown.
  */
-function addMaskingDetails(details: StatementDetails, event: StatementEvent, maskText: ((text: string) => string) | undefined, maskParams: MaskParams | undefined): void {
+function addMaskingDetails(details: StatementDetails, event: StatementEvent, maskText: ((text: string) => string) | undefined, opts: DescribeOptions): void {
   const filter = event.resultFilter
   const masked = filter?.maskedColumns
   // The server's own text of an error can quote values the client only saw masked.
-  const error = event.error && (filter?.clientError ?? (maskText ? {code: event.error.code, message: maskText(event.error.message)} : undefined))
-  if (error) details.error = error
+  let error = event.error && (filter?.clientError ?? (maskText ? {code: event.error.code, message: maskText(event.error.message)} : undefined))
   if (masked && masked.length > 0) details.maskedColumns = masked.map(formatMaskedColumn)
   // Counted only where a masking filter ran: absent means "not masked here", not "nothing to mask".
   if (typeof filter?.maskedValues === 'number') details.maskedValues = filter.maskedValues
   // Without a masker the recorder must not see clear parameters at all.
-  if (event.params) details.params = recordedParams(event, event.params, maskParams)
+  if (event.params) {
+    const params = recordedParams(event, event.params, opts.maskParams)
+    details.params = params
+    // The client's own value, quoted back by the error it caused (`invalid input syntax for type
+    // integer: "Dora Quill"`), is shown to the client as it was sent, since the statement read
+    // nothing sensitive; the recording keeps it no more than it keeps the parameter.
+    if (error && params.some((p, i) => p !== event.params![i])) error = {code: error.code, message: opts.maskParamEchoes ? opts.maskParamEchoes(event.sql, error.message) : UNPROVEN}
+    // A value the statement used where nothing proves it clean may be in its output (`select $1`,
+    // `returning label` of a table whose CHECK ran code on it): the client is shown its own value,
+    // as a clean one, and the preview keeps what the client was shown. Its cells are masked.
+    if (details.preview && params.includes(UNPROVEN)) details.preview = {...details.preview, rows: details.preview.rows.map((r) => r.map((c) => (c === null ? null : UNPROVEN)))}
+  }
+  if (error) details.error = error
 }
 
 /**
@@ -176,7 +194,13 @@ function recordedParams(event: StatementEvent, params: BoundParams, maskParams: 
   const cutFrom = params.cutFrom
   // A statement that did not complete may have failed on a value (`where id = $1` bound to a
   // name): it never reached the column that would prove it clean.
-  const masked = maskParams(event.sql, params, event.connectionId, event.outcome === 'ok')
+  // A prepared statement code the analysis cannot see into may have replaced runs what its text does not say.
+  const masked = maskParams(event.sql, params, {
+    connectionId: event.connectionId,
+    accepted: event.outcome === 'ok',
+    unproven: event.resultFilter?.paramsUnproven === true,
+    paramTypes: event.paramTypes,
+  })
   return masked.map((m, i) => {
     const full = cutFrom?.[i]
     return m !== null && full ? cutText(m, full) : m
@@ -217,7 +241,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
   })
   shipper.start()
   // One options object for every statement's description, not one per statement.
-  const describeOpts: DescribeOptions = {maskText: opts.maskText, maskParams: opts.maskParams, maxStatementSize: opts.target.tunnel.maxStatementSize}
+  const describeOpts: DescribeOptions = {maskText: opts.maskText, maskParams: opts.maskParams, maskParamEchoes: opts.maskParamEchoes, maxStatementSize: opts.target.tunnel.maxStatementSize}
   const hooks = createRecordingHooks(recorder, {
     identity,
     target: opts.target.name,

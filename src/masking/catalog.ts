@@ -6,6 +6,7 @@ import type {MaskingConfig} from '../config/types.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
 import {globMatcher} from './glob.js'
 import {loadParser} from '../sql/parser.js'
+import {runsCodeOnWrite} from '../sql/runs-code.js'
 import type {RenameOf} from './lineage-model.js'
 
 export type Row = Record<string, unknown>
@@ -92,7 +93,7 @@ const CATALOG_SQL = {
       select c.oid, n.nspname, c.relname, c.relkind, c.reltype, c.relrowsecurity,
              case when c.relkind in ('v', 'm') then pg_get_viewdef(c.oid) end as viewdef,
              case when c.relkind in ('v', 'm') then (select r.xmin::text from pg_rewrite r where r.ev_class = c.oid and r.rulename = '_RETURN') end as viewmark,
-             c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) as runscode,
+             c.relhasrules or exists (select 1 from pg_trigger g where g.tgrelid = c.oid and not g.tgisinternal) or ${runsCodeOnWrite('c', {plainDefaults: false})} as runscode,
              (select string_agg(i.inhrelid::text, ',') from pg_inherits i where i.inhparent = c.oid) as children,
              (select string_agg(f.conrelid::text, ',') from pg_constraint f
                where f.contype = 'f' and f.confrelid = c.oid and (f.confupdtype not in ('a', 'r') or f.confdeltype not in ('a', 'r'))) as cascades
@@ -250,6 +251,8 @@ export class Catalog {
   /** The tables a table inherits from, or is a partition of (pg_inherits read the other way). */
   private parentsByOid = new Map<number, number[]>()
   private typeByOid = new Map<number, TypeInfo>()
+  /** Type OIDs by name, in any schema (pg_type has no schema here): for casts named in SQL text. */
+  private typesByName = new Map<string, number[]>()
   private functionNames = new Set<string>()
   private operatorNames = new Set<string>()
   private codeTypeNames = new Set<string>()
@@ -300,6 +303,8 @@ export class Catalog {
       }
     }
     this.typeByOid = new Map(snapshot.types.map((t) => [t.oid, t]))
+    this.typesByName = new Map()
+    for (const t of snapshot.types) this.typesByName.set(t.name, [...(this.typesByName.get(t.name) ?? []), t.oid])
     this.functionNames = new Set(snapshot.functions)
     this.operatorNames = new Set(snapshot.operators ?? [])
     this.codeTypeNames = new Set(snapshot.codeTypes ?? [])
@@ -524,6 +529,35 @@ export class Catalog {
   /** Whether a cast to this type runs user code (a domain's constraints, a user-defined cast). */
   castRunsCode(typeName: string, schema?: string): boolean {
     return this.codeTypeNames.has(schema ? `${schema}.${typeName}` : typeName)
+  }
+
+  /**
+   * Whether converting a value to the type `oid` may run user code on it: a domain with constraints
+   * or a type with a user-defined cast (by name, in any schema), an array of one, a composite type
+   * one of whose fields is one (record input converts each field); and a type this catalog does not
+   * know (created since it was read).
+   */
+  inputRunsCode(oid: number, depth = 0): boolean {
+    const type = this.typeByOid.get(oid)
+    if (!type || depth > 8) return true
+    if (this.castRunsCode(type.name)) return true
+    if (type.elementOid !== 0 && this.inputRunsCode(type.elementOid, depth + 1)) return true
+    if (type.relationOid === 0) return false
+    const row = this.byRowType.get(oid)
+    return !row || row.columns.some((c) => this.inputRunsCode(c.typeOid, depth + 1))
+  }
+
+  /**
+   * `inputRunsCode` for a type named in SQL text (a cast, a PREPARE's parameter types): any type of
+   * that name, in any schema (an array named `kept_pair[]` names its element type).
+   */
+  namedInputRunsCode(name: string, schema?: string): boolean {
+    if (this.castRunsCode(name, schema)) return true
+    return (this.typesByName.get(name) ?? []).some((oid) => {
+      const t = this.typeByOid.get(oid)
+      // A composite type is made with its table or by CREATE TYPE: only its fields can run code.
+      return t !== undefined && t.relationOid !== 0 && this.inputRunsCode(oid)
+    })
   }
 
   /** Relations with at least one sensitive column. */

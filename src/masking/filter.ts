@@ -103,13 +103,36 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
   /**
    * A statement's bind parameters as the recording keeps them: in clear (through the value scanner)
    * only where the text proves each goes to a clean column or is a row count (`paramPlaces`); into
-   * a sensitive column, masked with that column's strategy; anywhere else, masked. `connectionId`:
-   * the connection whose statement it was, whose own uncommitted changes may have made names mean
-   * what the catalog does not know. `accepted`: the statement completed, so the server took each
-   * value where the text puts it (a value that failed there, `where id = $1` bound to a name,
-   * never reached the column that proves it clean). Applies whatever the identity, as `maskText` does.
+   * a sensitive column, masked with that column's strategy; anywhere else, masked. Applies whatever
+   * the identity, as `maskText` does.
    */
-  maskParams(sql: string, params: readonly (string | null)[], connectionId?: number, accepted?: boolean): (string | null)[]
+  maskParams(sql: string, params: readonly (string | null)[], how?: ParamsRun): (string | null)[]
+  /**
+   * An error message of a statement whose recorded parameters are masked, as the recording keeps
+   * it: the server quotes a value it could not take (`invalid input syntax for type integer:
+   * "Dora Quill"`), so every quoted value and number not proven clean (a word of the statement
+   * text, a catalog name) is masked, as for a statement that reads sensitive data.
+   */
+  maskParamEchoes(sql: string, message: string): string
+}
+
+/** How a statement's parameters were taken, for `maskParams`. */
+export interface ParamsRun {
+  /** The connection whose statement it was, whose own uncommitted changes may have made names mean what the catalog does not know. */
+  connectionId?: number
+  /**
+   * The statement completed, so the server took each value where the text puts it (a value that
+   * failed there, `where id = $1` bound to a name, never reached the column that proves it clean).
+   */
+  accepted?: boolean
+  /** What ran is not the text (a prepared statement code may have replaced, `ResultFilter.paramsUnproven`): nothing is proven. */
+  unproven?: boolean
+  /**
+   * The types the statement's Parse declared for its parameters (OIDs, 0 where it left one to the
+   * server): the server converts each value to its type at Bind, and a domain's CHECK runs user
+   * code on it there, wherever the text then puts it.
+   */
+  paramTypes?: readonly number[]
 }
 
 const LINEAGE_CACHE_SIZE = 1000
@@ -511,7 +534,11 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       committingInside.set(connectionId, {session: ctx.session, since})
     }
     // What could not be analysed could not have been denied either: it is masked.
-    return new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
+    const filter = new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
+    // A name a DO block may have prepared again (`EXECUTE 'PREPARE p AS INSERT …'`) runs what its
+    // recorded text does not say: its values go wherever that runs.
+    if (def && replaceable(def, ctx.session)) filter.paramsUnproven = true
+    return filter
   }
   const textMasking: ValueMasking = {masker, catalog, strategyOf}
   const maskText = (text: string) => scanAndMask(text, textMasking) ?? text
@@ -539,13 +566,22 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     }
     return known === NOT_SHARED ? undefined : (known as ReadonlyMap<number, ParamPlace>)
   }
-  const maskParams = (sql: string, params: readonly (string | null)[], connectionId?: number, accepted = false): (string | null)[] => {
-    const where = placesOf(sql, distrustOf(connectionId))
+  const maskParams = (sql: string, params: readonly (string | null)[], how: ParamsRun = {}): (string | null)[] => {
+    const {connectionId, accepted = false, unproven = false, paramTypes} = how
+    const where = unproven ? undefined : placesOf(sql, distrustOf(connectionId))
     return params.map((p, i) => {
       if (p === null) return null
-      const place = where?.get(i + 1)
+      const declared = paramTypes?.[i]
+      // A declared type whose input runs user code (a domain's CHECK) had the value before any place did.
+      const place = declared !== undefined && declared !== 0 && catalog.inputRunsCode(declared) ? 'masked' : where?.get(i + 1)
       return recordedParam(p, place === 'clean' && !accepted ? 'masked' : place, maskText, masker, strategyOf)
     })
+  }
+  const maskParamEchoes = (sql: string, message: string): string => {
+    // A bound value is not in the text: only what the text or the catalog holds is proven.
+    const proof = sql.length > MAX_ANALYZED_SQL ? {has: () => false} : messageProof(sql, catalog)
+    const echoing: StatementLineage = {rows: 'no', touchesSensitive: true, opaque: false, untraceable: [], sideChannels: []}
+    return maskNotice({message}, echoing, textMasking, proof)?.message ?? message
   }
   return Object.assign(factory, {
     checkMaskable,
@@ -560,6 +596,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     unmasked,
     maskText,
     maskParams,
+    maskParamEchoes,
   })
 }
 
@@ -580,12 +617,26 @@ function countText(value: string): string | undefined {
  * never kept in clear. A clean place still goes through the scanner, as any recorded text does.
  */
 function recordedParam(value: string, place: ParamPlace | undefined, maskText: (text: string) => string, masker: Masker, strategyOf: (c: MaskingCategory) => MaskingStrategy): string {
-  if (place === 'clean') return maskText(value)
-  if (place === 'count') return countText(value) ?? redacted('untraceable')
+  if (place === 'clean') return value.startsWith('b64:') ? scannedBinary(value, maskText) : maskText(value)
+  if (place === 'count') {
+    // A number is no proof: a card number is a count the server takes (`limit 4111111111111111`).
+    const count = countText(value)
+    return count === undefined ? redacted('untraceable') : maskText(count)
+  }
   if (place === undefined || place === 'masked') return redacted('untraceable')
   // A binary value is not text a strategy can keep part of.
   if (value.startsWith('b64:')) return redacted(place.category)
   return masker.text(value, place.category, strategyOf(place.category)) ?? redacted(place.category)
+}
+
+/**
+ * A value sent in binary format (`b64:…`), kept in clear: the scanner reads text, and base64 hides
+ * it, though a text type's binary form is its UTF-8 bytes (`4111 1111 1111 1111` bound in binary into
+ * `status`). Kept only when the scanner finds nothing in those bytes read as text.
+ */
+function scannedBinary(value: string, maskText: (text: string) => string): string {
+  const text = Buffer.from(value.slice(4), 'base64').toString('utf8')
+  return maskText(text) === text ? maskText(value) : redacted('untraceable')
 }
 
 /** What a definition that code the analysis cannot see into may have replaced runs: anything (see `replaceable`). */
@@ -765,6 +816,7 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
   private copyRows = 0
   private proof: MessageProof | undefined
   clientError: {code: string; message: string} | undefined
+  paramsUnproven: boolean | undefined
 
   constructor(
     /** Undefined when the text could not be parsed: every result is then untraceable. */

@@ -6,6 +6,6 @@ export {ibanValid, isJwt, luhnValid, scanText, type Finding} from './detectors.j
 export {createMaskingFilterFactory, type MaskabilityVerdict, type MaskingFilter, type MaskingFilterFactory, type MaskingFilterOptions, type MaskingIdentity, type ScannerHit} from './filter.js'
 export {analyzeText, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
 export {formatMaskedColumn, type MaskedColumn} from './plan.js'
-export {createMasker, type Masker} from './strategies.js'
+export {createMasker, redacted, type Masker} from './strategies.js'
 export {shouldRefresh, startMasking, type MaskingRuntime, type StartMaskingOptions} from './runtime.js'
 export {scanCatalog, sensitiveColumns, type ScanFinding} from './scan.js'

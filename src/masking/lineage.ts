@@ -980,7 +980,7 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
 function writtenElsewhere(node: Node): Node[] {
   const out: Node[] = []
   const conflict = node.onConflictClause as Node | undefined
-  if (conflict) out.push({targetList: conflict.targetList})
+  if (conflict) out.push({targetList: conflict.targetList, conflict: true})
   for (const w of list(node.mergeWhenClauses)) {
     const clause = unwrap(w)?.[1]
     if (!clause) continue
@@ -990,13 +990,20 @@ function writtenElsewhere(node: Node): Node[] {
   return out
 }
 
+/**
+ * The scope a written relation's name is read in: none of the statement's CTEs. PostgreSQL never
+ * reads an INSERT, UPDATE, DELETE or MERGE target as a CTE: `WITH customers AS (SELECT … 'x' AS
+ * full_name) INSERT INTO customers …` writes the table, though its FROM would read the CTE.
+ */
+const TARGET_SCOPE = (): Scope => ({rels: [], ctes: new Map()})
+
 function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLineage[] | undefined {
   const scope = withCtes(node.withClause as Node | undefined, outer, ctx)
-  const target = fromItem({RangeVar: node.relation}, scope, ctx)
+  const target = fromItem({RangeVar: node.relation}, TARGET_SCOPE(), ctx)
   scope.rels.push(...target.visible)
   // Triggers and rules on the written relation run code of their own, which may print or store anything.
   const written = target.visible[0]?.catalog
-  if (written && ctx.catalog.lookup(written.schema, written.relation).some((r) => r.runsCode)) {
+  if (writtenRelations(node.relation as Node | undefined, ctx).some((r) => r.runsCode)) {
     ctx.touches = true
     ctx.opaque = true
   }
@@ -1006,10 +1013,23 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   const inserted = sel && sel[0] === 'SelectStmt' ? selectOutput(sel[1], scope, ctx) : undefined
   // Values written into the relation's columns: a column filled with unproven values is no longer clean.
   const filled: NamedLineage[] = []
+  // ON CONFLICT's `excluded`: the row proposed for insertion, each column what the statement put
+  // there (the column's own default where it put nothing), not what the table holds.
+  let excluded: ScopeRel | undefined
   if (sel) {
     const cols = list(node.cols).map((c) => unwrap(c)?.[1].name as string | undefined)
     const names = cols.length > 0 ? cols : (target.star ?? []).map((c) => c.name)
     names.forEach((n, i) => n && filled.push(named(n, inserted?.[i] ?? UNKNOWN)))
+    if (node.onConflictClause !== undefined && target.star) {
+      excluded = {
+        alias: 'excluded',
+        columns: target.star.map((c) => {
+          const i = names.indexOf(c.name)
+          return i < 0 ? c : named(c.name, inserted?.[i] ?? UNKNOWN)
+        }),
+        fallback: UNKNOWN,
+      }
+    }
   } else {
     for (const t of list(node.targetList)) {
       const rt = unwrap(t)?.[1]
@@ -1019,9 +1039,10 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   // What `ON CONFLICT DO UPDATE SET` and MERGE's actions write fills the columns as well.
   let unnamedValues = false
   for (const set of writtenElsewhere(node)) {
+    const within: Scope = set.conflict === true && excluded ? {...scope, rels: [...scope.rels, excluded]} : scope
     for (const t of set.values ? [] : list(set.targetList)) {
       const rt = unwrap(t)?.[1]
-      if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, scope, ctx)))
+      if (rt?.name) filled.push(named(rt.name as string, expr(rt.val, within, ctx)))
     }
     const values = list(set.values)
     if (values.length > 0) {
@@ -1053,6 +1074,23 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
     if (opt?.value) scope.rels.push({...own, alias: opt.value as string})
   }
   return targetList(returning, scope, target.star, ctx)
+}
+
+/**
+ * The catalog relations a statement's target may be: the one it names, or, for an unqualified name
+ * that several schemas hold while the session's search_path may pick any of them
+ * (`shadowedRelation`, which stands for no one relation), every one of them: a trigger on the one
+ * `SET search_path = s9, public` picks runs as surely as one on the relation in public.
+ */
+function writtenRelations(rel: Node | undefined, ctx: Ctx): CatalogRelation[] {
+  const name = rel?.relname
+  if (typeof name !== 'string') return []
+  const schema = rel!.schemaname as string | undefined
+  if (!schema && ctx.anyOfSameName) {
+    const same = ctx.catalog.sameNamed(name)
+    if (same.length > 1) return same
+  }
+  return ctx.catalog.lookup(schema, name)
 }
 
 /** Whether an EXPLAIN option is on; a value that cannot be read counts as on. */
@@ -1599,6 +1637,11 @@ const COMPARISONS = new Set(['=', '<>', '!=', '<', '>', '<=', '>='])
 interface ParamWalk {
   ctx: Ctx
   places: Map<number, ParamPlace>
+  /**
+   * The statements whose RETURNING goes to the client (a text's own, and a PREPARE's): what any
+   * other writing statement returns (a writing CTE's) is handed on in the statement, anywhere.
+   */
+  top: Set<Node>
 }
 
 /** Two places of one parameter: clean only when both are; a sensitive column's category when they agree. */
@@ -1626,10 +1669,16 @@ function paramOf(raw: unknown, ctx: Ctx): Node | undefined {
   if (!u) return undefined
   if (u[0] === 'ParamRef') return u[1]
   if (u[0] !== 'TypeCast') return undefined
-  const names = list((u[1].typeName as Node | undefined)?.names).map(svalOf)
-  const schema = names.length > 1 ? names[0] : undefined
-  if (schema !== 'pg_catalog' && (ctx.distrustNames || ctx.catalog.castRunsCode(names.at(-1) ?? '', schema))) return undefined
+  if (typeRunsCode(u[1].typeName, ctx)) return undefined
   return paramOf(u[1].arg, ctx)
+}
+
+/** Whether a value converted to the type a TypeName names may run user code on it (`paramOf`). */
+function typeRunsCode(typeName: unknown, ctx: Ctx): boolean {
+  const names = list((unwrap(typeName)?.[1] ?? (typeName as Node | undefined))?.names).map(svalOf)
+  const schema = names.length > 1 ? names[0] : undefined
+  // A composite type one of whose fields is such a domain converts the value field by field.
+  return schema !== 'pg_catalog' && (ctx.distrustNames || ctx.catalog.namedInputRunsCode(names.at(-1) ?? '', schema))
 }
 
 /**
@@ -1639,8 +1688,11 @@ function paramOf(raw: unknown, ctx: Ctx): Node | undefined {
 function codeFree(col: Lineage | undefined, ctx: Ctx): Lineage | undefined {
   const origin = col?.origin
   if (!origin) return col
-  const type = ctx.catalog.relation(origin.tableOid)?.columns.find((c) => c.attnum === origin.attnum)?.typeName
-  return type !== undefined && ctx.catalog.castRunsCode(type) ? undefined : col
+  const column = ctx.catalog.relation(origin.tableOid)?.columns.find((c) => c.attnum === origin.attnum)
+  // A composite column converts each field of the value (`pair_t` with a domain field), an array each element.
+  if (!column) return col
+  const runs = ctx.catalog.castRunsCode(column.typeName) || (ctx.catalog.type(column.typeOid) !== undefined && ctx.catalog.inputRunsCode(column.typeOid))
+  return runs ? undefined : col
 }
 
 /** The lineage of the column `name` of a written relation (see `codeFree`). */
@@ -1738,21 +1790,26 @@ function selectPlaces(sel: Node, outer: Scope, w: ParamWalk): void {
 function dmlPlaces(kind: string, node: Node, outer: Scope, w: ParamWalk): void {
   const scope = withCtes(node.withClause as Node | undefined, outer, w.ctx)
   for (const c of list((node.withClause as Node | undefined)?.ctes)) paramWalk(unwrap(c)?.[1].ctequery, scope, w)
-  const target = node.relation === undefined ? undefined : fromItem({RangeVar: node.relation}, scope, w.ctx).visible[0]
+  const target = node.relation === undefined ? undefined : fromItem({RangeVar: node.relation}, TARGET_SCOPE(), w.ctx).visible[0]
   if (target) scope.rels.push(target)
-  // Triggers and rules on the written relation (or a partition or child the row may land in) run
-  // code of their own, which may copy a value anywhere; and one created by the connection's own
-  // uncommitted change is not in the catalog yet.
-  const written = target?.catalog
-  const runsCode = written !== undefined && (w.ctx.distrustNames || w.ctx.catalog.lookup(written.schema, written.relation).some((r) => writesRunCode(r, w.ctx.catalog)))
-  const into = runsCode ? undefined : target
+  // Triggers and rules on the written relation (or a partition or child the row may land in, or
+  // any relation an unqualified name may mean) run code of their own, which may copy a value
+  // anywhere; and one created by the connection's own uncommitted change is not in the catalog yet.
+  const runsCode = target !== undefined && (w.ctx.distrustNames || writtenRelations(node.relation as Node | undefined, w.ctx).some((r) => writesRunCode(r, w.ctx.catalog)))
+  // What a writing CTE returns is handed on to the rest of the statement, which may write it into
+  // any column or pass it to any function: a value written there is proven nowhere.
+  const handsOn = !w.top.has(node) && (list(node.returningList).length > 0 || list((node.returningClause as Node | undefined)?.exprs).length > 0)
+  const into = runsCode || handsOn ? undefined : target
   for (const item of [...list(node.fromClause), ...list(node.usingClause)]) scope.rels.push(...fromItem(item, scope, w.ctx).visible)
+  let inserted = new Map<string, Node[]>()
+  // The VALUES first: ON CONFLICT's `excluded` holds what they put in each column.
+  if (kind === 'InsertStmt' && node.selectStmt !== undefined) inserted = insertedPlaces(node, into, scope, w)
   for (const [key, value] of Object.entries(node)) {
-    if (key === 'withClause' || key === 'relation') continue
+    if (key === 'withClause' || key === 'relation' || (kind === 'InsertStmt' && key === 'selectStmt')) continue
     if (kind === 'UpdateStmt' && key === 'targetList') assignmentPlaces(value, into, scope, w)
-    else if (kind === 'InsertStmt' && key === 'selectStmt') insertedPlaces(node, into, scope, w)
     else if (kind === 'InsertStmt' && key === 'onConflictClause') {
       const oc = value as Node
+      excludedPlaces(oc, inserted, into, w)
       // `excluded` is the row proposed for insertion: the target's own columns.
       const inner: Scope = {rels: target ? [...scope.rels, {...target, alias: 'excluded'}] : scope.rels, ctes: scope.ctes, parent: scope.parent}
       for (const [k, v] of Object.entries(oc)) {
@@ -1761,6 +1818,53 @@ function dmlPlaces(kind: string, node: Node, outer: Scope, w: ParamWalk): void {
       }
     } else paramWalk(value, scope, w)
   }
+}
+
+/** The column an `excluded.col` reference names; `*` for the whole proposed row (`excluded`, `excluded.*`). */
+function excludedColumn(raw: unknown): string | undefined {
+  const u = unwrap(raw)
+  if (!u || u[0] !== 'ColumnRef') return undefined
+  const fields = list(u[1].fields)
+  if (svalOf(fields[0]) !== 'excluded' || fields.length > 2) return undefined
+  if (fields.length === 1 || unwrap(fields[1])?.[0] === 'A_Star') return '*'
+  return svalOf(fields[1])
+}
+
+/** Every `excluded` reference in an expression, by the column it names. */
+function excludedRefs(raw: unknown, out: string[] = []): string[] {
+  if (Array.isArray(raw)) {
+    for (const item of raw) excludedRefs(item, out)
+    return out
+  }
+  if (!isObj(raw)) return out
+  const column = excludedColumn(raw)
+  if (column !== undefined) {
+    out.push(column)
+    return out
+  }
+  for (const v of Object.values(raw)) excludedRefs(v, out)
+  return out
+}
+
+/**
+ * `ON CONFLICT DO UPDATE`: `excluded.col` is the value the statement proposed for `col`, a bound
+ * one among them, and `SET other = excluded.col` writes it into another column of the row. So a
+ * value inserted into `col` is also placed where `excluded.col` is used: assigned whole to a column,
+ * that column's place; anywhere else (in an expression, the whole row, the WHERE), masked.
+ */
+function excludedPlaces(oc: Node, inserted: Map<string, Node[]>, into: ScopeRel | undefined, w: ParamWalk): void {
+  if (inserted.size === 0) return
+  const place = (column: string, p: ParamPlace): void => {
+    const params = column === '*' ? [...inserted.values()].flat() : (inserted.get(column) ?? [])
+    for (const param of params) placeParam(w, param, p)
+  }
+  for (const t of list(oc.targetList)) {
+    const rt = unwrap(t)?.[1]
+    const direct = rt && typeof rt.name === 'string' && rt.indirection === undefined ? excludedColumn(rt.val) : undefined
+    if (direct !== undefined && direct !== '*') place(direct, columnPlace(writtenColumn(into, rt!.name as string, w.ctx)))
+    else for (const column of excludedRefs(rt?.val)) place(column, 'masked')
+  }
+  for (const column of excludedRefs(oc.whereClause)) place(column, 'masked')
 }
 
 /**
@@ -1777,10 +1881,17 @@ function writesRunCode(rel: CatalogRelation, catalog: Catalog, seen = new Set<nu
   })
 }
 
-/** `INSERT … VALUES ($1, …)`: each value in the column its position names (the list given, else the table's order). */
-function insertedPlaces(node: Node, target: ScopeRel | undefined, scope: Scope, w: ParamWalk): void {
+/**
+ * `INSERT … VALUES ($1, …)`: each value in the column its position names (the list given, else the
+ * table's order). Returns the parameters put in each column, by its name.
+ */
+function insertedPlaces(node: Node, target: ScopeRel | undefined, scope: Scope, w: ParamWalk): Map<string, Node[]> {
+  const byColumn = new Map<string, Node[]>()
   const sel = unwrap(node.selectStmt)
-  if (!sel || sel[0] !== 'SelectStmt' || !sel[1].valuesLists || (sel[1].op && sel[1].op !== 'SETOP_NONE')) return paramWalk(node.selectStmt, scope, w)
+  if (!sel || sel[0] !== 'SelectStmt' || !sel[1].valuesLists || (sel[1].op && sel[1].op !== 'SETOP_NONE')) {
+    paramWalk(node.selectStmt, scope, w)
+    return byColumn
+  }
   const given = list(node.cols).map((c) => unwrap(c)?.[1])
   // A column named with a subscript or field (`tags[1]`, `addr.city`) is a part of it: not resolved here.
   const names: (string | undefined)[] = given.length > 0 ? given.map((rt) => (rt && rt.indirection === undefined ? (rt.name as string | undefined) : undefined)) : (target?.columns ?? []).map((c) => c.name)
@@ -1794,9 +1905,29 @@ function insertedPlaces(node: Node, target: ScopeRel | undefined, scope: Scope, 
         const p = paramOf(item, w.ctx)
         if (p) placeParam(w, p, columnPlace(writtenColumn(target, names[i], w.ctx)))
         else paramWalk(item, scope, w)
+        // Any value under the column's name, a cast or expression included: `excluded` holds it.
+        const name = names[i]
+        if (name !== undefined) for (const ref of paramRefs(item)) byColumn.set(name, [...(byColumn.get(name) ?? []), ref])
       })
     }
   }
+  return byColumn
+}
+
+/** Every ParamRef in an expression. */
+function paramRefs(raw: unknown, out: Node[] = []): Node[] {
+  if (Array.isArray(raw)) {
+    for (const item of raw) paramRefs(item, out)
+    return out
+  }
+  if (!isObj(raw)) return out
+  const u = unwrap(raw)
+  if (u?.[0] === 'ParamRef') {
+    out.push(u[1])
+    return out
+  }
+  for (const v of Object.values(raw)) paramRefs(v, out)
+  return out
 }
 
 /** Every parameter reached here is in a place not recognised above: masked. */
@@ -1823,6 +1954,12 @@ function paramWalk(raw: unknown, scope: Scope, w: ParamWalk): void {
       return dmlPlaces(kind, node, scope, w)
     case 'A_Expr':
       if (comparisonPlaces(node, scope, w)) return
+      break
+    case 'ExplainStmt':
+      // The plan prints every value the planner was given (`Filter: (full_name = 'Dora Quill'::text)`):
+      // each is in the output, whatever place the query gives it.
+      for (const ref of paramRefs(node)) placeParam(w, ref, 'masked')
+      return
   }
   for (const v of Object.values(node)) paramWalk(v, scope, w)
 }
@@ -1838,7 +1975,24 @@ export function paramPlaces(sql: string, catalog: Catalog, distrustNames = false
   const parsed = parseSql(sql)
   if (!parsed.ok) return undefined
   // Any schema holding a relation of that name may be the one meant: the session's search_path is not known here.
-  const w: ParamWalk = {ctx: newCtx(catalog, distrustNames, true, moved), places: new Map()}
+  const w: ParamWalk = {ctx: newCtx(catalog, distrustNames, true, moved), places: new Map(), top: new Set()}
+  for (const s of parsed.statements) {
+    const node = unwrap(s)
+    if (!node) continue
+    w.top.add(node[1])
+    // `PREPARE p AS INSERT … RETURNING …`: its EXECUTE returns the rows to the client.
+    const prepared = node[0] === 'PrepareStmt' ? unwrap(node[1].query) : undefined
+    if (prepared) w.top.add(prepared[1])
+  }
   for (const s of parsed.statements) paramWalk(s, {rels: [], ctes: new Map()}, w)
+  // `PREPARE p(checked_text) AS …`: each value is converted to its declared type at EXECUTE or
+  // Bind, and a domain's CHECK runs user code on it there, before any place the text gives it.
+  for (const s of parsed.statements) {
+    const u = unwrap(s)
+    if (u?.[0] !== 'PrepareStmt') continue
+    list(u[1].argtypes).forEach((t, i) => {
+      if (typeRunsCode(t, w.ctx)) placeParam(w, {number: i + 1}, 'masked')
+    })
+  }
   return w.places
 }

@@ -17,6 +17,8 @@ export interface MaskingStage extends Stage {
   readonly maskText: (text: string) => string
   /** Masks a statement's bind parameters by where they go, for the recording. */
   readonly maskParams: MaskingFilterFactory['maskParams']
+  /** Masks the values a statement's error quotes back, where its parameters are masked, for the recording. */
+  readonly maskParamEchoes: MaskingFilterFactory['maskParamEchoes']
 }
 
 /**
@@ -40,6 +42,7 @@ export async function maskingStage(ctx: TunnelHooksContext, who: IdentityStage, 
     assumedSettings: [ENGLISH_MESSAGES],
     maskText: masking.factory.maskText,
     maskParams: masking.factory.maskParams,
+    maskParamEchoes: masking.factory.maskParamEchoes,
     statement: maskability(masking, log),
     resultFilter: masking.hooks.resultFilter,
     outputMemory: masking.hooks.outputMemory,

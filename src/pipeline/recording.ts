@@ -28,6 +28,7 @@ export async function recordingStage(ctx: TunnelHooksContext, who: IdentityStage
     policy: ctx.policy,
     maskText: masking?.maskText,
     maskParams: masking?.maskParams,
+    maskParamEchoes: masking?.maskParamEchoes,
     agent: who.agent,
   })
   const maxStatementSize = ctx.target.tunnel.maxStatementSize

@@ -55,6 +55,7 @@ export function statementEvent(sessionId: string, connectionId: number, run: Run
     statementName: run.statementName,
     sql: run.sql,
     params: run.params,
+    paramTypes: run.portal?.statement?.paramTypes,
     verdict: run.verdict,
     startedAt: new Date(run.startedAtMs),
     durationMs: performance.now() - run.started,

@@ -227,6 +227,11 @@ export interface ResultFilter {
   readonly maskedValues?: number
   /** The statement's last error as the client received it (masked). */
   readonly clientError?: {code: string; message: string}
+  /**
+   * The statement runs a prepared statement or portal that code the analysis cannot see into may
+   * have replaced since it was defined: where its parameters go is not what its recorded text says.
+   */
+  readonly paramsUnproven?: boolean
 }
 
 /**
@@ -273,6 +278,8 @@ export interface StatementEvent {
   sql: string
   /** Bind parameters as text where known (extended protocol); binary ones as base64 with a `b64:` prefix. Long ones are cut (`BoundParams`). */
   params?: BoundParams
+  /** The parameter types its Parse declared (OIDs, 0 for one left to the server), where it declared any. */
+  paramTypes?: readonly number[]
   verdict: StatementVerdict
   startedAt: Date
   durationMs: number

@@ -237,23 +237,30 @@ export class ServerMessages {
     const {head, skipped} = c.state.onError(fatal)
     const run = runOf(head) ?? (head?.kind === 'parse' || head?.kind === 'bind' ? head.run : undefined)
     let out: Buffer = frame.raw
+    // What the client is shown of the server's error, which is what the recording keeps.
+    let shown: {code: string; message: string} = {code: fields.code, message: fields.message}
     if (run?.denied) {
       out = encodeError(run.denied)
       run.error = {code: run.denied.code, message: run.denied.message}
     } else {
-      if (run) run.error = {code: fields.code, message: fields.message}
       // A Parse that fails (a missing table, a type error) has no run: its error is its text's to filter.
       const parsed = !run && head?.kind === 'parse' ? head.def : undefined
       const filter = run?.filter ?? (parsed && c.safely(() => c.env.hooks.resultFilter?.(parsed.sql, c.context('parse', parsed.name), parsed.verdict))) ?? c.sessionFilter
       const rewritten = filter?.error?.(fields)
-      if (rewritten) out = encodeError(rewritten)
+      if (rewritten) {
+        out = encodeError(rewritten)
+        shown = {code: rewritten.code, message: rewritten.message}
+      }
+      if (run) run.error = shown
     }
     if (run && head && head.kind !== 'query') c.finishRun(run, run.denied ? 'rejected' : 'error')
     // A Parse or Bind that fails (a missing table, a bad parameter, an error while planning) is the
     // failure of the statement an Execute after it was to run: that one is recorded with the
-    // server's error, as the same text sent as a simple Query is, not as skipped.
+    // server's error as the client was shown it (a Bind's error quotes the parameter it could not
+    // take, masked by the filter that saw it, which is not that statement's), as the same text sent
+    // as a simple Query is, not as skipped.
     const failed = run ? undefined : executeFailedBy(head, skipped)
-    if (failed) failed.error = {code: fields.code, message: fields.message}
+    if (failed) failed.error = shown
     // The messages the server now skips up to Sync: their statements never ran.
     for (const e of skipped) if (e.run) c.finishRun(e.run, e.run === failed ? 'error' : 'aborted')
     c.toClient.push(out)

@@ -23,6 +23,9 @@ const catalog = new Catalog(
         table(300, 'with_rls', [['id', 'int4'], ['status', 'text']], {rowSecurity: true}),
         table(400, 'parted', [['id', 'int4'], ['status', 'text']], {children: [401]}),
         table(401, 'parted_1', [['id', 'int4'], ['status', 'text']], {runsCode: true}),
+        // One name in two schemas, a trigger on the one outside public.
+        table(500, 'notes', [['id', 'int4'], ['body', 'text']]),
+        table(510, 'notes', [['id', 'int4'], ['body', 'text']], {schema: 's9', runsCode: true}),
       ],
       types: [],
       functions: ['steal'],
@@ -62,6 +65,38 @@ describe('where bind parameters go', () => {
     expect(places('select id from people where status = $1 or full_name = $1')).toEqual({1: NAME})
     expect(places('select id from people where status = $1 or upper(status) = $1')).toEqual({1: 'masked'})
     expect(places('select id from nowhere where status = $1')).toEqual({1: 'masked'})
+  })
+
+  it('follows a value on where the same statement writes it: excluded, a writing CTE returning it', () => {
+    expect(places('insert into people (id, status) values ($1, $2) on conflict (id) do update set full_name = excluded.status')).toEqual({1: 'clean', 2: NAME})
+    expect(places('insert into people (id, status) values ($1, $2), ($3, $4) on conflict (id) do update set status = excluded.status, full_name = excluded.status')).toEqual({1: 'clean', 2: NAME, 3: 'clean', 4: NAME})
+    for (const set of ["full_name = excluded.status || ''", 'full_name = excluded::text', 'status = (excluded).status', "(full_name, status) = (excluded.status, 'x')", "status = 'x' where excluded.status <> ''"]) {
+      expect(places(`insert into people (id, status) values ($1, $2::text) on conflict (id) do update set ${set}`), set).toEqual({1: expect.anything(), 2: 'masked'})
+    }
+    expect(places('insert into people (id, status) values ($1, $2) on conflict (id) do update set status = excluded.status')).toEqual({1: 'clean', 2: 'clean'})
+    expect(places('with i as (insert into people (id, status) values ($1, $2) returning status) update people set full_name = i.status from i')).toEqual({1: 'masked', 2: 'masked'})
+    expect(places('with u as (update people set status = $1 where id = $2 returning id) select 1')).toEqual({1: 'masked', 2: 'clean'})
+    expect(places('with u as (update people set status = $1 where id = $2) select 1')).toEqual({1: 'clean', 2: 'clean'})
+    expect(places('insert into people (id, status) values ($1, $2) returning status')).toEqual({1: 'clean', 2: 'clean'})
+    expect(places('prepare p(int, text) as insert into people (id, status) values ($1, $2) returning status')).toEqual({1: 'clean', 2: 'clean'})
+  })
+
+  it('reads a written name as the table, never as a CTE of the same name', () => {
+    expect(places("with people as (select 1 as id, 'x'::text as full_name) insert into people (id, full_name) values ($1, $2)")).toEqual({1: 'clean', 2: NAME})
+    expect(places("with people as (select 1 as id, 'x'::text as full_name) update people set full_name = $1 where id = $2")).toEqual({1: NAME, 2: 'clean'})
+    // Its FROM reads the CTE, as PostgreSQL does.
+    expect(places("with people as (select 1 as id, 'x'::text as full_name) select id from people where full_name = $1")).toEqual({1: 'clean'})
+  })
+
+  it('masks a value EXPLAIN prints in its plan', () => {
+    expect(places('explain select id from people where status = $1 limit $2')).toEqual({1: 'masked', 2: 'masked'})
+    expect(places('explain analyze update people set status = $1 where id = $2')).toEqual({1: 'masked', 2: 'masked'})
+  })
+
+  it('masks a write to a name any of whose schemas runs code', () => {
+    expect(places('insert into notes (id, body) values ($1, $2)')).toEqual({1: 'masked', 2: 'masked'})
+    expect(places('update notes set body = $1 where id = $2')).toEqual({1: 'masked', 2: 'clean'})
+    expect(places('insert into public.notes (id, body) values ($1, $2)')).toEqual({1: 'clean', 2: 'clean'})
   })
 
   it('proves no unqualified comparison while names are distrusted', () => {
