@@ -74,6 +74,10 @@ export interface TypeInfo {
   category: string
   elementOid: number
   relationOid: number
+  /** A domain's base type (pg_type.typbasetype); absent for any other type. */
+  baseOid?: number
+  /** A composite type made by `CREATE TYPE … AS (…)`: its fields, in order. A table's row type has its columns instead. */
+  fields?: Array<{name: string; typeOid: number; typeName: string}>
 }
 
 export interface CatalogSnapshot {
@@ -112,7 +116,15 @@ const CATALOG_SQL = {
     left join pg_type t on t.oid = a.atttypid
     left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
     order by c.oid, a.attnum`,
-  types: `select oid::int8 as oid, typname as name, typcategory as category, typelem::int8 as elem, typrelid::int8 as relid from pg_type`,
+  types: `select oid::int8 as oid, typname as name, typcategory as category, typelem::int8 as elem, typrelid::int8 as relid, typbasetype::int8 as base from pg_type`,
+  /** The fields of composite types made by CREATE TYPE … AS (a stored column of one holds them all). */
+  fields: `
+    select t.oid::int8 as typeoid, a.attname as name, a.atttypid::int8 as fieldtype, ft.typname as fieldtypename
+    from pg_type t
+    join pg_class c on c.oid = t.typrelid and c.relkind = 'c'
+    join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+    join pg_type ft on ft.oid = a.atttypid
+    order by t.oid, a.attnum`,
   /** Everything outside pg_catalog that runs user code when a statement names it. */
   code: `
     select 'function' as what, n.nspname as schema, p.proname as name
@@ -136,7 +148,7 @@ const KINDS: Record<string, CatalogRelation['kind']> = {r: 'table', v: 'view', m
 
 /** Reads the catalog through `query` (any connection to the target) into a snapshot. */
 export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot> {
-  const [columnRows, typeRows, codeRows] = await Promise.all([query(CATALOG_SQL.columns), query(CATALOG_SQL.types), query(CATALOG_SQL.code)])
+  const [columnRows, typeRows, codeRows, fieldRows] = await Promise.all([query(CATALOG_SQL.columns), query(CATALOG_SQL.types), query(CATALOG_SQL.code), query(CATALOG_SQL.fields)])
   const relations = new Map<number, CatalogRelation>()
   for (const r of columnRows) {
     const oid = Number(r.oid)
@@ -160,7 +172,19 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
     }
     if (r.attnum != null) rel.columns.push({name: String(r.column), attnum: Number(r.attnum), typeOid: Number(r.typeoid), typeName: String(r.typename), ...(r.generated == null ? {} : {generated: String(r.generated)})})
   }
-  const types = typeRows.map((t) => ({oid: Number(t.oid), name: String(t.name), category: String(t.category), elementOid: Number(t.elem), relationOid: Number(t.relid)}))
+  const fields = new Map<number, NonNullable<TypeInfo['fields']>>()
+  for (const f of fieldRows) {
+    const oid = Number(f.typeoid)
+    let list = fields.get(oid)
+    if (!list) fields.set(oid, (list = []))
+    list.push({name: String(f.name), typeOid: Number(f.fieldtype), typeName: String(f.fieldtypename)})
+  }
+  const types = typeRows.map((t): TypeInfo => {
+    const oid = Number(t.oid)
+    const base = Number(t.base ?? 0)
+    const own = fields.get(oid)
+    return {oid, name: String(t.name), category: String(t.category), elementOid: Number(t.elem), relationOid: Number(t.relid), ...(base !== 0 ? {baseOid: base} : {}), ...(own ? {fields: own} : {})}
+  })
   const named = (what: string) => codeRows.filter((f) => f.what === what).flatMap((f) => [String(f.name), `${String(f.schema)}.${String(f.name)}`])
   return {relations: [...relations.values()], types, functions: named('function'), operators: named('operator'), codeTypes: named('type')}
 }
@@ -181,7 +205,53 @@ export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<Masking
       return {...col, sensitive: undefined}
     }),
   }))
-  return {...snapshot, relations: relations.map((rel) => markGenerated(rel, removed))}
+  return markCompositeColumns({...snapshot, relations: relations.map((rel) => markGenerated(rel, removed))}, removed)
+}
+
+/**
+ * A column of a composite type holds its fields' values in every row (`who contact_t` with fields
+ * `full_name` and `email`), whatever the column itself is called: one whose type has a field the
+ * dictionary calls sensitive (or a column of a table whose row type it is), at any depth, through
+ * arrays and domains, is masked as untraceable, its value being several values of several kinds.
+ */
+function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typeof globMatcher>): CatalogSnapshot {
+  const typeOf = new Map(snapshot.types.map((t) => [t.oid, t]))
+  const rowTypes = new Map(snapshot.relations.map((r) => [r.rowTypeOid, r]))
+  const held = new Map<number, string | undefined>()
+  const sensitiveIn = (oid: number, seen: ReadonlySet<number>): string | undefined => {
+    if (held.has(oid)) return held.get(oid)
+    const t = typeOf.get(oid)
+    if (!t || seen.has(oid)) return undefined
+    const inner = new Set(seen).add(oid)
+    let found: string | undefined
+    if (t.baseOid !== undefined) found = sensitiveIn(t.baseOid, inner)
+    else if (t.fields) {
+      for (const f of t.fields) {
+        const named = classifyColumn(f.name, f.typeName)
+        found = named ? `${t.name}.${f.name} (${named.reason})` : sensitiveIn(f.typeOid, inner)
+        if (found) break
+      }
+    } else if (rowTypes.has(oid)) {
+      const rel = rowTypes.get(oid)!
+      const col = rel.columns.find((c) => c.sensitive)
+      found = col ? `${rel.schema}.${rel.name}.${col.name} (${col.sensitive!.reason})` : undefined
+    } else if (t.elementOid !== 0) found = sensitiveIn(t.elementOid, inner)
+    held.set(oid, found)
+    return found
+  }
+  let changed = false
+  const relations = snapshot.relations.map((rel) => {
+    if (!rel.columns.some((c) => !c.sensitive && typeOf.get(c.typeOid)?.category !== 'S' && typeOf.get(c.typeOid)?.category !== 'N')) return rel
+    const columns = rel.columns.map((col): CatalogColumn => {
+      if (col.sensitive || removed([rel.schema, rel.name, col.name])) return col
+      const found = sensitiveIn(col.typeOid, new Set())
+      if (!found) return col
+      changed = true
+      return {...col, sensitive: {category: 'untraceable', reason: `its type ${col.typeName} holds ${found}`, source: 'type'}}
+    })
+    return {...rel, columns}
+  })
+  return changed ? {...snapshot, relations} : snapshot
 }
 
 /**
