@@ -8,7 +8,7 @@
  * PL/pgSQL node this module does not know, or a language it cannot read comes back `unreadable`.
  */
 import {analyze, summarise} from './analyze.js'
-import {columnsWin, outerDeclarations, scopeOf, variableNames} from './plpgsql-variables.js'
+import {columnsWin, outerDeclarations, recordNames, scopeOf, variableNames} from './plpgsql-variables.js'
 import {assumedSettingViolated} from './assumed-settings.js'
 import {catalogKeys, type CatalogKey} from './catalog.js'
 import type {StatementAnalysis} from './types.js'
@@ -372,6 +372,7 @@ function plpgsqlBody(definition: string | undefined, config: readonly string[] |
   // Its queries reach its variables as parameters (a trigger's `WHERE id = OLD.id` picks one row),
   // each query those in scope where it is (after `FOR id IN …` ends, `id` is a column again).
   const wide = columnsWin(definition, config) ? undefined : variableNames(datums, outerNames(definition))
+  const records = recordNames(datums)
   const texts: {text: string; scope: ReadonlySet<string>}[] = []
   let dynamic: string | undefined
   let unknown: string | undefined
@@ -430,7 +431,7 @@ function plpgsqlBody(definition: string | undefined, config: readonly string[] |
   if (foreign) return unreadable(foreign)
   const statements: StatementAnalysis[] = []
   for (const {text, scope} of texts) {
-    const {statements: analysed} = analyze(text, wide ? {variables: scope} : {})
+    const {statements: analysed} = analyze(text, wide ? {variables: scope, records} : {})
     const failed = analysed.find((s) => s.error !== undefined)
     if (failed) return unreadable(`has a statement in its body dbgate could not analyse (${failed.error}: ${text.slice(0, 200)})`)
     for (const s of analysed) statements.push({...s, index: statements.length})

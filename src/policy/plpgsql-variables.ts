@@ -26,8 +26,14 @@ function firstField(columnRef: Record<string, unknown>): string | undefined {
   return typeof s === 'string' ? s : undefined
 }
 
-/** `node` with every column reference whose first name is one of `variables` replaced by a parameter; `node` itself when there is none. */
-export function variablesAsParams(node: Node, variables: ReadonlySet<string>): Node {
+/**
+ * `node` with every reference to one of `variables` replaced by a parameter; `node` itself when
+ * there is none. As PL/pgSQL resolves a name: a single name (`v_id`) is the variable, two names are
+ * a field of a record (`OLD.id`, when `records` has `old`); a scalar variable followed by a field
+ * (`x.id`, x an int) is no variable to PL/pgSQL, so the server reads the column of the relation
+ * aliased x. Names PL/pgSQL reads as a block label or the function's name (`blk.v`) stay columns.
+ */
+export function variablesAsParams(node: Node, variables: ReadonlySet<string>, records: ReadonlySet<string> = new Set()): Node {
   if (variables.size === 0) return node
   const walk = (v: Node): Node => {
     if (Array.isArray(v)) {
@@ -41,7 +47,8 @@ export function variablesAsParams(node: Node, variables: ReadonlySet<string>): N
     if (!isObj(v)) return v
     if (isObj(v.ColumnRef)) {
       const name = firstField(v.ColumnRef)
-      if (name !== undefined && variables.has(name)) {
+      const parts = Array.isArray(v.ColumnRef.fields) ? v.ColumnRef.fields.length : 0
+      if (name !== undefined && variables.has(name) && (parts === 1 || (parts === 2 && records.has(name)))) {
         const location = v.ColumnRef.location
         return {ParamRef: {number: 1, ...(typeof location === 'number' ? {location} : {})}}
       }
@@ -81,6 +88,28 @@ export function variableNames(datums: readonly unknown[], outer: ReadonlySet<str
     }
   }
   return out
+}
+
+/**
+ * The names among `datums` that are records wherever they are variables: NEW and OLD, a `record`
+ * or `%ROWTYPE` declaration, a cursor loop's record. The parser has no catalog: it shows a variable
+ * of a type it does not know (a domain, an enum, a composite type) as a record too, which may be a
+ * scalar to the server, so those are left out, and so is a name any scalar variable also has.
+ */
+export function recordNames(datums: readonly unknown[]): Set<string> {
+  const records = new Set<string>()
+  const scalars = new Set<string>()
+  for (const d of datums) {
+    if (!isObj(d)) continue
+    for (const [kind, value] of Object.entries(d)) {
+      if (!isObj(value) || typeof value.refname !== 'string') continue
+      const typname = isObj(value.datatype) && isObj(value.datatype.PLpgSQL_type) ? value.datatype.PLpgSQL_type.typname : undefined
+      // The tree shows `t%ROWTYPE` as a scalar, a record declared by PL/pgSQL (NEW, a loop's) without a type.
+      const record = typeof typname === 'string' ? /^(record|.*%rowtype)$/i.test(typname.trim()) : kind === 'PLpgSQL_rec'
+      ;(record ? records : scalars).add(value.refname)
+    }
+  }
+  return new Set([...records].filter((n) => !scalars.has(n)))
 }
 
 /**

@@ -10,14 +10,15 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * that block. Outside, the same name is a column. Before, every name declared anywhere in the body
  * was a parameter in every statement, so `DELETE FROM accounts WHERE accounts.id = id` after
  * `FOR id IN 1..0 LOOP … END LOOP` passed as a filtered delete while the server compared each
- * row's id with itself and deleted every account.
+ * row's id with itself and deleted every account. And `x.id`, x a scalar variable, was taken for
+ * a parameter while PL/pgSQL leaves it to the server as the column of the relation aliased x.
  */
 describe('a trigger body\'s variables, where they are in scope', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
   const counts = () =>
-    direct(async (c) => (await c.query('select (select count(*)::int from accounts) a, (select count(*)::int from errors) e, (select count(*)::int from audit) au')).rows[0] as {a: number; e: number; au: number})
+    direct(async (c) => (await c.query('select (select count(*)::int from accounts) a, (select count(*)::int from errors) e, (select count(*)::int from audit) au, (select sum(balance)::int from accounts) bal')).rows[0] as {a: number; e: number; au: number; bal: number})
 
   beforeAll(async () => {
     db = await createTestDatabase()
@@ -61,6 +62,17 @@ describe('a trigger body\'s variables, where they are in scope', () => {
             return null;
           end $$;
 
+        -- A scalar variable followed by a field is no variable to PL/pgSQL: x.id is the column of
+        -- the alias x. The same with a variable of a domain type, which the parser without a
+        -- catalog cannot tell from a record.
+        create function scalar_alias() returns trigger language plpgsql as $$
+          declare x int := 1;
+          begin delete from accounts x where id = x.id; return null; end $$;
+        create domain small_int as int;
+        create function domain_alias() returns trigger language plpgsql as $$
+          declare x small_int := 1;
+          begin update accounts x set balance = 0 where id = x.id; return null; end $$;
+
         create table fori_t (id int);
         create trigger fori_t_t after insert on fori_t for each statement execute function after_fori();
         create table fori1_t (id int);
@@ -74,8 +86,11 @@ describe('a trigger body\'s variables, where they are in scope', () => {
 
         -- Ordinary bodies: variables used inside their scope still pick rows.
         create function in_scope() returns trigger language plpgsql as $$
-          declare v_id int := new.id;
+          declare v_id int := new.id; r record; a accounts%rowtype;
           begin
+            for r in select id from audit where note = 'gone' loop delete from audit where id = r.id; end loop;
+            select * into a from accounts where id = 1;
+            delete from audit where id = a.id and note = 'gone';
             for i in 1..2 loop delete from audit where id = i; end loop;
             begin
               perform 1 / 0;
@@ -86,6 +101,10 @@ describe('a trigger body\'s variables, where they are in scope', () => {
             delete from audit where id = v_id and note is null;
             return new;
           end $$;
+        create table scalar_t (id int);
+        create trigger scalar_t_t after insert on scalar_t for each statement execute function scalar_alias();
+        create table domain_t (id int);
+        create trigger domain_t_t after insert on domain_t for each statement execute function domain_alias();
         create table ok_t (id int);
         create trigger ok_t_t after insert on ok_t for each row execute function in_scope();
       `),
@@ -96,18 +115,18 @@ describe('a trigger body\'s variables, where they are in scope', () => {
 
   it('refuses a statement whose name is a column outside the scope of a variable of that name', async () => {
     const c = await t.client()
-    for (const sql of ['insert into fori_t values (1)', 'insert into fori1_t values (1)', 'insert into forc_t values (1)', 'insert into handler_t values (1)', 'insert into block_t values (1)']) {
+    for (const sql of ['insert into fori_t values (1)', 'insert into fori1_t values (1)', 'insert into forc_t values (1)', 'insert into handler_t values (1)', 'insert into block_t values (1)', 'insert into scalar_t values (1)', 'insert into domain_t values (1)']) {
       const e = await refusedAsUnfiltered(c, sql)
-      expect(e.detail, sql).toMatch(/run by the trigger \w+ on public\.\w+ \(public\.after_\w+\)/)
+      expect(e.detail, sql).toMatch(/run by the trigger \w+ on public\.\w+ \(public\.(after_\w+|scalar_alias|domain_alias)\)/)
     }
-    expect(await counts()).toEqual({a: 10, e: 5, au: 0})
+    expect(await counts()).toEqual({a: 10, e: 5, au: 0, bal: 1000})
     await c.end()
   })
 
   it('still runs a body whose loop counter, handler variables and declarations are used where they are variables', async () => {
     const c = await t.client()
     await c.query('insert into ok_t values (7)')
-    expect(await counts()).toEqual({a: 10, e: 5, au: 1})
+    expect(await counts()).toEqual({a: 10, e: 5, au: 1, bal: 1000})
     await c.end()
   })
 })
