@@ -19,7 +19,7 @@ import {readFunctionBody, type FunctionBody} from '../policy/function-body.js'
 import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
-import {EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
+import {BEYOND_DEPTH_KIND, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
 /**
  * The types a value of type `b` (a pg_type row) is converted through, as `x(oid)`: a domain's base
@@ -305,6 +305,17 @@ function runsCodeOnWrite(c: string): string {
  * (src/policy/catalog.ts, `triggerOperations`).
  */
 function triggersSql(names: readonly string[]): string {
+  // The relations a write to r0 writes in turn.
+  const edges = (r0: string) => `
+        select d.refobjid as oid
+        from pg_rewrite rw
+        join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> ${r0}.oid
+        where rw.ev_class = ${r0}.oid
+        union all
+        select i.inhrelid from pg_inherits i where i.inhparent = ${r0}.oid
+        union all
+        select k.conrelid from pg_constraint k
+        where k.contype = 'f' and k.confrelid = ${r0}.oid and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))`
   return `
     with recursive rels(oid, key, scope, depth) as (
       select c.oid, c.relname::text, n.nspname::text, 0
@@ -312,17 +323,7 @@ function triggersSql(names: readonly string[]): string {
       where c.relname = any(${textArray(names)}) and ${userRelation('c', 'n')}
       union
       select e.oid, r0.key, r0.scope, r0.depth + 1
-      from rels r0 cross join lateral (
-        select d.refobjid as oid
-        from pg_rewrite rw
-        join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> r0.oid
-        where rw.ev_class = r0.oid
-        union all
-        select i.inhrelid from pg_inherits i where i.inhparent = r0.oid
-        union all
-        select k.conrelid from pg_constraint k
-        where k.contype = 'f' and k.confrelid = r0.oid and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))
-      ) e
+      from rels r0 cross join lateral (${edges('r0')}) e
       where r0.depth < ${VIEW_DEPTH_LIMIT}
     )
     select distinct fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
@@ -334,7 +335,19 @@ function triggersSql(names: readonly string[]): string {
     join pg_namespace rn on rn.oid = rc.relnamespace
     join pg_proc f on f.oid = tg.tgfoid
     join pg_namespace fn on fn.oid = f.pronamespace
-    where fn.nspname <> 'pg_catalog'`
+    where fn.nspname <> 'pg_catalog'
+    union
+    -- A relation the write reaches beyond the depth followed, whose triggers are not read (the
+    -- write needs a reviewer); not one reached before (a table whose cascading key refers to
+    -- itself reaches itself at every depth).
+    select distinct rn.nspname::text, rc.relname::text, '', 'v', '${BEYOND_DEPTH_KIND}', 0, 0, false,
+           'a write to ' || r0.scope || '.' || r0.key || ' reaches ' || rn.nspname || '.' || rc.relname, r0.scope, r0.key, null::int8
+    from rels r0
+    join pg_class rc on rc.oid = r0.oid
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    where r0.depth = ${VIEW_DEPTH_LIMIT}
+      and exists (select 1 from (${edges('r0')}) e
+                  where e.oid not in (select r2.oid from rels r2 where r2.key = r0.key and r2.scope = r0.scope))`
 }
 
 /** Operators that are not built in, by symbol, with the function each one runs. */

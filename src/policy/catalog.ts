@@ -17,7 +17,7 @@ import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, TYPE_CHOSEN_BY_DATA_BUILTINS, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
-import {EVENT_TRIGGERS_KEY, seesViews} from './views.js'
+import {BEYOND_DEPTH_KIND, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, seesViews} from './views.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types, `r:name` what reading or writing a relation runs, `w:name` the trigger functions writing it fires. */
 export type CatalogKey = string
@@ -430,6 +430,10 @@ function triggerOperations(
     const fn = qualified(c)
     const via = c.via ?? `a trigger of ${written}`
     const unseen = (why: string): Lifted => ({operation: unseenTrigger(`${via} runs ${fn}, which ${why}`, [fn]), stack})
+    if (c.kind === BEYOND_DEPTH_KIND) {
+      out.push({operation: unseenTrigger(`${via} through more than ${VIEW_DEPTH_LIMIT} views, rules, partitions or cascading foreign keys, beyond which dbgate does not read triggers`, []), stack})
+      continue
+    }
     if (c.oid === undefined || !catalog.body) {
       out.push(unseen('dbgate could not find in the catalog'))
       continue

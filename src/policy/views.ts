@@ -49,6 +49,9 @@ export function seesViews(catalog: FunctionCatalog): catalog is ViewAwareCatalog
 /** How deep the lookup follows views on views; deeper fails closed (`TableBehind.tooDeep`). */
 export const VIEW_DEPTH_LIMIT = 8
 
+/** The kind of a trigger lookup's row for a relation a write reaches beyond `VIEW_DEPTH_LIMIT`, whose triggers were not read. */
+export const BEYOND_DEPTH_KIND = 'beyond_depth'
+
 /**
  * The system relations that hold or show values sampled from table columns (most common values,
  * histogram bounds, extended statistics' MCV lists and expression statistics). Reading them reads

@@ -1,0 +1,82 @@
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import type pg from 'pg'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+
+type Refusal = Error & {code?: string; detail?: string}
+
+/**
+ * Routes from a write to a trigger that the trigger lookup did not follow. Before, relations more
+ * than 8 levels behind the one written (views over views, partitions of partitions, a chain of
+ * cascading foreign keys) were left out of the lookup without a word: `DELETE FROM v9 WHERE id = 1`
+ * on the ninth view over a table whose trigger deletes every account emptied accounts.
+ */
+describe('routes from a write to the triggers it fires', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const accounts = () => direct(async (c) => (await c.query('select count(*)::int n, sum(balance)::int s from accounts')).rows[0] as {n: number; s: number})
+  const refused = async (c: pg.Client, sql: string, rule: RegExp): Promise<Refusal> => {
+    const e = (await c.query(sql).catch((x: Error) => x)) as Refusal | pg.QueryResult
+    expect(e, sql).toBeInstanceOf(Error)
+    const err = e as Refusal
+    expect(err.code, sql).toBe('42501')
+    expect(err.message, sql).toMatch(rule)
+    return err
+  }
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    const chain = (make: (i: number) => string) => Array.from({length: 9}, (_, i) => make(i + 1)).join('\n')
+    await direct((c) =>
+      c.query(`
+        create table accounts (id int primary key, balance int);
+        insert into accounts select g, 100 from generate_series(1, 10) g;
+        create function wipe_accounts() returns trigger language plpgsql as $$ begin delete from accounts; return null; end $$;
+
+        -- Nine views over a table.
+        create table v0 (id int);
+        insert into v0 values (1);
+        create trigger v0_t after delete on v0 for each row execute function wipe_accounts();
+        ${chain((i) => `create view v${i} as select * from v${i - 1};`)}
+
+        -- Partitions nine levels down.
+        create table p0 (id int) partition by range (id);
+        ${chain((i) => (i < 9 ? `create table p${i} partition of p${i - 1} for values from (0) to (100) partition by range (id);` : `create table p9 partition of p8 for values from (0) to (100);`))}
+        create trigger p9_t after insert on p9 for each row execute function wipe_accounts();
+
+        -- Nine tables, each deleted with the one before by a cascading key.
+        create table k0 (id int primary key);
+        insert into k0 values (1);
+        ${chain((i) => `create table k${i} (id int primary key references k${i - 1} on delete cascade); insert into k${i} values (1);`)}
+        create trigger k9_t after delete on k9 for each row execute function wipe_accounts();
+
+        -- A tree whose cascading key refers to its own table, with an ordinary audit trigger.
+        create table tree (id int primary key, parent int references tree on delete cascade);
+        insert into tree values (1, null), (2, 1), (3, 2);
+        create table tree_log (id int);
+        create function log_tree() returns trigger language plpgsql as $$ begin insert into tree_log values (old.id); return old; end $$;
+        create trigger tree_t after delete on tree for each row execute function log_tree();
+      `),
+    )
+    t = await openPipelineTunnel(db)
+  })
+  afterAll(() => t.close())
+
+  it('holds a write that reaches relations deeper than the lookup follows, whose triggers it cannot see', async () => {
+    const c = await t.client()
+    for (const sql of ['delete from v9 where id = 1', 'insert into p0 values (1)', 'delete from k0 where id = 1']) {
+      const e = await refused(c, sql, /rule default\.volatile-function/)
+      expect(e.detail, sql).toMatch(/a write to public\.\w+ reaches public\.\w+ through more than 8 views, rules, partitions or cascading foreign keys/)
+    }
+    expect(await accounts()).toEqual({n: 10, s: 1000})
+    await c.end()
+  })
+
+  it('still runs a write to a table whose cascading key refers to itself', async () => {
+    const c = await t.client()
+    await c.query('delete from tree where id = 2')
+    expect(await direct(async (d) => (await d.query('select array_agg(id order by id) ids from tree_log')).rows[0])).toEqual({ids: [2, 3]})
+    await c.end()
+  })
+})
