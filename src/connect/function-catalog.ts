@@ -301,8 +301,8 @@ function runsCodeOnWrite(c: string): string {
  * keys, nor disabled ones, nor built-in ones): the relation's own, and those of the tables a write
  * to it reaches: what a view's or rule's tree names (an updatable view's table, a rule's
  * actions), a parent's partitions and children, the tables a cascading foreign key writes;
- * followed to VIEW_DEPTH_LIMIT levels. Policy judges their bodies as the writing statement's own
- * (src/policy/catalog.ts, `triggerOperations`).
+ * followed to VIEW_DEPTH_LIMIT levels; and what their WHEN conditions call. Policy judges their
+ * bodies as the writing statement's own (src/policy/catalog.ts, `triggerOperations`).
  */
 function triggersSql(names: readonly string[]): string {
   // The relations a write to r0 writes in turn.
@@ -336,6 +336,31 @@ function triggersSql(names: readonly string[]): string {
     join pg_proc f on f.oid = tg.tgfoid
     join pg_namespace fn on fn.oid = f.pronamespace
     where fn.nspname <> 'pg_catalog'
+    union
+    -- What a trigger's WHEN condition calls runs before the trigger does, on every row written:
+    -- the functions it names and those of the operators it uses (a user's, judged by their
+    -- bodies; a volatile built-in one, not judged there, holds the write).
+    select distinct fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 0, 0, false,
+           'the WHEN condition of the trigger ' || tg.tgname || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_trigger tg on tg.tgrelid = rels.oid and not tg.tgisinternal and tg.tgenabled <> 'D' and tg.tgqual is not null
+    join pg_class rc on rc.oid = tg.tgrelid
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    cross join lateral (
+      -- A user's function or operator is a dependency; a built-in one (pinned) is not, and is read from the tree.
+      select d.refobjid as fid from pg_depend d
+      where d.classid = 'pg_trigger'::regclass and d.objid = tg.oid and d.refclassid = 'pg_proc'::regclass
+      union
+      select o.oprcode from pg_depend d join pg_operator o on o.oid = d.refobjid
+      where d.classid = 'pg_trigger'::regclass and d.objid = tg.oid and d.refclassid = 'pg_operator'::regclass
+      union
+      select m[1]::oid from regexp_matches(tg.tgqual::text, ':funcid (\\d+)', 'g') m
+      union
+      select o.oprcode from regexp_matches(tg.tgqual::text, ':opno (\\d+)', 'g') m join pg_operator o on o.oid = m[1]::oid
+    ) q
+    join pg_proc f on f.oid = q.fid
+    join pg_namespace fn on fn.oid = f.pronamespace
+    where f.oid <> tg.tgfoid and (fn.nspname <> 'pg_catalog' or f.provolatile = 'v')
     union
     -- A relation the write reaches beyond the depth followed, whose triggers are not read (the
     -- write needs a reviewer); not one reached before (a table whose cascading key refers to

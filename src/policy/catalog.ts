@@ -434,6 +434,11 @@ function triggerOperations(
       out.push({operation: unseenTrigger(`${via} through more than ${VIEW_DEPTH_LIMIT} views, rules, partitions or cascading foreign keys, beyond which dbgate does not read triggers`, []), stack})
       continue
     }
+    if (isBuiltinSchema(c.schema)) {
+      // Only a WHEN condition brings one here: built-in trigger functions are not looked up.
+      out.push(unseen('is a volatile built-in function, which dbgate does not judge there'))
+      continue
+    }
     if (c.oid === undefined || !catalog.body) {
       out.push(unseen('dbgate could not find in the catalog'))
       continue

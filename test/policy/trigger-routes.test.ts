@@ -9,7 +9,9 @@ type Refusal = Error & {code?: string; detail?: string}
  * Routes from a write to a trigger that the trigger lookup did not follow. Before, relations more
  * than 8 levels behind the one written (views over views, partitions of partitions, a chain of
  * cascading foreign keys) were left out of the lookup without a word: `DELETE FROM v9 WHERE id = 1`
- * on the ninth view over a table whose trigger deletes every account emptied accounts.
+ * on the ninth view over a table whose trigger deletes every account emptied accounts. And a
+ * trigger's WHEN condition, which runs on every row before the trigger, was not looked at:
+ * `WHEN (wipe())` deleted every account, `WHEN (set_config(…))` changed the session's settings.
  */
 describe('routes from a write to the triggers it fires', () => {
   let db: UpstreamInfo
@@ -51,6 +53,22 @@ describe('routes from a write to the triggers it fires', () => {
         ${chain((i) => `create table k${i} (id int primary key references k${i - 1} on delete cascade); insert into k${i} values (1);`)}
         create trigger k9_t after delete on k9 for each row execute function wipe_accounts();
 
+        -- A WHEN condition runs before its trigger, on every row: what it calls is the write's too.
+        create function noop() returns trigger language plpgsql as $$ begin return new; end $$;
+        create function wipe_bool() returns boolean language plpgsql as $$ begin delete from accounts; return true; end $$;
+        create function wipe_op(int, int) returns boolean language plpgsql as $$ begin update accounts set balance = 0; return true; end $$;
+        create operator === (function = wipe_op, leftarg = int, rightarg = int);
+        create table when_f (id int);
+        create trigger when_f_t before insert on when_f for each row when (wipe_bool()) execute function noop();
+        create table when_op (id int);
+        create trigger when_op_t before insert on when_op for each row when (new.id === 1) execute function noop();
+        create table when_set (id int);
+        create trigger when_set_t before insert on when_set for each row when (set_config('search_path', 'pg_catalog', false) <> '') execute function noop();
+        create function is_even(int) returns boolean language sql immutable as 'select $1 % 2 = 0';
+        create table when_ok (id int, note text);
+        create trigger when_ok_t before update on when_ok for each row when (old.* is distinct from new.* and is_even(new.id)) execute function noop();
+        insert into when_ok values (2, 'a');
+
         -- A tree whose cascading key refers to its own table, with an ordinary audit trigger.
         create table tree (id int primary key, parent int references tree on delete cascade);
         insert into tree values (1, null), (2, 1), (3, 2);
@@ -73,8 +91,18 @@ describe('routes from a write to the triggers it fires', () => {
     await c.end()
   })
 
-  it('still runs a write to a table whose cascading key refers to itself', async () => {
+  it('judges what a trigger\'s WHEN condition calls as the write\'s own', async () => {
     const c = await t.client()
+    expect((await refused(c, 'insert into when_f values (1)', /rule default\.no-unfiltered-delete/)).detail).toMatch(/run by the WHEN condition of the trigger when_f_t on public\.when_f \(public\.wipe_bool\)/)
+    expect((await refused(c, 'insert into when_op values (1)', /rule default\.no-unfiltered-update/)).detail).toMatch(/when_op_t .*public\.wipe_op/)
+    expect((await refused(c, 'insert into when_set values (1)', /rule default\.volatile-function/)).detail).toMatch(/when_set_t on public\.when_set runs pg_catalog\.set_config, which is a volatile built-in function/)
+    expect(await accounts()).toEqual({n: 10, s: 1000})
+    await c.end()
+  })
+
+  it('still runs a write to a table whose cascading key refers to itself, or whose trigger\'s WHEN condition only computes', async () => {
+    const c = await t.client()
+    await c.query("update when_ok set note = 'b' where id = 2")
     await c.query('delete from tree where id = 2')
     expect(await direct(async (d) => (await d.query('select array_agg(id order by id) ids from tree_log')).rows[0])).toEqual({ids: [2, 3]})
     await c.end()
