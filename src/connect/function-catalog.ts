@@ -15,11 +15,11 @@
 import type {CatalogQuery, Row} from '../masking/catalog.js'
 import {builtinCandidates} from '../policy/builtins.js'
 import type {CatalogKey, LoadingFunctionCatalog} from '../policy/catalog.js'
-import {readFunctionBody, type FunctionBody} from '../policy/function-body.js'
+import {readFunctionBody, readRuleBody, type FunctionBody} from '../policy/function-body.js'
 import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
-import {BEYOND_DEPTH_KIND, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
+import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, WRITE_RULE_KIND, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
 /**
  * The types a value of type `b` (a pg_type row) is converted through, as `x(oid)`: a domain's base
@@ -362,6 +362,14 @@ function triggersSql(names: readonly string[]): string {
     join pg_namespace fn on fn.oid = f.pronamespace
     where f.oid <> tg.tgfoid and (fn.nspname <> 'pg_catalog' or f.provolatile = 'v')
     union
+    -- A rule on a write runs its actions with the write (not a view's ON SELECT rule, nor a disabled one).
+    select distinct rn.nspname::text, rw.rulename::text, '', 'v', '${WRITE_RULE_KIND}', 0, 0, false,
+           'the rule ' || rw.rulename || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, rw.oid::int8
+    from rels
+    join pg_rewrite rw on rw.ev_class = rels.oid and rw.ev_type <> '1' and rw.ev_enabled <> 'D'
+    join pg_class rc on rc.oid = rw.ev_class
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    union
     -- A relation the write reaches beyond the depth followed, whose triggers are not read (the
     -- write needs a reviewer); not one reached before (a table whose cascading key refers to
     -- itself reaches itself at every depth).
@@ -593,7 +601,10 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
           out.push(k)
           continue
         }
-        for (const c of e.candidates) if (c.oid !== undefined) next.push(...(this.bodies.get(c.oid)?.keys ?? []))
+        for (const c of e.candidates) {
+          const k = bodyKey(c)
+          if (k !== undefined) next.push(...(this.bodies.get(k)?.keys ?? []))
+        }
       }
       level = next
     }
@@ -703,11 +714,32 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
    */
   private async readBodies(found: ReadonlyMap<CatalogKey, readonly FunctionCandidate[]>): Promise<{called: CatalogKey[]; bodies: Map<number, FunctionBody | undefined>}> {
     const oids = new Set<number>()
-    for (const candidates of found.values()) for (const c of candidates) if (c.oid !== undefined && !isBuiltinSchema(c.schema)) oids.add(c.oid)
+    const rules = new Set<number>()
+    for (const candidates of found.values()) {
+      for (const c of candidates) {
+        if (c.oid === undefined) continue
+        if (c.kind === WRITE_RULE_KIND) rules.add(c.oid)
+        else if (!isBuiltinSchema(c.schema)) oids.add(c.oid)
+      }
+    }
     // Undefined: not read (the function is then judged unknown).
-    const bodies = new Map<number, FunctionBody | undefined>([...oids].map((oid) => [oid, undefined]))
-    if (oids.size === 0) return {called: [], bodies}
+    const bodies = new Map<number, FunctionBody | undefined>([...[...oids].map((oid) => [oid, undefined] as const), ...[...rules].map((oid) => [-oid, undefined] as const)])
     const called = new Set<CatalogKey>()
+    if (rules.size > 0) {
+      try {
+        await loadParser()
+        const rows = await this.opts.query(`select rw.oid::int8 as oid, pg_catalog.pg_get_ruledef(rw.oid) as definition from pg_rewrite rw where rw.oid = any(array[${[...rules].map((o) => `${Math.trunc(o)}`).join(', ')}]::oid[])`)
+        for (const r of rows) {
+          if (typeof r.definition !== 'string') continue
+          const body = readRuleBody(r.definition)
+          bodies.set(-Number(r.oid), body)
+          for (const k of body.keys) called.add(k)
+        }
+      } catch {
+        // Left unread: the write that fires the rule needs a reviewer.
+      }
+    }
+    if (oids.size === 0) return {called: [...called], bodies}
     try {
       await loadParser()
       const rows = await this.opts.query(bodiesSql([...oids]))

@@ -447,3 +447,18 @@ function outerNames(definition: string): Set<string> {
     return new Set()
   }
 }
+
+/**
+ * A rule on a write, from its definition (`pg_get_ruledef`): its actions, analysed as statements of
+ * the write that fires them (a `DO ALSO DELETE FROM accounts` on an INSERT empties accounts).
+ */
+export function readRuleBody(definition: string): FunctionBody {
+  const over = tooLong(definition)
+  if (over) return over
+  const {statements} = analyze(definition)
+  const failed = statements.find((s) => s.error !== undefined)
+  if (failed || statements.length !== 1) return unreadable(`has a definition dbgate could not analyse${failed ? ` (${failed.error})` : ''}`)
+  // The CREATE RULE itself is no part of what the rule runs: its actions are.
+  const actions = statements[0]!.operations.filter((o) => o.command !== 'create_rule')
+  return done([{...statements[0]!, operations: actions}])
+}

@@ -12,6 +12,8 @@ type Refusal = Error & {code?: string; detail?: string}
  * on the ninth view over a table whose trigger deletes every account emptied accounts. And a
  * trigger's WHEN condition, which runs on every row before the trigger, was not looked at:
  * `WHEN (wipe())` deleted every account, `WHEN (set_config(…))` changed the session's settings.
+ * Nor were a rule's actions on an INSERT, which has no WHERE they could take as a condition:
+ * `ON INSERT TO t DO ALSO DELETE FROM accounts` emptied accounts on `INSERT INTO t VALUES (1)`.
  */
 describe('routes from a write to the triggers it fires', () => {
   let db: UpstreamInfo
@@ -69,6 +71,19 @@ describe('routes from a write to the triggers it fires', () => {
         create trigger when_ok_t before update on when_ok for each row when (old.* is distinct from new.* and is_even(new.id)) execute function noop();
         insert into when_ok values (2, 'a');
 
+        -- A rule on a write runs its actions with it: an INSERT has no WHERE the actions could inherit.
+        create table rule_also (id int);
+        create rule rule_also_r as on insert to rule_also do also delete from accounts;
+        create table rule_instead (id int);
+        create rule rule_instead_r as on insert to rule_instead do instead update accounts set balance = 0 where accounts.id = accounts.id;
+        create table rule_sink (id int);
+        create view rule_v as select id from rule_sink;
+        create rule rule_v_r as on insert to rule_v do instead (insert into rule_sink values (new.id); delete from accounts where true);
+        -- The usual rule of an insertable view keeps running.
+        create table base (id int);
+        create view base_v as select id from base;
+        create rule base_v_r as on insert to base_v do instead insert into base values (new.id);
+
         -- A tree whose cascading key refers to its own table, with an ordinary audit trigger.
         create table tree (id int primary key, parent int references tree on delete cascade);
         insert into tree values (1, null), (2, 1), (3, 2);
@@ -100,8 +115,19 @@ describe('routes from a write to the triggers it fires', () => {
     await c.end()
   })
 
-  it('still runs a write to a table whose cascading key refers to itself, or whose trigger\'s WHEN condition only computes', async () => {
+  it('judges the actions of a rule on an INSERT as the write\'s own', async () => {
     const c = await t.client()
+    expect((await refused(c, 'insert into rule_also values (1)', /rule default\.no-unfiltered-delete/)).detail).toMatch(/DELETE run by the rule rule_also_r on public\.rule_also/)
+    expect((await refused(c, 'insert into public.rule_instead select 1', /rule default\.no-unfiltered-update/)).detail).toMatch(/UPDATE run by the rule rule_instead_r on public\.rule_instead/)
+    expect((await refused(c, 'insert into rule_v values (1)', /rule default\.no-unfiltered-delete/)).detail).toMatch(/rule_v_r/)
+    expect(await accounts()).toEqual({n: 10, s: 1000})
+    await c.end()
+  })
+
+  it('still runs a write to a table whose cascading key refers to itself, or whose trigger\'s WHEN condition only computes, or through an insertable view\'s rule', async () => {
+    const c = await t.client()
+    await c.query('insert into base_v values (4)')
+    expect(await direct(async (d) => (await d.query('select array_agg(id) ids from base')).rows[0])).toEqual({ids: [4]})
     await c.query("update when_ok set note = 'b' where id = 2")
     await c.query('delete from tree where id = 2')
     expect(await direct(async (d) => (await d.query('select array_agg(id order by id) ids from tree_log')).rows[0])).toEqual({ids: [2, 3]})
