@@ -362,6 +362,39 @@ function triggersSql(names: readonly string[]): string {
     join pg_namespace fn on fn.oid = f.pronamespace
     where f.oid <> tg.tgfoid and (fn.nspname <> 'pg_catalog' or f.provolatile = 'v')
     union
+    -- What else a write runs on the rows it writes: a user's function (or operator) in a column's
+    -- default or generated value, a check or exclusion constraint, an index expression or a check
+    -- of a column's domain, judged by its body as a trigger's is (a function declared IMMUTABLE
+    -- may call a volatile one that deletes every row). Built-in ones there are not (nextval, now).
+    select distinct fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 0, 0, false,
+           w.what || ' of ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_class rc on rc.oid = rels.oid
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    cross join lateral (
+      select 'a column default or generated value' as what, d.refclassid, d.refobjid
+      from pg_attrdef ad join pg_depend d on d.classid = 'pg_attrdef'::regclass and d.objid = ad.oid
+      where ad.adrelid = rels.oid
+      union all
+      select 'a constraint', d.refclassid, d.refobjid
+      from pg_constraint co join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = co.oid
+      where co.conrelid = rels.oid
+      union all
+      select 'an index expression', d.refclassid, d.refobjid
+      from pg_index ix join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = ix.indexrelid
+      where ix.indrelid = rels.oid
+      union all
+      select 'the check of a column''s domain', d.refclassid, d.refobjid
+      from pg_attribute at
+      join pg_constraint dc on dc.contypid = at.atttypid
+      join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = dc.oid
+      where at.attrelid = rels.oid and at.attnum > 0 and not at.attisdropped
+    ) w
+    left join pg_operator o on w.refclassid = 'pg_operator'::regclass and o.oid = w.refobjid
+    join pg_proc f on f.oid = (case when w.refclassid = 'pg_proc'::regclass then w.refobjid when w.refclassid = 'pg_operator'::regclass then o.oprcode end)
+    join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname not in ('pg_catalog', 'information_schema')
+    union
     -- A rule on a write runs its actions with the write (not a view's ON SELECT rule, nor a disabled one).
     select distinct rn.nspname::text, rw.rulename::text, '', 'v', '${WRITE_RULE_KIND}', 0, 0, false,
            'the rule ' || rw.rulename || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, rw.oid::int8

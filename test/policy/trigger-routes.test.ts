@@ -14,6 +14,8 @@ type Refusal = Error & {code?: string; detail?: string}
  * `WHEN (wipe())` deleted every account, `WHEN (set_config(…))` changed the session's settings.
  * Nor were a rule's actions on an INSERT, which has no WHERE they could take as a condition:
  * `ON INSERT TO t DO ALSO DELETE FROM accounts` emptied accounts on `INSERT INTO t VALUES (1)`.
+ * Nor a user's function in a default, generated column, check, index expression or domain check:
+ * one declared IMMUTABLE that calls a volatile one deleting every account ran on every insert.
  */
 describe('routes from a write to the triggers it fires', () => {
   let db: UpstreamInfo
@@ -84,6 +86,23 @@ describe('routes from a write to the triggers it fires', () => {
         create view base_v as select id from base;
         create rule base_v_r as on insert to base_v do instead insert into base values (new.id);
 
+        -- What else a write runs: a function declared IMMUTABLE may call a volatile one that deletes.
+        create function wipe_v() returns void language plpgsql as $$ begin delete from accounts; end $$;
+        create function wipe_int(int) returns int language plpgsql immutable as $$ begin perform wipe_v(); return $1; end $$;
+        create function wipe_ok(int) returns boolean language plpgsql immutable as $$ begin perform wipe_v(); return true; end $$;
+        create table code_default (id int, x int default wipe_int(1));
+        create table code_generated (id int, x int generated always as (wipe_int(id)) stored);
+        create table code_check (id int check (wipe_ok(id)));
+        create table code_index (id int);
+        create index on code_index (wipe_int(id));
+        create domain wiping_int as int check (wipe_ok(value));
+        create table code_domain (id wiping_int);
+        create table code_updated (id int, x int default wipe_int(1));
+        insert into code_updated values (1, 1);
+        -- Ordinary ones keep running: a built-in default, a user's function that computes.
+        create function shout(text) returns text language sql immutable as 'select upper($1)';
+        create table code_ok (id serial, note text default shout('x') check (is_even(length(note) + 1)), at timestamptz default now());
+
         -- A tree whose cascading key refers to its own table, with an ordinary audit trigger.
         create table tree (id int primary key, parent int references tree on delete cascade);
         insert into tree values (1, null), (2, 1), (3, 2);
@@ -115,6 +134,23 @@ describe('routes from a write to the triggers it fires', () => {
     await c.end()
   })
 
+  it('judges the functions a write runs through defaults, generated columns, constraints, index expressions and domains by their bodies', async () => {
+    const c = await t.client()
+    for (const sql of [
+      'insert into code_default (id) values (1)',
+      'insert into code_generated (id) values (1)',
+      'insert into code_check values (1)',
+      'insert into code_index values (1)',
+      'insert into code_domain values (1)',
+      'update code_updated set x = default where id = 1',
+    ]) {
+      const e = await refused(c, sql, /rule default\.volatile-function/)
+      expect(e.detail, sql).toMatch(/public\.wipe_v .*deletes every row of accounts/)
+    }
+    expect(await accounts()).toEqual({n: 10, s: 1000})
+    await c.end()
+  })
+
   it('judges the actions of a rule on an INSERT as the write\'s own', async () => {
     const c = await t.client()
     expect((await refused(c, 'insert into rule_also values (1)', /rule default\.no-unfiltered-delete/)).detail).toMatch(/DELETE run by the rule rule_also_r on public\.rule_also/)
@@ -127,6 +163,8 @@ describe('routes from a write to the triggers it fires', () => {
   it('still runs a write to a table whose cascading key refers to itself, or whose trigger\'s WHEN condition only computes, or through an insertable view\'s rule', async () => {
     const c = await t.client()
     await c.query('insert into base_v values (4)')
+    await c.query('insert into code_ok default values')
+    expect(await direct(async (d) => (await d.query('select note from code_ok')).rows)).toEqual([{note: 'X'}])
     expect(await direct(async (d) => (await d.query('select array_agg(id) ids from base')).rows[0])).toEqual({ids: [4]})
     await c.query("update when_ok set note = 'b' where id = 2")
     await c.query('delete from tree where id = 2')
