@@ -15,12 +15,12 @@
 import type {CatalogQuery, Row} from '../masking/catalog.js'
 import {builtinCandidates} from '../policy/builtins.js'
 import type {CatalogKey, LoadingFunctionCatalog} from '../policy/catalog.js'
-import {readFunctionBody, type FunctionBody} from '../policy/function-body.js'
+import {readFunctionBody, readRuleBody, type FunctionBody} from '../policy/function-body.js'
 import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
 import {runsCodeOnWrite} from '../sql/runs-code.js'
-import {EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
+import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, WRITE_RULE_KIND, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
 /**
  * The types a value of type `b` (a pg_type row) is converted through, as `x(oid)`: a domain's base
@@ -272,10 +272,21 @@ function tablesBehindSql(names: readonly string[]): string {
  * keys, nor disabled ones, nor built-in ones): the relation's own, and those of the tables a write
  * to it reaches: what a view's or rule's tree names (an updatable view's table, a rule's
  * actions), a parent's partitions and children, the tables a cascading foreign key writes;
- * followed to VIEW_DEPTH_LIMIT levels. Policy judges their bodies as the writing statement's own
- * (src/policy/catalog.ts, `triggerOperations`).
+ * followed to VIEW_DEPTH_LIMIT levels; and what their WHEN conditions call. Policy judges their
+ * bodies as the writing statement's own (src/policy/catalog.ts, `triggerOperations`).
  */
 function triggersSql(names: readonly string[]): string {
+  // The relations a write to r0 writes in turn.
+  const edges = (r0: string) => `
+        select d.refobjid as oid
+        from pg_rewrite rw
+        join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> ${r0}.oid
+        where rw.ev_class = ${r0}.oid
+        union all
+        select i.inhrelid from pg_inherits i where i.inhparent = ${r0}.oid
+        union all
+        select k.conrelid from pg_constraint k
+        where k.contype = 'f' and k.confrelid = ${r0}.oid and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))`
   return `
     with recursive rels(oid, key, scope, depth) as (
       select c.oid, c.relname::text, n.nspname::text, 0
@@ -283,17 +294,7 @@ function triggersSql(names: readonly string[]): string {
       where c.relname = any(${textArray(names)}) and ${userRelation('c', 'n')}
       union
       select e.oid, r0.key, r0.scope, r0.depth + 1
-      from rels r0 cross join lateral (
-        select d.refobjid as oid
-        from pg_rewrite rw
-        join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> r0.oid
-        where rw.ev_class = r0.oid
-        union all
-        select i.inhrelid from pg_inherits i where i.inhparent = r0.oid
-        union all
-        select k.conrelid from pg_constraint k
-        where k.contype = 'f' and k.confrelid = r0.oid and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))
-      ) e
+      from rels r0 cross join lateral (${edges('r0')}) e
       where r0.depth < ${VIEW_DEPTH_LIMIT}
     )
     select distinct fn.nspname::text as schema, f.proname::text as name, '' as args, f.provolatile::text as volatility, f.prokind::text as kind,
@@ -305,7 +306,85 @@ function triggersSql(names: readonly string[]): string {
     join pg_namespace rn on rn.oid = rc.relnamespace
     join pg_proc f on f.oid = tg.tgfoid
     join pg_namespace fn on fn.oid = f.pronamespace
-    where fn.nspname <> 'pg_catalog'`
+    where fn.nspname <> 'pg_catalog'
+    union
+    -- What a trigger's WHEN condition calls runs before the trigger does, on every row written:
+    -- the functions it names and those of the operators it uses (a user's, judged by their
+    -- bodies; a volatile built-in one, not judged there, holds the write).
+    select distinct fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 0, 0, false,
+           'the WHEN condition of the trigger ' || tg.tgname || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_trigger tg on tg.tgrelid = rels.oid and not tg.tgisinternal and tg.tgenabled <> 'D' and tg.tgqual is not null
+    join pg_class rc on rc.oid = tg.tgrelid
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    cross join lateral (
+      -- A user's function or operator is a dependency; a built-in one (pinned) is not, and is read from the tree.
+      select d.refobjid as fid from pg_depend d
+      where d.classid = 'pg_trigger'::regclass and d.objid = tg.oid and d.refclassid = 'pg_proc'::regclass
+      union
+      select o.oprcode from pg_depend d join pg_operator o on o.oid = d.refobjid
+      where d.classid = 'pg_trigger'::regclass and d.objid = tg.oid and d.refclassid = 'pg_operator'::regclass
+      union
+      select m[1]::oid from regexp_matches(tg.tgqual::text, ':funcid (\\d+)', 'g') m
+      union
+      select o.oprcode from regexp_matches(tg.tgqual::text, ':opno (\\d+)', 'g') m join pg_operator o on o.oid = m[1]::oid
+    ) q
+    join pg_proc f on f.oid = q.fid
+    join pg_namespace fn on fn.oid = f.pronamespace
+    where f.oid <> tg.tgfoid and (fn.nspname <> 'pg_catalog' or f.provolatile = 'v')
+    union
+    -- What else a write runs on the rows it writes: a user's function (or operator) in a column's
+    -- default or generated value, a check or exclusion constraint, an index expression or a check
+    -- of a column's domain, judged by its body as a trigger's is (a function declared IMMUTABLE
+    -- may call a volatile one that deletes every row). Built-in ones there are not (nextval, now).
+    select distinct fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 0, 0, false,
+           w.what || ' of ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_class rc on rc.oid = rels.oid
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    cross join lateral (
+      select 'a column default or generated value' as what, d.refclassid, d.refobjid
+      from pg_attrdef ad join pg_depend d on d.classid = 'pg_attrdef'::regclass and d.objid = ad.oid
+      where ad.adrelid = rels.oid
+      union all
+      select 'a constraint', d.refclassid, d.refobjid
+      from pg_constraint co join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = co.oid
+      where co.conrelid = rels.oid
+      union all
+      select 'an index expression', d.refclassid, d.refobjid
+      from pg_index ix join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = ix.indexrelid
+      where ix.indrelid = rels.oid
+      union all
+      select 'the check of a column''s domain', d.refclassid, d.refobjid
+      from pg_attribute at
+      join pg_constraint dc on dc.contypid = at.atttypid
+      join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = dc.oid
+      where at.attrelid = rels.oid and at.attnum > 0 and not at.attisdropped
+    ) w
+    left join pg_operator o on w.refclassid = 'pg_operator'::regclass and o.oid = w.refobjid
+    join pg_proc f on f.oid = (case when w.refclassid = 'pg_proc'::regclass then w.refobjid when w.refclassid = 'pg_operator'::regclass then o.oprcode end)
+    join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname not in ('pg_catalog', 'information_schema')
+    union
+    -- A rule on a write runs its actions with the write (not a view's ON SELECT rule, nor a disabled one).
+    select distinct rn.nspname::text, rw.rulename::text, '', 'v', '${WRITE_RULE_KIND}', 0, 0, false,
+           'the rule ' || rw.rulename || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, rw.oid::int8
+    from rels
+    join pg_rewrite rw on rw.ev_class = rels.oid and rw.ev_type <> '1' and rw.ev_enabled <> 'D'
+    join pg_class rc on rc.oid = rw.ev_class
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    union
+    -- A relation the write reaches beyond the depth followed, whose triggers are not read (the
+    -- write needs a reviewer); not one reached before (a table whose cascading key refers to
+    -- itself reaches itself at every depth).
+    select distinct rn.nspname::text, rc.relname::text, '', 'v', '${BEYOND_DEPTH_KIND}', 0, 0, false,
+           'a write to ' || r0.scope || '.' || r0.key || ' reaches ' || rn.nspname || '.' || rc.relname, r0.scope, r0.key, null::int8
+    from rels r0
+    join pg_class rc on rc.oid = r0.oid
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    where r0.depth = ${VIEW_DEPTH_LIMIT}
+      and exists (select 1 from (${edges('r0')}) e
+                  where e.oid not in (select r2.oid from rels r2 where r2.key = r0.key and r2.scope = r0.scope))`
 }
 
 /** Operators that are not built in, by symbol, with the function each one runs. */
@@ -526,7 +605,10 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
           out.push(k)
           continue
         }
-        for (const c of e.candidates) if (c.oid !== undefined) next.push(...(this.bodies.get(c.oid)?.keys ?? []))
+        for (const c of e.candidates) {
+          const k = bodyKey(c)
+          if (k !== undefined) next.push(...(this.bodies.get(k)?.keys ?? []))
+        }
       }
       level = next
     }
@@ -636,11 +718,32 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
    */
   private async readBodies(found: ReadonlyMap<CatalogKey, readonly FunctionCandidate[]>): Promise<{called: CatalogKey[]; bodies: Map<number, FunctionBody | undefined>}> {
     const oids = new Set<number>()
-    for (const candidates of found.values()) for (const c of candidates) if (c.oid !== undefined && !isBuiltinSchema(c.schema)) oids.add(c.oid)
+    const rules = new Set<number>()
+    for (const candidates of found.values()) {
+      for (const c of candidates) {
+        if (c.oid === undefined) continue
+        if (c.kind === WRITE_RULE_KIND) rules.add(c.oid)
+        else if (!isBuiltinSchema(c.schema)) oids.add(c.oid)
+      }
+    }
     // Undefined: not read (the function is then judged unknown).
-    const bodies = new Map<number, FunctionBody | undefined>([...oids].map((oid) => [oid, undefined]))
-    if (oids.size === 0) return {called: [], bodies}
+    const bodies = new Map<number, FunctionBody | undefined>([...[...oids].map((oid) => [oid, undefined] as const), ...[...rules].map((oid) => [-oid, undefined] as const)])
     const called = new Set<CatalogKey>()
+    if (rules.size > 0) {
+      try {
+        await loadParser()
+        const rows = await this.opts.query(`select rw.oid::int8 as oid, pg_catalog.pg_get_ruledef(rw.oid) as definition from pg_rewrite rw where rw.oid = any(array[${[...rules].map((o) => `${Math.trunc(o)}`).join(', ')}]::oid[])`)
+        for (const r of rows) {
+          if (typeof r.definition !== 'string') continue
+          const body = readRuleBody(r.definition)
+          bodies.set(-Number(r.oid), body)
+          for (const k of body.keys) called.add(k)
+        }
+      } catch {
+        // Left unread: the write that fires the rule needs a reviewer.
+      }
+    }
+    if (oids.size === 0) return {called: [...called], bodies}
     try {
       await loadParser()
       const rows = await this.opts.query(bodiesSql([...oids]))

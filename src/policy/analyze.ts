@@ -46,7 +46,7 @@ export function analyze(sql: string, opts: AnalyzeOptions = {}): Analysis {
   const statements = parsed.statements.map((raw, index) => {
     let walked: WalkResult
     try {
-      walked = StatementWalker.walk(opts.variables ? (variablesAsParams(raw.node, opts.variables) as typeof raw.node) : raw.node)
+      walked = StatementWalker.walk(opts.variables ? (variablesAsParams(raw.node, opts.variables, opts.records) as typeof raw.node) : raw.node)
     } catch (err) {
       // A tree deep enough to exhaust the stack is refused, not half-judged.
       return unknownStatement(index, raw.text, `could not analyse: ${err instanceof Error ? err.message : String(err)}`)

@@ -17,7 +17,7 @@ import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, TYPE_CHOSEN_BY_DATA_BUILTINS, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
-import {EVENT_TRIGGERS_KEY, seesViews} from './views.js'
+import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, seesViews} from './views.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types, `r:name` what reading or writing a relation runs, `w:name` the trigger functions writing it fires. */
 export type CatalogKey = string
@@ -430,20 +430,30 @@ function triggerOperations(
     const fn = qualified(c)
     const via = c.via ?? `a trigger of ${written}`
     const unseen = (why: string): Lifted => ({operation: unseenTrigger(`${via} runs ${fn}, which ${why}`, [fn]), stack})
-    if (c.oid === undefined || !catalog.body) {
+    if (c.kind === BEYOND_DEPTH_KIND) {
+      out.push({operation: unseenTrigger(`${via} through more than ${VIEW_DEPTH_LIMIT} views, rules, partitions or cascading foreign keys, beyond which dbgate does not read triggers`, []), stack})
+      continue
+    }
+    if (isBuiltinSchema(c.schema)) {
+      // Only a WHEN condition brings one here: built-in trigger functions are not looked up.
+      out.push(unseen('is a volatile built-in function, which dbgate does not judge there'))
+      continue
+    }
+    const stored = bodyKey(c)
+    if (stored === undefined || !catalog.body) {
       out.push(unseen('dbgate could not find in the catalog'))
       continue
     }
-    if (fired.has(c.oid)) continue
-    fired.add(c.oid)
-    const body = catalog.body(c.oid)
+    if (fired.has(stored)) continue
+    fired.add(stored)
+    const body = catalog.body(stored)
     if (body?.extension) continue
     if (!body) out.push(unseen('has a body dbgate could not read from the catalog'))
     else if (body.unreadable) out.push(unseen(body.unreadable))
     else if (body.dynamic) out.push(unseen(`runs SQL built at run time inside its body (${body.dynamic})`))
     else if (stack.length >= MAX_TRIGGER_DEPTH) out.push(unseen(`is fired through triggers nested more than ${MAX_TRIGGER_DEPTH} deep, which dbgate does not follow`))
     else {
-      const inner = [...stack, c.oid]
+      const inner = [...stack, stored]
       for (const s of body.statements) {
         for (const o of s.operations) {
           const operation = liftedOperation(o, via, fn)

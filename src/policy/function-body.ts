@@ -8,7 +8,7 @@
  * PL/pgSQL node this module does not know, or a language it cannot read comes back `unreadable`.
  */
 import {analyze, summarise} from './analyze.js'
-import {columnsWin, variableNames} from './plpgsql-variables.js'
+import {columnsWin, outerDeclarations, recordNames, scopeOf, variableNames} from './plpgsql-variables.js'
 import {assumedSettingViolated} from './assumed-settings.js'
 import {catalogKeys, type CatalogKey} from './catalog.js'
 import type {StatementAnalysis} from './types.js'
@@ -367,20 +367,26 @@ function recordDefaults(definition: string, datums: readonly unknown[]): string[
 function plpgsqlBody(definition: string | undefined, config: readonly string[] | undefined): FunctionBody {
   if (definition === undefined) return unreadable('has no definition in the catalog')
   const tree = parsePlpgsql(definition)
-  const texts: string[] = []
+  const fn = (((tree as Obj | undefined)?.plpgsql_funcs as unknown[] | undefined)?.[0] as Obj | undefined)?.PLpgSQL_function
+  const datums = isObj(fn) && Array.isArray(fn.datums) ? fn.datums : []
+  // Its queries reach its variables as parameters (a trigger's `WHERE id = OLD.id` picks one row),
+  // each query those in scope where it is (after `FOR id IN …` ends, `id` is a column again).
+  const wide = columnsWin(definition, config) ? undefined : variableNames(datums, outerNames(definition))
+  const records = recordNames(datums)
+  const texts: {text: string; scope: ReadonlySet<string>}[] = []
   let dynamic: string | undefined
   let unknown: string | undefined
-  const visit = (v: unknown, line: string): void => {
+  const visit = (v: unknown, line: string, scope: ReadonlySet<string>, parent?: string): void => {
     if (unknown) return
     if (Array.isArray(v)) {
-      for (const x of v) visit(x, line)
+      for (const x of v) visit(x, line, scope)
       return
     }
     if (!isObj(v)) return
     for (const [key, value] of Object.entries(v)) {
       if (!key.startsWith('PLpgSQL_')) {
         if (key === 'dynquery' && value !== undefined) dynamic ??= `EXECUTE ${line}`
-        visit(value, line)
+        visit(value, line, parent && wide ? scopeOf(parent, v, key, scope) : scope)
         continue
       }
       if (!isObj(value)) {
@@ -390,7 +396,7 @@ function plpgsqlBody(definition: string | undefined, config: readonly string[] |
       const at = typeof value.lineno === 'number' ? `at line ${value.lineno}` : line
       if (key in DYNAMIC_NODES) {
         dynamic ??= `${DYNAMIC_NODES[key]} ${at}`
-        visit(value, at)
+        visit(value, at, scope, key)
         continue
       }
       if (!KNOWN_NODES.has(key)) {
@@ -402,7 +408,7 @@ function plpgsqlBody(definition: string | undefined, config: readonly string[] |
           unknown = `an expression without text ${at}`
           return
         }
-        texts.push(...exprTexts(value.query, typeof value.parseMode === 'number' ? value.parseMode : PARSE_DEFAULT, at))
+        texts.push(...exprTexts(value.query, typeof value.parseMode === 'number' ? value.parseMode : PARSE_DEFAULT, at).map((text) => ({text, scope})))
         continue
       }
       if (key === 'PLpgSQL_type' && typeof value.typname === 'string') {
@@ -410,27 +416,49 @@ function plpgsqlBody(definition: string | undefined, config: readonly string[] |
         // t's row type, and `t.c%TYPE` is judged as t's too (its columns' domains included).
         const m = /^(.*?)(%rowtype|%type)$/i.exec(value.typname)
         const type = !m ? value.typname : m[2]!.toLowerCase() === '%rowtype' ? m[1]! : m[1]!.replace(/\.[^.]*$/, '')
-        if (type !== '') texts.push(`SELECT NULL::${type}`)
+        if (type !== '') texts.push({text: `SELECT NULL::${type}`, scope})
       }
-      visit(value, at)
+      visit(value, at, scope, key)
     }
   }
-  visit((tree as Obj | undefined)?.plpgsql_funcs, '')
+  const functionScope: ReadonlySet<string> = wide ?? new Set()
+  visit((tree as Obj | undefined)?.plpgsql_funcs, '', functionScope)
   if (unknown) return unreadable(`has ${unknown} in its body, which dbgate does not know`)
-  const fn = (((tree as Obj | undefined)?.plpgsql_funcs as unknown[] | undefined)?.[0] as Obj | undefined)?.PLpgSQL_function
-  texts.push(...recordDefaults(definition, isObj(fn) && Array.isArray(fn.datums) ? fn.datums : []))
+  texts.push(...recordDefaults(definition, datums).map((text) => ({text, scope: functionScope})))
   const over = tooMany(texts.length)
   if (over) return over
   const foreign = usesForeignCursor(tree)
   if (foreign) return unreadable(foreign)
   const statements: StatementAnalysis[] = []
-  // Its queries reach its variables as parameters (a trigger's `WHERE id = OLD.id` picks one row).
-  const variables = columnsWin(definition, config) ? undefined : variableNames(isObj(fn) && Array.isArray(fn.datums) ? fn.datums : [])
-  for (const text of texts) {
-    const {statements: analysed} = analyze(text, variables ? {variables} : {})
+  for (const {text, scope} of texts) {
+    const {statements: analysed} = analyze(text, wide ? {variables: scope, records} : {})
     const failed = analysed.find((s) => s.error !== undefined)
     if (failed) return unreadable(`has a statement in its body dbgate could not analyse (${failed.error}: ${text.slice(0, 200)})`)
     for (const s of analysed) statements.push({...s, index: statements.length})
   }
   return done(statements, dynamic)
+}
+
+/** The names the outermost block of the body of `definition` declares; none when its tokens cannot be read. */
+function outerNames(definition: string): Set<string> {
+  try {
+    return outerDeclarations(scanTokens(bodyText(definition)))
+  } catch {
+    return new Set()
+  }
+}
+
+/**
+ * A rule on a write, from its definition (`pg_get_ruledef`): its actions, analysed as statements of
+ * the write that fires them (a `DO ALSO DELETE FROM accounts` on an INSERT empties accounts).
+ */
+export function readRuleBody(definition: string): FunctionBody {
+  const over = tooLong(definition)
+  if (over) return over
+  const {statements} = analyze(definition)
+  const failed = statements.find((s) => s.error !== undefined)
+  if (failed || statements.length !== 1) return unreadable(`has a definition dbgate could not analyse${failed ? ` (${failed.error})` : ''}`)
+  // The CREATE RULE itself is no part of what the rule runs: its actions are.
+  const actions = statements[0]!.operations.filter((o) => o.command !== 'create_rule')
+  return done([{...statements[0]!, operations: actions}])
 }

@@ -196,6 +196,8 @@ export interface AnalyzeOptions {
    * references to them are parameters to the server, and are judged as such (plpgsql-variables.ts).
    */
   variables?: ReadonlySet<string>
+  /** Those of `variables` that are records wherever they are in scope: `r.id` is a field of r only then. */
+  records?: ReadonlySet<string>
 }
 
 /**

@@ -49,6 +49,21 @@ export function seesViews(catalog: FunctionCatalog): catalog is ViewAwareCatalog
 /** How deep the lookup follows views on views; deeper fails closed (`TableBehind.tooDeep`). */
 export const VIEW_DEPTH_LIMIT = 8
 
+/** The kind of a trigger lookup's row for a relation a write reaches beyond `VIEW_DEPTH_LIMIT`, whose triggers were not read. */
+export const BEYOND_DEPTH_KIND = 'beyond_depth'
+
+/** The kind of a trigger lookup's row for a rule on a write (INSERT, UPDATE, DELETE): its actions run with the write. */
+export const WRITE_RULE_KIND = 'write_rule'
+
+/**
+ * Where a trigger lookup's candidate keeps its body among the catalog's bodies: a function's under
+ * its pg_proc OID, a rule's under its pg_rewrite OID negated (the two catalogs' OIDs may coincide).
+ */
+export function bodyKey(c: {kind: string; oid?: number}): number | undefined {
+  if (c.oid === undefined) return undefined
+  return c.kind === WRITE_RULE_KIND ? -c.oid : c.oid
+}
+
 /**
  * The system relations that hold or show values sampled from table columns (most common values,
  * histogram bounds, extended statistics' MCV lists and expression statistics). Reading them reads
