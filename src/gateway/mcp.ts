@@ -41,8 +41,8 @@ export interface GatewayMcpOptions {
   identity: IdentityConfig
   /** The targets the gateway serves, as resolved at start (published policy applied). */
   targets: () => Record<string, TargetConfig>
-  /** A served target: its upstream, policy, and the gate counting its upstream sessions (`tunnel.maxUpstreamSessions`). */
-  served(name: string): {upstream: UpstreamTarget; gate: UpstreamGate; policy: {hash: string; version: string}} | undefined
+  /** A served target as served now: its settings, upstream, policy, and the gate counting its upstream sessions (`tunnel.maxUpstreamSessions`). */
+  served(name: string): {config: TargetConfig; upstream: UpstreamTarget; gate: UpstreamGate; policy: {hash: string; version: string}} | undefined
   /**
    * Database sessions per person (server.maxSessionsPerPerson), shared with the PostgreSQL listener:
    * an MCP session's database sessions take from the same share as the person's others.
@@ -79,9 +79,12 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     return {ok: true, identity: verified.identity}
   }
 
-  const openEndpoint = async ({identity, target, agent, clientAddress}: OpenRemoteEndpoint): Promise<SqlEndpoint> => {
-    const served = opts.served(target.name)
-    if (!served) throw new Error(`the gateway no longer serves target ${target.name}`)
+  const openEndpoint = async ({identity, target: atStart, agent, clientAddress}: OpenRemoteEndpoint): Promise<SqlEndpoint> => {
+    const served = opts.served(atStart.name)
+    // The target as served now, whose policy `served` carries: a reload since the MCP session began
+    // must not pair the new policy's hash, recorded with the session, with the old settings.
+    if (!served) throw new Error(`the gateway no longer serves target ${atStart.name}`)
+    const target = served.config
     const hooks = await buildTunnelHooks({config: opts.config, target, identity, env: opts.env, log: opts.log, policy: served.policy, upstream: served.upstream, agent, signApprovalRequest: opts.signApprovalRequest})
     const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gateway-mcp-'))
     const tunnel = new Tunnel({
