@@ -5,9 +5,8 @@ import type pg from 'pg'
 import {from as copyFrom} from 'pg-copy-streams'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {refusedAsUnfiltered} from './unfiltered.js'
+import {refusedAsUnfiltered, refusedByRule, type Refusal} from './unfiltered.js'
 
-type Refusal = Error & {code?: string; detail?: string}
 
 /**
  * A write fires the triggers of the relation it names, of the tables behind a view or rule, of a
@@ -21,14 +20,7 @@ describe('what a write\'s triggers run', () => {
   let t: PipelineTunnel
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
   const state = () => direct(async (c) => (await c.query('select count(*)::int n, sum(balance)::int s from accounts')).rows[0] as {n: number; s: number})
-  const refusedBy = async (c: pg.Client, sql: string, rule: RegExp): Promise<Refusal> => {
-    const e = (await c.query(sql).catch((x: Error) => x)) as Refusal | pg.QueryResult
-    expect(e, sql).toBeInstanceOf(Error)
-    const err = e as Refusal
-    expect(err.code, sql).toBe('42501')
-    expect(err.message, sql).toMatch(rule)
-    return err
-  }
+  const refusedBy = refusedByRule
 
   beforeAll(async () => {
     db = await createTestDatabase()

@@ -2,8 +2,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {refusedByRule} from './unfiltered.js'
 
-type Refusal = Error & {code?: string; detail?: string}
 
 /**
  * Routes from a write to a trigger that the trigger lookup did not follow. Before, relations more
@@ -22,14 +22,7 @@ describe('routes from a write to the triggers it fires', () => {
   let t: PipelineTunnel
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
   const accounts = () => direct(async (c) => (await c.query('select count(*)::int n, sum(balance)::int s from accounts')).rows[0] as {n: number; s: number})
-  const refused = async (c: pg.Client, sql: string, rule: RegExp): Promise<Refusal> => {
-    const e = (await c.query(sql).catch((x: Error) => x)) as Refusal | pg.QueryResult
-    expect(e, sql).toBeInstanceOf(Error)
-    const err = e as Refusal
-    expect(err.code, sql).toBe('42501')
-    expect(err.message, sql).toMatch(rule)
-    return err
-  }
+  const refused = refusedByRule
 
   beforeAll(async () => {
     db = await createTestDatabase()
