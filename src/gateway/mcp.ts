@@ -63,17 +63,17 @@ export interface GatewayMcpOptions {
 }
 
 export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
-  const authenticate = async (token: string, target: TargetConfig): Promise<BearerCheck> => {
+  const authenticate = async (token: string, targetName: string): Promise<BearerCheck> => {
     if (!opts.ready()) return {ok: false, status: 503, description: "the gateway has not loaded the identity provider's signing keys yet; try again shortly"}
     const verified = await verifySignIn(opts.identity, token, opts.now)
     if (!verified.ok) {
       opts.observer?.signInFailed(verified.refusal.reason)
       return {ok: false, status: 401, reason: verified.refusal.reason, description: `${verified.refusal.error.message.replace(/^dbgate: /, '')}${verified.refusal.error.hint ? ` ${verified.refusal.error.hint}` : ''}`}
     }
-    const picked = pickTarget(opts.targets(), target.name, verified.identity)
+    const picked = pickTarget(opts.targets(), targetName, verified.identity)
     if (!picked.ok) {
       opts.observer?.signInFailed(picked.refusal.reason)
-      const status = picked.refusal.reason === 'not-allowed' ? 403 : 401
+      const status = picked.refusal.reason === 'not-allowed' ? 403 : picked.refusal.reason === 'unknown-target' ? 404 : 401
       return {ok: false, status, reason: picked.refusal.reason, ...(status === 403 ? {identity: verified.identity} : {}), description: `${picked.refusal.error.message.replace(/^dbgate: /, '')}${picked.refusal.error.hint ? ` ${picked.refusal.error.hint}` : ''}`}
     }
     return {ok: true, identity: verified.identity}

@@ -26,10 +26,10 @@ import {BAD_REQUEST_TARGET, requestPath} from '../util/request-target.js'
 /** The outcome of checking one bearer token for one target. */
 export type BearerCheck =
   | {ok: true; identity: Identity}
-  /** 401 `invalid_token` (expired, wrong audience, …), 403 `insufficient_scope` (outside the target's `allow`), 503 not ready. */
+  /** 401 `invalid_token` (expired, wrong audience, …), 403 `insufficient_scope` (outside the target's `allow`), 404 no such target (the token verified), 503 not ready. */
   | {
       ok: false
-      status: 401 | 403 | 503
+      status: 401 | 403 | 404 | 503
       description: string
       /** Why, as a fixed word the gateway's metrics count it by (never text from the token): for the log. */
       reason?: string
@@ -52,8 +52,11 @@ export interface McpHttpOptions {
   authorizationServers: string[]
   /** The targets served, by name; looked up on every request so a reload takes effect. */
   target(name: string): TargetConfig | undefined
-  /** Verifies a bearer token for a target. Must not throw for a bad token: answer `ok: false`. */
-  authenticate(token: string, target: TargetConfig): Promise<BearerCheck>
+  /**
+   * Verifies a bearer token for the target of that name, which may not exist: an unknown name is
+   * answered only after the token (`status: 404`). Must not throw for a bad token: answer `ok: false`.
+   */
+  authenticate(token: string, targetName: string): Promise<BearerCheck>
   /** Opens the governed SQL endpoint an MCP session's tools run on. */
   openEndpoint(request: OpenRemoteEndpoint): Promise<SqlEndpoint>
   /** Browser origins allowed to call (the MCP spec asks servers to check Origin); default none. */
@@ -254,12 +257,12 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     return {'www-authenticate': `Bearer ${parts.join(', ')}`}
   }
 
-  const metadata = (res: ServerResponse, target: TargetConfig) =>
+  const metadata = (res: ServerResponse, name: string) =>
     json(res, 200, {
-      resource: mcpResourceUrl(opts.publicOrigin, target.name),
+      resource: mcpResourceUrl(opts.publicOrigin, name),
       authorization_servers: opts.authorizationServers,
       bearer_methods_supported: ['header'],
-      resource_name: `dbgate: ${target.name}`,
+      resource_name: `dbgate: ${name}`,
     })
 
   const readBody = async (req: IncomingMessage): Promise<unknown> => {
@@ -278,7 +281,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     }
   }
 
-  async function serveMcp(req: IncomingMessage, res: ServerResponse, target: TargetConfig): Promise<void> {
+  async function serveMcp(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
     const origin = req.headers.origin
     if (origin !== undefined && !(opts.allowedOrigins ?? []).includes(origin)) {
       return rpcError(res, 403, `dbgate: requests from the browser origin ${origin} are not allowed (list it in the gateway's MCP allowedOrigins to allow it)`)
@@ -286,26 +289,32 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const header = req.headers.authorization ?? ''
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1]
     if (!bearer) {
-      return rpcError(res, 401, `dbgate: sign-in required: send an access token from ${opts.authorizationServers.join(' or ')} as "Authorization: Bearer …"`, challenge(target.name))
+      return rpcError(res, 401, `dbgate: sign-in required: send an access token from ${opts.authorizationServers.join(' or ')} as "Authorization: Bearer …"`, challenge(name))
     }
-    const check = await opts.authenticate(bearer, target).catch(
+    const check = await opts.authenticate(bearer, name).catch(
       (e: Error): BearerCheck => ({ok: false, status: 401, description: `the token could not be verified (${e.message})`}),
     )
     if (!check.ok && check.status === 503) return rpcError(res, 503, `dbgate: ${check.description}`, {'retry-after': '5'})
+    // Only someone signed in learns that no target has this name.
+    if (!check.ok && check.status === 404) return rpcError(res, 404, `dbgate: ${check.description}`)
     if (!check.ok) {
       const code = check.status === 403 ? 'insufficient_scope' : 'invalid_token'
       // The owner of a session, signed in but no longer let in (a group removed at the IdP, `allow`
       // changed by a reload): the session built for their old grants ends now, and what it held
       // (a statement waiting for a reviewer) with it, rather than at the expiry of their old token.
       const owned = typeof req.headers['mcp-session-id'] === 'string' ? sessions.get(req.headers['mcp-session-id']) : undefined
-      if (check.status === 403 && check.identity && owned && owned.subject === check.identity.subject && owned.target === target.name) {
-        await end(owned, 'its owner may no longer use the target', `dbgate: this MCP session has ended: ${identityLabel(check.identity)} may no longer use target "${target.name}"; start a new one once you may`)
+      if (check.status === 403 && check.identity && owned && owned.subject === check.identity.subject && owned.target === name) {
+        await end(owned, 'its owner may no longer use the target', `dbgate: this MCP session has ended: ${identityLabel(check.identity)} may no longer use target "${name}"; start a new one once you may`)
       }
       // A stranger can cause this on every request: the first from an address is logged, repeats are counted.
       const from = req.socket.remoteAddress ?? 'an unknown address'
-      logRepeated('warn', `MCP sign-ins refused (${check.reason ?? code})`, from, `MCP: sign-in refused (${check.reason ?? code}) from ${from} for target ${target.name}`)
-      return rpcError(res, check.status, `dbgate: ${check.description}`, challenge(target.name, {code, description: check.description}))
+      logRepeated('warn', `MCP sign-ins refused (${check.reason ?? code})`, from, `MCP: sign-in refused (${check.reason ?? code}) from ${from} for target ${name}`)
+      return rpcError(res, check.status, `dbgate: ${check.description}`, challenge(name, {code, description: check.description}))
     }
+    // Looked up after the token, as everything below needs it: a reload between the two that
+    // removed the target is the only way to miss it here.
+    const target = opts.target(name)
+    if (!target) return rpcError(res, 404, `dbgate: no MCP endpoint here named "${name}"`)
     keepAliveVerified(res)
     const identity = check.identity
     const subject = identity.subject
@@ -391,22 +400,24 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       const path = isMeta ? pathname.slice(METADATA_PREFIX.length) : pathname
       if (!path.startsWith(MCP_PATH_PREFIX)) return false
       const name = decodeURIComponent(path.slice(MCP_PATH_PREFIX.length).replace(/\/+$/, ''))
-      const target = targetNamePattern.test(name) ? opts.target(name) : undefined
       try {
-        if (!target) {
+        // No target can have a name outside the pattern. For one inside it, whoever has not signed
+        // in is answered the same whether it exists or not: the set of target names is not theirs
+        // to list (metadata for any such name, and 401 until a token is verified).
+        if (!targetNamePattern.test(name)) {
           json(res, 404, {error: `dbgate: no MCP endpoint here named "${name}"`})
           return true
         }
         if (isMeta) {
           if (req.method !== 'GET') json(res, 405, {error: 'use GET'}, {allow: 'GET'})
-          else metadata(res, target)
+          else metadata(res, name)
           return true
         }
         if (req.method !== 'POST' && req.method !== 'GET' && req.method !== 'DELETE') {
           rpcError(res, 405, 'dbgate: MCP over HTTP uses POST, GET and DELETE', {allow: 'POST, GET, DELETE'})
           return true
         }
-        await serveMcp(req, res, target)
+        await serveMcp(req, res, name)
       } catch (e) {
         if (res.headersSent) res.end()
         // The client went, or its request was too slow and the listener answered and closed it: nobody to tell.

@@ -94,10 +94,28 @@ describe('remote MCP on the gateway', () => {
 
   it('knows only the configured targets, not the names every object inherits', async () => {
     for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
-      const meta = await fetchWithCa(`${base()}/.well-known/oauth-protected-resource/mcp/${name}`)
-      expect(meta.status, name).toBe(404)
       const res = await post(name, {authorization: `Bearer ${tokens.alice}`})
       expect(res.status, name).toBe(404)
+      // A name no target can have (`__proto__`) is refused by its shape, the others once the token is verified.
+      expect(await res.text(), name).toMatch(/is not a target this gateway serves|no MCP endpoint here named/)
+    }
+  })
+
+  it('answers a client that has not signed in the same for a target that exists and one that does not', async () => {
+    // Before, an unknown name was answered 404 before any token, a known one 401: anyone who
+    // reached the API could list the targets by probing names.
+    const seen = async (name: string, headers: Record<string, string>) => {
+      const meta = await fetchWithCa(`${base()}/.well-known/oauth-protected-resource/mcp/${name}`)
+      const res = await post(name, headers)
+      const body = (await res.text()).replaceAll(name, '<name>')
+      const challenge = (res.headers.get('www-authenticate') ?? '').replaceAll(name, '<name>')
+      return {meta: meta.status, metaBody: JSON.stringify(await meta.json()).replaceAll(name, '<name>'), status: res.status, body, challenge}
+    }
+    const attempts: Record<string, string>[] = [{}, {authorization: 'Bearer not-a-token'}, {authorization: `Bearer ${tokens.alice}x`}]
+    for (const headers of attempts) {
+      const known = await seen('app', headers)
+      expect(known.status).toBe(401)
+      for (const name of ['prod', 'constructor', 'app2', 'billing-db']) expect(await seen(name, headers), `${name} ${JSON.stringify(headers)}`).toEqual(known)
     }
   })
 

@@ -57,9 +57,11 @@ describe('remote MCP over Streamable HTTP', () => {
       log: (level, message) => lines.push(`${level} ${message}`),
       logRepeated: repeats.write.bind(repeats),
       target: (name) => loaded.config.targets[name],
-      authenticate: async (token, target) => {
+      authenticate: async (token, name) => {
         try {
           const {identity} = await verifyToken(p.f.config, token, {use: 'any'})
+          const target = Object.hasOwn(loaded.config.targets, name) ? loaded.config.targets[name] : undefined
+          if (!target) return {ok: false, status: 404, description: `no target named ${name}`}
           const allowed = authorizeTarget(identity, target.allow ?? [])
           return allowed.ok ? {ok: true, identity} : {ok: false, status: 403, description: `${allowed.error.message} ${allowed.error.nextStep ?? ''}`.trim()}
         } catch (e) {
