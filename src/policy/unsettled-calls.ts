@@ -15,7 +15,8 @@
  * (TRUNCATE, CREATE INDEX, a sequence) or drops objects changes none (the committed catalog's
  * answer is the worst of every candidate, so removing one never makes a call worse); a new table
  * brings a row type, so casts count, and so do calls that reach a user's function, whose body may
- * cast to the new type by name; anything else (and any statement dbgate cannot read) counts
+ * cast to the new type by name; a new table whose writes run code it does not show (`MAKES_TABLE`)
+ * counts what every write runs as well; anything else (and any statement dbgate cannot read) counts
  * for every call. A cursor's FETCH or MOVE runs the cursor's query, which counts the same way;
  * and a cursor WITH HOLD runs its query at COMMIT, so a change made after declaring one is held.
  */
@@ -24,14 +25,27 @@ import {isBuiltinType} from './builtins.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {CATALOG_KEEPING} from './views.js'
 
-/** What an uncommitted change may have changed for calls: nothing, casts and user functions (new row types), or any call. */
-export const CallChange = {None: 0, RowTypes: 1, Code: 2} as const
+/**
+ * What an uncommitted change may have changed for calls: nothing; casts and user functions (new
+ * row types); those and what any write runs (a new table whose writes run code the statement does
+ * not show); or any call.
+ */
+export const CallChange = {None: 0, RowTypes: 1, WriteCode: 2, Code: 3} as const
 export type CallChange = (typeof CallChange)[keyof typeof CallChange]
 
 /** DDL that changes no function, operator, cast, type, view, rule or policy (or only drops them). */
 const CHANGES_NO_CALL: ReadonlySet<string> = new Set(['truncate', 'create_index', 'create_sequence', 'alter_sequence', 'comment', 'security_label', 'create_statistics', 'alter_statistics', 'drop', 'drop_owned'])
-/** DDL whose only effect on calls is a new row type (a cast to it converts into its columns' types, running their domains' checks). */
-const CHANGES_ROW_TYPES: ReadonlySet<string> = new Set(['create_table', 'create_table_as'])
+/**
+ * DDL that makes a new table: a new row type (a cast to it converts into its columns' types,
+ * running their domains' checks), and, unless it defines every column itself of built-in types
+ * (relation-keeping.ts), code its writes run that the statement does not show: `LIKE … INCLUDING`
+ * copies another table's defaults, checks and index expressions, INHERITS and PARTITION OF take a
+ * parent's, a column of a domain type runs its check, and CREATE TABLE … AS takes its column
+ * types from the query. The catalog connection cannot read that code until the table is
+ * committed, so until then every write's code counts as unknown (a write names no relation the
+ * committed catalog can tell apart from the new one: `w:name` finds nothing for either).
+ */
+const MAKES_TABLE: ReadonlySet<string> = new Set(['create_table', 'create_table_as'])
 /**
  * Transaction control that commits a change the catalog connection could not see before it: a
  * prepared transaction's DDL (made by any session) becomes visible only when COMMIT PREPARED runs.
@@ -55,8 +69,9 @@ export function operationCallChange(o: Operation): CallChange {
   if (ADDS_POLICY_CODE.has(o.command) || (o.class === 'write' && writesCatalog(o)) || COMMITS_OTHERS_CHANGE.has(o.command) || o.flags.includes('changes_catalog')) return CallChange.Code
   if (CATALOG_KEEPING.has(o.class)) return CallChange.None
   if (CHANGES_NO_CALL.has(o.command)) return CallChange.None
+  if (MAKES_TABLE.has(o.command)) return o.command === 'create_table' && o.keepsRelations === true ? CallChange.RowTypes : CallChange.WriteCode
   // An ALTER TABLE of columns, constraints and storage (relation-keeping.ts) changes a row type, as a new table makes one.
-  return CHANGES_ROW_TYPES.has(o.command) || (o.command === 'alter_table' && o.keepsRelations === true) ? CallChange.RowTypes : CallChange.Code
+  return o.command === 'alter_table' && o.keepsRelations === true ? CallChange.RowTypes : CallChange.Code
 }
 
 /** What `stmt`, let through, may change for the calls after it until it is committed. */
@@ -146,7 +161,7 @@ function distrustStatement(stmt: StatementAnalysis, change: CallChange, userCode
   }
   for (const o of stmt.operations) {
     for (const call of o.calls ?? []) {
-      const changed = change === CallChange.Code || castToNewType(call) || (change === CallChange.RowTypes && userCode(call))
+      const changed = change === CallChange.Code || castToNewType(call) || userCode(call) || (change === CallChange.WriteCode && call.kind === 'trigger')
       if (changed && !onlyChanged(call, o)) add(describe(call))
     }
     // Any change that counts, a new row type included: the cursor's query may call a user's function,
