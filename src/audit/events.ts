@@ -89,6 +89,17 @@ export interface SessionEndData {
   reason: string
   endedAt: string
   totals: Totals
+  /**
+   * Present when the gateway refused a sign-in whose token it verified (the person is known, the
+   * target would not let them in): the session never reached the database.
+   */
+  refused?: SignInRefusalRecord
+}
+
+/** Why a verified person's sign-in was refused: the gateway's fixed reason word, and what they were told. */
+export interface SignInRefusalRecord {
+  reason: string
+  message: string
 }
 
 export interface Totals {
@@ -555,7 +566,7 @@ const StatementDataSchema = z.looseObject({
   preview: PreviewSchema.optional(),
 })
 const StreamingDataSchema = z.looseObject({...StatementFields, decision: text.optional()})
-const EndDataSchema = z.looseObject({reason: text.optional(), totals: TotalsSchema.optional()})
+const EndDataSchema = z.looseObject({reason: text.optional(), totals: TotalsSchema.optional(), refused: z.looseObject({reason: text, message: text}).optional()})
 const ApprovalDataSchema = z.looseObject({
   approvalId: text.optional(),
   class: text.optional(),

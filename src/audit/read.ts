@@ -47,7 +47,7 @@ export class SessionReader {
         if (f.since && t < f.since.getTime()) return false
         if (f.until && t > f.until.getTime()) return false
         if (user && ![s.user, s.subject].some((u) => u?.toLowerCase().includes(user))) return false
-        if (f.denied && s.totals.denied === 0) return false
+        if (f.denied && s.totals.denied === 0 && !s.refused) return false
         if (f.client && (s.agent ? 'mcp' : 'connect') !== f.client) return false
         return true
       })

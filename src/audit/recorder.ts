@@ -12,6 +12,7 @@ import {
   type KnownEventType,
   type Normalized,
   type SessionStartData,
+  type SignInRefusalRecord,
   type StatementDetails,
   type StatementStreamingData,
   type Totals,
@@ -280,10 +281,10 @@ export class SessionRecorder {
   }
 
   /** Writes the signed `session.end`, flushes and releases the spool lock. Idempotent. */
-  end(reason: string): Promise<void> {
+  end(reason: string, refused?: SignInRefusalRecord): Promise<void> {
     this.ended ??= (async () => {
       const now = this.rec.now()
-      this.write('session.end', {reason, endedAt: now.toISOString(), totals: this.totals}, now, true)
+      this.write('session.end', {reason, endedAt: now.toISOString(), totals: this.totals, ...(refused ? {refused} : {})}, now, true)
       try {
         await this.spool.close()
       } finally {

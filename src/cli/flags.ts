@@ -41,7 +41,7 @@ export const filterFlags = {
   target: Flags.string({char: 't', summary: 'Only sessions on this target.', helpValue: '<name>'}),
   since: whenFlag('Only sessions started since: a duration before now (7d, 12h, 1h30m, 1y) or an ISO date.'),
   until: whenFlag('Only sessions started until: a duration before now or an ISO date (a bare date means the end of that day).', {endOfDay: true}),
-  denied: Flags.boolean({summary: 'Only sessions (or statements) with a denied statement.', default: false}),
+  denied: Flags.boolean({summary: 'Only sessions (or statements) with a denied statement, and sign-ins the gateway refused.', default: false}),
   client: Flags.string({summary: 'Only sessions through this client: mcp (AI agents, `dbgate mcp`) or connect.', options: ['mcp', 'connect'], helpValue: '<client>'}),
   agent: Flags.boolean({summary: 'Only AI agent sessions (same as --client mcp).', default: false, exclusive: ['client']}),
 }

@@ -8,7 +8,9 @@ import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import tls from 'node:tls'
 import {Shipper} from '../audit/shipper.js'
-import {writtenBytesInProcess} from '../audit/recorder.js'
+import {Recorder, writtenBytesInProcess} from '../audit/recorder.js'
+import {dbgateVersion} from '../connect/recording.js'
+import {RefusedSignIns} from './refused-sign-ins.js'
 import {defaultSpoolDir} from '../audit/spool.js'
 import {loadOrCreateInstallationKey, loadKeyRing, prepareGatewayKeyDir, publishKey, type InstallationKey} from '../audit/signing.js'
 import {openBucket} from '../bucket/index.js'
@@ -189,6 +191,13 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     onError: (e) => log('warn', `shipping recordings: ${e.message} (will retry)`),
   })
 
+  // Sign-ins refused to someone whose token verified, recorded as sessions that never reached the
+  // database (refused-sign-ins.ts), into the same spool, signed with the gateway's key.
+  const refusedSignIns = new RefusedSignIns(
+    await Recorder.open({signer: key, dbgateVersion: dbgateVersion(), spoolDir: defaultSpoolDir(env), previewRows: 0, onError: (e) => log('error', `recording a refused sign-in: ${e.message} (it is kept and retried)`)}),
+    (e) => log('error', `recording a refused sign-in: ${e.message}`),
+  )
+
   let tlsIdentity = await loadTlsIdentity(settings.tls)
   // Signed with the key of the certificate reviewers verify this gateway by, current at filing time.
   const signApprovalRequest = (request: UnsignedRequest) => signRequest(tlsIdentity, request)
@@ -246,9 +255,20 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const observer = opts.observer
   // One for every listener, so that their memory and their lines are bounded together.
   const repeats = new RepeatLimitedLog(log, opts.logRepeats)
-  const refused = (refusal: SignInRefusal, request: TokenAuthRequest): TokenAuthResult => {
+  const refused = (refusal: SignInRefusal, request: TokenAuthRequest, identity?: Identity): TokenAuthResult => {
     observer?.signInFailed(refusal.reason)
     repeats.write('warn', `sign-ins refused (${refusal.reason})`, addressOf(request.clientAddress), `sign-in refused (${refusal.reason}) for user ${quoteUntrusted(request.user)} to ${quoteUntrusted(request.database)} from ${request.clientAddress}`)
+    if (identity) {
+      const application = request.startupParams.application_name
+      refusedSignIns.record({
+        identity,
+        target: Object.hasOwn(targetConfigs, request.database) ? request.database : undefined,
+        database: request.database,
+        client: {...(application !== undefined ? {application} : {}), user: request.user, address: request.clientAddress},
+        reason: refusal.reason,
+        message: refusal.error.message.replace(/^dbgate: /, ''),
+      })
+    }
     return {ok: false, error: refusal.error}
   }
 
@@ -262,9 +282,9 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     if (!verified.ok) return refused(verified.refusal, request)
     const identity = verified.identity
     const wrongUser = userMismatch(identity, request.user)
-    if (wrongUser) return refused(wrongUser, request)
+    if (wrongUser) return refused(wrongUser, request, identity)
     const picked = pickTarget(targetConfigs, request.database, identity)
-    if (!picked.ok) return refused(picked.refusal, request)
+    if (!picked.ok) return refused(picked.refusal, request, identity)
     const served = targets.get(picked.target.name)!
     const personSlot = sessionsPerPerson.take(personKey(identity))
     if (!personSlot) {
@@ -281,6 +301,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
           },
         },
         request,
+        identity,
       )
     }
     let lease
@@ -345,6 +366,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
           now: opts.now,
           log,
           repeats,
+          refusedSignIns,
         })
       : undefined
     if (settings.api) api = await startGatewayApi({...(opts.worker ? {shared: true} : {}), listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log, repeats, observer, pending: {max: settings.maxPendingSignIns, maxPerAddress: settings.maxPendingSignInsPerAddress, timeoutMs: settings.signInTimeoutMs}})
@@ -440,6 +462,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       // What was counted but not yet summarised, before the last lines of this process.
       repeats.close()
       await pipelines.close()
+      await refusedSignIns.settled()
       await spoolShipper.stop()
       // Whatever is left in the spool (this run's, or a killed run's), shipped before exit.
       const last = await shipPending({bucket, signer: key, spoolDir}).catch((e: Error) => {
@@ -455,6 +478,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       await Promise.all([server.close(graceMs), api?.close(), mcp?.close()])
       repeats.close()
       await pipelines.close()
+      await refusedSignIns.settled()
       await spoolShipper.stop()
     },
   }

@@ -8,6 +8,7 @@
  * rules, read-only mode and agent recording apply), behind an in-process tunnel on a private unix
  * socket whose secret never leaves the process. The agent's token never reaches the database.
  */
+import type {RefusedSignIns} from './refused-sign-ins.js'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -60,10 +61,12 @@ export interface GatewayMcpOptions {
   log: (level: 'info' | 'warn' | 'error', message: string) => void
   /** Where lines a client can cause on every request go, summarised when they repeat. */
   repeats?: RepeatLimitedLog
+  /** Records the sign-ins refused to someone whose token verified (refused-sign-ins.ts). */
+  refusedSignIns?: RefusedSignIns
 }
 
 export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
-  const authenticate = async (token: string, targetName: string): Promise<BearerCheck> => {
+  const authenticate = async (token: string, targetName: string, request: {address: string; agent?: string}): Promise<BearerCheck> => {
     if (!opts.ready()) return {ok: false, status: 503, description: "the gateway has not loaded the identity provider's signing keys yet; try again shortly"}
     const verified = await verifySignIn(opts.identity, token, opts.now)
     if (!verified.ok) {
@@ -73,6 +76,14 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     const picked = pickTarget(opts.targets(), targetName, verified.identity)
     if (!picked.ok) {
       opts.observer?.signInFailed(picked.refusal.reason)
+      opts.refusedSignIns?.record({
+        identity: verified.identity,
+        target: picked.refusal.reason === 'unknown-target' ? undefined : targetName,
+        database: targetName,
+        client: {...(request.agent !== undefined ? {application: request.agent} : {}), address: request.address},
+        reason: picked.refusal.reason,
+        message: picked.refusal.error.message.replace(/^dbgate: /, ''),
+      })
       const status = picked.refusal.reason === 'not-allowed' ? 403 : picked.refusal.reason === 'unknown-target' ? 404 : 401
       return {ok: false, status, reason: picked.refusal.reason, ...(status === 403 ? {identity: verified.identity} : {}), description: `${picked.refusal.error.message.replace(/^dbgate: /, '')}${picked.refusal.error.hint ? ` ${picked.refusal.error.hint}` : ''}`}
     }

@@ -56,7 +56,7 @@ export interface McpHttpOptions {
    * Verifies a bearer token for the target of that name, which may not exist: an unknown name is
    * answered only after the token (`status: 404`). Must not throw for a bad token: answer `ok: false`.
    */
-  authenticate(token: string, targetName: string): Promise<BearerCheck>
+  authenticate(token: string, targetName: string, request: {address: string; agent?: string}): Promise<BearerCheck>
   /** Opens the governed SQL endpoint an MCP session's tools run on. */
   openEndpoint(request: OpenRemoteEndpoint): Promise<SqlEndpoint>
   /** Browser origins allowed to call (the MCP spec asks servers to check Origin); default none. */
@@ -291,7 +291,8 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     if (!bearer) {
       return rpcError(res, 401, `dbgate: sign-in required: send an access token from ${opts.authorizationServers.join(' or ')} as "Authorization: Bearer …"`, challenge(name))
     }
-    const check = await opts.authenticate(bearer, name).catch(
+    const address = req.socket.remoteAddress ? `${req.socket.remoteAddress}:${req.socket.remotePort}` : 'unknown'
+    const check = await opts.authenticate(bearer, name, {address: `${address} (MCP over HTTPS)`, ...(typeof req.headers['user-agent'] === 'string' ? {agent: req.headers['user-agent']} : {})}).catch(
       (e: Error): BearerCheck => ({ok: false, status: 401, description: `the token could not be verified (${e.message})`}),
     )
     if (!check.ok && check.status === 503) return rpcError(res, 503, `dbgate: ${check.description}`, {'retry-after': '5'})

@@ -2,13 +2,13 @@
  * From verified session logs to the figures of a report. Pure: the sessions, their verification and
  * the period come in, a `Report` comes out, so every figure can be checked against known sessions.
  */
-import type {AuditEvent, SessionStartData, StatementData} from '../audit/events.js'
+import type {AuditEvent, SessionEndData, SessionStartData, StatementData} from '../audit/events.js'
 import {isDenied, isSyntaxError} from '../audit/events.js'
 import type {SessionSummary} from '../audit/index-cache.js'
 import type {VerifyResult} from '../audit/verify.js'
 import {statementsOf, UNFINISHED} from '../audit/read.js'
 import {buildControls} from './controls.js'
-import type {ApprovalRow, Attempt, AttentionRow, DailyFigures, Framework, Gap, IdentityRow, IntegrityResult, IntegrityRow, Report, SessionRow, Sources, Summary} from './model.js'
+import type {ApprovalRow, Attempt, AttentionRow, DailyFigures, Framework, Gap, IdentityRow, IntegrityResult, IntegrityRow, RefusedSignInRow, Report, SessionRow, Sources, Summary} from './model.js'
 import {riskOf} from './risk.js'
 import type {ActivityFigures} from './model.js'
 import {agentLabel} from '../identity/types.js'
@@ -162,7 +162,9 @@ export class ReportBuilder {
     inProgressSessions: 0,
     logsFailingVerification: 0,
     unreadableObjects: 0,
+    refusedSignIns: 0,
   }
+  private readonly refusedSignIns: RefusedSignInRow[] = []
 
   constructor(private readonly opts: BuildOptions) {
     this.days = daysBetween(opts.since, opts.until)
@@ -303,6 +305,12 @@ export class ReportBuilder {
     }
     row.statements += sessionStatements
     row.denied += sessionDenied
+    // Said by the session's end, an event only the recorder writes (signed, and checked by verify like every line).
+    const refused = (events.findLast((e) => e.type === 'session.end')?.data as Partial<SessionEndData> | undefined)?.refused
+    if (refused && typeof refused.reason === 'string') {
+      s.refusedSignIns! += 1
+      this.refusedSignIns.push({...(summary.startedAt ? {at: summary.startedAt} : {}), identity: who.label, target: summary.target, ...(start?.database !== undefined ? {database: start.database} : {}), reason: refused.reason, message: String(refused.message ?? ''), sessionId: summary.sessionId})
+    }
     this.addActivity(start, who.label, events, sessionStatements, sessionDenied, [...byApproval.values()])
 
     const result: IntegrityResult = v.ok ? 'verified' : v.problems.every((p) => p.code === 'MISSING_END') ? 'unfinished' : 'failed'
@@ -347,6 +355,7 @@ export class ReportBuilder {
       maskedStatements: sessionMasked,
       integrity: result,
       ...(summary.policy?.version ? {policy: summary.policy.version} : {}),
+      ...(refused && typeof refused.reason === 'string' ? {refused: refused.reason} : {}),
     })
   }
 
@@ -424,6 +433,7 @@ export class ReportBuilder {
       gaps,
       controls: [],
       sessions: sessionRows,
+      refusedSignIns: this.refusedSignIns.sort((a, b) => (a.at ?? '').localeCompare(b.at ?? '') || a.sessionId.localeCompare(b.sessionId)),
       agentActivity: {
         people: this.activity.people,
         agents: this.activity.agents,

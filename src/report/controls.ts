@@ -41,6 +41,7 @@ const identityEvidence: Builder = (r) => {
       {label: 'service identities', value: s.serviceIdentities},
       {label: 'sessions', value: s.sessions},
       {label: 'sessions without a verified identity', value: unverified.length},
+      {label: 'sign-ins refused to verified identities', value: s.refusedSignIns ?? 0},
     ],
     exceptions: unverified.length ? [`${plural(unverified.length, 'session')} ran without a verified identity`] : [],
     sessions: unverified.length ? unverified : r.sessions.map((x) => x.sessionId),

@@ -128,6 +128,11 @@ export function renderHtml(r: Report): string {
       sessionLink(a.sessionId),
     ]),
   )
+  const refusedSignIns = table(
+    'refused-sign-ins',
+    ['when', 'identity', 'target', 'reason', 'told', 'session'],
+    (r.refusedSignIns ?? []).map((x) => [time(x.at), esc(x.identity), esc(x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target), outcome(x.reason, false), esc(x.message), sessionLink(x.sessionId)]),
+  )
   const activity = r.agentActivity
   const activityFigures = (label: string, f: NonNullable<typeof activity>['people']) => [esc(label), fmt(f.sessions), fmt(f.statements), fmt(f.denied), fmt(f.approvalsRequested), fmt(f.approved), fmt(f.approvalsDenied), fmt(f.maskedValues)]
   const agents =
@@ -214,6 +219,7 @@ ${card('destructiveAttempts', 'destructive attempts', s.destructiveAttempts, tru
 ${card('privilegedAttempts', 'privileged attempts', s.privilegedAttempts, true)}
 ${card('logsFailingVerification', 'logs failing verification', s.logsFailingVerification, true)}
 ${s.unreadableObjects ? card('unreadableObjects', 'unreadable session objects', s.unreadableObjects, true) : ''}
+${s.refusedSignIns ? card('refusedSignIns', 'sign-ins refused', s.refusedSignIns, true) : ''}
 </div>
 <p>${fmt(s.humanIdentities)} human and ${fmt(s.serviceIdentities)} service identities${s.unverifiedIdentities ? `, <span class="bad">${fmt(s.unverifiedIdentities)} unverified</span>` : ''}; ${fmt(s.errors - s.syntaxErrors)} statements failed in the database and ${fmt(s.syntaxErrors)} did not parse (syntax errors, not denials); ${fmt(s.statementsWithMaskedOutput)} statements returned masked values${s.statementsWithUncountedMasking ? ` (${fmt(s.statementsWithUncountedMasking)} of them recorded before values were counted, so not in the total)` : ''}; ${fmt(s.interruptedSessions)} interrupted and ${fmt(s.inProgressSessions)} unfinished session logs.</p>
 
@@ -228,6 +234,10 @@ ${attempts}
 
 <h2 id="approvals-h">Approvals</h2>
 ${approvals}
+
+<h2 id="refused-h">Sign-ins refused</h2>
+<p>People whose sign-in token a gateway verified, refused all the same: outside the target's <code>allow</code>, a target it does not serve, or past their cap of sessions. Each is a session log with no statement; the sessions above count them.</p>
+${refusedSignIns}
 
 ${agents}
 <h2 id="identities-h">Identities: people and services</h2>

@@ -77,6 +77,7 @@ export function renderMarkdown(r: Report): string {
         ['interrupted / unfinished sessions', `${s.interruptedSessions} / ${s.inProgressSessions}`],
         ['logs failing verification', s.logsFailingVerification],
         ...(s.unreadableObjects ? [['unreadable session objects', s.unreadableObjects]] : []),
+        ...(s.refusedSignIns ? [['sign-ins refused to verified identities (sessions with no statement)', s.refusedSignIns]] : []),
       ],
     ),
   )
@@ -95,6 +96,9 @@ export function renderMarkdown(r: Report): string {
   out.push('## Approvals')
   out.push('')
   out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), a.outcome, a.reviewer, a.decisionReason, mdCode(a.sessionId)]), [2, 6]))
+  out.push('## Sign-ins refused')
+  out.push('')
+  out.push(mdTable(['when', 'identity', 'target', 'reason', 'told', 'session'], (r.refusedSignIns ?? []).map((x) => [x.at, x.identity, x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target, x.reason, x.message, mdCode(x.sessionId)]), [5]))
   if (r.agentActivity && r.agentActivity.agents.sessions > 0) {
     const a = r.agentActivity
     const figures = (f: typeof a.people) => [f.sessions, f.statements, f.denied, f.approvalsRequested, f.approved, f.approvalsDenied, f.maskedValues]

@@ -36,6 +36,25 @@ export interface Report {
   sessions: SessionRow[]
   /** AI agents (`dbgate mcp`) apart from people: absent in reports made before agents were recorded. */
   agentActivity?: AgentActivity
+  /** Sign-ins a gateway refused to someone whose token it verified; absent in reports made before they were recorded. */
+  refusedSignIns?: RefusedSignInRow[]
+}
+
+/**
+ * A sign-in the gateway refused though the token verified: the person is known, the target did not
+ * let them in. Recorded as a session with no statement (src/gateway/refused-sign-ins.ts).
+ */
+export interface RefusedSignInRow {
+  at?: string
+  identity: string
+  /** The configured target asked for, or `_unknown` when none has the name in `database`. */
+  target: string
+  database?: string
+  /** The gateway's reason word: not-allowed, unknown-target, too-many-sessions. */
+  reason: string
+  /** What the person was told. */
+  message: string
+  sessionId: string
 }
 
 /** What one group of sessions did, for comparing agents with people. */
@@ -105,6 +124,8 @@ export interface Summary {
   logsFailingVerification: number
   /** `sources.unreadableObjects.length`. */
   unreadableObjects: number
+  /** Sign-ins refused to a verified identity (`refusedSignIns`); each is also one of `sessions`, with no statement. */
+  refusedSignIns?: number
 }
 
 export interface DailyFigures {
@@ -234,6 +255,8 @@ export interface SessionRow {
   maskedStatements: number
   integrity: IntegrityResult
   policy?: string
+  /** The gateway refused this sign-in (its reason word): the session never reached the database. */
+  refused?: string
 }
 
 /** What "no gaps" means for this report, counting from when recording began if that was inside the period. */

@@ -143,10 +143,18 @@ describe('remote MCP on the gateway', () => {
       expect(res.status).toBe(401)
       expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"')
     }
-    const outside = await post('app', {authorization: `Bearer ${tokens.carol}`})
+    const outside = await post('app', {authorization: `Bearer ${tokens.carol}`, 'user-agent': 'agent-platform/3'})
     expect(outside.status).toBe(403)
     expect(outside.headers.get('www-authenticate')).toContain('error="insufficient_scope"')
     expect(await outside.text()).toContain('engineering')
+    // carol's token verified: her refusal is recorded as a session of hers that ran nothing (refused-sign-ins.ts); the bad tokens' are not.
+    await waitFor(() => recorded().some((t) => t.includes('"refused":{"reason":"not-allowed"') && t.includes('carol@example.com')), "carol's refused sign-in in the recordings")
+    const refusals = recorded().filter((t) => t.includes('"refused":{') && t.includes('carol@example.com'))
+    expect(refusals).toHaveLength(1)
+    // alice's asks for names no target has (an earlier case) were hers, with her verified token.
+    expect(recorded().filter((t) => t.includes('"refused":{"reason":"unknown-target"')).every((t) => t.includes('alice@example.com'))).toBe(true)
+    expect(refusals[0]).toContain('agent-platform/3')
+    expect(refusals[0]).toMatch(/"target":"app"/)
   })
 
   it('runs the tools through the gateway pipeline for the token\'s owner: masked, guarded, read-only, recorded as the agent', async () => {
