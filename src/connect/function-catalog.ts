@@ -223,7 +223,10 @@ const FIRST_NORMAL_OBJECT_ID = 16384
  * too, when named) comes back `foreign`: its rows come from another server. System relations are
  * reported, not followed (pg_stats counts as every table by its name). `select_only`: reached
  * through view definitions and table hierarchies alone, which a read goes through; the other
- * rules fire only for writes.
+ * rules fire only for writes. `cascade`: reached through a foreign key whose ON DELETE (`d`) or ON
+ * UPDATE (`u`) action writes the referencing table (CASCADE, SET NULL, SET DEFAULT), the first
+ * such key on the route deciding which writes reach it; '' for a route with none. A table is not
+ * followed twice on one route (a key may refer to its own table).
  */
 function tablesBehindSql(names: readonly string[]): string {
   const describe = (c: string, n: string) =>
@@ -232,35 +235,41 @@ function tablesBehindSql(names: readonly string[]): string {
   // pinned, so pg_depend records no dependency on it and it is read from the tree), its children, and for
   // a TOAST table the table whose long values it stores (pg_toast.pg_toast_<oid> holds its data).
   const edges = (b: string) => `
-    select d.refobjid as oid, rw.ev_type = '1' as sel
+    select d.refobjid as oid, rw.ev_type = '1' as sel, '' as fk
     from pg_rewrite rw
     join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> ${b}.oid
     where rw.ev_class = ${b}.oid
     union all
-    select m[1]::oid, rw.ev_type = '1'
+    select m[1]::oid, rw.ev_type = '1', ''
     from pg_rewrite rw cross join lateral regexp_matches(rw.ev_action::text, ':relid (\\d+)', 'g') m
     where rw.ev_class = ${b}.oid and m[1]::int8 < ${FIRST_NORMAL_OBJECT_ID} and m[1]::oid <> ${b}.oid
     union all
-    select i.inhrelid, true from pg_inherits i where i.inhparent = ${b}.oid
+    select i.inhrelid, true, '' from pg_inherits i where i.inhparent = ${b}.oid
     union all
-    select o.oid, true from pg_class o where o.reltoastrelid = ${b}.oid`
+    select o.oid, true, '' from pg_class o where o.reltoastrelid = ${b}.oid
+    union all
+    select k.conrelid, false,
+           (case when k.confdeltype in ('c', 'n', 'd') then 'd' else '' end) || (case when k.confupdtype in ('c', 'n', 'd') then 'u' else '' end)
+    from pg_constraint k
+    where k.contype = 'f' and k.confrelid = ${b}.oid and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))`
   return `
-    with recursive behind(oid, key, scope, depth, via, path, select_only, sys) as (
-      select c.oid, c.relname::text, n.nspname::text, 0, '' collate "C", ${describe('c', 'n')}, true, false
+    with recursive behind(oid, key, scope, depth, via, path, select_only, sys, cascade, seen) as (
+      select c.oid, c.relname::text, n.nspname::text, 0, '' collate "C", ${describe('c', 'n')}, true, false, '', array[c.oid]
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where c.relname = any(${textArray(names)}) and ${userRelation('c', 'n')}
       union
-      select e.oid, b.key, b.scope, b.depth + 1, b.path, (b.path || ', over ' || ${describe('c2', 'n2')}) collate "C",
-             b.select_only and e.sel, ${systemRelationSql('c2')}
+      select e.oid, b.key, b.scope, b.depth + 1, (case when e.fk <> '' then 'a foreign key cascading from ' || b.path else b.path end) collate "C",
+             (b.path || ', over ' || ${describe('c2', 'n2')}) collate "C",
+             b.select_only and e.sel, ${systemRelationSql('c2')}, (case when b.cascade <> '' then b.cascade else e.fk end), b.seen || e.oid
       from behind b
       cross join lateral (${edges('b')}) e
       join pg_class c2 on c2.oid = e.oid
       join pg_namespace n2 on n2.oid = c2.relnamespace
-      where b.depth < ${VIEW_DEPTH_LIMIT} and not b.sys
+      where b.depth < ${VIEW_DEPTH_LIMIT} and not b.sys and not e.oid = any(b.seen)
     )
     select * from (
-      select distinct b.key, b.scope, n.nspname::text as schema, c.relname::text as name, b.via, b.select_only,
-             (b.depth = ${VIEW_DEPTH_LIMIT} and not b.sys and exists (${edges('b')})) as too_deep, c.relkind = 'f' as "foreign",
+      select distinct b.key, b.scope, n.nspname::text as schema, c.relname::text as name, b.via, b.select_only, b.cascade,
+             (b.depth = ${VIEW_DEPTH_LIMIT} and not b.sys and exists (select 1 from (${edges('b')}) e where not e.oid = any(b.seen))) as too_deep, c.relkind = 'f' as "foreign",
              (not b.sys and ${runsCodeOnWrite('c')}) as runs_code, b.depth
       from behind b join pg_class c on c.oid = b.oid join pg_namespace n on n.oid = c.relnamespace
     ) r
@@ -785,6 +794,7 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
           name: String(r.name),
           via: String(r.via),
           selectOnly: r.select_only === true || r.select_only === 't',
+          ...(typeof r.cascade === 'string' && r.cascade !== '' ? {cascade: r.cascade} : {}),
           ...(r.too_deep === true || r.too_deep === 't' ? {tooDeep: true as const} : {}),
           ...(r.foreign === true || r.foreign === 't' ? {foreign: true as const} : {}),
           ...(r.runs_code === true || r.runs_code === 't' ? {runsCode: true as const} : {}),

@@ -22,6 +22,12 @@ export interface TableBehind {
   via: string
   /** Reached through SELECT rules (view definitions) alone: a read of the view reads it. Rules on other events fire only for writes. */
   selectOnly: boolean
+  /**
+   * Reached through a foreign key whose action writes the referencing table: `d` when a DELETE of
+   * the referenced rows does (ON DELETE CASCADE, SET NULL, SET DEFAULT), `u` when an UPDATE of
+   * them does; both when both. Only a write of that kind reaches it.
+   */
+  cascade?: string
   /** Set when the views nest deeper than the lookup follows: what is behind is not known. */
   tooDeep?: true
   /**
@@ -103,8 +109,20 @@ function foreignReason(b: TableBehind): string {
   return `${b.via ? `${name} (through ${b.via})` : name} is a foreign table: its rows come from another server (which may be this database, hr tables included), and dbgate cannot see which tables they are read from`
 }
 
-/** The tables behind one table reference, or undefined when nothing is behind it. */
-function behind(t: TableRef, catalog: ViewAwareCatalog): TableRef[] | undefined {
+/**
+ * Whether a write by `command` reaches a table behind a cascading foreign key (`TableBehind.cascade`):
+ * a DELETE through ON DELETE actions, an UPDATE (an upsert's too) through ON UPDATE ones, a MERGE
+ * through either. An INSERT or COPY changes no referenced row.
+ */
+function cascadesTo(command: string, cascade: string): boolean {
+  if (command === 'delete') return cascade.includes('d')
+  if (command === 'update') return cascade.includes('u')
+  if (command === 'merge') return true
+  return false
+}
+
+/** The tables behind one table reference of an operation run by `command`, or undefined when nothing is behind it. */
+function behind(t: TableRef, command: string, catalog: ViewAwareCatalog): TableRef[] | undefined {
   // DDL on a view (DROP VIEW, ALTER VIEW) does not touch the tables behind it.
   if (t.access === 'ddl') return undefined
   const all = catalog.tablesBehind(`r:${t.name}`)
@@ -115,6 +133,7 @@ function behind(t: TableRef, catalog: ViewAwareCatalog): TableRef[] | undefined 
   const out: TableRef[] = []
   for (const b of all) {
     if (!scopeFits(t.schema, b) || (t.access === 'read' && !b.selectOnly)) continue
+    if (b.cascade !== undefined && !(t.access === 'write' && cascadesTo(command, b.cascade))) continue
     // The code a write runs is reached by writes alone; the relation named itself is reported for that only.
     const runsCode = b.runsCode && t.access === 'write' ? {runsCode: true as const} : {}
     if (!b.via && !b.foreign && !('runsCode' in runsCode)) continue
@@ -134,7 +153,7 @@ function withBehind(op: Operation, catalog: ViewAwareCatalog): Operation {
   for (const t of op.tables) {
     // What an earlier pass added (a text's statements are judged again once its EXECUTEs are resolved).
     if (t.via !== undefined || t.every !== undefined) continue
-    for (const r of behind(t, catalog) ?? []) if (!known(r)) (added ??= []).push(r)
+    for (const r of behind(t, op.command, catalog) ?? []) if (!known(r)) (added ??= []).push(r)
   }
   return added ? {...op, tables: [...op.tables, ...added]} : op
 }

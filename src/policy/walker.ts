@@ -308,9 +308,14 @@ export class StatementWalker {
       case 'DropTableSpaceStmt':
         this.push(op('ddl', 'drop', {object: 'tablespace'}))
         return {}
-      case 'TruncateStmt':
-        this.open(op('ddl', 'truncate', {object: 'table'}), () => this.walkBody(body, 'write'))
+      case 'TruncateStmt': {
+        const o = this.open(op('ddl', 'truncate', {object: 'table'}), () => this.walkBody(body, 'write'))
+        // CASCADE empties, recursively, every table whose foreign keys refer to one named, whatever
+        // the keys' actions: tables the statement does not name, whose rules and triggers it does
+        // not show. An allow-list cannot carry that; naming each table can.
+        if (body.behavior === 'DROP_CASCADE') o.tables.push({name: '*', access: 'write', every: 'TRUNCATE … CASCADE also empties every table whose foreign keys refer to the ones named, and those referring to them; name each table to truncate instead'})
         return {}
+      }
       case 'AlterTableStmt': {
         const object = objectKind(body.objtype) ?? 'table'
         this.open(op('ddl', `alter_${object}`, {object, ...keeping(type, body)}), () => this.walkBody(body, 'ddl'))

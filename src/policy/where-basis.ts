@@ -39,6 +39,8 @@ function reachOf(name: string, schema: string | undefined, catalog: ViewAwareCat
   let every = false
   for (const b of all) {
     if (schema !== undefined && !(schema === 'pg_temp' ? b.scope.startsWith('pg_temp') : b.scope === schema)) continue
+    // A table a foreign key's action writes holds none of this relation's rows.
+    if (b.cascade !== undefined) continue
     // Nesting too deep or rows from another server: what is behind cannot be told, so it may be anything.
     if (b.tooDeep || b.foreign) every = true
     relations.push({schema: b.schema, name: b.name})
@@ -152,7 +154,8 @@ function rulesOnWrites(target: TableRef, catalog: ViewAwareCatalog): string | un
   const behind = catalog.tablesBehind(`r:${target.name}`)
   if (behind === undefined) return 'which dbgate could not look up'
   const fits = (scope: string) => target.schema === undefined || (target.schema === 'pg_temp' ? scope.startsWith('pg_temp') : scope === target.schema)
-  const ruled = behind.filter((b) => !b.selectOnly && fits(b.scope))
+  // (A foreign key's action writes the rows that referred to those the statement picked: no rule's.)
+  const ruled = behind.filter((b) => !b.selectOnly && b.cascade === undefined && fits(b.scope))
   return ruled.length > 0 ? ruled.map((b) => `${b.schema}.${b.name} through ${b.via}`).join('; ') : undefined
 }
 
