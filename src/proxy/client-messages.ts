@@ -363,6 +363,8 @@ export class ClientMessages {
         if (nested) return this.refuseExecute(p, nested)
         const again = this.executeAgain(p)
         if (!again) return this.execute(frame, p, p.verdict)
+        if (again === UNSETTLED) return this.awaitReplies(frame)
+        if ('refusal' in again) return this.refuseExecute(p, again.refusal)
         const now = c.env.hooks.verdictGeneration?.()
         const reads = again.moved ? state.namesRead(p.refs) : p.readAs
         return this.judge(again.sql, again.protocol, again.name, frame, p.statement?.paramTypes, undefined, (verdict) => {
@@ -514,7 +516,7 @@ export class ClientMessages {
    * session's own, perhaps not yet committed, or one the catalog was re-read for), it is judged
    * again as its Bind, or as a FETCH of the cursor, would be now. The text to judge, or undefined.
    */
-  private executeAgain(p: PortalDef): {sql: string; protocol: ProtocolPath; name: string | undefined; moved?: true} | undefined {
+  private executeAgain(p: PortalDef): {sql: string; protocol: ProtocolPath; name: string | undefined; moved?: true} | {refusal: PgNoticeFields} | typeof UNSETTLED | undefined {
     if (!this.c.env.hooks.statement) return undefined
     if (p.definedBy === 'declare') return {sql: `FETCH FORWARD ALL FROM ${quoteIdent(p.name)}`, protocol: 'simple', name: undefined}
     // What its text executes or fetches is looked up now, as it runs: a name defined again since
@@ -527,7 +529,15 @@ export class ClientMessages {
       if (p.verdict.action === 'allow' && p.verdict.once === true) return undefined
     }
     const s = p.statement
-    if (p.definedBy === 'prepare' && s) return {sql: `EXECUTE ${quoteIdent(s.name)}`, protocol: 'simple', name: undefined}
+    if (p.definedBy === 'prepare' && s) {
+      // `EXECUTE name` is judged by what the name holds now, but the portal runs the statement it
+      // was bound from: once the name was prepared again (`DEALLOCATE s; PREPARE s AS SELECT 1`),
+      // judging it would judge the new statement and run the old one.
+      const now = this.c.state.statementAt(s.name)
+      if (now === UNSETTLED) return UNSETTLED
+      if (now !== s) return {refusal: preparedAgain(s.name, p.name)}
+      return {sql: `EXECUTE ${quoteIdent(s.name)}`, protocol: 'simple', name: undefined}
+    }
     return {sql: p.sql, protocol: 'parse', name: s?.name}
   }
 
@@ -785,6 +795,19 @@ const MAX_DESCRIBED_EXECUTES = 8
  * Parse of the other would leave the tunnel judging and masking by the wrong text. (SQL names are
  * cut by the parser exactly as the server cuts them.)
  */
+/**
+ * Why a portal bound from an SQL-prepared statement is not run when it must be judged again and its
+ * statement's name now holds another statement, or none (see `ClientMessages.executeAgain`).
+ */
+function preparedAgain(statement: string, portal: string): PgNoticeFields {
+  return {
+    severity: 'ERROR',
+    code: '42501',
+    message: `dbgate: ${portal === '' ? 'the unnamed portal' : `portal "${portal}"`} must be judged again before it runs, and prepared statement "${statement}", which it was bound from, has been deallocated or prepared again since its Bind; it was not run`,
+    hint: `Bind prepared statement "${statement}" again and execute the new portal.`,
+  }
+}
+
 function checkName(kind: 'prepared statement' | 'portal', name: string): void {
   // Up to 21 UTF-16 units are at most 63 UTF-8 bytes: the common short name costs no count.
   if (name.length <= MAX_NAME_BYTES / 3 || Buffer.byteLength(name) <= MAX_NAME_BYTES) return
