@@ -242,7 +242,10 @@ export class ClientMessages {
             // Its Bind waits for the server's answer to it (a Parse the server refuses, an unknown
             // column, must not be held for a reviewer): a Flush makes the server send it now.
             if (def.holdsAtBind) c.toUpstream.push(FLUSH)
-            if (verdict.action === 'allow' && verdict.once) def.approvedAt = this.ran
+            if (verdict.action === 'allow' && verdict.once) {
+              def.approvedAt = this.ran
+              def.approvedReady = state.readyAwaited
+            }
             state.sendParse(parse.name, def)
           }
         })
@@ -291,7 +294,7 @@ export class ClientMessages {
         // A Parse a reviewer approved for one execution is bound as approved: judged again, it would
         // be held again, as often as the wait for the reviewer moved the catalog on (a lookup does).
         const approved = !s.holdsAtBind && s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
-        const lapsed = approved && s.verdict.action === 'allow' ? (s.verdict.lapsed?.() ?? this.ranSinceApproval(s.approvedAt)) : undefined
+        const lapsed = approved && s.verdict.action === 'allow' ? (s.verdict.lapsed?.() ?? this.ranSinceApproval(s.approvedAt) ?? readySinceApproval(s, state)) : undefined
         if (lapsed) return this.refuseBind(bind.portal, bind.statement, s, lapsed)
         // The server looks up what its text executes or fetches (`EXECUTE p`, also inside EXPLAIN
         // ANALYZE) when it runs: a name defined again since it was judged is judged again as it is
@@ -795,6 +798,24 @@ const MAX_DESCRIBED_EXECUTES = 8
  * Parse of the other would leave the tunnel judging and masking by the wrong text. (SQL names are
  * cut by the parser exactly as the server cuts them.)
  */
+/**
+ * Why an approval for one execution given at a Parse no longer covers its Bind, when a ReadyForQuery
+ * comes between them (a Sync, or a simple Query even one the tunnel refused). Policy counts the
+ * change the statement makes (a function replaced, a table altered) from its Parse, and takes the
+ * first idle ReadyForQuery after that as its end: the statements pipelined behind the Execute of
+ * the change, in the same transaction, were then judged by the catalog before it, and a call ran
+ * the body the change had just given its function.
+ */
+function readySinceApproval(s: StatementDef, state: ConnectionCore['state']): PgNoticeFields | undefined {
+  if (s.approvedReady === undefined || s.approvedReady === state.readyAwaited) return undefined
+  return {
+    severity: 'ERROR',
+    code: '42501',
+    message: 'dbgate: this statement was approved at its Parse, and the client sent a Sync (or a query) between its Parse and its Bind; it was not sent',
+    hint: 'Send the Parse, Bind and Execute of an approved statement together, before the Sync (what drivers do), or send it again to have it judged, and if need be held, again.',
+  }
+}
+
 /**
  * Why a portal bound from an SQL-prepared statement is not run when it must be judged again and its
  * statement's name now holds another statement, or none (see `ClientMessages.executeAgain`).
