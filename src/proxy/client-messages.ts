@@ -793,25 +793,20 @@ const EFFECT_WORDS: Record<SqlEffect['kind'], string> = {
 const MAX_DESCRIBED_EXECUTES = 8
 
 /**
- * Refuses a protocol name the server would cut short: two names that differ only past byte 63 are
- * one statement (or portal) on the server and two in the tunnel's map, so a Close of one and a
- * Parse of the other would leave the tunnel judging and masking by the wrong text. (SQL names are
- * cut by the parser exactly as the server cuts them.)
- */
-/**
  * Why an approval for one execution given at a Parse no longer covers its Bind, when a ReadyForQuery
- * comes between them (a Sync, or a simple Query even one the tunnel refused). Policy counts the
- * change the statement makes (a function replaced, a table altered) from its Parse, and takes the
- * first idle ReadyForQuery after that as its end: the statements pipelined behind the Execute of
- * the change, in the same transaction, were then judged by the catalog before it, and a call ran
- * the body the change had just given its function.
+ * is owed between them (a Sync: a simple query drops the unnamed statement, the only one an
+ * approval covers, so its Bind is refused as unknown anyway). Policy counts the change the
+ * statement makes (a function replaced, a table altered) from its Parse, and takes the first idle
+ * ReadyForQuery after that as its end: the statements pipelined behind the Execute of the change,
+ * in the same transaction, were then judged by the catalog before it, and a call ran the body the
+ * change had just given its function.
  */
 function readySinceApproval(s: StatementDef, state: ConnectionCore['state']): PgNoticeFields | undefined {
   if (s.approvedReady === undefined || s.approvedReady === state.readyAwaited) return undefined
   return {
     severity: 'ERROR',
     code: '42501',
-    message: 'dbgate: this statement was approved at its Parse, and the client sent a Sync (or a query) between its Parse and its Bind; it was not sent',
+    message: 'dbgate: this statement was approved at its Parse, and the client sent a Sync between its Parse and its Bind; it was not sent',
     hint: 'Send the Parse, Bind and Execute of an approved statement together, before the Sync (what drivers do), or send it again to have it judged, and if need be held, again.',
   }
 }
@@ -829,6 +824,12 @@ function preparedAgain(statement: string, portal: string): PgNoticeFields {
   }
 }
 
+/**
+ * Refuses a protocol name the server would cut short: two names that differ only past byte 63 are
+ * one statement (or portal) on the server and two in the tunnel's map, so a Close of one and a
+ * Parse of the other would leave the tunnel judging and masking by the wrong text. (SQL names are
+ * cut by the parser exactly as the server cuts them.)
+ */
 function checkName(kind: 'prepared statement' | 'portal', name: string): void {
   // Up to 21 UTF-16 units are at most 63 UTF-8 bytes: the common short name costs no count.
   if (name.length <= MAX_NAME_BYTES / 3 || Buffer.byteLength(name) <= MAX_NAME_BYTES) return
