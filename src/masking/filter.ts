@@ -191,8 +191,11 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const settles = (connectionId: number | undefined, ctx: Partial<Pick<StatementContext, 'session' | 'transactionStatus'>> | undefined): boolean => {
     const since = connectionId === undefined ? undefined : unsettled.get(connectionId)
     if (since === undefined) return false
+    // The count and the status of the same ReadyForQuery, the last one: a statement's context keeps
+    // the status as of when its judgement began, and a judgement that waited (a lookup, an approval)
+    // would pair it with a count that moved on since (statement-guard.ts, `settledSince`).
     const ready = ctx?.session?.readyCount
-    return ready !== undefined && ready > since && ctx?.transactionStatus === 'I'
+    return ready !== undefined && ready > since && (ctx?.session?.txStatus ?? ctx?.transactionStatus) === 'I'
   }
   /**
    * Whether the session resolves unqualified relation names as the shared analysis does (public

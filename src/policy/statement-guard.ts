@@ -151,10 +151,16 @@ function runsTransactionControl(stmt: StatementAnalysis): boolean {
   return stmt.operations.some((o) => o.command === 'do' || o.command === 'call')
 }
 
-/** Whether what a session started at ReadyForQuery count `since` is over: a later one came and reported no transaction open. */
+/**
+ * Whether what a session started at ReadyForQuery count `since` is over: a later one came and
+ * reported no transaction open. The count and the status are read together, from the session as
+ * it is now: a context's `transactionStatus` is as of the moment its judgement began, and one that
+ * waited since (a catalog lookup, the change gate, a text parsed off the event loop) would pair the
+ * count after the reply to `BEGIN; <change>` with the status before it.
+ */
 function settledSince(session: SessionView, since: number, transactionStatus: StatementContext['transactionStatus']): boolean {
   const ready = session.readyCount
-  return ready !== undefined && ready > since && transactionStatus === 'I'
+  return ready !== undefined && ready > since && (session.txStatus ?? transactionStatus) === 'I'
 }
 
 /** The first OID of objects created after initdb: a type below it is built in. */

@@ -242,7 +242,10 @@ export class ClientMessages {
             // Its Bind waits for the server's answer to it (a Parse the server refuses, an unknown
             // column, must not be held for a reviewer): a Flush makes the server send it now.
             if (def.holdsAtBind) c.toUpstream.push(FLUSH)
-            if (verdict.action === 'allow' && verdict.once) def.approvedAt = this.ran
+            if (verdict.action === 'allow' && verdict.once) {
+              def.approvedAt = this.ran
+              def.approvedReady = state.readyAwaited
+            }
             state.sendParse(parse.name, def)
           }
         })
@@ -291,7 +294,7 @@ export class ClientMessages {
         // A Parse a reviewer approved for one execution is bound as approved: judged again, it would
         // be held again, as often as the wait for the reviewer moved the catalog on (a lookup does).
         const approved = !s.holdsAtBind && s.verdict.action === 'allow' && s.verdict.once === true && !s.spent
-        const lapsed = approved && s.verdict.action === 'allow' ? (s.verdict.lapsed?.() ?? this.ranSinceApproval(s.approvedAt)) : undefined
+        const lapsed = approved && s.verdict.action === 'allow' ? (s.verdict.lapsed?.() ?? this.ranSinceApproval(s.approvedAt) ?? readySinceApproval(s, state)) : undefined
         if (lapsed) return this.refuseBind(bind.portal, bind.statement, s, lapsed)
         // The server looks up what its text executes or fetches (`EXECUTE p`, also inside EXPLAIN
         // ANALYZE) when it runs: a name defined again since it was judged is judged again as it is
@@ -363,6 +366,8 @@ export class ClientMessages {
         if (nested) return this.refuseExecute(p, nested)
         const again = this.executeAgain(p)
         if (!again) return this.execute(frame, p, p.verdict)
+        if (again === UNSETTLED) return this.awaitReplies(frame)
+        if ('refusal' in again) return this.refuseExecute(p, again.refusal)
         const now = c.env.hooks.verdictGeneration?.()
         const reads = again.moved ? state.namesRead(p.refs) : p.readAs
         return this.judge(again.sql, again.protocol, again.name, frame, p.statement?.paramTypes, undefined, (verdict) => {
@@ -514,7 +519,7 @@ export class ClientMessages {
    * session's own, perhaps not yet committed, or one the catalog was re-read for), it is judged
    * again as its Bind, or as a FETCH of the cursor, would be now. The text to judge, or undefined.
    */
-  private executeAgain(p: PortalDef): {sql: string; protocol: ProtocolPath; name: string | undefined; moved?: true} | undefined {
+  private executeAgain(p: PortalDef): {sql: string; protocol: ProtocolPath; name: string | undefined; moved?: true} | {refusal: PgNoticeFields} | typeof UNSETTLED | undefined {
     if (!this.c.env.hooks.statement) return undefined
     if (p.definedBy === 'declare') return {sql: `FETCH FORWARD ALL FROM ${quoteIdent(p.name)}`, protocol: 'simple', name: undefined}
     // What its text executes or fetches is looked up now, as it runs: a name defined again since
@@ -527,7 +532,15 @@ export class ClientMessages {
       if (p.verdict.action === 'allow' && p.verdict.once === true) return undefined
     }
     const s = p.statement
-    if (p.definedBy === 'prepare' && s) return {sql: `EXECUTE ${quoteIdent(s.name)}`, protocol: 'simple', name: undefined}
+    if (p.definedBy === 'prepare' && s) {
+      // `EXECUTE name` is judged by what the name holds now, but the portal runs the statement it
+      // was bound from: once the name was prepared again (`DEALLOCATE s; PREPARE s AS SELECT 1`),
+      // judging it would judge the new statement and run the old one.
+      const now = this.c.state.statementAt(s.name)
+      if (now === UNSETTLED) return UNSETTLED
+      if (now !== s) return {refusal: preparedAgain(s.name, p.name)}
+      return {sql: `EXECUTE ${quoteIdent(s.name)}`, protocol: 'simple', name: undefined}
+    }
     return {sql: p.sql, protocol: 'parse', name: s?.name}
   }
 
@@ -778,6 +791,38 @@ const EFFECT_WORDS: Record<SqlEffect['kind'], string> = {
 
 /** How many EXECUTEs deep a Describe is followed (a statement that executes one that executes one…). */
 const MAX_DESCRIBED_EXECUTES = 8
+
+/**
+ * Why an approval for one execution given at a Parse no longer covers its Bind, when a ReadyForQuery
+ * is owed between them (a Sync: a simple query drops the unnamed statement, the only one an
+ * approval covers, so its Bind is refused as unknown anyway). Policy counts the change the
+ * statement makes (a function replaced, a table altered) from its Parse, and takes the first idle
+ * ReadyForQuery after that as its end: the statements pipelined behind the Execute of the change,
+ * in the same transaction, were then judged by the catalog before it, and a call ran the body the
+ * change had just given its function.
+ */
+function readySinceApproval(s: StatementDef, state: ConnectionCore['state']): PgNoticeFields | undefined {
+  if (s.approvedReady === undefined || s.approvedReady === state.readyAwaited) return undefined
+  return {
+    severity: 'ERROR',
+    code: '42501',
+    message: 'dbgate: this statement was approved at its Parse, and the client sent a Sync between its Parse and its Bind; it was not sent',
+    hint: 'Send the Parse, Bind and Execute of an approved statement together, before the Sync (what drivers do), or send it again to have it judged, and if need be held, again.',
+  }
+}
+
+/**
+ * Why a portal bound from an SQL-prepared statement is not run when it must be judged again and its
+ * statement's name now holds another statement, or none (see `ClientMessages.executeAgain`).
+ */
+function preparedAgain(statement: string, portal: string): PgNoticeFields {
+  return {
+    severity: 'ERROR',
+    code: '42501',
+    message: `dbgate: ${portal === '' ? 'the unnamed portal' : `portal "${portal}"`} must be judged again before it runs, and prepared statement "${statement}", which it was bound from, has been deallocated or prepared again since its Bind; it was not run`,
+    hint: `Bind prepared statement "${statement}" again and execute the new portal.`,
+  }
+}
 
 /**
  * Refuses a protocol name the server would cut short: two names that differ only past byte 63 are

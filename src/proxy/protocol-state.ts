@@ -54,6 +54,8 @@ export class StatementDef implements NamedDefinition {
   holdsAtBind = false
   /** Approved for one execution: the client messages sent on once its Parse was (ClientMessages.ran). */
   approvedAt: number | undefined = undefined
+  /** Approved for one execution at its Parse: `readyAwaited` once its Parse was sent on. */
+  approvedReady: number | undefined = undefined
   /** Its RowDescription from a Describe, for results of portals bound to it. */
   fields: FieldDescription[] | undefined
   /** See `NamedDefinition.readyAt`; 0 (the oldest) until stamped, so a definition not stamped is the least trusted. */
