@@ -34,6 +34,43 @@ export function decisionWord(decision: string): string {
   return decision.replace(/_/g, ' ').toUpperCase()
 }
 
+/** What an outcome other than `ok` says, in the words a reader needs: whether the statement ran. */
+const OUTCOME_WORDS: Record<string, string> = {
+  aborted: 'NOT RUN (aborted: skipped after an earlier error, or never sent)',
+  unanswered: 'UNANSWERED (sent, then the client left: it may have run)',
+  cancelled: 'CANCELLED',
+  error: 'FAILED',
+  rejected: 'NOT RUN (rejected)',
+  unfinished: 'UNFINISHED (its rows were sent, then the recording stopped)',
+}
+
+/**
+ * What the server did with a statement, where its text and decision do not already say it: its
+ * outcome when that is not `ok` (a denied statement's `rejected` is its decision's word), and its
+ * command tags when they are not just the text's own command. A COMMIT sent in a failed transaction
+ * block is answered ROLLBACK, a pipeline's DELETE after an error never runs: shown bare, the first
+ * reads as committed and the second as a DELETE of no rows. Tags are left out only when there is
+ * one and it names the command the text starts with (`select …` and `SELECT 3`); anything else is
+ * shown. Undefined when there is nothing to add. The words are the recording's, to be made `visible`.
+ */
+export function serverAnswer(d: {sql?: unknown; decision?: unknown; outcome?: unknown; commandTags?: unknown}): string | undefined {
+  const parts: string[] = []
+  const outcome = typeof d.outcome === 'string' ? d.outcome : undefined
+  const refused = outcome === 'rejected' && typeof d.decision === 'string' && (isDenied(d.decision) || d.decision === 'syntax_error')
+  if (outcome !== undefined && outcome !== 'ok' && !refused) parts.push(OUTCOME_WORDS[outcome] ?? outcome.toUpperCase())
+  const tags = Array.isArray(d.commandTags) ? d.commandTags.filter((t): t is string => typeof t === 'string') : []
+  if (tags.length > 0 && outcome !== 'rejected' && outcome !== 'aborted' && !(tags.length === 1 && sameCommand(tags[0]!, d.sql))) {
+    parts.push(`server answered ${tags.join(', ')}`)
+  }
+  return parts.length ? parts.join(' · ') : undefined
+}
+
+/** Whether a command tag names the command a statement text starts with (`UPDATE 3` and `update t …`). */
+function sameCommand(tag: string, sql: unknown): boolean {
+  const first = typeof sql === 'string' ? /^\s*([A-Za-z]+)/.exec(sql)?.[1] : undefined
+  return first !== undefined && tag.split(' ', 1)[0] === first.toUpperCase()
+}
+
 /**
  * The masked columns in a few words: `email (email, partial), phone (phone, partial)`. The
  * recording keeps each one's full reasons (patterns and lineage), which `sessions show --json`
@@ -81,8 +118,10 @@ export function renderEvent(raw: AuditEvent, opts: RenderOptions = {}): string[]
       const denied = isDenied(d.decision)
       const word = decisionWord(d.decision)
       const decision = denied ? c.red.bold(word) : d.decision === 'allow' ? c.green(word) : c.yellow(word)
+      // Read from the raw event: `displayable` made every string of `ev` visible already, and the answer's words are dbgate's own.
+      const answer = serverAnswer(raw.data as Partial<StatementData>)
       const facts = [d.class, d.ruleId ? `rule ${d.ruleId}` : undefined, d.approvalId ? `approval ${d.approvalId}` : undefined, `${d.rows} row${d.rows === 1 ? '' : 's'}`, `${d.durationMs} ms`]
-      const lines = [`${head} ${decision} ${facts.filter(Boolean).join(' · ')}`]
+      const lines = [`${head} ${decision}${answer ? ` · ${c.yellow.bold(visible(answer))} ·` : ''} ${facts.filter(Boolean).join(' · ')}`]
       for (const l of d.sql.split('\n')) lines.push(`    ${l}`)
       if (d.params?.length) lines.push(c.dim(`    params: ${d.params.map((p) => (p === null ? 'NULL' : JSON.stringify(p))).join(', ')}`))
       if (d.tables?.length) lines.push(c.dim(`    tables: ${d.tables.join(', ')}`))
