@@ -13,6 +13,7 @@ import path from 'node:path'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import ReportCommand from '../../src/commands/report.js'
+import SessionsSearch from '../../src/commands/sessions/search.js'
 import type {Attempt, Report} from '../../src/report/model.js'
 import {captureCommand} from '../helpers/capture.js'
 import {openPipelineTunnel} from '../helpers/open.js'
@@ -22,6 +23,7 @@ const root = path.join(import.meta.dirname, '..', '..')
 const savedEnv = {...process.env}
 const RULES = ['rules:', ...['write', 'ddl', 'opaque', 'session'].flatMap((c) => [`  - id: allow-${c}`, `    match: {class: ${c}}`, '    action: allow'])].join('\n')
 let attempts: Attempt[]
+let bucketUrl: string
 
 beforeAll(async () => {
   const db = await createTestDatabase('hidden_attempts')
@@ -33,7 +35,7 @@ beforeAll(async () => {
   )
   const fill = () => withClient(db.url, (c) => c.query('insert into items select generate_series(1, 5)'))
   const count = () => withClient(db.url, (c) => c.query('select count(*)::int as n from items')).then((r) => r.rows[0].n as number)
-  const bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-hidden-attempts-'))}`
+  bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-hidden-attempts-'))}`
   const t = await openPipelineTunnel(db, RULES, {top: `bucket: ${bucketUrl}`})
   const c = await t.client()
   // A prepared DELETE without WHERE, run by name later in the session.
@@ -95,5 +97,15 @@ describe('dbgate report attempts', () => {
   it('list code the parser cannot see into: a DO block and a CALL', () => {
     expect(listed('do $1').map((a) => a.risk)).toEqual(['privileged'])
     expect(listed('call wipe_items()').map((a) => a.risk)).toEqual(['privileged'])
+  })
+})
+
+describe('sessions search --table', () => {
+  it('finds an EXECUTE by the table the statement it ran touched, in either protocol', async () => {
+    const r = await captureCommand(() => SessionsSearch.run(['--bucket', bucketUrl, '--table', 'items', '--json'], {root}))
+    const found = (JSON.parse(r.stdout) as {matches: {sql: string}[]}).matches.map((m) => m.sql)
+    for (const sql of ['execute wipe', 'execute wipe3', 'prepare wipe2 as delete from items; execute wipe2']) expect(found, sql).toContain(sql)
+    // `execute wipe` once it ran `select 1` touched no table.
+    expect(found.filter((sql) => sql === 'execute wipe')).toHaveLength(1)
   })
 })
