@@ -242,7 +242,7 @@ export class ReportBuilder {
             a.statementOutcome = d.outcome
           }
         }
-        const risk = typeof d.sql === 'string' ? riskOf(d.sql, prepared, d.outcome === 'ok') : undefined
+        const risk = typeof d.sql === 'string' ? riskOf(d.sql, prepared, d.outcome === 'ok', d.class) : undefined
         if (risk) {
           if (risk.risk === 'destructive') s.destructiveAttempts += 1
           else s.privilegedAttempts += 1

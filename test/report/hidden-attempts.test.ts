@@ -31,6 +31,9 @@ beforeAll(async () => {
     c.query(`create table items (id int primary key);
       create table spare (id int);
       create table spare2 (id int);
+      create function wipe_fn() returns int language plpgsql as $$ begin delete from items; return 1; end $$;
+      create function count_fn() returns int language sql stable as $$ select count(*)::int from items $$;
+      create sequence seq;
       create procedure wipe_items() language plpgsql as $$ begin delete from items; end $$`),
   )
   const fill = () => withClient(db.url, (c) => c.query('insert into items select generate_series(1, 5)'))
@@ -57,6 +60,12 @@ beforeAll(async () => {
   await fill()
   await c.query('call wipe_items()')
   expect(await count()).toBe(0)
+  // A function whose body deletes every row; one that only reads, and a built-in that writes, beside it.
+  await fill()
+  await c.query('select wipe_fn()')
+  expect(await count()).toBe(0)
+  await c.query('select count_fn()')
+  await c.query(`select nextval('seq')`)
   // The extended protocol: EXECUTE sent as a Parse.
   await fill()
   const raw = await t.raw()
@@ -92,6 +101,12 @@ describe('dbgate report attempts', () => {
   it('do not list an EXECUTE of a name prepared again as something harmless', () => {
     // Two texts read `execute wipe`: the first ran the DELETE, the second `select 1`.
     expect(listed('execute wipe')).toHaveLength(1)
+  })
+
+  it('list a call of a user function the guardrails judged by a body that writes, and not one that reads', () => {
+    expect(listed('select wipe_fn()').map((a) => [a.risk, a.what])).toEqual([['privileged', 'calls code the guardrails judged as write']])
+    expect(listed('select count_fn()')).toEqual([])
+    expect(listed("select nextval($1)")).toEqual([])
   })
 
   it('list code the parser cannot see into: a DO block and a CALL', () => {
