@@ -260,6 +260,8 @@ export class ReportBuilder {
             ...(d.ruleId ? {ruleId: d.ruleId} : {}),
             ...(d.approvalId ? {approvalId: d.approvalId} : {}),
             outcome: d.outcome,
+            ...(Array.isArray(d.commandTags) ? {commandTags: d.commandTags} : {}),
+            signed: ev.seq <= v.signedThroughSeq,
           })
         }
       } else if (ev.type.startsWith('approval.')) {
