@@ -269,9 +269,10 @@ export class ReportBuilder {
         if (!d.approvalId) continue
         let a = byApproval.get(d.approvalId)
         if (!a) {
-          a = {approvalId: d.approvalId, sessionId: summary.sessionId, requestedAt: ev.ts, requester: who.label, target: summary.target, outcome: 'pending', forgedDecisionsRefused: 0}
+          a = {approvalId: d.approvalId, sessionId: summary.sessionId, requestedAt: ev.ts, requester: who.label, target: summary.target, outcome: 'pending', forgedDecisionsRefused: 0, signed: true}
           byApproval.set(d.approvalId, a)
         }
+        if (ev.seq > v.signedThroughSeq) a.signed = false
         if (ev.type === 'approval.requested') {
           a.requestedAt = ev.ts
           a.class = d.class

@@ -4,7 +4,7 @@
  * Everything recorded (SQL, names, reasons) is escaped: a statement an engineer typed must never
  * become markup in an auditor's browser.
  */
-import {attemptResult, FRAMEWORK_NAMES, noGaps, type ControlSection, type Report} from './model.js'
+import {approvalOutcome, attemptResult, FRAMEWORK_NAMES, noGaps, type ControlSection, type Report} from './model.js'
 import {dayBars, dayGroupedBars, esc, PALETTE, rankBars} from './svg.js'
 
 const SESSION_LINKS = 30
@@ -121,7 +121,7 @@ export function renderHtml(r: Report): string {
       esc(a.requester),
       `<span class="sql">${esc(a.sql ?? '')}</span>`,
       esc(a.ruleId ?? ''),
-      outcome(a.outcome, a.outcome === 'approved' || a.outcome === 'window') + (a.forgedDecisionsRefused ? ` <span class="bad">(${a.forgedDecisionsRefused} forged decision refused)</span>` : ''),
+      outcome(approvalOutcome(a), a.signed && (a.outcome === 'approved' || a.outcome === 'window')) + (a.forgedDecisionsRefused ? ` <span class="bad">(${a.forgedDecisionsRefused} forged decision refused)</span>` : ''),
       esc(a.reviewer ?? ''),
       esc(a.decisionReason ?? ''),
       time(a.decidedAt),

@@ -1,6 +1,6 @@
 /** `report.md`: the same figures, short enough to paste into a ticket; the HTML has the charts. */
 import {visible} from '../util/visible.js'
-import {attemptResult, FRAMEWORK_NAMES, noGaps, type Report} from './model.js'
+import {approvalOutcome, attemptResult, FRAMEWORK_NAMES, noGaps, type Report} from './model.js'
 
 const LIST_CAP = 50
 
@@ -94,7 +94,7 @@ export function renderMarkdown(r: Report): string {
   out.push(mdTable(['when', 'identity', 'what', 'statement', 'decision', 'result', 'session'], r.attempts.map((a) => [a.at, a.identity, a.what, mdCode(a.sql), a.decision, attemptResult(a), `${mdCode(a.sessionId)} #${a.seq}`]), [3, 6]))
   out.push('## Approvals')
   out.push('')
-  out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), a.outcome, a.reviewer, a.decisionReason, mdCode(a.sessionId)]), [2, 6]))
+  out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), approvalOutcome(a), a.reviewer, a.decisionReason, mdCode(a.sessionId)]), [2, 6]))
   if (r.agentActivity && r.agentActivity.agents.sessions > 0) {
     const a = r.agentActivity
     const figures = (f: typeof a.people) => [f.sessions, f.statements, f.denied, f.approvalsRequested, f.approved, f.approvalsDenied, f.maskedValues]

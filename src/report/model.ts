@@ -184,6 +184,13 @@ export interface ApprovalRow {
   /** What happened to the statement afterwards, from its own record. */
   statementOutcome?: string
   forgedDecisionsRefused: number
+  /** False when a line of it (its request, its decision) is one no valid signature covers, as for `Attempt.signed`. */
+  signed: boolean
+}
+
+/** An approval's outcome as the tables show it: `NOT SIGNED` when a line of it is one no signature covers. */
+export function approvalOutcome(a: Pick<ApprovalRow, 'outcome' | 'signed'>): string {
+  return a.signed ? a.outcome : `${a.outcome} · NOT SIGNED: after the log's last signature`
 }
 
 export interface AttentionRow {

@@ -59,7 +59,14 @@ beforeAll(async () => {
     const last = parseEventLine(kept.at(-1)!)
     const statement = parseEventLine(kept.find((l) => l.includes('"type":"statement"'))!)
     const data = {...(statement.data as Record<string, unknown>), sql: 'drop table payroll', normalized: 'drop table payroll', class: 'ddl', commandTags: ['DROP TABLE'], tables: ['payroll']}
-    kept.push(sealEvent({type: 'statement', session: last.session, seq: last.seq + 1, ts: last.ts, prev: sha256hex(kept.at(-1)!), data}))
+    const chain = (type: string, payload: unknown) => {
+      const prev = parseEventLine(kept.at(-1)!)
+      kept.push(sealEvent({type, session: prev.session, seq: prev.seq + 1, ts: last.ts, prev: sha256hex(kept.at(-1)!), data: payload}))
+    }
+    // An approval nobody asked for and nobody gave, and the statement it let through.
+    chain('approval.requested', {approvalId: 'apr-forged0001', class: 'ddl', ruleId: 'default.no-drop', reason: 'drops need a reviewer', reviewers: ['dba'], expiresAt: last.ts})
+    chain('approval.decided', {approvalId: 'apr-forged0001', decision: 'approved', reviewer: {email: 'bob@example.com', subject: 'u-bob', groups: ['dba']}, reason: 'ok', decidedAt: last.ts})
+    chain('statement', {...data, decision: 'approved', approvalId: 'apr-forged0001'})
     await bucket.put(o.key, gzipSync(kept.join('\n') + '\n'))
     forged = true
   }
@@ -97,9 +104,16 @@ describe('the attempts of dbgate report', () => {
   })
 
   it('mark a line no signature covers, in report.json, report.md and report.html', () => {
-    expect(attempt('drop table payroll')).toMatchObject({signed: false})
+    expect(attempt('drop table payroll')).toMatchObject({signed: false, approvalId: 'apr-forged0001'})
     expect(mdRow('drop table payroll')).toMatch(/NOT SIGNED/)
     expect(html).toMatch(/drop table payroll<\/span><\/td><td>[^]*?NOT SIGNED/)
     for (const sql of ['drop table no_such_table', 'drop table items', 'delete from items where $1']) expect(mdRow(sql), sql).not.toMatch(/NOT SIGNED/)
+  })
+
+  it('mark an approval whose request or decision no signature covers', () => {
+    expect(report.approvals).toEqual([expect.objectContaining({approvalId: 'apr-forged0001', outcome: 'approved', reviewer: 'bob@example.com', signed: false})])
+    const row = markdown.split('\n').find((l) => l.startsWith('|') && l.includes('bob@example.com'))
+    expect(row).toMatch(/approved · NOT SIGNED/)
+    expect(html).toMatch(/approved · NOT SIGNED/)
   })
 })
