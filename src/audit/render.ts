@@ -14,6 +14,21 @@ export interface RenderOptions {
   origin?: Date
   /** Widest a preview cell may be before it is cut. */
   cellWidth?: number
+  /**
+   * The highest seq a valid signature covers (`VerifyResult.signedThroughSeq`): each event after it
+   * is shown with a warning, since anyone who can write to the bucket can have written it.
+   */
+  signedThroughSeq?: number
+}
+
+/** Under an event no valid signature covers. */
+const NOT_SIGNED = "    NOT SIGNED: no valid signature covers this line (it comes after the log's last one); anyone who can write to the bucket can have written it. `dbgate sessions verify` says more."
+
+/** One event as display lines, with the warning under an event no signature covers. */
+export function renderEvent(raw: AuditEvent, opts: RenderOptions = {}): string[] {
+  const lines = renderEventLines(raw, opts)
+  if (lines.length > 0 && opts.signedThroughSeq !== undefined && raw.seq > opts.signedThroughSeq) lines.push(new Chalk({level: opts.color ? 1 : 0}).red.bold(NOT_SIGNED))
+  return lines
 }
 
 function eventTime(ev: AuditEvent): Date {
@@ -98,7 +113,7 @@ function displayable(ev: AuditEvent): AuditEvent {
 }
 
 /** One event as display lines: pure, so show, replay and tests share it and the command only prints. */
-export function renderEvent(raw: AuditEvent, opts: RenderOptions = {}): string[] {
+function renderEventLines(raw: AuditEvent, opts: RenderOptions): string[] {
   const ev = displayable(raw)
   const c = new Chalk({level: opts.color ? 1 : 0})
   const at = eventTime(ev)

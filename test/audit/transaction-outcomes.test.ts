@@ -8,9 +8,11 @@
  */
 import {writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {gunzipSync, gzipSync} from 'node:zlib'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type {StatementData} from '../../src/audit/events.js'
+import {sealEvent, sha256hex} from '../../src/audit/chain.js'
+import {parseEventLine, type StatementData} from '../../src/audit/events.js'
 import {SessionReader} from '../../src/audit/read.js'
 import {Recorder} from '../../src/audit/recorder.js'
 import {createRecordingHooks} from '../../src/audit/recording-hooks.js'
@@ -105,6 +107,8 @@ afterAll(async () => {
   await removeTempDirs()
 })
 
+const viewers: Record<string, (id: string) => Promise<unknown>> = {show: (id: string) => SessionsShow.run([id, '--config', config], {root}), replay: (id: string) => SessionsReplay.run([id, '--config', config, '--no-wait'], {root})}
+
 /** The lines of one statement's block in `show` or `replay` output: its head and the indented lines under it. */
 function blockOf(out: string, sql: string): string[] {
   const lines = out.split('\n')
@@ -124,7 +128,6 @@ describe('a COMMIT the server answered with ROLLBACK', () => {
     expect(statements.filter((s) => s.sql === 'commit').map((s) => s.commandTags)).toEqual([['ROLLBACK'], ['ROLLBACK']])
   })
 
-  const viewers: Record<string, (id: string) => Promise<unknown>> = {show: (id: string) => SessionsShow.run([id, '--config', config], {root}), replay: (id: string) => SessionsReplay.run([id, '--config', config, '--no-wait'], {root})}
   for (const [name, view] of Object.entries(viewers)) {
     it(`sessions ${name} says ROLLBACK beside it, in both protocols`, async () => {
       for (const id of sessionIds) {
@@ -190,5 +193,32 @@ describe('a statement of a pipeline the server skipped after an error', () => {
     }
     const json = await captureCommand(() => SessionsSearch.run(['delete from u', '--config', config, '--json'], {root}))
     expect((JSON.parse(json.stdout) as {matches: unknown[]}).matches).toEqual([expect.objectContaining({outcome: 'aborted'})])
+  })
+})
+
+describe('lines chained on after a log\'s last signature', () => {
+  it('are marked NOT SIGNED by sessions show and replay, and an untouched log has no such mark', async () => {
+    // Someone with write access to the bucket, and no key, cuts a log's signed end off and chains a statement on.
+    const bucket = s3.bucket('audit')
+    let victim: string | undefined
+    for await (const o of bucket.list('sessions/')) {
+      const lines = gunzipSync((await bucket.get(o.key)).body).toString('utf8').trimEnd().split('\n')
+      if (lines[0]!.includes('tx-simple')) continue
+      const kept = lines.slice(0, -1)
+      const last = parseEventLine(kept.at(-1)!)
+      const data = {...(parseEventLine(kept.find((l) => l.includes('"type":"statement"'))!).data as Record<string, unknown>), sql: 'drop table payroll', commandTags: ['DROP TABLE'], outcome: 'ok'}
+      kept.push(sealEvent({type: 'statement', session: last.session, seq: last.seq + 1, ts: last.ts, prev: sha256hex(kept.at(-1)!), data}))
+      await bucket.put(o.key, gzipSync(kept.join('\n') + '\n'))
+      victim = last.session
+    }
+    expect(victim).toBeDefined()
+    const untouched = sessionIds.find((id) => id !== victim)!
+    for (const view of Object.values(viewers)) {
+      const forged = (await captureCommand(() => view(victim!))).stdout
+      expect(blockOf(forged, 'drop table payroll').join('\n')).toMatch(/NOT SIGNED/)
+      const clean = (await captureCommand(() => view(untouched))).stdout
+      expect(clean).toContain('session end')
+      expect(clean).not.toMatch(/NOT SIGNED/)
+    }
   })
 })
