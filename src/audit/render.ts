@@ -57,6 +57,7 @@ const OUTCOME_WORDS: Record<string, string> = {
   error: 'FAILED',
   rejected: 'NOT RUN (rejected)',
   unfinished: 'UNFINISHED (its rows were sent, then the recording stopped)',
+  bound: 'BOUND, NEVER EXECUTED (planned at its Bind, which runs the IMMUTABLE functions it folds)',
 }
 
 /**
