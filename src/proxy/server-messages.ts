@@ -45,8 +45,8 @@ export class ServerMessages {
    */
   private boundSinceReady: PortalDef[] = []
 
-  /** Records each portal bound in the pipeline that just ended that no Execute named (`bound`). */
-  private recordUnexecuted(): void {
+  /** Records each portal bound in the pipeline that just ended (or the session) that no Execute named (`bound`). */
+  recordUnexecuted(): void {
     const bound = this.boundSinceReady
     this.boundSinceReady = []
     for (const def of bound) if (!def.executed) this.c.finishRun(boundRun(def), 'bound')

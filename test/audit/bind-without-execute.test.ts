@@ -91,6 +91,21 @@ describe('a Bind no Execute follows', () => {
     expect(r.events.map((e) => [data(e).sql, data(e).outcome, data(e).error?.sqlstate])).toEqual([['select 1/0', 'error', '22012']])
   })
 
+  it('a Bind the server completed before the client hung up, with no Sync, is recorded as bound', async () => {
+    const before = new Set(await readdir(spoolDir))
+    const c = await RawClient.connect(t.port, {password: t.secret, database: db.database})
+    c.send(serialize.parse({text: `select mark('gone')`}), serialize.bind({}), serialize.flush())
+    for (;;) if ((await c.next()).code === '2') break
+    c.end()
+    let file: string | undefined
+    await waitFor(async () => {
+      file = (await readdir(spoolDir)).find((f) => f.endsWith('.jsonl') && !before.has(f))
+      return file !== undefined && (await spoolStatus(spoolDir)).sessions.every((s) => s.state === 'ended')
+    }, 'the session is recorded and ended')
+    const statements = parseEvents(await readFile(join(spoolDir, file!), 'utf8')).filter((e) => e.type === 'statement')
+    expect(statements.map((e) => [data(e).sql, data(e).outcome])).toEqual([[`select mark('gone')`, 'bound']])
+  })
+
   it('a Bind whose portal an Execute runs is recorded once, by that Execute', async () => {
     const r = await session([
       [serialize.parse({text: `select mark('x')`}), serialize.bind({}), serialize.execute({})],
