@@ -48,7 +48,7 @@ function ofOperation(op: Operation): RiskFinding | undefined {
   if (op.class === 'admin') return {risk: 'privileged', what: words(op.command, op.object)}
   // A DO block, a CALL, a function dbgate cannot see into: the guardrails held it for what it might
   // do, and whatever it did (a DROP run by EXECUTE inside a DO block) is in no text the report reads.
-  if (op.class === 'opaque') return {risk: 'privileged', what: `${words(op.command, op.object)}: runs code dbgate cannot see into`}
+  if (op.class === 'opaque') return {risk: 'privileged', what: `${words(op.command, op.object)}: code dbgate cannot see into`}
   return undefined
 }
 
