@@ -32,6 +32,7 @@ beforeAll(async () => {
       create table spare (id int);
       create table spare2 (id int);
       create function wipe_fn() returns int language plpgsql as $$ begin delete from items; return 1; end $$;
+      create function add_item(n int) returns int language plpgsql as $$ begin insert into items values (n); return n; end $$;
       create function count_fn() returns int language sql stable as $$ select count(*)::int from items $$;
       create sequence seq;
       create procedure wipe_items() language plpgsql as $$ begin delete from items; end $$`),
@@ -75,6 +76,13 @@ beforeAll(async () => {
   await raw.untilReady()
   expect(await count()).toBe(0)
   await t.close()
+  // Under the built-in rules alone, a call of a volatile function of the user's is held for a reviewer (and refused: no one is signed in).
+  await fill()
+  const strict = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
+  const s = await strict.client()
+  await expect(s.query('select wipe_fn()')).rejects.toMatchObject({code: '42501'})
+  await expect(s.query('select add_item(100)')).rejects.toMatchObject({code: '42501'})
+  await strict.close()
 
   Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')), XDG_DATA_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-data-'))})
   delete process.env.DBGATE_BUCKET
@@ -104,7 +112,12 @@ describe('dbgate report attempts', () => {
   })
 
   it('list a call of a user function the guardrails judged by a body that writes, and not one that reads', () => {
-    expect(listed('select wipe_fn()').map((a) => [a.risk, a.what])).toEqual([['privileged', 'calls code the guardrails judged as write']])
+    // Allowed by a target's own rule, and refused under the built-in rules, which hold it for a reviewer.
+    expect(listed('select wipe_fn()').map((a) => [a.risk, a.what, a.decision])).toEqual([
+      ['privileged', 'calls code the guardrails judged as write', 'allow'],
+      ['privileged', 'calls code the guardrails judged as write', 'deny'],
+    ])
+    expect(listed('select add_item($1)').map((a) => [a.risk, a.ruleId])).toEqual([['privileged', 'default.volatile-function']])
     expect(listed('select count_fn()')).toEqual([])
     expect(listed("select nextval($1)")).toEqual([])
   })
