@@ -6,8 +6,9 @@ import {defaultBucketUrl, openBucket, type Bucket} from '../bucket/index.js'
 import {CONFIG_NOT_FOUND, ConfigError} from '../config/errors.js'
 import {visible} from '../util/visible.js'
 import type {UnreadableObject} from './index-cache.js'
-import type {ListFilters} from './read.js'
-import {parsePublishedKey, type KeyRing} from './signing.js'
+import type {ListFilters, LoadedSession} from './read.js'
+import {loadKeyRing, parsePublishedKey, type KeyRing} from './signing.js'
+import {verifySession} from './verify.js'
 import {signerTrust, type SignerTrust} from './trust.js'
 
 export function listFilters(flags: {user?: string; target?: string; since?: Date; until?: Date; denied?: boolean; client?: string; agent?: boolean}): ListFilters {
@@ -57,6 +58,19 @@ export async function resolveSignerTrust(
     if (err instanceof ConfigError && err.code === CONFIG_NOT_FOUND && !flags.config && !env.DBGATE_CONFIG) return undefined
     throw err
   }
+}
+
+/**
+ * The highest seq of a shipped session that a valid signature covers, for `show` and `replay` to
+ * mark what comes after it. A bucket writer needs no key to cut a log's signed end off and chain
+ * lines on: those lines verify only as "no end yet", and shown bare they read as recorded. Keys are
+ * the bucket's published ones, judged with the auditor's trusted signers (any published key when
+ * none are named, a gateway's included); a key ring that cannot be read leaves nothing covered.
+ */
+export async function signedThroughOf(bucket: Bucket, session: LoadedSession, flags: {config?: string}, out: ErrorOutput): Promise<number> {
+  const [{keys}, named] = await Promise.all([loadKeyRing(bucket).catch(() => ({keys: new Map() as KeyRing})), resolveSignerTrust(flags, out)])
+  const trust: SignerTrust = named ?? {names: [], trusts: () => true}
+  return verifySession(session.text, keys, {trust, objectKey: session.summary.key}).signedThroughSeq
 }
 
 /** `--key` files: published keys an auditor trusts instead of the bucket's `keys/`. */

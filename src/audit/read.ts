@@ -161,6 +161,9 @@ export interface SearchMatch {
   decision: string
   class?: string
   tables: string[]
+  /** What the server did with it, as recorded: `ok`, `error`, `aborted` (never ran), … and its CommandComplete tags. */
+  outcome?: string
+  commandTags?: string[]
 }
 
 export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<SessionSummary, 'sessionId' | 'user' | 'target'>): SearchMatch[] {
@@ -182,7 +185,7 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
       }
       if (spans.length === 0) continue
     }
-    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? []})
+    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
   }
   return out
 }
@@ -219,7 +222,7 @@ export function highlight(sql: string, spans: [number, number][], mark: (s: stri
   return out + show(sql.slice(at))
 }
 
-export const CSV_COLUMNS = ['session', 'seq', 'started_at', 'user', 'target', 'database', 'class', 'decision', 'rule', 'approval', 'duration_ms', 'rows', 'outcome', 'tables', 'sqlstate', 'error', 'sql'] as const
+export const CSV_COLUMNS = ['session', 'seq', 'started_at', 'user', 'target', 'database', 'class', 'decision', 'rule', 'approval', 'duration_ms', 'rows', 'outcome', 'command_tags', 'tables', 'sqlstate', 'error', 'sql'] as const
 
 function csvCell(v: unknown): string {
   const s = v === undefined || v === null ? '' : String(v)
@@ -239,7 +242,7 @@ export function* exportSession(session: LoadedSession, format: 'jsonl' | 'csv', 
   for (const ev of statementsOf(session.events)) {
     const d = ev.data as StatementData
     const outcome = ev.type === 'statement.streaming' ? UNFINISHED : d.outcome
-    const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, outcome, (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
+    const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, outcome, (ev.type === 'statement' ? (d.commandTags ?? []) : []).join('; '), (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
     yield row.map(csvCell).join(',') + '\n'
   }
 }

@@ -14,6 +14,21 @@ export interface RenderOptions {
   origin?: Date
   /** Widest a preview cell may be before it is cut. */
   cellWidth?: number
+  /**
+   * The highest seq a valid signature covers (`VerifyResult.signedThroughSeq`): each event after it
+   * is shown with a warning, since anyone who can write to the bucket can have written it.
+   */
+  signedThroughSeq?: number
+}
+
+/** Under an event no valid signature covers. */
+const NOT_SIGNED = "    NOT SIGNED: no valid signature covers this line (it comes after the log's last one); anyone who can write to the bucket can have written it. `dbgate sessions verify` says more."
+
+/** One event as display lines, with the warning under an event no signature covers. */
+export function renderEvent(raw: AuditEvent, opts: RenderOptions = {}): string[] {
+  const lines = renderEventLines(raw, opts)
+  if (lines.length > 0 && opts.signedThroughSeq !== undefined && raw.seq > opts.signedThroughSeq) lines.push(new Chalk({level: opts.color ? 1 : 0}).red.bold(NOT_SIGNED))
+  return lines
 }
 
 function eventTime(ev: AuditEvent): Date {
@@ -32,6 +47,44 @@ function offset(ms: number): string {
 /** `approval_denied` → `APPROVAL DENIED`: the same words as the approval events' own lines. */
 export function decisionWord(decision: string): string {
   return decision.replace(/_/g, ' ').toUpperCase()
+}
+
+/** What an outcome other than `ok` says, in the words a reader needs: whether the statement ran. */
+const OUTCOME_WORDS: Record<string, string> = {
+  aborted: 'NOT RUN (aborted: skipped after an earlier error, or never sent)',
+  unanswered: 'UNANSWERED (sent, then the client left: it may have run)',
+  cancelled: 'CANCELLED',
+  error: 'FAILED',
+  rejected: 'NOT RUN (rejected)',
+  unfinished: 'UNFINISHED (its rows were sent, then the recording stopped)',
+  bound: 'BOUND, NEVER EXECUTED (planned at its Bind, which runs the IMMUTABLE functions it folds)',
+}
+
+/**
+ * What the server did with a statement, where its text and decision do not already say it: its
+ * outcome when that is not `ok` (a denied statement's `rejected` is its decision's word), and its
+ * command tags when they are not just the text's own command. A COMMIT sent in a failed transaction
+ * block is answered ROLLBACK, a pipeline's DELETE after an error never runs: shown bare, the first
+ * reads as committed and the second as a DELETE of no rows. Tags are left out only when there is
+ * one and it names the command the text starts with (`select …` and `SELECT 3`); anything else is
+ * shown. Undefined when there is nothing to add. The words are the recording's, to be made `visible`.
+ */
+export function serverAnswer(d: {sql?: unknown; decision?: unknown; outcome?: unknown; commandTags?: unknown}): string | undefined {
+  const parts: string[] = []
+  const outcome = typeof d.outcome === 'string' ? d.outcome : undefined
+  const refused = outcome === 'rejected' && typeof d.decision === 'string' && (isDenied(d.decision) || d.decision === 'syntax_error')
+  if (outcome !== undefined && outcome !== 'ok' && !refused) parts.push(OUTCOME_WORDS[outcome] ?? outcome.toUpperCase())
+  const tags = Array.isArray(d.commandTags) ? d.commandTags.filter((t): t is string => typeof t === 'string') : []
+  if (tags.length > 0 && outcome !== 'rejected' && outcome !== 'aborted' && !(tags.length === 1 && sameCommand(tags[0]!, d.sql))) {
+    parts.push(`server answered ${tags.join(', ')}`)
+  }
+  return parts.length ? parts.join(' · ') : undefined
+}
+
+/** Whether a command tag names the command a statement text starts with (`UPDATE 3` and `update t …`). */
+function sameCommand(tag: string, sql: unknown): boolean {
+  const first = typeof sql === 'string' ? /^\s*([A-Za-z]+)/.exec(sql)?.[1] : undefined
+  return first !== undefined && tag.split(' ', 1)[0] === first.toUpperCase()
 }
 
 /**
@@ -61,7 +114,7 @@ function displayable(ev: AuditEvent): AuditEvent {
 }
 
 /** One event as display lines: pure, so show, replay and tests share it and the command only prints. */
-export function renderEvent(raw: AuditEvent, opts: RenderOptions = {}): string[] {
+function renderEventLines(raw: AuditEvent, opts: RenderOptions): string[] {
   const ev = displayable(raw)
   const c = new Chalk({level: opts.color ? 1 : 0})
   const at = eventTime(ev)
@@ -81,8 +134,10 @@ export function renderEvent(raw: AuditEvent, opts: RenderOptions = {}): string[]
       const denied = isDenied(d.decision)
       const word = decisionWord(d.decision)
       const decision = denied ? c.red.bold(word) : d.decision === 'allow' ? c.green(word) : c.yellow(word)
+      // Read from the raw event: `displayable` made every string of `ev` visible already, and the answer's words are dbgate's own.
+      const answer = serverAnswer(raw.data as Partial<StatementData>)
       const facts = [d.class, d.ruleId ? `rule ${d.ruleId}` : undefined, d.approvalId ? `approval ${d.approvalId}` : undefined, `${d.rows} row${d.rows === 1 ? '' : 's'}`, `${d.durationMs} ms`]
-      const lines = [`${head} ${decision} ${facts.filter(Boolean).join(' · ')}`]
+      const lines = [`${head} ${decision}${answer ? ` · ${c.yellow.bold(visible(answer))} ·` : ''} ${facts.filter(Boolean).join(' · ')}`]
       for (const l of d.sql.split('\n')) lines.push(`    ${l}`)
       if (d.params?.length) lines.push(c.dim(`    params: ${d.params.map((p) => (p === null ? 'NULL' : JSON.stringify(p))).join(', ')}`))
       if (d.tables?.length) lines.push(c.dim(`    tables: ${d.tables.join(', ')}`))

@@ -13,7 +13,7 @@ import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import {cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
-import type {Analysis, Decision} from '../policy/types.js'
+import type {Analysis, Decision, StatementAnalysis} from '../policy/types.js'
 import {formatMaskedColumn, redacted, type MaskingFilterFactory} from '../masking/index.js'
 
 export interface RecordingSetup {
@@ -104,6 +104,22 @@ function recordedTables(analysis: Analysis): string[] {
 }
 
 /**
+ * `tables` with the tables of the prepared statements the text's EXECUTEs ran, as the guardrails
+ * resolved them (`judged`, statement by statement): the text `execute wipe` names no table, and
+ * recorded so, the DELETE it ran was found by no `sessions search --table` and no report's tables.
+ * The common text runs no EXECUTE and gets `tables` itself, unchanged.
+ */
+function withExecutedTables(tables: string[], analysis: Analysis, judged: readonly StatementAnalysis[] | undefined): string[] {
+  if (judged === undefined || !analysis.statements.some((st) => st.operations.some((o) => o.executes !== undefined))) return tables
+  const names = new Set(tables)
+  for (const st of analysis.statements) {
+    if (!st.operations.some((o) => o.executes !== undefined)) continue
+    for (const t of judged.find((j) => j.index === st.index)?.tables ?? []) names.add(t.schema ? `${t.schema}.${t.name}` : t.name)
+  }
+  return [...names]
+}
+
+/**
  * The analysis of the event's text: the one the guardrails judged it by, carried on its verdict
  * (a text answered by its shape is not in the text cache), else the shared cache's. The verdict's
  * is used only when it is of this very text; the cap is the target's for both.
@@ -119,7 +135,8 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
   const {maskText} = opts
   const {decision, approval} = event.verdict
   const decisive = decision?.decisive ?? decision?.statements[0]
-  const tables = event.sql ? recordedTables(analysisOf(event, opts.maxStatementSize)) : undefined
+  const analysis = event.sql ? analysisOf(event, opts.maxStatementSize) : undefined
+  const tables = analysis ? withExecutedTables(recordedTables(analysis), analysis, event.verdict.judged) : undefined
   // Member by member, not with spreads: this runs for every statement.
   let details: StatementDetails
   if (decision?.syntaxError) {

@@ -360,6 +360,7 @@ export class ClientMessages {
           this.sent(state.sendExecute(undefined, run), run)
           return
         }
+        p.executed = true
         const lapsed = p.verdict.action === 'allow' && p.verdict.once === true ? (p.verdict.lapsed?.() ?? this.ranSinceApproval(p.approvedAt)) : undefined
         if (lapsed) return this.refuseExecute(p, lapsed)
         const nested = executesEffect(p.refs, state)

@@ -660,6 +660,8 @@ export class ClientConnection implements ConnectionCore {
     // it has not answered yet runs on to its end (its COMMIT too), unless it was never sent:
     // recorded as `aborted` (never ran) it would hide a write that happened.
     for (const {run, sent} of this.state.drain(this.upstreamDropped || !this.upstreamOut.empty ? this.owedWhenFlushed : Infinity)) this.finishRun(run, run.error ? (run.denied ? 'rejected' : 'error') : sent ? 'unanswered' : 'aborted')
+    // Binds the server completed in a pipeline whose end the client did not wait for: planned, so recorded.
+    this.fromServer.recordUnexecuted()
     let upstreamOpen = false
     if (this.upstream) {
       this.closingUpstream = true

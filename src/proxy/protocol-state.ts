@@ -93,6 +93,8 @@ export class PortalDef implements NamedDefinition {
   readyAt = 0
   /** What each of `refs` was when its verdict was given (its statement's, or its own once judged again at Execute). */
   readAs: NamesRead = undefined
+  /** An Execute named it: its run is recorded by that Execute, not as a Bind no Execute ran. */
+  executed = false
 
   constructor(
     readonly name: string,

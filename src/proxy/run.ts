@@ -72,11 +72,23 @@ export function statementEvent(sessionId: string, connectionId: number, run: Run
 let countedTag: string | undefined
 let countedRows = 0
 
+/**
+ * The commands whose tag's number is rows sent to the client or changed (CREATE TABLE AS reports
+ * `SELECT n`). Any other tag counts none: `MOVE n` moved a cursor past n rows and sent or changed
+ * none, and counted as rows, a client could make its session's figures whatever it liked.
+ */
+const ROW_TAGS = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'FETCH', 'COPY'])
+
+function rowsOfTag(tag: string): number {
+  const space = tag.indexOf(' ')
+  return space > 0 && ROW_TAGS.has(tag.slice(0, space)) ? rowsFromTag(tag) : 0
+}
+
 function rowsOfTags(tags: readonly string[]): number {
   let n = 0
   for (const t of tags) {
     if (t !== countedTag) {
-      countedRows = rowsFromTag(t)
+      countedRows = rowsOfTag(t)
       countedTag = t
     }
     n += countedRows

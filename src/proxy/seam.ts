@@ -292,7 +292,7 @@ export interface StatementEvent {
    * the server answered: the server runs it to its end (or its first error) all the same, so it may
    * have run and committed; the tunnel does not know.
    */
-  outcome: 'ok' | 'error' | 'rejected' | 'cancelled' | 'aborted' | 'unanswered'
+  outcome: 'ok' | 'error' | 'rejected' | 'cancelled' | 'aborted' | 'unanswered' | 'bound'
   error?: {code: string; message: string}
   /** The result filter that saw this statement's results, so the recorder can ask what it masked. */
   resultFilter?: ResultFilter

@@ -25,8 +25,8 @@ import {frameByte, type Frame} from '../wire/framer.js'
 import type {ConnectionCore} from './connection.js'
 import type {ResultFilter} from './seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
-import {ProtocolDesync, type Entry} from './protocol-state.js'
-import {fieldsOf, keepPreviewRow, type Run} from './run.js'
+import {ProtocolDesync, type Entry, type PortalDef} from './protocol-state.js'
+import {fieldsOf, keepPreviewRow, newRun, type Run} from './run.js'
 import {assumedSettingsOf, checkReported} from './session-settings.js'
 
 export class ServerMessages {
@@ -36,6 +36,21 @@ export class ServerMessages {
   private readonly tags = new LastTag()
 
   constructor(private readonly c: ConnectionCore) {}
+
+  /**
+   * Portals the server bound since the last ReadyForQuery, while statements are recorded. The
+   * server plans a statement at Bind, and planning runs what it folds into constants: an IMMUTABLE
+   * function's body (`set_config`, `setval`, `pg_notify`, …) runs at a Bind that no Execute
+   * follows. Such a Bind is recorded on its own at the end of its pipeline (`recordUnexecuted`).
+   */
+  private boundSinceReady: PortalDef[] = []
+
+  /** Records each portal bound in the pipeline that just ended (or the session) that no Execute named (`bound`). */
+  recordUnexecuted(): void {
+    const bound = this.boundSinceReady
+    this.boundSinceReady = []
+    for (const def of bound) if (!def.executed) this.c.finishRun(boundRun(def), 'bound')
+  }
 
   /**
    * Bound once: the framer (`pushRuns`) calls it for every upstream frame. Returns where in
@@ -139,6 +154,7 @@ export class ServerMessages {
         const status = readyStatus(frame)
         const head = state.onReadyForQuery(status)
         if (head.kind === 'query') c.finishRun(head.run, head.run.error ? 'error' : 'ok')
+        if (this.boundSinceReady.length > 0) this.recordUnexecuted()
         const idle = status === 'I' ? c.env.hooks.onIdle : undefined
         if (idle) c.safely(() => idle(c.id, state))
         c.passToClient(frame)
@@ -149,10 +165,12 @@ export class ServerMessages {
         state.onParseComplete()
         c.passToClient(frame)
         return
-      case Backend.BindComplete:
-        state.onBindComplete()
+      case Backend.BindComplete: {
+        const bound = state.onBindComplete().def
+        if (bound !== undefined && c.env.hooks.onStatement) this.boundSinceReady.push(bound)
         c.passToClient(frame)
         return
+      }
       case Backend.CloseComplete:
         state.onCloseComplete()
         c.passToClient(frame)
@@ -261,6 +279,12 @@ export class ServerMessages {
     // as a simple Query is, not as skipped.
     const failed = run ? undefined : executeFailedBy(head, skipped)
     if (failed) failed.error = shown
+    // A Bind that failed with no Execute of its portal after it ran its planning all the same (the error is often from it).
+    else if (!run && head?.kind === 'bind' && head.def && c.env.hooks.onStatement) {
+      const bound = boundRun(head.def)
+      bound.error = shown
+      c.finishRun(bound, 'error')
+    }
     // The messages the server now skips up to Sync: their statements never ran.
     for (const e of skipped) if (e.run) c.finishRun(e.run, e.run === failed ? 'error' : 'aborted')
     c.toClient.push(out)
@@ -325,6 +349,14 @@ function executeFailedBy(head: Entry<Run> | undefined, skipped: readonly Entry<R
     if (head.kind === 'bind' ? e.def === made : e.def.statement === made) return e.run
   }
   return undefined
+}
+
+/** A run for a portal's Bind, recorded when no Execute ran it. */
+function boundRun(def: PortalDef): Run {
+  const run = newRun(def.sql, 'parse', def.verdict, def.statement?.name)
+  run.params = def.params
+  run.portal = def
+  return run
 }
 
 function runOf(head: Entry<Run> | undefined): Run | undefined {

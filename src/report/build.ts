@@ -9,7 +9,7 @@ import type {VerifyResult} from '../audit/verify.js'
 import {statementsOf, UNFINISHED} from '../audit/read.js'
 import {buildControls} from './controls.js'
 import type {ApprovalRow, Attempt, AttentionRow, DailyFigures, Framework, Gap, IdentityRow, IntegrityResult, IntegrityRow, RefusedSignInRow, Report, SessionRow, Sources, Summary} from './model.js'
-import {riskOf} from './risk.js'
+import {riskOf, type RiskFinding} from './risk.js'
 import type {ActivityFigures} from './model.js'
 import {agentLabel} from '../identity/types.js'
 import {scanTokens} from '../sql/parser.js'
@@ -202,6 +202,8 @@ export class ReportBuilder {
     let sessionMasked = 0
     // A statement whose rows the client read before the tunnel died is counted by its streaming event.
     const unfinished = unfinishedOf(events)
+    // The session's prepared statements, read in order as the server ran them: EXECUTE is judged as what it runs.
+    const prepared = new Map<string, RiskFinding | undefined>()
     for (const ev of events) {
       if (ev.type === 'statement' || unfinished.has(ev)) {
         // Logs from other versions may lack optional-looking fields; a report must not stop at them.
@@ -242,7 +244,7 @@ export class ReportBuilder {
             a.statementOutcome = d.outcome
           }
         }
-        const risk = typeof d.sql === 'string' ? riskOf(d.sql) : undefined
+        const risk = typeof d.sql === 'string' ? riskOf(d.sql, prepared, d.outcome === 'ok', d.class) : undefined
         if (risk) {
           if (risk.risk === 'destructive') s.destructiveAttempts += 1
           else s.privilegedAttempts += 1
@@ -260,6 +262,8 @@ export class ReportBuilder {
             ...(d.ruleId ? {ruleId: d.ruleId} : {}),
             ...(d.approvalId ? {approvalId: d.approvalId} : {}),
             outcome: d.outcome,
+            ...(Array.isArray(d.commandTags) ? {commandTags: d.commandTags} : {}),
+            signed: ev.seq <= v.signedThroughSeq,
           })
         }
       } else if (ev.type.startsWith('approval.')) {
@@ -267,9 +271,10 @@ export class ReportBuilder {
         if (!d.approvalId) continue
         let a = byApproval.get(d.approvalId)
         if (!a) {
-          a = {approvalId: d.approvalId, sessionId: summary.sessionId, requestedAt: ev.ts, requester: who.label, target: summary.target, outcome: 'pending', forgedDecisionsRefused: 0}
+          a = {approvalId: d.approvalId, sessionId: summary.sessionId, requestedAt: ev.ts, requester: who.label, target: summary.target, outcome: 'pending', forgedDecisionsRefused: 0, signed: true}
           byApproval.set(d.approvalId, a)
         }
+        if (ev.seq > v.signedThroughSeq) a.signed = false
         if (ev.type === 'approval.requested') {
           a.requestedAt = ev.ts
           a.class = d.class

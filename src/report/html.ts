@@ -4,7 +4,7 @@
  * Everything recorded (SQL, names, reasons) is escaped: a statement an engineer typed must never
  * become markup in an auditor's browser.
  */
-import {FRAMEWORK_NAMES, noGaps, type ControlSection, type Report} from './model.js'
+import {approvalOutcome, attemptResult, FRAMEWORK_NAMES, noGaps, type ControlSection, type Report} from './model.js'
 import {dayBars, dayGroupedBars, esc, PALETTE, rankBars} from './svg.js'
 
 const SESSION_LINKS = 30
@@ -110,8 +110,8 @@ export function renderHtml(r: Report): string {
 
   const attempts = table(
     'attempts',
-    ['when', 'identity', 'target', 'what', 'statement', 'decision', 'rule', 'session'],
-    r.attempts.map((a) => [time(a.at), esc(a.identity), esc(a.target), `${esc(a.what)} <span class="muted">(${esc(a.risk)})</span>`, `<span class="sql">${esc(a.sql)}</span>`, outcome(a.decision), esc(a.ruleId ?? ''), `${sessionLink(a.sessionId)} #${a.seq}`]),
+    ['when', 'identity', 'target', 'what', 'statement', 'decision', 'result', 'rule', 'session'],
+    r.attempts.map((a) => [time(a.at), esc(a.identity), esc(a.target), `${esc(a.what)} <span class="muted">(${esc(a.risk)})</span>`, `<span class="sql">${esc(a.sql)}</span>`, outcome(a.decision), `<span class="${a.signed ? 'muted' : 'bad'}">${esc(attemptResult(a))}</span>`, esc(a.ruleId ?? ''), `${sessionLink(a.sessionId)} #${a.seq}`]),
   )
   const approvals = table(
     'approvals',
@@ -121,7 +121,7 @@ export function renderHtml(r: Report): string {
       esc(a.requester),
       `<span class="sql">${esc(a.sql ?? '')}</span>`,
       esc(a.ruleId ?? ''),
-      outcome(a.outcome, a.outcome === 'approved' || a.outcome === 'window') + (a.forgedDecisionsRefused ? ` <span class="bad">(${a.forgedDecisionsRefused} forged decision refused)</span>` : ''),
+      outcome(approvalOutcome(a), a.signed && (a.outcome === 'approved' || a.outcome === 'window')) + (a.forgedDecisionsRefused ? ` <span class="bad">(${a.forgedDecisionsRefused} forged decision refused)</span>` : ''),
       esc(a.reviewer ?? ''),
       esc(a.decisionReason ?? ''),
       time(a.decidedAt),

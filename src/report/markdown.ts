@@ -1,6 +1,6 @@
 /** `report.md`: the same figures, short enough to paste into a ticket; the HTML has the charts. */
 import {visible} from '../util/visible.js'
-import {FRAMEWORK_NAMES, noGaps, type Report} from './model.js'
+import {approvalOutcome, attemptResult, FRAMEWORK_NAMES, noGaps, type Report} from './model.js'
 
 const LIST_CAP = 50
 
@@ -92,10 +92,10 @@ export function renderMarkdown(r: Report): string {
   out.push('')
   out.push('## Privileged and destructive attempts')
   out.push('')
-  out.push(mdTable(['when', 'identity', 'what', 'statement', 'decision', 'session'], r.attempts.map((a) => [a.at, a.identity, a.what, mdCode(a.sql), a.decision, `${mdCode(a.sessionId)} #${a.seq}`]), [3, 5]))
+  out.push(mdTable(['when', 'identity', 'what', 'statement', 'decision', 'result', 'session'], r.attempts.map((a) => [a.at, a.identity, a.what, mdCode(a.sql), a.decision, attemptResult(a), `${mdCode(a.sessionId)} #${a.seq}`]), [3, 6]))
   out.push('## Approvals')
   out.push('')
-  out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), a.outcome, a.reviewer, a.decisionReason, mdCode(a.sessionId)]), [2, 6]))
+  out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), approvalOutcome(a), a.reviewer, a.decisionReason, mdCode(a.sessionId)]), [2, 6]))
   out.push('## Sign-ins refused')
   out.push('')
   out.push(mdTable(['when', 'identity', 'target', 'reason', 'told', 'session'], (r.refusedSignIns ?? []).map((x) => [x.at, x.identity, x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target, x.reason, x.message, mdCode(x.sessionId)]), [5]))

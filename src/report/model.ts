@@ -3,6 +3,7 @@
  * renderings of it, so every figure a reader sees can be checked against the JSON and the JSON
  * against the sessions. Bump `v` for anything a v1 reader would misread.
  */
+import {serverAnswer} from '../audit/render.js'
 import type {Risk} from './risk.js'
 
 export const FRAMEWORKS = ['soc2', 'iso27001', 'fedramp'] as const
@@ -166,6 +167,24 @@ export interface Attempt {
   ruleId?: string
   approvalId?: string
   outcome: string
+  /** The server's CommandComplete tags for it (a COMMIT in a failed block is answered `ROLLBACK`). */
+  commandTags?: string[]
+  /**
+   * False when no valid signature covers its line: it comes after the log's last signature (a log
+   * with no end, or one that fails verification), so anyone who can write to the bucket can have
+   * written it.
+   */
+  signed: boolean
+}
+
+/**
+ * What the server did with an attempt, in words, for the attempts table: whether it ran (a DROP
+ * that failed or was never run is not one that ran), the server's tags where they say something
+ * else than the text (`server answered ROLLBACK`), and whether a signature covers its line.
+ */
+export function attemptResult(a: Pick<Attempt, 'sql' | 'decision' | 'outcome' | 'commandTags' | 'signed'>): string {
+  const answer = serverAnswer(a) ?? (a.outcome === 'ok' ? 'completed' : a.outcome === 'rejected' ? 'not run' : a.outcome)
+  return a.signed ? answer : `${answer} · NOT SIGNED: after the log's last signature`
 }
 
 export interface ApprovalRow {
@@ -186,6 +205,13 @@ export interface ApprovalRow {
   /** What happened to the statement afterwards, from its own record. */
   statementOutcome?: string
   forgedDecisionsRefused: number
+  /** False when a line of it (its request, its decision) is one no valid signature covers, as for `Attempt.signed`. */
+  signed: boolean
+}
+
+/** An approval's outcome as the tables show it: `NOT SIGNED` when a line of it is one no signature covers. */
+export function approvalOutcome(a: Pick<ApprovalRow, 'outcome' | 'signed'>): string {
+  return a.signed ? a.outcome : `${a.outcome} · NOT SIGNED: after the log's last signature`
 }
 
 export interface AttentionRow {

@@ -1,5 +1,5 @@
 import {Args, Flags} from '@oclif/core'
-import {resolveBucket} from '../../audit/cli.js'
+import {resolveBucket, signedThroughOf} from '../../audit/cli.js'
 import {bucketFlags} from '../../cli/flags.js'
 import {SessionReader} from '../../audit/read.js'
 import {DEFAULT_MAX_DELAY_MS, replay} from '../../audit/render.js'
@@ -65,7 +65,9 @@ export default class SessionsReplay extends DbgateCommand {
     const speed = Number(flags.speed)
     if (!(speed > 0)) throw new UsageError(`--speed must be a positive number, got ${flags.speed}`)
     const {bucket} = await resolveBucket(flags, this)
-    const {events} = await new SessionReader(bucket).load(args.session)
+    const loaded = await new SessionReader(bucket).load(args.session)
+    const {events} = loaded
+    const signedThroughSeq = await signedThroughOf(bucket, loaded, flags, this)
     const color = colorEnabled(process.stdout)
     const keys = process.stdin.isTTY && process.stdout.isTTY && !flags['no-wait'] ? new Keys(process.stdin) : undefined
     const maxDelayMs = flags['max-delay'] ?? DEFAULT_MAX_DELAY_MS
@@ -74,7 +76,7 @@ export default class SessionsReplay extends DbgateCommand {
       this.log(color ? chalk.dim(tell) : tell)
     }
     try {
-      for (const step of replay(events, {speed, noWait: flags['no-wait'], maxDelayMs, color})) {
+      for (const step of replay(events, {speed, noWait: flags['no-wait'], maxDelayMs, color, signedThroughSeq})) {
         if (keys) await keys.wait(step.delayMs)
         else if (step.delayMs > 0) await new Promise((r) => setTimeout(r, step.delayMs))
         if (keys?.quit) break

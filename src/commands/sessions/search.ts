@@ -7,6 +7,7 @@ import {bucketFlags, filterFlags, oneOfFlag} from '../../cli/flags.js'
 import {DECISIONS} from '../../audit/events.js'
 import {STATEMENT_CLASSES} from '../../policy/types.js'
 import {highlight, SessionReader, type SearchMatch} from '../../audit/read.js'
+import {serverAnswer} from '../../audit/render.js'
 import {DbgateCommand} from '../../cli/base-command.js'
 import {visible} from '../../util/visible.js'
 
@@ -55,7 +56,8 @@ export default class SessionsSearch extends DbgateCommand {
       if (tty) {
         // Spans index the original text; collapsing whitespace first would shift them.
         const shown = highlight(m.sql, m.spans, (s) => chalk.inverse(s), oneLine)
-        this.log(`${chalk.dim(`${session}#${m.seq}`)} ${ts} ${user} ${target} ${m.decision === 'allow' ? decision : chalk.red(decision)}\n    ${shown}`)
+        const answer = serverAnswer(m)
+        this.log(`${chalk.dim(`${session}#${m.seq}`)} ${ts} ${user} ${target} ${m.decision === 'allow' ? decision : chalk.red(decision)}${answer ? ` ${chalk.yellow(visible(answer))}` : ''}\n    ${shown}`)
       } else {
         this.log([session, m.seq, ts, user, target, decision, cls, sql].join('\t'))
       }

@@ -1,5 +1,5 @@
 import {Args} from '@oclif/core'
-import {resolveBucket} from '../../audit/cli.js'
+import {resolveBucket, signedThroughOf} from '../../audit/cli.js'
 import {bucketFlags} from '../../cli/flags.js'
 import type {AuditEvent} from '../../audit/events.js'
 import {SessionReader} from '../../audit/read.js'
@@ -17,8 +17,10 @@ export default class SessionsShow extends DbgateCommand {
   async run(): Promise<{session: string; events: AuditEvent[]}> {
     const {args, flags} = await this.parse(SessionsShow)
     const {bucket} = await resolveBucket(flags, this)
-    const {summary, events} = await new SessionReader(bucket).load(args.session)
-    for (const line of renderTimeline(events, {color: colorEnabled(process.stdout)})) this.log(line)
+    const loaded = await new SessionReader(bucket).load(args.session)
+    const {summary, events} = loaded
+    const signedThroughSeq = await signedThroughOf(bucket, loaded, flags, this)
+    for (const line of renderTimeline(events, {color: colorEnabled(process.stdout), signedThroughSeq})) this.log(line)
     return {session: summary.sessionId, events}
   }
 }
