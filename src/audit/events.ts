@@ -100,6 +100,9 @@ export interface SessionEndData {
 export interface SignInRefusalRecord {
   reason: string
   message: string
+  /** Refusals of the same person counted but not recorded one by one (past the gateway's rate), since `alsoRefusedSince`. */
+  alsoRefused?: number
+  alsoRefusedSince?: string
 }
 
 export interface Totals {

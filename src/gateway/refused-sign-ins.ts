@@ -8,10 +8,17 @@
  *
  * A token that did not verify names nobody: those refusals stay in the log and the
  * `dbgate_gateway_sign_in_failures_total` counter, as anyone on the network can cause them.
+ *
+ * One person's refusals are recorded one by one up to `perMinute` a minute; past that they are
+ * counted, and the count goes into the next one recorded (`alsoRefused`), at the latest a minute
+ * on or when the gateway stops: a loop of refused sign-ins cannot fill the spool and the bucket
+ * with a session each, and none goes unrecorded.
  */
 import {randomUUID} from 'node:crypto'
+import type {SignInRefusalRecord} from '../audit/events.js'
 import type {Recorder} from '../audit/recorder.js'
 import type {Identity} from '../identity/types.js'
+import {personKey} from './session-caps.js'
 
 /** The target recorded for a name no configured target has: the name itself is in `database`. */
 export const NO_SUCH_TARGET = '_unknown'
@@ -29,16 +36,65 @@ export interface RefusedSignIn {
   message: string
 }
 
-/** The refusals being written, so that a stopping gateway waits for them before its last shipment. */
+interface PersonWindow {
+  startedAt: number
+  recorded: number
+  /** Refusals counted, not recorded, since `since`; the last of them is `last`. */
+  held: number
+  since?: string
+  last?: RefusedSignIn
+}
+
+const WINDOW_MS = 60_000
+
 export class RefusedSignIns {
   private readonly writing = new Set<Promise<void>>()
+  private readonly windows = new Map<string, PersonWindow>()
+  private readonly sweep: NodeJS.Timeout
 
   constructor(
     private readonly recorder: Recorder,
     private readonly onError: (error: Error) => void,
-  ) {}
+    private readonly opts: {perMinute?: number; now?: () => number} = {},
+  ) {
+    this.sweep = setInterval(() => this.writeHeld(false), WINDOW_MS)
+    this.sweep.unref()
+  }
+
+  private now(): number {
+    return this.opts.now?.() ?? Date.now()
+  }
 
   record(r: RefusedSignIn): void {
+    const key = personKey(r.identity)
+    const now = this.now()
+    let w = this.windows.get(key)
+    if (!w || now - w.startedAt >= WINDOW_MS) {
+      const held = w && w.held > 0 ? {held: w.held, since: w.since!} : undefined
+      w = {startedAt: now, recorded: 0, held: 0}
+      this.windows.set(key, w)
+      if (held) return this.write(r, held, w)
+    }
+    if (w.recorded < (this.opts.perMinute ?? 20)) return this.write(r, undefined, w)
+    if (w.held === 0) w.since = new Date(now).toISOString()
+    w.held += 1
+    w.last = r
+  }
+
+  /** Writes, as one record each, the refusals held back: those of windows over (`all`: every window, as the gateway stops). */
+  private writeHeld(all: boolean): void {
+    const now = this.now()
+    for (const [key, w] of this.windows) {
+      if (!all && now - w.startedAt < WINDOW_MS) continue
+      this.windows.delete(key)
+      // The last one held is the record; the others it counts.
+      if (w.held > 0 && w.last) this.write(w.last, w.held > 1 ? {held: w.held - 1, since: w.since!} : undefined, undefined)
+    }
+  }
+
+  private write(r: RefusedSignIn, held: {held: number; since: string} | undefined, w: PersonWindow | undefined): void {
+    if (w) w.recorded += 1
+    const refused: SignInRefusalRecord = {reason: r.reason, message: r.message, ...(held ? {alsoRefused: held.held, alsoRefusedSince: held.since} : {})}
     const session = this.recorder.startSession({
       sessionId: randomUUID(),
       identity: r.identity,
@@ -48,13 +104,15 @@ export class RefusedSignIns {
       dbUser: '',
       client: r.client,
     })
-    const done = session.end(`sign-in refused (${r.reason})`, {reason: r.reason, message: r.message}).catch((e: Error) => this.onError(e))
+    const done = session.end(`sign-in refused (${r.reason})`, refused).catch((e: Error) => this.onError(e))
     this.writing.add(done)
     void done.finally(() => this.writing.delete(done))
   }
 
-  /** Resolves once every refusal recorded so far is in the spool. */
+  /** Records what is held back, and resolves once every refusal is in the spool: for a gateway that stops. */
   async settled(): Promise<void> {
+    clearInterval(this.sweep)
+    this.writeHeld(true)
     await Promise.all([...this.writing])
   }
 }

@@ -313,8 +313,18 @@ export class ReportBuilder {
     // Said by the session's end, an event only the recorder writes (signed, and checked by verify like every line).
     const refused = (events.findLast((e) => e.type === 'session.end')?.data as Partial<SessionEndData> | undefined)?.refused
     if (refused && typeof refused.reason === 'string') {
-      s.refusedSignIns! += 1
-      this.refusedSignIns.push({...(summary.startedAt ? {at: summary.startedAt} : {}), identity: who.label, target: summary.target, ...(start?.database !== undefined ? {database: start.database} : {}), reason: refused.reason, message: String(refused.message ?? ''), sessionId: summary.sessionId})
+      const also = typeof refused.alsoRefused === 'number' && refused.alsoRefused > 0 ? refused.alsoRefused : 0
+      s.refusedSignIns! += 1 + also
+      this.refusedSignIns.push({
+        ...(summary.startedAt ? {at: summary.startedAt} : {}),
+        identity: who.label,
+        target: summary.target,
+        ...(start?.database !== undefined ? {database: start.database} : {}),
+        reason: refused.reason,
+        message: String(refused.message ?? ''),
+        ...(also ? {alsoRefused: also, alsoRefusedSince: String(refused.alsoRefusedSince ?? '')} : {}),
+        sessionId: summary.sessionId,
+      })
     }
     this.addActivity(start, who.label, events, sessionStatements, sessionDenied, [...byApproval.values()])
 

@@ -131,7 +131,7 @@ export function renderHtml(r: Report): string {
   const refusedSignIns = table(
     'refused-sign-ins',
     ['when', 'identity', 'target', 'reason', 'told', 'session'],
-    (r.refusedSignIns ?? []).map((x) => [time(x.at), esc(x.identity), esc(x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target), outcome(x.reason, false), esc(x.message), sessionLink(x.sessionId)]),
+    (r.refusedSignIns ?? []).map((x) => [time(x.at), esc(x.identity), esc(x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target), outcome(x.reason, false) + (x.alsoRefused ? ` <span class="bad">(and ${fmt(x.alsoRefused)} more since ${time(x.alsoRefusedSince)})</span>` : ''), esc(x.message), sessionLink(x.sessionId)]),
   )
   const activity = r.agentActivity
   const activityFigures = (label: string, f: NonNullable<typeof activity>['people']) => [esc(label), fmt(f.sessions), fmt(f.statements), fmt(f.denied), fmt(f.approvalsRequested), fmt(f.approved), fmt(f.approvalsDenied), fmt(f.maskedValues)]

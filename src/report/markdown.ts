@@ -98,7 +98,7 @@ export function renderMarkdown(r: Report): string {
   out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), approvalOutcome(a), a.reviewer, a.decisionReason, mdCode(a.sessionId)]), [2, 6]))
   out.push('## Sign-ins refused')
   out.push('')
-  out.push(mdTable(['when', 'identity', 'target', 'reason', 'told', 'session'], (r.refusedSignIns ?? []).map((x) => [x.at, x.identity, x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target, x.reason, x.message, mdCode(x.sessionId)]), [5]))
+  out.push(mdTable(['when', 'identity', 'target', 'reason', 'told', 'session'], (r.refusedSignIns ?? []).map((x) => [x.at, x.identity, x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target, x.alsoRefused ? `${x.reason} (and ${x.alsoRefused} more since ${x.alsoRefusedSince})` : x.reason, x.message, mdCode(x.sessionId)]), [5]))
   if (r.agentActivity && r.agentActivity.agents.sessions > 0) {
     const a = r.agentActivity
     const figures = (f: typeof a.people) => [f.sessions, f.statements, f.denied, f.approvalsRequested, f.approved, f.approvalsDenied, f.maskedValues]

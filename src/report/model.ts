@@ -55,6 +55,9 @@ export interface RefusedSignInRow {
   reason: string
   /** What the person was told. */
   message: string
+  /** More refusals of this person, counted into this one past the gateway's rate of records, since `alsoRefusedSince`. */
+  alsoRefused?: number
+  alsoRefusedSince?: string
   sessionId: string
 }
 
@@ -125,7 +128,7 @@ export interface Summary {
   logsFailingVerification: number
   /** `sources.unreadableObjects.length`. */
   unreadableObjects: number
-  /** Sign-ins refused to a verified identity (`refusedSignIns`); each is also one of `sessions`, with no statement. */
+  /** Sign-ins refused to a verified identity (`refusedSignIns`, with the ones each counts); each record is also one of `sessions`, with no statement. */
   refusedSignIns?: number
 }
 

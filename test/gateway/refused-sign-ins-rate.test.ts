@@ -1,0 +1,74 @@
+import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {parseEventLine, type SessionEndData} from '../../src/audit/events.js'
+import {Recorder} from '../../src/audit/recorder.js'
+import {loadOrCreateInstallationKey} from '../../src/audit/signing.js'
+import {RefusedSignIns, type RefusedSignIn} from '../../src/gateway/refused-sign-ins.js'
+import type {Identity} from '../../src/identity/types.js'
+
+/**
+ * A person whose token verifies but who keeps being refused (a script in a loop) must not turn
+ * each refusal into a session log in the spool and the bucket, and must not make any refusal
+ * vanish either: past the rate, they are counted into the next one recorded.
+ */
+describe('refused sign-ins recorded at a bounded rate, none lost', () => {
+  let dir: string
+  let recorder: Recorder
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-refused-'))
+    recorder = await Recorder.open({signer: await loadOrCreateInstallationKey(path.join(dir, 'keys')), dbgateVersion: 'test', spoolDir: path.join(dir, 'spool'), previewRows: 0})
+  })
+  afterAll(() => rm(dir, {recursive: true, force: true}))
+
+  const person = (subject: string): Identity => ({subject, issuer: 'https://idp.test', email: `${subject}@example.com`, groups: [], kind: 'human', tokenHash: 'x', expiresAt: new Date(Date.now() + 3600_000)})
+  const refusal = (who: Identity, n: number): RefusedSignIn => ({identity: who, target: 'prod', database: 'prod', client: {address: `127.0.0.1:${1000 + n}`}, reason: 'not-allowed', message: `refused ${n}`})
+  const ends = async () => {
+    const out: (SessionEndData['refused'] & {email?: string})[] = []
+    for (const f of await readdir(path.join(dir, 'spool'), {recursive: true})) {
+      if (!String(f).endsWith('.jsonl')) continue
+      const events = (await readFile(path.join(dir, 'spool', String(f)), 'utf8')).split('\n').filter(Boolean).map(parseEventLine)
+      const email = (events[0]!.data as {identity: {email: string}}).identity.email
+      const end = events.find((e) => e.type === 'session.end')!.data as SessionEndData
+      out.push({...end.refused!, email})
+    }
+    return out
+  }
+
+  it('records the first ones one by one, counts the rest into the next record, and writes what is held when it stops', async () => {
+    let now = Date.parse('2026-12-07T10:00:00Z')
+    const records = new RefusedSignIns(recorder, (e) => {
+      throw e
+    }, {perMinute: 3, now: () => now})
+    const [mallory, trent] = [person('mallory'), person('trent')]
+    for (let i = 1; i <= 10; i++) records.record(refusal(mallory, i))
+    // Another person is not held back by the first one's loop.
+    records.record(refusal(trent, 1))
+    await records.settled()
+    let all = await ends()
+    expect(all.filter((r) => r.email === 'trent@example.com')).toHaveLength(1)
+    const mine = all.filter((r) => r.email === 'mallory@example.com')
+    // Three recorded one by one; the seven past the rate as one record of the last, counting six more.
+    expect(mine.map((r) => r.message).sort()).toEqual(['refused 1', 'refused 10', 'refused 2', 'refused 3'])
+    expect(mine.find((r) => r.message === 'refused 10')).toMatchObject({alsoRefused: 6, alsoRefusedSince: '2026-12-07T10:00:00.000Z'})
+    expect(mine.reduce((n, r) => n + 1 + (r.alsoRefused ?? 0), 0)).toBe(10)
+
+    // A minute on, the held count rides on the next refusal.
+    const again = new RefusedSignIns(recorder, (e) => {
+      throw e
+    }, {perMinute: 1, now: () => now})
+    again.record(refusal(trent, 2))
+    again.record(refusal(trent, 3))
+    again.record(refusal(trent, 4))
+    now += 61_000
+    again.record(refusal(trent, 5))
+    await again.settled()
+    all = await ends()
+    const trents = all.filter((r) => r.email === 'trent@example.com' && r.message !== 'refused 1')
+    expect(trents.map((r) => [r.message, r.alsoRefused ?? 0]).sort()).toEqual([
+      ['refused 2', 0],
+      ['refused 5', 2],
+    ])
+  })
+})
