@@ -76,6 +76,8 @@ export interface TypeInfo {
   relationOid: number
   /** A domain's base type (pg_type.typbasetype); absent for any other type. */
   baseOid?: number
+  /** A range's subtype, or that of a multirange's range (pg_range); absent for any other type. */
+  rangeOf?: number
   /** A composite type made by `CREATE TYPE … AS (…)`: its fields, in order. A table's row type has its columns instead. */
   fields?: Array<{name: string; typeOid: number; typeName: string}>
 }
@@ -116,7 +118,11 @@ const CATALOG_SQL = {
     left join pg_type t on t.oid = a.atttypid
     left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
     order by c.oid, a.attnum`,
-  types: `select oid::int8 as oid, typname as name, typcategory as category, typelem::int8 as elem, typrelid::int8 as relid, typbasetype::int8 as base from pg_type`,
+  // A multirange is tied to its range only by pg_range.rngmultitypid (PostgreSQL 14 on), read through to_jsonb so older servers read it too.
+  types: `
+    select t.oid::int8 as oid, t.typname as name, t.typcategory as category, t.typelem::int8 as elem, t.typrelid::int8 as relid, t.typbasetype::int8 as base,
+           (select r.rngsubtype::int8 from pg_range r where r.rngtypid = t.oid or to_jsonb(r) ->> 'rngmultitypid' = t.oid::text limit 1) as rangeof
+    from pg_type t`,
   /** The fields of composite types made by CREATE TYPE … AS (a stored column of one holds them all). */
   fields: `
     select t.oid::int8 as typeoid, a.attname as name, a.atttypid::int8 as fieldtype, ft.typname as fieldtypename
@@ -183,7 +189,10 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
     const oid = Number(t.oid)
     const base = Number(t.base ?? 0)
     const own = fields.get(oid)
-    return {oid, name: String(t.name), category: String(t.category), elementOid: Number(t.elem), relationOid: Number(t.relid), ...(base !== 0 ? {baseOid: base} : {}), ...(own ? {fields: own} : {})}
+    return {
+      oid, name: String(t.name), category: String(t.category), elementOid: Number(t.elem), relationOid: Number(t.relid),
+      ...(base !== 0 ? {baseOid: base} : {}), ...(t.rangeof == null ? {} : {rangeOf: Number(t.rangeof)}), ...(own ? {fields: own} : {}),
+    }
   })
   const named = (what: string) => codeRows.filter((f) => f.what === what).flatMap((f) => [String(f.name), `${String(f.schema)}.${String(f.name)}`])
   return {relations: [...relations.values()], types, functions: named('function'), operators: named('operator'), codeTypes: named('type')}
@@ -212,7 +221,7 @@ export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<Masking
  * A column of a composite type holds its fields' values in every row (`who contact_t` with fields
  * `full_name` and `email`), whatever the column itself is called: one whose type has a field the
  * dictionary calls sensitive (or a column of a table whose row type it is), at any depth, through
- * arrays and domains, is masked as untraceable, its value being several values of several kinds.
+ * arrays, domains, ranges and multiranges, is masked as untraceable, its value being several values of several kinds.
  */
 function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typeof globMatcher>): CatalogSnapshot {
   const typeOf = new Map(snapshot.types.map((t) => [t.oid, t]))
@@ -225,6 +234,8 @@ function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typ
     const inner = new Set(seen).add(oid)
     let found: string | undefined
     if (t.baseOid !== undefined) found = sensitiveIn(t.baseOid, inner)
+    // A range's bounds (and each range of a multirange) are values of its subtype: `contact_r` over contact_t holds names.
+    else if (t.rangeOf !== undefined) found = sensitiveIn(t.rangeOf, inner)
     else if (t.fields) {
       for (const f of t.fields) {
         const named = classifyColumn(f.name, f.typeName)
@@ -612,6 +623,8 @@ export class Catalog {
     if (!type || depth > 8) return true
     if (this.castRunsCode(type.name)) return true
     if (type.elementOid !== 0 && this.inputRunsCode(type.elementOid, depth + 1)) return true
+    // A range's input converts its bounds to the subtype (a domain's check, a composite's fields).
+    if (type.rangeOf !== undefined && this.inputRunsCode(type.rangeOf, depth + 1)) return true
     if (type.relationOid === 0) return false
     const row = this.byRowType.get(oid)
     return !row || row.columns.some((c) => this.inputRunsCode(c.typeOid, depth + 1))
