@@ -236,7 +236,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const distrustOf = (connectionId: number | undefined): {names: boolean; moved: MovedNames} => {
     const inside = committingInside.size > 0 && inFlightCommit()
     const own = connectionId !== undefined && unsettled.has(connectionId)
-    return {names: own || inside, moved: inside ? 'all' : own ? namesMoved.get(connectionId) : undefined}
+    const moved = own ? namesMoved.get(connectionId) : undefined
+    return {names: own || inside, moved: inside ? bothMoved(moved, 'all') : moved}
   }
   const distrustedText = (sql: string, connectionId: number | undefined, session: SessionView | undefined): TextLineage | undefined => {
     const distrust = distrustOf(connectionId)
@@ -530,7 +531,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       unseenCodeRuns(ctx.session)
       const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
       unsettled.set(connectionId, since)
-      namesMoved.set(connectionId, 'all')
+      namesMoved.set(connectionId, bothMoved(namesMoved.get(connectionId), 'all'))
       committingInside.set(connectionId, {session: ctx.session, since})
     }
     // What could not be analysed could not have been denied either: it is masked.
@@ -881,12 +882,18 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     // Which statement answered is ambiguous (EXECUTE, CALL may or may not return rows): take every
     // candidate of the same width, so a column is masked if it is sensitive in any of them.
     const same = candidates.filter((c) => c.columns?.length === width)
-    if (same.length === 0) return undefined
+    if (same.length === 0) {
+      // No analysis of this shape: the server's description decides (plan.ts), but not for a table
+      // that may have gained a child's rows (`ALTER TABLE orders ADD COLUMN x` after one was made).
+      const unvouched = candidates.flatMap((x) => x.unvouched ?? [])
+      return unvouched.length === 0 ? undefined : {rows: 'yes', touchesSensitive: true, opaque: candidates.some((x) => x.opaque), untraceable: ['the result has another shape than the analysis read'], sideChannels: [], unvouched}
+    }
     const columns = same[0]!.columns!.map((c, i) => {
       const all = same.map((x) => x.columns![i]!)
       return {...c, sources: all.flatMap(flatten), unknown: all.some((x) => x.unknown), fields: all.find((x) => x.fields)?.fields}
     })
-    return {rows: 'yes', columns, touchesSensitive: same.some((x) => x.touchesSensitive), opaque: same.some((x) => x.opaque), untraceable: same.flatMap((x) => x.untraceable), sideChannels: []}
+    const unvouched = same.flatMap((x) => x.unvouched ?? [])
+    return {rows: 'yes', columns, touchesSensitive: same.some((x) => x.touchesSensitive), opaque: same.some((x) => x.opaque), untraceable: same.flatMap((x) => x.untraceable), sideChannels: [], ...(unvouched.length > 0 ? {unvouched} : {})}
   }
 
   private plan(fields: FieldDescription[] | undefined, width: number): ResultPlan {

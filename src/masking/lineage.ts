@@ -59,6 +59,8 @@ interface Ctx {
   readsSettings: boolean
   misses: CatalogMiss[]
   views: Set<number>
+  /** Tables read whose rows may include rows the catalog does not know of (see `gainsRows`). */
+  unvouched: Set<number>
   fills: NonNullable<StatementLineage['fills']>
   /** Views being expanded, against definitions that refer to themselves. */
   expanding: Set<number>
@@ -85,23 +87,60 @@ interface Ctx {
   shadowable: boolean
 }
 
-/** Relation names a session's uncommitted change may have moved (see `Ctx.moved`); undefined: none. */
+/**
+ * Relation names a session's uncommitted change may have moved (see `Ctx.moved`); undefined: none;
+ * `all`: any name. A set may also hold the entries of `ROWS_OF` and `EVERY_NAME`.
+ */
 export type MovedNames = ReadonlySet<string> | 'all' | undefined
 
+/**
+ * How `MovedNames` holds a table that may have gained rows of tables the catalog does not know as
+ * its children (`CREATE TABLE k () INHERITS (orders)`, `ALTER TABLE k INHERIT orders`, `ATTACH
+ * PARTITION`): its name after a NUL byte, which no relation name holds.
+ */
+const ROWS_OF = '\u0000'
+/**
+ * Every name moved, in a set that keeps the tables that gained rows (`all` after them would forget
+ * them): `ROWS_OF` before the empty name, which no relation has.
+ */
+const EVERY_NAME = ROWS_OF
+
 function isMoved(moved: MovedNames, name: string): boolean {
-  return moved === 'all' || (moved !== undefined && moved.has(name))
+  return moved === 'all' || (moved !== undefined && (moved.has(name) || moved.has(EVERY_NAME)))
+}
+
+/** `name`, and `name` as a table that may have gained rows (see `ROWS_OF`). */
+function gainingRows(names: Iterable<string>): Set<string> {
+  const out = new Set<string>()
+  for (const n of names) out.add(n).add(ROWS_OF + n)
+  return out
+}
+
+/**
+ * Whether the session's uncommitted change may have given the table `name` rows of a child or a
+ * partition the catalog does not know: the server describes their columns as the table's own
+ * (its OID, the attribute number of the same-named column), so that description proves nothing of
+ * what they hold. Code the analysis cannot see into (`all`) may as well have written the table
+ * itself (see the honest limits).
+ */
+function gainsRows(moved: MovedNames, name: string): boolean {
+  return moved !== undefined && moved !== 'all' && name !== '' && moved.has(ROWS_OF + name)
 }
 
 /** `a` and `b` together. */
 export function bothMoved(a: MovedNames, b: MovedNames): MovedNames {
-  if (a === 'all' || b === 'all') return 'all'
+  if (a === 'all' || b === 'all') {
+    // Which tables gained rows is still known, and still matters (see `gainsRows`).
+    const kept = [...(a === 'all' ? [] : (a ?? [])), ...(b === 'all' ? [] : (b ?? []))].filter((n) => n.startsWith(ROWS_OF))
+    return kept.length === 0 ? 'all' : new Set([EVERY_NAME, ...kept])
+  }
   if (!a || a.size === 0) return b
   if (!b || b.size === 0) return a
   return new Set([...a, ...b])
 }
 
 function newCtx(catalog: Catalog, distrustNames = false, anyOfSameName = false, moved: MovedNames = undefined): Ctx {
-  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, moved, anyOfSameName, shadowable: false}
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), unvouched: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, moved, anyOfSameName, shadowable: false}
 }
 
 /** Something the analysis cannot see into: its value is untraceable and the statement may read anything. */
@@ -264,7 +303,10 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
     if (!c.sensitive) return {name: c.name, sources: [], direct: true, unknown: false, origin}
     return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: !c.sensitive.inexact, unknown: false, origin}
   })
-  if (rel.viewDefinition === undefined) return isMoved(ctx.moved, rel.name) ? unprovenNames(own, ctx) : own
+  if (rel.viewDefinition === undefined) {
+    if (gainsRows(ctx.moved, rel.name)) ctx.unvouched.add(rel.oid)
+    return isMoved(ctx.moved, rel.name) ? unprovenNames(own, ctx) : own
+  }
   ctx.views.add(rel.oid)
   // A definition known to have changed, but not re-read, or one an earlier statement may have
   // replaced (names distrusted: the catalog has not read what it did): nothing it says can be relied on.
@@ -945,7 +987,7 @@ function copyShape(node: Node, columns: NamedLineage[] | undefined): CopyShape {
  * (plan.ts), so it is not refused beforehand as untraceable.
  */
 function serverNamesOrigin(c: NamedLineage, ctx: Ctx): boolean {
-  if (!ctx.moved || !c.origin || c.fields) return false
+  if (!ctx.moved || !c.origin || c.fields || ctx.unvouched.has(c.origin.tableOid)) return false
   const rel = ctx.catalog.relation(c.origin.tableOid)
   return rel !== undefined && rel.viewDefinition === undefined && isMoved(ctx.moved, rel.name)
 }
@@ -967,6 +1009,7 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
     ...(ctx.readsSettings ? {readsSettings: true} : {}),
     ...(ctx.misses.length > 0 ? {misses: [...ctx.misses]} : {}),
     ...(ctx.views.size > 0 ? {views: [...ctx.views]} : {}),
+    ...(ctx.unvouched.size > 0 ? {unvouched: [...ctx.unvouched]} : {}),
     ...(ctx.fills.length > 0 ? {fills: [...ctx.fills]} : {}),
     ...(ctx.shadowable ? {shadowable: true as const} : {}),
   }
@@ -1582,7 +1625,7 @@ function movedBy(stmt: Node, catalog: Catalog): MovedNames {
     const fresh = catalog.sameNamed(name).length === 0
     if (kind !== 'CreateStmt') return fresh ? undefined : new Set([name])
     // A child or partition adds its rows to its parents'.
-    const under = relationNames([node.inhRelations, node.partbound], new Set())
+    const under = gainingRows(relationNames([node.inhRelations, node.partbound], new Set()))
     if (fresh && under.size === 0) return undefined
     return fresh ? under : under.add(name)
   }
@@ -1594,7 +1637,13 @@ function movedBy(stmt: Node, catalog: Catalog): MovedNames {
   }
   if (NAMED_RELATION_DDL.has(kind)) {
     const names = relationNames(node, new Set())
-    return names.size > 0 ? names : 'all'
+    // INHERIT and ATTACH PARTITION give the parent the child's rows. ATTACH names both without a
+    // RangeVar node (the altered table, and the partition in its PartitionCmd); INHERIT names the child so.
+    const joins = kind === 'AlterTableStmt' ? list(node.cmds).map((c) => unwrap(c)?.[1]).filter((c) => c?.subtype === 'AT_AddInherit' || c?.subtype === 'AT_AttachPartition') : []
+    if (joins.length === 0) return names.size > 0 ? names : 'all'
+    const bare = [(node.relation as Node | undefined)?.relname, ...joins.map((c) => ((unwrap(c!.def)?.[1].name ?? undefined) as Node | undefined)?.relname)]
+    for (const n of bare) if (typeof n === 'string') names.add(n)
+    return names.size > 0 ? gainingRows(names) : 'all'
   }
   return 'all'
 }
