@@ -282,9 +282,29 @@ function markGenerated(rel: CatalogRelation, removed: ReturnType<typeof globMatc
     const from = sensitive.filter((c) => expr.includes(c.name.toLowerCase()))
     if (from.length === 0) return col
     const category = from.every((c) => c.sensitive!.category === from[0]!.sensitive!.category) ? from[0]!.sensitive!.category : 'untraceable'
-    return {...col, sensitive: {category, reason: `generated from ${from.map((c) => `${rel.schema}.${rel.name}.${c.name}`).join(', ')}`, source: 'lineage'}}
+    // Only the column itself is its own value: `partial` on `'x@' || replace(email, '@', '.')` keeps the address as the domain.
+    const only = from[0]!
+    const own = from.length === 1 && !only.sensitive!.inexact && [only.name, `"${only.name.replaceAll('"', '""')}"`].includes(col.generated.trim())
+    return {...col, sensitive: {category, reason: `generated from ${from.map((c) => `${rel.schema}.${rel.name}.${c.name}`).join(', ')}`, source: 'lineage', ...(own ? {} : {inexact: true as const})}}
   })
   return {...rel, columns}
+}
+
+/**
+ * The server computes a generated column from its row's other columns on every write (or read,
+ * `VIRTUAL`): one whose expression names a column this tunnel learnt holds sensitive values, a mark
+ * made after the snapshot was classified (filled by `INSERT … SELECT full_name`, a mark kept under a
+ * new name, or shared with a child), holds them too, and is marked as `markGenerated` marks it.
+ */
+function generatedFromLearnt(snapshot: CatalogSnapshot, config: Pick<MaskingConfig, 'unmaskColumns'> | undefined): CatalogSnapshot {
+  const removed = globMatcher(config?.unmaskColumns ?? [])
+  let changed = false
+  const relations = snapshot.relations.map((rel) => {
+    const marked = markGenerated(rel, removed)
+    if (marked !== rel) changed = true
+    return marked
+  })
+  return changed ? {...snapshot, relations} : snapshot
 }
 
 /** A column named by `mask:` that the dictionary does not know: masked as untraceable (fully redacted). */
@@ -369,7 +389,7 @@ export class Catalog {
 
   private install(snapshot: CatalogSnapshot): void {
     this.base = snapshot
-    this.current = inheritMarks(keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn))
+    this.current = generatedFromLearnt(inheritMarks(keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn)), this.source?.config)
     const relations = this.current.relations
     this.byOid = new Map(relations.map((r) => [r.oid, r]))
     this.byRowType = new Map(relations.map((r) => [r.rowTypeOid, r]))
