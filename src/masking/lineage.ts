@@ -1068,7 +1068,9 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
         alias: 'excluded',
         columns: target.star.map((c) => {
           const i = names.indexOf(c.name)
-          return i < 0 ? c : named(c.name, inserted?.[i] ?? UNKNOWN)
+          if (i >= 0) return named(c.name, inserted?.[i] ?? UNKNOWN)
+          const from = generatedFrom(c, names, ctx)
+          return from.length === 0 ? c : named(c.name, derived([c, ...from.map((n) => inserted?.[names.indexOf(n)] ?? UNKNOWN)]))
         }),
         fallback: UNKNOWN,
       }
@@ -1896,6 +1898,18 @@ function excludedRefs(raw: unknown, out: string[] = []): string[] {
 }
 
 /**
+ * The proposed columns (`names`) a generated column of the written table is computed from: the
+ * server computes it for the proposed row too, so `excluded.g` of `g … GENERATED ALWAYS AS (a)`
+ * holds what was proposed for `a`. Names are looked for in the expression's text, as the catalog
+ * does (`markGenerated`), which over-matches rather than misses one.
+ */
+function generatedFrom(c: NamedLineage, names: readonly (string | undefined)[], ctx: Ctx): string[] {
+  const expression = c.origin ? ctx.catalog.column(c.origin.tableOid, c.origin.attnum)?.generated?.toLowerCase() : undefined
+  if (expression === undefined) return []
+  return names.filter((n): n is string => n !== undefined && expression.includes(n.toLowerCase()))
+}
+
+/**
  * `ON CONFLICT DO UPDATE`: `excluded.col` is the value the statement proposed for `col`, a bound
  * one among them, and `SET other = excluded.col` writes it into another column of the row. So a
  * value inserted into `col` is also placed where `excluded.col` is used: assigned whole to a column,
@@ -1904,7 +1918,10 @@ function excludedRefs(raw: unknown, out: string[] = []): string[] {
 function excludedPlaces(oc: Node, inserted: Map<string, Node[]>, into: ScopeRel | undefined, w: ParamWalk): void {
   if (inserted.size === 0) return
   const place = (column: string, p: ParamPlace): void => {
-    const params = column === '*' ? [...inserted.values()].flat() : (inserted.get(column) ?? [])
+    // A generated column holds the proposed values it is computed from (`generatedFrom`).
+    const own = column === '*' ? undefined : into?.columns?.find((c) => c.name === column)
+    const from = own ? generatedFrom(own, [...inserted.keys()], w.ctx) : []
+    const params = column === '*' ? [...inserted.values()].flat() : [column, ...from].flatMap((c) => inserted.get(c) ?? [])
     for (const param of params) placeParam(w, param, p)
   }
   for (const t of list(oc.targetList)) {
