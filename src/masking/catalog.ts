@@ -220,7 +220,7 @@ export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<Masking
 /**
  * A column of a composite type holds its fields' values in every row (`who contact_t` with fields
  * `full_name` and `email`), whatever the column itself is called: one whose type has a field the
- * dictionary calls sensitive (or a column of a table whose row type it is), at any depth, through
+ * dictionary calls sensitive (or a column of a table whose row type it is, or any view's), at any depth, through
  * arrays, domains, ranges and multiranges, is masked as untraceable, its value being several values of several kinds.
  */
 function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typeof globMatcher>): CatalogSnapshot {
@@ -246,6 +246,8 @@ function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typ
       const rel = rowTypes.get(oid)!
       const col = rel.columns.find((c) => c.sensitive)
       found = col ? `${rel.schema}.${rel.name}.${col.name} (${col.sensitive!.reason})` : undefined
+      // A view's columns are named by its definition, not by what they hold (`full_name AS who`), which only lineage follows.
+      if (!found && rel.viewDefinition !== undefined) found = `the columns of view ${rel.schema}.${rel.name}, whatever its definition reads into them`
     } else if (t.elementOid !== 0) found = sensitiveIn(t.elementOid, inner)
     held.set(oid, found)
     return found
