@@ -198,6 +198,14 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
   return {relations: [...relations.values()], types, functions: named('function'), operators: named('operator'), codeTypes: named('type')}
 }
 
+/**
+ * A foreign table's rows come from another server, or from this one through a loopback server
+ * under any name (`nm text options (column_name 'full_name')` over `customers`): its column names
+ * prove nothing of what they hold, and the catalog cannot read the other side. Such a column is
+ * masked as untraceable unless `unmaskColumns:` names it.
+ */
+const FOREIGN_COLUMN: SensitiveMark = {category: 'untraceable', reason: 'a column of a foreign table, whose values come from a server the catalog does not read (list it in unmaskColumns to show it)', source: 'type'}
+
 /** Marks the sensitive columns of a snapshot: the dictionary first, then `mask:` adds and `unmaskColumns:` removes. */
 export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<MaskingConfig, 'mask' | 'unmaskColumns'>): CatalogSnapshot {
   const added = globMatcher(config.mask)
@@ -211,6 +219,7 @@ export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<Masking
       if (found) return {...col, sensitive: {...found, source: found.reason.startsWith('type') ? 'type' : 'name'}}
       const glob = added(path)
       if (glob) return {...col, sensitive: {category: categoryForConfigured(col), reason: `configured by mask: ${glob}`, source: 'config'}}
+      if (rel.kind === 'foreign_table') return {...col, sensitive: FOREIGN_COLUMN}
       return {...col, sensitive: undefined}
     }),
   }))
