@@ -255,6 +255,14 @@ function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typ
       const rel = rowTypes.get(oid)!
       const col = rel.columns.find((c) => c.sensitive)
       found = col ? `${rel.schema}.${rel.name}.${col.name} (${col.sensitive!.reason})` : undefined
+      // A column of that table may itself be of such a type (`h homes`, where homes has `who contact_t`).
+      for (const c of found ? [] : rel.columns) {
+        const inside = sensitiveIn(c.typeOid, inner)
+        if (inside) {
+          found = `${rel.schema}.${rel.name}.${c.name}, whose type holds ${inside}`
+          break
+        }
+      }
       // A view's columns are named by its definition, not by what they hold (`full_name AS who`), which only lineage follows.
       if (!found && rel.viewDefinition !== undefined) found = `the columns of view ${rel.schema}.${rel.name}, whatever its definition reads into them`
     } else if (t.elementOid !== 0) found = sensitiveIn(t.elementOid, inner)

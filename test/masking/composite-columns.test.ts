@@ -27,6 +27,9 @@ const RANGE_READS = [
 /** A view's row type names its columns as its definition does (`full_name as who`): only lineage knows what they hold. */
 const VIEW_READS = ['select v from viewed', 'select (v).who from viewed', 'select m from viewed', 'select vs from viewed', 'select (vs[1]).who as w from viewed']
 
+/** A table's row type whose table has a column of such a type (`h homes`, homes having `who contact_t`). */
+const NESTED_READS = ['select h from holder', 'select (h).who from holder', 'select hh from holder2', 'select (hh[1]).h as x from holder2']
+
 describe('columns of composite types', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
@@ -62,6 +65,10 @@ describe('columns of composite types', () => {
         insert into viewed select 1, v, m, array[v] from people_v v, people_m m;
         insert into homes values (1, row('${NAME}', '${EMAIL}'), row(row('1 Main St', 'Springfield'), row('${NAME}', '${EMAIL}')),
                                   array[row('${NAME}', '${EMAIL}')::contact_t], row('${NAME}', '${EMAIL}'), row(3, 4, 'cm'));
+        create table holder (id int, h homes);
+        insert into holder select 1, h from homes h;
+        create table holder2 (id int, hh holder[]);
+        insert into holder2 select 1, array[x] from holder x;
       `),
     )
     t = await openPipelineTunnel(db, '')
@@ -70,13 +77,13 @@ describe('columns of composite types', () => {
     await t?.close()
   })
 
-  it('has no vacuous range or view case: directly, each shows a name', async () => {
+  it('has no vacuous range, view or nested case: directly, each shows a name', async () => {
     await withClient(db.url, async (c) => {
-      for (const sql of [...RANGE_READS, ...VIEW_READS]) expect(JSON.stringify((await c.query(sql)).rows), sql).toContain('Dora')
+      for (const sql of [...RANGE_READS, ...VIEW_READS, ...NESTED_READS]) expect(JSON.stringify((await c.query(sql)).rows), sql).toContain('Dora')
     })
   })
 
-  it('masks a column whose type has a sensitive field, at any depth, in an array, a range, a multirange, through a domain, or of a view\'s row type', async () => {
+  it('masks a column whose type has a sensitive field, at any depth, in an array, a range, a multirange, through a domain, of a view\'s row type, or of a table\'s row type whose columns are of such a type', async () => {
     const c = await t.client()
     for (const sql of [
       'select who from homes',
@@ -91,6 +98,7 @@ describe('columns of composite types', () => {
       'select (person).full_name from snaps',
       ...RANGE_READS,
       ...VIEW_READS,
+      ...NESTED_READS,
     ]) {
       const text = JSON.stringify((await c.query(sql)).rows)
       expect(text, sql).not.toContain('Dora')
