@@ -17,7 +17,7 @@ import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
 import {readingOf, scanShape, type TextReading} from '../policy/text-shape.js'
 import {throughUse} from './lineage-model.js'
-import {analyzeText, bothMoved, flatten, paramPlaces, settingsUntraceable, type MovedNames, type NamedLineage, type ParamPlace, type StatementLineage, type TextLineage} from './lineage.js'
+import {analyzeText, bothMoved, rowsGainedBy, flatten, paramPlaces, settingsUntraceable, type MovedNames, type NamedLineage, type ParamPlace, type StatementLineage, type TextLineage} from './lineage.js'
 import {maskNotice, maskNotification, maskUntracedNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker, redacted, type Masker} from './strategies.js'
@@ -144,6 +144,21 @@ const LINEAGE_CACHE_SIZE = 1000
 const MAX_ANALYZED_SQL = 256 * 1024
 const NOT_SHARED = {notShared: true} as const
 const TOO_LARGE: TextLineage = {ok: false, error: 'the statement is too large to analyse'}
+
+/**
+ * A text not analysed has its columns masked as untraceable but where the server names a known
+ * table's column as their origin. That naming proves the values are the column's own only in a
+ * text that can have changed none before reading it: one statement (no \`;\` but at its end, which
+ * may mask more, never less) that is a query (`SELECT`, `VALUES`, `TABLE`: a writing CTE's
+ * `RETURNING status` is described as the table's column too, and `INSERT … RETURNING`, as is what a
+ * child made earlier in the text adds to its parent). Nor does it prove anything of a table a child
+ * joined earlier in the connection's open transaction (`rowsGainedBy`).
+ */
+function notAnalysedVouches(sql: string, gained: number[]): ReadonlySet<number> | 'all' | undefined {
+  const body = sql.replace(/[\s;]+$/, '')
+  if (body.includes(';') || !/^\s*(select|values|table)\b/i.test(body)) return 'all'
+  return gained.length > 0 ? new Set(gained) : undefined
+}
 /** How deep a Parse of `EXECUTE p` or `FETCH c` is followed to what it runs before it counts as untraceable. */
 const MAX_USE_DEPTH = 4
 
@@ -512,6 +527,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       return resolve(lineageIn(sql, connectionId, ctx.session), ctx.session, connectionId)
     }
     let statements = analyse()
+    let unvouched: ReadonlySet<number> | 'all' | undefined
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)
       const generation = catalog.generation
@@ -524,6 +540,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       for (const s of statements) if (s.movesNames) namesMoved.set(connectionId, bothMoved(namesMoved.get(connectionId), s.movesNames === 'all' ? 'all' : new Set(s.movesNames)))
       if (statements.some((s) => s.commitsInside)) committingInside.set(connectionId, {session: ctx.session, since})
     } else {
+      unvouched = notAnalysedVouches(sql, rowsGainedBy(namesMoved.get(connectionId), catalog))
       // What could not be analysed (a text over MAX_ANALYZED_SQL, one that does not parse) may run
       // anything, DDL included: a DO block that creates a function shadowing a built-in's name. It
       // unsettles the connection as a change the analysis saw does, so the catalog is read again.
@@ -535,7 +552,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       committingInside.set(connectionId, {session: ctx.session, since})
     }
     // What could not be analysed could not have been denied either: it is masked.
-    const filter = new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
+    const filter = new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId, unvouched)
     // A name a DO block may have prepared again (`EXECUTE 'PREPARE p AS INSERT …'`) runs what its
     // recorded text does not say: its values go wherever that runs.
     if (def && replaceable(def, ctx.session)) filter.paramsUnproven = true
@@ -827,6 +844,8 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     /** The statement's text: what proves a value quoted in a message clean is built from it on the first message, which most statements never get. */
     private readonly sql: string,
     private readonly connectionId: number,
+    /** For a text not analysed: the tables the server's naming of a column does not vouch for (`notAnalysedVouches`). */
+    private readonly unvouched?: ReadonlySet<number> | 'all',
   ) {
     this.base = base
     this.keptPlans = base.plans
@@ -927,7 +946,7 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     const generation = this.base.catalog.generation
     const plan = lineage && kept?.get(lineage, fields, width, index, generation, this.maskUntraceable)
     if (plan) return plan
-    const made = planResult(fields, width, lineage, index, {catalog: this.base.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.base.strategyOf})
+    const made = planResult(fields, width, lineage, index, {catalog: this.base.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.base.strategyOf, ...(lineage ? {} : {unvouched: this.unvouched})})
     if (lineage && kept) kept.set(lineage, fields, width, index, generation, this.maskUntraceable, made)
     return made
   }

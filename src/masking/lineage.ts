@@ -127,6 +127,12 @@ function gainsRows(moved: MovedNames, name: string): boolean {
   return moved !== undefined && moved !== 'all' && name !== '' && moved.has(ROWS_OF + name)
 }
 
+/** The tables, by OID, that `moved` says may have gained rows the catalog does not know (see `gainsRows`). */
+export function rowsGainedBy(moved: MovedNames, catalog: Catalog): number[] {
+  if (moved === undefined || moved === 'all') return []
+  return [...moved].filter((n) => n.length > ROWS_OF.length && n.startsWith(ROWS_OF)).flatMap((n) => catalog.sameNamed(n.slice(ROWS_OF.length)).map((r) => r.oid))
+}
+
 /** `a` and `b` together. */
 export function bothMoved(a: MovedNames, b: MovedNames): MovedNames {
   if (a === 'all' || b === 'all') {
