@@ -1581,6 +1581,8 @@ export function analyzeText(sql: string, catalog: Catalog, distrustNames = false
 /** The relation a statement creates, as written (CREATE TABLE, CREATE TABLE … AS, SELECT … INTO, CREATE VIEW). */
 function createdRelation(kind: string, node: Node): Node | undefined {
   if (kind === 'CreateStmt') return node.relation as Node | undefined
+  // CREATE FOREIGN TABLE holds a CREATE TABLE, INHERITS and PARTITION OF included.
+  if (kind === 'CreateForeignTableStmt') return (node.base as Node | undefined)?.relation as Node | undefined
   if (kind === 'CreateTableAsStmt') return (node.into as Node | undefined)?.rel as Node | undefined
   if (kind === 'SelectStmt') return (node.intoClause as Node | undefined)?.rel as Node | undefined
   if (kind === 'ViewStmt') return node.view as Node | undefined
@@ -1631,9 +1633,10 @@ function movedBy(stmt: Node, catalog: Catalog): MovedNames {
     // A temporary relation goes first on the path, before pg_catalog: one named pg_… may shadow a system relation.
     if (typeof name !== 'string' || name.startsWith('pg_')) return 'all'
     const fresh = catalog.sameNamed(name).length === 0
-    if (kind !== 'CreateStmt') return fresh ? undefined : new Set([name])
+    const table = kind === 'CreateStmt' ? node : kind === 'CreateForeignTableStmt' ? (node.base as Node | undefined) : undefined
+    if (!table) return fresh ? undefined : new Set([name])
     // A child or partition adds its rows to its parents'.
-    const under = gainingRows(relationNames([node.inhRelations, node.partbound], new Set()))
+    const under = gainingRows(relationNames([table.inhRelations, table.partbound], new Set()))
     if (fresh && under.size === 0) return undefined
     return fresh ? under : under.add(name)
   }

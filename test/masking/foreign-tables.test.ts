@@ -22,6 +22,8 @@ const STEPS: string[][] = [
   ['create schema imported', 'import foreign schema public limit to (v_contacts) from server loop into imported', 'select who from imported.v_contacts'],
   // A foreign partition's rows are the partitioned table's.
   ['create view names_src as select id, full_name as nm from customers', 'create table parted (id int, nm text) partition by range (id)', "create foreign table parted_remote partition of parted for values from (0) to (100000) server loop options (table_name 'names_src')", 'select nm from parted'],
+  // A foreign child joined in the open transaction: its rows are the parent's, which the server describes as the parent's column.
+  ['begin', "create foreign table ft_kid () inherits (orders) server loop options (table_name 'orders_src')", 'select status from orders', 'rollback'],
   // Made outside the tunnel (another session), learnt by the catalog when a statement names it.
   ['select nm from ft_outside', 'copy (select nm from ft_outside) to stdout'],
 ]
@@ -38,6 +40,7 @@ describe('foreign tables', () => {
         create extension if not exists postgres_fdw;
         create server loop foreign data wrapper postgres_fdw options (host '${db.host}', port '${db.port}', dbname '${db.database}');
         create user mapping for current_user server loop options (user '${db.user}', password '${db.password}');
+        create view orders_src as select id + 1000 as id, id as customer_id, full_name as status, 0 as total_cents, now() as placed_at from customers;
         create foreign table ft_outside (id int, nm text options (column_name 'address')) server loop options (table_name 'customers');
       `),
     )
