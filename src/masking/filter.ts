@@ -151,13 +151,11 @@ const TOO_LARGE: TextLineage = {ok: false, error: 'the statement is too large to
  * text that can have changed none before reading it: one statement (no \`;\` but at its end, which
  * may mask more, never less) that is a query (`SELECT`, `VALUES`, `TABLE`: a writing CTE's
  * `RETURNING status` is described as the table's column too, and `INSERT … RETURNING`, as is what a
- * child made earlier in the text adds to its parent). Nor does it prove anything of a table a child
- * joined earlier in the connection's open transaction (`rowsGainedBy`).
+ * child made earlier in the text adds to its parent).
  */
-function notAnalysedVouches(sql: string, gained: number[]): ReadonlySet<number> | 'all' | undefined {
+function notAnalysedVouches(sql: string): 'all' | undefined {
   const body = sql.replace(/[\s;]+$/, '')
-  if (body.includes(';') || !/^\s*(select|values|table)\b/i.test(body)) return 'all'
-  return gained.length > 0 ? new Set(gained) : undefined
+  return body.includes(';') || !/^\s*(select|values|table)\b/i.test(body) ? 'all' : undefined
 }
 /** How deep a Parse of `EXECUTE p` or `FETCH c` is followed to what it runs before it counts as untraceable. */
 const MAX_USE_DEPTH = 4
@@ -540,7 +538,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       for (const s of statements) if (s.movesNames) namesMoved.set(connectionId, bothMoved(namesMoved.get(connectionId), s.movesNames === 'all' ? 'all' : new Set(s.movesNames)))
       if (statements.some((s) => s.commitsInside)) committingInside.set(connectionId, {session: ctx.session, since})
     } else {
-      unvouched = notAnalysedVouches(sql, rowsGainedBy(namesMoved.get(connectionId), catalog))
+      unvouched = notAnalysedVouches(sql)
       // What could not be analysed (a text over MAX_ANALYZED_SQL, one that does not parse) may run
       // anything, DDL included: a DO block that creates a function shadowing a built-in's name. It
       // unsettles the connection as a change the analysis saw does, so the catalog is read again.
@@ -551,6 +549,11 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       namesMoved.set(connectionId, bothMoved(namesMoved.get(connectionId), 'all'))
       committingInside.set(connectionId, {session: ctx.session, since})
     }
+    // A table a child joined in the open transaction (this text included): whatever the lineage of a
+    // result says, the server naming its column vouches for nothing (a portal of a statement code
+    // may have replaced has no columns the analysis could check).
+    const gained = rowsGainedBy(namesMoved.get(connectionId), catalog)
+    if (gained.length > 0 && unvouched !== 'all') unvouched = new Set([...(unvouched ?? []), ...gained])
     // What could not be analysed could not have been denied either: it is masked.
     const filter = new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId, unvouched)
     // A name a DO block may have prepared again (`EXECUTE 'PREPARE p AS INSERT …'`) runs what its
@@ -844,7 +847,7 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     /** The statement's text: what proves a value quoted in a message clean is built from it on the first message, which most statements never get. */
     private readonly sql: string,
     private readonly connectionId: number,
-    /** For a text not analysed: the tables the server's naming of a column does not vouch for (`notAnalysedVouches`). */
+    /** Tables the server's naming of a column does not vouch for (`all`: none, for a text not analysed, `notAnalysedVouches`). */
     private readonly unvouched?: ReadonlySet<number> | 'all',
   ) {
     this.base = base
@@ -944,10 +947,11 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     const lineage = this.statementFor(index, width)
     const kept = this.keptPlans
     const generation = this.base.catalog.generation
-    const plan = lineage && kept?.get(lineage, fields, width, index, generation, this.maskUntraceable)
+    // Plans kept across statements are of lineage alone: not for a connection whose tables gained rows.
+    const plan = lineage && !this.unvouched && kept?.get(lineage, fields, width, index, generation, this.maskUntraceable)
     if (plan) return plan
-    const made = planResult(fields, width, lineage, index, {catalog: this.base.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.base.strategyOf, ...(lineage ? {} : {unvouched: this.unvouched})})
-    if (lineage && kept) kept.set(lineage, fields, width, index, generation, this.maskUntraceable, made)
+    const made = planResult(fields, width, lineage, index, {catalog: this.base.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.base.strategyOf, unvouched: this.unvouched})
+    if (lineage && kept && !this.unvouched) kept.set(lineage, fields, width, index, generation, this.maskUntraceable, made)
     return made
   }
 

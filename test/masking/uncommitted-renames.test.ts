@@ -103,6 +103,9 @@ const CHILD_STEPS: string[][] = [
   [`create table ur_kid () inherits (orders); ${FILL_CHILD('ur_kid')}; select status from orders; rollback`],
   ['begin', 'create table ur_part (id int, status text)', 'insert into ur_part select id + 1000, address from customers', 'alter table ur_parts attach partition ur_part for values from (100) to (100000)', 'select status from ur_parts', 'rollback'],
   ['begin', 'create table ur_part partition of ur_parts for values from (100) to (100000)', 'insert into ur_part select id + 1000, full_name from customers', 'select id, status from ur_parts', 'rollback'],
+  // Prepared before: the server plans it again over the parent and its new child.
+  ['prepare ur6 as select status from orders', 'begin', 'create table ur_kid () inherits (orders)', FILL_CHILD('ur_kid'), 'execute ur6', 'rollback', 'deallocate ur6'],
+  ['prepare ur7 as select status from orders where id > $1', 'begin', 'create table ur_kid () inherits (orders)', FILL_CHILD('ur_kid'), 'execute ur7(0)', 'rollback', 'deallocate ur7'],
 ]
 
 describe('names moved by the session\'s uncommitted change', () => {
