@@ -265,6 +265,9 @@ function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typ
       }
       // A view's columns are named by its definition, not by what they hold (`full_name AS who`), which only lineage follows.
       if (!found && rel.viewDefinition !== undefined) found = `the columns of view ${rel.schema}.${rel.name}, whatever its definition reads into them`
+    } else if (t.relationOid !== 0) {
+      // The row type of a relation the catalog does not read (`x pg_authid` holds rolpassword).
+      found = `the row type of a relation the catalog does not read`
     } else if (t.elementOid !== 0) found = sensitiveIn(t.elementOid, inner)
     held.set(oid, found)
     return found

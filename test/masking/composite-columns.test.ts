@@ -69,6 +69,8 @@ describe('columns of composite types', () => {
         insert into holder select 1, h from homes h;
         create table holder2 (id int, hh holder[]);
         insert into holder2 select 1, array[x] from holder x;
+        create table roles_kept (id int, r pg_authid, rs pg_authid[]);
+        insert into roles_kept select 1, a, array[a] from pg_authid a where a.rolpassword is not null;
       `),
     )
     t = await openPipelineTunnel(db, '')
@@ -103,6 +105,17 @@ describe('columns of composite types', () => {
       const text = JSON.stringify((await c.query(sql)).rows)
       expect(text, sql).not.toContain('Dora')
       expect(text, sql).not.toContain('dora.quill')
+    }
+    await c.end()
+  })
+
+  it('masks a column of a system relation\'s row type, which the catalog does not read: pg_authid holds password hashes', async () => {
+    const hash = await withClient(db.url, async (c) => String((await c.query('select (r).rolpassword as p from roles_kept')).rows[0].p))
+    expect(hash).toMatch(/^(SCRAM-SHA-256|md5)/)
+    const tail = hash.slice(-16)
+    const c = await t.client()
+    for (const sql of ['select r from roles_kept', 'select (r).rolpassword as p from roles_kept', 'select rs from roles_kept', 'select r::text as t from roles_kept']) {
+      expect(JSON.stringify((await c.query(sql)).rows), sql).not.toContain(tail)
     }
     await c.end()
   })
