@@ -680,8 +680,8 @@ export class Catalog {
     if (this.castRunsCode(name, schema)) return true
     return (this.typesByName.get(name) ?? []).some((oid) => {
       const t = this.typeByOid.get(oid)
-      // A composite type is made with its table or by CREATE TYPE: only its fields can run code.
-      return t !== undefined && t.relationOid !== 0 && this.inputRunsCode(oid)
+      // A composite type is made with its table or by CREATE TYPE: only its fields can run code; a range, only its subtype.
+      return t !== undefined && (t.relationOid !== 0 || t.rangeOf !== undefined) && this.inputRunsCode(oid)
     })
   }
 

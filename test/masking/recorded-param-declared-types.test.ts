@@ -69,6 +69,7 @@ describe('values converted to a type that runs code, in the recording', () => {
     await run([serialize.parse({text: 'select id from pairs where pair = $1', types: [oids.kept_pair!]}), serialize.bind({values: [`("${NAME}",1)`]}), serialize.execute({}), serialize.sync()])
     // A range over such a composite type: its input converts each bound, field by field.
     await run([serialize.parse({text: 'select id from spans where span = $1', types: [oids.kept_range!]}), serialize.bind({values: [`["(""${NAME}"",1)","(""${NAME}"",2)")`]}), serialize.execute({}), serialize.sync()])
+    await run([serialize.parse({text: 'select id from orders where status = $1::kept_range::text'}), serialize.bind({values: [`["(""${NAME}"",1)","(""${NAME}"",2)")`]}), serialize.execute({}), serialize.sync()])
     await t.close()
     t = undefined
     const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
@@ -84,7 +85,7 @@ describe('values converted to a type that runs code, in the recording', () => {
     // The attack did what it meant to: the conversions copied the value into a column of names.
     expect(landed).toEqual([NAME])
     const bound = statements.filter((s) => s.params)
-    expect(bound).toHaveLength(9)
+    expect(bound).toHaveLength(10)
     for (const s of bound) {
       expect(s.outcome, s.sql).toBe('ok')
       expect(JSON.stringify(s.params), s.sql).not.toContain('Quill')
