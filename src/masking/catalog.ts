@@ -76,6 +76,8 @@ export interface TypeInfo {
   relationOid: number
   /** A domain's base type (pg_type.typbasetype); absent for any other type. */
   baseOid?: number
+  /** A range's subtype, or that of a multirange's range (pg_range); absent for any other type. */
+  rangeOf?: number
   /** A composite type made by `CREATE TYPE … AS (…)`: its fields, in order. A table's row type has its columns instead. */
   fields?: Array<{name: string; typeOid: number; typeName: string}>
 }
@@ -116,7 +118,11 @@ const CATALOG_SQL = {
     left join pg_type t on t.oid = a.atttypid
     left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
     order by c.oid, a.attnum`,
-  types: `select oid::int8 as oid, typname as name, typcategory as category, typelem::int8 as elem, typrelid::int8 as relid, typbasetype::int8 as base from pg_type`,
+  // A multirange is tied to its range only by pg_range.rngmultitypid (PostgreSQL 14 on), read through to_jsonb so older servers read it too.
+  types: `
+    select t.oid::int8 as oid, t.typname as name, t.typcategory as category, t.typelem::int8 as elem, t.typrelid::int8 as relid, t.typbasetype::int8 as base,
+           (select r.rngsubtype::int8 from pg_range r where r.rngtypid = t.oid or to_jsonb(r) ->> 'rngmultitypid' = t.oid::text limit 1) as rangeof
+    from pg_type t`,
   /** The fields of composite types made by CREATE TYPE … AS (a stored column of one holds them all). */
   fields: `
     select t.oid::int8 as typeoid, a.attname as name, a.atttypid::int8 as fieldtype, ft.typname as fieldtypename
@@ -183,11 +189,22 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
     const oid = Number(t.oid)
     const base = Number(t.base ?? 0)
     const own = fields.get(oid)
-    return {oid, name: String(t.name), category: String(t.category), elementOid: Number(t.elem), relationOid: Number(t.relid), ...(base !== 0 ? {baseOid: base} : {}), ...(own ? {fields: own} : {})}
+    return {
+      oid, name: String(t.name), category: String(t.category), elementOid: Number(t.elem), relationOid: Number(t.relid),
+      ...(base !== 0 ? {baseOid: base} : {}), ...(t.rangeof == null ? {} : {rangeOf: Number(t.rangeof)}), ...(own ? {fields: own} : {}),
+    }
   })
   const named = (what: string) => codeRows.filter((f) => f.what === what).flatMap((f) => [String(f.name), `${String(f.schema)}.${String(f.name)}`])
   return {relations: [...relations.values()], types, functions: named('function'), operators: named('operator'), codeTypes: named('type')}
 }
+
+/**
+ * A foreign table's rows come from another server, or from this one through a loopback server
+ * under any name (`nm text options (column_name 'full_name')` over `customers`): its column names
+ * prove nothing of what they hold, and the catalog cannot read the other side. Such a column is
+ * masked as untraceable unless `unmaskColumns:` names it.
+ */
+const FOREIGN_COLUMN: SensitiveMark = {category: 'untraceable', reason: 'a column of a foreign table, whose values come from a server the catalog does not read (list it in unmaskColumns to show it)', source: 'type'}
 
 /** Marks the sensitive columns of a snapshot: the dictionary first, then `mask:` adds and `unmaskColumns:` removes. */
 export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<MaskingConfig, 'mask' | 'unmaskColumns'>): CatalogSnapshot {
@@ -202,6 +219,7 @@ export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<Masking
       if (found) return {...col, sensitive: {...found, source: found.reason.startsWith('type') ? 'type' : 'name'}}
       const glob = added(path)
       if (glob) return {...col, sensitive: {category: categoryForConfigured(col), reason: `configured by mask: ${glob}`, source: 'config'}}
+      if (rel.kind === 'foreign_table') return {...col, sensitive: FOREIGN_COLUMN}
       return {...col, sensitive: undefined}
     }),
   }))
@@ -211,8 +229,8 @@ export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<Masking
 /**
  * A column of a composite type holds its fields' values in every row (`who contact_t` with fields
  * `full_name` and `email`), whatever the column itself is called: one whose type has a field the
- * dictionary calls sensitive (or a column of a table whose row type it is), at any depth, through
- * arrays and domains, is masked as untraceable, its value being several values of several kinds.
+ * dictionary calls sensitive (or a column of a table whose row type it is, or any view's), at any depth, through
+ * arrays, domains, ranges and multiranges, is masked as untraceable, its value being several values of several kinds.
  */
 function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typeof globMatcher>): CatalogSnapshot {
   const typeOf = new Map(snapshot.types.map((t) => [t.oid, t]))
@@ -225,6 +243,8 @@ function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typ
     const inner = new Set(seen).add(oid)
     let found: string | undefined
     if (t.baseOid !== undefined) found = sensitiveIn(t.baseOid, inner)
+    // A range's bounds (and each range of a multirange) are values of its subtype: `contact_r` over contact_t holds names.
+    else if (t.rangeOf !== undefined) found = sensitiveIn(t.rangeOf, inner)
     else if (t.fields) {
       for (const f of t.fields) {
         const named = classifyColumn(f.name, f.typeName)
@@ -235,6 +255,19 @@ function markCompositeColumns(snapshot: CatalogSnapshot, removed: ReturnType<typ
       const rel = rowTypes.get(oid)!
       const col = rel.columns.find((c) => c.sensitive)
       found = col ? `${rel.schema}.${rel.name}.${col.name} (${col.sensitive!.reason})` : undefined
+      // A column of that table may itself be of such a type (`h homes`, where homes has `who contact_t`).
+      for (const c of found ? [] : rel.columns) {
+        const inside = sensitiveIn(c.typeOid, inner)
+        if (inside) {
+          found = `${rel.schema}.${rel.name}.${c.name}, whose type holds ${inside}`
+          break
+        }
+      }
+      // A view's columns are named by its definition, not by what they hold (`full_name AS who`), which only lineage follows.
+      if (!found && rel.viewDefinition !== undefined) found = `the columns of view ${rel.schema}.${rel.name}, whatever its definition reads into them`
+    } else if (t.relationOid !== 0) {
+      // The row type of a relation the catalog does not read (`x pg_authid` holds rolpassword).
+      found = `the row type of a relation the catalog does not read`
     } else if (t.elementOid !== 0) found = sensitiveIn(t.elementOid, inner)
     held.set(oid, found)
     return found
@@ -271,9 +304,29 @@ function markGenerated(rel: CatalogRelation, removed: ReturnType<typeof globMatc
     const from = sensitive.filter((c) => expr.includes(c.name.toLowerCase()))
     if (from.length === 0) return col
     const category = from.every((c) => c.sensitive!.category === from[0]!.sensitive!.category) ? from[0]!.sensitive!.category : 'untraceable'
-    return {...col, sensitive: {category, reason: `generated from ${from.map((c) => `${rel.schema}.${rel.name}.${c.name}`).join(', ')}`, source: 'lineage'}}
+    // Only the column itself is its own value: `partial` on `'x@' || replace(email, '@', '.')` keeps the address as the domain.
+    const only = from[0]!
+    const own = from.length === 1 && !only.sensitive!.inexact && [only.name, `"${only.name.replaceAll('"', '""')}"`].includes(col.generated.trim())
+    return {...col, sensitive: {category, reason: `generated from ${from.map((c) => `${rel.schema}.${rel.name}.${c.name}`).join(', ')}`, source: 'lineage', ...(own ? {} : {inexact: true as const})}}
   })
   return {...rel, columns}
+}
+
+/**
+ * The server computes a generated column from its row's other columns on every write (or read,
+ * `VIRTUAL`): one whose expression names a column this tunnel learnt holds sensitive values, a mark
+ * made after the snapshot was classified (filled by `INSERT … SELECT full_name`, a mark kept under a
+ * new name, or shared with a child), holds them too, and is marked as `markGenerated` marks it.
+ */
+function generatedFromLearnt(snapshot: CatalogSnapshot, config: Pick<MaskingConfig, 'unmaskColumns'> | undefined): CatalogSnapshot {
+  const removed = globMatcher(config?.unmaskColumns ?? [])
+  let changed = false
+  const relations = snapshot.relations.map((rel) => {
+    const marked = markGenerated(rel, removed)
+    if (marked !== rel) changed = true
+    return marked
+  })
+  return changed ? {...snapshot, relations} : snapshot
 }
 
 /** A column named by `mask:` that the dictionary does not know: masked as untraceable (fully redacted). */
@@ -358,7 +411,7 @@ export class Catalog {
 
   private install(snapshot: CatalogSnapshot): void {
     this.base = snapshot
-    this.current = inheritMarks(keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn))
+    this.current = generatedFromLearnt(inheritMarks(keepMarks(this.derived.length > 0 ? applyDerived(snapshot, this.derived, this.source?.config) : snapshot, this.marksByColumn)), this.source?.config)
     const relations = this.current.relations
     this.byOid = new Map(relations.map((r) => [r.oid, r]))
     this.byRowType = new Map(relations.map((r) => [r.rowTypeOid, r]))
@@ -612,6 +665,8 @@ export class Catalog {
     if (!type || depth > 8) return true
     if (this.castRunsCode(type.name)) return true
     if (type.elementOid !== 0 && this.inputRunsCode(type.elementOid, depth + 1)) return true
+    // A range's input converts its bounds to the subtype (a domain's check, a composite's fields).
+    if (type.rangeOf !== undefined && this.inputRunsCode(type.rangeOf, depth + 1)) return true
     if (type.relationOid === 0) return false
     const row = this.byRowType.get(oid)
     return !row || row.columns.some((c) => this.inputRunsCode(c.typeOid, depth + 1))
@@ -625,8 +680,8 @@ export class Catalog {
     if (this.castRunsCode(name, schema)) return true
     return (this.typesByName.get(name) ?? []).some((oid) => {
       const t = this.typeByOid.get(oid)
-      // A composite type is made with its table or by CREATE TYPE: only its fields can run code.
-      return t !== undefined && t.relationOid !== 0 && this.inputRunsCode(oid)
+      // A composite type is made with its table or by CREATE TYPE: only its fields can run code; a range, only its subtype.
+      return t !== undefined && (t.relationOid !== 0 || t.rangeOf !== undefined) && this.inputRunsCode(oid)
     })
   }
 

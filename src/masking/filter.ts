@@ -17,7 +17,7 @@ import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
 import {readingOf, scanShape, type TextReading} from '../policy/text-shape.js'
 import {throughUse} from './lineage-model.js'
-import {analyzeText, bothMoved, flatten, paramPlaces, settingsUntraceable, type MovedNames, type NamedLineage, type ParamPlace, type StatementLineage, type TextLineage} from './lineage.js'
+import {analyzeText, bothMoved, rowsGainedBy, flatten, paramPlaces, settingsUntraceable, type MovedNames, type NamedLineage, type ParamPlace, type StatementLineage, type TextLineage} from './lineage.js'
 import {maskNotice, maskNotification, maskUntracedNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
 import {createMasker, redacted, type Masker} from './strategies.js'
@@ -144,6 +144,19 @@ const LINEAGE_CACHE_SIZE = 1000
 const MAX_ANALYZED_SQL = 256 * 1024
 const NOT_SHARED = {notShared: true} as const
 const TOO_LARGE: TextLineage = {ok: false, error: 'the statement is too large to analyse'}
+
+/**
+ * A text not analysed has its columns masked as untraceable but where the server names a known
+ * table's column as their origin. That naming proves the values are the column's own only in a
+ * text that can have changed none before reading it: one statement (no \`;\` but at its end, which
+ * may mask more, never less) that is a query (`SELECT`, `VALUES`, `TABLE`: a writing CTE's
+ * `RETURNING status` is described as the table's column too, and `INSERT … RETURNING`, as is what a
+ * child made earlier in the text adds to its parent).
+ */
+function notAnalysedVouches(sql: string): 'all' | undefined {
+  const body = sql.replace(/[\s;]+$/, '')
+  return body.includes(';') || !/^\s*(select|values|table)\b/i.test(body) ? 'all' : undefined
+}
 /** How deep a Parse of `EXECUTE p` or `FETCH c` is followed to what it runs before it counts as untraceable. */
 const MAX_USE_DEPTH = 4
 
@@ -239,7 +252,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   const distrustOf = (connectionId: number | undefined): {names: boolean; moved: MovedNames} => {
     const inside = committingInside.size > 0 && inFlightCommit()
     const own = connectionId !== undefined && unsettled.has(connectionId)
-    return {names: own || inside, moved: inside ? 'all' : own ? namesMoved.get(connectionId) : undefined}
+    const moved = own ? namesMoved.get(connectionId) : undefined
+    return {names: own || inside, moved: inside ? bothMoved(moved, 'all') : moved}
   }
   const distrustedText = (sql: string, connectionId: number | undefined, session: SessionView | undefined): TextLineage | undefined => {
     const distrust = distrustOf(connectionId)
@@ -514,6 +528,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       return resolve(lineageIn(sql, connectionId, ctx.session), ctx.session, connectionId)
     }
     let statements = analyse()
+    let unvouched: ReadonlySet<number> | 'all' | undefined
     if (statements) {
       statements = settingsProof(statements, ctx.connectionId)
       const generation = catalog.generation
@@ -526,6 +541,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       for (const s of statements) if (s.movesNames) namesMoved.set(connectionId, bothMoved(namesMoved.get(connectionId), s.movesNames === 'all' ? 'all' : new Set(s.movesNames)))
       if (statements.some((s) => s.commitsInside)) committingInside.set(connectionId, {session: ctx.session, since})
     } else {
+      unvouched = notAnalysedVouches(sql)
       // What could not be analysed (a text over MAX_ANALYZED_SQL, one that does not parse) may run
       // anything, DDL included: a DO block that creates a function shadowing a built-in's name. It
       // unsettles the connection as a change the analysis saw does, so the catalog is read again.
@@ -533,11 +549,16 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       unseenCodeRuns(ctx.session)
       const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
       unsettled.set(connectionId, since)
-      namesMoved.set(connectionId, 'all')
+      namesMoved.set(connectionId, bothMoved(namesMoved.get(connectionId), 'all'))
       committingInside.set(connectionId, {session: ctx.session, since})
     }
+    // A table a child joined in the open transaction (this text included): whatever the lineage of a
+    // result says, the server naming its column vouches for nothing (a portal of a statement code
+    // may have replaced has no columns the analysis could check).
+    const gained = rowsGainedBy(namesMoved.get(connectionId), catalog)
+    if (gained.length > 0 && unvouched !== 'all') unvouched = new Set([...(unvouched ?? []), ...gained])
     // What could not be analysed could not have been denied either: it is masked.
-    const filter = new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId)
+    const filter = new StatementFilter(statements, base, maskUntraceable || statements === undefined, sql, connectionId, unvouched)
     // A name a DO block may have prepared again (`EXECUTE 'PREPARE p AS INSERT …'`) runs what its
     // recorded text does not say: its values go wherever that runs.
     if (def && replaceable(def, ctx.session)) filter.paramsUnproven = true
@@ -829,6 +850,8 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     /** The statement's text: what proves a value quoted in a message clean is built from it on the first message, which most statements never get. */
     private readonly sql: string,
     private readonly connectionId: number,
+    /** Tables the server's naming of a column does not vouch for (`all`: none, for a text not analysed, `notAnalysedVouches`). */
+    private readonly unvouched?: ReadonlySet<number> | 'all',
   ) {
     this.base = base
     this.keptPlans = base.plans
@@ -884,12 +907,18 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     // Which statement answered is ambiguous (EXECUTE, CALL may or may not return rows): take every
     // candidate of the same width, so a column is masked if it is sensitive in any of them.
     const same = candidates.filter((c) => c.columns?.length === width)
-    if (same.length === 0) return undefined
+    if (same.length === 0) {
+      // No analysis of this shape: the server's description decides (plan.ts), but not for a table
+      // that may have gained a child's rows (`ALTER TABLE orders ADD COLUMN x` after one was made).
+      const unvouched = candidates.flatMap((x) => x.unvouched ?? [])
+      return unvouched.length === 0 ? undefined : {rows: 'yes', touchesSensitive: true, opaque: candidates.some((x) => x.opaque), untraceable: ['the result has another shape than the analysis read'], sideChannels: [], unvouched}
+    }
     const columns = same[0]!.columns!.map((c, i) => {
       const all = same.map((x) => x.columns![i]!)
       return {...c, sources: all.flatMap(flatten), unknown: all.some((x) => x.unknown), fields: all.find((x) => x.fields)?.fields}
     })
-    return {rows: 'yes', columns, touchesSensitive: same.some((x) => x.touchesSensitive), opaque: same.some((x) => x.opaque), untraceable: same.flatMap((x) => x.untraceable), sideChannels: []}
+    const unvouched = same.flatMap((x) => x.unvouched ?? [])
+    return {rows: 'yes', columns, touchesSensitive: same.some((x) => x.touchesSensitive), opaque: same.some((x) => x.opaque), untraceable: same.flatMap((x) => x.untraceable), sideChannels: [], ...(unvouched.length > 0 ? {unvouched} : {})}
   }
 
   private plan(fields: FieldDescription[] | undefined, width: number): ResultPlan {
@@ -921,10 +950,11 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     const lineage = this.statementFor(index, width)
     const kept = this.keptPlans
     const generation = this.base.catalog.generation
-    const plan = lineage && kept?.get(lineage, fields, width, index, generation, this.maskUntraceable)
+    // Plans kept across statements are of lineage alone: not for a connection whose tables gained rows.
+    const plan = lineage && !this.unvouched && kept?.get(lineage, fields, width, index, generation, this.maskUntraceable)
     if (plan) return plan
-    const made = planResult(fields, width, lineage, index, {catalog: this.base.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.base.strategyOf})
-    if (lineage && kept) kept.set(lineage, fields, width, index, generation, this.maskUntraceable, made)
+    const made = planResult(fields, width, lineage, index, {catalog: this.base.catalog, maskUntraceable: this.maskUntraceable, strategyOf: this.base.strategyOf, unvouched: this.unvouched})
+    if (lineage && kept && !this.unvouched) kept.set(lineage, fields, width, index, generation, this.maskUntraceable, made)
     return made
   }
 

@@ -90,6 +90,12 @@ export interface StatementLineage {
   misses?: CatalogMiss[]
   /** Views (and materialized views) whose definitions its lineage relies on, by OID. */
   views?: number[]
+  /**
+   * Tables it reads whose rows may include those of a child or partition the session's uncommitted
+   * change added (lineage.ts `gainsRows`), by OID: the server's description of a column as theirs
+   * does not vouch for its values.
+   */
+  unvouched?: number[]
   /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`), with that query's columns. */
   creates?: {schema?: string; name: string; columns?: NamedLineage[]}
   /**

@@ -59,6 +59,8 @@ interface Ctx {
   readsSettings: boolean
   misses: CatalogMiss[]
   views: Set<number>
+  /** Tables read whose rows may include rows the catalog does not know of (see `gainsRows`). */
+  unvouched: Set<number>
   fills: NonNullable<StatementLineage['fills']>
   /** Views being expanded, against definitions that refer to themselves. */
   expanding: Set<number>
@@ -85,23 +87,66 @@ interface Ctx {
   shadowable: boolean
 }
 
-/** Relation names a session's uncommitted change may have moved (see `Ctx.moved`); undefined: none. */
+/**
+ * Relation names a session's uncommitted change may have moved (see `Ctx.moved`); undefined: none;
+ * `all`: any name. A set may also hold the entries of `ROWS_OF` and `EVERY_NAME`.
+ */
 export type MovedNames = ReadonlySet<string> | 'all' | undefined
 
+/**
+ * How `MovedNames` holds a table that may have gained rows of tables the catalog does not know as
+ * its children (`CREATE TABLE k () INHERITS (orders)`, `ALTER TABLE k INHERIT orders`, `ATTACH
+ * PARTITION`): its name after a NUL byte, which no relation name holds.
+ */
+const ROWS_OF = '\u0000'
+/**
+ * Every name moved, in a set that keeps the tables that gained rows (`all` after them would forget
+ * them): `ROWS_OF` before the empty name, which no relation has.
+ */
+const EVERY_NAME = ROWS_OF
+
 function isMoved(moved: MovedNames, name: string): boolean {
-  return moved === 'all' || (moved !== undefined && moved.has(name))
+  return moved === 'all' || (moved !== undefined && (moved.has(name) || moved.has(EVERY_NAME)))
+}
+
+/** `name`, and `name` as a table that may have gained rows (see `ROWS_OF`). */
+function gainingRows(names: Iterable<string>): Set<string> {
+  const out = new Set<string>()
+  for (const n of names) out.add(n).add(ROWS_OF + n)
+  return out
+}
+
+/**
+ * Whether the session's uncommitted change may have given the table `name` rows of a child or a
+ * partition the catalog does not know: the server describes their columns as the table's own
+ * (its OID, the attribute number of the same-named column), so that description proves nothing of
+ * what they hold. Code the analysis cannot see into (`all`) may as well have written the table
+ * itself (see the honest limits).
+ */
+function gainsRows(moved: MovedNames, name: string): boolean {
+  return moved !== undefined && moved !== 'all' && name !== '' && moved.has(ROWS_OF + name)
+}
+
+/** The tables, by OID, that `moved` says may have gained rows the catalog does not know (see `gainsRows`). */
+export function rowsGainedBy(moved: MovedNames, catalog: Catalog): number[] {
+  if (moved === undefined || moved === 'all') return []
+  return [...moved].filter((n) => n.length > ROWS_OF.length && n.startsWith(ROWS_OF)).flatMap((n) => catalog.sameNamed(n.slice(ROWS_OF.length)).map((r) => r.oid))
 }
 
 /** `a` and `b` together. */
 export function bothMoved(a: MovedNames, b: MovedNames): MovedNames {
-  if (a === 'all' || b === 'all') return 'all'
+  if (a === 'all' || b === 'all') {
+    // Which tables gained rows is still known, and still matters (see `gainsRows`).
+    const kept = [...(a === 'all' ? [] : (a ?? [])), ...(b === 'all' ? [] : (b ?? []))].filter((n) => n.startsWith(ROWS_OF))
+    return kept.length === 0 ? 'all' : new Set([EVERY_NAME, ...kept])
+  }
   if (!a || a.size === 0) return b
   if (!b || b.size === 0) return a
   return new Set([...a, ...b])
 }
 
 function newCtx(catalog: Catalog, distrustNames = false, anyOfSameName = false, moved: MovedNames = undefined): Ctx {
-  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, moved, anyOfSameName, shadowable: false}
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), unvouched: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, moved, anyOfSameName, shadowable: false}
 }
 
 /** Something the analysis cannot see into: its value is untraceable and the statement may read anything. */
@@ -264,7 +309,10 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
     if (!c.sensitive) return {name: c.name, sources: [], direct: true, unknown: false, origin}
     return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: !c.sensitive.inexact, unknown: false, origin}
   })
-  if (rel.viewDefinition === undefined) return isMoved(ctx.moved, rel.name) ? unprovenNames(own, ctx) : own
+  if (rel.viewDefinition === undefined) {
+    if (gainsRows(ctx.moved, rel.name)) ctx.unvouched.add(rel.oid)
+    return isMoved(ctx.moved, rel.name) ? unprovenNames(own, ctx) : own
+  }
   ctx.views.add(rel.oid)
   // A definition known to have changed, but not re-read, or one an earlier statement may have
   // replaced (names distrusted: the catalog has not read what it did): nothing it says can be relied on.
@@ -945,7 +993,7 @@ function copyShape(node: Node, columns: NamedLineage[] | undefined): CopyShape {
  * (plan.ts), so it is not refused beforehand as untraceable.
  */
 function serverNamesOrigin(c: NamedLineage, ctx: Ctx): boolean {
-  if (!ctx.moved || !c.origin || c.fields) return false
+  if (!ctx.moved || !c.origin || c.fields || ctx.unvouched.has(c.origin.tableOid)) return false
   const rel = ctx.catalog.relation(c.origin.tableOid)
   return rel !== undefined && rel.viewDefinition === undefined && isMoved(ctx.moved, rel.name)
 }
@@ -967,6 +1015,7 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
     ...(ctx.readsSettings ? {readsSettings: true} : {}),
     ...(ctx.misses.length > 0 ? {misses: [...ctx.misses]} : {}),
     ...(ctx.views.size > 0 ? {views: [...ctx.views]} : {}),
+    ...(ctx.unvouched.size > 0 ? {unvouched: [...ctx.unvouched]} : {}),
     ...(ctx.fills.length > 0 ? {fills: [...ctx.fills]} : {}),
     ...(ctx.shadowable ? {shadowable: true as const} : {}),
   }
@@ -1025,7 +1074,9 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
         alias: 'excluded',
         columns: target.star.map((c) => {
           const i = names.indexOf(c.name)
-          return i < 0 ? c : named(c.name, inserted?.[i] ?? UNKNOWN)
+          if (i >= 0) return named(c.name, inserted?.[i] ?? UNKNOWN)
+          const from = generatedFrom(c, names, ctx)
+          return from.length === 0 ? c : named(c.name, derived([c, ...from.map((n) => inserted?.[names.indexOf(n)] ?? UNKNOWN)]))
         }),
         fallback: UNKNOWN,
       }
@@ -1530,6 +1581,8 @@ export function analyzeText(sql: string, catalog: Catalog, distrustNames = false
 /** The relation a statement creates, as written (CREATE TABLE, CREATE TABLE … AS, SELECT … INTO, CREATE VIEW). */
 function createdRelation(kind: string, node: Node): Node | undefined {
   if (kind === 'CreateStmt') return node.relation as Node | undefined
+  // CREATE FOREIGN TABLE holds a CREATE TABLE, INHERITS and PARTITION OF included.
+  if (kind === 'CreateForeignTableStmt') return (node.base as Node | undefined)?.relation as Node | undefined
   if (kind === 'CreateTableAsStmt') return (node.into as Node | undefined)?.rel as Node | undefined
   if (kind === 'SelectStmt') return (node.intoClause as Node | undefined)?.rel as Node | undefined
   if (kind === 'ViewStmt') return node.view as Node | undefined
@@ -1580,9 +1633,10 @@ function movedBy(stmt: Node, catalog: Catalog): MovedNames {
     // A temporary relation goes first on the path, before pg_catalog: one named pg_… may shadow a system relation.
     if (typeof name !== 'string' || name.startsWith('pg_')) return 'all'
     const fresh = catalog.sameNamed(name).length === 0
-    if (kind !== 'CreateStmt') return fresh ? undefined : new Set([name])
+    const table = kind === 'CreateStmt' ? node : kind === 'CreateForeignTableStmt' ? (node.base as Node | undefined) : undefined
+    if (!table) return fresh ? undefined : new Set([name])
     // A child or partition adds its rows to its parents'.
-    const under = relationNames([node.inhRelations, node.partbound], new Set())
+    const under = gainingRows(relationNames([table.inhRelations, table.partbound], new Set()))
     if (fresh && under.size === 0) return undefined
     return fresh ? under : under.add(name)
   }
@@ -1594,7 +1648,13 @@ function movedBy(stmt: Node, catalog: Catalog): MovedNames {
   }
   if (NAMED_RELATION_DDL.has(kind)) {
     const names = relationNames(node, new Set())
-    return names.size > 0 ? names : 'all'
+    // INHERIT and ATTACH PARTITION give the parent the child's rows. ATTACH names both without a
+    // RangeVar node (the altered table, and the partition in its PartitionCmd); INHERIT names the child so.
+    const joins = kind === 'AlterTableStmt' ? list(node.cmds).map((c) => unwrap(c)?.[1]).filter((c) => c?.subtype === 'AT_AddInherit' || c?.subtype === 'AT_AttachPartition') : []
+    if (joins.length === 0) return names.size > 0 ? names : 'all'
+    const bare = [(node.relation as Node | undefined)?.relname, ...joins.map((c) => ((unwrap(c!.def)?.[1].name ?? undefined) as Node | undefined)?.relname)]
+    for (const n of bare) if (typeof n === 'string') names.add(n)
+    return names.size > 0 ? gainingRows(names) : 'all'
   }
   return 'all'
 }
@@ -1847,6 +1907,18 @@ function excludedRefs(raw: unknown, out: string[] = []): string[] {
 }
 
 /**
+ * The proposed columns (`names`) a generated column of the written table is computed from: the
+ * server computes it for the proposed row too, so `excluded.g` of `g … GENERATED ALWAYS AS (a)`
+ * holds what was proposed for `a`. Names are looked for in the expression's text, as the catalog
+ * does (`markGenerated`), which over-matches rather than misses one.
+ */
+function generatedFrom(c: NamedLineage, names: readonly (string | undefined)[], ctx: Ctx): string[] {
+  const expression = c.origin ? ctx.catalog.column(c.origin.tableOid, c.origin.attnum)?.generated?.toLowerCase() : undefined
+  if (expression === undefined) return []
+  return names.filter((n): n is string => n !== undefined && expression.includes(n.toLowerCase()))
+}
+
+/**
  * `ON CONFLICT DO UPDATE`: `excluded.col` is the value the statement proposed for `col`, a bound
  * one among them, and `SET other = excluded.col` writes it into another column of the row. So a
  * value inserted into `col` is also placed where `excluded.col` is used: assigned whole to a column,
@@ -1855,7 +1927,10 @@ function excludedRefs(raw: unknown, out: string[] = []): string[] {
 function excludedPlaces(oc: Node, inserted: Map<string, Node[]>, into: ScopeRel | undefined, w: ParamWalk): void {
   if (inserted.size === 0) return
   const place = (column: string, p: ParamPlace): void => {
-    const params = column === '*' ? [...inserted.values()].flat() : (inserted.get(column) ?? [])
+    // A generated column holds the proposed values it is computed from (`generatedFrom`).
+    const own = column === '*' ? undefined : into?.columns?.find((c) => c.name === column)
+    const from = own ? generatedFrom(own, [...inserted.keys()], w.ctx) : []
+    const params = column === '*' ? [...inserted.values()].flat() : [column, ...from].flatMap((c) => inserted.get(c) ?? [])
     for (const param of params) placeParam(w, param, p)
   }
   for (const t of list(oc.targetList)) {

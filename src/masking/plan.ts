@@ -45,6 +45,11 @@ export interface ResultPlan {
 export interface PlanOptions {
   catalog: Catalog
   maskUntraceable: boolean
+  /**
+   * Tables whose columns the server names as a result's origin that this does not vouch for, beside
+   * the lineage's own `unvouched` (for a text not analysed); `all`: none is vouched for.
+   */
+  unvouched?: ReadonlySet<number> | 'all'
   strategyOf(category: MaskingCategory): MaskingStrategy
 }
 
@@ -105,7 +110,9 @@ export function planResult(fields: FieldDescription[] | undefined, width: number
     // A view's column is clean only as its definition proves, which the catalog's copy may no longer
     // be (`CREATE OR REPLACE VIEW` in the session's open transaction): only the analysis can vouch for it.
     const relation = f && f.tableOid !== 0 ? opts.catalog.relation(f.tableOid) : undefined
-    const knownTable = relation !== undefined && relation.viewDefinition === undefined
+    // Nor a table's, where the session's open transaction may have given it a child's rows (lineage.ts `gainsRows`).
+    const knownTable =
+      relation !== undefined && relation.viewDefinition === undefined && !lineage?.unvouched?.includes(relation.oid) && opts.unvouched !== 'all' && !opts.unvouched?.has(relation.oid)
     // A user table or column created after the catalog was read (system objects have OIDs below 16384):
     // this result is masked as untraceable, and the catalog is re-read for the next one.
     if (f && f.tableOid >= FIRST_NORMAL_OID && !direct) {

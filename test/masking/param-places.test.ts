@@ -26,6 +26,8 @@ const catalog = new Catalog(
         // One name in two schemas, a trigger on the one outside public.
         table(500, 'notes', [['id', 'int4'], ['body', 'text']]),
         table(510, 'notes', [['id', 'int4'], ['body', 'text']], {schema: 's9', runsCode: true}),
+        // `g text generated always as (a || '') stored`: the server computes it for the proposed row too.
+        {...table(600, 'gen', [['id', 'int4'], ['a', 'text'], ['g', 'text'], ['full_name', 'text']]), columns: table(600, 'gen', [['id', 'int4'], ['a', 'text'], ['g', 'text'], ['full_name', 'text']]).columns.map((c) => (c.name === 'g' ? {...c, generated: "(a || ''::text)"} : c))},
       ],
       types: [],
       functions: ['steal'],
@@ -74,6 +76,10 @@ describe('where bind parameters go', () => {
       expect(places(`insert into people (id, status) values ($1, $2::text) on conflict (id) do update set ${set}`), set).toEqual({1: expect.anything(), 2: 'masked'})
     }
     expect(places('insert into people (id, status) values ($1, $2) on conflict (id) do update set status = excluded.status')).toEqual({1: 'clean', 2: 'clean'})
+    // A generated column of the proposed row holds the proposed values it is computed from.
+    expect(places('insert into gen (id, a) values ($1, $2) on conflict (id) do update set full_name = excluded.g')).toEqual({1: 'clean', 2: NAME})
+    expect(places("insert into gen (id, a) values ($1, $2) on conflict (id) do update set full_name = excluded.g || ''")).toEqual({1: 'clean', 2: 'masked'})
+    expect(places('insert into gen (id, a) values ($1, $2) on conflict (id) do update set a = excluded.g')).toEqual({1: 'clean', 2: 'clean'})
     expect(places('with i as (insert into people (id, status) values ($1, $2) returning status) update people set full_name = i.status from i')).toEqual({1: 'masked', 2: 'masked'})
     expect(places('with u as (update people set status = $1 where id = $2 returning id) select 1')).toEqual({1: 'masked', 2: 'clean'})
     expect(places('with u as (update people set status = $1 where id = $2) select 1')).toEqual({1: 'clean', 2: 'clean'})

@@ -4,7 +4,8 @@
  * before the value reaches any place the text gives it: the function may copy it anywhere (here
  * into `kept_names.full_name`). The recording proved such a value clean by its place alone when the
  * type came from the Parse's declared parameter types or a PREPARE's own (`prepare p(kept_text)`),
- * or from a column of a composite type one of whose fields is such a domain. Attack: each of
+ * or from a column of a composite type one of whose fields is such a domain (or of a range over
+ * one, whose input converts each bound). Attack: each of
  * these, through the tunnel, with the value compared with a clean column.
  */
 import {mkdtempSync} from 'node:fs'
@@ -38,8 +39,10 @@ describe('values converted to a type that runs code, in the recording', () => {
           begin insert into public.kept_names (full_name) values (v); return true; end $$;
         create domain kept_text as text check (keep_name(value));
         create type kept_pair as (label kept_text, n int);
-        create table pairs (id int primary key, pair kept_pair)`)
-      for (const name of ['kept_text', '_kept_text', 'kept_pair']) oids[name] = Number((await c.query<{o: string}>(`select '${name}'::regtype::oid as o`)).rows[0]!.o)
+        create table pairs (id int primary key, pair kept_pair);
+        create type kept_range as range (subtype = kept_pair);
+        create table spans (id int primary key, span kept_range)`)
+      for (const name of ['kept_text', '_kept_text', 'kept_pair', 'kept_range']) oids[name] = Number((await c.query<{o: string}>(`select '${name}'::regtype::oid as o`)).rows[0]!.o)
     })
     const bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-rectypes-'))}`
     t = await openPipelineTunnel(db, 'policy: none', {top: `bucket: ${bucketUrl}`})
@@ -64,6 +67,9 @@ describe('values converted to a type that runs code, in the recording', () => {
     await run([serialize.parse({text: 'update pairs set pair = $1 where id = $2'}), serialize.bind({values: [`("${NAME}",1)`, '1']}), serialize.execute({}), serialize.sync()])
     await run([serialize.parse({text: 'select id from pairs where pair = $1::kept_pair'}), serialize.bind({values: [`("${NAME}",1)`]}), serialize.execute({}), serialize.sync()])
     await run([serialize.parse({text: 'select id from pairs where pair = $1', types: [oids.kept_pair!]}), serialize.bind({values: [`("${NAME}",1)`]}), serialize.execute({}), serialize.sync()])
+    // A range over such a composite type: its input converts each bound, field by field.
+    await run([serialize.parse({text: 'select id from spans where span = $1', types: [oids.kept_range!]}), serialize.bind({values: [`["(""${NAME}"",1)","(""${NAME}"",2)")`]}), serialize.execute({}), serialize.sync()])
+    await run([serialize.parse({text: 'select id from orders where status = $1::kept_range::text'}), serialize.bind({values: [`["(""${NAME}"",1)","(""${NAME}"",2)")`]}), serialize.execute({}), serialize.sync()])
     await t.close()
     t = undefined
     const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
@@ -79,7 +85,7 @@ describe('values converted to a type that runs code, in the recording', () => {
     // The attack did what it meant to: the conversions copied the value into a column of names.
     expect(landed).toEqual([NAME])
     const bound = statements.filter((s) => s.params)
-    expect(bound).toHaveLength(8)
+    expect(bound).toHaveLength(10)
     for (const s of bound) {
       expect(s.outcome, s.sql).toBe('ok')
       expect(JSON.stringify(s.params), s.sql).not.toContain('Quill')

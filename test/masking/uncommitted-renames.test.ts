@@ -44,6 +44,9 @@ const FUNCTIONS = [
   'create table ur_log (id int)',
   'create function ur_swap_trigger() returns trigger language plpgsql as $$ begin perform ur_swap(); return new; end $$',
   'create trigger ur_log_swaps after insert on ur_log for each row execute function ur_swap_trigger()',
+  'create table ur_parts (id int, status text) partition by range (id)',
+  'create table ur_parts_low partition of ur_parts for values from (0) to (100)',
+  "insert into ur_parts values (1, 'open')",
 ]
 
 const READS = [
@@ -84,6 +87,27 @@ const TEMP_STEPS: string[][] = [
   ['begin', 'create temp view orders as select id, full_name as status from customers', READS[0]!, 'rollback'],
 ]
 
+/**
+ * A table made or altered in the open transaction to inherit from a known one, or attached to it as
+ * a partition, adds its rows to the parent's; the server describes their columns as the parent's,
+ * which the catalog (committed state) holds clean, and that description counted as proof: the
+ * child's names came out of `select status from orders` in clear, until the COMMIT.
+ */
+const FILL_CHILD = (child: string) => `insert into ${child} select id + 1000, id, full_name, 0, now() from customers`
+const CHILD_STEPS: string[][] = [
+  ['begin', 'create table ur_kid () inherits (orders)', FILL_CHILD('ur_kid'), 'select status from orders', 'rollback'],
+  ['begin', 'create table ur_kid (like orders)', FILL_CHILD('ur_kid'), 'alter table ur_kid inherit orders', 'select * from orders', 'rollback'],
+  ['begin', 'create table ur_kid (like orders)', 'alter table ur_kid inherit orders', FILL_CHILD('ur_kid'), `${EXT}select status from orders`, 'rollback'],
+  ['begin', 'create table ur_kid () inherits (orders)', FILL_CHILD('ur_kid'), 'declare ur5 cursor for select status from orders', 'fetch all from ur5', 'rollback'],
+  ['begin', 'create table ur_kid () inherits (orders)', FILL_CHILD('ur_kid'), 'alter table orders add column ur_extra int', 'select * from orders', 'rollback'],
+  [`create table ur_kid () inherits (orders); ${FILL_CHILD('ur_kid')}; select status from orders; rollback`],
+  ['begin', 'create table ur_part (id int, status text)', 'insert into ur_part select id + 1000, address from customers', 'alter table ur_parts attach partition ur_part for values from (100) to (100000)', 'select status from ur_parts', 'rollback'],
+  ['begin', 'create table ur_part partition of ur_parts for values from (100) to (100000)', 'insert into ur_part select id + 1000, full_name from customers', 'select id, status from ur_parts', 'rollback'],
+  // Prepared before: the server plans it again over the parent and its new child.
+  ['prepare ur6 as select status from orders', 'begin', 'create table ur_kid () inherits (orders)', FILL_CHILD('ur_kid'), 'execute ur6', 'rollback', 'deallocate ur6'],
+  ['prepare ur7 as select status from orders where id > $1', 'begin', 'create table ur_kid () inherits (orders)', FILL_CHILD('ur_kid'), 'execute ur7(0)', 'rollback', 'deallocate ur7'],
+]
+
 describe('names moved by the session\'s uncommitted change', () => {
   let t: UnseenCodeTunnel
 
@@ -99,7 +123,7 @@ describe('names moved by the session\'s uncommitted change', () => {
   }
 
   it('has no vacuous case: directly, each shows names or addresses', async () => {
-    for (const steps of [...STEPS, ...TEMP_STEPS]) {
+    for (const steps of [...STEPS, ...TEMP_STEPS, ...CHILD_STEPS]) {
       const seen = await withClient(t.fx.db.url, async (c) => {
         const out: unknown[] = []
         for (const sql of steps) out.push(rowsOf(await send(c, sql)))
@@ -164,6 +188,13 @@ describe('names moved by the session\'s uncommitted change', () => {
     const factory = createMaskingFilterFactory({catalog: t.fx.catalog, masking: {...NO_CONFIG, onUntraceable: 'deny'}, identity: {groups: [], kind: 'human'}})
     expect(factory.checkMaskable(`${SWAP.join('; ')}; ${READS[0]}`)).toMatchObject({ok: false, reason: expect.stringMatching(/may mean another one/)})
     expect(factory.checkMaskable(`${SWAP.join('; ')}; select id, status from orders`)).toEqual({ok: true})
+  })
+
+  it('masks what a child or partition the transaction added holds, read through its parent, until the change is committed', async () => {
+    expect(await leakingOf(CHILD_STEPS)).toEqual([])
+    const factory = createMaskingFilterFactory({catalog: t.fx.catalog, masking: {...NO_CONFIG, onUntraceable: 'deny'}, identity: {groups: [], kind: 'human'}})
+    expect(factory.checkMaskable(`create table ur_kid () inherits (orders); select status from orders`)).toMatchObject({ok: false, reason: expect.stringMatching(/may mean another one/)})
+    expect(factory.checkMaskable(`alter table ur_kid inherit orders; select status from orders`)).toMatchObject({ok: false})
   })
 
   // Last: the catalog keeps the temporary relations these sessions made until it is next read, and
