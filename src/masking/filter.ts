@@ -141,7 +141,7 @@ const LINEAGE_CACHE_SIZE = 1000
  * lists); their results are masked as untraceable, except columns the server reports as coming
  * straight from a known clean column.
  */
-const MAX_ANALYZED_SQL = 256 * 1024
+export const MAX_ANALYZED_SQL = 256 * 1024
 const NOT_SHARED = {notShared: true} as const
 const TOO_LARGE: TextLineage = {ok: false, error: 'the statement is too large to analyse'}
 

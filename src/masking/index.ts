@@ -3,7 +3,7 @@ export {Catalog, discoverCatalog, needsRefresh, readCatalog, classifySnapshot, t
 export {catalogQueryFor, type ClosableCatalogQuery} from './catalog-query.js'
 export {classifyColumn, DEFAULT_STRATEGIES, type Classification, type MaskingCategory, type MaskingStrategy} from './categories.js'
 export {ibanValid, isJwt, luhnValid, scanText, type Finding} from './detectors.js'
-export {createMaskingFilterFactory, type MaskabilityVerdict, type MaskingFilter, type MaskingFilterFactory, type MaskingFilterOptions, type MaskingIdentity, type ScannerHit} from './filter.js'
+export {createMaskingFilterFactory, MAX_ANALYZED_SQL, type MaskabilityVerdict, type MaskingFilter, type MaskingFilterFactory, type MaskingFilterOptions, type MaskingIdentity, type ScannerHit} from './filter.js'
 export {analyzeText, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage.js'
 export {formatMaskedColumn, type MaskedColumn} from './plan.js'
 export {createMasker, redacted, type Masker} from './strategies.js'

@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {defaultKeyDir} from '../audit/signing.js'
-import {startMasking, type ClosableCatalogQuery, type MaskingFilterFactory, type MaskingRuntime} from '../masking/index.js'
+import {MAX_ANALYZED_SQL, startMasking, type ClosableCatalogQuery, type MaskingFilterFactory, type MaskingRuntime} from '../masking/index.js'
 import {ENGLISH_MESSAGES, englishMessages} from '../policy/assumed-settings.js'
 import {sharedAnalysisCache, type PolicyVerdict, type StatementAnalysis} from '../policy/index.js'
 import type {StatementContext} from '../proxy/seam.js'
@@ -68,7 +68,8 @@ type Allowed = Extract<PolicyVerdict, {action: 'allow'}>
  */
 function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, ctx: StatementContext, verdict: PolicyVerdict) => PolicyVerdict | Promise<PolicyVerdict> {
   const check = (sql: string, ctx: StatementContext, verdict: Allowed): PolicyVerdict => {
-    const language = messagesLanguageChange(verdict.judged ?? verdict.analysis?.statements ?? sharedAnalysisCache.analyze(sql, {}).statements)
+    const statements = verdict.judged ?? verdict.analysis?.statements ?? sharedAnalysisCache.analyze(sql, {}).statements
+    const language = messagesLanguageChange(statements)
     if (language) {
       return {
         action: 'reject',
@@ -76,6 +77,21 @@ function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, c
         approval: verdict.approval,
         analysis: verdict.analysis,
         error: {severity: 'ERROR', code: '42501', message: `dbgate: masking refuses setting lc_messages ${language}: ${ENGLISH_MESSAGES.why}`, hint: "Leave lc_messages as it is, or set it to 'C' or an English locale."},
+      }
+    }
+    const copies = sql.length > MAX_ANALYZED_SQL && !masking.factory.unmasked ? unfollowedCopy(statements) : undefined
+    if (copies) {
+      return {
+        action: 'reject',
+        decision: verdict.decision,
+        approval: verdict.approval,
+        analysis: verdict.analysis,
+        error: {
+          severity: 'ERROR',
+          code: '42501',
+          message: `dbgate: masking cannot follow what this ${copies} copies into the table it writes: texts over ${MAX_ANALYZED_SQL / 1024} KiB are not analysed for masking, so a sensitive value it copies would read as clean afterwards`,
+          hint: `Send it in texts under ${MAX_ANALYZED_SQL / 1024} KiB (split a long IN list or a multi-row INSERT … SELECT); an INSERT of VALUES alone may be any size.`,
+        },
       }
     }
     const m = masking.factory.checkMaskable(sql, ctx)
@@ -100,6 +116,25 @@ function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, c
       },
     )
   }
+}
+
+/**
+ * The command of a statement that may copy values from a table into the one it writes (`UPDATE …
+ * SET status = full_name`, `INSERT … SELECT`, MERGE, CREATE TABLE … AS), or undefined: masking
+ * follows such copies in the texts it analyses, and marks the columns written, but does not
+ * analyse texts over MAX_ANALYZED_SQL (the event loop would wait on the parse). An INSERT of
+ * values alone (a bulk load) copies nothing from a table.
+ */
+function unfollowedCopy(statements: readonly StatementAnalysis[]): string | undefined {
+  for (const st of statements) {
+    for (const o of st.operations) {
+      if (o.command === 'create_table_as' || o.command === 'create_materialized_view') return o.command === 'create_table_as' ? 'CREATE TABLE … AS' : 'CREATE MATERIALIZED VIEW'
+      if (o.class !== 'write') continue
+      if (o.command === 'update' || o.command === 'merge') return o.command.toUpperCase()
+      if (o.command === 'insert' && o.tables.some((t) => t.access === 'read')) return 'INSERT … SELECT'
+    }
+  }
+  return undefined
 }
 
 /** How a statement would move lc_messages off English (`to de_DE.UTF-8`, `to a value dbgate cannot read`), or undefined. */
