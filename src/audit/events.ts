@@ -177,6 +177,8 @@ export interface StatementDetails {
   params?: (string | null)[]
   /** Replaces `event.error`: the error as the client received it, masked like its results. */
   error?: {code: string; message: string}
+  /** Replaces `event.sql`: a text refused for its size, kept as its beginning and its length (`cutStatementText`). */
+  sql?: string
 }
 
 export type Normalized = {normalized: string | null; fingerprint: string | null}
@@ -215,7 +217,8 @@ export function clampPreview(preview: ResultPreview | undefined, maxRows: number
 }
 
 export function statementData(ev: StatementEvent, details: StatementDetails, previewRows: number, normalize: (sql: string) => Normalized = normalizeSql, memo?: StatementJsonMemo): StatementData {
-  const {normalized, fingerprint} = memo ? memo.normalize(ev.sql, normalize) : normalize(ev.sql)
+  const sql = details.sql ?? ev.sql
+  const {normalized, fingerprint} = memo ? memo.normalize(sql, normalize) : normalize(sql)
   const decision: RecordedDecision = details.decision ?? (ev.verdict.action === 'allow' ? 'allow' : 'deny')
   const outcomeError = details.error ?? ev.error
   const error =
@@ -230,7 +233,7 @@ export function statementData(ev: StatementEvent, details: StatementDetails, pre
   // conditional spreads here cost a temporary object and a slow copy per statement.
   const data = {connectionId: ev.connectionId, protocol: ev.protocol} as StatementData
   if (ev.statementName !== undefined) data.statementName = ev.statementName
-  data.sql = ev.sql
+  data.sql = sql
   data.normalized = normalized
   data.fingerprint = fingerprint
   if (params !== undefined) data.params = params

@@ -11,8 +11,8 @@ import {defaultSpoolDir} from '../audit/spool.js'
 import {openBucket} from '../bucket/index.js'
 import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
-import {sharedAnalysisCache} from '../policy/index.js'
-import {cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
+import {DEFAULT_MAX_STATEMENT_SIZE, sharedAnalysisCache} from '../policy/index.js'
+import {cutMark, cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
 import type {Analysis, Decision, StatementAnalysis} from '../policy/types.js'
 import {formatMaskedColumn, redacted, type MaskingFilterFactory} from '../masking/index.js'
 
@@ -154,7 +154,30 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
     if (event.preview) details.preview = event.preview
   }
   addMaskingDetails(details, event, maskText, opts)
+  const cut = event.verdict.action === 'reject' ? cutRefusedText(event.sql, opts.maxStatementSize) : undefined
+  if (cut !== undefined) details.sql = cut
   return details
+}
+
+/** How much of a text refused for its size the recording keeps. */
+const REFUSED_TEXT_KEPT = 64 * 1024
+
+/**
+ * A text the tunnel refused because it is over `tunnel.maxStatementSize` never ran: its beginning
+ * and its length are the evidence. Kept whole, one such text (a client may send up to
+ * maxMessageSize, 1 GiB) made the session's log too large for the tools that read it (list,
+ * search, replay, verify, report stop at 256 MiB), hiding every other statement of the session.
+ */
+export function cutRefusedText(sql: string, maxStatementSize = DEFAULT_MAX_STATEMENT_SIZE): string | undefined {
+  if (sql.length <= REFUSED_TEXT_KEPT) return undefined
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: a text this short is surely under the size.
+  if (sql.length * 3 <= maxStatementSize) return undefined
+  const bytes = Buffer.byteLength(sql)
+  if (bytes <= maxStatementSize) return undefined
+  let end = REFUSED_TEXT_KEPT
+  const last = sql.charCodeAt(end - 1)
+  if (last >= 0xd800 && last <= 0xdbff) end--
+  return `${sql.slice(0, end)}${cutMark(bytes)}`
 }
 
 /**
