@@ -36,7 +36,7 @@ export function analyze(sql: string, opts: AnalyzeOptions = {}): Analysis {
   const cap = opts.maxStatementSize ?? DEFAULT_MAX_STATEMENT_SIZE
   const size = Buffer.byteLength(sql, 'utf8')
   if (size > cap) {
-    return {sql, statements: [unknownStatement(0, sql, `statement text is ${size} bytes, over the ${cap}-byte limit`)]}
+    return {sql, statements: [unknownStatement(0, sql, `statement text is ${size} bytes, over the ${cap}-byte limit (the target's tunnel.maxStatementSize): send it in smaller statements, or raise the limit`)]}
   }
   const parsed = parseStatements(sql)
   if (!parsed.ok) {

@@ -90,7 +90,7 @@ describe('analyze', () => {
   it('fails closed on what it cannot read', () => {
     expect(one('SELEC 1')).toMatchObject({class: 'unknown', error: expect.stringMatching(/^could not parse: syntax error/)})
     expect(one('SELECT 1\u0000')).toMatchObject({class: 'unknown', error: 'could not parse: statement text contains a NUL byte'})
-    expect(analyze('SELECT 12345', {maxStatementSize: 8}).statements[0]).toMatchObject({class: 'unknown', error: 'statement text is 12 bytes, over the 8-byte limit'})
+    expect(analyze('SELECT 12345', {maxStatementSize: 8}).statements[0]).toMatchObject({class: 'unknown', error: "statement text is 12 bytes, over the 8-byte limit (the target's tunnel.maxStatementSize): send it in smaller statements, or raise the limit"})
     // Multi-byte text is measured in bytes, as the wire carries it.
     expect(analyze("SELECT 'éé'", {maxStatementSize: 12}).statements[0]?.class).toBe('unknown')
     expect(analyze("SELECT 'ee'", {maxStatementSize: 12}).statements[0]?.class).toBe('read')
