@@ -145,7 +145,11 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
   const openWindow = (decision: Decision): LiveWindow | undefined => {
     const at = now().getTime()
     for (let i = windows.length - 1; i >= 0; i--) if (windows[i]!.until.getTime() <= at) windows.splice(i, 1)
-    const held = decision.statements.filter((s) => s.action === 'require_approval')
+    // Every operation that needs a reviewer, not each statement's primary one: `create table x as
+    // select wipe()` is DDL held by the schema-change rule, and its call is held by another rule,
+    // which a window granted on a CREATE INDEX never covered. A decision that does not list them
+    // (none made by policy) opens no window.
+    const held = decision.holds ?? []
     // A class holds statements for several reasons (DDL: a schema change, a rule or a trigger that
     // runs code later); the reviewer granted the window on one of them, so only that one is waived.
     return windows.find((w) => held.length > 0 && held.every((s) => s.class === w.class && s.ruleId === w.ruleId))
