@@ -100,6 +100,33 @@ function reviewedSettings(parameters: ReadonlyMap<string, string>): Record<strin
   }
   return out
 }
+/** How many parts, and how much of each part's finding, a request carries: enough to say what runs, not a copy of the catalog. */
+const HELD_PARTS = 20
+const HELD_DETAIL_CHARS = 1000
+
+/**
+ * What needs a reviewer in a held text, part by part, for the request: the reviewer of `insert into
+ * audited values (1)` reads which trigger runs which function and why it is held, which the text
+ * does not show. Parts alike (the same rule and finding) are listed once.
+ */
+export function heldParts(decision: Decision): ApprovalRequest['held'] {
+  const out: NonNullable<ApprovalRequest['held']> = []
+  const seen = new Set<string>()
+  const all = decision.holds ?? decision.statements.filter((s) => s.action === 'require_approval')
+  for (const h of all) {
+    const detail = h.detail === undefined ? undefined : h.detail.length > HELD_DETAIL_CHARS ? `${h.detail.slice(0, HELD_DETAIL_CHARS)}…` : h.detail
+    const key = `${h.ruleId}\u0000${detail ?? ''}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    if (out.length === HELD_PARTS) {
+      out.push({ruleId: h.ruleId, reason: `and ${all.length - HELD_PARTS} more parts that need a reviewer, not listed here`})
+      break
+    }
+    out.push({ruleId: h.ruleId, reason: h.reason, ...(detail !== undefined ? {detail} : {})})
+  }
+  return out
+}
+
 const WAIT_NOTICE = '00000'
 const POLICY = '42501'
 const CANCELED = '57014'
@@ -244,6 +271,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       ...(ctx.bindValues !== undefined ? {params: ctx.bindValues.map(reviewedValue)} : {}),
       settings: reviewedSettings(ctx.session.parameters),
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
+      held: heldParts(decision),
       class: d.class,
       ruleId: d.ruleId,
       reason: d.reason,

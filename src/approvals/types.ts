@@ -62,6 +62,13 @@ export const ApprovalRequestSchema = z.object({
    */
   settings: z.record(z.string(), z.string()).optional(),
   statements: z.array(RequestedStatementSchema),
+  /**
+   * Every part of the text that needs a reviewer, with the rule that holds it and what policy found
+   * (`a trigger of audited runs public.audit_dyn, which runs SQL built at run time …`): a write's
+   * triggers, defaults and checks run code the text does not show, and the rule's reason alone
+   * ("calls a volatile function") does not say which.
+   */
+  held: z.array(z.object({ruleId: z.string(), reason: z.string(), detail: z.string().optional()})).optional(),
   /** Class of the statement that needed approval: what a window would grant. */
   class: z.string(),
   ruleId: z.string(),

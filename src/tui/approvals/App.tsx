@@ -13,6 +13,7 @@ import {requesterLabel} from '../../approvals/types.js'
 import {agentLabel} from '../../identity/types.js'
 import {paintPiece, sqlPieces, wrapPieces, type SqlPiece} from '../highlight.js'
 import {visible as printable, visibleDeep} from '../../util/visible.js'
+import {heldLines} from '../../approvals/format.js'
 import {decidingGone, rowsRead, selected, topOf, useApprovals, visible, type ApprovalsSource, type ApprovalsState, type Mode, type ReadRequest} from './state.js'
 import {requestDigest} from '../../approvals/store.js'
 
@@ -191,6 +192,11 @@ export function Detail({view, now, rows = reviewText(view.request, 96), top = 0}
       <Text>
         rule <Text color="yellow">{r.ruleId}</Text>: {r.reason}
       </Text>
+      {heldLines(r).map((line, i) => (
+        <Text key={i} color="yellow">
+          {line}
+        </Text>
+      ))}
       <Text dimColor>
         {r.class} · asked {shortDuration(now.getTime() - Date.parse(r.createdAt))} ago · expires in {shortDuration(left)} · reviewers {r.reviewers.join(', ')}
         {r.windows ? ' · windows allowed' : ''}
