@@ -14,7 +14,7 @@ import {agentLabel, identityLabel, type AgentInfo, type Identity} from '../ident
 import {sharedAnalysisCache} from '../policy/index.js'
 import {parseTree} from '../sql/parser.js'
 import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
-import type {Decision} from '../policy/types.js'
+import type {Decision, StatementAnalysis} from '../policy/types.js'
 import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEvent, type StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLineSql, shortDuration} from './format.js'
@@ -125,6 +125,34 @@ export function heldParts(decision: Decision): ApprovalRequest['held'] {
     out.push({ruleId: h.ruleId, reason: h.reason, ...(detail !== undefined ? {detail} : {})})
   }
   return out
+}
+
+/** How deep `EXECUTE p` inside a prepared statement is followed for the reviewer (as policy follows it). */
+const PREPARED_DEPTH = 4
+
+/**
+ * The texts of the prepared statements a held text executes (`EXECUTE p`, the `EXECUTE p($1)` a
+ * Bind of an SQL-prepared statement is judged as), and those they execute in turn, as the session
+ * holds them now: what runs is that text, which policy judged, and the reviewer must read it too.
+ */
+function preparedShown(texts: readonly StatementAnalysis[], ctx: StatementContext, maxStatementSize: number): Pick<ApprovalRequest, 'prepared'> {
+  const out: NonNullable<ApprovalRequest['prepared']> = []
+  const seen = new Set<string>()
+  let names = texts.flatMap((t) => t.operations.flatMap((o) => (o.executes !== undefined ? [o.executes] : [])))
+  for (let depth = 0; depth < PREPARED_DEPTH && names.length > 0; depth++) {
+    const next: string[] = []
+    for (const name of names) {
+      if (seen.has(name)) continue
+      seen.add(name)
+      const def = ctx.session.statement(name)
+      if (!def) continue
+      const stmt = sharedAnalysisCache.analyze(def.sql, {maxStatementSize}).statements[def.statementIndex]
+      out.push({name, sql: stmt?.text ?? def.sql})
+      for (const o of stmt?.operations ?? []) if (o.executes !== undefined) next.push(o.executes)
+    }
+    names = next
+  }
+  return out.length > 0 ? {prepared: out} : {}
 }
 
 const WAIT_NOTICE = '00000'
@@ -272,6 +300,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       settings: reviewedSettings(ctx.session.parameters),
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
       held: heldParts(decision),
+      ...preparedShown(texts, ctx, opts.target.tunnel.maxStatementSize),
       class: d.class,
       ruleId: d.ruleId,
       reason: d.reason,

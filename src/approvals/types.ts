@@ -69,6 +69,11 @@ export const ApprovalRequestSchema = z.object({
    * ("calls a volatile function") does not say which.
    */
   held: z.array(z.object({ruleId: z.string(), reason: z.string(), detail: z.string().optional()})).optional(),
+  /**
+   * What each prepared statement the text executes holds, as the session defined it (`EXECUTE p`
+   * carries no SQL of its own; the PREPARE may be far behind what "Earlier in this session" shows).
+   */
+  prepared: z.array(z.object({name: z.string(), sql: z.string()})).optional(),
   /** Class of the statement that needed approval: what a window would grant. */
   class: z.string(),
   ruleId: z.string(),
