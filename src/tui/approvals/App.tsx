@@ -176,6 +176,16 @@ export function reviewText(request: RequestView['request'], width: number): SqlP
   return wrapPieces(pieces, width)
 }
 
+/** How many `needs review` lines the detail pane shows, and how much of each: lines above the text must never push it off the screen. */
+const HELD_SHOWN = 4
+const HELD_LINE_CHARS = 300
+
+function shortHeldLines(r: RequestView['request']): string[] {
+  const all = heldLines(r).map((l) => (l.length > HELD_LINE_CHARS ? `${l.slice(0, HELD_LINE_CHARS)}…` : l))
+  if (all.length <= HELD_SHOWN) return all
+  return [...all.slice(0, HELD_SHOWN - 1), `…and ${all.length - HELD_SHOWN + 1} more parts that need review: read them all with dbgate approvals show ${r.id}`]
+}
+
 export function Detail({view, now, rows = reviewText(view.request, 96), top = 0}: {view: RequestView; now: Date; rows?: SqlPiece[][]; top?: number}) {
   // What the reviewer approves is what they read: every string of the request is made visible, so
   // no escape sequence, carriage return or bidi control can show them a statement other than the one held.
@@ -194,7 +204,7 @@ export function Detail({view, now, rows = reviewText(view.request, 96), top = 0}
       <Text>
         rule <Text color="yellow">{r.ruleId}</Text>: {r.reason}
       </Text>
-      {heldLines(r).map((line, i) => (
+      {shortHeldLines(r).map((line, i) => (
         <Text key={i} color="yellow">
           {line}
         </Text>
