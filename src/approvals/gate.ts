@@ -222,6 +222,13 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     decision,
   })
 
+  const unknownSettings = (decision: Decision, ruleId: string): StatementVerdict =>
+    refuse(
+      decision,
+      `dbgate: statement requires approval (rule ${ruleId}) and was sent behind statements the server has not finished answering (no Sync came between), so the session settings it would run under, which the reviewer reads with it, are not known`,
+      'send it after a Sync, once the statements before it have been answered (what drivers do outside pipeline mode)',
+    )
+
   async function hold(sql: string, ctx: StatementContext, held: HoldVerdict): Promise<StatementVerdict> {
     const {decision, rule: d} = held
     // The schema the statement was judged against, and the reviewer reads it against.
@@ -281,6 +288,19 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         'write the rows into the statement (INSERT … VALUES), so the reviewer reads what will be written',
       )
     }
+
+    if ((ctx.session.pendingCount ?? 0) > 0) {
+      // The reviewer reads the statement with the session's settings as the server reported them
+      // (DateStyle decides what '01/02/2026' is, search_path which table `orders` is). Pipelined
+      // behind statements the server has not answered yet (`SET DateStyle = 'ISO, DMY'` in the same
+      // write), the request would show the settings from before the SET, and the statement would
+      // run under the new ones: it is filed once those answers are in.
+      const answered = ctx.answered ? await ctx.answered().then(() => true, () => false) : false
+      if (!answered || ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
+    }
+    // The server reports a changed setting with its next ReadyForQuery, not with the SET: behind an
+    // extended-protocol Execute with no Sync after it, what the session runs under is not known.
+    if (ctx.session.txStatusCurrent === false) return unknownSettings(decision, d.ruleId)
 
     const requester = opts.identity
     const created = now()
