@@ -137,7 +137,10 @@ const PREPARED_DEPTH = 4
  */
 function preparedShown(texts: readonly StatementAnalysis[], ctx: StatementContext, maxStatementSize: number): Pick<ApprovalRequest, 'prepared'> {
   const out: NonNullable<ApprovalRequest['prepared']> = []
-  const seen = new Set<string>()
+  // A name the text itself prepares or deallocates (`DEALLOCATE p; PREPARE p AS …; EXECUTE p`) runs
+  // what the text shows, not what the session holds under it now.
+  if (texts.some((t) => t.deallocate?.all)) return {}
+  const seen = new Set<string>(texts.flatMap((t) => [t.prepare?.name, t.deallocate?.name].filter((n): n is string => n !== undefined)))
   let names = texts.flatMap((t) => t.operations.flatMap((o) => (o.executes !== undefined ? [o.executes] : [])))
   for (let depth = 0; depth < PREPARED_DEPTH && names.length > 0; depth++) {
     const next: string[] = []

@@ -79,4 +79,20 @@ describe('a held EXECUTE of a statement prepared long before', () => {
       await c.end()
     })
   }
+
+  it('never shows what the session held under a name the held text prepares again itself', async () => {
+    const c = await s.t.client()
+    const w = watchNotices(c)
+    await c.query('prepare p3 as select 1 as n')
+    const before = w.notices.length
+    const sql = 'deallocate p3; prepare p3 as select wipe_accounts() as n; execute p3'
+    const held = c.query(sql).catch((e: Error) => e)
+    const id = await heldId(w, before)
+    const request = (await readRequest(s.bucket, id))!
+    expect(request.sql).toBe(sql)
+    expect(formatRequestDetail({request, state: 'pending'})).not.toMatch(/where p3 is the prepared statement/)
+    await decide(await bob(), {id, action: 'deny', reason: 'read it'})
+    expect(await held).toMatchObject({code: '42501'})
+    await c.end()
+  })
 })
