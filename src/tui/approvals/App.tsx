@@ -263,12 +263,24 @@ function Status({mode, message, loadError, deciding}: {mode: Mode; message?: {ki
           : mode.input === 'approve'
             ? `Approve ${deciding?.request.id ?? ''} for ${deciding ? printable(requesterLabel(deciding.request.requester)) : '?'}? Reason (optional)`
             : 'Window length (e.g. 30m, 2h)'
-    return (
+    const prompt = (
       <Text>
         <Text bold>{label}: </Text>
         {printable(mode.text)}
         <Text inverse> </Text>
       </Text>
+    )
+    if (mode.input !== 'window' || !deciding) return prompt
+    // A window is granted on one request and lets through every later one its rule holds, which
+    // the reviewer has not read: say so where the length is typed.
+    const r = deciding.request
+    return (
+      <Box flexDirection="column">
+        <Text color="yellow">
+          A window lets every {printable(r.class)} statement that rule {printable(r.ruleId)} holds ({printable(r.reason)}) run without asking, from {printable(requesterLabel(r.requester))} through the same tunnel, until it closes: not only {r.id}.
+        </Text>
+        {prompt}
+      </Box>
     )
   }
   if (message) return <Text color={message.kind === 'ok' ? 'green' : 'red'}>{message.kind === 'ok' ? '✓ ' : '✗ '}{printable(message.text)}</Text>
