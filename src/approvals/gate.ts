@@ -88,8 +88,10 @@ const RECENT = 5
  * Reported settings (ParameterStatus) that change what a statement's text means, or as whom it
  * runs, shown to reviewers with every request: a SET of one of them may have scrolled out of the
  * session's last statements, or come in the startup packet (PGOPTIONS) where no statement shows it.
+ * application_name is any session's to set, and what a text or an audit trigger reads with
+ * current_setting('application_name').
  */
-export const REVIEWED_SETTINGS = ['DateStyle', 'IntervalStyle', 'TimeZone', 'search_path', 'session_authorization', 'standard_conforming_strings', 'client_encoding'] as const
+export const REVIEWED_SETTINGS = ['DateStyle', 'IntervalStyle', 'TimeZone', 'search_path', 'session_authorization', 'standard_conforming_strings', 'client_encoding', 'application_name'] as const
 
 /** The reviewed settings the server reported for this session (search_path from PostgreSQL 18 on). */
 function reviewedSettings(parameters: ReadonlyMap<string, string>): Record<string, string> {

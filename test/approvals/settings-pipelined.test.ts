@@ -67,6 +67,30 @@ describe('settings set just in front of a held statement', () => {
     })
   }
 
+  it('shows the application_name a statement (or a trigger it fires) reads with current_setting, however long ago it was set', async () => {
+    // application_name is a setting any session may change, and the server reports it; an audit
+    // trigger or the text itself reads it. Set six statements back, nothing on the reviewer's screen named it.
+    const raw = await s.t.raw()
+    raw.send(query("set application_name = 'mallory'"))
+    await raw.untilReady()
+    for (let i = 0; i < 6; i++) {
+      raw.send(query('select 1'))
+      await raw.untilReady()
+    }
+    raw.send(query("create index orders_by_app on orders (id) where current_setting('application_name') = 'x'"))
+    let id: string | undefined
+    await waitFor(async () => {
+      const m = await raw.next()
+      if (m.code === 'N') id = /waiting for approval (apr-[a-z0-9]+)/.exec(decodeNotice(m.body).message)?.[1]
+      return id !== undefined
+    }, 'held')
+    const request = (await readRequest(s.bucket, id!))!
+    expect(request.recent.map((r) => r.sql).join('\n')).not.toMatch(/mallory/)
+    expect(request.settings?.application_name).toBe('mallory')
+    await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id: id!, action: 'deny', reason: 'x'})
+    raw.end()
+  })
+
   it('still holds the statement sent on its own after the SET, with the settings it runs under', async () => {
     const raw = await s.t.raw()
     raw.send(query(SET_DMY))
