@@ -12,7 +12,7 @@ import {openTokenStore} from '../identity/token-store.js'
 import {cachedFor} from '../util/cached-for.js'
 import {visible, visibleDeep} from '../util/visible.js'
 import {agentLabel} from '../identity/types.js'
-import {boundValues, oneLineSql, recentMark, requestRow, shortDuration, type RequestRow} from './format.js'
+import {boundValues, heldLines, oneLineSql, recentMark, requestRow, shortDuration, type RequestRow} from './format.js'
 import {reviewerFromSession, type ReviewContext} from './review.js'
 import {requestDigest} from './store.js'
 import {requesterLabel, type RequestView} from './types.js'
@@ -71,6 +71,7 @@ export function formatRequestDetail(view: RequestView, now = new Date()): string
   lines.push(`${r.id} · ${requesterLabel(r.requester)} (${r.requester.groups.join(', ') || 'no groups'}) on ${r.target}/${r.database}`)
   if (r.agent) lines.push(`AI agent ${agentLabel(r.agent)} acting for ${requesterLabel(r.requester)}: the statement was written by the agent`)
   lines.push(`rule ${r.ruleId}: ${r.reason}`)
+  lines.push(...heldLines(r))
   const left = view.state === 'pending' ? ` · expires in ${shortDuration(Date.parse(r.expiresAt) - now.getTime())}` : ''
   lines.push(`${r.class} · asked ${shortDuration(now.getTime() - Date.parse(r.createdAt))} ago${left} · ${view.state} · reviewers ${r.reviewers.join(', ')}${r.windows ? ' · windows allowed' : ''}`)
   if (view.decision) lines.push(`decided: ${view.decision.action} by ${visible(view.decision.reviewer.email ?? view.decision.reviewer.subject)}${view.decision.reason ? ` (${visible(view.decision.reason)})` : ''}`)
@@ -80,6 +81,7 @@ export function formatRequestDetail(view: RequestView, now = new Date()): string
   lines.push(`${count} statement${count > 1 ? 's' : ''}${r.statements.length ? `: ${r.statements.map((s) => s.command).join('; ')}` : ''} · ${sql.split('\n').length} line(s)${r.params ? ` · ${r.params.length} bound value(s)` : ''}`)
   lines.push('', sql)
   if (view.request.params) lines.push(`with the values ${boundValues(view.request.params)}`)
+  for (const p of view.request.prepared ?? []) lines.push('', `where ${visible(p.name)} is the prepared statement:`, visible(p.sql, {lines: true}))
   if (r.recent.length > 0) {
     lines.push('', 'Earlier in this session:')
     for (const s of view.request.recent) lines.push(`  ${recentMark(s)} ${oneLineSql(s.sql, 100)}`)

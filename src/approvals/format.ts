@@ -1,5 +1,5 @@
 /** Words and numbers for requests, shared by the CLI lists and the TUI. */
-import type {RequestView} from './types.js'
+import type {ApprovalRequest, RequestView} from './types.js'
 import {requesterLabel} from './types.js'
 import {agentLabel} from '../identity/types.js'
 import {visible} from '../util/visible.js'
@@ -75,4 +75,13 @@ const REFUSED = new Set(['deny', 'approval_denied', 'approval_timeout', 'approva
 export function recentMark(s: {decision: string; outcome: string}): '✓' | '✗' | '!' {
   if (REFUSED.has(s.decision)) return '✗'
   return s.outcome === 'error' ? '!' : '✓'
+}
+
+/**
+ * What the text runs that needs a reviewer, one line a part (`needs review: a trigger of audited
+ * runs public.audit_dyn, which …`): a write's triggers, defaults and checks run code the text does
+ * not show. A part that says no more than the request's rule line is left out. `r` is already visible.
+ */
+export function heldLines(r: Pick<ApprovalRequest, 'held' | 'ruleId' | 'reason'>): string[] {
+  return (r.held ?? []).filter((h) => h.detail !== undefined || h.ruleId !== r.ruleId || h.reason !== r.reason).map((h) => `needs review (rule ${h.ruleId}): ${h.detail ?? h.reason}`)
 }

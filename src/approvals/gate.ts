@@ -14,7 +14,7 @@ import {agentLabel, identityLabel, type AgentInfo, type Identity} from '../ident
 import {sharedAnalysisCache} from '../policy/index.js'
 import {parseTree} from '../sql/parser.js'
 import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
-import type {Decision} from '../policy/types.js'
+import type {Decision, StatementAnalysis} from '../policy/types.js'
 import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEvent, type StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLineSql, shortDuration} from './format.js'
@@ -88,8 +88,10 @@ const RECENT = 5
  * Reported settings (ParameterStatus) that change what a statement's text means, or as whom it
  * runs, shown to reviewers with every request: a SET of one of them may have scrolled out of the
  * session's last statements, or come in the startup packet (PGOPTIONS) where no statement shows it.
+ * application_name is any session's to set, and what a text or an audit trigger reads with
+ * current_setting('application_name').
  */
-export const REVIEWED_SETTINGS = ['DateStyle', 'IntervalStyle', 'TimeZone', 'search_path', 'session_authorization', 'standard_conforming_strings', 'client_encoding'] as const
+export const REVIEWED_SETTINGS = ['DateStyle', 'IntervalStyle', 'TimeZone', 'search_path', 'session_authorization', 'standard_conforming_strings', 'client_encoding', 'application_name'] as const
 
 /** The reviewed settings the server reported for this session (search_path from PostgreSQL 18 on). */
 function reviewedSettings(parameters: ReadonlyMap<string, string>): Record<string, string> {
@@ -100,6 +102,64 @@ function reviewedSettings(parameters: ReadonlyMap<string, string>): Record<strin
   }
   return out
 }
+/** How many parts, and how much of each part's finding, a request carries: enough to say what runs, not a copy of the catalog. */
+const HELD_PARTS = 20
+const HELD_DETAIL_CHARS = 1000
+
+/**
+ * What needs a reviewer in a held text, part by part, for the request: the reviewer of `insert into
+ * audited values (1)` reads which trigger runs which function and why it is held, which the text
+ * does not show. Parts alike (the same rule and finding) are listed once.
+ */
+export function heldParts(decision: Decision): ApprovalRequest['held'] {
+  const out: NonNullable<ApprovalRequest['held']> = []
+  const seen = new Set<string>()
+  const all = decision.holds ?? decision.statements.filter((s) => s.action === 'require_approval')
+  for (const h of all) {
+    const detail = h.detail === undefined ? undefined : h.detail.length > HELD_DETAIL_CHARS ? `${h.detail.slice(0, HELD_DETAIL_CHARS)}…` : h.detail
+    const key = `${h.ruleId}\u0000${detail ?? ''}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    if (out.length === HELD_PARTS) {
+      out.push({ruleId: h.ruleId, reason: `and ${all.length - HELD_PARTS} more parts that need a reviewer, not listed here`})
+      break
+    }
+    out.push({ruleId: h.ruleId, reason: h.reason, ...(detail !== undefined ? {detail} : {})})
+  }
+  return out
+}
+
+/** How deep `EXECUTE p` inside a prepared statement is followed for the reviewer (as policy follows it). */
+const PREPARED_DEPTH = 4
+
+/**
+ * The texts of the prepared statements a held text executes (`EXECUTE p`, the `EXECUTE p($1)` a
+ * Bind of an SQL-prepared statement is judged as), and those they execute in turn, as the session
+ * holds them now: what runs is that text, which policy judged, and the reviewer must read it too.
+ */
+function preparedShown(texts: readonly StatementAnalysis[], ctx: StatementContext, maxStatementSize: number): Pick<ApprovalRequest, 'prepared'> {
+  const out: NonNullable<ApprovalRequest['prepared']> = []
+  // A name the text itself prepares or deallocates (`DEALLOCATE p; PREPARE p AS …; EXECUTE p`) runs
+  // what the text shows, not what the session holds under it now.
+  if (texts.some((t) => t.deallocate?.all)) return {}
+  const seen = new Set<string>(texts.flatMap((t) => [t.prepare?.name, t.deallocate?.name].filter((n): n is string => n !== undefined)))
+  let names = texts.flatMap((t) => t.operations.flatMap((o) => (o.executes !== undefined ? [o.executes] : [])))
+  for (let depth = 0; depth < PREPARED_DEPTH && names.length > 0; depth++) {
+    const next: string[] = []
+    for (const name of names) {
+      if (seen.has(name)) continue
+      seen.add(name)
+      const def = ctx.session.statement(name)
+      if (!def) continue
+      const stmt = sharedAnalysisCache.analyze(def.sql, {maxStatementSize}).statements[def.statementIndex]
+      out.push({name, sql: stmt?.text ?? def.sql})
+      for (const o of stmt?.operations ?? []) if (o.executes !== undefined) next.push(o.executes)
+    }
+    names = next
+  }
+  return out.length > 0 ? {prepared: out} : {}
+}
+
 const WAIT_NOTICE = '00000'
 const POLICY = '42501'
 const CANCELED = '57014'
@@ -145,7 +205,11 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
   const openWindow = (decision: Decision): LiveWindow | undefined => {
     const at = now().getTime()
     for (let i = windows.length - 1; i >= 0; i--) if (windows[i]!.until.getTime() <= at) windows.splice(i, 1)
-    const held = decision.statements.filter((s) => s.action === 'require_approval')
+    // Every operation that needs a reviewer, not each statement's primary one: `create table x as
+    // select wipe()` is DDL held by the schema-change rule, and its call is held by another rule,
+    // which a window granted on a CREATE INDEX never covered. A decision that does not list them
+    // (none made by policy) opens no window.
+    const held = decision.holds ?? []
     // A class holds statements for several reasons (DDL: a schema change, a rule or a trigger that
     // runs code later); the reviewer granted the window on one of them, so only that one is waived.
     return windows.find((w) => held.length > 0 && held.every((s) => s.class === w.class && s.ruleId === w.ruleId))
@@ -162,6 +226,13 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     error: {severity: 'ERROR', code: POLICY, message, ...(detail ? {detail} : {}), ...(hint ? {hint} : {})},
     decision,
   })
+
+  const unknownSettings = (decision: Decision, ruleId: string): StatementVerdict =>
+    refuse(
+      decision,
+      `dbgate: statement requires approval (rule ${ruleId}) and was sent behind statements the server has not finished answering (no Sync came between), so the session settings it would run under, which the reviewer reads with it, are not known`,
+      'send it after a Sync, once the statements before it have been answered (what drivers do outside pipeline mode)',
+    )
 
   async function hold(sql: string, ctx: StatementContext, held: HoldVerdict): Promise<StatementVerdict> {
     const {decision, rule: d} = held
@@ -223,6 +294,19 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       )
     }
 
+    if ((ctx.session.pendingCount ?? 0) > 0) {
+      // The reviewer reads the statement with the session's settings as the server reported them
+      // (DateStyle decides what '01/02/2026' is, search_path which table `orders` is). Pipelined
+      // behind statements the server has not answered yet (`SET DateStyle = 'ISO, DMY'` in the same
+      // write), the request would show the settings from before the SET, and the statement would
+      // run under the new ones: it is filed once those answers are in.
+      const answered = ctx.answered ? await ctx.answered().then(() => true, () => false) : false
+      if (!answered || ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
+    }
+    // The server reports a changed setting with its next ReadyForQuery, not with the SET: behind an
+    // extended-protocol Execute with no Sync after it, what the session runs under is not known.
+    if (ctx.session.txStatusCurrent === false) return unknownSettings(decision, d.ruleId)
+
     const requester = opts.identity
     const created = now()
     const key = generateSealKey()
@@ -240,6 +324,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       ...(ctx.bindValues !== undefined ? {params: ctx.bindValues.map(reviewedValue)} : {}),
       settings: reviewedSettings(ctx.session.parameters),
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
+      held: heldParts(decision),
+      ...preparedShown(texts, ctx, opts.target.tunnel.maxStatementSize),
       class: d.class,
       ruleId: d.ruleId,
       reason: d.reason,

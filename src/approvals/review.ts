@@ -26,7 +26,7 @@ import {seal} from './seal.js'
 import {checkGatewaySignature} from './gateway-signature.js'
 import {isApprovalId, listRequests, readDecision, readOutcome, readRequest, requestDigest, stateOf, writeDecision} from './store.js'
 import type {ApprovalDecision, ApprovalRequest, DecisionAction, RequestView, SealedDecision} from './types.js'
-import {MAX_WINDOW_MS, requesterLabel} from './types.js'
+import {MAX_WINDOW_MS, requesterLabel, windowRefusal} from './types.js'
 
 /** A signed-in reviewer who can produce a token issued no earlier than a given time. */
 export interface Reviewer {
@@ -231,6 +231,8 @@ export async function decide(ctx: ReviewContext, input: DecideInput): Promise<De
   // The signature covers the id inside the record, not the name it is stored under: a bucket writer
   // can copy another pending request (genuine, signed) over the one the reviewer read, and deciding
   // it would decide that other request. The list leaves such a record out; deciding refuses it.
+  const noWindow = input.action === 'window' ? windowRefusal(request.ruleId) : undefined
+  if (noWindow) throw new ApprovalError(APPROVAL_BAD_INPUT, `A window cannot be granted on ${input.id}: ${noWindow}.`, 'Approve this one statement instead (a, or dbgate approve without --window).')
   if (request.id !== input.id) {
     throw new ApprovalError(
       APPROVAL_UNTRUSTED_REQUEST,

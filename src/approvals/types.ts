@@ -10,6 +10,19 @@ export const APPROVALS_VERSION = 1
 /** The longest window a reviewer may grant: past a day, what runs without asking is a rule, and belongs in the target's rules. */
 export const MAX_WINDOW_MS = 24 * 60 * 60 * 1000
 
+/**
+ * Rules that hold a statement because dbgate cannot see the code it runs (a volatile function, a DO
+ * block or new function, calls after an uncommitted change to the catalog). A window granted on one
+ * would let through any such code, whatever it does, unread: these are approved one at a time.
+ */
+export const NO_WINDOW_RULES: ReadonlySet<string> = new Set(['default.volatile-function', 'default.opaque-approval', 'default.unsettled-catalog-approval'])
+
+/** Why a window may not be granted on a request held by `ruleId`, or undefined when it may. */
+export function windowRefusal(ruleId: string): string | undefined {
+  if (!NO_WINDOW_RULES.has(ruleId)) return undefined
+  return `rule ${ruleId} holds statements because dbgate cannot see the code they run, so a window on it would let any such code through unread`
+}
+
 const version = z.literal(APPROVALS_VERSION)
 const timestamp = z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'expected an ISO timestamp')
 
@@ -62,6 +75,18 @@ export const ApprovalRequestSchema = z.object({
    */
   settings: z.record(z.string(), z.string()).optional(),
   statements: z.array(RequestedStatementSchema),
+  /**
+   * Every part of the text that needs a reviewer, with the rule that holds it and what policy found
+   * (`a trigger of audited runs public.audit_dyn, which runs SQL built at run time …`): a write's
+   * triggers, defaults and checks run code the text does not show, and the rule's reason alone
+   * ("calls a volatile function") does not say which.
+   */
+  held: z.array(z.object({ruleId: z.string(), reason: z.string(), detail: z.string().optional()})).optional(),
+  /**
+   * What each prepared statement the text executes holds, as the session defined it (`EXECUTE p`
+   * carries no SQL of its own; the PREPARE may be far behind what "Earlier in this session" shows).
+   */
+  prepared: z.array(z.object({name: z.string(), sql: z.string()})).optional(),
   /** Class of the statement that needed approval: what a window would grant. */
   class: z.string(),
   ruleId: z.string(),

@@ -13,7 +13,7 @@ import {verifyToken} from '../identity/verify.js'
 import {open} from './seal.js'
 import {OversizedDecision} from './store.js'
 import {problemsOf} from '../util/document.js'
-import {ApprovalDecisionSchema, MAX_WINDOW_MS, SealedDecisionSchema, type ApprovalDecision, type ApprovalRequest, type SealedDecision} from './types.js'
+import {ApprovalDecisionSchema, MAX_WINDOW_MS, SealedDecisionSchema, windowRefusal, type ApprovalDecision, type ApprovalRequest, type SealedDecision} from './types.js'
 
 export interface VerifiedDecision {
   decision: ApprovalDecision
@@ -75,6 +75,8 @@ export async function verifyDecision(raw: unknown, opts: VerifyDecisionOptions):
     return fail(`${reviewer.email ?? reviewer.subject} (groups: ${reviewer.groups.join(', ') || 'none'}) is not in a reviewer group of ${opts.request.target} (${opts.reviewers.join(', ') || 'none configured'})`)
   }
   if (d.action === 'window' && (!opts.request.windows || !(typeof d.windowMs === 'number' && d.windowMs > 0))) return fail('windows are not allowed on this target, or the window has no duration')
+  const noWindow = d.action === 'window' ? windowRefusal(opts.request.ruleId) : undefined
+  if (noWindow) return fail(`a window cannot be granted here: ${noWindow}`)
   if (d.action === 'window' && d.windowMs! > MAX_WINDOW_MS) return fail(`the window is longer than a reviewer may grant (${Math.round(MAX_WINDOW_MS / 3_600_000)} h)`)
   if (d.action === 'deny' && !d.reason?.trim()) return fail('a denial needs a reason')
   return {ok: true, verified: {decision: d, reviewer, tokenIssuedAt: new Date(iat * 1000)}}

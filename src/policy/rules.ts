@@ -208,6 +208,8 @@ function decisionsFor(opts: EvaluateOptions): KeptDecisions {
 function frozen(d: Decision): Decision {
   for (const s of d.statements) Object.freeze(s)
   for (const w of d.warnings) Object.freeze(w)
+  for (const h of d.holds ?? []) Object.freeze(h)
+  if (d.holds) Object.freeze(d.holds)
   if (d.decisive) Object.freeze(d.decisive)
   Object.freeze(d.statements)
   Object.freeze(d.warnings)
@@ -223,12 +225,16 @@ function evaluateNow(statements: readonly StatementAnalysis[], opts: EvaluateOpt
   }
   const decisions: RuleDecision[] = []
   const warnings: RuleDecision[] = []
+  const holds: RuleDecision[] = []
   for (const stmt of statements) {
     const {decision, operations} = evaluateStatement(stmt, opts)
     decisions.push(decision)
-    warnings.push(...operations.filter((o) => o.action === 'warn'))
+    for (const o of operations) {
+      if (o.action === 'warn') warnings.push(o)
+      else if (o.action === 'require_approval') holds.push(o)
+    }
   }
   let decisive: RuleDecision | undefined
   for (const d of decisions) if (!decisive || STRICTNESS[d.action] > STRICTNESS[decisive.action]) decisive = d
-  return {action: decisive?.action ?? 'allow', ...(decisive ? {decisive} : {}), statements: decisions, warnings}
+  return {action: decisive?.action ?? 'allow', ...(decisive ? {decisive} : {}), statements: decisions, warnings, ...(holds.length > 0 ? {holds} : {})}
 }

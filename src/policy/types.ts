@@ -261,6 +261,12 @@ export interface Decision {
   statements: RuleDecision[]
   /** Every warn decision, so each can become a notice. */
   warnings: RuleDecision[]
+  /**
+   * Every operation that needs a reviewer, each with the rule that holds it (a statement's own
+   * decision names only its primary operation's rule when several need one): what an approval
+   * window must cover whole, and what the reviewer is told.
+   */
+  holds?: RuleDecision[]
   /** Set when the text does not parse: it is answered as the server would answer it, never judged or sent. */
   syntaxError?: SyntaxErrorInfo
 }

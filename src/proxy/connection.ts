@@ -169,12 +169,16 @@ class HookContext implements StatementContext {
     readonly notify: (notice: PgNoticeFields) => void,
     readonly paramTypes: readonly number[] | undefined,
     readonly bindValues: readonly (string | null)[] | undefined,
+    readonly answered: () => Promise<void>,
   ) {}
 
   get signal(): AbortSignal {
     return this.abortSignal()
   }
 }
+
+/** Asks the server for the answers it keeps back until a Sync or Flush. */
+const FLUSH_MESSAGE = Buffer.from([Frontend.Flush, 0, 0, 0, 4])
 
 /**
  * One client connection through the tunnel, and its upstream connection. Client bytes are framed,
@@ -346,7 +350,28 @@ export class ClientConnection implements ConnectionCore {
       this.notifyClient,
       paramTypes,
       bindValues,
+      this.awaitAnswered,
     )
+  }
+
+  /** Waiting for the server to have answered all that was sent (`StatementContext.answered`). */
+  private answeredWaiters: {resolve: () => void; reject: (e: Error) => void}[] = []
+  private readonly awaitAnswered = (): Promise<void> => {
+    if (this.state.pendingCount === 0) return Promise.resolve()
+    if (this.phase === 'closed') return Promise.reject(new Error('the connection has ended'))
+    this.toUpstream.push(FLUSH_MESSAGE)
+    this.flush()
+    return new Promise((resolve, reject) => this.answeredWaiters.push({resolve, reject}))
+  }
+
+  private settleAnswered(error?: Error): void {
+    if (this.answeredWaiters.length === 0 || (!error && this.state.pendingCount > 0)) return
+    const waiters = this.answeredWaiters
+    this.answeredWaiters = []
+    for (const w of waiters) {
+      if (error) w.reject(error)
+      else w.resolve()
+    }
   }
 
   /** What every hook context of this connection shares: one pair per connection, not per statement. */
@@ -438,6 +463,7 @@ export class ClientConnection implements ConnectionCore {
     // The chunk's rewritten rows went to the client in that write; a queued write still holds them.
     if (!(this.client.writableLength > 0)) this.env.hooks.outputMemory?.written()
     // Replies may have settled what a held client message was waiting for.
+    this.settleAnswered()
     if (this.phase === 'ready') this.fromClient.repliesArrived()
     // The last reply owed may not be a ReadyForQuery (an extended-protocol batch without Sync), and
     // a COPY FROM STDIN may have started since the end came.
@@ -646,6 +672,7 @@ export class ClientConnection implements ConnectionCore {
   close(reason: string): void {
     if (this.phase === 'closed') return
     this.phase = 'closed'
+    this.settleAnswered(new Error(`the connection ended (${reason})`))
     // An open server session still counts against tunnel.maxUpstreamSessions until the server has
     // closed it: a client that hangs up on a running statement leaves it running (up to the linger
     // below), and hanging up again and again would open sessions past the cap.

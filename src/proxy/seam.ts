@@ -110,6 +110,13 @@ export interface StatementContext {
    * then answer with a rejection at once.
    */
   readonly signal: AbortSignal
+  /**
+   * Resolves once the server has answered everything this session sent before the statement (it
+   * asks for its answers with a Flush, which an extended-protocol batch without a Sync needs), so
+   * `session` shows what the statement will run under; rejects if the connection ends first. A
+   * hook that shows the session to a person (an approval's settings) waits for it.
+   */
+  answered?(): Promise<void>
   /** Sends a NoticeResponse to the client now, e.g. "waiting for approval …". */
   notify(notice: PgNoticeFields): void
 }

@@ -77,18 +77,20 @@ describe('an approved Parse, and a ReadyForQuery before its Bind', () => {
     })
   }
 
-  it('runs the approved change sent with its Bind, and holds the call behind it for a reviewer of its own', async () => {
+  it('runs the approved change sent with its Bind, and refuses the call behind it', async () => {
     const before = await runs()
     const raw = await s.t.raw()
     raw.send(query('select 1'))
     await raw.untilReady()
     raw.send(parse({text: REPLACE}), bind({}), execute({}), ...CALL, sync())
     await decideHeld(raw, 'approve')
-    // The call is judged by the change the session has not committed: it needs a reviewer too.
-    await decideHeld(raw, 'deny')
+    // The call is judged by the change the session has not committed: it needs a reviewer too, and
+    // it comes behind an Execute with no Sync between, whose settings the server has not reported
+    // yet (settings-pipelined.test.ts): it is refused at once rather than shown with settings that
+    // may not be the ones it runs under.
     const ran = await raw.untilReady()
     raw.end()
-    expect(errors(ran).join('\n')).toMatch(/denied by bob@example\.com/)
+    expect(errors(ran).join('\n')).toMatch(/rule default\.unsettled-catalog-approval\) and was sent behind statements the server has not finished answering/)
     expect(await runs()).toBe(before)
   })
 })

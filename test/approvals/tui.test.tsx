@@ -187,6 +187,8 @@ describe('dbgate approve (TUI)', () => {
     start(src)
     await until((x) => x.includes('› apr-k3x9m2p7qa'))
     await press('w', (x) => x.includes('Window length (e.g. 30m, 2h): 30m'))
+    // What the window lets through beyond the request read is said where its length is typed.
+    expect(frame().replace(/\s+/g, ' ')).toMatch(/A window lets every ddl statement that rule default\.ddl-approval holds .* run without asking, from alice@example\.com through the same tunnel, until it closes: not only apr-k3x9m2p7qa/)
     await press('\r', (x) => x.includes('✓ window apr-k3x9m2p7qa done'))
     expect(src.calls).toEqual([{id: 'apr-k3x9m2p7qa', digest: read(), action: 'window', windowMs: 30 * 60_000}])
     await until((x) => x.includes('› apr-second2222'))

@@ -13,6 +13,7 @@ import {requesterLabel} from '../../approvals/types.js'
 import {agentLabel} from '../../identity/types.js'
 import {paintPiece, sqlPieces, wrapPieces, type SqlPiece} from '../highlight.js'
 import {visible as printable, visibleDeep} from '../../util/visible.js'
+import {heldLines} from '../../approvals/format.js'
 import {decidingGone, rowsRead, selected, topOf, useApprovals, visible, type ApprovalsSource, type ApprovalsState, type Mode, type ReadRequest} from './state.js'
 import {requestDigest} from '../../approvals/store.js'
 
@@ -170,7 +171,19 @@ export const SQL_PAGE = 20
 export function reviewText(request: RequestView['request'], width: number): SqlPiece[][] {
   const pieces = sqlPieces(request.sql, (s) => printable(s, {lines: true}))
   if (request.params) pieces.push({text: '\n', kind: 'plain'}, {text: 'with the values ', kind: 'comment'}, {text: boundValues(request.params), kind: 'plain'})
+  // What `EXECUTE p` runs is p's text: read with the rest, so approving needs it read too.
+  for (const p of request.prepared ?? []) pieces.push({text: '\n\n', kind: 'plain'}, {text: `where ${printable(p.name)} is the prepared statement:`, kind: 'comment'}, {text: '\n', kind: 'plain'}, ...sqlPieces(p.sql, (x) => printable(x, {lines: true})))
   return wrapPieces(pieces, width)
+}
+
+/** How many `needs review` lines the detail pane shows, and how much of each: lines above the text must never push it off the screen. */
+const HELD_SHOWN = 4
+const HELD_LINE_CHARS = 300
+
+function shortHeldLines(r: RequestView['request']): string[] {
+  const all = heldLines(r).map((l) => (l.length > HELD_LINE_CHARS ? `${l.slice(0, HELD_LINE_CHARS)}…` : l))
+  if (all.length <= HELD_SHOWN) return all
+  return [...all.slice(0, HELD_SHOWN - 1), `…and ${all.length - HELD_SHOWN + 1} more parts that need review: read them all with dbgate approvals show ${r.id}`]
 }
 
 export function Detail({view, now, rows = reviewText(view.request, 96), top = 0}: {view: RequestView; now: Date; rows?: SqlPiece[][]; top?: number}) {
@@ -191,6 +204,11 @@ export function Detail({view, now, rows = reviewText(view.request, 96), top = 0}
       <Text>
         rule <Text color="yellow">{r.ruleId}</Text>: {r.reason}
       </Text>
+      {shortHeldLines(r).map((line, i) => (
+        <Text key={i} color="yellow">
+          {line}
+        </Text>
+      ))}
       <Text dimColor>
         {r.class} · asked {shortDuration(now.getTime() - Date.parse(r.createdAt))} ago · expires in {shortDuration(left)} · reviewers {r.reviewers.join(', ')}
         {r.windows ? ' · windows allowed' : ''}
@@ -245,12 +263,24 @@ function Status({mode, message, loadError, deciding}: {mode: Mode; message?: {ki
           : mode.input === 'approve'
             ? `Approve ${deciding?.request.id ?? ''} for ${deciding ? printable(requesterLabel(deciding.request.requester)) : '?'}? Reason (optional)`
             : 'Window length (e.g. 30m, 2h)'
-    return (
+    const prompt = (
       <Text>
         <Text bold>{label}: </Text>
         {printable(mode.text)}
         <Text inverse> </Text>
       </Text>
+    )
+    if (mode.input !== 'window' || !deciding) return prompt
+    // A window is granted on one request and lets through every later one its rule holds, which
+    // the reviewer has not read: say so where the length is typed.
+    const r = deciding.request
+    return (
+      <Box flexDirection="column">
+        <Text color="yellow">
+          A window lets every {printable(r.class)} statement that rule {printable(r.ruleId)} holds ({printable(r.reason)}) run without asking, from {printable(requesterLabel(r.requester))} through the same tunnel, until it closes: not only {r.id}.
+        </Text>
+        {prompt}
+      </Box>
     )
   }
   if (message) return <Text color={message.kind === 'ok' ? 'green' : 'red'}>{message.kind === 'ok' ? '✓ ' : '✗ '}{printable(message.text)}</Text>
