@@ -49,6 +49,61 @@ function rowsCheckedBy(type: string, body: Obj): Obj[] {
   return found
 }
 
+/** The schema names a list of `String` nodes holds (`DROP SCHEMA a, b`, `… IN SCHEMA a, b`). */
+function schemaNames(items: unknown): string[] {
+  return list(items)
+    .map((i) => str(unwrap(i)?.[0] === 'String' ? unwrap(i)![1].sval : undefined))
+    .filter((n): n is string => n !== undefined)
+}
+
+/**
+ * The schemas a statement acts on as a whole, naming no relation in them: renaming one moves every
+ * relation in it out from under a rule on `hr.*` (`ALTER SCHEMA hr RENAME TO x`, then `SELECT *
+ * FROM x.salaries`), dropping one with CASCADE drops its tables with their rows, and giving it
+ * away or granting on all its tables hands them to another role. A rule on relations there
+ * matches them (`TableRef.schemaWide`).
+ */
+function schemasActedOn(type: string, body: Obj): string[] {
+  const object = (kind: unknown): boolean => kind === 'OBJECT_SCHEMA'
+  switch (type) {
+    case 'RenameStmt':
+      return object(body.renameType) && typeof body.subname === 'string' ? [body.subname] : []
+    case 'AlterOwnerStmt':
+      return object(body.objectType) ? schemaNames([body.object]) : []
+    case 'DropStmt':
+      return object(body.removeType) ? schemaNames(body.objects) : []
+    case 'GrantStmt':
+      return body.targtype === 'ACL_TARGET_ALL_IN_SCHEMA' || object(body.objtype) ? schemaNames(body.objects) : []
+    case 'AlterDefaultPrivilegesStmt':
+      return list(body.options).flatMap((o) => {
+        const d = unwrap(o)
+        return d?.[0] === 'DefElem' && d[1].defname === 'schemas' ? schemaNames(unwrap(d[1].arg)?.[1].items) : []
+      })
+    case 'ReindexStmt':
+      return body.kind === 'REINDEX_OBJECT_SCHEMA' && typeof body.name === 'string' ? [body.name] : []
+    case 'ImportForeignSchemaStmt':
+      return typeof body.local_schema === 'string' ? [body.local_schema] : []
+    default:
+      return []
+  }
+}
+
+/**
+ * Why a statement counts as every table because it drops what depends on the objects it names, in
+ * tables it does not name: `DROP DOMAIN public.d CASCADE` drops every column of that domain
+ * (hr.salaries' too, with its values), `DROP TABLE` or `DROP TYPE … CASCADE` every column of its
+ * row type, `ALTER TYPE … DROP ATTRIBUTE … CASCADE` that column of every table made `OF` it. `DROP
+ * OWNED` drops everything the role owns, in any schema.
+ */
+function reachesDependents(type: string, body: Obj): string | undefined {
+  if (type === 'DropOwnedStmt') return 'DROP OWNED drops every table the role owns, in any schema; drop each table by name instead'
+  const cascade =
+    (type === 'DropStmt' && body.behavior === 'DROP_CASCADE') ||
+    (type === 'AlterTableStmt' && list(body.cmds).some((c) => unwrap(c)?.[1].behavior === 'DROP_CASCADE'))
+  if (!cascade) return undefined
+  return '… CASCADE also drops what depends on the objects named, in tables the statement does not name (a column of a dropped domain or row type, with its values); drop the dependent objects by name first, or leave out CASCADE to see what depends on them'
+}
+
 /** `keepsRelations` for DDL that leaves every existing relation as it was. */
 function keeping(type: string, body: Obj): Partial<Operation> {
   return keepsRelations(type, body) ? {keepsRelations: true} : {}
@@ -202,7 +257,24 @@ export class StatementWalker {
   static walk(node: Obj): WalkResult {
     const w = new StatementWalker()
     const extra = w.statement(node)
+    w.beyondNames(node)
     return {operations: w.ops, ...extra}
+  }
+
+  /**
+   * Adds to the statement's own operation what it acts on without naming a relation: every
+   * relation of a schema it acts on as a whole, or every table when it drops what depends on the
+   * objects it names (`schemasActedOn`, `reachesDependents`).
+   */
+  private beyondNames(node: Obj): void {
+    const u = unwrap(node)
+    const o = this.ops.find((x) => x.command !== 'shadow_type')
+    if (!u || !o) return
+    for (const schema of schemasActedOn(u[0], u[1])) {
+      if (!o.tables.some((t) => t.schemaWide && t.schema === schema)) o.tables.push({schema, name: '*', access: 'ddl', schemaWide: true})
+    }
+    const every = reachesDependents(u[0], u[1])
+    if (every !== undefined) o.tables.push({name: '*', access: 'ddl', every})
   }
 
   private statement(node: Obj): Omit<WalkResult, 'operations'> {
