@@ -104,6 +104,27 @@ function reachesDependents(type: string, body: Obj): string | undefined {
   return '… CASCADE also drops what depends on the objects named, in tables the statement does not name (a column of a dropped domain or row type, with its values); drop the dependent objects by name first, or leave out CASCADE to see what depends on them'
 }
 
+/**
+ * The tables whose partitions' and children's data a DDL statement removes with its own, so that
+ * what is behind them counts (views.ts, as for a read: partitions and inheritance children):
+ * `DROP TABLE` of a partitioned table drops every partition (hr.payroll_2026 of public.payroll,
+ * no CASCADE needed), and `DROP COLUMN` of a parent drops the inherited column from every child
+ * (with `ONLY`, the children keep it).
+ */
+function childrenDataRemovedBy(type: string, body: Obj): Obj[] {
+  if (type === 'DropStmt' && body.removeType === 'OBJECT_TABLE') {
+    return list(body.objects).flatMap((item) => {
+      const u = unwrap(item)
+      const parts = u && u[0] === 'List' ? names(u[1].items) : names([item])
+      const relname = parts.at(-1)
+      if (!relname) return []
+      return [parts.length >= 2 ? {schemaname: parts[parts.length - 2], relname} : {relname}]
+    })
+  }
+  if (type !== 'AlterTableStmt' || body.objtype !== 'OBJECT_TABLE' || !isRangeVar(body.relation) || body.relation.inh !== true) return []
+  return list(body.cmds).some((c) => unwrap(c)?.[1].subtype === 'AT_DropColumn') ? [body.relation] : []
+}
+
 /** `keepsRelations` for DDL that leaves every existing relation as it was. */
 function keeping(type: string, body: Obj): Partial<Operation> {
   return keepsRelations(type, body) ? {keepsRelations: true} : {}
@@ -275,6 +296,16 @@ export class StatementWalker {
     }
     const every = reachesDependents(u[0], u[1])
     if (every !== undefined) o.tables.push({name: '*', access: 'ddl', every})
+    // Read as a read: what is behind a table for a read is its partitions and children.
+    for (const rv of childrenDataRemovedBy(u[0], u[1])) {
+      const name = str(rv.relname) ?? ''
+      const schema = str(rv.schemaname)
+      if (!o.tables.some((t) => t.name === name && t.schema === schema && t.access === 'read')) o.tables.push(schema ? {schema, name, access: 'read'} : {name, access: 'read'})
+      // The catalog step looks up what is behind the relations the operation calls on.
+      const call: CatalogCall = {kind: 'relation', ...(schema ? {schema} : {}), name, args: 0}
+      const calls = (o.calls ??= [])
+      if (!calls.some((x) => sameCall(x, call))) calls.push(call)
+    }
   }
 
   private statement(node: Obj): Omit<WalkResult, 'operations'> {
