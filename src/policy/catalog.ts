@@ -17,7 +17,7 @@ import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, TYPE_CHOSEN_BY_DATA_BUILTINS, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
 import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
-import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, seesViews} from './views.js'
+import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, operationWithBehind, seesViews} from './views.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types, `r:name` what reading or writing a relation runs, `w:name` the trigger functions writing it fires. */
 export type CatalogKey = string
@@ -456,7 +456,8 @@ function triggerOperations(
       const inner = [...stack, stored]
       for (const s of body.statements) {
         for (const o of s.operations) {
-          const operation = liftedOperation(o, via, fn)
+          // What the body's writes reach (a cascading foreign key, a view's table) is the statement's too.
+          const operation = liftedOperation(operationWithBehind(o, catalog), via, fn)
           if (operation) out.push({operation, stack: inner})
         }
       }

@@ -164,6 +164,15 @@ function withBehind(op: Operation, catalog: ViewAwareCatalog): Operation {
   return added ? {...op, tables: [...op.tables, ...added]} : op
 }
 
+/**
+ * `op` with the relations behind what it reads and writes, for an operation found after the
+ * statement's own were given theirs: one a trigger's or a rule's body runs (catalog.ts,
+ * `triggerOperations`), whose DELETE of a referenced row cascades as the client's would.
+ */
+export function operationWithBehind(op: Operation, catalog: FunctionCatalog): Operation {
+  return seesViews(catalog) ? withBehind(op, catalog) : op
+}
+
 function statementWithBehind(stmt: StatementAnalysis, catalog: ViewAwareCatalog, byOperations: WeakMap<readonly Operation[], Operation[] | null>): StatementAnalysis {
   // Texts of one shape share their operations (`shape-cache.ts`): so do their results, which keeps
   // the decisions kept per operations list (rules.ts) hitting.

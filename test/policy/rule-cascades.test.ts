@@ -11,7 +11,8 @@ import {refusedByRule} from './unfiltered.js'
  * actions, an UPDATE through ON UPDATE ones. But a rule on a write runs its actions instead of (or
  * beside) the client's statement: `INSERT INTO scratch.inbox VALUES (1)`, whose rule deletes the
  * scratch.src row 1, deleted hr.on_delete's rows through ON DELETE CASCADE, under a rule that keeps
- * hr.* out of reach and one that allows inserts into scratch.*.
+ * hr.* out of reach and one that allows inserts into scratch.*. So did a trigger whose body
+ * deleted that row: the tables behind a trigger body's writes were not looked at.
  */
 describe('foreign keys cascading past a rule on a write', () => {
   let db: UpstreamInfo
@@ -41,6 +42,13 @@ describe('foreign keys cascading past a rule on a write', () => {
         create view scratch.outer_v as select id from scratch.src;
         create rule fwd as on insert to scratch.outer_v do instead insert into scratch.inbox values (new.id);
         create table scratch.plain (id int);
+        -- Triggers whose bodies write the referenced rows.
+        create table scratch.tlog (id int);
+        create function scratch.drop_src() returns trigger language plpgsql as $$ begin delete from scratch.src where id = new.id; return new; end $$;
+        create trigger drop_src after insert on scratch.tlog for each row execute function scratch.drop_src();
+        create view scratch.tview as select id from scratch.usrc;
+        create function scratch.move_usrc() returns trigger language plpgsql as $$ begin update scratch.usrc set id = id + 10 where id = old.id; return old; end $$;
+        create trigger move_usrc instead of delete on scratch.tview for each row execute function scratch.move_usrc();
       `),
     )
     t = await openPipelineTunnel(
@@ -69,6 +77,8 @@ describe('foreign keys cascading past a rule on a write', () => {
       ['insert into scratch.log values (1)', 'hr.on_update'],
       ['with w as (insert into scratch.log values (1) returning id) select * from w', 'hr.on_update'],
       ['insert into scratch.outer_v values (1)', 'hr.on_delete'],
+      ['insert into scratch.tlog values (1)', 'hr.on_delete'],
+      ['delete from scratch.tview where id = 1', 'hr.on_update'],
     ]) {
       const e = await refusedByRule(c, sql!, /rule no-hr/)
       expect(e.detail, sql).toContain(`${table}, through a foreign key cascading from`)
