@@ -408,7 +408,8 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog, onl
  * judged unknown by `judgeCall`, so they add nothing here.
  */
 function bodyTables(call: CatalogCall, catalog: FunctionCatalog, stack: readonly number[] = []): TableRef[] {
-  if (!catalog.body || call.kind === 'relation' || call.kind === 'trigger') return []
+  // (A relation's candidates are the functions its view or rules call; a trigger's bodies are lifted whole: `triggerOperations`.)
+  if (!catalog.body || call.kind === 'trigger') return []
   const all = catalog.get(catalogKey(call))
   if (!all) return []
   const out: TableRef[] = []
@@ -416,7 +417,7 @@ function bodyTables(call: CatalogCall, catalog: FunctionCatalog, stack: readonly
     if (!out.some((x) => x.schema === t.schema && x.name === t.name && x.access === t.access && x.via === t.via)) out.push(t)
   }
   for (const c of all) {
-    if (!schemaFits(call, c) || !(call.kind === 'cast' || arityFits(c, call.args))) continue
+    if (!schemaFits(call, c) || !(call.kind === 'cast' || call.kind === 'relation' || arityFits(c, call.args))) continue
     if (c.oid === undefined || isBuiltinSchema(c.schema) || stack.includes(c.oid) || stack.length >= MAX_BODY_DEPTH) continue
     const body = catalog.body(c.oid)
     if (!body || body.extension || body.unreadable || body.dynamic) continue

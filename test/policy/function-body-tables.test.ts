@@ -35,6 +35,7 @@ describe('tables reached through function bodies', () => {
         create function public.purge(i int) returns int language sql as $$ delete from scratch.src where id = i returning id $$;
         create function public.is_rich(i int, floor int) returns boolean language sql stable as $$ select exists (select 1 from hr.salaries s where s.id = i and s.amount > floor) $$;
         create operator public.>>> (leftarg = int, rightarg = int, function = public.is_rich);
+        create view public.team_pay as select t.id, public.salary_of(t.id) as pay from public.teams t;
         create function public.team_of(i int) returns text language sql stable as $$ select name from public.teams where id = i $$;
       `),
     )
@@ -51,6 +52,7 @@ describe('tables reached through function bodies', () => {
       ['select public.pay_of(1)', 'hr.salaries, through the view public.pay, in the body of public.pay_of'],
       ['select public.outer_pay(1)', 'hr.salaries, through the body of public.salary_of, called from the body of public.outer_pay'],
       ['select 1 operator(public.>>>) 8999', 'hr.salaries, through the body of public.is_rich'],
+      ['select count(*) from public.team_pay where pay = 9000', 'hr.salaries, through the body of public.salary_of (view public.team_pay)'],
       ['select public.purge(1)', 'hr.on_delete, through a foreign key cascading from the table scratch.src, in the body of public.purge'],
     ]) {
       const e = await refusedByRule(c, sql!, /rule no-hr: HR data is not reachable from dbgate/)
