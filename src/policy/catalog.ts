@@ -377,20 +377,19 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog, onl
         work.push(...triggerOperations(call, catalog, stack, fired))
         continue
       }
-      const tables = bodyTables(call, catalog)
-      if (tables.length > 0) {
-        const key = `tables|${catalogKey(call)}`
-        if (!seen.has(key)) {
-          seen.add(key)
-          extra.push(bodyTablesOperation(call, tables))
-        }
-      }
       const v = judgeCall(call, catalog, [], stack.length > 0)
-      if (!v) continue
-      const key = `${v.effect.kind}|${v.fn ?? ''}|${catalogKey(call)}`
-      if (seen.has(key)) continue
-      seen.add(key)
-      extra.push(effectOperation(v, call))
+      const key = v && `${v.effect.kind}|${v.fn ?? ''}|${catalogKey(call)}`
+      if (v && key && !seen.has(key)) {
+        seen.add(key)
+        extra.push(effectOperation(v, call))
+      }
+      // After the call's effect, whose detail says what the body does: where it does it.
+      const tables = bodyTables(call, catalog)
+      const where = `tables|${catalogKey(call)}`
+      if (tables.length > 0 && !seen.has(where)) {
+        seen.add(where)
+        extra.push(bodyTablesOperation(call, tables))
+      }
     }
   }
   operations.push(...extra)

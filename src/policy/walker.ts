@@ -125,6 +125,62 @@ function childrenDataRemovedBy(type: string, body: Obj): Obj[] {
   return list(body.cmds).some((c) => unwrap(c)?.[1].subtype === 'AT_DropColumn') ? [body.relation] : []
 }
 
+/**
+ * Built-in functions that read or move the sequence their first argument names, as text or
+ * regclass (`nextval('hr.salaries_id_seq')`): a relation the statement does not name as one.
+ * nextval and setval change it (the next row hr inserts gets another id, or collides), currval and
+ * pg_sequence_last_value read it (how many rows hr has inserted).
+ */
+const SEQUENCE_FUNCTIONS: Readonly<Record<string, AccessKind>> = {nextval: 'write', setval: 'write', currval: 'read', pg_sequence_last_value: 'read'}
+
+/**
+ * The relation a constant names as `regclass` input reads it: dot-separated parts, a quoted part
+ * kept as written (`""` is a quote), an unquoted one folded to lower case. Undefined for anything
+ * else (an OID, a value computed at run time, a malformed name).
+ */
+export function regclassName(arg: unknown): {schema?: string; name: string} | undefined {
+  let node = arg
+  // `'hr.s'::regclass` is the same text read as a relation name.
+  const u = unwrap(node)
+  if (u?.[0] === 'TypeCast' && names(u[1].typeName && (u[1].typeName as Obj).names).at(-1) === 'regclass') node = u[1].arg
+  const a = unwrap(node)
+  if (a?.[0] !== 'A_Const' || !('sval' in a[1])) return undefined
+  const text = constText(node)
+  if (text === undefined) return undefined
+  const parts: string[] = []
+  let i = 0
+  while (i <= text.length) {
+    let part = ''
+    if (text[i] === '"') {
+      i++
+      for (;;) {
+        if (i >= text.length) return undefined
+        if (text[i] === '"') {
+          if (text[i + 1] === '"') {
+            part += '"'
+            i += 2
+            continue
+          }
+          i++
+          break
+        }
+        part += text[i++]
+      }
+    } else {
+      while (i < text.length && text[i] !== '.') part += text[i++]
+      part = part.trim().toLowerCase()
+      if (part === '' || /[\s"]/.test(part)) return undefined
+    }
+    parts.push(part)
+    if (i >= text.length) break
+    if (text[i] !== '.') return undefined
+    i++
+  }
+  if (parts.length === 0 || parts.length > 3) return undefined
+  const name = parts.at(-1)!
+  return parts.length >= 2 ? {schema: parts.at(-2)!, name} : {name}
+}
+
 /** `keepsRelations` for DDL that leaves every existing relation as it was. */
 function keeping(type: string, body: Obj): Partial<Operation> {
   return keepsRelations(type, body) ? {keepsRelations: true} : {}
@@ -876,7 +932,25 @@ export class StatementWalker {
       ...(shownType ? {judgedAsCast: true as const} : {}),
     })
     if (setConfig) this.push(this.setConfigOperation(name, list(body.args)))
+    const sequenceAccess = schema === undefined || schema === 'pg_catalog' ? SEQUENCE_FUNCTIONS[bare.toLowerCase()] : undefined
+    if (sequenceAccess !== undefined) this.sequence(bare.toLowerCase(), list(body.args)[0], sequenceAccess)
     this.fields(body, ['funcname'])
+  }
+
+  /**
+   * The sequence a sequence function names, as a relation of the operation; one it names otherwise
+   * (an OID, a value computed at run time) may be any sequence, so it counts as every table.
+   */
+  private sequence(fn: string, arg: unknown, access: AccessKind): void {
+    const named = regclassName(arg)
+    if (!named) {
+      const every = `${fn}() is given a sequence dbgate cannot read from the statement, which may belong to any table; write its name as a constant (${fn}('scratch.items_id_seq'))`
+      if (!this.current.tables.some((t) => t.every === every)) this.current.tables.push({name: '*', access, every})
+      return
+    }
+    const saved = this.access
+    this.table(named.schema ? {schemaname: named.schema, relname: named.name} : {relname: named.name}, access, false)
+    this.access = saved
   }
 
   private call(c: CatalogCall): void {
