@@ -234,33 +234,34 @@ function tablesBehindSql(names: readonly string[]): string {
   // The relations right behind b: what its rules' trees name (not b itself; a system catalog is
   // pinned, so pg_depend records no dependency on it and it is read from the tree), its children, and for
   // a TOAST table the table whose long values it stores (pg_toast.pg_toast_<oid> holds its data).
+  // wr: the edge is a rule on a write, whose actions run statements of their own kind.
   const edges = (b: string) => `
-    select d.refobjid as oid, rw.ev_type = '1' as sel, '' as fk
+    select d.refobjid as oid, rw.ev_type = '1' as sel, '' as fk, rw.ev_type <> '1' as wr
     from pg_rewrite rw
     join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = rw.oid and d.refclassid = 'pg_class'::regclass and d.refobjid <> ${b}.oid
     where rw.ev_class = ${b}.oid
     union all
-    select m[1]::oid, rw.ev_type = '1', ''
+    select m[1]::oid, rw.ev_type = '1', '', rw.ev_type <> '1'
     from pg_rewrite rw cross join lateral regexp_matches(rw.ev_action::text, ':relid (\\d+)', 'g') m
     where rw.ev_class = ${b}.oid and m[1]::int8 < ${FIRST_NORMAL_OBJECT_ID} and m[1]::oid <> ${b}.oid
     union all
-    select i.inhrelid, true, '' from pg_inherits i where i.inhparent = ${b}.oid
+    select i.inhrelid, true, '', false from pg_inherits i where i.inhparent = ${b}.oid
     union all
-    select o.oid, true, '' from pg_class o where o.reltoastrelid = ${b}.oid
+    select o.oid, true, '', false from pg_class o where o.reltoastrelid = ${b}.oid
     union all
     select k.conrelid, false,
-           (case when k.confdeltype in ('c', 'n', 'd') then 'd' else '' end) || (case when k.confupdtype in ('c', 'n', 'd') then 'u' else '' end)
+           (case when k.confdeltype in ('c', 'n', 'd') then 'd' else '' end) || (case when k.confupdtype in ('c', 'n', 'd') then 'u' else '' end), false
     from pg_constraint k
     where k.contype = 'f' and k.confrelid = ${b}.oid and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd'))`
   return `
-    with recursive behind(oid, key, scope, depth, via, path, select_only, sys, cascade, seen) as (
-      select c.oid, c.relname::text, n.nspname::text, 0, '' collate "C", ${describe('c', 'n')}, true, false, '', array[c.oid]
+    with recursive behind(oid, key, scope, depth, via, path, select_only, sys, cascade, seen, rewritten) as (
+      select c.oid, c.relname::text, n.nspname::text, 0, '' collate "C", ${describe('c', 'n')}, true, false, '', array[c.oid], false
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where c.relname = any(${textArray(names)}) and ${userRelation('c', 'n')}
       union
       select e.oid, b.key, b.scope, b.depth + 1, (case when e.fk <> '' then 'a foreign key cascading from ' || b.path else b.path end) collate "C",
              (b.path || ', over ' || ${describe('c2', 'n2')}) collate "C",
-             b.select_only and e.sel, ${systemRelationSql('c2')}, (case when b.cascade <> '' then b.cascade else e.fk end), b.seen || e.oid
+             b.select_only and e.sel, ${systemRelationSql('c2')}, (case when b.cascade <> '' then b.cascade else e.fk end), b.seen || e.oid, b.rewritten or e.wr
       from behind b
       cross join lateral (${edges('b')}) e
       join pg_class c2 on c2.oid = e.oid
@@ -268,7 +269,7 @@ function tablesBehindSql(names: readonly string[]): string {
       where b.depth < ${VIEW_DEPTH_LIMIT} and not b.sys and not e.oid = any(b.seen)
     )
     select * from (
-      select distinct b.key, b.scope, n.nspname::text as schema, c.relname::text as name, b.via, b.select_only, b.cascade,
+      select distinct b.key, b.scope, n.nspname::text as schema, c.relname::text as name, b.via, b.select_only, b.cascade, b.rewritten,
              (b.depth = ${VIEW_DEPTH_LIMIT} and not b.sys and exists (select 1 from (${edges('b')}) e where not e.oid = any(b.seen))) as too_deep, c.relkind = 'f' as "foreign",
              (not b.sys and ${runsCodeOnWrite('c')}) as runs_code, b.depth
       from behind b join pg_class c on c.oid = b.oid join pg_namespace n on n.oid = c.relnamespace
@@ -795,6 +796,7 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
           via: String(r.via),
           selectOnly: r.select_only === true || r.select_only === 't',
           ...(typeof r.cascade === 'string' && r.cascade !== '' ? {cascade: r.cascade} : {}),
+          ...(r.rewritten === true || r.rewritten === 't' ? {rewritten: true as const} : {}),
           ...(r.too_deep === true || r.too_deep === 't' ? {tooDeep: true as const} : {}),
           ...(r.foreign === true || r.foreign === 't' ? {foreign: true as const} : {}),
           ...(r.runs_code === true || r.runs_code === 't' ? {runsCode: true as const} : {}),

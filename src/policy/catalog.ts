@@ -15,9 +15,9 @@ import {mapStatements, withOperations} from './analyze.js'
 import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
 import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, TYPE_CHOSEN_BY_DATA_BUILTINS, type FunctionCandidate, type FunctionEffect} from './functions.js'
-import type {CatalogCall, Operation, StatementAnalysis} from './types.js'
+import type {CatalogCall, Operation, StatementAnalysis, TableRef} from './types.js'
 import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
-import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, seesViews} from './views.js'
+import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, operationWithBehind, seesViews} from './views.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types, `r:name` what reading or writing a relation runs, `w:name` the trigger functions writing it fires. */
 export type CatalogKey = string
@@ -352,7 +352,7 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog, onl
   // Whether it is depends on the operations alone, which texts of one shape share (`shape-cache.ts`).
   let reads = onlyRead.get(stmt.operations)
   if (reads === undefined) {
-    reads = stmt.operations.every((o) => !o.calls || o.calls.every((c) => (c.kind === 'trigger' ? triggerOperations(c, catalog, [], new Set()).length === 0 : judgeCall(c, catalog) === undefined)))
+    reads = stmt.operations.every((o) => !o.calls || o.calls.every((c) => (c.kind === 'trigger' ? triggerOperations(c, catalog, [], new Set()).length === 0 : judgeCall(c, catalog) === undefined && bodyTables(c, catalog).length === 0)))
     onlyRead.set(stmt.operations, reads)
   }
   if (reads) return stmt
@@ -378,15 +378,70 @@ function resolveStatement(stmt: StatementAnalysis, catalog: FunctionCatalog, onl
         continue
       }
       const v = judgeCall(call, catalog, [], stack.length > 0)
-      if (!v) continue
-      const key = `${v.effect.kind}|${v.fn ?? ''}|${catalogKey(call)}`
-      if (seen.has(key)) continue
-      seen.add(key)
-      extra.push(effectOperation(v, call))
+      const key = v && `${v.effect.kind}|${v.fn ?? ''}|${catalogKey(call)}`
+      if (v && key && !seen.has(key)) {
+        seen.add(key)
+        extra.push(effectOperation(v, call))
+      }
+      // After the call's effect, whose detail says what the body does: where it does it.
+      const tables = bodyTables(call, catalog)
+      const where = `tables|${catalogKey(call)}`
+      if (tables.length > 0 && !seen.has(where)) {
+        seen.add(where)
+        extra.push(bodyTablesOperation(call, tables))
+      }
     }
   }
   operations.push(...extra)
   return withOperations(stmt, operations)
+}
+
+// ---- tables in bodies ---------------------------------------------------------------------------
+
+/**
+ * The relations the bodies `call` may run read and write, with what is behind them, through the
+ * functions those bodies call in turn (to MAX_BODY_DEPTH), each marked with its route (`the body of
+ * public.reader`). A call's effect is judged by its body (`effectOf`), but that says what kind of
+ * thing it does, not where: `SELECT public.reader()`, a STABLE function over hr.salaries, is a read
+ * like any other, and a `tables:` rule must see hr.salaries in it. Bodies dbgate cannot read are
+ * judged unknown by `judgeCall`, so they add nothing here.
+ */
+function bodyTables(call: CatalogCall, catalog: FunctionCatalog, stack: readonly number[] = []): TableRef[] {
+  // (A relation's candidates are the functions its view or rules call; a trigger's bodies are lifted whole: `triggerOperations`.)
+  if (!catalog.body || call.kind === 'trigger') return []
+  const all = catalog.get(catalogKey(call))
+  if (!all) return []
+  const out: TableRef[] = []
+  const add = (t: TableRef) => {
+    if (!out.some((x) => x.schema === t.schema && x.name === t.name && x.access === t.access && x.via === t.via)) out.push(t)
+  }
+  for (const c of all) {
+    if (!schemaFits(call, c) || !(call.kind === 'cast' || call.kind === 'relation' || arityFits(c, call.args))) continue
+    if (c.oid === undefined || isBuiltinSchema(c.schema) || stack.includes(c.oid) || stack.length >= MAX_BODY_DEPTH) continue
+    const body = catalog.body(c.oid)
+    if (!body || body.extension || body.unreadable || body.dynamic) continue
+    const where = `the body of ${qualified(c)}${c.via ? ` (${c.via})` : ''}`
+    for (const s of body.statements) {
+      for (const o of s.operations) {
+        for (const t of operationWithBehind(o, catalog).tables) add({...t, via: t.via ? `${t.via}, in ${where}` : where})
+        for (const inner of o.calls ?? []) for (const t of bodyTables(inner, catalog, [...stack, c.oid])) add({...t, via: `${t.via}, called from ${where}`})
+      }
+    }
+  }
+  return out
+}
+
+/** An operation carrying the relations a call's bodies reach (`bodyTables`), for `tables:` rules. */
+function bodyTablesOperation(call: CatalogCall, tables: TableRef[]): Operation {
+  const written = call.schema ? `${call.schema}.${call.name}` : call.name
+  return {
+    class: tables.some((t) => t.access !== 'read') ? 'write' : 'read',
+    command: 'function',
+    tables,
+    functions: [written],
+    flags: [],
+    detail: `${describeCall(call)} runs a body that reaches ${[...new Set(tables.map((t) => (t.schema ? `${t.schema}.${t.name}` : t.name)))].join(', ')}`,
+  }
 }
 
 // ---- triggers -----------------------------------------------------------------------------------
@@ -456,7 +511,8 @@ function triggerOperations(
       const inner = [...stack, stored]
       for (const s of body.statements) {
         for (const o of s.operations) {
-          const operation = liftedOperation(o, via, fn)
+          // What the body's writes reach (a cascading foreign key, a view's table) is the statement's too.
+          const operation = liftedOperation(operationWithBehind(o, catalog), via, fn)
           if (operation) out.push({operation, stack: inner})
         }
       }

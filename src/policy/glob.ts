@@ -45,3 +45,20 @@ export function anyGlobMatches(globs: readonly string[], candidates: readonly st
     return candidates.some((c) => re.test(c))
   })
 }
+
+/**
+ * Whether `globs` match a reference to every relation of `schema` (`TableRef.schemaWide`). A
+ * restricting rule (`all` false) matches when a glob can name some relation there: its schema part
+ * matches (a glob without one names relations in public, as `tableNames` reads unqualified names).
+ * An allow rule (`all` true) must name them all, so only a glob whose relation part is a lone `*`
+ * (`scratch.*`) carries it.
+ */
+export function schemaGlobsMatch(globs: readonly string[], schema: string, all: boolean): boolean {
+  return globs.some((g) => {
+    const dot = g.lastIndexOf('.')
+    const schemaPart = dot < 0 ? 'public' : g.slice(0, dot)
+    const relationPart = g.slice(dot + 1)
+    if (all && relationPart !== '*') return false
+    return globToRegExp(schemaPart).test(schema)
+  })
+}

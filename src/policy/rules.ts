@@ -5,9 +5,9 @@
  */
 import {primaryOperation} from './analyze.js'
 import {defaultPack} from './default-pack.js'
-import {anyGlobMatches, functionNames, tableNames} from './glob.js'
+import {anyGlobMatches, functionNames, schemaGlobsMatch, tableNames} from './glob.js'
 import {describeTable, everyTableReason} from './views.js'
-import type {Analysis, ClientKind, BuiltinRule, Decision, Operation, PolicyAction, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
+import type {Analysis, ClientKind, BuiltinRule, TableRef, Decision, Operation, PolicyAction, PolicyPackName, PolicyRule, RuleDecision, StatementAnalysis} from './types.js'
 
 export const STRICTNESS: Record<PolicyAction, number> = {allow: 0, warn: 1, require_approval: 2, deny: 3}
 
@@ -59,7 +59,9 @@ export function ruleMatches(rule: PolicyRule, op: Operation, groups: readonly st
  */
 function tablesMatch(globs: readonly string[], op: Operation, all: boolean): boolean {
   if (op.tables.some((t) => everyTableReason(t) !== undefined)) return !all
-  return namesMatch(globs, op.tables.map(tableNames), all)
+  if (op.tables.length === 0) return false
+  const matches = (t: TableRef): boolean => (t.schemaWide && t.schema !== undefined ? schemaGlobsMatch(globs, t.schema, all) : anyGlobMatches(globs, tableNames(t)))
+  return all ? op.tables.every(matches) : op.tables.some(matches)
 }
 
 function namesMatch(globs: readonly string[], items: string[][], all: boolean): boolean {
@@ -136,7 +138,12 @@ function tablesDetail(rule: PolicyRule, op: Operation, detail: {detail?: string}
   const globs = rule.match.tables
   const every = [...new Set(op.tables.map(everyTableReason).filter((r): r is string => r !== undefined))]
   const hidden = op.tables.filter((t) => t.via !== undefined && t.every === undefined && (!globs || anyGlobMatches(globs, tableNames(t))))
-  const parts = [...(globs ? every : []), ...(hidden.length > 0 ? [`reaches ${hidden.map(describeTable).join('; ')}`] : [])]
+  const schemas = op.tables.filter((t) => t.schemaWide && t.schema !== undefined && (!globs || schemaGlobsMatch(globs, t.schema, false))).map((t) => t.schema)
+  const parts = [
+    ...(globs ? every : []),
+    ...(hidden.length > 0 ? [`reaches ${hidden.map(describeTable).join('; ')}`] : []),
+    ...(schemas.length > 0 ? [`acts on every relation of the schema ${[...new Set(schemas)].join(', ')} at once`] : []),
+  ]
   if (parts.length === 0) return detail
   return {detail: [detail.detail, ...parts].filter(Boolean).join('; ')}
 }

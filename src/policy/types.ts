@@ -39,6 +39,12 @@ export interface TableRef {
   /** Why this reference counts as reading every table for `tables:` rules (a statistics view, views nested too deep). */
   every?: string
   /**
+   * Every relation of the schema `schema` (`name` is `*`): the statement acts on the schema as a
+   * whole (`ALTER SCHEMA hr RENAME`, `DROP SCHEMA hr CASCADE`, `GRANT … ON ALL TABLES IN SCHEMA
+   * hr`), so a `tables:` rule on any relation there speaks for it (glob.ts, `schemaGlobsMatch`).
+   */
+  schemaWide?: true
+  /**
    * Set on a relation written to whose triggers, defaults, constraints or indexes run user code
    * (src/policy/views.ts): that code may change the catalog, as a called function may.
    */

@@ -28,6 +28,12 @@ export interface TableBehind {
    * them does; both when both. Only a write of that kind reaches it.
    */
   cascade?: string
+  /**
+   * Set when the chain passes through a rule on a write (`ON INSERT … DO INSTEAD DELETE FROM …`):
+   * past it the statement that runs is the rule's action, not the client's command, so a cascading
+   * foreign key beyond it is reached by any write (`INSERT INTO v` deleting the referenced rows).
+   */
+  rewritten?: true
   /** Set when the views nest deeper than the lookup follows: what is behind is not known. */
   tooDeep?: true
   /**
@@ -133,7 +139,7 @@ function behind(t: TableRef, command: string, catalog: ViewAwareCatalog): TableR
   const out: TableRef[] = []
   for (const b of all) {
     if (!scopeFits(t.schema, b) || (t.access === 'read' && !b.selectOnly)) continue
-    if (b.cascade !== undefined && !(t.access === 'write' && cascadesTo(command, b.cascade))) continue
+    if (b.cascade !== undefined && !(t.access === 'write' && (b.rewritten || cascadesTo(command, b.cascade)))) continue
     // The code a write runs is reached by writes alone; the relation named itself is reported for that only.
     const runsCode = b.runsCode && t.access === 'write' ? {runsCode: true as const} : {}
     if (!b.via && !b.foreign && !('runsCode' in runsCode)) continue
@@ -156,6 +162,15 @@ function withBehind(op: Operation, catalog: ViewAwareCatalog): Operation {
     for (const r of behind(t, op.command, catalog) ?? []) if (!known(r)) (added ??= []).push(r)
   }
   return added ? {...op, tables: [...op.tables, ...added]} : op
+}
+
+/**
+ * `op` with the relations behind what it reads and writes, for an operation found after the
+ * statement's own were given theirs: one a trigger's or a rule's body runs (catalog.ts,
+ * `triggerOperations`), whose DELETE of a referenced row cascades as the client's would.
+ */
+export function operationWithBehind(op: Operation, catalog: FunctionCatalog): Operation {
+  return seesViews(catalog) ? withBehind(op, catalog) : op
 }
 
 function statementWithBehind(stmt: StatementAnalysis, catalog: ViewAwareCatalog, byOperations: WeakMap<readonly Operation[], Operation[] | null>): StatementAnalysis {

@@ -49,6 +49,138 @@ function rowsCheckedBy(type: string, body: Obj): Obj[] {
   return found
 }
 
+/** The schema names a list of `String` nodes holds (`DROP SCHEMA a, b`, `… IN SCHEMA a, b`). */
+function schemaNames(items: unknown): string[] {
+  return list(items)
+    .map((i) => str(unwrap(i)?.[0] === 'String' ? unwrap(i)![1].sval : undefined))
+    .filter((n): n is string => n !== undefined)
+}
+
+/**
+ * The schemas a statement acts on as a whole, naming no relation in them: renaming one moves every
+ * relation in it out from under a rule on `hr.*` (`ALTER SCHEMA hr RENAME TO x`, then `SELECT *
+ * FROM x.salaries`), dropping one with CASCADE drops its tables with their rows, and giving it
+ * away or granting on all its tables hands them to another role. A rule on relations there
+ * matches them (`TableRef.schemaWide`).
+ */
+function schemasActedOn(type: string, body: Obj): string[] {
+  const object = (kind: unknown): boolean => kind === 'OBJECT_SCHEMA'
+  switch (type) {
+    case 'RenameStmt':
+      return object(body.renameType) && typeof body.subname === 'string' ? [body.subname] : []
+    case 'AlterOwnerStmt':
+      return object(body.objectType) ? schemaNames([body.object]) : []
+    case 'DropStmt':
+      return object(body.removeType) ? schemaNames(body.objects) : []
+    case 'GrantStmt':
+      return body.targtype === 'ACL_TARGET_ALL_IN_SCHEMA' || object(body.objtype) ? schemaNames(body.objects) : []
+    case 'AlterDefaultPrivilegesStmt':
+      return list(body.options).flatMap((o) => {
+        const d = unwrap(o)
+        return d?.[0] === 'DefElem' && d[1].defname === 'schemas' ? schemaNames(unwrap(d[1].arg)?.[1].items) : []
+      })
+    case 'ReindexStmt':
+      return body.kind === 'REINDEX_OBJECT_SCHEMA' && typeof body.name === 'string' ? [body.name] : []
+    case 'ImportForeignSchemaStmt':
+      return typeof body.local_schema === 'string' ? [body.local_schema] : []
+    default:
+      return []
+  }
+}
+
+/**
+ * Why a statement counts as every table because it drops what depends on the objects it names, in
+ * tables it does not name: `DROP DOMAIN public.d CASCADE` drops every column of that domain
+ * (hr.salaries' too, with its values), `DROP TABLE` or `DROP TYPE … CASCADE` every column of its
+ * row type, `ALTER TYPE … DROP ATTRIBUTE … CASCADE` that column of every table made `OF` it. `DROP
+ * OWNED` drops everything the role owns, in any schema.
+ */
+function reachesDependents(type: string, body: Obj): string | undefined {
+  if (type === 'DropOwnedStmt') return 'DROP OWNED drops every table the role owns, in any schema; drop each table by name instead'
+  const cascade =
+    (type === 'DropStmt' && body.behavior === 'DROP_CASCADE') ||
+    (type === 'AlterTableStmt' && list(body.cmds).some((c) => unwrap(c)?.[1].behavior === 'DROP_CASCADE'))
+  if (!cascade) return undefined
+  return '… CASCADE also drops what depends on the objects named, in tables the statement does not name (a column of a dropped domain or row type, with its values); drop the dependent objects by name first, or leave out CASCADE to see what depends on them'
+}
+
+/**
+ * The tables whose partitions' and children's data a DDL statement removes with its own, so that
+ * what is behind them counts (views.ts, as for a read: partitions and inheritance children):
+ * `DROP TABLE` of a partitioned table drops every partition (hr.payroll_2026 of public.payroll,
+ * no CASCADE needed), and `DROP COLUMN` of a parent drops the inherited column from every child
+ * (with `ONLY`, the children keep it).
+ */
+function childrenDataRemovedBy(type: string, body: Obj): Obj[] {
+  if (type === 'DropStmt' && body.removeType === 'OBJECT_TABLE') {
+    return list(body.objects).flatMap((item) => {
+      const u = unwrap(item)
+      const parts = u && u[0] === 'List' ? names(u[1].items) : names([item])
+      const relname = parts.at(-1)
+      if (!relname) return []
+      return [parts.length >= 2 ? {schemaname: parts[parts.length - 2], relname} : {relname}]
+    })
+  }
+  if (type !== 'AlterTableStmt' || body.objtype !== 'OBJECT_TABLE' || !isRangeVar(body.relation) || body.relation.inh !== true) return []
+  return list(body.cmds).some((c) => unwrap(c)?.[1].subtype === 'AT_DropColumn') ? [body.relation] : []
+}
+
+/**
+ * Built-in functions that read or move the sequence their first argument names, as text or
+ * regclass (`nextval('hr.salaries_id_seq')`): a relation the statement does not name as one.
+ * nextval and setval change it (the next row hr inserts gets another id, or collides), currval and
+ * pg_sequence_last_value read it (how many rows hr has inserted).
+ */
+const SEQUENCE_FUNCTIONS: Readonly<Record<string, AccessKind>> = {nextval: 'write', setval: 'write', currval: 'read', pg_sequence_last_value: 'read'}
+
+/**
+ * The relation a constant names as `regclass` input reads it: dot-separated parts, a quoted part
+ * kept as written (`""` is a quote), an unquoted one folded to lower case. Undefined for anything
+ * else (an OID, a value computed at run time, a malformed name).
+ */
+export function regclassName(arg: unknown): {schema?: string; name: string} | undefined {
+  let node = arg
+  // `'hr.s'::regclass` is the same text read as a relation name.
+  const u = unwrap(node)
+  if (u?.[0] === 'TypeCast' && names(u[1].typeName && (u[1].typeName as Obj).names).at(-1) === 'regclass') node = u[1].arg
+  const a = unwrap(node)
+  if (a?.[0] !== 'A_Const' || !('sval' in a[1])) return undefined
+  const text = constText(node)
+  if (text === undefined) return undefined
+  const parts: string[] = []
+  let i = 0
+  while (i <= text.length) {
+    let part = ''
+    if (text[i] === '"') {
+      i++
+      for (;;) {
+        if (i >= text.length) return undefined
+        if (text[i] === '"') {
+          if (text[i + 1] === '"') {
+            part += '"'
+            i += 2
+            continue
+          }
+          i++
+          break
+        }
+        part += text[i++]
+      }
+    } else {
+      while (i < text.length && text[i] !== '.') part += text[i++]
+      part = part.trim().toLowerCase()
+      if (part === '' || /[\s"]/.test(part)) return undefined
+    }
+    parts.push(part)
+    if (i >= text.length) break
+    if (text[i] !== '.') return undefined
+    i++
+  }
+  if (parts.length === 0 || parts.length > 3) return undefined
+  const name = parts.at(-1)!
+  return parts.length >= 2 ? {schema: parts.at(-2)!, name} : {name}
+}
+
 /** `keepsRelations` for DDL that leaves every existing relation as it was. */
 function keeping(type: string, body: Obj): Partial<Operation> {
   return keepsRelations(type, body) ? {keepsRelations: true} : {}
@@ -202,7 +334,34 @@ export class StatementWalker {
   static walk(node: Obj): WalkResult {
     const w = new StatementWalker()
     const extra = w.statement(node)
+    w.beyondNames(node)
     return {operations: w.ops, ...extra}
+  }
+
+  /**
+   * Adds to the statement's own operation what it acts on without naming a relation: every
+   * relation of a schema it acts on as a whole, or every table when it drops what depends on the
+   * objects it names (`schemasActedOn`, `reachesDependents`).
+   */
+  private beyondNames(node: Obj): void {
+    const u = unwrap(node)
+    const o = this.ops.find((x) => x.command !== 'shadow_type')
+    if (!u || !o) return
+    for (const schema of schemasActedOn(u[0], u[1])) {
+      if (!o.tables.some((t) => t.schemaWide && t.schema === schema)) o.tables.push({schema, name: '*', access: 'ddl', schemaWide: true})
+    }
+    const every = reachesDependents(u[0], u[1])
+    if (every !== undefined) o.tables.push({name: '*', access: 'ddl', every})
+    // Read as a read: what is behind a table for a read is its partitions and children.
+    for (const rv of childrenDataRemovedBy(u[0], u[1])) {
+      const name = str(rv.relname) ?? ''
+      const schema = str(rv.schemaname)
+      if (!o.tables.some((t) => t.name === name && t.schema === schema && t.access === 'read')) o.tables.push(schema ? {schema, name, access: 'read'} : {name, access: 'read'})
+      // The catalog step looks up what is behind the relations the operation calls on.
+      const call: CatalogCall = {kind: 'relation', ...(schema ? {schema} : {}), name, args: 0}
+      const calls = (o.calls ??= [])
+      if (!calls.some((x) => sameCall(x, call))) calls.push(call)
+    }
   }
 
   private statement(node: Obj): Omit<WalkResult, 'operations'> {
@@ -773,7 +932,25 @@ export class StatementWalker {
       ...(shownType ? {judgedAsCast: true as const} : {}),
     })
     if (setConfig) this.push(this.setConfigOperation(name, list(body.args)))
+    const sequenceAccess = schema === undefined || schema === 'pg_catalog' ? SEQUENCE_FUNCTIONS[bare.toLowerCase()] : undefined
+    if (sequenceAccess !== undefined) this.sequence(bare.toLowerCase(), list(body.args)[0], sequenceAccess)
     this.fields(body, ['funcname'])
+  }
+
+  /**
+   * The sequence a sequence function names, as a relation of the operation; one it names otherwise
+   * (an OID, a value computed at run time) may be any sequence, so it counts as every table.
+   */
+  private sequence(fn: string, arg: unknown, access: AccessKind): void {
+    const named = regclassName(arg)
+    if (!named) {
+      const every = `${fn}() is given a sequence dbgate cannot read from the statement, which may belong to any table; write its name as a constant (${fn}('scratch.items_id_seq'))`
+      if (!this.current.tables.some((t) => t.every === every)) this.current.tables.push({name: '*', access, every})
+      return
+    }
+    const saved = this.access
+    this.table(named.schema ? {schemaname: named.schema, relname: named.name} : {relname: named.name}, access, false)
+    this.access = saved
   }
 
   private call(c: CatalogCall): void {

@@ -29,9 +29,12 @@ describe('analyze', () => {
       {schema: 'public', name: 'users', access: 'read'},
       {name: 'orders', access: 'read'},
     ])
+    // A dropped table's partitions go with it: the names are also looked up as reads (what is behind them).
     expect(one('DROP TABLE a.b, c').tables).toEqual([
       {schema: 'a', name: 'b', access: 'ddl'},
       {name: 'c', access: 'ddl'},
+      {schema: 'a', name: 'b', access: 'read'},
+      {name: 'c', access: 'read'},
     ])
     expect(one('COPY t FROM STDIN').tables).toEqual([{name: 't', access: 'write'}])
     expect(one('SELECT * INTO archive.old FROM t').tables).toEqual([
