@@ -67,42 +67,30 @@ type Allowed = Extract<PolicyVerdict, {action: 'allow'}>
  * from following a sensitive column, policy decides (`masking.onUntraceable`).
  */
 function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, ctx: StatementContext, verdict: PolicyVerdict) => PolicyVerdict | Promise<PolicyVerdict> {
+  /** The verdict, refused by masking with `message` and `hint`; what policy decided is kept for the recording. */
+  const refused = (verdict: Allowed, message: string, hint: string): PolicyVerdict => ({
+    action: 'reject',
+    decision: verdict.decision,
+    approval: verdict.approval,
+    analysis: verdict.analysis,
+    error: {severity: 'ERROR', code: '42501', message: `dbgate: ${message}`, hint},
+  })
   const check = (sql: string, ctx: StatementContext, verdict: Allowed): PolicyVerdict => {
     const statements = verdict.judged ?? verdict.analysis?.statements ?? sharedAnalysisCache.analyze(sql, {}).statements
     const language = messagesLanguageChange(statements)
-    if (language) {
-      return {
-        action: 'reject',
-        decision: verdict.decision,
-        approval: verdict.approval,
-        analysis: verdict.analysis,
-        error: {severity: 'ERROR', code: '42501', message: `dbgate: masking refuses setting lc_messages ${language}: ${ENGLISH_MESSAGES.why}`, hint: "Leave lc_messages as it is, or set it to 'C' or an English locale."},
-      }
-    }
+    if (language) return refused(verdict, `masking refuses setting lc_messages ${language}: ${ENGLISH_MESSAGES.why}`, "Leave lc_messages as it is, or set it to 'C' or an English locale.")
     const copies = sql.length > MAX_ANALYZED_SQL && !masking.factory.unmasked ? unfollowedCopy(statements) : undefined
     if (copies) {
-      return {
-        action: 'reject',
-        decision: verdict.decision,
-        approval: verdict.approval,
-        analysis: verdict.analysis,
-        error: {
-          severity: 'ERROR',
-          code: '42501',
-          message: `dbgate: masking cannot follow what this ${copies} copies into the table it writes: texts over ${MAX_ANALYZED_SQL / 1024} KiB are not analysed for masking, so a sensitive value it copies would read as clean afterwards`,
-          hint: `Send it in texts under ${MAX_ANALYZED_SQL / 1024} KiB (split a long IN list or a multi-row INSERT … SELECT); an INSERT of VALUES alone may be any size.`,
-        },
-      }
+      const kib = MAX_ANALYZED_SQL / 1024
+      return refused(
+        verdict,
+        `masking cannot follow what this ${copies} copies into the table it writes: texts over ${kib} KiB are not analysed for masking, so a sensitive value it copies would read as clean afterwards`,
+        `Send it in texts under ${kib} KiB (split a long IN list or a multi-row INSERT … SELECT); an INSERT of VALUES alone may be any size.`,
+      )
     }
     const m = masking.factory.checkMaskable(sql, ctx)
     if (m.ok) return verdict
-    return {
-      action: 'reject',
-      decision: verdict.decision,
-      approval: verdict.approval,
-      analysis: verdict.analysis,
-      error: {severity: 'ERROR', code: '42501', message: `dbgate: masking cannot follow this query: ${m.reason}`, hint: 'Select the sensitive columns directly (they are masked), or ask for a group that may see them unmasked. The target\'s masking.onUntraceable decides whether untraceable output is masked or refused.'},
-    }
+    return refused(verdict, `masking cannot follow this query: ${m.reason}`, "Select the sensitive columns directly (they are masked), or ask for a group that may see them unmasked. The target's masking.onUntraceable decides whether untraceable output is masked or refused.")
   }
   return (sql, ctx, verdict) => {
     if (verdict.action !== 'allow') return verdict
