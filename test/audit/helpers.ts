@@ -1,9 +1,12 @@
+import {mkdtempSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import type {StatementData} from '../../src/audit/events.js'
+import {SessionReader} from '../../src/audit/read.js'
 import {Recorder} from '../../src/audit/recorder.js'
 import {publishKey, type InstallationKey} from '../../src/audit/signing.js'
-import {FileBucket, type Bucket} from '../../src/bucket/index.js'
+import {FileBucket, openBucket, type Bucket} from '../../src/bucket/index.js'
 import type {Identity} from '../../src/identity/types.js'
 import type {StatementEvent} from '../../src/proxy/seam.js'
 
@@ -67,4 +70,12 @@ export async function liveSession(key: InstallationKey, sessionId: string, start
     await session.flush()
   }
   return {bucket, spoolDir, session, write}
+}
+
+/** Every statement event recorded in the sessions shipped to `bucketUrl`, read as an auditor's tools read them. */
+export async function recordedStatements(bucketUrl: string): Promise<StatementData[]> {
+  const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(join(tmpdir(), 'dbgate-cache-')))
+  const out: StatementData[] = []
+  for (const session of await reader.list()) out.push(...(await reader.loadSummary(session)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData))
+  return out
 }

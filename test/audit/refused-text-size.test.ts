@@ -3,10 +3,9 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {StatementData} from '../../src/audit/events.js'
-import {SessionReader} from '../../src/audit/read.js'
-import {openBucket} from '../../src/bucket/index.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {recordedStatements} from './helpers.js'
 
 /**
  * A text over `tunnel.maxStatementSize` is refused and never runs, yet it was recorded whole: a
@@ -35,9 +34,7 @@ describe('texts refused for their size, in the recording', () => {
     await c.query('select 3 as after')
     await t.close()
     t = undefined
-    const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
-    statements = []
-    for (const session of await reader.list()) statements.push(...(await reader.loadSummary(session)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData))
+    statements = await recordedStatements(bucketUrl)
   })
   afterAll(async () => {
     await t?.close()

@@ -14,11 +14,10 @@ import path from 'node:path'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {StatementData} from '../../src/audit/events.js'
-import {SessionReader} from '../../src/audit/read.js'
-import {openBucket} from '../../src/bucket/index.js'
 import {sampleSchemaSql} from '../../src/demo/sample-data.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {recordedStatements} from '../audit/helpers.js'
 
 const NAME = 'Dora Quill'
 const CLEAN = 'select id from orders where status = $1'
@@ -72,9 +71,7 @@ describe('values converted to a type that runs code, in the recording', () => {
     await run([serialize.parse({text: 'select id from orders where status = $1::kept_range::text'}), serialize.bind({values: [`["(""${NAME}"",1)","(""${NAME}"",2)")`]}), serialize.execute({}), serialize.sync()])
     await t.close()
     t = undefined
-    const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
-    statements = []
-    for (const session of await reader.list()) statements.push(...(await reader.loadSummary(session)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData))
+    statements = await recordedStatements(bucketUrl)
     landed = await withClient(db.url, async (c) => (await c.query<{full_name: string}>('select distinct full_name from kept_names')).rows.map((r) => r.full_name))
   })
   afterAll(async () => {

@@ -11,11 +11,10 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {StatementData} from '../../src/audit/events.js'
-import {SessionReader} from '../../src/audit/read.js'
-import {openBucket} from '../../src/bucket/index.js'
 import {sampleSchemaSql} from '../../src/demo/sample-data.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {recordedStatements} from '../audit/helpers.js'
 
 const NAME = 'Dora Quill'
 
@@ -57,9 +56,7 @@ describe('values echoed in the result, in the recorded preview', () => {
     await c.query(KEPT.sql, KEPT.values)
     await t.close()
     t = undefined
-    const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
-    statements = []
-    for (const session of await reader.list()) statements.push(...(await reader.loadSummary(session)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData))
+    statements = await recordedStatements(bucketUrl)
   })
   afterAll(async () => {
     await t?.close()

@@ -16,11 +16,10 @@ import path from 'node:path'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {StatementData} from '../../src/audit/events.js'
-import {SessionReader} from '../../src/audit/read.js'
-import {openBucket} from '../../src/bucket/index.js'
 import {sampleSchemaSql} from '../../src/demo/sample-data.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {recordedStatements} from '../audit/helpers.js'
 
 const NAME = 'Dora Quill'
 
@@ -89,9 +88,7 @@ describe('values bound where their proof does not hold, in the recording', () =>
     }
     await t.close()
     t = undefined
-    const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
-    statements = []
-    for (const session of await reader.list()) statements.push(...(await reader.loadSummary(session)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData))
+    statements = await recordedStatements(bucketUrl)
     landed = await withClient(db.url, async (c) => (await c.query<{v: string}>("select concat_ws(' ', full_name, address) as v from customers where id between 1 and 10 order by id")).rows.map((r) => r.v))
   })
   afterAll(async () => {

@@ -12,11 +12,10 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {StatementData} from '../../src/audit/events.js'
-import {SessionReader} from '../../src/audit/read.js'
-import {openBucket} from '../../src/bucket/index.js'
 import {sampleSchemaSql} from '../../src/demo/sample-data.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {recordedStatements} from '../audit/helpers.js'
 
 const NAME = 'Dora Quill'
 
@@ -73,9 +72,7 @@ describe('values written into a table whose definition runs code, in the recordi
     }
     await t.close()
     t = undefined
-    const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
-    statements = []
-    for (const session of await reader.list()) statements.push(...(await reader.loadSummary(session)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData))
+    statements = await recordedStatements(bucketUrl)
     landed = await withClient(db.url, async (c) => (await c.query<{full_name: string}>('select full_name from customers where id <= 6 order by id')).rows.map((r) => r.full_name))
   })
   afterAll(async () => {

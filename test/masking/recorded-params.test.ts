@@ -12,11 +12,10 @@ import path from 'node:path'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {StatementData} from '../../src/audit/events.js'
-import {SessionReader} from '../../src/audit/read.js'
-import {openBucket} from '../../src/bucket/index.js'
 import {sampleSchemaSql} from '../../src/demo/sample-data.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {recordedStatements} from '../audit/helpers.js'
 
 const NAME = 'Dora Quill'
 const EMAIL = 'dora.quill@example.com'
@@ -122,9 +121,7 @@ describe('bind parameters in the recording', () => {
     await raw.untilReady()
     await t.close()
     t = undefined
-    const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
-    statements = []
-    for (const session of await reader.list()) statements.push(...(await reader.loadSummary(session)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData))
+    statements = await recordedStatements(bucketUrl)
   })
   afterAll(async () => {
     await t?.close()
