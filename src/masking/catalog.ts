@@ -208,22 +208,32 @@ const FOREIGN_COLUMN: SensitiveMark = {category: 'untraceable', reason: 'a colum
 
 /** Marks the sensitive columns of a snapshot: the dictionary first, then `mask:` adds and `unmaskColumns:` removes. */
 export function classifySnapshot(snapshot: CatalogSnapshot, config: Pick<MaskingConfig, 'mask' | 'unmaskColumns'>): CatalogSnapshot {
-  const added = globMatcher(config.mask)
+  const classify = columnClassifier(config)
   const removed = globMatcher(config.unmaskColumns)
   const relations = snapshot.relations.map((rel) => ({
     ...rel,
-    columns: rel.columns.map((col): CatalogColumn => {
-      const path = [rel.schema, rel.name, col.name] as const
-      if (removed(path)) return {...col, sensitive: undefined}
-      const found = classifyColumn(col.name, col.typeName)
-      if (found) return {...col, sensitive: {...found, source: found.reason.startsWith('type') ? 'type' : 'name'}}
-      const glob = added(path)
-      if (glob) return {...col, sensitive: {category: categoryForConfigured(col), reason: `configured by mask: ${glob}`, source: 'config'}}
-      if (rel.kind === 'foreign_table') return {...col, sensitive: FOREIGN_COLUMN}
-      return {...col, sensitive: undefined}
-    }),
+    columns: rel.columns.map((col): CatalogColumn => ({...col, sensitive: classify(rel.schema, rel.name, col, rel.kind)})),
   }))
   return markCompositeColumns({...snapshot, relations: relations.map((rel) => markGenerated(rel, removed))}, removed)
+}
+
+/**
+ * How the dictionary and `mask:` / `unmaskColumns:` classify a column by its own name, type and
+ * place; what its type's fields and the table's other columns add comes after (`classifySnapshot`).
+ */
+function columnClassifier(config: Pick<MaskingConfig, 'mask' | 'unmaskColumns'>) {
+  const added = globMatcher(config.mask)
+  const removed = globMatcher(config.unmaskColumns)
+  return (schema: string, relation: string, col: Pick<CatalogColumn, 'name' | 'typeName'>, kind: CatalogRelation['kind']): SensitiveMark | undefined => {
+    const path = [schema, relation, col.name] as const
+    if (removed(path)) return undefined
+    const found = classifyColumn(col.name, col.typeName)
+    if (found) return {...found, source: found.reason.startsWith('type') ? 'type' : 'name'}
+    const glob = added(path)
+    if (glob) return {category: categoryForConfigured(col), reason: `configured by mask: ${glob}`, source: 'config'}
+    if (kind === 'foreign_table') return FOREIGN_COLUMN
+    return undefined
+  }
 }
 
 /**
@@ -329,8 +339,13 @@ function generatedFromLearnt(snapshot: CatalogSnapshot, config: Pick<MaskingConf
   return changed ? {...snapshot, relations} : snapshot
 }
 
+/** A session's temporary schema (`pg_temp_3`), or its TOAST schema: no other session reads its relations. */
+export function isTemporarySchema(schema: string): boolean {
+  return /^pg_(toast_)?temp_\d+$/.test(schema)
+}
+
 /** A column named by `mask:` that the dictionary does not know: masked as untraceable (fully redacted). */
-function categoryForConfigured(col: CatalogColumn): MaskingCategory {
+function categoryForConfigured(col: Pick<CatalogColumn, 'name' | 'typeName'>): MaskingCategory {
   return classifyColumn(col.name, col.typeName)?.category ?? 'untraceable'
 }
 
@@ -383,6 +398,10 @@ export class Catalog {
   /** The snapshot as read and classified, before `derived` marks are applied. */
   private base: CatalogSnapshot = this.current
   private readonly derived: DerivedMarks[] = []
+  /** `base` as a read from scratch classifies it, by OID: made on first need after each install. */
+  private fresh: Map<number, CatalogRelation> | undefined
+  private classifier: ReturnType<typeof columnClassifier> | undefined
+  private unmasked: ReturnType<typeof globMatcher> | undefined
   /** Every mark a column has had, by `tableOid:attnum`, so that renaming it does not unmask it (see `keepMarks`). */
   private readonly marksByColumn = new Map<string, SensitiveMark>()
   private refreshing: Promise<void> | undefined
@@ -432,6 +451,7 @@ export class Catalog {
     this.operatorNames = new Set(snapshot.operators ?? [])
     this.codeTypeNames = new Set(snapshot.codeTypes ?? [])
     this.stale = new Set()
+    this.fresh = undefined
     this.generation++
   }
 
@@ -579,6 +599,37 @@ export class Catalog {
 
   needsRefresh(commandTag: string): boolean {
     return needsRefresh(commandTag)
+  }
+
+  /**
+   * The relations of this name as a catalog read from scratch classifies them: by the dictionary,
+   * `mask:` and the catalog, without the marks this catalog learnt from statements it saw. That is
+   * what another person's pipeline on the gateway, another replica, or this tunnel after a restart
+   * goes by. An unqualified name gives every schema's relation of that name; `pg_temp`, the
+   * session's temporary ones.
+   */
+  freshlyRead(schema: string | undefined, name: string): CatalogRelation[] {
+    const fresh = (this.fresh ??= new Map(generatedFromLearnt(inheritMarks(this.base), this.source?.config).relations.map((r) => [r.oid, r])))
+    const all = this.byName.get(name) ?? []
+    const found = schema === 'pg_temp' ? all.filter((r) => isTemporarySchema(r.schema)) : schema ? this.lookup(schema, name) : all
+    return found.flatMap((r) => fresh.get(r.oid) ?? [])
+  }
+
+  /** Whether `unmaskColumns:` shows this column, wherever the catalog would otherwise mask it. */
+  unmaskedAt(schema: string, relation: string, column: string): boolean {
+    this.unmasked ??= globMatcher(this.source?.config.unmaskColumns ?? [])
+    return this.unmasked([schema, relation, column]) !== undefined
+  }
+
+  /** The schemas of the relations the catalog holds. */
+  schemaNames(): string[] {
+    return [...new Set(this.current.relations.map((r) => r.schema))]
+  }
+
+  /** How a read from scratch would classify a column the catalog does not hold yet, by its own name, type and place. */
+  classifiedAt(schema: string, relation: string, column: Pick<CatalogColumn, 'name' | 'typeName'>, kind: CatalogRelation['kind'] = 'table'): SensitiveMark | undefined {
+    this.classifier ??= columnClassifier(this.source?.config ?? {mask: [], unmaskColumns: []})
+    return this.classifier(schema, relation, column, kind)
   }
 
   relation(oid: number): CatalogRelation | undefined {

@@ -20,6 +20,7 @@ import {throughUse} from './lineage-model.js'
 import {analyzeText, bothMoved, rowsGainedBy, flatten, paramPlaces, settingsUntraceable, type MovedNames, type NamedLineage, type ParamPlace, type StatementLineage, type TextLineage} from './lineage.js'
 import {maskNotice, maskNotification, maskUntracedNotification, messageProof, sensitiveNameRules, type MessageProof, type NoticeLike} from './messages.js'
 import {planResult, strategyFor, type MaskedColumn, type ResultPlan} from './plan.js'
+import {markOf, unkeptMarks, type UnkeptMark} from './lasting-marks.js'
 import {createMasker, redacted, type Masker} from './strategies.js'
 import {arena, OTHER, put, putInt32, reserve, rewriteMessages, rewritten, UNCHANGED, written, type MessageRewriter} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail, type ByteMask} from './byte-masks.js'
@@ -62,7 +63,8 @@ export interface MaskingFilter extends ResultFilter {
   readonly clientError?: {code: string; message: string}
 }
 
-export type MaskabilityVerdict = {ok: true} | {ok: false; reason: string}
+/** `refusal`: a refusal of its own, not about the statement's output (`unkeptMarks`). */
+export type MaskabilityVerdict = {ok: true} | {ok: false; reason: string; refusal?: UnkeptMark}
 
 export interface MaskingFilterFactory extends ResultFilterFactory {
   /** Under `onUntraceable: deny`, whether a statement's output can be masked; for the statement hook. */
@@ -437,6 +439,9 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     // Values sent through a side channel can never be masked, whatever onUntraceable says.
     const side = text.statements.find((s) => s.sideChannels.length > 0)
     if (side) return {ok: false, reason: side.sideChannels[0]!}
+    const resolved = resolve(text, ctx?.session, ctx?.connectionId)
+    const unkept = resolved && unkeptMarks(resolved, catalog, strategyOf)
+    if (unkept) return {ok: false, reason: unkept.message, refusal: unkept}
     if (copiesUnprovenSettings(text.statements, ctx?.connectionId)) {
       return {
         ok: false,
@@ -702,19 +707,6 @@ function derivedMarks(creates: NonNullable<StatementLineage['creates']>): Derive
   return {schema, name, columns: marks}
 }
 
-function markOf(c: NamedLineage): SensitiveMark | undefined {
-  const sources = flatten(c)
-  const src = sources[0]
-  if (src) {
-    // A copied column keeps its category; a row or document copied whole is masked whole.
-    const category = c.fields ? 'untraceable' : sources.every((x) => x.category === src.category) ? src.category : 'untraceable'
-    // `partial` keeps part of a column's own value; of `reverse(email)` it would keep the wrong part.
-    const exact = c.direct && category !== 'untraceable'
-    return {category, reason: `filled from ${sources.map((x) => `${x.relation}.${x.column}`).join(', ')} by a statement this tunnel ran`, source: 'lineage', ...(exact ? {} : {inexact: true as const})}
-  }
-  if (c.unknown || c.settings || c.fields?.some((f) => f.unknown)) return {category: 'untraceable', reason: 'filled from values masking could not trace by a statement this tunnel ran', source: 'lineage'}
-  return undefined
-}
 
 /** A filter's scanner hits so far: none for most statements, so the list is made with the first. */
 const NO_HITS: readonly ScannerHit[] = Object.freeze([])

@@ -97,14 +97,14 @@ export interface StatementLineage {
    */
   unvouched?: number[]
   /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`), with that query's columns. */
-  creates?: {schema?: string; name: string; columns?: NamedLineage[]}
+  creates?: {schema?: string; name: string; columns?: NamedLineage[]; temporary?: true}
   /**
    * Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE …
    * SET`). Without `columns`, every column: `COPY … FROM` a file into a table the catalog does not
    * know, or an `INSERT … SELECT` with no column list into a relation whose columns the catalog did
-   * not know when it was judged.
+   * not know when it was judged; `values` are then what it writes, in the order of the columns.
    */
-  fills?: {schema?: string; name: string; columns?: NamedLineage[]}[]
+  fills?: {schema?: string; name: string; columns?: NamedLineage[]; values?: NamedLineage[]}[]
   /**
    * Relations and columns it renames or moves (`ALTER TABLE … RENAME [COLUMN] … TO`, `SET SCHEMA`):
    * marks made by name for a relation the catalog has not read yet (`CREATE TABLE … AS` in an open

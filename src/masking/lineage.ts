@@ -1111,7 +1111,7 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   // With no column list and the target's columns unknown (`pg_temp.t`, a table of the open
   // transaction), which columns the rows fill cannot be said: all of them, unless proven clean.
   const unnamed = unnamedValues || (sel !== undefined && filled.length === 0 && (inserted === undefined || inserted.some((c) => !clean(c))))
-  if (rel?.relname && unnamed) ctx.fills.push(where)
+  if (rel?.relname && unnamed) ctx.fills.push(inserted ? {...where, values: inserted} : where)
   else if (unproven.length > 0 && rel?.relname) ctx.fills.push({...where, columns: unproven})
   if (unproven.length > 0 && written) for (const r of ctx.catalog.lookup(written.schema, written.relation)) throughView(r, unproven, ctx, 0)
   // PostgreSQL 18 wraps RETURNING in a clause that may also rename OLD and NEW.
@@ -1541,7 +1541,9 @@ function created(rel: Node | undefined, columns: NamedLineage[] | undefined): St
   const name = rel?.relname as string | undefined
   if (!name) return undefined
   const schema = rel?.schemaname as string | undefined
-  return {...(schema ? {schema} : {}), name, columns}
+  // `CREATE TEMP TABLE … AS`: the session's own, which no other session reads.
+  const temporary = rel?.relpersistence === 't' || schema === 'pg_temp'
+  return {...(schema ? {schema} : {}), name, columns, ...(temporary ? {temporary: true as const} : {})}
 }
 
 /**

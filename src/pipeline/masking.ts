@@ -90,6 +90,7 @@ function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, c
     }
     const m = masking.factory.checkMaskable(sql, ctx)
     if (m.ok) return verdict
+    if (m.refusal) return refused(verdict, m.refusal.message, m.refusal.hint)
     return refused(verdict, `masking cannot follow this query: ${m.reason}`, "Select the sensitive columns directly (they are masked), or ask for a group that may see them unmasked. The target's masking.onUntraceable decides whether untraceable output is masked or refused.")
   }
   return (sql, ctx, verdict) => {

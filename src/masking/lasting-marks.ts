@@ -1,0 +1,144 @@
+/**
+ * Marks learnt from statements (a column filled with names) live in one pipeline's memory: another
+ * person's pipeline on the gateway, another replica, or this tunnel after a restart reads the
+ * catalog from scratch, and would show the copied values in clear. So a write that copies a
+ * sensitive column's values (as they are, or derived from them) into a lasting column that a read
+ * from scratch would not mask at least as strongly is refused before it runs. The session's
+ * temporary relations, which no one else reads, may take anything; values the analysis cannot
+ * trace (a user function's result) are masked for this pipeline's lifetime, as before.
+ */
+import type {MaskingStrategy} from '../config/types.js'
+import type {MaskingCategory} from './categories.js'
+import {isTemporarySchema, type Catalog, type CatalogRelation, type SensitiveMark} from './catalog.js'
+import {flatten, type NamedLineage, type StatementLineage} from './lineage-model.js'
+
+export interface UnkeptMark {
+  /** What the write does, for the refusal (`fills public.orders.status with values from public.customers.full_name`). */
+  message: string
+  hint: string
+}
+
+type StrategyOf = (category: MaskingCategory) => MaskingStrategy
+
+/** The strategies that show part of a value: on a value that is not the column's own, the wrong part. */
+const SHOWS_PART: ReadonlySet<MaskingStrategy> = new Set(['partial'])
+
+/**
+ * Whether a column a fresh read classifies as `fresh` masks a value this pipeline would mark `learnt`
+ * at least as well: the same category of the column's own values, or a strategy that shows none of it.
+ */
+export function keeps(fresh: SensitiveMark | undefined, learnt: SensitiveMark, strategyOf: StrategyOf): boolean {
+  if (!fresh) return false
+  // A column marked inexact is never shown in part, whatever its strategy (plan.ts `strategyFor`).
+  if (fresh.inexact || !SHOWS_PART.has(strategyOf(fresh.category))) return true
+  return fresh.category === learnt.category && !learnt.inexact
+}
+
+/** The refusal of a copy into `place`, which a read from scratch classifies as `fresh`. */
+function refusal(what: string, place: string, mark: SensitiveMark, fresh: SensitiveMark | undefined, strategyOf: StrategyOf): UnkeptMark {
+  const read = fresh
+    ? `a read shows ${place} by ${strategyOf(fresh.category)}, which keeps part of a value: of one that is not the column's own ${fresh.category}, the wrong part`
+    : `the catalog does not classify ${place} as sensitive`
+  const hint = fresh
+    ? `Copy only the column's own values into it, or have someone who may see the values unmasked (masking.unmask) run it; masking.strategies.${fresh.category}: redact or hash shows none of any value.`
+    : 'Copy such values only into columns masking classifies for them: name the column for what it holds (full_name, email), add it to the target\'s masking.mask, or use a temporary table.'
+  return {message: `masking refuses ${what}: it copies ${origin(mark)} into ${place}, and ${read}, so later sessions, other people on the gateway and this tunnel after a restart would see them`, hint}
+}
+
+function qualified(r: {schema?: string; name: string}): string {
+  return r.schema ? `${r.schema}.${r.name}` : r.name
+}
+
+/** Where a filled column's values come from, for the refusal. */
+function origin(mark: SensitiveMark): string {
+  const from = mark.reason.replace(/ by a statement this tunnel ran$/, '').replace(/^filled from /, '')
+  return from.startsWith('values ') ? from : `values from ${from}`
+}
+
+/** What a write copies from sensitive columns into one column, or undefined for values of no sensitive column. */
+function copied(c: NamedLineage): SensitiveMark | undefined {
+  return flatten(c).length > 0 ? markOf(c) : undefined
+}
+
+/**
+ * The first lasting column a write leaves unmasked for a read from scratch, checked against the
+ * relations as that read classifies them, or the name and place of one it does not know yet.
+ */
+function unkeptFill(target: {schema?: string; name: string; columns?: NamedLineage[]; values?: NamedLineage[]; temporary?: true}, catalog: Catalog, strategyOf: StrategyOf, verb: string): UnkeptMark | undefined {
+  if (target.temporary || target.schema === 'pg_temp') return undefined
+  const found = catalog.freshlyRead(target.schema, target.name)
+  if (found.length > 0 && found.every((r) => isTemporarySchema(r.schema))) return undefined
+  const lasting = found.filter((r) => !isTemporarySchema(r.schema))
+  if (!target.columns) {
+    // Columns of a relation the catalog did not know, filled in order: which gets what cannot be said.
+    const mark = target.values?.map(copied).find((m) => m !== undefined)
+    if (!mark) return undefined
+    return {
+      message: `masking refuses ${verb} ${qualified(target)}: it copies ${origin(mark)} into columns of a relation the catalog does not know yet, so which column holds them, and whether a read would mask it, cannot be said`,
+      hint: 'List the columns the statement fills (INSERT INTO t (full_name, …) SELECT …), or commit the CREATE TABLE first.',
+    }
+  }
+  for (const c of target.columns) {
+    const mark = copied(c)
+    if (!mark) continue
+    const places = lasting.length > 0 ? lasting.map((r): [string, SensitiveMark | undefined] => [`${r.schema}.${r.name}.${c.name}`, freshColumn(r, c.name, catalog)]) : [[`${qualified(target)}.${c.name}`, predicted(target, c.name, catalog)] as [string, SensitiveMark | undefined]]
+    for (const [place, fresh] of places) {
+      if (keeps(fresh, mark, strategyOf)) continue
+      return refusal(`${verb} ${qualified(target)}`, place, mark, fresh, strategyOf)
+    }
+  }
+  return undefined
+}
+
+function freshColumn(r: CatalogRelation, column: string, catalog: Catalog): SensitiveMark | undefined {
+  const col = r.columns.find((c) => c.name === column)
+  // A column added in the open transaction: its name and place decide, as they will when it is read.
+  return col ? col.sensitive : catalog.classifiedAt(r.schema, r.name, {name: column, typeName: ''}, r.kind)
+}
+
+/**
+ * A relation the catalog does not know (made in the open transaction or earlier in this text): its
+ * columns by name and place alone. An unqualified one may land in any schema of the search path,
+ * so it is classified as the least of what each schema would make of it.
+ */
+function predicted(target: {schema?: string; name: string}, column: string, catalog: Catalog): SensitiveMark | undefined {
+  const schemas = target.schema ? [target.schema] : [...catalog.schemaNames(), '']
+  let least: SensitiveMark | undefined
+  for (const schema of schemas) {
+    const mark = catalog.classifiedAt(schema, target.name, {name: column, typeName: ''})
+    if (!mark) return undefined
+    least ??= mark
+  }
+  return least
+}
+
+/** The mark a column filled with this lineage takes in this pipeline's catalog, or undefined for values proven clean. */
+export function markOf(c: NamedLineage): SensitiveMark | undefined {
+  const sources = flatten(c)
+  const src = sources[0]
+  if (src) {
+    // A copied column keeps its category; a row or document copied whole is masked whole.
+    const category = c.fields ? 'untraceable' : sources.every((x) => x.category === src.category) ? src.category : 'untraceable'
+    // `partial` keeps part of a column's own value; of `reverse(email)` it would keep the wrong part.
+    const exact = c.direct && category !== 'untraceable'
+    return {category, reason: `filled from ${sources.map((x) => `${x.relation}.${x.column}`).join(', ')} by a statement this tunnel ran`, source: 'lineage', ...(exact ? {} : {inexact: true as const})}
+  }
+  if (c.unknown || c.settings || c.fields?.some((f) => f.unknown)) return {category: 'untraceable', reason: 'filled from values masking could not trace by a statement this tunnel ran', source: 'lineage'}
+  return undefined
+}
+
+/**
+ * The first write of these statements (the text's, with prepared statements resolved) that would
+ * leave sensitive values where a read from scratch shows them, or undefined.
+ */
+export function unkeptMarks(statements: readonly StatementLineage[], catalog: Catalog, strategyOf: StrategyOf): UnkeptMark | undefined {
+  for (const s of statements) {
+    const made = s.creates && unkeptFill(s.creates, catalog, strategyOf, 'creating')
+    if (made) return made
+    for (const f of s.fills ?? []) {
+      const filled = unkeptFill(f, catalog, strategyOf, 'writing to')
+      if (filled) return filled
+    }
+  }
+  return undefined
+}
