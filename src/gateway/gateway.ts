@@ -24,6 +24,7 @@ import type {IdentityConfig} from '../identity/config.js'
 import {identityLabel, type Identity} from '../identity/types.js'
 import {loadSigningKeys} from '../identity/verify.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
+import type {PgNoticeFields} from '../wire/fields.js'
 import type {TokenAuthRequest, TokenAuthResult} from '../proxy/connection.js'
 import {UpstreamGate} from '../proxy/upstream-gate.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
@@ -311,6 +312,22 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       personSlot()
       log('error', `target ${served.config.name}: could not start the pipeline for ${identityLabel(identity)}: ${(error as Error).message}`)
       return {ok: false, error: {severity: 'FATAL', code: '08006', message: `dbgate: target "${served.config.name}" is unavailable: the gateway could not prepare its checks (${(error as Error).message})`, hint: 'Try again shortly; if it persists, tell the gateway administrators.'}}
+    }
+    // The startup parameters are the target policy's to judge (role, session_replication_role, …),
+    // and judged here, not only once the connection goes on: a person refused for them is refused
+    // a sign-in like any other, and recorded as one.
+    let startupRefusal: PgNoticeFields | undefined
+    try {
+      startupRefusal = lease.hooks.startup?.(request.startupParams)
+    } catch (error) {
+      lease.release()
+      personSlot()
+      throw error
+    }
+    if (startupRefusal) {
+      lease.release()
+      personSlot()
+      return refused({reason: 'startup-parameter', error: startupRefusal}, request, identity)
     }
     // A session the client hung up on still runs on the server until the server ends it: it counts
     // until then, and keeps its pipeline, whose commit gate holds the person's other sessions while

@@ -30,7 +30,7 @@ export interface RefusedSignIn {
   /** The database name the client sent (it picks the target), as sent. */
   database: string
   client: {application?: string; user?: string; address: string}
-  /** The gateway's fixed reason word (`not-allowed`, `unknown-target`, `too-many-sessions`). */
+  /** The gateway's fixed reason word (`not-allowed`, `unknown-target`, `too-many-sessions`, `startup-parameter`). */
   reason: string
   /** What the client was told. */
   message: string
