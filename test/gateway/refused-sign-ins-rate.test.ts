@@ -71,4 +71,30 @@ describe('refused sign-ins recorded at a bounded rate, none lost', () => {
       ['refused 5', 2],
     ])
   })
+
+  it('counts a refusal only into a record of the same target and reason, so a last refusal elsewhere cannot stand for the attempts before it', async () => {
+    let now = Date.parse('2026-12-07T11:00:00Z')
+    const records = new RefusedSignIns(recorder, (e) => {
+      throw e
+    }, {perMinute: 3, now: () => now})
+    const eve = person('eve')
+    const at = (target: string | undefined, database: string, reason: string, n: number): RefusedSignIn => ({identity: eve, ...(target ? {target} : {}), database, client: {address: `127.0.0.1:${2000 + n}`}, reason, message: `${database} ${n}`})
+    let n = 0
+    // Three harmless ones use up the rate; then the attempts that matter, each way they can be
+    // followed: a last refusal of another kind in the same minute, and one a minute on.
+    for (let i = 0; i < 3; i++) records.record(at('app', 'app', 'not-allowed', ++n))
+    for (let i = 0; i < 5; i++) records.record(at('prod_secret', 'prod_secret', 'not-allowed', ++n))
+    for (let i = 0; i < 2; i++) records.record(at('app', 'app', 'too-many-sessions', ++n))
+    records.record(at(undefined, 'billing', 'unknown-target', ++n))
+    now += 61_000
+    records.record(at(undefined, 'billing2', 'unknown-target', ++n))
+    await records.settled()
+    const mine = (await ends()).filter((r) => r.email === 'eve@example.com')
+    const total = (prefix: string, reason: string) => mine.filter((r) => r.message.startsWith(prefix) && r.reason === reason).reduce((k, r) => k + 1 + (r.alsoRefused ?? 0), 0)
+    expect(total('app ', 'not-allowed')).toBe(3)
+    expect(total('prod_secret ', 'not-allowed')).toBe(5)
+    expect(total('app ', 'too-many-sessions')).toBe(2)
+    expect(total('billing', 'unknown-target')).toBe(2)
+    expect(mine.reduce((k, r) => k + 1 + (r.alsoRefused ?? 0), 0)).toBe(n)
+  })
 })
