@@ -22,7 +22,7 @@ import {identityApplicationName} from '../connect/identity.js'
 import {upstreamTargetOf} from '../connect/open.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {identityLabel, type Identity} from '../identity/types.js'
-import {loadSigningKeys} from '../identity/verify.js'
+import {canonicalToken, loadSigningKeys, publishedKeys, signedByPublishedKey} from '../identity/verify.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import type {TokenAuthRequest, TokenAuthResult} from '../proxy/connection.js'
@@ -71,6 +71,8 @@ export interface StartGatewayOptions {
   worker?: {cancelElsewhere: NonNullable<GatewayServerOptions['cancelElsewhere']>}
   /** How the lines a stranger can cause per attempt are summarised (src/gateway/log-limits.ts); tests set the clock or interval. */
   logRepeats?: RepeatLogOptions
+  /** How often the IdP's keys are fetched to end the sessions of a key it withdrew (default 60 s). */
+  keyCheckMs?: number
 }
 
 export interface RunningGateway {
@@ -273,6 +275,30 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     return {ok: false, error: refusal.error}
   }
 
+  // The token each open session signed in with: an IdP that withdraws the key that signed it (a
+  // key revoked) ends the session, as it would refuse the token at a new sign-in; neither expiry nor
+  // sessionOutlivesToken has anything to do with it.
+  const signedWith = new Map<GatewayConnection, {token: string; identity: Identity}>()
+  let checkingKeys = false
+  const checkKeys = async () => {
+    if (signedWith.size === 0 || checkingKeys) return
+    checkingKeys = true
+    try {
+      const keys = await publishedKeys(identityConfig)
+      if (!keys) return
+      for (const [conn, {token, identity}] of signedWith) {
+        if (await signedByPublishedKey(keys, token)) continue
+        signedWith.delete(conn)
+        log('warn', `ending the session of ${identityLabel(identity)}: ${identityConfig.issuer} no longer publishes the key its token was signed with`)
+        conn.end(KEY_WITHDRAWN)
+      }
+    } finally {
+      checkingKeys = false
+    }
+  }
+  const keyTimer = setInterval(() => void checkKeys().catch((e: Error) => log('warn', `checking the identity provider's keys: ${e.message}`)), opts.keyCheckMs ?? 60_000)
+  keyTimer.unref()
+
   // Keyed by the verified identity (issuer and subject), never by what the client names itself.
   const sessionsPerPerson = new CountedSlots(settings.maxSessionsPerPerson)
   const authenticate = async (request: TokenAuthRequest, conn: GatewayConnection): Promise<TokenAuthResult> => {
@@ -335,6 +361,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     conn.onSessionGone(lease.release)
     conn.onSessionGone(personSlot)
     limitSession(conn, identity, settings, opts.now)
+    signedWith.set(conn, {token: canonicalToken(request.password), identity})
+    conn.onClose(() => signedWith.delete(conn))
     log('info', `${identityLabel(identity)} signed in to target ${served.config.name} from ${request.clientAddress}`)
     return {
       ok: true,
@@ -389,6 +417,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     if (settings.api) api = await startGatewayApi({...(opts.worker ? {shared: true} : {}), listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log, repeats, observer, pending: {max: settings.maxPendingSignIns, maxPerAddress: settings.maxPendingSignInsPerAddress, timeoutMs: settings.signInTimeoutMs}})
   } catch (error) {
     clearTimeout(idpTimer)
+    clearInterval(keyTimer)
     await server.close(0)
     await mcp?.close()
     await pipelines.close()
@@ -475,6 +504,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     async drain(timeoutMs: number) {
       draining = true
       clearTimeout(idpTimer)
+      clearInterval(keyTimer)
       await Promise.all([server.drain(timeoutMs), api?.close(), mcp?.close()])
       // What was counted but not yet summarised, before the last lines of this process.
       repeats.close()
@@ -491,6 +521,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     async close(graceMs = 5000) {
       draining = true
       clearTimeout(idpTimer)
+      clearInterval(keyTimer)
       readyWaiters = []
       await Promise.all([server.close(graceMs), api?.close(), mcp?.close()])
       repeats.close()
@@ -500,6 +531,9 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     },
   }
 }
+
+const KEY_WITHDRAWN =
+  'dbgate: the identity provider no longer publishes the key your sign-in token was signed with (revoked or rotated out), so this session ends; reconnect with a fresh token (`dbgate login`, or `dbgate token` in CI)'
 
 /**
  * A session ends at `server.maxSessionDuration`, and (unless `server.sessionOutlivesToken`) when the
