@@ -369,7 +369,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       grant: {
         target: served.upstream,
         targetName: served.config.name,
-        hooks: observed(lease.hooks, served.config.name, observer),
+        hooks: observed(signedInAs(lease.hooks, identity), served.config.name, observer),
         applicationName: (app) => identityApplicationName(identity, app),
         upstreamGate: served.gate,
       },
@@ -559,6 +559,16 @@ function limitSession(conn: GatewayConnection, identity: Identity, settings: Gat
   conn.onClose(() => {
     for (const t of timers) clearTimeout(t)
   })
+}
+
+/**
+ * The pipeline's hooks with this session's own identity on its start. The pipeline is shared by the
+ * person's sessions and was built with the token of the first; each session is recorded with the
+ * token it signed in with (its hash, jti and expiry), so a leaked token's sessions are found by it.
+ */
+function signedInAs(hooks: ProxyHooks, identity: Identity): ProxyHooks {
+  const start = hooks.onSessionStart
+  return start ? {...hooks, onSessionStart: (session) => start({...session, identity})} : hooks
 }
 
 /** The pipeline's hooks for one session, reporting to the observer as the session goes. */
