@@ -5,6 +5,9 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parseEventLine, type SessionEndData} from '../../src/audit/events.js'
 import {Recorder} from '../../src/audit/recorder.js'
 import {loadOrCreateInstallationKey} from '../../src/audit/signing.js'
+import {SessionReader} from '../../src/audit/read.js'
+import {shipPending} from '../../src/audit/shipper.js'
+import {openBucket} from '../../src/bucket/index.js'
 import {RefusedSignIns, type RefusedSignIn} from '../../src/gateway/refused-sign-ins.js'
 import type {Identity} from '../../src/identity/types.js'
 
@@ -16,9 +19,11 @@ import type {Identity} from '../../src/identity/types.js'
 describe('refused sign-ins recorded at a bounded rate, none lost', () => {
   let dir: string
   let recorder: Recorder
+  let signer: Awaited<ReturnType<typeof loadOrCreateInstallationKey>>
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'dbgate-refused-'))
-    recorder = await Recorder.open({signer: await loadOrCreateInstallationKey(path.join(dir, 'keys')), dbgateVersion: 'test', spoolDir: path.join(dir, 'spool'), previewRows: 0})
+    signer = await loadOrCreateInstallationKey(path.join(dir, 'keys'))
+    recorder = await Recorder.open({signer, dbgateVersion: 'test', spoolDir: path.join(dir, 'spool'), previewRows: 0})
   })
   afterAll(() => rm(dir, {recursive: true, force: true}))
 
@@ -96,5 +101,12 @@ describe('refused sign-ins recorded at a bounded rate, none lost', () => {
     expect(total('app ', 'too-many-sessions')).toBe(2)
     expect(total('billing', 'unknown-target')).toBe(2)
     expect(mine.reduce((k, r) => k + 1 + (r.alsoRefused ?? 0), 0)).toBe(n)
+
+    // The listing an auditor reads (`sessions list`, its --json) says how many each record stands for.
+    const bucket = openBucket(`file://${path.join(dir, 'bucket')}`)
+    await shipPending({bucket, signer, spoolDir: path.join(dir, 'spool')})
+    const listed = (await new SessionReader(bucket).list()).filter((x) => x.user === 'eve@example.com' && x.refused)
+    expect(listed.reduce((k, x) => k + 1 + (x.refused!.alsoRefused ?? 0), 0)).toBe(n)
+    expect(listed.find((x) => x.target === 'prod_secret')!.refused).toEqual({reason: 'not-allowed', alsoRefused: 4})
   })
 })
