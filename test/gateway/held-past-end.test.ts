@@ -83,7 +83,7 @@ describe('dbgate gateway: a statement held for approval when the session must en
 
   it.each(sends)('withdraws %s held when the token expires, and an approval given afterwards runs nothing', async (label, send) => {
     const table = `held_token_${label.replace(/\W+/g, '_')}`
-    const {c, exp} = await connect(2)
+    const {c, exp} = await connect(4)
     const w = watchNotices(c)
     const held = send(c, table).then(
       () => undefined,
