@@ -168,6 +168,12 @@ function clip(v: unknown): string | undefined {
   return typeof v === 'string' ? (v.length > 200 ? `${v.slice(0, 200)}…` : v) : undefined
 }
 
+/** Why the wait was withdrawn, when the session is ending rather than the client cancelling (ClientMessages.withdrawVerdict). */
+function sessionEnding(signal: AbortSignal): string | undefined {
+  const reason: unknown = signal.reason
+  return reason instanceof Error && reason.message.startsWith('the session is ending') ? reason.message : undefined
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve()
@@ -381,10 +387,12 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     for (;;) {
       if (ctx.signal.aborted) {
         await settle({state: 'withdrawn'})
-        record(ctx.sessionId, 'approval.withdrawn', {approvalId: id, reason: 'the client cancelled the statement or disconnected'})
-        announce(`approval ${id} withdrawn: the client cancelled`)
+        const ending = sessionEnding(ctx.signal)
+        record(ctx.sessionId, 'approval.withdrawn', {approvalId: id, reason: ending ?? 'the client cancelled the statement or disconnected'})
+        announce(`approval ${id} withdrawn: ${ending ?? 'the client cancelled'}`)
         const approval: ApprovalSettlement = {id, decision: 'approval_withdrawn'}
-        return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message: `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`}, decision, approval}
+        const message = ending ? `dbgate: approval ${id} withdrawn: ${ending}` : `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`
+        return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message}, decision, approval}
       }
       const left = Date.parse(request.expiresAt) - now().getTime()
       if (left <= 0) {

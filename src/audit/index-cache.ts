@@ -31,8 +31,11 @@ export interface SessionSummary {
   /** `in-progress`: a snapshot shipped while the session was live, or a log cut short. */
   status: 'ended' | 'interrupted' | 'in-progress'
   endReason?: string
-  /** The gateway refused this person's sign-in (their token verified): no statement ran. */
-  refused?: {reason: string}
+  /**
+   * The gateway refused this person's sign-in (their token verified): no statement ran.
+   * `alsoRefused`: refusals of the same kind past the rate, counted into this one.
+   */
+  refused?: {reason: string; alsoRefused?: number}
   totals: Totals
   /** The policy the session ran under: its hash, and `vN (published)`, `local`, or a local override. */
   policy?: {hash?: string; version?: string}
@@ -115,7 +118,7 @@ export function parseSessionKey(key: string): {day?: string; target?: string; pr
 }
 
 interface IndexFile {
-  v: 6
+  v: 7
   entries: Record<string, {etag: string; summary: SessionSummary}>
 }
 
@@ -178,10 +181,10 @@ export class SessionCache {
     if (this.index) return this.index
     try {
       const idx = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as IndexFile
-      // Summaries written by an older dbgate lack fields (e.g. `agent`), were read from lines it did not yet check (v3), took a later session.start's identity (v4), or lack a refused sign-in (v5): read those sessions again.
-      this.index = idx.v === 6 && idx.entries ? idx : {v: 6, entries: {}}
+      // Summaries written by an older dbgate lack fields (e.g. `agent`), were read from lines it did not yet check (v3), took a later session.start's identity (v4), lack a refused sign-in (v5) or the refusals counted into it (v6): read those sessions again.
+      this.index = idx.v === 7 && idx.entries ? idx : {v: 7, entries: {}}
     } catch {
-      this.index = {v: 6, entries: {}}
+      this.index = {v: 7, entries: {}}
     }
     return this.index
   }
@@ -344,7 +347,10 @@ function summarizeCounting(info: ObjectInfo, text: string): {summary: SessionSum
       s.endedAt = ev.ts
       s.endReason = (ev.data as Partial<SessionEndData>).reason
       const refused = (ev.data as Partial<SessionEndData>).refused
-      if (ev.type === 'session.end' && refused) s.refused = {reason: refused.reason}
+      if (ev.type === 'session.end' && refused) {
+        const also = refused.alsoRefused
+        s.refused = {reason: refused.reason, ...(typeof also === 'number' && also > 0 ? {alsoRefused: also} : {})}
+      }
     }
   }
   // Counted from the statements themselves, so an in-progress snapshot has real numbers too.

@@ -28,7 +28,7 @@ export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra):
     onSessionStart(session: SessionInfo) {
       recorder.startSession({
         sessionId: session.sessionId,
-        identity: extra.identity,
+        identity: session.identity ?? extra.identity,
         target: extra.target,
         database: session.database,
         dbUser: session.user,

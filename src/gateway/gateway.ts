@@ -22,8 +22,9 @@ import {identityApplicationName} from '../connect/identity.js'
 import {upstreamTargetOf} from '../connect/open.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {identityLabel, type Identity} from '../identity/types.js'
-import {loadSigningKeys} from '../identity/verify.js'
+import {canonicalToken, loadSigningKeys, publishedKeys, signedByPublishedKey} from '../identity/verify.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
+import type {PgNoticeFields} from '../wire/fields.js'
 import type {TokenAuthRequest, TokenAuthResult} from '../proxy/connection.js'
 import {UpstreamGate} from '../proxy/upstream-gate.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
@@ -70,6 +71,8 @@ export interface StartGatewayOptions {
   worker?: {cancelElsewhere: NonNullable<GatewayServerOptions['cancelElsewhere']>}
   /** How the lines a stranger can cause per attempt are summarised (src/gateway/log-limits.ts); tests set the clock or interval. */
   logRepeats?: RepeatLogOptions
+  /** How often the IdP's keys are fetched to end the sessions of a key it withdrew (default 60 s). */
+  keyCheckMs?: number
 }
 
 export interface RunningGateway {
@@ -272,6 +275,30 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     return {ok: false, error: refusal.error}
   }
 
+  // The token each open session signed in with: an IdP that withdraws the key that signed it (a
+  // key revoked) ends the session, as it would refuse the token at a new sign-in; neither expiry nor
+  // sessionOutlivesToken has anything to do with it.
+  const signedWith = new Map<GatewayConnection, {token: string; identity: Identity}>()
+  let checkingKeys = false
+  const checkKeys = async () => {
+    if (signedWith.size === 0 || checkingKeys) return
+    checkingKeys = true
+    try {
+      const keys = await publishedKeys(identityConfig)
+      if (!keys) return
+      for (const [conn, {token, identity}] of signedWith) {
+        if (await signedByPublishedKey(keys, token)) continue
+        signedWith.delete(conn)
+        log('warn', `ending the session of ${identityLabel(identity)}: ${identityConfig.issuer} no longer publishes the key its token was signed with`)
+        conn.end(KEY_WITHDRAWN)
+      }
+    } finally {
+      checkingKeys = false
+    }
+  }
+  const keyTimer = setInterval(() => void checkKeys().catch((e: Error) => log('warn', `checking the identity provider's keys: ${e.message}`)), opts.keyCheckMs ?? 60_000)
+  keyTimer.unref()
+
   // Keyed by the verified identity (issuer and subject), never by what the client names itself.
   const sessionsPerPerson = new CountedSlots(settings.maxSessionsPerPerson)
   const authenticate = async (request: TokenAuthRequest, conn: GatewayConnection): Promise<TokenAuthResult> => {
@@ -312,19 +339,37 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       log('error', `target ${served.config.name}: could not start the pipeline for ${identityLabel(identity)}: ${(error as Error).message}`)
       return {ok: false, error: {severity: 'FATAL', code: '08006', message: `dbgate: target "${served.config.name}" is unavailable: the gateway could not prepare its checks (${(error as Error).message})`, hint: 'Try again shortly; if it persists, tell the gateway administrators.'}}
     }
+    // The startup parameters are the target policy's to judge (role, session_replication_role, …),
+    // and judged here, not only once the connection goes on: a person refused for them is refused
+    // a sign-in like any other, and recorded as one.
+    let startupRefusal: PgNoticeFields | undefined
+    try {
+      startupRefusal = lease.hooks.startup?.(request.startupParams)
+    } catch (error) {
+      lease.release()
+      personSlot()
+      throw error
+    }
+    if (startupRefusal) {
+      lease.release()
+      personSlot()
+      return refused({reason: 'startup-parameter', error: startupRefusal}, request, identity)
+    }
     // A session the client hung up on still runs on the server until the server ends it: it counts
     // until then, and keeps its pipeline, whose commit gate holds the person's other sessions while
     // what it sent may still commit (a pipeline disposed and built again would know nothing of it).
     conn.onSessionGone(lease.release)
     conn.onSessionGone(personSlot)
     limitSession(conn, identity, settings, opts.now)
+    signedWith.set(conn, {token: canonicalToken(request.password), identity})
+    conn.onClose(() => signedWith.delete(conn))
     log('info', `${identityLabel(identity)} signed in to target ${served.config.name} from ${request.clientAddress}`)
     return {
       ok: true,
       grant: {
         target: served.upstream,
         targetName: served.config.name,
-        hooks: observed(lease.hooks, served.config.name, observer),
+        hooks: observed(signedInAs(lease.hooks, identity), served.config.name, observer),
         applicationName: (app) => identityApplicationName(identity, app),
         upstreamGate: served.gate,
       },
@@ -372,6 +417,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     if (settings.api) api = await startGatewayApi({...(opts.worker ? {shared: true} : {}), listen: settings.api, tls: settings.tls, identity: identityConfig, targets: targetConfigs, ready: () => idp.ok, handle: mcp?.handle, now: opts.now, log, repeats, observer, pending: {max: settings.maxPendingSignIns, maxPerAddress: settings.maxPendingSignInsPerAddress, timeoutMs: settings.signInTimeoutMs}})
   } catch (error) {
     clearTimeout(idpTimer)
+    clearInterval(keyTimer)
     await server.close(0)
     await mcp?.close()
     await pipelines.close()
@@ -458,6 +504,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     async drain(timeoutMs: number) {
       draining = true
       clearTimeout(idpTimer)
+      clearInterval(keyTimer)
       await Promise.all([server.drain(timeoutMs), api?.close(), mcp?.close()])
       // What was counted but not yet summarised, before the last lines of this process.
       repeats.close()
@@ -474,6 +521,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     async close(graceMs = 5000) {
       draining = true
       clearTimeout(idpTimer)
+      clearInterval(keyTimer)
       readyWaiters = []
       await Promise.all([server.close(graceMs), api?.close(), mcp?.close()])
       repeats.close()
@@ -483,6 +531,9 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     },
   }
 }
+
+const KEY_WITHDRAWN =
+  'dbgate: the identity provider no longer publishes the key your sign-in token was signed with (revoked or rotated out), so this session ends; reconnect with a fresh token (`dbgate login`, or `dbgate token` in CI)'
 
 /**
  * A session ends at `server.maxSessionDuration`, and (unless `server.sessionOutlivesToken`) when the
@@ -508,6 +559,16 @@ function limitSession(conn: GatewayConnection, identity: Identity, settings: Gat
   conn.onClose(() => {
     for (const t of timers) clearTimeout(t)
   })
+}
+
+/**
+ * The pipeline's hooks with this session's own identity on its start. The pipeline is shared by the
+ * person's sessions and was built with the token of the first; each session is recorded with the
+ * token it signed in with (its hash, jti and expiry), so a leaked token's sessions are found by it.
+ */
+function signedInAs(hooks: ProxyHooks, identity: Identity): ProxyHooks {
+  const start = hooks.onSessionStart
+  return start ? {...hooks, onSessionStart: (session) => start({...session, identity})} : hooks
 }
 
 /** The pipeline's hooks for one session, reporting to the observer as the session goes. */

@@ -168,4 +168,5 @@ const SIGN_IN_FAILURES = Object.keys({
   'idp-unavailable': true,
   'too-many-pending': true,
   'too-many-sessions': true,
+  'startup-parameter': true,
 } satisfies Record<SignInFailure, true>) as SignInFailure[]

@@ -18,6 +18,7 @@ export type SignInFailure =
   | 'idp-unavailable'
   | 'too-many-pending'
   | 'too-many-sessions'
+  | 'startup-parameter'
 
 /** How the pipeline decided a statement. */
 export type StatementDecision = 'allow' | 'warn' | 'deny' | 'hold' | 'error'

@@ -12,8 +12,9 @@
  * their sessions; `server.pipelineIdle` bounds how long an idle one lingers.
  *
  * The key is the subject and its sorted groups: a new token for the same person and groups reuses
- * the pipeline, so a session's recorded identity (its token hash and expiry included) is that of
- * the token that built the pipeline, which proved the same person with the same groups.
+ * the pipeline, which proved the same person with the same groups. Each session's recording still
+ * names the token that session signed in with (gateway.ts `signedInAs`); what the pipeline itself
+ * files (an approval request's requester) names the token that built it.
  */
 import type {Identity} from '../identity/types.js'
 import type {ProxyHooks} from '../proxy/seam.js'

@@ -10,9 +10,12 @@
  * `dbgate_gateway_sign_in_failures_total` counter, as anyone on the network can cause them.
  *
  * One person's refusals are recorded one by one up to `perMinute` a minute; past that they are
- * counted, and the count goes into the next one recorded (`alsoRefused`), at the latest a minute
- * on or when the gateway stops: a loop of refused sign-ins cannot fill the spool and the bucket
- * with a session each, and none goes unrecorded.
+ * counted, and the count goes into the next one recorded of the same kind (the same target, or
+ * any target no one serves, and the same reason: `alsoRefused`), at the latest a minute on or when
+ * the gateway stops: a loop of refused sign-ins cannot fill the spool and the bucket with a
+ * session each, and none goes unrecorded. Counted by kind, one refusal cannot stand for attempts
+ * at another target (a last refusal for a harmless name hiding those at the one that matters);
+ * the kinds are bounded by the configured targets and the reasons.
  */
 import {randomUUID} from 'node:crypto'
 import type {SignInRefusalRecord} from '../audit/events.js'
@@ -30,22 +33,32 @@ export interface RefusedSignIn {
   /** The database name the client sent (it picks the target), as sent. */
   database: string
   client: {application?: string; user?: string; address: string}
-  /** The gateway's fixed reason word (`not-allowed`, `unknown-target`, `too-many-sessions`). */
+  /** The gateway's fixed reason word (`not-allowed`, `unknown-target`, `too-many-sessions`, `startup-parameter`). */
   reason: string
   /** What the client was told. */
   message: string
 }
 
+/** Refusals of one kind counted, not recorded, since `since`; the last of them is `last`. */
+interface Held {
+  count: number
+  since: string
+  last: RefusedSignIn
+}
+
 interface PersonWindow {
   startedAt: number
   recorded: number
-  /** Refusals counted, not recorded, since `since`; the last of them is `last`. */
-  held: number
-  since?: string
-  last?: RefusedSignIn
+  /** By kind (`kindOf`). */
+  held: Map<string, Held>
 }
 
 const WINDOW_MS = 60_000
+
+/** What a count may be folded into: the same target (any name no target has counts as one) and reason. */
+function kindOf(r: RefusedSignIn): string {
+  return JSON.stringify([r.target ?? NO_SUCH_TARGET, r.reason])
+}
 
 export class RefusedSignIns {
   private readonly writing = new Set<Promise<void>>()
@@ -67,29 +80,42 @@ export class RefusedSignIns {
 
   record(r: RefusedSignIn): void {
     const key = personKey(r.identity)
+    const kind = kindOf(r)
     const now = this.now()
     let w = this.windows.get(key)
     if (!w || now - w.startedAt >= WINDOW_MS) {
-      const held = w && w.held > 0 ? {held: w.held, since: w.since!} : undefined
-      w = {startedAt: now, recorded: 0, held: 0}
+      const before = w?.held
+      w = {startedAt: now, recorded: 0, held: new Map()}
       this.windows.set(key, w)
-      if (held) return this.write(r, held, w)
+      if (before && before.size > 0) {
+        // What the window over held: the count of this one's kind rides on it, the others are written as they are.
+        const same = before.get(kind)
+        before.delete(kind)
+        this.writeAll(before)
+        if (same) return this.write(r, {held: same.count, since: same.since}, w)
+      }
     }
     if (w.recorded < (this.opts.perMinute ?? 20)) return this.write(r, undefined, w)
-    if (w.held === 0) w.since = new Date(now).toISOString()
-    w.held += 1
-    w.last = r
+    const held = w.held.get(kind)
+    if (held) {
+      held.count += 1
+      held.last = r
+    } else w.held.set(kind, {count: 1, since: new Date(now).toISOString(), last: r})
   }
 
-  /** Writes, as one record each, the refusals held back: those of windows over (`all`: every window, as the gateway stops). */
+  /** Writes, as one record per kind, the refusals held back: those of windows over (`all`: every window, as the gateway stops). */
   private writeHeld(all: boolean): void {
     const now = this.now()
     for (const [key, w] of this.windows) {
       if (!all && now - w.startedAt < WINDOW_MS) continue
       this.windows.delete(key)
-      // The last one held is the record; the others it counts.
-      if (w.held > 0 && w.last) this.write(w.last, w.held > 1 ? {held: w.held - 1, since: w.since!} : undefined, undefined)
+      this.writeAll(w.held)
     }
+  }
+
+  /** The last one held of each kind is the record; the others it counts. */
+  private writeAll(held: Map<string, Held>): void {
+    for (const h of held.values()) this.write(h.last, h.count > 1 ? {held: h.count - 1, since: h.since} : undefined, undefined)
   }
 
   private write(r: RefusedSignIn, held: {held: number; since: string} | undefined, w: PersonWindow | undefined): void {

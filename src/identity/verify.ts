@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey} from 'jose'
+import {compactVerify, createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey} from 'jose'
 import {accessTokenAudience, type IdentityConfig} from './config.js'
 import {
   IdpUnreachableError,
@@ -346,5 +346,40 @@ export async function loadSigningKeys(config: IdentityConfig): Promise<number> {
   } catch (error) {
     if (error instanceof IdentityError) throw error
     throw new IdpUnreachableError(config.issuer, {cause: error})
+  }
+}
+
+/** The keys the IdP publishes now, for `signedByPublishedKey`. */
+export type PublishedKeys = ReturnType<typeof createLocalJWKSet>
+
+/**
+ * The IdP's signing keys, fetched now: undefined when it does not answer with them, since an outage
+ * says nothing about which keys it still stands behind.
+ */
+export async function publishedKeys(config: IdentityConfig): Promise<PublishedKeys | undefined> {
+  try {
+    const uri = (await discover(config)).serverMetadata().jwks_uri
+    if (!uri) return undefined
+    // A fetch of its own: reloading the verifier's key set would start jose's cool-down, in which a
+    // key the IdP has just rotated in is not fetched on its unknown kid, and its tokens are refused.
+    const fresh = createRemoteJWKSet(new URL(uri), {timeoutDuration: 10_000})
+    await fresh.reload()
+    const keys = fresh.jwks()
+    return keys ? createLocalJWKSet(keys) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether `token` (as verified at sign-in) is signed by one of `keys`: only its signature is checked,
+ * not its claims or expiry. False once the IdP has withdrawn the key (revoked, or rotated out).
+ */
+export async function signedByPublishedKey(keys: PublishedKeys, token: string): Promise<boolean> {
+  try {
+    await compactVerify(token, keys)
+    return true
+  } catch {
+    return false
   }
 }

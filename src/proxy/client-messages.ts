@@ -84,10 +84,13 @@ export class ClientMessages {
     return (this.judgeAbort ??= new AbortController()).signal
   }
 
-  /** A CancelRequest withdraws a statement still waiting for its verdict. */
-  withdrawVerdict(): boolean {
+  /**
+   * A CancelRequest withdraws a statement still waiting for its verdict, and so does the end of the
+   * session (`why`: its token expired, server.maxSessionDuration, a drain).
+   */
+  withdrawVerdict(why = 'cancelled by the client'): boolean {
     if (this.waiting !== 'verdict' || !this.judgeAbort) return false
-    this.judgeAbort.abort(new Error('cancelled by the client'))
+    this.judgeAbort.abort(new Error(why))
     return true
   }
 

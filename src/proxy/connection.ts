@@ -648,6 +648,10 @@ export class ClientConnection implements ConnectionCore {
       this.refuse({severity: 'FATAL', code: '57P01', message: this.shutdownMessage})
       return
     }
+    // A statement waiting for its verdict (for a reviewer, above all) has not reached the server, so
+    // it is not in flight: approved after this moment it would run for an identity whose session has
+    // ended (its token expired, maxSessionDuration), so it is withdrawn and refused now.
+    this.fromClient.withdrawVerdict(`the session is ending: ${this.shutdownMessage.replace(/^dbgate: /, '')}`)
     this.continueShutdown()
   }
 

@@ -5,6 +5,7 @@
  */
 import type {AssumedSetting} from '../policy/assumed-settings.js'
 import type {ApprovalSettlement} from '../approvals/types.js'
+import type {Identity} from '../identity/types.js'
 import type {MaskedColumn} from '../masking/plan.js'
 import type {Analysis, Decision, StatementAnalysis} from '../policy/types.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
@@ -318,6 +319,11 @@ export interface SessionInfo {
   applicationName?: string
   clientAddress: string
   startedAt: Date
+  /**
+   * The identity this session signed in with, where it is its own (the gateway: a person's sessions
+   * share one pipeline, each signed in with its own token); the recording names it, token and all.
+   */
+  identity?: Identity
 }
 
 export interface ProxyHooks {

@@ -236,7 +236,7 @@ ${attempts}
 ${approvals}
 
 <h2 id="refused-h">Sign-ins refused</h2>
-<p>People whose sign-in token a gateway verified, refused all the same: outside the target's <code>allow</code>, a target it does not serve, or past their cap of sessions. Each is a session log with no statement; the sessions above count them.</p>
+<p>People whose sign-in token a gateway verified, refused all the same: outside the target's <code>allow</code>, a target it does not serve, past their cap of sessions, or a startup parameter the target's policy refuses. Each is a session log with no statement; the sessions above count them.</p>
 ${refusedSignIns}
 
 ${agents}

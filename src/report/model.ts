@@ -51,7 +51,7 @@ export interface RefusedSignInRow {
   /** The configured target asked for, or `_unknown` when none has the name in `database`. */
   target: string
   database?: string
-  /** The gateway's reason word: not-allowed, unknown-target, too-many-sessions. */
+  /** The gateway's reason word: not-allowed, unknown-target, too-many-sessions, startup-parameter. */
   reason: string
   /** What the person was told. */
   message: string

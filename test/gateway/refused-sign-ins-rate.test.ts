@@ -5,6 +5,9 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parseEventLine, type SessionEndData} from '../../src/audit/events.js'
 import {Recorder} from '../../src/audit/recorder.js'
 import {loadOrCreateInstallationKey} from '../../src/audit/signing.js'
+import {SessionReader} from '../../src/audit/read.js'
+import {shipPending} from '../../src/audit/shipper.js'
+import {openBucket} from '../../src/bucket/index.js'
 import {RefusedSignIns, type RefusedSignIn} from '../../src/gateway/refused-sign-ins.js'
 import type {Identity} from '../../src/identity/types.js'
 
@@ -16,9 +19,11 @@ import type {Identity} from '../../src/identity/types.js'
 describe('refused sign-ins recorded at a bounded rate, none lost', () => {
   let dir: string
   let recorder: Recorder
+  let signer: Awaited<ReturnType<typeof loadOrCreateInstallationKey>>
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'dbgate-refused-'))
-    recorder = await Recorder.open({signer: await loadOrCreateInstallationKey(path.join(dir, 'keys')), dbgateVersion: 'test', spoolDir: path.join(dir, 'spool'), previewRows: 0})
+    signer = await loadOrCreateInstallationKey(path.join(dir, 'keys'))
+    recorder = await Recorder.open({signer, dbgateVersion: 'test', spoolDir: path.join(dir, 'spool'), previewRows: 0})
   })
   afterAll(() => rm(dir, {recursive: true, force: true}))
 
@@ -70,5 +75,38 @@ describe('refused sign-ins recorded at a bounded rate, none lost', () => {
       ['refused 2', 0],
       ['refused 5', 2],
     ])
+  })
+
+  it('counts a refusal only into a record of the same target and reason, so a last refusal elsewhere cannot stand for the attempts before it', async () => {
+    let now = Date.parse('2026-12-07T11:00:00Z')
+    const records = new RefusedSignIns(recorder, (e) => {
+      throw e
+    }, {perMinute: 3, now: () => now})
+    const eve = person('eve')
+    const at = (target: string | undefined, database: string, reason: string, n: number): RefusedSignIn => ({identity: eve, ...(target ? {target} : {}), database, client: {address: `127.0.0.1:${2000 + n}`}, reason, message: `${database} ${n}`})
+    let n = 0
+    // Three harmless ones use up the rate; then the attempts that matter, each way they can be
+    // followed: a last refusal of another kind in the same minute, and one a minute on.
+    for (let i = 0; i < 3; i++) records.record(at('app', 'app', 'not-allowed', ++n))
+    for (let i = 0; i < 5; i++) records.record(at('prod_secret', 'prod_secret', 'not-allowed', ++n))
+    for (let i = 0; i < 2; i++) records.record(at('app', 'app', 'too-many-sessions', ++n))
+    records.record(at(undefined, 'billing', 'unknown-target', ++n))
+    now += 61_000
+    records.record(at(undefined, 'billing2', 'unknown-target', ++n))
+    await records.settled()
+    const mine = (await ends()).filter((r) => r.email === 'eve@example.com')
+    const total = (prefix: string, reason: string) => mine.filter((r) => r.message.startsWith(prefix) && r.reason === reason).reduce((k, r) => k + 1 + (r.alsoRefused ?? 0), 0)
+    expect(total('app ', 'not-allowed')).toBe(3)
+    expect(total('prod_secret ', 'not-allowed')).toBe(5)
+    expect(total('app ', 'too-many-sessions')).toBe(2)
+    expect(total('billing', 'unknown-target')).toBe(2)
+    expect(mine.reduce((k, r) => k + 1 + (r.alsoRefused ?? 0), 0)).toBe(n)
+
+    // The listing an auditor reads (`sessions list`, its --json) says how many each record stands for.
+    const bucket = openBucket(`file://${path.join(dir, 'bucket')}`)
+    await shipPending({bucket, signer, spoolDir: path.join(dir, 'spool')})
+    const listed = (await new SessionReader(bucket).list()).filter((x) => x.user === 'eve@example.com' && x.refused)
+    expect(listed.reduce((k, x) => k + 1 + (x.refused!.alsoRefused ?? 0), 0)).toBe(n)
+    expect(listed.find((x) => x.target === 'prod_secret')!.refused).toEqual({reason: 'not-allowed', alsoRefused: 4})
   })
 })

@@ -35,7 +35,8 @@ An object under sessions/ that cannot be read as a session log (not gzip, cut sh
       {header: 'STATEMENTS', value: (s) => String(s.totals.statements)},
       {header: 'DENIED', value: (s) => String(s.totals.denied)},
       {header: 'ERRORS', value: (s) => `${s.totals.errors}${s.totals.syntaxErrors ? ` (${s.totals.syntaxErrors} syntax)` : ''}`},
-      {header: 'STATUS', value: (s) => (s.refused ? `refused (${s.refused.reason})` : s.status)},
+      // A refusal that counts others past the rate says how many: one row stands for all of them.
+      {header: 'STATUS', value: (s) => (s.refused ? `refused (${s.refused.reason}${s.refused.alsoRefused ? `, and ${s.refused.alsoRefused} more` : ''})` : s.status)},
     ]
     if (sessions.length === 0) this.logToStderr('No sessions match.')
     else this.log(renderTable(sessions, columns, {tty}))
