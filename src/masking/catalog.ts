@@ -26,6 +26,11 @@ export interface SensitiveMark {
    * email`): `partial` would keep the wrong part of them, so the column is redacted instead.
    */
   inexact?: true
+  /**
+   * Filled by a statement this tunnel saw with values it could not trace (a user function's
+   * result), not copied from a sensitive column: masked here, but a copy of it copies no classified value.
+   */
+  untraced?: true
 }
 
 export interface CatalogColumn {
@@ -317,7 +322,8 @@ function markGenerated(rel: CatalogRelation, removed: ReturnType<typeof globMatc
     // Only the column itself is its own value: `partial` on `'x@' || replace(email, '@', '.')` keeps the address as the domain.
     const only = from[0]!
     const own = from.length === 1 && !only.sensitive!.inexact && [only.name, `"${only.name.replaceAll('"', '""')}"`].includes(col.generated.trim())
-    return {...col, sensitive: {category, reason: `generated from ${from.map((c) => `${rel.schema}.${rel.name}.${c.name}`).join(', ')}`, source: 'lineage', ...(own ? {} : {inexact: true as const})}}
+    const untraced = from.every((c) => c.sensitive!.untraced)
+    return {...col, sensitive: {category, reason: `generated from ${from.map((c) => `${rel.schema}.${rel.name}.${c.name}`).join(', ')}`, source: 'lineage', ...(own ? {} : {inexact: true as const}), ...(untraced ? {untraced: true as const} : {})}}
   })
   return {...rel, columns}
 }
@@ -850,7 +856,8 @@ function inheritMarks(snapshot: CatalogSnapshot): CatalogSnapshot {
       const category = all.every((m) => m.category === all[0]!.category) ? all[0]!.category : 'untraceable'
       const exact = category === all[0]!.category && all.every((m) => !m.inexact)
       if (col.sensitive && category === col.sensitive.category && (exact || col.sensitive.inexact)) return col
-      return {...col, sensitive: {category, reason: found[0]!.reason, source: 'lineage', ...(exact ? {} : {inexact: true})}}
+      const untraced = all.every((m) => m.untraced)
+      return {...col, sensitive: {category, reason: found[0]!.reason, source: 'lineage', ...(exact ? {} : {inexact: true}), ...(untraced ? {untraced: true} : {})}}
     })
     return {...rel, columns}
   })

@@ -57,7 +57,7 @@ function origin(mark: SensitiveMark): string {
 
 /** What a write copies from sensitive columns into one column, or undefined for values of no sensitive column. */
 function copied(c: NamedLineage): SensitiveMark | undefined {
-  return flatten(c).length > 0 ? markOf(c) : undefined
+  return flatten(c).some((x) => !x.untraced) ? markOf(c) : undefined
 }
 
 /**
@@ -121,9 +121,10 @@ export function markOf(c: NamedLineage): SensitiveMark | undefined {
     const category = c.fields ? 'untraceable' : sources.every((x) => x.category === src.category) ? src.category : 'untraceable'
     // `partial` keeps part of a column's own value; of `reverse(email)` it would keep the wrong part.
     const exact = c.direct && category !== 'untraceable'
-    return {category, reason: `filled from ${sources.map((x) => `${x.relation}.${x.column}`).join(', ')} by a statement this tunnel ran`, source: 'lineage', ...(exact ? {} : {inexact: true as const})}
+    const untraced = sources.every((x) => x.untraced)
+    return {category, reason: `filled from ${sources.map((x) => `${x.relation}.${x.column}`).join(', ')} by a statement this tunnel ran`, source: 'lineage', ...(exact ? {} : {inexact: true as const}), ...(untraced ? {untraced: true as const} : {})}
   }
-  if (c.unknown || c.settings || c.fields?.some((f) => f.unknown)) return {category: 'untraceable', reason: 'filled from values masking could not trace by a statement this tunnel ran', source: 'lineage'}
+  if (c.unknown || c.settings || c.fields?.some((f) => f.unknown)) return {category: 'untraceable', reason: 'filled from values masking could not trace by a statement this tunnel ran', source: 'lineage', untraced: true}
   return undefined
 }
 

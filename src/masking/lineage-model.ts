@@ -9,6 +9,8 @@ export interface SensitiveSource {
   column: string
   category: MaskingCategory
   reason: string
+  /** The column holds values this tunnel could not trace, rather than a sensitive column's (`SensitiveMark.untraced`). */
+  untraced?: true
 }
 
 export interface Lineage {

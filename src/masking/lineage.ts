@@ -16,7 +16,7 @@ import {systemRelationKind} from './system-relations.js'
 import {isBuiltinType} from '../policy/builtins.js'
 import {keepsRelations} from '../policy/relation-keeping.js'
 import {INFORMATION_SCHEMA_RELATIONS} from '../sql/system-relations.js'
-import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type RenameOf, type Lineage, type NamedLineage, type StatementLineage, type TextLineage} from './lineage-model.js'
+import {anyUnknown, anySettings, dedupe, derived, either, EMPTY, flatten, named, SETTINGS, transformed, UNKNOWN, type CatalogMiss, type CopyShape, type RenameOf, type Lineage, type NamedLineage, type SensitiveSource, type StatementLineage, type TextLineage} from './lineage-model.js'
 import {parseSql} from '../sql/parser.js'
 import {isObj, list, svalOf, unwrap, type Obj as Node} from '../sql/tree.js'
 import type {MaskingCategory} from './categories.js'
@@ -307,7 +307,8 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
   const own = rel.columns.map((c): NamedLineage => {
     const origin = {tableOid: rel.oid, attnum: c.attnum}
     if (!c.sensitive) return {name: c.name, sources: [], direct: true, unknown: false, origin}
-    return {name: c.name, sources: [{relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason}], direct: !c.sensitive.inexact, unknown: false, origin}
+    const source: SensitiveSource = {relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason, ...(c.sensitive.untraced ? {untraced: true as const} : {})}
+    return {name: c.name, sources: [source], direct: !c.sensitive.inexact, unknown: false, origin}
   })
   if (rel.viewDefinition === undefined) {
     if (gainsRows(ctx.moved, rel.name)) ctx.unvouched.add(rel.oid)
