@@ -6,7 +6,9 @@
  * READ ONLY`, so the server refuses writes too.
  */
 import pg from 'pg'
+import {builtinCandidates, isBuiltinOperator} from '../policy/builtins.js'
 import {loadParser, parseSql} from '../sql/parser.js'
+import {names} from '../sql/tree.js'
 import type {SqlEndpoint} from './endpoint.js'
 
 export interface RunOptions {
@@ -64,8 +66,6 @@ const MAX_SESSIONS = 4
 /** Every value as PostgreSQL's own text: exactly what the tunnel (and its masking) sent. */
 const RAW_TEXT = {getTypeParser: () => (value: string) => value}
 
-/** Any statement that could change a setting names one of these words (a false alarm costs one SET). */
-const MAY_CHANGE_SETTINGS = /\b(set|reset|discard)\b|set_config/i
 
 const WAITING = /^dbgate: waiting for approval (apr-[a-z0-9]+) by (.+?) \(rule/
 
@@ -241,8 +241,9 @@ export class StatementRunner {
       await c.query(`SET statement_timeout = ${Math.floor(o.timeoutMs)}`)
       this.timeouts.set(c, o.timeoutMs)
     }
-    // This statement may change the timeout: whatever it does, the next one sets it again.
-    if (MAY_CHANGE_SETTINGS.test(sql)) this.timeouts.delete(c)
+    // Unless this statement is known to leave the timeout alone, the next one sets it again.
+    await loadParser()
+    if (!leavesSettings(sql)) this.timeouts.delete(c)
     const rows: (string | null)[][] = []
     let bytes = 0
     let truncatedBy: RowsResult['truncatedBy']
@@ -252,7 +253,6 @@ export class StatementRunner {
     // EXECUTE of one): ended early, its rows are all changed but the command tag that counts them is
     // never sent, and fetched in pieces, the tag counts only the last piece. It is executed without
     // a limit, its rows past the caps dropped here, so the agent and the recording get its real count.
-    await loadParser()
     const stopEarly = readsIncrementally(sql)
     // `rows` (rows per Execute) is node-postgres's own option, missing from its type declarations.
     const query = new pg.Query({text: sql, values: o.params, queryMode: 'extended', ...(stopEarly ? {rows: o.maxRows + 1} : {}), rowMode: 'array', types: RAW_TEXT} as pg.QueryConfig)
@@ -345,6 +345,34 @@ export function readsIncrementally(sql: string): boolean {
   if (!parsed.ok || parsed.statements.length !== 1) return false
   const select = parsed.statements[0]!.SelectStmt
   return select !== undefined && !runsWhole(select)
+}
+
+/** Whether every call in a tree is a built-in function or operator other than set_config. */
+function callsOnlyBuiltins(node: unknown): boolean {
+  if (Array.isArray(node)) return node.every(callsOnlyBuiltins)
+  if (typeof node !== 'object' || node === null) return true
+  return Object.entries(node).every(([k, v]) => {
+    const body = v as {funcname?: unknown; name?: unknown}
+    if (k === 'FuncCall') {
+      const [name, schema] = names(body.funcname).reverse()
+      if (name === undefined || name === 'set_config' || (schema !== undefined && schema !== 'pg_catalog') || builtinCandidates(name) === undefined) return false
+    }
+    if (k === 'A_Expr' && !names(body.name).every((op) => isBuiltinOperator(op))) return false
+    return callsOnlyBuiltins(v)
+  })
+}
+
+/**
+ * Whether a statement is known to leave the session's settings (its statement_timeout among them)
+ * as they were: one SELECT that writes nothing and calls only built-in functions and operators
+ * other than set_config, as the server reads its text (`U&"s\0065t_config"` is set_config, which a
+ * word match missed, so the agent's next call ran with no timeout). Anything else may change them:
+ * a SET, set_config however spelled, a function of the database's own whose body may call it.
+ */
+export function leavesSettings(sql: string): boolean {
+  if (!readsIncrementally(sql)) return false
+  const parsed = parseSql(sql)
+  return parsed.ok && callsOnlyBuiltins(parsed.statements)
 }
 
 function isFatal(error: unknown): boolean {
