@@ -66,7 +66,6 @@ const MAX_SESSIONS = 4
 /** Every value as PostgreSQL's own text: exactly what the tunnel (and its masking) sent. */
 const RAW_TEXT = {getTypeParser: () => (value: string) => value}
 
-
 const WAITING = /^dbgate: waiting for approval (apr-[a-z0-9]+) by (.+?) \(rule/
 
 /** Type names for the OIDs almost every result uses; the rest are looked up once. */
