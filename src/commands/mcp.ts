@@ -31,7 +31,10 @@ enforces everything; nothing runs locally. See docs/agents.md.`
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Mcp)
     idleMemoryReleaseWanted()
-    const loaded = await loadCommandConfig(flags, this)
+    // An agent starts this command from its MCP configuration, which a repository can carry
+    // (.mcp.json with DBGATE_CONFIG=./dbgate.yaml): the file it names was not named by the person,
+    // so it needs their trust before their sign-in or passwords go where it says.
+    const loaded = {...(await loadCommandConfig(flags, this)), namedByLauncher: true}
     // stdout carries the protocol: everything for people goes to stderr.
     const log = (level: 'info' | 'warn' | 'error', message: string) => {
       if (level === 'info' && !flags.verbose) return

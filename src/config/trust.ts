@@ -13,7 +13,7 @@ import {dirname, join, relative, resolve} from 'node:path'
 import {CONFIG_INVALID, CONFIG_UNTRUSTED, ConfigError} from './errors.js'
 import {describeSecret} from './secret-ref.js'
 import type {DbgateConfig, LoadedConfig, TargetConfig} from './types.js'
-import {userDir} from '../util/paths.js'
+import {userConfigFile, userDir} from '../util/paths.js'
 
 export interface TrustRecord {
   sha256: string
@@ -89,10 +89,18 @@ export async function forgetConfigFile(path: string, env: NodeJS.ProcessEnv = pr
 
 /** Why a loaded configuration may not be used with the person's sign-in, or undefined if it may. */
 export async function untrustedReason(loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): Promise<'never' | 'changed' | undefined> {
-  if (loaded.source !== 'cwd') return undefined
+  if (loaded.source !== 'cwd' && !launcherNamed(loaded, env)) return undefined
   const record = (await readTrusts(env))[resolve(loaded.path)]
   if (!record) return 'never'
   return loaded.sha256 !== undefined && record.sha256 === loaded.sha256 ? undefined : 'changed'
+}
+
+/**
+ * A file the launching program's configuration named (`dbgate mcp` from an agent's `.mcp.json`,
+ * which came with the repository as easily as a ./dbgate.yaml), other than the person's own.
+ */
+function launcherNamed(loaded: LoadedConfig, env: NodeJS.ProcessEnv): boolean {
+  return loaded.namedByLauncher === true && (loaded.source === 'flag' || loaded.source === 'env') && resolve(loaded.path) !== resolve(userConfigFile(env))
 }
 
 function whatItWouldDo(config: DbgateConfig, use: TrustedUse): string {
@@ -164,6 +172,14 @@ async function refuseUntrusted(loaded: LoadedConfig, env: NodeJS.ProcessEnv, wha
   if (!reason) return
   const shown = relative(process.cwd(), loaded.path) || loaded.path
   const name = shown.startsWith('..') ? loaded.path : `./${shown}`
+  if (loaded.source !== 'cwd') {
+    const how = loaded.source === 'flag' ? '--config' : 'DBGATE_CONFIG'
+    const state = reason === 'never' ? `was named (${how}) by the configuration that started this MCP server, and you have not trusted it` : `was named (${how}) by the configuration that started this MCP server, and has changed since you trusted it`
+    throw new ConfigError(CONFIG_UNTRUSTED, `${name} ${state}: ${what()}. Nothing was sent.`, {
+      file: loaded.path,
+      hint: `An agent's MCP configuration (.mcp.json, .cursor/mcp.json) can come with a repository you cloned, and a file an agent may edit can name any address. Read it, then run \`dbgate config trust ${loaded.path}\` (it trusts this content; any change needs trusting again).`,
+    })
+  }
   const state = reason === 'never' ? 'was found in the current directory and you have not trusted it' : 'was found in the current directory and has changed since you trusted it'
   throw new ConfigError(CONFIG_UNTRUSTED, `${name} ${state}: ${what()}. Nothing was sent.`, {
     file: loaded.path,

@@ -151,6 +151,13 @@ export interface LoadedConfig {
    * goes where it says (src/config/trust.ts); absent means named by the caller.
    */
   source?: ConfigSource
+  /**
+   * The file was named (`--config`, `DBGATE_CONFIG`) by another program's configuration that
+   * launched dbgate, not by the person at a prompt: `dbgate mcp`, started by an agent from an MCP
+   * configuration a repository can carry (`.mcp.json`). It needs the person's trust as a
+   * `./dbgate.yaml` does, unless it is their own config.yaml.
+   */
+  namedByLauncher?: boolean
   /** SHA-256 (hex) of exactly the text that was parsed, to match against a recorded trust. */
   sha256?: string
   config: DbgateConfig

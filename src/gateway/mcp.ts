@@ -9,6 +9,7 @@
  * socket whose secret never leaves the process. The agent's token never reaches the database.
  */
 import type {RefusedSignIns} from './refused-sign-ins.js'
+import {createHash} from 'node:crypto'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -133,6 +134,9 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     }
   }
 
+  /** Each served target's fingerprint, by the object a reload replaces. */
+  const fingerprints = new WeakMap<TargetConfig, {hash: string; print: string}>()
+
   return createMcpHttp({
     publicOrigin: opts.settings.publicUrl,
     authorizationServers: [opts.identity.issuer],
@@ -143,6 +147,16 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     },
     authenticate,
     openEndpoint,
+    // A reload gives a target new settings or a new policy: the MCP sessions built on the old end.
+    servedAs: (name) => {
+      const served = opts.served(name)
+      if (!served) return undefined
+      const known = fingerprints.get(served.config)
+      if (known?.hash === served.policy.hash) return known.print
+      const print = createHash('sha256').update(JSON.stringify([served.policy.hash, served.config])).digest('hex')
+      fingerprints.set(served.config, {hash: served.policy.hash, print})
+      return print
+    },
     allowedOrigins: opts.settings.allowedOrigins,
     maxSessions: opts.settings.maxSessions,
     maxSessionsPerPerson: opts.settings.maxSessionsPerPerson,

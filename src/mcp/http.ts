@@ -59,6 +59,13 @@ export interface McpHttpOptions {
   authenticate(token: string, targetName: string, request: {address: string; agent?: string}): Promise<BearerCheck>
   /** Opens the governed SQL endpoint an MCP session's tools run on. */
   openEndpoint(request: OpenRemoteEndpoint): Promise<SqlEndpoint>
+  /**
+   * How the target of that name is served now (its settings and policy), as a string that changes
+   * when they do (a gateway reload). A session runs on a pipeline built for the target as it was:
+   * it ends when this changes, so that a rule tightened, or `mcp.mode: read-only` set, applies to
+   * the agents already connected from their next request. Default: never ends for that.
+   */
+  servedAs?(name: string): string | undefined
   /** Browser origins allowed to call (the MCP spec asks servers to check Origin); default none. */
   allowedOrigins?: string[]
   /** Sessions open at once across all agents (default 200); past it, new sessions get 503. */
@@ -115,6 +122,8 @@ interface RemoteSession {
   deadline?: NodeJS.Timeout
   /** Its requests whose answer has not ended yet. */
   inFlight: number
+  /** `servedAs` of its target when it opened. */
+  servedAs: string | undefined
 }
 
 /**
@@ -338,6 +347,12 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
         await end(s, 'identity changed')
         return rpcError(res, 404, "dbgate: this MCP session has ended: your sign-in's groups (or e-mail) changed since it started; start a new one")
       }
+      if (s.servedAs !== opts.servedAs?.(target.name)) {
+        // Built for the target as it was served: the agent's next session gets the target as it is.
+        log('info', `MCP session ${s.id}: target ${target.name}'s settings or policy changed since it started; ending it`)
+        await end(s, 'target changed')
+        return rpcError(res, 404, `dbgate: this MCP session has ended: the settings or policy of target "${target.name}" changed (a gateway reload) since it started; start a new one`)
+      }
       // This request's token carries the session on to its expiry, within the session's maximum duration.
       s.signInExpiresAt = Math.max(s.signInExpiresAt, identity.expiresAt.getTime())
       if (scheduleEnd(s)) return rpcError(res, 404, endedWhy.get(s.id)?.message ?? 'dbgate: this MCP session has ended; start a new one')
@@ -361,6 +376,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     if (sessions.size >= maxSessions) return rpcError(res, 503, `dbgate: too many MCP sessions are open (${maxSessions}); try again later`)
     // The session's database connection is the gateway's own, on a private socket: the agent's address is this one.
     const clientAddress = req.socket.remoteAddress ? `${req.socket.remoteAddress}:${req.socket.remotePort} (MCP over HTTPS)` : 'unknown (MCP over HTTPS)'
+    const servedAs = opts.servedAs?.(target.name)
     const mcp = createDbgateMcp({
       target,
       version: opts.version,
@@ -371,7 +387,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         const now = Date.now()
-        const s: RemoteSession = {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime(), inFlight: 0}
+        const s: RemoteSession = {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime(), inFlight: 0, servedAs}
         sessions.set(id, s)
         log('info', `MCP session ${id} on ${target.name} for ${identityLabel(identity)}`)
         scheduleEnd(s)

@@ -6,6 +6,9 @@
  * READ ONLY`, so the server refuses writes too.
  */
 import pg from 'pg'
+import {builtinCandidates, isBuiltinOperator} from '../policy/builtins.js'
+import {loadParser, parseSql} from '../sql/parser.js'
+import {names} from '../sql/tree.js'
 import type {SqlEndpoint} from './endpoint.js'
 
 export interface RunOptions {
@@ -62,9 +65,6 @@ const MAX_SESSIONS = 4
 
 /** Every value as PostgreSQL's own text: exactly what the tunnel (and its masking) sent. */
 const RAW_TEXT = {getTypeParser: () => (value: string) => value}
-
-/** Any statement that could change a setting names one of these words (a false alarm costs one SET). */
-const MAY_CHANGE_SETTINGS = /\b(set|reset|discard)\b|set_config/i
 
 const WAITING = /^dbgate: waiting for approval (apr-[a-z0-9]+) by (.+?) \(rule/
 
@@ -240,27 +240,36 @@ export class StatementRunner {
       await c.query(`SET statement_timeout = ${Math.floor(o.timeoutMs)}`)
       this.timeouts.set(c, o.timeoutMs)
     }
-    // This statement may change the timeout: whatever it does, the next one sets it again.
-    if (MAY_CHANGE_SETTINGS.test(sql)) this.timeouts.delete(c)
+    // Unless this statement is known to leave the timeout alone, the next one sets it again.
+    await loadParser()
+    if (!leavesSettings(sql)) this.timeouts.delete(c)
     const rows: (string | null)[][] = []
     let bytes = 0
     let truncatedBy: RowsResult['truncatedBy']
-    // One row more than the cap tells a full page from a truncated one.
+    // The row cap stops a plain SELECT at the server: one row more than the cap per Execute tells a
+    // full page from a truncated one, and the portal is ended there. Anything else the server runs
+    // whole at its first Execute, whatever the row limit (a write's RETURNING, a data-modifying WITH,
+    // EXECUTE of one): ended early, its rows are all changed but the command tag that counts them is
+    // never sent, and fetched in pieces, the tag counts only the last piece. It is executed without
+    // a limit, its rows past the caps dropped here, so the agent and the recording get its real count.
+    const stopEarly = readsIncrementally(sql)
     // `rows` (rows per Execute) is node-postgres's own option, missing from its type declarations.
-    const query = new pg.Query({text: sql, values: o.params, rows: o.maxRows + 1, rowMode: 'array', types: RAW_TEXT} as pg.QueryConfig)
-    // At the row cap the portal is suspended: end it there instead of fetching the rest.
-    const hooks = query as unknown as {handlePortalSuspended(connection: {sync(): void}): void; handleError(error: unknown, connection: {sync(): void}): void}
-    hooks.handlePortalSuspended = (connection) => connection.sync()
-    // With a row count node-postgres does not send Sync up front, so after an ErrorResponse the
-    // server would wait for one forever (and so would the next statement on this session).
-    const handleError = hooks.handleError.bind(query)
-    hooks.handleError = (error, connection) => {
-      try {
-        connection.sync()
-      } catch {
-        // The connection is gone; the error below says why.
+    const query = new pg.Query({text: sql, values: o.params, queryMode: 'extended', ...(stopEarly ? {rows: o.maxRows + 1} : {}), rowMode: 'array', types: RAW_TEXT} as pg.QueryConfig)
+    if (stopEarly) {
+      const hooks = query as unknown as {handlePortalSuspended(connection: {sync(): void}): void; handleError(error: unknown, connection: {sync(): void}): void}
+      // At the row cap the portal is suspended: end it there instead of fetching the rest.
+      hooks.handlePortalSuspended = (connection) => connection.sync()
+      // With a row count node-postgres does not send Sync up front, so after an ErrorResponse the
+      // server would wait for one forever (and so would the next statement on this session).
+      const handleError = hooks.handleError.bind(query)
+      hooks.handleError = (error, connection) => {
+        try {
+          connection.sync()
+        } catch {
+          // The connection is gone; the error below says why.
+        }
+        handleError(error, connection)
       }
-      handleError(error, connection)
     }
     const result = await new Promise<pg.QueryResult>((resolve, reject) => {
       let keyBytes: number[] | undefined
@@ -311,6 +320,58 @@ export class StatementRunner {
       return `oid ${oid}`
     }
   }
+}
+
+/** What makes a SELECT's portal run whole: a data-modifying statement (in a WITH), an INTO that makes a table. */
+const RUNS_WHOLE = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'intoClause'])
+
+function runsWhole(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(runsWhole)
+  if (typeof node !== 'object' || node === null) return false
+  return Object.entries(node).some(([k, v]) => RUNS_WHOLE.has(k) || runsWhole(v))
+}
+
+/**
+ * Whether the server computes the text's rows only as they are fetched, so that a portal suspended
+ * at the row cap has run no further than the rows read: one SELECT (or VALUES, TABLE) that writes
+ * nothing and makes no table (`SELECT … INTO`). Everything else the server runs whole at the first
+ * Execute (PostgreSQL's PORTAL_ONE_RETURNING, PORTAL_ONE_MOD_WITH and utility portals), whatever
+ * the row limit: ended early, its effects are all done but its command tag, the count of the rows
+ * it changed, is never sent. A text that does not parse is not known to be such a SELECT.
+ */
+export function readsIncrementally(sql: string): boolean {
+  const parsed = parseSql(sql)
+  if (!parsed.ok || parsed.statements.length !== 1) return false
+  const select = parsed.statements[0]!.SelectStmt
+  return select !== undefined && !runsWhole(select)
+}
+
+/** Whether every call in a tree is a built-in function or operator other than set_config. */
+function callsOnlyBuiltins(node: unknown): boolean {
+  if (Array.isArray(node)) return node.every(callsOnlyBuiltins)
+  if (typeof node !== 'object' || node === null) return true
+  return Object.entries(node).every(([k, v]) => {
+    const body = v as {funcname?: unknown; name?: unknown}
+    if (k === 'FuncCall') {
+      const [name, schema] = names(body.funcname).reverse()
+      if (name === undefined || name === 'set_config' || (schema !== undefined && schema !== 'pg_catalog') || builtinCandidates(name) === undefined) return false
+    }
+    if (k === 'A_Expr' && !names(body.name).every((op) => isBuiltinOperator(op))) return false
+    return callsOnlyBuiltins(v)
+  })
+}
+
+/**
+ * Whether a statement is known to leave the session's settings (its statement_timeout among them)
+ * as they were: one SELECT that writes nothing and calls only built-in functions and operators
+ * other than set_config, as the server reads its text (`U&"s\0065t_config"` is set_config, which a
+ * word match missed, so the agent's next call ran with no timeout). Anything else may change them:
+ * a SET, set_config however spelled, a function of the database's own whose body may call it.
+ */
+export function leavesSettings(sql: string): boolean {
+  if (!readsIncrementally(sql)) return false
+  const parsed = parseSql(sql)
+  return parsed.ok && callsOnlyBuiltins(parsed.statements)
 }
 
 function isFatal(error: unknown): boolean {

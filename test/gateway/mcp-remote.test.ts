@@ -35,6 +35,8 @@ describe('remote MCP on the gateway', () => {
   let dispatcher: Agent
   const tokens: Record<string, string> = {}
   const clients: Client[] = []
+  let configured: (rwExtra?: string) => ReturnType<typeof gatewayConfig>
+  let reloaded: ReturnType<typeof gatewayConfig>
 
   const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
   const base = () => `https://localhost:${gw.api!.port}`
@@ -48,16 +50,20 @@ describe('remote MCP on the gateway', () => {
     }
     dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gw-mcp-'))
     const env = {...isolatedEnv(), TEST_APP_PASSWORD: fx.db.password}
-    const loaded = gatewayConfig({
-      pki,
-      dir,
-      issuer: p.f.dev.issuer,
-      clientId: p.f.dev.cliClientId,
-      env,
-      server: [`mcp: {publicUrl: ${PUBLIC_URL}}`],
-      targets: [...targetConfigText('app', fx.db, 'allow: [engineering]'), ...targetConfigText('rw', fx.db, 'allow: [engineering]\nmcp: {mode: read-write}'), ...targetConfigText('tight', fx.db, 'allow: [engineering]\ntunnel: {maxUpstreamSessions: 1, upstreamQueueTimeout: 0s}')],
-    })
-    gw = await startGateway({loaded, env})
+    configured = (rwExtra = '') =>
+      gatewayConfig({
+        pki,
+        dir,
+        issuer: p.f.dev.issuer,
+        clientId: p.f.dev.cliClientId,
+        env,
+        server: [`mcp: {publicUrl: ${PUBLIC_URL}}`],
+        targets: [...targetConfigText('app', fx.db, 'allow: [engineering]'), ...targetConfigText('rw', fx.db, `allow: [engineering]\nmcp: {mode: read-write}${rwExtra}`), ...targetConfigText('tight', fx.db, 'allow: [engineering]\ntunnel: {maxUpstreamSessions: 1, upstreamQueueTimeout: 0s}')],
+      })
+    const loaded = configured()
+    reloaded = loaded
+    // A reload reads `reloaded`: what gateway.yaml would say by then.
+    gw = await startGateway({loaded, env, reloadConfig: async () => reloaded})
   })
 
   afterAll(async () => {
@@ -220,6 +226,22 @@ describe('remote MCP on the gateway', () => {
     if (write.isError) throw new Error(textOf(write))
     const body = await withClient(fx.db.url, async (c) => (await c.query('select body from notes where id = 4')).rows[0].body as string)
     expect(body).toBe('seen')
+  })
+
+  it("ends an open MCP session once a reload tightens its target, so agents already connected get the new rules", async () => {
+    const a = await agent(tokens.alice!, 'rw')
+    const before = await a.call('query', {sql: "update notes set body = 'before reload' where id = 4"})
+    expect(before.isError, textOf(before)).toBeFalsy()
+    reloaded = configured('\nrules:\n  - {id: no-agent-writes, match: {class: write, client: mcp}, action: deny, reason: agents stopped writing}')
+    await gw.reload()
+    // The old session's pipeline still allows the write: it must not serve it.
+    const after = await a.call('query', {sql: "update notes set body = 'after reload' where id = 4"}).catch((e: Error) => e)
+    expect(after instanceof Error ? after.message : textOf(after)).toMatch(/settings or policy of target .*rw.* changed \(a gateway reload\)/)
+    const fresh = await agent(tokens.alice!, 'rw')
+    const refused = await fresh.call('query', {sql: "update notes set body = 'after reload' where id = 4"})
+    expect(refused.isError).toBe(true)
+    expect(textOf(refused)).toMatch(/no-agent-writes/)
+    expect(await withClient(fx.db.url, async (c) => (await c.query('select body from notes where id = 4')).rows[0].body as string)).toBe('before reload')
   })
 
   it('binds an MCP session to the person who opened it', async () => {

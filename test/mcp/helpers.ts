@@ -1,9 +1,10 @@
-import {writeFileSync} from 'node:fs'
+import {readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
 import {StdioClientTransport} from '@modelcontextprotocol/sdk/client/stdio.js'
 import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import {trustConfigFile} from '../../src/config/trust.js'
 import {openTunnel} from '../../src/connect/open.js'
 import type {LoadedConfig} from '../../src/config/types.js'
 import type {AgentInfo} from '../../src/identity/types.js'
@@ -38,8 +39,18 @@ export interface Agent {
   close(): Promise<void>
 }
 
+/**
+ * What the person does once for the file their agent's MCP configuration names (DBGATE_CONFIG):
+ * `dbgate config trust <file>`, without which `dbgate mcp` sends their sign-in and passwords nowhere.
+ */
+export async function trustAgentConfig(env: NodeJS.ProcessEnv): Promise<void> {
+  const file = env.DBGATE_CONFIG
+  if (file) await trustConfigFile(file, readFileSync(file, 'utf8'), env)
+}
+
 /** `dbgate mcp <target>` as an agent launches it: the built binary over stdio, driven by the official MCP client. */
 export async function startAgent(target: string, env: NodeJS.ProcessEnv, info = {name: 'test-agent', version: '9.9.9'}): Promise<Agent> {
+  await trustAgentConfig(env)
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [BIN, 'mcp', target],

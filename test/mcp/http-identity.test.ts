@@ -161,3 +161,74 @@ describe('remote MCP: sessions per person', () => {
     expect(mcp.sessionCount).toBe(4)
   })
 })
+
+/**
+ * A remote MCP session's pipeline is built for the target as it was served when the session
+ * started. A reload that tightens it (a rule denying what agents may run, `mcp.mode: read-only`)
+ * must reach the agents already connected: a session lasts hours and its calls are stateless, so it
+ * ends at its next request, and the agent's next session is built for the target as it is now.
+ */
+describe('remote MCP: a session ends when its target is served otherwise', () => {
+  let db: UpstreamInfo
+  let server: http.Server
+  let mcp: McpHttp
+  let origin: string
+  let current: ReturnType<typeof loadedConfig>
+  const builtFor: string[] = []
+  const alice = person(['engineering'])
+
+  beforeAll(async () => {
+    db = await createTestDatabase('mcpserved')
+    const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
+    const before = loadedConfig(db, 'allow: [engineering]\nmcp:\n  mode: read-write', '', env)
+    current = before
+    mcp = createMcpHttp({
+      publicOrigin: 'http://127.0.0.1:0',
+      authorizationServers: ['https://idp.test'],
+      version: 'test',
+      target: (name) => current.config.targets[name],
+      servedAs: (name) => JSON.stringify(current.config.targets[name]),
+      authenticate: async (token) => (token === 'tok-alice' ? {ok: true, identity: alice} : {ok: false, status: 401, description: 'unknown token'}),
+      openEndpoint: async ({target}) => {
+        builtFor.push(target.mcp?.mode ?? 'read-only')
+        return {clientConfig: () => ({connectionString: db.url}), identity: () => alice, closed: new Promise<void>(() => {}), close: async () => {}}
+      },
+    })
+    ;({server, origin} = await serve(mcp))
+  })
+
+  afterAll(async () => {
+    await mcp?.close()
+    server?.close()
+  })
+
+  const call = (sessionId: string) =>
+    fetch(`${origin}/mcp/app`, {
+      method: 'POST',
+      headers: {authorization: 'Bearer tok-alice', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18', 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
+      body: JSON.stringify({jsonrpc: '2.0', id: 9, method: 'tools/call', params: {name: 'query', arguments: {sql: 'select 1 as one'}}}),
+    })
+
+  it('ends at the next request after a reload changes the target, and the next session gets the new one', async () => {
+    const {client, transport} = await openSession(origin, 'tok-alice', 'served-test')
+    const sessionId = transport.sessionId!
+    expect((await call(sessionId)).status).toBe(200)
+    // The same settings read again: nothing changed, the session goes on.
+    current = loadedConfig(db, 'allow: [engineering]\nmcp:\n  mode: read-write', '', {...isolatedEnv(), TEST_APP_PASSWORD: db.password})
+    expect((await call(sessionId)).status).toBe(200)
+    const before = mcp.sessionCount
+    current = loadedConfig(db, 'allow: [engineering]\nmcp:\n  mode: read-only', '', {...isolatedEnv(), TEST_APP_PASSWORD: db.password})
+    const res = await call(sessionId)
+    const body = await res.text()
+    expect(res.status, body).toBe(404)
+    expect((JSON.parse(body) as {error: {message: string}}).error.message).toMatch(/settings or policy of target "app" changed \(a gateway reload\) since it started; start a new one/)
+    expect(mcp.sessionCount).toBe(before - 1)
+    expect((await call(sessionId)).status).toBe(404)
+    const again = await openSession(origin, 'tok-alice', 'served-test')
+    const r = await again.client.callTool({name: 'query', arguments: {sql: 'select 1 as one'}})
+    expect(r.isError).toBeFalsy()
+    expect(builtFor).toEqual(['read-write', 'read-only'])
+    await again.client.close()
+    await client.close().catch(() => {})
+  })
+})

@@ -10,7 +10,7 @@ import {withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
 import {gatewayConfig, makePki, recordingsUnder, type TestPki} from '../gateway/helpers.js'
-import {agentHome, BIN, startAgent, textOf, type Agent} from './helpers.js'
+import {agentHome, BIN, startAgent, textOf, trustAgentConfig, type Agent} from './helpers.js'
 
 /**
  * `dbgate mcp <target>` of a person whose dbgate.yaml names a gateway and no targets: the agent
@@ -141,6 +141,7 @@ describe('dbgate mcp through a gateway', () => {
   })
 
   it('exits when the agent closes its stdin, as agents end a stdio server', async () => {
+    await trustAgentConfig(env)
     const child = spawn(process.execPath, [BIN, 'mcp', 'app'], {env: {...process.env, DBGATE_TOKEN: '', DBGATE_CLIENT_ID: '', DBGATE_CLIENT_SECRET: '', ...env}, stdio: ['pipe', 'pipe', 'pipe']})
     try {
       let out = ''
