@@ -34,15 +34,27 @@ export function keeps(fresh: SensitiveMark | undefined, learnt: SensitiveMark, s
   return fresh.category === learnt.category && !learnt.inexact
 }
 
-/** The refusal of a copy into `place`, which a read from scratch classifies as `fresh`. */
-function refusal(what: string, place: string, mark: SensitiveMark, fresh: SensitiveMark | undefined, strategyOf: StrategyOf): UnkeptMark {
-  const read = fresh
-    ? `a read shows ${place} by ${strategyOf(fresh.category)}, which keeps part of a value: of one that is not the column's own ${fresh.category}, the wrong part`
-    : `the catalog does not classify ${place} as sensitive`
-  const hint = fresh
-    ? `Copy only the column's own values into it, or have someone who may see the values unmasked (masking.unmask) run it; masking.strategies.${fresh.category}: redact or hash shows none of any value.`
-    : 'Copy such values only into columns masking classifies for them: name the column for what it holds (full_name, email), add it to the target\'s masking.mask, or use a temporary table.'
-  return {message: `masking refuses ${what}: it copies ${origin(mark)} into ${place}, and ${read}, so later sessions, other people on the gateway and this tunnel after a restart would see them`, hint}
+/** Where a copy lands, and how a read from scratch classifies it; `known`: the catalog holds the column (and its type). */
+interface Place {
+  name: string
+  fresh: SensitiveMark | undefined
+  known: boolean
+}
+
+/** The refusal of a copy into a place a read from scratch would not mask as well. */
+function refusal(what: string, place: Place, mark: SensitiveMark, strategyOf: StrategyOf): UnkeptMark {
+  const {name, fresh} = place
+  const read = !place.known
+    ? `${name}, a column the catalog does not know yet: whether a read would mask it depends on its type, read once the change that makes it is committed`
+    : fresh
+      ? `${name}, which a read shows by ${strategyOf(fresh.category)}, keeping part of a value: of one that is not the column's own ${fresh.category}, the wrong part`
+      : `${name}, which the catalog does not classify as sensitive`
+  const hint = !place.known
+    ? 'Commit the statement that makes the column first, then copy into it; name it for what it holds (full_name, email) or add it to the target\'s masking.mask.'
+    : fresh
+      ? `Copy only the column's own values into it, or have someone who may see the values unmasked (masking.unmask) run it; masking.strategies.${fresh.category}: redact or hash shows none of any value.`
+      : 'Copy such values only into columns masking classifies for them: name the column for what it holds (full_name, email), add it to the target\'s masking.mask, or use a temporary table.'
+  return {message: `masking refuses ${what}: it copies ${origin(mark)} into ${read}; later sessions, other people on the gateway and this tunnel after a restart would see them`, hint}
 }
 
 function qualified(r: {schema?: string; name: string}): string {
@@ -81,35 +93,33 @@ function unkeptFill(target: {schema?: string; name: string; columns?: NamedLinea
   for (const c of target.columns) {
     const mark = copied(c)
     if (!mark) continue
-    const places = lasting.length > 0 ? lasting.map((r): [string, SensitiveMark | undefined] => [`${r.schema}.${r.name}.${c.name}`, freshColumn(r, c.name, catalog)]) : [[`${qualified(target)}.${c.name}`, predicted(target, c.name, catalog)] as [string, SensitiveMark | undefined]]
-    for (const [place, fresh] of places) {
-      if (keeps(fresh, mark, strategyOf)) continue
-      return refusal(`${verb} ${qualified(target)}`, place, mark, fresh, strategyOf)
+    const places = lasting.length > 0 ? lasting.map((r) => freshColumn(r, c.name)) : made(target, c, catalog, verb === 'creating')
+    for (const place of places) {
+      if (place.known && keeps(place.fresh, mark, strategyOf)) continue
+      return refusal(`${verb} ${qualified(target)}`, place, mark, strategyOf)
     }
   }
   return undefined
 }
 
-function freshColumn(r: CatalogRelation, column: string, catalog: Catalog): SensitiveMark | undefined {
+function freshColumn(r: CatalogRelation, column: string): Place {
   const col = r.columns.find((c) => c.name === column)
-  // A column added in the open transaction: its name and place decide, as they will when it is read.
-  return col ? col.sensitive : catalog.classifiedAt(r.schema, r.name, {name: column, typeName: ''}, r.kind)
+  return {name: `${r.schema}.${r.name}.${column}`, fresh: col?.sensitive, known: col !== undefined}
 }
 
 /**
- * A relation the catalog does not know (made in the open transaction or earlier in this text): its
- * columns by name and place alone. An unqualified one may land in any schema of the search path,
- * so it is classified as the least of what each schema would make of it.
+ * A column of a relation the catalog does not know (made in the open transaction or earlier in this
+ * text). Its type decides how a read classifies it, and is known only for `CREATE TABLE … AS` of a
+ * column copied as it is (the source's). An unqualified relation may land in any schema of the
+ * search path: the column as each schema would have it.
  */
-function predicted(target: {schema?: string; name: string}, column: string, catalog: Catalog): SensitiveMark | undefined {
+function made(target: {schema?: string; name: string}, c: NamedLineage, catalog: Catalog, creating: boolean): Place[] {
+  const name = `${qualified(target)}.${c.name}`
+  const sources = flatten(c)
+  const typeName = creating && c.direct && !c.fields && sources.length === 1 ? sources[0]!.typeName : undefined
+  if (typeName === undefined) return [{name, fresh: undefined, known: false}]
   const schemas = target.schema ? [target.schema] : [...catalog.schemaNames(), '']
-  let least: SensitiveMark | undefined
-  for (const schema of schemas) {
-    const mark = catalog.classifiedAt(schema, target.name, {name: column, typeName: ''})
-    if (!mark) return undefined
-    least ??= mark
-  }
-  return least
+  return schemas.map((schema) => ({name, fresh: catalog.classifiedAt(schema, target.name, {name: c.name, typeName}), known: true}))
 }
 
 /** The mark a column filled with this lineage takes in this pipeline's catalog, or undefined for values proven clean. */
@@ -133,13 +143,37 @@ export function markOf(c: NamedLineage): SensitiveMark | undefined {
  * leave sensitive values where a read from scratch shows them, or undefined.
  */
 export function unkeptMarks(statements: readonly StatementLineage[], catalog: Catalog, strategyOf: StrategyOf): UnkeptMark | undefined {
+  const made = new TextRelations()
   for (const s of statements) {
-    const made = s.creates && unkeptFill(s.creates, catalog, strategyOf, 'creating')
-    if (made) return made
+    const created = s.creates && !s.creates.view && unkeptFill(s.creates, catalog, strategyOf, 'creating')
+    if (created) return created
+    if (s.makes) made.add(s.makes)
+    // The rows a copied definition fills are written later, by statements checked as they come.
     for (const f of s.fills ?? []) {
-      const filled = unkeptFill(f, catalog, strategyOf, 'writing to')
+      const filled = !f.copiedDefinitions && !made.temporary(f, catalog) && unkeptFill(f, catalog, strategyOf, 'writing to')
       if (filled) return filled
     }
+    if (s.creates) made.add(s.creates)
   }
   return undefined
+}
+
+/**
+ * The tables earlier statements of a text made, which the catalog cannot know yet: a name is the
+ * session's temporary table only if nothing lasting of that name exists or was made, as a
+ * search_path with pg_temp after public (`SET search_path = public, pg_temp`) takes a lasting one first.
+ */
+class TextRelations {
+  private readonly temp = new Set<string>()
+  private readonly lasting = new Set<string>()
+
+  add(r: {schema?: string; name: string; temporary?: true}): void {
+    ;(r.temporary || r.schema === 'pg_temp' ? this.temp : this.lasting).add(r.name)
+  }
+
+  temporary(target: {schema?: string; name: string}, catalog: Catalog): boolean {
+    if (target.schema !== undefined && target.schema !== 'pg_temp') return false
+    if (!this.temp.has(target.name) || this.lasting.has(target.name)) return false
+    return catalog.freshlyRead(undefined, target.name).every((r) => isTemporarySchema(r.schema))
+  }
 }

@@ -11,6 +11,8 @@ export interface SensitiveSource {
   reason: string
   /** The column holds values this tunnel could not trace, rather than a sensitive column's (`SensitiveMark.untraced`). */
   untraced?: true
+  /** The column's type, as the catalog names it: what a copy made by `CREATE TABLE … AS` is typed. */
+  typeName?: string
 }
 
 export interface Lineage {
@@ -98,15 +100,19 @@ export interface StatementLineage {
    * does not vouch for its values.
    */
   unvouched?: number[]
-  /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`), with that query's columns. */
-  creates?: {schema?: string; name: string; columns?: NamedLineage[]; temporary?: true}
+  /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`, `CREATE MATERIALIZED VIEW`: `view`), with that query's columns. */
+  creates?: {schema?: string; name: string; columns?: NamedLineage[]; temporary?: true; view?: true}
+  /** A table it creates empty (`CREATE [TEMP] TABLE`): a later statement of the text may fill it. */
+  makes?: {schema?: string; name: string; temporary?: true}
   /**
    * Columns of existing relations it fills with values not proven clean (`INSERT … SELECT`, `UPDATE …
    * SET`). Without `columns`, every column: `COPY … FROM` a file into a table the catalog does not
    * know, or an `INSERT … SELECT` with no column list into a relation whose columns the catalog did
    * not know when it was judged; `values` are then what it writes, in the order of the columns.
+   * `copiedDefinitions`: `CREATE TABLE … (LIKE t INCLUDING …)` copies no value, but the defaults and
+   * generation expressions it copies will fill the new table's rows from what is written into them.
    */
-  fills?: {schema?: string; name: string; columns?: NamedLineage[]; values?: NamedLineage[]}[]
+  fills?: {schema?: string; name: string; columns?: NamedLineage[]; values?: NamedLineage[]; copiedDefinitions?: true}[]
   /**
    * Relations and columns it renames or moves (`ALTER TABLE … RENAME [COLUMN] … TO`, `SET SCHEMA`):
    * marks made by name for a relation the catalog has not read yet (`CREATE TABLE … AS` in an open

@@ -307,7 +307,7 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
   const own = rel.columns.map((c): NamedLineage => {
     const origin = {tableOid: rel.oid, attnum: c.attnum}
     if (!c.sensitive) return {name: c.name, sources: [], direct: true, unknown: false, origin}
-    const source: SensitiveSource = {relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason, ...(c.sensitive.untraced ? {untraced: true as const} : {})}
+    const source: SensitiveSource = {relation: `${rel.schema}.${rel.name}`, column: c.name, category: c.sensitive.category, reason: c.sensitive.reason, typeName: c.typeName, ...(c.sensitive.untraced ? {untraced: true as const} : {})}
     return {name: c.name, sources: [source], direct: !c.sensitive.inexact, unknown: false, origin}
   })
   if (rel.viewDefinition === undefined) {
@@ -1090,6 +1090,7 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   }
   // What `ON CONFLICT DO UPDATE SET` and MERGE's actions write fills the columns as well.
   let unnamedValues = false
+  const unnamedLineages: Lineage[] = []
   for (const set of writtenElsewhere(node)) {
     const within: Scope = set.conflict === true && excluded ? {...scope, rels: [...scope.rels, excluded]} : scope
     for (const t of set.values ? [] : list(set.targetList)) {
@@ -1102,7 +1103,10 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
       const all = names.length > 0 ? names : (target.star ?? []).map((c) => c.name)
       const lineages = values.map((v) => expr(v, scope, ctx))
       // `THEN INSERT VALUES (…)` into a relation whose columns the catalog does not know: which columns it fills cannot be said.
-      if (names.length === 0 && target.star === undefined && lineages.some((l) => !clean(l))) unnamedValues = true
+      if (names.length === 0 && target.star === undefined && lineages.some((l) => !clean(l))) {
+        unnamedValues = true
+        unnamedLineages.push(...lineages)
+      }
       all.forEach((n, i) => n && filled.push(named(n, lineages[i] ?? UNKNOWN)))
     }
   }
@@ -1112,7 +1116,8 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   // With no column list and the target's columns unknown (`pg_temp.t`, a table of the open
   // transaction), which columns the rows fill cannot be said: all of them, unless proven clean.
   const unnamed = unnamedValues || (sel !== undefined && filled.length === 0 && (inserted === undefined || inserted.some((c) => !clean(c))))
-  if (rel?.relname && unnamed) ctx.fills.push(inserted ? {...where, values: inserted} : where)
+  const values = [...(inserted ?? []), ...unnamedLineages.map((l, i) => named(`column${i + 1}`, l))]
+  if (rel?.relname && unnamed) ctx.fills.push(values.length > 0 ? {...where, values} : where)
   else if (unproven.length > 0 && rel?.relname) ctx.fills.push({...where, columns: unproven})
   if (unproven.length > 0 && written) for (const r of ctx.catalog.lookup(written.schema, written.relation)) throughView(r, unproven, ctx, 0)
   // PostgreSQL 18 wraps RETURNING in a clause that may also rename OLD and NEW.
@@ -1277,11 +1282,13 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       for (const action of list(node.actions)) statementLineage(action as Node, ctx, outer)
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
       return finish({rows: 'no'}, ctx)
-    case 'CreateStmt':
+    case 'CreateStmt': {
       createdColumns(node, outer, ctx)
       unprovenDefaults(node, outer, ctx, true)
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
-      return finish({rows: 'no'}, ctx)
+      const made = created(node.relation as Node | undefined, undefined)
+      return made ? {...finish({rows: 'no'}, ctx), makes: made} : finish({rows: 'no'}, ctx)
+    }
     case 'AlterTableStmt':
       alteredColumns(node, outer, ctx)
       unprovenDefaults(node, outer, ctx, true)
@@ -1291,7 +1298,9 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       const inner = statementLineage(node.query as Node, ctx, outer)
       const into = node.into as Node | undefined
       const columns = renamed(inner.columns, {colnames: into?.colNames})
-      return {...finish({rows: 'no'}, ctx), creates: created(into?.rel as Node | undefined, columns)}
+      const creates = created(into?.rel as Node | undefined, columns)
+      // A materialized view's columns are read from its definition, which every later catalog read follows.
+      return {...finish({rows: 'no'}, ctx), creates: creates && node.objtype === 'OBJECT_MATVIEW' ? {...creates, view: true} : creates}
     }
     default: {
       if (DEFINES_DEFAULTS.has(kind)) unprovenDefaults(node, outer, ctx)
@@ -1520,7 +1529,7 @@ function createdColumns(node: Node, outer: Scope | undefined, ctx: Ctx): void {
     const source = fromItem({RangeVar: like[1].relation}, withCtes(undefined, outer, ctx), ctx).visible[0]
     const columns = source?.columns?.filter((c) => !clean(c))
     if (columns && columns.length === 0) continue
-    ctx.fills.push({...(schema ? {schema} : {}), name: rel.relname as string, ...(columns ? {columns} : {})})
+    ctx.fills.push({...(schema ? {schema} : {}), name: rel.relname as string, ...(columns ? {columns} : {}), copiedDefinitions: true})
   }
 }
 

@@ -141,13 +141,15 @@ describe('columns filled by defaults and generation expressions', () => {
     expect(await run(["alter domain public.plain set default 'none'", "create domain public.stamp as timestamptz default now()", 'insert into public.d1 (id) values (2) returning v'])).toContain('"v":"none"')
   })
 
-  it('masks a column added in the open transaction, which the catalog does not know yet, whatever fills it', async () => {
+  it('refuses a copy into a column added in the open transaction, which the catalog does not know yet, whatever its name', async () => {
     // Its table's other columns being clean says nothing about it: a copy of a sensitive column
-    // (INSERT … SELECT) read back before the COMMIT came through in clear.
-    const seen = await run(['begin', 'alter table public.b1 add column note text', 'insert into public.b1 (id, note) select id + 10, email from public.customers', 'select note from public.b1 where id = 11', 'select b.note, b.id from public.b1 b where id = 11', 'rollback'])
-    expect(seen).not.toContain('alice@example.com')
-    expect(seen).not.toMatch(/error/)
-    expect(seen).toContain('{"note":"[masked]"}')
+    // (INSERT … SELECT) read back before the COMMIT came through in clear. Whether a read would
+    // mask the column cannot be said before its type is read, so the copy waits for the COMMIT.
+    for (const column of ['note', 'backup_email']) {
+      const seen = await run(['begin', `alter table public.b1 add column ${column} text`, `insert into public.b1 (id, ${column}) select id + 10, email from public.customers`, `select ${column} from public.b1 where id = 11`, 'rollback'])
+      expect(seen).toMatch(new RegExp(`error: dbgate: masking refuses writing to public\\.b1: it copies values from public\\.customers\\.email into public\\.b1\\.${column}, a column the catalog does not know yet`))
+      expect(seen).not.toContain('alice@example.com')
+    }
   })
 
   it('refuses a view default not proven clean: it fills the table under the view', async () => {

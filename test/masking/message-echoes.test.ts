@@ -74,7 +74,7 @@ create table ip (id int, full_name text, note text constraint ip_note check (not
 create table ip1 (note text constraint ip_note check (note <> 'boom'), full_name text, id int);
 insert into ip1 select 'ok', full_name, 1 from customers where id = 14;
 alter table ip1 inherit ip;
-create table vt (id int, code varchar(7));
+create table vt (id int, code varchar(7), full_name varchar(7));
 create table par (id int primary key);
 insert into par select id from customers;
 create table kid (pid int default 0 references par on update cascade on delete set default, full_name text, address text);
@@ -212,7 +212,7 @@ describe('values an error prints unquoted', () => {
     const {error} = await failing("select 'abcdef'::varchar(3)::char(2)::numeric(5, 2)")
     expect(error).toMatch(/invalid input syntax for type numeric/)
     // the modifier comes from the catalog, not the statement
-    const tooLong = await failing('insert into vt (id, code) select id, full_name from customers where id = 1')
+    const tooLong = await failing('insert into vt (id, full_name) select id, full_name from customers where id = 1')
     expect(tooLong.error).toBe('value too long for type character varying(7)')
   })
 

@@ -91,7 +91,8 @@ const TEMP_STEPS: string[][] = [
  * A table made or altered in the open transaction to inherit from a known one, or attached to it as
  * a partition, adds its rows to the parent's; the server describes their columns as the parent's,
  * which the catalog (committed state) holds clean, and that description counted as proof: the
- * child's names came out of `select status from orders` in clear, until the COMMIT.
+ * child's names came out of `select status from orders` in clear, until the COMMIT. Copying names
+ * into such a child, a table the catalog does not know yet, is now refused before it runs.
  */
 const FILL_CHILD = (child: string) => `insert into ${child} select id + 1000, id, full_name, 0, now() from customers`
 const CHILD_STEPS: string[][] = [
@@ -133,11 +134,17 @@ describe('names moved by the session\'s uncommitted change', () => {
     }
   })
 
+  /**
+   * The step lists that leaked. Each must run without an error, except a copy of names into a
+   * lasting table, which is refused before it runs (lasting-marks.ts), with the rest of its transaction.
+   */
   const leakingOf = async (all: string[][]): Promise<string[]> => {
     const leaking: string[] = []
     for (const steps of all) {
       const {seen, errors} = await t.run(steps, send)
-      expect(errors, steps.join('; ')).toEqual([])
+      const copies = steps.some((sql) => /\binsert into (orders|ur_kid|ur_part)\b/.test(sql))
+      if (copies) expect(errors[0], steps.join('; ')).toMatch(/masking refuses writing to (orders|ur_kid|ur_part): it copies values from public\.customers\.(full_name|address)/)
+      expect(errors.filter((e) => !copies || !/masking refuses writing to|current transaction is aborted/.test(e)), steps.join('; ')).toEqual([])
       if (leaks(seen).length > 0) leaking.push(steps.join('; '))
     }
     return leaking
