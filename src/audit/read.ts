@@ -1,5 +1,7 @@
 import type {Bucket} from '../bucket/index.js'
 import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
+import {loadParser, parserReady} from '../sql/parser.js'
+import {readForm} from './search-text.js'
 import {parseSessionKey, SessionCache, UnreadableObjectError, type Listing, type SessionSummary, type UnreadableObject} from './index-cache.js'
 
 export interface ListFilters {
@@ -93,6 +95,8 @@ export class SessionReader {
   /** `search`, with the objects under `sessions/` that could not be read and so were not searched. */
   async searchAll(q: SearchQuery): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]}> {
     const {sessions, unreadable} = await this.listing(q)
+    // The scanner reads each statement as the server does, for the texts a plain match misses.
+    if (q.text) await loadParser()
     const matches: SearchMatch[] = []
     for (const s of sessions) {
       const {events} = await this.loadSummary(s)
@@ -176,13 +180,11 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
     if (q.decision && d.decision !== q.decision) continue
     if (q.denied && !isDenied(d.decision)) continue
     if (table && !(d.tables ?? []).some((t) => t.toLowerCase() === table || t.toLowerCase().endsWith('.' + table))) continue
-    const spans: [number, number][] = []
+    let spans: [number, number][] = []
     if (pattern) {
-      pattern.lastIndex = 0
-      for (const m of d.sql.matchAll(pattern)) {
-        if (m[0].length === 0) break
-        spans.push([m.index!, m.index! + m[0].length])
-      }
+      spans = matchSpans(d.sql, pattern)
+      // Also as the server reads it: a comment, line breaks or an escaped name hid a statement from a search for its words.
+      if (spans.length === 0) spans = readFormSpans(d.sql, pattern)
       if (spans.length === 0) continue
     }
     out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
@@ -212,6 +214,36 @@ function escapeRegExp(s: string): string {
 }
 
 /** `sql` with each span wrapped by `mark` (e.g. chalk.inverse on a TTY, or «» in plain text). */
+function matchSpans(text: string, pattern: RegExp): [number, number][] {
+  const spans: [number, number][] = []
+  pattern.lastIndex = 0
+  for (const m of text.matchAll(pattern)) {
+    if (m[0].length === 0) break
+    spans.push([m.index!, m.index! + m[0].length])
+  }
+  return spans
+}
+
+/**
+ * The hits of `pattern` in the text as PostgreSQL reads it (src/audit/search-text.ts), as spans of
+ * the recorded text: each covers the whole tokens the hit falls in, and overlapping ones are merged.
+ * None when the parser is not loaded or cannot scan the text.
+ */
+function readFormSpans(sql: string, pattern: RegExp): [number, number][] {
+  if (!parserReady()) return []
+  const form = readForm(sql)
+  if (!form) return []
+  const composed = new RegExp(pattern.source.normalize('NFC'), pattern.flags)
+  const spans: [number, number][] = []
+  for (const [a, b] of matchSpans(form.text, composed)) {
+    const span: [number, number] = [form.from[a]!, form.to[b - 1]!]
+    const last = spans.at(-1)
+    if (last && span[0] <= last[1]) last[1] = Math.max(last[1], span[1])
+    else spans.push(span)
+  }
+  return spans
+}
+
 export function highlight(sql: string, spans: [number, number][], mark: (s: string) => string, show: (s: string) => string = (s) => s): string {
   let out = ''
   let at = 0
