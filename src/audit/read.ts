@@ -213,7 +213,7 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
 
-/** `sql` with each span wrapped by `mark` (e.g. chalk.inverse on a TTY, or «» in plain text). */
+/** [start, end) of each non-empty hit of `pattern` in `text`. */
 function matchSpans(text: string, pattern: RegExp): [number, number][] {
   const spans: [number, number][] = []
   pattern.lastIndex = 0
@@ -244,6 +244,7 @@ function readFormSpans(sql: string, pattern: RegExp): [number, number][] {
   return spans
 }
 
+/** `sql` with each span wrapped by `mark` (e.g. chalk.inverse on a TTY, or «» in plain text). */
 export function highlight(sql: string, spans: [number, number][], mark: (s: string) => string, show: (s: string) => string = (s) => s): string {
   let out = ''
   let at = 0
