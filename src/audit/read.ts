@@ -1,4 +1,4 @@
-import type {Bucket} from '../bucket/index.js'
+import type {Bucket, ObjectInfo} from '../bucket/index.js'
 import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
 import {loadParser, parserReady} from '../sql/parser.js'
 import {readForm} from './search-text.js'
@@ -14,6 +14,13 @@ export interface ListFilters {
   denied?: boolean
   /** Only sessions through this client: `mcp` (AI agents) or `connect` (everything else). */
   client?: 'connect' | 'mcp'
+  /**
+   * Also the sessions that started before `since` and were still being recorded then: their object
+   * was written at or after `since`, and their end, if they have one, is not before it. A report
+   * takes their statements from `since` on; started the evening before, a session's statements of
+   * the period were in no report of it.
+   */
+  spanning?: boolean
 }
 
 /** The read side over one bucket: a cache of shipped sessions plus list, search, show and export. */
@@ -34,9 +41,11 @@ export class SessionReader {
     // Prune by key before downloading anything: dt= is the UTC start day, target= the target.
     const sinceDay = f.since?.toISOString().slice(0, 10)
     const untilDay = f.until?.toISOString().slice(0, 10)
-    const keep = (key: string) => {
+    const keep = (key: string, info: ObjectInfo) => {
       const {day, target} = parseSessionKey(key) as {day?: string; target?: string}
-      if (day && sinceDay && day < sinceDay) return false
+      // Written at or after `since`: a session started earlier may have run statements in the period.
+      const spans = f.spanning && f.since !== undefined && info.lastModified.getTime() >= f.since.getTime()
+      if (day && sinceDay && day < sinceDay && !spans) return false
       if (day && untilDay && day > untilDay) return false
       if (f.target && target && target !== f.target) return false
       return true
@@ -45,9 +54,8 @@ export class SessionReader {
     const user = f.user?.toLowerCase()
     const sessions = all
       .filter((s) => {
-        const t = s.startedAt ? new Date(s.startedAt).getTime() : 0
-        if (f.since && t < f.since.getTime()) return false
-        if (f.until && t > f.until.getTime()) return false
+        // A log without its session.start has no start time: its key's day (pruned above) is all that places it.
+        if (s.startedAt !== undefined && !inPeriod(s, f)) return false
         if (user && ![s.user, s.subject].some((u) => u?.toLowerCase().includes(user))) return false
         if (f.denied && s.totals.denied === 0 && !s.refused) return false
         if (f.client && (s.agent ? 'mcp' : 'connect') !== f.client) return false
@@ -107,6 +115,14 @@ export class SessionReader {
     }
     return {matches, unreadable}
   }
+}
+
+/** Whether a session that has a start time is in the filters' period (see `ListFilters.spanning`). */
+function inPeriod(s: SessionSummary, f: ListFilters): boolean {
+  const t = new Date(s.startedAt!).getTime()
+  if (f.until && t > f.until.getTime()) return false
+  if (!f.since || t >= f.since.getTime()) return true
+  return f.spanning === true && !(s.endedAt !== undefined && new Date(s.endedAt).getTime() < f.since.getTime())
 }
 
 /** Summaries of the named sessions, in the order named; one at a time so the cache fetches each object once. */

@@ -22,6 +22,26 @@ export interface ReportSession {
   summary: SessionSummary
   events: AuditEvent[]
   verification: VerifyResult
+  /** It started before the period: `events` are its start and what it recorded from the period's start on (`eventsFrom`). */
+  startedBeforePeriod?: boolean
+}
+
+/** When an event happened: a statement when it started, anything else when it was recorded. */
+function eventTime(ev: AuditEvent): number {
+  const started = ev.type === 'statement' || ev.type === 'statement.streaming' ? (ev.data as Partial<StatementData> | null)?.startedAt : undefined
+  return new Date(started ?? ev.ts).getTime()
+}
+
+/**
+ * A session that started before the period, as far as the period goes: its start (who, where) and
+ * every event from `since` on; undefined when it recorded no statement and no approval then. A
+ * session started at 23:00 the evening before and dropping a table at 01:00 was in no report of
+ * the period that held the DROP (the previous one may have been written while it ran).
+ */
+export function eventsFrom(events: readonly AuditEvent[], since: Date): AuditEvent[] | undefined {
+  const from = since.getTime()
+  const kept = events.filter((ev) => ev.type === 'session.start' || eventTime(ev) >= from)
+  return kept.some((ev) => ev.type === 'statement' || ev.type === 'statement.streaming' || ev.type.startsWith('approval.')) ? kept : undefined
 }
 
 export interface BuildOptions {
@@ -341,6 +361,7 @@ export class ReportBuilder {
       s.inProgressSessions += 1
       reasons.push(`in progress or cut short: the log has no end yet; signed through seq ${v.signedThroughSeq} of ${v.lines}`)
     }
+    if (rs.startedBeforePeriod) reasons.push(`started before the period (${summary.startedAt ?? 'at an unknown time'}): only what it recorded from the period's start on is counted here, the rest is in the previous period's report`)
     if (who.issuer === 'unverified') reasons.push('identity not verified by an identity provider')
     if (reasons.length) attention.push({sessionId: summary.sessionId, identity: who.label, target: summary.target, startedAt: summary.startedAt, reasons})
 
