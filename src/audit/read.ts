@@ -2,6 +2,8 @@ import type {Bucket, ObjectInfo} from '../bucket/index.js'
 import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
 import {loadParser, parserReady} from '../sql/parser.js'
 import {readForm} from './search-text.js'
+import {sessionObjectKey} from './shipper.js'
+import {visible} from '../util/visible.js'
 import {parseSessionKey, SessionCache, UnreadableObjectError, type Listing, type SessionSummary, type UnreadableObject} from './index-cache.js'
 
 export interface ListFilters {
@@ -65,8 +67,21 @@ export class SessionReader {
     return {sessions, unreadable}
   }
 
-  /** One session's raw lines and parsed events, by id or unique id prefix. */
+  /**
+   * One session's raw lines and parsed events, by id or unique id prefix. When the bucket holds the
+   * session's log under several keys, the one stored where the shipper stores it (`placedCopy`).
+   */
   async load(sessionIdOrPrefix: string): Promise<LoadedSession> {
+    const copies = await this.copiesOf(sessionIdOrPrefix)
+    return this.loadSummary(placedCopy(copies))
+  }
+
+  /**
+   * Every object that holds the session an id or unique id prefix names: one, unless its log was
+   * copied or moved under other keys too (each summary's `sessionId` is the one its session.start
+   * says, whatever the key). `verify` checks them all; the other readers take `placedCopy`.
+   */
+  async copiesOf(sessionIdOrPrefix: string): Promise<SessionSummary[]> {
     if (!sessionIdOrPrefix.trim()) throw new Error('give a session id, or the first characters of one (`dbgate sessions list` shows them)')
     const {sessions: all, unreadable} = await this.cache.scan()
     const exact = all.filter((s) => s.sessionId === sessionIdOrPrefix)
@@ -83,12 +98,14 @@ export class SessionReader {
     }
     if (damaged.length > 0) throw new UnreadableObjectError(damaged[0]!.key, damaged[0]!.problem)
     if (found.length === 0) throw new Error(`no shipped session ${sessionIdOrPrefix} in ${this.bucket.url}; run \`dbgate sessions sync\` if it is still in the local spool`)
+    // Copies of one log under other keys all carry its id: still one session, not an ambiguous prefix.
+    if (found.length > 1 && found.every((s) => s.sessionId === found[0]!.sessionId)) return found
     if (found.length > 1) {
       const shown = found.slice(0, 5).map((s) => s.sessionId).join(', ')
       const more = found.length > 5 ? ` and ${found.length - 5} more` : ''
       throw new Error(`session prefix ${JSON.stringify(sessionIdOrPrefix)} matches ${found.length} sessions: ${shown}${more}; give more of the id (\`dbgate sessions list\` shows them)`)
     }
-    return this.loadSummary(found[0]!)
+    return found
   }
 
   async loadSummary(summary: SessionSummary): Promise<LoadedSession> {
@@ -123,6 +140,24 @@ function inPeriod(s: SessionSummary, f: ListFilters): boolean {
   if (f.until && t > f.until.getTime()) return false
   if (!f.since || t >= f.since.getTime()) return true
   return f.spanning === true && !(s.endedAt !== undefined && new Date(s.endedAt).getTime() < f.since.getTime())
+}
+
+/**
+ * Of the objects holding one session's log, the one stored under the key the shipper gives it (its
+ * id, start day and target: `sessionObjectKey`); the others were copied or moved, and `verify` fails
+ * them with OBJECT_KEY_MISMATCH. Someone who can write the bucket once made a session impossible to
+ * show, replay, verify or export by id with one copy of its log under another day ("matches 2
+ * sessions: X, X; give more of the id"). When none or several are in place, nothing says which
+ * to read: an error names every key.
+ */
+export function placedCopy(copies: readonly SessionSummary[]): SessionSummary {
+  if (copies.length === 1) return copies[0]!
+  const placed = copies.filter((s) => s.startedAt !== undefined && s.key === sessionObjectKey(s.sessionId, s.target, s.startedAt))
+  if (placed.length === 1) return placed[0]!
+  const id = copies[0]!.sessionId
+  throw new Error(
+    `session ${visible(id)} is held by ${copies.length} objects (${copies.map((s) => visible(s.key)).join(', ')}) and ${placed.length === 0 ? 'none is' : 'more than one is'} stored under the key the shipper gives it; its log was copied or moved there: \`dbgate sessions verify ${visible(id)}\` checks each`,
+  )
 }
 
 /** Summaries of the named sessions, in the order named; one at a time so the cache fetches each object once. */

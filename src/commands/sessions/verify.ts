@@ -83,7 +83,8 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
       if (ids.length) {
         for (const id of ids) {
           try {
-            summaries.push((await reader.load(id)).summary)
+            // Every object holding the session: a copy under another key fails with OBJECT_KEY_MISMATCH beside the placed one.
+            summaries.push(...(await reader.copiesOf(id)))
           } catch (err) {
             if (!(err instanceof UnreadableObjectError)) throw err
             unreadable.push({key: err.key, problem: err.problem})
