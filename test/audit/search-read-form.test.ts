@@ -16,6 +16,7 @@ import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
  * matches the text as the scanner reads it, and highlights the recorded text it came from.
  */
 const root = path.join(import.meta.dirname, '..', '..')
+const savedEnv = {...process.env}
 
 // [what the auditor searches for, statements that the server reads as containing it]
 const FAMILIES: [string, string[]][] = [
@@ -31,6 +32,10 @@ describe('sessions search reads statements as the server does', () => {
   let bucketUrl: string
 
   beforeAll(async () => {
+    // The auditor's cache of this run only, and no configured bucket.
+    Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-'))})
+    delete process.env.DBGATE_BUCKET
+    delete process.env.DBGATE_CONFIG
     db = await createTestDatabase('searchform')
     bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-searchform-'))}`
     t = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
@@ -44,6 +49,7 @@ describe('sessions search reads statements as the server does', () => {
   })
   afterAll(async () => {
     await t?.close()
+    process.env = savedEnv
   })
 
   const search = async (text: string): Promise<SearchMatch[]> => {

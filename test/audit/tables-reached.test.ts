@@ -19,6 +19,7 @@ import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.j
  * with every table the guardrails saw.
  */
 const root = path.join(import.meta.dirname, '..', '..')
+const savedEnv = {...process.env}
 
 describe('recorded tables are the ones the guardrails judged', () => {
   let db: UpstreamInfo
@@ -38,6 +39,10 @@ describe('recorded tables are the ones the guardrails judged', () => {
   const CASCADE = 'delete from scratch.src where id = 1'
 
   beforeAll(async () => {
+    // The auditor's cache of this run only, and no configured bucket.
+    Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-'))})
+    delete process.env.DBGATE_BUCKET
+    delete process.env.DBGATE_CONFIG
     db = await createTestDatabase('tablesreached')
     await direct((c) =>
       c.query(`
@@ -67,6 +72,7 @@ describe('recorded tables are the ones the guardrails judged', () => {
   }, 60_000)
   afterAll(async () => {
     await t?.close()
+    process.env = savedEnv
   })
 
   const search = async (...args: string[]): Promise<SearchMatch[]> => {
