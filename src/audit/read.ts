@@ -4,6 +4,7 @@ import {loadParser, parserReady} from '../sql/parser.js'
 import {readForm} from './search-text.js'
 import {sessionObjectKey} from './shipper.js'
 import {visible} from '../util/visible.js'
+import {agentLabel} from '../identity/types.js'
 import {parseSessionKey, SessionCache, UnreadableObjectError, type Listing, type SessionSummary, type UnreadableObject} from './index-cache.js'
 
 export interface ListFilters {
@@ -209,6 +210,8 @@ export interface SearchMatch {
   seq: number
   ts: string
   user?: string
+  /** The AI agent that ran the statement for `user` through `dbgate mcp` (`claude-code 2.1.0 (MCP)`). */
+  agent?: string
   target: string
   sql: string
   /** [start, end) offsets into `sql` of each hit, for highlighting. */
@@ -221,7 +224,7 @@ export interface SearchMatch {
   commandTags?: string[]
 }
 
-export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<SessionSummary, 'sessionId' | 'user' | 'target'>): SearchMatch[] {
+export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<SessionSummary, 'sessionId' | 'user' | 'target' | 'agent'>): SearchMatch[] {
   const pattern = q.text ? (q.regex ? new RegExp(q.text, 'gi') : new RegExp(escapeRegExp(q.text), 'gi')) : undefined
   const table = q.table?.toLowerCase()
   const out: SearchMatch[] = []
@@ -238,7 +241,7 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
       if (spans.length === 0) spans = readFormSpans(d.sql, pattern)
       if (spans.length === 0) continue
     }
-    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
+    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, ...(s.agent ? {agent: agentLabel(s.agent)} : {}), target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
   }
   return out
 }
@@ -306,7 +309,7 @@ export function highlight(sql: string, spans: [number, number][], mark: (s: stri
   return out + show(sql.slice(at))
 }
 
-export const CSV_COLUMNS = ['session', 'seq', 'started_at', 'user', 'target', 'database', 'class', 'decision', 'rule', 'approval', 'duration_ms', 'rows', 'outcome', 'command_tags', 'tables', 'sqlstate', 'error', 'sql'] as const
+export const CSV_COLUMNS = ['session', 'seq', 'started_at', 'user', 'agent', 'target', 'database', 'class', 'decision', 'rule', 'approval', 'duration_ms', 'rows', 'outcome', 'command_tags', 'tables', 'sqlstate', 'error', 'sql'] as const
 
 function csvCell(v: unknown): string {
   const s = v === undefined || v === null ? '' : String(v)
@@ -326,7 +329,7 @@ export function* exportSession(session: LoadedSession, format: 'jsonl' | 'csv', 
   for (const ev of statementsOf(session.events)) {
     const d = ev.data as StatementData
     const outcome = ev.type === 'statement.streaming' ? UNFINISHED : d.outcome
-    const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, outcome, (ev.type === 'statement' ? (d.commandTags ?? []) : []).join('; '), (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
+    const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.agent ? agentLabel(s.agent) : undefined, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, outcome, (ev.type === 'statement' ? (d.commandTags ?? []) : []).join('; '), (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
     yield row.map(csvCell).join(',') + '\n'
   }
 }

@@ -52,7 +52,9 @@ export default class SessionsSearch extends DbgateCommand {
     for (const m of matches) {
       // Recorded text is the client's: each piece is made `visible` before it reaches the terminal or a pipe.
       const sql = oneLine(m.sql)
-      const [session, ts, user, target, decision, cls] = [m.sessionId, m.ts, m.user ?? (tty ? '?' : ''), m.target, m.decision, m.class ?? ''].map((s) => visible(s))
+      // An agent's statement says so, as `sessions list` does: the person it acted for did not type it.
+      const who = m.agent ? `${m.user ?? '?'} via ${m.agent}` : (m.user ?? (tty ? '?' : ''))
+      const [session, ts, user, target, decision, cls] = [m.sessionId, m.ts, who, m.target, m.decision, m.class ?? ''].map((s) => visible(s))
       if (tty) {
         // Spans index the original text; collapsing whitespace first would shift them.
         const shown = highlight(m.sql, m.spans, (s) => chalk.inverse(s), oneLine)
