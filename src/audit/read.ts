@@ -233,7 +233,7 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
     if (q.class && d.class !== q.class) continue
     if (q.decision && d.decision !== q.decision) continue
     if (q.denied && !isDenied(d.decision)) continue
-    if (table && !(d.tables ?? []).some((t) => t.toLowerCase() === table || t.toLowerCase().endsWith('.' + table))) continue
+    if (table && !(d.tables ?? []).some((t) => tableAnswersTo(t, table))) continue
     let spans: [number, number][] = []
     if (pattern) {
       spans = matchSpans(d.sql, pattern)
@@ -244,6 +244,17 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
     out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, ...(s.agent ? {agent: agentLabel(s.agent)} : {}), target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
   }
   return out
+}
+
+/**
+ * Whether a recorded table is the one `--table` names (lower case): `users` names it in any schema,
+ * `public.users` names it in public, and a name recorded unqualified (as the text wrote it) is the
+ * public one, as the guardrails read it (src/policy/glob.ts `tableNames`: search_path cannot be
+ * changed). Matched only as written, `--table public.users` missed every `delete from users`.
+ */
+export function tableAnswersTo(recorded: string, wanted: string): boolean {
+  const t = recorded.toLowerCase()
+  return t === wanted || t.endsWith('.' + wanted) || (!t.includes('.') && `public.${t}` === wanted)
 }
 
 /** The CSV outcome of a statement whose rows the client read and whose end the log never got. */

@@ -26,6 +26,11 @@ export interface ReportSession {
   startedBeforePeriod?: boolean
 }
 
+/** A recorded table name with its schema: one written unqualified is public's, as the guardrails read it (src/policy/glob.ts). */
+export function qualifiedTable(name: string): string {
+  return name.includes('.') ? name : `public.${name}`
+}
+
 /** When an event happened: a statement when it started, anything else when it was recorded. */
 function eventTime(ev: AuditEvent): number {
   const started = ev.type === 'statement' || ev.type === 'statement.streaming' ? (ev.data as Partial<StatementData> | null)?.startedAt : undefined
@@ -244,7 +249,8 @@ export class ReportBuilder {
         }
         const cls = d.class ?? 'unknown'
         classes.set(cls, (classes.get(cls) ?? 0) + 1)
-        for (const t of new Set(d.tables ?? [])) {
+        // One row per table however the texts wrote it: `users` and `public.users` are one table to the guardrails.
+        for (const t of new Set((d.tables ?? []).map(qualifiedTable))) {
           const tr = tables.get(t) ?? {statements: 0, denied: 0}
           tr.statements += 1
           if (denied) tr.denied += 1
