@@ -3,6 +3,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import SessionsList from '../../src/commands/sessions/list.js'
 import {FileBucket} from '../../src/bucket/index.js'
 import type {Report} from '../../src/report/model.js'
+import ReportCommand from '../../src/commands/report.js'
 import {produceReport} from '../../src/report/produce.js'
 import {captureCommand} from '../helpers/capture.js'
 import {removeTempDirs, tempDir} from '../audit/helpers.js'
@@ -18,6 +19,7 @@ import {ada, bob, ci, recordFixture, type FixtureSession} from './fixture.js'
  * with what it recorded from the period's start on (and says so), and places a log without a start
  * by its key's day.
  */
+const savedEnv = {...process.env}
 const since = new Date('2026-10-01T00:00:00Z')
 const until = new Date('2026-10-31T23:59:59.999Z')
 const at = (iso: string) => new Date(iso)
@@ -42,9 +44,14 @@ const SESSIONS: FixtureSession[] = [
 describe('a report period and the sessions across its edges', () => {
   let bucket: FileBucket
   let report: Report
+  let tempOut: string
 
   beforeAll(async () => {
     bucket = new FileBucket(await tempDir('dbgate-edges-bucket-'))
+    tempOut = await tempDir('dbgate-edges-out2-')
+    Object.assign(process.env, {XDG_CACHE_HOME: await tempDir('dbgate-edges-xdg-')})
+    delete process.env.DBGATE_BUCKET
+    delete process.env.DBGATE_CONFIG
     await recordFixture(SESSIONS, bucket, tempDir)
     // Someone who can write the bucket cuts the session.start line off one log.
     const headless = 'sessions/dt=2026-10-06/target=prod/oct-headless.jsonl.gz'
@@ -52,7 +59,10 @@ describe('a report period and the sessions across its edges', () => {
     await bucket.put(headless, gzipSync(text.slice(text.indexOf('\n') + 1)))
     ;({report} = await produceReport({bucket, cacheDir: await tempDir('dbgate-edges-cache-'), since, until, frameworks: ['soc2'], outDir: await tempDir('dbgate-edges-out-'), generator: 'dbgate test', now: new Date('2026-11-01T08:00:00Z')}))
   })
-  afterAll(removeTempDirs)
+  afterAll(async () => {
+    process.env = savedEnv
+    await removeTempDirs()
+  })
 
   it('counts what a session started before the period did in it, and only that', () => {
     expect(report.sessions.map((s) => s.sessionId).sort()).toEqual(['oct-headless', 'oct-normal', 'pre-drop', 'pre-live'])
@@ -79,6 +89,26 @@ describe('a report period and the sessions across its edges', () => {
     expect(row?.result).toBe('failed')
     expect(row?.problems.map((p) => p.code)).toContain('MISSING_START')
     expect(report.gaps.find((g) => g.kind === 'verification-failed')?.sessions).toContain('oct-headless')
+  })
+
+  it('refuses a time of day without its zone, which JavaScript would read in the machine\'s zone', async () => {
+    const tz = process.env.TZ
+    process.env.TZ = 'America/Los_Angeles'
+    try {
+      const root = new URL('../..', import.meta.url).pathname
+      for (const when of ['2026-10-01T00:00:00', '2026-10-01 00:00', '2026-10-01T00:00:00.000']) {
+        const out = await tempDir('dbgate-edges-tz-')
+        const e = (await captureCommand(() => ReportCommand.run(['--bucket', bucket.url, '--since', when, '--until', '2026-10-31', '--out', out], {root})).catch((err: Error) => err)) as Error
+        expect(e, when).toBeInstanceOf(Error)
+        expect(e.message, when).toMatch(/with its zone; write e\.g\. 2026-01-31T08:00:00Z/)
+      }
+      // With its zone, or as a UTC day, the period is what was written wherever the auditor is.
+      const r = await captureCommand(() => ReportCommand.run(['--bucket', bucket.url, '--since', '2026-10-01T00:00:00Z', '--until', '2026-10-31', '--out', tempOut, '--json'], {root}))
+      expect((r.result as {summary: {statements: number}}).summary.statements).toBe(4)
+    } finally {
+      if (tz === undefined) delete process.env.TZ
+      else process.env.TZ = tz
+    }
   })
 
   it('sessions list --since shows the log whose start was cut off', async () => {
