@@ -120,7 +120,8 @@ export class SessionReader {
 
   /** `search`, with the objects under `sessions/` that could not be read and so were not searched. */
   async searchAll(q: SearchQuery): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]}> {
-    const {sessions, unreadable} = await this.listing(q)
+    // Statements are found by when they ran: a session started before --since may have run some since.
+    const {sessions, unreadable} = await this.listing({...q, spanning: true})
     // The scanner reads each statement as the server does, for the texts a plain match misses.
     if (q.text) await loadParser()
     const matches: SearchMatch[] = []
@@ -228,8 +229,12 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
   const pattern = q.text ? (q.regex ? new RegExp(q.text, 'gi') : new RegExp(escapeRegExp(q.text), 'gi')) : undefined
   const table = q.table?.toLowerCase()
   const out: SearchMatch[] = []
+  const since = q.since?.getTime()
+  const until = q.until?.getTime()
   for (const ev of statementsOf(events)) {
     const d = ev.data as StatementData
+    const at = new Date(d.startedAt ?? ev.ts).getTime()
+    if ((since !== undefined && at < since) || (until !== undefined && at > until)) continue
     if (q.class && d.class !== q.class) continue
     if (q.decision && d.decision !== q.decision) continue
     if (q.denied && !isDenied(d.decision)) continue

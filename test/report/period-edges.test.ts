@@ -1,6 +1,7 @@
 import {gunzipSync, gzipSync} from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import SessionsList from '../../src/commands/sessions/list.js'
+import SessionsSearch from '../../src/commands/sessions/search.js'
 import {FileBucket} from '../../src/bucket/index.js'
 import type {Report} from '../../src/report/model.js'
 import ReportCommand from '../../src/commands/report.js'
@@ -109,6 +110,15 @@ describe('a report period and the sessions across its edges', () => {
       if (tz === undefined) delete process.env.TZ
       else process.env.TZ = tz
     }
+  })
+
+  it('sessions search --since finds the statements run since, in sessions started before too', async () => {
+    const root = new URL('../..', import.meta.url).pathname
+    const r = await captureCommand(() => SessionsSearch.run(['--bucket', bucket.url, '--since', '2026-10-01', '--until', '2026-10-31', '--json'], {root}))
+    const found = (JSON.parse(r.stdout) as {matches: {sessionId: string; sql: string}[]}).matches.map((m) => `${m.sessionId}: ${m.sql}`)
+    expect(found.sort()).toEqual(['oct-headless: DROP TABLE invoices', 'oct-normal: SELECT 2', 'pre-drop: DROP TABLE customers', 'pre-live: TRUNCATE orders'])
+    const before = await captureCommand(() => SessionsSearch.run(['--bucket', bucket.url, '--until', '2026-09-30', '--json', 'customers'], {root}))
+    expect((JSON.parse(before.stdout) as {matches: {sql: string}[]}).matches.map((m) => m.sql)).toEqual(['SELECT id FROM customers'])
   })
 
   it('sessions list --since shows the log whose start was cut off', async () => {

@@ -3,7 +3,7 @@ import chalk from 'chalk'
 import {listFilters, resolveBucket, unreadableReport} from '../../audit/cli.js'
 import type {UnreadableObject} from '../../audit/index-cache.js'
 import {EXIT_FAILURE} from '../../cli/exit-codes.js'
-import {bucketFlags, filterFlags, oneOfFlag} from '../../cli/flags.js'
+import {bucketFlags, filterFlags, oneOfFlag, whenFlag} from '../../cli/flags.js'
 import {DECISIONS} from '../../audit/events.js'
 import {STATEMENT_CLASSES} from '../../policy/types.js'
 import {highlight, SessionReader, type SearchMatch} from '../../audit/read.js'
@@ -29,6 +29,9 @@ export default class SessionsSearch extends DbgateCommand {
   static override flags = {
     ...bucketFlags,
     ...filterFlags,
+    // Statements by when they ran, not by when their session started (`SessionReader.searchAll`).
+    since: whenFlag('Only statements run since: a duration before now (7d, 12h, 1h30m, 1y), a UTC day (2026-01-31) or a date and time with its zone (2026-01-31T08:00:00Z); sessions started earlier included.'),
+    until: whenFlag('Only statements run until: a duration before now or an ISO date (a bare date means the end of that day).', {endOfDay: true}),
     table: Flags.string({summary: 'Only statements touching this table (schema.table or table).', helpValue: '<table>'}),
     class: oneOfFlag('Only statements of this class, as policy classifies them.', STATEMENT_CLASSES, {helpValue: '<class>', hint: commandHint}),
     decision: oneOfFlag('Only statements with this decision.', DECISIONS, {helpValue: '<decision>'}),
