@@ -327,10 +327,17 @@ export function highlight(sql: string, spans: [number, number][], mark: (s: stri
 
 export const CSV_COLUMNS = ['session', 'seq', 'started_at', 'user', 'agent', 'target', 'database', 'class', 'decision', 'rule', 'approval', 'duration_ms', 'rows', 'outcome', 'command_tags', 'tables', 'sqlstate', 'error', 'sql'] as const
 
+/**
+ * A cell a spreadsheet may read as a formula: one starting with = + - @ (or their full-width forms,
+ * which CJK versions of Excel accept), or with a tab or CR, also after leading blanks and line
+ * breaks, which importers that trim cells (LibreOffice's "Trim spaces", Sheets) take off first.
+ */
+const FORMULA_START = /^[\s\u3000]*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20]|^[\t\r]/
+
 function csvCell(v: unknown): string {
   const s = v === undefined || v === null ? '' : String(v)
-  // Cells starting with = + - @ are formulas in spreadsheets; a leading quote defuses them.
-  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s
+  // A leading quote defuses a formula: the cell is text.
+  const safe = FORMULA_START.test(s) ? `'${s}` : s
   return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe
 }
 
