@@ -151,7 +151,7 @@ describe('show and replay', () => {
     expect(steps.map((s) => s.delayMs)).toEqual([0, 500, 750, 750, 28000])
     expect(steps.flatMap((s) => s.lines)).toEqual([
       '+00:00.000 #1 session start s-alice by alice@example.com (human) on prod/app as app_rw',
-      '    client psql from 127.0.0.1:5432 · dbgate 0.1.0 · policy default@1',
+      '    client "psql" from 127.0.0.1:5432 · dbgate 0.1.0 · policy default@1',
       '+00:01.000 #2 ALLOW select · 3 rows · 3 ms',
       '    SELECT id, email FROM users WHERE id < 4',
       '    tables: public.users',
