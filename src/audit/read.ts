@@ -1,6 +1,7 @@
 import type {Bucket, ObjectInfo} from '../bucket/index.js'
 import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
 import {loadParser, parserReady} from '../sql/parser.js'
+import {AnalysisCache} from '../policy/cache.js'
 import {readForm} from './search-text.js'
 import {sessionObjectKey} from './shipper.js'
 import {visible} from '../util/visible.js'
@@ -223,6 +224,8 @@ export interface SearchMatch {
   /** What the server did with it, as recorded: `ok`, `error`, `aborted` (never ran), … and its CommandComplete tags. */
   outcome?: string
   commandTags?: string[]
+  /** When the text matched only through them: the PREPARE texts of the prepared statements its EXECUTEs ran. */
+  runs?: string[]
 }
 
 export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<SessionSummary, 'sessionId' | 'user' | 'target' | 'agent'>): SearchMatch[] {
@@ -231,8 +234,11 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
   const out: SearchMatch[] = []
   const since = q.since?.getTime()
   const until = q.until?.getTime()
+  const prepared = pattern ? new PreparedTexts() : undefined
   for (const ev of statementsOf(events)) {
     const d = ev.data as StatementData
+    // Every text of the session, in order, whatever the filters: a PREPARE defines what a later EXECUTE runs.
+    const runs = prepared?.read(d.sql, ev.type === 'statement' && d.outcome === 'ok') ?? []
     const at = new Date(d.startedAt ?? ev.ts).getTime()
     if ((since !== undefined && at < since) || (until !== undefined && at > until)) continue
     if (q.class && d.class !== q.class) continue
@@ -244,11 +250,52 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
       spans = matchSpans(d.sql, pattern)
       // Also as the server reads it: a comment, line breaks or an escaped name hid a statement from a search for its words.
       if (spans.length === 0) spans = readFormSpans(d.sql, pattern)
-      if (spans.length === 0) continue
+      // An EXECUTE matches by the statement it runs: `execute p` after `prepare p as delete from users` is a delete from users.
+      if (spans.length === 0 && !runs.some((text) => matchSpans(text, pattern).length > 0 || readFormSpans(text, pattern).length > 0)) continue
     }
-    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, ...(s.agent ? {agent: agentLabel(s.agent)} : {}), target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
+    const ranPrepared = pattern && spans.length === 0 ? {runs} : {}
+    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, ...(s.agent ? {agent: agentLabel(s.agent)} : {}), target: s.target, sql: d.sql, spans, ...ranPrepared, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
   }
   return out
+}
+
+/** Texts that may prepare, run or drop an SQL-level prepared statement; any other text is not parsed again. */
+const PREPARED_WORDS = /\b(prepare|execute|deallocate|discard)\b/i
+const searchAnalyses = new AnalysisCache({maxEntries: 5_000})
+
+/**
+ * A session's SQL-level prepared statements, read from its texts in order as the report reads them
+ * (src/report/risk.ts): `prepare p as delete from users` then `execute p` is a delete from users,
+ * but the second text says only `execute p`, so a search for what it did found the PREPARE (which
+ * ran nothing) and not the EXECUTE (which did).
+ */
+class PreparedTexts {
+  private readonly byName = new Map<string, string>()
+
+  /** The PREPARE texts of what `sql` executes, as defined before it; then what it prepares and (if it `ran`) deallocates. */
+  read(sql: string, ran: boolean): string[] {
+    if (!parserReady() || !PREPARED_WORDS.test(sql)) return []
+    let statements
+    try {
+      statements = searchAnalyses.analyze(sql).statements
+    } catch {
+      return []
+    }
+    const runs: string[] = []
+    for (const st of statements) {
+      for (const op of st.operations) {
+        const text = op.executes !== undefined ? this.byName.get(op.executes) : undefined
+        if (text !== undefined && !runs.includes(text)) runs.push(text)
+      }
+      // A PREPARE that failed defined nothing, but a later EXECUTE of its name is still worth finding.
+      if (st.prepare) this.byName.set(st.prepare.name, st.text)
+      if (st.deallocate && ran) {
+        if (st.deallocate.all) this.byName.clear()
+        else if (st.deallocate.name !== undefined) this.byName.delete(st.deallocate.name)
+      }
+    }
+    return runs
+  }
 }
 
 /**

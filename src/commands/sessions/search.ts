@@ -62,7 +62,8 @@ export default class SessionsSearch extends DbgateCommand {
         // Spans index the original text; collapsing whitespace first would shift them.
         const shown = highlight(m.sql, m.spans, (s) => chalk.inverse(s), oneLine)
         const answer = serverAnswer(m)
-        this.log(`${chalk.dim(`${session}#${m.seq}`)} ${ts} ${user} ${target} ${m.decision === 'allow' ? decision : chalk.red(decision)}${answer ? ` ${chalk.yellow(visible(answer))}` : ''}\n    ${shown}`)
+        const runs = (m.runs ?? []).map((text) => `\n    ${chalk.dim('runs:')} ${highlight(text, [], (x) => x, oneLine)}`).join('')
+        this.log(`${chalk.dim(`${session}#${m.seq}`)} ${ts} ${user} ${target} ${m.decision === 'allow' ? decision : chalk.red(decision)}${answer ? ` ${chalk.yellow(visible(answer))}` : ''}\n    ${shown}${runs}`)
       } else {
         this.log([session, m.seq, ts, user, target, decision, cls, sql].join('\t'))
       }
