@@ -27,7 +27,11 @@ const withdrawn = (i: number): FixtureStatement => ({
   approval: {id: `ap-w-${i}`, requestedAt: at(i), outcome: 'withdrawn', decidedAt: at(i)},
 })
 
+const allowedGrant = (i: number): FixtureStatement => ({sql: `GRANT SELECT ON orders TO reporting_${i}`, at: at(i), class: 'privilege', decision: 'allow'})
+
 const SESSIONS: FixtureSession[] = [
+  // Allowed privileged statements (a rule lets GRANTs through), then a DROP nobody approved.
+  {id: 'allowed', identity: bob, target: 'prod', start: at(0), ending: 'ended', statements: [...Array.from({length: 5}, (_, i) => allowedGrant(i)), {sql: 'DROP TABLE invoices', at: at(30), class: 'ddl', decision: 'allow'}]},
   {id: 'flood', identity: ada, target: 'prod', start: at(0), ending: 'ended', statements: [
     ...Array.from({length: 55}, (_, i) => refused(i)),
     ...Array.from({length: 55}, (_, i) => withdrawn(i)),
@@ -54,6 +58,11 @@ describe('report.md when a client floods it', () => {
     expect(attempts).toContain('`DROP TABLE customers`')
     expect(attempts.indexOf('DROP TABLE customers')).toBeLessThan(attempts.indexOf('GRANT SELECT'))
     expect(attempts).toMatch(/…and \d+ more in report\.json/)
+  })
+
+  it('names the DROP that ran without approval among the first exceptions of CC6.3', () => {
+    const row = md.split('\n').find((l) => l.startsWith('| CC6.3'))!
+    expect(row).toContain('DROP TABLE ran without approval: bob@example.com, session allowed')
   })
 
   it('lists the granted approval before the withdrawn ones', () => {
