@@ -119,8 +119,13 @@ export class SessionReader {
     return (await this.searchAll(q)).matches
   }
 
-  /** `search`, with the objects under `sessions/` that could not be read and so were not searched. */
-  async searchAll(q: SearchQuery): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]}> {
+  /**
+   * `search`, with the objects under `sessions/` that could not be read and so were not searched,
+   * and whether more statements match than `limit` (`truncated`): sessions are searched newest
+   * first, so a client that filled a newer session with matches (a comment holding the words, two
+   * hundred times) hid every older match behind the limit, and nothing said there were more.
+   */
+  async searchAll(q: SearchQuery): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]; truncated?: true}> {
     // Statements are found by when they ran: a session started before --since may have run some since.
     const {sessions, unreadable} = await this.listing({...q, spanning: true})
     // The scanner reads each statement as the server does, for the texts a plain match misses.
@@ -129,8 +134,9 @@ export class SessionReader {
     for (const s of sessions) {
       const {events} = await this.loadSummary(s)
       for (const m of searchEvents(events, q, s)) {
+        // One past the limit says that there are more; it is not returned.
+        if (q.limit && matches.length >= q.limit) return {matches, unreadable, truncated: true}
         matches.push(m)
-        if (q.limit && matches.length >= q.limit) return {matches, unreadable}
       }
     }
     return {matches, unreadable}

@@ -39,10 +39,10 @@ export default class SessionsSearch extends DbgateCommand {
     limit: Flags.integer({char: 'n', summary: 'Stop after this many matches.', default: 200, min: 1}),
   }
 
-  async run(): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]}> {
+  async run(): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]; truncated?: true}> {
     const {args, flags} = await this.parse(SessionsSearch)
     const {bucket} = await resolveBucket(flags, this)
-    const {matches, unreadable} = await new SessionReader(bucket).searchAll({
+    const {matches, unreadable, truncated} = await new SessionReader(bucket).searchAll({
       ...listFilters(flags),
       text: args.text,
       regex: flags.regex,
@@ -69,9 +69,11 @@ export default class SessionsSearch extends DbgateCommand {
       }
     }
     if (matches.length === 0) this.logToStderr('No statements match.')
+    // Newest sessions first: a match in an older one may be past the limit, so the limit is never silent.
+    if (truncated) this.logToStderr(`More statements match than the ${flags.limit} shown (--limit ${flags.limit}); sessions are searched newest first, so older matches are not shown: raise --limit, or narrow the search with --since/--until, --user, --target, --table or --decision.`)
     // Not searched, so a match may hide in them: said after the matches, and the exit code says it too.
     for (const line of unreadableReport(unreadable)) this.logToStderr(line)
     if (unreadable.length) process.exitCode = EXIT_FAILURE
-    return {matches, unreadable}
+    return {matches, unreadable, ...(truncated ? {truncated} : {})}
   }
 }
