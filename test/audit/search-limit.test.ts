@@ -3,6 +3,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {Recorder} from '../../src/audit/recorder.js'
 import {shipPending} from '../../src/audit/shipper.js'
 import {loadOrCreateInstallationKey, publishKey} from '../../src/audit/signing.js'
+import SessionsList from '../../src/commands/sessions/list.js'
 import SessionsSearch from '../../src/commands/sessions/search.js'
 import {FileBucket} from '../../src/bucket/index.js'
 import {captureCommand} from '../helpers/capture.js'
@@ -37,6 +38,13 @@ describe('sessions search at its limit', () => {
     const flood = rec.startSession({...base, sessionId: 'newer-flood', identity: mallory, startedAt: new Date('2026-03-02T10:00:00Z')})
     for (let i = 0; i < 250; i++) flood.statement(stmt('newer-flood', `select ${i} -- drop table`, {startedAt: new Date(Date.UTC(2026, 2, 2, 10, 0, 1, i))}))
     await flood.end('client-closed')
+    // Sixty short sessions, newer than both.
+    for (let i = 0; i < 60; i++) {
+      const id = `short-${String(i).padStart(2, '0')}`
+      const short = rec.startSession({...base, sessionId: id, identity: mallory, startedAt: new Date(Date.UTC(2026, 2, 3, 10, i))})
+      short.statement(stmt(id, 'select 1', {startedAt: new Date(Date.UTC(2026, 2, 3, 10, i, 1))}))
+      await short.end('client-closed')
+    }
     await shipPending({bucket, signer: key, spoolDir})
   })
   afterAll(async () => {
@@ -51,6 +59,16 @@ describe('sessions search at its limit', () => {
     expect(text.stderr).toMatch(/More statements match than the 200 shown \(--limit 200\).*raise --limit, or narrow the search/)
     const json = await captureCommand(() => SessionsSearch.run(['--bucket', bucket.url, '--json', 'drop table'], {root}))
     expect(JSON.parse(json.stdout)).toMatchObject({truncated: true})
+  })
+
+  it('sessions list says that older sessions match too and are not shown', async () => {
+    const r = await captureCommand(() => SessionsList.run(['--bucket', bucket.url], {root}))
+    expect(r.stdout).not.toContain('older-real')
+    expect(r.stderr).toMatch(/12 older sessions match too and are not shown \(--limit 50\)/)
+    const json = await captureCommand(() => SessionsList.run(['--bucket', bucket.url, '--json', '--limit', '62'], {root}))
+    const out = JSON.parse(json.stdout) as {sessions: {sessionId: string}[]; notShown?: number}
+    expect(out.sessions.map((x) => x.sessionId)).toContain('older-real')
+    expect(out.notShown).toBeUndefined()
   })
 
   it('says nothing of the kind when every match is shown', async () => {
