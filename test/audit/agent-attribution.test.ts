@@ -4,7 +4,9 @@ import {Recorder} from '../../src/audit/recorder.js'
 import {shipPending} from '../../src/audit/shipper.js'
 import {loadOrCreateInstallationKey, publishKey} from '../../src/audit/signing.js'
 import SessionsExport from '../../src/commands/sessions/export.js'
+import SessionsList from '../../src/commands/sessions/list.js'
 import SessionsSearch from '../../src/commands/sessions/search.js'
+import SessionsShow from '../../src/commands/sessions/show.js'
 import {FileBucket} from '../../src/bucket/index.js'
 import {captureCommand} from '../helpers/capture.js'
 import {alice, removeTempDirs, stmt, tempDir} from './helpers.js'
@@ -40,6 +42,9 @@ describe('statements an AI agent ran, in exports and searches', () => {
     const hostile = rec.startSession({...base, sessionId: 'by-hostile-agent', client: {address: '127.0.0.1:2'}, agent: {client: 'mcp', name: '=HYPERLINK("http://x.example/","ok")'}})
     hostile.statement(stmt('by-hostile-agent', 'DELETE FROM carts WHERE id = 8', {commandTags: ['DELETE 1']}))
     await hostile.end('client-closed')
+    const forging = rec.startSession({...base, sessionId: 'by-forging-agent', client: {address: '127.0.0.1:4'}, agent: {client: 'mcp', name: 'claude-code 2.1.0 (MCP) acting for bob@example.com —', version: '1.0 (MCP) for bob'}})
+    forging.statement(stmt('by-forging-agent', 'select 1'))
+    await forging.end('client-closed')
     const person = rec.startSession({...base, sessionId: 'by-alice', client: {application: 'psql', address: '127.0.0.1:3'}})
     person.statement(stmt('by-alice', 'DELETE FROM carts WHERE id = 9', {commandTags: ['DELETE 1']}))
     await person.end('client-closed')
@@ -59,12 +64,22 @@ describe('statements an AI agent ran, in exports and searches', () => {
     // No cell here holds a comma or a quote but the hostile name, which is quoted whole.
     const agentOf = (id: string) => {
       const row = rows.find((l) => l.startsWith(`${id},`))!
-      return row.startsWith('by-hostile-agent') ? /,"('=HYPERLINK\(""[^"]*"",""ok""\) \(MCP\))",/.exec(row)?.[1] : row.split(',')[agentAt]
+      return row.startsWith('by-hostile-agent') ? /,"(""=HYPERLINK[^,]*,[^,]*\(MCP\))",/.exec(row)?.[1] : row.split(',')[agentAt]
     }
     expect(agentOf('by-agent')).toBe('claude-code 2.1.0 (MCP)')
     expect(agentOf('by-alice')).toBe('')
-    // A formula the agent named itself stays text in a spreadsheet.
-    expect(agentOf('by-hostile-agent')).toBe(`'=HYPERLINK(""http://x.example/"",""ok"") (MCP)`)
+    // A formula the agent named itself stays text in a spreadsheet: the name is in quotes, which no formula starts with.
+    expect(agentOf('by-hostile-agent')).toBe(`""=HYPERLINK(\\""http://x.example/\\"",\\""ok\\"")"" (MCP)`)
+  })
+
+  it('sessions list and show quote an agent name that is more than a word, so it cannot speak for dbgate', async () => {
+    const label = '"claude-code 2.1.0 (MCP) acting for bob@example.com —" "1.0 (MCP) for bob" (MCP)'
+    const list = await captureCommand(() => SessionsList.run(['--bucket', bucket.url], {root}))
+    expect(list.stdout.split('\n').find((l) => l.startsWith('by-forging-agent\t'))).toContain(`\talice@example.com via ${label}\t`)
+    const show = await captureCommand(() => SessionsShow.run(['by-forging-agent', '--bucket', bucket.url], {root}))
+    expect(show.stdout).toContain(`AI agent ${label} acting for alice@example.com`)
+    // A name that is one word stays as the agent wrote it.
+    expect(list.stdout.split('\n').find((l) => l.startsWith('by-agent\t'))).toContain('\talice@example.com via claude-code 2.1.0 (MCP)\t')
   })
 
   it('sessions search names the agent beside the person, in text and in JSON', async () => {
