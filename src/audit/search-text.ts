@@ -140,7 +140,7 @@ function backslashEscape(text: string, i: number): [string, number] {
   return [c, 2]
 }
 
-/** `\XXXX`, `\+XXXXXX` and a doubled escape character of U&"…" and U&'…'. */
+/** `\hhhh`, `\+hhhhhh` (hex digits) and a doubled escape character of U&"…" and U&'…'. */
 function unicodeEscapes(body: string, esc: string): string {
   let out = ''
   for (let i = 0; i < body.length; ) {
