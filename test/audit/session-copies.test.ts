@@ -63,6 +63,17 @@ describe('a session log copied under other keys', () => {
     expect(r.exitCode).toBe(1)
   })
 
+  it('sessions verify --file fails every log of the session after the first, in an export of the whole bucket', async () => {
+    const file = join(await tempDir('dbgate-copies-export-'), 'all.jsonl')
+    await run(SessionsExport, '-o', file)
+    const r = await run(SessionsVerify, '--file', file, '--json')
+    const results = (r.result as {sessions: {source: string; sessionId?: string; ok: boolean; problems: {code: string}[]}[]}).sessions
+    expect(results.filter((x) => x.sessionId === ID)).toHaveLength(4)
+    expect(results.filter((x) => x.ok)).toHaveLength(1)
+    expect(results.filter((x) => x.problems.some((p) => p.code === 'DUPLICATE_SESSION'))).toHaveLength(3)
+    expect(r.exitCode).toBe(1)
+  })
+
   it('with no copy where the shipper stores it, says which objects hold the session instead of guessing', async () => {
     await bucket.delete(PLACED)
     const r = (await run(SessionsShow, ID).catch((e: Error) => e)) as Error
