@@ -203,7 +203,7 @@ export class SessionCache {
    * on dt= and target=), and every object there that cannot be read as a session log. Objects
    * whose key does not parse are never pruned: nothing says which period or target they are in.
    */
-  async scan(keep: (key: string) => boolean = () => true): Promise<Listing> {
+  async scan(keep: (key: string, info: ObjectInfo) => boolean = () => true): Promise<Listing> {
     const idx = await this.loadIndex()
     const sessions: SessionSummary[] = []
     const unreadable: UnreadableObject[] = []
@@ -217,7 +217,7 @@ export class SessionCache {
         unreadable.push({key: info.key, size: info.size, problem: parsed.problem})
         continue
       }
-      if (!keep(info.key)) continue
+      if (!keep(info.key, info)) continue
       const cached = idx.entries[info.key]
       if (cached && cached.etag === info.etag) {
         sessions.push(cached.summary)

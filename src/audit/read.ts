@@ -1,5 +1,11 @@
-import type {Bucket} from '../bucket/index.js'
+import type {Bucket, ObjectInfo} from '../bucket/index.js'
 import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
+import {loadParser, parserReady} from '../sql/parser.js'
+import {AnalysisCache} from '../policy/cache.js'
+import {readForm} from './search-text.js'
+import {sessionObjectKey} from './shipper.js'
+import {visible} from '../util/visible.js'
+import {agentLabel} from '../identity/types.js'
 import {parseSessionKey, SessionCache, UnreadableObjectError, type Listing, type SessionSummary, type UnreadableObject} from './index-cache.js'
 
 export interface ListFilters {
@@ -12,6 +18,13 @@ export interface ListFilters {
   denied?: boolean
   /** Only sessions through this client: `mcp` (AI agents) or `connect` (everything else). */
   client?: 'connect' | 'mcp'
+  /**
+   * Also the sessions that started before `since` and were still being recorded then: their object
+   * was written at or after `since`, and their end, if they have one, is not before it. A report
+   * takes their statements from `since` on; started the evening before, a session's statements of
+   * the period were in no report of it.
+   */
+  spanning?: boolean
 }
 
 /** The read side over one bucket: a cache of shipped sessions plus list, search, show and export. */
@@ -32,9 +45,11 @@ export class SessionReader {
     // Prune by key before downloading anything: dt= is the UTC start day, target= the target.
     const sinceDay = f.since?.toISOString().slice(0, 10)
     const untilDay = f.until?.toISOString().slice(0, 10)
-    const keep = (key: string) => {
+    const keep = (key: string, info: ObjectInfo) => {
       const {day, target} = parseSessionKey(key) as {day?: string; target?: string}
-      if (day && sinceDay && day < sinceDay) return false
+      // Written at or after `since`: a session started earlier may have run statements in the period.
+      const spans = f.spanning && f.since !== undefined && info.lastModified.getTime() >= f.since.getTime()
+      if (day && sinceDay && day < sinceDay && !spans) return false
       if (day && untilDay && day > untilDay) return false
       if (f.target && target && target !== f.target) return false
       return true
@@ -43,9 +58,8 @@ export class SessionReader {
     const user = f.user?.toLowerCase()
     const sessions = all
       .filter((s) => {
-        const t = s.startedAt ? new Date(s.startedAt).getTime() : 0
-        if (f.since && t < f.since.getTime()) return false
-        if (f.until && t > f.until.getTime()) return false
+        // A log without its session.start has no start time: its key's day (pruned above) is all that places it.
+        if (s.startedAt !== undefined && !inPeriod(s, f)) return false
         if (user && ![s.user, s.subject].some((u) => u?.toLowerCase().includes(user))) return false
         if (f.denied && s.totals.denied === 0 && !s.refused) return false
         if (f.client && (s.agent ? 'mcp' : 'connect') !== f.client) return false
@@ -55,8 +69,21 @@ export class SessionReader {
     return {sessions, unreadable}
   }
 
-  /** One session's raw lines and parsed events, by id or unique id prefix. */
+  /**
+   * One session's raw lines and parsed events, by id or unique id prefix. When the bucket holds the
+   * session's log under several keys, the one stored where the shipper stores it (`placedCopy`).
+   */
   async load(sessionIdOrPrefix: string): Promise<LoadedSession> {
+    const copies = await this.copiesOf(sessionIdOrPrefix)
+    return this.loadSummary(placedCopy(copies))
+  }
+
+  /**
+   * Every object that holds the session an id or unique id prefix names: one, unless its log was
+   * copied or moved under other keys too (each summary's `sessionId` is the one its session.start
+   * says, whatever the key). `verify` checks them all; the other readers take `placedCopy`.
+   */
+  async copiesOf(sessionIdOrPrefix: string): Promise<SessionSummary[]> {
     if (!sessionIdOrPrefix.trim()) throw new Error('give a session id, or the first characters of one (`dbgate sessions list` shows them)')
     const {sessions: all, unreadable} = await this.cache.scan()
     const exact = all.filter((s) => s.sessionId === sessionIdOrPrefix)
@@ -73,12 +100,14 @@ export class SessionReader {
     }
     if (damaged.length > 0) throw new UnreadableObjectError(damaged[0]!.key, damaged[0]!.problem)
     if (found.length === 0) throw new Error(`no shipped session ${sessionIdOrPrefix} in ${this.bucket.url}; run \`dbgate sessions sync\` if it is still in the local spool`)
+    // Copies of one log under other keys all carry its id: still one session, not an ambiguous prefix.
+    if (found.length > 1 && found.every((s) => s.sessionId === found[0]!.sessionId)) return found
     if (found.length > 1) {
       const shown = found.slice(0, 5).map((s) => s.sessionId).join(', ')
       const more = found.length > 5 ? ` and ${found.length - 5} more` : ''
       throw new Error(`session prefix ${JSON.stringify(sessionIdOrPrefix)} matches ${found.length} sessions: ${shown}${more}; give more of the id (\`dbgate sessions list\` shows them)`)
     }
-    return this.loadSummary(found[0]!)
+    return found
   }
 
   async loadSummary(summary: SessionSummary): Promise<LoadedSession> {
@@ -90,19 +119,54 @@ export class SessionReader {
     return (await this.searchAll(q)).matches
   }
 
-  /** `search`, with the objects under `sessions/` that could not be read and so were not searched. */
-  async searchAll(q: SearchQuery): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]}> {
-    const {sessions, unreadable} = await this.listing(q)
+  /**
+   * `search`, with the objects under `sessions/` that could not be read and so were not searched,
+   * and whether more statements match than `limit` (`truncated`): sessions are searched newest
+   * first, so a client that filled a newer session with matches (a comment holding the words, two
+   * hundred times) hid every older match behind the limit, and nothing said there were more.
+   */
+  async searchAll(q: SearchQuery): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]; truncated?: true}> {
+    // Statements are found by when they ran: a session started before --since may have run some since.
+    const {sessions, unreadable} = await this.listing({...q, spanning: true})
+    // The scanner reads each statement as the server does, for the texts a plain match misses.
+    if (q.text) await loadParser()
     const matches: SearchMatch[] = []
     for (const s of sessions) {
       const {events} = await this.loadSummary(s)
       for (const m of searchEvents(events, q, s)) {
+        // One past the limit says that there are more; it is not returned.
+        if (q.limit && matches.length >= q.limit) return {matches, unreadable, truncated: true}
         matches.push(m)
-        if (q.limit && matches.length >= q.limit) return {matches, unreadable}
       }
     }
     return {matches, unreadable}
   }
+}
+
+/** Whether a session that has a start time is in the filters' period (see `ListFilters.spanning`). */
+function inPeriod(s: SessionSummary, f: ListFilters): boolean {
+  const t = new Date(s.startedAt!).getTime()
+  if (f.until && t > f.until.getTime()) return false
+  if (!f.since || t >= f.since.getTime()) return true
+  return f.spanning === true && !(s.endedAt !== undefined && new Date(s.endedAt).getTime() < f.since.getTime())
+}
+
+/**
+ * Of the objects holding one session's log, the one stored under the key the shipper gives it (its
+ * id, start day and target: `sessionObjectKey`); the others were copied or moved, and `verify` fails
+ * them with OBJECT_KEY_MISMATCH. Someone who can write the bucket once made a session impossible to
+ * show, replay, verify or export by id with one copy of its log under another day ("matches 2
+ * sessions: X, X; give more of the id"). When none or several are in place, nothing says which
+ * to read: an error names every key.
+ */
+export function placedCopy(copies: readonly SessionSummary[]): SessionSummary {
+  if (copies.length === 1) return copies[0]!
+  const placed = copies.filter((s) => s.startedAt !== undefined && s.key === sessionObjectKey(s.sessionId, s.target, s.startedAt))
+  if (placed.length === 1) return placed[0]!
+  const id = copies[0]!.sessionId
+  throw new Error(
+    `session ${visible(id)} is held by ${copies.length} objects (${copies.map((s) => visible(s.key)).join(', ')}) and ${placed.length === 0 ? 'none is' : 'more than one is'} stored under the key the shipper gives it; its log was copied or moved there: \`dbgate sessions verify ${visible(id)}\` checks each`,
+  )
 }
 
 /** Summaries of the named sessions, in the order named; one at a time so the cache fetches each object once. */
@@ -154,6 +218,8 @@ export interface SearchMatch {
   seq: number
   ts: string
   user?: string
+  /** The AI agent that ran the statement for `user` through `dbgate mcp` (`claude-code 2.1.0 (MCP)`). */
+  agent?: string
   target: string
   sql: string
   /** [start, end) offsets into `sql` of each hit, for highlighting. */
@@ -164,30 +230,89 @@ export interface SearchMatch {
   /** What the server did with it, as recorded: `ok`, `error`, `aborted` (never ran), … and its CommandComplete tags. */
   outcome?: string
   commandTags?: string[]
+  /** When the text matched only through them: the PREPARE texts of the prepared statements its EXECUTEs ran. */
+  runs?: string[]
 }
 
-export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<SessionSummary, 'sessionId' | 'user' | 'target'>): SearchMatch[] {
+export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<SessionSummary, 'sessionId' | 'user' | 'target' | 'agent'>): SearchMatch[] {
   const pattern = q.text ? (q.regex ? new RegExp(q.text, 'gi') : new RegExp(escapeRegExp(q.text), 'gi')) : undefined
   const table = q.table?.toLowerCase()
   const out: SearchMatch[] = []
+  const since = q.since?.getTime()
+  const until = q.until?.getTime()
+  const prepared = pattern ? new PreparedTexts() : undefined
   for (const ev of statementsOf(events)) {
     const d = ev.data as StatementData
+    // Every text of the session, in order, whatever the filters: a PREPARE defines what a later EXECUTE runs.
+    const runs = prepared?.read(d.sql, ev.type === 'statement' && d.outcome === 'ok') ?? []
+    const at = new Date(d.startedAt ?? ev.ts).getTime()
+    if ((since !== undefined && at < since) || (until !== undefined && at > until)) continue
     if (q.class && d.class !== q.class) continue
     if (q.decision && d.decision !== q.decision) continue
     if (q.denied && !isDenied(d.decision)) continue
-    if (table && !(d.tables ?? []).some((t) => t.toLowerCase() === table || t.toLowerCase().endsWith('.' + table))) continue
-    const spans: [number, number][] = []
+    if (table && !(d.tables ?? []).some((t) => tableAnswersTo(t, table))) continue
+    let spans: [number, number][] = []
     if (pattern) {
-      pattern.lastIndex = 0
-      for (const m of d.sql.matchAll(pattern)) {
-        if (m[0].length === 0) break
-        spans.push([m.index!, m.index! + m[0].length])
-      }
-      if (spans.length === 0) continue
+      spans = matchSpans(d.sql, pattern)
+      // Also as the server reads it: a comment, line breaks or an escaped name hid a statement from a search for its words.
+      if (spans.length === 0) spans = readFormSpans(d.sql, pattern)
+      // An EXECUTE matches by the statement it runs: `execute p` after `prepare p as delete from users` is a delete from users.
+      if (spans.length === 0 && !runs.some((text) => matchSpans(text, pattern).length > 0 || readFormSpans(text, pattern).length > 0)) continue
     }
-    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, target: s.target, sql: d.sql, spans, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
+    const ranPrepared = pattern && spans.length === 0 ? {runs} : {}
+    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, ...(s.agent ? {agent: agentLabel(s.agent)} : {}), target: s.target, sql: d.sql, spans, ...ranPrepared, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
   }
   return out
+}
+
+/** Texts that may prepare, run or drop an SQL-level prepared statement; any other text is not parsed again. */
+const PREPARED_WORDS = /\b(prepare|execute|deallocate|discard)\b/i
+const searchAnalyses = new AnalysisCache({maxEntries: 5_000})
+
+/**
+ * A session's SQL-level prepared statements, read from its texts in order as the report reads them
+ * (src/report/risk.ts): `prepare p as delete from users` then `execute p` is a delete from users,
+ * but the second text says only `execute p`, so a search for what it did found the PREPARE (which
+ * ran nothing) and not the EXECUTE (which did).
+ */
+class PreparedTexts {
+  private readonly byName = new Map<string, string>()
+
+  /** The PREPARE texts of what `sql` executes, as defined before it; then what it prepares and (if it `ran`) deallocates. */
+  read(sql: string, ran: boolean): string[] {
+    if (!parserReady() || !PREPARED_WORDS.test(sql)) return []
+    let statements
+    try {
+      statements = searchAnalyses.analyze(sql).statements
+    } catch {
+      return []
+    }
+    const runs: string[] = []
+    for (const st of statements) {
+      for (const op of st.operations) {
+        const text = op.executes !== undefined ? this.byName.get(op.executes) : undefined
+        if (text !== undefined && !runs.includes(text)) runs.push(text)
+      }
+      // A PREPARE that failed defined nothing, but a later EXECUTE of its name is still worth finding.
+      if (st.prepare) this.byName.set(st.prepare.name, st.text)
+      if (st.deallocate && ran) {
+        if (st.deallocate.all) this.byName.clear()
+        else if (st.deallocate.name !== undefined) this.byName.delete(st.deallocate.name)
+      }
+    }
+    return runs
+  }
+}
+
+/**
+ * Whether a recorded table is the one `--table` names (lower case): `users` names it in any schema,
+ * `public.users` names it in public, and a name recorded unqualified (as the text wrote it) is the
+ * public one, as the guardrails read it (src/policy/glob.ts `tableNames`: search_path cannot be
+ * changed). Matched only as written, `--table public.users` missed every `delete from users`.
+ */
+export function tableAnswersTo(recorded: string, wanted: string): boolean {
+  const t = recorded.toLowerCase()
+  return t === wanted || t.endsWith('.' + wanted) || (!t.includes('.') && `public.${t}` === wanted)
 }
 
 /** The CSV outcome of a statement whose rows the client read and whose end the log never got. */
@@ -211,6 +336,37 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
 
+/** [start, end) of each non-empty hit of `pattern` in `text`. */
+function matchSpans(text: string, pattern: RegExp): [number, number][] {
+  const spans: [number, number][] = []
+  pattern.lastIndex = 0
+  for (const m of text.matchAll(pattern)) {
+    if (m[0].length === 0) break
+    spans.push([m.index!, m.index! + m[0].length])
+  }
+  return spans
+}
+
+/**
+ * The hits of `pattern` in the text as PostgreSQL reads it (src/audit/search-text.ts), as spans of
+ * the recorded text: each covers the whole tokens the hit falls in, and overlapping ones are merged.
+ * None when the parser is not loaded or cannot scan the text.
+ */
+function readFormSpans(sql: string, pattern: RegExp): [number, number][] {
+  if (!parserReady()) return []
+  const form = readForm(sql)
+  if (!form) return []
+  const composed = new RegExp(pattern.source.normalize('NFC'), pattern.flags)
+  const spans: [number, number][] = []
+  for (const [a, b] of matchSpans(form.text, composed)) {
+    const span: [number, number] = [form.from[a]!, form.to[b - 1]!]
+    const last = spans.at(-1)
+    if (last && span[0] <= last[1]) last[1] = Math.max(last[1], span[1])
+    else spans.push(span)
+  }
+  return spans
+}
+
 /** `sql` with each span wrapped by `mark` (e.g. chalk.inverse on a TTY, or «» in plain text). */
 export function highlight(sql: string, spans: [number, number][], mark: (s: string) => string, show: (s: string) => string = (s) => s): string {
   let out = ''
@@ -222,12 +378,19 @@ export function highlight(sql: string, spans: [number, number][], mark: (s: stri
   return out + show(sql.slice(at))
 }
 
-export const CSV_COLUMNS = ['session', 'seq', 'started_at', 'user', 'target', 'database', 'class', 'decision', 'rule', 'approval', 'duration_ms', 'rows', 'outcome', 'command_tags', 'tables', 'sqlstate', 'error', 'sql'] as const
+export const CSV_COLUMNS = ['session', 'seq', 'started_at', 'user', 'agent', 'target', 'database', 'class', 'decision', 'rule', 'approval', 'duration_ms', 'rows', 'outcome', 'command_tags', 'tables', 'sqlstate', 'error', 'sql'] as const
+
+/**
+ * A cell a spreadsheet may read as a formula: one starting with = + - @ (or their full-width forms,
+ * which CJK versions of Excel accept), or with a tab or CR, also after leading blanks and line
+ * breaks, which importers that trim cells (LibreOffice's "Trim spaces", Sheets) take off first.
+ */
+const FORMULA_START = /^[\s\u3000]*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20]|^[\t\r]/
 
 function csvCell(v: unknown): string {
   const s = v === undefined || v === null ? '' : String(v)
-  // Cells starting with = + - @ are formulas in spreadsheets; a leading quote defuses them.
-  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s
+  // A leading quote defuses a formula: the cell is text.
+  const safe = FORMULA_START.test(s) ? `'${s}` : s
   return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe
 }
 
@@ -242,7 +405,7 @@ export function* exportSession(session: LoadedSession, format: 'jsonl' | 'csv', 
   for (const ev of statementsOf(session.events)) {
     const d = ev.data as StatementData
     const outcome = ev.type === 'statement.streaming' ? UNFINISHED : d.outcome
-    const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, outcome, (ev.type === 'statement' ? (d.commandTags ?? []) : []).join('; '), (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
+    const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.agent ? agentLabel(s.agent) : undefined, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, outcome, (ev.type === 'statement' ? (d.commandTags ?? []) : []).join('; '), (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
     yield row.map(csvCell).join(',') + '\n'
   }
 }

@@ -122,10 +122,13 @@ function renderEventLines(raw: AuditEvent, opts: RenderOptions): string[] {
   switch (ev.type) {
     case 'session.start': {
       const d = ev.data as SessionStartData
+      // The application name and startup user are the client's text: quoted, as a JSON string is, so
+      // neither can end its quotes (`psql" from 10.0.0.7:5432 · dbgate 2.0`) and read as dbgate's words.
+      const rawClient = (raw.data as Partial<SessionStartData> | null)?.client
       const who = d.identity?.email ?? d.identity?.subject
       return [
         `${head} ${c.bold('session start')} ${d.sessionId} by ${c.cyan(who)} (${d.identity?.kind}) on ${d.target}/${d.database} as ${d.dbUser}`,
-        `    client ${d.client?.application ?? '?'}${d.client?.user !== undefined ? ` (startup user "${d.client.user}", not a role)` : ''} from ${d.client?.address} · dbgate ${d.dbgateVersion}${d.policy?.version ? ` · policy ${d.policy.version}` : ''}`,
+        `    client ${rawClient?.application !== undefined ? quoted(rawClient.application) : '?'}${rawClient?.user !== undefined ? ` (startup user ${quoted(rawClient.user)}, not a role)` : ''} from ${d.client?.address} · dbgate ${d.dbgateVersion}${d.policy?.version ? ` · policy ${d.policy.version}` : ''}`,
         ...(d.agent ? [`    AI agent ${agentLabel(d.agent)} acting for ${who}`] : []),
       ]
     }
@@ -173,6 +176,11 @@ function renderEventLines(raw: AuditEvent, opts: RenderOptions): string[] {
     default:
       return [`${head} ${c.magenta(ev.type)} ${JSON.stringify(ev.data)}`]
   }
+}
+
+/** Text the client chose, in quotes it cannot close: a JSON string, with what a terminal would act on made visible. */
+function quoted(s: unknown): string {
+  return visible(JSON.stringify(String(s)))
 }
 
 /** The approval events the tunnel writes around a held statement (src/approvals/gate.ts). */

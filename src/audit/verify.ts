@@ -26,6 +26,7 @@ export type ProblemCode =
   | 'TOTALS_MISMATCH'
   | 'OBJECT_KEY_MISMATCH'
   | 'OBJECT_UNREADABLE'
+  | 'DUPLICATE_SESSION'
 
 export interface VerifyProblem {
   /** 1-based line number in the log. */
@@ -245,6 +246,25 @@ export function verifySession(input: string | Buffer | string[], keys: KeyRing, 
 /** The verdict on an object under `sessions/` that cannot be read as a log at all (src/audit/index-cache.ts). */
 export function unreadableObjectResult(problem: string): VerifyResult {
   return {ok: false, status: 'incomplete', lines: 0, signedThroughSeq: 0, keyIds: [], problems: [{line: 0, code: 'OBJECT_UNREADABLE', message: `cannot be read as a session log: ${problem}`}]}
+}
+
+/**
+ * Logs read from files (an export) hold no bucket key to check where each was stored, so a session's
+ * log exported twice (a copy under another day or target, which the bucket's `verify` fails with
+ * OBJECT_KEY_MISMATCH) verified twice, and an export of a period counted it twice. Every log after
+ * the first with the same session id fails with DUPLICATE_SESSION, naming where the first is.
+ */
+export function flagDuplicateSessions<T extends VerifyResult & {source: string}>(results: T[]): T[] {
+  const first = new Map<string, string>()
+  return results.map((r) => {
+    if (r.sessionId === undefined) return r
+    const earlier = first.get(r.sessionId)
+    if (earlier === undefined) {
+      first.set(r.sessionId, r.source)
+      return r
+    }
+    return {...r, ok: false, problems: [...r.problems, {line: 0, code: 'DUPLICATE_SESSION' as const, message: `session ${r.sessionId} is verified already, from ${earlier}: one session has one log, so this is a copy of it, or a log made under its id`}]}
+  })
 }
 
 /** Splits logs exported back to back (`sessions export`) at each first line, keeping every byte. */

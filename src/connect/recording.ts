@@ -120,6 +120,28 @@ function withExecutedTables(tables: string[], analysis: Analysis, judged: readon
 }
 
 /**
+ * `tables` with every relation the guardrails judged the text to reach, as `tables:` rules saw
+ * them (each operation's, `StatementVerdict.judged`): behind the views and rules it reads or writes
+ * through, in the bodies of the functions and operators it calls, written by the triggers and the
+ * foreign keys cascading from its writes. Recorded as the text names them only, `select
+ * public.salary_of(1)` over hr.salaries, refused by a rule on hr.*, was found by no `sessions search
+ * --table hr.salaries` and counted in no report's tables. Worked out once per judged list.
+ */
+const judgedTablesOf = new WeakMap<readonly StatementAnalysis[], readonly string[]>()
+function withJudgedTables(tables: string[], judged: readonly StatementAnalysis[] | undefined): string[] {
+  if (judged === undefined) return tables
+  let reached = judgedTablesOf.get(judged)
+  if (!reached) {
+    const names = new Set<string>()
+    for (const st of judged) for (const op of st.operations) for (const t of op.tables) names.add(t.schema ? `${t.schema}.${t.name}` : t.name)
+    reached = Object.freeze([...names])
+    judgedTablesOf.set(judged, reached)
+  }
+  if (reached.every((n) => tables.includes(n))) return tables
+  return [...new Set([...tables, ...reached])]
+}
+
+/**
  * The analysis of the event's text: the one the guardrails judged it by, carried on its verdict
  * (a text answered by its shape is not in the text cache), else the shared cache's. The verdict's
  * is used only when it is of this very text; the cap is the target's for both.
@@ -136,7 +158,9 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
   const {decision, approval} = event.verdict
   const decisive = decision?.decisive ?? decision?.statements[0]
   const analysis = event.sql ? analysisOf(event, opts.maxStatementSize) : undefined
-  const tables = analysis ? withExecutedTables(recordedTables(analysis), analysis, event.verdict.judged) : undefined
+  // What was judged is this text's only when the verdict's analysis is (a stage may hand on another text's verdict).
+  const judgedHere = event.verdict.analysis?.sql === event.sql ? event.verdict.judged : undefined
+  const tables = analysis ? withJudgedTables(withExecutedTables(recordedTables(analysis), analysis, event.verdict.judged), judgedHere) : undefined
   // Member by member, not with spreads: this runs for every statement.
   let details: StatementDetails
   if (decision?.syntaxError) {

@@ -28,9 +28,18 @@ export interface AgentInfo {
   version?: string
 }
 
-/** "claude-code 1.2.3 (MCP)": how people read an agent in lists and prompts. */
+/** A name or version that reads as one word: shown bare; anything else is the agent's own sentence. */
+const PLAIN_WORD = /^[\p{L}\p{N}_.@/+:-]+$/u
+
+/**
+ * "claude-code 1.2.3 (MCP)": how people read an agent in lists and prompts. The name and version are
+ * what the agent said in the MCP handshake; one that is more than a word is quoted (as a JSON
+ * string), so `x 1.0 (MCP) acting for bob@example.com —` cannot pass for dbgate's own words about
+ * who the agent acted for: `"x 1.0 (MCP) acting for bob@example.com —" (MCP)`.
+ */
 export function agentLabel(agent: AgentInfo): string {
-  return `${agent.name}${agent.version ? ` ${agent.version}` : ''} (MCP)`
+  const word = (s: string) => (PLAIN_WORD.test(s) ? s : JSON.stringify(s))
+  return `${word(agent.name)}${agent.version ? ` ${word(agent.version)}` : ''} (MCP)`
 }
 
 /** The string PostgreSQL sees as application_name, and people see in logs. */

@@ -22,6 +22,31 @@ export interface ReportSession {
   summary: SessionSummary
   events: AuditEvent[]
   verification: VerifyResult
+  /** It started before the period: `events` are its start and what it recorded from the period's start on (`eventsFrom`). */
+  startedBeforePeriod?: boolean
+}
+
+/** A recorded table name with its schema: one written unqualified is public's, as the guardrails read it (src/policy/glob.ts). */
+export function qualifiedTable(name: string): string {
+  return name.includes('.') ? name : `public.${name}`
+}
+
+/** When an event happened: a statement when it started, anything else when it was recorded. */
+function eventTime(ev: AuditEvent): number {
+  const started = ev.type === 'statement' || ev.type === 'statement.streaming' ? (ev.data as Partial<StatementData> | null)?.startedAt : undefined
+  return new Date(started ?? ev.ts).getTime()
+}
+
+/**
+ * A session that started before the period, as far as the period goes: its start (who, where) and
+ * every event from `since` on; undefined when it recorded no statement and no approval then. A
+ * session started at 23:00 the evening before and dropping a table at 01:00 was in no report of
+ * the period that held the DROP (the previous one may have been written while it ran).
+ */
+export function eventsFrom(events: readonly AuditEvent[], since: Date): AuditEvent[] | undefined {
+  const from = since.getTime()
+  const kept = events.filter((ev) => ev.type === 'session.start' || eventTime(ev) >= from)
+  return kept.some((ev) => ev.type === 'statement' || ev.type === 'statement.streaming' || ev.type.startsWith('approval.')) ? kept : undefined
 }
 
 export interface BuildOptions {
@@ -224,7 +249,8 @@ export class ReportBuilder {
         }
         const cls = d.class ?? 'unknown'
         classes.set(cls, (classes.get(cls) ?? 0) + 1)
-        for (const t of new Set(d.tables ?? [])) {
+        // One row per table however the texts wrote it: `users` and `public.users` are one table to the guardrails.
+        for (const t of new Set((d.tables ?? []).map(qualifiedTable))) {
           const tr = tables.get(t) ?? {statements: 0, denied: 0}
           tr.statements += 1
           if (denied) tr.denied += 1
@@ -341,6 +367,7 @@ export class ReportBuilder {
       s.inProgressSessions += 1
       reasons.push(`in progress or cut short: the log has no end yet; signed through seq ${v.signedThroughSeq} of ${v.lines}`)
     }
+    if (rs.startedBeforePeriod) reasons.push(`started before the period (${summary.startedAt ?? 'at an unknown time'}): only what it recorded from the period's start on is counted here, the rest is in the previous period's report`)
     if (who.issuer === 'unverified') reasons.push('identity not verified by an identity provider')
     if (reasons.length) attention.push({sessionId: summary.sessionId, identity: who.label, target: summary.target, startedAt: summary.startedAt, reasons})
 

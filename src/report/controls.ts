@@ -83,7 +83,11 @@ const privilegedEvidence: Builder = (r) => {
       {label: 'forged or invalid decisions refused', value: s.forgedDecisionsRefused},
     ],
     exceptions: [
-      ...r.attempts.filter((a) => a.decision === 'allow' && a.outcome === 'ok').map((a) => `${a.what} ran without approval: ${a.identity}, session ${a.sessionId} (#${a.seq})`),
+      // Destructive first: report.md shows the first three, and a run of allowed privileged ones must not push a DROP out.
+      ...r.attempts
+        .filter((a) => a.decision === 'allow' && a.outcome === 'ok')
+        .sort((a, b) => Number(a.risk !== 'destructive') - Number(b.risk !== 'destructive'))
+        .map((a) => `${a.what} ran without approval: ${a.identity}, session ${a.sessionId} (#${a.seq})`),
       ...(s.forgedDecisionsRefused ? [`${plural(s.forgedDecisionsRefused, 'decision')} that failed verification ${s.forgedDecisionsRefused === 1 ? 'was' : 'were'} refused`] : []),
     ],
     sessions: [...ids],

@@ -204,7 +204,7 @@ export function renderHtml(r: Report): string {
 <body><main>
 <h1>Database access report</h1>
 <p class="meta">Period <b>${esc(period)}</b> (UTC, ${r.period.days} days) · targets: <b>${esc(r.scope.targets.join(', ') || r.scope.target || 'none')}</b> · generated ${time(r.generatedAt)} by ${esc(r.generator)}</p>
-<p class="meta">Source: <code>${esc(r.sources.bucket)}</code>, ${fmt(r.sources.sessionLogs)} session logs started in the period, verified against ${r.sources.keys.length} published signing key(s)${r.sources.trustedSigners ? `, accepting only signatures by ${esc(r.sources.trustedSigners.join(', '))}` : ''}. SQL is shown ${r.scope.sqlShown === 'normalized' ? 'normalized (literals replaced by $1, $2, …)' : 'as recorded, literals included'}. Figures are in <code>report.json</code>.</p>
+<p class="meta">Source: <code>${esc(r.sources.bucket)}</code>, ${fmt(r.sources.sessionLogs)} session logs of the period (started in it, or earlier and still recording in it), verified against ${r.sources.keys.length} published signing key(s)${r.sources.trustedSigners ? `, accepting only signatures by ${esc(r.sources.trustedSigners.join(', '))}` : ''}. SQL is shown ${r.scope.sqlShown === 'normalized' ? 'normalized (literals replaced by $1, $2, …)' : 'as recorded, literals included'}. Figures are in <code>report.json</code>.</p>
 
 <h2 id="summary">Summary</h2>
 <div class="cards">

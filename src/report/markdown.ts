@@ -1,6 +1,7 @@
 /** `report.md`: the same figures, short enough to paste into a ticket; the HTML has the charts. */
 import {visible} from '../util/visible.js'
-import {approvalOutcome, attemptResult, FRAMEWORK_NAMES, noGaps, type Report} from './model.js'
+import {isDenied} from '../audit/events.js'
+import {approvalOutcome, attemptResult, FRAMEWORK_NAMES, noGaps, type ApprovalRow, type Attempt, type Report} from './model.js'
 
 const LIST_CAP = 50
 
@@ -50,6 +51,23 @@ function mdTable(head: string[], rows: (string | number | undefined)[][], raw: n
   return [line(head), `|${head.map(() => '---').join('|')}|`, ...shown.map(line)].join('\n') + '\n' + more
 }
 
+/**
+ * The attempts in the order report.md lists them, at most LIST_CAP: those that ran first (allowed or
+ * approved, and not refused), destructive before privileged, then those refused, each in time
+ * order. In time order alone, a client that made fifty refused attempts before its DROP pushed
+ * the DROP that ran below the cut of the version pasted into tickets.
+ */
+function attemptsFirstThatRan(attempts: readonly Attempt[]): Attempt[] {
+  const rank = (a: Attempt) => (isDenied(a.decision) || a.outcome === 'rejected' ? 2 : 0) + (a.risk === 'destructive' ? 0 : 1)
+  return [...attempts].sort((a, b) => rank(a) - rank(b) || a.at.localeCompare(b.at))
+}
+
+/** The approvals in the order report.md lists them: granted first (what let statements run), then the rest, each in time order. */
+function approvalsFirstGranted(approvals: readonly ApprovalRow[]): ApprovalRow[] {
+  const rank = (a: ApprovalRow) => (a.outcome === 'approved' || a.outcome === 'window' ? 0 : 1)
+  return [...approvals].sort((a, b) => rank(a) - rank(b) || a.requestedAt.localeCompare(b.requestedAt))
+}
+
 export function renderMarkdown(r: Report): string {
   const s = r.summary
   const out: string[] = []
@@ -92,10 +110,11 @@ export function renderMarkdown(r: Report): string {
   out.push('')
   out.push('## Privileged and destructive attempts')
   out.push('')
-  out.push(mdTable(['when', 'identity', 'what', 'statement', 'decision', 'result', 'session'], r.attempts.map((a) => [a.at, a.identity, a.what, mdCode(a.sql), a.decision, attemptResult(a), `${mdCode(a.sessionId)} #${a.seq}`]), [3, 6]))
+  if (r.attempts.length > 1) out.push('Those that ran first, destructive before privileged, then those refused; each in time order.\n')
+  out.push(mdTable(['when', 'identity', 'what', 'statement', 'decision', 'result', 'session'], attemptsFirstThatRan(r.attempts).map((a) => [a.at, a.identity, a.what, mdCode(a.sql), a.decision, attemptResult(a), `${mdCode(a.sessionId)} #${a.seq}`]), [3, 6]))
   out.push('## Approvals')
   out.push('')
-  out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], r.approvals.map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), approvalOutcome(a), a.reviewer, a.decisionReason, mdCode(a.sessionId)]), [2, 6]))
+  out.push(mdTable(['requested', 'requester', 'statement', 'outcome', 'reviewer', 'reason', 'session'], approvalsFirstGranted(r.approvals).map((a) => [a.requestedAt, a.requester, mdCode(a.sql ?? ''), approvalOutcome(a), a.reviewer, a.decisionReason, mdCode(a.sessionId)]), [2, 6]))
   out.push('## Sign-ins refused')
   out.push('')
   out.push(mdTable(['when', 'identity', 'target', 'reason', 'told', 'session'], (r.refusedSignIns ?? []).map((x) => [x.at, x.identity, x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target, x.alsoRefused ? `${x.reason} (and ${x.alsoRefused} more since ${x.alsoRefusedSince})` : x.reason, x.message, mdCode(x.sessionId)]), [5]))

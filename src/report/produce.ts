@@ -14,7 +14,7 @@ import {verifySession} from '../audit/verify.js'
 import type {Bucket} from '../bucket/index.js'
 import {scanText} from '../masking/detectors.js'
 import {loadParser} from '../sql/parser.js'
-import {ReportBuilder} from './build.js'
+import {eventsFrom, ReportBuilder} from './build.js'
 import {renderHtml} from './html.js'
 import {renderMarkdown} from './markdown.js'
 import type {Framework, Report} from './model.js'
@@ -86,7 +86,8 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
   const reader = new SessionReader(opts.bucket, opts.cacheDir)
   const {keys, errors: keyErrors} = opts.keys ? {keys: opts.keys, errors: []} : await loadKeyRing(opts.bucket)
   opts.onKeys?.(keys)
-  const {sessions: summaries, unreadable} = await reader.listing({since: opts.since, until: opts.until, target: opts.target})
+  // With the sessions started before the period that were still recording in it (`eventsFrom` keeps their part of it).
+  const {sessions: summaries, unreadable} = await reader.listing({since: opts.since, until: opts.until, target: opts.target, spanning: true})
   if (summaries.length === 0 && unreadable.length === 0 && (await isEmpty(opts.bucket))) {
     // Most likely a mistyped bucket or prefix: an empty report would read as "nobody connected".
     throw new Error(`${opts.bucket.url} holds no recordings at all (no sessions/, no keys/): check --bucket, DBGATE_BUCKET or the configuration's bucket`)
@@ -115,7 +116,9 @@ export async function produceReport(opts: ProduceOptions): Promise<Produced> {
       continue
     }
     const {text, events} = loaded
-    builder.add({summary, events, verification: verifySession(text, keys, {trust: opts.trust, objectKey: summary.key})})
+    const before = summary.startedAt !== undefined && new Date(summary.startedAt).getTime() < opts.since.getTime()
+    const inPeriod = before ? eventsFrom(events, opts.since) : events
+    if (inPeriod) builder.add({summary, events: inPeriod, verification: verifySession(text, keys, {trust: opts.trust, objectKey: summary.key}), ...(before ? {startedBeforePeriod: true} : {})})
     opts.onSession?.(i + 1, summaries.length)
   }
   const report = builder.finish()

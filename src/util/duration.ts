@@ -68,6 +68,12 @@ export function formatDuration(ms: number): string {
 export function parseWhen(text: string, now = new Date(), opts: {endOfDay?: boolean} = {}): Date {
   const value = text.trim()
   if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
+    // A date is a UTC day; a time of day must say its zone. JavaScript reads `2026-10-01T00:00:00`
+    // (or `2026-10-01 00:00`) in the machine's zone, so on an auditor's laptop in UTC-7 a period
+    // given so began seven hours late, under a report that says its periods are in UTC.
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(value) && !/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:?\d{2})$/i.test(value)) {
+      throw new Error(`${JSON.stringify(text)} is not a date (2026-01-31, a UTC day) or a date and time with its zone; write e.g. 2026-01-31T08:00:00Z (UTC) or 2026-01-31T08:00:00+02:00`)
+    }
     const d = new Date(value)
     if (Number.isNaN(d.getTime())) throw new Error(`${JSON.stringify(text)} is not a valid date; write e.g. 2026-01-31 or 2026-01-31T08:00:00Z`)
     if (Math.abs(now.getTime() - d.getTime()) > MAX_DURATION_MS) throw new Error(`${JSON.stringify(text)} is more than 10 years from now`)

@@ -151,7 +151,7 @@ describe('show and replay', () => {
     expect(steps.map((s) => s.delayMs)).toEqual([0, 500, 750, 750, 28000])
     expect(steps.flatMap((s) => s.lines)).toEqual([
       '+00:00.000 #1 session start s-alice by alice@example.com (human) on prod/app as app_rw',
-      '    client psql from 127.0.0.1:5432 · dbgate 0.1.0 · policy default@1',
+      '    client "psql" from 127.0.0.1:5432 · dbgate 0.1.0 · policy default@1',
       '+00:01.000 #2 ALLOW select · 3 rows · 3 ms',
       '    SELECT id, email FROM users WHERE id < 4',
       '    tables: public.users',
@@ -193,8 +193,8 @@ describe('export', () => {
     const s = await new SessionReader(bucket, cacheDir).load('s-alice')
     expect([...exportSession(s, 'jsonl', true)].join('')).toBe(s.text)
     const csv = [...exportSession(s, 'csv', true)].join('').trim().split('\n')
-    expect(csv[0]).toBe('session,seq,started_at,user,target,database,class,decision,rule,approval,duration_ms,rows,outcome,command_tags,tables,sqlstate,error,sql')
-    expect(csv[2]).toBe('s-alice,3,2026-03-01T10:00:02.500Z,alice@example.com,prod,app,delete,deny,no-unbounded-delete,,3,0,rejected,SELECT 1,public.users,42501,denied by policy,DELETE FROM users')
+    expect(csv[0]).toBe('session,seq,started_at,user,agent,target,database,class,decision,rule,approval,duration_ms,rows,outcome,command_tags,tables,sqlstate,error,sql')
+    expect(csv[2]).toBe('s-alice,3,2026-03-01T10:00:02.500Z,alice@example.com,,prod,app,delete,deny,no-unbounded-delete,,3,0,rejected,SELECT 1,public.users,42501,denied by policy,DELETE FROM users')
     expect(csv).toHaveLength(4)
   })
 })

@@ -101,6 +101,25 @@ describe('the database user a session is recorded as', () => {
     })
   }
 
+  it('shows the application name and startup user the client gave in quotes they cannot close', async () => {
+    for (const application of ['psql from 10.0.0.7:5432 · dbgate 9.9.9 · policy v1 (published) ·', 'psql" from 10.0.0.7:5432 · "', 'psql\\" from 10.0.0.7:5432']) {
+      const {start} = await startOf(async () => {
+        const c = new pg.Client({host: '127.0.0.1', port: t.port, user: 'x" from 10.0.0.8:1 ·', password: t.secret, database: db.database, application_name: application})
+        await c.connect()
+        await c.end()
+        return ''
+      })
+      expect(start.client.application).toBe(application)
+      const line = renderEvent({v: 1, type: 'session.start', session: start.sessionId, seq: 1, ts: start.startedAt, prev: '', data: start, hash: ''})[1]!
+      // Read back as JSON strings, the two quoted parts are exactly what the client sent, and the address follows them.
+      const m = /^ {4}client ("(?:[^"\\]|\\.)*") \(startup user ("(?:[^"\\]|\\.)*"), not a role\) from (\S+) ·/.exec(line)
+      expect(m, line).not.toBeNull()
+      expect(JSON.parse(m![1]!)).toBe(application)
+      expect(JSON.parse(m![2]!)).toBe('x" from 10.0.0.8:1 ·')
+      expect(m![3]).toBe(start.client.address)
+    }
+  })
+
   it('the user the client gave is not recorded apart when it is the one the session ran as', async () => {
     const {start} = await startOf(withPg(role))
     expect(start.dbUser).toBe(role)

@@ -21,7 +21,7 @@ An object under sessions/ that cannot be read as a session log (not gzip, cut sh
     limit: Flags.integer({char: 'n', summary: 'Show at most this many sessions.', default: 50, min: 1}),
   }
 
-  async run(): Promise<Listing> {
+  async run(): Promise<Listing & {notShown?: number}> {
     const {flags} = await this.parse(SessionsList)
     const {bucket} = await resolveBucket(flags, this)
     const listing = await new SessionReader(bucket).listing(listFilters(flags))
@@ -40,8 +40,11 @@ An object under sessions/ that cannot be read as a session log (not gzip, cut sh
     ]
     if (sessions.length === 0) this.logToStderr('No sessions match.')
     else this.log(renderTable(sessions, columns, {tty}))
+    // Newest first: fifty short sessions opened by one client would otherwise push every older one out in silence.
+    const more = listing.sessions.length - sessions.length
+    if (more > 0) this.logToStderr(`${more} older session${more === 1 ? '' : 's'} match${more === 1 ? 'es' : ''} too and ${more === 1 ? 'is' : 'are'} not shown (--limit ${flags.limit}): raise --limit, or narrow the list with --since/--until, --user, --target or --denied.`)
     for (const line of unreadableReport(listing.unreadable)) this.logToStderr(line)
     if (listing.unreadable.length) process.exitCode = EXIT_FAILURE
-    return {sessions, unreadable: listing.unreadable}
+    return {sessions, unreadable: listing.unreadable, ...(more > 0 ? {notShown: more} : {})}
   }
 }

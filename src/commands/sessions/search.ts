@@ -3,7 +3,7 @@ import chalk from 'chalk'
 import {listFilters, resolveBucket, unreadableReport} from '../../audit/cli.js'
 import type {UnreadableObject} from '../../audit/index-cache.js'
 import {EXIT_FAILURE} from '../../cli/exit-codes.js'
-import {bucketFlags, filterFlags, oneOfFlag} from '../../cli/flags.js'
+import {bucketFlags, filterFlags, oneOfFlag, whenFlag} from '../../cli/flags.js'
 import {DECISIONS} from '../../audit/events.js'
 import {STATEMENT_CLASSES} from '../../policy/types.js'
 import {highlight, SessionReader, type SearchMatch} from '../../audit/read.js'
@@ -29,6 +29,9 @@ export default class SessionsSearch extends DbgateCommand {
   static override flags = {
     ...bucketFlags,
     ...filterFlags,
+    // Statements by when they ran, not by when their session started (`SessionReader.searchAll`).
+    since: whenFlag('Only statements run since: a duration before now (7d, 12h, 1h30m, 1y), a UTC day (2026-01-31) or a date and time with its zone (2026-01-31T08:00:00Z); sessions started earlier included.'),
+    until: whenFlag('Only statements run until: a duration before now or an ISO date (a bare date means the end of that day).', {endOfDay: true}),
     table: Flags.string({summary: 'Only statements touching this table (schema.table or table).', helpValue: '<table>'}),
     class: oneOfFlag('Only statements of this class, as policy classifies them.', STATEMENT_CLASSES, {helpValue: '<class>', hint: commandHint}),
     decision: oneOfFlag('Only statements with this decision.', DECISIONS, {helpValue: '<decision>'}),
@@ -36,10 +39,10 @@ export default class SessionsSearch extends DbgateCommand {
     limit: Flags.integer({char: 'n', summary: 'Stop after this many matches.', default: 200, min: 1}),
   }
 
-  async run(): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]}> {
+  async run(): Promise<{matches: SearchMatch[]; unreadable: UnreadableObject[]; truncated?: true}> {
     const {args, flags} = await this.parse(SessionsSearch)
     const {bucket} = await resolveBucket(flags, this)
-    const {matches, unreadable} = await new SessionReader(bucket).searchAll({
+    const {matches, unreadable, truncated} = await new SessionReader(bucket).searchAll({
       ...listFilters(flags),
       text: args.text,
       regex: flags.regex,
@@ -52,20 +55,25 @@ export default class SessionsSearch extends DbgateCommand {
     for (const m of matches) {
       // Recorded text is the client's: each piece is made `visible` before it reaches the terminal or a pipe.
       const sql = oneLine(m.sql)
-      const [session, ts, user, target, decision, cls] = [m.sessionId, m.ts, m.user ?? (tty ? '?' : ''), m.target, m.decision, m.class ?? ''].map((s) => visible(s))
+      // An agent's statement says so, as `sessions list` does: the person it acted for did not type it.
+      const who = m.agent ? `${m.user ?? '?'} via ${m.agent}` : (m.user ?? (tty ? '?' : ''))
+      const [session, ts, user, target, decision, cls] = [m.sessionId, m.ts, who, m.target, m.decision, m.class ?? ''].map((s) => visible(s))
       if (tty) {
         // Spans index the original text; collapsing whitespace first would shift them.
         const shown = highlight(m.sql, m.spans, (s) => chalk.inverse(s), oneLine)
         const answer = serverAnswer(m)
-        this.log(`${chalk.dim(`${session}#${m.seq}`)} ${ts} ${user} ${target} ${m.decision === 'allow' ? decision : chalk.red(decision)}${answer ? ` ${chalk.yellow(visible(answer))}` : ''}\n    ${shown}`)
+        const runs = (m.runs ?? []).map((text) => `\n    ${chalk.dim('runs:')} ${highlight(text, [], (x) => x, oneLine)}`).join('')
+        this.log(`${chalk.dim(`${session}#${m.seq}`)} ${ts} ${user} ${target} ${m.decision === 'allow' ? decision : chalk.red(decision)}${answer ? ` ${chalk.yellow(visible(answer))}` : ''}\n    ${shown}${runs}`)
       } else {
         this.log([session, m.seq, ts, user, target, decision, cls, sql].join('\t'))
       }
     }
     if (matches.length === 0) this.logToStderr('No statements match.')
+    // Newest sessions first: a match in an older one may be past the limit, so the limit is never silent.
+    if (truncated) this.logToStderr(`More statements match than the ${flags.limit} shown (--limit ${flags.limit}); sessions are searched newest first, so older matches are not shown: raise --limit, or narrow the search with --since/--until, --user, --target, --table or --decision.`)
     // Not searched, so a match may hide in them: said after the matches, and the exit code says it too.
     for (const line of unreadableReport(unreadable)) this.logToStderr(line)
     if (unreadable.length) process.exitCode = EXIT_FAILURE
-    return {matches, unreadable}
+    return {matches, unreadable, ...(truncated ? {truncated} : {})}
   }
 }

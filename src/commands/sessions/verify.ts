@@ -8,7 +8,7 @@ import {bucketFlags, filterFlags, signerFlag} from '../../cli/flags.js'
 import {SessionReader} from '../../audit/read.js'
 import {inflate, MAX_LOG_BYTES, UnreadableObjectError, type SessionSummary} from '../../audit/index-cache.js'
 import {loadKeyRing, type KeyRing} from '../../audit/signing.js'
-import {splitConcatenatedSessions, unreadableObjectResult, verifySession, type VerifyResult} from '../../audit/verify.js'
+import {flagDuplicateSessions, splitConcatenatedSessions, unreadableObjectResult, verifySession, type VerifyResult} from '../../audit/verify.js'
 import {UsageError} from '../../cli/errors.js'
 import {visible} from '../../util/visible.js'
 import {DbgateCommand} from '../../cli/base-command.js'
@@ -75,6 +75,7 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
         // An export may hold several sessions back to back; each is verified on its own.
         for (const [i, part] of splitConcatenatedSessions(text).entries()) checked.push({source: `${basename(path)}${i ? `#${i + 1}` : ''}`, ...verifySession(part, keys, {trust})})
       }
+      checked.splice(0, checked.length, ...flagDuplicateSessions(checked))
     } else {
       const reader = new SessionReader(bucket!)
       const ids = argv as string[]
@@ -83,7 +84,8 @@ Works offline: copy the bucket (or an export and the key files) anywhere and poi
       if (ids.length) {
         for (const id of ids) {
           try {
-            summaries.push((await reader.load(id)).summary)
+            // Every object holding the session: a copy under another key fails with OBJECT_KEY_MISMATCH beside the placed one.
+            summaries.push(...(await reader.copiesOf(id)))
           } catch (err) {
             if (!(err instanceof UnreadableObjectError)) throw err
             unreadable.push({key: err.key, problem: err.problem})
