@@ -125,20 +125,28 @@ function withExecutedTables(tables: string[], analysis: Analysis, judged: readon
  * through, in the bodies of the functions and operators it calls, written by the triggers and the
  * foreign keys cascading from its writes. Recorded as the text names them only, `select
  * public.salary_of(1)` over hr.salaries, refused by a rule on hr.*, was found by no `sessions search
- * --table hr.salaries` and counted in no report's tables. Worked out once per judged list.
+ * --table hr.salaries` and counted in no report's tables.
  */
-const judgedTablesOf = new WeakMap<readonly StatementAnalysis[], readonly string[]>()
 function withJudgedTables(tables: string[], judged: readonly StatementAnalysis[] | undefined): string[] {
   if (judged === undefined) return tables
-  let reached = judgedTablesOf.get(judged)
-  if (!reached) {
-    const names = new Set<string>()
-    for (const st of judged) for (const op of st.operations) for (const t of op.tables) names.add(t.schema ? `${t.schema}.${t.name}` : t.name)
-    reached = Object.freeze([...names])
-    judgedTablesOf.set(judged, reached)
+  // Runs for every statement, and nearly always adds nothing: compared in place, a copy made only to add.
+  let out: string[] | undefined
+  for (const st of judged) {
+    for (const op of st.operations) {
+      for (const t of op.tables) {
+        if (!holds(out ?? tables, t)) (out ??= [...tables]).push(t.schema ? `${t.schema}.${t.name}` : t.name)
+      }
+    }
   }
-  if (reached.every((n) => tables.includes(n))) return tables
-  return [...new Set([...tables, ...reached])]
+  return out ?? tables
+}
+
+/** Whether `names` holds table `t` as the recording writes it (`schema.name`, or the name alone). */
+function holds(names: readonly string[], t: {schema?: string; name: string}): boolean {
+  for (const n of names) {
+    if (!t.schema ? n === t.name : n.length === t.schema.length + 1 + t.name.length && n.startsWith(t.schema) && n.charCodeAt(t.schema.length) === 46 && n.endsWith(t.name)) return true
+  }
+  return false
 }
 
 /**
