@@ -9,7 +9,7 @@ import SessionsSearch from '../../src/commands/sessions/search.js'
 import SessionsShow from '../../src/commands/sessions/show.js'
 import {FileBucket} from '../../src/bucket/index.js'
 import {captureCommand} from '../helpers/capture.js'
-import {alice, removeTempDirs, stmt, tempDir} from './helpers.js'
+import {alice, removeTempDirs, stmt, tempDir, auditorEnv} from './helpers.js'
 
 /**
  * A statement an AI agent ran through `dbgate mcp` for alice was exported and searched as alice's:
@@ -26,9 +26,7 @@ describe('statements an AI agent ran, in exports and searches', () => {
   let bucket: FileBucket
 
   beforeAll(async () => {
-    Object.assign(process.env, {XDG_CACHE_HOME: await tempDir('dbgate-agent-cache-')})
-    delete process.env.DBGATE_BUCKET
-    delete process.env.DBGATE_CONFIG
+    auditorEnv()
     bucket = new FileBucket(await tempDir('dbgate-agent-bucket-'))
     const key = await loadOrCreateInstallationKey(await tempDir('dbgate-agent-key-'))
     await publishKey(bucket, alice, key)

@@ -1,11 +1,10 @@
-import {mkdtempSync} from 'node:fs'
-import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import SessionsExport from '../../src/commands/sessions/export.js'
 import {captureCommand} from '../helpers/capture.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {auditorEnv, localBucketUrl} from './helpers.js'
 
 /**
  * `sessions export --format csv` put a quote before a cell starting with = + - @, a tab or a CR,
@@ -62,11 +61,9 @@ describe('statements that read as formulas, in a CSV export', () => {
   let bucketUrl: string
 
   beforeAll(async () => {
-    Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-'))})
-    delete process.env.DBGATE_BUCKET
-    delete process.env.DBGATE_CONFIG
+    auditorEnv()
     db = await createTestDatabase('csvformulas')
-    bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-csvformulas-'))}`
+    bucketUrl = localBucketUrl('csvformulas')
     t = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
     const c = await t.client()
     for (const sql of FORMULAS) await c.query(sql).catch(() => undefined)

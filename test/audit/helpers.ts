@@ -26,6 +26,18 @@ export const mallory: Identity = {...alice, subject: 'u-mallory', email: 'mallor
 
 const made: string[] = []
 
+/** The auditor's environment of one test file: a cache of its own, and no bucket or config from the machine. */
+export function auditorEnv(): void {
+  Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(join(tmpdir(), 'dbgate-cache-'))})
+  delete process.env.DBGATE_BUCKET
+  delete process.env.DBGATE_CONFIG
+}
+
+/** A new directory bucket of this run, as the URL a config names it by. */
+export function localBucketUrl(name: string): string {
+  return `file://${mkdtempSync(join(tmpdir(), `dbgate-${name}-`))}`
+}
+
 export async function tempDir(prefix = 'dbgate-audit-'): Promise<string> {
   const path = await mkdtemp(join(tmpdir(), prefix))
   made.push(path)

@@ -7,7 +7,7 @@ import SessionsList from '../../src/commands/sessions/list.js'
 import SessionsSearch from '../../src/commands/sessions/search.js'
 import {FileBucket} from '../../src/bucket/index.js'
 import {captureCommand} from '../helpers/capture.js'
-import {alice, mallory, removeTempDirs, stmt, tempDir} from './helpers.js'
+import {alice, mallory, removeTempDirs, stmt, tempDir, auditorEnv} from './helpers.js'
 
 /**
  * `sessions search` stops at --limit (200) and searches the newest sessions first. A client that
@@ -23,9 +23,7 @@ describe('sessions search at its limit', () => {
   let bucket: FileBucket
 
   beforeAll(async () => {
-    Object.assign(process.env, {XDG_CACHE_HOME: await tempDir('dbgate-limit-cache-')})
-    delete process.env.DBGATE_BUCKET
-    delete process.env.DBGATE_CONFIG
+    auditorEnv()
     bucket = new FileBucket(await tempDir('dbgate-limit-bucket-'))
     const key = await loadOrCreateInstallationKey(await tempDir('dbgate-limit-key-'))
     await publishKey(bucket, alice, key)

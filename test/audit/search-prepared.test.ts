@@ -1,5 +1,3 @@
-import {mkdtempSync} from 'node:fs'
-import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {SearchMatch} from '../../src/audit/read.js'
@@ -7,6 +5,7 @@ import SessionsSearch from '../../src/commands/sessions/search.js'
 import {captureCommand} from '../helpers/capture.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {auditorEnv, localBucketUrl} from './helpers.js'
 
 /**
  * `prepare wipe as delete from carts …` runs nothing; `execute wipe` deletes, and its text says only
@@ -23,12 +22,10 @@ describe('sessions search and the statements an EXECUTE runs', () => {
   let bucketUrl: string
 
   beforeAll(async () => {
-    Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-'))})
-    delete process.env.DBGATE_BUCKET
-    delete process.env.DBGATE_CONFIG
+    auditorEnv()
     db = await createTestDatabase('searchprepared')
     await withClient(db.url, (c) => c.query('create table carts (id int primary key); insert into carts select generate_series(1, 10)'))
-    bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-searchprepared-'))}`
+    bucketUrl = localBucketUrl('searchprepared')
     t = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
     const c = await t.client()
     for (const sql of [

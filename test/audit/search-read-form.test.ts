@@ -1,5 +1,3 @@
-import {mkdtempSync} from 'node:fs'
-import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import SessionsSearch from '../../src/commands/sessions/search.js'
@@ -7,6 +5,7 @@ import type {SearchMatch} from '../../src/audit/read.js'
 import {captureCommand} from '../helpers/capture.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {auditorEnv, localBucketUrl} from './helpers.js'
 
 /**
  * `sessions search` matched the recorded text as the client spelled it. The server reads past
@@ -33,11 +32,9 @@ describe('sessions search reads statements as the server does', () => {
 
   beforeAll(async () => {
     // The auditor's cache of this run only, and no configured bucket.
-    Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-'))})
-    delete process.env.DBGATE_BUCKET
-    delete process.env.DBGATE_CONFIG
+    auditorEnv()
     db = await createTestDatabase('searchform')
-    bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-searchform-'))}`
+    bucketUrl = localBucketUrl('searchform')
     t = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
     const c = await t.client()
     for (const [, statements] of FAMILIES) for (const sql of statements) await c.query(sql).catch(() => undefined)

@@ -9,6 +9,7 @@ import {produceReport} from '../../src/report/produce.js'
 import {captureCommand} from '../helpers/capture.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {auditorEnv, localBucketUrl} from './helpers.js'
 
 /**
  * A statement's tables are recorded as its text wrote them: `delete from users` records `users`,
@@ -29,12 +30,10 @@ describe('a table however the statement spelled its name', () => {
   let bucketUrl: string
 
   beforeAll(async () => {
-    Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-'))})
-    delete process.env.DBGATE_BUCKET
-    delete process.env.DBGATE_CONFIG
+    auditorEnv()
     db = await createTestDatabase('tablenames')
     await withClient(db.url, (c) => c.query('create table public.users (id int primary key, name text); insert into public.users values (1, \'a\'), (2, \'b\'), (3, \'c\'), (4, \'d\')'))
-    bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-tablenames-'))}`
+    bucketUrl = localBucketUrl('tablenames')
     t = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
     const c = await t.client()
     for (const sql of SPELLINGS) await c.query(sql)

@@ -9,6 +9,7 @@ import {produceReport} from '../../src/report/produce.js'
 import {captureCommand} from '../helpers/capture.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {auditorEnv, localBucketUrl} from './helpers.js'
 
 /**
  * A statement's recorded `tables` were the ones its text names, while the guardrails judged it by
@@ -40,9 +41,7 @@ describe('recorded tables are the ones the guardrails judged', () => {
 
   beforeAll(async () => {
     // The auditor's cache of this run only, and no configured bucket.
-    Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-'))})
-    delete process.env.DBGATE_BUCKET
-    delete process.env.DBGATE_CONFIG
+    auditorEnv()
     db = await createTestDatabase('tablesreached')
     await direct((c) =>
       c.query(`
@@ -60,7 +59,7 @@ describe('recorded tables are the ones the guardrails judged', () => {
         create view public.team_pay as select t.id, public.salary_of(t.id) as pay from public.teams t;
       `),
     )
-    bucketUrl = `file://${mkdtempSync(path.join(tmpdir(), 'dbgate-tablesreached-'))}`
+    bucketUrl = localBucketUrl('tablesreached')
     t = await openPipelineTunnel(db, ['rules:', '  - id: no-hr-cascade', '    match: {tables: ["hr.on_delete"]}', '    action: deny', '    reason: hr.on_delete is kept by HR'].join('\n'), {top: `bucket: ${bucketUrl}`})
     const c = await t.client()
     for (const sql of READS) await c.query(sql)

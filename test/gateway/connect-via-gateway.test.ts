@@ -1,4 +1,4 @@
-import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, readFile, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -7,7 +7,7 @@ import {fixture, loginAs, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, type TestPki, closeGatewayTest} from './helpers.js'
 
 const BIN = path.resolve('bin/run.js')
 
@@ -50,11 +50,7 @@ describe('dbgate connect through a gateway', () => {
     env = {...home, XDG_CONFIG_HOME: f.env.XDG_CONFIG_HOME, DBGATE_KEYRING: 'off', DBGATE_CONFIG: clientConfig, DBGATE_TOKEN: '', DBGATE_CLIENT_ID: '', DBGATE_CLIENT_SECRET: ''}
     await loginAs(f, {user: 'alice'})
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir]))
 
   it('has no database credentials anywhere on the client side', async () => {
     const text = await readFile(clientConfig, 'utf8')

@@ -1,7 +1,7 @@
 import https from 'node:https'
 import net from 'node:net'
 import {readFileSync} from 'node:fs'
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, readFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {gunzipSync} from 'node:zlib'
@@ -21,7 +21,7 @@ import {fixture, loginAs, mint, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
-import {directTls, gatewayConfig, makePki, readUntilClosed, type TestPki} from './helpers.js'
+import {directTls, gatewayConfig, makePki, readUntilClosed, type TestPki, closeGatewayTest} from './helpers.js'
 import {waitFor} from '../helpers/wait.js'
 
 class RecordingObserver implements GatewayObserver {
@@ -92,11 +92,7 @@ describe('dbgate gateway', () => {
     await loginAs(f, {user: 'alice'})
     aliceToken = (await getIdentity(f.config, {env: f.env, store: f.store})).token
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir]))
 
   const client = (password: string, extra: Partial<pg.ClientConfig> = {}) =>
     new pg.Client({host: '127.0.0.1', port: gw.address.port, database: 'app', user: email, password, ssl: {ca: readFileSync(pki.ca, 'utf8'), servername: 'localhost'}, ...extra})

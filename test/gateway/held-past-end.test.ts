@@ -1,5 +1,5 @@
 import {readFileSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {decodeJwt} from 'jose'
@@ -15,7 +15,7 @@ import {watchNotices} from '../approvals/helpers.js'
 import {fixture, mint, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, type TestPki, closeGatewayTest} from './helpers.js'
 
 /**
  * A statement held for approval is not "in flight": nothing of it has reached the database. When
@@ -50,11 +50,7 @@ describe('dbgate gateway: a statement held for approval when the session must en
     gw = await startGateway({loaded, env})
     await gw.whenReady()
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir]))
 
   /** Bob of dba, deciding with a token issued now, as `dbgate approve` would. */
   const bob: Reviewer = {

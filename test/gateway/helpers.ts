@@ -1,5 +1,5 @@
 import {readdirSync, readFileSync} from 'node:fs'
-import {mkdtemp, writeFile} from 'node:fs/promises'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
@@ -107,4 +107,11 @@ export function recordingsUnder(dir: string): string[] {
       }
       return [f.endsWith('.gz') ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8')]
     })
+}
+
+/** For afterAll: closes a gateway test's gateway and identity provider, and removes its directories. */
+export async function closeGatewayTest(gw: {close(graceMs: number): Promise<unknown>} | undefined, idp: {close(): Promise<unknown>} | undefined, dirs: (string | undefined)[]): Promise<void> {
+  await gw?.close(500)
+  await idp?.close()
+  await Promise.all(dirs.filter((d): d is string => d !== undefined).map((d) => rm(d, {recursive: true, force: true})))
 }

@@ -1,5 +1,5 @@
 import {readFileSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -9,7 +9,7 @@ import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import {fixture, mint, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, type TestPki, closeGatewayTest} from './helpers.js'
 
 /**
  * The gateway keeps one pipeline per person, and what a pipeline learns from the statements it sees
@@ -51,11 +51,7 @@ describe('dbgate gateway: a copy of sensitive values one person makes never read
     gw = await startGateway({loaded, env})
     await gw.whenReady()
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir]))
 
   const signIn = async (who: string): Promise<pg.Client> => {
     const token = await mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: who, email: `${who}@example.com`, groups: ['engineering']})

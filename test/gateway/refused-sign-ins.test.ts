@@ -1,5 +1,5 @@
 import {readFileSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -10,7 +10,7 @@ import {fixture, loginAs, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, type TestPki, closeGatewayTest} from './helpers.js'
 
 const BIN = path.resolve('bin/run.js')
 
@@ -48,11 +48,7 @@ describe('dbgate gateway: refused sign-ins in the recordings', () => {
     await loginAs(f, {user: 'alice'})
     token = (await getIdentity(f.config, {env: f.env, store: f.store})).token
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir]))
 
   const dbgate = (args: string[]) => run(process.execPath, [BIN, ...args], {env: {...env, NO_COLOR: '1'}, timeoutMs: 60_000})
 

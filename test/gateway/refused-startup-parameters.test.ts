@@ -1,5 +1,5 @@
 import {readFileSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp} from 'node:fs/promises'
 import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -16,7 +16,7 @@ import {fixture, mint, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, type TestPki, closeGatewayTest} from './helpers.js'
 
 /** Signs in over TLS with `params` in the startup packet; resolves with the errors the gateway sent and whether a session began. */
 async function signInWith(port: number, ca: string, params: Record<string, string>, token: string): Promise<{errors: {code: string; message: string}[]; ready: boolean}> {
@@ -68,11 +68,7 @@ describe('dbgate gateway: a sign-in refused for its startup parameters is record
     gw = await startGateway({loaded, env})
     await gw.whenReady()
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir]))
 
   const refusedParams: Record<string, string>[] = [{role: 'postgres'}, {session_replication_role: 'replica'}, {log_statement: 'none'}, {Session_Authorization: 'postgres'}]
 

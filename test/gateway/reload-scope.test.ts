@@ -9,7 +9,7 @@
  *
  * A real gateway in this process, with a real IdP and PKI; the file is read again as SIGHUP reads it.
  */
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -17,7 +17,7 @@ import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import {fixture, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, type TestPki, closeGatewayTest} from './helpers.js'
 
 describe('dbgate gateway: what a reload does not apply is said', () => {
   let f: Fixture
@@ -45,11 +45,7 @@ describe('dbgate gateway: what a reload does not apply is said', () => {
     gw = await startGateway({loaded: loadedNow(), env: env(), log: (level, message) => lines.push(`${level} ${message}`), reloadConfig: async () => loadedNow()})
     await gw.whenReady()
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir]))
 
   it('warns of nothing when only what it applies changed (a target\'s rules)', async () => {
     next = {...next, target: ['allow: [engineering]', 'rules:', '  - id: freeze', '    match: {class: write}', '    action: deny', '    reason: frozen'].join('\n')}

@@ -1,5 +1,5 @@
 import {readFileSync} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -12,7 +12,7 @@ import {tokenHash} from '../../src/identity/verify.js'
 import {fixture, mint, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, type TestPki, closeGatewayTest} from './helpers.js'
 
 /**
  * Every session's recording names the token that signed it in (its hash, jti and expiry). A person's
@@ -37,11 +37,7 @@ describe('dbgate gateway: each session records the token it signed in with', () 
     gw = await startGateway({loaded, env})
     await gw.whenReady()
   })
-  afterAll(async () => {
-    await gw?.close(500)
-    await f?.close()
-    await Promise.all([dir, pki?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
-  })
+  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir]))
 
   it('records the hash, jti and expiry of each session\'s own token, though the sessions share a pipeline', async () => {
     const now = Math.floor(Date.now() / 1000)
