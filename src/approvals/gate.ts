@@ -480,7 +480,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
 
   return {
     // Keep the common case synchronous: only a held statement becomes a promise.
-    settle: (sql, ctx, verdict) => (verdict.action === 'hold' ? hold(sql, ctx, verdict) : verdict.action === 'allow' ? notFetchingApproved(sql, ctx, verdict) : verdict),
+    settle: (sql, ctx, verdict) => (verdict.action === 'hold' ? hold(sql, ctx, verdict) : verdict),
     observe(event) {
       const list = recent.get(event.sessionId) ?? []
       const approval = event.verdict.approval
@@ -520,46 +520,6 @@ function movedElsewhere(): PgNoticeFields {
     code: '55P03',
     message: 'dbgate: a change to the schema was committed through another dbgate session (another tunnel or gateway worker of yours, your agent, or another person) while this statement waited for its approval, so the approval no longer covers what it would run; it was not sent',
     hint: 'Run it again: it is judged, and if need be held, against the schema as changed.',
-  }
-}
-
-/** A FETCH or MOVE may name a cursor: a cheap look before the text is parsed. */
-const MAY_FETCH = /fetch|move/i
-
-/**
- * An allowed text, unless it FETCHes or MOVEs in a portal bound from a statement approved for one
- * execution (the server keeps protocol portals and cursors in one namespace). The approval covered
- * the portal's Execute right after its Bind; rows fetched by SQL later run its query with what the
- * session set since (a setting it reads, the search_path of a function it calls).
- */
-function notFetchingApproved(sql: string, ctx: StatementContext, verdict: StatementVerdict): StatementVerdict {
-  if (!MAY_FETCH.test(sql)) return verdict
-  const approved = cursorsNamed(sql).find((name) => {
-    const v = ctx.session.portal(name)?.verdict
-    return v !== undefined && v.action === 'allow' && v.approval !== undefined && v.approval.window !== true
-  })
-  if (approved === undefined) return verdict
-  return {
-    action: 'reject',
-    error: {
-      severity: 'ERROR',
-      code: POLICY,
-      message: `dbgate: portal "${approved}" runs a statement approved for one execution; FETCH and MOVE in it are refused, since they would run it after other statements of the session`,
-      hint: 'Execute the approved portal through the protocol (Execute) right after its Bind, or send the statement again to have it judged again.',
-    },
-    decision: verdict.decision,
-  }
-}
-
-/** The portal names the FETCH and MOVE statements of a text read; a text the parser refuses names none (the server refuses it too). */
-function cursorsNamed(sql: string): string[] {
-  try {
-    return (parseTree(sql).stmts ?? []).flatMap((s) => {
-      const fetch = s.stmt !== undefined && 'FetchStmt' in s.stmt ? (s.stmt.FetchStmt as {portalname?: string}) : undefined
-      return fetch?.portalname !== undefined ? [fetch.portalname] : []
-    })
-  } catch {
-    return []
   }
 }
 

@@ -70,6 +70,8 @@ export interface StatementData {
   rows: number
   commandTags: string[]
   outcome: StatementEvent['outcome']
+  /** See `StatementEvent.suspended`; absent when the Execute ran to its end (or was no Execute). */
+  suspended?: true
   tables: string[]
   maskedColumns: string[]
   /** Values the result pipeline replaced in this statement's output; absent in recordings made before it was counted. */
@@ -247,6 +249,7 @@ export function statementData(ev: StatementEvent, details: StatementDetails, pre
   data.rows = ev.rows
   data.commandTags = ev.commandTags
   data.outcome = ev.outcome
+  if (ev.suspended === true) data.suspended = true
   data.tables = details.tables ?? []
   data.maskedColumns = details.maskedColumns ?? []
   if (details.maskedValues !== undefined) data.maskedValues = details.maskedValues
@@ -497,6 +500,7 @@ export function statementJson(d: StatementData, memo?: StatementJsonMemo): strin
   s += `,"startedAt":${startedAtJson.of(d.startedAt)},"durationMs":${jsonMillis(d.durationMs)},"rows":${jsonNumber(d.rows)}`
   s += stringsMember('commandTags', d.commandTags, memo?.commandTags)
   s += `,"outcome":${outcomeJson.of(d.outcome)}`
+  if (d.suspended === true) s += ',"suspended":true'
   s += stringsMember('tables', d.tables, memo?.tables)
   s += stringsMember('maskedColumns', d.maskedColumns, memo?.maskedColumns)
   if (d.maskedValues !== undefined) s += `,"maskedValues":${jsonNumber(d.maskedValues)}`
@@ -564,6 +568,7 @@ const StatementDataSchema = z.looseObject({
   ...StatementFields,
   decision: text,
   outcome: text.optional(),
+  suspended: z.literal(true).optional(),
   durationMs: z.number().nullable().optional(),
   params: z.array(text.nullable()).optional(),
   commandTags: z.array(text).optional(),

@@ -230,6 +230,8 @@ export interface SearchMatch {
   /** What the server did with it, as recorded: `ok`, `error`, `aborted` (never ran), … and its CommandComplete tags. */
   outcome?: string
   commandTags?: string[]
+  /** The Execute stopped at the client's row limit: its count is one part's (see `StatementData.suspended`). */
+  suspended?: true
   /** When the text matched only through them: the PREPARE texts of the prepared statements its EXECUTEs ran. */
   runs?: string[]
 }
@@ -260,7 +262,7 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
       if (spans.length === 0 && !runs.some((text) => matchSpans(text, pattern).length > 0 || readFormSpans(text, pattern).length > 0)) continue
     }
     const ranPrepared = pattern && spans.length === 0 ? {runs} : {}
-    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, ...(s.agent ? {agent: agentLabel(s.agent)} : {}), target: s.target, sql: d.sql, spans, ...ranPrepared, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags} : {outcome: UNFINISHED})})
+    out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, ...(s.agent ? {agent: agentLabel(s.agent)} : {}), target: s.target, sql: d.sql, spans, ...ranPrepared, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags, ...(d.suspended === true ? {suspended: true as const} : {})} : {outcome: UNFINISHED})})
   }
   return out
 }

@@ -49,6 +49,9 @@ export function decisionWord(decision: string): string {
   return decision.replace(/_/g, ' ').toUpperCase()
 }
 
+/** An Execute that stopped at the client's row limit: its count is a part's, not the statement's. */
+const SUSPENDED_WORDS = "SUSPENDED at the client's row limit (these rows are one part of the portal's; a write with RETURNING had already changed every row it matched)"
+
 /** What an outcome other than `ok` says, in the words a reader needs: whether the statement ran. */
 const OUTCOME_WORDS: Record<string, string> = {
   aborted: 'NOT RUN (aborted: skipped after an earlier error, or never sent)',
@@ -69,11 +72,12 @@ const OUTCOME_WORDS: Record<string, string> = {
  * one and it names the command the text starts with (`select …` and `SELECT 3`); anything else is
  * shown. Undefined when there is nothing to add. The words are the recording's, to be made `visible`.
  */
-export function serverAnswer(d: {sql?: unknown; decision?: unknown; outcome?: unknown; commandTags?: unknown}): string | undefined {
+export function serverAnswer(d: {sql?: unknown; decision?: unknown; outcome?: unknown; commandTags?: unknown; suspended?: unknown}): string | undefined {
   const parts: string[] = []
   const outcome = typeof d.outcome === 'string' ? d.outcome : undefined
   const refused = outcome === 'rejected' && typeof d.decision === 'string' && (isDenied(d.decision) || d.decision === 'syntax_error')
   if (outcome !== undefined && outcome !== 'ok' && !refused) parts.push(OUTCOME_WORDS[outcome] ?? outcome.toUpperCase())
+  if (d.suspended === true) parts.push(SUSPENDED_WORDS)
   const tags = Array.isArray(d.commandTags) ? d.commandTags.filter((t): t is string => typeof t === 'string') : []
   if (tags.length > 0 && outcome !== 'rejected' && outcome !== 'aborted' && !(tags.length === 1 && sameCommand(tags[0]!, d.sql))) {
     parts.push(`server answered ${tags.join(', ')}`)

@@ -47,7 +47,7 @@ function refusal(what: string, place: Place, mark: SensitiveMark, strategyOf: St
   const read = !place.known
     ? `${name}, a column the catalog does not know yet: whether a read would mask it depends on its type, read once the change that makes it is committed`
     : fresh
-      ? `${name}, which a read shows by ${strategyOf(fresh.category)}, keeping part of a value: of one that is not the column's own ${fresh.category}, the wrong part`
+      ? `${name}, which a read shows by ${strategyOf(fresh.category)}: made to keep a safe part of the column's own ${fresh.category} values, it may keep any part of values derived from them`
       : `${name}, which the catalog does not classify as sensitive`
   const hint = !place.known
     ? 'Commit the statement that makes the column first, then copy into it; name it for what it holds (full_name, email) or add it to the target\'s masking.mask.'

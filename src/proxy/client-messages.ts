@@ -214,7 +214,7 @@ export class ClientMessages {
             this.sent(state.sendQuery(sql, shape, verdict, run), run)
           }
         }
-        const nested = executesEffect(shape.refs, state)
+        const nested = executesEffect(shape.refs, state, true)
         if (nested) return decided({action: 'reject', error: nested})
         this.judge(sql, 'simple', undefined, frame, undefined, undefined, decided)
         return
@@ -366,7 +366,7 @@ export class ClientMessages {
         p.executed = true
         const lapsed = p.verdict.action === 'allow' && p.verdict.once === true ? (p.verdict.lapsed?.() ?? this.ranSinceApproval(p.approvedAt)) : undefined
         if (lapsed) return this.refuseExecute(p, lapsed)
-        const nested = executesEffect(p.refs, state)
+        const nested = executesEffect(p.refs, state, true)
         if (nested) return this.refuseExecute(p, nested)
         const again = this.executeAgain(p)
         if (!again) return this.execute(frame, p, p.verdict)
@@ -761,11 +761,18 @@ function unsafeFetch(def: StatementDef | PortalDef, state: ConnectionCore['state
  * tunnel follows what such a statement does when it is bound and executed through the protocol,
  * but an SQL `EXECUTE x` of it would change the server's names out of its sight: `EXECUTE dx`
  * (DEALLOCATE p) then `EXECUTE py` (PREPARE p AS <another text>) left the tunnel judging and masking
- * `p` as the first text while the server ran the second, names in clear.
+ * `p` as the first text while the server ran the second, names in clear. Also the refusal of a
+ * FETCH or MOVE, at any depth, in a portal bound through the protocol (`fetchesBoundPortal`), when
+ * the text `runs` (a Query, an Execute; a Parse or Bind of it runs nothing).
  */
-function executesEffect(refs: readonly NameRef[], state: ConnectionCore['state'], depth = 0): PgNoticeFields | undefined {
+function executesEffect(refs: readonly NameRef[], state: ConnectionCore['state'], runs = false, depth = 0): PgNoticeFields | undefined {
   for (const r of refs) {
-    if (r.kind !== 'statement') continue
+    if (r.kind === 'portal') {
+      // Only when the text runs (a Query, an Execute): the portal a name means is the one at that moment.
+      const bound = runs && r.runs ? state.portal(r.name) : undefined
+      if (bound !== undefined && bound.definedBy !== 'declare') return fetchesBoundPortal(r.name)
+      continue
+    }
     const x = state.statementAt(r.name)
     if (x === undefined || x === UNSETTLED) continue
     const effect = x.shape.opaque ? 'may define or drop any name' : x.shape.effect ? EFFECT_WORDS[x.shape.effect.kind] : undefined
@@ -777,10 +784,26 @@ function executesEffect(refs: readonly NameRef[], state: ConnectionCore['state']
         hint: 'Send that statement itself (as a query, or bind and execute it), not through EXECUTE.',
       }
     }
-    const deeper = executesEffect(x.refs, state, depth + 1)
+    const deeper = executesEffect(x.refs, state, runs, depth + 1)
     if (deeper) return deeper
   }
   return undefined
+}
+
+/**
+ * The refusal of a FETCH or MOVE in a portal bound through the protocol (the server keeps those and
+ * SQL cursors in one namespace). The portal's statement then runs outside any Execute, so its Bind
+ * was recorded as never executed: `DELETE … RETURNING` bound as `q`, then `FETCH 2 FROM q`, deleted
+ * every row it matched while the recording said the DELETE never ran. No driver fetches a protocol
+ * portal by SQL; SQL cursors (DECLARE) are fetched as before.
+ */
+function fetchesBoundPortal(name: string): PgNoticeFields {
+  return {
+    severity: 'ERROR',
+    code: '0A000',
+    message: `dbgate: FETCH and MOVE in portal "${name}" are not allowed through the tunnel: it was bound through the protocol, and its statement would run outside an Execute, where it is not recorded as run`,
+    hint: `Run the portal with the protocol's Execute (a row limit fetches it in parts), or DECLARE a cursor to FETCH from.`,
+  }
 }
 
 const EFFECT_WORDS: Record<SqlEffect['kind'], string> = {

@@ -31,6 +31,8 @@ export interface Run {
   finished?: boolean
   /** Rows of it reached the client before it finished, and `onRowsReleased` said so. */
   rowsAnnounced?: boolean
+  /** An Execute that ended at its row limit (PortalSuspended): its rows are one part of the portal's. */
+  suspended?: boolean
 }
 
 export function newRun(sql: string, protocol: ProtocolPath, verdict: StatementVerdict, statementName?: string): Run {
@@ -62,6 +64,7 @@ export function statementEvent(sessionId: string, connectionId: number, run: Run
     commandTags: run.tags,
     rows: run.tags.length > 0 ? rowsOfTags(run.tags) : run.dataRows,
     outcome: run.denied ? 'rejected' : outcome,
+    suspended: run.suspended,
     error: run.error,
     resultFilter: run.filter,
     preview: run.preview && {columns: run.preview.columns, rows: run.preview.rows, truncated: run.dataRows > run.preview.rows.length},

@@ -301,6 +301,12 @@ export interface StatementEvent {
    * have run and committed; the tunnel does not know.
    */
   outcome: 'ok' | 'error' | 'rejected' | 'cancelled' | 'aborted' | 'unanswered' | 'bound'
+  /**
+   * The Execute stopped at the client's row limit (PortalSuspended): `rows` and `commandTags` are
+   * this part's, and a later Execute of the portal is its own statement event. A write with
+   * RETURNING changed all its rows at the first part, however few the client fetched.
+   */
+  suspended?: boolean
   error?: {code: string; message: string}
   /** The result filter that saw this statement's results, so the recorder can ask what it masked. */
   resultFilter?: ResultFilter

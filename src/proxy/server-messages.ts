@@ -144,10 +144,13 @@ export class ServerMessages {
         c.passToClient(frame)
         return
       }
-      case Backend.PortalSuspended:
-        c.finishRun(state.onPortalSuspended().run, 'ok')
+      case Backend.PortalSuspended: {
+        const run = state.onPortalSuspended().run
+        run.suspended = true
+        c.finishRun(run, 'ok')
         c.passToClient(frame)
         return
+      }
       case Backend.ErrorResponse:
         return this.onError(frame)
       case Backend.ReadyForQuery: {

@@ -19,6 +19,8 @@ export type SqlEffect =
 export interface NameRef {
   kind: 'statement' | 'portal'
   name: string
+  /** A FETCH or MOVE: it runs the portal's query (WHERE CURRENT OF only reads its position). */
+  runs?: true
 }
 
 export interface StatementShape {
@@ -123,7 +125,7 @@ function collectRefs(value: unknown, out: NameRef[]): void {
   for (const key in node) {
     const v = node[key]
     if (key === 'ExecuteStmt') out.push({kind: 'statement', name: String((v as Node).name ?? '')})
-    else if (key === 'FetchStmt') out.push({kind: 'portal', name: String((v as Node).portalname ?? '')})
+    else if (key === 'FetchStmt') out.push({kind: 'portal', name: String((v as Node).portalname ?? ''), runs: true})
     else if (key === 'CurrentOfExpr') out.push({kind: 'portal', name: String((v as Node).cursor_name ?? '')})
     if (typeof v === 'object' && v !== null) collectRefs(v, out)
   }

@@ -51,6 +51,8 @@ const CHANGES: Variant[] = [
   {ev: {commandTags: ['SELECT 2']}},
   {ev: {outcome: 'error', error: {code: '57014', message: 'canceling "statement" ü'}}},
   {ev: {outcome: 'rejected'}, details: {...BASE.details, decision: 'deny'}},
+  {ev: {suspended: true}},
+  {ev: {suspended: false}},
   {details: {...BASE.details, tables: []}},
   {details: {...BASE.details, tables: ['public.a"b', 'ü']}},
   {details: {...BASE.details, tables: ['pgbench_accounts', 'pgbench_branches']}},

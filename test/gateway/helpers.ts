@@ -4,9 +4,16 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
 import {gunzipSync} from 'node:zlib'
+import type {JWK} from 'jose'
 import {parseConfigText} from '../../src/config/parse.js'
 import type {LoadedConfig} from '../../src/config/types.js'
+import {freePort} from '../../src/dev/embedded-pg.js'
+import {startDevOidcProvider, type DevProvider} from '../../src/dev/oidc-dev-provider.js'
+import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import {createCertificateAuthority, writeServerPki} from '../../src/util/tls-certs.js'
+import {isolatedEnv, targetConfigText} from '../helpers/open.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {mint, rsaSigningKey} from '../identity/helpers.js'
 
 export interface TestPki {
   dir: string
@@ -114,4 +121,58 @@ export async function closeGatewayTest(gw: {close(graceMs: number): Promise<unkn
   await gw?.close(500)
   await idp?.close()
   await Promise.all(dirs.filter((d): d is string => d !== undefined).map((d) => rm(d, {recursive: true, force: true})))
+}
+
+/**
+ * A gateway whose IdP can be stopped and started again with another signing key, on the same
+ * issuer address: for tests of outages and withdrawn keys. `token(key)` mints alice's token,
+ * signed with `key`, as the IdP would have; `idpStart(key)` restarts the IdP publishing only `key`.
+ */
+export interface RotatingIdpGateway {
+  pki: TestPki
+  db: UpstreamInfo
+  gw: RunningGateway
+  keys: [JWK, JWK]
+  email: string
+  issuer: string
+  token(key: JWK): Promise<string>
+  idpStop(): Promise<void>
+  idpStart(key: JWK): Promise<void>
+  /** TLS options for a client of the gateway's PostgreSQL listener. */
+  ssl(): {ca: string; servername: string}
+  close(): Promise<void>
+}
+
+export async function rotatingIdpGateway(name: string, opts: {server?: string[]; keyCheckMs?: number} = {}): Promise<RotatingIdpGateway> {
+  const [pki, db, idpPort, key1, key2] = await Promise.all([makePki(), createTestDatabase(name), freePort(), rsaSigningKey(`${name}-key-1`), rsaSigningKey(`${name}-key-2`)])
+  const issuer = `http://127.0.0.1:${idpPort}`
+  let idp: DevProvider | undefined = await startDevOidcProvider({port: idpPort, signingKey: key1})
+  const dir = await mkdtemp(path.join(tmpdir(), `dbgate-${name}-`))
+  const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
+  const loaded = gatewayConfig({pki, dir, issuer, clientId: 'dbgate-cli', env, server: opts.server, targets: targetConfigText('app', db, 'allow: [engineering]')})
+  const gw = await startGateway({loaded, env, ...(opts.keyCheckMs !== undefined ? {keyCheckMs: opts.keyCheckMs} : {})})
+  await gw.whenReady()
+  const email = 'alice@example.com'
+  return {
+    pki,
+    db,
+    gw,
+    keys: [key1, key2],
+    email,
+    issuer,
+    token: (key) => mint(key, {iss: issuer, aud: 'dbgate-cli', sub: 'alice', email, groups: ['engineering'], exp: Math.floor(Date.now() / 1000) + 3600}),
+    async idpStop() {
+      await idp?.stop()
+      idp = undefined
+    },
+    async idpStart(key) {
+      idp = await startDevOidcProvider({port: idpPort, signingKey: key})
+    },
+    ssl: () => ({ca: readFileSync(pki.ca, 'utf8'), servername: 'localhost'}),
+    async close() {
+      await gw.close(500)
+      await idp?.stop()
+      await Promise.all([dir, pki.dir].map((d) => rm(d, {recursive: true, force: true})))
+    },
+  }
 }

@@ -2,12 +2,12 @@ import {readFileSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {exportJWK, generateKeyPair, type JWK} from 'jose'
+import type {JWK} from 'jose'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startDevOidcProvider, type DevProvider} from '../../src/dev/oidc-dev-provider.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
-import {mint} from '../identity/helpers.js'
+import {mint, rsaSigningKey} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {gatewayConfig, makePki, type TestPki} from './helpers.js'
@@ -28,8 +28,7 @@ describe('dbgate gateway: readiness and session limits', () => {
 
   beforeAll(async () => {
     ;[pki, db, idpPort] = await Promise.all([makePki(), createTestDatabase('gwl'), freePort()])
-    const {privateKey} = await generateKeyPair('RS256', {extractable: true})
-    signingKey = {...(await exportJWK(privateKey)), alg: 'RS256', use: 'sig', kid: 'lifecycle-key'}
+    signingKey = await rsaSigningKey('lifecycle-key')
     dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gwl-'))
     const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
     const loaded = gatewayConfig({

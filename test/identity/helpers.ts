@@ -19,10 +19,15 @@ export interface Fixture {
   close(): Promise<void>
 }
 
+/** A new RS256 signing key as an IdP publishes it (private parts included, for minting tokens). */
+export async function rsaSigningKey(kid: string): Promise<JWK> {
+  const {privateKey} = await generateKeyPair('RS256', {extractable: true})
+  return {...(await exportJWK(privateKey)), alg: 'RS256', use: 'sig', kid}
+}
+
 /** A real oidc-provider on loopback, a config pointing at it, and a private file token store. */
 export async function fixture(options: DevProviderOptions = {}, config: Partial<IdentityConfig> = {}): Promise<Fixture> {
-  const {privateKey} = await generateKeyPair('RS256', {extractable: true})
-  const signingKey = {...(await exportJWK(privateKey)), alg: 'RS256', use: 'sig', kid: 'test-key'}
+  const signingKey = await rsaSigningKey('test-key')
   const dev = await startDevOidcProvider({pollInterval: 0.1, signingKey, ...options})
   const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-identity-'))
   const env: NodeJS.ProcessEnv = {DBGATE_KEYRING: 'off', XDG_CONFIG_HOME: dir}

@@ -30,7 +30,7 @@ describe('what a text does to named objects', () => {
       {kind: 'statement', name: 'a'},
       {kind: 'statement', name: 'b'},
       {kind: 'portal', name: 'c'},
-      {kind: 'portal', name: 'd'},
+      {kind: 'portal', name: 'd', runs: true},
       {kind: 'portal', name: 'e'},
     ])
   })
