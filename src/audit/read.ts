@@ -60,7 +60,7 @@ export class SessionReader {
       .filter((s) => {
         // A log without its session.start has no start time: its key's day (pruned above) is all that places it.
         if (s.startedAt !== undefined && !inPeriod(s, f)) return false
-        if (user && ![s.user, s.subject].some((u) => u?.toLowerCase().includes(user))) return false
+        if (user && !namesUser(s, user)) return false
         if (f.denied && s.totals.denied === 0 && !s.refused) return false
         if (f.client && (s.agent ? 'mcp' : 'connect') !== f.client) return false
         return true
@@ -410,4 +410,16 @@ export function* exportSession(session: LoadedSession, format: 'jsonl' | 'csv', 
     const row = [s.sessionId, ev.seq, d.startedAt, s.user, s.agent ? agentLabel(s.agent) : undefined, s.target, s.database, d.class, d.decision, d.ruleId, d.approvalId, d.durationMs, d.rows, outcome, (ev.type === 'statement' ? (d.commandTags ?? []) : []).join('; '), (d.tables ?? []).join(' '), d.error?.sqlstate, d.error?.message, d.sql]
     yield row.map(csvCell).join(',') + '\n'
   }
+}
+
+/**
+ * Whether `user` (lower case) names the session's person: their whole e-mail or subject, or the
+ * e-mail's part before the @ (`alice` or `alice@`), in any case. A part of a name does not: `al@example.com` is not
+ * `sal@example.com`, and evidence filtered for one person must not hold another's sessions.
+ */
+function namesUser(s: {user?: string; subject?: string}, user: string): boolean {
+  const email = s.user?.toLowerCase()
+  const at = email?.lastIndexOf('@') ?? -1
+  const local = user.endsWith('@') ? user.slice(0, -1) : user
+  return email === user || s.subject?.toLowerCase() === user || (at > 0 && email!.slice(0, at) === local)
 }

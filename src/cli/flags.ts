@@ -37,7 +37,7 @@ export const spoolFlag = Flags.string({
 })
 
 export const filterFlags = {
-  user: Flags.string({char: 'u', summary: 'Only sessions of this user (part of the e-mail or subject, any case).', helpValue: '<user>'}),
+  user: Flags.string({char: 'u', summary: 'Only sessions of this user: the whole e-mail or subject, or the e-mail\'s part before the @ (any case).', helpValue: '<user>'}),
   target: Flags.string({char: 't', summary: 'Only sessions on this target.', helpValue: '<name>'}),
   since: whenFlag('Only sessions started since: a duration before now (7d, 12h, 1h30m, 1y), a UTC day (2026-01-31) or a date and time with its zone (2026-01-31T08:00:00Z).'),
   until: whenFlag('Only sessions started until: a duration before now or an ISO date (a bare date means the end of that day).', {endOfDay: true}),

@@ -82,6 +82,10 @@ describe('list', () => {
     const ids = async (f: Parameters<SessionReader['list']>[0]) => (await r.list(f)).map((s) => s.sessionId)
     expect(await ids({})).toEqual(['s-mallory', 's-alice'])
     expect(await ids({user: 'ALICE@'})).toEqual(['s-alice'])
+    // One person's whole e-mail, subject or the e-mail's part before the @; part of a name is nobody's.
+    expect(await ids({user: 'Alice@Example.com'})).toEqual(['s-alice'])
+    expect(await ids({user: alice.subject})).toEqual(['s-alice'])
+    for (const part of ['lice', 'lice@example.com', 'example.com', '@example.com', 'ali', 'u-al']) expect(await ids({user: part}), part).toEqual([])
     expect(await ids({target: 'staging'})).toEqual(['s-mallory'])
     expect(await ids({since: new Date('2026-03-02T00:00:00Z')})).toEqual(['s-mallory'])
     expect(await ids({until: new Date('2026-03-02T00:00:00Z')})).toEqual(['s-alice'])
