@@ -72,6 +72,8 @@ export interface StatementData {
   outcome: StatementEvent['outcome']
   /** See `StatementEvent.suspended`; absent when the Execute ran to its end (or was no Execute). */
   suspended?: true
+  /** See `StatementEvent.executes`: the protocol-made statements its text EXECUTEs, by name, with their text. */
+  executes?: {name: string; sql: string}[]
   tables: string[]
   maskedColumns: string[]
   /** Values the result pipeline replaced in this statement's output; absent in recordings made before it was counted. */
@@ -250,6 +252,7 @@ export function statementData(ev: StatementEvent, details: StatementDetails, pre
   data.commandTags = ev.commandTags
   data.outcome = ev.outcome
   if (ev.suspended === true) data.suspended = true
+  if (ev.executes !== undefined) data.executes = ev.executes.map((e) => ({name: e.name, sql: e.sql}))
   data.tables = details.tables ?? []
   data.maskedColumns = details.maskedColumns ?? []
   if (details.maskedValues !== undefined) data.maskedValues = details.maskedValues
@@ -501,6 +504,7 @@ export function statementJson(d: StatementData, memo?: StatementJsonMemo): strin
   s += stringsMember('commandTags', d.commandTags, memo?.commandTags)
   s += `,"outcome":${outcomeJson.of(d.outcome)}`
   if (d.suspended === true) s += ',"suspended":true'
+  if (d.executes !== undefined) s += `,"executes":${JSON.stringify(d.executes)}`
   s += stringsMember('tables', d.tables, memo?.tables)
   s += stringsMember('maskedColumns', d.maskedColumns, memo?.maskedColumns)
   if (d.maskedValues !== undefined) s += `,"maskedValues":${jsonNumber(d.maskedValues)}`
@@ -569,6 +573,7 @@ const StatementDataSchema = z.looseObject({
   decision: text,
   outcome: text.optional(),
   suspended: z.literal(true).optional(),
+  executes: z.array(z.looseObject({name: text, sql: text})).optional(),
   durationMs: z.number().nullable().optional(),
   params: z.array(text.nullable()).optional(),
   commandTags: z.array(text).optional(),
@@ -638,4 +643,10 @@ export function parseEventLine(line: string): AuditEvent {
   const problems = problemsOf(dataSchemaOf(ev.type), ev.data)
   if (problems) throw new DocumentError('event line', problems.map((p) => `data.${p}`.replace('data.(the document)', 'data')))
   return ev
+}
+
+/** The statements a recorded statement's text EXECUTEs, as recorded (`executes`), well-formed ones only. */
+export function executedOf(data: unknown): {name: string; sql: string}[] {
+  const executes = (data as Partial<StatementData> | null)?.executes
+  return Array.isArray(executes) ? executes.filter((e): e is {name: string; sql: string} => typeof e?.name === 'string' && typeof e?.sql === 'string') : []
 }

@@ -1,5 +1,5 @@
 import type {Bucket, ObjectInfo} from '../bucket/index.js'
-import {isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
+import {executedOf, isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
 import {loadParser, parserReady} from '../sql/parser.js'
 import {AnalysisCache} from '../policy/cache.js'
 import {readForm} from './search-text.js'
@@ -247,6 +247,8 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
     const d = ev.data as StatementData
     // Every text of the session, in order, whatever the filters: a PREPARE defines what a later EXECUTE runs.
     const runs = prepared?.read(d.sql, ev.type === 'statement' && d.outcome === 'ok') ?? []
+    // And by what it ran that a protocol Parse made, recorded with it.
+    if (pattern) for (const e of executedOf(d)) if (!runs.includes(e.sql)) runs.push(e.sql)
     const at = new Date(d.startedAt ?? ev.ts).getTime()
     if ((since !== undefined && at < since) || (until !== undefined && at > until)) continue
     if (q.class && d.class !== q.class) continue

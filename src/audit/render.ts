@@ -1,7 +1,7 @@
 import {agentLabel} from '../identity/types.js'
 import {Chalk, type ChalkInstance} from 'chalk'
 import {visible, visibleDeep} from '../util/visible.js'
-import {isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData, type StatementStreamingData} from './events.js'
+import {executedOf, isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData, type StatementStreamingData} from './events.js'
 
 /**
  * Turning events into display lines. Everything here is pure: `show`, `replay` and the tests share
@@ -146,6 +146,11 @@ function renderEventLines(raw: AuditEvent, opts: RenderOptions): string[] {
       const facts = [d.class, d.ruleId ? `rule ${d.ruleId}` : undefined, d.approvalId ? `approval ${d.approvalId}` : undefined, `${d.rows} row${d.rows === 1 ? '' : 's'}`, `${d.durationMs} ms`]
       const lines = [`${head} ${decision}${answer ? ` · ${c.yellow.bold(visible(answer))} ·` : ''} ${facts.filter(Boolean).join(' · ')}`]
       for (const l of d.sql.split('\n')) lines.push(`    ${l}`)
+      // What an EXECUTE ran, where a protocol Parse made it: the log holds its text only here.
+      for (const e of executedOf(raw.data)) {
+        lines.push(c.dim(`    which executes ${visible(e.name)}:`))
+        for (const l of visible(e.sql, {lines: true}).split('\n')) lines.push(`      ${l}`)
+      }
       if (d.params?.length) lines.push(c.dim(`    params: ${d.params.map((p) => (p === null ? 'NULL' : JSON.stringify(p))).join(', ')}`))
       if (d.tables?.length) lines.push(c.dim(`    tables: ${d.tables.join(', ')}`))
       if (d.maskedColumns?.length) lines.push(c.dim(`    masked: ${shortMasked(d.maskedColumns)}`))

@@ -14,7 +14,7 @@ import {codeName, Frontend} from '../wire/codes.js'
 import {FrameView, ProtocolError, type Frame} from '../wire/framer.js'
 import {decodeBind, decodeDescribeOrClose, decodeExecute, decodeParse, decodeQuery, encodeParse, encodeQuery} from '../wire/frontend.js'
 import type {ConnectionCore} from './connection.js'
-import {RECORDED_VALUE_BYTES, RECORDED_VALUE_MARGIN, type BoundParams, type NamedDefinition, type ProtocolPath, type ResultFilter, type StatementContext, type StatementVerdict} from './seam.js'
+import {RECORDED_VALUE_BYTES, RECORDED_VALUE_MARGIN, type BoundParams, type ExecutedStatement, type NamedDefinition, type ProtocolPath, type ResultFilter, type StatementContext, type StatementVerdict} from './seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import {PortalDef, portalFromStatement, StatementDef, UNSETTLED} from './protocol-state.js'
 import {newRun, paramsAsText, type Run} from './run.js'
@@ -204,6 +204,7 @@ export class ClientMessages {
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
         const decided = (verdict: StatementVerdict): void => {
           const run = newRun(sql, 'simple', verdict)
+          if (shape.refs.length > 0) run.executes = parsedExecuted(shape.refs, state)
           if (verdict.action === 'reject') {
             run.denied = verdict.error
             c.toUpstream.push(encodeQuery(REFUSED_SQL))
@@ -582,6 +583,7 @@ export class ClientMessages {
     const run = newRun(p.sql, 'parse', verdict, name)
     run.params = p.params
     run.portal = p
+    if (p.refs.length > 0) run.executes = parsedExecuted(p.refs, this.c.state)
     run.filter = this.filterFor(p.sql, 'parse', name, verdict, p)
     this.passRunning(frame)
     if (p.approvedAt !== undefined) p.approvedAt = this.ran
@@ -592,6 +594,7 @@ export class ClientMessages {
   private refuseExecute(p: PortalDef, error: PgNoticeFields): void {
     const run = newRun(p.sql, 'parse', {action: 'reject', error}, p.statement?.name)
     run.denied = error
+    if (p.refs.length > 0) run.executes = parsedExecuted(p.refs, this.c.state)
     this.c.toUpstream.push(REFUSAL_BIND)
     this.sent(this.c.state.sendExecute(undefined, run), run)
   }
@@ -804,6 +807,22 @@ function fetchesBoundPortal(name: string): PgNoticeFields {
     message: `dbgate: FETCH and MOVE in portal "${name}" are not allowed through the tunnel: it was bound through the protocol, and its statement would run outside an Execute, where it is not recorded as run`,
     hint: `Run the portal with the protocol's Execute (a row limit fetches it in parts), or DECLARE a cursor to FETCH from.`,
   }
+}
+
+/**
+ * The statements made by a protocol Parse that `refs` EXECUTE by SQL, and those they EXECUTE, as
+ * the server holds them now: `execute wipe(5)` ran `delete from carts where id > $1`, which a
+ * Parse named `wipe` made, and without it the log held only the EXECUTE. Undefined when none.
+ */
+function parsedExecuted(refs: readonly NameRef[], state: ConnectionCore['state'], depth = 0, out: ExecutedStatement[] = []): ExecutedStatement[] | undefined {
+  for (const r of refs) {
+    if (r.kind !== 'statement') continue
+    const x = state.statementAt(r.name)
+    if (x === undefined || x === UNSETTLED || out.some((e) => e.name === r.name)) continue
+    if (x.definedBy === 'parse') out.push({name: r.name, sql: x.sql})
+    if (depth < MAX_DESCRIBED_EXECUTES) parsedExecuted(x.refs, state, depth + 1, out)
+  }
+  return out.length > 0 ? out : undefined
 }
 
 const EFFECT_WORDS: Record<SqlEffect['kind'], string> = {

@@ -3,7 +3,7 @@
  * event and the recording's preview are made of. Shared by both directions of a connection.
  */
 import {rowsFromTag} from '../wire/backend.js'
-import {cutMark, RECORDED_VALUE_BYTES, type BoundParams, type ProtocolPath, type ResultFilter, type StatementEvent, type StatementVerdict} from './seam.js'
+import {cutMark, RECORDED_VALUE_BYTES, type BoundParams, type ExecutedStatement, type ProtocolPath, type ResultFilter, type StatementEvent, type StatementVerdict} from './seam.js'
 import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import type {PortalDef} from './protocol-state.js'
 
@@ -33,6 +33,8 @@ export interface Run {
   rowsAnnounced?: boolean
   /** An Execute that ended at its row limit (PortalSuspended): its rows are one part of the portal's. */
   suspended?: boolean
+  /** See `StatementEvent.executes`. */
+  executes?: readonly ExecutedStatement[]
 }
 
 export function newRun(sql: string, protocol: ProtocolPath, verdict: StatementVerdict, statementName?: string): Run {
@@ -65,6 +67,7 @@ export function statementEvent(sessionId: string, connectionId: number, run: Run
     rows: run.tags.length > 0 ? rowsOfTags(run.tags) : run.dataRows,
     outcome: run.denied ? 'rejected' : outcome,
     suspended: run.suspended,
+    executes: run.executes,
     error: run.error,
     resultFilter: run.filter,
     preview: run.preview && {columns: run.preview.columns, rows: run.preview.rows, truncated: run.dataRows > run.preview.rows.length},

@@ -277,6 +277,12 @@ export function cutText(text: string, fullBytes: number): string {
   return `${text.slice(0, end)}${cutMark(fullBytes)}`
 }
 
+/** A prepared statement a text EXECUTEs: its name, and its text as the server holds it. */
+export interface ExecutedStatement {
+  name: string
+  sql: string
+}
+
 /** One statement's outcome, emitted once it completes (or is rejected). */
 export interface StatementEvent {
   sessionId: string
@@ -307,6 +313,12 @@ export interface StatementEvent {
    * RETURNING changed all its rows at the first part, however few the client fetched.
    */
   suspended?: boolean
+  /**
+   * The statements made by a protocol Parse that its text EXECUTEs by SQL (`execute wipe(5)`), and
+   * those they EXECUTE in turn: the session's log has no other record of their text. A statement
+   * made by SQL `PREPARE` is not listed: its PREPARE is in the log.
+   */
+  executes?: readonly ExecutedStatement[]
   error?: {code: string; message: string}
   /** The result filter that saw this statement's results, so the recorder can ask what it masked. */
   resultFilter?: ResultFilter

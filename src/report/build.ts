@@ -3,7 +3,7 @@
  * the period come in, a `Report` comes out, so every figure can be checked against known sessions.
  */
 import type {AuditEvent, SessionEndData, SessionStartData, StatementData} from '../audit/events.js'
-import {isDenied, isSyntaxError} from '../audit/events.js'
+import {executedOf, isDenied, isSyntaxError} from '../audit/events.js'
 import type {SessionSummary} from '../audit/index-cache.js'
 import type {VerifyResult} from '../audit/verify.js'
 import {statementsOf, UNFINISHED} from '../audit/read.js'
@@ -270,6 +270,8 @@ export class ReportBuilder {
             a.statementOutcome = d.outcome
           }
         }
+        // A statement a protocol Parse made is in the log only with what EXECUTEs it: judged by its text (those it executes first).
+        for (const e of executedOf(d).reverse()) prepared.set(e.name, riskOf(e.sql, prepared, false, d.class))
         const risk = typeof d.sql === 'string' ? riskOf(d.sql, prepared, d.outcome === 'ok', d.class) : undefined
         if (risk) {
           if (risk.risk === 'destructive') s.destructiveAttempts += 1

@@ -53,6 +53,8 @@ const CHANGES: Variant[] = [
   {ev: {outcome: 'rejected'}, details: {...BASE.details, decision: 'deny'}},
   {ev: {suspended: true}},
   {ev: {suspended: false}},
+  {ev: {executes: [{name: 'wipe', sql: 'delete from "t" where id > $1 -- é'}]}},
+  {ev: {executes: [{name: 'a', sql: 'execute b'}, {name: 'b', sql: 'select 1'}]}},
   {details: {...BASE.details, tables: []}},
   {details: {...BASE.details, tables: ['public.a"b', 'ü']}},
   {details: {...BASE.details, tables: ['pgbench_accounts', 'pgbench_branches']}},

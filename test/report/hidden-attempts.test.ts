@@ -75,6 +75,13 @@ beforeAll(async () => {
   raw.send(serialize.parse({text: 'execute wipe3'}), serialize.bind({}), serialize.execute({}), serialize.sync())
   await raw.untilReady()
   expect(await count()).toBe(0)
+  // A statement a protocol Parse made, run by an SQL EXECUTE: its text is in the log only with the EXECUTE.
+  await fill()
+  raw.send(serialize.parse({name: 'wipe4', text: 'delete from items'}), serialize.sync())
+  await raw.untilReady()
+  raw.send(serialize.query('execute wipe4'))
+  await raw.untilReady()
+  expect(await count()).toBe(0)
   await t.close()
   // Under the built-in rules alone, a call of a volatile function of the user's is held for a reviewer (and refused: no one is signed in).
   await fill()
@@ -99,8 +106,8 @@ afterAll(() => {
 const listed = (sql: string) => attempts.filter((a) => a.sql === sql)
 
 describe('dbgate report attempts', () => {
-  it('list an EXECUTE as the destructive statement it ran, in either protocol and in the text that prepared it', () => {
-    for (const sql of ['execute wipe', 'execute wipe3']) {
+  it('list an EXECUTE as the destructive statement it ran, in either protocol, in the text that prepared it, and made by a protocol Parse', () => {
+    for (const sql of ['execute wipe', 'execute wipe3', 'execute wipe4']) {
       expect(listed(sql).map((a) => [a.risk, a.what, a.outcome]), sql).toContainEqual(['destructive', 'DELETE without WHERE', 'ok'])
     }
     expect(listed('prepare wipe2 as delete from items; execute wipe2').map((a) => a.risk)).toEqual(['destructive'])
