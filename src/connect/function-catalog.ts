@@ -24,7 +24,10 @@ import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, WRITE_
 
 /**
  * The types a value of type `b` (a pg_type row) is converted through, as `x(oid)`: a domain's base
- * type, a composite's attribute types, an array's element type. Their checks run on the way.
+ * type, a composite's attribute types, an array's element type, a range's subtype (range_in reads
+ * each bound as one: `'[1,5)'::r` runs the checks of a domain it is over) and a multirange's range
+ * type. Their checks run on the way. (pg_range.rngmultitypid is read through to_jsonb: servers
+ * before PostgreSQL 14 have no multiranges, nor the column.)
  */
 const TYPE_PARTS = `cross join lateral (
           select b.typbasetype as oid where b.typbasetype <> 0
@@ -32,7 +35,39 @@ const TYPE_PARTS = `cross join lateral (
           select a.atttypid from pg_attribute a where b.typrelid <> 0 and a.attrelid = b.typrelid and a.attnum > 0 and not a.attisdropped
           union all
           select b.typelem where b.typelem <> 0 and b.typcategory = 'A'
+          union all
+          select rg.rngsubtype from pg_range rg where rg.rngtypid = b.oid
+          union all
+          select rg.rngtypid from pg_range rg where b.typtype = 'm' and (to_jsonb(rg) ->> 'rngmultitypid')::oid = b.oid
         ) x`
+
+/**
+ * The types the columns of the relation `rel` (an expression giving its OID) hold values of, and
+ * every type a value written to them is converted through (TYPE_PARTS): a column of a domain over a
+ * domain, of an array of a domain, of a composite or a range whose parts are one, runs that
+ * domain's checks on every write, as a column of the domain itself does.
+ */
+function columnTypesSql(rel: string): string {
+  return `with recursive chain(oid) as (
+          select at.atttypid from pg_attribute at where at.attrelid = ${rel} and at.attnum > 0 and not at.attisdropped
+          union
+          select x.oid from chain c join pg_type b on b.oid = c.oid
+          ${TYPE_PARTS}
+        ) select oid from chain`
+}
+
+/**
+ * The domains whose default a write to the relation `rel` may evaluate: a column's own type and the
+ * domains it is based on (a domain made over another takes its default). An INSERT that leaves out
+ * a column without a default of its own (or writes DEFAULT) evaluates its domain's.
+ */
+function columnDomainsSql(rel: string): string {
+  return `with recursive chain(oid) as (
+          select at.atttypid from pg_attribute at where at.attrelid = ${rel} and at.attnum > 0 and not at.attisdropped
+          union
+          select b.typbasetype from chain c join pg_type b on b.oid = c.oid where b.typbasetype <> 0
+        ) select oid from chain`
+}
 
 export interface TargetFunctionCatalogOptions {
   query: CatalogQuery
@@ -344,8 +379,9 @@ function triggersSql(names: readonly string[]): string {
     where f.oid <> tg.tgfoid and (fn.nspname <> 'pg_catalog' or f.provolatile = 'v')
     union
     -- What else a write runs on the rows it writes: a user's function (or operator) in a column's
-    -- default or generated value, a check or exclusion constraint, an index expression or a check
-    -- of a column's domain, judged by its body as a trigger's is (a function declared IMMUTABLE
+    -- default or generated value, a check or exclusion constraint, an index expression, a check
+    -- of a column's domain (or of one its type holds: columnTypesSql) or a column's domain's
+    -- default, judged by its body as a trigger's is (a function declared IMMUTABLE
     -- may call a volatile one that deletes every row). Built-in ones there are not (nextval, now).
     select distinct fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 0, 0, false,
            w.what || ' of ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
@@ -366,10 +402,14 @@ function triggersSql(names: readonly string[]): string {
       where ix.indrelid = rels.oid
       union all
       select 'the check of a column''s domain', d.refclassid, d.refobjid
-      from pg_attribute at
-      join pg_constraint dc on dc.contypid = at.atttypid
+      from (${columnTypesSql('rels.oid')}) ct
+      join pg_constraint dc on dc.contypid = ct.oid
       join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = dc.oid
-      where at.attrelid = rels.oid and at.attnum > 0 and not at.attisdropped
+      union all
+      select 'the default of a column''s domain', 'pg_proc'::regclass::oid, dm[1]::oid
+      from (${columnDomainsSql('rels.oid')}) cd
+      join pg_type dt on dt.oid = cd.oid and dt.typdefaultbin is not null
+      cross join lateral regexp_matches(dt.typdefaultbin::text, ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) ([0-9]+)', 'g') dm
     ) w
     left join pg_operator o on w.refclassid = 'pg_operator'::regclass and o.oid = w.refobjid
     join pg_proc f on f.oid = (case when w.refclassid = 'pg_proc'::regclass then w.refobjid when w.refclassid = 'pg_operator'::regclass then o.oprcode end)
