@@ -56,6 +56,15 @@ function columnTypesSql(rel: string): string {
         ) select oid from chain`
 }
 
+/** The relation `rel` and the tables it is a partition or an inheritance child of, up to the top. */
+function ancestorsSql(rel: string): string {
+  return `with recursive up(oid) as (
+          select ${rel}
+          union
+          select i.inhparent from up join pg_inherits i on i.inhrelid = up.oid
+        ) select oid from up`
+}
+
 /**
  * The domains whose default a write to the relation `rel` may evaluate: a column's own type and the
  * domains it is based on (a domain made over another takes its default). An INSERT that leaves out
@@ -379,9 +388,9 @@ function triggersSql(names: readonly string[]): string {
     where f.oid <> tg.tgfoid and (fn.nspname <> 'pg_catalog' or f.provolatile = 'v')
     union
     -- What else a write runs on the rows it writes: a user's function (or operator) in a column's
-    -- default or generated value, a check or exclusion constraint, an index expression, a check
-    -- of a column's domain (or of one its type holds: columnTypesSql) or a column's domain's
-    -- default, judged by its body as a trigger's is (a function declared IMMUTABLE
+    -- default or generated value, a check or exclusion constraint, an index expression or operator
+    -- class, a partition key, a check of a column's domain (or of one its type holds:
+    -- columnTypesSql) or a column's domain's default, judged by its body as a trigger's is (a function declared IMMUTABLE
     -- may call a volatile one that deletes every row). Built-in ones there are not (nextval, now).
     select distinct fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 0, 0, false,
            w.what || ' of ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
@@ -405,6 +414,30 @@ function triggersSql(names: readonly string[]): string {
       from (${columnTypesSql('rels.oid')}) ct
       join pg_constraint dc on dc.contypid = ct.oid
       join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = dc.oid
+      union all
+      -- A write to a partitioned table evaluates its partition key on every row to route it, and a
+      -- write straight into a partition checks the row against its ancestors' keys: their
+      -- expressions' functions, and the support functions of their operator classes.
+      select 'a partition key', 'pg_proc'::regclass::oid, pm[1]::oid
+      from (${ancestorsSql('rels.oid')}) an
+      join pg_partitioned_table pt on pt.partrelid = an.oid
+      cross join lateral regexp_matches(coalesce(pt.partexprs::text, ''), ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) ([0-9]+)', 'g') pm
+      union all
+      select 'the operator class of a partition key', 'pg_proc'::regclass::oid, ap.amproc::oid
+      from (${ancestorsSql('rels.oid')}) an
+      join pg_partitioned_table pt on pt.partrelid = an.oid
+      cross join unnest(pt.partclass::oid[]) pc(oid)
+      join pg_opclass opc on opc.oid = pc.oid
+      join pg_amproc ap on ap.amprocfamily = opc.opcfamily
+      union all
+      -- An index runs its operator classes' support functions on every row written (a btree's
+      -- comparison function orders the new key among the others).
+      select 'the operator class of an index', 'pg_proc'::regclass::oid, ap.amproc::oid
+      from pg_index ix
+      cross join unnest(ix.indclass::oid[]) ic(oid)
+      join pg_opclass opc on opc.oid = ic.oid
+      join pg_amproc ap on ap.amprocfamily = opc.opcfamily
+      where ix.indrelid = rels.oid
       union all
       select 'the default of a column''s domain', 'pg_proc'::regclass::oid, dm[1]::oid
       from (${columnDomainsSql('rels.oid')}) cd
