@@ -56,6 +56,13 @@ function columnTypesSql(rel: string): string {
         ) select oid from chain`
 }
 
+/** The stored trees (as text) of the check constraints and index expressions and predicates of the relation `rel`. */
+function storedExpressionsSql(rel: string): string {
+  return `select co.conbin::text as tree from pg_constraint co where co.conrelid = ${rel} and co.conbin is not null
+          union all
+          select coalesce(ix.indexprs::text, '') || ' ' || coalesce(ix.indpred::text, '') from pg_index ix where ix.indrelid = ${rel}`
+}
+
 /** The relation `rel` and the tables it is a partition or an inheritance child of, up to the top. */
 function ancestorsSql(rel: string): string {
   return `with recursive up(oid) as (
@@ -438,6 +445,24 @@ function triggersSql(names: readonly string[]): string {
       join pg_opclass opc on opc.oid = ic.oid
       join pg_amproc ap on ap.amprocfamily = opc.opcfamily
       where ix.indrelid = rels.oid
+      union all
+      -- ALTER COLUMN … TYPE reads the table's check constraints and index expressions again from
+      -- their text, by name, so each call and operator in them may then resolve to another
+      -- function of that name (\`length(x)\` to a user's public.length(int) once x is an integer):
+      -- those, in a user's schema, count too.
+      select 'a function a check constraint or index expression may call once read again by name', 'pg_proc'::regclass::oid, g.oid
+      from (${storedExpressionsSql('rels.oid')}) se
+      cross join lateral regexp_matches(se.tree, ':funcid ([0-9]+)', 'g') rm
+      join pg_proc cf on cf.oid = rm[1]::oid
+      join pg_proc g on g.proname = cf.proname and g.oid <> cf.oid
+      join pg_namespace gn on gn.oid = g.pronamespace and gn.nspname not in ('pg_catalog', 'information_schema')
+      union all
+      select 'an operator a check constraint or index expression may run once read again by name', 'pg_proc'::regclass::oid, o2.oprcode::oid
+      from (${storedExpressionsSql('rels.oid')}) se
+      cross join lateral regexp_matches(se.tree, ':opno ([0-9]+)', 'g') om
+      join pg_operator co on co.oid = om[1]::oid
+      join pg_operator o2 on o2.oprname = co.oprname and o2.oid <> co.oid
+      join pg_namespace o2n on o2n.oid = o2.oprnamespace and o2n.nspname <> 'pg_catalog'
       union all
       select 'the default of a column''s domain', 'pg_proc'::regclass::oid, dm[1]::oid
       from (${columnDomainsSql('rels.oid')}) cd

@@ -3,7 +3,7 @@
  * the top node: a DELETE hidden in a CTE, a MERGE action, a function call in a subquery, a DML
  * inside EXPLAIN ANALYZE all surface as operations of their own.
  */
-import {keepsRelations} from './relation-keeping.js'
+import {builtinColumnType, keepsRelations} from './relation-keeping.js'
 import {FOREIGN_NAMES, shadowedBuiltinType} from './type-shadowing.js'
 import {createsInTemp, judgeSetting} from './settings.js'
 import {parseStatements} from '../sql/parser.js'
@@ -34,6 +34,30 @@ interface Doubts {
  * row matches. (ADD COLUMN counts when it brings a constraint, default or generated value.)
  */
 const ROW_CHECKING_ACTIONS: ReadonlySet<unknown> = new Set(['AT_AddConstraint', 'AT_ReAddConstraint', 'AT_ValidateConstraint', 'AT_AlterColumnType', 'AT_SetNotNull', 'AT_AddIndexConstraint', 'AT_SetExpression'])
+
+/**
+ * ALTER TABLE actions that run code stored on the table over its existing rows, as a write of each
+ * row would: a rewrite (a column's new type, SET LOGGED or UNLOGGED, SET ACCESS METHOD, SET
+ * EXPRESSION, a column added with a default, generated value or type that may force one) rebuilds
+ * every index, evaluating its expressions and operator classes' functions, and checks the table's
+ * check constraints again (a new type re-reads them and index expressions by name, so a call may
+ * now resolve to another function); VALIDATE CONSTRAINT runs a stored check over every row; ATTACH
+ * PARTITION checks the attached table's rows against the parent's partition key and builds the
+ * parent's indexes on it.
+ */
+const REEVALUATING_ACTIONS: ReadonlySet<unknown> = new Set(['AT_AlterColumnType', 'AT_SetLogged', 'AT_SetUnLogged', 'AT_SetAccessMethod', 'AT_SetExpression', 'AT_ValidateConstraint', 'AT_AttachPartition'])
+
+/** Whether an ALTER TABLE (or MATERIALIZED VIEW) runs the code stored on its relation over its rows: `REEVALUATING_ACTIONS`. */
+function reevaluatesRows(body: Obj): boolean {
+  if ((body.objtype !== 'OBJECT_TABLE' && body.objtype !== 'OBJECT_MATVIEW') || !isRangeVar(body.relation)) return false
+  return list(body.cmds).some((c) => {
+    const cmd = unwrap(c)?.[1]
+    if (!cmd) return false
+    if (REEVALUATING_ACTIONS.has(cmd.subtype)) return true
+    const def = unwrap(cmd.def)
+    return cmd.subtype === 'AT_AddColumn' && def?.[0] === 'ColumnDef' && (list(def[1].constraints).length > 0 || !builtinColumnType(def[1].typeName))
+  })
+}
 
 /** The tables whose rows a DDL statement reads to check or build what it makes: see `ROW_CHECKING_ACTIONS`; an index reads every row. */
 function rowsCheckedBy(type: string, body: Obj): Obj[] {
@@ -477,7 +501,13 @@ export class StatementWalker {
       }
       case 'AlterTableStmt': {
         const object = objectKind(body.objtype) ?? 'table'
-        this.open(op('ddl', `alter_${object}`, {object, ...keeping(type, body)}), () => this.walkBody(body, 'ddl'))
+        const altered = this.open(op('ddl', `alter_${object}`, {object, ...keeping(type, body)}), () => this.walkBody(body, 'ddl'))
+        // Judged by what a write to the relation runs, as the catalog step judges a write's (its triggers' bodies included).
+        if (reevaluatesRows(body)) {
+          const rv = body.relation as Obj
+          const schema = str(rv.schemaname)
+          altered.calls = [...(altered.calls ?? []), {kind: 'trigger', ...(schema ? {schema} : {}), name: str(rv.relname) ?? '', args: 0}]
+        }
         this.rowsChecked(type, body)
         // ALTER TABLE ... OWNER TO hands every privilege on the table to another role.
         const subtypes = list(body.cmds).map((c) => unwrap(c)?.[1].subtype)
