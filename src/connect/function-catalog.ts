@@ -56,6 +56,23 @@ function columnTypesSql(rel: string): string {
         ) select oid from chain`
 }
 
+/**
+ * The functions a range type `type` (an expression giving a pg_type OID) runs besides its input:
+ * its canonical function and its subtype's operator class (run on every range built, to order the
+ * bounds), and its subtype_diff (run by GiST indexes on every row written, and by the planner on
+ * every read whose condition compares such a column with a constant: `diff`, for writes and reads
+ * of a relation with such a column). A plain `select … where r && '[1,5)'` runs a subtype_diff
+ * written in PL/pgSQL.
+ */
+function rangeSupportSql(type: string, diff: boolean): string {
+  return `select rg.rngcanonical::oid as fid from pg_range rg where rg.rngtypid = ${type} and rg.rngcanonical::oid <> 0
+          union all${diff ? `
+          select rg.rngsubdiff::oid from pg_range rg where rg.rngtypid = ${type} and rg.rngsubdiff::oid <> 0
+          union all` : ''}
+          select ap.amproc::oid from pg_range rg join pg_opclass opc on opc.oid = rg.rngsubopc join pg_amproc ap on ap.amprocfamily = opc.opcfamily
+          where rg.rngtypid = ${type}`
+}
+
 /** The stored trees (as text) of the check constraints and index expressions and predicates of the relation `rel`. */
 function storedExpressionsSql(rel: string): string {
   return `select co.conbin::text as tree from pg_constraint co where co.conrelid = ${rel} and co.conbin is not null
@@ -193,6 +210,22 @@ function argumentEffectsSql(owners: string): string {
     ${calledBy('con.conbin')}
     union all
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', o.nargs, o.ndefaults, o."variadic",
+           'support function of the range ' || format_type(arg.oid, null) || ' (an argument of ' || o.what || ')', o.scope, o.key, f.oid::int8
+    from (${owners}) o
+    cross join lateral (
+      with recursive chain(oid) as (
+        select t from unnest(o.types) u(t)
+        union
+        select x.oid
+        from chain c join pg_type b on b.oid = c.oid
+        ${TYPE_PARTS}
+      ) select oid from chain
+    ) arg
+    cross join lateral (${rangeSupportSql('arg.oid', false)}) rs
+    join pg_proc f on f.oid = rs.fid join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname <> 'pg_catalog'
+    union all
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', o.nargs, o.ndefaults, o."variadic",
            'implicit cast to ' || format_type(k.casttarget, null) || ' (an argument of ' || o.what || ')', o.scope, o.key, f.oid::int8
     from (${owners}) o
     join pg_cast k on k.casttarget = any(o.types) and k.castcontext = 'i' and k.castfunc <> 0
@@ -259,7 +292,19 @@ function relationsSql(names: readonly string[]): string {
     join pg_class rc on rc.oid = rels.oid and rc.relrowsecurity and not rels.sys
     join pg_namespace rn on rn.oid = rc.relnamespace
     join pg_policy pol on pol.polrelid = rc.oid
-    ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}`
+    ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}
+    union
+    -- A read compares a range column with a constant: the planner runs the range's subtype_diff
+    -- (and building the constant its canonical function and subtype operator class).
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
+           'support function of the range ' || format_type(ct.oid, null) || ' in a column of ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_class rc on rc.oid = rels.oid and not rels.sys
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    cross join lateral (${columnTypesSql('rels.oid')}) ct
+    cross join lateral (${rangeSupportSql('ct.oid', true)}) rs
+    join pg_proc f on f.oid = rs.fid join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname <> 'pg_catalog'`
 }
 
 /** The first OID of objects created after initdb: below it, the system's own (pinned) relations. */
@@ -464,6 +509,10 @@ function triggersSql(names: readonly string[]): string {
       join pg_operator o2 on o2.oprname = co.oprname and o2.oid <> co.oid
       join pg_namespace o2n on o2n.oid = o2.oprnamespace and o2n.nspname <> 'pg_catalog'
       union all
+      select 'a support function of a range a column holds', 'pg_proc'::regclass::oid, rs.fid
+      from (${columnTypesSql('rels.oid')}) ct
+      cross join lateral (${rangeSupportSql('ct.oid', true)}) rs
+      union all
       select 'the default of a column''s domain', 'pg_proc'::regclass::oid, dm[1]::oid
       from (${columnDomainsSql('rels.oid')}) cd
       join pg_type dt on dt.oid = cd.oid and dt.typdefaultbin is not null
@@ -548,6 +597,11 @@ function castsSql(types: readonly string[]): string {
     from chain c
     join pg_constraint con on con.contypid = c.oid
     ${calledBy('con.conbin')}
+    union all
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
+           'support function of the range ' || format_type(c.oid, null) || ' (cast to ' || c.scope || '.' || c.key || ')', c.scope, c.key, f.oid::int8
+    from chain c cross join lateral (${rangeSupportSql('c.oid', false)}) rs join pg_proc f on f.oid = rs.fid join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname <> 'pg_catalog'
     union all
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
            'input function of ' || c.scope || '.' || c.key, c.scope, c.key, f.oid::int8
