@@ -513,6 +513,13 @@ function triggersSql(names: readonly string[]): string {
       from (${columnTypesSql('rels.oid')}) ct
       cross join lateral (${rangeSupportSql('ct.oid', true)}) rs
       union all
+      -- Not run by a write, but by ANALYZE of the table, which is judged as one (src/policy/walker.ts).
+      -- (pg_statistic_ext.stxexprs is read through to_jsonb: servers before PostgreSQL 14 have none.)
+      select 'an extended statistics expression', 'pg_proc'::regclass::oid, sm[1]::oid
+      from pg_statistic_ext sx
+      cross join lateral regexp_matches(coalesce(to_jsonb(sx) ->> 'stxexprs', ''), ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) ([0-9]+)', 'g') sm
+      where sx.stxrelid = rels.oid
+      union all
       select 'the default of a column''s domain', 'pg_proc'::regclass::oid, dm[1]::oid
       from (${columnDomainsSql('rels.oid')}) cd
       join pg_type dt on dt.oid = cd.oid and dt.typdefaultbin is not null

@@ -332,6 +332,14 @@ const TRANSACTION_COMMANDS: Record<string, string> = {
  */
 const PLAIN_VACUUM_OPTIONS = new Set(['verbose', 'analyze', 'skip_locked'])
 
+/** Whether a VACUUM also analyses (`VACUUM ANALYZE`, `VACUUM (ANALYZE)`, not `(ANALYZE off)`). */
+function vacuumAnalyzes(body: Obj): boolean {
+  return list(body.options).some((o) => {
+    const u = unwrap(o)
+    return u?.[0] === 'DefElem' && u[1].defname === 'analyze' && (u[1].arg === undefined || !['false', 'off', '0', 'no'].includes((constText(u[1].arg) ?? 'on').toLowerCase()))
+  })
+}
+
 /** Object kinds whose DROP names relations, so the names are tables for rule matching. */
 const RELATION_KINDS = new Set(['table', 'view', 'matview', 'sequence', 'index', 'foreign_table'])
 
@@ -573,9 +581,14 @@ export class StatementWalker {
           if (PLAIN_VACUUM_OPTIONS.has(name)) return false
           return u[1].arg === undefined || !['false', 'off', '0', 'no'].includes((constText(u[1].arg) ?? 'on').toLowerCase())
         })
-        const flags: OperationFlag[] = heavy ? ['heavy_maintenance'] : []
         const command = body.is_vacuumcmd ? 'vacuum' : 'analyze'
-        const o = this.open(op('admin', command, {flags}), () => this.walkBody(body, 'write'))
+        // ANALYZE evaluates each table's index and extended statistics expressions and its range
+        // columns' subtype_diff on sampled rows. A table it names is judged by that code (as a write
+        // of it); without a list it runs that of every table, which dbgate does not look up.
+        const everyTable = list(body.rels).length === 0 && (!body.is_vacuumcmd || vacuumAnalyzes(body))
+        const flags: OperationFlag[] = heavy || everyTable ? ['heavy_maintenance'] : []
+        const detail = everyTable ? 'ANALYZE without a table list evaluates the index expressions, extended statistics expressions and range functions of every table, code dbgate does not judge for it; name the tables (ANALYZE t1, t2), whose code is judged' : undefined
+        const o = this.open(op('admin', command, {flags, ...(detail ? {detail} : {})}), () => this.walkBody(body, 'write'))
         // Without a list it processes every table the role may (hr's too): rules on tables see all of them.
         if (list(body.rels).length === 0) o.tables.push({name: '*', access: 'write', every: `${command.toUpperCase()} without a table list processes every table the role owns or may maintain`})
         return {}
