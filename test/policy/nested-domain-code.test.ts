@@ -56,6 +56,8 @@ describe('code a write or a cast runs through the parts of a type', () => {
     'a domain over the domain': 'insert into t_over values (1, 5)',
     'an array of the domain': "insert into t_arr values (1, '{5}')",
     'an array of the domain, by ARRAY[]': 'update t_arr set x = array[5] where id = 1',
+    'an array of the domain, by COPY': 'copy t_arr from stdin',
+    'an array of the domain, by MERGE': "merge into t_arr a using (select 1 as id) s on a.id = s.id when not matched then insert values (1, '{5}')",
     'a domain over an array of the domain': "insert into t_over_arr values (1, '{5}')",
     'a composite with a field of the domain': "insert into t_comp values (1, '(5)')",
     'a range over the domain': "insert into t_range values (1, '[1,5)')",

@@ -64,6 +64,7 @@ describe('code a write runs through partition keys and operator classes', () => 
 
   const writes: Record<string, string> = {
     'a row routed by the key': 'insert into pk values (1, 1)',
+    'rows routed by COPY': 'copy pk from stdin',
     'a row written straight into the partition': 'insert into pk_all values (1, 1)',
     'a row routed into a sub-partitioned partition': 'insert into pl values (1, 1)',
     'a row moved into it by an UPDATE': 'update pl set y = 1 where id = 2',
