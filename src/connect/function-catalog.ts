@@ -20,7 +20,7 @@ import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
 import {runsCodeOnWrite} from '../sql/runs-code.js'
-import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, WRITE_RULE_KIND, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
+import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, PARTITION_KEY_VIA, VIEW_DEPTH_LIMIT, WRITE_RULE_KIND, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
 /**
  * The types a value of type `b` (a pg_type row) is converted through, as `x(oid)`: a domain's base
@@ -470,12 +470,12 @@ function triggersSql(names: readonly string[]): string {
       -- A write to a partitioned table evaluates its partition key on every row to route it, and a
       -- write straight into a partition checks the row against its ancestors' keys: their
       -- expressions' functions, and the support functions of their operator classes.
-      select 'a partition key', 'pg_proc'::regclass::oid, pm[1]::oid
+      select ${literal(PARTITION_KEY_VIA)}, 'pg_proc'::regclass::oid, pm[1]::oid
       from (${ancestorsSql('rels.oid')}) an
       join pg_partitioned_table pt on pt.partrelid = an.oid
       cross join lateral regexp_matches(coalesce(pt.partexprs::text, ''), ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) ([0-9]+)', 'g') pm
       union all
-      select 'the operator class of a partition key', 'pg_proc'::regclass::oid, ap.amproc::oid
+      select ${literal(`${PARTITION_KEY_VIA}'s operator class`)}, 'pg_proc'::regclass::oid, ap.amproc::oid
       from (${ancestorsSql('rels.oid')}) an
       join pg_partitioned_table pt on pt.partrelid = an.oid
       cross join unnest(pt.partclass::oid[]) pc(oid)

@@ -511,11 +511,7 @@ export class StatementWalker {
         const object = objectKind(body.objtype) ?? 'table'
         const altered = this.open(op('ddl', `alter_${object}`, {object, ...keeping(type, body)}), () => this.walkBody(body, 'ddl'))
         // Judged by what a write to the relation runs, as the catalog step judges a write's (its triggers' bodies included).
-        if (reevaluatesRows(body)) {
-          const rv = body.relation as Obj
-          const schema = str(rv.schemaname)
-          altered.calls = [...(altered.calls ?? []), {kind: 'trigger', ...(schema ? {schema} : {}), name: str(rv.relname) ?? '', args: 0}]
-        }
+        if (reevaluatesRows(body)) this.addWriteCode(altered, body.relation as Obj)
         this.rowsChecked(type, body)
         // ALTER TABLE ... OWNER TO hands every privilege on the table to another role.
         const subtypes = list(body.cmds).map((c) => unwrap(c)?.[1].subtype)
@@ -608,7 +604,11 @@ export class StatementWalker {
         const simple = SIMPLE[type]
         if (simple) {
           const [cls, command, access] = simple
-          this.open(op(cls, command, keeping(type, body)), () => this.walkBody(body, access ?? (cls === 'read' || cls === 'session' ? 'read' : 'ddl')))
+          const made = this.open(op(cls, command, keeping(type, body)), () => this.walkBody(body, access ?? (cls === 'read' || cls === 'session' ? 'read' : 'ddl')))
+          // A new partition has the server check the default partition's rows against its bound,
+          // evaluating the parent's partition key on each: judged by what a write to the parent runs.
+          const parent = type === 'CreateStmt' && body.partbound !== undefined ? list(body.inhRelations).map(unwrap).find((u) => u?.[0] === 'RangeVar')?.[1] : undefined
+          if (parent) this.addWriteCode(made, parent, true)
           this.rowsChecked(type, body)
         } else {
           this.push(op('unknown', 'unknown', {detail: `statement type ${type} is not understood by dbgate`}))
@@ -619,6 +619,15 @@ export class StatementWalker {
   }
 
   // ---- operations --------------------------------------------------------------------------
+
+  /** Has `o` judged by what a write to the relation `rv` runs (DDL that evaluates the code stored on its rows), or by its partition keys alone. */
+  private addWriteCode(o: Operation, rv: Obj, partitionKeyOnly = false): void {
+    const schema = str(rv.schemaname)
+    const name = str(rv.relname)
+    if (!name) return
+    const call: CatalogCall = {kind: 'trigger', ...(schema ? {schema} : {}), name, args: 0, ...(partitionKeyOnly ? {partitionKeyOnly: true as const} : {})}
+    if (!(o.calls ?? []).some((x) => sameCall(x, call))) o.calls = [...(o.calls ?? []), call]
+  }
 
   /** A read (command `check_rows`) of each table whose rows the DDL checks: its errors show them. */
   private rowsChecked(type: string, body: Obj): void {
@@ -1122,7 +1131,7 @@ function writesSettings(schema: string | undefined, name: string): boolean {
 }
 
 function sameCall(a: CatalogCall, b: CatalogCall): boolean {
-  return a.kind === b.kind && a.name === b.name && a.schema === b.schema && a.args === b.args && a.judgedAsSetting === b.judgedAsSetting && a.judgedAsCast === b.judgedAsCast
+  return a.kind === b.kind && a.name === b.name && a.schema === b.schema && a.args === b.args && a.judgedAsSetting === b.judgedAsSetting && a.judgedAsCast === b.judgedAsCast && a.partitionKeyOnly === b.partitionKeyOnly
 }
 
 /**

@@ -8,7 +8,8 @@ import type {Refusal} from './unfiltered.js'
  * ALTER TABLE that runs the code stored on a table over its rows, which the statement does not
  * show: a rewrite (SET UNLOGGED, a column's new type, a column added with a volatile default)
  * rebuilds every index, evaluating index expressions; VALIDATE CONSTRAINT runs a stored check;
- * ATTACH PARTITION builds the parent's indexes on the attached table. And ALTER COLUMN … TYPE reads
+ * ATTACH PARTITION builds the parent's indexes on the attached table; CREATE TABLE … PARTITION OF
+ * checks the default partition's rows against the new bound, evaluating the parent's key. And ALTER COLUMN … TYPE reads
  * the table's checks and index expressions again by name, so `check (length(x) > 0)` on a text
  * column calls a user's public.length(int) once x is an integer, on the rows there and on every
  * later write (in the same transaction too, where dbgate still reads the committed catalog).
@@ -54,6 +55,10 @@ describe('DDL that runs the code stored on a table over its rows', () => {
         create table parted (id int, y int) partition by range (id);
         create index on parted ((public.quiet(id)));
         create table to_attach (id int, y int);
+        -- Partitioned by a key that calls quiet, with rows in its default partition.
+        create table keyed (id int, y int) partition by range (public.quiet(id));
+        create table keyed_default partition of keyed default;
+        insert into keyed values (1, 1);
         insert into to_attach values (1, 1);
         -- Checks and an index expression over a text column that call the built-in length(text).
         create table r_len (id int, x text check (length(x) > 0));
@@ -70,7 +75,7 @@ describe('DDL that runs the code stored on a table over its rows', () => {
   })
   afterAll(() => t.close())
 
-  it('judges a rewrite, a validation and an attach by what a write to the table runs', async () => {
+  it('judges a rewrite, a validation, an attach and a new partition by what a write to the table runs', async () => {
     const alters = [
       'alter table r_idx set unlogged',
       'alter table r_idx alter column y type bigint',
@@ -78,6 +83,7 @@ describe('DDL that runs the code stored on a table over its rows', () => {
       'alter table r_idx add column g int generated always as (y + 1) stored',
       'alter table r_check validate constraint c',
       'alter table parted attach partition to_attach for values from (0) to (100)',
+      'create table keyed_new partition of keyed for values from (100) to (200)',
       'alter table r_len alter column x type int using x::int',
     ]
     for (const extended of [false, true]) {
