@@ -458,9 +458,10 @@ function triggersSql(names: readonly string[]): string {
       from pg_constraint co join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = co.oid
       where co.conrelid = rels.oid
       union all
+      -- (An index named as the relation is its own: REINDEX INDEX, judged as a write of it, evaluates its expressions.)
       select 'an index expression', d.refclassid, d.refobjid
       from pg_index ix join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = ix.indexrelid
-      where ix.indrelid = rels.oid
+      where ix.indrelid = rels.oid or ix.indexrelid = rels.oid
       union all
       select 'the check of a column''s domain', d.refclassid, d.refobjid
       from (${columnTypesSql('rels.oid')}) ct
@@ -489,7 +490,7 @@ function triggersSql(names: readonly string[]): string {
       cross join unnest(ix.indclass::oid[]) ic(oid)
       join pg_opclass opc on opc.oid = ic.oid
       join pg_amproc ap on ap.amprocfamily = opc.opcfamily
-      where ix.indrelid = rels.oid
+      where ix.indrelid = rels.oid or ix.indexrelid = rels.oid
       union all
       -- ALTER COLUMN … TYPE reads the table's check constraints and index expressions again from
       -- their text, by name, so each call and operator in them may then resolve to another

@@ -35,6 +35,9 @@ describe('ANALYZE and the code it evaluates', () => {
         create table a_stat (id int, y int);
         insert into a_stat select g, g from generate_series(1, 100) g;
         create statistics a_stat_st on (public.quiet(id)), y from a_stat;
+        create table r_idx (id int, y int);
+        insert into r_idx values (1, 1);
+        create index r_idx_quiet on r_idx ((public.quiet(id)));
         create table plain (id int, y int);
         insert into plain select g, g from generate_series(1, 100) g;
       `),
@@ -62,9 +65,28 @@ describe('ANALYZE and the code it evaluates', () => {
       const c = await t.client()
       const e = await refused(c, sql)
       await c.end()
-      expect(e.message, sql).toMatch(/requires approval .*\(rule default\.admin-approval\)/)
+      expect(e.message, sql).toMatch(/requires approval .*\(rule default\.volatile-function\)/)
       expect(e.detail, sql).toMatch(/ANALYZE without a table list evaluates the index expressions, extended statistics expressions and range functions of every table.*name the tables/)
       expect(await accounts(), sql).toBe(10)
+    }
+  })
+
+  it('holds them, and judges REINDEX of an index by its code, where a rule allows maintenance', async () => {
+    const admin = await openPipelineTunnel(db, ['rules:', '  - id: maintenance', '    match: {class: admin}', '    action: allow'].join('\n'))
+    try {
+      for (const sql of ['analyze', 'vacuum analyze', 'reindex schema public', `reindex database ${db.database}`, 'reindex index r_idx_quiet', 'reindex index concurrently r_idx_quiet', 'analyze a_stat']) {
+        await refill()
+        const c = await admin.client()
+        const e = await refused(c, sql)
+        await c.end()
+        expect(e.message, sql).toMatch(/rule default\.(volatile-function|no-unfiltered-delete)/)
+        expect(await accounts(), sql).toBe(10)
+      }
+      const c = await admin.client()
+      await c.query('reindex table plain')
+      await c.end()
+    } finally {
+      await admin.close()
     }
   })
 
