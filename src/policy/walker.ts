@@ -619,6 +619,8 @@ export class StatementWalker {
           // evaluating the parent's partition key on each: judged by what a write to the parent runs.
           const parent = type === 'CreateStmt' && body.partbound !== undefined ? list(body.inhRelations).map(unwrap).find((u) => u?.[0] === 'RangeVar')?.[1] : undefined
           if (parent) this.addWriteCode(made, parent, true)
+          // VALIDATE CONSTRAINT of a domain runs its checks on every value of it stored in any column: judged as a cast to it.
+          if (type === 'AlterDomainStmt' && body.subtype === 'V') this.validatesDomain(made, names(body.typeName))
           // A REINDEX of a table or an index is judged by its index code (as a write of it); of a schema or database, it names none.
           if (type === 'ReindexStmt' && (body.kind === 'REINDEX_OBJECT_SCHEMA' || body.kind === 'REINDEX_OBJECT_DATABASE')) {
             this.push(unseenCode('REINDEX of a whole schema or database rebuilds every index in it, evaluating index expressions and operator classes dbgate does not look up for it; reindex the tables by name (REINDEX TABLE t), whose index code is judged'))
@@ -633,6 +635,14 @@ export class StatementWalker {
   }
 
   // ---- operations --------------------------------------------------------------------------
+
+  /** Has `o` judged as a cast to the domain `typeName` (schema and name, or the name alone), which runs its checks. */
+  private validatesDomain(o: Operation, typeName: string[]): void {
+    const name = typeName[typeName.length - 1]
+    if (!name) return
+    const schema = typeName.length > 1 ? typeName[typeName.length - 2] : undefined
+    o.calls = [...(o.calls ?? []), {kind: 'cast', ...(schema ? {schema} : {}), name, args: 1}]
+  }
 
   /** Has `o` judged by what a write to the relation `rv` runs (DDL that evaluates the code stored on its rows), or by its partition keys alone. */
   private addWriteCode(o: Operation, rv: Obj, partitionKeyOnly = false): void {

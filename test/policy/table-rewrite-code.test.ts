@@ -7,7 +7,8 @@ import type {Refusal} from './unfiltered.js'
 /**
  * ALTER TABLE that runs the code stored on a table over its rows, which the statement does not
  * show: a rewrite (SET UNLOGGED, a column's new type, a column added with a volatile default)
- * rebuilds every index, evaluating index expressions; VALIDATE CONSTRAINT runs a stored check;
+ * rebuilds every index, evaluating index expressions; VALIDATE CONSTRAINT runs a stored check (of
+ * a table, or of a domain on every column of it);
  * ATTACH PARTITION builds the parent's indexes on the attached table; CREATE TABLE … PARTITION OF
  * checks the default partition's rows against the new bound, evaluating the parent's key. And ALTER COLUMN … TYPE reads
  * the table's checks and index expressions again by name, so `check (length(x) > 0)` on a text
@@ -54,6 +55,10 @@ describe('DDL that runs the code stored on a table over its rows', () => {
         alter table r_check add constraint c check (public.quiet(id) > 0) not valid;
         create table parted (id int, y int) partition by range (id);
         create index on parted ((public.quiet(id)));
+        create domain later_checked as int;
+        create table t_later (id int, x later_checked);
+        insert into t_later values (1, 1);
+        alter domain later_checked add constraint quiet_check check (public.quiet(value) > 0) not valid;
         create table to_attach (id int, y int);
         -- Partitioned by a key that calls quiet, with rows in its default partition.
         create table keyed (id int, y int) partition by range (public.quiet(id));
@@ -82,6 +87,8 @@ describe('DDL that runs the code stored on a table over its rows', () => {
       'alter table r_idx add column z float8 default random()',
       'alter table r_idx add column g int generated always as (y + 1) stored',
       'alter table r_check validate constraint c',
+      'alter domain later_checked validate constraint quiet_check',
+      'alter domain public.later_checked validate constraint quiet_check',
       'alter table parted attach partition to_attach for values from (0) to (100)',
       'create table keyed_new partition of keyed for values from (100) to (200)',
       'alter table r_len alter column x type int using x::int',
