@@ -333,6 +333,18 @@ const TRANSACTION_COMMANDS: Record<string, string> = {
 const PLAIN_VACUUM_OPTIONS = new Set(['verbose', 'analyze', 'skip_locked'])
 
 /**
+ * Whether an ALTER DOMAIN checks the values of the domain already stored: adding a constraint (not
+ * NOT VALID), validating one, or SET NOT NULL. Each reads every column of the domain, in any table,
+ * as DDL that checks every row of a table does (`rowsCheckedBy`).
+ */
+function checksDomainValues(body: Obj): boolean {
+  if (body.subtype === 'V' || body.subtype === 'O') return true
+  if (body.subtype !== 'C') return false
+  const c = unwrap(body.def)
+  return c?.[0] === 'Constraint' && c[1].skip_validation !== true
+}
+
+/**
  * Code a maintenance statement runs on tables it does not name, which dbgate does not look up: a
  * call it cannot judge, held for a reviewer (`default.volatile-function`) whatever a rule allowing
  * the maintenance itself says.
@@ -621,6 +633,13 @@ export class StatementWalker {
           if (parent) this.addWriteCode(made, parent, true)
           // VALIDATE CONSTRAINT of a domain runs its checks on every value of it stored in any column: judged as a cast to it.
           if (type === 'AlterDomainStmt' && body.subtype === 'V') this.validatesDomain(made, names(body.typeName))
+          if (type === 'AlterDomainStmt' && checksDomainValues(body)) {
+            const saved = this.access
+            this.open(op('read', 'check_rows'), () => {
+              this.current.tables.push({name: '*', access: 'read', every: 'ALTER DOMAIN checks every value of the domain in every column of it, in tables the statement does not name, and fails on the first that does not fit with an error that shows it (or tells whether one matches); make the change where no rule on tables applies, or add the check to the columns of the tables allowed'})
+            })
+            this.access = saved
+          }
           // A REINDEX of a table or an index is judged by its index code (as a write of it); of a schema or database, it names none.
           if (type === 'ReindexStmt' && (body.kind === 'REINDEX_OBJECT_SCHEMA' || body.kind === 'REINDEX_OBJECT_DATABASE')) {
             this.push(unseenCode('REINDEX of a whole schema or database rebuilds every index in it, evaluating index expressions and operator classes dbgate does not look up for it; reindex the tables by name (REINDEX TABLE t), whose index code is judged'))
