@@ -73,6 +73,26 @@ function rangeSupportSql(type: string, diff: boolean): string {
           where rg.rngtypid = ${type}`
 }
 
+/**
+ * The functions the domain checks run that a stored expression tree (`tree`, text) converts into:
+ * a CoerceToDomain node (`x::wiping_int` in a default, a generated column, a check, an index
+ * expression, a view) names the domain as its `:resulttype`, and its checks (and those of the
+ * types it is made of: TYPE_PARTS) run on every value converted. pg_depend records the domain, not
+ * the functions, so a walk of dependencies on functions misses them.
+ */
+function domainCoercionsSql(tree: string): string {
+  return `with recursive chain(oid) as (
+          select distinct rt[1]::oid from regexp_matches(${tree}, ':resulttype ([0-9]+)', 'g') rt
+          join pg_type dt on dt.oid = rt[1]::oid and dt.typtype = 'd'
+          union
+          select x.oid from chain c join pg_type b on b.oid = c.oid
+          ${TYPE_PARTS}
+        )
+        select cm[1]::oid as fid
+        from chain join pg_constraint dcon on dcon.contypid = chain.oid
+        cross join lateral regexp_matches(dcon.conbin::text, ':(?:funcid|opfuncid) ([0-9]+)', 'g') cm`
+}
+
 /** The stored trees (as text) of the check constraints and index expressions and predicates of the relation `rel`. */
 function storedExpressionsSql(rel: string): string {
   return `select co.conbin::text as tree from pg_constraint co where co.conrelid = ${rel} and co.conbin is not null
@@ -294,6 +314,22 @@ function relationsSql(names: readonly string[]): string {
     join pg_policy pol on pol.polrelid = rc.oid
     ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}
     union
+    -- A view's, rule's or policy's conversions to a domain run its checks (domainCoercionsSql).
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
+           'a conversion to a domain in ' || tr.what || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_class rc on rc.oid = rels.oid
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    cross join lateral (
+      select 'the rule ' || rw.rulename as what, rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, '') as tree
+      from pg_rewrite rw where rw.ev_class = rels.oid and (not rels.sys or rw.rulename <> '_RETURN')
+      union all
+      select 'the policy ' || pol.polname, coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, '')
+      from pg_policy pol where pol.polrelid = rels.oid and rc.relrowsecurity and not rels.sys
+    ) tr
+    cross join lateral (${domainCoercionsSql('tr.tree')}) dc
+    join pg_proc f on f.oid = dc.fid join pg_namespace fn on fn.oid = f.pronamespace
+    union
     -- A read compares a range column with a constant: the planner runs the range's subtype_diff
     -- (and building the constant its canonical function and subtype operator class).
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
@@ -509,6 +545,12 @@ function triggersSql(names: readonly string[]): string {
       join pg_operator co on co.oid = om[1]::oid
       join pg_operator o2 on o2.oprname = co.oprname and o2.oid <> co.oid
       join pg_namespace o2n on o2n.oid = o2.oprnamespace and o2n.nspname <> 'pg_catalog'
+      union all
+      select 'a conversion to a domain in a default, generated value, check or index expression', 'pg_proc'::regclass::oid, dc.fid
+      from (${storedExpressionsSql('rels.oid')}
+            union all
+            select ad.adbin::text from pg_attrdef ad where ad.adrelid = rels.oid) st
+      cross join lateral (${domainCoercionsSql('st.tree')}) dc
       union all
       select 'a support function of a range a column holds', 'pg_proc'::regclass::oid, rs.fid
       from (${columnTypesSql('rels.oid')}) ct
