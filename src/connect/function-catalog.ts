@@ -194,6 +194,15 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
       ${calledBy('p.proargdefaults')}
       where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema') and p.proargdefaults is not null
       union all
+      select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', p.pronargs::int,
+             p.pronargdefaults::int, p.provariadic <> 0,
+             'a conversion to a domain in a default argument of ' || n.nspname || '.' || p.proname, n.nspname::text, p.proname::text, f.oid::int8
+      from pg_proc p
+      join pg_namespace n on n.oid = p.pronamespace
+      cross join lateral (${domainCoercionsSql('p.proargdefaults::text')}) dc
+      join pg_proc f on f.oid = dc.fid join pg_namespace fn on fn.oid = f.pronamespace
+      where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema') and p.proargdefaults is not null
+      union all
       ${argumentEffectsSql(`
         select p.proargtypes::oid[] as types, p.pronargs::int as nargs, p.pronargdefaults::int as ndefaults, p.provariadic <> 0 as "variadic",
                n.nspname || '.' || p.proname as what, n.nspname::text as scope, p.proname::text as key
@@ -546,10 +555,12 @@ function triggersSql(names: readonly string[]): string {
       join pg_operator o2 on o2.oprname = co.oprname and o2.oid <> co.oid
       join pg_namespace o2n on o2n.oid = o2.oprnamespace and o2n.nspname <> 'pg_catalog'
       union all
-      select 'a conversion to a domain in a default, generated value, check or index expression', 'pg_proc'::regclass::oid, dc.fid
+      select 'a conversion to a domain in a default, generated value, check, index expression or trigger''s WHEN condition', 'pg_proc'::regclass::oid, dc.fid
       from (${storedExpressionsSql('rels.oid')}
             union all
-            select ad.adbin::text from pg_attrdef ad where ad.adrelid = rels.oid) st
+            select ad.adbin::text from pg_attrdef ad where ad.adrelid = rels.oid
+            union all
+            select tg.tgqual::text from pg_trigger tg where tg.tgrelid = rels.oid and not tg.tgisinternal and tg.tgenabled <> 'D' and tg.tgqual is not null) st
       cross join lateral (${domainCoercionsSql('st.tree')}) dc
       union all
       select 'a support function of a range a column holds', 'pg_proc'::regclass::oid, rs.fid

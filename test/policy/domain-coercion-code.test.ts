@@ -6,7 +6,8 @@ import type {Refusal} from './unfiltered.js'
 
 /**
  * A stored expression that converts into a domain (`x::wiping_int` in a column default, a generated
- * column, a check, an index expression, a view or a row security policy) runs the domain's checks
+ * column, a check, an index expression, a trigger's WHEN condition, a view, a row security policy
+ * or a function's default argument) runs the domain's checks
  * on every value it converts. PostgreSQL records a dependency on the domain, not on the functions
  * its checks call, and what a write or a read runs was read from dependencies on functions and
  * from the function calls in the trees, so with the default pack `insert into g_def (x) values (1)`
@@ -38,6 +39,10 @@ describe('conversions to a domain in stored expressions', () => {
         create policy p on g_pol using ((x::wiping_int) > 0);
         alter table g_pol enable row level security;
         alter table g_pol force row level security;
+        create function public.noop() returns trigger language plpgsql as $$ begin return new; end $$;
+        create table g_when (x int);
+        create trigger t before insert on g_when for each row when ((new.x::wiping_int) > 0) execute function public.noop();
+        create function public.with_default(a int default (5::wiping_int)) returns int language sql stable as $$ select a $$;
       `),
     )
     // Built from rows (which runs the check once, as setup) so that a write evaluates the expression again.
@@ -53,6 +58,8 @@ describe('conversions to a domain in stored expressions', () => {
     'an index expression': 'insert into g_idx values (2)',
     'a view': 'select * from v_cast',
     'a row security policy': 'select * from g_pol',
+    "a trigger's WHEN condition": 'insert into g_when values (1)',
+    "a function's default argument": 'select public.with_default()',
   }
 
   it('refuses each, as a simple query and in the extended protocol, and no account is deleted', async () => {
