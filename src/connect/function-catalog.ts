@@ -25,8 +25,8 @@ import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, PARTITION_KEY_VIA, VIEW_
 /**
  * The types a value of type `b` (a pg_type row) is converted through, as `x(oid)`: a domain's base
  * type, a composite's attribute types, an array's element type, a range's subtype (range_in reads
- * each bound as one: `'[1,5)'::r` runs the checks of a domain it is over) and a multirange's range
- * type. Their checks run on the way. (pg_range.rngmultitypid is read through to_jsonb: servers
+ * each bound as one: `'[1,5)'::r` runs the checks of a domain it is over), a multirange's range
+ * type, and the types a domain's checks convert its value into. Their checks run on the way. (pg_range.rngmultitypid is read through to_jsonb: servers
  * before PostgreSQL 14 have no multiranges, nor the column.)
  */
 const TYPE_PARTS = `cross join lateral (
@@ -39,6 +39,10 @@ const TYPE_PARTS = `cross join lateral (
           select rg.rngsubtype from pg_range rg where rg.rngtypid = b.oid
           union all
           select rg.rngtypid from pg_range rg where b.typtype = 'm' and (to_jsonb(rg) ->> 'rngmultitypid')::oid = b.oid
+          union all
+          -- A domain's check that converts its value into another domain runs that one's checks too.
+          select cr[1]::oid from pg_constraint k cross join lateral regexp_matches(k.conbin::text, ':resulttype ([0-9]+)', 'g') cr
+          where k.contypid = b.oid and b.typtype = 'd'
         ) x`
 
 /**

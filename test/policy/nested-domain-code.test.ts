@@ -36,6 +36,9 @@ describe('code a write or a cast runs through the parts of a type', () => {
         create type wr as range (subtype = wiping_int);
         create domain wiping_default as int default wipe();
         create domain inherits_default as wiping_default;
+        -- A domain whose check converts its value into the wiping one.
+        create domain converting as int check ((value::wiping_int) > 0);
+        create table t_converting (id int, x converting);
         create table t_over (id int, x over_domain);
         create table t_arr (id int, x wiping_int[]);
         create table t_over_arr (id int, x over_array);
@@ -67,6 +70,8 @@ describe('code a write or a cast runs through the parts of a type', () => {
     "the domain's default, DEFAULT": 'update t_default set x = default where id = 1',
     "a base domain's default": 'insert into t_inherited (id) values (1)',
     'a cast to a range over the domain': "select '[1,5)'::wr",
+    "a domain whose check converts into the domain": 'insert into t_converting values (1, 5)',
+    'a cast to that domain': 'select 5::converting',
     'a cast to its multirange': "select '{[1,5)}'::wr_multirange",
   }
 
