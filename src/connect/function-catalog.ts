@@ -20,11 +20,14 @@ import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
 import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
 import {runsCodeOnWrite} from '../sql/runs-code.js'
-import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, WRITE_RULE_KIND, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
+import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, PARTITION_KEY_VIA, VIEW_DEPTH_LIMIT, WRITE_RULE_KIND, type TableBehind, type ViewAwareCatalog} from '../policy/views.js'
 
 /**
  * The types a value of type `b` (a pg_type row) is converted through, as `x(oid)`: a domain's base
- * type, a composite's attribute types, an array's element type. Their checks run on the way.
+ * type, a composite's attribute types, an array's element type, a range's subtype (range_in reads
+ * each bound as one: `'[1,5)'::r` runs the checks of a domain it is over), a multirange's range
+ * type, and the types a domain's checks convert its value into. Their checks run on the way. (pg_range.rngmultitypid is read through to_jsonb: servers
+ * before PostgreSQL 14 have no multiranges, nor the column.)
  */
 const TYPE_PARTS = `cross join lateral (
           select b.typbasetype as oid where b.typbasetype <> 0
@@ -32,7 +35,96 @@ const TYPE_PARTS = `cross join lateral (
           select a.atttypid from pg_attribute a where b.typrelid <> 0 and a.attrelid = b.typrelid and a.attnum > 0 and not a.attisdropped
           union all
           select b.typelem where b.typelem <> 0 and b.typcategory = 'A'
+          union all
+          select rg.rngsubtype from pg_range rg where rg.rngtypid = b.oid
+          union all
+          select rg.rngtypid from pg_range rg where b.typtype = 'm' and (to_jsonb(rg) ->> 'rngmultitypid')::oid = b.oid
+          union all
+          -- A domain's check that converts its value into another domain runs that one's checks too.
+          select cr[1]::oid from pg_constraint k cross join lateral regexp_matches(k.conbin::text, ':resulttype ([0-9]+)', 'g') cr
+          where k.contypid = b.oid and b.typtype = 'd'
         ) x`
+
+/**
+ * The types the columns of the relation `rel` (an expression giving its OID) hold values of, and
+ * every type a value written to them is converted through (TYPE_PARTS): a column of a domain over a
+ * domain, of an array of a domain, of a composite or a range whose parts are one, runs that
+ * domain's checks on every write, as a column of the domain itself does.
+ */
+function columnTypesSql(rel: string): string {
+  return `with recursive chain(oid) as (
+          select at.atttypid from pg_attribute at where at.attrelid = ${rel} and at.attnum > 0 and not at.attisdropped
+          union
+          select x.oid from chain c join pg_type b on b.oid = c.oid
+          ${TYPE_PARTS}
+        ) select oid from chain`
+}
+
+/**
+ * The functions a range type `type` (an expression giving a pg_type OID) runs besides its input:
+ * its canonical function and its subtype's operator class (run on every range built, to order the
+ * bounds), and its subtype_diff (run by GiST indexes on every row written, and by the planner on
+ * every read whose condition compares such a column with a constant: `diff`, for writes and reads
+ * of a relation with such a column). A plain `select … where r && '[1,5)'` runs a subtype_diff
+ * written in PL/pgSQL.
+ */
+function rangeSupportSql(type: string, diff: boolean): string {
+  return `select rg.rngcanonical::oid as fid from pg_range rg where rg.rngtypid = ${type} and rg.rngcanonical::oid <> 0
+          union all${diff ? `
+          select rg.rngsubdiff::oid from pg_range rg where rg.rngtypid = ${type} and rg.rngsubdiff::oid <> 0
+          union all` : ''}
+          select ap.amproc::oid from pg_range rg join pg_opclass opc on opc.oid = rg.rngsubopc join pg_amproc ap on ap.amprocfamily = opc.opcfamily
+          where rg.rngtypid = ${type}`
+}
+
+/**
+ * The functions the domain checks run that a stored expression tree (`tree`, text) converts into:
+ * a CoerceToDomain node (`x::wiping_int` in a default, a generated column, a check, an index
+ * expression, a view) names the domain as its `:resulttype`, and its checks (and those of the
+ * types it is made of: TYPE_PARTS) run on every value converted. pg_depend records the domain, not
+ * the functions, so a walk of dependencies on functions misses them.
+ */
+function domainCoercionsSql(tree: string): string {
+  return `with recursive chain(oid) as (
+          select distinct rt[1]::oid from regexp_matches(${tree}, ':resulttype ([0-9]+)', 'g') rt
+          join pg_type dt on dt.oid = rt[1]::oid and dt.typtype = 'd'
+          union
+          select x.oid from chain c join pg_type b on b.oid = c.oid
+          ${TYPE_PARTS}
+        )
+        select cm[1]::oid as fid
+        from chain join pg_constraint dcon on dcon.contypid = chain.oid
+        cross join lateral regexp_matches(dcon.conbin::text, ':(?:funcid|opfuncid) ([0-9]+)', 'g') cm`
+}
+
+/** The stored trees (as text) of the check constraints and index expressions and predicates of the relation `rel`. */
+function storedExpressionsSql(rel: string): string {
+  return `select co.conbin::text as tree from pg_constraint co where co.conrelid = ${rel} and co.conbin is not null
+          union all
+          select coalesce(ix.indexprs::text, '') || ' ' || coalesce(ix.indpred::text, '') from pg_index ix where ix.indrelid = ${rel}`
+}
+
+/** The relation `rel` and the tables it is a partition or an inheritance child of, up to the top. */
+function ancestorsSql(rel: string): string {
+  return `with recursive up(oid) as (
+          select ${rel}
+          union
+          select i.inhparent from up join pg_inherits i on i.inhrelid = up.oid
+        ) select oid from up`
+}
+
+/**
+ * The domains whose default a write to the relation `rel` may evaluate: a column's own type and the
+ * domains it is based on (a domain made over another takes its default). An INSERT that leaves out
+ * a column without a default of its own (or writes DEFAULT) evaluates its domain's.
+ */
+function columnDomainsSql(rel: string): string {
+  return `with recursive chain(oid) as (
+          select at.atttypid from pg_attribute at where at.attrelid = ${rel} and at.attnum > 0 and not at.attisdropped
+          union
+          select b.typbasetype from chain c join pg_type b on b.oid = c.oid where b.typbasetype <> 0
+        ) select oid from chain`
+}
 
 export interface TargetFunctionCatalogOptions {
   query: CatalogQuery
@@ -106,6 +198,15 @@ function functionsSql(names: readonly string[], knownBuiltins: readonly string[]
       ${calledBy('p.proargdefaults')}
       where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema') and p.proargdefaults is not null
       union all
+      select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', p.pronargs::int,
+             p.pronargdefaults::int, p.provariadic <> 0,
+             'a conversion to a domain in a default argument of ' || n.nspname || '.' || p.proname, n.nspname::text, p.proname::text, f.oid::int8
+      from pg_proc p
+      join pg_namespace n on n.oid = p.pronamespace
+      cross join lateral (${domainCoercionsSql('p.proargdefaults::text')}) dc
+      join pg_proc f on f.oid = dc.fid join pg_namespace fn on fn.oid = f.pronamespace
+      where p.proname = any(${textArray(names)}) and n.nspname not in ('pg_catalog', 'information_schema') and p.proargdefaults is not null
+      union all
       ${argumentEffectsSql(`
         select p.proargtypes::oid[] as types, p.pronargs::int as nargs, p.pronargdefaults::int as ndefaults, p.provariadic <> 0 as "variadic",
                n.nspname || '.' || p.proname as what, n.nspname::text as scope, p.proname::text as key
@@ -140,6 +241,22 @@ function argumentEffectsSql(owners: string): string {
     ) arg
     join pg_constraint con on con.contypid = arg.oid
     ${calledBy('con.conbin')}
+    union all
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', o.nargs, o.ndefaults, o."variadic",
+           'support function of the range ' || format_type(arg.oid, null) || ' (an argument of ' || o.what || ')', o.scope, o.key, f.oid::int8
+    from (${owners}) o
+    cross join lateral (
+      with recursive chain(oid) as (
+        select t from unnest(o.types) u(t)
+        union
+        select x.oid
+        from chain c join pg_type b on b.oid = c.oid
+        ${TYPE_PARTS}
+      ) select oid from chain
+    ) arg
+    cross join lateral (${rangeSupportSql('arg.oid', false)}) rs
+    join pg_proc f on f.oid = rs.fid join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname <> 'pg_catalog'
     union all
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, 'f', o.nargs, o.ndefaults, o."variadic",
            'implicit cast to ' || format_type(k.casttarget, null) || ' (an argument of ' || o.what || ')', o.scope, o.key, f.oid::int8
@@ -208,7 +325,35 @@ function relationsSql(names: readonly string[]): string {
     join pg_class rc on rc.oid = rels.oid and rc.relrowsecurity and not rels.sys
     join pg_namespace rn on rn.oid = rc.relnamespace
     join pg_policy pol on pol.polrelid = rc.oid
-    ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}`
+    ${calledBy("(coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, ''))")}
+    union
+    -- A view's, rule's or policy's conversions to a domain run its checks (domainCoercionsSql).
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
+           'a conversion to a domain in ' || tr.what || ' on ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_class rc on rc.oid = rels.oid
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    cross join lateral (
+      select 'the rule ' || rw.rulename as what, rw.ev_action::text || ' ' || coalesce(rw.ev_qual::text, '') as tree
+      from pg_rewrite rw where rw.ev_class = rels.oid and (not rels.sys or rw.rulename <> '_RETURN')
+      union all
+      select 'the policy ' || pol.polname, coalesce(pol.polqual::text, '') || ' ' || coalesce(pol.polwithcheck::text, '')
+      from pg_policy pol where pol.polrelid = rels.oid and rc.relrowsecurity and not rels.sys
+    ) tr
+    cross join lateral (${domainCoercionsSql('tr.tree')}) dc
+    join pg_proc f on f.oid = dc.fid join pg_namespace fn on fn.oid = f.pronamespace
+    union
+    -- A read compares a range column with a constant: the planner runs the range's subtype_diff
+    -- (and building the constant its canonical function and subtype operator class).
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, f.pronargs::int, 0, false,
+           'support function of the range ' || format_type(ct.oid, null) || ' in a column of ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
+    from rels
+    join pg_class rc on rc.oid = rels.oid and not rels.sys
+    join pg_namespace rn on rn.oid = rc.relnamespace
+    cross join lateral (${columnTypesSql('rels.oid')}) ct
+    cross join lateral (${rangeSupportSql('ct.oid', true)}) rs
+    join pg_proc f on f.oid = rs.fid join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname <> 'pg_catalog'`
 }
 
 /** The first OID of objects created after initdb: below it, the system's own (pinned) relations. */
@@ -344,8 +489,9 @@ function triggersSql(names: readonly string[]): string {
     where f.oid <> tg.tgfoid and (fn.nspname <> 'pg_catalog' or f.provolatile = 'v')
     union
     -- What else a write runs on the rows it writes: a user's function (or operator) in a column's
-    -- default or generated value, a check or exclusion constraint, an index expression or a check
-    -- of a column's domain, judged by its body as a trigger's is (a function declared IMMUTABLE
+    -- default or generated value, a check or exclusion constraint, an index expression or operator
+    -- class, a partition key, a check of a column's domain (or of one its type holds:
+    -- columnTypesSql) or a column's domain's default, judged by its body as a trigger's is (a function declared IMMUTABLE
     -- may call a volatile one that deletes every row). Built-in ones there are not (nextval, now).
     select distinct fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 0, 0, false,
            w.what || ' of ' || rn.nspname || '.' || rc.relname, rels.scope, rels.key, f.oid::int8
@@ -361,15 +507,81 @@ function triggersSql(names: readonly string[]): string {
       from pg_constraint co join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = co.oid
       where co.conrelid = rels.oid
       union all
+      -- (An index named as the relation is its own: REINDEX INDEX, judged as a write of it, evaluates its expressions.)
       select 'an index expression', d.refclassid, d.refobjid
       from pg_index ix join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = ix.indexrelid
-      where ix.indrelid = rels.oid
+      where ix.indrelid = rels.oid or ix.indexrelid = rels.oid
       union all
       select 'the check of a column''s domain', d.refclassid, d.refobjid
-      from pg_attribute at
-      join pg_constraint dc on dc.contypid = at.atttypid
+      from (${columnTypesSql('rels.oid')}) ct
+      join pg_constraint dc on dc.contypid = ct.oid
       join pg_depend d on d.classid = 'pg_constraint'::regclass and d.objid = dc.oid
-      where at.attrelid = rels.oid and at.attnum > 0 and not at.attisdropped
+      union all
+      -- A write to a partitioned table evaluates its partition key on every row to route it, and a
+      -- write straight into a partition checks the row against its ancestors' keys: their
+      -- expressions' functions, and the support functions of their operator classes.
+      select ${literal(PARTITION_KEY_VIA)}, 'pg_proc'::regclass::oid, pm[1]::oid
+      from (${ancestorsSql('rels.oid')}) an
+      join pg_partitioned_table pt on pt.partrelid = an.oid
+      cross join lateral regexp_matches(coalesce(pt.partexprs::text, ''), ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) ([0-9]+)', 'g') pm
+      union all
+      select ${literal(`${PARTITION_KEY_VIA}'s operator class`)}, 'pg_proc'::regclass::oid, ap.amproc::oid
+      from (${ancestorsSql('rels.oid')}) an
+      join pg_partitioned_table pt on pt.partrelid = an.oid
+      cross join unnest(pt.partclass::oid[]) pc(oid)
+      join pg_opclass opc on opc.oid = pc.oid
+      join pg_amproc ap on ap.amprocfamily = opc.opcfamily
+      union all
+      -- An index runs its operator classes' support functions on every row written (a btree's
+      -- comparison function orders the new key among the others).
+      select 'the operator class of an index', 'pg_proc'::regclass::oid, ap.amproc::oid
+      from pg_index ix
+      cross join unnest(ix.indclass::oid[]) ic(oid)
+      join pg_opclass opc on opc.oid = ic.oid
+      join pg_amproc ap on ap.amprocfamily = opc.opcfamily
+      where ix.indrelid = rels.oid or ix.indexrelid = rels.oid
+      union all
+      -- ALTER COLUMN … TYPE reads the table's check constraints and index expressions again from
+      -- their text, by name, so each call and operator in them may then resolve to another
+      -- function of that name (\`length(x)\` to a user's public.length(int) once x is an integer):
+      -- those, in a user's schema, count too.
+      select 'a function a check constraint or index expression may call once read again by name', 'pg_proc'::regclass::oid, g.oid
+      from (${storedExpressionsSql('rels.oid')}) se
+      cross join lateral regexp_matches(se.tree, ':funcid ([0-9]+)', 'g') rm
+      join pg_proc cf on cf.oid = rm[1]::oid
+      join pg_proc g on g.proname = cf.proname and g.oid <> cf.oid
+      join pg_namespace gn on gn.oid = g.pronamespace and gn.nspname not in ('pg_catalog', 'information_schema')
+      union all
+      select 'an operator a check constraint or index expression may run once read again by name', 'pg_proc'::regclass::oid, o2.oprcode::oid
+      from (${storedExpressionsSql('rels.oid')}) se
+      cross join lateral regexp_matches(se.tree, ':opno ([0-9]+)', 'g') om
+      join pg_operator co on co.oid = om[1]::oid
+      join pg_operator o2 on o2.oprname = co.oprname and o2.oid <> co.oid
+      join pg_namespace o2n on o2n.oid = o2.oprnamespace and o2n.nspname <> 'pg_catalog'
+      union all
+      select 'a conversion to a domain in a default, generated value, check, index expression or trigger''s WHEN condition', 'pg_proc'::regclass::oid, dc.fid
+      from (${storedExpressionsSql('rels.oid')}
+            union all
+            select ad.adbin::text from pg_attrdef ad where ad.adrelid = rels.oid
+            union all
+            select tg.tgqual::text from pg_trigger tg where tg.tgrelid = rels.oid and not tg.tgisinternal and tg.tgenabled <> 'D' and tg.tgqual is not null) st
+      cross join lateral (${domainCoercionsSql('st.tree')}) dc
+      union all
+      select 'a support function of a range a column holds', 'pg_proc'::regclass::oid, rs.fid
+      from (${columnTypesSql('rels.oid')}) ct
+      cross join lateral (${rangeSupportSql('ct.oid', true)}) rs
+      union all
+      -- Not run by a write, but by ANALYZE of the table, which is judged as one (src/policy/walker.ts).
+      -- (pg_statistic_ext.stxexprs is read through to_jsonb: servers before PostgreSQL 14 have none.)
+      select 'an extended statistics expression', 'pg_proc'::regclass::oid, sm[1]::oid
+      from pg_statistic_ext sx
+      cross join lateral regexp_matches(coalesce(to_jsonb(sx) ->> 'stxexprs', ''), ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) ([0-9]+)', 'g') sm
+      where sx.stxrelid = rels.oid
+      union all
+      select 'the default of a column''s domain', 'pg_proc'::regclass::oid, dm[1]::oid
+      from (${columnDomainsSql('rels.oid')}) cd
+      join pg_type dt on dt.oid = cd.oid and dt.typdefaultbin is not null
+      cross join lateral regexp_matches(dt.typdefaultbin::text, ':(?:funcid|opfuncid|aggfnoid|winfnoid|hashfuncid|negfuncid) ([0-9]+)', 'g') dm
     ) w
     left join pg_operator o on w.refclassid = 'pg_operator'::regclass and o.oid = w.refobjid
     join pg_proc f on f.oid = (case when w.refclassid = 'pg_proc'::regclass then w.refobjid when w.refclassid = 'pg_operator'::regclass then o.oprcode end)
@@ -450,6 +662,11 @@ function castsSql(types: readonly string[]): string {
     from chain c
     join pg_constraint con on con.contypid = c.oid
     ${calledBy('con.conbin')}
+    union all
+    select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
+           'support function of the range ' || format_type(c.oid, null) || ' (cast to ' || c.scope || '.' || c.key || ')', c.scope, c.key, f.oid::int8
+    from chain c cross join lateral (${rangeSupportSql('c.oid', false)}) rs join pg_proc f on f.oid = rs.fid join pg_namespace fn on fn.oid = f.pronamespace
+    where fn.nspname <> 'pg_catalog'
     union all
     select fn.nspname::text, f.proname::text, '', f.provolatile::text, f.prokind::text, 1, 0, false,
            'input function of ' || c.scope || '.' || c.key, c.scope, c.key, f.oid::int8

@@ -17,7 +17,7 @@ import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, TYPE_CHOSEN_BY_DATA_BUILTINS, type FunctionCandidate, type FunctionEffect} from './functions.js'
 import type {CatalogCall, Operation, StatementAnalysis, TableRef} from './types.js'
 import {CallChange, operationCallChange, writesCatalog} from './unsettled-calls.js'
-import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, VIEW_DEPTH_LIMIT, operationWithBehind, seesViews} from './views.js'
+import {BEYOND_DEPTH_KIND, bodyKey, EVENT_TRIGGERS_KEY, PARTITION_KEY_VIA, VIEW_DEPTH_LIMIT, operationWithBehind, seesViews} from './views.js'
 
 /** `f:name` functions (and attribute notation), `o:symbol` operators, `t:name` cast target types, `r:name` what reading or writing a relation runs, `w:name` the trigger functions writing it fires. */
 export type CatalogKey = string
@@ -482,6 +482,7 @@ function triggerOperations(
   const out: Lifted[] = []
   for (const c of all) {
     if (!schemaFits(call, c)) continue
+    if (call.partitionKeyOnly && !c.via?.startsWith(PARTITION_KEY_VIA)) continue
     const fn = qualified(c)
     const via = c.via ?? `a trigger of ${written}`
     const unseen = (why: string): Lifted => ({operation: unseenTrigger(`${via} runs ${fn}, which ${why}`, [fn]), stack})

@@ -111,7 +111,11 @@ export function readFunctionBody(source: FunctionBodySource): FunctionBody {
     const broken = assumedSettingViolated(name, eq < 0 ? '' : item.slice(eq + 1))
     if (broken) return unreadable(`sets ${item} for its body, which dbgate does not read it under (${broken.why})`)
   }
-  if (isRangeConstructor(source)) return done([])
+  // A range's builds the value as a cast to the type would (range_serialize orders the bounds by
+  // the subtype's operator class, then the canonical function runs), so it is judged as that cast.
+  // A multirange's takes ranges built (and judged) already; judged as a cast to the multirange, it
+  // would be judged through itself, since it is also the cast from its range type.
+  if (isRangeConstructor(source)) return source.constructs === 'range' ? withResults(done([]), source.results) : done([])
   try {
     if (source.language === 'sql') return tooLong(source.atomic ? source.definition : source.src) ?? withResults(source.atomic ? atomicSqlBody(source.definition) : sqlBody(source.src), source.results)
     if (source.language === 'plpgsql') return tooLong(source.definition) ?? withResults(plpgsqlBody(source.definition, source.config), source.results)

@@ -71,7 +71,7 @@ const CHECKING_ACTIONS: ReadonlySet<unknown> = new Set([undefined, 'a', 'r'])
  * is a one-word built-in name, which only the session's temporary schema could shadow, and no
  * statement through dbgate may put such a name there (type-shadowing.ts).
  */
-function builtinColumnType(typeName: unknown): boolean {
+export function builtinColumnType(typeName: unknown): boolean {
   if (!isObj(typeName) || typeName.pct_type === true) return false
   const n = names(typeName.names)
   if (n.length === 2) return n[0] === 'pg_catalog' && isBuiltinType(n[1]!)

@@ -103,6 +103,12 @@ export interface CatalogCall {
    * walker read and recorded as a cast call of its own, which judges what the conversion runs.
    */
   judgedAsCast?: true
+  /**
+   * Of a `trigger` call: only the relation's partition keys and their operator classes, not the
+   * rest of what a write runs (CREATE TABLE … PARTITION OF checks the default partition's rows
+   * against the new bound, evaluating the parent's key and nothing else).
+   */
+  partitionKeyOnly?: true
 }
 
 export interface SettingChange {

@@ -253,6 +253,9 @@ const MAY_RUN_DDL: ReadonlySet<OperationFlag> = new Set(['volatile_function', 'u
  */
 export const EVENT_TRIGGERS_KEY: CatalogKey = 'e:ddl'
 
+/** How the code of a partition key (its expressions, its operator classes) begins the route it is reached by (`via`) among a write's. */
+export const PARTITION_KEY_VIA = 'a partition key'
+
 /**
  * Whether `stmt` may change what is behind a relation: a later statement's lookup may then be out
  * of date. DDL that keeps relations does not, unless an event trigger may fire: its code (`ALTER

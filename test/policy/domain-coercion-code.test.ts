@@ -1,0 +1,87 @@
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import type pg from 'pg'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import type {Refusal} from './unfiltered.js'
+
+/**
+ * A stored expression that converts into a domain (`x::wiping_int` in a column default, a generated
+ * column, a check, an index expression, a trigger's WHEN condition, a view, a row security policy
+ * or a function's default argument) runs the domain's checks
+ * on every value it converts. PostgreSQL records a dependency on the domain, not on the functions
+ * its checks call, and what a write or a read runs was read from dependencies on functions and
+ * from the function calls in the trees, so with the default pack `insert into g_def (x) values (1)`
+ * and `select * from v_cast` ran a check that deletes every account, with no reviewer.
+ */
+describe('conversions to a domain in stored expressions', () => {
+  let db: UpstreamInfo
+  let t: PipelineTunnel
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const accounts = () => direct(async (c) => (await c.query('select count(*)::int n from accounts')).rows[0].n as number)
+  const refill = () => direct((c) => c.query('delete from accounts; insert into accounts select g, 100 from generate_series(1, 10) g'))
+
+  beforeAll(async () => {
+    db = await createTestDatabase()
+    await direct((c) =>
+      c.query(`
+        create table accounts (id int primary key, balance int);
+        create function public.wipe() returns int language plpgsql as $$ begin delete from public.accounts; return 1; end $$;
+        create function public.quiet(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
+        create domain wiping_int as int check (public.quiet(value) > 0);
+        create domain over_wiping as wiping_int;
+        create table g_def (x int, y int default (5::wiping_int));
+        create table g_gen (x int, y int generated always as ((x::wiping_int) + 0) stored);
+        create table g_chk (x int check ((x::over_wiping) > 0));
+        create table g_idx (x int);
+        create table g_rows (x int);
+        create view v_cast as select (x::wiping_int) as w from g_rows;
+        create table g_pol (x int);
+        create policy p on g_pol using ((x::wiping_int) > 0);
+        alter table g_pol enable row level security;
+        alter table g_pol force row level security;
+        create function public.noop() returns trigger language plpgsql as $$ begin return new; end $$;
+        create table g_when (x int);
+        create trigger t before insert on g_when for each row when ((new.x::wiping_int) > 0) execute function public.noop();
+        create function public.with_default(a int default (5::wiping_int)) returns int language sql stable as $$ select a $$;
+      `),
+    )
+    // Built from rows (which runs the check once, as setup) so that a write evaluates the expression again.
+    await direct((c) => c.query('insert into g_rows values (1); insert into g_idx values (1); create index on g_idx (((x::wiping_int)))'))
+    t = await openPipelineTunnel(db)
+  })
+  afterAll(() => t.close())
+
+  const statements: Record<string, string> = {
+    'a column default': 'insert into g_def (x) values (1)',
+    'a generated column': 'insert into g_gen (x) values (1)',
+    'a check, through a domain over the domain': 'insert into g_chk values (1)',
+    'an index expression': 'insert into g_idx values (2)',
+    'a view': 'select * from v_cast',
+    'a row security policy': 'select * from g_pol',
+    "a trigger's WHEN condition": 'insert into g_when values (1)',
+    "a function's default argument": 'select public.with_default()',
+  }
+
+  it('refuses each, as a simple query and in the extended protocol, and no account is deleted', async () => {
+    for (const extended of [false, true]) {
+      for (const [name, sql] of Object.entries(statements)) {
+        await refill()
+        const c = await t.client()
+        const e = (await (extended ? c.query({name: 'd', text: sql}) : c.query(sql)).catch((x: Error) => x)) as Refusal
+        await c.end()
+        expect(e, name).toBeInstanceOf(Error)
+        expect(e.code, name).toBe('42501')
+        expect(e.message, name).toMatch(/rule default\.(volatile-function|no-unfiltered-delete)/)
+        expect(await accounts(), name).toBe(10)
+      }
+    }
+  })
+
+  it('still writes and reads through conversions to domains whose checks are built in', async () => {
+    await direct((c) => c.query('create domain positive as int check (value > 0); create table p_def (x int, y int default (5::positive), check ((x::positive) > 0)); create view p_view as select (x::positive) as p from p_def'))
+    const c = await t.client()
+    await c.query('insert into p_def (x) values (1)')
+    expect((await c.query('select count(*)::int n from p_view')).rows).toEqual([{n: 1}])
+    await c.end()
+  })
+})
