@@ -26,19 +26,20 @@ describe('ANALYZE and the code it evaluates', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase()
-    // Qualified: ANALYZE evaluates expressions with search_path set to pg_catalog.
+    // Qualified: ANALYZE evaluates expressions with search_path set to pg_catalog. Without autovacuum:
+    // its own ANALYZE of the new rows would run them too, wiping accounts in the middle of a test.
     await direct((c) =>
       c.query(`
         create table accounts (id int primary key, balance int);
         create function public.wipe() returns int language plpgsql as $$ begin delete from public.accounts; return 1; end $$;
         create function public.quiet(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
-        create table a_stat (id int, y int);
+        create table a_stat (id int, y int) with (autovacuum_enabled = false);
         insert into a_stat select g, g from generate_series(1, 100) g;
         create statistics a_stat_st on (public.quiet(id)), y from a_stat;
-        create table r_idx (id int, y int);
+        create table r_idx (id int, y int) with (autovacuum_enabled = false);
         insert into r_idx values (1, 1);
         create index r_idx_quiet on r_idx ((public.quiet(id)));
-        create table plain (id int, y int);
+        create table plain (id int, y int) with (autovacuum_enabled = false);
         insert into plain select g, g from generate_series(1, 100) g;
       `),
     )
