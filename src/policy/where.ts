@@ -73,7 +73,12 @@ type Node =
   | {k: 'in'; col: string; values: Val[]; negated: boolean}
   | {k: 'distinct'; col: string; v: Val; not: boolean}
   | {k: 'null'; col: string; isNull: boolean}
-  | {k: 'like'; col: string; re: RegExp | undefined; example?: string; sym?: string; negated: boolean}
+  /**
+   * `re` is the pattern read into JavaScript; `loose` the same pattern over `looseText`, for what a
+   * nondeterministic collation may match too (PostgreSQL 18 runs LIKE under one); `plain` that
+   * the pattern is ASCII. `sym` a pattern the caller or the data supplies.
+   */
+  | {k: 'like'; col: string; re: RegExp | undefined; loose?: RegExp; plain?: boolean; example?: string; sym?: string; negated: boolean}
   /** `exact`: the correlation is the subquery's only condition, so a partner row exists exactly when it holds. */
   | {k: 'exists'; corr: Node; exact: boolean}
 
@@ -409,7 +414,7 @@ class Compiler {
   }
 
   /**
-   * A column of the target as a plain reference (COLLATE keeps it a column, under its own key).
+   * A column of the target as a plain reference (COLLATE keeps it the column).
    * Not `tableoid`: it is the same for every row of a table (only partitions and inheritance
    * children differ, which dbgate cannot see), so `tableoid = 'users'::regclass` picks no row out.
    */
@@ -420,10 +425,10 @@ class Compiler {
       const r = this.resolve(u[1].fields, scopes)
       return r.k === 'target' && r.col !== '*' && r.col !== 'tableoid' ? r.col : undefined
     }
-    if (u[0] === 'CollateClause') {
-      const inner = this.targetColumn(u[1].arg, scopes)
-      return inner === undefined ? undefined : `${inner} collate ${names(u[1].collname).join('.')}`
-    }
+    // Under another collation it is still the same value: `name COLLATE "C" = 'a' OR name <> 'a'`
+    // holds for every row of a column whose own collation is deterministic. Strings that a
+    // collation may take for one are not told apart (`relate`).
+    if (u[0] === 'CollateClause') return this.targetColumn(u[1].arg, scopes)
     return undefined
   }
 
@@ -629,18 +634,23 @@ class Compiler {
     }
   }
 
-  private like(l: unknown, pattern: unknown, negated: boolean, kind: 'like' | 'ilike' | 'similar' | 'regex' | 'iregex', scopes: readonly Scope[]): Node {
+  private like(l: unknown, pattern: unknown, negated: boolean, kind: PatternKind, scopes: readonly Scope[]): Node {
     const col = this.targetColumn(l, scopes)
     if (col === undefined || pattern === undefined || this.dependence(pattern, scopes) !== 'no') return OPAQUE
-    const p = constant(pattern, this.target.userCode)
-    if (p === null) return {k: 'const', v: N}
-    if (typeof p === 'string') {
-      const re = patternRegex(p, kind)
+    const written = writtenPattern(pattern, kind, this.target.userCode === true)
+    if (written === null) return {k: 'const', v: N}
+    if (written !== undefined) {
+      const re = patternRegex(written.text, kind, written.escape)
       if (!re) return OPAQUE
-      const example = exampleFor(p, kind, re)
-      return {k: 'like', col, re, ...(example !== undefined ? {example} : {}), negated}
+      const example = exampleFor(written.text, kind, re)
+      const loose = kind === 'like' ? patternRegex(written.text, kind, written.escape, true) : undefined
+      return {k: 'like', col, re, ...(loose ? {loose} : {}), plain: isAscii(written.text), ...(example !== undefined ? {example} : {}), negated}
     }
-    return {k: 'like', col, re: undefined, sym: keyOf(pattern), negated}
+    // A pattern the caller or the data supplies is a value like any other (`name LIKE $1`: the
+    // value-based limit). One computed from constants dbgate does not read is not: it is the
+    // statement's own, and may be `%` (`'%'::varchar(3)`, `concat('%')`, `like_escape('%', '')`).
+    const supplied = suppliedValue(pattern)
+    return supplied === undefined ? OPAQUE : {k: 'like', col, re: undefined, sym: keyOf(supplied), negated}
   }
 
   /** `(a, b) op (x, y)`, element by element; ordering comparisons are lexicographic. */
@@ -729,6 +739,8 @@ class Compiler {
   }
 }
 
+type PatternKind = 'like' | 'ilike' | 'similar' | 'regex' | 'iregex'
+
 const LIKE_OPS: Record<string, {kind: 'like' | 'ilike' | 'regex' | 'iregex'; negated: boolean}> = {
   '~~': {kind: 'like', negated: false},
   '!~~': {kind: 'like', negated: true},
@@ -777,11 +789,61 @@ function isBoolType(typeName: unknown): boolean {
   return n === 'bool' || n === 'boolean'
 }
 
-/** SIMILAR TO arrives as `x ~ similar_to_escape(pattern)`; the pattern is its first argument. */
+/**
+ * SIMILAR TO arrives as `x ~ similar_to_escape(pattern)`; the pattern is its first argument. With
+ * an ESCAPE clause (a second argument) it is not read.
+ */
 function similarPattern(r: unknown): unknown {
   const u = unwrap(r)
   if (u?.[0] === 'FuncCall' && list(u[1].args).length === 1) return list(u[1].args)[0]
   return undefined
+}
+
+/**
+ * A LIKE, SIMILAR TO or regular expression pattern written in the statement, with its escape
+ * character (`''` for none); null for a NULL pattern; undefined when it is anything else. LIKE's
+ * ESCAPE clause arrives as `pg_catalog.like_escape(pattern, escape)`: `ESCAPE ''` turns escapes
+ * off, so `'%' ESCAPE ''` is `%` and matches every row.
+ */
+function writtenPattern(node: unknown, kind: PatternKind, userCode: boolean): {text: string; escape: string} | null | undefined {
+  const u = unwrap(node)
+  if ((kind === 'like' || kind === 'ilike') && u?.[0] === 'FuncCall' && names(u[1].funcname).join('.') === 'pg_catalog.like_escape') {
+    const [p, e] = list(u[1].args).map((a) => constant(a, userCode))
+    if (p === null || e === null) return null
+    // More than one escape character is an error: nothing runs.
+    if (typeof p !== 'string' || typeof e !== 'string' || [...e].length > 1) return undefined
+    return {text: p, escape: e}
+  }
+  const p = constant(node, userCode)
+  if (p === null) return null
+  return typeof p === 'string' ? {text: p, escape: kind === 'regex' || kind === 'iregex' ? '' : '\\'} : undefined
+}
+
+/**
+ * The value a caller or the data supplies, behind casts: a parameter, another relation's column,
+ * a subquery; undefined for anything else. LIKE's `pattern ESCAPE e` of such a value is the value.
+ */
+function suppliedValue(node: unknown): unknown {
+  const inner = stripCasts(node)
+  const u = unwrap(inner)
+  if (u?.[0] === 'ParamRef' || u?.[0] === 'ColumnRef' || u?.[0] === 'SubLink') return inner
+  if (u?.[0] === 'FuncCall' && names(u[1].funcname).join('.') === 'pg_catalog.like_escape') {
+    const [p, e] = list(u[1].args)
+    return typeof constant(e) === 'string' ? suppliedValue(p) : undefined
+  }
+  return undefined
+}
+
+function isAscii(s: string): boolean {
+  return !/[^\x00-\x7f]/.test(s)
+}
+
+/**
+ * A string as a nondeterministic collation may see it, for ASCII text: case set aside and
+ * everything but letters and digits dropped (an ICU collation may ignore punctuation and spaces).
+ */
+function looseText(s: string): string {
+  return s.toLowerCase().replace(/[^a-z0-9]/g, '')
 }
 
 /** The ON conditions of inner joins in a FROM list: rows of either side without a partner are dropped. */
@@ -864,6 +926,9 @@ function relate(w: W, v: Val, nulls: NullSyms): Rel {
     return a === b ? 'eq' : a < b ? 'lt' : 'gt'
   }
   if (w.s === v.s) return 'eq'
+  // Outside ASCII a collation may take apart strings for one (`'ø' = 'o'`, `'æ' = 'ae'` under
+  // an ICU collation that ignores accents), beyond what `looseKey` folds.
+  if (!isAscii(w.s) || !isAscii(v.s)) return 'unk'
   return looseKey(w.s) === looseKey(v.s) ? 'unk' : 'ne'
 }
 
@@ -972,7 +1037,10 @@ function evaluate(n: Node, w: ReadonlyMap<string, W>, nulls: NullSyms): VSet {
       const x = w.get(n.col) ?? {k: 'fresh'}
       let v: VSet
       if (x.k === 'null') v = N
-      else if (n.re && x.k === 'str') v = n.re.test(x.s) ? T : F
+      // Outside ASCII, PostgreSQL's case folding (`'İ' ILIKE 'i'`, `'I' ~* 'ı'`) and classes are
+      // the locale's, not JavaScript's; under a nondeterministic collation LIKE matches what
+      // compares equal (`'A' LIKE 'a'`), which `loose` bounds.
+      else if (n.re && x.k === 'str') v = !n.plain || !isAscii(x.s) ? T | F : n.re.test(x.s) ? T : n.loose?.test(looseText(x.s)) ? T | F : F
       else if (n.sym !== undefined) v = cmpWith(x, {k: 'sym', id: n.sym}, '=', nulls)
       else v = T | F
       return n.negated ? each(v, not3) : v
@@ -1381,27 +1449,53 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
   }
 }
 
-/** A LIKE/ILIKE/SIMILAR TO/regex pattern as a JavaScript RegExp, when it can be translated faithfully. */
-function patternRegex(pattern: string, kind: 'like' | 'ilike' | 'similar' | 'regex' | 'iregex'): RegExp | undefined {
+/**
+ * A LIKE/ILIKE/SIMILAR TO/regex pattern as a JavaScript RegExp, when it can be translated
+ * faithfully; `escape` is LIKE's escape character (`''` for none). `loose`: a LIKE pattern as
+ * matched over `looseText`, every wildcard any run of characters (an ignored character may stand
+ * anywhere), for what a nondeterministic collation may match besides.
+ */
+function patternRegex(pattern: string, kind: PatternKind, escape = '\\', loose = false): RegExp | undefined {
   try {
     if (kind === 'regex' || kind === 'iregex') {
-      // POSIX ARE and JavaScript agree on the common subset; anything JavaScript rejects is opaque.
-      if (/\\[mMyYAZ]|\[\[:|\(\?[#:=!]|\\[0-9]/.test(pattern)) return undefined
-      return new RegExp(pattern, kind === 'iregex' ? 'iu' : 'u')
+      // POSIX ARE and JavaScript agree on a common subset only (`sharedRegex`); `.` matches a
+      // newline in PostgreSQL's default mode, hence the `s` flag.
+      if (!sharedRegex(pattern)) return undefined
+      return new RegExp(pattern, kind === 'iregex' ? 'isu' : 'su')
     }
     let re = ''
-    for (let i = 0; i < pattern.length; i++) {
-      const c = pattern[i]!
-      if (c === '\\' && i + 1 < pattern.length) re += escapeRe(pattern[++i]!)
-      else if (c === '%') re += '[\\s\\S]*'
-      else if (c === '_') re += '[\\s\\S]'
-      else if (kind === 'similar' && '|*+?{}()[]'.includes(c)) re += c
-      else re += escapeRe(c)
+    const chars = [...pattern]
+    for (let i = 0; i < chars.length; i++) {
+      const c = chars[i]!
+      const literal = escape !== '' && c === escape && i + 1 < chars.length ? chars[++i]! : undefined
+      if (literal === undefined && (c === '%' || (c === '_' && loose))) re += '[\\s\\S]*'
+      else if (literal === undefined && c === '_') re += '[\\s\\S]'
+      else if (literal === undefined && kind === 'similar' && '|*+?{}()[]'.includes(c)) re += c
+      else if (loose) re += escapeRe(looseText(literal ?? c))
+      else re += escapeRe(literal ?? c)
     }
     return new RegExp(`^(?:${re})$`, kind === 'ilike' ? 'iu' : 'u')
   } catch {
     return undefined
   }
+}
+
+/**
+ * Whether JavaScript reads a POSIX regular expression as PostgreSQL does, by an allow-list. The
+ * two share a subset only: `\b` is a backspace to PostgreSQL and a word boundary to JavaScript,
+ * `\B` a backslash and a non-boundary, `\x414` one character and two; `(?` starts options,
+ * lookarounds or groups, `***` a director, `[[` a class, collating element or equivalence, each
+ * its own. So a backslash may only come before a class shorthand, a control character's letter
+ * or ASCII punctuation.
+ */
+function sharedRegex(pattern: string): boolean {
+  if (pattern.includes('(?') || pattern.startsWith('***') || pattern.includes('[[')) return false
+  for (let i = 0; i < pattern.length; i++) {
+    if (pattern[i] !== '\\') continue
+    const next = pattern[++i]
+    if (next === undefined || !/^[dDsSwWntrfv!-\/:-@[-`{-~]$/.test(next)) return false
+  }
+  return true
 }
 
 function escapeRe(c: string): string {
