@@ -58,8 +58,14 @@ function combine(a: VSet, b: VSet, op: (x: number, y: number) => VSet): VSet {
 // ---- the model -----------------------------------------------------------------------------------
 
 type Scalar = boolean | number | string | null
-/** A value the condition compares a column with. `sym` stands for an arbitrary fixed value (a parameter, another row's column). */
-type Val = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean} | {k: 'null'} | {k: 'sym'; id: string}
+/**
+ * A value the condition compares a column with. `sym` stands for an arbitrary fixed value (a
+ * parameter, another row's column). `rows`: it reads a relation the statement joins (USING, FROM,
+ * MERGE's source), so it is one value per joined row, and a row of the target is touched when
+ * the condition holds with any of them: `DELETE FROM t USING o WHERE t.id <> o.k` deletes every
+ * row once `o` holds two keys, so no row can be shown equal to "the" value.
+ */
+type Val = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean} | {k: 'null'} | {k: 'sym'; id: string; rows?: true}
 type CmpOp = '=' | '<>' | '<' | '<=' | '>' | '>='
 
 type Node =
@@ -69,7 +75,11 @@ type Node =
   | {k: 'test'; part: Node; test: string}
   | {k: 'case'; whens: [Node, Node][]; otherwise: Node}
   | {k: 'coalesce'; parts: Node[]}
-  | {k: 'cmp'; col: string; op: CmpOp; v: Val}
+  /**
+   * `q`: the value is a set the comparison is quantified over (`= ANY(S)`, `< ALL(S)`, an EXISTS
+   * partner's column); the witness `eq` is then one of its members, the others unknown.
+   */
+  | {k: 'cmp'; col: string; op: CmpOp; v: Val; q?: 'any' | 'all'}
   | {k: 'in'; col: string; values: Val[]; negated: boolean}
   | {k: 'distinct'; col: string; v: Val; not: boolean}
   | {k: 'null'; col: string; isNull: boolean}
@@ -78,7 +88,7 @@ type Node =
    * nondeterministic collation may match too (PostgreSQL 18 runs LIKE under one); `plain` that
    * the pattern is ASCII. `sym` a pattern the caller or the data supplies.
    */
-  | {k: 'like'; col: string; re: RegExp | undefined; loose?: RegExp; plain?: boolean; example?: string; sym?: string; negated: boolean}
+  | {k: 'like'; col: string; re: RegExp | undefined; loose?: RegExp; plain?: boolean; example?: string; sym?: string; rows?: true; negated: boolean}
   /** `exact`: the correlation is the subquery's only condition, so a partner row exists exactly when it holds. */
   | {k: 'exists'; corr: Node; exact: boolean}
 
@@ -433,13 +443,48 @@ class Compiler {
   }
 
   /** The value an independent expression stands for. */
-  value(node: unknown): Val {
+  value(node: unknown, scopes: readonly Scope[]): Val {
     const c = constant(node, this.target.userCode)
-    if (c === undefined) return {k: 'sym', id: keyOf(node)}
+    if (c === undefined) return {k: 'sym', id: keyOf(node), ...(this.readsJoined(node, scopes) ? {rows: true as const} : {})}
     if (c === null) return {k: 'null'}
     if (typeof c === 'number') return {k: 'num', n: c}
     if (typeof c === 'boolean') return {k: 'bool', b: c}
     return {k: 'str', s: c}
+  }
+
+  /** Whether `node` reads a column of a relation the statement joins (`Val.rows`). */
+  readsJoined(node: unknown, scopes: readonly Scope[]): boolean {
+    let found = false
+    const visit = (n: unknown, sc: readonly Scope[]): void => {
+      if (found) return
+      if (Array.isArray(n)) {
+        for (const x of n) visit(x, sc)
+        return
+      }
+      if (!isObj(n)) return
+      const u = unwrap(n)
+      if (!u) {
+        for (const v of Object.values(n)) visit(v, sc)
+        return
+      }
+      const [type, body] = u
+      if (type === 'ColumnRef') {
+        found = this.resolve(body.fields, sc).k === 'other'
+        return
+      }
+      visit(body, type === 'SelectStmt' ? [...sc, this.scopeOf(body)] : sc)
+    }
+    visit(node, scopes)
+    return found
+  }
+
+  /**
+   * `col op ANY(set)` or `ALL(set)`, the set an array or subquery the caller or the data
+   * supplies: a comparison with the set's symbol, quantified (`cmpWith`). `id <> ANY($1)` and
+   * `id < ANY(S) OR id > ANY(S)` hold for every row once the set has two values.
+   */
+  quantified(node: Node, all: boolean): Node {
+    return node.k === 'cmp' && node.v.k === 'sym' ? {...node, q: all ? 'all' : 'any'} : node
   }
 
   /** `l op r` as a model node. */
@@ -447,10 +492,10 @@ class Compiler {
     const lc = this.targetColumn(l, scopes)
     const rc = this.targetColumn(r, scopes)
     if (lc !== undefined && rc === undefined && this.dependence(r, scopes) === 'no' && !this.identity(lc, r, scopes)) {
-      return {k: 'cmp', col: lc, op, v: this.value(r)}
+      return {k: 'cmp', col: lc, op, v: this.value(r, scopes)}
     }
     if (rc !== undefined && lc === undefined && this.dependence(l, scopes) === 'no' && !this.identity(rc, l, scopes)) {
-      return {k: 'cmp', col: rc, op: FLIP[op], v: this.value(l)}
+      return {k: 'cmp', col: rc, op: FLIP[op], v: this.value(l, scopes)}
     }
     if (this.dependence(l, scopes) === 'no' && this.dependence(r, scopes) === 'no') {
       const a = constant(l, this.target.userCode)
@@ -589,8 +634,10 @@ class Compiler {
         // A constant array dbgate does not read (quoted elements, NULLs) may be empty, and then ALL,
         // or a negated ANY, holds for every row.
         if (unwrap(stripCasts(r))?.[0] === 'A_Const') return OPAQUE
-        // `x = ANY($1)`: an arbitrary set of values, as for a single one.
-        return this.compare(l, op, r, scopes)
+        // `x = ANY($1)`: an arbitrary set of values, quantified over (an array column on the
+        // left, `5 = ANY(tags)`, is compared as one value).
+        const node = this.compare(l, op, r, scopes)
+        return this.targetColumn(l, scopes) !== undefined ? this.quantified(node, kind === 'AEXPR_OP_ALL') : node
       }
       case 'AEXPR_IN': {
         const negated = opName === '<>'
@@ -601,7 +648,7 @@ class Compiler {
         }
         const col = this.targetColumn(l, scopes)
         if (col !== undefined && items.every((i) => this.dependence(i, scopes) === 'no' && !this.identity(col, i, scopes))) {
-          return {k: 'in', col, values: items.map((i) => this.value(i)), negated}
+          return {k: 'in', col, values: items.map((i) => this.value(i, scopes)), negated}
         }
         return {k: negated ? 'and' : 'or', parts: items.map((i) => this.compare(l, negated ? '<>' : '=', i, scopes))}
       }
@@ -609,9 +656,9 @@ class Compiler {
       case 'AEXPR_NOT_DISTINCT': {
         const not = kind === 'AEXPR_NOT_DISTINCT'
         const lc = this.targetColumn(l, scopes)
-        if (lc !== undefined && this.dependence(r, scopes) === 'no' && !this.identity(lc, r, scopes)) return {k: 'distinct', col: lc, v: this.value(r), not}
+        if (lc !== undefined && this.dependence(r, scopes) === 'no' && !this.identity(lc, r, scopes)) return {k: 'distinct', col: lc, v: this.value(r, scopes), not}
         const rc = this.targetColumn(r, scopes)
-        if (rc !== undefined && this.dependence(l, scopes) === 'no' && !this.identity(rc, l, scopes)) return {k: 'distinct', col: rc, v: this.value(l), not}
+        if (rc !== undefined && this.dependence(l, scopes) === 'no' && !this.identity(rc, l, scopes)) return {k: 'distinct', col: rc, v: this.value(l, scopes), not}
         return OPAQUE
       }
       case 'AEXPR_BETWEEN':
@@ -650,7 +697,8 @@ class Compiler {
     // value-based limit). One computed from constants dbgate does not read is not: it is the
     // statement's own, and may be `%` (`'%'::varchar(3)`, `concat('%')`, `like_escape('%', '')`).
     const supplied = suppliedValue(pattern)
-    return supplied === undefined ? OPAQUE : {k: 'like', col, re: undefined, sym: keyOf(supplied), negated}
+    if (supplied === undefined) return OPAQUE
+    return {k: 'like', col, re: undefined, sym: keyOf(supplied), ...(this.readsJoined(supplied, scopes) ? {rows: true as const} : {}), negated}
   }
 
   /** `(a, b) op (x, y)`, element by element; ordering comparisons are lexicographic. */
@@ -684,7 +732,12 @@ class Compiler {
         const op = COMPARISONS[trustedSymbol(cu[1].name, this.target.userCode === true) ?? '']
         if (!op) continue
         const corr = this.compare(cu[1].lexpr, op, cu[1].rexpr, inner)
-        if (corr.k === 'cmp') return {k: 'exists', corr, exact: plain && corr.v.k === 'sym'}
+        if (corr.k !== 'cmp') continue
+        if (corr.v.k !== 'sym') return {k: 'exists', corr, exact: false}
+        // The partner's value is one per partner row: a set of this subquery's own, quantified
+        // over (`EXISTS (… WHERE o.k <> t.id)` holds for every row once `o` has two keys).
+        const v: Val = {k: 'sym', id: `exists ${keyOf(select)} ${corr.v.id}`}
+        return {k: 'exists', corr: {...corr, v, q: 'any'}, exact: plain}
       }
       return OPAQUE
     }
@@ -701,7 +754,7 @@ class Compiler {
       // an identity unless filtered, another column is a value); an expression, aggregate or
       // array of its rows (`SELECT unnest(array_agg(t2.id)) FROM t t2`) proves nothing.
       if (this.readsOwnRows(body.subselect, scopes) && !this.selectsPlainColumn(select, scopes)) return OPAQUE
-      return {k: 'cmp', col, op, v: {k: 'sym', id: keyOf(body.subselect)}}
+      return {k: 'cmp', col, op, v: {k: 'sym', id: keyOf(body.subselect)}, q: type === 'ALL_SUBLINK' ? 'all' : 'any'}
     }
     return OPAQUE
   }
@@ -932,9 +985,17 @@ function relate(w: W, v: Val, nulls: NullSyms): Rel {
   return looseKey(w.s) === looseKey(v.s) ? 'unk' : 'ne'
 }
 
-/** `cmpSet` of a comparison with `v`: with `any`, a symbol's comparison may also be NULL. */
-function cmpWith(w: W, v: Val, op: CmpOp, nulls: NullSyms): VSet {
-  const set = cmpSet(relate(w, v, nulls), op)
+/**
+ * `cmpSet` of a comparison with `v`: with `any`, a symbol's comparison may also be NULL. Over a
+ * set (`q`), `lt` and `gt` are below and above every member, `ne` apart from all; `eq` is equal
+ * to one member, the others unknown: ANY is then true where that member makes it true and
+ * unknown otherwise (`id <> ANY(S)`), ALL false where that member makes it false and unknown
+ * otherwise (`id = ALL(S)`).
+ */
+function cmpWith(w: W, v: Val, op: CmpOp, nulls: NullSyms, q?: 'any' | 'all'): VSet {
+  const rel = relate(w, v, nulls)
+  let set = cmpSet(rel, op)
+  if (q !== undefined && rel === 'eq' && set === (q === 'any' ? F : T)) set = T | F
   return nulls === 'any' && v.k === 'sym' && v.id !== CURSOR ? set | N : set
 }
 
@@ -1012,7 +1073,7 @@ function evaluate(n: Node, w: ReadonlyMap<string, W>, nulls: NullSyms): VSet {
       return out | N
     }
     case 'cmp':
-      return cmpWith(w.get(n.col) ?? {k: 'fresh'}, n.v, n.op, nulls)
+      return cmpWith(w.get(n.col) ?? {k: 'fresh'}, n.v, n.op, nulls, n.q)
     case 'in': {
       const x = w.get(n.col) ?? {k: 'fresh'}
       let acc: VSet = F
@@ -1065,6 +1126,8 @@ interface ColumnFacts {
   nums: Set<number>
   strs: Set<string>
   syms: Set<string>
+  /** Symbols that are one value per joined row (`Val.rows`): no row can equal all of them. */
+  rowSyms: Set<string>
   bool: boolean
   nullable: boolean
   examples: string[]
@@ -1075,7 +1138,7 @@ interface ColumnFacts {
 function collect(n: Node, facts: Map<string, ColumnFacts>): void {
   const of = (col: string): ColumnFacts => {
     let f = facts.get(col)
-    if (!f) facts.set(col, (f = {nums: new Set(), strs: new Set(), syms: new Set(), bool: false, nullable: false, examples: [], ordered: new Set()}))
+    if (!f) facts.set(col, (f = {nums: new Set(), strs: new Set(), syms: new Set(), rowSyms: new Set(), bool: false, nullable: false, examples: [], ordered: new Set()}))
     return f
   }
   const addVal = (f: ColumnFacts, v: Val, ordered: boolean) => {
@@ -1084,7 +1147,10 @@ function collect(n: Node, facts: Map<string, ColumnFacts>): void {
       if (ordered) f.ordered.add(v.n)
     } else if (v.k === 'str') f.strs.add(v.s)
     else if (v.k === 'bool') f.bool = true
-    else if (v.k === 'sym') f.syms.add(v.id)
+    else if (v.k === 'sym') {
+      f.syms.add(v.id)
+      if (v.rows) f.rowSyms.add(v.id)
+    }
   }
   switch (n.k) {
     case 'and':
@@ -1120,6 +1186,7 @@ function collect(n: Node, facts: Map<string, ColumnFacts>): void {
       const f = of(n.col)
       if (n.re) f.examples.push(n.example ?? 'x')
       if (n.sym) f.syms.add(n.sym)
+      if (n.sym && n.rows) f.rowSyms.add(n.sym)
       return
     }
     case 'exists':
@@ -1143,7 +1210,9 @@ function candidates(f: ColumnFacts): W[] {
   const out: W[] = [{k: 'fresh'}]
   if (f.nullable) out.push({k: 'null'})
   if (f.bool) out.push({k: 'bool', b: true}, {k: 'bool', b: false})
-  for (const id of f.syms) out.push({k: 'rel', id, rel: 'lt'}, {k: 'rel', id, rel: 'eq'}, {k: 'rel', id, rel: 'gt'})
+  // A value per joined row: below or above all of them, or apart from each (`fresh`), but not
+  // equal to all of them, which only one value can be.
+  for (const id of f.syms) out.push({k: 'rel', id, rel: 'lt'}, ...(f.rowSyms.has(id) ? [] : [{k: 'rel', id, rel: 'eq'} as W]), {k: 'rel', id, rel: 'gt'})
   const nums = [...f.ordered, ...[...f.nums].filter((n) => !f.ordered.has(n))]
   if (nums.length > 0) {
     const sorted = [...new Set(nums)].sort((a, b) => a - b)
