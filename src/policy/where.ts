@@ -1204,9 +1204,7 @@ function collect(n: Node, facts: Map<string, ColumnFacts>): void {
  * of every numeric type, so an integer witness holds for all of them).
  */
 function candidates(f: ColumnFacts): W[] {
-  if (f.bool && f.nums.size === 0 && f.strs.size === 0 && f.syms.size === 0) {
-    return [{k: 'bool', b: true}, {k: 'bool', b: false}, ...(f.nullable ? [{k: 'null'} as W] : [])]
-  }
+  if (f.bool && f.nums.size === 0 && f.strs.size === 0 && f.syms.size === 0) return booleanCandidates(f)
   const out: W[] = [{k: 'fresh'}]
   if (f.nullable) out.push({k: 'null'})
   if (f.bool) out.push({k: 'bool', b: true}, {k: 'bool', b: false})
@@ -1229,6 +1227,11 @@ function candidates(f: ColumnFacts): W[] {
   return out.slice(0, MAX_VALUES_PER_COLUMN)
 }
 
+/** The values of a boolean column, NULL if tested. */
+function booleanCandidates(f: ColumnFacts): W[] {
+  return [{k: 'bool', b: true}, {k: 'bool', b: false}, ...(f.nullable ? [{k: 'null'} as W] : [])]
+}
+
 /** A string the pattern matches, when a simple one is easy to find (a witness on the pattern's side). */
 function exampleFor(pattern: string, kind: string, re: RegExp): string | undefined {
   const tries = kind === 'regex' || kind === 'iregex' ? [pattern.replace(/[\\^$.*+?()[\]{}|]/g, ''), 'x', 'a'] : [pattern.replace(/\\(.)|%|_/g, (m, esc: string | undefined) => esc ?? (m === '_' ? 'x' : ''))]
@@ -1249,20 +1252,42 @@ function hasWitness(n: Node): boolean {
   const facts = new Map<string, ColumnFacts>()
   collect(n, facts)
   const syms = [...new Set([...facts.values()].flatMap((f) => [...f.syms]))].filter((id) => id !== CURSOR)
+  // A column every literal of which reads as a boolean may be a boolean, whose only values are
+  // true and false: `b = 't' OR b = 'f'` holds for every row of one. A witness must then exist
+  // whichever of these columns are booleans, each choice a search of its own.
+  const boolish = [...facts].filter(([, f]) => mayBeBoolean(f)).map(([c]) => c)
+  if (boolish.length > MAX_BOOLEAN_CHOICES) return false
+  const typings = Array.from({length: 1 << boolish.length}, (_, mask) => new Set(boolish.filter((_, i) => mask & (1 << i))))
   // Each choice is a search of its own: past a few symbols (or a large search), one cautious pass.
   let total = 1
   for (const f of facts.values()) total *= Math.max(1, candidates(f).length)
-  if (syms.length > MAX_NULL_CHOICES_SYMBOLS || total * 2 ** syms.length > MAX_WITNESSES * 4) return witnessUnder(n, facts, 'any')
-  for (let mask = 0; mask < 1 << syms.length; mask++) {
-    if (!witnessUnder(n, facts, new Set(syms.filter((_, i) => mask & (1 << i))))) return false
+  if (syms.length > MAX_NULL_CHOICES_SYMBOLS || total * 2 ** syms.length * typings.length > MAX_WITNESSES * 4) return typings.every((asBool) => witnessUnder(n, facts, 'any', asBool))
+  for (const asBool of typings) {
+    for (let mask = 0; mask < 1 << syms.length; mask++) {
+      if (!witnessUnder(n, facts, new Set(syms.filter((_, i) => mask & (1 << i))), asBool)) return false
+    }
   }
   return true
 }
 
-/** Whether some assignment of the columns makes `n` certainly not true, with the symbols `nulls` NULL. */
-function witnessUnder(n: Node, facts: ReadonlyMap<string, ColumnFacts>, nulls: NullSyms): boolean {
+/** Up to this many columns that may be booleans, each choice of which are is searched; above, no witness. */
+const MAX_BOOLEAN_CHOICES = 3
+
+/**
+ * Whether a column compared only with literals that read as booleans (`'t'`, `'yes'`, `'0'`,
+ * `true`) may be a boolean. A number, a LIKE pattern or a string no boolean reads says it is not
+ * (PostgreSQL would refuse the comparison).
+ */
+function mayBeBoolean(f: ColumnFacts): boolean {
+  if (f.nums.size > 0 || f.examples.length > 0) return false
+  if (f.strs.size === 0) return f.bool
+  return [...f.strs].every((s) => toBool(s) !== undefined)
+}
+
+/** Whether some assignment of the columns makes `n` certainly not true, with the symbols `nulls` NULL and the columns `asBool` booleans. */
+function witnessUnder(n: Node, facts: ReadonlyMap<string, ColumnFacts>, nulls: NullSyms, asBool: ReadonlySet<string> = new Set()): boolean {
   const cols = [...facts.keys()]
-  const lists = cols.map((c) => candidates(facts.get(c)!))
+  const lists = cols.map((c) => (asBool.has(c) ? booleanCandidates(facts.get(c)!) : candidates(facts.get(c)!)))
   let total = 1
   for (const l of lists) total *= Math.max(1, l.length)
   if (total > MAX_WITNESSES) return false
