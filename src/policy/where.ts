@@ -102,6 +102,12 @@ type W = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean}
 const CURSOR = 'cursor'
 
 const SYSTEM_COLUMNS = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid'])
+/**
+ * System columns whose values the server assigns from transactions and commands: most rows share
+ * a few (`xmax = 0` holds for every row no one has locked or deleted, `cmin = 0` for every row
+ * its transaction's first command wrote), so a comparison with one picks no row out.
+ */
+const TRANSACTION_COLUMNS = new Set(['xmin', 'xmax', 'cmin', 'cmax'])
 const COMPARISONS: Record<string, CmpOp> = {'=': '=', '<>': '<>', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>='}
 const FLIP: Record<CmpOp, CmpOp> = {'=': '=', '<>': '<>', '<': '>', '<=': '>=', '>': '<', '>=': '<='}
 const NEGATE: Record<CmpOp, CmpOp> = {'=': '<>', '<>': '=', '<': '>=', '<=': '>', '>': '<=', '>=': '<'}
@@ -427,13 +433,15 @@ class Compiler {
    * A column of the target as a plain reference (COLLATE keeps it the column).
    * Not `tableoid`: it is the same for every row of a table (only partitions and inheritance
    * children differ, which dbgate cannot see), so `tableoid = 'users'::regclass` picks no row out.
+   * Nor the transaction and command ids (`TRANSACTION_COLUMNS`). `ctid` is, with the positions
+   * a row can have (`possibleTid`).
    */
   targetColumn(node: unknown, scopes: readonly Scope[]): string | undefined {
     const u = unwrap(node)
     if (!u) return undefined
     if (u[0] === 'ColumnRef') {
       const r = this.resolve(u[1].fields, scopes)
-      return r.k === 'target' && r.col !== '*' && r.col !== 'tableoid' ? r.col : undefined
+      return r.k === 'target' && r.col !== '*' && r.col !== 'tableoid' && !TRANSACTION_COLUMNS.has(r.col) ? r.col : undefined
     }
     // Under another collation it is still the same value: `name COLLATE "C" = 'a' OR name <> 'a'`
     // holds for every row of a column whose own collation is deterministic. Strings that a
@@ -1133,12 +1141,14 @@ interface ColumnFacts {
   examples: string[]
   /** Constants used in ordering comparisons: kept first when the list is cut. */
   ordered: Set<number>
+  /** The column is `ctid`: its values are row positions, never NULL. */
+  tid: boolean
 }
 
 function collect(n: Node, facts: Map<string, ColumnFacts>): void {
   const of = (col: string): ColumnFacts => {
     let f = facts.get(col)
-    if (!f) facts.set(col, (f = {nums: new Set(), strs: new Set(), syms: new Set(), rowSyms: new Set(), bool: false, nullable: false, examples: [], ordered: new Set()}))
+    if (!f) facts.set(col, (f = {nums: new Set(), strs: new Set(), syms: new Set(), rowSyms: new Set(), bool: false, nullable: false, examples: [], ordered: new Set(), tid: col === 'ctid'}))
     return f
   }
   const addVal = (f: ColumnFacts, v: Val, ordered: boolean) => {
@@ -1204,6 +1214,20 @@ function collect(n: Node, facts: Map<string, ColumnFacts>): void {
  * of every numeric type, so an integer witness holds for all of them).
  */
 function candidates(f: ColumnFacts): W[] {
+  if (f.tid) return valueCandidates(f).filter((w) => (w.k === 'str' ? possibleTid(w.s) : w.k !== 'null'))
+  return valueCandidates(f)
+}
+
+/**
+ * Whether a row can be at the position `s`: no row is at offset 0 (`ctid <> '(0,0)'` holds for
+ * every row), nor past the most tuples an 8 kB page holds (291).
+ */
+function possibleTid(s: string): boolean {
+  const m = /^\((\d+),(\d+)\)$/.exec(s)
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 291
+}
+
+function valueCandidates(f: ColumnFacts): W[] {
   if (f.bool && f.nums.size === 0 && f.strs.size === 0 && f.syms.size === 0) return booleanCandidates(f)
   const out: W[] = [{k: 'fresh'}]
   if (f.nullable) out.push({k: 'null'})
