@@ -938,24 +938,6 @@ function constNode(v: Scalar | undefined): Node {
 
 type Rel = 'lt' | 'eq' | 'gt' | 'ne' | 'unk' | 'null'
 
-/** Words some type's input reads specially: booleans and their prefixes, dates' and floats' names. */
-const SPECIAL_WORDS = new Set(['t', 'tr', 'tru', 'true', 'y', 'ye', 'yes', 'on', 'f', 'fa', 'fal', 'fals', 'false', 'n', 'no', 'of', 'off', 'now', 'today', 'tomorrow', 'yesterday', 'epoch', 'infinity', 'inf', 'nan', 'allballs'])
-
-/**
- * A key under which two different string literals may be one value of the column's type, which
- * dbgate does not know. A nondeterministic collation ignores case and accents; a type's input
- * reads many spellings as one value: numbers (`'01'`, `'+1'`, `' 1'`, `'1.0'`), dates and times,
- * uuids, network addresses, booleans (`'1'`, `'t'`, `'yes'`), json (spaces, key order), bpchar
- * (trailing spaces). So literals with a digit or a special word share one key; the others are
- * keyed by their letters alone, sorted, with case, accents and everything else set aside.
- */
-function looseKey(s: string): string {
-  if (/\d/.test(s)) return '#typed'
-  const letters = s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().replace(/[^\p{L}]/gu, '')
-  if (SPECIAL_WORDS.has(letters)) return '#typed'
-  return [...letters].sort().join('')
-}
-
 /**
  * Which symbols stand for NULL in one pass of the search: a parameter, a subquery or another row's
  * column may be NULL, and then every comparison with it is NULL, whatever the row holds. `any`:
@@ -986,11 +968,12 @@ function relate(w: W, v: Val, nulls: NullSyms): Rel {
     if (a === undefined || b === undefined) return 'unk'
     return a === b ? 'eq' : a < b ? 'lt' : 'gt'
   }
-  if (w.s === v.s) return 'eq'
-  // Outside ASCII a collation may take apart strings for one (`'ø' = 'o'`, `'æ' = 'ae'` under
-  // an ICU collation that ignores accents), beyond what `looseKey` folds.
-  if (!isAscii(w.s) || !isAscii(v.s)) return 'unk'
-  return looseKey(w.s) === looseKey(v.s) ? 'unk' : 'ne'
+  // Two different string literals may be one value of the column's type, which dbgate does not
+  // know: a type's input reads many spellings as one (`'01'` and `'1'`, `'t'` and `'yes'`, dates,
+  // uuids, json with its keys in another order, bpchar's trailing spaces, bytea's `'\x'` and
+  // `''`), and a nondeterministic collation takes apart strings for one (case, accents,
+  // punctuation, `'ø'` and `'o'`, and anything an ICU rule says). So they are never told apart.
+  return w.s === v.s ? 'eq' : 'unk'
 }
 
 /**
