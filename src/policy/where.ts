@@ -731,7 +731,11 @@ class Compiler {
     const select = sub[1]
     const inner = [...scopes, this.scopeOf(select)]
     if (type === 'EXISTS_SUBLINK') {
-      // A semi-join on a target column: `EXISTS (SELECT 1 FROM b WHERE b.user_id = u.id)`.
+      // A semi-join on a target column: `EXISTS (SELECT 1 FROM b WHERE b.user_id = u.id)`. Only
+      // when the partners are rows the WHERE picks from: not a query that returns a row over none
+      // (`rowOverNone`), nor partners computed from the target row itself (`FROM
+      // generate_series(t.id, t.id) g(k) WHERE g.k = t.id` has a partner for every row).
+      if (rowOverNone(select) || this.dependence(select.fromClause, inner) !== 'no') return OPAQUE
       const conds = conjuncts(select.whereClause)
       const plain = conds.length === 1 && list(select.fromClause).length === 1 && !select.havingClause && !select.limitCount && !select.limitOffset && list(select.groupClause).length === 0
       for (const conj of conds) {
@@ -832,9 +836,32 @@ function certainlyEmpty(select: Obj, userCode: boolean): boolean {
     const v = constant(c, userCode)
     return v === null || (v !== undefined && toBool(v) === false)
   })
-  if (never(select.whereClause) || never(select.havingClause)) return true
+  // A WHERE that keeps no row still leaves the one row of an aggregate query (`rowOverNone`).
+  if ((never(select.whereClause) && !rowOverNone(select)) || never(select.havingClause)) return true
   const limit = select.limitCount === undefined ? undefined : constant(select.limitCount, userCode)
   return limit === 0 || limit === '0'
+}
+
+/**
+ * Whether a SELECT may return a row when its WHERE keeps none: an aggregate query without GROUP
+ * BY returns one (`SELECT count(*) … WHERE false`, `… HAVING true`), and so does an empty
+ * grouping set (`GROUP BY ()`, `GROUPING SETS ((), …)`). A call in the select list may be a
+ * user's aggregate, so any call counts.
+ */
+function rowOverNone(select: Obj): boolean {
+  const groups = list(select.groupClause)
+  if (groups.some((g) => unwrap(g)?.[0] === 'GroupingSet')) return true
+  if (groups.length > 0) return false
+  return select.havingClause !== undefined || callsOutsideSubqueries(select.targetList)
+}
+
+function callsOutsideSubqueries(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(callsOutsideSubqueries)
+  if (!isObj(node)) return false
+  const u = unwrap(node)
+  if (u?.[0] === 'FuncCall') return true
+  if (u?.[0] === 'SubLink') return false
+  return Object.values(node).some(callsOutsideSubqueries)
 }
 
 function isRow(node: unknown): boolean {
