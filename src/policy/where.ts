@@ -928,10 +928,11 @@ function isAscii(s: string): boolean {
 
 /**
  * A string as a nondeterministic collation may see it, for ASCII text: case set aside and
- * everything but letters and digits dropped (an ICU collation may ignore punctuation and spaces).
+ * everything but letters dropped (an ICU collation may ignore punctuation and spaces, and with
+ * numeric ordering take `'01'` for `'1'`).
  */
 function looseText(s: string): string {
-  return s.toLowerCase().replace(/[^a-z0-9]/g, '')
+  return s.toLowerCase().replace(/[^a-z]/g, '')
 }
 
 /** The ON conditions of inner joins in a FROM list: rows of either side without a partner are dropped. */

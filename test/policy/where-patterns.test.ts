@@ -9,11 +9,12 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * string they do not match. But PostgreSQL reads some of them otherwise: `\b` is a backspace to
  * it (a word boundary to JavaScript), `\B` a backslash, `\x414` one character, `.` matches a
  * newline; its case folding outside ASCII is the locale's (`'İ' ILIKE 'i'`, `'I' ~* 'ı'`); a
- * nondeterministic collation makes LIKE and `=` match across case, accents and punctuation
- * (`'A' LIKE 'a'`, `'ø' = 'o'`); `COLLATE "C"` was taken for another column than the column
- * itself. And a pattern computed from constants it did not read (`LIKE '%' ESCAPE ''`,
- * `'%'::varchar(3)`, `like_escape('%', '')`) counted as an arbitrary value, like a parameter.
- * Each of these rewrote every row through the tunnel as "filtered".
+ * nondeterministic collation makes LIKE and `=` match across case, accents, punctuation and
+ * leading zeros (`'A' LIKE 'a'`, `'ø' = 'o'`, `'A4' LIKE 'a04'` with numeric ordering);
+ * `COLLATE "C"` was taken for another column than the column itself. And a pattern computed
+ * from constants it did not read (`LIKE '%' ESCAPE ''`, `'%'::varchar(3)`, `like_escape('%',
+ * '')`) counted as an arbitrary value, like a parameter. Each of these rewrote every row through
+ * the tunnel as "filtered".
  */
 describe('a WHERE whose pattern or collation matches every row', () => {
   let db: UpstreamInfo
@@ -30,6 +31,7 @@ describe('a WHERE whose pattern or collation matches every row', () => {
         insert into notes (name) values ('a'), ('A'), ('I'), ('İ'), ('o'), ('ø'), (E'a\\nb'), ('A4'), ('x');
         create collation ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
         create collation loose (provider = icu, locale = 'und-u-ka-shifted-ks-level1', deterministic = false);
+        create collation num (provider = icu, locale = 'und-u-kn-ks-level2', deterministic = false);
       `),
     )
     t = await openPipelineTunnel(db)
@@ -61,6 +63,7 @@ describe('a WHERE whose pattern or collation matches every row', () => {
     `name collate ci like 'a' or name collate "C" <> 'A'`,
     "name collate loose like 'a-4' or name <> 'A4'",
     "name collate loose = 'ø' or name collate loose <> 'o'",
+    "name collate num like 'a04' or name <> 'A4'",
   ]
 
   it('runs each on every row when sent directly', async () => {
