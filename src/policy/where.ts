@@ -1466,6 +1466,17 @@ function writtenArray(node: unknown): unknown[] | undefined {
  */
 function exactNumber(text: string): number | undefined {
   const t = text.trim()
+  // An exponent moves the decimal point: the number is read as the decimal it writes, so that
+  // `1e-400` (0 as a double) and `1.00000000000000001e0` (1 as a double) are not read as rounded.
+  const e = /^([+-]?)(\d*)(?:\.(\d*))?[eE]([+-]?\d+)$/.exec(t)
+  if (e) {
+    const whole = e[2] ?? ''
+    const digits = whole + (e[3] ?? '')
+    const point = whole.length + Number(e[4])
+    if (digits === '' || Math.abs(point) > 400) return undefined
+    const plain = point <= 0 ? `0.${'0'.repeat(-point)}${digits}` : point >= digits.length ? digits + '0'.repeat(point - digits.length) : `${digits.slice(0, point)}.${digits.slice(point)}`
+    return exactNumber(`${e[1]}${plain}`)
+  }
   const n = Number(t)
   if (!Number.isFinite(n)) return undefined
   const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(t)
