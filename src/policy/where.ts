@@ -85,10 +85,11 @@ type Node =
   | {k: 'null'; col: string; isNull: boolean}
   /**
    * `re` is the pattern read into JavaScript; `loose` the same pattern over `looseText`, for what a
-   * nondeterministic collation may match too (PostgreSQL 18 runs LIKE under one); `plain` that
-   * the pattern is ASCII. `sym` a pattern the caller or the data supplies.
+   * nondeterministic collation may match too (PostgreSQL 18 runs LIKE under one); `fold` a
+   * regular expression or SIMILAR TO ignoring case (citext's `~` does); `plain` that the pattern
+   * is ASCII. `sym` a pattern the caller or the data supplies.
    */
-  | {k: 'like'; col: string; re: RegExp | undefined; loose?: RegExp; plain?: boolean; example?: string; sym?: string; rows?: true; negated: boolean}
+  | {k: 'like'; col: string; re: RegExp | undefined; loose?: RegExp; fold?: RegExp; plain?: boolean; example?: string; sym?: string; rows?: true; negated: boolean}
   /** `exact`: the correlation is the subquery's only condition, so a partner row exists exactly when it holds. */
   | {k: 'exists'; corr: Node; exact: boolean}
 
@@ -699,7 +700,8 @@ class Compiler {
       if (!re) return OPAQUE
       const example = exampleFor(written.text, kind, re)
       const loose = kind === 'like' ? patternRegex(written.text, kind, written.escape, true) : undefined
-      return {k: 'like', col, re, ...(loose ? {loose} : {}), plain: isAscii(written.text), ...(example !== undefined ? {example} : {}), negated}
+      const fold = kind === 'regex' || kind === 'similar' ? patternRegex(written.text, kind, written.escape, false, true) : undefined
+      return {k: 'like', col, re, ...(loose ? {loose} : {}), ...(fold ? {fold} : {}), plain: isAscii(written.text), ...(example !== undefined ? {example} : {}), negated}
     }
     // A pattern the caller or the data supplies is a value like any other (`name LIKE $1`: the
     // value-based limit). One computed from constants dbgate does not read is not: it is the
@@ -1120,7 +1122,7 @@ function evaluate(n: Node, w: ReadonlyMap<string, W>, nulls: NullSyms): VSet {
       // Outside ASCII, PostgreSQL's case folding (`'İ' ILIKE 'i'`, `'I' ~* 'ı'`) and classes are
       // the locale's, not JavaScript's; under a nondeterministic collation LIKE matches what
       // compares equal (`'A' LIKE 'a'`), which `loose` bounds.
-      else if (n.re && x.k === 'str') v = !n.plain || !isAscii(x.s) ? T | F : n.re.test(x.s) ? T : n.loose?.test(looseText(x.s)) ? T | F : F
+      else if (n.re && x.k === 'str') v = !n.plain || !isAscii(x.s) ? T | F : n.re.test(x.s) ? T : n.loose?.test(looseText(x.s)) || n.fold?.test(x.s) ? T | F : F
       else if (n.sym !== undefined) v = cmpWith(x, {k: 'sym', id: n.sym}, '=', nulls)
       else v = T | F
       return n.negated ? each(v, not3) : v
@@ -1593,15 +1595,15 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
  * A LIKE/ILIKE/SIMILAR TO/regex pattern as a JavaScript RegExp, when it can be translated
  * faithfully; `escape` is LIKE's escape character (`''` for none). `loose`: a LIKE pattern as
  * matched over `looseText`, every wildcard any run of characters (an ignored character may stand
- * anywhere), for what a nondeterministic collation may match besides.
+ * anywhere), for what a nondeterministic collation may match besides. `fold`: ignoring case.
  */
-function patternRegex(pattern: string, kind: PatternKind, escape = '\\', loose = false): RegExp | undefined {
+function patternRegex(pattern: string, kind: PatternKind, escape = '\\', loose = false, fold = false): RegExp | undefined {
   try {
     if (kind === 'regex' || kind === 'iregex') {
       // POSIX ARE and JavaScript agree on a common subset only (`sharedRegex`); `.` matches a
       // newline in PostgreSQL's default mode, hence the `s` flag.
       if (!sharedRegex(pattern)) return undefined
-      return new RegExp(pattern, kind === 'iregex' ? 'isu' : 'su')
+      return new RegExp(pattern, kind === 'iregex' || fold ? 'isu' : 'su')
     }
     let re = ''
     const chars = [...pattern]
@@ -1614,7 +1616,7 @@ function patternRegex(pattern: string, kind: PatternKind, escape = '\\', loose =
       else if (loose) re += escapeRe(looseText(literal ?? c))
       else re += escapeRe(literal ?? c)
     }
-    return new RegExp(`^(?:${re})$`, kind === 'ilike' ? 'iu' : 'u')
+    return new RegExp(`^(?:${re})$`, kind === 'ilike' || fold ? 'iu' : 'u')
   } catch {
     return undefined
   }

@@ -8,7 +8,8 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * The WHERE proof read LIKE and regular expression patterns into JavaScript and looked for a
  * string they do not match. But PostgreSQL reads some of them otherwise: `\b` is a backspace to
  * it (a word boundary to JavaScript), `\B` a backslash, `\x414` one character, `.` matches a
- * newline; its case folding outside ASCII is the locale's (`'İ' ILIKE 'i'`, `'I' ~* 'ı'`); a
+ * newline; its case folding outside ASCII is the locale's (`'İ' ILIKE 'i'`, `'I' ~* 'ı'`), and
+ * citext's `~` and SIMILAR TO ignore case (`'A' ~ '^a$'`); a
  * nondeterministic collation makes LIKE and `=` match across case, accents, punctuation and
  * leading zeros (`'A' LIKE 'a'`, `'ø' = 'o'`, `'A4' LIKE 'a04'` with numeric ordering);
  * `COLLATE "C"` was taken for another column than the column itself. And a pattern computed
@@ -20,7 +21,7 @@ describe('a WHERE whose pattern or collation matches every row', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-  const touched = () => direct(async (c) => (await c.query('select sum(v)::int s from notes')).rows[0].s as number)
+  const touched = () => direct(async (c) => (await c.query('select (select sum(v) from notes) + (select sum(v) from tags) s')).rows[0].s as string)
   const rows = 9
 
   beforeAll(async () => {
@@ -32,6 +33,9 @@ describe('a WHERE whose pattern or collation matches every row', () => {
         create collation ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
         create collation loose (provider = icu, locale = 'und-u-ka-shifted-ks-level1', deterministic = false);
         create collation num (provider = icu, locale = 'und-u-kn-ks-level2', deterministic = false);
+        create extension citext;
+        create table tags (name citext, v int default 0);
+        insert into tags (name) values ('a'), ('A'), ('b');
       `),
     )
     t = await openPipelineTunnel(db)
@@ -66,9 +70,13 @@ describe('a WHERE whose pattern or collation matches every row', () => {
     "name collate num like 'a04' or name <> 'A4'",
   ]
 
+  // citext's regular expression and SIMILAR TO operators ignore case.
+  const onCitext = ["name ~ '^a$' or name <> 'A'", "name similar to 'a' or name <> 'A'"]
+
   it('runs each on every row when sent directly', async () => {
     await direct(async (c) => {
       for (const where of conditions) expect((await c.query(`select count(*)::int n from notes where ${where}`)).rows[0].n, where).toBe(rows)
+      for (const where of onCitext) expect((await c.query(`select count(*)::int n from tags where ${where}`)).rows[0].n, where).toBe(3)
     })
   })
 
@@ -77,7 +85,10 @@ describe('a WHERE whose pattern or collation matches every row', () => {
     for (const where of conditions) {
       for (const sql of [`delete from notes where ${where}`, `update notes set v = v + 1 where ${where}`]) await refusedAsUnfiltered(c, sql)
     }
-    expect(await touched()).toBe(0)
+    for (const where of onCitext) {
+      for (const sql of [`delete from tags where ${where}`, `update tags set v = v + 1 where ${where}`]) await refusedAsUnfiltered(c, sql)
+    }
+    expect(Number(await touched())).toBe(0)
     await c.end()
   })
 
@@ -93,6 +104,7 @@ describe('a WHERE whose pattern or collation matches every row', () => {
     expect(await ran('name like $1', ['x%'])).toBe(1)
     expect(await ran("name = 'ø'")).toBe(1)
     expect(await ran(`name collate "C" not in ('a', 'x')`)).toBe(rows - 2)
+    expect((await c.query("update tags set v = v + 1 where name ~ '^b'")).rowCount).toBe(1)
     await c.end()
   })
 })
