@@ -58,8 +58,14 @@ function combine(a: VSet, b: VSet, op: (x: number, y: number) => VSet): VSet {
 // ---- the model -----------------------------------------------------------------------------------
 
 type Scalar = boolean | number | string | null
-/** A value the condition compares a column with. `sym` stands for an arbitrary fixed value (a parameter, another row's column). */
-type Val = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean} | {k: 'null'} | {k: 'sym'; id: string}
+/**
+ * A value the condition compares a column with. `sym` stands for an arbitrary fixed value (a
+ * parameter, another row's column). `rows`: it reads a relation the statement joins (USING, FROM,
+ * MERGE's source), so it is one value per joined row, and a row of the target is touched when
+ * the condition holds with any of them: `DELETE FROM t USING o WHERE t.id <> o.k` deletes every
+ * row once `o` holds two keys, so no row can be shown equal to "the" value.
+ */
+type Val = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean} | {k: 'null'} | {k: 'sym'; id: string; rows?: true}
 type CmpOp = '=' | '<>' | '<' | '<=' | '>' | '>='
 
 type Node =
@@ -69,11 +75,21 @@ type Node =
   | {k: 'test'; part: Node; test: string}
   | {k: 'case'; whens: [Node, Node][]; otherwise: Node}
   | {k: 'coalesce'; parts: Node[]}
-  | {k: 'cmp'; col: string; op: CmpOp; v: Val}
+  /**
+   * `q`: the value is a set the comparison is quantified over (`= ANY(S)`, `< ALL(S)`, an EXISTS
+   * partner's column); the witness `eq` is then one of its members, the others unknown.
+   */
+  | {k: 'cmp'; col: string; op: CmpOp; v: Val; q?: 'any' | 'all'}
   | {k: 'in'; col: string; values: Val[]; negated: boolean}
   | {k: 'distinct'; col: string; v: Val; not: boolean}
   | {k: 'null'; col: string; isNull: boolean}
-  | {k: 'like'; col: string; re: RegExp | undefined; example?: string; sym?: string; negated: boolean}
+  /**
+   * `re` is the pattern read into JavaScript; `loose` the same pattern over `looseText`, for what a
+   * nondeterministic collation may match too (PostgreSQL 18 runs LIKE under one); `fold` a
+   * regular expression or SIMILAR TO ignoring case (citext's `~` does); `plain` that the pattern
+   * is ASCII. `sym` a pattern the caller or the data supplies.
+   */
+  | {k: 'like'; col: string; re: RegExp | undefined; loose?: RegExp; fold?: RegExp; plain?: boolean; example?: string; sym?: string; rows?: true; negated: boolean}
   /** `exact`: the correlation is the subquery's only condition, so a partner row exists exactly when it holds. */
   | {k: 'exists'; corr: Node; exact: boolean}
 
@@ -87,6 +103,12 @@ type W = {k: 'num'; n: number} | {k: 'str'; s: string} | {k: 'bool'; b: boolean}
 const CURSOR = 'cursor'
 
 const SYSTEM_COLUMNS = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid'])
+/**
+ * System columns whose values the server assigns from transactions and commands: most rows share
+ * a few (`xmax = 0` holds for every row no one has locked or deleted, `cmin = 0` for every row
+ * its transaction's first command wrote), so a comparison with one picks no row out.
+ */
+const TRANSACTION_COLUMNS = new Set(['xmin', 'xmax', 'cmin', 'cmax'])
 const COMPARISONS: Record<string, CmpOp> = {'=': '=', '<>': '<>', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>='}
 const FLIP: Record<CmpOp, CmpOp> = {'=': '=', '<>': '<>', '<': '>', '<=': '>=', '>': '<', '>=': '<='}
 const NEGATE: Record<CmpOp, CmpOp> = {'=': '<>', '<>': '=', '<': '>=', '<=': '>', '>': '<=', '>=': '<'}
@@ -409,32 +431,69 @@ class Compiler {
   }
 
   /**
-   * A column of the target as a plain reference (COLLATE keeps it a column, under its own key).
+   * A column of the target as a plain reference (COLLATE keeps it the column).
    * Not `tableoid`: it is the same for every row of a table (only partitions and inheritance
    * children differ, which dbgate cannot see), so `tableoid = 'users'::regclass` picks no row out.
+   * Nor the transaction and command ids (`TRANSACTION_COLUMNS`). `ctid` is, with the positions
+   * a row can have (`possibleTid`).
    */
   targetColumn(node: unknown, scopes: readonly Scope[]): string | undefined {
     const u = unwrap(node)
     if (!u) return undefined
     if (u[0] === 'ColumnRef') {
       const r = this.resolve(u[1].fields, scopes)
-      return r.k === 'target' && r.col !== '*' && r.col !== 'tableoid' ? r.col : undefined
+      return r.k === 'target' && r.col !== '*' && r.col !== 'tableoid' && !TRANSACTION_COLUMNS.has(r.col) ? r.col : undefined
     }
-    if (u[0] === 'CollateClause') {
-      const inner = this.targetColumn(u[1].arg, scopes)
-      return inner === undefined ? undefined : `${inner} collate ${names(u[1].collname).join('.')}`
-    }
+    // Under another collation it is still the same value: `name COLLATE "C" = 'a' OR name <> 'a'`
+    // holds for every row of a column whose own collation is deterministic. Strings that a
+    // collation may take for one are not told apart (`relate`).
+    if (u[0] === 'CollateClause') return this.targetColumn(u[1].arg, scopes)
     return undefined
   }
 
   /** The value an independent expression stands for. */
-  value(node: unknown): Val {
+  value(node: unknown, scopes: readonly Scope[]): Val {
     const c = constant(node, this.target.userCode)
-    if (c === undefined) return {k: 'sym', id: keyOf(node)}
+    if (c === undefined) return {k: 'sym', id: keyOf(node), ...(this.readsJoined(node, scopes) ? {rows: true as const} : {})}
     if (c === null) return {k: 'null'}
     if (typeof c === 'number') return {k: 'num', n: c}
     if (typeof c === 'boolean') return {k: 'bool', b: c}
     return {k: 'str', s: c}
+  }
+
+  /** Whether `node` reads a column of a relation the statement joins (`Val.rows`). */
+  readsJoined(node: unknown, scopes: readonly Scope[]): boolean {
+    let found = false
+    const visit = (n: unknown, sc: readonly Scope[]): void => {
+      if (found) return
+      if (Array.isArray(n)) {
+        for (const x of n) visit(x, sc)
+        return
+      }
+      if (!isObj(n)) return
+      const u = unwrap(n)
+      if (!u) {
+        for (const v of Object.values(n)) visit(v, sc)
+        return
+      }
+      const [type, body] = u
+      if (type === 'ColumnRef') {
+        found = this.resolve(body.fields, sc).k === 'other'
+        return
+      }
+      visit(body, type === 'SelectStmt' ? [...sc, this.scopeOf(body)] : sc)
+    }
+    visit(node, scopes)
+    return found
+  }
+
+  /**
+   * `col op ANY(set)` or `ALL(set)`, the set an array or subquery the caller or the data
+   * supplies: a comparison with the set's symbol, quantified (`cmpWith`). `id <> ANY($1)` and
+   * `id < ANY(S) OR id > ANY(S)` hold for every row once the set has two values.
+   */
+  quantified(node: Node, all: boolean): Node {
+    return node.k === 'cmp' && node.v.k === 'sym' ? {...node, q: all ? 'all' : 'any'} : node
   }
 
   /** `l op r` as a model node. */
@@ -442,10 +501,10 @@ class Compiler {
     const lc = this.targetColumn(l, scopes)
     const rc = this.targetColumn(r, scopes)
     if (lc !== undefined && rc === undefined && this.dependence(r, scopes) === 'no' && !this.identity(lc, r, scopes)) {
-      return {k: 'cmp', col: lc, op, v: this.value(r)}
+      return {k: 'cmp', col: lc, op, v: this.value(r, scopes)}
     }
     if (rc !== undefined && lc === undefined && this.dependence(l, scopes) === 'no' && !this.identity(rc, l, scopes)) {
-      return {k: 'cmp', col: rc, op: FLIP[op], v: this.value(l)}
+      return {k: 'cmp', col: rc, op: FLIP[op], v: this.value(l, scopes)}
     }
     if (this.dependence(l, scopes) === 'no' && this.dependence(r, scopes) === 'no') {
       const a = constant(l, this.target.userCode)
@@ -584,8 +643,10 @@ class Compiler {
         // A constant array dbgate does not read (quoted elements, NULLs) may be empty, and then ALL,
         // or a negated ANY, holds for every row.
         if (unwrap(stripCasts(r))?.[0] === 'A_Const') return OPAQUE
-        // `x = ANY($1)`: an arbitrary set of values, as for a single one.
-        return this.compare(l, op, r, scopes)
+        // `x = ANY($1)`: an arbitrary set of values, quantified over (an array column on the
+        // left, `5 = ANY(tags)`, is compared as one value).
+        const node = this.compare(l, op, r, scopes)
+        return this.targetColumn(l, scopes) !== undefined ? this.quantified(node, kind === 'AEXPR_OP_ALL') : node
       }
       case 'AEXPR_IN': {
         const negated = opName === '<>'
@@ -596,7 +657,7 @@ class Compiler {
         }
         const col = this.targetColumn(l, scopes)
         if (col !== undefined && items.every((i) => this.dependence(i, scopes) === 'no' && !this.identity(col, i, scopes))) {
-          return {k: 'in', col, values: items.map((i) => this.value(i)), negated}
+          return {k: 'in', col, values: items.map((i) => this.value(i, scopes)), negated}
         }
         return {k: negated ? 'and' : 'or', parts: items.map((i) => this.compare(l, negated ? '<>' : '=', i, scopes))}
       }
@@ -604,9 +665,9 @@ class Compiler {
       case 'AEXPR_NOT_DISTINCT': {
         const not = kind === 'AEXPR_NOT_DISTINCT'
         const lc = this.targetColumn(l, scopes)
-        if (lc !== undefined && this.dependence(r, scopes) === 'no' && !this.identity(lc, r, scopes)) return {k: 'distinct', col: lc, v: this.value(r), not}
+        if (lc !== undefined && this.dependence(r, scopes) === 'no' && !this.identity(lc, r, scopes)) return {k: 'distinct', col: lc, v: this.value(r, scopes), not}
         const rc = this.targetColumn(r, scopes)
-        if (rc !== undefined && this.dependence(l, scopes) === 'no' && !this.identity(rc, l, scopes)) return {k: 'distinct', col: rc, v: this.value(l), not}
+        if (rc !== undefined && this.dependence(l, scopes) === 'no' && !this.identity(rc, l, scopes)) return {k: 'distinct', col: rc, v: this.value(l, scopes), not}
         return OPAQUE
       }
       case 'AEXPR_BETWEEN':
@@ -629,18 +690,25 @@ class Compiler {
     }
   }
 
-  private like(l: unknown, pattern: unknown, negated: boolean, kind: 'like' | 'ilike' | 'similar' | 'regex' | 'iregex', scopes: readonly Scope[]): Node {
+  private like(l: unknown, pattern: unknown, negated: boolean, kind: PatternKind, scopes: readonly Scope[]): Node {
     const col = this.targetColumn(l, scopes)
     if (col === undefined || pattern === undefined || this.dependence(pattern, scopes) !== 'no') return OPAQUE
-    const p = constant(pattern, this.target.userCode)
-    if (p === null) return {k: 'const', v: N}
-    if (typeof p === 'string') {
-      const re = patternRegex(p, kind)
+    const written = writtenPattern(pattern, kind, this.target.userCode === true)
+    if (written === null) return {k: 'const', v: N}
+    if (written !== undefined) {
+      const re = patternRegex(written.text, kind, written.escape)
       if (!re) return OPAQUE
-      const example = exampleFor(p, kind, re)
-      return {k: 'like', col, re, ...(example !== undefined ? {example} : {}), negated}
+      const example = exampleFor(written.text, kind, re)
+      const loose = kind === 'like' ? patternRegex(written.text, kind, written.escape, true) : undefined
+      const fold = kind === 'regex' || kind === 'similar' ? patternRegex(written.text, kind, written.escape, false, true) : undefined
+      return {k: 'like', col, re, ...(loose ? {loose} : {}), ...(fold ? {fold} : {}), plain: isAscii(written.text), ...(example !== undefined ? {example} : {}), negated}
     }
-    return {k: 'like', col, re: undefined, sym: keyOf(pattern), negated}
+    // A pattern the caller or the data supplies is a value like any other (`name LIKE $1`: the
+    // value-based limit). One computed from constants dbgate does not read is not: it is the
+    // statement's own, and may be `%` (`'%'::varchar(3)`, `concat('%')`, `like_escape('%', '')`).
+    const supplied = suppliedValue(pattern)
+    if (supplied === undefined) return OPAQUE
+    return {k: 'like', col, re: undefined, sym: keyOf(supplied), ...(this.readsJoined(supplied, scopes) ? {rows: true as const} : {}), negated}
   }
 
   /** `(a, b) op (x, y)`, element by element; ordering comparisons are lexicographic. */
@@ -665,7 +733,11 @@ class Compiler {
     const select = sub[1]
     const inner = [...scopes, this.scopeOf(select)]
     if (type === 'EXISTS_SUBLINK') {
-      // A semi-join on a target column: `EXISTS (SELECT 1 FROM b WHERE b.user_id = u.id)`.
+      // A semi-join on a target column: `EXISTS (SELECT 1 FROM b WHERE b.user_id = u.id)`. Only
+      // when the partners are rows the WHERE picks from: not a query that returns a row over none
+      // (`rowOverNone`), nor partners computed from the target row itself (`FROM
+      // generate_series(t.id, t.id) g(k) WHERE g.k = t.id` has a partner for every row).
+      if (rowOverNone(select) || this.dependence(select.fromClause, inner) !== 'no') return OPAQUE
       const conds = conjuncts(select.whereClause)
       const plain = conds.length === 1 && list(select.fromClause).length === 1 && !select.havingClause && !select.limitCount && !select.limitOffset && list(select.groupClause).length === 0
       for (const conj of conds) {
@@ -674,7 +746,12 @@ class Compiler {
         const op = COMPARISONS[trustedSymbol(cu[1].name, this.target.userCode === true) ?? '']
         if (!op) continue
         const corr = this.compare(cu[1].lexpr, op, cu[1].rexpr, inner)
-        if (corr.k === 'cmp') return {k: 'exists', corr, exact: plain && corr.v.k === 'sym'}
+        if (corr.k !== 'cmp') continue
+        if (corr.v.k !== 'sym') return {k: 'exists', corr, exact: false}
+        // The partner's value is one per partner row: a set of this subquery's own, quantified
+        // over (`EXISTS (… WHERE o.k <> t.id)` holds for every row once `o` has two keys).
+        const v: Val = {k: 'sym', id: `exists ${keyOf(select)} ${corr.v.id}`}
+        return {k: 'exists', corr: {...corr, v, q: 'any'}, exact: plain}
       }
       return OPAQUE
     }
@@ -691,7 +768,7 @@ class Compiler {
       // an identity unless filtered, another column is a value); an expression, aggregate or
       // array of its rows (`SELECT unnest(array_agg(t2.id)) FROM t t2`) proves nothing.
       if (this.readsOwnRows(body.subselect, scopes) && !this.selectsPlainColumn(select, scopes)) return OPAQUE
-      return {k: 'cmp', col, op, v: {k: 'sym', id: keyOf(body.subselect)}}
+      return {k: 'cmp', col, op, v: {k: 'sym', id: keyOf(body.subselect)}, q: type === 'ALL_SUBLINK' ? 'all' : 'any'}
     }
     return OPAQUE
   }
@@ -729,6 +806,8 @@ class Compiler {
   }
 }
 
+type PatternKind = 'like' | 'ilike' | 'similar' | 'regex' | 'iregex'
+
 const LIKE_OPS: Record<string, {kind: 'like' | 'ilike' | 'regex' | 'iregex'; negated: boolean}> = {
   '~~': {kind: 'like', negated: false},
   '!~~': {kind: 'like', negated: true},
@@ -759,9 +838,32 @@ function certainlyEmpty(select: Obj, userCode: boolean): boolean {
     const v = constant(c, userCode)
     return v === null || (v !== undefined && toBool(v) === false)
   })
-  if (never(select.whereClause) || never(select.havingClause)) return true
+  // A WHERE that keeps no row still leaves the one row of an aggregate query (`rowOverNone`).
+  if ((never(select.whereClause) && !rowOverNone(select)) || never(select.havingClause)) return true
   const limit = select.limitCount === undefined ? undefined : constant(select.limitCount, userCode)
   return limit === 0 || limit === '0'
+}
+
+/**
+ * Whether a SELECT may return a row when its WHERE keeps none: an aggregate query without GROUP
+ * BY returns one (`SELECT count(*) … WHERE false`, `… HAVING true`), and so does an empty
+ * grouping set (`GROUP BY ()`, `GROUPING SETS ((), …)`). A call in the select list may be a
+ * user's aggregate, so any call counts.
+ */
+function rowOverNone(select: Obj): boolean {
+  const groups = list(select.groupClause)
+  if (groups.some((g) => unwrap(g)?.[0] === 'GroupingSet')) return true
+  if (groups.length > 0) return false
+  return select.havingClause !== undefined || callsOutsideSubqueries(select.targetList)
+}
+
+function callsOutsideSubqueries(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(callsOutsideSubqueries)
+  if (!isObj(node)) return false
+  const u = unwrap(node)
+  if (u?.[0] === 'FuncCall') return true
+  if (u?.[0] === 'SubLink') return false
+  return Object.values(node).some(callsOutsideSubqueries)
 }
 
 function isRow(node: unknown): boolean {
@@ -777,11 +879,62 @@ function isBoolType(typeName: unknown): boolean {
   return n === 'bool' || n === 'boolean'
 }
 
-/** SIMILAR TO arrives as `x ~ similar_to_escape(pattern)`; the pattern is its first argument. */
+/**
+ * SIMILAR TO arrives as `x ~ similar_to_escape(pattern)`; the pattern is its first argument. With
+ * an ESCAPE clause (a second argument) it is not read.
+ */
 function similarPattern(r: unknown): unknown {
   const u = unwrap(r)
   if (u?.[0] === 'FuncCall' && list(u[1].args).length === 1) return list(u[1].args)[0]
   return undefined
+}
+
+/**
+ * A LIKE, SIMILAR TO or regular expression pattern written in the statement, with its escape
+ * character (`''` for none); null for a NULL pattern; undefined when it is anything else. LIKE's
+ * ESCAPE clause arrives as `pg_catalog.like_escape(pattern, escape)`: `ESCAPE ''` turns escapes
+ * off, so `'%' ESCAPE ''` is `%` and matches every row.
+ */
+function writtenPattern(node: unknown, kind: PatternKind, userCode: boolean): {text: string; escape: string} | null | undefined {
+  const u = unwrap(node)
+  if ((kind === 'like' || kind === 'ilike') && u?.[0] === 'FuncCall' && names(u[1].funcname).join('.') === 'pg_catalog.like_escape') {
+    const [p, e] = list(u[1].args).map((a) => constant(a, userCode))
+    if (p === null || e === null) return null
+    // More than one escape character is an error: nothing runs.
+    if (typeof p !== 'string' || typeof e !== 'string' || [...e].length > 1) return undefined
+    return {text: p, escape: e}
+  }
+  const p = constant(node, userCode)
+  if (p === null) return null
+  return typeof p === 'string' ? {text: p, escape: kind === 'regex' || kind === 'iregex' ? '' : '\\'} : undefined
+}
+
+/**
+ * The value a caller or the data supplies, behind casts: a parameter, another relation's column,
+ * a subquery; undefined for anything else. LIKE's `pattern ESCAPE e` of such a value is the value.
+ */
+function suppliedValue(node: unknown): unknown {
+  const inner = stripCasts(node)
+  const u = unwrap(inner)
+  if (u?.[0] === 'ParamRef' || u?.[0] === 'ColumnRef' || u?.[0] === 'SubLink') return inner
+  if (u?.[0] === 'FuncCall' && names(u[1].funcname).join('.') === 'pg_catalog.like_escape') {
+    const [p, e] = list(u[1].args)
+    return typeof constant(e) === 'string' ? suppliedValue(p) : undefined
+  }
+  return undefined
+}
+
+function isAscii(s: string): boolean {
+  return !/[^\x00-\x7f]/.test(s)
+}
+
+/**
+ * A string as a nondeterministic collation may see it, for ASCII text: case set aside and
+ * everything but letters dropped (an ICU collation may ignore punctuation and spaces, and with
+ * numeric ordering take `'01'` for `'1'`).
+ */
+function looseText(s: string): string {
+  return s.toLowerCase().replace(/[^a-z]/g, '')
 }
 
 /** The ON conditions of inner joins in a FROM list: rows of either side without a partner are dropped. */
@@ -815,24 +968,6 @@ function constNode(v: Scalar | undefined): Node {
 
 type Rel = 'lt' | 'eq' | 'gt' | 'ne' | 'unk' | 'null'
 
-/** Words some type's input reads specially: booleans and their prefixes, dates' and floats' names. */
-const SPECIAL_WORDS = new Set(['t', 'tr', 'tru', 'true', 'y', 'ye', 'yes', 'on', 'f', 'fa', 'fal', 'fals', 'false', 'n', 'no', 'of', 'off', 'now', 'today', 'tomorrow', 'yesterday', 'epoch', 'infinity', 'inf', 'nan', 'allballs'])
-
-/**
- * A key under which two different string literals may be one value of the column's type, which
- * dbgate does not know. A nondeterministic collation ignores case and accents; a type's input
- * reads many spellings as one value: numbers (`'01'`, `'+1'`, `' 1'`, `'1.0'`), dates and times,
- * uuids, network addresses, booleans (`'1'`, `'t'`, `'yes'`), json (spaces, key order), bpchar
- * (trailing spaces). So literals with a digit or a special word share one key; the others are
- * keyed by their letters alone, sorted, with case, accents and everything else set aside.
- */
-function looseKey(s: string): string {
-  if (/\d/.test(s)) return '#typed'
-  const letters = s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().replace(/[^\p{L}]/gu, '')
-  if (SPECIAL_WORDS.has(letters)) return '#typed'
-  return [...letters].sort().join('')
-}
-
 /**
  * Which symbols stand for NULL in one pass of the search: a parameter, a subquery or another row's
  * column may be NULL, and then every comparison with it is NULL, whatever the row holds. `any`:
@@ -863,13 +998,25 @@ function relate(w: W, v: Val, nulls: NullSyms): Rel {
     if (a === undefined || b === undefined) return 'unk'
     return a === b ? 'eq' : a < b ? 'lt' : 'gt'
   }
-  if (w.s === v.s) return 'eq'
-  return looseKey(w.s) === looseKey(v.s) ? 'unk' : 'ne'
+  // Two different string literals may be one value of the column's type, which dbgate does not
+  // know: a type's input reads many spellings as one (`'01'` and `'1'`, `'t'` and `'yes'`, dates,
+  // uuids, json with its keys in another order, bpchar's trailing spaces, bytea's `'\x'` and
+  // `''`), and a nondeterministic collation takes apart strings for one (case, accents,
+  // punctuation, `'ø'` and `'o'`, and anything an ICU rule says). So they are never told apart.
+  return w.s === v.s ? 'eq' : 'unk'
 }
 
-/** `cmpSet` of a comparison with `v`: with `any`, a symbol's comparison may also be NULL. */
-function cmpWith(w: W, v: Val, op: CmpOp, nulls: NullSyms): VSet {
-  const set = cmpSet(relate(w, v, nulls), op)
+/**
+ * `cmpSet` of a comparison with `v`: with `any`, a symbol's comparison may also be NULL. Over a
+ * set (`q`), `lt` and `gt` are below and above every member, `ne` apart from all; `eq` is equal
+ * to one member, the others unknown: ANY is then true where that member makes it true and
+ * unknown otherwise (`id <> ANY(S)`), ALL false where that member makes it false and unknown
+ * otherwise (`id = ALL(S)`).
+ */
+function cmpWith(w: W, v: Val, op: CmpOp, nulls: NullSyms, q?: 'any' | 'all'): VSet {
+  const rel = relate(w, v, nulls)
+  let set = cmpSet(rel, op)
+  if (q !== undefined && rel === 'eq' && set === (q === 'any' ? F : T)) set = T | F
   return nulls === 'any' && v.k === 'sym' && v.id !== CURSOR ? set | N : set
 }
 
@@ -947,7 +1094,7 @@ function evaluate(n: Node, w: ReadonlyMap<string, W>, nulls: NullSyms): VSet {
       return out | N
     }
     case 'cmp':
-      return cmpWith(w.get(n.col) ?? {k: 'fresh'}, n.v, n.op, nulls)
+      return cmpWith(w.get(n.col) ?? {k: 'fresh'}, n.v, n.op, nulls, n.q)
     case 'in': {
       const x = w.get(n.col) ?? {k: 'fresh'}
       let acc: VSet = F
@@ -972,7 +1119,10 @@ function evaluate(n: Node, w: ReadonlyMap<string, W>, nulls: NullSyms): VSet {
       const x = w.get(n.col) ?? {k: 'fresh'}
       let v: VSet
       if (x.k === 'null') v = N
-      else if (n.re && x.k === 'str') v = n.re.test(x.s) ? T : F
+      // Outside ASCII, PostgreSQL's case folding (`'İ' ILIKE 'i'`, `'I' ~* 'ı'`) and classes are
+      // the locale's, not JavaScript's; under a nondeterministic collation LIKE matches what
+      // compares equal (`'A' LIKE 'a'`), which `loose` bounds.
+      else if (n.re && x.k === 'str') v = !n.plain || !isAscii(x.s) ? T | F : n.re.test(x.s) ? T : n.loose?.test(looseText(x.s)) || n.fold?.test(x.s) ? T | F : F
       else if (n.sym !== undefined) v = cmpWith(x, {k: 'sym', id: n.sym}, '=', nulls)
       else v = T | F
       return n.negated ? each(v, not3) : v
@@ -997,17 +1147,21 @@ interface ColumnFacts {
   nums: Set<number>
   strs: Set<string>
   syms: Set<string>
+  /** Symbols that are one value per joined row (`Val.rows`): no row can equal all of them. */
+  rowSyms: Set<string>
   bool: boolean
   nullable: boolean
   examples: string[]
   /** Constants used in ordering comparisons: kept first when the list is cut. */
   ordered: Set<number>
+  /** The column is `ctid`: its values are row positions, never NULL. */
+  tid: boolean
 }
 
 function collect(n: Node, facts: Map<string, ColumnFacts>): void {
   const of = (col: string): ColumnFacts => {
     let f = facts.get(col)
-    if (!f) facts.set(col, (f = {nums: new Set(), strs: new Set(), syms: new Set(), bool: false, nullable: false, examples: [], ordered: new Set()}))
+    if (!f) facts.set(col, (f = {nums: new Set(), strs: new Set(), syms: new Set(), rowSyms: new Set(), bool: false, nullable: false, examples: [], ordered: new Set(), tid: col === 'ctid'}))
     return f
   }
   const addVal = (f: ColumnFacts, v: Val, ordered: boolean) => {
@@ -1016,7 +1170,10 @@ function collect(n: Node, facts: Map<string, ColumnFacts>): void {
       if (ordered) f.ordered.add(v.n)
     } else if (v.k === 'str') f.strs.add(v.s)
     else if (v.k === 'bool') f.bool = true
-    else if (v.k === 'sym') f.syms.add(v.id)
+    else if (v.k === 'sym') {
+      f.syms.add(v.id)
+      if (v.rows) f.rowSyms.add(v.id)
+    }
   }
   switch (n.k) {
     case 'and':
@@ -1052,6 +1209,7 @@ function collect(n: Node, facts: Map<string, ColumnFacts>): void {
       const f = of(n.col)
       if (n.re) f.examples.push(n.example ?? 'x')
       if (n.sym) f.syms.add(n.sym)
+      if (n.sym && n.rows) f.rowSyms.add(n.sym)
       return
     }
     case 'exists':
@@ -1069,13 +1227,27 @@ function collect(n: Node, facts: Map<string, ColumnFacts>): void {
  * of every numeric type, so an integer witness holds for all of them).
  */
 function candidates(f: ColumnFacts): W[] {
-  if (f.bool && f.nums.size === 0 && f.strs.size === 0 && f.syms.size === 0) {
-    return [{k: 'bool', b: true}, {k: 'bool', b: false}, ...(f.nullable ? [{k: 'null'} as W] : [])]
-  }
+  if (f.tid) return valueCandidates(f).filter((w) => (w.k === 'str' ? possibleTid(w.s) : w.k !== 'null'))
+  return valueCandidates(f)
+}
+
+/**
+ * Whether a row can be at the position `s`: no row is at offset 0 (`ctid <> '(0,0)'` holds for
+ * every row), nor past the most tuples an 8 kB page holds (291).
+ */
+function possibleTid(s: string): boolean {
+  const m = /^\((\d+),(\d+)\)$/.exec(s)
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 291
+}
+
+function valueCandidates(f: ColumnFacts): W[] {
+  if (f.bool && f.nums.size === 0 && f.strs.size === 0 && f.syms.size === 0) return booleanCandidates(f)
   const out: W[] = [{k: 'fresh'}]
   if (f.nullable) out.push({k: 'null'})
   if (f.bool) out.push({k: 'bool', b: true}, {k: 'bool', b: false})
-  for (const id of f.syms) out.push({k: 'rel', id, rel: 'lt'}, {k: 'rel', id, rel: 'eq'}, {k: 'rel', id, rel: 'gt'})
+  // A value per joined row: below or above all of them, or apart from each (`fresh`), but not
+  // equal to all of them, which only one value can be.
+  for (const id of f.syms) out.push({k: 'rel', id, rel: 'lt'}, ...(f.rowSyms.has(id) ? [] : [{k: 'rel', id, rel: 'eq'} as W]), {k: 'rel', id, rel: 'gt'})
   const nums = [...f.ordered, ...[...f.nums].filter((n) => !f.ordered.has(n))]
   if (nums.length > 0) {
     const sorted = [...new Set(nums)].sort((a, b) => a - b)
@@ -1090,6 +1262,11 @@ function candidates(f: ColumnFacts): W[] {
   for (const e of f.examples) strings.add(e)
   if (f.strs.size > 0 || f.examples.length > 0) for (const s of strings) out.push({k: 'str', s})
   return out.slice(0, MAX_VALUES_PER_COLUMN)
+}
+
+/** The values of a boolean column, NULL if tested. */
+function booleanCandidates(f: ColumnFacts): W[] {
+  return [{k: 'bool', b: true}, {k: 'bool', b: false}, ...(f.nullable ? [{k: 'null'} as W] : [])]
 }
 
 /** A string the pattern matches, when a simple one is easy to find (a witness on the pattern's side). */
@@ -1112,20 +1289,42 @@ function hasWitness(n: Node): boolean {
   const facts = new Map<string, ColumnFacts>()
   collect(n, facts)
   const syms = [...new Set([...facts.values()].flatMap((f) => [...f.syms]))].filter((id) => id !== CURSOR)
+  // A column every literal of which reads as a boolean may be a boolean, whose only values are
+  // true and false: `b = 't' OR b = 'f'` holds for every row of one. A witness must then exist
+  // whichever of these columns are booleans, each choice a search of its own.
+  const boolish = [...facts].filter(([, f]) => mayBeBoolean(f)).map(([c]) => c)
+  if (boolish.length > MAX_BOOLEAN_CHOICES) return false
+  const typings = Array.from({length: 1 << boolish.length}, (_, mask) => new Set(boolish.filter((_, i) => mask & (1 << i))))
   // Each choice is a search of its own: past a few symbols (or a large search), one cautious pass.
   let total = 1
   for (const f of facts.values()) total *= Math.max(1, candidates(f).length)
-  if (syms.length > MAX_NULL_CHOICES_SYMBOLS || total * 2 ** syms.length > MAX_WITNESSES * 4) return witnessUnder(n, facts, 'any')
-  for (let mask = 0; mask < 1 << syms.length; mask++) {
-    if (!witnessUnder(n, facts, new Set(syms.filter((_, i) => mask & (1 << i))))) return false
+  if (syms.length > MAX_NULL_CHOICES_SYMBOLS || total * 2 ** syms.length * typings.length > MAX_WITNESSES * 4) return typings.every((asBool) => witnessUnder(n, facts, 'any', asBool))
+  for (const asBool of typings) {
+    for (let mask = 0; mask < 1 << syms.length; mask++) {
+      if (!witnessUnder(n, facts, new Set(syms.filter((_, i) => mask & (1 << i))), asBool)) return false
+    }
   }
   return true
 }
 
-/** Whether some assignment of the columns makes `n` certainly not true, with the symbols `nulls` NULL. */
-function witnessUnder(n: Node, facts: ReadonlyMap<string, ColumnFacts>, nulls: NullSyms): boolean {
+/** Up to this many columns that may be booleans, each choice of which are is searched; above, no witness. */
+const MAX_BOOLEAN_CHOICES = 3
+
+/**
+ * Whether a column compared only with literals that read as booleans (`'t'`, `'yes'`, `'0'`,
+ * `true`) may be a boolean. A number, a LIKE pattern or a string no boolean reads says it is not
+ * (PostgreSQL would refuse the comparison).
+ */
+function mayBeBoolean(f: ColumnFacts): boolean {
+  if (f.nums.size > 0 || f.examples.length > 0) return false
+  if (f.strs.size === 0) return f.bool
+  return [...f.strs].every((s) => toBool(s) !== undefined)
+}
+
+/** Whether some assignment of the columns makes `n` certainly not true, with the symbols `nulls` NULL and the columns `asBool` booleans. */
+function witnessUnder(n: Node, facts: ReadonlyMap<string, ColumnFacts>, nulls: NullSyms, asBool: ReadonlySet<string> = new Set()): boolean {
   const cols = [...facts.keys()]
-  const lists = cols.map((c) => candidates(facts.get(c)!))
+  const lists = cols.map((c) => (asBool.has(c) ? booleanCandidates(facts.get(c)!) : candidates(facts.get(c)!)))
   let total = 1
   for (const l of lists) total *= Math.max(1, l.length)
   if (total > MAX_WITNESSES) return false
@@ -1269,6 +1468,17 @@ function writtenArray(node: unknown): unknown[] | undefined {
  */
 function exactNumber(text: string): number | undefined {
   const t = text.trim()
+  // An exponent moves the decimal point: the number is read as the decimal it writes, so that
+  // `1e-400` (0 as a double) and `1.00000000000000001e0` (1 as a double) are not read as rounded.
+  const e = /^([+-]?)(\d*)(?:\.(\d*))?[eE]([+-]?\d+)$/.exec(t)
+  if (e) {
+    const whole = e[2] ?? ''
+    const digits = whole + (e[3] ?? '')
+    const point = whole.length + Number(e[4])
+    if (digits === '' || Math.abs(point) > 400) return undefined
+    const plain = point <= 0 ? `0.${'0'.repeat(-point)}${digits}` : point >= digits.length ? digits + '0'.repeat(point - digits.length) : `${digits.slice(0, point)}.${digits.slice(point)}`
+    return exactNumber(`${e[1]}${plain}`)
+  }
   const n = Number(t)
   if (!Number.isFinite(n)) return undefined
   const m = /^([+-]?)(\d*)(?:\.(\d*))?$/.exec(t)
@@ -1381,27 +1591,53 @@ function binary(op: string, a: Scalar, b: Scalar): Scalar | undefined {
   }
 }
 
-/** A LIKE/ILIKE/SIMILAR TO/regex pattern as a JavaScript RegExp, when it can be translated faithfully. */
-function patternRegex(pattern: string, kind: 'like' | 'ilike' | 'similar' | 'regex' | 'iregex'): RegExp | undefined {
+/**
+ * A LIKE/ILIKE/SIMILAR TO/regex pattern as a JavaScript RegExp, when it can be translated
+ * faithfully; `escape` is LIKE's escape character (`''` for none). `loose`: a LIKE pattern as
+ * matched over `looseText`, every wildcard any run of characters (an ignored character may stand
+ * anywhere), for what a nondeterministic collation may match besides. `fold`: ignoring case.
+ */
+function patternRegex(pattern: string, kind: PatternKind, escape = '\\', loose = false, fold = false): RegExp | undefined {
   try {
     if (kind === 'regex' || kind === 'iregex') {
-      // POSIX ARE and JavaScript agree on the common subset; anything JavaScript rejects is opaque.
-      if (/\\[mMyYAZ]|\[\[:|\(\?[#:=!]|\\[0-9]/.test(pattern)) return undefined
-      return new RegExp(pattern, kind === 'iregex' ? 'iu' : 'u')
+      // POSIX ARE and JavaScript agree on a common subset only (`sharedRegex`); `.` matches a
+      // newline in PostgreSQL's default mode, hence the `s` flag.
+      if (!sharedRegex(pattern)) return undefined
+      return new RegExp(pattern, kind === 'iregex' || fold ? 'isu' : 'su')
     }
     let re = ''
-    for (let i = 0; i < pattern.length; i++) {
-      const c = pattern[i]!
-      if (c === '\\' && i + 1 < pattern.length) re += escapeRe(pattern[++i]!)
-      else if (c === '%') re += '[\\s\\S]*'
-      else if (c === '_') re += '[\\s\\S]'
-      else if (kind === 'similar' && '|*+?{}()[]'.includes(c)) re += c
-      else re += escapeRe(c)
+    const chars = [...pattern]
+    for (let i = 0; i < chars.length; i++) {
+      const c = chars[i]!
+      const literal = escape !== '' && c === escape && i + 1 < chars.length ? chars[++i]! : undefined
+      if (literal === undefined && (c === '%' || (c === '_' && loose))) re += '[\\s\\S]*'
+      else if (literal === undefined && c === '_') re += '[\\s\\S]'
+      else if (literal === undefined && kind === 'similar' && '|*+?{}()[]'.includes(c)) re += c
+      else if (loose) re += escapeRe(looseText(literal ?? c))
+      else re += escapeRe(literal ?? c)
     }
-    return new RegExp(`^(?:${re})$`, kind === 'ilike' ? 'iu' : 'u')
+    return new RegExp(`^(?:${re})$`, kind === 'ilike' || fold ? 'iu' : 'u')
   } catch {
     return undefined
   }
+}
+
+/**
+ * Whether JavaScript reads a POSIX regular expression as PostgreSQL does, by an allow-list. The
+ * two share a subset only: `\b` is a backspace to PostgreSQL and a word boundary to JavaScript,
+ * `\B` a backslash and a non-boundary, `\x414` one character and two; `(?` starts options,
+ * lookarounds or groups, `***` a director, `[[` a class, collating element or equivalence, each
+ * its own. So a backslash may only come before a class shorthand, a control character's letter
+ * or ASCII punctuation.
+ */
+function sharedRegex(pattern: string): boolean {
+  if (pattern.includes('(?') || pattern.startsWith('***') || pattern.includes('[[')) return false
+  for (let i = 0; i < pattern.length; i++) {
+    if (pattern[i] !== '\\') continue
+    const next = pattern[++i]
+    if (next === undefined || !/^[dDsSwWntrfv!-\/:-@[-`{-~]$/.test(next)) return false
+  }
+  return true
 }
 
 function escapeRe(c: string): string {
