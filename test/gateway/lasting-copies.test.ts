@@ -1,5 +1,5 @@
 import {readFileSync} from 'node:fs'
-import {mkdtemp} from 'node:fs/promises'
+import {chmod, mkdtemp} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -32,6 +32,44 @@ const COPIES: {sql: string; extended?: true}[] = [
   {sql: 'prepare copy_names as update orders set status = c.full_name from customers c where c.id = orders.customer_id and orders.id > 0; execute copy_names'},
 ]
 
+/**
+ * Routes by which the check did not follow what a write copies, each a sequence bob runs in one
+ * session (`FILE` is a server file of the run's own), and what alice reads afterwards:
+ * - `UPDATE … SET (a, b) = (SELECT id, full_name …)`: the parser leaves the subquery an ordinary
+ *   scalar one, whose first column was taken for every column assigned (also `= ROW(…)`, in MERGE
+ *   and ON CONFLICT DO UPDATE);
+ * - a rule whose actions copy NEW's columns (NEW and OLD were untraceable, so never refused), then
+ *   a write of names into the rule's own, classified, table;
+ * - a temporary table filled earlier in the same text, read back into a lasting one: the catalog
+ *   learns what an earlier statement of a text wrote only after the text;
+ * - `CREATE TABLE … AS EXECUTE p`, and `EXPLAIN ANALYZE CREATE TABLE … AS …`, which runs it;
+ * - `COPY (SELECT full_name …) TO '/tmp/f'` and back with `COPY t FROM '/tmp/f'`, whose values no
+ *   analysis traces.
+ */
+const ROUTES: {steps: string[]; reads: string[]}[] = [
+  {steps: ['update pairs set (a, b) = (select id, full_name from customers where id = 1) where a = 1'], reads: ['select * from pairs']},
+  {steps: ['update pairs set (b, a) = (select address, 1 from customers where id = 2) where a = 1'], reads: ['select * from pairs']},
+  {steps: ['update pairs set (a, b) = row(1, (select full_name from customers where id = 3)) where a = 1'], reads: ['select * from pairs']},
+  {steps: ['merge into pairs p using (select 1 as id) s on p.a = s.id when matched then update set (a, b) = (select 1, full_name from customers where id = 4)'], reads: ['select * from pairs']},
+  {steps: ['insert into pairs values (1, null) on conflict (a) do update set (a, b) = (select 1, address from customers where id = 5)'], reads: ['select * from pairs']},
+  {steps: ['create rule names_logged as on insert to names_src do also insert into copy_log (status) values (new.full_name)', 'insert into names_src select full_name from customers'], reads: ['select * from copy_log']},
+  {steps: ['create rule names_moved as on update to names_src do instead update copy_log set status = new.full_name', "insert into copy_log values ('x')", 'insert into names_src select full_name from customers', 'update names_src set full_name = full_name'], reads: ['select * from copy_log']},
+  {steps: ['create temp table tmp_a (n text); insert into tmp_a select full_name from customers; insert into copy_log (status) select n from tmp_a'], reads: ['select * from copy_log']},
+  {steps: ['create temp table tmp_b as select address from customers; insert into copy_log select * from pg_temp.tmp_b'], reads: ['select * from copy_log']},
+  {steps: ['create temp table tmp_c as select full_name as n from customers; create table copied_c as select n from tmp_c'], reads: ['select * from copied_c']},
+  {steps: ['select address as n into temp tmp_c2 from customers; create table copied_c2 as select * from tmp_c2'], reads: ['select * from copied_c2']},
+  {steps: ['create temp table tmp_d (n text)', 'insert into tmp_d select full_name from customers; update copy_log set status = (select max(n) from tmp_d)'], reads: ['select * from copy_log']},
+  {steps: ['prepare names_e as select full_name as n from customers', 'create table copied_e as execute names_e'], reads: ['select * from copied_e']},
+  {steps: ['prepare names_f(int) as select address from customers where id > $1', 'create table copied_f (a) as execute names_f(0)'], reads: ['select * from copied_f']},
+  {steps: ['explain analyze create table copied_g as select full_name as n from customers'], reads: ['select * from copied_g']},
+  {steps: ['explain (analyze, costs off) select address as n into copied_h from customers'], reads: ['select * from copied_h']},
+  {steps: ['prepare names_i as select full_name as n from customers', 'explain analyze create table copied_i as execute names_i'], reads: ['select * from copied_i']},
+  {steps: ["copy (select full_name from customers) to 'FILE-j'", "copy copy_log from 'FILE-j'"], reads: ['select * from copy_log']},
+  {steps: ["copy customers (full_name, id) to 'FILE-k' (format csv)", 'create temp table tmp_k (n text, i int)', "copy tmp_k from 'FILE-k' (format csv)", "copy (select n from tmp_k) to 'FILE-k2'", "copy copy_log from 'FILE-k2'"], reads: ['select * from copy_log']},
+  {steps: ["copy (select upper(address) from customers) to program 'cat > FILE-l'", "copy copy_log from 'FILE-l'"], reads: ['select lower(status) from copy_log']},
+]
+const ROUTE_TABLES = 'create table pairs (a int primary key, b text); create table copy_log (status text); create table names_src (full_name text)'
+
 describe('dbgate gateway: a copy of sensitive values one person makes never reads clear for another', () => {
   let f: Fixture
   let pki: TestPki
@@ -39,19 +77,23 @@ describe('dbgate gateway: a copy of sensitive values one person makes never read
   let dir: string
   let gw: RunningGateway
   let statuses: string
+  let files: string
 
   beforeAll(async () => {
     ;[f, pki, db] = await Promise.all([fixture(), makePki(), createTestDatabase('gwlasting')])
     await withClient(db.url, (c) => c.query(`${sampleSchemaSql()}; create table customer_names (id int, full_name text)`))
     statuses = JSON.stringify((await withClient(db.url, (c) => c.query('select id, status from orders order by id'))).rows)
     dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gwlasting-'))
+    // The server writes the routes' files (FILE) as its own user.
+    files = await mkdtemp(path.join(tmpdir(), 'dbgate-gwlasting-files-'))
+    await chmod(files, 0o777)
     const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
     // Masking alone is under test: policy none lets every write through to it.
     const loaded = gatewayConfig({pki, dir, issuer: f.dev.issuer, clientId: f.dev.cliClientId, env, targets: targetConfigText('app', db, 'allow: [engineering]\npolicy: none')})
     gw = await startGateway({loaded, env})
     await gw.whenReady()
   })
-  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir]))
+  afterAll(() => closeGatewayTest(gw, f, [dir, pki?.dir, files]))
 
   const signIn = async (who: string): Promise<pg.Client> => {
     const token = await mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: who, email: `${who}@example.com`, groups: ['engineering']})
@@ -60,6 +102,7 @@ describe('dbgate gateway: a copy of sensitive values one person makes never read
     return c
   }
   const leaked = (seen: string) => SECRETS.filter((s) => seen.includes(s))
+  const leakedAnyCase = (seen: string) => SECRETS.filter((s) => seen.toLowerCase().includes(s.toLowerCase()))
 
   it('has no vacuous case: directly, each copies names, addresses or e-mail local parts into orders.status', async () => {
     for (const {sql, extended} of COPIES) {
@@ -91,6 +134,47 @@ describe('dbgate gateway: a copy of sensitive values one person makes never read
       expect(JSON.stringify((await withClient(db.url, (c) => c.query('select id, status from orders order by id'))).rows)).toBe(statuses)
     } finally {
       await Promise.all([bob.end(), alice.end()])
+    }
+  })
+
+  it('has no vacuous route: directly, each leaves names or addresses where a later read finds them', async () => {
+    for (const {steps, reads} of ROUTES) {
+      const seen = await withClient(db.url, async (c) => {
+        await c.query(`begin; ${ROUTE_TABLES}; insert into pairs values (1, 'x'); insert into copy_log values ('x')`)
+        for (const sql of steps) await c.query(sql.replaceAll('FILE', path.join(files, 'direct')))
+        let r = ''
+        for (const sql of reads) r += JSON.stringify((await c.query(sql)).rows)
+        await c.query('rollback')
+        return r
+      })
+      expect(leakedAnyCase(seen), steps.join('; ')).not.toEqual([])
+    }
+  })
+
+  it("refuses each of bob's routes before the copy runs, so alice reads nothing he copied", async () => {
+    await withClient(db.url, (c) => c.query(`${ROUTE_TABLES}; insert into pairs values (1, 'x'); insert into copy_log values ('x')`))
+    try {
+      for (const {steps, reads} of ROUTES) {
+        const bob = await signIn('bob')
+        const errors: string[] = []
+        try {
+          for (const sql of steps) errors.push(await bob.query(sql.replaceAll('FILE', path.join(files, 'bob'))).then(() => '', (e: Error) => e.message))
+        } finally {
+          await bob.end()
+        }
+        expect(errors.join('\n'), steps.join('; ')).toMatch(/dbgate: masking (refuses (writing to|creating) \S+: it copies values from public\.(customers|names_src)\.(full_name|address)|cannot follow this query: COPY … TO a server file or program would store values derived from sensitive)/)
+        // A new person, after the gateway's pipelines learnt whatever bob's statements taught them.
+        const alice = await signIn('alice')
+        try {
+          let read = ''
+          for (const sql of reads) read += await alice.query(sql).then((r) => JSON.stringify(r.rows), (e: Error) => e.message)
+          expect(leakedAnyCase(read), steps.join('; ')).toEqual([])
+        } finally {
+          await alice.end()
+        }
+      }
+    } finally {
+      await withClient(db.url, (c) => c.query('drop table pairs, copy_log, names_src cascade'))
     }
   })
 
