@@ -10,6 +10,7 @@
 import type {MaskingStrategy} from '../config/types.js'
 import type {MaskingCategory} from './categories.js'
 import {isTemporarySchema, type Catalog, type CatalogRelation, type SensitiveMark} from './catalog.js'
+import {parseSql} from '../sql/parser.js'
 import {flatten, type NamedLineage, type StatementLineage} from './lineage-model.js'
 
 export interface UnkeptMark {
@@ -144,7 +145,11 @@ export function markOf(c: NamedLineage): SensitiveMark | undefined {
  */
 export function unkeptMarks(statements: readonly StatementLineage[], catalog: Catalog, strategyOf: StrategyOf): UnkeptMark | undefined {
   const made = new TextRelations()
+  let materialized: string | undefined
   for (const s of statements) {
+    const stale = s.replacesView && (staleMaterialized(s.replacesView, catalog) ?? materialized)
+    if (stale && s.replacesView) return replacedUnder(s.replacesView, stale)
+    if (s.creates?.view) materialized = qualified(s.creates)
     const created = s.creates && !s.creates.view && unkeptFill(s.creates, catalog, strategyOf, 'creating')
     if (created) return created
     if (s.makes) made.add(s.makes)
@@ -156,6 +161,53 @@ export function unkeptMarks(statements: readonly StatementLineage[], catalog: Ca
     if (s.creates) made.add(s.creates)
   }
   return undefined
+}
+
+/**
+ * A materialized view (`schema.name`) that reads the view `CREATE OR REPLACE VIEW` replaces,
+ * directly or through other views, or undefined. It keeps the rows the old definition computed
+ * until it is refreshed, but every read, from scratch too, classifies its columns by following the
+ * definitions as they are now: `mv AS SELECT n FROM v`, with `v AS SELECT full_name AS n …`
+ * replaced by `v AS SELECT 'x'::text AS n …`, would show the names mv holds in clear. Views are
+ * matched by name, which may find more than the server would, never fewer.
+ */
+function staleMaterialized(view: {schema?: string; name: string}, catalog: Catalog): string | undefined {
+  const defined = catalog.definedRelations().map((r) => ({r, reads: readNames(r.viewDefinition!)}))
+  const reached = new Set([view.name])
+  for (let grew = true; grew; ) {
+    grew = false
+    for (const {r, reads} of defined) {
+      if (r.kind !== 'view' || reached.has(r.name) || !reads.some((n) => reached.has(n))) continue
+      reached.add(r.name)
+      grew = true
+    }
+  }
+  const found = defined.find(({r, reads}) => r.kind === 'materialized_view' && reads.some((n) => reached.has(n)))
+  return found && `${found.r.schema}.${found.r.name}`
+}
+
+/** The relation names a definition reads; every name, when it cannot be parsed (`*`). */
+function readNames(definition: string): string[] {
+  const parsed = parseSql(definition)
+  if (!parsed.ok) return ['*']
+  const out = new Set<string>()
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(walk)
+    if (!node || typeof node !== 'object') return
+    for (const [k, v] of Object.entries(node)) {
+      if (k === 'RangeVar' && v && typeof v === 'object' && typeof (v as {relname?: unknown}).relname === 'string') out.add((v as {relname: string}).relname)
+      walk(v)
+    }
+  }
+  walk(parsed.statements)
+  return [...out]
+}
+
+function replacedUnder(view: {schema?: string; name: string}, materialized: string): UnkeptMark {
+  return {
+    message: `masking refuses replacing the view ${qualified(view)}: the materialized view ${materialized} reads it and keeps the rows its current definition computed, which a read would then classify by the new one; later sessions, other people on the gateway and this tunnel after a restart could see sensitive values it holds in clear`,
+    hint: `Drop ${materialized} first and create it again after the view is replaced, or give the new definition another name.`,
+  }
 }
 
 /**

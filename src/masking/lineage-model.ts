@@ -107,6 +107,11 @@ export interface StatementLineage {
    * `columns` (the query's shape is unknown), `values`: what they hold, in no known order.
    */
   creates?: {schema?: string; name: string; columns?: NamedLineage[]; values?: NamedLineage[]; temporary?: true; view?: true; names?: (string | undefined)[]}
+  /**
+   * The view `CREATE OR REPLACE VIEW` gives a new definition: a materialized view that reads it
+   * keeps the rows the old one computed, which a read then takes for the new one's.
+   */
+  replacesView?: {schema?: string; name: string}
   /** A table it creates empty (`CREATE [TEMP] TABLE`): a later statement of the text may fill it. */
   makes?: {schema?: string; name: string; temporary?: true}
   /**

@@ -1382,6 +1382,11 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       // know yet: untraceable).
       for (const action of list(node.actions)) statementLineage(action as Node, ctx, ruleRows(node, outer, ctx))
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
+      // `CREATE OR REPLACE RULE "_RETURN" AS ON SELECT TO v`: a view's definition by another name.
+      if (node.event === 'CMD_SELECT') {
+        const replaced = replacedView(node.relation as Node | undefined)
+        if (replaced) return {...finish({rows: 'no'}, ctx), replacesView: replaced}
+      }
       return finish({rows: 'no'}, ctx)
     case 'CreateStmt': {
       createdColumns(node, outer, ctx)
@@ -1413,6 +1418,8 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       if (DEFINES_DEFAULTS.has(kind)) unprovenDefaults(node, outer, ctx)
       if (readsRowsOf(node, ctx.catalog) || readsEveryTable(kind, node)) ctx.touches = true
       const done = finish({rows: 'no'}, ctx)
+      const replaced = kind === 'ViewStmt' && node.replace === true ? replacedView(node.view as Node | undefined) : undefined
+      if (replaced) return {...done, replacesView: replaced}
       return setsFromCurrent(node) ? {...done, copiesSettings: true} : done
     }
   }
@@ -1711,6 +1718,14 @@ export function analyzeText(sql: string, catalog: Catalog, distrustNames = false
       return commitsInside(s) ? {...changed, commitsInside: true} : changed
     }),
   }
+}
+
+/** The view `CREATE OR REPLACE VIEW` names, as written. */
+function replacedView(rel: Node | undefined): StatementLineage['replacesView'] {
+  const name = rel?.relname
+  if (typeof name !== 'string') return undefined
+  const schema = rel!.schemaname
+  return typeof schema === 'string' ? {schema, name} : {name}
 }
 
 /** The relation a statement creates, as written (CREATE TABLE, CREATE TABLE … AS, SELECT … INTO, CREATE VIEW). */
