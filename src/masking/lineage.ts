@@ -767,11 +767,23 @@ function subLink(node: Node, scope: Scope, ctx: Ctx): Lineage {
   }
 }
 
-/** The scope of a rule's actions: its relation's row as NEW and OLD. */
+/**
+ * The scope of a rule's actions: its relation's row as NEW and OLD. Of a relation the catalog does
+ * not know yet (made earlier in the text, or in the open transaction), the row may hold anything
+ * later written to it, names into its `full_name` among them: each of its values counts as a
+ * sensitive one, of no known category.
+ */
 function ruleRows(node: Node, outer: Scope | undefined, ctx: Ctx): Scope {
-  const own = node.relation === undefined ? undefined : fromItem({RangeVar: node.relation}, TARGET_SCOPE(), ctx).visible[0]
-  const rels = own ? [{...own, alias: 'new'}, {...own, alias: 'old'}] : []
-  return {rels, ctes: new Map(), parent: outer}
+  const rel = node.relation as Node | undefined
+  const own = rel === undefined ? undefined : fromItem({RangeVar: rel}, TARGET_SCOPE(), ctx).visible[0]
+  const unknown = own !== undefined && own.columns === undefined && own.lookup === undefined && own.catalog === undefined
+  const name = `${typeof rel?.schemaname === 'string' ? `${rel.schemaname}.` : ''}${String(rel?.relname)}`
+  const row = (alias: string): ScopeRel => {
+    if (!unknown) return {...own!, alias}
+    const source: SensitiveSource = {relation: name, column: `${alias}.*`, category: 'untraceable', reason: 'a row of a relation the catalog does not know yet, which may hold any value written to it'}
+    return {alias, fallback: {sources: [source], direct: false, unknown: true}}
+  }
+  return {rels: own ? [row('new'), row('old')] : [], ctes: new Map(), parent: outer}
 }
 
 /**
