@@ -1224,12 +1224,33 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   const returning = [...list(node.returningList), ...list(clause?.exprs)]
   if (returning.length === 0) return []
   const own = target.visible[0]!
-  for (const alias of ['old', 'new']) scope.rels.push({...own, alias})
+  // RETURNING reads the rows as written: the values put in each column, not what the catalog says
+  // the column held (`WITH x AS (INSERT INTO tmp (n) SELECT full_name … RETURNING n) INSERT INTO
+  // orders (status) SELECT n FROM x` copied names as tmp.n's clean values). OLD is the row before.
+  const after = rowAsWritten(own, unproven, unnamed ? values : undefined)
+  const at = scope.rels.indexOf(own)
+  if (at >= 0) scope.rels[at] = after
+  scope.rels.push({...own, alias: 'old'}, {...after, alias: 'new'})
   for (const o of list(clause?.options)) {
     const opt = unwrap(o)?.[1]
-    if (opt?.value) scope.rels.push({...own, alias: opt.value as string})
+    if (opt?.value) scope.rels.push({...(String(opt.option).includes('OLD') ? own : after), alias: opt.value as string})
   }
-  return targetList(returning, scope, target.star, ctx)
+  return targetList(returning, scope, target.star && (after.columns ?? target.star), ctx)
+}
+
+/**
+ * A written relation's row as the write leaves it: each column filled with values not proven clean
+ * (`unproven`) carries them too; with `everywhere` (rows whose columns cannot be told apart), every
+ * column carries all of them.
+ */
+function rowAsWritten(rel: ScopeRel, unproven: readonly NamedLineage[], everywhere: readonly NamedLineage[] | undefined): ScopeRel {
+  const all = everywhere === undefined ? undefined : derived(everywhere.length > 0 ? [...everywhere] : [UNKNOWN])
+  if (unproven.length === 0 && all === undefined) return rel
+  const columns = rel.columns?.map((c) => {
+    const parts: Lineage[] = [...unproven.filter((f) => f.name === c.name), ...(all ? [all] : [])]
+    return parts.length === 0 ? c : named(c.name, parts.reduce((a: Lineage, b) => either(a, b), c))
+  })
+  return {...rel, ...(columns ? {columns} : {}), fallback: all ? either(rel.fallback, all) : rel.fallback}
 }
 
 /**

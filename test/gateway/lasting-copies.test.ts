@@ -43,6 +43,8 @@ const COPIES: {sql: string; extended?: true}[] = [
  *   same text or transaction as the rule, before the catalog knows its columns;
  * - a temporary table filled earlier in the same text, read back into a lasting one: the catalog
  *   learns what an earlier statement of a text wrote only after the text;
+ * - what a writing CTE returns (`INSERT INTO tmp … RETURNING n`), which was read as the catalog's
+ *   clean tmp.n, not as the names just written into it;
  * - `CREATE TABLE … AS EXECUTE p`, and `EXPLAIN ANALYZE CREATE TABLE … AS …`, which runs it;
  * - `COPY (SELECT full_name …) TO '/tmp/f'` and back with `COPY t FROM '/tmp/f'`, whose values no
  *   analysis traces;
@@ -65,6 +67,8 @@ const ROUTES: {steps: string[]; reads: string[]}[] = [
   {steps: ['create temp table tmp_c as select full_name as n from customers; create table copied_c as select n from tmp_c'], reads: ['select * from copied_c']},
   {steps: ['select address as n into temp tmp_c2 from customers; create table copied_c2 as select * from tmp_c2'], reads: ['select * from copied_c2']},
   {steps: ['create temp table tmp_d (n text)', 'insert into tmp_d select full_name from customers; update copy_log set status = (select max(n) from tmp_d)'], reads: ['select * from copy_log']},
+  {steps: ['create temp table tmp_r (n text)', 'with x as (insert into tmp_r (n) select full_name from customers returning n) insert into copy_log (status) select n from x'], reads: ['select * from copy_log']},
+  {steps: ['create temp table tmp_s (n text)', "insert into tmp_s values ('a')", 'with x as (update tmp_s set n = c.address from customers c where c.id = 1 returning *) update pairs set b = x.n from x'], reads: ['select * from pairs']},
   {steps: ['prepare names_e as select full_name as n from customers', 'create table copied_e as execute names_e'], reads: ['select * from copied_e']},
   {steps: ['prepare names_f(int) as select address from customers where id > $1', 'create table copied_f (a) as execute names_f(0)'], reads: ['select * from copied_f']},
   {steps: ['explain analyze create table copied_g as select full_name as n from customers'], reads: ['select * from copied_g']},
