@@ -94,6 +94,8 @@ function unkeptFill(target: {schema?: string; name: string; columns?: NamedLinea
   for (const c of target.columns) {
     const mark = copied(c)
     if (!mark) continue
+    const remote = lasting.map((r) => foreignIn(r, catalog)).find((r) => r !== undefined)
+    if (remote) return foreignRefusal(`${verb} ${qualified(target)}`, remote, mark)
     const places = lasting.length > 0 ? lasting.map((r) => freshColumn(r, c.name)) : made(target, c, catalog, verb === 'creating')
     for (const place of places) {
       if (place.known && keeps(place.fresh, mark, strategyOf)) continue
@@ -101,6 +103,31 @@ function unkeptFill(target: {schema?: string; name: string; columns?: NamedLinea
     }
   }
   return undefined
+}
+
+/**
+ * A foreign table the rows written to `r` land in: `r` itself, or a partition or child of it. Its
+ * rows are stored by another server, or by this one through a loopback server (`OPTIONS (table_name
+ * 'orders')`, a column `OPTIONS (column_name 'status')`), in a table whose reads nothing ties to
+ * the foreign table's masked columns.
+ */
+function foreignIn(r: CatalogRelation, catalog: Catalog, seen = new Set<number>()): CatalogRelation | undefined {
+  if (r.kind === 'foreign_table') return r
+  seen.add(r.oid)
+  for (const oid of r.children ?? []) {
+    const child = catalog.relation(oid)
+    if (!child || seen.has(oid)) continue
+    const found = foreignIn(child, catalog, seen)
+    if (found) return found
+  }
+  return undefined
+}
+
+function foreignRefusal(what: string, remote: CatalogRelation, mark: SensitiveMark): UnkeptMark {
+  return {
+    message: `masking refuses ${what}: it copies ${origin(mark)} into the foreign table ${remote.schema}.${remote.name}, whose rows another server stores (or this one, through a loopback server, in any of its tables), where a read does not go through the foreign table's masked columns`,
+    hint: 'Copy such values into tables of this database that masking classifies for them, or into a temporary table.',
+  }
 }
 
 function freshColumn(r: CatalogRelation, column: string): Place {
