@@ -111,7 +111,8 @@ function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, c
  * The command of a statement that may copy values from a table into the one it writes (`UPDATE …
  * SET status = full_name`, `INSERT … SELECT`, MERGE, CREATE TABLE … AS), or somewhere lasting
  * that later reads take for clean (`COPY … TO` a server file or program; a rule, whose actions copy
- * on every write; a view, which a materialized view reading it may hold the old rows of), or
+ * on every write; a view, which a materialized view reading it may hold the old rows of; `ALTER
+ * TABLE … ALTER COLUMN … TYPE … USING`, an UPDATE by another name), or
  * undefined: masking follows such copies in the texts it analyses, and marks the columns written,
  * but does not analyse texts over MAX_ANALYZED_SQL (the event loop would wait on the parse). An
  * INSERT of values alone (a bulk load) copies nothing from a table.
@@ -122,6 +123,7 @@ function unfollowedCopy(statements: readonly StatementAnalysis[]): {what: string
     for (const o of st.operations) {
       if (o.command === 'create_table_as' || o.command === 'create_materialized_view') return {what: o.command === 'create_table_as' ? 'CREATE TABLE … AS' : 'CREATE MATERIALIZED VIEW', into: table}
       if (o.command === 'create_rule') return {what: 'CREATE RULE', into: 'the tables its actions write'}
+      if (o.command === 'alter_table') return {what: 'ALTER TABLE', into: 'the columns it rewrites (ALTER COLUMN … TYPE … USING)'}
       if (o.command === 'create_view') return {what: 'CREATE VIEW', into: 'the materialized views that read it'}
       if (o.command === 'copy' && (o.flags.includes('program') || o.flags.includes('server_file')) && !o.tables.some((t) => t.access === 'write')) return {what: 'COPY … TO', into: 'the server file or program it writes'}
       if (o.class !== 'write') continue
