@@ -742,6 +742,11 @@ export class Catalog {
     })
   }
 
+  /** Views and materialized views, with their definitions. */
+  definedRelations(): CatalogRelation[] {
+    return this.current.relations.filter((r) => r.viewDefinition !== undefined)
+  }
+
   /** Relations with at least one sensitive column. */
   sensitiveRelations(): CatalogRelation[] {
     return this.current.relations.filter((r) => r.columns.some((c) => c.sensitive))

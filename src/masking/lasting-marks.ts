@@ -10,6 +10,7 @@
 import type {MaskingStrategy} from '../config/types.js'
 import type {MaskingCategory} from './categories.js'
 import {isTemporarySchema, type Catalog, type CatalogRelation, type SensitiveMark} from './catalog.js'
+import {parseSql} from '../sql/parser.js'
 import {flatten, type NamedLineage, type StatementLineage} from './lineage-model.js'
 
 export interface UnkeptMark {
@@ -93,6 +94,8 @@ function unkeptFill(target: {schema?: string; name: string; columns?: NamedLinea
   for (const c of target.columns) {
     const mark = copied(c)
     if (!mark) continue
+    const remote = lasting.map((r) => foreignIn(r, catalog)).find((r) => r !== undefined)
+    if (remote) return foreignRefusal(`${verb} ${qualified(target)}`, remote, mark)
     const places = lasting.length > 0 ? lasting.map((r) => freshColumn(r, c.name)) : made(target, c, catalog, verb === 'creating')
     for (const place of places) {
       if (place.known && keeps(place.fresh, mark, strategyOf)) continue
@@ -100,6 +103,31 @@ function unkeptFill(target: {schema?: string; name: string; columns?: NamedLinea
     }
   }
   return undefined
+}
+
+/**
+ * A foreign table the rows written to `r` land in: `r` itself, or a partition or child of it. Its
+ * rows are stored by another server, or by this one through a loopback server (`OPTIONS (table_name
+ * 'orders')`, a column `OPTIONS (column_name 'status')`), in a table whose reads nothing ties to
+ * the foreign table's masked columns.
+ */
+function foreignIn(r: CatalogRelation, catalog: Catalog, seen = new Set<number>()): CatalogRelation | undefined {
+  if (r.kind === 'foreign_table') return r
+  seen.add(r.oid)
+  for (const oid of r.children ?? []) {
+    const child = catalog.relation(oid)
+    if (!child || seen.has(oid)) continue
+    const found = foreignIn(child, catalog, seen)
+    if (found) return found
+  }
+  return undefined
+}
+
+function foreignRefusal(what: string, remote: CatalogRelation, mark: SensitiveMark): UnkeptMark {
+  return {
+    message: `masking refuses ${what}: it copies ${origin(mark)} into the foreign table ${remote.schema}.${remote.name}, whose rows another server stores (or this one, through a loopback server, in any of its tables), where a read does not go through the foreign table's masked columns`,
+    hint: 'Copy such values into tables of this database that masking classifies for them, or into a temporary table.',
+  }
 }
 
 function freshColumn(r: CatalogRelation, column: string): Place {
@@ -144,7 +172,11 @@ export function markOf(c: NamedLineage): SensitiveMark | undefined {
  */
 export function unkeptMarks(statements: readonly StatementLineage[], catalog: Catalog, strategyOf: StrategyOf): UnkeptMark | undefined {
   const made = new TextRelations()
+  let materialized: string | undefined
   for (const s of statements) {
+    const stale = s.replacesView && (staleMaterialized(s.replacesView, catalog) ?? materialized)
+    if (stale && s.replacesView) return replacedUnder(s.replacesView, stale)
+    if (s.creates?.view) materialized = qualified(s.creates)
     const created = s.creates && !s.creates.view && unkeptFill(s.creates, catalog, strategyOf, 'creating')
     if (created) return created
     if (s.makes) made.add(s.makes)
@@ -156,6 +188,53 @@ export function unkeptMarks(statements: readonly StatementLineage[], catalog: Ca
     if (s.creates) made.add(s.creates)
   }
   return undefined
+}
+
+/**
+ * A materialized view (`schema.name`) that reads the view `CREATE OR REPLACE VIEW` replaces,
+ * directly or through other views, or undefined. It keeps the rows the old definition computed
+ * until it is refreshed, but every read, from scratch too, classifies its columns by following the
+ * definitions as they are now: `mv AS SELECT n FROM v`, with `v AS SELECT full_name AS n …`
+ * replaced by `v AS SELECT 'x'::text AS n …`, would show the names mv holds in clear. Views are
+ * matched by name, which may find more than the server would, never fewer.
+ */
+function staleMaterialized(view: {schema?: string; name: string}, catalog: Catalog): string | undefined {
+  const defined = catalog.definedRelations().map((r) => ({r, reads: readNames(r.viewDefinition!)}))
+  const reached = new Set([view.name])
+  for (let grew = true; grew; ) {
+    grew = false
+    for (const {r, reads} of defined) {
+      if (r.kind !== 'view' || reached.has(r.name) || !reads.some((n) => reached.has(n))) continue
+      reached.add(r.name)
+      grew = true
+    }
+  }
+  const found = defined.find(({r, reads}) => r.kind === 'materialized_view' && reads.some((n) => reached.has(n)))
+  return found && `${found.r.schema}.${found.r.name}`
+}
+
+/** The relation names a definition reads; every name, when it cannot be parsed (`*`). */
+function readNames(definition: string): string[] {
+  const parsed = parseSql(definition)
+  if (!parsed.ok) return ['*']
+  const out = new Set<string>()
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(walk)
+    if (!node || typeof node !== 'object') return
+    for (const [k, v] of Object.entries(node)) {
+      if (k === 'RangeVar' && v && typeof v === 'object' && typeof (v as {relname?: unknown}).relname === 'string') out.add((v as {relname: string}).relname)
+      walk(v)
+    }
+  }
+  walk(parsed.statements)
+  return [...out]
+}
+
+function replacedUnder(view: {schema?: string; name: string}, materialized: string): UnkeptMark {
+  return {
+    message: `masking refuses replacing the view ${qualified(view)}: the materialized view ${materialized} reads it and keeps the rows its current definition computed, which a read would then classify by the new one; later sessions, other people on the gateway and this tunnel after a restart could see sensitive values it holds in clear`,
+    hint: `Drop ${materialized} first and create it again after the view is replaced, or give the new definition another name.`,
+  }
 }
 
 /**

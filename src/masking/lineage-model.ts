@@ -100,8 +100,18 @@ export interface StatementLineage {
    * does not vouch for its values.
    */
   unvouched?: number[]
-  /** A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`, `CREATE MATERIALIZED VIEW`: `view`), with that query's columns. */
-  creates?: {schema?: string; name: string; columns?: NamedLineage[]; temporary?: true; view?: true}
+  /**
+   * A relation it creates from a query (`CREATE TABLE … AS`, `SELECT … INTO`, `CREATE MATERIALIZED
+   * VIEW`: `view`), with that query's columns. Of `CREATE TABLE t (a, b) AS EXECUTE p` (with
+   * `uses`), the columns are p's, known once it is resolved (`throughUse`), under `names`. With no
+   * `columns` (the query's shape is unknown), `values`: what they hold, in no known order.
+   */
+  creates?: {schema?: string; name: string; columns?: NamedLineage[]; values?: NamedLineage[]; temporary?: true; view?: true; names?: (string | undefined)[]}
+  /**
+   * The view `CREATE OR REPLACE VIEW` gives a new definition: a materialized view that reads it
+   * keeps the rows the old one computed, which a read then takes for the new one's.
+   */
+  replacesView?: {schema?: string; name: string}
   /** A table it creates empty (`CREATE [TEMP] TABLE`): a later statement of the text may fill it. */
   makes?: {schema?: string; name: string; temporary?: true}
   /**
@@ -208,6 +218,27 @@ export function transformed(l: Lineage): Lineage {
   return {...rest, direct: false}
 }
 
+/**
+ * `CREATE TABLE t AS EXECUTE p(…)` (`s`) read with what p runs (`def`): t's columns are p's output
+ * columns, under the names the statement gives, each carrying EXECUTE's arguments when they are not
+ * proven clean (as `throughUse` does for rows).
+ */
+function createdThroughUse(s: StatementLineage, creates: NonNullable<StatementLineage['creates']>, def: StatementLineage): StatementLineage {
+  const {uses: _uses, ...rest} = s
+  const args = s.uses?.args
+  const carry = (c: NamedLineage, name = c.name): NamedLineage => named(name, args ? derived([c, args]) : c)
+  const columns = def.columns?.map((c, i) => carry(c, creates.names?.[i] ?? c.name))
+  return {
+    ...rest,
+    touchesSensitive: s.touchesSensitive || def.touchesSensitive,
+    opaque: s.opaque || def.opaque,
+    sideChannels: [...s.sideChannels, ...def.sideChannels],
+    untraceable: [...s.untraceable, ...def.untraceable],
+    ...(rest.columns ? {columns: rest.columns.map((c) => carry(c))} : {}),
+    creates: {...creates, columns},
+  }
+}
+
 function mergeFields(a: NamedLineage[], b: NamedLineage[]): NamedLineage[] {
   const out = a.map((f) => ({...f}))
   b.forEach((f, i) => {
@@ -234,6 +265,7 @@ export function named(name: string, l: Lineage): NamedLineage {
 export function throughUse(s: StatementLineage, def: StatementLineage): StatementLineage {
   const use = s.uses
   if (!use) return def
+  if (s.creates && !use.explain) return createdThroughUse(s, s.creates, def)
   const args = use.args
   const untraced = args !== undefined && anyUnknown(args)
   const why = 'an argument of EXECUTE, which the server evaluates into the prepared statement\'s parameters, comes from something the analysis cannot follow'

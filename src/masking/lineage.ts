@@ -85,6 +85,23 @@ interface Ctx {
   anyOfSameName: boolean
   /** An unqualified relation name was found in more than one schema (see `StatementLineage.shadowable`). */
   shadowable: boolean
+  /** What earlier statements of the same text wrote, which the catalog cannot know yet (see `TextWrite`). */
+  written: readonly TextWrite[]
+  /** What this statement reads of those writes from relations whose columns the catalog does not know. */
+  readWrites: Lineage[]
+}
+
+/**
+ * Values an earlier statement of the text wrote into a relation (`columns`, by name; `all`: into
+ * columns that cannot be told apart). The catalog learns them only after the text, so `CREATE TEMP
+ * TABLE t (n text); INSERT INTO t SELECT full_name …; INSERT INTO orders (status) SELECT n FROM t`
+ * read t as the catalog knew it: unknown, or clean.
+ */
+interface TextWrite {
+  schema?: string
+  name: string
+  columns?: readonly NamedLineage[]
+  all?: Lineage
 }
 
 /**
@@ -145,8 +162,43 @@ export function bothMoved(a: MovedNames, b: MovedNames): MovedNames {
   return new Set([...a, ...b])
 }
 
-function newCtx(catalog: Catalog, distrustNames = false, anyOfSameName = false, moved: MovedNames = undefined): Ctx {
-  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), unvouched: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, moved, anyOfSameName, shadowable: false}
+function newCtx(catalog: Catalog, distrustNames = false, anyOfSameName = false, moved: MovedNames = undefined, written: readonly TextWrite[] = []): Ctx {
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), unvouched: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, moved, anyOfSameName, shadowable: false, written, readWrites: []}
+}
+
+/**
+ * A value of a row whose shape the analysis does not know (`SELECT *` of a relation the catalog
+ * does not know): untraceable, and holding whatever earlier statements of the text wrote into the
+ * relations read.
+ */
+function unknownValue(ctx: Ctx): Lineage {
+  return ctx.readWrites.length === 0 ? UNKNOWN : derived([UNKNOWN, ...ctx.readWrites])
+}
+
+/** What a statement writes, as later statements of its text read it (`TextWrite`). */
+function writesOf(l: StatementLineage): TextWrite[] {
+  const out: TextWrite[] = []
+  const place = (r: {schema?: string; name: string}) => (r.schema === undefined ? {name: r.name} : {schema: r.schema, name: r.name})
+  if (l.creates && !l.creates.view) out.push(l.creates.columns ? {...place(l.creates), columns: l.creates.columns} : {...place(l.creates), all: derived([UNKNOWN, ...(l.creates.values ?? [])])})
+  for (const f of l.fills ?? []) out.push(f.columns ? {...place(f), columns: f.columns} : {...place(f), all: derived([UNKNOWN, ...(f.values ?? [])])})
+  return out
+}
+
+/** The earlier writes of the text into a relation of this name (a `pg_temp` write is into any temporary schema's). */
+function writtenInto(ctx: Ctx, schema: string | undefined, name: string): TextWrite[] {
+  if (ctx.written.length === 0) return []
+  return ctx.written.filter((w) => w.name === name && (w.schema === undefined || schema === undefined || w.schema === schema || (w.schema === 'pg_temp' && /^pg_temp_\d+$/.test(schema))))
+}
+
+/** A column of a relation, with what earlier statements of the text wrote into it. */
+function withWritten(c: NamedLineage, writes: readonly TextWrite[]): NamedLineage {
+  const parts = writes.flatMap((w) => [...(w.columns ?? []).filter((f) => f.name === c.name), ...(w.all ? [w.all] : [])])
+  return parts.length === 0 ? c : named(c.name, parts.reduce((a: Lineage, b) => either(a, transformedUnlessDirect(b)), c))
+}
+
+/** A written value as a column holds it: a direct copy stays the source's own value, anything else is derived. */
+function transformedUnlessDirect(l: Lineage): Lineage {
+  return l.direct ? l : transformed(l)
 }
 
 /** Something the analysis cannot see into: its value is untraceable and the statement may read anything. */
@@ -312,7 +364,9 @@ function catalogRelation(rel: CatalogRelation, ctx: Ctx): NamedLineage[] {
   })
   if (rel.viewDefinition === undefined) {
     if (gainsRows(ctx.moved, rel.name)) ctx.unvouched.add(rel.oid)
-    return isMoved(ctx.moved, rel.name) ? unprovenNames(own, ctx) : own
+    const writes = writtenInto(ctx, rel.schema, rel.name)
+    const held = writes.length === 0 ? own : own.map((c) => withWritten(c, writes))
+    return isMoved(ctx.moved, rel.name) ? unprovenNames(held, ctx) : held
   }
   ctx.views.add(rel.oid)
   // A definition known to have changed, but not re-read, or one an earlier statement may have
@@ -424,7 +478,12 @@ function rangeVar(node: Node, scope: Scope, ctx: Ctx): ScopeRel {
   ctx.misses.push({...(schema ? {schema} : {}), relation: name})
   const reason = `the catalog does not know the relation ${schema ? `${schema}.` : ''}${name}`
   if (!ctx.reasons.includes(reason)) ctx.reasons.push(reason)
-  return {alias: as, fallback: UNKNOWN}
+  // Made earlier in the text: which column holds what was written into it is not followed, every one may.
+  const writes = writtenInto(ctx, schema, name)
+  const held = writes.flatMap((w) => [...(w.columns ?? []), ...(w.all ? [w.all] : [])])
+  if (held.length === 0) return {alias: as, fallback: UNKNOWN}
+  ctx.readWrites.push(...held)
+  return {alias: as, fallback: derived([UNKNOWN, ...held])}
 }
 
 /**
@@ -708,6 +767,45 @@ function subLink(node: Node, scope: Scope, ctx: Ctx): Lineage {
   }
 }
 
+/**
+ * The scope of a rule's actions: its relation's row as NEW and OLD. Of a relation the catalog does
+ * not know yet (made earlier in the text, or in the open transaction), the row may hold anything
+ * later written to it, names into its `full_name` among them: each of its values counts as a
+ * sensitive one, of no known category.
+ */
+function ruleRows(node: Node, outer: Scope | undefined, ctx: Ctx): Scope {
+  const rel = node.relation as Node | undefined
+  const own = rel === undefined ? undefined : fromItem({RangeVar: rel}, TARGET_SCOPE(), ctx).visible[0]
+  const unknown = own !== undefined && own.columns === undefined && own.lookup === undefined && own.catalog === undefined
+  const name = `${typeof rel?.schemaname === 'string' ? `${rel.schemaname}.` : ''}${String(rel?.relname)}`
+  const row = (alias: string): ScopeRel => {
+    if (!unknown) return {...own!, alias}
+    const source: SensitiveSource = {relation: name, column: `${alias}.*`, category: 'untraceable', reason: 'a row of a relation the catalog does not know yet, which may hold any value written to it'}
+    return {alias, fallback: {sources: [source], direct: false, unknown: true}}
+  }
+  return {rels: own ? [row('new'), row('old')] : [], ctes: new Map(), parent: outer}
+}
+
+/**
+ * One column of `UPDATE … SET (a, b) = (SELECT id, full_name …)` or `= ROW(x, y)`: the `colno`th
+ * value of the source. The parser leaves the subquery an ordinary scalar one, whose first column
+ * alone is its value, so `b` was read as `id`. A source of another shape: every value it holds.
+ */
+function multiAssigned(node: Node, scope: Scope, ctx: Ctx): Lineage {
+  const colno = typeof node.colno === 'number' ? node.colno : 0
+  const source = unwrap(node.source)
+  if (source?.[0] === 'SubLink' && source[1].subLinkType === 'EXPR_SUBLINK') {
+    const sub = unwrap(source[1].subselect)
+    const cols = sub && sub[0] === 'SelectStmt' ? selectOutput(sub[1], scope, ctx) : undefined
+    return cols?.[colno - 1] ?? UNKNOWN
+  }
+  if (source?.[0] === 'RowExpr') {
+    const arg = list(source[1].args)[colno - 1]
+    return arg === undefined ? UNKNOWN : expr(arg, scope, ctx)
+  }
+  return genericChildren(node, scope, ctx)
+}
+
 /** Every expression child of a node, for node kinds without a rule of their own. */
 function genericChildren(node: Node, scope: Scope, ctx: Ctx): Lineage {
   const parts: Lineage[] = []
@@ -759,7 +857,6 @@ const FROM_CHILDREN = new Set([
   'A_Star',
   'SortBy',
   'WindowDef',
-  'MultiAssignRef',
   'CurrentOfExpr',
   'List',
 ])
@@ -842,6 +939,8 @@ function expr(raw: unknown, scope: Scope, ctx: Ctx): Lineage {
     }
     case 'SubLink':
       return subLink(node, scope, ctx)
+    case 'MultiAssignRef':
+      return multiAssigned(node, scope, ctx)
     case 'RowExpr':
       return rowExpr(node, scope, ctx)
     case 'A_Indirection': {
@@ -1069,7 +1168,7 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   if (sel) {
     const cols = list(node.cols).map((c) => unwrap(c)?.[1].name as string | undefined)
     const names = cols.length > 0 ? cols : (target.star ?? []).map((c) => c.name)
-    names.forEach((n, i) => n && filled.push(named(n, inserted?.[i] ?? UNKNOWN)))
+    names.forEach((n, i) => n && filled.push(named(n, inserted?.[i] ?? unknownValue(ctx))))
     if (node.onConflictClause !== undefined && target.star) {
       excluded = {
         alias: 'excluded',
@@ -1116,7 +1215,7 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   // With no column list and the target's columns unknown (`pg_temp.t`, a table of the open
   // transaction), which columns the rows fill cannot be said: all of them, unless proven clean.
   const unnamed = unnamedValues || (sel !== undefined && filled.length === 0 && (inserted === undefined || inserted.some((c) => !clean(c))))
-  const values = [...(inserted ?? []), ...unnamedLineages.map((l, i) => named(`column${i + 1}`, l))]
+  const values = [...(inserted ?? (ctx.readWrites.length > 0 ? [named('column1', unknownValue(ctx))] : [])), ...unnamedLineages.map((l, i) => named(`column${i + 1}`, l))]
   if (rel?.relname && unnamed) ctx.fills.push(values.length > 0 ? {...where, values} : where)
   else if (unproven.length > 0 && rel?.relname) ctx.fills.push({...where, columns: unproven})
   if (unproven.length > 0 && written) for (const r of ctx.catalog.lookup(written.schema, written.relation)) throughView(r, unproven, ctx, 0)
@@ -1125,12 +1224,33 @@ function dmlReturning(node: Node, ctx: Ctx, outer: Scope | undefined): NamedLine
   const returning = [...list(node.returningList), ...list(clause?.exprs)]
   if (returning.length === 0) return []
   const own = target.visible[0]!
-  for (const alias of ['old', 'new']) scope.rels.push({...own, alias})
+  // RETURNING reads the rows as written: the values put in each column, not what the catalog says
+  // the column held (`WITH x AS (INSERT INTO tmp (n) SELECT full_name … RETURNING n) INSERT INTO
+  // orders (status) SELECT n FROM x` copied names as tmp.n's clean values). OLD is the row before.
+  const after = rowAsWritten(own, unproven, unnamed ? values : undefined)
+  const at = scope.rels.indexOf(own)
+  if (at >= 0) scope.rels[at] = after
+  scope.rels.push({...own, alias: 'old'}, {...after, alias: 'new'})
   for (const o of list(clause?.options)) {
     const opt = unwrap(o)?.[1]
-    if (opt?.value) scope.rels.push({...own, alias: opt.value as string})
+    if (opt?.value) scope.rels.push({...(String(opt.option).includes('OLD') ? own : after), alias: opt.value as string})
   }
-  return targetList(returning, scope, target.star, ctx)
+  return targetList(returning, scope, target.star && (after.columns ?? target.star), ctx)
+}
+
+/**
+ * A written relation's row as the write leaves it: each column filled with values not proven clean
+ * (`unproven`) carries them too; with `everywhere` (rows whose columns cannot be told apart), every
+ * column carries all of them.
+ */
+function rowAsWritten(rel: ScopeRel, unproven: readonly NamedLineage[], everywhere: readonly NamedLineage[] | undefined): ScopeRel {
+  const all = everywhere === undefined ? undefined : derived(everywhere.length > 0 ? [...everywhere] : [UNKNOWN])
+  if (unproven.length === 0 && all === undefined) return rel
+  const columns = rel.columns?.map((c) => {
+    const parts: Lineage[] = [...unproven.filter((f) => f.name === c.name), ...(all ? [all] : [])]
+    return parts.length === 0 ? c : named(c.name, parts.reduce((a: Lineage, b) => either(a, b), c))
+  })
+  return {...rel, ...(columns ? {columns} : {}), fallback: all ? either(rel.fallback, all) : rel.fallback}
 }
 
 /**
@@ -1169,7 +1289,7 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
   switch (kind) {
     case 'SelectStmt': {
       const columns = selectOutput(node, outer, ctx)
-      if (node.intoClause) return {...finish({rows: 'no'}, ctx), creates: created((node.intoClause as Node).rel as Node, columns)}
+      if (node.intoClause) return {...finish({rows: 'no'}, ctx), creates: created((node.intoClause as Node).rel as Node, columns, columns || ctx.readWrites.length === 0 ? undefined : [named('column1', unknownValue(ctx))])}
       return finish({rows: 'yes', columns}, ctx)
     }
     case 'InsertStmt':
@@ -1184,7 +1304,10 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     }
     case 'CopyStmt': {
       if (node.is_from || node.filename || node.is_program) {
-        if (node.query) selectOutput(unwrap(node.query)?.[1] ?? {}, outer, ctx)
+        const written = node.query ? selectOutput(unwrap(node.query)?.[1] ?? {}, outer, ctx) : undefined
+        // `COPY … TO '/tmp/f'` (or a program) stores the rows on the server, where `COPY t FROM
+        // '/tmp/f'` puts them into any table as values no analysis traces, and no read masks.
+        if (!node.is_from && !copiedRows(node, written, outer, ctx).every(clean)) ctx.sideChannels.push(COPY_TO_SERVER)
         // A program runs code the analysis cannot see into (a psql reading any table, running DDL).
         if (node.is_program) {
           ctx.touches = true
@@ -1214,6 +1337,14 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       // f()` is printed `body = 'Alice Novak'::text`); so the plan of a statement that runs code
       // the analysis cannot see into is as untraceable as that code's output.
       const inner = statementLineage(node.query as Node, ctx, outer)
+      // With ANALYZE the statement runs: `EXPLAIN ANALYZE CREATE TABLE t AS …` creates and fills t.
+      if (inner.creates && explainOptionOn(node.options, 'analyze')) {
+        // Of `… AS EXECUTE p`, the plan is p's, which may print what its calls computed (as EXPLAIN EXECUTE's).
+        const plan = named('QUERY PLAN', derived([ctx.opaque || inner.uses ? UNKNOWN : EMPTY, explainOptionOn(node.options, 'settings') ? SETTINGS : EMPTY]))
+        if (explainOptionOn(node.options, 'settings')) ctx.readsSettings = true
+        const reasons = ctx.opaque ? ctx.reasons.map((r) => `the plan may print a constant the planner computed with it: ${r}`) : []
+        return {...finish({rows: 'yes', columns: [plan]}, {...ctx, reasons}), creates: inner.creates, ...(inner.uses ? {uses: inner.uses} : {})}
+      }
       if (inner.uses?.kind === 'prepared') {
         // EXPLAIN EXECUTE: the plan of the prepared statement, whose calls are known once it is
         // resolved (`planOfExecute`), and a custom plan prints the arguments as constants.
@@ -1278,9 +1409,17 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     }
     case 'RuleStmt':
       // A rule's actions run, as written here, whenever its event does: what they write is filled
-      // now as if they ran (their NEW and OLD rows are untraceable), and what they read is read.
-      for (const action of list(node.actions)) statementLineage(action as Node, ctx, outer)
+      // now as if they ran, and what they read is read. Their NEW and OLD rows are rows of the
+      // rule's relation, whose columns hold what a read of them holds: `DO ALSO INSERT INTO log
+      // VALUES (new.full_name)` copies every name later written to it (one the catalog does not
+      // know yet: untraceable).
+      for (const action of list(node.actions)) statementLineage(action as Node, ctx, ruleRows(node, outer, ctx))
       if (readsRowsOf(node, ctx.catalog)) ctx.touches = true
+      // `CREATE OR REPLACE RULE "_RETURN" AS ON SELECT TO v`: a view's definition by another name.
+      if (node.event === 'CMD_SELECT') {
+        const replaced = replacedView(node.relation as Node | undefined)
+        if (replaced) return {...finish({rows: 'no'}, ctx), replacesView: replaced}
+      }
       return finish({rows: 'no'}, ctx)
     case 'CreateStmt': {
       createdColumns(node, outer, ctx)
@@ -1298,14 +1437,22 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       const inner = statementLineage(node.query as Node, ctx, outer)
       const into = node.into as Node | undefined
       const columns = renamed(inner.columns, {colnames: into?.colNames})
-      const creates = created(into?.rel as Node | undefined, columns)
+      // Columns whose shape is unknown hold what the query read of earlier writes of the text.
+      const creates = created(into?.rel as Node | undefined, columns, columns || ctx.readWrites.length === 0 ? undefined : [named('column1', unknownValue(ctx))])
       // A materialized view's columns are read from its definition, which every later catalog read follows.
-      return {...finish({rows: 'no'}, ctx), creates: creates && node.objtype === 'OBJECT_MATVIEW' ? {...creates, view: true} : creates}
+      const made = creates && node.objtype === 'OBJECT_MATVIEW' ? {...creates, view: true as const} : creates
+      // `CREATE TABLE t AS EXECUTE p`: its columns are the prepared statement's, known once the
+      // name is resolved in the session (`throughUse`), as those of a plain `EXECUTE p` are.
+      if (inner.uses?.kind !== 'prepared' || !made) return {...finish({rows: 'no'}, ctx), creates: made}
+      const names = list(into?.colNames).map(svalOf)
+      return {...finish({rows: 'no'}, ctx), creates: names.length > 0 ? {...made, names} : made, uses: inner.uses}
     }
     default: {
       if (DEFINES_DEFAULTS.has(kind)) unprovenDefaults(node, outer, ctx)
       if (readsRowsOf(node, ctx.catalog) || readsEveryTable(kind, node)) ctx.touches = true
       const done = finish({rows: 'no'}, ctx)
+      const replaced = kind === 'ViewStmt' && node.replace === true ? replacedView(node.view as Node | undefined) : undefined
+      if (replaced) return {...done, replacesView: replaced}
       return setsFromCurrent(node) ? {...done, copiesSettings: true} : done
     }
   }
@@ -1534,6 +1681,20 @@ function createdColumns(node: Node, outer: Scope | undefined, ctx: Ctx): void {
 }
 
 /** The columns `COPY … FROM` a file or program writes, as filled with values not proven clean. */
+const COPY_TO_SERVER = "COPY … TO a server file or program would store values derived from sensitive or untraceable data on the server, where COPY … FROM reads them back into any table out of masking's reach"
+
+/** The columns `COPY … TO` a file or program writes: its query's, or its table's (those listed). */
+function copiedRows(node: Node, query: NamedLineage[] | undefined, outer: Scope | undefined, ctx: Ctx): Lineage[] {
+  if (node.query) return query ?? [UNKNOWN]
+  const rel = node.relation as Node | undefined
+  if (!rel?.relname) return [UNKNOWN]
+  const target = fromItem({RangeVar: rel}, withCtes(undefined, outer, ctx), ctx).visible[0]
+  const attlist = list(node.attlist).map(svalOf)
+  const columns = target?.columns
+  if (!columns) return [target?.fallback ?? UNKNOWN]
+  return attlist.length > 0 ? attlist.map((n) => columns.find((c) => c.name === n) ?? UNKNOWN) : columns
+}
+
 function fillsFromOutside(node: Node, outer: Scope | undefined, ctx: Ctx): void {
   const rel = node.relation as Node | undefined
   if (!rel?.relname) return
@@ -1547,13 +1708,13 @@ function fillsFromOutside(node: Node, outer: Scope | undefined, ctx: Ctx): void 
   ctx.fills.push({...(schema ? {schema} : {}), name: (written?.relation ?? rel.relname) as string, ...(columns ? {columns} : {})})
 }
 
-function created(rel: Node | undefined, columns: NamedLineage[] | undefined): StatementLineage['creates'] {
+function created(rel: Node | undefined, columns: NamedLineage[] | undefined, values?: NamedLineage[]): StatementLineage['creates'] {
   const name = rel?.relname as string | undefined
   if (!name) return undefined
   const schema = rel?.schemaname as string | undefined
   // `CREATE TEMP TABLE … AS`: the session's own, which no other session reads.
   const temporary = rel?.relpersistence === 't' || schema === 'pg_temp'
-  return {...(schema ? {schema} : {}), name, columns, ...(temporary ? {temporary: true as const} : {})}
+  return {...(schema ? {schema} : {}), name, columns, ...(values ? {values} : {}), ...(temporary ? {temporary: true as const} : {})}
 }
 
 /**
@@ -1575,10 +1736,12 @@ export function analyzeText(sql: string, catalog: Catalog, distrustNames = false
   if (!parsed.ok) return parsed
   let distrust = distrustNames
   let names = moved
+  const written: TextWrite[] = []
   return {
     ok: true,
     statements: parsed.statements.map((s) => {
-      const l = statementLineage(s, newCtx(catalog, distrust, anyOfSameName, names))
+      const l = statementLineage(s, newCtx(catalog, distrust, anyOfSameName, names, [...written]))
+      written.push(...writesOf(l))
       const changes = l.opaque || mayChangeCatalog(s)
       if (changes) distrust = true
       if (!changes) return l
@@ -1588,6 +1751,14 @@ export function analyzeText(sql: string, catalog: Catalog, distrustNames = false
       return commitsInside(s) ? {...changed, commitsInside: true} : changed
     }),
   }
+}
+
+/** The view `CREATE OR REPLACE VIEW` names, as written. */
+function replacedView(rel: Node | undefined): StatementLineage['replacesView'] {
+  const name = rel?.relname
+  if (typeof name !== 'string') return undefined
+  const schema = rel!.schemaname
+  return typeof schema === 'string' ? {schema, name} : {name}
 }
 
 /** The relation a statement creates, as written (CREATE TABLE, CREATE TABLE … AS, SELECT … INTO, CREATE VIEW). */

@@ -84,7 +84,7 @@ function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, c
       const kib = MAX_ANALYZED_SQL / 1024
       return refused(
         verdict,
-        `masking cannot follow what this ${copies} copies into the table it writes: texts over ${kib} KiB are not analysed for masking, so a sensitive value it copies would read as clean afterwards`,
+        `masking cannot follow what this ${copies.what} copies into ${copies.into}: texts over ${kib} KiB are not analysed for masking, so a sensitive value it copies would read as clean afterwards`,
         `Send it in texts under ${kib} KiB (split a long IN list or a multi-row INSERT … SELECT); an INSERT of VALUES alone may be any size.`,
       )
     }
@@ -109,18 +109,26 @@ function maskability(masking: MaskingRuntime, log: PipelineLog): (sql: string, c
 
 /**
  * The command of a statement that may copy values from a table into the one it writes (`UPDATE …
- * SET status = full_name`, `INSERT … SELECT`, MERGE, CREATE TABLE … AS), or undefined: masking
- * follows such copies in the texts it analyses, and marks the columns written, but does not
- * analyse texts over MAX_ANALYZED_SQL (the event loop would wait on the parse). An INSERT of
- * values alone (a bulk load) copies nothing from a table.
+ * SET status = full_name`, `INSERT … SELECT`, MERGE, CREATE TABLE … AS), or somewhere lasting
+ * that later reads take for clean (`COPY … TO` a server file or program; a rule, whose actions copy
+ * on every write; a view, which a materialized view reading it may hold the old rows of; `ALTER
+ * TABLE … ALTER COLUMN … TYPE … USING`, an UPDATE by another name), or
+ * undefined: masking follows such copies in the texts it analyses, and marks the columns written,
+ * but does not analyse texts over MAX_ANALYZED_SQL (the event loop would wait on the parse). An
+ * INSERT of values alone (a bulk load) copies nothing from a table.
  */
-function unfollowedCopy(statements: readonly StatementAnalysis[]): string | undefined {
+function unfollowedCopy(statements: readonly StatementAnalysis[]): {what: string; into: string} | undefined {
+  const table = 'the table it writes'
   for (const st of statements) {
     for (const o of st.operations) {
-      if (o.command === 'create_table_as' || o.command === 'create_materialized_view') return o.command === 'create_table_as' ? 'CREATE TABLE … AS' : 'CREATE MATERIALIZED VIEW'
+      if (o.command === 'create_table_as' || o.command === 'create_materialized_view') return {what: o.command === 'create_table_as' ? 'CREATE TABLE … AS' : 'CREATE MATERIALIZED VIEW', into: table}
+      if (o.command === 'create_rule') return {what: 'CREATE RULE', into: 'the tables its actions write'}
+      if (o.command === 'alter_table') return {what: 'ALTER TABLE', into: 'the columns it rewrites (ALTER COLUMN … TYPE … USING)'}
+      if (o.command === 'create_view') return {what: 'CREATE VIEW', into: 'the materialized views that read it'}
+      if (o.command === 'copy' && (o.flags.includes('program') || o.flags.includes('server_file')) && !o.tables.some((t) => t.access === 'write')) return {what: 'COPY … TO', into: 'the server file or program it writes'}
       if (o.class !== 'write') continue
-      if (o.command === 'update' || o.command === 'merge') return o.command.toUpperCase()
-      if (o.command === 'insert' && o.tables.some((t) => t.access === 'read')) return 'INSERT … SELECT'
+      if (o.command === 'update' || o.command === 'merge') return {what: o.command.toUpperCase(), into: table}
+      if (o.command === 'insert' && o.tables.some((t) => t.access === 'read')) return {what: 'INSERT … SELECT', into: table}
     }
   }
   return undefined
