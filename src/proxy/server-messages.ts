@@ -133,7 +133,10 @@ export class ServerMessages {
         const tag = read ? this.tags.tag(frame) : undefined
         const head = state.onCommandComplete(tag)
         // Tags feed the statement event.
-        if (tag !== undefined && c.env.hooks.onStatement) head.run.tags.push(tag)
+        if (tag !== undefined && c.env.hooks.onStatement) {
+          head.run.tags.push(tag)
+          head.run.dataRowsTagged = head.run.dataRows
+        }
         if (head.kind === 'execute') c.finishRun(head.run, 'ok')
         c.passToClient(frame)
         return
