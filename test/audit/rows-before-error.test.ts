@@ -11,7 +11,9 @@ import {auditorEnv, localBucketUrl, recordedStatements} from './helpers.js'
  * several statements whose last one fails after sending rows has tags (its earlier statements'),
  * and the rows of the failing one counted for nothing: `select 1; select ssn from people …` that
  * failed after its last row was recorded `rows: 1` while the client had read every SSN. The rows a
- * statement sent after the last tag now count as well.
+ * statement sent after the last tag now count as well. And a COPY TO STDOUT that failed after
+ * sending its rows was recorded `rows: 0` (its rows were counted from its tag alone): each row it
+ * sent counts.
  */
 const savedEnv = {...process.env}
 // Sends 400 rows, then fails on the 401st.
@@ -41,6 +43,9 @@ describe('rows sent by a statement that failed after an earlier one completed', 
     {sql: `select 1; ${failing('i')}`, rows: 1 + 400},
     {sql: `insert into u values (1), (2); ${failing('i::text')}`, rows: 2 + 400},
     {sql: `select 1; select 2; ${failing('i * 2')}`, rows: 2 + 400},
+    // COPY TO STDOUT: each row a CopyData message.
+    {sql: `copy (${failing('i * 3')}) to stdout`, rows: 400},
+    {sql: `select 1; copy (${failing('i * 4')}) to stdout (format csv)`, rows: 1 + 400},
     // Controls: one statement, and a failure before any row.
     {sql: failing('i + 1'), rows: 400},
     {sql: 'select 1; select 1 / 0', rows: 1},
