@@ -20,7 +20,7 @@ export interface Run {
   /** DataRows seen; the CommandComplete tags' counts take precedence for the statements they complete. */
   dataRows: number
   /** `dataRows` at its last CommandComplete: the rows after it are of a statement no tag counts. */
-  dataRowsTagged?: number
+  dataRowsTagged: number
   filter?: ResultFilter
   /** For an Execute: the portal, whose description may have come from an earlier Describe. */
   portal?: PortalDef
@@ -40,7 +40,7 @@ export interface Run {
 }
 
 export function newRun(sql: string, protocol: ProtocolPath, verdict: StatementVerdict, statementName?: string): Run {
-  return {sql, protocol, statementName, verdict, started: performance.now(), startedAtMs: Date.now(), tags: [], dataRows: 0}
+  return {sql, protocol, statementName, verdict, started: performance.now(), startedAtMs: Date.now(), tags: [], dataRows: 0, dataRowsTagged: 0}
 }
 
 /** The columns of an Execute's result: from Describe Portal, else Describe Statement and Bind's formats. */
@@ -84,7 +84,7 @@ export function statementEvent(sessionId: string, connectionId: number, run: Run
  */
 function rowsOf(run: Run): number {
   if (run.tags.length === 0) return run.dataRows
-  return rowsOfTags(run.tags) + run.dataRows - (run.dataRowsTagged ?? 0)
+  return rowsOfTags(run.tags) + run.dataRows - run.dataRowsTagged
 }
 
 /** The last tag counted, and its count: a session's tags repeat, and the proxy hands on one string for them. */
