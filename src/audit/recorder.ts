@@ -19,6 +19,7 @@ import {
 } from './events.js'
 import {defaultSpoolDir, SpoolFile, SpoolWriteError, type SpoolFileOptions} from './spool.js'
 import {loadParser} from '../sql/parser.js'
+import {MAX_LOG_BYTES} from './index-cache.js'
 
 export interface RecorderOptions {
   signer: Signer
@@ -37,7 +38,18 @@ export interface RecorderOptions {
   now?: () => Date
   /** A statement's normalized text and fingerprint; `normalizeSql` by default. */
   normalize?: (sql: string) => Normalized
+  /** The size at which a session's log is full (`SessionRecorder.full`); `MAX_SESSION_LOG_BYTES` by default. */
+  maxSessionLogBytes?: number
 }
+
+/**
+ * The most a session's log may grow to before its connection is ended: half of what the auditor's
+ * tools read of one log (`MAX_LOG_BYTES`), which leaves room for what was in flight when it was
+ * reached. Past that size every tool refuses the whole log as unreadable, so a client that padded
+ * its session (a thousand statements of 1 MiB comments, or a million of `select 1`) hid every
+ * statement of it, the write before the padding included.
+ */
+export const MAX_SESSION_LOG_BYTES = MAX_LOG_BYTES / 2
 
 export interface SessionStartInput {
   sessionId: string
@@ -216,6 +228,11 @@ export class SessionRecorder {
   /** The session's totals so far (a copy, as checkpoints and the end record them). */
   get totals(): Totals {
     return this.counts ? {...this.counts} : emptyTotals()
+  }
+
+  /** The session's log has reached `maxSessionLogBytes` (written or still queued): its connection must end. */
+  get full(): boolean {
+    return this.spool.writtenBytes + this.spool.pendingBytes >= (this.rec.opts.maxSessionLogBytes ?? MAX_SESSION_LOG_BYTES)
   }
 
   /** Bytes of this session's log written so far; the background shipper skips a session whose count has not moved. */

@@ -17,8 +17,12 @@ export interface RecordingExtra {
   describe?: (event: StatementEvent) => StatementDetails | undefined
 }
 
+/** Why a session whose log is full ends (`SessionRecorder.full`). */
+const LOG_FULL =
+  "dbgate: this session's audit log has reached the most dbgate records of one session, so the session ends once what is in flight has finished; reconnect to go on in a new session (with a log of its own)"
+
 /** The tunnel's event hooks, writing into `recorder`. */
-export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra): Required<Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease'>> {
+export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra): Required<Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease' | 'logFull'>> {
   return {
     // Group commit: the events of a chunk of replies are written before the client gets them.
     beforeRelease(sessionId: string) {
@@ -49,6 +53,9 @@ export function createRecordingHooks(recorder: Recorder, extra: RecordingExtra):
       // A statement for a session we never saw start is a tunnel bug; losing it silently would hide it.
       if (!s) throw new Error(`audit: statement for unknown session ${event.sessionId}`)
       s.statement(event, extra.describe?.(event) ?? {})
+    },
+    logFull(sessionId: string) {
+      return recorder.session(sessionId)?.full === true ? LOG_FULL : undefined
     },
     // Before the rows go out, in the same write as the events of their chunk (beforeRelease).
     onRowsReleased(event: StatementEvent) {

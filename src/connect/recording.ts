@@ -17,7 +17,7 @@ import type {Analysis, Decision, StatementAnalysis} from '../policy/types.js'
 import {formatMaskedColumn, redacted, type MaskingFilterFactory} from '../masking/index.js'
 
 export interface RecordingSetup {
-  hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease'>
+  hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease' | 'logFull'>
   /** Ends open sessions, ships what it can, stops the shipper. */
   close(): Promise<void>
   /** A live session's recorder, for events other than statements (e.g. `approval.*`). */

@@ -69,6 +69,7 @@ export interface Stage {
   readonly onStatement?: ProxyHooks['onStatement']
   readonly onIdle?: ProxyHooks['onIdle']
   readonly beforeRelease?: ProxyHooks['beforeRelease']
+  readonly logFull?: ProxyHooks['logFull']
   readonly onRowsReleased?: ProxyHooks['onRowsReleased']
   readonly onSessionEnd?: ProxyHooks['onSessionEnd']
   readonly onConnectionClosed?: ProxyHooks['onConnectionClosed']
@@ -125,6 +126,7 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
     onIdle: inTurn(all('onIdle')),
     onRowsReleased: inTurn(all('onRowsReleased')),
     beforeRelease: everyFirstProblem(all('beforeRelease')),
+    logFull: firstProblem(all('logFull')),
     onSessionEnd: inTurn(all('onSessionEnd')),
     onConnectionClosed: inTurn(all('onConnectionClosed')),
     onUpstreamClosed: inTurn(all('onUpstreamClosed')),

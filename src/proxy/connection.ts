@@ -149,6 +149,8 @@ export interface ConnectionCore {
 
 let nextConnectionId = 1
 
+const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4])
+
 /**
  * What the hooks learn about a statement. A class rather than an object literal: a literal with a
  * getter is built the slow way, about 1 µs each, and every statement makes one or two.
@@ -465,6 +467,12 @@ export class ClientConnection implements ConnectionCore {
     // Replies may have settled what a held client message was waiting for.
     this.settleAnswered()
     if (this.phase === 'ready') this.fromClient.repliesArrived()
+    // A session whose record is as large as one may be ends as at a shutdown (in-flight work finishes).
+    const full = this.closing || this.phase !== 'ready' ? undefined : this.env.hooks.logFull
+    if (full) {
+      const message = this.safely(() => full(this.sessionId))
+      if (message !== undefined) return this.shutdown(message)
+    }
     // The last reply owed may not be a ReadyForQuery (an extended-protocol batch without Sync), and
     // a COPY FROM STDIN may have started since the end came.
     if (this.closing) this.continueShutdown()
@@ -656,8 +664,26 @@ export class ClientConnection implements ConnectionCore {
   }
 
   maybeFinishShutdown(): void {
-    if (!this.idle) return
+    if (!this.idle) return this.flushAtEnd()
     this.refuse({severity: 'FATAL', code: '57P01', message: this.shutdownMessage})
+  }
+
+  /** `pendingCount` when `flushAtEnd` last sent a Flush. */
+  private flushedAtPending = -1
+
+  /**
+   * Past the end, the client's messages are dropped, its Sync too, and the server sends what it
+   * owes for an extended-protocol pipeline only at a Sync or a Flush: without a Flush the session
+   * would wait for those replies for ever (a Parse sent on once its verdict came, its Bind, Execute
+   * and Sync dropped). Not a Sync, which would commit what the client did not ask to commit: the
+   * transaction ends with the session. One Flush for each change in what is owed.
+   */
+  private flushAtEnd(): void {
+    const pending = this.state.pendingCount
+    if (pending === 0 || pending === this.flushedAtPending || this.phase !== 'ready' || this.state.copyIn) return
+    this.flushedAtPending = pending
+    this.toUpstream.push(FLUSH)
+    this.flush()
   }
 
   /**

@@ -17,8 +17,10 @@ export interface Run {
   /** Date.now() at the start; the Date is made only if an event is emitted. */
   startedAtMs: number
   tags: string[]
-  /** DataRows seen; the CommandComplete tags' counts take precedence when there are any. */
+  /** DataRows seen; the CommandComplete tags' counts take precedence for the statements they complete. */
   dataRows: number
+  /** `dataRows` at its last CommandComplete: the rows after it are of a statement no tag counts. */
+  dataRowsTagged: number
   filter?: ResultFilter
   /** For an Execute: the portal, whose description may have come from an earlier Describe. */
   portal?: PortalDef
@@ -38,7 +40,7 @@ export interface Run {
 }
 
 export function newRun(sql: string, protocol: ProtocolPath, verdict: StatementVerdict, statementName?: string): Run {
-  return {sql, protocol, statementName, verdict, started: performance.now(), startedAtMs: Date.now(), tags: [], dataRows: 0}
+  return {sql, protocol, statementName, verdict, started: performance.now(), startedAtMs: Date.now(), tags: [], dataRows: 0, dataRowsTagged: 0}
 }
 
 /** The columns of an Execute's result: from Describe Portal, else Describe Statement and Bind's formats. */
@@ -64,7 +66,7 @@ export function statementEvent(sessionId: string, connectionId: number, run: Run
     startedAt: new Date(run.startedAtMs),
     durationMs: performance.now() - run.started,
     commandTags: run.tags,
-    rows: run.tags.length > 0 ? rowsOfTags(run.tags) : run.dataRows,
+    rows: rowsOf(run),
     outcome: run.denied ? 'rejected' : outcome,
     suspended: run.suspended,
     executes: run.executes,
@@ -72,6 +74,17 @@ export function statementEvent(sessionId: string, connectionId: number, run: Run
     resultFilter: run.filter,
     preview: run.preview && {columns: run.preview.columns, rows: run.preview.rows, truncated: run.dataRows > run.preview.rows.length},
   }
+}
+
+/**
+ * Rows the statement returned or affected: its tags' counts, and the rows sent after its last tag.
+ * A text of several statements whose last one fails after sending rows has tags (the earlier
+ * statements'), and the failing one's rows are counted by no tag: `select 1; select ssn from
+ * people …` failing after its last row counted one row while the client had read every SSN.
+ */
+function rowsOf(run: Run): number {
+  if (run.tags.length === 0) return run.dataRows
+  return rowsOfTags(run.tags) + run.dataRows - run.dataRowsTagged
 }
 
 /** The last tag counted, and its count: a session's tags repeat, and the proxy hands on one string for them. */

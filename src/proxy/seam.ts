@@ -392,6 +392,13 @@ export interface ProxyHooks {
    */
   beforeRelease?: (sessionId: string) => Error | undefined
   /**
+   * Asked after each chunk of replies: a message when the session's record has grown as large as
+   * one session's may (past it, the tools that read it would refuse all of it). The connection then
+   * ends as at a shutdown: what is in flight finishes and is recorded, nothing new is sent on, and
+   * the client gets the message.
+   */
+  logFull?: (sessionId: string) => string | undefined
+  /**
    * Called before `beforeRelease` when the replies about to reach the client hold rows (DataRow,
    * CopyData) or a notice of a statement that has not finished: its `onStatement` comes later, and a tunnel
    * killed meanwhile would leave no trace of what the client has already read. Once per statement;

@@ -133,7 +133,10 @@ export class ServerMessages {
         const tag = read ? this.tags.tag(frame) : undefined
         const head = state.onCommandComplete(tag)
         // Tags feed the statement event.
-        if (tag !== undefined && c.env.hooks.onStatement) head.run.tags.push(tag)
+        if (tag !== undefined && c.env.hooks.onStatement) {
+          head.run.tags.push(tag)
+          head.run.dataRowsTagged = head.run.dataRows
+        }
         if (head.kind === 'execute') c.finishRun(head.run, 'ok')
         c.passToClient(frame)
         return
@@ -200,10 +203,14 @@ export class ServerMessages {
         return
       case Backend.CopyData: {
         const run = state.onResultPart('CopyData').run
+        // The server sends a COPY TO STDOUT row by row, one CopyData each: a COPY that fails after
+        // sending them has no tag, and its rows are counted here (a tag's count replaces them).
+        run.dataRows++
         if (run.rowsAnnounced !== true) c.rowsOut = run
         if (run.filter?.copyDataMessages && frame.source) {
           const taken = run.filter.copyDataMessages(frame.source, frame.start!, c.env.maxMessageSize, c.clientSink)
           if (taken > frame.start!) {
+            run.dataRows += messagesBetween(frame.source, frame.end!, taken)
             this.taken = taken
             return
           }
