@@ -1,8 +1,9 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import type {Refusal} from './unfiltered.js'
+import {wipedAccounts} from './wiping-code.js'
 
 /**
  * ANALYZE evaluates a table's extended statistics expressions on its sampled rows (and its index
@@ -14,9 +15,7 @@ import type {Refusal} from './unfiltered.js'
 describe('ANALYZE and the code it evaluates', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-  const accounts = () => direct(async (c) => (await c.query('select count(*)::int n from accounts')).rows[0].n as number)
-  const refill = () => direct((c) => c.query('delete from accounts; insert into accounts select g, 100 from generate_series(1, 10) g'))
+  const {direct, accounts, refill} = wipedAccounts(() => db.url)
   const refused = async (c: pg.Client, sql: string, extended = false): Promise<Refusal> => {
     const e = (await (extended ? c.query({name: 'a', text: sql}) : c.query(sql)).catch((x: Error) => x)) as Refusal
     expect(e, sql).toBeInstanceOf(Error)

@@ -1,6 +1,7 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {wipedAccounts} from './wiping-code.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {refusedByRule} from './unfiltered.js'
 
@@ -16,9 +17,7 @@ import {refusedByRule} from './unfiltered.js'
 describe('writes to a table made in the same uncommitted transaction', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-  const accounts = () => direct(async (c) => (await c.query('select count(*)::int n from accounts')).rows[0].n as number)
-  const refill = () => direct((c) => c.query('delete from accounts; insert into accounts select g, 100 from generate_series(1, 10) g'))
+  const {direct, accounts, refill} = wipedAccounts(() => db.url)
   /** A client of its own for `fn`, closed whatever happens (a transaction left open would hold accounts' locks). */
   const session = async (fn: (c: pg.Client) => Promise<void>) => {
     const c = await t.client()

@@ -1,8 +1,7 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import type {Refusal} from './unfiltered.js'
+import {expectEachRefused, wipedAccounts} from './wiping-code.js'
 
 /**
  * A range type runs functions of its own that no statement names: its subtype_diff (any role may
@@ -15,9 +14,7 @@ import type {Refusal} from './unfiltered.js'
 describe('code a range type runs', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-  const accounts = () => direct(async (c) => (await c.query('select count(*)::int n from accounts')).rows[0].n as number)
-  const refill = () => direct((c) => c.query('delete from accounts; insert into accounts select g, 100 from generate_series(1, 10) g'))
+  const {direct, accounts, refill} = wipedAccounts(() => db.url)
 
   beforeAll(async () => {
     db = await createTestDatabase()
@@ -69,18 +66,7 @@ describe('code a range type runs', () => {
   }
 
   it('refuses each, as a simple query and in the extended protocol, and no account is deleted', async () => {
-    for (const extended of [false, true]) {
-      for (const [name, sql] of Object.entries(statements)) {
-        await refill()
-        const c = await t.client()
-        const e = (await (extended ? c.query({name: 'q', text: sql}) : c.query(sql)).catch((x: Error) => x)) as Refusal
-        await c.end()
-        expect(e, name).toBeInstanceOf(Error)
-        expect(e.code, name).toBe('42501')
-        expect(e.message, `${name}: ${e.detail}`).toMatch(/rule default\.(volatile-function|no-unfiltered-delete)/)
-        expect(await accounts(), name).toBe(10)
-      }
-    }
+    await expectEachRefused(t, statements, {accounts, refill})
   })
 
   it('still reads and writes ranges whose support functions are built in', async () => {

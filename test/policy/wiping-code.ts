@@ -1,0 +1,44 @@
+import type pg from 'pg'
+import {expect} from 'vitest'
+import type {PipelineTunnel} from '../helpers/open.js'
+import {withClient} from '../helpers/pg.js'
+import type {Refusal} from './unfiltered.js'
+
+/**
+ * For tests of code a statement runs without naming it: a table of ten `accounts`, which the
+ * stored code under attack deletes (`public.wipe()`), and how to count and refill them.
+ */
+export interface WipedAccounts {
+  direct<T>(fn: (c: pg.Client) => Promise<T>): Promise<T>
+  accounts(): Promise<number>
+  refill(): Promise<unknown>
+}
+
+export function wipedAccounts(url: () => string): WipedAccounts {
+  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(url(), fn)
+  return {
+    direct,
+    accounts: () => direct(async (c) => (await c.query('select count(*)::int n from accounts')).rows[0].n as number),
+    refill: () => direct((c) => c.query('delete from accounts; insert into accounts select g, 100 from generate_series(1, 10) g')),
+  }
+}
+
+/**
+ * Sends each statement through `t`, as a simple query and through the extended protocol, each on a
+ * new connection: each must be refused by the default rule for code (or for an unfiltered delete)
+ * and leave the ten accounts.
+ */
+export async function expectEachRefused(t: PipelineTunnel, statements: Record<string, string>, w: Pick<WipedAccounts, 'accounts' | 'refill'>): Promise<void> {
+  for (const extended of [false, true]) {
+    for (const [name, sql] of Object.entries(statements)) {
+      await w.refill()
+      const c = await t.client()
+      const e = (await (extended ? c.query({name: 'x', text: sql}) : c.query(sql)).catch((x: Error) => x)) as Refusal
+      await c.end()
+      expect(e, name).toBeInstanceOf(Error)
+      expect(e.code, name).toBe('42501')
+      expect(e.message, `${name}: ${e.detail}`).toMatch(/rule default\.(volatile-function|no-unfiltered-delete)/)
+      expect(await w.accounts(), name).toBe(10)
+    }
+  }
+}
