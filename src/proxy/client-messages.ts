@@ -364,7 +364,6 @@ export class ClientMessages {
           this.sent(state.sendExecute(undefined, run), run)
           return
         }
-        p.executed = true
         const lapsed = p.verdict.action === 'allow' && p.verdict.once === true ? (p.verdict.lapsed?.() ?? this.ranSinceApproval(p.approvedAt)) : undefined
         if (lapsed) return this.refuseExecute(p, lapsed)
         const nested = executesEffect(p.refs, state, true)
@@ -583,6 +582,8 @@ export class ClientMessages {
     const run = newRun(p.sql, 'parse', verdict, name)
     run.params = p.params
     run.portal = p
+    // Recorded by this Execute; a refused one leaves its Bind, which planned the statement, recorded as `bound`.
+    p.executed = true
     if (p.refs.length > 0) run.executes = parsedExecuted(p.refs, this.c.state)
     run.filter = this.filterFor(p.sql, 'parse', name, verdict, p)
     this.passRunning(frame)

@@ -115,5 +115,8 @@ describe('portals run in parts, and portals run by SQL', () => {
     // The FETCHes were refused, so their portals' Binds did run nothing: recorded as bound, never executed.
     const bound = (await recordedStatements(bucketUrl)).filter((s) => /^delete from jobs where id between 1[0-5]01 and/.test(s.sql))
     expect(bound.map((s) => s.outcome)).toEqual(FETCHES.map(() => 'bound'))
+    // A refused Execute ran nothing, but its Bind planned the statement: that Bind is recorded as such.
+    const fetching = (await recordedStatements(bucketUrl)).filter((s) => s.sql === 'fetch 3 from q')
+    expect(fetching.map((s) => s.outcome).sort()).toEqual(['bound', 'bound', 'rejected', 'rejected'])
   }, 60_000)
 })
