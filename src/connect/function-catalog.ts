@@ -79,7 +79,7 @@ function rangeSupportSql(type: string, diff: boolean): string {
 
 /**
  * The functions the domain checks run that a stored expression tree (`tree`, text) converts into:
- * a CoerceToDomain node (`x::wiping_int` in a default, a generated column, a check, an index
+ * a node converting to a domain (`x::wiping_int` in a default, a generated column, a check, an index
  * expression, a view) names the domain as its `:resulttype`, and its checks (and those of the
  * types it is made of: TYPE_PARTS) run on every value converted. pg_depend records the domain, not
  * the functions, so a walk of dependencies on functions misses them.

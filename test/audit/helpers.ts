@@ -9,6 +9,9 @@ import {publishKey, type InstallationKey} from '../../src/audit/signing.js'
 import {FileBucket, openBucket, type Bucket} from '../../src/bucket/index.js'
 import type {Identity} from '../../src/identity/types.js'
 import type {StatementEvent} from '../../src/proxy/seam.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import type {RawClient} from '../helpers/raw-client.js'
 
 export const alice: Identity = {
   subject: 'u-alice',
@@ -90,4 +93,18 @@ export async function recordedStatements(bucketUrl: string): Promise<StatementDa
   const out: StatementData[] = []
   for (const session of await reader.list()) out.push(...(await reader.loadSummary(session)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData))
   return out
+}
+
+/**
+ * An auditor's environment, a new database with `setup` run in it, and a tunnel that records into
+ * a bucket of its own, with a wire-level client signed in: for tests of what protocol sequences
+ * leave in the recording.
+ */
+export async function recordedRawTunnel(name: string, setup: string): Promise<{db: UpstreamInfo; t: PipelineTunnel; raw: RawClient; bucketUrl: string}> {
+  auditorEnv()
+  const db = await createTestDatabase(name)
+  await withClient(db.url, (c) => c.query(setup))
+  const bucketUrl = localBucketUrl(name)
+  const t = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
+  return {db, t, raw: await t.raw(), bucketUrl}
 }

@@ -7,10 +7,10 @@ import SessionsList from '../../src/commands/sessions/list.js'
 import SessionsSearch from '../../src/commands/sessions/search.js'
 import SessionsShow from '../../src/commands/sessions/show.js'
 import {captureCommand} from '../helpers/capture.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import type {PipelineTunnel} from '../helpers/open.js'
+import {withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {codes, errorOf, type RawClient} from '../helpers/raw-client.js'
-import {auditorEnv, localBucketUrl, recordedStatements} from './helpers.js'
+import {recordedRawTunnel, recordedStatements} from './helpers.js'
 
 /**
  * A write with RETURNING runs whole at its portal's first Execute, however few rows the client asks
@@ -31,12 +31,7 @@ describe('portals run in parts, and portals run by SQL', () => {
   let bucketUrl: string
 
   beforeAll(async () => {
-    auditorEnv()
-    db = await createTestDatabase('portalparts')
-    await withClient(db.url, (c) => c.query('create table jobs (id int primary key); insert into jobs select generate_series(1, 2000)'))
-    bucketUrl = localBucketUrl('portalparts')
-    t = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
-    raw = await t.raw()
+    ;({db, t, raw, bucketUrl} = await recordedRawTunnel('portalparts', 'create table jobs (id int primary key); insert into jobs select generate_series(1, 2000)'))
   }, 60_000)
   afterAll(async () => {
     await t?.close()

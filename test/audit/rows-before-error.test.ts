@@ -1,10 +1,10 @@
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {StatementData} from '../../src/audit/events.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import type {PipelineTunnel} from '../helpers/open.js'
+import type {UpstreamInfo} from '../helpers/pg.js'
 import {type RawClient} from '../helpers/raw-client.js'
-import {auditorEnv, localBucketUrl, recordedStatements} from './helpers.js'
+import {recordedRawTunnel, recordedStatements} from './helpers.js'
 
 /**
  * `rows` is read from the command tags when there are any, else from the rows sent. A text of
@@ -26,12 +26,7 @@ describe('rows sent by a statement that failed after an earlier one completed', 
   let bucketUrl: string
 
   beforeAll(async () => {
-    auditorEnv()
-    db = await createTestDatabase('rowsbeforeerror')
-    await withClient(db.url, (c) => c.query('create table u (id int)'))
-    bucketUrl = localBucketUrl('rowsbeforeerror')
-    t = await openPipelineTunnel(db, '', {top: `bucket: ${bucketUrl}`})
-    raw = await t.raw()
+    ;({db, t, raw, bucketUrl} = await recordedRawTunnel('rowsbeforeerror', 'create table u (id int)'))
   }, 60_000)
   afterAll(async () => {
     await t?.close()
