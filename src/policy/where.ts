@@ -463,28 +463,27 @@ class Compiler {
 
   /** Whether `node` reads a column of a relation the statement joins (`Val.rows`). */
   readsJoined(node: unknown, scopes: readonly Scope[]): boolean {
-    let found = false
-    const visit = (n: unknown, sc: readonly Scope[]): void => {
-      if (found) return
-      if (Array.isArray(n)) {
-        for (const x of n) visit(x, sc)
-        return
-      }
-      if (!isObj(n)) return
+    return this.refersTo(node, scopes, (r) => r.k === 'other')
+  }
+
+  /**
+   * Whether a column reference in `node`, resolved in the scopes it sits in, passes `hit`, or the
+   * FROM list of a subquery in it passes `fromHits`. A subquery's references resolve in its own
+   * scope first, as the server resolves them.
+   */
+  refersTo(node: unknown, scopes: readonly Scope[], hit: (r: Ref) => boolean, fromHits?: (scope: Scope) => boolean): boolean {
+    const visit = (n: unknown, sc: readonly Scope[]): boolean => {
+      if (Array.isArray(n)) return n.some((x) => visit(x, sc))
+      if (!isObj(n)) return false
       const u = unwrap(n)
-      if (!u) {
-        for (const v of Object.values(n)) visit(v, sc)
-        return
-      }
+      if (!u) return Object.values(n).some((v) => visit(v, sc))
       const [type, body] = u
-      if (type === 'ColumnRef') {
-        found = this.resolve(body.fields, sc).k === 'other'
-        return
-      }
-      visit(body, type === 'SelectStmt' ? [...sc, this.scopeOf(body)] : sc)
+      if (type === 'ColumnRef') return hit(this.resolve(body.fields, sc))
+      if (type !== 'SelectStmt') return visit(body, sc)
+      const scope = this.scopeOf(body)
+      return fromHits?.(scope) === true || visit(body, [...sc, scope])
     }
-    visit(node, scopes)
-    return found
+    return visit(node, scopes)
   }
 
   /**
@@ -535,36 +534,13 @@ class Compiler {
   /** Whether `node` reads the target table: a subquery over it, or a column of another copy of it. */
   readsOwnRows(node: unknown, scopes: readonly Scope[]): boolean {
     if (holdsRows(node, this.target.relname, this.target.suspect)) return true
-    let found = false
-    const visit = (n: unknown, sc: readonly Scope[]): void => {
-      if (found) return
-      if (Array.isArray(n)) {
-        for (const x of n) visit(x, sc)
-        return
-      }
-      if (!isObj(n)) return
-      const u = unwrap(n)
-      if (!u) {
-        for (const v of Object.values(n)) visit(v, sc)
-        return
-      }
-      const [type, body] = u
-      if (type === 'ColumnRef') {
-        const r = this.resolve(body.fields, sc)
-        if ((r.k === 'other' || r.k === 'inner') && r.sameTable) found = true
-        return
-      }
-      if (type === 'SelectStmt') {
-        const scope = this.scopeOf(body)
-        // A FROM item over the target (a CTE of the subquery's own WITH included) reads its rows.
-        if ([...scope.names.values()].some((same) => same)) found = true
-        else visit(body, [...sc, scope])
-        return
-      }
-      visit(body, sc)
-    }
-    visit(node, scopes)
-    return found
+    return this.refersTo(
+      node,
+      scopes,
+      (r) => (r.k === 'other' || r.k === 'inner') && r.sameTable,
+      // A FROM item over the target (a CTE of the subquery's own WITH included) reads its rows.
+      (scope) => [...scope.names.values()].some((same) => same),
+    )
   }
 
   compile(node: unknown, scopes: readonly Scope[] = []): Node {
