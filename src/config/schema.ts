@@ -650,6 +650,7 @@ function server(opts: SchemaOptions) {
     mcp: gatewayMcp.optional(),
     ops: withDefault(hostPort('127.0.0.1:9187', {off: true}), DEFAULT_OPS_LISTEN),
     drainTimeout: withDefault(duration({min: 0, max: 24 * 3600_000}), DEFAULT_DRAIN_TIMEOUT_MS),
+    peers: withDefault(list(hostPort('gw-peers.dbgate.svc:6432') as z.ZodType<{host: string; port: number}, unknown>), []),
     log: withDefault(object({level: withDefault(oneOf(['debug', 'info', 'warn', 'error'] as const), 'info')}), {level: 'info' as const}),
   })
   return map(section, (v, report) => {
@@ -699,6 +700,11 @@ function server(opts: SchemaOptions) {
       ops: v.ops,
       /** How long SIGTERM lets open sessions finish before ending them. */
       drainTimeoutMs: v.drainTimeout,
+      /**
+       * The other replicas' PostgreSQL listeners (a name may stand for several, one per address): a
+       * CancelRequest whose key no session here holds is passed on to them (docs/gateway.md, Deployment).
+       */
+      peers: v.peers,
       /** Lowest level of the JSON log lines on standard output (`log.level`). */
       logLevel: v.log.level,
       /** Remote MCP for agents on the API listener (docs/agents.md); absent: none. */

@@ -45,6 +45,7 @@ import {CountedSlots, personKey} from './session-caps.js'
 import {addressOf, quoteUntrusted, RepeatLimitedLog, type RepeatLogOptions} from './log-limits.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
 import {changedUntilRestart} from './reload-scope.js'
+import {PeerCancels} from './peer-cancels.js'
 
 export class GatewayConfigError extends Error {
   override name = 'GatewayConfigError'
@@ -100,8 +101,8 @@ export interface RunningGateway {
   checks(): Promise<ReadinessCheck[]>
   /** The gauges read when metrics are scraped. */
   gauges(): Promise<GatewayGauges>
-  /** A CancelRequest another worker received for a key this one issued. */
-  cancelByKey(processId: number, secretKey: number): void
+  /** A CancelRequest another worker received for a key this one issued (`fromPeer`: another replica passed it on). */
+  cancelByKey(processId: number, secretKey: number, fromPeer?: boolean): void
   /** True from the moment a drain starts: `/readyz` answers 503. */
   readonly draining: boolean
   /** SIGTERM: stop accepting, let sessions finish up to `timeoutMs`, end the rest, ship the spool. */
@@ -388,6 +389,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     pendingSignIns: {max: settings.maxPendingSignIns, maxPerAddress: settings.maxPendingSignInsPerAddress},
     maxMessageSize: config.tunnel.maxMessageSize,
     ...(opts.worker ? {shared: true, cancelElsewhere: opts.worker.cancelElsewhere} : {}),
+    ...(settings.peers.length > 0 ? {peers: new PeerCancels({peers: settings.peers, report: (level, kind, message) => repeats.write(level, kind, 'peers', message)})} : {}),
   })
   let api: GatewayApi | undefined
   let mcp: McpHttp | undefined
@@ -497,7 +499,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         upstreamSessionsInUse: [...targets.values()].reduce((n, t) => n + t.gate.inUse, 0),
       }
     },
-    cancelByKey: (processId, secretKey) => server.cancelByKey(processId, secretKey),
+    cancelByKey: (processId, secretKey, fromPeer) => server.cancelByKey(processId, secretKey, fromPeer),
     get draining() {
       return draining
     },

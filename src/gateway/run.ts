@@ -37,7 +37,7 @@ export const WORKER_SLOT_ENV = 'DBGATE_GATEWAY_WORKER_SLOT'
 type WorkerMessage =
   | {dbgate: 'listening'}
   | {dbgate: 'ready'; address: {host: string; port: number}; api?: {host: string; port: number}; signingKeyId: string}
-  | {dbgate: 'cancel'; processId: number; secretKey: number}
+  | {dbgate: 'cancel'; processId: number; secretKey: number; fromPeer: boolean}
   | {dbgate: 'readiness-request'; id: number}
   | {dbgate: 'readiness'; id: number; checks: ReadinessCheck[]}
   /** A session of this worker committed a change to a database's catalog: the other workers read it again (src/pipeline/catalog-changes.ts). */
@@ -174,14 +174,14 @@ async function runWorker(opts: RunOptions): Promise<never> {
     loaded: opts.loaded,
     observer: metrics,
     log,
-    worker: {cancelElsewhere: {slot, forward: (processId, secretKey) => send({dbgate: 'cancel', processId, secretKey})}},
+    worker: {cancelElsewhere: {slot, slots: opts.workers, forward: (processId, secretKey, fromPeer) => send({dbgate: 'cancel', processId, secretKey, fromPeer})}},
   })
   const running = gw
   releaseWhenIdle(metrics, log)
   relayCatalogChanges((database) => send({dbgate: 'catalog-changed', database}))
   process.on('message', (m: unknown) => {
     if (!isWorkerMessage(m)) return
-    if (m.dbgate === 'cancel') running.cancelByKey(m.processId, m.secretKey)
+    if (m.dbgate === 'cancel') running.cancelByKey(m.processId, m.secretKey, m.fromPeer === true)
     else if (m.dbgate === 'catalog-changed') catalogChangedElsewhere(m.database)
     else if (m.dbgate === 'readiness-request') {
       running.checks().then(

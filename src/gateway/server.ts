@@ -14,6 +14,7 @@ import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
 import type {GatewayObserver} from './observer.js'
 import {PendingSignIns} from './session-caps.js'
 import {addressOf, RepeatLimitedLog} from './log-limits.js'
+import type {PeerCancels} from './peer-cancels.js'
 
 const SHUTDOWN_MESSAGE = 'terminating connection: the dbgate gateway is shutting down; reconnect to reach another replica'
 
@@ -47,6 +48,8 @@ export interface GatewayServerOptions {
   shared?: boolean
   /** Cancel requests whose key another worker issued go there (src/gateway/workers.ts). */
   cancelElsewhere?: ConnectionRegistryOptions['elsewhere']
+  /** The other replicas (`server.peers`): a cancel key no session here holds is passed on to them. */
+  peers?: PeerCancels
 }
 
 /** What sign-in may do with the connection it is deciding about. */
@@ -140,7 +143,7 @@ export class GatewayServer {
     void acceptClientTls(raw, {
       secureContext: this.options.secureContext,
       timeoutMs: signInTimeoutMs,
-      cancel: (pid, key) => this.cancel(pid, key, clientAddress),
+      cancel: (pid, key, fromPeer) => this.cancel(pid, key, clientAddress, fromPeer),
       refused: (reason, detail) => {
         this.options.observer?.signInFailed(reason)
         this.repeats.write('warn', `connections refused before TLS (${reason})`, addressOf(clientAddress), `refused a connection from ${clientAddress} before TLS: ${detail}`)
@@ -189,7 +192,7 @@ export class GatewayServer {
       releaseCancelKey: this.calls.releaseCancelKey,
       // A CancelRequest sent after TLS, and what the connection logs before it signs in (a
       // protocol error, a sign-in that timed out): a stranger's, so counted by their address.
-      cancelByKey: (pid, key) => this.cancel(pid, key, clientAddress),
+      cancelByKey: (pid, key) => this.cancel(pid, key, clientAddress, false),
       log: (level, message) => (signedInYet ? this.log(level, message) : this.repeats.write(level, 'lines about connections not signed in', from, `${message} (from ${clientAddress})`)),
     })
     this.registry.add(conn)
@@ -208,14 +211,23 @@ export class GatewayServer {
     await listenerClosed
   }
 
-  /** A CancelRequest another worker received for a key this one issued. */
-  cancelByKey(processId: number, secretKey: number): void {
-    this.cancel(processId, secretKey, 'another worker')
+  /** A CancelRequest another worker received for a key this one issued (`fromPeer`: another replica passed it on). */
+  cancelByKey(processId: number, secretKey: number, fromPeer = false): void {
+    this.cancel(processId, secretKey, 'another worker', fromPeer)
   }
 
   /** Anyone may send a CancelRequest, in the clear and without signing in, so its lines are counted by source. */
-  private cancel(processId: number, secretKey: number, clientAddress: string): void {
-    const outcome = this.registry.cancelByKey(processId, secretKey)
+  private cancel(processId: number, secretKey: number, clientAddress: string, fromPeer: boolean): void {
+    const outcome = this.registry.cancelByKey(processId, secretKey, fromPeer)
+    if (outcome === 'unknown-key' && fromPeer) {
+      // Every replica but the one holding the session gets each passed-on key: nothing to report.
+      return
+    }
+    if (outcome === 'unknown-key' && this.options.peers) {
+      this.repeats.write('info', 'cancel requests passed on to peers', addressOf(clientAddress), `a cancel request from ${clientAddress} with a key no session here holds: passed on to the peers (server.peers)`)
+      void this.options.peers.forward(processId, secretKey)
+      return
+    }
     if (outcome === 'unknown-key') this.repeats.write('warn', 'cancel requests with an unknown key', addressOf(clientAddress), `ignored a cancel request with an unknown key from ${clientAddress}`)
     else if (outcome !== 'cancelled') this.repeats.write('info', 'cancel requests handed to another worker', addressOf(clientAddress), `a cancel request for a key of worker ${outcome.handedTo}: handed to it (from ${clientAddress})`)
   }

@@ -6,6 +6,7 @@
  *   GSSENCRequest       answered 'N' (no GSSAPI), and the client goes on to one of the above; a
  *                       second one is refused, as PostgreSQL refuses it
  *   CancelRequest       passed on as is: it carries only the cancel key, and libpq sends it in the clear
+ *   PeerCancelRequest   the same, passed on by another replica (src/gateway/peer-cancels.ts)
  *   anything else       a plaintext startup: refused with a FATAL saying TLS is required, and how
  *
  * Nothing the client sends before the handshake is read as protocol: bytes that follow an
@@ -16,9 +17,8 @@ import type net from 'node:net'
 import {Duplex} from 'node:stream'
 import tls from 'node:tls'
 import {encodeError} from '../wire/backend.js'
-import {GSSENC_REQUEST, SSL_REQUEST} from '../wire/codes.js'
+import {CANCEL_REQUEST, GSSENC_REQUEST, PEER_CANCEL_REQUEST, SSL_REQUEST} from '../wire/codes.js'
 
-const CANCEL_REQUEST = 80877102
 const TLS_HANDSHAKE_RECORD = 0x16
 export const POSTGRES_ALPN = 'postgresql'
 
@@ -27,7 +27,8 @@ export interface ClientTlsOptions {
   secureContext: () => tls.SecureContext
   /** Everything before the handshake completes must fit in this. */
   timeoutMs: number
-  cancel: (processId: number, secretKey: number) => void
+  /** `fromPeer`: another replica passed it on, so it is not passed on again. */
+  cancel: (processId: number, secretKey: number, fromPeer: boolean) => void
   /** Why a connection was turned away before TLS (the observer's sign-in failure reasons). */
   refused: (reason: 'no-tls' | 'tls-handshake', detail: string) => void
 }
@@ -117,9 +118,9 @@ export function acceptClientTls(raw: net.Socket, opts: ClientTlsOptions): Promis
         finish(undefined, 'no-tls', 'more than one GSSENCRequest')
         return
       }
-      if (length === 16 && code === CANCEL_REQUEST) {
+      if (length === 16 && (code === CANCEL_REQUEST || code === PEER_CANCEL_REQUEST)) {
         if (buffered.length < 16) return
-        opts.cancel(buffered.readInt32BE(8), buffered.readInt32BE(12))
+        opts.cancel(buffered.readInt32BE(8), buffered.readInt32BE(12), code === PEER_CANCEL_REQUEST)
         raw.end()
         finish(undefined)
         return

@@ -12,9 +12,10 @@ export interface ConnectionRegistryOptions {
   /**
    * One of several worker processes on one port (`dbgate gateway --workers`): a CancelRequest may
    * reach any of them, so each key's process id names the worker that issued it (`processId %
-   * MAX_WORKER_SLOTS === slot`), and a key of another worker is handed to `forward`.
+   * MAX_WORKER_SLOTS === slot`), and a key of another of the `slots` workers is handed to `forward`.
+   * A key naming no worker of this process was issued by another replica (or made up).
    */
-  elsewhere?: {slot: number; forward: (processId: number, secretKey: number) => void}
+  elsewhere?: {slot: number; slots: number; forward: (processId: number, secretKey: number, fromPeer: boolean) => void}
 }
 
 export class ConnectionRegistry {
@@ -60,11 +61,12 @@ export class ConnectionRegistry {
    * Cancels the statement of the session the key belongs to. What happened is for the caller to log:
    * anyone may send a CancelRequest, so a listener open to strangers counts those lines.
    */
-  cancelByKey(processId: number, secretKey: number): 'cancelled' | 'unknown-key' | {handedTo: number} {
+  cancelByKey(processId: number, secretKey: number, fromPeer = false): 'cancelled' | 'unknown-key' | {handedTo: number} {
     const elsewhere = this.options.elsewhere
-    if (elsewhere && ConnectionRegistry.slotOf(processId) !== elsewhere.slot) {
-      elsewhere.forward(processId, secretKey)
-      return {handedTo: ConnectionRegistry.slotOf(processId)}
+    const slot = ConnectionRegistry.slotOf(processId)
+    if (elsewhere && slot !== elsewhere.slot && slot < elsewhere.slots) {
+      elsewhere.forward(processId, secretKey, fromPeer)
+      return {handedTo: slot}
     }
     const entry = this.cancelKeys.get(processId)
     if (!entry || entry.secretKey !== secretKey) return 'unknown-key'

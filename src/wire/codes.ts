@@ -49,6 +49,11 @@ export const PROTOCOL_3_0 = 196608
 export const SSL_REQUEST = 80877103
 export const GSSENC_REQUEST = 80877104
 export const CANCEL_REQUEST = 80877102
+/**
+ * dbgate's own: a CancelRequest one gateway replica passes on to another (src/gateway/peer-cancels.ts),
+ * acted on there and never passed on again. Far from PostgreSQL's codes (5678-5680 under 1234).
+ */
+export const PEER_CANCEL_REQUEST = (1234 << 16) | 9876
 
 export const enum AuthCode {
   Ok = 0,

@@ -54,6 +54,14 @@ describe('gateway configuration', () => {
     ])
   })
 
+  it('reads the peers a cancel request is passed on to, and points at one without a port', () => {
+    const {config} = parseConfigText(['server:', '  tls: {cert: a, key: b}', '  peers: [gw-peers.dbgate.svc:5432, "[::1]:6432"]', ...target].join('\n'), '/etc/dbgate/gateway.yaml', {env: {HOME: '/home/gw'}})
+    expect(config.server?.peers).toEqual([{host: 'gw-peers.dbgate.svc', port: 5432}, {host: '::1', port: 6432}])
+    expect(issues(['server:', '  tls: {cert: a, key: b}', '  peers:', '    - gw-a:6432', '    - gw-b', ...target])).toEqual([
+      expect.objectContaining({line: 5, keyPath: 'server.peers[1]', message: expect.stringContaining('expected host:port such as gw-peers.dbgate.svc:6432, got "gw-b"')}),
+    ])
+  })
+
   it('points at the line and says how to write a listen address', () => {
     expect(issues(['server:', '  listen: 6432', '  tls: {cert: a, key: b}', ...target])).toEqual([
       {line: 2, keyPath: 'server.listen', message: 'expected host:port such as 0.0.0.0:6432, got 6432', fix: 'write host:port such as 0.0.0.0:6432'},

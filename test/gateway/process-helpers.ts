@@ -177,6 +177,8 @@ export interface ReplicaSpec {
   server?: string[]
   /** Top-level lines, e.g. a `tunnel:` section. */
   top?: string[]
+  /** Its PostgreSQL listener (default: a port the system picks). */
+  listen?: string
 }
 
 /**
@@ -188,7 +190,7 @@ export async function writeReplicaConfig(spec: ReplicaSpec): Promise<string> {
   const text = [
     'server:',
     '  name: gw-ha',
-    '  listen: 127.0.0.1:0',
+    `  listen: ${spec.listen ?? '127.0.0.1:0'}`,
     `  tls: {cert: ${spec.pki.cert}, key: ${spec.pki.key}}`,
     `  stateDir: ${path.join(spec.dir, 'state')}`,
     '  ops: 127.0.0.1:0',
