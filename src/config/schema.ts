@@ -72,6 +72,8 @@ export const DEFAULT_GATEWAY_PORT = 6432
 export const DEFAULT_GATEWAY_API_PORT = 8443
 export const DEFAULT_OPS_LISTEN = {host: '127.0.0.1', port: 9187}
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
+/** How long a statement may run on past the end of its session (server.runningStatementGrace). */
+export const DEFAULT_RUNNING_STATEMENT_GRACE_MS = 5 * 60_000
 /**
  * The gateway's PostgreSQL listener: sessions one person keeps open at once (the MCP endpoint's
  * default per person), and what a connection that has not signed in yet may hold: a TLS handshake,
@@ -650,6 +652,7 @@ function server(opts: SchemaOptions) {
     mcp: gatewayMcp.optional(),
     ops: withDefault(hostPort('127.0.0.1:9187', {off: true}), DEFAULT_OPS_LISTEN),
     drainTimeout: withDefault(duration({min: 0, max: 24 * 3600_000}), DEFAULT_DRAIN_TIMEOUT_MS),
+    runningStatementGrace: withDefault(duration({min: 0, max: 7 * 24 * 3600_000}), DEFAULT_RUNNING_STATEMENT_GRACE_MS),
     peers: withDefault(list(hostPort('gw-peers.dbgate.svc:6432') as z.ZodType<{host: string; port: number}, unknown>), []),
     log: withDefault(object({level: withDefault(oneOf(['debug', 'info', 'warn', 'error'] as const), 'info')}), {level: 'info' as const}),
   })
@@ -700,6 +703,11 @@ function server(opts: SchemaOptions) {
       ops: v.ops,
       /** How long SIGTERM lets open sessions finish before ending them. */
       drainTimeoutMs: v.drainTimeout,
+      /**
+       * How long the statement running when a session ends (maxSessionDuration, the token's expiry, a
+       * withdrawn signing key) may run on; then it is cancelled and the connection closed.
+       */
+      runningStatementGraceMs: v.runningStatementGrace,
       /**
        * The other replicas' PostgreSQL listeners (a name may stand for several, one per address): a
        * CancelRequest whose key no session here holds is passed on to them (docs/gateway.md, Deployment).

@@ -291,7 +291,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         if (await signedByPublishedKey(keys, token)) continue
         signedWith.delete(conn)
         log('warn', `ending the session of ${identityLabel(identity)}: ${identityConfig.issuer} no longer publishes the key its token was signed with`)
-        conn.end(KEY_WITHDRAWN)
+        conn.end(KEY_WITHDRAWN, settings.runningStatementGraceMs)
       }
     } finally {
       checkingKeys = false
@@ -539,12 +539,13 @@ const KEY_WITHDRAWN =
 
 /**
  * A session ends at `server.maxSessionDuration`, and (unless `server.sessionOutlivesToken`) when the
- * token it signed in with expires; either way once its statement in flight has finished.
+ * token it signed in with expires; either way once its statement in flight has finished, or is
+ * cancelled `server.runningStatementGrace` later.
  */
 function limitSession(conn: GatewayConnection, identity: Identity, settings: GatewayServerConfig, now: () => Date = () => new Date()): void {
   const timers: NodeJS.Timeout[] = []
   const after = (ms: number, message: string) => {
-    const t = setTimeout(() => conn.end(message), Math.max(0, Math.min(ms, 2 ** 31 - 1)))
+    const t = setTimeout(() => conn.end(message, settings.runningStatementGraceMs), Math.max(0, Math.min(ms, 2 ** 31 - 1)))
     t.unref()
     timers.push(t)
   }

@@ -15,6 +15,7 @@ import type {GatewayObserver} from './observer.js'
 import {PendingSignIns} from './session-caps.js'
 import {addressOf, RepeatLimitedLog} from './log-limits.js'
 import type {PeerCancels} from './peer-cancels.js'
+import {formatDuration} from '../util/duration.js'
 
 const SHUTDOWN_MESSAGE = 'terminating connection: the dbgate gateway is shutting down; reconnect to reach another replica'
 
@@ -57,8 +58,12 @@ export interface GatewayConnection {
   onClose(fn: () => void): void
   /** `fn` runs once the connection and its server session have both ended (a statement the client left may run on). */
   onSessionGone(fn: () => void): void
-  /** Ends the session once its statement in flight (if any) has finished, telling the client why. */
-  end(message: string): void
+  /**
+   * Ends the session once its statement in flight (if any) has finished, telling the client why.
+   * With `cutShortAfterMs`, a statement still running that long after is cancelled, and the
+   * connection closed if it is still open 2 s later (a client reading its rows slowly).
+   */
+  end(message: string, cutShortAfterMs?: number): void
 }
 
 export class GatewayServer {
@@ -166,7 +171,7 @@ export class GatewayServer {
     const handle: GatewayConnection = {
       onClose: (fn) => conn!.onClose(fn),
       onSessionGone: (fn) => conn!.onSessionGone(fn),
-      end: (message) => conn!.shutdown(message),
+      end: (message, cutShortAfterMs) => this.endSession(conn!, message, cutShortAfterMs),
     }
     conn = new ClientConnection(socket, {
       target: NO_TARGET_YET,
@@ -209,6 +214,22 @@ export class GatewayServer {
     await this.registry.drain(graceMs, message, 'gateway shut down')
     if (!this.options.repeats) this.repeats.close()
     await listenerClosed
+  }
+
+  private endSession(conn: ClientConnection, message: string, cutShortAfterMs: number | undefined): void {
+    conn.shutdown(message)
+    if (cutShortAfterMs === undefined || conn.closed) return
+    const cut = setTimeout(() => {
+      if (conn.closed) return
+      this.log('warn', `connection ${conn.id}: its session ended ${formatDuration(cutShortAfterMs)} ago and its statement still runs: cancelling it (server.runningStatementGrace)`)
+      void conn.cancel().then(() => {
+        const close = setTimeout(() => conn.close('its session ended and its statement was cancelled'), 2000)
+        close.unref()
+        conn.onClose(() => clearTimeout(close))
+      })
+    }, Math.min(cutShortAfterMs, 2 ** 31 - 1))
+    cut.unref()
+    conn.onClose(() => clearTimeout(cut))
   }
 
   /** A CancelRequest another worker received for a key this one issued (`fromPeer`: another replica passed it on). */
