@@ -10,23 +10,9 @@ import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {mint} from '../identity/helpers.js'
 import {makePki, type TestPki} from './helpers.js'
-import {GatewayProcess, replicaClient, S3_ENV, until, writeReplicaConfig, type LogLine} from './process-helpers.js'
+import {GatewayProcess, replicaClient, S3_ENV, until, writeReplicaConfig, type LogLine, sendCancel} from './process-helpers.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
-
-/** A CancelRequest as libpq sends it: plain TCP, to whichever replica the balancer picks. */
-function sendCancel(port: number, processId: number, secretKey: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const b = Buffer.alloc(16)
-    b.writeInt32BE(16, 0)
-    b.writeInt32BE(80877102, 4)
-    b.writeInt32BE(processId, 8)
-    b.writeInt32BE(secretKey, 12)
-    const s = net.connect({host: '127.0.0.1', port}, () => s.end(b))
-    s.on('close', () => resolve())
-    s.on('error', reject)
-  })
-}
 
 /** A port free now, for a replica whose peers must know it before it starts. */
 function freePort(): Promise<number> {

@@ -7,9 +7,11 @@ import {spawn, type ChildProcess} from 'node:child_process'
 import http from 'node:http'
 import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
+import net from 'node:net'
 import {gunzipSync} from 'node:zlib'
 import {readFileSync} from 'node:fs'
 import pg from 'pg'
+import {encodeCancelRequest} from '../../src/wire/frontend.js'
 import {spoolDir} from '../../src/util/paths.js'
 import type {TestS3} from '../audit/s3rver.js'
 import {mint} from '../identity/helpers.js'
@@ -238,4 +240,13 @@ export async function startReplica(configFile: string, env: NodeJS.ProcessEnv): 
 /** A node-postgres client of a replica, signing in with `token` over verify-full TLS. */
 export function replicaClient(port: number, pki: TestPki, user: string, token: string, database = 'app'): pg.Client {
   return new pg.Client({host: '127.0.0.1', port, database, user, password: token, ssl: {ca: readFileSync(pki.ca, 'utf8'), servername: 'localhost'}})
+}
+
+/** A CancelRequest as libpq sends it: plain TCP, to whichever worker or replica takes the connection. */
+export function sendCancel(port: number, processId: number, secretKey: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({host: '127.0.0.1', port}, () => s.end(encodeCancelRequest(processId, secretKey)))
+    s.on('close', () => resolve())
+    s.on('error', reject)
+  })
 }

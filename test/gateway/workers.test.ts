@@ -9,21 +9,7 @@ import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {run} from '../helpers/run.js'
 import {gatewayConfigText, makePki, type TestPki} from './helpers.js'
-import {aliceToken, gatewayClient, GatewayProcess, httpGet, until, type LogLine} from './process-helpers.js'
-
-/** A CancelRequest as libpq sends it, in plain TCP (the protocol sends cancels without TLS). */
-function sendCancel(port: number, processId: number, secretKey: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const b = Buffer.alloc(16)
-    b.writeInt32BE(16, 0)
-    b.writeInt32BE(80877102, 4)
-    b.writeInt32BE(processId, 8)
-    b.writeInt32BE(secretKey, 12)
-    const s = net.connect({host: '127.0.0.1', port}, () => s.end(b))
-    s.on('close', () => resolve())
-    s.on('error', reject)
-  })
-}
+import {aliceToken, gatewayClient, GatewayProcess, httpGet, until, type LogLine, sendCancel} from './process-helpers.js'
 
 /** `--workers 2`: two processes on one port, psql and pg through both, cancels routed to the right one. */
 describe('dbgate gateway --workers', () => {
