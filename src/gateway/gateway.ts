@@ -282,7 +282,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const signedWith = new Map<GatewayConnection, {token: string; identity: Identity}>()
   let checkingKeys = false
   const checkKeys = async () => {
-    if (signedWith.size === 0 || checkingKeys) return
+    if ((signedWith.size === 0 && !mcp?.sessionCount) || checkingKeys) return
     checkingKeys = true
     try {
       const keys = await publishedKeys(identityConfig)
@@ -293,6 +293,10 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         log('warn', `ending the session of ${identityLabel(identity)}: ${identityConfig.issuer} no longer publishes the key its token was signed with`)
         conn.end(KEY_WITHDRAWN, settings.runningStatementGraceMs)
       }
+      // Remote MCP sessions hold database sessions and statements waiting for reviewers between
+      // requests: they end too, rather than at the next request's refused token.
+      const ended = await mcp?.endSignedWith(async (token) => !(await signedByPublishedKey(keys, token)), KEY_WITHDRAWN_MCP)
+      if (ended) log('warn', `ended ${ended} MCP session(s): ${identityConfig.issuer} no longer publishes the key their sign-in was signed with`)
     } finally {
       checkingKeys = false
     }
@@ -533,6 +537,9 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     },
   }
 }
+
+const KEY_WITHDRAWN_MCP =
+  'dbgate: this MCP session has ended: the identity provider no longer publishes the key your sign-in token was signed with (revoked or rotated out); start a new one with a fresh token'
 
 const KEY_WITHDRAWN =
   'dbgate: the identity provider no longer publishes the key your sign-in token was signed with (revoked or rotated out), so this session ends; reconnect with a fresh token (`dbgate login`, or `dbgate token` in CI)'

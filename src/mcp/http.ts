@@ -100,6 +100,11 @@ export interface McpHttp {
   /** Serves the request when its path is an MCP path or its metadata; returns false otherwise. */
   handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>
   readonly sessionCount: number
+  /**
+   * Ends every session whose sign-in `withdrawn` says no longer stands (the IdP stopped publishing
+   * the key that signed it), telling the agent `message` at its next request; how many ended.
+   */
+  endSignedWith(withdrawn: (token: string) => Promise<boolean>, message: string): Promise<number>
   close(): Promise<void>
 }
 
@@ -118,6 +123,8 @@ interface RemoteSession {
   openedAt: number
   /** When the latest token a request of this session presented expires (ms since the epoch). */
   signInExpiresAt: number
+  /** That token: the sign-in that carries the session, checked again when the IdP withdraws keys. */
+  signIn: string
   /** Ends the session at its `sessionDeadline`. */
   deadline?: NodeJS.Timeout
   /** Its requests whose answer has not ended yet. */
@@ -354,7 +361,10 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
         return rpcError(res, 404, `dbgate: this MCP session has ended: the settings or policy of target "${target.name}" changed (a gateway reload) since it started; start a new one`)
       }
       // This request's token carries the session on to its expiry, within the session's maximum duration.
-      s.signInExpiresAt = Math.max(s.signInExpiresAt, identity.expiresAt.getTime())
+      if (identity.expiresAt.getTime() >= s.signInExpiresAt) {
+        s.signInExpiresAt = identity.expiresAt.getTime()
+        s.signIn = bearer
+      }
       if (scheduleEnd(s)) return rpcError(res, 404, endedWhy.get(s.id)?.message ?? 'dbgate: this MCP session has ended; start a new one')
       s.lastUsed = Date.now()
       const body = req.method === 'POST' ? await readBody(req) : undefined
@@ -387,7 +397,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         const now = Date.now()
-        const s: RemoteSession = {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime(), inFlight: 0, servedAs}
+        const s: RemoteSession = {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime(), signIn: bearer, inFlight: 0, servedAs}
         sessions.set(id, s)
         log('info', `MCP session ${id} on ${target.name} for ${identityLabel(identity)}`)
         scheduleEnd(s)
@@ -405,6 +415,15 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
   return {
     get sessionCount() {
       return sessions.size
+    },
+    async endSignedWith(withdrawn, message) {
+      let n = 0
+      for (const s of [...sessions.values()]) {
+        if (!(await withdrawn(s.signIn))) continue
+        n++
+        await end(s, 'the key its sign-in was signed with was withdrawn', message)
+      }
+      return n
     },
     async handle(req, res) {
       const pathname = requestPath(req.url)

@@ -143,13 +143,13 @@ export interface RotatingIdpGateway {
   close(): Promise<void>
 }
 
-export async function rotatingIdpGateway(name: string, opts: {server?: string[]; keyCheckMs?: number} = {}): Promise<RotatingIdpGateway> {
+export async function rotatingIdpGateway(name: string, opts: {server?: string[]; keyCheckMs?: number; target?: string} = {}): Promise<RotatingIdpGateway> {
   const [pki, db, idpPort, key1, key2] = await Promise.all([makePki(), createTestDatabase(name), freePort(), rsaSigningKey(`${name}-key-1`), rsaSigningKey(`${name}-key-2`)])
   const issuer = `http://127.0.0.1:${idpPort}`
   let idp: DevProvider | undefined = await startDevOidcProvider({port: idpPort, signingKey: key1})
   const dir = await mkdtemp(path.join(tmpdir(), `dbgate-${name}-`))
   const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
-  const loaded = gatewayConfig({pki, dir, issuer, clientId: 'dbgate-cli', env, server: opts.server, targets: targetConfigText('app', db, 'allow: [engineering]')})
+  const loaded = gatewayConfig({pki, dir, issuer, clientId: 'dbgate-cli', env, server: opts.server, targets: targetConfigText('app', db, opts.target ?? 'allow: [engineering]')})
   const gw = await startGateway({loaded, env, ...(opts.keyCheckMs !== undefined ? {keyCheckMs: opts.keyCheckMs} : {})})
   await gw.whenReady()
   const email = 'alice@example.com'

@@ -1,7 +1,14 @@
+import {readFileSync} from 'node:fs'
+import {Client} from '@modelcontextprotocol/sdk/client/index.js'
+import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import pg from 'pg'
+import {Agent, fetch as undiciFetch} from 'undici'
 import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 import type {JWK} from 'jose'
+import {withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
+import {textOf} from '../mcp/helpers.js'
 import {rotatingIdpGateway, type RotatingIdpGateway} from './helpers.js'
 
 /**
@@ -54,4 +61,61 @@ describe('dbgate gateway: a session signed in with a key the IdP no longer publi
     expect((await second.c.query('select 3 as three')).rows).toEqual([{three: 3}])
     await Promise.all([first.c.end().catch(() => {}), second.c.end()])
   }, 30_000)
+})
+
+/**
+ * A remote MCP session holds the agent's database sessions (and any statement waiting for a
+ * reviewer) between requests, carried by the latest token it was used with. When the IdP withdraws
+ * the key that signed that token, the session ends as a PostgreSQL session does: its database
+ * sessions close, and a fresh token of another key cannot take it over.
+ */
+describe('remote MCP: a session whose sign-in was signed with a key the IdP no longer publishes', () => {
+  let f: RotatingIdpGateway
+  let dispatcher: Agent
+  const clients: Client[] = []
+
+  beforeAll(async () => {
+    f = await rotatingIdpGateway('gwrevokedmcp', {server: ['sessionOutlivesToken: true', 'mcp: {publicUrl: https://gw.test:8443}'], keyCheckMs: 300})
+    dispatcher = new Agent({connect: {ca: readFileSync(f.pki.ca, 'utf8')}})
+  })
+  afterAll(async () => {
+    vi.useRealTimers()
+    await Promise.all(clients.map((c) => c.close().catch(() => {})))
+    await dispatcher?.close()
+    await f?.close()
+  })
+
+  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const endpoint = () => `https://localhost:${f.gw.api!.port}/mcp/app`
+  const backends = () => withClient(f.db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
+  const callOn = async (sessionId: string, bearer: string): Promise<{status: number; body: string}> => {
+    const res = await fetchWithCa(endpoint(), {
+      method: 'POST',
+      headers: {authorization: `Bearer ${bearer}`, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18', 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
+      body: JSON.stringify({jsonrpc: '2.0', id: 9, method: 'tools/call', params: {name: 'query', arguments: {sql: 'select 42 as answer'}}}),
+    })
+    return {status: res.status, body: await res.text()}
+  }
+
+  it('ends the session, closes its database sessions, and refuses it to a token of a key still published', async () => {
+    const [key1, key2] = f.keys
+    const client = new Client({name: 'revoked-agent', version: '1'})
+    const transport = new StreamableHTTPClientTransport(new URL(endpoint()), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${await f.token(key1)}`}}})
+    await client.connect(transport)
+    clients.push(client)
+    const sessionId = transport.sessionId!
+    const answer = (await client.callTool({name: 'query', arguments: {sql: 'select 41 as answer'}})) as CallToolResult
+    expect(textOf(answer)).toContain('41')
+    expect(await backends()).toBeGreaterThan(0)
+
+    // The IdP now publishes key 2 only: key 1 was withdrawn.
+    await f.idpStop()
+    await f.idpStart(key2)
+    vi.useFakeTimers({toFake: ['Date']})
+    vi.setSystemTime(Date.now() + 60_000)
+    await waitFor(async () => (await backends()) === 0, "the MCP session's database sessions have closed", {timeoutMs: 15_000})
+    const next = await callOn(sessionId, await f.token(key2))
+    expect(next.status).toBe(404)
+    expect(next.body).toMatch(/no longer publishes the key your sign-in token was signed with/)
+  }, 40_000)
 })
