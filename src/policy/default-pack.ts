@@ -159,6 +159,14 @@ export const defaultPack: readonly BuiltinRule[] = [
     test: (op) => op.command === 'function' && has(op, 'sequence_reset'),
   },
   {
+    // Before default.volatile-function, whose reason and hint are about a function the statement names.
+    id: 'default.every-table-code',
+    action: 'require_approval',
+    reason: 'this statement runs the code stored with every table it reaches (index expressions, extended statistics expressions, range functions), which dbgate does not look up for it, so it cannot see what that code does',
+    hint: `name the tables (ANALYZE t1, t2; REINDEX TABLE t), whose code dbgate judges as a write's; or ${ASK}`,
+    test: (op) => has(op, 'every_table_code'),
+  },
+  {
     id: 'default.volatile-function',
     action: 'require_approval',
     reason: 'this statement calls a volatile function, which may change data; dbgate cannot see what it does',

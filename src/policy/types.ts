@@ -66,6 +66,7 @@ export type OperationFlag =
   | 'role_change' // SET ROLE, SET SESSION AUTHORIZATION, set_config('role', ...)
   | 'unresolved' // an EXECUTE of a prepared statement dbgate has not seen
   | 'volatile_function' // calls a volatile function that is not a reviewed harmless read
+  | 'every_table_code' // runs the code stored with every table of a schema or database (bare ANALYZE, REINDEX SCHEMA), unread
   | 'unknown_function' // calls a function (or operator) dbgate could not find or look up
   | 'heavy_maintenance' // VACUUM FULL, FREEZE and other options beyond the plain ones
   | 'hidden_setting' // reaches set_config by a route whose setting and value the statement does not show (a view, a rule, UPDATE pg_settings)

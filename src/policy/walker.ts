@@ -350,7 +350,7 @@ function checksDomainValues(body: Obj): boolean {
  * the maintenance itself says.
  */
 function unseenCode(detail: string): Operation {
-  return op('write', 'function', {flags: ['volatile_function'], detail})
+  return op('write', 'function', {flags: ['volatile_function', 'every_table_code'], detail})
 }
 
 /** Whether a VACUUM also analyses (`VACUUM ANALYZE`, `VACUUM (ANALYZE)`, not `(ANALYZE off)`). */

@@ -65,7 +65,7 @@ describe('ANALYZE and the code it evaluates', () => {
       const c = await t.client()
       const e = await refused(c, sql)
       await c.end()
-      expect(e.message, sql).toMatch(/requires approval .*\(rule default\.volatile-function\)/)
+      expect(e.message, sql).toMatch(/requires approval by a reviewer \(rule default\.every-table-code\): this statement runs the code stored with every table it reaches/)
       expect(e.detail, sql).toMatch(/ANALYZE without a table list evaluates the index expressions, extended statistics expressions and range functions of every table.*name the tables/)
       expect(await accounts(), sql).toBe(10)
     }
@@ -79,7 +79,7 @@ describe('ANALYZE and the code it evaluates', () => {
         const c = await admin.client()
         const e = await refused(c, sql)
         await c.end()
-        expect(e.message, sql).toMatch(/rule default\.(volatile-function|no-unfiltered-delete)/)
+        expect(e.message, sql).toMatch(/rule default\.(every-table-code|volatile-function|no-unfiltered-delete)/)
         expect(await accounts(), sql).toBe(10)
       }
       const c = await admin.client()

@@ -544,7 +544,7 @@ export const corpus: CorpusCase[] = [
     c(sql, 'admin', sql.toLowerCase().startsWith('analyze') ? 'analyze' : 'vacuum', 'allow', MAINT, 'maintenance'),
   ),
   // ANALYZE of every table runs every table's index and statistics expressions, which are not looked up for it
-  ...['ANALYZE', 'ANALYZE VERBOSE', 'VACUUM ANALYZE', 'VACUUM (VERBOSE, ANALYZE)'].map((sql) => c(sql, 'admin', sql.toLowerCase().startsWith('analyze') ? 'analyze' : 'vacuum', 'require_approval', VOLATILE, 'maintenance')),
+  ...['ANALYZE', 'ANALYZE VERBOSE', 'VACUUM ANALYZE', 'VACUUM (VERBOSE, ANALYZE)'].map((sql) => c(sql, 'admin', sql.toLowerCase().startsWith('analyze') ? 'analyze' : 'vacuum', 'require_approval', 'default.every-table-code', 'maintenance')),
   ...['VACUUM FULL', 'VACUUM (FULL) users', 'VACUUM FREEZE users', 'VACUUM (DISABLE_PAGE_SKIPPING) users', 'VACUUM (PARALLEL 2) users'].map((sql) => c(sql, 'admin', 'vacuum', 'require_approval', ADMIN, 'maintenance')),
 
   // ordinary application traffic stays allowed
