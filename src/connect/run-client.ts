@@ -65,13 +65,26 @@ export function secretVariables(config: unknown): string[] {
 }
 
 /**
+ * The person's libpq variables the client keeps: each shapes the session it opens (its settings,
+ * its label, how long it waits), never where or as whom it connects. The tunnel refuses what it
+ * must (PGOPTIONS, a client encoding other than UTF8) loudly, so those stay too. Every other `PG…`
+ * variable is dropped: libpq reads a service (PGSERVICE, from PGSERVICEFILE or PGSYSCONFDIR's
+ * pg_service.conf) before the environment, so its host, port, database and user replaced the
+ * tunnel's, and it dials PGHOSTADDR in place of PGHOST; either sent `dbgate connect prod -- psql` to
+ * the database itself, with no policy, masking or recording.
+ */
+const KEPT_PG_VARIABLES = new Set(['PGAPPNAME', 'PGCLIENTENCODING', 'PGCONNECT_TIMEOUT', 'PGDATESTYLE', 'PGTZ', 'PGGEQO', 'PGOPTIONS', 'PGSYSCONFDIR', 'PGLOCALEDIR'])
+
+/**
  * The environment of the client run after `--`: the parent's, with the tunnel's libpq variables,
- * and without the credentials dbgate itself reads. The client is often an agent or a script; with
- * the database's own password (`password: env:PROD_DB_PASSWORD`) it could sign in to the database
- * around the tunnel, and with DBGATE_TOKEN or DBGATE_CLIENT_SECRET as the person elsewhere.
+ * and without the credentials dbgate itself reads, nor libpq variables that would take the client
+ * elsewhere (`KEPT_PG_VARIABLES`). The client is often an agent or a script; with the database's own
+ * password (`password: env:PROD_DB_PASSWORD`) it could sign in to the database around the tunnel,
+ * and with DBGATE_TOKEN or DBGATE_CLIENT_SECRET as the person elsewhere.
  */
 export function clientEnvironment(parent: NodeJS.ProcessEnv, tunnel: Record<string, string>, config: unknown): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {...parent}
   for (const name of [...DBGATE_CREDENTIALS, ...secretVariables(config)]) delete env[name]
+  for (const name of Object.keys(env)) if (name.startsWith('PG') && !KEPT_PG_VARIABLES.has(name)) delete env[name]
   return {...env, ...tunnel}
 }

@@ -18,6 +18,7 @@ import {RECORDED_VALUE_BYTES, RECORDED_VALUE_MARGIN, type BoundParams, type Exec
 import type {PgNoticeFields} from '../wire/fields.js'
 import {PortalDef, portalFromStatement, StatementDef, UNSETTLED} from './protocol-state.js'
 import {newRun, paramsAsText, type Run} from './run.js'
+import {firstForeignName, foreignNameEncoding, foreignNameRefusal, foreignProtocolName, protocolNameFollowable} from './server-names.js'
 import {textShape, type NameRef, type SqlEffect, type StatementShape, type TextShape} from './sql-effects.js'
 
 /** What the replacement for a refused message says to the server: a guaranteed syntax error with no effect. */
@@ -75,6 +76,31 @@ export class ClientMessages {
   private ran = 0
 
   constructor(private readonly c: ConnectionCore) {}
+
+  /** `foreignNameEncoding` of the session's database, read once (server_encoding cannot change in a session). */
+  private nameEncoding: string | undefined | null = null
+
+  private get foreignEncoding(): string | undefined {
+    if (this.nameEncoding === null) this.nameEncoding = foreignNameEncoding(this.c.state.parameters.get('server_encoding'))
+    return this.nameEncoding
+  }
+
+  /** The refusal of a text that names a statement or cursor the server may key otherwise (server-names.ts). */
+  private foreignName(shape: TextShape): PgNoticeFields | undefined {
+    const encoding = this.foreignEncoding
+    if (encoding === undefined) return undefined
+    const name = firstForeignName(shape)
+    return name === undefined ? undefined : foreignNameRefusal(name, encoding)
+  }
+
+  /**
+   * Refuses a protocol name the server would key otherwise than the tunnel: cut short past 63
+   * bytes, or read in another encoding (server-names.ts).
+   */
+  private checkName(kind: 'prepared statement' | 'portal', name: string): void {
+    checkName(kind, name)
+    if (name !== '' && !protocolNameFollowable(name, this.foreignEncoding)) throw new ProtocolError(foreignProtocolName(kind, name, this.foreignEncoding!))
+  }
 
   get busy(): boolean {
     return this.waiting !== undefined || this.held.length > 0
@@ -215,21 +241,21 @@ export class ClientMessages {
             this.sent(state.sendQuery(sql, shape, verdict, run), run)
           }
         }
-        const nested = executesEffect(shape.refs, state, true)
+        const nested = this.foreignName(shape) ?? executesEffect(shape.refs, state, true)
         if (nested) return decided({action: 'reject', error: nested})
         this.judge(sql, 'simple', undefined, frame, undefined, undefined, decided)
         return
       }
       case Frontend.Parse: {
         const parse = decodeParse(frame.body)
-        checkName('prepared statement', parse.name)
+        this.checkName('prepared statement', parse.name)
         if (parse.name === REFUSED_STATEMENT) throw new ProtocolError(`the prepared statement name "${REFUSED_STATEMENT}" is reserved by dbgate`)
         const shape = textShape(parse.text)
         if (!state.settled(shape.refs, shape.opaque)) return this.awaitReplies(frame)
         // Read before judging: a change while the verdict is pending makes the first Bind judge it again.
         const under = c.env.hooks.verdictGeneration?.()
         const reads = state.namesRead(shape.refs)
-        const nested = executesEffect(shape.refs, state)
+        const nested = this.foreignName(shape) ?? executesEffect(shape.refs, state)
         this.judgeUnless(nested, parse.text, 'parse', parse.name, frame, parse.paramTypes, undefined, (verdict) => {
           if (verdict.action === 'reject') {
             const run = newRun(parse.text, 'parse', verdict, parse.name)
@@ -260,8 +286,8 @@ export class ClientMessages {
         const withParams = c.env.hooks.onStatement !== undefined
         const bind = frame.source ? decodeBind(frame.source, frame.start! + 5, frame.end, withParams) : decodeBind(frame.body, 0, frame.body.length, withParams)
         if (bind.portal === REFUSED_PORTAL) throw new ProtocolError(`the portal name "${REFUSED_PORTAL}" is reserved by dbgate`)
-        checkName('portal', bind.portal)
-        checkName('prepared statement', bind.statement)
+        this.checkName('portal', bind.portal)
+        this.checkName('prepared statement', bind.statement)
         const s = state.statementAt(bind.statement)
         if (s === UNSETTLED || (s && !state.settled(s.refs))) return this.awaitReplies(frame)
         if (s?.holdsAtBind === true && state.pendingCount > 0) {
@@ -329,7 +355,7 @@ export class ClientMessages {
       }
       case Frontend.Describe: {
         const d = frame.source ? decodeDescribeOrClose(frame.source, 'Describe', frame.start! + 5, frame.end) : decodeDescribeOrClose(frame.body, 'Describe')
-        checkName(d.target === 'S' ? 'prepared statement' : 'portal', d.name)
+        this.checkName(d.target === 'S' ? 'prepared statement' : 'portal', d.name)
         const def = d.target === 'S' ? state.statementAt(d.name) : state.portalAt(d.name)
         if (def === UNSETTLED || (def && !state.settled(def.refs))) return this.awaitReplies(frame)
         const unsafe = describeRefusal(d.target, d.name, def, state)
@@ -348,7 +374,7 @@ export class ClientMessages {
       case Frontend.Execute: {
         if (this.heldForCommit(frame)) return
         const e = frame.source ? decodeExecute(frame.source, frame.start! + 5, frame.end) : decodeExecute(frame.body)
-        checkName('portal', e.portal)
+        this.checkName('portal', e.portal)
         const p = state.portalAt(e.portal)
         if (p === UNSETTLED || (p && !state.settled(p.refs))) return this.awaitReplies(frame)
         if (!p) {
@@ -384,7 +410,7 @@ export class ClientMessages {
       }
       case Frontend.Close: {
         const close = frame.source ? decodeDescribeOrClose(frame.source, 'Close', frame.start! + 5, frame.end) : decodeDescribeOrClose(frame.body, 'Close')
-        checkName(close.target === 'S' ? 'prepared statement' : 'portal', close.name)
+        this.checkName(close.target === 'S' ? 'prepared statement' : 'portal', close.name)
         c.passToUpstream(frame)
         state.sendClose(close.target, close.name)
         return

@@ -57,7 +57,9 @@ export function decodeParse(body: Buffer): ParseMessage {
   const r = new Reader(body, 'Parse')
   const name = r.cstring()
   const text = r.cstring()
-  const n = r.int16()
+  // Counts are unsigned, as the server reads them: read signed, a Parse declaring 32,768 types (a
+  // domain whose CHECK runs code among them) showed none to the policy while the server took them all.
+  const n = r.uint16()
   const paramTypes: number[] = []
   for (let i = 0; i < n; i++) paramTypes.push(r.uint32())
   return {name, text, paramTypes}
@@ -89,10 +91,10 @@ export function decodeBind(buf: Buffer, start = 0, end = buf.length, withParams 
   const r = new Reader(buf, 'Bind', start, end)
   const portal = r.cstring()
   const statement = r.cstring()
-  const nf = r.int16()
+  const nf = r.uint16()
   const paramFormats: number[] = []
   for (let i = 0; i < nf; i++) paramFormats.push(r.int16())
-  const np = r.int16()
+  const np = r.uint16()
   const params: (Buffer | null)[] = withParams ? [] : NO_PARAMS
   for (let i = 0; i < np; i++) {
     const len = r.int32()
@@ -100,7 +102,7 @@ export function decodeBind(buf: Buffer, start = 0, end = buf.length, withParams 
       if (len !== -1) r.skip(len)
     } else params.push(len === -1 ? null : r.bytes(len))
   }
-  const nr = r.int16()
+  const nr = r.uint16()
   const resultFormats: number[] = []
   for (let i = 0; i < nr; i++) resultFormats.push(r.int16())
   return {portal, statement, paramFormats, params, paramCount: np, resultFormats}

@@ -38,6 +38,17 @@ export class Reader {
     return v
   }
 
+  /**
+   * A count of a frontend message (parameters, their types and formats, result formats), which the
+   * server reads unsigned (pq_getmsgint(msg, 2)): 0x8000 is 32,768 values to it, not -32,768.
+   */
+  uint16(): number {
+    this.need(2)
+    const v = this.buf.readUInt16BE(this.offset)
+    this.offset += 2
+    return v
+  }
+
   int32(): number {
     this.need(4)
     const v = this.buf.readInt32BE(this.offset)
