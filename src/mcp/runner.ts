@@ -18,6 +18,12 @@ export interface RunOptions {
   timeoutMs: number
   /** How long a statement held for approval may keep the tool waiting before it answers "waiting". */
   approvalWaitMs: number
+  /**
+   * Runs the statement inside `BEGIN READ ONLY`, rolled back when the call ends: the server refuses
+   * whatever it would write (a view's nextval, a function's DELETE), and a NOTIFY it sent is never
+   * delivered. For what is promised not to change anything, whatever the target's rules allow.
+   */
+  readOnlyTransaction?: boolean
 }
 
 export interface ColumnInfo {
@@ -35,8 +41,10 @@ export interface RowsResult {
   rows: Record<string, string | null>[]
   truncated: boolean
   truncatedBy?: 'maxRows' | 'maxBytes'
-  /** Notices and warnings the statement produced (e.g. "approval … granted by …"). */
+  /** Notices and warnings the statement produced (e.g. "approval … granted by …"), the first of them within the caps. */
   notices: string[]
+  /** How many notices past the caps (`MAX_NOTICES`, `maxBytes`) were dropped, when any were. */
+  noticesDropped?: number
   /** The statement left a transaction open, and it was rolled back (see `endOpenTransaction`). */
   transactionRolledBack?: boolean
   /** The statement declared a cursor, and it was closed (see `endCursors`). */
@@ -62,6 +70,21 @@ interface Pending {
 
 /** A handful of sessions: enough for a few held statements without letting an agent open hundreds. */
 const MAX_SESSIONS = 4
+
+/**
+ * Notices one result keeps, besides their bytes counting against `maxBytes` apart from the rows. A
+ * statement raises one per row it computes if it likes (`to_tsquery` of a stop word does, a user
+ * function may): 2.5 million in a 30 s call were 220 MB of text for a 256 KiB result, and a
+ * gigabyte in the process serving the agent (the gateway's, for remote MCP).
+ */
+export const MAX_NOTICES = 100
+
+/** The notices a call keeps, within the caps, and how many it dropped. */
+interface NoticeLog {
+  kept: string[]
+  bytes: number
+  dropped: number
+}
 
 /** Every value as PostgreSQL's own text: exactly what the tunnel (and its masking) sent. */
 const RAW_TEXT = {getTypeParser: () => (value: string) => value}
@@ -94,12 +117,17 @@ export class StatementRunner {
   /** Runs one statement. Resolves with its rows, or with "waiting" when a reviewer must decide first; rejects with the database's (or dbgate's) error. */
   async run(sql: string, o: RunOptions): Promise<RunResult> {
     const client = await this.acquire()
-    const notices: string[] = []
+    const notices: NoticeLog = {kept: [], bytes: 0, dropped: 0}
     let held: ((w: WaitingResult) => void) | undefined
     const waiting = new Promise<WaitingResult>((resolve) => (held = resolve))
     const onNotice = (n: {message?: string; routine?: string}) => {
       const message = n.message ?? ''
-      notices.push(message)
+      // Measured as the agent receives it (a JSON string); the rest are counted, not held.
+      const size = Buffer.byteLength(JSON.stringify(message))
+      if (notices.kept.length < MAX_NOTICES && notices.bytes + size <= o.maxBytes) {
+        notices.kept.push(message)
+        notices.bytes += size
+      } else notices.dropped++
       // Only the tunnel's own notice holds a statement: PostgreSQL names the routine behind every
       // notice it sends, so a function RAISEing the same words cannot fake a hold (and make the
       // agent believe a statement that is running has not run, or take over another hold's id).
@@ -235,10 +263,18 @@ export class StatementRunner {
     this.idle.push(c)
   }
 
-  private async execute(c: pg.Client, sql: string, o: RunOptions, notices: string[]): Promise<RowsResult> {
+  private async execute(c: pg.Client, sql: string, o: RunOptions, notices: NoticeLog): Promise<RowsResult> {
     if (this.timeouts.get(c) !== o.timeoutMs) {
       await c.query(`SET statement_timeout = ${Math.floor(o.timeoutMs)}`)
       this.timeouts.set(c, o.timeoutMs)
+    }
+    if (o.readOnlyTransaction) {
+      await c.query('BEGIN READ ONLY')
+      // Only a transaction the server says it opened holds the statement (endOpenTransaction rolls it back).
+      if (this.txStatus.get(c) !== 'T') {
+        this.discard(c)
+        throw new Error('the read-only transaction this call runs in did not open (the server did not report one after BEGIN READ ONLY); nothing was run')
+      }
     }
     // Unless this statement is known to leave the timeout alone, the next one sets it again.
     await loadParser()
@@ -304,7 +340,8 @@ export class StatementRunner {
       rows: rows.map((r) => Object.fromEntries(names.map((n, i) => [n, r[i] ?? null]))),
       truncated: truncatedBy !== undefined,
       ...(truncatedBy ? {truncatedBy} : {}),
-      notices: notices.map((n) => n.replace(/^dbgate: /, '')),
+      notices: notices.kept.map((n) => n.replace(/^dbgate: /, '')),
+      ...(notices.dropped ? {noticesDropped: notices.dropped} : {}),
     }
   }
 
