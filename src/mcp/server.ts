@@ -423,12 +423,16 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
           })
         }
         // The offline judgment above cannot see into a view (one that calls nextval or pg_notify reads
-        // as a plain table), so what analyze runs, the server runs read-only and rolls back.
-        const r = await runner.run(text, {params: params ?? undefined, maxRows: 10_000, maxBytes: 4 * 1024 ** 2, timeoutMs: t, approvalWaitMs: limits.approvalWaitMs, readOnlyTransaction: Boolean(analyze)}).catch((e: unknown) => {
-          if (analyze && (e as {code?: unknown} | null)?.code === '25006') {
+        // as a plain table), and even a plan without ANALYZE runs code: the planner evaluates an
+        // IMMUTABLE function called with constants, whatever its body does. So the server runs every
+        // explain read-only, and rolls it back.
+        const r = await runner.run(text, {params: params ?? undefined, maxRows: 10_000, maxBytes: 4 * 1024 ** 2, timeoutMs: t, approvalWaitMs: limits.approvalWaitMs, readOnlyTransaction: true}).catch((e: unknown) => {
+          if ((e as {code?: unknown} | null)?.code === '25006') {
             throw new ToolError({
               kind: 'denied',
-              message: 'EXPLAIN ANALYZE runs the statement in a read-only transaction that is rolled back, and the database refused what it tried to change (its message is below: a view or function it reads writes or advances a sequence). Call explain without analyze to see its plan without running it.',
+              message: analyze
+                ? 'EXPLAIN ANALYZE runs the statement in a read-only transaction that is rolled back, and the database refused what it tried to change (its message is below: a view or function it reads writes or advances a sequence). Call explain without analyze to see its plan without running it.'
+                : 'explain plans the statement in a read-only transaction that is rolled back, and the database refused what planning it tried to change (its message is below: a function the planner evaluates ahead, one declared IMMUTABLE and called with constants, writes or advances a sequence). Tell the user; the plan of this statement cannot be shown here.',
               data: {message: (e as Error).message},
             })
           }

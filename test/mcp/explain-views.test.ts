@@ -14,6 +14,8 @@ import {inProcessAgent, textOf, tunnelEndpoint} from './helpers.js'
  * pg_notify delivered its notification, in read-write mode where policy lets the agent write (with
  * the user's consent, through the query tool). What analyze runs now runs in a read-only
  * transaction that is rolled back: the server refuses the change, and a notification is never sent.
+ * So does a plan without analyze, for which the planner runs a function declared IMMUTABLE and
+ * called with constants, whatever its body does.
  */
 describe('explain with analyze changes nothing, whatever a view calls', () => {
   let db: UpstreamInfo
@@ -35,7 +37,10 @@ describe('explain with analyze changes nothing, whatever a view calls', () => {
         create view reset_seq as select setval('notes_id_seq', 500) as n;
         create view kick as select 1 as kicked from (select pg_notify('jobs', 'from-a-view')) s;
         create view notes_bumped as select n.*, b.n as next from notes n, bump b;
-        create view deeper as select * from notes_bumped where id > 0;`),
+        create view deeper as select * from notes_bumped where id > 0;
+        create function planned() returns int language plpgsql immutable as $$ begin perform nextval('notes_id_seq'); perform pg_notify('jobs', 'planned'); return 1; end $$;
+        create function planned_sql() returns bigint language sql immutable as $$ select nextval('notes_id_seq') $$;
+        create function told() returns int language plpgsql immutable as $$ begin perform pg_notify('jobs', 'told'); return 1; end $$;`),
     )
     listener = new pg.Client({connectionString: db.url})
     await listener.connect()
@@ -73,6 +78,23 @@ describe('explain with analyze changes nothing, whatever a view calls', () => {
   it.each(['select * from kick', 'select n.id, k.kicked from notes n, kick k', 'select exists (select 1 from kick)'])('sends no notification through a view: %s', async (sql) => {
     const before = await state()
     await explain(sql, true)
+    await listener.query('select 1')
+    expect(heard).toEqual([])
+    expect(await state()).toEqual(before)
+  })
+
+  // The planner evaluates an IMMUTABLE function called with constants while it plans, so even
+  // explain without analyze ran their bodies: the sequence advanced and listeners heard them.
+  it.each([
+    'select * from notes where id = planned()',
+    'select * from notes where id = planned_sql()',
+    'values (planned())',
+    'select id from notes where id in (planned(), planned_sql())',
+    'select * from notes where id = told()',
+    "update notes set body = 'x' where id = told()",
+  ])('runs nothing a plan evaluates ahead, without analyze: %s', async (sql) => {
+    const before = await state()
+    await explain(sql)
     await listener.query('select 1')
     expect(heard).toEqual([])
     expect(await state()).toEqual(before)
