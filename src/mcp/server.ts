@@ -364,8 +364,8 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       outputSchema: rowsOutput,
       annotations: {readOnlyHint: readOnly, destructiveHint: !readOnly, openWorldHint: false},
     },
-    ({sql, params, maxRows, maxBytes, timeoutMs}) => {
-      const o = {params: params ?? undefined, maxRows: maxRows ?? limits.maxRows, maxBytes: maxBytes ?? limits.maxBytes, timeoutMs: timeoutMs ?? limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs}
+    ({sql, params, maxRows, maxBytes, timeoutMs}, {signal}) => {
+      const o = {params: params ?? undefined, maxRows: maxRows ?? limits.maxRows, maxBytes: maxBytes ?? limits.maxBytes, timeoutMs: timeoutMs ?? limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs, signal}
       return guarded(async () => {
         await loadParser()
         const count = sharedAnalysisCache.analyze(sql, {maxStatementSize: target.tunnel.maxStatementSize}).statements.length
@@ -392,7 +392,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       outputSchema: {plan: z.array(z.string()), analyzed: z.boolean(), untrustedDataId: z.string(), untrustedData: z.string()},
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
-    ({sql, params, analyze, timeoutMs}) => {
+    ({sql, params, analyze, timeoutMs}, {signal}) => {
       const t = timeoutMs ?? limits.timeoutMs
       return guarded(async () => {
         await loadParser()
@@ -426,7 +426,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         // as a plain table), and even a plan without ANALYZE runs code: the planner evaluates an
         // IMMUTABLE function called with constants, whatever its body does. So the server runs every
         // explain read-only, and rolls it back.
-        const r = await runner.run(text, {params: params ?? undefined, maxRows: 10_000, maxBytes: 4 * 1024 ** 2, timeoutMs: t, approvalWaitMs: limits.approvalWaitMs, readOnlyTransaction: true}).catch((e: unknown) => {
+        const r = await runner.run(text, {params: params ?? undefined, maxRows: 10_000, maxBytes: 4 * 1024 ** 2, timeoutMs: t, approvalWaitMs: limits.approvalWaitMs, readOnlyTransaction: true, signal}).catch((e: unknown) => {
           if ((e as {code?: unknown} | null)?.code === '25006') {
             throw new ToolError({
               kind: 'denied',
