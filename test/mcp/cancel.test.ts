@@ -2,7 +2,10 @@ import {Client} from '@modelcontextprotocol/sdk/client/index.js'
 import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import type {StatementData} from '../../src/audit/events.js'
 import {openLocalEndpoint} from '../../src/mcp/local-endpoint.js'
+import {tempBucketUrl} from '../approvals/helpers.js'
+import {recordedStatements} from '../audit/helpers.js'
 import {createDbgateMcp, type DbgateMcp} from '../../src/mcp/server.js'
 import {isolatedEnv, loadedConfig} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
@@ -21,6 +24,7 @@ describe('MCP: a cancelled call, or a closed server, leaves no statement running
   let db: UpstreamInfo
   let loaded: ReturnType<typeof loadedConfig>
   let env: NodeJS.ProcessEnv
+  let bucketUrl: string
   const servers: DbgateMcp[] = []
 
   /** The MCP server on a tunnel over loopback TCP, or on the private unix socket `dbgate mcp` uses. */
@@ -44,12 +48,14 @@ describe('MCP: a cancelled call, or a closed server, leaves no statement running
     db = await createTestDatabase('mcpcancel')
     await withClient(db.url, (c) => c.query("create table jobs (id int primary key, state text) with (autovacuum_enabled = false); insert into jobs values (1, 'new'), (2, 'new')"))
     env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
-    loaded = loadedConfig(db, 'mcp:\n  mode: read-write\n  timeout: 60s', '', env)
+    bucketUrl = tempBucketUrl()
+    loaded = loadedConfig(db, 'mcp:\n  mode: read-write\n  timeout: 60s', `bucket: ${bucketUrl}`, env)
   })
 
   afterAll(async () => {
     await Promise.all(servers.map((s) => s.close()))
   })
+
 
   it.each([
     ['a sleep', 'query', {sql: 'select pg_sleep(45) /* tag-sleep */'}, 'tag-sleep'],
@@ -105,5 +111,16 @@ describe('MCP: a cancelled call, or a closed server, leaves no statement running
     void pending
     const state = await withClient(db.url, (c) => c.query('select state from jobs where id = 2'))
     expect(state.rows[0].state).toBe('new')
+  })
+
+  it('records the statements it stopped as cancelled on the server', async () => {
+    await Promise.all(servers.map((s) => s.close()))
+    const recorded: StatementData[] = await recordedStatements(bucketUrl)
+    for (const tag of ['tag-sleep', 'tag-lock', 'tag-close-sleep', 'tag-unix-a', 'tag-unix-b']) {
+      const st = recorded.find((r) => r.sql.includes(tag))
+      expect(st, tag).toBeDefined()
+      expect(st!.outcome, tag).not.toBe('ok')
+      expect(JSON.stringify(st), tag).toMatch(/57014|cancel/)
+    }
   })
 })
