@@ -5,6 +5,7 @@
  * reviewer. Read-only agents' sessions start with `SET SESSION CHARACTERISTICS AS TRANSACTION
  * READ ONLY`, so the server refuses writes too.
  */
+import {connect} from 'node:net'
 import pg from 'pg'
 import {builtinCandidates, isBuiltinOperator} from '../policy/builtins.js'
 import {loadParser, parseSql} from '../sql/parser.js'
@@ -18,6 +19,18 @@ export interface RunOptions {
   timeoutMs: number
   /** How long a statement held for approval may keep the tool waiting before it answers "waiting". */
   approvalWaitMs: number
+  /**
+   * Runs the statement inside `BEGIN READ ONLY`, rolled back when the call ends: the server refuses
+   * whatever it would write (a view's nextval, a function's DELETE), and a NOTIFY it sent is never
+   * delivered. For what is promised not to change anything, whatever the target's rules allow.
+   */
+  readOnlyTransaction?: boolean
+  /**
+   * The agent's cancellation of the call (MCP `notifications/cancelled`): the statement is cancelled
+   * on the server, and its session is not used again. Once the call answered "waiting", a held
+   * statement no longer listens to it.
+   */
+  signal?: AbortSignal
 }
 
 export interface ColumnInfo {
@@ -35,8 +48,10 @@ export interface RowsResult {
   rows: Record<string, string | null>[]
   truncated: boolean
   truncatedBy?: 'maxRows' | 'maxBytes'
-  /** Notices and warnings the statement produced (e.g. "approval … granted by …"). */
+  /** Notices and warnings the statement produced (e.g. "approval … granted by …"), the first of them within the caps. */
   notices: string[]
+  /** How many notices past the caps (`MAX_NOTICES`, `maxBytes`) were dropped, when any were. */
+  noticesDropped?: number
   /** The statement left a transaction open, and it was rolled back (see `endOpenTransaction`). */
   transactionRolledBack?: boolean
   /** The statement declared a cursor, and it was closed (see `endCursors`). */
@@ -63,6 +78,21 @@ interface Pending {
 /** A handful of sessions: enough for a few held statements without letting an agent open hundreds. */
 const MAX_SESSIONS = 4
 
+/**
+ * Notices one result keeps, besides their bytes counting against `maxBytes` apart from the rows. A
+ * statement raises one per row it computes if it likes (`to_tsquery` of a stop word does, a user
+ * function may): 2.5 million in a 30 s call were 220 MB of text for a 256 KiB result, and a
+ * gigabyte in the process serving the agent (the gateway's, for remote MCP).
+ */
+export const MAX_NOTICES = 100
+
+/** The notices a call keeps, within the caps, and how many it dropped. */
+interface NoticeLog {
+  kept: string[]
+  bytes: number
+  dropped: number
+}
+
 /** Every value as PostgreSQL's own text: exactly what the tunnel (and its masking) sent. */
 const RAW_TEXT = {getTypeParser: () => (value: string) => value}
 
@@ -85,6 +115,8 @@ export class StatementRunner {
   private readonly all = new Set<pg.Client>()
   private readonly pending = new Map<string, Pending>()
   private readonly typeNames = new Map<number, string>(Object.entries(KNOWN_TYPES).map(([k, v]) => [Number(k), v]))
+  /** Each session's call still under way (its statement, or the clean-up after it), until it settles. */
+  private readonly running = new Map<pg.Client, Promise<unknown>>()
 
   constructor(
     private readonly endpoint: SqlEndpoint,
@@ -93,13 +125,19 @@ export class StatementRunner {
 
   /** Runs one statement. Resolves with its rows, or with "waiting" when a reviewer must decide first; rejects with the database's (or dbgate's) error. */
   async run(sql: string, o: RunOptions): Promise<RunResult> {
+    if (o.signal?.aborted) throw new Error('the call was cancelled before its statement was sent')
     const client = await this.acquire()
-    const notices: string[] = []
+    const notices: NoticeLog = {kept: [], bytes: 0, dropped: 0}
     let held: ((w: WaitingResult) => void) | undefined
     const waiting = new Promise<WaitingResult>((resolve) => (held = resolve))
     const onNotice = (n: {message?: string; routine?: string}) => {
       const message = n.message ?? ''
-      notices.push(message)
+      // Measured as the agent receives it (a JSON string); the rest are counted, not held.
+      const size = Buffer.byteLength(JSON.stringify(message))
+      if (notices.kept.length < MAX_NOTICES && notices.bytes + size <= o.maxBytes) {
+        notices.kept.push(message)
+        notices.bytes += size
+      } else notices.dropped++
       // Only the tunnel's own notice holds a statement: PostgreSQL names the routine behind every
       // notice it sends, so a function RAISEing the same words cannot fake a hold (and make the
       // agent believe a statement that is running has not run, or take over another hold's id).
@@ -107,28 +145,69 @@ export class StatementRunner {
       if (m) held?.({status: 'waiting', approvalId: m[1]!, reviewers: m[2]!, message: message.replace(/^dbgate: /, '')})
     }
     client.on('notice', onNotice)
+    // The agent gave up on the call: a statement left running would go on to its timeout, holding its
+    // locks and a database session for nobody. A session whose cancel was sent is not used again, so
+    // a cancel arriving late cannot stop a later call's statement.
+    let aborted = false
+    const onAbort = () => {
+      aborted = true
+      void this.cancel(client)
+    }
+    o.signal?.addEventListener('abort', onAbort, {once: true})
     const settled: Promise<Settled> = this.execute(client, sql, o, notices)
       .then((value): Settled => ({ok: true, value}), (error: unknown): Settled => ({ok: false, error}))
       .then(async (s): Promise<Settled> => {
+        o.signal?.removeEventListener('abort', onAbort)
         // A FATAL ends the session, though its socket may close only later (the tunnel keeps it until
         // the server has ended what it was sending): the next call must not be sent into it.
-        if (!s.ok && isFatal(s.error)) this.discard(client)
+        if ((!s.ok && isFatal(s.error)) || aborted) this.discard(client)
         if ((await this.endOpenTransaction(client)) && s.ok) s.value.transactionRolledBack = true
         if (s.ok && (await this.endCursors(client, s.value.command))) s.value.cursorClosed = true
         return s
       })
       .finally(() => {
         client.off('notice', onNotice)
+        this.running.delete(client)
         this.release(client)
       })
+    this.running.set(client, settled)
     const first = await Promise.race([settled, waiting])
     if (!('status' in first)) return unwrap(first)
     // Held for a reviewer: a quick decision still comes back in this call; otherwise the agent gets
     // control back and the statement keeps waiting in the tunnel.
     const quick = await Promise.race([settled, sleep(o.approvalWaitMs)])
     if (quick) return unwrap(quick)
+    o.signal?.removeEventListener('abort', onAbort)
     this.pending.set(first.approvalId, {waiting: first, settled})
     return first
+  }
+
+  /**
+   * Sends the session's CancelRequest to the endpoint, which passes it to the server (or withdraws a
+   * statement it holds for a reviewer). PostgreSQL answers a cancel with nothing and closes.
+   */
+  private cancel(c: pg.Client): Promise<void> {
+    const {processID, secretKey} = c as unknown as {processID: number | null; secretKey: number | null}
+    if (processID === null || secretKey === null) return Promise.resolve()
+    const config = this.endpoint.clientConfig()
+    const host = config.host ?? '127.0.0.1'
+    const port = Number(config.port ?? 5432)
+    return new Promise<void>((resolve) => {
+      const socket = host.startsWith('/') ? connect(`${host}/.s.PGSQL.${port}`) : connect(port, host)
+      const done = () => {
+        socket.destroy()
+        resolve()
+      }
+      const request = Buffer.alloc(16)
+      request.writeInt32BE(16, 0)
+      request.writeInt32BE(80877102, 4)
+      request.writeInt32BE(processID, 8)
+      request.writeInt32BE(secretKey, 12)
+      socket.once('connect', () => socket.end(request))
+      socket.once('close', done)
+      socket.once('error', done)
+      socket.setTimeout(5000, done)
+    })
   }
 
   /** A held statement's outcome: its result once decided, or "waiting" after `waitMs`. Undefined for an id this server is not holding. */
@@ -145,8 +224,17 @@ export class StatementRunner {
     return [...this.pending.values()].map((p) => p.waiting)
   }
 
-  /** Ends every session; statements still waiting for approval are withdrawn by the tunnel. */
+  /**
+   * Ends every session; statements still waiting for approval are withdrawn by the tunnel. A
+   * statement still running is cancelled first: ending its session alone left it running on the
+   * server to its timeout (PostgreSQL notices a client gone only when it next writes to it), after
+   * the agent's session ended, its sign-in with it.
+   */
   async close(): Promise<void> {
+    const busy = [...this.running.entries()].filter(([c]) => this.all.has(c))
+    await Promise.all(busy.map(([c]) => this.cancel(c)))
+    // Its answer (the cancel's error) comes before the session ends, so the tunnel sees it through.
+    await Promise.all(busy.map(([, settled]) => Promise.race([settled.catch(() => {}), sleep(5000)])))
     await Promise.all([...this.all].map((c) => c.end().catch(() => {})))
     this.all.clear()
   }
@@ -235,10 +323,18 @@ export class StatementRunner {
     this.idle.push(c)
   }
 
-  private async execute(c: pg.Client, sql: string, o: RunOptions, notices: string[]): Promise<RowsResult> {
+  private async execute(c: pg.Client, sql: string, o: RunOptions, notices: NoticeLog): Promise<RowsResult> {
     if (this.timeouts.get(c) !== o.timeoutMs) {
       await c.query(`SET statement_timeout = ${Math.floor(o.timeoutMs)}`)
       this.timeouts.set(c, o.timeoutMs)
+    }
+    if (o.readOnlyTransaction) {
+      await c.query('BEGIN READ ONLY')
+      // Only a transaction the server says it opened holds the statement (endOpenTransaction rolls it back).
+      if (this.txStatus.get(c) !== 'T') {
+        this.discard(c)
+        throw new Error('the read-only transaction this call runs in did not open (the server did not report one after BEGIN READ ONLY); nothing was run')
+      }
     }
     // Unless this statement is known to leave the timeout alone, the next one sets it again.
     await loadParser()
@@ -304,7 +400,8 @@ export class StatementRunner {
       rows: rows.map((r) => Object.fromEntries(names.map((n, i) => [n, r[i] ?? null]))),
       truncated: truncatedBy !== undefined,
       ...(truncatedBy ? {truncatedBy} : {}),
-      notices: notices.map((n) => n.replace(/^dbgate: /, '')),
+      notices: notices.kept.map((n) => n.replace(/^dbgate: /, '')),
+      ...(notices.dropped ? {noticesDropped: notices.dropped} : {}),
     }
   }
 

@@ -19,7 +19,7 @@ import {loadParser, parseTree} from '../sql/parser.js'
 import {ATTRIBUTES_SQL, attnums, CONSTRAINTS_SQL, INDEXES_SQL, RELATIONS_SQL, relationsFrom, SCHEMAS_SQL, type RelationInfo, type Row} from './catalog.js'
 import type {OpenEndpoint, SqlEndpoint} from './endpoint.js'
 import {describeFailure, type ToolFailure} from './errors.js'
-import {StatementRunner, type RowsResult, type RunResult, type WaitingResult} from './runner.js'
+import {MAX_NOTICES, StatementRunner, type RowsResult, type RunResult, type WaitingResult} from './runner.js'
 import {UNTRUSTED_FIELD_NOTE, untrustedBlock} from './untrusted.js'
 
 export interface DbgateMcpOptions {
@@ -60,6 +60,7 @@ const rowsOutput = {
   transactionRolledBack: z.boolean().optional().describe('the statement left a transaction open, and dbgate rolled it back: a transaction cannot span calls'),
   cursorClosed: z.boolean().optional().describe('the statement declared a cursor, and dbgate closed it: a cursor cannot span calls'),
   notices: z.array(z.string()).optional(),
+  noticesDropped: z.number().optional().describe(`how many notices past the first ${MAX_NOTICES} (or past maxBytes of them) were dropped`),
   approvalId: z.string().optional(),
   reviewers: z.string().optional(),
   message: z.string().optional(),
@@ -203,7 +204,8 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     const copy = r.command === 'COPY' ? ' COPY output is not returned by this tool; use SELECT to see rows.' : ''
     const rolledBack = r.transactionRolledBack ? ' The transaction this statement left open was rolled back: each call runs on its own, so a transaction cannot span calls (send one statement that does the whole work).' : ''
     const closed = r.cursorClosed ? ' The cursor it declared was closed: each call runs on its own, so a cursor cannot span calls (select the rows directly, paging with ORDER BY … LIMIT … OFFSET).' : ''
-    const heading = `${count}: ${r.rows.length} row(s) returned.${cut}${copy}${rolledBack}${closed}`
+    const dropped = r.noticesDropped ? ` ${r.noticesDropped} more notice(s) were dropped: a result keeps the first ${MAX_NOTICES}, within maxBytes.` : ''
+    const heading = `${count}: ${r.rows.length} row(s) returned.${cut}${copy}${rolledBack}${closed}${dropped}`
     if (r.columns.length === 0 && r.notices.length === 0) return {content: [{type: 'text', text: heading}], structuredContent: {...r}}
     const {text, id} = rowsText(r, heading)
     return {content: [{type: 'text', text}], structuredContent: {...r, untrustedDataId: id, untrustedData: UNTRUSTED_FIELD_NOTE}}
@@ -362,8 +364,8 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       outputSchema: rowsOutput,
       annotations: {readOnlyHint: readOnly, destructiveHint: !readOnly, openWorldHint: false},
     },
-    ({sql, params, maxRows, maxBytes, timeoutMs}) => {
-      const o = {params: params ?? undefined, maxRows: maxRows ?? limits.maxRows, maxBytes: maxBytes ?? limits.maxBytes, timeoutMs: timeoutMs ?? limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs}
+    ({sql, params, maxRows, maxBytes, timeoutMs}, {signal}) => {
+      const o = {params: params ?? undefined, maxRows: maxRows ?? limits.maxRows, maxBytes: maxBytes ?? limits.maxBytes, timeoutMs: timeoutMs ?? limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs, signal}
       return guarded(async () => {
         await loadParser()
         const count = sharedAnalysisCache.analyze(sql, {maxStatementSize: target.tunnel.maxStatementSize}).statements.length
@@ -390,7 +392,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       outputSchema: {plan: z.array(z.string()), analyzed: z.boolean(), untrustedDataId: z.string(), untrustedData: z.string()},
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
-    ({sql, params, analyze, timeoutMs}) => {
+    ({sql, params, analyze, timeoutMs}, {signal}) => {
       const t = timeoutMs ?? limits.timeoutMs
       return guarded(async () => {
         await loadParser()
@@ -420,7 +422,22 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
             message: 'This text would make EXPLAIN run the statement (ANALYZE among its options) without analyze: true. Send the statement alone; analyze: true runs it, and only a statement that only reads.',
           })
         }
-        const r = await runner.run(text, {params: params ?? undefined, maxRows: 10_000, maxBytes: 4 * 1024 ** 2, timeoutMs: t, approvalWaitMs: limits.approvalWaitMs})
+        // The offline judgment above cannot see into a view (one that calls nextval or pg_notify reads
+        // as a plain table), and even a plan without ANALYZE runs code: the planner evaluates an
+        // IMMUTABLE function called with constants, whatever its body does. So the server runs every
+        // explain read-only, and rolls it back.
+        const r = await runner.run(text, {params: params ?? undefined, maxRows: 10_000, maxBytes: 4 * 1024 ** 2, timeoutMs: t, approvalWaitMs: limits.approvalWaitMs, readOnlyTransaction: true, signal}).catch((e: unknown) => {
+          if ((e as {code?: unknown} | null)?.code === '25006') {
+            throw new ToolError({
+              kind: 'denied',
+              message: analyze
+                ? 'EXPLAIN ANALYZE runs the statement in a read-only transaction that is rolled back, and the database refused what it tried to change (its message is below: a view or function it reads writes or advances a sequence). Call explain without analyze to see its plan without running it.'
+                : 'explain plans the statement in a read-only transaction that is rolled back, and the database refused what planning it tried to change (its message is below: a function the planner evaluates ahead, one declared IMMUTABLE and called with constants, writes or advances a sequence). Tell the user; the plan of this statement cannot be shown here.',
+              data: {message: (e as Error).message},
+            })
+          }
+          throw e
+        })
         if (r.status === 'waiting') {
           throw new ToolError({kind: 'denied', message: `Even EXPLAIN of this statement needs a reviewer here: ${r.message} Call approval_status with "${r.approvalId}" (waitSeconds up to 60) for the plan, or tell the user.`})
         }
