@@ -128,7 +128,7 @@ function maskAs(value: string, category: MaskingCategory, m: ValueMasking, own =
 
 /** The values of a `(a, b)=(x, y)` key: those of sensitive columns masked; all of them when the table is unknown. */
 function maskKeyValues(cols: string, vals: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
-  const names = cols.split(', ')
+  const names = keyNames(cols)
   const values = vals.split(', ')
   const categoryOf = (name: string): MaskingCategory | undefined => {
     const col = rel?.columns.find((c) => c.name === name)
@@ -138,12 +138,41 @@ function maskKeyValues(cols: string, vals: string, rel: CatalogRelation | undefi
   if (names.length !== values.length) return maskAs(vals, 'untraceable', m)
   return values
     .map((v, i) => {
-      const name = names[i]!.replace(/^"|"$/g, '')
+      const part = names[i]!
+      const name = /^".*"$/s.test(part) ? part.slice(1, -1).replace(/""/g, '"') : part
       if (isExpression(name, rel)) return maskExpressionValue(v, name, rel, m, own)
       const c = categoryOf(name)
       return c ? maskAs(v, c, m, own) : (scanAndMask(v, m) ?? v)
     })
     .join(', ')
+}
+
+/**
+ * The parts of a key's column list, split at the `, ` PostgreSQL joins them with, but not inside a
+ * quoted identifier (`"k, id"`), a string constant or an expression's parentheses
+ * (`coalesce(a, b)`): split there, a name would pair with the next part of a value (`Key (address,
+ * "k, id")=(178 Via Roma, Portsmouth, 5)` paired `Portsmouth` with `"k`, a clean name).
+ */
+function keyNames(cols: string): string[] {
+  const out: string[] = []
+  let depth = 0
+  let quote: string | undefined
+  let start = 0
+  for (let i = 0; i < cols.length; i++) {
+    const c = cols[i]!
+    if (quote) {
+      if (c === quote) quote = undefined
+    } else if (c === '"' || c === "'") quote = c
+    else if (c === '(') depth++
+    else if (c === ')') depth--
+    else if (c === ',' && cols[i + 1] === ' ' && depth === 0) {
+      out.push(cols.slice(start, i))
+      start = i + 2
+      i++
+    }
+  }
+  out.push(cols.slice(start))
+  return out
 }
 
 const IDENTIFIER = /^[\p{L}_][\p{L}\p{N}_$]*$/u

@@ -91,12 +91,30 @@ describe('masking: index expressions in keys', () => {
     await c.end()
   })
 
+  it('pairs each value with its column when a quoted column name holds ", "', async () => {
+    const steps = ['create temp table kq (address text, "k, id" int, "a""b" text, unique (address, "k, id", "a""b"))', "insert into kq select address, 5, 'z' from customers where id = 1", "insert into kq select address, 5, 'z' from customers where id = 1"]
+    const address = (await withClient(fx.db.url, (c) => c.query('select address from customers where id = 1'))).rows[0].address as string
+    const parts = address.split(', ')
+    expect(parts.length).toBeGreaterThan(1)
+    const direct = await withClient(fx.db.url, (c) => failure(c, steps))
+    expect(direct.detail).toContain(address)
+    const c = await tunnel.client()
+    const e = await failure(c, steps)
+    expect(e.detail).toMatch(/^Key \(address, .*\)=\(.*\) already exists\.$/)
+    for (const p of parts) expect(e.detail).not.toContain(p)
+    await c.end()
+  })
+
   it('keeps the values of keys over clean columns', async () => {
     const c = await tunnel.client()
     const tag = await failure(c, ["insert into tags values ('FOO')"])
     expect(tag.detail).toBe('Key (lower(name))=(foo) already exists.')
     const pair = await failure(c, ["insert into pairs values (1, 'a')"])
     expect(pair.detail).toBe("Key ((id + 0), (label || ''::text))=(1, a) already exists.")
+    await c.query('create temp table qk ("k, id" int, "a""b" text, unique ("k, id", "a""b"))')
+    await c.query("insert into qk values (5, 'z')")
+    const quoted = await failure(c, ["insert into qk values (5, 'z')"])
+    expect(quoted.detail).toBe('Key ("k, id", "a""b")=(5, z) already exists.')
     await c.end()
   })
 })
