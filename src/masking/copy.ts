@@ -7,7 +7,7 @@ import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
 import {arena, batch, batchView, OTHER, put, putInt32, reserve, rewritten, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail} from './byte-masks.js'
-import {bufferNeeds} from './detectors.js'
+import {bufferNeeds, scanText} from './detectors.js'
 import type {CopyShape} from './lineage.js'
 import type {UnkeptMark} from './lasting-marks.js'
 import {maskComposite, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
@@ -459,6 +459,12 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
     } else if (printable(value)) {
       const scanned = scanAndMask(value.toString('utf8'), m)
       out = scanned === undefined ? undefined : Buffer.from(scanned, 'utf8')
+    } else {
+      // A record, an array, or text with a control character in it (`E'\x01' || body`): their
+      // text sits among length words and OIDs, which a rewrite in place would break, so a field
+      // the scanner objects to is dropped whole.
+      const needs = bufferNeeds(value)
+      if (needs !== 0 && scanText(value.toString('utf8'), needs).length > 0) out = null
     }
     if (out === undefined) {
       parts.push(chunk.subarray(at - len - 4, at))

@@ -1200,7 +1200,9 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     if (w.format === -1) {
       // Without a RowDescription the encoding is unknown: NULL is valid in both.
       if (w.mask) return null
-      if (!printableUtf8(v)) return undefined
+      // Bytes that are not text may be a binary record or array holding text among length words:
+      // dropped whole when the scanner objects to them, as a binary value is above.
+      if (!printableUtf8(v)) return scanText(v.toString('utf8'), needs).length > 0 ? null : undefined
     }
     const inner = w.format === 1 ? binaryText(v, w.typeOid) : {text: v.toString('utf8'), wrap: (t: string) => Buffer.from(t, 'utf8')}
     if (!inner) return w.mask ? null : undefined
