@@ -7,8 +7,9 @@ import type {MaskingCategory, MaskingStrategy} from './categories.js'
 import {encodeCopyData} from '../wire/backend.js'
 import {arena, batch, batchView, OTHER, put, putInt32, reserve, rewritten, UNCHANGED, written} from './arena.js'
 import {byteMaskOf, emailCut, writeEmail} from './byte-masks.js'
-import {bufferNeeds} from './detectors.js'
+import {bufferNeeds, scanText} from './detectors.js'
 import type {CopyShape} from './lineage.js'
+import type {UnkeptMark} from './lasting-marks.js'
 import {maskComposite, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
 
 /** A whole field masked by category, or a row / document field masked inside by field rules. */
@@ -18,6 +19,27 @@ export type CopyMask = {category: MaskingCategory; strategy: MaskingStrategy} | 
 export type CopyPlan = {shape: CopyShape; categories: (CopyMask | undefined)[] | 'all'}
 
 const WHOLE: CopyMask = {category: 'untraceable', strategy: 'redact'}
+
+/**
+ * A `COPY … TO STDOUT` whose `ENCODING` option is not UTF-8, or undefined. COPY data is read as
+ * UTF-8 (the session's client_encoding, which is held at UTF8) to be split into fields; in SJIS,
+ * BIG5, GBK, GB18030, UHC or JOHAB the second byte of a character can be a backslash or the
+ * delimiter, which the server writes unescaped, so the fields would be split elsewhere than the
+ * server meant and a sensitive value would sit at a clean column's position
+ * (`copy (select 'ソ', full_name, country …) to stdout (encoding 'SJIS')`). Other encodings write
+ * the same bytes as UTF-8 for what masking looks for but are not read as they are meant either, so
+ * the allow-list is UTF-8 alone, spelt as the server accepts it (case, `-` and `_` aside, and
+ * UNICODE).
+ */
+export function copyEncodingRefusal(shape: CopyShape | undefined): UnkeptMark | undefined {
+  if (shape?.encoding === undefined) return undefined
+  const name = shape.encoding.toLowerCase().replace(/[^a-z0-9]/g, '')
+  if (name === 'utf8' || name === 'unicode') return undefined
+  return {
+    message: `masking refuses COPY … TO STDOUT with ENCODING '${shape.encoding}': masking reads COPY data as UTF-8 to find its fields, and in another encoding a character's bytes can read as a delimiter or a backslash, moving a sensitive value to a clean column's place`,
+    hint: "Leave out the ENCODING option (or give ENCODING 'UTF8') and convert the output on the client (iconv -f UTF-8 -t SJIS).",
+  }
+}
 
 function maskField(value: string, mask: CopyMask | undefined, m: ValueMasking): string | null | undefined {
   if (!mask) return scanAndMask(value, m)
@@ -437,6 +459,12 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
     } else if (printable(value)) {
       const scanned = scanAndMask(value.toString('utf8'), m)
       out = scanned === undefined ? undefined : Buffer.from(scanned, 'utf8')
+    } else {
+      // A record, an array, or text with a control character in it (`E'\x01' || body`): their
+      // text sits among length words and OIDs, which a rewrite in place would break, so a field
+      // the scanner objects to is dropped whole.
+      const needs = bufferNeeds(value)
+      if (needs !== 0 && scanText(value.toString('utf8'), needs).length > 0) out = null
     }
     if (out === undefined) {
       parts.push(chunk.subarray(at - len - 4, at))

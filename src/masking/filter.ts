@@ -11,7 +11,7 @@ import type {FieldDescription, PgNoticeFields} from '../wire/fields.js'
 import {maskBinaryValue, binaryText} from './binary.js'
 import type {Catalog, DerivedMarks, SensitiveMark} from './catalog.js'
 import {DEFAULT_STRATEGIES, type MaskingCategory, type MaskingStrategy} from './categories.js'
-import {maskCopyInto, maskCopyMessage, type CopyMask, type CopyPlan} from './copy.js'
+import {copyEncodingRefusal, maskCopyInto, maskCopyMessage, type CopyMask, type CopyPlan} from './copy.js'
 import {bufferNeeds, scanText, type Finding} from './detectors.js'
 import {watchLiterals} from '../sql/parser.js'
 import {MAX_SHAPED_TEXT} from '../policy/shape-cache.js'
@@ -436,6 +436,10 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     // The filter masks every untraceable column of a text it could not analyse, in either mode.
     if (text === TOO_LARGE) return {ok: true}
     if (!text.ok) return maskUntraceable ? {ok: true} : {ok: false, reason: `dbgate cannot tell which values this statement returns: ${text.error}`}
+    for (const s of text.statements) {
+      const encoding = copyEncodingRefusal(s.copy)
+      if (encoding) return {ok: false, reason: encoding.message, refusal: encoding}
+    }
     // Values sent through a side channel can never be masked, whatever onUntraceable says.
     const side = text.statements.find((s) => s.sideChannels.length > 0)
     if (side) return {ok: false, reason: side.sideChannels[0]!}
@@ -1196,7 +1200,9 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
     if (w.format === -1) {
       // Without a RowDescription the encoding is unknown: NULL is valid in both.
       if (w.mask) return null
-      if (!printableUtf8(v)) return undefined
+      // Bytes that are not text may be a binary record or array holding text among length words:
+      // dropped whole when the scanner objects to them, as a binary value is above.
+      if (!printableUtf8(v)) return scanText(v.toString('utf8'), needs).length > 0 ? null : undefined
     }
     const inner = w.format === 1 ? binaryText(v, w.typeOid) : {text: v.toString('utf8'), wrap: (t: string) => Buffer.from(t, 'utf8')}
     if (!inner) return w.mask ? null : undefined

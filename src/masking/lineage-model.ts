@@ -47,6 +47,8 @@ export interface CopyShape {
   escape: string
   nullString: string
   header: boolean
+  /** The `ENCODING` option as written (`'SJIS'`), undefined when the statement gives none (the session's, UTF-8). */
+  encoding?: string
   /** Undefined when the copied query's shape is unknown. */
   columns?: NamedLineage[]
 }

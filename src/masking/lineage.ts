@@ -1083,6 +1083,7 @@ function copyShape(node: Node, columns: NamedLineage[] | undefined): CopyShape {
     escape: typeof opts.get('escape') === 'string' ? (opts.get('escape') as string) : quote,
     nullString: typeof opts.get('null') === 'string' ? (opts.get('null') as string) : format === 'csv' ? '' : '\\N',
     header: header === true || header === 'true' || header === 'on' || header === 'match',
+    ...(opts.has('encoding') ? {encoding: typeof opts.get('encoding') === 'string' ? (opts.get('encoding') as string) : ''} : {}),
     columns,
   }
 }

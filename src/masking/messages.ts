@@ -12,7 +12,7 @@
  */
 import type {Catalog, CatalogRelation} from './catalog.js'
 import {classifyColumn, type MaskingCategory} from './categories.js'
-import type {StatementLineage} from './lineage.js'
+import {analyzeText, flatten, type StatementLineage} from './lineage.js'
 import {parseSql} from '../sql/parser.js'
 import {maskJson, namesOf, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
 
@@ -128,7 +128,7 @@ function maskAs(value: string, category: MaskingCategory, m: ValueMasking, own =
 
 /** The values of a `(a, b)=(x, y)` key: those of sensitive columns masked; all of them when the table is unknown. */
 function maskKeyValues(cols: string, vals: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
-  const names = cols.split(', ')
+  const names = keyNames(cols)
   const values = vals.split(', ')
   const categoryOf = (name: string): MaskingCategory | undefined => {
     const col = rel?.columns.find((c) => c.name === name)
@@ -138,10 +138,73 @@ function maskKeyValues(cols: string, vals: string, rel: CatalogRelation | undefi
   if (names.length !== values.length) return maskAs(vals, 'untraceable', m)
   return values
     .map((v, i) => {
-      const c = categoryOf(names[i]!.replace(/^"|"$/g, ''))
+      const part = names[i]!
+      const name = /^".*"$/s.test(part) ? part.slice(1, -1).replace(/""/g, '"') : part
+      if (isExpression(name, rel)) return maskExpressionValue(v, name, rel, m, own)
+      const c = categoryOf(name)
       return c ? maskAs(v, c, m, own) : (scanAndMask(v, m) ?? v)
     })
     .join(', ')
+}
+
+/**
+ * The parts of a key's column list, split at the `, ` PostgreSQL joins them with, but not inside a
+ * quoted identifier (`"k, id"`), a string constant or an expression's parentheses
+ * (`coalesce(a, b)`): split there, a name would pair with the next part of a value (`Key (address,
+ * "k, id")=(178 Via Roma, Portsmouth, 5)` paired `Portsmouth` with `"k`, a clean name).
+ */
+function keyNames(cols: string): string[] {
+  const out: string[] = []
+  let depth = 0
+  let quote: string | undefined
+  let start = 0
+  for (let i = 0; i < cols.length; i++) {
+    const c = cols[i]!
+    if (quote) {
+      if (c === quote) quote = undefined
+    } else if (c === '"' || c === "'") quote = c
+    else if (c === '(') depth++
+    else if (c === ')') depth--
+    else if (c === ',' && cols[i + 1] === ' ' && depth === 0) {
+      out.push(cols.slice(start, i))
+      start = i + 2
+      i++
+    }
+  }
+  out.push(cols.slice(start))
+  return out
+}
+
+const IDENTIFIER = /^[\p{L}_][\p{L}\p{N}_$]*$/u
+/** A key part that is an index expression (`lower(nm)`, `(nm || ''::text)`), not a column's name. */
+function isExpression(name: string, rel: CatalogRelation | undefined): boolean {
+  return !IDENTIFIER.test(name) && !rel?.columns.some((c) => c.name === name)
+}
+
+/**
+ * The value of an index expression in a key (`Key (lower(nm))=(alice novak) already exists`, or
+ * a partition key's): what the expression computes from the row, traced as a query's column would
+ * be (`SELECT lower(nm) FROM t`), since it may call a user function that reads any table
+ * (`Key (public.f_name(id))=(Alice Novak) is duplicated`). Masked as what it computes from
+ * (redacted: it is not a column's own value, of which `partial` would keep the wrong part), and as
+ * untraceable unless proven clean. In a statement that reads sensitive data or runs code the
+ * analysis cannot see into, the row itself may hold values the catalog does not classify yet, so
+ * there it is masked whatever it reads.
+ */
+function maskExpressionValue(value: string, expression: string, rel: CatalogRelation | undefined, m: ValueMasking, own: boolean): string {
+  if (!rel || !own) return maskAs(value, 'untraceable', m)
+  const text = analyzeText(`select ${expression} from ${quoteIdent(rel.schema)}.${quoteIdent(rel.name)}`, m.catalog)
+  const st = text.ok && text.statements.length === 1 ? text.statements[0] : undefined
+  const column = st?.columns?.length === 1 && !st.opaque && st.untraceable.length === 0 ? st.columns[0] : undefined
+  if (!column || column.unknown) return maskAs(value, 'untraceable', m)
+  const categories = new Set(flatten(column).map((x) => x.category))
+  if (categories.size === 1) return maskAs(value, [...categories][0]!, m, false)
+  if (categories.size > 1) return maskAs(value, 'untraceable', m)
+  return scanAndMask(value, m) ?? value
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`
 }
 
 /**

@@ -201,6 +201,12 @@ export interface FieldRules {
    * redacted instead (see `strategyFor`). Absent: every field is a column's own value.
    */
   inexact?: {names: Set<string>; positions: Set<number>}
+  /**
+   * Per position, the rules of a field that is itself a row or document (`ROW(1, c)`, `(c, 2)`,
+   * `ROW(1, ROW(c.*))`): in a record's text its value is the inner record's text, quoted, which
+   * the position's own category (none) would leave to the scanner alone.
+   */
+  nested?: (FieldRules | undefined)[]
 }
 
 /** Whether a field's value is exactly one sensitive column's own value, or several of one category. */
@@ -232,7 +238,8 @@ export function fieldRules(fields: NamedLineage[], untraceable: boolean): FieldR
   fields.forEach((f, i) => {
     if (!exactField(f)) inexact.positions.add(i)
   })
-  return {byName, byPosition: fields.map(categoryOf), inexact}
+  const nested = fields.map((f) => (f.fields ? fieldRules(f.fields, untraceable) : undefined))
+  return {byName, byPosition: fields.map(categoryOf), inexact, ...(nested.some(Boolean) ? {nested} : {})}
 }
 
 /** The strategy of a document's field: `partial` only on a column's own value (see `FieldRules.inexact`). */
@@ -330,6 +337,13 @@ export function maskComposite(text: string, typeOid: number, rules: FieldRules, 
     const out = fields.map((f, i) => {
       const c = rules.byPosition[i]
       if (f === null) return null
+      const inner = rules.nested?.[i]
+      if (inner && !c) {
+        const masked = maskComposite(f, 0, inner, m)
+        if (masked === undefined) return f
+        changed = true
+        return masked
+      }
       if (c) {
         changed = true
         const strategy = fieldStrategy(c, rules.inexact?.positions.has(i) ?? false, m)
