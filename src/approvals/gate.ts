@@ -20,7 +20,7 @@ import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLineSql, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {visible} from '../util/visible.js'
-import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
+import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, windowKey, writeOutcome, writeRequest, writeWindow} from './store.js'
 import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement, GatewaySignature} from './types.js'
 import type {VerifiedDecision} from './verify.js'
 import type {UnsignedRequest} from './gateway-signature.js'
@@ -382,18 +382,21 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
       writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))
 
+    /** The statement was given up (a cancel, a disconnect) or its session is ending: it runs nothing, whatever was decided. */
+    const withdrawn = async (): Promise<StatementVerdict> => {
+      await settle({state: 'withdrawn'})
+      const ending = sessionEnding(ctx.signal)
+      record(ctx.sessionId, 'approval.withdrawn', {approvalId: id, reason: ending ?? 'the client cancelled the statement or disconnected'})
+      announce(`approval ${id} withdrawn: ${ending ?? 'the client cancelled'}`)
+      const approval: ApprovalSettlement = {id, decision: 'approval_withdrawn'}
+      const message = ending ? `dbgate: approval ${id} withdrawn: ${ending}` : `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`
+      return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message}, decision, approval}
+    }
+
     let lastPollError: string | undefined
     let lastVerifyProblem: string | undefined
     for (;;) {
-      if (ctx.signal.aborted) {
-        await settle({state: 'withdrawn'})
-        const ending = sessionEnding(ctx.signal)
-        record(ctx.sessionId, 'approval.withdrawn', {approvalId: id, reason: ending ?? 'the client cancelled the statement or disconnected'})
-        announce(`approval ${id} withdrawn: ${ending ?? 'the client cancelled'}`)
-        const approval: ApprovalSettlement = {id, decision: 'approval_withdrawn'}
-        const message = ending ? `dbgate: approval ${id} withdrawn: ${ending}` : `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`
-        return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message}, decision, approval}
-      }
+      if (ctx.signal.aborted) return withdrawn()
       const left = Date.parse(request.expiresAt) - now().getTime()
       if (left <= 0) {
         await settle({state: 'expired'})
@@ -414,6 +417,10 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       }
       if (raw !== undefined) {
         const check = await verifyDecision(raw, {request, digest, privateKey: key.privateKey, identityConfig: opts.identityConfig, reviewers})
+        // Withdrawn while the decision was read and checked (the IdP asked, the bucket read): the
+        // withdrawal came first, and an approval now would run what the client gave up, or run it
+        // for a session that is ending.
+        if (ctx.signal.aborted) return withdrawn()
         if (check.ok) return decided(check.verified)
         if (check.transient) {
           // A genuine decision must not be thrown away because the IdP blinked: keep it and look again.
@@ -456,12 +463,18 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       }
       const until = dec.action === 'window' ? new Date(now().getTime() + dec.windowMs!) : undefined
       if (until) {
-        windows.push({requestId: id, class: request.class, ruleId: request.ruleId, until, reviewer})
         await writeWindow(opts.bucket, {v: 1, requestId: id, target: request.target, class: request.class, requester: identityLabel(requester), reviewer, from: now().toISOString(), until: until.toISOString()}).catch((e: Error) =>
           opts.log('warn', `could not publish window ${id}: ${e.message}`),
         )
       }
       await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
+      // The last moment before the statement goes on: a withdrawal that came while the bucket was
+      // written wins, and a window granted on a statement that never ran opens nothing.
+      if (ctx.signal.aborted) {
+        if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
+        return withdrawn()
+      }
+      if (until) windows.push({requestId: id, class: request.class, ruleId: request.ruleId, until, reviewer})
       const scope = dec.action === 'window' ? ` with a window for ${request.class} statements that rule ${request.ruleId} holds, for ${shortDuration(dec.windowMs!)}` : ''
       announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
       void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
