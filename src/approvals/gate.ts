@@ -393,19 +393,24 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message}, decision, approval}
     }
 
+    /** The request's validity ended before a decision took effect: what the reviewer approved was a statement to run by then. */
+    const expired = async (late = false): Promise<StatementVerdict> => {
+      await settle({state: 'expired'})
+      record(ctx.sessionId, 'approval.expired', {approvalId: id, expiresAt: request.expiresAt})
+      const how = late ? 'before the decision on it took effect' : 'with no decision'
+      announce(`approval ${id} expired ${how}`)
+      void notifyWebhook(hook, `dbgate: approval ${id} (${identityLabel(requester)} on ${opts.target.name}) expired ${how}.`)
+      const approval: ApprovalSettlement = {id, decision: 'approval_timeout'}
+      return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} expired after ${expiresIn} ${late ? how : `${how} by ${who}`}`, hint: 'run the statement again to ask again'}, decision, approval}
+    }
+    const pastExpiry = () => Date.parse(request.expiresAt) <= now().getTime()
+
     let lastPollError: string | undefined
     let lastVerifyProblem: string | undefined
     for (;;) {
       if (ctx.signal.aborted) return withdrawn()
       const left = Date.parse(request.expiresAt) - now().getTime()
-      if (left <= 0) {
-        await settle({state: 'expired'})
-        record(ctx.sessionId, 'approval.expired', {approvalId: id, expiresAt: request.expiresAt})
-        announce(`approval ${id} expired with no decision`)
-        void notifyWebhook(hook, `dbgate: approval ${id} (${identityLabel(requester)} on ${opts.target.name}) expired with no decision.`)
-        const approval: ApprovalSettlement = {id, decision: 'approval_timeout'}
-        return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} expired after ${expiresIn} with no decision by ${who}`, hint: 'run the statement again to ask again'}, decision, approval}
-      }
+      if (left <= 0) return expired()
       let raw: unknown
       try {
         raw = await pollDecision(opts.bucket, id)
@@ -421,6 +426,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         // withdrawal came first, and an approval now would run what the client gave up, or run it
         // for a session that is ending.
         if (ctx.signal.aborted) return withdrawn()
+        // Likewise a request that expired meanwhile: a decision takes effect within its validity or not at all.
+        if (pastExpiry()) return expired(check.ok)
         if (check.ok) return decided(check.verified)
         if (check.transient) {
           // A genuine decision must not be thrown away because the IdP blinked: keep it and look again.
@@ -468,11 +475,11 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         )
       }
       await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
-      // The last moment before the statement goes on: a withdrawal that came while the bucket was
-      // written wins, and a window granted on a statement that never ran opens nothing.
-      if (ctx.signal.aborted) {
+      // The last moment before the statement goes on: a withdrawal (or the expiry) that came while
+      // the bucket was written wins, and a window granted on a statement that never ran opens nothing.
+      if (ctx.signal.aborted || pastExpiry()) {
         if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
-        return withdrawn()
+        return ctx.signal.aborted ? withdrawn() : expired(true)
       }
       if (until) windows.push({requestId: id, class: request.class, ruleId: request.ruleId, until, reviewer})
       const scope = dec.action === 'window' ? ` with a window for ${request.class} statements that rule ${request.ruleId} holds, for ${shortDuration(dec.windowMs!)}` : ''

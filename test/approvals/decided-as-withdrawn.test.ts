@@ -127,3 +127,67 @@ describe('a statement withdrawn while its decision is read and checked runs noth
     }
   }
 })
+
+/**
+ * The same for the request's validity: a decision read, checked and written past the moment the
+ * request expires is too late, and the statement, which the requester was about to be told had
+ * expired, does not run.
+ */
+describe('a decision that completes after the request expired runs nothing', () => {
+  let p: People
+  beforeAll(async () => {
+    p = await people()
+    for (const u of ['alice', 'bob']) await p.login(u)
+  })
+  afterAll(() => p?.close())
+
+  const moments: [Moment, 'approve' | 'window'][] = [
+    ['the decision is found', 'approve'],
+    ['the decision is read', 'approve'],
+    ['the outcome is written', 'approve'],
+    ['the window is published', 'window'],
+  ]
+  for (const [moment, action] of moments) {
+    it(`the request expires as ${moment} (${action})`, async () => {
+      const bucketUrl = tempBucketUrl()
+      const bucket = openBucket(bucketUrl)
+      const config = loadedConfig({host: '127.0.0.1', port: 5432, database: 'app', user: 'app', password: 'x', url: ''} as never, TARGET, `identity:\n  issuer: ${p.f.dev.issuer}\n  clientId: ${p.f.dev.cliClientId}\nbucket: ${bucketUrl}`).config
+      const alice = await getIdentity(p.f.config, {env: p.env('alice'), store: openTokenStore({env: p.env('alice')})})
+      // The gate's clock runs as the real one until the moment, then jumps past the 15 minutes.
+      let skew = 0
+      const events: {type: string; payload: unknown}[] = []
+      const gate = createApprovalGate({
+        bucket: touching(bucket, moment, () => (skew = 16 * 60_000)),
+        target: config.targets.app!,
+        identity: alice.identity,
+        identityConfig: p.f.config,
+        record: (_s, type, payload) => events.push({type, payload}),
+        log: () => {},
+        pollMs: 50,
+        now: () => new Date(Date.now() + skew),
+      })
+      const hold: HoldVerdict = {
+        action: 'hold',
+        decision: {action: 'require_approval', statements: [], holds: [{class: 'ddl', ruleId: 'default.ddl-approval', reason: 'schema changes need a reviewer', statementIndex: 0}]} as never,
+        reviewers: ['dba'],
+        rule: {action: 'require_approval', ruleId: 'default.ddl-approval', class: 'ddl', reason: 'schema changes need a reviewer'} as never,
+        error: {severity: 'ERROR', code: '42501', message: 'needs approval'},
+      }
+      const settled = gate.settle('create table gone_when_expired (id int)', statementContext(sessionWith([])), hold) as Promise<StatementVerdict>
+      let id: string | undefined
+      await waitFor(async () => {
+        for await (const o of bucket.list('approvals/requests/')) id = o.key.replace(/^.*\/(apr-[a-z0-9]+)\.json$/, '$1')
+        return id
+      }, 'the request is filed')
+      await decide({bucket, config, reviewer: await p.reviewer('bob')}, {id: id!, action, ...(action === 'window' ? {windowMs: 60_000} : {})})
+
+      const verdict = await settled
+      expect(skew, 'the clock moved').toBeGreaterThan(0)
+      expect(verdict.action, moment).toBe('reject')
+      expect(verdict).toMatchObject({error: {code: '42501', message: expect.stringMatching(/expired/)}, approval: {id, decision: 'approval_timeout'}})
+      expect(await readOutcome(bucket, id!)).toMatchObject({state: 'expired'})
+      expect(events.map((e) => e.type)).toContain('approval.expired')
+      expect(gate.liveWindows()).toEqual([])
+    })
+  }
+})
