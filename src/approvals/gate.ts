@@ -24,7 +24,7 @@ import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes,
 import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement, GatewaySignature} from './types.js'
 import type {VerifiedDecision} from './verify.js'
 import type {UnsignedRequest} from './gateway-signature.js'
-import {notifyWebhook, slackCode} from './webhook.js'
+import {notifyWebhook, slackCode, slackPlain} from './webhook.js'
 
 export type Log = (level: 'info' | 'warn' | 'error', message: string) => void
 
@@ -314,6 +314,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     if (ctx.session.txStatusCurrent === false) return unknownSettings(decision, d.ruleId)
 
     const requester = opts.identity
+    // As the webhook names them: no backtick of theirs pairs with the statement's code span.
+    const asker = slackPlain(identityLabel(requester))
     const created = now()
     const key = generateSealKey()
     // Already analysed by policy moments ago, so this is a cache hit.
@@ -377,7 +379,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
     ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
     announce(`${identityLabel(requester)}: ${oneLineSql(sql, 80)} — ${waiting}`)
-    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)}${opts.agent ? ` (through the agent ${agentLabel(opts.agent)})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLineSql(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
+    void notifyWebhook(hook, `dbgate: ${asker}${opts.agent ? ` (through the agent ${slackPlain(agentLabel(opts.agent))})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLineSql(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
 
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
       writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))
@@ -399,7 +401,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       record(ctx.sessionId, 'approval.expired', {approvalId: id, expiresAt: request.expiresAt})
       const how = late ? 'before the decision on it took effect' : 'with no decision'
       announce(`approval ${id} expired ${how}`)
-      void notifyWebhook(hook, `dbgate: approval ${id} (${identityLabel(requester)} on ${opts.target.name}) expired ${how}.`)
+      void notifyWebhook(hook, `dbgate: approval ${id} (${asker} on ${opts.target.name}) expired ${how}.`)
       const approval: ApprovalSettlement = {id, decision: 'approval_timeout'}
       return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} expired after ${expiresIn} ${late ? how : `${how} by ${who}`}`, hint: 'run the statement again to ask again'}, decision, approval}
     }
@@ -464,7 +466,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       if (dec.action === 'deny') {
         await settle({state: 'denied', reviewer, reason: dec.reason})
         announce(`approval ${id} denied by ${reviewer}${because}`)
-        void notifyWebhook(hook, `dbgate: ${reviewer} denied ${id} (${identityLabel(requester)} on ${opts.target.name})${because}`)
+        void notifyWebhook(hook, `dbgate: ${slackPlain(reviewer)} denied ${id} (${asker} on ${opts.target.name})${because}`)
         const approval: ApprovalSettlement = {id, decision: 'approval_denied', reviewer}
         return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} denied by ${reviewer}${because}`}, decision, approval}
       }
@@ -484,7 +486,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       if (until) windows.push({requestId: id, class: request.class, ruleId: request.ruleId, until, reviewer})
       const scope = dec.action === 'window' ? ` with a window for ${request.class} statements that rule ${request.ruleId} holds, for ${shortDuration(dec.windowMs!)}` : ''
       announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
-      void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
+      void notifyWebhook(hook, `dbgate: ${slackPlain(reviewer)} approved ${id} (${asker} on ${opts.target.name})${scope}${because}`)
       const approval: ApprovalSettlement = {id, decision: 'approved', reviewer}
       const moved = (): PgNoticeFields | undefined => (opts.catalogMoved?.() === movedAt ? undefined : movedElsewhere())
       const lapsed = moved()
