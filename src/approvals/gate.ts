@@ -20,11 +20,11 @@ import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLineSql, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {visible} from '../util/visible.js'
-import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, writeOutcome, writeRequest, writeWindow} from './store.js'
+import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, windowKey, writeOutcome, writeRequest, writeWindow} from './store.js'
 import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement, GatewaySignature} from './types.js'
 import type {VerifiedDecision} from './verify.js'
 import type {UnsignedRequest} from './gateway-signature.js'
-import {notifyWebhook, slackCode} from './webhook.js'
+import {notifyWebhook, slackCode, slackPlain} from './webhook.js'
 
 export type Log = (level: 'info' | 'warn' | 'error', message: string) => void
 
@@ -314,6 +314,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     if (ctx.session.txStatusCurrent === false) return unknownSettings(decision, d.ruleId)
 
     const requester = opts.identity
+    // As the webhook names them: no backtick of theirs pairs with the statement's code span.
+    const asker = slackPlain(identityLabel(requester))
     const created = now()
     const key = generateSealKey()
     // Already analysed by policy moments ago, so this is a cache hit.
@@ -377,32 +379,40 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
     ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
     announce(`${identityLabel(requester)}: ${oneLineSql(sql, 80)} — ${waiting}`)
-    void notifyWebhook(hook, `dbgate: ${identityLabel(requester)}${opts.agent ? ` (through the agent ${agentLabel(opts.agent)})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLineSql(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
+    void notifyWebhook(hook, `dbgate: ${asker}${opts.agent ? ` (through the agent ${slackPlain(agentLabel(opts.agent))})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLineSql(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
 
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
       writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))
 
+    /** The statement was given up (a cancel, a disconnect) or its session is ending: it runs nothing, whatever was decided. */
+    const withdrawn = async (): Promise<StatementVerdict> => {
+      await settle({state: 'withdrawn'})
+      const ending = sessionEnding(ctx.signal)
+      record(ctx.sessionId, 'approval.withdrawn', {approvalId: id, reason: ending ?? 'the client cancelled the statement or disconnected'})
+      announce(`approval ${id} withdrawn: ${ending ?? 'the client cancelled'}`)
+      const approval: ApprovalSettlement = {id, decision: 'approval_withdrawn'}
+      const message = ending ? `dbgate: approval ${id} withdrawn: ${ending}` : `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`
+      return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message}, decision, approval}
+    }
+
+    /** The request's validity ended before a decision took effect: what the reviewer approved was a statement to run by then. */
+    const expired = async (late = false): Promise<StatementVerdict> => {
+      await settle({state: 'expired'})
+      record(ctx.sessionId, 'approval.expired', {approvalId: id, expiresAt: request.expiresAt})
+      const how = late ? 'before the decision on it took effect' : 'with no decision'
+      announce(`approval ${id} expired ${how}`)
+      void notifyWebhook(hook, `dbgate: approval ${id} (${asker} on ${opts.target.name}) expired ${how}.`)
+      const approval: ApprovalSettlement = {id, decision: 'approval_timeout'}
+      return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} expired after ${expiresIn} ${late ? how : `${how} by ${who}`}`, hint: 'run the statement again to ask again'}, decision, approval}
+    }
+    const pastExpiry = () => Date.parse(request.expiresAt) <= now().getTime()
+
     let lastPollError: string | undefined
     let lastVerifyProblem: string | undefined
     for (;;) {
-      if (ctx.signal.aborted) {
-        await settle({state: 'withdrawn'})
-        const ending = sessionEnding(ctx.signal)
-        record(ctx.sessionId, 'approval.withdrawn', {approvalId: id, reason: ending ?? 'the client cancelled the statement or disconnected'})
-        announce(`approval ${id} withdrawn: ${ending ?? 'the client cancelled'}`)
-        const approval: ApprovalSettlement = {id, decision: 'approval_withdrawn'}
-        const message = ending ? `dbgate: approval ${id} withdrawn: ${ending}` : `dbgate: approval ${id} withdrawn: the statement was cancelled while waiting`
-        return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message}, decision, approval}
-      }
+      if (ctx.signal.aborted) return withdrawn()
       const left = Date.parse(request.expiresAt) - now().getTime()
-      if (left <= 0) {
-        await settle({state: 'expired'})
-        record(ctx.sessionId, 'approval.expired', {approvalId: id, expiresAt: request.expiresAt})
-        announce(`approval ${id} expired with no decision`)
-        void notifyWebhook(hook, `dbgate: approval ${id} (${identityLabel(requester)} on ${opts.target.name}) expired with no decision.`)
-        const approval: ApprovalSettlement = {id, decision: 'approval_timeout'}
-        return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} expired after ${expiresIn} with no decision by ${who}`, hint: 'run the statement again to ask again'}, decision, approval}
-      }
+      if (left <= 0) return expired()
       let raw: unknown
       try {
         raw = await pollDecision(opts.bucket, id)
@@ -414,6 +424,12 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       }
       if (raw !== undefined) {
         const check = await verifyDecision(raw, {request, digest, privateKey: key.privateKey, identityConfig: opts.identityConfig, reviewers})
+        // Withdrawn while the decision was read and checked (the IdP asked, the bucket read): the
+        // withdrawal came first, and an approval now would run what the client gave up, or run it
+        // for a session that is ending.
+        if (ctx.signal.aborted) return withdrawn()
+        // Likewise a request that expired meanwhile: a decision takes effect within its validity or not at all.
+        if (pastExpiry()) return expired(check.ok)
         if (check.ok) return decided(check.verified)
         if (check.transient) {
           // A genuine decision must not be thrown away because the IdP blinked: keep it and look again.
@@ -450,21 +466,27 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       if (dec.action === 'deny') {
         await settle({state: 'denied', reviewer, reason: dec.reason})
         announce(`approval ${id} denied by ${reviewer}${because}`)
-        void notifyWebhook(hook, `dbgate: ${reviewer} denied ${id} (${identityLabel(requester)} on ${opts.target.name})${because}`)
+        void notifyWebhook(hook, `dbgate: ${slackPlain(reviewer)} denied ${id} (${asker} on ${opts.target.name})${because}`)
         const approval: ApprovalSettlement = {id, decision: 'approval_denied', reviewer}
         return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} denied by ${reviewer}${because}`}, decision, approval}
       }
       const until = dec.action === 'window' ? new Date(now().getTime() + dec.windowMs!) : undefined
       if (until) {
-        windows.push({requestId: id, class: request.class, ruleId: request.ruleId, until, reviewer})
         await writeWindow(opts.bucket, {v: 1, requestId: id, target: request.target, class: request.class, requester: identityLabel(requester), reviewer, from: now().toISOString(), until: until.toISOString()}).catch((e: Error) =>
           opts.log('warn', `could not publish window ${id}: ${e.message}`),
         )
       }
       await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
+      // The last moment before the statement goes on: a withdrawal (or the expiry) that came while
+      // the bucket was written wins, and a window granted on a statement that never ran opens nothing.
+      if (ctx.signal.aborted || pastExpiry()) {
+        if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
+        return ctx.signal.aborted ? withdrawn() : expired(true)
+      }
+      if (until) windows.push({requestId: id, class: request.class, ruleId: request.ruleId, until, reviewer})
       const scope = dec.action === 'window' ? ` with a window for ${request.class} statements that rule ${request.ruleId} holds, for ${shortDuration(dec.windowMs!)}` : ''
       announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
-      void notifyWebhook(hook, `dbgate: ${reviewer} approved ${id} (${identityLabel(requester)} on ${opts.target.name})${scope}${because}`)
+      void notifyWebhook(hook, `dbgate: ${slackPlain(reviewer)} approved ${id} (${asker} on ${opts.target.name})${scope}${because}`)
       const approval: ApprovalSettlement = {id, decision: 'approved', reviewer}
       const moved = (): PgNoticeFields | undefined => (opts.catalogMoved?.() === movedAt ? undefined : movedElsewhere())
       const lapsed = moved()

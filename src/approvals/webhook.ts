@@ -23,7 +23,15 @@ export function slackText(text: string): string {
 
 /** `s` between backticks as one code span: a backtick inside would end it, so it is shown as ˋ. */
 export function slackCode(s: string): string {
-  return `\`${s.replace(/`/g, 'ˋ')}\``
+  return `\`${slackPlain(s)}\``
+}
+
+/**
+ * A name someone else chose (an agent's, a requester's label), written outside a code span: a
+ * backtick in it would pair with a span's own and take the statement out of it, so it is shown as ˋ.
+ */
+export function slackPlain(s: string): string {
+  return s.replace(/`/g, 'ˋ')
 }
 
 export function notifyWebhook(opts: WebhookOptions, text: string): Promise<void> {

@@ -103,8 +103,8 @@ function columns(ch: string): number {
  * The pieces as rows of at most `width` columns: cut at each newline, and where a row is full, after
  * its last blank (a word longer than the row is cut where the row ends).
  */
-export function wrapPieces(pieces: readonly SqlPiece[], width: number): SqlPiece[][] {
-  type Cell = {ch: string; kind: PieceKind; w: number}
+export function wrapPieces<K extends string = PieceKind>(pieces: readonly {text: string; kind: K}[], width: number): {text: string; kind: K}[][] {
+  type Cell = {ch: string; kind: K; w: number}
   const rows: Cell[][] = [[]]
   let used = 0
   for (const p of pieces) {
@@ -127,7 +127,7 @@ export function wrapPieces(pieces: readonly SqlPiece[], width: number): SqlPiece
     }
   }
   return rows.map((row) => {
-    const out: SqlPiece[] = []
+    const out: {text: string; kind: K}[] = []
     for (const c of row) {
       const last = out.at(-1)
       if (last && last.kind === c.kind) last.text += c.ch

@@ -259,7 +259,7 @@ describe('dbgate approve (TUI)', () => {
       expect(f, what).toMatch(/space\/b page/)
       if (what.startsWith('a statement above')) expect(f).toMatch(/alter table payroll rename to gone;/)
       f = await press('a', (x) => x.includes('Read all of apr-k3x9m2p7qa before approving it'))
-      expect(f.replace(/\s+/g, ' ')).toContain(`its text takes ${total} lines and you have seen 20`)
+      expect(f.replace(/\s+/g, ' ')).toContain(`it takes ${total} lines and you have seen 20`)
       await press('w', (x) => x.includes('Read all of apr-k3x9m2p7qa'))
       // Page to the end: every line has been on screen, and approving is asked as usual.
       for (let shown = 20; shown < total; shown += 20) await press(' ', (x) => x.includes(`–${Math.min(total, shown + 20)} of ${total}`))

@@ -36,8 +36,12 @@ export interface ApprovalsState {
   warnings: string[]
   /** The first row of the selected request's text on screen (it is paged), for the request it names. */
   scroll?: {id: string; top: number}
-  /** How many rows of each request's text (by its digest: a changed request is read afresh) the reviewer has had on screen. */
-  readTo: Record<string, number>
+  /**
+   * The rows of each request's text the reviewer has had on screen, in a frame that fit the
+   * terminal, as sorted, disjoint [from, to) spans; by `readKey` (a changed request, or the same one
+   * cut into rows for another width, is read afresh).
+   */
+  readRows: Record<string, [number, number][]>
 }
 
 export type Action =
@@ -52,19 +56,43 @@ export type Action =
   | {type: 'busy'; label: string}
   | {type: 'done'; message: Message}
   | {type: 'warn'; messages: string[]}
-  /** Pages the selected request's text: `rows` in all, `page` on screen at once. */
-  | {type: 'scroll'; id: string; digest: string; delta: number; rows: number; page: number}
+  /** Pages the selected request: its first row on screen is to be `top` (the screen keeps it to what it has room for). */
+  | {type: 'scroll'; id: string; top: number}
+  /** Rows [from, to) of a text (`key`, see readKey) were on a frame that fit the terminal. */
+  | {type: 'seen'; key: string; from: number; to: number}
 
-export const initialState: ApprovalsState = {views: [], loaded: false, filter: '', mode: {kind: 'browse'}, warnings: [], readTo: {}}
+export const initialState: ApprovalsState = {views: [], loaded: false, filter: '', mode: {kind: 'browse'}, warnings: [], readRows: {}}
 
 /** The first row of request `id`'s text on screen. */
 export function topOf(state: Pick<ApprovalsState, 'scroll'>, id: string): number {
   return state.scroll?.id === id ? state.scroll.top : 0
 }
 
-/** How many rows of a request's text (`digest`) the reviewer has had on screen, the page shown now included. */
-export function rowsRead(state: Pick<ApprovalsState, 'scroll' | 'readTo'>, id: string, digest: string, page: number): number {
-  return Math.max(state.readTo[digest] ?? 0, topOf(state, id) + page)
+/** What the rows read of a text are kept under: its request as read (digest) and the width it was cut into rows for. */
+export function readKey(digest: string, width: number): string {
+  return `${digest}@${width}`
+}
+
+/** How many rows of a text (`key`, see readKey) the reviewer has had on screen. */
+export function rowsRead(state: Pick<ApprovalsState, 'readRows'>, key: string): number {
+  return (state.readRows[key] ?? []).reduce((n, [from, to]) => n + to - from, 0)
+}
+
+/** `spans` with [from, to) added, still sorted and disjoint; the same array when nothing is new. */
+function withSpan(spans: readonly [number, number][], from: number, to: number): [number, number][] {
+  if (to <= from || spans.some(([a, b]) => a <= from && to <= b)) return spans as [number, number][]
+  const out: [number, number][] = []
+  let lo = from
+  let hi = to
+  for (const [a, b] of spans) {
+    if (b < lo || a > hi) out.push([a, b])
+    else {
+      lo = Math.min(lo, a)
+      hi = Math.max(hi, b)
+    }
+  }
+  out.push([lo, hi])
+  return out.sort((x, y) => x[0] - y[0])
 }
 
 /** Requests matching the filter: any of id, requester, target, class or SQL contains it. */
@@ -117,10 +145,13 @@ export function reducer(state: ApprovalsState, action: Action): ApprovalsState {
       return {...state, mode: {kind: 'browse'}, message: action.message}
     case 'warn':
       return action.messages.length ? {...state, warnings: [...new Set([...state.warnings, ...action.messages])]} : state
-    case 'scroll': {
-      const top = Math.min(Math.max(0, action.rows - action.page), Math.max(0, topOf(state, action.id) + action.delta))
-      const read = Math.max(rowsRead(state, action.id, action.digest, action.page), Math.min(action.rows, top + action.page))
-      return {...state, scroll: {id: action.id, top}, readTo: {...state.readTo, [action.digest]: read}, message: undefined}
+    case 'scroll':
+      return {...state, scroll: {id: action.id, top: action.top}, message: undefined}
+    case 'seen': {
+      const spans = state.readRows[action.key] ?? []
+      const next = withSpan(spans, action.from, action.to)
+      // Dispatched after every frame: unchanged, the state stays the same object and nothing is drawn again.
+      return next === spans ? state : {...state, readRows: {...state.readRows, [action.key]: next}}
     }
   }
 }
