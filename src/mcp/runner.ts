@@ -9,6 +9,7 @@ import {connect} from 'node:net'
 import pg from 'pg'
 import {builtinCandidates, isBuiltinOperator} from '../policy/builtins.js'
 import {loadParser, parseSql} from '../sql/parser.js'
+import {encodeCancelRequest} from '../wire/frontend.js'
 import {names} from '../sql/tree.js'
 import type {SqlEndpoint} from './endpoint.js'
 
@@ -198,12 +199,7 @@ export class StatementRunner {
         socket.destroy()
         resolve()
       }
-      const request = Buffer.alloc(16)
-      request.writeInt32BE(16, 0)
-      request.writeInt32BE(80877102, 4)
-      request.writeInt32BE(processID, 8)
-      request.writeInt32BE(secretKey, 12)
-      socket.once('connect', () => socket.end(request))
+      socket.once('connect', () => socket.end(encodeCancelRequest(processID, secretKey)))
       socket.once('close', done)
       socket.once('error', done)
       socket.setTimeout(5000, done)
