@@ -37,7 +37,7 @@ export function copyEncodingRefusal(shape: CopyShape | undefined): UnkeptMark | 
   if (name === 'utf8' || name === 'unicode') return undefined
   return {
     message: `masking refuses COPY … TO STDOUT with ENCODING '${shape.encoding}': masking reads COPY data as UTF-8 to find its fields, and in another encoding a character's bytes can read as a delimiter or a backslash, moving a sensitive value to a clean column's place`,
-    hint: "Leave out the ENCODING option (or give ENCODING 'UTF8') and convert the output on the client (iconv -f UTF-8 -t SJIS).",
+    hint: `Leave out the ENCODING option (or give ENCODING 'UTF8') and convert the output on the client (iconv -f UTF-8 -t ${/^[A-Za-z0-9_-]{1,20}$/.test(shape.encoding) ? shape.encoding.toUpperCase() : '<encoding>'}).`,
   }
 }
 
