@@ -221,12 +221,8 @@ export class GatewayServer {
     if (cutShortAfterMs === undefined || conn.closed) return
     const cut = setTimeout(() => {
       if (conn.closed) return
-      this.log('warn', `connection ${conn.id}: its session ended ${formatDuration(cutShortAfterMs)} ago and its statement still runs: cancelling it (server.runningStatementGrace)`)
-      void conn.cancel().then(() => {
-        const close = setTimeout(() => conn.close('its session ended and its statement was cancelled'), 2000)
-        close.unref()
-        conn.onClose(() => clearTimeout(close))
-      })
+      this.log('warn', `connection ${conn.id}: its session ended ${formatDuration(cutShortAfterMs)} ago and its statement still runs: closing it and ending its server session (server.runningStatementGrace)`)
+      void conn.endPastGrace()
     }, Math.min(cutShortAfterMs, 2 ** 31 - 1))
     cut.unref()
     conn.onClose(() => clearTimeout(cut))
