@@ -211,7 +211,7 @@ export class GatewayServer {
     if (this.finished) return
     this.finished = true
     const listenerClosed = this.stopAccepting()
-    await this.registry.drain(graceMs, message, 'gateway shut down')
+    await this.registry.drain(graceMs, message, 'gateway shut down', true)
     if (!this.options.repeats) this.repeats.close()
     await listenerClosed
   }
