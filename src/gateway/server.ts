@@ -211,7 +211,7 @@ export class GatewayServer {
     if (this.finished) return
     this.finished = true
     const listenerClosed = this.stopAccepting()
-    await this.registry.drain(graceMs, message, 'gateway shut down')
+    await this.registry.drain(graceMs, message, 'gateway shut down', true)
     if (!this.options.repeats) this.repeats.close()
     await listenerClosed
   }
@@ -221,12 +221,8 @@ export class GatewayServer {
     if (cutShortAfterMs === undefined || conn.closed) return
     const cut = setTimeout(() => {
       if (conn.closed) return
-      this.log('warn', `connection ${conn.id}: its session ended ${formatDuration(cutShortAfterMs)} ago and its statement still runs: cancelling it (server.runningStatementGrace)`)
-      void conn.cancel().then(() => {
-        const close = setTimeout(() => conn.close('its session ended and its statement was cancelled'), 2000)
-        close.unref()
-        conn.onClose(() => clearTimeout(close))
-      })
+      this.log('warn', `connection ${conn.id}: its session ended ${formatDuration(cutShortAfterMs)} ago and its statement still runs: closing it and ending its server session (server.runningStatementGrace)`)
+      void conn.endPastGrace()
     }, Math.min(cutShortAfterMs, 2 ** 31 - 1))
     cut.unref()
     conn.onClose(() => clearTimeout(cut))

@@ -76,9 +76,11 @@ export class ConnectionRegistry {
 
   /**
    * Asks every connection to end once its statement in flight finishes, waits up to `graceMs`,
-   * then cancels what still runs and closes them all.
+   * then cancels what still runs and closes them all. With `endServerSessions` (the gateway, whose
+   * sessions belong to people whose access ends with the drain) what still runs has its database
+   * session ended instead: a cancel would leave the statements pipelined behind it to run.
    */
-  async drain(graceMs: number, message: string | undefined, closeReason: string): Promise<void> {
+  async drain(graceMs: number, message: string | undefined, closeReason: string, endServerSessions = false): Promise<void> {
     const all = [...this.connections]
     const done = Promise.all(all.map((c) => new Promise<void>((resolve) => c.onClose(resolve))))
     for (const c of all) c.shutdown(message)
@@ -93,7 +95,7 @@ export class ConnectionRegistry {
     if (!timedOut) return
     const busy = all.filter((c) => !c.closed)
     this.log('warn', `cancelling ${busy.length} statement(s) still running after ${graceMs} ms`)
-    await Promise.all(busy.map((c) => c.cancel()))
+    await Promise.all(busy.map((c) => (endServerSessions ? c.endPastGrace() : c.cancel())))
     await Promise.race([done, new Promise((r) => setTimeout(r, 2000))])
     for (const c of all) c.close(closeReason)
   }

@@ -27,7 +27,7 @@ import {MAX_AUTH_MESSAGE_SIZE, MAX_STARTUP_PACKET_SIZE} from './limits.js'
 import type {SessionGate} from './upstream-gate.js'
 import {Outbox, writeAll} from './outbox.js'
 import type {UpstreamReader} from './upstream-reader.js'
-import {cancelUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
+import {cancelUpstream, terminateUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
 
 /**
  * How long a closed connection's upstream socket is kept while the server still runs what it was
@@ -697,6 +697,31 @@ export class ClientConnection implements ConnectionCore {
     return cancelUpstream(this.env.target, up.processId, up.secretKey).catch((e: Error) => {
       this.env.log('warn', `connection ${this.id}: cancel request to the upstream failed: ${e.message}`)
     })
+  }
+
+  /**
+   * The session's end is past and its statement ran on past the grace: the client is told why and
+   * closed, and the server session is ended, not cancelled. A CancelRequest stops only the statement
+   * running now, and the server would go on to the statements the client pipelined behind it before
+   * the end (one each cancel, minutes of them), each running for an identity whose access has ended.
+   */
+  async endPastGrace(): Promise<'ended' | 'cancelled' | 'idle'> {
+    const up = this.upstream
+    const busy = up !== undefined && !up.socket.destroyed && this.state.pendingCount > 0
+    this.fromClient.withdrawVerdict(`the session is ending: ${this.shutdownMessage.replace(/^dbgate: /, '')}`)
+    this.refuse({severity: 'FATAL', code: '57P01', message: this.shutdownMessage})
+    if (!busy) return 'idle'
+    const ended = await terminateUpstream(this.env.target, up.processId, up.socket.localPort).catch((e: Error) => {
+      this.env.log('warn', `connection ${this.id}: could not end its server session (pg_terminate_backend): ${e.message}; cancelling its statement instead`)
+      return undefined
+    })
+    if (ended) return 'ended'
+    if (ended === false)
+      this.env.log('warn', `connection ${this.id}: its server session was not ended (no backend ${up.processId} reached from this connection's port, as behind a pooler): cancelling its statement instead`)
+    await cancelUpstream(this.env.target, up.processId, up.secretKey).catch((e: Error) => {
+      this.env.log('warn', `connection ${this.id}: cancel request to the upstream failed: ${e.message}`)
+    })
+    return 'cancelled'
   }
 
   close(reason: string): void {

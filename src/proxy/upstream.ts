@@ -1,7 +1,7 @@
 import type {X509Certificate} from 'node:crypto'
 import net from 'node:net'
 import tls from 'node:tls'
-import {Backend} from '../wire/codes.js'
+import {Backend, Frontend} from '../wire/codes.js'
 import {Framer, ProtocolError, type Frame} from '../wire/framer.js'
 import {decodeAuth, decodeBackendKeyData, decodeDataRow, decodeNotice, decodeParameterStatus, decodeReadyForQuery, decodeRowDescription, type NoticeFields} from '../wire/backend.js'
 import {encodeCancelRequest, encodeQuery, encodeSslRequest, encodeStartup} from '../wire/frontend.js'
@@ -451,6 +451,22 @@ async function runPreflight(socket: net.Socket, queue: FrameQueue, sql: string, 
         throw new UpstreamError(`unexpected message ${String.fromCharCode(frame.code)} from the upstream during the session check`, '08P01')
     }
   }
+}
+
+/**
+ * Ends an upstream backend's session on a fresh connection of the same role (pg_terminate_backend).
+ * A CancelRequest stops only the statement running now; the server goes on to whatever the client
+ * pipelined behind it, so a session that must end now is ended on the server. The backend must be
+ * the one this socket (`localPort`) reaches: behind a pooler the key's process id is the pooler's
+ * own, and could name an unrelated backend. True when the server says it signalled the backend.
+ */
+export async function terminateUpstream(target: UpstreamTarget, processId: number, localPort: number | undefined): Promise<boolean> {
+  if (!Number.isInteger(processId) || processId <= 0 || !Number.isInteger(localPort)) return false
+  const s = await connectUpstream(target, {application_name: 'dbgate (ending a session past its end)'}, {
+    preflight: `select pg_catalog.pg_terminate_backend(pid) as ended from pg_catalog.pg_stat_activity where pid = ${processId} and client_port = ${localPort}`,
+  })
+  s.socket.end(Buffer.from([Frontend.Terminate, 0, 0, 0, 4]))
+  return s.preflight?.[0]?.ended === 't'
 }
 
 /** Sends a CancelRequest for an upstream backend on a fresh connection, as libpq does. */
