@@ -158,6 +158,14 @@ function childrenDataRemovedBy(type: string, body: Obj): Obj[] {
 const SEQUENCE_FUNCTIONS: Readonly<Record<string, AccessKind>> = {nextval: 'write', setval: 'write', currval: 'read', pg_sequence_last_value: 'read'}
 
 /**
+ * Built-in functions that summarize the BRIN index their first argument names (as text or
+ * regclass): building a range's summary evaluates the index's expressions on every row of the
+ * range, as a write to the table would, so the call is judged by that code and not only as
+ * maintenance.
+ */
+const INDEX_SUMMARIZERS: ReadonlySet<string> = new Set(['brin_summarize_range', 'brin_summarize_new_values'])
+
+/**
  * The relation a constant names as `regclass` input reads it: dot-separated parts, a quoted part
  * kept as written (`""` is a quote), an unquoted one folded to lower case. Undefined for anything
  * else (an OID, a value computed at run time, a malformed name).
@@ -1029,6 +1037,7 @@ export class StatementWalker {
     if (setConfig) this.push(this.setConfigOperation(name, list(body.args)))
     const sequenceAccess = schema === undefined || schema === 'pg_catalog' ? SEQUENCE_FUNCTIONS[bare.toLowerCase()] : undefined
     if (sequenceAccess !== undefined) this.sequence(bare.toLowerCase(), list(body.args)[0], sequenceAccess)
+    if ((schema === undefined || schema === 'pg_catalog') && INDEX_SUMMARIZERS.has(bare.toLowerCase())) this.summarizedIndex(bare.toLowerCase(), list(body.args)[0])
     this.fields(body, ['funcname'])
   }
 
@@ -1046,6 +1055,20 @@ export class StatementWalker {
     const saved = this.access
     this.table(named.schema ? {schemaname: named.schema, relname: named.name} : {relname: named.name}, access, false)
     this.access = saved
+  }
+
+  /**
+   * The index a summarizing call names, judged by what a write to it runs (its expressions and
+   * operator classes); one it names otherwise (an OID, a value computed at run time) may be any
+   * index, whose code dbgate does not look up, so the call needs a reviewer.
+   */
+  private summarizedIndex(fn: string, arg: unknown): void {
+    const named = regclassName(arg)
+    if (!named) {
+      this.push(unseenCode(`${fn}() is given an index dbgate cannot read from the statement, and summarizing a BRIN index evaluates its expressions on the rows of its table; write the index's name as a constant (${fn}('public.t_brin'))`))
+      return
+    }
+    this.addWriteCode(this.current, named.schema ? {schemaname: named.schema, relname: named.name} : {relname: named.name})
   }
 
   private call(c: CatalogCall): void {
