@@ -9,11 +9,10 @@
  */
 import {serialize} from 'pg-protocol'
 import pg from 'pg'
-import {to as copyTo} from 'pg-copy-streams'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
-import {EXTRA, leaked, maskingFixture, type MaskingFixture} from './fixture.js'
+import {EXTRA, leaked, copyOut, maskingFixture, type MaskingFixture} from './fixture.js'
 
 /** The free-text secrets of notes.body, which only the scanner can find. */
 const NOTE_SECRETS = [EXTRA.noteEmail, EXTRA.noteSsn, EXTRA.noteCard, EXTRA.noteIban, EXTRA.noteAws, EXTRA.stripeKey, EXTRA.slackToken]
@@ -25,17 +24,6 @@ const QUERIES: [string, string][] = [
   ['text with a control character', "select E'\\x01' || body from notes"],
   ['text with a control character after it', "select body || E'\\x02' from notes"],
 ]
-
-async function copyOut(c: pg.Client, sql: string): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  const stream = c.query(copyTo(sql))
-  await new Promise<void>((resolve, reject) => {
-    stream.on('data', (d: Buffer) => chunks.push(d))
-    stream.on('end', () => resolve())
-    stream.on('error', reject)
-  })
-  return Buffer.concat(chunks)
-}
 
 describe('masking: free text in binary fields that are not all printable', () => {
   let fx: MaskingFixture

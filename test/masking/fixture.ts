@@ -1,4 +1,5 @@
 import pg from 'pg'
+import {to as copyTo} from 'pg-copy-streams'
 import type {MaskingConfig} from '../../src/config/types.js'
 import {sampleCustomers, sampleSchemaSql} from '../../src/demo/sample-data.js'
 import {discoverCatalog, type Catalog} from '../../src/masking/catalog.js'
@@ -88,4 +89,16 @@ export async function maskingFixture(): Promise<MaskingFixture> {
 export function leaked(seen: Buffer | string, secrets: string[]): string[] {
   const hay = typeof seen === 'string' ? Buffer.from(seen, 'utf8') : seen
   return secrets.filter((s) => hay.includes(Buffer.from(s, 'utf8')))
+}
+
+/** Every byte a COPY … TO STDOUT sends the client, as one buffer. */
+export async function copyOut(c: pg.Client, sql: string): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  const stream = c.query(copyTo(sql))
+  await new Promise<void>((resolve, reject) => {
+    stream.on('data', (d: Buffer) => chunks.push(d))
+    stream.on('end', () => resolve())
+    stream.on('error', reject)
+  })
+  return Buffer.concat(chunks)
 }

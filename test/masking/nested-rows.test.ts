@@ -7,11 +7,10 @@
  * clean fields stay readable.
  */
 import pg from 'pg'
-import {to as copyTo} from 'pg-copy-streams'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
-import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
+import {leaked, copyOut, maskingFixture, type MaskingFixture} from './fixture.js'
 
 const READS: [string, string][] = [
   ['a row as a field', 'select row(1, c) as r from customers c'],
@@ -25,17 +24,6 @@ const READS: [string, string][] = [
   ['a view row', 'select row(1, v) as r from v_contacts v'],
   ['secrets', 'select row(1, a) as r from accounts a'],
 ]
-
-async function copyOut(c: pg.Client, sql: string): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  const stream = c.query(copyTo(sql))
-  await new Promise<void>((resolve, reject) => {
-    stream.on('data', (d: Buffer) => chunks.push(d))
-    stream.on('end', () => resolve())
-    stream.on('error', reject)
-  })
-  return Buffer.concat(chunks)
-}
 
 describe('masking: rows nested in rows', () => {
   let fx: MaskingFixture
