@@ -1,57 +1,12 @@
 import {readFileSync} from 'node:fs'
-import net from 'node:net'
-import tls from 'node:tls'
 import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {decodeNotice} from '../../src/wire/backend.js'
-import {Framer} from '../../src/wire/framer.js'
-import {encodeQuery, encodeSslRequest, encodeStartup} from '../../src/wire/frontend.js'
+import {encodeQuery} from '../../src/wire/frontend.js'
 import {mint} from '../identity/helpers.js'
 import {withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
+import {SignedIn} from './signed-in.js'
 import {startAppGateway, type AppGateway} from './app-gateway.js'
-
-/** A hand-driven client signed in to the gateway over TLS, that records every backend message with when it came. */
-class SignedIn {
-  readonly messages: {code: string; body: Buffer; at: number}[] = []
-  closed = false
-  private readonly framer = new Framer({maxMessageSize: 1 << 30})
-
-  constructor(readonly socket: tls.TLSSocket) {
-    socket.on('data', (chunk: Buffer) => this.framer.push(chunk, (f) => this.messages.push({code: String.fromCharCode(f.code), body: Buffer.from(f.body), at: Date.now()})))
-    socket.on('close', () => (this.closed = true))
-    socket.on('error', () => {})
-  }
-
-  static async open(port: number, ca: string, user: string, token: string, applicationName: string): Promise<SignedIn> {
-    const raw = net.connect({host: '127.0.0.1', port})
-    await new Promise((resolve) => raw.once('connect', resolve))
-    raw.write(encodeSslRequest())
-    await new Promise((resolve) => raw.once('data', resolve))
-    const socket = tls.connect({socket: raw, ca, servername: 'localhost'})
-    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
-    const c = new SignedIn(socket)
-    socket.write(encodeStartup({user, database: 'app', application_name: applicationName}))
-    await waitFor(() => c.count('R') > 0 || c.closed, 'the gateway asks for the token')
-    const body = Buffer.concat([Buffer.from(token), Buffer.from([0])])
-    const head = Buffer.alloc(5)
-    head.write('p', 0)
-    head.writeInt32BE(body.length + 4, 1)
-    socket.write(Buffer.concat([head, body]))
-    await waitFor(() => c.count('Z') > 0 || c.closed, 'the session is ready')
-    if (c.closed) throw new Error(`sign-in failed: ${c.errors().join('; ')}`)
-    return c
-  }
-
-  count(code: string): number {
-    return this.messages.filter((m) => m.code === code).length
-  }
-
-  errors(): {code: string; message: string}[] {
-    return this.messages.filter((m) => m.code === 'E').map((m) => decodeNotice(m.body)).map((n) => ({code: String(n.code), message: String(n.message)}))
-  }
-}
-
 
 const email = 'alice@example.com'
 

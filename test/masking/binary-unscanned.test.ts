@@ -9,10 +9,9 @@
  */
 import {serialize} from 'pg-protocol'
 import pg from 'pg'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
 import {withClient} from '../helpers/pg.js'
-import {EXTRA, leaked, copyOut, maskingFixture, type MaskingFixture} from './fixture.js'
+import {EXTRA, leaked, copyOut, maskedTunnel} from './fixture.js'
 
 /** The free-text secrets of notes.body, which only the scanner can find. */
 const NOTE_SECRETS = [EXTRA.noteEmail, EXTRA.noteSsn, EXTRA.noteCard, EXTRA.noteIban, EXTRA.noteAws, EXTRA.stripeKey, EXTRA.slackToken]
@@ -26,18 +25,7 @@ const QUERIES: [string, string][] = [
 ]
 
 describe('masking: free text in binary fields that are not all printable', () => {
-  let fx: MaskingFixture
-  let tunnel: PipelineTunnel
-
-  beforeAll(async () => {
-    fx = await maskingFixture()
-    tunnel = await openPipelineTunnel(fx.db, 'policy: none')
-  })
-
-  afterAll(async () => {
-    await tunnel?.close()
-    await fx?.close()
-  })
+  const {fx, tunnel} = maskedTunnel()
 
   it.each(QUERIES)('the server sends the secrets in binary COPY (%s)', async (_label, sql) => {
     const data = await withClient(fx.db.url, (c) => copyOut(c, `copy (${sql}) to stdout (format binary)`))

@@ -1,9 +1,12 @@
 import pg from 'pg'
 import {to as copyTo} from 'pg-copy-streams'
+import {afterAll, beforeAll} from 'vitest'
 import type {MaskingConfig} from '../../src/config/types.js'
 import {sampleCustomers, sampleSchemaSql} from '../../src/demo/sample-data.js'
 import {discoverCatalog, type Catalog} from '../../src/masking/catalog.js'
 import {oneAtATime} from '../../src/masking/catalog-query.js'
+import {later} from '../helpers/later.js'
+import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 
 /** Secrets and free text that only the value scanner (or the dictionary) can catch. */
@@ -101,4 +104,22 @@ export async function copyOut(c: pg.Client, sql: string): Promise<Buffer> {
     stream.on('error', reject)
   })
   return Buffer.concat(chunks)
+}
+
+/**
+ * The masking fixture and the tunnel `dbgate connect` builds in front of it (`targetExtra` added
+ * to the target), opened in `beforeAll` and closed in `afterAll`.
+ */
+export function maskedTunnel(targetExtra = 'policy: none'): {fx: MaskingFixture; tunnel: PipelineTunnel} {
+  let fx: MaskingFixture | undefined
+  let tunnel: PipelineTunnel | undefined
+  beforeAll(async () => {
+    fx = await maskingFixture()
+    tunnel = await openPipelineTunnel(fx.db, targetExtra)
+  })
+  afterAll(async () => {
+    await tunnel?.close()
+    await fx?.close()
+  })
+  return {fx: later(() => fx, 'the masking fixture'), tunnel: later(() => tunnel, 'the tunnel')}
 }

@@ -7,11 +7,10 @@
  * with the policy pack `none` (masking must not lean on guardrails).
  */
 import pg from 'pg'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {beforeAll, describe, expect, it} from 'vitest'
 import {ENGLISH_MESSAGES, englishMessages} from '../../src/policy/assumed-settings.js'
 import {checkPreflight} from '../../src/proxy/session-settings.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {maskingFixture, type MaskingFixture} from './fixture.js'
+import {maskedTunnel} from './fixture.js'
 
 describe("the language of the server's messages", () => {
   it('is English under C, POSIX and English locales, and nothing else', () => {
@@ -31,20 +30,11 @@ describe("the language of the server's messages", () => {
   })
 
   describe('through the tunnel, with masking on and the policy pack none', () => {
-    let fx: MaskingFixture
-    let tunnel: PipelineTunnel
+    const {fx, tunnel} = maskedTunnel()
     let c: pg.Client
 
     beforeAll(async () => {
-      fx = await maskingFixture()
-      tunnel = await openPipelineTunnel(fx.db, 'policy: none')
       c = await tunnel.client()
-    })
-
-    afterAll(async () => {
-      await c?.end().catch(() => {})
-      await tunnel?.close()
-      await fx?.close()
     })
 
     it('refuses every way of switching it to another language, and keeps the session', async () => {

@@ -7,10 +7,9 @@
  * clean fields stay readable.
  */
 import pg from 'pg'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
 import {withClient} from '../helpers/pg.js'
-import {leaked, copyOut, maskingFixture, type MaskingFixture} from './fixture.js'
+import {leaked, copyOut, maskedTunnel} from './fixture.js'
 
 const READS: [string, string][] = [
   ['a row as a field', 'select row(1, c) as r from customers c'],
@@ -26,18 +25,7 @@ const READS: [string, string][] = [
 ]
 
 describe('masking: rows nested in rows', () => {
-  let fx: MaskingFixture
-  let tunnel: PipelineTunnel
-
-  beforeAll(async () => {
-    fx = await maskingFixture()
-    tunnel = await openPipelineTunnel(fx.db, 'policy: none')
-  })
-
-  afterAll(async () => {
-    await tunnel?.close()
-    await fx?.close()
-  })
+  const {fx, tunnel} = maskedTunnel()
 
   it.each(READS)('the server sends the values (%s)', async (_label, sql) => {
     const rows = await withClient(fx.db.url, (c) => c.query(sql))

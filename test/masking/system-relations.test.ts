@@ -6,11 +6,10 @@
  * with passwords) are masked while the catalog psql's `\d` reads stays in clear.
  */
 import pg from 'pg'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {beforeAll, describe, expect, it} from 'vitest'
 import {REVIEWED_CATALOG_RELATIONS} from '../../src/masking/system-relations.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {adminUrl, withClient} from '../helpers/pg.js'
-import {maskingFixture, type MaskingFixture} from './fixture.js'
+import {maskedTunnel} from './fixture.js'
 
 describe('the system relations masking reads in clear', () => {
   let server: string[]
@@ -34,20 +33,11 @@ describe('the system relations masking reads in clear', () => {
 })
 
 describe('masking: system relations through the tunnel', () => {
-  let fx: MaskingFixture
-  let tunnel: PipelineTunnel
+  const {fx, tunnel} = maskedTunnel()
   let c: pg.Client
 
   beforeAll(async () => {
-    fx = await maskingFixture()
-    tunnel = await openPipelineTunnel(fx.db, 'policy: none')
     c = await tunnel.client()
-  })
-
-  afterAll(async () => {
-    await c?.end().catch(() => {})
-    await tunnel?.close()
-    await fx?.close()
   })
 
   it("masks the values of the server's configuration files, and keeps their names", async () => {

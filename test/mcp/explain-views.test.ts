@@ -1,10 +1,6 @@
-import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
-import pg from 'pg'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type {DbgateMcp} from '../../src/mcp/server.js'
-import {isolatedEnv, loadedConfig} from '../helpers/open.js'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {inProcessAgent, textOf, tunnelEndpoint} from './helpers.js'
+import {describe, expect, it} from 'vitest'
+import {textOf} from './helpers.js'
+import {explainAgent} from './explain-fixture.js'
 
 /**
  * The explain tool is annotated read-only, so an agent's client may run it without asking the
@@ -18,45 +14,18 @@ import {inProcessAgent, textOf, tunnelEndpoint} from './helpers.js'
  * called with constants, whatever its body does.
  */
 describe('explain with analyze changes nothing, whatever a view calls', () => {
-  let db: UpstreamInfo
-  let mcp: DbgateMcp
-  let explain: (sql: string, analyze?: boolean) => Promise<CallToolResult>
-  let listener: pg.Client
-  const heard: string[] = []
-  const state = async () =>
-    withClient(db.url, async (c) => ({
-      rows: (await c.query('select id, body from notes order by id')).rows,
-      seq: (await c.query('select last_value::int as v from notes_id_seq')).rows[0].v as number,
-    }))
-
-  beforeAll(async () => {
-    db = await createTestDatabase('mcpexv')
-    await withClient(db.url, (c) =>
-      c.query(`create table notes (id serial primary key, body text) with (autovacuum_enabled = false); insert into notes (body) values ('a'), ('b');
-        create view bump as select nextval('notes_id_seq') as n;
-        create view reset_seq as select setval('notes_id_seq', 500) as n;
-        create view kick as select 1 as kicked from (select pg_notify('jobs', 'from-a-view')) s;
-        create view notes_bumped as select n.*, b.n as next from notes n, bump b;
-        create view deeper as select * from notes_bumped where id > 0;
-        create function planned() returns int language plpgsql immutable as $$ begin perform nextval('notes_id_seq'); perform pg_notify('jobs', 'planned'); return 1; end $$;
-        create function planned_sql() returns bigint language sql immutable as $$ select nextval('notes_id_seq') $$;
-        create function told() returns int language plpgsql immutable as $$ begin perform pg_notify('jobs', 'told'); return 1; end $$;`),
-    )
-    listener = new pg.Client({connectionString: db.url})
-    await listener.connect()
-    listener.on('notification', (n) => heard.push(n.payload ?? ''))
-    await listener.query('listen jobs')
-    const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
-    const loaded = loadedConfig(db, 'mcp:\n  mode: read-write', '', env)
-    const agent = await inProcessAgent(loaded.config.targets.app!, tunnelEndpoint(loaded, env), 'explain-views-test')
-    mcp = agent.mcp
-    explain = (sql, analyze) => agent.call('explain', {sql, ...(analyze === undefined ? {} : {analyze})})
-  })
-
-  afterAll(async () => {
-    await mcp?.close()
-    await listener?.end()
-  })
+  const {explain, state, heard, direct} = explainAgent('mcpexv', `
+    create table notes (id serial primary key, body text) with (autovacuum_enabled = false);
+    insert into notes (body) values ('a'), ('b');
+    create view bump as select nextval('notes_id_seq') as n;
+    create view reset_seq as select setval('notes_id_seq', 500) as n;
+    create view kick as select 1 as kicked from (select pg_notify('jobs', 'from-a-view')) s;
+    create view notes_bumped as select n.*, b.n as next from notes n, bump b;
+    create view deeper as select * from notes_bumped where id > 0;
+    create function planned() returns int language plpgsql immutable as $$ begin perform nextval('notes_id_seq'); perform pg_notify('jobs', 'planned'); return 1; end $$;
+    create function planned_sql() returns bigint language sql immutable as $$ select nextval('notes_id_seq') $$;
+    create function told() returns int language plpgsql immutable as $$ begin perform pg_notify('jobs', 'told'); return 1; end $$;
+  `)
 
   it.each([
     'select * from bump',
@@ -78,8 +47,7 @@ describe('explain with analyze changes nothing, whatever a view calls', () => {
   it.each(['select * from kick', 'select n.id, k.kicked from notes n, kick k', 'select exists (select 1 from kick)'])('sends no notification through a view: %s', async (sql) => {
     const before = await state()
     await explain(sql, true)
-    await listener.query('select 1')
-    expect(heard).toEqual([])
+    expect(await heard()).toEqual([])
     expect(await state()).toEqual(before)
   })
 
@@ -95,13 +63,12 @@ describe('explain with analyze changes nothing, whatever a view calls', () => {
   ])('runs nothing a plan evaluates ahead, without analyze: %s', async (sql) => {
     const before = await state()
     await explain(sql)
-    await listener.query('select 1')
-    expect(heard).toEqual([])
+    expect(await heard()).toEqual([])
     expect(await state()).toEqual(before)
   })
 
   it('still analyzes reads of tables and views, and explains the rest without running it', async () => {
-    await withClient(db.url, (c) => c.query('create or replace view plain_notes as select id, body from notes'))
+    await direct((c) => c.query('create or replace view plain_notes as select id, body from notes'))
     for (const sql of ['select count(*) from notes', 'select * from plain_notes where id = 1', "select id from notes where body like 'a%' order by id"]) {
       const r = await explain(sql, true)
       expect(r.isError, `${sql}: ${textOf(r)}`).toBeFalsy()

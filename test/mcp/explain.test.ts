@@ -1,10 +1,6 @@
-import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
-import pg from 'pg'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type {DbgateMcp} from '../../src/mcp/server.js'
-import {isolatedEnv, loadedConfig} from '../helpers/open.js'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {inProcessAgent, textOf, tunnelEndpoint} from './helpers.js'
+import {describe, expect, it} from 'vitest'
+import {textOf} from './helpers.js'
+import {explainAgent} from './explain-fixture.js'
 
 /**
  * The explain tool (annotated read-only, so clients may run it without asking) shows a plan
@@ -14,34 +10,7 @@ import {inProcessAgent, textOf, tunnelEndpoint} from './helpers.js'
  * itself lets the agent write: only the tool's promise stands between the text and the run.
  */
 describe('the explain tool runs nothing it was not asked to', () => {
-  let db: UpstreamInfo
-  let mcp: DbgateMcp
-  let explain: (sql: string, analyze?: boolean) => Promise<CallToolResult>
-  let listener: pg.Client
-  const heard: string[] = []
-  const state = async () => withClient(db.url, async (c) => ({
-    rows: (await c.query('select id, body from notes order by id')).rows,
-    seq: (await c.query('select last_value::int as v from notes_id_seq')).rows[0].v as number,
-  }))
-
-  beforeAll(async () => {
-    db = await createTestDatabase('mcpex')
-    await withClient(db.url, (c) => c.query("create table notes (id serial primary key, body text); insert into notes (body) values ('a'), ('b')"))
-    listener = new pg.Client({connectionString: db.url})
-    await listener.connect()
-    listener.on('notification', (n) => heard.push(n.payload ?? ''))
-    await listener.query('listen jobs')
-    const env = {...isolatedEnv(), TEST_APP_PASSWORD: db.password}
-    const loaded = loadedConfig(db, 'mcp:\n  mode: read-write', '', env)
-    const agent = await inProcessAgent(loaded.config.targets.app!, tunnelEndpoint(loaded, env), 'explain-test')
-    mcp = agent.mcp
-    explain = (sql, analyze) => agent.call('explain', {sql, ...(analyze === undefined ? {} : {analyze})})
-  })
-
-  afterAll(async () => {
-    await mcp?.close()
-    await listener?.end()
-  })
+  const {explain, state, heard} = explainAgent('mcpex', "create table notes (id serial primary key, body text); insert into notes (body) values ('a'), ('b')")
 
   /** Texts that, after `EXPLAIN `, name ANALYZE themselves. */
   const SMUGGLED = [
@@ -59,8 +28,7 @@ describe('the explain tool runs nothing it was not asked to', () => {
     const before = await state()
     const r = await explain(sql)
     expect(r.isError, textOf(r)).toBe(true)
-    await listener.query('select 1')
-    expect(heard).toEqual([])
+    expect(await heard()).toEqual([])
     expect(await state()).toEqual(before)
   })
 
@@ -69,8 +37,7 @@ describe('the explain tool runs nothing it was not asked to', () => {
     const r = await explain(sql, true)
     expect(r.isError, textOf(r)).toBe(true)
     expect(textOf(r)).toMatch(/not a pure read/)
-    await listener.query('select 1')
-    expect(heard).toEqual([])
+    expect(await heard()).toEqual([])
     expect(await state()).toEqual(before)
   })
 

@@ -2,8 +2,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import type {Refusal} from './unfiltered.js'
-import {wipedAccounts} from './wiping-code.js'
+import {wipedAccounts, refusedByPolicy, WIPING_CODE} from './wiping-code.js'
 
 /**
  * ANALYZE evaluates a table's extended statistics expressions on its sampled rows (and its index
@@ -16,12 +15,7 @@ describe('ANALYZE and the code it evaluates', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
   const {direct, accounts, refill} = wipedAccounts(() => db.url)
-  const refused = async (c: pg.Client, sql: string, extended = false): Promise<Refusal> => {
-    const e = (await (extended ? c.query({name: 'a', text: sql}) : c.query(sql)).catch((x: Error) => x)) as Refusal
-    expect(e, sql).toBeInstanceOf(Error)
-    expect(e.code, sql).toBe('42501')
-    return e
-  }
+  const refused = (c: pg.Client, sql: string, extended = false) => refusedByPolicy(c, sql, extended, 'a')
 
   beforeAll(async () => {
     db = await createTestDatabase()
@@ -29,9 +23,7 @@ describe('ANALYZE and the code it evaluates', () => {
     // its own ANALYZE of the new rows would run them too, wiping accounts in the middle of a test.
     await direct((c) =>
       c.query(`
-        create table accounts (id int primary key, balance int);
-        create function public.wipe() returns int language plpgsql as $$ begin delete from public.accounts; return 1; end $$;
-        create function public.quiet(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
+        ${WIPING_CODE}
         create table a_stat (id int, y int) with (autovacuum_enabled = false);
         insert into a_stat select g, g from generate_series(1, 100) g;
         create statistics a_stat_st on (public.quiet(id)), y from a_stat;

@@ -1,8 +1,8 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {openPipelineTunnel} from '../helpers/open.js'
 import {pgEnv, run} from '../helpers/run.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 
 /**
  * Issue 13's guardrail families, attacked through the real tunnel with real clients, each with its
@@ -10,33 +10,22 @@ import {pgEnv, run} from '../helpers/run.js'
  * by allow-list and proof; the database is checked afterwards, not just the error.
  */
 describe('guardrails that cannot be talked around', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {db, t, direct} = seededTunnel(`
+    create table accounts (id int primary key, owner text, balance int, active bool default true);
+    insert into accounts select g, 'owner' || g, 100 from generate_series(1, 10) g;
+    create sequence invoice_seq;
+    create function archive_accounts() returns int language plpgsql as $$ begin delete from accounts; return 0; end $$;
+    create function wipe(accounts) returns int language plpgsql as $$ begin delete from accounts; return 0; end $$;
+    create function owner_of(int) returns text language sql stable as $$ select owner from accounts where id = $1 $$;
+    create schema other;
+    create function other.owner_of(int) returns text language plpgsql as $$ begin delete from accounts; return 'x'; end $$;
+  `, 'rules:\n  - id: no-function-writes\n    match: {class: write, command: function, functions: ["pg_catalog.lo_*", "pg_catalog.lowrite", "pg_catalog.setval"]}\n    action: deny\n    reason: large objects and sequences are written by the application only')
   const count = () => direct(async (c) => (await c.query('select count(*)::int n from accounts')).rows[0].n as number)
   const refused = async (c: pg.Client, sql: string): Promise<Error & {code?: string; hint?: string; detail?: string; position?: string}> => {
     const e = (await c.query(sql).catch((x: Error) => x)) as Error & {code?: string}
     expect(e, sql).toBeInstanceOf(Error)
     return e
   }
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, owner text, balance int, active bool default true);
-        insert into accounts select g, 'owner' || g, 100 from generate_series(1, 10) g;
-        create sequence invoice_seq;
-        create function archive_accounts() returns int language plpgsql as $$ begin delete from accounts; return 0; end $$;
-        create function wipe(accounts) returns int language plpgsql as $$ begin delete from accounts; return 0; end $$;
-        create function owner_of(int) returns text language sql stable as $$ select owner from accounts where id = $1 $$;
-        create schema other;
-        create function other.owner_of(int) returns text language plpgsql as $$ begin delete from accounts; return 'x'; end $$;
-      `),
-    )
-    t = await openPipelineTunnel(db, 'rules:\n  - id: no-function-writes\n    match: {class: write, command: function, functions: ["pg_catalog.lo_*", "pg_catalog.lowrite", "pg_catalog.setval"]}\n    action: deny\n    reason: large objects and sequences are written by the application only')
-  })
-  afterAll(() => t.close())
 
   it('holds a plpgsql function whose body deletes, however it is called, and lets a stable one read', async () => {
     const c = await t.client()

@@ -2,8 +2,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type pg from 'pg'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import type {Refusal} from './unfiltered.js'
-import {wipedAccounts} from './wiping-code.js'
+import {wipedAccounts, refusedByPolicy, WIPING_CODE} from './wiping-code.js'
 
 /**
  * brin_summarize_range and brin_summarize_new_values build the summaries of a BRIN index's
@@ -18,12 +17,7 @@ describe('BRIN summarization and the index code it evaluates', () => {
   let admin: PipelineTunnel
   const {direct, accounts, refill} = wipedAccounts(() => db.url)
   const unsummarize = () => direct((c) => c.query("select brin_desummarize_range('b_idx', 0), brin_desummarize_range('plain_idx', 0)"))
-  const refused = async (c: pg.Client, sql: string, extended: boolean): Promise<Refusal> => {
-    const e = (await (extended ? c.query({name: 'b', text: sql}) : c.query(sql)).catch((x: Error) => x)) as Refusal
-    expect(e, sql).toBeInstanceOf(Error)
-    expect(e.code, sql).toBe('42501')
-    return e
-  }
+  const refused = (c: pg.Client, sql: string, extended = false) => refusedByPolicy(c, sql, extended, 'b')
 
   beforeAll(async () => {
     db = await createTestDatabase()
@@ -31,9 +25,7 @@ describe('BRIN summarization and the index code it evaluates', () => {
     // first range (a whole page, which brin_summarize_new_values takes) unsummarized again.
     await direct((c) =>
       c.query(`
-        create table accounts (id int primary key, balance int);
-        create function public.wipe() returns int language plpgsql as $$ begin delete from public.accounts; return 1; end $$;
-        create function public.quiet(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
+        ${WIPING_CODE}
         create table b_log (id int) with (autovacuum_enabled = false);
         insert into b_log select g from generate_series(1, 1000) g;
         create index b_idx on b_log using brin ((public.quiet(id))) with (pages_per_range = 1);

@@ -1,7 +1,7 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {expectEachRefused, wipedAccounts} from './wiping-code.js'
+import {expectEachRefused, wipedAccounts, WIPING_CODE} from './wiping-code.js'
 
 /**
  * A stored expression that converts into a domain (`x::wiping_int` in a column default, a generated
@@ -21,9 +21,7 @@ describe('conversions to a domain in stored expressions', () => {
     db = await createTestDatabase()
     await direct((c) =>
       c.query(`
-        create table accounts (id int primary key, balance int);
-        create function public.wipe() returns int language plpgsql as $$ begin delete from public.accounts; return 1; end $$;
-        create function public.quiet(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
+        ${WIPING_CODE}
         create domain wiping_int as int check (public.quiet(value) > 0);
         create domain over_wiping as wiping_int;
         create table g_def (x int, y int default (5::wiping_int));

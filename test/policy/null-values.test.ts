@@ -1,7 +1,6 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 
 /**
  * A WHERE that compares a column with a value the caller or the data supplies (a parameter, a
@@ -11,23 +10,12 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
  * every row. Each of these emptied the table through the real tunnel as a "filtered" DELETE.
  */
 describe('a WHERE that holds for every row when a compared value is NULL', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create table accounts (id int primary key, owner text, balance int);
+    insert into accounts select g, 'owner' || g, 100 from generate_series(1, 10) g;
+    create table empty_ids (v int);
+  `)
   const state = () => direct(async (c) => (await c.query('select count(*)::int n, sum(balance)::int s from accounts')).rows[0] as {n: number; s: number})
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, owner text, balance int);
-        insert into accounts select g, 'owner' || g, 100 from generate_series(1, 10) g;
-        create table empty_ids (v int);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   const refusedAsUnfiltered = async (c: pg.Client, sql: string, params?: unknown[]) => {
     const e = (await c.query(sql, params).then(

@@ -1,7 +1,6 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 
 /**
  * A WHERE that compares a column with a value computed from the target table's own rows (an
@@ -11,24 +10,13 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
  * tunnel as a "filtered" DELETE or UPDATE.
  */
 describe("a WHERE against values computed from the target table's own rows", () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create table accounts (id int primary key, parent int, balance int);
+    insert into accounts select g, g - 1, 100 from generate_series(1, 10) g;
+    create table closed (id int);
+    insert into closed values (3);
+  `)
   const state = () => direct(async (c) => (await c.query('select count(*)::int n, sum(balance)::int s from accounts')).rows[0] as {n: number; s: number})
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, parent int, balance int);
-        insert into accounts select g, g - 1, 100 from generate_series(1, 10) g;
-        create table closed (id int);
-        insert into closed values (3);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   it('refuses them as unfiltered, through subqueries, arrays, self-joins and CTEs', async () => {
     const c = await t.client()

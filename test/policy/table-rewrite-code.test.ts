@@ -3,7 +3,7 @@ import type pg from 'pg'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import type {Refusal} from './unfiltered.js'
-import {wipedAccounts} from './wiping-code.js'
+import {wipedAccounts, WIPING_CODE} from './wiping-code.js'
 
 /**
  * ALTER TABLE that runs the code stored on a table over its rows, which the statement does not
@@ -43,9 +43,7 @@ describe('DDL that runs the code stored on a table over its rows', () => {
     // Qualified: PostgreSQL runs index expressions of a rebuild with search_path set to pg_catalog.
     await direct((c) =>
       c.query(`
-        create table accounts (id int primary key, balance int);
-        create function public.wipe() returns int language plpgsql as $$ begin delete from public.accounts; return 1; end $$;
-        create function public.quiet(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
+        ${WIPING_CODE}
         create table r_idx (id int, y int);
         insert into r_idx values (1, 1);
         create index on r_idx ((public.quiet(id)));

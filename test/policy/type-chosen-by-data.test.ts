@@ -1,7 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 
 /**
  * Built-ins that convert a value into a type the statement's text does not show run that type's
@@ -11,29 +9,18 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
  * (here: a row into public.ran) through the real tunnel as a plain read.
  */
 describe('conversions into a type the statement does not name', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create table public.ran (at timestamptz default now());
+    create function public.note() returns boolean volatile language plpgsql as $$ begin insert into public.ran default values; return true; end $$;
+    create domain public.noted as int check (public.note());
+    create type public.noted_pair as (a public.noted, b int);
+    create type public.noted_range as range (subtype = public.noted);
+    create table public.holder (a public.noted);
+    insert into public.holder values (1);
+    create table public.plain (id int, v text);
+    truncate public.ran;
+  `)
   const ran = () => direct(async (c) => (await c.query('select count(*)::int n from public.ran')).rows[0].n as number)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table public.ran (at timestamptz default now());
-        create function public.note() returns boolean volatile language plpgsql as $$ begin insert into public.ran default values; return true; end $$;
-        create domain public.noted as int check (public.note());
-        create type public.noted_pair as (a public.noted, b int);
-        create type public.noted_range as range (subtype = public.noted);
-        create table public.holder (a public.noted);
-        insert into public.holder values (1);
-        create table public.plain (id int, v text);
-        truncate public.ran;
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   it('holds them for a reviewer, however the type is given, and runs no check', async () => {
     const c = await t.client()

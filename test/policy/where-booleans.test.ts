@@ -1,7 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
@@ -12,23 +10,12 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * "filtered".
  */
 describe('a WHERE that names both values of a boolean column', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create table flags (id int, b bool not null, v int default 0);
+    insert into flags (id, b) values (1, true), (2, false), (3, true);
+  `)
   const touched = () => direct(async (c) => (await c.query('select sum(v)::int s from flags')).rows[0].s as number)
   const rows = 3
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table flags (id int, b bool not null, v int default 0);
-        insert into flags (id, b) values (1, true), (2, false), (3, true);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   const conditions = [
     "b = 't' or b = 'f'",

@@ -1,7 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
@@ -11,24 +9,13 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * tunnel as "filtered".
  */
 describe('a WHERE against a subquery that returns no rows by its form', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create table accounts (id int primary key, balance int);
+    insert into accounts select g, 100 from generate_series(1, 10) g;
+    create table closed (id int);
+    insert into closed values (3);
+  `)
   const state = () => direct(async (c) => (await c.query('select count(*)::int n, sum(balance)::int s from accounts')).rows[0] as {n: number; s: number})
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, balance int);
-        insert into accounts select g, 100 from generate_series(1, 10) g;
-        create table closed (id int);
-        insert into closed values (3);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   const refused = refusedAsUnfiltered
 

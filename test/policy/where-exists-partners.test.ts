@@ -1,7 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
@@ -13,25 +11,14 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * "filtered".
  */
 describe('an EXISTS that finds a row for every row', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-  const touched = () => direct(async (c) => (await c.query('select sum(v)::int s from accounts')).rows[0].s as number)
   const rows = 10
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, v int default 0);
-        insert into accounts (id) select generate_series(1, ${rows});
-        create table others (k int);
-        insert into others values (1), (2);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
+  const {t, direct} = seededTunnel(`
+    create table accounts (id int primary key, v int default 0);
+    insert into accounts (id) select generate_series(1, ${rows});
+    create table others (k int);
+    insert into others values (1), (2);
+  `)
+  const touched = () => direct(async (c) => (await c.query('select sum(v)::int s from accounts')).rows[0].s as number)
 
   const conditions = [
     'exists (select 1 from generate_series(a.id, a.id) g(k) where g.k = a.id)',

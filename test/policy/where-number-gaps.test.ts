@@ -1,7 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
@@ -12,27 +10,16 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * Each of these rewrote the whole table through the tunnel as "filtered".
  */
 describe('a WHERE that leaves no integer out, or that reads past what a double holds', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create table accounts (id int primary key, v int);
+    insert into accounts select g, 0 from generate_series(1, 10) g;
+    create table big (id int8 primary key, v int);
+    insert into big values (1, 0), (9007199254740992, 0), (9007199254740993, 0);
+    create table measures (x numeric, v int);
+    insert into measures values (1, 0), (1.00000000000000001, 0), (2, 0);
+  `)
   const state = () =>
     direct(async (c) => (await c.query('select (select sum(v)::int from accounts) a, (select sum(v)::int from big) b, (select sum(v)::int from measures) m')).rows[0] as {a: number; b: number; m: number})
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, v int);
-        insert into accounts select g, 0 from generate_series(1, 10) g;
-        create table big (id int8 primary key, v int);
-        insert into big values (1, 0), (9007199254740992, 0), (9007199254740993, 0);
-        create table measures (x numeric, v int);
-        insert into measures values (1, 0), (1.00000000000000001, 0), (2, 0);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   const refused = refusedAsUnfiltered
 

@@ -1,7 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
@@ -18,29 +16,18 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * the tunnel as "filtered".
  */
 describe('a WHERE whose pattern or collation matches every row', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create table notes (id serial, name text, v int default 0);
+    insert into notes (name) values ('a'), ('A'), ('I'), ('İ'), ('o'), ('ø'), (E'a\\nb'), ('A4'), ('x');
+    create collation ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+    create collation loose (provider = icu, locale = 'und-u-ka-shifted-ks-level1', deterministic = false);
+    create collation num (provider = icu, locale = 'und-u-kn-ks-level2', deterministic = false);
+    create extension citext;
+    create table tags (name citext, v int default 0);
+    insert into tags (name) values ('a'), ('A'), ('b');
+  `)
   const touched = () => direct(async (c) => (await c.query('select (select sum(v) from notes) + (select sum(v) from tags) s')).rows[0].s as string)
   const rows = 9
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table notes (id serial, name text, v int default 0);
-        insert into notes (name) values ('a'), ('A'), ('I'), ('İ'), ('o'), ('ø'), (E'a\\nb'), ('A4'), ('x');
-        create collation ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
-        create collation loose (provider = icu, locale = 'und-u-ka-shifted-ks-level1', deterministic = false);
-        create collation num (provider = icu, locale = 'und-u-kn-ks-level2', deterministic = false);
-        create extension citext;
-        create table tags (name citext, v int default 0);
-        insert into tags (name) values ('a'), ('A'), ('b');
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   const conditions = [
     // PostgreSQL's own escapes and modes

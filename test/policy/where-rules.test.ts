@@ -1,7 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
@@ -11,30 +9,19 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * deleted every account through the tunnel as "filtered".
  */
 describe('a filtered WHERE on a relation whose rules run other writes', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create table accounts (id int primary key, balance int);
+    insert into accounts select g, 100 from generate_series(1, 10) g;
+    create view del_v as select * from accounts;
+    create rule del_r as on delete to del_v do instead delete from accounts;
+    create view upd_v as select * from accounts;
+    create rule upd_r as on update to upd_v do instead update accounts set balance = new.balance;
+    create table log_t (id int, note text);
+    insert into log_t select g, 'x' from generate_series(1, 10) g;
+    create rule log_r as on delete to log_t do also update accounts set balance = 0;
+    create view plain_v as select * from accounts;
+  `)
   const state = () => direct(async (c) => (await c.query('select count(*)::int n, sum(balance)::int s from accounts')).rows[0] as {n: number; s: number})
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, balance int);
-        insert into accounts select g, 100 from generate_series(1, 10) g;
-        create view del_v as select * from accounts;
-        create rule del_r as on delete to del_v do instead delete from accounts;
-        create view upd_v as select * from accounts;
-        create rule upd_r as on update to upd_v do instead update accounts set balance = new.balance;
-        create table log_t (id int, note text);
-        insert into log_t select g, 'x' from generate_series(1, 10) g;
-        create rule log_r as on delete to log_t do also update accounts set balance = 0;
-        create view plain_v as select * from accounts;
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   const refused = refusedAsUnfiltered
 

@@ -1,7 +1,6 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import type {Refusal} from './unfiltered.js'
 
 /**
@@ -13,26 +12,15 @@ import type {Refusal} from './unfiltered.js'
  * smallest member. Each of these rewrote every row through the tunnel as "filtered".
  */
 describe('a WHERE that compares the row with a set as with one value', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-  const touched = () => direct(async (c) => (await c.query('select sum(v)::int s from accounts')).rows[0].s as number)
   const rows = 10
+  const {t, direct} = seededTunnel(`
+    create table accounts (id int primary key, v int default 0);
+    insert into accounts (id) select generate_series(1, ${rows});
+    create table others (k int);
+    insert into others values (1), (2);
+  `)
+  const touched = () => direct(async (c) => (await c.query('select sum(v)::int s from accounts')).rows[0].s as number)
   const keys = [1, 2]
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, v int default 0);
-        insert into accounts (id) select generate_series(1, ${rows});
-        create table others (k int);
-        insert into others values (1), (2);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   // [condition on accounts a, with `others o` joined when `using`, parameter values]
   const conditions: Array<{where: string; using?: true; values?: unknown[]}> = [

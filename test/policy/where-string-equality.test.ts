@@ -1,7 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
@@ -12,27 +10,16 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * and each of these rewrote every row through the tunnel as "filtered".
  */
 describe('a WHERE whose two string literals are one value to the column', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create collation ab (provider = icu, locale = 'und', rules = '&a = b', deterministic = false);
+    create table words (w text collate ab, v int default 0);
+    insert into words (w) values ('a'), ('b'), ('c');
+    create table notes (name text, v int default 0);
+    insert into notes (name) values ('a'), ('b'), ('c');
+    create table blobs (b bytea, v int default 0);
+    insert into blobs (b) values (''), ('ab'), ('\\x00');
+  `)
   const touched = () => direct(async (c) => (await c.query('select (select sum(v) from words) + (select sum(v) from blobs) + (select sum(v) from notes) s')).rows[0].s as string)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create collation ab (provider = icu, locale = 'und', rules = '&a = b', deterministic = false);
-        create table words (w text collate ab, v int default 0);
-        insert into words (w) values ('a'), ('b'), ('c');
-        create table notes (name text, v int default 0);
-        insert into notes (name) values ('a'), ('b'), ('c');
-        create table blobs (b bytea, v int default 0);
-        insert into blobs (b) values (''), ('ab'), ('\\x00');
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   const conditions: Array<[string, string]> = [
     ['words', "w = 'a' or w <> 'b'"],

@@ -1,7 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import type pg from 'pg'
-import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedAsUnfiltered} from './unfiltered.js'
 
 /**
@@ -13,32 +11,21 @@ import {refusedAsUnfiltered} from './unfiltered.js'
  * table through the tunnel as "filtered".
  */
 describe('a WHERE whose string literals the column type reads as one value', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {t, direct} = seededTunnel(`
+    create table accounts (id int, status text, v int default 0);
+    insert into accounts (id, status) select g, case when g < 5 then 'active' else 'closed' end from generate_series(1, 10) g;
+    create table flags (b bool, v int default 0);
+    insert into flags (b) values (true), (false), (true);
+    create table days (d date, v int default 0);
+    insert into days (d) values ('2020-01-01'), ('2021-06-01');
+    create table ids (u uuid, v int default 0);
+    insert into ids (u) values ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'), (gen_random_uuid());
+    create table docs (j jsonb, v int default 0);
+    insert into docs (j) values ('{"a": "x", "b": "y"}'), ('{"c": "z"}');
+    create table codes (c char(3), v int default 0);
+    insert into codes (c) values ('ab'), ('cd');
+  `)
   const touched = () => direct(async (c) => (await c.query('select sum(v)::int s from (select v from accounts union all select v from flags union all select v from days union all select v from ids union all select v from docs union all select v from codes) x')).rows[0].s as number)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int, status text, v int default 0);
-        insert into accounts (id, status) select g, case when g < 5 then 'active' else 'closed' end from generate_series(1, 10) g;
-        create table flags (b bool, v int default 0);
-        insert into flags (b) values (true), (false), (true);
-        create table days (d date, v int default 0);
-        insert into days (d) values ('2020-01-01'), ('2021-06-01');
-        create table ids (u uuid, v int default 0);
-        insert into ids (u) values ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'), (gen_random_uuid());
-        create table docs (j jsonb, v int default 0);
-        insert into docs (j) values ('{"a": "x", "b": "y"}'), ('{"c": "z"}');
-        create table codes (c char(3), v int default 0);
-        insert into codes (c) values ('ab'), ('cd');
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   const refused = refusedAsUnfiltered
 

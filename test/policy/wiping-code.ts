@@ -14,6 +14,17 @@ export interface WipedAccounts {
   refill(): Promise<unknown>
 }
 
+/**
+ * The table and the code under attack, qualified throughout: PostgreSQL evaluates index, partition
+ * and statistics expressions with search_path set to pg_catalog in some routes, and an attacker
+ * would write them so. `public.quiet(n)` is declared IMMUTABLE, returns n, and deletes every account.
+ */
+export const WIPING_CODE = `
+create table accounts (id int primary key, balance int);
+create function public.wipe() returns int language plpgsql as $$ begin delete from public.accounts; return 1; end $$;
+create function public.quiet(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
+`
+
 export function wipedAccounts(url: () => string): WipedAccounts {
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(url(), fn)
   return {
@@ -41,4 +52,12 @@ export async function expectEachRefused(t: PipelineTunnel, statements: Record<st
       expect(await w.accounts(), name).toBe(10)
     }
   }
+}
+
+/** Sends `sql` on `c`, as a simple query or as prepared statement `name`, and expects policy's refusal. */
+export async function refusedByPolicy(c: pg.Client, sql: string, extended = false, name = 'x'): Promise<Refusal> {
+  const e = (await (extended ? c.query({name, text: sql}) : c.query(sql)).catch((x: Error) => x)) as Refusal
+  expect(e, sql).toBeInstanceOf(Error)
+  expect(e.code, sql).toBe('42501')
+  return e
 }
