@@ -14,16 +14,17 @@ export interface SeededTunnel {
 }
 
 /**
- * The fixture most policy tests share: a fresh database with `schema` run in it, and the tunnel
- * exactly as `dbgate connect` builds it, with `targetExtra` added to the target.
+ * The fixture most policy tests share: a fresh database with `schema` run in it (each text of a
+ * list as a query of its own, in order), and the tunnel exactly as `dbgate connect` builds it,
+ * with `targetExtra` added to the target.
  */
-export function seededTunnel(schema: string, targetExtra = ''): SeededTunnel {
+export function seededTunnel(schema: string | string[], targetExtra = ''): SeededTunnel {
   let db: UpstreamInfo | undefined
   let t: PipelineTunnel | undefined
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db!.url, fn)
   beforeAll(async () => {
     db = await createTestDatabase()
-    await direct((c) => c.query(schema))
+    for (const sql of [schema].flat()) await direct((c) => c.query(sql))
     t = await openPipelineTunnel(db, targetExtra)
   })
   afterAll(() => t?.close())

@@ -1,7 +1,7 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {openPipelineTunnel} from '../helpers/open.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {wipedAccounts, refusedByPolicy, WIPING_CODE} from './wiping-code.js'
 
 /**
@@ -12,31 +12,22 @@ import {wipedAccounts, refusedByPolicy, WIPING_CODE} from './wiping-code.js'
  * `analyze` ran a function that deletes every account.
  */
 describe('ANALYZE and the code it evaluates', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const {direct, accounts, refill} = wipedAccounts(() => db.url)
+  // Qualified: ANALYZE evaluates expressions with search_path set to pg_catalog. Without autovacuum:
+  // its own ANALYZE of the new rows would run them too, wiping accounts in the middle of a test.
+  const {db, t, direct} = seededTunnel(`
+    ${WIPING_CODE}
+    create table a_stat (id int, y int) with (autovacuum_enabled = false);
+    insert into a_stat select g, g from generate_series(1, 100) g;
+    create statistics a_stat_st on (public.quiet(id)), y from a_stat;
+    create table r_idx (id int, y int) with (autovacuum_enabled = false);
+    insert into r_idx values (1, 1);
+    create index r_idx_quiet on r_idx ((public.quiet(id)));
+    create table plain (id int, y int) with (autovacuum_enabled = false);
+    insert into plain select g, g from generate_series(1, 100) g;
+  `)
+  const {accounts, refill} = wipedAccounts(() => db.url)
   const refused = (c: pg.Client, sql: string, extended = false) => refusedByPolicy(c, sql, extended, 'a')
 
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    // Qualified: ANALYZE evaluates expressions with search_path set to pg_catalog. Without autovacuum:
-    // its own ANALYZE of the new rows would run them too, wiping accounts in the middle of a test.
-    await direct((c) =>
-      c.query(`
-        ${WIPING_CODE}
-        create table a_stat (id int, y int) with (autovacuum_enabled = false);
-        insert into a_stat select g, g from generate_series(1, 100) g;
-        create statistics a_stat_st on (public.quiet(id)), y from a_stat;
-        create table r_idx (id int, y int) with (autovacuum_enabled = false);
-        insert into r_idx values (1, 1);
-        create index r_idx_quiet on r_idx ((public.quiet(id)));
-        create table plain (id int, y int) with (autovacuum_enabled = false);
-        insert into plain select g, g from generate_series(1, 100) g;
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   it('judges a table named by its extended statistics expressions', async () => {
     for (const extended of [false, true]) {

@@ -1,6 +1,5 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {expectEachRefused, wipedAccounts, WIPING_CODE} from './wiping-code.js'
 
 /**
@@ -13,38 +12,30 @@ import {expectEachRefused, wipedAccounts, WIPING_CODE} from './wiping-code.js'
  * and `select * from v_cast` ran a check that deletes every account, with no reviewer.
  */
 describe('conversions to a domain in stored expressions', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const {direct, accounts, refill} = wipedAccounts(() => db.url)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        ${WIPING_CODE}
-        create domain wiping_int as int check (public.quiet(value) > 0);
-        create domain over_wiping as wiping_int;
-        create table g_def (x int, y int default (5::wiping_int));
-        create table g_gen (x int, y int generated always as ((x::wiping_int) + 0) stored);
-        create table g_chk (x int check ((x::over_wiping) > 0));
-        create table g_idx (x int);
-        create table g_rows (x int);
-        create view v_cast as select (x::wiping_int) as w from g_rows;
-        create table g_pol (x int);
-        create policy p on g_pol using ((x::wiping_int) > 0);
-        alter table g_pol enable row level security;
-        alter table g_pol force row level security;
-        create function public.noop() returns trigger language plpgsql as $$ begin return new; end $$;
-        create table g_when (x int);
-        create trigger t before insert on g_when for each row when ((new.x::wiping_int) > 0) execute function public.noop();
-        create function public.with_default(a int default (5::wiping_int)) returns int language sql stable as $$ select a $$;
-      `),
-    )
+  const {db, t, direct} = seededTunnel([
+    `
+      ${WIPING_CODE}
+      create domain wiping_int as int check (public.quiet(value) > 0);
+      create domain over_wiping as wiping_int;
+      create table g_def (x int, y int default (5::wiping_int));
+      create table g_gen (x int, y int generated always as ((x::wiping_int) + 0) stored);
+      create table g_chk (x int check ((x::over_wiping) > 0));
+      create table g_idx (x int);
+      create table g_rows (x int);
+      create view v_cast as select (x::wiping_int) as w from g_rows;
+      create table g_pol (x int);
+      create policy p on g_pol using ((x::wiping_int) > 0);
+      alter table g_pol enable row level security;
+      alter table g_pol force row level security;
+      create function public.noop() returns trigger language plpgsql as $$ begin return new; end $$;
+      create table g_when (x int);
+      create trigger t before insert on g_when for each row when ((new.x::wiping_int) > 0) execute function public.noop();
+      create function public.with_default(a int default (5::wiping_int)) returns int language sql stable as $$ select a $$;
+    `,
     // Built from rows (which runs the check once, as setup) so that a write evaluates the expression again.
-    await direct((c) => c.query('insert into g_rows values (1); insert into g_idx values (1); create index on g_idx (((x::wiping_int)))'))
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
+    'insert into g_rows values (1); insert into g_idx values (1); create index on g_idx (((x::wiping_int)))',
+  ])
+  const {accounts, refill} = wipedAccounts(() => db.url)
 
   const statements: Record<string, string> = {
     'a column default': 'insert into g_def (x) values (1)',

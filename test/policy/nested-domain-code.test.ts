@@ -1,7 +1,6 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import type {Refusal} from './unfiltered.js'
 import {expectEachRefused, wipedAccounts} from './wiping-code.js'
 
@@ -16,43 +15,33 @@ import {expectEachRefused, wipedAccounts} from './wiping-code.js'
  * (1)` and even `select '[1,5)'::wr` ran wipe(), which deletes every account, with no reviewer.
  */
 describe('code a write or a cast runs through the parts of a type', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const {direct, accounts, refill} = wipedAccounts(() => db.url)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, balance int);
-        create function wipe() returns int language plpgsql as $$ begin delete from accounts; return 1; end $$;
-        -- Declared IMMUTABLE: its body calls one that deletes every account.
-        create function quiet(int) returns int language plpgsql immutable as $$ begin perform wipe(); return $1; end $$;
-        create domain wiping_int as int check (quiet(value) > 0);
-        create domain over_domain as wiping_int;
-        create domain over_array as wiping_int[];
-        create type comp as (x wiping_int);
-        create type wr as range (subtype = wiping_int);
-        create domain wiping_default as int default wipe();
-        create domain inherits_default as wiping_default;
-        -- A domain whose check converts its value into the wiping one.
-        create domain converting as int check ((value::wiping_int) > 0);
-        create table t_converting (id int, x converting);
-        create table t_over (id int, x over_domain);
-        create table t_arr (id int, x wiping_int[]);
-        create table t_over_arr (id int, x over_array);
-        create table t_comp (id int, x comp);
-        create table t_range (id int, x wr);
-        create table t_multi (id int, x wr_multirange);
-        create table t_default (id int, x wiping_default);
-        create table t_inherited (id int, x inherits_default);
-        -- A table's row type as a column's type: its columns' domains are converted into too.
-        create table t_row (id int, x t_over);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
+  const {db, t, direct} = seededTunnel(`
+    create table accounts (id int primary key, balance int);
+    create function wipe() returns int language plpgsql as $$ begin delete from accounts; return 1; end $$;
+    -- Declared IMMUTABLE: its body calls one that deletes every account.
+    create function quiet(int) returns int language plpgsql immutable as $$ begin perform wipe(); return $1; end $$;
+    create domain wiping_int as int check (quiet(value) > 0);
+    create domain over_domain as wiping_int;
+    create domain over_array as wiping_int[];
+    create type comp as (x wiping_int);
+    create type wr as range (subtype = wiping_int);
+    create domain wiping_default as int default wipe();
+    create domain inherits_default as wiping_default;
+    -- A domain whose check converts its value into the wiping one.
+    create domain converting as int check ((value::wiping_int) > 0);
+    create table t_converting (id int, x converting);
+    create table t_over (id int, x over_domain);
+    create table t_arr (id int, x wiping_int[]);
+    create table t_over_arr (id int, x over_array);
+    create table t_comp (id int, x comp);
+    create table t_range (id int, x wr);
+    create table t_multi (id int, x wr_multirange);
+    create table t_default (id int, x wiping_default);
+    create table t_inherited (id int, x inherits_default);
+    -- A table's row type as a column's type: its columns' domains are converted into too.
+    create table t_row (id int, x t_over);
+  `)
+  const {accounts, refill} = wipedAccounts(() => db.url)
 
   const writes: Record<string, string> = {
     'a domain over the domain': 'insert into t_over values (1, 5)',

@@ -1,8 +1,7 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {wipedAccounts} from './wiping-code.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedByRule} from './unfiltered.js'
 
 /**
@@ -15,9 +14,22 @@ import {refusedByRule} from './unfiltered.js'
  * which deletes every account, with no check: the new table only counted as a new row type.
  */
 describe('writes to a table made in the same uncommitted transaction', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const {direct, accounts, refill} = wipedAccounts(() => db.url)
+  const {db, t, direct} = seededTunnel(`
+    create table accounts (id int primary key, balance int);
+    create function wipe() returns int language plpgsql as $$ begin delete from accounts; return 1; end $$;
+    -- Declared IMMUTABLE (as generated columns and index expressions need): its body calls one that is not.
+    create function quiet(int) returns int language plpgsql immutable as $$ begin perform wipe(); return $1; end $$;
+    create table code_default (id int, x int default wipe());
+    create table code_check (id int check (quiet(id) > 0));
+    create table code_index (id int);
+    create index on code_index ((quiet(id)));
+    create table code_generated (id int, g int generated always as (quiet(id)) stored);
+    create domain wiping_int as int check (quiet(value) > 0);
+    create table code_domain (id int, x wiping_int);
+    create table parent (id int, x int default wipe());
+    create table plist (id int, x int default wipe()) partition by list (id);
+  `, ['rules:', '  - id: ddl', '    match: {class: ddl}', '    action: allow'].join('\n'))
+  const {accounts, refill} = wipedAccounts(() => db.url)
   /** A client of its own for `fn`, closed whatever happens (a transaction left open would hold accounts' locks). */
   const session = async (fn: (c: pg.Client) => Promise<void>) => {
     const c = await t.client()
@@ -28,28 +40,6 @@ describe('writes to a table made in the same uncommitted transaction', () => {
     }
   }
 
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, balance int);
-        create function wipe() returns int language plpgsql as $$ begin delete from accounts; return 1; end $$;
-        -- Declared IMMUTABLE (as generated columns and index expressions need): its body calls one that is not.
-        create function quiet(int) returns int language plpgsql immutable as $$ begin perform wipe(); return $1; end $$;
-        create table code_default (id int, x int default wipe());
-        create table code_check (id int check (quiet(id) > 0));
-        create table code_index (id int);
-        create index on code_index ((quiet(id)));
-        create table code_generated (id int, g int generated always as (quiet(id)) stored);
-        create domain wiping_int as int check (quiet(value) > 0);
-        create table code_domain (id int, x wiping_int);
-        create table parent (id int, x int default wipe());
-        create table plist (id int, x int default wipe()) partition by list (id);
-      `),
-    )
-    t = await openPipelineTunnel(db, ['rules:', '  - id: ddl', '    match: {class: ddl}', '    action: allow'].join('\n'))
-  })
-  afterAll(() => t.close())
 
   // Each: the CREATE (DDL, allowed here) and a write to what it made, which runs code from elsewhere.
   const routes: Record<string, [string, string]> = {

@@ -1,9 +1,8 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import type {Refusal} from './unfiltered.js'
-import {expectEachRefused, wipedAccounts, WIPING_CODE} from './wiping-code.js'
+import {expectEachRefused, wipedAccounts, WIPING_CODE, BOXED_OPCLASS} from './wiping-code.js'
 
 /**
  * Code a write runs that no column, constraint or index expression names: a partitioned table's
@@ -15,49 +14,28 @@ import {expectEachRefused, wipedAccounts, WIPING_CODE} from './wiping-code.js'
  * values (1, 1)` ran qquiet, which deletes every account, with no reviewer.
  */
 describe('code a write runs through partition keys and operator classes', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const {direct, accounts, refill} = wipedAccounts(() => db.url)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    // Qualified throughout: PostgreSQL evaluates partition keys and index support functions with
-    // search_path set to pg_catalog in some routes, and an attacker would write them so.
-    await direct((c) =>
-      c.query(`
-        ${WIPING_CODE}
-        create table pk (id int, y int) partition by range (public.quiet(id));
-        create table pk_all partition of pk for values from (minvalue) to (maxvalue);
-        create table pl (id int, y int) partition by list (y);
-        create table pl_1 partition of pl for values in (1) partition by range (public.quiet(id));
-        create table pl_1_all partition of pl_1 for values from (minvalue) to (maxvalue);
-        create table pl_2 partition of pl for values in (2);
-        create type boxed as (v int);
-        create function public.boxed_cmp(boxed, boxed) returns int language plpgsql immutable as $$ begin perform public.wipe(); return btint4cmp($1.v, $2.v); end $$;
-        create function public.boxed_lt(boxed, boxed) returns bool language sql immutable as $$ select $1.v < $2.v $$;
-        create function public.boxed_le(boxed, boxed) returns bool language sql immutable as $$ select $1.v <= $2.v $$;
-        create function public.boxed_eq(boxed, boxed) returns bool language sql immutable as $$ select $1.v = $2.v $$;
-        create function public.boxed_ge(boxed, boxed) returns bool language sql immutable as $$ select $1.v >= $2.v $$;
-        create function public.boxed_gt(boxed, boxed) returns bool language sql immutable as $$ select $1.v > $2.v $$;
-        create operator public.<<< (leftarg = boxed, rightarg = boxed, function = public.boxed_lt);
-        create operator public.<<= (leftarg = boxed, rightarg = boxed, function = public.boxed_le);
-        create operator public.=== (leftarg = boxed, rightarg = boxed, function = public.boxed_eq);
-        create operator public.>>= (leftarg = boxed, rightarg = boxed, function = public.boxed_ge);
-        create operator public.>>> (leftarg = boxed, rightarg = boxed, function = public.boxed_gt);
-        create operator class boxed_ops for type boxed using btree as
-          operator 1 <<<, operator 2 <<=, operator 3 ===, operator 4 >>=, operator 5 >>>, function 1 public.boxed_cmp(boxed, boxed);
-        create table t_opclass (id int, b boxed);
-        create unique index on t_opclass (b boxed_ops);
-        -- Partitioned by a list of a column, with a partition partitioned by an operator class of a user's.
-        create table by_boxed (id int, b boxed) partition by range (b boxed_ops);
-        create table by_boxed_all partition of by_boxed for values from (minvalue) to (maxvalue);
-      `),
-    )
+  // Qualified throughout: PostgreSQL evaluates partition keys and index support functions with
+  // search_path set to pg_catalog in some routes, and an attacker would write them so.
+  const {db, t, direct} = seededTunnel([
+    `
+      ${WIPING_CODE}
+      create table pk (id int, y int) partition by range (public.quiet(id));
+      create table pk_all partition of pk for values from (minvalue) to (maxvalue);
+      create table pl (id int, y int) partition by list (y);
+      create table pl_1 partition of pl for values in (1) partition by range (public.quiet(id));
+      create table pl_1_all partition of pl_1 for values from (minvalue) to (maxvalue);
+      create table pl_2 partition of pl for values in (2);
+      ${BOXED_OPCLASS}
+      create table t_opclass (id int, b boxed);
+      create unique index on t_opclass (b boxed_ops);
+      -- Partitioned by a list of a column, with a partition partitioned by an operator class of a user's.
+      create table by_boxed (id int, b boxed) partition by range (b boxed_ops);
+      create table by_boxed_all partition of by_boxed for values from (minvalue) to (maxvalue);
+    `,
     // One key in the index, so the next insert compares with it (done directly, as setup).
-    await direct((c) => c.query('insert into t_opclass values (1, row(1)); delete from accounts'))
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
+    'insert into t_opclass values (1, row(1)); delete from accounts',
+  ])
+  const {accounts, refill} = wipedAccounts(() => db.url)
 
   const writes: Record<string, string> = {
     'a row routed by the key': 'insert into pk values (1, 1)',

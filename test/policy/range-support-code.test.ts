@@ -1,7 +1,6 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {expectEachRefused, wipedAccounts} from './wiping-code.js'
+import {describe, expect, it} from 'vitest'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
+import {BOXED_OPCLASS, expectEachRefused, wipedAccounts} from './wiping-code.js'
 
 /**
  * A range type runs functions of its own that no statement names: its subtype_diff (any role may
@@ -12,47 +11,24 @@ import {expectEachRefused, wipedAccounts} from './wiping-code.js'
  * t_er where r && '[100,200)'::er` ran a subtype_diff that deletes every account.
  */
 describe('code a range type runs', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const {direct, accounts, refill} = wipedAccounts(() => db.url)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    // Qualified: an index's support functions may run with search_path set to pg_catalog.
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, balance int);
-        create function public.wipe() returns int language plpgsql as $$ begin delete from public.accounts; return 1; end $$;
-        create function public.diff(int4, int4) returns float8 language plpgsql immutable as $$ begin perform public.wipe(); return $1 - $2; end $$;
-        create type er as range (subtype = int4, subtype_diff = public.diff);
-        -- Without autovacuum: its own ANALYZE of these rows (counted after the one below, in the same
-        -- transaction) would run subtype_diff, wiping accounts in the middle of a test.
-        create table t_er (id int, r er) with (autovacuum_enabled = false);
-        insert into t_er select g, er(g, g + 10) from generate_series(1, 3000) g;
-        create index on t_er using gist (r);
-        analyze t_er;
-        create view v_er as select id, r from t_er;
-        -- A subtype ordered by an operator class of a user's (making one takes a superuser).
-        create type boxed as (v int);
-        create function public.boxed_cmp(boxed, boxed) returns int language plpgsql immutable as $$ begin perform public.wipe(); return btint4cmp($1.v, $2.v); end $$;
-        create function public.boxed_lt(boxed, boxed) returns bool language sql immutable as $$ select $1.v < $2.v $$;
-        create function public.boxed_le(boxed, boxed) returns bool language sql immutable as $$ select $1.v <= $2.v $$;
-        create function public.boxed_eq(boxed, boxed) returns bool language sql immutable as $$ select $1.v = $2.v $$;
-        create function public.boxed_ge(boxed, boxed) returns bool language sql immutable as $$ select $1.v >= $2.v $$;
-        create function public.boxed_gt(boxed, boxed) returns bool language sql immutable as $$ select $1.v > $2.v $$;
-        create operator public.<<< (leftarg = boxed, rightarg = boxed, function = public.boxed_lt);
-        create operator public.<<= (leftarg = boxed, rightarg = boxed, function = public.boxed_le);
-        create operator public.=== (leftarg = boxed, rightarg = boxed, function = public.boxed_eq);
-        create operator public.>>= (leftarg = boxed, rightarg = boxed, function = public.boxed_ge);
-        create operator public.>>> (leftarg = boxed, rightarg = boxed, function = public.boxed_gt);
-        create operator class boxed_ops for type boxed using btree as
-          operator 1 <<<, operator 2 <<=, operator 3 ===, operator 4 >>=, operator 5 >>>, function 1 public.boxed_cmp(boxed, boxed);
-        create type boxed_range as range (subtype = boxed, subtype_opclass = boxed_ops);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
+  // Qualified: an index's support functions may run with search_path set to pg_catalog.
+  const {db, t, direct} = seededTunnel(`
+    create table accounts (id int primary key, balance int);
+    create function public.wipe() returns int language plpgsql as $$ begin delete from public.accounts; return 1; end $$;
+    create function public.diff(int4, int4) returns float8 language plpgsql immutable as $$ begin perform public.wipe(); return $1 - $2; end $$;
+    create type er as range (subtype = int4, subtype_diff = public.diff);
+    -- Without autovacuum: its own ANALYZE of these rows (counted after the one below, in the same
+    -- transaction) would run subtype_diff, wiping accounts in the middle of a test.
+    create table t_er (id int, r er) with (autovacuum_enabled = false);
+    insert into t_er select g, er(g, g + 10) from generate_series(1, 3000) g;
+    create index on t_er using gist (r);
+    analyze t_er;
+    create view v_er as select id, r from t_er;
+    -- A subtype ordered by an operator class of a user's (making one takes a superuser).
+    ${BOXED_OPCLASS}
+    create type boxed_range as range (subtype = boxed, subtype_opclass = boxed_ops);
+  `)
+  const {accounts, refill} = wipedAccounts(() => db.url)
 
   const statements: Record<string, string> = {
     'a row written into a GiST index': "insert into t_er values (5, '[100,200)')",

@@ -1,7 +1,6 @@
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 import type pg from 'pg'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import type {Refusal} from './unfiltered.js'
 import {wipedAccounts, WIPING_CODE} from './wiping-code.js'
 
@@ -19,9 +18,40 @@ import {wipedAccounts, WIPING_CODE} from './wiping-code.js'
  * unlogged`), each ran a function that deletes every account.
  */
 describe('DDL that runs the code stored on a table over its rows', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const {direct, accounts, refill} = wipedAccounts(() => db.url)
+  // Qualified: PostgreSQL runs index expressions of a rebuild with search_path set to pg_catalog.
+  const {db, t, direct} = seededTunnel([
+    `
+      ${WIPING_CODE}
+      create table r_idx (id int, y int);
+      insert into r_idx values (1, 1);
+      create index on r_idx ((public.quiet(id)));
+      create table r_check (id int, y int);
+      insert into r_check values (1, 1);
+      alter table r_check add constraint c check (public.quiet(id) > 0) not valid;
+      create table parted (id int, y int) partition by range (id);
+      create index on parted ((public.quiet(id)));
+      create domain later_checked as int;
+      create table t_later (id int, x later_checked);
+      insert into t_later values (1, 1);
+      alter domain later_checked add constraint quiet_check check (public.quiet(value) > 0) not valid;
+      create table to_attach (id int, y int);
+      -- Partitioned by a key that calls quiet, with rows in its default partition.
+      create table keyed (id int, y int) partition by range (public.quiet(id));
+      create table keyed_default partition of keyed default;
+      insert into keyed values (1, 1);
+      insert into to_attach values (1, 1);
+      -- Checks and an index expression over a text column that call the built-in length(text).
+      create table r_len (id int, x text check (length(x) > 0));
+      insert into r_len values (1, '5');
+      create table e_len (id int, x text check (length(x) > 0));
+      create table e_len_idx (id int, x text);
+      create index on e_len_idx (length(x));
+      -- Made last: the inserts above would have run it.
+      create function public.length(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
+    `,
+    'delete from accounts',
+  ], ['rules:', '  - id: ddl', '    match: {class: ddl}', '    action: allow'].join('\n'))
+  const {accounts, refill} = wipedAccounts(() => db.url)
   const session = async (fn: (c: pg.Client) => Promise<void>) => {
     const c = await t.client()
     try {
@@ -38,44 +68,6 @@ describe('DDL that runs the code stored on a table over its rows', () => {
     return e
   }
 
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    // Qualified: PostgreSQL runs index expressions of a rebuild with search_path set to pg_catalog.
-    await direct((c) =>
-      c.query(`
-        ${WIPING_CODE}
-        create table r_idx (id int, y int);
-        insert into r_idx values (1, 1);
-        create index on r_idx ((public.quiet(id)));
-        create table r_check (id int, y int);
-        insert into r_check values (1, 1);
-        alter table r_check add constraint c check (public.quiet(id) > 0) not valid;
-        create table parted (id int, y int) partition by range (id);
-        create index on parted ((public.quiet(id)));
-        create domain later_checked as int;
-        create table t_later (id int, x later_checked);
-        insert into t_later values (1, 1);
-        alter domain later_checked add constraint quiet_check check (public.quiet(value) > 0) not valid;
-        create table to_attach (id int, y int);
-        -- Partitioned by a key that calls quiet, with rows in its default partition.
-        create table keyed (id int, y int) partition by range (public.quiet(id));
-        create table keyed_default partition of keyed default;
-        insert into keyed values (1, 1);
-        insert into to_attach values (1, 1);
-        -- Checks and an index expression over a text column that call the built-in length(text).
-        create table r_len (id int, x text check (length(x) > 0));
-        insert into r_len values (1, '5');
-        create table e_len (id int, x text check (length(x) > 0));
-        create table e_len_idx (id int, x text);
-        create index on e_len_idx (length(x));
-        -- Made last: the inserts above would have run it.
-        create function public.length(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
-      `),
-    )
-    await direct((c) => c.query('delete from accounts'))
-    t = await openPipelineTunnel(db, ['rules:', '  - id: ddl', '    match: {class: ddl}', '    action: allow'].join('\n'))
-  })
-  afterAll(() => t.close())
 
   it('judges a rewrite, a validation, an attach and a new partition by what a write to the table runs', async () => {
     const alters = [

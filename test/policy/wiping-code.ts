@@ -25,6 +25,27 @@ create function public.wipe() returns int language plpgsql as $$ begin delete fr
 create function public.quiet(int) returns int language plpgsql immutable as $$ begin perform public.wipe(); return $1; end $$;
 `
 
+/**
+ * A composite type `boxed` ordered by a btree operator class of a user's, `boxed_ops`, whose
+ * comparison function deletes every account (making one takes a superuser). Needs WIPING_CODE.
+ */
+export const BOXED_OPCLASS = `
+create type boxed as (v int);
+create function public.boxed_cmp(boxed, boxed) returns int language plpgsql immutable as $$ begin perform public.wipe(); return btint4cmp($1.v, $2.v); end $$;
+create function public.boxed_lt(boxed, boxed) returns bool language sql immutable as $$ select $1.v < $2.v $$;
+create function public.boxed_le(boxed, boxed) returns bool language sql immutable as $$ select $1.v <= $2.v $$;
+create function public.boxed_eq(boxed, boxed) returns bool language sql immutable as $$ select $1.v = $2.v $$;
+create function public.boxed_ge(boxed, boxed) returns bool language sql immutable as $$ select $1.v >= $2.v $$;
+create function public.boxed_gt(boxed, boxed) returns bool language sql immutable as $$ select $1.v > $2.v $$;
+create operator public.<<< (leftarg = boxed, rightarg = boxed, function = public.boxed_lt);
+create operator public.<<= (leftarg = boxed, rightarg = boxed, function = public.boxed_le);
+create operator public.=== (leftarg = boxed, rightarg = boxed, function = public.boxed_eq);
+create operator public.>>= (leftarg = boxed, rightarg = boxed, function = public.boxed_ge);
+create operator public.>>> (leftarg = boxed, rightarg = boxed, function = public.boxed_gt);
+create operator class boxed_ops for type boxed using btree as
+  operator 1 <<<, operator 2 <<=, operator 3 ===, operator 4 >>=, operator 5 >>>, function 1 public.boxed_cmp(boxed, boxed);
+`
+
 export function wipedAccounts(url: () => string): WipedAccounts {
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(url(), fn)
   return {
