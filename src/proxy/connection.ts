@@ -711,6 +711,15 @@ export class ClientConnection implements ConnectionCore {
     this.fromClient.withdrawVerdict(`the session is ending: ${this.shutdownMessage.replace(/^dbgate: /, '')}`)
     this.refuse({severity: 'FATAL', code: '57P01', message: this.shutdownMessage})
     if (!busy) return 'idle'
+    return this.endServerSession(up)
+  }
+
+  /**
+   * Ends the server session of `up` with pg_terminate_backend, for the backend whose pid and
+   * client port are this connection's; where that backend cannot be reached (behind a pooler),
+   * cancels its statement instead.
+   */
+  private async endServerSession(up: Pick<UpstreamSession, 'processId' | 'secretKey'> & {socket: net.Socket}): Promise<'ended' | 'cancelled'> {
     const ended = await terminateUpstream(this.env.target, up.processId, up.socket.localPort).catch((e: Error) => {
       this.env.log('warn', `connection ${this.id}: could not end its server session (pg_terminate_backend): ${e.message}; cancelling its statement instead`)
       return undefined
@@ -784,16 +793,16 @@ export class ClientConnection implements ConnectionCore {
 
   /**
    * A closed connection's server session has not ended by its deadline. One still running what it
-   * was sent is cancelled first: dropped unseen, it would run on (a `pg_sleep`, a lock wait) with its
-   * slot given back, so clients hanging up again and again would pile up sessions on the server.
+   * was sent is ended on the server first: dropped unseen, it would run on (a `pg_sleep`, a lock
+   * wait) with its slot given back, so clients hanging up again and again would pile up sessions on
+   * the server. Ended, not cancelled: a cancel stops only the statement running now, and the server
+   * would go on to each statement the client pipelined behind it, long after the client left.
    */
   private endLingering(socket: net.Socket, busy: Pick<UpstreamSession, 'processId' | 'secretKey'> | undefined): void {
     if (socket.destroyed) return
     if (!busy) return void socket.destroy()
-    this.env.log('warn', `connection ${this.id}: the server still runs what this connection sent before its client left; cancelling it`)
-    cancelUpstream(this.env.target, busy.processId, busy.secretKey)
-      .catch((e: Error) => this.env.log('warn', `connection ${this.id}: cancel request to the upstream failed: ${e.message}`))
-      .finally(() => setTimeout(() => socket.destroy(), 1000).unref())
+    this.env.log('warn', `connection ${this.id}: the server still runs what this connection sent before its client left; ending its server session`)
+    void this.endServerSession({...busy, socket}).finally(() => setTimeout(() => socket.destroy(), 1000).unref())
   }
 
   private sessionEnded(): void {

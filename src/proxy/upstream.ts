@@ -462,7 +462,7 @@ async function runPreflight(socket: net.Socket, queue: FrameQueue, sql: string, 
  */
 export async function terminateUpstream(target: UpstreamTarget, processId: number, localPort: number | undefined): Promise<boolean> {
   if (!Number.isInteger(processId) || processId <= 0 || !Number.isInteger(localPort)) return false
-  const s = await connectUpstream(target, {application_name: 'dbgate (ending a session past its end)'}, {
+  const s = await connectUpstream(target, {application_name: 'dbgate (ending a server session)'}, {
     preflight: `select pg_catalog.pg_terminate_backend(pid) as ended from pg_catalog.pg_stat_activity where pid = ${processId} and client_port = ${localPort}`,
   })
   s.socket.end(Buffer.from([Frontend.Terminate, 0, 0, 0, 4]))

@@ -162,22 +162,44 @@ describe('limits before authentication', () => {
     }
   })
 
-  it('cancels what a closed connection left running once its linger is over, so that its session ends on the server before its slot is given back', async () => {
+  it('ends the server session a closed connection left running once its linger is over, so that nothing it pipelined runs on and its slot is given back', async () => {
     // A statement that runs on after its client left (a long sleep, a lock wait) would otherwise
-    // keep its server session after the tunnel stopped counting it, again and again.
-    const capped = await startTunnel(db, {}, {limits: {maxUpstreamSessions: 1, upstreamQueueTimeoutMs: 60_000}, busyUpstreamLingerMs: 300})
-    const running = () => withClient(db.url, async (d) => (await d.query("select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(600)'")).rows[0].n as number)
-    try {
-      const raw = await RawClient.connect(capped.port, {password: capped.secret, database: db.database})
-      raw.send(serialize.query('select pg_sleep(600)'))
-      await waitFor(async () => (await running()) === 1, 'the statement runs')
-      raw.end()
-      await raw.waitClosed()
-      await waitFor(() => capped.tunnel.upstreamSessions.inUse === 0, 'the slot is given back after the linger')
-      expect(await running()).toBe(0)
-      await waitFor(() => capped.logs.some((l) => /still runs what this connection sent before its client left; cancelling it/.test(l)), 'the cancel is logged')
-    } finally {
-      await capped.close()
+    // keep its server session after the tunnel stopped counting it, again and again; and a cancel
+    // alone would let the server go on to what the client pipelined behind it, one statement each.
+    await withClient(db.url, (d) => d.query('create table if not exists after_leaving (way text)'))
+    const running = () => withClient(db.url, async (d) => (await d.query("select count(*)::int as n from pg_stat_activity where query like 'select pg_sleep(600)%'")).rows[0].n as number)
+    const pipelines: Record<string, Buffer[]> = {
+      'simple queries': [serialize.query('select pg_sleep(600)'), serialize.query("insert into after_leaving values ('simple')"), serialize.query('select pg_sleep(600)')],
+      'one simple query of several statements': [serialize.query("select pg_sleep(600); insert into after_leaving values ('one text')")],
+      'the extended protocol': [
+        serialize.parse({text: 'select pg_sleep(600)'}),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.sync(),
+        serialize.parse({text: "insert into after_leaving values ('extended')"}),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.sync(),
+      ],
+    }
+    for (const [way, messages] of Object.entries(pipelines)) {
+      const capped = await startTunnel(db, {}, {limits: {maxUpstreamSessions: 1, upstreamQueueTimeoutMs: 60_000}, busyUpstreamLingerMs: 300})
+      try {
+        const raw = await RawClient.connect(capped.port, {password: capped.secret, database: db.database})
+        raw.send(Buffer.concat(messages))
+        await waitFor(async () => (await running()) === 1, `${way}: the statement runs`)
+        raw.end()
+        await raw.waitClosed()
+        await waitFor(() => capped.tunnel.upstreamSessions.inUse === 0, `${way}: the slot is given back after the linger`)
+        expect(await running(), way).toBe(0)
+        await waitFor(() => capped.logs.some((l) => /still runs what this connection sent before its client left; ending its server session/.test(l)), `${way}: the end is logged`)
+        // What the client pipelined behind the sleep never ran, here or after the linger.
+        await new Promise((r) => setTimeout(r, 300))
+        expect((await withClient(db.url, (d) => d.query('select way from after_leaving'))).rows, way).toEqual([])
+        expect(await running(), way).toBe(0)
+      } finally {
+        await capped.close()
+      }
     }
   })
 
