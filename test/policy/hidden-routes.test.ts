@@ -5,6 +5,7 @@ import {decodeNotice} from '../../src/wire/backend.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {policyCheckOutput} from '../helpers/policy-check.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 
 /**
  * Effects reached by a route the statement's text does not show: set_config under another name or
@@ -137,31 +138,20 @@ describe('settings changed by a route the statement does not show', () => {
 })
 
 describe('built-ins called by views and rules', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table notes (id int primary key, body text);
-        insert into notes values (1, 'a'), (2, 'b');
-        create view killer as select pg_terminate_backend(pid) as k from pg_stat_activity where application_name = 'hidden-routes-victim';
-        create view killer2 as select * from killer;
-        create view cancel_all as select pg_cancel_backend(pid) as k from pg_stat_activity where application_name = 'hidden-routes-victim';
-        create view reload as select pg_reload_conf() as r;
-        create view passwd as select pg_read_file('postgresql.conf') as f;
-        create view dump as select query_to_xml('select 1', true, false, '') as x;
-        create view counted as select count(*) as n, max(id) as m from notes;
-        create view shout as select upper(body) as b from notes;
-        create table audit_me (id int);
-        create rule kill_on_insert as on insert to audit_me do also select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'hidden-routes-victim';
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
+  const {db, t, direct} = seededTunnel(`
+    create table notes (id int primary key, body text);
+    insert into notes values (1, 'a'), (2, 'b');
+    create view killer as select pg_terminate_backend(pid) as k from pg_stat_activity where application_name = 'hidden-routes-victim';
+    create view killer2 as select * from killer;
+    create view cancel_all as select pg_cancel_backend(pid) as k from pg_stat_activity where application_name = 'hidden-routes-victim';
+    create view reload as select pg_reload_conf() as r;
+    create view passwd as select pg_read_file('postgresql.conf') as f;
+    create view dump as select query_to_xml('select 1', true, false, '') as x;
+    create view counted as select count(*) as n, max(id) as m from notes;
+    create view shout as select upper(body) as b from notes;
+    create table audit_me (id int);
+    create rule kill_on_insert as on insert to audit_me do also select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'hidden-routes-victim';
+  `)
 
   it('judges a view or rule by the built-ins it calls, not only by user functions', async () => {
     {
@@ -199,28 +189,17 @@ describe('built-ins called by views and rules', () => {
 })
 
 describe('operators run by subquery comparisons and CASE', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {db, t, direct} = seededTunnel(`
+    create table op_log (x text);
+    create function noisy_eq(int, int) returns bool language plpgsql as $$ begin insert into op_log values ('ran'); return $1 = $2; end $$;
+    create operator === (leftarg = int, rightarg = int, function = noisy_eq);
+    create domain tag as int;
+    create function tag_eq(tag, tag) returns bool language plpgsql as $$ begin insert into op_log values ('tag'); return $1::int = $2::int; end $$;
+    create operator = (leftarg = tag, rightarg = tag, function = tag_eq);
+    create table tagged (t tag);
+    insert into tagged values (1), (2);
+  `)
   const logged = () => direct(async (c) => (await c.query('select count(*)::int n from op_log')).rows[0].n as number)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table op_log (x text);
-        create function noisy_eq(int, int) returns bool language plpgsql as $$ begin insert into op_log values ('ran'); return $1 = $2; end $$;
-        create operator === (leftarg = int, rightarg = int, function = noisy_eq);
-        create domain tag as int;
-        create function tag_eq(tag, tag) returns bool language plpgsql as $$ begin insert into op_log values ('tag'); return $1::int = $2::int; end $$;
-        create operator = (leftarg = tag, rightarg = tag, function = tag_eq);
-        create table tagged (t tag);
-        insert into tagged values (1), (2);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   it('judges the operator of ANY, ALL, IN and row comparisons with a subquery, and of CASE x WHEN', async () => {
     const c = await t.client()
@@ -346,39 +325,28 @@ describe('row-level security policies', () => {
 })
 
 describe('what handing over arguments runs: implicit casts and domains of parameters, shadowed types', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {db, t, direct} = seededTunnel(`
+    create table arg_log (x text);
+    create function noisy(int) returns bool language plpgsql as $$ begin insert into arg_log values ('noisy'); return true; end $$;
+    create type money_box as (cents int);
+    create function to_box(int) returns money_box language plpgsql as $$ begin insert into arg_log values ('cast'); return row($1)::money_box; end $$;
+    create cast (int as money_box) with function to_box(int) as implicit;
+    create function box_total(b money_box) returns int language plpgsql stable as $$ begin return (b).cents; end $$;
+    create function box_eq(money_box, money_box) returns bool language sql immutable as 'select true';
+    create operator ~~~ (leftarg = money_box, rightarg = money_box, function = box_eq);
+    create domain positive as int check (noisy(value));
+    create function pos_eq(positive, int) returns bool language sql immutable as 'select true';
+    create operator ~=~ (leftarg = positive, rightarg = int, function = pos_eq);
+    create domain public.int4 as integer check (noisy(value));
+    create domain public.text as pg_catalog.text check (noisy(length(value)));
+    create function box_text(money_box) returns pg_catalog.text language plpgsql as $$ begin insert into arg_log values ('to text'); return 'box'; end $$;
+    create cast (money_box as pg_catalog.text) with function box_text(money_box);
+    create function box_int(money_box) returns integer language plpgsql as $$ begin insert into arg_log values ('to int'); return 1; end $$;
+    create cast (money_box as integer) with function box_int(money_box) as implicit;
+    create table boxes (b money_box);
+    insert into boxes values (row(7));
+  `)
   const logged = () => direct(async (c) => (await c.query('select count(*)::int n from arg_log')).rows[0].n as number)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table arg_log (x text);
-        create function noisy(int) returns bool language plpgsql as $$ begin insert into arg_log values ('noisy'); return true; end $$;
-        create type money_box as (cents int);
-        create function to_box(int) returns money_box language plpgsql as $$ begin insert into arg_log values ('cast'); return row($1)::money_box; end $$;
-        create cast (int as money_box) with function to_box(int) as implicit;
-        create function box_total(b money_box) returns int language plpgsql stable as $$ begin return (b).cents; end $$;
-        create function box_eq(money_box, money_box) returns bool language sql immutable as 'select true';
-        create operator ~~~ (leftarg = money_box, rightarg = money_box, function = box_eq);
-        create domain positive as int check (noisy(value));
-        create function pos_eq(positive, int) returns bool language sql immutable as 'select true';
-        create operator ~=~ (leftarg = positive, rightarg = int, function = pos_eq);
-        create domain public.int4 as integer check (noisy(value));
-        create domain public.text as pg_catalog.text check (noisy(length(value)));
-        create function box_text(money_box) returns pg_catalog.text language plpgsql as $$ begin insert into arg_log values ('to text'); return 'box'; end $$;
-        create cast (money_box as pg_catalog.text) with function box_text(money_box);
-        create function box_int(money_box) returns integer language plpgsql as $$ begin insert into arg_log values ('to int'); return 1; end $$;
-        create cast (money_box as integer) with function box_int(money_box) as implicit;
-        create table boxes (b money_box);
-        insert into boxes values (row(7));
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   it('judges a call by the implicit casts and domain checks that coerce its arguments', async () => {
     const c = await t.client()
@@ -423,25 +391,14 @@ describe('what handing over arguments runs: implicit casts and domains of parame
 })
 
 describe('conversions into a type named outside a cast', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {db, t, direct} = seededTunnel(`
+    create table conv_log (x text);
+    create function noisy(int) returns bool language plpgsql as $$ begin insert into conv_log values ('noisy'); return true; end $$;
+    create domain checked as int check (noisy(value));
+    create type holder as (a checked);
+    create type holders as (h holder, hs checked[]);
+  `)
   const logged = () => direct(async (c) => (await c.query('select count(*)::int n from conv_log')).rows[0].n as number)
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table conv_log (x text);
-        create function noisy(int) returns bool language plpgsql as $$ begin insert into conv_log values ('noisy'); return true; end $$;
-        create domain checked as int check (noisy(value));
-        create type holder as (a checked);
-        create type holders as (h holder, hs checked[]);
-      `),
-    )
-    t = await openPipelineTunnel(db)
-  })
-  afterAll(() => t.close())
 
   it("judges column definition lists, RETURNING types, table-function columns and composite types by their types' checks", async () => {
     const c = await t.client()

@@ -5,8 +5,8 @@ import type pg from 'pg'
 import {from as copyFrom} from 'pg-copy-streams'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
+import {seededTunnel} from '../helpers/seeded-tunnel.js'
 import {refusedAsUnfiltered, refusedByRule, type Refusal} from './unfiltered.js'
-
 
 /**
  * A write fires the triggers of the relation it names, of the tables behind a view or rule, of a
@@ -16,99 +16,88 @@ import {refusedAsUnfiltered, refusedByRule, type Refusal} from './unfiltered.js'
  * tunnel as a "filtered" delete, and so did every other route here.
  */
 describe('what a write\'s triggers run', () => {
-  let db: UpstreamInfo
-  let t: PipelineTunnel
-  const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
+  const {db, t, direct} = seededTunnel(`
+    create table accounts (id int primary key, balance int);
+    insert into accounts select g, 100 from generate_series(1, 10) g;
+    create schema hr;
+    create table hr.salaries (id int primary key, amount int);
+    insert into hr.salaries values (1, 5000);
+
+    -- Bodies that change every account.
+    create function wipe_accounts() returns trigger language plpgsql as $$ begin delete from accounts; return old; end $$;
+    create function zero_accounts() returns trigger language plpgsql as $$ begin update accounts set balance = 0 where true; return new; end $$;
+    create function truncate_accounts() returns trigger language plpgsql as $$ begin truncate accounts; return null; end $$;
+    create function wipe_helper() returns void language plpgsql as $$ begin delete from accounts where 1 = 1; end $$;
+    create function via_helper() returns trigger language plpgsql as $$ begin perform wipe_helper(); return new; end $$;
+    create function dynamic_wipe() returns trigger language plpgsql as $$ begin execute 'delete from accounts'; return new; end $$;
+    create function copy_salary() returns trigger language plpgsql as $$ begin new.note := (select amount::text from hr.salaries where id = new.id); return new; end $$;
+    -- A column named like a variable, where the body lets columns win: accounts.id = id holds for every row.
+    create function shadowed() returns trigger language plpgsql as $$
+      #variable_conflict use_column
+      declare id int := 1;
+      begin delete from accounts where accounts.id = id; return old; end $$;
+
+    create view accounts_v as select * from accounts;
+    create function wipe_through_view() returns trigger language plpgsql as $$
+      begin delete from accounts where id in (select v.id from accounts_v v); return new; end $$;
+    create function wipe_or_true() returns trigger language plpgsql as $$
+      begin update accounts set balance = 0 where id = new.id or true; return new; end $$;
+    create table view_t (id int);
+    create trigger view_t_t after insert on view_t for each row execute function wipe_through_view();
+    create table or_t (id int);
+    create trigger or_t_t before insert on or_t for each row execute function wipe_or_true();
+    create view wipe_v as select * from accounts;
+    create trigger wipe_v_t instead of delete on wipe_v for each row execute function wipe_accounts();
+    create view zero_v as select * from accounts;
+    create trigger zero_v_t instead of update on zero_v for each row execute function zero_accounts();
+    create table log_t (id int, note text);
+    insert into log_t select g, 'x' from generate_series(1, 10) g;
+    create trigger log_t_wipe after delete on log_t for each statement execute function wipe_accounts();
+    create table inbox (id int, note text);
+    create trigger inbox_zero before insert on inbox for each row execute function zero_accounts();
+    create table parted (id int, note text) partition by range (id);
+    create table parted_1 partition of parted for values from (0) to (100);
+    create trigger parted_1_t after insert on parted_1 for each row execute function zero_accounts();
+    create table parents (id int primary key);
+    insert into parents values (1), (2);
+    create table children (id int, parent int references parents on delete cascade);
+    insert into children values (1, 1), (2, 2);
+    create trigger children_t after delete on children for each row execute function wipe_accounts();
+    create table trunc_t (id int);
+    create trigger trunc_t_t after insert on trunc_t for each statement execute function truncate_accounts();
+    create table helper_t (id int);
+    create trigger helper_t_t after insert on helper_t for each row execute function via_helper();
+    create table dyn_t (id int);
+    create trigger dyn_t_t after insert on dyn_t for each row execute function dynamic_wipe();
+    create table shadow_t (id int);
+    insert into shadow_t values (1);
+    create trigger shadow_t_t after delete on shadow_t for each row execute function shadowed();
+    create table hr_copy (id int, note text);
+    create trigger hr_copy_t before insert on hr_copy for each row execute function copy_salary();
+
+    -- Ordinary triggers: they keep running.
+    create table orders (id int primary key, account int, note text, updated_at timestamptz);
+    insert into orders values (1, 1, 'a', null), (2, 2, 'b', null);
+    create table audit (op text, id int, at timestamptz default now());
+    create function touch() returns trigger language plpgsql as $$ begin new.updated_at := now(); return new; end $$;
+    create function audit_row() returns trigger language plpgsql as $$
+      begin
+        insert into audit (op, id) values (tg_op, coalesce(new.id, old.id));
+        return coalesce(new, old);
+      end $$;
+    create function settle_account() returns trigger language plpgsql as $$
+      declare v_account int := old.account;
+      begin
+        update accounts set balance = balance + 1 where id = v_account;
+        delete from audit where id = old.id and op = 'pending';
+        return old;
+      end $$;
+    create trigger orders_touch before update on orders for each row execute function touch();
+    create trigger orders_audit after insert or update or delete on orders for each row execute function audit_row();
+    create trigger orders_settle after delete on orders for each row execute function settle_account();
+  `, 'rules:\n  - id: no-hr\n    match: {tables: ["hr.*"]}\n    action: deny\n    reason: hr data stays in hr')
   const state = () => direct(async (c) => (await c.query('select count(*)::int n, sum(balance)::int s from accounts')).rows[0] as {n: number; s: number})
   const refusedBy = refusedByRule
-
-  beforeAll(async () => {
-    db = await createTestDatabase()
-    await direct((c) =>
-      c.query(`
-        create table accounts (id int primary key, balance int);
-        insert into accounts select g, 100 from generate_series(1, 10) g;
-        create schema hr;
-        create table hr.salaries (id int primary key, amount int);
-        insert into hr.salaries values (1, 5000);
-
-        -- Bodies that change every account.
-        create function wipe_accounts() returns trigger language plpgsql as $$ begin delete from accounts; return old; end $$;
-        create function zero_accounts() returns trigger language plpgsql as $$ begin update accounts set balance = 0 where true; return new; end $$;
-        create function truncate_accounts() returns trigger language plpgsql as $$ begin truncate accounts; return null; end $$;
-        create function wipe_helper() returns void language plpgsql as $$ begin delete from accounts where 1 = 1; end $$;
-        create function via_helper() returns trigger language plpgsql as $$ begin perform wipe_helper(); return new; end $$;
-        create function dynamic_wipe() returns trigger language plpgsql as $$ begin execute 'delete from accounts'; return new; end $$;
-        create function copy_salary() returns trigger language plpgsql as $$ begin new.note := (select amount::text from hr.salaries where id = new.id); return new; end $$;
-        -- A column named like a variable, where the body lets columns win: accounts.id = id holds for every row.
-        create function shadowed() returns trigger language plpgsql as $$
-          #variable_conflict use_column
-          declare id int := 1;
-          begin delete from accounts where accounts.id = id; return old; end $$;
-
-        create view accounts_v as select * from accounts;
-        create function wipe_through_view() returns trigger language plpgsql as $$
-          begin delete from accounts where id in (select v.id from accounts_v v); return new; end $$;
-        create function wipe_or_true() returns trigger language plpgsql as $$
-          begin update accounts set balance = 0 where id = new.id or true; return new; end $$;
-        create table view_t (id int);
-        create trigger view_t_t after insert on view_t for each row execute function wipe_through_view();
-        create table or_t (id int);
-        create trigger or_t_t before insert on or_t for each row execute function wipe_or_true();
-        create view wipe_v as select * from accounts;
-        create trigger wipe_v_t instead of delete on wipe_v for each row execute function wipe_accounts();
-        create view zero_v as select * from accounts;
-        create trigger zero_v_t instead of update on zero_v for each row execute function zero_accounts();
-        create table log_t (id int, note text);
-        insert into log_t select g, 'x' from generate_series(1, 10) g;
-        create trigger log_t_wipe after delete on log_t for each statement execute function wipe_accounts();
-        create table inbox (id int, note text);
-        create trigger inbox_zero before insert on inbox for each row execute function zero_accounts();
-        create table parted (id int, note text) partition by range (id);
-        create table parted_1 partition of parted for values from (0) to (100);
-        create trigger parted_1_t after insert on parted_1 for each row execute function zero_accounts();
-        create table parents (id int primary key);
-        insert into parents values (1), (2);
-        create table children (id int, parent int references parents on delete cascade);
-        insert into children values (1, 1), (2, 2);
-        create trigger children_t after delete on children for each row execute function wipe_accounts();
-        create table trunc_t (id int);
-        create trigger trunc_t_t after insert on trunc_t for each statement execute function truncate_accounts();
-        create table helper_t (id int);
-        create trigger helper_t_t after insert on helper_t for each row execute function via_helper();
-        create table dyn_t (id int);
-        create trigger dyn_t_t after insert on dyn_t for each row execute function dynamic_wipe();
-        create table shadow_t (id int);
-        insert into shadow_t values (1);
-        create trigger shadow_t_t after delete on shadow_t for each row execute function shadowed();
-        create table hr_copy (id int, note text);
-        create trigger hr_copy_t before insert on hr_copy for each row execute function copy_salary();
-
-        -- Ordinary triggers: they keep running.
-        create table orders (id int primary key, account int, note text, updated_at timestamptz);
-        insert into orders values (1, 1, 'a', null), (2, 2, 'b', null);
-        create table audit (op text, id int, at timestamptz default now());
-        create function touch() returns trigger language plpgsql as $$ begin new.updated_at := now(); return new; end $$;
-        create function audit_row() returns trigger language plpgsql as $$
-          begin
-            insert into audit (op, id) values (tg_op, coalesce(new.id, old.id));
-            return coalesce(new, old);
-          end $$;
-        create function settle_account() returns trigger language plpgsql as $$
-          declare v_account int := old.account;
-          begin
-            update accounts set balance = balance + 1 where id = v_account;
-            delete from audit where id = old.id and op = 'pending';
-            return old;
-          end $$;
-        create trigger orders_touch before update on orders for each row execute function touch();
-        create trigger orders_audit after insert or update or delete on orders for each row execute function audit_row();
-        create trigger orders_settle after delete on orders for each row execute function settle_account();
-      `),
-    )
-    t = await openPipelineTunnel(db, 'rules:\n  - id: no-hr\n    match: {tables: ["hr.*"]}\n    action: deny\n    reason: hr data stays in hr')
-  })
-  afterAll(() => t.close())
 
   it('refuses a write whose trigger deletes or changes every row, on every route that fires it', async () => {
     const c = await t.client()
