@@ -520,7 +520,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         for (const name of Object.keys(targetConfigs)) delete targetConfigs[name]
         Object.assign(targetConfigs, configsOf(nextTargets))
         pipelines.retireAll()
-        await endRefusedSessions()
+        // The new configuration is in force from here: a failure to end a session is not a failed reload.
+        await endRefusedSessions().catch((e: Error) => log('error', `reload: ending the sessions it took access from: ${e.message}`))
         const report = [...nextTargets.values()].map((t) => ({name: t.config.name, policyVersion: t.policy.version, policyHash: t.policy.hash}))
         log('info', `reloaded: TLS certificate and the policy of ${report.map((t) => `${t.name} (${t.policyVersion} ${t.policyHash.slice(0, 12)})`).join(', ') || 'no target'}; open sessions keep the policy they started with`)
         return {targets: report}
