@@ -279,7 +279,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   // The token each open session signed in with: an IdP that withdraws the key that signed it (a
   // key revoked) ends the session, as it would refuse the token at a new sign-in; neither expiry nor
   // sessionOutlivesToken has anything to do with it.
-  const signedWith = new Map<GatewayConnection, {token: string; identity: Identity}>()
+  const signedWith = new Map<GatewayConnection, {token: string; identity: Identity; target: string}>()
   let checkingKeys = false
   const checkKeys = async () => {
     if ((signedWith.size === 0 && !mcp?.sessionCount) || checkingKeys) return
@@ -301,6 +301,34 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       checkingKeys = false
     }
   }
+  /**
+   * After a reload: a session keeps the policy it started with, but not access the configuration no
+   * longer gives. Whoever the new configuration would refuse a sign-in to the session's target (the
+   * target removed, its `allow` no longer matching their groups) has that session ended after its
+   * statement in flight, as for a withdrawn key, and a statement it holds for a reviewer withdrawn.
+   */
+  const accessLost = (identity: Identity, target: string): string | undefined => {
+    const picked = pickTarget(targetConfigs, target, identity)
+    if (picked.ok) return undefined
+    return picked.refusal.reason === 'unknown-target'
+      ? `the gateway no longer serves target "${target}" (a reload removed it)`
+      : `${identityLabel(identity)} may no longer use target "${target}" (a reload changed its allow)`
+  }
+  const endRefusedSessions = async () => {
+    for (const [conn, {identity, target}] of signedWith) {
+      const why = accessLost(identity, target)
+      if (why === undefined) continue
+      signedWith.delete(conn)
+      log('warn', `ending the session of ${identityLabel(identity)} on target ${target}: ${why}`)
+      conn.end(`dbgate: this session ends: ${why}; ask the gateway administrators if you still need it`, settings.runningStatementGraceMs)
+    }
+    const ended = await mcp?.endRefused(({identity, target}) => {
+      const why = accessLost(identity, target)
+      return why === undefined ? undefined : `dbgate: this MCP session has ended: ${why}; ask the gateway administrators if you still need it`
+    })
+    if (ended) log('warn', `ended ${ended} MCP session(s) whose owner the reloaded configuration no longer lets use their target`)
+  }
+
   const keyTimer = setInterval(() => void checkKeys().catch((e: Error) => log('warn', `checking the identity provider's keys: ${e.message}`)), opts.keyCheckMs ?? 60_000)
   keyTimer.unref()
 
@@ -360,13 +388,21 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       personSlot()
       return refused({reason: 'startup-parameter', error: startupRefusal}, request, identity)
     }
+    // A reload while the pipeline was being prepared may have taken this person's access away; the
+    // sessions it ended did not include this one yet, so the configuration now in force decides.
+    const stillPicked = pickTarget(targetConfigs, request.database, identity)
+    if (!stillPicked.ok) {
+      lease.release()
+      personSlot()
+      return refused(stillPicked.refusal, request, identity)
+    }
     // A session the client hung up on still runs on the server until the server ends it: it counts
     // until then, and keeps its pipeline, whose commit gate holds the person's other sessions while
     // what it sent may still commit (a pipeline disposed and built again would know nothing of it).
     conn.onSessionGone(lease.release)
     conn.onSessionGone(personSlot)
     limitSession(conn, identity, settings, opts.now)
-    signedWith.set(conn, {token: canonicalToken(request.password), identity})
+    signedWith.set(conn, {token: canonicalToken(request.password), identity, target: served.config.name})
     conn.onClose(() => signedWith.delete(conn))
     log('info', `${identityLabel(identity)} signed in to target ${served.config.name} from ${request.clientAddress}`)
     return {
@@ -484,6 +520,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         for (const name of Object.keys(targetConfigs)) delete targetConfigs[name]
         Object.assign(targetConfigs, configsOf(nextTargets))
         pipelines.retireAll()
+        // The new configuration is in force from here: a failure to end a session is not a failed reload.
+        await endRefusedSessions().catch((e: Error) => log('error', `reload: ending the sessions it took access from: ${e.message}`))
         const report = [...nextTargets.values()].map((t) => ({name: t.config.name, policyVersion: t.policy.version, policyHash: t.policy.hash}))
         log('info', `reloaded: TLS certificate and the policy of ${report.map((t) => `${t.name} (${t.policyVersion} ${t.policyHash.slice(0, 12)})`).join(', ') || 'no target'}; open sessions keep the policy they started with`)
         return {targets: report}

@@ -96,6 +96,10 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     // The target as served now, whose policy `served` carries: a reload since the MCP session began
     // must not pair the new policy's hash, recorded with the session, with the old settings.
     if (!served) throw new Error(`the gateway no longer serves target ${atStart.name}`)
+    // Each database session is let in as a sign-in is: a reload since the MCP session began may have
+    // taken its owner's access away, and the session it ended then may have been opening meanwhile.
+    const allowed = pickTarget(opts.targets(), atStart.name, identity)
+    if (!allowed.ok) throw new Error(allowed.refusal.error.message.replace(/^dbgate: /, ''))
     const target = served.config
     const hooks = await buildTunnelHooks({config: opts.config, target, identity, env: opts.env, log: opts.log, policy: served.policy, upstream: served.upstream, agent, signApprovalRequest: opts.signApprovalRequest})
     const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-gateway-mcp-'))

@@ -105,6 +105,12 @@ export interface McpHttp {
    * the key that signed it), telling the agent `message` at its next request; how many ended.
    */
   endSignedWith(withdrawn: (token: string) => Promise<boolean>, message: string): Promise<number>
+  /**
+   * Ends every session that `refused` now refuses (a reload that removed its target, or changed its
+   * `allow` so that its owner is no longer let in), telling the agent the message it returns at its
+   * next request; how many ended.
+   */
+  endRefused(refused: (session: {identity: Identity; target: string}) => string | undefined): Promise<number>
   close(): Promise<void>
 }
 
@@ -114,6 +120,8 @@ const METADATA_PREFIX = '/.well-known/oauth-protected-resource'
 interface RemoteSession {
   id: string
   subject: string
+  /** The identity it opened with; a later token of other grants ends it, so its grants hold throughout. */
+  identity: Identity
   /** What the session's pipeline was built from (see `grantsOf`): a later token must match it. */
   grants: string
   target: string
@@ -397,7 +405,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         const now = Date.now()
-        const s: RemoteSession = {id, subject, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime(), signIn: bearer, inFlight: 0, servedAs}
+        const s: RemoteSession = {id, subject, identity, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime(), signIn: bearer, inFlight: 0, servedAs}
         sessions.set(id, s)
         log('info', `MCP session ${id} on ${target.name} for ${identityLabel(identity)}`)
         scheduleEnd(s)
@@ -422,6 +430,16 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
         if (!(await withdrawn(s.signIn))) continue
         n++
         await end(s, 'the key its sign-in was signed with was withdrawn', message)
+      }
+      return n
+    },
+    async endRefused(refused) {
+      let n = 0
+      for (const s of [...sessions.values()]) {
+        const message = refused({identity: s.identity, target: s.target})
+        if (message === undefined) continue
+        n++
+        await end(s, 'its owner may no longer use its target', message)
       }
       return n
     },

@@ -23,14 +23,14 @@ describe('dbgate gateway: SIGHUP reloads', () => {
   let token: string
   const tls = {cert: '', key: ''}
 
-  const config = (rules: string[]) =>
+  const config = (rules: string[], allow = '[engineering]') =>
     gatewayConfigText({
       pki: {...first, cert: tls.cert, key: tls.key},
       dir,
       issuer: f.dev.issuer,
       clientId: f.dev.cliClientId,
       server: ['ops: off'],
-      targets: targetConfigText('app', db, ['allow: [engineering]', ...rules].join('\n')),
+      targets: targetConfigText('app', db, [`allow: ${allow}`, ...rules].join('\n')),
     })
   const freeze = ['rules:', '  - id: freeze', '    match: {class: write, command: [insert]}', '    action: deny', '    reason: inserts are frozen for the audit']
   const reloads = () => gw.lines.filter((l) => /^reloaded|^reload failed/.test(l.msg)).length
@@ -104,5 +104,15 @@ describe('dbgate gateway: SIGHUP reloads', () => {
     expect(await insert(c, 4)).toMatch(/inserts are frozen for the audit/)
     await c.end()
     expect(await insert(before, 5)).toBe('ok')
+  })
+
+  it('ends the open session of someone the reloaded allow no longer lets in (a --workers process, on SIGHUP)', async () => {
+    let ended: Error | undefined
+    before.on('error', (e) => (ended ??= e))
+    await writeFile(file, config(freeze, '[dba]'))
+    expect((await hup()).msg).toMatch(/^reloaded/)
+    await gw.line((l) => /ending the session of alice@example\.com on target app: alice@example\.com may no longer use target "app"/.test(l.msg))
+    expect(await insert(before, 6)).not.toBe('ok')
+    expect(ended?.message ?? '').toMatch(/this session ends: alice@example\.com may no longer use target "app" \(a reload changed its allow\)/)
   })
 })
