@@ -2,12 +2,14 @@ import {readdirSync, readFileSync} from 'node:fs'
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+import net from 'node:net'
 import tls from 'node:tls'
 import {gunzipSync} from 'node:zlib'
 import type {JWK} from 'jose'
 import {parseConfigText} from '../../src/config/parse.js'
 import type {LoadedConfig} from '../../src/config/types.js'
 import {freePort} from '../../src/dev/embedded-pg.js'
+import {encodeSslRequest} from '../../src/wire/frontend.js'
 import {startDevOidcProvider, type DevProvider} from '../../src/dev/oidc-dev-provider.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import {createCertificateAuthority, writeServerPki} from '../../src/util/tls-certs.js'
@@ -82,6 +84,18 @@ export function directTls(port: number, ca: string, alpn: string[] | undefined):
     s.once('secureConnect', () => resolve(s))
     s.once('error', reject)
   })
+}
+
+/** A TLS connection as libpq makes it: an SSLRequest on plain TCP, then the handshake once the gateway answers. */
+export async function sslRequestTls(port: number, ca: string, localAddress?: string): Promise<tls.TLSSocket> {
+  const raw = net.connect({host: '127.0.0.1', port, ...(localAddress ? {localAddress} : {})})
+  raw.on('error', () => {})
+  await new Promise((resolve) => raw.once('connect', resolve))
+  raw.write(encodeSslRequest())
+  await new Promise((resolve) => raw.once('data', resolve))
+  const socket = tls.connect({socket: raw, ca, servername: 'localhost'})
+  await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+  return socket
 }
 
 /** Everything the server sends until it closes the connection. */

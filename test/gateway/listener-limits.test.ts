@@ -1,6 +1,5 @@
 import {readFileSync} from 'node:fs'
 import net from 'node:net'
-import tls from 'node:tls'
 import pg from 'pg'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {decodeNotice} from '../../src/wire/backend.js'
@@ -9,7 +8,7 @@ import {encodeSslRequest, encodeStartup} from '../../src/wire/frontend.js'
 import {mint} from '../identity/helpers.js'
 import {waitFor} from '../helpers/wait.js'
 import {addressShare, PendingSignIns} from '../../src/gateway/session-caps.js'
-import {readUntilClosed} from './helpers.js'
+import {readUntilClosed, sslRequestTls} from './helpers.js'
 import {startAppGateway, type AppGateway} from './app-gateway.js'
 
 const token = (app: AppGateway, sub: string, extra: Record<string, unknown> = {}) =>
@@ -205,12 +204,7 @@ describe('dbgate gateway: sign-in deadline', () => {
   afterAll(() => app?.close())
 
   it('ends a connection that sends no token by server.signInTimeout, naming it', async () => {
-    const raw = net.connect({host: '127.0.0.1', port: app.gw.address.port})
-    await new Promise((resolve) => raw.once('connect', resolve))
-    raw.write(encodeSslRequest())
-    await new Promise((resolve) => raw.once('data', resolve))
-    const socket = tls.connect({socket: raw, ca: readFileSync(app.pki.ca, 'utf8'), servername: 'localhost'})
-    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+    const socket = await sslRequestTls(app.gw.address.port, readFileSync(app.pki.ca, 'utf8'))
     socket.write(encodeStartup({user: 'alice@example.com', database: 'app'}))
     const bytes = await readUntilClosed(socket)
     const errors: string[] = []

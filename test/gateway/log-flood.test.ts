@@ -1,13 +1,12 @@
 import {readFileSync} from 'node:fs'
 import https from 'node:https'
 import net from 'node:net'
-import tls from 'node:tls'
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {GatewayObserver, SignInFailure} from '../../src/gateway/observer.js'
-import {encodeCancelRequest, encodeSslRequest, encodeStartup} from '../../src/wire/frontend.js'
+import {encodeCancelRequest, encodeStartup} from '../../src/wire/frontend.js'
 import {startAppGateway, type AppGateway} from './app-gateway.js'
-import {readUntilClosed} from './helpers.js'
+import {readUntilClosed, sslRequestTls} from './helpers.js'
 
 /**
  * Anyone who can reach the gateway's ports can make it log a line per attempt. A flood of attempts
@@ -142,13 +141,7 @@ describe('dbgate gateway: log lines a stranger can cause', () => {
     v2.writeInt32BE(8, 0)
     v2.writeInt32BE(2 << 16, 4)
     for (let i = 0; i < 30; i++) {
-      const s = net.connect({host: '127.0.0.1', port: app.gw.address.port, localAddress: '127.0.0.7'})
-      s.on('error', () => {})
-      await new Promise((resolve) => s.once('connect', resolve))
-      s.write(encodeSslRequest())
-      await new Promise((resolve) => s.once('data', resolve))
-      const secure = tls.connect({socket: s, ca: readFileSync(app.pki.ca, 'utf8'), servername: 'localhost'})
-      await new Promise((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject))
+      const secure = await sslRequestTls(app.gw.address.port, readFileSync(app.pki.ca, 'utf8'), '127.0.0.7')
       secure.write(v2)
       await readUntilClosed(secure)
     }

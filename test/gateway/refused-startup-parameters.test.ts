@@ -1,9 +1,7 @@
 import {readFileSync} from 'node:fs'
 import {mkdtemp} from 'node:fs/promises'
-import net from 'node:net'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import tls from 'node:tls'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {SessionReader} from '../../src/audit/read.js'
 import {openBucket} from '../../src/bucket/index.js'
@@ -11,21 +9,16 @@ import type {LoadedConfig} from '../../src/config/types.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import {decodeNotice} from '../../src/wire/backend.js'
 import {Framer} from '../../src/wire/framer.js'
-import {encodeSslRequest, encodeStartup} from '../../src/wire/frontend.js'
+import {encodeStartup} from '../../src/wire/frontend.js'
 import {fixture, mint, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
-import {gatewayConfig, makePki, type TestPki, closeGatewayTest} from './helpers.js'
+import {gatewayConfig, makePki, type TestPki, closeGatewayTest, sslRequestTls} from './helpers.js'
 
 /** Signs in over TLS with `params` in the startup packet; resolves with the errors the gateway sent and whether a session began. */
 async function signInWith(port: number, ca: string, params: Record<string, string>, token: string): Promise<{errors: {code: string; message: string}[]; ready: boolean}> {
-  const raw = net.connect({host: '127.0.0.1', port})
-  await new Promise((resolve) => raw.once('connect', resolve))
-  raw.write(encodeSslRequest())
-  await new Promise((resolve) => raw.once('data', resolve))
-  const socket = tls.connect({socket: raw, ca, servername: 'localhost'})
-  await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+  const socket = await sslRequestTls(port, ca)
   const got: {code: string; body: Buffer}[] = []
   let closed = false
   const framer = new Framer({maxMessageSize: 1 << 20})

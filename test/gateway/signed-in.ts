@@ -1,9 +1,9 @@
-import net from 'node:net'
-import tls from 'node:tls'
+import type tls from 'node:tls'
 import {decodeNotice} from '../../src/wire/backend.js'
 import {Framer} from '../../src/wire/framer.js'
-import {encodeSslRequest, encodeStartup} from '../../src/wire/frontend.js'
+import {encodeStartup} from '../../src/wire/frontend.js'
 import {waitFor} from '../helpers/wait.js'
+import {sslRequestTls} from './helpers.js'
 
 /** A hand-driven client signed in to the gateway over TLS, that records every backend message with when it came. */
 export class SignedIn {
@@ -18,12 +18,7 @@ export class SignedIn {
   }
 
   static async open(port: number, ca: string, user: string, token: string, applicationName?: string): Promise<SignedIn> {
-    const raw = net.connect({host: '127.0.0.1', port})
-    await new Promise((resolve) => raw.once('connect', resolve))
-    raw.write(encodeSslRequest())
-    await new Promise((resolve) => raw.once('data', resolve))
-    const socket = tls.connect({socket: raw, ca, servername: 'localhost'})
-    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+    const socket = await sslRequestTls(port, ca)
     const c = new SignedIn(socket)
     socket.write(encodeStartup({user, database: 'app', ...(applicationName === undefined ? {} : {application_name: applicationName})}))
     await waitFor(() => c.count('R') > 0 || c.closed, 'the gateway asks for the token')
