@@ -28,7 +28,7 @@ const WHOLE: SystemRelationKind = Object.freeze({kind: 'whole'})
 
 /** pg_catalog's tables and views that hold only definitions, names, privileges, counters and server facts. */
 const CATALOG_ONLY = words(`
-  pg_aggregate pg_aios pg_am pg_amop pg_amproc pg_attrdef pg_attribute pg_auth_members pg_available_extension_versions
+  pg_aggregate pg_aios pg_am pg_amop pg_amproc pg_attrdef pg_auth_members pg_available_extension_versions
   pg_available_extensions pg_cast pg_class pg_collation pg_config pg_constraint pg_conversion pg_database
   pg_db_role_setting pg_default_acl pg_depend pg_description pg_enum pg_event_trigger pg_extension
   pg_foreign_data_wrapper pg_foreign_server pg_foreign_table pg_group pg_ident_file_mappings pg_index pg_indexes
@@ -52,6 +52,10 @@ const CATALOG_ONLY = words(`
 
 /** Reviewed relations with columns that hold secrets or other sessions' text. */
 const SENSITIVE_COLUMNS: Record<string, Record<string, MaskingCategory>> = {
+  // The value every row that predates an ADD COLUMN … DEFAULT has in that column, computed once
+  // (a stable function's result, `current_setting('app.key')`) and kept after DROP DEFAULT: a
+  // stored value of the column, whatever the column is.
+  pg_attribute: {attmissingval: 'untraceable'},
   pg_authid: {rolpassword: 'password'},
   pg_shadow: {passwd: 'password'},
   pg_user_mapping: {umoptions: 'secret'},
