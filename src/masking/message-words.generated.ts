@@ -3,316 +3,1373 @@
 
 /** Lower-case words of the server's own message texts, space-separated. */
 export const MESSAGE_WORDS_TEXT = `
-  a a9d a9e a9f a9g a_ a_1 a_expr a_expr_kind aaaaaaaceeeeiiii ab abandoned abandoning abbrev_distinct abbreviation
-  abbreviations abcdefghijklmnopqrstuvwxyz abi ability able abnormal abnormally abort aborted aborting
-  abortsubtransaction aborttransaction about above absent absent_on_null absolute accept accepted accepting accepts
-  access access_method accessed accesses accessexclusivelock accessmethod accessor accesspriv accidentally
-  accompanying according account accumulate acdjlkqtrwdy acl aclinsert aclremove aclresult aclright acquire acquired
-  acquireexternalfd acquiring across action actions active active_pid activity acts actual adbin add added adding
-  additional addr address addresses adequate admin administrator adnum adopt adrelid advance advanced advancing
-  advertising advisory affect affected affects afffile affix after aftertriggersaveevent again against age agg
-  agg_distinct agg_filter agg_order agg_star agg_within_group aggargtypes aggcollid aggdirectargs aggdistinct
-  aggfilter aggfnoid agginfos aggkind agglevelsup aggno aggorder aggparams aggpresorted aggref aggrefs aggregate
-  aggregated aggregates aggregation aggressive aggressively aggsortop aggsplit aggstar aggstrategy aggtransinfos
-  aggtransno aggtransspace aggtranstype aggtranstypmod aggtype aggvariadic ahash ahead aio alert algorithm alias
-  aliascolnames aliases aliasing aliasname alignment alike all all_baserels all_partrels all_query_rels
-  all_result_relids allmarktypes alloc allocate allocated allocatedesc allocatedir allocatefile allocating allocation
-  allocator allow allow_in_place_tablespaces allowed allows allparam allparametertypes allrelids allthesame allvisfrac
-  alone along alpn already already_open also alter alterdeferrability altered alterenforceability altering
-  alterinheritability alternating alternatives alterobjectschemastmt alterownerstmt always am ambiguous amcanmarkpos
-  amcanorder amcanorderbyop amcanparallel amend amflags amhasgetbitmap amhasgettuple amname among amop amoptionalkey
-  amortize amount amounts amproc amsearcharray amsearchnulls amtype amvalidate an analysis analyzable analyze analyzed
-  analyzing ancestor ancestors and anl anonymous another anti any anyarray anycompatible anycompatiblearray
-  anycompatiblemultirange anycompatiblenonarray anycompatiblerange anyelement anyenum anymore anymultirange
-  anynonarray anyone anyrange anyway apart api apostmaster apparent appear appearing appears append append_rel_array
-  append_rel_list appended appendplans appendrelations applicable application application_name applied applies apply
-  apply_feedback applying apprelids appropriate approximately arbiter arbiterelems arbiterindexes arbiters
-  arbiterwhere archival archive archive_cleanup_command archive_command archive_library archive_mode archive_timeout
-  archived archiver archiving are area aren arg_names argisrow argmode argnumber args_unspecified argtype argtypes
-  argument arguments arith array array_agg array_agg_array_transfn array_agg_transfn array_collid
-  array_create_iterator array_length array_typanalyze array_typeid arraybounds arraycontsel arrays arrive as asc ascii
-  asn1_object aspects assert assertion assign assigned assigning assignment assignments associate associated assumes
-  assumption async async_capable asynchronous at atoken atomic attach attached attaching attack attalign attempt
-  attempted attempting attempts attgenerated attisdropped attlen attlist attname attnames attno attnum attopt attrdef
-  attrelid attribute attributes attrkind attrs attrsize atttypid atttypmod auth authenticated authentication authority
-  authorization authorize authorized authrole auto automatic automatically autovacuum autovacuum_max_workers
-  autovacuum_work_mem autovacuum_worker_slots aux auxiliaryprockill auxiliaryprocs availability available avauatuasard
-  avaui average avg avg_collisions avoid avoided awaits aware awatd away axis b back backend backends background
-  backing backreference backslash backslashes backtrace backup backup_label backups backward backwards bad badly
-  balanced bare barrier base base64 base_backup based baserestrict_min_security baserestrictcost baserestrictinfo
-  basetype batch batches be bearer became because become becoming been before before_shmem_exit
-  before_stmt_triggers_fired began begin begininternalsubtransaction beginning beginplacetopage begins
-  begintransactionblock behalf behavior behind being belong belonging belongs below best better between between_sym
-  beyond bgworker bgwriter bh big bigger bigint billion bin binary binary_mode binary_upgrade_add_sub_rel_state
-  binary_upgrade_create_empty_extension binary_upgrade_replorigin_advance bind bindex binding binned bins bio
-  bipartitematch bit bitcode bitmap bitmapand bitmapindexscan bitmapor bitmapplans bitmapqual bitmapqualorig
-  bitmapquals bitmapselectivity bitmapset bits bkpblock_has_data bkpblock_same_rel bkpimage_compressed
-  bkpimage_has_hole blk blkno blkref block block_id blocked blocking blocknum blocks blockstate bloom bluph
-  bmpage_found bmsize bodies body bogus bonjour bool_accum_inv boolean boolop booltesttype boot bootstrap
-  bootstrapping both bound boundaries boundary bounded bounds brace braces bracket brackets brin brin_redo
-  brin_xlog_insert_update brin_xlog_samepage_update bringetbitmap brininsert broken bsd bt_restore_page btree
-  btree_redo btvacinfo btype bucket buckets buffer buffer_usage_limit bufferaccessstrategytype buffered bufferids
-  buffering buffers buffile bug buggy bugs build build_coercion_expression build_physical_tlist builder building built
-  builtin builtin_locale bump busy but by bypassed bypassing byte bytea bytea_output bytes byval c c09l ca cache
-  cache_locale_time cached cacheid caches caching calculate calculated calendar call callable callback callbacks
-  called caller calling calls callstmt came can can_join cancel canceled canceling candidate candidates cannot
-  canon_pathkeys canonical canonicalization canreturn cansettag cap capable capture cardinality careful carriage
-  cascade cascaded cascades case casecollid casetype cast castcontext casting castmethod casts catalog catalog_xmin
-  catalog_xmin_epoch catalogname catalogs catcache catchup categorization category caught cause caused causes cb cert
-  certain certificate certificates cfgname cflags chain challenge change changed changequeue changes changing channel
-  char character characteristics characters cheapest_parameterized_paths cheapest_startup_path cheapest_total_path
-  cheapest_unique_path check checkasuser checked checkforsessionandxactlocks checking checkpoint checkpointed
-  checkpointer checkpoints checks checksum checksums checktargetlistentrysql92 chh9e child child_relid child_reltype
-  childrel children chmod choose chooses choosing chosen chunk chunks cid cidr cids cipher ciphers ciphersuite circle
-  circular cl clamps class class_args classes classid clause clause_relids clauses cleaned cleaning cleanup
-  cleanupsubtransaction cleanuptransaction clear clear_dead_marking cleared clearing client
-  client_connection_check_interval client_encoding clientcert clientname clients clock clog_redo clone close closed
-  closepipestream closetransientfile closing cluster clustered clustering cmax cmd cmd_name cmd_type cmdtype cmin
-  cmpcolidx cmpcollations cmpfns cmpnullsfirst cmpoperators cmptype cn coalesce coalescecollid coalescetype code
-  codeset coerce coerced coerceformat coercible coercion coercioncontext coercionformat colcollations coldefexpr
-  coldefexprs coldeflist colexpr colexprs collapsed collatable collate collating collation collations collator
-  collclause collect collection collector collects collname colloid collprovider colmax colmin colname colnames colno
-  colon colors coltype coltypes coltypmods column column_name columns colvalexprs combination combinations combine
-  combined combinefn combinefn_oid combineop combining combo combocid come comma command commanded commandid commands
-  commandtype commas comment commit commit_delay commit_lsn commit_ts_redo commitsubtransaction committed committing
-  committransaction committransactioncommand committs common communication commutative commutator commutators commute
-  commute_above_l commute_above_r commute_below_l commute_below_r compacted compare comparison compatibility
-  compatible compilation compiled complete complete_local complete_shared completed completing completion complex
-  complextype component composite compress compressed compresses compressible compression compromise computation
-  compute compute_array_stats computed computer computing con_relid conbin concat concatenate concatenation concurrent
-  concurrently cond condition conditional conditionname conditions condname conenforced conexclop conf confdelsetcols
-  confdeltype conffeqop config configuration configured confirmation confirmed confirmed_flush confirmed_flush_lsn
-  confkey conflict conflicted conflicting conflicts confmatchtype confrelid confupdtype conkey conname connect
-  connected connecting connection connections conninfo conoid conpfeqop conppeqop conrelid consecutive consequence
-  consider consider_parallel consider_param_startup consider_partitionwise_join consider_startup considered consist
-  consistency consistent constant constants constbyval constcollid constisnull constlen constrained constraint
-  constraintdeps constraints constrrel construct construct_array_builtin constructed construction constructor
-  constructs consttype consttypmod constvalue consult consumption contact contain contained container containing
-  contains contended content contention contents context context_item contexts contiguous contiguous_pages
-  continuation continue continues continuing contradicts contrecord control controls contype convention conventions
-  conversion conversion_name convert converted converter convertformat cooked_default cooked_expr cope copied
-  copiedorder copy copy_data copying core correct correction correctly correlated correlation corresponding corrupt
-  corrupted corruption cost cost_delay cost_limit could couldn count counter counts cover covers cp cpu crash crashes
-  crc create create_replication_slot create_slot created createrole creating creation credentials critical cross
-  crosses crossing cryptohash cs cstring csv csvlog cte cte_plan_ids ctecolcollations ctecolnames ctecoltypes
-  ctecoltypmods ctelevelsup ctelist ctematerialized ctename cteparam cteplanid ctequery cterecursive cterefcount
-  ctescan ctid ctids ctl cube cumulative curouterparams curouterrels current current_schema currently currentofexpr
-  currtid currval cursor cursor_name cursor_param cursors curvar custom custom_exprs custom_paths custom_plans
-  custom_private custom_relids custom_restrictinfo custom_scan_tlist customary customized cutoff cvarno cxt cycle
-  cycle_clause cycle_col_list cycle_mark_collation cycle_mark_column cycle_mark_default cycle_mark_neop
-  cycle_mark_type cycle_mark_typmod cycle_mark_value cycle_path_column cyclic d d9 d98 d9c d9cd d9d d9l d9t
-  d_gnu_source damaged dangling data data_directory database databases datadir datatype datatypes date dated dates
-  datestyle datetime datetimes datetoken datfrozenxid datminmxid datum datums day days db dbase_redo dbid dbl_dig
-  dbname dboid dd dead deadlock deallocate death debugger debugging decide decimal decision declaration declarations
-  declare declared decode decoded decoding decompile decompress deconstruct deconstruct_array_builtin dedicated
-  deduced deduplicate deduplication deep def defaction default default_transaction_isolation defaulting defaults defer
-  deferrability deferrable deferred defexpr define defined definer definesavepoint defining definition definitions
-  defname defnames defnamespace deforming defresult delay delegate_ident_mapping delegation deletable delete
-  delete_key deleted deletes deletexid deleting deletion delimited delimiter denied denote deparse_columns depend
-  dependencies dependency dependency_degree dependent depending depends dependsonrole deprecated deprecation depth
-  deptype derived derives desc descent describe description descriptor descriptors deserialfn_oid deserialfunc
-  deserialization desired despite destination destroy destroyed detach detached detaching detail details detected
-  detection determine determined developer devise df9l dh diagnostic diagnostics dictfile dictionary dictname dicts
-  did didn dies diff differ difference different differing differs diffie digest digit digits dimension dimensional
-  dimensionality dimensions dir direct direct_lateral_relids direction directly directories directory dirtied dirty
-  disable disable_page_skipping disabled disabled_nodes disables disabling disagree disagrees disallow disallowed
-  disappeared disassociate discard disconnection disk displacement display displayed displaying displays dissimilar
-  distance distilled distilled_result distinct distinct_pathkeys distinctclause distinctlist distinguished divide
-  divided divisible division dkb dmap_hugetlb dmy dn do do_numeric_discard dobalance docexpr document documentation
-  documents dodeletion does doesn dollar dollars domain domainname domains don done dots dotted double down downlink
-  drop drop_replication_slot dropped dropping ds dsa dsa_allocate dsa_area dsm dt dtags dtuple dtype due dummy dummypp
-  dump dupcolidx dupcollations duplicate duplicated duplicates duplicating dupoperators durable duration durations
-  during dynamic dynamically e each eager eagerly earlier earliest ec_broken ec_childmembers ec_childmembers_size
-  ec_collation ec_derives_list ec_has_const ec_has_volatile ec_max_security ec_members ec_merging_done ec_min_security
-  ec_opfamilies ec_relids ec_sortref ec_sources echo eclass eclass_indexes ed edge edges edit eeee eey effect
-  effective effective_io_concurrency efficiently effort eflags eight either elapsed elect elected element
-  element_typeid elementformdefault elements elemexpr eligible else elsif em_datatype em_expr em_is_child em_is_const
-  em_jdomain em_relids email embedded emit emptied empty emptying enable enabled enables enclosing encode encoded
-  encodespecialdate encodespecialtimestamp encoding encodings encrypt encrypted encrypting encryption end end_lsn
-  endcase ended endforc endforeacha endfori endfors endif ending endinrangefunc endloop endoffset ends
-  endtransactionblock endwhile enforceability enforced enlarge enlargement enough enrname enrtuples enrtype ensure
-  ensures ensuring enter entering entity entries entry entryloadmoreitems enum enumerating environment environments
-  eof epoch epoll_create1 epq epqparam eq_classes eqop equal equality equally equals equivalence equivalenceclass
-  equivalent errcode error error_data errordata errordata_stack_size erroronerror errors errstart es escape escaped
-  escapes est_entries establish establishing establishment estimate estimated estimates estimation estimator european
-  ev_action ev_class eval_cost evalplanqual evaluate evaluates evaluating even event eventlog eventname events
-  eventtriggerinvoke every evictions evidence ex exact exactly examine example exceed exceeded exceeding exceeds
-  except exception exceptionalcondition exchange excl_lock exclrelindex exclrelrti exclreltlist exclude excluded
-  excludeopnames excluding exclusion exclusions exclusive exec exec_pruning_steps execindexmarkpos
-  execindexonlymarkpos execindexonlyrestrpos execindexrestrpos execparamids execprocnode execrescanmodifytable
-  execrowmark execsetparamplan execsql execsubplan executable execute execute_sql_string executed executing execution
-  executor exhausted exhaustive exist existence existent existing exists exit exited exiting expand expanded
-  expandtablelikeclause expansion expected expects expensive expired explain explicit explicitly export exported expr
-  expression expressions exprkind exprs extcondition extconfig extend extended extending extensible
-  extensiblenodemethods extension extensions external extname extnodename extparam extra extra_clauses extract
-  extversion f f0h9f f_setfd facilitate facility factor factorial fail failed failing failover failsafe failure
-  failures fallthrough false families family far fast fastpath fatal faulting faults fcntl fd fd9 fd_cloexec fdatasync
-  fdw_exprs fdw_outerpath fdw_private fdw_recheck_quals fdw_restrictinfo fdw_scan_tlist fdwdirectmodifyplans fdwname
-  fdwoptions fdwprivlists fdwroutine fe feasible feature feedback fell fetch fetched fetches fetching few fewer
-  fexcess ff field fieldnum fieldnums fields fieldselect fieldstore file file_copy file_extend_method filefallocate
-  filename filenode filenumber files fileset filesystem fill filled fillfactor filling filter filtering filters final
-  final_lsn finalfn_oid finalize finalrowmarks finalrtable finalrteperminfos find find_all_inheritors finish finished
-  finishing finite fire fired first first_partial_path first_partial_plan firstcolcollation firstcoltype
-  firstcoltypmod firstfreebit firstplaceholder firstrightoff fit five fix fixed fixed_amount fixing fk fk_attrs
-  fk_del_action fk_del_set_cols fk_matchtype fk_upd_action fk_with_period fkey_list flag flagmode flags flatten
-  flattened flex flight float float4 float8 floating flt_dig flush flushed flushes flushing fm fno folding follow
-  followed following follows for for_all_tables for_encoding_name for_identity for_ordinality forbid forbidden forc
-  force forced forces forcing foreach foreacha foreign forever fori fork forked forknum form format format_type
-  formats formatted formatted_expr formatting fornokeyupd fors forupd forward forwarding forwardsyncrequest found four
-  fourth fpi fpw fraction fractional fragments frame frameoptions free freed freedir freefile freelist freeze freezes
-  freezing frequently from from_serialized_name fromclause fromlist fromsql frontend frozen fs_base_relids fs_relids
-  fs_server fsm fssystemcol fsync full full_join_clauses full_page_writes fullness fully func_name func_options
-  func_variadic funccall funccolcollations funccolcount funccollid funccolnames funccoltypes funccoltypmods funcexpr
-  funcformat funcid funcname funcordinality funcparams funcresulttype funcretset function functionality functions
-  functype funcvariadic further future fwrapv g g0 g0q garbage gather gave gb gcc generate generated generated_kind
-  generated_when generates generating generation generator generic genetic geometric geqo get
-  get_actual_variable_range get_matching_location getmemorychunkcontext getmemorychunkspace getquadrant getrlimit gets
-  getsomeattrs gettoken gettoken_tsvector ghu gid gin gin_extract_tsquery gin_extract_tsvector gin_tsquery_consistent
-  ginarrayconsistent ginarrayextract ginplacetopage ginqueryarrayextract gist gist_redo gistbuild give given giving
-  global globally globaltransaction glt gmt gnu go goal got gpt grand grant grant_option grantable granted
-  granted_roles grantee_roles grantees grantor grantors grants grantstmt greater gregorian group group_pathkeys
-  group_rtindex groupclause groupclauses groupcols groupdistinct grouped groupexprs grouping groupingfunc groupingsets
-  grouplist groups growth grpcolidx grpcollations grpoperators gsets gsets_data gssapi gssencrequest guarantee guc
-  guc_list_quote h h9d h9l h9t had half halves hand handed handle handled handler handler_name handling handshake
-  happen happens hardware has has_clone has_eclass_joins has_schema_privilege has_table_privilege has_version
-  has_volatile has_volatile_expr hasaggs hasalternativesubplans hasdistincton hasforupdate hasgrouprte hash
-  hash_operators hash_redo hash_seq_search hash_update_hash_key hash_xlog_insert hash_xlog_move_page_contents
-  hash_xlog_squeeze_page hashable hashagg hashavingqual hashclauses hashcollations hashed hashfuncid hashing hashjoin
-  hashjoinoperator hashkeys hashoperators hashtable hashvalue hasjoinrtes haslateralrtes hasmodifyingcte
-  hasnonpartialaggs hasnonserialaggs haspseudoconstantquals hasrecursion hasrecursive hasreturning hasrowsecurity
-  hassublinks hastargetsrfs haswindowfuncs have having havingclause havingqual hba hba_file hc hc4 hcd hcg hcg0h hcg0l
-  hck hcl hcs hct hcu hcw head header headers headline headoff heap heap2_redo heap_delete heap_getnext
-  heap_lock_tuple heap_redo heap_update heapblk heapsort heaptuplesatisfiesvacuum heavyweight held hellman help here
-  hexadecimal hh hh24 hibernating hide hierarchies high high_mask higher highest highkey hint histogram historic
-  historical history hit hits hk hmac hold holdable holding hole home horizon host hostgssenc hostname hostssl hot
-  hot_standby hour how however howmany http hu huge hugepagesize hundred hyphenated hypothetical i i9l icg icl icu
-  icu_locale id ident ident_file identification identifier identifiers identify identity identity_type
-  identitysequence idle ids idxcomment idxname if if_not_exists ignore ignore_checksum_failure ignore_invalid_pages
-  ignored ignoresystemindexes ignoring ilike image images immediate immediately immutable implement implementation
-  implemented implements implicit implicitly implied import importing impose impossible improper in in_batch
-  in_operators in_range inactive include included includes including inclusive incompatibility incompatible
-  incompatible_relids incompatibly incomplete inconsistent incorrect incorrectly increase increasing increment
-  incremental indent indents indeterminate index index_var indexamroutine indexclauses indexcol indexcollations
-  indexcolname indexcols indexed indexelems indexes indexid indexincludingparams indexinfo indexing indexkeys
-  indexlist indexname indexoid indexorderby indexorderbycols indexorderbyops indexorderbyorig indexorderbys
-  indexorderdir indexparams indexprs indexqual indexqualorig indexquals indexrelid indexscandir indexselectivity
-  indexspace indextlist indextotalcost indicate indicated indicates indicator indirection individuals indkey indnatts
-  indpred indrelid indrestrictinfo inequality inet infer infercollid inference inferopclass infinite infinity info
-  infomask infomask2 information information_schema infrastructure infromcl inh inhcount inherit inheritable
-  inheritance inherited inherits inhparent inhrelations inhrelid init init_multifunccall init_plans initdb
-  initdeferred initial initial_pruning_steps initialization initialize initialized initializing initially
-  initially_valid initiate initparam initplan initvalueisnull injection inline inlining inner inner_consistent
-  inner_rows_total inner_unique inner_var innerisparent innerjoinpath inneroff innersortkeys inout input inputcollid
-  inputcollids inputs inquiry inrangeasc inrangecoll inrangenullsfirst ins insecure insensitive insert inserted
-  insertedcols inserting insertion inserts inside install installation installed installing installxlogfilesegment
-  instance instead instrendloop instrstartnode instrstopnode instruction instructions instructs insufficient int int2
-  int2_accum_inv int2vector int4_accum_inv int8 int8_accum_inv int8_avg_accum_inv integer integrity intended
-  interactive interface interfaces internal interpretation interpretations interpreting interrupt interrupted
-  intersect interval interval_avg_accum_inv intervals into intoclause introduce inval invalid invalid_token
-  invalidatebuffer invalidated invalidating invalidation invalidation_reason invalidations invalidly invalitems
-  inverse invisible invocation invoked invoking involuntary involve io io_combine_limit io_method io_uring iocontext
-  ioobject ios ip ipc_private ipcmemorycreate is is_clone is_default is_enforced is_from is_from_type is_grant
-  is_hashed is_local is_multi is_no_inherit is_not_null is_primary is_procedure is_program is_pushed_down is_rowsfrom
-  is_select_into is_slice is_vacuumcmd isall iscatalogrel isconstraint isdata isdefault isdelete isdrop isleaf ismove
-  isn isnatural isnew isnull iso isolation isparent ispell isreset isreturn isrootsplit isshared issharedrelation
-  issplitpoint_changed issuer issuing istable iswithoutoverlaps it item item_type itemid items itemtype iteration
-  iterations iterator its itself j jammed jbvbinary jbvdatetime jd_relids jit jitflags join join_cur_level
-  join_domains join_info_list join_rel_list join_using_alias joinable joinaliasvars joincondition joindomain joinexpr
-  joininfo joinleftcols joinlist joinmergedcols joinqual joinrestrictinfo joinrightcols joins jointree jointype jpath
-  json json_agg_transfn json_array_elements json_each json_object_agg_transfn json_query json_table json_value jsonb
-  jsonb_agg_transfn jsonb_array_elements jsonb_each jsonb_object_agg_transfn jsonb_set jsonbiteratornext
-  jsonconstructorexpr jsonconstructortype jsonexpr jsonfuncexpr jsonlog jsonpath jsontableplan jumble_args junk
-  junkfilter just k ka kb keep keepalive keepalives kept kerberos kernel kernels key key_distinct keyparamids keys
-  keys_updated keysh keyshr_lock keyword kill kilobytes kind kinds know known knownassignedxid knownassignedxids kvsep
-  l l2 l9l label labels lacks language languages large larger largs last last_cleanup_num_delpages last_rinfo_serial
-  lastphid lastplannodeid lastrowmarkid lastval latch late latency later lateral lateral_referencers lateral_relids
-  lateral_vars latest latestcompletedxid latestobservedxid launched launcher layout lc lc_collate lc_ctype lc_monetary
-  lc_numeric lcl lconv lcrypto ld ldap ldapbasedn ldapprefix ldapscheme ldapsearchattribute ldapsearchfilter
-  ldapsuffix ldkb ldl lds lead leader leads leaf leaf_result_relids leafblkno leafleft leafpart_rti_map leafright
-  leaftopparent leaked leaking leakproof leap least left left_bucketsize left_em left_hasheqoperator left_join_clauses
-  left_mcvfreq left_relids leftkey leftpath lefttree len length lengths less let letters level levels levelsup
-  levenshtein lexeme lexemes lexer lexize lexpr lextype lextypes lhs_strict lib libnuma libpqwalreceiver libraries
-  library libxml libxml2 libxslt like like_regex likely limit limit_tuples limitcount limited limiting limitoffset
-  limitoption limits line lines link linked links linux list list_end list_start list_type listdatums listen listening
-  listens lists literal literally literals little live live_parts lkd lld llvm lm lo_lseek lo_tell load loadable
-  loaded loading local local_schema local_ts_radix_tree locale locales localized locallock locally locate located
-  location locations lock lock_only lockclausestrength locked lockedrels locker locking lockingclause locks locktag
-  log log_connections log_executor_stats log_min_duration_sample log_parser_stats log_planner_stats
-  log_statement_sample_rate log_statement_stats logarithm logged logger logging logical logically logicalmsg_redo
-  logicalrep logicalrepsynctablestart login logs logtape long longer longest look looking looks lookup loop loops loss
-  lossy lost low low_mask lower lowerdatums lowering lp lp_dead lpgcommon lpgport lplan lpthread lrt lru ls lsn lssl
-  lu lukb lwlocks lx lxml2 lxslt lz lz4 m macaddr macaddr8 macaddr_abbrev macro made magic main maintain maintenance
-  maintenance_work_mem make maketransitioncapturestate making malformed man manage management manager managers
-  mandatory manifest manipulate manually many map map_hugetlb mapped mapping mappings maptokentype mark marked marker
-  markpos marktype mask match matched matches matching matchkind materialization materialize materialize_inner
-  materialized mates max max_active_replication_origins max_attr max_buckets max_collisions max_connections
-  max_locks_per_transaction max_locks_per_xact max_pred_locks_per_transaction max_prepared_transactions
-  max_prepared_xacts max_replication_slots max_safe_fds max_stack_depth max_total_segment_size max_wal_senders
-  max_worker_processes maxallocateddescs maxheaptuplesperpage maximum maxinclusive maxlisten maxoccurs
-  maxparallelhazard maxvalue maxvalues may mb mbp mces mcv mcvlist md5 mdy mean means meant measured mechanism mem
-  member members membership memoization memoize memory merge merge_action mergeactionlist mergeactionlists mergeappend
-  mergeclause mergeclauses mergecollations merged mergefamilies mergejoin mergejoincondition mergejoinconditions
-  mergenullsfirst mergeopfamilies mergeplans mergereversals mergesupportfunc mergetargetrelation mergewhenclauses
-  merging message messages meta meta_page_masks_updated metadata method methods mfinalfunc mh mi microseconds middle
-  might migrating million millisecond milliseconds min min_attr min_lefthand min_righthand minimal minimum
-  minimum_count mininclusive minitcond minmax minmax_aggs minmaxcollid minmaxtype minoccurs minute minvalue minvfunc
-  misconfiguration mismatch mismatched mismatching misordered misplaced missed misses missing missing_ok mix mixed
-  mixing mm mmaggregates mmap mode modes modification modifications modified modifier modifiers modify modifying
-  modifytable module modules modulus moment monetary money monitor monitored monitoring month months more most move
-  moved moving ms msfcollid msftype msfunc msgs msspace mstype much multi multiassign multibitmapset multibyte
-  multicolumn multidimensional multidims multiexpr_params multiple multiply multirange multirange_agg_transfn
-  multirange_intersect_agg_transfn multirange_type_name multiranges multivariate multixact multixact_redo multixactid
-  multixactids multixactoffset multixacts multixid munmap must mutable mutual mutually mv mvcc mvdependencies
-  mvndistinct mxids my myproc myprocnumber n nailed name name_location named named_args namely names namespace
-  namespaces naming nan napping nasyncplans nbits nbits_set nblocks nbuffers nchain ncolumns nconst_ec nd ndead
-  ndelete ndeleted ndistinct near nearest necessary need needed needs negate negative negator negators negfuncid
-  negligible negotiating negotiation neither nest nested nesting nestloopparam nestloopparams nestparams netmask
-  network network_abbrev never new new_bucket new_bucket_flag new_off new_tablespacename new_xmax newdata newdata2
-  newer newest newitemoff newline newly newname newoff newowner newpage newrole newschema newval newvalisafter
-  newvalneighbor newvals next nextblkno nextval nextxid nh nhashes nid nil niladic nillable ninsert nintervals nitems
-  nkeycolumns nkeys nl nmatched_ec nmatched_rcols nmatched_ri nmembers nmove nmoves nnames nnconstraints no node
-  node16_hi node16_lo node256 node4 node48 nodei nodes noinherit nokeyupd nominalrelation non non_recursive_path
-  non_unique_for_rels nonamespaceschemalocation nonblocking nonce noncontiguous nondeterministic none nonessential
-  nonlockable nonnull nonrecyclable nonremovable nonsequentially nonstandard nonzero nooooo
-  noooooxouuuuytbaaaaaaaceeeeiiii noplace nor norm_abbrev_card norm_selec normal normalization normalized normally not
-  not_between not_between_sym not_distinct notation nothing notification notifications notifies notify notnullattnums
-  notnulls now nowait nparts nplaceholder nplans npresortedcols nptids nranges nredirected nrelids ns_names ns_uris
-  nsitem nspname nth_value ntile ntoplaceholder ntuples ntups null null_value_treatment nullable nulling_relids
-  nullingrels nullkeys nulls nulls_first nulls_not_distinct nulls_ordering nullsfirst nullsnotdistinct nulltest
-  nulltesttype num num_base_rels num_batches num_child_cols num_groupby_pathkeys num_tuples num_workers numa number
-  numbered numberofattributes numbers numcols numeral numeric numeric_abbrev numeric_accum_inv numgroups numkeys
-  numorderedaggs nunused nupdated nvalues nworkers_for_balance o oauth oauth_validator_libraries oauthbearer objargs
-  object objects objecttype objfuncargs objid objname objtype obsolete obtain obtained occupied occur occurred
-  occurring occurs octal octet odd of off offnum offset offsets oftypename oid oids oidvector ojrelid old
-  old_bucket_flag old_conpfeqop old_off old_pktable_oid old_xmax oldcreatesubid older oldest oldestrunningxid
-  oldestxact oldestxid oldfirstrelfilelocatorsubid oldnumber oldsize oldstyle oldval omit omit_quotes omitted on
-  on_empty on_error on_proc_exit on_shmem_exit once oncommit onconflict onconflictaction onconflictclause
-  onconflictcols onconflictset onconflictwhere ondisk one ones ongoing online only only_database_stats op opcintype
-  opclass opclassname opclassopts opcollid open opened openid opening openpipestream openssl opentransientfile operand
-  operated operating operation operations operator operators opername opexpr opfamilies opfamily opfamilyname opfuncid
-  opno opnos oprcode opresulttype opretset oprkind ops opstrategy optimal optimization optimize optimizer option
-  optional options or orclause ordcolidx ordcollations order order_family orderclause ordered ordering ordinal
-  ordinality ordinalitycol ordinary ordnumcols ordoperators org orig_tablespacename origin origin_startpos original
-  originally origins orphan orphaned os ossp other other_subplans others otherwise ourselves out outage outargs outer
-  outer_is_left outer_join_rels outer_params outer_presorted_keys outer_relids outer_selec outer_var outerjoinpath
-  outermost outerrelids outersortkeys output outputpluginpreparewrite outputpluginwrite outside ouuuuyty over overall
-  overflow overflowed overflows overlap overlaps override overriding oversize oversized overwrite overwrite_contrecord
-  overwritten overwrote own owned owner ownerid ownership owning owns p p_new pa packet packs padding page page_split
-  pageaddr pageno pages pagesperbuffer pagesperrange pair pairs pam panic parallel parallel_aware parallel_safe
-  parallel_workers parallelmodelevel parallelmodeneeded parallelmodeok param param_exprs param_multiexpr param_sublink
-  paramcollid parameter parameterized parameterless parametermodes parameters paramexectypes paramid paramids
-  paramkind paramno params paramtype paramtypmod paramval parent parent_colnos parent_relid parent_relids
-  parent_reloid parent_reltype parentblk parentheses parenthesis parentoff parentrel parents parparam parse
-  parse_ooaffentry parsed parser parsers parsetree parsing part part_prune_index partattrs partbound partbounds_merged
-  partcolidx partcollations partcolsupdated partdefid partexprs partial partial_pathlist partially participant
-  participants partition partition_qual partitionboundspec partitionclause partitioned partitioning partitions
-  partitionwise partnumcols partoperators partparams partpruneinfos partrelid partspec pass passed passing
-  passing_names passing_values passingvalexprs passphrase passphrases password password_required passwords past path
-  path_hashclauses path_mergeclauses path_spec pathcost pathkey pathkeys pathlist pathspec pathtarget pathtype pattern
-  patterns patternsel paunknown pause paused pausing payload pb pc pct_type pd pd_lower pd_special pd_upper peak peer
-  pem penalty pending pendingops per per_call_cost per_tuple percent percentage percentile percentile_cont
-  percentile_disc perf perform performance performed performing performsort perhaps period perl permanent
-  perminfoindex perminfos permission permissions permissive permitted persistence persistent pfree pg pg_ pg_aggregate
+  a a9d a9e a9f a9g a9l a9n a_ a_1 a_expr a_expr_kind aaaaaaaceeeeiiii ab abandoned abandoning abbrev_distinct
+  abbrevcache abbrevfullcomparator abbreviation abbreviations abbrevisknown abbrevoffset abbrevoffsetinternal
+  abbrevprefix abcdefghijklmnopqrstuvwxyz abi ability able abnormal abnormally abort abortcontext
+  abortcurrenttransaction aborted abortedtransactionblockstate aborting abortold abortoutofanytransaction
+  abortprepared abortrecord abortstarttime abortstronglockacquire abortsubtransaction aborttransaction
+  aborttransactionblock aborttree about above absent absent_on_null absolute absoluteconfiglocation absorbsyncrequests
+  accept acceptconnection accepted accepting acceptinvalidationmessages accepts access access_method accessed accesses
+  accessexclusivelock accessexclusivelockprepare accessexclusivelocks accessinfo accessmethod accessor accesspriv
+  accesssharelock accessstrategy accessstrategybuffercount accessstrategypinlimit accessstrategywithsize
+  accesstemptablenamespace accidentally accompanying according account accumdiff accuminstrumentation
+  accumparallelquery accumulate accumulateinvalidations acdjlkqtrwdy acl aclcreate aclinsert acllookup aclremove
+  aclresult aclright acquire acquireaccessexclusivelock acquired acquiredeletionlock acquireexecutorlocks
+  acquireextended acquireexternalfd acquireplannerlocks acquirerewritelocks acquiring across action actions
+  actiontriggers activatecommitts active active_pid activebackends activechildlist activeportal activeserxmin
+  activesnapshot activesnapshotcommandid activesnapshotset activesnapshotwithlevel activetransactionid
+  activewallevelonstandby activity activitybuffer activitybuffersize acts actual adbin add addblocks addcommittedtxn
+  addconstraint adddistributedinvalidations added addenumlabel addeventtopendingnotifies addfiletobackupmanifest
+  adding addinshmeminit addinshmemspace addinvalidationmessage addinvalidations addinvertedqual additemextended
+  additional additionallocalpinlimit additionallocalpins additionalpinlimit additionalpins addnewcommandid addnewitem
+  addnewtuplecids addpendingsync addpostgresintpart addpostingitem addqual addr addrelationnewconstraints
+  addrelationnotnullconstraints address addresses addrisvalid addrolemems addschemas addsnapshot addstem
+  addsubscriptionrelstate addtables addtarget addtodatadirlockfile addtodatadirread addtodatadirsync addtodatadirwrite
+  addtohash addtuple addverboseintpart addwaiteventtoset adequate adjustancestorkeys adjustcmax adjustdays adjustepoll
+  adjustfractdays adjustfractmicroseconds adjustfractyears adjustintervalfortypmod adjustmicroseconds
+  adjustnotnullinheritance adjustrelationpersistence adjusttimefortypmod adjusttimestampfortypmod adjustyears admin
+  administrator adnum adopt adrelid advance advanceandchecksnapstate advancearraykeys advanceconflicthorizon advanced
+  advancenextfulltransactionidpastxid advanceoldest advanceoldestclogxid advanceoldestcommittsxid advancing
+  advertising advisory affect affected affects afffile affix after afterarchiverecovery afterfork
+  aftertriggerbeginquery aftertriggerbeginsubxact aftertriggerbeginxact aftertriggerendquery aftertriggerendsubxact
+  aftertriggerendxact aftertriggerenlargequerystate aftertriggerevents aftertriggerexecute aftertriggerfiredeferred
+  aftertriggerfreequery aftertriggerpendingonrel aftertriggersaveevent aftertriggersetstate aftertriggerstabledata
+  aftertriggertuplecontext again against age agg agg_distinct agg_filter agg_order agg_star agg_within_group
+  aggargtypes aggcheckcallcontext aggcollid aggcopytransvalue aggdirectargs aggdistinct aggestimate aggfilter aggfnoid
+  agggetaggref agggettempmemorycontext agginfos agginitgroup agginitializeworker aggkind agglevelsup aggno aggnode
+  aggorder aggorderedtransdatum aggorderedtranstuple aggparams aggpresorted aggref aggrefs aggregate aggregatecreate
+  aggregated aggregates aggregation aggregistercallback aggressive aggressively aggretrieveinstrumentation aggsortop
+  aggsplit aggstar aggstateisshared aggstrategy aggtrans aggtranscall aggtransinfos aggtransno aggtransspace
+  aggtranstype aggtranstypmod aggtype aggvariadic ahash ahead ahhk aio aiobackend aioctl aiohandle aiohandledata
+  aiohandledatashmemsize aiohandleshmemsize aioiocompletion aioiouringexecution aioiouringsubmit aioshmeminit
+  aioshmemsize aiouringcompletion aioworkercontrol aioworkersubmissionqueue alert algorithm alias aliascolnames
+  aliases aliasing aliasname alignedallocfree alignedallocgetchunkcontext alignedallocgetchunkspace
+  alignedallocrealloc alignment alike aliveinternal all all_baserels all_partrels all_query_rels all_result_relids
+  allbuffers alldependentforrebuilding allexportedsnapshotfiles allknownassignedtransactionids alllocalbuffers
+  alllocks allmarktypes allnullslot allnulltuple alloc allocaligned allocate allocated allocatedesc allocatedir
+  allocatefile allocatesnapshotbuilder allocatevfd allocating allocation allocationfailure allocator allocchange
+  allocdeadendchild allocextended allocfree allocfromnewblock allocgetchunkcontext allocgetchunkspace allochuge
+  allocinvalidsize alloclarge allocnoerror allocraw allocrealloc allocrelids allocset allocsetalloc
+  allocsetallocfromnewblock allocsetalloclarge allocsetcontextcreateinternal allocsetdelete allocsetfree
+  allocsetgetchunkcontext allocsetgetchunkspace allocsetisempty allocsetrealloc allocsetreset allocsetstats
+  alloctableslot alloctuplebuf allocunlocked alloczero allofkind alloptions allow allow_in_place_tablespaces
+  allowableat allowaltersystem allowed allowincriticalsection allows allowssimplevaliditycheck allparam
+  allparametertypes allplancacherefsinowner allpreparedstatements allrelids allschemapublicationrelations alltables
+  alltablespublicationrelations alltablespublications alltablesyncsready allthesame allunpinnedbuffers allupdatedcols
+  allvisfrac alone along alpn already already_open also alter altercollation alterconstraintnamespaces
+  alterconstrenforceabilityrecurse alterconstrupdateconstraintentry alterdatabase alterdatabaseowner
+  alterdatabaserefreshcoll alterdatabaseset alterdefaultprivilegesstmt alterdeferrability alterdefprivs
+  alterdomainaddconstraint alterdomaindefault alterdomaindropconstraint alterdomainnotnull
+  alterdomainvalidateconstraint altered alterenforceability alterenum altereventtrigger altereventtriggerowner
+  alterextensioncontentsrecurse alterextensioncontentsstmt alterextensionnamespace alterextensionstmt
+  alterforeigndatawrapper alterforeigndatawrapperowner alterforeignserver alterforeignserverowner alterfunction
+  alterhook alterhookstr altering alterinheritability alternating alternatives alterobjectdependsstmt
+  alterobjectschemastmt alteroperator alteropfam alteropfamily alteropfamilyadd alteropfamilydrop alterownerstmt
+  alterpolicy alterpublication alterpublicationoptions alterpublicationowner alterpublicationschemas alterrelation
+  alterrelationnamespaceinternal alterreplicationslot alterrole alterroleset alterschemaowner altersequence
+  altersetting alterstatistics altersuboption altersubscription altersubscriptionowner altersystem
+  altersystemsetconfigfile altertable altertablecreatetoasttable altertableend altertablegetlocklevel
+  altertablegetreloptionslocklevel altertableinternal altertableissafe altertablelookuprelation altertablemoveall
+  altertablenamespace altertablenamespaceinternal altertablerelid altertablespaceoptions altertablestart
+  altertablesubcmd altertype altertypenamespace altertypenamespaceinternal altertypeowner altertypeownerinternal
+  altertyperecurse alterusermapping always am ambiguous amcanmarkpos amcanorder amcanorderbyop amcanparallel amend
+  amflags amhasgetbitmap amhasgettuple amid amname among amop amoptionalkey amortize amount amounts amproc amroutine
+  amroutinebyamid amsearcharray amsearchnulls amtranslatecomparetype amtranslatestrategy amtype amvalidate an analysis
+  analyzable analyze analyzed analyzing ancestor ancestorinpublication ancestorkeys ancestorresultrels ancestors and
+  andbatch andcheckcreationnamespace andchecksnapstate andcontext andcopyrelationdata andcreatetoasttable anddetach
+  anddetachexceptlast anddroprelationbuffers andexit andgetdbnamefromconninfo andgetpagewithfreespace andinval andlen
+  andlockbuffer andreadbuffer andrelease andreleasecurrentsubtransaction andreportconflict andseccontext andsemaphores
+  andset andsetxmin anduniqitems andversionfile andwait andwaiters andxactlocks anl anonymous anonymoussegment
+  anonymousshmem anonymousshmemdetach anonymousshmemsize another anti any anyarray anycompatible anycompatiblearray
+  anycompatiblemultirange anycompatiblenonarray anycompatiblerange anydata anyelement anyenum anyerror anymore
+  anymultirange anynonarray anyone anyrange anytransaction anyway apart ape api apostmaster apparent appear appearing
+  appears append append_rel_array append_rel_list appendasynceventwait appendasyncrequest appendchunk appended
+  appendestimate appendincrementalmanifestdata appendinitializeworker appendjumble appendplans appendready
+  appendrelations appendresponse appendstringtomanifest applicable application application_name applied applies apply
+  apply_feedback applyconflict applycontext applydelay applyextensionexplainoption applyextensionupdates
+  applyfunctocase applying applyinterrupts applylauncherforgetworkerstarttime applylaunchermain applylauncherregister
+  applylaunchershmeminit applylaunchershmemsize applylauncherwakeup applylauncherwakeupatcommit
+  applylogicalmappingfile applyloop applymain applymessage applymessagecontext applymessageinterrupt
+  applymessagepending applymessages applyorsyncworker applyrecoveryinfo applyretrieverule applysenddata applysetting
+  applysignedsortcomparator applysortabbrevfullcomparator applysortcomparator applystatechange
+  applytransactionforsession applytxnhash applyunsignedsortcomparator applywalrecord applyworker applyworkermain
+  applyworkerpid applyworkerpool applyxidassignment appnamebuffer apprelids appropriate approximately aqe arbiter
+  arbiterelems arbiterindexes arbiters arbiterwhere archcanrestart archforcedirscan archinterrupts archival archive
+  archive_cleanup_command archive_command archive_library archive_mode archive_timeout archivecallbacks
+  archivecleanupcommand archivecommand archived archivedfile archivelibrary archiver archiverecovery
+  archiverecoveryrequested archivermain archivetimeout archiving archshmeminit archshmemsize archwakeup are area
+  arecomplete aren arenopriorregisteredsnapshots arenoreadyportals arepeers areset arg arg_names argcurrent arginframe
+  arginpartition argisrow argmode argnumber args args_unspecified argtype argtypes argument arguments arith array
+  array_agg array_agg_array_transfn array_agg_transfn array_collid array_create_iterator array_length array_typanalyze
+  array_typeid arrayadd arrayapplyrecoveryinfo arrayapplyxidassignment arraybinary arraybounds arraycastandset
+  arraycheckbounds arraycheckboundssafe arraycleartransaction arraycoerce arraycontsel arraydimensions arrayels
+  arrayendtransaction arrayendtransactioninternal arrayexpr arraygetintegertypmods arraygetoffset
+  arraygetreplicationslotxmin arrayinitrecovery arrayinstallimportedxmin arrayinstallrestoredxmin arraykeys arraylen
+  arrayoid arrayop arrayremove arrays arraysetreplicationslotxmin arrayshmeminit arrayshmemsize arraystr
+  arraytobitmapset arraytoken arrive arriveanddetach arriveanddetachexceptlast arriveandwait as asc ascii asidegroup
+  asn1_object aspects aspreparing aspreparingguts asreadonly asrelexists assert assertion assign assignchild assigned
+  assignedtransactionids assignedtransactionidsidlemaintenance assignedxids assignedxidsadd assignedxidscompress
+  assignedxidsdisplay assignedxidsgetandsetxmin assignedxidsremove assignedxidsremovepreceding assignedxidssearch
+  assignedxidsvalid assignexprcontext assigning assigninnervar assigninnervarvirt assignment assignments
+  assignoutervar assignoutervarvirt assignpostmasterchildslot assignprojectioninfo assignscanprojectioninfo
+  assignscanprojectioninfowithvarno assignscantype assignscanvar assignscanvarvirt assigntransactionid
+  assigntypearrayoid assigntypemultirangearrayoid assigntypemultirangeoid associate associated asstring
+  assumenewrelfilelocator assumes assumption astext asuser async async_capable asyncappendresponse asynccommittree
+  asyncconfigurewait asynceventwait asyncexistspendingnotify asyncforeignscanconfigurewait asyncforeignscannotify
+  asyncforeignscanrequest asynchronous asyncnotify asyncnotifyfreezexids asyncreadbuffers asyncrequest
+  asyncrequestdone asyncrequestpending asyncresponse asyncshmeminit asyncshmemsize at atcommit atoken atomic
+  atprocexit atpubnode attach attached attachindex attaching attachpartitionensureindexes attachpartitionforeignkey
+  attachserializablexact attachsession attack attalign attempt attempted attempting attempts attgenerated
+  attinmetadata attisdropped attlen attlist attname attnames attno attnum attopt attoptcachecallback attoptcachehash
+  attoptions attrbitmap attrdef attrdefault attrdefaultbyid attrdefaultcmp attrdefaultcolumnaddress attrdefaultfetch
+  attrdefaultoid attrelid attribute attributebyid attributebyname attributebynum attributecompression
+  attributedefinition attributeintlist attributenamestypes attributeouttext attributes attributesintoexisting
+  attributestext attributestorage attributetuples attributetype attrkind attrmissing attrmissingval attrnotnull attrs
+  attrsize atttypid atttypmod aul auth authdelay authenticated authenticateduserid authentication authenticationnonce
+  authenticationtimeout authinprogress authname authority authorization authorize authorized authrole auto autofile
+  automatic automatically autotunebuffers autovaclaunchermain autovaclaunchershutdown autovacmemcxt autovacuum
+  autovacuum_max_workers autovacuum_work_mem autovacuum_worker_slots autovacuumingactive autovacuumlauncherpid
+  autovacuummain autovacuumpgproc autovacuumrequestwork autovacuumschedule autovacuumshmem autovacuumshmeminit
+  autovacuumshmemsize autovacuumupdatecostlimit autovacworkerfailed autovacworkermain aux auxiliarypidgetproc
+  auxiliaryprocess auxiliaryprocessmaincommon auxiliaryprockill auxiliaryprocs auxprocessresourceowner
+  auxprocessresources auxprocessresourcescallback auxrowmark availability available avauatuasard avaui average avg
+  avg_collisions avoid avoided awaitedlock awaits aware awatd away awl axis b back backend backendactivitybuffer
+  backendactivitybuffersize backendappnamebuffer backendclienthostnamebuffer backendinit backendinitialize backendmain
+  backendpid backendpidgetproc backendpidgetprocwithlock backends backendsslstatusbuffer backendstartup backendstats
+  backendstatusarray backendstatusshmeminit backendstatusshmemsize backendtermination backendtype backendtypedesc
+  backendwritebackcontext backendxidgetpid background backgroundworker backgroundworkerblocksignals
+  backgroundworkercrashtimes backgroundworkerdata backgroundworkerexit backgroundworkerfunction
+  backgroundworkerinitializeconnection backgroundworkerlist backgroundworkermain backgroundworkerpid backgroundworkers
+  backgroundworkershmeminit backgroundworkershmemsize backgroundworkershutdown backgroundworkerstartup
+  backgroundworkerstatechange backgroundworkerstopnotifications backgroundworkertypebypid
+  backgroundworkerunblocksignals backgroundwritermain backing backreference backslash backslashes backtolocallatch
+  backtrace backup backup_label backupaddtarget backupgetsink backupgettargethandle backuphistory backupinfo
+  backupmanifest backupmethod backups backuptargettypelist backupthrottle backupwaitwalarchive backward backwards
+  backwardscan bad badly balanced balancelocal banklock bare barelabel barrier barrierarriveanddetach
+  barrierarriveanddetachexceptlast barrierarriveandwait barrierattach barrierdetach barrierdetachimpl barrierinit
+  barrierparticipants barrierpending barrierphase barriersmgrrelease base base64 base_backup basebackup
+  basebackupaddtarget basebackupgetsink basebackupgettargethandle basebackupread basebackupsync
+  basebackuptargettypelist basebackupthrottle basebackupwrite based baseinit baserestrict_min_security
+  baserestrictcost baserestrictinfo basesnapshot basetype basicopenfile basicopenfileperm batch batchaccessors
+  batchallocate batchcontext batchelect batches batchesdecide batcheselect batchesfinish batchesreallocate
+  batchesrepartition batchinsert batchload be bearer became because become becomelockgroupleader becomelockgroupmember
+  becoming been before before_shmem_exit before_stmt_triggers_fired began begin begincommand begincompletequery
+  begincopyfrom begincopyto beginimplicittransactionblock begininternalsubtransaction beginiterate beginning
+  beginoutput beginplacetopage beginquery begins beginstronglockacquire beginsubxact begintransactionblock beginxact
+  behalf behavior behaviorconst behaviordefaultexpr behind being belong belonging belongs below best better between
+  between_sym bewaitset beyond bgbuffersync bgworker bgworkerentry bgworkershutdown bgworkerstartup bgwriter
+  bgwriterdelay bgwriterhibernate bgwritermain bgwriterstats bh big bigger bigint billion bin binary binary_mode
+  binary_upgrade_add_sub_rel_state binary_upgrade_create_empty_extension binary_upgrade_replorigin_advance
+  binaryattribute binarycoercible binarycoerciblewithcast binarydata binaryend binaryheader binaryinfunc binaryonerow
+  binaryoutfunc binarysignature binarystart binarytidclause binaryupgrade bind bindex binding binned bins bio
+  bipartitematch bipartitematchfree bit bitcode bitmap bitmapand bitmapdoneinitializingsharedstate bitmapheapestimate
+  bitmapheapinitializeworker bitmapheapnext bitmapheaprecheck bitmapheapretrieveinstrumentation bitmapheapscan
+  bitmapheapscannextblock bitmapindexscan bitmapindexscanestimate bitmapindexscaninitializeworker
+  bitmapindexscanretrieveinstrumentation bitmapor bitmapplans bitmapqual bitmapqualorig bitmapquals bitmapscan
+  bitmapselectivity bitmapset bitmapshouldinitializesharedstate bitmaptablescansetup bits bj bkpblock_has_data
+  bkpblock_same_rel bkpimage_compressed bkpimage_has_hole blesstupledesc blk blkno blkref block block_id blocked
+  blockerstatusdata blockimage blocking blockingautovacuumpgproc blockingpids blocklistindex blockmodified blocknum
+  blocknumber blockoffsets blockpointers blockreftable blockreftablecomparator blockreftableentry
+  blockreftableentrygetblocks blockreftableentrymarkblockmodified blockreftableentrysetlimitblock
+  blockreftablefileterminate blockreftablefreeentry blockreftablegetentry blockreftablemarkblockmodified
+  blockreftableread blockreftablereader blockreftablereadergetblocks blockreftablereadernextrelation
+  blockreftablesetlimitblock blockreftablewrite blockreftablewriteentry blockreftablewriter blocks blocksig
+  blocksignals blocksinfork blockstate blockstateasstring blockstatuscode bloom bluph bmpage_found bmsize bodies body
+  bogus bogusfree bogusgetchunkcontext bogusgetchunkspace bogusrealloc bonjour bool_accum_inv boolean boolop
+  booltesttype boolvariable boot bootstrap bootstrapcommitts bootstrapmodemain bootstrapmultixact bootstrapping
+  bootstrapsync bootstraptoasttable bootstrapwrite both bound boundaries boundary bounded bounds boundssafe brace
+  braces bracket brackets brin brin_redo brin_xlog_insert_update brin_xlog_samepage_update bringetbitmap brininsert
+  broken bsd bt_restore_page btree btree_redo btreeadjustancestorkeys btreecleanup btreeconsolidate
+  btreefindrightsibling btreegetrecycled btreepage btreerecycle btreeremove btreeremovepage btreescan btreesearch
+  btreesearchinternal btreesearchleaf btreeupdateparentpointers btreevacuum btvacinfo btype bu bucket bucketandbatch
+  buckets bucketselect bucketsreallocate bucketsreinsert buffer buffer_usage_limit bufferabort bufferabortold
+  bufferaccessstrategytype bufferaccumulateinvalidations bufferadddistributedinvalidations bufferaddinvalidations
+  bufferaddnewcommandid bufferaddnewtuplecids bufferaddsnapshot bufferalloc bufferallocate bufferallocchange
+  bufferallocrelids bufferalloctuplebuf bufferassignchild bufferblockpointers bufferblocks bufferbyxid
+  buffercanstartstreaming bufferchangememoryupdate bufferchangesize buffercommit buffercommitchild buffercontent
+  buffercontext buffercount bufferdescriptors bufferdirty bufferdirtyhint buffered bufferedrel bufferedrelby
+  bufferedrellocal bufferedrelshared bufferedrelto bufferexecuteinvalidations bufferextended bufferfinishprepared
+  bufferforcleanup bufferforget bufferfortuple bufferfree bufferfreechange bufferfreerelids bufferfreetuplebuf
+  buffergetblock buffergetblocknumber buffergetcatalogchangesxacts buffergetinvalidations buffergetoldestxmin
+  buffergettag bufferheaptuple bufferids bufferimmediateinvalidation buffering bufferinit bufferinternal
+  bufferinvalidate bufferio bufferisdirty bufferisexclusivelocked bufferispermanent bufferispinnedonce
+  bufferitercompare bufferkeyequals buffermanageraccess buffermanagershmeminit buffermanagershmemsize buffermapping
+  buffernoowner bufferpin bufferpinthatdelaysrecovery bufferpinwaitbufid bufferprepare bufferprocessxid
+  bufferqueuechange bufferqueueinvalidations bufferqueuemessage bufferread bufferrefcount bufferrememberprepareinfo
+  bufferreset bufferrestorechanges bufferrestorecleanup buffers bufferserializechange bufferserializereserve
+  buffersetbasesnapshot buffersetrestartpoint buffersimpl buffersize bufferskipprepare buffersresult bufferstoretuple
+  buffersync buffertagforwriteback buffertagsequal buffertoastappendchunk buffertoasthash buffertoastreplace
+  buffertransfersnaptoparent buffertrim buffertuplecid bufferusageaccumdiff bufferusageadd bufferusagelimit
+  bufferwithoutrelcache bufferwrite bufferxidhasbasesnapshot bufferxidhascatalogchanges bufferxidsetcatalogchanges
+  buffile buffileappend buffileclose buffilecreatefileset buffilecreatetemp buffiledeletefileset buffiledumpbuffer
+  buffileexportfileset buffileflush buffileloadbuffer buffileopenfileset buffileread buffilereadcommon
+  buffilereadexact buffileseek buffileseekblock buffilesize buffiletell buffiletruncate buffiletruncatefileset
+  buffilewrite bufhash bufhdr bufhdrunlocked bufid bufmappingpartitionlock buftable buftabledelete buftablehashcode
+  buftableinsert buftablelookup buftableshmemsize buftaggetrelfilelocator buftagmatchesrelfilelocator bug buggy bugs
+  build build_coercion_expression build_physical_tlist buildaddcommittedtxn buildaggtrans buildaggtranscall
+  buildallocate buildauxrowmark buildbuildsnapshot buildcachedplan buildclearexportedsnapshot buildcommittxn
+  buildcurrentstate builddesc builddescforrelation builddescfromlists builddistributesnapshotandinval
+  builddummyindexinfo buildelect builder builderprivatedata buildexportsnapshot buildfindsnapshot
+  buildgetorbuildsnapshot buildgettwophaseat buildgroupingequal buildhardcodeddescriptor buildhashinner buildhashouter
+  buildindexinfo buildindexvaluedescription building buildinitialsnapshot buildlocalrelation
+  buildonconflictexcludedtargetlist buildparameterizedtidpaths buildparamlogstring buildparamsetequal
+  buildpartitiondesc buildpartitionkey buildprocesschange buildprocessnewcid buildprocessrunningxacts
+  buildprojectioninfo buildpublicationdesc buildpurgeoldertxn buildquerycompletionstring buildrelationextstatistics
+  buildresetexportedsnapshotstate buildrestore buildrestorecommand buildrestorecontents buildrestoresnapshot
+  buildrowsecurity buildrulelock buildscankeys buildserializationpoint buildserialize buildsettwophaseat
+  buildslotvaluedescription buildsnapdecrefcount buildsnapshot buildsnapshotexists buildspeculativeindexinfo
+  buildtriggers buildtupledesc buildtuplehashtable buildupdateprojection buildwaitsnapshot buildxactneedsskip
+  buildxidhascatalogchanges built builtin builtin_locale builtinentry builtintranchenames bulkinsertstate
+  bulkinsertstatepin bump bumpalloc bumpallocfromnewblock bumpalloclarge bumpcontextcreate bumpdelete bumpfree
+  bumpgetchunkcontext bumpgetchunkspace bumpisempty bumprealloc bumpreset bumpstats busy but by byamid byid byindex
+  byinfo byme byname bynum byoid byorigin bypassed bypassing bypid byrelconstraint byrelconstraints byrelfilenumber
+  byrelid byserverid byte bytea bytea_output bytes bytesinsegment bytuple byval byxid c c0 c09l c1 ca cache
+  cache_locale_time cachearray cachearraylen cacheattname cacheattnum cachecallback cachecomparetuple
+  cachecomputehashvalue cachecomputeresultdesc cachecomputetuplehashvalue cacheconstrcallback cachecontext cachecopy
+  cachecopyattname cachecopyattnum cachecopykeys cachecreateentry cached cachedexpression cachedplan
+  cachedplanallowssimplevaliditycheck cachedplanforquery cachedplangettargetlist cachedplanissimplyvalid
+  cachedplanisvalid cachedplanquery cachedplansetparentcontext cachedplansource cachedquery cacheentry
+  cacheentryoverheadbytes cacheexists cacheexistsattname cacheflushcatalog cachefreekeys cachegetattr
+  cachegetattrnotnull cachehash cachehashvalue cachehdr cacheid cacheinit cacheinitfilepostinvalidate
+  cacheinitfilepreinvalidate cacheinitfileremove cacheinitfileremoveindir cacheinitialize cacheinitializecache
+  cacheinternal cacheinvalidate cacheinvalidatecatalog cacheinvalidateentry cacheinvalidateheaptuple
+  cacheinvalidateheaptuplecommon cacheinvalidateheaptupleinplace cacheinvalidaterelcache cacheinvalidaterelcacheall
+  cacheinvalidaterelcachebyrelid cacheinvalidaterelcachebytuple cacheinvalidaterelmap cacheinvalidaterelsync
+  cacheinvalidaterelsyncall cacheinvalidatesmgr cachelist cachelists cachelookup cachememorycontext cachemiss
+  cacheobjectcallback cacheoid cacheopccallback cacherefsinowner cacheregisterrelcachecallback
+  cacheregisterrelsynccallback cacheregistersyscachecallback cacherelationoid cacherelationoidsize cacherelcallback
+  cacheremoverunningxids caches cachesext cachesextended cachestate cachesupportingreloid cachesupportingreloidsize
+  cachesyscallback cachetuple cachetypcallback cachewithowner caching calculate calculatecheckpointsegments calculated
+  calculateshmemsize calendar call callable callback callbackforalterrelation callbackforattachindex
+  callbackfordroprelation callbackforlocktable callbackforpolicy callbackforreindexindex callbackforrenameattribute
+  callbackforrenamerule callbackforrenametrigger callbackforstats callbackfortruncate callbackmaintainstable
+  callbackownsrelation callbacks callcontext called caller calling callrelsynccallbacks calls callsafe
+  callsincelastcheckpoint callstmt callstmtresultdesc callsubxactcallbacks callsyscachecallbacks calltriggerfunc
+  callxactcallbacks came can can_join cancel canceled cancelhandler cancelholdoffcount canceling cancelkey
+  cancelkeylength cancelpending cancelrequest cancelrequestpacket cancelsleep cancelvirtualtransaction cancelwait
+  candidate candidates candidatestandbys cannot canon_pathkeys canonical canonicalization canreportclosed canrestart
+  canreturn cansettag canstartstreaming cap capable capture capturestate cardinality careful carriage cascade cascaded
+  cascades case casecollid casetype cast castandset castcontext castcreate casting castmethod casts catalog
+  catalog_xmin catalog_xmin_epoch catalogcache catalogcachecomparetuple catalogcachecomputehashvalue
+  catalogcachecomputetuplehashvalue catalogcachecreateentry catalogcacheflushcatalog catalogcacheinitializecache
+  catalogcaches catalogcachesext catalogchanges catalogchangesxacts catalogcloseindexes catalogindexinsert catalogname
+  catalognamespace catalogopenindexes catalogrelation catalogrelationoid catalogrels catalogs catalogsnapshot
+  catalogsnapshotconditionally catalogsnapshotdata catalogtextuniqueindexoid catalogtupledelete catalogtupleinsert
+  catalogtupleinsertwithinfo catalogtuplesmultiinsertwithinfo catalogtupleupdate catalogtupleupdatewithinfo
+  catalogtype catcache catcachecopykeys catcachefreekeys catcachehashvalue catcacheinternal catcacheinvalidate
+  catcacheinvalidation catcachelist catcachelists catcachemiss catcachewithowner catchup catchupinterrupt
+  categorization category caught caughtup cause caused causename causes cb cbdeleteall cbdeletecutoff cbfindearliest
+  cbreportpresence cents cert certain certauth certificate certificates cfgname cflags chain challenge change changed
+  changedparamset changememoryupdate changepersistence changequeue changes changesize changesxacts changetodatadir
+  changevarnodes changevarnodesextended changevarnodeswalkexpression changing channel char character characteristics
+  characters charsignedness cheapest_parameterized_paths cheapest_startup_path cheapest_total_path
+  cheapest_unique_path check checkaffix checkalterpublication checkaltersuboption checkaltertableissafe
+  checkandcreatetoasttable checkandgetdbnamefromconninfo checkandreportconflict checkarchivetimeout checkasuser
+  checkattributenamestypes checkattributetype checkbackgroundworker checkbounds checkboundssafe
+  checkbufferispinnedonce checkcallcontext checkcertauth checkclientconnectionpending checkcmdreplicaidentity
+  checkconflicts checkconstraint checkconstraintcmp checkconstraintvalidation checkcreationnamespace
+  checkdatetokentable checkdatetokentables checkdeadlockalert checkduplicatecolumnorpathnames checked checkemiterror
+  checkexprstillvalid checkforserializableconflictin checkforserializableconflictout
+  checkforserializableconflictoutneeded checkforsessionandxactlocks checkforstandbytrigger
+  checkfunctionvalidatoraccess checkindexcompatible checkindexconstraints checking checklogicaldecodingrequirements
+  checklogrotatesignal checkmydatabase checkonerelperms checkoptions checkpermissions checkpermissionsmodified
+  checkplanoutput checkpoint checkpointbuffers checkpointcommitts checkpointcompletiontarget checkpointdelaycomplete
+  checkpointdelaystart checkpointdistance checkpointdistanceestimate checkpointdone checkpointed checkpointend
+  checkpointer checkpointercomm checkpointerinterrupts checkpointermain checkpointerrequestqueue checkpointershmem
+  checkpointershmeminit checkpointershmemsize checkpointershutdown checkpointerstats checkpointguts checkpointloc
+  checkpointlogicalrewriteheap checkpointmultixact checkpointpredicate checkpointrecord checkpointrelationmap
+  checkpointreplicationorigin checkpointreplicationslots checkpoints checkpointsegments checkpointsnapbuild
+  checkpointstart checkpointstats checkpointsync checkpointtimeout checkpointtwophase checkpointwarning
+  checkpointwritedelay checkpostmastersignal checkpredicate checkprocsignal checkpromotesignal checkptmulti
+  checkpubrelationcolumnlist checkrecoveryconflictdeadlock checkrecoveryconsistency checkrecurse
+  checkrelationlockedbyme checkrelationoidlockedbyme checkrelationtablespacemove checkremovablefullxid
+  checkremovablexid checkrequiredparametervalues checkrestrictedoperation checks checkselectlocking checksetnamespace
+  checkslotpermissions checkslotrequirements checksnapstate checksubscriptionrelkind checksum checksumcopy
+  checksuminplace checksums checksumsenabled checktableforserializableconflictin checktablenotinuse
+  checktablespacedirectory checktargetforconflictsin checktargetlistentrysql92 checktimeout checktimeouthandler
+  checktransactionblock checktriggers checktuplevisible checkvalidresultrel checkvalidrowmarkrel
+  checkvarslotcompatibility checkxidalive chh9e child child_relid child_reltype childactive childattribute childbypid
+  childcrash childexit childinactive childlist childmap childname childprocess childrel children childslot
+  childslotassigned childslotops childslots childslotunassigned childtorootmap childwalsender chmod choose
+  chooseconstraintname choosehashtablesize chooseindexnameaddition chooseportalstrategy chooserelationname chooses
+  choosing chosen chunk chunkcontext chunkqueue chunkreplaystarttime chunks chunkspace chunkstarttime cid cidr cids
+  cipher ciphers ciphersuite circle circular ckptbufferids cl clamps class class_args classcache classcachelookup
+  classes classid classifyutilitycommandasreadonly classinnamespace classtuple clause clause_relids clauses cleaned
+  cleaning cleanquerytext cleantargetlistlength cleanup cleanupafterarchiverecovery cleanupatprocexit
+  cleanupbackuphistory cleanupcommand cleanupinvalidationstate cleanuplock cleanupprocsignalstate
+  cleanupsubtransaction cleanuptempfiles cleanuptransaction cleanuptuplerouting cleanupvalues clear clear_dead_marking
+  cleared clearexportedsnapshot clearing clearmissing clearrelation cleartimezoneabbrevcache cleartransaction
+  cleartuple client client_connection_check_interval client_encoding clientauthentication clientauthinprogress
+  clientcert clientchecktimeouthandler clientconnectioninfo clientconnectioninfospace clientconnectionlost
+  clientconnectionpending clientconvproc clientencoding clienthostnamebuffer clientname clientread clientreadinterrupt
+  clients clientsocket clientwrite clientwriteinterrupt clock clocksweeptick clog_redo clogxid clone clonefkreferenced
+  clonefkreferencing clonerowtriggerstopartition close closebatchaccessors closed closegroup closeindexes closeindices
+  closepipefromprogram closepipestream closepipetoprogram closepostmasterports closerangetablerelations
+  closeresultrelations closeserverports closetablelist closetransientfile closeworker closing cluster clustered
+  clustering clusteronforrebuilding cmax cmaxduringdecoding cmd cmd_name cmd_type cmdreplicaidentity cmds cmdtype cmin
+  cmincmaxduringdecoding cmpcolidx cmpcollations cmpfns cmpnullsfirst cmpoperators cmptype cn coalesce coalescecollid
+  coalescetype code codeset coerce coerced coerceformat coercible coerciblewithcast coercion coercioncontext
+  coercionfinish coercionformat colcollations coldefexpr coldefexprs coldeflist colexpr colexprs collapsed collatable
+  collate collating collation collationcache collationcachecontext collationcreate collationgetcollid
+  collationinnamespace collationisvisible collationisvisibleext collations collator collclause collect
+  collectalterdefprivs collectalteropfam collectaltertablesubcmd collectcreateopclass collectgrant collection
+  collector collects collectsimplecommand collname colloid collprovider colmax colmin colname colnameinternal colnames
+  colno colon colors colquallist cols coltype coltypes coltypmods column column_name columnaddress columndefcollation
+  columnfilter columnlist columnoptions columnorpathnames columnrefstar columns colvalexprs combination combinations
+  combine combined combinefn combinefn_oid combineop combinerangetables combining combo combocid combocommandid come
+  comma command commandasreadonly commandcollection commandcounterincrement commandduringrecovery commanded
+  commandendinvalidationmessages commandid commandifparallelmode commandifreadonly commandinternal commandisreadonly
+  commandloglevel commandread commands commandtag commandtagenum commandtagname commandtagnameandlen commandtype
+  commas commbusy comment commentobject commit commit_delay commit_lsn commit_ts_redo commitchild commitdelay
+  commitend commitrecord commitsiblings commitsubtransaction committed committedinvalidationmessages committedsxact
+  committedtxn committing committransaction committransactioncommand committransactioncommandinternal committree
+  committs committsbuffer committsctldata committsdata committsinitialization committslimit committspage
+  committspageprecedes committsparameterchange committsshmembuffers committsshmeminit committsshmemsize committsxid
+  committxn commmethods commmqmethods common commonchildslotops commonsetup commonslotops commreadingmsg
+  commsocketmethods communication commutative commutator commutators commute commute_above_l commute_above_r
+  commute_below_l commute_below_r commuteopexpr compactcheckpointerrequestqueue compacted comparatorforwalsummaryfiles
+  compare compareindexinfo comparetuple comparetype comparison comparisonshim compatibility compatible compilation
+  compiled complete complete_local complete_shared completecachedplan completecommittsinitialization completed
+  completedxid completedxidrecovery completequery completing completion completionstring completiontarget complex
+  complexprojection complextype component composite compositetype compositetypecacheentry compress compressed
+  compresses compressible compression compressionmethodname compressionnametomethod compromise computation compute
+  compute_array_stats computed computeextstatisticsrows computehashvalue computeindexattrs computenextwakeup
+  computepartitionattrs computer computerequiredxmin computeresultdesc computesleeptime computestoredgenerated
+  computetuplehashvalue computexidhorizons computexidhorizonsresultlastxmin computing con_relid conbin concat
+  concatenate concatenation concurrent concurrentabort concurrently cond condition conditional
+  conditionalassignprojectioninfo conditionallockbuffer conditionallockbufferforcleanup conditionallockdatabaseobject
+  conditionallockpage conditionallockrelation conditionallockrelationforextension conditionallockrelationoid
+  conditionallocksharedobject conditionallocktuple conditionalxactlocktablewait conditionname conditions
+  conditionvariablebroadcast conditionvariablecancelsleep conditionvariableinit conditionvariablepreparetosleep
+  conditionvariablesignal conditionvariablesleep conditionvariabletimedsleep condname conenforced conexclop conf
+  confdelsetcols confdeltype conffeqop conffilesindir config configdirectory configfile configfileinternal
+  configfilelineno configfilename configfiles configfp configlocation configoption configoptionbyname
+  configoptionflags configoptionisvisible configoptionresetstring configreload configreloadpending configuration
+  configurationmapping configured configurenamesbool configurenamesenum configurenamesint configurenamesreal
+  configurenamesstring configurepostmasterwaitset configurewait configvariables confirmation confirmed confirmed_flush
+  confirmed_flush_lsn confirmreceivedlocation confirmrecoverypaused confkey conflict conflictdeadlock conflicted
+  conflictexcludedtargetlist conflicthorizon conflictin conflictindexes conflicting conflictinterrupt conflictout
+  conflictoutneeded conflictpending conflictpendingreasons conflicts conflictsin conflictsnapshot conflicttablespace
+  conflicttypenames conflictupdate conflictwithbufferpin conflictwithdatabase conflictwithlock conflictwithsnapshot
+  conflictwithsnapshotfullxid conflictwithtablespace confmatchtype confrelid confupdtype conkey conname connect
+  connected connecting connection connectionbyoid connectionerror connectioninfo connectioninfospace connectionlost
+  connectionpending connections conninfo conoid conpfeqop conppeqop conrelid consecutive consequence consider
+  consider_parallel consider_param_startup consider_partitionwise_join consider_startup considered consideredrunning
+  consist consistency consistencychecking consistent constant constants constbyval constcollid constisnull constlen
+  constlocation constrained constraint constraintbyid constraintcachecallback constraintcheck constraintcmp
+  constraintcomment constraintdeps constraintentry constraintforrebuilding constraintimpliedbyrelconstraint
+  constraintname constraintnameexists constraintnameisused constraintnamespaces constraintnotnull constraintref
+  constraintrow constraints constraintsetparentconstraint constraintsintoexisting constrainttriggers
+  constraintvalidation constrcallback constrenforceabilityrecurse constrrel construct construct_array_builtin
+  constructed construction constructor constructs constructtupledescriptor construpdateconstraintentry consttype
+  consttypmod constvalue consult consumption contact contain contained container containertypename containing contains
+  containsquery contended content contention contents contentsrecurse contentsstmt context context_item contextactive
+  contextalloc contextallocaligned contextallocationfailure contextallocextended contextallochuge contextalloczero
+  contextallowincriticalsection contextcallback contextcreate contextcreateinternal contextdelete
+  contextdeletechildren contextfindstartpoint contextgetparent contextinit contextinprogress contextinterrupt
+  contextisempty contextmemallocated contextmemconsumed contextpending contextready contextregisterresetcallback
+  contextreset contextresetchildren contextresetonly contexts contextsetidentifier contextsetparent contextsizefailure
+  contextsstatstuplestore contextstack contextstats contextstatsdetail contextstatsinternal contextstatsprint
+  contextstrdup contexttraversenext contiguous contiguous_pages continuation continue continues continuing contradicts
+  contrecord contrecordrecord control controldata controlfile controlfileread controlfilesync controlfilesyncupdate
+  controlfilewrite controlfilewriteupdate controls contype convention conventions conversion conversion_name
+  conversioncommand conversioncreate conversionerror conversiongetconid conversionisvisible conversionisvisibleext
+  conversionproc convert converted converter convertformat convertrowtype converttimezoneabbrevs convproc convproclist
+  convvalid cooked_default cooked_expr cope copied copiedorder copiedsnapshot copy copy_data copyarrayels copyattname
+  copyattnum copyattributeouttext copybegin copybinaryheader copycachedplan copyconstr copyconversionerror
+  copydestreceiver copyentry copyerrordata copyfilecopy copyfileread copyfilewrite copyfrom copyfrombinaryend
+  copyfrombinaryinfunc copyfrombinaryonerow copyfrombinarystart copyfromerrorcallback copyfromrawfields
+  copyfromrawfieldsinternal copyfromroutinebinary copyfromroutinetext copyfromtextlikeend copyfromtextlikeinfunc
+  copyfromtextlikeonerow copyfromtextlikestart copyfromtextonerow copygetattnums copygetdata copyindexattoptions
+  copyindextuple copying copykeys copylimitprintoutlength copyloadrawbuf copymultiinsertbufferinit
+  copymultiinsertinfoflush copyonerowto copyoptions copyread copyreadattributestext copyreadbinaryattribute
+  copyreadbinarydata copyreadline copyreadlinetext copyrelationdata copysearchpathmatcher copysendchar
+  copysendendofrow copysendtextlikeendofrow copyslot copyslotheaptuple copysnapshot copyspecial copystatistics
+  copystorage copystorageusingbuffer copysync copyto copytobinaryend copytobinaryonerow copytobinaryoutfunc
+  copytobinarystart copytoroutinebinary copytoroutinetext copytotextlikeend copytotextlikeoutfunc copytotextlikestart
+  copytotextonerow copytransvalue copytriggerdesc copyvar copywrite core correct correction correctly correlated
+  correlation corresponding corrupt corrupted corruption cost cost_delay cost_limit costactive costbalance
+  costbalancelocal costdelay costlimit costpagedirty costpagehit costpagemiss could couldn count countarray
+  countchildren countclock countentry counter counterdata counterincrement counthash countjsonpathvars countoverflowed
+  counts countuserbackends countwaitbuf countwaiter cover covers cp cpu crash crashedworker crashes crashexit
+  crashtimes crc create create_replication_slot create_slot createaccessmethod createandcopyrelationdata
+  createanonymoussegment createauxprocessresourceowner createblockreftableentry createblockreftablereader
+  createblockreftablewriter createcachedplan createcachedplanforquery createcachememorycontext createcast
+  createcheckpoint createcommandtag createcomments createconstraintentry createconversioncommand
+  createcopydestreceiver created createdatadirlockfile createdbspace createdecodingcontext createdestreceiver
+  createdirandversionfile createemptyblockreftable createendofrecoveryrecord createentry createeventtrigger
+  createexecutorstate createexplainserializedestreceiver createexprcontext createexprsetupsteps createextension
+  createextensioninternal createfakerelcacheentry createfileset createforeigndatawrapper createforeignserver
+  createforeigntable createfrommembers createfunction createholdstore createhook createhookstr
+  createincrementalbackupinfo createindexscan createinheritance createinitdecodingcontext createinternal
+  createintoreldestreceiver createlocal createlocalpredicatelockhash createlockfile createnewportal
+  createoneshotcachedplan createopclass createopfamily createoptsfile createoverwritecontrecordrecord
+  createparallelcontext createpartitiondirectory createperm createpolicy createportal createpredicatelock
+  createpredxact createprocedurallanguage createpublication createquerydesc createread createreaders
+  createreplicationslot createrestartpoint createrole createscanslotfromouterplan createschemacommand createshared
+  createsharedcomments createsharedmemoryandsemaphores createslotondisk createsocketlockfile
+  createstandaloneexprcontext createstatistics createstorage createsubscription createsync createtableas
+  createtableasrelexists createtablespace createtemp createtemplatetupledesc createtemporarydir createtemporaryfile
+  createtoasttable createtransform createtransientreldestreceiver createtrigger createtriggerfiringon createtupledesc
+  createtupledesccopy createtupledesccopyconstr createtupledesctruncatedcopy createtuplequeuedestreceiver
+  createtuplequeuereader createtuplestoredestreceiver createusermapping createwaiteventset createworkexprcontext
+  createwrite creating creation creationnamespace credentials critical criticalsection critsectioncount cross crosses
+  crossing crosspartitionupdate crosspartitionupdateforeignkey cryptohash cs cstring csv csvlog cte cte_plan_ids
+  ctecolcollations ctecolnames ctecoltypes ctecoltypmods ctelevelsup ctelist ctematerialized ctename cteparam
+  cteplanid ctequery cterecursive cterefcount ctes ctescan ctescannext ctescanrecheck ctid ctids ctl ctldata cube
+  cumulative curouterparams curouterrels current current_schema currentbatch currentchunkreplaystarttime
+  currentchunkstarttime currentcommandid currentdatetime currentdynahashcxt currentenvironment currentextensionobject
+  currentfulltransactionid currentfulltransactionidifany currentlocaleconvvalid currently currentmemorycontext
+  currentofexpr currentowner currentposition currentreplayrecptr currentresourceowner currentroleid
+  currentrunningxacts currentsession currentsnapshot currentsnapshotdata currentstate currentstatementstarttimestamp
+  currentsubtransaction currentsubtransactionid currenttimestamp currenttimeusec currenttransaction
+  currenttransactionid currenttransactionidifany currenttransactionidloggedifany currenttransactionnestlevel
+  currenttransactionstarttimestamp currenttransactionstate currenttransactionstoptimestamp currentuserid currtid
+  currval cursor cursor_name cursor_param cursoropen cursors curtransactioncontext curtransactionresourceowner curvar
+  custom custom_exprs custom_paths custom_plans custom_private custom_relids custom_restrictinfo custom_scan_tlist
+  customary customboolvariable customcounter customcounterdata customenumvariable customhashbyinfo customhashbyname
+  customidentifier customintvariable customized custommarkpos customnames customnew customrealvariable customrestrpos
+  customrmgr customscan customscanestimate customscaninitializeworker customscanmethods customshmeminit
+  customshmemsize customstringvariable cutoff cvarno cxt cycle cycle_clause cycle_col_list cycle_mark_collation
+  cycle_mark_column cycle_mark_default cycle_mark_neop cycle_mark_type cycle_mark_typmod cycle_mark_value
+  cycle_path_column cyclehandler cyclerecurse cyclerecursemember cyclic d d8k d9 d98 d9c d9cd d9d d9k d9l d9s d9t d9x
+  d9y d_gnu_source damaged dangling data data_directory database databasebuffers databaseencoding databaseencodingname
+  databasefrozenids databasehaslogineventtriggers databaseid databaselist databaselistcxt databaseobject databaseowner
+  databasepath databasepgclasstuple databaserefreshcoll databases databaseset databasesyncrequests databasetablespace
+  databyid datachecksumsenabled datacontents datadir datadirectory datadirectorycreateperm datadirlockfile
+  datafileextend datafileflush datafileimmediatesync datafileprefetch datafileread datafilesync datafiletruncate
+  datafilewrite dataleafpagegetitems dataleafpagegetitemstotbm datapageaddpostingitem datarels datashmemsize datatype
+  datatypes datawrapper datawrapperbyname datawrapperextended datawrapperowner date dated dateonly dateorder dates
+  datestyle datetime datetimeparseerror datetimes datetoken datetokentable datetokentables datfrozenxid datminmxid
+  datum datumgetexpandedarray datumgetexpandedrecord datums day days db dbase_redo dbid dbl_dig dbname
+  dbnamefromconninfo dboid dbspacedir dd deactivatecommitts dead deadendchild deadlock deadlockalert deadlockcheck
+  deadlockchecking deadlockcheckrecurse deadlockhandler deadlockreport deadlocktimeout deallocate deallocatequery
+  death deathsignalinit deathwatchhandle debugfileopen debugger debugging debugprintbufferrefcount decide decimal
+  decimalfromhex decision declaration declarations declare declared decode decoded decodedate decodedatetime
+  decodeinterval decodenumber decodenumberfield decodespecial decodetextarraytobitmapset decodetimeonly decodetimezone
+  decodetimezoneabbrev decodetimezoneabbrevprefix decodetimezonename decodetimezonenametotz decodeunits decoding
+  decodingcontext decodingcontextfindstartpoint decodingcontextready decodingforslot decodingprocessrecord
+  decodingrequirements decodingstats decodingtransactionid decompile decompmain decompress deconstruct
+  deconstruct_array_builtin deconstructfkconstraintrow deconstructqualifiedname decrefcount decrementparentlocks
+  decrementreferencecount decrtupledescrefcount dedicated deduced deduplicate deduplication deep deepcontains
+  deescapequotedstring def defaction default default_transaction_isolation defaultbyid defaultcharsignedness
+  defaultcmp defaultcolumnaddress defaultconversion defaultconversionproc defaultexpr defaultfetch defaulting
+  defaultoid defaultopclass defaultprivilegesstmt defaults defaulttablespace defaultxactdeferrable defaultxactisolevel
+  defaultxactreadonly defcollation defer deferrability deferrable deferred defexpr define defineaggregate defineattr
+  definecollation definecompositetype definecustomboolvariable definecustomenumvariable definecustomintvariable
+  definecustomrealvariable definecustomstringvariable defined definedomain definedrewriterule defineenum defineindex
+  defineopclass defineoperator defineopfamily definequery definequeryrewrite definer definerange definerelation
+  definerule definesavepoint definesequence definetype defineview defineviewrules definevirtualrelation defining
+  definition definitions defname defnames defnamespace deform deforming defprivs defresult delay delaycomplete
+  delaysrecovery delaystart delegate_ident_mapping delegation deletable delete delete_key deleteact deleteall
+  deleteallexportedsnapshotfiles deleteattributetuples deletechildren deletecomments deletecutoff deleted
+  deleteepilogue deleteexpandedobject deletefileset deleteinheritstuple deletenocompact deletepostingitem
+  deleteprologue deleterelationtuple deletes deletesecuritylabel deletesegment deletesequencetuple
+  deletesharedcomments deletesharedsecuritylabel deletesystemattributetuples deletetemporarydir deletetemporaryfile
+  deletexid deleting deletion deletionlock delimited delimiter delrolemems denied denote deparse_columns depend
+  dependencies dependency dependency_degree dependent dependentforrebuilding depending depends dependsonrole
+  dependsstmt deprecated deprecation depth deptype derived derives desc descattr desccopy desccopyconstr desccopyentry
+  descent descforrelation descfromlists descgetattinmetadata descgetdefault descinitbuiltinentry descinitentry
+  descinitentrycollation descrefcount describe describelocktag description descriptioncontext descriptionmessage
+  descriptor descriptors desctruncatedcopy deserialfn_oid deserialfunc deserialization desired despite destination
+  destreceiver destreceiverparams destroy destroyblockreftablereader destroyblockreftablewriter destroyed
+  destroyopaque destroyparallelcontext destroypartitiondirectory destroyrelation destroytuplequeuereader detach
+  detachbatch detached detachexceptlast detachimpl detaching detachpartitionfinalize detachsession detail details
+  detected detection determine determined determinetimezoneabbrevoffset determinetimezoneabbrevoffsetinternal
+  determinetimezoneoffset determinetimezoneoffsetinternal developer devise df9l dh diagnostic diagnostics dictfile
+  dictionary dictname dicts did didabort didcommit didn didwrite diepending dies diff differ difference
+  differenceexceeds differenceexceedsseconds differencemilliseconds different differing differs diffie digest digit
+  digits dimension dimensional dimensionality dimensionint dimensions dir dirandversionfile dircbdeleteall
+  dircbdeletecutoff dircbfindearliest dircbreportpresence direct direct_lateral_relids directinputfunctioncallsafe
+  direction directly directories directoriesstring directory directorycreateperm directorylookup dirextended
+  dirlockfile dirscan dirtied dirty dirtyhint disable disable_page_skipping disabled disabled_nodes disablerule
+  disables disablesubscription disablesubscriptionandexit disabletrigger disabling disagree disagrees disallow
+  disallowed disappeared disassociate discard discardcommand disconnection discreteknapsack disk disownlatch
+  dispatchinfo dispatchoptionnames displacement display displayed displaying displays dissimilar distance
+  distanceestimate distilled distilled_result distinct distinct_pathkeys distinctclause distinctlist distinctmulti
+  distinctsingle distinguished distributedinvalidations distributesnapshotandinval divide divided divisible division
+  dkb dmap_hugetlb dmy dn do do_numeric_discard dobalance docexpr docopy docopyto document documentation documents
+  dodeletion does doesmultixactidconflict doesn doesphysicalpageexist doingcommandread doinitialpruning dollar dollars
+  dolockmodesconflict domain domainaddconstraint domainconstraintref domaindefault domaindropconstraint
+  domainhasconstraints domainname domainnotnull domains domainvalidateconstraint don done doneinitializingsharedstate
+  doportalrewind doportalrunfetch dostmt dots dotted double down downlink downslotsync drop drop_replication_slot
+  dropacquired dropallpreparedstatements dropatpubnode dropcachedplan dropconfigurationmapping dropconstraint
+  dropdatabase dropdatabasebuffers droperrormsgnonexistent droperrormsgwrongtype dropforeignkeyconstrainttriggers
+  drophook drophookstr dropobjectbyid dropownedobjects dropped dropping droppreparedstatement dropptr droprelation
+  droprelationalllocalbuffers droprelationbuffers droprelationfiles droprelationlocalbuffers droprelationsallbuffers
+  droprole dropschemas dropsetting dropsingletupletableslot dropstmt dropstorage dropsubscription droptables
+  droptablespace ds dsa dsa_allocate dsa_area dsm dsmallocate dsmfillzerowrite dsmhandle dt dtags dtuple dtype due
+  dummy dummygroup dummyindexexpressions dummyindexinfo dummypp dummyproc dummyprocnumber dump dumpbtree dumpbuffer
+  dumpspans dupcolidx dupcollations duplicate duplicatecolumnorpathnames duplicated duplicates duplicating
+  dupoperators durable duration durations during duringdecoding duringexport duringrecovery dynahashalloc dynahashcxt
+  dynamic dynamically dynamicbackgroundworker dynamicsharedmemorycontrol dynamictimezone e e1 each eager eagerly
+  earlier earliest ec_broken ec_childmembers ec_childmembers_size ec_collation ec_derives_list ec_has_const
+  ec_has_volatile ec_max_security ec_members ec_merging_done ec_min_security ec_opfamilies ec_relids ec_sortref
+  ec_sources echo echoquery eclass eclass_indexes ed edge edges edit eeee eey effect effective
+  effective_io_concurrency efficiently effort eflags eh eight either elapsed elect elected element element_typeid
+  elementformdefault elements elemexpr eligible else elsif em_datatype em_expr em_is_child em_is_const em_jdomain
+  em_relids email embedded emit emiterror emiterrorreport emitprocsignalbarrier emptied empty emptyblockreftable
+  emptying enable enabled enabledisablerule enabledisabletrigger enablehotstandby enableportalmanager enablequeryid
+  enables enclosing encode encoded encodedateonly encodedatetime encodeinterval encodespecialdate
+  encodespecialtimestamp encodetimeonly encodetimezone encoding encodingname encodings encrypt encrypted encrypting
+  encryption end end_lsn endagg endappend endbitmapand endbitmapheapscan endbitmapindexscan endbitmapor endcase
+  endchild endcommand endcompletequery endcopy endcopyfrom endcopyto endctescan endcustomscan ended endforc
+  endforeacha endforeignscan endfori endfors endfunctionscan endgather endgathermerge endgroup endhash endhashjoin
+  endif endimplicittransactionblock endincrementalsort endindexonlyscan endindexscan ending endinrangefunc
+  endinvalidationmessages enditerate endlimit endlockrows endloop endmaterial endmemoize endmergeappend endmergejoin
+  endmodifytable endnestloop endnode endofbackup endoffset endofrecoveryrecord endofrow endoutput endparallelquery
+  endparallelworkertransaction endprepare endprojectset endquery endrecursiveunion endreplicationcommand endresult
+  ends endsamplescan endseqscan endsetop endsort endsubqueryscan endsubxact endtablefuncscan endtidrangescan
+  endtidscan endtransaction endtransactionblock endtransactioninternal endunique endwhile endwindowagg endxact
+  enforceability enforceabilityrecurse enforced enlarge enlargement enlargequerystate enough enrname enrtuples enrtype
+  ensure ensurebatchaccessors ensureindexes ensureportalsnapshotexists ensures ensuring enter entering
+  enterparallelmode entity entries entry entrycollation entrygetblocks entryhash entryinitialize
+  entryinitializewithinfo entryloadmoreitems entrylocks entrymarkblockmodified entryoverheadbytes entrysetlimitblock
+  enum enumerating enumlabel enumsspace enumuncommitted enumvaluescreate enumvaluesdelete enumvariable environment
+  environments eof epoch epochtime epochtimestamp epoll_create1 epq epqparam eq_classes eqop equal equality equally
+  equals equivalence equivalenceclass equivalent eref errcode error error_data errorcallback errorcb errorcleanup
+  errorcontextstack errordata errordata_stack_size errordatacontents errormsgnonexistent errormsgwrongtype
+  erroronerror errorreport errors errorstate errstart es escape escaped escapes est_entries establish establishing
+  establishment estimate estimatecacheentryoverheadbytes estimateclientconnectioninfospace estimated
+  estimatelibrarystatespace estimateparamlistspace estimatependingsyncsspace estimatereindexstatespace
+  estimaterelationmapspace estimates estimatesnapshotspace estimatetransactionstatespace estimateuncommittedenumsspace
+  estimation estimator european ev_action ev_class eval_cost evalaggorderedtransdatum evalaggorderedtranstuple
+  evalarraycoerce evalarrayexpr evalarraykeys evalconstraintcheck evalconstraintnotnull evalconvertrowtype
+  evalcurrentofexpr evalexpr evalexprswitchcontext evalfieldselect evalfieldstoredeform evalfieldstoreform
+  evalfuncargs evalfuncexprfusage evalfuncexprstrictfusage evalgroupingfunc evalhashedscalararrayop evaljsoncoercion
+  evaljsoncoercionfinish evaljsonconstructor evaljsonexprpath evaljsonispredicate evalmergesupportfunc evalminmax
+  evalnextvalueexpr evalparamexec evalparamextern evalparamset evalplanqual evalplanqualbegin evalplanqualend
+  evalplanqualfetchrowmark evalplanqualinit evalplanqualnext evalplanqualsetplan evalplanqualslot
+  evalpreordereddistinctmulti evalpreordereddistinctsingle evalpushstep evalrow evalrownotnull evalrownull
+  evalruntimekeys evalscalararrayop evalstepop evalsubplan evalsysvar evaluate evaluateparams evaluates evaluating
+  evalwholerowvar evalxmlexpr even event eventadjustepoll eventcachecallback eventcachelookup eventcustom
+  eventcustomcounter eventcustomcounterdata eventcustomhashbyinfo eventcustomhashbyname eventcustomidentifier
+  eventcustomnames eventcustomnew eventcustomshmeminit eventcustomshmemsize eventextensionnew eventinjectionpointnew
+  eventlog eventname events eventset eventsetafterfork eventsetcanreportclosed eventsetwait eventsetwaitblock
+  eventsupport eventtopendingnotifies eventtoset eventtrigger eventtriggeraltertableend eventtriggeraltertablerelid
+  eventtriggeraltertablestart eventtriggerbegincompletequery eventtriggercache eventtriggercachecontext
+  eventtriggercachehash eventtriggercachestate eventtriggercollectalterdefprivs eventtriggercollectalteropfam
+  eventtriggercollectaltertablesubcmd eventtriggercollectcreateopclass eventtriggercollectgrant
+  eventtriggercollectsimplecommand eventtriggercommonsetup eventtriggerendcompletequery
+  eventtriggerinhibitcommandcollection eventtriggerinvoke eventtriggeronlogin eventtriggerowner eventtriggers
+  eventtriggersupportsobject eventtriggersupportsobjecttype eventtriggertablerewrite
+  eventtriggerundoinhibitcommandcollection eventwait every evictallunpinnedbuffers evictions evictrelunpinnedbuffers
+  evictunpinnedbuffer evictunpinnedbufferinternal evidence ex exact exactfreespace exactly examine example exceed
+  exceeded exceeding exceeds exceedsseconds except exception exceptionalcondition exceptionhandler exceptlast exchange
+  excl_lock exclrelindex exclrelrti exclreltlist exclude excluded excludedtargetlist excludeopnames excluding
+  exclusion exclusioninfo exclusions exclusive exclusivelock exclusivelocked exclusivelockprepare exclusivelocks exec
+  exec_pruning_steps execagg execaggcopytransvalue execaggestimate execagginitgroup execagginitializeworker
+  execaggretrieveinstrumentation execalloctableslot execalterdefaultprivilegesstmt execalterextensioncontentsrecurse
+  execalterextensioncontentsstmt execalterextensionstmt execalterobjectdependsstmt execalterobjectschemastmt
+  execalterownerstmt execappend execappendasynceventwait execappendasyncrequest execappendestimate
+  execappendinitializeworker execassignexprcontext execassignprojectioninfo execassignscanprojectioninfo
+  execassignscanprojectioninfowithvarno execassignscantype execasyncappendresponse execasyncconfigurewait
+  execasyncforeignscanconfigurewait execasyncforeignscannotify execasyncforeignscanrequest execasyncnotify
+  execasyncrequest execasyncrequestdone execasyncrequestpending execasyncresponse execbatchinsert execbitmapand
+  execbitmapheapestimate execbitmapheapinitializeworker execbitmapheapretrieveinstrumentation execbitmapheapscan
+  execbitmapindexscan execbitmapindexscanestimate execbitmapindexscaninitializeworker execbitmapor execbuildaggtrans
+  execbuildaggtranscall execbuildauxrowmark execbuildgroupingequal execbuildparamsetequal execbuildprojectioninfo
+  execbuildslotvaluedescription execbuildupdateprojection execcalltriggerfunc execcheck execcheckindexconstraints
+  execcheckonerelperms execcheckpermissions execcheckpermissionsmodified execcheckplanoutput execchecktuplevisible
+  execchoosehashtablesize execcleantargetlistlength execcleanuptuplerouting execcleartuple execcloseindices
+  execcloserangetablerelations execcloseresultrelations execcomputestoredgenerated execconditionalassignprojectioninfo
+  execconstraints execcontext execcopyslot execcopyslotheaptuple execcreateexprsetupsteps
+  execcreatescanslotfromouterplan execcreatetableas execcrosspartitionupdate execcrosspartitionupdateforeignkey
+  execctescan execcustommarkpos execcustomrestrpos execcustomscan execcustomscanestimate
+  execcustomscaninitializeworker execdelete execdeleteact execdeleteepilogue execdeleteprologue execdoinitialpruning
+  execdropsingletupletableslot execdropstmt execendagg execendappend execendbitmapand execendbitmapheapscan
+  execendbitmapindexscan execendbitmapor execendctescan execendcustomscan execendforeignscan execendfunctionscan
+  execendgather execendgathermerge execendgroup execendhash execendhashjoin execendincrementalsort
+  execendindexonlyscan execendindexscan execendlimit execendlockrows execendmaterial execendmemoize execendmergeappend
+  execendmergejoin execendmodifytable execendnestloop execendnode execendprojectset execendrecursiveunion
+  execendresult execendsamplescan execendseqscan execendsetop execendsort execendsubqueryscan execendtablefuncscan
+  execendtidrangescan execendtidscan execendunique execendwindowagg execestimatecacheentryoverheadbytes
+  execevalaggorderedtransdatum execevalaggorderedtranstuple execevalarraycoerce execevalarrayexpr
+  execevalconstraintcheck execevalconstraintnotnull execevalconvertrowtype execevalcurrentofexpr execevalexpr
+  execevalexprswitchcontext execevalfieldselect execevalfieldstoredeform execevalfieldstoreform execevalfuncargs
+  execevalfuncexprfusage execevalfuncexprstrictfusage execevalgroupingfunc execevalhashedscalararrayop
+  execevaljsoncoercion execevaljsoncoercionfinish execevaljsonconstructor execevaljsonexprpath execevaljsonispredicate
+  execevalmergesupportfunc execevalminmax execevalnextvalueexpr execevalparamexec execevalparamextern execevalparamset
+  execevalpreordereddistinctmulti execevalpreordereddistinctsingle execevalrow execevalrownotnull execevalrownull
+  execevalscalararrayop execevalstepop execevalsubplan execevalsysvar execevalwholerowvar execevalxmlexpr
+  execfetchslotheaptuple execfetchslotheaptupledatum execfetchslotminimaltuple execfilterjunk execfindjunkattribute
+  execfindjunkattributeintlist execfindmatchingsubplans execfindpartition execfindrowmark execforcestoreheaptuple
+  execforcestoreminimaltuple execforeignscan execforeignscanestimate execforeignscaninitializeworker execfunctionscan
+  execgather execgathermerge execgetallnullslot execgetallupdatedcols execgetancestorresultrels execgetchildtorootmap
+  execgetcommonchildslotops execgetcommonslotops execgetextraupdatedcols execgetinsertedcols
+  execgetjsonvalueitemstring execgetrangetablerelation execgetresultrelcheckasuser execgetresultslotops
+  execgetresulttype execgetreturningslot execgetroottochildmap execgettriggernewslot execgettriggeroldslot
+  execgettriggerresultrel execgetupdatedcols execgetupdatenewtuple execgroup exechash exechashaccuminstrumentation
+  exechashestimate exechashgetbucketandbatch exechashgetskewbucket exechashincreasenumbatches exechashinitializeworker
+  exechashjoin exechashjoinestimate exechashjoinimpl exechashjoininitializeworker exechashjoinnewbatch
+  exechashjoinsavetuple exechashretrieveinstrumentation exechashsubplan exechashtablecreate exechashtabledestroy
+  exechashtabledetach exechashtabledetachbatch exechashtableinsert exechashtablereset exechashtableresetmatchflags
+  execincrementalsort execincrementalsortestimate execincrementalsortinitializeworker execindexadvancearraykeys
+  execindexbuildscankeys execindexevalarraykeys execindexevalruntimekeys execindexmarkpos execindexonlymarkpos
+  execindexonlyrestrpos execindexonlyscan execindexonlyscanestimate execindexonlyscaninitializeworker
+  execindexonlyscanretrieveinstrumentation execindexrestrpos execindexscan execindexscanestimate
+  execindexscaninitializeworker execindexscanretrieveinstrumentation execinitagg execinitappend execinitbitmapand
+  execinitbitmapheapscan execinitbitmapindexscan execinitbitmapor execinitcheck execinitctescan execinitcustomscan
+  execinitexpr execinitexprlist execinitexprrec execinitexprwithparams execinitextratupleslot execinitforeignscan
+  execinitfunc execinitfunctionresultset execinitfunctionscan execinitgather execinitgathermerge execinitgenerated
+  execinitgroup execinithash execinithashjoin execinitincrementalsort execinitindexonlyscan execinitindexscan
+  execinitjsoncoercion execinitjunkfilter execinitjunkfilterconversion execinitlimit execinitlockrows execinitmaterial
+  execinitmemoize execinitmerge execinitmergeappend execinitmergejoin execinitmergetupleslots execinitmodifytable
+  execinitnamedtuplestorescan execinitnestloop execinitnode execinitnulltupleslot execinitparallelplan
+  execinitpartitiondispatchinfo execinitpartitionexecpruning execinitpartitioninfo execinitprojectset execinitqual
+  execinitrangetable execinitrecursiveunion execinitresult execinitresultrelation execinitresultslot
+  execinitroutinginfo execinitsamplescan execinitscantupleslot execinitseqscan execinitsetop execinitsort
+  execinitsubplan execinitsubplanexpr execinitsubqueryscan execinitsubscriptingref execinittablefuncscan
+  execinittablefunctionresult execinittidrangescan execinittidscan execinitunique execinitupdateprojection
+  execinitvaluesscan execinitwindowagg execinitworktablescan execinsert execinsertindextuples execinterpexpr
+  execinterpexprstillvalid execjustapplyfunctocase execjustassigninnervar execjustassigninnervarvirt
+  execjustassignoutervar execjustassignoutervarvirt execjustassignscanvar execjustassignscanvarvirt execjustconst
+  execjusthashinnervar execjusthashinnervarvirt execjusthashoutervar execjusthashoutervarstrict
+  execjusthashoutervarvirt execjustinnervar execjustinnervarvirt execjustoutervar execjustoutervarvirt execjustscanvar
+  execjustscanvarvirt execlimit execlockrows execlookupresultrelbyoid execmakefunctionresultset
+  execmaketablefunctionresult execmarkpos execmaterial execmaterializeslot execmaterializesoutput execmaterialmarkpos
+  execmaterialrestrpos execmemoize execmemoizeestimate execmemoizeinitializeworker execmemoizeretrieveinstrumentation
+  execmerge execmergeappend execmergejoin execmergematched execmergenotmatched execmodifytable execnamedtuplestorescan
+  execnestloop execonconflictupdate execopenindices execopenscanrelation execparallelcleanup execparallelcreatereaders
+  execparallelestimate execparallelfinish execparallelhashclosebatchaccessors execparallelhashensurebatchaccessors
+  execparallelhashincreasenumbatches execparallelhashincreasenumbuckets execparallelhashjoin
+  execparallelhashjoinnewbatch execparallelhashjoinsetupbatches execparallelhashmergecounters
+  execparallelhashpopchunkqueue execparallelhashpushtuple execparallelhashtablealloc execparallelhashtableinsert
+  execparallelhashtableinsertcurrentbatch execparallelhashtablesetcurrentbatch execparallelhashtuplealloc
+  execparallelinitializeworker execparallelprephashtableforunmatched execparallelreinitialize
+  execparallelreportinstrumentation execparallelretrieveinstrumentation execparallelscanhashbucket
+  execparallelscanhashtableforunmatched execparallelsetuptuplequeues execparamids execparams execpartitioncheck
+  execpartitioncheckemiterror execpendinginserts execpreparecheck execprepareexpr execprepareexprlist execpreparequal
+  execpreparetuplestoreresult execprephashtableforunmatched execprocessreturning execprocnode execprocnodefirst
+  execprocnodeinstr execproject execprojectset execpruning execpushexprsetupsteps execqual execreadyexpr
+  execreadyinterpretedexpr execrecursiveunion execrefreshmatview execreindex execrelationistargetrelation execrelcheck
+  execrelgenvirtualnotnull execrenamestmt execrescan execrescanagg execrescanappend execrescanbitmapand
+  execrescanbitmapheapscan execrescanbitmapindexscan execrescanbitmapor execrescanctescan execrescancustomscan
+  execrescanforeignscan execrescanfunctionscan execrescangather execrescangathermerge execrescangroup execrescanhash
+  execrescanhashjoin execrescanincrementalsort execrescanindexonlyscan execrescanindexscan execrescanlimit
+  execrescanlockrows execrescanmaterial execrescanmemoize execrescanmergeappend execrescanmergejoin
+  execrescanmodifytable execrescannamedtuplestorescan execrescannestloop execrescanprojectset execrescanrecursiveunion
+  execrescanresult execrescansamplescan execrescanseqscan execrescansetop execrescansetparamplan execrescansort
+  execrescansubqueryscan execrescantablefuncscan execrescantidrangescan execrescantidscan execrescanunique
+  execrescanvaluesscan execrescanwindowagg execrescanworktablescan execresettupletable execrestrpos execresult
+  execresultmarkpos execresultrestrpos execrowmark execsamplescan execscan execscanhashbucket
+  execscanhashtableforunmatched execscanrescan execscansubplan execseclabelstmt execseqscan execseqscanestimate
+  execseqscaninitializeworker execseqscanwithproject execseqscanwithqual execseqscanwithqualproject
+  execsetexecprocnode execsetop execsetparamplan execsetparamplanmulti execsetslotdescriptor execsettuplebound
+  execsetuppartitiontuplerouting execsetvariablestmt execshutdowncustomscan execshutdownforeignscan execshutdowngather
+  execshutdowngathermerge execshutdowngathermergeworkers execshutdowngatherworkers execshutdownhash
+  execshutdownhashjoin execshutdownnode execsimplerelationdelete execsimplerelationinsert execsimplerelationupdate
+  execsort execsortestimate execsortinitializeworker execsortmarkpos execsortrestrpos execsortretrieveinstrumentation
+  execsql execstoreallnulltuple execstorebufferheaptuple execstoreheaptuple execstoreheaptupledatum
+  execstoreminimaltuple execstorepinnedbufferheaptuple execstorevirtualtuple execsubplan execsubqueryscan
+  execsupportsbackwardscan execsupportsmarkrestore exectablefuncscan exectargetlistlength exectidrangescan exectidscan
+  exectypefromexprlist exectypesetcolnames execunique execupdate execupdateact execupdatelockmode
+  execupdateprepareslot execupdateprologue executable execute execute_sql_string executecallstmt executed
+  executedostmt executegather executegrantstmt executehook executehookstr executeinvalidationmessage
+  executeinvalidations executequery executerecoverycommand executetruncate executetruncateguts executing execution
+  executor executorlocks executorrewind executorstate execvacuum execvaluesscan execwindowagg execwithcheckoptions
+  execwithoutoverlapsnotempty execworktablescan exhausted exhaustive exist existence existent existing
+  existingconstraint existinglocaljoinpath exists existsattname existsinsyncstandbyslots existspendingnotify
+  existswithsnapshot exit exitcleanup exited exiting exitonanyerror exitparallelmode exitstmt expand expandalltables
+  expandcolumnrefstar expanded expandedarray expandedobject expandedobjectreadonlyinternal expandedrecord
+  expandindirectionstar expandrowreference expandsingletable expandtablelikeclause expansion expected expects
+  expensive expireallknownassignedtransactionids expired expireoldknownassignedtransactionids
+  expiretreeknownassignedtransactionids explain explainbeginoutput explainclosegroup explaincloseworker
+  explaindummygroup explainendoutput explainexecutequery explainextensionid explainextensionnamearray
+  explainextensionnamesallocated explainextensionnamesassigned explainextensionoptionarray
+  explainextensionoptionsallocated explainextensionoptionsassigned explainextensionstate explainindenttext
+  explainindexscandetails explainmembernodes explainnode explainoneplan explainoneutility explainopengroup
+  explainopensetasidegroup explainopenworker explainoption explainoptionlist explainprescannode explainprintplan
+  explainprinttriggers explainproperty explainpropertybool explainpropertyfloat explainpropertyinteger
+  explainpropertylist explainpropertylistnested explainpropertytext explainquery explainqueryparameters
+  explainquerytext explainrestoregroup explainresultdesc explainsavegroup explainseparateplans
+  explainserializedestreceiver explainstate explainsubplans explaintargetrel explicit explicitly explicitnamespace
+  export exported exportedsnapshot exportedsnapshotfiles exportedsnapshots exportedsnapshotstate exportfileset
+  exportinprogress exportsnapshot expr exprcontext exprcontextcallback expression expressions exprevalpushstep
+  exprfusage exprkind exprkindname exprlist exprlistcreate exprpath exprrec exprs exprsetupsteps exprstillvalid
+  exprstrictfusage exprswitchcontext exprwithparams extcondition extconfig extend extendbufferedrel
+  extendbufferedrelby extendbufferedrellocal extendbufferedrelshared extendbufferedrelto extendcommitts extended
+  extending extensible extensiblenodeentry extensiblenodemethods extension extensionbyid extensioncontentsrecurse
+  extensioncontentsstmt extensionexplainoption extensionid extensioninternal extensionlockwaitercount
+  extensionnamearray extensionnamesallocated extensionnamesassigned extensionnamespace extensionnew extensionobject
+  extensionoptionarray extensionoptionsallocated extensionoptionsassigned extensions extensionstate extensionstmt
+  extensiontuple extensionupdates external extlist extname extnodename extparam extra extra_clauses extract
+  extractreplicaidentity extractscalar extractsetvariableargs extratupleslot extraupdatedcols extstatistics
+  extstatisticsrows extversion f f0h9f f9 f9c f9g0 f_setfd fa fa9v facilitate facility factor factorial fail failed
+  failing failover failsafe failsafeactive failure failures fakerelcacheentry fallthrough false families family
+  familyadd familycachelookup familydrop familyinnamespace far fast fastpath fastpathgetrelationlockentry
+  fastpathlocalusecounts fastpathlockgroupsperbackend fastpathlocks fastpathlockshmemsize fastpathstrongrelationlocks
+  fastpathungrantrelationlock fatal fatalerror faulting faults fcntl fd fd9 fd9d fd_cloexec fdatasync fdw_exprs
+  fdw_outerpath fdw_private fdw_recheck_quals fdw_restrictinfo fdw_scan_tlist fdwdirectmodifyplans fdwname fdwoptions
+  fdwprivlists fdwroutine fdwroutinebyrelid fdwroutinebyserverid fdwroutineforrelation fe feasible feature febewaitset
+  feedback fell fetch fetchdynamictimezone fetched fetches fetching fetchportaltargetlist fetchpreparedstatement
+  fetchpreparedstatementresultdesc fetchpreparedstatementtargetlist fetchrow fetchrowmark fetchslotheaptuple
+  fetchslotheaptupledatum fetchslotminimaltuple fetchstatementtargetlist fetchtimelinehistoryfiles few fewer fexcess
+  ff fh field fieldnum fieldnums fields fieldselect fieldsinternal fieldstore fieldstoredeform fieldstoreform
+  figurecolname figurecolnameinternal figureindexcolname file file_copy file_extend_method fileaccess
+  fileaddtodatadirread fileaddtodatadirsync fileaddtodatadirwrite fileappend filebackupmethod fileblock fileclose
+  filecopy filecreatefileset filecreateread filecreatesync filecreatetemp filecreatewrite filedeletefileset
+  filedumpbuffer fileexportfileset fileextend filefallocate fileflush filegetrawdesc filegetrawflags filegetrawmode
+  fileimmediatesync fileintablespace fileinternal filelineno fileloadbuffer filelocator filename filenode filenumber
+  filenumberfordatabase filenumbertooid fileopen fileopenfileset filepath filepathname fileperm filepostinvalidate
+  fileprefetch filepreinvalidate fileread filereadcommon filereadexact filerecheckdatadirread filereload fileremove
+  fileremoveindir filerestoredfromarchive files fileseek fileseekblock fileset filesetattach filesetcreate
+  filesetdelete filesetdeleteall filesetinit filesetondetach filesetopen filesetpath filesetsegment filesetsegmentname
+  filesindbspace filesindir filesize filesync filesyncupdate filesystem filetag filetell fileterminate
+  filetobackupmanifest filetruncate filetruncatefileset fileusage filewrite filewriteback filewriteupdate filezero
+  fill filled fillfactor filling fillportalstore fillzerowrite filter filterbyorigin filterconversion filtering
+  filterjunk filterprepare filters filterwalsummaries final final_lsn finalfn_oid finalize finalizeincrementalmanifest
+  finalrowmarks finalrtable finalrteperminfos find find_all_inheritors findaffixes findanddroprelationbuffers
+  finddefaultconversion finddefaultconversionproc findearliest findjunkattribute findjunkattributeintlist
+  findlockcycle findlockcyclerecurse findlockcyclerecursemember findmatchingsubplans findnextblocklistindex
+  findpartition findpostmasterchildbypid findrepltuplebyindex findrepltupleseq findrightsibling findrowmark
+  findsnapshot findstartpoint findtriggerincompatiblewithinheritance findtuplehashentry findword finish
+  finishbootstrap finished finishedlist finishedserializabletransactions finishing finishprepared
+  finishpreparedtransaction finishsortsupportfunction finishwalrecovery finite finiteintervalpart
+  finitetimestamptzpart fire fired firedeferred firingon first first_partial_path first_partial_plan
+  firstcallsincelastcheckpoint firstcolcollation firstcoltype firstcoltypmod firstfreebit firstplaceholder
+  firstrightoff firstsnapshotset firstxactsnapshot fit five fix fixed fixed_amount fixedparallelstate fixing fk
+  fk_attrs fk_del_action fk_del_set_cols fk_matchtype fk_upd_action fk_with_period fkconstraintrow fkey_list
+  fkreferenced fkreferencing flag flagmode flags flatten flattened flex flight float float4 float8
+  floatexceptionhandler floating flt_dig flush flushafter flushcatalog flushdatabasebuffers flushed flusherrorstate
+  flushes flushing flushlocalbuffer flushonebuffer flushrecptr flushrelationbuffers flushrelationsallbuffers flushsync
+  fm fno folding follow followed following follows followsorequals for for_all_tables for_encoding_name for_identity
+  for_ordinality foralterrelation foraltertable forattachindex forbackgroundworkershutdown forbackgroundworkerstartup
+  forbid forbidden forc force forced forcedirscan forcereply forces forcestoreheaptuple forcestoreminimaltuple
+  forcesynccommit forcetransactionidlimitupdate forcing forcleanup forconfigreload forconflictsin forcrashexit
+  fordatabase fordroprelation foreach foreacha foreign foreigncolumnoptions foreigndatawrapper
+  foreigndatawrapperbyname foreigndatawrapperextended foreigndatawrapperowner foreignkey foreignkeyactiontriggers
+  foreignkeychecktriggers foreignkeyconstrainttriggers foreignkeyrefs foreignnext foreignrecheck foreignscan
+  foreignscanconfigurewait foreignscanestimate foreignscaninitializeworker foreignscannotify foreignscanrequest
+  foreignschema foreignserver foreignserverbyname foreignserverextended foreignserveridbyrelid foreignserverowner
+  foreigntable forever forextension forgetaiohandle forgetbackgroundworker forgetdatabasesyncrequests forgetfreespace
+  forgetlock forgetportalsnapshots forgetrelation forgetunstartedbackgroundworkers forgetworkerstarttime fori
+  forincrementalbackup fork forked forknum forlockers forlockersmultiple forlocks forlocktable forlogicalrep form
+  format format_type formats formatted formatted_expr formatting formindexdatum forminteriortuple
+  formpartitionkeydatum formtuple formultipletuples fornokeyupd foroldersnapshots forparallelworkerstoattach
+  forparallelworkerstoexit forparallelworkerstofinish forpolicy forprocsignalbarrier forquery forread forrebuilding
+  forreindexindex forrel forrelation forrenameattribute forrenamerule forrenametrigger forreplicaidentityfull fors
+  forserializableconflictin forserializableconflictout forserializableconflictoutneeded forsession
+  forsessionandxactlocks forshutdownrequest forsignal forslot forstandbyconfirmation forstandbys forstandbytrigger
+  forstartposition forstats fortablesync fortrigger fortruncate fortuple fortypmod forunmatched forupd forvirtualxact
+  forwal forwalsummarization forwalsummaryfiles forward forwarding forwardsyncrequest forwriteback found four fourth
+  fpi fpw fractdays fraction fractional fractionalsecond fractmicroseconds fractyears fragmentdelimiter fragments
+  frame frameoptions free freeaccessstrategy freebackupmanifest freebuffer freebulkinsertstate freecachedexpression
+  freechange freeconfigvariables freed freedecodingcontext freedesc freedir freeentry freeerrordata
+  freeerrordatacontents freeexecutorstate freeexprcontext freefakerelcacheentry freefile freeindexpage freekeys
+  freelist freepagebtreeadjustancestorkeys freepagebtreecleanup freepagebtreeconsolidate freepagebtreefindrightsibling
+  freepagebtreegetrecycled freepagebtreerecycle freepagebtreeremove freepagebtreeremovepage freepagebtreesearch
+  freepagebtreesearchinternal freepagebtreesearchleaf freepagebtreeupdateparentpointers freepagemanagerdump
+  freepagemanagerdumpbtree freepagemanagerdumpspans freepagemanagerget freepagemanagergetinternal
+  freepagemanagerinitialize freepagemanagerlargestcontiguous freepagemanagerput freepagemanagerputinternal
+  freepagepopspanleader freepagepushspanleader freequery freequerydesc freerelids freesnapshotbuilder freespace
+  freespaceformultipletuples freespacemappreparetruncaterel freespacemapvacuum freespacemapvacuumrange
+  freesubscription freetriggerdesc freetuplebuf freetupledesc freevfd freewaiteventset freewaiteventsetafterfork
+  freeworkerinfo freeze freezemultixactid freezes freezethreshold freezexids freezing frequently from
+  from_serialized_name fromallowableat fromarchive fromarray frombinaryend frombinaryinfunc frombinaryonerow
+  frombinarystart fromclause fromcomparetype fromconninfo fromdatum fromdisk fromerrorcallback fromexprlist
+  fromgistindexrel fromhex fromid fromindexrel frominitpriv fromlist fromlists frommembers fromnewblock
+  fromobjectpolicy fromopclass fromorderingop fromouterplan fromowner fromprogram fromrawfields fromrawfieldsinternal
+  fromrestrictinfolist fromroutinebinary fromroutinetext fromsql fromstore fromtagtype fromtargetlist fromtextlikeend
+  fromtextlikeinfunc fromtextlikeonerow fromtextlikestart fromtextonerow fromwaitqueue frontend frontendprotocol
+  frozen frozenids fs_base_relids fs_relids fs_server fsm fssystemcol fsync fu full full_join_clauses full_page_writes
+  fullcomparator fullness fullpagewriteinfo fullpagewrites fulltransactionid fulltransactionidfromallowableat
+  fulltransactionidifany fulltransactionidnewer fulltransactionidpastxid fullxid fully func func_name func_options
+  func_variadic funcargcurrent funcarginframe funcarginpartition funcargs funccall funccolcollations funccolcount
+  funccollid funccolnames funccoltypes funccoltypmods funcexpr funcexprfusage funcexprstrictfusage funcformat funcid
+  funcname funcnamegetcandidates funcnameinternal funcnext funcorcolumn funcordinality funcparams funcrecheck
+  funcresulttype funcretset funcscan function functionality functionbyid functioncall functioncallsafe
+  functionexecutehook functionexecutehookstr functioninnamespace functionisvisible functionisvisibleext functionnext
+  functionrecheck functionrequest functionresult functionresultset functions functionscan functionvalidatoraccess
+  functocase functype funcvariadic funcwithargs further future fuzzysearchlimit fwrapv g g0 g03g g0h g0h9g g0q garbage
+  gather gathermerge gathermergeworkers gatherworkers gave gb gcc generate generated generated_kind generated_when
+  generates generatetypedependencies generating generatingpinnedobjectids generation generationalloc
+  generationallocfromnewblock generationalloclarge generationcontextcreate generationdelete generationfree
+  generationgetchunkcontext generationgetchunkspace generationisempty generationrealloc generationreset
+  generationstats generator generic genericmatchtext genetic genvirtualnotnull geometric geqo get
+  get_actual_variable_range get_matching_location getaccessstrategy getaccessstrategybuffercount
+  getaccessstrategypinlimit getaccessstrategywithsize getactivesnapshot getactivewallevelonstandby
+  getadditionallocalpinlimit getadditionalpinlimit getaftertriggerstabledata getaggref getallnullslot
+  getallschemapublicationrelations getalltablespublicationrelations getalltablespublications getallupdatedcols
+  getancestorresultrels getandcheckcreationnamespace getandsetxmin getattinmetadata getattnums getattr
+  getattrdefaultcolumnaddress getattrdefaultoid getattributebyname getattributebynum getattributecompression
+  getattributestorage getattrnotnull getauthenticateduserid getawaitedlock getbackendtypedesc getbackgroundworkerpid
+  getbackgroundworkertypebypid getbanklock getblock getblockerstatusdata getblockingautovacuumpgproc getblocknumber
+  getblockoffsets getblocks getbucketandbatch getbuffer getbufferfortuple getbulkinsertstate getcachedexpression
+  getcachedplan getcandidates getcandidatestandbys getcatalogchangesxacts getcatalogsnapshot getcatcachehashvalue
+  getcheckptmulti getchildtorootmap getchunkcontext getchunkspace getcmax getcmin getcollid getcolumndefcollation
+  getcombocommandid getcommandloglevel getcommandtagenum getcommandtagname getcommandtagnameandlen getcomment
+  getcommittsdata getcommonchildslotops getcommonslotops getcompressionmethodname getconffilesindir getconfigoption
+  getconfigoptionbyname getconfigoptionflags getconfigoptionresetstring getconid getcreationnamespace
+  getcurrentchunkreplaystarttime getcurrentcommandid getcurrentdatetime getcurrentfulltransactionid
+  getcurrentfulltransactionidifany getcurrentposition getcurrentreplayrecptr getcurrentroleid
+  getcurrentstatementstarttimestamp getcurrentsubtransactionid getcurrenttimestamp getcurrenttimeusec
+  getcurrenttransactionid getcurrenttransactionidifany getcurrenttransactionnestlevel
+  getcurrenttransactionstarttimestamp getcurrenttransactionstoptimestamp getcustomscanmethods getdata
+  getdatabaseencoding getdatabaseencodingname getdatabasepath getdatum getdbnamefromconninfo getdecimalfromhex
+  getdefault getdefaultcharsignedness getdefaultopclass getdefaulttablespace getdummyindexexpressions getdummyproc
+  getdummyprocnumber getentry getepochtime geterrorcontextstack getexactfreespace getexclusioninfo
+  getexistinglocaljoinpath getexpandedarray getexpandedrecord getexplainextensionid getexplainextensionstate
+  getextensiblenodeentry getextensiblenodemethods getextraupdatedcols getfdwroutine getfdwroutinebyrelid
+  getfdwroutinebyserverid getfdwroutineforrelation getfilebackupmethod getflushrecptr getforeigncolumnoptions
+  getforeigndatawrapper getforeigndatawrapperbyname getforeigndatawrapperextended getforeignkeyactiontriggers
+  getforeignkeychecktriggers getforeignserver getforeignserverbyname getforeignserverextended
+  getforeignserveridbyrelid getforeigntable getfreeindexpage getfreespace getfreespaceformultipletuples
+  getfullpagewriteinfo getfuncargcurrent getfuncarginframe getfuncarginpartition gethandle getheapamtableamroutine
+  getheapfreespace gethugepagesize getidentitykeybitmap getincrementalfilepath getincrementalfilesize
+  getincrementalheadersize getindexamroutine getindexamroutinebyamid getindexattoptions getindexattrbitmap
+  getindexexpressions getindexinputtype getindexlist getindexpredicate getindexscan getinnertypesize getinsertedcols
+  getinsertrecptr getintegertypmods getinternal getinvalidations getitems getitemstotbm getjsonbehaviorconst
+  getjsonpathvar getjsontableexeccontext getjsonvalueitemstring getlastimportantrecptr getlastsegswitchdata
+  getlatestcommittsdata getlatestsnapshot getleaderapplyworkerpid getleaftuplesize getlocalpinlimit
+  getlocalvictimbuffer getlockconflicts getlockholdersandwaiters getlocklevel getlockmodename getlocknamefromtagtype
+  getlocksmethodtable getlockstatusdata getlocktagsmethodtable getmaxoffsetnumber getmaxsnapshotsubxidcount
+  getmaxsnapshotxidcount getmemorychunkcontext getmemorychunkspace getmessageencoding getmockauthenticationnonce
+  getmultixactidhintbits getmultixactidmembers getnewmultixactid getnewobjectid getnewoidwithindex getnewrelfilenumber
+  getnewtransactionid getnextlocaltransactionid getnexttemptablespace getnonhistoriccatalogsnapshot
+  getnotnullconstraints getnumberofblocksinfork getnumregisteredwaitevents getoffset getoldestactivetransactionid
+  getoldestmultixactid getoldestnonremovabletransactionid getoldestrestartpoint getoldestsafedecodingtransactionid
+  getoldesttransactionidconsideredrunning getoldestxmin getopcid getoperatorfromcomparetype getopfid getoprid
+  getorbuildsnapshot getouteruserid getpagewithfreespace getparent getparentedforeignkeyrefs getparentpredicatelocktag
+  getpartitiondesc getpartitionkey getpartitionlocalmemory getpartitionqual getpartitionrowcount getpgindexdescriptor
+  getpid getpinlimit getportalbyname getpredicatelockstatusdata getprimarykeyindex getprimarystmt getprivaterefcount
+  getprivaterefcountentry getproc getprocwithlock getpublication getpublicationbyname getpublicationrelations
+  getpublicationschemas getpublicationsstr getpubpartitionoptionrelations getquadrant getquitsignalreason
+  getrangetablerelation getrawdesc getrawflags getrawmode getrecordedfreespace getrecoverypausestate getrecoverystate
+  getrecycled getredorecptr getrelation getrelationlockentry getrelationpath getrelationpublications getrelfilelocator
+  getrelid getrelidextended getreloptionslocklevel getreplicaindex getreplicationapplydelay getreplicationhorizons
+  getreplicationslotxmin getreplicationtransferlatency getresultrelcheckasuser getresultslotops getresulttype
+  getreturningslot getrlimit getrmgr getroottochildmap getrunningtransactiondata getrunningtransactionlocks gets
+  getsafesnapshot getsafesnapshotblockingpids getschemapublicationrelations getschemapublications getsearchpathmatcher
+  getsecuritylabel getserializabletransactionsnapshot getserializabletransactionsnapshotint getserializationmetrics
+  getsessiondsmhandle getsessionuserid getsessionuserissuperuser getsingleprocblockerstatusdata getsink getskewbucket
+  getslotinvalidationcause getslotinvalidationcausename getsmgr getsnapshotdata getsomeattrs
+  getstablelatesttransactionid getstandbyflushrecptr getstandbylimittime getstartupbufferpinwaitbufid getstatextlist
+  getstatus getsubscription getsubscriptionrelations getsubscriptionrelstate getsyscachehashvalue getsyscacheoid
+  getsystemidentifier getsystemuser gettableamroutine gettag gettargethandle gettargetlist gettempmemorycontext
+  gettempnamespaceprocnumber gettempnamespacestate gettemppage gettemppagecopy gettemppagecopyspecial
+  gettemptablespaces gettemptoastnamespace gettoken gettoken_tsvector gettopfulltransactionid
+  gettopfulltransactionidifany gettopmostancestorinpublication gettopmosttransaction gettoptransactionid
+  gettoptransactionidifany gettransactionids gettransactionsnapshot gettriggernewslot gettriggeroldslot
+  gettriggerresultrel gettsmroutine gettuplecids gettupledesc gettuplefortrigger gettupletransactioninfo gettwophaseat
+  gettypid gettypidextended getupdatedcols getupdatenewtuple getupdatexid getuserid getuseridandcontext
+  getuseridandseccontext getusermapping getusernamefromid getvalue getvictimbuffer getvisibilitymappins
+  getwaiteventcustomidentifier getwaiteventcustomnames getwalrcvflushrecptr getwalrcvwriterecptr getwalsummaries
+  getwalsummarizerstate getxmin getxmltablebuilderprivatedata getxvac ghu gid gin gin_extract_tsquery
+  gin_extract_tsvector gin_tsquery_consistent ginarrayconsistent ginarrayextract ginbufferfree ginbufferinit
+  ginbufferkeyequals ginbufferreset ginbufferstoretuple ginbuffertrim gindataleafpagegetitems
+  gindataleafpagegetitemstotbm gindatapageaddpostingitem ginforminteriortuple ginformtuple ginfuzzysearchlimit
+  gininitbuffer gininitmetabuffer gininitpage ginnewbuffer ginpagedeletepostingitem ginpageisrecyclable ginplacetopage
+  ginqueryarrayextract gist gist_redo gistbuild gistgetbuffer gistgetinnertypesize gistgetleaftuplesize gistindexrel
+  gistinitbuffer gistinitmetapage gistinitpage gistnewbuffer gistpageaddnewitem gistsetlastusedpage gistupdatemetapage
+  give given giving glob global globally globalsemas globalshmemsize globaltransaction globalviscatalogrels
+  globalvischeckremovablefullxid globalvischeckremovablexid globalvisdatarels globalvishorizonkindforrel
+  globalvissharedrels globalvistemprels globalvistestfor globalvistestisremovablefullxid globalvistestisremovablexid
+  glt gmt gnu go goal got gpt grand grant grant_option grantable grantawaitedlock granted granted_roles grantee_roles
+  grantees grantlock grantlocklocal grantor grantors grantrelationlock grantrole grants grantstmt greater gregorian
+  group group_pathkeys group_rtindex groupaggregate groupclause groupclauses groupcols groupdistinct grouped
+  groupexprs grouping groupingequal groupingfunc groupingsets groupleader grouplist groupmember groups
+  groupsperbackend groupupdate growbatchesdecide growbatcheselect growbatchesfinish growbatchesreallocate
+  growbatchesrepartition growbucketselect growbucketsreallocate growbucketsreinsert growth grpcolidx grpcollations
+  grpoperators gsets gsets_data gssapi gssencrequest gssopenserver guarantee guc guc_list_quote gucinfomain h h3g0 h9
+  h9b h9c h9chr h9d h9g0 h9g0h h9k h9l h9t h9w0 had half halves hand handed handle handlecatchupinterrupt
+  handlechildcrash handleconcurrentabort handled handledata handledatashmemsize handlefunctionrequest
+  handlelogmemorycontextinterrupt handlenotifyinterrupt handleparallelapplymessageinterrupt
+  handleparallelmessageinterrupt handler handler_name handlerecoveryconflictinterrupt handlerforconfigreload
+  handlerforcrashexit handlerforshutdownrequest handleshmemsize handleslotsyncmessageinterrupt
+  handleuploadmanifestpacket handlewalsndinitstopping handling handshake happen happens hardcodeddescriptor hardware
+  has has_clone has_eclass_joins has_schema_privilege has_table_privilege has_version has_volatile has_volatile_expr
+  hasaggs hasalternativesubplans hasbasesnapshot hascatalogchanges hasconstraints hasdistincton hasexportedsnapshots
+  hasforupdate hasgrouprte hash hash_operators hash_redo hash_seq_search hash_update_hash_key hash_xlog_insert
+  hash_xlog_move_page_contents hash_xlog_squeeze_page hashable hashaccuminstrumentation hashagg hashaggregate
+  hashalloc hashavingqual hashbatchallocate hashbatchcontext hashbatchelect hashbatchload hashbucket hashbuildallocate
+  hashbuildelect hashbuildhashinner hashbuildhashouter hashbyinfo hashbyname hashclauses hashclosebatchaccessors
+  hashcode hashcollations hashcxt hashed hashedscalararrayop hashensurebatchaccessors hashentry hashentryhash
+  hashestimate hashfuncid hashgetbucketandbatch hashgetskewbucket hashgrowbatchesdecide hashgrowbatcheselect
+  hashgrowbatchesfinish hashgrowbatchesreallocate hashgrowbatchesrepartition hashgrowbucketselect
+  hashgrowbucketsreallocate hashgrowbucketsreinsert hashincreasenumbatches hashincreasenumbuckets hashing
+  hashinitializeworker hashinner hashinnervar hashinnervarvirt hashjoin hashjoinestimate hashjoinimpl
+  hashjoininitializeworker hashjoinnewbatch hashjoinoperator hashjoinsavetuple hashjoinsetupbatches hashkeys
+  hashmergecounters hashoperators hashouter hashoutervar hashoutervarstrict hashoutervarvirt hashpopchunkqueue
+  hashpushtuple hashretrieveinstrumentation hashscalarvalue hashscalarvalueextended hashsetop hashspillcontext
+  hashsubplan hashtable hashtablealloc hashtablecontext hashtablecreate hashtabledeleteall hashtabledestroy
+  hashtabledetach hashtabledetachbatch hashtableforunmatched hashtablehash hashtableinsert hashtableinsertcurrentbatch
+  hashtablereset hashtableresetmatchflags hashtablesetcurrentbatch hashtablesize hashtuplealloc hashvalue hasjoinrtes
+  haslateralrtes haslogineventtriggers hasmodifyingcte hasnonpartialaggs hasnonserialaggs haspendingdetach
+  haspendingwal haspseudoconstantquals hasrecursion hasrecursive hasreturning hasrowsecurity hassubclass hassublinks
+  hassubscriptionrelations hassyscache hastargetsrfs haswaiters haswaitersrelation haswindowfuncs have havecaughtup
+  havecrashedworker haveregisteredoractivesnapshot having havingclause havingqual hba hba_file hbafilename hc hc4
+  hcahhk hcc hcd hcg hcg0h hcg0l hck hckdh hcl hcm hcp hcs hct hcu hcw hdrunlocked hdt head header headeradjustcmax
+  headeradvanceconflicthorizon headergetcmax headergetcmin headergetdatum headergetupdatexid headergetxmin
+  headergetxvac headerishotupdated headerisonlylocked headers headersize headline headoff heap heap2_redo heap_delete
+  heap_getnext heap_lock_tuple heap_redo heap_update heapamtableamroutine heapblk heapcheckforserializableconflictout
+  heapcreatetoasttable heapestimate heapfreespace heapinitializeworker heapkeytest heapnext heaprecheck heaprelation
+  heapretrieveinstrumentation heapscan heapscannextblock heapsort heaptuple heaptuplecommon heaptupledatum
+  heaptuplegetupdatexid heaptupleheaderadjustcmax heaptupleheaderadvanceconflicthorizon heaptupleheadergetcmax
+  heaptupleheadergetcmin heaptupleheadergetdatum heaptupleheadergetupdatexid heaptupleheadergetxmin
+  heaptupleheadergetxvac heaptupleheaderishotupdated heaptupleheaderisonlylocked heaptupleinplace
+  heaptupleissurelydead heaptuplesatisfiesupdate heaptuplesatisfiesvacuum heaptuplesatisfiesvacuumhorizon
+  heaptuplesatisfiesvisibility heaptuplesethintbits heavyweight held hellman help here hexadecimal hh hh24 hibernating
+  hide hierarchies high high_mask higher highest highkey highlightall hint hintbits histogram historic historical
+  historiccatalogsnapshot historicsnapshot historicsnapshotactive historicsnapshotgettuplecids history historyfiles
+  historyfilesync historyfilewrite historyread historysync historywrite hit hits hk hkd hmac hold holdable
+  holdableportal holdcontext holdersandwaiters holding holdingbufferpinthatdelaysrecovery holdoffcount
+  holdpinnedportals holdstore hole home hookstr horizon horizonkindforrel horizonsresultlastxmin host hostgssenc
+  hostname hostnamebuffer hostssl hot hot_standby hotstandby hotstandbyactive hotupdated hour how however howmany hr
+  hr1w http hu huge hugepagesize hundred huphandler hyphenated hypothetical i i9 i9l ic icd ice icg icl ict icu
+  icu_locale icudi id idaborttree idandcontext idandseccontext idasynccommittree idbyrelid idcache idcachehash
+  idchange idcommittree idconflict idconsideredrunning idcreate idcreatefrommembers iddidabort iddidcommit idenabled
+  ident ident_file identfilename identification identifier identifiers identifierstring identify identity
+  identity_type identityforrebuilding identityfull identitykeybitmap identitysequence idexpand idfollows
+  idfollowsorequals idforsession idfromallowableat idgetcommittsdata idgetrelation idgetstatus idhintbits idifany
+  idinarray idinrecentpast idisactive idiscurrenttransactionid idisininitfile idisinprogress idisprepared idisrunning
+  idlatest idle idleintransactionsessiontimeout idleintransactionsessiontimeouthandler
+  idleintransactionsessiontimeoutpending idlemaintenance idlesessiontimeout idlesessiontimeouthandler
+  idlesessiontimeoutpending idlestatsupdatetimeouthandler idlestatsupdatetimeoutpending idlimit idlimitupdate
+  idloggedifany idmembers idnewer idolder idpastxid idprecedes idprecedesorequals idrange ids idsetcommitts
+  idsetoldestmember idsetpagestatus idsetpagestatusinternal idsetstatusbit idsettreestatus idsidlemaintenance
+  idstandalone idtotypeidcachehash idxcomment idxname if if_not_exists ifany ifheld ifnecessary ifnolongerused
+  ifolderthan ifparallelmode ifreadonly ignore ignore_checksum_failure ignore_invalid_pages ignored
+  ignoresystemindexes ignoring ilike image images immediate immediateinvalidation immediately immediatesync immutable
+  implement implementation implemented implements implicit implicitly implicittransactionblock implied
+  impliedbyrelconstraint impliedbyrelconstraints import importableforeigntable importantrecptr importedxmin
+  importforeignschema importing importsnapshot impose impossible improper in in_batch in_operators in_range inactive
+  inactivesince inarchiverecovery inarray include included includes including inclusive incomingnotify incompatibility
+  incompatible incompatible_relids incompatiblewithinheritance incompatibly incomplete inconsistent incorrect
+  incorrectly incrbufferrefcount increase increasenumbatches increasenumbuckets increaserestartdecodingforslot
+  increasexminforslot increasing increment incremental incrementalbackup incrementalbackupinfo incrementalfilepath
+  incrementalfilesize incrementalheadersize incrementalmaintenanceisenabled incrementalmanifest
+  incrementalmanifestdata incrementalsort incrementalsortestimate incrementalsortinitializeworker
+  incrementalsortretrieveinstrumentation incrementreferencecount incrementvarsublevelsup incriticalsection
+  incrtupledescrefcount indbspace indbspacedir indent indents indenttext indeterminate index index_var indexaccessinfo
+  indexadvancearraykeys indexamroutine indexamroutinebyamid indexamtranslatecomparetype indexamtranslatestrategy
+  indexattoptions indexattrbitmap indexattrs indexbuildscankeys indexclauses indexcleanupvalues indexcol
+  indexcollations indexcolname indexcols indexcompatible indexconstraints indexdatum indexdescriptor indexed
+  indexelems indexes indexevalarraykeys indexevalruntimekeys indexexpressions indexfreespacemapvacuum indexgetrelation
+  indexid indexincludingparams indexinfo indexing indexinputtype indexinsert indexkeys indexlist indexmarkpos
+  indexmultidelete indexname indexnameaddition indexnext indexnextwithreorder indexoid indexonlymarkpos indexonlynext
+  indexonlyrecheck indexonlyrestrpos indexonlyscan indexonlyscanestimate indexonlyscaninitializeworker
+  indexonlyscanretrieveinstrumentation indexorderby indexorderbycols indexorderbyops indexorderbyorig indexorderbys
+  indexorderdir indexpage indexparams indexpredicate indexprs indexqual indexqualorig indexquals indexrecheck indexrel
+  indexrelid indexrestrpos indexscan indexscandetails indexscandir indexscanend indexscanestimate
+  indexscaninitializeworker indexscanretrieveinstrumentation indexselectivity indexsetparentindex indexspace
+  indexstorageproperties indexsupportinitialize indexsupportsbackwardscan indextlist indextotalcost indextuple
+  indextupledelete indextupledeletenocompact indextupleoverwrite indextuples indexusableforreplicaidentityfull
+  indexvaluedescription indicate indicated indicates indicatesmovedpartitions indicator indir indirection
+  indirectionstar individuals indkey indnatts indpred indrelid indrestrictinfo inequality inet infer infercollid
+  inference inferopclass infinite infinity info infoflush infoistidqual infolist infomain infomask infomask2 infork
+  information information_schema infospace infowithvarno inframe infrastructure infromcl infunc inh inhcount inherit
+  inheritable inheritance inheritdetached inherited inheritedattribute inherits inheritstuple inhibitcommandcollection
+  inhparent inhrelations inhrelid ininitfile ininitpriv init init_multifunccall init_plans initagg initappend
+  initauxiliaryprocess initbinary initbitmapand initbitmapheapscan initbitmapindexscan initbitmapor initbuffer
+  initbuffermanageraccess initbuftable initbuiltinentry initcatalogcache initcatcache initcheck initconfig
+  initconflictindexes initcontrolfile initctescan initcustomscan initdb initdeadlockchecking initdecodingcontext
+  initdeferred initdomainconstraintref initentry initentrycollation initexpr initexprlist initexprrec
+  initexprwithparams initextratupleslot initfile initfileaccess initfilepostinvalidate initfilepreinvalidate
+  initfileremove initfileremoveindir initforeignscan initfunc initfunctionresultset initfunctionscan initgather
+  initgathermerge initgenerated initgroup inithash inithashjoin initial initial_pruning_steps initialization
+  initialize initializebackupmanifest initializecache initializeclientencoding initializeconnection
+  initializeconnectionbyoid initialized initializefastpathlocks initializelatchwaitset initializelogrepworker
+  initializemaxbackends initializequerycompletion initializesearchpath initializesession initializesessionuserid
+  initializesessionuseridstandalone initializesharedstate initializesystemuser initializetimeouts
+  initializewaiteventsupport initializewalconsistencychecking initializewithinfo initializeworker initializing
+  initializingapplyworker initializingparallelworker initializingsharedstate initially initially_valid initialpruning
+  initialsnapshot initiate initincrementalsort initindexaccessinfo initindexamroutine initindexonlyscan initindexscan
+  inititerator initjsoncoercion initjunkfilter initjunkfilterconversion initlatch initlimit initlocalbuffers
+  initlockinfo initlockmanageraccess initlockrows initmaterial initmemoize initmerge initmergeappend initmergejoin
+  initmergetupleslots initmetabuffer initmetapage initmodifytable initnamedtuplestorescan initnestloop initnode
+  initnulltupleslot initopaque initpage initparallelplan initparam initpartitiondispatchinfo initpartitionexecpruning
+  initpartitioninfo initpartitionprunecontext initphysicaladdr initplan initplancache initpostgres initpostmasterchild
+  initpostmasterchildslots initpostmasterdeathwatchhandle initpriv initprocess initprocessglobals
+  initprocesslocallatch initprocglobal initprojectset initqual initrangetable initrecovery
+  initrecoverytransactionenvironment initrecursiveunion initresult initresultrelation initresultrelinfo initresultslot
+  initroutinginfo initsamplescan initscantupleslot initseqscan initsetop initsharedlatch initshmemaccess
+  initshmemallocation initshmemindex initsort initstandaloneprocess initstopping initstruct initsubplan
+  initsubplanexpr initsubqueryscan initsubscriptingref initsync inittableaccessmethod inittablefuncscan
+  inittablefunctionresult inittemporaryfileaccess inittemptablenamespace inittidrangescan inittidscan initunique
+  initupdateprojection initvalueisnull initvaluesscan initwalrecovery initwalsender initwalsenderslot initwindowagg
+  initworktablescan initwrite injection injectionpoint injectionpointattach injectionpointattached
+  injectionpointcached injectionpointdetach injectionpointload injectionpointnew injectionpointrun
+  injectionpointshmeminit injectionpointshmemsize inline inlining inlocaluseridchange inmetadata innamespace inner
+  inner_consistent inner_rows_total inner_unique inner_var innerisparent innerjoinpath inneroff innersortkeys
+  innertypesize innervar innervarvirt innerwith inout inowner inparallelmode inpartition inplaceinvalidationstate
+  inplaceupdateoid inplaceupdaterelation inprogress inpublication inpublicationtooids input inputcollid inputcollids
+  inputfunctioncall inputfunctioncallsafe inputs inputtype inquiry inrangeasc inrangecoll inrangenullsfirst
+  inrecentpast inrecovery inredo ins insecure insecurityrestrictedoperation insegment insensitive insert
+  insertbufferinit insertcurrentbatch inserted insertedcols insertextensiontuple insertindextuples insertinfoflush
+  inserting insertion insertionlockacquire insertionlockrelease insertionwait insertonenull insertonetuple
+  insertonevalue insertpgattributetuples insertpgclasstuple insertrecptr insertrule inserts insertstate insertstatepin
+  insertwithinfo inside install installation installed installimportedxmin installing installrestoredxmin
+  installtimezoneabbrevs installxlogfilesegment instance instead instraccumparallelquery instraggnode instralloc
+  instrendloop instrendparallelquery instrinit instrjitagg instrstartnode instrstartparallelquery instrstopnode
+  instruction instructions instructs instrupdatetuplecount insufficient insyncstandbyslots int int2 int2_accum_inv
+  int2vector int4_accum_inv int8 int8_accum_inv int8_avg_accum_inv intable intablespace intablespacedir integer
+  integertypmods integrity intended interactive interface interfaces interiortuple internal internaldeletesegment
+  internalipcmemorycreate internalparallelworkers internalsubtransaction internalwritepage interpexpr
+  interpexprstillvalid interpretation interpretations interpretedexpr interpreting interrupt interrupted
+  interruptholdoffcount interruptpending intersect interval interval_avg_accum_inv intervalfortypmod intervalpart
+  intervals intervalstyle intlist into intoarchiverecovery intoclause intoexisting intoreldestreceiver intparameter
+  intpart intransactionblock intransactionsessiontimeout intransactionsessiontimeouthandler
+  intransactionsessiontimeoutpending introduce intvariable inuse inval invalbackendinit invalid invalid_token
+  invalidateall invalidateattoptcachecallback invalidatebuffer invalidatecachetuple invalidatecallback
+  invalidatecatalog invalidatecatalogsnapshot invalidatecatalogsnapshotconditionally invalidatecompositetypecacheentry
+  invalidateconstraintcachecallback invalidated invalidateentry invalidateeventcachecallback invalidateheaptuple
+  invalidateheaptuplecommon invalidateheaptupleinplace invalidatelocalbuffer invalidateobsoletereplicationslots
+  invalidateoprcachecallback invalidateoprproofcachecallback invalidatepossiblyobsoleteslot invalidatepublicationrels
+  invalidatepubrelsynccache invalidaterelation invalidaterelcache invalidaterelcacheall invalidaterelcachebyrelid
+  invalidaterelcachebytuple invalidaterelmap invalidaterelsync invalidaterelsyncall invalidatesmgr
+  invalidatessnapshotsonly invalidatesystemcaches invalidatesystemcachesextended invalidatetablespacecachecallback
+  invalidatevictimbuffer invalidating invalidation invalidation_reason invalidationcallback invalidationcause
+  invalidationcausename invalidationcauses invalidationmessage invalidationmessages invalidations invalidationstate
+  invalidly invalidmessagecounter invalidmessages invalidobjectaddress invalidsize invalitems invalmessagearrays
+  invalshmeminit invalshmemsize inverse inverselookup invertedqual invisible invocation invoked invoking involuntary
+  involve io io_combine_limit io_method io_uring iocompletion iocontext ioobject ios iouringexecution iouringsubmit
+  ioworkerid ioworkermain ip ipc_private ipcmemorycreate ipcmemorydelete ipcmemorydetach is is_clone is_default
+  is_enforced is_from is_from_type is_grant is_hashed is_local is_multi is_no_inherit is_not_null is_primary
+  is_procedure is_program is_pushed_down is_rowsfrom is_select_into is_slice is_vacuumcmd
+  isabortedtransactionblockstate isactive isaliveinternal isall isbackendpid isbinarycoercible
+  isbinarycoerciblewithcast isbinarytidclause isbinaryupgrade iscatalognamespace iscatalogrel iscatalogrelation
+  iscatalogrelationoid iscatalogtextuniqueindexoid isconstraint iscurrenttransactionid isdata isdefault
+  isdefinedrewriterule isdelete isdirty isdrop isempty isenabled isexclusivelocked ishotupdated
+  isimportableforeigntable isindexusableforreplicaidentityfull isininitfile isinjectionpointattached isinparallelmode
+  isinplaceupdateoid isinplaceupdaterelation isinprogress isintransactionblock isknown isleaf islisteningon
+  islogicallauncher islogicalparallelapplyworker islogicalworker ismember ismove isn isnatural isnew isnull iso
+  isolation isolevel isonlylocked isparent ispell ispermanent ispinnedobject ispinnedonce ispostmasterchildwalsender
+  ispostmasterenvironment ispredicate ispredicatelocked ispreferredtype isprepared isprocessingheap isprocessingindex
+  ispromotesignaled isqueryidenabled isreadonly isrecyclable isremovablefullxid isremovablexid isreservedname isreset
+  isreturn isrootsplit isrunning issafe isshared issharedrelation issimplyvalid issplitpoint_changed
+  issquashableconstant issubtransaction issubxacttopxidlogpending issuependingwritebacks issuer issuing issuperuser
+  issurelydead issyncingreplicationslots issystemclass issystemrelation istable istargetrelation
+  istherecollationinnamespace istherefunctioninnamespace isthereopclassinnamespace isthereopfamilyinnamespace
+  istidqual istoastclass istoastnamespace istoastrelation istransactionblock istransactionexitstmt
+  istransactionortransactionblock istransactionstate istriggered isunderpostmaster isused isvalid isvalidjsonnumber
+  isverified isvisible isvisibleext iswithoutoverlaps it item item_type itemextended itemfromdatum itemid
+  itempointercompare itempointerdec itempointerequals itempointerinc itempointerindicatesmovedpartitions items
+  itemstotbm itemstring itemtype iteratenext iteration iterations iterator iteratorinit iteratornext itercompare its
+  itself j j1 jammed jbvbinary jbvdatetime jd_relids ji jit jitagg jitflags join join_cur_level join_domains
+  join_info_list join_rel_list join_using_alias joinable joinaliasvars joincondition joindomain joinestimate
+  joinestimator joinexpr joinimpl joininfo joininitializeworker joinleftcols joinlist joinmergedcols joinnewbatch
+  joinpath joinqual joinrelhashtable joinrestrictinfo joinrightcols joins joinsavetuple joinsetupbatches jointree
+  jointype joinwaitqueue jpath jsobject json json_agg_transfn json_array_elements json_each json_object_agg_transfn
+  json_query json_table json_value jsonb jsonb_agg_transfn jsonb_array_elements jsonb_each jsonb_object_agg_transfn
+  jsonb_set jsonbcontainertypename jsonbdeepcontains jsonbehaviorconst jsonbehaviordefaultexpr jsonbextractscalar
+  jsonbhashscalarvalue jsonbhashscalarvalueextended jsonbinitbinary jsonbiteratorinit jsonbiteratornext
+  jsonbtableroutine jsonbtojsonbvalue jsonbtype jsonbtypename jsonbunquote jsonbvalue jsonbvalueastext
+  jsonbvaluetojsonb jsoncoercion jsoncoercionfinish jsonconstructor jsonconstructorexpr jsonconstructortype
+  jsonencodedatetime jsonexpr jsonexprpath jsonfuncexpr jsonispredicate jsonitemfromdatum jsonlog jsonnumber jsonpath
+  jsonpathexists jsonpathquery jsonpathvalue jsonpathvar jsonpathvars jsontabledestroyopaque jsontableexeccontext
+  jsontablefetchrow jsontablegetvalue jsontableinitopaque jsontableinitplan jsontableplan jsontableplannextrow
+  jsontableresetnestedplan jsontableresetrowpattern jsontablesetdocument jsonvalueitemstring jsonvaluelistappend
+  jsonvaluelisthead jsonvaluelistinititerator jsonvaluelistlength jsvaluetojsobject jumble_args jumblequery junk
+  junkattribute junkattributeintlist junkfilter junkfilterconversion just justapplyfunctocase justassigninnervar
+  justassigninnervarvirt justassignoutervar justassignoutervarvirt justassignscanvar justassignscanvarvirt justconst
+  justhashinnervar justhashinnervarvirt justhashoutervar justhashoutervarstrict justhashoutervarvirt justinnervar
+  justinnervarvirt justoutervar justoutervarvirt justscanvar justscanvarvirt k ka kb keep keepalive
+  keepaliveifnecessary keepalives keepfilerestoredfromarchive keeplogseg kept kerberos kernel kernels key key_distinct
+  keyactiontriggers keybitmap keybyrelid keychecktriggers keyconstrainttriggers keydatum keyentryinitialize
+  keyentryinitializewithinfo keyequals keyindex keyinit keylength keyparamids keyrefs keys keys_updated keysh
+  keyshr_lock keytest keyword keywordbarelabel keywordcategories keywordlookup keywordtokens kill kilobytes kind
+  kindforrel kindname kinds know known knownassignedtransactionids knownassignedxid knownassignedxids
+  knownassignedxidsadd knownassignedxidscompress knownassignedxidsdisplay knownassignedxidsgetandsetxmin
+  knownassignedxidsremove knownassignedxidsremovepreceding knownassignedxidssearch knownassignedxidsvalid kvsep l l2
+  l9 l9d l9l l9t label labels labelstmt lacks lagtrackerread lagtrackerwrite lang language languages larg large
+  largeobjectcreate largeobjectdrop largeobjectexists largeobjectexistswithsnapshot larger largestcontiguous largs
+  last last_cleanup_num_delpages last_rinfo_serial lastcheckpoint lastcommitend lastcyclehandler lastimportantrecptr
+  lastphid lastplannodeid lastrecend lastrecptr lastremovedptr lastrowmarkid lastsearchpathcacheentry
+  lastsegswitchdata lastusedpage lastval lastxmin latch latchdata latchorsocket latchwaitset late latency later
+  lateral lateral_referencers lateral_relids lateral_vars latest latestcommittsdata latestcompletedxid
+  latestcompletedxidrecovery latestobservedxid latestsnapshot latesttransactionid launched launcher
+  launcherforgetworkerstarttime launcherhash launchermain launcherpid launcherregister launchershmeminit
+  launchershmemsize launchershutdown launcherwakeup launcherwakeupatcommit launchparallelworkers layout lc lc_collate
+  lc_ctype lc_monetary lc_numeric lcd lcl lco lconv lcrypto ld ldap ldapbasedn ldapprefix ldapscheme
+  ldapsearchattribute ldapsearchfilter ldapsuffix ldkb ldl lds lead leader leaderapplyworkerpid leaderpid
+  leaderprocnumber leads leaf leaf_result_relids leafblkno leafleft leafpagegetitems leafpagegetitemstotbm
+  leafpart_rti_map leafright leaftopparent leaftuplesize leaked leaking leakproof leap least left left_bucketsize
+  left_em left_hasheqoperator left_join_clauses left_mcvfreq left_relids leftkey leftpath lefttree len length lengths
+  less let letters level levelonstandby levels levelsup levenshtein lexeme lexemes lexer lexize lexizeexec lexpr
+  lextype lextypes lhs_strict lib libnuma libpqwalreceiver libpqwalreceiverconnect libpqwalreceiverreceive libraries
+  library librarystate librarystatespace libxml libxml2 libxslt lidx like like_regex likeend likeendofrow likeinfunc
+  likely likeonerow likeoutfunc likestart limit limit_tuples limitadditionallocalpins limitadditionalpins limitblock
+  limitcount limited limiting limitoffset limitoption limitprintoutlength limits limitsvacuum limittime limitupdate
+  line linehistory linehistoryfiles linepointerarray lines linetext link linked links linux list list_end list_start
+  list_type listappend listcomparatorforwalsummaryfiles listcreate listcxt listdatums listen listenaddresses listening
+  listeningon listens listenserverport listensockets listeval listgetprimarystmt listhead listindex listinititerator
+  listlength listnested lists listspace listtoquotedstring listtostring literal literally literals little live
+  live_parts livepostmasterchildren lkd lld llvm lm lo_lseek lo_tell load loadable loadarchivelibrary loadbuffer
+  loaded loading loadoutputplugin loadrawbuf local local_schema local_ts_radix_tree localbuffer localbufferalloc
+  localbufferblockpointers localbuffercontext localbufferdescriptors localbufferdirty localbuffernoowner localbuffers
+  localbufhash locale localeconvvalid locales localexecuteinvalidationmessage localhash localhotstandbyactive
+  localized localjoinpath locallatch locallatchdata locallock locally localmemory localminrecoverypoint localpinlimit
+  localpins localpredicatelockhash localprocesscontrolfile localpromoteistriggered localrecoveryinprogress
+  localrefcount localrelation localtoutf localtransactionid localusecounts localuseridchange localvictimbuffer locate
+  located location locations lock lock_only lockacquire lockacquireextended lockalert lockapplytransactionforsession
+  lockbuffer lockbufferforcleanup lockbufhdr lockcheck lockcheckconflicts lockchecking lockcheckrecurse
+  lockclausestrength lockclear lockconflicts lockcycle lockcyclerecurse lockcyclerecursemember lockdatabasefrozenids
+  lockdatabaseobject locked lockedbyme lockedgxact lockedrels lockentry locker lockerrorcleanup lockersmultiple
+  lockexclusive lockexists lockfastpath lockfile lockfileaddtodatadirread lockfileaddtodatadirsync
+  lockfileaddtodatadirwrite lockfilecreateread lockfilecreatesync lockfilecreatewrite lockfilerecheckdatadirread
+  lockfiles lockforvirtualxact lockgroupleader lockgroupmember lockgroupsperbackend lockhandler lockhash
+  lockhaswaiters lockhaswaitersrelation lockholdersandwaiters lockifheld lockinfo locking lockingclause
+  lockingneededforrelation lockingxid lockinprogress lockintable locklevel locklocal lockmanager lockmanageraccess
+  lockmanagershmeminit lockmanagershmemsize lockmethodlocalhash lockmethodlockhash lockmethodproclockhash lockmethods
+  lockmode lockmodename lockmodesconflict locknamefromtagtype lockno lockpage lockpagecombine lockpagesplit
+  lockprepare lockreassigncurrentowner lockreassignowner lockrefindandrelease lockrelation lockrelationforextension
+  lockrelationid lockrelationidforsession lockrelationoid lockrelease lockreleaseall lockreleasecurrentowner
+  lockreleasesession lockreport lockrows locks lockschemalist lockshare locksharedobject locksharedobjectforsession
+  lockshmeminit lockshmemsize lockslocal locksmethodtable lockstatusdata lockstoheaprelation lockstonewtarget
+  locktable locktablecleanup locktablecommand locktabledelete locktableinsert locktablerecurse locktablewait
+  locktablewaiterrorcb locktag locktaghashcode locktagrelationoid locktagsmethodtable locktagtypenames locktargethash
+  locktimeout locktimeouthandler locktree locktuple locktwophasefinish lockviewrecurse lockwaitercount lockwakeup
+  lockxidhash log log_connections log_executor_stats log_min_duration_sample log_parser_stats log_planner_stats
+  log_statement_sample_rate log_statement_stats logabortrecord logaccessexclusivelock logaccessexclusivelockprepare
+  logaccessexclusivelocks logarithm logcheckpointend logcheckpointstart logchildexit logcommitrecord
+  logcurrentrunningxacts logfetch logged loggedifany logger loggermain logging logical logicalapplymain
+  logicalapplysenddata logicalconfirmreceivedlocation logicaldecodingprocessrecord logicaldecodingrequirements
+  logicalincreaserestartdecodingforslot logicalincreasexminforslot logicalinvalidations logicallauncher
+  logicallaunchermain logically logicalmappingfile logicalmappingread logicalmappings logicalmessage logicalmsg_redo
+  logicaloutputpreparewrite logicaloutputwrite logicalparallelapplyloop logicalparallelapplymain
+  logicalparallelapplystatechange logicalparallelapplyworker logicalrep logicalrepapplyloop logicalrepctx
+  logicalreplauncherhash logicalreplication logicalreplicationslothaspendingwal logicalreppartmap
+  logicalreppartmapcontext logicalreprelmap logicalreprelmapcontext logicalrepsynctablestart logicalrepworker
+  logicalrepworkerswakeupatcommit logicalrewritecheckpointsync logicalrewriteheap logicalrewritemappingsync
+  logicalrewritemappingwrite logicalrewritesync logicalrewritetruncate logicalrewritewrite
+  logicalslotadvanceandchecksnapstate logicalstreamingcontext logicalstreamingstate logicalsyncdata
+  logicalsyncstatechange logicaltapebackspace logicaltapeclose logicaltapecreate logicaltapefreeze logicaltapeimport
+  logicaltaperead logicaltaperewindforread logicaltapeseek logicaltapesetblocks logicaltapesetclose
+  logicaltapesetcreate logicaltapesetforgetfreespace logicaltapetell logicaltapewrite logicalwalsnd logicalworker
+  login logineventtriggers loglevel loglogicalinvalidations loglogicalmessage logmemorycontextinprogress
+  logmemorycontextinterrupt logmemorycontextpending logpending logrecoveryconflict logrepworker logrepworkerwalrcvconn
+  logrotatesignal logrotatesignalfiles logs logseg logstandbyinvalidations logstandbysnapshot logstreamresult
+  logstring logtape logwrtresult long longer longerused longest longoption look looking looks lookup
+  lookupbackgroundworkerfunction lookupcollation lookupcreationnamespace lookupexplicitnamespace lookupfuncname
+  lookupfuncnameinternal lookupfuncwithargs lookupnamespacenoerror lookupopclassinfo lookupopername lookupoperwithargs
+  lookupparallelworkerfunction lookuprelation lookupresultrelbyoid lookuptuplehashentry lookuptuplehashentryhash
+  lookuptypename lookuptypenameextended lookuptypenameoid loop loopinterrupts loops loss lossy lost low low_mask lower
+  lowerdatums lowering lp lp_dead lpgcommon lpgport lplan lpthread lrt lru lruautotunebuffers lrudelete
+  lrudoesphysicalpageexist lrufile lrufiles lrugetbanklock lruinit lrureadpage lrushmemsize lrutruncate lruwriteall
+  lruwritepage lruzeropage ls lsn lssl lu lukb lwlocks lx lxml2 lxslt lz lz4 m macaddr macaddr8 macaddr_abbrev macro
+  made magic main maincommon mainloopinterrupts maintain maintainlatestcompletedxid maintainlatestcompletedxidrecovery
+  maintainstable maintenance maintenance_work_mem maintenanceisenabled make makeexpandedobjectreadonlyinternal
+  makefunctionresultset makenewfilesetsegment makepertupleexprcontext makesingletupletableslot maketablefunctionresult
+  maketidopexpr maketransitioncapturestate maketupletableslot making malformed man manage management manager
+  manageraccess managerdump managerdumpbtree managerdumpspans managerget managergetinternal managerinitialize
+  managerlargestcontiguous managerput managerputinternal managers managershmeminit managershmemsize mandatory manifest
+  manifestdata manifestpacket manipulate manually many map map_hugetlb mapcontext mapcopy mapfilenumbertooid
+  mapfinishbootstrap maphash mapinitialize mapinvalidate mapinvalidateall mapinvalidatecallback mapoidtofilenumber
+  mapoidtofilenumberfordatabase mapped mapping mappingfile mappingpartitionlock mappingread mappings mappingsync
+  mappingwrite mappins mappreparetruncaterel mapread mapremovemapping mapreplace mapspace maptokentype mapupdatemap
+  mapvacuum mapvacuumrange mapwrite mark markaspreparing markaspreparingguts markblockmodified markbufferdirty
+  markbufferdirtyhint markcurrenttransactionidloggedifany markdirty marked marker markinheritdetached
+  marklocalbufferdirty marklockclear markportalactive markportaldone markportalfailed markpos markposition
+  markpostmasterchildinactive markpostmasterchildslotassigned markpostmasterchildslotunassigned
+  markpostmasterchildwalsender markrel markrestore marksubxacttopxidlogged marktype mask match matched matches
+  matchescurrentenvironment matchesrelfilelocator matchflags matchfree matching matchingsubplans matchkind matchtext
+  materialization materialize materialize_inner materialized materializeslot materializesoutput materialmarkpos
+  materialrestrpos mates matview matviewbyoid matviewincrementalmaintenanceisenabled matviewpopulatedstate max
+  max_active_replication_origins max_attr max_buckets max_collisions max_connections max_locks_per_transaction
+  max_locks_per_xact max_pred_locks_per_transaction max_prepared_transactions max_prepared_xacts max_replication_slots
+  max_safe_fds max_stack_depth max_total_segment_size max_wal_senders max_worker_processes maxallocateddescs
+  maxbackends maxconnections maxfragments maxheaptuplesperpage maximum maxinclusive maxlisten
+  maxlivepostmasterchildren maxoccurs maxoffsetnumber maxparallelhazard maxproportionalpins maxsnapshotsubxidcount
+  maxsnapshotxidcount maxvalue maxvalues maxwords may mb mbp mces mcu mcv mcvlist md5 mdsmgr mdy mean means meant
+  measured mechanism mem memallocated member memberbuffer memberctldata memberfreezethreshold membernodes
+  memberpageprecedes members membership membershipcachecallback memberstruncation memconsumed memcxt memoization
+  memoize memoizeestimate memoizehashtable memoizeinitializeworker memoizeretrieveinstrumentation memory
+  memoryandsemaphores memorychunkcontext memorychunkspace memoryconfig memorycontext memorycontextalloc
+  memorycontextallocaligned memorycontextallocationfailure memorycontextallocextended memorycontextallochuge
+  memorycontextalloczero memorycontextallowincriticalsection memorycontextcreate memorycontextdelete
+  memorycontextdeletechildren memorycontextgetparent memorycontextinit memorycontextinprogress memorycontextinterrupt
+  memorycontextisempty memorycontextmemallocated memorycontextmemconsumed memorycontextpending
+  memorycontextregisterresetcallback memorycontextreset memorycontextresetchildren memorycontextresetonly
+  memorycontextsetidentifier memorycontextsetparent memorycontextsizefailure memorycontextsstatstuplestore
+  memorycontextstats memorycontextstatsdetail memorycontextstatsinternal memorycontextstatsprint memorycontextstrdup
+  memorycontexttraversenext memorycontrol memorycreate memorydelete memorydetach memoryupdate memoryusage merge
+  merge_action mergeactionlist mergeactionlists mergeappend mergeattributes mergeattributesintoexisting
+  mergecheckconstraint mergechildattribute mergeclause mergeclauses mergecollations mergeconstraintsintoexisting
+  mergecounters merged mergefamilies mergeinheritedattribute mergejoin mergejoincondition mergejoinconditions
+  mergematched mergenotmatched mergenullsfirst mergeopfamilies mergeplans mergereversals mergesupportfunc
+  mergetargetrelation mergetupleslots mergewhenclauses mergewithexistingconstraint mergeworkers merging message
+  messagearrays messagecontext messagecounter messageencoding messageinterrupt messagepending messagequeueinternal
+  messagequeueputmessage messagequeuereceive messagequeuesend messages meta meta_page_masks_updated metadata metapage
+  method methodassign methodlocalhash methodlockhash methodname methodproclockhash methods methodtable mfinalfunc mh
+  mhhc mi microseconds middle might migrating million millisecond milliseconds min min_attr min_lefthand min_righthand
+  minimal minimaltuple minimum minimum_count minimumactivebackends mininclusive minitcond minmax minmax_aggs
+  minmaxcollid minmaxtype minoccurs minrecoverypoint minus minute minvalue minvfunc minwords misconfiguration mismatch
+  mismatched mismatching misordered misplaced missed misses missing missing_ok missingval mix mixed mixedaggregate
+  mixing mm mmaggregates mmap mockauthenticationnonce mode modemain moderequested modes modesconflict modification
+  modifications modified modifier modifiers modify modifying modifytable modifywaitevent module modules modulus moment
+  monetary money monitor monitored monitoring month months more most mostancestorinpublication move moveall moved
+  movedpartitions moving mqmethods ms msfcollid msftype msfunc msgnonexistent msgs msgwrongtype msspace mstype much
+  multi multiassign multibitmapset multibyte multicolumn multidelete multidimensional multidims multiexecbitmapand
+  multiexecbitmapindexscan multiexecbitmapor multiexechash multiexecprocnode multiexpr_params multiinsertbufferinit
+  multiinsertinfoflush multiinsertwithinfo multiple multipleinternal multipletables multipletuples multiply multirange
+  multirange_agg_transfn multirange_intersect_agg_transfn multirange_type_name multirangearrayoid multirangeoid
+  multiranges multivariate multixact multixact_redo multixactadvanceoldest multixactcreation multixactgen
+  multixactgetcheckptmulti multixactid multixactidconflict multixactidcreate multixactidcreatefrommembers
+  multixactidexpand multixactidhintbits multixactidisrunning multixactidlimit multixactidmembers multixactidprecedes
+  multixactidprecedesorequals multixactidrange multixactids multixactidsetoldestmember multixactmemberbuffer
+  multixactmemberctldata multixactmemberfreezethreshold multixactmemberpageprecedes multixactoffset
+  multixactoffsetbuffer multixactoffsetctldata multixactoffsetpage multixactoffsetpageprecedes multixacts
+  multixactsharedstateshmemsize multixactshmeminit multixactshmemsize multixactstate multixactstatuslock
+  multixacttruncation multixid munmap must mutable mutual mutually mv mvcc mvdependencies mvndistinct mxids my
+  mybackendtype mybgworkerentry mycancelkey mycancelkeylength myclientconnectioninfo myclientsocket mydatabase
+  mydatabasehaslogineventtriggers mydatabaseid mydatabasetablespace myfixedparallelstate myfrontend myioworkerid
+  mylatch mylockedgxact mylockno mylogicalrepworker myparallelshared myproc myprocnumber myprocpid myprocport
+  myprocsignalslot myreplicationslot myserializablexact mystarttime mystarttimestamp mysubscription
+  mysubscriptionvalid mytriggerdepth mywalsnd myworkerinfo myxactdidwrite myxactflags n nailed name name_location
+  nameaddition nameandlen namearray namecreatetemporarydir namecreatetemporaryfile named named_args
+  namedeletetemporarydir namedeletetemporaryfile namedreplicationslot namedtuplestorescan namedtuplestorescannext
+  namedtuplestorescanrecheck nameexists nameextended nameforlogicalrep namefortablesync namefromid namefromtagtype
+  namegetcreationnamespace namegettupledesc nameinternal nameisused namelisttoquotedstring namelisttostring namely
+  nameofdatum nameoid nameopenfile nameopenfileperm nameopentemporaryfile names namesallocated namesassigned namesbool
+  namesenum namesint namespace namespacecreate namespaceinternal namespacenoerror namespaceprocnumber namespaces
+  namespacesearchhook namespacesearchhookstr namespacestate namesreal namesstring namestypes nametomethod nametostring
+  nametotz naming nan napping nasyncplans nbits nbits_set nblocks nbuffers nchain ncolumns nconst_ec nd ndead ndelete
+  ndeleted ndistinct near nearest necessary need needed neededforrelation needs needsskip needtowaitforstandbys negate
+  negative negator negators negfuncid negligible negotiating negotiation neither nest nested nestedplan nesting
+  nestlevel nestloop nestloopparam nestloopparams nestparams netmask network network_abbrev never new new_bucket
+  new_bucket_flag new_off new_tablespacename new_xmax newbatch newblock newbuffer newcid newcommandid newconstraints
+  newdata newdata2 newer newest newexplainstate newfilesetsegment newheapcreatetoasttable newitem newitemoff newline
+  newlinenewline newly newmultixact newmultixactid newname newobjectid newoff newoidwithindex newowner newpage
+  newparent newportal newrelationcreatetoasttable newrelfilelocator newrelfilenumber newrole newschema newslot
+  newtarget newtransactionid newtuple newtuplecids newval newvalisafter newvalneighbor newvals newxmin next nextblkno
+  nextblock nextblocklistindex nextcopyfrom nextcopyfromrawfields nextcopyfromrawfieldsinternal nextfulltransactionid
+  nextfulltransactionidpastxid nextlocaltransactionid nextmultixactid nextobjectid nextrecordtypmod nextrelation
+  nextrow nexttemptablespace nextval nextvalueexpr nextwakeup nextwithreorder nextxid nh nhashes nid nil niladic
+  nillable ninsert nintervals nitems nkeycolumns nkeys nl nmatched_ec nmatched_rcols nmatched_ri nmembers nmove nmoves
+  nnames nnconstraints no nocompact node node16_hi node16_lo node256 node4 node48 nodeentry nodefirst nodei nodeinstr
+  nodemethods nodes nodesextended nodeswalkexpression noerror noinherit nokeyupd nolongerused nominalrelation non
+  non_recursive_path non_unique_for_rels nonamespaceschemalocation nonblocking nonce noncontiguous nondeterministic
+  none nonessential nonexistent nonfiniteintervalpart nonfinitetimestamptzpart nonhistoriccatalogsnapshot nonlockable
+  nonnull nonparentxlogfiles nonrecyclable nonremovable nonremovabletransactionid nonsequentially nonstandard nonzero
+  nooooo noooooxouuuuytbaaaaaaaceeeeiiii noowner noplace nopriorregisteredsnapshots nor noreadyportals
+  norm_abbrev_card norm_selec normal normalization normalized normalizesubword normally not not_between
+  not_between_sym not_distinct notation notempty notfound nothing notification notifications notifies notify
+  notifybgwriter notifybuffer notifyctldata notifyfreezexids notifyinterrupt notifymyfrontend notifyqueue
+  notifyqueuetail notinuse notmatched notnull notnullattnums notnullconstraints notnullimpliedbyrelconstraints
+  notnullinheritance notnulls notnullviolationerror notransactionblock now nowait nparts nplaceholder nplans
+  npresortedcols nptids nranges nredirected nrelids ns_names ns_uris nsitem nspname nth_value ntile ntoplaceholder
+  ntuples ntups null null_value_treatment nullable nullcommand nullconstraints nullif nullimpliedbyrelconstraints
+  nulling_relids nullingrels nullinheritance nullkeys nulls nulls_first nulls_not_distinct nulls_ordering nullsfirst
+  nullslot nullsnotdistinct nulltest nulltesttype nulltuple nulltupleslot nullviolationerror num num_base_rels
+  num_batches num_child_cols num_groupby_pathkeys num_tuples num_workers numa numbatches number numbered numberfield
+  numbergetproc numbergettransactionids numberofattributes numberofblocksinfork numbers numbuckets numchecks numcols
+  numeral numeric numeric_abbrev numeric_accum_inv numgroups numkeys numlistensockets numorderedaggs
+  numregisteredwaitevents numrelids nunused nupdated nvalues nworkers_for_balance o oauth oauth_validator_libraries
+  oauthbearer objargs object objectaddress objectbyid objectcallback objectcreate objectdependsstmt objectdrop
+  objectdrophook objectdrophookstr objectexists objectexistswithsnapshot objectforsession objectid objectids
+  objectpolicy objectpostalterhook objectpostalterhookstr objectpostcreatehook objectpostcreatehookstr objectproperty
+  objectreadonlyinternal objects objectschemastmt objectsinpublicationtooids objecttruncatehook objecttruncatehookstr
+  objecttype objecttypemap objfuncargs objid objisvisible objisvisibleext objname objtype obsolete
+  obsoletereplicationslots obsoleteslot obtain obtained occupied occur occurred occurring occurs octal octet odd of
+  ofanytransaction ofbackup ofblocksinfork ofdatum ofexpr off offnum offset offsetbuffer offsetctldata offsetinternal
+  offsetnumber offsetpage offsetpageprecedes offsets offsetvacuumlimit offsetvarnodes ofkind ofrecoveryrecord ofrow
+  oftypename oid oidgen oidinputfunctioncall oidlockedbyme oidoutputfunctioncall oidreceivefunctioncall oids
+  oidsendfunctioncall oidsize oidtofilenumber oidtofilenumberfordatabase oidvector oidwithindex ojrelid old
+  old_bucket_flag old_conpfeqop old_off old_pktable_oid old_xmax oldcommittedsxact oldcreatesubid older oldersnapshots
+  olderthan oldertxn oldest oldestactivetransactionid oldestclogxid oldestcommittsxid oldestmember oldestmultixactid
+  oldestnonremovabletransactionid oldestrestartpoint oldestrunningxid oldestsafedecodingtransactionid
+  oldesttransactionidconsideredrunning oldestxact oldestxid oldestxmin oldfirstrelfilelocatorsubid
+  oldknownassignedtransactionids oldlocks oldnumber oldsize oldslot oldstyle oldval oldxlogfiles omit omit_quotes
+  omitted on on_empty on_error on_proc_exit on_shmem_exit onanyerror once oncommit onconflict onconflictaction
+  onconflictclause onconflictcols onconflictexcludedtargetlist onconflictset onconflictupdate onconflictwhere ondetach
+  ondisk one onebuffer onenull oneplan onerelperms onerow onerowto ones oneserializablexact oneshotcachedplan onetuple
+  oneutility onevalue onforrebuilding ongoing online onlock onlogin only only_database_stats onlyinternal onlylocked
+  onlymarkpos onlynext onlyrecheck onlyrestrpos onlyscan onlyscanestimate onlyscaninitializeworker
+  onlyscanretrieveinstrumentation onowner onrel onstandby op opccallback opcintype opclass opclasscache
+  opclasscachelookup opclassinfo opclassinnamespace opclassisvisible opclassisvisibleext opclassname
+  opclassnamegetopcid opclassopts opcollid open opened openfile openfileperm openfileset opengroup openid openindexes
+  openindices opening openpipestream openscanrelation openserver opensetasidegroup openssl opentablelist
+  opentemporaryfile opentemporaryfileintablespace opentransientfile opentransientfileperm openwalsummaryfile
+  openworker operand operated operating operation operations operator operatorbyid operatorcreate
+  operatorfromcomparetype operatorisvisible operatorisvisibleext operatorlookup operatorreference operators
+  operatorshellmake operatorupd operatorvalidateparams opername opernamegetcandidates opernamegetoprid operwithargs
+  opexpr opfam opfamilies opfamily opfamilyadd opfamilycachelookup opfamilydrop opfamilyinnamespace opfamilyisvisible
+  opfamilyisvisibleext opfamilyname opfamilynamegetopfid opfuncid opno opnos oprcachecallback oprcachehash oprcode
+  opresulttype opretset oprkind oprproofcachecallback oprproofcachehash ops opstrategy opt optimal optimization
+  optimize optimizer optindexcleanupvalues option optional optionarray optionbyname optionflags optionisvisible
+  optionlist optionnames optionrelations optionresetstring options optionsallocated optionsassigned optionslocklevel
+  optsfile or oractivesnapshot orbuildsnapshot orclause orcolumn ordcolidx ordcollations order order_family
+  orderclause ordered ordereddistinctmulti ordereddistinctsingle orderedtransdatum orderedtranstuple ordering
+  orderingop ordinal ordinality ordinalitycol ordinary ordnumcols ordoperators orequals org orig_tablespacename origin
+  origin_startpos original originally origindrop originexitcleanup originnameforlogicalrep origins originshmeminit
+  originshmemsize originstate orpathnames orphan orphaned orsocket orsyncworker ortransactionblock os ossp other
+  other_subplans otherproc others otherwise ourselves out outage outargs outer outer_is_left outer_join_rels
+  outer_params outer_presorted_keys outer_relids outer_selec outer_var outerjoinpath outermost outerplan outerrelids
+  outersortkeys outeruserid outervar outervarstrict outervarvirt outfunc outneeded outofanytransaction output
+  outputfilename outputfunctioncall outputplugin outputpluginpreparewrite outputpluginupdateprogress outputpluginwrite
+  outputpreparewrite outputwrite outside outtext ouuuuyty over overall overflow overflowed overflows overheadbytes
+  overlap overlaps overlapsnotempty override overriding oversize oversized overwrite overwrite_contrecord
+  overwritecontrecordrecord overwritten overwrote own owned ownedobjects owner owneraddtohash ownercreate ownerdelete
+  ownerduringexport ownerenlarge ownerforget ownerforgetaiohandle ownerforgetlock ownergetparent ownerid ownerinternal
+  ownernewparent ownerprintbufferpin ownerprintcatcache ownerprintcatcachelist ownerprintfile ownerprintrelcache
+  ownerprinttupledesc ownerrelease ownerreleaseall ownerreleaseallofkind ownerreleasebufferpin ownerreleasecachedplan
+  ownerreleasecatcache ownerreleasecatcachelist ownerreleasecryptohash ownerreleasefile ownerreleaseinternal
+  ownerreleaserelation ownerreleasesnapshot ownerreleasetupledesc ownerreleasewaiteventset ownerremember
+  ownerrememberaiohandle ownerrememberlock ownership ownerstmt owning ownlatch owns ownsrelation p p9l p_new pa packet
+  packettimeouthandler packs padding page page_split pageadditemextended pageaddnewitem pageaddpostingitem pageaddr
+  pagebtreeadjustancestorkeys pagebtreecleanup pagebtreeconsolidate pagebtreefindrightsibling pagebtreegetrecycled
+  pagebtreerecycle pagebtreeremove pagebtreeremovepage pagebtreesearch pagebtreesearchinternal pagebtreesearchleaf
+  pagebtreeupdateparentpointers pagecombine pagecopy pagecopyspecial pagedeletepostingitem pagedirty pageexist
+  pagegetexactfreespace pagegetfreespace pagegetfreespaceformultipletuples pagegetheapfreespace pagegetitems
+  pagegetitemstotbm pagegetmaxoffsetnumber pagegettemppage pagegettemppagecopy pagegettemppagecopyspecial pagehit
+  pageindexmultidelete pageindextupledelete pageindextupledeletenocompact pageindextupleoverwrite pageinit
+  pageinternal pageispredicatelocked pageisrecyclable pageisverified pagemanagerdump pagemanagerdumpbtree
+  pagemanagerdumpspans pagemanagerget pagemanagergetinternal pagemanagerinitialize pagemanagerlargestcontiguous
+  pagemanagerput pagemanagerputinternal pagemiss pageno pagepopspanleader pageprecedes pageprecedeslogically
+  pagepushspanleader pagerepairfragmentation pagerestoretemppage pages pagesetchecksumcopy pagesetchecksuminplace
+  pagesize pagesperbuffer pagesperrange pagesplit pagestatus pagestatusinternal pagetruncatelinepointerarray
+  pagewithfreespace pagewriteinfo pagewrites pagexlogrec pair pairs pam panic paqe parallel parallel_aware
+  parallel_safe parallel_workers parallelappend parallelapplyinterrupts parallelapplyloop parallelapplymain
+  parallelapplymessage parallelapplymessageinterrupt parallelapplymessagepending parallelapplymessages
+  parallelapplystatechange parallelapplytxnhash parallelapplyworker parallelapplyworkermain parallelapplyworkerpool
+  parallelbitmapscan parallelbtreescan parallelcleanup parallelcontext parallelcontextactive parallelcreateindexscan
+  parallelcreatereaders parallelestimate parallelfinish parallelhashclosebatchaccessors
+  parallelhashensurebatchaccessors parallelhashincreasenumbatches parallelhashincreasenumbuckets parallelhashjoin
+  parallelhashjoinnewbatch parallelhashjoinsetupbatches parallelhashmergecounters parallelhashpopchunkqueue
+  parallelhashpushtuple parallelhashtablealloc parallelhashtableinsert parallelhashtableinsertcurrentbatch
+  parallelhashtablesetcurrentbatch parallelhashtuplealloc parallelinitializeworker parallelleaderpid
+  parallelleaderprocnumber parallelmessage parallelmessageinterrupt parallelmessagepending parallelmessages
+  parallelmode parallelmodelevel parallelmodeneeded parallelmodeok parallelplan parallelprephashtableforunmatched
+  parallelquery parallelquerymain parallelreinitialize parallelreportinstrumentation parallelretrieveinstrumentation
+  parallelscanhashbucket parallelscanhashtableforunmatched parallelsetuptuplequeues parallelshared
+  parallelstarttimestamps parallelstate parallelworker parallelworkerfunction parallelworkermain parallelworkernumber
+  parallelworkerreportlastrecend parallelworkers parallelworkershutdown parallelworkerstoattach parallelworkerstoexit
+  parallelworkerstofinish parallelworkertransaction param param_exprs param_multiexpr param_sublink paramcollid
+  parameter parameteraclcreate parameteracllookup parameterchange parameterized parameterizedtidpaths parameterless
+  parametermodes parameters parametervalues paramexec paramexecparams paramexectypes paramextern paramid paramids
+  paramkind paramlist paramlistspace paramlogstring paramno paramplan paramplanmulti params paramserrorcallback
+  paramset paramsetequal paramtype paramtypmod paramval parent parent_colnos parent_relid parent_relids parent_reloid
+  parent_reltype parentblk parentconstraint parentcontext parentedforeignkeyrefs parentheses parenthesis parentindex
+  parentlocks parentoff parentpointers parentpredicatelocktag parentrel parents parenttrigger parentxlogfiles parparam
+  parse parse_ooaffentry parseabortrecord parsecommitrecord parsecomplexprojection parseconfigdirectory
+  parseconfigfile parseconfigfp parsed parsedatetime parseerror parseexplainoptionlist parseexprkindname parsefraction
+  parsefractionalsecond parsefuncorcolumn parselongoption parsepreparerecord parser parsereloptions parsers parsetree
+  parsetzfile parsing part part_prune_index partattrs partbound partbounds_merged partcolidx partcollations
+  partcolsupdated partconstraintimpliedbyrelconstraint partdefid partexprs partial partial_pathlist partially
+  participant participants partition partition_qual partitionattrs partitionbound partitionboundspec partitioncheck
+  partitioncheckemiterror partitionclause partitionconstraintvalidation partitiondesc partitiondirectory
+  partitiondirectorylookup partitiondispatchinfo partitioned partitionensureindexes partitionexecpruning
+  partitionfinalize partitionforeignkey partitionhaspendingdetach partitioninfo partitioning partitionkey
+  partitionkeybyrelid partitionkeydatum partitionlocalmemory partitionlock partitionoptionrelations
+  partitionprunecontext partitionqual partitionrowcount partitions partitiontuplerouting partitionupdate
+  partitionupdateforeignkey partitionwise partmap partmapcontext partnumcols partoperators partparams partpruneinfos
+  partrelid partspec pass passed passing passing_names passing_values passingvalexprs passphrase passphrases password
+  password_required passwords past pastxid path path_hashclauses path_mergeclauses path_spec pathcache
+  pathcachecontext pathcacheentry pathcost pathexists pathgetrelationlockentry pathkey pathkeys pathlist
+  pathlocalusecounts pathlockgroupsperbackend pathlocks pathlockshmemsize pathmatcher pathmatchescurrentenvironment
+  pathname pathnamecreatetemporarydir pathnamecreatetemporaryfile pathnamedeletetemporarydir
+  pathnamedeletetemporaryfile pathnameopenfile pathnameopenfileperm pathnameopentemporaryfile pathnames pathquery
+  pathspec pathstrongrelationlocks pathtarget pathtype pathungrantrelationlock pathvalue pathvar pathvars pattern
+  patterns patternsel paunknown pause paused pausestate pausing pawj payload pb pc pct_type pd pd_lower pd_special
+  pd_upper peak peer pem penalty pending pendingbackendstats pendingbgwriterstats pendingcheckpointerstats
+  pendingdetach pendinginserts pendingnotifies pendingnotify pendingonrel pendingops pendingreasons pendingsync
+  pendingsyncs pendingsyncsspace pendingwal pendingwritebacks pendingwrites per per_call_cost per_tuple perbackend
+  percent percentage percentile percentile_cont percentile_disc perf perform performance performauthentication
+  performcursoropen performed performing performmemberstruncation performportalclose performportalfetch
+  performradiustransaction performsort performwalrecovery perhaps period perl permanent perminfoindex perminfos
+  permission permissions permissionsmodified permissive permitted persessionrecordtype persessionrecordtypmod
+  persistence persistent persistholdableportal pertupleexprcontext perxactpredicatelist pfree pg pg_ pg_aggregate
   pg_attrdef pg_attribute pg_auth_members pg_authid pg_backup_start pg_backup_stop pg_basebackup pg_catalog pg_class
   pg_combinebackup pg_constraint pg_control pg_control_version pg_database pg_enum pg_filenode pg_function_info_v1
   pg_get_expr pg_get_publication_tables pg_get_replica_identity_index pg_getnameinfo_all pg_global pg_hba pg_index
@@ -320,179 +1377,831 @@ export const MESSAGE_WORDS_TEXT = `
   pg_nextoid pg_output_plugin_init pg_partition_ancestors pg_partition_tree pg_policy pg_publication
   pg_publication_tables pg_re_throw pg_replication_slots pg_rewrite pg_serial pg_shdepend pg_sleep pg_snapshot
   pg_stat_activity pg_statistic pg_strnxfrm pg_subscription_rel pg_subtrans pg_tablespace pg_tblspc pg_temp
-  pg_ts_config_map pg_type pg_use_reserved_connections pg_wal pg_wal_replay_resume pg_xact_status pgc_postmaster
-  pgdata pglz pgproc pgsql pgstat pgxmlerrorcontext ph ph_eval_at ph_lateral ph_needed ph_var ph_width phase phexpr
-  phid phlevelsup phnullingrels phrase phrels physical physically picksplit pid pin pincount pinned pipe pitem pivot
-  pk pk_attrs pk_cmptype pk_eclass pk_nulls_first pk_opfamily pk_with_period pktable pl placed placeholder
-  placeholder_list placeholderinfo placeholders placeholdersfrozen placeholdervar places placing plain plaintext plan
-  plan_id plan_name plan_node_id plan_params plan_rows plan_width plancache planid planned planner planning plans
+  pg_ts_config_map pg_type pg_use_reserved_connections pg_wal pg_wal_replay_resume pg_xact_status pgarch
+  pgarchcanrestart pgarchforcedirscan pgarchinterrupts pgarchivermain pgarchshmeminit pgarchshmemsize pgarchwakeup
+  pgattributetuples pgc_postmaster pgclasstuple pgdata pgindexdescriptor pglz pgproc pgrelation pgreloadtime pgsleep
+  pgsql pgstarttime pgstat pgstatsdata pgstatshash pgtempfiles pgtempfilesindir pgtemprelationfiles
+  pgtemprelationfilesindbspace pgversion pgxmlerrorcontext ph ph_eval_at ph_lateral ph_needed ph_var ph_width phase
+  phaseat phasebuffer phasedata phasefile phasefilepath phasefinish phasegetdummyproc phasegetdummyprocnumber
+  phaserecord phaseshmeminit phaseshmemsize phasestate phasetransactiongid phexpr phid phlevelsup phnullingrels phrase
+  phrels physical physicaladdr physicalconfirmreceivedlocation physically physicalpageexist physicalreadpage
+  physicalreplicationslotnewxmin physicalwakeuplogicalwalsnd physicalwritepage pi picksplit pid pidgetproc
+  pidgetprocwithlock pin pinbuffer pincount pincountwaitbuf pincountwaiter pinlimit pinlocalbuffer pinned
+  pinnedbufferheaptuple pinnedobject pinnedobjectids pinnedonce pinnedportals pinportal pinthatdelaysrecovery
+  pinwaitbufid pipe pipefromprogram pipestream pipetoprogram pitem pivot pk pk_attrs pk_cmptype pk_eclass
+  pk_nulls_first pk_opfamily pk_with_period pktable pl placed placeholder placeholder_list placeholderinfo
+  placeholders placeholdersfrozen placeholdervar places placing plain plaintext plan plan_id plan_name plan_node_id
+  plan_params plan_rows plan_width planallowssimplevaliditycheck plancache plancachecomputeresultdesc
+  plancacheobjectcallback plancacherefsinowner plancacherelcallback plancachesyscallback planexpr planforquery
+  plangettargetlist planid planissimplyvalid planisvalid planmulti planned plannedstmtrequiressnapshot planner
+  plannerlocks plannextrow planning planoutput planqual planqualbegin planqualend planqualfetchrowmark planqualinit
+  planqualnext planqualsetplan planqualslot planquery planrequiresrevalidation plans plansetparentcontext plansource
   planstate plantree plassignstmt platform platforms plausible please plhandler plinline plname plpgsql pltrusted
-  plugin plugins plus plvalidator pm pmchild pmsignal pmstate point pointer pointers points policies policy
-  policy_name poll polname polroles polygon polymorphic pool pools poptransaction populated population port portal
-  portalname ports position positional positioned positions positive possible possibly postfix postfixoff postgres
-  postgresql postgresqlcould posting postingoff postmaster postpone potential power ppi_clauses ppi_req_outer ppi_rows
-  ppi_serials ppilist pr pre preallocated preceding precise precision predicate predicate_classify predicatelock
-  predicatelocktarget predicates predok prefetch prefix prefixed prefixoff preload preloading prematurely prepare
-  prepare_end_lsn prepare_lsn prepared preparetransaction preparing preprocessing present present_parts preserve
-  preset presorted pressure prev prevblkno prevent prevents previous previously primary primary_conninfo
-  primary_slot_name prime print print_strict_params printable prior priority priv_name private privilege privileges
-  proallargtypes proargmodes proargnames probably probing problem problems proc proc_exit procedural procedure
-  procedures proceed process process_toast processcatchupevent processcontents processed processed_distinctclause
-  processed_groupclause processed_tlist processes processincomingnotify processing processor proclock proclocks
-  procnumber proconfig procs procsignal procsignalbarrier procsignalinit procstructlock produce produces product
-  profiler program programming progress progressing prohibits prokind promise promote promoted promotion prompting
-  proof prop_card propagate proparallel proper properly properties property proposed protections protocol prototypes
-  protrftypes prove provide provided provider providers provides prsend prsstart prstoken prti prunablerelids prune
-  prune_infos pruned pruneinfo pruning ps pseudo pseudoconstant psql ptids pu public publication
-  publicationlisttoarray publications publish published publisher publishes pubname pubobjects pubobjtype pubtable
-  purged purpose purposes push pushed pusheddown put python python3 q0v qu quadrillion qual qual_security_level
-  qualification qualifications qualified quals quantifier queries query query_level query_pathkeys queryid queryitem
-  querysource queue queueing quicksort quorum quote quoted quotes r r0h radius raise raise_exception raised ran random
-  randomaccess range range_agg range_agg_finalfn range_intersect_agg range_minus ranges rangetable rargs rate raw
-  raw_default raw_expr raw_result rbtree rc rcvd re reach reached reaching read read_only read_write reading readline
-  readouts reads ready real realloc reaping rearranging reason reasons reassign reassigning rebuild rec recalcitrant
-  receipttime receive received receiver receiving recent recfield recheck rechecking recheckqual reclaiming reclaims
-  recognized recompile reconfigure reconnect reconstruct record recorded records recover recovered recovering recovery
-  recovery_end_command recovery_prefetch recovery_target recovery_target_lsn recovery_target_name recovery_target_time
-  recovery_target_timeline recovery_target_xid recoverylockhash recreate recurse recursion recursive recursively
-  recursiveunion recv recycle recycled recycles recycling redefine redirect redirected redirecting redirection redo
-  reduce reduced reducing redundant ref ref_relid refassgnexpr refcnt refcollid refcontainertype refcount refcursor
-  refelemtype refer reference referenced references referencing referential refexpr reflowerindexpr refname refresh
-  refrestype reftypmod refupperindexpr reg regclass regcollation regconfig regdictionary regex regexp regexp_matches
-  regexp_replace region regis register registered registering registration registry regnamespace regoper regoperator
-  regproc regprocedure regrole regtype regular regularly rehashing reindex reindexed reindexing reinitialize
-  reinitializing reject reject_limit rejected rejects rel rel_parallel_workers relabelformat relam related relation
-  relationoid relationoids relations relationship relationtype relative relcache relcache_callback_list relchecks
-  release released releaselockifheld releases releasesavepoint releasing relfilelocators relfilenumber
-  relfilenumbermap relfrozenxid relid relid_map relids relkind rellockmode relmap relmap_redo relminmxid relname
-  relnamespace relnatts reload reloaded reloading relocatable relocation reloptinfo reloption reloptkind relowner
-  relpartbound relpersistence relreplident rels relsync relsync_callback_list reltablespace reltarget reltuples remain
-  remainder remaining remains remnant remote remote_schema removable removal remove removeabbrev_index_gin removed
-  removetype removing rename renamed renametype renaming rendezvous renegotiation reopen reorder reorderbuffer
-  reordering repalloc repalloc0 repartitioning repeat repeatable repetition replace replace_rte_variables replaced
-  replacedead replacement replay replayed replaying replica replicate replicated replication replicationslot replies
-  replorigin_redo reply reply_time report reported reporting reports represent representation request requested
-  requests require required required_outer required_relids requiredperms requirement requires rescan rescan_param
-  resconstantqual reserv reserve reserved reserved_connections reset reset_default_tblspc resetting resident resize
-  resjunk resname resno resolution resolve resolved resorigcol resorigtbl resource resourceowner resourceownerenlarge
-  resourceownerforget resourceownerremember resources respectively response ressortgroupref restart
-  restart_after_crash restart_lsn restart_seqs restarted restarting restartpoint restore restore_command restored
-  restoring restrict restricted restriction restrictive result resultcollid resulting resultrelation resultrelations
-  results resulttype resulttypmod resumed retexpr retlevelsup retold retransmits retried retries retrieve retrieved
-  retry retrying return return_target returned returning returningclause returninglist returninglists
-  returningnewalias returningoldalias returningtype returnmode returns returntype returnval reusable reverse
-  reverse_sort revmap revocation revoke revoked rewind rewindplanids rewrite rewriter rewrites rewriting rewritten
-  rexpr rexpr_list_end rexpr_list_start rhc ri right right_bucketsize right_em right_hasheqoperator right_join_clauses
-  right_mcvfreq right_relids rightkey rightpath rights righttree rinfo rinfo_serial rinfos rm_heap2_id rm_heap_id
-  rm_logicalmsg_id rm_standby_id rm_xact_id rm_xlog_id rmid rn role rolename roles roletype roll rollback
-  rollback_end_lsn rollbackandreleasecurrentsubtransaction rollbacktosavepoint rolling rollups roman root rootrelation
-  rotated rotation round rounded rounds routine row row_format row_identity_vars row_typeid rowcompare
-  rowexclusivelock rowexpr rowidname rowidrels rowidvar rowidwidth rowmark rowmarkid rowmarks rows rows_total rpath
-  rplan rtable rte rtekind rteperminfos rtepermissioninfo rtes rti rtindex rtree rule rulename rules run runcondition
-  runconditionorig running runs ruuuuyt rw rwconflictpool rwx rx rz s s4b9t safe safely safety safexid salt same
-  sample sampling sasl satisfied save saved savepoint savepoint_name savepoints saw sca scalar scalararrayopexpr
-  scalars scale scan scanblkno scankey scanned scanner scanning scanrelid scans scanstatus scheduling schema
-  schemaelts schemalocation schemaname schemas scheme scientific scope scram script scroll scrollable sdropped search
-  search_breadth_first search_clause search_col_list search_path search_seq_column searches searching second secondary
-  secondarysnapshot seconds secret secrets security security_barrier security_level securityquals see seed seek seem
-  seems seen segment segments select selected selectedcols selection selective selectivity selects selectstmt self
-  self_join self_reference sem_destroy sem_init sem_post sem_trywait sem_wait semantic semaphores semi semi_can_btree
-  semi_can_hash semi_operators semi_rhs_exprs send sender sending sendtime sent separate separated separator
-  separators seq seq_redo seqid sequence sequences sequential sequentially serial serialfn_oid serialfunc serializable
-  serializablexid serialization serialize serialized serializing serially serious server server_name serverid
-  servername servers servertype service session sessions set set_rtable_names setclientencoding setlocale setof setop
-  setop_pathkeys setoperations setparam sets setseed setsid setstmt setting settings setup setval seven several
-  severity sfk sfunc sg sha shadows share shareable shared shared_buffers shared_memory_type shared_preload_libraries
-  shared_relation shared_ts_radix_tree sharedfileset sharedinvalbackendinit sharedtuplestore shell shm shmall shmat
-  shmctl shmdt shmem shmem_exit shmem_request_hook shmemindex shmget shmmax shmmin shmmni short shot should shouldn
-  show shows shrink shut shutdown shutting si sibling side sigabrt sigalrm sighup sigint sigkill sign signal signaled
-  signalfd signals signature signed sigquit similar simple simple_rel_array simple_rel_array_size simplelru simpletype
-  simply simultaneous simultaneously since sindex single single_copy singlerow singleton sinval situation size sized
-  sizes sjinfo skewcolumn skewinherit skewtable skip skip_mark_restore skip_validation skipdata skipifnewvalexists
-  skipped skipping skips slab slash sleep slice sliceoffset slices slot slot_name slot_type slots slotsync slowness
-  slru slruscandirectory small smallint smart smgr smgr_redo smgrrelation snapbuild snapshot snapshotconflicthorizon
-  snapshots so socket sockets software some something somewhere soon sorry sort sort_pathkeys sortable sortby_dir
-  sortby_nulls sortclause sortcolidx sorted sortgroupref sortgrouprefs sorting sortop sortoperators sortopfamily
-  sortref sorts source source_stepids sourcerelation sourcetype sp space span spans spath spec special specific
-  specification specifications specified specifier specifies specify specifying speculative spelled spent spg_redo
-  spgist spi spi_cursor_open spi_cursor_open_with_args spi_cursor_parse_open spi_datumtransfer spi_dest_startup
-  spi_exec spi_execute spi_execute_extended spi_execute_plan_extended spi_execute_plan_with_paramlist
-  spi_execute_snapshot spi_finish spi_palloc spi_prepare spi_prepare_extended spi_printtup spill spilling spinlock
-  spitupletable split splits splitting spuriously sql sql_ascii sql_body sql_drop sqlstate square srf srrelid ss ssl
-  ssl_groups ssl_passphrase_command sslrequest sspi sstz staattnum stack stacked stage staged stale stamp stamps stand
-  standalone standard standard_conforming_strings standby standby_redo standbys stanumbers starelid start started
-  starting startinrangefunc startoffset starts startsubtransaction starttransactioncommand startup startup_cost stat
-  stat_types state statement statements statistic statistics statlist statoid stats status stderr stdin stdout step
-  step_id steps still stmt stmt_len stmt_location stmt_type stop stopping stopwords storage storage_name store stored
-  storedtype storing strat_total strategies strategy strategynumber stream streamed streaming strength strftime_l
-  strict strictness stride strigger string string_agg_transfn string_to_const strings strip strlist strong struct
-  structure structures stuck stxcomment stxkeys stxkind stxrelid stxstattarget style stype stzz su1 sub subcommands
-  subcommitted subdictionary subdirectory subexpression subexpressions subfield subid subject sublink sublinkid
-  sublinktype sublist submission submitted submitting subname subpart_map subpath subpaths subplan subplan_map
-  subplan_params subplans subprocess subqueries subquery subroot subscriber subscribers subscribes subscript
-  subscripted subscripting subscription subscriptions subscripts subselect substitute substituting substring subsystem
-  subtract subtransaction subtransactions subtype subxacts subxid succeed successes successfully such suffered
-  sufficient sufficiently suitable suites summaries summarization summarize summarized summarizer summarizing summary
-  superblock superuser superuser_reserved_connections superusers supplied supplies support supported supports
-  suppress_redundant_updates_trigger suppression sure surrogate suspending swap swaps sweep switch switched switches
-  switching switchpoint symbol symbolic symbols symmetric syn_lefthand syn_righthand sync syncfs synchronization
-  synchronize synchronized synchronizing synchronous synchronously syncing synonym synonyms syntax sys
-  syscache_callback_list sysid syslog syslogger system t t11 t21 t7 t_i t_xmin table table_index_fetch_tuple
-  table_list table_rewrite table_scan_bitmap_next_tuple table_scan_getnextslot table_scan_sample_next_block
-  table_scan_sample_next_tuple table_tuple_delete table_tuple_fetch_row_version table_tuple_get_latest_tid
-  table_tuple_lock table_tuple_update tableamroutine tableelts tablefunc tablefuncscanstate tablename tableoid tables
-  tablesample tablespace tablespacename tablespaces tablesync tag tail take taken takes taking tape tapes tar target
-  targetblk targetcolnos targetlist targetnamespace targets targettype targtype task tb tblspc_redo tcl tcp telct temp
-  temp_buffers temp_file_limit template template0 templates temporarily temporary term terminate terminated
-  terminating termination terminator test testexpr testing text text_field1 textual tg_argv tg_nargs tgargs tgattr
-  tgenabled tgrelid tgtype th than that the their them themselves then there thesaurus these they thhcd thinks third
-  this those thousand thread three threshold thresholds throttling through tid tidquals tidrangequals tied ties time
-  timed timeline timelines timeout timer times timestamp timestamps timestamptz timetravel timetz timezone timing
-  timings title tkh tle tlesortgroupref tli tlist tls tlsv1 tmp tn1 tnhkd to to_encoding_name toast toast_fetch_datum
-  toast_fetch_datum_slice toasted toc together token tokens tokentype too took top top_parent_relids topparent
-  topwindow tosql total total_collisions total_cost total_edges total_segment_size total_table_pages touch track
-  track_commit_timestamp track_counts trailing tranche transaction transactionids transactions transactionstmtkind
-  transfer transfn_oid transform transformed transiently transientplan transition transitionrels transitionspace
-  translate translated translated_vars transno transtypebyval transtypelen trap traversal treat treated treats tree
-  tree_height trees tried tries trig trigger triggered triggering triggers trigname trillion trim true truncate
-  truncated truncating truncation trust trusted try trying ts ts_config ts_rewrite ts_stat tsearch tsid tsmhandler
-  tsmroutine tsquery tsrf tsvector tsvector_field tsvector_stats tsvector_update_trigger ttype tuning tupdesc tuple
-  tuple1 tuple2 tuple_fraction tuplecid tupledesc tuples tuplesort tuplestore tuplestore_set_eflags tups tuptable turn
-  turned twice two two_phase two_phase_at typ type type_name typecode typed typeid typemod typename typeoid types
-  typetypeid typevar typically typid typinfo typlen typmod typmod_in typmod_out typmods typoid typrelid typtype tz u
-  u0000 u2h u3 ua9 ubuntu ubuntu1 uescape uhh uhl9k ulimit umask umethod unable unacceptable unaffected unambiguously
-  unary unbounded uncached unclosed uncommitted unconditional undefined under underflow underlying underscore
-  unencrypted unequal unexpected unexpectedly unfinished unfrozen ungrouped unhandled unicode uninitialized union
-  uniq_exprs uniqcolidx uniqcollations uniqnumcols uniqoperators unique unique_for_rels unique_keys uniqueness unit
-  units unix unknown unknowneqfalse unlabeled unless unlink unlinked unlisten unlogged unmap unmapped unmatched
-  unnamed unnest unpaused unperformed unpin unpinned unplanned unpopulated unprivileged unprocessed unprunablerelids
-  unpublished unqualified unquoted unreachable unrecognized unregistering unreserved unresolved unsafe unsigned
-  unsummarized unsupported unterminated until untracked untransformed untrusted unused unverified up updatable update
-  update_colnos updatecolnos updatecolnoslists updated updatedcols updatedecodingstats updater updates updating
-  upgrade upgrading upload_manifest upon upper upperdatums upstream uri url urls us usable usable_fds usable_pages
-  usage use use_float8_byval use_io_coercion use_json_coercion use_json_null used useful usehashtable useless useop
-  useor user useraborttransactionblock userid useridiscurrent usermap users uses using usingclause usr ustz usual
-  usually utc utf8 utility utilitystmt uuid uuid_abbrev uxxxx uxxxxxxxx v v2 va_cols vac vacuum vacuum_cost_delay
-  vacuum_cost_limit vacuum_multixact_freeze_min_age vacuum_multixact_freeze_table_age vacuumed vacuuming vacuums
-  vacuumupdatecosts valid validate validate_index validated validating validation validator value valued values
-  values_lists valueslists vanished var varattno varattnosyn varcollid variable variables variadic variant varlevelsup
-  varno varnosyn varnullingrels varreturningtype vars varstr_abbrev vartype vartypmod varying vector verbosity
-  verification verify verifying version versions versus via view viewquery views violate violated violates violation
-  virtual visibility visibilitymap_clear visibilitymap_set visible vla vm void volatile volatility volume voluntary vs
-  vsnprintf w w3 w5h wait wait_seconds waiteventcustom waiting waitpolicy waits wal wal_level wal_log wal_log_hints
-  wal_sync_method wall walreceiver wals walsender want warn warning warnings was way ways wbh wco wdeclaration we week
-  weeks weight well wendif were werror wformat wfunc_left what when whence whenclause whenever where where_clause
-  whereclause whether which while whitespace whole wholerow whose wide width widths wildcard will will_init wimplicit
-  winagg winclause wincollid window window_pathkeys window_seek_current windowagg windowclause windowfunc windowobject
-  windows winfnoid wingetfuncarginframe winname winref winstar wintype with with_check withcheckoption
-  withcheckoptionlists withcheckoptions withclause within without without_overlaps wl wmissing wno word words work
-  work_mem worker workers working workmem works workspace workspaces worktable worktablescan world worst would
-  wpointer wrap wraparound wrapper wrappers writable write writeback writer writes writing written wrong wrote wshadow
-  wt_param_id wtparam www x x1 x40000 x86_64 xa9g xact xacts xhcl xid xids xj xl_heap_new_cid xl_info xlcd xlog
-  xlog_blcksz xlog_fpi xlog_multixact_zero_off_page xlogbegininsert xlogreadbufferforredo xmax xmin xml xml_ereport
-  xml_errorhandler xml_errsave xmlbuffer xmlnamespaces xmlns xmloption xmlsavectxt xmlsavectxtptr xmlschema
-  xmlserialize xmltable xmltextwriter xmlvalidate xor xpath xqs xquery xsd xsi xtop xx xxxx xxxxxx y y2 ye year years
-  yes yet yield yields you your ys yw yy_create_buffer yy_get_next_buffer yy_scan_buffer yy_scan_bytes
-  yyensure_buffer_stack yylex_init yyset_column yyset_lineno yyyy z z4u2h zd zdkb zero zero_damaged_pages zeroed
-  zeroes zeroing zfp zone zoned zones zstd zu zz
+  plugin pluginpreparewrite plugins pluginupdateprogress pluginwrite plus plvalidator pm pmchild pmsignal pmstate
+  point pointattach pointattached pointbuffers pointcached pointcommitts pointcompletiontarget pointdetach
+  pointdistance pointdistanceestimate pointer pointerarray pointercompare pointerdec pointerequals pointerinc
+  pointerindicatesmovedpartitions pointers pointguts pointload pointloc pointlogicalrewriteheap pointmultixact
+  pointnew pointpredicate pointrelationmap pointreplicationorigin pointreplicationslots pointrun points pointsegments
+  pointshmeminit pointshmemsize pointsnapbuild pointtimeout pointtwophase pointwarning policies policy policy_name
+  policybyid poll polname polroles polygon polymorphic pool pools popactivesnapshot popchunkqueue popspanleader
+  poptransaction populated populatedstate population port portal portalactive portalbyname portalcleanup portalclose
+  portalcontext portalcreateholdstore portaldefinequery portaldone portaldrop portalerrorcleanup portalfailed
+  portalfetch portalgetprimarystmt portalhashtable portalhashtabledeleteall portalholdcontext portalmanager portalname
+  portalreleasecachedplan portalrewind portalrun portalrunfetch portalrunmulti portalrunselect portalrunutility
+  portalsetresultformat portalsnapshotexists portalsnapshots portalstart portalstore portalstrategy portaltargetlist
+  portnumber ports position positional positioned positions positive posixsemaphorecreate posixsemaphorekill possible
+  possibleunsafeconflict possibly possiblyobsoleteslot postalterhook postalterhookstr postauthdelay postcheckpoint
+  postcreatehook postcreatehookstr postfix postfixoff postgres postgresintpart postgresmain postgresql postgresqlcould
+  postgressingleusermain posting postingitem postingoff postinvalidate postmaster postmasterchild
+  postmasterchildactive postmasterchildbypid postmasterchildinactive postmasterchildname postmasterchildren
+  postmasterchildslot postmasterchildslotassigned postmasterchildslots postmasterchildslotunassigned
+  postmasterchildwalsender postmastercontext postmasterdeathsignalinit postmasterdeathwatchhandle
+  postmasterenvironment postmasterisaliveinternal postmastermain postmasterpid postmasterports postmastersignal
+  postmasterstatemachine postmasterwaitset postpone postportnumber postrestorecommand postrewritehook potential power
+  ppi_clauses ppi_req_outer ppi_rows ppi_serials ppilist pqcommbusy pqcommmethods pqcommmqmethods pqcommreadingmsg
+  pqcommsocketmethods pqrecvbuffer pqrecvlength pqrecvpointer pqsendbuffer pqsendbuffersize pqsendpointer pqsendstart
+  pr pre preallocated preallocxlogfiles preauthdelay precedeslogically precedesorequals preceding precheckpoint
+  precise precision predicate predicate_classify predicatelist predicatelock predicatelockacquire predicatelocked
+  predicatelockexists predicatelockhash predicatelockingneededforrelation predicatelockingxid predicatelockmanager
+  predicatelockpage predicatelockpagecombine predicatelockpagesplit predicatelockrelation predicatelocks
+  predicatelockshmeminit predicatelockshmemsize predicatelockslocal predicatelockstatusdata
+  predicatelockstoheaprelation predicatelockstonewtarget predicatelocktag predicatelocktagtypenames
+  predicatelocktarget predicatelocktargethash predicatelocktwophasefinish predicates predok predxact predxactlist
+  preferredtype prefetch prefetchbuffer prefetchlocalbuffer prefetchsharedbuffer prefix prefixed prefixoff
+  preinvalidate preload preloading prematurely preordereddistinctmulti preordereddistinctsingle prepare
+  prepare_end_lsn prepare_lsn preparecheck prepareclientencoding prepared preparedstatement
+  preparedstatementresultdesc preparedstatements preparedstatementtargetlist preparedtransaction preparedtransactions
+  preparedxactprocs prepareexpr prepareexprlist prepareforincrementalbackup prepareinfo
+  prepareinplaceinvalidationstate prepareinvalidationstate preparequal preparequery preparerecord prepareredoadd
+  prepareredoremove prepareskipsupportfromopclass prepareslot preparesortsupportcomparisonshim
+  preparesortsupportfromgistindexrel preparesortsupportfromindexrel preparesortsupportfromorderingop
+  preparetemptablespaces preparetoinvalidatecachetuple preparetosleep preparetransaction preparetransactionblock
+  preparetruncaterel preparetuplestoreresult preparewrite preparing preparingguts prephashtableforunmatched
+  preprocessing prerestorecommand prescannode prescanpreparedtransactions present present_parts preserve
+  preservestorage preset presorted pressure pretruncate prev prevblkno prevcheckpointdistance prevent
+  preventcommandduringrecovery preventcommandifparallelmode preventcommandifreadonly preventintransactionblock
+  prevents previous previously primary primary_conninfo primary_slot_name primaryconninfo primarykeyindex
+  primaryslotname primarystmt prime print print_strict_params printable printbufferpin printbufferrefcount
+  printcatcache printcatcachelist printfile printoutlength printplan printrelcache printtriggers printtupledesc prior
+  priority priorregisteredsnapshots priv_name private privatedata privaterefcount privaterefcountarray
+  privaterefcountclock privaterefcountentry privaterefcounthash privaterefcountoverflowed privilege privileges
+  privilegescheck privilegesstmt proallargtypes proargmodes proargnames probably probing problem problems proc
+  proc_exit procarray procarrayadd procarrayapplyrecoveryinfo procarrayapplyxidassignment procarraycleartransaction
+  procarrayendtransaction procarrayendtransactioninternal procarraygetreplicationslotxmin procarraygroupupdate
+  procarrayinitrecovery procarrayinstallimportedxmin procarrayinstallrestoredxmin procarrayremove
+  procarraysetreplicationslotxmin procarrayshmeminit procarrayshmemsize procblockerstatusdata procdiepending
+  procedural procedurallanguage procedure procedurecreate procedures proceed process process_toast
+  processbarriersmgrrelease processcancelrequestpacket processcatchupevent processcatchupinterrupt processchange
+  processcheckpointerinterrupts processclientreadinterrupt processclientwriteinterrupt
+  processcommittedinvalidationmessages processconfigfile processconfigfileinternal processcontents processcontrolfile
+  processcopyoptions processed processed_distinctclause processed_groupclause processed_tlist processes processglobals
+  processincomingnotify processing processingheap processingindex processinterrupts processlocallatch
+  processlogmemorycontextinterrupt processmain processmaincommon processmainloopinterrupts processnewcid
+  processnotifyinterrupt processor processparallelapplyinterrupts processparallelapplymessage
+  processparallelapplymessages processparallelmessage processparallelmessages processpendingwrites
+  processpgarchinterrupts processprocsignalbarrier processquery processreadbuffersresult processrecord processrecords
+  processrecoveryconflictinterrupt processrepliesifany processresourceowner processresources processresourcescallback
+  processreturning processrunningxacts processslotsyncmessage processstandbymessage processstandbyreplymessage
+  processstartuppacket processstartupprocinterrupts processsyncrequests processtwophasebuffer
+  processutilityforaltertable processutilityslow processwalsndrmessage processwalsummarizerinterrupts processxid
+  procexit procfromarray procglobal procglobalsemas procglobalshmemsize procinterrupts prockill proclastrecptr
+  proclist proclock proclockhash proclocks proclockwakeup procnode procnodefirst procnodeinstr procnumber
+  procnumbergetproc procnumbergettransactionids proconfig procpid procport procreleaselocks procs procsendsignal
+  procshutdownhandler procsighuphandler procsignal procsignalbarrier procsignalbarrierpending procsignalinit
+  procsignalshmeminit procsignalshmemsize procsignalslot procsignalstate procsleep procstructlock proctriggerhandler
+  procwaitforsignal procwakeup procwithlock produce produces product profiler program programming progress progressing
+  prohibits projectioninfo projectioninfowithvarno projectset prokind promise promote promoted promoteistriggered
+  promotesignal promotesignaled promotesignalfiles promotion prompting proof proofcachecallback proofcachehash
+  prop_card propagate proparallel proper properly properties property propertybool propertyfloat propertyinteger
+  propertylist propertylistnested propertytext proportionalpins proposed protections protocol prototypes protrftypes
+  prove provide provided provider providers provides prsend prsstart prstoken prti prunablerelids prune prune_infos
+  prunecontext pruned pruneinfo pruning ps pseudo pseudoconstant psql ptids ptrresult pu public publication
+  publicationaddschemas publicationaddtables publicationbyid publicationbyname publicationdesc publicationdropschemas
+  publicationdroptables publicationlisttoarray publicationoptions publicationowner publicationrelations
+  publicationrelbyid publicationrels publications publicationschemabyid publicationschemas publicationsstr
+  publicationtooids publish published publisher publishes pubname pubnode pubobjects pubobjtype
+  pubpartitionoptionrelations pubrelationcolumnlist pubrelsynccache pubtable pubwhereclauses purged purgeoldertxn
+  purpose purposes push pushactivesnapshot pushactivesnapshotwithlevel pushcopiedsnapshot pushed pusheddown
+  pushexprsetupsteps pushspanleader pushstep pushtransaction pushtuple put putheaptuple putinternal
+  putmemorycontextsstatstuplestore putmessage python python3 q q0v qu quadrillion qual qual_security_level qualbegin
+  qualend qualfetchrowmark qualfromrestrictinfolist qualification qualifications qualified qualifiedname
+  qualifiednamegetcreationnamespace qualinit quallist qualnext qualproject quals qualsetplan qualslot quantifier
+  queries query query_level query_pathkeys querycancelholdoffcount querycancelpending querycompletion
+  querycompletionstring querydesc queryforlocks queryid queryidenabled queryitem querylistgetprimarystmt querymain
+  queryparameters queryrewrite querysource querystate querytext querywalker queue queuechange
+  queuecheckconstraintvalidation queuedestreceiver queueing queueinternal queueinvalidations queuemessage
+  queuepartitionconstraintvalidation queueputmessage queuereader queuereadernext queuereceive queuesend queuetail
+  quicksort quitsignalreason quorum quote quoted quotedstring quotes r r0h r6xa radius radiustransaction raise
+  raise_exception raised ran random randomaccess range range_agg range_agg_finalfn range_intersect_agg range_minus
+  rangecreate rangedelete rangeeval rangenext rangerecheck ranges rangescan rangetable rangetablerelation
+  rangetablerelations rangetables rangevaradjustrelationpersistence rangevarcallbackforalterrelation
+  rangevarcallbackforattachindex rangevarcallbackfordroprelation rangevarcallbackforlocktable
+  rangevarcallbackforpolicy rangevarcallbackforreindexindex rangevarcallbackforrenameattribute
+  rangevarcallbackforrenamerule rangevarcallbackforrenametrigger rangevarcallbackforstats rangevarcallbackfortruncate
+  rangevarcallbackmaintainstable rangevarcallbackownsrelation rangevargetandcheckcreationnamespace
+  rangevargetcreationnamespace rangevargetrelidextended rarg rargs rate raw raw_default raw_expr raw_result rawbuf
+  rawdesc rawfields rawfieldsinternal rawflags rawmode rbtree rc rcvcomputenextwakeup rcvconn rcvd rcvdie
+  rcvfetchtimelinehistoryfiles rcvflushrecptr rcvforcereply rcvrunning rcvshmeminit rcvshmemsize rcvstreaming
+  rcvwaitforstartposition rcvwriterecptr rdoptindexcleanupvalues re reach reached reachedendofbackup reaching read
+  read_only read_write readarraybinary readarraydimensions readarraystr readarraytoken readattributestext
+  readbinaryattribute readbinarydata readbuffer readbufferextended readbuffers readbuffersimpl readbuffersresult
+  readbufferwithoutrelcache readcheckpointrecord readcommon readcontrolfile readdimensionint readdir readdirextended
+  readergetblocks readernext readernextrelation readexact reading readingmsg readinterrupt readline readlinetext
+  readmultixactidrange readnextfulltransactionid readnextmultixactid readonly readonlyinternal readouts readpage
+  readpageinternal readrecentbuffer readrecord readreplicationslot reads readtempfileblock readtwophasedata
+  readtwophasefile readwalsummary ready readyexpr readyforquery readyinterpretedexpr readyportals real realloc
+  realvariable reaping rearranging reason reasons reassign reassigncurrentowner reassigning reassignownedobjects
+  reassignowner rebuild rebuildconstraintcomment rebuildrelation rec recalcitrant receipttime receive receivecopybegin
+  receivecopybinaryheader received receivedlocation receivefunctioncall receiver receiverexit receiverfunctions
+  receivermain receiverparams receiverrequested receiverrestart receiverwaitstart receivesharedinvalidmessages
+  receiving recend recent recentbuffer recentlyused recentpast recentxmin recfield recheck recheckdatadirlockfile
+  recheckdatadirread rechecking recheckqual reclaiming reclaims recognized recompile recompinverselookup reconfigure
+  reconnect reconstruct record recordandgetpagewithfreespace recordcachearray recordcachearraylen recordcachehash
+  recordconstlocation recorded recordedfreespace recordfreeindexpage recordknownassignedtransactionids
+  recordnewmultixact records recordtransactionabort recordtransactionabortprepared recordtransactioncommit recordtype
+  recordtypmod recordtypmodregistryattach recordtypmodregistryestimate recordtypmodregistryinit recordusedindexpage
+  recover recovered recovering recoverpreparedtransactions recovery recovery_end_command recovery_prefetch
+  recovery_target recovery_target_lsn recovery_target_name recovery_target_time recovery_target_timeline
+  recovery_target_xid recoveryapplydelay recoverycommand recoveryconflict recoveryconflictdeadlock
+  recoveryconflictinterrupt recoveryconflictpending recoveryconflictpendingreasons recoveryconflictsnapshot
+  recoveryconflicttablespace recoveryconflictwithbufferpin recoveryconflictwithdatabase recoveryconflictwithlock
+  recoveryconflictwithsnapshot recoveryconflictwithsnapshotfullxid recoveryconflictwithtablespace recoveryconsistency
+  recoveryendcommand recoveryinfo recoveryinprogress recoverylockhash recoverylockxidhash recoverypause recoverypaused
+  recoverypausestate recoverypoint recoveryrecord recoveryrequested recoveryrequiresintparameter recoveryrestartpoint
+  recoveryretrieveretryinterval recoverystate recoverytransactionenvironment recoverywalstream recptr recptrresult
+  recreate recreatetwophasefile recurse recursemember recursion recursive recursively recursiveunion recv recvbuffer
+  recvlength recvpointer recycle recycled recycles recycling redefine redirect redirected redirecting redirection redo
+  redoadd redorecptr redoremove reduce reduced reducing redundant ref ref_relid refassgnexpr refcnt refcollid
+  refcontainertype refcount refcountarray refcountclock refcountentry refcounthash refcountoverflowed refcursor
+  refelemtype refer reference referencecount referenced references referencing referential refexpr refindandrelease
+  reflowerindexpr refname refresh refreshcoll refreshmatview refreshmatviewbyoid refrestype refs refsinowner refstar
+  reftable reftablecomparator reftableentry reftableentrygetblocks reftableentrymarkblockmodified
+  reftableentrysetlimitblock reftablefileterminate reftablefreeentry reftablegetentry reftablemarkblockmodified
+  reftableread reftablereader reftablereadergetblocks reftablereadernextrelation reftablesetlimitblock reftablewrite
+  reftablewriteentry reftablewriter reftypmod refupperindexpr reg regclass regcollation regconfig regdictionary regex
+  regexp regexp_matches regexp_replace regexpcachememorycontext regexpmemorycontext region regis register
+  registerbackgroundworker registercallback registercatcacheinvalidation registercustomrmgr registercustomscanmethods
+  registerdynamicbackgroundworker registered registeredoractivesnapshot registeredsnapshots registeredwaitevents
+  registerexprcontextcallback registerextensiblenodeentry registerextensiblenodemethods registerextensionexplainoption
+  registering registerpostmasterchildactive registerpredicatelockingxid registerrelcachecallback
+  registerrelcacheinvalidation registerrelsynccallback registerresetcallback registerresourcereleasecallback
+  registersnapshot registersnapshotonowner registersubxactcallback registersyncrequest registersyscachecallback
+  registertemporaryfile registertimeout registertwophaserecord registerxactcallback registration registry
+  registryattach registryestimate registryinit regnamespace regoper regoperator regproc regprocedure regrole regtype
+  regular regularly rehashcatcache rehashcatcachelists rehashing reindex reindexconcurrent reindexed reindexindex
+  reindexing reindexisprocessingheap reindexisprocessingindex reindexmultipleinternal reindexmultipletables
+  reindexpartitions reindexpending reindexprocessing reindexrelationconcurrently reindexstate reindexstatespace
+  reindextable reinitialize reinitializeparallelworkers reinitializing reject reject_limit rejectbuffer rejected
+  rejects rel rel_parallel_workers relabelformat relam related relation relationaddblocks relationalllocalbuffers
+  relationassumenewrelfilelocator relationbuffers relationbuilddesc relationbuildlocalrelation
+  relationbuildpartitiondesc relationbuildpartitionkey relationbuildpublicationdesc relationbuildrowsecurity
+  relationbuildrulelock relationbuildtriggers relationbuildtupledesc relationcacheinitfilepostinvalidate
+  relationcacheinitfilepreinvalidate relationcacheinitfileremove relationcacheinitfileremoveindir
+  relationcacheinitialize relationcacheinvalidate relationcacheinvalidateentry relationclearmissing
+  relationclearrelation relationclose relationcolumnlist relationconcurrently relationcopystorage
+  relationcopystorageusingbuffer relationcreatestorage relationcreatetoasttable relationdata
+  relationdecrementreferencecount relationdelete relationdestroyrelation relationdropstorage
+  relationextensionlockwaitercount relationextstatistics relationfiles relationfilesindbspace
+  relationfindrepltuplebyindex relationfindrepltupleseq relationforextension relationforgetrelation
+  relationgetbufferfortuple relationgetdummyindexexpressions relationgetexclusioninfo relationgetidentitykeybitmap
+  relationgetindexattoptions relationgetindexattrbitmap relationgetindexexpressions relationgetindexlist
+  relationgetindexpredicate relationgetindexscan relationgetnotnullconstraints relationgetnumberofblocksinfork
+  relationgetpartitiondesc relationgetpartitionkey relationgetpartitionqual relationgetprimarykeyindex
+  relationgetreplicaindex relationgetsmgr relationgetstatextlist relationhassubclass relationhassyscache relationid
+  relationidcache relationidforsession relationidgetrelation relationidisininitfile relationincrementreferencecount
+  relationinitindexaccessinfo relationinitlockinfo relationinitphysicaladdr relationinittableaccessmethod
+  relationinsert relationinternal relationinvalidaterelation relationinvalidatessnapshotsonly relationistargetrelation
+  relationisvisible relationisvisibleext relationlocalbuffers relationlock relationlockedbyme relationlockentry
+  relationlocks relationmap relationmapcopy relationmapfilenumbertooid relationmapfinishbootstrap
+  relationmapinitialize relationmapinvalidate relationmapinvalidateall relationmapoidtofilenumber
+  relationmapoidtofilenumberfordatabase relationmapping relationmapread relationmapremovemapping relationmapreplace
+  relationmapspace relationmapupdatemap relationmapwrite relationname relationnamegettupledesc
+  relationnamespaceinternal relationnewconstraints relationnotnullconstraints relationnumchecks relationoid
+  relationoidlockedbyme relationoids relationoidsize relationparsereloptions relationpath relationpersistence
+  relationpreservestorage relationpretruncate relationpublications relationputheaptuple relationrebuildrelation
+  relationreloadindexinfo relationrulestatus relations relationsallbuffers relationscallback
+  relationsetnewrelfilenumber relationship relationsindbspacedir relationsintablespacedir relationsupportssyscache
+  relationtablespace relationtablespacemove relationtruncate relationtruncateindexes relationtuple relationtype
+  relationupdate relative relby relbyid relbyoid relcache relcache_callback_list relcacheall relcachebyrelid
+  relcachebytuple relcachecallback relcacheentry relcacheinit relcacheinvalidation relcallback relcheck relcheckasuser
+  relchecks relconstraint relconstraints reldestreceiver release releaseall releasealllocks releaseallofkind
+  releaseallplancacherefsinowner releaseandreadbuffer releaseauxprocessresources releaseauxprocessresourcescallback
+  releasebuffer releasebufferpin releasebulkinsertstatepin releasecachedplan releasecallback releasecatcache
+  releasecatcachelist releasecatcachewithowner releasecryptohash releasecurrentowner releasecurrentsubtransaction
+  released releasedeletionlock releasedummy releasefile releaseinternal releaselockifheld releaselocks releaselocktree
+  releaselrufile releaselrufiles releaseoldlocks releaseoneserializablexact releasepostmasterchildslot
+  releasepredicatelocks releasepredicatelockslocal releasepredxact releaserelation releases releasesavepoint
+  releasesemaphores releasesession releasesnapshot releasesyscache releasetupledesc releasewaiters releasewaiteventset
+  releasexidentrylocks releasing relexists relfilelocator relfilelocators relfilenumber relfilenumbermap
+  relfilenumbermaphash relfilenumbermapinvalidatecallback relfrozenxid relgenvirtualnotnull relhashtable relid
+  relid_map relidbyrelfilenumber relidextended relids relidtotypeidcachehash relinfo relkind rellocal rellockmode
+  relmap relmap_redo relmapcontext relminmxid relname relnamegetrelid relnamespace relnatts relnotnull reload reloaded
+  reloadindexinfo reloading reloadpending reloadtime relocatable relocation reloid reloidsize reloptinfo reloption
+  reloptions reloptionslocklevel reloptkind relowner relpartbound relperms relpersistence relreplident relrewrite rels
+  relshared relstate relsync relsync_callback_list relsyncall relsynccache relsynccallback relsynccallbacks
+  reltablespace reltarget relto reltuples relunpinnedbuffers remain remainder remaining remains rememberaiohandle
+  rememberalldependentforrebuilding rememberclusteronforrebuilding rememberconstraintforrebuilding rememberlock
+  rememberprepareinfo rememberreplicaidentityforrebuilding remembersimpledeadlock remembersyncrequest remnant remote
+  remote_schema remotedestreceiverparams removable removablefullxid removabletransactionid removablexid removal remove
+  removeabbrev_index_gin removeattrdefault removeattrdefaultbyid removeattributebyid removeconstraintbyid removed
+  removedptr removeextensionbyid removefromwaitqueue removefunctionbyid removehead removeindir removeinheritance
+  removelocallock removelogrotatesignalfiles removemapping removenonparentxlogfiles removeobjects removeoldxlogfiles
+  removeoperatorbyid removepage removepartitionkeybyrelid removepgtempfiles removepgtempfilesindir
+  removepgtemprelationfiles removepgtemprelationfilesindbspace removepolicybyid removepreceding removeprocfromarray
+  removepromotesignalfiles removepublicationbyid removepublicationrelbyid removepublicationschemabyid
+  removereindexpending removerelations removerewriterulebyid removerolefrominitpriv removerolefromobjectpolicy
+  removerunningxids removescratchtarget removesocketfiles removestatistics removestatisticsbyid
+  removestatisticsdatabyid removesubscriptionrel removetargetifnolongerused removetemprelations
+  removetemprelationscallback removetempxlogfiles removetriggerbyid removetwophasefile removetype removetypebyid
+  removeusermapping removewalsummaryifolderthan removexlogfile removing rename renameattribute renameconstraint
+  renameconstraintbyid renamed renamedatabase renameenumlabel renamerelation renamerelationinternal renamerewriterule
+  renamerole renamerule renameschema renamestmt renametablespace renametrigger renametype renametypeinternal renaming
+  rendezvous renegotiation reopen reorder reorderbuffer reorderbufferabort reorderbufferabortold
+  reorderbufferaccumulateinvalidations reorderbufferadddistributedinvalidations reorderbufferaddinvalidations
+  reorderbufferaddnewcommandid reorderbufferaddnewtuplecids reorderbufferaddsnapshot reorderbufferallocate
+  reorderbufferallocchange reorderbufferallocrelids reorderbufferalloctuplebuf reorderbufferassignchild
+  reorderbufferbyxid reorderbuffercanstartstreaming reorderbufferchangememoryupdate reorderbufferchangesize
+  reorderbuffercommit reorderbuffercommitchild reorderbufferexecuteinvalidations reorderbufferfinishprepared
+  reorderbufferforget reorderbufferfree reorderbufferfreechange reorderbufferfreerelids reorderbufferfreetuplebuf
+  reorderbuffergetcatalogchangesxacts reorderbuffergetinvalidations reorderbuffergetoldestxmin
+  reorderbufferimmediateinvalidation reorderbufferinvalidate reorderbufferitercompare reorderbufferprepare
+  reorderbufferprocessxid reorderbufferqueuechange reorderbufferqueueinvalidations reorderbufferqueuemessage
+  reorderbufferread reorderbufferrememberprepareinfo reorderbufferrestorechanges reorderbufferrestorecleanup
+  reorderbufferserializechange reorderbufferserializereserve reorderbuffersetbasesnapshot reorderbuffersetrestartpoint
+  reorderbufferskipprepare reorderbuffertoastappendchunk reorderbuffertoasthash reorderbuffertoastreplace
+  reorderbuffertransfersnaptoparent reorderbuffertuplecid reorderbufferwrite reorderbufferxidhasbasesnapshot
+  reorderbufferxidhascatalogchanges reorderbufferxidsetcatalogchanges reordering reorderlogicalmappingread
+  repairfragmentation repalloc repalloc0 repapplyloop repartitioning repcancelwait repcleanupatprocexit repconfig
+  repctx repeat repeatable repetition repgetcandidatestandbys repinitconfig replace replace_rte_variables replaced
+  replacedead replacement replaceroleininitpriv replacevarfromtargetlist replacevarsfromtargetlist replauncherhash
+  replay replayed replaying replayrecptr replaystarttime replica replicaidentity replicaidentityforrebuilding
+  replicaidentityfull replicaindex replicate replicated replication replicationapplydelay replicationcommand
+  replicationhorizons replicationorigin replicationorigindrop replicationoriginexitcleanup
+  replicationoriginnameforlogicalrep replicationoriginshmeminit replicationoriginshmemsize replicationoriginstate
+  replicationrole replicationslot replicationslotacquire replicationslotallocation replicationslotalter
+  replicationslotcleanup replicationslotcontrol replicationslotcreate replicationslotctl replicationslotdrop
+  replicationslotdropacquired replicationslotdropatpubnode replicationslotdropptr replicationslothaspendingwal
+  replicationslotindex replicationslotinitialize replicationslotmarkdirty replicationslotname
+  replicationslotnamefortablesync replicationslotnewxmin replicationslotpersist replicationslotread
+  replicationslotrelease replicationslotreservewal replicationslotrestoresync replicationslots replicationslotsave
+  replicationslotscomputerequiredxmin replicationslotsetinactivesince replicationslotshmemexit
+  replicationslotsshmeminit replicationslotsshmemsize replicationslotsync replicationslotsyncmain
+  replicationslotsyncshutdown replicationslotvalidatename replicationslotvalidatenameinternal replicationslotwrite
+  replicationslotxmin replicationtransferlatency replies repliesifany replorigin_redo replslotsyncworkermain
+  repltuplebyindex repltupleseq reply reply_time replymessage report reportapplyconflict reportbackgroundworkerexit
+  reportclosed reportconflict reported reporting reportinstrumentation reportlastrecend reportnotnullviolationerror
+  reportpresence reports reportslotconnectionerror reportslotinvalidation reporttemporaryfileusage
+  reportwalsummaryerror reppartmap reppartmapcontext repreleasewaiters reprelmap reprelmapcontext represent
+  representation repstandbynames repsynctablestart repupdatesyncstandbysdefined repwaitmode repwakequeue repworker
+  repworkerswakeupatcommit repworkerwalrcvconn request requestaddinshmemspace requestcheckpoint requestdone requested
+  requestpacket requestpending requestqueue requests requestwalreceiverrestart requestwork require required
+  required_outer required_relids requiredparametervalues requiredperms requiredxmin requirement requires
+  requiresintparameter requiresrevalidation requiresrewrite requiressnapshot requiretransactionblock rescan
+  rescan_param rescanagg rescanappend rescanbitmapand rescanbitmapheapscan rescanbitmapindexscan rescanbitmapor
+  rescanctescan rescancustomscan rescanexprcontext rescanforeignscan rescanfunctionscan rescangather rescangathermerge
+  rescangroup rescanhash rescanhashjoin rescanincrementalsort rescanindexonlyscan rescanindexscan rescanlimit
+  rescanlockrows rescanmaterial rescanmemoize rescanmergeappend rescanmergejoin rescanmodifytable
+  rescannamedtuplestorescan rescannestloop rescanprojectset rescanrecursiveunion rescanresult rescansamplescan
+  rescanseqscan rescansetop rescansetparamplan rescansort rescansubqueryscan rescantablefuncscan rescantidrangescan
+  rescantidscan rescanunique rescanvaluesscan rescanwindowagg rescanworktablescan resconstantqual reserv reserve
+  reserved reserved_connections reservedconnections reservedname reservedrefcountentry reserveprivaterefcountentry
+  reservewal reset reset_default_tblspc resetalloptions resetawaitedlock resetbackgroundworkercrashtimes resetcallback
+  resetcatalogcache resetcatalogcaches resetcatalogcachesext resetchildren resetexportedsnapshotstate resetlatch
+  resetlogicalstreamingstate resetmatchflags resetnestedplan resetonly resetplancache resetpromotesignaled
+  resetreindexstate resetrelrewrite resetrowpattern resetsequence resetsequencecaches resetstring
+  resettemptablenamespace resetting resettuplehashtable resettupletable resetunloggedrelations
+  resetunloggedrelationsindbspacedir resetunloggedrelationsintablespacedir resetusage resetxmin resident resize
+  resjunk resname resno resolution resolve resolvecmincmaxduringdecoding resolved resolveopclass
+  resolverecoveryconflictwithbufferpin resolverecoveryconflictwithdatabase resolverecoveryconflictwithlock
+  resolverecoveryconflictwithsnapshot resolverecoveryconflictwithtablespace resorigcol resorigtbl resource
+  resourceowner resourceowneraddtohash resourceownercreate resourceownerdelete resourceownerduringexport
+  resourceownerenlarge resourceownerforget resourceownerforgetaiohandle resourceownerforgetlock resourceownergetparent
+  resourceownernewparent resourceownerrelease resourceownerreleaseall resourceownerreleaseallofkind
+  resourceownerreleaseinternal resourceownerremember resourceownerrememberaiohandle resourceownerrememberlock
+  resourcereleasecallback resources resourcescallback resownerprintbufferpin resownerprintcatcache
+  resownerprintcatcachelist resownerprintfile resownerprintrelcache resownerprinttupledesc resownerreleasebufferpin
+  resownerreleasecachedplan resownerreleasecatcache resownerreleasecatcachelist resownerreleasecryptohash
+  resownerreleasefile resownerreleaserelation resownerreleasesnapshot resownerreleasetupledesc
+  resownerreleasewaiteventset respectively response ressortgroupref restart restart_after_crash restart_lsn
+  restart_seqs restartdecodingforslot restarted restarting restartpoint restore restore_command restorearchivedfile
+  restoreblockimage restorechanges restorecleanup restoreclientconnectioninfo restorecommand restorecontents restored
+  restoredfromarchive restoredxmin restoregroup restorelibrarystate restoreparamlist restorependingsyncs
+  restorereindexstate restorerelationmap restorescratchtarget restoreslotfromdisk restoresnapshot restoresync
+  restoretemppage restoretransactioncharacteristics restoretransactionsnapshot restoreuncommittedenums
+  restoreusercontext restoring restrict restricted restrictedoperation restrictinfoistidqual restrictinfolist
+  restriction restrictioncontext restrictionestimator restrictive restrictsearchpath restrpos result resultcollid
+  resultdesc resultformat resulting resultlastxmin resultmarkpos resultrel resultrelation resultrelations
+  resultrelbyoid resultrelcheckasuser resultrelinfo resultrels resultrestrpos results resultset resultslot
+  resultslotops resulttype resulttypmod resumed retexpr rethrowerror retlevelsup retold retransmits retried retries
+  retrieve retrieved retrieveinstrumentation retrieveretryinterval retrieverule retry retrying retryinterval return
+  return_target returned returning returningclause returninglist returninglists returningnewalias returningoldalias
+  returningslot returningtype returnmode returns returnstuples returntype returnval reusable reuseforeignkey
+  reuseindex revalidatecachedquery reverse reverse_sort revmap revocation revoke revoked rewind rewindforread
+  rewindplanids rewrite rewritecheckpointsync rewriteheap rewritehook rewritelocks rewritemappingsync
+  rewritemappingwrite rewritequery rewriter rewriterule rewriterulebyid rewrites rewritesync rewritetruncate
+  rewritewrite rewriting rewritten rexpr rexpr_list_end rexpr_list_start rhc ri right right_bucketsize right_em
+  right_hasheqoperator right_join_clauses right_mcvfreq right_relids rightkey rightpath rights rightsibling righttree
+  rinfo rinfo_serial rinfos rm_heap2_id rm_heap_id rm_logicalmsg_id rm_standby_id rm_xact_id rm_xlog_id rmgrcleanup
+  rmgrnotfound rmgrstartup rmgrtable rmid rn role rolefrominitpriv rolefromobjectpolicy roleid roleidcallback
+  roleininitpriv roleisactive rolemembershipcachecallback rolemems rolename roles roleset roletype roll rollback
+  rollback_end_lsn rollbackandreleasecurrentsubtransaction rollbacktosavepoint rolling rollups roman root rootmap
+  rootrelation roottochildmap rotated rotation round rounded rounds routine routinebinary routinebyamid routinebyrelid
+  routinebyserverid routineforrelation routinetext routinginfo row row_format row_identity_vars row_typeid rowcompare
+  rowcount rowdescriptioncontext rowdescriptionmessage rowexclusivelock rowexpr rowfilter rowidname rowidrels rowidvar
+  rowidwidth rowmark rowmarkid rowmarkrel rowmarks rownotnull rownull rowpattern rowreference rows rows_total
+  rowsarepeers rowsecurity rowsharelock rowto rowtriggerstopartition rowtype rowvar rpath rplan rqstfilereload rtable
+  rte rtekind rteperminfos rtepermissioninfo rtes rti rtindex rtree rule rulebyid rulelock rulename rules rulestatus
+  run runcondition runconditionorig runfetch runfromstore runfunctionexecutehook runfunctionexecutehookstr runmulti
+  runnamespacesearchhook runnamespacesearchhookstr running runningtransactiondata runningtransactionlocks runningxacts
+  runningxids runobjectdrophook runobjectdrophookstr runobjectpostalterhook runobjectpostalterhookstr
+  runobjectpostcreatehook runobjectpostcreatehookstr runobjecttruncatehook runobjecttruncatehookstr runs runselect
+  runtimekeys runutility ruuuuyt rw rwconflictpool rwx rx ryh rz s s4b9t safe safedecodingtransactionid safely
+  safesnapshot safesnapshotblockingpids safety safexid salt same sample samplenext samplerecheck samplescan sampling
+  sanitycheckbackgroundworker sasl satisfied satisfiesupdate satisfiesvacuum satisfiesvacuumhorizon
+  satisfiesvisibility save savecachedplan saved savedresourceownerduringexport savedserializablexact saveevent
+  savegroup savepoint savepoint_name savepoints saveslottopath savetransactioncharacteristics savetuple saw sca scalar
+  scalararrayop scalararrayopexpr scalars scalarvalue scalarvalueextended scale scan scanagg scanappend scanbitmapand
+  scanbitmapheapscan scanbitmapindexscan scanbitmapor scanblkno scanconfigurewait scanctescan scancustomscan
+  scandetails scandircbdeleteall scandircbdeletecutoff scandircbfindearliest scandircbreportpresence scandirectory
+  scanend scanestimate scanexprcontext scanforeignscan scanfunctionscan scangather scangathermerge scangroup scanhash
+  scanhashbucket scanhashjoin scanhashtableforunmatched scanincrementalsort scanindexonlyscan scanindexscan
+  scaninitializeworker scankey scankeyentryinitialize scankeyentryinitializewithinfo scankeyinit scankeys
+  scankeywordbarelabel scankeywordcategories scankeywordlookup scankeywords scankeywordtokens scanlimit scanlockrows
+  scanmaterial scanmemoize scanmergeappend scanmergejoin scanmethods scanmodifytable scannamedtuplestorescan scanned
+  scanner scannestloop scannext scannextblock scanning scannode scannotify scanpgrelation scanprojectioninfo
+  scanprojectioninfowithvarno scanprojectset scanqueryforlocks scanquerywalker scanrecheck scanrecursiveunion
+  scanrelation scanrelid scanrequest scanrescan scanresult scanretrieveinstrumentation scans scansamplescan
+  scanseqscan scansetop scansetparamplan scansetup scanshmeminit scanshmemsize scanslotfromouterplan scansort
+  scansourcedatabasepgclasstuple scanstatus scansubplan scansubqueryscan scantablefuncscan scantidrangescan
+  scantidscan scantupleslot scantype scanunique scanvaluesscan scanvar scanvarvirt scanwindowagg scanwithproject
+  scanwithqual scanwithqualproject scanworktablescan schedulebuffertagforwriteback scheduling schema schemabyid
+  schemacommand schemaelts schemalist schemalocation schemaname schemaowner schemapublicationrelations
+  schemapublications schemas schemastmt schematype scheme scientific scope scram scratchpartitionlock scratchtarget
+  scratchtargettag scratchtargettaghash script scroll scrollable sdropped search search_breadth_first search_clause
+  search_col_list search_path search_seq_column searchcatcache searchcatcacheinternal searchcatcachelist
+  searchcatcachemiss searches searchhook searchhookstr searching searchinternal searchleaf searchlimit
+  searchnamedreplicationslot searchpath searchpathcache searchpathcachecontext searchpathcacheentry searchpathmatcher
+  searchpathmatchescurrentenvironment searchsyscache searchsyscacheattname searchsyscacheattnum searchsyscachecopy
+  searchsyscachecopyattname searchsyscachecopyattnum searchsyscacheexists searchsyscacheexistsattname
+  searchsyscachelist sec seccontext seclabelstmt second secondary secondarysnapshot secondarysnapshotdata seconds
+  secret secrets sectioncount security security_barrier security_level securitylabel securityquals
+  securityrestrictedoperation securityrestrictioncontext see seed seek seekblock seem seems seen segaddr seghdr
+  segment segmentname segmentopen segments segswitchdata seh select selectconfigfiles selected selectedcols selection
+  selective selectivity selectlocking selects selectstmt self self_join self_reference selfdata sem_destroy sem_init
+  sem_post sem_trywait sem_wait semantic semaphorecreate semaphorekill semaphores semi semi_can_btree semi_can_hash
+  semi_operators semi_rhs_exprs seminewlinenewline send sendbackupmanifest sendbasebackup sendbuffer sendbuffersize
+  sendcancelrequest sendchar senddata sendendofrow sender sendermain senderslot senderwaitforwal senderwritedata
+  sendfunctioncall sendfunctionresult sending sendpointer sendpostmastersignal sendprocsignal
+  sendrowdescriptionmessage sendsharedinvalidmessages sendsignal sendstart sendtextlikeendofrow sendtime
+  sendtimelinehistory sendxlogrecptrresult sent separate separated separateplans separator separators seq seq_redo
+  seqid seqnext seqrecheck seqscan seqscanestimate seqscaninitializeworker seqscanwithproject seqscanwithqual
+  seqscanwithqualproject sequence sequencecaches sequencechangepersistence sequences sequencetuple sequential
+  sequentially serial serialbuffer serialcontrol serialcontroldata serialfn_oid serialfunc serializable
+  serializableconflictin serializableconflictout serializableconflictoutneeded serializablefinishedlist
+  serializablepredicatelist serializabletransactions serializabletransactionsnapshot
+  serializabletransactionsnapshotint serializablexact serializablexacthash serializablexid serializablexidhash
+  serialization serializationmetrics serializationpoint serialize serializechange serializeclientconnectioninfo
+  serialized serializedestreceiver serializelibrarystate serializeparamexecparams serializeparamlist
+  serializependingsyncs serializereindexstate serializerelationmap serializereserve serializesnapshot
+  serializetransactionstate serializeuncommittedenums serializing serially serialpageprecedeslogically
+  serialsetactiveserxmin serialslructldata serious server server_name serverbyname serverextended serverid
+  serveridbyrelid serverloop servername serverowner serverport serverports servers servertype service serxmin session
+  sessionandxactlocks sessionauthorization sessiondsmhandle sessionrecordtype sessionrecordtypmod
+  sessionreplicationrole sessions sessiontimeout sessiontimeouthandler sessiontimeoutpending sessionuserid
+  sessionuseridstandalone sessionuserissuperuser set set_rtable_names setactiveserxmin setafterfork setalloc
+  setallocfromnewblock setalloclarge setasidegroup setattach setattrmissing setauthenticateduserid setbasesnapshot
+  setblockoffsets setblocks setcanreportclosed setcatalogchanges setchecksumcopy setchecksuminplace setclientencoding
+  setclose setcolnames setcolumnfilter setcommandid setcommitts setcommittsdata setcommittslimit setconfigfile
+  setconfigoption setcontextcreateinternal setcreate setcurrentbatch setcurrentchunkstarttime setcurrentroleid
+  setcurrentstatementstarttimestamp setdatabaseencoding setdatabasehaslogineventtriggers setdatabasepath setdatadir
+  setdatadirectorycreateperm setdelete setdeleteall setdocument setepochtimestamp setequal setexecprocnode
+  setexplainextensionstate setexpr setforgetfreespace setfree setgetchunkcontext setgetchunkspace sethintbits
+  setidentifier setinactivesince setindexstorageproperties setinit setisempty setlastusedpage setlatch setlimitblock
+  setlocale setlocktagrelationoid setmarkposition setmatviewpopulatedstate setmessageencoding setmultixactidlimit
+  setnamespace setnewrelfilenumber setnextobjectid setof setoffsetvacuumlimit setoldestmember setondetach setop
+  setop_pathkeys setopen setoperations setpagestatus setpagestatusinternal setparallelstarttimestamps setparam
+  setparamplan setparamplanmulti setparent setparentconstraint setparentcontext setparentindex setparenttrigger
+  setpath setplan setpossibleunsafeconflict setpostrewritehook setpromoteistriggered setquitsignalreason setrealloc
+  setrecoverypause setreindexpending setreindexprocessing setrelationhassubclass setrelationnumchecks
+  setrelationrulestatus setrelationtablespace setremotedestreceiverparams setreplicationslotxmin setreset
+  setrestartpoint setresultformat setroleisactive setrowfilter sets setsecuritylabel setseed setsegment setsegmentname
+  setserializabletransactionsnapshot setsessionauthorization setsharedsecuritylabel setsid setslotdescriptor
+  setstartupbufferpinwaitbufid setstate setstats setstatusbit setstmt settempnamespacestate settemptablespaces setting
+  settings settransactionidlimit settransactionsnapshot settreestatus settuplebound settuplestoredestreceiverparams
+  settwophaseat setup setupapplyorsyncworker setupbatches setuphistoricsnapshot setuplockintable
+  setuppartitiontuplerouting setupsteps setuptuplequeues setuseridandcontext setuseridandseccontext setval
+  setvariableargs setvariablestmt setwait setwaitblock setwalwritersleeping setxmin seven several severity sfk sfunc
+  sg sha shadows share shareable shared shared_buffers shared_memory_type shared_preload_libraries shared_relation
+  shared_ts_radix_tree sharedbuffer sharedbufhash sharedcomments sharedcostbalance sharedfileset sharedfilesetattach
+  sharedfilesetdeleteall sharedfilesetinit sharedfilesetondetach sharedinvalbackendinit sharedinvalidmessagecounter
+  sharedinvalidmessages sharedinvalshmeminit sharedinvalshmemsize sharedlatch sharedmemoryandsemaphores
+  sharedmemoryconfig sharedmemorycontrol sharedobject sharedobjectforsession sharedrecordtypmodregistryattach
+  sharedrecordtypmodregistryestimate sharedrecordtypmodregistryinit sharedrelation sharedrels sharedsecuritylabel
+  sharedstate sharedstateshmemsize sharedstats sharedtidbitmap sharedtuplestore sharelock sharerowexclusivelock
+  shareserializablexact shareupdateexclusivelock shell shellmake shm shmall shmat shmctl shmdt shmem shmem_exit
+  shmem_request_hook shmemaccess shmemaddrisvalid shmemalloc shmemallocation shmemallocnoerror shmemallocraw
+  shmemallocunlocked shmembase shmembuffers shmemdetach shmemend shmemexit shmemindex shmeminit shmeminithash
+  shmeminitstruct shmemlock shmemsegaddr shmemseghdr shmemsize shmemspace shmget shmmax shmmin shmmni short shortword
+  shot shotcachedplan should shouldinitializesharedstate shouldn show shows showtransactionstate
+  showtransactionstaterec showusage shrink shut shutdown shutdownauxiliaryprocess shutdowncustomscan
+  shutdownexprcontext shutdownforeignscan shutdowngather shutdowngathermerge shutdowngathermergeworkers
+  shutdowngatherworkers shutdownhandler shutdownhash shutdownhashjoin shutdownnode shutdownpending shutdownpostgres
+  shutdownrecoverytransactionenvironment shutdownrequest shutdownrequestpending shutdownsetexpr shutdownslotsync
+  shutdownwalrcv shutdownwalrecovery shutting si sibling side sigabrt sigalrm sighup sighuphandler sigint sigkill sign
+  signal signalbackends signalbarrier signalbarrierpending signalchildren signaled signalfd signalfiles
+  signalhandlerforconfigreload signalhandlerforcrashexit signalhandlerforshutdownrequest signalinit signalreason
+  signals signalshmeminit signalshmemsize signalslot signalstate signalvirtualtransaction signature signed
+  signedsortcomparator sigquit similar simple simple_rel_array simple_rel_array_size simplecommand simpledeadlock
+  simplelru simplelruautotunebuffers simplelrudoesphysicalpageexist simplelrugetbanklock simplelruinit
+  simplelrureadpage simplelrushmemsize simplelrutruncate simplelruwriteall simplelruwritepage simplelruzeropage
+  simplerelationdelete simplerelationinsert simplerelationupdate simpletype simplevaliditycheck simply simplyvalid
+  simultaneous simultaneously since sincelastcheckpoint sindex single single_copy singleinheritance
+  singleprocblockerstatusdata singlerow singletable singleton singletupletableslot singleusermain sinval situation
+  size sized sizefailure sizes sizevfdcache sjinfo skewbucket skewcolumn skewinherit skewtable skip skip_mark_restore
+  skip_validation skipdata skipifnewvalexists skipped skipping skipprepare skips skipsupportfromopclass slab slaballoc
+  slaballocfromnewblock slaballocinvalidsize slabcontextcreate slabdelete slabfindnextblocklistindex slabfree
+  slabgetchunkcontext slabgetchunkspace slabisempty slabrealloc slabreset slabstats slash sleep slice sliceoffset
+  slices slot slot_name slot_type slotacquire slotadvanceandchecksnapstate slotallocation slotalter slotassigned
+  slotcleanup slotcompatibility slotconnectionerror slotcontrol slotcreate slotctl slotdescriptor slotdrop
+  slotdropacquired slotdropatpubnode slotdropptr slotexistsinsyncstandbyslots slotfromdisk slotfromouterplan
+  slothaspendingwal slotheaptuple slotheaptupledatum slotindex slotinitialize slotinvalidation slotinvalidationcause
+  slotinvalidationcausename slotinvalidationcauses slotmarkdirty slotminimaltuple slotname slotnamefortablesync
+  slotnewxmin slotondisk slotops slotpermissions slotpersist slotread slotrelease slotrequirements slotreservewal
+  slotrestoresync slots slotsave slotscomputerequiredxmin slotsetinactivesince slotshavecaughtup slotshmemexit
+  slotsshmeminit slotsshmemsize slotsync slotsyncctx slotsyncmain slotsyncmessage slotsyncmessageinterrupt
+  slotsyncparams slotsyncshmeminit slotsyncshmemsize slotsyncshutdown slotsyncshutdownpending slotsyncworkercanrestart
+  slotsyncworkermain slottopath slotunassigned slotvalidatename slotvalidatenameinternal slotvaluedescription
+  slotwrite slotxmin slowness slru slructldata slrudeletesegment slrufilename slruflushsync slruinternaldeletesegment
+  slruinternalwritepage slruphysicalreadpage slruphysicalwritepage slruread slrurecentlyused slruscandircbdeleteall
+  slruscandircbdeletecutoff slruscandircbfindearliest slruscandircbreportpresence slruscandirectory slrusync
+  slrusyncfiletag slruwrite small smallint smart smgr smgr_redo smgrrelation smgrrelease snapbuild
+  snapbuildaddcommittedtxn snapbuildbuildsnapshot snapbuildclearexportedsnapshot snapbuildcommittxn
+  snapbuildcurrentstate snapbuilddistributesnapshotandinval snapbuildexportsnapshot snapbuildfindsnapshot
+  snapbuildgetorbuildsnapshot snapbuildgettwophaseat snapbuildinitialsnapshot snapbuildprocesschange
+  snapbuildprocessnewcid snapbuildprocessrunningxacts snapbuildpurgeoldertxn snapbuildread
+  snapbuildresetexportedsnapshotstate snapbuildrestore snapbuildrestorecontents snapbuildrestoresnapshot
+  snapbuildserializationpoint snapbuildserialize snapbuildsettwophaseat snapbuildsnapdecrefcount
+  snapbuildsnapshotexists snapbuildsync snapbuildwaitsnapshot snapbuildwrite snapbuildxactneedsskip
+  snapbuildxidhascatalogchanges snapdecrefcount snapshot snapshotactive snapshotandinval snapshotanydata
+  snapshotblockingpids snapshotbuilder snapshotcommandid snapshotconditionally snapshotconflicthorizon snapshotdata
+  snapshotexists snapshotfiles snapshotfromowner snapshotfullxid snapshotgettuplecids snapshotint snapshotnoowner
+  snapshotonowner snapshotresetxmin snapshots snapshotselfdata snapshotset snapshotsetcommandid snapshotsonly
+  snapshotspace snapshotstate snapshotsubxidcount snapshottoastdata snapshotwithlevel snapshotxidcount snapstate
+  snaptoparent sndcaughtup sndchecktimeout sndcomputesleeptime sndctl snderrorcleanup sndinitstopping sndkeepalive
+  sndkeepaliveifnecessary sndkill sndlastcyclehandler sndloop sndpreparewrite sndrmessage sndrqstfilereload
+  sndsegmentopen sndsetstate sndshmeminit sndshmemsize sndshutdown sndsignals sndupdateprogress sndwait
+  sndwaitstopping sndwakeup sndwritedata so socket socketbackend socketfiles socketlockfile socketlockfiles
+  socketmethods sockets software some something somewhere soon sorry sort sort_pathkeys sortabbrevfullcomparator
+  sortable sortanduniqitems sortby_dir sortby_nulls sortclause sortcolidx sortcomparator sorted sortestimate
+  sortgroupref sortgrouprefs sorting sortinitializeworker sortmarkpos sortop sortoperators sortopfamily sortref
+  sortrestrpos sortretrieveinstrumentation sorts sortsupportcomparisonshim sortsupportfromgistindexrel
+  sortsupportfromindexrel sortsupportfromorderingop sortsupportfunction source source_stepids
+  sourcedatabasepgclasstuple sourcerelation sourcetype sp space spacecachecallback spacecachehash
+  spaceformultipletuples spacemappreparetruncaterel spacemapvacuum spacemapvacuumrange spacemove spaceoptions span
+  spanleader spans spath spec special specialdate specialhyphen specialtags specialtimestamp specialverversion
+  specific specification specifications specified specifier specifies specify specifying speculative
+  speculativeindexinfo speculativeinsertionlockacquire speculativeinsertionlockrelease speculativeinsertionwait
+  spelled spent spg_redo spgist spgistgetbuffer spgistgetinnertypesize spgistgetleaftuplesize spgistinitbuffer
+  spgistinitmetapage spgistinitpage spgistnewbuffer spgistpageaddnewitem spgistsetlastusedpage spgistupdatemetapage
+  spi spi_cursor_open spi_cursor_open_with_args spi_cursor_parse_open spi_datumtransfer spi_dest_startup spi_exec
+  spi_execute spi_execute_extended spi_execute_plan_extended spi_execute_plan_with_paramlist spi_execute_snapshot
+  spi_finish spi_palloc spi_prepare spi_prepare_extended spi_printtup spill spillcontext spilling spindelay spinlock
+  spitupletable split splitcolquallist splitdirectoriesstring splitidentifierstring splits splitting splittovariants
+  spuriously sql sql_ascii sql_body sql_drop sqlstate square squashableconstant srf srrelid ss ssl ssl_groups
+  ssl_passphrase_command sslopenserver sslrequest sslstatusbuffer sspi sstz st staattnum stable
+  stablelatesttransactionid stack stacked stage staged stale stamp stamps stand standalone standaloneexprcontext
+  standaloneprocess standard standard_conforming_strings standby standby_redo standbyacquireaccessexclusivelock
+  standbyactive standbyconfirmation standbydeadlockhandler standbyflushrecptr standbyinvalidations standbylimittime
+  standbylocktimeouthandler standbymessage standbymode standbymoderequested standbynames
+  standbyrecoverpreparedtransactions standbyreleasealllocks standbyreleaselocks standbyreleaselocktree
+  standbyreleaseoldlocks standbyreleasexidentrylocks standbyreplymessage standbys standbysdefined standbyslots
+  standbyslotshavecaughtup standbysnapshot standbytimeouthandler standbytransactionidisprepared standbytrigger
+  stanumbers starelid start startbackgroundworker startchildprocess started startedduringrecovery starting
+  startinrangefunc startlogicalreplication startnode startoffset startparallelquery startparallelworkertransaction
+  startposition startprepare startreadbuffer startreadbuffers startreadbuffersimpl startreplication starts startsel
+  startstreaming startsubtransaction startsyslogger starttime starttimestamp starttimestamps starttransaction
+  starttransactioncommand startup startup_cost startupblocksig startupbufferpinwaitbufid startupcommitts
+  startupdecodingcontext startupmultixact startuppacket startuppackettimeouthandler startupprocessmain startupprocexit
+  startupprocinterrupts startupprocshutdownhandler startupprocsighuphandler startupproctriggerhandler
+  startupreorderbuffer startupreplicationorigin startupreplicationslots startuprequestwalreceiverrestart startupstatus
+  startworkerneeded stat stat_types state stateasstring statechange statedata stateisshared statemachine statement
+  statementcancelhandler statementresultdesc statements statementstarttimestamp statementtargetlist statementtimeout
+  statementtimeouthandler statepin staterec stateshmemsize statespace statextlist statistic statistics statisticsbyid
+  statisticsdatabyid statisticsgetrelation statisticsobjisvisible statisticsobjisvisibleext statisticsrows statlist
+  statoid stats statsdata statsdetail statshash statsinternal statsprint statsshmeminit statsshmemsize statstuplestore
+  statsupdatetimeouthandler statsupdatetimeoutpending status statusarray statusbit statusbuffer statuscode statusdata
+  statusfilepath statusinternal statuslock statusshmeminit statusshmemsize stderr stdin stdout
+  stdrdoptindexcleanupvalues step step_id stepop steps still stillvalid stmt stmt_len stmt_location stmt_type
+  stmtplanrequiresrevalidation stmtrequiressnapshot stmtresultdesc stop stopgeneratingpinnedobjectids stopnode
+  stopnotifications stopping stopsel stoptimestamp stopwords storage storage_name storageproperties storageusingbuffer
+  store storeallnulltuple storeattach storeattrdefault storeattrmissingval storebeginiterate storebufferheaptuple
+  storeconstraints storecreatelocal storecreateshared stored storedeform storedestroy storedetach storedgenerated
+  storedtype storeenditerate storeform storegetblockoffsets storegethandle storeheaptuple storeheaptupledatum
+  storeismember storeiteratenext storelockexclusive storelockshare storememoryusage storeminimaltuple
+  storepartitionbound storepartitionkey storepinnedbufferheaptuple storepreparedstatement storerelcheck
+  storerelnotnull storesetblockoffsets storesingleinheritance storetuple storeunlock storeviewquery storevirtualtuple
+  storing strapcommitts strapmultixact strat_total strategies strategy strategybuffercount strategycontrol
+  strategyfreebuffer strategygetbuffer strategyinitialize strategynotifybgwriter strategynumber strategypinlimit
+  strategyrejectbuffer strategyshmemsize strategysyncstart strategywithsize stream streamed streaming streamingcontext
+  streamingstate strength strftime_l strict strictfusage strictness stride strigger string string_agg_transfn
+  string_to_const strings stringtomanifest stringvariable strip strlist strong stronglockacquire stronglockinprogress
+  strongrelationlocks struct structlock structure structures stuck stxcomment stxkeys stxkind stxrelid stxstattarget
+  style stype stzz su1 sub subcommands subcommitted subdictionary subdirectory subexpression subexpressions subfield
+  subid subject sublevelsup sublink sublinkid sublinktype sublist submission submissionqueue submitted submitting
+  subname suboption subpart_map subpath subpaths subplan subplan_map subplan_params subplanexpr subplans subprocess
+  subqueries subquery subquerynext subqueryrecheck subqueryscan subroot subscriber subscribers subscribes subscript
+  subscripted subscripting subscriptingref subscription subscriptionandexit subscriptionowner subscriptionrel
+  subscriptionrelations subscriptionrelkind subscriptionrelstate subscriptions subscriptionvalid subscripts subselect
+  substitute substituting substring subsystem subtract subtransaction subtransactionid subtransactionisactive
+  subtransactions subtransbuffer subtransctldata subtransgetparent subtransgettopmosttransaction subtranspageprecedes
+  subtranssetparent subtype subword subxact subxactcallback subxactcallbacks subxacts subxacttopxidlogged
+  subxacttopxidlogpending subxid subxidcount succeed successes successfully such suffered sufficient sufficiently
+  suitable suites summaries summariesarecomplete summarization summarize summarized summarizer summarizerctl
+  summarizererror summarizerinterrupts summarizermain summarizershmeminit summarizershmemsize summarizershutdown
+  summarizerstate summarizerwal summarizing summary summaryerror summaryfile summaryfiles summaryifolderthan
+  summaryread summaryready summarywrite superblock superuser superuser_reserved_connections
+  superuserreservedconnections superusers supplied supplies support supportcomparisonshim supported
+  supportfromgistindexrel supportfromindexrel supportfromopclass supportfromorderingop supportfunc supportfunction
+  supportingreloid supportingreloidsize supportinitialize supports supportsbackwardscan supportsmarkrestore
+  supportsobject supportsobjecttype supportssyscache suppress_redundant_updates_trigger suppression sure surelydead
+  surrogate suspending swap swaps sweep sweeptick switch switchbacktolocallatch switchcontext switchdata switched
+  switches switching switchintoarchiverecovery switchpoint switchtosharedlatch switchtountrusteduser symbol symbolic
+  symbols symmetric syn_lefthand syn_righthand sync syncall synccache synccallback synccallbacks synccommit syncctx
+  syncdata syncdatadirectory syncfiletag syncfs synchronization synchronize synchronized synchronizing synchronous
+  synchronously syncing syncingreplicationslots syncmessage syncmessageinterrupt syncmethodassign synconebuffer
+  syncparams syncpostcheckpoint syncprecheckpoint syncrep syncrepcancelwait syncrepcleanupatprocexit syncrepconfig
+  syncrepgetcandidatestandbys syncrepinitconfig syncreplicationslots syncrepreleasewaiters syncrepstandbynames
+  syncrepupdatesyncstandbysdefined syncrepwaitmode syncrepwakequeue syncrequest syncrequests syncscan
+  syncscanshmeminit syncscanshmemsize syncshmeminit syncshmemsize syncshutdownpending syncsspace syncstandbysdefined
+  syncstandbyslots syncstart syncstatechange synctablestart syncupdate syncworker syncworkercanrestart syncworkermain
+  synonym synonyms syntax sys sysatt syscache syscache_callback_list syscacheattname syscacheattnum syscachecallback
+  syscachecallbacks syscachecopy syscachecopyattname syscachecopyattnum syscacheexists syscacheexistsattname
+  syscachegetattr syscachegetattrnotnull syscachehashvalue syscacheinvalidate syscachelist syscacheoid
+  syscacherelationoid syscacherelationoidsize syscachesupportingreloid syscachesupportingreloidsize syscallback sysid
+  syslog syslogger sysloggermain system systemattributebyname systemattributedefinition systemattributetuples
+  systemcaches systemcachesextended systemclass systemfuncname systemidentifier systemindexes systemrelation
+  systemsetconfigfile systemtypename systemuser sysvar t t11 t21 t31 t7 t7hcp t_i t_xmin ta ta1 table
+  table_index_fetch_tuple table_list table_rewrite table_scan_bitmap_next_tuple table_scan_getnextslot
+  table_scan_sample_next_block table_scan_sample_next_tuple table_tuple_delete table_tuple_fetch_row_version
+  table_tuple_get_latest_tid table_tuple_lock table_tuple_update tableaccessmethod tableaddtuple tablealloc
+  tableamroutine tableas tableasrelexists tablebuilderprivatedata tablecleanup tablecommand tablecomparator
+  tablecontext tablecreate tablecreatetoasttable tabledata tabledelete tabledeleteall tabledestroy tabledestroyopaque
+  tabledetach tabledetachbatch tableelts tableend tableentry tableentrygetblocks tableentrymarkblockmodified
+  tableentrysetlimitblock tableexeccontext tablefetchrow tablefileterminate tableforserializableconflictin
+  tableforunmatched tablefreeentry tablefunc tablefuncnext tablefuncrecheck tablefuncscan tablefuncscanstate
+  tablefunctionresult tablegetentry tablegetlocklevel tablegetreloptionslocklevel tablegetvalue tablehash
+  tablehashcode tableinitopaque tableinitplan tableinsert tableinsertcurrentbatch tableinternal tableissafe tablelist
+  tablelookup tablelookuprelation tablemarkblockmodified tablemoveall tablename tablenamespace tablenamespaceinternal
+  tablenotinuse tableoid tableplannextrow tableread tablereader tablereadergetblocks tablereadernextrelation
+  tablerecurse tablerelation tablerelations tablerelid tablereset tableresetmatchflags tableresetnestedplan
+  tableresetrowpattern tablerewrite tableroutine tables tablesample tablescan tablescannext tablescanrecheck
+  tablescansetup tablesetcolumnfilter tablesetcurrentbatch tablesetdocument tablesetlimitblock tablesetnamespace
+  tablesetrowfilter tableshmemsize tablesize tableslot tablespace tablespacecachecallback tablespacecachehash
+  tablespacecreate tablespacecreatedbspace tablespacedir tablespacedirectory tablespacemove tablespacename
+  tablespaceoptions tablespacepath tablespaces tablespacesareset tablespublicationrelations tablespublications
+  tablestart tablesubcmd tablesync tablesyncsready tablesyncworkermain tabletype tablewait tablewaiterrorcb tablewrite
+  tablewriteentry tablewriter tag tagenum tagforwriteback taggetrelfilelocator taghash taghashcode
+  tagmatchesrelfilelocator tagname tagnameandlen tagsequal tagsmethodtable tagtype tagtypenames tail take taken takes
+  taking tape tapebackspace tapeclose tapecreate tapefreeze tapeimport taperead taperewindforread tapes tapeseek
+  tapesetblocks tapesetclose tapesetcreate tapesetforgetfreespace tapetell tapewrite tar target targetblk targetcolnos
+  targetforconflictsin targethandle targethash targetifnolongerused targetlist targetlistlength targetnamespace
+  targetprivilegescheck targetrel targetrelation targets targettag targettaghash targettype targettypelist targtype
+  task tb tbe tblspc_redo tc1 tcl tcp tdh teardownhistoricsnapshot telct temp temp_buffers temp_file_limit
+  tempfileblock tempfiles tempfilesindir template template0 templates templatetupledesc tempmemorycontext
+  tempnamespaceprocnumber tempnamespacestate temporalsimplify temporarily temporary temporarydir temporaryfile
+  temporaryfileaccess temporaryfileintablespace temporaryfileusage temppage temppagecopy temppagecopyspecial
+  temprelationfiles temprelationfilesindbspace temprelations temprelationscallback temprels temptablenamespace
+  temptablespace temptablespacepath temptablespaces temptablespacesareset temptoastnamespace tempxlogfiles term
+  terminate terminatebackgroundworker terminatechildren terminated terminating termination terminator test
+  testconfiguration testexpr testfor testing testisremovablefullxid testisremovablexid text text_field1
+  textarraytobitmapset textlikeend textlikeendofrow textlikeinfunc textlikeonerow textlikeoutfunc textlikestart
+  textonerow textual textuniqueindexoid tg1 tg_argv tg_nargs tgargs tgattr tgenabled tgrelid tgtype th than that
+  thatdelaysrecovery the their them themselves then there therearenopriorregisteredsnapshots therearenoreadyportals
+  therecollationinnamespace therefunctioninnamespace thereopclassinnamespace thereopfamilyinnamespace thesaurus these
+  they thhcd thinks third this those thousand thread three threshold thresholds throttling through throwerror
+  throwerrordata tid tidbitmap tidclause tidexprlistcreate tidlisteval tidnext tidopexpr tidpaths tidqual
+  tidqualfromrestrictinfolist tidquals tidrangeeval tidrangenext tidrangequals tidrangerecheck tidrangescan tidrecheck
+  tidscan tidstoreattach tidstorebeginiterate tidstorecreatelocal tidstorecreateshared tidstoredestroy tidstoredetach
+  tidstoreenditerate tidstoregetblockoffsets tidstoregethandle tidstoreismember tidstoreiteratenext
+  tidstorelockexclusive tidstorelockshare tidstorememoryusage tidstoresetblockoffsets tidstoreunlock tied ties time
+  timed timedsleep timefortypmod timeline timelinehistory timelinehistoryfiles timelinehistoryfilesync
+  timelinehistoryfilewrite timelinehistoryread timelinehistorysync timelinehistorywrite timelines timeonly timeout
+  timeouthandler timeoutpending timeparseerror timer times timestamp timestampdifference timestampdifferenceexceeds
+  timestampdifferenceexceedsseconds timestampdifferencemilliseconds timestampfortypmod timestamps
+  timestamptimestamptzrequiresrewrite timestamptz timestamptzpart timestamptzrequiresrewrite timetravel timetz
+  timeusec timezone timezoneabbrev timezoneabbrevcache timezoneabbrevisknown timezoneabbrevoffset
+  timezoneabbrevoffsetinternal timezoneabbrevprefix timezoneabbrevs timezonename timezonenametotz timezoneoffset
+  timezoneoffsetinternal timing timings title tjh tkh tle tlesortgroupref tli tlist tls tlsv1 tmp tn1 tnhkd tnw to
+  to_encoding_name toast toast_fetch_datum toast_fetch_datum_slice toastappendchunk toastclass toastdata toasted
+  toasthash toastnamespace toastrelation toastreplace toasttable toattach tobackupmanifest tobinaryend tobinaryonerow
+  tobinaryoutfunc tobinarystart tobitmapset toc tocase tochildmap toclientconvproc todatadir todatadirlockfile toexit
+  tofilenumber tofilenumberfordatabase tofinish together tohash tohcd toheaprelation toinvalidatecachetuple tojsobject
+  tojsonb tojsonbvalue token tokens tokentable tokentables tokentype tolocal tolocallatch tomanifest tomethod
+  tonewtarget too tooid tooids took top top_parent_relids toparent topartition topath topendingnotifies
+  topfulltransactionid topfulltransactionidifany topmemorycontext topmostancestorinpublication topmosttransaction
+  topologicalsort topparent topportalcontext toprogram toptransaction toptransactioncontext toptransactionid
+  toptransactionidifany toptransactionresourceowner toptransactionstatedata topwindow topxidlogged topxidlogpending
+  toquotedstring torootmap toroutinebinary toroutinetext tosavepoint toset tosharedlatch tosleep tosql tostring total
+  total_collisions total_cost total_edges total_segment_size total_table_pages totbm totextlikeend totextlikeoutfunc
+  totextlikestart totextonerow totypeidcachehash totz touch touchsocketfiles touchsocketlockfiles tountrusteduser
+  toutf tovariants towaitforstandbys tqh tra track track_commit_timestamp track_counts trackerread trackerwrite
+  trailing tranche tranchenames transaction transactionabort transactionabortcontext transactionabortprepared
+  transactionblock transactionblockstate transactionblockstatuscode transactioncharacteristics transactioncommand
+  transactioncommandinternal transactioncommit transactioncontext transactiondata transactionenvironment
+  transactionexitstmt transactionforsession transactiongid transactionid transactionidaborttree
+  transactionidasynccommittree transactionidcommittree transactionidconsideredrunning transactioniddidabort
+  transactioniddidcommit transactionidfollows transactionidfollowsorequals transactionidfromallowableat
+  transactionidgetcommittsdata transactionidgetstatus transactionidifany transactionidinarray
+  transactionidinrecentpast transactionidisactive transactionidiscurrenttransactionid transactionidisinprogress
+  transactionidisprepared transactionidlatest transactionidlimit transactionidlimitupdate transactionidloggedifany
+  transactionidnewer transactionidolder transactionidpastxid transactionidprecedes transactionidprecedesorequals
+  transactionids transactionidsetcommitts transactionidsetpagestatus transactionidsetpagestatusinternal
+  transactionidsetstatusbit transactionidsettreestatus transactionidsidlemaintenance transactioninfo
+  transactioninternal transactionisactive transactionlocks transactionlogfetch transactionnestlevel
+  transactionortransactionblock transactionresourceowner transactions transactionsessiontimeout
+  transactionsessiontimeouthandler transactionsessiontimeoutpending transactionsnapshot transactionsnapshotint
+  transactionstartedduringrecovery transactionstarttimestamp transactionstate transactionstatedata transactionstaterec
+  transactionstatespace transactionstmtkind transactionstoptimestamp transactiontimeout transactiontimeouthandler
+  transactiontimeoutpending transactiontreesetcommittsdata transactionxmin transamvariables transcall transctldata
+  transdatum transfer transferexpandedobject transferlatency transferpredicatelockstoheaprelation
+  transferpredicatelockstonewtarget transfersnaptoparent transfn_oid transform transformed transformpubwhereclauses
+  transgetparent transgettopmosttransaction transientfile transientfileperm transiently transientplan
+  transientreldestreceiver transition transitioncapturestate transitionrels transitionspace transitiontableaddtuple
+  translate translatecomparetype translated translated_vars translatestrategy transno transpageprecedes transsetparent
+  transstateasstring transtuple transtypebyval transtypelen transvalue trap traversal traversenext treat treated
+  treats tree tree_height treeknownassignedtransactionids trees treesetcommittsdata treestatus tried tries trig
+  trigger triggeraltertableend triggeraltertablerelid triggeraltertablestart triggerbegincompletequery
+  triggerbeginquery triggerbeginsubxact triggerbeginxact triggerbyid triggercache triggercachecontext triggercachehash
+  triggercachestate triggercollectalterdefprivs triggercollectalteropfam triggercollectaltertablesubcmd
+  triggercollectcreateopclass triggercollectgrant triggercollectsimplecommand triggercommonsetup triggerdepth
+  triggerdesc triggered triggerenabled triggerendcompletequery triggerendquery triggerendsubxact triggerendxact
+  triggerenlargequerystate triggerevents triggerexecute triggerfiredeferred triggerfiringon triggerfreequery
+  triggerfunc triggerhandler triggerincompatiblewithinheritance triggering triggerinhibitcommandcollection
+  triggerinvoke triggernewslot triggeroldslot triggeronlogin triggerowner triggerpendingonrel triggerresultrel
+  triggers triggersaveevent triggersetparenttrigger triggersetstate triggerstabledata triggerstopartition
+  triggersupportsobject triggersupportsobjecttype triggertablerewrite triggertuplecontext
+  triggerundoinhibitcommandcollection trigname trillion trim trimmultixact true truncate truncatecommitts truncated
+  truncatedcopy truncatefileset truncateguts truncatehook truncatehookstr truncateindexes truncatelinepointerarray
+  truncatemultixact truncaterel truncating truncation trust trusted try trying tryreuseforeignkey tryreuseindex ts
+  ts_config ts_rewrite ts_stat tsbuffer tsctldata tsdata tsearch tsid tsinitialization tslimit tsmhandler tsmroutine
+  tspage tspageprecedes tsparameterchange tsquery tsrf tsshmembuffers tsshmeminit tsshmemsize tsvector tsvector_field
+  tsvector_stats tsvector_update_trigger tsxid tt1 tti ttype tuning tupdesc tuple tuple1 tuple2 tuple_fraction
+  tuplealloc tuplebound tuplebuf tuplebyindex tuplecid tuplecids tuplecommon tuplecontext tuplecount tupledatum
+  tupledelete tupledeletenocompact tupledesc tupledescattr tupledesccopy tupledesccopyconstr tupledesccopyentry
+  tupledescgetattinmetadata tupledescgetdefault tupledescinitbuiltinentry tupledescinitentry
+  tupledescinitentrycollation tupledescrefcount tupledescriptor tupledesctruncatedcopy tupleexprcontext
+  tuplefortrigger tuplegetupdatexid tuplehashentry tuplehashentryhash tuplehashtable tuplehashtablehash tuplehashvalue
+  tupleheaderadjustcmax tupleheaderadvanceconflicthorizon tupleheadergetcmax tupleheadergetcmin tupleheadergetdatum
+  tupleheadergetupdatexid tupleheadergetxmin tupleheadergetxvac tupleheaderishotupdated tupleheaderisonlylocked
+  tupleinplace tupleinsert tupleinsertwithinfo tupleissurelydead tupleoverwrite tuplequeuedestreceiver
+  tuplequeuereader tuplequeuereadernext tuplequeues tuplerouting tuples tuplesatisfiesupdate tuplesatisfiesvacuum
+  tuplesatisfiesvacuumhorizon tuplesatisfiesvisibility tupleseq tuplesethintbits tuplesize tupleslot tupleslots
+  tuplesmultiinsertwithinfo tuplesort tuplestore tuplestore_set_eflags tuplestoredestreceiver
+  tuplestoredestreceiverparams tuplestoreresult tuplestorescan tuplestorescannext tuplestorescanrecheck tupletable
+  tupletableslot tupletransactioninfo tupleupdate tupleupdatewithinfo tuplevisible tups tuptable turn turned twice two
+  two_phase two_phase_at twophase twophaseat twophasebuffer twophasedata twophasefile twophasefilepath
+  twophasefileread twophasefilesync twophasefilewrite twophasefinish twophasegetdummyproc twophasegetdummyprocnumber
+  twophaserecord twophaseshmeminit twophaseshmemsize twophasestate twophasetransactiongid txnhash ty9 tye9e typ
+  typcallback type type_name typearrayoid typebyid typebypid typecacheconstrcallback typecacheentry typecachehash
+  typecacheopccallback typecacherelcallback typecachetypcallback typecategory typecode typecreate typed
+  typedependencies typedesc typefromexprlist typegettupledesc typeid typeidcachehash typeinternal typeisvisible
+  typeisvisibleext typelist typemap typemod typemultirangearrayoid typemultirangeoid typename typenameextended
+  typenamegettypid typenamegettypidextended typenamelisttostring typenameoid typenames typenamespace
+  typenamespaceinternal typenametostring typeoid typeowner typeownerinternal typerecurse types typesetcolnames
+  typeshellmake typesize typetypeid typevar typically typid typidextended typinfo typlen typmod typmod_in typmod_out
+  typmodregistryattach typmodregistryestimate typmodregistryinit typmods typoid typrelid typtype tz tzfile tzpart
+  tzrequiresrewrite u u0000 u01 u2h u3 u51 u61 u81 u8u u_i ua9 uah ub1 ubuntu ubuntu1 uc ue uescape uhh uhl9k ui1 uidx
+  uil ulimit umask umethod un unable unacceptable unaffected unambiguously unary unblocksig unblocksignals unbounded
+  uncached unclosed uncommitted uncommittedenums uncommittedenumsspace unconditional undefined under underflow
+  underlying underpostmaster underscore undoinhibitcommandcollection unencrypted unequal unexpected unexpectedly
+  unfinished unfrozen ungrantrelationlock ungrouped unhandled unicode unicodedecompmain uninitialized union uniq_exprs
+  uniqcolidx uniqcollations uniqitems uniqnumcols uniqoperators unique unique_for_rels unique_keys uniqueindexoid
+  uniqueness unit units unix unk unknown unknowneqfalse unlabeled unless unlink unlinked unlinklockfiles unlisten
+  unlockapplytransactionforsession unlockbuffers unlockdatabaseobject unlockpage unlockrelation
+  unlockrelationforextension unlockrelationid unlockrelationidforsession unlockrelationoid unlockreleasebuffer
+  unlocksharedobject unlocksharedobjectforsession unlocktuple unlogged unloggedrelations unloggedrelationsindbspacedir
+  unloggedrelationsintablespacedir unmap unmapped unmatched unnamed unnest unpaused unperformed unpin unpinbuffer
+  unpinbuffernoowner unpinlocalbuffer unpinlocalbuffernoowner unpinned unpinnedbuffer unpinnedbufferinternal
+  unpinnedbuffers unpinportal unplanned unpopulated unprivileged unprocessed unprunablerelids unpublished unqualified
+  unquoted unreachable unrecognized unregisterexprcontextcallback unregistering unregisterresourcereleasecallback
+  unregistersnapshot unregistersnapshotfromowner unregistersnapshotnoowner unregistersubxactcallback
+  unregisterxactcallback unreserved unresolved unsafe unsafeconflict unsigned unsignedsortcomparator
+  unstartedbackgroundworkers unsummarized unsupported unterminated until untracked untransformed untrusted
+  untrusteduser unused unverified uo up upbatches upd updatable update update_colnos updateact
+  updateactivesnapshotcommandid updatechangedparamset updatecheckpointdistanceestimate updatecolnos updatecolnoslists
+  updateconstraintentry updatecontrolfile updatecostlimit updatecosts updated updatedcols updatedecodingstats
+  updatedomainconstraintref updateexclusivelock updateforeignkey updatefullpagewrites updatelastremovedptr
+  updatelockmode updatelogicalmappings updatemap updatemetapage updateminrecoverypoint updatenewtuple updateoid
+  updateparentpointers updateprepareslot updateprogress updateprojection updateprologue updater updaterelation updates
+  updatesharedmemoryconfig updatesubscriptionrelstate updatesyncstandbysdefined updatetimeouthandler
+  updatetimeoutpending updatetuplecount updatetwophasestate updatewithinfo updatexid updatexmaxhintbits updating
+  upgrade upgrading upload_manifest uploadmanifestpacket uplock upon upper upperdatums upstream uri uringcompletion
+  uringexecution uringsubmit url urls us usable usable_fds usable_pages usablebytesinsegment
+  usableforreplicaidentityfull usage usageaccumdiff usageadd usagelimit use use_float8_byval use_io_coercion
+  use_json_coercion use_json_null usecounts used usedindexpage usedpage usedshmemsegaddr useful usehashtable useless
+  useop useor user useraborttransactionblock userauthname userbackends usercontext userid useridandcontext
+  useridandseccontext useridchange useridiscurrent useridstandalone userissuperuser usermain usermap usermapping
+  usernamefromid users uses useseminewlinenewline using usingbuffer usingclause usr ustar ustz usual usually utc utf8
+  utftolocal uth utility utilitycommandasreadonly utilitycontainsquery utilityforaltertable utilityreturnstuples
+  utilityslow utilitystmt utilitytupledescriptor uuid uuid_abbrev v v1 v2 va_cols vac vaclaunchermain
+  vaclaunchershutdown vacuum vacuum_cost_delay vacuum_cost_limit vacuum_multixact_freeze_min_age
+  vacuum_multixact_freeze_table_age vacuumbufferusagelimit vacuumcostactive vacuumcostbalance vacuumcostbalancelocal
+  vacuumcostdelay vacuumcostlimit vacuumcostpagedirty vacuumcostpagehit vacuumcostpagemiss vacuumdelay vacuumed
+  vacuumfailsafeactive vacuumhorizon vacuuming vacuumingactive vacuumlimit vacuumpgproc vacuumrange vacuumrequestwork
+  vacuums vacuumsharedcostbalance vacuumshmem vacuumshmeminit vacuumshmemsize vacuumtruncate vacuumupdatecostlimit
+  vacuumupdatecosts vacworkerfailed vacworkermain val valid validate validate_index validateconstraint validated
+  validatedate validatejoinestimator validatename validatenameinternal validateoperatorreference validateparams
+  validatepgversion validaterestrictionestimator validateslotsyncparams validating validation validator
+  validatoraccess validatorcallbacks validitycheck validjsonbehaviordefaultexpr validjsonnumber validresultrel
+  validrowmarkrel vals value valueastext valued valuedescription valueexpr valueextended valueitemstring
+  valuelistappend valuelisthead valuelistinititerator valuelistlength values values_lists valuescreate valuesdelete
+  valueslists valuesnext valuesrecheck valuesscan valuetojsobject valuetojsonb vanished var
+  varadjustrelationpersistence varattno varattnosyn varcallbackforalterrelation varcallbackforattachindex
+  varcallbackfordroprelation varcallbackforlocktable varcallbackforpolicy varcallbackforreindexindex
+  varcallbackforrenameattribute varcallbackforrenamerule varcallbackforrenametrigger varcallbackforstats
+  varcallbackfortruncate varcallbackmaintainstable varcallbackownsrelation varcollid varfromtargetlist
+  vargetandcheckcreationnamespace vargetcreationnamespace vargetrelidextended variable variableargs variablebroadcast
+  variablecancelsleep variableinit variablepreparetosleep variables variablesignal variablesleep variablestmt
+  variabletimedsleep variadic variant varlevelsup varno varnodes varnodesextended varnodeswalkexpression varnosyn
+  varnullingrels varreturningtype vars varsfromtargetlist varslotcompatibility varstr_abbrev varstrict varsublevelsup
+  varsupshmeminit varsupshmemsize vartype vartypmod varvirt varying vector verboseintpart verbosity verification
+  verify verifying version versionfile versionfilesync versionfilewrite versions versus verversion vfdcache via
+  victimbuffer view viewbyoid viewincrementalmaintenanceisenabled viewpopulatedstate viewquery viewrecurse viewrules
+  views violate violated violates violation violationerror virtual virtualnotnull virtualrelation virtualtransaction
+  virtualtuple virtualxact virtualxactlock virtualxactlocktablecleanup virtualxactlocktableinsert viscatalogrels
+  vischeckremovablefullxid vischeckremovablexid visdatarels vishorizonkindforrel visibility visibilitymap_clear
+  visibilitymap_set visibilitymappins visible visibleext vissharedrels vistemprels vistestfor
+  vistestisremovablefullxid vistestisremovablexid vla vm void volatile volatility volume voluntary vs vsnprintf w w0h
+  w0h9w w3 w5h w61 wait wait_seconds waitblock waitbuf waitbufhdrunlocked waitbufid waitercount waiterrorcb
+  waitersrelation waitevent waiteventadjustepoll waiteventcustom waiteventcustomcounter waiteventcustomcounterdata
+  waiteventcustomhashbyinfo waiteventcustomhashbyname waiteventcustomidentifier waiteventcustomnames
+  waiteventcustomnew waiteventcustomshmeminit waiteventcustomshmemsize waiteventextensionnew
+  waiteventinjectionpointnew waitevents waiteventset waiteventsetafterfork waiteventsetcanreportclosed
+  waiteventsetwait waiteventsetwaitblock waiteventsupport waiteventtoset waitforbackgroundworkershutdown
+  waitforbackgroundworkerstartup waitforlockers waitforlockersmultiple waitforoldersnapshots
+  waitforparallelworkerstoattach waitforparallelworkerstoexit waitforparallelworkerstofinish waitforprocsignalbarrier
+  waitforsignal waitforstandbyconfirmation waitforstandbys waitforstartposition waitforwal waitforwalsummarization
+  waiting waitlatch waitlatchorsocket waitmode waitonlock waitpolicy waitqueue waitreadbuffers waits waitset
+  waitsnapshot waitstart waitstopping waitwalarchive wakepincountwaiter wakequeue wakeupatcommit wakeuplogicalwalsnd
+  wakeupmyproc wakeupotherproc wakeuprecovery wakeupwalsummarizer wal wal_level wal_log wal_log_hints wal_sync_method
+  walarchive walbootstrapsync walbootstrapwrite walconsistencychecking walcopyread walcopysync walcopywrite
+  walinitsync walinitwrite walkexpression walkinnerwith wall wallevelonstandby walrcv walrcvcomputenextwakeup
+  walrcvconn walrcvdie walrcvfetchtimelinehistoryfiles walrcvflushrecptr walrcvforcereply walrcvrunning
+  walrcvshmeminit walrcvshmemsize walrcvstreaming walrcvwaitforstartposition walrcvwriterecptr walread walreceiver
+  walreceiverexit walreceiverfunctions walreceivermain walreceiverrequested walreceiverrestart walreceiverwaitstart
+  walrecord walrecovery wals walsender walsendermain walsenderslot walsendertimelinehistoryread walsenderwaitforwal
+  walsenderwritedata walsnd walsndcaughtup walsndchecktimeout walsndcomputesleeptime walsndctl walsnderrorcleanup
+  walsndinitstopping walsndkeepalive walsndkeepaliveifnecessary walsndkill walsndlastcyclehandler walsndloop
+  walsndpreparewrite walsndrmessage walsndrqstfilereload walsndsegmentopen walsndsetstate walsndshmeminit
+  walsndshmemsize walsndshutdown walsndsignals walsndupdateprogress walsndwait walsndwaitstopping walsndwakeup
+  walsndwritedata walstream walsummaries walsummariesarecomplete walsummarization walsummarizer walsummarizerctl
+  walsummarizererror walsummarizerinterrupts walsummarizermain walsummarizershmeminit walsummarizershmemsize
+  walsummarizershutdown walsummarizerstate walsummarizerwal walsummary walsummaryerror walsummaryfile walsummaryfiles
+  walsummaryifolderthan walsummaryread walsummaryready walsummarywrite walsync walsyncmethodassign walusageaccumdiff
+  walwrite walwriterdelay walwriterflushafter walwritermain walwritersleeping want warn warning warnings
+  warnnotransactionblock was watchhandle way ways wbh wco wdeclaration we week weeks weight well wendif were werror
+  wformat wfunc_left what when whence whenclause whenever where where_clause whereclause whereclauses whether which
+  while whitespace whole wholerow wholerowvar whose wide width widths wildcard will will_init wimplicit winagg
+  winclause wincollid window window_pathkeys window_seek_current windowagg windowclause windowfunc windowobject
+  windows winfnoid wingetcurrentposition wingetfuncargcurrent wingetfuncarginframe wingetfuncarginpartition
+  wingetpartitionlocalmemory wingetpartitionrowcount winname winref winrowsarepeers winsetmarkposition winstar wintype
+  with with_check withargs withbufferpin withcast withcheckoption withcheckoptionlists withcheckoptions withclause
+  withdatabase withexistingconstraint withfreespace within withindex withinfo withinheritance withlevel withlock
+  without without_overlaps withoutoverlapsnotempty withoutrelcache withowner withparams withproject withqual
+  withqualproject withreorder withsize withsnapshot withsnapshotfullxid withtablespace withvarno wl wmissing wno word
+  words work work_mem worker workerblocksignals workercanrestart workercontrol workercrashtimes workerdata workerexit
+  workerfailed workerfunction workerid workerinfo workerinitializeconnection workerinitializeconnectionbyoid
+  workerlist workermain workerneeded workernumber workerpid workerpool workerreportlastrecend workers workershmeminit
+  workershmemsize workershutdown workerstarttime workerstartup workerstatechange workerstoattach workerstoexit
+  workerstofinish workerstopnotifications workersubmissionqueue workerswakeupatcommit workertransaction
+  workertypebypid workerunblocksignals workerwalrcvconn workexprcontext working workmem works workspace workspaces
+  worktable worktablescan worktablescannext worktablescanrecheck world worst would wpointer wrap wraparound
+  wraplimitsvacuum wrapper wrapperbyname wrapperextended wrapperowner wrappers writable write writeall writeback
+  writebackcontext writebackcontextinit writeblockreftable writecontrolfile writedata writedelay writeentry writeinfo
+  writeinterrupt writepage writer writerdelay writerecptr writerflushafter writermain writersleeping writerstats
+  writes writetempfileblock writeupdate writewalsummary writezeropagexlogrec writing written wrong wrongtype wrote
+  wshadow wt_param_id wtparam www x x1 x40000 x86_64 x9l xa9g xact xactadvanceoldest xactbuffer xactcallback
+  xactcallbacks xactctldata xactdeferrable xactdidwrite xactflags xactgen xactgetcheckptmulti xactgroupupdate
+  xacthasexportedsnapshots xacthash xactid xactidconflict xactidcreate xactidcreatefrommembers xactidexpand
+  xactidhintbits xactidisrunning xactidlimit xactidmembers xactidprecedes xactidprecedesorequals xactidrange
+  xactidsetoldestmember xactisolevel xactlastcommitend xactlastrecend xactlist xactlock xactlockforvirtualxact
+  xactlocks xactlocktablecleanup xactlocktabledelete xactlocktableinsert xactlocktablewait xactlocktablewaiterrorcb
+  xactlogabortrecord xactlogcommitrecord xactmemberbuffer xactmemberctldata xactmemberfreezethreshold
+  xactmemberpageprecedes xactneedsskip xactoffsetbuffer xactoffsetctldata xactoffsetpage xactoffsetpageprecedes
+  xactpredicatelist xactprocs xactreadonly xacts xactsharedstateshmemsize xactshmeminit xactshmemsize xactsnapshot
+  xactstate xactstatuslock xacttopfulltransactionid xacttruncation xhcl xid xidalive xidassignment
+  xidcacheremoverunningxids xidcount xidentrylocks xidgen xidgetpid xidhasbasesnapshot xidhascatalogchanges xidhash
+  xidhorizons xidhorizonsresultlastxmin xidlogged xidlogpending xidrecovery xids xidsadd xidscompress xidsdisplay
+  xidsetcatalogchanges xidsgetandsetxmin xidsremove xidsremovepreceding xidssearch xidsvalid xj xl_heap_new_cid
+  xl_info xlcd xlog xlog_blcksz xlog_fpi xlog_multixact_zero_off_page xlogbegininsert xlogfile xlogfiles
+  xlogreadbufferforredo xlogreadtwophasedata xlogrec xlogrecptrresult xmax xmaxhintbits xmin xminforslot xml
+  xml_ereport xml_errorhandler xml_errsave xmlbuffer xmlexpr xmlnamespaces xmlns xmloption xmlsavectxt xmlsavectxtptr
+  xmlschema xmlserialize xmltable xmltablebuilderprivatedata xmltabledestroyopaque xmltablefetchrow xmltablegetvalue
+  xmltableinitopaque xmltableroutine xmltablesetcolumnfilter xmltablesetdocument xmltablesetnamespace
+  xmltablesetrowfilter xmltextwriter xmlvalidate xor xpath xqs xquery xsd xsi xt xtop xx xzd xze xzh xzt y y2 yd ye
+  year years yes yet yield yields you your ys yw yy_create_buffer yy_get_next_buffer yy_scan_buffer yy_scan_bytes
+  yyensure_buffer_stack yylex_init yyset_column yyset_lineno yyyy z z4u2h zd zdkb zero zero_damaged_pages
+  zeroandlockbuffer zerocommittspage zeroed zeroes zeroing zeromultixactoffsetpage zeropage zeropagexlogrec zerowrite
+  zfp zone zoneabbrevcache zoneabbrevisknown zoneabbrevoffset zoneabbrevoffsetinternal zoneabbrevs zoned zoneoffset
+  zoneoffsetinternal zones zstd zu zyf zz
 `

@@ -121,8 +121,8 @@ const WORD = /[\p{L}\p{N}_$]+/gu
 
 /**
  * Input the server prints unquoted after a colon: names joined by dots (`improper relation name
- * (too many dotted names): alice_novak.b.c.d`, `cross-database references are not implemented:
- * …`), `invalid normalization form: …`, libxml's `line 1: Opening and ending tag mismatch: a line 1
+ * (too many dotted names): alice_novak.b.c.d`, from a cast to regclass, regproc or regtype),
+ * `invalid normalization form: …`, libxml's `line 1: Opening and ending tag mismatch: a line 1
  * and Alice_Novak`. What follows the first `: ` of a line is kept only when every word of it is
  * proven clean (or already masked), or it is one of the server's own reasons.
  */

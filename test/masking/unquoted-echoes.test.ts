@@ -11,6 +11,11 @@
  */
 import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {DEFAULT_STRATEGIES} from '../../src/masking/categories.js'
+import {analyzeText} from '../../src/masking/lineage.js'
+import {maskNotice, messageProof} from '../../src/masking/messages.js'
+import {createMasker} from '../../src/masking/strategies.js'
+import type {ValueMasking} from '../../src/masking/values.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
 import {maskingFixture, type MaskingFixture} from './fixture.js'
@@ -99,5 +104,26 @@ describe('masking: values an error prints unquoted', () => {
   ])('keeps an ordinary error of a statement that reads customers: %s', async (sql, message) => {
     const through = await errorOf(c, sql)
     expect(through.message).toBe(message)
+  })
+
+  it('keeps the server\'s own texts of a statement that writes customers, and masks a line with a word of no template', () => {
+    const sql = "update customers set full_name = 'x' where id = 1"
+    const text = analyzeText(sql, fx.catalog)
+    if (!text.ok) throw new Error('does not parse')
+    const m: ValueMasking = {masker: createMasker('k'), catalog: fx.catalog, strategyOf: (cat) => DEFAULT_STRATEGIES[cat]}
+    const mask = (fields: Record<string, string>) => ({...fields, ...maskNotice(fields, text.statements[0], m, messageProof(sql, fx.catalog))})
+    const deadlock = {
+      severity: 'ERROR',
+      message: 'deadlock detected',
+      detail: 'Process 4711 waits for ShareLock on transaction 812; blocked by process 4712.\nProcess 4712 waits for ExclusiveLock on tuple (0,1) of relation 16384 of database 5; blocked by process 4711.',
+      hint: 'See server log for query details.',
+      where: 'while updating tuple (0,1) in relation "customers"',
+    }
+    expect(mask(deadlock)).toEqual(deadlock)
+    for (const message of ['could not serialize access due to concurrent update', 'canceling statement due to lock timeout', 'value too long for type character varying(40)']) {
+      expect(mask({severity: 'ERROR', message}).message).toBe(message)
+    }
+    expect(mask({severity: 'ERROR', message: 'Grace Hopper is not a valid encoding name'}).message).toBe('[masked]')
+    expect(mask({severity: 'ERROR', message: 'invalid input syntax', detail: 'Token Grace is invalid.\nThe input string ended unexpectedly.'}).detail).toBe('[masked]\nThe input string ended unexpectedly.')
   })
 })
