@@ -107,17 +107,19 @@ const SERVER_FACTS = words(`
   pg_event_trigger_table_rewrite_reason row_security_active currtid2 pg_stat_have_stats pg_stat_clear_snapshot
   pg_stat_force_next_flush pg_stat_get_io pg_stat_get_wal pg_stat_get_archiver pg_stat_get_slru
   pg_stat_get_recovery_prefetch pg_stat_get_replication_slot pg_stat_get_subscription pg_stat_get_subscription_stats
-  pg_stat_get_wal_receiver pg_stat_get_wal_senders pg_stat_get_progress_info pg_stat_get_snapshot_timestamp
+  pg_stat_get_wal_senders pg_stat_get_progress_info pg_stat_get_snapshot_timestamp
   pg_stat_get_backend_idset pg_stat_get_backend_pid pg_stat_get_backend_dbid pg_stat_get_backend_userid
   pg_stat_get_backend_activity_start pg_stat_get_backend_xact_start pg_stat_get_backend_start
-  pg_stat_get_backend_client_addr pg_stat_get_backend_client_port pg_stat_get_backend_wait_event
+  pg_stat_get_backend_client_port pg_stat_get_backend_wait_event
   pg_stat_get_backend_wait_event_type pg_stat_get_backend_subxact pg_stat_get_backend_io pg_stat_get_backend_wal
   pg_stat_get_buf_alloc
 `)
 
 /**
  * Statistics counters and timestamps of tables, indexes, functions, databases and the server's
- * processes (not `pg_stat_get_activity` or `pg_stat_get_backend_activity`: other sessions' SQL).
+ * processes (not `pg_stat_get_activity` or `pg_stat_get_backend_activity`: other sessions' SQL; nor
+ * `pg_stat_get_backend_client_addr`, where other people connect from, or `pg_stat_get_wal_receiver`,
+ * the primary's address and the standby's connection string).
  */
 const STATISTICS_COUNTERS = words(`
   pg_stat_get_analyze_count pg_stat_get_autoanalyze_count pg_stat_get_autovacuum_count

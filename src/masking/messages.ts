@@ -15,6 +15,7 @@ import {classifyColumn, type MaskingCategory} from './categories.js'
 import {analyzeText, flatten, type StatementLineage} from './lineage.js'
 import {parseSql} from '../sql/parser.js'
 import {maskJson, namesOf, scanAndMask, type FieldRules, type ValueMasking} from './values.js'
+import {MESSAGE_WORDS_TEXT} from './message-words.generated.js'
 
 export type NoticeLike = Record<string, string | undefined>
 
@@ -96,7 +97,93 @@ function isTypeModifier(text: string, at: number, n: string): boolean {
   return TYPE_MODIFIER_BEFORE.test(text.slice(Math.max(0, at - 64), at)) && TYPE_MODIFIER_AFTER.test(text.slice(at + n.length, at + n.length + 32))
 }
 const CARET_LINE = /\n\s*\^\s*(\n|$)/
+
+/**
+ * Reasons the server prints after a colon that are its own, not input: the regular expression
+ * library's errors and the operating system's (`could not open file "…": No such file or directory`).
+ */
+const OWN_REASONS = new Set(
+  [
+    'invalid collating element', 'invalid character class', 'invalid escape \\ sequence', 'invalid backreference number',
+    'brackets [] not balanced', 'parentheses () not balanced', 'braces {} not balanced', 'invalid repetition count(s)',
+    'invalid character range', 'out of memory', 'quantifier operand invalid', 'invalid argument to regex function',
+    'character widths of regex and string differ', 'invalid embedded option', 'regular expression is too complex',
+    'too many colors', 'operation cancelled', 'No such file or directory', 'Permission denied', 'Is a directory',
+    'Not a directory', 'File exists', 'No space left on device', 'Too many open files', 'Read-only file system',
+    'Invalid argument', 'Operation not permitted', 'Input/output error',
+  ].map((r) => r.toLowerCase()),
+)
+
+/** The words of the SQL names format_type prints (`operator does not exist: integer = character varying`). */
+const TYPE_WORDS = new Set('integer smallint bigint character varying double precision boolean timestamp time with without zone numeric real bit interval date'.split(' '))
+
+const WORD = /[\p{L}\p{N}_$]+/gu
+
+/**
+ * Input the server prints unquoted after a colon: names joined by dots (`improper relation name
+ * (too many dotted names): alice_novak.b.c.d`, from a cast to regclass, regproc or regtype),
+ * `invalid normalization form: …`, libxml's `line 1: Opening and ending tag mismatch: a line 1
+ * and Alice_Novak`. What follows the first `: ` of a line is kept only when every word of it is
+ * proven clean (or already masked), or it is one of the server's own reasons.
+ */
+function maskUnquotedTails(text: string, clean: (v: string) => boolean): string {
+  return text
+    .split('\n')
+    .map((line) => {
+      const at = line.indexOf(': ')
+      if (at < 0 || ROW_LINE.test(line)) return line
+      const tail = line.slice(at + 2)
+      if (tail === MASK || OWN_REASONS.has(tail.replace(/\.$/, '').toLowerCase())) return line
+      const proven = chunksOf(tail).every((chunk) => clean(chunk) || (chunk.match(WORD) ?? []).every((w) => w === 'masked' || TYPE_WORDS.has(w.toLowerCase()) || clean(w)))
+      return proven ? line : `${line.slice(0, at + 2)}${MASK}`
+    })
+    .join('\n')
+}
 const JSON_CONTEXT = /^(JSON data, line \d+: ).*$/m
+
+/** The words of the server's own message texts (src/masking/message-words.generated.ts). */
+const MESSAGE_WORDS = new Set(MESSAGE_WORDS_TEXT.split(/\s+/).filter(Boolean))
+
+/** Lines a column-by-column masking already judged: keys and failing rows print values of every kind. */
+const ROW_LINE = /^(Key \(|Failing row contains \(|Partition key of the failing row contains \()/
+
+/**
+ * A line of a message is the server's template with values put in. Quoted values and numbers are
+ * judged above; a value a template prints unquoted (`Alice Novak is not a valid encoding name`
+ * from `to_ascii(x, full_name::name)`) is a word no template has. So a line is kept only when
+ * every unquoted word in it is a word of the server's own messages or proven clean, and masked
+ * whole otherwise: masking only the unknown words would leave a value's words that happen to be
+ * the server's (`Via` of `Via Roma`).
+ */
+function maskUnknownWords(text: string, clean: (v: string) => boolean): string {
+  return text
+    .split('\n')
+    .map((line) => {
+      if (line === MASK || ROW_LINE.test(line)) return line
+      const unquoted = withoutRegion(withoutRegion(line, '"'), "'")
+      const known = chunksOf(unquoted).every((chunk) => clean(chunk) || (chunk.match(WORD) ?? []).every((w) => w === 'masked' || /^\d+$/.test(w) || MESSAGE_WORDS.has(w.toLowerCase()) || clean(w)))
+      return known ? line : MASK
+    })
+    .join('\n')
+}
+
+/**
+ * The whitespace-separated parts of a text, without the punctuation a template puts around a
+ * value, so that a constant of the statement (`'a.b.c.d'`, a path) is proven as a whole.
+ */
+function chunksOf(text: string): string[] {
+  return text
+    .split(/\s+/)
+    .map((c) => c.replace(/^[(\[{]+|[)\]}.,;:]+$/g, ''))
+    .filter(Boolean)
+}
+
+/** `text` without the region from the first `quote` to the last, which maskQuoted judged as a whole. */
+function withoutRegion(text: string, quote: string): string {
+  const first = text.indexOf(quote)
+  const last = text.lastIndexOf(quote)
+  return first < 0 || last === first ? text : text.slice(0, first) + text.slice(last + 1)
+}
 
 /** The structural masking of one text field of a message from a statement that reads sensitive data. */
 function maskEchoes(key: (typeof TEXT_FIELDS)[number], text: string, clean: (v: string) => boolean, opaque: boolean): string {
@@ -107,7 +194,30 @@ function maskEchoes(key: (typeof TEXT_FIELDS)[number], text: string, clean: (v: 
   if (CARET_LINE.test(out)) out = `${out.split('\n')[0]}\n${MASK}`
   out = out.replace(JSON_CONTEXT, `$1${MASK}`).replace(BYTES, MASK)
   if (key === 'message') out = out.replace(NUMBER, (n: string, at: number, whole: string) => (clean(n) || isTypeModifier(whole, at, n) ? n : MASK))
+  if (key === 'message' || key === 'detail' || key === 'hint') out = maskUnknownWords(maskUnquotedTails(out, clean), clean)
   return out
+}
+
+/**
+ * Where the procedural languages print a message their code wrote: PL/pgSQL's RAISE and ASSERT
+ * (`assert false, full_name` fails with the name as its message), PL/Python's plpy.error and
+ * exceptions, PL/Perl's elog and die, PL/Tcl's elog and errors.
+ */
+const CODES_OWN_ROUTINES = new Set([
+  'exec_stmt_raise',
+  'exec_stmt_assert',
+  'PLy_output',
+  'PLy_elog_impl',
+  'plperl_util_elog',
+  'plperl_call_perl_func',
+  'plperl_call_perl_trigger_func',
+  'plperl_call_perl_event_trigger_func',
+  'pltcl_elog',
+  'throw_tcl_error',
+])
+
+function isCodesOwnMessage(fields: NoticeLike): boolean {
+  return fields.routine !== undefined && CODES_OWN_ROUTINES.has(fields.routine)
 }
 
 function relationOf(fields: NoticeLike, catalog: Catalog): CatalogRelation | undefined {
@@ -262,7 +372,7 @@ export function maskNotice(fields: NoticeLike, lineage: StatementLineage | undef
   }
   // RAISE text is whatever the code chose to print: in a statement that reads sensitive data,
   // through a function, a DO block or a trigger on the table it writes, it may print any value.
-  const raised = (opaque || touches) && fields.routine === 'exec_stmt_raise'
+  const raised = (opaque || touches) && isCodesOwnMessage(fields)
   if (raised) {
     for (const k of ['message', 'detail', 'hint'] as const) if (out[k]) out[k] = maskAs(out[k], 'untraceable', m)
   }

@@ -28,7 +28,7 @@ const WHOLE: SystemRelationKind = Object.freeze({kind: 'whole'})
 
 /** pg_catalog's tables and views that hold only definitions, names, privileges, counters and server facts. */
 const CATALOG_ONLY = words(`
-  pg_aggregate pg_aios pg_am pg_amop pg_amproc pg_attrdef pg_attribute pg_auth_members pg_available_extension_versions
+  pg_aggregate pg_aios pg_am pg_amop pg_amproc pg_attrdef pg_auth_members pg_available_extension_versions
   pg_available_extensions pg_cast pg_class pg_collation pg_config pg_constraint pg_conversion pg_database
   pg_db_role_setting pg_default_acl pg_depend pg_description pg_enum pg_event_trigger pg_extension
   pg_foreign_data_wrapper pg_foreign_server pg_foreign_table pg_group pg_ident_file_mappings pg_index pg_indexes
@@ -38,11 +38,11 @@ const CATALOG_ONLY = words(`
   pg_replication_origin_status pg_replication_slots pg_rewrite pg_roles pg_rules pg_seclabel pg_seclabels
   pg_sequence pg_sequences pg_shdepend pg_shdescription pg_shmem_allocations pg_shmem_allocations_numa pg_shseclabel
   pg_stat_all_indexes pg_stat_all_tables pg_stat_archiver pg_stat_bgwriter pg_stat_checkpointer pg_stat_database
-  pg_stat_database_conflicts pg_stat_gssapi pg_stat_io pg_stat_progress_analyze pg_stat_progress_basebackup
+  pg_stat_database_conflicts pg_stat_io pg_stat_progress_analyze pg_stat_progress_basebackup
   pg_stat_progress_cluster pg_stat_progress_copy pg_stat_progress_create_index pg_stat_progress_vacuum
-  pg_stat_recovery_prefetch pg_stat_replication pg_stat_replication_slots pg_stat_slru pg_stat_ssl
+  pg_stat_recovery_prefetch pg_stat_replication_slots pg_stat_slru
   pg_stat_subscription pg_stat_subscription_stats pg_stat_sys_indexes pg_stat_sys_tables pg_stat_user_functions
-  pg_stat_user_indexes pg_stat_user_tables pg_stat_wal pg_stat_wal_receiver pg_stat_xact_all_tables
+  pg_stat_user_indexes pg_stat_user_tables pg_stat_wal pg_stat_xact_all_tables
   pg_stat_xact_sys_tables pg_stat_xact_user_functions pg_stat_xact_user_tables pg_statio_all_indexes
   pg_statio_all_sequences pg_statio_all_tables pg_statio_sys_indexes pg_statio_sys_sequences pg_statio_sys_tables
   pg_statio_user_indexes pg_statio_user_sequences pg_statio_user_tables pg_statistic_ext pg_subscription_rel
@@ -52,6 +52,10 @@ const CATALOG_ONLY = words(`
 
 /** Reviewed relations with columns that hold secrets or other sessions' text. */
 const SENSITIVE_COLUMNS: Record<string, Record<string, MaskingCategory>> = {
+  // The value every row that predates an ADD COLUMN … DEFAULT has in that column, computed once
+  // (a stable function's result, `current_setting('app.key')`) and kept after DROP DEFAULT: a
+  // stored value of the column, whatever the column is.
+  pg_attribute: {attmissingval: 'untraceable'},
   pg_authid: {rolpassword: 'password'},
   pg_shadow: {passwd: 'password'},
   pg_user_mapping: {umoptions: 'secret'},
@@ -61,8 +65,17 @@ const SENSITIVE_COLUMNS: Record<string, Record<string, MaskingCategory>> = {
   // The server's configuration files: passphrase commands, replication connection strings, LDAP bind passwords.
   pg_file_settings: {setting: 'secret'},
   pg_hba_file_rules: {options: 'secret'},
-  // Other sessions' SQL with its literals, and application names any session's unseen code may have set to values it read.
-  pg_stat_activity: {query: 'untraceable', application_name: 'untraceable'},
+  // Other sessions' SQL with its literals, and application names any session's unseen code may have set to values it read;
+  // where other people connect from (their address, and its reverse-DNS name).
+  pg_stat_activity: {query: 'untraceable', application_name: 'untraceable', client_addr: 'ip_address', client_hostname: 'untraceable'},
+  // A standby's address and name, and the application name its connection string gave.
+  pg_stat_replication: {application_name: 'untraceable', client_addr: 'ip_address', client_hostname: 'untraceable'},
+  // Other people's client certificates (a DN names its holder, often with an e-mail address) and
+  // Kerberos principals (user@REALM).
+  pg_stat_ssl: {client_dn: 'untraceable', client_serial: 'untraceable', issuer_dn: 'untraceable'},
+  pg_stat_gssapi: {principal: 'untraceable'},
+  // The primary's address and the standby's connection string (its options besides the password).
+  pg_stat_wal_receiver: {sender_host: 'untraceable', conninfo: 'secret'},
 }
 
 /** Planner statistics (most common values and histograms are samples of the columns themselves) and large objects' contents. */
