@@ -133,6 +133,12 @@ export class StatementRunner {
   async run(sql: string, o: RunOptions): Promise<RunResult> {
     if (o.signal?.aborted) throw new Error('the call was cancelled before its statement was sent')
     const client = await this.acquire()
+    // Opening a session may wait (for a slot under tunnel.maxUpstreamSessions): a call cancelled
+    // meanwhile must not go on to run its statement once a slot frees, for an agent that gave up on it.
+    if (o.signal?.aborted) {
+      this.release(client)
+      throw new Error('the call was cancelled before its statement was sent')
+    }
     const notices: NoticeLog = {kept: [], bytes: 0, dropped: 0}
     let held: ((w: WaitingResult) => void) | undefined
     const waiting = new Promise<WaitingResult>((resolve) => (held = resolve))
@@ -385,6 +391,9 @@ export class StatementRunner {
         handleError(error, connection)
       }
     }
+    // The settings above took round trips: a cancel that came during them stopped nothing on the
+    // server, and this statement, sent now, would run for an agent that gave up on it.
+    if (o.signal?.aborted) throw new Error('the call was cancelled before its statement was sent')
     const result = await new Promise<pg.QueryResult>((resolve, reject) => {
       let keyBytes: number[] | undefined
       query.on('row', (row: (string | null)[], result?: {fields?: {name: string}[]}) => {
