@@ -59,6 +59,7 @@ export type RefusalReason =
   | 'analyze-not-read'
   | 'unknown-approval'
   | 'sessions-busy'
+  | 'nul-character'
 
 /** The most of a refused call's SQL the recording keeps, as of a statement the tunnel refused for its size. */
 const REFUSED_SQL_KEPT = 64 * 1024
@@ -157,6 +158,19 @@ function notPureRead(stmt: StatementAnalysis): string {
   if (!op) return `${stmt.class}/${stmt.command}`
   const what = op.functions.length ? `: ${op.functions.join(', ')}` : ''
   return `${op.class}/${op.command}${what}${op.flags.length ? ` (${op.flags.join(', ')})` : ''}`
+}
+
+/**
+ * A statement text holds no NUL: the protocol ends the text at the first one, so what follows it is
+ * not the statement the tool checked (`select 1\u0000; drop table t` counted as one statement), and
+ * the tunnel ends the session as a protocol violation with a message that says nothing useful.
+ */
+function refuseNul(sql: string): void {
+  if (!sql.includes('\u0000')) return
+  throw new ToolError(
+    {kind: 'syntax', message: `The SQL holds a NUL character (U+0000) at character ${sql.indexOf('\u0000') + 1}; PostgreSQL does not accept one in a statement text. Remove it and call the tool again.`},
+    'nul-character',
+  )
 }
 
 function errorResult(failure: ToolFailure): CallToolResult {
@@ -451,6 +465,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       const {sql, params, maxRows, maxBytes, timeoutMs} = args
       const o = {params: params ?? undefined, maxRows: maxRows ?? limits.maxRows, maxBytes: maxBytes ?? limits.maxBytes, timeoutMs: timeoutMs ?? limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs, signal: extra.signal}
       return guarded({tool: 'query', args, extra}, async () => {
+        refuseNul(sql)
         await loadParser()
         const count = sharedAnalysisCache.analyze(sql, {maxStatementSize: target.tunnel.maxStatementSize}).statements.length
         if (count > 1) {
@@ -481,6 +496,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       const signal = extra.signal
       const t = timeoutMs ?? limits.timeoutMs
       return guarded({tool: 'explain', args, extra}, async () => {
+        refuseNul(sql)
         await loadParser()
         const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize: target.tunnel.maxStatementSize})
         if (analysis.statements.length !== 1) {

@@ -68,6 +68,8 @@ describe('MCP: the tools\' own refusals are recorded', () => {
     {tool: 'query', args: {sql: 'select v from secrets /* bad timeout */', timeoutMs: 'forever'}, reason: 'invalid-arguments', sql: 'select v from secrets /* bad timeout */'},
     {tool: 'drop_everything', args: {sql: 'drop table secrets /* no such tool */', password: SECRET}, reason: 'unknown-tool', sql: 'drop table secrets /* no such tool */'},
     {tool: 'approval_status', args: {approvalId: 'apr-notmine123'}, reason: 'unknown-approval'},
+    {tool: 'query', args: {sql: 'select 1\u0000; drop table secrets /* nul */'}, reason: 'nul-character', sql: 'select 1\u0000; drop table secrets /* nul */'},
+    {tool: 'explain', args: {sql: "select '\u0000'; delete from secrets /* nul */"}, reason: 'nul-character', sql: "select '\u0000'; delete from secrets /* nul */"},
   ]
 
   it('refuses each call, and nothing of it reaches the database', async () => {
