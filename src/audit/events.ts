@@ -48,7 +48,11 @@ export interface ResultPreview {
  * `syntax_error`: the text did not parse; it was answered with the parser's 42601 error and never
  * reached the server. Not a denial: a typo is not an attempt at something the policy forbids.
  */
-export const DECISIONS = ['allow', 'deny', 'approved', 'approval_denied', 'approval_timeout', 'approval_withdrawn', 'syntax_error'] as const
+/** The decisions statements are recorded with, and `tool_refused`, which `sessions search` gives a call an MCP tool refused itself (`mcp.tool_refused`). */
+export const DECISIONS = ['allow', 'deny', 'approved', 'approval_denied', 'approval_timeout', 'approval_withdrawn', 'syntax_error', 'tool_refused'] as const
+
+/** How `sessions search` shows a call an MCP tool refused itself: never a statement's decision. */
+export const TOOL_REFUSED_DECISION = 'tool_refused'
 export type RecordedDecision = (typeof DECISIONS)[number] | (string & {})
 
 export interface StatementData {
@@ -643,6 +647,37 @@ export function parseEventLine(line: string): AuditEvent {
   const problems = problemsOf(dataSchemaOf(ev.type), ev.data)
   if (problems) throw new DocumentError('event line', problems.map((p) => `data.${p}`.replace('data.(the document)', 'data')))
   return ev
+}
+
+/**
+ * A call an MCP tool refused itself, before anything reached the pipeline (src/mcp/server.ts): a
+ * `query` of several statements, arguments the tool's schema rejects, every database session in use.
+ * Recorded in the log of one of the agent's database sessions, with its statements.
+ */
+export const TOOL_REFUSED = 'mcp.tool_refused'
+
+export interface ToolRefusedData {
+  /** The tool the agent called (its name as the agent sent it, when no tool has it). */
+  tool: string
+  /** Why, as a word: `several-statements`, `invalid-arguments`, `unknown-tool`, `sessions-busy`, … */
+  reason: string
+  /** What the agent was told. */
+  message: string
+  /** The call's arguments as kept: its SQL (the first 64 KiB), its caps; `params` only counted; unknown ones only named. */
+  arguments: {sql?: string; params?: number | string; otherArguments?: string[]; [name: string]: unknown}
+}
+
+/** A `mcp.tool_refused` event's data, with what a reader relies on well-formed; undefined for any other event. */
+export function toolRefusalOf(ev: AuditEvent): ToolRefusedData | undefined {
+  if (ev.type !== TOOL_REFUSED) return undefined
+  const d = (ev.data ?? {}) as Partial<ToolRefusedData>
+  const args = typeof d.arguments === 'object' && d.arguments !== null && !Array.isArray(d.arguments) ? d.arguments : {}
+  return {
+    tool: typeof d.tool === 'string' ? d.tool : '?',
+    reason: typeof d.reason === 'string' ? d.reason : '?',
+    message: typeof d.message === 'string' ? d.message : '',
+    arguments: {...args, ...(typeof args.sql === 'string' || args.sql === undefined ? {} : {sql: undefined})},
+  }
 }
 
 /** The statements a recorded statement's text EXECUTEs, as recorded (`executes`), well-formed ones only. */

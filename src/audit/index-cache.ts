@@ -9,7 +9,7 @@ import {sessionCacheDir} from '../util/paths.js'
 import {DocumentError} from '../util/document.js'
 import {visible} from '../util/visible.js'
 import {sha256hex} from './chain.js'
-import {addToTotals, emptyTotals, parseEventLine, type SessionEndData, type SessionStartData, type StatementData, type Totals} from './events.js'
+import {addToTotals, emptyTotals, parseEventLine, TOOL_REFUSED, type SessionEndData, type SessionStartData, type StatementData, type Totals} from './events.js'
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return sessionCacheDir(env)
@@ -41,6 +41,8 @@ export interface SessionSummary {
   policy?: {hash?: string; version?: string}
   /** The AI agent that ran the session through `dbgate mcp`, for `user`. */
   agent?: AgentInfo
+  /** Calls the agent's MCP tools refused themselves (`mcp.tool_refused`), when there were any. */
+  toolRefusals?: number
 }
 
 /**
@@ -342,6 +344,8 @@ function summarizeCounting(info: ObjectInfo, text: string): {summary: SessionSum
       })
     } else if (ev.type === 'statement') {
       addToTotals(counted, ev.data as StatementData)
+    } else if (ev.type === TOOL_REFUSED) {
+      s.toolRefusals = (s.toolRefusals ?? 0) + 1
     } else if (ev.type === 'session.end' || ev.type === 'session.interrupted') {
       s.status = ev.type === 'session.end' ? 'ended' : 'interrupted'
       s.endedAt = ev.ts

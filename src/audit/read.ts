@@ -1,5 +1,5 @@
 import type {Bucket, ObjectInfo} from '../bucket/index.js'
-import {executedOf, isDenied, parseEventLine, type AuditEvent, type StatementData} from './events.js'
+import {executedOf, isDenied, parseEventLine, TOOL_REFUSED_DECISION, toolRefusalOf, type AuditEvent, type StatementData, type ToolRefusedData} from './events.js'
 import {loadParser, parserReady} from '../sql/parser.js'
 import {AnalysisCache} from '../policy/cache.js'
 import {readForm} from './search-text.js'
@@ -61,7 +61,7 @@ export class SessionReader {
         // A log without its session.start has no start time: its key's day (pruned above) is all that places it.
         if (s.startedAt !== undefined && !inPeriod(s, f)) return false
         if (user && !namesUser(s, user)) return false
-        if (f.denied && s.totals.denied === 0 && !s.refused) return false
+        if (f.denied && s.totals.denied === 0 && !s.refused && !s.toolRefusals) return false
         if (f.client && (s.agent ? 'mcp' : 'connect') !== f.client) return false
         return true
       })
@@ -234,6 +234,8 @@ export interface SearchMatch {
   suspended?: true
   /** When the text matched only through them: the PREPARE texts of the prepared statements its EXECUTEs ran. */
   runs?: string[]
+  /** A call an MCP tool refused itself (`mcp.tool_refused`, decision `tool_refused`): nothing of it reached the database. */
+  refused?: {tool: string; reason: string; message: string}
 }
 
 export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<SessionSummary, 'sessionId' | 'user' | 'target' | 'agent'>): SearchMatch[] {
@@ -243,7 +245,15 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
   const since = q.since?.getTime()
   const until = q.until?.getTime()
   const prepared = pattern ? new PreparedTexts() : undefined
-  for (const ev of statementsOf(events)) {
+  const statements = new Set(statementsOf(events))
+  for (const ev of events) {
+    const refusal = toolRefusalOf(ev)
+    if (refusal) {
+      const m = refusalMatch(ev, refusal, q, pattern, since, until)
+      if (m) out.push({sessionId: s.sessionId, seq: ev.seq, ts: ev.ts, user: s.user, ...(s.agent ? {agent: agentLabel(s.agent)} : {}), target: s.target, ...m})
+      continue
+    }
+    if (!statements.has(ev)) continue
     const d = ev.data as StatementData
     // Every text of the session, in order, whatever the filters: a PREPARE defines what a later EXECUTE runs.
     const runs = prepared?.read(d.sql, ev.type === 'statement' && d.outcome === 'ok') ?? []
@@ -267,6 +277,26 @@ export function searchEvents(events: AuditEvent[], q: SearchQuery, s: Pick<Sessi
     out.push({sessionId: s.sessionId, seq: ev.seq, ts: d.startedAt ?? ev.ts, user: s.user, ...(s.agent ? {agent: agentLabel(s.agent)} : {}), target: s.target, sql: d.sql, spans, ...ranPrepared, decision: d.decision, class: d.class, tables: d.tables ?? [], ...(ev.type === 'statement' ? {outcome: d.outcome, commandTags: d.commandTags, ...(d.suspended === true ? {suspended: true as const} : {})} : {outcome: UNFINISHED})})
   }
   return out
+}
+
+/**
+ * A call an MCP tool refused itself, as a search match: found by its SQL (as the server would read
+ * it too), or by the tool and what the agent was told when it had none; with `--denied` and
+ * `--decision tool_refused`; never by `--class` or `--table`, since nothing judged it.
+ */
+function refusalMatch(ev: AuditEvent, r: ToolRefusedData, q: SearchQuery, pattern: RegExp | undefined, since: number | undefined, until: number | undefined): Pick<SearchMatch, 'sql' | 'spans' | 'decision' | 'tables' | 'refused'> | undefined {
+  const at = new Date(ev.ts).getTime()
+  if ((since !== undefined && at < since) || (until !== undefined && at > until)) return undefined
+  if (q.class || q.table) return undefined
+  if (q.decision && q.decision !== TOOL_REFUSED_DECISION) return undefined
+  const sql = typeof r.arguments.sql === 'string' ? r.arguments.sql : `(${r.tool} call refused: ${r.message})`
+  let spans: [number, number][] = []
+  if (pattern) {
+    spans = matchSpans(sql, pattern)
+    if (spans.length === 0) spans = readFormSpans(sql, pattern)
+    if (spans.length === 0) return undefined
+  }
+  return {sql, spans, decision: TOOL_REFUSED_DECISION, tables: [], refused: {tool: r.tool, reason: r.reason, message: r.message}}
 }
 
 /** Texts that may prepare, run or drop an SQL-level prepared statement; any other text is not parsed again. */

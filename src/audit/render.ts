@@ -1,7 +1,7 @@
 import {agentLabel} from '../identity/types.js'
 import {Chalk, type ChalkInstance} from 'chalk'
 import {visible, visibleDeep} from '../util/visible.js'
-import {executedOf, isDenied, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData, type StatementStreamingData} from './events.js'
+import {executedOf, isDenied, TOOL_REFUSED, toolRefusalOf, type AuditEvent, type ResultPreview, type SessionEndData, type SessionInterruptedData, type SessionStartData, type StatementData, type StatementStreamingData} from './events.js'
 
 /**
  * Turning events into display lines. Everything here is pure: `show`, `replay` and the tests share
@@ -182,6 +182,21 @@ function renderEventLines(raw: AuditEvent, opts: RenderOptions): string[] {
     case 'approval.withdrawn':
     case 'approval.expired':
       return renderApproval(ev, head, c)
+    case TOOL_REFUSED: {
+      // From the raw event: its SQL keeps its line breaks, each line made visible below.
+      const d = toolRefusalOf(raw)!
+      const {sql, params, otherArguments, ...rest} = d.arguments
+      const lines = [`${head} ${c.red.bold('REFUSED BY MCP TOOL')} ${quoted(d.tool)} (${visible(d.reason)}): nothing reached the database`]
+      if (typeof sql === 'string') for (const l of visible(sql, {lines: true}).split('\n')) lines.push(`    ${l}`)
+      const facts = [
+        ...Object.entries(rest).map(([k, v]) => `${visible(k)}=${visible(JSON.stringify(v) ?? String(v))}`),
+        ...(params !== undefined ? [`params: ${typeof params === 'number' ? `${params} value(s), not recorded` : visible(String(params))}`] : []),
+        ...(Array.isArray(otherArguments) && otherArguments.length ? [`arguments no tool takes: ${otherArguments.map((n) => quoted(n)).join(', ')}`] : []),
+      ]
+      if (facts.length) lines.push(c.dim(`    ${facts.join(' · ')}`))
+      lines.push(c.dim(`    told: ${visible(d.message.replace(/\s+/g, ' '))}`))
+      return lines
+    }
     default:
       return [`${head} ${c.magenta(ev.type)} ${JSON.stringify(ev.data)}`]
   }

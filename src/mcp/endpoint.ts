@@ -17,6 +17,12 @@ export interface SqlEndpoint {
   /** Resolves when the endpoint has gone away (e.g. the sign-in could not be renewed). */
   readonly closed: Promise<void>
   close(): Promise<void>
+  /**
+   * Records an event in the log of the endpoint's session whose cancel key (BackendKeyData) is
+   * `key`, signed and chained with its statements. False when it could not (no such session, or no
+   * recording).
+   */
+  record?(key: {processId: number; secretKey: number}, type: string, payload: unknown): boolean
 }
 
 /** Opens the endpoint once the agent is known (after the MCP handshake). */

@@ -38,6 +38,7 @@ export async function openLocalEndpoint(opts: LocalEndpointOptions): Promise<Sql
     return {
       clientConfig: () => ({host: info.host, port: info.port, user: info.user, password: info.password, database: info.database, ssl: false}),
       identity: () => opened.identity?.current(),
+      record: (key, type, payload) => opened.tunnel.recordFor(key, type, payload),
       closed,
       close: async () => {
         await opened.close(1000)

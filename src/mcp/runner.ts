@@ -10,6 +10,7 @@ import pg from 'pg'
 import {builtinCandidates, isBuiltinOperator} from '../policy/builtins.js'
 import {loadParser, parseSql} from '../sql/parser.js'
 import {encodeCancelRequest} from '../wire/frontend.js'
+import {TOOL_REFUSED} from '../audit/events.js'
 import {names} from '../sql/tree.js'
 import type {SqlEndpoint} from './endpoint.js'
 
@@ -68,6 +69,10 @@ export interface WaitingResult {
 }
 
 export type RunResult = RowsResult | WaitingResult
+
+/** Every database session this server may open is taken: the call is refused before its statement reaches the endpoint. */
+export class SessionsBusyError extends Error {}
+
 
 type Settled = {ok: true; value: RowsResult} | {ok: false; error: unknown}
 
@@ -128,6 +133,12 @@ export class StatementRunner {
   async run(sql: string, o: RunOptions): Promise<RunResult> {
     if (o.signal?.aborted) throw new Error('the call was cancelled before its statement was sent')
     const client = await this.acquire()
+    // Opening a session may wait (for a slot under tunnel.maxUpstreamSessions): a call cancelled
+    // meanwhile must not go on to run its statement once a slot frees, for an agent that gave up on it.
+    if (o.signal?.aborted) {
+      this.release(client)
+      throw new Error('the call was cancelled before its statement was sent')
+    }
     const notices: NoticeLog = {kept: [], bytes: 0, dropped: 0}
     let held: ((w: WaitingResult) => void) | undefined
     const waiting = new Promise<WaitingResult>((resolve) => (held = resolve))
@@ -216,6 +227,23 @@ export class StatementRunner {
     return unwrap(done)
   }
 
+  /**
+   * Records what the tools refused themselves in the log of one of this server's database sessions,
+   * with the agent's statements: an idle one, else a busy one, else one opened for it. Recorded by
+   * the endpoint's own recording, so it is signed and chained as they are. False when there is no
+   * session to record it in (the database cannot be reached) or the endpoint records nothing.
+   */
+  async recordRefusal(payload: Record<string, unknown>): Promise<boolean> {
+    const live = (c: pg.Client) => !this.broken.has(c) && this.all.has(c) && keyOf(c) !== undefined
+    let client = this.idle.find(live) ?? [...this.all].find(live)
+    if (!client) {
+      client = await this.acquire()
+      this.release(client)
+    }
+    const key = keyOf(client)
+    return key !== undefined && this.endpoint.record?.(key, TOOL_REFUSED, payload) === true
+  }
+
   pendingApprovals(): WaitingResult[] {
     return [...this.pending.values()].map((p) => p.waiting)
   }
@@ -246,7 +274,7 @@ export class StatementRunner {
       const waiting = this.pending.size
       const running = this.all.size - this.idle.length - waiting
       const held = [waiting > 0 ? `${waiting} statement(s) waiting for approval (call approval_status for ${[...this.pending.keys()].join(', ')})` : '', running > 0 ? `${running} call(s) still running` : ''].filter(Boolean).join(' and ')
-      throw new Error(`every database session this server may open (${MAX_SESSIONS}) is in use by ${held || 'other calls'}; wait for them to finish, then call again`)
+      throw new SessionsBusyError(`every database session this server may open (${MAX_SESSIONS}) is in use by ${held || 'other calls'}; wait for them to finish, then call again`)
     }
     const c = new pg.Client({...this.endpoint.clientConfig(), application_name: this.opts.applicationName})
     const lost = () => {
@@ -363,6 +391,9 @@ export class StatementRunner {
         handleError(error, connection)
       }
     }
+    // The settings above took round trips: a cancel that came during them stopped nothing on the
+    // server, and this statement, sent now, would run for an agent that gave up on it.
+    if (o.signal?.aborted) throw new Error('the call was cancelled before its statement was sent')
     const result = await new Promise<pg.QueryResult>((resolve, reject) => {
       let keyBytes: number[] | undefined
       query.on('row', (row: (string | null)[], result?: {fields?: {name: string}[]}) => {
@@ -465,6 +496,12 @@ export function leavesSettings(sql: string): boolean {
   if (!readsIncrementally(sql)) return false
   const parsed = parseSql(sql)
   return parsed.ok && callsOnlyBuiltins(parsed.statements)
+}
+
+/** The cancel key the endpoint gave a session (BackendKeyData), which names it to the endpoint. */
+function keyOf(c: pg.Client): {processId: number; secretKey: number} | undefined {
+  const {processID, secretKey} = c as unknown as {processID: number | null; secretKey: number | null}
+  return processID === null || secretKey === null || processID === undefined || secretKey === undefined ? undefined : {processId: processID, secretKey}
 }
 
 function isFatal(error: unknown): boolean {

@@ -7,7 +7,7 @@
  * agent can act on (errors.ts); malformed arguments are refused by the SDK, naming the argument.
  */
 import {McpServer} from '@modelcontextprotocol/sdk/server/mcp.js'
-import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import {CallToolRequestSchema, type CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import {z} from 'zod'
 import {DEFAULT_MCP} from '../config/schema.js'
 import type {McpConfig, TargetConfig} from '../config/types.js'
@@ -19,7 +19,7 @@ import {loadParser, parseTree} from '../sql/parser.js'
 import {ATTRIBUTES_SQL, attnums, CONSTRAINTS_SQL, INDEXES_SQL, RELATIONS_SQL, relationsFrom, SCHEMAS_SQL, type RelationInfo, type Row} from './catalog.js'
 import type {OpenEndpoint, SqlEndpoint} from './endpoint.js'
 import {describeFailure, type ToolFailure} from './errors.js'
-import {MAX_NOTICES, StatementRunner, type RowsResult, type RunResult, type WaitingResult} from './runner.js'
+import {MAX_NOTICES, SessionsBusyError, StatementRunner, type RowsResult, type RunResult, type WaitingResult} from './runner.js'
 import {UNTRUSTED_FIELD_NOTE, untrustedBlock} from './untrusted.js'
 
 export interface DbgateMcpOptions {
@@ -35,11 +35,72 @@ export interface DbgateMcp {
   close(): Promise<void>
 }
 
-/** Thrown inside a tool to answer with `isError` and an actionable message. */
+/**
+ * Thrown inside a tool to answer with `isError` and an actionable message. `refusal` names a call
+ * the tool refuses itself before anything reaches the endpoint, which is recorded (see `refusalRecord`).
+ */
 class ToolError extends Error {
-  constructor(readonly failure: ToolFailure) {
+  constructor(
+    readonly failure: ToolFailure,
+    readonly refusal?: RefusalReason,
+  ) {
     super(failure.message)
   }
+}
+
+/** Why a tool refused a call itself: the `reason` of an `mcp.tool_refused` event. */
+export type RefusalReason =
+  | 'unknown-tool'
+  | 'invalid-arguments'
+  | 'several-statements'
+  | 'not-one-statement'
+  | 'not-explainable'
+  | 'explain-options'
+  | 'analyze-not-read'
+  | 'unknown-approval'
+  | 'sessions-busy'
+  | 'nul-character'
+
+/** The most of a refused call's SQL the recording keeps, as of a statement the tunnel refused for its size. */
+const REFUSED_SQL_KEPT = 64 * 1024
+/** The most of any other string argument, or of an argument's or tool's name, the recording keeps. */
+const REFUSED_STRING_KEPT = 200
+/** Arguments the tools take whose values are recorded; `params` only by how many, others only by name. */
+const RECORDED_ARGUMENTS = new Set(['sql', 'maxRows', 'maxBytes', 'timeoutMs', 'analyze', 'table', 'schema', 'approvalId', 'waitSeconds'])
+
+function keep(text: string, max: number): string {
+  if (text.length <= max) return text
+  let end = max
+  const last = text.charCodeAt(end - 1)
+  if (last >= 0xd800 && last <= 0xdbff) end--
+  return `${text.slice(0, end)}…[cut, ${Buffer.byteLength(text)} bytes in all]`
+}
+
+/**
+ * A refused call's arguments as the recording keeps them: what an auditor needs to see what the agent
+ * tried (its SQL, its caps), and nothing a value could hide a secret in. Bind parameters are counted,
+ * not kept (masking cannot tell where a refused statement would have put them), and an argument no
+ * tool takes is named, not kept.
+ */
+export function recordedArguments(args: unknown): Record<string, unknown> {
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return args === undefined ? {} : {given: Array.isArray(args) ? 'array' : typeof args}
+  const out: Record<string, unknown> = {}
+  const others: string[] = []
+  for (const [name, value] of Object.entries(args)) {
+    if (name === 'params') out.params = Array.isArray(value) ? value.length : typeof value
+    else if (!RECORDED_ARGUMENTS.has(name)) {
+      if (others.length < 20) others.push(keep(name, REFUSED_STRING_KEPT))
+    } else if (typeof value === 'string') out[name] = keep(value, name === 'sql' ? REFUSED_SQL_KEPT : REFUSED_STRING_KEPT)
+    else if (typeof value === 'number' || typeof value === 'boolean' || value === null) out[name] = value
+    else out[name] = Array.isArray(value) ? 'array' : typeof value
+  }
+  if (others.length) out.otherArguments = others
+  return out
+}
+
+/** The `mcp.tool_refused` event of a call: which tool, why, what the agent was told, and its arguments as `recordedArguments` keeps them. */
+export function refusalRecord(tool: string, reason: RefusalReason, message: string, args: unknown): Record<string, unknown> {
+  return {tool: keep(tool, REFUSED_STRING_KEPT), reason, message: keep(message, 4096), arguments: recordedArguments(args)}
 }
 
 const INSTRUCTIONS = `This server runs SQL on a PostgreSQL database through dbgate, on behalf of the signed-in user.
@@ -99,6 +160,19 @@ function notPureRead(stmt: StatementAnalysis): string {
   return `${op.class}/${op.command}${what}${op.flags.length ? ` (${op.flags.join(', ')})` : ''}`
 }
 
+/**
+ * A statement text holds no NUL: the protocol ends the text at the first one, so what follows it is
+ * not the statement the tool checked (`select 1\u0000; drop table t` counted as one statement), and
+ * the tunnel ends the session as a protocol violation with a message that says nothing useful.
+ */
+function refuseNul(sql: string): void {
+  if (!sql.includes('\u0000')) return
+  throw new ToolError(
+    {kind: 'syntax', message: `The SQL holds a NUL character (U+0000) at character ${sql.indexOf('\u0000') + 1}; PostgreSQL does not accept one in a statement text. Remove it and call the tool again.`},
+    'nul-character',
+  )
+}
+
 function errorResult(failure: ToolFailure): CallToolResult {
   if (!failure.data) return {content: [{type: 'text', text: failure.message}], isError: true}
   // What the database wrote may quote any value the statement touched: data, like rows.
@@ -153,13 +227,34 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
 
   const failureContext = (timeoutMs?: number) => ({target: target.name, timeoutMs, maxTimeoutMs: limits.timeoutMs})
 
+  /**
+   * Records a call the tools refused themselves in the agent's session log, as the pipeline records
+   * what it refuses: nothing of it reached the database, but an auditor sees what the agent tried.
+   * A refusal that cannot be recorded (no database session can be opened) is still a refusal.
+   */
+  const recordRefusal = async (tool: string, reason: RefusalReason, message: string, args: unknown): Promise<void> => {
+    try {
+      const {runner} = await connection()
+      if (await runner.recordRefusal(refusalRecord(tool, reason, message, args))) return
+      log('warn', `the refusal of a ${tool} call (${reason}) was not recorded: the endpoint records no session for it`)
+    } catch (e) {
+      log('warn', `the refusal of a ${tool} call (${reason}) was not recorded: ${e instanceof Error ? e.message : String(e)}`)
+    }
+  }
+
+  /** Calls whose tool body ran: any other call answered with an error was refused by the SDK (its arguments, its name). */
+  const entered = new WeakSet<object>()
+
   /** Runs a tool body; every failure becomes an actionable tool error, never a thrown stack. */
-  const guarded = async (body: () => Promise<CallToolResult>, timeoutMs?: number): Promise<CallToolResult> => {
+  const guarded = async (call: {tool: string; args: unknown; extra: object}, body: () => Promise<CallToolResult>, timeoutMs?: number): Promise<CallToolResult> => {
+    entered.add(call.extra)
     try {
       return await body()
     } catch (e) {
       const failure = e instanceof ToolError ? e.failure : describeFailure(e, failureContext(timeoutMs))
+      const refusal = e instanceof ToolError ? e.refusal : e instanceof SessionsBusyError ? 'sessions-busy' : undefined
       log('info', `tool error (${failure.kind}): ${failure.message}`)
+      if (refusal) await recordRefusal(call.tool, refusal, failure.message, call.args)
       return errorResult(failure)
     }
   }
@@ -230,8 +325,8 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       outputSchema: {schemas: z.array(z.object({schema: z.string(), relations: z.number()})), untrustedDataId: z.string(), untrustedData: z.string()},
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
-    () =>
-      guarded(async () => {
+    (args, extra) =>
+      guarded({tool: 'list_schemas', args, extra}, async () => {
         const rows = await runCatalog(SCHEMAS_SQL, [])
         const schemas = rows.map((r) => ({schema: r.schema ?? '', relations: Number(r.relations ?? 0)}))
         const block = untrustedBlock(schemas.map((s) => JSON.stringify(s)), `${schemas.length} schema(s) in ${target.name}.`)
@@ -257,8 +352,9 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       outputSchema: {tables: z.array(tableSummary), unmasked: z.boolean(), note: z.string(), untrustedDataId: z.string(), untrustedData: z.string()},
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
-    ({schema}) =>
-      guarded(async () => {
+    (args, extra) =>
+      guarded({tool: 'list_tables', args, extra}, async () => {
+        const {schema} = args
         const rows = await runCatalog(RELATIONS_SQL, [schema ?? null, null])
         const view = await unmasked()
         const tables = relationsFrom(rows, target.masking, view.unmasked).map((rel) => ({
@@ -300,8 +396,9 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       },
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
-    ({table, schema}) =>
-      guarded(async () => {
+    (args, extra) =>
+      guarded({tool: 'describe_table', args, extra}, async () => {
+        const {table, schema} = args
         let name = table
         let inSchema = schema
         if (!inSchema && table.includes('.')) [inSchema, name] = [table.slice(0, table.indexOf('.')), table.slice(table.indexOf('.') + 1)]
@@ -364,13 +461,15 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       outputSchema: rowsOutput,
       annotations: {readOnlyHint: readOnly, destructiveHint: !readOnly, openWorldHint: false},
     },
-    ({sql, params, maxRows, maxBytes, timeoutMs}, {signal}) => {
-      const o = {params: params ?? undefined, maxRows: maxRows ?? limits.maxRows, maxBytes: maxBytes ?? limits.maxBytes, timeoutMs: timeoutMs ?? limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs, signal}
-      return guarded(async () => {
+    (args, extra) => {
+      const {sql, params, maxRows, maxBytes, timeoutMs} = args
+      const o = {params: params ?? undefined, maxRows: maxRows ?? limits.maxRows, maxBytes: maxBytes ?? limits.maxBytes, timeoutMs: timeoutMs ?? limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs, signal: extra.signal}
+      return guarded({tool: 'query', args, extra}, async () => {
+        refuseNul(sql)
         await loadParser()
         const count = sharedAnalysisCache.analyze(sql, {maxStatementSize: target.tunnel.maxStatementSize}).statements.length
         if (count > 1) {
-          throw new ToolError({kind: 'syntax', message: `query takes one statement per call; this text holds ${count}. Send them one call at a time.`})
+          throw new ToolError({kind: 'syntax', message: `query takes one statement per call; this text holds ${count}. Send them one call at a time.`}, 'several-statements')
         }
         const {runner} = await connection()
         return resultOf(await runner.run(sql, o), o)
@@ -392,35 +491,44 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       outputSchema: {plan: z.array(z.string()), analyzed: z.boolean(), untrustedDataId: z.string(), untrustedData: z.string()},
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
-    ({sql, params, analyze, timeoutMs}, {signal}) => {
+    (args, extra) => {
+      const {sql, params, analyze, timeoutMs} = args
+      const signal = extra.signal
       const t = timeoutMs ?? limits.timeoutMs
-      return guarded(async () => {
+      return guarded({tool: 'explain', args, extra}, async () => {
+        refuseNul(sql)
         await loadParser()
         const analysis = sharedAnalysisCache.analyze(sql, {maxStatementSize: target.tunnel.maxStatementSize})
         if (analysis.statements.length !== 1) {
-          throw new ToolError({kind: 'syntax', message: `explain takes exactly one statement; this text holds ${analysis.statements.length}. Send them one at a time.`})
+          throw new ToolError({kind: 'syntax', message: `explain takes exactly one statement; this text holds ${analysis.statements.length}. Send them one at a time.`}, analysis.statements.length > 1 ? 'several-statements' : 'not-one-statement')
         }
         const stmt = analysis.statements[0]!
         // Built-in calls judged by what they do (a SELECT of nextval or pg_notify is not a pure read);
         // a function only the target knows is not known to be one either.
         const judged = resolveCatalogCalls([stmt], offlineCatalog)[0]!
         if (analyze && !(judged.operations.length > 0 && judged.operations.every((op) => op.class === 'read' && op.flags.length === 0) && !/^\s*explain\b/i.test(stmt.text))) {
-          throw new ToolError({
-            kind: 'denied',
-            message: `EXPLAIN ANALYZE runs the statement, and this one is not a pure read (dbgate reads it as ${notPureRead(judged)}). Call explain without analyze to see its plan without running it.`,
-          })
+          throw new ToolError(
+            {
+              kind: 'denied',
+              message: `EXPLAIN ANALYZE runs the statement, and this one is not a pure read (dbgate reads it as ${notPureRead(judged)}). Call explain without analyze to see its plan without running it.`,
+            },
+            'analyze-not-read',
+          )
         }
         const {runner} = await connection()
         const text = `EXPLAIN ${analyze ? '(ANALYZE, BUFFERS) ' : ''}${stmt.text}`
         const runs = explainRuns(text)
         if (runs === undefined) {
-          throw new ToolError({kind: 'syntax', message: 'explain takes one statement EXPLAIN accepts (SELECT, INSERT, UPDATE, DELETE, MERGE, VALUES, EXECUTE, CREATE TABLE AS, DECLARE), and this text does not parse as one. Fix it and call the tool again.'})
+          throw new ToolError({kind: 'syntax', message: 'explain takes one statement EXPLAIN accepts (SELECT, INSERT, UPDATE, DELETE, MERGE, VALUES, EXECUTE, CREATE TABLE AS, DECLARE), and this text does not parse as one. Fix it and call the tool again.'}, 'not-explainable')
         }
         if (runs !== Boolean(analyze)) {
-          throw new ToolError({
-            kind: 'denied',
-            message: 'This text would make EXPLAIN run the statement (ANALYZE among its options) without analyze: true. Send the statement alone; analyze: true runs it, and only a statement that only reads.',
-          })
+          throw new ToolError(
+            {
+              kind: 'denied',
+              message: 'This text would make EXPLAIN run the statement (ANALYZE among its options) without analyze: true. Send the statement alone; analyze: true runs it, and only a statement that only reads.',
+            },
+            'explain-options',
+          )
         }
         // The offline judgment above cannot see into a view (one that calls nextval or pg_notify reads
         // as a plain table), and even a plan without ANALYZE runs code: the planner evaluates an
@@ -460,20 +568,47 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
       outputSchema: rowsOutput,
       annotations: {readOnlyHint: true, openWorldHint: false},
     },
-    ({approvalId, waitSeconds}) =>
-      guarded(async () => {
+    (args, extra) =>
+      guarded({tool: 'approval_status', args, extra}, async () => {
+        const {approvalId, waitSeconds} = args
         const {runner} = await connection()
         const r = await runner.approvalStatus(approvalId, Math.round((waitSeconds ?? 0) * 1000))
         if (!r) {
           const waiting = runner.pendingApprovals().map((w) => w.approvalId)
-          throw new ToolError({
-            kind: 'not_found',
-            message: `No statement of this session is waiting for ${approvalId}${waiting.length ? ` (waiting: ${waiting.join(', ')})` : ''}. Its result was already returned, or it was never held here; run the statement again if needed.`,
-          })
+          throw new ToolError(
+            {
+              kind: 'not_found',
+              message: `No statement of this session is waiting for ${approvalId}${waiting.length ? ` (waiting: ${waiting.join(', ')})` : ''}. Its result was already returned, or it was never held here; run the statement again if needed.`,
+            },
+            'unknown-approval',
+          )
         }
         return resultOf(r, {maxRows: limits.maxRows, maxBytes: limits.maxBytes})
       }),
   )
+
+  // What the SDK refuses before a tool body runs (arguments its schema rejects, a tool that does not
+  // exist) is answered by its own tools/call handler: wrapped here, so that it is recorded as well.
+  const handlers = (server.server as unknown as {_requestHandlers?: Map<string, (request: unknown, extra: object) => Promise<unknown>>})._requestHandlers
+  const sdkCall = handlers?.get('tools/call')
+  if (!sdkCall) throw new Error('the MCP SDK no longer keeps its tools/call handler where dbgate wraps it; refusals of malformed calls would go unrecorded')
+  server.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    const refused = async (message: string) => {
+      const tool = String(request.params.name)
+      const registered = (server as unknown as {_registeredTools?: object})._registeredTools ?? {}
+      await recordRefusal(tool, Object.hasOwn(registered, tool) ? 'invalid-arguments' : 'unknown-tool', message, request.params.arguments)
+    }
+    let result: CallToolResult
+    try {
+      result = (await sdkCall(request, extra)) as CallToolResult
+    } catch (e) {
+      // A request the SDK answers with a protocol error rather than a tool result (a malformed one).
+      if (!entered.has(extra)) await refused(e instanceof Error ? e.message : String(e))
+      throw e
+    }
+    if (result.isError && !entered.has(extra)) await refused(result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n'))
+    return result
+  })
 
   server.server.oninitialized = () => {
     // Open the tunnel as soon as the agent has said who it is; a failure is reported on the first tool call.

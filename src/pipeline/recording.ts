@@ -36,6 +36,13 @@ export async function recordingStage(ctx: TunnelHooksContext, who: IdentityStage
     name: 'recording',
     setup,
     ...setup.hooks,
+    recordEvent: (sessionId, type, payload) => {
+      const session = setup.session(sessionId)
+      if (!session) return false
+      session.recordEvent(type, payload)
+      // Written now, as a statement's event is before its replies go out: nothing else may follow it soon.
+      return setup.hooks.beforeRelease?.(sessionId) === undefined
+    },
     // A statement's tables come from the analysis its verdict carries, or the shared analysis
     // cache (describeStatement). The guardrails make one for every text; without them, the text is
     // analysed here, where the session's acknowledged settings say whether it may share the

@@ -71,6 +71,7 @@ export interface Stage {
   readonly beforeRelease?: ProxyHooks['beforeRelease']
   readonly logFull?: ProxyHooks['logFull']
   readonly onRowsReleased?: ProxyHooks['onRowsReleased']
+  readonly recordEvent?: ProxyHooks['recordEvent']
   readonly onSessionEnd?: ProxyHooks['onSessionEnd']
   readonly onConnectionClosed?: ProxyHooks['onConnectionClosed']
   readonly onUpstreamClosed?: ProxyHooks['onUpstreamClosed']
@@ -127,6 +128,8 @@ export function assemble(pipeline: Pipeline): ProxyHooks {
     onRowsReleased: inTurn(all('onRowsReleased')),
     beforeRelease: everyFirstProblem(all('beforeRelease')),
     logFull: firstProblem(all('logFull')),
+    // One log per session: the first stage that keeps one records it.
+    recordEvent: all('recordEvent')[0],
     onSessionEnd: inTurn(all('onSessionEnd')),
     onConnectionClosed: inTurn(all('onConnectionClosed')),
     onUpstreamClosed: inTurn(all('onUpstreamClosed')),

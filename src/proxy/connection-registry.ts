@@ -57,6 +57,12 @@ export class ConnectionRegistry {
     this.cancelKeys.delete(processId)
   }
 
+  /** The connection a cancel key of this process was issued to, when the whole key matches. */
+  connectionByKey(processId: number, secretKey: number): ClientConnection | undefined {
+    const entry = this.cancelKeys.get(processId)
+    return entry && entry.secretKey === secretKey ? entry.conn : undefined
+  }
+
   /**
    * Cancels the statement of the session the key belongs to. What happened is for the caller to log:
    * anyone may send a CancelRequest, so a listener open to strangers counts those lines.

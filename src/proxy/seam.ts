@@ -405,6 +405,11 @@ export interface ProxyHooks {
    * `event.outcome` is not known yet and `rows` counts the rows sent so far.
    */
   onRowsReleased?: (event: StatementEvent) => void
+  /**
+   * Records an event of another kind (`mcp.tool_refused`) in a live session's log, chained and
+   * signed like its statements, and writes it at once. False when that session is not recorded.
+   */
+  recordEvent?: (sessionId: string, type: string, payload: unknown) => boolean
   onSessionStart?: (session: SessionInfo) => void
   onSessionEnd?: (session: SessionInfo, reason: string) => void
   /** Drops whatever per-connection state a hook keeps. */

@@ -126,6 +126,30 @@ export class Tunnel {
     return {inUse: this.gate.inUse, queued: this.gate.queued}
   }
 
+  /**
+   * Records an event of another kind in the log of the session a client of this tunnel holds, named
+   * by the cancel key the tunnel gave it (BackendKeyData): what a program serving its clients itself
+   * refused (the MCP tools' own refusals) belongs with that session's statements. False when no open
+   * session has that key or none is recorded.
+   */
+  recordFor(key: {processId: number; secretKey: number}, type: string, payload: unknown): boolean {
+    const conn = this.registry.connectionByKey(key.processId, key.secretKey)
+    const hooks = this.options.hooks
+    if (!conn || conn.closed || !hooks?.recordEvent) return false
+    // A log as large as one may be takes nothing more, and its session ends as after a statement:
+    // otherwise a client that is refused over and over would grow it past what the readers read.
+    const full = () => hooks.logFull?.(conn.sessionId)
+    const before = full()
+    if (before !== undefined) {
+      conn.shutdown(before)
+      return false
+    }
+    const recorded = hooks.recordEvent(conn.sessionId, type, payload)
+    const after = full()
+    if (after !== undefined) conn.shutdown(after)
+    return recorded
+  }
+
   private log(level: 'info' | 'warn' | 'error', message: string): void {
     this.options.log?.(level, message)
   }

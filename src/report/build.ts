@@ -3,7 +3,7 @@
  * the period come in, a `Report` comes out, so every figure can be checked against known sessions.
  */
 import type {AuditEvent, SessionEndData, SessionStartData, StatementData} from '../audit/events.js'
-import {executedOf, isDenied, isSyntaxError} from '../audit/events.js'
+import {executedOf, isDenied, isSyntaxError, TOOL_REFUSED} from '../audit/events.js'
 import type {SessionSummary} from '../audit/index-cache.js'
 import type {VerifyResult} from '../audit/verify.js'
 import {statementsOf, UNFINISHED} from '../audit/read.js'
@@ -15,7 +15,7 @@ import {agentLabel} from '../identity/types.js'
 import {scanTokens} from '../sql/parser.js'
 
 function emptyActivity(): ActivityFigures {
-  return {sessions: 0, statements: 0, denied: 0, approvalsRequested: 0, approved: 0, approvalsDenied: 0, maskedValues: 0, statementsWithMaskedOutput: 0}
+  return {sessions: 0, statements: 0, denied: 0, approvalsRequested: 0, approved: 0, approvalsDenied: 0, maskedValues: 0, statementsWithMaskedOutput: 0, toolRefusals: 0}
 }
 
 export interface ReportSession {
@@ -46,7 +46,7 @@ function eventTime(ev: AuditEvent): number {
 export function eventsFrom(events: readonly AuditEvent[], since: Date): AuditEvent[] | undefined {
   const from = since.getTime()
   const kept = events.filter((ev) => ev.type === 'session.start' || eventTime(ev) >= from)
-  return kept.some((ev) => ev.type === 'statement' || ev.type === 'statement.streaming' || ev.type.startsWith('approval.')) ? kept : undefined
+  return kept.some((ev) => ev.type === 'statement' || ev.type === 'statement.streaming' || ev.type === TOOL_REFUSED || ev.type.startsWith('approval.')) ? kept : undefined
 }
 
 export interface BuildOptions {
@@ -415,6 +415,7 @@ export class ReportBuilder {
     }
     let maskedValues = 0
     let masked = 0
+    const toolRefusals = events.filter((ev) => ev.type === TOOL_REFUSED).length
     for (const ev of statementsOf(events)) {
       const d = ev.data as StatementData
       if ((d.maskedColumns?.length ?? 0) > 0 || (d.maskedValues ?? 0) > 0) masked += 1
@@ -429,6 +430,7 @@ export class ReportBuilder {
       g.approvalsDenied += approvals.filter((a) => a.outcome === 'denied').length
       g.maskedValues += maskedValues
       g.statementsWithMaskedOutput += masked
+      g.toolRefusals += toolRefusals
     }
   }
 

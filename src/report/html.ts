@@ -134,14 +134,14 @@ export function renderHtml(r: Report): string {
     (r.refusedSignIns ?? []).map((x) => [time(x.at), esc(x.identity), esc(x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target), outcome(x.reason, false) + (x.alsoRefused ? ` <span class="bad">(and ${fmt(x.alsoRefused)} more since ${time(x.alsoRefusedSince)})</span>` : ''), esc(x.message), sessionLink(x.sessionId)]),
   )
   const activity = r.agentActivity
-  const activityFigures = (label: string, f: NonNullable<typeof activity>['people']) => [esc(label), fmt(f.sessions), fmt(f.statements), fmt(f.denied), fmt(f.approvalsRequested), fmt(f.approved), fmt(f.approvalsDenied), fmt(f.maskedValues)]
+  const activityFigures = (label: string, f: NonNullable<typeof activity>['people']) => [esc(label), fmt(f.sessions), fmt(f.statements), fmt(f.denied), fmt(f.approvalsRequested), fmt(f.approved), fmt(f.approvalsDenied), fmt(f.maskedValues), fmt(f.toolRefusals ?? 0)]
   const agents =
     activity && activity.agents.sessions > 0
       ? `\n<h2 id="agents-h">AI agent activity</h2>\n<p>Sessions AI agents ran through <code>dbgate mcp</code>, each acting for a verified identity, apart from everyone else's.</p>\n${table(
           'agents',
-          ['who', 'sessions', 'statements', 'denied', 'approvals requested', 'approved', 'approvals denied', 'masked values'],
+          ['who', 'sessions', 'statements', 'denied', 'approvals requested', 'approved', 'approvals denied', 'masked values', 'refused by MCP tools'],
           [activityFigures('people and services', activity.people), activityFigures('AI agents', activity.agents), ...activity.byAgent.map((g) => activityFigures(`${g.agent} for ${g.actingFor}`, g))],
-          [1, 2, 3, 4, 5, 6, 7],
+          [1, 2, 3, 4, 5, 6, 7, 8],
         )}\n`
       : ''
   const identities = table(

@@ -120,12 +120,12 @@ export function renderMarkdown(r: Report): string {
   out.push(mdTable(['when', 'identity', 'target', 'reason', 'told', 'session'], (r.refusedSignIns ?? []).map((x) => [x.at, x.identity, x.target === '_unknown' ? `${x.database ?? ''} (no such target)` : x.target, x.alsoRefused ? `${x.reason} (and ${x.alsoRefused} more since ${x.alsoRefusedSince})` : x.reason, x.message, mdCode(x.sessionId)]), [5]))
   if (r.agentActivity && r.agentActivity.agents.sessions > 0) {
     const a = r.agentActivity
-    const figures = (f: typeof a.people) => [f.sessions, f.statements, f.denied, f.approvalsRequested, f.approved, f.approvalsDenied, f.maskedValues]
+    const figures = (f: typeof a.people) => [f.sessions, f.statements, f.denied, f.approvalsRequested, f.approved, f.approvalsDenied, f.maskedValues, f.toolRefusals ?? 0]
     out.push('## AI agent activity')
     out.push('')
     out.push('Sessions AI agents ran through `dbgate mcp`, each acting for a verified identity, apart from everyone else\'s.')
     out.push('')
-    out.push(mdTable(['who', 'sessions', 'statements', 'denied', 'approvals requested', 'approved', 'approvals denied', 'masked values'], [['people and services', ...figures(a.people)], ['AI agents', ...figures(a.agents)], ...a.byAgent.map((g) => [`${g.agent} for ${g.actingFor}`, ...figures(g)])]))
+    out.push(mdTable(['who', 'sessions', 'statements', 'denied', 'approvals requested', 'approved', 'approvals denied', 'masked values', 'refused by MCP tools'], [['people and services', ...figures(a.people)], ['AI agents', ...figures(a.agents)], ...a.byAgent.map((g) => [`${g.agent} for ${g.actingFor}`, ...figures(g)])]))
   }
   out.push('## Controls')
   for (const fw of r.scope.frameworks) {

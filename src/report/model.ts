@@ -71,6 +71,8 @@ export interface ActivityFigures {
   approvalsDenied: number
   maskedValues: number
   statementsWithMaskedOutput: number
+  /** Calls an agent's MCP tools refused themselves (`mcp.tool_refused`): nothing of them reached the pipeline. */
+  toolRefusals: number
 }
 
 export interface AgentActivity {

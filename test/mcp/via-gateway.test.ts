@@ -104,6 +104,27 @@ describe('dbgate mcp through a gateway', () => {
     expect(text).toMatch(/"agent":\{"client":"mcp","name":"test-agent","version":"9\.9\.9"\}/)
   })
 
+  it("records the tools' own refusals in the gateway's recording of the agent's session, signed with its statements", async () => {
+    const a = await agent()
+    const refusals: [string, Record<string, unknown>][] = [
+      ['query', {sql: 'select 1; drop table orders /* gw-several */'}],
+      ['explain', {sql: '(analyze) delete from orders /* gw-explain */'}],
+      ['query', {sql: 'select 1 /* gw-cap */', maxRows: 10_000_000, params: ['gw-secret-param']}],
+      ['no_such_tool', {sql: 'truncate orders /* gw-unknown */'}],
+    ]
+    for (const [tool, args] of refusals) expect((await a.call(tool, args)).isError, `${tool} ${JSON.stringify(args)}`).toBe(true)
+    const text = await waitFor(() => recorded().find((t) => t.includes('gw-unknown')), 'the gateway has recorded the refusals', {timeoutMs: 20_000, intervalMs: 200})
+    const events = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as {type: string; data: {reason?: string; arguments?: {sql?: string}}})
+    expect(events.filter((e) => e.type === 'mcp.tool_refused').map((e) => [e.data.reason, e.data.arguments?.sql])).toEqual([
+      ['several-statements', 'select 1; drop table orders /* gw-several */'],
+      ['explain-options', '(analyze) delete from orders /* gw-explain */'],
+      ['invalid-arguments', 'select 1 /* gw-cap */'],
+      ['unknown-tool', 'truncate orders /* gw-unknown */'],
+    ])
+    expect(text).not.toContain('gw-secret-param')
+    expect(events[0]).toMatchObject({type: 'session.start', data: {agent: {client: 'mcp', name: 'test-agent'}}})
+  })
+
   it('runs as a service identity from DBGATE_CLIENT_ID and DBGATE_CLIENT_SECRET, through the gateway', async () => {
     const nobody = {XDG_CONFIG_HOME: await mkdtemp(path.join(tmpdir(), 'dbgate-svc-'))}
     const a = await agent('svc', {...nobody, DBGATE_CLIENT_ID: p.f.dev.serviceClientId, DBGATE_CLIENT_SECRET: p.f.dev.serviceClientSecret})

@@ -33,7 +33,8 @@ An object under sessions/ that cannot be read as a session log (not gzip, cut sh
       {header: 'USER', value: (s) => (s.agent ? `${s.user ?? '?'} via ${agentLabel(s.agent)}` : (s.user ?? '?'))},
       {header: 'TARGET', value: (s) => s.target},
       {header: 'STATEMENTS', value: (s) => String(s.totals.statements)},
-      {header: 'DENIED', value: (s) => String(s.totals.denied)},
+      // Calls an agent's MCP tools refused themselves never reached the pipeline: counted apart from its denials.
+      {header: 'DENIED', value: (s) => `${s.totals.denied}${s.toolRefusals ? ` (+${s.toolRefusals} by MCP tools)` : ''}`},
       {header: 'ERRORS', value: (s) => `${s.totals.errors}${s.totals.syntaxErrors ? ` (${s.totals.syntaxErrors} syntax)` : ''}`},
       // A refusal that counts others past the rate says how many: one row stands for all of them.
       {header: 'STATUS', value: (s) => (s.refused ? `refused (${s.refused.reason}${s.refused.alsoRefused ? `, and ${s.refused.alsoRefused} more` : ''})` : s.status)},
