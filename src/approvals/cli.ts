@@ -80,7 +80,7 @@ export function formatRequestDetail(view: RequestView, now = new Date()): string
   const count = r.statements.length || 1
   lines.push(`${count} statement${count > 1 ? 's' : ''}${r.statements.length ? `: ${r.statements.map((s) => s.command).join('; ')}` : ''} · ${sql.split('\n').length} line(s)${r.params ? ` · ${r.params.length} bound value(s)` : ''}`)
   lines.push('', sql)
-  if (view.request.params) lines.push(`with the values ${boundValues(view.request.params)}`)
+  if (view.request.params) lines.push(`with the values ${boundValues(view.request.params, view.request.paramTypes)}`)
   for (const p of view.request.prepared ?? []) lines.push('', `where ${visible(p.name)} is the prepared statement:`, visible(p.sql, {lines: true}))
   if (r.recent.length > 0) {
     lines.push('', 'Earlier in this session:')

@@ -17,7 +17,7 @@ import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision, StatementAnalysis} from '../policy/types.js'
 import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEvent, type StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
-import {oneLineSql, shortDuration} from './format.js'
+import {oneLine, oneLineSql, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {visible} from '../util/visible.js'
 import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, windowKey, writeOutcome, writeRequest, writeWindow} from './store.js'
@@ -102,6 +102,97 @@ function reviewedSettings(parameters: ReadonlyMap<string, string>): Record<strin
   }
   return out
 }
+/** How many setting names a session's statements may add to what a request reads back: enough for any application, not a memory sink. */
+const SESSION_NAMES = 200
+
+/**
+ * Settings the server does not report that a held statement may read (current_setting() in an RLS
+ * policy, a view, a function, a default), and the role SET ROLE put in place, read back from the
+ * server session the statement runs in. The names: `role`; those the session's statements set (SET,
+ * set_config) and its startup packet placed; the custom settings ALTER ROLE / DATABASE … SET gives
+ * this session; and every custom setting the database's code or the text names in a
+ * current_setting('…') call. A custom setting is hidden from SHOW ALL and pg_settings, so these are
+ * the names there are to ask about. Catalog reads and current_setting(…, true) only: nothing here
+ * fails on a name, nor changes the session.
+ */
+export function sessionSettingsQuery(names: readonly string[]): string {
+  const list = names.map(literal).join(', ')
+  return `SELECT n, pg_catalog.current_setting(n, true) FROM (
+SELECT pg_catalog.unnest(ARRAY[${list}]::pg_catalog.text[])
+UNION SELECT pg_catalog.split_part(c, '=', 1) FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
+ WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
+ AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) SESSION_USER)])
+UNION SELECT (pg_catalog.regexp_matches(t, 'current_setting\\s*\\(\\s*''([^'']+)''', 'gi'))[1] FROM (
+ SELECT p.prosrc FROM pg_catalog.pg_proc p
+ UNION ALL SELECT pg_catalog.pg_get_expr(o.polqual, o.polrelid) FROM pg_catalog.pg_policy o
+ UNION ALL SELECT pg_catalog.pg_get_expr(o.polwithcheck, o.polrelid) FROM pg_catalog.pg_policy o
+ UNION ALL SELECT pg_catalog.pg_get_expr(a.adbin, a.adrelid) FROM pg_catalog.pg_attrdef a
+ UNION ALL SELECT pg_catalog.pg_get_expr(k.conbin, k.conrelid) FROM pg_catalog.pg_constraint k WHERE k.conbin IS NOT NULL
+ UNION ALL SELECT pg_catalog.pg_get_viewdef(v.oid) FROM pg_catalog.pg_class v WHERE v.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[])
+) src(t)) names(n) WHERE n IS NOT NULL`
+}
+
+/** The type names a Parse declared for its parameters, in order (OID 0, left to the server, is not asked). */
+function paramTypesQuery(oids: readonly number[]): string {
+  return `SELECT pg_catalog.format_type(t, NULL) FROM pg_catalog.unnest(ARRAY[${oids.map((o) => String(o >>> 0)).join(', ')}]::pg_catalog.oid[]) WITH ORDINALITY u(t, i) ORDER BY i`
+}
+
+function literal(v: string): string {
+  return `'${v.replace(/'/g, "''")}'`
+}
+
+const REPORTED = new Set(REVIEWED_SETTINGS.map((n) => n.toLowerCase()))
+
+/**
+ * Of what the server answered, what a reviewer reads beside the reported settings: a custom setting
+ * with a value, the role when SET ROLE (or ALTER ROLE … SET role) put one in place, and any setting
+ * this session itself changed. A setting never given a value in the session reads NULL and is left out.
+ */
+function shownSettings(rows: readonly (string | null)[][], changed: ReadonlySet<string>): Record<string, string> {
+  const out: Record<string, string> = {}
+  const sorted = [...rows].sort((a, b) => String(a[0]).localeCompare(String(b[0])))
+  for (const [name, value] of sorted) {
+    if (name == null || value == null) continue
+    const lower = name.toLowerCase()
+    if (REPORTED.has(lower)) continue
+    if (lower === 'role') {
+      if (value !== 'none') out.role = value
+      continue
+    }
+    if (lower.includes('.') || changed.has(lower)) out[lower] = value
+  }
+  return out
+}
+
+/** Setting names a text sets (SET, set_config) or reads by name (current_setting('…')), lower-cased. */
+export function settingNames(sql: string, maxStatementSize: number): string[] {
+  const names = new Set<string>()
+  try {
+    for (const st of sharedAnalysisCache.analyze(sql, {maxStatementSize}).statements) for (const o of st.operations) if (o.setting && o.setting.name !== 'all') names.add(o.setting.name.toLowerCase())
+  } catch {
+    // What the analysis cannot read policy refused; the catalog and startup names still count.
+  }
+  try {
+    const stack: unknown[] = [parseTree(sql)]
+    while (stack.length > 0) {
+      const node = stack.pop()
+      if (typeof node !== 'object' || node === null) continue
+      if (Array.isArray(node)) {
+        for (const v of node) stack.push(v)
+        continue
+      }
+      const call = (node as {FuncCall?: {funcname?: {String?: {sval?: string}}[]; args?: {A_Const?: {sval?: {sval?: string}}}[]}}).FuncCall
+      const fn = call?.funcname?.[call.funcname.length - 1]?.String?.sval?.toLowerCase()
+      const first = call?.args?.[0]?.A_Const?.sval?.sval
+      if ((fn === 'current_setting' || fn === 'set_config') && first !== undefined) names.add(first.toLowerCase())
+      for (const v of Object.values(node)) stack.push(v)
+    }
+  } catch {
+    // Refused by policy already.
+  }
+  return [...names]
+}
+
 /** How many parts, and how much of each part's finding, a request carries: enough to say what runs, not a copy of the catalog. */
 const HELD_PARTS = 20
 const HELD_DETAIL_CHARS = 1000
@@ -195,6 +286,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
   const announce = (message: string) => say(visible(message))
   // Kept with their Date: turned into text only for the rare statement that asks for approval.
   const recent = new Map<string, (Omit<RecentStatement, 'at'> & {startedAt: Date})[]>()
+  // Settings each session's statements set: what a request reads back from the server for the reviewer.
+  const setNames = new Map<string, Set<string>>()
   const windows: LiveWindow[] = []
   const hook = {url: opts.target.approvals.webhook, log: opts.log, fetch: opts.fetch}
   const reviewers = opts.target.reviewers
@@ -312,6 +405,21 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     // The server reports a changed setting with its next ReadyForQuery, not with the SET: behind an
     // extended-protocol Execute with no Sync after it, what the session runs under is not known.
     if (ctx.session.txStatusCurrent === false) return unknownSettings(decision, d.ruleId)
+    // A failed transaction runs nothing but its ROLLBACK; its settings cannot be read to be shown.
+    if (ctx.session.txStatus === 'E') {
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) in a transaction that has already failed, where it cannot run`, 'roll the transaction back (ROLLBACK), then run the statement again')
+    }
+    // What the session runs under that the server does not report (a custom setting an RLS policy
+    // reads, the role SET ROLE put in place) and the types the Parse declared, as the server answers.
+    const names = [...new Set(['role', ...(setNames.get(ctx.sessionId) ?? []), ...startupNames(ctx), ...settingNames(sql, opts.target.tunnel.maxStatementSize)])]
+    const declared = ctx.bindValues !== undefined ? (ctx.paramTypes ?? []) : []
+    let read: {settings: Record<string, string>; paramTypes?: string[]}
+    try {
+      read = await readSession(ctx, names, declared)
+    } catch (e) {
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the session's settings, which the reviewer reads with it, could not be read from the server: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
+    }
+    if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
 
     const requester = opts.identity
     // As the webhook names them: no backtick of theirs pairs with the statement's code span.
@@ -330,7 +438,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       connectionId: ctx.connectionId,
       sql,
       ...(ctx.bindValues !== undefined ? {params: ctx.bindValues.map(reviewedValue)} : {}),
-      settings: reviewedSettings(ctx.session.parameters),
+      ...(read.paramTypes ? {paramTypes: read.paramTypes} : {}),
+      settings: read.settings,
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
       held: heldParts(decision),
       ...preparedShown(texts, ctx, opts.target.tunnel.maxStatementSize),
@@ -379,7 +488,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
     ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
     announce(`${identityLabel(requester)}: ${oneLineSql(sql, 80)} — ${waiting}`)
-    void notifyWebhook(hook, `dbgate: ${asker}${opts.agent ? ` (through the agent ${slackPlain(agentLabel(opts.agent))})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLineSql(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
+    void notifyWebhook(hook, `dbgate: ${asker}${opts.agent ? ` (through the agent ${slackPlain(agentLabel(opts.agent))})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLineSql(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}${unreported(request.settings)}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
 
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
       writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))
@@ -488,6 +597,20 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
       void notifyWebhook(hook, `dbgate: ${slackPlain(reviewer)} approved ${id} (${asker} on ${opts.target.name})${scope}${because}`)
       const approval: ApprovalSettlement = {id, decision: 'approved', reviewer}
+      // The session as the reviewer read it is what the approval covers: a setting that moved while
+      // the statement waited (a configuration reload, a reported setting) voids it.
+      const again = await readSession(ctx, names, declared).then(
+        (r) => r,
+        () => undefined,
+      )
+      if (again === undefined || canonical(again.settings) !== canonical(request.settings ?? {})) {
+        return {
+          action: 'reject',
+          error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} covers the statement under the session settings the reviewer read, and the session's settings changed while it waited, so it was not sent`, hint: 'Run it again: it is held again, with the settings as they are now.'},
+          decision,
+          approval,
+        }
+      }
       const moved = (): PgNoticeFields | undefined => (opts.catalogMoved?.() === movedAt ? undefined : movedElsewhere())
       const lapsed = moved()
       if (lapsed) return {action: 'reject', error: lapsed, decision, approval}
@@ -504,6 +627,13 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     // Keep the common case synchronous: only a held statement becomes a promise.
     settle: (sql, ctx, verdict) => (verdict.action === 'hold' ? hold(sql, ctx, verdict) : verdict),
     observe(event) {
+      if (event.verdict.action === 'allow' && event.outcome !== 'rejected' && event.outcome !== 'aborted') {
+        const names = setNames.get(event.sessionId) ?? new Set<string>()
+        for (const text of [event.sql, ...(event.executes ?? []).map((e) => e.sql)]) {
+          for (const n of settingNames(text, opts.target.tunnel.maxStatementSize)) if (names.size < SESSION_NAMES) names.add(n)
+        }
+        if (names.size > 0) setNames.set(event.sessionId, names)
+      }
       const list = recent.get(event.sessionId) ?? []
       const approval = event.verdict.approval
       list.push({sql: event.sql, decision: approval?.decision ?? (event.verdict.action === 'allow' ? 'allow' : 'deny'), outcome: event.outcome, startedAt: event.startedAt})
@@ -512,6 +642,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     },
     forgetSession(sessionId) {
       recent.delete(sessionId)
+      setNames.delete(sessionId)
     },
     liveWindows: () => windows.filter((w) => w.until.getTime() > now().getTime()),
   }
@@ -598,4 +729,38 @@ function reviewedValue(v: string | null): string | null {
   if (v === null || v.length * 3 <= RECORDED_VALUE_BYTES) return v
   const bytes = Buffer.byteLength(v)
   return bytes <= RECORDED_VALUE_BYTES ? v : cutText(v, bytes)
+}
+
+/** Startup packet settings: the server applied them, and the session reads them as its own. */
+function startupNames(ctx: StatementContext): string[] {
+  return Object.keys(ctx.startupParameters ?? {})
+    .map((k) => k.toLowerCase())
+    .filter((k) => k !== 'user' && k !== 'database' && k !== 'options' && k !== 'replication' && !k.startsWith('_pq_.'))
+}
+
+/** The session's settings a reviewer reads (reported and asked for) and the declared parameter types, from the server. */
+async function readSession(ctx: StatementContext, names: readonly string[], declared: readonly number[]): Promise<{settings: Record<string, string>; paramTypes?: string[]}> {
+  if (!ctx.askSession) throw new Error('this connection cannot ask its server session')
+  const named = declared.filter((t) => t !== 0)
+  const results = await ctx.askSession(named.length > 0 ? [sessionSettingsQuery(names), paramTypesQuery(named)] : [sessionSettingsQuery(names)])
+  // Read after the queries' answers: a setting they reported came with them.
+  const settings = {...reviewedSettings(ctx.session.parameters), ...shownSettings(results[0] ?? [], new Set(names))}
+  if (declared.length === 0) return {settings}
+  const typeNames = (results[1] ?? []).map((r) => r[0] ?? '')
+  let next = 0
+  // A type named like nothing the server knows reads as its OID: the reviewer is not shown a blank.
+  return {settings, paramTypes: declared.map((t) => (t === 0 ? '' : typeNames[next++] || `oid ${t >>> 0}`))}
+}
+
+/**
+ * For the webhook: the settings the server does not report (a custom setting, the role), which
+ * change what the text reads without showing in it, each as the server answered.
+ */
+function unreported(settings: Record<string, string> | undefined): string {
+  const shown = Object.entries(settings ?? {}).filter(([k]) => !REPORTED.has(k.toLowerCase()))
+  return shown.length === 0 ? '' : `, under the session settings ${slackCode(oneLine(shown.map(([k, v]) => `${k} = ${v}`).join(' · '), 300))}`
+}
+
+function canonical(settings: Record<string, string>): string {
+  return JSON.stringify(Object.entries(settings).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
 }

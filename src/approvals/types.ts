@@ -68,6 +68,12 @@ export const ApprovalRequestSchema = z.object({
    */
   params: z.array(z.string().nullable()).optional(),
   /**
+   * The parameter types the statement's Parse declared, one for each value (`oid 23`; '' for one
+   * left to the server): a value converted to a declared `text` or `int4` picks another overload,
+   * operator or domain CHECK than the text alone shows.
+   */
+  paramTypes: z.array(z.string()).optional(),
+  /**
    * The session's settings that change what the text means or as whom it runs (REVIEWED_SETTINGS),
    * as the server last reported them when the statement was held: '01/02/2026' is 2 January under
    * DateStyle MDY and 1 February under DMY, a timestamptz literal moves with TimeZone, and

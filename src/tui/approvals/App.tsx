@@ -238,7 +238,7 @@ export const SQL_PAGE = 20
  */
 export function reviewText(request: RequestView['request'], width: number): SqlPiece[][] {
   const pieces = sqlPieces(request.sql, (s) => printable(s, {lines: true}))
-  if (request.params) pieces.push({text: '\n', kind: 'plain'}, {text: 'with the values ', kind: 'comment'}, {text: boundValues(request.params), kind: 'plain'})
+  if (request.params) pieces.push({text: '\n', kind: 'plain'}, {text: 'with the values ', kind: 'comment'}, {text: boundValues(request.params, request.paramTypes), kind: 'plain'})
   // What `EXECUTE p` runs is p's text: read with the rest, so approving needs it read too.
   for (const p of request.prepared ?? []) pieces.push({text: '\n\n', kind: 'plain'}, {text: `where ${printable(p.name)} is the prepared statement:`, kind: 'comment'}, {text: '\n', kind: 'plain'}, ...sqlPieces(p.sql, (x) => printable(x, {lines: true})))
   return wrapPieces(pieces, width)
