@@ -58,6 +58,12 @@ export interface ApprovalGateOptions {
    * This pipeline's own commits are the change gate's (src/pipeline/change-gate.ts).
    */
   catalogMoved?: () => number
+  /**
+   * Runs a query on the tunnel's catalog connection: the custom setting names the database's code
+   * reads (CODE_NAMES_SQL), whose values a request shows. Without it (tests that build a gate by
+   * hand), only the names the session and its text give are asked about.
+   */
+  catalogQuery?: (sql: string) => Promise<Record<string, unknown>[]>
 }
 
 interface LiveWindow {
@@ -111,9 +117,10 @@ const SESSION_NAMES = 200
  * server session the statement runs in. The names: `role`; those the session's statements set (SET,
  * set_config) and its startup packet placed; the custom settings ALTER ROLE / DATABASE … SET gives
  * this session; and every custom setting the database's code or the text names in a
- * current_setting('…') call. A custom setting is hidden from SHOW ALL and pg_settings, so these are
- * the names there are to ask about. Catalog reads and current_setting(…, true) only: nothing here
- * fails on a name, nor changes the session.
+ * current_setting('…') call (CODE_NAMES_SQL, read on the catalog connection). A custom setting is
+ * hidden from SHOW ALL and pg_settings, so these are the names there are to ask about. It reads
+ * system catalogs and current_setting(…, true) only: nothing in it fails on a name, changes the
+ * session, or locks a table of the database's while the statement waits.
  */
 export function sessionSettingsQuery(names: readonly string[]): string {
   const list = names.map(literal).join(', ')
@@ -122,15 +129,23 @@ SELECT pg_catalog.unnest(ARRAY[${list}]::pg_catalog.text[])
 UNION SELECT pg_catalog.split_part(c, '=', 1) FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
  WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
  AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) SESSION_USER)])
-UNION SELECT (pg_catalog.regexp_matches(t, 'current_setting\\s*\\(\\s*''([^'']+)''', 'gi'))[1] FROM (
+) names(n) WHERE n IS NOT NULL`
+}
+
+/**
+ * The custom settings the database's code names in a current_setting('…') call: functions, RLS
+ * policies, column defaults, check constraints, views. Deparsing takes a lock on each relation, so
+ * this runs on the tunnel's catalog connection, never in the client's session, where the locks
+ * would last as long as the statement waits.
+ */
+export const CODE_NAMES_SQL = `SELECT DISTINCT (pg_catalog.regexp_matches(t, 'current_setting\\s*\\(\\s*''([^'']+\\.[^'']+)''', 'gi'))[1] AS name FROM (
  SELECT p.prosrc FROM pg_catalog.pg_proc p
  UNION ALL SELECT pg_catalog.pg_get_expr(o.polqual, o.polrelid) FROM pg_catalog.pg_policy o
  UNION ALL SELECT pg_catalog.pg_get_expr(o.polwithcheck, o.polrelid) FROM pg_catalog.pg_policy o
  UNION ALL SELECT pg_catalog.pg_get_expr(a.adbin, a.adrelid) FROM pg_catalog.pg_attrdef a
  UNION ALL SELECT pg_catalog.pg_get_expr(k.conbin, k.conrelid) FROM pg_catalog.pg_constraint k WHERE k.conbin IS NOT NULL
  UNION ALL SELECT pg_catalog.pg_get_viewdef(v.oid) FROM pg_catalog.pg_class v WHERE v.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[])
-) src(t)) names(n) WHERE n IS NOT NULL`
-}
+) src(t)`
 
 /** The type names a Parse declared for its parameters, in order (OID 0, left to the server, is not asked). */
 function paramTypesQuery(oids: readonly number[]): string {
@@ -411,7 +426,14 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     }
     // What the session runs under that the server does not report (a custom setting an RLS policy
     // reads, the role SET ROLE put in place) and the types the Parse declared, as the server answers.
-    const names = [...new Set(['role', ...(setNames.get(ctx.sessionId) ?? []), ...startupNames(ctx), ...settingNames(sql, opts.target.tunnel.maxStatementSize)])]
+    let codeNames: string[] = []
+    try {
+      codeNames = opts.catalogQuery ? (await opts.catalogQuery(CODE_NAMES_SQL)).map((r) => String(r.name ?? '')).filter((n) => n !== '') : []
+    } catch (e) {
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the settings the database's code reads, which the reviewer is shown, could not be read from the catalog: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
+    }
+    if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
+    const names = [...new Set(['role', ...(setNames.get(ctx.sessionId) ?? []), ...startupNames(ctx), ...settingNames(sql, opts.target.tunnel.maxStatementSize), ...codeNames.map((n) => n.toLowerCase())])]
     const declared = ctx.bindValues !== undefined ? (ctx.paramTypes ?? []) : []
     let read: {settings: Record<string, string>; paramTypes?: string[]}
     try {

@@ -28,7 +28,7 @@ import {formatRequestDetail} from '../../src/approvals/cli.js'
 import type {ApprovalRequest} from '../../src/approvals/types.js'
 import {Detail} from '../../src/tui/approvals/App.js'
 
-const target = (webhook: string) => ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', `  webhook: ${webhook}`, 'rules:', '  - id: role-switch', '    match: {class: privilege, settings: [role]}', '    action: allow'].join('\n')
+const target = (webhook: string) => ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', `  webhook: ${webhook}`, 'rules:', '  - id: role-switch', '    match: {class: privilege, settings: [role]}', '    action: allow', '  - id: tenant-writes', '    match: {class: write, tables: [public.tenant_rows]}', '    action: require_approval'].join('\n')
 
 /** What a reviewer reads of a request: the interactive view's detail pane and `dbgate approvals show`. */
 function shown(request: ApprovalRequest): string[] {
@@ -64,6 +64,13 @@ describe('session state a held statement runs under that the server does not rep
       await c.query(`grant auditor_r5 to ${s.db.user}`)
       await c.query('grant create on schema public to auditor_r5')
       await c.query(`alter role ${s.db.user} in database ${s.db.database} set app.region = 'eu-1'`)
+      // A tenant from the server's configuration, read by an RLS policy: no statement names the setting.
+      await c.query("create table tenant_rows (id int, tenant text, note text); insert into tenant_rows values (1, '7', 'a'), (2, '9', 'b')")
+      await c.query('create role tenant_app_r5')
+      await c.query('grant all on tenant_rows to tenant_app_r5')
+      await c.query(`grant tenant_app_r5 to ${s.db.user}`)
+      await c.query('alter table tenant_rows enable row level security')
+      await c.query("create policy by_tenant on tenant_rows using (tenant = current_setting('app.r5tenant', true))")
     })
   })
   afterAll(async () => {
@@ -136,6 +143,33 @@ describe('session state a held statement runs under that the server does not rep
       expect(await tables(name)).toBe(1)
     })
   }
+
+  it('shows a custom setting that only an RLS policy names, from the server configuration', async () => {
+    await withClient(adminUrl('postgres'), async (c) => {
+      await c.query("alter system set app.r5tenant = '9'")
+      await c.query('select pg_reload_conf()')
+    })
+    try {
+      await waitFor(async () => (await withClient(s.db.url, (c) => c.query("select current_setting('app.r5tenant', true) as v"))).rows[0].v === '9', 'the reload applied')
+      const raw = await s.t.raw()
+      raw.send(query('set role tenant_app_r5'))
+      expect(await answered(raw)).toEqual([])
+      const id = await held(raw, [query("update tenant_rows set note = 'x'")])
+      const request = (await readRequest(s.bucket, id))!
+      expect(request.settings).toMatchObject({'app.r5tenant': '9', role: 'tenant_app_r5'})
+      for (const text of shown(request)) expect(text).toContain('app.r5tenant = 9')
+      await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
+      expect(await answered(raw)).toEqual([])
+      raw.end()
+      // The tenant the reviewer read is the one whose rows changed.
+      expect((await withClient(s.db.url, (c) => c.query('select id, note from tenant_rows order by id'))).rows).toEqual([{id: 1, note: 'a'}, {id: 2, note: 'x'}])
+    } finally {
+      await withClient(adminUrl('postgres'), async (c) => {
+        await c.query('alter system reset app.r5tenant')
+        await c.query('select pg_reload_conf()')
+      })
+    }
+  })
 
   it('shows a setting from the startup packet', async () => {
     const raw = await RawClient.connect(s.t.info.port, {password: s.t.info.password, database: s.t.info.database, params: {'app.tenant': '9'}})
