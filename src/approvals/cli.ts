@@ -81,6 +81,8 @@ export function formatRequestDetail(view: RequestView, now = new Date()): string
   lines.push(`${count} statement${count > 1 ? 's' : ''}${r.statements.length ? `: ${r.statements.map((s) => s.command).join('; ')}` : ''} · ${sql.split('\n').length} line(s)${r.params ? ` · ${r.params.length} bound value(s)` : ''}`)
   lines.push('', sql)
   if (view.request.params) lines.push(`with the values ${boundValues(view.request.params, view.request.paramTypes)}`)
+  for (const t of view.request.temporary ?? [])
+    lines.push('', `where ${visible(t.name)} is a temporary ${visible(t.kind)} of this session${t.definition ? ':' : ', not the one of the same name in a schema'}`, ...(t.definition ? [visible(t.definition, {lines: true})] : []))
   for (const p of view.request.prepared ?? []) lines.push('', `where ${visible(p.name)} is the prepared statement:`, visible(p.sql, {lines: true}))
   if (r.recent.length > 0) {
     lines.push('', 'Earlier in this session:')

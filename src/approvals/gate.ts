@@ -435,9 +435,11 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
     const names = [...new Set(['role', ...(setNames.get(ctx.sessionId) ?? []), ...startupNames(ctx), ...settingNames(sql, opts.target.tunnel.maxStatementSize), ...codeNames.map((n) => n.toLowerCase())])]
     const declared = ctx.bindValues !== undefined ? (ctx.paramTypes ?? []) : []
-    let read: {settings: Record<string, string>; paramTypes?: string[]}
+    // The text and the prepared statements it executes name the relations a temporary one may stand in for.
+    const reviewedTexts = [sql, ...(preparedShown(sharedAnalysisCache.analyze(sql, {maxStatementSize: opts.target.tunnel.maxStatementSize}).statements, ctx, opts.target.tunnel.maxStatementSize).prepared ?? []).map((p) => p.sql)]
+    let read: SessionRead
     try {
-      read = await readSession(ctx, names, declared)
+      read = await readSession(ctx, names, declared, reviewedTexts)
     } catch (e) {
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the session's settings, which the reviewer reads with it, could not be read from the server: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
     }
@@ -462,6 +464,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       ...(ctx.bindValues !== undefined ? {params: ctx.bindValues.map(reviewedValue)} : {}),
       ...(read.paramTypes ? {paramTypes: read.paramTypes} : {}),
       settings: read.settings,
+      ...(read.temporary ? {temporary: read.temporary} : {}),
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
       held: heldParts(decision),
       ...preparedShown(texts, ctx, opts.target.tunnel.maxStatementSize),
@@ -621,14 +624,14 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       const approval: ApprovalSettlement = {id, decision: 'approved', reviewer}
       // The session as the reviewer read it is what the approval covers: a setting that moved while
       // the statement waited (a configuration reload, a reported setting) voids it.
-      const again = await readSession(ctx, names, declared).then(
+      const again = await readSession(ctx, names, declared, reviewedTexts).then(
         (r) => r,
         () => undefined,
       )
-      if (again === undefined || canonical(again.settings) !== canonical(request.settings ?? {})) {
+      if (again === undefined || canonical(again.settings) !== canonical(request.settings ?? {}) || JSON.stringify(again.temporary ?? []) !== JSON.stringify(request.temporary ?? [])) {
         return {
           action: 'reject',
-          error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} covers the statement under the session settings the reviewer read, and the session's settings changed while it waited, so it was not sent`, hint: 'Run it again: it is held again, with the settings as they are now.'},
+          error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} covers the statement under the session settings the reviewer read, and the session's settings (or its temporary relations) changed while it waited, so it was not sent`, hint: 'Run it again: it is held again, with the settings as they are now.'},
           decision,
           approval,
         }
@@ -761,17 +764,63 @@ function startupNames(ctx: StatementContext): string[] {
 }
 
 /** The session's settings a reviewer reads (reported and asked for) and the declared parameter types, from the server. */
-async function readSession(ctx: StatementContext, names: readonly string[], declared: readonly number[]): Promise<{settings: Record<string, string>; paramTypes?: string[]}> {
+/** What a request shows of the session, as its server answered. */
+interface SessionRead {
+  settings: Record<string, string>
+  paramTypes?: string[]
+  temporary?: NonNullable<ApprovalRequest['temporary']>
+}
+
+/**
+ * The session's temporary relations: an unqualified name finds one before the table of the same
+ * name (pg_temp comes first for relations), so `orders` in a held text may be a view of this
+ * session's over any table, made long before the statements the reviewer is shown.
+ */
+const TEMPORARY_SQL = `SELECT c.relname, c.relkind::pg_catalog.text, CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[]) THEN pg_catalog.pg_get_viewdef(c.oid) END
+FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema() AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m,p,f,S}'::pg_catalog."char"[]) ORDER BY 1`
+
+const RELKINDS: Record<string, string> = {r: 'table', p: 'table', v: 'view', m: 'materialized view', f: 'foreign table', S: 'sequence'}
+
+/** The relation names a text (and the prepared statements it executes) names without a schema, or in pg_temp. */
+function unqualifiedRelations(texts: readonly string[]): Set<string> {
+  const out = new Set<string>()
+  for (const sql of texts) {
+    try {
+      const stack: unknown[] = [parseTree(sql)]
+      while (stack.length > 0) {
+        const node = stack.pop()
+        if (typeof node !== 'object' || node === null) continue
+        if (Array.isArray(node)) {
+          for (const v of node) stack.push(v)
+          continue
+        }
+        const rv = (node as {RangeVar?: {relname?: string; schemaname?: string}}).RangeVar
+        if (rv?.relname !== undefined && (rv.schemaname === undefined || rv.schemaname === 'pg_temp')) out.add(rv.relname)
+        for (const v of Object.values(node)) stack.push(v)
+      }
+    } catch {
+      // Refused by policy already.
+    }
+  }
+  return out
+}
+
+async function readSession(ctx: StatementContext, names: readonly string[], declared: readonly number[], texts: readonly string[]): Promise<SessionRead> {
   if (!ctx.askSession) throw new Error('this connection cannot ask its server session')
   const named = declared.filter((t) => t !== 0)
-  const results = await ctx.askSession(named.length > 0 ? [sessionSettingsQuery(names), paramTypesQuery(named)] : [sessionSettingsQuery(names)])
+  const results = await ctx.askSession([sessionSettingsQuery(names), TEMPORARY_SQL, ...(named.length > 0 ? [paramTypesQuery(named)] : [])])
   // Read after the queries' answers: a setting they reported came with them.
   const settings = {...reviewedSettings(ctx.session.parameters), ...shownSettings(results[0] ?? [], new Set(names))}
-  if (declared.length === 0) return {settings}
-  const typeNames = (results[1] ?? []).map((r) => r[0] ?? '')
+  const relations = unqualifiedRelations(texts)
+  const temporary = (results[1] ?? [])
+    .filter((r) => r[0] !== null && relations.has(r[0]!))
+    .map(([name, kind, definition]) => ({name: name!, kind: RELKINDS[kind ?? ''] ?? 'relation', ...(definition ? {definition} : {})}))
+  const out: SessionRead = {settings, ...(temporary.length > 0 ? {temporary} : {})}
+  if (declared.length === 0) return out
+  const typeNames = (results[2] ?? []).map((r) => r[0] ?? '')
   let next = 0
   // A type named like nothing the server knows reads as its OID: the reviewer is not shown a blank.
-  return {settings, paramTypes: declared.map((t) => (t === 0 ? '' : typeNames[next++] || `oid ${t >>> 0}`))}
+  return {...out, paramTypes: declared.map((t) => (t === 0 ? '' : typeNames[next++] || `oid ${t >>> 0}`))}
 }
 
 /**

@@ -93,6 +93,12 @@ export const ApprovalRequestSchema = z.object({
    * carries no SQL of its own; the PREPARE may be far behind what "Earlier in this session" shows).
    */
   prepared: z.array(z.object({name: z.string(), sql: z.string()})).optional(),
+  /**
+   * The session's temporary relations the text names without a schema: pg_temp is searched first for
+   * relations, so `orders` is that table or view (its definition shown), not the one of the same name
+   * a reviewer has in mind, and the CREATE TEMP that made it may be far behind the last statements shown.
+   */
+  temporary: z.array(z.object({name: z.string(), kind: z.string(), definition: z.string().optional()})).optional(),
   /** Class of the statement that needed approval: what a window would grant. */
   class: z.string(),
   ruleId: z.string(),

@@ -219,7 +219,7 @@ describe('session state a held statement runs under that the server does not rep
       // pg_reload_conf signals the postmaster, which signals every backend: wait until another session sees it.
       await waitFor(async () => (await withClient(s.db.url, (c) => c.query("select current_setting('app.r5reload', true) as v"))).rows[0].v === 'b', 'the reload applied')
       await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
-      expect((await answered(raw)).join('; ')).toMatch(/session's settings changed while it waited/)
+      expect((await answered(raw)).join('; ')).toMatch(/session's settings \(or its temporary relations\) changed while it waited/)
       raw.end()
       expect(await tables('orders_reload')).toBe(0)
     } finally {

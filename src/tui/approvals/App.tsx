@@ -240,6 +240,10 @@ export function reviewText(request: RequestView['request'], width: number): SqlP
   const pieces = sqlPieces(request.sql, (s) => printable(s, {lines: true}))
   if (request.params) pieces.push({text: '\n', kind: 'plain'}, {text: 'with the values ', kind: 'comment'}, {text: boundValues(request.params, request.paramTypes), kind: 'plain'})
   // What `EXECUTE p` runs is p's text: read with the rest, so approving needs it read too.
+  for (const t of request.temporary ?? []) {
+    pieces.push({text: '\n\n', kind: 'plain'}, {text: `where ${printable(t.name)} is a temporary ${printable(t.kind)} of this session${t.definition ? ':' : ', not the one of the same name in a schema'}`, kind: 'comment'})
+    if (t.definition) pieces.push({text: '\n', kind: 'plain'}, ...sqlPieces(t.definition, (x) => printable(x, {lines: true})))
+  }
   for (const p of request.prepared ?? []) pieces.push({text: '\n\n', kind: 'plain'}, {text: `where ${printable(p.name)} is the prepared statement:`, kind: 'comment'}, {text: '\n', kind: 'plain'}, ...sqlPieces(p.sql, (x) => printable(x, {lines: true})))
   return wrapPieces(pieces, width)
 }
