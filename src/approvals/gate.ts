@@ -179,14 +179,16 @@ function shownSettings(rows: readonly (string | null)[][], changed: ReadonlySet<
   return out
 }
 
-/** Setting names a text sets (SET, set_config) or reads by name (current_setting('…')), lower-cased. */
-export function settingNames(sql: string, maxStatementSize: number): string[] {
+/** Setting names a text sets (SET, set_config) or, with `calls`, names in a call (current_setting('…'), set_config('…', …)), lower-cased. */
+export function settingNames(sql: string, maxStatementSize: number, calls = true): string[] {
   const names = new Set<string>()
   try {
     for (const st of sharedAnalysisCache.analyze(sql, {maxStatementSize}).statements) for (const o of st.operations) if (o.setting && o.setting.name !== 'all') names.add(o.setting.name.toLowerCase())
   } catch {
     // What the analysis cannot read policy refused; the catalog and startup names still count.
   }
+  // The calls are found by walking the tree: the analysis (cached) has a text's SETs, not what a PREPARE's query calls.
+  if (!calls) return [...names]
   try {
     const stack: unknown[] = [parseTree(sql)]
     while (stack.length > 0) {
@@ -655,7 +657,9 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       if (event.verdict.action === 'allow' && event.outcome !== 'rejected' && event.outcome !== 'aborted') {
         const names = setNames.get(event.sessionId) ?? new Set<string>()
         for (const text of [event.sql, ...(event.executes ?? []).map((e) => e.sql)]) {
-          for (const n of settingNames(text, opts.target.tunnel.maxStatementSize)) if (names.size < SESSION_NAMES) names.add(n)
+          // Every statement comes here: only a text that can set one (SET, set_config) is read again.
+          if (!/set/i.test(text)) continue
+          for (const n of settingNames(text, opts.target.tunnel.maxStatementSize, /set_config/i.test(text))) if (names.size < SESSION_NAMES) names.add(n)
         }
         if (names.size > 0) setNames.set(event.sessionId, names)
       }
