@@ -86,3 +86,14 @@ export function recentMark(s: {decision: string; outcome: string}): '✓' | '✗
 export function heldLines(r: Pick<ApprovalRequest, 'held' | 'ruleId' | 'reason'>): string[] {
   return (r.held ?? []).filter((h) => h.detail !== undefined || h.ruleId !== r.ruleId || h.reason !== r.reason).map((h) => `needs review (rule ${h.ruleId}): ${h.detail ?? h.reason}`)
 }
+
+/**
+ * A request's settings on one line, `DateStyle = ISO, MDY · app.tenant = 7`. A value is the
+ * session's to choose (`set app.note = 'x · role = admin'`): one holding the separator is quoted,
+ * so it cannot pass for settings of its own.
+ */
+export function settingsLine(settings: Record<string, string>): string {
+  return Object.entries(settings)
+    .map(([k, v]) => `${k} = ${v.includes('·') || v !== v.trim() ? `'${v.replace(/'/g, "''")}'` : v}`)
+    .join(' · ')
+}

@@ -17,7 +17,7 @@ import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision, StatementAnalysis} from '../policy/types.js'
 import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEvent, type StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
-import {oneLine, oneLineSql, shortDuration} from './format.js'
+import {oneLine, oneLineSql, settingsLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {visible} from '../util/visible.js'
 import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, windowKey, writeOutcome, writeRequest, writeWindow} from './store.js'
@@ -833,7 +833,7 @@ async function readSession(ctx: StatementContext, names: readonly string[], decl
  */
 function unreported(settings: Record<string, string> | undefined): string {
   const shown = Object.entries(settings ?? {}).filter(([k]) => !REPORTED.has(k.toLowerCase()))
-  return shown.length === 0 ? '' : `, under the session settings ${slackCode(oneLine(shown.map(([k, v]) => `${k} = ${v}`).join(' · '), 300))}`
+  return shown.length === 0 ? '' : `, under the session settings ${slackCode(oneLine(settingsLine(Object.fromEntries(shown)), 300))}`
 }
 
 function canonical(settings: Record<string, string>): string {

@@ -90,7 +90,7 @@ describe('session state a held statement runs under that the server does not rep
       if (m.code === 'N') id ??= /waiting for approval (apr-[a-z0-9]+)/.exec(decodeNotice(m.body).message)?.[1]
       return id !== undefined || m.code === 'Z'
     }, 'held')
-    expect(id, seen.filter((m) => m.code === 'E').map((m) => decodeNotice(m.body).message).join('; ')).toBeDefined()
+    expect(id, seen.filter((m) => m.code === 'E').map((m) => JSON.stringify(decodeNotice(m.body))).join('; ')).toBeDefined()
     return id!
   }
 
@@ -171,6 +171,25 @@ describe('session state a held statement runs under that the server does not rep
         await c.query('select pg_reload_conf()')
       })
     }
+  })
+
+  it("shows a value the session chose as one value: no terminal control acts, no separator passes for another setting", async () => {
+    const raw = await s.t.raw()
+    raw.send(query("set role auditor_r5; set app.note = 'x · role = postgres'; set app.mark = E'\\x1b[8mhidden'"))
+    expect(await answered(raw)).toEqual([])
+    const id = await held(raw, [query(copy('orders_values'))])
+    const request = (await readRequest(s.bucket, id))!
+    for (const text of shown(request)) {
+      expect(text).toContain("app.note = 'x · role = postgres'")
+      expect(text).toContain('role = auditor_r5')
+      expect(text).not.toContain('\x1b')
+      expect(text).toMatch(/app\.mark = \\x1b\[8mhidden/)
+    }
+    await waitFor(() => posts.some((x) => x.includes(id)), 'the webhook is told')
+    expect(posts.find((x) => x.includes(id))).not.toContain('\x1b')
+    await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'deny', reason: 'x'})
+    expect((await answered(raw)).join('; ')).toMatch(/denied/)
+    raw.end()
   })
 
   it('shows a setting from the startup packet', async () => {

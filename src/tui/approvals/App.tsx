@@ -6,7 +6,7 @@
 import {Box, measureElement, Text, useApp, useInput, useStdout, type DOMElement} from 'ink'
 import {useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode} from 'react'
 import {Chalk} from 'chalk'
-import {boundValues, oneLineSql, recentMark, requestRow, shortDuration} from '../../approvals/format.js'
+import {boundValues, oneLineSql, recentMark, requestRow, settingsLine, shortDuration} from '../../approvals/format.js'
 import {parseDuration} from '../../util/duration.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
@@ -285,9 +285,7 @@ export function reviewRows(request: RequestView['request'], width: number): Revi
   for (const held of shortHeldLines(r)) line({text: held, kind: 'attention'})
   line({text: `${r.class} · reviewers ${r.reviewers.join(', ')}${r.windows ? ' · windows allowed' : ''}`, kind: 'faint'})
   if (r.settings && Object.keys(r.settings).length > 0) {
-    line({text: `session settings: ${Object.entries(r.settings)
-      .map(([k, v]) => `${k} = ${v}`)
-      .join(' · ')}`, kind: 'plain'})
+    line({text: `session settings: ${settingsLine(r.settings)}`, kind: 'plain'})
   }
   const count = r.statements.length || 1
   line({
