@@ -163,12 +163,19 @@ const REPORTED = new Set(REVIEWED_SETTINGS.map((n) => n.toLowerCase()))
  * with a value, the role when SET ROLE (or ALTER ROLE … SET role) put one in place, and any setting
  * this session itself changed. A setting never given a value in the session reads NULL and is left out.
  */
-function shownSettings(rows: readonly (string | null)[][], changed: ReadonlySet<string>): Record<string, string> {
+function shownSettings(rows: readonly (string | null)[][], changed: ReadonlySet<string>, reported: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {}
   const sorted = [...rows].sort((a, b) => String(a[0]).localeCompare(String(b[0])))
+  const had = new Set(Object.keys(reported).map((k) => k.toLowerCase()))
   for (const [name, value] of sorted) {
     if (name == null || value == null) continue
     const lower = name.toLowerCase()
+    if (had.has(lower)) continue
+    // Reported from PostgreSQL 18 on; asked of an older server, which reports it not at all.
+    if (lower === 'search_path') {
+      out.search_path = value
+      continue
+    }
     if (REPORTED.has(lower)) continue
     if (lower === 'role') {
       if (value !== 'none') out.role = value
@@ -435,7 +442,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the settings the database's code reads, which the reviewer is shown, could not be read from the catalog: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
     }
     if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
-    const names = [...new Set(['role', ...(setNames.get(ctx.sessionId) ?? []), ...startupNames(ctx), ...settingNames(sql, opts.target.tunnel.maxStatementSize), ...codeNames.map((n) => n.toLowerCase())])]
+    const names = [...new Set(['role', 'search_path', ...(setNames.get(ctx.sessionId) ?? []), ...startupNames(ctx), ...settingNames(sql, opts.target.tunnel.maxStatementSize), ...codeNames.map((n) => n.toLowerCase())])]
     const declared = ctx.bindValues !== undefined ? (ctx.paramTypes ?? []) : []
     // The text and the prepared statements it executes name the relations a temporary one may stand in for.
     const reviewedTexts = [sql, ...(preparedShown(sharedAnalysisCache.analyze(sql, {maxStatementSize: opts.target.tunnel.maxStatementSize}).statements, ctx, opts.target.tunnel.maxStatementSize).prepared ?? []).map((p) => p.sql)]
@@ -615,6 +622,27 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
       // The last moment before the statement goes on: a withdrawal (or the expiry) that came while
       // the bucket was written wins, and a window granted on a statement that never ran opens nothing.
+      // The session as the reviewer read it is what the approval covers: a setting that moved while
+      // the statement waited (a configuration reload, a reported setting) voids it.
+      const again = await readSession(ctx, names, declared, reviewedTexts).then(
+        (r) => r,
+        () => undefined,
+      )
+      if (again === undefined || ctx.signal.aborted || canonical(again.settings) !== canonical(request.settings ?? {}) || JSON.stringify(again.temporary ?? []) !== JSON.stringify(request.temporary ?? [])) {
+        if (ctx.signal.aborted) {
+          if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
+          return withdrawn()
+        }
+        // Nothing ran: a window granted on it opens nothing, as for a withdrawal.
+        if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
+        announce(`approval ${id} granted by ${reviewer}, but the session's settings changed while the statement waited; it was not sent`)
+        return {
+          action: 'reject',
+          error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} covers the statement under the session settings the reviewer read, and the session's settings (or its temporary relations) changed while it waited, so it was not sent`, hint: 'Run it again: it is held again, with the settings as they are now.'},
+          decision,
+          approval: {id, decision: 'approved', reviewer},
+        }
+      }
       if (ctx.signal.aborted || pastExpiry()) {
         if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
         return ctx.signal.aborted ? withdrawn() : expired(true)
@@ -624,20 +652,6 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       announce(`approval ${id} granted by ${reviewer}${scope}${because}`)
       void notifyWebhook(hook, `dbgate: ${slackPlain(reviewer)} approved ${id} (${asker} on ${opts.target.name})${scope}${because}`)
       const approval: ApprovalSettlement = {id, decision: 'approved', reviewer}
-      // The session as the reviewer read it is what the approval covers: a setting that moved while
-      // the statement waited (a configuration reload, a reported setting) voids it.
-      const again = await readSession(ctx, names, declared, reviewedTexts).then(
-        (r) => r,
-        () => undefined,
-      )
-      if (again === undefined || canonical(again.settings) !== canonical(request.settings ?? {}) || JSON.stringify(again.temporary ?? []) !== JSON.stringify(request.temporary ?? [])) {
-        return {
-          action: 'reject',
-          error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} covers the statement under the session settings the reviewer read, and the session's settings (or its temporary relations) changed while it waited, so it was not sent`, hint: 'Run it again: it is held again, with the settings as they are now.'},
-          decision,
-          approval,
-        }
-      }
       const moved = (): PgNoticeFields | undefined => (opts.catalogMoved?.() === movedAt ? undefined : movedElsewhere())
       const lapsed = moved()
       if (lapsed) return {action: 'reject', error: lapsed, decision, approval}
@@ -814,7 +828,8 @@ async function readSession(ctx: StatementContext, names: readonly string[], decl
   const named = declared.filter((t) => t !== 0)
   const results = await ctx.askSession([sessionSettingsQuery(names), TEMPORARY_SQL, ...(named.length > 0 ? [paramTypesQuery(named)] : [])])
   // Read after the queries' answers: a setting they reported came with them.
-  const settings = {...reviewedSettings(ctx.session.parameters), ...shownSettings(results[0] ?? [], new Set(names))}
+  const reported = reviewedSettings(ctx.session.parameters)
+  const settings = {...reported, ...shownSettings(results[0] ?? [], new Set(names), reported)}
   const relations = unqualifiedRelations(texts)
   const temporary = (results[1] ?? [])
     .filter((r) => r[0] !== null && relations.has(r[0]!))
