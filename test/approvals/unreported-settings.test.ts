@@ -28,7 +28,7 @@ import {formatRequestDetail} from '../../src/approvals/cli.js'
 import type {ApprovalRequest} from '../../src/approvals/types.js'
 import {Detail} from '../../src/tui/approvals/App.js'
 
-const target = (webhook: string) => ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', `  webhook: ${webhook}`, 'rules:', '  - id: role-switch', '    match: {class: privilege, settings: [role]}', '    action: allow', '  - id: tenant-writes', '    match: {class: write, tables: [public.tenant_rows]}', '    action: require_approval'].join('\n')
+const target = (webhook: string) => ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', '  windows: true', `  webhook: ${webhook}`, 'rules:', '  - id: role-switch', '    match: {class: privilege, settings: [role]}', '    action: allow', '  - id: tenant-writes', '    match: {class: write, tables: [public.tenant_rows]}', '    action: require_approval'].join('\n')
 
 /** What a reviewer reads of a request: the interactive view's detail pane and `dbgate approvals show`. */
 function shown(request: ApprovalRequest): string[] {
@@ -220,34 +220,44 @@ describe('session state a held statement runs under that the server does not rep
     expect(await tables('orders_bound')).toBe(1)
   })
 
-  it('voids the approval when a setting moved while the statement waited (a configuration reload)', async () => {
-    const admin = adminUrl('postgres')
-    await withClient(admin, async (c) => {
-      await c.query("alter system set app.r5reload = 'a'")
-      await c.query('select pg_reload_conf()')
+  for (const action of ['approve', 'window'] as const) {
+    it(`voids the ${action === 'window' ? 'window' : 'approval'} when a setting moved while the statement waited (a configuration reload)`, async () => {
+      const admin = adminUrl('postgres')
+      const setting = `app.r5reload_${action}`
+      await withClient(admin, async (c) => {
+        await c.query(`alter system set ${setting} = 'a'`)
+        await c.query('select pg_reload_conf()')
+      })
+      try {
+        const raw = await s.t.raw()
+        // The server applies a reload when a session next reads a command.
+        raw.send(query('select 1'))
+        await answered(raw)
+        const table = `orders_reload_${action}`
+        const id = await held(raw, [query(`create table ${table} as select * from orders where tenant = current_setting('${setting}')`)])
+        expect((await readRequest(s.bucket, id))!.settings?.[setting]).toBe('a')
+        await withClient(admin, async (c) => {
+          await c.query(`alter system set ${setting} = 'b'`)
+          await c.query('select pg_reload_conf()')
+        })
+        // pg_reload_conf signals the postmaster, which signals every backend: wait until another session sees it.
+        await waitFor(async () => (await withClient(s.db.url, (c) => c.query('select current_setting($1, true) as v', [setting]))).rows[0].v === 'b', 'the reload applied')
+        await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, action === 'window' ? {id, action, windowMs: 600_000} : {id, action})
+        expect((await answered(raw)).join('; ')).toMatch(/session's settings \(or its temporary relations\) changed while it waited/)
+        expect(await tables(table)).toBe(0)
+        // A window granted on it opened nothing: the next statement of its class asks again.
+        if (action === 'window') {
+          const again = await held(raw, [query(`create table ${table}_2 (id int)`)])
+          await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id: again, action: 'deny', reason: 'x'})
+          expect((await answered(raw)).join('; ')).toMatch(/denied/)
+        }
+        raw.end()
+      } finally {
+        await withClient(admin, async (c) => {
+          await c.query(`alter system reset ${setting}`)
+          await c.query('select pg_reload_conf()')
+        })
+      }
     })
-    try {
-      const raw = await s.t.raw()
-      // The server applies a reload when a session next reads a command.
-      raw.send(query('select 1'))
-      await answered(raw)
-      const id = await held(raw, [query("create table orders_reload as select * from orders where tenant = current_setting('app.r5reload')")])
-      expect((await readRequest(s.bucket, id))!.settings?.['app.r5reload']).toBe('a')
-      await withClient(admin, async (c) => {
-        await c.query("alter system set app.r5reload = 'b'")
-        await c.query('select pg_reload_conf()')
-      })
-      // pg_reload_conf signals the postmaster, which signals every backend: wait until another session sees it.
-      await waitFor(async () => (await withClient(s.db.url, (c) => c.query("select current_setting('app.r5reload', true) as v"))).rows[0].v === 'b', 'the reload applied')
-      await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
-      expect((await answered(raw)).join('; ')).toMatch(/session's settings \(or its temporary relations\) changed while it waited/)
-      raw.end()
-      expect(await tables('orders_reload')).toBe(0)
-    } finally {
-      await withClient(admin, async (c) => {
-        await c.query('alter system reset app.r5reload')
-        await c.query('select pg_reload_conf()')
-      })
-    }
-  })
+  }
 })
