@@ -132,20 +132,42 @@ UNION SELECT pg_catalog.split_part(c, '=', 1) FROM pg_catalog.pg_db_role_setting
 ) names(n) WHERE n IS NOT NULL`
 }
 
+/** pg_catalog.current_setting(text) and current_setting(text, boolean): pinned OIDs. */
+const CURRENT_SETTING_OIDS = [2077, 3294]
+
 /**
- * The custom settings the database's code names in a current_setting('…') call: functions, RLS
- * policies, column defaults, check constraints, views. Deparsing takes a lock on each relation, so
- * this runs on the tunnel's catalog connection, never in the client's session, where the locks
- * would last as long as the statement waits.
+ * The custom settings the database's code names in a current_setting('…') call: in function
+ * bodies as written, and in what the catalog keeps parsed (RLS policies, column defaults, checks,
+ * views' and rules' queries, SQL functions' `BEGIN ATOMIC` bodies), as the call's constant argument.
+ * Parsed trees are read as they are stored, never deparsed: deparsing locks each relation, and
+ * waits behind a transaction altering one (a migration whose next statement is held). It runs on
+ * the tunnel's catalog connection, never in the client's session.
  */
-export const CODE_NAMES_SQL = `SELECT DISTINCT (pg_catalog.regexp_matches(t, 'current_setting\\s*\\(\\s*''([^'']+\\.[^'']+)''', 'gi'))[1] AS name FROM (
- SELECT p.prosrc FROM pg_catalog.pg_proc p
- UNION ALL SELECT pg_catalog.pg_get_expr(o.polqual, o.polrelid) FROM pg_catalog.pg_policy o
- UNION ALL SELECT pg_catalog.pg_get_expr(o.polwithcheck, o.polrelid) FROM pg_catalog.pg_policy o
- UNION ALL SELECT pg_catalog.pg_get_expr(a.adbin, a.adrelid) FROM pg_catalog.pg_attrdef a
- UNION ALL SELECT pg_catalog.pg_get_expr(k.conbin, k.conrelid) FROM pg_catalog.pg_constraint k WHERE k.conbin IS NOT NULL
- UNION ALL SELECT pg_catalog.pg_get_viewdef(v.oid) FROM pg_catalog.pg_class v WHERE v.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[])
-) src(t)`
+export const CODE_NAMES_SQL = `SELECT NULL::pg_catalog.text AS tree, (pg_catalog.regexp_matches(p.prosrc, 'current_setting\\s*\\(\\s*''([^'']+\\.[^'']+)''', 'gi'))[1] AS name FROM pg_catalog.pg_proc p
+UNION ALL SELECT t, NULL FROM (
+ SELECT pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'prosqlbody' FROM pg_catalog.pg_proc p
+ UNION ALL SELECT o.polqual::pg_catalog.text FROM pg_catalog.pg_policy o
+ UNION ALL SELECT o.polwithcheck::pg_catalog.text FROM pg_catalog.pg_policy o
+ UNION ALL SELECT a.adbin::pg_catalog.text FROM pg_catalog.pg_attrdef a
+ UNION ALL SELECT k.conbin::pg_catalog.text FROM pg_catalog.pg_constraint k
+ UNION ALL SELECT r.ev_action::pg_catalog.text FROM pg_catalog.pg_rewrite r
+) trees(t) WHERE t OPERATOR(pg_catalog.~) ':funcid (${CURRENT_SETTING_OIDS.join('|')}) '`
+
+/**
+ * The setting names a stored parse tree passes as constants to current_setting: the first argument
+ * of its FUNCEXPR, a text CONST whose value the tree writes as the datum's bytes (varlena header first).
+ */
+export function namesInTree(tree: string): string[] {
+  const out: string[] = []
+  const call = new RegExp(`:funcid (?:${CURRENT_SETTING_OIDS.join('|')}) [^{]*?:args \\(\\{CONST :consttype 25 [^\\]{}]*?:constvalue \\d+ \\[ ([-0-9 ]+) \\]`, 'g')
+  for (const m of tree.matchAll(call)) {
+    const bytes = m[1]!.trim().split(/\s+/).map((b) => Number(b) & 0xff)
+    // A 1-byte header (short varlena) has its low bit set; the 4-byte one, written in memory order, not.
+    const value = Buffer.from(bytes.slice((bytes[0]! & 1) === 1 ? 1 : 4)).toString('utf8')
+    if (value.includes('.')) out.push(value)
+  }
+  return out
+}
 
 /** The type names a Parse declared for its parameters, in order (OID 0, left to the server, is not asked). */
 function paramTypesQuery(oids: readonly number[]): string {
@@ -437,7 +459,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     // reads, the role SET ROLE put in place) and the types the Parse declared, as the server answers.
     let codeNames: string[] = []
     try {
-      codeNames = opts.catalogQuery ? (await opts.catalogQuery(CODE_NAMES_SQL)).map((r) => String(r.name ?? '')).filter((n) => n !== '') : []
+      codeNames = opts.catalogQuery ? (await opts.catalogQuery(CODE_NAMES_SQL)).flatMap((r) => (typeof r.name === 'string' ? [r.name] : typeof r.tree === 'string' ? namesInTree(r.tree) : [])) : []
     } catch (e) {
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the settings the database's code reads, which the reviewer is shown, could not be read from the catalog: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
     }

@@ -71,6 +71,8 @@ describe('session state a held statement runs under that the server does not rep
       await c.query(`grant tenant_app_r5 to ${s.db.user}`)
       await c.query('alter table tenant_rows enable row level security')
       await c.query("create policy by_tenant on tenant_rows using (tenant = current_setting('app.r5tenant', true))")
+      // A view and a default over the table a migration alters: reading the code's names must not wait behind it.
+      await c.query("create table migrated (id int, tag text default current_setting('app.tag', true)); create view migrated_v as select * from migrated")
     })
   })
   afterAll(async () => {
@@ -190,6 +192,24 @@ describe('session state a held statement runs under that the server does not rep
     await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'deny', reason: 'x'})
     expect((await answered(raw)).join('; ')).toMatch(/denied/)
     raw.end()
+  })
+
+  it('holds the next statement of a migration in a transaction that altered a table a view and a default read', async () => {
+    const raw = await s.t.raw()
+    raw.send(query('begin'))
+    expect(await answered(raw)).toEqual([])
+    const alter = await held(raw, [query('alter table migrated add column extra int')])
+    await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id: alter, action: 'approve'})
+    expect(await answered(raw)).toEqual([])
+    // The transaction holds an ACCESS EXCLUSIVE lock on migrated until it ends.
+    const id = await held(raw, [query('create index migrated_extra on migrated (extra)')])
+    expect((await readRequest(s.bucket, id))!.sql).toContain('migrated_extra')
+    await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
+    expect(await answered(raw)).toEqual([])
+    raw.send(query('commit'))
+    expect(await answered(raw)).toEqual([])
+    raw.end()
+    expect(await withClient(s.db.url, async (c) => (await c.query("select count(*)::int as n from pg_indexes where indexname = 'migrated_extra'")).rows[0].n)).toBe(1)
   })
 
   it('shows a setting from the startup packet', async () => {
