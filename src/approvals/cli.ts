@@ -12,7 +12,7 @@ import {openTokenStore} from '../identity/token-store.js'
 import {cachedFor} from '../util/cached-for.js'
 import {visible, visibleDeep} from '../util/visible.js'
 import {agentLabel} from '../identity/types.js'
-import {boundValues, heldLines, oneLineSql, recentMark, requestRow, shortDuration, type RequestRow} from './format.js'
+import {boundValues, heldLines, oneLineSql, recentMark, requestRow, settingsLine, shortDuration, type RequestRow} from './format.js'
 import {reviewerFromSession, type ReviewContext} from './review.js'
 import {requestDigest} from './store.js'
 import {requesterLabel, type RequestView} from './types.js'
@@ -75,12 +75,14 @@ export function formatRequestDetail(view: RequestView, now = new Date()): string
   const left = view.state === 'pending' ? ` · expires in ${shortDuration(Date.parse(r.expiresAt) - now.getTime())}` : ''
   lines.push(`${r.class} · asked ${shortDuration(now.getTime() - Date.parse(r.createdAt))} ago${left} · ${view.state} · reviewers ${r.reviewers.join(', ')}${r.windows ? ' · windows allowed' : ''}`)
   if (view.decision) lines.push(`decided: ${view.decision.action} by ${visible(view.decision.reviewer.email ?? view.decision.reviewer.subject)}${view.decision.reason ? ` (${visible(view.decision.reason)})` : ''}`)
-  if (r.settings && Object.keys(r.settings).length > 0) lines.push(`session settings: ${Object.entries(r.settings).map(([k, v]) => `${k} = ${v}`).join(' · ')}`)
+  if (r.settings && Object.keys(r.settings).length > 0) lines.push(`session settings: ${settingsLine(r.settings)}`)
   const sql = visible(view.request.sql, {lines: true})
   const count = r.statements.length || 1
   lines.push(`${count} statement${count > 1 ? 's' : ''}${r.statements.length ? `: ${r.statements.map((s) => s.command).join('; ')}` : ''} · ${sql.split('\n').length} line(s)${r.params ? ` · ${r.params.length} bound value(s)` : ''}`)
   lines.push('', sql)
-  if (view.request.params) lines.push(`with the values ${boundValues(view.request.params)}`)
+  if (view.request.params) lines.push(`with the values ${boundValues(view.request.params, view.request.paramTypes)}`)
+  for (const t of view.request.temporary ?? [])
+    lines.push('', `where ${visible(t.name)} is a temporary ${visible(t.kind)} of this session${t.definition ? ':' : ', not the one of the same name in a schema'}`, ...(t.definition ? [visible(t.definition, {lines: true})] : []))
   for (const p of view.request.prepared ?? []) lines.push('', `where ${visible(p.name)} is the prepared statement:`, visible(p.sql, {lines: true}))
   if (r.recent.length > 0) {
     lines.push('', 'Earlier in this session:')

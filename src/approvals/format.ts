@@ -37,14 +37,15 @@ export function requestRow(v: RequestView, now: Date): RequestRow {
     left: v.state === 'pending' ? shortDuration(Date.parse(r.expiresAt) - now.getTime()) : '-',
     state: v.state,
     // Escaped before the blanks are folded, so a CR or a vertical tab shows as itself rather than a space.
-    sql: visible(r.sql).replace(/\s+/g, ' ').trim() + (r.params ? ` ${boundValues(r.params)}` : ''),
+    sql: visible(r.sql).replace(/\s+/g, ' ').trim() + (r.params ? ` ${boundValues(r.params, r.paramTypes)}` : ''),
   }
 }
 
 /** The values a request held at its Bind runs with, as a reviewer reads them: `[$1 = 'mallory', $2 = NULL]`, escaped. */
-export function boundValues(params: readonly (string | null)[]): string {
+export function boundValues(params: readonly (string | null)[], types?: readonly string[]): string {
   if (params.length === 0) return '[no values]'
-  return `[${params.map((v, i) => `$${i + 1} = ${v === null ? 'NULL' : `'${visible(v).replace(/'/g, "''")}'`}`).join(', ')}]`
+  const typed = (i: number) => (types?.[i] ? ` (declared ${visible(types[i])})` : '')
+  return `[${params.map((v, i) => `$${i + 1}${typed(i)} = ${v === null ? 'NULL' : `'${visible(v).replace(/'/g, "''")}'`}`).join(', ')}]`
 }
 
 /** One line per statement for the webhook and the tunnel's log. */
@@ -84,4 +85,15 @@ export function recentMark(s: {decision: string; outcome: string}): '✓' | '✗
  */
 export function heldLines(r: Pick<ApprovalRequest, 'held' | 'ruleId' | 'reason'>): string[] {
   return (r.held ?? []).filter((h) => h.detail !== undefined || h.ruleId !== r.ruleId || h.reason !== r.reason).map((h) => `needs review (rule ${h.ruleId}): ${h.detail ?? h.reason}`)
+}
+
+/**
+ * A request's settings on one line, `DateStyle = ISO, MDY · app.tenant = 7`. A value is the
+ * session's to choose (`set app.note = 'x · role = admin'`): one holding the separator is quoted,
+ * so it cannot pass for settings of its own.
+ */
+export function settingsLine(settings: Record<string, string>): string {
+  return Object.entries(settings)
+    .map(([k, v]) => `${k} = ${v.includes('·') || v !== v.trim() ? `'${v.replace(/'/g, "''")}'` : v}`)
+    .join(' · ')
 }

@@ -17,7 +17,7 @@ import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision, StatementAnalysis} from '../policy/types.js'
 import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEvent, type StatementVerdict} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
-import {oneLineSql, shortDuration} from './format.js'
+import {oneLine, oneLineSql, settingsLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
 import {visible} from '../util/visible.js'
 import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, windowKey, writeOutcome, writeRequest, writeWindow} from './store.js'
@@ -58,6 +58,12 @@ export interface ApprovalGateOptions {
    * This pipeline's own commits are the change gate's (src/pipeline/change-gate.ts).
    */
   catalogMoved?: () => number
+  /**
+   * Runs a query on the tunnel's catalog connection: the custom setting names the database's code
+   * reads (CODE_NAMES_SQL), whose values a request shows. Without it (tests that build a gate by
+   * hand), only the names the session and its text give are asked about.
+   */
+  catalogQuery?: (sql: string) => Promise<Record<string, unknown>[]>
 }
 
 interface LiveWindow {
@@ -102,6 +108,137 @@ function reviewedSettings(parameters: ReadonlyMap<string, string>): Record<strin
   }
   return out
 }
+/** How many setting names a session's statements may add to what a request reads back: enough for any application, not a memory sink. */
+const SESSION_NAMES = 200
+
+/**
+ * Settings the server does not report that a held statement may read (current_setting() in an RLS
+ * policy, a view, a function, a default), and the role SET ROLE put in place, read back from the
+ * server session the statement runs in. The names: `role`; those the session's statements set (SET,
+ * set_config) and its startup packet placed; the custom settings ALTER ROLE / DATABASE … SET gives
+ * this session; and every custom setting the database's code or the text names in a
+ * current_setting('…') call (CODE_NAMES_SQL, read on the catalog connection). A custom setting is
+ * hidden from SHOW ALL and pg_settings, so these are the names there are to ask about. It reads
+ * system catalogs and current_setting(…, true) only: nothing in it fails on a name, changes the
+ * session, or locks a table of the database's while the statement waits.
+ */
+export function sessionSettingsQuery(names: readonly string[]): string {
+  const list = names.map(literal).join(', ')
+  return `SELECT n, pg_catalog.current_setting(n, true) FROM (
+SELECT pg_catalog.unnest(ARRAY[${list}]::pg_catalog.text[])
+UNION SELECT pg_catalog.split_part(c, '=', 1) FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
+ WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
+ AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) SESSION_USER)])
+) names(n) WHERE n IS NOT NULL`
+}
+
+/** pg_catalog.current_setting(text) and current_setting(text, boolean): pinned OIDs. */
+const CURRENT_SETTING_OIDS = [2077, 3294]
+
+/**
+ * The custom settings the database's code names in a current_setting('…') call: in function
+ * bodies as written, and in what the catalog keeps parsed (RLS policies, column defaults, checks,
+ * views' and rules' queries, SQL functions' `BEGIN ATOMIC` bodies), as the call's constant argument.
+ * Parsed trees are read as they are stored, never deparsed: deparsing locks each relation, and
+ * waits behind a transaction altering one (a migration whose next statement is held). It runs on
+ * the tunnel's catalog connection, never in the client's session.
+ */
+export const CODE_NAMES_SQL = `SELECT NULL::pg_catalog.text AS tree, (pg_catalog.regexp_matches(p.prosrc, 'current_setting\\s*\\(\\s*''([^'']+\\.[^'']+)''', 'gi'))[1] AS name FROM pg_catalog.pg_proc p
+UNION ALL SELECT t, NULL FROM (
+ SELECT pg_catalog.to_jsonb(p) OPERATOR(pg_catalog.->>) 'prosqlbody' FROM pg_catalog.pg_proc p
+ UNION ALL SELECT o.polqual::pg_catalog.text FROM pg_catalog.pg_policy o
+ UNION ALL SELECT o.polwithcheck::pg_catalog.text FROM pg_catalog.pg_policy o
+ UNION ALL SELECT a.adbin::pg_catalog.text FROM pg_catalog.pg_attrdef a
+ UNION ALL SELECT k.conbin::pg_catalog.text FROM pg_catalog.pg_constraint k
+ UNION ALL SELECT r.ev_action::pg_catalog.text FROM pg_catalog.pg_rewrite r
+) trees(t) WHERE t OPERATOR(pg_catalog.~) ':funcid (${CURRENT_SETTING_OIDS.join('|')}) '`
+
+/**
+ * The setting names a stored parse tree passes as constants to current_setting: the first argument
+ * of its FUNCEXPR, a text CONST whose value the tree writes as the datum's bytes (varlena header first).
+ */
+export function namesInTree(tree: string): string[] {
+  const out: string[] = []
+  const call = new RegExp(`:funcid (?:${CURRENT_SETTING_OIDS.join('|')}) [^{]*?:args \\(\\{CONST :consttype 25 [^\\]{}]*?:constvalue \\d+ \\[ ([-0-9 ]+) \\]`, 'g')
+  for (const m of tree.matchAll(call)) {
+    const bytes = m[1]!.trim().split(/\s+/).map((b) => Number(b) & 0xff)
+    // A 1-byte header (short varlena) has its low bit set; the 4-byte one, written in memory order, not.
+    const value = Buffer.from(bytes.slice((bytes[0]! & 1) === 1 ? 1 : 4)).toString('utf8')
+    if (value.includes('.')) out.push(value)
+  }
+  return out
+}
+
+/** The type names a Parse declared for its parameters, in order (OID 0, left to the server, is not asked). */
+function paramTypesQuery(oids: readonly number[]): string {
+  return `SELECT pg_catalog.format_type(t, NULL) FROM pg_catalog.unnest(ARRAY[${oids.map((o) => String(o >>> 0)).join(', ')}]::pg_catalog.oid[]) WITH ORDINALITY u(t, i) ORDER BY i`
+}
+
+function literal(v: string): string {
+  return `'${v.replace(/'/g, "''")}'`
+}
+
+const REPORTED = new Set(REVIEWED_SETTINGS.map((n) => n.toLowerCase()))
+
+/**
+ * Of what the server answered, what a reviewer reads beside the reported settings: a custom setting
+ * with a value, the role when SET ROLE (or ALTER ROLE … SET role) put one in place, and any setting
+ * this session itself changed. A setting never given a value in the session reads NULL and is left out.
+ */
+function shownSettings(rows: readonly (string | null)[][], changed: ReadonlySet<string>, reported: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {}
+  const sorted = [...rows].sort((a, b) => String(a[0]).localeCompare(String(b[0])))
+  const had = new Set(Object.keys(reported).map((k) => k.toLowerCase()))
+  for (const [name, value] of sorted) {
+    if (name == null || value == null) continue
+    const lower = name.toLowerCase()
+    if (had.has(lower)) continue
+    // Reported from PostgreSQL 18 on; asked of an older server, which reports it not at all.
+    if (lower === 'search_path') {
+      out.search_path = value
+      continue
+    }
+    if (REPORTED.has(lower)) continue
+    if (lower === 'role') {
+      if (value !== 'none') out.role = value
+      continue
+    }
+    if (lower.includes('.') || changed.has(lower)) out[lower] = value
+  }
+  return out
+}
+
+/** Setting names a text sets (SET, set_config) or, with `calls`, names in a call (current_setting('…'), set_config('…', …)), lower-cased. */
+export function settingNames(sql: string, maxStatementSize: number, calls = true): string[] {
+  const names = new Set<string>()
+  try {
+    for (const st of sharedAnalysisCache.analyze(sql, {maxStatementSize}).statements) for (const o of st.operations) if (o.setting && o.setting.name !== 'all') names.add(o.setting.name.toLowerCase())
+  } catch {
+    // What the analysis cannot read policy refused; the catalog and startup names still count.
+  }
+  // The calls are found by walking the tree: the analysis (cached) has a text's SETs, not what a PREPARE's query calls.
+  if (!calls) return [...names]
+  try {
+    const stack: unknown[] = [parseTree(sql)]
+    while (stack.length > 0) {
+      const node = stack.pop()
+      if (typeof node !== 'object' || node === null) continue
+      if (Array.isArray(node)) {
+        for (const v of node) stack.push(v)
+        continue
+      }
+      const call = (node as {FuncCall?: {funcname?: {String?: {sval?: string}}[]; args?: {A_Const?: {sval?: {sval?: string}}}[]}}).FuncCall
+      const fn = call?.funcname?.[call.funcname.length - 1]?.String?.sval?.toLowerCase()
+      const first = call?.args?.[0]?.A_Const?.sval?.sval
+      if ((fn === 'current_setting' || fn === 'set_config') && first !== undefined) names.add(first.toLowerCase())
+      for (const v of Object.values(node)) stack.push(v)
+    }
+  } catch {
+    // Refused by policy already.
+  }
+  return [...names]
+}
+
 /** How many parts, and how much of each part's finding, a request carries: enough to say what runs, not a copy of the catalog. */
 const HELD_PARTS = 20
 const HELD_DETAIL_CHARS = 1000
@@ -195,6 +332,8 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
   const announce = (message: string) => say(visible(message))
   // Kept with their Date: turned into text only for the rare statement that asks for approval.
   const recent = new Map<string, (Omit<RecentStatement, 'at'> & {startedAt: Date})[]>()
+  // Settings each session's statements set: what a request reads back from the server for the reviewer.
+  const setNames = new Map<string, Set<string>>()
   const windows: LiveWindow[] = []
   const hook = {url: opts.target.approvals.webhook, log: opts.log, fetch: opts.fetch}
   const reviewers = opts.target.reviewers
@@ -312,6 +451,30 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     // The server reports a changed setting with its next ReadyForQuery, not with the SET: behind an
     // extended-protocol Execute with no Sync after it, what the session runs under is not known.
     if (ctx.session.txStatusCurrent === false) return unknownSettings(decision, d.ruleId)
+    // A failed transaction runs nothing but its ROLLBACK; its settings cannot be read to be shown.
+    if (ctx.session.txStatus === 'E') {
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) in a transaction that has already failed, where it cannot run`, 'roll the transaction back (ROLLBACK), then run the statement again')
+    }
+    // What the session runs under that the server does not report (a custom setting an RLS policy
+    // reads, the role SET ROLE put in place) and the types the Parse declared, as the server answers.
+    let codeNames: string[] = []
+    try {
+      codeNames = opts.catalogQuery ? (await opts.catalogQuery(CODE_NAMES_SQL)).flatMap((r) => (typeof r.name === 'string' ? [r.name] : typeof r.tree === 'string' ? namesInTree(r.tree) : [])) : []
+    } catch (e) {
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the settings the database's code reads, which the reviewer is shown, could not be read from the catalog: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
+    }
+    if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
+    const names = [...new Set(['role', 'search_path', ...(setNames.get(ctx.sessionId) ?? []), ...startupNames(ctx), ...settingNames(sql, opts.target.tunnel.maxStatementSize), ...codeNames.map((n) => n.toLowerCase())])]
+    const declared = ctx.bindValues !== undefined ? (ctx.paramTypes ?? []) : []
+    // The text and the prepared statements it executes name the relations a temporary one may stand in for.
+    const reviewedTexts = [sql, ...(preparedShown(sharedAnalysisCache.analyze(sql, {maxStatementSize: opts.target.tunnel.maxStatementSize}).statements, ctx, opts.target.tunnel.maxStatementSize).prepared ?? []).map((p) => p.sql)]
+    let read: SessionRead
+    try {
+      read = await readSession(ctx, names, declared, reviewedTexts)
+    } catch (e) {
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the session's settings, which the reviewer reads with it, could not be read from the server: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
+    }
+    if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
 
     const requester = opts.identity
     // As the webhook names them: no backtick of theirs pairs with the statement's code span.
@@ -330,7 +493,9 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       connectionId: ctx.connectionId,
       sql,
       ...(ctx.bindValues !== undefined ? {params: ctx.bindValues.map(reviewedValue)} : {}),
-      settings: reviewedSettings(ctx.session.parameters),
+      ...(read.paramTypes ? {paramTypes: read.paramTypes} : {}),
+      settings: read.settings,
+      ...(read.temporary ? {temporary: read.temporary} : {}),
       statements: decision.statements.map((s) => ({text: texts[s.statementIndex]?.text ?? sql, class: s.class, command: s.command, action: s.action, ruleId: s.ruleId})),
       held: heldParts(decision),
       ...preparedShown(texts, ctx, opts.target.tunnel.maxStatementSize),
@@ -379,7 +544,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     const waiting = `waiting for approval ${id} by ${who} (rule ${d.ruleId}: ${d.reason}); run \`dbgate approve ${id}\` or review it in \`dbgate approve\`. It expires in ${expiresIn}; Ctrl-C withdraws it.`
     ctx.notify({severity: 'NOTICE', code: WAIT_NOTICE, message: `dbgate: ${waiting}`})
     announce(`${identityLabel(requester)}: ${oneLineSql(sql, 80)} — ${waiting}`)
-    void notifyWebhook(hook, `dbgate: ${asker}${opts.agent ? ` (through the agent ${slackPlain(agentLabel(opts.agent))})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLineSql(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
+    void notifyWebhook(hook, `dbgate: ${asker}${opts.agent ? ` (through the agent ${slackPlain(agentLabel(opts.agent))})` : ''} asks to run a ${d.class} statement on ${opts.target.name} (rule ${d.ruleId}): ${slackCode(oneLineSql(sql))}${ctx.bindValues ? ` with ${ctx.bindValues.length} bound value(s), shown in \`dbgate approve\`` : ''}${unreported(request.settings)}. Approval ${id} by ${who}, expires in ${expiresIn}. Review it with \`dbgate approve\`.`)
 
     const settle = (outcome: Omit<ApprovalOutcome, 'v' | 'requestId' | 'at'>) =>
       writeOutcome(opts.bucket, {v: 1, requestId: id, at: now().toISOString(), ...outcome}).catch((e: Error) => opts.log('warn', `could not record the outcome of ${id} in the bucket: ${e.message}`))
@@ -479,6 +644,27 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
       // The last moment before the statement goes on: a withdrawal (or the expiry) that came while
       // the bucket was written wins, and a window granted on a statement that never ran opens nothing.
+      // The session as the reviewer read it is what the approval covers: a setting that moved while
+      // the statement waited (a configuration reload, a reported setting) voids it.
+      const again = await readSession(ctx, names, declared, reviewedTexts).then(
+        (r) => r,
+        () => undefined,
+      )
+      if (again === undefined || ctx.signal.aborted || canonical(again.settings) !== canonical(request.settings ?? {}) || JSON.stringify(again.temporary ?? []) !== JSON.stringify(request.temporary ?? [])) {
+        if (ctx.signal.aborted) {
+          if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
+          return withdrawn()
+        }
+        // Nothing ran: a window granted on it opens nothing, as for a withdrawal.
+        if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
+        announce(`approval ${id} granted by ${reviewer}, but the session's settings changed while the statement waited; it was not sent`)
+        return {
+          action: 'reject',
+          error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} covers the statement under the session settings the reviewer read, and the session's settings (or its temporary relations) changed while it waited, so it was not sent`, hint: 'Run it again: it is held again, with the settings as they are now.'},
+          decision,
+          approval: {id, decision: 'approved', reviewer},
+        }
+      }
       if (ctx.signal.aborted || pastExpiry()) {
         if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
         return ctx.signal.aborted ? withdrawn() : expired(true)
@@ -504,6 +690,15 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     // Keep the common case synchronous: only a held statement becomes a promise.
     settle: (sql, ctx, verdict) => (verdict.action === 'hold' ? hold(sql, ctx, verdict) : verdict),
     observe(event) {
+      if (event.verdict.action === 'allow' && event.outcome !== 'rejected' && event.outcome !== 'aborted') {
+        const names = setNames.get(event.sessionId) ?? new Set<string>()
+        for (const text of [event.sql, ...(event.executes ?? []).map((e) => e.sql)]) {
+          // Every statement comes here: only a text that can set one (SET, set_config) is read again.
+          if (!/set/i.test(text)) continue
+          for (const n of settingNames(text, opts.target.tunnel.maxStatementSize, /set_config/i.test(text))) if (names.size < SESSION_NAMES) names.add(n)
+        }
+        if (names.size > 0) setNames.set(event.sessionId, names)
+      }
       const list = recent.get(event.sessionId) ?? []
       const approval = event.verdict.approval
       list.push({sql: event.sql, decision: approval?.decision ?? (event.verdict.action === 'allow' ? 'allow' : 'deny'), outcome: event.outcome, startedAt: event.startedAt})
@@ -512,6 +707,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     },
     forgetSession(sessionId) {
       recent.delete(sessionId)
+      setNames.delete(sessionId)
     },
     liveWindows: () => windows.filter((w) => w.until.getTime() > now().getTime()),
   }
@@ -598,4 +794,85 @@ function reviewedValue(v: string | null): string | null {
   if (v === null || v.length * 3 <= RECORDED_VALUE_BYTES) return v
   const bytes = Buffer.byteLength(v)
   return bytes <= RECORDED_VALUE_BYTES ? v : cutText(v, bytes)
+}
+
+/** Startup packet settings: the server applied them, and the session reads them as its own. */
+function startupNames(ctx: StatementContext): string[] {
+  return Object.keys(ctx.startupParameters ?? {})
+    .map((k) => k.toLowerCase())
+    .filter((k) => k !== 'user' && k !== 'database' && k !== 'options' && k !== 'replication' && !k.startsWith('_pq_.'))
+}
+
+/** The session's settings a reviewer reads (reported and asked for) and the declared parameter types, from the server. */
+/** What a request shows of the session, as its server answered. */
+interface SessionRead {
+  settings: Record<string, string>
+  paramTypes?: string[]
+  temporary?: NonNullable<ApprovalRequest['temporary']>
+}
+
+/**
+ * The session's temporary relations: an unqualified name finds one before the table of the same
+ * name (pg_temp comes first for relations), so `orders` in a held text may be a view of this
+ * session's over any table, made long before the statements the reviewer is shown.
+ */
+const TEMPORARY_SQL = `SELECT c.relname, c.relkind::pg_catalog.text, CASE WHEN c.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[]) THEN pg_catalog.pg_get_viewdef(c.oid) END
+FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema() AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,v,m,p,f,S}'::pg_catalog."char"[]) ORDER BY 1`
+
+const RELKINDS: Record<string, string> = {r: 'table', p: 'table', v: 'view', m: 'materialized view', f: 'foreign table', S: 'sequence'}
+
+/** The relation names a text (and the prepared statements it executes) names without a schema, or in pg_temp. */
+function unqualifiedRelations(texts: readonly string[]): Set<string> {
+  const out = new Set<string>()
+  for (const sql of texts) {
+    try {
+      const stack: unknown[] = [parseTree(sql)]
+      while (stack.length > 0) {
+        const node = stack.pop()
+        if (typeof node !== 'object' || node === null) continue
+        if (Array.isArray(node)) {
+          for (const v of node) stack.push(v)
+          continue
+        }
+        const rv = (node as {RangeVar?: {relname?: string; schemaname?: string}}).RangeVar
+        if (rv?.relname !== undefined && (rv.schemaname === undefined || rv.schemaname === 'pg_temp')) out.add(rv.relname)
+        for (const v of Object.values(node)) stack.push(v)
+      }
+    } catch {
+      // Refused by policy already.
+    }
+  }
+  return out
+}
+
+async function readSession(ctx: StatementContext, names: readonly string[], declared: readonly number[], texts: readonly string[]): Promise<SessionRead> {
+  if (!ctx.askSession) throw new Error('this connection cannot ask its server session')
+  const named = declared.filter((t) => t !== 0)
+  const results = await ctx.askSession([sessionSettingsQuery(names), TEMPORARY_SQL, ...(named.length > 0 ? [paramTypesQuery(named)] : [])])
+  // Read after the queries' answers: a setting they reported came with them.
+  const reported = reviewedSettings(ctx.session.parameters)
+  const settings = {...reported, ...shownSettings(results[0] ?? [], new Set(names), reported)}
+  const relations = unqualifiedRelations(texts)
+  const temporary = (results[1] ?? [])
+    .filter((r) => r[0] !== null && relations.has(r[0]!))
+    .map(([name, kind, definition]) => ({name: name!, kind: RELKINDS[kind ?? ''] ?? 'relation', ...(definition ? {definition} : {})}))
+  const out: SessionRead = {settings, ...(temporary.length > 0 ? {temporary} : {})}
+  if (declared.length === 0) return out
+  const typeNames = (results[2] ?? []).map((r) => r[0] ?? '')
+  let next = 0
+  // A type named like nothing the server knows reads as its OID: the reviewer is not shown a blank.
+  return {...out, paramTypes: declared.map((t) => (t === 0 ? '' : typeNames[next++] || `oid ${t >>> 0}`))}
+}
+
+/**
+ * For the webhook: the settings the server does not report (a custom setting, the role), which
+ * change what the text reads without showing in it, each as the server answered.
+ */
+function unreported(settings: Record<string, string> | undefined): string {
+  const shown = Object.entries(settings ?? {}).filter(([k]) => !REPORTED.has(k.toLowerCase()))
+  return shown.length === 0 ? '' : `, under the session settings ${slackCode(oneLine(settingsLine(Object.fromEntries(shown)), 300))}`
+}
+
+function canonical(settings: Record<string, string>): string {
+  return JSON.stringify(Object.entries(settings).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
 }

@@ -68,6 +68,12 @@ export const ApprovalRequestSchema = z.object({
    */
   params: z.array(z.string().nullable()).optional(),
   /**
+   * The parameter types the statement's Parse declared, one for each value (`oid 23`; '' for one
+   * left to the server): a value converted to a declared `text` or `int4` picks another overload,
+   * operator or domain CHECK than the text alone shows.
+   */
+  paramTypes: z.array(z.string()).optional(),
+  /**
    * The session's settings that change what the text means or as whom it runs (REVIEWED_SETTINGS),
    * as the server last reported them when the statement was held: '01/02/2026' is 2 January under
    * DateStyle MDY and 1 February under DMY, a timestamptz literal moves with TimeZone, and
@@ -87,6 +93,12 @@ export const ApprovalRequestSchema = z.object({
    * carries no SQL of its own; the PREPARE may be far behind what "Earlier in this session" shows).
    */
   prepared: z.array(z.object({name: z.string(), sql: z.string()})).optional(),
+  /**
+   * The session's temporary relations the text names without a schema: pg_temp is searched first for
+   * relations, so `orders` is that table or view (its definition shown), not the one of the same name
+   * a reviewer has in mind, and the CREATE TEMP that made it may be far behind the last statements shown.
+   */
+  temporary: z.array(z.object({name: z.string(), kind: z.string(), definition: z.string().optional()})).optional(),
   /** Class of the statement that needed approval: what a window would grant. */
   class: z.string(),
   ruleId: z.string(),

@@ -2,6 +2,7 @@ import {createApprovalGate} from '../approvals/gate.js'
 import {openBucket} from '../bucket/index.js'
 import type {RecordingSetup} from '../connect/recording.js'
 import type {IdentityConfig} from '../identity/config.js'
+import type {ClosableCatalogQuery} from '../masking/index.js'
 import type {TunnelHooksContext} from './context.js'
 import type {IdentityStage} from './identity.js'
 import type {Stage} from './stage.js'
@@ -12,7 +13,7 @@ import {databaseKey, onCatalogChanged} from './catalog-changes.js'
  * for a verified reviewer (src/approvals) and comes out allowed once or rejected. It remembers each
  * session's recent statements, so a request shows what came just before it.
  */
-export function approvalsStage(ctx: TunnelHooksContext, who: IdentityStage, recording: RecordingSetup | undefined): Stage {
+export function approvalsStage(ctx: TunnelHooksContext, who: IdentityStage, recording: RecordingSetup | undefined, catalogQuery?: ClosableCatalogQuery): Stage {
   const section = ctx.config.identity
   // Reviewers' tokens are verified without the client secret, which only the token endpoint needs.
   const identityConfig: IdentityConfig | undefined = section ? (({clientSecret: _secret, ...rest}) => rest)(section) : undefined
@@ -32,6 +33,7 @@ export function approvalsStage(ctx: TunnelHooksContext, who: IdentityStage, reco
     agent: who.agent,
     signRequest: ctx.signApprovalRequest,
     catalogMoved: () => moved,
+    ...(catalogQuery ? {catalogQuery} : {}),
   })
   return {
     name: 'approvals',

@@ -26,6 +26,7 @@ import {ClientStartup} from './startup.js'
 import {MAX_AUTH_MESSAGE_SIZE, MAX_STARTUP_PACKET_SIZE} from './limits.js'
 import type {SessionGate} from './upstream-gate.js'
 import {Outbox, writeAll} from './outbox.js'
+import {OwnQuery, type OwnResults} from './own-query.js'
 import type {UpstreamReader} from './upstream-reader.js'
 import {cancelUpstream, terminateUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
 
@@ -145,6 +146,8 @@ export interface ConnectionCore {
   /** Ends the connection with `error` for the client, leaving the tunnel untouched. */
   refuse(error: PgNoticeFields): void
   maybeFinishShutdown(): void
+  /** The tunnel's own query in flight in this session, whose replies are its own (`StatementContext.askSession`). */
+  ownQuery: OwnQuery | undefined
 }
 
 let nextConnectionId = 1
@@ -172,6 +175,8 @@ class HookContext implements StatementContext {
     readonly paramTypes: readonly number[] | undefined,
     readonly bindValues: readonly (string | null)[] | undefined,
     readonly answered: () => Promise<void>,
+    readonly askSession: (statements: readonly string[]) => Promise<OwnResults>,
+    readonly startupParameters: Readonly<Record<string, string>>,
   ) {}
 
   get signal(): AbortSignal {
@@ -353,7 +358,31 @@ export class ClientConnection implements ConnectionCore {
       paramTypes,
       bindValues,
       this.awaitAnswered,
+      this.runOwnQuery,
+      this.startupParams,
     )
+  }
+
+  ownQuery: OwnQuery | undefined
+
+  /**
+   * `StatementContext.askSession`: only while nothing of the client's is in flight, one at a time.
+   * Past an extended-protocol message with no Sync after it, the queries go in the client's batch.
+   */
+  private readonly runOwnQuery = (statements: readonly string[]): Promise<OwnResults> => {
+    if (this.phase !== 'ready') return Promise.reject(new Error('the connection has ended'))
+    if (this.state.pendingCount > 0 || this.ownQuery !== undefined || this.state.txStatusCurrent === false || this.state.skipping) {
+      return Promise.reject(new Error('the session is answering other messages'))
+    }
+    return new Promise<OwnResults>((resolve, reject) => {
+      const done = () => {
+        this.ownQuery = undefined
+      }
+      const own = new OwnQuery(statements, !this.state.extendedSinceSync, this.state.txStatus, (r) => (done(), resolve(r)), (e) => (done(), reject(e)))
+      this.ownQuery = own
+      this.toUpstream.push(...own.messages())
+      this.flush()
+    })
   }
 
   /** Waiting for the server to have answered all that was sent (`StatementContext.answered`). */
@@ -737,6 +766,7 @@ export class ClientConnection implements ConnectionCore {
     if (this.phase === 'closed') return
     this.phase = 'closed'
     this.settleAnswered(new Error(`the connection ended (${reason})`))
+    this.ownQuery?.reject(new Error(`the connection ended (${reason})`))
     // An open server session still counts against tunnel.maxUpstreamSessions until the server has
     // closed it: a client that hangs up on a running statement leaves it running (up to the linger
     // below), and hanging up again and again would open sessions past the cap.

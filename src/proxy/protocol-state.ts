@@ -192,6 +192,11 @@ export class ProtocolState<R> implements SessionView {
   private readonly queue: Entry<R>[] = []
   /** The server reported an error in an extended-protocol message and skips everything up to Sync. */
   private skippingToSync = false
+  /**
+   * An extended-protocol message was sent after the last Sync or Query: a Query now would drop the
+   * unnamed statement and end the batch's implicit transaction under it.
+   */
+  extendedSinceSync = false
   /** Entries whose `copy` is set. */
   private copyCandidates = 0
   /**
@@ -417,6 +422,7 @@ export class ProtocolState<R> implements SessionView {
   }
 
   sendSync(): void {
+    this.extendedSinceSync = false
     this.closeSegment()
     // Sync ends the skipping on the server before it is processed.
     this.skippingToSync = false
@@ -428,6 +434,7 @@ export class ProtocolState<R> implements SessionView {
    * it. Returns whether the server will answer.
    */
   private push(entry: Entry<R>): boolean {
+    this.extendedSinceSync = entry.kind !== 'query' && entry.kind !== 'sync'
     if (this.skippingToSync) {
       entry.state = 'done'
       return false

@@ -118,6 +118,17 @@ export interface StatementContext {
    * hook that shows the session to a person (an approval's settings) waits for it.
    */
   answered?(): Promise<void>
+  /**
+   * Runs read-only queries of the tunnel's own in this server session, once nothing of the
+   * client's is in flight (after `answered`), and gives each one's rows as text: the session as
+   * the server holds it (a custom setting, the role, a declared type's name), for a person to read.
+   * Sent under names of their own, they leave the client's unnamed statement and portal alone;
+   * their replies never reach the client. Rejects when the server refuses them or the session is
+   * busy; one that would upset the client's batch or transaction ends the connection.
+   */
+  askSession?(statements: readonly string[]): Promise<(string | null)[][][]>
+  /** The client's startup packet as the session began with it (names of settings it placed, `user`, `database`). */
+  readonly startupParameters?: Readonly<Record<string, string>>
   /** Sends a NoticeResponse to the client now, e.g. "waiting for approval …". */
   notify(notice: PgNoticeFields): void
 }

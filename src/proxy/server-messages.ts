@@ -71,6 +71,8 @@ export class ServerMessages {
     const c = this.c
     const state = c.state
     this.taken = 0
+    // The tunnel's own query (an approval reading the session's settings): its replies are its own.
+    if (c.ownQuery !== undefined && c.ownQuery.take(frame)) return
     switch (frame.code) {
       case Backend.DataRow: {
         const run = state.onResultPart('DataRow').run

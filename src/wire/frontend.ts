@@ -131,3 +131,16 @@ export function decodeSaslInitial(body: Buffer): {mechanism: string; data: Buffe
 export function encodeQuery(text: string): Buffer {
   return new Writer(text.length + 8).cstring(text).finish(0x51)
 }
+
+/** A Bind with no parameters and text results: what the tunnel's own queries send. */
+export function encodeBindNoParams(portal: string, statement: string): Buffer {
+  return new Writer(portal.length + statement.length + 16).cstring(portal).cstring(statement).int16(0).int16(0).int16(0).finish(0x42)
+}
+
+export function encodeExecute(portal: string, maxRows = 0): Buffer {
+  return new Writer(portal.length + 10).cstring(portal).int32(maxRows).finish(0x45)
+}
+
+export function encodeClose(target: 'S' | 'P', name: string): Buffer {
+  return new Writer(name.length + 8).byte(target === 'S' ? 0x53 : 0x50).cstring(name).finish(0x43)
+}

@@ -454,15 +454,20 @@ describe('approvals through the tunnel', () => {
     expect(await indexes()).toBe(1)
     // Past the window's end (a wait, not a timing assertion).
     await new Promise((r) => setTimeout(r, 1600))
-    // The window has closed: the portal and the unnamed statement are judged again, and held; the reviewer denies them.
-    for (const run of [[execute({portal: 'later'}), sync()], [bind({}), execute({}), sync()]]) {
+    // The window has closed: the portal and the unnamed statement are judged again. The portal's
+    // Execute is held, and the reviewer denies it; that fails the transaction, where the unnamed
+    // statement's Bind, judged again, is refused at once (it could not run there).
+    for (const [run, said] of [
+      [[execute({portal: 'later'}), sync()], /denied by bob@example.com: the window is over/],
+      [[bind({}), execute({}), sync()], /requires approval \(rule default.ddl-approval\) in a transaction that has already failed/],
+    ] as const) {
       const seen = raw.messages.length
       raw.send(...run)
       const asked = () => raw.messages.slice(seen).find((m) => m.code === 'N' && /waiting for approval/.test(m.body.toString()))
       await waitFor(() => asked() !== undefined || raw.messages.slice(seen).some((m) => m.code === 'Z'), 'the statement is held or answered')
       const notice = asked()
       if (notice) await decide(await review('bob'), {id: /waiting for approval (apr-[a-z0-9]+)/.exec(notice.body.toString())![1]!, action: 'deny', reason: 'the window is over'})
-      expect(errorOf(await raw.untilReady())?.message).toMatch(/denied by bob@example.com: the window is over/)
+      expect(errorOf(await raw.untilReady())?.message).toMatch(said)
     }
     raw.send(query('rollback'))
     await raw.untilReady()

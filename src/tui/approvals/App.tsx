@@ -6,7 +6,7 @@
 import {Box, measureElement, Text, useApp, useInput, useStdout, type DOMElement} from 'ink'
 import {useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode} from 'react'
 import {Chalk} from 'chalk'
-import {boundValues, oneLineSql, recentMark, requestRow, shortDuration} from '../../approvals/format.js'
+import {boundValues, oneLineSql, recentMark, requestRow, settingsLine, shortDuration} from '../../approvals/format.js'
 import {parseDuration} from '../../util/duration.js'
 import type {RequestView} from '../../approvals/types.js'
 import {requesterLabel} from '../../approvals/types.js'
@@ -238,8 +238,12 @@ export const SQL_PAGE = 20
  */
 export function reviewText(request: RequestView['request'], width: number): SqlPiece[][] {
   const pieces = sqlPieces(request.sql, (s) => printable(s, {lines: true}))
-  if (request.params) pieces.push({text: '\n', kind: 'plain'}, {text: 'with the values ', kind: 'comment'}, {text: boundValues(request.params), kind: 'plain'})
+  if (request.params) pieces.push({text: '\n', kind: 'plain'}, {text: 'with the values ', kind: 'comment'}, {text: boundValues(request.params, request.paramTypes), kind: 'plain'})
   // What `EXECUTE p` runs is p's text: read with the rest, so approving needs it read too.
+  for (const t of request.temporary ?? []) {
+    pieces.push({text: '\n\n', kind: 'plain'}, {text: `where ${printable(t.name)} is a temporary ${printable(t.kind)} of this session${t.definition ? ':' : ', not the one of the same name in a schema'}`, kind: 'comment'})
+    if (t.definition) pieces.push({text: '\n', kind: 'plain'}, ...sqlPieces(t.definition, (x) => printable(x, {lines: true})))
+  }
   for (const p of request.prepared ?? []) pieces.push({text: '\n\n', kind: 'plain'}, {text: `where ${printable(p.name)} is the prepared statement:`, kind: 'comment'}, {text: '\n', kind: 'plain'}, ...sqlPieces(p.sql, (x) => printable(x, {lines: true})))
   return wrapPieces(pieces, width)
 }
@@ -281,9 +285,7 @@ export function reviewRows(request: RequestView['request'], width: number): Revi
   for (const held of shortHeldLines(r)) line({text: held, kind: 'attention'})
   line({text: `${r.class} · reviewers ${r.reviewers.join(', ')}${r.windows ? ' · windows allowed' : ''}`, kind: 'faint'})
   if (r.settings && Object.keys(r.settings).length > 0) {
-    line({text: `session settings: ${Object.entries(r.settings)
-      .map(([k, v]) => `${k} = ${v}`)
-      .join(' · ')}`, kind: 'plain'})
+    line({text: `session settings: ${settingsLine(r.settings)}`, kind: 'plain'})
   }
   const count = r.statements.length || 1
   line({

@@ -1,0 +1,97 @@
+/**
+ * Queries of the tunnel's own, run in a client's server session while nothing of the client's is
+ * in flight: what an approval shows a reviewer of the session (a custom setting an RLS policy reads
+ * with current_setting(), the role SET ROLE put in place, the types a Parse declared) is what the
+ * server answers, never what the client's text claims. They go as extended-protocol messages under
+ * names of their own, closed after use, so the client's unnamed statement and portal stay as they
+ * were. At a Sync boundary a Sync follows them (no transaction is left open while a statement
+ * waits for its reviewer); in the middle of the client's batch (a held Bind after its Parse) a
+ * Flush does, and they run in the batch's transaction. Their replies are taken here and never reach
+ * the client or the protocol state. A reply that does not fit, an error in the middle of the
+ * client's batch (the server would skip the client's messages up to its Sync), or a transaction
+ * status they changed ends the connection.
+ */
+import {randomBytes} from 'node:crypto'
+import {decodeDataRow, decodeNotice} from '../wire/backend.js'
+import {Backend, Frontend, codeName} from '../wire/codes.js'
+import {frameByte, type Frame} from '../wire/framer.js'
+import {encodeBindNoParams, encodeClose, encodeExecute, encodeParse} from '../wire/frontend.js'
+import {ProtocolDesync} from './protocol-state.js'
+
+/** The rows of each statement, values as text. */
+export type OwnResults = (string | null)[][][]
+
+const SYNC = Buffer.from([Frontend.Sync, 0, 0, 0, 4])
+const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4])
+
+export class OwnQuery {
+  private readonly results: OwnResults = []
+  private rows: (string | null)[][] = []
+  private error: string | undefined
+  private closes = 0
+
+  constructor(
+    private readonly statements: readonly string[],
+    /** Followed by a Sync, answered by a ReadyForQuery; else by a Flush, in the client's batch. */
+    private readonly synced: boolean,
+    /** The transaction status before: read-only queries leave it as it was. */
+    private readonly txStatus: 'I' | 'T' | 'E',
+    private readonly resolve: (results: OwnResults) => void,
+    readonly reject: (error: Error) => void,
+  ) {}
+
+  /** What goes to the server. */
+  messages(): Buffer[] {
+    const name = `dbgate_own_${randomBytes(8).toString('hex')}`
+    const out: Buffer[] = []
+    for (const text of this.statements) out.push(encodeParse({name, text, paramTypes: []}), encodeBindNoParams(name, name), encodeExecute(name), encodeClose('P', name), encodeClose('S', name))
+    out.push(this.synced ? SYNC : FLUSH)
+    return out
+  }
+
+  /** Takes the frame if it answers these queries; notices, notifications and reported settings are the session's and go their usual way. */
+  take(frame: Frame): boolean {
+    switch (frame.code) {
+      case Backend.ParseComplete:
+      case Backend.BindComplete:
+        return true
+      case Backend.DataRow:
+        this.rows.push(decodeDataRow(frame.body).map((v) => (v === null ? null : v.toString('utf8'))))
+        return true
+      case Backend.CommandComplete:
+      case Backend.EmptyQueryResponse:
+        this.results.push(this.rows)
+        this.rows = []
+        return true
+      case Backend.CloseComplete:
+        if (++this.closes === this.statements.length * 2 && !this.synced) this.resolve(this.results)
+        return true
+      case Backend.ErrorResponse: {
+        this.error = decodeNotice(frame.body).message
+        if (this.synced) return true
+        return this.fail(`the server refused the tunnel's own query in the middle of the client's batch (${this.error})`)
+      }
+      case Backend.ReadyForQuery: {
+        if (!this.synced) return this.fail("the server ended the client's batch during the tunnel's own query")
+        const b = frameByte(frame, 5)
+        const status = b === 0x49 ? 'I' : b === 0x54 ? 'T' : 'E'
+        if (status !== this.txStatus) return this.fail(`the tunnel's own query left the transaction status ${status}, not ${this.txStatus}${this.error ? ` (${this.error})` : ''}`)
+        if (this.error !== undefined) this.reject(new Error(`the server refused the tunnel's own query: ${this.error}`))
+        else this.resolve(this.results)
+        return true
+      }
+      case Backend.NoticeResponse:
+      case Backend.NotificationResponse:
+      case Backend.ParameterStatus:
+        return false
+      default:
+        return this.fail(`the server sent ${codeName(frame.code)} in answer to the tunnel's own query`)
+    }
+  }
+
+  private fail(message: string): never {
+    const e = new ProtocolDesync(message)
+    this.reject(e)
+    throw e
+  }
+}
