@@ -166,6 +166,9 @@ function settledSince(session: SessionView, since: number, transactionStatus: St
 /** The first OID of objects created after initdb: a type below it is built in. */
 const FIRST_NORMAL_OBJECT_ID = 16384
 
+/** How many times a statement's catalog keys are read when other sessions' commits keep forgetting them. */
+const CATALOG_READS = 3
+
 /**
  * A Parse that declares parameter types that are not built in (a domain, a user's composite or
  * enum type) has every Bind convert its values into them, running a domain's checks: those
@@ -276,11 +279,20 @@ export function createStatementHook(opts: StatementHookOptions): StatementGuard 
   const decide = (shared: Analysis, ctx: StatementContext): PolicyVerdict | Promise<PolicyVerdict> => {
     const analysis = withDeclaredParams(shared, ctx)
     const before = unsettled(ctx)
-    if (loading) {
-      const missing = loading.missing(keysFor(analysis, ctx))
-      if (missing.length > 0) return loading.load(missing).then(() => decideNow(analysis, ctx, before))
-    }
-    return decideNow(analysis, ctx, before)
+    return loading ? loadThenDecide(loading, analysis, ctx, before, 1) : decideNow(analysis, ctx, before)
+  }
+
+  /**
+   * A load waits for lookups other statements started too, and a change committed by another
+   * session between the first of them ending and the last (`invalidate`) forgets what the first
+   * read: read again, a bounded number of times, rather than refuse the statement as "not looked
+   * up". A lookup that failed is not repeated: its key stays unknown, and the statement is refused.
+   */
+  const loadThenDecide = (l: LoadingFunctionCatalog, analysis: Analysis, ctx: StatementContext, before: Unsettled | undefined, attempt: number): PolicyVerdict | Promise<PolicyVerdict> => {
+    const missing = l.missing(keysFor(analysis, ctx))
+    if (missing.length === 0) return decideNow(analysis, ctx, before)
+    const generation = l.generation
+    return l.load(missing).then(() => (l.generation !== generation && attempt < CATALOG_READS ? loadThenDecide(l, analysis, ctx, before, attempt + 1) : decideNow(analysis, ctx, before)))
   }
 
   /** The catalog keys a text's verdict needs, those of the prepared statements its EXECUTEs run included. */

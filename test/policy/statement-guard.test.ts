@@ -79,6 +79,41 @@ describe('createStatementHook', () => {
     expect(functions.loaded).toContain('f:purge')
   })
 
+  it('reads the catalog again when another session\'s commit forgets what a lookup read before the statement is judged, and refuses only past the bounded reads', async () => {
+    // A load that waits for lookups other statements started: the first ends, another session's
+    // commit clears the catalog (invalidate), and the statement's keys are gone when it is judged.
+    const forgetful = (forgets: number): LoadingFunctionCatalog & {loads: number} => {
+      const base = purgeCatalog()
+      let generation = 1
+      const c = {
+        ...base,
+        loads: 0,
+        get generation() {
+          return generation
+        },
+        load: async (keys: readonly CatalogKey[]) => {
+          c.loads++
+          await base.load(keys)
+          if (c.loads <= forgets) {
+            base.loaded.length = 0
+            generation++
+          }
+        },
+      }
+      return c
+    }
+    const twice = forgetful(2)
+    const v = await run(newHook({functions: twice}), 'SELECT purge(1)', ctx())
+    expect(ruleOf(v)).toBe('default.volatile-function')
+    expect(v.decision?.decisive?.reason).not.toMatch(/could not be looked up/)
+    expect(twice.loads).toBe(3)
+    // Forgotten at every read: refused as unknown, never judged on what was not read.
+    const always = forgetful(Infinity)
+    const refused = await run(newHook({functions: always}), 'SELECT purge(1)', ctx())
+    expect(refused.action).toBe('reject')
+    expect(always.loads).toBe(3)
+  })
+
   it('judges EXECUTE by what the session acknowledged under that name', async () => {
     const hook = newHook()
     const prepare = 'PREPARE del (int) AS DELETE FROM users WHERE id = $1'
