@@ -24,6 +24,7 @@ import {withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {approvalSetting, watchNotices, type ApprovalSetting} from './helpers.js'
 import {renderIn, type Terminal} from './terminal.js'
+import {NOW, sampleRequest} from './sample-request.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
 
@@ -117,29 +118,13 @@ describe('a reviewer approves only what has been on their screen', () => {
 
 describe('requests of every shape, on terminals of every size', () => {
   beforeAll(loadParser)
-  const NOW = new Date('2026-11-22T10:00:00Z')
-  const sample = (over: Partial<ApprovalRequest>): ApprovalRequest => ({
-    v: 1,
-    id: 'apr-k3x9m2p7qa',
-    target: 'prod',
-    database: 'app',
-    requester: {subject: 'alice', email: 'alice@example.com', groups: ['engineering'], issuer: 'https://login.example.com', kind: 'human'},
-    sessionId: 's-1',
-    connectionId: 1,
-    sql: 'select 1',
-    statements: [],
-    class: 'ddl',
-    ruleId: 'default.ddl-approval',
-    reason: 'schema changes need a second pair of eyes',
-    reviewers: ['dba'],
-    createdAt: new Date(NOW.getTime() - 95_000).toISOString(),
-    expiresAt: new Date(NOW.getTime() + 805_000).toISOString(),
-    windows: true,
-    sealKey: 'x',
-    host: 'laptop',
-    recent: EARLIER.map((sql) => ({sql, decision: 'allow', outcome: 'ok', at: NOW.toISOString()})),
-    ...over,
-  })
+  const sample = (over: Partial<ApprovalRequest>): ApprovalRequest =>
+    sampleRequest({
+      requester: {subject: 'alice', email: 'alice@example.com', groups: ['engineering'], issuer: 'https://login.example.com', kind: 'human'},
+      sql: 'select 1',
+      recent: EARLIER.map((sql) => ({sql, decision: 'allow', outcome: 'ok', at: NOW.toISOString()})),
+      ...over,
+    })
   const source = (views: RequestView[]): ApprovalsSource & {calls: DecideInput[]} => {
     const src = {
       calls: [] as DecideInput[],
