@@ -13,6 +13,7 @@ import type {IdentityConfig} from '../identity/config.js'
 import {agentLabel, identityLabel, type AgentInfo, type Identity} from '../identity/types.js'
 import {sharedAnalysisCache} from '../policy/index.js'
 import {parseTree} from '../sql/parser.js'
+import {eachNode} from '../sql/tree.js'
 import type {HoldVerdict, PolicyVerdict} from '../policy/verdict.js'
 import type {Decision, StatementAnalysis} from '../policy/types.js'
 import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEvent, type StatementVerdict} from '../proxy/seam.js'
@@ -219,20 +220,12 @@ export function settingNames(sql: string, maxStatementSize: number, calls = true
   // The calls are found by walking the tree: the analysis (cached) has a text's SETs, not what a PREPARE's query calls.
   if (!calls) return [...names]
   try {
-    const stack: unknown[] = [parseTree(sql)]
-    while (stack.length > 0) {
-      const node = stack.pop()
-      if (typeof node !== 'object' || node === null) continue
-      if (Array.isArray(node)) {
-        for (const v of node) stack.push(v)
-        continue
-      }
+    eachNode(parseTree(sql), (node) => {
       const call = (node as {FuncCall?: {funcname?: {String?: {sval?: string}}[]; args?: {A_Const?: {sval?: {sval?: string}}}[]}}).FuncCall
       const fn = call?.funcname?.[call.funcname.length - 1]?.String?.sval?.toLowerCase()
       const first = call?.args?.[0]?.A_Const?.sval?.sval
       if ((fn === 'current_setting' || fn === 'set_config') && first !== undefined) names.add(first.toLowerCase())
-      for (const v of Object.values(node)) stack.push(v)
-    }
+    })
   } catch {
     // Refused by policy already.
   }
@@ -768,20 +761,7 @@ function isCopyFromClient(copy: unknown): boolean {
 }
 
 function hasParamRef(tree: object): boolean {
-  const stack: unknown[] = [tree]
-  while (stack.length > 0) {
-    const node = stack.pop()
-    if (typeof node !== 'object' || node === null) continue
-    if (Array.isArray(node)) {
-      for (const v of node) stack.push(v)
-      continue
-    }
-    for (const [k, v] of Object.entries(node)) {
-      if (k === 'ParamRef') return true
-      stack.push(v)
-    }
-  }
-  return false
+  return eachNode(tree, (node) => 'ParamRef' in node)
 }
 
 /**
@@ -826,18 +806,10 @@ function unqualifiedRelations(texts: readonly string[]): Set<string> {
   const out = new Set<string>()
   for (const sql of texts) {
     try {
-      const stack: unknown[] = [parseTree(sql)]
-      while (stack.length > 0) {
-        const node = stack.pop()
-        if (typeof node !== 'object' || node === null) continue
-        if (Array.isArray(node)) {
-          for (const v of node) stack.push(v)
-          continue
-        }
+      eachNode(parseTree(sql), (node) => {
         const rv = (node as {RangeVar?: {relname?: string; schemaname?: string}}).RangeVar
         if (rv?.relname !== undefined && (rv.schemaname === undefined || rv.schemaname === 'pg_temp')) out.add(rv.relname)
-        for (const v of Object.values(node)) stack.push(v)
-      }
+      })
     } catch {
       // Refused by policy already.
     }

@@ -87,3 +87,22 @@ export function constText(node: unknown): string | undefined {
 export function objectKind(v: unknown): string | undefined {
   return typeof v === 'string' ? v.replace(/^OBJECT_/, '').toLowerCase() : undefined
 }
+
+/**
+ * Calls `visit` with every object node of a parse tree (each node once, depth-first, arrays
+ * looked through); `visit` returning true stops the walk. Whether it stopped.
+ */
+export function eachNode(tree: unknown, visit: (node: Obj) => boolean | void): boolean {
+  const stack: unknown[] = [tree]
+  while (stack.length > 0) {
+    const node = stack.pop()
+    if (typeof node !== 'object' || node === null) continue
+    if (Array.isArray(node)) {
+      for (const v of node) stack.push(v)
+      continue
+    }
+    if (visit(node as Obj)) return true
+    for (const v of Object.values(node)) stack.push(v)
+  }
+  return false
+}
