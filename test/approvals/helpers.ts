@@ -1,16 +1,25 @@
 import {mkdtempSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+import {stripVTControlCharacters} from 'node:util'
+import {render} from 'ink-testing-library'
 import type pg from 'pg'
+import {createElement} from 'react'
+import {expect} from 'vitest'
+import {formatRequestDetail} from '../../src/approvals/cli.js'
 import {reviewerFromSession, type Reviewer} from '../../src/approvals/review.js'
+import type {ApprovalRequest} from '../../src/approvals/types.js'
 import {openBucket, type Bucket} from '../../src/bucket/index.js'
 import type {DbgateConfig} from '../../src/config/types.js'
 import {buildTunnelHooks} from '../../src/pipeline/index.js'
 import {DEV_USERS, type DevUser} from '../../src/dev/oidc-dev-provider.js'
 import {getIdentity} from '../../src/identity/session.js'
 import {openTokenStore} from '../../src/identity/token-store.js'
+import {Detail} from '../../src/tui/approvals/App.js'
+import {decodeNotice} from '../../src/wire/backend.js'
 import {fixture, loginAs, type Fixture} from '../identity/helpers.js'
 import {waitFor} from '../helpers/wait.js'
+import type {RawClient, RawMessage} from '../helpers/raw-client.js'
 import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
 
@@ -115,3 +124,38 @@ export function watchNotices(c: pg.Client): {notices: string[]; approvalId(): Pr
   }
 }
 
+
+/** What a reviewer reads of a request: the interactive view's detail pane and `dbgate approvals show`, whitespace folded. */
+export function shownToReviewer(request: ApprovalRequest): string[] {
+  const view = {request, state: 'pending' as const}
+  const ui = render(createElement(Detail, {view, now: new Date()}))
+  const frame = stripVTControlCharacters(ui.lastFrame() ?? '').replace(/[│╭╮╰╯─]/g, '').replace(/\s+/g, ' ')
+  ui.unmount()
+  return [frame, formatRequestDetail(view).replace(/\s+/g, ' ')]
+}
+
+/** Sends `messages` on a wire client, waits until the tunnel holds the statement, and gives its request's id. */
+export async function heldOnWire(raw: RawClient, ...messages: Buffer[]): Promise<string> {
+  raw.send(...messages)
+  const seen: RawMessage[] = []
+  let id: string | undefined
+  await waitFor(async () => {
+    const m = await raw.next()
+    seen.push(m)
+    if (m.code === 'N') id ??= /waiting for approval (apr-[a-z0-9]+)/.exec(decodeNotice(m.body).message)?.[1]
+    return id !== undefined || m.code === 'Z'
+  }, 'held')
+  expect(id, seen.filter((m) => m.code === 'E').map((m) => JSON.stringify(decodeNotice(m.body))).join('; ')).toBeDefined()
+  return id!
+}
+
+/** Reads a wire client up to its next ReadyForQuery and gives the error messages on the way. */
+export async function errorsUntilReady(raw: RawClient): Promise<string[]> {
+  const after: RawMessage[] = []
+  await waitFor(async () => {
+    const m = await raw.next()
+    after.push(m)
+    return m.code === 'Z'
+  }, 'answered')
+  return after.filter((m) => m.code === 'E').map((m) => decodeNotice(m.body).message)
+}

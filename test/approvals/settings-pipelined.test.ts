@@ -15,7 +15,7 @@ import {decodeNotice} from '../../src/wire/backend.js'
 import {withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import type {RawMessage} from '../helpers/raw-client.js'
-import {approvalSetting, type ApprovalSetting} from './helpers.js'
+import {approvalSetting, heldOnWire, type ApprovalSetting} from './helpers.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
 const {parse, bind, execute, sync, query} = serialize
@@ -77,17 +77,11 @@ describe('settings set just in front of a held statement', () => {
       raw.send(query('select 1'))
       await raw.untilReady()
     }
-    raw.send(query("create index orders_by_app on orders (id) where current_setting('application_name') = 'x'"))
-    let id: string | undefined
-    await waitFor(async () => {
-      const m = await raw.next()
-      if (m.code === 'N') id = /waiting for approval (apr-[a-z0-9]+)/.exec(decodeNotice(m.body).message)?.[1]
-      return id !== undefined
-    }, 'held')
-    const request = (await readRequest(s.bucket, id!))!
+    const id = await heldOnWire(raw, query("create index orders_by_app on orders (id) where current_setting('application_name') = 'x'"))
+    const request = (await readRequest(s.bucket, id))!
     expect(request.recent.map((r) => r.sql).join('\n')).not.toMatch(/mallory/)
     expect(request.settings?.application_name).toBe('mallory')
-    await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id: id!, action: 'deny', reason: 'x'})
+    await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id: id, action: 'deny', reason: 'x'})
     raw.end()
   })
 
@@ -95,16 +89,10 @@ describe('settings set just in front of a held statement', () => {
     const raw = await s.t.raw()
     raw.send(query(SET_DMY))
     await raw.untilReady()
-    raw.send(query(INDEX))
-    let id: string | undefined
-    await waitFor(async () => {
-      const m = await raw.next()
-      if (m.code === 'N') id = /waiting for approval (apr-[a-z0-9]+)/.exec(decodeNotice(m.body).message)?.[1]
-      return id !== undefined
-    }, 'held')
-    const request = (await readRequest(s.bucket, id!))!
+    const id = await heldOnWire(raw, query(INDEX))
+    const request = (await readRequest(s.bucket, id))!
     expect(request.settings?.DateStyle).toMatch(/DMY/)
-    await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id: id!, action: 'deny', reason: 'x'})
+    await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id: id, action: 'deny', reason: 'x'})
     raw.end()
   })
 })

@@ -8,32 +8,16 @@
  * change to them while the statement waits voids the approval. Real tunnel, real IdP, real
  * PostgreSQL, a raw wire client, the interactive view rendered with ink-testing-library.
  */
-import {stripVTControlCharacters} from 'node:util'
-import {render} from 'ink-testing-library'
 import {serialize} from 'pg-protocol'
-import {createElement} from 'react'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {formatRequestDetail} from '../../src/approvals/cli.js'
 import {decide} from '../../src/approvals/review.js'
 import {readRequest} from '../../src/approvals/store.js'
-import type {ApprovalRequest} from '../../src/approvals/types.js'
-import {Detail} from '../../src/tui/approvals/App.js'
-import {decodeNotice} from '../../src/wire/backend.js'
 import {withClient} from '../helpers/pg.js'
-import {waitFor} from '../helpers/wait.js'
-import type {RawClient, RawMessage} from '../helpers/raw-client.js'
-import {approvalSetting, type ApprovalSetting} from './helpers.js'
+import type {RawClient} from '../helpers/raw-client.js'
+import {approvalSetting, errorsUntilReady, heldOnWire, shownToReviewer, type ApprovalSetting} from './helpers.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
 const {query} = serialize
-
-function shown(request: ApprovalRequest): string[] {
-  const view = {request, state: 'pending' as const}
-  const ui = render(createElement(Detail, {view, now: new Date()}))
-  const frame = stripVTControlCharacters(ui.lastFrame() ?? '').replace(/[│╭╮╰╯─]/g, '').replace(/\s+/g, ' ')
-  ui.unmount()
-  return [frame, formatRequestDetail(view).replace(/\s+/g, ' ')]
-}
 
 describe('a temporary relation in place of the table a reviewer has in mind', () => {
   let s: ApprovalSetting
@@ -43,32 +27,10 @@ describe('a temporary relation in place of the table a reviewer has in mind', ()
   })
   afterAll(() => s?.close())
 
-  async function held(raw: RawClient, sql: string): Promise<string> {
-    raw.send(query(sql))
-    const seen: RawMessage[] = []
-    let id: string | undefined
-    await waitFor(async () => {
-      const m = await raw.next()
-      seen.push(m)
-      if (m.code === 'N') id ??= /waiting for approval (apr-[a-z0-9]+)/.exec(decodeNotice(m.body).message)?.[1]
-      return id !== undefined || m.code === 'Z'
-    }, 'held')
-    expect(id, seen.filter((m) => m.code === 'E').map((m) => decodeNotice(m.body).message).join('; ')).toBeDefined()
-    return id!
-  }
-  async function answered(raw: RawClient): Promise<string[]> {
-    const after: RawMessage[] = []
-    await waitFor(async () => {
-      const m = await raw.next()
-      after.push(m)
-      return m.code === 'Z'
-    }, 'answered')
-    return after.filter((m) => m.code === 'E').map((m) => decodeNotice(m.body).message)
-  }
   async function approved(raw: RawClient, sql: string): Promise<void> {
-    const id = await held(raw, sql)
+    const id = await heldOnWire(raw, query(sql))
     await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
-    expect(await answered(raw), sql).toEqual([])
+    expect(await errorsUntilReady(raw), sql).toEqual([])
   }
   const ran = (name: string) => withClient(s.db.url, async (c) => (await c.query('select count(*)::int as n from pg_tables where tablename = $1', [name])).rows[0].n as number)
 
@@ -84,15 +46,15 @@ describe('a temporary relation in place of the table a reviewer has in mind', ()
       // The CREATE TEMP scrolls out of what the reviewer is shown of the session.
       for (let i = 0; i < 6; i++) {
         raw.send(query(`select ${i}`))
-        expect(await answered(raw)).toEqual([])
+        expect(await errorsUntilReady(raw)).toEqual([])
       }
-      const id = await held(raw, statement)
+      const id = await heldOnWire(raw, query(statement))
       const request = (await readRequest(s.bucket, id))!
       expect(request.recent.map((r) => r.sql).join('\n')).not.toMatch(/create temp/)
       expect(request.temporary?.map((t) => t.name)).toEqual(['orders'])
-      for (const text of shown(request)) expect(text, what).toMatch(says)
+      for (const text of shownToReviewer(request)) expect(text, what).toMatch(says)
       await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'deny', reason: 'x'})
-      expect((await answered(raw)).join('; ')).toMatch(/denied/)
+      expect((await errorsUntilReady(raw)).join('; ')).toMatch(/denied/)
       raw.end()
     })
   }
@@ -100,10 +62,10 @@ describe('a temporary relation in place of the table a reviewer has in mind', ()
   it('names no temporary relation the text does not reach, and runs the statement once approved', async () => {
     const raw = await s.t.raw()
     await approved(raw, 'create temp table scratch (id int)')
-    const id = await held(raw, 'create table report_n as select * from orders')
+    const id = await heldOnWire(raw, query('create table report_n as select * from orders'))
     expect((await readRequest(s.bucket, id))!.temporary).toBeUndefined()
     await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
-    expect(await answered(raw)).toEqual([])
+    expect(await errorsUntilReady(raw)).toEqual([])
     raw.end()
     expect(await ran('report_n')).toBe(1)
   })

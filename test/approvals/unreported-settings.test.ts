@@ -12,32 +12,17 @@
  */
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
-import {stripVTControlCharacters} from 'node:util'
-import {render} from 'ink-testing-library'
 import {serialize} from 'pg-protocol'
-import {createElement} from 'react'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../../src/approvals/review.js'
 import {readRequest} from '../../src/approvals/store.js'
-import {decodeNotice} from '../../src/wire/backend.js'
 import {adminUrl, withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
-import {RawClient, type RawMessage} from '../helpers/raw-client.js'
-import {approvalSetting, type ApprovalSetting} from './helpers.js'
-import {formatRequestDetail} from '../../src/approvals/cli.js'
-import type {ApprovalRequest} from '../../src/approvals/types.js'
-import {Detail} from '../../src/tui/approvals/App.js'
+import {RawClient} from '../helpers/raw-client.js'
+import {approvalSetting, errorsUntilReady, heldOnWire, shownToReviewer, type ApprovalSetting} from './helpers.js'
 
 const target = (webhook: string) => ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m', '  windows: true', `  webhook: ${webhook}`, 'rules:', '  - id: role-switch', '    match: {class: privilege, settings: [role]}', '    action: allow', '  - id: tenant-writes', '    match: {class: write, tables: [public.tenant_rows]}', '    action: require_approval'].join('\n')
 
-/** What a reviewer reads of a request: the interactive view's detail pane and `dbgate approvals show`. */
-function shown(request: ApprovalRequest): string[] {
-  const view = {request, state: 'pending' as const}
-  const ui = render(createElement(Detail, {view, now: new Date()}))
-  const frame = stripVTControlCharacters(ui.lastFrame() ?? '').replace(/[│╭╮╰╯─]/g, '').replace(/\s+/g, ' ')
-  ui.unmount()
-  return [frame, formatRequestDetail(view)]
-}
 const {query, parse, bind, execute, sync, describe: describeMsg} = serialize
 
 describe('session state a held statement runs under that the server does not report', () => {
@@ -81,31 +66,6 @@ describe('session state a held statement runs under that the server does not rep
     await s?.close()
   })
 
-  /** Sends `messages`, waits until the statement is held, and gives its request's id. */
-  async function held(raw: RawClient, messages: Buffer[]): Promise<string> {
-    raw.send(...messages)
-    const seen: RawMessage[] = []
-    let id: string | undefined
-    await waitFor(async () => {
-      const m = await raw.next()
-      seen.push(m)
-      if (m.code === 'N') id ??= /waiting for approval (apr-[a-z0-9]+)/.exec(decodeNotice(m.body).message)?.[1]
-      return id !== undefined || m.code === 'Z'
-    }, 'held')
-    expect(id, seen.filter((m) => m.code === 'E').map((m) => JSON.stringify(decodeNotice(m.body))).join('; ')).toBeDefined()
-    return id!
-  }
-
-  async function answered(raw: RawClient): Promise<string[]> {
-    const after: RawMessage[] = []
-    await waitFor(async () => {
-      const m = await raw.next()
-      after.push(m)
-      return m.code === 'Z'
-    }, 'answered')
-    return after.filter((m) => m.code === 'E').map((m) => decodeNotice(m.body).message)
-  }
-
   const tables = (name: string) => withClient(s.db.url, async (c) => (await c.query('select count(*)::int as n from pg_tables where tablename = $1', [name])).rows[0].n as number)
   // The held text names no setting: what the session set is shown because the session set it.
   const copy = (name: string) => `create table ${name} as select * from orders`
@@ -124,24 +84,24 @@ describe('session state a held statement runs under that the server does not rep
       const raw = await s.t.raw()
       for (const sql of before) {
         raw.send(query(sql))
-        expect(await answered(raw), sql).toEqual([])
+        expect(await errorsUntilReady(raw), sql).toEqual([])
       }
       const name = `orders_t${n++}`
-      const id = await held(raw, [query(copy(name))])
+      const id = await heldOnWire(raw, query(copy(name)))
       const request = (await readRequest(s.bucket, id))!
       for (const [k, v] of Object.entries(expected)) {
         expect(request.settings?.[k], `${route}: ${k}`).toBe(v)
-        for (const text of shown(request)) expect(text, route).toContain(`${k} = ${v}`)
+        for (const text of shownToReviewer(request)) expect(text, route).toContain(`${k} = ${v}`)
       }
       await waitFor(() => posts.some((x) => x.includes(id)), 'the webhook is told')
       const post = posts.find((x) => x.includes(id))!
       for (const [k, v] of Object.entries(expected)) expect(post, route).toMatch(new RegExp(`under the session settings \`[^\`]*${k} = ${v}`))
       await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
       // The tunnel's queries left the session as it was: the statement runs, in its transaction.
-      expect(await answered(raw)).toEqual([])
+      expect(await errorsUntilReady(raw)).toEqual([])
       if (before[0] === 'begin') {
         raw.send(query('commit'))
-        expect(await answered(raw)).toEqual([])
+        expect(await errorsUntilReady(raw)).toEqual([])
       }
       raw.end()
       expect(await tables(name)).toBe(1)
@@ -157,13 +117,13 @@ describe('session state a held statement runs under that the server does not rep
       await waitFor(async () => (await withClient(s.db.url, (c) => c.query("select current_setting('app.r5tenant', true) as v"))).rows[0].v === '9', 'the reload applied')
       const raw = await s.t.raw()
       raw.send(query('set role tenant_app_r5'))
-      expect(await answered(raw)).toEqual([])
-      const id = await held(raw, [query("update tenant_rows set note = 'x'")])
+      expect(await errorsUntilReady(raw)).toEqual([])
+      const id = await heldOnWire(raw, query("update tenant_rows set note = 'x'"))
       const request = (await readRequest(s.bucket, id))!
       expect(request.settings).toMatchObject({'app.r5tenant': '9', role: 'tenant_app_r5'})
-      for (const text of shown(request)) expect(text).toContain('app.r5tenant = 9')
+      for (const text of shownToReviewer(request)) expect(text).toContain('app.r5tenant = 9')
       await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
-      expect(await answered(raw)).toEqual([])
+      expect(await errorsUntilReady(raw)).toEqual([])
       raw.end()
       // The tenant the reviewer read is the one whose rows changed.
       expect((await withClient(s.db.url, (c) => c.query('select id, note from tenant_rows order by id'))).rows).toEqual([{id: 1, note: 'a'}, {id: 2, note: 'x'}])
@@ -178,10 +138,10 @@ describe('session state a held statement runs under that the server does not rep
   it("shows a value the session chose as one value: no terminal control acts, no separator passes for another setting", async () => {
     const raw = await s.t.raw()
     raw.send(query("set role auditor_r5; set app.note = 'x · role = postgres'; set app.mark = E'\\x1b[8mhidden'"))
-    expect(await answered(raw)).toEqual([])
-    const id = await held(raw, [query(copy('orders_values'))])
+    expect(await errorsUntilReady(raw)).toEqual([])
+    const id = await heldOnWire(raw, query(copy('orders_values')))
     const request = (await readRequest(s.bucket, id))!
-    for (const text of shown(request)) {
+    for (const text of shownToReviewer(request)) {
       expect(text).toContain("app.note = 'x · role = postgres'")
       expect(text).toContain('role = auditor_r5')
       expect(text).not.toContain('\x1b')
@@ -190,24 +150,24 @@ describe('session state a held statement runs under that the server does not rep
     await waitFor(() => posts.some((x) => x.includes(id)), 'the webhook is told')
     expect(posts.find((x) => x.includes(id))).not.toContain('\x1b')
     await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'deny', reason: 'x'})
-    expect((await answered(raw)).join('; ')).toMatch(/denied/)
+    expect((await errorsUntilReady(raw)).join('; ')).toMatch(/denied/)
     raw.end()
   })
 
   it('holds the next statement of a migration in a transaction that altered a table a view and a default read', async () => {
     const raw = await s.t.raw()
     raw.send(query('begin'))
-    expect(await answered(raw)).toEqual([])
-    const alter = await held(raw, [query('alter table migrated add column extra int')])
+    expect(await errorsUntilReady(raw)).toEqual([])
+    const alter = await heldOnWire(raw, query('alter table migrated add column extra int'))
     await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id: alter, action: 'approve'})
-    expect(await answered(raw)).toEqual([])
+    expect(await errorsUntilReady(raw)).toEqual([])
     // The transaction holds an ACCESS EXCLUSIVE lock on migrated until it ends.
-    const id = await held(raw, [query('create index migrated_extra on migrated (extra)')])
+    const id = await heldOnWire(raw, query('create index migrated_extra on migrated (extra)'))
     expect((await readRequest(s.bucket, id))!.sql).toContain('migrated_extra')
     await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
-    expect(await answered(raw)).toEqual([])
+    expect(await errorsUntilReady(raw)).toEqual([])
     raw.send(query('commit'))
-    expect(await answered(raw)).toEqual([])
+    expect(await errorsUntilReady(raw)).toEqual([])
     raw.end()
     expect(await withClient(s.db.url, async (c) => (await c.query("select count(*)::int as n from pg_indexes where indexname = 'migrated_extra'")).rows[0].n)).toBe(1)
   })
@@ -215,10 +175,10 @@ describe('session state a held statement runs under that the server does not rep
   it('shows a setting from the startup packet', async () => {
     const raw = await RawClient.connect(s.t.info.port, {password: s.t.info.password, database: s.t.info.database, params: {'app.tenant': '9'}})
     try {
-      const id = await held(raw, [query(copy('orders_startup'))])
+      const id = await heldOnWire(raw, query(copy('orders_startup')))
       expect((await readRequest(s.bucket, id))!.settings?.['app.tenant']).toBe('9')
       await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'deny', reason: 'x'})
-      expect((await answered(raw)).join('; ')).toMatch(/denied/)
+      expect((await errorsUntilReady(raw)).join('; ')).toMatch(/denied/)
     } finally {
       raw.end()
     }
@@ -227,15 +187,15 @@ describe('session state a held statement runs under that the server does not rep
   it('shows the settings and the declared parameter types of a statement held at its Bind, whose unnamed statement still runs', async () => {
     const raw = await s.t.raw()
     raw.send(query("set app.tenant = '7'"))
-    expect(await answered(raw)).toEqual([])
+    expect(await errorsUntilReady(raw)).toEqual([])
     const text = "create table orders_bound as select * from orders where tenant = current_setting('app.tenant') and id::text = $1"
-    const id = await held(raw, [parse({text, types: [25]}), bind({values: ['1']}), describeMsg({type: 'P'}), execute({}), sync()])
+    const id = await heldOnWire(raw, parse({text, types: [25]}), bind({values: ['1']}), describeMsg({type: 'P'}), execute({}), sync())
     const request = (await readRequest(s.bucket, id))!
     expect(request.settings?.['app.tenant']).toBe('7')
     expect(request.paramTypes).toEqual(['text'])
-    for (const text of shown(request)) expect(text).toContain("$1 (declared text) = '1'")
+    for (const text of shownToReviewer(request)) expect(text).toContain("$1 (declared text) = '1'")
     await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
-    expect(await answered(raw)).toEqual([])
+    expect(await errorsUntilReady(raw)).toEqual([])
     raw.end()
     expect(await tables('orders_bound')).toBe(1)
   })
@@ -252,9 +212,9 @@ describe('session state a held statement runs under that the server does not rep
         const raw = await s.t.raw()
         // The server applies a reload when a session next reads a command.
         raw.send(query('select 1'))
-        await answered(raw)
+        await errorsUntilReady(raw)
         const table = `orders_reload_${action}`
-        const id = await held(raw, [query(`create table ${table} as select * from orders where tenant = current_setting('${setting}')`)])
+        const id = await heldOnWire(raw, query(`create table ${table} as select * from orders where tenant = current_setting('${setting}')`))
         expect((await readRequest(s.bucket, id))!.settings?.[setting]).toBe('a')
         await withClient(admin, async (c) => {
           await c.query(`alter system set ${setting} = 'b'`)
@@ -263,13 +223,13 @@ describe('session state a held statement runs under that the server does not rep
         // pg_reload_conf signals the postmaster, which signals every backend: wait until another session sees it.
         await waitFor(async () => (await withClient(s.db.url, (c) => c.query('select current_setting($1, true) as v', [setting]))).rows[0].v === 'b', 'the reload applied')
         await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, action === 'window' ? {id, action, windowMs: 600_000} : {id, action})
-        expect((await answered(raw)).join('; ')).toMatch(/session's settings \(or its temporary relations\) changed while it waited/)
+        expect((await errorsUntilReady(raw)).join('; ')).toMatch(/session's settings \(or its temporary relations\) changed while it waited/)
         expect(await tables(table)).toBe(0)
         // A window granted on it opened nothing: the next statement of its class asks again.
         if (action === 'window') {
-          const again = await held(raw, [query(`create table ${table}_2 (id int)`)])
+          const again = await heldOnWire(raw, query(`create table ${table}_2 (id int)`))
           await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id: again, action: 'deny', reason: 'x'})
-          expect((await answered(raw)).join('; ')).toMatch(/denied/)
+          expect((await errorsUntilReady(raw)).join('; ')).toMatch(/denied/)
         }
         raw.end()
       } finally {
