@@ -9,7 +9,7 @@ import {createsInTemp, judgeSetting} from './settings.js'
 import {parseStatements} from '../sql/parser.js'
 import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, unwrap, type Obj} from '../sql/tree.js'
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass, WhereKind} from './types.js'
-import {conditionUserCode, cteSources, fromItems, holdsRows, WhereJudge, type OtherRelation} from './where.js'
+import {conditionUserCode, cteColumns, cteSources, fromItems, holdsRows, WhereJudge, type OtherRelation} from './where.js'
 
 function op(cls: StatementClass, command: string, extra: Partial<Operation> = {}): Operation {
   return {class: cls, command, tables: [], functions: [], flags: [], ...extra}
@@ -1007,7 +1007,7 @@ export class StatementWalker {
       names.add(alias ?? relname)
     }
     // The statement's own CTEs, for subqueries of the condition that read them.
-    return new WhereJudge({names, relname, others, ctes: cteSources(withClause, relname, suspect), ...(suspect ? {suspect} : {}), ...(userCode ? {userCode} : {})})
+    return new WhereJudge({names, relname, others, ctes: cteSources(withClause, relname, suspect), cteColumns: cteColumns(withClause), ...(suspect ? {suspect} : {}), ...(userCode ? {userCode} : {})})
   }
 
   private funcCall(body: Obj): void {

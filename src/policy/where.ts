@@ -23,11 +23,13 @@
  *   holds for every row), and a literal a double does not hold exactly is a value not known.
  * - Unqualified columns count as the target's only where nothing else is in scope: with USING or
  *   FROM, and inside subqueries that have a FROM of their own, they could belong to either, so
- *   they prove nothing.
+ *   they prove nothing, unless the text names every column of that FROM (a CTE's or subquery's
+ *   output names, an alias's column list: `ColumnList`).
  * - A comparison with the same column of the same table (a self-join, `id IN (SELECT t2.id FROM t t2)`)
  *   is an identity, unless the other side is itself filtered.
  * - A condition that is constantly false or null touches no row and counts as filtered.
  */
+import {outputColumnNames} from '../sql/output-names.js'
 import {isObj, list, names, str, unwrap, type Obj} from '../sql/tree.js'
 import type {WhereKind} from './types.js'
 import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
@@ -135,6 +137,8 @@ export interface TargetInfo {
   others?: readonly OtherRelation[]
   /** The statement's CTEs by name, with whether each reads the target table (a subquery of the condition may read them). */
   ctes?: ReadonlyMap<string, boolean>
+  /** The columns the statement's CTEs show (`cteColumns`), for placing a subquery's unqualified columns. */
+  cteColumns?: ReadonlyMap<string, ColumnList>
   /**
    * Judge as if every relation, and every value a user's function, operator or cast computes,
    * held the target table's own rows. The catalog decides later whether this judgment is the one
@@ -156,6 +160,89 @@ interface Scope {
   /** The FROM items that are the target table named as itself (`OtherRelation.exact`). */
   exact: Set<string>
   hasFrom: boolean
+  /** What the statement's text tells of the columns each FROM item (a join's members one by one) shows. */
+  columns: ReadonlyArray<{known: ColumnList; sameTable: boolean}>
+}
+
+/**
+ * The columns a relation shows, in order, as far as the statement's text tells them: a CTE's or a
+ * subquery's output names, an alias's column list. A name dbgate cannot tell is undefined; `more`
+ * when columns past these may exist (`SELECT *`, a table: a table's columns are the catalog's).
+ */
+export interface ColumnList {
+  names: ReadonlyArray<string | undefined>
+  more: boolean
+}
+
+const UNKNOWN_COLUMNS: ColumnList = {names: [], more: true}
+
+/** A relation's columns once an alias's column list renames the first of them. */
+function renamed(base: ColumnList, alias: unknown): ColumnList {
+  const given = strings(isObj(alias) ? alias.colnames : undefined)
+  // More alias names than columns is an error: nothing runs.
+  const names = Array.from({length: Math.max(given.length, base.names.length)}, (_, i) => given[i] ?? base.names[i])
+  return {names, more: base.more}
+}
+
+function outputColumns(query: unknown): ColumnList {
+  const names = outputColumnNames(query)
+  return names ? {names, more: false} : UNKNOWN_COLUMNS
+}
+
+/** Whether `col` is certainly one of the columns, or certainly not; undefined when the text cannot tell. */
+function showsColumn(columns: ColumnList, col: string): boolean | undefined {
+  if (columns.names.includes(col)) return true
+  return columns.more || columns.names.includes(undefined) ? undefined : false
+}
+
+/** The columns each CTE of a WITH clause shows, seen from where `outer` CTEs are in scope too. */
+export function cteColumns(withClause: unknown, outer: ReadonlyMap<string, ColumnList> = new Map()): Map<string, ColumnList> {
+  const out = new Map(outer)
+  if (!isObj(withClause)) return out
+  for (const c of list(withClause.ctes)) {
+    const u = unwrap(c)
+    if (u?.[0] !== 'CommonTableExpr') continue
+    out.set(str(u[1].ctename) ?? '', renamed(outputColumns(u[1].ctequery), {colnames: u[1].aliascolnames}))
+  }
+  return out
+}
+
+/**
+ * The columns the FROM items of one query level show to an unqualified name, one entry per
+ * relation (a join's members each), with whether it holds the target's rows. A join under an
+ * alias of its own, a function and a table sampled are what the text cannot tell.
+ */
+function visibleColumns(items: unknown, relname: string, ctes: ReadonlyMap<string, boolean>, columns: ReadonlyMap<string, ColumnList>, suspect: boolean): Array<{known: ColumnList; sameTable: boolean}> {
+  const out: Array<{known: ColumnList; sameTable: boolean}> = []
+  const visit = (item: unknown): void => {
+    const u = unwrap(item)
+    const [type, body] = u ?? (isObj(item) && typeof item.relname === 'string' ? ['RangeVar', item] : [undefined, undefined])
+    if (!type || !body) return
+    switch (type) {
+      case 'RangeVar': {
+        const rel = str(body.relname) ?? ''
+        const cte = !str(body.schemaname) ? ctes.get(rel) : undefined
+        const base = (cte !== undefined ? columns.get(rel) : undefined) ?? UNKNOWN_COLUMNS
+        out.push({known: renamed(base, body.alias), sameTable: cte ?? (suspect || rel === relname)})
+        return
+      }
+      case 'RangeSubselect':
+        out.push({known: renamed(outputColumns(body.subquery), body.alias), sameTable: holdsRows(body, relname, suspect)})
+        return
+      case 'JoinExpr':
+        if (isObj(body.alias)) {
+          out.push({known: UNKNOWN_COLUMNS, sameTable: holdsRows(body, relname, suspect)})
+          return
+        }
+        visit(body.larg)
+        visit(body.rarg)
+        return
+      default:
+        out.push({known: UNKNOWN_COLUMNS, sameTable: holdsRows(body, relname, suspect)})
+    }
+  }
+  for (const i of list(items)) visit(i)
+  return out
 }
 
 type Ref =
@@ -361,7 +448,14 @@ class Compiler {
         const inner = scopes[scopes.length - 1]!
         return [...inner.names.values()].some((same) => same) ? {k: 'ambiguous'} : {k: 'inner', col, sameTable: false}
       }
-      for (let i = scopes.length - 1; i >= 0; i--) if (scopes[i]!.hasFrom) return {k: 'ambiguous'}
+      // PostgreSQL places a name in the innermost query level that has such a column.
+      for (let i = scopes.length - 1; i >= 0; i--) {
+        const level = scopes[i]!
+        if (!level.hasFrom) continue
+        const shown = level.columns.map((c) => showsColumn(c.known, col))
+        if (shown.includes(true)) return {k: 'inner', col, sameTable: level.columns.some((c, j) => shown[j] === true && c.sameTable)}
+        if (shown.includes(undefined)) return {k: 'ambiguous'}
+      }
       if (this.others.size > 0) return {k: 'ambiguous'}
       // A bare name that is the target's own name is the whole row (when no column shadows it).
       if (this.target.names.has(col)) return {k: 'whole'}
@@ -427,7 +521,8 @@ class Compiler {
     const suspect = this.target.suspect === true
     const ctes = new Map([...(this.target.ctes ?? []), ...cteSources(select.withClause, this.target.relname, suspect)])
     const items = fromItems(select.fromClause, this.target.relname, ctes, suspect)
-    return {names: new Map(items.map((i) => [i.name, i.sameTable])), exact: new Set(items.filter((i) => i.exact).map((i) => i.name)), hasFrom: list(select.fromClause).length > 0}
+    const columns = visibleColumns(select.fromClause, this.target.relname, ctes, cteColumns(select.withClause, this.target.cteColumns), suspect)
+    return {names: new Map(items.map((i) => [i.name, i.sameTable])), exact: new Set(items.filter((i) => i.exact).map((i) => i.name)), hasFrom: list(select.fromClause).length > 0, columns}
   }
 
   /**
@@ -775,7 +870,7 @@ class Compiler {
     const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
     if (ref.col !== col && this.exactCopy(qual, all)) return false
     const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
-    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.suspect ? {suspect: true} : {}), ...(this.target.userCode ? {userCode: true} : {})})
+    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.cteColumns ? {cteColumns: this.target.cteColumns} : {}), ...(this.target.suspect ? {suspect: true} : {}), ...(this.target.userCode ? {userCode: true} : {})})
     // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
     const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
     return judge.judgeAll(conditions) !== 'filtered'
