@@ -162,6 +162,9 @@ interface Scope {
   hasFrom: boolean
   /** What the statement's text tells of the columns each FROM item (a join's members one by one) shows. */
   columns: ReadonlyArray<{known: ColumnList; sameTable: boolean}>
+  /** The CTEs in scope at this level (its own WITH and every enclosing one), as `TargetInfo.ctes` and `cteColumns`. */
+  ctes: ReadonlyMap<string, boolean>
+  cteColumns: ReadonlyMap<string, ColumnList>
 }
 
 /**
@@ -504,7 +507,7 @@ class Compiler {
           return
         }
         if (type === 'SelectStmt') {
-          visit(body, [...sc, this.scopeOf(body)])
+          visit(body, [...sc, this.scopeOf(body, sc)])
           return
         }
         visit(body, sc)
@@ -516,13 +519,15 @@ class Compiler {
     return result
   }
 
-  /** The names a SELECT's FROM brings into scope. */
-  scopeOf(select: Obj): Scope {
+  /** The names a SELECT's FROM brings into scope, seen from inside `outer` (innermost last): a WITH of an enclosing level is in scope too. */
+  scopeOf(select: Obj, outer: readonly Scope[]): Scope {
     const suspect = this.target.suspect === true
-    const ctes = new Map([...(this.target.ctes ?? []), ...cteSources(select.withClause, this.target.relname, suspect)])
+    const enclosing = outer.at(-1)
+    const ctes = new Map([...(enclosing?.ctes ?? this.target.ctes ?? []), ...cteSources(select.withClause, this.target.relname, suspect)])
+    const columnsOfCtes = cteColumns(select.withClause, enclosing?.cteColumns ?? this.target.cteColumns)
     const items = fromItems(select.fromClause, this.target.relname, ctes, suspect)
-    const columns = visibleColumns(select.fromClause, this.target.relname, ctes, cteColumns(select.withClause, this.target.cteColumns), suspect)
-    return {names: new Map(items.map((i) => [i.name, i.sameTable])), exact: new Set(items.filter((i) => i.exact).map((i) => i.name)), hasFrom: list(select.fromClause).length > 0, columns}
+    const columns = visibleColumns(select.fromClause, this.target.relname, ctes, columnsOfCtes, suspect)
+    return {names: new Map(items.map((i) => [i.name, i.sameTable])), exact: new Set(items.filter((i) => i.exact).map((i) => i.name)), hasFrom: list(select.fromClause).length > 0, columns, ctes, cteColumns: columnsOfCtes}
   }
 
   /**
@@ -575,7 +580,7 @@ class Compiler {
       const [type, body] = u
       if (type === 'ColumnRef') return hit(this.resolve(body.fields, sc))
       if (type !== 'SelectStmt') return visit(body, sc)
-      const scope = this.scopeOf(body)
+      const scope = this.scopeOf(body, sc)
       return fromHits?.(scope) === true || visit(body, [...sc, scope])
     }
     return visit(node, scopes)
@@ -802,7 +807,7 @@ class Compiler {
     const sub = unwrap(body.subselect)
     if (!sub || sub[0] !== 'SelectStmt') return OPAQUE
     const select = sub[1]
-    const inner = [...scopes, this.scopeOf(select)]
+    const inner = [...scopes, this.scopeOf(select, scopes)]
     if (type === 'EXISTS_SUBLINK') {
       // A semi-join on a target column: `EXISTS (SELECT 1 FROM b WHERE b.user_id = u.id)`. Only
       // when the partners are rows the WHERE picks from: not a query that returns a row over none
@@ -850,7 +855,7 @@ class Compiler {
     if (targets.length !== 1 || select.op !== 'SETOP_NONE' || list(select.groupClause).length > 0 || select.havingClause) return false
     const val = unwrap(unwrap(targets[0])?.[1].val)
     if (val?.[0] !== 'ColumnRef') return false
-    const r = this.resolve(val[1].fields, [...scopes, this.scopeOf(select)])
+    const r = this.resolve(val[1].fields, [...scopes, this.scopeOf(select, scopes)])
     return r.k === 'inner' && r.col !== '*'
   }
 
@@ -863,14 +868,14 @@ class Compiler {
     const targets = list(select.targetList)
     if (targets.length !== 1) return false
     const val = unwrap(targets[0])?.[1].val
-    const scope = this.scopeOf(select)
+    const scope = this.scopeOf(select, scopes)
     const all = [...scopes, scope]
     const ref = unwrap(val)?.[0] === 'ColumnRef' ? this.resolve(unwrap(val)![1].fields, all) : undefined
     if (!ref || ref.k !== 'inner' || !ref.sameTable) return false
     const qual = strings(unwrap(val)![1].fields).at(-2) ?? ''
     if (ref.col !== col && this.exactCopy(qual, all)) return false
     const others = [...scope.names].filter(([n]) => n !== qual).map(([name, sameTable]) => ({name, sameTable}))
-    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ...(this.target.ctes ? {ctes: this.target.ctes} : {}), ...(this.target.cteColumns ? {cteColumns: this.target.cteColumns} : {}), ...(this.target.suspect ? {suspect: true} : {}), ...(this.target.userCode ? {userCode: true} : {})})
+    const judge = new WhereJudge({names: new Set([qual]), relname: this.target.relname, others, ctes: scope.ctes, cteColumns: scope.cteColumns, ...(this.target.suspect ? {suspect: true} : {}), ...(this.target.userCode ? {userCode: true} : {})})
     // Inner joins filter too: `SELECT p.id FROM posts p JOIN authors a ON a.id = p.author_id WHERE …` (ORMs' update_all with joins).
     const conditions = [select.whereClause, ...innerJoinQuals(select.fromClause)]
     return judge.judgeAll(conditions) !== 'filtered'

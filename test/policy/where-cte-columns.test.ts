@@ -32,6 +32,7 @@ describe('unqualified columns of CTEs and subqueries whose columns the text name
     ['with t(n) as (select 12) delete from accounts where exists (select 1 from t where n = id)', 1],
     ['with t as (select 13 as id) delete from accounts where id in (select id from t)', 1],
     ['with t as (select 1 as n, 14 as m) delete from accounts where id in (select m from t as t2(a))', 1],
+    ['with t(id) as (select 16) delete from accounts where id in (select (select id from t))', 1],
   ]
 
   it('runs the statements that pick rows through columns the text names, on those rows only', async () => {
@@ -59,6 +60,8 @@ describe('unqualified columns of CTEs and subqueries whose columns the text name
     'delete from accounts where id in (select id from (select 1 as n) s)',
     'delete from accounts where exists (select 1 from (values (1)) v(n) where id = id)',
     'with t(n) as (select 1) delete from accounts where id in (select id from t, (values (2)) w(m))',
+    // A WITH of a subquery hides the statement's CTE of the same name from the subqueries inside it.
+    'with t(id) as (select 5) delete from accounts where id in (with t(n) as (select 1) select (select id from t))',
     // The subquery's columns are the target's own rows.
     'with t(n) as (select id from accounts) delete from accounts where id in (select n from t)',
     'delete from accounts where id in (select n from (select id as n from accounts) s)',
