@@ -205,7 +205,9 @@ export function cteColumns(withClause: unknown, outer: ReadonlyMap<string, Colum
   for (const c of list(withClause.ctes)) {
     const u = unwrap(c)
     if (u?.[0] !== 'CommonTableExpr') continue
-    out.set(str(u[1].ctename) ?? '', renamed(outputColumns(u[1].ctequery), {colnames: u[1].aliascolnames}))
+    const named = renamed(outputColumns(u[1].ctequery), {colnames: u[1].aliascolnames})
+    // SEARCH and CYCLE add columns of their own.
+    out.set(str(u[1].ctename) ?? '', u[1].search_clause || u[1].cycle_clause ? {...named, more: true} : named)
   }
   return out
 }

@@ -33,6 +33,7 @@ describe('unqualified columns of CTEs and subqueries whose columns the text name
     ['with t as (select 13 as id) delete from accounts where id in (select id from t)', 1],
     ['with t as (select 1 as n, 14 as m) delete from accounts where id in (select m from t as t2(a))', 1],
     ['with t(id) as (select 16) delete from accounts where id in (select (select id from t))', 1],
+    ['with recursive t(n) as (select 17 union all select n + 1 from t where n < 18) search depth first by n set ord delete from accounts where id in (select n from t)', 2],
   ]
 
   it('runs the statements that pick rows through columns the text names, on those rows only', async () => {
