@@ -1,10 +1,10 @@
 /**
  * Session settings by allow-list. A session may change a setting (SET, SET LOCAL, RESET,
- * set_config(), a startup parameter) when it is on the reviewed list below (custom settings of the
- * application's own, `app.tenant_id`, too; a library's, `plpgsql.check_asserts`, are not custom); the settings dbgate's
- * own analysis depends on (assumed-settings.ts) only to the values it assumes; settings that
- * change what statements mean are denied; anything else needs a reviewer. Every refusal names the
- * setting and the rule that would allow it.
+ * set_config(), a startup parameter) when it is on the reviewed list below, or is the
+ * application's own custom setting (`app.tenant_id`; a library's, `plpgsql.check_asserts`, is not
+ * custom); the settings dbgate's own analysis depends on (assumed-settings.ts) only to the values
+ * it assumes; settings that change what statements mean are denied; anything else needs a
+ * reviewer. Every refusal names the setting and the rule that would allow it.
  *
  * RESET, RESET ALL and SET … TO DEFAULT return a setting to the value the session started with,
  * which was checked when it started (startup parameters here; the server's reported values by the
