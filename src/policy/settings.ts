@@ -1,9 +1,10 @@
 /**
  * Session settings by allow-list. A session may change a setting (SET, SET LOCAL, RESET,
- * set_config(), a startup parameter) when it is on the reviewed list below; the settings dbgate's
- * own analysis depends on (assumed-settings.ts) only to the values it assumes; settings that
- * change what statements mean are denied; anything else needs a reviewer. Every refusal names the
- * setting and the rule that would allow it.
+ * set_config(), a startup parameter) when it is on the reviewed list below, or is the
+ * application's own custom setting (`app.tenant_id`; a library's, `plpgsql.check_asserts`, is not
+ * custom); the settings dbgate's own analysis depends on (assumed-settings.ts) only to the values
+ * it assumes; settings that change what statements mean are denied; anything else needs a
+ * reviewer. Every refusal names the setting and the rule that would allow it.
  *
  * RESET, RESET ALL and SET … TO DEFAULT return a setting to the value the session started with,
  * which was checked when it started (startup parameters here; the server's reported values by the
@@ -155,14 +156,127 @@ const MEANING: Record<string, string> = {
   default_with_oids: 'default_with_oids changes how tables are created',
 }
 
+/**
+ * Prefixes the server's own libraries reserve for their settings: PostgreSQL's procedural languages
+ * and contrib modules, and extensions installed widely enough to be met. A name under one of them is
+ * no application state but that library's setting, which changes what its code does once it is
+ * loaded; a value set before it loads is taken over when it does (PL/pgSQL loads on a session's
+ * first call of a PL/pgSQL function or trigger). So it is judged as a built-in setting is: allowed
+ * when listed as harmless, denied when it changes what code does, held for a reviewer otherwise.
+ */
+const LIBRARY_PREFIXES = new Set([
+  'plpgsql',
+  'plperl',
+  'pltcl',
+  'pltclu',
+  'plpython',
+  'plpython3',
+  'plv8',
+  'pljava',
+  'auto_explain',
+  'pg_stat_statements',
+  'pg_trgm',
+  'pg_prewarm',
+  'pgcrypto',
+  'isn',
+  'postgres_fdw',
+  'auth_delay',
+  'passwordcheck',
+  'basic_archive',
+  'basebackup_to_shell',
+  'sepgsql',
+  'pgaudit',
+  'anon',
+  'pg_hint_plan',
+  'pg_stat_monitor',
+  'pgsodium',
+  'timescaledb',
+  'citus',
+  'pglogical',
+  'cron',
+])
+
+/** Library settings reviewed as harmless: they change only warnings, thresholds dbgate never relies on, or labels. */
+const HARMLESS_LIBRARY = new Set([
+  'plpgsql.extra_warnings', // more compile-time warnings
+  'plpgsql.extra_errors', // more errors: a function stops where it would have gone on
+  // The % and <% operators' thresholds (fuzzy search tuning); dbgate never reads them as a filter.
+  'pg_trgm.similarity_threshold',
+  'pg_trgm.word_similarity_threshold',
+  'pg_trgm.strict_word_similarity_threshold',
+  'postgres_fdw.application_name', // a label on the remote server
+])
+
+/**
+ * Library settings allowed only at the values that keep the database's code doing what dbgate
+ * judged: `ok` says whether a value (as the client wrote it) is one of them.
+ */
+const SAFE_VALUES: Record<string, {ok: (value: string) => boolean; reason: string}> = {
+  'plpgsql.check_asserts': {
+    ok: (v) => boolSetting(v) === true,
+    reason: "plpgsql.check_asserts off skips every ASSERT in PL/pgSQL functions and triggers, so the checks the database's code makes with them (ASSERT new.balance >= 0) stop running",
+  },
+  'plpgsql.variable_conflict': {
+    ok: (v) => ['error', 'use_variable'].includes(v.trim().toLowerCase()),
+    reason:
+      "plpgsql.variable_conflict use_column makes a table's columns win over PL/pgSQL variables of the same name, so a trigger's `WHERE accounts.id = id` compares the column with itself and matches every row, where dbgate read the variable",
+  },
+}
+
+/** Library settings denied: they change what code does or run code of their own. */
+const LIBRARY_MEANING: Record<string, string> = {
+  'plperl.on_init': 'plperl.on_init runs Perl code when PL/Perl starts',
+  'plperl.on_plperl_init': 'plperl.on_plperl_init runs Perl code when PL/Perl starts',
+  'plperl.on_plperlu_init': 'plperl.on_plperlu_init runs Perl code when PL/PerlU starts',
+  'pltcl.start_proc': 'pltcl.start_proc runs a function when PL/Tcl starts',
+  'pltclu.start_proc': 'pltclu.start_proc runs a function when PL/TclU starts',
+  'plv8.start_proc': 'plv8.start_proc runs a function when PL/v8 starts',
+}
+
+/** Libraries all of whose settings are denied, and why. */
+const LIBRARY_PREFIX_MEANING: Record<string, string> = {
+  pgaudit: "pgaudit settings change what the database's own audit log records of this session",
+  anon: 'anon settings change what PostgreSQL Anonymizer masks',
+}
+
+/** Library settings held with a reason of their own. */
+const LIBRARY_REVIEW: Record<string, string> = {
+  'plpgsql.print_strict_params': 'plpgsql.print_strict_params puts the values a PL/pgSQL function passes to a failed SELECT … INTO STRICT into the error message',
+}
+
+/** The library a setting name belongs to, if its prefix is one a library reserves. */
+function libraryOf(name: string): string | undefined {
+  const prefix = name.slice(0, name.indexOf('.'))
+  return LIBRARY_PREFIXES.has(prefix) ? prefix : undefined
+}
+
+/** Judges a setting of a library's (`plpgsql.check_asserts`); undefined when it is allowed. */
+function judgeLibrarySetting(name: string, library: string, change: SettingChange): SettingVerdict | undefined {
+  if (HARMLESS_LIBRARY.has(name)) return undefined
+  const safe = SAFE_VALUES[name]
+  if (safe) {
+    if (change.value !== undefined && !change.dynamic && safe.ok(change.value)) return undefined
+    const what = change.dynamic || change.value === undefined ? 'a value dbgate cannot read' : change.value
+    return {flag: 'dangerous_setting', reason: `setting ${name} to ${what}: ${safe.reason}`}
+  }
+  const meaning = LIBRARY_MEANING[name] ?? LIBRARY_PREFIX_MEANING[library]
+  if (meaning) return {flag: 'dangerous_setting', reason: meaning}
+  const review = LIBRARY_REVIEW[name]
+  if (review) return {flag: 'unlisted_setting', reason: review}
+  return {flag: 'unlisted_setting', reason: `${name} is a setting of the ${library} library, not application state, and is not on dbgate's list of settings a session may change`}
+}
+
 /** The schemas a search_path may name without changing where dbgate assumes unqualified names live. */
 const KNOWN_SCHEMAS = new Set(['"$user"', '$user', 'public', 'pg_catalog', 'pg_temp'])
 
 const ROLE_SETTINGS = new Set(['role', 'session_authorization'])
 
-/** A custom setting, `prefix.name`: application state such as `app.tenant_id`. */
+/**
+ * A custom setting, `prefix.name`, under a prefix no library of the list above reserves:
+ * application state such as `app.tenant_id`, which only the application's own queries read.
+ */
 export function isCustomSetting(name: string): boolean {
-  return name.includes('.')
+  return name.includes('.') && libraryOf(name.toLowerCase()) === undefined
 }
 
 /** The rule that would allow a refused setting, for hints. */
@@ -228,6 +342,8 @@ export function judgeSetting(change: SettingChange): SettingVerdict | undefined 
       reason: `search_path puts ${shadowing.join(', ')} before pg_catalog, so types and tables there named like built-in ones would be used instead of them`,
     }
   }
+  const library = name.includes('.') ? libraryOf(name) : undefined
+  if (library) return judgeLibrarySetting(name, library, change)
   if (isCustomSetting(name)) return undefined
   const meaning = MEANING[name]
   if (meaning) return {flag: 'dangerous_setting', reason: meaning}

@@ -498,6 +498,17 @@ export const corpus: CorpusCase[] = [
   c("SET log_statement = 'none'", 'session', 'set', 'require_approval', SETTING_APPROVAL, 'unlisted settings'),
   c("SET restrict_nonsystem_relation_kind = ''", 'session', 'set', 'deny', SETTING, 'meaning-changing settings'),
   c('SET ROLE postgres', 'privilege', 'set', 'deny', PRIV, 'role switch'),
+  // A library's settings are not application state: they change what its code does.
+  c('SET plpgsql.check_asserts = off', 'session', 'set', 'deny', SETTING, 'library settings'),
+  c("SELECT set_config('plpgsql.variable_conflict', 'use_column', false)", 'session', 'set', 'deny', SETTING, 'library settings'),
+  c("SELECT set_config('plpgsql.check_asserts', $1, false)", 'session', 'set', 'deny', SETTING, 'library settings'),
+  c("SET pltcl.start_proc = 'public.boot'", 'session', 'set', 'deny', SETTING, 'library settings'),
+  c("SET pgaudit.log = 'none'", 'session', 'set', 'deny', SETTING, 'library settings'),
+  c('SET plpgsql.print_strict_params = on', 'session', 'set', 'require_approval', SETTING_APPROVAL, 'library settings'),
+  c('SET pg_stat_statements.track = none', 'session', 'set', 'require_approval', SETTING_APPROVAL, 'library settings'),
+  ...["SET plpgsql.check_asserts = on", "SET plpgsql.variable_conflict = use_variable", "SET plpgsql.extra_warnings = 'all'", 'SET pg_trgm.similarity_threshold = 0.1', "SET request.jwt.claims = '{}'"].map((sql) =>
+    c(sql, 'session', 'set', 'allow', SESSION, 'library settings'),
+  ),
   ...["SET extra_float_digits = 3", "SET application_name = 'rails'", "SET DateStyle = 'ISO, MDY'", "SET intervalstyle = iso_8601", "SET client_min_messages TO warning", "SET bytea_output = 'hex'", "SET enable_seqscan = off", "SET jit = off", "SET work_mem = '64MB'", "SET lock_timeout = '2s'", "SET idle_in_transaction_session_timeout = 0", "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED", "SET app.tenant_id = '42'", "SELECT set_config('app.tenant_id', $1, true)", "SELECT set_config('statement_timeout', $1, false)"].map((sql) =>
     c(sql, 'session', 'set', 'allow', SESSION, 'ordinary settings'),
   ),
