@@ -15,6 +15,7 @@ import {withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {payrollDatabase, uninheritPayroll} from '../helpers/payroll.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {codes, errorOf, type RawClient} from '../helpers/raw-client.js'
+import {waitFor} from '../helpers/wait.js'
 
 type Refusal = Error & {code?: string; detail?: string; hint?: string}
 
@@ -325,7 +326,9 @@ describe('a change committed while another session runs a statement judged befor
       await raw.untilReady()
       // The COMMIT runs at once; the client leaves while the rest of the text runs, so no reply to it ever comes.
       raw.send(serialize.query('commit; select pg_sleep(0.5)'))
-      await new Promise((r) => setTimeout(r, 200))
+      // B reads once the server has committed, not after a fixed pause: on a loaded machine the
+      // COMMIT may not have reached the server yet, and B's read would rightly see the old catalog.
+      await waitFor(async () => (await inherited(parent)) === 1, 'the server has run the COMMIT')
       raw.end()
       const after = await run(b, `select * from ${parent}`)
       expect(await inherited(parent)).toBe(1)
