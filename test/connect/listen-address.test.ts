@@ -1,0 +1,229 @@
+/**
+ * Where the tunnel listens and where it tells its clients to connect must be one and the same
+ * address. `localhost` is a name, and on most machines (Debian, Ubuntu, Fedora, macOS) it resolves
+ * to both ::1 and 127.0.0.1. `dbgate connect prod --listen localhost` bound the first of them (::1)
+ * and printed a URL for 127.0.0.1, and gave a `--` command PGHOST=localhost, which clients resolve
+ * to both and try in turn. The other family's port was free for any local process: one that took
+ * it (it can see the tunnel's port in /proc/net/tcp6, or take a fixed --port first) asked the
+ * clients that came to it for their password in clear, as any PostgreSQL server may, and received
+ * the tunnel's secret, with which it could use the tunnel as the person. A name that merely looks
+ * like a loopback address (127.999.0.1 is not an address, so the resolver looks it up) listened
+ * wherever DNS or /etc/hosts said, all interfaces included, without --force-listen.
+ *
+ * The machine's /etc/hosts is replaced, for the tunnel and its clients only, by a usual one
+ * (`unshare -Urm` and a bind mount); the impostor runs outside, in the same network.
+ */
+import {spawn, spawnSync} from 'node:child_process'
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import net from 'node:net'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {createInterface} from 'node:readline'
+import pg from 'pg'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {Tunnel} from '../../src/proxy/tunnel.js'
+import {createTestDatabase, upstreamInfo, withClient, type UpstreamInfo} from '../helpers/pg.js'
+import {run} from '../helpers/run.js'
+
+const BIN = path.resolve('bin/run.js')
+
+/** What Debian and Ubuntu ship (macOS and Fedora name localhost on both lines too). */
+const USUAL_HOSTS = '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n0.0.0.0 127.999.0.1\n'
+
+const canUnshare = spawnSync('unshare', ['-Urm', 'true']).status === 0
+
+interface Impostor {
+  /** Passwords clients sent it. */
+  stolen: string[]
+  close(): Promise<void>
+}
+
+/**
+ * A PostgreSQL-speaking server of another local process on `host`:`port`: it answers an SSLRequest
+ * with N, asks for the password in clear and keeps what it gets.
+ */
+function impostor(host: string, port: number): Promise<Impostor | undefined> {
+  const stolen: string[] = []
+  const server = net.createServer((socket) => {
+    let buf = Buffer.alloc(0)
+    let started = false
+    socket.on('error', () => {})
+    socket.on('data', (d) => {
+      buf = Buffer.concat([buf, d])
+      for (;;) {
+        if (!started) {
+          if (buf.length < 4 || buf.length < buf.readInt32BE(0)) return
+          const len = buf.readInt32BE(0)
+          const code = buf.readInt32BE(4)
+          buf = buf.subarray(len)
+          if (code === 80877103 || code === 80877104) {
+            socket.write('N')
+            continue
+          }
+          started = true
+          socket.write(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3]))
+          continue
+        }
+        if (buf.length < 5 || buf.length < 1 + buf.readInt32BE(1)) return
+        if (buf[0] === 0x70) stolen.push(buf.toString('utf8', 5, 1 + buf.readInt32BE(1) - 1))
+        const fields = Buffer.from('SFATAL\0C28P01\0Mno\0\0')
+        const err = Buffer.alloc(5)
+        err[0] = 0x45
+        err.writeInt32BE(4 + fields.length, 1)
+        socket.end(Buffer.concat([err, fields]))
+        return
+      }
+    })
+  })
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(undefined))
+    server.listen({host, port, exclusive: true}, () =>
+      resolve({stolen, close: () => new Promise<void>((r) => server.close(() => r()))}),
+    )
+  })
+}
+
+/** A port free on both loopback addresses, so the test decides who takes which. */
+async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen({host: '127.0.0.1', port: 0}, () => {
+        const p = (s.address() as net.AddressInfo).port
+        s.close(() => resolve(p))
+      })
+    })
+    const v6 = await impostor('::1', port)
+    if (v6) {
+      await v6.close()
+      return port
+    }
+  }
+}
+
+/** `argv` with the usual hosts file in place of the machine's. */
+function underUsualHosts(hosts: string, argv: string[]): [string, string[]] {
+  return ['unshare', ['-Urm', 'sh', '-c', 'mount --bind "$0" /etc/hosts && exec "$@"', hosts, ...argv]]
+}
+
+describe.skipIf(!canUnshare)('the tunnel tells its clients the address it listens on, which no other process holds', () => {
+  let db: UpstreamInfo
+  let dir: string
+  let config: string
+  let hosts: string
+  let env: NodeJS.ProcessEnv
+  beforeAll(async () => {
+    db = await createTestDatabase('listenaddr')
+    await withClient(db.url, (c) => c.query("create table customers (id int, email text); insert into customers values (1, 'alice@example.com')"))
+    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-listen-'))
+    config = path.join(dir, 'dbgate.yaml')
+    await writeFile(config, `targets:\n  app:\n    host: ${db.host}\n    port: ${db.port}\n    database: ${db.database}\n    user: ${db.user}\n    password: env:APP_DB_PASSWORD\n    tls: disable\n`)
+    hosts = path.join(dir, 'hosts')
+    await writeFile(hosts, USUAL_HOSTS)
+    env = {APP_DB_PASSWORD: db.password, DBGATE_CONFIG: '', DBGATE_LISTEN: '', DBGATE_PORT: '', XDG_CONFIG_HOME: path.join(dir, 'xdg'), XDG_STATE_HOME: path.join(dir, 'state'), NO_COLOR: '1', PGHOST: '', PGPORT: '', PGPASSWORD: '', PGUSER: '', PGDATABASE: ''}
+  })
+  afterAll(async () => {
+    if (dir) await rm(dir, {recursive: true, force: true})
+  })
+
+  it('--listen localhost: a process that takes the port in the other address family receives no client, and so no secret', async () => {
+    const [cmd, args] = underUsualHosts(hosts, ['node', BIN, 'connect', 'app', '--config', config, '--listen', 'localhost', '--json'])
+    const child = spawn(cmd, args, {cwd: dir, env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']})
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    const exited = new Promise((r) => child.once('exit', r))
+    let taken: Impostor[] = []
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({input: child.stdout}).once('line', resolve)
+        child.once('exit', () => reject(new Error(`dbgate connect exited: ${stderr}`)))
+      })
+      const info = JSON.parse(line) as {url: string; host: string; port: number; password: string}
+      // Another local process takes the tunnel's port wherever it is still free.
+      taken = (await Promise.all(['127.0.0.1', '::1'].map((h) => impostor(h, info.port)))).filter((x): x is Impostor => x !== undefined)
+      expect(taken.length, 'the impostor found the port free on one of the two loopback addresses').toBe(1)
+
+      // A program given the URL (--json, the banner's URI).
+      const viaUrl = new pg.Client({connectionString: info.url, connectionTimeoutMillis: 10_000})
+      const read = await viaUrl.connect().then(
+        async () => (await viaUrl.query('select email from customers')).rows,
+        (e: Error) => e.message,
+      )
+      await viaUrl.end().catch(() => {})
+      // libpq given host and port (--json's fields), as a person's script passes them.
+      const [pcmd, pargs] = underUsualHosts(hosts, ['psql', '-X', '-At', '-c', 'select 1'])
+      const viaFields = await run(pcmd, pargs, {env: {...env, PGHOST: info.host, PGPORT: String(info.port), PGUSER: 'u', PGDATABASE: db.database, PGPASSWORD: info.password, PGSSLMODE: 'disable', PGCONNECT_TIMEOUT: '10'}})
+
+      expect(taken[0]!.stolen, 'a client handed the tunnel secret to another process').toEqual([])
+      expect(read).toEqual([{email: expect.any(String)}])
+      expect(viaFields.stdout.trim(), viaFields.stderr).toBe('1')
+      expect(info.host).toBe('127.0.0.1')
+      expect(new URL(info.url).hostname).toBe('127.0.0.1')
+    } finally {
+      child.kill('SIGINT')
+      await exited
+      await Promise.all(taken.map((t) => t.close()))
+    }
+  })
+
+  it('--listen localhost with a fixed --port: a process holding one address family first gets no client; the tunnel listens on 127.0.0.1 or says that it is taken', async () => {
+    for (const held of ['127.0.0.1', '::1']) {
+      const port = await freePort()
+      const holder = (await impostor(held, port))!
+      try {
+        // The command after -- uses both ways a client learns the tunnel: DATABASE_URL and PG* variables.
+        const script = 'psql "$DATABASE_URL" -X -Atc "select 1"; psql -X -Atc "select 2"'
+        const [cmd, args] = underUsualHosts(hosts, ['node', BIN, 'connect', 'app', '--config', config, '--listen', 'localhost', '--port', String(port), '--', 'sh', '-c', script])
+        const r = await run(cmd, args, {cwd: dir, env: {...env, PGCONNECT_TIMEOUT: '10'}})
+        expect(holder.stolen, `${held} held: a client handed the tunnel secret to another process`).toEqual([])
+        if (held === '127.0.0.1') {
+          expect(r.code, r.stdout + r.stderr).toBe(2)
+          expect(r.stderr).toContain(`127.0.0.1:${port}`)
+          expect(r.stderr).toContain('The port is taken')
+        } else {
+          expect(r.stdout.trim().split('\n'), r.stderr).toEqual(['1', '2'])
+          expect(r.code).toBe(0)
+        }
+      } finally {
+        await holder.close()
+      }
+    }
+  })
+
+  it('a listen address that is a name, not an address, is refused without --force-listen: the resolver would choose where the tunnel listens', async () => {
+    for (const name of ['127.999.0.1', 'ip6-localhost']) {
+      const [cmd, args] = underUsualHosts(hosts, ['node', BIN, 'connect', 'app', '--config', config, '--listen', name, '--', 'sh', '-c', 'echo "$PGHOST"'])
+      const r = await run(cmd, args, {cwd: dir, env})
+      expect(r.stdout, `${name}: the tunnel listened on what the name resolves to`).toBe('')
+      expect(r.code).toBe(2)
+      expect(r.stderr).toContain(`refusing to listen on ${name}: it is a name, not an IP address`)
+      expect(r.stderr).toContain('--listen 127.0.0.1')
+    }
+  })
+})
+
+describe('the addresses a tunnel reports', () => {
+  it('are the ones it listens on, for loopback names and literals alike', async () => {
+    const db = upstreamInfo('postgres')
+    for (const [asked, bound] of [
+      ['localhost', '127.0.0.1'],
+      ['LOCALHOST', '127.0.0.1'],
+      ['127.0.0.1', '127.0.0.1'],
+      ['[::1]', '::1'],
+      ['::1', '::1'],
+    ] as const) {
+      const tunnel = new Tunnel({target: {host: db.host, port: db.port, database: db.database, user: db.user, password: db.password, tls: 'disable'}, listen: {kind: 'tcp', host: asked, port: 0}})
+      try {
+        const address = await tunnel.listen()
+        expect([asked, address.host, address.pgHost]).toEqual([asked, bound, bound])
+        // Reachable there: the address reported is the one held.
+        await new Promise<void>((resolve, reject) => {
+          const probe = net.connect({host: bound, port: address.port})
+          probe.once('connect', () => resolve(void probe.destroy()))
+          probe.once('error', reject)
+        })
+      } finally {
+        await tunnel.close(0)
+      }
+    }
+  })
+})
