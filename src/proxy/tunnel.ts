@@ -12,7 +12,7 @@ import {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 export {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 import type {ProxyHooks} from './seam.js'
 import {UpstreamGate, type SessionGate} from './upstream-gate.js'
-import {isLoopbackHost} from '../util/loopback.js'
+import {isLoopbackHost, loopbackAddressOf} from '../util/loopback.js'
 import type {UpstreamTarget} from './upstream.js'
 
 export type TunnelListen =
@@ -260,8 +260,7 @@ export class Tunnel {
  * person chose to let the resolver decide.
  */
 function listenAddress(asked: string, forced: boolean | undefined): string {
-  const host = asked.replace(/^\[(.*)\]$/, '$1')
-  if (host.toLowerCase() === 'localhost') return '127.0.0.1'
+  const host = loopbackAddressOf(asked.replace(/^\[(.*)\]$/, '$1'))
   if (net.isIP(host) !== 0 || forced) return host
   throw new TunnelConfigError(
     `refusing to listen on ${asked}: it is a name, not an IP address, and what it resolves to (DNS, /etc/hosts) would decide where the tunnel listens and where its clients connect. Give an address: --listen 127.0.0.1 (the default) or --listen ::1`,

@@ -201,6 +201,65 @@ describe.skipIf(!canUnshare)('the tunnel tells its clients the address it listen
   })
 })
 
+/**
+ * The same name on the tunnel's other side: a target at `host: localhost` (a database in a container
+ * published on 127.0.0.1 only, `listen_addresses = '127.0.0.1'`) was dialled by name, ::1 first.
+ * Another local process listening on ::1 at the database's port was asked for the login, requested
+ * the password in clear, which the tunnel sends to a loopback host, and received the target's
+ * password (the person's `env:` or keychain secret). The tunnel now dials localhost as 127.0.0.1.
+ */
+describe.skipIf(!canUnshare)("the tunnel's login to a target at localhost", () => {
+  let db: UpstreamInfo
+  let dir: string
+  let hosts: string
+  beforeAll(async () => {
+    db = await createTestDatabase('upstreamlocal')
+    dir = await mkdtemp(path.join(tmpdir(), 'dbgate-upstream-localhost-'))
+    hosts = path.join(dir, 'hosts')
+    await writeFile(hosts, USUAL_HOSTS)
+  })
+  afterAll(async () => {
+    if (dir) await rm(dir, {recursive: true, force: true})
+  })
+
+  it('goes to the database, not to a process on the other loopback address of its port, whatever the tls mode', async () => {
+    // The database listens on 127.0.0.1 only; its port on ::1 is free for anyone.
+    const other = await impostor('::1', db.port)
+    expect(other, 'the port of the test database is free on ::1').toBeDefined()
+    try {
+      for (const tls of ['disable', 'prefer']) {
+        const config = path.join(dir, `${tls}.yaml`)
+        await writeFile(config, `targets:\n  app:\n    host: localhost\n    port: ${db.port}\n    database: ${db.database}\n    user: ${db.user}\n    password: env:APP_DB_PASSWORD\n    tls: ${tls}\n`)
+        const env = {APP_DB_PASSWORD: db.password, DBGATE_CONFIG: '', XDG_CONFIG_HOME: path.join(dir, 'xdg'), XDG_STATE_HOME: path.join(dir, 'state'), XDG_DATA_HOME: path.join(dir, 'data'), NO_COLOR: '1', PGHOST: '', PGPORT: '', PGPASSWORD: ''}
+        const [cmd, args] = underUsualHosts(hosts, ['node', BIN, 'connect', 'app', '--config', config, '--', 'psql', '-X', '-At', '-c', 'select current_database()'])
+        const r = await run(cmd, args, {cwd: dir, env})
+        expect(other!.stolen, `tls: ${tls}: the target's password went to another process`).toEqual([])
+        expect(r.stdout.trim(), r.stderr).toBe(db.database)
+        expect(r.code).toBe(0)
+      }
+    } finally {
+      await other?.close()
+    }
+  })
+})
+
+describe('a target at localhost where nothing listens on 127.0.0.1', () => {
+  it('says the name was dialled as 127.0.0.1, and how to reach a database on ::1', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'dbgate-localhost-refused-'))
+    try {
+      const port = await freePort()
+      const config = path.join(dir, 'dbgate.yaml')
+      await writeFile(config, `targets:\n  app:\n    host: localhost\n    port: ${port}\n    database: d\n    user: u\n    tls: disable\n`)
+      const r = await run('node', [BIN, 'connect', 'app', '--config', config, '--', 'true'], {cwd: dir, env: {DBGATE_CONFIG: '', XDG_CONFIG_HOME: path.join(dir, 'xdg'), XDG_STATE_HOME: path.join(dir, 'state'), XDG_DATA_HOME: path.join(dir, 'data'), NO_COLOR: '1'}})
+      expect(r.code).toBe(1)
+      expect(r.stderr).toContain(`Cannot reach the database of target app at localhost:${port} (dialled as 127.0.0.1): nothing accepts connections there (connection refused).`)
+      expect(r.stderr).toContain('a database that listens on ::1 only needs targets.app.host: "::1"')
+    } finally {
+      await rm(dir, {recursive: true, force: true})
+    }
+  })
+})
+
 describe('the addresses a tunnel reports', () => {
   it('are the ones it listens on, for loopback names and literals alike', async () => {
     const db = upstreamInfo('postgres')
