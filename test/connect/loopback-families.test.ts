@@ -30,7 +30,15 @@ const BIN = path.resolve('bin/run.js')
 /** What Debian and Ubuntu ship (macOS and Fedora name localhost on both lines too). */
 const USUAL_HOSTS = '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n0.0.0.0 127.999.0.1\n'
 
-const canUnshare = spawnSync('unshare', ['-Urm', 'true']).status === 0
+/** Whether this machine has an IPv6 loopback to listen on. */
+const ipv6 = await new Promise<boolean>((resolve) => {
+  const s = net.createServer()
+  s.once('error', () => resolve(false))
+  s.listen({host: '::1', port: 0}, () => s.close(() => resolve(true)))
+})
+
+/** Whether the tunnel and its clients can be given a hosts file of their own; the attacks need both address families too. */
+const canUnshare = ipv6 && spawnSync('unshare', ['-Urm', 'true']).status === 0
 
 interface Impostor {
   /** Passwords clients sent it. */
@@ -222,10 +230,11 @@ describe.skipIf(!canUnshare)("the tunnel's login to a target at localhost", () =
     if (dir) await rm(dir, {recursive: true, force: true})
   })
 
-  it('goes to the database, not to a process on the other loopback address of its port, whatever the tls mode', async () => {
-    // The database listens on 127.0.0.1 only; its port on ::1 is free for anyone.
+  it('goes to the database, not to a process on the other loopback address of its port, whatever the tls mode', async (ctx) => {
+    // The suite's database listens on 127.0.0.1 only; its port on ::1 is free for anyone. One that
+    // holds both (DBGATE_TEST_PG_URL) leaves no room for the impostor.
     const other = await impostor('::1', db.port)
-    expect(other, 'the port of the test database is free on ::1').toBeDefined()
+    if (!other) ctx.skip()
     try {
       for (const tls of ['disable', 'prefer']) {
         const config = path.join(dir, `${tls}.yaml`)
@@ -263,13 +272,14 @@ describe('a target at localhost where nothing listens on 127.0.0.1', () => {
 describe('the addresses a tunnel reports', () => {
   it('are the ones it listens on, for loopback names and literals alike', async () => {
     const db = upstreamInfo('postgres')
-    for (const [asked, bound] of [
+    const cases = [
       ['localhost', '127.0.0.1'],
       ['LOCALHOST', '127.0.0.1'],
       ['127.0.0.1', '127.0.0.1'],
       ['[::1]', '::1'],
       ['::1', '::1'],
-    ] as const) {
+    ] as const
+    for (const [asked, bound] of cases.filter(([, b]) => ipv6 || b !== '::1')) {
       const tunnel = new Tunnel({target: {host: db.host, port: db.port, database: db.database, user: db.user, password: db.password, tls: 'disable'}, listen: {kind: 'tcp', host: asked, port: 0}})
       try {
         const address = await tunnel.listen()
