@@ -28,7 +28,7 @@ export default class Connect extends DbgateCommand {
   static override flags = {
     config: configFlag,
     port: Flags.integer({char: 'p', summary: 'Local port to listen on (default: a free port).', min: 0, max: 65535, env: 'DBGATE_PORT'}),
-    listen: Flags.string({summary: 'Address to listen on.', default: '127.0.0.1', env: 'DBGATE_LISTEN', helpValue: '<address>'}),
+    listen: Flags.string({summary: 'IP address to listen on (localhost means 127.0.0.1; a name is refused unless --force-listen).', default: '127.0.0.1', env: 'DBGATE_LISTEN', helpValue: '<address>'}),
     'force-listen': Flags.boolean({summary: 'Allow a non-loopback --listen address (anyone who reaches it and has the secret acts as you).'}),
     socket: Flags.string({summary: 'Listen on a unix socket (mode 0600) in this directory instead of TCP.', helpValue: '<dir>', exclusive: ['listen', 'force-listen']}),
     json: Flags.boolean({summary: 'Print one JSON line with url, host, port, user, database and password once ready.'}),

@@ -52,7 +52,12 @@ export function describeTargetFailure(target: TargetConfig, error: unknown, conf
   const name = `target ${target.name}`
   switch (errnoOf(e)) {
     case 'ECONNREFUSED':
-      return new TargetConnectError('TARGET_UNREACHABLE', `Cannot reach the database of ${name} at ${where}: nothing accepts connections there (connection refused).`, `Check ${key('host')} and ${key('port')}${inFile}, and that the database is running.`, {cause: error})
+      return new TargetConnectError(
+        'TARGET_UNREACHABLE',
+        `Cannot reach the database of ${name} at ${where}${target.host.toLowerCase() === 'localhost' ? ' (dialled as 127.0.0.1)' : ''}: nothing accepts connections there (connection refused).`,
+        `Check ${key('host')} and ${key('port')}${inFile}, and that the database is running${target.host.toLowerCase() === 'localhost' ? `; a database that listens on ::1 only needs ${key('host')}: "::1"` : ''}.`,
+        {cause: error},
+      )
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return new TargetConnectError('TARGET_UNREACHABLE', `Cannot reach the database of ${name}: the host name "${target.host}" does not resolve.`, `Check ${key('host')}${inFile} for a typo, and your DNS or VPN if the name is internal.`, {cause: error})

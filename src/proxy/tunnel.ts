@@ -12,7 +12,7 @@ import {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 export {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 import type {ProxyHooks} from './seam.js'
 import {UpstreamGate, type SessionGate} from './upstream-gate.js'
-import {isLoopbackHost} from '../util/loopback.js'
+import {isLoopbackHost, loopbackAddressOf} from '../util/loopback.js'
 import type {UpstreamTarget} from './upstream.js'
 
 export type TunnelListen =
@@ -159,7 +159,9 @@ export class Tunnel {
     await loadParser()
     const listen = this.options.listen
     if (listen.kind === 'tcp') {
-      if (!isLoopbackHost(listen.host)) {
+      const host = listenAddress(listen.host, listen.allowNonLoopback)
+      // A name (forced) counts as what it may resolve to: anywhere.
+      if (net.isIP(host) === 0 || !isLoopbackHost(host)) {
         if (!listen.allowNonLoopback) {
           throw new TunnelConfigError(
             `refusing to listen on ${listen.host}: the tunnel binds to loopback only, so other machines cannot use your identity. Use --force-listen to override.`,
@@ -169,13 +171,14 @@ export class Tunnel {
       }
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject)
-        this.server.listen({host: listen.host, port: listen.port, exclusive: true}, () => {
+        this.server.listen({host, port: listen.port, exclusive: true}, () => {
           this.server.off('error', reject)
           resolve()
         })
       })
+      // Clients are told the address the listener holds, never a name they would resolve themselves.
       const a = this.server.address() as net.AddressInfo
-      this.address_ = {host: listen.host === 'localhost' ? '127.0.0.1' : listen.host, port: a.port, pgHost: listen.host}
+      this.address_ = {host: a.address, port: a.port, pgHost: a.address}
       return this.address_
     }
     const port = listen.port ?? 5432
@@ -246,6 +249,22 @@ export class Tunnel {
     if (this.address_?.socketPath) await rm(this.address_.socketPath, {force: true})
     await this.options.hooks?.dispose?.()
   }
+}
+
+/**
+ * The IP address to listen on for `--listen`. A name resolves to whatever DNS or /etc/hosts says,
+ * and `localhost` to both ::1 and 127.0.0.1 on most machines: the listener holds one of them, the
+ * same port of the other stays free for any local process, and clients told the name try both in
+ * turn, so one that took it is asked for (and given) the tunnel's secret. `localhost` is therefore
+ * 127.0.0.1, and any other name is refused unless non-loopback listening is forced, where the
+ * person chose to let the resolver decide.
+ */
+function listenAddress(asked: string, forced: boolean | undefined): string {
+  const host = loopbackAddressOf(asked.replace(/^\[(.*)\]$/, '$1'))
+  if (net.isIP(host) !== 0 || forced) return host
+  throw new TunnelConfigError(
+    `refusing to listen on ${asked}: it is a name, not an IP address, and what it resolves to (DNS, /etc/hosts) would decide where the tunnel listens and where its clients connect. Give an address: --listen 127.0.0.1 (the default) or --listen ::1`,
+  )
 }
 
 /** `dir` and each directory above it, up to the root. */

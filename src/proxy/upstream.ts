@@ -7,7 +7,7 @@ import {decodeAuth, decodeBackendKeyData, decodeDataRow, decodeNotice, decodePar
 import {encodeCancelRequest, encodeQuery, encodeSslRequest, encodeStartup} from '../wire/frontend.js'
 import {ScramClient, ScramError, md5Password} from '../wire/scram.js'
 import {serialize} from 'pg-protocol'
-import {isLoopbackHost} from '../util/loopback.js'
+import {isLoopbackHost, loopbackAddressOf} from '../util/loopback.js'
 import {UpstreamReader} from './upstream-reader.js'
 
 export type TlsMode = 'disable' | 'prefer' | 'require' | 'verify-full'
@@ -155,7 +155,10 @@ class FrameQueue {
 function connectTcp(target: UpstreamTarget, signal?: AbortSignal, reader?: UpstreamReader): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new UpstreamError('gave up connecting to the upstream', '08006'))
-    const socket = net.connect(reader ? {host: target.host, port: target.port, onread: reader.onread} : {host: target.host, port: target.port})
+    // Dialled by name, localhost tries ::1 first, where anyone may listen at the port of a server on
+    // 127.0.0.1 and be handed the login, and the password in clear (allowed to a loopback host).
+    const at = {host: loopbackAddressOf(target.host), port: target.port}
+    const socket = net.connect(reader ? {...at, onread: reader.onread} : at)
     const onAbort = () => {
       clearTimeout(timer)
       socket.destroy()

@@ -14,3 +14,14 @@ export function isLoopbackHttp(url: string | URL): boolean {
   const u = typeof url === 'string' ? new URL(url) : url
   return u.protocol === 'http:' && isLoopbackHost(u.hostname)
 }
+
+/**
+ * The address dbgate uses for a loopback host it listens on or dials. `localhost` resolves to both
+ * ::1 and 127.0.0.1 on most machines, and a server often holds only one of them (a container
+ * published on 127.0.0.1, `listen_addresses = '127.0.0.1'`): the same port of the other is free
+ * for any local process, and a connection made by name tries ::1 first. So `localhost` is
+ * 127.0.0.1, the address the name has always had; any other host is returned as given.
+ */
+export function loopbackAddressOf(host: string): string {
+  return host.toLowerCase() === 'localhost' ? '127.0.0.1' : host
+}
