@@ -488,7 +488,7 @@ export const TARGET_KEYS = ['host', 'port', 'database', 'user', 'password', 'tls
 function target(opts: SchemaOptions) {
   return object(
     {
-      host: required(string({pattern: /^\S+$/, expected: 'a host name or IP address'}), 'db.internal'),
+      host: required(string({pattern: /^\S+$/, expected: 'a host name, an IP address, or the directory of a unix socket (/var/run/postgresql)'}), 'db.internal'),
       port: withDefault(integer({min: 1, max: 65535}), DEFAULT_PORT),
       database: required(string(), 'app'),
       user: required(string(), 'app_rw'),
@@ -507,6 +507,16 @@ function target(opts: SchemaOptions) {
     },
     {
       check(t, report) {
+        if (t.host.startsWith('/') && (t.tls === 'require' || t.tls === 'verify-full')) {
+          report(
+            {
+              kind: 'insecure',
+              message: `host ${t.host} is a unix socket directory, which carries no TLS (as with libpq), but tls is ${t.tls}`,
+              fix: 'set "tls: disable" (the socket itself is private to the machine), or give a host name or address for TLS',
+            },
+            'tls',
+          )
+        }
         if (t.password !== undefined && 'rdsIam' in t.password && t.tls !== 'require' && t.tls !== 'verify-full') {
           // Located at `tls` when it is written, else at the target (its default, prefer, applies).
           report(

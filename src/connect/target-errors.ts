@@ -6,6 +6,7 @@
 import type {TargetConfig} from '../config/types.js'
 import {describeSecret} from '../config/secret-ref.js'
 import {formatDuration} from '../util/duration.js'
+import {isSocketDirectory, socketPath} from '../util/loopback.js'
 
 export type TargetErrorCode = 'TARGET_UNREACHABLE' | 'TARGET_AUTH_FAILED' | 'TARGET_REFUSED'
 
@@ -48,7 +49,7 @@ export function describeTargetFailure(target: TargetConfig, error: unknown, conf
   const e = (error instanceof Error ? error : new Error(String(error))) as AnyError
   const key = (k: string) => `targets.${target.name}.${k}`
   const inFile = configPath ? ` in ${configPath}` : ''
-  const where = `${target.host}:${target.port}`
+  const where = isSocketDirectory(target.host) ? socketPath(target.host, target.port) : `${target.host}:${target.port}`
   const name = `target ${target.name}`
   switch (errnoOf(e)) {
     case 'ECONNREFUSED':
@@ -56,6 +57,13 @@ export function describeTargetFailure(target: TargetConfig, error: unknown, conf
         'TARGET_UNREACHABLE',
         `Cannot reach the database of ${name} at ${where}${target.host.toLowerCase() === 'localhost' ? ' (dialled as 127.0.0.1)' : ''}: nothing accepts connections there (connection refused).`,
         `Check ${key('host')} and ${key('port')}${inFile}, and that the database is running${target.host.toLowerCase() === 'localhost' ? `; a database that listens on ::1 only needs ${key('host')}: "::1"` : ''}.`,
+        {cause: error},
+      )
+    case 'ENOENT':
+      return new TargetConnectError(
+        'TARGET_UNREACHABLE',
+        `Cannot reach the database of ${name}: there is no unix socket ${where}.`,
+        `Check ${key('host')} (the socket's directory, as unix_socket_directories names it) and ${key('port')} (it names the socket file)${inFile}, and that the database is running.`,
         {cause: error},
       )
     case 'ENOTFOUND':

@@ -7,7 +7,7 @@ import {decodeAuth, decodeBackendKeyData, decodeDataRow, decodeNotice, decodePar
 import {encodeCancelRequest, encodeQuery, encodeSslRequest, encodeStartup} from '../wire/frontend.js'
 import {ScramClient, ScramError, md5Password} from '../wire/scram.js'
 import {serialize} from 'pg-protocol'
-import {isLoopbackHost, loopbackAddressOf} from '../util/loopback.js'
+import {isLoopbackHost, isSocketDirectory, loopbackAddressOf, socketPath} from '../util/loopback.js'
 import {UpstreamReader} from './upstream-reader.js'
 
 export type TlsMode = 'disable' | 'prefer' | 'require' | 'verify-full'
@@ -85,7 +85,7 @@ async function passwordFor(target: UpstreamTarget): Promise<string | undefined> 
 
 /** Whether the upstream is on this machine: a loopback host, or a unix socket directory. */
 function isLocalUpstream(host: string): boolean {
-  return isLoopbackHost(host) || host.startsWith('/')
+  return isLoopbackHost(host) || isSocketDirectory(host)
 }
 
 /** Reads whole frames off a socket one at a time, for the short startup conversation. */
@@ -157,7 +157,9 @@ function connectTcp(target: UpstreamTarget, signal?: AbortSignal, reader?: Upstr
     if (signal?.aborted) return reject(new UpstreamError('gave up connecting to the upstream', '08006'))
     // Dialled by name, localhost tries ::1 first, where anyone may listen at the port of a server on
     // 127.0.0.1 and be handed the login, and the password in clear (allowed to a loopback host).
-    const at = {host: loopbackAddressOf(target.host), port: target.port}
+    // A host that is a directory names a unix socket in it, as libpq reads it.
+    const at = isSocketDirectory(target.host) ? {path: socketPath(target.host, target.port)} : {host: loopbackAddressOf(target.host), port: target.port}
+    const where = 'path' in at ? at.path : `${target.host}:${target.port}`
     const socket = net.connect(reader ? {...at, onread: reader.onread} : at)
     const onAbort = () => {
       clearTimeout(timer)
@@ -170,7 +172,7 @@ function connectTcp(target: UpstreamTarget, signal?: AbortSignal, reader?: Upstr
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort)
       socket.destroy()
-      reject(new UpstreamError(`timed out connecting to the upstream ${target.host}:${target.port}`, '08001', undefined, 'ETIMEDOUT'))
+      reject(new UpstreamError(`timed out connecting to the upstream ${where}`, '08001', undefined, 'ETIMEDOUT'))
     }, target.connectTimeoutMs ?? 10_000)
     socket.once('connect', () => {
       clearTimeout(timer)
@@ -181,7 +183,7 @@ function connectTcp(target: UpstreamTarget, signal?: AbortSignal, reader?: Upstr
     socket.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
-      reject(new UpstreamError(`cannot reach the upstream ${target.host}:${target.port}: ${e.code ?? e.message}`, '08001', undefined, e.code))
+      reject(new UpstreamError(`cannot reach the upstream ${where}: ${e.code ?? e.message}`, '08001', undefined, e.code))
     })
   })
 }
@@ -228,6 +230,12 @@ interface Negotiated {
 
 async function negotiateTls(socket: net.Socket, target: UpstreamTarget, reader?: UpstreamReader): Promise<Negotiated> {
   if (target.tls === 'disable') return {socket, encrypted: false, verified: false}
+  if (isSocketDirectory(target.host)) {
+    // PostgreSQL offers no TLS on a unix socket; libpq does not ask.
+    if (target.tls === 'prefer') return {socket, encrypted: false, verified: false}
+    socket.destroy()
+    throw new UpstreamError(`the upstream ${socketPath(target.host, target.port)} is a unix socket, which carries no TLS, but the target requires it (tls: ${target.tls})`, '08004')
+  }
   socket.write(encodeSslRequest())
   const answer = await readOneByte(socket, reader)
   if (answer === 0x4e /* N */) {

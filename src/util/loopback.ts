@@ -25,3 +25,13 @@ export function isLoopbackHttp(url: string | URL): boolean {
 export function loopbackAddressOf(host: string): string {
   return host.toLowerCase() === 'localhost' ? '127.0.0.1' : host
 }
+
+/** Whether a target's host names the directory of a unix socket, as libpq reads a host that starts with `/`. */
+export function isSocketDirectory(host: string): boolean {
+  return host.startsWith('/')
+}
+
+/** The socket file a server on `port` listens at in directory `dir` (libpq's `.s.PGSQL.<port>`). */
+export function socketPath(dir: string, port: number): string {
+  return `${dir.replace(/\/+$/, '')}/.s.PGSQL.${port}`
+}
