@@ -482,6 +482,11 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     try {
       read = await readSession(ctx, names, declared, reviewedTexts)
     } catch (e) {
+      // The client's cancel reached the tunnel's query too (it may have been waiting for a lock).
+      if (ctx.signal.aborted) {
+        const message = `dbgate: statement requires approval (rule ${d.ruleId}) and was cancelled before it was filed for a reviewer: ${sessionEnding(ctx.signal) ?? 'cancelled by the client'}`
+        return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message}, decision}
+      }
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the session's settings, which the reviewer reads with it, could not be read from the server: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
     }
     if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
