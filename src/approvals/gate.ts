@@ -116,22 +116,39 @@ const SESSION_NAMES = 200
  * Settings the server does not report that a held statement may read (current_setting() in an RLS
  * policy, a view, a function, a default), and the role SET ROLE put in place, read back from the
  * server session the statement runs in. The names: `role`; those the session's statements set (SET,
- * set_config) and its startup packet placed; the custom settings ALTER ROLE / DATABASE … SET gives
- * this session; and every custom setting the database's code or the text names in a
+ * set_config) and its startup packet placed; the settings ALTER ROLE / DATABASE … SET gives this
+ * session; and every custom setting the database's code or the text names in a
  * current_setting('…') call (CODE_NAMES_SQL, read on the catalog connection). A custom setting is
  * hidden from SHOW ALL and pg_settings, so these are the names there are to ask about. It reads
- * system catalogs and current_setting(…, true) only: nothing in it fails on a name, changes the
- * session, or locks a table of the database's while the statement waits.
+ * system catalogs and current_setting(…, true) only: nothing in it changes the session, or locks a
+ * table of the database's while the statement waits.
+ *
+ * current_setting(…, true) still fails on a setting only superusers and pg_read_all_settings may
+ * read (ALTER DATABASE app SET session_preload_libraries = 'auto_explain' names one for every
+ * session of the database), and with it every request of an ordinary role. So a setting is read
+ * only where the server lets this role see it (`READABLE_SETTING`); the statement, running as the
+ * same role, cannot read the others either.
  */
 export function sessionSettingsQuery(names: readonly string[]): string {
   const list = names.map(literal).join(', ')
-  return `SELECT n, pg_catalog.current_setting(n, true) FROM (
+  return `SELECT n, CASE WHEN ${READABLE_SETTING} THEN pg_catalog.current_setting(n, true) END FROM (
 SELECT pg_catalog.unnest(ARRAY[${list}]::pg_catalog.text[])
 UNION SELECT pg_catalog.split_part(c, '=', 1) FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
  WHERE s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
  AND s.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) SESSION_USER)])
 ) names(n) WHERE n IS NOT NULL`
 }
+
+/**
+ * Whether the session may read setting `n`: one pg_settings lists (it leaves out those hidden from
+ * this role), a custom one (placeholders are hidden from pg_settings, and none is restricted), one
+ * of the built-ins hidden from SHOW ALL that anyone may read, or any at all for a role with the
+ * privileges of pg_read_all_settings (superusers have them).
+ */
+const READABLE_SETTING = `pg_catalog.lower(n) OPERATOR(pg_catalog.=) ANY (SELECT pg_catalog.lower(g.name) FROM pg_catalog.pg_settings g)
+ OR pg_catalog.strpos(n, '.') OPERATOR(pg_catalog.>) 0
+ OR pg_catalog.lower(n) OPERATOR(pg_catalog.=) ANY ('{role,session_authorization,is_superuser,seed}'::pg_catalog.text[])
+ OR pg_catalog.pg_has_role('pg_read_all_settings', 'USAGE')`
 
 /** pg_catalog.current_setting(text) and current_setting(text, boolean): pinned OIDs. */
 const CURRENT_SETTING_OIDS = [2077, 3294]
@@ -465,6 +482,11 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
     try {
       read = await readSession(ctx, names, declared, reviewedTexts)
     } catch (e) {
+      // The client's cancel reached the tunnel's query too (it may have been waiting for a lock).
+      if (ctx.signal.aborted) {
+        const message = `dbgate: statement requires approval (rule ${d.ruleId}) and was cancelled before it was filed for a reviewer: ${sessionEnding(ctx.signal) ?? 'cancelled by the client'}`
+        return {action: 'reject', error: {severity: 'ERROR', code: CANCELED, message}, decision}
+      }
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the session's settings, which the reviewer reads with it, could not be read from the server: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
     }
     if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)

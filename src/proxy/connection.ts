@@ -26,7 +26,7 @@ import {ClientStartup} from './startup.js'
 import {MAX_AUTH_MESSAGE_SIZE, MAX_STARTUP_PACKET_SIZE} from './limits.js'
 import type {SessionGate} from './upstream-gate.js'
 import {Outbox, writeAll} from './outbox.js'
-import {OwnQuery, type OwnResults} from './own-query.js'
+import {OwnQuery, OwnQueryFailedTransaction, type OwnResults} from './own-query.js'
 import type {UpstreamReader} from './upstream-reader.js'
 import {cancelUpstream, terminateUpstream, type UpstreamSession, type UpstreamTarget} from './upstream.js'
 
@@ -470,7 +470,7 @@ export class ClientConnection implements ConnectionCore {
       this.upstreamFramer.pushRuns(chunk, this.fromServer.onFrame)
     } catch (error) {
       this.flush()
-      if (error instanceof SettingChanged) {
+      if (error instanceof SettingChanged || error instanceof OwnQueryFailedTransaction) {
         this.dropUpstreamOutput()
         this.refuse(error.notice)
         return
@@ -720,7 +720,10 @@ export class ClientConnection implements ConnectionCore {
    * asks the upstream to cancel what it is running.
    */
   cancel(): Promise<void> {
-    if (this.fromClient.withdrawVerdict()) return Promise.resolve()
+    // A query of the tunnel's own may be what the verdict waits for, and it may wait itself (for a
+    // lock another session holds on a catalog it reads): withdrawn alone, the client would wait with it.
+    const own = this.ownQuery !== undefined
+    if (this.fromClient.withdrawVerdict() && !own) return Promise.resolve()
     const up = this.upstream
     if (!up) return Promise.resolve()
     return cancelUpstream(this.env.target, up.processId, up.secretKey).catch((e: Error) => {

@@ -16,7 +16,21 @@ import {decodeDataRow, decodeNotice} from '../wire/backend.js'
 import {Backend, Frontend, codeName} from '../wire/codes.js'
 import {frameByte, type Frame} from '../wire/framer.js'
 import {encodeBindNoParams, encodeClose, encodeExecute, encodeParse} from '../wire/frontend.js'
+import type {PgNoticeFields} from '../wire/fields.js'
 import {ProtocolDesync} from './protocol-state.js'
+
+/**
+ * The tunnel's own query failed inside the client's transaction or batch (cancelled by the
+ * client's Ctrl-C, a lock_timeout): the server aborted a transaction in which nothing of the
+ * client's failed, or skips the rest of its batch, and the client would go on unaware. The
+ * connection ends with `notice`.
+ */
+export class OwnQueryFailedTransaction extends Error {
+  override name = 'OwnQueryFailedTransaction'
+  constructor(readonly notice: PgNoticeFields) {
+    super(notice.message)
+  }
+}
 
 /** The rows of each statement, values as text. */
 export type OwnResults = (string | null)[][][]
@@ -28,6 +42,7 @@ export class OwnQuery {
   private readonly results: OwnResults = []
   private rows: (string | null)[][] = []
   private error: string | undefined
+  private errorCode: string | undefined
   private closes = 0
 
   constructor(
@@ -67,14 +82,17 @@ export class OwnQuery {
         if (++this.closes === this.statements.length * 2 && !this.synced) this.resolve(this.results)
         return true
       case Backend.ErrorResponse: {
-        this.error = decodeNotice(frame.body).message
+        const fields = decodeNotice(frame.body)
+        this.error = fields.message
+        this.errorCode = fields.code
         if (this.synced) return true
-        return this.fail(`the server refused the tunnel's own query in the middle of the client's batch (${this.error})`)
+        return this.end(`in the middle of your batch of extended-protocol messages (${this.error}), where the server now skips what you sent after it up to your Sync`)
       }
       case Backend.ReadyForQuery: {
         if (!this.synced) return this.fail("the server ended the client's batch during the tunnel's own query")
         const b = frameByte(frame, 5)
         const status = b === 0x49 ? 'I' : b === 0x54 ? 'T' : 'E'
+        if (status === 'E' && this.txStatus === 'T' && this.error !== undefined) return this.end(`inside your transaction (${this.error}), and the server aborted the transaction`)
         if (status !== this.txStatus) return this.fail(`the tunnel's own query left the transaction status ${status}, not ${this.txStatus}${this.error ? ` (${this.error})` : ''}`)
         if (this.error !== undefined) this.reject(new Error(`the server refused the tunnel's own query: ${this.error}`))
         else this.resolve(this.results)
@@ -87,6 +105,18 @@ export class OwnQuery {
       default:
         return this.fail(`the server sent ${codeName(frame.code)} in answer to the tunnel's own query`)
     }
+  }
+
+  /** The query failed where the client's own messages run (its transaction, its batch): the connection ends, saying so. */
+  private end(where: string): never {
+    const e = new OwnQueryFailedTransaction({
+      severity: 'FATAL',
+      code: this.errorCode ?? '25P02',
+      message: `dbgate: the tunnel's query of this session's settings, run for the statement held for approval, failed ${where}; the connection was closed rather than left to go on in a state you did not see change`,
+      hint: 'Reconnect and run the transaction (or the batch) again.',
+    })
+    this.reject(e)
+    throw e
   }
 
   private fail(message: string): never {

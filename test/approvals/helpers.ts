@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {mkdtempSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -21,7 +22,7 @@ import {fixture, loginAs, type Fixture} from '../identity/helpers.js'
 import {waitFor} from '../helpers/wait.js'
 import type {RawClient, RawMessage} from '../helpers/raw-client.js'
 import {loadedConfig, openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
-import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
+import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 
 /** The dev users plus dave (engineering and dba: may request and review) and erin (a second dba). */
 export const APPROVAL_USERS: readonly DevUser[] = [
@@ -80,14 +81,15 @@ export interface ApprovalSetting {
  * `target` (the target's YAML lines) on a new database `database`, with a tunnel that signs in as
  * `requester` and polls decisions every 100 ms; `others` are signed in too (reviewers, usually).
  */
-export async function approvalSetting(opts: {database: string; target: string; requester: string; others?: readonly string[]}): Promise<ApprovalSetting> {
+export async function approvalSetting(opts: {database: string; target: string; requester: string; others?: readonly string[]; loginRole?: string}): Promise<ApprovalSetting> {
   const p = await people()
   const db = await createTestDatabase(opts.database)
+  const login = opts.loginRole ? await loginRole(db, opts.loginRole) : db
   const bucketUrl = tempBucketUrl()
   const bucket = openBucket(bucketUrl)
   const config = loadedConfig(db, opts.target, `identity:\n  issuer: ${p.f.dev.issuer}\n  clientId: ${p.f.dev.cliClientId}\nbucket: ${bucketUrl}`).config
   for (const u of [opts.requester, ...(opts.others ?? [])]) await p.login(u)
-  const t = await openPipelineTunnel(db, opts.target, {
+  const t = await openPipelineTunnel(login, opts.target, {
     top: `bucket: ${bucketUrl}`,
     identity: {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId, env: p.env(opts.requester)},
     hooks: (ctx) => buildTunnelHooks({...ctx, approvalPollMs: 100}),
@@ -104,6 +106,22 @@ export async function approvalSetting(opts: {database: string; target: string; r
       await p.close()
     },
   }
+}
+
+/**
+ * A role `name` of the database's (no superuser, no pg_read_all_settings), owning its public
+ * schema, for a tunnel that logs in as an ordinary application role; `db.url` stays the superuser's.
+ */
+async function loginRole(db: UpstreamInfo, name: string): Promise<UpstreamInfo> {
+  const password = randomBytes(12).toString('hex')
+  await withClient(db.url, async (c) => {
+    await c.query(`create role ${name} login password '${password}'`)
+    await c.query(`alter schema public owner to ${name}`)
+  })
+  const url = new URL(db.url)
+  url.username = name
+  url.password = password
+  return {...db, user: name, password, url: url.toString()}
 }
 
 export function tempBucketUrl(): string {
