@@ -60,7 +60,7 @@ const cases: {name: string; yaml: string[]; issues: Expected[]}[] = [
   {
     name: 'empty value',
     yaml: ['targets:', '  prod:', '    host:', '    database: app', '    user: app_rw'],
-    issues: [{line: 3, column: 5, keyPath: 'targets.prod.host', kind: 'type', message: 'expected a host name or IP address, got nothing', fix: 'write a host name or IP address'}],
+    issues: [{line: 3, column: 5, keyPath: 'targets.prod.host', kind: 'type', message: 'expected a host name, an IP address, or the directory of a unix socket (/var/run/postgresql), got nothing', fix: 'write a host name, an IP address, or the directory of a unix socket (/var/run/postgresql)'}],
   },
   {
     name: 'tls mode misspelt',
