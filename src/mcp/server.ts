@@ -31,8 +31,12 @@ export interface DbgateMcpOptions {
 
 export interface DbgateMcp {
   server: McpServer
-  /** Ends the sessions and the endpoint (recordings are shipped as the tunnel closes). */
-  close(): Promise<void>
+  /**
+   * Ends the sessions and the endpoint (recordings are shipped as the tunnel closes). `reason`: the
+   * server ends them itself (a gateway that took its owner's access away), and each session's log
+   * ends with it rather than as if the agent had hung up.
+   */
+  close(reason?: string): Promise<void>
 }
 
 /**
@@ -643,13 +647,15 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
 
   return {
     server,
-    async close() {
+    async close(reason?: string) {
       closing = true
       const current = opening
       opening = undefined
       if (!current) return
       const opened = await current.catch(() => undefined)
       if (!opened) return
+      // Before the runner ends its clients: a session whose client has hung up records that instead.
+      if (reason !== undefined) opened.endpoint.endSessions?.(reason)
       await opened.runner.close()
       await opened.endpoint.close()
     },
