@@ -166,6 +166,23 @@ describe('MCP: the tools\' own refusals are recorded', () => {
     expect(report.code, report.stderr).toBe(0)
     const json = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')) as {agentActivity: {agents: {toolRefusals: number}}}
     expect(json.agentActivity.agents.toolRefusals).toBe(refused.length + malformed.length)
+    // What the tools refused is among the report's destructive attempts, refused and not run, as
+    // what policy refuses is; the read-only caps past the cap and a DELETE with a WHERE are not.
+    const attempts = (json as unknown as {attempts: {what: string; sql: string; decision: string; outcome: string}[]}).attempts
+    expect(attempts.map((a) => [a.what, a.sql, a.decision, a.outcome])).toEqual([
+      ['DROP TABLE (refused by the MCP tool "query": several-statements)', 'select $1; drop table secrets', 'tool_refused', 'rejected'],
+      ['DELETE without WHERE (refused by the MCP tool "query": several-statements)', 'select $1::text; delete from secrets', 'tool_refused', 'rejected'],
+      ['DELETE without WHERE (refused by the MCP tool "explain": explain-options)', 'EXPLAIN (analyze) delete from secrets', 'tool_refused', 'rejected'],
+      ['TRUNCATE (refused by the MCP tool "explain": several-statements)', 'EXPLAIN select $1; truncate secrets', 'tool_refused', 'rejected'],
+      ['DROP TABLE (refused by the MCP tool "drop_everything": unknown-tool)', 'drop table secrets', 'tool_refused', 'rejected'],
+      ['DROP TABLE (refused by the MCP tool "query": nul-character)', 'select $1 ; drop table secrets', 'tool_refused', 'rejected'],
+      ['DELETE without WHERE (refused by the MCP tool "explain": nul-character)', 'EXPLAIN select $1; delete from secrets', 'tool_refused', 'rejected'],
+      ['DROP TABLE (refused by the MCP tool "(no tool name: object)": malformed-call)', 'drop table secrets', 'tool_refused', 'rejected'],
+      ['TRUNCATE (refused by the MCP tool "(no tool name: undefined)": malformed-call)', 'truncate secrets', 'tool_refused', 'rejected'],
+      ['DELETE without WHERE (refused by the MCP tool "(no tool name: number)": malformed-call)', 'delete from secrets', 'tool_refused', 'rejected'],
+    ])
+    expect((json as unknown as {summary: {destructiveAttempts: number}}).summary.destructiveAttempts).toBe(attempts.length)
+    expect(await readFile(path.join(out, 'report.md'), 'utf8')).toMatch(/DROP TABLE \(refused by the MCP tool "drop\\_everything": unknown-tool\) \| `drop table secrets` \| tool\\_refused \| NOT RUN \(rejected\)/)
     expect(await readFile(path.join(out, 'report.md'), 'utf8')).toMatch(/refused by MCP tools/)
   })
 })
