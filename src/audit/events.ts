@@ -659,7 +659,7 @@ export const TOOL_REFUSED = 'mcp.tool_refused'
 export interface ToolRefusedData {
   /** The tool the agent called (its name as the agent sent it, when no tool has it). */
   tool: string
-  /** Why, as a word: `several-statements`, `invalid-arguments`, `unknown-tool`, `sessions-busy`, … */
+  /** Why, as a word: `several-statements`, `invalid-arguments`, `malformed-call`, `unknown-tool`, `sessions-busy`, … */
   reason: string
   /** What the agent was told. */
   message: string

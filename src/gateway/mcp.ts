@@ -130,6 +130,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
       clientConfig: () => ({host: address.pgHost, port: address.port, user: served.upstream.user, password: tunnel.secret, database: served.upstream.database, ssl: false}),
       identity: () => identity,
       record: (key, type, payload) => tunnel.recordFor(key, type, payload),
+      endSessions: (message) => tunnel.endSessions(message),
       closed,
       close: async () => {
         await tunnel.close(1000)

@@ -23,6 +23,13 @@ export interface SqlEndpoint {
    * recording).
    */
   record?(key: {processId: number; secretKey: number}, type: string, payload: unknown): boolean
+  /**
+   * Ends each of the endpoint's sessions once its statement in flight is over, with `message` as the
+   * reason its log records and its client is told: the server serving the agent ended them (the
+   * gateway took its owner's access away), which the sessions' clients closing would record as the
+   * agent hanging up.
+   */
+  endSessions?(message: string): void
 }
 
 /** Opens the endpoint once the agent is known (after the MCP handshake). */

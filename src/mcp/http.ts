@@ -240,7 +240,8 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     log('info', `MCP session ${s.id} on ${s.target} ended (${why})`)
     const done = (async () => {
       await s.transport.close().catch(() => {})
-      await s.mcp.close().catch((e: Error) => log('warn', `closing MCP session ${s.id}: ${e.message}`))
+      // The session's database sessions end with the gateway's reason, in their logs too.
+      await s.mcp.close(tell ?? `dbgate: this MCP session has ended (${why})`).catch((e: Error) => log('warn', `closing MCP session ${s.id}: ${e.message}`))
     })()
     ending.add(done)
     void done.finally(() => ending.delete(done))

@@ -39,6 +39,7 @@ export async function openLocalEndpoint(opts: LocalEndpointOptions): Promise<Sql
       clientConfig: () => ({host: info.host, port: info.port, user: info.user, password: info.password, database: info.database, ssl: false}),
       identity: () => opened.identity?.current(),
       record: (key, type, payload) => opened.tunnel.recordFor(key, type, payload),
+      endSessions: (message) => opened.tunnel.endSessions(message),
       closed,
       close: async () => {
         await opened.close(1000)

@@ -7,7 +7,7 @@
  * agent can act on (errors.ts); malformed arguments are refused by the SDK, naming the argument.
  */
 import {McpServer} from '@modelcontextprotocol/sdk/server/mcp.js'
-import {CallToolRequestSchema, type CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import {CallToolRequestSchema, ErrorCode, McpError, type CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import {z} from 'zod'
 import {DEFAULT_MCP} from '../config/schema.js'
 import type {McpConfig, TargetConfig} from '../config/types.js'
@@ -31,8 +31,12 @@ export interface DbgateMcpOptions {
 
 export interface DbgateMcp {
   server: McpServer
-  /** Ends the sessions and the endpoint (recordings are shipped as the tunnel closes). */
-  close(): Promise<void>
+  /**
+   * Ends the sessions and the endpoint (recordings are shipped as the tunnel closes). `reason`: the
+   * server ends them itself (a gateway that took its owner's access away), and each session's log
+   * ends with it rather than as if the agent had hung up.
+   */
+  close(reason?: string): Promise<void>
 }
 
 /**
@@ -60,6 +64,7 @@ export type RefusalReason =
   | 'unknown-approval'
   | 'sessions-busy'
   | 'nul-character'
+  | 'malformed-call'
 
 /** The most of a refused call's SQL the recording keeps, as of a statement the tunnel refused for its size. */
 const REFUSED_SQL_KEPT = 64 * 1024
@@ -171,6 +176,16 @@ function refuseNul(sql: string): void {
     {kind: 'syntax', message: `The SQL holds a NUL character (U+0000) at character ${sql.indexOf('\u0000') + 1}; PostgreSQL does not accept one in a statement text. Remove it and call the tool again.`},
     'nul-character',
   )
+}
+
+function kindOf(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v
+}
+
+/** What the agent is told of a tools/call request that is not a call: each problem, and the form a call takes. */
+export function malformedCallMessage(issues: readonly {path: readonly PropertyKey[]; message: string}[]): string {
+  const problems = issues.slice(0, 5).map((i) => `${i.path.map(String).join('.') || 'the request'}: ${i.message}`)
+  return `This tools/call request is not a tool call (${problems.join('; ')}). Send params.name, the tool's name as a string, and params.arguments, an object of its named arguments: {"name": "query", "arguments": {"sql": "select 1"}}.`
 }
 
 function errorResult(failure: ToolFailure): CallToolResult {
@@ -610,6 +625,21 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     return result
   })
 
+  // A tools/call whose params are no call at all (a name that is not a string, `arguments` a string
+  // or an array) is refused by the SDK's parsing of the request, before the handler above runs: the
+  // parsing is wrapped too, so that such a call is recorded, and its answer says what is wrong.
+  const parsedCall = handlers?.get('tools/call')
+  if (!parsedCall) throw new Error('the MCP SDK no longer keeps its tools/call handler where dbgate wraps it; refusals of malformed calls would go unrecorded')
+  handlers!.set('tools/call', async (request, extra) => {
+    const parsed = CallToolRequestSchema.safeParse(request)
+    if (parsed.success) return parsedCall(request, extra)
+    const params = (request as {params?: unknown}).params
+    const given = typeof params === 'object' && params !== null && !Array.isArray(params) ? (params as {name?: unknown; arguments?: unknown}) : {}
+    const message = malformedCallMessage(parsed.error.issues)
+    await recordRefusal(typeof given.name === 'string' ? given.name : `(no tool name: ${kindOf(given.name)})`, 'malformed-call', message, given.arguments)
+    throw new McpError(ErrorCode.InvalidParams, message)
+  })
+
   server.server.oninitialized = () => {
     // Open the tunnel as soon as the agent has said who it is; a failure is reported on the first tool call.
     connection().catch((e: unknown) => log('warn', describeFailure(e, failureContext()).message))
@@ -617,13 +647,15 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
 
   return {
     server,
-    async close() {
+    async close(reason?: string) {
       closing = true
       const current = opening
       opening = undefined
       if (!current) return
       const opened = await current.catch(() => undefined)
       if (!opened) return
+      // Before the runner ends its clients: a session whose client has hung up records that instead.
+      if (reason !== undefined) opened.endpoint.endSessions?.(reason)
       await opened.runner.close()
       await opened.endpoint.close()
     },

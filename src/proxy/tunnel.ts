@@ -150,6 +150,15 @@ export class Tunnel {
     return recorded
   }
 
+  /**
+   * Ends every session once its statement in flight is over (at once when idle), with `message` as
+   * the reason the client is told and the recording keeps: what serves the clients ended them, not
+   * the clients, whose closing afterwards changes nothing.
+   */
+  endSessions(message: string): void {
+    for (const conn of [...this.registry.connections]) conn.shutdown(message)
+  }
+
   private log(level: 'info' | 'warn' | 'error', message: string): void {
     this.options.log?.(level, message)
   }

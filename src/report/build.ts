@@ -3,7 +3,7 @@
  * the period come in, a `Report` comes out, so every figure can be checked against known sessions.
  */
 import type {AuditEvent, SessionEndData, SessionStartData, StatementData} from '../audit/events.js'
-import {executedOf, isDenied, isSyntaxError, TOOL_REFUSED} from '../audit/events.js'
+import {executedOf, isDenied, isSyntaxError, normalizeSql, TOOL_REFUSED, TOOL_REFUSED_DECISION, toolRefusalOf} from '../audit/events.js'
 import type {SessionSummary} from '../audit/index-cache.js'
 import type {VerifyResult} from '../audit/verify.js'
 import {statementsOf, UNFINISHED} from '../audit/read.js'
@@ -294,6 +294,32 @@ export class ReportBuilder {
             signed: ev.seq <= v.signedThroughSeq,
           })
         }
+      } else if (ev.type === TOOL_REFUSED) {
+        // An agent's DROP the MCP tool refused (`select 1; drop table t`) is an attempt as much as one
+        // policy refused: judged as the tool would have sent it, on a copy of the session's prepared
+        // statements, since nothing of it ran. A NUL, which the tool refused the text for, would have
+        // ended it on the wire: what follows it is what the agent tried to slip past the tool.
+        const r = toolRefusalOf(ev)!
+        const sql = r.arguments.sql?.replaceAll('\u0000', ' ')
+        if (typeof sql !== 'string') continue
+        const sent = r.tool === 'explain' ? `EXPLAIN ${r.arguments.analyze === true ? '(ANALYZE) ' : ''}${sql}` : sql
+        const risk = riskOf(sent, new Map(prepared), false)
+        if (!risk) continue
+        if (risk.risk === 'destructive') s.destructiveAttempts += 1
+        else s.privilegedAttempts += 1
+        attempts.push({
+          sessionId: summary.sessionId,
+          seq: ev.seq,
+          at: ev.ts,
+          identity: who.label,
+          target: summary.target,
+          risk: risk.risk,
+          what: `${risk.what} (refused by the MCP tool ${JSON.stringify(r.tool)}: ${r.reason})`,
+          sql: shownSql({sql: sent, ...normalizeSql(sent)} as StatementData, opts),
+          decision: TOOL_REFUSED_DECISION,
+          outcome: 'rejected',
+          signed: ev.seq <= v.signedThroughSeq,
+        })
       } else if (ev.type.startsWith('approval.')) {
         const d = ev.data as ApprovalEventData
         if (!d.approvalId) continue

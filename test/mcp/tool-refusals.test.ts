@@ -4,8 +4,9 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
 import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
-import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import {ErrorCode, McpError, type CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {z} from 'zod'
 import {openBucket} from '../../src/bucket/index.js'
 import {SessionReader} from '../../src/audit/read.js'
 import type {AuditEvent} from '../../src/audit/events.js'
@@ -34,6 +35,7 @@ describe('MCP: the tools\' own refusals are recorded', () => {
   let bucketUrl: string
   let mcp: DbgateMcp
   let call: (name: string, args: Record<string, unknown>) => Promise<CallToolResult>
+  let rawCall: (params: unknown) => Promise<unknown>
 
   beforeAll(async () => {
     auditorEnv()
@@ -52,6 +54,8 @@ describe('MCP: the tools\' own refusals are recorded', () => {
     const client = new Client({name: 'sneaky-agent', version: '1.0'})
     await client.connect(clientSide)
     call = async (name, args) => (await client.callTool({name, arguments: args}, undefined, {timeout: 60_000})) as CallToolResult
+    // As a hostile agent sends it: the SDK's client checks nothing of what it sends.
+    rawCall = (params) => client.request({method: 'tools/call', params: params as {name: string}}, z.unknown(), {timeout: 60_000})
   })
 
   afterAll(async () => {
@@ -72,10 +76,32 @@ describe('MCP: the tools\' own refusals are recorded', () => {
     {tool: 'explain', args: {sql: "select '\u0000'; delete from secrets /* nul */"}, reason: 'nul-character', sql: "select '\u0000'; delete from secrets /* nul */"},
   ]
 
+  /**
+   * tools/call requests that are no call at all: the SDK refused them while parsing the request,
+   * before any handler of dbgate's ran, so an agent that put its SQL there left no trace (and was
+   * told only of an internal error).
+   */
+  const malformed: {params: unknown; tool: string; sql?: string; given?: string}[] = [
+    {params: {name: 'query', arguments: 'select 1; drop table secrets /* args a string */'}, tool: 'query', given: 'string'},
+    {params: {name: 'query', arguments: ['drop table secrets /* args an array */']}, tool: 'query', given: 'array'},
+    {params: {name: {tool: 'query'}, arguments: {sql: 'drop table secrets /* name an object */'}}, tool: '(no tool name: object)', sql: 'drop table secrets /* name an object */'},
+    {params: {arguments: {sql: 'truncate secrets /* no name */', params: [SECRET]}}, tool: '(no tool name: undefined)', sql: 'truncate secrets /* no name */'},
+    {params: {name: 42, arguments: {sql: 'delete from secrets /* name a number */'}}, tool: '(no tool name: number)', sql: 'delete from secrets /* name a number */'},
+  ]
+
   it('refuses each call, and nothing of it reaches the database', async () => {
     for (const r of refused) {
       const result = await call(r.tool, r.args)
       expect(result.isError, `${r.tool} ${JSON.stringify(r.args)}: ${textOf(result)}`).toBe(true)
+    }
+    for (const m of malformed) {
+      const e = await rawCall(m.params).then(
+        (r) => r,
+        (err: unknown) => err,
+      )
+      expect(e, JSON.stringify(m.params)).toBeInstanceOf(McpError)
+      expect((e as McpError).code).toBe(ErrorCode.InvalidParams)
+      expect((e as McpError).message).toMatch(/is not a tool call \(params\.(name|arguments): .*\)\. Send params\.name, the tool's name as a string, and params\.arguments/)
     }
     // An ordinary call goes on as before.
     const ok = await call('query', {sql: 'select count(*) as n from secrets'})
@@ -96,8 +122,9 @@ describe('MCP: the tools\' own refusals are recorded', () => {
       events.push(...loadedSession.events)
       logs += loadedSession.text
     }
-    const refusals = events.filter((e) => e.type === 'mcp.tool_refused').map((e) => e.data as {tool: string; reason: string; message: string; arguments: {sql?: string; params?: number}})
-    expect(refusals.map((r) => [r.tool, r.reason, r.arguments.sql])).toEqual(refused.map((r) => [r.tool, r.reason, r.sql]))
+    const refusals = events.filter((e) => e.type === 'mcp.tool_refused').map((e) => e.data as {tool: string; reason: string; message: string; arguments: {sql?: string; params?: number; given?: string}})
+    expect(refusals.map((r) => [r.tool, r.reason, r.arguments.sql])).toEqual([...refused.map((r) => [r.tool, r.reason, r.sql]), ...malformed.map((m) => [m.tool, 'malformed-call', m.sql])])
+    expect(refusals.slice(refused.length).map((r) => r.arguments.given)).toEqual(malformed.map((m) => m.given))
     expect(refusals.every((r) => r.message.length > 0)).toBe(true)
     expect(refusals[1]!.arguments.params).toBe(1)
     // The session they are in is the agent's, and nothing of the refused texts ran as a statement.
@@ -120,13 +147,15 @@ describe('MCP: the tools\' own refusals are recorded', () => {
       ]),
     )
     const denied = await run('node', [BIN, 'sessions', 'search', '--decision', 'tool_refused', '--json', '--bucket', bucketUrl], {env: auditor})
-    expect((JSON.parse(denied.stdout) as {matches: unknown[]}).matches).toHaveLength(refused.length)
+    expect((JSON.parse(denied.stdout) as {matches: unknown[]}).matches).toHaveLength(refused.length + malformed.length)
 
     const withRefusals = sessions.find((s) => events.some((e) => e.session === s.sessionId && e.type === 'mcp.tool_refused'))!
     const show = await run('node', [BIN, 'sessions', 'show', withRefusals.sessionId, '--bucket', bucketUrl], {env: auditor})
     expect(show.stdout).toMatch(/REFUSED BY MCP TOOL "query" \(several-statements\)/)
     expect(show.stdout).toMatch(/select 1; drop table secrets/)
     expect(show.stdout).toMatch(/params: 1 value\(s\), not recorded/)
+    expect(show.stdout).toMatch(/REFUSED BY MCP TOOL "\(no tool name: object\)" \(malformed-call\)/)
+    expect(show.stdout).toMatch(/REFUSED BY MCP TOOL "query" \(malformed-call\): nothing reached the database\n.*given="string"/)
     const replay = await run('node', [BIN, 'sessions', 'replay', withRefusals.sessionId, '--no-wait', '--bucket', bucketUrl], {env: auditor})
     expect(replay.stdout).toMatch(/REFUSED BY MCP TOOL "explain" \(explain-options\)/)
     const list = await run('node', [BIN, 'sessions', 'list', '--agent', '--bucket', bucketUrl], {env: auditor})
@@ -136,7 +165,24 @@ describe('MCP: the tools\' own refusals are recorded', () => {
     const report = await run('node', [BIN, 'report', '--bucket', bucketUrl, '--since', '1d', '--out', out], {env: auditor})
     expect(report.code, report.stderr).toBe(0)
     const json = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8')) as {agentActivity: {agents: {toolRefusals: number}}}
-    expect(json.agentActivity.agents.toolRefusals).toBe(refused.length)
+    expect(json.agentActivity.agents.toolRefusals).toBe(refused.length + malformed.length)
+    // What the tools refused is among the report's destructive attempts, refused and not run, as
+    // what policy refuses is; the read-only caps past the cap and a DELETE with a WHERE are not.
+    const attempts = (json as unknown as {attempts: {what: string; sql: string; decision: string; outcome: string}[]}).attempts
+    expect(attempts.map((a) => [a.what, a.sql, a.decision, a.outcome])).toEqual([
+      ['DROP TABLE (refused by the MCP tool "query": several-statements)', 'select $1; drop table secrets', 'tool_refused', 'rejected'],
+      ['DELETE without WHERE (refused by the MCP tool "query": several-statements)', 'select $1::text; delete from secrets', 'tool_refused', 'rejected'],
+      ['DELETE without WHERE (refused by the MCP tool "explain": explain-options)', 'EXPLAIN (analyze) delete from secrets', 'tool_refused', 'rejected'],
+      ['TRUNCATE (refused by the MCP tool "explain": several-statements)', 'EXPLAIN select $1; truncate secrets', 'tool_refused', 'rejected'],
+      ['DROP TABLE (refused by the MCP tool "drop_everything": unknown-tool)', 'drop table secrets', 'tool_refused', 'rejected'],
+      ['DROP TABLE (refused by the MCP tool "query": nul-character)', 'select $1 ; drop table secrets', 'tool_refused', 'rejected'],
+      ['DELETE without WHERE (refused by the MCP tool "explain": nul-character)', 'EXPLAIN select $1; delete from secrets', 'tool_refused', 'rejected'],
+      ['DROP TABLE (refused by the MCP tool "(no tool name: object)": malformed-call)', 'drop table secrets', 'tool_refused', 'rejected'],
+      ['TRUNCATE (refused by the MCP tool "(no tool name: undefined)": malformed-call)', 'truncate secrets', 'tool_refused', 'rejected'],
+      ['DELETE without WHERE (refused by the MCP tool "(no tool name: number)": malformed-call)', 'delete from secrets', 'tool_refused', 'rejected'],
+    ])
+    expect((json as unknown as {summary: {destructiveAttempts: number}}).summary.destructiveAttempts).toBe(attempts.length)
+    expect(await readFile(path.join(out, 'report.md'), 'utf8')).toMatch(/DROP TABLE \(refused by the MCP tool "drop\\_everything": unknown-tool\) \| `drop table secrets` \| tool\\_refused \| NOT RUN \(rejected\)/)
     expect(await readFile(path.join(out, 'report.md'), 'utf8')).toMatch(/refused by MCP tools/)
   })
 })
