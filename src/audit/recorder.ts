@@ -17,7 +17,7 @@ import {
   type StatementStreamingData,
   type Totals,
 } from './events.js'
-import {defaultSpoolDir, SpoolFile, SpoolWriteError, type SpoolFileOptions} from './spool.js'
+import {checkSpoolDirectory, defaultSpoolDir, SpoolFile, SpoolWriteError, type SpoolFileOptions} from './spool.js'
 import {loadParser} from '../sql/parser.js'
 import {MAX_LOG_BYTES} from './index-cache.js'
 
@@ -98,7 +98,9 @@ export class Recorder {
   /** Loads the SQL parser (for normalized text and fingerprints) before any hook can fire. */
   static async open(opts: RecorderOptions): Promise<Recorder> {
     await loadParser()
-    return new Recorder({previewRows: 20, checkpointEvery: 100, spoolDir: defaultSpoolDir(), onError: (err) => process.emitWarning(err), ...opts})
+    const recorder = new Recorder({previewRows: 20, checkpointEvery: 100, spoolDir: defaultSpoolDir(), onError: (err) => process.emitWarning(err), ...opts})
+    await checkSpoolDirectory(recorder.opts.spoolDir)
+    return recorder
   }
 
   /** For failures found outside a write (e.g. in a synchronous hook); spool write failures are reported where they happen. */

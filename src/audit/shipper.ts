@@ -4,7 +4,7 @@ import {constants as zlibConstants, createGzip} from 'node:zlib'
 import {isBucketError, type Bucket} from '../bucket/index.js'
 import {ChainState, sha256hex, type Signer} from './chain.js'
 import {addToTotals, emptyTotals, parseEventLine, type SessionInterruptedData, type StatementData} from './events.js'
-import {currentLockInfo, defaultSpoolDir, isLockAlive, readLock, spoolPaths} from './spool.js'
+import {checkSpoolDirectory, currentLockInfo, defaultSpoolDir, isLockAlive, readLock, spoolPaths} from './spool.js'
 import {concatPages, SMALL_CHUNK} from '../runtime/page-buffer.js'
 import {readMark, readSnapshot, spooledSessions, SpoolListing, type KnownPrefix, type ShippedMark, type SpoolSnapshot, type SpoolState} from './spool-scan.js'
 
@@ -195,6 +195,7 @@ export interface ShipReport {
  */
 export async function shipPending(opts: ShipOptions): Promise<ShipReport> {
   const dir = opts.spoolDir ?? defaultSpoolDir()
+  await checkSpoolDirectory(dir)
   const report: ShipReport = {shipped: [], failed: [], unchanged: [], upToDate: []}
   const skip = opts.skip
   const passOver = skip && ((sessionId: string): boolean => {

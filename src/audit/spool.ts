@@ -1,9 +1,10 @@
 import {close, constants as fsc, fdatasync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync} from 'node:fs'
-import {readFile, unlink} from 'node:fs/promises'
+import {mkdir, readFile, stat, unlink} from 'node:fs/promises'
 import {hostname} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {promisify} from 'node:util'
 import {spoolDir} from '../util/paths.js'
+import {sharedDirectoryProblem} from '../util/private-dir.js'
 
 /**
  * The local spool: one append-only `<session>.jsonl` per session, plus `<session>.lock` naming the
@@ -14,6 +15,33 @@ import {spoolDir} from '../util/paths.js'
 
 export function defaultSpoolDir(env: NodeJS.ProcessEnv = process.env): string {
   return spoolDir(env)
+}
+
+/** A spool directory another user could write to, or replace: refused before anything records into it or ships from it. */
+export class SharedSpoolError extends Error {}
+
+/**
+ * Makes sure the spool is this user's alone. Whoever can add files to it plants logs that the
+ * shipper takes for a dead writer's, seals with this installation's key and ships as this
+ * person's (and deletes once shipped, wherever a planted link leads); whoever can replace it swaps
+ * the logs before they leave. Created (0700) when missing.
+ */
+export async function checkSpoolDirectory(dir: string): Promise<void> {
+  const made = await mkdir(dir, {recursive: true, mode: 0o700}).then(() => true, () => false)
+  // One that cannot be made (a file in its place, no space) fails each session as it opens its
+  // log, and recovers once it can; the directories above it must still be this user's.
+  const problem = made ? await sharedDirectoryProblem(dir, {stickyDirOk: false}) : await sharedDirectoryProblem(await nearestExisting(dirname(dir)), {stickyDirOk: true})
+  if (problem === undefined) return
+  throw new SharedSpoolError(
+    `refusing to record sessions in the spool directory ${dir}: ${problem}; whoever can write there can plant session logs that dbgate would sign and ship as yours. Set DBGATE_SPOOL_DIR to a directory only you can write (mode 0700), or unset it for the default`,
+  )
+}
+
+async function nearestExisting(dir: string): Promise<string> {
+  for (let at = dir; ; at = dirname(at)) {
+    if (await stat(at).then((st) => st.isDirectory(), () => false)) return at
+    if (dirname(at) === at) return at
+  }
 }
 
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/

@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {chmod, lstat, realpath, rm, stat} from 'node:fs/promises'
+import {chmod, lstat, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import type {AssumedSetting} from '../policy/assumed-settings.js'
@@ -13,6 +13,7 @@ export {DEFAULT_TUNNEL_LIMITS, type TunnelLimits} from './limits.js'
 import type {ProxyHooks} from './seam.js'
 import {UpstreamGate, type SessionGate} from './upstream-gate.js'
 import {isLoopbackHost, loopbackAddressOf} from '../util/loopback.js'
+import {sharedDirectoryProblem} from '../util/private-dir.js'
 import type {UpstreamTarget} from './upstream.js'
 
 export type TunnelListen =
@@ -276,40 +277,17 @@ function listenAddress(asked: string, forced: boolean | undefined): string {
   )
 }
 
-/** `dir` and each directory above it, up to the root. */
-function chainOf(dir: string): string[] {
-  const chain = [dir]
-  while (path.dirname(chain.at(-1)!) !== chain.at(-1)) chain.push(path.dirname(chain.at(-1)!))
-  return chain
-}
-
 /**
  * Refuses a socket directory someone else could change: whoever may write to it (or to a directory
  * above it, or owns one of them) can move the tunnel's socket aside and put one of their own in its
  * place, and the person's clients then send their statements (and, asked for it in clear, the
- * tunnel's secret) to it. Each directory must belong to this user or root and be writable by no
- * one else, unless it is sticky (as /tmp is: others cannot remove what is ours). Checked along the
- * path as given and along the path its symbolic links lead to.
+ * tunnel's secret) to it. A sticky directory (as /tmp is) will do: others cannot remove what is ours.
  */
 async function checkSocketDirectory(dir: string): Promise<void> {
-  const uid = process.getuid?.()
-  // Windows has no unix socket permissions of this kind, nor uids.
-  if (uid === undefined) return
-  const given = path.resolve(dir)
-  const refuse = (why: string) =>
-    new TunnelConfigError(`refusing to listen on a unix socket in ${dir}: ${why}. Use a directory only you can write, e.g. --socket "$XDG_RUNTIME_DIR" or a new directory of mode 0700`)
-  const real = await realpath(given).catch(() => given)
-  for (const at of new Set([...chainOf(given), ...chainOf(real)])) {
-    const link = await lstat(at)
-    const st = link.isSymbolicLink() ? await stat(at) : link
-    for (const owner of new Set([link.uid, st.uid])) {
-      if (owner !== uid && owner !== 0) throw refuse(`${at} belongs to another user (uid ${owner}), who may replace what is in it`)
-    }
-    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
-      const mode = (st.mode & 0o7777).toString(8).padStart(4, '0')
-      throw refuse(at === given ? `other users may write to it (mode ${mode}) and put a socket of their own in the tunnel's place` : `other users may write to ${at} (mode ${mode}) and replace the directory`)
-    }
-  }
+  const problem = await sharedDirectoryProblem(dir, {stickyDirOk: true})
+  if (problem === undefined) return
+  const why = problem.startsWith('other users may write to it') ? `${problem} and put a socket of their own in the tunnel's place` : problem
+  throw new TunnelConfigError(`refusing to listen on a unix socket in ${dir}: ${why}. Use a directory only you can write, e.g. --socket "$XDG_RUNTIME_DIR" or a new directory of mode 0700`)
 }
 
 async function removeStaleSocket(socketPath: string): Promise<void> {
