@@ -14,11 +14,8 @@ import {serialize} from 'pg-protocol'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {decide} from '../../src/approvals/review.js'
 import {readRequest} from '../../src/approvals/store.js'
-import {decodeNotice} from '../../src/wire/backend.js'
 import {withClient} from '../helpers/pg.js'
-import {waitFor} from '../helpers/wait.js'
-import type {RawClient, RawMessage} from '../helpers/raw-client.js'
-import {approvalSetting, type ApprovalSetting} from './helpers.js'
+import {approvalSetting, errorsUntilReady, heldOnWire, type ApprovalSetting} from './helpers.js'
 
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
 const {query} = serialize
@@ -32,28 +29,6 @@ describe('settings only privileged roles may read, given to the session by its d
   })
   afterAll(() => s?.close())
 
-  async function held(raw: RawClient, sql: string): Promise<string> {
-    raw.send(query(sql))
-    const seen: RawMessage[] = []
-    let id: string | undefined
-    await waitFor(async () => {
-      const m = await raw.next()
-      seen.push(m)
-      if (m.code === 'N') id ??= /waiting for approval (apr-[a-z0-9]+)/.exec(decodeNotice(m.body).message)?.[1]
-      return id !== undefined || m.code === 'Z'
-    }, 'held')
-    expect(id, seen.filter((m) => m.code === 'E').map((m) => decodeNotice(m.body).message).join('; ')).toBeDefined()
-    return id!
-  }
-  async function answered(raw: RawClient): Promise<string[]> {
-    const after: RawMessage[] = []
-    await waitFor(async () => {
-      const m = await raw.next()
-      after.push(m)
-      return m.code === 'Z'
-    }, 'answered')
-    return after.filter((m) => m.code === 'E').map((m) => decodeNotice(m.body).message)
-  }
   const indexes = (name: string) => withClient(s.db.url, async (c) => (await c.query('select count(*)::int as n from pg_indexes where indexname = $1', [name])).rows[0].n as number)
 
   const db = () => s.db.database
@@ -71,15 +46,15 @@ describe('settings only privileged roles may read, given to the session by its d
       try {
         const raw = await s.t.raw()
         raw.send(query("set app.tenant = '7'"))
-        expect(await answered(raw)).toEqual([])
+        expect(await errorsUntilReady(raw)).toEqual([])
         const index = `orders_hidden_${n++}`
-        const id = await held(raw, `create index ${index} on orders (id) where tenant = '7'`)
+        const id = await heldOnWire(raw, query(`create index ${index} on orders (id) where tenant = '7'`))
         const request = (await readRequest(s.bucket, id))!
         // The session's own settings are shown as before; the one it may not read is not.
         expect(request.settings?.['app.tenant']).toBe('7')
         expect(Object.keys(request.settings ?? {}).join(' ')).not.toMatch(/session_preload_libraries|dynamic_library_path/)
         await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'approve'})
-        expect(await answered(raw)).toEqual([])
+        expect(await errorsUntilReady(raw)).toEqual([])
         raw.end()
         expect(await indexes(index)).toBe(1)
       } finally {
@@ -94,13 +69,13 @@ describe('settings only privileged roles may read, given to the session by its d
     try {
       const raw = await s.t.raw()
       raw.send(query('set search_path = public'))
-      expect(await answered(raw)).toEqual([])
-      const id = await held(raw, 'create index orders_by_role on orders (id)')
+      expect(await errorsUntilReady(raw)).toEqual([])
+      const id = await heldOnWire(raw, query('create index orders_by_role on orders (id)'))
       const request = (await readRequest(s.bucket, id))!
       expect(request.settings?.role).toBe(reader)
       expect(request.settings?.search_path).toBe('public')
       await decide({bucket: s.bucket, config: s.config, reviewer: await s.p.reviewer('bob')}, {id, action: 'deny', reason: 'x'})
-      expect((await answered(raw)).join('; ')).toMatch(/denied/)
+      expect((await errorsUntilReady(raw)).join('; ')).toMatch(/denied/)
       raw.end()
     } finally {
       await withClient(s.db.url, (c) => c.query(`alter role ${ROLE} in database ${db()} reset all`))
