@@ -42,7 +42,7 @@ describe('dbgate gateway: statements pipelined behind the one running when the s
   afterAll(() => app?.close())
 
   const backends = (name: string) =>
-    withClient(app.db.url, async (q) => (await q.query('select count(*)::int as n from pg_stat_activity where application_name like $1', [`dbgate/% ${name}`])).rows[0].n as number)
+    withClient(app.db.url, async (q) => (await q.query('select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name like $1', [`dbgate/% ${name}`])).rows[0].n as number)
 
   it.each([
     ['two Queries in one write', (tag: string) => Buffer.concat([query(`select pg_sleep(600) /* ${tag} */`), query(`insert into marks select '${tag}' from pg_sleep(3)`)])],

@@ -73,7 +73,7 @@ describe('recording: a remote MCP session the gateway ended', () => {
 
   const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
   const token = () => mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'alice', email: 'alice@example.com', groups: ['engineering'], exp: Math.floor(Date.now() / 1000) + 600})
-  const backends = () => withClient(db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
+  const backends = () => withClient(db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where datname = current_database() and application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
 
   /** Every log of the agent named `agent`, once each has ended. */
   async function logsOf(agent: string): Promise<Line[][]> {
@@ -105,7 +105,7 @@ describe('recording: a remote MCP session the gateway ended', () => {
       agents.push(client)
       expect(textOf((await client.callTool({name: 'query', arguments: {sql: 'select 41 as answer'}})) as CallToolResult)).toContain('41')
       const sleeping = running ? client.callTool({name: 'query', arguments: {sql: `select pg_sleep(25) /* ${name} */`}}, undefined, {timeout: 60_000}).catch((e: Error) => e) : undefined
-      if (running) await waitFor(() => withClient(db.url, async (c) => (await c.query("select 1 from pg_stat_activity where query like 'select pg_sleep(25)%' and state = 'active'")).rowCount === 1), 'the statement runs')
+      if (running) await waitFor(() => withClient(db.url, async (c) => (await c.query("select 1 from pg_stat_activity where datname = current_database() and query like 'select pg_sleep(25)%' and state = 'active'")).rowCount === 1), 'the statement runs')
 
       next = config()
       await gw.reload()

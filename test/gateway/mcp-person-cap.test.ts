@@ -74,7 +74,7 @@ describe('remote MCP: a person\'s database sessions, over every MCP session, are
   }
 
   const sessionsOf = (who: string) =>
-    withClient(db.url, async (c) => (await c.query(`select count(*)::int as n from pg_stat_activity where application_name like $1`, [`dbgate/${who}@%`])).rows[0].n as number)
+    withClient(db.url, async (c) => (await c.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name like $1`, [`dbgate/${who}@%`])).rows[0].n as number)
 
   it('refuses an agent\'s database session past the person\'s cap, however many MCP sessions and parallel calls it spreads them over, and leaves the rest of the budget to others', async () => {
     // Three MCP sessions of alice's, each with parallel calls: each call that finds no idle

@@ -179,9 +179,9 @@ describe('remote MCP on the gateway', () => {
     expect(body).toBe('nothing to see here')
 
     // The database saw the person and the agent, never the token.
-    const apps = await withClient(fx.db.url, async (c) => (await c.query("select application_name from pg_stat_activity where application_name like 'dbgate/%'")).rows.map((r) => r.application_name as string))
+    const apps = await withClient(fx.db.url, async (c) => (await c.query("select application_name from pg_stat_activity where datname = current_database() and application_name like 'dbgate/%'")).rows.map((r) => r.application_name as string))
     expect(apps.some((n) => n.startsWith('dbgate/alice@example.com') && n.includes('hosted-agent'))).toBe(true)
-    const seen = await withClient(fx.db.url, async (c) => (await c.query("select usename, application_name, query from pg_stat_activity where application_name like 'dbgate/%'")).rows as {usename: string}[])
+    const seen = await withClient(fx.db.url, async (c) => (await c.query("select usename, application_name, query from pg_stat_activity where datname = current_database() and application_name like 'dbgate/%'")).rows as {usename: string}[])
     expect(seen.every((r) => r.usename === fx.db.user)).toBe(true)
     for (const part of tokens.alice!.split('.')) expect(JSON.stringify(seen)).not.toContain(part)
 

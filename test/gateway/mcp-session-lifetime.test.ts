@@ -73,7 +73,7 @@ describe('remote MCP: a session ends with its sign-in and at server.maxSessionDu
   }
 
   /** The database sessions the gateway holds for alice, as the database itself lists them. */
-  const aliceBackends = () => withClient(db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
+  const aliceBackends = () => withClient(db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where datname = current_database() and application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
 
   const approvalState = async (id: string) => (await listRequests(openBucket(`file://${path.join(dir, 'bucket')}`))).find((v) => v.request.id === id)?.state
 

@@ -72,7 +72,7 @@ describe('dbgate gateway: cancel requests across replicas (server.peers)', () =>
   }
   const sleeping = (marker: string) =>
     until(async () => {
-      const n = await withClient(db.url, async (q) => (await q.query("select count(*)::int as n from pg_stat_activity where state = 'active' and query like $1", [`%${marker}%`])).rows[0].n)
+      const n = await withClient(db.url, async (q) => (await q.query("select count(*)::int as n from pg_stat_activity where datname = current_database() and state = 'active' and query like $1", [`%${marker}%`])).rows[0].n)
       return n === 1 ? true : undefined
     }, 30_000)
 

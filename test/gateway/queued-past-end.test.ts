@@ -11,7 +11,7 @@ import {startAppGateway, type AppGateway} from './app-gateway.js'
 const email = 'alice@example.com'
 
 const sessionsNamed = (app: AppGateway, name: string) =>
-  withClient(app.db.url, async (q) => (await q.query<{n: number}>('select count(*)::int as n from pg_stat_activity where application_name like $1', [`% ${name}`])).rows[0]!.n)
+  withClient(app.db.url, async (q) => (await q.query<{n: number}>('select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name like $1', [`% ${name}`])).rows[0]!.n)
 
 /** Each way of queueing, before the end, a write and a long statement eight times over. */
 const queues: [string, (who: string, n: number) => Buffer][] = [

@@ -160,7 +160,7 @@ describe('dbgate gateway: a reload that takes access away ends the sessions it t
   })
 
   const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
-  const backends = () => withClient(db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
+  const backends = () => withClient(db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where datname = current_database() and application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
 
   it.each(takeAway)("closes her remote MCP session's database sessions at once when %s, and tells her agent why", async (_label, targets, why) => {
     const endpoint = `https://localhost:${gw.api!.port}/mcp/app`

@@ -87,7 +87,7 @@ describe('remote MCP: a session whose sign-in was signed with a key the IdP no l
 
   const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
   const endpoint = () => `https://localhost:${f.gw.api!.port}/mcp/app`
-  const backends = () => withClient(f.db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
+  const backends = () => withClient(f.db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where datname = current_database() and application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
   const callOn = async (sessionId: string, bearer: string): Promise<{status: number; body: string}> => {
     const res = await fetchWithCa(endpoint(), {
       method: 'POST',

@@ -30,7 +30,7 @@ describe('dbgate gateway: the statement running when a session ends', () => {
     return c
   }
   const backends = (name: string) =>
-    withClient(app.db.url, async (q) => (await q.query('select count(*)::int as n from pg_stat_activity where application_name like $1', [`% ${name}`])).rows[0].n as number)
+    withClient(app.db.url, async (q) => (await q.query('select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name like $1', [`% ${name}`])).rows[0].n as number)
 
   it('ends a statement that runs on past the end of its session, and the session on the server', async () => {
     const c = await connect('grace_sleep')

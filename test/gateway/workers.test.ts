@@ -75,7 +75,7 @@ describe('dbgate gateway --workers', () => {
     const sleeps = clients.map((c) => c.query('select pg_sleep(60)').then(() => 'finished', (e: Error & {code?: string}) => e.code))
     // Every sleep is running before it is cancelled.
     await until(async () => {
-      const r = await run('psql', ['-X', '-At', '-c', "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'", db.url], {})
+      const r = await run('psql', ['-X', '-At', '-c', "select count(*) from pg_stat_activity where datname = current_database() and query = 'select pg_sleep(60)' and state = 'active'", db.url], {})
       return r.stdout.trim() === '4' ? true : undefined
     })
     // The listener hands connections to the workers in turn, so the cancels would each reach their own

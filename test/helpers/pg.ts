@@ -57,7 +57,8 @@ export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T
 /** One row of pg_stat_activity, matched by backend pid or by application_name. */
 export type BackendOf = {pid: number} | {applicationName: string}
 
-const backendFilter = (b: BackendOf): [string, unknown] => ('pid' in b ? ['a.pid = $1', b.pid] : ['a.application_name = $1', b.applicationName])
+// Only this database's backends: other test files run beside this one on the same server.
+const backendFilter = (b: BackendOf): [string, unknown] => ('pid' in b ? ['a.pid = $1', b.pid] : ['a.datname = current_database() and a.application_name = $1', b.applicationName])
 
 /**
  * Waits until the server shows that backend running a statement inside pg_sleep: only then has
