@@ -229,6 +229,13 @@ export class ReportBuilder {
     const unfinished = unfinishedOf(events)
     // The session's prepared statements, read in order as the server ran them: EXECUTE is judged as what it runs.
     const prepared = new Map<string, RiskFinding | undefined>()
+    /** Counts a destructive or privileged attempt of this session and lists it. */
+    const attempt = (seq: number, risk: RiskFinding, row: Omit<Attempt, 'sessionId' | 'seq' | 'identity' | 'target' | 'risk' | 'signed'>): void => {
+      if (risk.risk === 'destructive') s.destructiveAttempts += 1
+      else s.privilegedAttempts += 1
+      const {at, ...rest} = row
+      attempts.push({sessionId: summary.sessionId, seq, at, identity: who.label, target: summary.target, risk: risk.risk, ...rest, signed: seq <= v.signedThroughSeq})
+    }
     for (const ev of events) {
       if (ev.type === 'statement' || unfinished.has(ev)) {
         // Logs from other versions may lack optional-looking fields; a report must not stop at them.
@@ -274,15 +281,8 @@ export class ReportBuilder {
         for (const e of executedOf(d).reverse()) prepared.set(e.name, riskOf(e.sql, prepared, false, d.class))
         const risk = typeof d.sql === 'string' ? riskOf(d.sql, prepared, d.outcome === 'ok', d.class) : undefined
         if (risk) {
-          if (risk.risk === 'destructive') s.destructiveAttempts += 1
-          else s.privilegedAttempts += 1
-          attempts.push({
-            sessionId: summary.sessionId,
-            seq: ev.seq,
+          attempt(ev.seq, risk, {
             at: d.startedAt,
-            identity: who.label,
-            target: summary.target,
-            risk: risk.risk,
             what: risk.what,
             ...(d.class ? {class: d.class} : {}),
             sql: shownSql(d, opts),
@@ -291,7 +291,6 @@ export class ReportBuilder {
             ...(d.approvalId ? {approvalId: d.approvalId} : {}),
             outcome: d.outcome,
             ...(Array.isArray(d.commandTags) ? {commandTags: d.commandTags} : {}),
-            signed: ev.seq <= v.signedThroughSeq,
           })
         }
       } else if (ev.type === TOOL_REFUSED) {
@@ -305,20 +304,12 @@ export class ReportBuilder {
         const sent = r.tool === 'explain' ? `EXPLAIN ${r.arguments.analyze === true ? '(ANALYZE) ' : ''}${sql}` : sql
         const risk = riskOf(sent, new Map(prepared), false)
         if (!risk) continue
-        if (risk.risk === 'destructive') s.destructiveAttempts += 1
-        else s.privilegedAttempts += 1
-        attempts.push({
-          sessionId: summary.sessionId,
-          seq: ev.seq,
+        attempt(ev.seq, risk, {
           at: ev.ts,
-          identity: who.label,
-          target: summary.target,
-          risk: risk.risk,
           what: `${risk.what} (refused by the MCP tool ${JSON.stringify(r.tool)}: ${r.reason})`,
           sql: shownSql({sql: sent, ...normalizeSql(sent)} as StatementData, opts),
           decision: TOOL_REFUSED_DECISION,
           outcome: 'rejected',
-          signed: ev.seq <= v.signedThroughSeq,
         })
       } else if (ev.type.startsWith('approval.')) {
         const d = ev.data as ApprovalEventData
