@@ -71,7 +71,7 @@ describe('an approval for one execution, and a change another session commits be
   })
 
   const direct = <T>(sql: string) => withClient(db.url, (c) => c.query(sql)) as Promise<T>
-  const locksHeld = async (id: number) => ((await direct<{rows: {n: number}[]}>(`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = ${id}`)).rows[0]!.n)
+  const locksHeld = async (id: number) => ((await direct<{rows: {n: number}[]}>(`select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = ${id}`)).rows[0]!.n)
 
   /** Sends an unnamed Parse of `sql` (and `more`), has bob approve it, and returns the replies up to ParseComplete. */
   async function approvedParse(b: RawClient, sql: string, ...more: Buffer[]): Promise<string> {

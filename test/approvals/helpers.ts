@@ -81,9 +81,9 @@ export interface ApprovalSetting {
  * `target` (the target's YAML lines) on a new database `database`, with a tunnel that signs in as
  * `requester` and polls decisions every 100 ms; `others` are signed in too (reviewers, usually).
  */
-export async function approvalSetting(opts: {database: string; target: string; requester: string; others?: readonly string[]; loginRole?: string}): Promise<ApprovalSetting> {
+export async function approvalSetting(opts: {database: string; target: string; requester: string; others?: readonly string[]; loginRole?: string; server?: string}): Promise<ApprovalSetting> {
   const p = await people()
-  const db = await createTestDatabase(opts.database)
+  const db = await createTestDatabase(opts.database, opts.server)
   const login = opts.loginRole ? await loginRole(db, opts.loginRole) : db
   const bucketUrl = tempBucketUrl()
   const bucket = openBucket(bucketUrl)

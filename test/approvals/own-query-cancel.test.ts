@@ -8,10 +8,15 @@
  * statement was cancelled and the session goes on; in one (the cancel fails the transaction on the
  * server, where the client's statement had not even run) the connection ends, saying why. Real
  * tunnel, real IdP, real PostgreSQL, node-postgres and a raw CancelRequest.
+ *
+ * pg_db_role_setting is shared by every database of a server, and every login reads it: locked on
+ * the suite's server, it stalled the logins of the files running beside this one. So this file
+ * has a server of its own.
  */
 import net from 'node:net'
 import type pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {startEmbeddedPg, type EmbeddedPg} from '../../src/dev/embedded-pg.js'
 import {encodeCancelRequest} from '../../src/wire/frontend.js'
 import {withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
@@ -21,12 +26,17 @@ import pgLib from 'pg'
 const TARGET = ['allow: [engineering]', 'reviewers: [dba]', 'approvals:', '  expiry: 15m'].join('\n')
 
 describe('cancelling a held statement while the tunnel reads its session', () => {
+  let server: EmbeddedPg
   let s: ApprovalSetting
   beforeAll(async () => {
-    s = await approvalSetting({database: 'own_query_cancel', target: TARGET, requester: 'alice', others: ['bob']})
+    server = await startEmbeddedPg()
+    s = await approvalSetting({database: 'own_query_cancel', target: TARGET, requester: 'alice', others: ['bob'], server: server.url()})
     await withClient(s.db.url, (c) => c.query('create table orders (id int)'))
+  }, 120_000)
+  afterAll(async () => {
+    await s?.close()
+    await server?.stop()
   })
-  afterAll(() => s?.close())
 
   async function cancel(c: pg.Client): Promise<void> {
     const sock = net.connect({host: '127.0.0.1', port: s.t.info.port})

@@ -119,7 +119,7 @@ describe('dbgate gateway: sessions per person', () => {
       const first = await signedIn('carol@example.com', carol)
       const second = await signedIn('carol@example.com', carol)
       void first.query('select pg_advisory_lock(13002)').catch(() => {})
-      await waitFor(async () => (await holder.query("select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted")).rows[0].n === 1, 'the statement waits on the lock')
+      await waitFor(async () => (await holder.query("select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and not granted")).rows[0].n === 1, 'the statement waits on the lock')
       // The client goes away without waiting for the reply.
       ;(first as unknown as {connection: {stream: net.Socket}}).connection.stream.destroy()
       // (Time for the gateway to see the client go: a slot it gave back then would take the next sign-in.)

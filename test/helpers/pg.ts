@@ -4,8 +4,8 @@ import {inject} from 'vitest'
 import {waitFor} from './wait.js'
 
 /** The suite's real PostgreSQL (embedded, or DBGATE_TEST_PG_URL). */
-export function adminUrl(database?: string): string {
-  const url = new URL(inject('pgUrl'))
+export function adminUrl(database?: string, server?: string): string {
+  const url = new URL(server ?? inject('pgUrl'))
   if (database) url.pathname = `/${database}`
   return url.toString()
 }
@@ -19,8 +19,8 @@ export interface UpstreamInfo {
   url: string
 }
 
-export function upstreamInfo(database: string): UpstreamInfo {
-  const u = new URL(adminUrl(database))
+export function upstreamInfo(database: string, server?: string): UpstreamInfo {
+  const u = new URL(adminUrl(database, server))
   return {
     host: u.hostname,
     port: Number(u.port || 5432),
@@ -31,17 +31,20 @@ export function upstreamInfo(database: string): UpstreamInfo {
   }
 }
 
-/** Creates a fresh database so test files never see each other's tables. */
-export async function createTestDatabase(prefix = 't'): Promise<UpstreamInfo> {
+/**
+ * Creates a fresh database so test files never see each other's tables; on the suite's server, or
+ * on `server` (an admin URL) for a file whose locks or settings would reach every other file's.
+ */
+export async function createTestDatabase(prefix = 't', server?: string): Promise<UpstreamInfo> {
   const name = `${prefix}_${randomBytes(5).toString('hex')}`
-  const admin = new pg.Client({connectionString: adminUrl('postgres')})
+  const admin = new pg.Client({connectionString: adminUrl('postgres', server)})
   await admin.connect()
   try {
     await admin.query(`CREATE DATABASE ${name}`)
   } finally {
     await admin.end()
   }
-  return upstreamInfo(name)
+  return upstreamInfo(name, server)
 }
 
 export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {

@@ -66,7 +66,7 @@ describe('read-only agents: built-ins with effects beyond reading', () => {
     // Nothing was delivered to the listener, and no other session holds an advisory lock.
     await listener.query('select 1')
     expect(heard).toEqual([])
-    const held = await withClient(db.url, (c) => c.query(`select count(*)::int as n from pg_locks where locktype = 'advisory'`))
+    const held = await withClient(db.url, (c) => c.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database())`))
     expect(held.rows[0].n).toBe(0)
     const seq = await withClient(db.url, (c) => c.query(`select last_value::int as v from notes_id_seq`))
     expect(seq.rows[0].v).toBe(2)

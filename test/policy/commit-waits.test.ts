@@ -228,7 +228,7 @@ describe('a change committed while another session runs a statement judged befor
       expect(typeof rows === 'string' ? rows : rows.message).not.toContain(SECRET)
       // Three calls answered (masking shows a function's value of unproven origin masked).
       expect(typeof rows === 'string' ? JSON.parse(rows)[0].length : rows.message).toBe(3)
-      expect(await direct(async (d) => (await d.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = ${LOCK_ID}`)).rows[0].n)).toBe(0)
+      expect(await direct(async (d) => (await d.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = ${LOCK_ID}`)).rows[0].n)).toBe(0)
     } finally {
       await a.end()
       await b.end()
@@ -428,7 +428,7 @@ describe('a change committed while another session runs a statement judged befor
   describe('a cursor opened before the commit, whose query runs after it', () => {
     /** Advisory lock ids the replaced bodies take: a rule denies pg_advisory_lock, so a lock held means a denied body ran. */
     let lockId = LOCK_ID + 1000
-    const locksHeld = (id: number) => direct(async (d) => (await d.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = ${id}`)).rows[0].n as number)
+    const locksHeld = (id: number) => direct(async (d) => (await d.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = ${id}`)).rows[0].n as number)
     /** f's body replaced by one that takes a denied lock and reads hr.salaries (a call of it now is refused). */
     const replacement = (fn: string, id: number) =>
       `create or replace function ${fn}(int) returns text language plpgsql stable as $f$ begin perform pg_advisory_lock(${id}); return (select string_agg(person, ',') from hr.salaries); end $f$`

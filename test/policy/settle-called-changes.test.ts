@@ -233,7 +233,7 @@ describe('tables: rules after a change made by a called function or by code a wr
     const own = await openPipelineTunnel(db, rules.join('\n'))
     const a = await own.client()
     const b = await own.client()
-    const locks = () => direct(async (d) => (await d.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = ${lockId}`)).rows[0].n as number)
+    const locks = () => direct(async (d) => (await d.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = ${lockId}`)).rows[0].n as number)
     try {
       // Its committed body is a read: it runs (masking shows its value as of unknown origin).
       expect(typeof (await run(b, `select public.peek_${i}()`))).toBe('string')

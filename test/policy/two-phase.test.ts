@@ -98,7 +98,7 @@ describe('two-phase commit through the tunnel', () => {
     // call judged before that (later in its pipeline, or in a Query sent right behind it) was judged
     // by the bodies before it, and ran the new one.
     const lockBody = (key: number) => `select $1 + 0 * length(pg_advisory_lock(${key})::text)`
-    const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [key])).rows[0].n as number)
+    const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = $1`, [key])).rows[0].n as number)
     const CARRIERS = [
       {name: 'tp_text', key: 5401, send: (fn: string) => [serialize.query(`commit prepared 'ddl-${fn}'; select ${fn}(1)`)], readies: 1},
       {name: 'tp_pipe', key: 5402, send: (fn: string) => [`commit prepared 'ddl-${fn}'`, `select ${fn}(1)`].flatMap((text) => [serialize.parse({text}), serialize.bind({}), serialize.execute({})]).concat(serialize.sync()), readies: 1},

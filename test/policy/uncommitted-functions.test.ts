@@ -189,7 +189,7 @@ describe('calls after a change to the catalog the session has not committed', ()
   /** Nothing the change's call would do happened: checked from another connection while the tunnel's session is still open. */
   async function nothingHappened(c: Change, how: string): Promise<void> {
     await direct(async (d) => {
-      if (c.lock !== undefined) expect((await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [c.lock])).rows[0].n, how).toBe(0)
+      if (c.lock !== undefined) expect((await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = $1`, [c.lock])).rows[0].n, how).toBe(0)
       if (c.sequence) expect((await d.query(`select is_called from ${c.sequence}`)).rows[0].is_called, how).toBe(false)
     })
   }
@@ -277,7 +277,7 @@ describe('prepared statements, portals and cursors judged before the change', ()
   let t: PipelineTunnel
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
   const replace = (name: string, key: number) => `create or replace function public.${name}(int) returns int stable language sql as $$ ${lockBody(key)} $$`
-  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [key])).rows[0].n as number)
+  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = $1`, [key])).rows[0].n as number)
 
   beforeAll(async () => {
     db = await createTestDatabase()
@@ -493,7 +493,7 @@ describe('a change to the catalog hidden in a function body or a rule', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [key])).rows[0].n as number)
+  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = $1`, [key])).rows[0].n as number)
   const prosrc = async (name: string) => direct(async (d) => (await d.query(`select prosrc from pg_proc where proname = $1`, [name])).rows[0].prosrc as string)
   /** The new body of `target`, as a catalog write sets it: a literal inside the writing statement. */
   const rewrite = (target: string, key: number) => `update pg_proc set prosrc = 'select $1 + 0 * length(pg_advisory_lock(${key})::text)' where proname = '${target}'`
@@ -624,7 +624,7 @@ describe("a new table's row type named inside a body", () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-  const locked = async () => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = 5501`)).rows[0].n as number)
+  const locked = async () => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = 5501`)).rows[0].n as number)
 
   interface Route {
     name: string
@@ -751,7 +751,7 @@ describe('a volatile function whose body changes the catalog', () => {
   let db: UpstreamInfo
   let t: PipelineTunnel
   const direct = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(db.url, fn)
-  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and objid = $1`, [key])).rows[0].n as number)
+  const locked = async (key: number) => direct(async (d) => (await d.query(`select count(*)::int n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and objid = $1`, [key])).rows[0].n as number)
   const replace = (target: string, key: number) => `create or replace function public.${target}(int) returns int stable language sql as 'select $1 + 0 * length(pg_advisory_lock(${key})::text)'`
 
   /** Volatile functions (writes) are allowed here; session functions are not. */

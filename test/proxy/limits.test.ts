@@ -142,7 +142,7 @@ describe('limits before authentication', () => {
       for (const [way, leave] of Object.entries(WAYS)) {
         const raw = await RawClient.connect(capped.port, {password: capped.secret, database: db.database})
         raw.send(serialize.query('select pg_advisory_lock(13001)'))
-        await waitFor(async () => (await holder.query("select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted")).rows[0].n === 1, 'the statement waits on the lock')
+        await waitFor(async () => (await holder.query("select count(*)::int as n from pg_locks where locktype = 'advisory' and database = (select oid from pg_database where datname = current_database()) and not granted")).rows[0].n === 1, 'the statement waits on the lock')
         leave(raw)
         await raw.waitClosed()
         const next = capped.client()
