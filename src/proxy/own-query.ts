@@ -5,8 +5,10 @@
  * server answers, never what the client's text claims. They go as extended-protocol messages under
  * names of their own, closed after use, so the client's unnamed statement and portal stay as they
  * were. At a Sync boundary a Sync follows them (no transaction is left open while a statement
- * waits for its reviewer); in the middle of the client's batch (a held Bind after its Parse) a
- * Flush does, and they run in the batch's transaction. Their replies are taken here and never reach
+ * waits for its reviewer), then the statements' Close again and a second Sync: an error at Bind or
+ * Execute (a cancel, a timeout) skips the first Closes, and the session would keep a prepared
+ * statement of the tunnel's that the client could see and run. In the middle of the client's
+ * batch (a held Bind after its Parse) a Flush does, and they run in the batch's transaction. Their replies are taken here and never reach
  * the client or the protocol state. A reply that does not fit, an error in the middle of the
  * client's batch (the server would skip the client's messages up to its Sync), or a transaction
  * status they changed ends the connection.
@@ -44,6 +46,8 @@ export class OwnQuery {
   private error: string | undefined
   private errorCode: string | undefined
   private closes = 0
+  /** What the first ReadyForQuery settled, given once the second (after the cleanup's Closes) arrives. */
+  private settled: (() => void) | undefined
 
   constructor(
     private readonly statements: readonly string[],
@@ -60,8 +64,9 @@ export class OwnQuery {
     const name = `dbgate_own_${randomBytes(8).toString('hex')}`
     const out: Buffer[] = []
     for (const text of this.statements) out.push(encodeParse({name, text, paramTypes: []}), encodeBindNoParams(name, name), encodeExecute(name), encodeClose('P', name), encodeClose('S', name))
-    out.push(this.synced ? SYNC : FLUSH)
-    return out
+    if (!this.synced) return [...out, FLUSH]
+    // A Close of a statement that is gone is answered CloseComplete too.
+    return [...out, SYNC, encodeClose('S', name), SYNC]
   }
 
   /** Takes the frame if it answers these queries; notices, notifications and reported settings are the session's and go their usual way. */
@@ -94,8 +99,15 @@ export class OwnQuery {
         const status = b === 0x49 ? 'I' : b === 0x54 ? 'T' : 'E'
         if (status === 'E' && this.txStatus === 'T' && this.error !== undefined) return this.end(`inside your transaction (${this.error}), and the server aborted the transaction`)
         if (status !== this.txStatus) return this.fail(`the tunnel's own query left the transaction status ${status}, not ${this.txStatus}${this.error ? ` (${this.error})` : ''}`)
-        if (this.error !== undefined) this.reject(new Error(`the server refused the tunnel's own query: ${this.error}`))
-        else this.resolve(this.results)
+        if (this.settled !== undefined) {
+          if (this.error !== undefined) return this.fail(`the server refused to close the tunnel's own statement (${this.error})`)
+          this.settled()
+          return true
+        }
+        const error = this.error
+        const results = this.results
+        this.settled = error !== undefined ? () => this.reject(new Error(`the server refused the tunnel's own query: ${error}`)) : () => this.resolve(results)
+        this.error = undefined
         return true
       }
       case Backend.NoticeResponse:

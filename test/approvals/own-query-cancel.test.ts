@@ -90,6 +90,8 @@ describe('cancelling a held statement while the tunnel reads its session', () =>
         expect(e.message).toMatch(/was cancelled before it was filed for a reviewer: cancelled by the client/)
       })
       expect((await c.query('select 41 + 1 as n')).rows[0].n).toBe(42)
+      // Nothing of the tunnel's query is left in the session.
+      expect((await c.query('select name from pg_prepared_statements')).rows).toEqual([])
       expect(await indexes()).toBe(0)
     })
   }
