@@ -49,7 +49,7 @@ import {
   type SourceLocation,
 } from './types.js'
 import {DURATION_EXAMPLES} from '../util/duration.js'
-import {isLoopbackHttp} from '../util/loopback.js'
+import {isLoopbackHttp, isLoopbackNameHttp} from '../util/loopback.js'
 import {formatDuration, formatSize, parseDuration, parseSize, suggestSize} from './units.js'
 import {DEFAULT_TUNNEL_LIMITS} from '../proxy/limits.js'
 
@@ -139,6 +139,9 @@ function httpsUrl(opts: {what: string; example: string; noQuery?: boolean}) {
       url = new URL(v)
     } catch {
       return report({kind: 'format', message: `expected ${expected}, got ${JSON.stringify(v)}`, fix: `write the full ${opts.what} URL, starting with https://`})
+    }
+    if (isLoopbackNameHttp(url)) {
+      return report({kind: 'format', message: `plain http to the name localhost is refused, got ${JSON.stringify(v)}: the name may reach ::1, where any local user may listen at that port while the ${opts.what} listens on 127.0.0.1`, fix: `write the address it listens on instead: http://127.0.0.1${url.port ? `:${url.port}` : ''}${url.pathname === '/' ? '' : url.pathname} (or http://[::1]…), as the ${opts.what} names itself`})
     }
     if (url.protocol === 'http:' && !isLoopbackHttp(url)) {
       return report({kind: 'format', message: `plain http is only allowed for loopback hosts, got ${JSON.stringify(v)}`, fix: `use https:// for the ${opts.what}`})
@@ -843,8 +846,10 @@ export function configWarnings(raw: unknown, baseDir: string, failed: (path: Key
   inline(at(at(raw, 'identity'), 'clientSecret'), ['identity', 'clientSecret'])
   inline(at(at(raw, 'server'), 'signingKey'), ['server', 'signingKey'])
   const endpoint = at(at(raw, 'bucket'), 'endpoint')
-  if (typeof endpoint === 'string' && endpoint.startsWith('http:') && !failed(['bucket']) && !isLoopbackHttp(endpoint)) {
-    out.push({kind: 'insecure', path: ['bucket', 'endpoint'], at: 'key', message: 'plain http endpoint: recordings travel to the bucket unencrypted', fix: 'use an https:// endpoint (plain http is fine for a loopback one)'})
+  if (typeof endpoint === 'string' && endpoint.startsWith('http:') && !failed(['bucket']) && isLoopbackNameHttp(endpoint)) {
+    out.push({kind: 'insecure', path: ['bucket', 'endpoint'], at: 'key', message: 'plain http endpoint named localhost: the name may reach ::1, where any local user may listen at that port while the bucket listens on 127.0.0.1, and take the recordings', fix: 'write the address the bucket listens on instead, such as http://127.0.0.1:9000'})
+  } else if (typeof endpoint === 'string' && endpoint.startsWith('http:') && !failed(['bucket']) && !isLoopbackHttp(endpoint)) {
+    out.push({kind: 'insecure', path: ['bucket', 'endpoint'], at: 'key', message: 'plain http endpoint: recordings travel to the bucket unencrypted', fix: 'use an https:// endpoint (plain http is fine for a loopback address)'})
   }
   const targets = at(raw, 'targets')
   if (typeof targets !== 'object' || targets === null || Array.isArray(targets)) return out

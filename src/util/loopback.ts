@@ -9,10 +9,22 @@ export function isLoopbackHost(host: string): boolean {
   return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h)
 }
 
-/** Whether `url` is plain http to a loopback host, the one place plain http is tolerated. */
+/**
+ * Whether `url` is plain http to a loopback address, the one place plain http is tolerated. An
+ * address, not `localhost`: fetched by name, the URL may reach ::1 first, whose port any local user
+ * may hold while the issuer or bucket listens on 127.0.0.1 only, and then serve the signing keys
+ * tokens are checked with. A URL cannot be dialled at another address than it names (the issuer's
+ * is compared with each token's `iss`), so such a name is refused (`isLoopbackNameHttp`).
+ */
 export function isLoopbackHttp(url: string | URL): boolean {
   const u = typeof url === 'string' ? new URL(url) : url
-  return u.protocol === 'http:' && isLoopbackHost(u.hostname)
+  return u.protocol === 'http:' && isLoopbackHost(u.hostname) && !isLoopbackNameHttp(u)
+}
+
+/** Whether `url` is plain http to the name `localhost`: see isLoopbackHttp. */
+export function isLoopbackNameHttp(url: string | URL): boolean {
+  const u = typeof url === 'string' ? new URL(url) : url
+  return u.protocol === 'http:' && u.hostname.toLowerCase() === 'localhost'
 }
 
 /**

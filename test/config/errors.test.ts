@@ -187,6 +187,21 @@ const cases: {name: string; yaml: string[]; issues: Expected[]}[] = [
     issues: [{line: 2, column: 11, keyPath: 'identity.issuer', kind: 'format', message: 'plain http is only allowed for loopback hosts, got "http://login.example.com"', fix: 'use https:// for the issuer'}],
   },
   {
+    // By name, localhost may reach ::1 first, where anyone may serve the signing keys at that port.
+    name: 'plain http issuer named localhost',
+    yaml: ['identity:', '  issuer: http://LocalHost:8080/realms/dev', '  clientId: dbgate-cli', ...prodHead],
+    issues: [
+      {
+        line: 2,
+        column: 11,
+        keyPath: 'identity.issuer',
+        kind: 'format',
+        message: 'plain http to the name localhost is refused, got "http://LocalHost:8080/realms/dev": the name may reach ::1, where any local user may listen at that port while the issuer listens on 127.0.0.1',
+        fix: 'write the address it listens on instead: http://127.0.0.1:8080/realms/dev (or http://[::1]…), as the issuer names itself',
+      },
+    ],
+  },
+  {
     name: 'verify: id_token without the openid scope',
     yaml: ['identity:', '  issuer: https://login.example.com', '  clientId: dbgate-cli', '  scopes: [profile]', ...prodHead],
     issues: [{line: 4, column: 3, keyPath: 'identity.scopes', kind: 'impossible-rule', message: 'scopes lack "openid", so no ID token is issued and verify: id_token cannot succeed', fix: 'add openid to scopes'}],
@@ -347,8 +362,25 @@ describe('parseConfigText warnings', () => {
   it('warns about a plain http bucket endpoint off loopback', () => {
     const text = ['bucket:', '  url: s3://audit/dbgate', '  endpoint: http://minio.internal:9000', ...prodHead].join('\n')
     expect(parseConfigText(text, 'dbgate.yaml').warnings.map(pick)).toEqual([
-      {line: 3, column: 3, keyPath: 'bucket.endpoint', kind: 'insecure', message: 'plain http endpoint: recordings travel to the bucket unencrypted', fix: 'use an https:// endpoint (plain http is fine for a loopback one)'},
+      {line: 3, column: 3, keyPath: 'bucket.endpoint', kind: 'insecure', message: 'plain http endpoint: recordings travel to the bucket unencrypted', fix: 'use an https:// endpoint (plain http is fine for a loopback address)'},
     ])
+  })
+
+  it('warns about a plain http bucket endpoint named localhost, and not about one at a loopback address', () => {
+    const named = ['bucket:', '  url: s3://audit/dbgate', '  endpoint: http://localhost:9000', ...prodHead].join('\n')
+    expect(parseConfigText(named, 'dbgate.yaml').warnings.map(pick)).toEqual([
+      {
+        line: 3,
+        column: 3,
+        keyPath: 'bucket.endpoint',
+        kind: 'insecure',
+        message: 'plain http endpoint named localhost: the name may reach ::1, where any local user may listen at that port while the bucket listens on 127.0.0.1, and take the recordings',
+        fix: 'write the address the bucket listens on instead, such as http://127.0.0.1:9000',
+      },
+    ])
+    for (const endpoint of ['http://127.0.0.1:9000', 'http://[::1]:9000']) {
+      expect(parseConfigText(['bucket:', '  url: s3://audit/dbgate', `  endpoint: ${endpoint}`, ...prodHead].join('\n'), 'dbgate.yaml').warnings, endpoint).toEqual([])
+    }
   })
 
   it('has no warnings for tlsCa with verify-full or a password from env', () => {

@@ -12,8 +12,9 @@ describe('the one loopback check', () => {
     }
   })
 
-  it('tolerates plain http only to a loopback host', () => {
+  it('tolerates plain http only to a loopback address, not to the name localhost', () => {
     expect(isLoopbackHttp('http://127.0.0.1:9000/realm')).toBe(true)
+    for (const url of ['http://localhost:9000', 'http://LOCALHOST', 'http://localhost./x']) expect(isLoopbackHttp(url), url).toBe(false)
     expect(isLoopbackHttp('http://[::1]:8080')).toBe(true)
     expect(isLoopbackHttp('http://login.example.com')).toBe(false)
     expect(isLoopbackHttp('https://127.0.0.1')).toBe(false)
