@@ -22,7 +22,7 @@ import {identityApplicationName} from '../connect/identity.js'
 import {upstreamTargetOf} from '../connect/open.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {identityLabel, type Identity} from '../identity/types.js'
-import {canonicalToken, loadSigningKeys, publishedKeys, signedByPublishedKey} from '../identity/verify.js'
+import {canonicalToken, followPublishedKeys, loadSigningKeys, publishedKeys, signedByPublishedKey} from '../identity/verify.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import type {TokenAuthRequest, TokenAuthResult} from '../proxy/connection.js'
@@ -282,11 +282,16 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const signedWith = new Map<GatewayConnection, {token: string; identity: Identity; target: string}>()
   let checkingKeys = false
   const checkKeys = async () => {
-    if ((signedWith.size === 0 && !mcp?.sessionCount) || checkingKeys) return
+    // Run with no session open too: the verifier learns of a withdrawn key here, and a sign-in with
+    // one while nobody was connected would otherwise verify against its older copy of the keys.
+    if (checkingKeys) return
     checkingKeys = true
     try {
       const keys = await publishedKeys(identityConfig)
       if (!keys) return
+      // The verifier first, so that nobody signs in with the key while its sessions are ended.
+      const withdrawn = await followPublishedKeys(identityConfig, keys)
+      if (withdrawn.length > 0) log('warn', `${identityConfig.issuer} no longer publishes the signing key(s) ${withdrawn.map((k) => `"${k}"`).join(', ')}: tokens signed with them are refused from now on, and the sessions they signed in end`)
       for (const [conn, {token, identity}] of signedWith) {
         if (await signedByPublishedKey(keys, token)) continue
         signedWith.delete(conn)
