@@ -41,7 +41,7 @@ import {shipPending} from '../audit/shipper.js'
 import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'
 import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from './server.js'
-import {CountedSlots, personKey} from './session-caps.js'
+import {CountedSlots, personKeys} from './session-caps.js'
 import {addressOf, quoteUntrusted, RepeatLimitedLog, type RepeatLogOptions} from './log-limits.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
 import {changedUntilRestart} from './reload-scope.js'
@@ -337,7 +337,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const keyTimer = setInterval(() => void checkKeys().catch((e: Error) => log('warn', `checking the identity provider's keys: ${e.message}`)), opts.keyCheckMs ?? 60_000)
   keyTimer.unref()
 
-  // Keyed by the verified identity (issuer and subject), never by what the client names itself.
+  // Keyed by the verified identity (issuer and subject, and the verified mailbox that names the
+  // person under any of their subjects), never by what the client names itself.
   const sessionsPerPerson = new CountedSlots(settings.maxSessionsPerPerson)
   const authenticate = async (request: TokenAuthRequest, conn: GatewayConnection): Promise<TokenAuthResult> => {
     if (!idp.ok) {
@@ -351,7 +352,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     const picked = pickTarget(targetConfigs, request.database, identity)
     if (!picked.ok) return refused(picked.refusal, request, identity)
     const served = targets.get(picked.target.name)!
-    const personSlot = sessionsPerPerson.take(personKey(identity))
+    const personSlot = sessionsPerPerson.takeAll(personKeys(identity))
     if (!personSlot) {
       const max = sessionsPerPerson.max
       repeats.write('warn', 'sign-ins refused over server.maxSessionsPerPerson', identityLabel(identity), `${identityLabel(identity)} is at server.maxSessionsPerPerson (${max} sessions open): refused another from ${request.clientAddress} (their open sessions go on)`)
