@@ -23,9 +23,10 @@ describe('dbgate gateway: server.maxSessionsPerPerson over the subjects of one p
   let dispatcher: Agent
   const open: pg.Client[] = []
   const agents: Client[] = []
+  const ends: (() => Promise<void>)[] = []
 
   beforeAll(async () => {
-    f = await rotatingIdpGateway('gwcapsubjects', {server: ['maxSessionsPerPerson: 2', 'mcp: {publicUrl: "https://gw.test:8443"}'], target: 'allow: [engineering]\ntunnel: {maxUpstreamSessions: 8, upstreamQueueTimeout: 0s}'})
+    f = await rotatingIdpGateway('gwcapsubjects', {server: ['maxSessionsPerPerson: 3', 'mcp: {publicUrl: "https://gw.test:8443", maxSessionsPerPerson: 2}'], target: 'allow: [engineering]\ntunnel: {maxUpstreamSessions: 8, upstreamQueueTimeout: 0s}'})
     dispatcher = new Agent({connect: {ca: readFileSync(f.pki.ca, 'utf8')}})
   })
   afterAll(async () => {
@@ -53,8 +54,8 @@ describe('dbgate gateway: server.maxSessionsPerPerson over the subjects of one p
   const closeAll = () => Promise.all(open.splice(0).map((c) => c.end().catch(() => {})))
 
   it('refuses a sign-in past the cap under another subject with the same verified mailbox, however the address is spelled', async () => {
-    // Alice's two sessions through dbgate's CLI client.
-    for (let i = 0; i < 2; i++) expect(await signIn('alice@example.com', await token('alice-cli', 'alice@example.com'))).toBeInstanceOf(pg.Client)
+    // Alice's three sessions through dbgate's CLI client.
+    for (let i = 0; i < 3; i++) expect(await signIn('alice@example.com', await token('alice-cli', 'alice@example.com'))).toBeInstanceOf(pg.Client)
     // The same person under the subjects her other clients see, and spellings of the same mailbox.
     for (const [sub, email] of [
       ['alice-ci', 'alice@example.com'],
@@ -64,7 +65,7 @@ describe('dbgate gateway: server.maxSessionsPerPerson over the subjects of one p
       const refused = await signIn(email!, await token(sub!, email!))
       expect(refused).toBeInstanceOf(Error)
       expect((refused as pg.DatabaseError).code).toBe('53300')
-      expect((refused as Error).message).toMatch(/too many sessions: .* already has 2 session\(s\) open on this gateway.*server\.maxSessionsPerPerson/)
+      expect((refused as Error).message).toMatch(/too many sessions: .* already has 3 session\(s\) open on this gateway.*server\.maxSessionsPerPerson/)
     }
     // Another person is not counted with her.
     expect(await signIn('bob@example.com', await token('bob-cli', 'bob@example.com'))).toBeInstanceOf(pg.Client)
@@ -76,18 +77,41 @@ describe('dbgate gateway: server.maxSessionsPerPerson over the subjects of one p
     await closeAll()
   }, 40_000)
 
-  it("counts an agent's database sessions on remote MCP under another subject of hers with her own", async () => {
-    await closeAll()
-    await waitFor(() => f.gw.sessionCount === 0, 'no session open on the gateway')
-    for (let i = 0; i < 2; i++) expect(await signIn('alice@example.com', await token('alice-cli', 'alice@example.com'))).toBeInstanceOf(pg.Client)
+  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const agent = async (bearer: string) => {
     const client = new Client({name: 'hosted-agent', version: '1'})
-    const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
-    const transport = new StreamableHTTPClientTransport(new URL(`https://localhost:${f.gw.api!.port}/mcp/app`), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${await token('alice-agents', 'alice@example.com')}`}}})
+    const transport = new StreamableHTTPClientTransport(new URL(`https://localhost:${f.gw.api!.port}/mcp/app`), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${bearer}`}}})
     await client.connect(transport)
     agents.push(client)
-    const answer = (await client.callTool({name: 'query', arguments: {sql: 'select 41 + 1 as answer'}})) as CallToolResult
-    expect(textOf(answer)).toMatch(/too many sessions: .*server\.maxSessionsPerPerson/)
+    ends.push(() => transport.terminateSession().catch(() => {}))
+    return async (sql: string) => textOf((await client.callTool({name: 'query', arguments: {sql}})) as CallToolResult)
+  }
+
+  it('ends her least recently used MCP session when she opens one past server.mcp.maxSessionsPerPerson under another subject', async () => {
+    const first = await agent(await token('alice-cli', 'alice@example.com'))
+    const second = await agent(await token('alice-agents', 'alice@example.com'))
+    expect(await first('select 1 as one')).toContain('1 row')
+    expect(await second('select 2 as two')).toContain('1 row')
+    // A third, under yet another subject of hers: her least recently used one (the first) makes room.
+    const third = await agent(await token('alice-ci', 'Alice@Example.com'))
+    expect(await third('select 3 as three')).toContain('1 row')
+    await expect(first('select 4 as four')).rejects.toThrow(/this MCP session has ended/)
+    expect(await second('select 5 as five')).toContain('1 row')
+    // Someone else's are their own.
+    const bobs = await agent(await token('bob-cli', 'bob@example.com'))
+    expect(await bobs('select 6 as six')).toContain('1 row')
+    expect(await second('select 7 as seven')).toContain('1 row')
+    // The agents end their MCP sessions (DELETE), which gives back their database sessions.
+    await Promise.all(ends.splice(0).map((end) => end()))
+  }, 40_000)
+
+  it("counts an agent's database sessions on remote MCP under another subject of hers with her own", async () => {
     await closeAll()
-    await waitFor(async () => textOf((await client.callTool({name: 'query', arguments: {sql: 'select 41 + 1 as answer'}})) as CallToolResult).includes('42'), "the agent's query runs once her sessions have ended")
+    // Her places, once the agents' sessions of the case before have ended on the server.
+    for (let i = 0; i < 3; i++) await waitFor(async () => (await signIn('alice@example.com', await token('alice-cli', 'alice@example.com'))) instanceof pg.Client, 'alice signs in')
+    const query = await agent(await token('alice-agents', 'alice@example.com'))
+    expect(await query('select 41 + 1 as answer')).toMatch(/too many sessions: .*server\.maxSessionsPerPerson/)
+    await closeAll()
+    await waitFor(async () => (await query('select 41 + 1 as answer')).includes('42'), "the agent's query runs once her sessions have ended")
   }, 40_000)
 })
