@@ -22,7 +22,7 @@ import {identityApplicationName} from '../connect/identity.js'
 import {upstreamTargetOf} from '../connect/open.js'
 import type {IdentityConfig} from '../identity/config.js'
 import {identityLabel, type Identity} from '../identity/types.js'
-import {canonicalToken, loadSigningKeys, publishedKeys, signedByPublishedKey} from '../identity/verify.js'
+import {canonicalToken, followPublishedKeys, loadSigningKeys, publishedKeys, signedByPublishedKey} from '../identity/verify.js'
 import type {ProxyHooks, StatementEvent} from '../proxy/seam.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import type {TokenAuthRequest, TokenAuthResult} from '../proxy/connection.js'
@@ -41,7 +41,7 @@ import {shipPending} from '../audit/shipper.js'
 import type {McpHttp} from '../mcp/http.js'
 import {PipelineCache} from './pipelines.js'
 import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from './server.js'
-import {CountedSlots, personKey} from './session-caps.js'
+import {CountedSlots, personKeys} from './session-caps.js'
 import {addressOf, quoteUntrusted, RepeatLimitedLog, type RepeatLogOptions} from './log-limits.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
 import {changedUntilRestart} from './reload-scope.js'
@@ -282,11 +282,16 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const signedWith = new Map<GatewayConnection, {token: string; identity: Identity; target: string}>()
   let checkingKeys = false
   const checkKeys = async () => {
-    if ((signedWith.size === 0 && !mcp?.sessionCount) || checkingKeys) return
+    // Run with no session open too: the verifier learns of a withdrawn key here, and a sign-in with
+    // one while nobody was connected would otherwise verify against its older copy of the keys.
+    if (checkingKeys) return
     checkingKeys = true
     try {
       const keys = await publishedKeys(identityConfig)
       if (!keys) return
+      // The verifier first, so that nobody signs in with the key while its sessions are ended.
+      const withdrawn = await followPublishedKeys(identityConfig, keys)
+      if (withdrawn.length > 0) log('warn', `${identityConfig.issuer} no longer publishes the signing key(s) ${withdrawn.map((k) => `"${k}"`).join(', ')}: tokens signed with them are refused from now on, and the sessions they signed in end`)
       for (const [conn, {token, identity}] of signedWith) {
         if (await signedByPublishedKey(keys, token)) continue
         signedWith.delete(conn)
@@ -332,7 +337,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const keyTimer = setInterval(() => void checkKeys().catch((e: Error) => log('warn', `checking the identity provider's keys: ${e.message}`)), opts.keyCheckMs ?? 60_000)
   keyTimer.unref()
 
-  // Keyed by the verified identity (issuer and subject), never by what the client names itself.
+  // Keyed by the verified identity (issuer and subject, and the verified mailbox that names the
+  // person under any of their subjects), never by what the client names itself.
   const sessionsPerPerson = new CountedSlots(settings.maxSessionsPerPerson)
   const authenticate = async (request: TokenAuthRequest, conn: GatewayConnection): Promise<TokenAuthResult> => {
     if (!idp.ok) {
@@ -346,7 +352,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     const picked = pickTarget(targetConfigs, request.database, identity)
     if (!picked.ok) return refused(picked.refusal, request, identity)
     const served = targets.get(picked.target.name)!
-    const personSlot = sessionsPerPerson.take(personKey(identity))
+    const personSlot = sessionsPerPerson.takeAll(personKeys(identity))
     if (!personSlot) {
       const max = sessionsPerPerson.max
       repeats.write('warn', 'sign-ins refused over server.maxSessionsPerPerson', identityLabel(identity), `${identityLabel(identity)} is at server.maxSessionsPerPerson (${max} sessions open): refused another from ${request.clientAddress} (their open sessions go on)`)

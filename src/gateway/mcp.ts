@@ -26,7 +26,7 @@ import {agentMessageLimit, type SqlEndpoint} from '../mcp/endpoint.js'
 import type {ProxyHooks} from '../proxy/seam.js'
 import {Tunnel} from '../proxy/tunnel.js'
 import type {UpstreamGate} from '../proxy/upstream-gate.js'
-import {personBoundGate, personKey, type CountedSlots} from './session-caps.js'
+import {personBoundGate, personKeys, type CountedSlots} from './session-caps.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
 import type {GatewayObserver} from './observer.js'
 import {pickTarget, verifySignIn} from './sign-in.js'
@@ -111,7 +111,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
       limits: {authTimeoutMs: target.tunnel.authTimeoutMs, maxClientConnections: 4, upstreamQueueTimeoutMs: target.tunnel.upstreamQueueTimeoutMs},
       // The target's budget of database sessions is the gateway's, shared with every other
       // session on it: an agent's MCP sessions (up to server.mcp.maxSessions) draw from it too.
-      upstreamGate: personBoundGate(served.gate, opts.sessionsPerPerson, {key: personKey(identity), label: identityLabel(identity)}),
+      upstreamGate: personBoundGate(served.gate, opts.sessionsPerPerson, {keys: personKeys(identity), label: identityLabel(identity)}),
       applicationName: (app) => identityApplicationName(identity, app),
       clientAddress,
       log: opts.log,

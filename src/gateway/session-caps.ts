@@ -5,12 +5,27 @@
  * IPv6 address counts by its /64).
  */
 import {isIPv6} from 'node:net'
+import {mailbox} from '../identity/types.js'
 import type {SessionGate} from '../proxy/upstream-gate.js'
 import {UpstreamError} from '../proxy/upstream.js'
 
 /** One person's key in the per-person slots: the verified issuer and subject, never a name the client chose. */
 export function personKey(identity: {issuer: string; subject: string}): string {
   return `${identity.issuer}\n${identity.subject}`
+}
+
+/**
+ * Every key a person's session counts under, each capped: their subject, and the verified mailbox
+ * it proves. One person holds several subjects at one IdP (Entra ID's `sub` is pairwise, one per
+ * client application: dbgate's CLI, a CI client, an agent platform's; linked accounts sharing a
+ * mailbox), as `samePerson` knows; counted by subject alone, each would bring a cap of its own.
+ * Folding two people into one here only ever refuses more.
+ */
+export function personKeys(identity: {issuer: string; subject: string; email?: string}): string[] {
+  const keys = [personKey(identity)]
+  // A JSON array: no subject key (the issuer's URL first) can spell it.
+  if (identity.email !== undefined) keys.push(JSON.stringify(['mailbox', identity.issuer, mailbox(identity.email)]))
+  return keys
 }
 
 /**
@@ -49,6 +64,22 @@ export class CountedSlots {
       const left = (this.held.get(key) ?? 1) - 1
       if (left > 0) this.held.set(key, left)
       else this.held.delete(key)
+    }
+  }
+
+  /** A slot under each of `keys` together, or undefined (and none taken) when any of them holds `max`. */
+  takeAll(keys: readonly string[]): (() => void) | undefined {
+    const taken: (() => void)[] = []
+    for (const key of keys) {
+      const release = this.take(key)
+      if (!release) {
+        for (const r of taken) r()
+        return undefined
+      }
+      taken.push(release)
+    }
+    return () => {
+      for (const r of taken) r()
     }
   }
 
@@ -95,7 +126,7 @@ export class PendingSignIns {
  * and at once (never queued, as a sign-in past the cap is refused), and given back with the budget's,
  * when the server has ended the session.
  */
-export function personBoundGate(gate: SessionGate, slots: CountedSlots, person: {key: string; label: string}): SessionGate {
+export function personBoundGate(gate: SessionGate, slots: CountedSlots, person: {keys: readonly string[]; label: string}): SessionGate {
   return {
     get inUse() {
       return gate.inUse
@@ -104,7 +135,7 @@ export function personBoundGate(gate: SessionGate, slots: CountedSlots, person: 
       return gate.queued
     },
     async acquire(signal) {
-      const mine = slots.take(person.key)
+      const mine = slots.takeAll(person.keys)
       if (!mine) {
         throw new UpstreamError(`too many sessions: ${person.label} already has ${slots.max} session(s) open on this gateway, its cap per person (server.maxSessionsPerPerson); an agent's MCP sessions count with the person's others`, '53300')
       }

@@ -40,6 +40,9 @@ export function tokenRefusal(error: unknown, issuer: string): SignInRefusal {
   if (error instanceof TokenClientError) return refuse('token-client', `the token was issued to another client ("${error.client}"); this gateway accepts tokens of ${error.accepted.join(', ')} (identity.allowedClients)`, `Use a token obtained through dbgate (\`dbgate login\`, or \`dbgate token\` for CI), or ask the gateway administrators to add "${error.client}" to identity.allowedClients.`)
   if (error instanceof TokenAudienceError) return refuse('token-audience', `the token was issued for another application (wrong audience): ${error.message}`, `Use a token issued to dbgate for ${issuer}. ${SIGN_IN_AGAIN}`)
   if (error instanceof TokenIssuerError) return refuse('token-issuer', `the token was issued by another identity provider (wrong issuer; this gateway trusts ${issuer})`, `Sign in to ${issuer}: \`dbgate login\`, or \`dbgate token\` for CI.`)
+  if (error instanceof TokenSignatureError && error.withdrawnKid !== undefined) {
+    return refuse('token-signature', `the token was signed with a key the identity provider no longer publishes (key id "${error.withdrawnKid}"): ${issuer} has withdrawn it (revoked, or rotated out)`, `Get a fresh token, which it signs with a key it publishes: ${SIGN_IN_AGAIN.charAt(0).toLowerCase()}${SIGN_IN_AGAIN.slice(1)}`)
+  }
   if (error instanceof TokenSignatureError) return refuse('token-signature', 'the token\'s signature does not verify against the identity provider\'s keys (altered, or not issued by it)')
   if (error instanceof IdpUnreachableError) {
     return {

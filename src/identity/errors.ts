@@ -114,11 +114,20 @@ export class TokenNotYetValidError extends TokenError {
 
 export class TokenSignatureError extends TokenError {
   readonly code = 'TOKEN_INVALID_SIGNATURE'
-  constructor(options: {cause?: unknown} = {}) {
-    super("The token's signature does not verify against the identity provider's published keys.", {
-      nextStep: 'The token was altered or issued by another provider. ' + LOGIN_AGAIN,
-      ...options,
-    })
+  /** Set when the token names a key the identity provider published and has since withdrawn (revoked, or rotated out). */
+  readonly withdrawnKid: string | undefined
+  constructor(options: {cause?: unknown; withdrawnKid?: string} = {}) {
+    const {withdrawnKid, ...rest} = options
+    super(
+      withdrawnKid === undefined
+        ? "The token's signature does not verify against the identity provider's published keys."
+        : `The token was signed with a key the identity provider no longer publishes (key id "${withdrawnKid}"): it has withdrawn that key (revoked, or rotated out).`,
+      {
+        nextStep: withdrawnKid === undefined ? 'The token was altered or issued by another provider. ' + LOGIN_AGAIN : LOGIN_AGAIN,
+        ...rest,
+      },
+    )
+    this.withdrawnKid = withdrawnKid
   }
 }
 

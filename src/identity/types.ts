@@ -68,7 +68,7 @@ export function samePerson(a: Pick<Identity, 'subject' | 'email'>, b: Pick<Ident
  * (RFC 5321 §4.1.2); a domain is the same with the root's trailing dot and in its ASCII (punycode)
  * form. Each folds two spellings into one, which for samePerson only ever refuses more.
  */
-function mailbox(email: string): string {
+export function mailbox(email: string): string {
   const folded = email.normalize('NFKC').trim().toLowerCase()
   const at = folded.lastIndexOf('@')
   if (at <= 0) return folded

@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {compactVerify, createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey} from 'jose'
+import {compactVerify, createLocalJWKSet, createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JSONWebKeySet, type JWK, type JWTPayload, type JWTVerifyGetKey} from 'jose'
 import {accessTokenAudience, type IdentityConfig} from './config.js'
 import {
   IdpUnreachableError,
@@ -65,7 +65,21 @@ interface KeySet {
   reload(): Promise<void>
   /** How many keys the last good fetch held. */
   count(): number
+  /**
+   * The key set as fetched just now elsewhere (`publishedKeys`): where it differs from the one held,
+   * the held one is fetched again at once, and the ids of keys it no longer has are remembered, so a
+   * token of a withdrawn key is refused by name. Resolves to those ids.
+   */
+  follow(published: JSONWebKeySet): Promise<string[]>
 }
+
+/** What tells one published key from another: its id and public parameters. */
+function keyIdentity(k: JWK): string {
+  return JSON.stringify([k.kid, k.kty, k.crv, k.n, k.e, k.x, k.y])
+}
+
+/** The key ids withdrawn keys are remembered by, at most this many (a key set holds a handful). */
+const WITHDRAWN_KIDS_MAX = 64
 
 // One key set per jwks_uri per process: jose caches the keys and refetches on an unknown `kid`, which
 // is how a key rotation at the IdP is picked up without a restart.
@@ -86,6 +100,8 @@ function isUnreachable(error: unknown): boolean {
  * an IdP outage longer than that would refuse every sign-in although the keys are still good. Here
  * the last key set fetched keeps verifying while the IdP is unreachable; while it answers, jose's own
  * refresh (stale keys, an unknown `kid`) applies, so rotated and revoked keys are still picked up.
+ * A gateway also hands it the keys it fetches every minute (`follow`), so that a key the IdP
+ * withdrew stops verifying then, not once jose's copy has aged.
  */
 function resilientKeySet(url: URL): KeySet {
   const remote = createRemoteJWKSet(url, {timeoutDuration: 10_000})
@@ -101,37 +117,62 @@ function resilientKeySet(url: URL): KeySet {
     failedAt = undefined
     fallbackSet = undefined
   }
-  return {
-    async getKey(header, token) {
-      const last = failedAt !== undefined && Date.now() - failedAt < RETRY_AFTER_OUTAGE_MS ? lastGood() : undefined
-      if (last) {
-        try {
-          return await last(header, token)
-        } catch (error) {
-          // An unknown kid may be a key the IdP rotated in: it is asked, outage or not.
-          if (!(error instanceof errors.JWKSNoMatchingKey)) throw error
-        }
-      }
+  // Ids of keys the IdP published and then withdrew (`follow`), refused until it publishes them again.
+  const withdrawn = new Set<string>()
+  const getKey: JWTVerifyGetKey = async (header, token) => {
+    // Refused before the held keys are consulted: should fetching them again fail, a withdrawn key
+    // still among them must not verify anyone meanwhile.
+    if (typeof header.kid === 'string' && withdrawn.has(header.kid)) throw new TokenSignatureError({withdrawnKid: header.kid})
+    const last = failedAt !== undefined && Date.now() - failedAt < RETRY_AFTER_OUTAGE_MS ? lastGood() : undefined
+    if (last) {
       try {
-        const key = await remote(header, token)
-        answered()
-        return key
+        return await last(header, token)
       } catch (error) {
-        if (!isUnreachable(error)) throw error
-        failedAt = Date.now()
-        const fallback = lastGood()
-        if (!fallback) throw error
-        // A kid the last good set does not hold cannot be checked until the IdP answers again.
-        return fallback(header, token).catch(() => {
-          throw error
-        })
+        // An unknown kid may be a key the IdP rotated in: it is asked, outage or not.
+        if (!(error instanceof errors.JWKSNoMatchingKey)) throw error
       }
-    },
-    async reload() {
-      await remote.reload()
+    }
+    try {
+      const key = await remote(header, token)
       answered()
-    },
+      return key
+    } catch (error) {
+      if (!isUnreachable(error)) throw error
+      failedAt = Date.now()
+      const fallback = lastGood()
+      if (!fallback) throw error
+      // A kid the last good set does not hold cannot be checked until the IdP answers again.
+      return fallback(header, token).catch(() => {
+        throw error
+      })
+    }
+  }
+  const reload = async () => {
+    await remote.reload()
+    answered()
+  }
+  return {
+    getKey,
+    reload,
     count: () => remote.jwks()?.keys.length ?? 0,
+    async follow(published) {
+      const held = remote.jwks()?.keys ?? []
+      const now = new Set(published.keys.map(keyIdentity))
+      const before = new Set(held.map(keyIdentity))
+      const publishedKids = new Set(published.keys.flatMap((k) => (typeof k.kid === 'string' ? [k.kid] : [])))
+      for (const kid of publishedKids) withdrawn.delete(kid)
+      if (now.size === before.size && [...now].every((k) => before.has(k))) return []
+      // jose would keep the keys it holds for up to ten minutes (and a kid it holds is never
+      // fetched again): a withdrawn key would go on signing people in that long. (A kid published
+      // again with other key material is the new key's, and stays usable.)
+      const gone = held.filter((k) => !now.has(keyIdentity(k))).flatMap((k) => (typeof k.kid === 'string' && !publishedKids.has(k.kid) ? [k.kid] : []))
+      for (const kid of gone) {
+        if (withdrawn.size >= WITHDRAWN_KIDS_MAX) withdrawn.delete(withdrawn.values().next().value!)
+        withdrawn.add(kid)
+      }
+      await reload()
+      return gone
+    },
   }
 }
 
@@ -375,6 +416,15 @@ export async function publishedKeys(config: IdentityConfig): Promise<PublishedKe
  * Whether `token` (as verified at sign-in) is signed by one of `keys`: only its signature is checked,
  * not its claims or expiry. False once the IdP has withdrawn the key (revoked, or rotated out).
  */
+/**
+ * Brings the verifier's keys in line with `keys`, fetched just now: a key the IdP has withdrawn
+ * verifies no sign-in from this moment, rather than until the verifier's copy ages. Resolves to the
+ * ids of the keys withdrawn since the verifier last fetched them.
+ */
+export async function followPublishedKeys(config: IdentityConfig, keys: PublishedKeys): Promise<string[]> {
+  return (await jwksFor(config)).follow(keys.jwks())
+}
+
 export async function signedByPublishedKey(keys: PublishedKeys, token: string): Promise<boolean> {
   try {
     await compactVerify(token, keys)

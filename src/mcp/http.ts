@@ -16,7 +16,7 @@ import type {IncomingMessage, ServerResponse} from 'node:http'
 import {StreamableHTTPServerTransport} from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import {isInitializeRequest} from '@modelcontextprotocol/sdk/types.js'
 import type {TargetConfig} from '../config/types.js'
-import {identityLabel, type AgentInfo, type Identity} from '../identity/types.js'
+import {identityLabel, samePerson, type AgentInfo, type Identity} from '../identity/types.js'
 import type {SqlEndpoint} from './endpoint.js'
 import {createDbgateMcp, type DbgateMcp} from './server.js'
 import {keepAliveVerified} from '../util/keep-alive.js'
@@ -389,8 +389,9 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     const body = await readBody(req)
     if (!isInitializeRequest(body)) return rpcError(res, 400, 'dbgate: no MCP session: the first request must be initialize')
     if (closed) return rpcError(res, 503, 'dbgate: the server is shutting down')
-    // One person's own sessions make room first: their least recently used one ends.
-    const own = [...sessions.values()].filter((s) => s.subject === subject).sort((a, b) => a.lastUsed - b.lastUsed)
+    // One person's own sessions make room first: their least recently used one ends. Theirs under
+    // every subject of theirs (the same verified mailbox), or each subject would bring a cap of its own.
+    const own = [...sessions.values()].filter((s) => samePerson(s.identity, identity)).sort((a, b) => a.lastUsed - b.lastUsed)
     for (const s of own.slice(0, Math.max(0, own.length - perPerson + 1))) await end(s, `its owner opened more than ${perPerson} sessions`)
     if (sessions.size >= maxSessions) return rpcError(res, 503, `dbgate: too many MCP sessions are open (${maxSessions}); try again later`)
     // The session's database connection is the gateway's own, on a private socket: the agent's address is this one.

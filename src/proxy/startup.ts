@@ -160,10 +160,11 @@ export class ClientStartup {
       return
     }
     this.params = params
-    if (packet.minor > 0) {
-      const unsupported = Object.keys(params).filter((k) => k.startsWith('_pq_.'))
-      c.toClient.push(encodeNegotiateProtocolVersion(0, unsupported))
-    }
+    // As PostgreSQL answers: a newer minor version, or any `_pq_.` option (none is taken; they are
+    // not passed upstream), is answered with the version spoken, 3.0, and the options left out, so
+    // the client does not go on believing one of them in force.
+    const unsupported = Object.keys(params).filter((k) => k.startsWith('_pq_.'))
+    if (packet.minor > 0 || unsupported.length > 0) c.toClient.push(encodeNegotiateProtocolVersion(3, 0, unsupported))
     this.framer.endStartup()
     this.framer.setLimit(MAX_AUTH_MESSAGE_SIZE, 'the limit for messages before authentication')
     this.step = 'auth'

@@ -154,8 +154,13 @@ export function decodeReadyForQuery(bytes: Buffer, at = 0): 'I' | 'T' | 'E' {
   return s
 }
 
-export function encodeNegotiateProtocolVersion(minor: number, unsupported: string[]): Buffer {
-  const w = new Writer(32).int32(minor).int32(unsupported.length)
+/**
+ * NegotiateProtocolVersion: the version the server will speak, written whole (major and minor, as
+ * PostgreSQL writes it: libpq 18 takes a bare minor of 0 for protocol 0.0 and gives up), and the
+ * `_pq_.` options it did not take.
+ */
+export function encodeNegotiateProtocolVersion(major: number, minor: number, unsupported: string[]): Buffer {
+  const w = new Writer(32).int32(((major << 16) | minor) >>> 0).int32(unsupported.length)
   for (const o of unsupported) w.cstring(o)
   return w.finish(Backend.NegotiateProtocolVersion)
 }
