@@ -530,7 +530,6 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
             'analyze-not-read',
           )
         }
-        const {runner} = await connection()
         const text = `EXPLAIN ${analyze ? '(ANALYZE, BUFFERS) ' : ''}${stmt.text}`
         const runs = explainRuns(text)
         if (runs === undefined) {
@@ -545,6 +544,8 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
             'explain-options',
           )
         }
+        // Only now: what the tool refuses itself is answered as such even when the database is down.
+        const {runner} = await connection()
         // The offline judgment above cannot see into a view (one that calls nextval or pg_notify reads
         // as a plain table), and even a plan without ANALYZE runs code: the planner evaluates an
         // IMMUTABLE function called with constants, whatever its body does. So the server runs every
