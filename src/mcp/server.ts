@@ -37,6 +37,11 @@ export interface DbgateMcp {
    * ends with it rather than as if the agent had hung up.
    */
   close(reason?: string): Promise<void>
+  /**
+   * Records a message the transport could not take (`what` says why), when it is a `tools/call`: as
+   * a call that is no call at all, what the agent tried is kept like any other refusal.
+   */
+  refuseMessage(value: unknown, what: string): Promise<void>
 }
 
 /**
@@ -648,6 +653,13 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
 
   return {
     server,
+    async refuseMessage(value, what) {
+      if (typeof value !== 'object' || value === null || (value as {method?: unknown}).method !== 'tools/call') return
+      const params = (value as {params?: unknown}).params
+      const given = typeof params === 'object' && params !== null && !Array.isArray(params) ? (params as {name?: unknown; arguments?: unknown}) : undefined
+      const tool = typeof given?.name === 'string' ? given.name : `(no tool name: ${kindOf(given ? given.name : params)})`
+      await recordRefusal(tool, 'malformed-call', `This server received ${what}.`, given ? given.arguments : params)
+    },
     async close(reason?: string) {
       closing = true
       const current = opening
