@@ -61,6 +61,8 @@ export class AgentStdioTransport implements Transport {
   /** Past the line limit: the rest of the line is dropped, up to its newline. */
   private skipping = false
   private closed = false
+  /** The ids of the agent's requests not yet answered. */
+  private readonly inFlight = new Set<string | number>()
 
   constructor(
     private readonly stdin: Readable = process.stdin,
@@ -122,8 +124,17 @@ export class AgentStdioTransport implements Transport {
 
   private one(value: unknown): void {
     const parsed = JSONRPCMessageSchema.safeParse(value)
-    if (parsed.success) this.onmessage?.(parsed.data)
-    else void this.refuse(value, `a message that is not one JSON-RPC 2.0 message MCP takes (${notAMessage(value)})`)
+    if (!parsed.success) return void this.refuse(value, `a message that is not one JSON-RPC 2.0 message MCP takes (${notAMessage(value)})`)
+    const m = parsed.data as {id?: string | number; method?: unknown}
+    if (m.id !== undefined && typeof m.method === 'string') {
+      // The SDK keeps one cancellation per id: a second request with the id of one still running
+      // took it over, and the agent's notifications/cancelled could no longer stop the first.
+      if (this.inFlight.has(m.id)) return void this.refuse(value, `a request with the id ${JSON.stringify(m.id)}, which a request still in flight has (give each request an id of its own)`)
+      this.inFlight.add(m.id)
+    }
+    this.onmessage?.(parsed.data)
+    // A cancelled request is never answered: its id is the agent's to use again.
+    if (m.method === 'notifications/cancelled') this.inFlight.delete((parsed.data as {params?: {requestId?: string | number}}).params?.requestId ?? '')
   }
 
   /** Answers what the server cannot take; `what` names it as the agent's message says it. */
@@ -140,7 +151,8 @@ export class AgentStdioTransport implements Transport {
     if (m && ('result' in m || 'error' in m) && !('method' in m)) return
     const id = answerId(value)
     const message = `dbgate: this server received ${what}. Send one JSON-RPC message per line, such as ${EXAMPLE}.`
-    await this.send({jsonrpc: '2.0', ...(id === undefined ? {} : {id}), error: {code, message}} as JSONRPCMessage).catch(() => {})
+    // Written as is: the answer to a refused request leaves a request of the same id in flight.
+    await this.write({jsonrpc: '2.0', ...(id === undefined ? {} : {id}), error: {code, message}} as JSONRPCMessage).catch(() => {})
   }
 
   async start(): Promise<void> {
@@ -149,6 +161,12 @@ export class AgentStdioTransport implements Transport {
   }
 
   send(message: JSONRPCMessage): Promise<void> {
+    const answered = message as {id?: string | number; result?: unknown; error?: unknown}
+    if (answered.id !== undefined && ('result' in answered || 'error' in answered)) this.inFlight.delete(answered.id)
+    return this.write(message)
+  }
+
+  private write(message: JSONRPCMessage): Promise<void> {
     if (this.closed) return Promise.resolve()
     return new Promise((resolve) => {
       if (this.stdout.write(`${JSON.stringify(message)}\n`)) resolve()

@@ -94,6 +94,21 @@ describe('dbgate mcp over stdio: lines that are not one JSON-RPC message', () =>
     expect(answerTo(10)?.error?.message).toMatch(/params must be an object/)
     expect(answerTo(11)?.result?.content?.[0]?.text).toMatch(/"n":"1"/)
 
+    // A second request with the id of one still running: refused, so the agent's cancellation of
+    // that id still reaches the first (the SDK's handler had handed the id over to the second).
+    const running = () => withClient(db.url, async (c) => (await c.query(`select count(*)::int as n from pg_stat_activity where state = 'active' and query like '%dup-a%' and pid <> pg_backend_pid()`)).rows[0].n as number)
+    send(JSON.stringify(call(30, 'select pg_sleep(40) /* dup-a */')))
+    await waitFor(async () => (await running()) === 1, 'the first request of id 30 runs on the server')
+    send(JSON.stringify(call(30, 'select 2 /* dup-b */')))
+    await waitFor(() => answerTo(30) !== undefined, 'the second request of id 30 is answered')
+    expect(answerTo(30)?.error?.message).toMatch(/a request with the id 30, which a request still in flight has \(give each request an id of its own\)/)
+    send(JSON.stringify({jsonrpc: '2.0', method: 'notifications/cancelled', params: {requestId: 30, reason: 'the user interrupted'}}))
+    await waitFor(async () => (await running()) === 0, 'the first request of id 30 stopped on the server once the agent cancelled id 30')
+    // Once cancelled, the id is free again.
+    send(JSON.stringify(call(30, 'select 3 as three /* dup-c */')))
+    await waitFor(() => answers().some((a) => a.id === 30 && a.result), 'a later request of id 30 is answered')
+    expect(answers().find((a) => a.id === 30 && a.result)?.result?.content?.[0]?.text).toMatch(/"three":"3"/)
+
     child.stdin.end()
     await waitFor(() => child.exitCode !== null, 'dbgate mcp has exited', {timeoutMs: 30_000})
     const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
@@ -114,10 +129,12 @@ describe('dbgate mcp over stdio: lines that are not one JSON-RPC message', () =>
         ['query', 'drop table secrets /* version 1.0 */'],
         ['query', 'drop table secrets /* id an object */'],
         ['(no tool name: string)', 'string'],
+        ['query', 'select 2 /* dup-b */'],
       ].sort(),
     )
-    expect(refusals.every((r) => /This server received a message that is not one JSON-RPC 2\.0 message MCP takes/.test(r.message))).toBe(true)
+    expect(refusals.filter((r) => r.reason === 'malformed-call' && !/dup-b/.test(r.arguments.sql ?? '')).every((r) => /This server received a message that is not one JSON-RPC 2\.0 message MCP takes/.test(r.message))).toBe(true)
     // The batch's DROP went through the pipeline as any call does, and is recorded as the statement it refused.
+    expect(statements.some((st) => st.includes('dup-b'))).toBe(false)
     expect(statements).toEqual(expect.arrayContaining(['select v from secrets', 'drop table secrets /* in a batch */', 'select count(*) as n from secrets']))
   }, 120_000)
 })
