@@ -1,5 +1,4 @@
 import {Args, Flags} from '@oclif/core'
-import {StdioServerTransport} from '@modelcontextprotocol/sdk/server/stdio.js'
 import {loadCommandConfig} from '../cli/config.js'
 import {DbgateCommand} from '../cli/base-command.js'
 import {visible} from '../util/visible.js'
@@ -9,6 +8,7 @@ import {dbgateVersion} from '../connect/recording.js'
 import {openLocalEndpoint} from '../mcp/local-endpoint.js'
 import {requireTrustedTarget} from '../config/trust.js'
 import {createDbgateMcp} from '../mcp/server.js'
+import {AgentStdioTransport} from '../mcp/stdio.js'
 import {describeRelease, idleMemoryReleaseWanted, startIdleMemoryRelease} from '../runtime/idle-memory.js'
 
 export default class Mcp extends DbgateCommand {
@@ -42,7 +42,8 @@ enforces everything; nothing runs locally. See docs/agents.md.`
     }
     const gateway = loaded.config.gateway
     if (gateway) {
-      const agent = new StdioServerTransport()
+      // A line the bridge cannot carry is answered here; the gateway, which records, never sees it.
+      const agent = new AgentStdioTransport()
       // The agent ends the session by closing stdin (the SDK's stdio transport does not notice) or by a signal.
       const stop = () => void agent.close()
       process.stdin.on('end', stop)
@@ -64,7 +65,11 @@ enforces everything; nothing runs locally. See docs/agents.md.`
       log,
       openEndpoint: (agent) => openLocalEndpoint({loaded, targetName: target.name, agent, log, localPolicy: flags['local-policy']}),
     })
-    const transport = new StdioServerTransport()
+    const transport = new AgentStdioTransport()
+    transport.onrefused = (value, what) => {
+      log('info', `refused from the agent: ${what}`)
+      return mcp.refuseMessage(value, what)
+    }
     const done = new Promise<void>((resolve) => {
       let closing = false
       const shutdown = () => {

@@ -8,6 +8,7 @@ import type pg from 'pg'
 import {DEFAULT_MCP} from '../config/schema.js'
 import type {TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
+import type {RecordedFor} from '../proxy/tunnel.js'
 
 export interface SqlEndpoint {
   /** How a PostgreSQL client reaches the endpoint (host or socket directory, port, user, secret, database). */
@@ -19,10 +20,11 @@ export interface SqlEndpoint {
   close(): Promise<void>
   /**
    * Records an event in the log of the endpoint's session whose cancel key (BackendKeyData) is
-   * `key`, signed and chained with its statements. False when it could not (no such session, or no
-   * recording).
+   * `key`, signed and chained with its statements. `session-ended`: that session takes no more (its
+   * log is full, which ends it, or it is ending), so the event belongs in another; `unrecorded`: the
+   * endpoint could not record it.
    */
-  record?(key: {processId: number; secretKey: number}, type: string, payload: unknown): boolean
+  record?(key: {processId: number; secretKey: number}, type: string, payload: unknown): RecordedFor
   /**
    * Ends each of the endpoint's sessions once its statement in flight is over, with `message` as the
    * reason its log records and its client is told: the server serving the agent ended them (the

@@ -14,11 +14,12 @@
 import {randomUUID} from 'node:crypto'
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {StreamableHTTPServerTransport} from '@modelcontextprotocol/sdk/server/streamableHttp.js'
-import {isInitializeRequest} from '@modelcontextprotocol/sdk/types.js'
+import {isInitializeRequest, JSONRPCMessageSchema} from '@modelcontextprotocol/sdk/types.js'
 import type {TargetConfig} from '../config/types.js'
 import {identityLabel, samePerson, type AgentInfo, type Identity} from '../identity/types.js'
 import type {SqlEndpoint} from './endpoint.js'
 import {createDbgateMcp, type DbgateMcp} from './server.js'
+import {MAX_BATCH, notAMessage} from './stdio.js'
 import {keepAliveVerified} from '../util/keep-alive.js'
 import {formatDuration} from '../util/duration.js'
 import {BAD_REQUEST_TARGET, requestPath} from '../util/request-target.js'
@@ -377,6 +378,13 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       if (scheduleEnd(s)) return rpcError(res, 404, endedWhy.get(s.id)?.message ?? 'dbgate: this MCP session has ended; start a new one')
       s.lastUsed = Date.now()
       const body = req.method === 'POST' ? await readBody(req) : undefined
+      const malformed = body === undefined ? undefined : notMessages(body)
+      if (malformed) {
+        // The SDK answers such a body 400 and runs none of it, recording nothing: a tools/call in it
+        // (its params a string, in a batch beside one) is what the agent tried, recorded as refused.
+        for (const item of Array.isArray(body) ? body : [body]) await s.mcp.refuseMessage(item, malformed)
+        return rpcError(res, 400, `dbgate: this server received ${malformed}; nothing of it ran. Send one JSON-RPC 2.0 message (or a batch of them), such as {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "query", "arguments": {"sql": "select 1"}}}.`)
+      }
       if (s.inFlight >= MAX_REQUESTS_IN_FLIGHT) {
         return rpcError(res, 429, `dbgate: this MCP session already has ${MAX_REQUESTS_IN_FLIGHT} requests in flight; wait for their answers before sending more`, {'retry-after': '1'})
       }
@@ -493,6 +501,20 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       await Promise.all([...ending])
     },
   }
+}
+
+/**
+ * What is wrong with a request body that is not one JSON-RPC message or a batch of them (which the
+ * SDK refuses whole), as the agent is told; undefined for a body the SDK takes.
+ */
+function notMessages(body: unknown): string | undefined {
+  const items = Array.isArray(body) ? body : [body]
+  if (items.length === 0) return 'an empty batch'
+  if (items.length > MAX_BATCH) return `a batch of ${items.length} messages, past the ${MAX_BATCH} one may hold`
+  const bad = items.findIndex((item) => !JSONRPCMessageSchema.safeParse(item).success)
+  if (bad < 0) return undefined
+  const what = `a message that is not one JSON-RPC 2.0 message MCP takes (${notAMessage(items[bad])})`
+  return Array.isArray(body) ? `a batch holding ${what}, as its message ${bad + 1}` : what
 }
 
 class BodyError extends Error {

@@ -123,6 +123,8 @@ export class StatementRunner {
   private readonly typeNames = new Map<number, string>(Object.entries(KNOWN_TYPES).map(([k, v]) => [Number(k), v]))
   /** Each session's call still under way (its statement, or the clean-up after it), until it settles. */
   private readonly running = new Map<pg.Client, Promise<unknown>>()
+  /** The session `sessionForRefusals` is opening, while it opens. */
+  private opening: Promise<pg.Client> | undefined
 
   constructor(
     private readonly endpoint: SqlEndpoint,
@@ -230,18 +232,54 @@ export class StatementRunner {
   /**
    * Records what the tools refused themselves in the log of one of this server's database sessions,
    * with the agent's statements: an idle one, else a busy one, else one opened for it. Recorded by
-   * the endpoint's own recording, so it is signed and chained as they are. False when there is no
-   * session to record it in (the database cannot be reached) or the endpoint records nothing.
+   * the endpoint's own recording, so it is signed and chained as they are. A session whose log can
+   * take no more (full, which ends it, or ending) is not used again, and the next one is tried, a
+   * fresh one last: an agent that filled one log, with refusals of 64 KiB of SQL each or with large
+   * statements, must not have its next refusals go unrecorded. False when there is no session to
+   * record it in (the database cannot be reached) or the endpoint records nothing.
    */
   async recordRefusal(payload: Record<string, unknown>): Promise<boolean> {
+    const record = this.endpoint.record?.bind(this.endpoint)
+    if (!record) return false
     const live = (c: pg.Client) => !this.broken.has(c) && this.all.has(c) && keyOf(c) !== undefined
-    let client = this.idle.find(live) ?? [...this.all].find(live)
-    if (!client) {
-      client = await this.acquire()
-      this.release(client)
+    // Each session at most once, and one opened for it last: bounded however many logs are full.
+    for (let tries = 0; tries <= MAX_SESSIONS; tries++) {
+      const client = this.idle.find(live) ?? [...this.all].find(live) ?? (await this.sessionForRefusals())
+      const key = keyOf(client)
+      if (key === undefined) return false
+      const outcome = record(key, TOOL_REFUSED, payload)
+      if (outcome === 'recorded') return true
+      if (outcome !== 'session-ended') return false
+      this.retire(client)
     }
-    const key = keyOf(client)
-    return key !== undefined && this.endpoint.record?.(key, TOOL_REFUSED, payload) === true
+    return false
+  }
+
+  /**
+   * A session for refusals when no session is open: one opened for all of them, since an agent's
+   * parallel calls refused before any session opened would each open one, and past the fourth they
+   * went unrecorded (every session in use). When the sessions are all taken by calls still opening
+   * theirs, the first of those calls to end frees one.
+   */
+  private sessionForRefusals(): Promise<pg.Client> {
+    this.opening ??= (async () => {
+      try {
+        for (;;) {
+          try {
+            const c = await this.acquire()
+            this.release(c)
+            return c
+          } catch (e) {
+            const running = [...this.running.values()]
+            if (!(e instanceof SessionsBusyError) || running.length === 0) throw e
+            await Promise.race(running.map((r) => r.catch(() => {})))
+          }
+        }
+      } finally {
+        this.opening = undefined
+      }
+    })()
+    return this.opening
   }
 
   pendingApprovals(): WaitingResult[] {
@@ -333,6 +371,20 @@ export class StatementRunner {
       this.discard(c)
       return false
     }
+  }
+
+  /**
+   * Takes a session the endpoint is ending out of use; a statement it is running (one held for a
+   * reviewer among them) finishes or is refused by the endpoint, and its call ends then.
+   */
+  private retire(c: pg.Client): void {
+    this.broken.add(c)
+    const i = this.idle.indexOf(c)
+    if (i >= 0) this.idle.splice(i, 1)
+    // A call still running on it keeps it among `all`, so that closing the server cancels its statement.
+    if (this.running.has(c)) return
+    this.all.delete(c)
+    void c.end().catch(() => {})
   }
 
   /** Ends a session that must not be used again. */

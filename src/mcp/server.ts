@@ -37,6 +37,11 @@ export interface DbgateMcp {
    * ends with it rather than as if the agent had hung up.
    */
   close(reason?: string): Promise<void>
+  /**
+   * Records a message the transport could not take (`what` says why), when it is a `tools/call`: as
+   * a call that is no call at all, what the agent tried is kept like any other refusal.
+   */
+  refuseMessage(value: unknown, what: string): Promise<void>
 }
 
 /**
@@ -530,7 +535,6 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
             'analyze-not-read',
           )
         }
-        const {runner} = await connection()
         const text = `EXPLAIN ${analyze ? '(ANALYZE, BUFFERS) ' : ''}${stmt.text}`
         const runs = explainRuns(text)
         if (runs === undefined) {
@@ -545,6 +549,8 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
             'explain-options',
           )
         }
+        // Only now: what the tool refuses itself is answered as such even when the database is down.
+        const {runner} = await connection()
         // The offline judgment above cannot see into a view (one that calls nextval or pg_notify reads
         // as a plain table), and even a plan without ANALYZE runs code: the planner evaluates an
         // IMMUTABLE function called with constants, whatever its body does. So the server runs every
@@ -647,6 +653,13 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
 
   return {
     server,
+    async refuseMessage(value, what) {
+      if (typeof value !== 'object' || value === null || (value as {method?: unknown}).method !== 'tools/call') return
+      const params = (value as {params?: unknown}).params
+      const given = typeof params === 'object' && params !== null && !Array.isArray(params) ? (params as {name?: unknown; arguments?: unknown}) : undefined
+      const tool = typeof given?.name === 'string' ? given.name : `(no tool name: ${kindOf(given ? given.name : params)})`
+      await recordRefusal(tool, 'malformed-call', `This server received ${what}.`, given ? given.arguments : params)
+    },
     async close(reason?: string) {
       closing = true
       const current = opening

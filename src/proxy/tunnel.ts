@@ -51,6 +51,9 @@ export interface TunnelOptions {
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
 }
 
+/** What `Tunnel.recordFor` did with an event. */
+export type RecordedFor = 'recorded' | 'session-ended' | 'unrecorded'
+
 export class TunnelConfigError extends Error {
   override name = 'TunnelConfigError'
 }
@@ -130,25 +133,34 @@ export class Tunnel {
   /**
    * Records an event of another kind in the log of the session a client of this tunnel holds, named
    * by the cancel key the tunnel gave it (BackendKeyData): what a program serving its clients itself
-   * refused (the MCP tools' own refusals) belongs with that session's statements. False when no open
-   * session has that key or none is recorded.
+   * refused (the MCP tools' own refusals) belongs with that session's statements. `recorded` once it
+   * is in the log; `session-ended` when that session can take no more (gone, ending, or its log full,
+   * which ends it), so the caller records it in another; `unrecorded` when nothing is recorded here.
    */
-  recordFor(key: {processId: number; secretKey: number}, type: string, payload: unknown): boolean {
-    const conn = this.registry.connectionByKey(key.processId, key.secretKey)
+  recordFor(key: {processId: number; secretKey: number}, type: string, payload: unknown): RecordedFor {
     const hooks = this.options.hooks
-    if (!conn || conn.closed || !hooks?.recordEvent) return false
+    if (!hooks?.recordEvent) return 'unrecorded'
+    const conn = this.registry.connectionByKey(key.processId, key.secretKey)
+    // A session already ending may have written its last event: what it is given now could be lost.
+    if (!conn || conn.closed || conn.closing) return 'session-ended'
     // A log as large as one may be takes nothing more, and its session ends as after a statement:
     // otherwise a client that is refused over and over would grow it past what the readers read.
     const full = () => hooks.logFull?.(conn.sessionId)
     const before = full()
     if (before !== undefined) {
       conn.shutdown(before)
-      return false
+      return 'session-ended'
     }
-    const recorded = hooks.recordEvent(conn.sessionId, type, payload)
+    let recorded: boolean
+    try {
+      recorded = hooks.recordEvent(conn.sessionId, type, payload)
+    } catch {
+      // The session's log ended meanwhile (its end written as the client went).
+      return 'session-ended'
+    }
     const after = full()
     if (after !== undefined) conn.shutdown(after)
-    return recorded
+    return recorded ? 'recorded' : 'unrecorded'
   }
 
   /**

@@ -17,6 +17,9 @@ import {createMcpHttp, protectedResourceMetadataUrl, type McpHttp} from '../../s
 import {RepeatLimitedLog} from '../../src/gateway/log-limits.js'
 import {people, tempBucketUrl, type People} from '../approvals/helpers.js'
 import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
+import {openBucket} from '../../src/bucket/index.js'
+import {SessionReader} from '../../src/audit/read.js'
+import {waitFor} from '../helpers/wait.js'
 import {agentHome, textOf, writeConfig} from './helpers.js'
 
 /**
@@ -31,6 +34,7 @@ describe('remote MCP over Streamable HTTP', () => {
   let server: http.Server
   let mcp: McpHttp
   let origin: string
+  let bucketUrl: string
   const tokens: Record<string, string> = {}
   const clients: Client[] = []
   const lines: string[] = []
@@ -46,7 +50,8 @@ describe('remote MCP over Streamable HTTP', () => {
     for (const u of ['alice', 'carol', 'dave']) tokens[u] = await tokenOf(u)
     fx = await maskingFixture()
     const dir = mkdtempSync(path.join(tmpdir(), 'dbgate-mcp-http-'))
-    const file = writeConfig(dir, fx.db, {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId}, tempBucketUrl(), {app: 'allow: [engineering]'})
+    bucketUrl = tempBucketUrl()
+    const file = writeConfig(dir, fx.db, {issuer: p.f.dev.issuer, clientId: p.f.dev.cliClientId}, bucketUrl, {app: 'allow: [engineering]'})
     const parsed = parseConfigText(readFileSync(file, 'utf8'), file)
     loaded = {path: file, config: parsed.config, warnings: []}
     const home = {...agentHome(), TEST_APP_PASSWORD: fx.db.password}
@@ -75,6 +80,8 @@ describe('remote MCP over Streamable HTTP', () => {
         return {
           clientConfig: () => ({host: opened.info.host, port: opened.info.port, user: opened.info.user, password: opened.info.password, database: opened.info.database, ssl: false}),
           identity: () => opened.identity?.current(),
+          // As the gateway's endpoint records: the tools' own refusals go into the session's log.
+          record: (key, type, payload) => opened.tunnel.recordFor(key, type, payload),
           closed: opened.closed,
           close: () => opened.close(500),
         }
@@ -187,5 +194,56 @@ describe('remote MCP over Streamable HTTP', () => {
     const browser = await fetch(`${origin}/mcp/app`, {method: 'POST', headers: {origin: 'https://evil.example', authorization: `Bearer ${tokens.alice}`, 'mcp-session-id': sessionId, 'content-type': 'application/json', accept: 'application/json, text/event-stream'}, body: JSON.stringify({jsonrpc: '2.0', id: 8, method: 'tools/list'})})
     expect(browser.status).toBe(403)
     expect(await browser.text()).toContain('https://evil.example')
+  })
+
+  it('answers a body that is no JSON-RPC message, saying what is wrong, and records the tool calls in it', async () => {
+    const {client, transport} = await connect(tokens.alice!)
+    const post = (body: unknown) =>
+      fetch(`${origin}/mcp/app`, {
+        method: 'POST',
+        headers: {authorization: `Bearer ${tokens.alice}`, 'mcp-session-id': transport.sessionId!, 'mcp-protocol-version': '2025-06-18', 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
+        body: JSON.stringify(body),
+      })
+    const call = (id: number, sql: string) => ({jsonrpc: '2.0', id, method: 'tools/call', params: {name: 'query', arguments: {sql}}})
+    const bodies: {body: unknown; says: RegExp}[] = [
+      {body: {jsonrpc: '2.0', id: 21, method: 'tools/call', params: 'drop table customers /* http params a string */'}, says: /params must be an object/},
+      {body: [call(22, 'drop table customers /* http beside a bad one */'), {jsonrpc: '2.0', id: 23, method: 'tools/call', params: ['truncate customers /* http params an array */']}], says: /a batch holding a message that is not one JSON-RPC 2\.0 message MCP takes \(params must be an object\), as its message 2/},
+      {body: {...call(24, 'delete from customers /* http version 1.0 */'), jsonrpc: '1.0'}, says: /jsonrpc must be "2\.0"/},
+      {body: {...call(25, 'drop table customers /* http id an object */'), id: {n: 25}}, says: /id must be a string or an integer/},
+    ]
+    for (const b of bodies) {
+      const res = await post(b.body)
+      expect(res.status, JSON.stringify(b.body)).toBe(400)
+      const text = (JSON.parse(await res.text()) as {error: {message: string}}).error.message
+      expect(text).toMatch(b.says)
+      expect(text).toMatch(/nothing of it ran\. Send one JSON-RPC 2\.0 message/)
+    }
+    // The session goes on.
+    const ok = (await client.callTool({name: 'query', arguments: {sql: 'select 1 as one'}})) as CallToolResult
+    expect(ok.isError).toBeFalsy()
+    await transport.terminateSession()
+
+    const reader = new SessionReader(openBucket(bucketUrl), mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')))
+    const recorded = async () => {
+      const out: [string, string | undefined][] = []
+      for (const s of await reader.list()) {
+        for (const e of (await reader.loadSummary(s)).events) {
+          if (e.type !== 'mcp.tool_refused') continue
+          const d = e.data as {tool: string; reason: string; arguments: {sql?: string; given?: string}}
+          if (d.reason === 'malformed-call') out.push([d.tool, d.arguments.sql ?? d.arguments.given])
+        }
+      }
+      return out.length >= 5 ? out : undefined
+    }
+    const seen = await waitFor(recorded, 'the refusals were recorded and shipped', {timeoutMs: 30_000})
+    expect(seen.sort()).toEqual(
+      [
+        ['(no tool name: string)', 'string'],
+        ['query', 'drop table customers /* http beside a bad one */'],
+        ['(no tool name: array)', 'array'],
+        ['query', 'delete from customers /* http version 1.0 */'],
+        ['query', 'drop table customers /* http id an object */'],
+      ].sort(),
+    )
   })
 })
