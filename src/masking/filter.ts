@@ -95,6 +95,12 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * gone, so the catalog is to be read again once the server has ended the session.
    */
   forgetConnection(connectionId: number): boolean
+  /**
+   * A connection's session has begun upstream. A login event trigger ran then, code the analysis
+   * cannot see into that may have set the session's settings to any value it read
+   * (`set_config('application_name', …)`): what the session reads back of them is not proven.
+   */
+  loggedIn(connectionId: number): void
   /** True when this identity sees clear values (the factory then returns no filters). */
   readonly unmasked: boolean
   /**
@@ -642,6 +648,9 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     ensureFresh,
     statementDone,
     ended,
+    loggedIn: (id: number): void => {
+      if (!unmasked && catalog.firesAtLogin()) unprovenSettings.add(id)
+    },
     forgetConnection: (id: number): boolean => {
       unprovenSettings.delete(id)
       transactionReads.delete(id)

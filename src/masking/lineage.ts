@@ -1761,7 +1761,7 @@ export function analyzeText(sql: string, catalog: Catalog, distrustNames = false
   return {
     ok: true,
     statements: parsed.statements.map((s) => {
-      const l = statementLineage(s, newCtx(catalog, distrust, anyOfSameName, names, [...written]))
+      const l = withEventTriggers(s, statementLineage(s, newCtx(catalog, distrust, anyOfSameName, names, [...written])), catalog)
       written.push(...writesOf(l))
       const changes = l.opaque || mayChangeCatalog(s)
       if (changes) distrust = true
@@ -1869,6 +1869,26 @@ const CATALOG_KEEPING = new Set([
   'TransactionStmt', 'DeclareCursorStmt', 'FetchStmt', 'ClosePortalStmt', 'PrepareStmt', 'ExecuteStmt', 'DeallocateStmt', 'ListenStmt',
   'UnlistenStmt', 'NotifyStmt', 'DiscardStmt', 'LockStmt', 'CheckPointStmt', 'VacuumStmt', 'ConstraintsSetStmt',
 ])
+
+/**
+ * A statement that may fire the database's event triggers (DDL, `SELECT … INTO`) runs their
+ * functions, which read and print anything (`RAISE NOTICE '%', (SELECT full_name …)` on
+ * `ddl_command_end`) and may set settings or prepare statements anew: code the analysis cannot
+ * see into. Statements on event triggers themselves fire none, so one can always be dropped.
+ */
+function withEventTriggers(stmt: Node, l: StatementLineage, catalog: Catalog): StatementLineage {
+  if ((l.opaque && l.touchesSensitive) || !catalog.firesOnDdl() || !mayChangeCatalog(stmt) || onEventTrigger(stmt)) return l
+  // The reason `onUntraceable: deny` refuses it with, whether or not it returns rows.
+  const reason = "it fires the database's event triggers (pg_event_trigger), whose functions the analysis cannot see into and whose notices and errors may print any value they read"
+  return {...l, touchesSensitive: true, opaque: true, untraceable: [...l.untraceable, reason]}
+}
+
+function onEventTrigger(stmt: Node): boolean {
+  const u = unwrap(stmt)
+  if (!u) return false
+  const [kind, node] = u
+  return kind === 'CreateEventTrigStmt' || kind === 'AlterEventTrigStmt' || (kind === 'DropStmt' && node.removeType === 'OBJECT_EVENT_TRIGGER')
+}
 
 function commitsInside(stmt: Node): boolean {
   const kind = unwrap(stmt)?.[0]
