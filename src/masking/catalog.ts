@@ -96,6 +96,8 @@ export interface CatalogSnapshot {
   operators?: string[]
   /** Types a cast to runs user code: domains (their constraints) and targets of user-defined casts. */
   codeTypes?: string[]
+  /** The events of the database's enabled event triggers (`ddl_command_start`, `sql_drop`, `login`, …), whose functions the lineage cannot see. */
+  eventTriggers?: string[]
 }
 
 const CATALOG_SQL = {
@@ -152,7 +154,11 @@ const CATALOG_SQL = {
     union all
     select 'type', n.nspname, t.typname
     from pg_cast k join pg_proc p on p.oid = k.castfunc join pg_type t on t.oid = k.casttarget join pg_namespace n on n.oid = t.typnamespace
-    where p.pronamespace <> 'pg_catalog'::regnamespace`,
+    where p.pronamespace <> 'pg_catalog'::regnamespace
+    union all
+    select 'event_trigger', '', e.evtevent::text
+    from pg_event_trigger e
+    where e.evtenabled <> 'D'`,
 }
 
 const KINDS: Record<string, CatalogRelation['kind']> = {r: 'table', v: 'view', m: 'materialized_view', f: 'foreign_table', p: 'partitioned_table', S: 'sequence'}
@@ -200,7 +206,8 @@ export async function readCatalog(query: CatalogQuery): Promise<CatalogSnapshot>
     }
   })
   const named = (what: string) => codeRows.filter((f) => f.what === what).flatMap((f) => [String(f.name), `${String(f.schema)}.${String(f.name)}`])
-  return {relations: [...relations.values()], types, functions: named('function'), operators: named('operator'), codeTypes: named('type')}
+  const eventTriggers = [...new Set(codeRows.filter((f) => f.what === 'event_trigger').map((f) => String(f.name)))]
+  return {relations: [...relations.values()], types, functions: named('function'), operators: named('operator'), codeTypes: named('type'), ...(eventTriggers.length > 0 ? {eventTriggers} : {})}
 }
 
 /**
@@ -700,6 +707,20 @@ export class Catalog {
 
   isUserFunction(name: string, schema?: string): boolean {
     return this.functionNames.has(schema ? `${schema}.${name}` : name)
+  }
+
+  /**
+   * Whether the database has an enabled event trigger that DDL fires (`ddl_command_start`,
+   * `ddl_command_end`, `sql_drop`, `table_rewrite`): its function runs with the statement, and may
+   * read and print anything.
+   */
+  firesOnDdl(): boolean {
+    return (this.current.eventTriggers ?? []).some((e) => e !== 'login')
+  }
+
+  /** Whether the database has an enabled `login` event trigger (PostgreSQL 17 on): its function runs as each session begins. */
+  firesAtLogin(): boolean {
+    return (this.current.eventTriggers ?? []).includes('login')
   }
 
   isUserOperator(symbol: string, schema?: string): boolean {

@@ -95,6 +95,12 @@ export interface MaskingFilterFactory extends ResultFilterFactory {
    * gone, so the catalog is to be read again once the server has ended the session.
    */
   forgetConnection(connectionId: number): boolean
+  /**
+   * A connection's session has begun upstream. A login event trigger ran then, code the analysis
+   * cannot see into that may have set the session's settings to any value it read
+   * (`set_config('application_name', …)`): what the session reads back of them is not proven.
+   */
+  loggedIn(connectionId: number): void
   /** True when this identity sees clear values (the factory then returns no filters). */
   readonly unmasked: boolean
   /**
@@ -181,6 +187,22 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
    * they read back from them is no longer proven clean. Never cleared while the connection lives.
    */
   const unprovenSettings = new Set<number>()
+  /**
+   * Per connection, what the statements of its open transaction read (`touches`) and whether they
+   * ran code the analysis cannot see into (`opaque`), with the ReadyForQuery that ends the latest
+   * of them (`by`): a statement that runs their deferred work (`runsDeferred`: a COMMIT runs the
+   * queries of WITH HOLD cursors and deferred constraint triggers) has their messages arrive as its
+   * own. Cleared by a ReadyForQuery that reports no transaction open, from `by` on (one of an
+   * earlier text in a pipeline does not end theirs).
+   */
+  const transactionReads = new Map<number, {touches: boolean; opaque: boolean; by: number}>()
+  const readsInTransaction = (connectionId: number, session: SessionView | undefined, touches: boolean, opaque: boolean): void => {
+    if (!touches && !opaque) return
+    const by = (session?.readyAwaited ?? session?.readyCount ?? 0) + 1
+    const was = transactionReads.get(connectionId)
+    if (was && was.by >= by && (was.touches || !touches) && (was.opaque || !opaque)) return
+    transactionReads.set(connectionId, {touches: touches || (was?.touches ?? false), opaque: opaque || (was?.opaque ?? false), by: Math.max(by, was?.by ?? 0)})
+  }
   /**
    * Connections that sent a statement which may have changed the catalog (`changesCatalog`: DDL,
    * or code the analysis cannot see into), with the ReadyForQuery count reached before that
@@ -424,6 +446,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       const opaque = s.opaque || (s.defines?.lineage.opaque ?? false)
       if (opaque) unprovenSettings.add(connectionId)
       if (opaque) unseenCodeRuns(session)
+      readsInTransaction(connectionId, session, s.touchesSensitive || (s.defines?.lineage.touchesSensitive ?? false), opaque)
       if (s.creates) catalog.markDerived(derivedMarks(s.creates))
       for (const f of s.fills ?? []) catalog.markDerived(derivedMarks(f))
       for (const r of s.renames ?? []) catalog.renameDerived(r)
@@ -514,6 +537,8 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
   // connection is settled once it is: the other connections distrust names until then, even if
   // this one sends nothing more (its own next statement would settle it too, in `ensureFresh`).
   const ended = (connectionId: number, session: SessionView): Promise<void> | undefined => {
+    const reads = transactionReads.get(connectionId)
+    if (reads && (session.readyCount ?? 0) >= reads.by) transactionReads.delete(connectionId)
     if (!settles(connectionId, {session, transactionStatus: 'I'})) return undefined
     const since = unsettled.get(connectionId)
     return catalog.refresh().then(() => {
@@ -556,6 +581,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
       // unsettles the connection as a change the analysis saw does, so the catalog is read again.
       unprovenSettings.add(ctx.connectionId)
       unseenCodeRuns(ctx.session)
+      readsInTransaction(connectionId, ctx.session, true, true)
       const since = ctx.session?.readyAwaited ?? ctx.session?.readyCount ?? 0
       unsettled.set(connectionId, since)
       namesMoved.set(connectionId, bothMoved(namesMoved.get(connectionId), 'all'))
@@ -571,6 +597,7 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     // A name a DO block may have prepared again (`EXECUTE 'PREPARE p AS INSERT …'`) runs what its
     // recorded text does not say: its values go wherever that runs.
     if (def && replaceable(def, ctx.session)) filter.paramsUnproven = true
+    if (statements?.some((s) => s.runsDeferred)) filter.deferredReads = transactionReads.get(connectionId)
     return filter
   }
   const textMasking: ValueMasking = {masker, catalog, strategyOf}
@@ -621,8 +648,12 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     ensureFresh,
     statementDone,
     ended,
+    loggedIn: (id: number): void => {
+      if (!unmasked && catalog.firesAtLogin()) unprovenSettings.add(id)
+    },
     forgetConnection: (id: number): boolean => {
       unprovenSettings.delete(id)
+      transactionReads.delete(id)
       const pending = settle(id)
       return committingInside.delete(id) || pending
     },
@@ -837,6 +868,8 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
   private proof: MessageProof | undefined
   clientError: {code: string; message: string} | undefined
   paramsUnproven: boolean | undefined
+  /** Of a statement that runs its transaction's deferred work: what that transaction's statements read (`transactionReads`). */
+  deferredReads: {touches: boolean; opaque: boolean} | undefined
 
   constructor(
     /** Undefined when the text could not be parsed: every result is then untraceable. */
@@ -1278,7 +1311,9 @@ class StatementFilter implements MaskingFilter, MessageRewriter {
   private statementLineage(): StatementLineage | undefined {
     const s = this.statements
     if (!s) return undefined
-    return {rows: 'no', touchesSensitive: s.some((x) => x.touchesSensitive), opaque: s.some((x) => x.opaque), untraceable: [], sideChannels: []}
+    // A COMMIT's messages are those of the work it runs for the transaction's earlier statements.
+    const d = this.deferredReads
+    return {rows: 'no', touchesSensitive: s.some((x) => x.touchesSensitive) || (d?.touches ?? false), opaque: s.some((x) => x.opaque) || (d?.opaque ?? false), untraceable: [], sideChannels: []}
   }
 }
 

@@ -84,7 +84,7 @@ export interface StatementLineage {
    * parameters that the prepared statement's analysis took for the client's own values. `explain`:
    * it is `EXPLAIN EXECUTE`, whose rows are the plan of the statement, not its output.
    */
-  uses?: {kind: 'cursor' | 'prepared'; name: string; args?: Lineage; explain?: true}
+  uses?: {kind: 'cursor' | 'prepared'; name: string; args?: Lineage; explain?: true; move?: true}
   /** It reads the session's settings (see `Lineage.settings`). */
   readsSettings?: boolean
   /**
@@ -141,6 +141,13 @@ export interface StatementLineage {
   movesNames?: readonly string[] | 'all'
   /** A DO block or CALL: its code may COMMIT a change and go on running. */
   commitsInside?: true
+  /**
+   * It runs what earlier statements of the transaction left for its end (`COMMIT`, `END`, `PREPARE
+   * TRANSACTION`, `SET CONSTRAINTS … IMMEDIATE`): deferred constraint triggers, and the queries of
+   * `WITH HOLD` cursors, which the server runs to completion at the commit. Their errors and
+   * notices arrive as this statement's, and quote what those statements read.
+   */
+  runsDeferred?: true
   /**
    * It names a relation without a schema that more than one schema holds: under the default
    * search_path it is the one in public (as analysed), under another it may be any of them.
@@ -267,6 +274,8 @@ export function named(name: string, l: Lineage): NamedLineage {
 export function throughUse(s: StatementLineage, def: StatementLineage): StatementLineage {
   const use = s.uses
   if (!use) return def
+  // MOVE runs the cursor's query and sends none of its rows: its messages are the query's.
+  if (use.move) return {rows: 'no', touchesSensitive: def.touchesSensitive, opaque: def.opaque, untraceable: [], sideChannels: []}
   if (s.creates && !use.explain) return createdThroughUse(s, s.creates, def)
   const args = use.args
   const untraced = args !== undefined && anyUnknown(args)

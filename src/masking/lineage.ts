@@ -1377,7 +1377,8 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       return {...finish({rows: 'no'}, ctx), defines: {kind: 'prepared', name: node.name as string, lineage: inner}}
     }
     case 'FetchStmt':
-      if (node.ismove) return finish({rows: 'no'}, ctx)
+      // MOVE runs the cursor's query as FETCH does, and its errors quote what that query read.
+      if (node.ismove) return {rows: 'no', touchesSensitive: true, untraceable: [], opaque: false, sideChannels: [], uses: {kind: 'cursor', name: node.portalname as string, move: true}}
       return {rows: 'yes', touchesSensitive: true, untraceable: [], opaque: false, sideChannels: [], uses: {kind: 'cursor', name: node.portalname as string}}
     case 'ExecuteStmt': {
       // Its arguments are expressions the server evaluates into the statement's parameters, which
@@ -1448,6 +1449,9 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       const names = list(into?.colNames).map(svalOf)
       return {...finish({rows: 'no'}, ctx), creates: names.length > 0 ? {...made, names} : made, uses: inner.uses}
     }
+    case 'TransactionStmt':
+    case 'ConstraintsSetStmt':
+      return runsDeferred(kind, node) ? {...finish({rows: 'no'}, ctx), runsDeferred: true} : finish({rows: 'no'}, ctx)
     default: {
       if (DEFINES_DEFAULTS.has(kind)) unprovenDefaults(node, outer, ctx)
       if (readsRowsOf(node, ctx.catalog) || readsEveryTable(kind, node)) ctx.touches = true
@@ -1458,6 +1462,22 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
     }
   }
 }
+
+/**
+ * Whether a transaction statement runs work earlier statements deferred (see
+ * `StatementLineage.runsDeferred`). An allow-list of those that run none: beginning a transaction
+ * or a savepoint, releasing one (its deferred work stays queued for the commit), rolling back, and
+ * ending a prepared transaction, whose deferred work ran at PREPARE TRANSACTION.
+ */
+function runsDeferred(kind: string, node: Node): boolean {
+  if (kind === 'ConstraintsSetStmt') return node.deferred !== true
+  return !RUNS_NOTHING_DEFERRED.has(String(node.kind))
+}
+
+const RUNS_NOTHING_DEFERRED = new Set([
+  'TRANS_STMT_BEGIN', 'TRANS_STMT_START', 'TRANS_STMT_SAVEPOINT', 'TRANS_STMT_RELEASE', 'TRANS_STMT_ROLLBACK', 'TRANS_STMT_ROLLBACK_TO',
+  'TRANS_STMT_COMMIT_PREPARED', 'TRANS_STMT_ROLLBACK_PREPARED',
+])
 
 /**
  * Statements that read rows of tables they do not name, and whose errors echo them: `ANALYZE` and
@@ -1741,7 +1761,7 @@ export function analyzeText(sql: string, catalog: Catalog, distrustNames = false
   return {
     ok: true,
     statements: parsed.statements.map((s) => {
-      const l = statementLineage(s, newCtx(catalog, distrust, anyOfSameName, names, [...written]))
+      const l = withEventTriggers(s, statementLineage(s, newCtx(catalog, distrust, anyOfSameName, names, [...written])), catalog)
       written.push(...writesOf(l))
       const changes = l.opaque || mayChangeCatalog(s)
       if (changes) distrust = true
@@ -1849,6 +1869,26 @@ const CATALOG_KEEPING = new Set([
   'TransactionStmt', 'DeclareCursorStmt', 'FetchStmt', 'ClosePortalStmt', 'PrepareStmt', 'ExecuteStmt', 'DeallocateStmt', 'ListenStmt',
   'UnlistenStmt', 'NotifyStmt', 'DiscardStmt', 'LockStmt', 'CheckPointStmt', 'VacuumStmt', 'ConstraintsSetStmt',
 ])
+
+/**
+ * A statement that may fire the database's event triggers (DDL, `SELECT … INTO`) runs their
+ * functions, which read and print anything (`RAISE NOTICE '%', (SELECT full_name …)` on
+ * `ddl_command_end`) and may set settings or prepare statements anew: code the analysis cannot
+ * see into. Statements on event triggers themselves fire none, so one can always be dropped.
+ */
+function withEventTriggers(stmt: Node, l: StatementLineage, catalog: Catalog): StatementLineage {
+  if ((l.opaque && l.touchesSensitive) || !catalog.firesOnDdl() || !mayChangeCatalog(stmt) || onEventTrigger(stmt)) return l
+  // The reason `onUntraceable: deny` refuses it with, whether or not it returns rows.
+  const reason = "it fires the database's event triggers (pg_event_trigger), whose functions the analysis cannot see into and whose notices and errors may print any value they read"
+  return {...l, touchesSensitive: true, opaque: true, untraceable: [...l.untraceable, reason]}
+}
+
+function onEventTrigger(stmt: Node): boolean {
+  const u = unwrap(stmt)
+  if (!u) return false
+  const [kind, node] = u
+  return kind === 'CreateEventTrigStmt' || kind === 'AlterEventTrigStmt' || (kind === 'DropStmt' && node.removeType === 'OBJECT_EVENT_TRIGGER')
+}
 
 function commitsInside(stmt: Node): boolean {
   const kind = unwrap(stmt)?.[0]

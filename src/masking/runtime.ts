@@ -15,7 +15,7 @@ import {createMaskingFilterFactory, type MaskingFilterFactory, type MaskingIdent
 export interface MaskingRuntime {
   catalog: Catalog
   factory: MaskingFilterFactory
-  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onStatement' | 'onIdle' | 'onConnectionClosed' | 'onUpstreamClosed' | 'outputMemory'>>
+  hooks: Required<Pick<ProxyHooks, 'resultFilter' | 'onSessionStart' | 'onStatement' | 'onIdle' | 'onConnectionClosed' | 'onUpstreamClosed' | 'outputMemory'>>
   /** Reads the catalog again in the background (statements wait for a read under way); a failure is logged. */
   reread(): void
   close(): Promise<void>
@@ -87,6 +87,7 @@ export async function startMasking(opts: StartMaskingOptions): Promise<MaskingRu
     reread,
     hooks: {
       resultFilter: factory,
+      onSessionStart: (session) => factory.loggedIn(session.connectionId),
       onStatement(event) {
         // A connection with a change pending is read again where it may commit (`statementDone`).
         if (factory.statementDone(event) ?? shouldRefresh(event)) reread()

@@ -530,17 +530,6 @@ export class ClientConnection implements ConnectionCore {
     this.state.txStatus = up.status
     for (const [name, value] of up.parameters) this.state.parameters.set(name, value)
     this.cancelKey = this.env.issueCancelKey(this)
-    const out: Buffer[] = [encodeAuthOk()]
-    for (const [name, value] of up.parameters) out.push(encodeParameterStatus(name, value))
-    for (const n of up.notices) out.push(encodeNotice(n))
-    out.push(encodeBackendKeyData(this.cancelKey.processId, this.cancelKey.secretKey))
-    out.push(encodeReadyForQuery(up.status))
-    this.client.write(Buffer.concat(out))
-    const socket = up.socket
-    if (!up.reader) socket.on('data', (chunk: Buffer) => this.onUpstreamData(chunk))
-    socket.on('error', () => this.upstreamLost())
-    socket.on('close', () => this.upstreamLost())
-    socket.on('drain', () => this.fromClient.resumeReading())
     this.session = {
       sessionId: this.sessionId,
       connectionId: this.id,
@@ -551,7 +540,23 @@ export class ClientConnection implements ConnectionCore {
       clientAddress: this.clientAddress,
       startedAt: new Date(),
     }
+    // Before anything of the login reaches the client: the hooks learn what ran at the login.
     this.safely(() => this.env.hooks.onSessionStart?.(this.session!))
+    const out: Buffer[] = [encodeAuthOk()]
+    // What the login reports and notices may come from code no statement names (a login event
+    // trigger's set_config or RAISE, which may print any value it read): they pass the filter for
+    // what arrives outside any statement.
+    const outside = this.sessionFilter
+    for (const [name, value] of up.parameters) out.push(encodeParameterStatus(name, outside?.parameterStatus?.(name, value) ?? value))
+    for (const n of up.notices) out.push(encodeNotice(outside?.notice?.(n) ?? n))
+    out.push(encodeBackendKeyData(this.cancelKey.processId, this.cancelKey.secretKey))
+    out.push(encodeReadyForQuery(up.status))
+    this.client.write(Buffer.concat(out))
+    const socket = up.socket
+    if (!up.reader) socket.on('data', (chunk: Buffer) => this.onUpstreamData(chunk))
+    socket.on('error', () => this.upstreamLost())
+    socket.on('close', () => this.upstreamLost())
+    socket.on('drain', () => this.fromClient.resumeReading())
     if (up.leftover.length > 0) this.onUpstreamData(up.leftover)
     up.reader?.attach(this.onUpstreamRead)
     if (this.closing) this.maybeFinishShutdown()

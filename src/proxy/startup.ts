@@ -313,8 +313,13 @@ export class ClientStartup {
       c.refuse({
         severity: 'FATAL',
         code: e.sqlstate,
-        message: `dbgate: ${where}${e.message}`,
-        hint: e.sqlstate === '53300' ? 'Wait for other sessions of this tunnel to end, or raise the cap in dbgate.yaml.' : 'The tunnel is up, but it could not open a session on the upstream database.',
+        message: `dbgate: ${where}${shownRefusal(e)}`,
+        hint:
+          e.sqlstate === '53300'
+            ? 'Wait for other sessions of this tunnel to end, or raise the cap in dbgate.yaml.'
+            : e.upstream?.where
+              ? "The tunnel's log has the server's message; whoever runs the database can fix or disable the login event trigger (ALTER EVENT TRIGGER … DISABLE)."
+              : 'The tunnel is up, but it could not open a session on the upstream database.',
       })
     })
   }
@@ -366,4 +371,15 @@ export class ClientStartup {
     }
     return undefined
   }
+}
+
+/**
+ * The upstream's refusal as the client is shown it. One raised inside code the server ran at login
+ * (a login event trigger: the error has a context) may print any value that code read, and the
+ * client has proven nothing but the tunnel's secret: only its code is shown, the operator's log
+ * keeps the message.
+ */
+function shownRefusal(e: UpstreamError): string {
+  if (!e.upstream?.where) return e.message
+  return `upstream refused the connection with SQLSTATE ${e.upstream.code}, raised by code the server ran at login (a login event trigger); its message is not shown, since that code may print any value it read`
 }
