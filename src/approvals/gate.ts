@@ -613,7 +613,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         lastPollError = message
       }
       if (raw !== undefined) {
-        const check = await verifyDecision(raw, {request, digest, privateKey: key.privateKey, identityConfig: opts.identityConfig, reviewers})
+        const check = await verifyDecision(raw, {request, digest, privateKey: key.privateKey, identityConfig: opts.identityConfig, reviewers, now})
         // Withdrawn while the decision was read and checked (the IdP asked, the bucket read): the
         // withdrawal came first, and an approval now would run what the client gave up, or run it
         // for a session that is ending.
