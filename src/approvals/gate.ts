@@ -660,6 +660,16 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         const approval: ApprovalSettlement = {id, decision: 'approval_denied', reviewer}
         return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} denied by ${reviewer}${because}`}, decision, approval}
       }
+      // What the statement resolves to, read again before a window's clock starts (the read takes a
+      // moment on a large catalog). A change through another dbgate pipeline is named as such below.
+      const objectsNow = objects === undefined ? undefined : await opts.catalogQuery!(OBJECTS_SQL).then(databaseObjects, (e: Error) => e)
+      const movedObjects = objects === undefined || objectsNow === undefined ? [] : objectsNow instanceof Error ? objectsNow : objectsMoved(objects, objectsNow, wordsOf(reviewedTexts))
+      if ((movedObjects instanceof Error || movedObjects.length > 0) && !ctx.signal.aborted && opts.catalogMoved?.() === movedAt) {
+        await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
+        const why = movedObjects instanceof Error ? `could not be read again from the catalog (${movedObjects.message})` : `changed while it waited (${movedObjects.join(', ')})`
+        announce(`approval ${id} granted by ${reviewer}, but the database's objects the statement may resolve to ${why}; it was not sent`)
+        return {action: 'reject', error: objectsChanged(id, why), decision, approval: {id, decision: 'approved', reviewer}}
+      }
       const until = dec.action === 'window' ? new Date(now().getTime() + dec.windowMs!) : undefined
       if (until) {
         await writeWindow(opts.bucket, {v: 1, requestId: id, target: request.target, class: request.class, requester: identityLabel(requester), reviewer, from: now().toISOString(), until: until.toISOString()}).catch((e: Error) =>
@@ -675,16 +685,6 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         (r) => r,
         () => undefined,
       )
-      const objectsNow = objects === undefined ? undefined : await opts.catalogQuery!(OBJECTS_SQL).then(databaseObjects, (e: Error) => e)
-      const movedObjects = objects === undefined || objectsNow === undefined ? [] : objectsNow instanceof Error ? objectsNow : objectsMoved(objects, objectsNow, wordsOf(reviewedTexts))
-      // A change through another dbgate pipeline is named as such below, whatever else moved.
-      if ((movedObjects instanceof Error || movedObjects.length > 0) && !ctx.signal.aborted && opts.catalogMoved?.() === movedAt) {
-        // Nothing ran: a window granted on it opens nothing, as for a withdrawal.
-        if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
-        const why = movedObjects instanceof Error ? `could not be read again from the catalog (${movedObjects.message})` : `changed while it waited (${movedObjects.join(', ')})`
-        announce(`approval ${id} granted by ${reviewer}, but the database's objects the statement may resolve to ${why}; it was not sent`)
-        return {action: 'reject', error: objectsChanged(id, why), decision, approval: {id, decision: 'approved', reviewer}}
-      }
       if (again === undefined || ctx.signal.aborted || canonical(again.settings) !== canonical(request.settings ?? {}) || JSON.stringify(again.temporary ?? []) !== JSON.stringify(request.temporary ?? [])) {
         if (ctx.signal.aborted) {
           if (until) await opts.bucket.delete(windowKey(id)).catch((e: Error) => opts.log('warn', `could not take back window ${id}: ${e.message}`))
