@@ -20,6 +20,7 @@ import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEven
 import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLine, oneLineSql, settingsLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
+import {databaseObjects, objectsMoved, OBJECTS_SQL, wordsOf, type DatabaseObject} from './objects.js'
 import {visible} from '../util/visible.js'
 import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, windowKey, writeOutcome, writeRequest, writeWindow} from './store.js'
 import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement, GatewaySignature} from './types.js'
@@ -474,6 +475,15 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the settings the database's code reads, which the reviewer is shown, could not be read from the catalog: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
     }
     if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
+    // The objects the statement resolves to as the reviewer reads it (objects.ts): taken again
+    // before it is sent, since a change made without dbgate reaches no pipeline.
+    let objects: Map<string, DatabaseObject> | undefined
+    try {
+      objects = opts.catalogQuery ? databaseObjects(await opts.catalogQuery(OBJECTS_SQL)) : undefined
+    } catch (e) {
+      return refuse(decision, `dbgate: statement requires approval (rule ${d.ruleId}) but the database's objects it may resolve to, which its approval is bound to, could not be read from the catalog: ${(e as Error).message}`, "run the statement again; if it keeps failing, report it with the tunnel's log")
+    }
+    if (ctx.signal.aborted) return unknownSettings(decision, d.ruleId)
     const names = [...new Set(['role', 'search_path', ...(setNames.get(ctx.sessionId) ?? []), ...startupNames(ctx), ...settingNames(sql, opts.target.tunnel.maxStatementSize), ...codeNames.map((n) => n.toLowerCase())])]
     const declared = ctx.bindValues !== undefined ? (ctx.paramTypes ?? []) : []
     // The text and the prepared statements it executes name the relations a temporary one may stand in for.
@@ -603,7 +613,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         lastPollError = message
       }
       if (raw !== undefined) {
-        const check = await verifyDecision(raw, {request, digest, privateKey: key.privateKey, identityConfig: opts.identityConfig, reviewers})
+        const check = await verifyDecision(raw, {request, digest, privateKey: key.privateKey, identityConfig: opts.identityConfig, reviewers, now})
         // Withdrawn while the decision was read and checked (the IdP asked, the bucket read): the
         // withdrawal came first, and an approval now would run what the client gave up, or run it
         // for a session that is ending.
@@ -649,6 +659,16 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
         void notifyWebhook(hook, `dbgate: ${slackPlain(reviewer)} denied ${id} (${asker} on ${opts.target.name})${because}`)
         const approval: ApprovalSettlement = {id, decision: 'approval_denied', reviewer}
         return {action: 'reject', error: {severity: 'ERROR', code: POLICY, message: `dbgate: approval ${id} denied by ${reviewer}${because}`}, decision, approval}
+      }
+      // What the statement resolves to, read again before a window's clock starts (the read takes a
+      // moment on a large catalog). A change through another dbgate pipeline is named as such below.
+      const objectsNow = objects === undefined ? undefined : await opts.catalogQuery!(OBJECTS_SQL).then(databaseObjects, (e: Error) => e)
+      const movedObjects = objects === undefined || objectsNow === undefined ? [] : objectsNow instanceof Error ? objectsNow : objectsMoved(objects, objectsNow, wordsOf(reviewedTexts))
+      if ((movedObjects instanceof Error || movedObjects.length > 0) && !ctx.signal.aborted && opts.catalogMoved?.() === movedAt) {
+        await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
+        const why = movedObjects instanceof Error ? `could not be read again from the catalog (${movedObjects.message})` : `changed while it waited (${movedObjects.join(', ')})`
+        announce(`approval ${id} granted by ${reviewer}, but the database's objects the statement may resolve to ${why}; it was not sent`)
+        return {action: 'reject', error: objectsChanged(id, why), decision, approval: {id, decision: 'approved', reviewer}}
       }
       const until = dec.action === 'window' ? new Date(now().getTime() + dec.windowMs!) : undefined
       if (until) {
@@ -753,6 +773,21 @@ function movedElsewhere(): PgNoticeFields {
     code: '55P03',
     message: 'dbgate: a change to the schema was committed through another dbgate session (another tunnel or gateway worker of yours, your agent, or another person) while this statement waited for its approval, so the approval no longer covers what it would run; it was not sent',
     hint: 'Run it again: it is judged, and if need be held, against the schema as changed.',
+  }
+}
+
+/**
+ * The refusal of an approved statement whose database objects (objects.ts) moved while it waited: a
+ * function body replaced, an overload created ahead of the one it called, a table renamed and
+ * another put in its place, a view redefined, a trigger or policy added, perhaps on a connection
+ * that never went through dbgate. What it would run is not what the reviewer approved.
+ */
+function objectsChanged(id: string, why: string): PgNoticeFields {
+  return {
+    severity: 'ERROR',
+    code: '55P03',
+    message: `dbgate: approval ${id} covers the statement as it read against the database's objects when it was held, and the objects the statement may resolve to (functions, operators, types, tables, columns, views, triggers, policies, schemas) ${why}, so it was not sent`,
+    hint: 'Run it again: it is judged, and held for a reviewer, against the database as it is now. If this keeps happening, something changes the schema often (a migration, partitions made on a schedule): wait until it is done.',
   }
 }
 

@@ -35,8 +35,10 @@ export interface Reviewer {
 }
 
 /**
- * Wraps a verified session: a token issued before the request is renewed once (a refresh grant),
- * so the decision proves the reviewer was signed in after the request existed.
+ * Wraps a verified session. Each decision asks the IdP again (a refresh grant), so the token it
+ * carries says what the reviewer is now: a reviewer taken out of the reviewer groups since they
+ * signed in still held a token that named the group until it expired, and decided with it. The
+ * renewed token is also issued after the request, which proves the decision came after it.
  */
 export function reviewerFromSession(session: Session): Reviewer {
   let current = session
@@ -46,7 +48,8 @@ export function reviewerFromSession(session: Session): Reviewer {
       // `iat` has whole seconds; a token issued in the request's own second counts as after it.
       const floor = Math.floor(notBefore.getTime() / 1000)
       const stale = (s: Session) => (decodeJwt(s.token).iat ?? 0) < floor
-      if (stale(current)) current = await current.refresh({notBefore})
+      // A DBGATE_TOKEN renews to itself: it proves a decision while it is young enough (verify.ts).
+      current = await current.refresh({notBefore})
       if (stale(current)) {
         throw new ApprovalError(
           APPROVAL_NO_FRESH_TOKEN,

@@ -15,6 +15,12 @@ import {OversizedDecision} from './store.js'
 import {problemsOf} from '../util/document.js'
 import {ApprovalDecisionSchema, MAX_WINDOW_MS, SealedDecisionSchema, windowRefusal, type ApprovalDecision, type ApprovalRequest, type SealedDecision} from './types.js'
 
+/**
+ * How long after its issue a reviewer's token proves a decision: long enough for the tunnel to poll
+ * it and ask the IdP for its keys, short against a token's own lifetime (an hour or more at many IdPs).
+ */
+export const MAX_PROOF_AGE_MS = 5 * 60_000
+
 export interface VerifiedDecision {
   decision: ApprovalDecision
   reviewer: Identity
@@ -67,6 +73,12 @@ export async function verifyDecision(raw: unknown, opts: VerifyDecisionOptions):
   if (reviewer.kind !== 'human') return fail(`${reviewer.subject} is a service identity; only people review`)
   if (typeof iat !== 'number' || iat * 1000 < Date.parse(opts.request.createdAt) - opts.identityConfig.clockSkewMs) {
     return fail('the reviewer\'s token was issued before the request was made, so it does not prove a decision on it')
+  }
+  // The groups a token names are the IdP's word when it was issued: one older than this may name a
+  // group the reviewer has since been taken out of. `dbgate approve` renews the token for each decision.
+  const at = (opts.now ?? (() => new Date()))().getTime()
+  if (iat * 1000 < at - MAX_PROOF_AGE_MS - opts.identityConfig.clockSkewMs) {
+    return fail(`the reviewer's token was issued ${Math.round((at - iat * 1000) / 60_000)} min before the decision was checked, longer than ${MAX_PROOF_AGE_MS / 60_000} min, so it does not prove they may review now (a group taken away since would still show in it); decide again with dbgate approve, which renews it`)
   }
   if (reviewer.subject !== d.reviewer?.subject) return fail(`it names another reviewer than the one signed in (${reviewer.email ?? reviewer.subject})`)
   // The requester under another subject of theirs (same verified mailbox) is still the requester.

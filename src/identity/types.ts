@@ -60,13 +60,17 @@ export function samePerson(a: Pick<Identity, 'subject' | 'email'>, b: Pick<Ident
   return a.email !== undefined && b.email !== undefined && mailbox(a.email) === mailbox(b.email)
 }
 
+/** Gmail's domains: one service, where `d.ave@` is delivered to `dave@`. */
+const GMAIL = new Set(['gmail.com', 'googlemail.com'])
+
 /**
  * The mailbox an address delivers to, as far as the address itself tells. Besides case and
  * compatibility forms: a subaddress (RFC 5233, `dave+tag@`) is delivered to `dave@`'s mailbox by
  * the common mail services (Google, Microsoft 365, Fastmail, Proton), so its verification link
  * reached dave; a quoted local part without anything that needs quoting is the same local part
  * (RFC 5321 §4.1.2); a domain is the same with the root's trailing dot and in its ASCII (punycode)
- * form. Each folds two spellings into one, which for samePerson only ever refuses more.
+ * form; at Gmail, dots in the local part are not part of the mailbox. Each folds two spellings
+ * into one, which for samePerson only ever refuses more.
  */
 export function mailbox(email: string): string {
   const folded = email.normalize('NFKC').trim().toLowerCase()
@@ -77,6 +81,11 @@ export function mailbox(email: string): string {
   if (quoted) local = quoted[1]!
   const plus = local.indexOf('+')
   if (plus > 0) local = local.slice(0, plus)
-  const domain = folded.slice(at + 1).replace(/\.+$/, '')
-  return `${local}@${domainToASCII(domain) || domain}`
+  const bare = folded.slice(at + 1).replace(/\.+$/, '')
+  let domain = domainToASCII(bare) || bare
+  if (GMAIL.has(domain)) {
+    local = local.replace(/\./g, '')
+    domain = 'gmail.com'
+  }
+  return `${local}@${domain}`
 }

@@ -1,0 +1,123 @@
+/**
+ * What a held statement means depends on the database's objects as much as on its text: the body of
+ * the function it calls, which overload of `lower` wins for a varchar column, which table is called
+ * `orders`, what a view selects, the triggers and policies its write fires. A reviewer approves the
+ * statement as it reads against those objects when it was held. Someone connected to the database
+ * without dbgate (a migration tool, a psql of their own, a cron job) can change them while it waits,
+ * and no pipeline hears of it; so the tunnel reads the objects when it files the request, reads them
+ * again once the decision is verified, and sends the statement only if nothing it may resolve to
+ * moved (objectsMoved).
+ *
+ * Working out exactly which objects a text reaches (an overload created in a schema earlier on the
+ * path, a trigger function's callees, a new child of a table it reads) is the analysis an approval
+ * must not rest on, so the comparison is over the whole database, and narrowed only where an object
+ * cannot change what any statement held before it means: a new object whose name no object had and
+ * the text does not use (a statement cannot have resolved to it, and nothing resolves to it instead
+ * of what it did), and, left out of the read altogether, other sessions' temporary objects (no other
+ * session can name them; the held session's own are read in the session, see gate.ts), indexes,
+ * privileges on tables and schemas, and what VACUUM and ANALYZE rewrite (sizes, statistics, freeze horizons, the relhas*
+ * flags they clear lazily, the relation's file).
+ */
+
+/** Namespaces of temporary objects: one pg_temp_N and pg_toast_temp_N per backend that made one. */
+const TEMP = `ARRAY(SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname::pg_catalog.text OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_')`
+/** Relations that count: not temporary, not indexes. */
+const RELS = `ARRAY(SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relpersistence OPERATOR(pg_catalog.<>) 't' AND c.relkind OPERATOR(pg_catalog.<>) ALL ('{i,I}'::pg_catalog."char"[]))`
+
+/** The MD5 of a catalog row as text, every column of it (a row as text costs far less to make than as jsonb). */
+const md5 = (alias: string) => `pg_catalog.md5(${alias}::pg_catalog.text)`
+
+/**
+ * One row per object: `k` (catalog and key), `rel` (the relation it belongs to, '0' for none), `name`
+ * (the name another object of its kind could take its place under; null for parts of a relation),
+ * `kind` (which names it competes with), `what` (how a person names it) and `h` (its definition's
+ * MD5). System catalogs only, every name and operator schema-qualified (the tunnel's role may have
+ * a search_path of its own), nothing that takes a lock on a user's table.
+ */
+export const OBJECTS_SQL = [
+  `SELECT 'pg_namespace:' OPERATOR(pg_catalog.||) n.oid AS k, '0' AS rel, n.nspname::pg_catalog.text AS name, 'schema' AS kind, 'schema ' OPERATOR(pg_catalog.||) n.nspname AS what, pg_catalog.md5(pg_catalog.concat_ws(' ', n.nspname, n.nspowner)) AS h FROM pg_catalog.pg_namespace n WHERE n.oid OPERATOR(pg_catalog.<>) ALL (${TEMP})`,
+  `SELECT 'pg_class:' OPERATOR(pg_catalog.||) c.oid, '0', c.relname::pg_catalog.text, 'relation', 'relation ' OPERATOR(pg_catalog.||) c.oid::pg_catalog.regclass::pg_catalog.text, pg_catalog.md5(pg_catalog.concat_ws(' ', c.relname, c.relnamespace, c.reltype, c.reloftype, c.relowner, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity, c.relispartition, c.reloptions, c.relpartbound)) FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ANY (${RELS})`,
+  `SELECT 'pg_attribute:' OPERATOR(pg_catalog.||) a.attrelid OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) a.attnum, 'pg_class:' OPERATOR(pg_catalog.||) a.attrelid, NULL, NULL, 'column ' OPERATOR(pg_catalog.||) a.attname OPERATOR(pg_catalog.||) ' of ' OPERATOR(pg_catalog.||) a.attrelid::pg_catalog.regclass::pg_catalog.text, ${md5('a')} FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (${RELS})`,
+  `SELECT 'pg_attrdef:' OPERATOR(pg_catalog.||) d.oid, 'pg_class:' OPERATOR(pg_catalog.||) d.adrelid, NULL, NULL, 'a column default of ' OPERATOR(pg_catalog.||) d.adrelid::pg_catalog.regclass::pg_catalog.text, ${md5('d')} FROM pg_catalog.pg_attrdef d WHERE d.adrelid OPERATOR(pg_catalog.=) ANY (${RELS})`,
+  `SELECT 'pg_constraint:' OPERATOR(pg_catalog.||) k.oid, CASE WHEN k.conrelid OPERATOR(pg_catalog.<>) 0 THEN 'pg_class:' OPERATOR(pg_catalog.||) k.conrelid WHEN k.contypid OPERATOR(pg_catalog.<>) 0 THEN 'pg_type:' OPERATOR(pg_catalog.||) k.contypid ELSE '0' END, NULL, NULL, 'constraint ' OPERATOR(pg_catalog.||) k.conname, ${md5('k')} FROM pg_catalog.pg_constraint k WHERE k.connamespace OPERATOR(pg_catalog.<>) ALL (${TEMP})`,
+  `SELECT 'pg_inherits:' OPERATOR(pg_catalog.||) i.inhrelid OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) i.inhseqno, 'pg_class:' OPERATOR(pg_catalog.||) i.inhparent, NULL, NULL, 'a child of ' OPERATOR(pg_catalog.||) i.inhparent::pg_catalog.regclass::pg_catalog.text, ${md5('i')} FROM pg_catalog.pg_inherits i WHERE i.inhparent OPERATOR(pg_catalog.=) ANY (${RELS})`,
+  `SELECT 'pg_trigger:' OPERATOR(pg_catalog.||) t.oid, 'pg_class:' OPERATOR(pg_catalog.||) t.tgrelid, NULL, NULL, 'trigger ' OPERATOR(pg_catalog.||) t.tgname OPERATOR(pg_catalog.||) ' on ' OPERATOR(pg_catalog.||) t.tgrelid::pg_catalog.regclass::pg_catalog.text, ${md5('t')} FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY (${RELS})`,
+  `SELECT 'pg_policy:' OPERATOR(pg_catalog.||) o.oid, 'pg_class:' OPERATOR(pg_catalog.||) o.polrelid, NULL, NULL, 'policy ' OPERATOR(pg_catalog.||) o.polname OPERATOR(pg_catalog.||) ' on ' OPERATOR(pg_catalog.||) o.polrelid::pg_catalog.regclass::pg_catalog.text, ${md5('o')} FROM pg_catalog.pg_policy o WHERE o.polrelid OPERATOR(pg_catalog.=) ANY (${RELS})`,
+  `SELECT 'pg_rewrite:' OPERATOR(pg_catalog.||) r.oid, 'pg_class:' OPERATOR(pg_catalog.||) r.ev_class, NULL, NULL, 'rule ' OPERATOR(pg_catalog.||) r.rulename OPERATOR(pg_catalog.||) ' on ' OPERATOR(pg_catalog.||) r.ev_class::pg_catalog.regclass::pg_catalog.text, ${md5('r')} FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) ANY (${RELS})`,
+  `SELECT 'pg_proc:' OPERATOR(pg_catalog.||) p.oid, '0', p.proname::pg_catalog.text, 'function', 'function ' OPERATOR(pg_catalog.||) p.pronamespace::pg_catalog.regnamespace::pg_catalog.text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.proname, ${md5('p')} FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.<>) ALL (${TEMP})`,
+  `SELECT 'pg_aggregate:' OPERATOR(pg_catalog.||) g.aggfnoid::pg_catalog.oid, 'pg_proc:' OPERATOR(pg_catalog.||) g.aggfnoid::pg_catalog.oid, NULL, NULL, 'aggregate ' OPERATOR(pg_catalog.||) g.aggfnoid::pg_catalog.regproc::pg_catalog.text, ${md5('g')} FROM pg_catalog.pg_aggregate g`,
+  `SELECT 'pg_operator:' OPERATOR(pg_catalog.||) op.oid, '0', op.oprname::pg_catalog.text, 'operator', 'operator ' OPERATOR(pg_catalog.||) op.oprnamespace::pg_catalog.regnamespace::pg_catalog.text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) op.oprname, ${md5('op')} FROM pg_catalog.pg_operator op WHERE op.oprnamespace OPERATOR(pg_catalog.<>) ALL (${TEMP})`,
+  `SELECT 'pg_cast:' OPERATOR(pg_catalog.||) ca.oid, '0', NULL, NULL, 'cast from ' OPERATOR(pg_catalog.||) ca.castsource::pg_catalog.regtype::pg_catalog.text OPERATOR(pg_catalog.||) ' to ' OPERATOR(pg_catalog.||) ca.casttarget::pg_catalog.regtype::pg_catalog.text, ${md5('ca')} FROM pg_catalog.pg_cast ca`,
+  `SELECT 'pg_type:' OPERATOR(pg_catalog.||) ty.oid, CASE WHEN ty.typrelid OPERATOR(pg_catalog.<>) 0 THEN 'pg_class:' OPERATOR(pg_catalog.||) ty.typrelid ELSE '0' END, ty.typname::pg_catalog.text, 'type', 'type ' OPERATOR(pg_catalog.||) ty.typnamespace::pg_catalog.regnamespace::pg_catalog.text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) ty.typname, ${md5('ty')} FROM pg_catalog.pg_type ty WHERE ty.typnamespace OPERATOR(pg_catalog.<>) ALL (${TEMP})`,
+  `SELECT 'pg_enum:' OPERATOR(pg_catalog.||) en.oid, 'pg_type:' OPERATOR(pg_catalog.||) en.enumtypid, NULL, NULL, 'a label of ' OPERATOR(pg_catalog.||) en.enumtypid::pg_catalog.regtype::pg_catalog.text, ${md5('en')} FROM pg_catalog.pg_enum en`,
+  `SELECT 'pg_sequence:' OPERATOR(pg_catalog.||) sq.seqrelid, 'pg_class:' OPERATOR(pg_catalog.||) sq.seqrelid, NULL, NULL, 'sequence ' OPERATOR(pg_catalog.||) sq.seqrelid::pg_catalog.regclass::pg_catalog.text, ${md5('sq')} FROM pg_catalog.pg_sequence sq WHERE sq.seqrelid OPERATOR(pg_catalog.=) ANY (${RELS})`,
+  `SELECT 'pg_collation:' OPERATOR(pg_catalog.||) co.oid, '0', co.collname::pg_catalog.text, 'collation', 'collation ' OPERATOR(pg_catalog.||) co.collname, ${md5('co')} FROM pg_catalog.pg_collation co`,
+  `SELECT 'pg_opclass:' OPERATOR(pg_catalog.||) oc.oid, '0', oc.opcname::pg_catalog.text, 'opclass', 'operator class ' OPERATOR(pg_catalog.||) oc.opcname, ${md5('oc')} FROM pg_catalog.pg_opclass oc`,
+  `SELECT 'pg_ts_config:' OPERATOR(pg_catalog.||) tc.oid, '0', tc.cfgname::pg_catalog.text, 'tsconfig', 'text search configuration ' OPERATOR(pg_catalog.||) tc.cfgname, ${md5('tc')} FROM pg_catalog.pg_ts_config tc`,
+  `SELECT 'pg_foreign_server:' OPERATOR(pg_catalog.||) fs.oid, '0', fs.srvname::pg_catalog.text, 'server', 'foreign server ' OPERATOR(pg_catalog.||) fs.srvname, ${md5('fs')} FROM pg_catalog.pg_foreign_server fs`,
+  `SELECT 'pg_foreign_table:' OPERATOR(pg_catalog.||) ft.ftrelid, 'pg_class:' OPERATOR(pg_catalog.||) ft.ftrelid, NULL, NULL, 'foreign table ' OPERATOR(pg_catalog.||) ft.ftrelid::pg_catalog.regclass::pg_catalog.text, ${md5('ft')} FROM pg_catalog.pg_foreign_table ft WHERE ft.ftrelid OPERATOR(pg_catalog.=) ANY (${RELS})`,
+  `SELECT 'pg_event_trigger:' OPERATOR(pg_catalog.||) e.oid, '0', NULL, NULL, 'event trigger ' OPERATOR(pg_catalog.||) e.evtname, ${md5('e')} FROM pg_catalog.pg_event_trigger e`,
+].join('\nUNION ALL ')
+
+export interface DatabaseObject {
+  k: string
+  rel: string
+  name: string | null
+  kind: string | null
+  what: string
+  h: string
+}
+
+/** OBJECTS_SQL's answer, checked: a row of another shape is an error, never a match. */
+export function databaseObjects(answer: readonly Record<string, unknown>[]): Map<string, DatabaseObject> {
+  const out = new Map<string, DatabaseObject>()
+  for (const r of answer) {
+    const str = (v: unknown) => (typeof v === 'string' ? v : undefined)
+    const [k, rel, what, h] = [str(r.k), str(r.rel), str(r.what), str(r.h)]
+    if (k === undefined || rel === undefined || what === undefined || h === undefined) throw new Error('the catalog answered the read of its objects with a row of another shape')
+    out.set(k, {k, rel, name: str(r.name) ?? null, kind: str(r.kind) ?? null, what, h})
+  }
+  if (out.size === 0) throw new Error('the catalog answered the read of its objects with no rows')
+  return out
+}
+
+/** How many changed objects a refusal names. */
+const NAMED = 3
+
+/**
+ * The objects that moved between `before` (when the statement was held) and `after` (once it was
+ * approved), as a person names them, or [] when none that may change the statement did: one whose
+ * definition changed; one made or dropped that belongs to an object there both times (a trigger, a
+ * policy, a rule, a column default, a constraint, a child of a table); a cast, an event trigger or
+ * a schema made or dropped; an object made or dropped under a name that an object of its kind has
+ * too (an overload, a table of the same name in another schema), or that `words` (the names the
+ * text uses, lower-cased) holds.
+ */
+export function objectsMoved(before: ReadonlyMap<string, DatabaseObject>, after: ReadonlyMap<string, DatabaseObject>, words: ReadonlySet<string>): string[] {
+  const moved: string[] = []
+  for (const [k, o] of before) {
+    const now = after.get(k)
+    if (now && now.h !== o.h) moved.push(now.what)
+  }
+  /** An object made (or dropped) where something may now resolve otherwise; `names` are those of its rivals. */
+  const counts = (o: DatabaseObject, names: ReadonlySet<string>): boolean => {
+    // Part of an object made or dropped with it: that object is judged by its own name.
+    if (o.rel !== '0') return before.has(o.rel) && after.has(o.rel)
+    if (o.name === null || o.kind === null || o.kind === 'schema') return true
+    const name = o.name.toLowerCase()
+    return names.has(`${o.kind}:${name}`) || words.has(name)
+  }
+  const namesOf = (objects: ReadonlyMap<string, DatabaseObject>) => new Set([...objects.values()].flatMap((o) => (o.name !== null && o.kind !== null ? [`${o.kind}:${o.name.toLowerCase()}`] : [])))
+  // A new object rivals the names that were there; a dropped one, the names still there.
+  const [namesBefore, namesAfter] = [namesOf(before), namesOf(after)]
+  for (const [k, o] of after) if (!before.has(k) && counts(o, namesBefore)) moved.push(`${o.what} (new)`)
+  for (const [k, o] of before) if (!after.has(k) && counts(o, namesAfter)) moved.push(`${o.what} (dropped)`)
+  return moved.length > NAMED ? [...moved.slice(0, NAMED), `${moved.length - NAMED} more`] : moved
+}
+
+/** The names a text uses, lower-cased, generously: every word, in strings and comments too (a regclass literal names a table). */
+export function wordsOf(texts: readonly string[]): Set<string> {
+  const out = new Set<string>()
+  for (const t of texts) for (const w of t.matchAll(/[\p{L}_][\p{L}\p{N}_$]*/gu)) out.add(w[0].toLowerCase())
+  return out
+}
