@@ -19,6 +19,7 @@ import {openBucket} from '../../src/bucket/index.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
+import {runSteps, type Step} from '../helpers/steps.js'
 
 const SETUP = `
 create function shout(t text) returns text language plpgsql as $$ begin raise notice 'saw %', t; return t; end $$;
@@ -35,40 +36,6 @@ create constraint trigger checked_later_t after insert on checked_later deferrab
 create table parent_rows (id int primary key);
 create table child_rows (id int, parent int references parent_rows deferrable initially deferred);
 `
-
-/** A step: a simple Query, or with `name` a prepared statement of the extended protocol. */
-type Step = string | {text: string; name: string}
-
-interface Outcome {
-  /** Every row, error and notice the client got, as text. */
-  seen: string
-  /** The SQLSTATE of the last error, if any. */
-  code?: string
-}
-
-async function runSteps(c: pg.Client, steps: Step[]): Promise<Outcome> {
-  const seen: string[] = []
-  const onNotice = (n: {message?: string}): void => {
-    seen.push(JSON.stringify({...n, message: n.message}))
-  }
-  c.on('notice', onNotice)
-  let code: string | undefined
-  try {
-    for (const s of steps) {
-      try {
-        const r = await c.query(s)
-        seen.push(JSON.stringify(r.rows))
-      } catch (e) {
-        const err = e as pg.DatabaseError
-        code = err.code
-        seen.push(JSON.stringify({...err, message: err.message}))
-      }
-    }
-  } finally {
-    c.off('notice', onNotice)
-  }
-  return {seen: seen.join('\n'), code}
-}
 
 const CASES: {label: string; steps: Step[]}[] = [
   {label: 'a WITH HOLD cursor whose query fails on a value, at COMMIT', steps: ['begin', 'declare c cursor with hold for select full_name::int from customers', 'commit']},

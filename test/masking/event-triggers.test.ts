@@ -12,6 +12,7 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
 import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
+import {runSteps} from '../helpers/steps.js'
 
 const SETUP = `
 create table et_scratch (id int) with (autovacuum_enabled = false);
@@ -47,34 +48,6 @@ create event trigger et_drop on sql_drop execute function et_drop();
 create event trigger et_rewrite on table_rewrite execute function et_rewrite();
 create event trigger et_login on login execute function et_login();
 `
-
-interface Outcome {
-  seen: string
-  code?: string
-}
-
-async function runSteps(c: pg.Client, steps: string[]): Promise<Outcome> {
-  const seen: string[] = []
-  const onNotice = (n: {message?: string}): void => {
-    seen.push(JSON.stringify({...n, message: n.message}))
-  }
-  c.on('notice', onNotice)
-  let code: string | undefined
-  try {
-    for (const s of steps) {
-      try {
-        seen.push(JSON.stringify((await c.query(s)).rows))
-      } catch (e) {
-        const err = e as pg.DatabaseError
-        code = err.code
-        seen.push(JSON.stringify({...err, message: err.message}))
-      }
-    }
-  } finally {
-    c.off('notice', onNotice)
-  }
-  return {seen: seen.join('\n'), code}
-}
 
 const CASES: {label: string; steps: string[]}[] = [
   {label: 'CREATE TABLE (ddl_command_end)', steps: ['create table et_made (id int)', 'drop table et_made']},
