@@ -9,10 +9,10 @@
  * A token that did not verify names nobody: those refusals stay in the log and the
  * `dbgate_gateway_sign_in_failures_total` counter, as anyone on the network can cause them.
  *
- * One person's refusals are recorded one by one up to `perMinute` a minute; past that they are
- * counted, and the count goes into the next one recorded of the same kind (the same target, or
- * any target no one serves, and the same reason: `alsoRefused`), at the latest a minute on or when
- * the gateway stops: a loop of refused sign-ins cannot fill the spool and the bucket with a
+ * One person's refusals (under every subject that proves the same verified mailbox) are recorded
+ * one by one up to `perMinute` a minute; past that they are counted, and the count goes into the
+ * next one recorded of the same kind (the same target, or any target no one serves, and the same
+ * reason: `alsoRefused`), at the latest a minute on or when the gateway stops: a loop of refused sign-ins cannot fill the spool and the bucket with a
  * session each, and none goes unrecorded. Counted by kind, one refusal cannot stand for attempts
  * at another target (a last refusal for a harmless name hiding those at the one that matters);
  * the kinds are bounded by the configured targets and the reasons.
@@ -21,7 +21,7 @@ import {randomUUID} from 'node:crypto'
 import type {SignInRefusalRecord} from '../audit/events.js'
 import type {Recorder} from '../audit/recorder.js'
 import type {Identity} from '../identity/types.js'
-import {personKey} from './session-caps.js'
+import {personKeys} from './session-caps.js'
 
 /** The target recorded for a name no configured target has: the name itself is in `database`. */
 export const NO_SUCH_TARGET = '_unknown'
@@ -79,7 +79,9 @@ export class RefusedSignIns {
   }
 
   record(r: RefusedSignIn): void {
-    const key = personKey(r.identity)
+    // The verified mailbox where there is one: a person's several subjects (a pairwise `sub` per
+    // client) share one rate, as they share one session cap.
+    const key = personKeys(r.identity).at(-1)!
     const kind = kindOf(r)
     const now = this.now()
     let w = this.windows.get(key)

@@ -77,6 +77,30 @@ describe('refused sign-ins recorded at a bounded rate, none lost', () => {
     ])
   })
 
+  it("holds one person to one rate under all their subjects (Entra's pairwise sub per client), by the mailbox their tokens verified", async () => {
+    const now = Date.parse('2026-12-07T12:00:00Z')
+    const records = new RefusedSignIns(recorder, (e) => {
+      throw e
+    }, {perMinute: 3, now: () => now})
+    const subjects = ['oscar-cli', 'oscar-ci', 'oscar-agents', 'oscar-linked']
+    const emails = ['oscar@example.com', 'Oscar@Example.com', 'oscar+ci@example.com', 'oscar@example.com.']
+    const oscar = subjects.map((subject, i): Identity => ({...person(subject), email: emails[i]}))
+    let n = 0
+    for (let round = 0; round < 3; round++) for (const who of oscar) records.record(refusal(who, 100 + ++n))
+    // Someone else, and a subject of no verified mailbox, keep rates of their own.
+    for (let i = 0; i < 3; i++) records.record(refusal(person('peggy'), 200 + i))
+    const noMail: Identity = {...person('oscar-nomail'), email: undefined}
+    for (let i = 0; i < 2; i++) records.record(refusal(noMail, 300 + i))
+    await records.settled()
+    const all = await ends()
+    const oscars = all.filter((r) => /^oscar/i.test(r.email ?? '') && /^refused 1\d\d$/.test(r.message))
+    // Three recorded one by one for the person, not three per subject; none lost.
+    expect(oscars).toHaveLength(4)
+    expect(oscars.reduce((k, r) => k + 1 + (r.alsoRefused ?? 0), 0)).toBe(n)
+    expect(all.filter((r) => r.email === 'peggy@example.com' && /^refused 2/.test(r.message))).toHaveLength(3)
+    expect(all.filter((r) => /^refused 30\d$/.test(r.message))).toHaveLength(2)
+  })
+
   it('counts a refusal only into a record of the same target and reason, so a last refusal elsewhere cannot stand for the attempts before it', async () => {
     let now = Date.parse('2026-12-07T11:00:00Z')
     const records = new RefusedSignIns(recorder, (e) => {
