@@ -3,9 +3,8 @@ import {mkdtemp} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
-import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
-import {Agent, fetch as undiciFetch} from 'undici'
+import {Agent} from 'undici'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import type {LoadedConfig} from '../../src/config/types.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
@@ -14,7 +13,7 @@ import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {textOf} from '../mcp/helpers.js'
-import {closeGatewayTest, gatewayConfig, makePki, recordingsUnder, type TestPki} from '../gateway/helpers.js'
+import {closeGatewayTest, gatewayConfig, makePki, recordingsUnder, remoteAgent, type TestPki, throughDispatcher} from '../gateway/helpers.js'
 
 interface Line {
   type: string
@@ -71,7 +70,7 @@ describe('recording: a remote MCP session the gateway ended', () => {
     await closeGatewayTest(gw, f, [dir, pki?.dir])
   })
 
-  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const fetchWithCa = throughDispatcher(() => dispatcher)
   const token = () => mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'alice', email: 'alice@example.com', groups: ['engineering'], exp: Math.floor(Date.now() / 1000) + 600})
   const backends = () => withClient(db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where datname = current_database() and application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
 
@@ -99,9 +98,7 @@ describe('recording: a remote MCP session the gateway ended', () => {
   for (const running of [false, true]) {
     it.each(takeAway)(`records the gateway's reason as the end of each database session when a reload ends it because %s${running ? ', and the statement it was running' : ''}`, async (label, config, why) => {
       const name = `agent-${label.replace(/\W+/g, '-')}-${running ? 'busy' : 'idle'}`
-      const client = new Client({name, version: '1'})
-      const transport = new StreamableHTTPClientTransport(new URL(`https://localhost:${gw.api!.port}/mcp/app`), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${await token()}`}}})
-      await client.connect(transport)
+      const {client} = await remoteAgent(`https://localhost:${gw.api!.port}/mcp/app`, await token(), {fetch: fetchWithCa, name})
       agents.push(client)
       expect(textOf((await client.callTool({name: 'query', arguments: {sql: 'select 41 as answer'}})) as CallToolResult)).toContain('41')
       const sleeping = running ? client.callTool({name: 'query', arguments: {sql: `select pg_sleep(25) /* ${name} */`}}, undefined, {timeout: 60_000}).catch((e: Error) => e) : undefined

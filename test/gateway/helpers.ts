@@ -5,7 +5,10 @@ import path from 'node:path'
 import net from 'node:net'
 import tls from 'node:tls'
 import {gunzipSync} from 'node:zlib'
+import {Client} from '@modelcontextprotocol/sdk/client/index.js'
+import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {JWK} from 'jose'
+import {fetch as undiciFetch, type Agent} from 'undici'
 import {parseConfigText} from '../../src/config/parse.js'
 import type {LoadedConfig} from '../../src/config/types.js'
 import {freePort} from '../../src/dev/embedded-pg.js'
@@ -189,4 +192,20 @@ export async function rotatingIdpGateway(name: string, opts: {server?: string[];
       await Promise.all([dir, pki.dir].map((d) => rm(d, {recursive: true, force: true})))
     },
   }
+}
+
+/**
+ * A fetch for the MCP SDK's HTTP transport that goes through `dispatcher()` (an undici Agent that
+ * trusts the suite's CA), read at each request: a test makes its Agent in beforeAll.
+ */
+export function throughDispatcher(dispatcher: () => Agent): typeof fetch {
+  return ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher: dispatcher()})) as unknown as typeof fetch
+}
+
+/** An agent's MCP session at a gateway's remote endpoint `url`, signed in with `bearer`. */
+export async function remoteAgent(url: string, bearer: string, opts: {fetch: typeof fetch; name?: string; version?: string}): Promise<{client: Client; transport: StreamableHTTPClientTransport}> {
+  const client = new Client({name: opts.name ?? 'hosted-agent', version: opts.version ?? '1'})
+  const transport = new StreamableHTTPClientTransport(new URL(url), {fetch: opts.fetch, requestInit: {headers: {authorization: `Bearer ${bearer}`}}})
+  await client.connect(transport)
+  return {client, transport}
 }

@@ -4,9 +4,8 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
 import pg from 'pg'
-import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
-import {Agent, fetch as undiciFetch} from 'undici'
+import {Agent} from 'undici'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
 import {getIdentity} from '../../src/identity/session.js'
@@ -15,7 +14,7 @@ import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {people, type People} from '../approvals/helpers.js'
 import {textOf} from '../mcp/helpers.js'
-import {gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, remoteAgent, type TestPki, throughDispatcher} from './helpers.js'
 
 /**
  * server.maxSessionsPerPerson keeps one person (or one stolen token) from taking every database
@@ -34,7 +33,7 @@ describe('remote MCP: a person\'s database sessions, over every MCP session, are
   let dispatcher: Agent
   const tokens: Record<string, string> = {}
   const clients: Client[] = []
-  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const fetchWithCa = throughDispatcher(() => dispatcher)
 
   beforeAll(async () => {
     ;[p, pki, db] = await Promise.all([people(), makePki(), createTestDatabase('mcpcap')])
@@ -66,9 +65,7 @@ describe('remote MCP: a person\'s database sessions, over every MCP session, are
   })
 
   const agent = async (token: string) => {
-    const client = new Client({name: 'hosted-agent', version: '2.0'})
-    const transport = new StreamableHTTPClientTransport(new URL(`https://localhost:${gw.api!.port}/mcp/app`), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${token}`}}})
-    await client.connect(transport)
+    const {client} = await remoteAgent(`https://localhost:${gw.api!.port}/mcp/app`, token, {fetch: fetchWithCa, name: 'hosted-agent', version: '2.0'})
     clients.push(client)
     return async (sql: string) => (await client.callTool({name: 'query', arguments: {sql}})) as CallToolResult
   }

@@ -3,9 +3,8 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
-import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
-import {Agent, fetch as undiciFetch} from 'undici'
+import {Agent} from 'undici'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {parseConfigText} from '../../src/config/parse.js'
 import {startGateway, type RunningGateway} from '../../src/gateway/gateway.js'
@@ -16,7 +15,7 @@ import {withClient} from '../helpers/pg.js'
 import {people, type People} from '../approvals/helpers.js'
 import {leaked, maskingFixture, type MaskingFixture} from '../masking/fixture.js'
 import {textOf} from '../mcp/helpers.js'
-import {gatewayConfig, makePki, recordingsUnder, type TestPki} from './helpers.js'
+import {gatewayConfig, makePki, recordingsUnder, remoteAgent, type TestPki, throughDispatcher} from './helpers.js'
 import {waitFor} from '../helpers/wait.js'
 
 const PUBLIC_URL = 'https://gw.test:8443'
@@ -38,7 +37,7 @@ describe('remote MCP on the gateway', () => {
   let configured: (rwExtra?: string) => ReturnType<typeof gatewayConfig>
   let reloaded: ReturnType<typeof gatewayConfig>
 
-  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const fetchWithCa = throughDispatcher(() => dispatcher)
   const base = () => `https://localhost:${gw.api!.port}`
 
   beforeAll(async () => {
@@ -76,9 +75,7 @@ describe('remote MCP on the gateway', () => {
   })
 
   const agent = async (token: string, target = 'app') => {
-    const client = new Client({name: 'hosted-agent', version: '2.0'})
-    const transport = new StreamableHTTPClientTransport(new URL(`${base()}/mcp/${target}`), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${token}`}}})
-    await client.connect(transport)
+    const {client, transport} = await remoteAgent(`${base()}/mcp/${target}`, token, {fetch: fetchWithCa, name: 'hosted-agent', version: '2.0'})
     clients.push(client)
     return {client, transport, call: async (name: string, args: Record<string, unknown> = {}) => (await client.callTool({name, arguments: args})) as CallToolResult}
   }
@@ -192,9 +189,7 @@ describe('remote MCP on the gateway', () => {
   it('records where the agent connected from, not the private socket of the gateway\'s own connection', async () => {
     // The session's database connection runs on an in-process tunnel's unix socket; its recording
     // said the client came from 'unix socket', so no remote MCP session said where the agent was.
-    const client = new Client({name: 'located-agent', version: '1.0'})
-    const transport = new StreamableHTTPClientTransport(new URL(`${base()}/mcp/app`), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${tokens.alice!}`}}})
-    await client.connect(transport)
+    const {client} = await remoteAgent(`${base()}/mcp/app`, tokens.alice!, {fetch: fetchWithCa, name: 'located-agent', version: '1.0'})
     clients.push(client)
     const one = (await client.callTool({name: 'query', arguments: {sql: 'select 1 as one'}})) as CallToolResult
     expect(one.isError, textOf(one)).toBeFalsy()

@@ -1,9 +1,8 @@
 import {readFileSync} from 'node:fs'
 import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
-import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
-import {Agent, fetch as undiciFetch} from 'undici'
+import {Agent} from 'undici'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {listRequests} from '../../src/approvals/store.js'
 import {openBucket} from '../../src/bucket/index.js'
@@ -12,6 +11,7 @@ import {withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {textOf} from '../mcp/helpers.js'
 import {startAppGateway, type AppGateway} from './app-gateway.js'
+import {remoteAgent, throughDispatcher} from './helpers.js'
 
 const MAX_SESSION_S = 12
 
@@ -30,7 +30,7 @@ describe('remote MCP: a session ends with its sign-in and at server.maxSessionDu
   let dispatcher: Agent
   const clients: Client[] = []
 
-  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const fetchWithCa = throughDispatcher(() => dispatcher)
   const endpoint = () => `https://localhost:${app.gw.api!.port}/mcp/app`
 
   beforeAll(async () => {
@@ -51,9 +51,7 @@ describe('remote MCP: a session ends with its sign-in and at server.maxSessionDu
   const token = (seconds: number, groups = ['engineering']) => mint(f.signingKey, {iss: f.dev.issuer, aud: f.dev.cliClientId, sub: 'alice', email: 'alice@example.com', groups, exp: Math.floor(Date.now() / 1000) + seconds})
 
   const agent = async (bearer: string) => {
-    const client = new Client({name: 'lifetime-agent', version: '1'})
-    const transport = new StreamableHTTPClientTransport(new URL(endpoint()), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${bearer}`}}})
-    await client.connect(transport)
+    const {client, transport} = await remoteAgent(endpoint(), bearer, {fetch: fetchWithCa, name: 'lifetime-agent', version: '1'})
     clients.push(client)
     return {sessionId: transport.sessionId!, close: async () => {
         await transport.terminateSession()

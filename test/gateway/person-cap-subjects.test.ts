@@ -1,14 +1,13 @@
 import {readFileSync} from 'node:fs'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
-import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import pg from 'pg'
-import {Agent, fetch as undiciFetch} from 'undici'
+import {Agent} from 'undici'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {mint} from '../identity/helpers.js'
 import {textOf} from '../mcp/helpers.js'
 import {waitFor} from '../helpers/wait.js'
-import {rotatingIdpGateway, type RotatingIdpGateway} from './helpers.js'
+import {remoteAgent, type RotatingIdpGateway, rotatingIdpGateway, throughDispatcher} from './helpers.js'
 
 /**
  * server.maxSessionsPerPerson counts a person, not one of their subjects. One person holds several
@@ -77,11 +76,9 @@ describe('dbgate gateway: server.maxSessionsPerPerson over the subjects of one p
     await closeAll()
   }, 40_000)
 
-  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const fetchWithCa = throughDispatcher(() => dispatcher)
   const agent = async (bearer: string) => {
-    const client = new Client({name: 'hosted-agent', version: '1'})
-    const transport = new StreamableHTTPClientTransport(new URL(`https://localhost:${f.gw.api!.port}/mcp/app`), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${bearer}`}}})
-    await client.connect(transport)
+    const {client, transport} = await remoteAgent(`https://localhost:${f.gw.api!.port}/mcp/app`, bearer, {fetch: fetchWithCa, name: 'hosted-agent', version: '1'})
     agents.push(client)
     ends.push(() => transport.terminateSession().catch(() => {}))
     return async (sql: string) => textOf((await client.callTool({name: 'query', arguments: {sql}})) as CallToolResult)

@@ -3,10 +3,9 @@ import {mkdtemp} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
-import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import pg from 'pg'
-import {Agent, fetch as undiciFetch} from 'undici'
+import {Agent} from 'undici'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {decide, type Reviewer} from '../../src/approvals/review.js'
 import {readOutcome} from '../../src/approvals/store.js'
@@ -20,7 +19,7 @@ import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {textOf} from '../mcp/helpers.js'
-import {closeGatewayTest, gatewayConfig, makePki, type TestPki} from './helpers.js'
+import {closeGatewayTest, gatewayConfig, makePki, remoteAgent, type TestPki, throughDispatcher} from './helpers.js'
 
 /**
  * A reload (SIGHUP) is how the gateway's administrators take access away: a group dropped from a
@@ -159,15 +158,13 @@ describe('dbgate gateway: a reload that takes access away ends the sessions it t
     expect(await answers(mine.c)).toBe(1)
   })
 
-  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const fetchWithCa = throughDispatcher(() => dispatcher)
   const backends = () => withClient(db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where datname = current_database() and application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
 
   it.each(takeAway)("closes her remote MCP session's database sessions at once when %s, and tells her agent why", async (_label, targets, why) => {
     const endpoint = `https://localhost:${gw.api!.port}/mcp/app`
     const bearer = await token('alice')
-    const client = new Client({name: 'reload-agent', version: '1'})
-    const transport = new StreamableHTTPClientTransport(new URL(endpoint), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${bearer}`}}})
-    await client.connect(transport)
+    const {client, transport} = await remoteAgent(endpoint, bearer, {fetch: fetchWithCa, name: 'reload-agent', version: '1'})
     agents.push(client)
     const answer = (await client.callTool({name: 'query', arguments: {sql: 'select 41 as answer'}})) as CallToolResult
     expect(textOf(answer)).toContain('41')

@@ -1,15 +1,14 @@
 import {readFileSync} from 'node:fs'
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
-import {StreamableHTTPClientTransport} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
 import pg from 'pg'
-import {Agent, fetch as undiciFetch} from 'undici'
+import {Agent} from 'undici'
 import {afterAll, beforeAll, describe, expect, it, vi} from 'vitest'
 import type {JWK} from 'jose'
 import {withClient} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {textOf} from '../mcp/helpers.js'
-import {rotatingIdpGateway, type RotatingIdpGateway} from './helpers.js'
+import {remoteAgent, type RotatingIdpGateway, rotatingIdpGateway, throughDispatcher} from './helpers.js'
 
 /**
  * An IdP withdraws a signing key (compromised, revoked): a token it signed is refused at the next
@@ -85,7 +84,7 @@ describe('remote MCP: a session whose sign-in was signed with a key the IdP no l
     await f?.close()
   })
 
-  const fetchWithCa = ((url: string | URL, init?: RequestInit) => undiciFetch(url, {...(init as object), dispatcher})) as unknown as typeof fetch
+  const fetchWithCa = throughDispatcher(() => dispatcher)
   const endpoint = () => `https://localhost:${f.gw.api!.port}/mcp/app`
   const backends = () => withClient(f.db.url, async (c) => Number((await c.query<{n: string}>("select count(*) as n from pg_stat_activity where datname = current_database() and application_name like 'dbgate/alice@example.com%'")).rows[0]!.n))
   const callOn = async (sessionId: string, bearer: string): Promise<{status: number; body: string}> => {
@@ -99,9 +98,7 @@ describe('remote MCP: a session whose sign-in was signed with a key the IdP no l
 
   it('ends the session, closes its database sessions, and refuses it to a token of a key still published', async () => {
     const [key1, key2] = f.keys
-    const client = new Client({name: 'revoked-agent', version: '1'})
-    const transport = new StreamableHTTPClientTransport(new URL(endpoint()), {fetch: fetchWithCa, requestInit: {headers: {authorization: `Bearer ${await f.token(key1)}`}}})
-    await client.connect(transport)
+    const {client, transport} = await remoteAgent(endpoint(), await f.token(key1), {fetch: fetchWithCa, name: 'revoked-agent', version: '1'})
     clients.push(client)
     const sessionId = transport.sessionId!
     const answer = (await client.callTool({name: 'query', arguments: {sql: 'select 41 as answer'}})) as CallToolResult
