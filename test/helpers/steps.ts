@@ -34,3 +34,14 @@ export async function runSteps(c: pg.Client, steps: readonly Step[]): Promise<St
   }
   return {seen: seen.join('\n'), code}
 }
+
+/**
+ * Runs `steps` on a direct connection, then on one through the tunnel, ending both: what the
+ * server itself says (the leak a test must show is real), and what a client of the tunnel is shown.
+ */
+export async function directThenThrough(direct: pg.Client, through: () => Promise<pg.Client>, steps: readonly Step[]): Promise<{before: StepsOutcome; after: StepsOutcome}> {
+  const before = await runSteps(direct, steps).finally(() => direct.end())
+  const c = await through()
+  const after = await runSteps(c, steps).finally(() => c.end())
+  return {before, after}
+}

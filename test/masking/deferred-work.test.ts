@@ -19,7 +19,7 @@ import {openBucket} from '../../src/bucket/index.js'
 import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
-import {runSteps, type Step} from '../helpers/steps.js'
+import {directThenThrough, runSteps, type Step} from '../helpers/steps.js'
 
 const SETUP = `
 create function shout(t text) returns text language plpgsql as $$ begin raise notice 'saw %', t; return t; end $$;
@@ -74,12 +74,9 @@ describe('masking: errors and notices of work the server runs at COMMIT or MOVE'
   it.each(CASES)('masks $label', async ({steps}) => {
     const direct = new pg.Client({connectionString: fx.db.url})
     await direct.connect()
-    const before = await runSteps(direct, steps).finally(() => direct.end())
+    const {before, after} = await directThenThrough(direct, () => tunnel.client(), steps)
     // Not vacuous: the server itself says the value.
     expect(leaked(before.seen, fx.secrets)).not.toEqual([])
-    const c = await tunnel.client()
-    const after = await runSteps(c, steps)
-    await c.end()
     expect(leaked(after.seen, fx.secrets)).toEqual([])
     // The client still learns that, and how, the statement failed.
     expect(after.code).toBe(before.code)

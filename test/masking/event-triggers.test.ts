@@ -12,7 +12,7 @@ import {openPipelineTunnel, type PipelineTunnel} from '../helpers/open.js'
 import {withClient} from '../helpers/pg.js'
 import {leaked, maskingFixture, type MaskingFixture} from './fixture.js'
 import {all, recordingRelay, relayedClient, type Seen} from './relay.js'
-import {runSteps} from '../helpers/steps.js'
+import {directThenThrough, runSteps} from '../helpers/steps.js'
 
 const SETUP = `
 create table et_scratch (id int) with (autovacuum_enabled = false);
@@ -81,13 +81,9 @@ describe('masking: what event triggers print', () => {
   }
 
   it.each(CASES)('masks them at $label', async ({steps}) => {
-    const d = await direct()
-    const before = await runSteps(d, steps).finally(() => d.end())
+    const {before, after} = await directThenThrough(await direct(), () => tunnel.client(), steps)
     // Not vacuous: the server itself says the value.
     expect(leaked(before.seen, fx.secrets)).not.toEqual([])
-    const c = await tunnel.client()
-    const after = await runSteps(c, steps)
-    await c.end()
     expect(leaked(after.seen, fx.secrets)).toEqual([])
     expect(after.code).toBe(before.code)
   })
