@@ -111,7 +111,10 @@ describe('read-only agents: built-ins with effects beyond reading', () => {
     const later = await call(fetch)
     expect(later.isError, textOf(later)).toBe(true)
     expect(textOf(later)).toMatch(/34000|does not exist/)
-    const held = await withClient(db.url, (c) => c.query(`select count(*)::int as n from pg_ls_tmpdir()`))
+    // Temporary files are the server's, named by the backend's pid: only this database's sessions
+    // count, since the test file beside this one may spill to disk at the same moment.
+    const held = await withClient(db.url, (c) => c.query(`select count(*)::int as n from pg_ls_tmpdir() t
+      where split_part(split_part(t.name, 'pgsql_tmp', 2), '.', 1) in (select pid::text from pg_stat_activity where datname = current_database())`))
     expect(held.rows[0].n).toBe(0)
     const plain = await call('select count(*) from notes')
     expect(plain.isError, textOf(plain)).toBeFalsy()
