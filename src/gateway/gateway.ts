@@ -39,13 +39,14 @@ import {listRequests} from '../approvals/store.js'
 import {signRequest, type UnsignedRequest} from '../approvals/gateway-signature.js'
 import {shipPending} from '../audit/shipper.js'
 import type {McpHttp} from '../mcp/http.js'
-import {PipelineCache} from './pipelines.js'
+import {PipelineCache, type PipelineLease} from './pipelines.js'
 import {GatewayServer, type GatewayConnection, type GatewayServerOptions} from './server.js'
 import {CountedSlots, personKeys} from './session-caps.js'
 import {addressOf, quoteUntrusted, RepeatLimitedLog, type RepeatLogOptions} from './log-limits.js'
 import {pickTarget, userMismatch, verifySignIn, type SignInRefusal} from './sign-in.js'
 import {changedUntilRestart} from './reload-scope.js'
 import {PeerCancels} from './peer-cancels.js'
+import {targetPrint} from './target-print.js'
 
 export class GatewayConfigError extends Error {
   override name = 'GatewayConfigError'
@@ -93,7 +94,8 @@ export interface RunningGateway {
   reloadTls(): Promise<void>
   /**
    * SIGHUP: reads the configuration, the targets' policies (published or local) and the TLS files
-   * again. New sessions get them; open sessions keep the pipeline and policy they started with.
+   * again. New sessions get them; open sessions whose target it changed, or whose access it took
+   * away, end after their statement in flight.
    * All or nothing: on any error it throws and changes nothing.
    */
   reload(): Promise<{targets: {name: string; policyVersion: string; policyHash: string}[]}>
@@ -279,7 +281,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   // The token each open session signed in with: an IdP that withdraws the key that signed it (a
   // key revoked) ends the session, as it would refuse the token at a new sign-in; neither expiry nor
   // sessionOutlivesToken has anything to do with it.
-  const signedWith = new Map<GatewayConnection, {token: string; identity: Identity; target: string}>()
+  const signedWith = new Map<GatewayConnection, {token: string; identity: Identity; target: string; print: string}>()
   let checkingKeys = false
   const checkKeys = async () => {
     // Run with no session open too: the verifier learns of a withdrawn key here, and a sign-in with
@@ -307,10 +309,13 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     }
   }
   /**
-   * After a reload: a session keeps the policy it started with, but not access the configuration no
-   * longer gives. Whoever the new configuration would refuse a sign-in to the session's target (the
-   * target removed, its `allow` no longer matching their groups) has that session ended after its
-   * statement in flight, as for a withdrawn key, and a statement it holds for a reviewer withdrawn.
+   * After a reload: a session runs on the pipeline it started with, so it may keep neither access
+   * the configuration no longer gives nor a policy the configuration no longer has. Whoever the new
+   * configuration would refuse a sign-in to the session's target (the target removed, its `allow`
+   * no longer matching their groups), and every session whose target's policy or settings changed
+   * (a rule added after an incident must hold for the sessions already open), has that session
+   * ended after its statement in flight, as for a withdrawn key, and a statement it holds for a
+   * reviewer withdrawn. Someone who may still use the target connects again, under the new policy.
    */
   const accessLost = (identity: Identity, target: string): string | undefined => {
     const picked = pickTarget(targetConfigs, target, identity)
@@ -319,13 +324,22 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       ? `the gateway no longer serves target "${target}" (a reload removed it)`
       : `${identityLabel(identity)} may no longer use target "${target}" (a reload changed its allow)`
   }
+  const policyChanged = (target: string, print: string): string | undefined => {
+    const served = targets.get(target)
+    if (!served || targetPrint(served) === print) return undefined
+    return `the policy of target "${target}" changed (a reload)`
+  }
   const endRefusedSessions = async () => {
-    for (const [conn, {identity, target}] of signedWith) {
-      const why = accessLost(identity, target)
+    for (const [conn, {identity, target, print}] of signedWith) {
+      const lost = accessLost(identity, target)
+      const why = lost ?? policyChanged(target, print)
       if (why === undefined) continue
       signedWith.delete(conn)
       log('warn', `ending the session of ${identityLabel(identity)} on target ${target}: ${why}`)
-      conn.end(`dbgate: this session ends: ${why}; ask the gateway administrators if you still need it`, settings.runningStatementGraceMs)
+      conn.end(
+        lost ? `dbgate: this session ends: ${why}; ask the gateway administrators if you still need it` : `dbgate: this session ends: ${why}; connect again to work under the new one`,
+        settings.runningStatementGraceMs,
+      )
     }
     const ended = await mcp?.endRefused(({identity, target}) => {
       const why = accessLost(identity, target)
@@ -370,37 +384,51 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         identity,
       )
     }
-    let lease
-    try {
-      lease = await pipelines.acquire(served.config.name, identity)
-    } catch (error) {
-      personSlot()
-      log('error', `target ${served.config.name}: could not start the pipeline for ${identityLabel(identity)}: ${(error as Error).message}`)
-      return {ok: false, error: {severity: 'FATAL', code: '08006', message: `dbgate: target "${served.config.name}" is unavailable: the gateway could not prepare its checks (${(error as Error).message})`, hint: 'Try again shortly; if it persists, tell the gateway administrators.'}}
-    }
-    // The startup parameters are the target policy's to judge (role, session_replication_role, …),
-    // and judged here, not only once the connection goes on: a person refused for them is refused
-    // a sign-in like any other, and recorded as one.
-    let startupRefusal: PgNoticeFields | undefined
-    try {
-      startupRefusal = lease.hooks.startup?.(request.startupParams)
-    } catch (error) {
+    // A reload while the pipeline was being prepared replaces it: the pipeline, and the target's
+    // upstream, are taken again from the configuration now in force, so that no session starts on
+    // a configuration the reload's ending of sessions has already passed over.
+    let lease: PipelineLease | undefined
+    let current = served
+    for (let attempt = 1; ; attempt++) {
+      current = targets.get(served.config.name) ?? current
+      try {
+        lease = await pipelines.acquire(current.config.name, identity)
+      } catch (error) {
+        personSlot()
+        log('error', `target ${current.config.name}: could not start the pipeline for ${identityLabel(identity)}: ${(error as Error).message}`)
+        return {ok: false, error: {severity: 'FATAL', code: '08006', message: `dbgate: target "${current.config.name}" is unavailable: the gateway could not prepare its checks (${(error as Error).message})`, hint: 'Try again shortly; if it persists, tell the gateway administrators.'}}
+      }
+      // The startup parameters are the target policy's to judge (role, session_replication_role, …),
+      // and judged here, not only once the connection goes on: a person refused for them is refused
+      // a sign-in like any other, and recorded as one.
+      let startupRefusal: PgNoticeFields | undefined
+      try {
+        startupRefusal = lease.hooks.startup?.(request.startupParams)
+      } catch (error) {
+        lease.release()
+        personSlot()
+        throw error
+      }
+      if (startupRefusal) {
+        lease.release()
+        personSlot()
+        return refused({reason: 'startup-parameter', error: startupRefusal}, request, identity)
+      }
+      // A reload while the pipeline was being prepared may have taken this person's access away; the
+      // sessions it ended did not include this one yet, so the configuration now in force decides.
+      const stillPicked = pickTarget(targetConfigs, request.database, identity)
+      if (!stillPicked.ok) {
+        lease.release()
+        personSlot()
+        return refused(stillPicked.refusal, request, identity)
+      }
+      if (!lease.retired && targets.get(current.config.name) === current) break
       lease.release()
-      personSlot()
-      throw error
-    }
-    if (startupRefusal) {
-      lease.release()
-      personSlot()
-      return refused({reason: 'startup-parameter', error: startupRefusal}, request, identity)
-    }
-    // A reload while the pipeline was being prepared may have taken this person's access away; the
-    // sessions it ended did not include this one yet, so the configuration now in force decides.
-    const stillPicked = pickTarget(targetConfigs, request.database, identity)
-    if (!stillPicked.ok) {
-      lease.release()
-      personSlot()
-      return refused(stillPicked.refusal, request, identity)
+      if (attempt === 3) {
+        personSlot()
+        log('warn', `target ${current.config.name}: the sign-in of ${identityLabel(identity)} met a reload three times while it was being prepared`)
+        return {ok: false, error: {severity: 'FATAL', code: '57P03', message: `dbgate: target "${current.config.name}" is being reconfigured: the gateway reloaded its configuration while this sign-in was being prepared`, hint: 'Connect again shortly.'}}
+      }
     }
     // A session the client hung up on still runs on the server until the server ends it: it counts
     // until then, and keeps its pipeline, whose commit gate holds the person's other sessions while
@@ -408,17 +436,17 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     conn.onSessionGone(lease.release)
     conn.onSessionGone(personSlot)
     limitSession(conn, identity, settings, opts.now)
-    signedWith.set(conn, {token: canonicalToken(request.password), identity, target: served.config.name})
+    signedWith.set(conn, {token: canonicalToken(request.password), identity, target: current.config.name, print: targetPrint(current)})
     conn.onClose(() => signedWith.delete(conn))
-    log('info', `${identityLabel(identity)} signed in to target ${served.config.name} from ${request.clientAddress}`)
+    log('info', `${identityLabel(identity)} signed in to target ${current.config.name} from ${request.clientAddress}`)
     return {
       ok: true,
       grant: {
-        target: served.upstream,
-        targetName: served.config.name,
-        hooks: observed(signedInAs(lease.hooks, identity), served.config.name, observer),
+        target: current.upstream,
+        targetName: current.config.name,
+        hooks: observed(signedInAs(lease.hooks, identity), current.config.name, observer),
         applicationName: (app) => identityApplicationName(identity, app),
-        upstreamGate: served.gate,
+        upstreamGate: current.gate,
       },
     }
   }
@@ -529,7 +557,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         // The new configuration is in force from here: a failure to end a session is not a failed reload.
         await endRefusedSessions().catch((e: Error) => log('error', `reload: ending the sessions it took access from: ${e.message}`))
         const report = [...nextTargets.values()].map((t) => ({name: t.config.name, policyVersion: t.policy.version, policyHash: t.policy.hash}))
-        log('info', `reloaded: TLS certificate and the policy of ${report.map((t) => `${t.name} (${t.policyVersion} ${t.policyHash.slice(0, 12)})`).join(', ') || 'no target'}; open sessions keep the policy they started with`)
+        log('info', `reloaded: TLS certificate and the policy of ${report.map((t) => `${t.name} (${t.policyVersion} ${t.policyHash.slice(0, 12)})`).join(', ') || 'no target'}`)
         return {targets: report}
       })
       reloading = run.catch(() => undefined)

@@ -9,7 +9,6 @@
  * socket whose secret never leaves the process. The agent's token never reaches the database.
  */
 import type {RefusedSignIns} from './refused-sign-ins.js'
-import {createHash} from 'node:crypto'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -30,6 +29,7 @@ import {personBoundGate, personKeys, type CountedSlots} from './session-caps.js'
 import type {UpstreamTarget} from '../proxy/upstream.js'
 import type {GatewayObserver} from './observer.js'
 import {pickTarget, verifySignIn} from './sign-in.js'
+import {targetPrint} from './target-print.js'
 import type {RepeatLimitedLog} from './log-limits.js'
 
 export interface GatewayMcpOptions {
@@ -140,9 +140,6 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     }
   }
 
-  /** Each served target's fingerprint, by the object a reload replaces. */
-  const fingerprints = new WeakMap<TargetConfig, {hash: string; print: string}>()
-
   return createMcpHttp({
     publicOrigin: opts.settings.publicUrl,
     authorizationServers: [opts.identity.issuer],
@@ -156,12 +153,7 @@ export function startGatewayMcp(opts: GatewayMcpOptions): McpHttp {
     // A reload gives a target new settings or a new policy: the MCP sessions built on the old end.
     servedAs: (name) => {
       const served = opts.served(name)
-      if (!served) return undefined
-      const known = fingerprints.get(served.config)
-      if (known?.hash === served.policy.hash) return known.print
-      const print = createHash('sha256').update(JSON.stringify([served.policy.hash, served.config])).digest('hex')
-      fingerprints.set(served.config, {hash: served.policy.hash, print})
-      return print
+      return served ? targetPrint(served) : undefined
     },
     allowedOrigins: opts.settings.allowedOrigins,
     maxSessions: opts.settings.maxSessions,

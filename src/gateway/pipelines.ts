@@ -23,6 +23,8 @@ export interface PipelineLease {
   hooks: ProxyHooks
   /** Gives the session back; the pipeline is disposed `idleMs` after its last session. */
   release(): void
+  /** Whether a reload has replaced the pipeline (built from the configuration before it). */
+  readonly retired: boolean
 }
 
 interface Entry {
@@ -81,6 +83,9 @@ export class PipelineCache {
     const e = entry
     return {
       hooks,
+      get retired() {
+        return e.retired === true
+      },
       release: () => {
         if (released) return
         released = true
@@ -121,8 +126,9 @@ export class PipelineCache {
   }
 
   /**
-   * After a reload (SIGHUP): new sessions get new pipelines built from the reloaded policy, and the
-   * sessions open now keep the pipeline, so the policy, they started with until they end.
+   * After a reload (SIGHUP): new sessions get new pipelines built from the reloaded policy. The
+   * sessions open now keep theirs until they end (the gateway ends those whose target's policy or
+   * settings the reload changed, after their statement in flight).
    */
   retireAll(): void {
     for (const [key, e] of this.entries) {

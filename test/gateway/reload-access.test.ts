@@ -23,9 +23,10 @@ import {closeGatewayTest, gatewayConfig, makePki, remoteAgent, type TestPki, thr
 
 /**
  * A reload (SIGHUP) is how the gateway's administrators take access away: a group dropped from a
- * target's `allow`, a target removed after an incident. Open sessions keep the policy they started
- * with, but not access the configuration no longer gives: a session of someone the reloaded
- * configuration would refuse ends (after its statement in flight), a statement it holds for a
+ * target's `allow`, a target removed after an incident, a rule added. Open sessions keep neither a
+ * policy nor access the configuration no longer gives: a session of someone the reloaded
+ * configuration would refuse, or on a target whose policy changed, ends (after its statement in
+ * flight), a statement it holds for a
  * reviewer is withdrawn, and a remote MCP session of theirs closes its database sessions at once,
  * not at the agent's next request.
  */
@@ -150,9 +151,51 @@ describe('dbgate gateway: a reload that takes access away ends the sessions it t
     expect((await readOutcome(bucket, id))?.state).toBe('withdrawn')
   }, 30_000)
 
-  it('keeps her session through a reload that only changes the rules (it keeps the policy it started with)', async () => {
+  const freeze = () => [{name: 'app', allow: '[engineering, dba]', extra: ['rules:', '  - id: freeze', '    match: {class: write}', '    action: deny']}, {name: 'ops', allow: '[engineering, dba]'}]
+
+  // A rule added after an incident (writes frozen) must hold for the sessions open at the reload,
+  // not only for the next ones: a session on a pipeline built from the old rules would go on writing.
+  it('ends her session, after its statement in flight, when a reload changes her target\'s rules; her next session runs under them', async () => {
+    await withClient(db.url, (k) => k.query('create table if not exists frozen_notes (id int)'))
     const mine = await connect('alice', 'app')
-    await reload([{name: 'app', allow: '[engineering, dba]', extra: ['rules:', '  - id: freeze', '    match: {class: write}', '    action: deny']}, {name: 'ops', allow: '[engineering, dba]'}])
+    const daves = await connect('dave', 'ops')
+    await mine.c.query('insert into frozen_notes values (1)')
+    const inFlight = mine.c.query('select pg_sleep(1.5), 7 as seven').then((r) => r.rows[0].seven as number, (e: Error) => e.message)
+    await sleep(300)
+    await reload(freeze())
+    expect(await inFlight).toBe(7)
+    await waitFor(() => mine.ended() !== undefined, 'her session on app has ended', {timeoutMs: 10_000}).catch(() => {})
+    expect(mine.ended()?.message).toMatch(/this session ends: the policy of target "app" changed \(a reload\); connect again to work under the new one/)
+    expect(await answers(mine.c)).not.toBe(1)
+    // The other target's policy did not change: its sessions go on.
+    expect(await answers(daves.c)).toBe(1)
+    const again = await connect('alice', 'app')
+    await expect(again.c.query('insert into frozen_notes values (2)')).rejects.toThrow(/freeze/)
+    expect(await withClient(db.url, async (k) => (await k.query('select count(*)::int as n from frozen_notes')).rows[0].n)).toBe(1)
+  }, 30_000)
+
+  // Sign-ins under way when the reload lands: each either starts on the new rules or ends; none
+  // goes on writing on a pipeline built from the old ones.
+  it('lets no session signed in around a reload keep the rules it replaced', async () => {
+    await withClient(db.url, (k) => k.query('create table if not exists frozen_notes (id int)'))
+    const before = await withClient(db.url, async (k) => (await k.query('select count(*)::int as n from frozen_notes')).rows[0].n as number)
+    // Spread out so that some are preparing their pipeline as the reload swaps the configuration in.
+    const signingIn = Array.from({length: 16}, (_, i) => sleep(i * 15).then(() => connect('alice', 'app').catch(() => undefined)))
+    await sleep(60)
+    await reload(freeze())
+    const sessions = (await Promise.all(signingIn)).filter((s) => s !== undefined)
+    await sleep(1000)
+    for (const s of sessions) {
+      if (s.ended()) continue
+      await s.c.query('insert into frozen_notes values (3)').catch(() => undefined)
+    }
+    expect(await withClient(db.url, async (k) => (await k.query('select count(*)::int as n from frozen_notes')).rows[0].n)).toBe(before)
+  }, 30_000)
+
+  it('keeps every session through a reload that changes nothing of its target (the same file again, another target\'s rules)', async () => {
+    const mine = await connect('alice', 'app')
+    await reload(everyone())
+    await reload([{name: 'app', allow: '[engineering, dba]'}, {name: 'ops', allow: '[engineering, dba]', extra: ['rules:', '  - id: freeze', '    match: {class: write}', '    action: deny']}])
     await sleep(1000)
     expect(mine.ended()).toBeUndefined()
     expect(await answers(mine.c)).toBe(1)

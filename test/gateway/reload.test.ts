@@ -66,23 +66,26 @@ describe('dbgate gateway: SIGHUP reloads', () => {
     await Promise.all([dir, first?.dir, second?.dir].filter(Boolean).map((d) => rm(d!, {recursive: true, force: true})))
   })
 
-  it('gives new connections the new certificate and policy; the open session keeps its own and goes on', async () => {
+  it('gives new connections the new certificate and policy; the open session, whose rules it changed, ends and reconnects under them', async () => {
+    let ended: Error | undefined
+    before.on('error', (e) => (ended ??= e))
     await Promise.all([copyFile(second.cert, tls.cert), copyFile(second.key, tls.key)])
     await writeFile(file, config(freeze))
     expect((await hup()).msg).toMatch(/^reloaded: TLS certificate and the policy of app/)
 
-    // The session opened before the reload: not dropped, and still under the policy it started with.
-    expect(await insert(before, 2)).toBe('ok')
+    // The session opened before the reload would go on inserting under the rules it started with.
+    await gw.line((l) => /ending the session of alice@example\.com on target app: the policy of target "app" changed \(a reload\)/.test(l.msg))
+    expect(await insert(before, 2)).not.toBe('ok')
+    expect(ended?.message ?? '').toMatch(/this session ends: the policy of target "app" changed \(a reload\); connect again to work under the new one/)
 
     // A client that trusts only the old CA no longer gets through: the certificate changed.
     const old = gatewayClient(port, first.ca, token)
     old.on('error', () => {})
     expect(await old.connect().then(() => 'connected', (e: Error) => e.message)).toMatch(/self[- ]signed|unable to verify|certificate/i)
 
-    const after = gatewayClient(port, second.ca, token)
-    await after.connect()
-    expect(await insert(after, 3)).toMatch(/inserts are frozen for the audit/)
-    await after.end()
+    before = gatewayClient(port, second.ca, token)
+    await before.connect()
+    expect(await insert(before, 3)).toMatch(/inserts are frozen for the audit/)
   })
 
   it('changes nothing and logs why when the new certificate or YAML is broken', async () => {
@@ -98,12 +101,13 @@ describe('dbgate gateway: SIGHUP reloads', () => {
     expect(badYaml).toMatchObject({level: 'error'})
     expect(badYaml.msg).toMatch(/reload failed, nothing changed: .*gateway\.yaml/)
 
-    // Still the reloaded certificate and the freeze: neither failed reload undid or half-applied anything.
+    // Still the reloaded certificate and the freeze: neither failed reload undid or half-applied
+    // anything, nor ended the session open under them.
     const c = gatewayClient(port, second.ca, token)
     await c.connect()
     expect(await insert(c, 4)).toMatch(/inserts are frozen for the audit/)
     await c.end()
-    expect(await insert(before, 5)).toBe('ok')
+    expect(await before.query('select 1 as one').then((r) => r.rows[0].one)).toBe(1)
   })
 
   it('ends the open session of someone the reloaded allow no longer lets in (a --workers process, on SIGHUP)', async () => {
