@@ -339,8 +339,10 @@ function stringClaim(payload: JWTPayload, name: string): string | undefined {
 }
 
 /**
- * Groups from `path` (dotted, e.g. `realm_access.roles`). IdPs disagree on the shape: an array of
- * strings is the norm, but some emit a single space- or comma-separated string.
+ * Groups from `path` (dotted, e.g. `realm_access.roles`). An array of strings is the norm; a single
+ * string is one group, as IdPs that serialize a one-valued claim send it (AD FS). It is never
+ * split: group names hold spaces and commas ("Data Engineering", an LDAP DN), and a part of one
+ * would match an `allow` meant for another group ("Engineering", "OU=Groups").
  */
 export function groupsFromClaims(claims: Record<string, unknown>, path: string): string[] {
   let value: unknown = claims
@@ -352,7 +354,7 @@ export function groupsFromClaims(claims: Record<string, unknown>, path: string):
       value = (value as Record<string, unknown>)[part]
     }
   }
-  const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(/[\s,]+/) : []
+  const items = Array.isArray(value) ? value : typeof value === 'string' ? [value] : []
   return [...new Set(items.filter((g): g is string => typeof g === 'string').map((g) => g.trim()).filter(Boolean))]
 }
 

@@ -1,4 +1,5 @@
 import {afterAll, beforeAll, expect, test} from 'vitest'
+import {authorizeTarget} from '../../src/identity/session.js'
 import {verifyToken} from '../../src/identity/verify.js'
 import {fixture, mint, type Fixture} from './helpers.js'
 
@@ -22,4 +23,16 @@ test('a signed token whose subject is not a string is refused, naming the claim,
   }
   const {identity} = await verifyToken(f.config, await mint(f.signingKey, {...claims(), sub: 'alice'}), {use: 'id_token'})
   expect(identity.subject).toBe('alice')
+})
+
+// AD FS sends a one-valued groups claim as a string. Split at spaces or commas, a part of the one
+// group would match an `allow` written for another group.
+test.each([
+  ['Data Engineering', ['engineering', 'Engineering', 'Data'], ['Data Engineering']],
+  ['CN=Admins,OU=Groups,DC=example,DC=com', ['OU=Groups', 'DC=example', 'CN=Admins'], ['CN=Admins,OU=Groups,DC=example,DC=com']],
+  ['dba, readonly', ['dba', 'readonly'], ['dba, readonly']],
+])('a groups claim sent as the one string %j is one group: no allow for a part of it lets its holder in', async (groups, refusedBy, allowedBy) => {
+  const {identity} = await verifyToken(f.config, await mint(f.signingKey, {...claims(), sub: 'dana', groups}), {use: 'id_token'})
+  for (const allow of refusedBy) expect(authorizeTarget(identity, [allow]).ok, allow).toBe(false)
+  for (const allow of allowedBy) expect(authorizeTarget(identity, [allow]).ok, allow).toBe(true)
 })

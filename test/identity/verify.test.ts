@@ -128,7 +128,8 @@ describe('verifyToken', () => {
 describe('groupsFromClaims', () => {
   test.each([
     [{groups: ['a', 'b', 'a']}, 'groups', ['a', 'b']],
-    [{groups: 'a b,c , d'}, 'groups', ['a', 'b', 'c', 'd']],
+    [{groups: ' Data Engineering '}, 'groups', ['Data Engineering']],
+    [{groups: 'CN=Admins,OU=Groups,DC=example,DC=com'}, 'groups', ['CN=Admins,OU=Groups,DC=example,DC=com']],
     [{realm_access: {roles: ['x']}}, 'realm_access.roles', ['x']],
     [{'https://example.com/groups': ['y']}, 'https://example.com/groups', ['y']],
     [{groups: [1, 'ok', null]}, 'groups', ['ok']],
