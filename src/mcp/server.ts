@@ -279,9 +279,11 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     }
   }
 
-  const runCatalog = async (sql: string, params: unknown[]): Promise<Row[]> => {
+  // The agent's cancellation stops a catalog read as it stops a query: one waiting on a catalog a
+  // migration locked would otherwise hold its database session to the timeout.
+  const runCatalog = async (sql: string, params: unknown[], signal: AbortSignal): Promise<Row[]> => {
     const {runner} = await connection()
-    const r = await runner.run(sql, {params, maxRows: 100_000, maxBytes: 64 * 1024 ** 2, timeoutMs: limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs})
+    const r = await runner.run(sql, {params, maxRows: 100_000, maxBytes: 64 * 1024 ** 2, timeoutMs: limits.timeoutMs, approvalWaitMs: limits.approvalWaitMs, signal})
     if (r.status === 'waiting') {
       throw new ToolError({kind: 'denied', message: `Reading the catalog needs approval here (${r.message}); call approval_status with ${r.approvalId} later, or ask the user.`})
     }
@@ -347,7 +349,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     },
     (args, extra) =>
       guarded({tool: 'list_schemas', args, extra}, async () => {
-        const rows = await runCatalog(SCHEMAS_SQL, [])
+        const rows = await runCatalog(SCHEMAS_SQL, [], extra.signal)
         const schemas = rows.map((r) => ({schema: r.schema ?? '', relations: Number(r.relations ?? 0)}))
         const block = untrustedBlock(schemas.map((s) => JSON.stringify(s)), `${schemas.length} schema(s) in ${target.name}.`)
         return {content: [{type: 'text', text: block.text}], structuredContent: {schemas, untrustedDataId: block.id, untrustedData: UNTRUSTED_FIELD_NOTE}}
@@ -375,7 +377,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
     (args, extra) =>
       guarded({tool: 'list_tables', args, extra}, async () => {
         const {schema} = args
-        const rows = await runCatalog(RELATIONS_SQL, [schema ?? null, null])
+        const rows = await runCatalog(RELATIONS_SQL, [schema ?? null, null], extra.signal)
         const view = await unmasked()
         const tables = relationsFrom(rows, target.masking, view.unmasked).map((rel) => ({
           schema: rel.schema,
@@ -422,7 +424,7 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
         let name = table
         let inSchema = schema
         if (!inSchema && table.includes('.')) [inSchema, name] = [table.slice(0, table.indexOf('.')), table.slice(table.indexOf('.') + 1)]
-        const rows = await runCatalog(RELATIONS_SQL, [inSchema ?? null, name])
+        const rows = await runCatalog(RELATIONS_SQL, [inSchema ?? null, name], extra.signal)
         const view = await unmasked()
         const found = relationsFrom(rows, target.masking, view.unmasked)
         if (found.length === 0) {
@@ -433,22 +435,22 @@ export function createDbgateMcp(opts: DbgateMcpOptions): DbgateMcp {
           throw new ToolError({kind: 'not_found', message: `${name} exists in several schemas (listed below); pass table as schema.name.`, data: {schemas}})
         }
         const rel = found[0]!
-        const described = await describeRelation(rel)
+        const described = await describeRelation(rel, extra.signal)
         const block = untrustedBlock([JSON.stringify(described)], `One ${rel.kind} on ${target.name}, described below${view.unmasked ? ` (${view.because})` : ''}.`)
         return {content: [{type: 'text', text: block.text}], structuredContent: {...described, untrustedDataId: block.id, untrustedData: UNTRUSTED_FIELD_NOTE}}
       }),
   )
 
-  const describeRelation = async (rel: RelationInfo) => {
+  const describeRelation = async (rel: RelationInfo, signal: AbortSignal) => {
     // Keys and indexes name columns by attribute number, which dropped columns leave gaps in.
-    const attrs = await runCatalog(ATTRIBUTES_SQL, [rel.oid])
+    const attrs = await runCatalog(ATTRIBUTES_SQL, [rel.oid], signal)
     const names = new Map(attrs.map((a) => [Number(a.attnum), a.column ?? '?']))
     const colNames = (text: string | null, map = names) => attnums(text).map((n) => (n === 0 ? '(expression)' : (map.get(n) ?? `#${n}`)))
-    const constraints = rel.kind === 'view' ? [] : await runCatalog(CONSTRAINTS_SQL, [rel.oid])
-    const indexes = rel.kind === 'view' ? [] : await runCatalog(INDEXES_SQL, [rel.oid])
+    const constraints = rel.kind === 'view' ? [] : await runCatalog(CONSTRAINTS_SQL, [rel.oid], signal)
+    const indexes = rel.kind === 'view' ? [] : await runCatalog(INDEXES_SQL, [rel.oid], signal)
     const foreignKeys = []
     for (const c of constraints.filter((c) => c.type === 'f')) {
-      const refAttrs = await runCatalog(ATTRIBUTES_SQL, [c.ref_oid])
+      const refAttrs = await runCatalog(ATTRIBUTES_SQL, [c.ref_oid], signal)
       const refNames = new Map(refAttrs.map((a) => [Number(a.attnum), a.column ?? '?']))
       foreignKeys.push({name: c.name ?? '', columns: colNames(c.columns), references: {schema: c.ref_schema ?? '', table: c.ref_table ?? '', columns: colNames(c.ref_columns, refNames)}})
     }

@@ -1,6 +1,7 @@
 import {Client} from '@modelcontextprotocol/sdk/client/index.js'
 import {InMemoryTransport} from '@modelcontextprotocol/sdk/inMemory.js'
 import type {CallToolResult} from '@modelcontextprotocol/sdk/types.js'
+import pg from 'pg'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {StatementData} from '../../src/audit/events.js'
 import {openLocalEndpoint} from '../../src/mcp/local-endpoint.js'
@@ -81,6 +82,39 @@ describe('MCP: a cancelled call, or a closed server, leaves no statement running
     })
     const next = await call('query', {sql: 'select count(*) from jobs'})
     expect(next.isError, textOf(next)).toBeFalsy()
+  })
+
+  // The catalog tools read through the same sessions: a read waiting on a catalog another session
+  // locked (a migration's DDL) waited on after the agent gave up, holding a database session.
+  it.each([
+    ['describe_table', {table: 'jobs'}, 'pg_catalog.pg_am am', 'pg_am'],
+    ['list_tables', {}, 'pg_catalog.pg_attribute a on a.attrelid', 'pg_attribute'],
+  ])('stops the catalog read of %s the agent cancelled, while the catalog stays locked', async (tool, args, tag, catalog) => {
+    const {call} = await open()
+    expect((await call(tool, args)).isError).toBeFalsy()
+    // Connections made while the catalog is locked could not sign in: both are made before.
+    const probe = new pg.Client({connectionString: db.url})
+    const holder = new pg.Client({connectionString: db.url})
+    await Promise.all([probe.connect(), holder.connect()])
+    const waiting = async () => (await probe.query(`select count(*)::int as n from pg_stat_activity where state = 'active' and query like $1 and pid <> pg_backend_pid()`, [`%${tag}%`])).rows[0].n as number
+    try {
+      expect(await waiting()).toBe(0)
+      await holder.query('begin')
+      await holder.query(`lock table pg_catalog.${catalog} in access exclusive mode`)
+      const abort = new AbortController()
+      const cancelled = call(tool, args, abort.signal).then(
+        () => 'answered',
+        (e: Error) => e.message,
+      )
+      await waitFor(async () => (await waiting()) === 1, `the catalog read of ${tool} waits on the server`)
+      abort.abort()
+      expect(await cancelled).toMatch(/abort/i)
+      await waitFor(async () => (await waiting()) === 0, `the catalog read of ${tool} stopped on the server after the agent cancelled it`)
+      await holder.query('rollback')
+    } finally {
+      await Promise.all([probe.end(), holder.end()])
+    }
+    expect((await call(tool, args)).isError).toBeFalsy()
   })
 
   it('stops a statement the agent cancelled on the unix socket of dbgate mcp, and when that server closes', async () => {
