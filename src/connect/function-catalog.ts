@@ -17,6 +17,7 @@ import {builtinCandidates} from '../policy/builtins.js'
 import type {CatalogKey, LoadingFunctionCatalog} from '../policy/catalog.js'
 import {readFunctionBody, readRuleBody, type FunctionBody} from '../policy/function-body.js'
 import {isBuiltinSchema, type FunctionCandidate} from '../policy/functions.js'
+import {LIBRARY_SETTINGS_KEY} from '../policy/settings.js'
 import type {Volatility} from '../policy/builtins.js'
 import {loadParser} from '../sql/parser.js'
 import {runsCodeOnWrite} from '../sql/runs-code.js'
@@ -773,6 +774,33 @@ function eventTriggerCandidate(r: Row): FunctionCandidate {
   return {schema: 'pg_catalog', name: String(r.name), volatility: 'v', kind: 'event_trigger', nargs: 0, ndefaults: 0, variadic: false}
 }
 
+/**
+ * The setting prefixes the target's libraries use (`LIBRARY_SETTINGS_KEY`), as its server names
+ * them: the prefix of every library setting defined in this session (pg_settings shows a name only
+ * once its library has defined it; a name a session merely set is hidden), and the names of the
+ * libraries it preloads, of the modules its C functions and language handlers are in (loaded on a
+ * session's first call), of its procedural languages and of its extensions, which by convention
+ * prefix their settings. A setting made before its library loads is taken over when it does.
+ * Preload lists this role may not read are left out (pg_settings hides them rather than fail).
+ */
+const LIBRARY_SETTINGS_SQL = `select distinct prefix as name from (
+    select lower(split_part(s.name, '.', 1)) as prefix from pg_catalog.pg_settings s where s.name like '%.%'
+    union all
+    select lower(regexp_replace(regexp_replace(btrim(lib, ' "'), '^.*[/\\\\]', ''), '\\.(so|dll|dylib|sl)$', ''))
+    from pg_catalog.pg_settings s cross join lateral unnest(string_to_array(s.setting, ',')) lib
+    where s.name in ('shared_preload_libraries', 'session_preload_libraries', 'local_preload_libraries')
+    union all
+    select lower(regexp_replace(regexp_replace(p.probin, '^.*[/\\\\]', ''), '\\.(so|dll|dylib|sl)$', '')) from pg_catalog.pg_proc p where p.probin is not null
+    union all
+    select lower(l.lanname) from pg_catalog.pg_language l where l.lanname not in ('internal', 'c', 'sql')
+    union all
+    select lower(e.extname) from pg_catalog.pg_extension e
+  ) x where prefix <> ''`
+
+function libraryCandidate(r: Row): FunctionCandidate {
+  return {schema: 'pg_catalog', name: String(r.name), volatility: 'v', kind: 'library', nargs: 0, ndefaults: 0, variadic: false}
+}
+
 export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareCatalog {
   readonly offline = false
   private gen = 0
@@ -910,6 +938,14 @@ export class TargetFunctionCatalog implements LoadingFunctionCatalog, ViewAwareC
       } catch (error) {
         found.delete(EVENT_TRIGGERS_KEY)
         this.failures.set(EVENT_TRIGGERS_KEY, (error as Error).message)
+      }
+    }
+    if (found.has(LIBRARY_SETTINGS_KEY)) {
+      try {
+        found.get(LIBRARY_SETTINGS_KEY)!.push(...(await this.opts.query(LIBRARY_SETTINGS_SQL)).map(libraryCandidate))
+      } catch (error) {
+        found.delete(LIBRARY_SETTINGS_KEY)
+        this.failures.set(LIBRARY_SETTINGS_KEY, (error as Error).message)
       }
     }
     const {called, bodies} = await this.readBodies(found)

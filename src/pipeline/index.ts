@@ -39,7 +39,7 @@ export async function buildPipeline(ctx: TunnelHooksContext): Promise<Pipeline> 
     if (masking) built.push(masking)
     const recording = features.recording ? await recordingStage(ctx, who, masking, {guardrails: features.guardrails}) : undefined
     if (recording) built.push(recording)
-    const policy = features.guardrails ? policyStage(ctx, who, catalogQuery) : undefined
+    const policy = features.guardrails ? await policyStage(ctx, who, catalogQuery) : undefined
     // Approvals settle what policy holds: without guardrails nothing is ever held.
     const approvals = features.guardrails ? approvalsStage(ctx, who, recording?.setup, catalogQuery) : undefined
     const stages = [who, policy, approvals, masking, recording].filter((s): s is NonNullable<typeof s> => s !== undefined)

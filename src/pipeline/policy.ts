@@ -1,6 +1,6 @@
 import {DEFAULT_MCP, DEFAULT_TUNNEL} from '../config/schema.js'
 import {TargetFunctionCatalog} from '../connect/function-catalog.js'
-import {checkStartupParameters, createStatementHook, decisionToVerdict, evaluateOperation, READ_ONLY_RULE, readOnlyViolation, sharedAnalysisCache, type PolicyStatementHook, type PolicyVerdict, type RuleDecision, type StatementAnalysis} from '../policy/index.js'
+import {checkStartupParameters, createStatementHook, decisionToVerdict, evaluateOperation, LIBRARY_SETTINGS_KEY, READ_ONLY_RULE, readOnlyViolation, serverLibrariesOf, sharedAnalysisCache, type PolicyStatementHook, type ServerLibraries, type PolicyVerdict, type RuleDecision, type StatementAnalysis} from '../policy/index.js'
 import type {Analysis, Operation} from '../policy/types.js'
 import type {PgNoticeFields} from '../wire/fields.js'
 import type {ClosableCatalogQuery} from '../masking/index.js'
@@ -16,10 +16,14 @@ import type {Stage} from './stage.js'
  * read-only allow-list in front for an agent in read-only mode). A statement that needs approval
  * comes out as a `hold` for the approvals stage.
  */
-export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalogQuery: ClosableCatalogQuery | undefined): Stage {
+export async function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalogQuery: ClosableCatalogQuery | undefined): Promise<Stage> {
   const {target} = ctx
   // Without a catalog connection (only in tests that build hooks by hand) only built-ins are known.
   const functions = catalogQuery ? new TargetFunctionCatalog({query: catalogQuery}) : undefined
+  // The startup packet is judged before anything could wait for the catalog: its custom settings
+  // are judged by the target's libraries as read now (a failed read is retried by the next need).
+  await functions?.load([LIBRARY_SETTINGS_KEY])
+  const startupLibraries = functions ? librariesForStartup(functions) : undefined
   /** Changes to the catalog let through so far (judged, perhaps not yet run): part of `verdictGeneration`. */
   let changes = 0
   const policy = createStatementHook({
@@ -54,11 +58,15 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
     name: 'policy',
     startup: (params): PgNoticeFields | undefined => {
       // A startup parameter is a setting like any other: what a target rule allows at SET, it allows here.
-      const problem = checkStartupParameters(params, (change, verdict) => {
-        const op: Operation = {class: verdict.class ?? 'session', command: 'set', tables: [], functions: [], flags: [verdict.flag], setting: change}
-        const action = evaluateOperation(op, evalOpts).action
-        return action === 'allow' || action === 'warn'
-      })[0]
+      const problem = checkStartupParameters(
+        params,
+        (change, verdict) => {
+          const op: Operation = {class: verdict.class ?? 'session', command: 'set', tables: [], functions: [], flags: [verdict.flag], setting: change}
+          const action = evaluateOperation(op, evalOpts).action
+          return action === 'allow' || action === 'warn'
+        },
+        startupLibraries?.(params),
+      )[0]
       if (!problem) return undefined
       return {
         severity: 'FATAL',
@@ -118,6 +126,26 @@ export function policyStage(ctx: TunnelHooksContext, who: IdentityStage, catalog
       gate.upstreamClosed(id)
     },
     dispose: async () => stopListening?.(),
+  }
+}
+
+/**
+ * The target's libraries for judging the custom settings of a startup packet (`app.tenant_id`, or
+ * a library's setting that the list does not know). The startup judgement cannot wait for the
+ * catalog, so it uses what was read last, and starts a read when that is stale or forgotten (after
+ * DDL); when nothing was ever read, such a setting is refused (application state can still be set
+ * with SET after connecting).
+ */
+function librariesForStartup(functions: TargetFunctionCatalog): (params: Record<string, string>) => ServerLibraries | undefined {
+  const read = serverLibrariesOf(functions)
+  let last = read && !('unread' in read) ? read : undefined
+  return (params) => {
+    if (!Object.keys(params).some((k) => k.includes('.') && !k.startsWith('_pq_.'))) return undefined
+    if (functions.missing([LIBRARY_SETTINGS_KEY]).length > 0) void functions.load([LIBRARY_SETTINGS_KEY])
+    const now = serverLibrariesOf(functions)
+    if (now && !('unread' in now)) return (last = now)
+    if (last) return last
+    return now && {unread: `${now.unread}; connect again in a moment, or set it with SET after connecting`}
   }
 }
 

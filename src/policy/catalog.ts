@@ -12,6 +12,7 @@
  * check`); the tunnel's implementation reads the target (src/connect/function-catalog.ts).
  */
 import {mapStatements, withOperations} from './analyze.js'
+import {isCustomSetting, judgeOnTarget, LIBRARY_SETTINGS_KEY, type ServerLibraries} from './settings.js'
 import {builtinCandidates, isBuiltinOperator, isBuiltinType} from './builtins.js'
 import type {FunctionBody} from './function-body.js'
 import {arityFits, candidateEffect, EFFECT_RANK, extensionEffect, isBuiltinSchema, TYPE_CHOSEN_BY_DATA_BUILTINS, type FunctionCandidate, type FunctionEffect} from './functions.js'
@@ -92,16 +93,48 @@ export const offlineCatalog: FunctionCatalog = {
 
 // ---- resolution --------------------------------------------------------------------------------
 
-/** The keys a statement's calls need, deduplicated; and `EVENT_TRIGGERS_KEY` for DDL that keeps relations. */
+/**
+ * The keys a statement's calls need, deduplicated; `EVENT_TRIGGERS_KEY` for DDL that keeps
+ * relations; `LIBRARY_SETTINGS_KEY` for a custom setting (`judgeSettingsOnTarget`).
+ */
 export function catalogKeys(statements: readonly StatementAnalysis[]): CatalogKey[] {
   const keys = new Set<CatalogKey>()
   for (const s of statements) {
     for (const o of s.operations) {
       for (const c of o.calls ?? []) keys.add(catalogKey(c))
       if (o.keepsRelations === true) keys.add(EVENT_TRIGGERS_KEY)
+      if (o.setting && !o.setting.reset && isCustomSetting(o.setting.name)) keys.add(LIBRARY_SETTINGS_KEY)
     }
   }
   return [...keys]
+}
+
+/** What `catalog` knows of the target's libraries; undefined offline, where the list alone decides. */
+export function serverLibrariesOf(catalog: FunctionCatalog): ServerLibraries | undefined {
+  if (catalog.offline) return undefined
+  const prefixes = catalog.get(LIBRARY_SETTINGS_KEY)
+  return prefixes ? new Set(prefixes.map((c) => c.name)) : {unread: catalog.unknownReason(LIBRARY_SETTINGS_KEY)}
+}
+
+/**
+ * The statements with every custom setting they change judged by the target's libraries
+ * (`judgeOnTarget`): the analysis is shared by every target and knows only the list's, so a
+ * setting of a library the target loads (`rowguard.enforce`) came out of it as application state.
+ */
+export function judgeSettingsOnTarget(statements: readonly StatementAnalysis[], catalog: FunctionCatalog): StatementAnalysis[] {
+  if (!statements.some((s) => s.operations.some((o) => o.setting && !o.setting.reset && isCustomSetting(o.setting.name)))) return statements as StatementAnalysis[]
+  const libraries = serverLibrariesOf(catalog)
+  if (!libraries) return statements as StatementAnalysis[]
+  return mapStatements(statements, (s) => {
+    let changed = false
+    const operations = s.operations.map((o) => {
+      const verdict = o.setting ? judgeOnTarget(o.setting, libraries) : undefined
+      if (!verdict) return o
+      changed = true
+      return {...o, flags: [...o.flags, verdict.flag], detail: verdict.reason}
+    })
+    return changed ? withOperations(s, operations) : s
+  })
 }
 
 function schemaFits(call: CatalogCall, c: FunctionCandidate): boolean {

@@ -244,10 +244,24 @@ const LIBRARY_REVIEW: Record<string, string> = {
   'plpgsql.print_strict_params': 'plpgsql.print_strict_params puts the values a PL/pgSQL function passes to a failed SELECT … INTO STRICT into the error message',
 }
 
-/** The library a setting name belongs to, if its prefix is one a library reserves. */
-function libraryOf(name: string): string | undefined {
-  const prefix = name.slice(0, name.indexOf('.'))
-  return LIBRARY_PREFIXES.has(prefix) ? prefix : undefined
+/**
+ * The catalog key (catalog.ts) whose candidates are the setting prefixes the target's own libraries
+ * use, one per prefix, by name: what it preloads, what its C functions, languages and extensions
+ * load, and the prefixes of the library settings its server has defined (src/connect/function-catalog.ts).
+ * A library outside the list above (a less common extension, the target's own module) is known
+ * only by what the server says.
+ */
+export const LIBRARY_SETTINGS_KEY = 'l:settings'
+
+/** The prefix of a dotted setting name (`rowguard` of `rowguard.enforce`). */
+export function settingPrefix(name: string): string {
+  return name.slice(0, name.indexOf('.')).toLowerCase()
+}
+
+/** The library a setting name belongs to, if its prefix is one a library reserves: on the list, or on the target (`serverLibraries`). */
+function libraryOf(name: string, serverLibraries?: ReadonlySet<string>): string | undefined {
+  const prefix = settingPrefix(name)
+  return LIBRARY_PREFIXES.has(prefix) || serverLibraries?.has(prefix) ? prefix : undefined
 }
 
 /** Judges a setting of a library's (`plpgsql.check_asserts`); undefined when it is allowed. */
@@ -263,7 +277,8 @@ function judgeLibrarySetting(name: string, library: string, change: SettingChang
   if (meaning) return {flag: 'dangerous_setting', reason: meaning}
   const review = LIBRARY_REVIEW[name]
   if (review) return {flag: 'unlisted_setting', reason: review}
-  return {flag: 'unlisted_setting', reason: `${name} is a setting of the ${library} library, not application state, and is not on dbgate's list of settings a session may change`}
+  const where = LIBRARY_PREFIXES.has(library) ? '' : ' (a library the target loads: its server names it)'
+  return {flag: 'unlisted_setting', reason: `${name} is a setting of the ${library} library${where}, not application state, and is not on dbgate's list of settings a session may change`}
 }
 
 /** The schemas a search_path may name without changing where dbgate assumes unqualified names live. */
@@ -272,11 +287,33 @@ const KNOWN_SCHEMAS = new Set(['"$user"', '$user', 'public', 'pg_catalog', 'pg_t
 const ROLE_SETTINGS = new Set(['role', 'session_authorization'])
 
 /**
- * A custom setting, `prefix.name`, under a prefix no library of the list above reserves:
- * application state such as `app.tenant_id`, which only the application's own queries read.
+ * A custom setting, `prefix.name`, under a prefix no library of the list above reserves, nor one of
+ * the target's (`serverLibraries`): application state such as `app.tenant_id`, which only the
+ * application's own queries read.
  */
-export function isCustomSetting(name: string): boolean {
-  return name.includes('.') && libraryOf(name.toLowerCase()) === undefined
+export function isCustomSetting(name: string, serverLibraries?: ReadonlySet<string>): boolean {
+  return name.includes('.') && libraryOf(name, serverLibraries) === undefined
+}
+
+/**
+ * What the tunnel knows of the target's libraries when it judges a custom setting: the prefixes
+ * they use, or why it could not read them (then a custom setting is not taken for application state).
+ */
+export type ServerLibraries = ReadonlySet<string> | {unread: string}
+
+/**
+ * Judges a custom setting the analysis let through (`isCustomSetting` by the list alone) by the
+ * target's libraries: undefined when it is application state there too.
+ */
+export function judgeOnTarget(change: SettingChange, libraries: ServerLibraries): SettingVerdict | undefined {
+  if (change.reset || !isCustomSetting(change.name)) return undefined
+  if ('unread' in libraries) {
+    return {
+      flag: 'unlisted_setting',
+      reason: `dbgate could not read which setting prefixes the target's libraries use (${libraries.unread}), so it cannot tell ${change.name} from a library's setting`,
+    }
+  }
+  return libraries.has(settingPrefix(change.name)) ? judgeSetting(change, libraries) : undefined
 }
 
 /** The rule that would allow a refused setting, for hints. */
@@ -306,7 +343,7 @@ export function createsInTemp(change: SettingChange): boolean {
  * Judges one setting change. Undefined means it is allowed as an ordinary session setting; a
  * verdict names the flag the rules key on and why.
  */
-export function judgeSetting(change: SettingChange): SettingVerdict | undefined {
+export function judgeSetting(change: SettingChange, serverLibraries?: ReadonlySet<string>): SettingVerdict | undefined {
   const name = change.name.toLowerCase()
   if (ROLE_SETTINGS.has(name)) return {flag: 'role_change', class: 'privilege', reason: 'changing the role changes who the server thinks is acting'}
   // Back to the value the session started with, which was checked when it started.
@@ -342,7 +379,7 @@ export function judgeSetting(change: SettingChange): SettingVerdict | undefined 
       reason: `search_path puts ${shadowing.join(', ')} before pg_catalog, so types and tables there named like built-in ones would be used instead of them`,
     }
   }
-  const library = name.includes('.') ? libraryOf(name) : undefined
+  const library = name.includes('.') ? libraryOf(name, serverLibraries) : undefined
   if (library) return judgeLibrarySetting(name, library, change)
   if (isCustomSetting(name)) return undefined
   const meaning = MEANING[name]
@@ -370,9 +407,9 @@ const STARTUP_KEYS = new Set(['user', 'database', 'replication'])
  * because it smuggles arbitrary `-c name=value` settings past every other check; `replication`
  * turns the connection into a replication stream that speaks another protocol. `allowed`
  * decides a setting the built-in list refuses (a target rule may allow it); without it the list
- * decides alone.
+ * decides alone. `libraries` judges custom settings by the target's libraries (`judgeOnTarget`).
  */
-export function checkStartupParameters(params: Record<string, string>, allowed?: (change: SettingChange, verdict: SettingVerdict) => boolean): StartupProblem[] {
+export function checkStartupParameters(params: Record<string, string>, allowed?: (change: SettingChange, verdict: SettingVerdict) => boolean, libraries?: ServerLibraries): StartupProblem[] {
   const problems: StartupProblem[] = []
   for (const [key, value] of Object.entries(params)) {
     const name = key.toLowerCase()
@@ -387,7 +424,7 @@ export function checkStartupParameters(params: Record<string, string>, allowed?:
     }
     if (STARTUP_KEYS.has(name) || name.startsWith('_pq_.')) continue
     const change: SettingChange = {name, value, reset: false, dynamic: false}
-    const verdict = judgeSetting(change)
+    const verdict = judgeSetting(change) ?? (libraries ? judgeOnTarget(change, libraries) : undefined)
     // No rule lifts this one: it is what guard.shadowed-type refuses in SET.
     if (!verdict || (allowed?.(change, verdict) && !createsInTemp(change))) continue
     problems.push({

@@ -7,7 +7,7 @@
 import type {SessionView, StatementContext} from '../proxy/seam.js'
 import {DEFAULT_MAX_STATEMENT_SIZE} from './analyze.js'
 import {AnalysisCache, sharedAnalysisCache} from './cache.js'
-import {catalogKey, catalogKeys, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
+import {catalogKey, catalogKeys, judgeSettingsOnTarget, offlineCatalog, resolveCatalogCalls, type CatalogKey, type FunctionCatalog, type LoadingFunctionCatalog} from './catalog.js'
 import {isBuiltinSchema} from './functions.js'
 import {analyzeOffThread, OFFLOAD_THRESHOLD} from './offload.js'
 import {loadParser, parserReady} from '../sql/parser.js'
@@ -113,7 +113,9 @@ export function judgeStatements(
   }
   // The same holds for what any call runs (unsettled-calls.ts): those calls need a reviewer until it is committed.
   // (After the tables behind views are added: a write through a view over a system catalog changes it.)
-  const withCalls = (judged: readonly StatementAnalysis[]) => resolveCatalogCalls(distrustCatalogCalls(addTablesBehindViews(judged, catalog), callsChanged, holdCursor, reachesUserCode(catalog), changeOf), catalog)
+  // And the custom settings they change by the target's libraries (the shared analysis knows only dbgate's list).
+  const withCalls = (judged: readonly StatementAnalysis[]) =>
+    judgeSettingsOnTarget(resolveCatalogCalls(distrustCatalogCalls(addTablesBehindViews(judged, catalog), callsChanged, holdCursor, reachesUserCode(catalog), changeOf), catalog), catalog)
   // The text's own calls first (an EXECUTE's parameters included: the EXECUTE itself is replaced below).
   const own = withCalls(statements)
   // No EXECUTE, PREPARE or DEALLOCATE (catalog calls add none): nothing below would change a statement.
