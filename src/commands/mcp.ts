@@ -42,7 +42,7 @@ enforces everything; nothing runs locally. See docs/agents.md.`
     }
     const gateway = loaded.config.gateway
     if (gateway) {
-      // A line the bridge cannot carry is answered here; the gateway, which records, never sees it.
+      // A line the bridge cannot carry is answered here; a tools/call in it is recorded at the gateway.
       const agent = new AgentStdioTransport()
       // The agent ends the session by closing stdin (the SDK's stdio transport does not notice) or by a signal.
       const stop = () => void agent.close()

@@ -13,7 +13,7 @@ import type {DbgateConfig, TargetConfig} from '../config/types.js'
 import type {AgentInfo, Identity} from '../identity/types.js'
 import {DEFAULT_MAX_STATEMENT_SIZE, sharedAnalysisCache} from '../policy/index.js'
 import {cutMark, cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
-import type {Analysis, Decision, StatementAnalysis} from '../policy/types.js'
+import type {Analysis, Decision, StatementAnalysis, StatementClass} from '../policy/types.js'
 import {formatMaskedColumn, redacted, type MaskingFilterFactory} from '../masking/index.js'
 
 export interface RecordingSetup {
@@ -160,6 +160,39 @@ function analysisOf(event: StatementEvent, maxStatementSize: number | undefined)
   return sharedAnalysisCache.analyze(event.sql, {maxStatementSize})
 }
 
+/**
+ * The classes that change what a session's statements leave behind (data, schema, privileges,
+ * the server), by how much, most first. What auditors count as changes (`dbgate report`'s write and
+ * ddl statements, `sessions search --class write`) must not miss one because another statement of
+ * the text, or another operation of the statement, came first.
+ */
+const CHANGE_WEIGHT: Partial<Record<StatementClass, number>> = {privilege: 5, admin: 4, ddl: 3, opaque: 2, write: 1}
+
+/**
+ * The class of a whole text. The policy's decisive statement is the first of a text whose
+ * statements were all allowed, so `select 1; delete from orders` and `begin; insert …; commit` were
+ * recorded as a read and as a transaction: a text recorded as a read, a transaction or a session
+ * setting takes the weightiest class that changes something among every operation of its
+ * statements and of what the guardrails judged it to reach (function bodies, rules, triggers).
+ */
+function textClass(analysis: Analysis | undefined, judged: readonly StatementAnalysis[] | undefined, decided: StatementClass | undefined): StatementClass | undefined {
+  if (decided !== undefined && decided !== 'read' && decided !== 'session' && decided !== 'transaction') return decided
+  let cls: StatementClass | undefined = decided
+  let weight = 0
+  for (const list of [analysis?.statements, judged]) {
+    for (const st of list ?? []) {
+      for (const op of st.operations) {
+        const w = CHANGE_WEIGHT[op.class] ?? 0
+        if (w > weight) {
+          weight = w
+          cls = op.class
+        }
+      }
+    }
+  }
+  return cls
+}
+
 /** What the recorder stores for a statement, from the policy decision and approval on its verdict. */
 export function describeStatement(event: StatementEvent, opts: DescribeOptions = {}): StatementDetails {
   const {maskText} = opts
@@ -176,7 +209,7 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
     details = {decision: 'syntax_error', tables: []}
   } else {
     details = {
-      class: decisive?.class,
+      class: textClass(analysis, judgedHere, decisive?.class),
       // A held statement is recorded with how its approval ended, not as the policy's `require_approval`.
       decision: approval ? approval.decision : decision ? recordedAction(decision.action, event.verdict.action) : event.verdict.action === 'reject' ? 'deny' : 'allow',
       ruleId: decisive?.ruleId,

@@ -16,13 +16,15 @@ import {requireTrustedConfig} from '../config/trust.js'
 import type {GatewayClientConfig, LoadedConfig} from '../config/types.js'
 import {identityConfigFrom} from '../identity/cli.js'
 import {getIdentity, type Session} from '../identity/session.js'
+import {forwardableRefusal} from './refused-arguments.js'
+import {REFUSED_BY_MCP_HEADER} from './stdio.js'
 
 export interface GatewayBridgeOptions {
   loaded: LoadedConfig
   gateway: GatewayClientConfig
   targetName: string
-  /** The agent's side: stdio in `dbgate mcp`. */
-  agent: Transport
+  /** The agent's side: stdio in `dbgate mcp`, which hands what it refuses to `onrefused`. */
+  agent: Transport & {onrefused?: (value: unknown, what: string) => Promise<void> | void}
   env?: NodeJS.ProcessEnv
   log?: (level: 'info' | 'warn' | 'error', message: string) => void
 }
@@ -174,6 +176,35 @@ export async function runGatewayBridge(opts: GatewayBridgeOptions): Promise<void
       if (gateway === via) reopening ??= reopen().finally(() => (reopening = undefined))
       await reopening
       await gateway.send(message)
+    }
+  }
+
+  /**
+   * A tools/call the stdio transport refused never reaches the gateway's MCP server, and the gateway
+   * is the only place that records: it is sent under REFUSED_BY_MCP_HEADER, which the gateway
+   * records as refused in the session's log and never runs. Awaited before the agent is answered.
+   */
+  agent.onrefused = async (value, what) => {
+    if (typeof value !== 'object' || value === null || (value as {method?: unknown}).method !== 'tools/call') return
+    const body = JSON.stringify(forwardableRefusal(value))
+    const post = async (): Promise<number> => {
+      const sessionId = gateway.sessionId
+      if (sessionId === undefined) return 0
+      const res = await fetchGateway(url, {method: 'POST', headers: {'content-type': 'application/json', 'mcp-session-id': sessionId, [REFUSED_BY_MCP_HEADER]: encodeURIComponent(what)}, body})
+      await res.text().catch(() => '')
+      return res.status
+    }
+    try {
+      if (reopening) await reopening.catch(() => {})
+      let status = await post()
+      if (status === 404 && initialize) {
+        reopening ??= reopen().finally(() => (reopening = undefined))
+        await reopening
+        status = await post()
+      }
+      if (status !== 202) log('warn', `a tools/call refused here (${what}) was not recorded at the gateway: ${status === 0 ? 'no gateway session is open yet (the agent sent it before initialize)' : `the gateway answered ${status}`}`)
+    } catch (error) {
+      log('warn', `a tools/call refused here (${what}) was not recorded at the gateway: ${describeFailure(error, where)}`)
     }
   }
 

@@ -19,7 +19,7 @@ import type {TargetConfig} from '../config/types.js'
 import {identityLabel, samePerson, type AgentInfo, type Identity} from '../identity/types.js'
 import type {SqlEndpoint} from './endpoint.js'
 import {createDbgateMcp, type DbgateMcp} from './server.js'
-import {MAX_BATCH, notAMessage} from './stdio.js'
+import {MAX_BATCH, notAMessage, REFUSED_BY_MCP_HEADER} from './stdio.js'
 import {keepAliveVerified} from '../util/keep-alive.js'
 import {formatDuration} from '../util/duration.js'
 import {BAD_REQUEST_TARGET, requestPath} from '../util/request-target.js'
@@ -378,6 +378,14 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       if (scheduleEnd(s)) return rpcError(res, 404, endedWhy.get(s.id)?.message ?? 'dbgate: this MCP session has ended; start a new one')
       s.lastUsed = Date.now()
       const body = req.method === 'POST' ? await readBody(req) : undefined
+      const refusedByMcp = req.headers[REFUSED_BY_MCP_HEADER]
+      if (body !== undefined && typeof refusedByMcp === 'string') {
+        // Refused by dbgate mcp on the agent's machine (src/mcp/stdio.ts): recorded here, where the
+        // session's log is, and never handed to the transport, so nothing of it runs.
+        const what = `${refusedReason(refusedByMcp)}, refused by dbgate mcp on the agent's machine before it reached the gateway`
+        for (const item of Array.isArray(body) ? body : [body]) await s.mcp.refuseMessage(item, what)
+        return json(res, 202, {recorded: true, ran: false})
+      }
       const malformed = body === undefined ? undefined : notMessages(body)
       if (malformed) {
         // The SDK answers such a body 400 and runs none of it, recording nothing: a tools/call in it
@@ -507,6 +515,17 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
  * What is wrong with a request body that is not one JSON-RPC message or a batch of them (which the
  * SDK refuses whole), as the agent is told; undefined for a body the SDK takes.
  */
+/** What dbgate mcp said was wrong with a call it refused, as it sent it: URI-encoded, at most 1,000 characters kept. */
+function refusedReason(header: string): string {
+  let text: string
+  try {
+    text = decodeURIComponent(header)
+  } catch {
+    text = header
+  }
+  return text.length > 1000 ? `${text.slice(0, 1000)}…` : text || 'a message it could not take'
+}
+
 function notMessages(body: unknown): string | undefined {
   const items = Array.isArray(body) ? body : [body]
   if (items.length === 0) return 'an empty batch'

@@ -21,6 +21,7 @@ import type {OpenEndpoint, SqlEndpoint} from './endpoint.js'
 import {describeFailure, type ToolFailure} from './errors.js'
 import {MAX_NOTICES, SessionsBusyError, StatementRunner, type RowsResult, type RunResult, type WaitingResult} from './runner.js'
 import {UNTRUSTED_FIELD_NOTE, untrustedBlock} from './untrusted.js'
+import {keep, recordedArguments, REFUSED_STRING_KEPT} from './refused-arguments.js'
 
 export interface DbgateMcpOptions {
   target: TargetConfig
@@ -70,43 +71,6 @@ export type RefusalReason =
   | 'sessions-busy'
   | 'nul-character'
   | 'malformed-call'
-
-/** The most of a refused call's SQL the recording keeps, as of a statement the tunnel refused for its size. */
-const REFUSED_SQL_KEPT = 64 * 1024
-/** The most of any other string argument, or of an argument's or tool's name, the recording keeps. */
-const REFUSED_STRING_KEPT = 200
-/** Arguments the tools take whose values are recorded; `params` only by how many, others only by name. */
-const RECORDED_ARGUMENTS = new Set(['sql', 'maxRows', 'maxBytes', 'timeoutMs', 'analyze', 'table', 'schema', 'approvalId', 'waitSeconds'])
-
-function keep(text: string, max: number): string {
-  if (text.length <= max) return text
-  let end = max
-  const last = text.charCodeAt(end - 1)
-  if (last >= 0xd800 && last <= 0xdbff) end--
-  return `${text.slice(0, end)}…[cut, ${Buffer.byteLength(text)} bytes in all]`
-}
-
-/**
- * A refused call's arguments as the recording keeps them: what an auditor needs to see what the agent
- * tried (its SQL, its caps), and nothing a value could hide a secret in. Bind parameters are counted,
- * not kept (masking cannot tell where a refused statement would have put them), and an argument no
- * tool takes is named, not kept.
- */
-export function recordedArguments(args: unknown): Record<string, unknown> {
-  if (typeof args !== 'object' || args === null || Array.isArray(args)) return args === undefined ? {} : {given: Array.isArray(args) ? 'array' : typeof args}
-  const out: Record<string, unknown> = {}
-  const others: string[] = []
-  for (const [name, value] of Object.entries(args)) {
-    if (name === 'params') out.params = Array.isArray(value) ? value.length : typeof value
-    else if (!RECORDED_ARGUMENTS.has(name)) {
-      if (others.length < 20) others.push(keep(name, REFUSED_STRING_KEPT))
-    } else if (typeof value === 'string') out[name] = keep(value, name === 'sql' ? REFUSED_SQL_KEPT : REFUSED_STRING_KEPT)
-    else if (typeof value === 'number' || typeof value === 'boolean' || value === null) out[name] = value
-    else out[name] = Array.isArray(value) ? 'array' : typeof value
-  }
-  if (others.length) out.otherArguments = others
-  return out
-}
 
 /** The `mcp.tool_refused` event of a call: which tool, why, what the agent was told, and its arguments as `recordedArguments` keeps them. */
 export function refusalRecord(tool: string, reason: RefusalReason, message: string, args: unknown): Record<string, unknown> {

@@ -17,6 +17,13 @@ export const MAX_LINE_BYTES = 10 * 1024 * 1024
 /** The most messages one batch may hold, as the SDK's Streamable HTTP server takes. */
 export const MAX_BATCH = 100
 
+/**
+ * The header under which `dbgate mcp` in front of a gateway sends a tools/call it refused on the
+ * agent's machine, with what was wrong (URI-encoded): the gateway records the call as refused and
+ * runs none of it. It is the only place that records, so without it the call left no trace.
+ */
+export const REFUSED_BY_MCP_HEADER = 'x-dbgate-refused-by-mcp'
+
 const TOO_LONG = `a line over ${MAX_LINE_BYTES} bytes, the most one may hold (nothing of it was read)`
 
 const EXAMPLE = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "query", "arguments": {"sql": "select 1"}}}'
