@@ -15,6 +15,7 @@ import {DEFAULT_MAX_STATEMENT_SIZE, sharedAnalysisCache} from '../policy/index.j
 import {cutMark, cutText, type BoundParams, type ProxyHooks, type StatementEvent} from '../proxy/seam.js'
 import type {Analysis, Decision, StatementAnalysis, StatementClass} from '../policy/types.js'
 import {formatMaskedColumn, redacted, type MaskingFilterFactory} from '../masking/index.js'
+import {changeWeight, CursorLedger} from './cursor-ledger.js'
 
 export interface RecordingSetup {
   hooks: Pick<ProxyHooks, 'onSessionStart' | 'onStatement' | 'onRowsReleased' | 'onSessionEnd' | 'beforeRelease' | 'logFull'>
@@ -83,6 +84,8 @@ export interface DescribeOptions {
    * cache instead of being made again (an entry made under another cap does not count as a hit).
    */
   maxStatementSize?: number
+  /** The sessions' declared cursors, whose FETCHes and MOVEs run their queries. */
+  cursors?: CursorLedger
 }
 
 /**
@@ -161,14 +164,6 @@ function analysisOf(event: StatementEvent, maxStatementSize: number | undefined)
 }
 
 /**
- * The classes that change what a session's statements leave behind (data, schema, privileges,
- * the server), by how much, most first. What auditors count as changes (`dbgate report`'s write and
- * ddl statements, `sessions search --class write`) must not miss one because another statement of
- * the text, or another operation of the statement, came first.
- */
-const CHANGE_WEIGHT: Partial<Record<StatementClass, number>> = {privilege: 5, admin: 4, ddl: 3, opaque: 2, write: 1}
-
-/**
  * The class of a whole text. The policy's decisive statement is the first of a text whose
  * statements were all allowed, so `select 1; delete from orders` and `begin; insert …; commit` were
  * recorded as a read and as a transaction: a text recorded as a read, a transaction or a session
@@ -182,7 +177,7 @@ function textClass(analysis: Analysis | undefined, judged: readonly StatementAna
   for (const list of [analysis?.statements, judged]) {
     for (const st of list ?? []) {
       for (const op of st.operations) {
-        const w = CHANGE_WEIGHT[op.class] ?? 0
+        const w = changeWeight(op.class)
         if (w > weight) {
           weight = w
           cls = op.class
@@ -217,6 +212,7 @@ export function describeStatement(event: StatementEvent, opts: DescribeOptions =
     }
     if (approval) details.approvalId = approval.id
     if (event.preview) details.preview = event.preview
+    if (opts.cursors && analysis) opts.cursors.apply(event, analysis, details)
   }
   addMaskingDetails(details, event, maskText, opts)
   const cut = event.verdict.action === 'reject' ? cutRefusedText(event.sql, opts.maxStatementSize) : undefined
@@ -346,7 +342,8 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
   })
   shipper.start()
   // One options object for every statement's description, not one per statement.
-  const describeOpts: DescribeOptions = {maskText: opts.maskText, maskParams: opts.maskParams, maskParamEchoes: opts.maskParamEchoes, maxStatementSize: opts.target.tunnel.maxStatementSize}
+  const cursors = new CursorLedger()
+  const describeOpts: DescribeOptions = {maskText: opts.maskText, maskParams: opts.maskParams, maskParamEchoes: opts.maskParamEchoes, maxStatementSize: opts.target.tunnel.maxStatementSize, cursors}
   const hooks = createRecordingHooks(recorder, {
     identity,
     target: opts.target.name,
@@ -360,6 +357,7 @@ export async function startRecording(opts: RecordingOptions): Promise<RecordingS
       ...hooks,
       onSessionEnd: (session, reason) => {
         hooks.onSessionEnd(session, reason)
+        cursors.end(session.sessionId)
         shipper.kick()
       },
     },

@@ -157,6 +157,11 @@ export interface Operation {
   setting?: SettingChange
   /** Name of the prepared statement an EXECUTE runs, until resolved against a registry. */
   executes?: string
+  /**
+   * The cursor a DECLARE makes, a FETCH or MOVE runs, or a CLOSE closes, as the server names it
+   * (folded unless quoted); absent on CLOSE ALL.
+   */
+  cursor?: string
   /** Why the operation is `unknown`, or other context a reviewer needs. */
   detail?: string
   /**

@@ -11,6 +11,11 @@ import {constText, isFuncCall, isObj, isRangeVar, list, names, objectKind, str, 
 import type {AccessKind, CatalogCall, Operation, OperationFlag, SettingChange, StatementClass, WhereKind} from './types.js'
 import {conditionUserCode, cteColumns, cteSources, fromItems, holdsRows, WhereJudge, type OtherRelation} from './where.js'
 
+/** The cursor a DECLARE, FETCH, MOVE or CLOSE names (none for CLOSE ALL). */
+function cursorOf(body: Record<string, unknown>): {cursor?: string} {
+  return typeof body.portalname === 'string' && body.portalname !== '' ? {cursor: body.portalname} : {}
+}
+
 function op(cls: StatementClass, command: string, extra: Partial<Operation> = {}): Operation {
   return {class: cls, command, tables: [], functions: [], flags: [], ...extra}
 }
@@ -294,7 +299,6 @@ const SIMPLE: Record<string, Simple> = {
   AlterTableSpaceOptionsStmt: ['admin', 'alter_tablespace'],
   AlterTableMoveAllStmt: ['admin', 'alter_tablespace'],
   RefreshMatViewStmt: ['write', 'refresh_materialized_view', 'write'],
-  ClosePortalStmt: ['read', 'close'],
   VariableShowStmt: ['session', 'show'],
   NotifyStmt: ['session', 'notify'],
   ListenStmt: ['session', 'listen'],
@@ -306,7 +310,7 @@ const SIMPLE: Record<string, Simple> = {
 export const KNOWN_COMMANDS: ReadonlySet<string> = new Set([
   ...Object.values(SIMPLE).map(([, command]) => command),
   ...['select', 'insert', 'update', 'delete', 'merge', 'copy', 'explain', 'create_table_as', 'create_materialized_view'],
-  ...['prepare', 'execute', 'deallocate', 'discard', 'set', 'reset', 'fetch', 'move', 'drop', 'truncate', 'rename'],
+  ...['prepare', 'execute', 'deallocate', 'discard', 'set', 'reset', 'declare', 'fetch', 'move', 'close', 'drop', 'truncate', 'rename'],
   ...['grant', 'revoke', 'grant_role', 'revoke_role', 'create_trigger', 'create_event_trigger', 'create_rule'],
   ...['create_function', 'create_procedure', 'do', 'call', 'load', 'create_tablespace', 'vacuum', 'analyze', 'function', 'shadow_type'],
   ...['begin', 'commit', 'rollback', 'savepoint', 'release', 'rollback_to', 'prepare_transaction', 'commit_prepared', 'rollback_prepared'],
@@ -513,11 +517,14 @@ export class StatementWalker {
         // WITH HOLD (CURSOR_OPT_HOLD): the query runs to its end when the transaction commits, with
         // the functions the transaction has defined by then (unsettled-calls.ts).
         const hold = (Number(body.options ?? 0) & 0x20) !== 0
-        this.open(op('read', 'declare', hold ? {object: 'hold_cursor'} : {}), () => this.walkBody(body, 'read'))
+        this.open(op('read', 'declare', {...(hold ? {object: 'hold_cursor'} : {}), ...cursorOf(body)}), () => this.walkBody(body, 'read'))
         return {}
       }
       case 'FetchStmt':
-        this.push(op('read', body.ismove ? 'move' : 'fetch'))
+        this.push(op('read', body.ismove ? 'move' : 'fetch', cursorOf(body)))
+        return {}
+      case 'ClosePortalStmt':
+        this.push(op('read', 'close', cursorOf(body)))
         return {}
       case 'DropStmt':
         this.drop(body)
