@@ -93,6 +93,14 @@ const REACHED: Variant[] = [
     check: `select (select count(*) from payroll)::text || ' payroll rows, ' || (select count(*) from orders_i)::text || ' orders' as v`,
   },
   {
+    what: 'a column of the table it reads renamed, and another put under its name',
+    setup: `create table orders_a (id int, amount int, secret int); insert into orders_a values (1, 10, 100)`,
+    statement: 'create table report_a as select id, amount from orders_a',
+    change: `alter table orders_a rename column amount to amount_old; alter table orders_a rename column secret to amount`,
+    names: 'orders_a',
+    check: `select coalesce((select string_agg(amount::text, ',') from report_a), 'none') as v`,
+  },
+  {
     what: 'a trigger added to a table that the trigger function of the table it deletes from writes by a name made at run time (EXECUTE)',
     setup: `create table orders_x (id int) with (autovacuum_enabled = false); insert into orders_x values (1), (2);
       create table audit_x (id int) with (autovacuum_enabled = false); ${WIPE('wipe_x')};
