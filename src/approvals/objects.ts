@@ -97,14 +97,17 @@ const EXTRAS = [
 /**
  * What refers to what by OID: pg_depend's records for the database's own objects (a column on its
  * type, a view's rule and a default on what they read and call, a trigger on its function, a
- * foreign key's trigger on its constraint, a function on its types), and a table to its children
- * (a statement on a parent reads and writes them too). Keys as the objects' `k`.
+ * foreign key's trigger on its constraint, a function on its types, an operator or a cast on its
+ * function), a table to its children (a statement on a parent reads and writes them too), and an
+ * operator class to the functions and operators of its family. Keys as the objects' `k`.
  */
 const EDGES = [
   `SELECT cl.relname::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) d.objid AS k, rc.relname::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) d.refobjid AS ref
    FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class cl ON cl.oid OPERATOR(pg_catalog.=) d.classid JOIN pg_catalog.pg_class rc ON rc.oid OPERATOR(pg_catalog.=) d.refclassid
    WHERE d.objid OPERATOR(pg_catalog.>=) ${FIRST_NORMAL_OID}::pg_catalog.oid AND d.deptype OPERATOR(pg_catalog.<>) 'e'`,
   `SELECT 'pg_class:' OPERATOR(pg_catalog.||) i.inhparent, 'pg_class:' OPERATOR(pg_catalog.||) i.inhrelid FROM pg_catalog.pg_inherits i`,
+  `SELECT 'pg_opclass:' OPERATOR(pg_catalog.||) oc.oid, 'pg_proc:' OPERATOR(pg_catalog.||) ap.amproc::pg_catalog.oid FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily OPERATOR(pg_catalog.=) oc.opcfamily WHERE oc.oid OPERATOR(pg_catalog.>=) ${FIRST_NORMAL_OID}::pg_catalog.oid`,
+  `SELECT 'pg_opclass:' OPERATOR(pg_catalog.||) oc.oid, 'pg_operator:' OPERATOR(pg_catalog.||) ao.amopopr FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_amop ao ON ao.amopfamily OPERATOR(pg_catalog.=) oc.opcfamily WHERE oc.oid OPERATOR(pg_catalog.>=) ${FIRST_NORMAL_OID}::pg_catalog.oid`,
 ].join('\nUNION ALL ')
 
 export const OBJECTS_SQL = `WITH o AS (
@@ -191,17 +194,28 @@ export function reach(before: ReadonlyMap<string, DatabaseObject>, after: Readon
     }
     return true
   }
-  for (const w of words) if (!named(w)) return undefined
-  while (queue.length > 0) {
-    const k = queue.pop()!
-    for (const o of versions(k)) {
-      if (o.opaque) return undefined
-      if (o.rel !== '0') visit(o.rel)
-      for (const r of o.refs) visit(r)
-      if (o.src !== null) for (const w of wordsOf([o.src])) if (!named(w)) return undefined
+  /** Follows what was visited; `strict`, a name made at run time makes the reach unknown. */
+  const walk = (strict: boolean): boolean => {
+    while (queue.length > 0) {
+      const k = queue.pop()!
+      for (const o of versions(k)) {
+        if (o.opaque && strict) return false
+        if (o.rel !== '0') visit(o.rel)
+        for (const r of o.refs) visit(r)
+        if (o.src !== null) for (const w of wordsOf([o.src])) if (!named(w)) return false
+      }
+      for (const p of parts.get(k) ?? []) visit(p)
     }
-    for (const p of parts.get(k) ?? []) visit(p)
+    return true
   }
+  for (const w of words) if (!named(w)) return undefined
+  if (!walk(true)) return undefined
+  // The database's own operators, casts, operator classes and event triggers run without a name in
+  // any text (`a === b`, an implicit cast, an ORDER BY, any DDL), and are compared everywhere: the
+  // functions they run count everywhere too, and what those reach. An extension's operator in C is
+  // no sign that a text makes names, so it leaves the reach known.
+  for (const objects of [before, after]) for (const o of objects.values()) if (o.rel === '0' && !builtin(o.k) && (o.kind === null || !(NARROWED.has(o.kind) || o.kind === 'schema' || o.kind === 'language'))) visit(o.k)
+  if (!walk(false)) return undefined
   return {keys, words: seen}
 }
 

@@ -38,6 +38,8 @@ interface Variant {
   /** Reaches it by a name made at run time: the whole database is compared, the change out of reach named too. */
   dynamic?: boolean
   check: string
+  /** Run once checked, so what the change left behind cannot reach the variants after it. */
+  cleanup?: string
 }
 
 /** Each reaches what moved only through another object; each would empty payroll or copy it. */
@@ -99,6 +101,27 @@ const REACHED: Variant[] = [
     change: `alter table orders_a rename column amount to amount_old; alter table orders_a rename column secret to amount`,
     names: 'orders_a',
     check: `select coalesce((select string_agg(amount::text, ',') from report_a), 'none') as v`,
+  },
+  {
+    what: 'the function behind an operator its condition uses, replaced',
+    setup: `create table orders_z (id int) with (autovacuum_enabled = false); insert into orders_z values (1), (2);
+      create function public.same_z(a int, b int) returns boolean language sql as $$ select a = b $$;
+      create operator public.=== (leftarg = int, rightarg = int, function = public.same_z)`,
+    statement: 'delete from orders_z where id === 1',
+    change: `create or replace function public.same_z(a int, b int) returns boolean language sql as $$ delete from payroll; select a = b $$`,
+    names: 'same_z',
+    check: `select (select count(*) from payroll)::text || ' payroll rows, ' || (select count(*) from orders_z)::text || ' orders' as v`,
+  },
+  {
+    what: 'the function of an event trigger that its DDL fires, replaced',
+    setup: `create table orders_e (id int); insert into orders_e values (1), (2);
+      create function public.ddl_e() returns event_trigger language plpgsql as $$ begin null; end $$;
+      create event trigger ddl_e_end on ddl_command_end execute function public.ddl_e()`,
+    statement: 'create table report_e as select * from orders_e',
+    change: `create or replace function public.ddl_e() returns event_trigger language plpgsql as $$ begin if tg_tag = 'CREATE TABLE AS' then delete from payroll; end if; end $$`,
+    names: 'ddl_e',
+    check: `select (select count(*) from payroll)::text || ' payroll rows, ' || (select count(*) from orders_e)::text || ' orders' as v`,
+    cleanup: 'drop event trigger ddl_e_end',
   },
   {
     what: 'a trigger added to a table that the trigger function of the table it deletes from writes by a name made at run time (EXECUTE)',
@@ -180,6 +203,7 @@ describe('the objects an approval is bound to are those the held statement can r
       // Committed with it, a change out of its reach: the refusal names what the statement reaches only.
       const {id, error} = await approveAcross(v.statement, `${v.change}; create or replace function billing.rate() returns int language sql as 'select 3'`)
       const after = await serverSays(v.check).catch((e: Error) => `error: ${e.message}`)
+      if (v.cleanup) await withClient(s.db.url, (c) => c.query(v.cleanup!))
       expect({error: error?.message, code: error?.code}, v.what).toMatchObject({
         error: expect.stringMatching(new RegExp(`approval ${id} .*objects the statement .*changed while it waited`)),
         code: '55P03',
