@@ -158,12 +158,12 @@ function builtin(k: string): boolean {
 }
 
 /**
- * What the statement whose texts use `words` can reach, over both reads (one object's later
+ * What the statement of `texts` can reach, over both reads (one object's later
  * definition may reach what its earlier one did not): `keys` and the `words` of the texts and the
  * bodies reached, or undefined where a name can be made at run time (an opaque function, type or
  * language named or reached, or `execute`, PL/pgSQL's and SQL's dynamic statement, among the words).
  */
-export function reach(before: ReadonlyMap<string, DatabaseObject>, after: ReadonlyMap<string, DatabaseObject>, words: ReadonlySet<string>): {keys: Set<string>; words: Set<string>} | undefined {
+export function reach(before: ReadonlyMap<string, DatabaseObject>, after: ReadonlyMap<string, DatabaseObject>, texts: readonly string[]): {keys: Set<string>; words: Set<string>} | undefined {
   const versions = (k: string) => [before.get(k), after.get(k)].filter((o): o is DatabaseObject => o !== undefined)
   const byName = new Map<string, string[]>()
   const parts = new Map<string, string[]>()
@@ -194,6 +194,16 @@ export function reach(before: ReadonlyMap<string, DatabaseObject>, after: Readon
     }
     return true
   }
+  // A name that is no word (`"orders-2026"`, `"my table"`) is looked for in the texts as it is.
+  const odd = [...byName.keys()].filter((n) => !PLAIN.test(n))
+  /** Reaches what a text names; false where it spells a name in escapes (`U&"p\\0061yroll"`), which no word or search finds. */
+  const read = (text: string): boolean => {
+    if (/u&"/i.test(text)) return false
+    for (const w of wordsOf([text])) if (!named(w)) return false
+    const lower = text.toLowerCase()
+    for (const n of odd) if (lower.includes(n) && !named(n)) return false
+    return true
+  }
   /** Follows what was visited; `strict`, a name made at run time makes the reach unknown. */
   const walk = (strict: boolean): boolean => {
     while (queue.length > 0) {
@@ -202,13 +212,13 @@ export function reach(before: ReadonlyMap<string, DatabaseObject>, after: Readon
         if (o.opaque && strict) return false
         if (o.rel !== '0') visit(o.rel)
         for (const r of o.refs) visit(r)
-        if (o.src !== null) for (const w of wordsOf([o.src])) if (!named(w)) return false
+        if (o.src !== null && !read(o.src)) return false
       }
       for (const p of parts.get(k) ?? []) visit(p)
     }
     return true
   }
-  for (const w of words) if (!named(w)) return undefined
+  for (const t of texts) if (!read(t)) return undefined
   if (!walk(true)) return undefined
   // The database's own operators, casts, operator classes and event triggers run without a name in
   // any text (`a === b`, an implicit cast, an ORDER BY, any DDL), and are compared everywhere: the
@@ -224,7 +234,8 @@ const NAMED = 3
 
 /**
  * The objects that moved between `before` (when the statement was held) and `after` (once it was
- * approved), as a person names them, or [] when none that may change the statement did. Where the
+ * approved), as a person names them, or [] when none that may change the statement whose `texts`
+ * (its own and the prepared statements it executes) were reviewed did. Where the
  * statement's reach is known (reach), an object of a kind a text resolves by name counts only
  * inside it: one whose definition changed; a part made or dropped of an object reached there both
  * times (a trigger, a policy, a rule, a column default, a constraint, a child of a table); one made
@@ -234,8 +245,11 @@ const NAMED = 3
  * (an operator's overload); a cast, an event trigger or a schema made or dropped. Where the reach is
  * not known, every kind counts anywhere as the others do.
  */
-export function objectsMoved(before: ReadonlyMap<string, DatabaseObject>, after: ReadonlyMap<string, DatabaseObject>, words: ReadonlySet<string>): string[] {
-  const within = reach(before, after, words)
+export function objectsMoved(before: ReadonlyMap<string, DatabaseObject>, after: ReadonlyMap<string, DatabaseObject>, texts: readonly string[]): string[] {
+  const within = reach(before, after, texts)
+  const lower = texts.map((t) => t.toLowerCase())
+  const words = wordsOf(texts)
+  for (const objects of [before, after]) for (const o of objects.values()) if (o.name !== null && !PLAIN.test(o.name) && lower.some((t) => t.includes(o.name!.toLowerCase()))) words.add(o.name.toLowerCase())
   const narrowed = (o: DatabaseObject): boolean => within !== undefined && !builtin(o.k) && (o.rel !== '0' ? !builtin(o.rel) : o.kind !== null && NARROWED.has(o.kind))
   const uses = within?.words ?? words
   const moved: string[] = []
@@ -258,6 +272,9 @@ export function objectsMoved(before: ReadonlyMap<string, DatabaseObject>, after:
   for (const [k, o] of before) if (!after.has(k) && counts(o, namesAfter)) moved.push(`${o.what} (dropped)`)
   return moved.length > NAMED ? [...moved.slice(0, NAMED), `${moved.length - NAMED} more`] : moved
 }
+
+/** A name a word of a text can be. */
+const PLAIN = /^[\p{L}_][\p{L}\p{N}_$]*$/u
 
 /** The names a text uses, lower-cased, generously: every word, in strings and comments too (a regclass literal names a table). */
 export function wordsOf(texts: readonly string[]): Set<string> {

@@ -124,6 +124,23 @@ const REACHED: Variant[] = [
     cleanup: 'drop event trigger ddl_e_end',
   },
   {
+    what: 'a trigger added to the table it deletes from, named in quotes by a name that is no word',
+    setup: `create table "Orders-Q 2026" (id int) with (autovacuum_enabled = false); insert into "Orders-Q 2026" values (1), (2); ${WIPE('wipe_q')}`,
+    statement: 'delete from "Orders-Q 2026" where id = 1',
+    change: `create trigger orders_q_wipe before delete on "Orders-Q 2026" for each row execute function public.wipe_q()`,
+    names: 'Orders-Q 2026',
+    check: `select (select count(*) from payroll)::text || ' payroll rows, ' || (select count(*) from "Orders-Q 2026")::text || ' orders' as v`,
+  },
+  {
+    what: 'a trigger added to the table it deletes from, named in Unicode escapes (U&"…")',
+    setup: `create table orders_uu (id int) with (autovacuum_enabled = false); insert into orders_uu values (1), (2); ${WIPE('wipe_uu')}`,
+    statement: 'delete from U&"orders\\005fuu" where id = 1',
+    change: `create trigger orders_uu_wipe before delete on orders_uu for each row execute function public.wipe_uu()`,
+    names: 'orders_uu',
+    dynamic: true,
+    check: `select (select count(*) from payroll)::text || ' payroll rows, ' || (select count(*) from orders_uu)::text || ' orders' as v`,
+  },
+  {
     what: 'a trigger added to a table that the trigger function of the table it deletes from writes by a name made at run time (EXECUTE)',
     setup: `create table orders_x (id int) with (autovacuum_enabled = false); insert into orders_x values (1), (2);
       create table audit_x (id int) with (autovacuum_enabled = false); ${WIPE('wipe_x')};
