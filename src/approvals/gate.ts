@@ -20,7 +20,7 @@ import {cutText, RECORDED_VALUE_BYTES, type StatementContext, type StatementEven
 import type {PgNoticeFields} from '../wire/fields.js'
 import {oneLine, oneLineSql, settingsLine, shortDuration} from './format.js'
 import {generateSealKey} from './seal.js'
-import {databaseObjects, objectsMoved, OBJECTS_SQL, wordsOf, type DatabaseObject} from './objects.js'
+import {databaseObjects, objectsMoved, OBJECTS_SQL, type DatabaseObject} from './objects.js'
 import {visible} from '../util/visible.js'
 import {MAX_REQUEST_BYTES, moveAside, newApprovalId, pollDecision, requestBytes, requestDigest, windowKey, writeOutcome, writeRequest, writeWindow} from './store.js'
 import type {ApprovalOutcome, ApprovalRequest, ApprovalSettlement, RecentStatement, GatewaySignature} from './types.js'
@@ -663,7 +663,7 @@ export function createApprovalGate(opts: ApprovalGateOptions): ApprovalGate {
       // What the statement resolves to, read again before a window's clock starts (the read takes a
       // moment on a large catalog). A change through another dbgate pipeline is named as such below.
       const objectsNow = objects === undefined ? undefined : await opts.catalogQuery!(OBJECTS_SQL).then(databaseObjects, (e: Error) => e)
-      const movedObjects = objects === undefined || objectsNow === undefined ? [] : objectsNow instanceof Error ? objectsNow : objectsMoved(objects, objectsNow, wordsOf(reviewedTexts))
+      const movedObjects = objects === undefined || objectsNow === undefined ? [] : objectsNow instanceof Error ? objectsNow : objectsMoved(objects, objectsNow, reviewedTexts)
       if ((movedObjects instanceof Error || movedObjects.length > 0) && !ctx.signal.aborted && opts.catalogMoved?.() === movedAt) {
         await settle({state: dec.action === 'window' ? 'window' : 'approved', reviewer, reason: dec.reason})
         const why = movedObjects instanceof Error ? `could not be read again from the catalog (${movedObjects.message})` : `changed while it waited (${movedObjects.join(', ')})`
