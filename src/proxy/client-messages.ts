@@ -52,6 +52,16 @@ const REFUSAL_BIND: Buffer = (() => {
  */
 const MAX_NAME_BYTES = 63
 
+/**
+ * Replies the server may owe one connection before the tunnel stops reading its client. The tunnel
+ * keeps an entry for each owed reply (about 70 bytes), for as little as a 5-byte Sync: a client that
+ * pipelined without reading its replies had an entry kept for every message the socket buffers
+ * between it and the server held (4 MiB of Syncs: 780,000 entries, 50 MiB of heap, per connection).
+ * Reading goes on once the server has answered half of them; the server sends what it holds back
+ * (less than its 8 KiB output buffer) at the latest when its buffer fills.
+ */
+export const MAX_OWED_REPLIES = 8192
+
 const ALLOW: StatementVerdict = Object.freeze({action: 'allow'}) as StatementVerdict
 /** A Flush message: the server sends what it holds of its replies. */
 const FLUSH = Buffer.from([Frontend.Flush, 0, 0, 0, 4])
@@ -134,8 +144,15 @@ export class ClientMessages {
     this.dispatch(frame)
   }
 
+  /** Reading stopped because the server owes too many replies (`MAX_OWED_REPLIES`). */
+  private owedFull = false
+
   /** Server replies were processed: a message waiting for them may go on. */
   repliesArrived(): void {
+    if (this.owedFull && this.c.state.pendingCount <= MAX_OWED_REPLIES / 2) {
+      this.owedFull = false
+      if (!this.waiting) this.c.client.resume()
+    }
     if (this.waiting !== 'replies') return
     this.waiting = undefined
     this.drain()
@@ -143,7 +160,7 @@ export class ClientMessages {
 
   /** The upstream drained its writes: read from the client again, unless a message is on hold. */
   resumeReading(): void {
-    if (!this.waiting) this.c.client.resume()
+    if (!this.waiting && !this.owedFull) this.c.client.resume()
   }
 
   private drain(): void {
@@ -159,7 +176,7 @@ export class ClientMessages {
     this.endOfInput()
     this.c.flush()
     if (!this.waiting) {
-      this.c.client.resume()
+      if (!this.owedFull) this.c.client.resume()
       if (this.c.closing) this.c.maybeFinishShutdown()
     }
   }
@@ -173,9 +190,21 @@ export class ClientMessages {
    * (src/pipeline/change-gate.ts lets them go on once it has nothing in flight).
    */
   endOfInput(): void {
+    this.limitOwed()
     if (!this.executeUnflushed) return
     this.executeUnflushed = false
     if (this.c.env.hooks.awaited?.(this.c.id)) this.c.toUpstream.push(FLUSH)
+  }
+
+  /**
+   * Stops reading the client while the server owes it `MAX_OWED_REPLIES` replies or more. Not while
+   * a statement may read COPY data: the server waits for that data before it answers anything more.
+   */
+  private limitOwed(): void {
+    const state = this.c.state
+    if (this.owedFull || state.pendingCount < MAX_OWED_REPLIES || state.copyPending || state.copyIn) return
+    this.owedFull = true
+    this.c.client.pause()
   }
 
   /**

@@ -41,15 +41,28 @@ export class ServerMessages {
    * Portals the server bound since the last ReadyForQuery, while statements are recorded. The
    * server plans a statement at Bind, and planning runs what it folds into constants: an IMMUTABLE
    * function's body (`set_config`, `setval`, `pg_notify`, …) runs at a Bind that no Execute
-   * follows. Such a Bind is recorded on its own at the end of its pipeline (`recordUnexecuted`).
+   * follows. Such a Bind is recorded on its own at the end of its pipeline (`recordUnexecuted`), or
+   * as soon as a Bind of its name replaces it: kept until the pipeline's end, a client that bound
+   * the unnamed portal again and again with no Sync made the tunnel keep every one of them (200,000
+   * Binds, 145 MiB) while the server kept one. By name, latest last.
    */
-  private boundSinceReady: PortalDef[] = []
+  private boundSinceReady = new Map<string, PortalDef>()
 
   /** Records each portal bound in the pipeline that just ended (or the session) that no Execute named (`bound`). */
   recordUnexecuted(): void {
     const bound = this.boundSinceReady
-    this.boundSinceReady = []
-    for (const def of bound) if (!def.executed) this.c.finishRun(boundRun(def), 'bound')
+    this.boundSinceReady = new Map()
+    for (const def of bound.values()) if (!def.executed) this.c.finishRun(boundRun(def), 'bound')
+  }
+
+  /** A portal the server bound; one it replaces under the same name can no longer be executed, and is recorded now. */
+  private bound(def: PortalDef): void {
+    const replaced = this.boundSinceReady.get(def.name)
+    if (replaced !== undefined) {
+      this.boundSinceReady.delete(def.name)
+      if (!replaced.executed) this.c.finishRun(boundRun(replaced), 'bound')
+    }
+    this.boundSinceReady.set(def.name, def)
   }
 
   /**
@@ -162,7 +175,7 @@ export class ServerMessages {
         const status = readyStatus(frame)
         const head = state.onReadyForQuery(status)
         if (head.kind === 'query') c.finishRun(head.run, head.run.error ? 'error' : 'ok')
-        if (this.boundSinceReady.length > 0) this.recordUnexecuted()
+        if (this.boundSinceReady.size > 0) this.recordUnexecuted()
         const idle = status === 'I' ? c.env.hooks.onIdle : undefined
         if (idle) c.safely(() => idle(c.id, state))
         c.passToClient(frame)
@@ -175,7 +188,7 @@ export class ServerMessages {
         return
       case Backend.BindComplete: {
         const bound = state.onBindComplete().def
-        if (bound !== undefined && c.env.hooks.onStatement) this.boundSinceReady.push(bound)
+        if (bound !== undefined && c.env.hooks.onStatement) this.bound(bound)
         c.passToClient(frame)
         return
       }

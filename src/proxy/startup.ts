@@ -36,6 +36,8 @@ export class ClientStartup {
   private release: (() => void) | undefined
   /** Until the token has arrived, the shorter deadline it must arrive by (the gateway's server.signInTimeout). */
   private signInLimit: {at: number; ms: number; setting: string} | undefined
+  /** The encryption requests answered 'N' so far (`encryptionRequest`). */
+  private readonly answered = {ssl: false, gssenc: false}
 
   constructor(
     private readonly c: ConnectionCore,
@@ -131,6 +133,12 @@ export class ClientStartup {
     const c = this.c
     const packet = decodeStartup(body)
     if (packet.kind === 'ssl' || packet.kind === 'gssenc') {
+      const refused = this.encryptionRequest(packet.kind)
+      if (refused) {
+        c.env.log('warn', `connection ${c.id}: protocol error: ${refused.message.replace(/^dbgate: /, '')}`)
+        c.refuse(refused)
+        return
+      }
       // Loopback clients need no encryption; 'N' tells them to carry on in the clear.
       c.client.write(Buffer.from('N'))
       return
@@ -169,6 +177,37 @@ export class ClientStartup {
     this.framer.setLimit(MAX_AUTH_MESSAGE_SIZE, 'the limit for messages before authentication')
     this.step = 'auth'
     c.toClient.push(c.env.auth.method === 'scram-sha-256' ? encodeAuthSasl(['SCRAM-SHA-256']) : encodeAuthCleartext())
+  }
+
+  /**
+   * Whether an SSLRequest or GSSENCRequest may be answered 'N'. libpq sends at most one of each
+   * before its startup packet, and PostgreSQL refuses a second (and both once TLS is in place).
+   * Answered every time, a client that sends them without reading the answers made the tunnel queue
+   * one write per 8 bytes it sent, before any secret or token: 64 MiB of SSLRequests grew the
+   * process by 600 MiB, and one connection could exhaust the memory of a tunnel or a gateway
+   * worker and end every session on it.
+   */
+  private encryptionRequest(kind: 'ssl' | 'gssenc'): PgNoticeFields | undefined {
+    const name = kind === 'ssl' ? 'SSLRequest' : 'GSSENCRequest'
+    // The gateway's clients reach this over TLS (client-tls.ts): encryption is settled already.
+    if (this.c.client instanceof tls.TLSSocket) {
+      return {
+        severity: 'FATAL',
+        code: '08P01',
+        message: `dbgate: protocol error: ${name} inside TLS; the encryption of this connection is already settled`,
+        hint: 'Send the startup packet once the TLS handshake is done, as libpq does.',
+      }
+    }
+    if (this.answered[kind]) {
+      return {
+        severity: 'FATAL',
+        code: '08P01',
+        message: `dbgate: protocol error: more than one ${name} before the startup packet`,
+        hint: "After the answer 'N', send the startup packet (or the other request, once), as libpq does.",
+      }
+    }
+    this.answered[kind] = true
+    return undefined
   }
 
   /**

@@ -8,15 +8,17 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {fixture, type Fixture} from '../identity/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, type UpstreamInfo} from '../helpers/pg.js'
-import {gatewayConfigText, makePki, readUntilClosed, type TestPki} from './helpers.js'
+import {directTls, gatewayConfigText, makePki, readUntilClosed, sslRequestTls, type TestPki} from './helpers.js'
 import {aliceToken, gatewayClient, GatewayProcess} from './process-helpers.js'
 
-const GSSENC_REQUEST = (() => {
+function request(code: number): Buffer {
   const b = Buffer.alloc(8)
   b.writeInt32BE(8, 0)
-  b.writeInt32BE(80877104, 4)
+  b.writeInt32BE(code, 4)
   return b
-})()
+}
+const GSSENC_REQUEST = request(80877104)
+const SSL_REQUEST = request(80877103)
 
 /**
  * Before TLS, the gateway answers a GSSENCRequest 'N' and reads on. libpq sends at most one (then
@@ -25,7 +27,7 @@ const GSSENC_REQUEST = (() => {
  * before any sign-in: that must cost them their connection, never the gateway its worker and every
  * session on it.
  */
-describe('dbgate gateway: GSSENCRequests before TLS', () => {
+describe('dbgate gateway: GSSENCRequests before TLS, encryption requests inside it', () => {
   let f: Fixture
   let pki: TestPki
   let db: UpstreamInfo
@@ -104,6 +106,42 @@ describe('dbgate gateway: GSSENCRequests before TLS', () => {
       // One 'N' for the first, then a FATAL that says what was wrong, and the connection closed.
       expect(answer.startsWith('NE'), `${writes}: ${JSON.stringify(answer.slice(0, 40))}`).toBe(true)
       expect(answer, writes).toMatch(/more than one GSSENCRequest/)
+    }
+    await c.end()
+  })
+
+  // Inside TLS the connection's encryption is settled: PostgreSQL refuses either request there. The
+  // gateway answered each 'N', any number of them, before any token: a client that sent them without
+  // reading made the worker queue one write (and one TLS record) per 8 bytes, until it ran out of memory.
+  it('refuses an SSLRequest or GSSENCRequest inside TLS, however many come, and the sessions on the gateway go on', async () => {
+    const c = gatewayClient(gw.port, pki.ca, await aliceToken(f.signingKey, f.dev.issuer, f.dev.cliClientId))
+    const lost: Error[] = []
+    c.on('error', (e) => lost.push(e))
+    await c.connect()
+    const ca = readFileSync(pki.ca, 'utf8')
+    const CASES: [string, () => Promise<tls.TLSSocket>, Buffer[]][] = [
+      ['SSLRequest after SSLRequest and TLS', () => sslRequestTls(gw.port, ca), [SSL_REQUEST]],
+      ['GSSENCRequest after SSLRequest and TLS', () => sslRequestTls(gw.port, ca), [GSSENC_REQUEST]],
+      ['20,000 SSLRequests after SSLRequest and TLS, none of the answers read', () => sslRequestTls(gw.port, ca), Array.from({length: 20_000}, () => SSL_REQUEST)],
+      ['20,000 alternating requests after SSLRequest and TLS', () => sslRequestTls(gw.port, ca), Array.from({length: 20_000}, (_, i) => (i % 2 ? GSSENC_REQUEST : SSL_REQUEST))],
+      ['SSLRequest in direct TLS', () => directTls(gw.port, ca, ['postgresql']), [SSL_REQUEST]],
+      ['two GSSENCRequests in direct TLS', () => directTls(gw.port, ca, ['postgresql']), [GSSENC_REQUEST, GSSENC_REQUEST]],
+    ]
+    const answers: Record<string, string> = {}
+    for (const [what, open, requests] of CASES) {
+      const s = await open()
+      const answered = readUntilClosed(s, 5_000).catch(() => Buffer.from('(never closed)'))
+      s.write(Buffer.concat(requests))
+      answers[what] = (await answered).toString('latin1')
+    }
+    expect(gw.lines.filter((l) => /exited/.test(l.msg)).map((l) => l.msg)).toEqual([])
+    expect(lost.map((e) => e.message)).toEqual([])
+    expect((await c.query('select 3 as three')).rows).toEqual([{three: 3}])
+    for (const [what, answer] of Object.entries(answers)) {
+      // No 'N': a FATAL that says what was wrong, and the connection closed.
+      expect(answer.startsWith('E'), `${what}: ${JSON.stringify(answer.slice(0, 40))}`).toBe(true)
+      expect(answer, what).toMatch(/08P01/)
+      expect(answer, what).toMatch(/(SSLRequest|GSSENCRequest) inside TLS/)
     }
     await c.end()
   })
