@@ -416,7 +416,11 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
           `dbgate: this server received ${what}; nothing of it ran. Give each request of a session an id of its own; an id is free again once its request is answered or cancelled (notifications/cancelled).`,
         )
       }
-      if (s.inFlight >= MAX_REQUESTS_IN_FLIGHT) {
+      // Only what holds its response open is capped: a request's answer, the GET event stream. A body
+      // of notifications (the agent's notifications/cancelled) is answered at once, and DELETE ends
+      // the session: refusing them at the cap left the statements in flight beyond the agent's reach.
+      const holdsOpen = req.method === 'GET' || ids.length > 0
+      if (holdsOpen && s.inFlight >= MAX_REQUESTS_IN_FLIGHT) {
         return rpcError(res, 429, `dbgate: this MCP session already has ${MAX_REQUESTS_IN_FLIGHT} requests in flight; wait for their answers before sending more`, {'retry-after': '1'})
       }
       // Taken before the transport sees the body: two POSTs of one id read at once cannot both pass.
