@@ -208,8 +208,20 @@ export async function runGatewayBridge(opts: GatewayBridgeOptions): Promise<void
     }
   }
 
+  // The gateway refuses a request whose id one still in flight has; one the agent cancelled is freed
+  // by the cancellation, so a request reusing that id is sent once the cancellation has arrived.
+  const cancelling = new Map<string | number, Promise<void>>()
   agent.onmessage = (message: JSONRPCMessage) => {
-    forward(message).catch((error: unknown) => {
+    const m = message as {id?: string | number; method?: unknown; params?: {requestId?: string | number}}
+    const after = m.id !== undefined && typeof m.method === 'string' ? cancelling.get(m.id) : undefined
+    const sent = after ? after.then(() => forward(message)) : forward(message)
+    const cancelled = m.method === 'notifications/cancelled' ? m.params?.requestId : undefined
+    if (cancelled !== undefined) {
+      const arrived = sent.catch(() => {})
+      cancelling.set(cancelled, arrived)
+      void arrived.then(() => cancelling.get(cancelled) === arrived && cancelling.delete(cancelled))
+    }
+    sent.catch((error: unknown) => {
       const text = describeFailure(error, where)
       log('error', text)
       // A request gets its answer, so the agent is never left waiting; a notification has none.

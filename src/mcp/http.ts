@@ -140,7 +140,16 @@ interface RemoteSession {
   inFlight: number
   /** `servedAs` of its target when it opened. */
   servedAs: string | undefined
+  /** The ids of its requests in flight (see `requestIdsOf`). */
+  requestIds: RequestIds
 }
+
+/**
+ * A session's requests in flight, by id: from the POST that carries one until its answer is sent or
+ * the agent cancels it. `dispatched` once the transport has handed it to the server; one never
+ * handed over (the transport refused its body) is forgotten when its POST ends.
+ */
+type RequestIds = Map<string | number, {dispatched: boolean}>
 
 /**
  * Requests one session may have in flight at once. An agent runs a few tools in parallel (its
@@ -393,12 +402,40 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
         for (const item of Array.isArray(body) ? body : [body]) await s.mcp.refuseMessage(item, malformed)
         return rpcError(res, 400, `dbgate: this server received ${malformed}; nothing of it ran. Send one JSON-RPC 2.0 message (or a batch of them), such as {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "query", "arguments": {"sql": "select 1"}}}.`)
       }
-      if (s.inFlight >= MAX_REQUESTS_IN_FLIGHT) {
+      const ids = body === undefined ? [] : requestIdsOf(body)
+      const reused = reusedId(ids, s.requestIds)
+      if (reused) {
+        // The transport keeps one response stream per id and the server one cancellation per id: a
+        // second request of an id in flight took it over, so the agent's notifications/cancelled no
+        // longer reached the first statement, and the first's answer went out on the second's response.
+        const what = `${Array.isArray(body) ? 'a batch holding ' : ''}${reused}`
+        for (const item of Array.isArray(body) ? body : [body]) await s.mcp.refuseMessage(item, what)
+        return rpcError(
+          res,
+          400,
+          `dbgate: this server received ${what}; nothing of it ran. Give each request of a session an id of its own; an id is free again once its request is answered or cancelled (notifications/cancelled).`,
+        )
+      }
+      // Only what holds its response open is capped: a request's answer, the GET event stream. A body
+      // of notifications (the agent's notifications/cancelled) is answered at once, and DELETE ends
+      // the session: refusing them at the cap left the statements in flight beyond the agent's reach.
+      const holdsOpen = req.method === 'GET' || ids.length > 0
+      if (holdsOpen && s.inFlight >= MAX_REQUESTS_IN_FLIGHT) {
         return rpcError(res, 429, `dbgate: this MCP session already has ${MAX_REQUESTS_IN_FLIGHT} requests in flight; wait for their answers before sending more`, {'retry-after': '1'})
       }
+      // Taken before the transport sees the body: two POSTs of one id read at once cannot both pass.
+      const mine = ids.map((id) => {
+        const entry = {dispatched: false}
+        s.requestIds.set(id, entry)
+        return [id, entry] as const
+      })
       s.inFlight++
       res.once('close', () => s.inFlight--)
-      await s.transport.handleRequest(req, res, body)
+      try {
+        await s.transport.handleRequest(req, res, body)
+      } finally {
+        for (const [id, entry] of mine) if (!entry.dispatched && s.requestIds.get(id) === entry) s.requestIds.delete(id)
+      }
       return
     }
     if (req.method !== 'POST') return rpcError(res, 400, 'dbgate: no MCP session: send an initialize request first (POST)')
@@ -413,6 +450,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
     // The session's database connection is the gateway's own, on a private socket: the agent's address is this one.
     const clientAddress = req.socket.remoteAddress ? `${req.socket.remoteAddress}:${req.socket.remotePort} (MCP over HTTPS)` : 'unknown (MCP over HTTPS)'
     const servedAs = opts.servedAs?.(target.name)
+    const requestIds: RequestIds = new Map()
     const mcp = createDbgateMcp({
       target,
       version: opts.version,
@@ -423,7 +461,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         const now = Date.now()
-        const s: RemoteSession = {id, subject, identity, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime(), signIn: bearer, inFlight: 0, servedAs}
+        const s: RemoteSession = {id, subject, identity, grants: grantsOf(identity), target: target.name, transport, mcp, lastUsed: now, openedAt: now, signInExpiresAt: identity.expiresAt.getTime(), signIn: bearer, inFlight: 0, servedAs, requestIds}
         sessions.set(id, s)
         log('info', `MCP session ${id} on ${target.name} for ${identityLabel(identity)}`)
         scheduleEnd(s)
@@ -435,6 +473,7 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       if (s) void end(s, 'closed by the agent')
     }
     await mcp.server.connect(transport)
+    trackRequestIds(transport, requestIds)
     await transport.handleRequest(req, res, body)
   }
 
@@ -534,6 +573,54 @@ function notMessages(body: unknown): string | undefined {
   if (bad < 0) return undefined
   const what = `a message that is not one JSON-RPC 2.0 message MCP takes (${notAMessage(items[bad])})`
   return Array.isArray(body) ? `a batch holding ${what}, as its message ${bad + 1}` : what
+}
+
+/** The ids of the requests (messages with a method and an id) in a body the transport takes. */
+function requestIdsOf(body: unknown): (string | number)[] {
+  const ids: (string | number)[] = []
+  for (const item of Array.isArray(body) ? body : [body]) {
+    const m = item as {id?: unknown; method?: unknown}
+    if (typeof m.method === 'string' && (typeof m.id === 'string' || typeof m.id === 'number')) ids.push(m.id)
+  }
+  return ids
+}
+
+/** What is wrong when a body's requests reuse an id, among themselves or of one in flight; undefined when none does. */
+function reusedId(ids: (string | number)[], inFlight: RequestIds): string | undefined {
+  const seen = new Set<string | number>()
+  for (const id of ids) {
+    if (inFlight.has(id)) return `a request with the id ${JSON.stringify(id)}, which a request of this session still in flight has`
+    if (seen.has(id)) return `two requests with the id ${JSON.stringify(id)}`
+    seen.add(id)
+  }
+  return undefined
+}
+
+/**
+ * Keeps `ids` true to what the transport does: a request it hands to the server stays in flight
+ * until its answer is sent (even when the agent's response has gone and the answer is dropped), or
+ * until the agent cancels it, after which the server never answers it and the id is the agent's again.
+ */
+function trackRequestIds(transport: StreamableHTTPServerTransport, ids: RequestIds): void {
+  const deliver = transport.onmessage
+  if (!deliver) throw new Error('the MCP server did not take the transport (no onmessage after connect); requests of one id could not be told apart')
+  transport.onmessage = (message, extra) => {
+    const m = message as {id?: string | number; method?: string; params?: {requestId?: string | number}}
+    if (m.id !== undefined && typeof m.method === 'string') {
+      const entry = ids.get(m.id)
+      if (entry) entry.dispatched = true
+    }
+    deliver.call(transport, message, extra)
+    // Only a request the server has: one of a POST not yet handed over is out of the cancellation's reach.
+    const cancelled = m.method === 'notifications/cancelled' ? m.params?.requestId : undefined
+    if (cancelled !== undefined && ids.get(cancelled)?.dispatched) ids.delete(cancelled)
+  }
+  const send = transport.send.bind(transport)
+  transport.send = (message, options) => {
+    const answered = message as {id?: string | number; result?: unknown; error?: unknown}
+    if (answered.id !== undefined && ('result' in answered || 'error' in answered)) ids.delete(answered.id)
+    return send(message, options)
+  }
 }
 
 class BodyError extends Error {

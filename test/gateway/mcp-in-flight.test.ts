@@ -3,6 +3,8 @@ import {Agent, fetch as undiciFetch} from 'undici'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {startAppGateway, type AppGateway} from './app-gateway.js'
 import {mint} from '../identity/helpers.js'
+import {withClient} from '../helpers/pg.js'
+import {waitFor} from '../helpers/wait.js'
 
 /**
  * Requests one remote MCP session has in flight at once are capped. The hole: a tool may keep its
@@ -61,4 +63,46 @@ describe('remote MCP: requests in flight per session', () => {
     expect(again.status).toBe(200)
     expect(await again.text()).toContain(approvalId!)
   }, 30_000)
+
+  /**
+   * The cap counted every POST, and DELETE: with 16 requests in flight (an agent's parallel reads and
+   * its waits for a reviewer), the user's interrupt (notifications/cancelled, a POST that holds
+   * nothing open) and the agent's DELETE of the session were answered 429 too, so the statements
+   * it meant to stop ran on the server to their end. A body that holds no request open, and DELETE,
+   * are no longer capped; a request past the cap still is.
+   */
+  it('takes a cancellation and a DELETE past the cap, which stop the statements in flight', async () => {
+    session = ''
+    const init = await post({jsonrpc: '2.0', id: 1, method: 'initialize', params: {protocolVersion: '2025-06-18', capabilities: {}, clientInfo: {name: 'flight-full', version: '1'}}})
+    session = init.headers.get('mcp-session-id')!
+    await init.text()
+    await (await post({jsonrpc: '2.0', method: 'notifications/initialized'})).text()
+    const held = await (await post({jsonrpc: '2.0', id: 2, method: 'tools/call', params: {name: 'query', arguments: {sql: 'insert into items values (2)'}}})).text()
+    const approvalId = /"approvalId":"(apr-[a-z0-9]+)"/.exec(held)?.[1]
+    expect(approvalId, held).toBeDefined()
+    const running = () =>
+      withClient(app.db.url, async (c) => (await c.query(`select count(*)::int as n from pg_stat_activity where state = 'active' and query like '%full-cap%' and pid <> pg_backend_pid()`)).rows[0].n as number)
+
+    // Sixteen in flight: three reads on the database sessions the held insert leaves, thirteen waits for its reviewer.
+    const open: Promise<unknown>[] = []
+    for (let i = 0; i < 3; i++) open.push(post({jsonrpc: '2.0', id: 10 + i, method: 'tools/call', params: {name: 'query', arguments: {sql: `select pg_sleep(60) /* full-cap ${i} */`}}}))
+    await waitFor(async () => (await running()) === 3, 'three reads run on the server')
+    for (let i = 0; i < 13; i++) open.push(post({jsonrpc: '2.0', id: 20 + i, method: 'tools/call', params: {name: 'approval_status', arguments: {approvalId, waitSeconds: 60}}}))
+    expect((await Promise.all(open)).map((r) => (r as Response).status)).toEqual(Array(16).fill(200))
+    const past = await post({jsonrpc: '2.0', id: 40, method: 'tools/call', params: {name: 'query', arguments: {sql: 'select 1'}}})
+    expect(past.status).toBe(429)
+    await past.text()
+
+    // The user interrupts one read: the cancellation is taken, and the read stops on the server.
+    const cancelled = await post({jsonrpc: '2.0', method: 'notifications/cancelled', params: {requestId: 10, reason: 'the user interrupted'}})
+    expect(cancelled.status, await cancelled.text()).toBe(202)
+    await waitFor(async () => (await running()) === 2, 'the cancelled read stopped on the server')
+    // The agent ends the session: the other reads stop with it.
+    const ended = await undiciFetch(`https://localhost:${app.gw.api!.port}/mcp/app`, {method: 'DELETE', dispatcher, headers: {authorization: `Bearer ${bearer}`, 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18'}})
+    expect(ended.status, await ended.text()).toBe(200)
+    await waitFor(async () => (await running()) === 0, 'the reads stopped on the server once the agent ended the session')
+    const after = await post({jsonrpc: '2.0', id: 41, method: 'tools/call', params: {name: 'query', arguments: {sql: 'select 1'}}})
+    expect(after.status).toBe(404)
+    await after.text()
+  }, 60_000)
 })

@@ -202,11 +202,13 @@ describe('remote MCP: a session ends when its target is served otherwise', () =>
     server?.close()
   })
 
+  // Each call an id of its own: a status is known before its answer, so the previous call may still be in flight.
+  let nextId = 9
   const call = (sessionId: string) =>
     fetch(`${origin}/mcp/app`, {
       method: 'POST',
       headers: {authorization: 'Bearer tok-alice', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-06-18', 'content-type': 'application/json', accept: 'application/json, text/event-stream'},
-      body: JSON.stringify({jsonrpc: '2.0', id: 9, method: 'tools/call', params: {name: 'query', arguments: {sql: 'select 1 as one'}}}),
+      body: JSON.stringify({jsonrpc: '2.0', id: nextId++, method: 'tools/call', params: {name: 'query', arguments: {sql: 'select 1 as one'}}}),
     })
 
   it('ends at the next request after a reload changes the target, and the next session gets the new one', async () => {

@@ -95,8 +95,14 @@ describe('dbgate mcp through a gateway: tool calls refused on the agent machine'
     send(JSON.stringify(call(30, 'drop table secrets /* gw-dup-b */')))
     await waitFor(() => answerTo(30) !== undefined, 'the second request of id 30 is answered', {timeoutMs: 30_000})
     expect(answerTo(30)?.error?.message).toMatch(/a request with the id 30, which a request still in flight has/)
-    send(JSON.stringify({jsonrpc: '2.0', method: 'notifications/cancelled', params: {requestId: 30, reason: 'done'}}))
+    // The cancellation and a request reusing the id it frees, on one write: the gateway, which
+    // refuses an id in flight, gets the cancellation first.
+    send(`${JSON.stringify({jsonrpc: '2.0', method: 'notifications/cancelled', params: {requestId: 30, reason: 'done'}})}\n${JSON.stringify(call(30, 'select 30 as again /* gw-dup-c */'))}`)
     await waitFor(async () => (await running()) === 0, 'the first request of id 30 stopped on the server')
+    await waitFor(() => answers().filter((a) => a.id === 30).length >= 2, 'the request reusing id 30 is answered', {timeoutMs: 30_000})
+    const reused = answers().filter((a) => a.id === 30)[1]
+    expect(reused?.error).toBeUndefined()
+    expect(reused?.result?.content?.[0]?.text).toMatch(/"again":"30"/)
 
     // An ordinary call after them all is answered as ever.
     send(JSON.stringify(call(40, 'select count(*) as n from secrets')))
