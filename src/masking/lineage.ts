@@ -1099,7 +1099,8 @@ function copyShape(node: Node, columns: NamedLineage[] | undefined): CopyShape {
     quote,
     escape: typeof opts.get('escape') === 'string' ? (opts.get('escape') as string) : quote,
     nullString: typeof opts.get('null') === 'string' ? (opts.get('null') as string) : format === 'csv' ? '' : '\\N',
-    header: header === true || header === 'true' || header === 'on' || header === 'match',
+    // As the server reads it (defGetCopyHeaderChoice): 1, and `true` or `on` in any case.
+    header: header === true || (typeof header === 'string' && ['true', 'on', '1', 'match'].includes(header.toLowerCase())),
     ...(opts.has('encoding') ? {encoding: typeof opts.get('encoding') === 'string' ? (opts.get('encoding') as string) : ''} : {}),
     // A format masking does not read (a newer server's `json`, one object per line) has no fields
     // to place: every line is masked whole.

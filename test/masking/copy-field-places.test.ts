@@ -93,6 +93,9 @@ describe('masking: COPY fields at their places', () => {
     // Ordinary exports are unchanged.
     expect((await run('copy (select id, country from customers where id = 5) to stdout (format csv, header, force_quote *)'))).toEqual(['id,country', '"5","US"'])
     expect((await run('copy notes to stdout')).length).toBe(4)
+    // A header asked for in capitals or as 1 is the server's header line, not a row to mask.
+    expect((await run("copy (select id, full_name from customers where id = 1) to stdout (format csv, header 'ON')"))).toEqual(['id,full_name', '1,[redacted]'])
+    expect((await run('copy (select id, full_name from customers where id = 1) to stdout (header 1)'))).toEqual(['id\tfull_name', '1\t[redacted]'])
     await c.end()
   })
 
