@@ -21,6 +21,17 @@ export type CopyPlan = {shape: CopyShape; categories: (CopyMask | undefined)[] |
 const WHOLE: CopyMask = {category: 'untraceable', strategy: 'redact'}
 
 /**
+ * Whether a line split into `fields` fields has as many as the copied columns. Fields are masked by
+ * position, so a line read otherwise than the server wrote it (a generated column the server leaves
+ * out, a quoting rule read wrongly) would put a sensitive value at a clean column's place: such a
+ * line is masked whole.
+ */
+function fieldCountHolds(plan: CopyPlan, fields: number): boolean {
+  const columns = plan.shape.columns
+  return columns === undefined || columns.length === fields
+}
+
+/**
  * A `COPY … TO STDOUT` whose `ENCODING` option is not UTF-8, or undefined. COPY data is read as
  * UTF-8 (the session's client_encoding, which is held at UTF8) to be split into fields; in SJIS,
  * BIG5, GBK, GB18030, UHC or JOHAB the second byte of a character can be a backslash or the
@@ -112,10 +123,11 @@ export function maskTextLine(line: string, plan: CopyPlan, m: ValueMasking): str
   const {delimiter, nullString} = plan.shape
   const eol = line.endsWith('\r\n') ? '\r\n' : line.endsWith('\n') ? '\n' : ''
   const fields = splitText(line.slice(0, line.length - eol.length), delimiter)
+  const all = plan.categories === 'all' || !fieldCountHolds(plan, fields.length)
   let changed = false
   const out = fields.map((raw, i) => {
     if (raw === nullString) return raw
-    const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+    const mask = all ? WHOLE : (plan.categories as (CopyMask | undefined)[])[i]
     const masked = maskField(unescapeText(raw), mask, m)
     if (masked === undefined) return raw
     changed = true
@@ -149,6 +161,8 @@ class TextLines {
   readonly nullString: string
   readonly nullBytes: Buffer
   readonly header: boolean
+  /** The copied columns' count, -1 when not known (then every field is masked). */
+  readonly fields: number
   readonly categories: CopyPlan['categories']
   /** Per column index; undefined not yet built, null when the column has none. */
   readonly masks: (LineMask | null | undefined)[] = []
@@ -161,6 +175,7 @@ class TextLines {
     this.nullString = nullString
     this.nullBytes = Buffer.from(nullString, 'utf8')
     this.header = header
+    this.fields = plan.shape.columns?.length ?? -1
     this.categories = plan.categories
   }
 }
@@ -294,6 +309,8 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, lines:
       }
     }
   }
+  // Another count than the columns': the general path masks the line whole (`fieldCountHolds`).
+  if (lines.fields >= 0 && delimiters + 1 !== lines.fields) return TEXT_PATH
   const nullBytes = lines.nullBytes
   let edits = 0
   let size = lineEnd - base
@@ -364,9 +381,16 @@ function maskTextLineMessage(line: Buffer, base: number, lineEnd: number, lines:
 
 // ---- CSV format ----
 
-function splitCsv(line: string, shape: CopyShape): {value: string; quoted: boolean}[] {
+/**
+ * A CSV line as the server writes it (CopyAttributeOutCSV): a field is quoted whole or not at all,
+ * and inside quotes the escape character stands before every quote and every escape character of
+ * the value (with ESCAPE '\', `"a,\\"` is `a,\`). `consistent` is false when the line is not
+ * such a line (text after a closing quote, a quote left open): its fields cannot be placed.
+ */
+function splitCsv(line: string, shape: CopyShape): {fields: {value: string; quoted: boolean}[]; consistent: boolean} {
   const {delimiter, quote, escape} = shape
-  const out: {value: string; quoted: boolean}[] = []
+  const fields: {value: string; quoted: boolean}[] = []
+  let consistent = true
   let i = 0
   for (;;) {
     let value = ''
@@ -374,42 +398,48 @@ function splitCsv(line: string, shape: CopyShape): {value: string; quoted: boole
     if (line.startsWith(quote, i)) {
       quoted = true
       i += quote.length
+      let closed = false
       while (i < line.length) {
-        if (line.startsWith(escape, i) && line.startsWith(quote, i + escape.length)) {
-          value += quote
-          i += escape.length + quote.length
+        if (line.startsWith(escape, i) && (line.startsWith(quote, i + escape.length) || (escape !== quote && line.startsWith(escape, i + escape.length)))) {
+          value += line[i + escape.length]
+          i += escape.length + 1
         } else if (line.startsWith(quote, i)) {
           i += quote.length
+          closed = true
           break
         } else {
           value += line[i]
           i++
         }
       }
+      if (!closed || (i < line.length && !line.startsWith(delimiter, i))) consistent = false
     }
     while (i < line.length && !line.startsWith(delimiter, i)) value += line[i++]
-    out.push({value, quoted})
+    fields.push({value, quoted})
     if (i >= line.length) break
     i += delimiter.length
   }
-  return out
+  return {fields, consistent}
 }
 
 function quoteCsv(value: string, shape: CopyShape): string {
   const {delimiter, quote, escape, nullString} = shape
   const needs = value === nullString || value.includes(delimiter) || value.includes(quote) || /[\r\n]/.test(value) || value.includes(escape)
   if (!needs) return value
-  return quote + value.split(quote).join(escape + quote) + quote
+  let body = ''
+  for (const c of value) body += c === quote || c === escape ? escape + c : c
+  return quote + body + quote
 }
 
 function maskCsvLine(line: string, plan: CopyPlan, m: ValueMasking): string | undefined {
   const eol = line.endsWith('\r\n') ? '\r\n' : line.endsWith('\n') ? '\n' : ''
-  const fields = splitCsv(line.slice(0, line.length - eol.length), plan.shape)
+  const {fields, consistent} = splitCsv(line.slice(0, line.length - eol.length), plan.shape)
+  const all = plan.categories === 'all' || !consistent || !fieldCountHolds(plan, fields.length)
   let changed = false
   const out = fields.map((f, i) => {
     const raw = f.quoted ? quoteCsv(f.value, plan.shape) : f.value
     if (!f.quoted && f.value === plan.shape.nullString) return raw
-    const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+    const mask = all ? WHOLE : (plan.categories as (CopyMask | undefined)[])[i]
     const masked = maskField(f.value, mask, m)
     if (masked === undefined) return raw
     changed = true
@@ -441,6 +471,7 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
   if (count < 0) return undefined
   parts.push(chunk.subarray(at, at + 2))
   at += 2
+  const all = plan.categories === 'all' || !fieldCountHolds(plan, count)
   let changed = false
   for (let i = 0; i < count; i++) {
     const len = chunk.readInt32BE(at)
@@ -451,7 +482,7 @@ function maskBinaryChunk(chunk: Buffer, plan: CopyPlan, m: ValueMasking): Buffer
     }
     const value = chunk.subarray(at, at + len)
     at += len
-    const mask = plan.categories === 'all' ? WHOLE : plan.categories[i]
+    const mask = all ? WHOLE : (plan.categories as (CopyMask | undefined)[])[i]
     let out: Buffer | null | undefined
     if (mask) {
       // Binary fields carry no type here; NULL is valid for every type.

@@ -1066,6 +1066,23 @@ function defValue(d: Node): string | boolean | undefined {
   return undefined
 }
 
+/**
+ * The columns `COPY t TO` writes without a column list: the table's but its generated ones, which
+ * the server leaves out (CopyGetAttnums). Fields are masked by position, so counting a generated
+ * column would move the mask of every column after it one place along, onto its neighbour. When
+ * the name may mean relations that differ there, undefined: every field is masked.
+ */
+function copiedWhole(rel: ScopeRel, relation: Node, ctx: Ctx): NamedLineage[] | undefined {
+  if (!rel.columns) return undefined
+  const name = relation.relname as string
+  const schema = relation.schemaname as string | undefined
+  const candidates = rel.catalog ? ctx.catalog.lookup(rel.catalog.schema, rel.catalog.relation) : schema ? ctx.catalog.lookup(schema, name) : ctx.catalog.sameNamed(name)
+  const generated = new Set(candidates.flatMap((r) => r.columns.filter((c) => c.generated !== undefined).map((c) => c.name)))
+  if (generated.size === 0) return rel.columns
+  if (candidates.length !== 1) return undefined
+  return rel.columns.filter((c) => !generated.has(c.name))
+}
+
 function copyShape(node: Node, columns: NamedLineage[] | undefined): CopyShape {
   const opts = new Map<string, string | boolean | undefined>()
   for (const o of list(node.options)) {
@@ -1082,9 +1099,12 @@ function copyShape(node: Node, columns: NamedLineage[] | undefined): CopyShape {
     quote,
     escape: typeof opts.get('escape') === 'string' ? (opts.get('escape') as string) : quote,
     nullString: typeof opts.get('null') === 'string' ? (opts.get('null') as string) : format === 'csv' ? '' : '\\N',
-    header: header === true || header === 'true' || header === 'on' || header === 'match',
+    // As the server reads it (defGetCopyHeaderChoice): 1, and `true` or `on` in any case.
+    header: header === true || (typeof header === 'string' && ['true', 'on', '1', 'match'].includes(header.toLowerCase())),
     ...(opts.has('encoding') ? {encoding: typeof opts.get('encoding') === 'string' ? (opts.get('encoding') as string) : ''} : {}),
-    columns,
+    // A format masking does not read (a newer server's `json`, one object per line) has no fields
+    // to place: every line is masked whole.
+    columns: formatOpt === undefined || formatOpt === 'text' || format !== 'text' ? columns : undefined,
   }
 }
 
@@ -1326,7 +1346,7 @@ function statementLineage(stmt: Node, ctx: Ctx, outer?: Scope): StatementLineage
       } else {
         const rel = fromItem({RangeVar: node.relation}, withCtes(undefined, outer, ctx), ctx).visible[0]!
         const attlist = list(node.attlist).map(svalOf)
-        columns = rel.columns && attlist.length > 0 ? attlist.map((n) => rel.columns!.find((c) => c.name === n) ?? named(n ?? '?', UNKNOWN)) : rel.columns
+        columns = rel.columns && attlist.length > 0 ? attlist.map((n) => rel.columns!.find((c) => c.name === n) ?? named(n ?? '?', UNKNOWN)) : copiedWhole(rel, node.relation as Node, ctx)
       }
       return finish({rows: 'no', copy: copyShape(node, columns)}, ctx)
     }

@@ -59,7 +59,7 @@ describe('COPY rows', () => {
     // With one: the text path, which unescapes and escapes again.
     expect(mask('5|E\\|d|ed@example.com|a\\nb\n')).toBe('5|E\\|d|e***@example.com|a\\nb\n')
     // A replacement holding the delimiter is escaped on either path.
-    const all: CopyPlan = {shape: copy("copy people to stdout (delimiter '|')"), categories: [undefined, {category: 'email', strategy: 'redact'}]}
+    const all: CopyPlan = {shape: copy("copy people (id, email) to stdout (delimiter '|')"), categories: [undefined, {category: 'email', strategy: 'redact'}]}
     expect(maskCopyData(Buffer.from('6@x\n'), {...all, shape: {...all.shape, delimiter: '@'}}, false, m)?.toString()).toBe('6@redacted\\@masked.invalid\n')
   })
 
@@ -73,8 +73,10 @@ describe('COPY rows', () => {
   it('masks every field when the shape is unknown, and scans the rest otherwise', () => {
     const all: CopyPlan = {shape: copy('copy people to stdout'), categories: 'all'}
     expect(maskCopyData(Buffer.from('1\tx\n'), all, false, m)?.toString()).toBe('[masked]\t[masked]\n')
-    const scan: CopyPlan = {shape: copy('copy people to stdout'), categories: []}
+    const scan: CopyPlan = {shape: copy('copy people (id, note) to stdout'), categories: []}
     expect(maskCopyData(Buffer.from('1\tmail me at x.y@example.org\n'), scan, false, m)?.toString()).toBe('1\tmail me at x***@example.org\n')
+    // A line of another number of fields than the copied columns cannot be placed: masked whole.
+    expect(maskCopyData(Buffer.from('1\tAda\tada@example.com\n'), scan, false, m)?.toString()).toBe('[masked]\t[masked]\t[masked]\n')
   })
 
   it('masks a whole row copied as one field inside, by position', () => {
