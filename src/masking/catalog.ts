@@ -386,6 +386,8 @@ export interface DerivedMarks {
 export interface FreshnessNeeds {
   misses: {schema?: string; relation: string; column?: string}[]
   views: number[]
+  /** Tables whose column order is relied on (`StatementLineage.layouts`). */
+  layouts?: number[]
 }
 
 /** Catalog re-reads caused by names it does not know happen at most this often. */
@@ -522,25 +524,26 @@ export class Catalog {
    * no longer trusted.
    */
   ensureFresh(needs: FreshnessNeeds): Promise<void> | undefined {
-    if (!this.source || (needs.misses.length === 0 && needs.views.length === 0)) return undefined
+    const layouts = needs.layouts ?? []
+    if (!this.source || (needs.misses.length === 0 && needs.views.length === 0 && layouts.length === 0)) return undefined
     const now = Date.now()
     const wanted = needs.misses.filter((m) => (this.confirmedMissing.get(missKey(m)) ?? 0) <= now && this.missing(m))
-    if (wanted.length === 0 && needs.views.length === 0) return undefined
-    return this.freshen(wanted, needs.views)
+    if (wanted.length === 0 && needs.views.length === 0 && layouts.length === 0) return undefined
+    return this.freshen(wanted, needs.views, layouts)
   }
 
-  private async freshen(wanted: FreshnessNeeds['misses'], views: number[]): Promise<void> {
+  private async freshen(wanted: FreshnessNeeds['misses'], views: number[], layouts: number[] = []): Promise<void> {
     // A read already under way (after DDL through this tunnel) may bring what is missing.
     if (wanted.length > 0 && this.refreshing) {
       await this.refreshing.catch(() => {})
       wanted = wanted.filter((m) => this.missing(m))
     }
-    const changed = views.length > 0 ? await this.viewsChanged(views).catch(() => true) : false
+    const changed = (views.length > 0 ? await this.viewsChanged(views).catch(() => true) : false) || (layouts.length > 0 ? await this.layoutsChanged(layouts).catch(() => true) : false)
     if (wanted.length === 0 && !changed) return
     try {
       await this.reread()
     } catch (error) {
-      if (changed) for (const v of views) this.stale.add(v)
+      if (changed) for (const v of [...views, ...layouts]) this.stale.add(v)
       throw error
     }
     const until = Date.now() + this.minRereadMs
@@ -554,6 +557,25 @@ export class Catalog {
     const rows = await this.source!.query(`select ev_class::int8 as oid, xmin::text as mark from pg_rewrite where rulename = '_RETURN' and ev_class in (${ids.join(', ')})`)
     const marks = new Map(rows.map((r) => [Number(r.oid), String(r.mark)]))
     return ids.some((oid) => marks.get(oid) !== this.byOid.get(oid)?.viewMark)
+  }
+
+  /** Whether any of these tables' columns, in order, differ from what was read (or they were dropped). */
+  private async layoutsChanged(oids: number[]): Promise<boolean> {
+    const ids = [...new Set(oids)].filter((o) => Number.isSafeInteger(o))
+    if (ids.length === 0) return false
+    const rows = await this.source!.query(`select attrelid::int8 as oid, attname as name from pg_attribute where attrelid in (${ids.join(', ')}) and attnum > 0 and not attisdropped order by attrelid, attnum`)
+    const now = new Map<number, string[]>()
+    for (const r of rows) {
+      const oid = Number(r.oid)
+      const names = now.get(oid) ?? []
+      names.push(String(r.name))
+      now.set(oid, names)
+    }
+    return ids.some((oid) => {
+      const read = this.byOid.get(oid)?.columns.map((c) => c.name) ?? []
+      const current = now.get(oid) ?? []
+      return read.length !== current.length || read.some((n, i) => n !== current[i])
+    })
   }
 
   private missing(m: FreshnessNeeds['misses'][number]): boolean {

@@ -511,17 +511,19 @@ export function createMaskingFilterFactory(opts: MaskingFilterOptions): MaskingF
     if (!text.ok) return undefined
     let misses: NonNullable<StatementLineage['misses']> | undefined
     let views: number[] | undefined
+    let layouts: number[] | undefined
     for (const s of text.statements) {
       if (s.misses) (misses ??= []).push(...s.misses)
       if (s.views) (views ??= []).push(...s.views)
+      if (s.layouts) (layouts ??= []).push(...s.layouts)
       // And what it defines (PREPARE, DECLARE).
       const d = s.defines?.lineage
       if (d?.misses) (misses ??= []).push(...d.misses)
       if (d?.views) (views ??= []).push(...d.views)
     }
     // A re-read under way (after DDL, or code that may have run DDL) may change what names mean.
-    if (!misses && !views) return catalog.settling()
-    return catalog.ensureFresh({misses: misses ?? [], views: views ?? []})
+    if (!misses && !views && !layouts) return catalog.settling()
+    return catalog.ensureFresh({misses: misses ?? [], views: views ?? [], ...(layouts ? {layouts} : {})})
   }
 
   // Other sessions see the change once it is committed: the catalog is read again where the

@@ -97,6 +97,11 @@ export interface StatementLineage {
   /** Views (and materialized views) whose definitions its lineage relies on, by OID. */
   views?: number[]
   /**
+   * Tables whose column order its lineage relies on, by OID: `COPY t TO STDOUT` without a column
+   * list, whose fields are placed by position, with no description naming their columns.
+   */
+  layouts?: number[]
+  /**
    * Tables it reads whose rows may include those of a child or partition the session's uncommitted
    * change added (lineage.ts `gainsRows`), by OID: the server's description of a column as theirs
    * does not vouch for its values.

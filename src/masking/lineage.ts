@@ -59,6 +59,8 @@ interface Ctx {
   readsSettings: boolean
   misses: CatalogMiss[]
   views: Set<number>
+  /** Tables whose column order a COPY without a column list relies on (see `StatementLineage.layouts`). */
+  layouts: Set<number>
   /** Tables read whose rows may include rows the catalog does not know of (see `gainsRows`). */
   unvouched: Set<number>
   fills: NonNullable<StatementLineage['fills']>
@@ -163,7 +165,7 @@ export function bothMoved(a: MovedNames, b: MovedNames): MovedNames {
 }
 
 function newCtx(catalog: Catalog, distrustNames = false, anyOfSameName = false, moved: MovedNames = undefined, written: readonly TextWrite[] = []): Ctx {
-  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), unvouched: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, moved, anyOfSameName, shadowable: false, written, readWrites: []}
+  return {catalog, touches: false, opaque: false, sideChannels: [], reasons: [], readsSettings: false, misses: [], views: new Set(), layouts: new Set(), unvouched: new Set(), fills: [], expanding: new Set(), depth: 0, distrustNames, moved, anyOfSameName, shadowable: false, written, readWrites: []}
 }
 
 /**
@@ -1077,6 +1079,11 @@ function copiedWhole(rel: ScopeRel, relation: Node, ctx: Ctx): NamedLineage[] | 
   const name = relation.relname as string
   const schema = relation.schemaname as string | undefined
   const candidates = rel.catalog ? ctx.catalog.lookup(rel.catalog.schema, rel.catalog.relation) : schema ? ctx.catalog.lookup(schema, name) : ctx.catalog.sameNamed(name)
+  // Another connection may have dropped a column and added one under its name since the catalog
+  // was read: the same count in another order. The order is checked before the COPY runs, and one
+  // that moved but could not be read again is relied on for nothing.
+  for (const r of candidates) ctx.layouts.add(r.oid)
+  if (candidates.some((r) => ctx.catalog.isStale(r.oid))) return undefined
   const generated = new Set(candidates.flatMap((r) => r.columns.filter((c) => c.generated !== undefined).map((c) => c.name)))
   if (generated.size === 0) return rel.columns
   if (candidates.length !== 1) return undefined
@@ -1136,6 +1143,7 @@ function finish(l: Omit<StatementLineage, 'touchesSensitive' | 'untraceable' | '
     ...(ctx.readsSettings ? {readsSettings: true} : {}),
     ...(ctx.misses.length > 0 ? {misses: [...ctx.misses]} : {}),
     ...(ctx.views.size > 0 ? {views: [...ctx.views]} : {}),
+    ...(ctx.layouts.size > 0 ? {layouts: [...ctx.layouts]} : {}),
     ...(ctx.unvouched.size > 0 ? {unvouched: [...ctx.unvouched]} : {}),
     ...(ctx.fills.length > 0 ? {fills: [...ctx.fills]} : {}),
     ...(ctx.shadowable ? {shadowable: true as const} : {}),

@@ -31,6 +31,8 @@ create table gen_two (g1 text generated always as ('a') stored, id int, g2 text 
 insert into gen_two (id, full_name, address, country) select id, full_name, address, country from customers;
 create table dropped_later (id int, full_name text, country text) with (autovacuum_enabled = false);
 insert into dropped_later select id, full_name, country from customers;
+create table moved_later (id int, full_name text, country text) with (autovacuum_enabled = false);
+insert into moved_later select id, full_name, country from customers;
 `
 
 const ATTACKS: [string, string][] = [
@@ -112,6 +114,27 @@ describe('masking: COPY fields at their places', () => {
       expect(out.length, sql).toBeGreaterThan(0)
       expect(leaked(out, names), sql).toEqual([])
     }
+    await c.end()
+  })
+
+  // The same count in another order: a column dropped and added again under its name by another
+  // connection. Placed by the order read before, `full_name` took the clean `id`'s mask.
+  it('reads the order of the columns again when another connection moved them, before the COPY runs', async () => {
+    const c = await tunnel.client()
+    const first = async (sql: string) => (await copyOut(c, sql)).toString('utf8').split('\n')[0]
+    expect(await first('copy moved_later to stdout')).toBe('1\t[redacted]\tUS')
+    await withClient(fx.db.url, (d: pg.Client) => d.query('alter table moved_later drop column id; alter table moved_later add column id int; update moved_later set id = 7'))
+    const direct = await withClient(fx.db.url, (d) => copyOut(d, 'copy moved_later to stdout'))
+    expect(leaked(direct, names).length).toBeGreaterThan(0)
+    for (const sql of ['copy moved_later to stdout', 'copy moved_later to stdout (format csv)', 'copy public.moved_later to stdout (format binary)']) {
+      const out = await copyOut(c, sql)
+      expect(out.length, sql).toBeGreaterThan(0)
+      expect(leaked(out, names), sql).toEqual([])
+    }
+    // Each column is masked as the one now at its place.
+    expect(await first('copy moved_later to stdout')).toBe('[redacted]\tUS\t7')
+    await withClient(fx.db.url, (d: pg.Client) => d.query("alter table moved_later drop column country; alter table moved_later add column country text default 'DE'"))
+    expect(await first('copy moved_later to stdout (format csv)')).toBe('[redacted],7,DE')
     await c.end()
   })
 })
