@@ -60,11 +60,8 @@ beforeAll(async () => {
   await t.close()
   // The FETCHes and the MOVE deleted the four rows they ran over, and nothing else did.
   expect(await withClient(db.url, async (x) => (await x.query('select array_agg(id order by id) as ids from items')).rows[0].ids)).toEqual([5, 6, 7, 8, 9])
-  auditorEnv()
+  auditorEnv({dataHome: true})
   statements = await recordedStatements(bucketUrl)
-  Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')), XDG_DATA_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-data-'))})
-  delete process.env.DBGATE_BUCKET
-  delete process.env.DBGATE_CONFIG
 }, 120_000)
 afterAll(() => {
   process.env = savedEnv

@@ -30,8 +30,10 @@ export const mallory: Identity = {...alice, subject: 'u-mallory', email: 'mallor
 const made: string[] = []
 
 /** The auditor's environment of one test file: a cache of its own, and no bucket or config from the machine. */
-export function auditorEnv(): void {
+export function auditorEnv(opts: {dataHome?: boolean} = {}): void {
   Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(join(tmpdir(), 'dbgate-cache-'))})
+  // The auditor's own data home too (where commands keep what they learn), for tests that run several.
+  if (opts.dataHome) process.env.XDG_DATA_HOME = mkdtempSync(join(tmpdir(), 'dbgate-data-'))
   delete process.env.DBGATE_BUCKET
   delete process.env.DBGATE_CONFIG
 }

@@ -11,6 +11,7 @@ import {readFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {serialize} from 'pg-protocol'
+import {auditorEnv} from './helpers.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {SessionEndData, StatementData} from '../../src/audit/events.js'
 import {SessionReader} from '../../src/audit/read.js'
@@ -50,9 +51,7 @@ beforeAll(async () => {
   await t.close()
   expect(await withClient(db.url, (c) => c.query('select count(*)::int as n from items')).then((r) => r.rows[0].n)).toBe(0)
 
-  Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')), XDG_DATA_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-data-'))})
-  delete process.env.DBGATE_BUCKET
-  delete process.env.DBGATE_CONFIG
+  auditorEnv({dataHome: true})
   const reader = new SessionReader(openBucket(bucketUrl))
   const sessions = await reader.list()
   const events = (await Promise.all(sessions.map(async (s) => (await reader.loadSummary(s)).events))).flat()

@@ -59,11 +59,8 @@ beforeAll(async () => {
   expect(await withClient(db.url, async (x) => (await x.query('select array_agg(id order by id) as ids from items')).rows[0].ids)).toEqual([6, 7, 8, 9, 10, 11, 20])
   expect(await withClient(db.url, async (x) => (await x.query('select last_value from seq')).rows[0].last_value)).toBe('1')
 
-  auditorEnv()
+  auditorEnv({dataHome: true})
   statements = await recordedStatements(bucketUrl)
-  Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')), XDG_DATA_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-data-'))})
-  delete process.env.DBGATE_BUCKET
-  delete process.env.DBGATE_CONFIG
   const out = mkdtempSync(path.join(tmpdir(), 'dbgate-report-'))
   const since = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10)
   await captureCommand(() => ReportCommand.run(['--bucket', bucketUrl, '--since', since, '--out', out], {root}))

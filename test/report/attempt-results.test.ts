@@ -13,6 +13,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {gunzipSync, gzipSync} from 'node:zlib'
 import {serialize} from 'pg-protocol'
+import {auditorEnv} from '../audit/helpers.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {sealEvent, sha256hex} from '../../src/audit/chain.js'
 import {parseEventLine} from '../../src/audit/events.js'
@@ -72,9 +73,7 @@ beforeAll(async () => {
   }
   expect(forged).toBe(true)
 
-  Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')), XDG_DATA_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-data-'))})
-  delete process.env.DBGATE_BUCKET
-  delete process.env.DBGATE_CONFIG
+  auditorEnv({dataHome: true})
   const out = mkdtempSync(path.join(tmpdir(), 'dbgate-report-'))
   const since = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10)
   await captureCommand(() => ReportCommand.run(['--bucket', bucketUrl, '--since', since, '--out', out], {root}))

@@ -11,6 +11,7 @@ import {readFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {serialize} from 'pg-protocol'
+import {auditorEnv} from '../audit/helpers.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import ReportCommand from '../../src/commands/report.js'
 import SessionsSearch from '../../src/commands/sessions/search.js'
@@ -91,9 +92,7 @@ beforeAll(async () => {
   await expect(s.query('select add_item(100)')).rejects.toMatchObject({code: '42501'})
   await strict.close()
 
-  Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')), XDG_DATA_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-data-'))})
-  delete process.env.DBGATE_BUCKET
-  delete process.env.DBGATE_CONFIG
+  auditorEnv({dataHome: true})
   const out = mkdtempSync(path.join(tmpdir(), 'dbgate-report-'))
   const since = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10)
   await captureCommand(() => ReportCommand.run(['--bucket', bucketUrl, '--since', since, '--out', out], {root}))

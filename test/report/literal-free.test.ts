@@ -10,6 +10,7 @@ import {mkdtempSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
+import {auditorEnv} from '../audit/helpers.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {StatementData} from '../../src/audit/events.js'
 import {SessionReader} from '../../src/audit/read.js'
@@ -48,9 +49,7 @@ beforeAll(async () => {
   for (const s of STATEMENTS) await c.query(s.sql).catch(() => undefined)
   await c.query("update public.customers set note = note || 'Jane Q. Public' where customers.id >= 0 or true").catch(() => undefined)
   await t.close()
-  Object.assign(process.env, {XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-cache-')), XDG_DATA_HOME: mkdtempSync(path.join(tmpdir(), 'dbgate-data-'))})
-  delete process.env.DBGATE_BUCKET
-  delete process.env.DBGATE_CONFIG
+  auditorEnv({dataHome: true})
   const reader = new SessionReader(openBucket(bucketUrl))
   const [session] = await reader.list()
   recorded = (await reader.loadSummary(session!)).events.filter((e) => e.type === 'statement').map((e) => e.data as StatementData)
