@@ -102,3 +102,14 @@ export async function inProcessAgent(target: TargetConfig, openEndpoint: Paramet
   await client.connect(clientSide)
   return {mcp, call: async (tool, args = {}) => (await client.callTool({name: tool, arguments: args}, undefined, {timeout: 60_000})) as CallToolResult}
 }
+
+/** One JSON-RPC answer an MCP server wrote on stdout. */
+export type StdioAnswer = {id?: unknown; result?: {content?: {text: string}[]; isError?: boolean}; error?: {code: number; message: string}}
+
+/** The answers in what an MCP server over stdio has written so far, one JSON message per line. */
+export function stdioAnswers(out: string): StdioAnswer[] {
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as StdioAnswer)
+}

@@ -9,7 +9,7 @@ import {auditorEnv, localBucketUrl} from '../audit/helpers.js'
 import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
-import {BIN, trustAgentConfig} from './helpers.js'
+import {BIN, stdioAnswers, trustAgentConfig} from './helpers.js'
 
 /**
  * Over stdio, the MCP SDK's transport dropped every line that was not one message its schema takes,
@@ -26,11 +26,7 @@ describe('dbgate mcp over stdio: lines that are not one JSON-RPC message', () =>
   let child: ChildProcessWithoutNullStreams
   let out = ''
 
-  const answers = () =>
-    out
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as {id?: unknown; result?: {content?: {text: string}[]; isError?: boolean}; error?: {code: number; message: string}})
+  const answers = () => stdioAnswers(out)
   const answerTo = (id: unknown) => answers().find((a) => a.id === id)
   const send = (line: string) => child.stdin.write(`${line}\n`)
 

@@ -9,7 +9,7 @@ import {isolatedEnv, targetConfigText} from '../helpers/open.js'
 import {createTestDatabase, withClient, type UpstreamInfo} from '../helpers/pg.js'
 import {waitFor} from '../helpers/wait.js'
 import {gatewayConfig, makePki, recordingsUnder, type TestPki} from '../gateway/helpers.js'
-import {agentHome, BIN, trustAgentConfig} from './helpers.js'
+import {agentHome, BIN, stdioAnswers, trustAgentConfig} from './helpers.js'
 
 /**
  * `dbgate mcp` in front of a gateway refuses, on the agent's machine, the stdio lines it cannot carry
@@ -29,11 +29,7 @@ describe('dbgate mcp through a gateway: tool calls refused on the agent machine'
   let child: ChildProcessWithoutNullStreams
   let out = ''
 
-  const answers = () =>
-    out
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as {id?: unknown; result?: {content?: {text: string}[]; isError?: boolean}; error?: {code: number; message: string}})
+  const answers = () => stdioAnswers(out)
   const answerTo = (id: unknown) => answers().find((a) => a.id === id)
   const send = (line: string) => child.stdin.write(`${line}\n`)
   const call = (id: unknown, sql: string) => ({jsonrpc: '2.0', id, method: 'tools/call', params: {name: 'query', arguments: {sql}}})
