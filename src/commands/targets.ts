@@ -4,6 +4,7 @@ import {renderTable, type Column} from '../cli/table.js'
 import {summarizeTargets, type TargetSummary} from '../config/targets.js'
 import {DbgateCommand} from '../cli/base-command.js'
 import {listGatewayTargets} from '../gateway/client.js'
+import {visible} from '../util/visible.js'
 
 const columns: Column<TargetSummary>[] = [
   {header: 'NAME', value: (t) => t.name},
@@ -42,7 +43,8 @@ export default class Targets extends DbgateCommand {
       const answer = await listGatewayTargets(loaded, gw)
       const rows = answer.targets.map((t) => ({name: t.name, gateway: `${gw.address.host}:${gw.address.port}`}))
       this.log(renderTable(rows, gatewayColumns, {tty: Boolean(process.stdout.isTTY)}))
-      if (rows.length === 0) this.logToStderr(`The gateway lets ${answer.identity} use no targets.`)
+      // The label is the gateway's answer, from the token's e-mail or subject: text others chose.
+      if (rows.length === 0) this.logToStderr(`The gateway lets ${visible(String(answer.identity))} use no targets.`)
       return rows
     }
     const targets = summarizeTargets(config)

@@ -224,7 +224,8 @@ export function formatLogout(config: IdentityConfig, result: LogoutResult): stri
   const lines = [result.removed ? `Signed out of ${config.issuer}; stored tokens removed.` : `No stored sign-in for ${config.issuer}.`]
   if (result.revocation === 'revoked') lines.push('The refresh token was revoked at the identity provider.')
   if (result.revocation === 'unsupported') lines.push('The identity provider offers no revocation endpoint; its tokens stay valid until they expire.')
-  if (result.revocation === 'failed') lines.push(`Revocation at the identity provider failed (${result.revocationError}); tokens stay valid there until they expire.`)
+  // The error quotes the IdP's own `error` and `error_description`: its words, not ours to print raw.
+  if (result.revocation === 'failed') lines.push(`Revocation at the identity provider failed (${visible(result.revocationError ?? '')}); tokens stay valid there until they expire.`)
   return lines.join('\n')
 }
 

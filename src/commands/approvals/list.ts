@@ -4,6 +4,7 @@ import {listForReviewer, listOwnRequests, notAReviewer} from '../../approvals/re
 import {loadCommandConfig} from '../../cli/config.js'
 import {configFlag} from '../../cli/flags.js'
 import {DbgateCommand} from '../../cli/base-command.js'
+import {visible} from '../../util/visible.js'
 
 export default class ApprovalsList extends DbgateCommand {
   static override summary = 'List approval requests you may decide.'
@@ -25,7 +26,8 @@ export default class ApprovalsList extends DbgateCommand {
     const onInvalid = (m: string) => this.warning(m)
     const views = flags.mine ? await listOwnRequests(ctx, {all: flags.all, onInvalid}) : await listForReviewer(ctx, {all: flags.all, onInvalid})
     const standing = flags.mine ? undefined : await notAReviewer(ctx)
-    if (standing) this.logToStderr(`${standing.message}\n${standing.nextStep}`)
+    // It names the person and their groups from the token, and their requests' ids and targets from the bucket: text others chose.
+    if (standing) this.logToStderr(visible(`${standing.message}\n${standing.nextStep}`, {lines: true}))
     else if (views.length === 0) this.logToStderr(flags.mine ? 'You have no pending approval requests.' : flags.all ? 'No approval requests in the last 24 hours.' : 'No pending approval requests for you.')
     else this.log(formatRequests(views, Boolean(process.stdout.isTTY)))
     return views.map(requestJson)

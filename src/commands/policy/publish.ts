@@ -12,6 +12,7 @@ import {getIdentity} from '../../identity/session.js'
 import {openTokenStore} from '../../identity/token-store.js'
 import {lintRules} from '../../policy/index.js'
 import {DbgateCommand} from '../../cli/base-command.js'
+import {visible} from '../../util/visible.js'
 
 export interface PublishedSummary {
   target: string
@@ -52,7 +53,8 @@ export default class PolicyPublish extends DbgateCommand {
     for (const target of targets) {
       const doc = await publishPolicy(bucket, target, publisher, key)
       out.push({target: target.name, version: doc.version, hash: doc.hash, key: `policies/${target.name}/v${String(doc.version).padStart(6, '0')}.json`})
-      this.log(`published ${target.name} v${doc.version} (sha256 ${doc.hash.slice(0, 12)}…) as ${publisher.email ?? publisher.subject}`)
+      // The e-mail or subject is the token's: text the IdP or its user chose, not ours to print raw.
+      this.log(`published ${target.name} v${doc.version} (sha256 ${doc.hash.slice(0, 12)}…) as ${visible(publisher.email ?? publisher.subject)}`)
     }
     return out
   }

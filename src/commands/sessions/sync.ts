@@ -1,5 +1,6 @@
 import {resolveBucket} from '../../audit/cli.js'
 import {formatSize} from '../../util/size.js'
+import {visible} from '../../util/visible.js'
 import {bucketFlags, spoolFlag} from '../../cli/flags.js'
 import {shipPending, type ShipReport} from '../../audit/shipper.js'
 import {defaultKeyDir, loadOrCreateInstallationKey} from '../../audit/signing.js'
@@ -20,7 +21,8 @@ export default class SessionsSync extends DbgateCommand {
     const signer = await loadOrCreateInstallationKey(defaultKeyDir())
     const report = await shipPending({bucket, signer, spoolDir: flags['spool-dir'] ?? defaultSpoolDir()})
     for (const s of report.shipped) this.log(`shipped ${s.sessionId} (${s.state}, ${formatSize(s.bytes, 'approximate')}) → ${bucket.url}${s.key}`)
-    for (const f of report.failed) this.logToStderr(`failed  ${f.sessionId}: ${f.error?.code} ${f.error?.message} (kept in the spool)`)
+    // The message carries the bucket's own answer (an S3-compatible endpoint's error code), which the endpoint chose: not ours to print raw.
+    for (const f of report.failed) this.logToStderr(`failed  ${f.sessionId}: ${f.error?.code} ${visible(f.error?.message ?? '')} (kept in the spool)`)
     if (report.shipped.length === 0 && report.failed.length === 0) this.log('Nothing to ship.')
     if (report.failed.length) process.exitCode = EXIT_FAILURE
     return report
