@@ -355,7 +355,8 @@ export function groupsFromClaims(claims: Record<string, unknown>, path: string):
     }
   }
   const items = Array.isArray(value) ? value : typeof value === 'string' ? [value] : []
-  return [...new Set(items.filter((g): g is string => typeof g === 'string').map((g) => g.trim()).filter(Boolean))]
+  // Taken as sent, spaces included: where people may name groups themselves, " dba" is not dba.
+  return [...new Set(items.filter((g): g is string => typeof g === 'string' && g !== ''))]
 }
 
 /**

@@ -31,6 +31,7 @@ test.each([
   ['Data Engineering', ['engineering', 'Engineering', 'Data'], ['Data Engineering']],
   ['CN=Admins,OU=Groups,DC=example,DC=com', ['OU=Groups', 'DC=example', 'CN=Admins'], ['CN=Admins,OU=Groups,DC=example,DC=com']],
   ['dba, readonly', ['dba', 'readonly'], ['dba, readonly']],
+  [' dba', ['dba'], [' dba']],
 ])('a groups claim sent as the one string %j is one group: no allow for a part of it lets its holder in', async (groups, refusedBy, allowedBy) => {
   const {identity} = await verifyToken(f.config, await mint(f.signingKey, {...claims(), sub: 'dana', groups}), {use: 'id_token'})
   for (const allow of refusedBy) expect(authorizeTarget(identity, [allow]).ok, allow).toBe(false)

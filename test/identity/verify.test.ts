@@ -128,7 +128,8 @@ describe('verifyToken', () => {
 describe('groupsFromClaims', () => {
   test.each([
     [{groups: ['a', 'b', 'a']}, 'groups', ['a', 'b']],
-    [{groups: ' Data Engineering '}, 'groups', ['Data Engineering']],
+    [{groups: 'Data Engineering'}, 'groups', ['Data Engineering']],
+    [{groups: [' dba', 'dba ', '', 'dba']}, 'groups', [' dba', 'dba ', 'dba']],
     [{groups: 'CN=Admins,OU=Groups,DC=example,DC=com'}, 'groups', ['CN=Admins,OU=Groups,DC=example,DC=com']],
     [{realm_access: {roles: ['x']}}, 'realm_access.roles', ['x']],
     [{'https://example.com/groups': ['y']}, 'https://example.com/groups', ['y']],
