@@ -6,7 +6,10 @@
  */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1')
-  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h)
+  if (h === 'localhost' || h === '::1') return true
+  // Four octets of at most 255: `127.0.0.999` is no address, and a resolver may look it up as a name.
+  const octets = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h)
+  return octets !== null && octets.slice(1).every((o) => Number(o) <= 255)
 }
 
 /**

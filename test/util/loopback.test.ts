@@ -7,7 +7,7 @@ describe('the one loopback check', () => {
   })
 
   it('refuses every other host, including names that only look local', () => {
-    for (const host of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', '127.0.0.1.example.com', 'localhost.example.com', 'example.com', '127.0.0', '127.0.0.1000', '', '[::2]']) {
+    for (const host of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', '127.0.0.1.example.com', 'localhost.example.com', 'example.com', '127.0.0', '127.0.0.1000', '127.0.0.999', '127.256.0.1', '', '[::2]']) {
       expect(isLoopbackHost(host), host).toBe(false)
     }
   })
