@@ -345,7 +345,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       const why = accessLost(identity, target)
       return why === undefined ? undefined : `dbgate: this MCP session has ended: ${why}; ask the gateway administrators if you still need it`
     })
-    if (ended) log('warn', `ended ${ended} MCP session(s) whose owner the reloaded configuration no longer lets use their target`)
+    if (ended) log('warn', `ended ${ended} MCP session(s) whose owner the reloaded configuration no longer lets use their target, or whose target's policy or settings it changed`)
   }
 
   const keyTimer = setInterval(() => void checkKeys().catch((e: Error) => log('warn', `checking the identity provider's keys: ${e.message}`)), opts.keyCheckMs ?? 60_000)

@@ -107,13 +107,16 @@ export interface McpHttp {
    */
   endSignedWith(withdrawn: (token: string) => Promise<boolean>, message: string): Promise<number>
   /**
-   * Ends every session that `refused` now refuses (a reload that removed its target, or changed its
-   * `allow` so that its owner is no longer let in), telling the agent the message it returns at its
-   * next request; how many ended.
+   * After a reload: ends every session that `refused` now refuses (a reload that removed its target,
+   * or changed its `allow` so that its owner is no longer let in), telling the agent the message it
+   * returns at its next request, and every session whose target `servedAs` no longer matches (its
+   * policy or settings changed); how many ended.
    */
   endRefused(refused: (session: {identity: Identity; target: string}) => string | undefined): Promise<number>
   close(): Promise<void>
 }
+
+const targetChanged = (target: string) => `dbgate: this MCP session has ended: the settings or policy of target "${target}" changed (a gateway reload) since it started; start a new one`
 
 export const MCP_PATH_PREFIX = '/mcp/'
 const METADATA_PREFIX = '/.well-known/oauth-protected-resource'
@@ -376,8 +379,8 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       if (s.servedAs !== opts.servedAs?.(target.name)) {
         // Built for the target as it was served: the agent's next session gets the target as it is.
         log('info', `MCP session ${s.id}: target ${target.name}'s settings or policy changed since it started; ending it`)
-        await end(s, 'target changed')
-        return rpcError(res, 404, `dbgate: this MCP session has ended: the settings or policy of target "${target.name}" changed (a gateway reload) since it started; start a new one`)
+        await end(s, 'target changed', targetChanged(target.name))
+        return rpcError(res, 404, targetChanged(target.name))
       }
       // This request's token carries the session on to its expiry, within the session's maximum duration.
       if (identity.expiresAt.getTime() >= s.signInExpiresAt) {
@@ -494,9 +497,17 @@ export function createMcpHttp(opts: McpHttpOptions): McpHttp {
       let n = 0
       for (const s of [...sessions.values()]) {
         const message = refused({identity: s.identity, target: s.target})
-        if (message === undefined) continue
+        if (message !== undefined) {
+          n++
+          await end(s, 'its owner may no longer use its target', message)
+          continue
+        }
+        // A statement the session holds for a reviewer waits on the pipeline of the replaced policy,
+        // between the agent's requests: ending it at the next request would leave the reviewer's
+        // approval meanwhile to run it under the policy the reload replaced.
+        if (s.servedAs === opts.servedAs?.(s.target)) continue
         n++
-        await end(s, 'its owner may no longer use its target', message)
+        await end(s, 'target changed', targetChanged(s.target))
       }
       return n
     },
